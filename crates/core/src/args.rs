@@ -1,0 +1,712 @@
+//! [`PersistArgs`]: one typed request per write operation, and the [`Context`] each carries.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{PersistError, Result};
+use crate::id::{IdempotencyKey, MessageId, RequestId, TenantId, ThreadId};
+use crate::message::{Content, Metadata, Role};
+use crate::op::PersistOp;
+
+/// The longest thread title accepted, in bytes.
+pub const MAX_TITLE_BYTES: usize = 1024;
+
+/// What every request carries besides its operation: a request id, who is asking, and typed
+/// extensions that layers use to pass values to each other.
+///
+/// A context with a [tenant](Self::tenant) is confined to that tenant's threads: the backend
+/// refuses, in the write's own transaction, to touch a thread owned by anyone else. A context
+/// without a tenant is trusted host code and reaches every thread.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::{Context, TenantId};
+///
+/// #[derive(Clone, Debug, PartialEq)]
+/// struct Origin(&'static str);
+///
+/// let ctx = Context::new()
+///     .with_tenant(TenantId::new("acme").unwrap())
+///     .with_extension(Origin("web"));
+/// assert_eq!(ctx.tenant().unwrap().as_str(), "acme");
+/// assert_eq!(ctx.extensions().get::<Origin>(), Some(&Origin("web")));
+/// assert_eq!(ctx.request_id(), ctx.request_id()); // generated once, on first use
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    request_id: OnceLock<RequestId>,
+    tenant: Option<TenantId>,
+    principal: Option<Arc<str>>,
+    extensions: http::Extensions,
+}
+
+impl Context {
+    /// An empty context: no tenant (trusted), no principal, a request id generated on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// This request's id, generated (UUIDv7) the first time it is asked for.
+    pub fn request_id(&self) -> &RequestId {
+        self.request_id.get_or_init(RequestId::generate)
+    }
+
+    /// Sets the request id (e.g. the id of the HTTP request that caused this write).
+    pub fn with_request_id(self, id: RequestId) -> Self {
+        Self {
+            request_id: OnceLock::from(id),
+            ..self
+        }
+    }
+
+    /// The tenant this request is confined to, if any.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref()
+    }
+
+    /// Confines this request to `tenant`'s threads.
+    pub fn with_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
+        self
+    }
+
+    /// Who is acting (a user or service id), for audit layers. Not used for access control.
+    pub fn principal(&self) -> Option<&str> {
+        self.principal.as_deref()
+    }
+
+    /// Sets the principal.
+    pub fn with_principal(mut self, principal: impl Into<Arc<str>>) -> Self {
+        self.principal = Some(principal.into());
+        self
+    }
+
+    /// Typed values attached by the host or by layers.
+    pub fn extensions(&self) -> &http::Extensions {
+        &self.extensions
+    }
+
+    /// Mutable access to the extensions.
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        &mut self.extensions
+    }
+
+    /// Attaches a typed value.
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ContextRepr {
+    request_id: RequestId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<TenantId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    principal: Option<Arc<str>>,
+}
+
+/// Serializes the request id, tenant and principal; extensions are process-local and skipped.
+impl Serialize for Context {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        ContextRepr {
+            request_id: self.request_id().clone(),
+            tenant: self.tenant.clone(),
+            principal: self.principal.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let repr = ContextRepr::deserialize(deserializer)?;
+        Ok(Self {
+            request_id: OnceLock::from(repr.request_id),
+            tenant: repr.tenant,
+            principal: repr.principal,
+            extensions: http::Extensions::new(),
+        })
+    }
+}
+
+macro_rules! context_setter {
+    () => {
+        /// Replaces the request's [`Context`].
+        pub fn with_context(mut self, context: Context) -> Self {
+            self.context = context;
+            self
+        }
+    };
+}
+
+/// Appends a complete message to a thread, creating the thread on its first write.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::{args::Add, Content, IdempotencyKey, Role, ThreadId};
+///
+/// let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))
+///     .with_idempotency_key(IdempotencyKey::new("turn-1")?);
+/// assert!(add.message_id.is_none()); // the backend generates a UUIDv7
+/// # Ok::<_, persist_core::PersistError>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Add {
+    /// The thread to append to.
+    pub thread_id: ThreadId,
+    /// The message's id; generated (UUIDv7) when `None`.
+    pub message_id: Option<MessageId>,
+    /// Who wrote it.
+    pub role: Role,
+    /// The content.
+    pub content: Content,
+    /// Metadata.
+    pub metadata: Metadata,
+    /// Makes the write safe to retry: a repeat returns the first message.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Request context.
+    pub context: Context,
+}
+
+impl Add {
+    /// A message of `role` with `content` in `thread_id`.
+    pub fn new(thread_id: ThreadId, role: Role, content: impl Into<Content>) -> Self {
+        Self {
+            thread_id,
+            message_id: None,
+            role,
+            content: content.into(),
+            metadata: Metadata::new(),
+            idempotency_key: None,
+            context: Context::new(),
+        }
+    }
+
+    /// Uses an id chosen by the caller (a provider item id, a legacy id).
+    pub fn with_id(mut self, id: MessageId) -> Self {
+        self.message_id = Some(id);
+        self
+    }
+
+    /// Sets the metadata.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+
+    context_setter!();
+}
+
+/// Appends a placeholder message (status `Reserved`, content `[]`) whose id can stamp every
+/// streamed event before any content exists; [`UpdateContent`] fills and finalizes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Reserve {
+    /// The thread to append to.
+    pub thread_id: ThreadId,
+    /// The message's id; generated (UUIDv7) when `None`.
+    pub message_id: Option<MessageId>,
+    /// Who will write it (usually the assistant).
+    pub role: Role,
+    /// Metadata.
+    pub metadata: Metadata,
+    /// Makes the reservation safe to retry.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Request context.
+    pub context: Context,
+}
+
+impl Reserve {
+    /// A placeholder for `role` in `thread_id`.
+    pub fn new(thread_id: ThreadId, role: Role) -> Self {
+        Self {
+            thread_id,
+            message_id: None,
+            role,
+            metadata: Metadata::new(),
+            idempotency_key: None,
+            context: Context::new(),
+        }
+    }
+
+    /// Uses an id chosen by the caller.
+    pub fn with_id(mut self, id: MessageId) -> Self {
+        self.message_id = Some(id);
+        self
+    }
+
+    /// Sets the metadata.
+    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
+        self.idempotency_key = Some(key);
+        self
+    }
+
+    context_setter!();
+}
+
+/// Replaces a message's content; by default also finalizes it (`Reserved` → `Complete`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UpdateContent {
+    /// The message's thread.
+    pub thread_id: ThreadId,
+    /// The message.
+    pub message_id: MessageId,
+    /// The new content.
+    pub content: Content,
+    /// Whether to mark the message `Complete` (default `true`). Streaming updates pass `false`.
+    pub finalize: bool,
+    /// Fail with `VersionConflict` unless the stored version equals this.
+    pub expected_version: Option<u64>,
+    /// Request context.
+    pub context: Context,
+}
+
+impl UpdateContent {
+    /// Sets `content` on `(thread_id, message_id)` and finalizes it.
+    pub fn new(thread_id: ThreadId, message_id: MessageId, content: impl Into<Content>) -> Self {
+        Self {
+            thread_id,
+            message_id,
+            content: content.into(),
+            finalize: true,
+            expected_version: None,
+            context: Context::new(),
+        }
+    }
+
+    /// Whether to finalize (default `true`).
+    pub fn with_finalize(mut self, finalize: bool) -> Self {
+        self.finalize = finalize;
+        self
+    }
+
+    /// Adds an optimistic-concurrency precondition.
+    pub fn with_expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    context_setter!();
+}
+
+/// What an [`Update`] or a [`Delete`] applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// One message of the thread.
+    Message(MessageId),
+    /// The thread itself.
+    Thread,
+}
+
+/// Patches a message (metadata, role) or a thread (metadata, title).
+///
+/// The metadata patch is merged atomically: keys set to `null` are removed, others replaced,
+/// keys not named are kept, so concurrent patches of different keys all survive.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::{args::Update, Metadata, MessageId, ThreadId};
+/// use serde_json::json;
+///
+/// let thread = ThreadId::new("t1")?;
+/// let patch = Update::message(thread.clone(), MessageId::new("m1")?)
+///     .with_metadata(Metadata::new().with("rating", json!(5)));
+/// let rename = Update::thread(thread).with_title(Some("Trip plans".into()));
+/// # let _ = (patch, rename);
+/// # Ok::<_, persist_core::PersistError>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Update {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// A message of the thread, or the thread itself.
+    pub target: Target,
+    /// Metadata to merge.
+    pub metadata: Option<Metadata>,
+    /// New role (messages only).
+    pub role: Option<Role>,
+    /// New title, or `Some(None)` to clear it (threads only).
+    pub title: Option<Option<String>>,
+    /// Fail with `VersionConflict` unless the target's stored version equals this.
+    pub expected_version: Option<u64>,
+    /// Request context.
+    pub context: Context,
+}
+
+impl Update {
+    /// Patches message `message_id` of `thread_id`.
+    pub fn message(thread_id: ThreadId, message_id: MessageId) -> Self {
+        Self::new(thread_id, Target::Message(message_id))
+    }
+
+    /// Patches the thread itself.
+    pub fn thread(thread_id: ThreadId) -> Self {
+        Self::new(thread_id, Target::Thread)
+    }
+
+    fn new(thread_id: ThreadId, target: Target) -> Self {
+        Self {
+            thread_id,
+            target,
+            metadata: None,
+            role: None,
+            title: None,
+            expected_version: None,
+            context: Context::new(),
+        }
+    }
+
+    /// Merges `patch` into the target's metadata.
+    pub fn with_metadata(mut self, patch: Metadata) -> Self {
+        self.metadata = Some(patch);
+        self
+    }
+
+    /// Changes a message's role.
+    pub fn with_role(mut self, role: Role) -> Self {
+        self.role = Some(role);
+        self
+    }
+
+    /// Sets (or with `None`, clears) a thread's title.
+    pub fn with_title(mut self, title: Option<String>) -> Self {
+        self.title = Some(title);
+        self
+    }
+
+    /// Adds an optimistic-concurrency precondition.
+    pub fn with_expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    context_setter!();
+}
+
+/// Deletes one message, or a whole thread (leaving a tombstone that refuses later writes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Delete {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// A message of the thread, or the thread itself.
+    pub target: Target,
+    /// Fail with `VersionConflict` unless the target's stored version equals this.
+    pub expected_version: Option<u64>,
+    /// Request context.
+    pub context: Context,
+}
+
+impl Delete {
+    /// Deletes message `message_id` of `thread_id`.
+    pub fn message(thread_id: ThreadId, message_id: MessageId) -> Self {
+        Self::new(thread_id, Target::Message(message_id))
+    }
+
+    /// Deletes the thread and every message in it.
+    pub fn thread(thread_id: ThreadId) -> Self {
+        Self::new(thread_id, Target::Thread)
+    }
+
+    fn new(thread_id: ThreadId, target: Target) -> Self {
+        Self {
+            thread_id,
+            target,
+            expected_version: None,
+            context: Context::new(),
+        }
+    }
+
+    /// Adds an optimistic-concurrency precondition.
+    pub fn with_expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    context_setter!();
+}
+
+/// One write request, as it travels through the pipeline.
+///
+/// Layers that only observe use the accessors ([`op`](Self::op),
+/// [`thread_id`](Self::thread_id), [`message_id`](Self::message_id),
+/// [`context`](Self::context)) and never need to match every variant, so a new operation
+/// added later breaks none of them.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::{args::Add, Content, PersistArgs, PersistOp, Role, ThreadId};
+///
+/// let args = PersistArgs::from(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi")));
+/// assert_eq!(args.op(), PersistOp::Add);
+/// assert_eq!(args.thread_id().as_str(), "t1");
+/// assert!(args.message_id().is_none());
+/// # Ok::<_, persist_core::PersistError>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PersistArgs {
+    /// See [`Add`].
+    Add(Add),
+    /// See [`Reserve`].
+    Reserve(Reserve),
+    /// See [`UpdateContent`].
+    UpdateContent(UpdateContent),
+    /// See [`Update`].
+    Update(Update),
+    /// See [`Delete`].
+    Delete(Delete),
+}
+
+impl PersistArgs {
+    /// The operation label.
+    pub fn op(&self) -> PersistOp {
+        match self {
+            Self::Add(_) => PersistOp::Add,
+            Self::Reserve(_) => PersistOp::Reserve,
+            Self::UpdateContent(_) => PersistOp::UpdateContent,
+            Self::Update(_) => PersistOp::Update,
+            Self::Delete(_) => PersistOp::Delete,
+        }
+    }
+
+    /// The thread written to.
+    pub fn thread_id(&self) -> &ThreadId {
+        match self {
+            Self::Add(a) => &a.thread_id,
+            Self::Reserve(a) => &a.thread_id,
+            Self::UpdateContent(a) => &a.thread_id,
+            Self::Update(a) => &a.thread_id,
+            Self::Delete(a) => &a.thread_id,
+        }
+    }
+
+    /// The message written to, when the request names one (a generated id is not known yet).
+    pub fn message_id(&self) -> Option<&MessageId> {
+        match self {
+            Self::Add(a) => a.message_id.as_ref(),
+            Self::Reserve(a) => a.message_id.as_ref(),
+            Self::UpdateContent(a) => Some(&a.message_id),
+            Self::Update(a) => a.target.message_id(),
+            Self::Delete(a) => a.target.message_id(),
+        }
+    }
+
+    /// The content being written, for `add` and `update_content`.
+    pub fn content(&self) -> Option<&Content> {
+        match self {
+            Self::Add(a) => Some(&a.content),
+            Self::UpdateContent(a) => Some(&a.content),
+            _ => None,
+        }
+    }
+
+    /// The metadata being written or merged, if any.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        match self {
+            Self::Add(a) => Some(&a.metadata),
+            Self::Reserve(a) => Some(&a.metadata),
+            Self::Update(a) => a.metadata.as_ref(),
+            Self::UpdateContent(_) | Self::Delete(_) => None,
+        }
+    }
+
+    /// The request context.
+    pub fn context(&self) -> &Context {
+        match self {
+            Self::Add(a) => &a.context,
+            Self::Reserve(a) => &a.context,
+            Self::UpdateContent(a) => &a.context,
+            Self::Update(a) => &a.context,
+            Self::Delete(a) => &a.context,
+        }
+    }
+
+    /// Mutable access to the request context.
+    pub fn context_mut(&mut self) -> &mut Context {
+        match self {
+            Self::Add(a) => &mut a.context,
+            Self::Reserve(a) => &mut a.context,
+            Self::UpdateContent(a) => &mut a.context,
+            Self::Update(a) => &mut a.context,
+            Self::Delete(a) => &mut a.context,
+        }
+    }
+
+    /// Checks the rules no type can express, the same on every backend: an update must change
+    /// something, a role applies to messages and a title to threads, a title fits in
+    /// [`MAX_TITLE_BYTES`]. Backends call this before writing anything.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let Self::Update(update) = self else {
+            return Ok(());
+        };
+        if update.metadata.is_none() && update.role.is_none() && update.title.is_none() {
+            return Err(PersistError::invalid("update", "the patch changes nothing"));
+        }
+        match update.target {
+            Target::Message(_) if update.title.is_some() => {
+                Err(PersistError::invalid("title", "only threads have a title"))
+            }
+            Target::Thread if update.role.is_some() => {
+                Err(PersistError::invalid("role", "only messages have a role"))
+            }
+            _ => match &update.title {
+                Some(Some(title)) if title.len() > MAX_TITLE_BYTES => Err(PersistError::invalid(
+                    "title",
+                    format!("is {} bytes, the limit is {MAX_TITLE_BYTES}", title.len()),
+                )),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+impl Target {
+    /// The message id, for a message target.
+    pub fn message_id(&self) -> Option<&MessageId> {
+        match self {
+            Self::Message(id) => Some(id),
+            Self::Thread => None,
+        }
+    }
+}
+
+macro_rules! into_args {
+    ($($variant:ident),*) => {$(
+        impl From<$variant> for PersistArgs {
+            fn from(args: $variant) -> Self {
+                Self::$variant(args)
+            }
+        }
+    )*};
+}
+into_args!(Add, Reserve, UpdateContent, Update, Delete);
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn thread() -> ThreadId {
+        ThreadId::new("t1").unwrap()
+    }
+
+    #[test]
+    fn accessors_cover_every_variant() {
+        let m = MessageId::new("m1").unwrap();
+        let all: Vec<PersistArgs> = vec![
+            Add::new(thread(), Role::User, Content::text("a"))
+                .with_id(m.clone())
+                .into(),
+            Reserve::new(thread(), Role::Assistant).into(),
+            UpdateContent::new(thread(), m.clone(), Content::text("b")).into(),
+            Update::message(thread(), m.clone())
+                .with_role(Role::Tool)
+                .into(),
+            Delete::thread(thread()).into(),
+        ];
+        let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
+        assert_eq!(ops, PersistOp::ALL);
+        for args in &all {
+            assert_eq!(args.thread_id(), &thread());
+        }
+        assert_eq!(all[0].message_id(), Some(&m));
+        assert_eq!(all[1].message_id(), None);
+        assert_eq!(all[3].message_id(), Some(&m));
+        assert_eq!(all[4].message_id(), None);
+    }
+
+    #[test]
+    fn validate_refuses_meaningless_updates() {
+        let m = MessageId::new("m1").unwrap();
+        let cases: Vec<(PersistArgs, &str)> = vec![
+            (Update::message(thread(), m.clone()).into(), "update"),
+            (
+                Update::message(thread(), m)
+                    .with_title(Some("x".into()))
+                    .into(),
+                "title",
+            ),
+            (
+                Update::thread(thread()).with_role(Role::User).into(),
+                "role",
+            ),
+            (
+                Update::thread(thread())
+                    .with_title(Some("x".repeat(MAX_TITLE_BYTES + 1)))
+                    .into(),
+                "title",
+            ),
+        ];
+        for (args, field) in cases {
+            match args.validate() {
+                Err(PersistError::InvalidInput { field: got, .. }) => assert_eq!(got, field),
+                other => panic!("{args:?} gave {other:?}"),
+            }
+        }
+        let ok: PersistArgs = Update::thread(thread())
+            .with_metadata(Metadata::new().with("a", json!(1)))
+            .into();
+        assert!(ok.validate().is_ok());
+    }
+
+    #[test]
+    fn args_round_trip_through_json_with_their_context() {
+        let ctx = Context::new()
+            .with_tenant(TenantId::new("acme").unwrap())
+            .with_principal("u1");
+        let id = ctx.request_id().clone();
+        let args: PersistArgs = Add::new(thread(), Role::User, Content::text("hi"))
+            .with_metadata(Metadata::new().with("k", json!("v")))
+            .with_context(ctx)
+            .into();
+        let text = serde_json::to_string(&args).unwrap();
+        assert!(text.contains("\"op\":\"add\""), "{text}");
+        let back: PersistArgs = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.context().request_id(), &id);
+        assert_eq!(back.context().tenant().unwrap().as_str(), "acme");
+        assert_eq!(back.context().principal(), Some("u1"));
+        assert_eq!(back.content(), args.content());
+    }
+
+    #[test]
+    fn request_id_is_stable_across_clones_once_read() {
+        let ctx = Context::new();
+        let id = ctx.request_id().clone();
+        assert_eq!(ctx.clone().request_id(), &id);
+    }
+}

@@ -1,0 +1,191 @@
+//! The [`Backend`] trait: what a store implements, and [`Capabilities`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::args::PersistArgs;
+use crate::error::Result;
+use crate::message::{Message, Thread};
+use crate::read::{GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
+use crate::result::PersistResult;
+
+/// What a backend can do beyond the required contract; the conformance suite gates its
+/// optional checks on these.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::Capabilities;
+///
+/// let caps = Capabilities::new().with_durable(true).with_shared_storage(true);
+/// assert!(caps.durable && caps.shared_storage);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Acknowledged writes survive dropping every handle and opening the storage again.
+    pub durable: bool,
+    /// Independently opened handles (other pools, other processes) may share one storage and
+    /// race each other; the backend keeps the contract across them.
+    pub shared_storage: bool,
+}
+
+impl Capabilities {
+    /// No optional capability.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`durable`](Self::durable).
+    pub fn with_durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    /// Sets [`shared_storage`](Self::shared_storage).
+    pub fn with_shared_storage(mut self, shared: bool) -> Self {
+        self.shared_storage = shared;
+        self
+    }
+}
+
+/// A store of threads and messages.
+///
+/// A backend author implements plain async methods; the [`Terminal`](crate::Terminal) adapts
+/// the backend into a tower `Service`, so readiness (`poll_ready`) is never the backend's
+/// concern. Writes come in as [`PersistArgs`] and must keep the contract below; the
+/// `persist-conformance` crate checks every rule.
+///
+/// # Behavior
+///
+/// [`apply`](Self::apply) performs one write **atomically**: entirely or not at all. Per
+/// operation:
+///
+/// - **add / reserve**: call [`PersistArgs::validate`] first. Create the thread if absent
+///   (owned by the context's tenant). Refuse a tombstoned thread with `ThreadDeleted`, a thread
+///   of another tenant with `NotFound`. If the idempotency key is already used in the thread,
+///   return that message with `deduplicated: true`; if the explicit id is taken, return it
+///   deduplicated when the payload is identical (role, metadata, idempotency key, and for `add`
+///   content and status `Complete`), else fail with `AlreadyExists`. Otherwise assign
+///   `seq = last_seq + 1` inside the write, `version = 1`, status `Complete` (add) or
+///   `Reserved` with content `[]` (reserve), and update the thread's `last_seq`,
+///   `message_count` and `updated_at` in the same transaction.
+/// - **update_content**: the message is looked up by `(thread, id)`: a missing one, or one of
+///   another thread, is `NotFound`, never a write. Check `expected_version`
+///   (`VersionConflict { expected, actual }`), replace the content, set status `Complete` when
+///   `finalize`, bump `version`, touch `updated_at` of message and thread.
+/// - **update**: merge the metadata patch atomically (null removes a key), set role (message)
+///   or title (thread), bump the target's `version`, touch `updated_at`. Unknown target:
+///   `NotFound`. `expected_version` compares the target's version.
+/// - **delete**: remove the message (or every message of the thread and mark the thread
+///   deleted), adjust `message_count`, and answer every id removed in `seq` order. What is
+///   already gone answers an empty list. `expected_version` compares the target's version
+///   when the target exists.
+/// - Every write to a tombstoned thread except `delete` fails with `ThreadDeleted`; every write
+///   to another tenant's thread fails with `NotFound` (a `delete` answers an empty list), so
+///   nothing leaks.
+///
+/// Reads never fail for a missing or foreign thread: they answer `None` or an empty page.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::{args::Add, Backend, Content, PersistArgs, Role, ThreadId};
+/// use persist_memory::MemoryBackend;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let backend = MemoryBackend::new();
+/// let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"));
+/// let result = backend.apply(PersistArgs::from(add)).await?;
+/// assert_eq!(result.message().unwrap().seq, 1);
+/// # Ok::<_, persist_core::PersistError>(())
+/// # }).unwrap();
+/// ```
+pub trait Backend: Send + Sync + 'static {
+    /// Applies one write atomically. See the trait's `# Behavior`.
+    fn apply(&self, args: PersistArgs) -> impl Future<Output = Result<PersistResult>> + Send;
+
+    /// One message by `(thread, id)`; `None` when absent, or in a thread of another tenant.
+    fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send;
+
+    /// One thread, tombstones included; `None` when absent or of another tenant.
+    fn get_thread(&self, query: GetThread) -> impl Future<Output = Result<Option<Thread>>> + Send;
+
+    /// A page of a thread's messages by `seq`; see [`ListMessages`]. An absent or foreign
+    /// thread gives an empty page.
+    fn list(&self, query: ListMessages) -> impl Future<Output = Result<Page<Message>>> + Send;
+
+    /// A page of live threads, most recently updated first (ties by id, descending); see
+    /// [`ListThreads`].
+    fn threads(
+        &self,
+        query: ListThreads,
+    ) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send;
+
+    /// What this backend supports beyond the required contract.
+    fn capabilities(&self) -> Capabilities;
+}
+
+impl<B: Backend> Backend for Arc<B> {
+    fn apply(&self, args: PersistArgs) -> impl Future<Output = Result<PersistResult>> + Send {
+        (**self).apply(args)
+    }
+
+    fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send {
+        (**self).get(query)
+    }
+
+    fn get_thread(&self, query: GetThread) -> impl Future<Output = Result<Option<Thread>>> + Send {
+        (**self).get_thread(query)
+    }
+
+    fn list(&self, query: ListMessages) -> impl Future<Output = Result<Page<Message>>> + Send {
+        (**self).list(query)
+    }
+
+    fn threads(
+        &self,
+        query: ListThreads,
+    ) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
+        (**self).threads(query)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
+}
+
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The object-safe twin of [`Backend`] reads, so a [`Pipeline`](crate::Pipeline) can hold any
+/// backend behind one type.
+pub(crate) trait DynReader: Send + Sync {
+    fn get(&self, query: GetMessage) -> BoxFuture<'_, Result<Option<Message>>>;
+    fn get_thread(&self, query: GetThread) -> BoxFuture<'_, Result<Option<Thread>>>;
+    fn list(&self, query: ListMessages) -> BoxFuture<'_, Result<Page<Message>>>;
+    fn threads(&self, query: ListThreads) -> BoxFuture<'_, Result<Page<Thread, ThreadCursor>>>;
+    fn capabilities(&self) -> Capabilities;
+}
+
+impl<B: Backend> DynReader for B {
+    fn get(&self, query: GetMessage) -> BoxFuture<'_, Result<Option<Message>>> {
+        Box::pin(Backend::get(self, query))
+    }
+
+    fn get_thread(&self, query: GetThread) -> BoxFuture<'_, Result<Option<Thread>>> {
+        Box::pin(Backend::get_thread(self, query))
+    }
+
+    fn list(&self, query: ListMessages) -> BoxFuture<'_, Result<Page<Message>>> {
+        Box::pin(Backend::list(self, query))
+    }
+
+    fn threads(&self, query: ListThreads) -> BoxFuture<'_, Result<Page<Thread, ThreadCursor>>> {
+        Box::pin(Backend::threads(self, query))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Backend::capabilities(self)
+    }
+}

@@ -1,0 +1,250 @@
+//! The one error type of persist.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use crate::id::{MessageId, ThreadId};
+use crate::op::PersistOp;
+
+/// A boxed error usable as a [`PersistError`] source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result<T, PersistError>`.
+pub type Result<T, E = PersistError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong with a write or a read.
+///
+/// Each variant carries the context needed to act on it (the thread, the message, the field,
+/// the versions). [`is_temporary`](Self::is_temporary) says whether retrying the same request
+/// may succeed; the `Retry` layer relies on it and on nothing else.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::{PersistError, ThreadId};
+///
+/// let err = ThreadId::new("").unwrap_err();
+/// assert!(matches!(err, PersistError::InvalidInput { field: "thread_id", .. }));
+/// assert!(!err.is_temporary());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PersistError {
+    /// A field of the request is malformed or out of bounds; nothing was written.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput {
+        /// The offending field (`"thread_id"`, `"metadata"`, `"limit"`, …).
+        field: &'static str,
+        /// Why it was refused, in words.
+        reason: Cow<'static, str>,
+    },
+
+    /// The thread or message does not exist (or belongs to another tenant).
+    #[error("not found: thread {thread_id}{}", fmt_message(message_id))]
+    NotFound {
+        /// The thread addressed.
+        thread_id: ThreadId,
+        /// The message addressed, when the request named one.
+        message_id: Option<MessageId>,
+    },
+
+    /// The message id is already taken in this thread by a message with a different payload.
+    #[error("already exists: message {message_id} in thread {thread_id}")]
+    AlreadyExists {
+        /// The thread.
+        thread_id: ThreadId,
+        /// The message id that is taken.
+        message_id: MessageId,
+    },
+
+    /// The request's expected version does not match the stored one; nothing was written.
+    #[error(
+        "version conflict on thread {thread_id}{}: expected {expected}, found {actual}",
+        fmt_message(message_id)
+    )]
+    VersionConflict {
+        /// The thread.
+        thread_id: ThreadId,
+        /// The message, or `None` when the precondition was on the thread.
+        message_id: Option<MessageId>,
+        /// The version the request expected.
+        expected: u64,
+        /// The version stored.
+        actual: u64,
+    },
+
+    /// The thread was deleted; writes to it are refused so it cannot be resurrected.
+    #[error("thread {thread_id} was deleted")]
+    ThreadDeleted {
+        /// The deleted thread.
+        thread_id: ThreadId,
+    },
+
+    /// A layer refused the request (policy, read-only mode, …).
+    #[error("rejected: {reason}")]
+    Rejected {
+        /// Why, in words meant for the caller.
+        reason: Cow<'static, str>,
+    },
+
+    /// The backend or layer does not support this operation.
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What is unsupported.
+        what: Cow<'static, str>,
+    },
+
+    /// The request did not complete in time.
+    #[error("{op} timed out after {after:?}")]
+    Timeout {
+        /// The operation that timed out.
+        op: PersistOp,
+        /// The limit that was exceeded.
+        after: Duration,
+    },
+
+    /// A transient condition (busy database, lock contention, pool exhausted); retrying the
+    /// same request may succeed.
+    #[error("temporarily unavailable: {message}")]
+    Temporary {
+        /// What happened.
+        message: Cow<'static, str>,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A layer answered with a result of another operation than the one requested.
+    #[error("a layer answered {op} with a {got} result")]
+    MismatchedResult {
+        /// The operation requested.
+        op: PersistOp,
+        /// The operation of the result received.
+        got: PersistOp,
+    },
+
+    /// The backend failed in a way a retry will not fix.
+    #[error("backend error: {message}")]
+    Backend {
+        /// What happened.
+        message: Cow<'static, str>,
+        /// The underlying error.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+fn fmt_message(message_id: &Option<MessageId>) -> String {
+    match message_id {
+        Some(id) => format!(", message {id}"),
+        None => String::new(),
+    }
+}
+
+impl PersistError {
+    /// Whether retrying the same request may succeed.
+    ///
+    /// True for [`Temporary`](Self::Temporary) and [`Timeout`](Self::Timeout); false for
+    /// everything that describes the request or the stored state (a retry would fail the
+    /// same way, or worse, duplicate a write).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, Self::Temporary { .. } | Self::Timeout { .. })
+    }
+
+    /// An [`InvalidInput`](Self::InvalidInput) error.
+    pub fn invalid(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`Rejected`](Self::Rejected) error, for layers that refuse a request.
+    pub fn rejected(reason: impl Into<Cow<'static, str>>) -> Self {
+        Self::Rejected {
+            reason: reason.into(),
+        }
+    }
+
+    /// A [`Temporary`](Self::Temporary) error without a source.
+    pub fn temporary(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::Temporary {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`Backend`](Self::Backend) error wrapping `source`.
+    pub fn backend(message: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
+        Self::Backend {
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A [`NotFound`](Self::NotFound) error for a thread or a message in it.
+    pub fn not_found(thread_id: &ThreadId, message_id: Option<&MessageId>) -> Self {
+        Self::NotFound {
+            thread_id: thread_id.clone(),
+            message_id: message_id.cloned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_errors_are_temporary() {
+        let thread = ThreadId::new("t").unwrap();
+        let message = MessageId::new("m").unwrap();
+        assert!(PersistError::temporary("busy").is_temporary());
+        assert!(
+            PersistError::Timeout {
+                op: PersistOp::Add,
+                after: Duration::from_secs(1)
+            }
+            .is_temporary()
+        );
+        for permanent in [
+            PersistError::invalid("x", "bad"),
+            PersistError::not_found(&thread, Some(&message)),
+            PersistError::AlreadyExists {
+                thread_id: thread.clone(),
+                message_id: message.clone(),
+            },
+            PersistError::VersionConflict {
+                thread_id: thread.clone(),
+                message_id: None,
+                expected: 1,
+                actual: 2,
+            },
+            PersistError::ThreadDeleted {
+                thread_id: thread.clone(),
+            },
+            PersistError::rejected("no"),
+            PersistError::backend("disk", std::io::Error::other("gone")),
+        ] {
+            assert!(!permanent.is_temporary(), "{permanent}");
+        }
+    }
+
+    #[test]
+    fn messages_carry_context() {
+        let thread = ThreadId::new("t1").unwrap();
+        let message = MessageId::new("m1").unwrap();
+        let err = PersistError::not_found(&thread, Some(&message));
+        assert_eq!(err.to_string(), "not found: thread t1, message m1");
+        let err = PersistError::VersionConflict {
+            thread_id: thread,
+            message_id: Some(message),
+            expected: 3,
+            actual: 4,
+        };
+        assert_eq!(
+            err.to_string(),
+            "version conflict on thread t1, message m1: expected 3, found 4"
+        );
+    }
+}

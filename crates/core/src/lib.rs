@@ -1,0 +1,72 @@
+//! Store AI-agent conversations through a tower middleware pipeline.
+//!
+//! Every write is a typed [`PersistArgs`] (`add`, `reserve`, `update_content`, `update`,
+//! `delete`) that flows through the layers a host app stacked, down to a [`Terminal`] that
+//! applies it to a [`Backend`] and answers a typed [`PersistResult`]:
+//!
+//! ```text
+//!              Pipeline (first layer added sees the request first)
+//!   PersistArgs ─▶ [ layer 1 ] ─▶ [ layer 2 ] ─▶ … ─▶ Terminal ─▶ Backend
+//!   PersistResult ◀───────────────────────────────────────┘   (memory, SQLite, PostgreSQL)
+//! ```
+//!
+//! Layers observe (indexing, audit), rewrite, redirect ([`layer::route`]) or short-circuit
+//! ([`layer::intercept`]) any write. Reads ([`Pipeline::get`], [`Pipeline::list`], …) go
+//! straight to the backend.
+//!
+//! # Writing a plugin
+//!
+//! 1. [`layer::from_fn`]: an async closure, like axum's `from_fn`;
+//! 2. [`layer::ObserveLayer`]: hook closures that only watch;
+//! 3. a `tower::Layer` + `Service` + pin-projected future, for layers that must cost nothing.
+//!
+//! # Example
+//!
+//! ```
+//! use persist_core::{args::{Add, Reserve, UpdateContent}, layer::ObserveLayer, read::ListMessages};
+//! use persist_core::{Content, PersistArgs, Pipeline, Role, ThreadId};
+//! use persist_memory::MemoryBackend;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pipeline = Pipeline::builder()
+//!     .layer(ObserveLayer::new().on_args(|args: &PersistArgs| println!("{} {}", args.op(), args.thread_id())))
+//!     .build(MemoryBackend::new());
+//!
+//! let thread = ThreadId::new("chat-1")?;
+//! pipeline.add(Add::new(thread.clone(), Role::User, Content::text("Hello"))).await?;
+//! let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
+//! pipeline.update_content(UpdateContent::new(thread.clone(), reply.id, Content::text("Hi!"))).await?;
+//!
+//! let page = pipeline.list(ListMessages::new(thread)).await?;
+//! assert_eq!(page.items.iter().map(|m| m.content.to_text()).collect::<Vec<_>>(), ["Hello", "Hi!"]);
+//! # Ok::<_, persist_core::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod args;
+mod backend;
+mod error;
+mod id;
+pub mod layer;
+mod message;
+mod op;
+mod pipeline;
+pub mod read;
+mod result;
+mod terminal;
+
+pub use self::args::{Context, PersistArgs, Target};
+pub use self::backend::{Backend, Capabilities};
+pub use self::error::{BoxError, PersistError, Result};
+pub use self::id::{IdempotencyKey, MAX_ID_BYTES, MessageId, RequestId, TenantId, ThreadId};
+pub use self::message::{
+    Content, MAX_ROLE_BYTES, Message, Metadata, Role, Status, Thread, Timestamp,
+};
+pub use self::op::PersistOp;
+pub use self::pipeline::{BoxPersistService, Pipeline, PipelineBuilder};
+pub use self::read::{Order, Page};
+pub use self::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Updated};
+pub use self::terminal::Terminal;

@@ -1,0 +1,529 @@
+//! The stored data: [`Message`], [`Thread`] and their parts.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::error::PersistError;
+use crate::id::{IdempotencyKey, MessageId, TenantId, ThreadId};
+
+/// Who wrote a message.
+///
+/// Serialized in lowercase (`"user"`, `"assistant"`, …). Roles outside the four common ones
+/// are kept as [`Role::Other`], so a provider's new role never fails a write.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::Role;
+///
+/// assert_eq!(Role::new("assistant").unwrap(), Role::Assistant);
+/// assert_eq!(Role::new("critic").unwrap().as_str(), "critic");
+/// assert!(Role::new("").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// The human (or calling system) side of the conversation.
+    User,
+    /// The model's replies.
+    Assistant,
+    /// Instructions for the model.
+    System,
+    /// Tool calls' results.
+    Tool,
+    /// Any other role, by name.
+    Other(Arc<str>),
+}
+
+/// The longest role name accepted, in bytes.
+pub const MAX_ROLE_BYTES: usize = 64;
+
+impl Role {
+    /// Parses a role name; the four common names map to their variants.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] for an empty name, one longer than [`MAX_ROLE_BYTES`]
+    /// or one containing control characters.
+    pub fn new(name: &str) -> Result<Self, PersistError> {
+        Ok(match name {
+            "user" => Self::User,
+            "assistant" => Self::Assistant,
+            "system" => Self::System,
+            "tool" => Self::Tool,
+            other => {
+                if other.is_empty()
+                    || other.len() > MAX_ROLE_BYTES
+                    || other.chars().any(char::is_control)
+                {
+                    return Err(PersistError::invalid(
+                        "role",
+                        format!("must be 1 to {MAX_ROLE_BYTES} bytes without control characters"),
+                    ));
+                }
+                Self::Other(Arc::from(other))
+            }
+        })
+    }
+
+    /// The role's name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::System => "system",
+            Self::Tool => "tool",
+            Self::Other(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Role {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A message's content: any JSON value, usually an array of content blocks.
+///
+/// Cloning is a reference-count increment, so layers (and tower's retry, which clones
+/// requests) can keep copies for free. A reservation holds the [placeholder](Self::placeholder)
+/// `[]`.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::Content;
+///
+/// let c = Content::text("hello");
+/// assert_eq!(c.as_value()[0]["text"], "hello");
+/// assert!(Content::placeholder().is_placeholder());
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Content(Arc<Value>);
+
+impl Content {
+    /// Wraps any JSON value.
+    pub fn new(value: Value) -> Self {
+        Self(Arc::new(value))
+    }
+
+    /// One text block: `[{"type": "text", "text": text}]`.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::new(serde_json::json!([{ "type": "text", "text": text.into() }]))
+    }
+
+    /// The placeholder content of a reservation: an empty array.
+    pub fn placeholder() -> Self {
+        Self::new(Value::Array(Vec::new()))
+    }
+
+    /// Whether this is the empty-array placeholder.
+    pub fn is_placeholder(&self) -> bool {
+        matches!(&*self.0, Value::Array(items) if items.is_empty())
+    }
+
+    /// The JSON value.
+    pub fn as_value(&self) -> &Value {
+        &self.0
+    }
+
+    /// The concatenated `text` of every `{"type": "text"}` block (or the string itself when
+    /// the content is a plain JSON string). Handy for printing and indexing.
+    pub fn to_text(&self) -> String {
+        match &*self.0 {
+            Value::String(s) => s.clone(),
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter_map(|block| block.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(""),
+            _ => String::new(),
+        }
+    }
+}
+
+impl From<Value> for Content {
+    fn from(value: Value) -> Self {
+        Self::new(value)
+    }
+}
+
+/// Metadata attached to a message or a thread: a JSON object.
+///
+/// Cloning is cheap (reference-counted). Only objects are accepted, so "metadata that is not
+/// an object" is refused when the value is built, not when it reaches a backend.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::Metadata;
+/// use serde_json::json;
+///
+/// let mut meta = Metadata::new().with("model", json!("m-1")).with("tokens", json!(12));
+/// meta.merge(&Metadata::new().with("tokens", json!(null)).with("done", json!(true)));
+/// assert_eq!(meta.get("tokens"), None);
+/// assert_eq!(meta.get("done"), Some(&json!(true)));
+/// assert!(Metadata::try_from(json!([1, 2])).is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct Metadata(Arc<Map<String, Value>>);
+
+impl Metadata {
+    /// An empty object.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Returns `self` with `key` set to `value`.
+    pub fn with(mut self, key: impl Into<String>, value: Value) -> Self {
+        Arc::make_mut(&mut self.0).insert(key.into(), value);
+        self
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.0.get(key)
+    }
+
+    /// The object.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
+    /// Whether the object has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Merges `patch` into `self` key by key (top level): a key set to `null` in the patch is
+    /// removed, any other value replaces the stored one.
+    pub fn merge(&mut self, patch: &Metadata) {
+        if patch.is_empty() {
+            return;
+        }
+        let map = Arc::make_mut(&mut self.0);
+        for (key, value) in patch.0.iter() {
+            if value.is_null() {
+                map.remove(key);
+            } else {
+                map.insert(key.clone(), value.clone());
+            }
+        }
+    }
+
+    /// Whether every key of `filter` is present in `self` with an equal value.
+    pub fn contains(&self, filter: &Metadata) -> bool {
+        filter
+            .0
+            .iter()
+            .all(|(key, value)| self.0.get(key) == Some(value))
+    }
+}
+
+impl TryFrom<Value> for Metadata {
+    type Error = PersistError;
+
+    fn try_from(value: Value) -> Result<Self, Self::Error> {
+        match value {
+            Value::Object(map) => Ok(Self(Arc::new(map))),
+            other => Err(PersistError::invalid(
+                "metadata",
+                format!("must be a JSON object, got {}", json_kind(&other)),
+            )),
+        }
+    }
+}
+
+impl From<Map<String, Value>> for Metadata {
+    fn from(map: Map<String, Value>) -> Self {
+        Self(Arc::new(map))
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Metadata::try_from(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Whether a message is a placeholder still being written, or complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created by `reserve`; content is the placeholder until `update_content` finalizes it.
+    Reserved,
+    /// Written by `add`, or finalized by `update_content`.
+    Complete,
+}
+
+impl Status {
+    /// `"reserved"` or `"complete"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Complete => "complete",
+        }
+    }
+}
+
+/// A point in time, in microseconds since the Unix epoch (UTC).
+///
+/// Used for `created_at`/`updated_at`. Ordering of messages never depends on it: that is what
+/// [`Message::seq`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+
+    /// From microseconds since the Unix epoch.
+    pub const fn from_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    /// Microseconds since the Unix epoch.
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+
+    /// This timestamp moved back by `age` (saturating), e.g. "older than ten minutes".
+    pub fn saturating_sub(self, age: Duration) -> Self {
+        let micros = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_sub(micros))
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(time: SystemTime) -> Self {
+        match time.duration_since(UNIX_EPOCH) {
+            Ok(after) => Self(i64::try_from(after.as_micros()).unwrap_or(i64::MAX)),
+            Err(before) => Self(-i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(ts: Timestamp) -> Self {
+        let magnitude = Duration::from_micros(ts.0.unsigned_abs());
+        if ts.0 >= 0 {
+            UNIX_EPOCH + magnitude
+        } else {
+            UNIX_EPOCH - magnitude
+        }
+    }
+}
+
+/// One stored message. Its identity is `(thread_id, id)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The thread the message belongs to.
+    pub thread_id: ThreadId,
+    /// The message's id, unique within its thread.
+    pub id: MessageId,
+    /// Who wrote it.
+    pub role: Role,
+    /// The content (the placeholder `[]` while reserved).
+    pub content: Content,
+    /// Free-form metadata.
+    pub metadata: Metadata,
+    /// Reserved or complete.
+    pub status: Status,
+    /// Position in the thread: `1, 2, 3…`, assigned at `add`/`reserve`, never reused.
+    pub seq: u64,
+    /// `1` on insert, `+1` on every change; for optimistic concurrency.
+    pub version: u64,
+    /// The idempotency key the message was written with, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// When the message was written.
+    pub created_at: Timestamp,
+    /// When the message last changed.
+    pub updated_at: Timestamp,
+}
+
+impl Message {
+    /// Whether `args` (an `add` or a `reserve` naming this message's id) repeats the write
+    /// that created this message: same role, metadata and idempotency key, and for `add` the
+    /// same content on a complete message. Backends answer such a repeat with the stored
+    /// message (`deduplicated: true`) and anything else with `AlreadyExists`.
+    pub fn is_repeat_of(&self, args: &crate::PersistArgs) -> bool {
+        match args {
+            crate::PersistArgs::Add(add) => {
+                self.status == Status::Complete
+                    && self.role == add.role
+                    && self.content == add.content
+                    && self.metadata == add.metadata
+                    && self.idempotency_key == add.idempotency_key
+            }
+            crate::PersistArgs::Reserve(reserve) => {
+                self.role == reserve.role
+                    && self.metadata == reserve.metadata
+                    && self.idempotency_key == reserve.idempotency_key
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A thread: the conversation messages belong to. Created by its first write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thread {
+    /// The thread's id.
+    pub id: ThreadId,
+    /// The tenant that owns it (set by the first write's context), if any.
+    pub tenant: Option<TenantId>,
+    /// A display title.
+    pub title: Option<String>,
+    /// Free-form metadata.
+    pub metadata: Metadata,
+    /// `1` at creation, `+1` on every change of the thread's own fields (title, metadata).
+    pub version: u64,
+    /// When the first write created it.
+    pub created_at: Timestamp,
+    /// When the thread or any of its messages last changed.
+    pub updated_at: Timestamp,
+    /// The highest `seq` ever assigned in the thread (not lowered by deletes).
+    pub last_seq: u64,
+    /// Number of messages currently stored (reserved ones included).
+    pub message_count: u64,
+    /// Set when the thread was deleted; a deleted thread refuses every later write.
+    pub deleted_at: Option<Timestamp>,
+}
+
+impl Thread {
+    /// Whether the thread is a tombstone.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+
+    /// Whether a request confined to `tenant` may see this thread: trusted requests (no
+    /// tenant) see every thread, a tenant sees only its own.
+    pub fn is_visible_to(&self, tenant: Option<&TenantId>) -> bool {
+        tenant.is_none() || self.tenant.as_ref() == tenant
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn role_round_trips_in_lowercase() {
+        for (role, text) in [
+            (Role::User, "\"user\""),
+            (Role::Assistant, "\"assistant\""),
+            (Role::System, "\"system\""),
+            (Role::Tool, "\"tool\""),
+            (Role::Other(Arc::from("critic")), "\"critic\""),
+        ] {
+            assert_eq!(serde_json::to_string(&role).unwrap(), text);
+            assert_eq!(serde_json::from_str::<Role>(text).unwrap(), role);
+        }
+        assert!(serde_json::from_str::<Role>("\"\"").is_err());
+        assert!(Role::new(&"r".repeat(MAX_ROLE_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn metadata_rejects_non_objects() {
+        for bad in [json!(null), json!(1), json!("s"), json!([1]), json!(true)] {
+            let err = Metadata::try_from(bad).unwrap_err();
+            assert!(matches!(
+                err,
+                PersistError::InvalidInput {
+                    field: "metadata",
+                    ..
+                }
+            ));
+        }
+        assert!(serde_json::from_str::<Metadata>("[1]").is_err());
+        let meta: Metadata = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        assert_eq!(meta.get("a"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn merge_sets_replaces_and_removes() {
+        let mut meta = Metadata::new()
+            .with("keep", json!(1))
+            .with("drop", json!(2));
+        meta.merge(
+            &Metadata::new()
+                .with("drop", json!(null))
+                .with("new", json!({"x": 1}))
+                .with("keep", json!(3)),
+        );
+        assert_eq!(meta.as_map().len(), 2);
+        assert_eq!(meta.get("keep"), Some(&json!(3)));
+        assert_eq!(meta.get("new"), Some(&json!({"x": 1})));
+    }
+
+    #[test]
+    fn merge_does_not_touch_other_clones() {
+        let original = Metadata::new().with("a", json!(1));
+        let mut copy = original.clone();
+        copy.merge(&Metadata::new().with("a", json!(2)));
+        assert_eq!(original.get("a"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn content_helpers() {
+        assert!(Content::placeholder().is_placeholder());
+        assert!(!Content::text("").is_placeholder());
+        assert_eq!(Content::text("hi").to_text(), "hi");
+        assert_eq!(Content::new(json!("plain")).to_text(), "plain");
+    }
+
+    #[test]
+    fn timestamps_convert_both_ways() {
+        let now = Timestamp::now();
+        let back = Timestamp::from(SystemTime::from(now));
+        assert_eq!(now, back);
+        let before = Timestamp::from_micros(-5);
+        assert_eq!(Timestamp::from(SystemTime::from(before)), before);
+        assert_eq!(
+            now.saturating_sub(Duration::from_micros(10)).as_micros(),
+            now.as_micros() - 10
+        );
+    }
+}

@@ -1,0 +1,317 @@
+//! [`Pipeline`]: a stack of layers over a backend, erased into one nameable, cloneable type.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::layer::util::{Identity, Stack};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+
+use crate::args::{Add, Delete, PersistArgs, Reserve, Update, UpdateContent};
+use crate::backend::{Backend, BoxFuture, Capabilities, DynReader};
+use crate::error::{PersistError, Result};
+use crate::message::{Message, Thread};
+use crate::read::{GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
+use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
+use crate::terminal::Terminal;
+
+/// Any write stack, type-erased: what layers like `Route` and `Mirror` forward to.
+pub type BoxPersistService = BoxCloneSyncService<PersistArgs, PersistResult, PersistError>;
+
+/// Stacks layers over a backend.
+///
+/// # Order
+///
+/// Layers run in the order they are added, like `tower::ServiceBuilder`: **the first layer
+/// added sees the request first** (and the result last). The backend's
+/// [`Terminal`] always sits under the last layer, so every layer added runs.
+///
+/// ```text
+/// builder().layer(A).layer(B).build(backend)
+///
+///   args ──▶ A ──▶ B ──▶ Terminal ──▶ backend
+///   result ◀── A ◀── B ◀──────┘
+/// ```
+///
+/// # Example
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use persist_core::{args::Add, layer::from_fn, Content, Pipeline, Role, ThreadId};
+/// use persist_memory::MemoryBackend;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let (a, b) = (seen.clone(), seen.clone());
+/// let pipeline = Pipeline::builder()
+///     .layer(from_fn(move |args, next| {
+///         a.lock().unwrap().push("A");
+///         next.run(args)
+///     }))
+///     .layer(from_fn(move |args, next| {
+///         b.lock().unwrap().push("B");
+///         next.run(args)
+///     }))
+///     .build(MemoryBackend::new());
+/// pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
+/// assert_eq!(*seen.lock().unwrap(), ["A", "B"]);
+/// # Ok::<_, persist_core::PersistError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct PipelineBuilder<L> {
+    builder: ServiceBuilder<L>,
+}
+
+impl Default for PipelineBuilder<Identity> {
+    fn default() -> Self {
+        Self {
+            builder: ServiceBuilder::new(),
+        }
+    }
+}
+
+impl PipelineBuilder<Identity> {
+    /// An empty stack.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<L> PipelineBuilder<L> {
+    /// Adds `layer` under the layers already added (it sees requests after them).
+    pub fn layer<T>(self, layer: T) -> PipelineBuilder<Stack<T, L>> {
+        PipelineBuilder {
+            builder: self.builder.layer(layer),
+        }
+    }
+
+    /// The stack over `backend`, unerased: its exact type, no boxing at the edge. For
+    /// benchmarks and hosts that drive the service themselves; most code wants
+    /// [`build`](Self::build).
+    pub fn service<B: Backend>(self, backend: B) -> L::Service
+    where
+        L: Layer<Terminal<B>>,
+    {
+        self.builder.service(Terminal::new(backend))
+    }
+
+    /// The stack over `backend`, erased into a [`Pipeline`].
+    pub fn build<B>(self, backend: B) -> Pipeline
+    where
+        B: Backend,
+        L: Layer<Terminal<B>>,
+        L::Service: Service<PersistArgs, Response = PersistResult, Error = PersistError>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as Service<PersistArgs>>::Future: Send + 'static,
+    {
+        let backend = Arc::new(backend);
+        let service = self
+            .builder
+            .service(Terminal::from_arc(Arc::clone(&backend)));
+        Pipeline {
+            service: BoxCloneSyncService::new(service),
+            reader: backend,
+        }
+    }
+}
+
+/// A built write stack plus the backend's reads: the handle host apps use.
+///
+/// Cloning is cheap and clones share the backend. Writes go through every layer
+/// ([`add`](Self::add), [`reserve`](Self::reserve), [`update_content`](Self::update_content),
+/// [`update`](Self::update), [`delete`](Self::delete), or [`execute`](Self::execute) for any
+/// [`PersistArgs`]); reads ([`get`](Self::get), [`list`](Self::list), …) go straight to the
+/// backend. A `Pipeline` is itself a `tower::Service` and a [`Backend`], so it can be the
+/// target of a route or the backend of another pipeline.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::{args::{Add, Reserve, UpdateContent}, read::ListMessages};
+/// use persist_core::{Content, Pipeline, Role, Status, ThreadId};
+/// use persist_memory::MemoryBackend;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = Pipeline::new(MemoryBackend::new());
+/// let thread = ThreadId::new("support-42")?;
+/// store.add(Add::new(thread.clone(), Role::User, Content::text("Where is my order?"))).await?;
+/// let slot = store.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
+/// let done = store
+///     .update_content(UpdateContent::new(thread.clone(), slot.id, Content::text("On its way.")))
+///     .await?;
+/// assert_eq!((done.seq, done.status), (2, Status::Complete));
+/// assert_eq!(store.list(ListMessages::new(thread)).await?.items.len(), 2);
+/// # Ok::<_, persist_core::PersistError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Pipeline {
+    service: BoxPersistService,
+    reader: Arc<dyn DynReader>,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline").finish_non_exhaustive()
+    }
+}
+
+macro_rules! typed_call {
+    ($(#[$doc:meta])* $name:ident, $args:ty, $op:ident => $variant:ident, $out:ty, |$r:ident| $map:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Errors
+        ///
+        /// Whatever the layers or the backend answer; see [`Backend`]'s `# Behavior`.
+        pub async fn $name(&self, args: $args) -> Result<$out> {
+            let op = crate::PersistOp::$op;
+            match self.execute(args).await? {
+                PersistResult::$variant($r) => Ok($map),
+                other => Err(PersistError::MismatchedResult { op, got: other.op() }),
+            }
+        }
+    };
+}
+
+impl Pipeline {
+    /// A builder with no layers yet.
+    pub fn builder() -> PipelineBuilder<Identity> {
+        PipelineBuilder::new()
+    }
+
+    /// A pipeline with no layers over `backend`.
+    pub fn new<B: Backend>(backend: B) -> Self {
+        Self::builder().build(backend)
+    }
+
+    /// Sends any write through the stack.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the layers or the backend answer.
+    pub fn execute(
+        &self,
+        args: impl Into<PersistArgs>,
+    ) -> impl Future<Output = Result<PersistResult>> + Send + 'static {
+        self.service.clone().oneshot(args.into())
+    }
+
+    typed_call!(
+        /// Appends a complete message.
+        add, Add, Add => Added, Added, |r| r
+    );
+    typed_call!(
+        /// Appends a placeholder to be filled by [`update_content`](Self::update_content).
+        reserve, Reserve, Reserve => Reserved, Reserved, |r| r
+    );
+    typed_call!(
+        /// Replaces a message's content (finalizing it unless told otherwise); answers the
+        /// message as stored.
+        update_content, UpdateContent, UpdateContent => ContentUpdated, Message, |r| r.message
+    );
+    typed_call!(
+        /// Patches a message or a thread.
+        update, Update, Update => Updated, Updated, |r| r
+    );
+    typed_call!(
+        /// Deletes a message or a thread; answers every id removed.
+        delete, Delete, Delete => Deleted, Deleted, |r| r
+    );
+
+    /// Reads one message (not through the layers).
+    ///
+    /// # Errors
+    ///
+    /// Backend failures only; a missing message is `Ok(None)`.
+    pub async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
+        self.reader.get(query).await
+    }
+
+    /// Reads one thread (not through the layers).
+    ///
+    /// # Errors
+    ///
+    /// Backend failures only; a missing thread is `Ok(None)`.
+    pub async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
+        self.reader.get_thread(query).await
+    }
+
+    /// Lists a thread's messages (not through the layers).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad limit, or backend failures.
+    pub async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
+        self.reader.list(query).await
+    }
+
+    /// Lists threads, most recently updated first (not through the layers).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a bad limit, or backend failures.
+    pub async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
+        self.reader.threads(query).await
+    }
+
+    /// The backend's capabilities.
+    pub fn capabilities(&self) -> Capabilities {
+        self.reader.capabilities()
+    }
+
+    /// The erased write stack, for layers that forward to it.
+    pub fn into_service(self) -> BoxPersistService {
+        self.service
+    }
+}
+
+impl Service<PersistArgs> for Pipeline {
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = BoxFuture<'static, Result<PersistResult>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        self.service.call(args)
+    }
+}
+
+/// A pipeline is a backend whose writes run through its layers: stacks nest, and the
+/// conformance suite can prove a stack transparent.
+impl Backend for Pipeline {
+    fn apply(&self, args: PersistArgs) -> impl Future<Output = Result<PersistResult>> + Send {
+        self.execute(args)
+    }
+
+    fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send {
+        self.reader.get(query)
+    }
+
+    fn get_thread(&self, query: GetThread) -> impl Future<Output = Result<Option<Thread>>> + Send {
+        self.reader.get_thread(query)
+    }
+
+    fn list(&self, query: ListMessages) -> impl Future<Output = Result<Page<Message>>> + Send {
+        self.reader.list(query)
+    }
+
+    fn threads(
+        &self,
+        query: ListThreads,
+    ) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
+        self.reader.threads(query)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.reader.capabilities()
+    }
+}

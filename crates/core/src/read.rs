@@ -1,0 +1,417 @@
+//! Read requests and [`Page`]. Reads are not writes: backends answer them directly, outside the
+//! write pipeline.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{PersistError, Result};
+use crate::id::{MessageId, TenantId, ThreadId};
+use crate::message::{Metadata, Timestamp};
+
+/// The default page size of [`ListMessages`] and [`ListThreads`].
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+/// The largest page size accepted.
+pub const MAX_PAGE_LIMIT: u32 = 1000;
+
+fn validate_limit(limit: u32) -> Result<()> {
+    if limit == 0 || limit > MAX_PAGE_LIMIT {
+        return Err(PersistError::invalid(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GetMessage {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The message.
+    pub message_id: MessageId,
+    /// Confine the read to this tenant's threads.
+    pub tenant: Option<TenantId>,
+}
+
+impl GetMessage {
+    /// Reads `(thread_id, message_id)`.
+    pub fn new(thread_id: ThreadId, message_id: MessageId) -> Self {
+        Self {
+            thread_id,
+            message_id,
+            tenant: None,
+        }
+    }
+
+    /// Confines the read to `tenant`'s threads.
+    pub fn with_tenant(mut self, tenant: Option<TenantId>) -> Self {
+        self.tenant = tenant;
+        self
+    }
+}
+
+/// Reads one thread, tombstones included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GetThread {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Confine the read to this tenant's threads.
+    pub tenant: Option<TenantId>,
+}
+
+impl GetThread {
+    /// Reads `thread_id`.
+    pub fn new(thread_id: ThreadId) -> Self {
+        Self {
+            thread_id,
+            tenant: None,
+        }
+    }
+
+    /// Confines the read to `tenant`'s threads.
+    pub fn with_tenant(mut self, tenant: Option<TenantId>) -> Self {
+        self.tenant = tenant;
+        self
+    }
+}
+
+/// Direction of a listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest (lowest `seq`) first.
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// Lists a thread's messages by `seq`, one page at a time.
+///
+/// Paging is by `seq`, which is assigned once and never reused, so pages stay stable while
+/// messages are being added: ascending, pass the page's `next_cursor` to
+/// [`after`](Self::after); descending, to [`before`](Self::before)
+/// ([`next_page`](Self::next_page) does this for you). Reserved placeholders are skipped
+/// unless [`include_reserved`](Self::include_reserved) is set.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::{read::ListMessages, Order, ThreadId};
+///
+/// let first = ListMessages::new(ThreadId::new("t1")?).with_limit(20).with_order(Order::Desc);
+/// assert_eq!(first.limit, 20);
+/// # Ok::<_, persist_core::PersistError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListMessages {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Only messages with `seq` greater than this.
+    pub after: Option<u64>,
+    /// Only messages with `seq` less than this.
+    pub before: Option<u64>,
+    /// Page size, 1 to [`MAX_PAGE_LIMIT`] (default [`DEFAULT_PAGE_LIMIT`]).
+    pub limit: u32,
+    /// Ascending (default) or descending `seq`.
+    pub order: Order,
+    /// Whether placeholders still `Reserved` are listed.
+    pub include_reserved: bool,
+    /// Confine the read to this tenant's threads.
+    pub tenant: Option<TenantId>,
+}
+
+impl ListMessages {
+    /// The first page of `thread_id`, ascending, without placeholders.
+    pub fn new(thread_id: ThreadId) -> Self {
+        Self {
+            thread_id,
+            after: None,
+            before: None,
+            limit: DEFAULT_PAGE_LIMIT,
+            order: Order::Asc,
+            include_reserved: false,
+            tenant: None,
+        }
+    }
+
+    /// Only messages after `seq`.
+    pub fn after(mut self, seq: u64) -> Self {
+        self.after = Some(seq);
+        self
+    }
+
+    /// Only messages before `seq`.
+    pub fn before(mut self, seq: u64) -> Self {
+        self.before = Some(seq);
+        self
+    }
+
+    /// Page size.
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Direction.
+    pub fn with_order(mut self, order: Order) -> Self {
+        self.order = order;
+        self
+    }
+
+    /// Lists placeholders too.
+    pub fn include_reserved(mut self, include: bool) -> Self {
+        self.include_reserved = include;
+        self
+    }
+
+    /// Confines the read to `tenant`'s threads.
+    pub fn with_tenant(mut self, tenant: Option<TenantId>) -> Self {
+        self.tenant = tenant;
+        self
+    }
+
+    /// The query for the page after `page`, or `None` when `page` was the last.
+    pub fn next_page<T>(&self, page: &Page<T>) -> Option<Self> {
+        let cursor = page.next_cursor.filter(|_| page.has_more)?;
+        let next = self.clone();
+        Some(match self.order {
+            Order::Asc => next.after(cursor),
+            Order::Desc => next.before(cursor),
+        })
+    }
+
+    /// Checks the limit; backends call this first.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`].
+    pub fn validate(&self) -> Result<()> {
+        validate_limit(self.limit)
+    }
+}
+
+/// Where a thread listing stopped: the last thread's `(updated_at, id)`.
+///
+/// Serialized as an opaque string, safe to hand to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ThreadCursor {
+    updated_at: Timestamp,
+    thread_id: ThreadId,
+}
+
+impl ThreadCursor {
+    /// The cursor just past `thread` in newest-first order.
+    pub fn new(updated_at: Timestamp, thread_id: ThreadId) -> Self {
+        Self {
+            updated_at,
+            thread_id,
+        }
+    }
+
+    /// The last listed thread's `updated_at`.
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+
+    /// The last listed thread's id.
+    pub fn thread_id(&self) -> &ThreadId {
+        &self.thread_id
+    }
+
+    /// Whether a thread with `(updated_at, id)` comes after this cursor in newest-first order.
+    pub fn precedes(&self, updated_at: Timestamp, id: &ThreadId) -> bool {
+        (updated_at, id) < (self.updated_at, &self.thread_id)
+    }
+}
+
+impl fmt::Display for ThreadCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.updated_at.as_micros(), self.thread_id)
+    }
+}
+
+impl FromStr for ThreadCursor {
+    type Err = PersistError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let malformed = || PersistError::invalid("cursor", "is not a cursor this library issued");
+        let (micros, id) = s.split_once(':').ok_or_else(malformed)?;
+        let micros = micros.parse::<i64>().map_err(|_| malformed())?;
+        Ok(Self::new(
+            Timestamp::from_micros(micros),
+            ThreadId::new(id).map_err(|_| malformed())?,
+        ))
+    }
+}
+
+impl Serialize for ThreadCursor {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ThreadCursor {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Lists threads, most recently updated first; tombstones are not listed.
+///
+/// # Example
+///
+/// ```
+/// use persist_core::{read::ListThreads, Metadata};
+/// use serde_json::json;
+///
+/// let mine = ListThreads::new().with_filter(Metadata::new().with("user", json!("u1")));
+/// assert_eq!(mine.limit, 100);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ListThreads {
+    /// Only threads whose metadata contains every key of this object with an equal value.
+    pub filter: Metadata,
+    /// Continue after this cursor (from the previous page).
+    pub cursor: Option<ThreadCursor>,
+    /// Page size, 1 to [`MAX_PAGE_LIMIT`].
+    pub limit: u32,
+    /// Only this tenant's threads.
+    pub tenant: Option<TenantId>,
+}
+
+impl ListThreads {
+    /// The first page of every thread.
+    pub fn new() -> Self {
+        Self {
+            filter: Metadata::new(),
+            cursor: None,
+            limit: DEFAULT_PAGE_LIMIT,
+            tenant: None,
+        }
+    }
+
+    /// Keeps only threads whose metadata contains `filter`.
+    pub fn with_filter(mut self, filter: Metadata) -> Self {
+        self.filter = filter;
+        self
+    }
+
+    /// Continues after `cursor`.
+    pub fn with_cursor(mut self, cursor: Option<ThreadCursor>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+
+    /// Page size.
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Only `tenant`'s threads.
+    pub fn with_tenant(mut self, tenant: Option<TenantId>) -> Self {
+        self.tenant = tenant;
+        self
+    }
+
+    /// Checks the limit; backends call this first.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`].
+    pub fn validate(&self) -> Result<()> {
+        validate_limit(self.limit)
+    }
+}
+
+impl Default for ListThreads {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Page<T, C = u64> {
+    /// The items, in the listing's order.
+    pub items: Vec<T>,
+    /// Where the next page starts (the last item's position), when there are items.
+    pub next_cursor: Option<C>,
+    /// Whether more items follow this page.
+    pub has_more: bool,
+}
+
+impl<T, C> Page<T, C> {
+    /// A page of `items`.
+    pub fn new(items: Vec<T>, next_cursor: Option<C>, has_more: bool) -> Self {
+        Self {
+            items,
+            next_cursor,
+            has_more,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_checked() {
+        let t = ThreadId::new("t").unwrap();
+        assert!(
+            ListMessages::new(t.clone())
+                .with_limit(0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            ListMessages::new(t.clone())
+                .with_limit(MAX_PAGE_LIMIT + 1)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            ListMessages::new(t)
+                .with_limit(MAX_PAGE_LIMIT)
+                .validate()
+                .is_ok()
+        );
+        assert!(ListThreads::new().with_limit(0).validate().is_err());
+    }
+
+    #[test]
+    fn thread_cursor_round_trips_and_rejects_garbage() {
+        let c = ThreadCursor::new(Timestamp::from_micros(42), ThreadId::new("a:b").unwrap());
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(text, "\"42:a:b\"");
+        assert_eq!(serde_json::from_str::<ThreadCursor>(&text).unwrap(), c);
+        for bad in ["", "x:y", "12", "12:"] {
+            assert!(bad.parse::<ThreadCursor>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn next_page_follows_the_order() {
+        let t = ThreadId::new("t").unwrap();
+        let page: Page<()> = Page::new(vec![(), ()], Some(7), true);
+        assert_eq!(
+            ListMessages::new(t.clone()).next_page(&page).unwrap().after,
+            Some(7)
+        );
+        let desc = ListMessages::new(t).with_order(Order::Desc);
+        assert_eq!(desc.next_page(&page).unwrap().before, Some(7));
+        let last: Page<()> = Page::new(vec![()], Some(9), false);
+        assert!(desc.next_page(&last).is_none());
+    }
+}

@@ -1,0 +1,480 @@
+//! In-process backend for persist.
+//!
+//! [`MemoryBackend`] keeps every thread in memory behind one lock; clones are handles to the
+//! same store. It keeps the whole contract of [`Backend`] (the conformance suite runs against
+//! it), which makes it the default for tests, examples and ephemeral stores. Nothing survives
+//! the process.
+//!
+//! # Example
+//!
+//! ```
+//! use persist_core::{args::Add, Content, Pipeline, Role, ThreadId};
+//! use persist_memory::MemoryBackend;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = MemoryBackend::new();
+//! let pipeline = Pipeline::new(store.clone());
+//! pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
+//! assert_eq!(store.message_count(), 1); // clones share state
+//! # Ok::<_, persist_core::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use persist_core::args::{Delete, Update, UpdateContent};
+use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::{
+    Added, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message,
+    MessageId, Order, Page, PersistArgs, PersistError, PersistResult, Reserved, Result, Status,
+    Target, TenantId, Thread, ThreadId, Timestamp, Updated,
+};
+
+/// The in-memory backend; see the [crate docs](crate).
+///
+/// Every operation runs under one lock, held only for the few microseconds of the write and
+/// never across an `.await`, so each operation is atomic and per-thread `seq`s are assigned
+/// in commit order.
+#[derive(Clone, Default)]
+pub struct MemoryBackend {
+    state: Arc<Mutex<State>>,
+}
+
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        f.debug_struct("MemoryBackend")
+            .field("threads", &state.threads.len())
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    threads: HashMap<ThreadId, ThreadState>,
+}
+
+struct ThreadState {
+    thread: Thread,
+    messages: BTreeMap<u64, Message>,
+    by_id: HashMap<MessageId, u64>,
+    by_key: HashMap<IdempotencyKey, u64>,
+}
+
+impl ThreadState {
+    fn message_mut(&mut self, id: &MessageId) -> Option<&mut Message> {
+        let seq = self.by_id.get(id)?;
+        self.messages.get_mut(seq)
+    }
+}
+
+/// The fields `add` and `reserve` share.
+struct Insert {
+    thread_id: ThreadId,
+    message_id: Option<MessageId>,
+    role: persist_core::Role,
+    content: Content,
+    metadata: persist_core::Metadata,
+    status: Status,
+    idempotency_key: Option<IdempotencyKey>,
+    tenant: Option<TenantId>,
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of messages stored, over every thread.
+    pub fn message_count(&self) -> usize {
+        self.lock().threads.values().map(|t| t.messages.len()).sum()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // No code path panics while holding the lock; if one ever did, the state it left is
+        // still consistent per operation (each op validates before mutating).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn apply_now(&self, args: PersistArgs) -> Result<PersistResult> {
+        args.validate()?;
+        let now = Timestamp::now();
+        let mut state = self.lock();
+        match &args {
+            PersistArgs::Add(add) => {
+                let insert = Insert {
+                    thread_id: add.thread_id.clone(),
+                    message_id: add.message_id.clone(),
+                    role: add.role.clone(),
+                    content: add.content.clone(),
+                    metadata: add.metadata.clone(),
+                    status: Status::Complete,
+                    idempotency_key: add.idempotency_key.clone(),
+                    tenant: add.context.tenant().cloned(),
+                };
+                let (message, dedup) = state.insert(insert, &args, now)?;
+                Ok(Added::new(message, dedup).into())
+            }
+            PersistArgs::Reserve(reserve) => {
+                let insert = Insert {
+                    thread_id: reserve.thread_id.clone(),
+                    message_id: reserve.message_id.clone(),
+                    role: reserve.role.clone(),
+                    content: Content::placeholder(),
+                    metadata: reserve.metadata.clone(),
+                    status: Status::Reserved,
+                    idempotency_key: reserve.idempotency_key.clone(),
+                    tenant: reserve.context.tenant().cloned(),
+                };
+                let (message, dedup) = state.insert(insert, &args, now)?;
+                Ok(Reserved::new(message, dedup).into())
+            }
+            PersistArgs::UpdateContent(update) => {
+                Ok(ContentUpdated::new(state.update_content(update, now)?).into())
+            }
+            PersistArgs::Update(update) => Ok(state.update(update, now)?.into()),
+            PersistArgs::Delete(delete) => Ok(state.delete(delete, now)?.into()),
+            other => Err(PersistError::Unsupported {
+                what: format!("operation `{}`", other.op()).into(),
+            }),
+        }
+    }
+}
+
+impl State {
+    /// The thread a write to an existing thread may change: absent or foreign is `NotFound`,
+    /// a tombstone is `ThreadDeleted`.
+    fn writable(
+        &mut self,
+        thread_id: &ThreadId,
+        tenant: Option<&TenantId>,
+        message_id: Option<&MessageId>,
+    ) -> Result<&mut ThreadState> {
+        match self.threads.get_mut(thread_id) {
+            Some(ts) if ts.thread.is_visible_to(tenant) => {
+                if ts.thread.is_deleted() {
+                    Err(PersistError::ThreadDeleted {
+                        thread_id: thread_id.clone(),
+                    })
+                } else {
+                    Ok(ts)
+                }
+            }
+            _ => Err(PersistError::not_found(thread_id, message_id)),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        new: Insert,
+        args: &PersistArgs,
+        now: Timestamp,
+    ) -> Result<(Message, bool)> {
+        if let Some(ts) = self.threads.get(&new.thread_id) {
+            if !ts.thread.is_visible_to(new.tenant.as_ref()) {
+                return Err(PersistError::not_found(
+                    &new.thread_id,
+                    new.message_id.as_ref(),
+                ));
+            }
+            if ts.thread.is_deleted() {
+                return Err(PersistError::ThreadDeleted {
+                    thread_id: new.thread_id,
+                });
+            }
+            if let Some(seq) = new
+                .idempotency_key
+                .as_ref()
+                .and_then(|key| ts.by_key.get(key))
+            {
+                return Ok((ts.messages[seq].clone(), true));
+            }
+            if let Some(seq) = new.message_id.as_ref().and_then(|id| ts.by_id.get(id)) {
+                let existing = &ts.messages[seq];
+                if existing.is_repeat_of(args) {
+                    return Ok((existing.clone(), true));
+                }
+                return Err(PersistError::AlreadyExists {
+                    thread_id: new.thread_id,
+                    message_id: existing.id.clone(),
+                });
+            }
+        }
+
+        let ts = self
+            .threads
+            .entry(new.thread_id.clone())
+            .or_insert_with(|| ThreadState {
+                thread: Thread {
+                    id: new.thread_id.clone(),
+                    tenant: new.tenant.clone(),
+                    title: None,
+                    metadata: persist_core::Metadata::new(),
+                    version: 1,
+                    created_at: now,
+                    updated_at: now,
+                    last_seq: 0,
+                    message_count: 0,
+                    deleted_at: None,
+                },
+                messages: BTreeMap::new(),
+                by_id: HashMap::new(),
+                by_key: HashMap::new(),
+            });
+        let seq = ts.thread.last_seq + 1;
+        let message = Message {
+            thread_id: new.thread_id,
+            id: new.message_id.unwrap_or_else(MessageId::generate),
+            role: new.role,
+            content: new.content,
+            metadata: new.metadata,
+            status: new.status,
+            seq,
+            version: 1,
+            idempotency_key: new.idempotency_key,
+            created_at: now,
+            updated_at: now,
+        };
+        ts.thread.last_seq = seq;
+        ts.thread.message_count += 1;
+        ts.thread.updated_at = now;
+        ts.by_id.insert(message.id.clone(), seq);
+        if let Some(key) = &message.idempotency_key {
+            ts.by_key.insert(key.clone(), seq);
+        }
+        ts.messages.insert(seq, message.clone());
+        Ok((message, false))
+    }
+
+    fn update_content(&mut self, args: &UpdateContent, now: Timestamp) -> Result<Message> {
+        let ts = self.writable(
+            &args.thread_id,
+            args.context.tenant(),
+            Some(&args.message_id),
+        )?;
+        let message = ts
+            .message_mut(&args.message_id)
+            .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(&args.message_id)))?;
+        check_version(
+            args.expected_version,
+            message.version,
+            &args.thread_id,
+            Some(&args.message_id),
+        )?;
+        message.content = args.content.clone();
+        if args.finalize {
+            message.status = Status::Complete;
+        }
+        message.version += 1;
+        message.updated_at = now;
+        let message = message.clone();
+        ts.thread.updated_at = now;
+        Ok(message)
+    }
+
+    fn update(&mut self, args: &Update, now: Timestamp) -> Result<Updated> {
+        let ts = self.writable(
+            &args.thread_id,
+            args.context.tenant(),
+            args.target.message_id(),
+        )?;
+        match &args.target {
+            Target::Message(id) => {
+                let message = ts
+                    .message_mut(id)
+                    .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(id)))?;
+                check_version(
+                    args.expected_version,
+                    message.version,
+                    &args.thread_id,
+                    Some(id),
+                )?;
+                if let Some(patch) = &args.metadata {
+                    message.metadata.merge(patch);
+                }
+                if let Some(role) = &args.role {
+                    message.role = role.clone();
+                }
+                message.version += 1;
+                message.updated_at = now;
+                let message = message.clone();
+                ts.thread.updated_at = now;
+                Ok(Updated::Message(message))
+            }
+            Target::Thread => {
+                let thread = &mut ts.thread;
+                check_version(args.expected_version, thread.version, &args.thread_id, None)?;
+                if let Some(patch) = &args.metadata {
+                    thread.metadata.merge(patch);
+                }
+                if let Some(title) = &args.title {
+                    thread.title = title.clone();
+                }
+                thread.version += 1;
+                thread.updated_at = now;
+                Ok(Updated::Thread(thread.clone()))
+            }
+        }
+    }
+
+    fn delete(&mut self, args: &Delete, now: Timestamp) -> Result<Deleted> {
+        let gone = || Ok(Deleted::new(args.thread_id.clone(), Vec::new()));
+        let Some(ts) = self.threads.get_mut(&args.thread_id) else {
+            return gone();
+        };
+        if !ts.thread.is_visible_to(args.context.tenant()) || ts.thread.is_deleted() {
+            return gone();
+        }
+        let removed = match &args.target {
+            Target::Message(id) => {
+                let Some(message) = ts.message_mut(id) else {
+                    return gone();
+                };
+                check_version(
+                    args.expected_version,
+                    message.version,
+                    &args.thread_id,
+                    Some(id),
+                )?;
+                let seq = message.seq;
+                ts.by_id.remove(id);
+                let removed = ts.messages.remove(&seq);
+                if let Some(key) = removed.as_ref().and_then(|m| m.idempotency_key.as_ref()) {
+                    ts.by_key.remove(key);
+                }
+                removed.into_iter().map(|m| m.id).collect()
+            }
+            Target::Thread => {
+                check_version(
+                    args.expected_version,
+                    ts.thread.version,
+                    &args.thread_id,
+                    None,
+                )?;
+                ts.by_id.clear();
+                ts.by_key.clear();
+                ts.thread.deleted_at = Some(now);
+                std::mem::take(&mut ts.messages)
+                    .into_values()
+                    .map(|m| m.id)
+                    .collect()
+            }
+        };
+        ts.thread.message_count = ts.messages.len() as u64;
+        ts.thread.updated_at = now;
+        Ok(Deleted::new(args.thread_id.clone(), removed))
+    }
+
+    fn visible(&self, thread_id: &ThreadId, tenant: Option<&TenantId>) -> Option<&ThreadState> {
+        self.threads
+            .get(thread_id)
+            .filter(|ts| ts.thread.is_visible_to(tenant))
+    }
+}
+
+fn check_version(
+    expected: Option<u64>,
+    actual: u64,
+    thread_id: &ThreadId,
+    message_id: Option<&MessageId>,
+) -> Result<()> {
+    match expected {
+        Some(expected) if expected != actual => Err(PersistError::VersionConflict {
+            thread_id: thread_id.clone(),
+            message_id: message_id.cloned(),
+            expected,
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl Backend for MemoryBackend {
+    async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
+        self.apply_now(args)
+    }
+
+    async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
+        let state = self.lock();
+        Ok(state
+            .visible(&query.thread_id, query.tenant.as_ref())
+            .and_then(|ts| {
+                ts.by_id
+                    .get(&query.message_id)
+                    .and_then(|seq| ts.messages.get(seq))
+            })
+            .cloned())
+    }
+
+    async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
+        let state = self.lock();
+        Ok(state
+            .visible(&query.thread_id, query.tenant.as_ref())
+            .map(|ts| ts.thread.clone()))
+    }
+
+    async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
+        query.validate()?;
+        let state = self.lock();
+        let Some(ts) = state.visible(&query.thread_id, query.tenant.as_ref()) else {
+            return Ok(Page::new(Vec::new(), None, false));
+        };
+        let lower = query.after.map_or(0, |after| after.saturating_add(1));
+        let upper = query.before.unwrap_or(u64::MAX);
+        if lower >= upper {
+            return Ok(Page::new(Vec::new(), None, false));
+        }
+        let range = ts.messages.range(lower..upper).map(|(_, m)| m);
+        let wanted = |m: &&Message| query.include_reserved || m.status == Status::Complete;
+        let take = query.limit as usize + 1;
+        let mut items: Vec<Message> = match query.order {
+            Order::Asc => range.filter(wanted).take(take).cloned().collect(),
+            Order::Desc => range.rev().filter(wanted).take(take).cloned().collect(),
+        };
+        let has_more = items.len() > query.limit as usize;
+        items.truncate(query.limit as usize);
+        let next_cursor = items.last().map(|m| m.seq);
+        Ok(Page::new(items, next_cursor, has_more))
+    }
+
+    async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
+        query.validate()?;
+        let state = self.lock();
+        let mut threads: Vec<&Thread> = state
+            .threads
+            .values()
+            .map(|ts| &ts.thread)
+            .filter(|t| !t.is_deleted())
+            .filter(|t| query.tenant.is_none() || t.tenant == query.tenant)
+            .filter(|t| t.metadata.contains(&query.filter))
+            .filter(|t| {
+                query
+                    .cursor
+                    .as_ref()
+                    .is_none_or(|c| c.precedes(t.updated_at, &t.id))
+            })
+            .collect();
+        threads.sort_unstable_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
+        let has_more = threads.len() > query.limit as usize;
+        let items: Vec<Thread> = threads
+            .into_iter()
+            .take(query.limit as usize)
+            .cloned()
+            .collect();
+        let next_cursor = items
+            .last()
+            .map(|t| ThreadCursor::new(t.updated_at, t.id.clone()));
+        Ok(Page::new(items, next_cursor, has_more))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Clones are handles on the same state, so "a second handle" races for real.
+        Capabilities::new().with_shared_storage(true)
+    }
+}

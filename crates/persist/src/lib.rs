@@ -1,0 +1,33 @@
+//! Store AI-agent conversations through a tower middleware pipeline.
+//!
+//! This facade re-exports [`persist_core`] and, by feature, each backend:
+//!
+//! | feature | default | backend |
+//! |---|---|---|
+//! | `memory` | yes | [`memory::MemoryBackend`] |
+//!
+//! See the [`persist_core`] docs for the pipeline, the layers and the backend contract.
+//!
+//! # Example
+//!
+//! ```
+//! use persist::{args::Add, memory::MemoryBackend, Content, Pipeline, Role, ThreadId};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pipeline = Pipeline::new(MemoryBackend::new());
+//! let added = pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
+//! assert_eq!(added.message.seq, 1);
+//! # Ok::<_, persist::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub use persist_core::*;
+
+/// The in-memory backend (feature `memory`).
+#[cfg(feature = "memory")]
+pub mod memory {
+    pub use persist_memory::*;
+}

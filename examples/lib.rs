@@ -1,0 +1,1 @@
+//! Runnable examples for persist; run one with `cargo run --example NAME`.
