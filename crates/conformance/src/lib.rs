@@ -1,1 +1,325 @@
-//! tmp
+//! The conformance suite for persist backends and layer stacks.
+//!
+//! Every rule of the persist contract is one `pub async fn check_…(factory)`, grouped by
+//! topic in the modules below, and [`conformance_tests!`] stamps out one named `#[test]` per
+//! check, so a failure names the rule it broke. Memory, SQLite and PostgreSQL run it, and so
+//! does every reference stack of layers: a layer that should not change behaviour provably
+//! does not.
+//!
+//! # Running it on your backend
+//!
+//! Implement [`Factory`] (fresh isolated storage per check, and a way to open a handle on it),
+//! then, in a test file:
+//!
+//! ```
+//! use persist_conformance::{BoxError, Factory};
+//! use persist_memory::MemoryBackend;
+//!
+//! struct MemoryFactory;
+//!
+//! impl Factory for MemoryFactory {
+//!     type Backend = MemoryBackend;
+//!     type Storage = MemoryBackend;
+//!
+//!     async fn create(&self) -> Result<MemoryBackend, BoxError> {
+//!         Ok(MemoryBackend::new())
+//!     }
+//!
+//!     async fn open(&self, storage: &MemoryBackend) -> Result<MemoryBackend, BoxError> {
+//!         Ok(storage.clone())
+//!     }
+//! }
+//!
+//! persist_conformance::conformance_tests!(MemoryFactory);
+//! # fn main() {}
+//! ```
+//!
+//! `cargo test` then lists `identity::check_same_message_id_in_two_threads_is_two_messages`,
+//! `concurrency::check_fifty_concurrent_adds_make_fifty_messages`, and so on.
+//!
+//! # Capabilities
+//!
+//! Checks that need an optional [`Capabilities`](persist_core::Capabilities) flag
+//! (`durable` for reopen checks, `shared_storage` for races between two independently opened
+//! handles) return [`Outcome::Skipped`] on a backend without it and print
+//! `SKIPPED <check>: <reason>`; they never pass silently.
+//!
+//! # What is covered
+//!
+//! [`CHECKS`] lists every check by group and name (59 in all):
+//!
+//! | group | what it proves |
+//! |---|---|
+//! | [`identity`] | a message is `(thread, id)`: the same id in two threads is two messages; no op reads or writes across threads; reused ids never overwrite |
+//! | [`tenancy`] | a tenant never sees, changes or learns of another tenant's thread; trusted code reaches all |
+//! | [`add`] | seq/version/status/timestamps, thread creation and counters, exact round trip of content and metadata |
+//! | [`reserve`] | placeholders (`Reserved`, `[]`, seq now), finalizing in place, streaming updates, `NotFound` |
+//! | [`update`] | atomic metadata merge (null removes), role, thread title/metadata, `NotFound` |
+//! | [`delete`] | ids returned, counters, tombstones refuse later writes, deleting what is gone |
+//! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
+//! | [`versions`] | expected-version preconditions on update, update_content and delete |
+//! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles |
+//! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
+//! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
+//! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
+//! | [`durability`] | acknowledged writes, tombstones and counters survive reopening (gated on `durable`) |
+//! | [`model`] | seeded random operation sequences agree with a reference model after every step |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::future::Future;
+
+pub use persist_core::BoxError;
+use persist_core::{Backend, Capabilities};
+
+pub mod add;
+pub mod bad_input;
+pub mod concurrency;
+pub mod delete;
+pub mod durability;
+mod fixture;
+pub mod idempotency;
+pub mod identity;
+pub mod model;
+pub mod pagination;
+pub mod reserve;
+pub mod tenancy;
+pub mod threads;
+pub mod update;
+pub mod versions;
+
+/// Makes isolated storage for each check and opens handles on it.
+///
+/// `create` is called once per check and must return storage no other check sees (a fresh
+/// in-memory store, a temporary file, a new schema). `open` opens a handle on that storage;
+/// calling it twice gives two **independent** handles (two pools, two connections) when the
+/// backend declares [`Capabilities::shared_storage`], and after every handle is dropped,
+/// `open` again is a **reopen** (checked when it declares [`Capabilities::durable`]).
+pub trait Factory: Send + Sync {
+    /// The backend under test (a backend, or a `Pipeline` stacking layers over one).
+    type Backend: Backend;
+    /// What identifies one isolated storage (a store, a path, a schema name).
+    type Storage: Send + Sync;
+
+    /// Fresh, isolated storage.
+    fn create(&self) -> impl Future<Output = Result<Self::Storage, BoxError>> + Send;
+
+    /// A new handle on `storage`.
+    fn open(
+        &self,
+        storage: &Self::Storage,
+    ) -> impl Future<Output = Result<Self::Backend, BoxError>> + Send;
+
+    /// Releases `storage` after a check (drop a schema, …). The default does nothing; a
+    /// temporary directory cleans itself up when dropped.
+    fn dispose(&self, storage: Self::Storage) -> impl Future<Output = ()> + Send {
+        async move { drop(storage) }
+    }
+}
+
+/// How a check ended (a failed check panics with what it found, like any test).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every assertion held.
+    Passed,
+    /// The backend lacks a capability the check needs.
+    Skipped(&'static str),
+}
+
+pub(crate) fn require(caps: Capabilities, durable: bool, shared: bool) -> Option<Outcome> {
+    if durable && !caps.durable {
+        return Some(Outcome::Skipped("the backend does not declare `durable`"));
+    }
+    if shared && !caps.shared_storage {
+        return Some(Outcome::Skipped(
+            "the backend does not declare `shared_storage`",
+        ));
+    }
+    None
+}
+
+/// Calls `$callback!` with `($($args)*)` followed by every check, as `group { check, … }`.
+/// The single list of checks: [`conformance_tests!`] and [`CHECKS`] are both made from it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_check {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! { ($($args)*)
+            identity {
+                check_same_message_id_in_two_threads_is_two_messages,
+                check_update_content_never_crosses_threads,
+                check_update_and_delete_never_cross_threads,
+                check_reused_id_with_new_payload_does_not_overwrite,
+                check_generated_ids_are_unique_and_time_ordered,
+            }
+            tenancy {
+                check_thread_is_owned_by_its_first_writers_tenant,
+                check_tenant_cannot_write_another_tenants_thread,
+                check_tenant_cannot_read_another_tenants_thread,
+                check_trusted_context_reaches_every_thread,
+            }
+            add {
+                check_add_assigns_seq_version_and_status,
+                check_add_creates_thread_and_counts,
+                check_content_and_metadata_round_trip_exactly,
+                check_custom_roles_round_trip,
+            }
+            reserve {
+                check_reserve_gives_placeholder_with_seq,
+                check_update_content_finalizes_in_place,
+                check_streaming_updates_keep_reserved_until_final,
+                check_update_content_of_missing_message_is_not_found,
+            }
+            update {
+                check_metadata_merge_sets_replaces_and_removes,
+                check_update_role,
+                check_update_thread_title_and_metadata,
+                check_update_of_missing_target_is_not_found,
+            }
+            delete {
+                check_delete_message_returns_its_id,
+                check_delete_thread_returns_every_id_and_leaves_tombstone,
+                check_writes_to_deleted_thread_fail,
+                check_deleting_what_is_gone_answers_empty,
+                check_seq_is_never_reused_after_delete,
+            }
+            idempotency {
+                check_idempotency_key_dedups_add,
+                check_idempotency_key_dedups_reserve,
+                check_identical_explicit_id_dedups,
+                check_different_payload_with_same_id_is_already_exists,
+                check_idempotency_keys_are_per_thread,
+            }
+            versions {
+                check_expected_version_on_update_content,
+                check_expected_version_on_update,
+                check_expected_version_on_delete,
+            }
+            concurrency {
+                check_fifty_concurrent_adds_make_fifty_messages,
+                check_concurrent_metadata_merges_all_survive,
+                check_concurrent_retries_with_one_key_create_one_message,
+                check_concurrent_writers_on_many_threads,
+                check_two_handles_racing_adds,
+                check_two_handles_racing_merges,
+                check_two_handles_racing_retries,
+            }
+            pagination {
+                check_list_pages_ascending,
+                check_list_pages_descending,
+                check_list_excludes_reserved_unless_asked,
+                check_list_respects_both_bounds,
+                check_pagination_is_stable_under_concurrent_adds,
+                check_list_of_missing_thread_is_empty,
+            }
+            threads {
+                check_threads_newest_first,
+                check_threads_metadata_filter,
+                check_threads_cursor_paging,
+                check_threads_exclude_deleted,
+                check_thread_counters_match_messages,
+            }
+            bad_input {
+                check_meaningless_updates_are_invalid,
+                check_bad_page_limits_are_invalid,
+                check_unknown_thread_for_update_is_not_found,
+                check_failed_writes_leave_the_store_unchanged,
+            }
+            durability {
+                check_acknowledged_writes_survive_reopen,
+                check_tombstones_survive_reopen,
+            }
+            model {
+                check_random_operations_match_reference_model,
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __stamp_tests {
+    (($factory:expr) $($group:ident { $($check:ident),* $(,)? })*) => {
+        $(
+            #[allow(unused_imports)]
+            mod $group {
+                use super::*;
+                $(
+                    #[test]
+                    fn $check() {
+                        $crate::__private::run(
+                            concat!(stringify!($group), "::", stringify!($check)),
+                            |factory| $crate::$group::$check(factory),
+                            &$factory,
+                        );
+                    }
+                )*
+            }
+        )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __list_checks {
+    (() $($group:ident { $($check:ident),* $(,)? })*) => {
+        &[$($((stringify!($group), stringify!($check)),)*)*]
+    };
+}
+
+/// Every check as `(group, name)`, in the order [`conformance_tests!`] stamps them.
+pub const CHECKS: &[(&str, &str)] = __for_each_check!(__list_checks,);
+
+/// Stamps out one `#[test]` per conformance check for the [`Factory`] expression given.
+///
+/// Put it at the top of a test file (or in a module of its own per backend or stack); it
+/// creates one module per group, one test per check. See the [crate docs](crate).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::__for_each_check!(__stamp_tests, $factory);
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use std::future::Future;
+
+    use crate::{Factory, Outcome};
+
+    /// Runs one check on a fresh multi-threaded runtime (races need real parallelism).
+    pub fn run<'f, F, Fut>(name: &str, check: impl FnOnce(&'f F) -> Fut, factory: &'f F)
+    where
+        F: Factory,
+        Fut: Future<Output = Outcome>,
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("conformance: build a tokio runtime");
+        match runtime.block_on(check(factory)) {
+            Outcome::Passed => {}
+            Outcome::Skipped(reason) => {
+                // Written to the real stderr, past the test harness's capture, so a skip is
+                // seen in every run, not only when something fails.
+                use std::io::Write;
+                let _ = writeln!(std::io::stderr(), "SKIPPED {name}: {reason}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_documented_count_is_the_real_count() {
+        let docs = include_str!("lib.rs");
+        let claim = format!("({} in all)", super::CHECKS.len());
+        assert!(
+            docs.contains(&claim),
+            "update the count in the crate docs to {claim}"
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! `add`: sequence numbers, versions, status, timestamps, thread creation, exact round trips.
+
+use persist_core::args::Add;
+use persist_core::{Content, IdempotencyKey, Metadata, Role, Status};
+use serde_json::json;
+
+use crate::fixture::{Store, add_text, get, t, thread, written};
+use crate::{Factory, Outcome};
+
+/// Adds get `seq` 1, 2, 3…, `version` 1, status `Complete`, and read back as answered.
+pub async fn check_add_assigns_seq_version_and_status<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b();
+    let id = t("add-basics");
+    for expected in 1..=3u64 {
+        let message = add_text(b, &id, &format!("message {expected}")).await;
+        assert_eq!(message.seq, expected);
+        assert_eq!(message.version, 1);
+        assert_eq!(message.status, Status::Complete);
+        assert_eq!(message.thread_id, id);
+        assert!(message.created_at <= message.updated_at);
+        assert_eq!(
+            get(b, &id, &message.id).await.as_ref(),
+            Some(&message),
+            "a read returns what add answered"
+        );
+    }
+    store.finish().await
+}
+
+/// The first write creates the thread; its counters move in the same write.
+pub async fn check_add_creates_thread_and_counts<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b();
+    let id = t("add-thread");
+    assert!(thread(b, &id).await.is_none());
+    let first = add_text(b, &id, "one").await;
+    let created = thread(b, &id)
+        .await
+        .expect("the thread exists after its first write");
+    assert_eq!(
+        (created.last_seq, created.message_count, created.version),
+        (1, 1, 1)
+    );
+    assert!(created.deleted_at.is_none());
+    assert!(created.updated_at >= first.created_at);
+    let second = add_text(b, &id, "two").await;
+    let after = thread(b, &id).await.unwrap();
+    assert_eq!((after.last_seq, after.message_count), (2, 2));
+    assert_eq!(after.created_at, created.created_at);
+    assert!(after.updated_at >= second.created_at);
+    store.finish().await
+}
+
+/// Content and metadata come back exactly as written: unicode, nesting, numbers, empties.
+pub async fn check_content_and_metadata_round_trip_exactly<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b();
+    let id = t("round-trip");
+    let content = json!([
+        {"type": "text", "text": "héllo 👋 \"quoted\" \\ back\nslash\t€"},
+        {"type": "tool_use", "id": "call_1", "input": {"n": -12, "f": 0.5, "big": 9007199254740993_u64, "nested": [[], {}, null, true]}},
+        {"type": "text", "text": ""}
+    ]);
+    let metadata = Metadata::new()
+        .with("model", json!("m-1"))
+        .with("usage", json!({"input": 12, "output": 40}))
+        .with("tags", json!(["a", "b"]))
+        .with("empty", json!({}))
+        .with("ünïcode key", json!("v"));
+    let message = written(
+        b,
+        Add::new(id.clone(), Role::Assistant, Content::new(content.clone()))
+            .with_metadata(metadata.clone())
+            .with_idempotency_key(IdempotencyKey::new("rt-1").unwrap()),
+    )
+    .await;
+    let stored = get(b, &id, &message.id).await.unwrap();
+    assert_eq!(stored.content.as_value(), &content);
+    assert_eq!(stored.metadata, metadata);
+    assert_eq!(
+        stored.idempotency_key,
+        Some(IdempotencyKey::new("rt-1").unwrap())
+    );
+    // Non-array content is any JSON value too.
+    let plain = written(
+        b,
+        Add::new(id.clone(), Role::User, Content::new(json!("just a string"))),
+    )
+    .await;
+    assert_eq!(
+        get(b, &id, &plain.id).await.unwrap().content.as_value(),
+        &json!("just a string")
+    );
+    store.finish().await
+}
+
+/// Roles outside the common four are stored and read back by name.
+pub async fn check_custom_roles_round_trip<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b();
+    let id = t("roles");
+    for role in [
+        Role::User,
+        Role::Assistant,
+        Role::System,
+        Role::Tool,
+        Role::new("critic").unwrap(),
+    ] {
+        let message = written(b, Add::new(id.clone(), role.clone(), Content::text("x"))).await;
+        assert_eq!(get(b, &id, &message.id).await.unwrap().role, role);
+    }
+    store.finish().await
+}

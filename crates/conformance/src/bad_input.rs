@@ -1,0 +1,144 @@
+//! Bad input gets its own typed error and leaves the store exactly as it was.
+
+use persist_core::args::{Delete, MAX_TITLE_BYTES, Reserve, Update, UpdateContent};
+use persist_core::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
+use persist_core::{Backend, Content, IdempotencyKey, Metadata, PersistError, Role};
+use serde_json::json;
+
+use crate::fixture::{
+    Store, add_text, assert_err, m, snapshot, t, text_add, thread, write, written,
+};
+use crate::{Factory, Outcome};
+
+/// Updates that change nothing or patch the wrong kind of target are `InvalidInput`.
+pub async fn check_meaningless_updates_are_invalid<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b().as_ref();
+    let id = t("bad-updates");
+    let message = add_text(b, &id, "x").await;
+    let before = snapshot(b, &[&id]).await;
+    let cases = [
+        (Update::message(id.clone(), message.id.clone()), "update"),
+        (
+            Update::message(id.clone(), message.id.clone()).with_title(Some("t".into())),
+            "title",
+        ),
+        (Update::thread(id.clone()).with_role(Role::User), "role"),
+        (
+            Update::thread(id.clone()).with_title(Some("x".repeat(MAX_TITLE_BYTES + 1))),
+            "title",
+        ),
+    ];
+    for (update, expected_field) in cases {
+        assert_err!(write(b, update).await, PersistError::InvalidInput { field, .. } if field == expected_field);
+    }
+    assert_eq!(snapshot(b, &[&id]).await, before);
+    store.finish().await
+}
+
+/// Page sizes of 0 or over the maximum are `InvalidInput` naming `limit`.
+pub async fn check_bad_page_limits_are_invalid<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b().as_ref();
+    let id = t("limits");
+    add_text(b, &id, "x").await;
+    for limit in [0, MAX_PAGE_LIMIT + 1] {
+        assert_err!(
+            b.list(ListMessages::new(id.clone()).with_limit(limit))
+                .await,
+            PersistError::InvalidInput { field: "limit", .. }
+        );
+        assert_err!(
+            b.threads(ListThreads::new().with_limit(limit)).await,
+            PersistError::InvalidInput { field: "limit", .. }
+        );
+    }
+    store.finish().await
+}
+
+/// Writes that need an existing thread are `NotFound` on an unknown one, and create nothing.
+pub async fn check_unknown_thread_for_update_is_not_found<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b().as_ref();
+    let ghost = t("unknown");
+    let patch = Metadata::new().with("k", json!(1));
+    assert_err!(
+        write(
+            b,
+            Update::thread(ghost.clone()).with_metadata(patch.clone())
+        )
+        .await,
+        PersistError::NotFound { .. }
+    );
+    assert_err!(
+        write(
+            b,
+            Update::message(ghost.clone(), m("x")).with_metadata(patch)
+        )
+        .await,
+        PersistError::NotFound { .. }
+    );
+    assert_err!(
+        write(
+            b,
+            UpdateContent::new(ghost.clone(), m("x"), Content::text("x"))
+        )
+        .await,
+        PersistError::NotFound { .. }
+    );
+    assert!(thread(b, &ghost).await.is_none());
+    store.finish().await
+}
+
+/// A batch of refused writes of every kind leaves every thread exactly as it was.
+pub async fn check_failed_writes_leave_the_store_unchanged<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b().as_ref();
+    let (live, dead) = (t("live"), t("dead"));
+    let message = written(
+        b,
+        text_add(&live, "x")
+            .with_id(m("fixed"))
+            .with_idempotency_key(IdempotencyKey::new("k").unwrap()),
+    )
+    .await;
+    let slot = written(b, Reserve::new(live.clone(), Role::Assistant)).await;
+    add_text(b, &dead, "x").await;
+    write(b, Delete::thread(dead.clone()))
+        .await
+        .expect("delete");
+    let before = snapshot(b, &[&live, &dead]).await;
+
+    let refused: Vec<persist_core::PersistArgs> = vec![
+        text_add(&live, "other payload").with_id(m("fixed")).into(),
+        text_add(&dead, "late").into(),
+        UpdateContent::new(live.clone(), message.id.clone(), Content::text("x"))
+            .with_expected_version(9)
+            .into(),
+        UpdateContent::new(live.clone(), m("missing"), Content::text("x")).into(),
+        UpdateContent::new(dead.clone(), slot.id.clone(), Content::text("x")).into(),
+        Update::message(live.clone(), slot.id.clone())
+            .with_metadata(Metadata::new().with("k", json!(1)))
+            .with_expected_version(5)
+            .into(),
+        Update::message(live.clone(), slot.id.clone()).into(),
+        Delete::message(live.clone(), message.id.clone())
+            .with_expected_version(2)
+            .into(),
+        Delete::thread(live.clone()).with_expected_version(3).into(),
+    ];
+    for args in refused {
+        let op = args.op();
+        let result = b.apply(args).await;
+        assert!(
+            result.is_err(),
+            "{op} should have been refused, got {result:?}"
+        );
+    }
+    assert_eq!(
+        snapshot(b, &[&live, &dead]).await,
+        before,
+        "refused writes changed the store"
+    );
+    store.finish().await
+}

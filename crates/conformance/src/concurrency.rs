@@ -1,0 +1,220 @@
+//! Races: concurrent adds, merges and retries, through one handle and through two.
+
+use std::sync::Arc;
+
+use persist_core::args::Update;
+use persist_core::{Backend, IdempotencyKey, Message, Metadata, ThreadId};
+use serde_json::json;
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+use crate::fixture::{Store, add_text, all_messages, t, text_add, thread, write, written};
+use crate::{Factory, Outcome, require};
+
+/// Runs `n` adds at once on `thread`, spread over `handles`; answers every message written.
+async fn race_adds<B: Backend>(handles: &[Arc<B>], thread_id: &ThreadId, n: usize) -> Vec<Message> {
+    let barrier = Arc::new(Barrier::new(n));
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let (b, barrier, thread_id) = (
+            Arc::clone(&handles[i % handles.len()]),
+            barrier.clone(),
+            thread_id.clone(),
+        );
+        tasks.spawn(async move {
+            barrier.wait().await;
+            add_text(b.as_ref(), &thread_id, &format!("racer {i}")).await
+        });
+    }
+    tasks.join_all().await
+}
+
+async fn assert_fifty_distinct<B: Backend>(b: &B, thread_id: &ThreadId, mut written: Vec<Message>) {
+    written.sort_by_key(|message| message.seq);
+    let seqs: Vec<u64> = written.iter().map(|message| message.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=50).collect::<Vec<u64>>(),
+        "50 distinct seqs, gap-free at assignment"
+    );
+    let stored = all_messages(b, thread_id).await;
+    assert_eq!(
+        stored, written,
+        "exactly the 50 acknowledged messages are stored"
+    );
+    let th = thread(b, thread_id).await.unwrap();
+    assert_eq!((th.message_count, th.last_seq), (50, 50));
+}
+
+/// Per writer, acknowledged writes get increasing seqs: seq order is commit order.
+async fn assert_commit_order<B: Backend>(handles: &[Arc<B>], thread_id: &ThreadId) {
+    let mut tasks = JoinSet::new();
+    for writer in 0..5 {
+        let (b, thread_id) = (
+            Arc::clone(&handles[writer % handles.len()]),
+            thread_id.clone(),
+        );
+        tasks.spawn(async move {
+            let mut seqs = Vec::new();
+            for i in 0..10 {
+                seqs.push(
+                    add_text(b.as_ref(), &thread_id, &format!("w{writer} #{i}"))
+                        .await
+                        .seq,
+                );
+            }
+            seqs
+        });
+    }
+    for seqs in tasks.join_all().await {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "a writer's later write got a lower seq: {seqs:?}"
+        );
+    }
+}
+
+async fn race_merges<B: Backend>(handles: &[Arc<B>], store_b: &B) {
+    let thread_id = t("merge-race");
+    let message = add_text(store_b, &thread_id, "x").await;
+    let n = 20;
+    let barrier = Arc::new(Barrier::new(n));
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let (b, barrier) = (Arc::clone(&handles[i % handles.len()]), barrier.clone());
+        let update = Update::message(thread_id.clone(), message.id.clone())
+            .with_metadata(Metadata::new().with(format!("key{i}"), json!(i)));
+        tasks.spawn(async move {
+            barrier.wait().await;
+            written(b.as_ref(), update).await
+        });
+    }
+    tasks.join_all().await;
+    let stored = crate::fixture::get(store_b, &thread_id, &message.id)
+        .await
+        .unwrap();
+    for i in 0..n {
+        assert_eq!(
+            stored.metadata.get(&format!("key{i}")),
+            Some(&json!(i)),
+            "merge of key{i} was lost"
+        );
+    }
+    assert_eq!(
+        stored.version,
+        1 + n as u64,
+        "every merge bumped the version once"
+    );
+}
+
+async fn race_retries<B: Backend>(handles: &[Arc<B>], store_b: &B) {
+    let thread_id = t("retry-race");
+    let n = 20;
+    let barrier = Arc::new(Barrier::new(n));
+    let mut tasks = JoinSet::new();
+    for i in 0..n {
+        let (b, barrier) = (Arc::clone(&handles[i % handles.len()]), barrier.clone());
+        let add = text_add(&thread_id, "once")
+            .with_idempotency_key(IdempotencyKey::new("turn-7").unwrap());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            write(b.as_ref(), add).await.expect("a retry succeeds")
+        });
+    }
+    let results = tasks.join_all().await;
+    let fresh = results.iter().filter(|r| !r.is_deduplicated()).count();
+    assert_eq!(fresh, 1, "exactly one of the racing retries wrote");
+    let ids: std::collections::HashSet<_> = results
+        .iter()
+        .map(|r| r.message().unwrap().id.clone())
+        .collect();
+    assert_eq!(ids.len(), 1, "every retry answers the same message");
+    assert_eq!(all_messages(store_b, &thread_id).await.len(), 1);
+    assert_eq!(thread(store_b, &thread_id).await.unwrap().last_seq, 1);
+}
+
+/// 50 concurrent adds on one thread make exactly 50 messages with seqs 1..=50.
+pub async fn check_fifty_concurrent_adds_make_fifty_messages<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let handles = [Arc::clone(store.b())];
+    let id = t("race");
+    let written = race_adds(&handles, &id, 50).await;
+    assert_fifty_distinct(store.b().as_ref(), &id, written).await;
+    assert_commit_order(&handles, &t("commit-order")).await;
+    store.finish().await
+}
+
+/// Concurrent merges of different metadata keys on one message all survive.
+pub async fn check_concurrent_metadata_merges_all_survive<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    race_merges(&[Arc::clone(store.b())], store.b().as_ref()).await;
+    store.finish().await
+}
+
+/// Concurrent retries of one add (same idempotency key) create exactly one message.
+pub async fn check_concurrent_retries_with_one_key_create_one_message<F: Factory>(
+    factory: &F,
+) -> Outcome {
+    let store = Store::new(factory).await;
+    race_retries(&[Arc::clone(store.b())], store.b().as_ref()).await;
+    store.finish().await
+}
+
+/// Writers on different threads never interfere: each thread numbers its own messages.
+pub async fn check_concurrent_writers_on_many_threads<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let mut tasks = JoinSet::new();
+    for i in 0..40 {
+        let b = Arc::clone(store.b());
+        tasks.spawn(
+            async move { add_text(b.as_ref(), &t(&format!("parallel-{}", i % 8)), "x").await },
+        );
+    }
+    tasks.join_all().await;
+    for thread_no in 0..8 {
+        let id = t(&format!("parallel-{thread_no}"));
+        let seqs: Vec<u64> = all_messages(store.b().as_ref(), &id)
+            .await
+            .iter()
+            .map(|m| m.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5], "thread {id}");
+    }
+    store.finish().await
+}
+
+/// 50 adds raced through two independently opened handles make exactly 50 messages.
+pub async fn check_two_handles_racing_adds<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    if let Some(skip) = require(store.caps(), false, true) {
+        return store.skip(skip).await;
+    }
+    let handles = [Arc::clone(store.b()), store.second_handle().await];
+    let id = t("two-handle-race");
+    let written = race_adds(&handles, &id, 50).await;
+    assert_fifty_distinct(handles[1].as_ref(), &id, written).await;
+    assert_commit_order(&handles, &t("two-handle-order")).await;
+    store.finish().await
+}
+
+/// Merges raced through two handles all survive.
+pub async fn check_two_handles_racing_merges<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    if let Some(skip) = require(store.caps(), false, true) {
+        return store.skip(skip).await;
+    }
+    let handles = [Arc::clone(store.b()), store.second_handle().await];
+    race_merges(&handles, handles[1].as_ref()).await;
+    store.finish().await
+}
+
+/// Retries raced through two handles create exactly one message.
+pub async fn check_two_handles_racing_retries<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    if let Some(skip) = require(store.caps(), false, true) {
+        return store.skip(skip).await;
+    }
+    let handles = [Arc::clone(store.b()), store.second_handle().await];
+    race_retries(&handles, handles[0].as_ref()).await;
+    store.finish().await
+}

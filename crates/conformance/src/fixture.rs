@@ -1,0 +1,172 @@
+//! What every check uses: a fresh store, shorthand ids, and reads that see everything.
+
+use std::sync::Arc;
+
+use persist_core::args::Add;
+use persist_core::read::{GetMessage, GetThread, ListMessages};
+use persist_core::{
+    Backend, Capabilities, Content, Message, MessageId, PersistArgs, PersistResult, Result, Role,
+    Thread, ThreadId,
+};
+
+use crate::{Factory, Outcome};
+
+/// One check's isolated storage and its handle.
+pub(crate) struct Store<'f, F: Factory> {
+    factory: &'f F,
+    storage: F::Storage,
+    backend: Option<Arc<F::Backend>>,
+}
+
+impl<'f, F: Factory> Store<'f, F> {
+    pub(crate) async fn new(factory: &'f F) -> Self {
+        let storage = factory.create().await.expect("factory: create storage");
+        let backend = factory
+            .open(&storage)
+            .await
+            .expect("factory: open a handle");
+        Self {
+            factory,
+            storage,
+            backend: Some(Arc::new(backend)),
+        }
+    }
+
+    /// The handle.
+    pub(crate) fn b(&self) -> &Arc<F::Backend> {
+        self.backend.as_ref().expect("the store is open")
+    }
+
+    pub(crate) fn caps(&self) -> Capabilities {
+        self.b().capabilities()
+    }
+
+    /// Another independent handle on the same storage.
+    pub(crate) async fn second_handle(&self) -> Arc<F::Backend> {
+        Arc::new(
+            self.factory
+                .open(&self.storage)
+                .await
+                .expect("factory: open a second handle"),
+        )
+    }
+
+    /// Drops the handle and opens the storage again.
+    pub(crate) async fn reopen(&mut self) {
+        let old = self.backend.take().expect("the store is open");
+        assert_eq!(
+            Arc::strong_count(&old),
+            1,
+            "conformance bug: a handle is still alive when reopening"
+        );
+        drop(old);
+        let backend = self
+            .factory
+            .open(&self.storage)
+            .await
+            .expect("factory: reopen");
+        self.backend = Some(Arc::new(backend));
+    }
+
+    /// Releases the storage; the check passed.
+    pub(crate) async fn finish(mut self) -> Outcome {
+        self.backend = None;
+        self.factory.dispose(self.storage).await;
+        Outcome::Passed
+    }
+
+    /// Releases the storage; the check does not apply.
+    pub(crate) async fn skip(mut self, outcome: Outcome) -> Outcome {
+        self.backend = None;
+        self.factory.dispose(self.storage).await;
+        outcome
+    }
+}
+
+pub(crate) fn t(id: &str) -> ThreadId {
+    ThreadId::new(id).expect("valid thread id")
+}
+
+pub(crate) fn m(id: &str) -> MessageId {
+    MessageId::new(id).expect("valid message id")
+}
+
+pub(crate) fn text_add(thread: &ThreadId, text: &str) -> Add {
+    Add::new(thread.clone(), Role::User, Content::text(text))
+}
+
+pub(crate) async fn write<B: Backend>(
+    b: &B,
+    args: impl Into<PersistArgs>,
+) -> Result<PersistResult> {
+    b.apply(args.into()).await
+}
+
+/// Applies `args`, which must succeed and answer a message.
+pub(crate) async fn written<B: Backend>(b: &B, args: impl Into<PersistArgs>) -> Message {
+    let args = args.into();
+    let op = args.op();
+    match b.apply(args).await {
+        Ok(result) => result
+            .message()
+            .cloned()
+            .unwrap_or_else(|| panic!("{op} answered no message: {result:?}")),
+        Err(err) => panic!("{op} failed: {err}"),
+    }
+}
+
+pub(crate) async fn add_text<B: Backend>(b: &B, thread: &ThreadId, text: &str) -> Message {
+    written(b, text_add(thread, text)).await
+}
+
+pub(crate) async fn get<B: Backend>(b: &B, thread: &ThreadId, id: &MessageId) -> Option<Message> {
+    b.get(GetMessage::new(thread.clone(), id.clone()))
+        .await
+        .expect("get")
+}
+
+pub(crate) async fn thread<B: Backend>(b: &B, thread: &ThreadId) -> Option<Thread> {
+    b.get_thread(GetThread::new(thread.clone()))
+        .await
+        .expect("get_thread")
+}
+
+/// Every message of the thread, placeholders included, by seq (trusted read, all pages).
+pub(crate) async fn all_messages<B: Backend>(b: &B, thread: &ThreadId) -> Vec<Message> {
+    let mut query = ListMessages::new(thread.clone())
+        .include_reserved(true)
+        .with_limit(7);
+    let mut items = Vec::new();
+    loop {
+        let page = b.list(query.clone()).await.expect("list");
+        items.extend(page.items.iter().cloned());
+        match query.next_page(&page) {
+            Some(next) => query = next,
+            None => return items,
+        }
+    }
+}
+
+/// Everything visible about `threads`, for before/after comparisons.
+pub(crate) async fn snapshot<B: Backend>(
+    b: &B,
+    threads: &[&ThreadId],
+) -> Vec<(Option<Thread>, Vec<Message>)> {
+    let mut out = Vec::new();
+    for id in threads {
+        out.push((thread(b, id).await, all_messages(b, id).await));
+    }
+    out
+}
+
+/// Asserts that `$result` is `Err` matching `$pattern`.
+macro_rules! assert_err {
+    ($result:expr, $pattern:pat $(if $guard:expr)?) => {
+        match $result {
+            Err($pattern) $(if $guard)? => {}
+            Err(other) => panic!("expected {}, got error {other:?}", stringify!($pattern)),
+            Ok(ok) => panic!("expected {}, got {ok:?}", stringify!($pattern)),
+        }
+    };
+}
+pub(crate) use assert_err;

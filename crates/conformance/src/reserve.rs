@@ -1,0 +1,122 @@
+//! `reserve` then `update_content`: placeholders with a stable id and seq, filled in place.
+
+use persist_core::args::{Reserve, UpdateContent};
+use persist_core::{Content, Metadata, PersistError, Role, Status};
+use serde_json::json;
+
+use crate::fixture::{
+    Store, add_text, all_messages, assert_err, get, m, t, thread, write, written,
+};
+use crate::{Factory, Outcome};
+
+/// A reservation is `Reserved`, holds `[]`, and takes its `seq` now.
+pub async fn check_reserve_gives_placeholder_with_seq<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b();
+    let id = t("reserve");
+    add_text(b, &id, "question").await;
+    let meta = Metadata::new().with("model", json!("m-1"));
+    let slot = written(
+        b,
+        Reserve::new(id.clone(), Role::Assistant).with_metadata(meta.clone()),
+    )
+    .await;
+    assert_eq!(slot.status, Status::Reserved);
+    assert!(slot.content.is_placeholder(), "placeholder content is []");
+    assert_eq!((slot.seq, slot.version), (2, 1));
+    assert_eq!(slot.metadata, meta);
+    let after = add_text(b, &id, "follow-up").await;
+    assert_eq!(after.seq, 3, "a later message comes after the placeholder");
+    assert_eq!(get(b, &id, &slot.id).await.unwrap(), slot);
+    let th = thread(b, &id).await.unwrap();
+    assert_eq!(
+        (th.message_count, th.last_seq),
+        (3, 3),
+        "placeholders count"
+    );
+    store.finish().await
+}
+
+/// Finalizing keeps the id and seq, bumps the version and completes the message.
+pub async fn check_update_content_finalizes_in_place<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b();
+    let id = t("finalize");
+    let slot = written(
+        b,
+        Reserve::new(id.clone(), Role::Assistant).with_id(m("answer-1")),
+    )
+    .await;
+    let done = written(
+        b,
+        UpdateContent::new(id.clone(), slot.id.clone(), Content::text("the answer")),
+    )
+    .await;
+    assert_eq!((done.id.clone(), done.seq), (slot.id.clone(), slot.seq));
+    assert_eq!(done.version, slot.version + 1);
+    assert_eq!(done.status, Status::Complete);
+    assert_eq!(done.content.to_text(), "the answer");
+    assert_eq!(done.created_at, slot.created_at);
+    assert!(done.updated_at >= slot.updated_at);
+    assert_eq!(get(b, &id, &slot.id).await.unwrap(), done);
+    assert_eq!(
+        all_messages(b, &id).await.len(),
+        1,
+        "finalizing adds no message"
+    );
+    let th = thread(b, &id).await.unwrap();
+    assert!(
+        th.updated_at >= done.updated_at,
+        "the thread's updated_at moves with the message"
+    );
+    store.finish().await
+}
+
+/// Non-final updates replace the content and keep the message `Reserved` until the last one.
+pub async fn check_streaming_updates_keep_reserved_until_final<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b();
+    let id = t("stream");
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+    let mut text = String::new();
+    for (i, chunk) in ["Hel", "lo, ", "wor"].iter().enumerate() {
+        text.push_str(chunk);
+        let partial = UpdateContent::new(id.clone(), slot.id.clone(), Content::text(&text))
+            .with_finalize(false);
+        let partial = written(b, partial).await;
+        assert_eq!(partial.status, Status::Reserved);
+        assert_eq!(partial.version, 2 + i as u64);
+        assert_eq!(partial.content.to_text(), text);
+    }
+    let done = written(
+        b,
+        UpdateContent::new(id.clone(), slot.id.clone(), Content::text("Hello, world")),
+    )
+    .await;
+    assert_eq!(
+        (done.status, done.version, done.seq),
+        (Status::Complete, 5, slot.seq)
+    );
+    store.finish().await
+}
+
+/// `update_content` of a missing message is `NotFound`, never a silent success or an insert.
+pub async fn check_update_content_of_missing_message_is_not_found<F: Factory>(
+    factory: &F,
+) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b();
+    let id = t("missing");
+    add_text(b, &id, "present").await;
+    let attempt = UpdateContent::new(id.clone(), m("absent"), Content::text("x"));
+    assert_err!(
+        write(b, attempt).await,
+        PersistError::NotFound {
+            message_id: Some(_),
+            ..
+        }
+    );
+    assert!(get(b, &id, &m("absent")).await.is_none());
+    assert_eq!(thread(b, &id).await.unwrap().message_count, 1);
+    store.finish().await
+}
