@@ -1,6 +1,8 @@
 //! Layer transparency: the whole conformance suite passes through reference stacks of the
 //! ready-made layers, so a layer that should not change behaviour provably does not.
 
+use std::ops::ControlFlow;
+
 use persist::layer::route::{self, RouteLayer};
 use persist::layer::{Decision, InterceptLayer, ObserveLayer, from_fn};
 use persist::memory::MemoryBackend;
@@ -36,7 +38,7 @@ impl Factory for PassThroughStack {
                     .build()?,
             )
             .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
-                Ok(args)
+                ControlFlow::Continue(args)
             }))
             .layer(from_fn(|args, next| next.run(args)))
             .build(storage.clone()))

@@ -1,5 +1,8 @@
 //! The ready-made layers and the plugin APIs, over the real memory backend.
 
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use persist::args::{Add, Delete, Reserve, Update, UpdateContent};
@@ -249,7 +252,7 @@ async fn intercept_short_circuit_answers_without_touching_the_store() {
         .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
             // A dry run: answer what would have been written.
             let PersistArgs::Add(add) = &args else {
-                return Ok(args);
+                return ControlFlow::Continue(args);
             };
             let now = Timestamp::now();
             let message = Message {
@@ -265,7 +268,7 @@ async fn intercept_short_circuit_answers_without_touching_the_store() {
                 created_at: now,
                 updated_at: now,
             };
-            Err(Ok(Added::new(message, false).into()))
+            ControlFlow::Break(Ok(Added::new(message, false).into()))
         }))
         .build(store.clone());
     let added = pipeline.add(add("t")).await.unwrap();
@@ -278,7 +281,7 @@ async fn intercept_error_answer_reaches_the_caller() {
     let store = MemoryBackend::new();
     let pipeline = Pipeline::builder()
         .layer(InterceptLayer::new(|_: PersistArgs| -> Decision {
-            Err(Err(PersistError::rejected("read-only")))
+            ControlFlow::Break(Err(PersistError::rejected("read-only")))
         }))
         .build(store.clone());
     let err = pipeline.add(add("t")).await.unwrap_err();
@@ -293,24 +296,20 @@ async fn intercept_can_rewrite_what_is_stored() {
             if let PersistArgs::Add(add) = &mut args {
                 add.content = Content::text("[redacted]");
             }
-            Ok(args)
+            ControlFlow::Continue(args)
         }))
         .build(MemoryBackend::new());
     let added = pipeline.add(add("secret")).await.unwrap();
     assert_eq!(added.message.content.to_text(), "[redacted]");
 }
 
+type BoxedAnswer = Pin<Box<dyn Future<Output = Result<PersistResult, PersistError>> + Send>>;
+
+/// A `from_fn` layer that logs `name in` / `name out` around the rest of the stack.
 fn push(
     log: Log,
     name: &'static str,
-) -> persist::layer::FromFnLayer<
-    impl Fn(
-        PersistArgs,
-        Next,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<PersistResult, PersistError>> + Send>,
-    > + Clone,
-> {
+) -> persist::layer::FromFnLayer<impl Fn(PersistArgs, Next) -> BoxedAnswer + Clone> {
     from_fn(move |args, next: Next| {
         let log = log.clone();
         Box::pin(async move {
@@ -318,7 +317,7 @@ fn push(
             let result = next.run(args).await;
             log.lock().unwrap().push(format!("{name} out"));
             result
-        }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        }) as BoxedAnswer
     })
 }
 
@@ -344,7 +343,7 @@ async fn a_layer_added_after_others_still_runs() {
     let pipeline = Pipeline::builder()
         .layer(ObserveLayer::new())
         .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
-            Ok(args)
+            ControlFlow::Continue(args)
         }))
         .layer(push(log.clone(), "last"))
         .build(store.clone());
@@ -372,7 +371,7 @@ async fn from_fn_not_calling_next_short_circuits() {
 async fn a_layer_answering_the_wrong_operation_is_a_typed_error() {
     let pipeline = Pipeline::builder()
         .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
-            Err(Ok(persist::Deleted::new(
+            ControlFlow::Break(Ok(persist::Deleted::new(
                 args.thread_id().clone(),
                 Vec::new(),
             )

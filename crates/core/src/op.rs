@@ -54,6 +54,6 @@ impl PersistOp {
 
 impl fmt::Display for PersistOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.pad(self.as_str())
     }
 }

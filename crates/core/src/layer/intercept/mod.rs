@@ -1,15 +1,20 @@
 //! Short-circuit: answer a request without calling the rest of the stack.
 //!
-//! An [`Interceptor`] looks at each request and returns a [`Decision`]: `Ok(args)` lets the
-//! (possibly rewritten) request continue; `Err(answer)` answers it right here, with a result
-//! (`Err(Ok(result))`, e.g. a dry run) or an error (`Err(Err(error))`, e.g. a policy refusal).
-//! A short-circuited request never reaches the backend.
+//! An [`Interceptor`] looks at each request and returns a [`Decision`]:
+//! `ControlFlow::Continue(args)` lets the (possibly rewritten) request continue;
+//! `ControlFlow::Break(answer)` answers it right here, with a result (`Break(Ok(result))`, e.g.
+//! a dry run) or an error (`Break(Err(error))`, e.g. a policy refusal). A short-circuited
+//! request never reaches the backend.
+//!
+//! (`ControlFlow` rather than `Result<PersistArgs, _>`: the answer is not an error, and a large
+//! `Err` would trip clippy's `result_large_err` in every interceptor a user writes.)
 //!
 //! # Example
 //!
 //! A maintenance switch that makes the store read-only:
 //!
 //! ```
+//! use std::ops::ControlFlow;
 //! use std::sync::Arc;
 //! use std::sync::atomic::{AtomicBool, Ordering};
 //! use persist_core::{args::Add, layer::{Decision, InterceptLayer}};
@@ -22,9 +27,9 @@
 //! let pipeline = Pipeline::builder()
 //!     .layer(InterceptLayer::new(move |args: PersistArgs| -> Decision {
 //!         if flag.load(Ordering::Relaxed) {
-//!             Err(Err(PersistError::rejected("maintenance: writes are paused")))
+//!             ControlFlow::Break(Err(PersistError::rejected("maintenance: writes are paused")))
 //!         } else {
-//!             Ok(args)
+//!             ControlFlow::Continue(args)
 //!         }
 //!     }))
 //!     .build(MemoryBackend::new());
@@ -39,6 +44,7 @@
 mod future;
 mod layer;
 
+use std::ops::ControlFlow;
 use std::task::{Context, Poll};
 
 use tower::Service;
@@ -48,11 +54,11 @@ pub use self::layer::InterceptLayer;
 use crate::{PersistArgs, PersistError, PersistResult};
 
 /// What an [`Interceptor`] decided: continue with these args, or answer now.
-pub type Decision = Result<PersistArgs, Result<PersistResult, PersistError>>;
+pub type Decision = ControlFlow<Result<PersistResult, PersistError>, PersistArgs>;
 
 /// Decides, per request, whether it continues down the stack.
 pub trait Interceptor {
-    /// `Ok(args)` to continue, `Err(answer)` to answer without calling the rest of the stack.
+    /// `Continue(args)` to go on, `Break(answer)` to answer without calling the rest of the stack.
     fn intercept(&self, args: PersistArgs) -> Decision;
 }
 
@@ -84,8 +90,8 @@ where
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
         match self.interceptor.intercept(args) {
-            Ok(args) => ResponseFuture::inner(self.inner.call(args)),
-            Err(answer) => ResponseFuture::answered(answer),
+            ControlFlow::Continue(args) => ResponseFuture::inner(self.inner.call(args)),
+            ControlFlow::Break(answer) => ResponseFuture::answered(answer),
         }
     }
 }
