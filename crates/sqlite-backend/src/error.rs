@@ -1,0 +1,67 @@
+//! The one place where sqlx and SQLite errors become [`PersistError`]s.
+
+use persist_core::PersistError;
+use sqlx::migrate::MigrateError;
+
+/// SQLite primary result codes this backend treats specially.
+const SQLITE_BUSY: i64 = 5;
+const SQLITE_LOCKED: i64 = 6;
+const SQLITE_NOTADB: i64 = 26;
+
+/// Maps a driver error: `BUSY`/`LOCKED` and pool time-outs are temporary; a file that is not
+/// a database says so; everything else is a backend failure carrying its source.
+pub(crate) fn map_sqlx(context: &'static str, error: sqlx::Error) -> PersistError {
+    match &error {
+        sqlx::Error::Database(db) => {
+            let primary = db
+                .code()
+                .and_then(|code| code.parse::<i64>().ok())
+                .map(|code| code & 0xff);
+            match primary {
+                Some(SQLITE_BUSY | SQLITE_LOCKED) => PersistError::Temporary {
+                    message: format!("{context}: the database is busy").into(),
+                    source: Some(Box::new(error)),
+                },
+                Some(SQLITE_NOTADB) => PersistError::backend(
+                    format!("{context}: the file is not a SQLite database (left untouched)"),
+                    error,
+                ),
+                _ => PersistError::backend(context, error),
+            }
+        }
+        sqlx::Error::PoolTimedOut => PersistError::Temporary {
+            message: format!("{context}: no read connection became free in time").into(),
+            source: Some(Box::new(error)),
+        },
+        _ => PersistError::backend(context, error),
+    }
+}
+
+/// Maps a migration error; a schema newer than this build is refused with a clear message.
+pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
+    match error {
+        MigrateError::VersionMissing(version) => PersistError::Unsupported {
+            what: format!(
+                "the database has schema version {version}, which this persist-sqlite does not know; \
+                 it was written by a newer version. Upgrade persist-sqlite to open it (nothing was changed)"
+            )
+            .into(),
+        },
+        MigrateError::VersionMismatch(version) => PersistError::Unsupported {
+            what: format!(
+                "schema migration {version} in the database differs from this build's; refusing to open it"
+            )
+            .into(),
+        },
+        MigrateError::Execute(error) => map_sqlx("applying schema migrations", error),
+        other => PersistError::backend("applying schema migrations", other),
+    }
+}
+
+/// A stored value that cannot be read back (a corrupted row, or a file edited by hand).
+pub(crate) fn corrupt(what: impl Into<String>) -> PersistError {
+    PersistError::Backend {
+        message: format!("corrupt row: {}", what.into()).into(),
+        source: None,
+    }
+}

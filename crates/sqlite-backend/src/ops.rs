@@ -1,0 +1,537 @@
+//! One write operation as SQL, run by the writer inside its `BEGIN IMMEDIATE` transaction.
+//!
+//! Each operation first decides, then writes: a request that is refused (`NotFound`,
+//! `VersionConflict`, …) is refused before it changes anything, so neighbours in the same
+//! group commit are unaffected. The happy path is one or two statements (guards live in the
+//! `WHERE` clause, results come back with `RETURNING`, counters move in triggers); when a
+//! guarded statement touches no row, a diagnosis query says which rule refused it.
+
+use persist_core::args::{Delete, Update, UpdateContent};
+use persist_core::{
+    Added, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, Metadata, PersistArgs,
+    PersistError, PersistResult, Reserved, Status, Target, TenantId, ThreadId, Timestamp, Updated,
+};
+use sqlx::SqliteConnection;
+
+use crate::Limits;
+use crate::error::map_sqlx;
+use crate::rows::{self, json, message_columns, signed, thread_columns};
+
+/// Why an operation did not produce a result.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Refused by a rule before anything was written; the transaction goes on.
+    Refused(PersistError),
+    /// The database failed, possibly mid-write; the transaction must be rolled back.
+    Aborted(PersistError),
+}
+
+type OpResult<T> = Result<T, Failure>;
+
+fn sql(context: &'static str) -> impl FnOnce(sqlx::Error) -> Failure {
+    move |error| Failure::Aborted(map_sqlx(context, error))
+}
+
+fn aborted(error: PersistError) -> Failure {
+    Failure::Aborted(error)
+}
+
+fn refused(error: PersistError) -> Failure {
+    Failure::Refused(error)
+}
+
+/// Applies one write. The caller owns the transaction.
+pub(crate) async fn apply(
+    conn: &mut SqliteConnection,
+    args: &PersistArgs,
+    limits: &Limits,
+) -> OpResult<PersistResult> {
+    args.validate().map_err(refused)?;
+    match args {
+        PersistArgs::Add(add) => {
+            let insert = Insert {
+                thread_id: &add.thread_id,
+                message_id: add.message_id.as_ref(),
+                role: add.role.as_str(),
+                content: limits.content(&add.content)?,
+                metadata: limits.metadata(&add.metadata)?,
+                status: Status::Complete,
+                idempotency_key: add.idempotency_key.as_ref(),
+                tenant: add.context.tenant(),
+            };
+            let (message, deduplicated) = insert.run(conn, args).await?;
+            Ok(Added::new(message, deduplicated).into())
+        }
+        PersistArgs::Reserve(reserve) => {
+            let insert = Insert {
+                thread_id: &reserve.thread_id,
+                message_id: reserve.message_id.as_ref(),
+                role: reserve.role.as_str(),
+                content: "[]".to_owned(),
+                metadata: limits.metadata(&reserve.metadata)?,
+                status: Status::Reserved,
+                idempotency_key: reserve.idempotency_key.as_ref(),
+                tenant: reserve.context.tenant(),
+            };
+            let (message, deduplicated) = insert.run(conn, args).await?;
+            Ok(Reserved::new(message, deduplicated).into())
+        }
+        PersistArgs::UpdateContent(update) => {
+            Ok(ContentUpdated::new(update_content(conn, update, limits).await?).into())
+        }
+        PersistArgs::Update(update) => match &update.target {
+            Target::Message(id) => {
+                Ok(Updated::Message(update_message(conn, update, id, limits).await?).into())
+            }
+            Target::Thread => Ok(update_thread(conn, update, limits).await?.into()),
+        },
+        PersistArgs::Delete(delete) => Ok(match &delete.target {
+            Target::Message(id) => delete_message(conn, delete, id).await?,
+            Target::Thread => delete_thread(conn, delete).await?,
+        }
+        .into()),
+        other => Err(refused(PersistError::Unsupported {
+            what: format!("operation `{}`", other.op()).into(),
+        })),
+    }
+}
+
+struct Insert<'a> {
+    thread_id: &'a ThreadId,
+    message_id: Option<&'a MessageId>,
+    role: &'a str,
+    content: String,
+    metadata: String,
+    status: Status,
+    idempotency_key: Option<&'a IdempotencyKey>,
+    tenant: Option<&'a TenantId>,
+}
+
+impl Insert<'_> {
+    async fn run(
+        self,
+        conn: &mut SqliteConnection,
+        args: &PersistArgs,
+    ) -> OpResult<(Message, bool)> {
+        let now = Timestamp::now().as_micros();
+        let tenant = self.tenant.map(TenantId::as_str);
+        sqlx::query(
+            "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
+             ON CONFLICT (thread_id) DO NOTHING",
+        )
+        .bind(self.thread_id.as_str())
+        .bind(tenant)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("creating the thread"))?;
+
+        let generated;
+        let id = match self.message_id {
+            Some(id) => id,
+            None => {
+                generated = MessageId::generate();
+                &generated
+            }
+        };
+        let inserted = sqlx::query(concat!(
+            "INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                                   idempotency_key, created_at, updated_at) \
+             SELECT t.thread_id, ?2, t.last_seq + 1, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8 FROM threads t \
+              WHERE t.thread_id = ?1 AND t.deleted_at IS NULL AND (?9 IS NULL OR t.tenant = ?9) \
+             ON CONFLICT DO NOTHING \
+             RETURNING ",
+            message_columns!()
+        ))
+        .bind(self.thread_id.as_str())
+        .bind(id.as_str())
+        .bind(self.role)
+        .bind(&self.content)
+        .bind(&self.metadata)
+        .bind(self.status.as_str())
+        .bind(self.idempotency_key.map(IdempotencyKey::as_str))
+        .bind(now)
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sql("inserting the message"))?;
+        if let Some(row) = inserted {
+            return Ok((rows::message(&row).map_err(aborted)?, false));
+        }
+
+        // Nothing inserted: the thread refused the write, or this repeats an earlier one.
+        writable_thread(conn, self.thread_id, self.tenant, self.message_id).await?;
+        if let Some(key) = self.idempotency_key {
+            let existing = sqlx::query(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE thread_id = ?1 AND idempotency_key = ?2"
+            ))
+            .bind(self.thread_id.as_str())
+            .bind(key.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sql("looking up the idempotency key"))?;
+            if let Some(row) = existing {
+                return Ok((rows::message(&row).map_err(aborted)?, true));
+            }
+        }
+        let existing = find_message(conn, self.thread_id, id)
+            .await?
+            .ok_or_else(|| {
+                aborted(PersistError::Backend {
+                    message: "the insert was refused for no known reason".into(),
+                    source: None,
+                })
+            })?;
+        if existing.is_repeat_of(args) {
+            Ok((existing, true))
+        } else {
+            Err(refused(PersistError::AlreadyExists {
+                thread_id: self.thread_id.clone(),
+                message_id: id.clone(),
+            }))
+        }
+    }
+}
+
+async fn find_message(
+    conn: &mut SqliteConnection,
+    thread_id: &ThreadId,
+    id: &MessageId,
+) -> OpResult<Option<Message>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE thread_id = ?1 AND message_id = ?2"
+    ))
+    .bind(thread_id.as_str())
+    .bind(id.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sql("reading the message"))?;
+    row.map(|row| rows::message(&row))
+        .transpose()
+        .map_err(aborted)
+}
+
+/// The thread's state as a write sees it; refuses absent or foreign (`NotFound`) and deleted
+/// (`ThreadDeleted`) threads.
+async fn writable_thread(
+    conn: &mut SqliteConnection,
+    thread_id: &ThreadId,
+    tenant: Option<&TenantId>,
+    message_id: Option<&MessageId>,
+) -> OpResult<persist_core::Thread> {
+    let thread = find_thread(conn, thread_id).await?;
+    match thread {
+        Some(thread) if thread.is_visible_to(tenant) => {
+            if thread.is_deleted() {
+                Err(refused(PersistError::ThreadDeleted {
+                    thread_id: thread_id.clone(),
+                }))
+            } else {
+                Ok(thread)
+            }
+        }
+        _ => Err(refused(PersistError::not_found(thread_id, message_id))),
+    }
+}
+
+async fn find_thread(
+    conn: &mut SqliteConnection,
+    thread_id: &ThreadId,
+) -> OpResult<Option<persist_core::Thread>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        thread_columns!(),
+        " FROM threads WHERE thread_id = ?1"
+    ))
+    .bind(thread_id.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sql("reading the thread"))?;
+    row.map(|row| rows::thread(&row))
+        .transpose()
+        .map_err(aborted)
+}
+
+/// Why a guarded write to message `id` touched no row.
+async fn diagnose_message(
+    conn: &mut SqliteConnection,
+    thread_id: &ThreadId,
+    id: &MessageId,
+    tenant: Option<&TenantId>,
+    expected_version: Option<u64>,
+) -> Failure {
+    if let Err(failure) = writable_thread(conn, thread_id, tenant, Some(id)).await {
+        return failure;
+    }
+    match find_message(conn, thread_id, id).await {
+        Err(failure) => failure,
+        Ok(None) => refused(PersistError::not_found(thread_id, Some(id))),
+        Ok(Some(message)) => match expected_version {
+            Some(expected) if expected != message.version => {
+                refused(PersistError::VersionConflict {
+                    thread_id: thread_id.clone(),
+                    message_id: Some(id.clone()),
+                    expected,
+                    actual: message.version,
+                })
+            }
+            _ => aborted(PersistError::Backend {
+                message: "a guarded write matched no row for no known reason".into(),
+                source: None,
+            }),
+        },
+    }
+}
+
+async fn update_content(
+    conn: &mut SqliteConnection,
+    update: &UpdateContent,
+    limits: &Limits,
+) -> OpResult<Message> {
+    let content = limits.content(&update.content)?;
+    let tenant = update.context.tenant().map(TenantId::as_str);
+    let row = sqlx::query(concat!(
+        "UPDATE messages \
+            SET content = ?3, status = CASE WHEN ?4 THEN 'complete' ELSE status END, \
+                version = version + 1, updated_at = ?5 \
+          WHERE thread_id = ?1 AND message_id = ?2 AND (?6 IS NULL OR version = ?6) \
+            AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = ?1 AND t.deleted_at IS NULL \
+                                                  AND (?7 IS NULL OR t.tenant = ?7)) \
+         RETURNING ",
+        message_columns!()
+    ))
+    .bind(update.thread_id.as_str())
+    .bind(update.message_id.as_str())
+    .bind(&content)
+    .bind(update.finalize)
+    .bind(Timestamp::now().as_micros())
+    .bind(update.expected_version.map(signed))
+    .bind(tenant)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sql("updating the content"))?;
+    match row {
+        Some(row) => rows::message(&row).map_err(aborted),
+        None => Err(diagnose_message(
+            conn,
+            &update.thread_id,
+            &update.message_id,
+            update.context.tenant(),
+            update.expected_version,
+        )
+        .await),
+    }
+}
+
+async fn update_message(
+    conn: &mut SqliteConnection,
+    update: &Update,
+    id: &MessageId,
+    limits: &Limits,
+) -> OpResult<Message> {
+    let tenant = update.context.tenant();
+    writable_thread(conn, &update.thread_id, tenant, Some(id)).await?;
+    let Some(mut message) = find_message(conn, &update.thread_id, id).await? else {
+        return Err(refused(PersistError::not_found(
+            &update.thread_id,
+            Some(id),
+        )));
+    };
+    if let Some(expected) = update.expected_version.filter(|&v| v != message.version) {
+        return Err(refused(PersistError::VersionConflict {
+            thread_id: update.thread_id.clone(),
+            message_id: Some(id.clone()),
+            expected,
+            actual: message.version,
+        }));
+    }
+    // A read-merge-write is safe here: the writer holds the database's write lock.
+    if let Some(patch) = &update.metadata {
+        message.metadata.merge(patch);
+    }
+    let role = update.role.as_ref().unwrap_or(&message.role);
+    let row = sqlx::query(concat!(
+        "UPDATE messages SET metadata = ?3, role = ?4, version = version + 1, updated_at = ?5 \
+          WHERE thread_id = ?1 AND message_id = ?2 RETURNING ",
+        message_columns!()
+    ))
+    .bind(update.thread_id.as_str())
+    .bind(id.as_str())
+    .bind(limits.metadata(&message.metadata)?)
+    .bind(role.as_str())
+    .bind(Timestamp::now().as_micros())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql("updating the message"))?;
+    rows::message(&row).map_err(aborted)
+}
+
+async fn update_thread(
+    conn: &mut SqliteConnection,
+    update: &Update,
+    limits: &Limits,
+) -> OpResult<Updated> {
+    let mut thread =
+        writable_thread(conn, &update.thread_id, update.context.tenant(), None).await?;
+    if let Some(expected) = update.expected_version.filter(|&v| v != thread.version) {
+        return Err(refused(PersistError::VersionConflict {
+            thread_id: update.thread_id.clone(),
+            message_id: None,
+            expected,
+            actual: thread.version,
+        }));
+    }
+    if let Some(patch) = &update.metadata {
+        thread.metadata.merge(patch);
+    }
+    if let Some(title) = &update.title {
+        thread.title = title.clone();
+    }
+    let row = sqlx::query(concat!(
+        "UPDATE threads SET metadata = ?2, title = ?3, version = version + 1, updated_at = ?4 \
+          WHERE thread_id = ?1 RETURNING ",
+        thread_columns!()
+    ))
+    .bind(update.thread_id.as_str())
+    .bind(limits.metadata(&thread.metadata)?)
+    .bind(thread.title.as_deref())
+    .bind(Timestamp::now().as_micros())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql("updating the thread"))?;
+    Ok(Updated::Thread(rows::thread(&row).map_err(aborted)?))
+}
+
+async fn delete_message(
+    conn: &mut SqliteConnection,
+    delete: &Delete,
+    id: &MessageId,
+) -> OpResult<Deleted> {
+    let now = Timestamp::now().as_micros();
+    let tenant = delete.context.tenant().map(TenantId::as_str);
+    let removed = sqlx::query(
+        "DELETE FROM messages \
+          WHERE thread_id = ?1 AND message_id = ?2 AND (?3 IS NULL OR version = ?3) \
+            AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = ?1 AND t.deleted_at IS NULL \
+                                                  AND (?4 IS NULL OR t.tenant = ?4)) \
+         RETURNING message_id",
+    )
+    .bind(delete.thread_id.as_str())
+    .bind(id.as_str())
+    .bind(delete.expected_version.map(signed))
+    .bind(tenant)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sql("deleting the message"))?;
+    if removed.is_some() {
+        touch_thread(conn, &delete.thread_id, now).await?;
+        return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
+    }
+    // Nothing removed: already gone (an empty answer), or a stale expected version.
+    match diagnose_message(
+        conn,
+        &delete.thread_id,
+        id,
+        delete.context.tenant(),
+        delete.expected_version,
+    )
+    .await
+    {
+        conflict @ Failure::Refused(PersistError::VersionConflict { .. }) => Err(conflict),
+        Failure::Refused(_) => Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
+        aborted @ Failure::Aborted(_) => Err(aborted),
+    }
+}
+
+async fn touch_thread(conn: &mut SqliteConnection, thread_id: &ThreadId, now: i64) -> OpResult<()> {
+    sqlx::query("UPDATE threads SET updated_at = ?2 WHERE thread_id = ?1")
+        .bind(thread_id.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("touching the thread"))?;
+    Ok(())
+}
+
+async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult<Deleted> {
+    let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
+    let thread = match writable_thread(conn, &delete.thread_id, delete.context.tenant(), None).await
+    {
+        Ok(thread) => thread,
+        Err(Failure::Refused(_)) => return Ok(gone),
+        Err(aborted) => return Err(aborted),
+    };
+    if let Some(expected) = delete.expected_version.filter(|&v| v != thread.version) {
+        return Err(refused(PersistError::VersionConflict {
+            thread_id: delete.thread_id.clone(),
+            message_id: None,
+            expected,
+            actual: thread.version,
+        }));
+    }
+    let removed =
+        sqlx::query("DELETE FROM messages WHERE thread_id = ?1 RETURNING seq, message_id")
+            .bind(delete.thread_id.as_str())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql("deleting the thread's messages"))?;
+    let mut removed: Vec<(i64, String)> = removed
+        .iter()
+        .map(|row| {
+            use sqlx::Row;
+            Ok((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(sql("reading deleted ids"))?;
+    removed.sort_unstable();
+    let ids = removed
+        .into_iter()
+        .map(|(_, id)| {
+            MessageId::new(id).map_err(|e| aborted(crate::error::corrupt(e.to_string())))
+        })
+        .collect::<OpResult<Vec<_>>>()?;
+    let now = Timestamp::now().as_micros();
+    sqlx::query("UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0 WHERE thread_id = ?1")
+        .bind(delete.thread_id.as_str())
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("marking the thread deleted"))?;
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
+}
+
+impl Limits {
+    fn content(&self, content: &persist_core::Content) -> OpResult<String> {
+        let text = json(content.as_value()).map_err(aborted)?;
+        if text.len() > self.max_content_bytes {
+            return Err(refused(PersistError::invalid(
+                "content",
+                format!(
+                    "is {} bytes of JSON, the limit is {}",
+                    text.len(),
+                    self.max_content_bytes
+                ),
+            )));
+        }
+        Ok(text)
+    }
+
+    fn metadata(&self, metadata: &Metadata) -> OpResult<String> {
+        let text = json(metadata).map_err(aborted)?;
+        if text.len() > self.max_metadata_bytes {
+            return Err(refused(PersistError::invalid(
+                "metadata",
+                format!(
+                    "is {} bytes of JSON, the limit is {}",
+                    text.len(),
+                    self.max_metadata_bytes
+                ),
+            )));
+        }
+        Ok(text)
+    }
+}

@@ -1,0 +1,119 @@
+//! Reads, answered from the read pool (never through the writer).
+
+use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::{Message, Order, Page, Result, TenantId, Thread};
+use sqlx::SqlitePool;
+
+use crate::error::map_sqlx;
+use crate::rows::{self, json, message_columns, signed, thread_columns};
+
+fn tenant(tenant: &Option<TenantId>) -> Option<&str> {
+    tenant.as_ref().map(TenantId::as_str)
+}
+
+pub(crate) async fn get(pool: &SqlitePool, query: &GetMessage) -> Result<Option<Message>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE thread_id = ?1 AND message_id = ?2 \
+            AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = ?1 AND (?3 IS NULL OR t.tenant = ?3))"
+    ))
+    .bind(query.thread_id.as_str())
+    .bind(query.message_id.as_str())
+    .bind(tenant(&query.tenant))
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| map_sqlx("reading a message", e))?;
+    row.map(|row| rows::message(&row)).transpose()
+}
+
+pub(crate) async fn get_thread(pool: &SqlitePool, query: &GetThread) -> Result<Option<Thread>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        thread_columns!(),
+        " FROM threads WHERE thread_id = ?1 AND (?2 IS NULL OR tenant = ?2)"
+    ))
+    .bind(query.thread_id.as_str())
+    .bind(tenant(&query.tenant))
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| map_sqlx("reading a thread", e))?;
+    row.map(|row| rows::thread(&row)).transpose()
+}
+
+macro_rules! list_sql {
+    ($order:literal) => {
+        concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE thread_id = ?1 AND seq > ?2 AND seq < ?3 AND (?4 OR status = 'complete') \
+                AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = ?1 AND (?5 IS NULL OR t.tenant = ?5)) \
+              ORDER BY seq ",
+            $order,
+            " LIMIT ?6"
+        )
+    };
+}
+
+pub(crate) async fn list(pool: &SqlitePool, query: &ListMessages) -> Result<Page<Message>> {
+    query.validate()?;
+    let sql = match query.order {
+        Order::Asc => list_sql!("ASC"),
+        Order::Desc => list_sql!("DESC"),
+    };
+    let fetched = sqlx::query(sql)
+        .bind(query.thread_id.as_str())
+        .bind(query.after.map_or(0, signed))
+        .bind(query.before.map_or(i64::MAX, signed))
+        .bind(query.include_reserved)
+        .bind(tenant(&query.tenant))
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| map_sqlx("listing messages", e))?;
+    let mut items = fetched
+        .iter()
+        .map(rows::message)
+        .collect::<Result<Vec<_>>>()?;
+    let has_more = items.len() > query.limit as usize;
+    items.truncate(query.limit as usize);
+    let next_cursor = items.last().map(|m| m.seq);
+    Ok(Page::new(items, next_cursor, has_more))
+}
+
+pub(crate) async fn threads(
+    pool: &SqlitePool,
+    query: &ListThreads,
+) -> Result<Page<Thread, ThreadCursor>> {
+    query.validate()?;
+    // The metadata filter is bound as one JSON object: a thread matches when no entry of the
+    // filter lacks an equal entry (same key, JSON type and value) in the thread's metadata.
+    let fetched = sqlx::query(concat!(
+        "SELECT ",
+        thread_columns!(),
+        " FROM threads WHERE deleted_at IS NULL AND (?1 IS NULL OR tenant = ?1) \
+            AND (?2 IS NULL OR updated_at < ?2 OR (updated_at = ?2 AND thread_id < ?3)) \
+            AND NOT EXISTS (SELECT 1 FROM json_each(?4) f WHERE NOT EXISTS ( \
+                    SELECT 1 FROM json_each(threads.metadata) j \
+                     WHERE j.key = f.key AND j.type = f.type AND j.value IS f.value)) \
+          ORDER BY updated_at DESC, thread_id DESC LIMIT ?5"
+    ))
+    .bind(tenant(&query.tenant))
+    .bind(query.cursor.as_ref().map(|c| c.updated_at().as_micros()))
+    .bind(query.cursor.as_ref().map(|c| c.thread_id().as_str()))
+    .bind(json(&query.filter)?)
+    .bind(i64::from(query.limit) + 1)
+    .fetch_all(pool)
+    .await
+    .map_err(|e| map_sqlx("listing threads", e))?;
+    let mut items = fetched
+        .iter()
+        .map(rows::thread)
+        .collect::<Result<Vec<_>>>()?;
+    let has_more = items.len() > query.limit as usize;
+    items.truncate(query.limit as usize);
+    let next_cursor = items
+        .last()
+        .map(|t| ThreadCursor::new(t.updated_at, t.id.clone()));
+    Ok(Page::new(items, next_cursor, has_more))
+}

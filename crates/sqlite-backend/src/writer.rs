@@ -1,0 +1,141 @@
+//! The single writer: one task owns the write connection and commits in groups.
+//!
+//! Callers hand their write to the task over a channel and wait for its answer. The task takes
+//! whatever is queued (up to `max_batch`), applies it in one `BEGIN IMMEDIATE` transaction and
+//! answers each caller only after `COMMIT`, so an answer means the write is durable. A lone
+//! caller never waits for company: the task starts as soon as one write is queued.
+
+use persist_core::{PersistArgs, PersistError, PersistResult};
+use sqlx::{Connection, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Limits;
+use crate::error::map_sqlx;
+use crate::ops::{self, Failure};
+
+/// One queued write and where to send its answer.
+pub(crate) struct Job {
+    pub(crate) args: PersistArgs,
+    pub(crate) reply: oneshot::Sender<Result<PersistResult, PersistError>>,
+}
+
+/// Runs until every handle (every sender) is gone, then closes the connection.
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    limits: Limits,
+    max_batch: usize,
+) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while jobs.recv_many(&mut batch, max_batch).await > 0 {
+        match commit(&mut conn, &batch, &limits).await {
+            Ok(answers) => {
+                // A caller that stopped waiting does not read its answer; its write stands.
+                for (job, answer) in batch.drain(..).zip(answers) {
+                    let _ = job.reply.send(answer);
+                }
+            }
+            // One operation broke the transaction: isolate it by running each write alone.
+            Err(Abort::Operation(_)) if batch.len() > 1 => {
+                for job in batch.drain(..) {
+                    let answer = match commit(&mut conn, std::slice::from_ref(&job), &limits).await
+                    {
+                        Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(lost())),
+                        Err(abort) => Err(abort.into_error()),
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+            // The transaction itself failed (busy, disk full): nothing was applied.
+            Err(abort) => {
+                let error = abort.into_error();
+                let last = batch.pop();
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(same_error(&error)));
+                }
+                if let Some(job) = last {
+                    let _ = job.reply.send(Err(error));
+                }
+            }
+        }
+    }
+    let _ = conn.close().await;
+}
+
+/// Why a whole group was not committed.
+enum Abort {
+    /// `BEGIN` or `COMMIT` failed.
+    Transaction(PersistError),
+    /// An operation failed mid-write.
+    Operation(PersistError),
+}
+
+impl Abort {
+    fn into_error(self) -> PersistError {
+        match self {
+            Self::Transaction(error) | Self::Operation(error) => error,
+        }
+    }
+}
+
+/// Applies `jobs` in one transaction; answers per job, or why none was committed.
+async fn commit(
+    conn: &mut SqliteConnection,
+    jobs: &[Job],
+    limits: &Limits,
+) -> Result<Vec<Result<PersistResult, PersistError>>, Abort> {
+    let mut tx = conn
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(|e| Abort::Transaction(map_sqlx("starting a write transaction", e)))?;
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match ops::apply(&mut tx, &job.args, limits).await {
+            Ok(result) => answers.push(Ok(result)),
+            Err(Failure::Refused(error)) => answers.push(Err(error)),
+            Err(Failure::Aborted(error)) => {
+                let _ = tx.rollback().await;
+                return Err(Abort::Operation(error));
+            }
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(|e| Abort::Transaction(map_sqlx("committing", e)))?;
+    Ok(answers)
+}
+
+fn lost() -> PersistError {
+    PersistError::Backend {
+        message: "the writer lost an answer".into(),
+        source: None,
+    }
+}
+
+/// Errors are not `Clone` (their sources are not): every caller of a failed group gets the same
+/// kind (temporary or not) and the full message.
+fn same_error(error: &PersistError) -> PersistError {
+    let message = error_chain(error).into();
+    if error.is_temporary() {
+        PersistError::Temporary {
+            message,
+            source: None,
+        }
+    } else {
+        PersistError::Backend {
+            message,
+            source: None,
+        }
+    }
+}
+
+fn error_chain(error: &PersistError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

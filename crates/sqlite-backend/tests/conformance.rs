@@ -1,0 +1,23 @@
+//! The whole conformance suite against SQLite files, including two handles on one file
+//! racing each other and reopen durability.
+
+use persist_conformance::{BoxError, Factory};
+use persist_sqlite::SqliteBackend;
+use tempfile::TempDir;
+
+struct SqliteFactory;
+
+impl Factory for SqliteFactory {
+    type Backend = SqliteBackend;
+    type Storage = TempDir;
+
+    async fn create(&self) -> Result<TempDir, BoxError> {
+        Ok(tempfile::tempdir()?)
+    }
+
+    async fn open(&self, dir: &TempDir) -> Result<SqliteBackend, BoxError> {
+        Ok(SqliteBackend::open(dir.path().join("persist.db")).await?)
+    }
+}
+
+persist_conformance::conformance_tests!(SqliteFactory);
