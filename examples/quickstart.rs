@@ -1,10 +1,12 @@
-//! An agent-style conversation through a small pipeline.
+//! An agent-style conversation stored in a local SQLite file (the embedded default).
 //!
-//! A user turn, then the assistant's reply streamed into a reserved placeholder and finalized;
-//! an observer indexes messages only once they are complete; a route sends `scratch:` threads
-//! to a second store. Prints the transcript and what each store holds.
+//! Each run appends the next turn to the same conversation: a user message, then the
+//! assistant's reply streamed into a reserved placeholder and finalized. An observer indexes
+//! messages only once they are complete; a route sends `scratch:` threads to an in-memory
+//! store. Running it again continues the conversation where the file left it.
 //!
-//! Run: `cargo run --example quickstart`
+//! Run: `cargo run --example quickstart` (the file is `persist-quickstart.db` in the current
+//! directory, or `$PERSIST_QUICKSTART_DB`; delete it to start over).
 
 use std::sync::{Arc, Mutex};
 
@@ -12,23 +14,60 @@ use persist::args::{Add, Reserve, UpdateContent};
 use persist::layer::ObserveLayer;
 use persist::layer::route::{self, RouteLayer};
 use persist::memory::MemoryBackend;
-use persist::read::{ListMessages, ListThreads};
+use persist::read::{GetThread, ListMessages, ListThreads};
+use persist::sqlite::SqliteBackend;
 use persist::{Content, IdempotencyKey, PersistResult, Pipeline, Role, Status, ThreadId};
+
+/// The conversation, one (question, streamed answer) pair per run; it cycles when exhausted.
+const SCRIPT: [(&str, &[&str]); 3] = [
+    (
+        "My order #1042 has not arrived. Where is it?",
+        &[
+            "Your order ",
+            "left our warehouse ",
+            "yesterday; ",
+            "it arrives Friday.",
+        ],
+    ),
+    (
+        "Can I change the delivery address?",
+        &[
+            "Yes: ",
+            "until it ships ",
+            "from the hub, ",
+            "reply with the new address.",
+        ],
+    ),
+    (
+        "Thanks! Please send it to 12 Harbour Lane.",
+        &["Done: ", "the address is ", "now 12 Harbour Lane."],
+    ),
+];
 
 #[tokio::main]
 async fn main() -> Result<(), persist::PersistError> {
-    // What the observer indexed: (thread, seq, text) of complete messages only.
-    let index = Arc::new(Mutex::new(Vec::<(String, u64, String)>::new()));
+    let path =
+        std::env::var("PERSIST_QUICKSTART_DB").unwrap_or_else(|_| "persist-quickstart.db".into());
+    let store = SqliteBackend::open(&path).await?;
+
+    // What the observer indexed: complete messages only (a placeholder is not content).
+    let index = Arc::new(Mutex::new(Vec::<String>::new()));
     let indexer = {
         let index = index.clone();
         move |result: &PersistResult| {
-            if let Some(m) = result.message().filter(|m| m.status == Status::Complete) {
-                let entry = (m.thread_id.to_string(), m.seq, m.content.to_text());
-                index.lock().unwrap().push(entry);
+            if let Some(m) = result
+                .message()
+                .filter(|m| m.status == Status::Complete && !result.is_deduplicated())
+            {
+                index.lock().unwrap().push(format!(
+                    "{} #{}: {}",
+                    m.thread_id,
+                    m.seq,
+                    m.content.to_text()
+                ));
             }
         }
     };
-
     let scratch = Pipeline::new(MemoryBackend::new());
     let pipeline = Pipeline::builder()
         .layer(ObserveLayer::new().on_result(indexer))
@@ -37,34 +76,30 @@ async fn main() -> Result<(), persist::PersistError> {
                 .route("scratch", route::thread_prefix("scratch:"), scratch.clone())
                 .build()?,
         )
-        .build(MemoryBackend::new());
+        .build(store);
 
     let thread = ThreadId::new("support:1042")?;
+    let existing = pipeline.get_thread(GetThread::new(thread.clone())).await?;
+    let turn = existing.map_or(0, |t| t.message_count / 2) as usize;
+    let (question, answer) = SCRIPT[turn % SCRIPT.len()];
+    println!("{path}: turn {} of the conversation", turn + 1);
+
+    // Idempotency keys make the turn safe to re-run after a crash: nothing is written twice.
     pipeline
         .add(
-            Add::new(
-                thread.clone(),
-                Role::User,
-                Content::text("My order #1042 has not arrived. Where is it?"),
-            )
-            .with_idempotency_key(IdempotencyKey::new("turn-1")?),
+            Add::new(thread.clone(), Role::User, Content::text(question))
+                .with_idempotency_key(IdempotencyKey::new(format!("turn-{turn}-user"))?),
         )
         .await?;
-
-    // The assistant's reply: reserve first, so every streamed chunk carries a stable id.
-    let reply = pipeline
-        .reserve(Reserve::new(thread.clone(), Role::Assistant))
-        .await?
-        .message;
-    println!("streaming into message {} (seq {})", reply.id, reply.seq);
+    let reserve = Reserve::new(thread.clone(), Role::Assistant)
+        .with_idempotency_key(IdempotencyKey::new(format!("turn-{turn}-reply"))?);
+    let reply = pipeline.reserve(reserve).await?.message;
+    println!(
+        "streaming the reply into message {} (seq {})",
+        reply.id, reply.seq
+    );
     let mut text = String::new();
-    for chunk in [
-        "Your order ",
-        "left our warehouse ",
-        "yesterday; ",
-        "it arrives ",
-        "on Friday.",
-    ] {
+    for chunk in answer {
         text.push_str(chunk);
         let partial = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&text))
             .with_finalize(false);
@@ -78,51 +113,48 @@ async fn main() -> Result<(), persist::PersistError> {
         ))
         .await?;
 
-    // A scratch thread goes to the second store.
     let notes = ThreadId::new("scratch:agent-notes")?;
     pipeline
         .add(Add::new(
-            notes.clone(),
+            notes,
             Role::System,
-            Content::text("customer asked about #1042"),
+            Content::text(format!("answered turn {}", turn + 1)),
         ))
         .await?;
 
     println!("\ntranscript of {thread}:");
-    for m in pipeline
-        .list(ListMessages::new(thread.clone()))
-        .await?
-        .items
-    {
-        println!(
-            "  #{} {:<9} v{} {}",
-            m.seq,
-            m.role,
-            m.version,
-            m.content.to_text()
-        );
+    let mut query = ListMessages::new(thread.clone());
+    loop {
+        let page = pipeline.list(query.clone()).await?;
+        for m in &page.items {
+            println!(
+                "  #{:<2} {:<9} v{:<2} {}",
+                m.seq,
+                m.role,
+                m.version,
+                m.content.to_text()
+            );
+        }
+        match query.next_page(&page) {
+            Some(next) => query = next,
+            None => break,
+        }
     }
 
-    println!("\nindexed (complete messages only):");
-    for (thread, seq, text) in index.lock().unwrap().iter() {
-        println!("  {thread} #{seq}: {text}");
+    println!("\nindexed this run (complete messages only):");
+    for line in index.lock().unwrap().iter() {
+        println!("  {line}");
     }
 
-    let main_threads = pipeline.threads(ListThreads::new()).await?.items;
-    let scratch_threads = scratch.threads(ListThreads::new()).await?.items;
+    let stored = pipeline.threads(ListThreads::new()).await?.items;
+    let ephemeral = scratch.threads(ListThreads::new()).await?.items;
     println!(
-        "\nmain store threads:    {:?}",
-        main_threads
-            .iter()
-            .map(|t| t.id.as_str())
-            .collect::<Vec<_>>()
+        "\nSQLite threads:    {:?}",
+        stored.iter().map(|t| t.id.as_str()).collect::<Vec<_>>()
     );
     println!(
-        "scratch store threads: {:?}",
-        scratch_threads
-            .iter()
-            .map(|t| t.id.as_str())
-            .collect::<Vec<_>>()
+        "in-memory scratch: {:?}",
+        ephemeral.iter().map(|t| t.id.as_str()).collect::<Vec<_>>()
     );
     Ok(())
 }

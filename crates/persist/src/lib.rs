@@ -4,7 +4,8 @@
 //!
 //! | feature | default | backend |
 //! |---|---|---|
-//! | `memory` | yes | [`memory::MemoryBackend`] |
+//! | `memory` | yes | [`memory::MemoryBackend`]: in-process, for tests and ephemeral stores |
+//! | `sqlite` | yes | [`sqlite::SqliteBackend`]: the embedded default, one file |
 //!
 //! See the [`persist_core`] docs for the pipeline, the layers and the backend contract.
 //!
@@ -30,4 +31,10 @@ pub use persist_core::*;
 #[cfg(feature = "memory")]
 pub mod memory {
     pub use persist_memory::*;
+}
+
+/// The SQLite backend (feature `sqlite`).
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use persist_sqlite::*;
 }
