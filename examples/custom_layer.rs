@@ -29,10 +29,7 @@ pub struct StampLayer {
 impl StampLayer {
     /// A layer stamping `app`.
     pub fn new(app: &'static str) -> Self {
-        Self {
-            app,
-            acknowledged: Arc::default(),
-        }
+        Self { app, acknowledged: Arc::default() }
     }
 
     /// Writes the backend acknowledged so far.
@@ -45,11 +42,7 @@ impl<S> Layer<S> for StampLayer {
     type Service = Stamp<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Stamp {
-            inner,
-            app: self.app,
-            acknowledged: self.acknowledged.clone(),
-        }
+        Stamp { inner, app: self.app, acknowledged: self.acknowledged.clone() }
     }
 }
 
@@ -74,18 +67,13 @@ where
     }
 
     fn call(&mut self, mut args: PersistArgs) -> Self::Future {
-        let stamp = |metadata: &mut persist::Metadata| {
-            *metadata = metadata.clone().with("app", json!(self.app))
-        };
+        let stamp = |metadata: &mut persist::Metadata| *metadata = metadata.clone().with("app", json!(self.app));
         match &mut args {
             PersistArgs::Add(add) => stamp(&mut add.metadata),
             PersistArgs::Reserve(reserve) => stamp(&mut reserve.metadata),
             _ => {}
         }
-        ResponseFuture {
-            inner: self.inner.call(args),
-            acknowledged: self.acknowledged.clone(),
-        }
+        ResponseFuture { inner: self.inner.call(args), acknowledged: self.acknowledged.clone() }
     }
 }
 
@@ -118,24 +106,12 @@ where
 #[tokio::main]
 async fn main() -> Result<(), PersistError> {
     let stamp = StampLayer::new("quickstart-bot");
-    let pipeline = Pipeline::builder()
-        .layer(stamp.clone())
-        .build(MemoryBackend::new());
+    let pipeline = Pipeline::builder().layer(stamp.clone()).build(MemoryBackend::new());
     let thread = ThreadId::new("custom-layer")?;
-    let added = pipeline
-        .add(Add::new(thread.clone(), Role::User, Content::text("hi")))
-        .await?;
-    let reserved = pipeline
-        .reserve(Reserve::new(thread, Role::Assistant))
-        .await?;
-    println!(
-        "add stamped:     {}",
-        added.message.metadata.get("app").unwrap()
-    );
-    println!(
-        "reserve stamped: {}",
-        reserved.message.metadata.get("app").unwrap()
-    );
+    let added = pipeline.add(Add::new(thread.clone(), Role::User, Content::text("hi"))).await?;
+    let reserved = pipeline.reserve(Reserve::new(thread, Role::Assistant)).await?;
+    println!("add stamped:     {}", added.message.metadata.get("app").unwrap());
+    println!("reserve stamped: {}", reserved.message.metadata.get("app").unwrap());
     println!("acknowledged:    {}", stamp.acknowledged());
     Ok(())
 }
@@ -151,17 +127,11 @@ mod tests {
     #[tokio::test]
     async fn stamps_new_messages_and_counts_only_acknowledged_writes() {
         let stamp = StampLayer::new("test-app");
-        let pipeline = Pipeline::builder()
-            .layer(stamp.clone())
-            .build(MemoryBackend::new());
+        let pipeline = Pipeline::builder().layer(stamp.clone()).build(MemoryBackend::new());
         let thread = ThreadId::new("t").unwrap();
-        let added = pipeline
-            .add(Add::new(thread.clone(), Role::User, Content::text("x")))
-            .await
-            .unwrap();
+        let added = pipeline.add(Add::new(thread.clone(), Role::User, Content::text("x"))).await.unwrap();
         assert_eq!(added.message.metadata.get("app"), Some(&json!("test-app")));
-        let missing =
-            UpdateContent::new(thread, MessageId::new("nope").unwrap(), Content::text("y"));
+        let missing = UpdateContent::new(thread, MessageId::new("nope").unwrap(), Content::text("y"));
         assert!(pipeline.update_content(missing).await.is_err());
         assert_eq!(stamp.acknowledged(), 1, "the failed write is not counted");
     }
@@ -171,9 +141,6 @@ mod tests {
         let service = StampLayer::new("direct").layer(Terminal::new(MemoryBackend::new()));
         let args = Reserve::new(ThreadId::new("t").unwrap(), Role::Assistant);
         let result = service.oneshot(args.into()).await.unwrap();
-        assert_eq!(
-            result.message().unwrap().metadata.get("app"),
-            Some(&json!("direct"))
-        );
+        assert_eq!(result.message().unwrap().metadata.get("app"), Some(&json!("direct")));
     }
 }

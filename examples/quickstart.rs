@@ -22,32 +22,18 @@ use persist::{Content, IdempotencyKey, PersistResult, Pipeline, Role, Status, Th
 const SCRIPT: [(&str, &[&str]); 3] = [
     (
         "My order #1042 has not arrived. Where is it?",
-        &[
-            "Your order ",
-            "left our warehouse ",
-            "yesterday; ",
-            "it arrives Friday.",
-        ],
+        &["Your order ", "left our warehouse ", "yesterday; ", "it arrives Friday."],
     ),
     (
         "Can I change the delivery address?",
-        &[
-            "Yes: ",
-            "until it ships ",
-            "from the hub, ",
-            "reply with the new address.",
-        ],
+        &["Yes: ", "until it ships ", "from the hub, ", "reply with the new address."],
     ),
-    (
-        "Thanks! Please send it to 12 Harbour Lane.",
-        &["Done: ", "the address is ", "now 12 Harbour Lane."],
-    ),
+    ("Thanks! Please send it to 12 Harbour Lane.", &["Done: ", "the address is ", "now 12 Harbour Lane."]),
 ];
 
 #[tokio::main]
 async fn main() -> Result<(), persist::PersistError> {
-    let path =
-        std::env::var("PERSIST_QUICKSTART_DB").unwrap_or_else(|_| "persist-quickstart.db".into());
+    let path = std::env::var("PERSIST_QUICKSTART_DB").unwrap_or_else(|_| "persist-quickstart.db".into());
     let store = SqliteBackend::open(&path).await?;
 
     // What the observer indexed: complete messages only (a placeholder is not content).
@@ -55,27 +41,15 @@ async fn main() -> Result<(), persist::PersistError> {
     let indexer = {
         let index = index.clone();
         move |result: &PersistResult| {
-            if let Some(m) = result
-                .message()
-                .filter(|m| m.status == Status::Complete && !result.is_deduplicated())
-            {
-                index.lock().unwrap().push(format!(
-                    "{} #{}: {}",
-                    m.thread_id,
-                    m.seq,
-                    m.content.to_text()
-                ));
+            if let Some(m) = result.message().filter(|m| m.status == Status::Complete && !result.is_deduplicated()) {
+                index.lock().unwrap().push(format!("{} #{}: {}", m.thread_id, m.seq, m.content.to_text()));
             }
         }
     };
     let scratch = Pipeline::new(MemoryBackend::new());
     let pipeline = Pipeline::builder()
         .layer(ObserveLayer::new().on_result(indexer))
-        .layer(
-            RouteLayer::builder()
-                .route("scratch", route::thread_prefix("scratch:"), scratch.clone())
-                .build()?,
-        )
+        .layer(RouteLayer::builder().route("scratch", route::thread_prefix("scratch:"), scratch.clone()).build()?)
         .build(store);
 
     let thread = ThreadId::new("support:1042")?;
@@ -94,46 +68,24 @@ async fn main() -> Result<(), persist::PersistError> {
     let reserve = Reserve::new(thread.clone(), Role::Assistant)
         .with_idempotency_key(IdempotencyKey::new(format!("turn-{turn}-reply"))?);
     let reply = pipeline.reserve(reserve).await?.message;
-    println!(
-        "streaming the reply into message {} (seq {})",
-        reply.id, reply.seq
-    );
+    println!("streaming the reply into message {} (seq {})", reply.id, reply.seq);
     let mut text = String::new();
     for chunk in answer {
         text.push_str(chunk);
-        let partial = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&text))
-            .with_finalize(false);
+        let partial = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&text)).with_finalize(false);
         pipeline.update_content(partial).await?;
     }
-    pipeline
-        .update_content(UpdateContent::new(
-            thread.clone(),
-            reply.id.clone(),
-            Content::text(&text),
-        ))
-        .await?;
+    pipeline.update_content(UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&text))).await?;
 
     let notes = ThreadId::new("scratch:agent-notes")?;
-    pipeline
-        .add(Add::new(
-            notes,
-            Role::System,
-            Content::text(format!("answered turn {}", turn + 1)),
-        ))
-        .await?;
+    pipeline.add(Add::new(notes, Role::System, Content::text(format!("answered turn {}", turn + 1)))).await?;
 
     println!("\ntranscript of {thread}:");
     let mut query = ListMessages::new(thread.clone());
     loop {
         let page = pipeline.list(query.clone()).await?;
         for m in &page.items {
-            println!(
-                "  #{:<2} {:<9} v{:<2} {}",
-                m.seq,
-                m.role,
-                m.version,
-                m.content.to_text()
-            );
+            println!("  #{:<2} {:<9} v{:<2} {}", m.seq, m.role, m.version, m.content.to_text());
         }
         match query.next_page(&page) {
             Some(next) => query = next,
@@ -148,13 +100,7 @@ async fn main() -> Result<(), persist::PersistError> {
 
     let stored = pipeline.threads(ListThreads::new()).await?.items;
     let ephemeral = scratch.threads(ListThreads::new()).await?.items;
-    println!(
-        "\nSQLite threads:    {:?}",
-        stored.iter().map(|t| t.id.as_str()).collect::<Vec<_>>()
-    );
-    println!(
-        "in-memory scratch: {:?}",
-        ephemeral.iter().map(|t| t.id.as_str()).collect::<Vec<_>>()
-    );
+    println!("\nSQLite threads:    {:?}", stored.iter().map(|t| t.id.as_str()).collect::<Vec<_>>());
+    println!("in-memory scratch: {:?}", ephemeral.iter().map(|t| t.id.as_str()).collect::<Vec<_>>());
     Ok(())
 }

@@ -13,10 +13,7 @@ use serde_json::json;
 
 /// The content written for message `id`: recognizable, and long enough to span pages.
 fn payload(id: &str) -> String {
-    format!(
-        "payload of {id}: {}",
-        "lorem ipsum dolor sit amet ".repeat(8)
-    )
+    format!("payload of {id}: {}", "lorem ipsum dolor sit amet ".repeat(8))
 }
 
 #[tokio::main]
@@ -41,9 +38,7 @@ async fn main() {
                     .with_metadata(Metadata::new().with("n", json!(n)));
                 backend.apply(add.into()).await.expect("write");
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "ack {thread} {id}")
-                    .and_then(|()| out.flush())
-                    .expect("report");
+                writeln!(out, "ack {thread} {id}").and_then(|()| out.flush()).expect("report");
             }
         });
     }

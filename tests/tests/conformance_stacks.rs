@@ -27,19 +27,11 @@ impl Factory for PassThroughStack {
             .layer(
                 ObserveLayer::new()
                     .on_args(|args: &PersistArgs| assert!(!args.thread_id().as_str().is_empty()))
-                    .on_result(|result: &PersistResult| {
-                        assert!(!result.thread_id().as_str().is_empty())
-                    })
+                    .on_result(|result: &PersistResult| assert!(!result.thread_id().as_str().is_empty()))
                     .on_error(|_: PersistOp, _: &PersistError| {}),
             )
-            .layer(
-                RouteLayer::builder()
-                    .route("never", route::thread_prefix("never-matches:"), elsewhere)
-                    .build()?,
-            )
-            .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
-                ControlFlow::Continue(args)
-            }))
+            .layer(RouteLayer::builder().route("never", route::thread_prefix("never-matches:"), elsewhere).build()?)
+            .layer(InterceptLayer::new(|args: PersistArgs| -> Decision { ControlFlow::Continue(args) }))
             .layer(from_fn(|args, next| next.run(args)))
             .build(storage.clone()))
     }
@@ -59,12 +51,8 @@ impl Factory for NestedStack {
     }
 
     async fn open(&self, storage: &MemoryBackend) -> Result<Pipeline, BoxError> {
-        let inner = Pipeline::builder()
-            .layer(ObserveLayer::new())
-            .build(storage.clone());
-        Ok(Pipeline::builder()
-            .layer(from_fn(|args, next| next.run(args)))
-            .build(inner))
+        let inner = Pipeline::builder().layer(ObserveLayer::new()).build(storage.clone());
+        Ok(Pipeline::builder().layer(from_fn(|args, next| next.run(args))).build(inner))
     }
 }
 

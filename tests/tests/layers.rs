@@ -11,8 +11,8 @@ use persist::layer::{Decision, InterceptLayer, Next, ObserveLayer, from_fn};
 use persist::memory::MemoryBackend;
 use persist::read::{GetThread, ListMessages};
 use persist::{
-    Added, Content, Message, MessageId, Metadata, PersistArgs, PersistError, PersistOp,
-    PersistResult, Pipeline, Role, Status, Terminal, ThreadId, Timestamp,
+    Added, Content, Message, MessageId, Metadata, PersistArgs, PersistError, PersistOp, PersistResult, Pipeline, Role,
+    Status, Terminal, ThreadId, Timestamp,
 };
 use tower::{Layer, ServiceExt};
 
@@ -25,11 +25,7 @@ fn add(thread_id: &str) -> Add {
 }
 
 async fn thread_exists(store: &MemoryBackend, id: &str) -> bool {
-    Pipeline::new(store.clone())
-        .get_thread(GetThread::new(thread(id)))
-        .await
-        .unwrap()
-        .is_some()
+    Pipeline::new(store.clone()).get_thread(GetThread::new(thread(id))).await.unwrap().is_some()
 }
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -41,40 +37,22 @@ async fn observe_sees_every_op_its_result_and_errors() {
     let pipeline = Pipeline::builder()
         .layer(
             ObserveLayer::new()
-                .on_args(move |args: &PersistArgs| {
-                    a.lock().unwrap().push(format!("args {}", args.op()))
-                })
-                .on_result(move |res: &PersistResult| {
-                    r.lock().unwrap().push(format!("ok {}", res.op()))
-                })
+                .on_args(move |args: &PersistArgs| a.lock().unwrap().push(format!("args {}", args.op())))
+                .on_result(move |res: &PersistResult| r.lock().unwrap().push(format!("ok {}", res.op())))
                 .on_error(move |op: PersistOp, err: &PersistError| {
                     let not_found = matches!(err, PersistError::NotFound { .. });
-                    e.lock()
-                        .unwrap()
-                        .push(format!("err {op} not_found={not_found}"))
+                    e.lock().unwrap().push(format!("err {op} not_found={not_found}"))
                 }),
         )
         .build(MemoryBackend::new());
     let t = thread("t");
     let m = MessageId::new("m").unwrap();
     pipeline.add(add("t").with_id(m.clone())).await.unwrap();
-    pipeline
-        .reserve(Reserve::new(t.clone(), Role::Assistant))
-        .await
-        .unwrap();
-    pipeline
-        .update_content(UpdateContent::new(t.clone(), m.clone(), Content::text("b")))
-        .await
-        .unwrap();
+    pipeline.reserve(Reserve::new(t.clone(), Role::Assistant)).await.unwrap();
+    pipeline.update_content(UpdateContent::new(t.clone(), m.clone(), Content::text("b"))).await.unwrap();
     let patch = Metadata::new().with("k", serde_json::json!(1));
-    pipeline
-        .update(Update::message(t.clone(), m.clone()).with_metadata(patch))
-        .await
-        .unwrap();
-    pipeline
-        .delete(Delete::message(t.clone(), m.clone()))
-        .await
-        .unwrap();
+    pipeline.update(Update::message(t.clone(), m.clone()).with_metadata(patch)).await.unwrap();
+    pipeline.delete(Delete::message(t.clone(), m.clone())).await.unwrap();
     let missing = UpdateContent::new(t, m, Content::text("c"));
     assert!(pipeline.update_content(missing).await.is_err());
     assert_eq!(
@@ -108,32 +86,18 @@ async fn observer_indexes_only_finalized_messages() {
     let index = Log::default();
     let sink = index.clone();
     let pipeline = Pipeline::builder()
-        .layer(
-            ObserveLayer::new().on_result(move |result: &PersistResult| {
-                if let Some(m) = result.message().filter(|m| m.status == Status::Complete) {
-                    sink.lock().unwrap().push(m.content.to_text());
-                }
-            }),
-        )
+        .layer(ObserveLayer::new().on_result(move |result: &PersistResult| {
+            if let Some(m) = result.message().filter(|m| m.status == Status::Complete) {
+                sink.lock().unwrap().push(m.content.to_text());
+            }
+        }))
         .build(MemoryBackend::new());
     let t = thread("t");
-    let slot = pipeline
-        .reserve(Reserve::new(t.clone(), Role::Assistant))
-        .await
-        .unwrap()
-        .message;
-    let partial =
-        UpdateContent::new(t.clone(), slot.id.clone(), Content::text("par")).with_finalize(false);
+    let slot = pipeline.reserve(Reserve::new(t.clone(), Role::Assistant)).await.unwrap().message;
+    let partial = UpdateContent::new(t.clone(), slot.id.clone(), Content::text("par")).with_finalize(false);
     pipeline.update_content(partial).await.unwrap();
     assert!(index.lock().unwrap().is_empty());
-    pipeline
-        .update_content(UpdateContent::new(
-            t,
-            slot.id,
-            Content::text("partial done"),
-        ))
-        .await
-        .unwrap();
+    pipeline.update_content(UpdateContent::new(t, slot.id, Content::text("partial done"))).await.unwrap();
     assert_eq!(*index.lock().unwrap(), ["partial done"]);
 }
 
@@ -144,11 +108,7 @@ async fn route_redirect_leaves_the_default_store_untouched() {
     let pipeline = Pipeline::builder()
         .layer(
             RouteLayer::builder()
-                .route(
-                    "scratch",
-                    route::thread_prefix("scratch:"),
-                    Pipeline::new(other.clone()),
-                )
+                .route("scratch", route::thread_prefix("scratch:"), Pipeline::new(other.clone()))
                 .build()
                 .unwrap(),
         )
@@ -157,28 +117,17 @@ async fn route_redirect_leaves_the_default_store_untouched() {
     let written = pipeline.add(add("scratch:a")).await.unwrap().message;
     pipeline.add(add("main")).await.unwrap();
     pipeline
-        .update_content(UpdateContent::new(
-            written.thread_id.clone(),
-            written.id.clone(),
-            Content::text("v2"),
-        ))
+        .update_content(UpdateContent::new(written.thread_id.clone(), written.id.clone(), Content::text("v2")))
         .await
         .unwrap();
 
     assert!(!thread_exists(&default, "scratch:a").await);
     assert!(thread_exists(&default, "main").await);
     assert!(!thread_exists(&other, "main").await);
-    let items = Pipeline::new(other)
-        .list(ListMessages::new(thread("scratch:a")))
-        .await
-        .unwrap()
-        .items;
+    let items = Pipeline::new(other).list(ListMessages::new(thread("scratch:a"))).await.unwrap().items;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].content.to_text(), "v2");
-    let deleted = pipeline
-        .delete(Delete::thread(thread("scratch:a")))
-        .await
-        .unwrap();
+    let deleted = pipeline.delete(Delete::thread(thread("scratch:a"))).await.unwrap();
     assert_eq!(deleted.message_ids, vec![written.id]);
     assert_eq!(default.message_count(), 1);
 }
@@ -190,16 +139,8 @@ async fn route_first_match_wins() {
     let pipeline = Pipeline::builder()
         .layer(
             RouteLayer::builder()
-                .route(
-                    "first",
-                    route::thread_prefix("a"),
-                    Pipeline::new(first.clone()),
-                )
-                .route(
-                    "second",
-                    route::thread_prefix("ab"),
-                    Pipeline::new(second.clone()),
-                )
+                .route("first", route::thread_prefix("a"), Pipeline::new(first.clone()))
+                .route("second", route::thread_prefix("ab"), Pipeline::new(second.clone()))
                 .build()
                 .unwrap(),
         )
@@ -213,36 +154,15 @@ async fn route_first_match_wins() {
 fn route_builder_validates() {
     let target = Pipeline::new(MemoryBackend::new());
     let empty = RouteLayer::builder().build().unwrap_err();
-    assert!(matches!(
-        empty,
-        PersistError::InvalidInput {
-            field: "routes",
-            ..
-        }
-    ));
-    let unnamed = RouteLayer::builder()
-        .route("", route::thread_prefix("x"), target.clone())
-        .build()
-        .unwrap_err();
-    assert!(matches!(
-        unnamed,
-        PersistError::InvalidInput {
-            field: "route name",
-            ..
-        }
-    ));
+    assert!(matches!(empty, PersistError::InvalidInput { field: "routes", .. }));
+    let unnamed = RouteLayer::builder().route("", route::thread_prefix("x"), target.clone()).build().unwrap_err();
+    assert!(matches!(unnamed, PersistError::InvalidInput { field: "route name", .. }));
     let twice = RouteLayer::builder()
         .route("a", route::thread_prefix("x"), target.clone())
         .route("a", route::thread_prefix("y"), target)
         .build()
         .unwrap_err();
-    assert!(matches!(
-        twice,
-        PersistError::InvalidInput {
-            field: "route name",
-            ..
-        }
-    ));
+    assert!(matches!(twice, PersistError::InvalidInput { field: "route name", .. }));
 }
 
 #[tokio::test]
@@ -330,10 +250,7 @@ async fn first_layer_added_sees_the_request_first_and_the_result_last() {
         .layer(push(log.clone(), "c"))
         .build(MemoryBackend::new());
     pipeline.add(add("t")).await.unwrap();
-    assert_eq!(
-        *log.lock().unwrap(),
-        ["a in", "b in", "c in", "c out", "b out", "a out"]
-    );
+    assert_eq!(*log.lock().unwrap(), ["a in", "b in", "c in", "c out", "b out", "a out"]);
 }
 
 #[tokio::test]
@@ -342,9 +259,7 @@ async fn a_layer_added_after_others_still_runs() {
     let store = MemoryBackend::new();
     let pipeline = Pipeline::builder()
         .layer(ObserveLayer::new())
-        .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
-            ControlFlow::Continue(args)
-        }))
+        .layer(InterceptLayer::new(|args: PersistArgs| -> Decision { ControlFlow::Continue(args) }))
         .layer(push(log.clone(), "last"))
         .build(store.clone());
     pipeline.add(add("t")).await.unwrap();
@@ -356,14 +271,9 @@ async fn a_layer_added_after_others_still_runs() {
 async fn from_fn_not_calling_next_short_circuits() {
     let store = MemoryBackend::new();
     let pipeline = Pipeline::builder()
-        .layer(from_fn(|_args, _next| async {
-            Err(PersistError::rejected("closed"))
-        }))
+        .layer(from_fn(|_args, _next| async { Err(PersistError::rejected("closed")) }))
         .build(store.clone());
-    assert!(matches!(
-        pipeline.add(add("t")).await,
-        Err(PersistError::Rejected { .. })
-    ));
+    assert!(matches!(pipeline.add(add("t")).await, Err(PersistError::Rejected { .. })));
     assert!(!thread_exists(&store, "t").await);
 }
 
@@ -371,22 +281,9 @@ async fn from_fn_not_calling_next_short_circuits() {
 async fn a_layer_answering_the_wrong_operation_is_a_typed_error() {
     let pipeline = Pipeline::builder()
         .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
-            ControlFlow::Break(Ok(persist::Deleted::new(
-                args.thread_id().clone(),
-                Vec::new(),
-            )
-            .into()))
+            ControlFlow::Break(Ok(persist::Deleted::new(args.thread_id().clone(), Vec::new()).into()))
         }))
         .build(MemoryBackend::new());
     let err = pipeline.add(add("t")).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            PersistError::MismatchedResult {
-                op: PersistOp::Add,
-                got: PersistOp::Delete
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, PersistError::MismatchedResult { op: PersistOp::Add, got: PersistOp::Delete }), "{err}");
 }

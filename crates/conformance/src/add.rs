@@ -19,11 +19,7 @@ pub async fn check_add_assigns_seq_version_and_status<F: Factory>(factory: &F) -
         assert_eq!(message.status, Status::Complete);
         assert_eq!(message.thread_id, id);
         assert!(message.created_at <= message.updated_at);
-        assert_eq!(
-            get(b, &id, &message.id).await.as_ref(),
-            Some(&message),
-            "a read returns what add answered"
-        );
+        assert_eq!(get(b, &id, &message.id).await.as_ref(), Some(&message), "a read returns what add answered");
     }
     store.finish().await
 }
@@ -35,13 +31,8 @@ pub async fn check_add_creates_thread_and_counts<F: Factory>(factory: &F) -> Out
     let id = t("add-thread");
     assert!(thread(b, &id).await.is_none());
     let first = add_text(b, &id, "one").await;
-    let created = thread(b, &id)
-        .await
-        .expect("the thread exists after its first write");
-    assert_eq!(
-        (created.last_seq, created.message_count, created.version),
-        (1, 1, 1)
-    );
+    let created = thread(b, &id).await.expect("the thread exists after its first write");
+    assert_eq!((created.last_seq, created.message_count, created.version), (1, 1, 1));
     assert!(created.deleted_at.is_none());
     assert!(created.updated_at >= first.created_at);
     let second = add_text(b, &id, "two").await;
@@ -78,20 +69,10 @@ pub async fn check_content_and_metadata_round_trip_exactly<F: Factory>(factory: 
     let stored = get(b, &id, &message.id).await.unwrap();
     assert_eq!(stored.content.as_value(), &content);
     assert_eq!(stored.metadata, metadata);
-    assert_eq!(
-        stored.idempotency_key,
-        Some(IdempotencyKey::new("rt-1").unwrap())
-    );
+    assert_eq!(stored.idempotency_key, Some(IdempotencyKey::new("rt-1").unwrap()));
     // Non-array content is any JSON value too.
-    let plain = written(
-        b,
-        Add::new(id.clone(), Role::User, Content::new(json!("just a string"))),
-    )
-    .await;
-    assert_eq!(
-        get(b, &id, &plain.id).await.unwrap().content.as_value(),
-        &json!("just a string")
-    );
+    let plain = written(b, Add::new(id.clone(), Role::User, Content::new(json!("just a string")))).await;
+    assert_eq!(get(b, &id, &plain.id).await.unwrap().content.as_value(), &json!("just a string"));
     store.finish().await
 }
 
@@ -100,13 +81,7 @@ pub async fn check_custom_roles_round_trip<F: Factory>(factory: &F) -> Outcome {
     let store = Store::new(factory).await;
     let b = store.b();
     let id = t("roles");
-    for role in [
-        Role::User,
-        Role::Assistant,
-        Role::System,
-        Role::Tool,
-        Role::new("critic").unwrap(),
-    ] {
+    for role in [Role::User, Role::Assistant, Role::System, Role::Tool, Role::new("critic").unwrap()] {
         let message = written(b, Add::new(id.clone(), role.clone(), Content::text("x"))).await;
         assert_eq!(get(b, &id, &message.id).await.unwrap().role, role);
     }

@@ -5,9 +5,7 @@ use persist_core::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
 use persist_core::{Backend, Content, IdempotencyKey, Metadata, PersistError, Role};
 use serde_json::json;
 
-use crate::fixture::{
-    Store, add_text, assert_err, m, snapshot, t, text_add, thread, write, written,
-};
+use crate::fixture::{Store, add_text, assert_err, m, snapshot, t, text_add, thread, write, written};
 use crate::{Factory, Outcome};
 
 /// Updates that change nothing or patch the wrong kind of target are `InvalidInput`.
@@ -19,15 +17,9 @@ pub async fn check_meaningless_updates_are_invalid<F: Factory>(factory: &F) -> O
     let before = snapshot(b, &[&id]).await;
     let cases = [
         (Update::message(id.clone(), message.id.clone()), "update"),
-        (
-            Update::message(id.clone(), message.id.clone()).with_title(Some("t".into())),
-            "title",
-        ),
+        (Update::message(id.clone(), message.id.clone()).with_title(Some("t".into())), "title"),
         (Update::thread(id.clone()).with_role(Role::User), "role"),
-        (
-            Update::thread(id.clone()).with_title(Some("x".repeat(MAX_TITLE_BYTES + 1))),
-            "title",
-        ),
+        (Update::thread(id.clone()).with_title(Some("x".repeat(MAX_TITLE_BYTES + 1))), "title"),
     ];
     for (update, expected_field) in cases {
         assert_err!(write(b, update).await, PersistError::InvalidInput { field, .. } if field == expected_field);
@@ -44,8 +36,7 @@ pub async fn check_bad_page_limits_are_invalid<F: Factory>(factory: &F) -> Outco
     add_text(b, &id, "x").await;
     for limit in [0, MAX_PAGE_LIMIT + 1] {
         assert_err!(
-            b.list(ListMessages::new(id.clone()).with_limit(limit))
-                .await,
+            b.list(ListMessages::new(id.clone()).with_limit(limit)).await,
             PersistError::InvalidInput { field: "limit", .. }
         );
         assert_err!(
@@ -63,27 +54,15 @@ pub async fn check_unknown_thread_for_update_is_not_found<F: Factory>(factory: &
     let ghost = t("unknown");
     let patch = Metadata::new().with("k", json!(1));
     assert_err!(
-        write(
-            b,
-            Update::thread(ghost.clone()).with_metadata(patch.clone())
-        )
-        .await,
+        write(b, Update::thread(ghost.clone()).with_metadata(patch.clone())).await,
         PersistError::NotFound { .. }
     );
     assert_err!(
-        write(
-            b,
-            Update::message(ghost.clone(), m("x")).with_metadata(patch)
-        )
-        .await,
+        write(b, Update::message(ghost.clone(), m("x")).with_metadata(patch)).await,
         PersistError::NotFound { .. }
     );
     assert_err!(
-        write(
-            b,
-            UpdateContent::new(ghost.clone(), m("x"), Content::text("x"))
-        )
-        .await,
+        write(b, UpdateContent::new(ghost.clone(), m("x"), Content::text("x"))).await,
         PersistError::NotFound { .. }
     );
     assert!(thread(b, &ghost).await.is_none());
@@ -95,26 +74,18 @@ pub async fn check_failed_writes_leave_the_store_unchanged<F: Factory>(factory: 
     let store = Store::new(factory).await;
     let b = store.b().as_ref();
     let (live, dead) = (t("live"), t("dead"));
-    let message = written(
-        b,
-        text_add(&live, "x")
-            .with_id(m("fixed"))
-            .with_idempotency_key(IdempotencyKey::new("k").unwrap()),
-    )
-    .await;
+    let message =
+        written(b, text_add(&live, "x").with_id(m("fixed")).with_idempotency_key(IdempotencyKey::new("k").unwrap()))
+            .await;
     let slot = written(b, Reserve::new(live.clone(), Role::Assistant)).await;
     add_text(b, &dead, "x").await;
-    write(b, Delete::thread(dead.clone()))
-        .await
-        .expect("delete");
+    write(b, Delete::thread(dead.clone())).await.expect("delete");
     let before = snapshot(b, &[&live, &dead]).await;
 
     let refused: Vec<persist_core::PersistArgs> = vec![
         text_add(&live, "other payload").with_id(m("fixed")).into(),
         text_add(&dead, "late").into(),
-        UpdateContent::new(live.clone(), message.id.clone(), Content::text("x"))
-            .with_expected_version(9)
-            .into(),
+        UpdateContent::new(live.clone(), message.id.clone(), Content::text("x")).with_expected_version(9).into(),
         UpdateContent::new(live.clone(), m("missing"), Content::text("x")).into(),
         UpdateContent::new(dead.clone(), slot.id.clone(), Content::text("x")).into(),
         Update::message(live.clone(), slot.id.clone())
@@ -122,23 +93,14 @@ pub async fn check_failed_writes_leave_the_store_unchanged<F: Factory>(factory: 
             .with_expected_version(5)
             .into(),
         Update::message(live.clone(), slot.id.clone()).into(),
-        Delete::message(live.clone(), message.id.clone())
-            .with_expected_version(2)
-            .into(),
+        Delete::message(live.clone(), message.id.clone()).with_expected_version(2).into(),
         Delete::thread(live.clone()).with_expected_version(3).into(),
     ];
     for args in refused {
         let op = args.op();
         let result = b.apply(args).await;
-        assert!(
-            result.is_err(),
-            "{op} should have been refused, got {result:?}"
-        );
+        assert!(result.is_err(), "{op} should have been refused, got {result:?}");
     }
-    assert_eq!(
-        snapshot(b, &[&live, &dead]).await,
-        before,
-        "refused writes changed the store"
-    );
+    assert_eq!(snapshot(b, &[&live, &dead]).await, before, "refused writes changed the store");
     store.finish().await
 }

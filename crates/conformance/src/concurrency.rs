@@ -16,11 +16,7 @@ async fn race_adds<B: Backend>(handles: &[Arc<B>], thread_id: &ThreadId, n: usiz
     let barrier = Arc::new(Barrier::new(n));
     let mut tasks = JoinSet::new();
     for i in 0..n {
-        let (b, barrier, thread_id) = (
-            Arc::clone(&handles[i % handles.len()]),
-            barrier.clone(),
-            thread_id.clone(),
-        );
+        let (b, barrier, thread_id) = (Arc::clone(&handles[i % handles.len()]), barrier.clone(), thread_id.clone());
         tasks.spawn(async move {
             barrier.wait().await;
             add_text(b.as_ref(), &thread_id, &format!("racer {i}")).await
@@ -32,16 +28,9 @@ async fn race_adds<B: Backend>(handles: &[Arc<B>], thread_id: &ThreadId, n: usiz
 async fn assert_fifty_distinct<B: Backend>(b: &B, thread_id: &ThreadId, mut written: Vec<Message>) {
     written.sort_by_key(|message| message.seq);
     let seqs: Vec<u64> = written.iter().map(|message| message.seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=50).collect::<Vec<u64>>(),
-        "50 distinct seqs, gap-free at assignment"
-    );
+    assert_eq!(seqs, (1..=50).collect::<Vec<u64>>(), "50 distinct seqs, gap-free at assignment");
     let stored = all_messages(b, thread_id).await;
-    assert_eq!(
-        stored, written,
-        "exactly the 50 acknowledged messages are stored"
-    );
+    assert_eq!(stored, written, "exactly the 50 acknowledged messages are stored");
     let th = thread(b, thread_id).await.unwrap();
     assert_eq!((th.message_count, th.last_seq), (50, 50));
 }
@@ -50,27 +39,17 @@ async fn assert_fifty_distinct<B: Backend>(b: &B, thread_id: &ThreadId, mut writ
 async fn assert_commit_order<B: Backend>(handles: &[Arc<B>], thread_id: &ThreadId) {
     let mut tasks = JoinSet::new();
     for writer in 0..5 {
-        let (b, thread_id) = (
-            Arc::clone(&handles[writer % handles.len()]),
-            thread_id.clone(),
-        );
+        let (b, thread_id) = (Arc::clone(&handles[writer % handles.len()]), thread_id.clone());
         tasks.spawn(async move {
             let mut seqs = Vec::new();
             for i in 0..10 {
-                seqs.push(
-                    add_text(b.as_ref(), &thread_id, &format!("w{writer} #{i}"))
-                        .await
-                        .seq,
-                );
+                seqs.push(add_text(b.as_ref(), &thread_id, &format!("w{writer} #{i}")).await.seq);
             }
             seqs
         });
     }
     for seqs in tasks.join_all().await {
-        assert!(
-            seqs.windows(2).all(|w| w[0] < w[1]),
-            "a writer's later write got a lower seq: {seqs:?}"
-        );
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "a writer's later write got a lower seq: {seqs:?}");
     }
 }
 
@@ -90,21 +69,11 @@ async fn race_merges<B: Backend>(handles: &[Arc<B>], store_b: &B) {
         });
     }
     tasks.join_all().await;
-    let stored = crate::fixture::get(store_b, &thread_id, &message.id)
-        .await
-        .unwrap();
+    let stored = crate::fixture::get(store_b, &thread_id, &message.id).await.unwrap();
     for i in 0..n {
-        assert_eq!(
-            stored.metadata.get(&format!("key{i}")),
-            Some(&json!(i)),
-            "merge of key{i} was lost"
-        );
+        assert_eq!(stored.metadata.get(&format!("key{i}")), Some(&json!(i)), "merge of key{i} was lost");
     }
-    assert_eq!(
-        stored.version,
-        1 + n as u64,
-        "every merge bumped the version once"
-    );
+    assert_eq!(stored.version, 1 + n as u64, "every merge bumped the version once");
 }
 
 async fn race_retries<B: Backend>(handles: &[Arc<B>], store_b: &B) {
@@ -114,8 +83,7 @@ async fn race_retries<B: Backend>(handles: &[Arc<B>], store_b: &B) {
     let mut tasks = JoinSet::new();
     for i in 0..n {
         let (b, barrier) = (Arc::clone(&handles[i % handles.len()]), barrier.clone());
-        let add = text_add(&thread_id, "once")
-            .with_idempotency_key(IdempotencyKey::new("turn-7").unwrap());
+        let add = text_add(&thread_id, "once").with_idempotency_key(IdempotencyKey::new("turn-7").unwrap());
         tasks.spawn(async move {
             barrier.wait().await;
             write(b.as_ref(), add).await.expect("a retry succeeds")
@@ -124,10 +92,7 @@ async fn race_retries<B: Backend>(handles: &[Arc<B>], store_b: &B) {
     let results = tasks.join_all().await;
     let fresh = results.iter().filter(|r| !r.is_deduplicated()).count();
     assert_eq!(fresh, 1, "exactly one of the racing retries wrote");
-    let ids: std::collections::HashSet<_> = results
-        .iter()
-        .map(|r| r.message().unwrap().id.clone())
-        .collect();
+    let ids: std::collections::HashSet<_> = results.iter().map(|r| r.message().unwrap().id.clone()).collect();
     assert_eq!(ids.len(), 1, "every retry answers the same message");
     assert_eq!(all_messages(store_b, &thread_id).await.len(), 1);
     assert_eq!(thread(store_b, &thread_id).await.unwrap().last_seq, 1);
@@ -152,9 +117,7 @@ pub async fn check_concurrent_metadata_merges_all_survive<F: Factory>(factory: &
 }
 
 /// Concurrent retries of one add (same idempotency key) create exactly one message.
-pub async fn check_concurrent_retries_with_one_key_create_one_message<F: Factory>(
-    factory: &F,
-) -> Outcome {
+pub async fn check_concurrent_retries_with_one_key_create_one_message<F: Factory>(factory: &F) -> Outcome {
     let store = Store::new(factory).await;
     race_retries(&[Arc::clone(store.b())], store.b().as_ref()).await;
     store.finish().await
@@ -166,18 +129,12 @@ pub async fn check_concurrent_writers_on_many_threads<F: Factory>(factory: &F) -
     let mut tasks = JoinSet::new();
     for i in 0..40 {
         let b = Arc::clone(store.b());
-        tasks.spawn(
-            async move { add_text(b.as_ref(), &t(&format!("parallel-{}", i % 8)), "x").await },
-        );
+        tasks.spawn(async move { add_text(b.as_ref(), &t(&format!("parallel-{}", i % 8)), "x").await });
     }
     tasks.join_all().await;
     for thread_no in 0..8 {
         let id = t(&format!("parallel-{thread_no}"));
-        let seqs: Vec<u64> = all_messages(store.b().as_ref(), &id)
-            .await
-            .iter()
-            .map(|m| m.seq)
-            .collect();
+        let seqs: Vec<u64> = all_messages(store.b().as_ref(), &id).await.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [1, 2, 3, 4, 5], "thread {id}");
     }
     store.finish().await

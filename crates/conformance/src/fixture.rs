@@ -5,8 +5,7 @@ use std::sync::Arc;
 use persist_core::args::Add;
 use persist_core::read::{GetMessage, GetThread, ListMessages};
 use persist_core::{
-    Backend, Capabilities, Content, Message, MessageId, PersistArgs, PersistResult, Result, Role,
-    Thread, ThreadId,
+    Backend, Capabilities, Content, Message, MessageId, PersistArgs, PersistResult, Result, Role, Thread, ThreadId,
 };
 
 use crate::{Factory, Outcome};
@@ -21,15 +20,8 @@ pub(crate) struct Store<'f, F: Factory> {
 impl<'f, F: Factory> Store<'f, F> {
     pub(crate) async fn new(factory: &'f F) -> Self {
         let storage = factory.create().await.expect("factory: create storage");
-        let backend = factory
-            .open(&storage)
-            .await
-            .expect("factory: open a handle");
-        Self {
-            factory,
-            storage,
-            backend: Some(Arc::new(backend)),
-        }
+        let backend = factory.open(&storage).await.expect("factory: open a handle");
+        Self { factory, storage, backend: Some(Arc::new(backend)) }
     }
 
     /// The handle.
@@ -43,28 +35,15 @@ impl<'f, F: Factory> Store<'f, F> {
 
     /// Another independent handle on the same storage.
     pub(crate) async fn second_handle(&self) -> Arc<F::Backend> {
-        Arc::new(
-            self.factory
-                .open(&self.storage)
-                .await
-                .expect("factory: open a second handle"),
-        )
+        Arc::new(self.factory.open(&self.storage).await.expect("factory: open a second handle"))
     }
 
     /// Drops the handle and opens the storage again.
     pub(crate) async fn reopen(&mut self) {
         let old = self.backend.take().expect("the store is open");
-        assert_eq!(
-            Arc::strong_count(&old),
-            1,
-            "conformance bug: a handle is still alive when reopening"
-        );
+        assert_eq!(Arc::strong_count(&old), 1, "conformance bug: a handle is still alive when reopening");
         drop(old);
-        let backend = self
-            .factory
-            .open(&self.storage)
-            .await
-            .expect("factory: reopen");
+        let backend = self.factory.open(&self.storage).await.expect("factory: reopen");
         self.backend = Some(Arc::new(backend));
     }
 
@@ -95,10 +74,7 @@ pub(crate) fn text_add(thread: &ThreadId, text: &str) -> Add {
     Add::new(thread.clone(), Role::User, Content::text(text))
 }
 
-pub(crate) async fn write<B: Backend>(
-    b: &B,
-    args: impl Into<PersistArgs>,
-) -> Result<PersistResult> {
+pub(crate) async fn write<B: Backend>(b: &B, args: impl Into<PersistArgs>) -> Result<PersistResult> {
     b.apply(args.into()).await
 }
 
@@ -107,10 +83,7 @@ pub(crate) async fn written<B: Backend>(b: &B, args: impl Into<PersistArgs>) -> 
     let args = args.into();
     let op = args.op();
     match b.apply(args).await {
-        Ok(result) => result
-            .message()
-            .cloned()
-            .unwrap_or_else(|| panic!("{op} answered no message: {result:?}")),
+        Ok(result) => result.message().cloned().unwrap_or_else(|| panic!("{op} answered no message: {result:?}")),
         Err(err) => panic!("{op} failed: {err}"),
     }
 }
@@ -120,22 +93,16 @@ pub(crate) async fn add_text<B: Backend>(b: &B, thread: &ThreadId, text: &str) -
 }
 
 pub(crate) async fn get<B: Backend>(b: &B, thread: &ThreadId, id: &MessageId) -> Option<Message> {
-    b.get(GetMessage::new(thread.clone(), id.clone()))
-        .await
-        .expect("get")
+    b.get(GetMessage::new(thread.clone(), id.clone())).await.expect("get")
 }
 
 pub(crate) async fn thread<B: Backend>(b: &B, thread: &ThreadId) -> Option<Thread> {
-    b.get_thread(GetThread::new(thread.clone()))
-        .await
-        .expect("get_thread")
+    b.get_thread(GetThread::new(thread.clone())).await.expect("get_thread")
 }
 
 /// Every message of the thread, placeholders included, by seq (trusted read, all pages).
 pub(crate) async fn all_messages<B: Backend>(b: &B, thread: &ThreadId) -> Vec<Message> {
-    let mut query = ListMessages::new(thread.clone())
-        .include_reserved(true)
-        .with_limit(7);
+    let mut query = ListMessages::new(thread.clone()).include_reserved(true).with_limit(7);
     let mut items = Vec::new();
     loop {
         let page = b.list(query.clone()).await.expect("list");
@@ -148,10 +115,7 @@ pub(crate) async fn all_messages<B: Backend>(b: &B, thread: &ThreadId) -> Vec<Me
 }
 
 /// Everything visible about `threads`, for before/after comparisons.
-pub(crate) async fn snapshot<B: Backend>(
-    b: &B,
-    threads: &[&ThreadId],
-) -> Vec<(Option<Thread>, Vec<Message>)> {
+pub(crate) async fn snapshot<B: Backend>(b: &B, threads: &[&ThreadId]) -> Vec<(Option<Thread>, Vec<Message>)> {
     let mut out = Vec::new();
     for id in threads {
         out.push((thread(b, id).await, all_messages(b, id).await));

@@ -4,9 +4,7 @@ use persist_core::args::{Add, Reserve, UpdateContent};
 use persist_core::{Content, IdempotencyKey, Metadata, PersistError, PersistResult, Role};
 use serde_json::json;
 
-use crate::fixture::{
-    Store, all_messages, assert_err, get, m, t, text_add, thread, write, written,
-};
+use crate::fixture::{Store, all_messages, assert_err, get, m, t, text_add, thread, write, written};
 use crate::{Factory, Outcome};
 
 fn key(k: &str) -> IdempotencyKey {
@@ -22,19 +20,11 @@ pub async fn check_idempotency_key_dedups_add<F: Factory>(factory: &F) -> Outcom
     let store = Store::new(factory).await;
     let b = store.b();
     let id = t("retry-add");
-    let first = write(b, text_add(&id, "hello").with_idempotency_key(key("k1")))
-        .await
-        .unwrap();
+    let first = write(b, text_add(&id, "hello").with_idempotency_key(key("k1"))).await.unwrap();
     assert!(!dedup(&first));
-    let again = write(b, text_add(&id, "hello").with_idempotency_key(key("k1")))
-        .await
-        .unwrap();
+    let again = write(b, text_add(&id, "hello").with_idempotency_key(key("k1"))).await.unwrap();
     assert!(dedup(&again), "the repeat is flagged");
-    assert_eq!(
-        again.message(),
-        first.message(),
-        "and answers the first message"
-    );
+    assert_eq!(again.message(), first.message(), "and answers the first message");
     let next = written(b, text_add(&id, "next")).await;
     assert_eq!(next.seq, 2, "the repeat took no seq");
     let th = thread(b, &id).await.unwrap();
@@ -47,36 +37,14 @@ pub async fn check_idempotency_key_dedups_reserve<F: Factory>(factory: &F) -> Ou
     let store = Store::new(factory).await;
     let b = store.b();
     let id = t("retry-reserve");
-    let slot = written(
-        b,
-        Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("turn-2")),
-    )
-    .await;
-    let again = write(
-        b,
-        Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("turn-2")),
-    )
-    .await
-    .unwrap();
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("turn-2"))).await;
+    let again = write(b, Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("turn-2"))).await.unwrap();
     assert!(dedup(&again));
     assert_eq!(again.message(), Some(&slot));
-    let done = written(
-        b,
-        UpdateContent::new(id.clone(), slot.id.clone(), Content::text("answer")),
-    )
-    .await;
-    let late = write(
-        b,
-        Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("turn-2")),
-    )
-    .await
-    .unwrap();
+    let done = written(b, UpdateContent::new(id.clone(), slot.id.clone(), Content::text("answer"))).await;
+    let late = write(b, Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("turn-2"))).await.unwrap();
     assert!(dedup(&late));
-    assert_eq!(
-        late.message(),
-        Some(&done),
-        "a late retry answers the message as it is now"
-    );
+    assert_eq!(late.message(), Some(&done), "a late retry answers the message as it is now");
     assert_eq!(all_messages(b, &id).await.len(), 1);
     store.finish().await
 }
@@ -87,11 +55,7 @@ pub async fn check_identical_explicit_id_dedups<F: Factory>(factory: &F) -> Outc
     let b = store.b();
     let id = t("retry-id");
     let meta = Metadata::new().with("turn", json!(1));
-    let add = || {
-        text_add(&id, "same")
-            .with_id(m("msg-1"))
-            .with_metadata(meta.clone())
-    };
+    let add = || text_add(&id, "same").with_id(m("msg-1")).with_metadata(meta.clone());
     let first = written(b, add()).await;
     let again = write(b, add()).await.unwrap();
     assert!(dedup(&again));
@@ -106,9 +70,7 @@ pub async fn check_identical_explicit_id_dedups<F: Factory>(factory: &F) -> Outc
 }
 
 /// The same explicit id with any other payload is `AlreadyExists`, and nothing changes.
-pub async fn check_different_payload_with_same_id_is_already_exists<F: Factory>(
-    factory: &F,
-) -> Outcome {
+pub async fn check_different_payload_with_same_id_is_already_exists<F: Factory>(factory: &F) -> Outcome {
     let store = Store::new(factory).await;
     let b = store.b();
     let id = t("conflict");
@@ -116,12 +78,8 @@ pub async fn check_different_payload_with_same_id_is_already_exists<F: Factory>(
     let variants = [
         text_add(&id, "different text").with_id(m("x")),
         Add::new(id.clone(), Role::Assistant, Content::text("original")).with_id(m("x")),
-        text_add(&id, "original")
-            .with_id(m("x"))
-            .with_metadata(Metadata::new().with("k", json!(1))),
-        text_add(&id, "original")
-            .with_id(m("x"))
-            .with_idempotency_key(key("other")),
+        text_add(&id, "original").with_id(m("x")).with_metadata(Metadata::new().with("k", json!(1))),
+        text_add(&id, "original").with_id(m("x")).with_idempotency_key(key("other")),
     ];
     for variant in variants {
         assert_err!(write(b, variant).await, PersistError::AlreadyExists { .. });
@@ -140,28 +98,10 @@ pub async fn check_idempotency_keys_are_per_thread<F: Factory>(factory: &F) -> O
     let store = Store::new(factory).await;
     let b = store.b();
     let (t1, t2) = (t("keys-a"), t("keys-b"));
-    let one = write(b, text_add(&t1, "a").with_idempotency_key(key("k")))
-        .await
-        .unwrap();
-    let two = write(b, text_add(&t2, "b").with_idempotency_key(key("k")))
-        .await
-        .unwrap();
+    let one = write(b, text_add(&t1, "a").with_idempotency_key(key("k"))).await.unwrap();
+    let two = write(b, text_add(&t2, "b").with_idempotency_key(key("k"))).await.unwrap();
     assert!(!dedup(&one) && !dedup(&two));
-    assert_eq!(
-        get(b, &t1, &one.message().unwrap().id)
-            .await
-            .unwrap()
-            .content
-            .to_text(),
-        "a"
-    );
-    assert_eq!(
-        get(b, &t2, &two.message().unwrap().id)
-            .await
-            .unwrap()
-            .content
-            .to_text(),
-        "b"
-    );
+    assert_eq!(get(b, &t1, &one.message().unwrap().id).await.unwrap().content.to_text(), "a");
+    assert_eq!(get(b, &t2, &two.message().unwrap().id).await.unwrap().content.to_text(), "b");
     store.finish().await
 }

@@ -46,7 +46,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (59 in all):
+//! [`CHECKS`] lists every check by group and name (70 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -62,7 +62,8 @@
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
-//! | [`durability`] | acknowledged writes, tombstones and counters survive reopening (gated on `durable`) |
+//! | [`sessions`] | bindings per (agent, thread): upsert keeps `created_at`, reset, provider/runtime guard with reasons, compare-and-set invalidate, races, deleted threads (gated on `sessions`) |
+//! | [`durability`] | acknowledged writes, tombstones, keys and bindings survive reopening (gated on `durable`) |
 //! | [`model`] | seeded random operation sequences agree with a reference model after every step |
 
 #![forbid(unsafe_code)]
@@ -84,6 +85,7 @@ pub mod identity;
 pub mod model;
 pub mod pagination;
 pub mod reserve;
+pub mod sessions;
 pub mod tenancy;
 pub mod threads;
 pub mod update;
@@ -106,10 +108,7 @@ pub trait Factory: Send + Sync {
     fn create(&self) -> impl Future<Output = Result<Self::Storage, BoxError>> + Send;
 
     /// A new handle on `storage`.
-    fn open(
-        &self,
-        storage: &Self::Storage,
-    ) -> impl Future<Output = Result<Self::Backend, BoxError>> + Send;
+    fn open(&self, storage: &Self::Storage) -> impl Future<Output = Result<Self::Backend, BoxError>> + Send;
 
     /// Releases `storage` after a check (drop a schema, …). The default does nothing; a
     /// temporary directory cleans itself up when dropped.
@@ -132,9 +131,7 @@ pub(crate) fn require(caps: Capabilities, durable: bool, shared: bool) -> Option
         return Some(Outcome::Skipped("the backend does not declare `durable`"));
     }
     if shared && !caps.shared_storage {
-        return Some(Outcome::Skipped(
-            "the backend does not declare `shared_storage`",
-        ));
+        return Some(Outcome::Skipped("the backend does not declare `shared_storage`"));
     }
     None
 }
@@ -226,9 +223,22 @@ macro_rules! __for_each_check {
                 check_unknown_thread_for_update_is_not_found,
                 check_failed_writes_leave_the_store_unchanged,
             }
+            sessions {
+                check_bind_then_resolve_resumes,
+                check_bind_upsert_keeps_created_at,
+                check_reset_makes_the_next_resolve_fresh,
+                check_reset_then_bind_resumes_the_new_session,
+                check_provider_or_runtime_change_is_fresh_with_reason,
+                check_invalidate_is_compare_and_set,
+                check_concurrent_binds_leave_one_complete_binding,
+                check_bindings_are_keyed_by_agent_and_thread,
+                check_deleted_thread_drops_and_refuses_bindings,
+                check_bad_binding_input_writes_nothing,
+            }
             durability {
                 check_acknowledged_writes_survive_reopen,
                 check_tombstones_survive_reopen,
+                check_session_bindings_survive_reopen,
             }
             model {
                 check_random_operations_match_reference_model,
@@ -317,9 +327,6 @@ mod tests {
     fn the_documented_count_is_the_real_count() {
         let docs = include_str!("lib.rs");
         let claim = format!("({} in all)", super::CHECKS.len());
-        assert!(
-            docs.contains(&claim),
-            "update the count in the crate docs to {claim}"
-        );
+        assert!(docs.contains(&claim), "update the count in the crate docs to {claim}");
     }
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use persist_core::args::{Add, Delete, Reserve, Update, UpdateContent};
 use persist_core::{
-    Backend, Content, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError,
-    PersistResult, Role, Status, Target, ThreadId, Updated,
+    Backend, Content, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Role,
+    Status, Target, ThreadId, Updated,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -67,15 +67,8 @@ struct ModelThread {
 /// The part of an answer the model predicts.
 #[derive(Debug, Clone, PartialEq)]
 enum Answer {
-    Message {
-        message: ModelMessage,
-        deduplicated: bool,
-    },
-    Thread {
-        version: u64,
-        title: Option<String>,
-        metadata: Metadata,
-    },
+    Message { message: ModelMessage, deduplicated: bool },
+    Thread { version: u64, title: Option<String>, metadata: Metadata },
     Deleted(Vec<MessageId>),
 }
 
@@ -103,17 +96,12 @@ fn kind(error: &PersistError) -> ErrorKind {
 fn observed(result: &Result<PersistResult, PersistError>) -> Result<Answer, ErrorKind> {
     match result {
         Err(error) => Err(kind(error)),
-        Ok(PersistResult::Updated(Updated::Thread(th))) => Ok(Answer::Thread {
-            version: th.version,
-            title: th.title.clone(),
-            metadata: th.metadata.clone(),
-        }),
+        Ok(PersistResult::Updated(Updated::Thread(th))) => {
+            Ok(Answer::Thread { version: th.version, title: th.title.clone(), metadata: th.metadata.clone() })
+        }
         Ok(PersistResult::Deleted(deleted)) => Ok(Answer::Deleted(deleted.message_ids.clone())),
         Ok(other) => match other.message() {
-            Some(message) => Ok(Answer::Message {
-                message: message.into(),
-                deduplicated: other.is_deduplicated(),
-            }),
+            Some(message) => Ok(Answer::Message { message: message.into(), deduplicated: other.is_deduplicated() }),
             None => Err(ErrorKind::Other),
         },
     }
@@ -134,11 +122,7 @@ fn check_version(expected: Option<u64>, actual: u64) -> Result<(), ErrorKind> {
 impl Model {
     /// Applies `args` to the model. `generated` is the id the backend chose when the request
     /// named none (ids are the backend's to generate).
-    fn apply(
-        &mut self,
-        args: &PersistArgs,
-        generated: Option<&MessageId>,
-    ) -> Result<Answer, ErrorKind> {
+    fn apply(&mut self, args: &PersistArgs, generated: Option<&MessageId>) -> Result<Answer, ErrorKind> {
         if args.validate().is_err() {
             return Err(ErrorKind::InvalidInput);
         }
@@ -146,14 +130,9 @@ impl Model {
         match args {
             PersistArgs::Add(_) | PersistArgs::Reserve(_) => {
                 let (id, role, content, metadata, status, key) = match args {
-                    PersistArgs::Add(a) => (
-                        &a.message_id,
-                        &a.role,
-                        a.content.clone(),
-                        &a.metadata,
-                        Status::Complete,
-                        &a.idempotency_key,
-                    ),
+                    PersistArgs::Add(a) => {
+                        (&a.message_id, &a.role, a.content.clone(), &a.metadata, Status::Complete, &a.idempotency_key)
+                    }
                     PersistArgs::Reserve(r) => (
                         &r.message_id,
                         &r.role,
@@ -167,30 +146,19 @@ impl Model {
                 if th.deleted {
                     return Err(ErrorKind::ThreadDeleted);
                 }
-                if let Some(existing) = key
-                    .as_ref()
-                    .and_then(|k| th.messages.values().find(|m| m.key.as_ref() == Some(k)))
+                if let Some(existing) =
+                    key.as_ref().and_then(|k| th.messages.values().find(|m| m.key.as_ref() == Some(k)))
                 {
-                    return Ok(Answer::Message {
-                        message: existing.clone(),
-                        deduplicated: true,
-                    });
+                    return Ok(Answer::Message { message: existing.clone(), deduplicated: true });
                 }
-                if let Some(existing) = id
-                    .as_ref()
-                    .and_then(|id| th.messages.values().find(|m| &m.id == id))
-                {
+                if let Some(existing) = id.as_ref().and_then(|id| th.messages.values().find(|m| &m.id == id)) {
                     let same = existing.role == *role
                         && existing.metadata == *metadata
                         && existing.key == *key
                         && (status == Status::Reserved
-                            || (existing.status == Status::Complete
-                                && existing.content == content));
+                            || (existing.status == Status::Complete && existing.content == content));
                     return if same {
-                        Ok(Answer::Message {
-                            message: existing.clone(),
-                            deduplicated: true,
-                        })
+                        Ok(Answer::Message { message: existing.clone(), deduplicated: true })
                     } else {
                         Err(ErrorKind::AlreadyExists)
                     };
@@ -200,11 +168,7 @@ impl Model {
                     .or_else(|| generated.cloned())
                     .unwrap_or_else(|| MessageId::new("<not generated>").unwrap());
                 if !th.exists {
-                    *th = ModelThread {
-                        exists: true,
-                        version: 1,
-                        ..ModelThread::default()
-                    };
+                    *th = ModelThread { exists: true, version: 1, ..ModelThread::default() };
                 }
                 th.last_seq += 1;
                 let message = ModelMessage {
@@ -218,10 +182,7 @@ impl Model {
                     key: key.clone(),
                 };
                 th.messages.insert(message.seq, message.clone());
-                Ok(Answer::Message {
-                    message,
-                    deduplicated: false,
-                })
+                Ok(Answer::Message { message, deduplicated: false })
             }
             PersistArgs::UpdateContent(u) => {
                 if !th.exists {
@@ -230,21 +191,14 @@ impl Model {
                 if th.deleted {
                     return Err(ErrorKind::ThreadDeleted);
                 }
-                let message = th
-                    .messages
-                    .values_mut()
-                    .find(|m| m.id == u.message_id)
-                    .ok_or(ErrorKind::NotFound)?;
+                let message = th.messages.values_mut().find(|m| m.id == u.message_id).ok_or(ErrorKind::NotFound)?;
                 check_version(u.expected_version, message.version)?;
                 message.content = u.content.clone();
                 if u.finalize {
                     message.status = Status::Complete;
                 }
                 message.version += 1;
-                Ok(Answer::Message {
-                    message: message.clone(),
-                    deduplicated: false,
-                })
+                Ok(Answer::Message { message: message.clone(), deduplicated: false })
             }
             PersistArgs::Update(u) => {
                 if !th.exists {
@@ -255,11 +209,7 @@ impl Model {
                 }
                 match &u.target {
                     Target::Message(id) => {
-                        let message = th
-                            .messages
-                            .values_mut()
-                            .find(|m| &m.id == id)
-                            .ok_or(ErrorKind::NotFound)?;
+                        let message = th.messages.values_mut().find(|m| &m.id == id).ok_or(ErrorKind::NotFound)?;
                         check_version(u.expected_version, message.version)?;
                         if let Some(patch) = &u.metadata {
                             message.metadata.merge(patch);
@@ -268,10 +218,7 @@ impl Model {
                             message.role = role.clone();
                         }
                         message.version += 1;
-                        Ok(Answer::Message {
-                            message: message.clone(),
-                            deduplicated: false,
-                        })
+                        Ok(Answer::Message { message: message.clone(), deduplicated: false })
                     }
                     Target::Thread => {
                         check_version(u.expected_version, th.version)?;
@@ -307,10 +254,7 @@ impl Model {
                     Target::Thread => {
                         check_version(d.expected_version, th.version)?;
                         th.deleted = true;
-                        let ids = std::mem::take(&mut th.messages)
-                            .into_values()
-                            .map(|m| m.id)
-                            .collect();
+                        let ids = std::mem::take(&mut th.messages).into_values().map(|m| m.id).collect();
                         Ok(Answer::Deleted(ids))
                     }
                 }
@@ -323,9 +267,7 @@ impl Model {
     fn generate(&self, rng: &mut StdRng) -> PersistArgs {
         let thread_id = ThreadId::new(THREADS[rng.random_range(0..THREADS.len())]).unwrap();
         let th = self.threads.get(&thread_id);
-        let known: Vec<&ModelMessage> = th
-            .map(|th| th.messages.values().collect())
-            .unwrap_or_default();
+        let known: Vec<&ModelMessage> = th.map(|th| th.messages.values().collect()).unwrap_or_default();
         let pick_id = |rng: &mut StdRng| -> MessageId {
             if !known.is_empty() && rng.random_bool(0.7) {
                 known[rng.random_range(0..known.len())].id.clone()
@@ -346,9 +288,8 @@ impl Model {
             let mut m = Metadata::new();
             for key in ["x", "y"] {
                 if rng.random_bool(0.5) {
-                    let value: Value = [json!(1), json!("s"), Value::Null, json!({"n": [1]})]
-                        [rng.random_range(0..4)]
-                    .clone();
+                    let value: Value =
+                        [json!(1), json!("s"), Value::Null, json!({"n": [1]})][rng.random_range(0..4)].clone();
                     m = m.with(key, value);
                 }
             }
@@ -364,14 +305,12 @@ impl Model {
             )
         };
         let key = |rng: &mut StdRng| {
-            rng.random_bool(0.3)
-                .then(|| IdempotencyKey::new(KEYS[rng.random_range(0..KEYS.len())]).unwrap())
+            rng.random_bool(0.3).then(|| IdempotencyKey::new(KEYS[rng.random_range(0..KEYS.len())]).unwrap())
         };
 
         match rng.random_range(0..100) {
             0..=29 => {
-                let mut add =
-                    Add::new(thread_id, role(rng), text(rng)).with_metadata(no_nulls(meta(rng)));
+                let mut add = Add::new(thread_id, role(rng), text(rng)).with_metadata(no_nulls(meta(rng)));
                 if rng.random_bool(0.5) {
                     add = add.with_id(pick_id(rng));
                 }
@@ -393,8 +332,7 @@ impl Model {
             45..=64 => {
                 let id = pick_id(rng);
                 let actual = known.iter().find(|m| m.id == id).map(|m| m.version);
-                let mut update = UpdateContent::new(thread_id, id, text(rng))
-                    .with_finalize(rng.random_bool(0.6));
+                let mut update = UpdateContent::new(thread_id, id, text(rng)).with_finalize(rng.random_bool(0.6));
                 if let Some(v) = version_of(rng, actual) {
                     update = update.with_expected_version(v);
                 }
@@ -419,10 +357,8 @@ impl Model {
                 let actual = th.map(|th| th.version);
                 let mut update = Update::thread(thread_id).with_metadata(meta(rng));
                 if rng.random_bool(0.5) {
-                    update = update.with_title(
-                        rng.random_bool(0.8)
-                            .then(|| format!("title {}", rng.random_range(0..3))),
-                    );
+                    update =
+                        update.with_title(rng.random_bool(0.8).then(|| format!("title {}", rng.random_range(0..3))));
                 }
                 if let Some(v) = version_of(rng, actual) {
                     update = update.with_expected_version(v);
@@ -451,17 +387,9 @@ async fn assert_same_state<B: Backend>(b: &B, model: &Model, context: &str) {
         match (expected, &stored) {
             (None, None) => {}
             (Some(th), Some(got)) => {
-                assert_eq!(
-                    got.deleted_at.is_some(),
-                    th.deleted,
-                    "{context}: thread {id} deleted flag"
-                );
+                assert_eq!(got.deleted_at.is_some(), th.deleted, "{context}: thread {id} deleted flag");
                 assert_eq!(got.last_seq, th.last_seq, "{context}: thread {id} last_seq");
-                assert_eq!(
-                    got.message_count,
-                    th.messages.len() as u64,
-                    "{context}: thread {id} message_count"
-                );
+                assert_eq!(got.message_count, th.messages.len() as u64, "{context}: thread {id} message_count");
                 assert_eq!(got.version, th.version, "{context}: thread {id} version");
                 assert_eq!(got.title, th.title, "{context}: thread {id} title");
                 assert_eq!(got.metadata, th.metadata, "{context}: thread {id} metadata");
@@ -470,14 +398,9 @@ async fn assert_same_state<B: Backend>(b: &B, model: &Model, context: &str) {
                 panic!("{context}: thread {id}: model has {expected:?}, backend has {got:?}")
             }
         }
-        let messages: Vec<ModelMessage> = all_messages(b, &id)
-            .await
-            .iter()
-            .map(ModelMessage::from)
-            .collect();
-        let modelled: Vec<ModelMessage> = expected
-            .map(|th| th.messages.values().cloned().collect())
-            .unwrap_or_default();
+        let messages: Vec<ModelMessage> = all_messages(b, &id).await.iter().map(ModelMessage::from).collect();
+        let modelled: Vec<ModelMessage> =
+            expected.map(|th| th.messages.values().cloned().collect()).unwrap_or_default();
         assert_eq!(messages, modelled, "{context}: messages of thread {id}");
     }
 }
@@ -485,10 +408,7 @@ async fn assert_same_state<B: Backend>(b: &B, model: &Model, context: &str) {
 /// Seeded random operations agree with the reference model, answer by answer and state by state.
 pub async fn check_random_operations_match_reference_model<F: Factory>(factory: &F) -> Outcome {
     let seeds: Vec<u64> = match std::env::var("PERSIST_CONFORMANCE_SEED") {
-        Ok(seed) => vec![
-            seed.parse()
-                .expect("PERSIST_CONFORMANCE_SEED must be a u64"),
-        ],
+        Ok(seed) => vec![seed.parse().expect("PERSIST_CONFORMANCE_SEED must be a u64")],
         Err(_) => DEFAULT_SEEDS.to_vec(),
     };
     for seed in seeds {
@@ -498,20 +418,11 @@ pub async fn check_random_operations_match_reference_model<F: Factory>(factory: 
         let mut model = Model::default();
         for step in 0..STEPS {
             let args = model.generate(&mut rng);
-            let context =
-                format!("seed {seed} (PERSIST_CONFORMANCE_SEED={seed}), step {step}, {args:?}");
+            let context = format!("seed {seed} (PERSIST_CONFORMANCE_SEED={seed}), step {step}, {args:?}");
             let result = b.apply(args.clone()).await;
-            let generated = result
-                .as_ref()
-                .ok()
-                .and_then(PersistResult::message)
-                .map(|m| m.id.clone());
+            let generated = result.as_ref().ok().and_then(PersistResult::message).map(|m| m.id.clone());
             let expected = model.apply(&args, generated.as_ref());
-            assert_eq!(
-                observed(&result),
-                expected,
-                "{context}: answer differs from the model (left: backend)"
-            );
+            assert_eq!(observed(&result), expected, "{context}: answer differs from the model (left: backend)");
             assert_same_state(b, &model, &context).await;
         }
         store.finish().await;

@@ -33,25 +33,15 @@ pub async fn check_list_pages_ascending<F: Factory>(factory: &F) -> Outcome {
     let all = fill(b, &id, 7).await;
     let query = ListMessages::new(id.clone()).with_limit(3);
     let first = page(b, &query).await;
-    assert_eq!(
-        (seqs(&first), first.has_more, first.next_cursor),
-        (vec![1, 2, 3], true, Some(3))
-    );
+    assert_eq!((seqs(&first), first.has_more, first.next_cursor), (vec![1, 2, 3], true, Some(3)));
     assert_eq!(first.items, all[..3]);
     let second = page(b, &query.next_page(&first).unwrap()).await;
     assert_eq!((seqs(&second), second.has_more), (vec![4, 5, 6], true));
     let third = page(b, &query.next_page(&second).unwrap()).await;
-    assert_eq!(
-        (seqs(&third), third.has_more, third.next_cursor),
-        (vec![7], false, Some(7))
-    );
+    assert_eq!((seqs(&third), third.has_more, third.next_cursor), (vec![7], false, Some(7)));
     assert!(query.next_page(&third).is_none());
     let exact = page(b, &ListMessages::new(id.clone()).with_limit(7)).await;
-    assert_eq!(
-        (exact.items.len(), exact.has_more),
-        (7, false),
-        "has_more is false when the page ends the thread"
-    );
+    assert_eq!((exact.items.len(), exact.has_more), (7, false), "has_more is false when the page ends the thread");
     store.finish().await
 }
 
@@ -61,9 +51,7 @@ pub async fn check_list_pages_descending<F: Factory>(factory: &F) -> Outcome {
     let b = store.b().as_ref();
     let id = t("pages-desc");
     fill(b, &id, 5).await;
-    let query = ListMessages::new(id.clone())
-        .with_limit(2)
-        .with_order(Order::Desc);
+    let query = ListMessages::new(id.clone()).with_limit(2).with_order(Order::Desc);
     let first = page(b, &query).await;
     assert_eq!((seqs(&first), first.has_more), (vec![5, 4], true));
     let second = page(b, &query.next_page(&first).unwrap()).await;
@@ -85,14 +73,7 @@ pub async fn check_list_excludes_reserved_unless_asked<F: Factory>(factory: &F) 
     add_text(b, &id, "5").await;
     let visible = page(b, &ListMessages::new(id.clone()).with_limit(2)).await;
     assert_eq!((seqs(&visible), visible.has_more), (vec![1, 4], true));
-    let rest = page(
-        b,
-        &ListMessages::new(id.clone())
-            .with_limit(2)
-            .next_page(&visible)
-            .unwrap(),
-    )
-    .await;
+    let rest = page(b, &ListMessages::new(id.clone()).with_limit(2).next_page(&visible).unwrap()).await;
     assert_eq!((seqs(&rest), rest.has_more), (vec![5], false));
     let everything = page(b, &ListMessages::new(id.clone()).include_reserved(true)).await;
     assert_eq!(seqs(&everything), vec![1, 2, 3, 4, 5]);
@@ -109,23 +90,9 @@ pub async fn check_list_respects_both_bounds<F: Factory>(factory: &F) -> Outcome
     fill(b, &id, 8).await;
     let asc = page(b, &ListMessages::new(id.clone()).after(2).before(6)).await;
     assert_eq!((seqs(&asc), asc.has_more), (vec![3, 4, 5], false));
-    let desc = page(
-        b,
-        &ListMessages::new(id.clone())
-            .after(2)
-            .before(6)
-            .with_order(Order::Desc),
-    )
-    .await;
+    let desc = page(b, &ListMessages::new(id.clone()).after(2).before(6).with_order(Order::Desc)).await;
     assert_eq!(seqs(&desc), vec![5, 4, 3]);
-    let limited = page(
-        b,
-        &ListMessages::new(id.clone())
-            .after(2)
-            .before(6)
-            .with_limit(2),
-    )
-    .await;
+    let limited = page(b, &ListMessages::new(id.clone()).after(2).before(6).with_limit(2)).await;
     assert_eq!((seqs(&limited), limited.has_more), (vec![3, 4], true));
     let empty = page(b, &ListMessages::new(id.clone()).after(5).before(5)).await;
     assert!(empty.items.is_empty() && !empty.has_more);
@@ -174,11 +141,7 @@ pub async fn check_pagination_is_stable_under_concurrent_adds<F: Factory>(factor
             None => break,
         }
     }
-    assert_eq!(
-        seen,
-        (1..=60).collect::<Vec<u64>>(),
-        "no duplicate, no skip, in order"
-    );
+    assert_eq!(seen, (1..=60).collect::<Vec<u64>>(), "no duplicate, no skip, in order");
     store.finish().await
 }
 

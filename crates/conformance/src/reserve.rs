@@ -4,9 +4,7 @@ use persist_core::args::{Reserve, UpdateContent};
 use persist_core::{Content, Metadata, PersistError, Role, Status};
 use serde_json::json;
 
-use crate::fixture::{
-    Store, add_text, all_messages, assert_err, get, m, t, thread, write, written,
-};
+use crate::fixture::{Store, add_text, all_messages, assert_err, get, m, t, thread, write, written};
 use crate::{Factory, Outcome};
 
 /// A reservation is `Reserved`, holds `[]`, and takes its `seq` now.
@@ -16,11 +14,7 @@ pub async fn check_reserve_gives_placeholder_with_seq<F: Factory>(factory: &F) -
     let id = t("reserve");
     add_text(b, &id, "question").await;
     let meta = Metadata::new().with("model", json!("m-1"));
-    let slot = written(
-        b,
-        Reserve::new(id.clone(), Role::Assistant).with_metadata(meta.clone()),
-    )
-    .await;
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant).with_metadata(meta.clone())).await;
     assert_eq!(slot.status, Status::Reserved);
     assert!(slot.content.is_placeholder(), "placeholder content is []");
     assert_eq!((slot.seq, slot.version), (2, 1));
@@ -29,11 +23,7 @@ pub async fn check_reserve_gives_placeholder_with_seq<F: Factory>(factory: &F) -
     assert_eq!(after.seq, 3, "a later message comes after the placeholder");
     assert_eq!(get(b, &id, &slot.id).await.unwrap(), slot);
     let th = thread(b, &id).await.unwrap();
-    assert_eq!(
-        (th.message_count, th.last_seq),
-        (3, 3),
-        "placeholders count"
-    );
+    assert_eq!((th.message_count, th.last_seq), (3, 3), "placeholders count");
     store.finish().await
 }
 
@@ -42,16 +32,8 @@ pub async fn check_update_content_finalizes_in_place<F: Factory>(factory: &F) ->
     let store = Store::new(factory).await;
     let b = store.b();
     let id = t("finalize");
-    let slot = written(
-        b,
-        Reserve::new(id.clone(), Role::Assistant).with_id(m("answer-1")),
-    )
-    .await;
-    let done = written(
-        b,
-        UpdateContent::new(id.clone(), slot.id.clone(), Content::text("the answer")),
-    )
-    .await;
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant).with_id(m("answer-1"))).await;
+    let done = written(b, UpdateContent::new(id.clone(), slot.id.clone(), Content::text("the answer"))).await;
     assert_eq!((done.id.clone(), done.seq), (slot.id.clone(), slot.seq));
     assert_eq!(done.version, slot.version + 1);
     assert_eq!(done.status, Status::Complete);
@@ -59,16 +41,9 @@ pub async fn check_update_content_finalizes_in_place<F: Factory>(factory: &F) ->
     assert_eq!(done.created_at, slot.created_at);
     assert!(done.updated_at >= slot.updated_at);
     assert_eq!(get(b, &id, &slot.id).await.unwrap(), done);
-    assert_eq!(
-        all_messages(b, &id).await.len(),
-        1,
-        "finalizing adds no message"
-    );
+    assert_eq!(all_messages(b, &id).await.len(), 1, "finalizing adds no message");
     let th = thread(b, &id).await.unwrap();
-    assert!(
-        th.updated_at >= done.updated_at,
-        "the thread's updated_at moves with the message"
-    );
+    assert!(th.updated_at >= done.updated_at, "the thread's updated_at moves with the message");
     store.finish().await
 }
 
@@ -81,41 +56,25 @@ pub async fn check_streaming_updates_keep_reserved_until_final<F: Factory>(facto
     let mut text = String::new();
     for (i, chunk) in ["Hel", "lo, ", "wor"].iter().enumerate() {
         text.push_str(chunk);
-        let partial = UpdateContent::new(id.clone(), slot.id.clone(), Content::text(&text))
-            .with_finalize(false);
+        let partial = UpdateContent::new(id.clone(), slot.id.clone(), Content::text(&text)).with_finalize(false);
         let partial = written(b, partial).await;
         assert_eq!(partial.status, Status::Reserved);
         assert_eq!(partial.version, 2 + i as u64);
         assert_eq!(partial.content.to_text(), text);
     }
-    let done = written(
-        b,
-        UpdateContent::new(id.clone(), slot.id.clone(), Content::text("Hello, world")),
-    )
-    .await;
-    assert_eq!(
-        (done.status, done.version, done.seq),
-        (Status::Complete, 5, slot.seq)
-    );
+    let done = written(b, UpdateContent::new(id.clone(), slot.id.clone(), Content::text("Hello, world"))).await;
+    assert_eq!((done.status, done.version, done.seq), (Status::Complete, 5, slot.seq));
     store.finish().await
 }
 
 /// `update_content` of a missing message is `NotFound`, never a silent success or an insert.
-pub async fn check_update_content_of_missing_message_is_not_found<F: Factory>(
-    factory: &F,
-) -> Outcome {
+pub async fn check_update_content_of_missing_message_is_not_found<F: Factory>(factory: &F) -> Outcome {
     let store = Store::new(factory).await;
     let b = store.b();
     let id = t("missing");
     add_text(b, &id, "present").await;
     let attempt = UpdateContent::new(id.clone(), m("absent"), Content::text("x"));
-    assert_err!(
-        write(b, attempt).await,
-        PersistError::NotFound {
-            message_id: Some(_),
-            ..
-        }
-    );
+    assert_err!(write(b, attempt).await, PersistError::NotFound { message_id: Some(_), .. });
     assert!(get(b, &id, &m("absent")).await.is_none());
     assert_eq!(thread(b, &id).await.unwrap().message_count, 1);
     store.finish().await

@@ -23,10 +23,7 @@ pub async fn check_thread_is_owned_by_its_first_writers_tenant<F: Factory>(facto
     let (owned, trusted) = (t("tenant-owned"), t("host-owned"));
     written(b, text_add(&owned, "hi").with_context(ctx("acme"))).await;
     written(b, text_add(&trusted, "hi")).await;
-    assert_eq!(
-        thread(b, &owned).await.unwrap().tenant,
-        Some(tenant("acme"))
-    );
+    assert_eq!(thread(b, &owned).await.unwrap().tenant, Some(tenant("acme")));
     assert_eq!(thread(b, &trusted).await.unwrap().tenant, None);
     store.finish().await
 }
@@ -40,71 +37,32 @@ pub async fn check_tenant_cannot_write_another_tenants_thread<F: Factory>(factor
     let before = snapshot(b.as_ref(), &[&id]).await;
 
     let evil = || ctx("globex");
+    assert_err!(write(b, text_add(&id, "x").with_context(evil())).await, PersistError::NotFound { .. });
     assert_err!(
-        write(b, text_add(&id, "x").with_context(evil())).await,
+        write(b, Reserve::new(id.clone(), Role::Assistant).with_context(evil())).await,
         PersistError::NotFound { .. }
     );
     assert_err!(
-        write(
-            b,
-            Reserve::new(id.clone(), Role::Assistant).with_context(evil())
-        )
-        .await,
-        PersistError::NotFound { .. }
-    );
-    assert_err!(
-        write(
-            b,
-            UpdateContent::new(id.clone(), message.id.clone(), Content::text("x"))
-                .with_context(evil())
-        )
-        .await,
+        write(b, UpdateContent::new(id.clone(), message.id.clone(), Content::text("x")).with_context(evil())).await,
         PersistError::NotFound { .. }
     );
     let patch = Metadata::new().with("owner", json!("globex"));
     assert_err!(
-        write(
-            b,
-            Update::message(id.clone(), message.id.clone())
-                .with_metadata(patch.clone())
-                .with_context(evil())
-        )
-        .await,
+        write(b, Update::message(id.clone(), message.id.clone()).with_metadata(patch.clone()).with_context(evil()))
+            .await,
         PersistError::NotFound { .. }
     );
     assert_err!(
-        write(
-            b,
-            Update::thread(id.clone())
-                .with_metadata(patch)
-                .with_context(evil())
-        )
-        .await,
+        write(b, Update::thread(id.clone()).with_metadata(patch).with_context(evil())).await,
         PersistError::NotFound { .. }
     );
     // A delete answers exactly as for a thread that does not exist.
-    let deleted = write(b, Delete::thread(id.clone()).with_context(evil()))
-        .await
-        .expect("delete");
-    assert_eq!(
-        deleted,
-        persist_core::Deleted::new(id.clone(), vec![]).into()
-    );
-    let deleted = write(
-        b,
-        Delete::message(id.clone(), message.id.clone()).with_context(evil()),
-    )
-    .await;
-    assert_eq!(
-        deleted.expect("delete"),
-        persist_core::Deleted::new(id.clone(), vec![]).into()
-    );
+    let deleted = write(b, Delete::thread(id.clone()).with_context(evil())).await.expect("delete");
+    assert_eq!(deleted, persist_core::Deleted::new(id.clone(), vec![]).into());
+    let deleted = write(b, Delete::message(id.clone(), message.id.clone()).with_context(evil())).await;
+    assert_eq!(deleted.expect("delete"), persist_core::Deleted::new(id.clone(), vec![]).into());
 
-    assert_eq!(
-        snapshot(b.as_ref(), &[&id]).await,
-        before,
-        "tenant A's thread is unchanged"
-    );
+    assert_eq!(snapshot(b.as_ref(), &[&id]).await, before, "tenant A's thread is unchanged");
     store.finish().await
 }
 
@@ -114,51 +72,23 @@ pub async fn check_tenant_cannot_read_another_tenants_thread<F: Factory>(factory
     let b = store.b();
     let id = t("acme-private");
     let message = written(b, text_add(&id, "secret").with_context(ctx("acme"))).await;
-    written(
-        b,
-        text_add(&t("globex-own"), "mine").with_context(ctx("globex")),
-    )
-    .await;
+    written(b, text_add(&t("globex-own"), "mine").with_context(ctx("globex"))).await;
     let globex = Some(tenant("globex"));
 
-    let got = b
-        .get(GetMessage::new(id.clone(), message.id.clone()).with_tenant(globex.clone()))
-        .await
-        .unwrap();
+    let got = b.get(GetMessage::new(id.clone(), message.id.clone()).with_tenant(globex.clone())).await.unwrap();
     assert!(got.is_none());
-    assert!(
-        b.get_thread(GetThread::new(id.clone()).with_tenant(globex.clone()))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let page = b
-        .list(ListMessages::new(id.clone()).with_tenant(globex.clone()))
-        .await
-        .unwrap();
+    assert!(b.get_thread(GetThread::new(id.clone()).with_tenant(globex.clone())).await.unwrap().is_none());
+    let page = b.list(ListMessages::new(id.clone()).with_tenant(globex.clone())).await.unwrap();
     assert!(page.items.is_empty() && !page.has_more);
-    let listed = b
-        .threads(ListThreads::new().with_tenant(globex.clone()))
-        .await
-        .unwrap();
-    let names: Vec<_> = listed
-        .items
-        .iter()
-        .map(|th| th.id.as_str().to_owned())
-        .collect();
+    let listed = b.threads(ListThreads::new().with_tenant(globex.clone())).await.unwrap();
+    let names: Vec<_> = listed.items.iter().map(|th| th.id.as_str().to_owned()).collect();
     assert_eq!(names, ["globex-own"]);
 
     // The owner sees its own.
     let acme = Some(tenant("acme"));
-    let own = b
-        .get(GetMessage::new(id.clone(), message.id.clone()).with_tenant(acme.clone()))
-        .await
-        .unwrap();
+    let own = b.get(GetMessage::new(id.clone(), message.id.clone()).with_tenant(acme.clone())).await.unwrap();
     assert_eq!(own, Some(message));
-    let listed = b
-        .threads(ListThreads::new().with_tenant(acme))
-        .await
-        .unwrap();
+    let listed = b.threads(ListThreads::new().with_tenant(acme)).await.unwrap();
     assert_eq!(listed.items.len(), 1);
     store.finish().await
 }
@@ -172,11 +102,7 @@ pub async fn check_trusted_context_reaches_every_thread<F: Factory>(factory: &F)
     let host = written(b, text_add(&id, "from host")).await;
     assert_eq!(host.seq, 2);
     let th = thread(b, &id).await.unwrap();
-    assert_eq!(
-        th.tenant,
-        Some(tenant("acme")),
-        "a trusted write does not change ownership"
-    );
+    assert_eq!(th.tenant, Some(tenant("acme")), "a trusted write does not change ownership");
     let all = b.threads(ListThreads::new()).await.unwrap();
     assert_eq!(all.items.len(), 1);
     store.finish().await

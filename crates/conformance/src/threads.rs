@@ -13,10 +13,7 @@ use crate::{Factory, Outcome};
 
 async fn names<B: Backend>(b: &B, query: ListThreads) -> Vec<String> {
     let page = b.threads(query).await.expect("threads");
-    page.items
-        .iter()
-        .map(|th| th.id.as_str().to_owned())
-        .collect()
+    page.items.iter().map(|th| th.id.as_str().to_owned()).collect()
 }
 
 /// Clock-based order needs distinct timestamps; wait past the clock's resolution.
@@ -42,36 +39,19 @@ pub async fn check_threads_newest_first<F: Factory>(factory: &F) -> Outcome {
 pub async fn check_threads_metadata_filter<F: Factory>(factory: &F) -> Outcome {
     let store = Store::new(factory).await;
     let b = store.b().as_ref();
-    for (name, user, kind) in [
-        ("f-1", "u1", "chat"),
-        ("f-2", "u2", "chat"),
-        ("f-3", "u1", "task"),
-    ] {
+    for (name, user, kind) in [("f-1", "u1", "chat"), ("f-2", "u2", "chat"), ("f-3", "u1", "task")] {
         add_text(b, &t(name), "x").await;
-        let meta = Metadata::new()
-            .with("user", json!(user))
-            .with("kind", json!(kind));
-        write(b, Update::thread(t(name)).with_metadata(meta))
-            .await
-            .expect("tag thread");
+        let meta = Metadata::new().with("user", json!(user)).with("kind", json!(kind));
+        write(b, Update::thread(t(name)).with_metadata(meta)).await.expect("tag thread");
         tick().await;
     }
     let u1 = ListThreads::new().with_filter(Metadata::new().with("user", json!("u1")));
     assert_eq!(names(b, u1).await, ["f-3", "f-1"]);
-    let both = Metadata::new()
-        .with("user", json!("u1"))
-        .with("kind", json!("chat"));
-    assert_eq!(
-        names(b, ListThreads::new().with_filter(both)).await,
-        ["f-1"]
-    );
+    let both = Metadata::new().with("user", json!("u1")).with("kind", json!("chat"));
+    assert_eq!(names(b, ListThreads::new().with_filter(both)).await, ["f-1"]);
     let none = ListThreads::new().with_filter(Metadata::new().with("user", json!("nobody")));
     assert!(names(b, none).await.is_empty());
-    assert_eq!(
-        names(b, ListThreads::new()).await.len(),
-        3,
-        "an empty filter keeps everything"
-    );
+    assert_eq!(names(b, ListThreads::new()).await.len(), 3, "an empty filter keeps everything");
     store.finish().await
 }
 
@@ -119,23 +99,14 @@ pub async fn check_thread_counters_match_messages<F: Factory>(factory: &F) -> Ou
     let one = add_text(b, &id, "1").await;
     let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
     add_text(b, &id, "3").await;
-    write(b, Delete::message(id.clone(), one.id))
-        .await
-        .expect("delete");
+    write(b, Delete::message(id.clone(), one.id)).await.expect("delete");
     tick().await;
-    written(
-        b,
-        UpdateContent::new(id.clone(), slot.id, Content::text("filled")),
-    )
-    .await;
+    written(b, UpdateContent::new(id.clone(), slot.id, Content::text("filled"))).await;
     let th: Thread = thread(b, &id).await.unwrap();
     let messages = all_messages(b, &id).await;
     assert_eq!(th.message_count, messages.len() as u64);
     assert_eq!(th.last_seq, 3);
     let newest = messages.iter().map(|m| m.updated_at).max().unwrap();
-    assert!(
-        th.updated_at >= newest,
-        "thread updated_at moves with its latest message write"
-    );
+    assert!(th.updated_at >= newest, "thread updated_at moves with its latest message write");
     store.finish().await
 }

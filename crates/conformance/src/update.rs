@@ -12,24 +12,11 @@ pub async fn check_metadata_merge_sets_replaces_and_removes<F: Factory>(factory:
     let store = Store::new(factory).await;
     let b = store.b();
     let id = t("merge");
-    let initial = Metadata::new()
-        .with("keep", json!(1))
-        .with("replace", json!("old"))
-        .with("drop", json!(true));
+    let initial = Metadata::new().with("keep", json!(1)).with("replace", json!("old")).with("drop", json!(true));
     let message = written(b, text_add(&id, "x").with_metadata(initial)).await;
-    let patch = Metadata::new()
-        .with("replace", json!({"new": [1]}))
-        .with("drop", json!(null))
-        .with("added", json!(2));
-    let updated = written(
-        b,
-        Update::message(id.clone(), message.id.clone()).with_metadata(patch),
-    )
-    .await;
-    let expected = Metadata::new()
-        .with("keep", json!(1))
-        .with("replace", json!({"new": [1]}))
-        .with("added", json!(2));
+    let patch = Metadata::new().with("replace", json!({"new": [1]})).with("drop", json!(null)).with("added", json!(2));
+    let updated = written(b, Update::message(id.clone(), message.id.clone()).with_metadata(patch)).await;
+    let expected = Metadata::new().with("keep", json!(1)).with("replace", json!({"new": [1]})).with("added", json!(2));
     assert_eq!(updated.metadata, expected);
     assert_eq!(updated.version, 2);
     assert_eq!(updated.content, message.content, "content untouched");
@@ -43,11 +30,7 @@ pub async fn check_update_role<F: Factory>(factory: &F) -> Outcome {
     let b = store.b();
     let id = t("role");
     let message = add_text(b, &id, "x").await;
-    let updated = written(
-        b,
-        Update::message(id.clone(), message.id.clone()).with_role(Role::System),
-    )
-    .await;
+    let updated = written(b, Update::message(id.clone(), message.id.clone()).with_role(Role::System)).await;
     assert_eq!((updated.role.clone(), updated.version), (Role::System, 2));
     assert_eq!(get(b, &id, &message.id).await.unwrap().role, Role::System);
     store.finish().await
@@ -67,19 +50,13 @@ pub async fn check_update_thread_title_and_metadata<F: Factory>(factory: &F) -> 
     )
     .await
     .expect("update thread");
-    let PersistResult::Updated(Updated::Thread(patched)) = result else {
-        panic!("expected a thread: {result:?}")
-    };
+    let PersistResult::Updated(Updated::Thread(patched)) = result else { panic!("expected a thread: {result:?}") };
     assert_eq!(patched.title.as_deref(), Some("Trip to Lisbon"));
     assert_eq!(patched.metadata.get("user"), Some(&json!("u1")));
     assert_eq!(patched.version, 2);
     assert_eq!(thread(b, &id).await.unwrap(), patched);
-    let cleared = write(b, Update::thread(id.clone()).with_title(None))
-        .await
-        .expect("clear title");
-    let PersistResult::Updated(Updated::Thread(cleared)) = cleared else {
-        panic!("expected a thread")
-    };
+    let cleared = write(b, Update::thread(id.clone()).with_title(None)).await.expect("clear title");
+    let PersistResult::Updated(Updated::Thread(cleared)) = cleared else { panic!("expected a thread") };
     assert_eq!((cleared.title, cleared.version), (None, 3));
     assert_eq!(cleared.metadata.get("user"), Some(&json!("u1")));
     store.finish().await
@@ -93,18 +70,11 @@ pub async fn check_update_of_missing_target_is_not_found<F: Factory>(factory: &F
     add_text(b, &id, "x").await;
     let patch = Metadata::new().with("k", json!(1));
     assert_err!(
-        write(
-            b,
-            Update::message(id.clone(), m("absent")).with_metadata(patch.clone())
-        )
-        .await,
+        write(b, Update::message(id.clone(), m("absent")).with_metadata(patch.clone())).await,
         PersistError::NotFound { .. }
     );
     let ghost = t("ghost");
-    assert_err!(
-        write(b, Update::thread(ghost.clone()).with_metadata(patch)).await,
-        PersistError::NotFound { .. }
-    );
+    assert_err!(write(b, Update::thread(ghost.clone()).with_metadata(patch)).await, PersistError::NotFound { .. });
     assert!(thread(b, &ghost).await.is_none());
     store.finish().await
 }

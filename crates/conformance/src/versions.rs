@@ -13,20 +13,13 @@ pub async fn check_expected_version_on_update_content<F: Factory>(factory: &F) -
     let b = store.b();
     let id = t("cas-content");
     let message = add_text(b, &id, "v1").await;
-    let stale = UpdateContent::new(id.clone(), message.id.clone(), Content::text("lost"))
-        .with_expected_version(7);
+    let stale = UpdateContent::new(id.clone(), message.id.clone(), Content::text("lost")).with_expected_version(7);
     assert_err!(
         write(b, stale).await,
-        PersistError::VersionConflict {
-            expected: 7,
-            actual: 1,
-            message_id: Some(_),
-            ..
-        }
+        PersistError::VersionConflict { expected: 7, actual: 1, message_id: Some(_), .. }
     );
     assert_eq!(get(b, &id, &message.id).await.unwrap(), message);
-    let fresh = UpdateContent::new(id.clone(), message.id.clone(), Content::text("v2"))
-        .with_expected_version(1);
+    let fresh = UpdateContent::new(id.clone(), message.id.clone(), Content::text("v2")).with_expected_version(1);
     assert_eq!(written(b, fresh).await.version, 2);
     store.finish().await
 }
@@ -38,44 +31,16 @@ pub async fn check_expected_version_on_update<F: Factory>(factory: &F) -> Outcom
     let id = t("cas-update");
     let message = add_text(b, &id, "x").await;
     let patch = Metadata::new().with("k", json!(1));
-    let stale = Update::message(id.clone(), message.id.clone())
-        .with_metadata(patch.clone())
-        .with_expected_version(2);
-    assert_err!(
-        write(b, stale).await,
-        PersistError::VersionConflict {
-            expected: 2,
-            actual: 1,
-            ..
-        }
-    );
+    let stale = Update::message(id.clone(), message.id.clone()).with_metadata(patch.clone()).with_expected_version(2);
+    assert_err!(write(b, stale).await, PersistError::VersionConflict { expected: 2, actual: 1, .. });
     assert_eq!(get(b, &id, &message.id).await.unwrap(), message);
-    let ok = Update::message(id.clone(), message.id.clone())
-        .with_metadata(patch.clone())
-        .with_expected_version(1);
+    let ok = Update::message(id.clone(), message.id.clone()).with_metadata(patch.clone()).with_expected_version(1);
     assert_eq!(written(b, ok).await.version, 2);
 
-    let stale = Update::thread(id.clone())
-        .with_metadata(patch.clone())
-        .with_expected_version(5);
-    assert_err!(
-        write(b, stale).await,
-        PersistError::VersionConflict {
-            expected: 5,
-            actual: 1,
-            message_id: None,
-            ..
-        }
-    );
+    let stale = Update::thread(id.clone()).with_metadata(patch.clone()).with_expected_version(5);
+    assert_err!(write(b, stale).await, PersistError::VersionConflict { expected: 5, actual: 1, message_id: None, .. });
     assert!(thread(b, &id).await.unwrap().metadata.is_empty());
-    write(
-        b,
-        Update::thread(id.clone())
-            .with_metadata(patch)
-            .with_expected_version(1),
-    )
-    .await
-    .expect("fresh version");
+    write(b, Update::thread(id.clone()).with_metadata(patch).with_expected_version(1)).await.expect("fresh version");
     assert_eq!(thread(b, &id).await.unwrap().version, 2);
     store.finish().await
 }
@@ -87,38 +52,14 @@ pub async fn check_expected_version_on_delete<F: Factory>(factory: &F) -> Outcom
     let id = t("cas-delete");
     let message = add_text(b, &id, "x").await;
     let stale = Delete::message(id.clone(), message.id.clone()).with_expected_version(3);
-    assert_err!(
-        write(b, stale).await,
-        PersistError::VersionConflict {
-            expected: 3,
-            actual: 1,
-            ..
-        }
-    );
+    assert_err!(write(b, stale).await, PersistError::VersionConflict { expected: 3, actual: 1, .. });
     assert!(get(b, &id, &message.id).await.is_some());
     let stale = Delete::thread(id.clone()).with_expected_version(9);
-    assert_err!(
-        write(b, stale).await,
-        PersistError::VersionConflict {
-            expected: 9,
-            actual: 1,
-            ..
-        }
-    );
+    assert_err!(write(b, stale).await, PersistError::VersionConflict { expected: 9, actual: 1, .. });
     assert!(thread(b, &id).await.unwrap().deleted_at.is_none());
-    let ok = write(
-        b,
-        Delete::message(id.clone(), message.id.clone()).with_expected_version(1),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        ok,
-        persist_core::Deleted::new(id.clone(), vec![message.id]).into()
-    );
-    write(b, Delete::thread(id.clone()).with_expected_version(1))
-        .await
-        .expect("delete with fresh version");
+    let ok = write(b, Delete::message(id.clone(), message.id.clone()).with_expected_version(1)).await.unwrap();
+    assert_eq!(ok, persist_core::Deleted::new(id.clone(), vec![message.id]).into());
+    write(b, Delete::thread(id.clone()).with_expected_version(1)).await.expect("delete with fresh version");
     assert!(thread(b, &id).await.unwrap().deleted_at.is_some());
     store.finish().await
 }

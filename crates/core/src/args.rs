@@ -55,10 +55,7 @@ impl Context {
 
     /// Sets the request id (e.g. the id of the HTTP request that caused this write).
     pub fn with_request_id(self, id: RequestId) -> Self {
-        Self {
-            request_id: OnceLock::from(id),
-            ..self
-        }
+        Self { request_id: OnceLock::from(id), ..self }
     }
 
     /// The tenant this request is confined to, if any.
@@ -111,10 +108,7 @@ struct ContextRepr {
 
 /// Serializes the request id, tenant and principal; extensions are process-local and skipped.
 impl Serialize for Context {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         ContextRepr {
             request_id: self.request_id().clone(),
             tenant: self.tenant.clone(),
@@ -125,9 +119,7 @@ impl Serialize for Context {
 }
 
 impl<'de> Deserialize<'de> for Context {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let repr = ContextRepr::deserialize(deserializer)?;
         Ok(Self {
             request_id: OnceLock::from(repr.request_id),
@@ -436,12 +428,7 @@ impl Delete {
     }
 
     fn new(thread_id: ThreadId, target: Target) -> Self {
-        Self {
-            thread_id,
-            target,
-            expected_version: None,
-            context: Context::new(),
-        }
+        Self { thread_id, target, expected_version: None, context: Context::new() }
     }
 
     /// Adds an optimistic-concurrency precondition.
@@ -580,9 +567,7 @@ impl PersistArgs {
             Target::Message(_) if update.title.is_some() => {
                 Err(PersistError::invalid("title", "only threads have a title"))
             }
-            Target::Thread if update.role.is_some() => {
-                Err(PersistError::invalid("role", "only messages have a role"))
-            }
+            Target::Thread if update.role.is_some() => Err(PersistError::invalid("role", "only messages have a role")),
             _ => match &update.title {
                 Some(Some(title)) if title.len() > MAX_TITLE_BYTES => Err(PersistError::invalid(
                     "title",
@@ -629,14 +614,10 @@ mod tests {
     fn accessors_cover_every_variant() {
         let m = MessageId::new("m1").unwrap();
         let all: Vec<PersistArgs> = vec![
-            Add::new(thread(), Role::User, Content::text("a"))
-                .with_id(m.clone())
-                .into(),
+            Add::new(thread(), Role::User, Content::text("a")).with_id(m.clone()).into(),
             Reserve::new(thread(), Role::Assistant).into(),
             UpdateContent::new(thread(), m.clone(), Content::text("b")).into(),
-            Update::message(thread(), m.clone())
-                .with_role(Role::Tool)
-                .into(),
+            Update::message(thread(), m.clone()).with_role(Role::Tool).into(),
             Delete::thread(thread()).into(),
         ];
         let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
@@ -655,22 +636,9 @@ mod tests {
         let m = MessageId::new("m1").unwrap();
         let cases: Vec<(PersistArgs, &str)> = vec![
             (Update::message(thread(), m.clone()).into(), "update"),
-            (
-                Update::message(thread(), m)
-                    .with_title(Some("x".into()))
-                    .into(),
-                "title",
-            ),
-            (
-                Update::thread(thread()).with_role(Role::User).into(),
-                "role",
-            ),
-            (
-                Update::thread(thread())
-                    .with_title(Some("x".repeat(MAX_TITLE_BYTES + 1)))
-                    .into(),
-                "title",
-            ),
+            (Update::message(thread(), m).with_title(Some("x".into())).into(), "title"),
+            (Update::thread(thread()).with_role(Role::User).into(), "role"),
+            (Update::thread(thread()).with_title(Some("x".repeat(MAX_TITLE_BYTES + 1))).into(), "title"),
         ];
         for (args, field) in cases {
             match args.validate() {
@@ -678,17 +646,13 @@ mod tests {
                 other => panic!("{args:?} gave {other:?}"),
             }
         }
-        let ok: PersistArgs = Update::thread(thread())
-            .with_metadata(Metadata::new().with("a", json!(1)))
-            .into();
+        let ok: PersistArgs = Update::thread(thread()).with_metadata(Metadata::new().with("a", json!(1))).into();
         assert!(ok.validate().is_ok());
     }
 
     #[test]
     fn args_round_trip_through_json_with_their_context() {
-        let ctx = Context::new()
-            .with_tenant(TenantId::new("acme").unwrap())
-            .with_principal("u1");
+        let ctx = Context::new().with_tenant(TenantId::new("acme").unwrap()).with_principal("u1");
         let id = ctx.request_id().clone();
         let args: PersistArgs = Add::new(thread(), Role::User, Content::text("hi"))
             .with_metadata(Metadata::new().with("k", json!("v")))

@@ -5,10 +5,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::args::PersistArgs;
-use crate::error::Result;
+use crate::error::{PersistError, Result};
+use crate::id::{AgentId, SessionId, ThreadId};
 use crate::message::{Message, Thread};
 use crate::read::{GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
 use crate::result::PersistResult;
+use crate::session::{Bind, Resolution, Resolve, SessionBinding};
 
 /// What a backend can do beyond the required contract; the conformance suite gates its
 /// optional checks on these.
@@ -29,6 +31,8 @@ pub struct Capabilities {
     /// Independently opened handles (other pools, other processes) may share one storage and
     /// race each other; the backend keeps the contract across them.
     pub shared_storage: bool,
+    /// The session-binding methods ([`Backend::bind`], …) are implemented.
+    pub sessions: bool,
 }
 
 impl Capabilities {
@@ -46,6 +50,12 @@ impl Capabilities {
     /// Sets [`shared_storage`](Self::shared_storage).
     pub fn with_shared_storage(mut self, shared: bool) -> Self {
         self.shared_storage = shared;
+        self
+    }
+
+    /// Sets [`sessions`](Self::sessions).
+    pub fn with_sessions(mut self, sessions: bool) -> Self {
+        self.sessions = sessions;
         self
     }
 }
@@ -88,6 +98,11 @@ impl Capabilities {
 ///
 /// Reads never fail for a missing or foreign thread: they answer `None` or an empty page.
 ///
+/// Session bindings ([`bind`](Self::bind), [`resolve`](Self::resolve),
+/// [`reset_session`](Self::reset_session), [`invalidate_session`](Self::invalidate_session))
+/// are optional: the defaults answer `Unsupported`; a backend that implements them declares
+/// [`Capabilities::sessions`]. Deleting a thread removes its bindings in the same write.
+///
 /// # Example
 ///
 /// ```
@@ -118,13 +133,52 @@ pub trait Backend: Send + Sync + 'static {
 
     /// A page of live threads, most recently updated first (ties by id, descending); see
     /// [`ListThreads`].
-    fn threads(
-        &self,
-        query: ListThreads,
-    ) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send;
+    fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send;
 
     /// What this backend supports beyond the required contract.
     fn capabilities(&self) -> Capabilities;
+
+    /// Upserts the binding of (agent, thread): the first bind sets `created_at`, later ones keep
+    /// it and replace every other field at once (never a mix of two binds), and make it
+    /// resumable again after a reset or an invalidation.
+    ///
+    /// # Behavior
+    ///
+    /// `InvalidInput` per [`Bind::validate`]; `ThreadDeleted` for a deleted thread (nothing
+    /// written). The thread need not exist yet.
+    fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {
+        let _ = bind;
+        async { Err(sessions_unsupported()) }
+    }
+
+    /// Whether (agent, thread) can resume its session; see [`Resolution::decide`].
+    fn resolve(&self, query: Resolve) -> impl Future<Output = Result<Resolution>> + Send {
+        let _ = query;
+        async { Err(sessions_unsupported()) }
+    }
+
+    /// Marks the binding reset: the next `resolve` is `Fresh { Reset }` until a new `bind`.
+    /// Answers whether there was a binding.
+    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> impl Future<Output = Result<bool>> + Send {
+        let _ = (agent_id, thread_id);
+        async { Err(sessions_unsupported()) }
+    }
+
+    /// Compare-and-set: marks the binding invalidated **only if** it still points at
+    /// `session_id` and is active. Answers whether it did.
+    fn invalidate_session(
+        &self,
+        agent_id: AgentId,
+        thread_id: ThreadId,
+        session_id: SessionId,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        let _ = (agent_id, thread_id, session_id);
+        async { Err(sessions_unsupported()) }
+    }
+}
+
+fn sessions_unsupported() -> PersistError {
+    PersistError::Unsupported { what: "session bindings on this backend".into() }
 }
 
 impl<B: Backend> Backend for Arc<B> {
@@ -144,31 +198,58 @@ impl<B: Backend> Backend for Arc<B> {
         (**self).list(query)
     }
 
-    fn threads(
-        &self,
-        query: ListThreads,
-    ) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
+    fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
         (**self).threads(query)
     }
 
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
     }
+
+    fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {
+        (**self).bind(bind)
+    }
+
+    fn resolve(&self, query: Resolve) -> impl Future<Output = Result<Resolution>> + Send {
+        (**self).resolve(query)
+    }
+
+    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> impl Future<Output = Result<bool>> + Send {
+        (**self).reset_session(agent_id, thread_id)
+    }
+
+    fn invalidate_session(
+        &self,
+        agent_id: AgentId,
+        thread_id: ThreadId,
+        session_id: SessionId,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        (**self).invalidate_session(agent_id, thread_id, session_id)
+    }
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// The object-safe twin of [`Backend`] reads, so a [`Pipeline`](crate::Pipeline) can hold any
-/// backend behind one type.
-pub(crate) trait DynReader: Send + Sync {
+/// The object-safe twin of what a [`Pipeline`](crate::Pipeline) calls on its backend directly
+/// (reads and session bindings), so it can hold any backend behind one type.
+pub(crate) trait DynBackend: Send + Sync {
     fn get(&self, query: GetMessage) -> BoxFuture<'_, Result<Option<Message>>>;
     fn get_thread(&self, query: GetThread) -> BoxFuture<'_, Result<Option<Thread>>>;
     fn list(&self, query: ListMessages) -> BoxFuture<'_, Result<Page<Message>>>;
     fn threads(&self, query: ListThreads) -> BoxFuture<'_, Result<Page<Thread, ThreadCursor>>>;
     fn capabilities(&self) -> Capabilities;
+    fn bind(&self, bind: Bind) -> BoxFuture<'_, Result<SessionBinding>>;
+    fn resolve(&self, query: Resolve) -> BoxFuture<'_, Result<Resolution>>;
+    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> BoxFuture<'_, Result<bool>>;
+    fn invalidate_session(
+        &self,
+        agent_id: AgentId,
+        thread_id: ThreadId,
+        session_id: SessionId,
+    ) -> BoxFuture<'_, Result<bool>>;
 }
 
-impl<B: Backend> DynReader for B {
+impl<B: Backend> DynBackend for B {
     fn get(&self, query: GetMessage) -> BoxFuture<'_, Result<Option<Message>>> {
         Box::pin(Backend::get(self, query))
     }
@@ -187,5 +268,26 @@ impl<B: Backend> DynReader for B {
 
     fn capabilities(&self) -> Capabilities {
         Backend::capabilities(self)
+    }
+
+    fn bind(&self, bind: Bind) -> BoxFuture<'_, Result<SessionBinding>> {
+        Box::pin(Backend::bind(self, bind))
+    }
+
+    fn resolve(&self, query: Resolve) -> BoxFuture<'_, Result<Resolution>> {
+        Box::pin(Backend::resolve(self, query))
+    }
+
+    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(Backend::reset_session(self, agent_id, thread_id))
+    }
+
+    fn invalidate_session(
+        &self,
+        agent_id: AgentId,
+        thread_id: ThreadId,
+        session_id: SessionId,
+    ) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(Backend::invalidate_session(self, agent_id, thread_id, session_id))
     }
 }

@@ -58,10 +58,7 @@ pub enum PersistError {
     },
 
     /// The request's expected version does not match the stored one; nothing was written.
-    #[error(
-        "version conflict on thread {thread_id}{}: expected {expected}, found {actual}",
-        fmt_message(message_id)
-    )]
+    #[error("version conflict on thread {thread_id}{}: expected {expected}, found {actual}", fmt_message(message_id))]
     VersionConflict {
         /// The thread.
         thread_id: ThreadId,
@@ -153,41 +150,27 @@ impl PersistError {
 
     /// An [`InvalidInput`](Self::InvalidInput) error.
     pub fn invalid(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::InvalidInput {
-            field,
-            reason: reason.into(),
-        }
+        Self::InvalidInput { field, reason: reason.into() }
     }
 
     /// A [`Rejected`](Self::Rejected) error, for layers that refuse a request.
     pub fn rejected(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::Rejected {
-            reason: reason.into(),
-        }
+        Self::Rejected { reason: reason.into() }
     }
 
     /// A [`Temporary`](Self::Temporary) error without a source.
     pub fn temporary(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::Temporary {
-            message: message.into(),
-            source: None,
-        }
+        Self::Temporary { message: message.into(), source: None }
     }
 
     /// A [`Backend`](Self::Backend) error wrapping `source`.
     pub fn backend(message: impl Into<Cow<'static, str>>, source: impl Into<BoxError>) -> Self {
-        Self::Backend {
-            message: message.into(),
-            source: Some(source.into()),
-        }
+        Self::Backend { message: message.into(), source: Some(source.into()) }
     }
 
     /// A [`NotFound`](Self::NotFound) error for a thread or a message in it.
     pub fn not_found(thread_id: &ThreadId, message_id: Option<&MessageId>) -> Self {
-        Self::NotFound {
-            thread_id: thread_id.clone(),
-            message_id: message_id.cloned(),
-        }
+        Self::NotFound { thread_id: thread_id.clone(), message_id: message_id.cloned() }
     }
 }
 
@@ -200,29 +183,13 @@ mod tests {
         let thread = ThreadId::new("t").unwrap();
         let message = MessageId::new("m").unwrap();
         assert!(PersistError::temporary("busy").is_temporary());
-        assert!(
-            PersistError::Timeout {
-                op: PersistOp::Add,
-                after: Duration::from_secs(1)
-            }
-            .is_temporary()
-        );
+        assert!(PersistError::Timeout { op: PersistOp::Add, after: Duration::from_secs(1) }.is_temporary());
         for permanent in [
             PersistError::invalid("x", "bad"),
             PersistError::not_found(&thread, Some(&message)),
-            PersistError::AlreadyExists {
-                thread_id: thread.clone(),
-                message_id: message.clone(),
-            },
-            PersistError::VersionConflict {
-                thread_id: thread.clone(),
-                message_id: None,
-                expected: 1,
-                actual: 2,
-            },
-            PersistError::ThreadDeleted {
-                thread_id: thread.clone(),
-            },
+            PersistError::AlreadyExists { thread_id: thread.clone(), message_id: message.clone() },
+            PersistError::VersionConflict { thread_id: thread.clone(), message_id: None, expected: 1, actual: 2 },
+            PersistError::ThreadDeleted { thread_id: thread.clone() },
             PersistError::rejected("no"),
             PersistError::backend("disk", std::io::Error::other("gone")),
         ] {
@@ -236,15 +203,8 @@ mod tests {
         let message = MessageId::new("m1").unwrap();
         let err = PersistError::not_found(&thread, Some(&message));
         assert_eq!(err.to_string(), "not found: thread t1, message m1");
-        let err = PersistError::VersionConflict {
-            thread_id: thread,
-            message_id: Some(message),
-            expected: 3,
-            actual: 4,
-        };
-        assert_eq!(
-            err.to_string(),
-            "version conflict on thread t1, message m1: expected 3, found 4"
-        );
+        let err =
+            PersistError::VersionConflict { thread_id: thread, message_id: Some(message), expected: 3, actual: 4 };
+        assert_eq!(err.to_string(), "version conflict on thread t1, message m1: expected 3, found 4");
     }
 }

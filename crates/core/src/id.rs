@@ -22,16 +22,10 @@ pub(crate) fn validate_id(field: &'static str, value: &str) -> Result<(), Persis
         return Err(PersistError::invalid(field, "must not be empty"));
     }
     if value.len() > MAX_ID_BYTES {
-        return Err(PersistError::invalid(
-            field,
-            format!("is {} bytes, the limit is {MAX_ID_BYTES}", value.len()),
-        ));
+        return Err(PersistError::invalid(field, format!("is {} bytes, the limit is {MAX_ID_BYTES}", value.len())));
     }
     if value.chars().any(char::is_control) {
-        return Err(PersistError::invalid(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(PersistError::invalid(field, "must not contain control characters"));
     }
     Ok(())
 }
@@ -158,6 +152,26 @@ validated_id!(
     RequestId,
     "request_id"
 );
+validated_id!(
+    /// Identifies an agent, for [session bindings](crate::session).
+    AgentId,
+    "agent_id"
+);
+validated_id!(
+    /// A provider's session id (what a CLI's `--resume` takes).
+    SessionId,
+    "session_id"
+);
+validated_id!(
+    /// Names the provider that issued a session (`"claude-cli"`, `"openai-responses"`, …).
+    ProviderId,
+    "provider"
+);
+validated_id!(
+    /// Names the runtime a session lives in (a machine, a container, a CLI install).
+    RuntimeId,
+    "runtime_id"
+);
 
 impl MessageId {
     /// A fresh time-ordered id (UUIDv7, hyphenated).
@@ -176,6 +190,35 @@ impl MessageId {
         Self(Arc::from(uuid::Uuid::now_v7().hyphenated().to_string()))
     }
 }
+
+impl MessageId {
+    /// A deterministic id for the message a provider produced as `item` in `turn` of
+    /// `thread`: the same triple always gives the same id, and any other triple another.
+    ///
+    /// Providers reuse item ids across turns and across threads; an id derived from the item
+    /// alone lets a new turn overwrite (or be mistaken for) an old one. Deriving from all three
+    /// keeps retries idempotent (same triple, same id) without collisions. The id is a UUIDv5
+    /// over the length-prefixed triple, so it is 36 bytes whatever the inputs.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist_core::{MessageId, ThreadId};
+    ///
+    /// let thread = ThreadId::new("chat-1").unwrap();
+    /// let a = MessageId::derive(&thread, "turn-3", "msg_abc");
+    /// assert_eq!(a, MessageId::derive(&thread, "turn-3", "msg_abc"));
+    /// assert_ne!(a, MessageId::derive(&thread, "turn-4", "msg_abc"));
+    /// assert_ne!(a, MessageId::derive(&ThreadId::new("chat-2").unwrap(), "turn-3", "msg_abc"));
+    /// ```
+    pub fn derive(thread: &ThreadId, turn: &str, item: &str) -> Self {
+        let name = format!("{}:{}|{}:{}|{}:{}", thread.0.len(), thread.0, turn.len(), turn, item.len(), item);
+        Self(Arc::from(uuid::Uuid::new_v5(&DERIVED_ID_NAMESPACE, name.as_bytes()).hyphenated().to_string()))
+    }
+}
+
+/// The UUIDv5 namespace of [`MessageId::derive`] (fixed forever: changing it changes every id).
+const DERIVED_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_2b8e_5a0d_4c39_9e47_0b5d_8a21_c3f4);
 
 impl RequestId {
     /// A fresh time-ordered request id (UUIDv7).
@@ -219,13 +262,7 @@ mod tests {
     #[test]
     fn error_names_the_field() {
         let err = MessageId::new("").unwrap_err();
-        assert!(matches!(
-            err,
-            PersistError::InvalidInput {
-                field: "message_id",
-                ..
-            }
-        ));
+        assert!(matches!(err, PersistError::InvalidInput { field: "message_id", .. }));
     }
 
     #[test]
@@ -234,6 +271,15 @@ mod tests {
         assert_eq!(ok.as_str(), "t1");
         assert!(serde_json::from_str::<ThreadId>("\"\"").is_err());
         assert_eq!(serde_json::to_string(&ok).unwrap(), "\"t1\"");
+    }
+
+    #[test]
+    fn derived_ids_do_not_collide_on_separator_tricks() {
+        let t = ThreadId::new("t").unwrap();
+        assert_ne!(MessageId::derive(&t, "a:b", "c"), MessageId::derive(&t, "a", "b:c"));
+        assert_ne!(MessageId::derive(&t, "a|1:b", "c"), MessageId::derive(&t, "a", "1:b|c"));
+        let long = "x".repeat(10_000);
+        assert_eq!(MessageId::derive(&t, "1", &long).as_str().len(), 36);
     }
 
     #[test]

@@ -56,15 +56,16 @@ mod op;
 mod pipeline;
 pub mod read;
 mod result;
+pub mod session;
 mod terminal;
 
 pub use self::args::{Context, PersistArgs, Target};
 pub use self::backend::{Backend, Capabilities};
 pub use self::error::{BoxError, PersistError, Result};
-pub use self::id::{IdempotencyKey, MAX_ID_BYTES, MessageId, RequestId, TenantId, ThreadId};
-pub use self::message::{
-    Content, MAX_ROLE_BYTES, Message, Metadata, Role, Status, Thread, Timestamp,
+pub use self::id::{
+    AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, RuntimeId, SessionId, TenantId, ThreadId,
 };
+pub use self::message::{Content, MAX_ROLE_BYTES, Message, Metadata, Role, Status, Thread, Timestamp};
 pub use self::op::PersistOp;
 pub use self::pipeline::{BoxPersistService, Pipeline, PipelineBuilder};
 pub use self::read::{Order, Page};

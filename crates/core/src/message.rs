@@ -57,10 +57,7 @@ impl Role {
             "system" => Self::System,
             "tool" => Self::Tool,
             other => {
-                if other.is_empty()
-                    || other.len() > MAX_ROLE_BYTES
-                    || other.chars().any(char::is_control)
-                {
+                if other.is_empty() || other.len() > MAX_ROLE_BYTES || other.chars().any(char::is_control) {
                     return Err(PersistError::invalid(
                         "role",
                         format!("must be 1 to {MAX_ROLE_BYTES} bytes without control characters"),
@@ -152,11 +149,9 @@ impl Content {
     pub fn to_text(&self) -> String {
         match &*self.0 {
             Value::String(s) => s.clone(),
-            Value::Array(blocks) => blocks
-                .iter()
-                .filter_map(|block| block.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join(""),
+            Value::Array(blocks) => {
+                blocks.iter().filter_map(|block| block.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
+            }
             _ => String::new(),
         }
     }
@@ -239,10 +234,7 @@ impl Metadata {
 
     /// Whether every key of `filter` is present in `self` with an equal value.
     pub fn contains(&self, filter: &Metadata) -> bool {
-        filter
-            .0
-            .iter()
-            .all(|(key, value)| self.0.get(key) == Some(value))
+        filter.0.iter().all(|(key, value)| self.0.get(key) == Some(value))
     }
 }
 
@@ -252,10 +244,9 @@ impl TryFrom<Value> for Metadata {
     fn try_from(value: Value) -> Result<Self, Self::Error> {
         match value {
             Value::Object(map) => Ok(Self(Arc::new(map))),
-            other => Err(PersistError::invalid(
-                "metadata",
-                format!("must be a JSON object, got {}", json_kind(&other)),
-            )),
+            other => {
+                Err(PersistError::invalid("metadata", format!("must be a JSON object, got {}", json_kind(&other))))
+            }
         }
     }
 }
@@ -346,11 +337,7 @@ impl From<SystemTime> for Timestamp {
 impl From<Timestamp> for SystemTime {
     fn from(ts: Timestamp) -> Self {
         let magnitude = Duration::from_micros(ts.0.unsigned_abs());
-        if ts.0 >= 0 {
-            UNIX_EPOCH + magnitude
-        } else {
-            UNIX_EPOCH - magnitude
-        }
+        if ts.0 >= 0 { UNIX_EPOCH + magnitude } else { UNIX_EPOCH - magnitude }
     }
 }
 
@@ -469,13 +456,7 @@ mod tests {
     fn metadata_rejects_non_objects() {
         for bad in [json!(null), json!(1), json!("s"), json!([1]), json!(true)] {
             let err = Metadata::try_from(bad).unwrap_err();
-            assert!(matches!(
-                err,
-                PersistError::InvalidInput {
-                    field: "metadata",
-                    ..
-                }
-            ));
+            assert!(matches!(err, PersistError::InvalidInput { field: "metadata", .. }));
         }
         assert!(serde_json::from_str::<Metadata>("[1]").is_err());
         let meta: Metadata = serde_json::from_str(r#"{"a":1}"#).unwrap();
@@ -484,15 +465,8 @@ mod tests {
 
     #[test]
     fn merge_sets_replaces_and_removes() {
-        let mut meta = Metadata::new()
-            .with("keep", json!(1))
-            .with("drop", json!(2));
-        meta.merge(
-            &Metadata::new()
-                .with("drop", json!(null))
-                .with("new", json!({"x": 1}))
-                .with("keep", json!(3)),
-        );
+        let mut meta = Metadata::new().with("keep", json!(1)).with("drop", json!(2));
+        meta.merge(&Metadata::new().with("drop", json!(null)).with("new", json!({"x": 1})).with("keep", json!(3)));
         assert_eq!(meta.as_map().len(), 2);
         assert_eq!(meta.get("keep"), Some(&json!(3)));
         assert_eq!(meta.get("new"), Some(&json!({"x": 1})));
@@ -521,9 +495,6 @@ mod tests {
         assert_eq!(now, back);
         let before = Timestamp::from_micros(-5);
         assert_eq!(Timestamp::from(SystemTime::from(before)), before);
-        assert_eq!(
-            now.saturating_sub(Duration::from_micros(10)).as_micros(),
-            now.as_micros() - 10
-        );
+        assert_eq!(now.saturating_sub(Duration::from_micros(10)).as_micros(), now.as_micros() - 10);
     }
 }

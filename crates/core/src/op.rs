@@ -32,13 +32,7 @@ pub enum PersistOp {
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 5] = [
-        Self::Add,
-        Self::Reserve,
-        Self::UpdateContent,
-        Self::Update,
-        Self::Delete,
-    ];
+    pub const ALL: [PersistOp; 5] = [Self::Add, Self::Reserve, Self::UpdateContent, Self::Update, Self::Delete];
 
     /// The label: `add`, `reserve`, `update_content`, `update` or `delete`.
     pub const fn as_str(self) -> &'static str {

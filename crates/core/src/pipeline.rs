@@ -10,11 +10,13 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::args::{Add, Delete, PersistArgs, Reserve, Update, UpdateContent};
-use crate::backend::{Backend, BoxFuture, Capabilities, DynReader};
+use crate::backend::{Backend, BoxFuture, Capabilities, DynBackend};
 use crate::error::{PersistError, Result};
+use crate::id::{AgentId, SessionId, ThreadId};
 use crate::message::{Message, Thread};
 use crate::read::{GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
 use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
+use crate::session::{Bind, Resolution, Resolve, SessionBinding};
 use crate::terminal::Terminal;
 
 /// Any write stack, type-erased: what layers like `Route` and `Mirror` forward to.
@@ -67,9 +69,7 @@ pub struct PipelineBuilder<L> {
 
 impl Default for PipelineBuilder<Identity> {
     fn default() -> Self {
-        Self {
-            builder: ServiceBuilder::new(),
-        }
+        Self { builder: ServiceBuilder::new() }
     }
 }
 
@@ -83,9 +83,7 @@ impl PipelineBuilder<Identity> {
 impl<L> PipelineBuilder<L> {
     /// Adds `layer` under the layers already added (it sees requests after them).
     pub fn layer<T>(self, layer: T) -> PipelineBuilder<Stack<T, L>> {
-        PipelineBuilder {
-            builder: self.builder.layer(layer),
-        }
+        PipelineBuilder { builder: self.builder.layer(layer) }
     }
 
     /// The stack over `backend`, unerased: its exact type, no boxing at the edge. For
@@ -103,21 +101,13 @@ impl<L> PipelineBuilder<L> {
     where
         B: Backend,
         L: Layer<Terminal<B>>,
-        L::Service: Service<PersistArgs, Response = PersistResult, Error = PersistError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        L::Service:
+            Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + Sync + 'static,
         <L::Service as Service<PersistArgs>>::Future: Send + 'static,
     {
         let backend = Arc::new(backend);
-        let service = self
-            .builder
-            .service(Terminal::from_arc(Arc::clone(&backend)));
-        Pipeline {
-            service: BoxCloneSyncService::new(service),
-            reader: backend,
-        }
+        let service = self.builder.service(Terminal::from_arc(Arc::clone(&backend)));
+        Pipeline { service: BoxCloneSyncService::new(service), backend }
     }
 }
 
@@ -153,7 +143,7 @@ impl<L> PipelineBuilder<L> {
 #[derive(Clone)]
 pub struct Pipeline {
     service: BoxPersistService,
-    reader: Arc<dyn DynReader>,
+    backend: Arc<dyn DynBackend>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -230,7 +220,7 @@ impl Pipeline {
     ///
     /// Backend failures only; a missing message is `Ok(None)`.
     pub async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
-        self.reader.get(query).await
+        self.backend.get(query).await
     }
 
     /// Reads one thread (not through the layers).
@@ -239,7 +229,7 @@ impl Pipeline {
     ///
     /// Backend failures only; a missing thread is `Ok(None)`.
     pub async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
-        self.reader.get_thread(query).await
+        self.backend.get_thread(query).await
     }
 
     /// Lists a thread's messages (not through the layers).
@@ -248,7 +238,7 @@ impl Pipeline {
     ///
     /// `InvalidInput` for a bad limit, or backend failures.
     pub async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
-        self.reader.list(query).await
+        self.backend.list(query).await
     }
 
     /// Lists threads, most recently updated first (not through the layers).
@@ -257,12 +247,54 @@ impl Pipeline {
     ///
     /// `InvalidInput` for a bad limit, or backend failures.
     pub async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
-        self.reader.threads(query).await
+        self.backend.threads(query).await
     }
 
     /// The backend's capabilities.
     pub fn capabilities(&self) -> Capabilities {
-        self.reader.capabilities()
+        self.backend.capabilities()
+    }
+
+    /// Records a session the provider **confirmed** for (agent, thread); see
+    /// [`session`](crate::session). Not a message write: it goes to the backend directly.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput`, `ThreadDeleted`, `Unsupported` on a backend without sessions.
+    pub async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
+        self.backend.bind(bind).await
+    }
+
+    /// Whether (agent, thread) can resume its session, and if not, why.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on a backend without sessions, or backend failures.
+    pub async fn resolve(&self, query: Resolve) -> Result<Resolution> {
+        self.backend.resolve(query).await
+    }
+
+    /// Resets (agent, thread): the next `resolve` starts fresh until a new `bind`.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on a backend without sessions, or backend failures.
+    pub async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {
+        self.backend.reset_session(agent_id, thread_id).await
+    }
+
+    /// Invalidates `session_id` for (agent, thread) if the binding still points at it.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` on a backend without sessions, or backend failures.
+    pub async fn invalidate_session(
+        &self,
+        agent_id: AgentId,
+        thread_id: ThreadId,
+        session_id: SessionId,
+    ) -> Result<bool> {
+        self.backend.invalidate_session(agent_id, thread_id, session_id).await
     }
 
     /// The erased write stack, for layers that forward to it.
@@ -293,25 +325,43 @@ impl Backend for Pipeline {
     }
 
     fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send {
-        self.reader.get(query)
+        self.backend.get(query)
     }
 
     fn get_thread(&self, query: GetThread) -> impl Future<Output = Result<Option<Thread>>> + Send {
-        self.reader.get_thread(query)
+        self.backend.get_thread(query)
     }
 
     fn list(&self, query: ListMessages) -> impl Future<Output = Result<Page<Message>>> + Send {
-        self.reader.list(query)
+        self.backend.list(query)
     }
 
-    fn threads(
-        &self,
-        query: ListThreads,
-    ) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
-        self.reader.threads(query)
+    fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
+        self.backend.threads(query)
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.reader.capabilities()
+        self.backend.capabilities()
+    }
+
+    fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {
+        self.backend.bind(bind)
+    }
+
+    fn resolve(&self, query: Resolve) -> impl Future<Output = Result<Resolution>> + Send {
+        self.backend.resolve(query)
+    }
+
+    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> impl Future<Output = Result<bool>> + Send {
+        self.backend.reset_session(agent_id, thread_id)
+    }
+
+    fn invalidate_session(
+        &self,
+        agent_id: AgentId,
+        thread_id: ThreadId,
+        session_id: SessionId,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        self.backend.invalidate_session(agent_id, thread_id, session_id)
     }
 }

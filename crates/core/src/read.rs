@@ -17,10 +17,7 @@ pub const MAX_PAGE_LIMIT: u32 = 1000;
 
 fn validate_limit(limit: u32) -> Result<()> {
     if limit == 0 || limit > MAX_PAGE_LIMIT {
-        return Err(PersistError::invalid(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE_LIMIT}, got {limit}"),
-        ));
+        return Err(PersistError::invalid("limit", format!("must be between 1 and {MAX_PAGE_LIMIT}, got {limit}")));
     }
     Ok(())
 }
@@ -40,11 +37,7 @@ pub struct GetMessage {
 impl GetMessage {
     /// Reads `(thread_id, message_id)`.
     pub fn new(thread_id: ThreadId, message_id: MessageId) -> Self {
-        Self {
-            thread_id,
-            message_id,
-            tenant: None,
-        }
+        Self { thread_id, message_id, tenant: None }
     }
 
     /// Confines the read to `tenant`'s threads.
@@ -67,10 +60,7 @@ pub struct GetThread {
 impl GetThread {
     /// Reads `thread_id`.
     pub fn new(thread_id: ThreadId) -> Self {
-        Self {
-            thread_id,
-            tenant: None,
-        }
+        Self { thread_id, tenant: None }
     }
 
     /// Confines the read to `tenant`'s threads.
@@ -209,10 +199,7 @@ pub struct ThreadCursor {
 impl ThreadCursor {
     /// The cursor just past `thread` in newest-first order.
     pub fn new(updated_at: Timestamp, thread_id: ThreadId) -> Self {
-        Self {
-            updated_at,
-            thread_id,
-        }
+        Self { updated_at, thread_id }
     }
 
     /// The last listed thread's `updated_at`.
@@ -244,10 +231,7 @@ impl FromStr for ThreadCursor {
         let malformed = || PersistError::invalid("cursor", "is not a cursor this library issued");
         let (micros, id) = s.split_once(':').ok_or_else(malformed)?;
         let micros = micros.parse::<i64>().map_err(|_| malformed())?;
-        Ok(Self::new(
-            Timestamp::from_micros(micros),
-            ThreadId::new(id).map_err(|_| malformed())?,
-        ))
+        Ok(Self::new(Timestamp::from_micros(micros), ThreadId::new(id).map_err(|_| malformed())?))
     }
 }
 
@@ -291,12 +275,7 @@ pub struct ListThreads {
 impl ListThreads {
     /// The first page of every thread.
     pub fn new() -> Self {
-        Self {
-            filter: Metadata::new(),
-            cursor: None,
-            limit: DEFAULT_PAGE_LIMIT,
-            tenant: None,
-        }
+        Self { filter: Metadata::new(), cursor: None, limit: DEFAULT_PAGE_LIMIT, tenant: None }
     }
 
     /// Keeps only threads whose metadata contains `filter`.
@@ -354,11 +333,7 @@ pub struct Page<T, C = u64> {
 impl<T, C> Page<T, C> {
     /// A page of `items`.
     pub fn new(items: Vec<T>, next_cursor: Option<C>, has_more: bool) -> Self {
-        Self {
-            items,
-            next_cursor,
-            has_more,
-        }
+        Self { items, next_cursor, has_more }
     }
 }
 
@@ -369,24 +344,9 @@ mod tests {
     #[test]
     fn limits_are_checked() {
         let t = ThreadId::new("t").unwrap();
-        assert!(
-            ListMessages::new(t.clone())
-                .with_limit(0)
-                .validate()
-                .is_err()
-        );
-        assert!(
-            ListMessages::new(t.clone())
-                .with_limit(MAX_PAGE_LIMIT + 1)
-                .validate()
-                .is_err()
-        );
-        assert!(
-            ListMessages::new(t)
-                .with_limit(MAX_PAGE_LIMIT)
-                .validate()
-                .is_ok()
-        );
+        assert!(ListMessages::new(t.clone()).with_limit(0).validate().is_err());
+        assert!(ListMessages::new(t.clone()).with_limit(MAX_PAGE_LIMIT + 1).validate().is_err());
+        assert!(ListMessages::new(t).with_limit(MAX_PAGE_LIMIT).validate().is_ok());
         assert!(ListThreads::new().with_limit(0).validate().is_err());
     }
 
@@ -405,10 +365,7 @@ mod tests {
     fn next_page_follows_the_order() {
         let t = ThreadId::new("t").unwrap();
         let page: Page<()> = Page::new(vec![(), ()], Some(7), true);
-        assert_eq!(
-            ListMessages::new(t.clone()).next_page(&page).unwrap().after,
-            Some(7)
-        );
+        assert_eq!(ListMessages::new(t.clone()).next_page(&page).unwrap().after, Some(7));
         let desc = ListMessages::new(t).with_order(Order::Desc);
         assert_eq!(desc.next_page(&page).unwrap().before, Some(7));
         let last: Page<()> = Page::new(vec![()], Some(9), false);

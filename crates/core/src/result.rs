@@ -20,10 +20,7 @@ pub struct Added {
 impl Added {
     /// An answer for `message`.
     pub fn new(message: Message, deduplicated: bool) -> Self {
-        Self {
-            message,
-            deduplicated,
-        }
+        Self { message, deduplicated }
     }
 }
 
@@ -40,10 +37,7 @@ pub struct Reserved {
 impl Reserved {
     /// An answer for `message`.
     pub fn new(message: Message, deduplicated: bool) -> Self {
-        Self {
-            message,
-            deduplicated,
-        }
+        Self { message, deduplicated }
     }
 }
 
@@ -86,10 +80,7 @@ pub struct Deleted {
 impl Deleted {
     /// An answer listing `message_ids`.
     pub fn new(thread_id: ThreadId, message_ids: Vec<MessageId>) -> Self {
-        Self {
-            thread_id,
-            message_ids,
-        }
+        Self { thread_id, message_ids }
     }
 }
 

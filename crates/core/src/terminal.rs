@@ -55,17 +55,13 @@ impl<B: Backend> Terminal<B> {
 
 impl<B> Clone for Terminal<B> {
     fn clone(&self) -> Self {
-        Self {
-            backend: Arc::clone(&self.backend),
-        }
+        Self { backend: Arc::clone(&self.backend) }
     }
 }
 
 impl<B> fmt::Debug for Terminal<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Terminal")
-            .field("backend", &std::any::type_name::<B>())
-            .finish()
+        f.debug_struct("Terminal").field("backend", &std::any::type_name::<B>()).finish()
     }
 }
 

@@ -29,10 +29,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use persist_core::args::{Delete, Update, UpdateContent};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::session::{Bind, BindingState, Resolution, Resolve, SessionBinding};
 use persist_core::{
-    Added, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message,
-    MessageId, Order, Page, PersistArgs, PersistError, PersistResult, Reserved, Result, Status,
-    Target, TenantId, Thread, ThreadId, Timestamp, Updated,
+    Added, AgentId, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, Order,
+    Page, PersistArgs, PersistError, PersistResult, Reserved, Result, SessionId, Status, Target, TenantId, Thread,
+    ThreadId, Timestamp, Updated,
 };
 
 /// The in-memory backend; see the [crate docs](crate).
@@ -48,15 +49,14 @@ pub struct MemoryBackend {
 impl fmt::Debug for MemoryBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.lock();
-        f.debug_struct("MemoryBackend")
-            .field("threads", &state.threads.len())
-            .finish()
+        f.debug_struct("MemoryBackend").field("threads", &state.threads.len()).finish()
     }
 }
 
 #[derive(Default)]
 struct State {
     threads: HashMap<ThreadId, ThreadState>,
+    bindings: HashMap<(AgentId, ThreadId), (SessionBinding, BindingState)>,
 }
 
 struct ThreadState {
@@ -94,6 +94,20 @@ impl MemoryBackend {
     /// Number of messages stored, over every thread.
     pub fn message_count(&self) -> usize {
         self.lock().threads.values().map(|t| t.messages.len()).sum()
+    }
+
+    /// Moves a binding to `to`; with `only_session`, only an active binding of that session.
+    fn mark(&self, agent_id: AgentId, thread_id: ThreadId, only_session: Option<&SessionId>, to: BindingState) -> bool {
+        let mut state = self.lock();
+        let Some((binding, current)) = state.bindings.get_mut(&(agent_id, thread_id)) else {
+            return false;
+        };
+        if only_session.is_some_and(|id| *current != BindingState::Active || &binding.session_id != id) {
+            return false;
+        }
+        *current = to;
+        binding.updated_at = Timestamp::now();
+        true
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -135,14 +149,10 @@ impl MemoryBackend {
                 let (message, dedup) = state.insert(insert, &args, now)?;
                 Ok(Reserved::new(message, dedup).into())
             }
-            PersistArgs::UpdateContent(update) => {
-                Ok(ContentUpdated::new(state.update_content(update, now)?).into())
-            }
+            PersistArgs::UpdateContent(update) => Ok(ContentUpdated::new(state.update_content(update, now)?).into()),
             PersistArgs::Update(update) => Ok(state.update(update, now)?.into()),
             PersistArgs::Delete(delete) => Ok(state.delete(delete, now)?.into()),
-            other => Err(PersistError::Unsupported {
-                what: format!("operation `{}`", other.op()).into(),
-            }),
+            other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
         }
     }
 }
@@ -159,9 +169,7 @@ impl State {
         match self.threads.get_mut(thread_id) {
             Some(ts) if ts.thread.is_visible_to(tenant) => {
                 if ts.thread.is_deleted() {
-                    Err(PersistError::ThreadDeleted {
-                        thread_id: thread_id.clone(),
-                    })
+                    Err(PersistError::ThreadDeleted { thread_id: thread_id.clone() })
                 } else {
                     Ok(ts)
                 }
@@ -170,29 +178,15 @@ impl State {
         }
     }
 
-    fn insert(
-        &mut self,
-        new: Insert,
-        args: &PersistArgs,
-        now: Timestamp,
-    ) -> Result<(Message, bool)> {
+    fn insert(&mut self, new: Insert, args: &PersistArgs, now: Timestamp) -> Result<(Message, bool)> {
         if let Some(ts) = self.threads.get(&new.thread_id) {
             if !ts.thread.is_visible_to(new.tenant.as_ref()) {
-                return Err(PersistError::not_found(
-                    &new.thread_id,
-                    new.message_id.as_ref(),
-                ));
+                return Err(PersistError::not_found(&new.thread_id, new.message_id.as_ref()));
             }
             if ts.thread.is_deleted() {
-                return Err(PersistError::ThreadDeleted {
-                    thread_id: new.thread_id,
-                });
+                return Err(PersistError::ThreadDeleted { thread_id: new.thread_id });
             }
-            if let Some(seq) = new
-                .idempotency_key
-                .as_ref()
-                .and_then(|key| ts.by_key.get(key))
-            {
+            if let Some(seq) = new.idempotency_key.as_ref().and_then(|key| ts.by_key.get(key)) {
                 return Ok((ts.messages[seq].clone(), true));
             }
             if let Some(seq) = new.message_id.as_ref().and_then(|id| ts.by_id.get(id)) {
@@ -200,33 +194,27 @@ impl State {
                 if existing.is_repeat_of(args) {
                     return Ok((existing.clone(), true));
                 }
-                return Err(PersistError::AlreadyExists {
-                    thread_id: new.thread_id,
-                    message_id: existing.id.clone(),
-                });
+                return Err(PersistError::AlreadyExists { thread_id: new.thread_id, message_id: existing.id.clone() });
             }
         }
 
-        let ts = self
-            .threads
-            .entry(new.thread_id.clone())
-            .or_insert_with(|| ThreadState {
-                thread: Thread {
-                    id: new.thread_id.clone(),
-                    tenant: new.tenant.clone(),
-                    title: None,
-                    metadata: persist_core::Metadata::new(),
-                    version: 1,
-                    created_at: now,
-                    updated_at: now,
-                    last_seq: 0,
-                    message_count: 0,
-                    deleted_at: None,
-                },
-                messages: BTreeMap::new(),
-                by_id: HashMap::new(),
-                by_key: HashMap::new(),
-            });
+        let ts = self.threads.entry(new.thread_id.clone()).or_insert_with(|| ThreadState {
+            thread: Thread {
+                id: new.thread_id.clone(),
+                tenant: new.tenant.clone(),
+                title: None,
+                metadata: persist_core::Metadata::new(),
+                version: 1,
+                created_at: now,
+                updated_at: now,
+                last_seq: 0,
+                message_count: 0,
+                deleted_at: None,
+            },
+            messages: BTreeMap::new(),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
+        });
         let seq = ts.thread.last_seq + 1;
         let message = Message {
             thread_id: new.thread_id,
@@ -253,20 +241,11 @@ impl State {
     }
 
     fn update_content(&mut self, args: &UpdateContent, now: Timestamp) -> Result<Message> {
-        let ts = self.writable(
-            &args.thread_id,
-            args.context.tenant(),
-            Some(&args.message_id),
-        )?;
+        let ts = self.writable(&args.thread_id, args.context.tenant(), Some(&args.message_id))?;
         let message = ts
             .message_mut(&args.message_id)
             .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(&args.message_id)))?;
-        check_version(
-            args.expected_version,
-            message.version,
-            &args.thread_id,
-            Some(&args.message_id),
-        )?;
+        check_version(args.expected_version, message.version, &args.thread_id, Some(&args.message_id))?;
         message.content = args.content.clone();
         if args.finalize {
             message.status = Status::Complete;
@@ -279,22 +258,11 @@ impl State {
     }
 
     fn update(&mut self, args: &Update, now: Timestamp) -> Result<Updated> {
-        let ts = self.writable(
-            &args.thread_id,
-            args.context.tenant(),
-            args.target.message_id(),
-        )?;
+        let ts = self.writable(&args.thread_id, args.context.tenant(), args.target.message_id())?;
         match &args.target {
             Target::Message(id) => {
-                let message = ts
-                    .message_mut(id)
-                    .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(id)))?;
-                check_version(
-                    args.expected_version,
-                    message.version,
-                    &args.thread_id,
-                    Some(id),
-                )?;
+                let message = ts.message_mut(id).ok_or_else(|| PersistError::not_found(&args.thread_id, Some(id)))?;
+                check_version(args.expected_version, message.version, &args.thread_id, Some(id))?;
                 if let Some(patch) = &args.metadata {
                     message.metadata.merge(patch);
                 }
@@ -336,12 +304,7 @@ impl State {
                 let Some(message) = ts.message_mut(id) else {
                     return gone();
                 };
-                check_version(
-                    args.expected_version,
-                    message.version,
-                    &args.thread_id,
-                    Some(id),
-                )?;
+                check_version(args.expected_version, message.version, &args.thread_id, Some(id))?;
                 let seq = message.seq;
                 ts.by_id.remove(id);
                 let removed = ts.messages.remove(&seq);
@@ -351,19 +314,12 @@ impl State {
                 removed.into_iter().map(|m| m.id).collect()
             }
             Target::Thread => {
-                check_version(
-                    args.expected_version,
-                    ts.thread.version,
-                    &args.thread_id,
-                    None,
-                )?;
+                check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
                 ts.by_id.clear();
                 ts.by_key.clear();
                 ts.thread.deleted_at = Some(now);
-                std::mem::take(&mut ts.messages)
-                    .into_values()
-                    .map(|m| m.id)
-                    .collect()
+                self.bindings.retain(|(_, thread), _| thread != &args.thread_id);
+                std::mem::take(&mut ts.messages).into_values().map(|m| m.id).collect()
             }
         };
         ts.thread.message_count = ts.messages.len() as u64;
@@ -372,9 +328,7 @@ impl State {
     }
 
     fn visible(&self, thread_id: &ThreadId, tenant: Option<&TenantId>) -> Option<&ThreadState> {
-        self.threads
-            .get(thread_id)
-            .filter(|ts| ts.thread.is_visible_to(tenant))
+        self.threads.get(thread_id).filter(|ts| ts.thread.is_visible_to(tenant))
     }
 }
 
@@ -404,19 +358,13 @@ impl Backend for MemoryBackend {
         let state = self.lock();
         Ok(state
             .visible(&query.thread_id, query.tenant.as_ref())
-            .and_then(|ts| {
-                ts.by_id
-                    .get(&query.message_id)
-                    .and_then(|seq| ts.messages.get(seq))
-            })
+            .and_then(|ts| ts.by_id.get(&query.message_id).and_then(|seq| ts.messages.get(seq)))
             .cloned())
     }
 
     async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
         let state = self.lock();
-        Ok(state
-            .visible(&query.thread_id, query.tenant.as_ref())
-            .map(|ts| ts.thread.clone()))
+        Ok(state.visible(&query.thread_id, query.tenant.as_ref()).map(|ts| ts.thread.clone()))
     }
 
     async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
@@ -453,28 +401,53 @@ impl Backend for MemoryBackend {
             .filter(|t| !t.is_deleted())
             .filter(|t| query.tenant.is_none() || t.tenant == query.tenant)
             .filter(|t| t.metadata.contains(&query.filter))
-            .filter(|t| {
-                query
-                    .cursor
-                    .as_ref()
-                    .is_none_or(|c| c.precedes(t.updated_at, &t.id))
-            })
+            .filter(|t| query.cursor.as_ref().is_none_or(|c| c.precedes(t.updated_at, &t.id)))
             .collect();
         threads.sort_unstable_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
         let has_more = threads.len() > query.limit as usize;
-        let items: Vec<Thread> = threads
-            .into_iter()
-            .take(query.limit as usize)
-            .cloned()
-            .collect();
-        let next_cursor = items
-            .last()
-            .map(|t| ThreadCursor::new(t.updated_at, t.id.clone()));
+        let items: Vec<Thread> = threads.into_iter().take(query.limit as usize).cloned().collect();
+        let next_cursor = items.last().map(|t| ThreadCursor::new(t.updated_at, t.id.clone()));
         Ok(Page::new(items, next_cursor, has_more))
     }
 
     fn capabilities(&self) -> Capabilities {
         // Clones are handles on the same state, so "a second handle" races for real.
-        Capabilities::new().with_shared_storage(true)
+        Capabilities::new().with_shared_storage(true).with_sessions(true)
+    }
+
+    async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
+        bind.validate()?;
+        let now = Timestamp::now();
+        let mut state = self.lock();
+        if state.threads.get(&bind.thread_id).is_some_and(|ts| ts.thread.is_deleted()) {
+            return Err(PersistError::ThreadDeleted { thread_id: bind.thread_id });
+        }
+        let key = (bind.agent_id.clone(), bind.thread_id.clone());
+        let created_at = state.bindings.get(&key).map_or(now, |(b, _)| b.created_at);
+        let binding = SessionBinding {
+            agent_id: bind.agent_id,
+            thread_id: bind.thread_id,
+            session_id: bind.session_id,
+            provider: bind.provider,
+            runtime_id: bind.runtime_id,
+            work_dir: bind.work_dir,
+            created_at,
+            updated_at: now,
+        };
+        state.bindings.insert(key, (binding.clone(), BindingState::Active));
+        Ok(binding)
+    }
+
+    async fn resolve(&self, query: Resolve) -> Result<Resolution> {
+        let stored = self.lock().bindings.get(&(query.agent_id.clone(), query.thread_id.clone())).cloned();
+        Ok(Resolution::decide(stored, &query))
+    }
+
+    async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {
+        Ok(self.mark(agent_id, thread_id, None, BindingState::Reset))
+    }
+
+    async fn invalidate_session(&self, agent_id: AgentId, thread_id: ThreadId, session_id: SessionId) -> Result<bool> {
+        Ok(self.mark(agent_id, thread_id, Some(&session_id), BindingState::Invalidated))
     }
 }

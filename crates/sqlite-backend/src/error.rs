@@ -13,10 +13,7 @@ const SQLITE_NOTADB: i64 = 26;
 pub(crate) fn map_sqlx(context: &'static str, error: sqlx::Error) -> PersistError {
     match &error {
         sqlx::Error::Database(db) => {
-            let primary = db
-                .code()
-                .and_then(|code| code.parse::<i64>().ok())
-                .map(|code| code & 0xff);
+            let primary = db.code().and_then(|code| code.parse::<i64>().ok()).map(|code| code & 0xff);
             match primary {
                 Some(SQLITE_BUSY | SQLITE_LOCKED) => PersistError::Temporary {
                     message: format!("{context}: the database is busy").into(),
@@ -48,10 +45,8 @@ pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
             .into(),
         },
         MigrateError::VersionMismatch(version) => PersistError::Unsupported {
-            what: format!(
-                "schema migration {version} in the database differs from this build's; refusing to open it"
-            )
-            .into(),
+            what: format!("schema migration {version} in the database differs from this build's; refusing to open it")
+                .into(),
         },
         MigrateError::Execute(error) => map_sqlx("applying schema migrations", error),
         other => PersistError::backend("applying schema migrations", other),
@@ -60,8 +55,5 @@ pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
 
 /// A stored value that cannot be read back (a corrupted row, or a file edited by hand).
 pub(crate) fn corrupt(what: impl Into<String>) -> PersistError {
-    PersistError::Backend {
-        message: format!("corrupt row: {}", what.into()).into(),
-        source: None,
-    }
+    PersistError::Backend { message: format!("corrupt row: {}", what.into()).into(), source: None }
 }

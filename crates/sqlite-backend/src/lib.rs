@@ -56,17 +56,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::session::{Bind, BindingState, Resolution, Resolve, SessionBinding};
 use persist_core::{
-    Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, Thread,
+    AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId, Thread,
+    ThreadId,
 };
 use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{map_migrate, map_sqlx};
+use crate::ops::{Answer, Write};
 use crate::writer::Job;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -185,16 +186,10 @@ impl SqliteBackendBuilder {
             .synchronous(synchronous)
             .busy_timeout(self.busy_timeout)
             .foreign_keys(true);
-        let mut writer = options
-            .connect()
-            .await
-            .map_err(|e| map_sqlx("opening the database", e))?;
+        let mut writer = options.connect().await.map_err(|e| map_sqlx("opening the database", e))?;
         // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked bound keeps
         // this future from being `Send` (sqlx documents it as the way around that).
-        MIGRATOR
-            .run_direct(None, &mut writer, false)
-            .await
-            .map_err(map_migrate)?;
+        MIGRATOR.run_direct(None, &mut writer, false).await.map_err(map_migrate)?;
         let readers = SqlitePoolOptions::new()
             .max_connections(self.read_connections)
             .min_connections(0)
@@ -203,13 +198,7 @@ impl SqliteBackendBuilder {
             .map_err(|e| map_sqlx("opening read connections", e))?;
         let (jobs, queue) = mpsc::channel(self.queue_capacity);
         tokio::spawn(writer::run(writer, queue, self.limits, self.max_batch));
-        Ok(SqliteBackend {
-            shared: Arc::new(Shared {
-                jobs,
-                readers,
-                path: self.path,
-            }),
-        })
+        Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, path: self.path }) })
     }
 }
 
@@ -227,9 +216,7 @@ struct Shared {
 
 impl fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteBackend")
-            .field("path", &self.shared.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteBackend").field("path", &self.shared.path).finish_non_exhaustive()
     }
 }
 
@@ -243,10 +230,7 @@ impl SqliteBackend {
             read_connections: 4,
             max_batch: 256,
             queue_capacity: 4096,
-            limits: Limits {
-                max_content_bytes: 8 << 20,
-                max_metadata_bytes: 256 << 10,
-            },
+            limits: Limits { max_content_bytes: 8 << 20, max_metadata_bytes: 256 << 10 },
         }
     }
 
@@ -265,22 +249,41 @@ impl SqliteBackend {
     }
 
     fn closed() -> PersistError {
-        PersistError::Backend {
-            message: "the SQLite writer has stopped".into(),
-            source: None,
+        PersistError::Backend { message: "the SQLite writer has stopped".into(), source: None }
+    }
+
+    fn mismatched() -> PersistError {
+        PersistError::Backend { message: "the SQLite writer answered another kind of write".into(), source: None }
+    }
+
+    /// Hands `write` to the writer and waits for its answer. Once queued, the write is
+    /// finished even if this future is dropped.
+    async fn write(&self, write: Write) -> Result<Answer> {
+        let (reply, answer) = oneshot::channel();
+        self.shared.jobs.send(Job { write, reply }).await.map_err(|_| Self::closed())?;
+        answer.await.map_err(|_| Self::closed())?
+    }
+
+    async fn mark(
+        &self,
+        agent_id: AgentId,
+        thread_id: ThreadId,
+        only_session: Option<SessionId>,
+        to: BindingState,
+    ) -> Result<bool> {
+        match self.write(Write::Mark { agent_id, thread_id, only_session, to }).await? {
+            Answer::Marked(done) => Ok(done),
+            _ => Err(Self::mismatched()),
         }
     }
 }
 
 impl Backend for SqliteBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
-        let (reply, answer) = oneshot::channel();
-        self.shared
-            .jobs
-            .send(Job { args, reply })
-            .await
-            .map_err(|_| Self::closed())?;
-        answer.await.map_err(|_| Self::closed())?
+        match self.write(Write::Persist(args)).await? {
+            Answer::Persist(result) => Ok(result),
+            _ => Err(Self::mismatched()),
+        }
     }
 
     async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
@@ -300,8 +303,25 @@ impl Backend for SqliteBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-            .with_durable(true)
-            .with_shared_storage(true)
+        Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true)
+    }
+
+    async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
+        match self.write(Write::Bind(bind)).await? {
+            Answer::Bound(binding) => Ok(binding),
+            _ => Err(Self::mismatched()),
+        }
+    }
+
+    async fn resolve(&self, query: Resolve) -> Result<Resolution> {
+        reads::resolve(&self.shared.readers, &query).await
+    }
+
+    async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {
+        self.mark(agent_id, thread_id, None, BindingState::Reset).await
+    }
+
+    async fn invalidate_session(&self, agent_id: AgentId, thread_id: ThreadId, session_id: SessionId) -> Result<bool> {
+        self.mark(agent_id, thread_id, Some(session_id), BindingState::Invalidated).await
     }
 }

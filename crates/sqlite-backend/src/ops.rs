@@ -7,15 +7,16 @@
 //! guarded statement touches no row, a diagnosis query says which rule refused it.
 
 use persist_core::args::{Delete, Update, UpdateContent};
+use persist_core::session::{Bind, BindingState, SessionBinding};
 use persist_core::{
-    Added, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, Metadata, PersistArgs,
-    PersistError, PersistResult, Reserved, Status, Target, TenantId, ThreadId, Timestamp, Updated,
+    Added, AgentId, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError,
+    PersistResult, Reserved, RuntimeId, SessionId, Status, Target, TenantId, ThreadId, Timestamp, Updated,
 };
 use sqlx::SqliteConnection;
 
 use crate::Limits;
 use crate::error::map_sqlx;
-use crate::rows::{self, json, message_columns, signed, thread_columns};
+use crate::rows::{self, binding_columns, json, message_columns, signed, thread_columns};
 
 /// Why an operation did not produce a result.
 #[derive(Debug)]
@@ -40,12 +41,80 @@ fn refused(error: PersistError) -> Failure {
     Failure::Refused(error)
 }
 
+/// A write the writer applies: a message write from the pipeline, or a session-binding change.
+pub(crate) enum Write {
+    Persist(PersistArgs),
+    Bind(Bind),
+    /// Moves the binding of (agent, thread) to `to`; with `only_session`, only if it is active
+    /// and points at that session (compare-and-set).
+    Mark {
+        agent_id: AgentId,
+        thread_id: ThreadId,
+        only_session: Option<SessionId>,
+        to: BindingState,
+    },
+}
+
+/// The answer to a [`Write`].
+pub(crate) enum Answer {
+    Persist(PersistResult),
+    Bound(SessionBinding),
+    Marked(bool),
+}
+
 /// Applies one write. The caller owns the transaction.
-pub(crate) async fn apply(
-    conn: &mut SqliteConnection,
-    args: &PersistArgs,
-    limits: &Limits,
-) -> OpResult<PersistResult> {
+pub(crate) async fn apply(conn: &mut SqliteConnection, write: &Write, limits: &Limits) -> OpResult<Answer> {
+    match write {
+        Write::Persist(args) => persist(conn, args, limits).await.map(Answer::Persist),
+        Write::Bind(bind) => bind_session(conn, bind).await.map(Answer::Bound),
+        Write::Mark { agent_id, thread_id, only_session, to } => {
+            let marked = sqlx::query(
+                "UPDATE session_bindings SET state = ?4, updated_at = ?5 \
+                  WHERE agent_id = ?1 AND thread_id = ?2 \
+                    AND (?3 IS NULL OR (session_id = ?3 AND state = 'active'))",
+            )
+            .bind(agent_id.as_str())
+            .bind(thread_id.as_str())
+            .bind(only_session.as_ref().map(SessionId::as_str))
+            .bind(to.as_str())
+            .bind(Timestamp::now().as_micros())
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("changing a session binding"))?;
+            Ok(Answer::Marked(marked.rows_affected() > 0))
+        }
+    }
+}
+
+async fn bind_session(conn: &mut SqliteConnection, bind: &Bind) -> OpResult<SessionBinding> {
+    bind.validate().map_err(refused)?;
+    if find_thread(conn, &bind.thread_id).await?.is_some_and(|thread| thread.is_deleted()) {
+        return Err(refused(PersistError::ThreadDeleted { thread_id: bind.thread_id.clone() }));
+    }
+    let row = sqlx::query(concat!(
+        "INSERT INTO session_bindings (agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, \
+                                       created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7) \
+         ON CONFLICT (agent_id, thread_id) DO UPDATE \
+            SET session_id = excluded.session_id, provider = excluded.provider, runtime_id = excluded.runtime_id, \
+                work_dir = excluded.work_dir, state = 'active', updated_at = excluded.updated_at \
+         RETURNING ",
+        binding_columns!()
+    ))
+    .bind(bind.agent_id.as_str())
+    .bind(bind.thread_id.as_str())
+    .bind(bind.session_id.as_str())
+    .bind(bind.provider.as_str())
+    .bind(bind.runtime_id.as_ref().map(RuntimeId::as_str))
+    .bind(bind.work_dir.as_deref())
+    .bind(Timestamp::now().as_micros())
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql("binding the session"))?;
+    rows::binding(&row).map(|(binding, _)| binding).map_err(aborted)
+}
+
+async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limits) -> OpResult<PersistResult> {
     args.validate().map_err(refused)?;
     match args {
         PersistArgs::Add(add) => {
@@ -80,9 +149,7 @@ pub(crate) async fn apply(
             Ok(ContentUpdated::new(update_content(conn, update, limits).await?).into())
         }
         PersistArgs::Update(update) => match &update.target {
-            Target::Message(id) => {
-                Ok(Updated::Message(update_message(conn, update, id, limits).await?).into())
-            }
+            Target::Message(id) => Ok(Updated::Message(update_message(conn, update, id, limits).await?).into()),
             Target::Thread => Ok(update_thread(conn, update, limits).await?.into()),
         },
         PersistArgs::Delete(delete) => Ok(match &delete.target {
@@ -90,9 +157,7 @@ pub(crate) async fn apply(
             Target::Thread => delete_thread(conn, delete).await?,
         }
         .into()),
-        other => Err(refused(PersistError::Unsupported {
-            what: format!("operation `{}`", other.op()).into(),
-        })),
+        other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
     }
 }
 
@@ -108,11 +173,7 @@ struct Insert<'a> {
 }
 
 impl Insert<'_> {
-    async fn run(
-        self,
-        conn: &mut SqliteConnection,
-        args: &PersistArgs,
-    ) -> OpResult<(Message, bool)> {
+    async fn run(self, conn: &mut SqliteConnection, args: &PersistArgs) -> OpResult<(Message, bool)> {
         let now = Timestamp::now().as_micros();
         let tenant = self.tenant.map(TenantId::as_str);
         sqlx::query(
@@ -176,43 +237,29 @@ impl Insert<'_> {
                 return Ok((rows::message(&row).map_err(aborted)?, true));
             }
         }
-        let existing = find_message(conn, self.thread_id, id)
-            .await?
-            .ok_or_else(|| {
-                aborted(PersistError::Backend {
-                    message: "the insert was refused for no known reason".into(),
-                    source: None,
-                })
-            })?;
+        let existing = find_message(conn, self.thread_id, id).await?.ok_or_else(|| {
+            aborted(PersistError::Backend {
+                message: "the insert was refused for no known reason".into(),
+                source: None,
+            })
+        })?;
         if existing.is_repeat_of(args) {
             Ok((existing, true))
         } else {
-            Err(refused(PersistError::AlreadyExists {
-                thread_id: self.thread_id.clone(),
-                message_id: id.clone(),
-            }))
+            Err(refused(PersistError::AlreadyExists { thread_id: self.thread_id.clone(), message_id: id.clone() }))
         }
     }
 }
 
-async fn find_message(
-    conn: &mut SqliteConnection,
-    thread_id: &ThreadId,
-    id: &MessageId,
-) -> OpResult<Option<Message>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages WHERE thread_id = ?1 AND message_id = ?2"
-    ))
-    .bind(thread_id.as_str())
-    .bind(id.as_str())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(sql("reading the message"))?;
-    row.map(|row| rows::message(&row))
-        .transpose()
-        .map_err(aborted)
+async fn find_message(conn: &mut SqliteConnection, thread_id: &ThreadId, id: &MessageId) -> OpResult<Option<Message>> {
+    let row =
+        sqlx::query(concat!("SELECT ", message_columns!(), " FROM messages WHERE thread_id = ?1 AND message_id = ?2"))
+            .bind(thread_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sql("reading the message"))?;
+    row.map(|row| rows::message(&row)).transpose().map_err(aborted)
 }
 
 /// The thread's state as a write sees it; refuses absent or foreign (`NotFound`) and deleted
@@ -227,9 +274,7 @@ async fn writable_thread(
     match thread {
         Some(thread) if thread.is_visible_to(tenant) => {
             if thread.is_deleted() {
-                Err(refused(PersistError::ThreadDeleted {
-                    thread_id: thread_id.clone(),
-                }))
+                Err(refused(PersistError::ThreadDeleted { thread_id: thread_id.clone() }))
             } else {
                 Ok(thread)
             }
@@ -238,22 +283,13 @@ async fn writable_thread(
     }
 }
 
-async fn find_thread(
-    conn: &mut SqliteConnection,
-    thread_id: &ThreadId,
-) -> OpResult<Option<persist_core::Thread>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        thread_columns!(),
-        " FROM threads WHERE thread_id = ?1"
-    ))
-    .bind(thread_id.as_str())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(sql("reading the thread"))?;
-    row.map(|row| rows::thread(&row))
-        .transpose()
-        .map_err(aborted)
+async fn find_thread(conn: &mut SqliteConnection, thread_id: &ThreadId) -> OpResult<Option<persist_core::Thread>> {
+    let row = sqlx::query(concat!("SELECT ", thread_columns!(), " FROM threads WHERE thread_id = ?1"))
+        .bind(thread_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sql("reading the thread"))?;
+    row.map(|row| rows::thread(&row)).transpose().map_err(aborted)
 }
 
 /// Why a guarded write to message `id` touched no row.
@@ -271,14 +307,12 @@ async fn diagnose_message(
         Err(failure) => failure,
         Ok(None) => refused(PersistError::not_found(thread_id, Some(id))),
         Ok(Some(message)) => match expected_version {
-            Some(expected) if expected != message.version => {
-                refused(PersistError::VersionConflict {
-                    thread_id: thread_id.clone(),
-                    message_id: Some(id.clone()),
-                    expected,
-                    actual: message.version,
-                })
-            }
+            Some(expected) if expected != message.version => refused(PersistError::VersionConflict {
+                thread_id: thread_id.clone(),
+                message_id: Some(id.clone()),
+                expected,
+                actual: message.version,
+            }),
             _ => aborted(PersistError::Backend {
                 message: "a guarded write matched no row for no known reason".into(),
                 source: None,
@@ -287,11 +321,7 @@ async fn diagnose_message(
     }
 }
 
-async fn update_content(
-    conn: &mut SqliteConnection,
-    update: &UpdateContent,
-    limits: &Limits,
-) -> OpResult<Message> {
+async fn update_content(conn: &mut SqliteConnection, update: &UpdateContent, limits: &Limits) -> OpResult<Message> {
     let content = limits.content(&update.content)?;
     let tenant = update.context.tenant().map(TenantId::as_str);
     let row = sqlx::query(concat!(
@@ -336,10 +366,7 @@ async fn update_message(
     let tenant = update.context.tenant();
     writable_thread(conn, &update.thread_id, tenant, Some(id)).await?;
     let Some(mut message) = find_message(conn, &update.thread_id, id).await? else {
-        return Err(refused(PersistError::not_found(
-            &update.thread_id,
-            Some(id),
-        )));
+        return Err(refused(PersistError::not_found(&update.thread_id, Some(id))));
     };
     if let Some(expected) = update.expected_version.filter(|&v| v != message.version) {
         return Err(refused(PersistError::VersionConflict {
@@ -370,13 +397,8 @@ async fn update_message(
     rows::message(&row).map_err(aborted)
 }
 
-async fn update_thread(
-    conn: &mut SqliteConnection,
-    update: &Update,
-    limits: &Limits,
-) -> OpResult<Updated> {
-    let mut thread =
-        writable_thread(conn, &update.thread_id, update.context.tenant(), None).await?;
+async fn update_thread(conn: &mut SqliteConnection, update: &Update, limits: &Limits) -> OpResult<Updated> {
+    let mut thread = writable_thread(conn, &update.thread_id, update.context.tenant(), None).await?;
     if let Some(expected) = update.expected_version.filter(|&v| v != thread.version) {
         return Err(refused(PersistError::VersionConflict {
             thread_id: update.thread_id.clone(),
@@ -406,11 +428,7 @@ async fn update_thread(
     Ok(Updated::Thread(rows::thread(&row).map_err(aborted)?))
 }
 
-async fn delete_message(
-    conn: &mut SqliteConnection,
-    delete: &Delete,
-    id: &MessageId,
-) -> OpResult<Deleted> {
+async fn delete_message(conn: &mut SqliteConnection, delete: &Delete, id: &MessageId) -> OpResult<Deleted> {
     let now = Timestamp::now().as_micros();
     let tenant = delete.context.tenant().map(TenantId::as_str);
     let removed = sqlx::query(
@@ -432,15 +450,7 @@ async fn delete_message(
         return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
     }
     // Nothing removed: already gone (an empty answer), or a stale expected version.
-    match diagnose_message(
-        conn,
-        &delete.thread_id,
-        id,
-        delete.context.tenant(),
-        delete.expected_version,
-    )
-    .await
-    {
+    match diagnose_message(conn, &delete.thread_id, id, delete.context.tenant(), delete.expected_version).await {
         conflict @ Failure::Refused(PersistError::VersionConflict { .. }) => Err(conflict),
         Failure::Refused(_) => Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
         aborted @ Failure::Aborted(_) => Err(aborted),
@@ -459,8 +469,7 @@ async fn touch_thread(conn: &mut SqliteConnection, thread_id: &ThreadId, now: i6
 
 async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult<Deleted> {
     let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
-    let thread = match writable_thread(conn, &delete.thread_id, delete.context.tenant(), None).await
-    {
+    let thread = match writable_thread(conn, &delete.thread_id, delete.context.tenant(), None).await {
         Ok(thread) => thread,
         Err(Failure::Refused(_)) => return Ok(gone),
         Err(aborted) => return Err(aborted),
@@ -473,12 +482,11 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
             actual: thread.version,
         }));
     }
-    let removed =
-        sqlx::query("DELETE FROM messages WHERE thread_id = ?1 RETURNING seq, message_id")
-            .bind(delete.thread_id.as_str())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(sql("deleting the thread's messages"))?;
+    let removed = sqlx::query("DELETE FROM messages WHERE thread_id = ?1 RETURNING seq, message_id")
+        .bind(delete.thread_id.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sql("deleting the thread's messages"))?;
     let mut removed: Vec<(i64, String)> = removed
         .iter()
         .map(|row| {
@@ -490,10 +498,13 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
     removed.sort_unstable();
     let ids = removed
         .into_iter()
-        .map(|(_, id)| {
-            MessageId::new(id).map_err(|e| aborted(crate::error::corrupt(e.to_string())))
-        })
+        .map(|(_, id)| MessageId::new(id).map_err(|e| aborted(crate::error::corrupt(e.to_string()))))
         .collect::<OpResult<Vec<_>>>()?;
+    sqlx::query("DELETE FROM session_bindings WHERE thread_id = ?1")
+        .bind(delete.thread_id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("deleting the thread's session bindings"))?;
     let now = Timestamp::now().as_micros();
     sqlx::query("UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0 WHERE thread_id = ?1")
         .bind(delete.thread_id.as_str())
@@ -510,11 +521,7 @@ impl Limits {
         if text.len() > self.max_content_bytes {
             return Err(refused(PersistError::invalid(
                 "content",
-                format!(
-                    "is {} bytes of JSON, the limit is {}",
-                    text.len(),
-                    self.max_content_bytes
-                ),
+                format!("is {} bytes of JSON, the limit is {}", text.len(), self.max_content_bytes),
             )));
         }
         Ok(text)
@@ -525,11 +532,7 @@ impl Limits {
         if text.len() > self.max_metadata_bytes {
             return Err(refused(PersistError::invalid(
                 "metadata",
-                format!(
-                    "is {} bytes of JSON, the limit is {}",
-                    text.len(),
-                    self.max_metadata_bytes
-                ),
+                format!("is {} bytes of JSON, the limit is {}", text.len(), self.max_metadata_bytes),
             )));
         }
         Ok(text)

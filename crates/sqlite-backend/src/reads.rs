@@ -1,11 +1,12 @@
 //! Reads, answered from the read pool (never through the writer).
 
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::session::{Resolution, Resolve};
 use persist_core::{Message, Order, Page, Result, TenantId, Thread};
 use sqlx::SqlitePool;
 
 use crate::error::map_sqlx;
-use crate::rows::{self, json, message_columns, signed, thread_columns};
+use crate::rows::{self, binding_columns, json, message_columns, signed, thread_columns};
 
 fn tenant(tenant: &Option<TenantId>) -> Option<&str> {
     tenant.as_ref().map(TenantId::as_str)
@@ -71,20 +72,14 @@ pub(crate) async fn list(pool: &SqlitePool, query: &ListMessages) -> Result<Page
         .fetch_all(pool)
         .await
         .map_err(|e| map_sqlx("listing messages", e))?;
-    let mut items = fetched
-        .iter()
-        .map(rows::message)
-        .collect::<Result<Vec<_>>>()?;
+    let mut items = fetched.iter().map(rows::message).collect::<Result<Vec<_>>>()?;
     let has_more = items.len() > query.limit as usize;
     items.truncate(query.limit as usize);
     let next_cursor = items.last().map(|m| m.seq);
     Ok(Page::new(items, next_cursor, has_more))
 }
 
-pub(crate) async fn threads(
-    pool: &SqlitePool,
-    query: &ListThreads,
-) -> Result<Page<Thread, ThreadCursor>> {
+pub(crate) async fn threads(pool: &SqlitePool, query: &ListThreads) -> Result<Page<Thread, ThreadCursor>> {
     query.validate()?;
     // The metadata filter is bound as one JSON object: a thread matches when no entry of the
     // filter lacks an equal entry (same key, JSON type and value) in the thread's metadata.
@@ -106,14 +101,24 @@ pub(crate) async fn threads(
     .fetch_all(pool)
     .await
     .map_err(|e| map_sqlx("listing threads", e))?;
-    let mut items = fetched
-        .iter()
-        .map(rows::thread)
-        .collect::<Result<Vec<_>>>()?;
+    let mut items = fetched.iter().map(rows::thread).collect::<Result<Vec<_>>>()?;
     let has_more = items.len() > query.limit as usize;
     items.truncate(query.limit as usize);
-    let next_cursor = items
-        .last()
-        .map(|t| ThreadCursor::new(t.updated_at, t.id.clone()));
+    let next_cursor = items.last().map(|t| ThreadCursor::new(t.updated_at, t.id.clone()));
     Ok(Page::new(items, next_cursor, has_more))
+}
+
+pub(crate) async fn resolve(pool: &SqlitePool, query: &Resolve) -> Result<Resolution> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        binding_columns!(),
+        " FROM session_bindings WHERE agent_id = ?1 AND thread_id = ?2"
+    ))
+    .bind(query.agent_id.as_str())
+    .bind(query.thread_id.as_str())
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| map_sqlx("reading a session binding", e))?;
+    let stored = row.map(|row| rows::binding(&row)).transpose()?;
+    Ok(Resolution::decide(stored, query))
 }

@@ -1,8 +1,9 @@
 //! Rows to values and values to column text.
 
+use persist_core::session::{BindingState, SessionBinding};
 use persist_core::{
-    Content, IdempotencyKey, Message, MessageId, Metadata, PersistError, Role, Status, TenantId,
-    Thread, ThreadId, Timestamp,
+    AgentId, Content, IdempotencyKey, Message, MessageId, Metadata, PersistError, ProviderId, Role, RuntimeId,
+    SessionId, Status, TenantId, Thread, ThreadId, Timestamp,
 };
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -31,8 +32,7 @@ fn get<'r, T>(row: &'r SqliteRow, column: &'static str) -> Result<T, PersistErro
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
-    row.try_get(column)
-        .map_err(|e| map_sqlx("reading a row", e))
+    row.try_get(column).map_err(|e| map_sqlx("reading a row", e))
 }
 
 fn unsigned(value: i64, column: &str) -> Result<u64, PersistError> {
@@ -61,8 +61,7 @@ pub(crate) fn message(row: &SqliteRow) -> Result<Message, PersistError> {
     };
     let key: Option<&str> = get(row, "idempotency_key")?;
     Ok(Message {
-        thread_id: ThreadId::new(get::<&str>(row, "thread_id")?)
-            .map_err(|e| corrupt(e.to_string()))?,
+        thread_id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
         id: MessageId::new(get::<&str>(row, "message_id")?).map_err(|e| corrupt(e.to_string()))?,
         role: Role::new(get(row, "role")?).map_err(|e| corrupt(e.to_string()))?,
         content: Content::new(content),
@@ -70,10 +69,7 @@ pub(crate) fn message(row: &SqliteRow) -> Result<Message, PersistError> {
         status,
         seq: unsigned(get(row, "seq")?, "seq")?,
         version: unsigned(get(row, "version")?, "version")?,
-        idempotency_key: key
-            .map(IdempotencyKey::new)
-            .transpose()
-            .map_err(|e| corrupt(e.to_string()))?,
+        idempotency_key: key.map(IdempotencyKey::new).transpose().map_err(|e| corrupt(e.to_string()))?,
         created_at: Timestamp::from_micros(get(row, "created_at")?),
         updated_at: Timestamp::from_micros(get(row, "updated_at")?),
     })
@@ -84,10 +80,7 @@ pub(crate) fn thread(row: &SqliteRow) -> Result<Thread, PersistError> {
     let deleted_at: Option<i64> = get(row, "deleted_at")?;
     Ok(Thread {
         id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
-        tenant: tenant
-            .map(TenantId::new)
-            .transpose()
-            .map_err(|e| corrupt(e.to_string()))?,
+        tenant: tenant.map(TenantId::new).transpose().map_err(|e| corrupt(e.to_string()))?,
         title: get(row, "title")?,
         metadata: metadata(get(row, "metadata")?)?,
         version: unsigned(get(row, "version")?, "version")?,
@@ -97,6 +90,32 @@ pub(crate) fn thread(row: &SqliteRow) -> Result<Thread, PersistError> {
         message_count: unsigned(get(row, "message_count")?, "message_count")?,
         deleted_at: deleted_at.map(Timestamp::from_micros),
     })
+}
+
+/// The session-binding columns.
+macro_rules! binding_columns {
+    () => {
+        "agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at"
+    };
+}
+pub(crate) use binding_columns;
+
+pub(crate) fn binding(row: &SqliteRow) -> Result<(SessionBinding, BindingState), PersistError> {
+    let bad = |e: PersistError| corrupt(e.to_string());
+    let runtime: Option<&str> = get(row, "runtime_id")?;
+    let state: &str = get(row, "state")?;
+    let state = BindingState::parse(state).ok_or_else(|| corrupt(format!("unknown binding state {state:?}")))?;
+    let binding = SessionBinding {
+        agent_id: AgentId::new(get::<&str>(row, "agent_id")?).map_err(bad)?,
+        thread_id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(bad)?,
+        session_id: SessionId::new(get::<&str>(row, "session_id")?).map_err(bad)?,
+        provider: ProviderId::new(get::<&str>(row, "provider")?).map_err(bad)?,
+        runtime_id: runtime.map(RuntimeId::new).transpose().map_err(bad)?,
+        work_dir: get(row, "work_dir")?,
+        created_at: Timestamp::from_micros(get(row, "created_at")?),
+        updated_at: Timestamp::from_micros(get(row, "updated_at")?),
+    };
+    Ok((binding, state))
 }
 
 /// JSON text of a value, for binding.

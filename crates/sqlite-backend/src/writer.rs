@@ -5,27 +5,22 @@
 //! answers each caller only after `COMMIT`, so an answer means the write is durable. A lone
 //! caller never waits for company: the task starts as soon as one write is queued.
 
-use persist_core::{PersistArgs, PersistError, PersistResult};
+use persist_core::PersistError;
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::Limits;
 use crate::error::map_sqlx;
-use crate::ops::{self, Failure};
+use crate::ops::{self, Answer, Failure, Write};
 
 /// One queued write and where to send its answer.
 pub(crate) struct Job {
-    pub(crate) args: PersistArgs,
-    pub(crate) reply: oneshot::Sender<Result<PersistResult, PersistError>>,
+    pub(crate) write: Write,
+    pub(crate) reply: oneshot::Sender<Result<Answer, PersistError>>,
 }
 
 /// Runs until every handle (every sender) is gone, then closes the connection.
-pub(crate) async fn run(
-    mut conn: SqliteConnection,
-    mut jobs: mpsc::Receiver<Job>,
-    limits: Limits,
-    max_batch: usize,
-) {
+pub(crate) async fn run(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>, limits: Limits, max_batch: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     while jobs.recv_many(&mut batch, max_batch).await > 0 {
         match commit(&mut conn, &batch, &limits).await {
@@ -38,8 +33,7 @@ pub(crate) async fn run(
             // One operation broke the transaction: isolate it by running each write alone.
             Err(Abort::Operation(_)) if batch.len() > 1 => {
                 for job in batch.drain(..) {
-                    let answer = match commit(&mut conn, std::slice::from_ref(&job), &limits).await
-                    {
+                    let answer = match commit(&mut conn, std::slice::from_ref(&job), &limits).await {
                         Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(lost())),
                         Err(abort) => Err(abort.into_error()),
                     };
@@ -83,14 +77,14 @@ async fn commit(
     conn: &mut SqliteConnection,
     jobs: &[Job],
     limits: &Limits,
-) -> Result<Vec<Result<PersistResult, PersistError>>, Abort> {
+) -> Result<Vec<Result<Answer, PersistError>>, Abort> {
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| Abort::Transaction(map_sqlx("starting a write transaction", e)))?;
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
-        match ops::apply(&mut tx, &job.args, limits).await {
+        match ops::apply(&mut tx, &job.write, limits).await {
             Ok(result) => answers.push(Ok(result)),
             Err(Failure::Refused(error)) => answers.push(Err(error)),
             Err(Failure::Aborted(error)) => {
@@ -99,17 +93,12 @@ async fn commit(
             }
         }
     }
-    tx.commit()
-        .await
-        .map_err(|e| Abort::Transaction(map_sqlx("committing", e)))?;
+    tx.commit().await.map_err(|e| Abort::Transaction(map_sqlx("committing", e)))?;
     Ok(answers)
 }
 
 fn lost() -> PersistError {
-    PersistError::Backend {
-        message: "the writer lost an answer".into(),
-        source: None,
-    }
+    PersistError::Backend { message: "the writer lost an answer".into(), source: None }
 }
 
 /// Errors are not `Clone` (their sources are not): every caller of a failed group gets the same
@@ -117,15 +106,9 @@ fn lost() -> PersistError {
 fn same_error(error: &PersistError) -> PersistError {
     let message = error_chain(error).into();
     if error.is_temporary() {
-        PersistError::Temporary {
-            message,
-            source: None,
-        }
+        PersistError::Temporary { message, source: None }
     } else {
-        PersistError::Backend {
-            message,
-            source: None,
-        }
+        PersistError::Backend { message, source: None }
     }
 }
 

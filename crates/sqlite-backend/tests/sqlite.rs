@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use persist_core::args::{Add, Reserve, Update, UpdateContent};
 use persist_core::read::{GetThread, ListMessages};
-use persist_core::{
-    Backend, Content, Metadata, PersistArgs, PersistError, PersistResult, Role, ThreadId,
-};
+use persist_core::{Backend, Content, Metadata, PersistArgs, PersistError, PersistResult, Role, ThreadId};
 use persist_sqlite::{Durability, SqliteBackend};
 use serde_json::json;
 use sqlx::{Connection, SqliteConnection};
@@ -22,9 +20,7 @@ fn add(thread_id: &str, text: &str) -> PersistArgs {
 }
 
 async fn raw(path: &std::path::Path) -> SqliteConnection {
-    SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap()
+    SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap()
 }
 
 #[tokio::test]
@@ -36,11 +32,7 @@ async fn a_file_that_is_not_a_database_is_refused_and_left_untouched() {
     let err = SqliteBackend::open(&path).await.unwrap_err();
     assert!(matches!(err, PersistError::Backend { .. }), "{err:?}");
     assert!(err.to_string().contains("not a SQLite database"), "{err}");
-    assert_eq!(
-        std::fs::read_to_string(&path).unwrap(),
-        text,
-        "the file was changed"
-    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "the file was changed");
 }
 
 #[tokio::test]
@@ -66,10 +58,7 @@ async fn a_database_from_a_newer_version_is_refused() {
 
     // Nothing was lost: remove the future marker and the data is there.
     let mut conn = raw(&path).await;
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 9999")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 9999").execute(&mut conn).await.unwrap();
     conn.close().await.unwrap();
     let backend = SqliteBackend::open(&path).await.unwrap();
     let page = backend.list(ListMessages::new(thread("t"))).await.unwrap();
@@ -86,76 +75,28 @@ async fn content_and_metadata_over_the_limits_are_invalid_input() {
         .await
         .unwrap();
     let big = add("t", &"x".repeat(2_000));
-    assert!(matches!(
-        backend.apply(big).await,
-        Err(PersistError::InvalidInput {
-            field: "content",
-            ..
-        })
-    ));
+    assert!(matches!(backend.apply(big).await, Err(PersistError::InvalidInput { field: "content", .. })));
     let meta = Metadata::new().with("note", json!("y".repeat(200)));
     let args = Add::new(thread("t"), Role::User, Content::text("ok")).with_metadata(meta.clone());
-    assert!(matches!(
-        backend.apply(args.into()).await,
-        Err(PersistError::InvalidInput {
-            field: "metadata",
-            ..
-        })
-    ));
-    assert!(
-        backend
-            .get_thread(GetThread::new(thread("t")))
-            .await
-            .unwrap()
-            .is_none(),
-        "nothing was written"
-    );
+    assert!(matches!(backend.apply(args.into()).await, Err(PersistError::InvalidInput { field: "metadata", .. })));
+    assert!(backend.get_thread(GetThread::new(thread("t"))).await.unwrap().is_none(), "nothing was written");
 
     // A merge that would grow metadata past the limit is refused too, and changes nothing.
     let stored = backend.apply(add("t", "small")).await.unwrap();
     let id = stored.message().unwrap().id.clone();
     let patch = Update::message(thread("t"), id.clone()).with_metadata(meta);
-    assert!(matches!(
-        backend.apply(patch.into()).await,
-        Err(PersistError::InvalidInput {
-            field: "metadata",
-            ..
-        })
-    ));
+    assert!(matches!(backend.apply(patch.into()).await, Err(PersistError::InvalidInput { field: "metadata", .. })));
     let big = UpdateContent::new(thread("t"), id, Content::text("z".repeat(2_000)));
-    assert!(matches!(
-        backend.apply(big.into()).await,
-        Err(PersistError::InvalidInput {
-            field: "content",
-            ..
-        })
-    ));
+    assert!(matches!(backend.apply(big.into()).await, Err(PersistError::InvalidInput { field: "content", .. })));
     let page = backend.list(ListMessages::new(thread("t"))).await.unwrap();
-    assert_eq!(
-        (
-            page.items[0].version,
-            page.items[0].content.to_text().as_str()
-        ),
-        (1, "small")
-    );
+    assert_eq!((page.items[0].version, page.items[0].content.to_text().as_str()), (1, "small"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_writes_in_a_group_commit_do_not_fail_their_neighbours() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(
-        SqliteBackend::open(dir.path().join("group.db"))
-            .await
-            .unwrap(),
-    );
-    let target = backend
-        .apply(add("shared", "target"))
-        .await
-        .unwrap()
-        .message()
-        .unwrap()
-        .id
-        .clone();
+    let backend = Arc::new(SqliteBackend::open(dir.path().join("group.db")).await.unwrap());
+    let target = backend.apply(add("shared", "target")).await.unwrap().message().unwrap().id.clone();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..200 {
         let backend = backend.clone();
@@ -165,9 +106,7 @@ async fn refused_writes_in_a_group_commit_do_not_fail_their_neighbours() {
                 add("shared", &format!("add {i}"))
             } else {
                 // Always stale: the target stays at version 1.
-                UpdateContent::new(thread("shared"), target, Content::text("lost"))
-                    .with_expected_version(99)
-                    .into()
+                UpdateContent::new(thread("shared"), target, Content::text("lost")).with_expected_version(99).into()
             };
             (i, backend.apply(args).await)
         });
@@ -176,32 +115,18 @@ async fn refused_writes_in_a_group_commit_do_not_fail_their_neighbours() {
         if i % 2 == 0 {
             assert!(result.is_ok(), "add {i} failed: {result:?}");
         } else {
-            assert!(
-                matches!(result, Err(PersistError::VersionConflict { .. })),
-                "{result:?}"
-            );
+            assert!(matches!(result, Err(PersistError::VersionConflict { .. })), "{result:?}");
         }
     }
-    let th = backend
-        .get_thread(GetThread::new(thread("shared")))
-        .await
-        .unwrap()
-        .unwrap();
+    let th = backend.get_thread(GetThread::new(thread("shared"))).await.unwrap().unwrap();
     assert_eq!((th.message_count, th.last_seq), (101, 101));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_caller_leaves_the_whole_write_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let backend = Arc::new(
-        SqliteBackend::open(dir.path().join("dropped.db"))
-            .await
-            .unwrap(),
-    );
-    let slot = backend
-        .apply(Reserve::new(thread("t"), Role::Assistant).into())
-        .await
-        .unwrap();
+    let backend = Arc::new(SqliteBackend::open(dir.path().join("dropped.db")).await.unwrap());
+    let slot = backend.apply(Reserve::new(thread("t"), Role::Assistant).into()).await.unwrap();
     let slot = slot.message().unwrap().id.clone();
     // Callers give up after a few microseconds: some writes land, some never start.
     let mut tasks = tokio::task::JoinSet::new();
@@ -210,9 +135,7 @@ async fn a_dropped_caller_leaves_the_whole_write_or_nothing() {
         let slot = slot.clone();
         tasks.spawn(async move {
             let args: PersistArgs = if i % 3 == 0 {
-                UpdateContent::new(thread("t"), slot, Content::text(format!("stream {i}")))
-                    .with_finalize(false)
-                    .into()
+                UpdateContent::new(thread("t"), slot, Content::text(format!("stream {i}"))).with_finalize(false).into()
             } else {
                 add("t", &format!("message {i}"))
             };
@@ -222,32 +145,14 @@ async fn a_dropped_caller_leaves_the_whole_write_or_nothing() {
     tasks.join_all().await;
     // Let the writer finish whatever was queued.
     let settled = backend.apply(add("t", "after")).await.unwrap();
-    let all = backend
-        .list(
-            ListMessages::new(thread("t"))
-                .include_reserved(true)
-                .with_limit(1000),
-        )
-        .await
-        .unwrap();
-    let th = backend
-        .get_thread(GetThread::new(thread("t")))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        th.message_count as usize,
-        all.items.len(),
-        "counters match the rows"
-    );
+    let all = backend.list(ListMessages::new(thread("t")).include_reserved(true).with_limit(1000)).await.unwrap();
+    let th = backend.get_thread(GetThread::new(thread("t"))).await.unwrap().unwrap();
+    assert_eq!(th.message_count as usize, all.items.len(), "counters match the rows");
     assert_eq!(th.last_seq, settled.message().unwrap().seq);
     for m in &all.items {
         let text = m.content.to_text();
         assert!(
-            text.is_empty()
-                || text.starts_with("message ")
-                || text.starts_with("stream ")
-                || text == "after",
+            text.is_empty() || text.starts_with("message ") || text.starts_with("stream ") || text == "after",
             "half-written content: {text:?}"
         );
     }
@@ -261,17 +166,10 @@ async fn a_dropped_caller_leaves_the_whole_write_or_nothing() {
 async fn full_durability_opens_and_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("full.db");
-    let backend = SqliteBackend::builder(&path)
-        .durability(Durability::Full)
-        .open()
-        .await
-        .unwrap();
+    let backend = SqliteBackend::builder(&path).durability(Durability::Full).open().await.unwrap();
     backend.apply(add("t", "x")).await.unwrap();
     let mut conn = raw(&path).await;
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
     assert_eq!(mode, "wal");
 }
 
@@ -279,14 +177,8 @@ async fn full_durability_opens_and_writes() {
 /// it); skipped with a notice elsewhere when the shell is missing.
 #[tokio::test]
 async fn the_file_opens_in_the_sqlite3_shell() {
-    let Ok(version) = std::process::Command::new("sqlite3")
-        .arg("-version")
-        .output()
-    else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install the sqlite3 shell"
-        );
+    let Ok(version) = std::process::Command::new("sqlite3").arg("-version").output() else {
+        assert!(std::env::var_os("CI").is_none(), "CI must install the sqlite3 shell");
         eprintln!("skipped: no `sqlite3` on PATH (apt-get install sqlite3)");
         return;
     };
@@ -294,39 +186,22 @@ async fn the_file_opens_in_the_sqlite3_shell() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shell.db");
     let backend = SqliteBackend::open(&path).await.unwrap();
-    let result = backend
-        .apply(add("support:7", "Hello from persist"))
-        .await
-        .unwrap();
+    let result = backend.apply(add("support:7", "Hello from persist")).await.unwrap();
     assert!(matches!(result, PersistResult::Added(_)));
     drop(backend);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let shell = |sql: &str| {
-        let out = std::process::Command::new("sqlite3")
-            .arg(&path)
-            .arg(sql)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "sqlite3 failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = std::process::Command::new("sqlite3").arg(&path).arg(sql).output().unwrap();
+        assert!(out.status.success(), "sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
     let tables = shell(".tables");
-    assert!(
-        tables.contains("threads") && tables.contains("messages"),
-        "{tables}"
-    );
-    let row = shell(
-        "SELECT thread_id, seq, role, status, json_extract(content, '$[0].text') FROM messages;",
-    );
+    assert!(tables.contains("threads") && tables.contains("messages"), "{tables}");
+    let row = shell("SELECT thread_id, seq, role, status, json_extract(content, '$[0].text') FROM messages;");
     assert_eq!(row.trim(), "support:7|1|user|complete|Hello from persist");
-    let counters = shell(
-        "SELECT message_count, last_seq, deleted_at IS NULL FROM threads WHERE thread_id = 'support:7';",
-    );
+    let counters =
+        shell("SELECT message_count, last_seq, deleted_at IS NULL FROM threads WHERE thread_id = 'support:7';");
     assert_eq!(counters.trim(), "1|1|1");
     assert_eq!(shell("PRAGMA integrity_check;").trim(), "ok");
 }

@@ -63,10 +63,7 @@ pub struct Next {
 
 impl Next {
     /// Sends `args` down the rest of the stack.
-    pub fn run(
-        self,
-        args: PersistArgs,
-    ) -> impl Future<Output = Result<PersistResult, PersistError>> + Send + 'static {
+    pub fn run(self, args: PersistArgs) -> impl Future<Output = Result<PersistResult, PersistError>> + Send + 'static {
         self.inner.oneshot(args)
     }
 }
@@ -85,9 +82,7 @@ pub struct FromFnLayer<F> {
 
 impl<F> fmt::Debug for FromFnLayer<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FromFnLayer")
-            .field("f", &std::any::type_name::<F>())
-            .finish()
+        f.debug_struct("FromFnLayer").field("f", &std::any::type_name::<F>()).finish()
     }
 }
 
@@ -95,10 +90,7 @@ impl<S, F: Clone> Layer<S> for FromFnLayer<F> {
     type Service = FromFn<S, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        FromFn {
-            inner,
-            f: self.f.clone(),
-        }
+        FromFn { inner, f: self.f.clone() }
     }
 }
 
@@ -114,20 +106,13 @@ where
     S: fmt::Debug,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FromFn")
-            .field("inner", &self.inner)
-            .field("f", &std::any::type_name::<F>())
-            .finish()
+        f.debug_struct("FromFn").field("inner", &self.inner).field("f", &std::any::type_name::<F>()).finish()
     }
 }
 
 impl<S, F, Fut> Service<PersistArgs> for FromFn<S, F>
 where
-    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + Sync + 'static,
     S::Future: Send + 'static,
     F: Fn(PersistArgs, Next) -> Fut,
     Fut: Future<Output = Result<PersistResult, PersistError>> + Send + 'static,
@@ -144,9 +129,7 @@ where
         // Hand the service that was polled ready to `Next`, keep a fresh clone for later calls.
         let clone = self.inner.clone();
         let ready = mem::replace(&mut self.inner, clone);
-        let next = Next {
-            inner: BoxCloneSyncService::new(ready),
-        };
+        let next = Next { inner: BoxCloneSyncService::new(ready) };
         Box::pin((self.f)(args, next))
     }
 }

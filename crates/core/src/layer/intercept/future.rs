@@ -26,17 +26,11 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     pub(super) fn inner(future: F) -> Self {
-        Self {
-            kind: Kind::Inner { future },
-        }
+        Self { kind: Kind::Inner { future } }
     }
 
     pub(super) fn answered(answer: Result<PersistResult, PersistError>) -> Self {
-        Self {
-            kind: Kind::Answered {
-                answer: Some(answer),
-            },
-        }
+        Self { kind: Kind::Answered { answer: Some(answer) } }
     }
 }
 
@@ -50,10 +44,7 @@ where
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx),
             KindProj::Answered { answer } => Poll::Ready(answer.take().unwrap_or_else(|| {
-                Err(PersistError::Backend {
-                    message: "intercept future polled after completion".into(),
-                    source: None,
-                })
+                Err(PersistError::Backend { message: "intercept future polled after completion".into(), source: None })
             })),
         }
     }

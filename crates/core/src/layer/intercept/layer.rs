@@ -20,9 +20,6 @@ impl<S, I: Clone> Layer<S> for InterceptLayer<I> {
     type Service = Intercept<S, I>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Intercept {
-            inner,
-            interceptor: self.interceptor.clone(),
-        }
+        Intercept { inner, interceptor: self.interceptor.clone() }
     }
 }

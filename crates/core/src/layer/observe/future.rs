@@ -21,12 +21,7 @@ pin_project! {
 
 impl<F, R, E> ResponseFuture<F, R, E> {
     pub(super) fn new(inner: F, op: PersistOp, on_result: R, on_error: E) -> Self {
-        Self {
-            inner,
-            op,
-            on_result,
-            on_error,
-        }
+        Self { inner, op, on_result, on_error }
     }
 }
 

@@ -20,29 +20,17 @@ impl ObserveLayer {
 impl<A, R, E> ObserveLayer<A, R, E> {
     /// Calls `hook` with each request.
     pub fn on_args<A2: OnArgs>(self, hook: A2) -> ObserveLayer<A2, R, E> {
-        ObserveLayer {
-            on_args: hook,
-            on_result: self.on_result,
-            on_error: self.on_error,
-        }
+        ObserveLayer { on_args: hook, on_result: self.on_result, on_error: self.on_error }
     }
 
     /// Calls `hook` with each successful result.
     pub fn on_result<R2: OnResult + Clone>(self, hook: R2) -> ObserveLayer<A, R2, E> {
-        ObserveLayer {
-            on_args: self.on_args,
-            on_result: hook,
-            on_error: self.on_error,
-        }
+        ObserveLayer { on_args: self.on_args, on_result: hook, on_error: self.on_error }
     }
 
     /// Calls `hook` with each error.
     pub fn on_error<E2: OnError + Clone>(self, hook: E2) -> ObserveLayer<A, R, E2> {
-        ObserveLayer {
-            on_args: self.on_args,
-            on_result: self.on_result,
-            on_error: hook,
-        }
+        ObserveLayer { on_args: self.on_args, on_result: self.on_result, on_error: hook }
     }
 }
 

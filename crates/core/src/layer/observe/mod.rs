@@ -120,11 +120,6 @@ where
     fn call(&mut self, args: PersistArgs) -> Self::Future {
         self.on_args.on_args(&args);
         let op = args.op();
-        ResponseFuture::new(
-            self.inner.call(args),
-            op,
-            self.on_result.clone(),
-            self.on_error.clone(),
-        )
+        ResponseFuture::new(self.inner.call(args), op, self.on_result.clone(), self.on_error.clone())
     }
 }

@@ -28,15 +28,11 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     pub(super) fn inner(future: F) -> Self {
-        Self {
-            kind: Kind::Inner { future },
-        }
+        Self { kind: Kind::Inner { future } }
     }
 
     pub(super) fn routed(future: Oneshot<BoxPersistService, PersistArgs>) -> Self {
-        Self {
-            kind: Kind::Routed { future },
-        }
+        Self { kind: Kind::Routed { future } }
     }
 }
 

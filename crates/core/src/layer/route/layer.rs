@@ -31,11 +31,7 @@ impl RouteLayerBuilder {
     pub fn route<P, T>(mut self, name: impl Into<String>, predicate: P, target: T) -> Self
     where
         P: Fn(&PersistArgs) -> bool + Send + Sync + 'static,
-        T: Service<PersistArgs, Response = PersistResult, Error = PersistError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        T: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + Sync + 'static,
         T::Future: Send + 'static,
     {
         self.routes.push(Entry::new(name.into(), predicate, target));
@@ -49,10 +45,7 @@ impl RouteLayerBuilder {
     /// `InvalidInput` when there is no route, or a route name is empty or used twice.
     pub fn build(self) -> Result<RouteLayer, PersistError> {
         if self.routes.is_empty() {
-            return Err(PersistError::invalid(
-                "routes",
-                "a route layer needs at least one route",
-            ));
+            return Err(PersistError::invalid("routes", "a route layer needs at least one route"));
         }
         let mut names = HashSet::new();
         for entry in &self.routes {
@@ -60,15 +53,10 @@ impl RouteLayerBuilder {
                 return Err(PersistError::invalid("route name", "must not be empty"));
             }
             if !names.insert(entry.name.clone()) {
-                return Err(PersistError::invalid(
-                    "route name",
-                    format!("`{}` is used by two routes", entry.name),
-                ));
+                return Err(PersistError::invalid("route name", format!("`{}` is used by two routes", entry.name)));
             }
         }
-        Ok(RouteLayer {
-            routes: self.routes.into(),
-        })
+        Ok(RouteLayer { routes: self.routes.into() })
     }
 }
 
@@ -76,9 +64,6 @@ impl<S> Layer<S> for RouteLayer {
     type Service = Route<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Route {
-            inner,
-            routes: Arc::clone(&self.routes),
-        }
+        Route { inner, routes: Arc::clone(&self.routes) }
     }
 }

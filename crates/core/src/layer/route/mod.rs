@@ -47,9 +47,7 @@ use crate::{PersistArgs, PersistError, PersistResult};
 type Predicate = Arc<dyn Fn(&PersistArgs) -> bool + Send + Sync>;
 
 /// A predicate matching requests whose thread id starts with `prefix`.
-pub fn thread_prefix(
-    prefix: impl Into<String>,
-) -> impl Fn(&PersistArgs) -> bool + Clone + Send + Sync + 'static {
+pub fn thread_prefix(prefix: impl Into<String>) -> impl Fn(&PersistArgs) -> bool + Clone + Send + Sync + 'static {
     let prefix: Arc<str> = Arc::from(prefix.into());
     move |args: &PersistArgs| args.thread_id().as_str().starts_with(&*prefix)
 }
@@ -63,9 +61,7 @@ struct Entry {
 
 impl fmt::Debug for Entry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Route")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+        f.debug_struct("Route").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
@@ -73,18 +69,10 @@ impl Entry {
     fn new<P, T>(name: String, predicate: P, target: T) -> Self
     where
         P: Fn(&PersistArgs) -> bool + Send + Sync + 'static,
-        T: Service<PersistArgs, Response = PersistResult, Error = PersistError>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        T: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + Sync + 'static,
         T::Future: Send + 'static,
     {
-        Self {
-            name: Arc::from(name),
-            predicate: Arc::new(predicate),
-            target: BoxCloneSyncService::new(target),
-        }
+        Self { name: Arc::from(name), predicate: Arc::new(predicate), target: BoxCloneSyncService::new(target) }
     }
 }
 
