@@ -3,10 +3,16 @@
 
 use std::ops::ControlFlow;
 
+use std::time::Duration;
+
 use persist::layer::route::{self, RouteLayer};
-use persist::layer::{Decision, InterceptLayer, ObserveLayer, from_fn};
+use persist::layer::{
+    Decision, DetachLayer, InterceptLayer, Limits, MetricsLayer, ObserveLayer, RetryLayer, RetryPolicy, TimeoutLayer,
+    TraceLayer, ValidateLayer, from_fn,
+};
 use persist::memory::MemoryBackend;
-use persist::{PersistArgs, PersistError, PersistOp, PersistResult, Pipeline};
+use persist::sqlite::SqliteBackend;
+use persist::{Backend, PersistArgs, PersistError, PersistOp, PersistResult, Pipeline};
 use persist_conformance::{BoxError, Factory};
 
 /// Observe (all hooks) + Route (no match) + Intercept (passes) + from_fn (passes).
@@ -59,4 +65,58 @@ impl Factory for NestedStack {
 mod nested {
     use super::*;
     persist_conformance::conformance_tests!(NestedStack);
+}
+
+/// The operational reference stack, in the recommended order.
+fn operational<B: Backend>(backend: B) -> Pipeline {
+    Pipeline::builder()
+        .layer(TraceLayer::new())
+        .layer(MetricsLayer::new())
+        .layer(ValidateLayer::new(Limits::new()))
+        .layer(RetryLayer::new(RetryPolicy::new()))
+        .layer(TimeoutLayer::new(Duration::from_secs(30)))
+        .layer(DetachLayer::new())
+        .build(backend)
+}
+
+/// Trace + Metrics + Validate + Retry + Timeout + Detach over memory.
+struct OperationalMemory;
+
+impl Factory for OperationalMemory {
+    type Backend = Pipeline;
+    type Storage = MemoryBackend;
+
+    async fn create(&self) -> Result<MemoryBackend, BoxError> {
+        Ok(MemoryBackend::new())
+    }
+
+    async fn open(&self, storage: &MemoryBackend) -> Result<Pipeline, BoxError> {
+        Ok(operational(storage.clone()))
+    }
+}
+
+mod operational_memory {
+    use super::*;
+    persist_conformance::conformance_tests!(OperationalMemory);
+}
+
+/// The same stack over SQLite files.
+struct OperationalSqlite;
+
+impl Factory for OperationalSqlite {
+    type Backend = Pipeline;
+    type Storage = tempfile::TempDir;
+
+    async fn create(&self) -> Result<tempfile::TempDir, BoxError> {
+        Ok(tempfile::tempdir()?)
+    }
+
+    async fn open(&self, dir: &tempfile::TempDir) -> Result<Pipeline, BoxError> {
+        Ok(operational(SqliteBackend::open(dir.path().join("persist.db")).await?))
+    }
+}
+
+mod operational_sqlite {
+    use super::*;
+    persist_conformance::conformance_tests!(OperationalSqlite);
 }

@@ -46,7 +46,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (70 in all):
+//! [`CHECKS`] lists every check by group and name (71 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -63,6 +63,7 @@
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
 //! | [`sessions`] | bindings per (agent, thread): upsert keeps `created_at`, reset, provider/runtime guard with reasons, compare-and-set invalidate, races, deleted threads (gated on `sessions`) |
+//! | [`maintenance`] | finding stranded reservations: only old ones, oldest first, limited |
 //! | [`durability`] | acknowledged writes, tombstones, keys and bindings survive reopening (gated on `durable`) |
 //! | [`model`] | seeded random operation sequences agree with a reference model after every step |
 
@@ -82,6 +83,7 @@ pub mod durability;
 mod fixture;
 pub mod idempotency;
 pub mod identity;
+pub mod maintenance;
 pub mod model;
 pub mod pagination;
 pub mod reserve;
@@ -234,6 +236,9 @@ macro_rules! __for_each_check {
                 check_bindings_are_keyed_by_agent_and_thread,
                 check_deleted_thread_drops_and_refuses_bindings,
                 check_bad_binding_input_writes_nothing,
+            }
+            maintenance {
+                check_stranded_finds_only_old_reservations,
             }
             durability {
                 check_acknowledged_writes_survive_reopen,

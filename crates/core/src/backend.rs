@@ -7,8 +7,9 @@ use std::sync::Arc;
 use crate::args::PersistArgs;
 use crate::error::{PersistError, Result};
 use crate::id::{AgentId, SessionId, ThreadId};
+use crate::message::Status;
 use crate::message::{Message, Thread};
-use crate::read::{GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
+use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
 use crate::result::PersistResult;
 use crate::session::{Bind, Resolution, Resolve, SessionBinding};
 
@@ -138,6 +139,47 @@ pub trait Backend: Send + Sync + 'static {
     /// What this backend supports beyond the required contract.
     fn capabilities(&self) -> Capabilities;
 
+    /// Reservations still `Reserved` created before the cutoff, oldest first, across every
+    /// thread (a trusted read, for maintenance).
+    ///
+    /// The default scans every thread through [`threads`](Self::threads) and
+    /// [`list`](Self::list); backends with an index answer it directly.
+    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Message>>> + Send {
+        async move {
+            query.validate()?;
+            let mut found = Vec::new();
+            let mut threads = ListThreads::new().with_limit(crate::read::MAX_PAGE_LIMIT);
+            loop {
+                let page = self.threads(threads.clone()).await?;
+                for thread in &page.items {
+                    let mut messages = ListMessages::new(thread.id.clone()).include_reserved(true);
+                    messages = messages.with_limit(crate::read::MAX_PAGE_LIMIT);
+                    loop {
+                        let listed = self.list(messages.clone()).await?;
+                        found.extend(
+                            listed
+                                .items
+                                .iter()
+                                .filter(|m| m.status == Status::Reserved && m.created_at < query.created_before)
+                                .cloned(),
+                        );
+                        match messages.next_page(&listed) {
+                            Some(next) => messages = next,
+                            None => break,
+                        }
+                    }
+                }
+                if !page.has_more {
+                    break;
+                }
+                threads = threads.with_cursor(page.next_cursor);
+            }
+            found.sort_by_key(|m| m.created_at);
+            found.truncate(query.limit as usize);
+            Ok(found)
+        }
+    }
+
     /// Upserts the binding of (agent, thread): the first bind sets `created_at`, later ones keep
     /// it and replace every other field at once (never a mix of two binds), and make it
     /// resumable again after a reset or an invalidation.
@@ -206,6 +248,10 @@ impl<B: Backend> Backend for Arc<B> {
         (**self).capabilities()
     }
 
+    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Message>>> + Send {
+        (**self).stranded(query)
+    }
+
     fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {
         (**self).bind(bind)
     }
@@ -238,6 +284,7 @@ pub(crate) trait DynBackend: Send + Sync {
     fn list(&self, query: ListMessages) -> BoxFuture<'_, Result<Page<Message>>>;
     fn threads(&self, query: ListThreads) -> BoxFuture<'_, Result<Page<Thread, ThreadCursor>>>;
     fn capabilities(&self) -> Capabilities;
+    fn stranded(&self, query: FindStranded) -> BoxFuture<'_, Result<Vec<Message>>>;
     fn bind(&self, bind: Bind) -> BoxFuture<'_, Result<SessionBinding>>;
     fn resolve(&self, query: Resolve) -> BoxFuture<'_, Result<Resolution>>;
     fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> BoxFuture<'_, Result<bool>>;
@@ -268,6 +315,10 @@ impl<B: Backend> DynBackend for B {
 
     fn capabilities(&self) -> Capabilities {
         Backend::capabilities(self)
+    }
+
+    fn stranded(&self, query: FindStranded) -> BoxFuture<'_, Result<Vec<Message>>> {
+        Box::pin(Backend::stranded(self, query))
     }
 
     fn bind(&self, bind: Bind) -> BoxFuture<'_, Result<SessionBinding>> {

@@ -139,6 +139,42 @@ fn fmt_message(message_id: &Option<MessageId>) -> String {
 }
 
 impl PersistError {
+    /// Every value [`code`](Self::code) can return.
+    pub const CODES: [&'static str; 11] = [
+        "invalid_input",
+        "not_found",
+        "already_exists",
+        "version_conflict",
+        "thread_deleted",
+        "rejected",
+        "unsupported",
+        "timeout",
+        "temporary",
+        "mismatched_result",
+        "backend",
+    ];
+
+    /// A stable snake_case name of the variant, for logs and metric labels.
+    pub fn code(&self) -> &'static str {
+        Self::CODES[self.code_index()]
+    }
+
+    pub(crate) fn code_index(&self) -> usize {
+        match self {
+            Self::InvalidInput { .. } => 0,
+            Self::NotFound { .. } => 1,
+            Self::AlreadyExists { .. } => 2,
+            Self::VersionConflict { .. } => 3,
+            Self::ThreadDeleted { .. } => 4,
+            Self::Rejected { .. } => 5,
+            Self::Unsupported { .. } => 6,
+            Self::Timeout { .. } => 7,
+            Self::Temporary { .. } => 8,
+            Self::MismatchedResult { .. } => 9,
+            Self::Backend { .. } => 10,
+        }
+    }
+
     /// Whether retrying the same request may succeed.
     ///
     /// True for [`Temporary`](Self::Temporary) and [`Timeout`](Self::Timeout); false for

@@ -51,6 +51,7 @@ mod backend;
 mod error;
 mod id;
 pub mod layer;
+pub mod maintenance;
 mod message;
 mod op;
 mod pipeline;

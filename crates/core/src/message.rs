@@ -144,6 +144,11 @@ impl Content {
         &self.0
     }
 
+    /// Size of the content as compact JSON, in bytes (counted, not allocated).
+    pub fn json_len(&self) -> usize {
+        json_len(&self.0)
+    }
+
     /// The concatenated `text` of every `{"type": "text"}` block (or the string itself when
     /// the content is a plain JSON string). Handy for printing and indexing.
     pub fn to_text(&self) -> String {
@@ -232,6 +237,16 @@ impl Metadata {
         }
     }
 
+    /// Size of the object as compact JSON, in bytes (counted, not allocated).
+    pub fn json_len(&self) -> usize {
+        json_len(&*self.0)
+    }
+
+    /// Nesting depth: `1` for an object of scalars, `+1` per nested object or array level.
+    pub fn depth(&self) -> usize {
+        1 + self.0.values().map(value_depth).max().unwrap_or(0)
+    }
+
     /// Whether every key of `filter` is present in `self` with an equal value.
     pub fn contains(&self, filter: &Metadata) -> bool {
         filter.0.iter().all(|(key, value)| self.0.get(key) == Some(value))
@@ -260,6 +275,34 @@ impl From<Map<String, Value>> for Metadata {
 impl<'de> Deserialize<'de> for Metadata {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Metadata::try_from(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_len(value: &impl Serialize) -> usize {
+    let mut counter = ByteCounter(0);
+    // Writing to a counter cannot fail, and JSON values (maps with string keys) always serialize.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+fn value_depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(value_depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -478,6 +521,17 @@ mod tests {
         let mut copy = original.clone();
         copy.merge(&Metadata::new().with("a", json!(2)));
         assert_eq!(original.get("a"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn sizes_and_depths_are_measured() {
+        let content = Content::text("hé");
+        assert_eq!(content.json_len(), serde_json::to_string(content.as_value()).unwrap().len());
+        let meta = Metadata::new().with("a", json!({"b": [1, {"c": 2}]}));
+        assert_eq!(meta.json_len(), serde_json::to_string(&meta).unwrap().len());
+        assert_eq!(meta.depth(), 4);
+        assert_eq!(Metadata::new().depth(), 1);
+        assert_eq!(Metadata::new().with("x", json!(1)).depth(), 1);
     }
 
     #[test]

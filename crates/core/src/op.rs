@@ -34,6 +34,17 @@ impl PersistOp {
     /// Every operation, in declaration order.
     pub const ALL: [PersistOp; 5] = [Self::Add, Self::Reserve, Self::UpdateContent, Self::Update, Self::Delete];
 
+    /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::Add => 0,
+            Self::Reserve => 1,
+            Self::UpdateContent => 2,
+            Self::Update => 3,
+            Self::Delete => 4,
+        }
+    }
+
     /// The label: `add`, `reserve`, `update_content`, `update` or `delete`.
     pub const fn as_str(self) -> &'static str {
         match self {

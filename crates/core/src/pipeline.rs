@@ -9,12 +9,14 @@ use tower::layer::util::{Identity, Stack};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
-use crate::args::{Add, Delete, PersistArgs, Reserve, Update, UpdateContent};
+use crate::args::{self, Add, Delete, PersistArgs, Reserve, Update, UpdateContent};
 use crate::backend::{Backend, BoxFuture, Capabilities, DynBackend};
 use crate::error::{PersistError, Result};
 use crate::id::{AgentId, SessionId, ThreadId};
+use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance};
+use crate::message::Timestamp;
 use crate::message::{Message, Thread};
-use crate::read::{GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
+use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
 use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
 use crate::session::{Bind, Resolution, Resolve, SessionBinding};
 use crate::terminal::Terminal;
@@ -297,6 +299,58 @@ impl Pipeline {
         self.backend.invalidate_session(agent_id, thread_id, session_id).await
     }
 
+    /// Deletes reservations stranded by streams that never finished, **through the pipeline**.
+    ///
+    /// Finds `Reserved` messages older than the given age in this pipeline's backend and in
+    /// every [source](CleanupStranded::also_in) named (stores that only a route reaches: reads
+    /// do not pass through layers), then deletes each with a `delete` sent through this whole
+    /// stack, so the layer that redirected the `reserve` redirects the cleanup to the same
+    /// store, and observers see it. Each delete expects the version found, so a reservation
+    /// filled in the meantime is kept (counted as skipped). The deletes carry a
+    /// [`Maintenance`] extension in their context.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use persist_core::{args::Reserve, maintenance::CleanupStranded, Pipeline, Role, ThreadId};
+    /// use persist_memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// pipeline.reserve(Reserve::new(ThreadId::new("t1")?, Role::Assistant)).await?;
+    /// tokio::time::sleep(Duration::from_millis(5)).await;
+    /// let report = pipeline.cleanup_stranded(CleanupStranded::new(Duration::from_millis(1))).await?;
+    /// assert_eq!(report.deleted.len(), 1);
+    /// # Ok::<_, persist_core::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The first error of a find or a delete other than a version conflict.
+    pub async fn cleanup_stranded(&self, cleanup: CleanupStranded) -> Result<CleanupReport> {
+        let query = FindStranded::new(Timestamp::now().saturating_sub(cleanup.older_than)).with_limit(cleanup.limit);
+        let mut found = self.backend.stranded(query.clone()).await?;
+        for source in &cleanup.sources {
+            found.extend(source.backend.stranded(query.clone()).await?);
+        }
+        let mut report = CleanupReport::default();
+        for message in found {
+            let delete = Delete::message(message.thread_id, message.id)
+                .with_expected_version(message.version)
+                .with_context(args::Context::new().with_extension(Maintenance));
+            match self.delete(delete).await {
+                Ok(deleted) => {
+                    report.deleted.extend(deleted.message_ids.into_iter().map(|id| (deleted.thread_id.clone(), id)))
+                }
+                Err(PersistError::VersionConflict { .. }) => report.skipped += 1,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(report)
+    }
+
     /// The erased write stack, for layers that forward to it.
     pub fn into_service(self) -> BoxPersistService {
         self.service
@@ -342,6 +396,10 @@ impl Backend for Pipeline {
 
     fn capabilities(&self) -> Capabilities {
         self.backend.capabilities()
+    }
+
+    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Message>>> + Send {
+        self.backend.stranded(query)
     }
 
     fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {

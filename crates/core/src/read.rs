@@ -318,6 +318,39 @@ impl Default for ListThreads {
     }
 }
 
+/// Finds placeholders still `Reserved` that were created before a cutoff (stranded by a stream
+/// that never finished), oldest first; see [`Pipeline::cleanup_stranded`](crate::Pipeline::cleanup_stranded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FindStranded {
+    /// Only reservations created before this instant.
+    pub created_before: Timestamp,
+    /// At most this many (1 to [`MAX_PAGE_LIMIT`]).
+    pub limit: u32,
+}
+
+impl FindStranded {
+    /// Up to [`DEFAULT_PAGE_LIMIT`] reservations created before `created_before`.
+    pub fn new(created_before: Timestamp) -> Self {
+        Self { created_before, limit: DEFAULT_PAGE_LIMIT }
+    }
+
+    /// At most `limit`.
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Checks the limit; backends call this first.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`].
+    pub fn validate(&self) -> Result<()> {
+        validate_limit(self.limit)
+    }
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -55,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
 use persist_core::session::{Bind, BindingState, Resolution, Resolve, SessionBinding};
 use persist_core::{
     AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId, Thread,
@@ -304,6 +304,10 @@ impl Backend for SqliteBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true)
+    }
+
+    async fn stranded(&self, query: FindStranded) -> Result<Vec<Message>> {
+        reads::stranded(&self.shared.readers, &query).await
     }
 
     async fn bind(&self, bind: Bind) -> Result<SessionBinding> {

@@ -1,6 +1,6 @@
 //! Reads, answered from the read pool (never through the writer).
 
-use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
 use persist_core::session::{Resolution, Resolve};
 use persist_core::{Message, Order, Page, Result, TenantId, Thread};
 use sqlx::SqlitePool;
@@ -121,4 +121,19 @@ pub(crate) async fn resolve(pool: &SqlitePool, query: &Resolve) -> Result<Resolu
     .map_err(|e| map_sqlx("reading a session binding", e))?;
     let stored = row.map(|row| rows::binding(&row)).transpose()?;
     Ok(Resolution::decide(stored, query))
+}
+
+pub(crate) async fn stranded(pool: &SqlitePool, query: &FindStranded) -> Result<Vec<Message>> {
+    query.validate()?;
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE status = 'reserved' AND created_at < ?1 ORDER BY created_at LIMIT ?2"
+    ))
+    .bind(query.created_before.as_micros())
+    .bind(i64::from(query.limit))
+    .fetch_all(pool)
+    .await
+    .map_err(|e| map_sqlx("finding stranded reservations", e))?;
+    rows.iter().map(rows::message).collect()
 }

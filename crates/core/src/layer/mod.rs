@@ -8,15 +8,44 @@
 //! 3. A full `tower::Layer` + `Service` + pin-projected response future, as the modules
 //!    here are written (see `examples/custom_layer.rs`).
 //!
-//! Ready-made: [`observe`], [`route`] (redirect to another stack), [`intercept`]
-//! (short-circuit).
+//! Ready-made, each in its own module: [`observe`], [`route`] (redirect to another stack),
+//! [`intercept`] (short-circuit), [`retry`], [`timeout`], [`detach`] (finish writes whose
+//! caller left), [`trace`], [`metrics`], [`events`], [`validate`], [`chaos`], [`mirror`].
+//!
+//! # Recommended order
+//!
+//! ```text
+//! Trace → Metrics → Events → Validate → Retry → Timeout → (your layers, Route) → Detach → backend
+//! ```
+//!
+//! Observe everything first (trace and count what callers see, publish only what committed),
+//! refuse bad input before retrying anything, retry outside the per-attempt timeout, and finish
+//! writes that reached the backend even when the caller gave up.
 
+pub mod chaos;
+pub mod detach;
+pub mod events;
 pub mod from_fn;
 pub mod intercept;
+pub mod metrics;
+pub mod mirror;
 pub mod observe;
+pub mod retry;
 pub mod route;
+pub mod timeout;
+pub mod trace;
+pub mod validate;
 
+pub use self::chaos::ChaosLayer;
+pub use self::detach::DetachLayer;
+pub use self::events::{Events, EventsLayer};
 pub use self::from_fn::{FromFnLayer, Next, from_fn};
 pub use self::intercept::{Decision, InterceptLayer, Interceptor};
+pub use self::metrics::MetricsLayer;
+pub use self::mirror::MirrorLayer;
 pub use self::observe::{ObserveLayer, OnArgs, OnError, OnResult};
+pub use self::retry::{RetryLayer, RetryPolicy};
 pub use self::route::RouteLayer;
+pub use self::timeout::TimeoutLayer;
+pub use self::trace::TraceLayer;
+pub use self::validate::{Limits, ValidateLayer};

@@ -1,0 +1,35 @@
+//! The maintenance read: finding reservations stranded by streams that never finished.
+
+use std::time::Duration;
+
+use persist_core::args::{Reserve, UpdateContent};
+use persist_core::read::FindStranded;
+use persist_core::{Backend, Content, Role, Timestamp};
+
+use crate::fixture::{Store, add_text, t, written};
+use crate::{Factory, Outcome};
+
+/// `stranded` finds exactly the reservations older than the cutoff, oldest first, across
+/// threads, and respects its limit.
+pub async fn check_stranded_finds_only_old_reservations<F: Factory>(factory: &F) -> Outcome {
+    let store = Store::new(factory).await;
+    let b = store.b().as_ref();
+    let old_a = written(b, Reserve::new(t("stranded-a"), Role::Assistant)).await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let old_b = written(b, Reserve::new(t("stranded-b"), Role::Assistant)).await;
+    let filled = written(b, Reserve::new(t("stranded-a"), Role::Assistant)).await;
+    written(b, UpdateContent::new(t("stranded-a"), filled.id.clone(), Content::text("done"))).await;
+    add_text(b, &t("stranded-b"), "complete").await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let cutoff = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    written(b, Reserve::new(t("stranded-a"), Role::Assistant)).await; // still streaming: young
+
+    let found = b.stranded(FindStranded::new(cutoff)).await.expect("stranded");
+    let ids: Vec<_> = found.iter().map(|m| (m.thread_id.clone(), m.id.clone())).collect();
+    assert_eq!(ids, [(old_a.thread_id.clone(), old_a.id.clone()), (old_b.thread_id.clone(), old_b.id.clone())]);
+    let first = b.stranded(FindStranded::new(cutoff).with_limit(1)).await.expect("stranded");
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].id, old_a.id);
+    store.finish().await
+}

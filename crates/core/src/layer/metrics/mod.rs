@@ -1,0 +1,102 @@
+//! `metrics` counters and histograms for every write.
+//!
+//! | metric | kind | labels |
+//! |---|---|---|
+//! | `persist_ops_total` | counter | `op`, `outcome` (`ok`, `deduplicated`, or the error's [`code`](crate::PersistError::code)) |
+//! | `persist_op_duration_seconds` | histogram | `op` |
+//! | `persist_content_bytes` | histogram | `op` (`add`, `update_content`): size of the content as JSON |
+//!
+//! The handles are registered once, when the layer is created: install your recorder
+//! (`metrics::set_global_recorder`, an exporter) **before** building the pipeline. Without a
+//! recorder every handle is a no-op.
+//!
+//! # Example
+//!
+//! ```
+//! use persist_core::{args::Add, layer::MetricsLayer, Content, Pipeline, Role, ThreadId};
+//! use persist_memory::MemoryBackend;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pipeline = Pipeline::builder().layer(MetricsLayer::new()).build(MemoryBackend::new());
+//! pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
+//! # Ok::<_, persist_core::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+mod future;
+mod layer;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use metrics::{Counter, Histogram};
+use tower::Service;
+
+pub use self::future::ResponseFuture;
+pub use self::layer::MetricsLayer;
+use crate::{PersistArgs, PersistError, PersistOp, PersistResult};
+
+/// Outcomes besides the error codes.
+const OUTCOMES: usize = 2 + PersistError::CODES.len();
+
+/// Every handle, registered once.
+#[derive(Debug)]
+pub(crate) struct Handles {
+    ops: Vec<Counter>,
+    durations: Vec<Histogram>,
+    content_bytes: Vec<Histogram>,
+}
+
+impl Handles {
+    pub(crate) fn register() -> Self {
+        let mut ops = Vec::with_capacity(PersistOp::ALL.len() * OUTCOMES);
+        for op in PersistOp::ALL {
+            for outcome in ["ok", "deduplicated"].into_iter().chain(PersistError::CODES) {
+                ops.push(metrics::counter!("persist_ops_total", "op" => op.as_str(), "outcome" => outcome));
+            }
+        }
+        let per_op = |name: &'static str| -> Vec<Histogram> {
+            PersistOp::ALL.iter().map(|op| metrics::histogram!(name, "op" => op.as_str())).collect()
+        };
+        Self { ops, durations: per_op("persist_op_duration_seconds"), content_bytes: per_op("persist_content_bytes") }
+    }
+
+    fn record(&self, op: PersistOp, output: &Result<PersistResult, PersistError>, start: Instant) {
+        let outcome = match output {
+            Ok(result) if result.is_deduplicated() => 1,
+            Ok(_) => 0,
+            Err(error) => 2 + error.code_index(),
+        };
+        self.ops[op.index() * OUTCOMES + outcome].increment(1);
+        self.durations[op.index()].record(start.elapsed().as_secs_f64());
+    }
+}
+
+/// The service of [`MetricsLayer`].
+#[derive(Debug, Clone)]
+pub struct Metrics<S> {
+    inner: S,
+    handles: Arc<Handles>,
+}
+
+impl<S> Service<PersistArgs> for Metrics<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PersistError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        let op = args.op();
+        if let Some(content) = args.content() {
+            self.handles.content_bytes[op.index()].record(content.json_len() as f64);
+        }
+        ResponseFuture::new(self.inner.call(args), op, Arc::clone(&self.handles))
+    }
+}

@@ -1,0 +1,142 @@
+//! Retry writes that failed with a temporary error, on tower's retry machinery.
+//!
+//! [`RetryPolicy`] is a `tower::retry::Policy`: it retries only errors whose
+//! [`is_temporary`](crate::PersistError::is_temporary) is true (a busy database, a lock
+//! time-out, a timed-out attempt), at most `max_attempts` times in all, waiting an exponential
+//! backoff with jitter (tower's `ExponentialBackoff`) between attempts. It never retries
+//! `AlreadyExists`, `VersionConflict`, `NotFound`, `ThreadDeleted` or `InvalidInput`: a retry
+//! would fail the same way.
+//!
+//! A write can fail *after* it committed (a lost connection, a time-out after the backend
+//! acted). Give `add` and `reserve` an idempotency key and the retry returns the first copy
+//! (`deduplicated: true`) instead of writing a second one.
+//!
+//! # Order
+//!
+//! Put `Retry` **outside** `Timeout` (`.layer(retry).layer(timeout)`): each attempt gets its
+//! own time limit and a timed-out attempt is retried. The other way round, one limit covers
+//! every attempt and the backoff.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use persist_core::{args::Add, layer::{RetryLayer, RetryPolicy}, Content, IdempotencyKey, Pipeline, Role, ThreadId};
+//! use persist_memory::MemoryBackend;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let policy = RetryPolicy::new().max_attempts(5).backoff(Duration::from_millis(10), Duration::from_secs(1))?;
+//! let pipeline = Pipeline::builder().layer(RetryLayer::new(policy)).build(MemoryBackend::new());
+//! let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))
+//!     .with_idempotency_key(IdempotencyKey::new("turn-1")?);
+//! pipeline.add(add).await?;
+//! # Ok::<_, persist_core::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+mod layer;
+
+use std::time::Duration;
+
+use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
+use tower::util::rng::HasherRng;
+
+pub use self::layer::RetryLayer;
+use crate::{PersistArgs, PersistError, PersistResult};
+
+/// The service of [`RetryLayer`]: tower's `Retry` with a [`RetryPolicy`].
+pub type Retry<S> = tower::retry::Retry<RetryPolicy, S>;
+
+/// Which failures to retry, how often, and how long to wait; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    jitter: f64,
+    attempts: u32,
+    backoff: Option<ExponentialBackoff<HasherRng>>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            min_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(2),
+            jitter: 1.0,
+            attempts: 1,
+            backoff: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// 3 attempts in all, backoff from 20 ms doubling to at most 2 s, full jitter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attempts in all, the first included (at least 1).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// The first wait and the cap; each retry doubles the wait.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when `max` is zero or below `min`.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Result<Self, PersistError> {
+        self.min_backoff = min;
+        self.max_backoff = max;
+        self.checked()
+    }
+
+    /// How much random extra wait to add, as a fraction of the base wait (0 to 100; default 1).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` when out of range.
+    pub fn jitter(mut self, jitter: f64) -> Result<Self, PersistError> {
+        self.jitter = jitter;
+        self.checked()
+    }
+
+    fn maker(&self) -> Result<ExponentialBackoffMaker<HasherRng>, PersistError> {
+        // A fresh random source per request, so concurrent retriers do not wait in lockstep.
+        ExponentialBackoffMaker::new(self.min_backoff, self.max_backoff, self.jitter, HasherRng::new())
+            .map_err(|e| PersistError::invalid("retry backoff", e.to_string()))
+    }
+
+    fn checked(self) -> Result<Self, PersistError> {
+        self.maker()?;
+        Ok(self)
+    }
+}
+
+impl tower::retry::Policy<PersistArgs, PersistResult, PersistError> for RetryPolicy {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        _args: &mut PersistArgs,
+        result: &mut Result<PersistResult, PersistError>,
+    ) -> Option<Self::Future> {
+        match result {
+            Err(error) if error.is_temporary() && self.attempts < self.max_attempts => {
+                self.attempts += 1;
+                if self.backoff.is_none() {
+                    self.backoff = Some(self.maker().ok()?.make_backoff());
+                }
+                self.backoff.as_mut().map(Backoff::next_backoff)
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, args: &PersistArgs) -> Option<PersistArgs> {
+        (self.attempts < self.max_attempts).then(|| args.clone())
+    }
+}

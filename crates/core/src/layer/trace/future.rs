@@ -1,0 +1,64 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use pin_project_lite::pin_project;
+use tracing::Span;
+use tracing::field::display;
+
+use crate::{PersistError, PersistResult};
+
+pin_project! {
+    /// Response future of [`Trace`](super::Trace): polls the inner future inside the span.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        start: Option<Instant>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F, span: Span, start: Option<Instant>) -> Self {
+        Self { inner, span, start }
+    }
+}
+
+impl<F> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<PersistResult, PersistError>>,
+{
+    type Output = Result<PersistResult, PersistError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let output = {
+            let _entered = this.span.enter();
+            ready!(this.inner.poll(cx))
+        };
+        if let Some(start) = this.start.take() {
+            let span = &*this.span;
+            let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+            span.record("duration_us", micros);
+            match &output {
+                Ok(result) => {
+                    let outcome = if result.is_deduplicated() { "deduplicated" } else { "ok" };
+                    span.record("outcome", outcome);
+                    if let Some(message) = result.message() {
+                        span.record("message", display(&message.id));
+                        span.record("seq", message.seq);
+                        span.record("version", message.version);
+                    }
+                    tracing::info!(parent: span, outcome, duration_us = micros, "persist write");
+                }
+                Err(error) => {
+                    span.record("outcome", error.code());
+                    tracing::warn!(parent: span, outcome = error.code(), duration_us = micros, %error, "persist write failed");
+                }
+            }
+        }
+        Poll::Ready(output)
+    }
+}

@@ -1,0 +1,84 @@
+//! A `tracing` span per write: op, thread, message, seq, version, outcome and duration.
+//!
+//! Each write runs inside an `INFO` span named `persist` and ends with one event (`INFO` on
+//! success, `WARN` on error) carrying the same fields. Content is **not** recorded by default
+//! (it is the users' conversation); [`TraceLayer::with_content`] opts in. When no subscriber
+//! listens, the span is disabled and the layer costs a branch.
+//!
+//! # Example
+//!
+//! ```
+//! use persist_core::{args::Add, layer::TraceLayer, Content, Pipeline, Role, ThreadId};
+//! use persist_memory::MemoryBackend;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(MemoryBackend::new());
+//! pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
+//! # Ok::<_, persist_core::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+mod future;
+mod layer;
+
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tower::Service;
+use tracing::field::{Empty, display};
+
+pub use self::future::ResponseFuture;
+pub use self::layer::TraceLayer;
+use crate::{PersistArgs, PersistError, PersistResult};
+
+/// The service of [`TraceLayer`].
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    inner: S,
+    record_content: bool,
+}
+
+impl<S> Service<PersistArgs> for Trace<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PersistError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        let span = tracing::info_span!(
+            "persist",
+            op = %args.op(),
+            thread = %args.thread_id(),
+            request_id = Empty,
+            message = Empty,
+            seq = Empty,
+            version = Empty,
+            outcome = Empty,
+            duration_us = Empty,
+            content = Empty,
+        );
+        let start = if span.is_disabled() {
+            None
+        } else {
+            span.record("request_id", display(args.context().request_id()));
+            if let Some(id) = args.message_id() {
+                span.record("message", display(id));
+            }
+            if let (true, Some(content)) = (self.record_content, args.content()) {
+                span.record("content", display(content.as_value()));
+            }
+            Some(Instant::now())
+        };
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(args)
+        };
+        ResponseFuture::new(future, span, start)
+    }
+}

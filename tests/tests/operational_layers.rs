@@ -1,0 +1,565 @@
+//! The operational layers (retry, timeout, detach, trace, metrics, events, validate, chaos,
+//! mirror) and stranded-reservation cleanup, over real backends.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use persist::args::{Add, Reserve, UpdateContent};
+use persist::layer::route::{self, RouteLayer};
+use persist::layer::{
+    ChaosLayer, DetachLayer, Events, InterceptLayer, Limits, MetricsLayer, MirrorLayer, ObserveLayer, RetryLayer,
+    RetryPolicy, TimeoutLayer, TraceLayer, ValidateLayer,
+};
+use persist::maintenance::{CleanupStranded, Maintenance};
+use persist::memory::MemoryBackend;
+use persist::read::{GetMessage, GetThread, ListMessages};
+use persist::{
+    Backend, Capabilities, Content, IdempotencyKey, Message, MessageId, Metadata, Page, PersistArgs, PersistError,
+    PersistOp, PersistResult, Pipeline, Role, Status, Thread, ThreadId,
+};
+use serde_json::json;
+
+fn thread(id: &str) -> ThreadId {
+    ThreadId::new(id).unwrap()
+}
+
+fn keyed_add(thread_id: &str, key: &str) -> Add {
+    Add::new(thread(thread_id), Role::User, Content::text(key)).with_idempotency_key(IdempotencyKey::new(key).unwrap())
+}
+
+fn fast_retry(attempts: u32) -> RetryLayer {
+    RetryLayer::new(
+        RetryPolicy::new()
+            .max_attempts(attempts)
+            .backoff(Duration::from_micros(100), Duration::from_millis(2))
+            .unwrap(),
+    )
+}
+
+type MakeError = fn() -> PersistError;
+
+/// A backend over memory that misbehaves on purpose: counts calls, can fail after committing,
+/// can answer a fixed error, can be slow.
+#[derive(Clone, Default)]
+struct Faulty {
+    store: MemoryBackend,
+    calls: Arc<AtomicUsize>,
+    fail_after_commit: Arc<AtomicUsize>,
+    answer: Arc<Mutex<Option<MakeError>>>,
+    delay: Duration,
+}
+
+impl Backend for Faulty {
+    async fn apply(&self, args: PersistArgs) -> persist::Result<PersistResult> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(error) = *self.answer.lock().unwrap() {
+            return Err(error());
+        }
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let result = self.store.apply(args).await?;
+        let pending = self.fail_after_commit.load(Ordering::SeqCst);
+        if pending > 0 {
+            self.fail_after_commit.store(pending - 1, Ordering::SeqCst);
+            return Err(PersistError::temporary("connection lost after commit"));
+        }
+        Ok(result)
+    }
+    async fn get(&self, q: GetMessage) -> persist::Result<Option<Message>> {
+        self.store.get(q).await
+    }
+    async fn get_thread(&self, q: GetThread) -> persist::Result<Option<Thread>> {
+        self.store.get_thread(q).await
+    }
+    async fn list(&self, q: ListMessages) -> persist::Result<Page<Message>> {
+        self.store.list(q).await
+    }
+    async fn threads(
+        &self,
+        q: persist::read::ListThreads,
+    ) -> persist::Result<Page<Thread, persist::read::ThreadCursor>> {
+        self.store.threads(q).await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.store.capabilities()
+    }
+}
+
+#[tokio::test]
+async fn retry_after_an_ambiguous_failure_never_duplicates() {
+    let backend = Faulty::default();
+    backend.fail_after_commit.store(2, Ordering::SeqCst);
+    let pipeline = Pipeline::builder().layer(fast_retry(5)).build(backend.clone());
+    let added = pipeline.add(keyed_add("t", "turn-1")).await.unwrap();
+    assert!(added.deduplicated, "the retry found the first copy");
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(backend.store.message_count(), 1);
+}
+
+#[tokio::test]
+async fn retry_never_retries_permanent_errors_and_stops_at_the_limit() {
+    let permanent: [fn() -> PersistError; 5] = [
+        || PersistError::AlreadyExists { thread_id: thread("t"), message_id: MessageId::new("m").unwrap() },
+        || PersistError::VersionConflict { thread_id: thread("t"), message_id: None, expected: 1, actual: 2 },
+        || PersistError::not_found(&thread("t"), None),
+        || PersistError::ThreadDeleted { thread_id: thread("t") },
+        || PersistError::invalid("content", "too big"),
+    ];
+    for error in permanent {
+        let backend = Faulty::default();
+        *backend.answer.lock().unwrap() = Some(error);
+        let pipeline = Pipeline::builder().layer(fast_retry(5)).build(backend.clone());
+        let err = pipeline.add(keyed_add("t", "k")).await.unwrap_err();
+        assert!(!err.is_temporary());
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 1, "{err} was retried");
+    }
+    let backend = Faulty::default();
+    *backend.answer.lock().unwrap() = Some(|| PersistError::temporary("busy"));
+    let pipeline = Pipeline::builder().layer(fast_retry(4)).build(backend.clone());
+    assert!(pipeline.add(keyed_add("t", "k")).await.unwrap_err().is_temporary());
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 4, "attempts in all, the first included");
+}
+
+#[test]
+fn retry_backoff_is_validated() {
+    let bad = RetryPolicy::new().backoff(Duration::from_secs(2), Duration::from_secs(1));
+    assert!(matches!(bad, Err(PersistError::InvalidInput { .. })));
+    assert!(RetryPolicy::new().jitter(-1.0).is_err());
+}
+
+#[tokio::test]
+async fn timeout_is_a_typed_temporary_error_naming_the_operation() {
+    let backend = Faulty { delay: Duration::from_millis(300), ..Faulty::default() };
+    let pipeline = Pipeline::builder().layer(TimeoutLayer::new(Duration::from_millis(20))).build(backend);
+    let err = pipeline.add(keyed_add("t", "k")).await.unwrap_err();
+    assert!(matches!(err, PersistError::Timeout { op: PersistOp::Add, .. }), "{err:?}");
+    assert!(err.is_temporary());
+}
+
+#[tokio::test]
+async fn timeout_passes_inner_errors_through_unchanged() {
+    let pipeline = Pipeline::builder().layer(TimeoutLayer::new(Duration::from_secs(5))).build(MemoryBackend::new());
+    let missing = UpdateContent::new(thread("t"), MessageId::new("m").unwrap(), Content::text("x"));
+    assert!(matches!(pipeline.update_content(missing).await, Err(PersistError::NotFound { .. })));
+}
+
+#[tokio::test]
+async fn a_timed_out_write_is_whole_with_detach_and_absent_without() {
+    for detach in [true, false] {
+        let backend = Faulty { delay: Duration::from_millis(60), ..Faulty::default() };
+        let builder = Pipeline::builder().layer(TimeoutLayer::new(Duration::from_millis(10)));
+        let pipeline = if detach {
+            builder.layer(DetachLayer::new()).build(backend.clone())
+        } else {
+            builder.layer(ObserveLayer::new()).build(backend.clone())
+        };
+        let err = pipeline.add(keyed_add("t", "k")).await.unwrap_err();
+        assert!(matches!(err, PersistError::Timeout { .. }));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let stored = backend.store.list(ListMessages::new(thread("t"))).await.unwrap().items;
+        if detach {
+            assert_eq!(stored.len(), 1, "the detached write finished after its caller left");
+            assert_eq!(stored[0].content.to_text(), "k");
+        } else {
+            assert!(stored.is_empty(), "the cancelled write left nothing behind");
+        }
+    }
+}
+
+mod tracing_capture {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    /// Every field recorded on every span, and every event's fields.
+    #[derive(Clone, Default)]
+    pub(crate) struct Capture {
+        next: Arc<AtomicU64>,
+        pub(crate) spans: Arc<Mutex<HashMap<u64, HashMap<String, String>>>>,
+        pub(crate) events: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    }
+
+    struct Fields<'a>(&'a mut HashMap<String, String>);
+
+    impl Visit for Fields<'_> {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            self.0.insert(field.name().to_owned(), format!("{value:?}"));
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            self.0.insert(field.name().to_owned(), value.to_owned());
+        }
+    }
+
+    impl Subscriber for Capture {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, attrs: &Attributes<'_>) -> Id {
+            let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut fields = HashMap::new();
+            attrs.record(&mut Fields(&mut fields));
+            self.spans.lock().unwrap().insert(id, fields);
+            Id::from_u64(id)
+        }
+        fn record(&self, span: &Id, values: &Record<'_>) {
+            let mut spans = self.spans.lock().unwrap();
+            values.record(&mut Fields(spans.entry(span.into_u64()).or_default()));
+        }
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut fields = HashMap::new();
+            event.record(&mut Fields(&mut fields));
+            self.events.lock().unwrap().push(fields);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+}
+
+#[tokio::test]
+async fn trace_records_op_thread_message_seq_outcome_and_duration_but_not_content() {
+    let capture = tracing_capture::Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(MemoryBackend::new());
+    let added = pipeline.add(keyed_add("traced", "secret words")).await.unwrap().message;
+    let missing = UpdateContent::new(thread("traced"), MessageId::new("nope").unwrap(), Content::text("x"));
+    assert!(pipeline.update_content(missing).await.is_err());
+
+    let spans = capture.spans.lock().unwrap();
+    let mut spans: Vec<_> = spans.values().collect();
+    spans.sort_by_key(|fields| fields.get("op").cloned());
+    let add = spans.iter().find(|f| f.get("op").map(String::as_str) == Some("add")).expect("an add span");
+    assert_eq!(add["thread"], "traced");
+    assert_eq!(add["message"], added.id.as_str());
+    assert_eq!(add["seq"], "1");
+    assert_eq!(add["version"], "1");
+    assert_eq!(add["outcome"], "ok");
+    assert!(add.contains_key("duration_us") && add.contains_key("request_id"));
+    assert!(!add.contains_key("content"), "content is private by default");
+    let failed = spans.iter().find(|f| f.get("op").map(String::as_str) == Some("update_content")).unwrap();
+    assert_eq!(failed["outcome"], "not_found");
+    let events = capture.events.lock().unwrap();
+    assert_eq!(events.len(), 2, "one event per write");
+    assert!(!events.iter().any(|e| e.values().any(|v| v.contains("secret words"))));
+}
+
+#[tokio::test]
+async fn trace_records_content_only_when_asked() {
+    let capture = tracing_capture::Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let pipeline = Pipeline::builder().layer(TraceLayer::new().with_content(true)).build(MemoryBackend::new());
+    pipeline.add(keyed_add("traced", "visible words")).await.unwrap();
+    let spans = capture.spans.lock().unwrap();
+    assert!(spans.values().any(|f| f.get("content").is_some_and(|c| c.contains("visible words"))));
+}
+
+mod metrics_capture {
+    use std::collections::HashMap;
+    use std::sync::atomic::AtomicU64;
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+    #[derive(Default)]
+    pub(crate) struct Samples(Mutex<Vec<f64>>);
+
+    impl HistogramFn for Samples {
+        fn record(&self, value: f64) {
+            self.0.lock().unwrap().push(value);
+        }
+    }
+
+    impl Samples {
+        pub(crate) fn values(&self) -> Vec<f64> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    /// Keys rendered as `name{label=value,…}` (labels in registration order).
+    #[derive(Default)]
+    pub(crate) struct Capture {
+        pub(crate) counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
+        pub(crate) histograms: Mutex<HashMap<String, Arc<Samples>>>,
+    }
+
+    fn render(key: &Key) -> String {
+        let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+
+    impl Recorder for Capture {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.counters.lock().unwrap().entry(render(key)).or_default().clone())
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(self.histograms.lock().unwrap().entry(render(key)).or_default().clone())
+        }
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_ops_by_outcome_and_record_durations_and_content_bytes() {
+    let recorder = metrics_capture::Capture::default();
+    let layer = metrics::with_local_recorder(&recorder, MetricsLayer::new);
+    let pipeline = Pipeline::builder().layer(layer).build(MemoryBackend::new());
+    let content = Content::text("twelve bytes");
+    let add =
+        Add::new(thread("t"), Role::User, content.clone()).with_idempotency_key(IdempotencyKey::new("k").unwrap());
+    pipeline.add(add.clone()).await.unwrap();
+    pipeline.add(add).await.unwrap(); // deduplicated
+    let missing = UpdateContent::new(thread("t"), MessageId::new("nope").unwrap(), Content::text("x"));
+    assert!(pipeline.update_content(missing).await.is_err());
+    pipeline.reserve(Reserve::new(thread("t"), Role::Assistant)).await.unwrap();
+
+    let count = |key: &str| recorder.counters.lock().unwrap()[key].load(Ordering::SeqCst);
+    assert_eq!(count("persist_ops_total{op=add,outcome=ok}"), 1);
+    assert_eq!(count("persist_ops_total{op=add,outcome=deduplicated}"), 1);
+    assert_eq!(count("persist_ops_total{op=update_content,outcome=not_found}"), 1);
+    assert_eq!(count("persist_ops_total{op=reserve,outcome=ok}"), 1);
+    assert_eq!(count("persist_ops_total{op=delete,outcome=ok}"), 0);
+    let histograms = recorder.histograms.lock().unwrap();
+    let durations = histograms["persist_op_duration_seconds{op=add}"].values();
+    assert_eq!(durations.len(), 2);
+    assert!(durations.iter().all(|d| *d >= 0.0 && *d < 5.0));
+    let bytes = histograms["persist_content_bytes{op=add}"].values();
+    assert_eq!(bytes, [content.json_len() as f64, content.json_len() as f64]);
+    assert_eq!(histograms["persist_content_bytes{op=update_content}"].values(), [Content::text("x").json_len() as f64]);
+}
+
+#[tokio::test]
+async fn events_publish_committed_writes_per_thread_reservation_first() {
+    let events = Events::new(64);
+    let pipeline = Pipeline::builder().layer(events.layer()).build(MemoryBackend::new());
+    let mut mine = events.subscribe_thread(thread("mine"));
+    let mut all = events.subscribe();
+    pipeline.add(keyed_add("other", "noise")).await.unwrap();
+    let slot = pipeline.reserve(Reserve::new(thread("mine"), Role::Assistant)).await.unwrap().message;
+    let missing = UpdateContent::new(thread("mine"), MessageId::new("nope").unwrap(), Content::text("x"));
+    assert!(pipeline.update_content(missing).await.is_err(), "refused writes are not published");
+    let partial = UpdateContent::new(thread("mine"), slot.id.clone(), Content::text("Hel")).with_finalize(false);
+    pipeline.update_content(partial).await.unwrap();
+    pipeline.update_content(UpdateContent::new(thread("mine"), slot.id.clone(), Content::text("Hello"))).await.unwrap();
+
+    let first = mine.recv().await.unwrap();
+    let reserved = first.message().unwrap();
+    assert_eq!((first.op(), &reserved.id, reserved.status), (PersistOp::Reserve, &slot.id, Status::Reserved));
+    assert!(reserved.content.is_placeholder(), "the id arrives before any content");
+    assert_eq!(mine.recv().await.unwrap().message().unwrap().content.to_text(), "Hel");
+    assert_eq!(mine.recv().await.unwrap().message().unwrap().status, Status::Complete);
+    let mut seen = Vec::new();
+    while let Ok(event) = all.try_recv() {
+        seen.push((event.op(), event.thread_id().to_string()));
+    }
+    assert_eq!(seen.len(), 4, "four committed writes: {seen:?}");
+}
+
+#[tokio::test]
+async fn a_lagging_subscriber_never_blocks_writers() {
+    let events = Events::new(4);
+    let pipeline = Pipeline::builder().layer(events.layer()).build(MemoryBackend::new());
+    let mut slow = events.subscribe();
+    for i in 0..100 {
+        pipeline.add(keyed_add("t", &format!("k{i}"))).await.unwrap();
+    }
+    assert!(matches!(slow.recv().await, Err(tokio::sync::broadcast::error::RecvError::Lagged(96))));
+    assert_eq!(slow.recv().await.unwrap().message().unwrap().seq, 97, "then the newest events");
+}
+
+#[tokio::test]
+async fn validate_refuses_writes_over_each_limit_before_the_store() {
+    let store = MemoryBackend::new();
+    let limits = Limits::new().max_content_bytes(100).max_metadata_bytes(50).max_metadata_depth(2).max_id_bytes(10);
+    let pipeline = Pipeline::builder().layer(ValidateLayer::new(limits)).build(store.clone());
+    let cases: Vec<(PersistArgs, &str)> = vec![
+        (Add::new(thread("t"), Role::User, Content::text("x".repeat(200))).into(), "content"),
+        (
+            Add::new(thread("t"), Role::User, Content::text("x"))
+                .with_metadata(Metadata::new().with("k", json!("v".repeat(60))))
+                .into(),
+            "metadata",
+        ),
+        (
+            Reserve::new(thread("t"), Role::Assistant)
+                .with_metadata(Metadata::new().with("k", json!({"a": {"b": 1}})))
+                .into(),
+            "metadata",
+        ),
+        (Add::new(thread("a-very-long-thread"), Role::User, Content::text("x")).into(), "thread_id"),
+        (keyed_add("t", "an-overlong-key").into(), "idempotency_key"),
+        (
+            UpdateContent::new(thread("t"), MessageId::new("message-id-too-long").unwrap(), Content::text("x")).into(),
+            "message_id",
+        ),
+    ];
+    for (args, field) in cases {
+        match pipeline.execute(args).await {
+            Err(PersistError::InvalidInput { field: got, reason }) => {
+                assert_eq!(got, field);
+                assert!(reason.contains("limit"), "{reason}");
+            }
+            other => panic!("expected InvalidInput on {field}, got {other:?}"),
+        }
+    }
+    assert_eq!(store.message_count(), 0);
+    pipeline.add(Add::new(thread("t"), Role::User, Content::text("fits"))).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_over_chaos_completes_ten_thousand_adds_without_loss_or_duplicate() {
+    let store = MemoryBackend::new();
+    let pipeline = Pipeline::builder()
+        .layer(fast_retry(40))
+        .layer(ChaosLayer::new(42).temporary_errors(0.3).fail_after_commit(0.1))
+        .build(store.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for writer in 0..50 {
+        let pipeline = pipeline.clone();
+        tasks.spawn(async move {
+            for i in 0..200 {
+                let key = format!("w{writer}-{i}");
+                pipeline.add(keyed_add(&format!("chaos-{}", writer % 5), &key)).await.expect("every add succeeds");
+            }
+        });
+    }
+    tasks.join_all().await;
+    assert_eq!(store.message_count(), 10_000, "no loss, no duplicate");
+    let mut keys = std::collections::HashSet::new();
+    for t in 0..5 {
+        let mut query = ListMessages::new(thread(&format!("chaos-{t}"))).with_limit(1000);
+        loop {
+            let page = Pipeline::new(store.clone()).list(query.clone()).await.unwrap();
+            for m in &page.items {
+                assert!(keys.insert(m.idempotency_key.clone().unwrap()), "duplicate {:?}", m.idempotency_key);
+            }
+            match query.next_page(&page) {
+                Some(next) => query = next,
+                None => break,
+            }
+        }
+    }
+    assert_eq!(keys.len(), 10_000);
+}
+
+#[tokio::test]
+async fn mirror_failures_are_observed_never_surfaced_and_the_primary_wins() {
+    let failed = Arc::new(AtomicU64::new(0));
+    let seen = failed.clone();
+    let broken = Pipeline::builder()
+        .layer(InterceptLayer::new(|_: PersistArgs| -> persist::layer::Decision {
+            std::ops::ControlFlow::Break(Err(PersistError::rejected("mirror is down")))
+        }))
+        .build(MemoryBackend::new());
+    let mirror = MirrorLayer::new(broken).on_error(move |_, _| {
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    let primary = MemoryBackend::new();
+    let pipeline = Pipeline::builder().layer(mirror.clone()).build(primary.clone());
+    for i in 0..3 {
+        pipeline.add(keyed_add("t", &format!("k{i}"))).await.expect("the primary's answer wins");
+    }
+    mirror.flushed().await;
+    assert_eq!((mirror.failures(), failed.load(Ordering::SeqCst)), (3, 3));
+    assert_eq!(primary.message_count(), 3);
+}
+
+#[tokio::test]
+async fn mirror_shadows_only_committed_writes() {
+    let shadow = MemoryBackend::new();
+    let mirror = MirrorLayer::new(Pipeline::new(shadow.clone()));
+    let pipeline = Pipeline::builder().layer(mirror.clone()).build(MemoryBackend::new());
+    let id = MessageId::new("m1").unwrap();
+    pipeline.add(keyed_add("t", "k").with_id(id.clone())).await.unwrap();
+    let refused = UpdateContent::new(thread("t"), id.clone(), Content::text("x")).with_expected_version(9);
+    assert!(pipeline.update_content(refused).await.is_err());
+    pipeline.update_content(UpdateContent::new(thread("t"), id.clone(), Content::text("v2"))).await.unwrap();
+    mirror.flushed().await;
+    let copy = Pipeline::new(shadow).get(GetMessage::new(thread("t"), id)).await.unwrap().unwrap();
+    assert_eq!((copy.content.to_text().as_str(), copy.version), ("v2", 2));
+}
+
+#[tokio::test]
+async fn cleanup_of_stranded_reservations_runs_through_the_pipeline_and_its_routes() {
+    let scratch_store = MemoryBackend::new();
+    let scratch = Pipeline::new(scratch_store.clone());
+    let main_store = MemoryBackend::new();
+    let observed = Arc::new(Mutex::new(Vec::new()));
+    let log = observed.clone();
+    let pipeline = Pipeline::builder()
+        .layer(ObserveLayer::new().on_args(move |args: &PersistArgs| {
+            if args.op() == PersistOp::Delete {
+                let maintenance = args.context().extensions().get::<Maintenance>().is_some();
+                log.lock().unwrap().push((args.thread_id().to_string(), maintenance));
+            }
+        }))
+        .layer(
+            RouteLayer::builder().route("scratch", route::thread_prefix("scratch:"), scratch.clone()).build().unwrap(),
+        )
+        .build(main_store.clone());
+
+    let routed = pipeline.reserve(Reserve::new(thread("scratch:1"), Role::Assistant)).await.unwrap().message;
+    let local = pipeline.reserve(Reserve::new(thread("main"), Role::Assistant)).await.unwrap().message;
+    let kept = pipeline.add(keyed_add("main", "complete")).await.unwrap().message;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let young = pipeline.reserve(Reserve::new(thread("main"), Role::Assistant)).await.unwrap().message;
+
+    let report = pipeline
+        .cleanup_stranded(CleanupStranded::new(Duration::from_millis(10)).also_in(scratch.clone()))
+        .await
+        .unwrap();
+    let mut deleted = report.deleted.clone();
+    deleted.sort();
+    assert_eq!(deleted, [(thread("main"), local.id.clone()), (thread("scratch:1"), routed.id.clone())]);
+    assert_eq!(report.skipped, 0);
+    // The routed reservation was deleted in the store the reserve went to; main kept the rest.
+    assert!(scratch.get(GetMessage::new(thread("scratch:1"), routed.id)).await.unwrap().is_none());
+    let main = Pipeline::new(main_store);
+    assert!(main.get(GetMessage::new(thread("main"), kept.id)).await.unwrap().is_some());
+    assert!(main.get(GetMessage::new(thread("main"), young.id)).await.unwrap().is_some(), "young reservations stay");
+    assert!(main.get_thread(GetThread::new(thread("scratch:1"))).await.unwrap().is_none(), "main never saw scratch");
+    assert_eq!(scratch_store.message_count(), 0);
+    // Every delete went through the stack, marked as maintenance.
+    let mut seen = observed.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, [("main".to_owned(), true), ("scratch:1".to_owned(), true)]);
+}
+
+#[tokio::test]
+async fn cleanup_keeps_a_reservation_filled_since_it_was_found() {
+    // A stack whose delete sees the reservation changed: the version precondition keeps it.
+    let store = MemoryBackend::new();
+    let pipeline = Pipeline::new(store.clone());
+    let slot = pipeline.reserve(Reserve::new(thread("t"), Role::Assistant)).await.unwrap().message;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let filler = pipeline.clone();
+    let racing = Pipeline::builder()
+        .layer(persist::layer::from_fn(move |args: PersistArgs, next| {
+            let filler = filler.clone();
+            async move {
+                if let PersistArgs::Delete(delete) = &args {
+                    let id = delete.target.message_id().unwrap().clone();
+                    let partial = UpdateContent::new(delete.thread_id.clone(), id, Content::text("late chunk"))
+                        .with_finalize(false);
+                    filler.update_content(partial).await?;
+                }
+                next.run(args).await
+            }
+        }))
+        .build(store.clone());
+    let report = racing.cleanup_stranded(CleanupStranded::new(Duration::from_millis(1))).await.unwrap();
+    assert!(report.deleted.is_empty());
+    assert_eq!(report.skipped, 1);
+    let kept = pipeline.get(GetMessage::new(thread("t"), slot.id)).await.unwrap().unwrap();
+    assert_eq!(kept.content.to_text(), "late chunk");
+}
