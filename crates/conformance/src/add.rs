@@ -4,12 +4,12 @@ use persist_core::args::Add;
 use persist_core::{Content, IdempotencyKey, Metadata, Role, Status};
 use serde_json::json;
 
-use crate::fixture::{Store, add_text, get, t, thread, written};
+use crate::fixture::{add_text, get, t, thread, written};
 use crate::{Factory, Outcome};
 
 /// Adds get `seq` 1, 2, 3…, `version` 1, status `Complete`, and read back as answered.
 pub async fn check_add_assigns_seq_version_and_status<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("add-basics");
     for expected in 1..=3u64 {
@@ -26,7 +26,7 @@ pub async fn check_add_assigns_seq_version_and_status<F: Factory>(factory: &F) -
 
 /// The first write creates the thread; its counters move in the same write.
 pub async fn check_add_creates_thread_and_counts<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("add-thread");
     assert!(thread(b, &id).await.is_none());
@@ -45,7 +45,7 @@ pub async fn check_add_creates_thread_and_counts<F: Factory>(factory: &F) -> Out
 
 /// Content and metadata come back exactly as written: unicode, nesting, numbers, empties.
 pub async fn check_content_and_metadata_round_trip_exactly<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("round-trip");
     let content = json!([
@@ -78,7 +78,7 @@ pub async fn check_content_and_metadata_round_trip_exactly<F: Factory>(factory: 
 
 /// Roles outside the common four are stored and read back by name.
 pub async fn check_custom_roles_round_trip<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("roles");
     for role in [Role::User, Role::Assistant, Role::System, Role::Tool, Role::new("critic").unwrap()] {

@@ -5,12 +5,12 @@ use persist_core::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
 use persist_core::{Backend, Content, IdempotencyKey, Metadata, PersistError, Role};
 use serde_json::json;
 
-use crate::fixture::{Store, add_text, assert_err, m, snapshot, t, text_add, thread, write, written};
+use crate::fixture::{add_text, assert_err, m, snapshot, t, text_add, thread, write, written};
 use crate::{Factory, Outcome};
 
 /// Updates that change nothing or patch the wrong kind of target are `InvalidInput`.
 pub async fn check_meaningless_updates_are_invalid<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let id = t("bad-updates");
     let message = add_text(b, &id, "x").await;
@@ -30,7 +30,7 @@ pub async fn check_meaningless_updates_are_invalid<F: Factory>(factory: &F) -> O
 
 /// Page sizes of 0 or over the maximum are `InvalidInput` naming `limit`.
 pub async fn check_bad_page_limits_are_invalid<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let id = t("limits");
     add_text(b, &id, "x").await;
@@ -49,7 +49,7 @@ pub async fn check_bad_page_limits_are_invalid<F: Factory>(factory: &F) -> Outco
 
 /// Writes that need an existing thread are `NotFound` on an unknown one, and create nothing.
 pub async fn check_unknown_thread_for_update_is_not_found<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let ghost = t("unknown");
     let patch = Metadata::new().with("k", json!(1));
@@ -71,7 +71,7 @@ pub async fn check_unknown_thread_for_update_is_not_found<F: Factory>(factory: &
 
 /// A batch of refused writes of every kind leaves every thread exactly as it was.
 pub async fn check_failed_writes_leave_the_store_unchanged<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let (live, dead) = (t("live"), t("dead"));
     let message =

@@ -8,7 +8,7 @@ use serde_json::json;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use crate::fixture::{Store, add_text, all_messages, t, text_add, thread, write, written};
+use crate::fixture::{add_text, all_messages, t, text_add, thread, write, written};
 use crate::{Factory, Outcome, require};
 
 /// Runs `n` adds at once on `thread`, spread over `handles`; answers every message written.
@@ -100,7 +100,7 @@ async fn race_retries<B: Backend>(handles: &[Arc<B>], store_b: &B) {
 
 /// 50 concurrent adds on one thread make exactly 50 messages with seqs 1..=50.
 pub async fn check_fifty_concurrent_adds_make_fifty_messages<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let handles = [Arc::clone(store.b())];
     let id = t("race");
     let written = race_adds(&handles, &id, 50).await;
@@ -111,21 +111,21 @@ pub async fn check_fifty_concurrent_adds_make_fifty_messages<F: Factory>(factory
 
 /// Concurrent merges of different metadata keys on one message all survive.
 pub async fn check_concurrent_metadata_merges_all_survive<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     race_merges(&[Arc::clone(store.b())], store.b().as_ref()).await;
     store.finish().await
 }
 
 /// Concurrent retries of one add (same idempotency key) create exactly one message.
 pub async fn check_concurrent_retries_with_one_key_create_one_message<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     race_retries(&[Arc::clone(store.b())], store.b().as_ref()).await;
     store.finish().await
 }
 
 /// Writers on different threads never interfere: each thread numbers its own messages.
 pub async fn check_concurrent_writers_on_many_threads<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let mut tasks = JoinSet::new();
     for i in 0..40 {
         let b = Arc::clone(store.b());
@@ -142,7 +142,7 @@ pub async fn check_concurrent_writers_on_many_threads<F: Factory>(factory: &F) -
 
 /// 50 adds raced through two independently opened handles make exactly 50 messages.
 pub async fn check_two_handles_racing_adds<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     if let Some(skip) = require(store.caps(), false, true) {
         return store.skip(skip).await;
     }
@@ -156,7 +156,7 @@ pub async fn check_two_handles_racing_adds<F: Factory>(factory: &F) -> Outcome {
 
 /// Merges raced through two handles all survive.
 pub async fn check_two_handles_racing_merges<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     if let Some(skip) = require(store.caps(), false, true) {
         return store.skip(skip).await;
     }
@@ -167,7 +167,7 @@ pub async fn check_two_handles_racing_merges<F: Factory>(factory: &F) -> Outcome
 
 /// Retries raced through two handles create exactly one message.
 pub async fn check_two_handles_racing_retries<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     if let Some(skip) = require(store.caps(), false, true) {
         return store.skip(skip).await;
     }

@@ -4,12 +4,12 @@ use persist_core::args::{Delete, Reserve, Update, UpdateContent};
 use persist_core::{Content, Deleted, IdempotencyKey, Metadata, PersistError, Role};
 use serde_json::json;
 
-use crate::fixture::{Store, add_text, all_messages, assert_err, get, m, t, text_add, thread, write, written};
+use crate::fixture::{add_text, all_messages, assert_err, get, m, t, text_add, thread, write, written};
 use crate::{Factory, Outcome};
 
 /// Deleting a message answers its id and lowers the thread's count, not its `last_seq`.
 pub async fn check_delete_message_returns_its_id<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("delete-one");
     let keep = add_text(b, &id, "keep").await;
@@ -26,7 +26,7 @@ pub async fn check_delete_message_returns_its_id<F: Factory>(factory: &F) -> Out
 
 /// Deleting a thread answers every id in seq order, leaves a tombstone, spares other threads.
 pub async fn check_delete_thread_returns_every_id_and_leaves_tombstone<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let (id, other) = (t("doomed"), t("bystander"));
     let a = add_text(b, &id, "a").await;
@@ -46,7 +46,7 @@ pub async fn check_delete_thread_returns_every_id_and_leaves_tombstone<F: Factor
 
 /// Every later write to a deleted thread fails with `ThreadDeleted`, retries included.
 pub async fn check_writes_to_deleted_thread_fail<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("tombstone");
     let key = IdempotencyKey::new("turn-1").unwrap();
@@ -70,7 +70,7 @@ pub async fn check_writes_to_deleted_thread_fail<F: Factory>(factory: &F) -> Out
 
 /// Deleting what is already gone (or never was) answers an empty list and creates nothing.
 pub async fn check_deleting_what_is_gone_answers_empty<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("gone");
     let message = add_text(b, &id, "x").await;
@@ -88,7 +88,7 @@ pub async fn check_deleting_what_is_gone_answers_empty<F: Factory>(factory: &F) 
 
 /// A deleted message's seq is never handed out again.
 pub async fn check_seq_is_never_reused_after_delete<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("seq-gaps");
     add_text(b, &id, "1").await;

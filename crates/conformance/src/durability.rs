@@ -4,12 +4,12 @@ use persist_core::args::{Delete, Reserve, Update, UpdateContent};
 use persist_core::{Backend, Content, IdempotencyKey, Metadata, PersistError, Role};
 use serde_json::json;
 
-use crate::fixture::{Store, add_text, assert_err, snapshot, t, text_add, write, written};
+use crate::fixture::{add_text, assert_err, snapshot, t, text_add, write, written};
 use crate::{Factory, Outcome, require};
 
 /// Messages, placeholders, content updates, merges and thread fields survive a reopen.
 pub async fn check_acknowledged_writes_survive_reopen<F: Factory>(factory: &F) -> Outcome {
-    let mut store = Store::new(factory).await;
+    let mut store = crate::fixture::open!(factory);
     if let Some(skip) = require(store.caps(), true, false) {
         return store.skip(skip).await;
     }
@@ -36,7 +36,7 @@ pub async fn check_acknowledged_writes_survive_reopen<F: Factory>(factory: &F) -
 
 /// Tombstones and idempotency keys survive a reopen.
 pub async fn check_tombstones_survive_reopen<F: Factory>(factory: &F) -> Outcome {
-    let mut store = Store::new(factory).await;
+    let mut store = crate::fixture::open!(factory);
     if let Some(skip) = require(store.caps(), true, false) {
         return store.skip(skip).await;
     }
@@ -56,7 +56,7 @@ pub async fn check_tombstones_survive_reopen<F: Factory>(factory: &F) -> Outcome
 
 /// Session bindings (and their states) survive a reopen.
 pub async fn check_session_bindings_survive_reopen<F: Factory>(factory: &F) -> Outcome {
-    let mut store = Store::new(factory).await;
+    let mut store = crate::fixture::open!(factory);
     if let Some(skip) = require(store.caps(), true, false) {
         return store.skip(skip).await;
     }

@@ -18,10 +18,18 @@ pub(crate) struct Store<'f, F: Factory> {
 }
 
 impl<'f, F: Factory> Store<'f, F> {
-    pub(crate) async fn new(factory: &'f F) -> Self {
-        let storage = factory.create().await.expect("factory: create storage");
+    /// Fresh storage and a handle on it, or `Err(skip)` when the factory reports its storage
+    /// [`Unavailable`](crate::Unavailable) (a server that is not running outside CI).
+    pub(crate) async fn new(factory: &'f F) -> Result<Self, Outcome> {
+        let storage = match factory.create().await {
+            Ok(storage) => storage,
+            Err(error) if error.is::<crate::Unavailable>() => {
+                return Err(Outcome::Skipped("the factory's storage is unavailable (see its notice)"));
+            }
+            Err(error) => panic!("factory: create storage: {error}"),
+        };
         let backend = factory.open(&storage).await.expect("factory: open a handle");
-        Self { factory, storage, backend: Some(Arc::new(backend)) }
+        Ok(Self { factory, storage, backend: Some(Arc::new(backend)) })
     }
 
     /// The handle.
@@ -122,6 +130,17 @@ pub(crate) async fn snapshot<B: Backend>(b: &B, threads: &[&ThreadId]) -> Vec<(O
     }
     out
 }
+
+/// A fresh [`Store`], or returns the check's skip outcome.
+macro_rules! open {
+    ($factory:expr) => {
+        match $crate::fixture::Store::new($factory).await {
+            Ok(store) => store,
+            Err(skipped) => return skipped,
+        }
+    };
+}
+pub(crate) use open;
 
 /// Asserts that `$result` is `Err` matching `$pattern`.
 macro_rules! assert_err {

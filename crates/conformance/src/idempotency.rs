@@ -4,7 +4,7 @@ use persist_core::args::{Add, Reserve, UpdateContent};
 use persist_core::{Content, IdempotencyKey, Metadata, PersistError, PersistResult, Role};
 use serde_json::json;
 
-use crate::fixture::{Store, all_messages, assert_err, get, m, t, text_add, thread, write, written};
+use crate::fixture::{all_messages, assert_err, get, m, t, text_add, thread, write, written};
 use crate::{Factory, Outcome};
 
 fn key(k: &str) -> IdempotencyKey {
@@ -17,7 +17,7 @@ fn dedup(result: &PersistResult) -> bool {
 
 /// A repeated `add` with the same key returns the first message, flagged, without a new seq.
 pub async fn check_idempotency_key_dedups_add<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("retry-add");
     let first = write(b, text_add(&id, "hello").with_idempotency_key(key("k1"))).await.unwrap();
@@ -34,7 +34,7 @@ pub async fn check_idempotency_key_dedups_add<F: Factory>(factory: &F) -> Outcom
 
 /// A repeated `reserve` with the same key returns the reservation, even after it was filled.
 pub async fn check_idempotency_key_dedups_reserve<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("retry-reserve");
     let slot = written(b, Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("turn-2"))).await;
@@ -51,7 +51,7 @@ pub async fn check_idempotency_key_dedups_reserve<F: Factory>(factory: &F) -> Ou
 
 /// The same explicit id with an identical payload is a retry, answered deduplicated.
 pub async fn check_identical_explicit_id_dedups<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("retry-id");
     let meta = Metadata::new().with("turn", json!(1));
@@ -71,7 +71,7 @@ pub async fn check_identical_explicit_id_dedups<F: Factory>(factory: &F) -> Outc
 
 /// The same explicit id with any other payload is `AlreadyExists`, and nothing changes.
 pub async fn check_different_payload_with_same_id_is_already_exists<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("conflict");
     let original = written(b, text_add(&id, "original").with_id(m("x"))).await;
@@ -95,7 +95,7 @@ pub async fn check_different_payload_with_same_id_is_already_exists<F: Factory>(
 
 /// Keys are scoped to their thread: the same key in two threads makes two messages.
 pub async fn check_idempotency_keys_are_per_thread<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let (t1, t2) = (t("keys-a"), t("keys-b"));
     let one = write(b, text_add(&t1, "a").with_idempotency_key(key("k"))).await.unwrap();

@@ -4,12 +4,12 @@ use persist_core::args::{Add, Delete, Update, UpdateContent};
 use persist_core::{Content, Metadata, PersistError, Role};
 use serde_json::json;
 
-use crate::fixture::{Store, add_text, all_messages, assert_err, get, m, t, text_add, thread, write, written};
+use crate::fixture::{add_text, all_messages, assert_err, get, m, t, text_add, thread, write, written};
 use crate::{Factory, Outcome};
 
 /// The same message id in two threads is two messages; each thread lists its own.
 pub async fn check_same_message_id_in_two_threads_is_two_messages<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let (t1, t2, id) = (t("identity-a"), t("identity-b"), m("provider-item-1"));
     let one = written(b, text_add(&t1, "first thread").with_id(id.clone())).await;
@@ -28,7 +28,7 @@ pub async fn check_same_message_id_in_two_threads_is_two_messages<F: Factory>(fa
 
 /// `update_content` naming another thread's message id is `NotFound` and writes nothing.
 pub async fn check_update_content_never_crosses_threads<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let (t1, t2) = (t("owner"), t("intruder"));
     let original = add_text(b, &t1, "original").await;
@@ -47,7 +47,7 @@ pub async fn check_update_content_never_crosses_threads<F: Factory>(factory: &F)
 
 /// `update` and `delete` naming another thread's message never touch it.
 pub async fn check_update_and_delete_never_cross_threads<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let (t1, t2) = (t("owner"), t("other"));
     let original = add_text(b, &t1, "keep me").await;
@@ -63,7 +63,7 @@ pub async fn check_update_and_delete_never_cross_threads<F: Factory>(factory: &F
 
 /// A provider id reused in the same thread for a new turn never overwrites the earlier text.
 pub async fn check_reused_id_with_new_payload_does_not_overwrite<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let thread_id = t("reuse");
     let id = m("item_0");
@@ -77,7 +77,7 @@ pub async fn check_reused_id_with_new_payload_does_not_overwrite<F: Factory>(fac
 
 /// Ids the backend generates are distinct and follow write order.
 pub async fn check_generated_ids_are_unique_and_time_ordered<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let thread_id = t("generated");
     let mut ids = Vec::new();

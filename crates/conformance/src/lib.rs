@@ -119,6 +119,20 @@ pub trait Factory: Send + Sync {
     }
 }
 
+/// The error a [`Factory::create`] returns when its storage cannot be reached here (e.g. no
+/// database server outside CI): every check then reports itself skipped instead of failing.
+/// Print a notice saying how to point the factory at storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "storage unavailable: {}", self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
 /// How a check ended (a failed check panics with what it found, like any test).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -6,13 +6,13 @@ use persist_core::args::{Reserve, UpdateContent};
 use persist_core::read::FindStranded;
 use persist_core::{Backend, Content, Role, Timestamp};
 
-use crate::fixture::{Store, add_text, t, written};
+use crate::fixture::{add_text, t, written};
 use crate::{Factory, Outcome};
 
 /// `stranded` finds exactly the reservations older than the cutoff, oldest first, across
 /// threads, and respects its limit.
 pub async fn check_stranded_finds_only_old_reservations<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let old_a = written(b, Reserve::new(t("stranded-a"), Role::Assistant)).await;
     tokio::time::sleep(Duration::from_millis(2)).await;

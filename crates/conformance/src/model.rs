@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-use crate::fixture::{Store, all_messages, thread};
+use crate::fixture::{all_messages, thread};
 use crate::{Factory, Outcome};
 
 const THREADS: [&str; 3] = ["model-0", "model-1", "model-2"];
@@ -412,7 +412,7 @@ pub async fn check_random_operations_match_reference_model<F: Factory>(factory: 
         Err(_) => DEFAULT_SEEDS.to_vec(),
     };
     for seed in seeds {
-        let store = Store::new(factory).await;
+        let store = crate::fixture::open!(factory);
         let b = store.b().as_ref();
         let mut rng = StdRng::seed_from_u64(seed);
         let mut model = Model::default();

@@ -6,7 +6,7 @@ use persist_core::args::Reserve;
 use persist_core::read::ListMessages;
 use persist_core::{Backend, Message, Order, Page, Role, ThreadId};
 
-use crate::fixture::{Store, add_text, t, written};
+use crate::fixture::{add_text, t, written};
 use crate::{Factory, Outcome};
 
 async fn fill<B: Backend>(b: &B, thread_id: &ThreadId, n: u64) -> Vec<Message> {
@@ -27,7 +27,7 @@ fn seqs(page: &Page<Message>) -> Vec<u64> {
 
 /// Ascending pages of 3 over 7 messages: 3, 3, 1, with `has_more` and cursors right.
 pub async fn check_list_pages_ascending<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let id = t("pages");
     let all = fill(b, &id, 7).await;
@@ -47,7 +47,7 @@ pub async fn check_list_pages_ascending<F: Factory>(factory: &F) -> Outcome {
 
 /// Descending pages walk from the newest message back.
 pub async fn check_list_pages_descending<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let id = t("pages-desc");
     fill(b, &id, 5).await;
@@ -63,7 +63,7 @@ pub async fn check_list_pages_descending<F: Factory>(factory: &F) -> Outcome {
 
 /// Placeholders are left out of listings unless asked for, and paging skips them cleanly.
 pub async fn check_list_excludes_reserved_unless_asked<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let id = t("reserved-listing");
     add_text(b, &id, "1").await;
@@ -84,7 +84,7 @@ pub async fn check_list_excludes_reserved_unless_asked<F: Factory>(factory: &F) 
 
 /// `after` and `before` bound the listing exclusively, in both orders.
 pub async fn check_list_respects_both_bounds<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let id = t("bounds");
     fill(b, &id, 8).await;
@@ -103,7 +103,7 @@ pub async fn check_list_respects_both_bounds<F: Factory>(factory: &F) -> Outcome
 
 /// Paging ascending while another task appends never duplicates or skips a message.
 pub async fn check_pagination_is_stable_under_concurrent_adds<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let id = t("moving");
     fill(store.b().as_ref(), &id, 20).await;
     let writer = {
@@ -147,7 +147,7 @@ pub async fn check_pagination_is_stable_under_concurrent_adds<F: Factory>(factor
 
 /// Listing a thread that does not exist is an empty page, not an error.
 pub async fn check_list_of_missing_thread_is_empty<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let p = page(store.b().as_ref(), &ListMessages::new(t("nothing-here"))).await;
     assert!(p.items.is_empty() && !p.has_more && p.next_cursor.is_none());
     store.finish().await

@@ -4,12 +4,12 @@ use persist_core::args::{Reserve, UpdateContent};
 use persist_core::{Content, Metadata, PersistError, Role, Status};
 use serde_json::json;
 
-use crate::fixture::{Store, add_text, all_messages, assert_err, get, m, t, thread, write, written};
+use crate::fixture::{add_text, all_messages, assert_err, get, m, t, thread, write, written};
 use crate::{Factory, Outcome};
 
 /// A reservation is `Reserved`, holds `[]`, and takes its `seq` now.
 pub async fn check_reserve_gives_placeholder_with_seq<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("reserve");
     add_text(b, &id, "question").await;
@@ -29,7 +29,7 @@ pub async fn check_reserve_gives_placeholder_with_seq<F: Factory>(factory: &F) -
 
 /// Finalizing keeps the id and seq, bumps the version and completes the message.
 pub async fn check_update_content_finalizes_in_place<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("finalize");
     let slot = written(b, Reserve::new(id.clone(), Role::Assistant).with_id(m("answer-1"))).await;
@@ -49,7 +49,7 @@ pub async fn check_update_content_finalizes_in_place<F: Factory>(factory: &F) ->
 
 /// Non-final updates replace the content and keep the message `Reserved` until the last one.
 pub async fn check_streaming_updates_keep_reserved_until_final<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("stream");
     let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
@@ -69,7 +69,7 @@ pub async fn check_streaming_updates_keep_reserved_until_final<F: Factory>(facto
 
 /// `update_content` of a missing message is `NotFound`, never a silent success or an insert.
 pub async fn check_update_content_of_missing_message_is_not_found<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("missing");
     add_text(b, &id, "present").await;

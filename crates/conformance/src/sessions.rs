@@ -9,7 +9,7 @@ use persist_core::session::{Bind, FreshReason, Resolution, Resolve, SessionBindi
 use persist_core::{AgentId, Backend, PersistError, ProviderId, RuntimeId, SessionId, ThreadId};
 use tokio::task::JoinSet;
 
-use crate::fixture::{Store, add_text, assert_err, t, write};
+use crate::fixture::{add_text, assert_err, t, write};
 use crate::{Factory, Outcome};
 
 pub(crate) fn agent(id: &str) -> AgentId {
@@ -61,7 +61,7 @@ macro_rules! gate {
 
 /// No binding resolves `Fresh { NoBinding }`; a bind is resumed with every field it was given.
 pub async fn check_bind_then_resolve_resumes<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b().as_ref();
     let th = t("session-basic");
@@ -79,7 +79,7 @@ pub async fn check_bind_then_resolve_resumes<F: Factory>(factory: &F) -> Outcome
 
 /// A second bind replaces the session but keeps `created_at` (no `INSERT OR REPLACE`).
 pub async fn check_bind_upsert_keeps_created_at<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b().as_ref();
     let th = t("session-upsert");
@@ -94,7 +94,7 @@ pub async fn check_bind_upsert_keeps_created_at<F: Factory>(factory: &F) -> Outc
 
 /// After a reset the next resolve is `Fresh { Reset }` and still hands back the work dir.
 pub async fn check_reset_makes_the_next_resolve_fresh<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b().as_ref();
     let th = t("session-reset");
@@ -107,7 +107,7 @@ pub async fn check_reset_makes_the_next_resolve_fresh<F: Factory>(factory: &F) -
 
 /// Regression: reset, then bind a new session: resolve resumes the new one, never the old.
 pub async fn check_reset_then_bind_resumes_the_new_session<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b().as_ref();
     let th = t("session-reset-bind");
@@ -120,7 +120,7 @@ pub async fn check_reset_then_bind_resumes_the_new_session<F: Factory>(factory: 
 
 /// A different provider or runtime starts fresh with its own reason; the work dir survives.
 pub async fn check_provider_or_runtime_change_is_fresh_with_reason<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b().as_ref();
     let th = t("session-guard");
@@ -140,7 +140,7 @@ pub async fn check_provider_or_runtime_change_is_fresh_with_reason<F: Factory>(f
 
 /// Invalidate is compare-and-set: a stale session id never clears a newer binding.
 pub async fn check_invalidate_is_compare_and_set<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b().as_ref();
     let th = t("session-cas");
@@ -158,7 +158,7 @@ pub async fn check_invalidate_is_compare_and_set<F: Factory>(factory: &F) -> Out
 
 /// Concurrent binds on one key leave exactly one of them, whole.
 pub async fn check_concurrent_binds_leave_one_complete_binding<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let th = t("session-race");
     let mut tasks = JoinSet::new();
@@ -194,7 +194,7 @@ pub async fn check_concurrent_binds_leave_one_complete_binding<F: Factory>(facto
 
 /// Bindings of other agents or threads never interfere.
 pub async fn check_bindings_are_keyed_by_agent_and_thread<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b().as_ref();
     let (t1, t2) = (t("session-k1"), t("session-k2"));
@@ -212,7 +212,7 @@ pub async fn check_bindings_are_keyed_by_agent_and_thread<F: Factory>(factory: &
 
 /// Deleting a thread removes its bindings; binding to a deleted thread is refused.
 pub async fn check_deleted_thread_drops_and_refuses_bindings<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b().as_ref();
     let (gone, kept) = (t("session-gone"), t("session-kept"));
@@ -229,7 +229,7 @@ pub async fn check_deleted_thread_drops_and_refuses_bindings<F: Factory>(factory
 
 /// A bad work dir is `InvalidInput` and writes nothing.
 pub async fn check_bad_binding_input_writes_nothing<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b().as_ref();
     let th = t("session-bad");

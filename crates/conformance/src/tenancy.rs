@@ -5,7 +5,7 @@ use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads};
 use persist_core::{Backend, Content, Context, Metadata, PersistError, Role, TenantId};
 use serde_json::json;
 
-use crate::fixture::{Store, assert_err, snapshot, t, text_add, thread, write, written};
+use crate::fixture::{assert_err, snapshot, t, text_add, thread, write, written};
 use crate::{Factory, Outcome};
 
 fn tenant(name: &str) -> TenantId {
@@ -18,7 +18,7 @@ fn ctx(name: &str) -> Context {
 
 /// The first write's tenant owns the thread.
 pub async fn check_thread_is_owned_by_its_first_writers_tenant<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let (owned, trusted) = (t("tenant-owned"), t("host-owned"));
     written(b, text_add(&owned, "hi").with_context(ctx("acme"))).await;
@@ -30,7 +30,7 @@ pub async fn check_thread_is_owned_by_its_first_writers_tenant<F: Factory>(facto
 
 /// Every write of tenant B to tenant A's thread is refused and changes nothing.
 pub async fn check_tenant_cannot_write_another_tenants_thread<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("acme-chat");
     let message = written(b, text_add(&id, "secret").with_context(ctx("acme"))).await;
@@ -68,7 +68,7 @@ pub async fn check_tenant_cannot_write_another_tenants_thread<F: Factory>(factor
 
 /// Tenant B's reads find nothing of tenant A's thread, as if it did not exist.
 pub async fn check_tenant_cannot_read_another_tenants_thread<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("acme-private");
     let message = written(b, text_add(&id, "secret").with_context(ctx("acme"))).await;
@@ -95,7 +95,7 @@ pub async fn check_tenant_cannot_read_another_tenants_thread<F: Factory>(factory
 
 /// A request without a tenant is trusted host code: it reaches every tenant's thread.
 pub async fn check_trusted_context_reaches_every_thread<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("acme-support");
     written(b, text_add(&id, "from tenant").with_context(ctx("acme"))).await;

@@ -8,7 +8,7 @@ use persist_core::read::ListThreads;
 use persist_core::{Backend, Content, Metadata, Role, Thread, ThreadId};
 use serde_json::json;
 
-use crate::fixture::{Store, add_text, all_messages, t, thread, write, written};
+use crate::fixture::{add_text, all_messages, t, thread, write, written};
 use crate::{Factory, Outcome};
 
 async fn names<B: Backend>(b: &B, query: ListThreads) -> Vec<String> {
@@ -23,7 +23,7 @@ async fn tick() {
 
 /// Threads are listed most recently updated first.
 pub async fn check_threads_newest_first<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     for name in ["t-a", "t-b", "t-c"] {
         add_text(b, &t(name), "x").await;
@@ -37,7 +37,7 @@ pub async fn check_threads_newest_first<F: Factory>(factory: &F) -> Outcome {
 
 /// The metadata filter keeps threads whose metadata contains every key given.
 pub async fn check_threads_metadata_filter<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     for (name, user, kind) in [("f-1", "u1", "chat"), ("f-2", "u2", "chat"), ("f-3", "u1", "task")] {
         add_text(b, &t(name), "x").await;
@@ -57,7 +57,7 @@ pub async fn check_threads_metadata_filter<F: Factory>(factory: &F) -> Outcome {
 
 /// Cursor pages cover every thread once, with `has_more` right.
 pub async fn check_threads_cursor_paging<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     for i in 0..7 {
         add_text(b, &t(&format!("p-{i}")), "x").await;
@@ -82,7 +82,7 @@ pub async fn check_threads_cursor_paging<F: Factory>(factory: &F) -> Outcome {
 
 /// Deleted threads are not listed.
 pub async fn check_threads_exclude_deleted<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     add_text(b, &t("alive"), "x").await;
     add_text(b, &t("dead"), "x").await;
@@ -93,7 +93,7 @@ pub async fn check_threads_exclude_deleted<F: Factory>(factory: &F) -> Outcome {
 
 /// After a mix of writes, `message_count`, `last_seq` and `updated_at` agree with the messages.
 pub async fn check_thread_counters_match_messages<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
     let id = t("counters");
     let one = add_text(b, &id, "1").await;

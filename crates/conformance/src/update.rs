@@ -4,12 +4,12 @@ use persist_core::args::Update;
 use persist_core::{Metadata, PersistError, PersistResult, Role, Updated};
 use serde_json::json;
 
-use crate::fixture::{Store, add_text, assert_err, get, m, t, text_add, thread, write, written};
+use crate::fixture::{add_text, assert_err, get, m, t, text_add, thread, write, written};
 use crate::{Factory, Outcome};
 
 /// A metadata patch sets and replaces keys, removes keys set to `null`, keeps the rest.
 pub async fn check_metadata_merge_sets_replaces_and_removes<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("merge");
     let initial = Metadata::new().with("keep", json!(1)).with("replace", json!("old")).with("drop", json!(true));
@@ -26,7 +26,7 @@ pub async fn check_metadata_merge_sets_replaces_and_removes<F: Factory>(factory:
 
 /// The role of a message can change; the version follows.
 pub async fn check_update_role<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("role");
     let message = add_text(b, &id, "x").await;
@@ -38,7 +38,7 @@ pub async fn check_update_role<F: Factory>(factory: &F) -> Outcome {
 
 /// A thread's title and metadata are patched with their own version.
 pub async fn check_update_thread_title_and_metadata<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("thread-patch");
     add_text(b, &id, "x").await;
@@ -64,7 +64,7 @@ pub async fn check_update_thread_title_and_metadata<F: Factory>(factory: &F) -> 
 
 /// Updating a message or thread that does not exist is `NotFound` and creates nothing.
 pub async fn check_update_of_missing_target_is_not_found<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("present");
     add_text(b, &id, "x").await;

@@ -4,12 +4,12 @@ use persist_core::args::{Delete, Update, UpdateContent};
 use persist_core::{Content, Metadata, PersistError};
 use serde_json::json;
 
-use crate::fixture::{Store, add_text, assert_err, get, t, thread, write, written};
+use crate::fixture::{add_text, assert_err, get, t, thread, write, written};
 use crate::{Factory, Outcome};
 
 /// `update_content` with a stale version is a `VersionConflict` naming both versions.
 pub async fn check_expected_version_on_update_content<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("cas-content");
     let message = add_text(b, &id, "v1").await;
@@ -26,7 +26,7 @@ pub async fn check_expected_version_on_update_content<F: Factory>(factory: &F) -
 
 /// `update` checks the message's version, or the thread's for a thread target.
 pub async fn check_expected_version_on_update<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("cas-update");
     let message = add_text(b, &id, "x").await;
@@ -47,7 +47,7 @@ pub async fn check_expected_version_on_update<F: Factory>(factory: &F) -> Outcom
 
 /// `delete` with a stale version removes nothing.
 pub async fn check_expected_version_on_delete<F: Factory>(factory: &F) -> Outcome {
-    let store = Store::new(factory).await;
+    let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("cas-delete");
     let message = add_text(b, &id, "x").await;

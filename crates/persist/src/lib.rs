@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryBackend`]: in-process, for tests and ephemeral stores |
 //! | `sqlite` | yes | [`sqlite::SqliteBackend`]: the embedded default, one file |
+//! | `postgres` | no | `postgres::PostgresBackend`: many app instances sharing one database |
 //!
 //! See the [`persist_core`] docs for the pipeline, the layers and the backend contract.
 //!
@@ -31,6 +32,12 @@ pub use persist_core::*;
 #[cfg(feature = "memory")]
 pub mod memory {
     pub use persist_memory::*;
+}
+
+/// The PostgreSQL backend (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use persist_postgres::*;
 }
 
 /// The SQLite backend (feature `sqlite`).

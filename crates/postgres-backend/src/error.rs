@@ -1,0 +1,61 @@
+//! The one place where sqlx and PostgreSQL errors become [`PersistError`]s.
+
+use persist_core::PersistError;
+use sqlx::migrate::MigrateError;
+
+/// SQLSTATEs a retry may get past: serialization failure, deadlock, lock or statement
+/// time-out, server shutting down, too many connections, connection exceptions (`08…`).
+fn is_temporary_state(code: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "53300")
+        || code.starts_with("08")
+}
+
+/// Whether `error` is a unique violation (the writer raced another one; the op retries).
+pub(crate) fn is_unique_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+/// Maps a driver error: contention, time-outs and lost connections are temporary; text the
+/// server cannot store (a NUL character) is invalid input; the rest is a backend failure.
+pub(crate) fn map_sqlx(context: &'static str, error: sqlx::Error) -> PersistError {
+    let temporary = |message: String, error: sqlx::Error| PersistError::Temporary {
+        message: message.into(),
+        source: Some(Box::new(error)),
+    };
+    match &error {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(code) if is_temporary_state(code) => temporary(format!("{context}: {}", db.message()), error),
+            Some("22P05" | "22021") => {
+                PersistError::invalid("content", format!("PostgreSQL cannot store this text: {}", db.message()))
+            }
+            _ => PersistError::backend(context, error),
+        },
+        sqlx::Error::PoolTimedOut => temporary(format!("{context}: no connection became free in time"), error),
+        sqlx::Error::Io(_) => temporary(format!("{context}: the connection was lost"), error),
+        _ => PersistError::backend(context, error),
+    }
+}
+
+/// Maps a migration error; a schema newer than this build is refused with a clear message.
+pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
+    match error {
+        MigrateError::VersionMissing(version) => PersistError::Unsupported {
+            what: format!(
+                "the database has schema version {version}, which this persist-postgres does not know; \
+                 it was written by a newer version. Upgrade persist-postgres (nothing was changed)"
+            )
+            .into(),
+        },
+        MigrateError::VersionMismatch(version) => PersistError::Unsupported {
+            what: format!("schema migration {version} in the database differs from this build's; refusing to use it")
+                .into(),
+        },
+        MigrateError::Execute(error) => map_sqlx("applying schema migrations", error),
+        other => PersistError::backend("applying schema migrations", other),
+    }
+}
+
+/// A stored value that cannot be read back.
+pub(crate) fn corrupt(what: impl Into<String>) -> PersistError {
+    PersistError::Backend { message: format!("corrupt row: {}", what.into()).into(), source: None }
+}

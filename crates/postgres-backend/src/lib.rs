@@ -1,0 +1,266 @@
+//! PostgreSQL backend for persist: many app instances sharing one database.
+//!
+//! Every instance opens its own pool on the same database (and schema); the contract holds
+//! across all of them:
+//!
+//! - **Per-thread order under a row lock.** Every write locks its thread's row first (the
+//!   thread upsert of `add`/`reserve` assigns `seq = last_seq + 1` in the same statement), so
+//!   writers of one thread serialize and get seqs in commit order, while writers of different
+//!   threads run in parallel.
+//! - **One statement per write** in the happy path (CTEs, `RETURNING`, `ON CONFLICT`), so each
+//!   write is atomic without an explicit transaction and costs one round trip.
+//! - **Idempotency across instances**: unique `(thread_id, idempotency_key)` and
+//!   `(thread_id, message_id)`; a writer that loses a race to another instance finds the first
+//!   copy and answers it `deduplicated`.
+//! - **Metadata merges in SQL** (`(metadata || patch) - removed_keys`) under the row lock, so
+//!   concurrent merges of different keys from different instances all survive.
+//! - **Migrations** are embedded and applied on connect under sqlx's advisory lock, so
+//!   instances starting together do not race.
+//!
+//! Temporary conditions (serialization failures, deadlocks, lock and statement time-outs, lost
+//! connections, pool time-outs) are [temporary](persist_core::PersistError::is_temporary).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use persist_core::{args::Add, Content, Pipeline, Role, ThreadId};
+//! use persist_postgres::PostgresBackend;
+//!
+//! # async fn run() -> Result<(), persist_core::PersistError> {
+//! let backend = PostgresBackend::builder("postgres://app@db.internal/chat")
+//!     .schema("persist")
+//!     .max_connections(20)
+//!     .connect()
+//!     .await?;
+//! let pipeline = Pipeline::new(backend);
+//! pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod error;
+mod ops;
+mod reads;
+mod rows;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::session::{Bind, BindingState, Resolution, Resolve, SessionBinding};
+use persist_core::{
+    AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId, Thread,
+    ThreadId,
+};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection};
+
+use crate::error::{map_migrate, map_sqlx};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Configures and connects a [`PostgresBackend`].
+#[derive(Debug, Clone)]
+pub struct PostgresBackendBuilder {
+    url: String,
+    schema: String,
+    max_connections: u32,
+    min_connections: u32,
+    acquire_timeout: Duration,
+}
+
+impl PostgresBackendBuilder {
+    /// The schema holding persist's tables (default `public`), created if missing. One database
+    /// can host several independent stores in different schemas.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// Most connections this instance opens (default 10). Several instances share the server's
+    /// `max_connections`: keep the sum below it.
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Connections kept open when idle (default 0).
+    pub fn min_connections(mut self, connections: u32) -> Self {
+        self.min_connections = connections;
+        self
+    }
+
+    /// How long a write waits for a free connection before failing with a temporary error
+    /// (default 5 s).
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Connects, creates the schema if needed and applies the embedded migrations (under an
+    /// advisory lock, so instances starting together take turns).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a malformed URL or schema name; `Temporary` when the server cannot be
+    /// reached; `Unsupported` when the schema was written by a newer version of this crate.
+    pub async fn connect(self) -> Result<PostgresBackend> {
+        validate_schema(&self.schema)?;
+        let options = PgConnectOptions::from_str(&self.url)
+            .map_err(|e| PersistError::invalid("url", e.to_string()))?
+            .options([("search_path", self.schema.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(self.min_connections)
+            .acquire_timeout(self.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| map_sqlx("connecting to PostgreSQL", e))?;
+        let mut conn = pool.acquire().await.map_err(|e| map_sqlx("connecting to PostgreSQL", e))?;
+        // The only SQL built from text: a schema name checked against [a-z_][a-z0-9_]*.
+        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
+        match sqlx::query(AssertSqlSafe(create)).execute(&mut *conn).await {
+            Ok(_) => {}
+            // Another instance created it at the same moment.
+            Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06")) => {}
+            Err(e) => return Err(map_sqlx("creating the schema", e)),
+        }
+        // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked bound keeps
+        // this future from being `Send`.
+        MIGRATOR.run_direct(None, &mut *conn, false).await.map_err(map_migrate)?;
+        drop(conn);
+        Ok(PostgresBackend { pool, schema: self.schema })
+    }
+}
+
+fn validate_schema(schema: &str) -> Result<()> {
+    let mut chars = schema.chars();
+    let valid = schema.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(PersistError::invalid("schema", "must be 1 to 63 of [a-z0-9_], not starting with a digit"))
+    }
+}
+
+/// The PostgreSQL backend; see the [crate docs](crate). Cloning shares the pool.
+#[derive(Clone)]
+pub struct PostgresBackend {
+    pool: PgPool,
+    schema: String,
+}
+
+impl fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresBackend").field("schema", &self.schema).finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackend {
+    /// A builder for the database at `url` (`postgres://user:password@host:port/database`).
+    pub fn builder(url: impl Into<String>) -> PostgresBackendBuilder {
+        PostgresBackendBuilder {
+            url: url.into(),
+            schema: "public".to_owned(),
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Connects to `url` with default settings (schema `public`).
+    ///
+    /// # Errors
+    ///
+    /// As [`PostgresBackendBuilder::connect`].
+    pub async fn connect(url: impl Into<String>) -> Result<Self> {
+        Self::builder(url).connect().await
+    }
+
+    /// The schema this backend stores in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Checks that the server answers.
+    ///
+    /// # Errors
+    ///
+    /// `Temporary` when it cannot be reached.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(|e| map_sqlx("reaching PostgreSQL", e))?;
+        conn.ping().await.map_err(|e| map_sqlx("reaching PostgreSQL", e))
+    }
+}
+
+impl Backend for PostgresBackend {
+    async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
+        ops::apply(&self.pool, args).await
+    }
+
+    async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
+        reads::get(&self.pool, &query).await
+    }
+
+    async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
+        reads::get_thread(&self.pool, &query).await
+    }
+
+    async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
+        reads::list(&self.pool, &query).await
+    }
+
+    async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
+        reads::threads(&self.pool, &query).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true)
+    }
+
+    async fn stranded(&self, query: FindStranded) -> Result<Vec<Message>> {
+        reads::stranded(&self.pool, &query).await
+    }
+
+    async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
+        ops::bind(&self.pool, &bind).await
+    }
+
+    async fn resolve(&self, query: Resolve) -> Result<Resolution> {
+        reads::resolve(&self.pool, &query).await
+    }
+
+    async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {
+        ops::mark(&self.pool, &agent_id, &thread_id, None, BindingState::Reset).await
+    }
+
+    async fn invalidate_session(&self, agent_id: AgentId, thread_id: ThreadId, session_id: SessionId) -> Result<bool> {
+        ops::mark(&self.pool, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_checked() {
+        for good in ["public", "persist", "_t1", "persist_test_0a"] {
+            assert!(validate_schema(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Persist", "1x", "a-b", "a\"; drop", &"a".repeat(64)] {
+            assert!(matches!(validate_schema(bad), Err(PersistError::InvalidInput { field: "schema", .. })), "{bad}");
+        }
+    }
+}

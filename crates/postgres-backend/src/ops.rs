@@ -1,0 +1,534 @@
+//! Writes, each one SQL statement (atomic on its own, one round trip in the happy path).
+//!
+//! Every write to a thread first locks the thread's row (an upsert of the row, or `SELECT …
+//! FOR UPDATE` in a CTE), then touches messages: writers of one thread serialize on that row
+//! and get seqs in commit order, writers of different threads run in parallel, and the lock
+//! order (thread, then message) is the same everywhere, so they cannot deadlock. Guards live in
+//! the `WHERE` clauses; when a guarded statement changes nothing, a diagnosis query says which
+//! rule refused it.
+
+use persist_core::args::{Add, Delete, Reserve, Update, UpdateContent};
+use persist_core::session::{Bind, BindingState, SessionBinding};
+use persist_core::{
+    Added, AgentId, Content, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, Metadata, PersistArgs,
+    PersistError, PersistResult, Reserved, Role, SessionId, Status, Target, TenantId, ThreadId, Timestamp, Updated,
+};
+use sqlx::{PgPool, Row};
+
+use crate::error::{is_unique_violation, map_sqlx};
+use crate::rows::{self, binding_columns, json_text, message_columns, signed, thread_columns};
+
+/// How often a write that lost a race (a unique violation, a row that changed between the
+/// write and its diagnosis) is tried again before answering a temporary error.
+const RACE_ATTEMPTS: usize = 3;
+
+fn raced() -> PersistError {
+    PersistError::temporary("the write kept racing concurrent writers; retry it")
+}
+
+pub(crate) async fn apply(pool: &PgPool, args: PersistArgs) -> Result<PersistResult, PersistError> {
+    args.validate()?;
+    match &args {
+        PersistArgs::Add(add) => {
+            let (message, deduplicated) = insert(pool, Insert::add(add), &args).await?;
+            Ok(Added::new(message, deduplicated).into())
+        }
+        PersistArgs::Reserve(reserve) => {
+            let (message, deduplicated) = insert(pool, Insert::reserve(reserve), &args).await?;
+            Ok(Reserved::new(message, deduplicated).into())
+        }
+        PersistArgs::UpdateContent(update) => Ok(ContentUpdated::new(update_content(pool, update).await?).into()),
+        PersistArgs::Update(update) => match &update.target {
+            Target::Message(id) => Ok(Updated::Message(update_message(pool, update, id).await?).into()),
+            Target::Thread => Ok(Updated::Thread(update_thread(pool, update).await?).into()),
+        },
+        PersistArgs::Delete(delete) => Ok(match &delete.target {
+            Target::Message(id) => delete_message(pool, delete, id).await?,
+            Target::Thread => delete_thread(pool, delete).await?,
+        }
+        .into()),
+        other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
+    }
+}
+
+struct Insert<'a> {
+    thread_id: &'a ThreadId,
+    message_id: Option<&'a MessageId>,
+    role: &'a Role,
+    content: Content,
+    metadata: &'a Metadata,
+    status: Status,
+    idempotency_key: Option<&'a IdempotencyKey>,
+    tenant: Option<&'a TenantId>,
+}
+
+impl<'a> Insert<'a> {
+    fn add(add: &'a Add) -> Self {
+        Self {
+            thread_id: &add.thread_id,
+            message_id: add.message_id.as_ref(),
+            role: &add.role,
+            content: add.content.clone(),
+            metadata: &add.metadata,
+            status: Status::Complete,
+            idempotency_key: add.idempotency_key.as_ref(),
+            tenant: add.context.tenant(),
+        }
+    }
+
+    fn reserve(reserve: &'a Reserve) -> Self {
+        Self {
+            thread_id: &reserve.thread_id,
+            message_id: reserve.message_id.as_ref(),
+            role: &reserve.role,
+            content: Content::placeholder(),
+            metadata: &reserve.metadata,
+            status: Status::Reserved,
+            idempotency_key: reserve.idempotency_key.as_ref(),
+            tenant: reserve.context.tenant(),
+        }
+    }
+}
+
+/// Bumps the thread's `last_seq` under its row lock (creating the thread on its first write)
+/// and inserts the message with that seq, unless the thread refuses the write or the id or
+/// key is taken; then a diagnosis answers the repeat or the refusal.
+async fn insert(pool: &PgPool, new: Insert<'_>, args: &PersistArgs) -> Result<(Message, bool), PersistError> {
+    let content = json_text(new.content.as_value())?;
+    let metadata = json_text(new.metadata)?;
+    let tenant = new.tenant.map(TenantId::as_str);
+    let key = new.idempotency_key.map(IdempotencyKey::as_str);
+    let generated;
+    let id = match new.message_id {
+        Some(id) => id,
+        None => {
+            generated = MessageId::generate();
+            &generated
+        }
+    };
+    for _ in 0..RACE_ATTEMPTS {
+        let inserted = sqlx::query(concat!(
+            "WITH t AS ( \
+                INSERT INTO threads AS th (thread_id, tenant, created_at, updated_at, last_seq, message_count) \
+                VALUES ($1, $9, $8, $8, 1, 1) \
+                ON CONFLICT (thread_id) DO UPDATE \
+                   SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
+                       updated_at = EXCLUDED.updated_at \
+                 WHERE th.deleted_at IS NULL AND ($9::text IS NULL OR th.tenant = $9) \
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = $1 \
+                                      AND (m.message_id = $2 OR m.idempotency_key = $7)) \
+                RETURNING th.last_seq), \
+             m AS ( \
+                INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                                      idempotency_key, created_at, updated_at) \
+                SELECT $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8 FROM t \
+                RETURNING *) \
+             SELECT ",
+            message_columns!(),
+            " FROM m"
+        ))
+        .bind(new.thread_id.as_str())
+        .bind(id.as_str())
+        .bind(new.role.as_str())
+        .bind(&content)
+        .bind(&metadata)
+        .bind(new.status.as_str())
+        .bind(key)
+        .bind(Timestamp::now().as_micros())
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await;
+        match inserted {
+            Ok(Some(row)) => return Ok((rows::message(&row)?, false)),
+            Ok(None) => {
+                if let Some(answer) = diagnose_insert(pool, &new, id, args).await? {
+                    return answer;
+                }
+            }
+            // Another writer inserted the same id or key after this statement's snapshot.
+            Err(error) if is_unique_violation(&error) => {}
+            Err(error) => return Err(map_sqlx("inserting the message", error)),
+        }
+    }
+    Err(raced())
+}
+
+/// Why an insert wrote nothing: `None` when the state changed meanwhile (try again).
+async fn diagnose_insert(
+    pool: &PgPool,
+    new: &Insert<'_>,
+    id: &MessageId,
+    args: &PersistArgs,
+) -> Result<Option<Result<(Message, bool), PersistError>>, PersistError> {
+    if let Err(refusal) = writable_thread(pool, new.thread_id, new.tenant, new.message_id).await? {
+        return Ok(Some(Err(refusal)));
+    }
+    if let Some(key) = new.idempotency_key {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE thread_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(new.thread_id.as_str())
+        .bind(key.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| map_sqlx("looking up the idempotency key", e))?;
+        if let Some(row) = row {
+            return Ok(Some(Ok((rows::message(&row)?, true))));
+        }
+    }
+    let Some(existing) = find_message(pool, new.thread_id, id).await? else {
+        return Ok(None);
+    };
+    if existing.is_repeat_of(args) {
+        Ok(Some(Ok((existing, true))))
+    } else {
+        Ok(Some(Err(PersistError::AlreadyExists { thread_id: new.thread_id.clone(), message_id: id.clone() })))
+    }
+}
+
+async fn find_message(pool: &PgPool, thread_id: &ThreadId, id: &MessageId) -> Result<Option<Message>, PersistError> {
+    let row =
+        sqlx::query(concat!("SELECT ", message_columns!(), " FROM messages WHERE thread_id = $1 AND message_id = $2"))
+            .bind(thread_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| map_sqlx("reading the message", e))?;
+    row.map(|row| rows::message(&row)).transpose()
+}
+
+/// `Ok(Err(refusal))` when a write may not touch the thread: absent or foreign (`NotFound`),
+/// deleted (`ThreadDeleted`). `Ok(Ok(version))` otherwise.
+async fn writable_thread(
+    pool: &PgPool,
+    thread_id: &ThreadId,
+    tenant: Option<&TenantId>,
+    message_id: Option<&MessageId>,
+) -> Result<Result<u64, PersistError>, PersistError> {
+    let row =
+        sqlx::query("SELECT tenant, deleted_at IS NOT NULL AS deleted, version FROM threads WHERE thread_id = $1")
+            .bind(thread_id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(|e| map_sqlx("reading the thread", e))?;
+    let Some(row) = row else {
+        return Ok(Err(PersistError::not_found(thread_id, message_id)));
+    };
+    let read = |e| map_sqlx("reading the thread", e);
+    let owner: Option<String> = row.try_get("tenant").map_err(read)?;
+    if tenant.is_some_and(|tenant| owner.as_deref() != Some(tenant.as_str())) {
+        return Ok(Err(PersistError::not_found(thread_id, message_id)));
+    }
+    if row.try_get::<bool, _>("deleted").map_err(read)? {
+        return Ok(Err(PersistError::ThreadDeleted { thread_id: thread_id.clone() }));
+    }
+    let version: i64 = row.try_get("version").map_err(read)?;
+    Ok(Ok(u64::try_from(version).unwrap_or_default()))
+}
+
+/// Why a guarded write to message `id` changed nothing: `Ok(refusal)`, or `Err` to retry
+/// when nothing explains it any more (a concurrent writer changed the row meanwhile).
+async fn diagnose_message(
+    pool: &PgPool,
+    thread_id: &ThreadId,
+    id: &MessageId,
+    tenant: Option<&TenantId>,
+    expected_version: Option<u64>,
+) -> Result<Option<PersistError>, PersistError> {
+    if let Err(refusal) = writable_thread(pool, thread_id, tenant, Some(id)).await? {
+        return Ok(Some(refusal));
+    }
+    Ok(match find_message(pool, thread_id, id).await? {
+        None => Some(PersistError::not_found(thread_id, Some(id))),
+        Some(message) => match expected_version {
+            Some(expected) if expected != message.version => Some(PersistError::VersionConflict {
+                thread_id: thread_id.clone(),
+                message_id: Some(id.clone()),
+                expected,
+                actual: message.version,
+            }),
+            _ => None,
+        },
+    })
+}
+
+async fn update_content(pool: &PgPool, update: &UpdateContent) -> Result<Message, PersistError> {
+    let content = json_text(update.content.as_value())?;
+    let tenant = update.context.tenant().map(TenantId::as_str);
+    for _ in 0..RACE_ATTEMPTS {
+        let row = sqlx::query(concat!(
+            "WITH t AS (SELECT thread_id FROM threads WHERE thread_id = $1 AND deleted_at IS NULL \
+                           AND ($7::text IS NULL OR tenant = $7) FOR UPDATE), \
+             m AS (UPDATE messages SET content = $3::jsonb, \
+                          status = CASE WHEN $4 THEN 'complete' ELSE status END, \
+                          version = version + 1, updated_at = $5 \
+                    WHERE thread_id IN (SELECT thread_id FROM t) AND message_id = $2 \
+                      AND ($6::bigint IS NULL OR version = $6) \
+                   RETURNING *), \
+             u AS (UPDATE threads SET updated_at = $5 WHERE thread_id IN (SELECT thread_id FROM m)) \
+             SELECT ",
+            message_columns!(),
+            " FROM m"
+        ))
+        .bind(update.thread_id.as_str())
+        .bind(update.message_id.as_str())
+        .bind(&content)
+        .bind(update.finalize)
+        .bind(Timestamp::now().as_micros())
+        .bind(update.expected_version.map(signed))
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| map_sqlx("updating the content", e))?;
+        if let Some(row) = row {
+            return rows::message(&row);
+        }
+        let diagnosis = diagnose_message(
+            pool,
+            &update.thread_id,
+            &update.message_id,
+            update.context.tenant(),
+            update.expected_version,
+        );
+        if let Some(refusal) = diagnosis.await? {
+            return Err(refusal);
+        }
+    }
+    Err(raced())
+}
+
+/// Splits a metadata patch into what to merge (`||`) and which keys to remove (`-`).
+fn patch_parts(patch: Option<&Metadata>) -> Result<(String, Vec<String>), PersistError> {
+    let Some(patch) = patch else { return Ok(("{}".to_owned(), Vec::new())) };
+    let mut set = serde_json::Map::new();
+    let mut removed = Vec::new();
+    for (key, value) in patch.as_map() {
+        if value.is_null() {
+            removed.push(key.clone());
+        } else {
+            set.insert(key.clone(), value.clone());
+        }
+    }
+    Ok((json_text(&set)?, removed))
+}
+
+async fn update_message(pool: &PgPool, update: &Update, id: &MessageId) -> Result<Message, PersistError> {
+    let (set, removed) = patch_parts(update.metadata.as_ref())?;
+    let tenant = update.context.tenant().map(TenantId::as_str);
+    for _ in 0..RACE_ATTEMPTS {
+        // The merge happens in the statement, under the row lock: concurrent patches of
+        // different keys all survive.
+        let row = sqlx::query(concat!(
+            "WITH t AS (SELECT thread_id FROM threads WHERE thread_id = $1 AND deleted_at IS NULL \
+                           AND ($8::text IS NULL OR tenant = $8) FOR UPDATE), \
+             m AS (UPDATE messages SET metadata = (metadata || $3::jsonb) - $4::text[], \
+                          role = COALESCE($5::text, role), version = version + 1, updated_at = $6 \
+                    WHERE thread_id IN (SELECT thread_id FROM t) AND message_id = $2 \
+                      AND ($7::bigint IS NULL OR version = $7) \
+                   RETURNING *), \
+             u AS (UPDATE threads SET updated_at = $6 WHERE thread_id IN (SELECT thread_id FROM m)) \
+             SELECT ",
+            message_columns!(),
+            " FROM m"
+        ))
+        .bind(update.thread_id.as_str())
+        .bind(id.as_str())
+        .bind(&set)
+        .bind(&removed)
+        .bind(update.role.as_ref().map(Role::as_str))
+        .bind(Timestamp::now().as_micros())
+        .bind(update.expected_version.map(signed))
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| map_sqlx("updating the message", e))?;
+        if let Some(row) = row {
+            return rows::message(&row);
+        }
+        let diagnosis = diagnose_message(pool, &update.thread_id, id, update.context.tenant(), update.expected_version);
+        if let Some(refusal) = diagnosis.await? {
+            return Err(refusal);
+        }
+    }
+    Err(raced())
+}
+
+async fn update_thread(pool: &PgPool, update: &Update) -> Result<persist_core::Thread, PersistError> {
+    let (set, removed) = patch_parts(update.metadata.as_ref())?;
+    let tenant = update.context.tenant();
+    for _ in 0..RACE_ATTEMPTS {
+        let row = sqlx::query(concat!(
+            "UPDATE threads SET metadata = (metadata || $2::jsonb) - $3::text[], \
+                    title = CASE WHEN $4 THEN $5::text ELSE title END, version = version + 1, updated_at = $6 \
+              WHERE thread_id = $1 AND deleted_at IS NULL AND ($7::text IS NULL OR tenant = $7) \
+                AND ($8::bigint IS NULL OR version = $8) \
+             RETURNING ",
+            thread_columns!()
+        ))
+        .bind(update.thread_id.as_str())
+        .bind(&set)
+        .bind(&removed)
+        .bind(update.title.is_some())
+        .bind(update.title.as_ref().and_then(Option::as_deref))
+        .bind(Timestamp::now().as_micros())
+        .bind(tenant.map(TenantId::as_str))
+        .bind(update.expected_version.map(signed))
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| map_sqlx("updating the thread", e))?;
+        if let Some(row) = row {
+            return rows::thread(&row);
+        }
+        match writable_thread(pool, &update.thread_id, tenant, None).await? {
+            Err(refusal) => return Err(refusal),
+            Ok(actual) => {
+                if let Some(expected) = update.expected_version.filter(|&expected| expected != actual) {
+                    return Err(PersistError::VersionConflict {
+                        thread_id: update.thread_id.clone(),
+                        message_id: None,
+                        expected,
+                        actual,
+                    });
+                }
+            }
+        }
+    }
+    Err(raced())
+}
+
+async fn delete_message(pool: &PgPool, delete: &Delete, id: &MessageId) -> Result<Deleted, PersistError> {
+    let tenant = delete.context.tenant();
+    for _ in 0..RACE_ATTEMPTS {
+        let removed = sqlx::query(
+            "WITH t AS (SELECT thread_id FROM threads WHERE thread_id = $1 AND deleted_at IS NULL \
+                           AND ($4::text IS NULL OR tenant = $4) FOR UPDATE), \
+             d AS (DELETE FROM messages WHERE thread_id IN (SELECT thread_id FROM t) AND message_id = $2 \
+                      AND ($3::bigint IS NULL OR version = $3) \
+                   RETURNING message_id), \
+             u AS (UPDATE threads SET message_count = message_count - (SELECT count(*) FROM d), updated_at = $5 \
+                    WHERE thread_id IN (SELECT thread_id FROM t) AND EXISTS (SELECT 1 FROM d)) \
+             SELECT message_id FROM d",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(id.as_str())
+        .bind(delete.expected_version.map(signed))
+        .bind(tenant.map(TenantId::as_str))
+        .bind(Timestamp::now().as_micros())
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| map_sqlx("deleting the message", e))?;
+        if removed.is_some() {
+            return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
+        }
+        // Nothing removed: already gone (an empty answer), or a stale expected version.
+        match diagnose_message(pool, &delete.thread_id, id, tenant, delete.expected_version).await? {
+            Some(conflict @ PersistError::VersionConflict { .. }) => return Err(conflict),
+            Some(_) => return Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
+            None => {}
+        }
+    }
+    Err(raced())
+}
+
+async fn delete_thread(pool: &PgPool, delete: &Delete) -> Result<Deleted, PersistError> {
+    let tenant = delete.context.tenant();
+    for _ in 0..RACE_ATTEMPTS {
+        let row = sqlx::query(
+            "WITH t AS (SELECT thread_id FROM threads WHERE thread_id = $1 AND deleted_at IS NULL \
+                           AND ($2::text IS NULL OR tenant = $2) AND ($3::bigint IS NULL OR version = $3) \
+                        FOR UPDATE), \
+             d AS (DELETE FROM messages WHERE thread_id IN (SELECT thread_id FROM t) RETURNING seq, message_id), \
+             b AS (DELETE FROM session_bindings WHERE thread_id IN (SELECT thread_id FROM t)), \
+             u AS (UPDATE threads SET deleted_at = $4, updated_at = $4, message_count = 0 \
+                    WHERE thread_id IN (SELECT thread_id FROM t)) \
+             SELECT (SELECT count(*) FROM t) AS matched, \
+                    COALESCE((SELECT array_agg(message_id ORDER BY seq) FROM d), ARRAY[]::text[]) AS ids",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant.map(TenantId::as_str))
+        .bind(delete.expected_version.map(signed))
+        .bind(Timestamp::now().as_micros())
+        .fetch_one(pool)
+        .await
+        .map_err(|e| map_sqlx("deleting the thread", e))?;
+        let read = |e| map_sqlx("reading deleted ids", e);
+        if row.try_get::<i64, _>("matched").map_err(read)? > 0 {
+            let ids: Vec<String> = row.try_get("ids").map_err(read)?;
+            let ids = ids
+                .into_iter()
+                .map(|id| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
+                .collect::<Result<_, _>>()?;
+            return Ok(Deleted::new(delete.thread_id.clone(), ids));
+        }
+        match writable_thread(pool, &delete.thread_id, tenant, None).await? {
+            Err(_) => return Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
+            Ok(actual) => {
+                if let Some(expected) = delete.expected_version.filter(|&expected| expected != actual) {
+                    return Err(PersistError::VersionConflict {
+                        thread_id: delete.thread_id.clone(),
+                        message_id: None,
+                        expected,
+                        actual,
+                    });
+                }
+            }
+        }
+    }
+    Err(raced())
+}
+
+pub(crate) async fn bind(pool: &PgPool, bind: &Bind) -> Result<SessionBinding, PersistError> {
+    bind.validate()?;
+    // FOR SHARE waits for a concurrent thread delete and then sees its tombstone.
+    let row = sqlx::query(concat!(
+        "WITH t AS (SELECT deleted_at FROM threads WHERE thread_id = $2 FOR SHARE) \
+         INSERT INTO session_bindings (agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, \
+                                       created_at, updated_at) \
+         SELECT $1, $2, $3, $4, $5::text, $6::text, 'active', $7, $7 \
+          WHERE NOT EXISTS (SELECT 1 FROM t WHERE deleted_at IS NOT NULL) \
+         ON CONFLICT (agent_id, thread_id) DO UPDATE \
+            SET session_id = EXCLUDED.session_id, provider = EXCLUDED.provider, runtime_id = EXCLUDED.runtime_id, \
+                work_dir = EXCLUDED.work_dir, state = 'active', updated_at = EXCLUDED.updated_at \
+         RETURNING ",
+        binding_columns!()
+    ))
+    .bind(bind.agent_id.as_str())
+    .bind(bind.thread_id.as_str())
+    .bind(bind.session_id.as_str())
+    .bind(bind.provider.as_str())
+    .bind(bind.runtime_id.as_ref().map(|r| r.as_str()))
+    .bind(bind.work_dir.as_deref())
+    .bind(Timestamp::now().as_micros())
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| map_sqlx("binding the session", e))?;
+    match row {
+        Some(row) => rows::binding(&row).map(|(binding, _)| binding),
+        None => Err(PersistError::ThreadDeleted { thread_id: bind.thread_id.clone() }),
+    }
+}
+
+/// Moves a binding to `to`; with `only_session`, only if it is active and points at it.
+pub(crate) async fn mark(
+    pool: &PgPool,
+    agent_id: &AgentId,
+    thread_id: &ThreadId,
+    only_session: Option<&SessionId>,
+    to: BindingState,
+) -> Result<bool, PersistError> {
+    let done = sqlx::query(
+        "UPDATE session_bindings SET state = $4, updated_at = $5 \
+          WHERE agent_id = $1 AND thread_id = $2 AND ($3::text IS NULL OR (session_id = $3 AND state = 'active'))",
+    )
+    .bind(agent_id.as_str())
+    .bind(thread_id.as_str())
+    .bind(only_session.map(SessionId::as_str))
+    .bind(to.as_str())
+    .bind(Timestamp::now().as_micros())
+    .execute(pool)
+    .await
+    .map_err(|e| map_sqlx("changing a session binding", e))?;
+    Ok(done.rows_affected() > 0)
+}

@@ -1,0 +1,125 @@
+//! Rows to values.
+
+use persist_core::session::{BindingState, SessionBinding};
+use persist_core::{
+    AgentId, Content, IdempotencyKey, Message, MessageId, Metadata, PersistError, ProviderId, Role, RuntimeId,
+    SessionId, Status, TenantId, Thread, ThreadId, Timestamp,
+};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::error::{corrupt, map_sqlx};
+
+/// The message columns, JSON as text, in the names [`message`] reads.
+macro_rules! message_columns {
+    () => {
+        "thread_id, message_id, seq, role, content::text AS content, metadata::text AS metadata, status, version, \
+         idempotency_key, created_at, updated_at"
+    };
+}
+pub(crate) use message_columns;
+
+/// The thread columns.
+macro_rules! thread_columns {
+    () => {
+        "thread_id, tenant, title, metadata::text AS metadata, version, created_at, updated_at, last_seq, \
+         message_count, deleted_at"
+    };
+}
+pub(crate) use thread_columns;
+
+/// The session-binding columns.
+macro_rules! binding_columns {
+    () => {
+        "agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at"
+    };
+}
+pub(crate) use binding_columns;
+
+fn get<'r, T>(row: &'r PgRow, column: &'static str) -> Result<T, PersistError>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(column).map_err(|e| map_sqlx("reading a row", e))
+}
+
+fn unsigned(row: &PgRow, column: &'static str) -> Result<u64, PersistError> {
+    let value: i64 = get(row, column)?;
+    u64::try_from(value).map_err(|_| corrupt(format!("{column} is negative ({value})")))
+}
+
+/// A version or seq as PostgreSQL's `BIGINT`.
+pub(crate) fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn json(row: &PgRow, column: &'static str) -> Result<serde_json::Value, PersistError> {
+    let text: &str = get(row, column)?;
+    serde_json::from_str(text).map_err(|e| corrupt(format!("{column} is not JSON: {e}")))
+}
+
+/// A stored id or role that no longer validates.
+fn bad(error: PersistError) -> PersistError {
+    corrupt(error.to_string())
+}
+
+pub(crate) fn message(row: &PgRow) -> Result<Message, PersistError> {
+    let status = match get::<&str>(row, "status")? {
+        "reserved" => Status::Reserved,
+        "complete" => Status::Complete,
+        other => return Err(corrupt(format!("unknown status {other:?}"))),
+    };
+    let key: Option<&str> = get(row, "idempotency_key")?;
+    Ok(Message {
+        thread_id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(bad)?,
+        id: MessageId::new(get::<&str>(row, "message_id")?).map_err(bad)?,
+        role: Role::new(get::<&str>(row, "role")?).map_err(bad)?,
+        content: Content::new(json(row, "content")?),
+        metadata: Metadata::try_from(json(row, "metadata")?).map_err(|e| corrupt(e.to_string()))?,
+        status,
+        seq: unsigned(row, "seq")?,
+        version: unsigned(row, "version")?,
+        idempotency_key: key.map(|k| IdempotencyKey::new(k).map_err(bad)).transpose()?,
+        created_at: Timestamp::from_micros(get(row, "created_at")?),
+        updated_at: Timestamp::from_micros(get(row, "updated_at")?),
+    })
+}
+
+pub(crate) fn thread(row: &PgRow) -> Result<Thread, PersistError> {
+    let tenant: Option<&str> = get(row, "tenant")?;
+    let deleted_at: Option<i64> = get(row, "deleted_at")?;
+    Ok(Thread {
+        id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(bad)?,
+        tenant: tenant.map(|t| TenantId::new(t).map_err(bad)).transpose()?,
+        title: get(row, "title")?,
+        metadata: Metadata::try_from(json(row, "metadata")?).map_err(|e| corrupt(e.to_string()))?,
+        version: unsigned(row, "version")?,
+        created_at: Timestamp::from_micros(get(row, "created_at")?),
+        updated_at: Timestamp::from_micros(get(row, "updated_at")?),
+        last_seq: unsigned(row, "last_seq")?,
+        message_count: unsigned(row, "message_count")?,
+        deleted_at: deleted_at.map(Timestamp::from_micros),
+    })
+}
+
+pub(crate) fn binding(row: &PgRow) -> Result<(SessionBinding, BindingState), PersistError> {
+    let runtime: Option<&str> = get(row, "runtime_id")?;
+    let state: &str = get(row, "state")?;
+    let state = BindingState::parse(state).ok_or_else(|| corrupt(format!("unknown binding state {state:?}")))?;
+    let binding = SessionBinding {
+        agent_id: AgentId::new(get::<&str>(row, "agent_id")?).map_err(bad)?,
+        thread_id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(bad)?,
+        session_id: SessionId::new(get::<&str>(row, "session_id")?).map_err(bad)?,
+        provider: ProviderId::new(get::<&str>(row, "provider")?).map_err(bad)?,
+        runtime_id: runtime.map(|r| RuntimeId::new(r).map_err(bad)).transpose()?,
+        work_dir: get(row, "work_dir")?,
+        created_at: Timestamp::from_micros(get(row, "created_at")?),
+        updated_at: Timestamp::from_micros(get(row, "updated_at")?),
+    };
+    Ok((binding, state))
+}
+
+/// JSON text of a value, for binding as `$n::jsonb`.
+pub(crate) fn json_text(value: &impl serde::Serialize) -> Result<String, PersistError> {
+    serde_json::to_string(value).map_err(|e| PersistError::backend("encoding JSON", e))
+}

@@ -1,0 +1,77 @@
+//! Where the PostgreSQL tests find their server, and a fresh schema per test.
+//!
+//! The server is `$PERSIST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//! In CI (`CI` set) an unreachable server fails the tests; elsewhere they are skipped with a
+//! notice naming the variable.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use persist_conformance::{BoxError, Factory, Unavailable};
+use persist_postgres::PostgresBackend;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+pub(crate) const URL_VARIABLE: &str = "PERSIST_POSTGRES_URL";
+
+pub(crate) fn url() -> String {
+    std::env::var(URL_VARIABLE).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A connection for test bookkeeping, or `Unavailable` (outside CI) when there is no server.
+pub(crate) async fn admin() -> Result<PgConnection, BoxError> {
+    let url = url();
+    match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url)).await {
+        Ok(Ok(conn)) => Ok(conn),
+        failure => {
+            let why = match failure {
+                Ok(Err(e)) => e.to_string(),
+                _ => "timed out".to_owned(),
+            };
+            if std::env::var_os("CI").is_some() {
+                return Err(format!("PostgreSQL at {url} is required in CI: {why}").into());
+            }
+            static NOTICE: Once = Once::new();
+            NOTICE.call_once(|| {
+                eprintln!("SKIPPED PostgreSQL tests: no server at {url} ({why}); set {URL_VARIABLE} to run them");
+            });
+            Err(Box::new(Unavailable(format!("no PostgreSQL at {url}"))))
+        }
+    }
+}
+
+/// A fresh schema name.
+pub(crate) fn schema_name() -> String {
+    format!("persist_test_{}", uuid::Uuid::now_v7().simple())
+}
+
+pub(crate) async fn drop_schema(schema: &str) {
+    if let Ok(mut conn) = admin().await {
+        // Test-made names only: persist_test_ + hex.
+        let _ =
+            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).execute(&mut conn).await;
+        let _ = conn.close().await;
+    }
+}
+
+/// One schema per check; independent pools per handle.
+#[allow(dead_code)] // used by conformance.rs, not by every test file that includes this module
+pub(crate) struct PostgresFactory;
+
+impl Factory for PostgresFactory {
+    type Backend = PostgresBackend;
+    type Storage = String;
+
+    async fn create(&self) -> Result<String, BoxError> {
+        let conn = admin().await?;
+        let _ = conn.close().await;
+        Ok(schema_name())
+    }
+
+    async fn open(&self, schema: &String) -> Result<PostgresBackend, BoxError> {
+        Ok(PostgresBackend::builder(url()).schema(schema.clone()).max_connections(8).connect().await?)
+    }
+
+    async fn dispose(&self, schema: String) {
+        drop_schema(&schema).await;
+    }
+}
