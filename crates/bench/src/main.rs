@@ -1,0 +1,86 @@
+//! persist-bench: named scenarios, each measured side by side with a hand-written baseline in
+//! the same run (interleaved rounds, median), printed as a markdown table or JSON lines.
+//!
+//! ```text
+//! cargo run --release -p persist-bench -- [--quick] [--json] [--only SUBSTRING]
+//! ```
+//!
+//! PostgreSQL scenarios use `$PERSIST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`) and are reported as skipped without a server.
+
+mod measure;
+mod memory;
+mod postgres;
+mod report;
+mod sqlite;
+
+use report::Row;
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+struct Options {
+    quick: bool,
+    json: bool,
+    only: Option<String>,
+}
+
+impl Options {
+    fn parse() -> Result<Self, String> {
+        let mut options = Self { quick: false, json: false, only: None };
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--quick" => options.quick = true,
+                "--json" => options.json = true,
+                "--only" => options.only = Some(args.next().ok_or("--only needs a value")?),
+                "--help" | "-h" => {
+                    return Err("usage: persist-bench [--quick] [--json] [--only SUBSTRING]".to_owned());
+                }
+                other => return Err(format!("unknown argument {other:?} (try --help)")),
+            }
+        }
+        Ok(options)
+    }
+
+    fn wants(&self, group: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| group.contains(only) || only.contains(group))
+    }
+
+    /// `full` in a full run, `quick` with `--quick`.
+    fn scale(&self, full: usize, quick: usize) -> usize {
+        if self.quick { quick } else { full }
+    }
+}
+
+fn main() {
+    let options = match Options::parse() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    let mut emit = |new: Vec<Row>| {
+        for row in &new {
+            if options.json {
+                println!("{}", row.json());
+            }
+        }
+        rows.extend(new);
+    };
+    // Resident memory first: later scenarios would leave freed pages behind.
+    if options.wants("memory") {
+        emit(memory::resident(&options));
+        emit(memory::pipeline_vs_direct(&options));
+    }
+    if options.wants("sqlite") {
+        emit(sqlite::run(&options));
+    }
+    if options.wants("postgres") {
+        emit(postgres::run(&options));
+    }
+    if !options.json {
+        println!("{}", report::table(&rows));
+    }
+}

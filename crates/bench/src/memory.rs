@@ -1,0 +1,153 @@
+//! Memory backend: the pipeline's cost over a direct backend call, adds per second, and
+//! resident memory per stored message.
+
+use std::ops::ControlFlow;
+use std::time::Duration;
+
+use persist::args::Add;
+use persist::layer::route::{RouteLayer, thread_prefix};
+use persist::layer::{Decision, InterceptLayer, MetricsLayer, ObserveLayer, TraceLayer};
+use persist::memory::MemoryBackend;
+use persist::{Backend, Content, MessageId, PersistArgs, Pipeline, Role, ThreadId};
+use tower::{Service, ServiceExt};
+
+use crate::Options;
+use crate::measure::{median, rate, resident_bytes, timed};
+use crate::report::{Row, Target};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
+}
+
+/// `n` adds with explicit ids over 100 threads, built before any timing.
+fn prebuilt(n: usize) -> Vec<PersistArgs> {
+    let threads: Vec<ThreadId> = (0..100).map(|t| ThreadId::new(format!("bench-{t}")).unwrap()).collect();
+    (0..n)
+        .map(|i| {
+            Add::new(threads[i % threads.len()].clone(), Role::User, Content::text("a short benchmark message"))
+                .with_id(MessageId::new(format!("m{i}")).unwrap())
+                .into()
+        })
+        .collect()
+}
+
+/// The five reference layers of the target: observe, route (no match), intercept (passes),
+/// trace (no subscriber), metrics (no recorder).
+macro_rules! reference_stack {
+    () => {
+        Pipeline::builder()
+            .layer(ObserveLayer::new().on_args(|args: &PersistArgs| {
+                std::hint::black_box(args.op());
+            }))
+            .layer(
+                RouteLayer::builder()
+                    .route("elsewhere", thread_prefix("never-matches:"), Pipeline::new(MemoryBackend::new()))
+                    .build()
+                    .expect("a valid route"),
+            )
+            .layer(InterceptLayer::new(|args: PersistArgs| -> Decision { ControlFlow::Continue(args) }))
+            .layer(TraceLayer::new())
+            .layer(MetricsLayer::new())
+    };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Direct,
+    Pipeline,
+    Stack,
+}
+
+fn run_variant(rt: &tokio::runtime::Runtime, variant: Variant, args: Vec<PersistArgs>) -> Duration {
+    let backend = MemoryBackend::new();
+    match variant {
+        Variant::Direct => {
+            timed(|| {
+                rt.block_on(async {
+                    for a in args {
+                        backend.apply(a).await.expect("add");
+                    }
+                })
+            })
+            .1
+        }
+        Variant::Pipeline => {
+            let pipeline = reference_stack!().build(backend);
+            timed(|| {
+                rt.block_on(async {
+                    for a in args {
+                        pipeline.execute(a).await.expect("add");
+                    }
+                })
+            })
+            .1
+        }
+        Variant::Stack => {
+            let mut stack = reference_stack!().service(backend);
+            timed(|| {
+                rt.block_on(async {
+                    for a in args {
+                        stack.ready().await.expect("ready").call(a).await.expect("add");
+                    }
+                })
+            })
+            .1
+        }
+    }
+}
+
+pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
+    let rt = runtime();
+    let n = options.scale(200_000, 20_000);
+    let rounds = options.scale(9, 3);
+    let variants = [Variant::Direct, Variant::Pipeline, Variant::Stack];
+    let mut times: [Vec<f64>; 3] = Default::default();
+    for round in 0..rounds {
+        // Rotate the order every round so drift on a shared machine hits every variant.
+        for k in 0..variants.len() {
+            let index = (k + round) % variants.len();
+            let args = prebuilt(n);
+            times[index].push(run_variant(&rt, variants[index], args).as_secs_f64());
+        }
+    }
+    let [direct, pipeline, stack] = times.map(|mut t| median(&mut t));
+    let per_sec = |seconds: f64| n as f64 / seconds;
+    vec![
+        Row::new("memory: direct backend add, single task", n as u64, per_sec(direct))
+            .target(Target::OpsAtLeast(1_000_000.0)),
+        Row::new("memory: Pipeline with 5 reference layers, add", n as u64, per_sec(pipeline))
+            .ratio(pipeline / direct, "time, pipeline / direct backend call")
+            .target(Target::RatioAtMost(1.10)),
+        Row::new("memory: same 5 layers unerased (PipelineBuilder::service)", n as u64, per_sec(stack))
+            .ratio(stack / direct, "time, unerased stack / direct backend call"),
+    ]
+}
+
+pub(crate) fn resident(options: &Options) -> Vec<Row> {
+    let rt = runtime();
+    let n = options.scale(1_000_000, 100_000);
+    let filler = "Benchmark conversation text of a realistic length, the kind an assistant writes. ";
+    let text = |i: usize| format!("{i:09} {}", filler.repeat(4).chars().take(280).collect::<String>());
+    let payload = Content::text(text(0)).json_len();
+    let Some(before) = resident_bytes() else {
+        return vec![Row::skipped("memory: resident bytes per message", "no /proc/self/statm")];
+    };
+    let backend = MemoryBackend::new();
+    let threads: Vec<ThreadId> = (0..1000).map(|t| ThreadId::new(format!("resident-{t}")).unwrap()).collect();
+    let (_, elapsed) = timed(|| {
+        rt.block_on(async {
+            for i in 0..n {
+                let add = Add::new(threads[i % threads.len()].clone(), Role::Assistant, Content::text(text(i)));
+                backend.apply(add.into()).await.expect("add");
+            }
+        })
+    });
+    let after = resident_bytes().unwrap_or(before);
+    let per_message = after.saturating_sub(before) as f64 / n as f64;
+    let row = Row::new(format!("memory: resident bytes per message ({n} × {payload} B content)"), n as u64, rate(n, elapsed))
+        .ratio(per_message / payload as f64, "resident bytes per message / content bytes")
+        .target(Target::RatioAtMost(1.5))
+        .note(format!("{per_message:.0} B per message"));
+    drop(backend);
+    vec![row]
+}

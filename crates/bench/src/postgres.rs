@@ -1,0 +1,126 @@
+//! PostgreSQL: our backend against the same statement hand-written with sqlx, and 64
+//! concurrent callers against one.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use persist::args::Add;
+use persist::postgres::PostgresBackend;
+use persist::{Backend, Content, MessageId, Role, ThreadId, Timestamp};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::Options;
+use crate::measure::{median, percentile, rate};
+use crate::report::{Row, Target};
+
+const TEXT: &str = "A benchmark message of about one hundred bytes, like a short chat turn in a real conversation.";
+
+fn url() -> String {
+    std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+fn add(thread: &ThreadId, id: String) -> Add {
+    Add::new(thread.clone(), Role::User, Content::text(TEXT)).with_id(MessageId::new(id).unwrap())
+}
+
+/// The statement our backend runs for one add, by hand on a held connection.
+async fn hand_written_add(conn: &mut PgConnection, thread: &str, id: &str) {
+    let content = serde_json::to_string(Content::text(TEXT).as_value()).unwrap();
+    sqlx::query(
+        "WITH t AS ( \
+            INSERT INTO threads AS th (thread_id, tenant, created_at, updated_at, last_seq, message_count) \
+            VALUES ($1, $9, $8, $8, 1, 1) \
+            ON CONFLICT (thread_id) DO UPDATE \
+               SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, updated_at = EXCLUDED.updated_at \
+             WHERE th.deleted_at IS NULL AND ($9::text IS NULL OR th.tenant = $9) \
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = $1 \
+                                  AND (m.message_id = $2 OR m.idempotency_key = $7)) \
+            RETURNING th.last_seq), \
+         m AS ( \
+            INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                                  idempotency_key, created_at, updated_at) \
+            SELECT $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8 FROM t \
+            RETURNING *) \
+         SELECT thread_id, message_id, seq, role, content::text AS content, metadata::text AS metadata, status, \
+                version, idempotency_key, created_at, updated_at FROM m",
+    )
+    .bind(thread)
+    .bind(id)
+    .bind("user")
+    .bind(&content)
+    .bind("{}")
+    .bind("complete")
+    .bind(None::<&str>)
+    .bind(Timestamp::now().as_micros())
+    .bind(None::<&str>)
+    .fetch_optional(&mut *conn)
+    .await
+    .expect("hand-written add");
+}
+
+pub(crate) fn run(options: &Options) -> Vec<Row> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(64).enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        let Ok(mut admin) = PgConnection::connect(&url()).await else {
+            return vec![Row::skipped("postgres", format!("skipped: no server at {} (PERSIST_POSTGRES_URL)", url()))];
+        };
+        let schema = format!("persist_bench_{}", std::process::id());
+        let backend = PostgresBackend::builder(url()).schema(schema.clone()).max_connections(16).connect().await.expect("connect");
+        let options_url = format!("{}?options=-csearch_path%3D{schema}", url());
+        let mut conn = PgConnection::connect(&options_url).await.expect("connect by hand");
+
+        let n = options.scale(3000, 300);
+        let rounds = options.scale(5, 3);
+        let thread = ThreadId::new("single").unwrap();
+        let (mut ours, mut by_hand) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let start = Instant::now();
+            for i in 0..n {
+                backend.apply(add(&thread, format!("o{round}-{i}")).into()).await.expect("add");
+            }
+            ours.push(rate(n, start.elapsed()));
+            let start = Instant::now();
+            for i in 0..n {
+                hand_written_add(&mut conn, "hand", &format!("h{round}-{i}")).await;
+            }
+            by_hand.push(rate(n, start.elapsed()));
+        }
+        let (ours, by_hand) = (median(&mut ours), median(&mut by_hand));
+
+        let callers = 64;
+        let total = options.scale(32_000, 3_200);
+        let shared = Arc::new(backend.clone());
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for caller in 0..callers {
+            let backend = shared.clone();
+            tasks.spawn(async move {
+                let thread = ThreadId::new(format!("c-{caller}")).unwrap();
+                let mut latencies = Vec::new();
+                for i in 0..total / callers {
+                    let t = Instant::now();
+                    backend.apply(add(&thread, format!("m{i}")).into()).await.expect("add");
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            });
+        }
+        let mut latencies: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+        let concurrent = rate(total, start.elapsed());
+        let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
+
+        backend.close().await;
+        let _ = conn.close().await;
+        let _ = sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).execute(&mut admin).await;
+        vec![
+            Row::new("postgres: hand-written sqlx, same statement, one caller", (n * rounds) as u64, by_hand),
+            Row::new("postgres: ours, one caller, sequential adds", (n * rounds) as u64, ours)
+                .ratio(ours / by_hand, "ops/s, ours / hand-written sqlx")
+                .target(Target::RatioAtLeast(0.9)),
+            Row::new("postgres: ours, 64 callers (16 connections)", total as u64, concurrent)
+                .latency(p50, p99)
+                .ratio(concurrent / ours, "ops/s, 64 callers / our one caller")
+                .target(Target::RatioAtLeast(3.0)),
+        ]
+    })
+}

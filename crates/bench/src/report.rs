@@ -1,0 +1,140 @@
+//! One result row, as markdown or JSON.
+
+use serde_json::json;
+
+/// A target a row is checked against.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    /// The ratio must be at most this.
+    RatioAtMost(f64),
+    /// The ratio must be at least this.
+    RatioAtLeast(f64),
+    /// Throughput must be at least this many ops/s.
+    OpsAtLeast(f64),
+    /// p99 latency must be at most this many microseconds.
+    P99AtMost(f64),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    pub(crate) scenario: String,
+    pub(crate) ops: u64,
+    pub(crate) ops_per_sec: f64,
+    pub(crate) p50_us: Option<f64>,
+    pub(crate) p99_us: Option<f64>,
+    /// The ratio and what it is a ratio of.
+    pub(crate) ratio: Option<(f64, String)>,
+    pub(crate) target: Option<Target>,
+    pub(crate) note: Option<String>,
+}
+
+impl Row {
+    pub(crate) fn new(scenario: impl Into<String>, ops: u64, ops_per_sec: f64) -> Self {
+        Self {
+            scenario: scenario.into(),
+            ops,
+            ops_per_sec,
+            p50_us: None,
+            p99_us: None,
+            ratio: None,
+            target: None,
+            note: None,
+        }
+    }
+
+    pub(crate) fn skipped(scenario: impl Into<String>, why: impl Into<String>) -> Self {
+        Self { note: Some(why.into()), ..Self::new(scenario, 0, 0.0) }
+    }
+
+    pub(crate) fn latency(mut self, p50_us: f64, p99_us: f64) -> Self {
+        self.p50_us = Some(p50_us);
+        self.p99_us = Some(p99_us);
+        self
+    }
+
+    pub(crate) fn ratio(mut self, ratio: f64, of: impl Into<String>) -> Self {
+        self.ratio = Some((ratio, of.into()));
+        self
+    }
+
+    pub(crate) fn target(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    pub(crate) fn note(mut self, note: impl Into<String>) -> Self {
+        self.note = Some(note.into());
+        self
+    }
+
+    /// Whether the target is met (`None` without a target or when skipped).
+    pub(crate) fn met(&self) -> Option<bool> {
+        if self.ops == 0 {
+            return None;
+        }
+        let ratio = self.ratio.as_ref().map(|(r, _)| *r);
+        Some(match self.target? {
+            Target::RatioAtMost(limit) => ratio? <= limit,
+            Target::RatioAtLeast(limit) => ratio? >= limit,
+            Target::OpsAtLeast(limit) => self.ops_per_sec >= limit,
+            Target::P99AtMost(limit) => self.p99_us? <= limit,
+        })
+    }
+
+    fn target_text(&self) -> String {
+        match self.target {
+            None => String::new(),
+            Some(Target::RatioAtMost(x)) => format!("ratio ≤ {x}"),
+            Some(Target::RatioAtLeast(x)) => format!("ratio ≥ {x}"),
+            Some(Target::OpsAtLeast(x)) => format!("≥ {x:.0} ops/s"),
+            Some(Target::P99AtMost(x)) => format!("p99 ≤ {:.0} ms", x / 1000.0),
+        }
+    }
+
+    pub(crate) fn json(&self) -> String {
+        json!({
+            "scenario": self.scenario,
+            "ops": self.ops,
+            "ops_per_sec": (self.ops_per_sec * 10.0).round() / 10.0,
+            "p50_us": self.p50_us.map(|v| (v * 10.0).round() / 10.0),
+            "p99_us": self.p99_us.map(|v| (v * 10.0).round() / 10.0),
+            "ratio": self.ratio.as_ref().map(|(r, _)| (r * 1000.0).round() / 1000.0),
+            "ratio_of": self.ratio.as_ref().map(|(_, of)| of.clone()),
+            "target": self.target.map(|_| self.target_text()),
+            "met": self.met(),
+            "note": self.note,
+        })
+        .to_string()
+    }
+}
+
+pub(crate) fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| scenario | ops | ops/s | p50 µs | p99 µs | ratio | ratio of | target | status |\n|---|---:|---:|---:|---:|---:|---|---|---|\n",
+    );
+    let num = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
+    for row in rows {
+        let status = match row.met() {
+            Some(true) => "met".to_owned(),
+            Some(false) => "**missed**".to_owned(),
+            None => row.note.clone().unwrap_or_default(),
+        };
+        let (ratio, of) = match &row.ratio {
+            Some((r, of)) => (format!("{r:.3}"), of.clone()),
+            None => (String::new(), String::new()),
+        };
+        out.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |\n",
+            row.scenario,
+            row.ops,
+            row.ops_per_sec,
+            num(row.p50_us),
+            num(row.p99_us),
+            ratio,
+            of,
+            row.target_text(),
+            status
+        ));
+    }
+    out
+}

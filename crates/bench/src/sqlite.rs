@@ -1,0 +1,251 @@
+//! SQLite: our backend against the same transaction hand-written with sqlx on a held
+//! connection, group commit under 64 concurrent callers against rusqlite's batched rate, and a
+//! streaming workload.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use persist::args::{Add, Reserve, UpdateContent};
+use persist::sqlite::SqliteBackend;
+use persist::{Backend, Content, MessageId, Role, ThreadId, Timestamp};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
+
+use crate::Options;
+use crate::measure::{median, percentile, rate};
+use crate::report::{Row, Target};
+
+const TEXT: &str = "A benchmark message of about one hundred bytes, like a short chat turn in a real conversation.";
+
+fn runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("a runtime")
+}
+
+fn add(thread: &ThreadId, id: String) -> Add {
+    Add::new(thread.clone(), Role::User, Content::text(TEXT)).with_id(MessageId::new(id).unwrap())
+}
+
+/// A database file with persist's schema applied.
+async fn migrated(path: &Path) {
+    drop(SqliteBackend::open(path).await.expect("open"));
+}
+
+/// The same transaction our writer runs for one add, on a held connection.
+struct HandWritten {
+    conn: SqliteConnection,
+}
+
+impl HandWritten {
+    async fn open(path: &Path) -> Self {
+        migrated(path).await;
+        let conn = SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true)
+            .connect()
+            .await
+            .expect("connect");
+        Self { conn }
+    }
+
+    async fn add(&mut self, thread: &str, id: &str) {
+        let content = serde_json::to_string(Content::text(TEXT).as_value()).unwrap();
+        let now = Timestamp::now().as_micros();
+        let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await.expect("begin");
+        sqlx::query(
+            "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
+             ON CONFLICT (thread_id) DO NOTHING",
+        )
+        .bind(thread)
+        .bind(None::<&str>)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .expect("thread");
+        sqlx::query(
+            "INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                                   idempotency_key, created_at, updated_at) \
+             SELECT t.thread_id, ?2, t.last_seq + 1, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8 FROM threads t \
+              WHERE t.thread_id = ?1 AND t.deleted_at IS NULL AND (?9 IS NULL OR t.tenant = ?9) \
+             ON CONFLICT DO NOTHING \
+             RETURNING thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, \
+                       created_at, updated_at",
+        )
+        .bind(thread)
+        .bind(id)
+        .bind("user")
+        .bind(&content)
+        .bind("{}")
+        .bind("complete")
+        .bind(None::<&str>)
+        .bind(now)
+        .bind(None::<&str>)
+        .fetch_optional(&mut *tx)
+        .await
+        .expect("message");
+        tx.commit().await.expect("commit");
+    }
+}
+
+/// The same rows inserted with rusqlite in 1000-row transactions: the engine's batched rate.
+fn rusqlite_rate(path: &Path, n: usize, threads: usize) -> f64 {
+    let conn = rusqlite::Connection::open(path).expect("rusqlite open");
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    let content = serde_json::to_string(Content::text(TEXT).as_value()).unwrap();
+    let start = Instant::now();
+    let mut conn = conn;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut thread = tx
+                .prepare_cached(
+                    "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?1, NULL, ?2, ?2) \
+                     ON CONFLICT (thread_id) DO NOTHING",
+                )
+                .unwrap();
+            let mut message = tx
+                .prepare_cached(
+                    "INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                                           idempotency_key, created_at, updated_at) \
+                     SELECT t.thread_id, ?2, t.last_seq + 1, 'user', ?3, '{}', 'complete', 1, NULL, ?4, ?4 \
+                       FROM threads t WHERE t.thread_id = ?1 AND t.deleted_at IS NULL \
+                     ON CONFLICT DO NOTHING RETURNING seq",
+                )
+                .unwrap();
+            for &i in chunk {
+                let now = Timestamp::now().as_micros();
+                let thread_id = format!("r-{}", i % threads);
+                thread.execute(rusqlite::params![thread_id, now]).unwrap();
+                let _seq: i64 =
+                    message.query_row(rusqlite::params![thread_id, format!("m{i}"), content, now], |row| row.get(0)).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    rate(n, start.elapsed())
+}
+
+pub(crate) fn run(options: &Options) -> Vec<Row> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut rows = Vec::new();
+
+    // One caller, sequential adds: ours against the same transaction by hand.
+    let rt = runtime(2);
+    let n = options.scale(3000, 300);
+    let rounds = options.scale(5, 3);
+    let (ours, by_hand) = rt.block_on(async {
+        let backend = SqliteBackend::open(dir.path().join("ours.db")).await.expect("open");
+        let mut hand = HandWritten::open(&dir.path().join("hand.db")).await;
+        let thread = ThreadId::new("single").unwrap();
+        let (mut ours, mut by_hand) = (Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let start = Instant::now();
+            for i in 0..n {
+                backend.apply(add(&thread, format!("{round}-{i}")).into()).await.expect("add");
+            }
+            ours.push(rate(n, start.elapsed()));
+            let start = Instant::now();
+            for i in 0..n {
+                hand.add("single", &format!("{round}-{i}")).await;
+            }
+            by_hand.push(rate(n, start.elapsed()));
+        }
+        (median(&mut ours), median(&mut by_hand))
+    });
+    rows.push(Row::new("sqlite: hand-written sqlx, same transaction, one caller", (n * rounds) as u64, by_hand));
+    rows.push(
+        Row::new("sqlite: ours, one caller, sequential adds", (n * rounds) as u64, ours)
+            .ratio(ours / by_hand, "ops/s, ours / hand-written sqlx")
+            .target(Target::RatioAtLeast(0.9)),
+    );
+    drop(rt);
+
+    // 64 callers on 64 threads: group commit.
+    let callers = 64;
+    let n = options.scale(64_000, 6_400);
+    let rt = runtime(callers);
+    let (concurrent, mut latencies) = rt.block_on(async {
+        let backend = Arc::new(SqliteBackend::open(dir.path().join("concurrent.db")).await.expect("open"));
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for caller in 0..callers {
+            let backend = backend.clone();
+            tasks.spawn(async move {
+                let thread = ThreadId::new(format!("c-{caller}")).unwrap();
+                let mut latencies = Vec::with_capacity(n / callers);
+                for i in 0..n / callers {
+                    let t = Instant::now();
+                    backend.apply(add(&thread, format!("m{i}")).into()).await.expect("add");
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            });
+        }
+        let latencies: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
+        (rate(n, start.elapsed()), latencies)
+    });
+    drop(rt);
+    let engine_path = dir.path().join("rusqlite.db");
+    runtime(1).block_on(migrated(&engine_path));
+    let engine = rusqlite_rate(&engine_path, n, callers);
+    rows.push(Row::new("sqlite: rusqlite, same rows in 1000-row transactions", n as u64, engine));
+    let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
+    rows.push(
+        Row::new("sqlite: ours, 64 callers on 64 threads", n as u64, concurrent)
+            .latency(p50, p99)
+            .ratio(concurrent / ours, "ops/s, 64 callers / our one caller")
+            .target(Target::RatioAtLeast(4.0)),
+    );
+    rows.push(
+        Row::new("sqlite: ours, 64 callers vs rusqlite batched", n as u64, concurrent)
+            .ratio(concurrent / engine, "ops/s, ours with 64 callers / rusqlite 1000-row transactions")
+            .target(Target::RatioAtLeast(0.35)),
+    );
+
+    // Streaming: 64 streams, each reserve + 20 partial updates + finalize.
+    let streams = 64;
+    let updates = 20;
+    let repeat = options.scale(5, 1);
+    let rt = runtime(streams);
+    let (ops, elapsed, mut latencies) = rt.block_on(async {
+        let backend = Arc::new(SqliteBackend::open(dir.path().join("stream.db")).await.expect("open"));
+        let start = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for stream in 0..streams {
+            let backend = backend.clone();
+            tasks.spawn(async move {
+                let thread = ThreadId::new(format!("s-{stream}")).unwrap();
+                let mut latencies = Vec::new();
+                for _ in 0..repeat {
+                    let t = Instant::now();
+                    let reserved = backend.apply(Reserve::new(thread.clone(), Role::Assistant).into()).await.unwrap();
+                    latencies.push(t.elapsed());
+                    let id = reserved.message().unwrap().id.clone();
+                    let mut text = String::new();
+                    for chunk in 0..=updates {
+                        text.push_str("token ");
+                        let update = UpdateContent::new(thread.clone(), id.clone(), Content::text(&text))
+                            .with_finalize(chunk == updates);
+                        let t = Instant::now();
+                        backend.apply(update.into()).await.unwrap();
+                        latencies.push(t.elapsed());
+                    }
+                }
+                latencies
+            });
+        }
+        let latencies: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
+        (latencies.len(), start.elapsed(), latencies)
+    });
+    let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
+    rows.push(
+        Row::new("sqlite: 64 streams, reserve + 20 updates + finalize", ops as u64, rate(ops, elapsed))
+            .latency(p50, p99)
+            .target(Target::P99AtMost(25_000.0)),
+    );
+    rows
+}
