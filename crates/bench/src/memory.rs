@@ -51,11 +51,38 @@ macro_rules! reference_stack {
     };
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Variant {
     Direct,
     Pipeline,
     Stack,
+    Bare,
+    Only(&'static str),
+}
+
+/// A pipeline with just one of the reference layers, to see what each costs.
+fn single_layer(name: &str, backend: MemoryBackend) -> Pipeline {
+    let builder = Pipeline::builder();
+    match name {
+        "observe" => builder
+            .layer(ObserveLayer::new().on_args(|args: &PersistArgs| {
+                std::hint::black_box(args.op());
+            }))
+            .build(backend),
+        "route" => builder
+            .layer(
+                RouteLayer::builder()
+                    .route("elsewhere", thread_prefix("never-matches:"), Pipeline::new(MemoryBackend::new()))
+                    .build()
+                    .expect("a valid route"),
+            )
+            .build(backend),
+        "intercept" => builder
+            .layer(InterceptLayer::new(|args: PersistArgs| -> Decision { ControlFlow::Continue(args) }))
+            .build(backend),
+        "trace" => builder.layer(TraceLayer::new()).build(backend),
+        _ => builder.layer(MetricsLayer::new()).build(backend),
+    }
 }
 
 fn run_variant(rt: &tokio::runtime::Runtime, variant: Variant, args: Vec<PersistArgs>) -> Duration {
@@ -73,6 +100,20 @@ fn run_variant(rt: &tokio::runtime::Runtime, variant: Variant, args: Vec<Persist
         }
         Variant::Pipeline => {
             let pipeline = reference_stack!().build(backend);
+            timed(|| {
+                rt.block_on(async {
+                    for a in args {
+                        pipeline.execute(a).await.expect("add");
+                    }
+                })
+            })
+            .1
+        }
+        Variant::Bare | Variant::Only(_) => {
+            let pipeline = match variant {
+                Variant::Only(name) => single_layer(name, backend),
+                _ => Pipeline::new(backend),
+            };
             timed(|| {
                 rt.block_on(async {
                     for a in args {
@@ -100,8 +141,11 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
     let rt = runtime();
     let n = options.scale(200_000, 20_000);
     let rounds = options.scale(9, 3);
-    let variants = [Variant::Direct, Variant::Pipeline, Variant::Stack];
-    let mut times: [Vec<f64>; 3] = Default::default();
+    let mut variants = vec![Variant::Direct, Variant::Pipeline, Variant::Stack, Variant::Bare];
+    if !options.quick {
+        variants.extend(["observe", "route", "intercept", "trace", "metrics"].map(Variant::Only));
+    }
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for round in 0..rounds {
         // Rotate the order every round so drift on a shared machine hits every variant.
         for k in 0..variants.len() {
@@ -110,17 +154,29 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
             times[index].push(run_variant(&rt, variants[index], args).as_secs_f64());
         }
     }
-    let [direct, pipeline, stack] = times.map(|mut t| median(&mut t));
+    let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+    let direct = medians[0];
     let per_sec = |seconds: f64| n as f64 / seconds;
-    vec![
+    let mut rows = vec![
         Row::new("memory: direct backend add, single task", n as u64, per_sec(direct))
             .target(Target::OpsAtLeast(1_000_000.0)),
-        Row::new("memory: Pipeline with 5 reference layers, add", n as u64, per_sec(pipeline))
-            .ratio(pipeline / direct, "time, pipeline / direct backend call")
+        Row::new("memory: Pipeline with 5 reference layers, add", n as u64, per_sec(medians[1]))
+            .ratio(medians[1] / direct, "time, pipeline / direct backend call")
             .target(Target::RatioAtMost(1.10)),
-        Row::new("memory: same 5 layers unerased (PipelineBuilder::service)", n as u64, per_sec(stack))
-            .ratio(stack / direct, "time, unerased stack / direct backend call"),
-    ]
+        Row::new("memory: same 5 layers unerased (PipelineBuilder::service)", n as u64, per_sec(medians[2]))
+            .ratio(medians[2] / direct, "time, unerased stack / direct backend call"),
+        Row::new("memory: Pipeline without layers", n as u64, per_sec(medians[3]))
+            .ratio(medians[3] / direct, "time, bare pipeline / direct backend call"),
+    ];
+    for (variant, time) in variants.iter().zip(&medians).skip(4) {
+        if let Variant::Only(name) = variant {
+            rows.push(
+                Row::new(format!("memory: Pipeline with only {name}"), n as u64, per_sec(*time))
+                    .ratio(time / direct, "time, pipeline / direct backend call"),
+            );
+        }
+    }
+    rows
 }
 
 pub(crate) fn resident(options: &Options) -> Vec<Row> {
@@ -144,10 +200,11 @@ pub(crate) fn resident(options: &Options) -> Vec<Row> {
     });
     let after = resident_bytes().unwrap_or(before);
     let per_message = after.saturating_sub(before) as f64 / n as f64;
-    let row = Row::new(format!("memory: resident bytes per message ({n} × {payload} B content)"), n as u64, rate(n, elapsed))
-        .ratio(per_message / payload as f64, "resident bytes per message / content bytes")
-        .target(Target::RatioAtMost(1.5))
-        .note(format!("{per_message:.0} B per message"));
+    let row =
+        Row::new(format!("memory: resident bytes per message ({n} × {payload} B content)"), n as u64, rate(n, elapsed))
+            .ratio(per_message / payload as f64, "resident bytes per message / content bytes")
+            .target(Target::RatioAtMost(1.5))
+            .note(format!("{per_message:.0} B per message"));
     drop(backend);
     vec![row]
 }

@@ -239,7 +239,7 @@ impl Metadata {
 
     /// Size of the object as compact JSON, in bytes (counted, not allocated).
     pub fn json_len(&self) -> usize {
-        json_len(&*self.0)
+        map_json_len(&self.0)
     }
 
     /// Nesting depth: `1` for an object of scalars, `+1` per nested object or array level.
@@ -278,24 +278,49 @@ impl<'de> Deserialize<'de> for Metadata {
     }
 }
 
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len();
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+/// Counts the bytes `serde_json` writes for compact output, walking the value instead of
+/// formatting it (the metrics and validate layers ask for it on every write).
+fn json_len(value: &Value) -> usize {
+    match value {
+        Value::Null => 4,
+        Value::Bool(true) => 4,
+        Value::Bool(false) => 5,
+        Value::Number(number) => {
+            let mut counter = ByteCounter(0);
+            let _ = fmt::Write::write_fmt(&mut counter, format_args!("{number}"));
+            counter.0
+        }
+        Value::String(text) => string_json_len(text),
+        Value::Array(items) => 2 + items.len().saturating_sub(1) + items.iter().map(json_len).sum::<usize>(),
+        Value::Object(map) => map_json_len(map),
     }
 }
 
-fn json_len(value: &impl Serialize) -> usize {
-    let mut counter = ByteCounter(0);
-    // Writing to a counter cannot fail, and JSON values (maps with string keys) always serialize.
-    let _ = serde_json::to_writer(&mut counter, value);
-    counter.0
+fn map_json_len(map: &Map<String, Value>) -> usize {
+    2 + map.len().saturating_sub(1)
+        + map.iter().map(|(key, value)| string_json_len(key) + 1 + json_len(value)).sum::<usize>()
+}
+
+/// A string with its quotes and serde_json's escapes: `\"`, `\\` and the short control escapes take
+/// two bytes, other control characters six (`\u00XX`).
+fn string_json_len(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|byte| match byte {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0x00..=0x1f => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+struct ByteCounter(usize);
+
+impl fmt::Write for ByteCounter {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        self.0 += text.len();
+        Ok(())
+    }
 }
 
 fn value_depth(value: &Value) -> usize {
@@ -525,6 +550,17 @@ mod tests {
 
     #[test]
     fn sizes_and_depths_are_measured() {
+        for value in [
+            json!([{"type": "text", "text": "hé \"quoted\" back\\slash\n\t\u{1} \u{8}\u{c}\u{7f} 👋"}]),
+            json!({"n": [1, -2, 0.5, 1e21, 12345678901234567890_u64, -1.5e-7], "t": true, "f": false, "z": null}),
+            json!([]),
+            json!({}),
+            json!("plain"),
+            json!([[], {}, [null]]),
+        ] {
+            let expected = serde_json::to_string(&value).unwrap().len();
+            assert_eq!(Content::new(value.clone()).json_len(), expected, "{value}");
+        }
         let content = Content::text("hé");
         assert_eq!(content.json_len(), serde_json::to_string(content.as_value()).unwrap().len());
         let meta = Metadata::new().with("a", json!({"b": [1, {"c": 2}]}));

@@ -112,8 +112,13 @@ impl PostgresBackendBuilder {
         validate_schema(&self.schema)?;
         let options = PgConnectOptions::from_str(&self.url)
             .map_err(|e| PersistError::invalid("url", e.to_string()))?
-            .options([("search_path", self.schema.as_str())]);
+            // Guards like `$9 IS NULL OR tenant = $9` only simplify in a custom plan; a cached
+            // generic plan keeps both branches and degrades as threads grow.
+            .options([("search_path", self.schema.as_str()), ("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
+            // A ping per acquire would double every write's round trips; a broken connection
+            // fails its statement with a temporary error instead, and the retry gets a new one.
+            .test_before_acquire(false)
             .max_connections(self.max_connections)
             .min_connections(self.min_connections)
             .acquire_timeout(self.acquire_timeout)

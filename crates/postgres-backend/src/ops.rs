@@ -115,8 +115,8 @@ async fn insert(pool: &PgPool, new: Insert<'_>, args: &PersistArgs) -> Result<(M
                    SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
                        updated_at = EXCLUDED.updated_at \
                  WHERE th.deleted_at IS NULL AND ($9::text IS NULL OR th.tenant = $9) \
-                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = $1 \
-                                      AND (m.message_id = $2 OR m.idempotency_key = $7)) \
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = $1 AND m.message_id = $2) \
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = $1 AND m.idempotency_key = $7) \
                 RETURNING th.last_seq), \
              m AS ( \
                 INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \

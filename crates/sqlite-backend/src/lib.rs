@@ -191,6 +191,7 @@ impl SqliteBackendBuilder {
         // this future from being `Send` (sqlx documents it as the way around that).
         MIGRATOR.run_direct(None, &mut writer, false).await.map_err(map_migrate)?;
         let readers = SqlitePoolOptions::new()
+            .test_before_acquire(false) // a local file: nothing to ping
             .max_connections(self.read_connections)
             .min_connections(0)
             .connect_with(options.read_only(true))

@@ -115,36 +115,13 @@ async fn bind_session(conn: &mut SqliteConnection, bind: &Bind) -> OpResult<Sess
 }
 
 async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limits) -> OpResult<PersistResult> {
+    if let Some(plan) = Insert::plan(args, limits) {
+        let plan = plan?;
+        let inserted = insert_many(conn, std::slice::from_ref(&plan)).await?.pop().flatten();
+        return plan.answer(conn, inserted).await;
+    }
     args.validate().map_err(refused)?;
     match args {
-        PersistArgs::Add(add) => {
-            let insert = Insert {
-                thread_id: &add.thread_id,
-                message_id: add.message_id.as_ref(),
-                role: add.role.as_str(),
-                content: limits.content(&add.content)?,
-                metadata: limits.metadata(&add.metadata)?,
-                status: Status::Complete,
-                idempotency_key: add.idempotency_key.as_ref(),
-                tenant: add.context.tenant(),
-            };
-            let (message, deduplicated) = insert.run(conn, args).await?;
-            Ok(Added::new(message, deduplicated).into())
-        }
-        PersistArgs::Reserve(reserve) => {
-            let insert = Insert {
-                thread_id: &reserve.thread_id,
-                message_id: reserve.message_id.as_ref(),
-                role: reserve.role.as_str(),
-                content: "[]".to_owned(),
-                metadata: limits.metadata(&reserve.metadata)?,
-                status: Status::Reserved,
-                idempotency_key: reserve.idempotency_key.as_ref(),
-                tenant: reserve.context.tenant(),
-            };
-            let (message, deduplicated) = insert.run(conn, args).await?;
-            Ok(Reserved::new(message, deduplicated).into())
-        }
         PersistArgs::UpdateContent(update) => {
             Ok(ContentUpdated::new(update_content(conn, update, limits).await?).into())
         }
@@ -161,9 +138,62 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
     }
 }
 
+/// Applies a group of writes in the caller's transaction, answering each in order.
+///
+/// Every `add` and `reserve` of the group is inserted in **one** round trip (a multi-statement
+/// query), the rest one by one. The writes of a group were concurrent (each caller waits for
+/// its answer before writing again), so running the inserts first is a valid serial order.
+pub(crate) async fn apply_batch(
+    conn: &mut SqliteConnection,
+    writes: &[&Write],
+    limits: &Limits,
+) -> OpResult<Vec<Result<Answer, PersistError>>> {
+    let mut answers: Vec<Option<Result<Answer, PersistError>>> = (0..writes.len()).map(|_| None).collect();
+    let mut plans = Vec::new();
+    let mut planned = Vec::new();
+    for (index, write) in writes.iter().enumerate() {
+        if let Write::Persist(args) = write
+            && let Some(plan) = Insert::plan(args, limits)
+        {
+            match plan {
+                Ok(plan) => {
+                    plans.push(plan);
+                    planned.push(index);
+                }
+                Err(Failure::Refused(error)) => answers[index] = Some(Err(error)),
+                Err(aborted) => return Err(aborted),
+            }
+        }
+    }
+    if !plans.is_empty() {
+        let inserted = insert_many(conn, &plans).await?;
+        for ((plan, index), row) in plans.iter().zip(&planned).zip(inserted) {
+            answers[*index] = Some(match plan.answer(conn, row).await {
+                Ok(result) => Ok(Answer::Persist(result)),
+                Err(Failure::Refused(error)) => Err(error),
+                Err(aborted) => return Err(aborted),
+            });
+        }
+    }
+    let mut out = Vec::with_capacity(writes.len());
+    for (write, answer) in writes.iter().zip(answers) {
+        out.push(match answer {
+            Some(answer) => answer,
+            None => match apply(conn, write, limits).await {
+                Ok(answer) => Ok(answer),
+                Err(Failure::Refused(error)) => Err(error),
+                Err(aborted) => return Err(aborted),
+            },
+        });
+    }
+    Ok(out)
+}
+
+/// A planned `add` or `reserve`, its id fixed (generated now when the request named none).
 struct Insert<'a> {
+    args: &'a PersistArgs,
     thread_id: &'a ThreadId,
-    message_id: Option<&'a MessageId>,
+    id: MessageId,
     role: &'a str,
     content: String,
     metadata: String,
@@ -172,56 +202,58 @@ struct Insert<'a> {
     tenant: Option<&'a TenantId>,
 }
 
-impl Insert<'_> {
-    async fn run(self, conn: &mut SqliteConnection, args: &PersistArgs) -> OpResult<(Message, bool)> {
-        let now = Timestamp::now().as_micros();
-        let tenant = self.tenant.map(TenantId::as_str);
-        sqlx::query(
-            "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
-             ON CONFLICT (thread_id) DO NOTHING",
-        )
-        .bind(self.thread_id.as_str())
-        .bind(tenant)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(sql("creating the thread"))?;
-
-        let generated;
-        let id = match self.message_id {
-            Some(id) => id,
-            None => {
-                generated = MessageId::generate();
-                &generated
-            }
+impl<'a> Insert<'a> {
+    /// `None` unless `args` is an add or a reserve; `Some(Err)` when it is refused up front.
+    fn plan(args: &'a PersistArgs, limits: &Limits) -> Option<OpResult<Self>> {
+        let plan = match args {
+            PersistArgs::Add(add) => args.validate().map_err(refused).and_then(|()| {
+                Ok(Insert {
+                    args,
+                    thread_id: &add.thread_id,
+                    id: add.message_id.clone().unwrap_or_else(MessageId::generate),
+                    role: add.role.as_str(),
+                    content: limits.content(&add.content)?,
+                    metadata: limits.metadata(&add.metadata)?,
+                    status: Status::Complete,
+                    idempotency_key: add.idempotency_key.as_ref(),
+                    tenant: add.context.tenant(),
+                })
+            }),
+            PersistArgs::Reserve(reserve) => args.validate().map_err(refused).and_then(|()| {
+                Ok(Insert {
+                    args,
+                    thread_id: &reserve.thread_id,
+                    id: reserve.message_id.clone().unwrap_or_else(MessageId::generate),
+                    role: reserve.role.as_str(),
+                    content: "[]".to_owned(),
+                    metadata: limits.metadata(&reserve.metadata)?,
+                    status: Status::Reserved,
+                    idempotency_key: reserve.idempotency_key.as_ref(),
+                    tenant: reserve.context.tenant(),
+                })
+            }),
+            _ => return None,
         };
-        let inserted = sqlx::query(concat!(
-            "INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
-                                   idempotency_key, created_at, updated_at) \
-             SELECT t.thread_id, ?2, t.last_seq + 1, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8 FROM threads t \
-              WHERE t.thread_id = ?1 AND t.deleted_at IS NULL AND (?9 IS NULL OR t.tenant = ?9) \
-             ON CONFLICT DO NOTHING \
-             RETURNING ",
-            message_columns!()
-        ))
-        .bind(self.thread_id.as_str())
-        .bind(id.as_str())
-        .bind(self.role)
-        .bind(&self.content)
-        .bind(&self.metadata)
-        .bind(self.status.as_str())
-        .bind(self.idempotency_key.map(IdempotencyKey::as_str))
-        .bind(now)
-        .bind(tenant)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(sql("inserting the message"))?;
-        if let Some(row) = inserted {
-            return Ok((rows::message(&row).map_err(aborted)?, false));
-        }
+        Some(plan)
+    }
 
-        // Nothing inserted: the thread refused the write, or this repeats an earlier one.
-        writable_thread(conn, self.thread_id, self.tenant, self.message_id).await?;
+    /// The result of this insert: the row it wrote, or else a diagnosis (a repeat answered
+    /// `deduplicated`, or the refusal).
+    async fn answer(&self, conn: &mut SqliteConnection, inserted: Option<Message>) -> OpResult<PersistResult> {
+        let (message, deduplicated) = match inserted {
+            Some(message) => (message, false),
+            None => self.diagnose(conn).await?,
+        };
+        Ok(match self.status {
+            Status::Reserved => Reserved::new(message, deduplicated).into(),
+            Status::Complete => Added::new(message, deduplicated).into(),
+        })
+    }
+
+    /// Why nothing was inserted: the thread refused the write, or it repeats an earlier one.
+    async fn diagnose(&self, conn: &mut SqliteConnection) -> OpResult<(Message, bool)> {
+        let requested = self.args.message_id();
+        writable_thread(conn, self.thread_id, self.tenant, requested).await?;
         if let Some(key) = self.idempotency_key {
             let existing = sqlx::query(concat!(
                 "SELECT ",
@@ -237,18 +269,73 @@ impl Insert<'_> {
                 return Ok((rows::message(&row).map_err(aborted)?, true));
             }
         }
-        let existing = find_message(conn, self.thread_id, id).await?.ok_or_else(|| {
+        let existing = find_message(conn, self.thread_id, &self.id).await?.ok_or_else(|| {
             aborted(PersistError::Backend {
                 message: "the insert was refused for no known reason".into(),
                 source: None,
             })
         })?;
-        if existing.is_repeat_of(args) {
+        if existing.is_repeat_of(self.args) {
             Ok((existing, true))
         } else {
-            Err(refused(PersistError::AlreadyExists { thread_id: self.thread_id.clone(), message_id: id.clone() }))
+            Err(refused(PersistError::AlreadyExists { thread_id: self.thread_id.clone(), message_id: self.id.clone() }))
         }
     }
+}
+
+/// Inserts every planned message in one round trip: per insert, the thread is created if
+/// absent, then the message is inserted unless the thread refuses it or the id or key is
+/// taken. Answers, per plan, the row written (or `None`).
+async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpResult<Vec<Option<Message>>> {
+    use std::fmt::Write as _;
+    const PARAMS: usize = 9;
+    // Only numbered placeholders are generated here; every value is bound.
+    let mut text = String::with_capacity(plans.len() * 720);
+    for k in 0..plans.len() {
+        let p = |n: usize| k * PARAMS + n;
+        let _ = write!(
+            text,
+            "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?{t}, ?{tenant}, ?{now}, ?{now}) \
+             ON CONFLICT (thread_id) DO NOTHING; \
+             INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                                   idempotency_key, created_at, updated_at) \
+             SELECT t.thread_id, ?{id}, t.last_seq + 1, ?{role}, ?{content}, ?{metadata}, ?{status}, 1, ?{key}, ?{now}, ?{now} \
+               FROM threads t WHERE t.thread_id = ?{t} AND t.deleted_at IS NULL AND (?{tenant} IS NULL OR t.tenant = ?{tenant}) \
+             ON CONFLICT DO NOTHING RETURNING {columns}; ",
+            t = p(1),
+            id = p(2),
+            role = p(3),
+            content = p(4),
+            metadata = p(5),
+            status = p(6),
+            key = p(7),
+            now = p(8),
+            tenant = p(9),
+            columns = message_columns!(),
+        );
+    }
+    let now = Timestamp::now().as_micros();
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
+    for plan in plans {
+        query = query
+            .bind(plan.thread_id.as_str())
+            .bind(plan.id.as_str())
+            .bind(plan.role)
+            .bind(plan.content.as_str())
+            .bind(plan.metadata.as_str())
+            .bind(plan.status.as_str())
+            .bind(plan.idempotency_key.map(IdempotencyKey::as_str))
+            .bind(now)
+            .bind(plan.tenant.map(TenantId::as_str));
+    }
+    let written = query.fetch_all(&mut *conn).await.map_err(sql("inserting messages"))?;
+    let mut by_key = std::collections::HashMap::with_capacity(written.len());
+    for row in &written {
+        let message = rows::message(row).map_err(aborted)?;
+        by_key.insert((message.thread_id.clone(), message.id.clone()), message);
+    }
+    // Two plans for one (thread, id): the first in statement order wrote it.
+    Ok(plans.iter().map(|plan| by_key.remove(&(plan.thread_id.clone(), plan.id.clone()))).collect())
 }
 
 async fn find_message(conn: &mut SqliteConnection, thread_id: &ThreadId, id: &MessageId) -> OpResult<Option<Message>> {

@@ -82,17 +82,16 @@ async fn commit(
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| Abort::Transaction(map_sqlx("starting a write transaction", e)))?;
-    let mut answers = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        match ops::apply(&mut tx, &job.write, limits).await {
-            Ok(result) => answers.push(Ok(result)),
-            Err(Failure::Refused(error)) => answers.push(Err(error)),
-            Err(Failure::Aborted(error)) => {
-                let _ = tx.rollback().await;
-                return Err(Abort::Operation(error));
-            }
+    let writes: Vec<&Write> = jobs.iter().map(|job| &job.write).collect();
+    let answers = match ops::apply_batch(&mut tx, &writes, limits).await {
+        Ok(answers) => answers,
+        Err(failure) => {
+            let _ = tx.rollback().await;
+            return Err(Abort::Operation(match failure {
+                Failure::Refused(error) | Failure::Aborted(error) => error,
+            }));
         }
-    }
+    };
     tx.commit().await.map_err(|e| Abort::Transaction(map_sqlx("committing", e)))?;
     Ok(answers)
 }
