@@ -278,6 +278,34 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             .target(Target::RatioAtLeast(0.35)),
     );
 
+    // Concurrency scaling: the same adds from 1, 4, 16 callers (tasks on 2 workers).
+    let rt = runtime(2);
+    for callers in [1usize, 4, 16] {
+        let per = options.scale(2000, 200);
+        let total = per * callers;
+        let measured = rt.block_on(async {
+            let backend = SqliteBackend::open(dir.path().join(format!("scaling-{callers}.db"))).await.expect("open");
+            let start = Instant::now();
+            let mut tasks = tokio::task::JoinSet::new();
+            for caller in 0..callers {
+                let backend = backend.clone();
+                tasks.spawn(async move {
+                    let thread = ThreadId::new(format!("s-{caller}")).unwrap();
+                    for i in 0..per {
+                        backend.apply(add(&thread, format!("m{i}")).into()).await.expect("add");
+                    }
+                });
+            }
+            tasks.join_all().await;
+            rate(total, start.elapsed())
+        });
+        rows.push(
+            Row::new(format!("sqlite: ours, {callers} callers as tasks"), total as u64, measured)
+                .ratio(measured / ours, "ops/s, N callers / our one caller (sequential)"),
+        );
+    }
+    drop(rt);
+
     // Streaming: 64 streams, each reserve + 20 partial updates + finalize.
     let streams = 64;
     let updates = 20;
