@@ -8,12 +8,21 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{PersistError, Result};
 use crate::id::{MessageId, TenantId, ThreadId};
-use crate::message::{Metadata, Timestamp};
+use crate::message::{Message, Metadata, Thread, Timestamp};
 
 /// The default page size of [`ListMessages`] and [`ListThreads`].
 pub const DEFAULT_PAGE_LIMIT: u32 = 100;
 /// The largest page size accepted.
 pub const MAX_PAGE_LIMIT: u32 = 1000;
+
+/// The page of at most `limit` of `fetched` (which holds up to `limit + 1` items: the one past
+/// the page only says that more follow).
+fn lookahead<T, C>(mut fetched: Vec<T>, limit: u32, cursor: impl Fn(&T) -> C) -> Page<T, C> {
+    let has_more = fetched.len() > limit as usize;
+    fetched.truncate(limit as usize);
+    let next_cursor = fetched.last().map(cursor);
+    Page::new(fetched, next_cursor, has_more)
+}
 
 fn validate_limit(limit: u32) -> Result<()> {
     if limit == 0 || limit > MAX_PAGE_LIMIT {
@@ -185,6 +194,17 @@ impl ListMessages {
     pub fn validate(&self) -> Result<()> {
         validate_limit(self.limit)
     }
+
+    /// How many messages a backend fetches: one more than the page, to learn whether more follow.
+    pub fn fetch_limit(&self) -> u32 {
+        self.limit + 1
+    }
+
+    /// The page answered from up to [`fetch_limit`](Self::fetch_limit) messages fetched in
+    /// the listing's order.
+    pub fn page(&self, fetched: Vec<Message>) -> Page<Message> {
+        lookahead(fetched, self.limit, |m| m.seq)
+    }
 }
 
 /// Where a thread listing stopped: the last thread's `(updated_at, id)`.
@@ -309,6 +329,17 @@ impl ListThreads {
     /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`].
     pub fn validate(&self) -> Result<()> {
         validate_limit(self.limit)
+    }
+
+    /// How many threads a backend fetches: one more than the page, to learn whether more follow.
+    pub fn fetch_limit(&self) -> u32 {
+        self.limit + 1
+    }
+
+    /// The page answered from up to [`fetch_limit`](Self::fetch_limit) threads fetched newest
+    /// first.
+    pub fn page(&self, fetched: Vec<Thread>) -> Page<Thread, ThreadCursor> {
+        lookahead(fetched, self.limit, |t| ThreadCursor::new(t.updated_at, t.id.clone()))
     }
 }
 

@@ -380,15 +380,12 @@ impl Backend for MemoryBackend {
         }
         let range = ts.messages.range(lower..upper).map(|(_, m)| m);
         let wanted = |m: &&Message| query.include_reserved || m.status == Status::Complete;
-        let take = query.limit as usize + 1;
-        let mut items: Vec<Message> = match query.order {
+        let take = query.fetch_limit() as usize;
+        let fetched: Vec<Message> = match query.order {
             Order::Asc => range.filter(wanted).take(take).cloned().collect(),
             Order::Desc => range.rev().filter(wanted).take(take).cloned().collect(),
         };
-        let has_more = items.len() > query.limit as usize;
-        items.truncate(query.limit as usize);
-        let next_cursor = items.last().map(|m| m.seq);
-        Ok(Page::new(items, next_cursor, has_more))
+        Ok(query.page(fetched))
     }
 
     async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
@@ -404,10 +401,7 @@ impl Backend for MemoryBackend {
             .filter(|t| query.cursor.as_ref().is_none_or(|c| c.precedes(t.updated_at, &t.id)))
             .collect();
         threads.sort_unstable_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
-        let has_more = threads.len() > query.limit as usize;
-        let items: Vec<Thread> = threads.into_iter().take(query.limit as usize).cloned().collect();
-        let next_cursor = items.last().map(|t| ThreadCursor::new(t.updated_at, t.id.clone()));
-        Ok(Page::new(items, next_cursor, has_more))
+        Ok(query.page(threads.into_iter().take(query.fetch_limit() as usize).cloned().collect()))
     }
 
     fn capabilities(&self) -> Capabilities {

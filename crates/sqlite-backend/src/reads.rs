@@ -68,15 +68,11 @@ pub(crate) async fn list(pool: &SqlitePool, query: &ListMessages) -> Result<Page
         .bind(query.before.map_or(i64::MAX, signed))
         .bind(query.include_reserved)
         .bind(tenant(&query.tenant))
-        .bind(i64::from(query.limit) + 1)
+        .bind(i64::from(query.fetch_limit()))
         .fetch_all(pool)
         .await
         .map_err(|e| map_sqlx("listing messages", e))?;
-    let mut items = fetched.iter().map(rows::message).collect::<Result<Vec<_>>>()?;
-    let has_more = items.len() > query.limit as usize;
-    items.truncate(query.limit as usize);
-    let next_cursor = items.last().map(|m| m.seq);
-    Ok(Page::new(items, next_cursor, has_more))
+    Ok(query.page(fetched.iter().map(rows::message).collect::<Result<Vec<_>>>()?))
 }
 
 pub(crate) async fn threads(pool: &SqlitePool, query: &ListThreads) -> Result<Page<Thread, ThreadCursor>> {
@@ -97,15 +93,11 @@ pub(crate) async fn threads(pool: &SqlitePool, query: &ListThreads) -> Result<Pa
     .bind(query.cursor.as_ref().map(|c| c.updated_at().as_micros()))
     .bind(query.cursor.as_ref().map(|c| c.thread_id().as_str()))
     .bind(json(&query.filter)?)
-    .bind(i64::from(query.limit) + 1)
+    .bind(i64::from(query.fetch_limit()))
     .fetch_all(pool)
     .await
     .map_err(|e| map_sqlx("listing threads", e))?;
-    let mut items = fetched.iter().map(rows::thread).collect::<Result<Vec<_>>>()?;
-    let has_more = items.len() > query.limit as usize;
-    items.truncate(query.limit as usize);
-    let next_cursor = items.last().map(|t| ThreadCursor::new(t.updated_at, t.id.clone()));
-    Ok(Page::new(items, next_cursor, has_more))
+    Ok(query.page(fetched.iter().map(rows::thread).collect::<Result<Vec<_>>>()?))
 }
 
 pub(crate) async fn resolve(pool: &SqlitePool, query: &Resolve) -> Result<Resolution> {
