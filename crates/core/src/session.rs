@@ -337,6 +337,15 @@ mod tests {
     }
 
     #[test]
+    fn binding_ids_are_validated_with_their_field_names() {
+        let long = "p".repeat(crate::MAX_ID_BYTES + 1);
+        assert!(matches!(ProviderId::new(&long), Err(PersistError::InvalidInput { field: "provider", .. })));
+        assert!(matches!(AgentId::new(""), Err(PersistError::InvalidInput { field: "agent_id", .. })));
+        assert!(matches!(SessionId::new("a\tb"), Err(PersistError::InvalidInput { field: "session_id", .. })));
+        assert!(matches!(RuntimeId::new(""), Err(PersistError::InvalidInput { field: "runtime_id", .. })));
+    }
+
+    #[test]
     fn every_reason_has_a_user_message() {
         for reason in [
             FreshReason::NoBinding,
