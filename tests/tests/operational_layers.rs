@@ -99,6 +99,45 @@ async fn retry_after_an_ambiguous_failure_never_duplicates() {
 }
 
 #[tokio::test]
+async fn retry_without_a_key_or_id_never_duplicates_either() {
+    let backend = Faulty::default();
+    backend.fail_after_commit.store(2, Ordering::SeqCst);
+    let pipeline = Pipeline::builder().layer(fast_retry(5)).build(backend.clone());
+    let add = Add::new(thread("t"), Role::User, Content::text("no key, no id"));
+    let added = pipeline.add(add).await.unwrap();
+    assert!(added.deduplicated, "the retry repeated the same write");
+    assert_eq!(backend.store.message_count(), 1);
+    let reserved = {
+        backend.fail_after_commit.store(1, Ordering::SeqCst);
+        pipeline.reserve(Reserve::new(thread("t"), Role::Assistant)).await.unwrap()
+    };
+    assert!(reserved.deduplicated);
+    assert_eq!(backend.store.message_count(), 2);
+}
+
+#[tokio::test]
+async fn mirror_stores_a_generated_id_under_the_primarys_id() {
+    let shadow = MemoryBackend::new();
+    let mirror = MirrorLayer::new(Pipeline::new(shadow.clone()));
+    let pipeline = Pipeline::builder().layer(mirror.clone()).build(MemoryBackend::new());
+    let added = pipeline.add(Add::new(thread("t"), Role::User, Content::text("x"))).await.unwrap().message;
+    mirror.flushed().await;
+    let copy = Pipeline::new(shadow).get(GetMessage::new(thread("t"), added.id.clone())).await.unwrap();
+    assert_eq!(copy.map(|m| m.id), Some(added.id));
+}
+
+#[test]
+fn chaos_rates_that_are_not_numbers_mean_never() {
+    let layer =
+        ChaosLayer::new(1).temporary_errors(f64::NAN).fail_after_commit(f64::NAN).latency(f64::NAN, Duration::ZERO);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let store = MemoryBackend::new();
+    let pipeline = Pipeline::builder().layer(layer).build(store.clone());
+    rt.block_on(async { pipeline.add(keyed_add("t", "k")).await.unwrap() });
+    assert_eq!(store.message_count(), 1);
+}
+
+#[tokio::test]
 async fn retry_never_retries_permanent_errors_and_stops_at_the_limit() {
     let permanent: [fn() -> PersistError; 5] = [
         || PersistError::AlreadyExists { thread_id: thread("t"), message_id: MessageId::new("m").unwrap() },

@@ -8,7 +8,9 @@
 //!   writers of one thread serialize and get seqs in commit order, while writers of different
 //!   threads run in parallel.
 //! - **One statement per write** in the happy path (CTEs, `RETURNING`, `ON CONFLICT`), so each
-//!   write is atomic without an explicit transaction and costs one round trip.
+//!   write is atomic without an explicit transaction and costs one round trip. Deleting a
+//!   thread is the exception: a short transaction that locks the thread row first, so it removes
+//!   every message and binding committed before it.
 //! - **Idempotency across instances**: unique `(thread_id, idempotency_key)` and
 //!   `(thread_id, message_id)`; a writer that loses a race to another instance finds the first
 //!   copy and answers it `deduplicated`.

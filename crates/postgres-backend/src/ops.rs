@@ -1,4 +1,5 @@
-//! Writes, each one SQL statement (atomic on its own, one round trip in the happy path).
+//! Writes, each one SQL statement (atomic on its own, one round trip in the happy path), except
+//! a thread delete, which is a short transaction.
 //!
 //! Every write to a thread first locks the thread's row (an upsert of the row, or `SELECT …
 //! FOR UPDATE` in a CTE), then touches messages: writers of one thread serialize on that row
@@ -432,51 +433,67 @@ async fn delete_message(pool: &PgPool, delete: &Delete, id: &MessageId) -> Resul
     Err(raced())
 }
 
+/// Deleting a thread is a transaction, not one statement: after the thread's row lock is
+/// taken, each following statement sees every write committed before it (a single statement
+/// would delete only what its snapshot, taken before the lock, saw).
 async fn delete_thread(pool: &PgPool, delete: &Delete) -> Result<Deleted, PersistError> {
     let tenant = delete.context.tenant();
-    for _ in 0..RACE_ATTEMPTS {
-        let row = sqlx::query(
-            "WITH t AS (SELECT thread_id FROM threads WHERE thread_id = $1 AND deleted_at IS NULL \
-                           AND ($2::text IS NULL OR tenant = $2) AND ($3::bigint IS NULL OR version = $3) \
-                        FOR UPDATE), \
-             d AS (DELETE FROM messages WHERE thread_id IN (SELECT thread_id FROM t) RETURNING seq, message_id), \
-             b AS (DELETE FROM session_bindings WHERE thread_id IN (SELECT thread_id FROM t)), \
-             u AS (UPDATE threads SET deleted_at = $4, updated_at = $4, message_count = 0 \
-                    WHERE thread_id IN (SELECT thread_id FROM t)) \
-             SELECT (SELECT count(*) FROM t) AS matched, \
-                    COALESCE((SELECT array_agg(message_id ORDER BY seq) FROM d), ARRAY[]::text[]) AS ids",
-        )
-        .bind(delete.thread_id.as_str())
-        .bind(tenant.map(TenantId::as_str))
-        .bind(delete.expected_version.map(signed))
-        .bind(Timestamp::now().as_micros())
-        .fetch_one(pool)
-        .await
-        .map_err(|e| map_sqlx("deleting the thread", e))?;
-        let read = |e| map_sqlx("reading deleted ids", e);
-        if row.try_get::<i64, _>("matched").map_err(read)? > 0 {
-            let ids: Vec<String> = row.try_get("ids").map_err(read)?;
-            let ids = ids
-                .into_iter()
-                .map(|id| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
-                .collect::<Result<_, _>>()?;
-            return Ok(Deleted::new(delete.thread_id.clone(), ids));
-        }
-        match writable_thread(pool, &delete.thread_id, tenant, None).await? {
-            Err(_) => return Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
-            Ok(actual) => {
-                if let Some(expected) = delete.expected_version.filter(|&expected| expected != actual) {
-                    return Err(PersistError::VersionConflict {
-                        thread_id: delete.thread_id.clone(),
-                        message_id: None,
-                        expected,
-                        actual,
-                    });
-                }
-            }
-        }
+    let gone = || Ok(Deleted::new(delete.thread_id.clone(), Vec::new()));
+    let sql = |context| move |e| map_sqlx(context, e);
+    let mut tx = pool.begin().await.map_err(sql("starting the delete"))?;
+    let row = sqlx::query(
+        "SELECT tenant, deleted_at IS NOT NULL AS deleted, version FROM threads WHERE thread_id = $1 FOR UPDATE",
+    )
+    .bind(delete.thread_id.as_str())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(sql("locking the thread"))?;
+    let Some(row) = row else { return gone() };
+    let owner: Option<String> = row.try_get("tenant").map_err(sql("reading the thread"))?;
+    if tenant.is_some_and(|tenant| owner.as_deref() != Some(tenant.as_str()))
+        || row.try_get::<bool, _>("deleted").map_err(sql("reading the thread"))?
+    {
+        return gone();
     }
-    Err(raced())
+    let actual =
+        u64::try_from(row.try_get::<i64, _>("version").map_err(sql("reading the thread"))?).unwrap_or_default();
+    if let Some(expected) = delete.expected_version.filter(|&expected| expected != actual) {
+        return Err(PersistError::VersionConflict {
+            thread_id: delete.thread_id.clone(),
+            message_id: None,
+            expected,
+            actual,
+        });
+    }
+    let removed = sqlx::query("DELETE FROM messages WHERE thread_id = $1 RETURNING seq, message_id")
+        .bind(delete.thread_id.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sql("deleting the thread's messages"))?;
+    let mut removed = removed
+        .iter()
+        .map(|row| Ok((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("message_id")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(sql("reading deleted ids"))?;
+    removed.sort_unstable();
+    sqlx::query("DELETE FROM session_bindings WHERE thread_id = $1")
+        .bind(delete.thread_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("deleting the thread's session bindings"))?;
+    let now = Timestamp::now().as_micros();
+    sqlx::query("UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0 WHERE thread_id = $1")
+        .bind(delete.thread_id.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("marking the thread deleted"))?;
+    tx.commit().await.map_err(sql("committing the delete"))?;
+    let ids = removed
+        .into_iter()
+        .map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 
 pub(crate) async fn bind(pool: &PgPool, bind: &Bind) -> Result<SessionBinding, PersistError> {

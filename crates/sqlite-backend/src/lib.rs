@@ -143,9 +143,10 @@ impl SqliteBackendBuilder {
         self
     }
 
-    /// Most writes committed in one transaction (default 256).
+    /// Most writes committed in one transaction (default 256, at most 2000: each insert of a
+    /// group binds 16 values, and SQLite binds at most 32766 per query).
     pub fn max_batch(mut self, writes: usize) -> Self {
-        self.max_batch = writes.max(1);
+        self.max_batch = writes.clamp(1, 2000);
         self
     }
 

@@ -140,53 +140,65 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
 
 /// Applies a group of writes in the caller's transaction, answering each in order.
 ///
-/// Every `add` and `reserve` of the group is inserted in **one** round trip (a multi-statement
-/// query), the rest one by one. The writes of a group were concurrent (each caller waits for
-/// its answer before writing again), so running the inserts first is a valid serial order.
+/// Writes run in queue order; each run of consecutive `add`s and `reserve`s is inserted in
+/// **one** round trip (a multi-statement query), everything else one by one.
 pub(crate) async fn apply_batch(
     conn: &mut SqliteConnection,
     writes: &[&Write],
     limits: &Limits,
 ) -> OpResult<Vec<Result<Answer, PersistError>>> {
-    let mut answers: Vec<Option<Result<Answer, PersistError>>> = (0..writes.len()).map(|_| None).collect();
-    let mut plans = Vec::new();
-    let mut planned = Vec::new();
-    for (index, write) in writes.iter().enumerate() {
-        if let Write::Persist(args) = write
-            && let Some(plan) = Insert::plan(args, limits)
-        {
-            match plan {
-                Ok(plan) => {
-                    plans.push(plan);
-                    planned.push(index);
-                }
-                Err(Failure::Refused(error)) => answers[index] = Some(Err(error)),
-                Err(aborted) => return Err(aborted),
+    let mut out = Vec::with_capacity(writes.len());
+    let mut run: Vec<Insert<'_>> = Vec::new();
+    for write in writes {
+        let plan = match write {
+            Write::Persist(args) => Insert::plan(args, limits),
+            _ => None,
+        };
+        match plan {
+            Some(Ok(plan)) => {
+                // The run's answers take the slots of its writes, in order.
+                run.push(plan);
+                out.push(Err(PersistError::Backend { message: "unanswered".into(), source: None }));
+            }
+            Some(Err(Failure::Refused(error))) => {
+                insert_run(conn, &mut run, &mut out).await?;
+                out.push(Err(error));
+            }
+            Some(Err(aborted)) => return Err(aborted),
+            None => {
+                insert_run(conn, &mut run, &mut out).await?;
+                out.push(match apply(conn, write, limits).await {
+                    Ok(answer) => Ok(answer),
+                    Err(Failure::Refused(error)) => Err(error),
+                    Err(aborted) => return Err(aborted),
+                });
             }
         }
     }
-    if !plans.is_empty() {
-        let inserted = insert_many(conn, &plans).await?;
-        for ((plan, index), row) in plans.iter().zip(&planned).zip(inserted) {
-            answers[*index] = Some(match plan.answer(conn, row).await {
-                Ok(result) => Ok(Answer::Persist(result)),
-                Err(Failure::Refused(error)) => Err(error),
-                Err(aborted) => return Err(aborted),
-            });
-        }
-    }
-    let mut out = Vec::with_capacity(writes.len());
-    for (write, answer) in writes.iter().zip(answers) {
-        out.push(match answer {
-            Some(answer) => answer,
-            None => match apply(conn, write, limits).await {
-                Ok(answer) => Ok(answer),
-                Err(Failure::Refused(error)) => Err(error),
-                Err(aborted) => return Err(aborted),
-            },
-        });
-    }
+    insert_run(conn, &mut run, &mut out).await?;
     Ok(out)
+}
+
+/// Inserts a run of planned writes and fills their answers, the last `run.len()` of `out`.
+async fn insert_run(
+    conn: &mut SqliteConnection,
+    run: &mut Vec<Insert<'_>>,
+    out: &mut [Result<Answer, PersistError>],
+) -> OpResult<()> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let inserted = insert_many(conn, run).await?;
+    let first = out.len() - run.len();
+    for ((plan, row), slot) in run.iter().zip(inserted).zip(&mut out[first..]) {
+        *slot = match plan.answer(conn, row).await {
+            Ok(result) => Ok(Answer::Persist(result)),
+            Err(Failure::Refused(error)) => Err(error),
+            Err(aborted) => return Err(aborted),
+        };
+    }
+    run.clear();
+    Ok(())
 }
 
 /// A planned `add` or `reserve`, its id fixed (generated now when the request named none).
@@ -287,38 +299,33 @@ impl<'a> Insert<'a> {
 /// absent, then the message is inserted unless the thread refuses it or the id or key is
 /// taken. Answers, per plan, the row written (or `None`).
 async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpResult<Vec<Option<Message>>> {
-    use std::fmt::Write as _;
-    const PARAMS: usize = 9;
-    // Only numbered placeholders are generated here; every value is bound.
-    let mut text = String::with_capacity(plans.len() * 720);
-    for k in 0..plans.len() {
-        let p = |n: usize| k * PARAMS + n;
-        let _ = write!(
-            text,
-            "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?{t}, ?{tenant}, ?{now}, ?{now}) \
-             ON CONFLICT (thread_id) DO NOTHING; \
-             INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
-                                   idempotency_key, created_at, updated_at) \
-             SELECT t.thread_id, ?{id}, t.last_seq + 1, ?{role}, ?{content}, ?{metadata}, ?{status}, 1, ?{key}, ?{now}, ?{now} \
-               FROM threads t WHERE t.thread_id = ?{t} AND t.deleted_at IS NULL AND (?{tenant} IS NULL OR t.tenant = ?{tenant}) \
-             ON CONFLICT DO NOTHING RETURNING {columns}; ",
-            t = p(1),
-            id = p(2),
-            role = p(3),
-            content = p(4),
-            metadata = p(5),
-            status = p(6),
-            key = p(7),
-            now = p(8),
-            tenant = p(9),
-            columns = message_columns!(),
-        );
+    // Anonymous placeholders, bound in order of appearance: sqlx binds numbered ones (`?NNN`)
+    // of later statements in a multi-statement query wrongly (their lower numbers count as
+    // unnamed slots), so each statement takes its own copies of the values.
+    const STATEMENTS: &str = "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?, ?, ?, ?) \
+         ON CONFLICT (thread_id) DO NOTHING; \
+         INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                               idempotency_key, created_at, updated_at) \
+         SELECT t.thread_id, ?, t.last_seq + 1, ?, ?, ?, ?, 1, ?, ?, ? \
+           FROM threads t WHERE t.thread_id = ? AND t.deleted_at IS NULL AND (? IS NULL OR t.tenant = ?) \
+         ON CONFLICT DO NOTHING RETURNING ? AS plan, ";
+    let mut text = String::with_capacity(plans.len() * 760);
+    for _ in plans {
+        text.push_str(STATEMENTS);
+        text.push_str(message_columns!());
+        text.push_str("; ");
     }
     let now = Timestamp::now().as_micros();
     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-    for plan in plans {
+    for (index, plan) in plans.iter().enumerate() {
+        let tenant = plan.tenant.map(TenantId::as_str);
         query = query
+            // INSERT INTO threads
             .bind(plan.thread_id.as_str())
+            .bind(tenant)
+            .bind(now)
+            .bind(now)
+            // INSERT INTO messages
             .bind(plan.id.as_str())
             .bind(plan.role)
             .bind(plan.content.as_str())
@@ -326,16 +333,24 @@ async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpRes
             .bind(plan.status.as_str())
             .bind(plan.idempotency_key.map(IdempotencyKey::as_str))
             .bind(now)
-            .bind(plan.tenant.map(TenantId::as_str));
+            .bind(now)
+            .bind(plan.thread_id.as_str())
+            .bind(tenant)
+            .bind(tenant)
+            .bind(i64::try_from(index).unwrap_or(i64::MAX));
     }
     let written = query.fetch_all(&mut *conn).await.map_err(sql("inserting messages"))?;
-    let mut by_key = std::collections::HashMap::with_capacity(written.len());
+    // Each row names the plan that wrote it: a row is never given to another plan (one that was
+    // refused, say for another tenant's thread, with the same id).
+    let mut answers: Vec<Option<Message>> = plans.iter().map(|_| None).collect();
     for row in &written {
+        let index: i64 = sqlx::Row::try_get(row, "plan").map_err(sql("reading an inserted row"))?;
         let message = rows::message(row).map_err(aborted)?;
-        by_key.insert((message.thread_id.clone(), message.id.clone()), message);
+        if let Some(slot) = usize::try_from(index).ok().and_then(|i| answers.get_mut(i)) {
+            *slot = Some(message);
+        }
     }
-    // Two plans for one (thread, id): the first in statement order wrote it.
-    Ok(plans.iter().map(|plan| by_key.remove(&(plan.thread_id.clone(), plan.id.clone()))).collect())
+    Ok(answers)
 }
 
 async fn find_message(conn: &mut SqliteConnection, thread_id: &ThreadId, id: &MessageId) -> OpResult<Option<Message>> {
@@ -623,5 +638,82 @@ impl Limits {
             )));
         }
         Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use persist_core::args::{Add, Delete};
+    use persist_core::{Content, Context, MessageId, PersistArgs, PersistError, Role, TenantId, ThreadId};
+    use sqlx::{ConnectOptions, Connection, SqliteConnection};
+
+    use super::{Answer, Write, apply_batch};
+    use crate::Limits;
+
+    async fn connection(dir: &tempfile::TempDir) -> SqliteConnection {
+        let options =
+            sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("ops.db")).create_if_missing(true);
+        let mut conn = options.connect().await.unwrap();
+        crate::MIGRATOR.run_direct(None, &mut conn, false).await.unwrap();
+        conn
+    }
+
+    fn limits() -> Limits {
+        Limits { max_content_bytes: 1 << 20, max_metadata_bytes: 1 << 16 }
+    }
+
+    fn add(tenant: &str, text: &str) -> Write {
+        let args = Add::new(ThreadId::new("shared").unwrap(), Role::User, Content::text(text))
+            .with_id(MessageId::new("m").unwrap())
+            .with_context(Context::new().with_tenant(TenantId::new(tenant).unwrap()));
+        Write::Persist(args.into())
+    }
+
+    fn added(answer: &Result<Answer, PersistError>) -> (String, bool) {
+        match answer {
+            Ok(Answer::Persist(result)) => (result.message().unwrap().content.to_text(), result.is_deduplicated()),
+            Ok(_) => panic!("not a message write"),
+            Err(error) => panic!("refused: {error}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_row_goes_to_the_insert_that_wrote_it_never_to_a_refused_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        let seed = add("owner", "seed");
+        let mut tx = conn.begin().await.unwrap();
+        // Creates the thread for tenant "owner", under another id.
+        let seeded = match seed {
+            Write::Persist(PersistArgs::Add(a)) => Write::Persist(a.with_id(MessageId::new("seed").unwrap()).into()),
+            other => other,
+        };
+        apply_batch(&mut tx, &[&seeded], &limits()).await.unwrap();
+        // One group: a foreign tenant's write with id "m" (refused), then the owner's (written).
+        let (foreign, own) = (add("intruder", "foreign text"), add("owner", "own text"));
+        let answers = apply_batch(&mut tx, &[&foreign, &own], &limits()).await.unwrap();
+        assert!(
+            matches!(answers[0], Err(PersistError::NotFound { .. })),
+            "the foreign write got {:?}",
+            answers[0].as_ref().err()
+        );
+        assert_eq!(added(&answers[1]), ("own text".to_owned(), false));
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_group_runs_in_queue_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        let mut tx = conn.begin().await.unwrap();
+        let first = add("owner", "first");
+        apply_batch(&mut tx, &[&first], &limits()).await.unwrap();
+        // A delete queued before an add: the add must see the tombstone.
+        let delete = Write::Persist(Delete::thread(ThreadId::new("shared").unwrap()).into());
+        let late = add("owner", "late");
+        let answers = apply_batch(&mut tx, &[&delete, &late], &limits()).await.unwrap();
+        assert!(answers[0].is_ok());
+        assert!(matches!(answers[1], Err(PersistError::ThreadDeleted { .. })));
+        tx.commit().await.unwrap();
     }
 }

@@ -49,6 +49,11 @@ pub struct ChaosLayer {
     delay: Duration,
 }
 
+/// A rate in `0.0..=1.0` (NaN counts as never).
+fn rate(rate: f64) -> f64 {
+    if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) }
+}
+
 impl ChaosLayer {
     /// No faults yet, decisions drawn from `seed`.
     pub fn new(seed: u64) -> Self {
@@ -62,20 +67,20 @@ impl ChaosLayer {
     }
 
     /// Fails this fraction of writes with a temporary error before they reach the store.
-    pub fn temporary_errors(mut self, rate: f64) -> Self {
-        self.temporary = rate.clamp(0.0, 1.0);
+    pub fn temporary_errors(mut self, value: f64) -> Self {
+        self.temporary = rate(value);
         self
     }
 
     /// Lets this fraction of writes commit, then reports a temporary error anyway.
-    pub fn fail_after_commit(mut self, rate: f64) -> Self {
-        self.after_commit = rate.clamp(0.0, 1.0);
+    pub fn fail_after_commit(mut self, value: f64) -> Self {
+        self.after_commit = rate(value);
         self
     }
 
     /// Delays this fraction of writes by `delay` before they reach the store.
-    pub fn latency(mut self, rate: f64, delay: Duration) -> Self {
-        self.latency = rate.clamp(0.0, 1.0);
+    pub fn latency(mut self, value: f64, delay: Duration) -> Self {
+        self.latency = rate(value);
         self.delay = delay;
         self
     }

@@ -19,6 +19,6 @@ impl<S> Layer<S> for RetryLayer {
     type Service = Retry<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        tower::retry::Retry::new(self.policy.clone(), inner)
+        Retry { inner: tower::retry::Retry::new(self.policy.clone(), inner) }
     }
 }

@@ -8,8 +8,10 @@
 //! would fail the same way.
 //!
 //! A write can fail *after* it committed (a lost connection, a time-out after the backend
-//! acted). Give `add` and `reserve` an idempotency key and the retry returns the first copy
-//! (`deduplicated: true`) instead of writing a second one.
+//! acted). The layer gives every `add` and `reserve` without an id a fixed one before the first
+//! attempt, so a retry repeats the very same write and the backend answers it with the first
+//! copy (`deduplicated: true`) instead of writing a second one. Idempotency keys do the same
+//! across independent retries by the host (a resubmitted request, a restarted process).
 //!
 //! # Order
 //!
@@ -36,16 +38,51 @@
 
 mod layer;
 
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tower::Service;
 use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use tower::util::rng::HasherRng;
 
 pub use self::layer::RetryLayer;
-use crate::{PersistArgs, PersistError, PersistResult};
+use crate::{MessageId, PersistArgs, PersistError, PersistResult};
 
-/// The service of [`RetryLayer`]: tower's `Retry` with a [`RetryPolicy`].
-pub type Retry<S> = tower::retry::Retry<RetryPolicy, S>;
+/// The service of [`RetryLayer`]: tower's `Retry` with a [`RetryPolicy`], after fixing the id
+/// of every `add` and `reserve` that has none.
+///
+/// A backend generates a missing id on each attempt; if an attempt committed and then failed
+/// (a time-out, a lost connection), the retry would write a second message under a new id.
+/// With the id fixed before the first attempt, every attempt repeats the same write and the
+/// backend answers the repeat with the first copy.
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: tower::retry::Retry<RetryPolicy, S>,
+}
+
+impl<S> Service<PersistArgs> for Retry<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone,
+{
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = tower::retry::future::ResponseFuture<RetryPolicy, S, PersistArgs>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PersistError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut args: PersistArgs) -> Self::Future {
+        match &mut args {
+            PersistArgs::Add(add) if add.message_id.is_none() => add.message_id = Some(MessageId::generate()),
+            PersistArgs::Reserve(reserve) if reserve.message_id.is_none() => {
+                reserve.message_id = Some(MessageId::generate())
+            }
+            _ => {}
+        }
+        self.inner.call(args)
+    }
+}
 
 /// Which failures to retry, how often, and how long to wait; see the [module docs](self).
 #[derive(Debug, Clone)]
