@@ -57,17 +57,19 @@ impl HandWritten {
         let mut tx = self.conn.begin_with("BEGIN IMMEDIATE").await.expect("begin");
         // The statements our writer sends for one add, in one round trip as it does.
         sqlx::query(
-            "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?1, ?9, ?8, ?8) \
+            "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (thread_id) DO NOTHING; \
              INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
                                    idempotency_key, created_at, updated_at) \
-             SELECT t.thread_id, ?2, t.last_seq + 1, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?8 FROM threads t \
-              WHERE t.thread_id = ?1 AND t.deleted_at IS NULL AND (?9 IS NULL OR t.tenant = ?9) \
-             ON CONFLICT DO NOTHING \
-             RETURNING thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, \
-                       created_at, updated_at;",
+             SELECT t.thread_id, ?, t.last_seq + 1, ?, ?, ?, ?, 1, ?, ?, ? \
+               FROM threads t WHERE t.thread_id = ? AND t.deleted_at IS NULL AND (? IS NULL OR t.tenant = ?) \
+             ON CONFLICT DO NOTHING RETURNING ? AS plan, thread_id, message_id, seq, role, content, metadata, \
+                       status, version, idempotency_key, created_at, updated_at; ",
         )
         .bind(thread)
+        .bind(None::<&str>)
+        .bind(now)
+        .bind(now)
         .bind(id)
         .bind("user")
         .bind(&content)
@@ -75,7 +77,11 @@ impl HandWritten {
         .bind("complete")
         .bind(None::<&str>)
         .bind(now)
+        .bind(now)
+        .bind(thread)
         .bind(None::<&str>)
+        .bind(None::<&str>)
+        .bind(0_i64)
         .fetch_all(&mut *tx)
         .await
         .expect("add");
