@@ -179,6 +179,58 @@ pub(crate) async fn apply_batch(
     Ok(out)
 }
 
+/// Commits a group made only of `add`s and `reserve`s in **one** round trip: `BEGIN IMMEDIATE`,
+/// every insert and `COMMIT` in one query. `None` when the group holds other writes.
+///
+/// `Err` means nothing was committed (the transaction was rolled back). Once the query
+/// succeeded the group is durable, so what follows (diagnosing inserts that wrote nothing: a
+/// repeat or a refusal) answers per write and never fails the group.
+pub(crate) async fn commit_inserts(
+    conn: &mut SqliteConnection,
+    writes: &[&Write],
+    limits: &Limits,
+) -> Option<OpResult<Vec<Result<Answer, PersistError>>>> {
+    let mut plans = Vec::with_capacity(writes.len());
+    for write in writes {
+        match write {
+            Write::Persist(args) => plans.push(Insert::plan(args, limits)?),
+            _ => return None,
+        }
+    }
+    let mut answers: Vec<Result<Answer, PersistError>> = Vec::with_capacity(plans.len());
+    let (mut runnable, mut slots) = (Vec::with_capacity(plans.len()), Vec::with_capacity(plans.len()));
+    for plan in plans {
+        match plan {
+            Ok(plan) => {
+                slots.push(answers.len());
+                runnable.push(plan);
+                // Overwritten below, once the group committed.
+                answers.push(Err(PersistError::Backend { message: "not answered".into(), source: None }));
+            }
+            Err(Failure::Refused(error)) => answers.push(Err(error)),
+            Err(aborted) => return Some(Err(aborted)),
+        }
+    }
+    if runnable.is_empty() {
+        return Some(Ok(answers));
+    }
+    let inserted = match insert_query(conn, &runnable, true).await {
+        Ok(inserted) => inserted,
+        Err(failure) => {
+            // A statement failed after BEGIN: nothing of the group may stay.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Some(Err(failure));
+        }
+    };
+    for ((plan, row), slot) in runnable.iter().zip(inserted).zip(slots) {
+        answers[slot] = match plan.answer(conn, row).await {
+            Ok(result) => Ok(Answer::Persist(result)),
+            Err(Failure::Refused(error) | Failure::Aborted(error)) => Err(error),
+        };
+    }
+    Some(Ok(answers))
+}
+
 /// Inserts a run of planned writes and fills their answers, the last `run.len()` of `out`.
 async fn insert_run(
     conn: &mut SqliteConnection,
@@ -299,6 +351,16 @@ impl<'a> Insert<'a> {
 /// absent, then the message is inserted unless the thread refuses it or the id or key is
 /// taken. Answers, per plan, the row written (or `None`).
 async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpResult<Vec<Option<Message>>> {
+    insert_query(conn, plans, false).await
+}
+
+/// The inserts of `plans` as one multi-statement query; with `transaction`, wrapped in
+/// `BEGIN IMMEDIATE` … `COMMIT` so the whole group commits in that same round trip.
+async fn insert_query(
+    conn: &mut SqliteConnection,
+    plans: &[Insert<'_>],
+    transaction: bool,
+) -> OpResult<Vec<Option<Message>>> {
     // Anonymous placeholders, bound in order of appearance: sqlx binds numbered ones (`?NNN`)
     // of later statements in a multi-statement query wrongly (their lower numbers count as
     // unnamed slots), so each statement takes its own copies of the values.
@@ -309,11 +371,17 @@ async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpRes
          SELECT t.thread_id, ?, t.last_seq + 1, ?, ?, ?, ?, 1, ?, ?, ? \
            FROM threads t WHERE t.thread_id = ? AND t.deleted_at IS NULL AND (? IS NULL OR t.tenant = ?) \
          ON CONFLICT DO NOTHING RETURNING ? AS plan, ";
-    let mut text = String::with_capacity(plans.len() * 760);
+    let mut text = String::with_capacity(plans.len() * 760 + 32);
+    if transaction {
+        text.push_str("BEGIN IMMEDIATE; ");
+    }
     for _ in plans {
         text.push_str(STATEMENTS);
         text.push_str(message_columns!());
         text.push_str("; ");
+    }
+    if transaction {
+        text.push_str("COMMIT;");
     }
     let now = Timestamp::now().as_micros();
     let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
@@ -647,7 +715,7 @@ mod tests {
     use persist_core::{Content, Context, MessageId, PersistArgs, PersistError, Role, TenantId, ThreadId};
     use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-    use super::{Answer, Write, apply_batch};
+    use super::{Answer, Failure, Write, apply_batch, commit_inserts};
     use crate::Limits;
 
     async fn connection(dir: &tempfile::TempDir) -> SqliteConnection {
@@ -715,5 +783,52 @@ mod tests {
         assert!(answers[0].is_ok());
         assert!(matches!(answers[1], Err(PersistError::ThreadDeleted { .. })));
         tx.commit().await.unwrap();
+    }
+
+    fn add_id(tenant: &str, id: &str) -> Write {
+        let args = Add::new(ThreadId::new("shared").unwrap(), Role::User, Content::text(id))
+            .with_id(MessageId::new(id).unwrap())
+            .with_context(Context::new().with_tenant(TenantId::new(tenant).unwrap()));
+        Write::Persist(args.into())
+    }
+
+    async fn count(conn: &mut SqliteConnection) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(conn).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_group_of_inserts_commits_in_one_query_and_answers_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        let owner = add_id("owner", "seed");
+        commit_inserts(&mut conn, &[&owner], &limits()).await.unwrap().unwrap();
+        let (foreign, own, repeat) = (add_id("intruder", "m"), add_id("owner", "m"), add_id("owner", "m"));
+        let answers = commit_inserts(&mut conn, &[&foreign, &own, &repeat], &limits()).await.unwrap().unwrap();
+        assert!(matches!(answers[0], Err(PersistError::NotFound { .. })));
+        assert_eq!(added(&answers[1]), ("m".to_owned(), false));
+        assert_eq!(added(&answers[2]), ("m".to_owned(), true), "the repeat answers the first copy");
+        assert_eq!(count(&mut conn).await, 2, "committed: seed and m");
+        let other = Write::Persist(Delete::thread(ThreadId::new("shared").unwrap()).into());
+        assert!(commit_inserts(&mut conn, &[&other], &limits()).await.is_none(), "not an insert-only group");
+    }
+
+    #[tokio::test]
+    async fn a_failing_statement_rolls_the_whole_group_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        sqlx::query(
+            "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages WHEN NEW.message_id = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        let (fine, boom) = (add_id("owner", "fine"), add_id("owner", "boom"));
+        let failed = commit_inserts(&mut conn, &[&fine, &boom], &limits()).await.unwrap();
+        assert!(matches!(failed, Err(Failure::Aborted(_))));
+        assert_eq!(count(&mut conn).await, 0, "the write before the failure was rolled back");
+        // The connection is usable, outside any transaction.
+        commit_inserts(&mut conn, &[&fine], &limits()).await.unwrap().unwrap();
+        assert_eq!(count(&mut conn).await, 1);
     }
 }

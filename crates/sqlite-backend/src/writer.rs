@@ -78,11 +78,18 @@ async fn commit(
     jobs: &[Job],
     limits: &Limits,
 ) -> Result<Vec<Result<Answer, PersistError>>, Abort> {
+    let writes: Vec<&Write> = jobs.iter().map(|job| &job.write).collect();
+    // The common case, a group of adds and reserves, commits in a single round trip.
+    if let Some(committed) = ops::commit_inserts(conn, &writes, limits).await {
+        return committed.map_err(|failure| match failure {
+            Failure::Refused(error) | Failure::Aborted(error) if error.is_temporary() => Abort::Transaction(error),
+            Failure::Refused(error) | Failure::Aborted(error) => Abort::Operation(error),
+        });
+    }
     let mut tx = conn
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(|e| Abort::Transaction(map_sqlx("starting a write transaction", e)))?;
-    let writes: Vec<&Write> = jobs.iter().map(|job| &job.write).collect();
     let answers = match ops::apply_batch(&mut tx, &writes, limits).await {
         Ok(answers) => answers,
         Err(failure) => {
