@@ -104,3 +104,33 @@ pub async fn check_failed_writes_leave_the_store_unchanged<F: Factory>(factory: 
     assert_eq!(snapshot(b, &[&live, &dead]).await, before, "refused writes changed the store");
     store.finish().await
 }
+
+/// Content or metadata nested deeper than [`MAX_JSON_DEPTH`](persist_core::MAX_JSON_DEPTH) is
+/// `InvalidInput` (every store must be able to read back what it accepted), and nothing is written.
+pub async fn check_overly_nested_json_is_invalid<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b().as_ref();
+    let id = t("deep");
+    let message = add_text(b, &id, "x").await;
+    let mut deep = json!("leaf");
+    for _ in 0..=persist_core::MAX_JSON_DEPTH {
+        deep = json!([deep]);
+    }
+    let before = snapshot(b, &[&id]).await;
+    let content = persist_core::Content::new(deep.clone());
+    assert_err!(
+        write(b, persist_core::args::Add::new(id.clone(), Role::User, content.clone())).await,
+        PersistError::InvalidInput { field: "content", .. }
+    );
+    assert_err!(
+        write(b, UpdateContent::new(id.clone(), message.id.clone(), content)).await,
+        PersistError::InvalidInput { field: "content", .. }
+    );
+    let patch = Metadata::new().with("deep", deep);
+    assert_err!(
+        write(b, Update::message(id.clone(), message.id.clone()).with_metadata(patch)).await,
+        PersistError::InvalidInput { field: "metadata", .. }
+    );
+    assert_eq!(snapshot(b, &[&id]).await, before);
+    store.finish().await
+}

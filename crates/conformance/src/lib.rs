@@ -46,7 +46,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (71 in all):
+//! [`CHECKS`] lists every check by group and name (72 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -238,6 +238,7 @@ macro_rules! __for_each_check {
                 check_bad_page_limits_are_invalid,
                 check_unknown_thread_for_update_is_not_found,
                 check_failed_writes_leave_the_store_unchanged,
+                check_overly_nested_json_is_invalid,
             }
             sessions {
                 check_bind_then_resolve_resumes,

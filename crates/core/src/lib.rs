@@ -66,7 +66,7 @@ pub use self::error::{BoxError, PersistError, Result};
 pub use self::id::{
     AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, RuntimeId, SessionId, TenantId, ThreadId,
 };
-pub use self::message::{Content, MAX_ROLE_BYTES, Message, Metadata, Role, Status, Thread, Timestamp};
+pub use self::message::{Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Message, Metadata, Role, Status, Thread, Timestamp};
 pub use self::op::PersistOp;
 pub use self::pipeline::{BoxPersistService, Pipeline, PipelineBuilder};
 pub use self::read::{Order, Page};

@@ -149,6 +149,22 @@ impl Content {
         json_len(&self.0)
     }
 
+    /// Nesting depth: `0` for a scalar, `+1` per array or object level.
+    pub fn depth(&self) -> usize {
+        value_depth(&self.0)
+    }
+
+    /// Checks that the content can be stored and read back as JSON: nested at most
+    /// [`MAX_JSON_DEPTH`] deep (JSON parsers, `serde_json` included, refuse deeper documents).
+    /// Backends that serialize call this before writing.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming `content`.
+    pub fn check_depth(&self) -> Result<(), PersistError> {
+        check_depth("content", self.depth())
+    }
+
     /// The concatenated `text` of every `{"type": "text"}` block (or the string itself when
     /// the content is a plain JSON string). Handy for printing and indexing.
     pub fn to_text(&self) -> String {
@@ -247,6 +263,16 @@ impl Metadata {
         1 + self.0.values().map(value_depth).max().unwrap_or(0)
     }
 
+    /// Checks that the object can be stored and read back as JSON (see
+    /// [`Content::check_depth`]).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming `metadata`.
+    pub fn check_depth(&self) -> Result<(), PersistError> {
+        check_depth("metadata", self.depth())
+    }
+
     /// Whether every key of `filter` is present in `self` with an equal value.
     pub fn contains(&self, filter: &Metadata) -> bool {
         filter.0.iter().all(|(key, value)| self.0.get(key) == Some(value))
@@ -321,6 +347,17 @@ impl fmt::Write for ByteCounter {
         self.0 += text.len();
         Ok(())
     }
+}
+
+/// The deepest JSON nesting a backend stores (below `serde_json`'s parsing limit of 128, so
+/// what was written can always be read back).
+pub const MAX_JSON_DEPTH: usize = 100;
+
+fn check_depth(field: &'static str, depth: usize) -> Result<(), PersistError> {
+    if depth > MAX_JSON_DEPTH {
+        return Err(PersistError::invalid(field, format!("is nested {depth} deep, the limit is {MAX_JSON_DEPTH}")));
+    }
+    Ok(())
 }
 
 fn value_depth(value: &Value) -> usize {
@@ -568,6 +605,19 @@ mod tests {
         assert_eq!(meta.depth(), 4);
         assert_eq!(Metadata::new().depth(), 1);
         assert_eq!(Metadata::new().with("x", json!(1)).depth(), 1);
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_JSON_DEPTH {
+            deep = json!([deep]);
+        }
+        assert!(Content::new(deep.clone()).check_depth().is_ok());
+        let deeper = Content::new(json!([deep]));
+        assert!(matches!(deeper.check_depth(), Err(PersistError::InvalidInput { field: "content", .. })));
+        let meta = Metadata::new().with("k", deeper.as_value().clone());
+        assert!(matches!(meta.check_depth(), Err(PersistError::InvalidInput { field: "metadata", .. })));
     }
 
     #[test]

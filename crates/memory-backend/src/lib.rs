@@ -118,6 +118,13 @@ impl MemoryBackend {
 
     fn apply_now(&self, args: PersistArgs) -> Result<PersistResult> {
         args.validate()?;
+        // Kept to what a serializing backend can store and read back, so stores agree.
+        if let Some(content) = args.content() {
+            content.check_depth()?;
+        }
+        if let Some(metadata) = args.metadata() {
+            metadata.check_depth()?;
+        }
         let now = Timestamp::now();
         let mut state = self.lock();
         match &args {

@@ -29,6 +29,13 @@ fn raced() -> PersistError {
 
 pub(crate) async fn apply(pool: &PgPool, args: PersistArgs) -> Result<PersistResult, PersistError> {
     args.validate()?;
+    // What is stored must read back: refuse JSON nested deeper than a parser accepts.
+    if let Some(content) = args.content() {
+        content.check_depth()?;
+    }
+    if let Some(metadata) = args.metadata() {
+        metadata.check_depth()?;
+    }
     match &args {
         PersistArgs::Add(add) => {
             let (message, deduplicated) = insert(pool, Insert::add(add), &args).await?;

@@ -143,10 +143,10 @@ impl SqliteBackendBuilder {
         self
     }
 
-    /// Most writes committed in one transaction (default 256, at most 2000: each insert of a
-    /// group binds 16 values, and SQLite binds at most 32766 per query).
+    /// Most writes committed in one transaction (default 256, at most 1000: a group's inserts
+    /// are one query, and SQLite refuses queries over 1 MB or 32766 bound values).
     pub fn max_batch(mut self, writes: usize) -> Self {
-        self.max_batch = writes.clamp(1, 2000);
+        self.max_batch = writes.clamp(1, 1000);
         self
     }
 

@@ -223,9 +223,15 @@ pub(crate) async fn commit_inserts(
         }
     };
     for ((plan, row), slot) in runnable.iter().zip(inserted).zip(slots) {
-        answers[slot] = match plan.answer(conn, row).await {
-            Ok(result) => Ok(Answer::Persist(result)),
-            Err(Failure::Refused(error) | Failure::Aborted(error)) => Err(error),
+        answers[slot] = match row.transpose() {
+            Ok(row) => match plan.answer(conn, row).await {
+                Ok(result) => Ok(Answer::Persist(result)),
+                Err(Failure::Refused(error) | Failure::Aborted(error)) => Err(error),
+            },
+            Err(unreadable) => Err(PersistError::Backend {
+                message: format!("the write was committed but cannot be read back: {unreadable}").into(),
+                source: None,
+            }),
         };
     }
     Some(Ok(answers))
@@ -351,7 +357,8 @@ impl<'a> Insert<'a> {
 /// absent, then the message is inserted unless the thread refuses it or the id or key is
 /// taken. Answers, per plan, the row written (or `None`).
 async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpResult<Vec<Option<Message>>> {
-    insert_query(conn, plans, false).await
+    // Inside the caller's transaction: an unreadable row aborts it, nothing is committed.
+    insert_query(conn, plans, false).await?.into_iter().map(|row| row.transpose().map_err(aborted)).collect()
 }
 
 /// The inserts of `plans` as one multi-statement query; with `transaction`, wrapped in
@@ -360,7 +367,7 @@ async fn insert_query(
     conn: &mut SqliteConnection,
     plans: &[Insert<'_>],
     transaction: bool,
-) -> OpResult<Vec<Option<Message>>> {
+) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
     // Anonymous placeholders, bound in order of appearance: sqlx binds numbered ones (`?NNN`)
     // of later statements in a multi-statement query wrongly (their lower numbers count as
     // unnamed slots), so each statement takes its own copies of the values.
@@ -409,13 +416,13 @@ async fn insert_query(
     }
     let written = query.fetch_all(&mut *conn).await.map_err(sql("inserting messages"))?;
     // Each row names the plan that wrote it: a row is never given to another plan (one that was
-    // refused, say for another tenant's thread, with the same id).
-    let mut answers: Vec<Option<Message>> = plans.iter().map(|_| None).collect();
+    // refused, say for another tenant's thread, with the same id). A row that cannot be read
+    // back fails only its own plan: with `transaction`, the group is already committed.
+    let mut answers: Vec<Option<Result<Message, PersistError>>> = plans.iter().map(|_| None).collect();
     for row in &written {
         let index: i64 = sqlx::Row::try_get(row, "plan").map_err(sql("reading an inserted row"))?;
-        let message = rows::message(row).map_err(aborted)?;
         if let Some(slot) = usize::try_from(index).ok().and_then(|i| answers.get_mut(i)) {
-            *slot = Some(message);
+            *slot = Some(rows::message(row));
         }
     }
     Ok(answers)
@@ -687,6 +694,7 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
 
 impl Limits {
     fn content(&self, content: &persist_core::Content) -> OpResult<String> {
+        content.check_depth().map_err(refused)?;
         let text = json(content.as_value()).map_err(aborted)?;
         if text.len() > self.max_content_bytes {
             return Err(refused(PersistError::invalid(
@@ -698,6 +706,7 @@ impl Limits {
     }
 
     fn metadata(&self, metadata: &Metadata) -> OpResult<String> {
+        metadata.check_depth().map_err(refused)?;
         let text = json(metadata).map_err(aborted)?;
         if text.len() > self.max_metadata_bytes {
             return Err(refused(PersistError::invalid(
