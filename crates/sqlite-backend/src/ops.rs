@@ -158,7 +158,7 @@ pub(crate) async fn apply_batch(
             Some(Ok(plan)) => {
                 // The run's answers take the slots of its writes, in order.
                 run.push(plan);
-                out.push(Err(PersistError::Backend { message: "unanswered".into(), source: None }));
+                out.push(pending());
             }
             Some(Err(Failure::Refused(error))) => {
                 insert_run(conn, &mut run, &mut out).await?;
@@ -205,7 +205,7 @@ pub(crate) async fn commit_inserts(
                 slots.push(answers.len());
                 runnable.push(plan);
                 // Overwritten below, once the group committed.
-                answers.push(Err(PersistError::Backend { message: "not answered".into(), source: None }));
+                answers.push(pending());
             }
             Err(Failure::Refused(error)) => answers.push(Err(error)),
             Err(aborted) => return Some(Err(aborted)),
@@ -235,6 +235,11 @@ pub(crate) async fn commit_inserts(
         };
     }
     Some(Ok(answers))
+}
+
+/// The slot of an insert whose answer is filled in once its run is written.
+fn pending() -> Result<Answer, PersistError> {
+    Err(PersistError::Backend { message: "the writer did not answer this write".into(), source: None })
 }
 
 /// Inserts a run of planned writes and fills their answers, the last `run.len()` of `out`.
