@@ -191,6 +191,7 @@ impl SqliteBackendBuilder {
         // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked bound keeps
         // this future from being `Send` (sqlx documents it as the way around that).
         MIGRATOR.run_direct(None, &mut writer, false).await.map_err(map_migrate)?;
+        sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
         let readers = SqlitePoolOptions::new()
             .test_before_acquire(false) // a local file: nothing to ping
             .max_connections(self.read_connections)

@@ -269,8 +269,11 @@ struct Insert<'a> {
     args: &'a PersistArgs,
     thread_id: &'a ThreadId,
     id: MessageId,
-    role: &'a str,
+    role: &'a persist_core::Role,
+    /// The content as given (`None`: a reservation's placeholder) and as stored.
+    given_content: Option<&'a persist_core::Content>,
     content: String,
+    given_metadata: &'a Metadata,
     metadata: String,
     status: Status,
     idempotency_key: Option<&'a IdempotencyKey>,
@@ -286,8 +289,10 @@ impl<'a> Insert<'a> {
                     args,
                     thread_id: &add.thread_id,
                     id: add.message_id.clone().unwrap_or_else(MessageId::generate),
-                    role: add.role.as_str(),
+                    role: &add.role,
+                    given_content: Some(&add.content),
                     content: limits.content(&add.content)?,
+                    given_metadata: &add.metadata,
                     metadata: limits.metadata(&add.metadata)?,
                     status: Status::Complete,
                     idempotency_key: add.idempotency_key.as_ref(),
@@ -299,8 +304,10 @@ impl<'a> Insert<'a> {
                     args,
                     thread_id: &reserve.thread_id,
                     id: reserve.message_id.clone().unwrap_or_else(MessageId::generate),
-                    role: reserve.role.as_str(),
+                    role: &reserve.role,
+                    given_content: None,
                     content: "[]".to_owned(),
+                    given_metadata: &reserve.metadata,
                     metadata: limits.metadata(&reserve.metadata)?,
                     status: Status::Reserved,
                     idempotency_key: reserve.idempotency_key.as_ref(),
@@ -310,6 +317,23 @@ impl<'a> Insert<'a> {
             _ => return None,
         };
         Some(plan)
+    }
+
+    /// The message this insert wrote as row `seq` at `now`: exactly the values it bound.
+    fn written(&self, seq: u64, now: Timestamp) -> Message {
+        Message {
+            thread_id: self.thread_id.clone(),
+            id: self.id.clone(),
+            role: self.role.clone(),
+            content: self.given_content.cloned().unwrap_or_else(persist_core::Content::placeholder),
+            metadata: self.given_metadata.clone(),
+            status: self.status,
+            seq,
+            version: 1,
+            idempotency_key: self.idempotency_key.cloned(),
+            created_at: now,
+            updated_at: now,
+        }
     }
 
     /// The result of this insert: the row it wrote, or else a diagnosis (a repeat answered
@@ -362,76 +386,125 @@ impl<'a> Insert<'a> {
 /// absent, then the message is inserted unless the thread refuses it or the id or key is
 /// taken. Answers, per plan, the row written (or `None`).
 async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpResult<Vec<Option<Message>>> {
-    // Inside the caller's transaction: an unreadable row aborts it, nothing is committed.
+    // Inside the caller's transaction: an unreadable report aborts it, nothing is committed.
     insert_query(conn, plans, false).await?.into_iter().map(|row| row.transpose().map_err(aborted)).collect()
 }
 
-/// The inserts of `plans` as one multi-statement query; with `transaction`, wrapped in
-/// `BEGIN IMMEDIATE` … `COMMIT` so the whole group commits in that same round trip.
+/// Applies the rows bound as one JSON array (`[[plan, thread_id, tenant, message_id, role,
+/// content, metadata, status, idempotency_key, now], …]`) through the inbox, then reports
+/// `plan:seq` for every row written, and empties the report.
+macro_rules! apply_inbox {
+    () => {
+        "INSERT INTO persist_inbox (plan, thread_id, tenant, message_id, role, content, metadata, status, \
+                                    idempotency_key, now) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+                value ->> 7, value ->> 8, value ->> 9 \
+           FROM json_each(?) ORDER BY key; \
+         SELECT group_concat(plan || ':' || seq, ',') AS written FROM persist_written; \
+         DELETE FROM persist_written;"
+    };
+}
+
+/// The writer connection's inbox, created on that connection only (`TEMP`): inserting a row
+/// into the `persist_inbox` view creates the thread if it is absent, then inserts the message
+/// unless the thread refuses it (deleted, another tenant's) or its id or idempotency key is
+/// taken, and records in `persist_written` which row wrote a message with which `seq`. Rows
+/// are applied one at a time, in order, each seeing the rows before it (the thread's
+/// `last_seq`, a key an earlier row took).
+pub(crate) const INBOX: &str = "PRAGMA temp_store = MEMORY; \
+    CREATE TEMP TABLE IF NOT EXISTS persist_written (plan INTEGER NOT NULL, seq INTEGER NOT NULL); \
+    CREATE TEMP VIEW IF NOT EXISTS persist_inbox AS \
+        SELECT NULL AS plan, NULL AS thread_id, NULL AS tenant, NULL AS message_id, NULL AS role, NULL AS content, \
+               NULL AS metadata, NULL AS status, NULL AS idempotency_key, NULL AS now; \
+    CREATE TEMP TRIGGER IF NOT EXISTS persist_inbox_insert INSTEAD OF INSERT ON persist_inbox \
+    BEGIN \
+        INSERT INTO threads (thread_id, tenant, created_at, updated_at) \
+             VALUES (NEW.thread_id, NEW.tenant, NEW.now, NEW.now) \
+             ON CONFLICT (thread_id) DO NOTHING; \
+        INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                              idempotency_key, created_at, updated_at) \
+             SELECT t.thread_id, NEW.message_id, t.last_seq + 1, NEW.role, NEW.content, NEW.metadata, NEW.status, 1, \
+                    NEW.idempotency_key, NEW.now, NEW.now \
+               FROM threads t \
+              WHERE t.thread_id = NEW.thread_id AND t.deleted_at IS NULL \
+                AND (NEW.tenant IS NULL OR t.tenant = NEW.tenant) \
+             ON CONFLICT DO NOTHING; \
+        INSERT INTO persist_written (plan, seq) \
+             SELECT NEW.plan, last_seq FROM threads WHERE thread_id = NEW.thread_id AND changes() > 0; \
+    END;";
+
+/// The inserts of `plans` in one round trip and a constant number of statements, whatever
+/// the group's size; with `transaction`, wrapped in `BEGIN IMMEDIATE` … `COMMIT` so the whole
+/// group commits in that same round trip.
+///
+/// Every row travels in one JSON array parameter into the writer connection's `persist_inbox`
+/// view, whose trigger applies the rows one at a time, in order (see [`INBOX`]). A fixed
+/// statement is prepared once, and the connection's worker thread answers with a handful of
+/// results instead of three per row: each result is a hand-off between threads.
 async fn insert_query(
     conn: &mut SqliteConnection,
     plans: &[Insert<'_>],
     transaction: bool,
 ) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
-    // Anonymous placeholders, bound in order of appearance: sqlx binds numbered ones (`?NNN`)
-    // of later statements in a multi-statement query wrongly (their lower numbers count as
-    // unnamed slots), so each statement takes its own copies of the values.
-    const STATEMENTS: &str = "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?, ?, ?, ?) \
-         ON CONFLICT (thread_id) DO NOTHING; \
-         INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
-                               idempotency_key, created_at, updated_at) \
-         SELECT t.thread_id, ?, t.last_seq + 1, ?, ?, ?, ?, 1, ?, ?, ? \
-           FROM threads t WHERE t.thread_id = ? AND t.deleted_at IS NULL AND (? IS NULL OR t.tenant = ?) \
-         ON CONFLICT DO NOTHING RETURNING ? AS plan, ";
-    let mut text = String::with_capacity(plans.len() * 760 + 32);
-    if transaction {
-        text.push_str("BEGIN IMMEDIATE; ");
-    }
-    for _ in plans {
-        text.push_str(STATEMENTS);
-        text.push_str(message_columns!());
-        text.push_str("; ");
-    }
-    if transaction {
-        text.push_str("COMMIT;");
-    }
-    let now = Timestamp::now().as_micros();
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(text));
-    for (index, plan) in plans.iter().enumerate() {
-        let tenant = plan.tenant.map(TenantId::as_str);
-        query = query
-            // INSERT INTO threads
-            .bind(plan.thread_id.as_str())
-            .bind(tenant)
-            .bind(now)
-            .bind(now)
-            // INSERT INTO messages
-            .bind(plan.id.as_str())
-            .bind(plan.role)
-            .bind(plan.content.as_str())
-            .bind(plan.metadata.as_str())
-            .bind(plan.status.as_str())
-            .bind(plan.idempotency_key.map(IdempotencyKey::as_str))
-            .bind(now)
-            .bind(now)
-            .bind(plan.thread_id.as_str())
-            .bind(tenant)
-            .bind(tenant)
-            .bind(i64::try_from(index).unwrap_or(i64::MAX));
-    }
-    let written = query.fetch_all(&mut *conn).await.map_err(sql("inserting messages"))?;
-    // Each row names the plan that wrote it: a row is never given to another plan (one that was
-    // refused, say for another tenant's thread, with the same id). A row that cannot be read
-    // back fails only its own plan: with `transaction`, the group is already committed.
+    let now = Timestamp::now();
+    let rows: Vec<InboxRow<'_>> = plans
+        .iter()
+        .enumerate()
+        .map(|(index, plan)| {
+            (
+                index,
+                plan.thread_id.as_str(),
+                plan.tenant.map(TenantId::as_str),
+                plan.id.as_str(),
+                plan.role.as_str(),
+                plan.content.as_str(),
+                plan.metadata.as_str(),
+                plan.status.as_str(),
+                plan.idempotency_key.map(IdempotencyKey::as_str),
+                now.as_micros(),
+            )
+        })
+        .collect();
+    let rows = serde_json::to_string(&rows).map_err(|e| aborted(PersistError::invalid("message", e.to_string())))?;
+    let text = if transaction {
+        concat!("BEGIN IMMEDIATE; ", apply_inbox!(), " COMMIT;")
+    } else {
+        apply_inbox!()
+    };
+    // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
+    let report = sqlx::query(text).bind(rows).fetch_all(&mut *conn).await.map_err(sql("inserting messages"))?;
+    let written: Option<&str> = match report.first() {
+        Some(row) => sqlx::Row::try_get(row, "written").map_err(sql("reading the insert report"))?,
+        None => None,
+    };
+    // Each pair names the plan that wrote a row and the row's seq: a row is never given to
+    // another plan (one that was refused, say for another tenant's thread, with the same id).
+    // An unreadable report fails only the plans it leaves unanswered: with `transaction`, the
+    // group is already committed.
     let mut answers: Vec<Option<Result<Message, PersistError>>> = plans.iter().map(|_| None).collect();
-    for row in &written {
-        let index: i64 = sqlx::Row::try_get(row, "plan").map_err(sql("reading an inserted row"))?;
-        if let Some(slot) = usize::try_from(index).ok().and_then(|i| answers.get_mut(i)) {
-            *slot = Some(rows::message(row));
+    let mut unreadable = None;
+    for pair in written.unwrap_or_default().split(',').filter(|pair| !pair.is_empty()) {
+        let parsed = pair.split_once(':').and_then(|(plan, seq)| Some((plan.parse::<usize>().ok()?, seq.parse().ok()?)));
+        match parsed.and_then(|(index, seq)| Some((answers.get_mut(index)?, plans.get(index)?, seq))) {
+            Some((slot, plan, seq)) => *slot = Some(Ok(plan.written(seq, now))),
+            None => unreadable = Some(pair),
+        }
+    }
+    if let Some(pair) = unreadable {
+        for slot in answers.iter_mut().filter(|slot| slot.is_none()) {
+            *slot = Some(Err(PersistError::Backend {
+                message: format!("the writer could not read its insert report ({pair:?})").into(),
+                source: None,
+            }));
         }
     }
     Ok(answers)
 }
+
+/// One row of the inbox parameter: plan, thread, tenant, id, role, content, metadata, status,
+/// idempotency key, time.
+type InboxRow<'a> =
+    (usize, &'a str, Option<&'a str>, &'a str, &'a str, &'a str, &'a str, &'a str, Option<&'a str>, i64);
 
 async fn find_message(conn: &mut SqliteConnection, thread_id: &ThreadId, id: &MessageId) -> OpResult<Option<Message>> {
     let row =
@@ -737,6 +810,7 @@ mod tests {
             sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("ops.db")).create_if_missing(true);
         let mut conn = options.connect().await.unwrap();
         crate::MIGRATOR.run_direct(None, &mut conn, false).await.unwrap();
+        sqlx::raw_sql(super::INBOX).execute(&mut conn).await.unwrap();
         conn
     }
 
