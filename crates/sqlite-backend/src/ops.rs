@@ -411,7 +411,7 @@ macro_rules! apply_inbox {
 /// taken, and records in `persist_written` which row wrote a message with which `seq`. Rows
 /// are applied one at a time, in order, each seeing the rows before it (the thread's
 /// `last_seq`, a key an earlier row took).
-pub(crate) const INBOX: &str = "PRAGMA temp_store = MEMORY; \
+pub(crate) const INBOX: &str = "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384; \
     CREATE TEMP TABLE IF NOT EXISTS persist_written (plan INTEGER NOT NULL, seq INTEGER NOT NULL); \
     CREATE TEMP VIEW IF NOT EXISTS persist_inbox AS \
         SELECT NULL AS plan, NULL AS thread_id, NULL AS tenant, NULL AS message_id, NULL AS role, NULL AS content, \
@@ -466,11 +466,7 @@ async fn insert_query(
         })
         .collect();
     let rows = serde_json::to_string(&rows).map_err(|e| aborted(PersistError::invalid("message", e.to_string())))?;
-    let text = if transaction {
-        concat!("BEGIN IMMEDIATE; ", apply_inbox!(), " COMMIT;")
-    } else {
-        apply_inbox!()
-    };
+    let text = if transaction { concat!("BEGIN IMMEDIATE; ", apply_inbox!(), " COMMIT;") } else { apply_inbox!() };
     // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
     let report = sqlx::query(text).bind(rows).fetch_all(&mut *conn).await.map_err(sql("inserting messages"))?;
     let written: Option<&str> = match report.first() {
@@ -484,7 +480,8 @@ async fn insert_query(
     let mut answers: Vec<Option<Result<Message, PersistError>>> = plans.iter().map(|_| None).collect();
     let mut unreadable = None;
     for pair in written.unwrap_or_default().split(',').filter(|pair| !pair.is_empty()) {
-        let parsed = pair.split_once(':').and_then(|(plan, seq)| Some((plan.parse::<usize>().ok()?, seq.parse().ok()?)));
+        let parsed =
+            pair.split_once(':').and_then(|(plan, seq)| Some((plan.parse::<usize>().ok()?, seq.parse().ok()?)));
         match parsed.and_then(|(index, seq)| Some((answers.get_mut(index)?, plans.get(index)?, seq))) {
             Some((slot, plan, seq)) => *slot = Some(Ok(plan.written(seq, now))),
             None => unreadable = Some(pair),

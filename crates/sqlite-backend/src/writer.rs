@@ -19,10 +19,27 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Result<Answer, PersistError>>,
 }
 
-/// Runs until every handle (every sender) is gone, then closes the connection.
-pub(crate) async fn run(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job>, limits: Limits, max_batch: usize) {
+/// Writes committed between two requests for a checkpoint.
+const CHECKPOINT_EVERY: usize = 1024;
+
+/// Runs until every handle (every sender) is gone, then closes the connection (and with it,
+/// the checkpointer's channel).
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    checkpoints: mpsc::Sender<()>,
+    limits: Limits,
+    max_batch: usize,
+) {
     let mut batch = Vec::with_capacity(max_batch);
+    let mut since_checkpoint = 0;
     while jobs.recv_many(&mut batch, max_batch).await > 0 {
+        since_checkpoint += batch.len();
+        if since_checkpoint >= CHECKPOINT_EVERY {
+            since_checkpoint = 0;
+            // Full: a request is already pending, which is enough.
+            let _ = checkpoints.try_send(());
+        }
         match commit(&mut conn, &batch, &limits).await {
             Ok(answers) => {
                 // A caller that stopped waiting does not read its answer; its write stands.
@@ -52,6 +69,18 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut jobs: mpsc::Receiver<Job
                 }
             }
         }
+    }
+    let _ = conn.close().await;
+}
+
+/// Copies the write-ahead log back into the database file on its own connection, whenever the
+/// writer asks, so the writer never stalls on it: a `PASSIVE` checkpoint runs alongside the
+/// writer and readers. Ends when the writer ends.
+pub(crate) async fn checkpointer(mut conn: SqliteConnection, mut requests: mpsc::Receiver<()>) {
+    while requests.recv().await.is_some() {
+        // A failed checkpoint loses nothing (the log still holds every commit); the next one,
+        // or the writer's own automatic checkpoint, catches up.
+        let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_all(&mut conn).await;
     }
     let _ = conn.close().await;
 }

@@ -205,3 +205,25 @@ async fn the_file_opens_in_the_sqlite3_shell() {
     assert_eq!(counters.trim(), "1|1|1");
     assert_eq!(shell("PRAGMA integrity_check;").trim(), "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_checkpointed_into_the_database_file_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("checkpoint.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    // More writes than the writer commits between two checkpoint requests, far fewer pages
+    // than its own automatic checkpoint waits for: only the background checkpoint copies them.
+    let text = "x".repeat(2000);
+    for i in 0..1100 {
+        backend.apply(add(&format!("t{}", i % 7), &text)).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::metadata(&path).unwrap().len() < before + 1_000_000 {
+        assert!(std::time::Instant::now() < deadline, "the database file did not grow: no checkpoint ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let count: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&mut raw(&path).await).await.unwrap();
+    assert_eq!(count, 1100);
+}
