@@ -59,7 +59,7 @@ async fn hand_written_add(conn: &mut PgConnection, thread: &str, id: &str) {
 }
 
 pub(crate) fn run(options: &Options) -> Vec<Row> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(64).enable_all().build().expect("a runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     rt.block_on(async {
         let Ok(mut admin) = PgConnection::connect(&url()).await else {
             return vec![Row::skipped("postgres", format!("skipped: no server at {} (PERSIST_POSTGRES_URL)", url()))];
@@ -67,7 +67,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let schema = format!("persist_bench_{}", std::process::id());
         let backend = PostgresBackend::builder(url())
             .schema(schema.clone())
-            .max_connections(16)
+            .max_connections(32)
             .connect()
             .await
             .expect("connect");
@@ -124,7 +124,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             Row::new("postgres: ours, one caller, sequential adds", (n * rounds) as u64, ours)
                 .ratio(ours / by_hand, "ops/s, ours / hand-written sqlx")
                 .target(Target::RatioAtLeast(0.9)),
-            Row::new("postgres: ours, 64 callers (32 connections)", total as u64, concurrent)
+            Row::new("postgres: ours, 64 callers as tasks (2 workers, 32 connections)", total as u64, concurrent)
                 .latency(p50, p99)
                 .ratio(concurrent / ours, "ops/s, 64 callers / our one caller")
                 .target(Target::RatioAtLeast(3.0)),
