@@ -25,7 +25,7 @@ fn add(thread: &ThreadId, id: String) -> Add {
 
 /// The statement our backend runs for one add, by hand on a held connection.
 async fn hand_written_add(conn: &mut PgConnection, thread: &str, id: &str) {
-    let content = serde_json::to_string(Content::text(TEXT).as_value()).unwrap();
+    let content = Content::text(TEXT).as_json().into_owned();
     sqlx::query(
         "WITH t AS ( \
             INSERT INTO threads AS th (thread_id, tenant, created_at, updated_at, last_seq, message_count) \

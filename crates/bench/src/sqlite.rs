@@ -52,7 +52,7 @@ impl HandWritten {
     }
 
     async fn add(&mut self, thread: &str, id: &str) {
-        let content = serde_json::to_string(Content::text(TEXT).as_value()).unwrap();
+        let content = Content::text(TEXT).as_json().into_owned();
         let now = Timestamp::now().as_micros();
         // The transaction our writer sends for one add: one query, as it does.
         sqlx::query(
@@ -92,7 +92,7 @@ fn rusqlite_rate(path: &Path, n: usize, threads: usize) -> f64 {
     let conn = rusqlite::Connection::open(path).expect("rusqlite open");
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
-    let content = serde_json::to_string(Content::text(TEXT).as_value()).unwrap();
+    let content = Content::text(TEXT).as_json().into_owned();
     let start = Instant::now();
     let mut conn = conn;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {

@@ -67,12 +67,12 @@ pub async fn check_content_and_metadata_round_trip_exactly<F: Factory>(factory: 
     )
     .await;
     let stored = get(b, &id, &message.id).await.unwrap();
-    assert_eq!(stored.content.as_value(), &content);
+    assert_eq!(stored.content.to_value(), content);
     assert_eq!(stored.metadata, metadata);
     assert_eq!(stored.idempotency_key, Some(IdempotencyKey::new("rt-1").unwrap()));
     // Non-array content is any JSON value too.
     let plain = written(b, Add::new(id.clone(), Role::User, Content::new(json!("just a string")))).await;
-    assert_eq!(get(b, &id, &plain.id).await.unwrap().content.as_value(), &json!("just a string"));
+    assert_eq!(get(b, &id, &plain.id).await.unwrap().content.to_value(), json!("just a string"));
     store.finish().await
 }
 

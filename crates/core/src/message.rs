@@ -101,9 +101,11 @@ impl<'de> Deserialize<'de> for Role {
 
 /// A message's content: any JSON value, usually an array of content blocks.
 ///
-/// Cloning is a reference-count increment, so layers (and tower's retry, which clones
-/// requests) can keep copies for free. A reservation holds the [placeholder](Self::placeholder)
-/// `[]`.
+/// Held as compact JSON text behind an `Arc`: cloning is a reference-count increment (layers,
+/// and tower's retry, which clones requests, keep copies for free), a stored message costs
+/// little more than its JSON bytes, [`json_len`](Self::json_len) is free, and backends store
+/// and load the text without converting it. [`to_value`](Self::to_value) parses it when you
+/// need the tree. A reservation holds the [placeholder](Self::placeholder) `[]`.
 ///
 /// # Example
 ///
@@ -111,47 +113,103 @@ impl<'de> Deserialize<'de> for Role {
 /// use persist_core::Content;
 ///
 /// let c = Content::text("hello");
-/// assert_eq!(c.as_value()[0]["text"], "hello");
+/// assert_eq!(c.as_json(), r#"[{"text":"hello","type":"text"}]"#);
+/// assert_eq!(c.to_value()[0]["text"], "hello");
+/// assert_eq!(c.to_text(), "hello");
 /// assert!(Content::placeholder().is_placeholder());
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Content(Arc<Value>);
+#[derive(Clone)]
+pub struct Content(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Compact JSON text, readable back by `serde_json`.
+    Json(Arc<str>),
+    /// A value nested deeper than a JSON parser reads back (see [`MAX_JSON_DEPTH`]): kept as
+    /// given so it can be inspected; every backend refuses to store it.
+    Deep(Arc<Value>),
+}
 
 impl Content {
-    /// Wraps any JSON value.
+    /// Wraps any JSON value (serialized once, here).
     pub fn new(value: Value) -> Self {
-        Self(Arc::new(value))
+        if value_depth(&value) > MAX_JSON_DEPTH {
+            return Self(Repr::Deep(Arc::new(value)));
+        }
+        Self(Repr::Json(Arc::from(value.to_string())))
+    }
+
+    /// Content from JSON text, checked: it must parse, and is kept as given (so its
+    /// [`json_len`](Self::json_len) counts any whitespace it has). Backends read stored content
+    /// with this.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming `content` when the text is not JSON or is nested deeper than
+    /// [`MAX_JSON_DEPTH`].
+    pub fn from_json(text: impl Into<String>) -> Result<Self, PersistError> {
+        let text = text.into();
+        serde_json::from_str::<Value>(&text)
+            .map_err(|e| PersistError::invalid("content", format!("is not JSON: {e}")))?;
+        check_depth("content", text_depth(&text))?;
+        Ok(Self(Repr::Json(Arc::from(text))))
     }
 
     /// One text block: `[{"type": "text", "text": text}]`.
-    pub fn text(text: impl Into<String>) -> Self {
-        Self::new(serde_json::json!([{ "type": "text", "text": text.into() }]))
+    pub fn text(text: impl AsRef<str>) -> Self {
+        let text = text.as_ref();
+        let mut json = String::with_capacity(text.len() + 32);
+        // Keys in the order `serde_json` writes them (sorted), so the text is the one
+        // `Content::new(json!([{"type": "text", "text": …}]))` holds.
+        json.push_str(r#"[{"text":"#);
+        push_json_string(&mut json, text);
+        json.push_str(r#","type":"text"}]"#);
+        Self(Repr::Json(Arc::from(json)))
     }
 
     /// The placeholder content of a reservation: an empty array.
     pub fn placeholder() -> Self {
-        Self::new(Value::Array(Vec::new()))
+        static PLACEHOLDER: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("[]"));
+        Self(Repr::Json(Arc::clone(&PLACEHOLDER)))
     }
 
     /// Whether this is the empty-array placeholder.
     pub fn is_placeholder(&self) -> bool {
-        matches!(&*self.0, Value::Array(items) if items.is_empty())
+        matches!(&self.0, Repr::Json(text) if text.trim() == "[]")
     }
 
-    /// The JSON value.
-    pub fn as_value(&self) -> &Value {
-        &self.0
+    /// The content as compact JSON text (as given, for [`from_json`](Self::from_json)).
+    pub fn as_json(&self) -> Cow<'_, str> {
+        match &self.0 {
+            Repr::Json(text) => Cow::Borrowed(text),
+            Repr::Deep(value) => Cow::Owned(value.to_string()),
+        }
     }
 
-    /// Size of the content as compact JSON, in bytes (counted, not allocated).
+    /// The JSON value, parsed from the text.
+    pub fn to_value(&self) -> Value {
+        match &self.0 {
+            // Checked when the content was built: nested at most `MAX_JSON_DEPTH` deep, so
+            // `serde_json` reads it back.
+            Repr::Json(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            Repr::Deep(value) => Value::clone(value),
+        }
+    }
+
+    /// Size of the content as JSON text, in bytes.
     pub fn json_len(&self) -> usize {
-        json_len(&self.0)
+        match &self.0 {
+            Repr::Json(text) => text.len(),
+            Repr::Deep(value) => json_len(value),
+        }
     }
 
     /// Nesting depth: `0` for a scalar, `+1` per array or object level.
     pub fn depth(&self) -> usize {
-        value_depth(&self.0)
+        match &self.0 {
+            Repr::Json(text) => text_depth(text),
+            Repr::Deep(value) => value_depth(value),
+        }
     }
 
     /// Checks that the content can be stored and read back as JSON: nested at most
@@ -162,14 +220,18 @@ impl Content {
     ///
     /// `InvalidInput` naming `content`.
     pub fn check_depth(&self) -> Result<(), PersistError> {
-        check_depth("content", self.depth())
+        match &self.0 {
+            // Built only when nested at most `MAX_JSON_DEPTH` deep.
+            Repr::Json(_) => Ok(()),
+            Repr::Deep(value) => check_depth("content", value_depth(value)),
+        }
     }
 
     /// The concatenated `text` of every `{"type": "text"}` block (or the string itself when
     /// the content is a plain JSON string). Handy for printing and indexing.
     pub fn to_text(&self) -> String {
-        match &*self.0 {
-            Value::String(s) => s.clone(),
+        match self.to_value() {
+            Value::String(s) => s,
             Value::Array(blocks) => {
                 blocks.iter().filter_map(|block| block.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
             }
@@ -178,10 +240,88 @@ impl Content {
     }
 }
 
+impl PartialEq for Content {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Json(a), Repr::Json(b)) if a == b => true,
+            _ => self.to_value() == other.to_value(),
+        }
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Content").field(&self.as_json()).finish()
+    }
+}
+
+impl Serialize for Content {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Repr::Json(_) => self.to_value().serialize(serializer),
+            Repr::Deep(value) => value.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(Self::new)
+    }
+}
+
 impl From<Value> for Content {
     fn from(value: Value) -> Self {
         Self::new(value)
     }
+}
+
+/// Appends `text` as a JSON string literal, escaped as `serde_json` escapes it.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Nesting depth of JSON text: the deepest `[`/`{` outside strings.
+fn text_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Metadata attached to a message or a thread: a JSON object.
@@ -201,9 +341,17 @@ impl From<Value> for Content {
 /// assert_eq!(meta.get("done"), Some(&json!(true)));
 /// assert!(Metadata::try_from(json!([1, 2])).is_err());
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
 pub struct Metadata(Arc<Map<String, Value>>);
+
+impl Default for Metadata {
+    fn default() -> Self {
+        // Every empty metadata shares one allocation; the first insert copies it.
+        static EMPTY: std::sync::LazyLock<Arc<Map<String, Value>>> = std::sync::LazyLock::new(Default::default);
+        Self(Arc::clone(&EMPTY))
+    }
+}
 
 impl Metadata {
     /// An empty object.
@@ -599,7 +747,7 @@ mod tests {
             assert_eq!(Content::new(value.clone()).json_len(), expected, "{value}");
         }
         let content = Content::text("hé");
-        assert_eq!(content.json_len(), serde_json::to_string(content.as_value()).unwrap().len());
+        assert_eq!(content.json_len(), serde_json::to_string(&content.to_value()).unwrap().len());
         let meta = Metadata::new().with("a", json!({"b": [1, {"c": 2}]}));
         assert_eq!(meta.json_len(), serde_json::to_string(&meta).unwrap().len());
         assert_eq!(meta.depth(), 4);
@@ -616,7 +764,7 @@ mod tests {
         assert!(Content::new(deep.clone()).check_depth().is_ok());
         let deeper = Content::new(json!([deep]));
         assert!(matches!(deeper.check_depth(), Err(PersistError::InvalidInput { field: "content", .. })));
-        let meta = Metadata::new().with("k", deeper.as_value().clone());
+        let meta = Metadata::new().with("k", deeper.to_value());
         assert!(matches!(meta.check_depth(), Err(PersistError::InvalidInput { field: "metadata", .. })));
     }
 
@@ -626,6 +774,37 @@ mod tests {
         assert!(!Content::text("").is_placeholder());
         assert_eq!(Content::text("hi").to_text(), "hi");
         assert_eq!(Content::new(json!("plain")).to_text(), "plain");
+    }
+
+    #[test]
+    fn content_is_compact_json_text() {
+        // `text` escapes exactly as serde_json does.
+        let tricky = "hé \"q\" \\ \n\r\t\u{1}\u{8}\u{c}\u{1f}\u{7f} 👋";
+        let expected = json!([{"type": "text", "text": tricky}]);
+        assert_eq!(Content::text(tricky).as_json(), serde_json::to_string(&expected).unwrap());
+        assert!(
+            matches!((&Content::text(tricky).0, &Content::new(expected.clone()).0), (Repr::Json(a), Repr::Json(b)) if a == b)
+        );
+        assert_eq!(Content::text(tricky).to_value(), expected);
+        // Equal values are equal contents, whatever their formatting.
+        let spaced = Content::from_json("{ \"b\": [1, 2], \"a\": null }").unwrap();
+        assert_eq!(spaced, Content::new(json!({"a": null, "b": [1, 2]})));
+        assert_ne!(spaced, Content::new(json!({"a": null})));
+        // Text that is not JSON (or too deep) is refused, typed.
+        for bad in ["", "{", "[1,]", "nope", "1e400"] {
+            assert!(
+                matches!(Content::from_json(bad), Err(PersistError::InvalidInput { field: "content", .. })),
+                "{bad:?}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_JSON_DEPTH + 1), "]".repeat(MAX_JSON_DEPTH + 1));
+        assert!(Content::from_json(deep).is_err());
+        // Brackets inside strings do not count as nesting.
+        assert_eq!(Content::from_json(r#"["[[[{", "\\\"]]"]"#).unwrap().depth(), 1);
+        // Serde round trip is the JSON value, not a string.
+        let content = Content::text("x");
+        assert_eq!(serde_json::to_value(&content).unwrap(), content.to_value());
+        assert_eq!(serde_json::from_value::<Content>(content.to_value()).unwrap(), content);
     }
 
     #[test]

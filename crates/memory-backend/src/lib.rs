@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -61,9 +61,64 @@ struct State {
 
 struct ThreadState {
     thread: Thread,
-    messages: BTreeMap<u64, Message>,
+    messages: Messages,
     by_id: HashMap<MessageId, u64>,
     by_key: HashMap<IdempotencyKey, u64>,
+}
+
+/// A thread's messages in `seq` order: a vector (messages are appended with growing `seq`s),
+/// found by binary search. Half the memory of a B-tree map, whose nodes stay half full when
+/// keys only grow.
+#[derive(Default)]
+struct Messages(Vec<Message>);
+
+impl Messages {
+    fn position(&self, seq: u64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&seq, |m| m.seq)
+    }
+
+    fn get(&self, seq: &u64) -> Option<&Message> {
+        self.position(*seq).ok().map(|i| &self.0[i])
+    }
+
+    fn get_mut(&mut self, seq: &u64) -> Option<&mut Message> {
+        self.position(*seq).ok().map(|i| &mut self.0[i])
+    }
+
+    fn insert(&mut self, seq: u64, message: Message) {
+        match self.position(seq) {
+            Ok(i) => self.0[i] = message,
+            Err(i) => self.0.insert(i, message),
+        }
+    }
+
+    fn remove(&mut self, seq: &u64) -> Option<Message> {
+        self.position(*seq).ok().map(|i| self.0.remove(i))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Messages with `lower <= seq < upper`.
+    fn range(&self, lower: u64, upper: u64) -> &[Message] {
+        let start = self.position(lower).unwrap_or_else(|i| i);
+        let end = self.position(upper).unwrap_or_else(|i| i).max(start);
+        &self.0[start..end]
+    }
+
+    fn into_values(self) -> std::vec::IntoIter<Message> {
+        self.0.into_iter()
+    }
+}
+
+impl std::ops::Index<&u64> for Messages {
+    type Output = Message;
+
+    fn index(&self, seq: &u64) -> &Message {
+        // The indexes (`by_id`, `by_key`) only hold seqs of stored messages.
+        self.get(seq).unwrap_or_else(|| panic!("message {seq} is indexed but not stored"))
+    }
 }
 
 impl ThreadState {
@@ -218,7 +273,7 @@ impl State {
                 message_count: 0,
                 deleted_at: None,
             },
-            messages: BTreeMap::new(),
+            messages: Messages::default(),
             by_id: HashMap::new(),
             by_key: HashMap::new(),
         });
@@ -385,7 +440,7 @@ impl Backend for MemoryBackend {
         if lower >= upper {
             return Ok(Page::new(Vec::new(), None, false));
         }
-        let range = ts.messages.range(lower..upper).map(|(_, m)| m);
+        let range = ts.messages.range(lower, upper).iter();
         let wanted = |m: &&Message| query.include_reserved || m.status == Status::Complete;
         let take = query.fetch_limit() as usize;
         let fetched: Vec<Message> = match query.order {

@@ -102,7 +102,8 @@ impl<'a> Insert<'a> {
 /// and inserts the message with that seq, unless the thread refuses the write or the id or
 /// key is taken; then a diagnosis answers the repeat or the refusal.
 async fn insert(pool: &PgPool, new: Insert<'_>, args: &PersistArgs) -> Result<(Message, bool), PersistError> {
-    let content = json_text(new.content.as_value())?;
+    new.content.check_depth()?;
+    let content = new.content.as_json();
     let metadata = json_text(new.metadata)?;
     let tenant = new.tenant.map(TenantId::as_str);
     let key = new.idempotency_key.map(IdempotencyKey::as_str);
@@ -263,7 +264,8 @@ async fn diagnose_message(
 }
 
 async fn update_content(pool: &PgPool, update: &UpdateContent) -> Result<Message, PersistError> {
-    let content = json_text(update.content.as_value())?;
+    update.content.check_depth()?;
+    let content = update.content.as_json();
     let tenant = update.context.tenant().map(TenantId::as_str);
     for _ in 0..RACE_ATTEMPTS {
         let row = sqlx::query(concat!(

@@ -272,7 +272,7 @@ struct Insert<'a> {
     role: &'a persist_core::Role,
     /// The content as given (`None`: a reservation's placeholder) and as stored.
     given_content: Option<&'a persist_core::Content>,
-    content: String,
+    content: std::borrow::Cow<'a, str>,
     given_metadata: &'a Metadata,
     metadata: String,
     status: Status,
@@ -306,7 +306,7 @@ impl<'a> Insert<'a> {
                     id: reserve.message_id.clone().unwrap_or_else(MessageId::generate),
                     role: &reserve.role,
                     given_content: None,
-                    content: "[]".to_owned(),
+                    content: "[]".into(),
                     given_metadata: &reserve.metadata,
                     metadata: limits.metadata(&reserve.metadata)?,
                     status: Status::Reserved,
@@ -457,7 +457,7 @@ async fn insert_query(
                 plan.tenant.map(TenantId::as_str),
                 plan.id.as_str(),
                 plan.role.as_str(),
-                plan.content.as_str(),
+                plan.content.as_ref(),
                 plan.metadata.as_str(),
                 plan.status.as_str(),
                 plan.idempotency_key.map(IdempotencyKey::as_str),
@@ -768,9 +768,9 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
 }
 
 impl Limits {
-    fn content(&self, content: &persist_core::Content) -> OpResult<String> {
+    fn content<'c>(&self, content: &'c persist_core::Content) -> OpResult<std::borrow::Cow<'c, str>> {
         content.check_depth().map_err(refused)?;
-        let text = json(content.as_value()).map_err(aborted)?;
+        let text = content.as_json();
         if text.len() > self.max_content_bytes {
             return Err(refused(PersistError::invalid(
                 "content",

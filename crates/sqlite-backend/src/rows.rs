@@ -51,9 +51,7 @@ fn metadata(text: &str) -> Result<Metadata, PersistError> {
 }
 
 pub(crate) fn message(row: &SqliteRow) -> Result<Message, PersistError> {
-    let content: String = get(row, "content")?;
-    let content: serde_json::Value =
-        serde_json::from_str(&content).map_err(|e| corrupt(format!("content is not JSON: {e}")))?;
+    let content = Content::from_json(get::<String>(row, "content")?).map_err(|e| corrupt(e.to_string()))?;
     let status = match get::<&str>(row, "status")? {
         "reserved" => Status::Reserved,
         "complete" => Status::Complete,
@@ -64,7 +62,7 @@ pub(crate) fn message(row: &SqliteRow) -> Result<Message, PersistError> {
         thread_id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
         id: MessageId::new(get::<&str>(row, "message_id")?).map_err(|e| corrupt(e.to_string()))?,
         role: Role::new(get(row, "role")?).map_err(|e| corrupt(e.to_string()))?,
-        content: Content::new(content),
+        content,
         metadata: metadata(get(row, "metadata")?)?,
         status,
         seq: unsigned(get(row, "seq")?, "seq")?,

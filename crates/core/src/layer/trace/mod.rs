@@ -71,7 +71,7 @@ where
                 span.record("message", display(id));
             }
             if let (true, Some(content)) = (self.record_content, args.content()) {
-                span.record("content", display(content.as_value()));
+                span.record("content", display(content.as_json()));
             }
             Some(Instant::now())
         };
