@@ -102,7 +102,6 @@ impl<'a> Insert<'a> {
 /// and inserts the message with that seq, unless the thread refuses the write or the id or
 /// key is taken; then a diagnosis answers the repeat or the refusal.
 async fn insert(pool: &PgPool, new: Insert<'_>, args: &PersistArgs) -> Result<(Message, bool), PersistError> {
-    new.content.check_depth()?;
     let content = new.content.as_json();
     let metadata = json_text(new.metadata)?;
     let tenant = new.tenant.map(TenantId::as_str);
@@ -264,7 +263,6 @@ async fn diagnose_message(
 }
 
 async fn update_content(pool: &PgPool, update: &UpdateContent) -> Result<Message, PersistError> {
-    update.content.check_depth()?;
     let content = update.content.as_json();
     let tenant = update.context.tenant().map(TenantId::as_str);
     for _ in 0..RACE_ATTEMPTS {

@@ -6,6 +6,8 @@
 //! `WHERE` clause, results come back with `RETURNING`, counters move in triggers); when a
 //! guarded statement touches no row, a diagnosis query says which rule refused it.
 
+use std::borrow::Cow;
+
 use persist_core::args::{Delete, Update, UpdateContent};
 use persist_core::session::{Bind, BindingState, SessionBinding};
 use persist_core::{
@@ -270,9 +272,8 @@ struct Insert<'a> {
     thread_id: &'a ThreadId,
     id: MessageId,
     role: &'a persist_core::Role,
-    /// The content as given (`None`: a reservation's placeholder) and as stored.
-    given_content: Option<&'a persist_core::Content>,
-    content: std::borrow::Cow<'a, str>,
+    /// Checked against the limits; a reservation's placeholder.
+    content: persist_core::Content,
     given_metadata: &'a Metadata,
     metadata: String,
     status: Status,
@@ -290,7 +291,6 @@ impl<'a> Insert<'a> {
                     thread_id: &add.thread_id,
                     id: add.message_id.clone().unwrap_or_else(MessageId::generate),
                     role: &add.role,
-                    given_content: Some(&add.content),
                     content: limits.content(&add.content)?,
                     given_metadata: &add.metadata,
                     metadata: limits.metadata(&add.metadata)?,
@@ -305,8 +305,7 @@ impl<'a> Insert<'a> {
                     thread_id: &reserve.thread_id,
                     id: reserve.message_id.clone().unwrap_or_else(MessageId::generate),
                     role: &reserve.role,
-                    given_content: None,
-                    content: "[]".into(),
+                    content: persist_core::Content::placeholder(),
                     given_metadata: &reserve.metadata,
                     metadata: limits.metadata(&reserve.metadata)?,
                     status: Status::Reserved,
@@ -325,7 +324,7 @@ impl<'a> Insert<'a> {
             thread_id: self.thread_id.clone(),
             id: self.id.clone(),
             role: self.role.clone(),
-            content: self.given_content.cloned().unwrap_or_else(persist_core::Content::placeholder),
+            content: self.content.clone(),
             metadata: self.given_metadata.clone(),
             status: self.status,
             seq,
@@ -457,7 +456,7 @@ async fn insert_query(
                 plan.tenant.map(TenantId::as_str),
                 plan.id.as_str(),
                 plan.role.as_str(),
-                plan.content.as_ref(),
+                plan.content.as_json(),
                 plan.metadata.as_str(),
                 plan.status.as_str(),
                 plan.idempotency_key.map(IdempotencyKey::as_str),
@@ -501,7 +500,7 @@ async fn insert_query(
 /// One row of the inbox parameter: plan, thread, tenant, id, role, content, metadata, status,
 /// idempotency key, time.
 type InboxRow<'a> =
-    (usize, &'a str, Option<&'a str>, &'a str, &'a str, &'a str, &'a str, &'a str, Option<&'a str>, i64);
+    (usize, &'a str, Option<&'a str>, &'a str, &'a str, Cow<'a, str>, &'a str, &'a str, Option<&'a str>, i64);
 
 async fn find_message(conn: &mut SqliteConnection, thread_id: &ThreadId, id: &MessageId) -> OpResult<Option<Message>> {
     let row =
@@ -588,7 +587,7 @@ async fn update_content(conn: &mut SqliteConnection, update: &UpdateContent, lim
     ))
     .bind(update.thread_id.as_str())
     .bind(update.message_id.as_str())
-    .bind(&content)
+    .bind(content.as_json())
     .bind(update.finalize)
     .bind(Timestamp::now().as_micros())
     .bind(update.expected_version.map(signed))
@@ -768,16 +767,16 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
 }
 
 impl Limits {
-    fn content<'c>(&self, content: &'c persist_core::Content) -> OpResult<std::borrow::Cow<'c, str>> {
+    /// `content`, once checked against the limits.
+    fn content(&self, content: &persist_core::Content) -> OpResult<persist_core::Content> {
         content.check_depth().map_err(refused)?;
-        let text = content.as_json();
-        if text.len() > self.max_content_bytes {
+        if content.json_len() > self.max_content_bytes {
             return Err(refused(PersistError::invalid(
                 "content",
-                format!("is {} bytes of JSON, the limit is {}", text.len(), self.max_content_bytes),
+                format!("is {} bytes of JSON, the limit is {}", content.json_len(), self.max_content_bytes),
             )));
         }
-        Ok(text)
+        Ok(content.clone())
     }
 
     fn metadata(&self, metadata: &Metadata) -> OpResult<String> {
