@@ -7,6 +7,9 @@
 //!
 //! PostgreSQL scenarios use `$PERSIST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) and are reported as skipped without a server.
+//!
+//! `PERSIST_BENCH_PROFILE=<variant>` (`direct`, `pipeline`, `stack`, `bare` or one layer's
+//! name) runs just that memory variant, `PERSIST_BENCH_N` adds, for `perf` or `callgrind`.
 
 mod measure;
 mod memory;
@@ -53,6 +56,10 @@ impl Options {
 }
 
 fn main() {
+    if let Ok(variant) = std::env::var("PERSIST_BENCH_PROFILE") {
+        memory::profile(&variant);
+        return;
+    }
     let options = match Options::parse() {
         Ok(options) => options,
         Err(message) => {

@@ -19,10 +19,9 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime")
 }
 
-/// `n` adds with explicit ids over 100 threads, built before any timing.
-fn prebuilt(n: usize) -> Vec<PersistArgs> {
-    let threads: Vec<ThreadId> = (0..100).map(|t| ThreadId::new(format!("bench-{t}")).unwrap()).collect();
-    (0..n)
+/// Adds `from..from + n` with explicit ids over 100 threads, built before they are timed.
+fn prebuilt(threads: &[ThreadId], from: usize, n: usize) -> Vec<PersistArgs> {
+    (from..from + n)
         .map(|i| {
             Add::new(threads[i % threads.len()].clone(), Role::User, Content::text("a short benchmark message"))
                 .with_id(MessageId::new(format!("m{i}")).unwrap())
@@ -85,10 +84,26 @@ fn single_layer(name: &str, backend: MemoryBackend) -> Pipeline {
     }
 }
 
-fn run_variant(rt: &tokio::runtime::Runtime, variant: Variant, args: Vec<PersistArgs>) -> Duration {
+/// Runs one chunk of adds and says how long it took.
+type Runner = Box<dyn FnMut(&tokio::runtime::Runtime, Vec<PersistArgs>) -> Duration>;
+
+/// A fresh store behind `variant`, ready to run chunks.
+fn runner(variant: Variant) -> Runner {
     let backend = MemoryBackend::new();
+    let pipeline = |pipeline: Pipeline| -> Runner {
+        Box::new(move |rt, args| {
+            timed(|| {
+                rt.block_on(async {
+                    for a in args {
+                        pipeline.execute(a).await.expect("add");
+                    }
+                })
+            })
+            .1
+        })
+    };
     match variant {
-        Variant::Direct => {
+        Variant::Direct => Box::new(move |rt, args| {
             timed(|| {
                 rt.block_on(async {
                     for a in args {
@@ -97,86 +112,103 @@ fn run_variant(rt: &tokio::runtime::Runtime, variant: Variant, args: Vec<Persist
                 })
             })
             .1
-        }
-        Variant::Pipeline => {
-            let pipeline = reference_stack!().build(backend);
-            timed(|| {
-                rt.block_on(async {
-                    for a in args {
-                        pipeline.execute(a).await.expect("add");
-                    }
-                })
-            })
-            .1
-        }
-        Variant::Bare | Variant::Only(_) => {
-            let pipeline = match variant {
-                Variant::Only(name) => single_layer(name, backend),
-                _ => Pipeline::new(backend),
-            };
-            timed(|| {
-                rt.block_on(async {
-                    for a in args {
-                        pipeline.execute(a).await.expect("add");
-                    }
-                })
-            })
-            .1
-        }
+        }),
+        Variant::Pipeline => pipeline(reference_stack!().build(backend)),
+        Variant::Bare => pipeline(Pipeline::new(backend)),
+        Variant::Only(name) => pipeline(single_layer(name, backend)),
         Variant::Stack => {
             let mut stack = reference_stack!().service(backend);
-            timed(|| {
-                rt.block_on(async {
-                    for a in args {
-                        stack.ready().await.expect("ready").call(a).await.expect("add");
-                    }
+            Box::new(move |rt, args| {
+                timed(|| {
+                    rt.block_on(async {
+                        for a in args {
+                            stack.ready().await.expect("ready").call(a).await.expect("add");
+                        }
+                    })
                 })
+                .1
             })
-            .1
         }
     }
 }
 
+/// Every variant adds `n` messages to its own store, in lockstep: chunk by chunk, the order
+/// rotating, so drift on a shared machine (which moves a whole run by 20–40% here) hits every
+/// variant alike. One round's ratio is a variant's total time over the direct call's; the
+/// reported ratio is the median over rounds.
 pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
     let rt = runtime();
     let n = options.scale(200_000, 20_000);
-    let rounds = options.scale(9, 3);
+    let chunk = 2_000;
+    let rounds = options.scale(7, 3);
     let mut variants = vec![Variant::Direct, Variant::Pipeline, Variant::Stack, Variant::Bare];
     if !options.quick {
         variants.extend(["observe", "route", "intercept", "trace", "metrics"].map(Variant::Only));
     }
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-    for round in 0..rounds {
-        // Rotate the order every round so drift on a shared machine hits every variant.
-        for k in 0..variants.len() {
-            let index = (k + round) % variants.len();
-            let args = prebuilt(n);
-            times[index].push(run_variant(&rt, variants[index], args).as_secs_f64());
+    let threads: Vec<ThreadId> = (0..100).map(|t| ThreadId::new(format!("bench-{t}")).unwrap()).collect();
+    let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut direct_rates = Vec::new();
+    for _ in 0..rounds {
+        let mut runners: Vec<Runner> = variants.iter().map(|&v| runner(v)).collect();
+        let mut totals = vec![Duration::ZERO; variants.len()];
+        for (step, from) in (0..n).step_by(chunk).enumerate() {
+            for k in 0..variants.len() {
+                let index = (k + step) % variants.len();
+                let args = prebuilt(&threads, from, chunk.min(n - from));
+                totals[index] += runners[index](&rt, args);
+            }
+        }
+        let direct = totals[0].as_secs_f64();
+        direct_rates.push(n as f64 / direct);
+        for (ratio, total) in ratios.iter_mut().zip(&totals) {
+            ratio.push(total.as_secs_f64() / direct);
         }
     }
-    let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-    let direct = medians[0];
-    let per_sec = |seconds: f64| n as f64 / seconds;
+    let medians: Vec<f64> = ratios.iter_mut().map(|r| median(r)).collect();
+    let direct_rate = median(&mut direct_rates);
+    let per_sec = |ratio: f64| direct_rate / ratio;
     let mut rows = vec![
-        Row::new("memory: direct backend add, single task", n as u64, per_sec(direct))
+        Row::new("memory: direct backend add, single task", n as u64, direct_rate)
             .target(Target::OpsAtLeast(1_000_000.0)),
         Row::new("memory: Pipeline with 5 reference layers, add", n as u64, per_sec(medians[1]))
-            .ratio(medians[1] / direct, "time, pipeline / direct backend call")
+            .ratio(medians[1], "time, pipeline / direct backend call")
             .target(Target::RatioAtMost(1.10)),
         Row::new("memory: same 5 layers unerased (PipelineBuilder::service)", n as u64, per_sec(medians[2]))
-            .ratio(medians[2] / direct, "time, unerased stack / direct backend call"),
+            .ratio(medians[2], "time, unerased stack / direct backend call"),
         Row::new("memory: Pipeline without layers", n as u64, per_sec(medians[3]))
-            .ratio(medians[3] / direct, "time, bare pipeline / direct backend call"),
+            .ratio(medians[3], "time, bare pipeline / direct backend call"),
     ];
-    for (variant, time) in variants.iter().zip(&medians).skip(4) {
+    for (variant, ratio) in variants.iter().zip(&medians).skip(4) {
         if let Variant::Only(name) = variant {
             rows.push(
-                Row::new(format!("memory: Pipeline with only {name}"), n as u64, per_sec(*time))
-                    .ratio(time / direct, "time, pipeline / direct backend call"),
+                Row::new(format!("memory: Pipeline with only {name}"), n as u64, per_sec(*ratio))
+                    .ratio(*ratio, "time, pipeline / direct backend call"),
             );
         }
     }
     rows
+}
+
+/// For profiling one variant alone (`PERSIST_BENCH_PROFILE=direct|pipeline|stack|bare|<layer>`,
+/// `PERSIST_BENCH_N` adds): no interleaving, so `perf` or `callgrind` see just that variant.
+pub(crate) fn profile(variant: &str) {
+    let rt = runtime();
+    let n: usize = std::env::var("PERSIST_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let variant = match variant {
+        "direct" => Variant::Direct,
+        "pipeline" => Variant::Pipeline,
+        "bare" => Variant::Bare,
+        "stack" => Variant::Stack,
+        "observe" => Variant::Only("observe"),
+        "route" => Variant::Only("route"),
+        "intercept" => Variant::Only("intercept"),
+        "trace" => Variant::Only("trace"),
+        _ => Variant::Only("metrics"),
+    };
+    let threads: Vec<ThreadId> = (0..100).map(|t| ThreadId::new(format!("bench-{t}")).unwrap()).collect();
+    let args = prebuilt(&threads, 0, n);
+    let elapsed = runner(variant)(&rt, args);
+    eprintln!("{variant:?}: {:.0} ns per add", elapsed.as_secs_f64() * 1e9 / n as f64);
 }
 
 pub(crate) fn resident(options: &Options) -> Vec<Row> {

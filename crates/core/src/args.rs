@@ -36,6 +36,13 @@ pub const MAX_TITLE_BYTES: usize = 1024;
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Context {
+    // Allocated on first use: most writes carry an empty context, and a request that is
+    // moved through every layer of a stack stays small (16 bytes here instead of 64).
+    inner: OnceLock<Box<ContextInner>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ContextInner {
     request_id: OnceLock<RequestId>,
     tenant: Option<TenantId>,
     principal: Option<Arc<str>>,
@@ -48,51 +55,67 @@ impl Context {
         Self::default()
     }
 
+    fn get(&self) -> Option<&ContextInner> {
+        self.inner.get().map(|inner| &**inner)
+    }
+
+    fn edit(mut self, edit: impl FnOnce(&mut ContextInner)) -> Self {
+        let mut inner = self.inner.take().unwrap_or_default();
+        edit(&mut inner);
+        Self { inner: OnceLock::from(inner) }
+    }
+
     /// This request's id, generated (UUIDv7) the first time it is asked for.
     pub fn request_id(&self) -> &RequestId {
-        self.request_id.get_or_init(RequestId::generate)
+        self.inner.get_or_init(Box::default).request_id.get_or_init(RequestId::generate)
     }
 
     /// Sets the request id (e.g. the id of the HTTP request that caused this write).
     pub fn with_request_id(self, id: RequestId) -> Self {
-        Self { request_id: OnceLock::from(id), ..self }
+        self.edit(|inner| inner.request_id = OnceLock::from(id))
     }
 
     /// The tenant this request is confined to, if any.
     pub fn tenant(&self) -> Option<&TenantId> {
-        self.tenant.as_ref()
+        self.get().and_then(|inner| inner.tenant.as_ref())
     }
 
     /// Confines this request to `tenant`'s threads.
-    pub fn with_tenant(mut self, tenant: TenantId) -> Self {
-        self.tenant = Some(tenant);
-        self
+    pub fn with_tenant(self, tenant: TenantId) -> Self {
+        self.edit(|inner| inner.tenant = Some(tenant))
     }
 
     /// Who is acting (a user or service id), for audit layers. Not used for access control.
     pub fn principal(&self) -> Option<&str> {
-        self.principal.as_deref()
+        self.get().and_then(|inner| inner.principal.as_deref())
     }
 
     /// Sets the principal.
-    pub fn with_principal(mut self, principal: impl Into<Arc<str>>) -> Self {
-        self.principal = Some(principal.into());
-        self
+    pub fn with_principal(self, principal: impl Into<Arc<str>>) -> Self {
+        let principal = principal.into();
+        self.edit(|inner| inner.principal = Some(principal))
     }
 
     /// Typed values attached by the host or by layers.
     pub fn extensions(&self) -> &http::Extensions {
-        &self.extensions
+        static EMPTY: std::sync::LazyLock<http::Extensions> = std::sync::LazyLock::new(http::Extensions::new);
+        self.get().map_or(&*EMPTY, |inner| &inner.extensions)
     }
 
     /// Mutable access to the extensions.
     pub fn extensions_mut(&mut self) -> &mut http::Extensions {
-        &mut self.extensions
+        if self.inner.get().is_none() {
+            *self = std::mem::take(self).edit(|_| {});
+        }
+        match self.inner.get_mut() {
+            Some(inner) => &mut inner.extensions,
+            None => unreachable!("the storage was created above"),
+        }
     }
 
     /// Attaches a typed value.
     pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.extensions.insert(value);
+        self.extensions_mut().insert(value);
         self
     }
 }
@@ -111,8 +134,8 @@ impl Serialize for Context {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         ContextRepr {
             request_id: self.request_id().clone(),
-            tenant: self.tenant.clone(),
-            principal: self.principal.clone(),
+            tenant: self.tenant().cloned(),
+            principal: self.get().and_then(|inner| inner.principal.clone()),
         }
         .serialize(serializer)
     }
@@ -121,12 +144,11 @@ impl Serialize for Context {
 impl<'de> Deserialize<'de> for Context {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         let repr = ContextRepr::deserialize(deserializer)?;
-        Ok(Self {
-            request_id: OnceLock::from(repr.request_id),
-            tenant: repr.tenant,
-            principal: repr.principal,
-            extensions: http::Extensions::new(),
-        })
+        Ok(Self::new().edit(|inner| {
+            inner.request_id = OnceLock::from(repr.request_id);
+            inner.tenant = repr.tenant;
+            inner.principal = repr.principal;
+        }))
     }
 }
 

@@ -109,7 +109,30 @@ impl<L> PipelineBuilder<L> {
     {
         let backend = Arc::new(backend);
         let service = self.builder.service(Terminal::from_arc(Arc::clone(&backend)));
-        Pipeline { service: BoxCloneSyncService::new(service), backend }
+        Pipeline { service: Arc::new(Erase(service)), backend }
+    }
+}
+
+/// The built stack behind a [`Pipeline`], erased.
+///
+/// Each call drives its own clone of the stack (`poll_ready`, then `call`), as
+/// `ServiceExt::oneshot` does, so callers need no `&mut` and a layer's readiness (a
+/// concurrency limit's permit, say) belongs to the call that waited for it. The clone and the
+/// call's future share one allocation: the only other per-call allocation is the backend's
+/// future inside the [`Terminal`].
+trait ErasedStack: Send + Sync {
+    fn call(&self, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>>;
+}
+
+struct Erase<S>(S);
+
+impl<S> ErasedStack for Erase<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    fn call(&self, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>> {
+        Box::pin(self.0.clone().oneshot(args))
     }
 }
 
@@ -144,7 +167,7 @@ impl<L> PipelineBuilder<L> {
 /// ```
 #[derive(Clone)]
 pub struct Pipeline {
-    service: BoxPersistService,
+    service: Arc<dyn ErasedStack>,
     backend: Arc<dyn DynBackend>,
 }
 
@@ -191,7 +214,7 @@ impl Pipeline {
         &self,
         args: impl Into<PersistArgs>,
     ) -> impl Future<Output = Result<PersistResult>> + Send + 'static {
-        self.service.clone().oneshot(args.into())
+        self.service.call(args.into())
     }
 
     typed_call!(
@@ -353,7 +376,7 @@ impl Pipeline {
 
     /// The erased write stack, for layers that forward to it.
     pub fn into_service(self) -> BoxPersistService {
-        self.service
+        BoxCloneSyncService::new(self)
     }
 }
 
@@ -362,8 +385,10 @@ impl Service<PersistArgs> for Pipeline {
     type Error = PersistError;
     type Future = BoxFuture<'static, Result<PersistResult>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.service.poll_ready(cx)
+    /// Always ready: each call waits for the stack's readiness inside its own future (see
+    /// [`execute`](Self::execute)).
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {

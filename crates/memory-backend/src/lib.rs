@@ -23,9 +23,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-use std::collections::HashMap;
+mod messages;
+
+use self::messages::{Messages, Record};
+
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
 
 use persist_core::args::{Delete, Update, UpdateContent};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
@@ -62,70 +68,6 @@ struct State {
 struct ThreadState {
     thread: Thread,
     messages: Messages,
-    by_id: HashMap<MessageId, u64>,
-    by_key: HashMap<IdempotencyKey, u64>,
-}
-
-/// A thread's messages in `seq` order: a vector (messages are appended with growing `seq`s),
-/// found by binary search. Half the memory of a B-tree map, whose nodes stay half full when
-/// keys only grow.
-#[derive(Default)]
-struct Messages(Vec<Message>);
-
-impl Messages {
-    fn position(&self, seq: u64) -> Result<usize, usize> {
-        self.0.binary_search_by_key(&seq, |m| m.seq)
-    }
-
-    fn get(&self, seq: &u64) -> Option<&Message> {
-        self.position(*seq).ok().map(|i| &self.0[i])
-    }
-
-    fn get_mut(&mut self, seq: &u64) -> Option<&mut Message> {
-        self.position(*seq).ok().map(|i| &mut self.0[i])
-    }
-
-    fn insert(&mut self, seq: u64, message: Message) {
-        match self.position(seq) {
-            Ok(i) => self.0[i] = message,
-            Err(i) => self.0.insert(i, message),
-        }
-    }
-
-    fn remove(&mut self, seq: &u64) -> Option<Message> {
-        self.position(*seq).ok().map(|i| self.0.remove(i))
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Messages with `lower <= seq < upper`.
-    fn range(&self, lower: u64, upper: u64) -> &[Message] {
-        let start = self.position(lower).unwrap_or_else(|i| i);
-        let end = self.position(upper).unwrap_or_else(|i| i).max(start);
-        &self.0[start..end]
-    }
-
-    fn into_values(self) -> std::vec::IntoIter<Message> {
-        self.0.into_iter()
-    }
-}
-
-impl std::ops::Index<&u64> for Messages {
-    type Output = Message;
-
-    fn index(&self, seq: &u64) -> &Message {
-        // The indexes (`by_id`, `by_key`) only hold seqs of stored messages.
-        self.get(seq).unwrap_or_else(|| panic!("message {seq} is indexed but not stored"))
-    }
-}
-
-impl ThreadState {
-    fn message_mut(&mut self, id: &MessageId) -> Option<&mut Message> {
-        let seq = self.by_id.get(id)?;
-        self.messages.get_mut(seq)
-    }
 }
 
 /// The fields `add` and `reserve` share.
@@ -241,42 +183,43 @@ impl State {
     }
 
     fn insert(&mut self, new: Insert, args: &PersistArgs, now: Timestamp) -> Result<(Message, bool)> {
-        if let Some(ts) = self.threads.get(&new.thread_id) {
-            if !ts.thread.is_visible_to(new.tenant.as_ref()) {
-                return Err(PersistError::not_found(&new.thread_id, new.message_id.as_ref()));
-            }
-            if ts.thread.is_deleted() {
-                return Err(PersistError::ThreadDeleted { thread_id: new.thread_id });
-            }
-            if let Some(seq) = new.idempotency_key.as_ref().and_then(|key| ts.by_key.get(key)) {
-                return Ok((ts.messages[seq].clone(), true));
-            }
-            if let Some(seq) = new.message_id.as_ref().and_then(|id| ts.by_id.get(id)) {
-                let existing = &ts.messages[seq];
-                if existing.is_repeat_of(args) {
-                    return Ok((existing.clone(), true));
+        let ts = match self.threads.entry(new.thread_id.clone()) {
+            Entry::Occupied(entry) => {
+                let ts = entry.into_mut();
+                if !ts.thread.is_visible_to(new.tenant.as_ref()) {
+                    return Err(PersistError::not_found(&new.thread_id, new.message_id.as_ref()));
                 }
-                return Err(PersistError::AlreadyExists { thread_id: new.thread_id, message_id: existing.id.clone() });
+                if ts.thread.is_deleted() {
+                    return Err(PersistError::ThreadDeleted { thread_id: new.thread_id });
+                }
+                if let Some(record) = new.idempotency_key.as_ref().and_then(|key| ts.messages.by_key(key)) {
+                    return Ok((record.to_message(&new.thread_id)?, true));
+                }
+                if let Some(record) = new.message_id.as_ref().and_then(|id| ts.messages.by_id(id)) {
+                    let existing = record.to_message(&new.thread_id)?;
+                    if existing.is_repeat_of(args) {
+                        return Ok((existing, true));
+                    }
+                    return Err(PersistError::AlreadyExists { thread_id: new.thread_id, message_id: existing.id });
+                }
+                ts
             }
-        }
-
-        let ts = self.threads.entry(new.thread_id.clone()).or_insert_with(|| ThreadState {
-            thread: Thread {
-                id: new.thread_id.clone(),
-                tenant: new.tenant.clone(),
-                title: None,
-                metadata: persist_core::Metadata::new(),
-                version: 1,
-                created_at: now,
-                updated_at: now,
-                last_seq: 0,
-                message_count: 0,
-                deleted_at: None,
-            },
-            messages: Messages::default(),
-            by_id: HashMap::new(),
-            by_key: HashMap::new(),
-        });
+            Entry::Vacant(entry) => entry.insert(ThreadState {
+                thread: Thread {
+                    id: new.thread_id.clone(),
+                    tenant: new.tenant.clone(),
+                    title: None,
+                    metadata: persist_core::Metadata::new(),
+                    version: 1,
+                    created_at: now,
+                    updated_at: now,
+                    last_seq: 0,
+                    message_count: 0,
+                    deleted_at: None,
+                },
+                messages: Messages::default(),
+            }),
+        };
         let seq = ts.thread.last_seq + 1;
         let message = Message {
             thread_id: new.thread_id,
@@ -294,27 +237,24 @@ impl State {
         ts.thread.last_seq = seq;
         ts.thread.message_count += 1;
         ts.thread.updated_at = now;
-        ts.by_id.insert(message.id.clone(), seq);
-        if let Some(key) = &message.idempotency_key {
-            ts.by_key.insert(key.clone(), seq);
-        }
-        ts.messages.insert(seq, message.clone());
+        ts.messages.insert(Record::new(&message));
         Ok((message, false))
     }
 
     fn update_content(&mut self, args: &UpdateContent, now: Timestamp) -> Result<Message> {
         let ts = self.writable(&args.thread_id, args.context.tenant(), Some(&args.message_id))?;
-        let message = ts
-            .message_mut(&args.message_id)
+        let record = ts
+            .messages
+            .by_id_mut(&args.message_id)
             .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(&args.message_id)))?;
-        check_version(args.expected_version, message.version, &args.thread_id, Some(&args.message_id))?;
-        message.content = args.content.clone();
+        check_version(args.expected_version, record.version, &args.thread_id, Some(&args.message_id))?;
+        record.content = args.content.clone();
         if args.finalize {
-            message.status = Status::Complete;
+            record.status = Status::Complete;
         }
-        message.version += 1;
-        message.updated_at = now;
-        let message = message.clone();
+        record.version += 1;
+        record.updated_at = now;
+        let message = record.to_message(&args.thread_id)?;
         ts.thread.updated_at = now;
         Ok(message)
     }
@@ -323,17 +263,18 @@ impl State {
         let ts = self.writable(&args.thread_id, args.context.tenant(), args.target.message_id())?;
         match &args.target {
             Target::Message(id) => {
-                let message = ts.message_mut(id).ok_or_else(|| PersistError::not_found(&args.thread_id, Some(id)))?;
-                check_version(args.expected_version, message.version, &args.thread_id, Some(id))?;
+                let record =
+                    ts.messages.by_id_mut(id).ok_or_else(|| PersistError::not_found(&args.thread_id, Some(id)))?;
+                check_version(args.expected_version, record.version, &args.thread_id, Some(id))?;
                 if let Some(patch) = &args.metadata {
-                    message.metadata.merge(patch);
+                    record.merge_metadata(patch);
                 }
                 if let Some(role) = &args.role {
-                    message.role = role.clone();
+                    record.set_role(role);
                 }
-                message.version += 1;
-                message.updated_at = now;
-                let message = message.clone();
+                record.version += 1;
+                record.updated_at = now;
+                let message = record.to_message(&args.thread_id)?;
                 ts.thread.updated_at = now;
                 Ok(Updated::Message(message))
             }
@@ -363,25 +304,20 @@ impl State {
         }
         let removed = match &args.target {
             Target::Message(id) => {
-                let Some(message) = ts.message_mut(id) else {
+                let Some(record) = ts.messages.by_id(id) else {
                     return gone();
                 };
-                check_version(args.expected_version, message.version, &args.thread_id, Some(id))?;
-                let seq = message.seq;
-                ts.by_id.remove(id);
-                let removed = ts.messages.remove(&seq);
-                if let Some(key) = removed.as_ref().and_then(|m| m.idempotency_key.as_ref()) {
-                    ts.by_key.remove(key);
-                }
-                removed.into_iter().map(|m| m.id).collect()
+                check_version(args.expected_version, record.version, &args.thread_id, Some(id))?;
+                ts.messages.remove(id);
+                vec![id.clone()]
             }
             Target::Thread => {
                 check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
-                ts.by_id.clear();
-                ts.by_key.clear();
+                let ids = ts.messages.iter().map(Record::id).collect::<Result<Vec<_>>>()?;
                 ts.thread.deleted_at = Some(now);
                 self.bindings.retain(|(_, thread), _| thread != &args.thread_id);
-                std::mem::take(&mut ts.messages).into_values().map(|m| m.id).collect()
+                ts.messages.clear();
+                ids
             }
         };
         ts.thread.message_count = ts.messages.len() as u64;
@@ -418,10 +354,10 @@ impl Backend for MemoryBackend {
 
     async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
         let state = self.lock();
-        Ok(state
-            .visible(&query.thread_id, query.tenant.as_ref())
-            .and_then(|ts| ts.by_id.get(&query.message_id).and_then(|seq| ts.messages.get(seq)))
-            .cloned())
+        let Some(ts) = state.visible(&query.thread_id, query.tenant.as_ref()) else {
+            return Ok(None);
+        };
+        ts.messages.by_id(&query.message_id).map(|record| record.to_message(&ts.thread.id)).transpose()
     }
 
     async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
@@ -441,11 +377,12 @@ impl Backend for MemoryBackend {
             return Ok(Page::new(Vec::new(), None, false));
         }
         let range = ts.messages.range(lower, upper).iter();
-        let wanted = |m: &&Message| query.include_reserved || m.status == Status::Complete;
+        let wanted = |r: &&Record| query.include_reserved || r.status == Status::Complete;
         let take = query.fetch_limit() as usize;
+        let message = |r: &Record| r.to_message(&ts.thread.id);
         let fetched: Vec<Message> = match query.order {
-            Order::Asc => range.filter(wanted).take(take).cloned().collect(),
-            Order::Desc => range.rev().filter(wanted).take(take).cloned().collect(),
+            Order::Asc => range.filter(wanted).take(take).map(message).collect::<Result<_>>()?,
+            Order::Desc => range.rev().filter(wanted).take(take).map(message).collect::<Result<_>>()?,
         };
         Ok(query.page(fetched))
     }

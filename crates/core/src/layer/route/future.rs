@@ -1,16 +1,15 @@
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use tower::util::Oneshot;
 
-use crate::pipeline::BoxPersistService;
-use crate::{PersistArgs, PersistError, PersistResult};
+use crate::backend::BoxFuture;
+use crate::{PersistError, PersistResult};
 
 pin_project! {
     /// Response future of [`Route`](super::Route).
-    #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
@@ -19,10 +18,18 @@ pin_project! {
 
 pin_project! {
     #[project = KindProj]
-    #[derive(Debug)]
     enum Kind<F> {
         Inner { #[pin] future: F },
-        Routed { #[pin] future: Oneshot<BoxPersistService, PersistArgs> },
+        // Boxed: the routed call is the rare one, and an inline `Oneshot` (the request and
+        // the target service) would make every unrouted call's future that much bigger.
+        Routed { future: BoxFuture<'static, Result<PersistResult, PersistError>> },
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let routed = matches!(self.kind, Kind::Routed { .. });
+        f.debug_struct("ResponseFuture").field("routed", &routed).finish_non_exhaustive()
     }
 }
 
@@ -31,7 +38,7 @@ impl<F> ResponseFuture<F> {
         Self { kind: Kind::Inner { future } }
     }
 
-    pub(super) fn routed(future: Oneshot<BoxPersistService, PersistArgs>) -> Self {
+    pub(super) fn routed(future: BoxFuture<'static, Result<PersistResult, PersistError>>) -> Self {
         Self { kind: Kind::Routed { future } }
     }
 }
@@ -45,7 +52,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Inner { future } => future.poll(cx),
-            KindProj::Routed { future } => future.poll(cx),
+            KindProj::Routed { future } => future.as_mut().poll(cx),
         }
     }
 }

@@ -105,7 +105,7 @@ where
     fn call(&mut self, args: PersistArgs) -> Self::Future {
         match self.routes.iter().find(|entry| (entry.predicate)(&args)) {
             // The target's readiness is driven by `oneshot`, independent of `inner`'s.
-            Some(entry) => ResponseFuture::routed(entry.target.clone().oneshot(args)),
+            Some(entry) => ResponseFuture::routed(Box::pin(entry.target.clone().oneshot(args))),
             None => ResponseFuture::inner(self.inner.call(args)),
         }
     }

@@ -34,8 +34,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let output = {
+        let output = if this.start.is_some() {
             let _entered = this.span.enter();
+            ready!(this.inner.poll(cx))
+        } else {
             ready!(this.inner.poll(cx))
         };
         if let Some(start) = this.start.take() {

@@ -2,8 +2,12 @@
 //!
 //! Each write runs inside an `INFO` span named `persist` and ends with one event (`INFO` on
 //! success, `WARN` on error) carrying the same fields. Content is **not** recorded by default
-//! (it is the users' conversation); [`TraceLayer::with_content`] opts in. When no subscriber
-//! listens, the span is disabled and the layer costs a branch.
+//! (it is the users' conversation); [`TraceLayer::with_content`] opts in.
+//!
+//! Spans and events go to `tracing` subscribers only. When no subscriber is installed, or none
+//! enables `INFO`, the layer creates no span at all and costs one atomic load, even when
+//! `tracing`'s `log` feature is on (some dependencies, sqlx among them, turn it on): nothing of
+//! this layer is forwarded to the `log` crate.
 //!
 //! # Example
 //!
@@ -26,6 +30,8 @@ use std::time::Instant;
 
 use tower::Service;
 use tracing::field::{Empty, display};
+use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+use tracing::{Level, Span};
 
 pub use self::future::ResponseFuture;
 pub use self::layer::TraceLayer;
@@ -51,6 +57,9 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
+        if !(Level::INFO <= STATIC_MAX_LEVEL && Level::INFO <= LevelFilter::current()) {
+            return ResponseFuture::new(self.inner.call(args), Span::none(), None);
+        }
         let span = tracing::info_span!(
             "persist",
             op = %args.op(),
@@ -75,8 +84,12 @@ where
             }
             Some(Instant::now())
         };
-        let future = {
+        let future = if start.is_some() {
             let _entered = span.enter();
+            self.inner.call(args)
+        } else {
+            // Nothing listens: entering would only cost (and, with `tracing`'s `log`
+            // feature, format activity lines for a logger that is not there).
             self.inner.call(args)
         };
         ResponseFuture::new(future, span, start)
