@@ -227,3 +227,56 @@ async fn the_log_is_checkpointed_into_the_database_file_in_the_background() {
         sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&mut raw(&path).await).await.unwrap();
     assert_eq!(count, 1100);
 }
+
+#[tokio::test]
+async fn a_version_3_database_is_upgraded_in_place_and_keeps_every_row() {
+    // A database as schema version 3 left it: the first three migrations, as shipped.
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for file in ["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql"] {
+        std::fs::copy(shipped.join(file), old.join(file)).unwrap();
+    }
+    let path = dir.path().join("v3.db");
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&mut conn).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO threads (thread_id, created_at, updated_at) VALUES ('t', 1, 1); \
+         INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                               idempotency_key, created_at, updated_at) VALUES \
+             ('t', 'a', 1, 'user', '[{\"text\":\"one\",\"type\":\"text\"}]', '{}', 'complete', 1, 'key-1', 1, 1), \
+             ('t', 'b', 2, 'assistant', '[]', '{\"x\":1}', 'reserved', 1, NULL, 2, 2), \
+             ('t', 'c', 3, 'user', '[{\"text\":\"three\",\"type\":\"text\"}]', '{}', 'complete', 2, NULL, 3, 3);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let page = backend.list(ListMessages::new(thread("t")).include_reserved(true)).await.unwrap();
+    let rows: Vec<_> = page.items.iter().map(|m| (m.id.as_str(), m.seq, m.version, m.content.to_text())).collect();
+    assert_eq!(rows, [("a", 1, 1, "one".to_owned()), ("b", 2, 1, String::new()), ("c", 3, 2, "three".to_owned())]);
+    assert_eq!(page.items[1].metadata, Metadata::new().with("x", json!(1)));
+    let t = backend.get_thread(GetThread::new(thread("t"))).await.unwrap().unwrap();
+    assert_eq!((t.message_count, t.last_seq), (3, 3), "the rebuild fired no delete triggers");
+
+    // The key still finds its first copy; rows without a key do not collide; seqs go on.
+    let retry = Add::new(thread("t"), Role::User, Content::text("one"))
+        .with_idempotency_key(persist_core::IdempotencyKey::new("key-1").unwrap());
+    let PersistResult::Added(again) = backend.apply(retry.into()).await.unwrap() else { panic!() };
+    assert!(again.deduplicated);
+    assert_eq!(again.message.id.as_str(), "a");
+    let PersistResult::Added(next) = backend.apply(add("t", "four")).await.unwrap() else { panic!() };
+    assert_eq!(next.message.seq, 4);
+    drop(backend);
+
+    let mut conn = raw(&path).await;
+    let (partial,): (String,) =
+        sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'messages_by_idempotency_key'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(partial.contains("WHERE idempotency_key IS NOT NULL"), "{partial}");
+}
