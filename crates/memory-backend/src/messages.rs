@@ -52,6 +52,19 @@ enum RoleCode {
     Tool,
 }
 
+impl RoleCode {
+    /// The code of `role`, and the role itself when it is a custom one (the code is then unused).
+    fn of(role: &Role) -> (Self, Option<Role>) {
+        match role {
+            Role::User => (Self::User, None),
+            Role::Assistant => (Self::Assistant, None),
+            Role::System => (Self::System, None),
+            Role::Tool => (Self::Tool, None),
+            other => (Self::User, Some(other.clone())),
+        }
+    }
+}
+
 /// A message id as the indexes see it: the 16 bytes of a canonical UUID, or the text.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum IdKey<'a> {
@@ -79,13 +92,7 @@ impl Record {
             IdKey::Uuid(bytes) => (bytes, None),
             IdKey::Text(_) => ([0; 16], Some(message.id.clone())),
         };
-        let (role, custom_role) = match message.role {
-            Role::User => (RoleCode::User, None),
-            Role::Assistant => (RoleCode::Assistant, None),
-            Role::System => (RoleCode::System, None),
-            Role::Tool => (RoleCode::Tool, None),
-            ref other => (RoleCode::User, Some(other.clone())),
-        };
+        let (role, custom_role) = RoleCode::of(&message.role);
         let extra = Extra {
             id: text_id,
             role: custom_role,
@@ -157,14 +164,7 @@ impl Record {
     }
 
     fn set_role_in(&mut self, role: &Role, extra: &mut Extra) {
-        extra.role = None;
-        match role {
-            Role::User => self.role = RoleCode::User,
-            Role::Assistant => self.role = RoleCode::Assistant,
-            Role::System => self.role = RoleCode::System,
-            Role::Tool => self.role = RoleCode::Tool,
-            other => extra.role = Some(other.clone()),
-        }
+        (self.role, extra.role) = RoleCode::of(role);
     }
 
     fn take_extra(&mut self) -> Extra {
