@@ -203,7 +203,13 @@ pub(crate) fn profile(variant: &str) {
         "route" => Variant::Only("route"),
         "intercept" => Variant::Only("intercept"),
         "trace" => Variant::Only("trace"),
-        _ => Variant::Only("metrics"),
+        "metrics" => Variant::Only("metrics"),
+        other => {
+            eprintln!(
+                "unknown variant `{other}`: direct, pipeline, stack, bare, observe, route, intercept, trace or metrics"
+            );
+            std::process::exit(2);
+        }
     };
     let threads: Vec<ThreadId> = (0..100).map(|t| ThreadId::new(format!("bench-{t}")).unwrap()).collect();
     let args = prebuilt(&threads, 0, n);

@@ -34,10 +34,8 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let output = if this.start.is_some() {
-            let _entered = this.span.enter();
-            ready!(this.inner.poll(cx))
-        } else {
+        let output = {
+            let _entered = this.start.is_some().then(|| this.span.enter());
             ready!(this.inner.poll(cx))
         };
         if let Some(start) = this.start.take() {

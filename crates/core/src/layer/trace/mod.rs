@@ -84,14 +84,11 @@ where
             }
             Some(Instant::now())
         };
-        let future = if start.is_some() {
-            let _entered = span.enter();
-            self.inner.call(args)
-        } else {
-            // Nothing listens: entering would only cost (and, with `tracing`'s `log`
-            // feature, format activity lines for a logger that is not there).
-            self.inner.call(args)
-        };
+        // A span no subscriber wants is not entered: that would only cost (and, with
+        // `tracing`'s `log` feature, format activity lines for a logger that is not there).
+        let entered = start.is_some().then(|| span.enter());
+        let future = self.inner.call(args);
+        drop(entered);
         ResponseFuture::new(future, span, start)
     }
 }
