@@ -87,14 +87,18 @@ impl HandWritten {
     }
 }
 
-/// The same rows inserted with rusqlite in 1000-row transactions: the engine's batched rate.
-fn rusqlite_rate(path: &Path, n: usize, threads: usize) -> f64 {
+/// A rusqlite connection to a migrated database, with the pragmas our writer uses.
+fn rusqlite_connection(path: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).expect("rusqlite open");
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    conn
+}
+
+/// The same rows inserted with rusqlite in 1000-row transactions: the engine's batched rate.
+fn rusqlite_rate(conn: &mut rusqlite::Connection, n: usize, threads: usize, round: usize) -> f64 {
     let content = Content::text(TEXT).as_json().into_owned();
     let start = Instant::now();
-    let mut conn = conn;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let tx = conn.transaction().unwrap();
         {
@@ -118,13 +122,35 @@ fn rusqlite_rate(path: &Path, n: usize, threads: usize) -> f64 {
                 let thread_id = format!("r-{}", i % threads);
                 thread.execute(rusqlite::params![thread_id, now]).unwrap();
                 let _seq: i64 = message
-                    .query_row(rusqlite::params![thread_id, format!("m{i}"), content, now], |row| row.get(0))
+                    .query_row(rusqlite::params![thread_id, format!("{round}-{i}"), content, now], |row| row.get(0))
                     .unwrap();
             }
         }
         tx.commit().unwrap();
     }
     rate(n, start.elapsed())
+}
+
+/// `callers` tasks each adding `per_caller` messages to its own thread through `backend`;
+/// answers ops/s and every call's latency.
+async fn as_tasks(backend: &SqliteBackend, callers: usize, per_caller: usize, round: usize) -> (f64, Vec<Duration>) {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..callers {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            let thread = ThreadId::new(format!("k-{caller}")).unwrap();
+            let mut latencies = Vec::with_capacity(per_caller);
+            for i in 0..per_caller {
+                let t = Instant::now();
+                backend.apply(add(&thread, format!("{round}-{i}")).into()).await.expect("add");
+                latencies.push(t.elapsed());
+            }
+            latencies
+        });
+    }
+    let latencies: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
+    (rate(callers * per_caller, start.elapsed()), latencies)
 }
 
 /// Runs `per_thread` calls of `call(thread, i)` on each of `threads` OS threads at once, each
@@ -162,78 +188,105 @@ where
     (rate(threads * per_thread, elapsed), latencies)
 }
 
+/// Every rate of one interleaved round, and the latencies of its concurrent callers.
+#[derive(Default)]
+struct Rounds {
+    hand: Vec<f64>,
+    ours: Vec<f64>,
+    threads: Vec<f64>,
+    tasks: Vec<f64>,
+    engine: Vec<f64>,
+    thread_latencies: Vec<Duration>,
+    task_latencies: Vec<Duration>,
+}
+
+impl Rounds {
+    /// The median over rounds of `of(round)`: a ratio is taken within each round, between
+    /// rates measured side by side, then the rounds' median.
+    fn median_of(&self, of: impl Fn(usize) -> f64) -> f64 {
+        median(&mut (0..self.ours.len()).map(of).collect::<Vec<_>>())
+    }
+}
+
 pub(crate) fn run(options: &Options) -> Vec<Row> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut rows = Vec::new();
 
-    // One caller, sequential adds: ours against the same transaction by hand.
+    // Side by side, in interleaved rounds (the order rotating each round): one caller, ours
+    // and the same transaction by hand; 64 callers on 64 OS threads and as 64 tasks; and
+    // rusqlite's batched rate for the same rows. Every ratio is taken within a round.
     let rt = runtime(2);
-    let n = options.scale(3000, 300);
-    let rounds = options.scale(5, 3);
-    // Both run in a task on the runtime's workers, where a server's handlers run (the thread
-    // inside `block_on` is not a worker: every hand-off to a task would cross threads).
-    let (ours_path, hand_path) = (dir.path().join("ours.db"), dir.path().join("hand.db"));
-    let task = rt.spawn(async move {
-        let backend = SqliteBackend::open(ours_path).await.expect("open");
-        let mut hand = HandWritten::open(&hand_path).await;
-        let thread = ThreadId::new("single").unwrap();
-        let (mut ours, mut by_hand) = (Vec::new(), Vec::new());
-        for round in 0..rounds {
-            let start = Instant::now();
-            for i in 0..n {
-                backend.apply(add(&thread, format!("{round}-{i}")).into()).await.expect("add");
-            }
-            ours.push(rate(n, start.elapsed()));
-            let start = Instant::now();
-            for i in 0..n {
-                hand.add("single", &format!("{round}-{i}")).await;
-            }
-            by_hand.push(rate(n, start.elapsed()));
-        }
-        (median(&mut ours), median(&mut by_hand))
+    let (single, callers) = (options.scale(3000, 300), 64);
+    let concurrent = options.scale(12_800, 1_280);
+    let rounds_wanted = options.scale(5, 3);
+    let (one, many) = rt.block_on(async {
+        let one = SqliteBackend::open(dir.path().join("ours.db")).await.expect("open");
+        let many = SqliteBackend::open(dir.path().join("concurrent.db")).await.expect("open");
+        (one, many)
     });
-    let (ours, by_hand) = rt.block_on(task).expect("the one-caller task");
-    rows.push(Row::new("sqlite: hand-written sqlx, same transaction, one caller", (n * rounds) as u64, by_hand));
-    rows.push(
-        Row::new("sqlite: ours, one caller, sequential adds", (n * rounds) as u64, ours)
-            .ratio(ours / by_hand, "ops/s, ours / hand-written sqlx")
-            .target(Target::RatioAtLeast(0.9)),
-    );
-    drop(rt);
-
-    // 64 callers on 64 OS threads (each its own current-thread runtime), one backend whose
-    // writer runs on the main runtime: group commit.
-    let callers = 64;
-    let n = options.scale(64_000, 6_400);
-    let rt = runtime(2);
-    let backend = rt.block_on(SqliteBackend::open(dir.path().join("concurrent.db"))).expect("open");
-    let (concurrent, mut latencies) = on_threads(callers, n / callers, |caller, i| {
-        let backend = backend.clone();
-        async move {
-            let thread = ThreadId::new(format!("c-{caller}")).unwrap();
-            backend.apply(add(&thread, format!("m{i}")).into()).await.expect("add");
-        }
-    });
-    // The same 64 callers as tasks on the 2-worker runtime (what an async server does).
-    let (tasks_rate, mut task_latencies) = rt.block_on(async {
-        let start = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for caller in 0..callers {
-            let backend = backend.clone();
-            tasks.spawn(async move {
-                let thread = ThreadId::new(format!("k-{caller}")).unwrap();
-                let mut latencies = Vec::with_capacity(n / callers);
-                for i in 0..n / callers {
-                    let t = Instant::now();
-                    backend.apply(add(&thread, format!("m{i}")).into()).await.expect("add");
-                    latencies.push(t.elapsed());
+    let mut hand = Some(rt.block_on(HandWritten::open(&dir.path().join("hand.db"))));
+    let engine_path = dir.path().join("rusqlite.db");
+    rt.block_on(migrated(&engine_path));
+    let mut engine = rusqlite_connection(&engine_path);
+    let mut rounds = Rounds::default();
+    for round in 0..rounds_wanted {
+        for step in 0..5 {
+            match (round + step) % 5 {
+                // One caller: in a task on the runtime's workers, where a server's handlers run
+                // (the thread inside `block_on` is not a worker: every hand-off to the writer
+                // task would cross threads).
+                0 => {
+                    let backend = one.clone();
+                    let rate = rt
+                        .block_on(rt.spawn(async move {
+                            let thread = ThreadId::new("single").unwrap();
+                            let start = Instant::now();
+                            for i in 0..single {
+                                backend.apply(add(&thread, format!("{round}-{i}")).into()).await.expect("add");
+                            }
+                            rate(single, start.elapsed())
+                        }))
+                        .expect("the one-caller task");
+                    rounds.ours.push(rate);
                 }
-                latencies
-            });
+                1 => {
+                    let mut by_hand = hand.take().expect("the hand-written connection");
+                    let (by_hand, rate) = rt
+                        .block_on(rt.spawn(async move {
+                            let start = Instant::now();
+                            for i in 0..single {
+                                by_hand.add("single", &format!("{round}-{i}")).await;
+                            }
+                            let rate = rate(single, start.elapsed());
+                            (by_hand, rate)
+                        }))
+                        .expect("the hand-written task");
+                    hand = Some(by_hand);
+                    rounds.hand.push(rate);
+                }
+                // 64 callers on 64 OS threads (each its own current-thread runtime), one backend
+                // whose writer runs on the 2-worker runtime: group commit.
+                2 => {
+                    let (rate, latencies) = on_threads(callers, concurrent / callers, |caller, i| {
+                        let backend = many.clone();
+                        async move {
+                            let thread = ThreadId::new(format!("c-{caller}")).unwrap();
+                            backend.apply(add(&thread, format!("{round}-{i}")).into()).await.expect("add");
+                        }
+                    });
+                    rounds.threads.push(rate);
+                    rounds.thread_latencies.extend(latencies);
+                }
+                // The same 64 callers as tasks on the 2-worker runtime (what an async server does).
+                3 => {
+                    let (rate, latencies) = rt.block_on(as_tasks(&many, callers, concurrent / callers, round));
+                    rounds.tasks.push(rate);
+                    rounds.task_latencies.extend(latencies);
+                }
+                _ => rounds.engine.push(rusqlite_rate(&mut engine, concurrent, callers, round)),
+            }
         }
-        let latencies: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
-        (rate(n, start.elapsed()), latencies)
-    });
+    }
     // The ceiling the 64 OS threads themselves set: the same hand-off (a channel to one task,
     // an answer back) to a task that does no work at all.
     let (ceiling, _) = {
@@ -243,7 +296,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
                 let _ = reply.send(());
             }
         });
-        on_threads(callers, n / callers, |_, _| {
+        on_threads(callers, concurrent / callers, |_, _| {
             let jobs = jobs.clone();
             async move {
                 let (reply, answer) = tokio::sync::oneshot::channel();
@@ -253,38 +306,62 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         })
     };
     drop(rt);
-    let engine_path = dir.path().join("rusqlite.db");
-    runtime(1).block_on(migrated(&engine_path));
-    let engine = rusqlite_rate(&engine_path, n, callers);
-    rows.push(Row::new("sqlite: rusqlite, same rows in 1000-row transactions", n as u64, engine));
+
+    let n = rounds_wanted * single;
+    let m = rounds_wanted * concurrent;
+    let r = &rounds;
+    rows.push(Row::new(
+        "sqlite: hand-written sqlx, same transaction, one caller",
+        n as u64,
+        median(&mut r.hand.clone()),
+    ));
+    rows.push(
+        Row::new("sqlite: ours, one caller, sequential adds", n as u64, median(&mut r.ours.clone()))
+            .ratio(r.median_of(|i| r.ours[i] / r.hand[i]), "ops/s, ours / hand-written sqlx")
+            .target(Target::RatioAtLeast(0.9)),
+    );
+    rows.push(Row::new(
+        "sqlite: rusqlite, same rows in 1000-row transactions",
+        m as u64,
+        median(&mut r.engine.clone()),
+    ));
+    let mut latencies = r.thread_latencies.clone();
     let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
     rows.push(
-        Row::new("sqlite: ours, 64 callers on 64 OS threads", n as u64, concurrent)
+        Row::new("sqlite: ours, 64 callers on 64 OS threads", m as u64, median(&mut r.threads.clone()))
             .latency(p50, p99)
-            .ratio(concurrent / ours, "ops/s, 64 callers / our one caller")
+            .ratio(r.median_of(|i| r.threads[i] / r.ours[i]), "ops/s, 64 callers / our one caller")
             .target(Target::RatioAtLeast(4.0)),
     );
     rows.push(
-        Row::new("echo: 64 OS threads handing off to one task that does nothing", n as u64, ceiling)
+        Row::new("echo: 64 OS threads handing off to one task that does nothing", concurrent as u64, ceiling)
             .note("scheduling ceiling of the 64-thread harness on this machine"),
     );
-    let (p50, p99) = (percentile(&mut task_latencies, 50.0), percentile(&mut task_latencies, 99.0));
+    let mut latencies = r.task_latencies.clone();
+    let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
     rows.push(
-        Row::new("sqlite: ours, 64 callers as tasks (2 workers)", n as u64, tasks_rate)
+        Row::new("sqlite: ours, 64 callers as tasks (2 workers)", m as u64, median(&mut r.tasks.clone()))
             .latency(p50, p99)
-            .ratio(tasks_rate / ours, "ops/s, 64 callers / our one caller")
+            .ratio(r.median_of(|i| r.tasks[i] / r.ours[i]), "ops/s, 64 callers / our one caller")
             .target(Target::RatioAtLeast(4.0)),
     );
     rows.push(
-        Row::new("sqlite: ours, 64 callers (tasks) vs rusqlite batched", n as u64, tasks_rate)
-            .ratio(tasks_rate / engine, "ops/s, ours with 64 callers / rusqlite 1000-row transactions")
+        Row::new("sqlite: ours, 64 callers (tasks) vs rusqlite batched", m as u64, median(&mut r.tasks.clone()))
+            .ratio(
+                r.median_of(|i| r.tasks[i] / r.engine[i]),
+                "ops/s, ours with 64 callers / rusqlite 1000-row transactions",
+            )
             .target(Target::RatioAtLeast(0.35)),
     );
     rows.push(
-        Row::new("sqlite: ours, 64 callers (OS threads) vs rusqlite batched", n as u64, concurrent)
-            .ratio(concurrent / engine, "ops/s, ours with 64 callers / rusqlite 1000-row transactions")
+        Row::new("sqlite: ours, 64 callers (OS threads) vs rusqlite batched", m as u64, median(&mut r.threads.clone()))
+            .ratio(
+                r.median_of(|i| r.threads[i] / r.engine[i]),
+                "ops/s, ours with 64 callers / rusqlite 1000-row transactions",
+            )
             .target(Target::RatioAtLeast(0.35)),
     );
+    let ours = median(&mut r.ours.clone());
 
     // Concurrency scaling: the same adds from 1, 4, 16 callers (tasks on 2 workers).
     let rt = runtime(2);

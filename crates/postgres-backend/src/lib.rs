@@ -22,6 +22,15 @@
 //! Temporary conditions (serialization failures, deadlocks, lock and statement time-outs, lost
 //! connections, pool time-outs) are [temporary](persist_core::PersistError::is_temporary).
 //!
+//! # Connections
+//!
+//! Each instance keeps its own pool of at most
+//! [`max_connections`](PostgresBackendBuilder::max_connections). An operation takes the idle
+//! connection used last (so a lone writer keeps one warm connection, even after a burst opened
+//! many) and gives it back without a round trip; a connection the server dropped, or one left
+//! mid-statement by a cancelled operation, is closed instead of being reused, and the retry
+//! gets a fresh one. Connections are closed after 10 minutes idle or 30 minutes open.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -44,6 +53,7 @@
 
 mod error;
 mod ops;
+mod pool;
 mod reads;
 mod rows;
 
@@ -58,8 +68,10 @@ use persist_core::{
     ThreadId,
 };
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::pool::Pool;
 
 use crate::error::{map_migrate, map_sqlx};
 
@@ -90,7 +102,8 @@ impl PostgresBackendBuilder {
         self
     }
 
-    /// Connections kept open when idle (default 0).
+    /// Connections opened on connect and kept open when idle (default 0); idle connections
+    /// beyond these are closed after 10 minutes unused.
     pub fn min_connections(mut self, connections: u32) -> Self {
         self.min_connections = connections;
         self
@@ -117,31 +130,29 @@ impl PostgresBackendBuilder {
             // Guards like `$9 IS NULL OR tenant = $9` only simplify in a custom plan; a cached
             // generic plan keeps both branches and degrades as threads grow.
             .options([("search_path", self.schema.as_str()), ("plan_cache_mode", "force_custom_plan")]);
-        let pool = PgPoolOptions::new()
-            // A ping per acquire would double every write's round trips; a broken connection
-            // fails its statement with a temporary error instead, and the retry gets a new one.
-            .test_before_acquire(false)
-            .max_connections(self.max_connections)
-            .min_connections(self.min_connections)
-            .acquire_timeout(self.acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(|e| map_sqlx("connecting to PostgreSQL", e))?;
-        let mut conn = pool.acquire().await.map_err(|e| map_sqlx("connecting to PostgreSQL", e))?;
-        // The only SQL built from text: a schema name checked against [a-z_][a-z0-9_]*.
-        let create = format!("CREATE SCHEMA IF NOT EXISTS \"{}\"", self.schema);
-        match sqlx::query(AssertSqlSafe(create)).execute(&mut *conn).await {
-            Ok(_) => {}
-            // Another instance created it at the same moment.
-            Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06")) => {}
-            Err(e) => return Err(map_sqlx("creating the schema", e)),
-        }
-        // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked bound keeps
-        // this future from being `Send`.
-        MIGRATOR.run_direct(None, &mut *conn, false).await.map_err(map_migrate)?;
-        drop(conn);
+        let pool = Pool::new(options, self.max_connections, self.min_connections, self.acquire_timeout);
+        let mut conn = pool.acquire().await?;
+        let prepared = prepare_schema(&mut conn, &self.schema).await;
+        conn.release(&prepared);
+        prepared?;
+        pool.fill().await?;
         Ok(PostgresBackend { pool, schema: self.schema })
     }
+}
+
+/// Creates the schema if it is missing and applies the migrations it lacks.
+async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<()> {
+    // The only SQL built from text: a schema name checked against [a-z_][a-z0-9_]*.
+    let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
+    match sqlx::query(AssertSqlSafe(create)).execute(&mut *conn).await {
+        Ok(_) => {}
+        // Another instance created it at the same moment.
+        Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06")) => {}
+        Err(e) => return Err(map_sqlx("creating the schema", e)),
+    }
+    // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked bound keeps
+    // this future from being `Send`.
+    MIGRATOR.run_direct(None, conn, false).await.map_err(map_migrate)
 }
 
 fn validate_schema(schema: &str) -> Result<()> {
@@ -159,7 +170,7 @@ fn validate_schema(schema: &str) -> Result<()> {
 /// The PostgreSQL backend; see the [crate docs](crate). Cloning shares the pool.
 #[derive(Clone)]
 pub struct PostgresBackend {
-    pool: PgPool,
+    pool: Pool,
     schema: String,
 }
 
@@ -200,36 +211,44 @@ impl PostgresBackend {
         self.pool.close().await;
     }
 
+    /// Runs `operation` on a connection of the pool, then gives the connection back (or
+    /// closes it, if the operation lost it).
+    async fn with<T>(&self, operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.acquire().await?;
+        let answer = operation(&mut conn).await;
+        conn.release(&answer);
+        answer
+    }
+
     /// Checks that the server answers.
     ///
     /// # Errors
     ///
     /// `Temporary` when it cannot be reached.
     pub async fn ping(&self) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(|e| map_sqlx("reaching PostgreSQL", e))?;
-        conn.ping().await.map_err(|e| map_sqlx("reaching PostgreSQL", e))
+        self.with(async |conn| conn.ping().await.map_err(|e| map_sqlx("reaching PostgreSQL", e))).await
     }
 }
 
 impl Backend for PostgresBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
-        ops::apply(&self.pool, args).await
+        self.with(async |conn| ops::apply(conn, args).await).await
     }
 
     async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
-        reads::get(&self.pool, &query).await
+        self.with(async |conn| reads::get(conn, &query).await).await
     }
 
     async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
-        reads::get_thread(&self.pool, &query).await
+        self.with(async |conn| reads::get_thread(conn, &query).await).await
     }
 
     async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
-        reads::list(&self.pool, &query).await
+        self.with(async |conn| reads::list(conn, &query).await).await
     }
 
     async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
-        reads::threads(&self.pool, &query).await
+        self.with(async |conn| reads::threads(conn, &query).await).await
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -237,23 +256,26 @@ impl Backend for PostgresBackend {
     }
 
     async fn stranded(&self, query: FindStranded) -> Result<Vec<Message>> {
-        reads::stranded(&self.pool, &query).await
+        self.with(async |conn| reads::stranded(conn, &query).await).await
     }
 
     async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
-        ops::bind(&self.pool, &bind).await
+        self.with(async |conn| ops::bind(conn, &bind).await).await
     }
 
     async fn resolve(&self, query: Resolve) -> Result<Resolution> {
-        reads::resolve(&self.pool, &query).await
+        self.with(async |conn| reads::resolve(conn, &query).await).await
     }
 
     async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {
-        ops::mark(&self.pool, &agent_id, &thread_id, None, BindingState::Reset).await
+        self.with(async |conn| ops::mark(conn, &agent_id, &thread_id, None, BindingState::Reset).await).await
     }
 
     async fn invalidate_session(&self, agent_id: AgentId, thread_id: ThreadId, session_id: SessionId) -> Result<bool> {
-        ops::mark(&self.pool, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
+        self.with(async |conn| {
+            ops::mark(conn, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
+        })
+        .await
     }
 }
 

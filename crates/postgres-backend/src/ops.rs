@@ -14,7 +14,7 @@ use persist_core::{
     Added, AgentId, Content, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, Metadata, PersistArgs,
     PersistError, PersistResult, Reserved, Role, SessionId, Status, Target, TenantId, ThreadId, Timestamp, Updated,
 };
-use sqlx::{PgPool, Row};
+use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{is_unique_violation, map_sqlx};
 use crate::rows::{self, binding_columns, json_text, message_columns, signed, thread_columns};
@@ -27,7 +27,7 @@ fn raced() -> PersistError {
     PersistError::temporary("the write kept racing concurrent writers; retry it")
 }
 
-pub(crate) async fn apply(pool: &PgPool, args: PersistArgs) -> Result<PersistResult, PersistError> {
+pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<PersistResult, PersistError> {
     args.validate()?;
     // What is stored must read back: refuse JSON nested deeper than a parser accepts.
     if let Some(content) = args.content() {
@@ -38,21 +38,21 @@ pub(crate) async fn apply(pool: &PgPool, args: PersistArgs) -> Result<PersistRes
     }
     match &args {
         PersistArgs::Add(add) => {
-            let (message, deduplicated) = insert(pool, Insert::add(add), &args).await?;
+            let (message, deduplicated) = insert(conn, Insert::add(add), &args).await?;
             Ok(Added::new(message, deduplicated).into())
         }
         PersistArgs::Reserve(reserve) => {
-            let (message, deduplicated) = insert(pool, Insert::reserve(reserve), &args).await?;
+            let (message, deduplicated) = insert(conn, Insert::reserve(reserve), &args).await?;
             Ok(Reserved::new(message, deduplicated).into())
         }
-        PersistArgs::UpdateContent(update) => Ok(ContentUpdated::new(update_content(pool, update).await?).into()),
+        PersistArgs::UpdateContent(update) => Ok(ContentUpdated::new(update_content(conn, update).await?).into()),
         PersistArgs::Update(update) => match &update.target {
-            Target::Message(id) => Ok(Updated::Message(update_message(pool, update, id).await?).into()),
-            Target::Thread => Ok(Updated::Thread(update_thread(pool, update).await?).into()),
+            Target::Message(id) => Ok(Updated::Message(update_message(conn, update, id).await?).into()),
+            Target::Thread => Ok(Updated::Thread(update_thread(conn, update).await?).into()),
         },
         PersistArgs::Delete(delete) => Ok(match &delete.target {
-            Target::Message(id) => delete_message(pool, delete, id).await?,
-            Target::Thread => delete_thread(pool, delete).await?,
+            Target::Message(id) => delete_message(conn, delete, id).await?,
+            Target::Thread => delete_thread(conn, delete).await?,
         }
         .into()),
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
@@ -101,7 +101,7 @@ impl<'a> Insert<'a> {
 /// Bumps the thread's `last_seq` under its row lock (creating the thread on its first write)
 /// and inserts the message with that seq, unless the thread refuses the write or the id or
 /// key is taken; then a diagnosis answers the repeat or the refusal.
-async fn insert(pool: &PgPool, new: Insert<'_>, args: &PersistArgs) -> Result<(Message, bool), PersistError> {
+async fn insert(conn: &mut PgConnection, new: Insert<'_>, args: &PersistArgs) -> Result<(Message, bool), PersistError> {
     let content = new.content.as_json();
     let metadata = json_text(new.metadata)?;
     let tenant = new.tenant.map(TenantId::as_str);
@@ -144,12 +144,12 @@ async fn insert(pool: &PgPool, new: Insert<'_>, args: &PersistArgs) -> Result<(M
         .bind(key)
         .bind(Timestamp::now().as_micros())
         .bind(tenant)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await;
         match inserted {
             Ok(Some(row)) => return Ok((rows::message(&row)?, false)),
             Ok(None) => {
-                if let Some(answer) = diagnose_insert(pool, &new, id, args).await? {
+                if let Some(answer) = diagnose_insert(conn, &new, id, args).await? {
                     return answer;
                 }
             }
@@ -163,12 +163,12 @@ async fn insert(pool: &PgPool, new: Insert<'_>, args: &PersistArgs) -> Result<(M
 
 /// Why an insert wrote nothing: `None` when the state changed meanwhile (try again).
 async fn diagnose_insert(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     new: &Insert<'_>,
     id: &MessageId,
     args: &PersistArgs,
 ) -> Result<Option<Result<(Message, bool), PersistError>>, PersistError> {
-    if let Err(refusal) = writable_thread(pool, new.thread_id, new.tenant, new.message_id).await? {
+    if let Err(refusal) = writable_thread(conn, new.thread_id, new.tenant, new.message_id).await? {
         return Ok(Some(Err(refusal)));
     }
     if let Some(key) = new.idempotency_key {
@@ -179,14 +179,14 @@ async fn diagnose_insert(
         ))
         .bind(new.thread_id.as_str())
         .bind(key.as_str())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("looking up the idempotency key", e))?;
         if let Some(row) = row {
             return Ok(Some(Ok((rows::message(&row)?, true))));
         }
     }
-    let Some(existing) = find_message(pool, new.thread_id, id).await? else {
+    let Some(existing) = find_message(conn, new.thread_id, id).await? else {
         return Ok(None);
     };
     if existing.is_repeat_of(args) {
@@ -196,12 +196,16 @@ async fn diagnose_insert(
     }
 }
 
-async fn find_message(pool: &PgPool, thread_id: &ThreadId, id: &MessageId) -> Result<Option<Message>, PersistError> {
+async fn find_message(
+    conn: &mut PgConnection,
+    thread_id: &ThreadId,
+    id: &MessageId,
+) -> Result<Option<Message>, PersistError> {
     let row =
         sqlx::query(concat!("SELECT ", message_columns!(), " FROM messages WHERE thread_id = $1 AND message_id = $2"))
             .bind(thread_id.as_str())
             .bind(id.as_str())
-            .fetch_optional(pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(|e| map_sqlx("reading the message", e))?;
     row.map(|row| rows::message(&row)).transpose()
@@ -210,7 +214,7 @@ async fn find_message(pool: &PgPool, thread_id: &ThreadId, id: &MessageId) -> Re
 /// `Ok(Err(refusal))` when a write may not touch the thread: absent or foreign (`NotFound`),
 /// deleted (`ThreadDeleted`). `Ok(Ok(version))` otherwise.
 async fn writable_thread(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     thread_id: &ThreadId,
     tenant: Option<&TenantId>,
     message_id: Option<&MessageId>,
@@ -218,7 +222,7 @@ async fn writable_thread(
     let row =
         sqlx::query("SELECT tenant, deleted_at IS NOT NULL AS deleted, version FROM threads WHERE thread_id = $1")
             .bind(thread_id.as_str())
-            .fetch_optional(pool)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(|e| map_sqlx("reading the thread", e))?;
     let Some(row) = row else {
@@ -239,16 +243,16 @@ async fn writable_thread(
 /// Why a guarded write to message `id` changed nothing: `Ok(refusal)`, or `Err` to retry
 /// when nothing explains it any more (a concurrent writer changed the row meanwhile).
 async fn diagnose_message(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     thread_id: &ThreadId,
     id: &MessageId,
     tenant: Option<&TenantId>,
     expected_version: Option<u64>,
 ) -> Result<Option<PersistError>, PersistError> {
-    if let Err(refusal) = writable_thread(pool, thread_id, tenant, Some(id)).await? {
+    if let Err(refusal) = writable_thread(conn, thread_id, tenant, Some(id)).await? {
         return Ok(Some(refusal));
     }
-    Ok(match find_message(pool, thread_id, id).await? {
+    Ok(match find_message(conn, thread_id, id).await? {
         None => Some(PersistError::not_found(thread_id, Some(id))),
         Some(message) => match expected_version {
             Some(expected) if expected != message.version => Some(PersistError::VersionConflict {
@@ -262,7 +266,7 @@ async fn diagnose_message(
     })
 }
 
-async fn update_content(pool: &PgPool, update: &UpdateContent) -> Result<Message, PersistError> {
+async fn update_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
     let content = update.content.as_json();
     let tenant = update.context.tenant().map(TenantId::as_str);
     for _ in 0..RACE_ATTEMPTS {
@@ -287,14 +291,14 @@ async fn update_content(pool: &PgPool, update: &UpdateContent) -> Result<Message
         .bind(Timestamp::now().as_micros())
         .bind(update.expected_version.map(signed))
         .bind(tenant)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("updating the content", e))?;
         if let Some(row) = row {
             return rows::message(&row);
         }
         let diagnosis = diagnose_message(
-            pool,
+            conn,
             &update.thread_id,
             &update.message_id,
             update.context.tenant(),
@@ -322,7 +326,7 @@ fn patch_parts(patch: Option<&Metadata>) -> Result<(String, Vec<String>), Persis
     Ok((json_text(&set)?, removed))
 }
 
-async fn update_message(pool: &PgPool, update: &Update, id: &MessageId) -> Result<Message, PersistError> {
+async fn update_message(conn: &mut PgConnection, update: &Update, id: &MessageId) -> Result<Message, PersistError> {
     let (set, removed) = patch_parts(update.metadata.as_ref())?;
     let tenant = update.context.tenant().map(TenantId::as_str);
     for _ in 0..RACE_ATTEMPTS {
@@ -349,13 +353,13 @@ async fn update_message(pool: &PgPool, update: &Update, id: &MessageId) -> Resul
         .bind(Timestamp::now().as_micros())
         .bind(update.expected_version.map(signed))
         .bind(tenant)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("updating the message", e))?;
         if let Some(row) = row {
             return rows::message(&row);
         }
-        let diagnosis = diagnose_message(pool, &update.thread_id, id, update.context.tenant(), update.expected_version);
+        let diagnosis = diagnose_message(conn, &update.thread_id, id, update.context.tenant(), update.expected_version);
         if let Some(refusal) = diagnosis.await? {
             return Err(refusal);
         }
@@ -363,7 +367,7 @@ async fn update_message(pool: &PgPool, update: &Update, id: &MessageId) -> Resul
     Err(raced())
 }
 
-async fn update_thread(pool: &PgPool, update: &Update) -> Result<persist_core::Thread, PersistError> {
+async fn update_thread(conn: &mut PgConnection, update: &Update) -> Result<persist_core::Thread, PersistError> {
     let (set, removed) = patch_parts(update.metadata.as_ref())?;
     let tenant = update.context.tenant();
     for _ in 0..RACE_ATTEMPTS {
@@ -383,13 +387,13 @@ async fn update_thread(pool: &PgPool, update: &Update) -> Result<persist_core::T
         .bind(Timestamp::now().as_micros())
         .bind(tenant.map(TenantId::as_str))
         .bind(update.expected_version.map(signed))
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("updating the thread", e))?;
         if let Some(row) = row {
             return rows::thread(&row);
         }
-        match writable_thread(pool, &update.thread_id, tenant, None).await? {
+        match writable_thread(conn, &update.thread_id, tenant, None).await? {
             Err(refusal) => return Err(refusal),
             Ok(actual) => {
                 if let Some(expected) = update.expected_version.filter(|&expected| expected != actual) {
@@ -406,7 +410,7 @@ async fn update_thread(pool: &PgPool, update: &Update) -> Result<persist_core::T
     Err(raced())
 }
 
-async fn delete_message(pool: &PgPool, delete: &Delete, id: &MessageId) -> Result<Deleted, PersistError> {
+async fn delete_message(conn: &mut PgConnection, delete: &Delete, id: &MessageId) -> Result<Deleted, PersistError> {
     let tenant = delete.context.tenant();
     for _ in 0..RACE_ATTEMPTS {
         let removed = sqlx::query(
@@ -424,14 +428,14 @@ async fn delete_message(pool: &PgPool, delete: &Delete, id: &MessageId) -> Resul
         .bind(delete.expected_version.map(signed))
         .bind(tenant.map(TenantId::as_str))
         .bind(Timestamp::now().as_micros())
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("deleting the message", e))?;
         if removed.is_some() {
             return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
         }
         // Nothing removed: already gone (an empty answer), or a stale expected version.
-        match diagnose_message(pool, &delete.thread_id, id, tenant, delete.expected_version).await? {
+        match diagnose_message(conn, &delete.thread_id, id, tenant, delete.expected_version).await? {
             Some(conflict @ PersistError::VersionConflict { .. }) => return Err(conflict),
             Some(_) => return Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
             None => {}
@@ -443,11 +447,28 @@ async fn delete_message(pool: &PgPool, delete: &Delete, id: &MessageId) -> Resul
 /// Deleting a thread is a transaction, not one statement: after the thread's row lock is
 /// taken, each following statement sees every write committed before it (a single statement
 /// would delete only what its snapshot, taken before the lock, saw).
-async fn delete_thread(pool: &PgPool, delete: &Delete) -> Result<Deleted, PersistError> {
+///
+/// The transaction always ends here, committed or rolled back, so the connection goes back to
+/// the pool outside of one (a cancelled delete drops its connection: the pool closes it).
+async fn delete_thread(conn: &mut PgConnection, delete: &Delete) -> Result<Deleted, PersistError> {
+    let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the delete", e))?;
+    match delete_thread_locked(&mut tx, delete).await {
+        Ok(deleted) => {
+            tx.commit().await.map_err(|e| map_sqlx("committing the delete", e))?;
+            Ok(deleted)
+        }
+        Err(refused) => {
+            tx.rollback().await.map_err(|e| map_sqlx("rolling back the delete", e))?;
+            Err(refused)
+        }
+    }
+}
+
+/// The statements of [`delete_thread`], inside its transaction.
+async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<Deleted, PersistError> {
     let tenant = delete.context.tenant();
     let gone = || Ok(Deleted::new(delete.thread_id.clone(), Vec::new()));
     let sql = |context| move |e| map_sqlx(context, e);
-    let mut tx = pool.begin().await.map_err(sql("starting the delete"))?;
     let row = sqlx::query(
         "SELECT tenant, deleted_at IS NOT NULL AS deleted, version FROM threads WHERE thread_id = $1 FOR UPDATE",
     )
@@ -495,7 +516,6 @@ async fn delete_thread(pool: &PgPool, delete: &Delete) -> Result<Deleted, Persis
         .execute(&mut *tx)
         .await
         .map_err(sql("marking the thread deleted"))?;
-    tx.commit().await.map_err(sql("committing the delete"))?;
     let ids = removed
         .into_iter()
         .map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
@@ -503,7 +523,7 @@ async fn delete_thread(pool: &PgPool, delete: &Delete) -> Result<Deleted, Persis
     Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 
-pub(crate) async fn bind(pool: &PgPool, bind: &Bind) -> Result<SessionBinding, PersistError> {
+pub(crate) async fn bind(conn: &mut PgConnection, bind: &Bind) -> Result<SessionBinding, PersistError> {
     bind.validate()?;
     // FOR SHARE waits for a concurrent thread delete and then sees its tombstone.
     let row = sqlx::query(concat!(
@@ -525,7 +545,7 @@ pub(crate) async fn bind(pool: &PgPool, bind: &Bind) -> Result<SessionBinding, P
     .bind(bind.runtime_id.as_ref().map(|r| r.as_str()))
     .bind(bind.work_dir.as_deref())
     .bind(Timestamp::now().as_micros())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(|e| map_sqlx("binding the session", e))?;
     match row {
@@ -536,7 +556,7 @@ pub(crate) async fn bind(pool: &PgPool, bind: &Bind) -> Result<SessionBinding, P
 
 /// Moves a binding to `to`; with `only_session`, only if it is active and points at it.
 pub(crate) async fn mark(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     agent_id: &AgentId,
     thread_id: &ThreadId,
     only_session: Option<&SessionId>,
@@ -551,7 +571,7 @@ pub(crate) async fn mark(
     .bind(only_session.map(SessionId::as_str))
     .bind(to.as_str())
     .bind(Timestamp::now().as_micros())
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map_err(|e| map_sqlx("changing a session binding", e))?;
     Ok(done.rows_affected() > 0)

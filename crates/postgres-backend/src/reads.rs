@@ -1,9 +1,9 @@
-//! Reads: plain statements on the pool.
+//! Reads: plain statements on a connection of the pool.
 
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
 use persist_core::session::{Resolution, Resolve};
 use persist_core::{Message, Order, Page, Result, TenantId, Thread};
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
 use crate::error::map_sqlx;
 use crate::rows::{self, binding_columns, json_text, message_columns, signed, thread_columns};
@@ -12,7 +12,7 @@ fn tenant(tenant: &Option<TenantId>) -> Option<&str> {
     tenant.as_ref().map(TenantId::as_str)
 }
 
-pub(crate) async fn get(pool: &PgPool, query: &GetMessage) -> Result<Option<Message>> {
+pub(crate) async fn get(conn: &mut PgConnection, query: &GetMessage) -> Result<Option<Message>> {
     let row = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
@@ -22,13 +22,13 @@ pub(crate) async fn get(pool: &PgPool, query: &GetMessage) -> Result<Option<Mess
     .bind(query.thread_id.as_str())
     .bind(query.message_id.as_str())
     .bind(tenant(&query.tenant))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(|e| map_sqlx("reading a message", e))?;
     row.map(|row| rows::message(&row)).transpose()
 }
 
-pub(crate) async fn get_thread(pool: &PgPool, query: &GetThread) -> Result<Option<Thread>> {
+pub(crate) async fn get_thread(conn: &mut PgConnection, query: &GetThread) -> Result<Option<Thread>> {
     let row = sqlx::query(concat!(
         "SELECT ",
         thread_columns!(),
@@ -36,7 +36,7 @@ pub(crate) async fn get_thread(pool: &PgPool, query: &GetThread) -> Result<Optio
     ))
     .bind(query.thread_id.as_str())
     .bind(tenant(&query.tenant))
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(|e| map_sqlx("reading a thread", e))?;
     row.map(|row| rows::thread(&row)).transpose()
@@ -56,7 +56,7 @@ macro_rules! list_sql {
     };
 }
 
-pub(crate) async fn list(pool: &PgPool, query: &ListMessages) -> Result<Page<Message>> {
+pub(crate) async fn list(conn: &mut PgConnection, query: &ListMessages) -> Result<Page<Message>> {
     query.validate()?;
     let sql = match query.order {
         Order::Asc => list_sql!("ASC"),
@@ -69,13 +69,13 @@ pub(crate) async fn list(pool: &PgPool, query: &ListMessages) -> Result<Page<Mes
         .bind(query.include_reserved)
         .bind(tenant(&query.tenant))
         .bind(i64::from(query.fetch_limit()))
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(|e| map_sqlx("listing messages", e))?;
     Ok(query.page(fetched.iter().map(rows::message).collect::<Result<Vec<_>>>()?))
 }
 
-pub(crate) async fn threads(pool: &PgPool, query: &ListThreads) -> Result<Page<Thread, ThreadCursor>> {
+pub(crate) async fn threads(conn: &mut PgConnection, query: &ListThreads) -> Result<Page<Thread, ThreadCursor>> {
     query.validate()?;
     // A thread matches when no entry of the filter differs from the thread's metadata (jsonb
     // equality: same key, same value, exactly).
@@ -93,13 +93,13 @@ pub(crate) async fn threads(pool: &PgPool, query: &ListThreads) -> Result<Page<T
     .bind(query.cursor.as_ref().map(|c| c.thread_id().as_str()))
     .bind(json_text(&query.filter)?)
     .bind(i64::from(query.fetch_limit()))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(|e| map_sqlx("listing threads", e))?;
     Ok(query.page(fetched.iter().map(rows::thread).collect::<Result<Vec<_>>>()?))
 }
 
-pub(crate) async fn resolve(pool: &PgPool, query: &Resolve) -> Result<Resolution> {
+pub(crate) async fn resolve(conn: &mut PgConnection, query: &Resolve) -> Result<Resolution> {
     let row = sqlx::query(concat!(
         "SELECT ",
         binding_columns!(),
@@ -107,14 +107,14 @@ pub(crate) async fn resolve(pool: &PgPool, query: &Resolve) -> Result<Resolution
     ))
     .bind(query.agent_id.as_str())
     .bind(query.thread_id.as_str())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(|e| map_sqlx("reading a session binding", e))?;
     let stored = row.map(|row| rows::binding(&row)).transpose()?;
     Ok(Resolution::decide(stored, query))
 }
 
-pub(crate) async fn stranded(pool: &PgPool, query: &FindStranded) -> Result<Vec<Message>> {
+pub(crate) async fn stranded(conn: &mut PgConnection, query: &FindStranded) -> Result<Vec<Message>> {
     query.validate()?;
     let rows = sqlx::query(concat!(
         "SELECT ",
@@ -123,7 +123,7 @@ pub(crate) async fn stranded(pool: &PgPool, query: &FindStranded) -> Result<Vec<
     ))
     .bind(query.created_before.as_micros())
     .bind(i64::from(query.limit))
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await
     .map_err(|e| map_sqlx("finding stranded reservations", e))?;
     rows.iter().map(rows::message).collect()
