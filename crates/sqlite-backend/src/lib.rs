@@ -15,12 +15,16 @@
 //!   `VersionConflict` or `AlreadyExists` never fails its neighbours. A lone caller does not
 //!   wait for a batch to fill. A group of `add`s and `reserve`s, the common case, is one
 //!   prepared statement whatever its size: the rows travel as one JSON array into a `TEMP`
-//!   view of the writer connection whose trigger applies them one at a time, in order.
-//! - **Checkpoints off the write path.** Every 1024 writes the writer asks a second connection
+//!   view of the writer connection whose trigger applies them one at a time, in order. A group
+//!   of one insert (a lone caller) sends the trigger's statements directly, bound as
+//!   parameters.
+//! - **Checkpoints off the write path.** Every 256 writes the writer asks a second connection
 //!   to copy the write-ahead log into the database file (`PRAGMA wal_checkpoint(PASSIVE)`,
 //!   which runs alongside writes and reads), so a commit never waits for one; SQLite's own
-//!   automatic checkpoint stays as a backstop at 16384 pages. The writer keeps a 64 MiB page
-//!   cache.
+//!   automatic checkpoint stays as a backstop at 16384 pages. 256 writes are about 1 000 log
+//!   pages, SQLite's default: the log the writer appends to stays small enough to stay in the
+//!   CPU's cache (every 1024 writes, a lone caller's adds ran ≈ 30% slower). The writer keeps a
+//!   64 MiB page cache.
 //! - **Writes survive a dropped caller.** Once a write is queued, the writer finishes it even if
 //!   the caller's future is dropped: the write happens entirely or not at all.
 //! - **Durability**: WAL with `synchronous=NORMAL` by default (an acknowledged write survives a

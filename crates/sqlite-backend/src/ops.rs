@@ -389,6 +389,63 @@ async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpRes
     insert_query(conn, plans, false).await?.into_iter().map(|row| row.transpose().map_err(aborted)).collect()
 }
 
+/// One insert: the thread is created if absent, then the message is inserted unless the
+/// thread refuses it (deleted, another tenant's) or its id or idempotency key is taken. Written
+/// once, used twice: with the `NEW.…` columns in the inbox's trigger, and with parameters for
+/// a group of one (which then reports its seq with `RETURNING`, `$returning`).
+macro_rules! insert_one {
+    ($thread:literal, $tenant:literal, $id:literal, $role:literal, $content:literal, $metadata:literal,
+     $status:literal, $key:literal, $now:literal, $returning:literal) => {
+        concat!(
+            "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (",
+            $thread,
+            ", ",
+            $tenant,
+            ", ",
+            $now,
+            ", ",
+            $now,
+            ") ON CONFLICT (thread_id) DO NOTHING; ",
+            "INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                                   idempotency_key, created_at, updated_at) \
+             SELECT t.thread_id, ",
+            $id,
+            ", t.last_seq + 1, ",
+            $role,
+            ", ",
+            $content,
+            ", ",
+            $metadata,
+            ", ",
+            $status,
+            ", 1, ",
+            $key,
+            ", ",
+            $now,
+            ", ",
+            $now,
+            " FROM threads t \
+              WHERE t.thread_id = ",
+            $thread,
+            " AND t.deleted_at IS NULL AND (",
+            $tenant,
+            " IS NULL OR t.tenant = ",
+            $tenant,
+            ") ON CONFLICT DO NOTHING",
+            $returning,
+            ";"
+        )
+    };
+}
+
+/// A group of one insert: the statements of the inbox's trigger, bound directly (no JSON, no
+/// trigger, no report table), the seq returned by the insert.
+const INSERT_ONE: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    insert_one!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", " RETURNING seq"),
+    " COMMIT;"
+);
+
 /// Applies the rows bound as one JSON array (`[[plan, thread_id, tenant, message_id, role,
 /// content, metadata, status, idempotency_key, now], …]`) through the inbox, then reports
 /// `plan:seq` for every row written, and empties the report.
@@ -410,27 +467,30 @@ macro_rules! apply_inbox {
 /// taken, and records in `persist_written` which row wrote a message with which `seq`. Rows
 /// are applied one at a time, in order, each seeing the rows before it (the thread's
 /// `last_seq`, a key an earlier row took).
-pub(crate) const INBOX: &str = "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384; \
+pub(crate) const INBOX: &str = concat!(
+    "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384; \
     CREATE TEMP TABLE IF NOT EXISTS persist_written (plan INTEGER NOT NULL, seq INTEGER NOT NULL); \
     CREATE TEMP VIEW IF NOT EXISTS persist_inbox AS \
         SELECT NULL AS plan, NULL AS thread_id, NULL AS tenant, NULL AS message_id, NULL AS role, NULL AS content, \
                NULL AS metadata, NULL AS status, NULL AS idempotency_key, NULL AS now; \
     CREATE TEMP TRIGGER IF NOT EXISTS persist_inbox_insert INSTEAD OF INSERT ON persist_inbox \
-    BEGIN \
-        INSERT INTO threads (thread_id, tenant, created_at, updated_at) \
-             VALUES (NEW.thread_id, NEW.tenant, NEW.now, NEW.now) \
-             ON CONFLICT (thread_id) DO NOTHING; \
-        INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
-                              idempotency_key, created_at, updated_at) \
-             SELECT t.thread_id, NEW.message_id, t.last_seq + 1, NEW.role, NEW.content, NEW.metadata, NEW.status, 1, \
-                    NEW.idempotency_key, NEW.now, NEW.now \
-               FROM threads t \
-              WHERE t.thread_id = NEW.thread_id AND t.deleted_at IS NULL \
-                AND (NEW.tenant IS NULL OR t.tenant = NEW.tenant) \
-             ON CONFLICT DO NOTHING; \
-        INSERT INTO persist_written (plan, seq) \
+    BEGIN ",
+    insert_one!(
+        "NEW.thread_id",
+        "NEW.tenant",
+        "NEW.message_id",
+        "NEW.role",
+        "NEW.content",
+        "NEW.metadata",
+        "NEW.status",
+        "NEW.idempotency_key",
+        "NEW.now",
+        ""
+    ),
+    " INSERT INTO persist_written (plan, seq) \
              SELECT NEW.plan, last_seq FROM threads WHERE thread_id = NEW.thread_id AND changes() > 0; \
-    END;";
+    END;"
+);
 
 /// The inserts of `plans` in one round trip and a constant number of statements, whatever
 /// the group's size; with `transaction`, wrapped in `BEGIN IMMEDIATE` … `COMMIT` so the whole
@@ -446,6 +506,9 @@ async fn insert_query(
     transaction: bool,
 ) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
     let now = Timestamp::now();
+    if let ([plan], true) = (plans, transaction) {
+        return insert_one(conn, plan, now).await;
+    }
     let rows: Vec<InboxRow<'_>> = plans
         .iter()
         .enumerate()
@@ -495,6 +558,36 @@ async fn insert_query(
         }
     }
     Ok(answers)
+}
+
+/// The group of one `plan`: [`INSERT_ONE`], committed in one round trip.
+async fn insert_one(
+    conn: &mut SqliteConnection,
+    plan: &Insert<'_>,
+    now: Timestamp,
+) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
+    // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
+    let rows = sqlx::query(INSERT_ONE)
+        .bind(plan.thread_id.as_str())
+        .bind(plan.tenant.map(TenantId::as_str))
+        .bind(plan.id.as_str())
+        .bind(plan.role.as_str())
+        .bind(plan.content.as_json())
+        .bind(plan.metadata.as_str())
+        .bind(plan.status.as_str())
+        .bind(plan.idempotency_key.map(IdempotencyKey::as_str))
+        .bind(now.as_micros())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sql("inserting a message"))?;
+    // The group is committed: an unreadable seq fails this answer only.
+    let written = rows.first().map(|row| {
+        sqlx::Row::try_get::<i64, _>(row, "seq")
+            .map_err(|e| PersistError::backend("reading the inserted seq", e))
+            .and_then(|seq| u64::try_from(seq).map_err(|_| crate::error::corrupt(format!("seq {seq}"))))
+            .map(|seq| plan.written(seq, now))
+    });
+    Ok(vec![written])
 }
 
 /// One row of the inbox parameter: plan, thread, tenant, id, role, content, metadata, status,

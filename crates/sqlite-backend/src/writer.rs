@@ -19,8 +19,10 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Result<Answer, PersistError>>,
 }
 
-/// Writes committed between two requests for a checkpoint.
-const CHECKPOINT_EVERY: usize = 1024;
+/// Writes committed between two requests for a checkpoint: about 1 000 log pages (a write
+/// adds 4 to 5), SQLite's own default. A log four times longer made a lone caller's adds
+/// ≈ 30% slower (the kernel's copies into a log no longer in the CPU's cache).
+const CHECKPOINT_EVERY: usize = 256;
 
 /// Runs until every handle (every sender) is gone, then closes the connection (and with it,
 /// the checkpointer's channel).
