@@ -378,6 +378,19 @@ async fn metrics_count_ops_by_outcome_and_record_durations_and_content_bytes() {
 }
 
 #[tokio::test]
+async fn metrics_time_the_whole_write_not_just_the_call() {
+    let recorder = metrics_capture::Capture::default();
+    let layer = metrics::with_local_recorder(&recorder, MetricsLayer::new);
+    let slow = Faulty { delay: Duration::from_millis(30), ..Faulty::default() };
+    let pipeline = Pipeline::builder().layer(layer).build(slow);
+    pipeline.add(keyed_add("t", "slow")).await.unwrap();
+    let histograms = recorder.histograms.lock().unwrap();
+    let durations = histograms["persist_op_duration_seconds{op=add}"].values();
+    assert_eq!(durations.len(), 1);
+    assert!(durations[0] >= 0.030, "the backend's 30 ms are in the duration: {durations:?}");
+}
+
+#[tokio::test]
 async fn events_publish_committed_writes_per_thread_reservation_first() {
     let events = Events::new(64);
     let pipeline = Pipeline::builder().layer(events.layer()).build(MemoryBackend::new());
