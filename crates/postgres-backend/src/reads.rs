@@ -83,14 +83,15 @@ pub(crate) async fn threads(conn: &mut PgConnection, query: &ListThreads) -> Res
         "SELECT ",
         thread_columns!(),
         " FROM threads WHERE deleted_at IS NULL AND ($1::text IS NULL OR tenant = $1) \
-            AND ($2::bigint IS NULL OR updated_at < $2 OR (updated_at = $2 AND thread_id < $3::text)) \
+            AND (updated_at, thread_id) < ($2::bigint, $3::text) \
             AND NOT EXISTS (SELECT 1 FROM jsonb_each($4::jsonb) f \
                              WHERE (threads.metadata -> f.key) IS DISTINCT FROM f.value) \
           ORDER BY updated_at DESC, thread_id DESC LIMIT $5"
     ))
     .bind(tenant(&query.tenant))
-    .bind(query.cursor.as_ref().map(|c| c.updated_at().as_micros()))
-    .bind(query.cursor.as_ref().map(|c| c.thread_id().as_str()))
+    // Without a cursor, a bound past every thread: the bound is always an index condition.
+    .bind(query.cursor.as_ref().map_or(i64::MAX, |c| c.updated_at().as_micros()))
+    .bind(query.cursor.as_ref().map_or("", |c| c.thread_id().as_str()))
     .bind(json_text(&query.filter)?)
     .bind(i64::from(query.fetch_limit()))
     .fetch_all(&mut *conn)
