@@ -18,13 +18,14 @@
 //!   view of the writer connection whose trigger applies them one at a time, in order. A group
 //!   of one insert (a lone caller) sends the trigger's statements directly, bound as
 //!   parameters.
-//! - **Checkpoints off the write path.** Every 256 writes the writer asks a second connection
-//!   to copy the write-ahead log into the database file (`PRAGMA wal_checkpoint(PASSIVE)`,
-//!   which runs alongside writes and reads), so a commit never waits for one; SQLite's own
-//!   automatic checkpoint stays as a backstop at 16384 pages. 256 writes are about 1 000 log
-//!   pages, SQLite's default: the log the writer appends to stays small enough to stay in the
-//!   CPU's cache (every 1024 writes, a lone caller's adds ran ≈ 30% slower). The writer keeps a
-//!   64 MiB page cache.
+//! - **Checkpoints off the write path.** Every 256 writes the write-ahead log is copied into
+//!   the database file (`PRAGMA wal_checkpoint(PASSIVE)`): by a second connection, alongside
+//!   the writer, when writes are queued, so a busy writer never waits for one; by the writer
+//!   itself when nothing is queued (every answer already sent), where it does not compete with
+//!   the next write. SQLite's own automatic checkpoint stays as a backstop at 16384 pages. 256
+//!   writes are about 1 000 log pages, SQLite's default: the log stays small enough to stay in
+//!   the CPU's cache (every 1024 writes, a lone caller's adds ran ≈ 30% slower). The writer
+//!   keeps a 64 MiB page cache.
 //! - **Writes survive a dropped caller.** Once a write is queued, the writer finishes it even if
 //!   the caller's future is dropped: the write happens entirely or not at all.
 //! - **Durability**: WAL with `synchronous=NORMAL` by default (an acknowledged write survives a

@@ -37,11 +37,6 @@ pub(crate) async fn run(
     let mut since_checkpoint = 0;
     while jobs.recv_many(&mut batch, max_batch).await > 0 {
         since_checkpoint += batch.len();
-        if since_checkpoint >= CHECKPOINT_EVERY {
-            since_checkpoint = 0;
-            // Full: a request is already pending, which is enough.
-            let _ = checkpoints.try_send(());
-        }
         match commit(&mut conn, &batch, &limits).await {
             Ok(answers) => {
                 // A caller that stopped waiting does not read its answer; its write stands.
@@ -69,6 +64,20 @@ pub(crate) async fn run(
                 if let Some(job) = last {
                     let _ = job.reply.send(Err(error));
                 }
+            }
+        }
+        if since_checkpoint >= CHECKPOINT_EVERY {
+            since_checkpoint = 0;
+            if jobs.is_empty() {
+                // Nobody is waiting (every answer is sent): copy the log back here, as SQLite's
+                // automatic checkpoint would. On the second connection it would run alongside
+                // the next write and slow it (a lone caller's adds: 0.74–0.95 of hand-written
+                // sqlx that way, 0.93–0.96 this way).
+                let _ = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_all(&mut conn).await;
+            } else {
+                // Writes are queued: the second connection copies while the writer goes on.
+                // Full: a request is already pending, which is enough.
+                let _ = checkpoints.try_send(());
             }
         }
     }

@@ -206,18 +206,26 @@ async fn the_file_opens_in_the_sqlite3_shell() {
     assert_eq!(shell("PRAGMA integrity_check;").trim(), "ok");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_is_checkpointed_into_the_database_file_in_the_background() {
+/// Adds 1100 messages of 2 KB from `callers` tasks, then waits for the database file to grow
+/// by what they hold: more writes than the writer commits between two checkpoints, far fewer
+/// pages than SQLite's own automatic checkpoint waits for, so only persist's checkpoints copy
+/// them.
+async fn checkpointed(callers: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("checkpoint.db");
     let backend = SqliteBackend::open(&path).await.unwrap();
     let before = std::fs::metadata(&path).unwrap().len();
-    // More writes than the writer commits between two checkpoint requests, far fewer pages
-    // than its own automatic checkpoint waits for: only the background checkpoint copies them.
     let text = "x".repeat(2000);
-    for i in 0..1100 {
-        backend.apply(add(&format!("t{}", i % 7), &text)).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..callers {
+        let (backend, text) = (backend.clone(), text.clone());
+        tasks.spawn(async move {
+            for i in (caller..1100).step_by(callers) {
+                backend.apply(add(&format!("t{}", i % 7), &text)).await.unwrap();
+            }
+        });
     }
+    tasks.join_all().await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while std::fs::metadata(&path).unwrap().len() < before + 1_000_000 {
         assert!(std::time::Instant::now() < deadline, "the database file did not grow: no checkpoint ran");
@@ -226,6 +234,16 @@ async fn the_log_is_checkpointed_into_the_database_file_in_the_background() {
     let count: i64 =
         sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&mut raw(&path).await).await.unwrap();
     assert_eq!(count, 1100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_writer_checkpoints_the_log_itself_between_writes() {
+    checkpointed(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_writer_has_the_log_checkpointed_alongside() {
+    checkpointed(32).await;
 }
 
 #[tokio::test]
