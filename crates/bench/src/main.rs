@@ -16,6 +16,7 @@ mod memory;
 mod postgres;
 mod report;
 mod sqlite;
+mod workload;
 
 use report::Row;
 

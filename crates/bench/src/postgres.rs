@@ -1,26 +1,19 @@
 //! PostgreSQL: our backend against the same statement hand-written with sqlx, and 64
 //! concurrent callers against one.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use persist::args::Add;
 use persist::postgres::PostgresBackend;
-use persist::{Backend, Content, MessageId, Role, ThreadId, Timestamp};
+use persist::{Backend, Content, ThreadId, Timestamp};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::Options;
 use crate::measure::{median, percentile, rate};
 use crate::report::{Row, Target};
-
-const TEXT: &str = "A benchmark message of about one hundred bytes, like a short chat turn in a real conversation.";
+use crate::workload::{TEXT, add, as_tasks};
 
 fn url() -> String {
     std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn add(thread: &ThreadId, id: String) -> Add {
-    Add::new(thread.clone(), Role::User, Content::text(TEXT)).with_id(MessageId::new(id).unwrap())
 }
 
 /// The statement our backend runs for one add, by hand on a held connection.
@@ -82,7 +75,6 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let concurrent = options.scale(6_400, 640);
         let rounds = options.scale(5, 3);
         let thread = ThreadId::new("single").unwrap();
-        let shared = Arc::new(backend.clone());
         let (mut ours, mut by_hand, mut many) = (Vec::new(), Vec::new(), Vec::new());
         let mut latencies = Vec::new();
         for round in 0..rounds {
@@ -103,23 +95,9 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
                         ours.push(rate(n, start.elapsed()));
                     }
                     _ => {
-                        let start = Instant::now();
-                        let mut tasks = tokio::task::JoinSet::new();
-                        for caller in 0..callers {
-                            let backend = shared.clone();
-                            tasks.spawn(async move {
-                                let thread = ThreadId::new(format!("c-{caller}")).unwrap();
-                                let mut latencies = Vec::new();
-                                for i in 0..concurrent / callers {
-                                    let t = Instant::now();
-                                    backend.apply(add(&thread, format!("m{round}-{i}")).into()).await.expect("add");
-                                    latencies.push(t.elapsed());
-                                }
-                                latencies
-                            });
-                        }
-                        latencies.extend(tasks.join_all().await.into_iter().flatten());
-                        many.push(rate(concurrent, start.elapsed()));
+                        let (rate, measured) = as_tasks(&backend, "c-", callers, concurrent / callers, round).await;
+                        latencies.extend(measured);
+                        many.push(rate);
                     }
                 }
             }

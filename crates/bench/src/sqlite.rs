@@ -6,24 +6,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use persist::args::{Add, Reserve, UpdateContent};
+use persist::args::{Reserve, UpdateContent};
 use persist::sqlite::SqliteBackend;
-use persist::{Backend, Content, MessageId, Role, ThreadId, Timestamp};
+use persist::{Backend, Content, Role, ThreadId, Timestamp};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqliteConnection};
 
 use crate::Options;
 use crate::measure::{median, percentile, rate};
 use crate::report::{Row, Target};
-
-const TEXT: &str = "A benchmark message of about one hundred bytes, like a short chat turn in a real conversation.";
+use crate::workload::{TEXT, add, as_tasks};
 
 fn runtime(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("a runtime")
-}
-
-fn add(thread: &ThreadId, id: String) -> Add {
-    Add::new(thread.clone(), Role::User, Content::text(TEXT)).with_id(MessageId::new(id).unwrap())
 }
 
 /// A database file with persist's schema applied.
@@ -129,28 +124,6 @@ fn rusqlite_rate(conn: &mut rusqlite::Connection, n: usize, threads: usize, roun
         tx.commit().unwrap();
     }
     rate(n, start.elapsed())
-}
-
-/// `callers` tasks each adding `per_caller` messages to its own thread through `backend`;
-/// answers ops/s and every call's latency.
-async fn as_tasks(backend: &SqliteBackend, callers: usize, per_caller: usize, round: usize) -> (f64, Vec<Duration>) {
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for caller in 0..callers {
-        let backend = backend.clone();
-        tasks.spawn(async move {
-            let thread = ThreadId::new(format!("k-{caller}")).unwrap();
-            let mut latencies = Vec::with_capacity(per_caller);
-            for i in 0..per_caller {
-                let t = Instant::now();
-                backend.apply(add(&thread, format!("{round}-{i}")).into()).await.expect("add");
-                latencies.push(t.elapsed());
-            }
-            latencies
-        });
-    }
-    let latencies: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
-    (rate(callers * per_caller, start.elapsed()), latencies)
 }
 
 /// Runs `per_thread` calls of `call(thread, i)` on each of `threads` OS threads at once, each
@@ -284,7 +257,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
                 }
                 // The same 64 callers as tasks on the 2-worker runtime (what an async server does).
                 2 => {
-                    let (rate, latencies) = rt.block_on(as_tasks(&many, callers, concurrent / callers, round));
+                    let (rate, latencies) = rt.block_on(as_tasks(&many, "k-", callers, concurrent / callers, round));
                     rounds.tasks.push(rate);
                     rounds.task_latencies.extend(latencies);
                 }
@@ -373,21 +346,9 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     for callers in [1usize, 4, 16] {
         let per = options.scale(2000, 200);
         let total = per * callers;
-        let measured = rt.block_on(async {
+        let (measured, _) = rt.block_on(async {
             let backend = SqliteBackend::open(dir.path().join(format!("scaling-{callers}.db"))).await.expect("open");
-            let start = Instant::now();
-            let mut tasks = tokio::task::JoinSet::new();
-            for caller in 0..callers {
-                let backend = backend.clone();
-                tasks.spawn(async move {
-                    let thread = ThreadId::new(format!("s-{caller}")).unwrap();
-                    for i in 0..per {
-                        backend.apply(add(&thread, format!("m{i}")).into()).await.expect("add");
-                    }
-                });
-            }
-            tasks.join_all().await;
-            rate(total, start.elapsed())
+            as_tasks(&backend, "s-", callers, per, 0).await
         });
         rows.push(
             Row::new(format!("sqlite: ours, {callers} callers as tasks"), total as u64, measured)

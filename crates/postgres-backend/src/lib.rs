@@ -71,9 +71,8 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
-use crate::pool::Pool;
-
 use crate::error::{map_migrate, map_sqlx};
+use crate::pool::Pool;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
