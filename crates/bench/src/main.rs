@@ -9,7 +9,9 @@
 //! `postgres://postgres@127.0.0.1:5432/test`) and are reported as skipped without a server.
 //!
 //! `PERSIST_BENCH_PROFILE=<variant>` (`direct`, `pipeline`, `stack`, `bare` or one layer's
-//! name) runs just that memory variant, `PERSIST_BENCH_N` adds, for `perf` or `callgrind`.
+//! name) runs just that memory variant, `PERSIST_BENCH_N` adds, for `perf` or `callgrind`;
+//! `sqlite-one`, `sqlite-threads` or `sqlite-tasks` runs one SQLite caller, or 64 callers on
+//! OS threads or as tasks, on a fresh database.
 
 mod measure;
 mod memory;
@@ -58,7 +60,10 @@ impl Options {
 
 fn main() {
     if let Ok(variant) = std::env::var("PERSIST_BENCH_PROFILE") {
-        memory::profile(&variant);
+        match variant.strip_prefix("sqlite-") {
+            Some(variant) => sqlite::profile(variant),
+            None => memory::profile(&variant),
+        }
         return;
     }
     let options = match Options::parse() {

@@ -90,11 +90,19 @@ fn rusqlite_connection(path: &Path) -> rusqlite::Connection {
     conn
 }
 
-/// The same rows inserted with rusqlite in 1000-row transactions: the engine's batched rate.
-fn rusqlite_rate(conn: &mut rusqlite::Connection, n: usize, threads: usize, round: usize) -> f64 {
+/// The same rows inserted with rusqlite, `per_transaction` rows a transaction (row `i` for
+/// thread `i % threads`): with 1000, the engine's batched rate; with 64 on 64 threads, a full
+/// group of 64 callers committed with nothing around it, the most any group commit could do.
+fn rusqlite_rate(
+    conn: &mut rusqlite::Connection,
+    n: usize,
+    threads: usize,
+    per_transaction: usize,
+    round: usize,
+) -> f64 {
     let content = Content::text(TEXT).as_json().into_owned();
     let start = Instant::now();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(per_transaction) {
         let tx = conn.transaction().unwrap();
         {
             let mut thread = tx
@@ -169,6 +177,7 @@ struct Rounds {
     threads: Vec<f64>,
     tasks: Vec<f64>,
     engine: Vec<f64>,
+    groups: Vec<f64>,
     thread_latencies: Vec<Duration>,
     task_latencies: Vec<Duration>,
 }
@@ -181,13 +190,40 @@ impl Rounds {
     }
 }
 
+/// One SQLite shape alone, for a profiler: `one` caller, or 64 callers on OS `threads` or as
+/// `tasks`, `PERSIST_BENCH_N` adds in all (default 64 000), on a fresh database.
+pub(crate) fn profile(variant: &str) {
+    let n: usize = std::env::var("PERSIST_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(64_000);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let rt = runtime(2);
+    let backend = rt.block_on(SqliteBackend::open(dir.path().join("profile.db"))).expect("open");
+    let (rate, mut latencies) = match variant {
+        "one" => rt.block_on(as_tasks(&backend, "p-", 1, n, 0)),
+        "tasks" => rt.block_on(as_tasks(&backend, "p-", 64, n / 64, 0)),
+        "threads" => on_threads(64, n / 64, |caller, i| {
+            let backend = backend.clone();
+            async move {
+                let thread = ThreadId::new(format!("p-{caller}")).unwrap();
+                backend.apply(add(&thread, format!("0-{i}")).into()).await.expect("add");
+            }
+        }),
+        other => {
+            eprintln!("unknown variant `sqlite-{other}`: sqlite-one, sqlite-threads or sqlite-tasks");
+            std::process::exit(2);
+        }
+    };
+    let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
+    eprintln!("sqlite-{variant}: {rate:.0} adds/s, p50 {p50:.0} µs, p99 {p99:.0} µs");
+}
+
 pub(crate) fn run(options: &Options) -> Vec<Row> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut rows = Vec::new();
 
     // Side by side, in interleaved rounds (the order rotating each round): one caller, ours
     // and the same transaction by hand; 64 callers on 64 OS threads and as 64 tasks; and
-    // rusqlite's batched rate for the same rows. Every ratio is taken within a round.
+    // rusqlite's rate for the same rows, in 1000-row transactions and in full 64-row groups.
+    // Every ratio is taken within a round.
     let rt = runtime(2);
     let (single, callers) = (options.scale(3000, 300), 64);
     let concurrent = options.scale(12_800, 1_280);
@@ -201,10 +237,13 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     let engine_path = dir.path().join("rusqlite.db");
     rt.block_on(migrated(&engine_path));
     let mut engine = rusqlite_connection(&engine_path);
+    let groups_path = dir.path().join("rusqlite-groups.db");
+    rt.block_on(migrated(&groups_path));
+    let mut groups = rusqlite_connection(&groups_path);
     let mut rounds = Rounds::default();
     for round in 0..rounds_wanted {
-        for step in 0..4 {
-            match (round + step) % 4 {
+        for step in 0..5 {
+            match (round + step) % 5 {
                 // One caller, ours and by hand in lockstep (chunks of 100 adds, the first of each
                 // pair alternating), so drift on this noisy machine hits both alike. In a task on
                 // the runtime's workers, where a server's handlers run (the thread inside
@@ -261,7 +300,8 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
                     rounds.tasks.push(rate);
                     rounds.task_latencies.extend(latencies);
                 }
-                _ => rounds.engine.push(rusqlite_rate(&mut engine, concurrent, callers, round)),
+                3 => rounds.engine.push(rusqlite_rate(&mut engine, concurrent, callers, 1000, round)),
+                _ => rounds.groups.push(rusqlite_rate(&mut groups, concurrent, callers, callers, round)),
             }
         }
     }
@@ -303,6 +343,15 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         m as u64,
         median(&mut r.engine.clone()),
     ));
+    rows.push(
+        Row::new(
+            "sqlite: rusqlite, same rows in 64-row transactions, one per thread",
+            m as u64,
+            median(&mut r.groups.clone()),
+        )
+        .ratio(r.median_of(|i| r.groups[i] / r.ours[i]), "ops/s, full groups with no framework / our one caller")
+        .note("the most a group commit of 64 callers could reach"),
+    );
     let mut latencies = r.thread_latencies.clone();
     let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
     rows.push(

@@ -5,7 +5,8 @@
 //! # Design
 //!
 //! - **One writer, many readers.** Every write goes to a single task that owns the only write
-//!   connection and applies writes in `BEGIN IMMEDIATE` transactions; reads use a separate pool
+//!   connection and applies writes in transactions that take the write lock before they read
+//!   anything (`BEGIN IMMEDIATE`, or a single statement in autocommit); reads use a separate pool
 //!   of read-only connections (WAL lets them run alongside the writer). Several writer
 //!   connections with deferred transactions fail read-then-write transactions with
 //!   `SQLITE_BUSY`; one writer never contends with itself.
@@ -15,9 +16,12 @@
 //!   `VersionConflict` or `AlreadyExists` never fails its neighbours. A lone caller does not
 //!   wait for a batch to fill. A group of `add`s and `reserve`s, the common case, is one
 //!   prepared statement whatever its size: the rows travel as one JSON array into a `TEMP`
-//!   view of the writer connection whose trigger applies them one at a time, in order. A group
-//!   of one insert (a lone caller) sends the trigger's statements directly, bound as
-//!   parameters.
+//!   view of the writer connection whose trigger applies them one at a time, in order. That
+//!   statement is the group's whole transaction (autocommit), so SQLite keeps no statement
+//!   journal for it. A group of one insert (a lone caller) sends the trigger's statements
+//!   directly, bound as parameters. Once a group is committed, the writes queued meanwhile go
+//!   to the connection before the group's callers are answered, so SQLite's thread does not
+//!   wait while answers go out.
 //! - **Checkpoints off the write path.** Every 256 writes the write-ahead log is copied into
 //!   the database file (`PRAGMA wal_checkpoint(PASSIVE)`): by a second connection, alongside
 //!   the writer, when writes are queued, so a busy writer never waits for one; by the writer

@@ -1,9 +1,13 @@
 //! The single writer: one task owns the write connection and commits in groups.
 //!
 //! Callers hand their write to the task over a channel and wait for its answer. The task takes
-//! whatever is queued (up to `max_batch`), applies it in one `BEGIN IMMEDIATE` transaction and
-//! answers each caller only after `COMMIT`, so an answer means the write is durable. A lone
-//! caller never waits for company: the task starts as soon as one write is queued.
+//! whatever is queued (up to `max_batch`), applies it in one transaction and answers each
+//! caller only after it committed, so an answer means the write is durable. A lone caller never
+//! waits for company: the task starts as soon as one write is queued.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
 
 use persist_core::PersistError;
 use sqlx::{Connection, SqliteConnection};
@@ -26,6 +30,12 @@ const CHECKPOINT_EVERY: usize = 256;
 
 /// Runs until every handle (every sender) is gone, then closes the connection (and with it,
 /// the checkpointer's channel).
+///
+/// Groups overlap by one step: once a group is committed, the writes queued meanwhile are
+/// sent to the connection as the next group *before* the committed group's callers are
+/// answered, so the connection's thread (where SQLite does the work) does not wait while
+/// answers go out. With 64 callers it was otherwise idle a quarter of the time. A lone caller
+/// is not affected: with nothing queued, its answer goes out at once.
 pub(crate) async fn run(
     mut conn: SqliteConnection,
     mut jobs: mpsc::Receiver<Job>,
@@ -33,15 +43,44 @@ pub(crate) async fn run(
     limits: Limits,
     max_batch: usize,
 ) {
-    let mut batch = Vec::with_capacity(max_batch);
+    let (mut batch, mut next) = (Vec::with_capacity(max_batch), Vec::with_capacity(max_batch));
+    // The outcome of `batch`, already committed (or failed) but not yet answered.
+    let mut committed = None;
     let mut since_checkpoint = 0;
-    while jobs.recv_many(&mut batch, max_batch).await > 0 {
+    loop {
+        let outcome = match committed.take() {
+            Some(outcome) => outcome,
+            None => {
+                if jobs.recv_many(&mut batch, max_batch).await == 0 {
+                    break;
+                }
+                commit(&mut conn, &batch, &limits).await
+            }
+        };
         since_checkpoint += batch.len();
-        match commit(&mut conn, &batch, &limits).await {
+        match outcome {
             Ok(answers) => {
-                // A caller that stopped waiting does not read its answer; its write stands.
-                for (job, answer) in batch.drain(..).zip(answers) {
-                    let _ = job.reply.send(answer);
+                while next.len() < max_batch {
+                    match jobs.try_recv() {
+                        Ok(job) => next.push(job),
+                        Err(_) => break,
+                    }
+                }
+                if next.is_empty() {
+                    answer(&mut batch, answers);
+                } else {
+                    let outcome = {
+                        let mut committing = pin!(commit(&mut conn, &next, &limits));
+                        // One poll hands the next group to the connection's thread.
+                        let early = poll_fn(|cx| Poll::Ready(committing.as_mut().poll(cx))).await;
+                        answer(&mut batch, answers);
+                        match early {
+                            Poll::Ready(outcome) => outcome,
+                            Poll::Pending => committing.await,
+                        }
+                    };
+                    committed = Some(outcome);
+                    std::mem::swap(&mut batch, &mut next);
                 }
             }
             // One operation broke the transaction: isolate it by running each write alone.
@@ -68,7 +107,7 @@ pub(crate) async fn run(
         }
         if since_checkpoint >= CHECKPOINT_EVERY {
             since_checkpoint = 0;
-            if jobs.is_empty() {
+            if committed.is_none() && jobs.is_empty() {
                 // Nobody is waiting (every answer is sent): copy the log back here, as SQLite's
                 // automatic checkpoint would. On the second connection it would run alongside
                 // the next write and slow it (a lone caller's adds: 0.74–0.95 of hand-written
@@ -82,6 +121,14 @@ pub(crate) async fn run(
         }
     }
     let _ = conn.close().await;
+}
+
+/// Sends each job of a committed group its answer. A caller that stopped waiting does not read
+/// its answer; its write stands.
+fn answer(batch: &mut Vec<Job>, answers: Vec<Result<Answer, PersistError>>) {
+    for (job, answer) in batch.drain(..).zip(answers) {
+        let _ = job.reply.send(answer);
+    }
 }
 
 /// Copies the write-ahead log back into the database file on its own connection, whenever the

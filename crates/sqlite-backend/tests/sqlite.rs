@@ -122,6 +122,57 @@ async fn refused_writes_in_a_group_commit_do_not_fail_their_neighbours() {
     assert_eq!((th.message_count, th.last_seq), (101, 101));
 }
 
+/// The writer sends the next group before answering the last: a group that fails mid-statement
+/// is then isolated write by write while other groups queue, and every caller still gets its
+/// own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_breaks_its_group_fails_alone_while_groups_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("overlap.db");
+    let backend = Arc::new(SqliteBackend::open(&path).await.unwrap());
+    let mut conn = raw(&path).await;
+    sqlx::query(
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages WHEN NEW.content LIKE '%boom%' \
+         BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    // 40 callers, each writing 10 times in turn to its own thread: while one group commits,
+    // the callers answered before it queue the next.
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..40 {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            let mut results = Vec::new();
+            for i in caller * 10..caller * 10 + 10 {
+                let text = if i % 25 == 7 { format!("boom {i}") } else { format!("message {i}") };
+                let result = backend.apply(add(&format!("t{caller}"), &text)).await;
+                results.push((text, result));
+            }
+            results
+        });
+    }
+    let mut written = 0;
+    for (text, result) in tasks.join_all().await.into_iter().flatten() {
+        if text.starts_with("boom") {
+            assert!(matches!(result, Err(PersistError::Backend { .. })), "{text}: {result:?}");
+        } else {
+            let message = result.unwrap_or_else(|e| panic!("{text} failed: {e}")).message().unwrap().clone();
+            assert_eq!(message.content.to_text(), text, "each caller gets its own write back");
+            written += 1;
+        }
+    }
+    assert_eq!(written, 400 - 16);
+    for t in 0..40 {
+        let page = backend.list(ListMessages::new(thread(&format!("t{t}"))).with_limit(100)).await.unwrap();
+        let seqs: Vec<u64> = page.items.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=page.items.len() as u64).collect::<Vec<_>>(), "no seq lost or taken twice");
+        assert!(page.items.iter().all(|m| m.content.to_text().starts_with("message ")));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_caller_leaves_the_whole_write_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
