@@ -11,7 +11,8 @@
 //! `PERSIST_BENCH_PROFILE=<variant>` (`direct`, `pipeline`, `stack`, `bare` or one layer's
 //! name) runs just that memory variant, `PERSIST_BENCH_N` adds, for `perf` or `callgrind`;
 //! `sqlite-one`, `sqlite-threads` or `sqlite-tasks` runs one SQLite caller, or 64 callers on
-//! OS threads or as tasks, on a fresh database.
+//! OS threads or as tasks, on a fresh database; `postgres-one` or `postgres-tasks` the same
+//! for PostgreSQL.
 
 mod measure;
 mod memory;
@@ -60,9 +61,12 @@ impl Options {
 
 fn main() {
     if let Ok(variant) = std::env::var("PERSIST_BENCH_PROFILE") {
-        match variant.strip_prefix("sqlite-") {
-            Some(variant) => sqlite::profile(variant),
-            None => memory::profile(&variant),
+        if let Some(variant) = variant.strip_prefix("sqlite-") {
+            sqlite::profile(variant);
+        } else if let Some(variant) = variant.strip_prefix("postgres-") {
+            postgres::profile(variant);
+        } else {
+            memory::profile(&variant);
         }
         return;
     }

@@ -51,6 +51,37 @@ async fn hand_written_add(conn: &mut PgConnection, thread: &str, id: &str) {
     .expect("hand-written add");
 }
 
+/// One PostgreSQL shape alone, for a profiler: `one` caller or 64 `tasks` on 32 connections,
+/// `PERSIST_BENCH_N` adds in all (default 20 000), in a fresh schema dropped afterwards.
+pub(crate) fn profile(variant: &str) {
+    let n: usize = std::env::var("PERSIST_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let callers = match variant {
+        "one" => 1,
+        "tasks" => 64,
+        other => {
+            eprintln!("unknown variant `postgres-{other}`: postgres-one or postgres-tasks");
+            std::process::exit(2);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        let schema = format!("persist_bench_{}", std::process::id());
+        let backend = PostgresBackend::builder(url())
+            .schema(schema.clone())
+            .max_connections(32)
+            .connect()
+            .await
+            .expect("connect");
+        let (rate, mut latencies) = as_tasks(&backend, "p-", callers, n / callers, 0).await;
+        let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
+        eprintln!("postgres-{variant}: {rate:.0} adds/s, p50 {p50:.0} µs, p99 {p99:.0} µs");
+        backend.close().await;
+        let mut admin = PgConnection::connect(&url()).await.expect("connect");
+        let _ =
+            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).execute(&mut admin).await;
+    });
+}
+
 pub(crate) fn run(options: &Options) -> Vec<Row> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     rt.block_on(async {

@@ -27,15 +27,21 @@ fn raced() -> PersistError {
     PersistError::temporary("the write kept racing concurrent writers; retry it")
 }
 
-pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<PersistResult, PersistError> {
+/// Refuses what no write may store: invalid arguments, and JSON nested deeper than a parser
+/// accepts (what is stored must read back).
+pub(crate) fn check(args: &PersistArgs) -> Result<(), PersistError> {
     args.validate()?;
-    // What is stored must read back: refuse JSON nested deeper than a parser accepts.
     if let Some(content) = args.content() {
         content.check_depth()?;
     }
     if let Some(metadata) = args.metadata() {
         metadata.check_depth()?;
     }
+    Ok(())
+}
+
+pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<PersistResult, PersistError> {
+    check(&args)?;
     match &args {
         PersistArgs::Add(add) => {
             let (message, deduplicated) = insert(conn, Insert::add(add), &args).await?;
@@ -159,6 +165,94 @@ async fn insert(conn: &mut PgConnection, new: Insert<'_>, args: &PersistArgs) ->
         }
     }
     Err(raced())
+}
+
+/// The inserts of a group (adds and reserves, each for a different thread, each with its id
+/// fixed and checked by [`check`]) in one statement: per insert, what [`insert`]'s statement
+/// does (the thread's row created or locked and its `last_seq` bumped, the message inserted
+/// unless the thread refuses it or its id or key is taken). The threads' rows are locked in
+/// `thread_id` order, so groups running at once cannot deadlock.
+///
+/// Answers the messages written; an insert that wrote nothing has no message (its caller runs
+/// it again alone, which says why). One statement: on error nothing was written.
+pub(crate) async fn insert_group(
+    conn: &mut PgConnection,
+    group: &[&PersistArgs],
+) -> Result<Vec<(ThreadId, Message)>, PersistError> {
+    let mut columns = GroupColumns::default();
+    for args in group {
+        let new = match args {
+            PersistArgs::Add(add) => Insert::add(add),
+            PersistArgs::Reserve(reserve) => Insert::reserve(reserve),
+            other => return Err(PersistError::Unsupported { what: format!("grouping `{}`", other.op()).into() }),
+        };
+        let Some(id) = new.message_id else {
+            return Err(PersistError::invalid("message_id", "a grouped insert has its id fixed"));
+        };
+        columns.thread_id.push(new.thread_id.as_str());
+        columns.message_id.push(id.as_str());
+        columns.role.push(new.role.as_str());
+        columns.content.push(new.content.as_json().into_owned());
+        columns.metadata.push(json_text(new.metadata)?);
+        columns.status.push(new.status.as_str());
+        columns.idempotency_key.push(new.idempotency_key.map(IdempotencyKey::as_str));
+        columns.tenant.push(new.tenant.map(TenantId::as_str));
+    }
+    let rows = sqlx::query(concat!(
+        "WITH i AS ( \
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                                 $7::text[], $8::text[]) \
+                AS i(thread_id, message_id, role, content, metadata, status, idempotency_key, tenant)), \
+         t AS ( \
+            INSERT INTO threads AS th (thread_id, tenant, created_at, updated_at, last_seq, message_count) \
+            SELECT i.thread_id, i.tenant, $9, $9, 1, 1 FROM i \
+             WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = i.thread_id \
+                                                          AND m.message_id = i.message_id) \
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = i.thread_id \
+                                                          AND m.idempotency_key = i.idempotency_key) \
+             ORDER BY i.thread_id \
+            ON CONFLICT (thread_id) DO UPDATE \
+               SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
+                   updated_at = EXCLUDED.updated_at \
+             WHERE th.deleted_at IS NULL AND (EXCLUDED.tenant IS NULL OR th.tenant = EXCLUDED.tenant) \
+            RETURNING th.thread_id, th.last_seq), \
+         m AS ( \
+            INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                                  idempotency_key, created_at, updated_at) \
+            SELECT i.thread_id, i.message_id, t.last_seq, i.role, i.content::jsonb, i.metadata::jsonb, i.status, 1, \
+                   i.idempotency_key, $9, $9 \
+              FROM i JOIN t ON t.thread_id = i.thread_id \
+            RETURNING *) \
+         SELECT ",
+        message_columns!(),
+        " FROM m"
+    ))
+    .bind(&columns.thread_id)
+    .bind(&columns.message_id)
+    .bind(&columns.role)
+    .bind(&columns.content)
+    .bind(&columns.metadata)
+    .bind(&columns.status)
+    .bind(&columns.idempotency_key)
+    .bind(&columns.tenant)
+    .bind(Timestamp::now().as_micros())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| map_sqlx("inserting a group of messages", e))?;
+    rows.iter().map(|row| rows::message(row).map(|message| (message.thread_id.clone(), message))).collect()
+}
+
+/// The columns of [`insert_group`]'s rows, one array each.
+#[derive(Default)]
+struct GroupColumns<'a> {
+    thread_id: Vec<&'a str>,
+    message_id: Vec<&'a str>,
+    role: Vec<&'a str>,
+    content: Vec<String>,
+    metadata: Vec<String>,
+    status: Vec<&'a str>,
+    idempotency_key: Vec<Option<&'a str>>,
+    tenant: Vec<Option<&'a str>>,
 }
 
 /// Why an insert wrote nothing: `None` when the state changed meanwhile (try again).

@@ -1,0 +1,214 @@
+//! Group commit of inserts: while every turn is busy, adds and reserves queue and are then
+//! written together in one statement, each answered as if it had been written alone.
+//!
+//! The one turn (`max_insert_groups(1)`) is held by an add that waits on a thread row this test
+//! keeps locked from another connection; everything sent meanwhile queues.
+
+mod support;
+
+use std::time::Duration;
+
+use persist_core::args::{Add, Delete, Reserve};
+use persist_core::read::ListMessages;
+use persist_core::{
+    Backend, Content, Context, IdempotencyKey, Message, MessageId, PersistArgs, PersistError, PersistResult, Role,
+    Status, TenantId, ThreadId,
+};
+use persist_postgres::PostgresBackend;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+fn thread(id: &str) -> ThreadId {
+    ThreadId::new(id).unwrap()
+}
+
+fn add(thread_id: &str, text: &str) -> Add {
+    Add::new(thread(thread_id), Role::User, Content::text(text))
+}
+
+fn tenant(name: &str) -> Context {
+    Context::new().with_tenant(TenantId::new(name).unwrap())
+}
+
+fn written(result: &Result<PersistResult, PersistError>) -> (&Message, bool) {
+    match result {
+        Ok(PersistResult::Added(added)) => (&added.message, added.deduplicated),
+        Ok(PersistResult::Reserved(reserved)) => (&reserved.message, reserved.deduplicated),
+        other => panic!("expected a written message, got {other:?}"),
+    }
+}
+
+/// Waits until a statement waits on the lock held by backend `holder` (the blocked add, which
+/// holds the turn).
+async fn until_blocked(watcher: &mut PgConnection, holder: i32) {
+    for _ in 0..500 {
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))")
+                .bind(holder)
+                .fetch_one(&mut *watcher)
+                .await
+                .unwrap();
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the blocking add never waited on the locked thread");
+}
+
+/// A backend writing one group at a time, in a fresh schema; `None` without a server
+/// (outside CI).
+async fn one_turn() -> Option<(PostgresBackend, String)> {
+    if support::admin().await.is_err() {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is required in CI");
+        return None;
+    }
+    let schema = support::schema_name();
+    let backend = PostgresBackend::builder(support::url())
+        .schema(schema.clone())
+        .max_connections(4)
+        .max_insert_groups(1)
+        .connect()
+        .await
+        .unwrap();
+    Some((backend, schema))
+}
+
+/// The only turn, held by an add to thread `blocker` that waits on that thread's row, which
+/// `lock` keeps locked.
+struct Held {
+    lock: PgConnection,
+    blocked: tokio::task::JoinHandle<Result<PersistResult, PersistError>>,
+}
+
+async fn hold_turn(backend: &PostgresBackend, schema: &str) -> Held {
+    backend.apply(add("blocker", "before").into()).await.unwrap();
+    let mut lock = support::admin().await.unwrap();
+    let holder: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut lock).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM \"{schema}\".threads WHERE thread_id = 'blocker' FOR UPDATE")))
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let blocked = tokio::spawn({
+        let backend = backend.clone();
+        async move { backend.apply(add("blocker", "blocked").into()).await }
+    });
+    let mut watcher = support::admin().await.unwrap();
+    until_blocked(&mut watcher, holder).await;
+    let _ = watcher.close().await;
+    Held { lock, blocked }
+}
+
+impl Held {
+    /// Lets the blocked add finish; answers it.
+    async fn release(mut self) -> Result<PersistResult, PersistError> {
+        sqlx::query("COMMIT").execute(&mut self.lock).await.unwrap();
+        let _ = self.lock.close().await;
+        self.blocked.await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
+    let Some((backend, schema)) = one_turn().await else { return };
+    // The state the group meets: a tombstone, another tenant's thread, taken ids and keys.
+    backend.apply(add("gone", "before").into()).await.unwrap();
+    backend.apply(Delete::thread(thread("gone")).into()).await.unwrap();
+    backend.apply(add("owned", "before").into()).await.unwrap();
+    backend.apply(add("acme-thread", "before").with_context(tenant("acme")).into()).await.unwrap();
+    let taken = add("existing", "first").with_id(MessageId::new("taken").unwrap());
+    backend.apply(taken.clone().into()).await.unwrap();
+    let keyed = add("existing", "keyed").with_idempotency_key(IdempotencyKey::new("k1").unwrap());
+    let keyed_first = backend.apply(keyed.clone().into()).await.unwrap();
+
+    let held = hold_turn(&backend, &schema).await;
+    let requests: Vec<(&str, PersistArgs)> = vec![
+        ("new-a", add("new-a", "a").into()),
+        ("new-b", add("new-b", "b").into()),
+        ("new-c", Reserve::new(thread("new-c"), Role::Assistant).into()),
+        ("same-1", add("same", "one").into()),
+        ("same-2", add("same", "two").into()),
+        ("gone", add("gone", "late").into()),
+        ("foreign", add("owned", "intruder").with_context(tenant("other")).into()),
+        ("repeat", taken.clone().into()),
+        ("clash", add("existing", "different").with_id(MessageId::new("taken").unwrap()).into()),
+        ("retry", keyed.clone().into()),
+        ("acme", add("acme-thread", "mine").with_context(tenant("acme")).into()),
+    ];
+    let mut calls = tokio::task::JoinSet::new();
+    for (name, args) in requests {
+        let backend = backend.clone();
+        calls.spawn(async move { (name, backend.apply(args).await) });
+    }
+    // A caller that gives up while queued: its add is never written.
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(50), backend.apply(add("abandoned", "never").into())).await;
+    assert!(gave_up.is_err(), "the turn is held: the add cannot have run");
+    assert_eq!(written(&held.release().await).0.seq, 2);
+    let mut answers = std::collections::HashMap::new();
+    for (name, answer) in calls.join_all().await {
+        answers.insert(name, answer);
+    }
+    let (a, b) = (written(&answers["new-a"]).0, written(&answers["new-b"]).0);
+    assert_eq!((a.seq, b.seq, a.content.to_text().as_str(), b.content.to_text().as_str()), (1, 1, "a", "b"));
+    let c = written(&answers["new-c"]).0;
+    assert_eq!((c.seq, c.status), (1, Status::Reserved));
+    // Written together: one statement, one time for all of them.
+    assert!(a.created_at == b.created_at && b.created_at == c.created_at, "the queued inserts were one group");
+    let mut same = [written(&answers["same-1"]).0.seq, written(&answers["same-2"]).0.seq];
+    same.sort_unstable();
+    assert_eq!(same, [1, 2], "two inserts to one thread both land, one after the other");
+    assert!(matches!(answers["gone"], Err(PersistError::ThreadDeleted { .. })), "{:?}", answers["gone"]);
+    assert!(matches!(answers["foreign"], Err(PersistError::NotFound { .. })), "{:?}", answers["foreign"]);
+    let (repeat, deduplicated) = written(&answers["repeat"]);
+    assert_eq!((repeat.id.as_str(), repeat.seq, deduplicated), ("taken", 1, true));
+    assert!(matches!(answers["clash"], Err(PersistError::AlreadyExists { .. })), "{:?}", answers["clash"]);
+    let (retry, deduplicated) = written(&answers["retry"]);
+    assert_eq!((retry.id.clone(), deduplicated), (keyed_first.message().unwrap().id.clone(), true));
+    assert_eq!(written(&answers["acme"]).0.seq, 2);
+
+    let existing = backend.list(ListMessages::new(thread("existing"))).await.unwrap();
+    assert_eq!(existing.items.len(), 2, "no repeat or clash was written");
+    let abandoned = backend.list(ListMessages::new(thread("abandoned"))).await.unwrap();
+    assert!(abandoned.items.is_empty(), "an add whose caller gave up while queued is not written");
+
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
+
+/// A group whose statement fails as a whole is written again insert by insert: only the
+/// insert that broke it fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_that_breaks_its_group_fails_alone() {
+    let Some((backend, schema)) = one_turn().await else { return };
+    let mut admin = support::admin().await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE FUNCTION \"{schema}\".refuse_boom() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.content::text LIKE '%boom%' THEN RAISE EXCEPTION 'boom refused'; END IF; RETURN NEW; END $$; \
+         CREATE TRIGGER refuse_boom BEFORE INSERT ON \"{schema}\".messages \
+         FOR EACH ROW EXECUTE FUNCTION \"{schema}\".refuse_boom()"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let _ = admin.close().await;
+    let held = hold_turn(&backend, &schema).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let backend = backend.clone();
+        let text = if i == 3 { "boom".to_owned() } else { format!("fine {i}") };
+        calls.spawn(async move { (text.clone(), backend.apply(add(&format!("t{i}"), &text).into()).await) });
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    held.release().await.unwrap();
+    for (text, answer) in calls.join_all().await {
+        if text == "boom" {
+            assert!(matches!(answer, Err(PersistError::Backend { .. })), "{answer:?}");
+        } else {
+            let (message, _) = written(&answer);
+            assert_eq!((message.content.to_text(), message.seq), (text, 1));
+        }
+    }
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
