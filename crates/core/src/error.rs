@@ -184,6 +184,37 @@ impl PersistError {
         matches!(self, Self::Temporary { .. } | Self::Timeout { .. })
     }
 
+    /// This failure again, for another caller of a batch that failed as a whole (errors are
+    /// not `Clone`: their sources are not). The copy is [temporary](Self::is_temporary) when
+    /// this one is, a [`Backend`](Self::Backend) error otherwise; its message is this error's
+    /// followed by its sources'.
+    ///
+    /// ```
+    /// use persist_core::PersistError;
+    ///
+    /// let failed = PersistError::backend("committing", std::io::Error::other("disk full"));
+    /// assert_eq!(failed.replicate().to_string(), "backend error: committing: disk full");
+    /// assert!(!failed.replicate().is_temporary());
+    /// assert!(PersistError::temporary("busy").replicate().is_temporary());
+    /// ```
+    pub fn replicate(&self) -> Self {
+        let mut message = match self {
+            Self::Temporary { message, .. } | Self::Backend { message, .. } => message.to_string(),
+            other => other.to_string(),
+        };
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            message.push_str(": ");
+            message.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        if self.is_temporary() {
+            Self::Temporary { message: message.into(), source: None }
+        } else {
+            Self::Backend { message: message.into(), source: None }
+        }
+    }
+
     /// An [`InvalidInput`](Self::InvalidInput) error.
     pub fn invalid(field: &'static str, reason: impl Into<Cow<'static, str>>) -> Self {
         Self::InvalidInput { field, reason: reason.into() }

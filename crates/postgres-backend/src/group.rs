@@ -4,22 +4,25 @@
 //! Each statement costs the server a plan, a commit and a round trip whatever it writes, and
 //! with many callers those costs, not the rows, are what the server spends its CPU on (planning
 //! alone was 40% of it with 64 callers). So at most [`max_insert_groups`] groups are written at
-//! once; a caller that finds them all busy queues its insert, and whichever caller gets the next
-//! turn takes every queued insert as one group ([`ops::insert_group`]), on a task of its own so
-//! that no caller's cancellation stops the others' writes.
+//! once; a caller that finds them all busy queues its insert, and whichever waiting caller gets
+//! the next turn takes the queued inserts as one group ([`ops::insert_group`]), on a task of its
+//! own so that no caller's cancellation stops the others' writes. A caller whose insert was
+//! taken stops asking for turns and waits for its answer.
 //!
 //! A lone caller finds a turn free and nothing queued: its insert runs at once, alone, in the
-//! caller's own task, exactly as without grouping. Whatever a group did not write (a thread that refuses
-//! the write, an id or key already taken, a thread already in the group, or a group that failed
-//! as a whole) runs again alone, which writes it or says why not: a group only ever writes what
-//! the insert alone would have written.
+//! caller's own task, exactly as without grouping. Whatever a group did not write (a thread that
+//! refuses the write, an id or key already taken, a second insert to a thread already in the
+//! group, or a statement the server refused as a whole) runs again alone, in queue order, which
+//! writes it or says why not. If the connection fails, every insert of the group gets that
+//! error, as each would have alone. A group waits for its threads' row locks: a thread held by
+//! a long delete or another instance's write holds up the group (and its turn) with it.
 //!
 //! [`max_insert_groups`]: crate::PostgresBackendBuilder::max_insert_groups
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use persist_core::{Added, MessageId, PersistArgs, PersistError, PersistResult, Reserved, Result};
+use persist_core::{Added, Message, MessageId, PersistArgs, PersistError, PersistResult, Reserved, Result};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::{PostgresBackend, ops};
@@ -29,8 +32,16 @@ const MAX_GROUP: usize = 256;
 
 /// The insert queue of one backend (shared by its clones).
 pub(crate) struct Inserts {
-    queue: Mutex<Vec<Queued>>,
+    queue: Mutex<Queue>,
     turns: Arc<Semaphore>,
+}
+
+/// Queued inserts, numbered: the `n`th insert ever queued has left the queue once `taken > n`.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Queued>,
+    queued: u64,
+    taken: u64,
 }
 
 /// A queued insert and where its answer goes.
@@ -42,11 +53,12 @@ struct Queued {
 impl Inserts {
     /// At most `groups` groups written at once.
     pub(crate) fn new(groups: usize) -> Self {
-        Self { queue: Mutex::new(Vec::new()), turns: Arc::new(Semaphore::new(groups.max(1))) }
+        Self { queue: Mutex::new(Queue::default()), turns: Arc::new(Semaphore::new(groups.max(1))) }
     }
 
-    fn queue(&self) -> MutexGuard<'_, Vec<Queued>> {
-        // A panic cannot leave the vector half-changed (push, drain): keep using it.
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // A panic cannot leave the queue half-changed (push, drain and counts move together
+        // under the lock, none of them panics): keep using it.
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -56,31 +68,34 @@ impl PostgresBackend {
     pub(crate) async fn insert(&self, args: PersistArgs) -> Result<PersistResult> {
         let inserts = &self.inserts;
         if let Ok(turn) = inserts.turns.try_acquire()
-            && inserts.queue().is_empty()
+            && inserts.queue().waiting.is_empty()
         {
             let answer = self.with(async |conn| ops::apply(conn, args).await).await;
             drop(turn);
             return answer;
         }
         let (reply, mut answer) = oneshot::channel();
-        inserts.queue().push(Queued { args, reply });
-        loop {
+        let ticket = {
+            let mut queue = inserts.queue();
+            queue.waiting.push(Queued { args, reply });
+            queue.queued += 1;
+            queue.queued - 1
+        };
+        let lost = || PersistError::Backend { message: "a grouped insert lost its answer".into(), source: None };
+        // Ask for turns until some turn takes this insert, then wait for its answer.
+        while inserts.queue().taken <= ticket {
             tokio::select! {
                 biased;
-                answer = &mut answer => {
-                    return answer.unwrap_or_else(|_| Err(PersistError::Backend {
-                        message: "a grouped insert lost its answer".into(),
-                        source: None,
-                    }));
-                }
+                answer = &mut answer => return answer.unwrap_or_else(|_| Err(lost())),
                 turn = inserts.turns.clone().acquire_owned() => {
-                    let Ok(turn) = turn else { continue };
+                    // The turns are never closed; if they were, the answer is all there is.
+                    let Ok(turn) = turn else { break };
                     let group: Vec<Queued> = {
                         let mut queue = inserts.queue();
-                        let take = queue.len().min(MAX_GROUP);
-                        queue.drain(..take).collect()
+                        let take = queue.waiting.len().min(MAX_GROUP);
+                        queue.taken += take as u64;
+                        queue.waiting.drain(..take).collect()
                     };
-                    // Empty: another caller's turn took this insert; its answer is coming.
                     if !group.is_empty() {
                         let backend = self.clone();
                         tokio::spawn(async move {
@@ -91,60 +106,66 @@ impl PostgresBackend {
                 }
             }
         }
+        answer.await.unwrap_or_else(|_| Err(lost()))
     }
 
     /// Writes `group` and answers each of its callers.
     async fn write_group(&self, group: Vec<Queued>) {
-        let mut grouped: Vec<Queued> = Vec::with_capacity(group.len());
-        let mut alone: Vec<Queued> = Vec::new();
+        // Callers that stopped waiting before their write started: nothing is written.
+        let group: Vec<Queued> = group.into_iter().filter(|queued| !queued.reply.is_closed()).collect();
+        let mut pending: Vec<Option<Queued>> = Vec::with_capacity(group.len());
+        // The id each insert writes, fixed now so that an insert run again alone writes the
+        // same message; the request itself is left as it came (a refusal names only the id
+        // the request named).
+        let mut ids: Vec<MessageId> = Vec::with_capacity(group.len());
+        let mut grouped: Vec<usize> = Vec::with_capacity(group.len());
         let mut threads = HashSet::with_capacity(group.len());
-        for mut queued in group {
-            // A caller that stopped waiting before its write started: nothing is written.
-            if queued.reply.is_closed() {
-                continue;
-            }
+        for queued in group {
             if let Err(refused) = ops::check(&queued.args) {
                 let _ = queued.reply.send(Err(refused));
                 continue;
             }
-            // The id is fixed now, so an insert run again alone writes the same message.
-            match &mut queued.args {
-                PersistArgs::Add(add) => {
-                    add.message_id.get_or_insert_with(MessageId::generate);
-                }
-                PersistArgs::Reserve(reserve) => {
-                    reserve.message_id.get_or_insert_with(MessageId::generate);
-                }
-                _ => {}
-            }
+            ids.push(queued.args.message_id().cloned().unwrap_or_else(MessageId::generate));
             // One insert per thread in a group: a thread's row is updated once per statement.
             if threads.insert(queued.args.thread_id().clone()) {
-                grouped.push(queued);
-            } else {
-                alone.push(queued);
+                grouped.push(pending.len());
             }
+            pending.push(Some(queued));
         }
         if grouped.len() > 1 {
-            let args: Vec<&PersistArgs> = grouped.iter().map(|queued| &queued.args).collect();
-            let written = self.with(async |conn| ops::insert_group(conn, &args).await).await;
-            let mut written: HashMap<_, _> = written.map(|rows| rows.into_iter().collect()).unwrap_or_default();
-            for queued in grouped {
-                match written.remove(queued.args.thread_id()) {
-                    Some(message) => {
+            let rows: Vec<(&PersistArgs, &MessageId)> =
+                grouped.iter().filter_map(|&at| Some((&pending[at].as_ref()?.args, &ids[at]))).collect();
+            match self.with(async |conn| ops::insert_group(conn, &rows).await).await {
+                Ok(Ok(written)) => {
+                    let mut written: HashMap<_, Message> =
+                        written.into_iter().map(|message| (message.thread_id.clone(), message)).collect();
+                    for &at in &grouped {
+                        let Some(queued) = pending[at].take_if(|queued| written.contains_key(queued.args.thread_id()))
+                        else {
+                            continue;
+                        };
+                        let Some(message) = written.remove(queued.args.thread_id()) else { continue };
                         let answer = match queued.args {
                             PersistArgs::Reserve(_) => Reserved::new(message, false).into(),
                             _ => Added::new(message, false).into(),
                         };
                         let _ = queued.reply.send(Ok(answer));
                     }
-                    None => alone.push(queued),
+                }
+                // Nothing to answer from the statement: every insert runs alone, below.
+                Ok(Err(_)) => {}
+                Err(failed) => {
+                    for queued in pending.iter_mut().filter_map(Option::take) {
+                        let _ = queued.reply.send(Err(failed.replicate()));
+                    }
                 }
             }
-        } else {
-            alone.extend(grouped);
         }
-        for queued in alone {
-            let answer = self.with(async |conn| ops::apply(conn, queued.args).await).await;
+        for (queued, id) in pending.into_iter().zip(&ids).filter_map(|(queued, id)| Some((queued?, id))) {
+            if queued.reply.is_closed() {
+                continue;
+            }
+            let answer = self.with(async |conn| ops::apply_insert(conn, &queued.args, Some(id)).await).await;
             let _ = queued.reply.send(answer);
         }
     }

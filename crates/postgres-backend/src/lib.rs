@@ -17,9 +17,10 @@
 //!   reserves run at once per instance; inserts arriving while they all run queue, and the next
 //!   turn writes every queued insert (one per thread, threads locked in `thread_id` order) in
 //!   one statement: one plan, one commit and one round trip for the group. Whatever a group did
-//!   not write runs again alone, which writes it or says why not, so every insert is answered
-//!   exactly as if written alone. A lone caller's insert runs at once, alone; a queued insert
-//!   whose caller gave up before its group started is not written.
+//!   not write runs again alone, in queue order, which writes it or says why not, so every
+//!   insert is answered as if written alone (a lost connection fails the whole group, as it
+//!   would have failed each insert). A lone caller's insert runs at once, alone; a queued
+//!   insert whose caller gave up before its group started is not written.
 //! - **Idempotency across instances**: unique `(thread_id, idempotency_key)` and
 //!   `(thread_id, message_id)`; a writer that loses a race to another instance finds the first
 //!   copy and answers it `deduplicated`.

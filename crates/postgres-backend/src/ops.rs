@@ -17,6 +17,7 @@ use persist_core::{
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{is_unique_violation, map_sqlx};
+use crate::pool::lost_connection;
 use crate::rows::{self, binding_columns, json_text, message_columns, signed, thread_columns};
 
 /// How often a write that lost a race (a unique violation, a row that changed between the
@@ -43,14 +44,7 @@ pub(crate) fn check(args: &PersistArgs) -> Result<(), PersistError> {
 pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<PersistResult, PersistError> {
     check(&args)?;
     match &args {
-        PersistArgs::Add(add) => {
-            let (message, deduplicated) = insert(conn, Insert::add(add), &args).await?;
-            Ok(Added::new(message, deduplicated).into())
-        }
-        PersistArgs::Reserve(reserve) => {
-            let (message, deduplicated) = insert(conn, Insert::reserve(reserve), &args).await?;
-            Ok(Reserved::new(message, deduplicated).into())
-        }
+        PersistArgs::Add(_) | PersistArgs::Reserve(_) => apply_insert(conn, &args, None).await,
         PersistArgs::UpdateContent(update) => Ok(ContentUpdated::new(update_content(conn, update).await?).into()),
         PersistArgs::Update(update) => match &update.target {
             Target::Message(id) => Ok(Updated::Message(update_message(conn, update, id).await?).into()),
@@ -62,6 +56,26 @@ pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<
         }
         .into()),
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
+    }
+}
+
+/// An add or a reserve (checked by [`check`]); `fixed` is the id to write when the request
+/// names none (generated otherwise). A refusal still names only the id the request named.
+pub(crate) async fn apply_insert(
+    conn: &mut PgConnection,
+    args: &PersistArgs,
+    fixed: Option<&MessageId>,
+) -> Result<PersistResult, PersistError> {
+    match args {
+        PersistArgs::Add(add) => {
+            let (message, deduplicated) = insert(conn, Insert::add(add), args, fixed).await?;
+            Ok(Added::new(message, deduplicated).into())
+        }
+        PersistArgs::Reserve(reserve) => {
+            let (message, deduplicated) = insert(conn, Insert::reserve(reserve), args, fixed).await?;
+            Ok(Reserved::new(message, deduplicated).into())
+        }
+        other => Err(PersistError::Unsupported { what: format!("inserting with `{}`", other.op()).into() }),
     }
 }
 
@@ -107,13 +121,18 @@ impl<'a> Insert<'a> {
 /// Bumps the thread's `last_seq` under its row lock (creating the thread on its first write)
 /// and inserts the message with that seq, unless the thread refuses the write or the id or
 /// key is taken; then a diagnosis answers the repeat or the refusal.
-async fn insert(conn: &mut PgConnection, new: Insert<'_>, args: &PersistArgs) -> Result<(Message, bool), PersistError> {
+async fn insert(
+    conn: &mut PgConnection,
+    new: Insert<'_>,
+    args: &PersistArgs,
+    fixed: Option<&MessageId>,
+) -> Result<(Message, bool), PersistError> {
     let content = new.content.as_json();
     let metadata = json_text(new.metadata)?;
     let tenant = new.tenant.map(TenantId::as_str);
     let key = new.idempotency_key.map(IdempotencyKey::as_str);
     let generated;
-    let id = match new.message_id {
+    let id = match new.message_id.or(fixed) {
         Some(id) => id,
         None => {
             generated = MessageId::generate();
@@ -167,30 +186,30 @@ async fn insert(conn: &mut PgConnection, new: Insert<'_>, args: &PersistArgs) ->
     Err(raced())
 }
 
-/// The inserts of a group (adds and reserves, each for a different thread, each with its id
-/// fixed and checked by [`check`]) in one statement: per insert, what [`insert`]'s statement
-/// does (the thread's row created or locked and its `last_seq` bumped, the message inserted
-/// unless the thread refuses it or its id or key is taken). The threads' rows are locked in
+/// The inserts of a group (adds and reserves checked by [`check`], each for a different thread,
+/// each with the id it writes) in one statement: per insert, what [`insert`]'s statement does
+/// (the thread's row created or locked and its `last_seq` bumped, the message inserted unless
+/// the thread refuses it or its id or key is taken). The threads' rows are locked in bytewise
 /// `thread_id` order, so groups running at once cannot deadlock.
 ///
-/// Answers the messages written; an insert that wrote nothing has no message (its caller runs
-/// it again alone, which says why). One statement: on error nothing was written.
+/// `Ok(Ok(written))`: the messages written; an insert that wrote nothing has none (run alone,
+/// it says why). `Ok(Err(_))`: no answer to give from the statement: the server refused it (a
+/// constraint, a trigger, a race with another instance), so it wrote nothing, or a row it
+/// wrote did not read back; run alone, each insert is written or answers the copy it finds.
+/// `Err(_)`: the connection failed; each insert alone would have met the same failure.
 pub(crate) async fn insert_group(
     conn: &mut PgConnection,
-    group: &[&PersistArgs],
-) -> Result<Vec<(ThreadId, Message)>, PersistError> {
+    group: &[(&PersistArgs, &MessageId)],
+) -> Result<Result<Vec<Message>, PersistError>, PersistError> {
     let mut columns = GroupColumns::default();
-    for args in group {
+    for &(args, id) in group {
         let new = match args {
             PersistArgs::Add(add) => Insert::add(add),
             PersistArgs::Reserve(reserve) => Insert::reserve(reserve),
             other => return Err(PersistError::Unsupported { what: format!("grouping `{}`", other.op()).into() }),
         };
-        let Some(id) = new.message_id else {
-            return Err(PersistError::invalid("message_id", "a grouped insert has its id fixed"));
-        };
         columns.thread_id.push(new.thread_id.as_str());
-        columns.message_id.push(id.as_str());
+        columns.message_id.push(new.message_id.unwrap_or(id).as_str());
         columns.role.push(new.role.as_str());
         columns.content.push(new.content.as_json().into_owned());
         columns.metadata.push(json_text(new.metadata)?);
@@ -210,7 +229,7 @@ pub(crate) async fn insert_group(
                                                           AND m.message_id = i.message_id) \
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = i.thread_id \
                                                           AND m.idempotency_key = i.idempotency_key) \
-             ORDER BY i.thread_id \
+             ORDER BY i.thread_id COLLATE \"C\" \
             ON CONFLICT (thread_id) DO UPDATE \
                SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
                    updated_at = EXCLUDED.updated_at \
@@ -237,9 +256,17 @@ pub(crate) async fn insert_group(
     .bind(&columns.tenant)
     .bind(Timestamp::now().as_micros())
     .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| map_sqlx("inserting a group of messages", e))?;
-    rows.iter().map(|row| rows::message(row).map(|message| (message.thread_id.clone(), message))).collect()
+    .await;
+    match rows {
+        Ok(rows) => Ok(rows.iter().map(rows::message).collect()),
+        Err(error) => {
+            let refused_by_server = matches!(error, sqlx::Error::Database(_));
+            let error = map_sqlx("inserting a group of messages", error);
+            // Refused by the server (a constraint, a trigger, a lost race, a lock time-out)
+            // with the connection still good: the statement wrote nothing.
+            if refused_by_server && !lost_connection(&error) { Ok(Err(error)) } else { Err(error) }
+        }
+    }
 }
 
 /// The columns of [`insert_group`]'s rows, one array each.

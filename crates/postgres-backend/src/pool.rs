@@ -229,7 +229,7 @@ fn retire(conn: PgConnection) {
 /// Whether `error` says the connection itself failed (lost, or the protocol broke), so it must
 /// not be reused. An error the server answered (a constraint, a serialization failure) leaves
 /// the connection as good as before.
-fn lost_connection(error: &PersistError) -> bool {
+pub(crate) fn lost_connection(error: &PersistError) -> bool {
     match std::error::Error::source(error).and_then(|source| source.downcast_ref::<sqlx::Error>()) {
         Some(sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed) => true,
         // The server ends the session after a FATAL error (terminated by an administrator,

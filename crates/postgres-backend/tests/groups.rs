@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use persist_core::args::{Add, Delete, Reserve};
-use persist_core::read::ListMessages;
+use persist_core::read::{GetThread, ListMessages};
 use persist_core::{
     Backend, Content, Context, IdempotencyKey, Message, MessageId, PersistArgs, PersistError, PersistResult, Role,
     Status, TenantId, ThreadId,
@@ -134,6 +134,7 @@ async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
         ("clash", add("existing", "different").with_id(MessageId::new("taken").unwrap()).into()),
         ("retry", keyed.clone().into()),
         ("acme", add("acme-thread", "mine").with_context(tenant("acme")).into()),
+        ("trusted", add("acme-thread", "host code, no tenant").into()),
     ];
     let mut calls = tokio::task::JoinSet::new();
     for (name, args) in requests {
@@ -159,13 +160,28 @@ async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
     same.sort_unstable();
     assert_eq!(same, [1, 2], "two inserts to one thread both land, one after the other");
     assert!(matches!(answers["gone"], Err(PersistError::ThreadDeleted { .. })), "{:?}", answers["gone"]);
-    assert!(matches!(answers["foreign"], Err(PersistError::NotFound { .. })), "{:?}", answers["foreign"]);
+    assert!(
+        matches!(answers["foreign"], Err(PersistError::NotFound { message_id: None, .. })),
+        "a refusal names no id the request did not name: {:?}",
+        answers["foreign"]
+    );
     let (repeat, deduplicated) = written(&answers["repeat"]);
     assert_eq!((repeat.id.as_str(), repeat.seq, deduplicated), ("taken", 1, true));
     assert!(matches!(answers["clash"], Err(PersistError::AlreadyExists { .. })), "{:?}", answers["clash"]);
     let (retry, deduplicated) = written(&answers["retry"]);
     assert_eq!((retry.id.clone(), deduplicated), (keyed_first.message().unwrap().id.clone(), true));
-    assert_eq!(written(&answers["acme"]).0.seq, 2);
+    let mut acme = [written(&answers["acme"]).0.seq, written(&answers["trusted"]).0.seq];
+    acme.sort_unstable();
+    assert_eq!(acme, [2, 3], "the owner and trusted host code both write to the owned thread");
+
+    // The threads' counters moved as each insert alone would have moved them.
+    for (name, count, owner) in [("new-a", 1, None), ("same", 2, None), ("acme-thread", 3, Some("acme"))] {
+        let th = backend.get_thread(GetThread::new(thread(name))).await.unwrap().unwrap();
+        assert_eq!((th.message_count, th.last_seq), (count, count), "{name}");
+        assert_eq!(th.tenant.as_ref().map(TenantId::as_str), owner, "{name}");
+    }
+    let new_b = backend.get_thread(GetThread::new(thread("new-b"))).await.unwrap().unwrap();
+    assert_eq!(new_b.updated_at, b.created_at);
 
     let existing = backend.list(ListMessages::new(thread("existing"))).await.unwrap();
     assert_eq!(existing.items.len(), 2, "no repeat or clash was written");
@@ -183,8 +199,11 @@ async fn an_insert_that_breaks_its_group_fails_alone() {
     let Some((backend, schema)) = one_turn().await else { return };
     let mut admin = support::admin().await.unwrap();
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "CREATE FUNCTION \"{schema}\".refuse_boom() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN IF NEW.content::text LIKE '%boom%' THEN RAISE EXCEPTION 'boom refused'; END IF; RETURN NEW; END $$; \
+        "CREATE SEQUENCE \"{schema}\".attempts; \
+         CREATE FUNCTION \"{schema}\".refuse_boom() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM nextval('\"{schema}\".attempts'); \
+                  IF NEW.content::text LIKE '%boom%' THEN RAISE EXCEPTION 'boom refused'; END IF; \
+                  RETURN NEW; END $$; \
          CREATE TRIGGER refuse_boom BEFORE INSERT ON \"{schema}\".messages \
          FOR EACH ROW EXECUTE FUNCTION \"{schema}\".refuse_boom()"
     )))
@@ -209,6 +228,15 @@ async fn an_insert_that_breaks_its_group_fails_alone() {
             assert_eq!((message.content.to_text(), message.seq), (text, 1));
         }
     }
+    // Sequences are not rolled back: beyond the blocker's two adds and one attempt per insert
+    // alone, the group itself was tried first.
+    let mut admin = support::admin().await.unwrap();
+    let attempts: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT last_value FROM \"{schema}\".attempts")))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let _ = admin.close().await;
+    assert!(attempts > 8, "the group was tried before each insert alone ({attempts} attempts)");
     backend.close().await;
     support::drop_schema(&schema).await;
 }

@@ -448,22 +448,19 @@ const INSERT_ONE: &str = concat!(
     " COMMIT;"
 );
 
-/// Empties the report, applies the rows bound as one JSON array (`[[plan, thread_id, tenant,
-/// message_id, role, content, metadata, status, idempotency_key, now], …]`) through the inbox,
-/// then reports `plan:seq` for every row written. The report is emptied first, not last: when
-/// the insert commits on its own and the report then fails to read, no stale row is left for
-/// the next group.
-macro_rules! apply_inbox {
-    () => {
-        "DELETE FROM persist_written; \
-         INSERT INTO persist_inbox (plan, thread_id, tenant, message_id, role, content, metadata, status, \
-                                    idempotency_key, now) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-                value ->> 7, value ->> 8, value ->> 9 \
-           FROM json_each(?) ORDER BY key; \
-         SELECT group_concat(plan || ':' || seq, ',') AS written FROM persist_written;"
-    };
-}
+/// Empties the report, then applies the rows bound as one JSON array (`[[plan, thread_id,
+/// tenant, message_id, role, content, metadata, status, idempotency_key, now], …]`) through
+/// the inbox. The report ([`READ_REPORT`]) is a query of its own: in autocommit the insert has
+/// committed by then, and a report that fails to read must not look like a failed insert.
+const APPLY_INBOX: &str = "DELETE FROM persist_written; \
+     INSERT INTO persist_inbox (plan, thread_id, tenant, message_id, role, content, metadata, status, \
+                                idempotency_key, now) \
+     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+            value ->> 7, value ->> 8, value ->> 9 \
+       FROM json_each(?) ORDER BY key;";
+
+/// `plan:seq` for every row the last [`APPLY_INBOX`] wrote.
+const READ_REPORT: &str = "SELECT group_concat(plan || ':' || seq, ',') AS written FROM persist_written";
 
 /// The writer connection's inbox, created on that connection only (`TEMP`): inserting a row
 /// into the `persist_inbox` view creates the thread if it is absent, then inserts the message
@@ -537,15 +534,26 @@ async fn insert_query(
     // one statement commits or rolls back whole, and outside an explicit transaction SQLite
     // keeps no statement journal (a copy of every page the group changes, made in case the
     // statement fails halfway: ≈ 8% of the writer's time with 64 callers). Its write lock is
-    // taken as the statement starts, before it reads anything, as `BEGIN IMMEDIATE` would. The
-    // report is read afterwards from the connection's own temporary table.
-    let text = apply_inbox!();
-    // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
-    let report = sqlx::query(text).bind(rows).fetch_all(&mut *conn).await.map_err(sql("inserting messages"))?;
-    let written: Option<&str> = match report.first() {
-        Some(row) => sqlx::Row::try_get(row, "written").map_err(sql("reading the insert report"))?,
-        None => None,
+    // taken as the statement starts, before it reads anything, as `BEGIN IMMEDIATE` would.
+    sqlx::query(APPLY_INBOX).bind(rows).execute(&mut *conn).await.map_err(sql("inserting messages"))?;
+    let report = sqlx::query(READ_REPORT)
+        .fetch_optional(&mut *conn)
+        .await
+        .and_then(|row| row.map(|row| sqlx::Row::try_get::<Option<String>, _>(&row, "written")).transpose());
+    let written = match report {
+        Ok(written) => written.flatten(),
+        // Inside the caller's transaction: abort it, nothing is committed.
+        Err(error) if !transaction => return Err(sql("reading the insert report")(error)),
+        // Committed: the answers fail, never the group (run again, the writes would repeat).
+        Err(error) => {
+            let unreadable = || PersistError::Backend {
+                message: format!("the writes were committed but their report cannot be read: {error}").into(),
+                source: None,
+            };
+            return Ok(plans.iter().map(|_| Some(Err(unreadable()))).collect());
+        }
     };
+    let written = written.as_deref();
     // Each pair names the plan that wrote a row and the row's seq: a row is never given to
     // another plan (one that was refused, say for another tenant's thread, with the same id).
     // An unreadable report fails only the plans it leaves unanswered: with `transaction`, the

@@ -98,7 +98,7 @@ pub(crate) async fn run(
                 let error = abort.into_error();
                 let last = batch.pop();
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(same_error(&error)));
+                    let _ = job.reply.send(Err(error.replicate()));
                 }
                 if let Some(job) = last {
                     let _ = job.reply.send(Err(error));
@@ -197,26 +197,4 @@ async fn commit(
 
 fn lost() -> PersistError {
     PersistError::Backend { message: "the writer lost an answer".into(), source: None }
-}
-
-/// Errors are not `Clone` (their sources are not): every caller of a failed group gets the same
-/// kind (temporary or not) and the full message.
-fn same_error(error: &PersistError) -> PersistError {
-    let message = error_chain(error).into();
-    if error.is_temporary() {
-        PersistError::Temporary { message, source: None }
-    } else {
-        PersistError::Backend { message, source: None }
-    }
-}
-
-fn error_chain(error: &PersistError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
