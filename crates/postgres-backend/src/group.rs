@@ -40,7 +40,6 @@ pub(crate) struct Inserts {
 #[derive(Default)]
 struct Queue {
     waiting: Vec<Queued>,
-    queued: u64,
     taken: u64,
 }
 
@@ -78,8 +77,7 @@ impl PostgresBackend {
         let ticket = {
             let mut queue = inserts.queue();
             queue.waiting.push(Queued { args, reply });
-            queue.queued += 1;
-            queue.queued - 1
+            queue.taken + queue.waiting.len() as u64 - 1
         };
         let lost = || PersistError::Backend { message: "a grouped insert lost its answer".into(), source: None };
         // Ask for turns until some turn takes this insert, then wait for its answer.
@@ -140,11 +138,13 @@ impl PostgresBackend {
                     let mut written: HashMap<_, Message> =
                         written.into_iter().map(|message| (message.thread_id.clone(), message)).collect();
                     for &at in &grouped {
-                        let Some(queued) = pending[at].take_if(|queued| written.contains_key(queued.args.thread_id()))
+                        // Not written: it stays pending and runs alone, below.
+                        let Some(message) =
+                            pending[at].as_ref().and_then(|queued| written.remove(queued.args.thread_id()))
                         else {
                             continue;
                         };
-                        let Some(message) = written.remove(queued.args.thread_id()) else { continue };
+                        let Some(queued) = pending[at].take() else { continue };
                         let answer = match queued.args {
                             PersistArgs::Reserve(_) => Reserved::new(message, false).into(),
                             _ => Added::new(message, false).into(),

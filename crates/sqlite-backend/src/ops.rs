@@ -219,12 +219,8 @@ pub(crate) async fn commit_inserts(
     }
     let inserted = match insert_query(conn, &runnable, true).await {
         Ok(inserted) => inserted,
-        Err(failure) => {
-            // Nothing of the group may stay: a group of one failed after its BEGIN (a larger
-            // group's single statement rolled itself back; there is no transaction to end).
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return Some(Err(failure));
-        }
+        // Nothing was committed (see `insert_query`): the connection is outside any transaction.
+        Err(failure) => return Some(Err(failure)),
     };
     for ((plan, row), slot) in runnable.iter().zip(inserted).zip(slots) {
         answers[slot] = match row.transpose() {
@@ -586,7 +582,7 @@ async fn insert_one(
     now: Timestamp,
 ) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
     // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
-    let rows = sqlx::query(INSERT_ONE)
+    let inserted = sqlx::query(INSERT_ONE)
         .bind(plan.thread_id.as_str())
         .bind(plan.tenant.map(TenantId::as_str))
         .bind(plan.id.as_str())
@@ -597,8 +593,15 @@ async fn insert_one(
         .bind(plan.idempotency_key.map(IdempotencyKey::as_str))
         .bind(now.as_micros())
         .fetch_all(&mut *conn)
-        .await
-        .map_err(sql("inserting a message"))?;
+        .await;
+    let rows = match inserted {
+        Ok(rows) => rows,
+        Err(error) => {
+            // A statement failed after `BEGIN`: nothing of it may stay.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(sql("inserting a message")(error));
+        }
+    };
     // The group is committed: an unreadable seq fails this answer only.
     let written = rows.first().map(|row| {
         sqlx::Row::try_get::<i64, _>(row, "seq")
