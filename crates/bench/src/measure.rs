@@ -2,6 +2,11 @@
 
 use std::time::{Duration, Instant};
 
+/// How many adds a `PERSIST_BENCH_PROFILE` run makes: `PERSIST_BENCH_N`, else `default`.
+pub(crate) fn profile_adds(default: usize) -> usize {
+    std::env::var("PERSIST_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();

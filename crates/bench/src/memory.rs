@@ -193,7 +193,7 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
 /// `PERSIST_BENCH_N` adds): no interleaving, so `perf` or `callgrind` see just that variant.
 pub(crate) fn profile(variant: &str) {
     let rt = runtime();
-    let n: usize = std::env::var("PERSIST_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let n = crate::measure::profile_adds(200_000);
     let variant = match variant {
         "direct" => Variant::Direct,
         "pipeline" => Variant::Pipeline,

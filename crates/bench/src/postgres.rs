@@ -51,10 +51,22 @@ async fn hand_written_add(conn: &mut PgConnection, thread: &str, id: &str) {
     .expect("hand-written add");
 }
 
+/// Our backend on 32 connections in this run's own schema (`persist_bench_<pid>`).
+async fn bench_backend() -> (PostgresBackend, String) {
+    let schema = format!("persist_bench_{}", std::process::id());
+    let backend =
+        PostgresBackend::builder(url()).schema(schema.clone()).max_connections(32).connect().await.expect("connect");
+    (backend, schema)
+}
+
+async fn drop_schema(admin: &mut PgConnection, schema: &str) {
+    let _ = sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).execute(admin).await;
+}
+
 /// One PostgreSQL shape alone, for a profiler: `one` caller or 64 `tasks` on 32 connections,
 /// `PERSIST_BENCH_N` adds in all (default 20 000), in a fresh schema dropped afterwards.
 pub(crate) fn profile(variant: &str) {
-    let n: usize = std::env::var("PERSIST_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
+    let n = crate::measure::profile_adds(20_000);
     let callers = match variant {
         "one" => 1,
         "tasks" => 64,
@@ -65,20 +77,13 @@ pub(crate) fn profile(variant: &str) {
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     rt.block_on(async {
-        let schema = format!("persist_bench_{}", std::process::id());
-        let backend = PostgresBackend::builder(url())
-            .schema(schema.clone())
-            .max_connections(32)
-            .connect()
-            .await
-            .expect("connect");
+        let (backend, schema) = bench_backend().await;
         let (rate, mut latencies) = as_tasks(&backend, "p-", callers, n / callers, 0).await;
         let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
         eprintln!("postgres-{variant}: {rate:.0} adds/s, p50 {p50:.0} µs, p99 {p99:.0} µs");
         backend.close().await;
         let mut admin = PgConnection::connect(&url()).await.expect("connect");
-        let _ =
-            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).execute(&mut admin).await;
+        drop_schema(&mut admin, &schema).await;
     });
 }
 
@@ -88,13 +93,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let Ok(mut admin) = PgConnection::connect(&url()).await else {
             return vec![Row::skipped("postgres", format!("skipped: no server at {} (PERSIST_POSTGRES_URL)", url()))];
         };
-        let schema = format!("persist_bench_{}", std::process::id());
-        let backend = PostgresBackend::builder(url())
-            .schema(schema.clone())
-            .max_connections(32)
-            .connect()
-            .await
-            .expect("connect");
+        let (backend, schema) = bench_backend().await;
         // The same session settings our backend's connections use.
         let options_url = format!("{}?options=-csearch_path%3D{schema}%20-cplan_cache_mode%3Dforce_custom_plan", url());
         let mut conn = PgConnection::connect(&options_url).await.expect("connect by hand");
@@ -140,8 +139,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
 
         backend.close().await;
         let _ = conn.close().await;
-        let _ =
-            sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).execute(&mut admin).await;
+        drop_schema(&mut admin, &schema).await;
         vec![
             Row::new(
                 "postgres: hand-written sqlx, same statement, one caller",

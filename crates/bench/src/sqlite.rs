@@ -169,6 +169,25 @@ where
     (rate(threads * per_thread, elapsed), latencies)
 }
 
+/// `callers` OS threads, each adding `per_caller` messages (ids `{round}-{i}`) to its own thread
+/// (`{prefix}{caller}`) through `backend`, whose writer runs on another runtime; answers ops/s
+/// and every call's latency.
+fn adds_on_threads(
+    backend: &SqliteBackend,
+    prefix: &'static str,
+    callers: usize,
+    per_caller: usize,
+    round: usize,
+) -> (f64, Vec<Duration>) {
+    on_threads(callers, per_caller, |caller, i| {
+        let backend = backend.clone();
+        async move {
+            let thread = ThreadId::new(format!("{prefix}{caller}")).unwrap();
+            backend.apply(add(&thread, format!("{round}-{i}")).into()).await.expect("add");
+        }
+    })
+}
+
 /// Every rate of one interleaved round, and the latencies of its concurrent callers.
 #[derive(Default)]
 struct Rounds {
@@ -193,20 +212,14 @@ impl Rounds {
 /// One SQLite shape alone, for a profiler: `one` caller, or 64 callers on OS `threads` or as
 /// `tasks`, `PERSIST_BENCH_N` adds in all (default 64 000), on a fresh database.
 pub(crate) fn profile(variant: &str) {
-    let n: usize = std::env::var("PERSIST_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(64_000);
+    let n = crate::measure::profile_adds(64_000);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let rt = runtime(2);
     let backend = rt.block_on(SqliteBackend::open(dir.path().join("profile.db"))).expect("open");
     let (rate, mut latencies) = match variant {
         "one" => rt.block_on(as_tasks(&backend, "p-", 1, n, 0)),
         "tasks" => rt.block_on(as_tasks(&backend, "p-", 64, n / 64, 0)),
-        "threads" => on_threads(64, n / 64, |caller, i| {
-            let backend = backend.clone();
-            async move {
-                let thread = ThreadId::new(format!("p-{caller}")).unwrap();
-                backend.apply(add(&thread, format!("0-{i}")).into()).await.expect("add");
-            }
-        }),
+        "threads" => adds_on_threads(&backend, "p-", 64, n / 64, 0),
         other => {
             eprintln!("unknown variant `sqlite-{other}`: sqlite-one, sqlite-threads or sqlite-tasks");
             std::process::exit(2);
@@ -284,13 +297,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
                 // 64 callers on 64 OS threads (each its own current-thread runtime), one backend
                 // whose writer runs on the 2-worker runtime: group commit.
                 1 => {
-                    let (rate, latencies) = on_threads(callers, concurrent / callers, |caller, i| {
-                        let backend = many.clone();
-                        async move {
-                            let thread = ThreadId::new(format!("c-{caller}")).unwrap();
-                            backend.apply(add(&thread, format!("{round}-{i}")).into()).await.expect("add");
-                        }
-                    });
+                    let (rate, latencies) = adds_on_threads(&many, "c-", callers, concurrent / callers, round);
                     rounds.threads.push(rate);
                     rounds.thread_latencies.extend(latencies);
                 }

@@ -23,8 +23,7 @@ fn seq(result: PersistResult) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_thread_delete_leaves_no_lock_behind() {
-    if support::admin().await.is_err() {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is required in CI");
+    if !support::available().await {
         return;
     }
     let schema = support::schema_name();

@@ -55,18 +55,17 @@ async fn until_blocked(watcher: &mut PgConnection, holder: i32) {
     panic!("the blocking add never waited on the locked thread");
 }
 
-/// A backend writing one group at a time, in a fresh schema; `None` without a server
-/// (outside CI).
-async fn one_turn() -> Option<(PostgresBackend, String)> {
-    if support::admin().await.is_err() {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is required in CI");
+/// A backend writing at most `groups` groups at once on `connections` connections, in a fresh
+/// schema; `None` without a server (outside CI).
+async fn grouping(connections: u32, groups: usize) -> Option<(PostgresBackend, String)> {
+    if !support::available().await {
         return None;
     }
     let schema = support::schema_name();
     let backend = PostgresBackend::builder(support::url())
         .schema(schema.clone())
-        .max_connections(4)
-        .max_insert_groups(1)
+        .max_connections(connections)
+        .max_insert_groups(groups)
         .connect()
         .await
         .unwrap();
@@ -110,7 +109,7 @@ impl Held {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
-    let Some((backend, schema)) = one_turn().await else { return };
+    let Some((backend, schema)) = grouping(4, 1).await else { return };
     // The state the group meets: a tombstone, another tenant's thread, taken ids and keys.
     backend.apply(add("gone", "before").into()).await.unwrap();
     backend.apply(Delete::thread(thread("gone")).into()).await.unwrap();
@@ -196,7 +195,7 @@ async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
 /// insert that broke it fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_insert_that_breaks_its_group_fails_alone() {
-    let Some((backend, schema)) = one_turn().await else { return };
+    let Some((backend, schema)) = grouping(4, 1).await else { return };
     let mut admin = support::admin().await.unwrap();
     sqlx::raw_sql(AssertSqlSafe(format!(
         "CREATE SEQUENCE \"{schema}\".attempts; \
@@ -246,18 +245,7 @@ async fn an_insert_that_breaks_its_group_fails_alone() {
 /// seqs stay gap-free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_running_at_once_over_shared_threads_lose_no_writes() {
-    if support::admin().await.is_err() {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is required in CI");
-        return;
-    }
-    let schema = support::schema_name();
-    let backend = PostgresBackend::builder(support::url())
-        .schema(schema.clone())
-        .max_connections(8)
-        .max_insert_groups(3)
-        .connect()
-        .await
-        .unwrap();
+    let Some((backend, schema)) = grouping(8, 3).await else { return };
     const CALLERS: usize = 48;
     const EACH: usize = 10;
     const THREADS: usize = 6;
