@@ -339,3 +339,61 @@ async fn a_pipeline_call_waits_for_its_stack_to_be_ready() {
     assert_eq!(call.await.unwrap().unwrap().message().unwrap().seq, 1);
     assert_eq!(store.message_count(), 1);
 }
+
+#[tokio::test]
+async fn a_terminal_writes_when_its_future_is_polled_not_when_called() {
+    let store = MemoryBackend::new();
+    let mut terminal = Terminal::new(store.clone());
+    let future = tower::Service::call(&mut terminal, add("t").into());
+    assert_eq!(store.message_count(), 0, "the memory backend answers at once, yet only when polled");
+    drop(future);
+    assert_eq!(store.message_count(), 0, "a future dropped unpolled wrote nothing");
+    let future = tower::Service::call(&mut terminal, add("t").into());
+    assert_eq!(future.await.unwrap().message().unwrap().seq, 1);
+    assert_eq!(store.message_count(), 1);
+}
+
+/// A backend that answers only through `apply` (the default `apply_now` hands every write
+/// back), after yielding once, as one that waits for I/O would.
+#[derive(Clone, Default)]
+struct Waits(MemoryBackend);
+
+impl persist::Backend for Waits {
+    async fn apply(&self, args: PersistArgs) -> persist::Result<PersistResult> {
+        tokio::task::yield_now().await;
+        self.0.apply(args).await
+    }
+    async fn get(&self, q: persist::read::GetMessage) -> persist::Result<Option<Message>> {
+        self.0.get(q).await
+    }
+    async fn get_thread(&self, q: GetThread) -> persist::Result<Option<persist::Thread>> {
+        self.0.get_thread(q).await
+    }
+    async fn list(&self, q: ListMessages) -> persist::Result<persist::Page<Message>> {
+        self.0.list(q).await
+    }
+    async fn threads(
+        &self,
+        q: persist::read::ListThreads,
+    ) -> persist::Result<persist::Page<persist::Thread, persist::read::ThreadCursor>> {
+        self.0.threads(q).await
+    }
+    fn capabilities(&self) -> persist::Capabilities {
+        self.0.capabilities()
+    }
+}
+
+#[tokio::test]
+async fn a_terminal_hands_writes_that_wait_to_apply() {
+    let store = Waits::default();
+    match persist::Backend::apply_now(&store, add("t").into()) {
+        persist::ApplyNow::Wait(args) => assert_eq!(args.op(), PersistOp::Add),
+        persist::ApplyNow::Done(_) => panic!("the default applies nothing at once"),
+    }
+    assert_eq!(store.0.message_count(), 0, "a write handed back is not applied");
+    let pipeline = Pipeline::new(store.clone());
+    let first = pipeline.add(add("t")).await.unwrap();
+    let second = pipeline.add(add("t")).await.unwrap();
+    assert_eq!((first.message.seq, second.message.seq), (1, 2));
+    assert_eq!(store.0.message_count(), 2);
+}

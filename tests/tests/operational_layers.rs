@@ -325,6 +325,8 @@ mod metrics_capture {
     pub(crate) struct Capture {
         pub(crate) counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
         pub(crate) histograms: Mutex<HashMap<String, Arc<Samples>>>,
+        /// Hand out no-op histograms (a recorder that keeps counters only).
+        pub(crate) counters_only: bool,
     }
 
     fn render(key: &Key) -> String {
@@ -343,6 +345,9 @@ mod metrics_capture {
             Gauge::noop()
         }
         fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            if self.counters_only {
+                return Histogram::noop();
+            }
             Histogram::from_arc(self.histograms.lock().unwrap().entry(render(key)).or_default().clone())
         }
     }
@@ -372,9 +377,24 @@ async fn metrics_count_ops_by_outcome_and_record_durations_and_content_bytes() {
     let durations = histograms["persist_op_duration_seconds{op=add}"].values();
     assert_eq!(durations.len(), 2);
     assert!(durations.iter().all(|d| *d >= 0.0 && *d < 5.0));
+    // Registering probes whether each duration histogram records; the probe is no sample.
+    assert!(histograms["persist_op_duration_seconds{op=delete}"].values().is_empty());
     let bytes = histograms["persist_content_bytes{op=add}"].values();
     assert_eq!(bytes, [content.json_len() as f64, content.json_len() as f64]);
     assert_eq!(histograms["persist_content_bytes{op=update_content}"].values(), [Content::text("x").json_len() as f64]);
+}
+
+#[tokio::test]
+async fn metrics_count_with_a_recorder_that_keeps_no_histograms() {
+    let recorder = metrics_capture::Capture { counters_only: true, ..Default::default() };
+    let layer = metrics::with_local_recorder(&recorder, MetricsLayer::new);
+    let pipeline = Pipeline::builder().layer(layer).build(MemoryBackend::new());
+    pipeline.add(keyed_add("t", "a")).await.unwrap();
+    pipeline.add(keyed_add("t", "a")).await.unwrap();
+    let count = |key: &str| recorder.counters.lock().unwrap()[key].load(Ordering::SeqCst);
+    assert_eq!(count("persist_ops_total{op=add,outcome=ok}"), 1);
+    assert_eq!(count("persist_ops_total{op=add,outcome=deduplicated}"), 1);
+    assert!(recorder.histograms.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

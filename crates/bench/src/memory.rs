@@ -50,12 +50,65 @@ macro_rules! reference_stack {
     };
 }
 
+/// The least any tower layer can be: a service that forwards the call and a future that
+/// forwards the poll (no boxing, no clock, no shared state). Five of them through the same
+/// [`Pipeline`] are the floor under the reference stack: what tower's composition and the
+/// pipeline's erasure cost before any layer does its work.
+#[derive(Clone, Copy, Debug)]
+struct PassLayer;
+
+impl<S> tower::Layer<S> for PassLayer {
+    type Service = Pass<S>;
+
+    fn layer(&self, inner: S) -> Pass<S> {
+        Pass(inner)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Pass<S>(S);
+
+impl<S: Service<PersistArgs>> Service<PersistArgs> for Pass<S>
+where
+    S::Future: Unpin,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Forward<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        Forward(self.0.call(args))
+    }
+}
+
+/// [`Pass`]'s future. The terminal's future is `Unpin`, so no pin projection is needed.
+#[derive(Debug)]
+struct Forward<F>(F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for Forward<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<F::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+fn floor(backend: MemoryBackend) -> Pipeline {
+    let builder = Pipeline::builder().layer(PassLayer).layer(PassLayer).layer(PassLayer);
+    builder.layer(PassLayer).layer(PassLayer).build(backend)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Variant {
     Direct,
     Pipeline,
     Stack,
     Bare,
+    Floor,
     Only(&'static str),
 }
 
@@ -115,6 +168,7 @@ fn runner(variant: Variant) -> Runner {
         }),
         Variant::Pipeline => pipeline(reference_stack!().build(backend)),
         Variant::Bare => pipeline(Pipeline::new(backend)),
+        Variant::Floor => pipeline(floor(backend)),
         Variant::Only(name) => pipeline(single_layer(name, backend)),
         Variant::Stack => {
             let mut stack = reference_stack!().service(backend);
@@ -141,7 +195,7 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
     let n = options.scale(200_000, 20_000);
     let chunk = 2_000;
     let rounds = options.scale(7, 3);
-    let mut variants = vec![Variant::Direct, Variant::Pipeline, Variant::Stack, Variant::Bare];
+    let mut variants = vec![Variant::Direct, Variant::Pipeline, Variant::Stack, Variant::Bare, Variant::Floor];
     if !options.quick {
         variants.extend(["observe", "route", "intercept", "trace", "metrics"].map(Variant::Only));
     }
@@ -177,8 +231,10 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
             .ratio(medians[2], "time, unerased stack / direct backend call"),
         Row::new("memory: Pipeline without layers", n as u64, per_sec(medians[3]))
             .ratio(medians[3], "time, bare pipeline / direct backend call"),
+        Row::new("memory: Pipeline with 5 pass-through tower layers (the floor)", n as u64, per_sec(medians[4]))
+            .ratio(medians[4], "time, 5 layers doing nothing / direct backend call"),
     ];
-    for (variant, ratio) in variants.iter().zip(&medians).skip(4) {
+    for (variant, ratio) in variants.iter().zip(&medians).skip(5) {
         if let Variant::Only(name) = variant {
             rows.push(
                 Row::new(format!("memory: Pipeline with only {name}"), n as u64, per_sec(*ratio))
@@ -189,7 +245,7 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
     rows
 }
 
-/// For profiling one variant alone (`PERSIST_BENCH_PROFILE=direct|pipeline|stack|bare|<layer>`,
+/// For profiling one variant alone (`PERSIST_BENCH_PROFILE=direct|pipeline|stack|bare|floor|<layer>`,
 /// `PERSIST_BENCH_N` adds): no interleaving, so `perf` or `callgrind` see just that variant.
 pub(crate) fn profile(variant: &str) {
     let rt = runtime();
@@ -199,6 +255,7 @@ pub(crate) fn profile(variant: &str) {
         "pipeline" => Variant::Pipeline,
         "bare" => Variant::Bare,
         "stack" => Variant::Stack,
+        "floor" => Variant::Floor,
         "observe" => Variant::Only("observe"),
         "route" => Variant::Only("route"),
         "intercept" => Variant::Only("intercept"),
@@ -206,7 +263,7 @@ pub(crate) fn profile(variant: &str) {
         "metrics" => Variant::Only("metrics"),
         other => {
             eprintln!(
-                "unknown variant `{other}`: direct, pipeline, stack, bare, observe, route, intercept, trace or metrics"
+                "unknown variant `{other}`: direct, pipeline, stack, bare, floor, observe, route, intercept, trace or metrics"
             );
             std::process::exit(2);
         }

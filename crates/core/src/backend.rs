@@ -61,6 +61,15 @@ impl Capabilities {
     }
 }
 
+/// What [`Backend::apply_now`] did with a write.
+#[derive(Debug)]
+pub enum ApplyNow {
+    /// Applied (or refused) without waiting: the answer [`Backend::apply`] would have given.
+    Done(Result<PersistResult>),
+    /// Not applied: this write needs to wait, so it goes to [`Backend::apply`] as it came.
+    Wait(PersistArgs),
+}
+
 /// A store of threads and messages.
 ///
 /// A backend author implements plain async methods; the [`Terminal`](crate::Terminal) adapts
@@ -121,6 +130,35 @@ impl Capabilities {
 pub trait Backend: Send + Sync + 'static {
     /// Applies one write atomically. See the trait's `# Behavior`.
     fn apply(&self, args: PersistArgs) -> impl Future<Output = Result<PersistResult>> + Send;
+
+    /// Applies one write **without waiting**, if this backend can: a store whose writes never
+    /// wait for I/O or an async lock (an in-memory map behind a `std` mutex) answers
+    /// [`ApplyNow::Done`] with exactly what [`apply`](Self::apply) would have answered;
+    /// anything else hands the write back untouched with [`ApplyNow::Wait`].
+    ///
+    /// The [`Terminal`](crate::Terminal) asks this first, when its future is first polled
+    /// (never earlier: a write happens when its future is polled, on every backend), and calls
+    /// `apply` only for a write handed back. That is what lets a pipeline over a store that
+    /// answers at once run with no allocation of its own under the layers: `apply`'s future
+    /// cannot be named, so the terminal boxes it. The default hands every write back, which
+    /// is right for any backend that awaits something.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist_core::{args::Add, ApplyNow, Backend, Content, PersistArgs, Role, ThreadId};
+    /// use persist_memory::MemoryBackend;
+    ///
+    /// let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"));
+    /// match MemoryBackend::new().apply_now(PersistArgs::from(add)) {
+    ///     ApplyNow::Done(result) => assert_eq!(result?.message().unwrap().seq, 1),
+    ///     ApplyNow::Wait(_) => unreachable!("the memory backend never waits"),
+    /// }
+    /// # Ok::<_, persist_core::PersistError>(())
+    /// ```
+    fn apply_now(&self, args: PersistArgs) -> ApplyNow {
+        ApplyNow::Wait(args)
+    }
 
     /// One message by `(thread, id)`; `None` when absent, or in a thread of another tenant.
     fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send;
@@ -226,6 +264,10 @@ fn sessions_unsupported() -> PersistError {
 impl<B: Backend> Backend for Arc<B> {
     fn apply(&self, args: PersistArgs) -> impl Future<Output = Result<PersistResult>> + Send {
         (**self).apply(args)
+    }
+
+    fn apply_now(&self, args: PersistArgs) -> ApplyNow {
+        (**self).apply_now(args)
     }
 
     fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send {

@@ -61,7 +61,7 @@ pub mod session;
 mod terminal;
 
 pub use self::args::{Context, PersistArgs, Target};
-pub use self::backend::{Backend, Capabilities};
+pub use self::backend::{ApplyNow, Backend, Capabilities};
 pub use self::error::{BoxError, PersistError, Result};
 pub use self::id::{
     AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, RuntimeId, SessionId, TenantId, ThreadId,
@@ -71,4 +71,4 @@ pub use self::op::PersistOp;
 pub use self::pipeline::{BoxPersistService, Pipeline, PipelineBuilder};
 pub use self::read::{Order, Page};
 pub use self::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Updated};
-pub use self::terminal::Terminal;
+pub use self::terminal::{Terminal, TerminalFuture};

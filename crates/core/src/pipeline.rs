@@ -118,8 +118,8 @@ impl<L> PipelineBuilder<L> {
 /// Each call drives its own clone of the stack (`poll_ready`, then `call`), as
 /// `ServiceExt::oneshot` does, so callers need no `&mut` and a layer's readiness (a
 /// concurrency limit's permit, say) belongs to the call that waited for it. The clone and the
-/// call's future share one allocation: the only other per-call allocation is the backend's
-/// future inside the [`Terminal`].
+/// call's future share one allocation, the only one per call over a backend that answers at
+/// once ([`Backend::apply_now`]); any other backend's future is boxed inside the [`Terminal`].
 trait ErasedStack: Send + Sync {
     fn call(&self, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>>;
 }

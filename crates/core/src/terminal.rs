@@ -1,13 +1,15 @@
 //! [`Terminal`]: adapts a [`Backend`] into the `tower::Service` at the bottom of every stack.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::Service;
 
 use crate::args::PersistArgs;
-use crate::backend::{Backend, BoxFuture};
+use crate::backend::{ApplyNow, Backend, BoxFuture};
 use crate::error::{PersistError, Result};
 use crate::result::PersistResult;
 
@@ -15,7 +17,8 @@ use crate::result::PersistResult;
 ///
 /// It is always ready (the backend handles its own concurrency) and always last: the
 /// [`PipelineBuilder`](crate::PipelineBuilder) puts it under every layer, so it is never a
-/// layer itself and never skips one.
+/// layer itself and never skips one. Its future does nothing until polled; see
+/// [`TerminalFuture`].
 ///
 /// # Example
 ///
@@ -68,14 +71,69 @@ impl<B> fmt::Debug for Terminal<B> {
 impl<B: Backend> Service<PersistArgs> for Terminal<B> {
     type Response = PersistResult;
     type Error = PersistError;
-    type Future = BoxFuture<'static, Result<PersistResult>>;
+    type Future = TerminalFuture<B>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        let backend = Arc::clone(&self.backend);
-        Box::pin(async move { backend.apply(args).await })
+        TerminalFuture { state: State::Start { backend: Arc::clone(&self.backend), args } }
+    }
+}
+
+/// The [`Terminal`]'s answer to one write.
+///
+/// Nothing happens until it is first polled. Then it offers the write to
+/// [`Backend::apply_now`]: a backend that answers at once (the memory store) is done with no
+/// allocation; a write handed back goes to [`Backend::apply`], whose future is boxed here
+/// because its type cannot be named.
+pub struct TerminalFuture<B> {
+    state: State<B>,
+}
+
+enum State<B> {
+    Start { backend: Arc<B>, args: PersistArgs },
+    Waiting(BoxFuture<'static, Result<PersistResult>>),
+    Done,
+}
+
+impl<B> fmt::Debug for TerminalFuture<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Start { .. } => "not polled",
+            State::Waiting(_) => "waiting for the backend",
+            State::Done => "done",
+        };
+        f.debug_struct("TerminalFuture").field("state", &state).finish()
+    }
+}
+
+impl<B: Backend> Future for TerminalFuture<B> {
+    type Output = Result<PersistResult>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let State::Waiting(future) = &mut this.state {
+            let poll = future.as_mut().poll(cx);
+            if poll.is_ready() {
+                this.state = State::Done;
+            }
+            return poll;
+        }
+        let State::Start { backend, args } = std::mem::replace(&mut this.state, State::Done) else {
+            panic!("`TerminalFuture` polled after it completed");
+        };
+        match backend.apply_now(args) {
+            ApplyNow::Done(result) => Poll::Ready(result),
+            ApplyNow::Wait(args) => {
+                let mut future: BoxFuture<'static, _> = Box::pin(async move { backend.apply(args).await });
+                let poll = future.as_mut().poll(cx);
+                if poll.is_pending() {
+                    this.state = State::Waiting(future);
+                }
+                poll
+            }
+        }
     }
 }

@@ -37,9 +37,9 @@ use persist_core::args::{Delete, Update, UpdateContent};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
 use persist_core::session::{Bind, BindingState, Resolution, Resolve, SessionBinding};
 use persist_core::{
-    Added, AgentId, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, Order,
-    Page, PersistArgs, PersistError, PersistResult, Reserved, Result, SessionId, Status, Target, TenantId, Thread,
-    ThreadId, Timestamp, Updated,
+    Added, AgentId, ApplyNow, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message,
+    MessageId, Order, Page, PersistArgs, PersistError, PersistResult, Reserved, Result, SessionId, Status, Target,
+    TenantId, Thread, ThreadId, Timestamp, Updated,
 };
 
 /// The in-memory backend; see the [crate docs](crate).
@@ -113,7 +113,7 @@ impl MemoryBackend {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn apply_now(&self, args: PersistArgs) -> Result<PersistResult> {
+    fn write(&self, args: PersistArgs) -> Result<PersistResult> {
         args.validate()?;
         // Kept to what a serializing backend can store and read back, so stores agree.
         if let Some(content) = args.content() {
@@ -349,7 +349,13 @@ fn check_version(
 
 impl Backend for MemoryBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
-        self.apply_now(args)
+        self.write(args)
+    }
+
+    /// Every write is applied at once (the store never waits), so a pipeline's terminal
+    /// calls this and allocates nothing of its own.
+    fn apply_now(&self, args: PersistArgs) -> ApplyNow {
+        ApplyNow::Done(self.write(args))
     }
 
     async fn get(&self, query: GetMessage) -> Result<Option<Message>> {

@@ -16,14 +16,14 @@ pin_project! {
         #[pin]
         inner: F,
         op: PersistOp,
-        start: Instant,
+        start: Option<Instant>,
         handles: Arc<Handles>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, op: PersistOp, handles: Arc<Handles>) -> Self {
-        Self { inner, op, start: Instant::now(), handles }
+    pub(super) fn new(inner: F, op: PersistOp, start: Option<Instant>, handles: Arc<Handles>) -> Self {
+        Self { inner, op, start, handles }
     }
 }
 

@@ -46,6 +46,9 @@ pub(crate) struct Handles {
     ops: Vec<Counter>,
     durations: Vec<Histogram>,
     content_bytes: Vec<Histogram>,
+    /// Per op: whether its duration histogram records, so a write reads the clock at its start
+    /// only when the duration will be kept.
+    timed: Vec<bool>,
 }
 
 impl Handles {
@@ -59,18 +62,43 @@ impl Handles {
         let per_op = |name: &'static str| -> Vec<Histogram> {
             PersistOp::ALL.iter().map(|op| metrics::histogram!(name, "op" => op.as_str())).collect()
         };
-        Self { ops, durations: per_op("persist_op_duration_seconds"), content_bytes: per_op("persist_content_bytes") }
+        let durations = per_op("persist_op_duration_seconds");
+        let timed = durations.iter().map(records).collect();
+        Self { ops, durations, content_bytes: per_op("persist_content_bytes"), timed }
     }
 
-    fn record(&self, op: PersistOp, output: &Result<PersistResult, PersistError>, start: Instant) {
+    /// The clock reading a write of `op` starts with, if its duration is recorded.
+    fn start(&self, op: PersistOp) -> Option<Instant> {
+        self.timed[op.index()].then(Instant::now)
+    }
+
+    fn record(&self, op: PersistOp, output: &Result<PersistResult, PersistError>, start: Option<Instant>) {
         let outcome = match output {
             Ok(result) if result.is_deduplicated() => 1,
             Ok(_) => 0,
             Err(error) => 2 + error.code_index(),
         };
         self.ops[op.index() * OUTCOMES + outcome].increment(1);
-        self.durations[op.index()].record(Elapsed(start));
+        if let Some(start) = start {
+            self.durations[op.index()].record(Elapsed(start));
+        }
     }
+}
+
+/// Whether `histogram` records anything: a handle of a live recorder converts the value it is
+/// given, a no-op handle (no recorder installed) never does. The probe records its value zero
+/// times, so no recorder sees a sample.
+fn records(histogram: &Histogram) -> bool {
+    struct Probe<'a>(&'a std::cell::Cell<bool>);
+    impl metrics::IntoF64 for Probe<'_> {
+        fn into_f64(self) -> f64 {
+            self.0.set(true);
+            0.0
+        }
+    }
+    let converted = std::cell::Cell::new(false);
+    histogram.record_many(Probe(&converted), 0);
+    converted.get()
 }
 
 /// The time since a write started, read from the clock only if the histogram records it: a
@@ -107,6 +135,7 @@ where
         if let Some(content) = args.content() {
             self.handles.content_bytes[op.index()].record(content.json_len() as f64);
         }
-        ResponseFuture::new(self.inner.call(args), op, Arc::clone(&self.handles))
+        let start = self.handles.start(op);
+        ResponseFuture::new(self.inner.call(args), op, start, Arc::clone(&self.handles))
     }
 }

@@ -15,14 +15,15 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        span: Span,
-        start: Option<Instant>,
+        // The span and the write's start, when a subscriber records the span; `None` costs
+        // nothing to carry or drop.
+        traced: Option<(Span, Instant)>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, span: Span, start: Option<Instant>) -> Self {
-        Self { inner, span, start }
+    pub(super) fn new(inner: F, traced: Option<(Span, Instant)>) -> Self {
+        Self { inner, traced }
     }
 }
 
@@ -35,11 +36,11 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let output = {
-            let _entered = this.start.is_some().then(|| this.span.enter());
+            let _entered = this.traced.as_ref().map(|(span, _)| span.enter());
             ready!(this.inner.poll(cx))
         };
-        if let Some(start) = this.start.take() {
-            let span = &*this.span;
+        if let Some((span, start)) = this.traced.take() {
+            let span = &span;
             let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
             span.record("duration_us", micros);
             match &output {

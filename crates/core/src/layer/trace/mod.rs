@@ -29,9 +29,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tower::Service;
+use tracing::Level;
 use tracing::field::{Empty, display};
 use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
-use tracing::{Level, Span};
 
 pub use self::future::ResponseFuture;
 pub use self::layer::TraceLayer;
@@ -58,7 +58,7 @@ where
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
         if !(Level::INFO <= STATIC_MAX_LEVEL && Level::INFO <= LevelFilter::current()) {
-            return ResponseFuture::new(self.inner.call(args), Span::none(), None);
+            return ResponseFuture::new(self.inner.call(args), None);
         }
         let span = tracing::info_span!(
             "persist",
@@ -72,23 +72,20 @@ where
             duration_us = Empty,
             content = Empty,
         );
-        let start = if span.is_disabled() {
-            None
-        } else {
-            span.record("request_id", display(args.context().request_id()));
-            if let Some(id) = args.message_id() {
-                span.record("message", display(id));
-            }
-            if let (true, Some(content)) = (self.record_content, args.content()) {
-                span.record("content", display(content.as_json()));
-            }
-            Some(Instant::now())
-        };
-        // A span no subscriber wants is not entered: that would only cost (and, with
-        // `tracing`'s `log` feature, format activity lines for a logger that is not there).
-        let entered = start.is_some().then(|| span.enter());
-        let future = self.inner.call(args);
-        drop(entered);
-        ResponseFuture::new(future, span, start)
+        // A span no subscriber wants is neither entered nor kept: that would only cost (and,
+        // with `tracing`'s `log` feature, format activity lines for a logger that is not there).
+        if span.is_disabled() {
+            return ResponseFuture::new(self.inner.call(args), None);
+        }
+        span.record("request_id", display(args.context().request_id()));
+        if let Some(id) = args.message_id() {
+            span.record("message", display(id));
+        }
+        if let (true, Some(content)) = (self.record_content, args.content()) {
+            span.record("content", display(content.as_json()));
+        }
+        let start = Instant::now();
+        let future = span.in_scope(|| self.inner.call(args));
+        ResponseFuture::new(future, Some((span, start)))
     }
 }
