@@ -186,6 +186,21 @@ fn runner(variant: Variant) -> Runner {
     }
 }
 
+const ARC_PAIRS: usize = 2_000_000;
+
+/// What one `Arc` clone and drop costs: a layer that shares state between the clones of a
+/// stack (a route table, registered metric handles) pays it on every call, because a
+/// pipeline call drives its own clone of the stack.
+fn arc_clone_and_drop() -> Duration {
+    let shared = std::sync::Arc::new(0_u64);
+    let (_, elapsed) = timed(|| {
+        for _ in 0..ARC_PAIRS {
+            drop(std::hint::black_box(std::sync::Arc::clone(std::hint::black_box(&shared))));
+        }
+    });
+    elapsed / ARC_PAIRS as u32
+}
+
 /// Every variant adds `n` messages to its own store, in lockstep: chunk by chunk, the order
 /// rotating, so drift on a shared machine (which moves a whole run by 20–40% here) hits every
 /// variant alike. One round's ratio is a variant's total time over the direct call's; the
@@ -202,6 +217,7 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
     let threads: Vec<ThreadId> = (0..100).map(|t| ThreadId::new(format!("bench-{t}")).unwrap()).collect();
     let mut ratios: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     let mut direct_rates = Vec::new();
+    let mut shared_state = Vec::new();
     for _ in 0..rounds {
         let mut runners: Vec<Runner> = variants.iter().map(|&v| runner(v)).collect();
         let mut totals = vec![Duration::ZERO; variants.len()];
@@ -214,11 +230,15 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
         }
         let direct = totals[0].as_secs_f64();
         direct_rates.push(n as f64 / direct);
+        let pair = arc_clone_and_drop().as_secs_f64();
+        shared_state.push((pair / (direct / n as f64), pair));
         for (ratio, total) in ratios.iter_mut().zip(&totals) {
             ratio.push(total.as_secs_f64() / direct);
         }
     }
     let medians: Vec<f64> = ratios.iter_mut().map(|r| median(r)).collect();
+    let pair_share = median(&mut shared_state.iter().map(|&(share, _)| share).collect::<Vec<_>>());
+    let pair = median(&mut shared_state.iter().map(|&(_, pair)| pair).collect::<Vec<_>>());
     let direct_rate = median(&mut direct_rates);
     let per_sec = |ratio: f64| direct_rate / ratio;
     let mut rows = vec![
@@ -233,6 +253,9 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
             .ratio(medians[3], "time, bare pipeline / direct backend call"),
         Row::new("memory: Pipeline with 5 pass-through tower layers (the floor)", n as u64, per_sec(medians[4]))
             .ratio(medians[4], "time, 5 layers doing nothing / direct backend call"),
+        Row::new("memory: one Arc clone + drop (a layer's shared state, per call)", ARC_PAIRS as u64, 1.0 / pair)
+            .ratio(pair_share, "time, one Arc clone and drop / one direct add")
+            .note(format!("{:.1} ns", pair * 1e9)),
     ];
     for (variant, ratio) in variants.iter().zip(&medians).skip(5) {
         if let Variant::Only(name) = variant {
