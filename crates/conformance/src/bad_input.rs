@@ -98,7 +98,7 @@ pub async fn check_failed_writes_leave_the_store_unchanged<F: Factory>(factory: 
     ];
     for args in refused {
         let op = args.op();
-        let result = b.apply(args).await;
+        let result = crate::fixture::write(b, args).await;
         assert!(result.is_err(), "{op} should have been refused, got {result:?}");
     }
     assert_eq!(snapshot(b, &[&live, &dead]).await, before, "refused writes changed the store");

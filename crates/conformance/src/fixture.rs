@@ -1,11 +1,13 @@
 //! What every check uses: a fresh store, shorthand ids, and reads that see everything.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use persist_core::args::Add;
 use persist_core::read::{GetMessage, GetThread, ListMessages};
 use persist_core::{
-    Backend, Capabilities, Content, Message, MessageId, PersistArgs, PersistResult, Result, Role, Thread, ThreadId,
+    ApplyNow, Backend, Capabilities, Content, Message, MessageId, PersistArgs, PersistResult, Result, Role, Thread,
+    ThreadId,
 };
 
 use crate::{Factory, Outcome};
@@ -83,14 +85,30 @@ pub(crate) fn text_add(thread: &ThreadId, text: &str) -> Add {
 }
 
 pub(crate) async fn write<B: Backend>(b: &B, args: impl Into<PersistArgs>) -> Result<PersistResult> {
-    b.apply(args.into()).await
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+    apply(b, args.into(), WRITES.fetch_add(1, Ordering::Relaxed).is_multiple_of(2)).await
+}
+
+/// Applies a write through [`Backend::apply`] or, when `now`, first offers it to
+/// [`Backend::apply_now`] (a write handed back then goes to `apply`), as a pipeline's terminal
+/// does. Checks alternate the two, so a backend that answers at once is held to the contract
+/// on both paths.
+pub(crate) async fn apply<B: Backend>(b: &B, args: PersistArgs, now: bool) -> Result<PersistResult> {
+    if now {
+        match b.apply_now(args) {
+            ApplyNow::Done(result) => result,
+            ApplyNow::Wait(args) => b.apply(args).await,
+        }
+    } else {
+        b.apply(args).await
+    }
 }
 
 /// Applies `args`, which must succeed and answer a message.
 pub(crate) async fn written<B: Backend>(b: &B, args: impl Into<PersistArgs>) -> Message {
     let args = args.into();
     let op = args.op();
-    match b.apply(args).await {
+    match write(b, args).await {
         Ok(result) => result.message().cloned().unwrap_or_else(|| panic!("{op} answered no message: {result:?}")),
         Err(err) => panic!("{op} failed: {err}"),
     }

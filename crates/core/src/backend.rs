@@ -63,6 +63,7 @@ impl Capabilities {
 
 /// What [`Backend::apply_now`] did with a write.
 #[derive(Debug)]
+#[must_use = "a write applied at once answers here; a write handed back is not applied yet"]
 pub enum ApplyNow {
     /// Applied (or refused) without waiting: the answer [`Backend::apply`] would have given.
     Done(Result<PersistResult>),

@@ -88,6 +88,10 @@ impl<B: Backend> Service<PersistArgs> for Terminal<B> {
 /// [`Backend::apply_now`]: a backend that answers at once (the memory store) is done with no
 /// allocation; a write handed back goes to [`Backend::apply`], whose future is boxed here
 /// because its type cannot be named.
+///
+/// # Panics
+///
+/// When polled again after it completed, as most futures do.
 pub struct TerminalFuture<B> {
     state: State<B>,
 }
@@ -114,25 +118,22 @@ impl<B: Backend> Future for TerminalFuture<B> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if let State::Waiting(future) = &mut this.state {
-            let poll = future.as_mut().poll(cx);
-            if poll.is_ready() {
-                this.state = State::Done;
-            }
-            return poll;
-        }
-        let State::Start { backend, args } = std::mem::replace(&mut this.state, State::Done) else {
-            panic!("`TerminalFuture` polled after it completed");
-        };
-        match backend.apply_now(args) {
-            ApplyNow::Done(result) => Poll::Ready(result),
-            ApplyNow::Wait(args) => {
-                let mut future: BoxFuture<'static, _> = Box::pin(async move { backend.apply(args).await });
-                let poll = future.as_mut().poll(cx);
-                if poll.is_pending() {
-                    this.state = State::Waiting(future);
+        loop {
+            match std::mem::replace(&mut this.state, State::Done) {
+                State::Start { backend, args } => match backend.apply_now(args) {
+                    ApplyNow::Done(result) => return Poll::Ready(result),
+                    ApplyNow::Wait(args) => {
+                        this.state = State::Waiting(Box::pin(async move { backend.apply(args).await }));
+                    }
+                },
+                State::Waiting(mut future) => {
+                    let poll = future.as_mut().poll(cx);
+                    if poll.is_pending() {
+                        this.state = State::Waiting(future);
+                    }
+                    return poll;
                 }
-                poll
+                State::Done => panic!("`TerminalFuture` polled after it completed"),
             }
         }
     }

@@ -8,7 +8,9 @@
 //!
 //! The handles are registered once, when the layer is created: install your recorder
 //! (`metrics::set_global_recorder`, an exporter) **before** building the pipeline. Without a
-//! recorder every handle is a no-op.
+//! recorder every handle is a no-op, and a write's duration is not timed at all: the layer
+//! reads the clock only for ops whose duration histogram records (it asks each one, when it is
+//! built, to record a value zero times: the one call a recorder sees from the check).
 //!
 //! # Example
 //!
@@ -80,14 +82,16 @@ impl Handles {
         };
         self.ops[op.index() * OUTCOMES + outcome].increment(1);
         if let Some(start) = start {
-            self.durations[op.index()].record(Elapsed(start));
+            self.durations[op.index()].record(start.elapsed().as_secs_f64());
         }
     }
 }
 
 /// Whether `histogram` records anything: a handle of a live recorder converts the value it is
-/// given, a no-op handle (no recorder installed) never does. The probe records its value zero
-/// times, so no recorder sees a sample.
+/// given, a no-op handle (no recorder installed, or a metric the recorder filters out) never
+/// does. The probe asks for its value to be recorded **zero times** (`record_many(0.0, 0)`,
+/// once per op when the layer is built): `HistogramFn::record_many`'s default records
+/// nothing, and a recorder that overrides it should do the same for a count of zero.
 fn records(histogram: &Histogram) -> bool {
     struct Probe<'a>(&'a std::cell::Cell<bool>);
     impl metrics::IntoF64 for Probe<'_> {
@@ -99,16 +103,6 @@ fn records(histogram: &Histogram) -> bool {
     let converted = std::cell::Cell::new(false);
     histogram.record_many(Probe(&converted), 0);
     converted.get()
-}
-
-/// The time since a write started, read from the clock only if the histogram records it: a
-/// no-op handle (no recorder installed) never converts its value, so it costs no clock read.
-struct Elapsed(Instant);
-
-impl metrics::IntoF64 for Elapsed {
-    fn into_f64(self) -> f64 {
-        self.0.elapsed().as_secs_f64()
-    }
 }
 
 /// The service of [`MetricsLayer`].
@@ -137,5 +131,49 @@ where
         }
         let start = self.handles.start(op);
         ResponseFuture::new(self.inner.call(args), op, start, Arc::clone(&self.handles))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+    use super::Handles;
+
+    /// Live histograms that count the samples they get; counters and gauges are no-ops.
+    #[derive(Default)]
+    struct Samples(Arc<AtomicUsize>);
+
+    impl HistogramFn for Samples {
+        fn record(&self, _: f64) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Recorder for Samples {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::noop()
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(Arc::new(Samples(Arc::clone(&self.0))))
+        }
+    }
+
+    #[test]
+    fn only_ops_whose_duration_histogram_records_are_timed() {
+        assert!(Handles::register().timed.iter().all(|timed| !timed), "no recorder: nothing is timed");
+        let recorder = Samples::default();
+        let handles = metrics::with_local_recorder(&recorder, Handles::register);
+        assert!(handles.timed.iter().all(|timed| *timed), "every duration histogram records");
+        assert_eq!(recorder.0.load(Ordering::SeqCst), 0, "asking a histogram records no sample");
     }
 }

@@ -29,9 +29,9 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tower::Service;
-use tracing::Level;
 use tracing::field::{Empty, display};
 use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+use tracing::{Level, Span};
 
 pub use self::future::ResponseFuture;
 pub use self::layer::TraceLayer;
@@ -57,8 +57,22 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        if !(Level::INFO <= STATIC_MAX_LEVEL && Level::INFO <= LevelFilter::current()) {
+        let Some(span) = self.span(&args) else {
             return ResponseFuture::new(self.inner.call(args), None);
+        };
+        let start = Instant::now();
+        let future = span.in_scope(|| self.inner.call(args));
+        ResponseFuture::new(future, Some((span, start)))
+    }
+}
+
+impl<S> Trace<S> {
+    /// The span of a write, or `None` when no subscriber wants it: such a span is neither
+    /// entered nor kept, which would only cost (and, with `tracing`'s `log` feature, format
+    /// activity lines for a logger that is not there).
+    fn span(&self, args: &PersistArgs) -> Option<Span> {
+        if !(Level::INFO <= STATIC_MAX_LEVEL && Level::INFO <= LevelFilter::current()) {
+            return None;
         }
         let span = tracing::info_span!(
             "persist",
@@ -72,10 +86,8 @@ where
             duration_us = Empty,
             content = Empty,
         );
-        // A span no subscriber wants is neither entered nor kept: that would only cost (and,
-        // with `tracing`'s `log` feature, format activity lines for a logger that is not there).
         if span.is_disabled() {
-            return ResponseFuture::new(self.inner.call(args), None);
+            return None;
         }
         span.record("request_id", display(args.context().request_id()));
         if let Some(id) = args.message_id() {
@@ -84,8 +96,6 @@ where
         if let (true, Some(content)) = (self.record_content, args.content()) {
             span.record("content", display(content.as_json()));
         }
-        let start = Instant::now();
-        let future = span.in_scope(|| self.inner.call(args));
-        ResponseFuture::new(future, Some((span, start)))
+        Some(span)
     }
 }
