@@ -286,3 +286,51 @@ async fn groups_running_at_once_over_shared_threads_lose_no_writes() {
     backend.close().await;
     support::drop_schema(&schema).await;
 }
+
+/// A group whose connection is lost fails all its inserts at once (running them alone on fresh
+/// connections could write what the lost statement already committed), writes none of them,
+/// and the pool serves the next write on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_that_loses_its_connection_fails_its_inserts_and_writes_none() {
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    // Only this backend's connections carry the schema's name: other tests share the server.
+    let separator = if support::url().contains('?') { '&' } else { '?' };
+    let backend = PostgresBackend::builder(format!("{}{separator}application_name={schema}", support::url()))
+        .schema(schema.clone())
+        .max_connections(4)
+        .min_connections(2)
+        .max_insert_groups(1)
+        .connect()
+        .await
+        .unwrap();
+    // Two idle connections: the blocked add below takes the one used last, the group the other.
+    let held = hold_turn(&backend, &schema).await;
+    let mut queued: Vec<_> = (0..3).map(|i| Box::pin(backend.apply(add(&format!("lost-{i}"), "x").into()))).collect();
+    for call in &mut queued {
+        let waited = tokio::time::timeout(Duration::from_millis(5), call).await;
+        assert!(waited.is_err(), "the turn is held: the add waits in the queue");
+    }
+    let mut admin = support::admin().await.unwrap();
+    let ended: Vec<bool> =
+        sqlx::query_scalar("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&schema)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    assert_eq!(ended, [true, true], "the pool held two connections, both ended");
+    assert!(held.release().await.is_err(), "the blocked add lost its connection");
+    for call in queued {
+        let answer = call.await;
+        assert!(answer.is_err(), "a group insert on a lost connection fails: {answer:?}");
+    }
+    for i in 0..3 {
+        let page = backend.list(ListMessages::new(thread(&format!("lost-{i}")))).await.unwrap();
+        assert!(page.items.is_empty(), "lost-{i}: nothing written");
+    }
+    assert_eq!(written(&backend.apply(add("lost-0", "again").into()).await).0.seq, 1, "a new connection serves");
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
