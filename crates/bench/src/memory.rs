@@ -188,9 +188,9 @@ fn runner(variant: Variant) -> Runner {
 
 const ARC_PAIRS: usize = 2_000_000;
 
-/// What one `Arc` clone and drop costs, in seconds: a layer that shares state between the clones of a
-/// stack (a route table, registered metric handles) pays it on every call, because a
-/// pipeline call drives its own clone of the stack.
+/// What one `Arc` clone and drop costs, in seconds: a layer that shares state between the
+/// clones of a stack (a route table, registered metric handles) pays it on every call,
+/// because a pipeline call drives its own clone of the stack.
 fn arc_clone_and_drop() -> f64 {
     let shared = std::sync::Arc::new(0_u64);
     let (_, elapsed) = timed(|| {
@@ -268,8 +268,9 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
     rows
 }
 
-/// For profiling one variant alone (`PERSIST_BENCH_PROFILE=direct|pipeline|stack|bare|floor|<layer>`,
-/// `PERSIST_BENCH_N` adds): no interleaving, so `perf` or `callgrind` see just that variant.
+/// For profiling one variant alone
+/// (`PERSIST_BENCH_PROFILE=direct|pipeline|stack|bare|floor|<layer>`, `PERSIST_BENCH_N` adds):
+/// no interleaving, so `perf` or `callgrind` see just that variant.
 pub(crate) fn profile(variant: &str) {
     let rt = runtime();
     let n = crate::measure::profile_adds(200_000);

@@ -39,8 +39,7 @@ where
             let _entered = this.traced.as_ref().map(|(span, _)| span.enter());
             ready!(this.inner.poll(cx))
         };
-        if let Some((span, start)) = this.traced.take() {
-            let span = &span;
+        if let Some((ref span, start)) = this.traced.take() {
             let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
             span.record("duration_us", micros);
             match &output {
