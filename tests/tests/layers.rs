@@ -352,3 +352,121 @@ async fn a_terminal_writes_when_its_future_is_polled_not_when_called() {
     assert_eq!(future.await.unwrap().message().unwrap().seq, 1);
     assert_eq!(store.message_count(), 1);
 }
+
+#[tokio::test]
+async fn a_pipeline_write_reaches_no_layer_until_polled() {
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = seen.clone();
+    let store = MemoryBackend::new();
+    let pipeline = Pipeline::builder()
+        .layer(ObserveLayer::new().on_args(move |_: &PersistArgs| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }))
+        .build(store.clone());
+    drop(pipeline.execute(add("t")));
+    drop(pipeline.add(add("t")));
+    drop(persist::Backend::apply(&pipeline, add("t").into()));
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0, "a layer saw a write nobody polled");
+    assert_eq!(store.message_count(), 0);
+    pipeline.execute(add("t")).await.unwrap();
+    pipeline.add(add("t")).await.unwrap();
+    persist::Backend::apply(&pipeline, add("t").into()).await.unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(store.message_count(), 3);
+}
+
+/// A layer whose instance breaks for good once its readiness fails (as tower allows: a service
+/// whose `poll_ready` failed is not to be used again), when `fail` is set.
+#[derive(Clone)]
+struct Brittle<S> {
+    inner: S,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+    broken: bool,
+}
+
+impl<S: tower::Service<PersistArgs, Error = PersistError>> tower::Service<PersistArgs> for Brittle<S> {
+    type Response = S::Response;
+    type Error = PersistError;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), PersistError>> {
+        if self.broken || self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            self.broken = true;
+            return std::task::Poll::Ready(Err(PersistError::Temporary { message: "brittle".into(), source: None }));
+        }
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> S::Future {
+        self.inner.call(args)
+    }
+}
+
+#[tokio::test]
+async fn a_stack_whose_readiness_failed_is_not_used_again() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = fail.clone();
+    let store = MemoryBackend::new();
+    let pipeline = Pipeline::builder()
+        .layer(tower::layer::layer_fn(move |inner| Brittle { inner, fail: flag.clone(), broken: false }))
+        .build(store.clone());
+    let err = pipeline.add(add("t")).await.unwrap_err();
+    assert!(matches!(err, PersistError::Temporary { .. }), "{err}");
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    for seq in 1..=3 {
+        assert_eq!(pipeline.add(add("t")).await.unwrap().message.seq, seq, "a broken instance was used again");
+    }
+    assert_eq!(store.message_count(), 3);
+}
+
+#[tokio::test]
+async fn a_layer_that_panics_leaves_the_pipeline_usable() {
+    let store = MemoryBackend::new();
+    let pipeline = Pipeline::builder()
+        .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
+            assert!(args.thread_id().as_str() != "boom", "the layer panics on thread boom");
+            ControlFlow::Continue(args)
+        }))
+        .build(store.clone());
+    let panicked = tokio::spawn(pipeline.execute(add("boom"))).await.unwrap_err();
+    assert!(panicked.is_panic());
+    assert_eq!(pipeline.add(add("t")).await.unwrap().message.seq, 1);
+    assert_eq!(pipeline.add(add("t")).await.unwrap().message.seq, 2);
+    assert_eq!(store.message_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_through_one_pipeline_each_pass_every_layer_once() {
+    let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (on_args, on_result) = (seen.clone(), Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+    let results = on_result.clone();
+    let store = MemoryBackend::new();
+    let pipeline = Pipeline::builder()
+        .layer(
+            ObserveLayer::new()
+                .on_args(move |_: &PersistArgs| {
+                    on_args.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+                .on_result(move |_: &PersistResult| {
+                    on_result.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }),
+        )
+        .layer(InterceptLayer::new(|args: PersistArgs| -> Decision { ControlFlow::Continue(args) }))
+        .build(store.clone());
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let pipeline = pipeline.clone();
+            tokio::spawn(async move {
+                for _ in 0..250 {
+                    pipeline.add(add(&format!("t{task}"))).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.message_count(), 2000);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2000);
+    assert_eq!(results.load(std::sync::atomic::Ordering::SeqCst), 2000);
+}

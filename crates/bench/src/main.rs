@@ -8,7 +8,7 @@
 //! PostgreSQL scenarios use `$PERSIST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) and are reported as skipped without a server.
 //!
-//! `PERSIST_BENCH_PROFILE=<variant>` (`direct`, `pipeline`, `stack`, `bare`, `floor` or one
+//! `PERSIST_BENCH_PROFILE=<variant>` (`direct`, `pipeline`, `stack`, `bare`, `floor`, `execute` or one
 //! layer's name) runs just that memory variant, `PERSIST_BENCH_N` adds, for `perf` or `callgrind`;
 //! `sqlite-one`, `sqlite-threads` or `sqlite-tasks` runs one SQLite caller, or 64 callers on
 //! OS threads or as tasks, on a fresh database; `postgres-one` or `postgres-tasks` the same

@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, TryLockError};
+use std::task::{Context, Poll, Waker};
 
 use tower::layer::util::{Identity, Stack};
 use tower::util::BoxCloneSyncService;
@@ -109,22 +109,39 @@ impl<L> PipelineBuilder<L> {
     {
         let backend = Arc::new(backend);
         let service = self.builder.service(Terminal::from_arc(Arc::clone(&backend)));
-        Pipeline { service: Arc::new(Erase(service)), backend }
+        Pipeline { service: Arc::new(Erase::new(service)), backend }
     }
 }
 
 /// The built stack behind a [`Pipeline`], erased.
 ///
-/// Each call drives its own clone of the stack (`poll_ready`, then `call`), as
-/// `ServiceExt::oneshot` does, so callers need no `&mut` and a layer's readiness (a
-/// concurrency limit's permit, say) belongs to the call that waited for it. The clone and the
-/// call's future share one allocation, the only one per call over a backend that answers at
-/// once ([`Backend::apply_now`]); any other backend's future is boxed inside the [`Terminal`].
+/// Callers need no `&mut`: the stack keeps one instance that a call borrows when no other call
+/// holds it, asks whether it is ready at once and, if so, calls it there and then. A clone of
+/// the stack is made only for a call that finds that instance busy (another thread is calling
+/// it), and to replace an instance that was not ready at once, which the call keeps and drives
+/// as tower's `ServiceExt::oneshot` does, so a layer's readiness (a concurrency limit's permit,
+/// say) belongs to the call that waited for it. Cloning the stack on every call instead, as
+/// `oneshot` alone would, costs each layer that shares state between clones (a route table,
+/// registered metric handles) a reference count taken and dropped per call.
 trait ErasedStack: Send + Sync {
+    /// Runs the layers' `call` now if the stack is ready; the write itself happens when the
+    /// future is polled (a [`Terminal`]'s future does nothing before).
     fn call(&self, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>>;
 }
 
-struct Erase<S>(S);
+struct Erase<S> {
+    /// The stack as built: cloned for a call that cannot borrow `shared`, and to replace
+    /// `shared` after it failed or was handed to a call still waiting for readiness.
+    stack: S,
+    /// The instance calls borrow in turn. A lock is only ever tried, never waited for.
+    shared: Mutex<S>,
+}
+
+impl<S: Clone> Erase<S> {
+    fn new(stack: S) -> Self {
+        Self { shared: Mutex::new(stack.clone()), stack }
+    }
+}
 
 impl<S> ErasedStack for Erase<S>
 where
@@ -132,7 +149,39 @@ where
     S::Future: Send + 'static,
 {
     fn call(&self, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>> {
-        Box::pin(self.0.clone().oneshot(args))
+        match self.shared.try_lock() {
+            Ok(mut shared) => self.start(&mut shared, args),
+            // A layer panicked while this instance was in use: its state is suspect.
+            Err(TryLockError::Poisoned(poisoned)) => {
+                let mut shared = poisoned.into_inner();
+                *shared = self.stack.clone();
+                self.shared.clear_poison();
+                self.start(&mut shared, args)
+            }
+            // Another call holds it (or this very call, re-entered from a layer).
+            Err(TryLockError::WouldBlock) => self.start(&mut self.stack.clone(), args),
+        }
+    }
+}
+
+impl<S> Erase<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    /// Calls `instance` if it is ready at once. It is asked with a waker that does nothing: an
+    /// instance that is not ready is handed to the call (and replaced by a clone), whose
+    /// `oneshot` asks again with its task's waker before calling it. One that failed is
+    /// replaced, as tower considers a service whose `poll_ready` failed unusable.
+    fn start(&self, instance: &mut S, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>> {
+        match instance.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => Box::pin(instance.call(args)),
+            Poll::Ready(Err(error)) => {
+                *instance = self.stack.clone();
+                Box::pin(std::future::ready(Err(error)))
+            }
+            Poll::Pending => Box::pin(std::mem::replace(instance, self.stack.clone()).oneshot(args)),
+        }
     }
 }
 
@@ -186,7 +235,7 @@ macro_rules! typed_call {
         /// Whatever the layers or the backend answer; see [`Backend`]'s `# Behavior`.
         pub async fn $name(&self, args: $args) -> Result<$out> {
             let op = crate::PersistOp::$op;
-            match self.execute(args).await? {
+            match self.service.call(args.into()).await? {
                 PersistResult::$variant($r) => Ok($map),
                 other => Err(PersistError::MismatchedResult { op, got: other.op() }),
             }
@@ -207,6 +256,9 @@ impl Pipeline {
 
     /// Sends any write through the stack.
     ///
+    /// Like every method here, it does nothing until polled; unlike the typed ones, its future
+    /// does not borrow the pipeline (it holds a reference count), so it can be spawned.
+    ///
     /// # Errors
     ///
     /// Whatever the layers or the backend answer.
@@ -214,7 +266,8 @@ impl Pipeline {
         &self,
         args: impl Into<PersistArgs>,
     ) -> impl Future<Output = Result<PersistResult>> + Send + 'static {
-        self.service.call(args.into())
+        let (stack, args) = (Arc::clone(&self.service), args.into());
+        async move { stack.call(args).await }
     }
 
     typed_call!(
@@ -385,12 +438,15 @@ impl Service<PersistArgs> for Pipeline {
     type Error = PersistError;
     type Future = BoxFuture<'static, Result<PersistResult>>;
 
-    /// Always ready: each call waits for the stack's readiness inside its own future (see
-    /// [`execute`](Self::execute)).
+    /// Always ready: a call whose stack is not ready at once waits for it inside its own
+    /// future.
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
         Poll::Ready(Ok(()))
     }
 
+    /// Runs the layers' `call` at once when the stack is ready (as a tower service's `call`
+    /// may); the backend applies the write when the future is polled. The pipeline's own
+    /// methods do nothing at all until polled.
     fn call(&mut self, args: PersistArgs) -> Self::Future {
         self.service.call(args)
     }
@@ -399,8 +455,8 @@ impl Service<PersistArgs> for Pipeline {
 /// A pipeline is a backend whose writes run through its layers: stacks nest, and the
 /// conformance suite can prove a stack transparent.
 impl Backend for Pipeline {
-    fn apply(&self, args: PersistArgs) -> impl Future<Output = Result<PersistResult>> + Send {
-        self.execute(args)
+    async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
+        self.service.call(args).await
     }
 
     fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send {

@@ -1,7 +1,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use pin_project_lite::pin_project;
@@ -35,8 +35,10 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let output = ready!(this.inner.poll(cx));
-        this.handles.record(*this.op, &output, *this.start);
-        Poll::Ready(output)
+        let poll = this.inner.poll(cx);
+        if let Poll::Ready(output) = &poll {
+            this.handles.record(*this.op, output, *this.start);
+        }
+        poll
     }
 }

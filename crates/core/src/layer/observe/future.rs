@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
@@ -35,11 +35,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let output = ready!(this.inner.poll(cx));
-        match &output {
-            Ok(result) => this.on_result.on_result(result),
-            Err(error) => this.on_error.on_error(*this.op, error),
+        let poll = this.inner.poll(cx);
+        match &poll {
+            Poll::Ready(Ok(result)) => this.on_result.on_result(result),
+            Poll::Ready(Err(error)) => this.on_error.on_error(*this.op, error),
+            Poll::Pending => {}
         }
-        Poll::Ready(output)
+        poll
     }
 }

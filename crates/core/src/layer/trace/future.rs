@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use pin_project_lite::pin_project;
@@ -35,14 +35,20 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let output = {
-            let _entered = this.traced.as_ref().map(|(span, _)| span.enter());
-            ready!(this.inner.poll(cx))
+        // Untraced, the inner answer is returned as it is; traced, it is returned as polled,
+        // not rebuilt: either way it is not copied on its way up.
+        let Some((span, _)) = this.traced.as_ref() else {
+            return this.inner.poll(cx);
         };
+        let poll = {
+            let _entered = span.enter();
+            this.inner.poll(cx)
+        };
+        let Poll::Ready(output) = &poll else { return poll };
         if let Some((ref span, start)) = this.traced.take() {
             let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
             span.record("duration_us", micros);
-            match &output {
+            match output {
                 Ok(result) => {
                     let outcome = if result.is_deduplicated() { "deduplicated" } else { "ok" };
                     span.record("outcome", outcome);
@@ -59,6 +65,6 @@ where
                 }
             }
         }
-        Poll::Ready(output)
+        poll
     }
 }
