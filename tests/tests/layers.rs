@@ -366,13 +366,15 @@ async fn a_pipeline_write_reaches_no_layer_until_polled() {
     drop(pipeline.execute(add("t")));
     drop(pipeline.add(add("t")));
     drop(persist::Backend::apply(&pipeline, add("t").into()));
+    drop(tower::Service::call(&mut pipeline.clone(), add("t").into()));
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0, "a layer saw a write nobody polled");
     assert_eq!(store.message_count(), 0);
     pipeline.execute(add("t")).await.unwrap();
     pipeline.add(add("t")).await.unwrap();
     persist::Backend::apply(&pipeline, add("t").into()).await.unwrap();
-    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
-    assert_eq!(store.message_count(), 3);
+    tower::Service::call(&mut pipeline.clone(), add("t").into()).await.unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 4);
+    assert_eq!(store.message_count(), 4);
 }
 
 /// A layer whose instance breaks for good once its readiness fails (as tower allows: a service
@@ -469,4 +471,28 @@ async fn concurrent_writes_through_one_pipeline_each_pass_every_layer_once() {
     assert_eq!(store.message_count(), 2000);
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 2000);
     assert_eq!(results.load(std::sync::atomic::Ordering::SeqCst), 2000);
+}
+
+#[tokio::test]
+async fn a_layer_that_writes_through_its_own_pipeline_runs_on_a_clone_of_the_stack() {
+    let store = MemoryBackend::new();
+    let own: Arc<std::sync::OnceLock<Pipeline>> = Arc::default();
+    let inner = own.clone();
+    let pipeline = Pipeline::builder()
+        .layer(InterceptLayer::new(move |args: PersistArgs| -> Decision {
+            // While this write holds the stack's shared instance, write an audit row through
+            // the same pipeline; the memory backend answers it within one poll.
+            if args.thread_id().as_str() == "t" {
+                let pipeline = inner.get().expect("the pipeline is built");
+                let mut audit = std::pin::pin!(pipeline.add(add("audit")));
+                let polled = audit.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+                assert!(matches!(polled, std::task::Poll::Ready(Ok(_))), "the nested write did not finish");
+            }
+            ControlFlow::Continue(args)
+        }))
+        .build(store.clone());
+    own.set(pipeline.clone()).unwrap();
+    assert_eq!(pipeline.add(add("t")).await.unwrap().message.seq, 1);
+    assert!(thread_exists(&store, "audit").await);
+    assert_eq!(store.message_count(), 2);
 }

@@ -2,11 +2,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, TryLockError};
 use std::task::{Context, Poll, Waker};
 
+use pin_project_lite::pin_project;
+
 use tower::layer::util::{Identity, Stack};
-use tower::util::BoxCloneSyncService;
+use tower::util::{BoxCloneSyncService, Oneshot};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::args::{self, Add, Delete, PersistArgs, Reserve, Update, UpdateContent};
@@ -115,32 +118,32 @@ impl<L> PipelineBuilder<L> {
 
 /// The built stack behind a [`Pipeline`], erased.
 ///
-/// Callers need no `&mut`: the stack keeps one instance that a call borrows when no other call
-/// holds it, asks whether it is ready at once and, if so, calls it there and then. A clone of
-/// the stack is made only for a call that finds that instance busy (another thread is calling
-/// it), and to replace an instance that was not ready at once, which the call keeps and drives
-/// as tower's `ServiceExt::oneshot` does, so a layer's readiness (a concurrency limit's permit,
-/// say) belongs to the call that waited for it. Cloning the stack on every call instead, as
-/// `oneshot` alone would, costs each layer that shares state between clones (a route table,
-/// registered metric handles) a reference count taken and dropped per call.
+/// Callers need no `&mut`: the stack keeps one instance that a write borrows when no other
+/// write holds it, asks whether it is ready at once and, if so, calls it there and then. A
+/// clone of the stack is made only for a write that finds that instance busy (another thread
+/// is calling it, or a layer re-entered the pipeline from its own `call`), and to replace an
+/// instance that was not ready at once, whose readiness failed, or that a layer panicked in. A
+/// write keeps an instance that was not ready and drives it as tower's `ServiceExt::oneshot`
+/// does, so a layer's readiness (a concurrency limit's permit, say) belongs to the write that
+/// waited for it. Cloning the stack for every write instead, as `oneshot` alone would, costs
+/// each layer that shares state between clones (a route table, registered metric handles) a
+/// reference count taken and dropped per write.
 trait ErasedStack: Send + Sync {
-    /// Runs the layers' `call` now if the stack is ready; the write itself happens when the
-    /// future is polled (a [`Terminal`]'s future does nothing before).
+    /// Starts the write now: the layers' `call` runs if the stack is ready; the backend
+    /// applies the write when the future is polled. For callers that are already lazy (the
+    /// pipeline's async methods).
     fn call(&self, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>>;
+
+    /// Starts the write when the future is first polled, holding the stack meanwhile.
+    fn call_owned(self: Arc<Self>, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>>;
 }
 
 struct Erase<S> {
-    /// The stack as built: cloned for a call that cannot borrow `shared`, and to replace
-    /// `shared` after it failed or was handed to a call still waiting for readiness.
+    /// The stack as built: cloned for a write that cannot borrow `shared`, and to replace
+    /// `shared`.
     stack: S,
-    /// The instance calls borrow in turn. A lock is only ever tried, never waited for.
+    /// The instance writes borrow in turn. Its lock is only ever tried, never waited for.
     shared: Mutex<S>,
-}
-
-impl<S: Clone> Erase<S> {
-    fn new(stack: S) -> Self {
-        Self { shared: Mutex::new(stack.clone()), stack }
-    }
 }
 
 impl<S> ErasedStack for Erase<S>
@@ -149,38 +152,101 @@ where
     S::Future: Send + 'static,
 {
     fn call(&self, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>> {
-        match self.shared.try_lock() {
-            Ok(mut shared) => self.start(&mut shared, args),
-            // A layer panicked while this instance was in use: its state is suspect.
-            Err(TryLockError::Poisoned(poisoned)) => {
-                let mut shared = poisoned.into_inner();
-                *shared = self.stack.clone();
-                self.shared.clear_poison();
-                self.start(&mut shared, args)
-            }
-            // Another call holds it (or this very call, re-entered from a layer).
-            Err(TryLockError::WouldBlock) => self.start(&mut self.stack.clone(), args),
-        }
+        Box::pin(self.start(args))
+    }
+
+    fn call_owned(self: Arc<Self>, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>> {
+        Box::pin(async move { self.start(args).await })
     }
 }
 
 impl<S> Erase<S>
 where
-    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone,
 {
-    /// Calls `instance` if it is ready at once. It is asked with a waker that does nothing: an
-    /// instance that is not ready is handed to the call (and replaced by a clone), whose
-    /// `oneshot` asks again with its task's waker before calling it. One that failed is
-    /// replaced, as tower considers a service whose `poll_ready` failed unusable.
-    fn start(&self, instance: &mut S, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>> {
-        match instance.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => Box::pin(instance.call(args)),
-            Poll::Ready(Err(error)) => {
-                *instance = self.stack.clone();
-                Box::pin(std::future::ready(Err(error)))
+    fn new(stack: S) -> Self {
+        Self { shared: Mutex::new(stack.clone()), stack }
+    }
+
+    fn start(&self, args: PersistArgs) -> Started<S> {
+        let mut shared = match self.shared.try_lock() {
+            Ok(shared) => shared,
+            // A layer panicked in this instance (and `Replace` swapped it): the lock only
+            // remembers the panic.
+            Err(TryLockError::Poisoned(poisoned)) => {
+                self.shared.clear_poison();
+                poisoned.into_inner()
             }
-            Poll::Pending => Box::pin(std::mem::replace(instance, self.stack.clone()).oneshot(args)),
+            Err(TryLockError::WouldBlock) => {
+                let mut own = self.stack.clone();
+                return match ready_at_once(&mut own) {
+                    Poll::Ready(Ok(())) => Started::Called { future: own.call(args) },
+                    Poll::Ready(Err(error)) => Started::Failed { error: Some(error) },
+                    Poll::Pending => Started::Waiting { oneshot: own.oneshot(args) },
+                };
+            }
+        };
+        let guard = Replace { instance: &mut *shared, stack: &self.stack };
+        match ready_at_once(guard.instance) {
+            Poll::Ready(Ok(())) => Started::Called { future: guard.instance.call(args) },
+            // tower considers a service whose `poll_ready` failed unusable.
+            Poll::Ready(Err(error)) => {
+                *guard.instance = self.stack.clone();
+                Started::Failed { error: Some(error) }
+            }
+            Poll::Pending => {
+                let waiting = std::mem::replace(guard.instance, self.stack.clone());
+                Started::Waiting { oneshot: waiting.oneshot(args) }
+            }
+        }
+    }
+}
+
+/// Asks `instance` whether it is ready, with a waker that does nothing: an instance that is
+/// not is handed to the write, whose `oneshot` asks again with its task's waker before calling
+/// it.
+fn ready_at_once<S: Service<PersistArgs>>(instance: &mut S) -> Poll<std::result::Result<(), S::Error>> {
+    instance.poll_ready(&mut Context::from_waker(Waker::noop()))
+}
+
+/// Replaces the shared instance if a layer panics in it, so that whatever its readiness
+/// reserved (a permit) is released now, not when the next write finds the lock poisoned.
+struct Replace<'a, S: Clone> {
+    instance: &'a mut S,
+    stack: &'a S,
+}
+
+impl<S: Clone> Drop for Replace<'_, S> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            *self.instance = self.stack.clone();
+        }
+    }
+}
+
+pin_project! {
+    /// A started write: the stack called, waiting for readiness, or failed before it.
+    #[project = StartedProj]
+    enum Started<S: Service<PersistArgs>> {
+        Called { #[pin] future: S::Future },
+        Waiting { #[pin] oneshot: Oneshot<S, PersistArgs> },
+        Failed { error: Option<PersistError> },
+    }
+}
+
+impl<S> Future for Started<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    type Output = Result<PersistResult>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            StartedProj::Called { future } => future.poll(cx),
+            StartedProj::Waiting { oneshot } => oneshot.poll(cx),
+            StartedProj::Failed { error } => {
+                Poll::Ready(Err(error.take().expect("a `Started` future polled after it completed")))
+            }
         }
     }
 }
@@ -193,6 +259,12 @@ where
 /// [`PersistArgs`]); reads ([`get`](Self::get), [`list`](Self::list), …) go straight to the
 /// backend. A `Pipeline` is itself a `tower::Service` and a [`Backend`], so it can be the
 /// target of a route or the backend of another pipeline.
+///
+/// Every write does nothing until its future is polled. It then runs on the one instance of
+/// the stack the pipeline keeps, or on a clone of it when that instance is busy (another task
+/// is calling it) or was not ready: state a layer keeps in its service may or may not carry
+/// over to the next write, so state meant to span writes belongs behind an `Arc` every clone
+/// shares.
 ///
 /// # Example
 ///
@@ -256,8 +328,9 @@ impl Pipeline {
 
     /// Sends any write through the stack.
     ///
-    /// Like every method here, it does nothing until polled; unlike the typed ones, its future
-    /// does not borrow the pipeline (it holds a reference count), so it can be spawned.
+    /// Like every write here, it does nothing until polled; unlike the typed methods' future,
+    /// its future does not borrow the pipeline (it holds a reference count), so it can be
+    /// spawned.
     ///
     /// # Errors
     ///
@@ -266,8 +339,7 @@ impl Pipeline {
         &self,
         args: impl Into<PersistArgs>,
     ) -> impl Future<Output = Result<PersistResult>> + Send + 'static {
-        let (stack, args) = (Arc::clone(&self.service), args.into());
-        async move { stack.call(args).await }
+        Arc::clone(&self.service).call_owned(args.into())
     }
 
     typed_call!(
@@ -444,11 +516,9 @@ impl Service<PersistArgs> for Pipeline {
         Poll::Ready(Ok(()))
     }
 
-    /// Runs the layers' `call` at once when the stack is ready (as a tower service's `call`
-    /// may); the backend applies the write when the future is polled. The pipeline's own
-    /// methods do nothing at all until polled.
+    /// Does nothing until the future is polled, as [`execute`](Self::execute).
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        self.service.call(args)
+        Arc::clone(&self.service).call_owned(args)
     }
 }
 

@@ -37,7 +37,7 @@ where
         let this = self.project();
         // Untraced, the inner answer is returned as it is; traced, it is returned as polled,
         // not rebuilt: either way it is not copied on its way up.
-        let Some((span, _)) = this.traced.as_ref() else {
+        let Some((span, start)) = this.traced.as_ref() else {
             return this.inner.poll(cx);
         };
         let poll = {
@@ -45,26 +45,26 @@ where
             this.inner.poll(cx)
         };
         let Poll::Ready(output) = &poll else { return poll };
-        if let Some((ref span, start)) = this.traced.take() {
-            let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-            span.record("duration_us", micros);
-            match output {
-                Ok(result) => {
-                    let outcome = if result.is_deduplicated() { "deduplicated" } else { "ok" };
-                    span.record("outcome", outcome);
-                    if let Some(message) = result.message() {
-                        span.record("message", display(&message.id));
-                        span.record("seq", message.seq);
-                        span.record("version", message.version);
-                    }
-                    tracing::info!(parent: span, outcome, duration_us = micros, "persist write");
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        span.record("duration_us", micros);
+        match output {
+            Ok(result) => {
+                let outcome = if result.is_deduplicated() { "deduplicated" } else { "ok" };
+                span.record("outcome", outcome);
+                if let Some(message) = result.message() {
+                    span.record("message", display(&message.id));
+                    span.record("seq", message.seq);
+                    span.record("version", message.version);
                 }
-                Err(error) => {
-                    span.record("outcome", error.code());
-                    tracing::warn!(parent: span, outcome = error.code(), duration_us = micros, %error, "persist write failed");
-                }
+                tracing::info!(parent: span, outcome, duration_us = micros, "persist write");
+            }
+            Err(error) => {
+                span.record("outcome", error.code());
+                tracing::warn!(parent: span, outcome = error.code(), duration_us = micros, %error, "persist write failed");
             }
         }
+        // The span closes with the write.
+        *this.traced = None;
         poll
     }
 }
