@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 use pin_project_lite::pin_project;
 
 use tower::layer::util::{Identity, Stack};
-use tower::util::{BoxCloneSyncService, Oneshot};
+use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::args::{self, Add, Delete, PersistArgs, Reserve, Update, UpdateContent};
@@ -162,7 +162,8 @@ where
 
 impl<S> Erase<S>
 where
-    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone,
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
 {
     fn new(stack: S) -> Self {
         Self { shared: Mutex::new(stack.clone()), stack }
@@ -182,12 +183,12 @@ where
                 return match ready_at_once(&mut own) {
                     Poll::Ready(Ok(())) => Started::Called { future: own.call(args) },
                     Poll::Ready(Err(error)) => Started::Failed { error: Some(error) },
-                    Poll::Pending => Started::Waiting { oneshot: own.oneshot(args) },
+                    Poll::Pending => Started::Waiting { oneshot: Box::pin(own.oneshot(args)) },
                 };
             }
         };
         let guard = Replace { instance: &mut *shared, stack: &self.stack };
-        match ready_at_once(guard.instance) {
+        let started = match ready_at_once(guard.instance) {
             Poll::Ready(Ok(())) => Started::Called { future: guard.instance.call(args) },
             // tower considers a service whose `poll_ready` failed unusable.
             Poll::Ready(Err(error)) => {
@@ -196,9 +197,12 @@ where
             }
             Poll::Pending => {
                 let waiting = std::mem::replace(guard.instance, self.stack.clone());
-                Started::Waiting { oneshot: waiting.oneshot(args) }
+                Started::Waiting { oneshot: Box::pin(waiting.oneshot(args)) }
             }
-        }
+        };
+        // No layer panicked: the instance stays.
+        std::mem::forget(guard);
+        started
     }
 }
 
@@ -216,20 +220,20 @@ struct Replace<'a, S: Clone> {
     stack: &'a S,
 }
 
+/// Dropped only while unwinding: the normal path forgets it.
 impl<S: Clone> Drop for Replace<'_, S> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            *self.instance = self.stack.clone();
-        }
+        *self.instance = self.stack.clone();
     }
 }
 
 pin_project! {
-    /// A started write: the stack called, waiting for readiness, or failed before it.
+    /// A started write: the stack called, waiting for readiness (boxed: that future holds the
+    /// whole stack, and is rare), or failed before it.
     #[project = StartedProj]
     enum Started<S: Service<PersistArgs>> {
         Called { #[pin] future: S::Future },
-        Waiting { #[pin] oneshot: Oneshot<S, PersistArgs> },
+        Waiting { oneshot: BoxFuture<'static, Result<PersistResult>> },
         Failed { error: Option<PersistError> },
     }
 }
@@ -243,7 +247,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             StartedProj::Called { future } => future.poll(cx),
-            StartedProj::Waiting { oneshot } => oneshot.poll(cx),
+            StartedProj::Waiting { oneshot } => oneshot.as_mut().poll(cx),
             StartedProj::Failed { error } => {
                 Poll::Ready(Err(error.take().expect("a `Started` future polled after it completed")))
             }
