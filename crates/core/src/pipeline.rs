@@ -170,30 +170,30 @@ where
     }
 
     fn start(&self, args: PersistArgs) -> Started<S> {
-        let mut shared = match self.shared.try_lock() {
-            Ok(shared) => shared,
+        match self.shared.try_lock() {
+            Ok(mut shared) => self.call_now(&mut shared, args),
             // A layer panicked in this instance (and `Replace` swapped it): the lock only
             // remembers the panic.
             Err(TryLockError::Poisoned(poisoned)) => {
                 self.shared.clear_poison();
-                poisoned.into_inner()
+                self.call_now(&mut poisoned.into_inner(), args)
             }
-            Err(TryLockError::WouldBlock) => {
-                let mut own = self.stack.clone();
-                return match ready_at_once(&mut own) {
-                    Poll::Ready(Ok(())) => Started::Called { future: own.call(args) },
-                    Poll::Ready(Err(error)) => Started::Failed { error: Some(error) },
-                    Poll::Pending => Started::Waiting { oneshot: Box::pin(own.oneshot(args)) },
-                };
-            }
-        };
-        let guard = Replace { instance: &mut *shared, stack: &self.stack };
+            // Another write holds it: this one gets a clone of its own (which, should it not be
+            // ready either, is replaced by one more clone, dropped unused: a rare path).
+            Err(TryLockError::WouldBlock) => self.call_now(&mut self.stack.clone(), args),
+        }
+    }
+
+    /// Calls `instance` if it is ready at once, or hands it to the write and puts a clone in
+    /// its place.
+    fn call_now(&self, instance: &mut S, args: PersistArgs) -> Started<S> {
+        let guard = Replace { instance, stack: &self.stack };
         let started = match ready_at_once(guard.instance) {
             Poll::Ready(Ok(())) => Started::Called { future: guard.instance.call(args) },
             // tower considers a service whose `poll_ready` failed unusable.
             Poll::Ready(Err(error)) => {
                 *guard.instance = self.stack.clone();
-                Started::Failed { error: Some(error) }
+                Started::Failed { answer: std::future::ready(Err(error)) }
             }
             Poll::Pending => {
                 let waiting = std::mem::replace(guard.instance, self.stack.clone());
@@ -234,7 +234,7 @@ pin_project! {
     enum Started<S: Service<PersistArgs>> {
         Called { #[pin] future: S::Future },
         Waiting { oneshot: BoxFuture<'static, Result<PersistResult>> },
-        Failed { error: Option<PersistError> },
+        Failed { #[pin] answer: std::future::Ready<Result<PersistResult>> },
     }
 }
 
@@ -248,9 +248,7 @@ where
         match self.project() {
             StartedProj::Called { future } => future.poll(cx),
             StartedProj::Waiting { oneshot } => oneshot.as_mut().poll(cx),
-            StartedProj::Failed { error } => {
-                Poll::Ready(Err(error.take().expect("a `Started` future polled after it completed")))
-            }
+            StartedProj::Failed { answer } => answer.poll(cx),
         }
     }
 }
