@@ -134,6 +134,62 @@ fn rusqlite_rate(
     rate(n, start.elapsed())
 }
 
+/// The same rows as [`rusqlite_rate`] in groups of `threads` rows (one per thread) through our
+/// own group statement, run with rusqlite and nothing around it: the writer connection's inbox
+/// (`INBOX`), one `INSERT` of a JSON array a group in autocommit, its report read back, and the
+/// log copied back by a second connection on its own thread every 256 rows, as our writer asks.
+/// What our 64 callers could reach without the hand-offs between callers, the writer task and
+/// sqlx's connection thread.
+fn rusqlite_group_rate(path: &Path, n: usize, threads: usize, round: usize) -> f64 {
+    use persist::sqlite::group_sql::{INBOX, INBOX_INSERT, READ_REPORT};
+    let conn = rusqlite_connection(path);
+    conn.execute_batch(INBOX).unwrap();
+    let checkpointer = rusqlite_connection(path);
+    let (wake, wakes) = std::sync::mpsc::sync_channel::<()>(1);
+    let copier = std::thread::spawn(move || {
+        while wakes.recv().is_ok() {
+            checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).unwrap();
+        }
+    });
+    let content = Content::text(TEXT).as_json().into_owned();
+    let start = Instant::now();
+    let mut since_checkpoint = 0;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(threads) {
+        let now = Timestamp::now().as_micros();
+        let rows: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(plan, &i)| {
+                serde_json::json!([
+                    plan,
+                    format!("g-{}", i % threads),
+                    null,
+                    format!("{round}-{i}"),
+                    "user",
+                    content,
+                    "{}",
+                    "complete",
+                    null,
+                    now
+                ])
+            })
+            .collect();
+        conn.execute("DELETE FROM persist_written", []).unwrap();
+        conn.prepare_cached(INBOX_INSERT).unwrap().execute([serde_json::to_string(&rows).unwrap()]).unwrap();
+        let written: Option<String> = conn.query_row(READ_REPORT, [], |row| row.get(0)).unwrap();
+        assert_eq!(written.map(|w| w.split(',').count()), Some(chunk.len()), "every row written");
+        since_checkpoint += chunk.len();
+        if since_checkpoint >= 256 {
+            since_checkpoint = 0;
+            let _ = wake.try_send(());
+        }
+    }
+    let elapsed = start.elapsed();
+    drop(wake);
+    copier.join().unwrap();
+    rate(n, elapsed)
+}
+
 /// Runs `per_thread` calls of `call(thread, i)` on each of `threads` OS threads at once, each
 /// thread with its own current-thread runtime; answers ops/s and every call's latency.
 pub(crate) fn on_threads<F, Fut>(threads: usize, per_thread: usize, call: F) -> (f64, Vec<Duration>)
@@ -197,6 +253,7 @@ struct Rounds {
     tasks: Vec<f64>,
     engine: Vec<f64>,
     groups: Vec<f64>,
+    statement: Vec<f64>,
     thread_latencies: Vec<Duration>,
     task_latencies: Vec<Duration>,
 }
@@ -235,7 +292,8 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
 
     // Side by side, in interleaved rounds (the order rotating each round): one caller, ours
     // and the same transaction by hand; 64 callers on 64 OS threads and as 64 tasks; and
-    // rusqlite's rate for the same rows, in 1000-row transactions and in full 64-row groups.
+    // rusqlite's rate for the same rows, in 1000-row transactions, in full 64-row groups of
+    // single-row inserts, and through our own group statement.
     // Every ratio is taken within a round.
     let rt = runtime(2);
     let (single, callers) = (options.scale(3000, 300), 64);
@@ -253,10 +311,12 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     let groups_path = dir.path().join("rusqlite-groups.db");
     rt.block_on(migrated(&groups_path));
     let mut groups = rusqlite_connection(&groups_path);
+    let statement_path = dir.path().join("rusqlite-statement.db");
+    rt.block_on(migrated(&statement_path));
     let mut rounds = Rounds::default();
     for round in 0..rounds_wanted {
-        for step in 0..5 {
-            match (round + step) % 5 {
+        for step in 0..6 {
+            match (round + step) % 6 {
                 // One caller, ours and by hand in lockstep (chunks of 100 adds, the first of each
                 // pair alternating), so drift on this noisy machine hits both alike. In a task on
                 // the runtime's workers, where a server's handlers run (the thread inside
@@ -308,6 +368,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
                     rounds.task_latencies.extend(latencies);
                 }
                 3 => rounds.engine.push(rusqlite_rate(&mut engine, concurrent, callers, 1000, round)),
+                4 => rounds.statement.push(rusqlite_group_rate(&statement_path, concurrent, callers, round)),
                 _ => rounds.groups.push(rusqlite_rate(&mut groups, concurrent, callers, callers, round)),
             }
         }
@@ -357,7 +418,19 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             median(&mut r.groups.clone()),
         )
         .ratio(r.median_of(|i| r.groups[i] / r.ours[i]), "ops/s, full groups with no framework / our one caller")
-        .note("the most a group commit of 64 callers could reach"),
+        .note("64 single-row inserts a transaction"),
+    );
+    rows.push(
+        Row::new(
+            "sqlite: rusqlite, our group statement, 64 rows (one per thread) a commit",
+            m as u64,
+            median(&mut r.statement.clone()),
+        )
+        .ratio(
+            r.median_of(|i| r.statement[i] / r.ours[i]),
+            "ops/s, our full groups with nothing around them / our one caller",
+        )
+        .note("the most our group commit of 64 callers could reach"),
     );
     let mut latencies = r.thread_latencies.clone();
     let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));

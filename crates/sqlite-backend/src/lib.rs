@@ -16,9 +16,9 @@
 //!   `VersionConflict` or `AlreadyExists` never fails its neighbours. A lone caller does not
 //!   wait for a batch to fill. A group of `add`s and `reserve`s, the common case, is one
 //!   prepared statement whatever its size: the rows travel as one JSON array into a `TEMP`
-//!   view of the writer connection whose trigger applies them one at a time, in order. That
-//!   statement is the group's whole transaction (autocommit), so SQLite keeps no statement
-//!   journal for it. A group of one insert (a lone caller) sends the trigger's statements
+//!   view of the writer connection whose trigger applies them one at a time, in order, and the
+//!   report of which write got which `seq` comes back in the same round trip. That statement is
+//!   the group's whole transaction (autocommit), so SQLite keeps no statement journal for it. A group of one insert (a lone caller) sends the trigger's statements
 //!   directly, bound as parameters. Once a group is committed, the writes queued meanwhile go
 //!   to the connection before the group's callers are answered, so SQLite's thread does not
 //!   wait while answers go out.
@@ -37,6 +37,12 @@
 //!   [`Durability::Full`] (`synchronous=FULL`: also survives power loss, slower).
 //! - Several handles (in one process or several) may open one file: the database's write lock
 //!   and `busy_timeout` serialize their writers.
+//!
+//! - **Messages in arrival order.** The `messages` table is a rowid table: the rows a group
+//!   commit writes share the table's last pages, and only two small unique index entries per
+//!   message, `(thread_id, message_id)` and `(thread_id, seq)`, go to each thread's part of an
+//!   index (schema version 5; keyed by `(thread_id, message_id)` before, a group of 64 messages
+//!   on 64 threads wrote ≈ 3.5 pages per message, ≈ 2.4 now).
 //!
 //! The file is readable with the `sqlite3` shell: tables `threads` and `messages`, JSON in text
 //! columns, times in microseconds since the Unix epoch.
@@ -65,6 +71,13 @@ mod ops;
 mod reads;
 mod rows;
 mod writer;
+
+/// The SQL of a group commit, for `persist-bench` to run the same statement with nothing
+/// around it. Not part of the API: it changes with the schema, without notice.
+#[doc(hidden)]
+pub mod group_sql {
+    pub use crate::ops::{INBOX, INBOX_INSERT, READ_REPORT};
+}
 
 use std::fmt;
 use std::path::{Path, PathBuf};

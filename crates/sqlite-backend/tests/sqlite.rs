@@ -299,15 +299,31 @@ async fn a_busy_writer_has_the_log_checkpointed_alongside() {
 
 #[tokio::test]
 async fn a_version_3_database_is_upgraded_in_place_and_keeps_every_row() {
-    // A database as schema version 3 left it: the first three migrations, as shipped.
+    upgraded_in_place(&["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql"]).await;
+}
+
+#[tokio::test]
+async fn a_version_4_database_is_upgraded_in_place_and_keeps_every_row() {
+    upgraded_in_place(&[
+        "0001_schema.sql",
+        "0002_session_bindings.sql",
+        "0003_reserved_index.sql",
+        "0004_idempotency_key_index.sql",
+    ])
+    .await;
+}
+
+/// A database as the shipped migrations `files` left it, with three messages in it, opened by
+/// this version: every row kept, the key still deduplicates, seqs go on, the schema is current.
+async fn upgraded_in_place(files: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("migrations");
     std::fs::create_dir(&old).unwrap();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for file in ["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql"] {
+    for file in files {
         std::fs::copy(shipped.join(file), old.join(file)).unwrap();
     }
-    let path = dir.path().join("v3.db");
+    let path = dir.path().join("old.db");
     let mut conn = SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
     sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&mut conn).await.unwrap();
     sqlx::raw_sql(
@@ -348,4 +364,16 @@ async fn a_version_3_database_is_upgraded_in_place_and_keeps_every_row() {
             .await
             .unwrap();
     assert!(partial.contains("WHERE idempotency_key IS NOT NULL"), "{partial}");
+    // Version 5: messages in arrival order (a rowid table), unique by id and by seq per thread.
+    let (table,): (String,) =
+        sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'messages'").fetch_one(&mut conn).await.unwrap();
+    assert!(!table.contains("WITHOUT ROWID"), "{table}");
+    assert!(table.contains("UNIQUE (thread_id, message_id)") && table.contains("UNIQUE (thread_id, seq)"), "{table}");
+    let same_id = sqlx::query(
+        "INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, created_at, \
+                               updated_at) VALUES ('t', 'a', 99, 'user', '[]', '{}', 'complete', 1, 1, 1)",
+    )
+    .execute(&mut conn)
+    .await;
+    assert!(same_id.is_err(), "a second message with the same id in one thread");
 }
