@@ -37,14 +37,14 @@
 //! `cargo test` then lists `identity::check_same_message_id_in_two_threads_is_two_messages`,
 //! `concurrency::check_fifty_concurrent_adds_make_fifty_messages`, and so on.
 //!
-//! The checks' writes alternate between [`Backend::apply`](persist_core::Backend::apply) and
-//! [`Backend::apply_now`](persist_core::Backend::apply_now) (a write handed back then goes to
+//! The checks' writes alternate between [`Backend::apply`] and
+//! [`Backend::apply_now`] (a write handed back then goes to
 //! `apply`, as a pipeline's terminal does), so a backend that answers some writes at once is
 //! held to the same contract on both paths.
 //!
 //! # Capabilities
 //!
-//! Checks that need an optional [`Capabilities`](persist_core::Capabilities) flag
+//! Checks that need an optional [`Capabilities`] flag
 //! (`durable` for reopen checks, `shared_storage` for races between two independently opened
 //! handles) return [`Outcome::Skipped`] on a backend without it and print
 //! `SKIPPED <check>: <reason>`; they never pass silently.

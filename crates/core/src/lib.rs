@@ -16,7 +16,7 @@
 //!
 //! # Writing a plugin
 //!
-//! 1. [`layer::from_fn`]: an async closure, like axum's `from_fn`;
+//! 1. [`layer::from_fn()`]: an async closure, like axum's `from_fn`;
 //! 2. [`layer::ObserveLayer`]: hook closures that only watch;
 //! 3. a `tower::Layer` + `Service` + pin-projected future, for layers that must cost nothing.
 //!

@@ -472,10 +472,10 @@ macro_rules! read_report {
 /// failed insert from a committed one whose report could not be read.
 const APPLY_INBOX: &str = concat!("DELETE FROM persist_written; ", inbox_insert!(), " ", read_report!());
 
-/// The insert alone of [`APPLY_INBOX`], for the benchmark.
+/// The insert alone of the group statement (`APPLY_INBOX`), for the benchmark.
 pub const INBOX_INSERT: &str = inbox_insert!();
 
-/// The report alone of [`APPLY_INBOX`], for the benchmark.
+/// The report alone of the group statement (`APPLY_INBOX`), for the benchmark.
 pub const READ_REPORT: &str = read_report!();
 
 /// The writer connection's inbox, created on that connection only (`TEMP`): inserting a row

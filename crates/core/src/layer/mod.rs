@@ -2,7 +2,7 @@
 //!
 //! From easiest to most control:
 //!
-//! 1. [`from_fn`]: an async closure `|args, next| async move { next.run(args).await }`.
+//! 1. [`from_fn()`]: an async closure `|args, next| async move { next.run(args).await }`.
 //! 2. [`ObserveLayer`] with hook closures ([`OnArgs`], [`OnResult`], [`OnError`]) to watch
 //!    without changing anything.
 //! 3. A full `tower::Layer` + `Service` + pin-projected response future, as the modules
