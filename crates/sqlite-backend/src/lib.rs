@@ -15,13 +15,13 @@
 //!   caller after `COMMIT`. Each write is decided before it writes, so one write's
 //!   `VersionConflict` or `AlreadyExists` never fails its neighbours. A lone caller does not
 //!   wait for a batch to fill. A group of `add`s and `reserve`s, the common case, is one
-//!   prepared statement whatever its size: the rows travel as one JSON array into a `TEMP`
-//!   view of the writer connection whose trigger applies them one at a time, in order, and the
-//!   report of which write got which `seq` comes back in the same round trip. That statement is
-//!   the group's whole transaction (autocommit), so SQLite keeps no statement journal for it. A group of one insert (a lone caller) sends the trigger's statements
-//!   directly, bound as parameters. Once a group is committed, the writes queued meanwhile go
-//!   to the connection before the group's callers are answered, so SQLite's thread does not
-//!   wait while answers go out.
+//!   prepared insert whatever its size: the rows travel as one JSON array into a `TEMP` view of
+//!   the writer connection whose trigger applies them one at a time, in order, and the report
+//!   of which write got which `seq` is read in the same round trip. That insert is the group's
+//!   whole transaction (autocommit), so SQLite keeps no statement journal for it. A group of
+//!   one insert (a lone caller) sends the trigger's statements directly, bound as parameters.
+//!   Once a group is committed, the writes queued meanwhile go to the connection before the
+//!   group's callers are answered, so SQLite's thread does not wait while answers go out.
 //! - **Checkpoints off the write path.** Every 256 writes the write-ahead log is copied into
 //!   the database file (`PRAGMA wal_checkpoint(PASSIVE)`): by a second connection, alongside
 //!   the writer, when writes are queued, so a busy writer never waits for one; by the writer
@@ -37,12 +37,14 @@
 //!   [`Durability::Full`] (`synchronous=FULL`: also survives power loss, slower).
 //! - Several handles (in one process or several) may open one file: the database's write lock
 //!   and `busy_timeout` serialize their writers.
-//!
-//! - **Messages in arrival order.** The `messages` table is a rowid table: the rows a group
-//!   commit writes share the table's last pages, and only two small unique index entries per
-//!   message, `(thread_id, message_id)` and `(thread_id, seq)`, go to each thread's part of an
-//!   index (schema version 5; keyed by `(thread_id, message_id)` before, a group of 64 messages
-//!   on 64 threads wrote 3.0 to 3.9 pages per message, 2.2 to 2.7 now).
+//! - **Messages in arrival order.** The `messages` table is a rowid table (schema version 5):
+//!   the rows a group commit writes share the table's last pages, and only small index entries
+//!   go to each thread's part of an index: `(thread_id, message_id)` and `(thread_id, seq)`,
+//!   both unique, and the idempotency key's for a message that has one. Keyed by `(thread_id,
+//!   message_id)` before, a group of 64 messages on 64 threads wrote 3.0 to 3.9 pages per
+//!   message; 2.2 to 2.7 now. Reads pay for it: a thread's messages are spread over the table,
+//!   so listing a page of them reads more pages (about a quarter fewer lists a second in the
+//!   benchmark, on 128 threads written at once).
 //!
 //! The file is readable with the `sqlite3` shell: tables `threads` and `messages`, JSON in text
 //! columns, times in microseconds since the Unix epoch.

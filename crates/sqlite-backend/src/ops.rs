@@ -472,6 +472,10 @@ macro_rules! read_report {
 /// failed insert from a committed one whose report could not be read.
 const APPLY_INBOX: &str = concat!("DELETE FROM persist_written; ", inbox_insert!(), " ", read_report!());
 
+/// How many statements of [`APPLY_INBOX`] have finished once its insert has: the `DELETE`, then
+/// the insert.
+const INSERT_FINISHED: usize = 2;
+
 /// The insert alone of the group statement (`APPLY_INBOX`), for the benchmark.
 pub const INBOX_INSERT: &str = inbox_insert!();
 
@@ -569,7 +573,12 @@ async fn insert_query(
     let report = match (failed, report) {
         // Nothing of the insert stays: in autocommit it is the transaction, and inside the
         // caller's transaction a statement that fails is rolled back whole.
-        (Some(error), _) if finished < 2 => return Err(sql("inserting messages")(error)),
+        (Some(error), _) if finished < INSERT_FINISHED => return Err(sql("inserting messages")(error)),
+        // Ended before the insert finished without an error: sqlx's connection thread is gone,
+        // and the insert with it (its transaction is rolled back when the connection closes).
+        (None, _) if finished < INSERT_FINISHED => {
+            return Err(sql("inserting messages")(sqlx::Error::WorkerCrashed));
+        }
         (Some(error), _) | (None, Some(Err(error))) => Err(error),
         (None, Some(Ok(written))) => Ok(written),
         (None, None) => Err(sqlx::Error::RowNotFound),
@@ -1049,11 +1058,8 @@ mod tests {
         assert!(commit_inserts(&mut conn, &[&other], &limits()).await.is_none(), "not an insert-only group");
     }
 
-    #[tokio::test]
-    async fn a_report_that_cannot_be_read_fails_the_answers_of_a_committed_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = connection(&dir).await;
-        // The report becomes a view that fails when read; the rows still go in and out.
+    /// Turns the writer's report into a view that fails when read; the rows still go in and out.
+    async fn break_the_report(conn: &mut SqliteConnection) {
         sqlx::raw_sql(
             "DROP TABLE temp.persist_written; \
              CREATE TEMP TABLE written_rows (plan INTEGER NOT NULL, seq INTEGER NOT NULL); \
@@ -1063,9 +1069,16 @@ mod tests {
              CREATE TEMP TRIGGER written_delete INSTEAD OF DELETE ON persist_written \
                  BEGIN DELETE FROM written_rows; END;",
         )
-        .execute(&mut conn)
+        .execute(conn)
         .await
         .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_report_that_cannot_be_read_fails_the_answers_of_a_committed_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        break_the_report(&mut conn).await;
         let (first, second) = (add_id("owner", "first"), add_id("owner", "second"));
         let answers = commit_inserts(&mut conn, &[&first, &second], &limits()).await.unwrap().unwrap();
         for answer in &answers {
@@ -1078,6 +1091,19 @@ mod tests {
             }
         }
         assert_eq!(count(&mut conn).await, 2, "the group stays committed, once");
+    }
+
+    #[tokio::test]
+    async fn a_report_that_cannot_be_read_inside_a_transaction_aborts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        break_the_report(&mut conn).await;
+        let mut tx = conn.begin().await.unwrap();
+        let (first, second) = (add_id("owner", "first"), add_id("owner", "second"));
+        let failed = apply_batch(&mut tx, &[&first, &second], &limits()).await;
+        assert!(matches!(failed, Err(Failure::Aborted(_))), "the transaction must not go on");
+        tx.rollback().await.unwrap();
+        assert_eq!(count(&mut conn).await, 0);
     }
 
     #[tokio::test]

@@ -299,23 +299,27 @@ async fn a_busy_writer_has_the_log_checkpointed_alongside() {
 
 #[tokio::test]
 async fn a_version_3_database_is_upgraded_in_place_and_keeps_every_row() {
-    upgraded_in_place(&["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql"]).await;
+    upgraded_in_place(&["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql"], false).await;
 }
 
 #[tokio::test]
 async fn a_version_4_database_is_upgraded_in_place_and_keeps_every_row() {
-    upgraded_in_place(&[
-        "0001_schema.sql",
-        "0002_session_bindings.sql",
-        "0003_reserved_index.sql",
-        "0004_idempotency_key_index.sql",
-    ])
-    .await;
+    let version_4 =
+        &["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql", "0004_idempotency_key_index.sql"];
+    upgraded_in_place(version_4, false).await;
+}
+
+#[tokio::test]
+async fn a_view_of_your_own_over_messages_survives_the_upgrade_to_version_5() {
+    let version_4 =
+        &["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql", "0004_idempotency_key_index.sql"];
+    upgraded_in_place(version_4, true).await;
 }
 
 /// A database as the shipped migrations `files` left it, with three messages in it, opened by
 /// this version: every row kept, the key still deduplicates, seqs go on, the schema is current.
-async fn upgraded_in_place(files: &[&str]) {
+/// With `own_view`, a view of the user's own reads `messages` before and after.
+async fn upgraded_in_place(files: &[&str], own_view: bool) {
     let dir = tempfile::tempdir().unwrap();
     let old = dir.path().join("migrations");
     std::fs::create_dir(&old).unwrap();
@@ -337,6 +341,12 @@ async fn upgraded_in_place(files: &[&str]) {
     .execute(&mut conn)
     .await
     .unwrap();
+    if own_view {
+        sqlx::raw_sql("CREATE VIEW my_messages AS SELECT thread_id, message_id FROM messages")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
     conn.close().await.unwrap();
 
     let backend = SqliteBackend::open(&path).await.unwrap();
@@ -355,6 +365,8 @@ async fn upgraded_in_place(files: &[&str]) {
     assert_eq!(again.message.id.as_str(), "a");
     let PersistResult::Added(next) = backend.apply(add("t", "four")).await.unwrap() else { panic!() };
     assert_eq!(next.message.seq, 4);
+    let t = backend.get_thread(GetThread::new(thread("t"))).await.unwrap().unwrap();
+    assert_eq!((t.message_count, t.last_seq), (4, 4), "the counters' trigger is back");
     drop(backend);
 
     let mut conn = raw(&path).await;
@@ -376,4 +388,8 @@ async fn upgraded_in_place(files: &[&str]) {
     .execute(&mut conn)
     .await;
     assert!(same_id.is_err(), "a second message with the same id in one thread");
+    if own_view {
+        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM my_messages").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(seen, 4, "the view reads the rebuilt table");
+    }
 }
