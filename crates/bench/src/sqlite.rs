@@ -376,8 +376,8 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             }
         }
     }
-    // Reads on the database the 64 callers filled (128 threads whose messages arrived
-    // interleaved): the latest 50 messages of a thread, one thread after another, one caller.
+    // Reads on the database the 64 callers filled (their threads and their tasks wrote a
+    // thread each, the messages arriving interleaved): the latest 50 messages of a thread, one thread after another, one caller.
     let (reads, mut read_latencies) = rt.block_on(async {
         let per = options.scale(2000, 200);
         let mut latencies = Vec::with_capacity(per);
@@ -492,7 +492,11 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     let (p50, p99) = (percentile(&mut read_latencies, 50.0), percentile(&mut read_latencies, 99.0));
     rows.push(
         Row::new(
-            format!("sqlite: list the latest 50 messages of a thread ({} messages on 128 threads, interleaved)", 2 * m),
+            format!(
+                "sqlite: list the latest 50 messages of a thread ({} messages on {} threads, interleaved)",
+                2 * m,
+                2 * callers
+            ),
             read_latencies.len() as u64,
             reads,
         )
