@@ -156,12 +156,13 @@ fn rusqlite_group_rate(path: &Path, n: usize, threads: usize, round: usize) -> f
     let content = Content::text(TEXT).as_json().into_owned();
     let start = Instant::now();
     let mut since_checkpoint = 0;
-    for chunk in (0..n).collect::<Vec<_>>().chunks(threads) {
+    for first in (0..n).step_by(threads) {
+        let chunk = first..(first + threads).min(n);
         let now = Timestamp::now().as_micros();
         let rows: Vec<_> = chunk
-            .iter()
+            .clone()
             .enumerate()
-            .map(|(plan, &i)| {
+            .map(|(plan, i)| {
                 serde_json::json!([
                     plan,
                     format!("g-{}", i % threads),
@@ -377,7 +378,8 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         }
     }
     // Reads on the database the 64 callers filled (their threads and their tasks wrote a
-    // thread each, the messages arriving interleaved): the latest 50 messages of a thread, one thread after another, one caller.
+    // thread each, the messages arriving interleaved): the latest 50 messages of a thread, one
+    // thread after another, one caller.
     let (reads, mut read_latencies) = rt.block_on(async {
         let per = options.scale(2000, 200);
         let mut latencies = Vec::with_capacity(per);

@@ -302,18 +302,18 @@ async fn a_version_3_database_is_upgraded_in_place_and_keeps_every_row() {
     upgraded_in_place(&["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql"], false).await;
 }
 
+/// The migrations that made schema version 4, as shipped.
+const VERSION_4: &[&str] =
+    &["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql", "0004_idempotency_key_index.sql"];
+
 #[tokio::test]
 async fn a_version_4_database_is_upgraded_in_place_and_keeps_every_row() {
-    let version_4 =
-        &["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql", "0004_idempotency_key_index.sql"];
-    upgraded_in_place(version_4, false).await;
+    upgraded_in_place(VERSION_4, false).await;
 }
 
 #[tokio::test]
 async fn a_view_of_your_own_over_messages_survives_the_upgrade_to_version_5() {
-    let version_4 =
-        &["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql", "0004_idempotency_key_index.sql"];
-    upgraded_in_place(version_4, true).await;
+    upgraded_in_place(VERSION_4, true).await;
 }
 
 /// A database as the shipped migrations `files` left it, with three messages in it, opened by
