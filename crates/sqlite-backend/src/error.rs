@@ -6,10 +6,12 @@ use sqlx::migrate::MigrateError;
 /// SQLite primary result codes this backend treats specially.
 const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_FULL: i64 = 13;
 const SQLITE_NOTADB: i64 = 26;
 
-/// Maps a driver error: `BUSY`/`LOCKED` and pool time-outs are temporary; a file that is not
-/// a database says so; everything else is a backend failure carrying its source.
+/// Maps a driver error: `BUSY`/`LOCKED` and pool time-outs are temporary; a full database, a
+/// damaged one and a file that is not a database say so; everything else is a backend failure carrying its source.
 pub(crate) fn map_sqlx(context: &'static str, error: sqlx::Error) -> PersistError {
     match &error {
         sqlx::Error::Database(db) => {
@@ -19,6 +21,15 @@ pub(crate) fn map_sqlx(context: &'static str, error: sqlx::Error) -> PersistErro
                     message: format!("{context}: the database is busy").into(),
                     source: Some(Box::new(error)),
                 },
+                // Not temporary: waiting does not free space. Nothing of the write was applied.
+                Some(SQLITE_FULL) => PersistError::backend(
+                    format!("{context}: the database is full (its size limit or the disk); nothing was written"),
+                    error,
+                ),
+                Some(SQLITE_CORRUPT) => PersistError::backend(
+                    format!("{context}: the database file is damaged (run `check_integrity`, restore a backup)"),
+                    error,
+                ),
                 Some(SQLITE_NOTADB) => PersistError::backend(
                     format!("{context}: the file is not a SQLite database (left untouched)"),
                     error,

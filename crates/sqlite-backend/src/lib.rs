@@ -151,6 +151,7 @@ pub struct SqliteBackendBuilder {
     read_connections: u32,
     max_batch: usize,
     queue_capacity: usize,
+    max_database_bytes: Option<u64>,
     limits: Limits,
 }
 
@@ -184,6 +185,16 @@ impl SqliteBackendBuilder {
     /// Writes that may wait for the writer before callers wait to queue (default 4096).
     pub fn queue_capacity(mut self, writes: usize) -> Self {
         self.queue_capacity = writes.max(1);
+        self
+    }
+
+    /// Largest the database file may grow, in bytes (default: no limit but the disk's). A write
+    /// that would grow it further fails with an error that says the database is full, and
+    /// changes nothing; the handle goes on serving (deleting frees room for later writes). The
+    /// limit is rounded down to whole pages and never below the file's current size
+    /// (SQLite's `max_page_count`).
+    pub fn max_database_bytes(mut self, bytes: u64) -> Self {
+        self.max_database_bytes = Some(bytes);
         self
     }
 
@@ -223,6 +234,9 @@ impl SqliteBackendBuilder {
         // this future from being `Send` (sqlx documents it as the way around that).
         MIGRATOR.run_direct(None, &mut writer, false).await.map_err(map_migrate)?;
         sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
+        if let Some(bytes) = self.max_database_bytes {
+            limit_size(&mut writer, bytes).await?;
+        }
         let readers = SqlitePoolOptions::new()
             .test_before_acquire(false) // a local file: nothing to ping
             .max_connections(self.read_connections)
@@ -237,6 +251,22 @@ impl SqliteBackendBuilder {
         tokio::spawn(writer::checkpointer(checkpointer, requests));
         Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, path: self.path }) })
     }
+}
+
+/// Caps the database at `bytes` (whole pages) on the writer connection, the only one that
+/// writes pages (`max_page_count` is a setting of the connection, not of the file).
+async fn limit_size(writer: &mut sqlx::SqliteConnection, bytes: u64) -> Result<()> {
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *writer)
+        .await
+        .map_err(|e| map_sqlx("reading the page size", e))?;
+    let pages = (bytes / page_size.max(1) as u64).clamp(1, i64::MAX as u64);
+    // A pragma's value cannot be bound; `pages` is a number we computed.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}")))
+        .execute(&mut *writer)
+        .await
+        .map_err(|e| map_sqlx("limiting the database size", e))?;
+    Ok(())
 }
 
 /// The SQLite backend; see the [crate docs](crate). Clones share the writer and the read pool.
@@ -267,6 +297,7 @@ impl SqliteBackend {
             read_connections: 4,
             max_batch: 256,
             queue_capacity: 4096,
+            max_database_bytes: None,
             limits: Limits { max_content_bytes: 8 << 20, max_metadata_bytes: 256 << 10 },
         }
     }

@@ -644,8 +644,8 @@ async fn insert_one(
     let rows = match inserted {
         Ok(rows) => rows,
         Err(error) => {
-            // A statement failed after `BEGIN`: nothing of it may stay.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            // A statement failed after `BEGIN` (or `COMMIT` did): nothing of it may stay.
+            crate::writer::rollback(conn).await;
             return Err(sql("inserting a message")(error));
         }
     };

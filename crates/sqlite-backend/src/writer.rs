@@ -178,21 +178,38 @@ async fn commit(
             Failure::Refused(error) | Failure::Aborted(error) => Abort::Operation(error),
         });
     }
-    let mut tx = conn
-        .begin_with("BEGIN IMMEDIATE")
+    // Plain statements, not sqlx's `Transaction`: when `COMMIT` fails (a full disk), SQLite may
+    // already have rolled back by itself, the driver's own `ROLLBACK` then fails, and its count
+    // of open transactions would stay at one, refusing every later `BEGIN` on this connection.
+    // Here a failed write always ends with a `ROLLBACK` whose own failure ("no transaction is
+    // active") means there was nothing left to undo, so the connection is always back outside
+    // any transaction.
+    execute(conn, "BEGIN IMMEDIATE")
         .await
         .map_err(|e| Abort::Transaction(map_sqlx("starting a write transaction", e)))?;
-    let answers = match ops::apply_batch(&mut tx, &writes, limits).await {
+    let answers = match ops::apply_batch(conn, &writes, limits).await {
         Ok(answers) => answers,
         Err(failure) => {
-            let _ = tx.rollback().await;
+            rollback(conn).await;
             return Err(Abort::Operation(match failure {
                 Failure::Refused(error) | Failure::Aborted(error) => error,
             }));
         }
     };
-    tx.commit().await.map_err(|e| Abort::Transaction(map_sqlx("committing", e)))?;
+    if let Err(error) = execute(conn, "COMMIT").await {
+        rollback(conn).await;
+        return Err(Abort::Transaction(map_sqlx("committing", error)));
+    }
     Ok(answers)
+}
+
+async fn execute(conn: &mut SqliteConnection, statement: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(statement).execute(conn).await.map(drop)
+}
+
+/// Ends whatever transaction is open; none being open is fine.
+pub(crate) async fn rollback(conn: &mut SqliteConnection) {
+    let _ = execute(conn, "ROLLBACK").await;
 }
 
 fn lost() -> PersistError {

@@ -393,3 +393,128 @@ async fn upgraded_in_place(files: &[&str], own_view: bool) {
         assert_eq!(seen, 4, "the view reads the rebuilt table");
     }
 }
+
+/// Fills a database capped by `max_database_bytes` with finalized replies until a write fails,
+/// as a full disk would; answers the error and the last reply written.
+async fn fill(backend: &SqliteBackend, thread_id: &str) -> (PersistError, persist_core::MessageId) {
+    let big = Content::text("x".repeat(16 << 10));
+    let mut last = None;
+    for _ in 0..1000 {
+        let reserved = match backend.apply(Reserve::new(thread(thread_id), Role::Assistant).into()).await {
+            Ok(PersistResult::Reserved(reserved)) => reserved.message,
+            Ok(other) => panic!("{other:?}"),
+            Err(error) => return (error, last.expect("room for one reply")),
+        };
+        let update = UpdateContent::new(thread(thread_id), reserved.id.clone(), big.clone());
+        if let Err(error) = backend.apply(update.into()).await {
+            return (error, reserved.id);
+        }
+        last = Some(reserved.id);
+    }
+    panic!("the database never filled up");
+}
+
+#[tokio::test]
+async fn a_full_database_fails_the_write_and_the_handle_goes_on_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend =
+        SqliteBackend::builder(dir.path().join("small.db")).max_database_bytes(512 << 10).open().await.unwrap();
+    backend.apply(add("kept", "before the disk filled")).await.unwrap();
+    let placeholder = match backend.apply(Reserve::new(thread("kept"), Role::Assistant).into()).await.unwrap() {
+        PersistResult::Reserved(reserved) => reserved.message.id,
+        other => panic!("{other:?}"),
+    };
+    let (full, _) = fill(&backend, "filler").await;
+    assert!(full.to_string().contains("full"), "says the database is full: {full}");
+    assert!(!full.is_temporary(), "{full:?}");
+
+    // Full still: every kind of write fails cleanly, none wedges the handle...
+    let update = UpdateContent::new(thread("kept"), placeholder.clone(), Content::text("y".repeat(64 << 10)));
+    let error = backend.apply(update.into()).await.unwrap_err();
+    assert!(error.to_string().contains("full"), "{error}");
+    // ...and once room is freed, updates, deletes and content updates work on the same handle.
+    let deleted = backend.apply(persist_core::args::Delete::thread(thread("filler")).into()).await.unwrap();
+    assert!(matches!(deleted, PersistResult::Deleted(ref d) if !d.message_ids.is_empty()), "{deleted:?}");
+    let patch = Update::message(thread("kept"), placeholder.clone()).with_metadata(Metadata::new().with("k", json!(1)));
+    backend.apply(patch.into()).await.unwrap();
+    let finished = UpdateContent::new(thread("kept"), placeholder.clone(), Content::text("finished after all"));
+    backend.apply(finished.into()).await.unwrap();
+    let page = backend.list(ListMessages::new(thread("kept"))).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    assert_eq!(page.items[1].content.to_text(), "finished after all");
+    assert_eq!(page.items[1].metadata.get("k"), Some(&json!(1)));
+}
+
+/// A small tmpfs mounted for one test, unmounted when dropped. Mounting needs root (CI runs as
+/// root): in CI a failure to mount fails the test; elsewhere the test is skipped, saying so.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: usize) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .status();
+        match mounted {
+            Ok(status) if status.success() => Some(Self { dir }),
+            failure if std::env::var_os("CI").is_some() => panic!("CI must be able to mount a tmpfs: {failure:?}"),
+            failure => {
+                eprintln!("SKIPPED: cannot mount a tmpfs here (needs root): {failure:?}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Writes a file as large as the disk lets it grow.
+fn ballast(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 4096];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.sync_all();
+}
+
+#[tokio::test]
+async fn a_commit_that_fails_on_a_full_disk_does_not_wedge_the_handle() {
+    let Some(disk) = SmallDisk::mount(2 << 20) else { return };
+    let backend = SqliteBackend::open(disk.path().join("chat.db")).await.unwrap();
+    backend.apply(add("t", "before the disk filled")).await.unwrap();
+    let placeholder = match backend.apply(Reserve::new(thread("t"), Role::Assistant).into()).await.unwrap() {
+        PersistResult::Reserved(reserved) => reserved.message.id,
+        other => panic!("{other:?}"),
+    };
+    ballast(&disk.path().join("ballast"));
+    // The update's pages no longer fit in the write-ahead log: its COMMIT fails.
+    let big = UpdateContent::new(thread("t"), placeholder.clone(), Content::text("y".repeat(256 << 10)));
+    let error = backend.apply(big.into()).await.unwrap_err();
+    assert!(error.to_string().contains("full"), "says the disk is full: {error}");
+
+    std::fs::remove_file(disk.path().join("ballast")).unwrap();
+    // Room again: the same handle serves every kind of write.
+    let partial = UpdateContent::new(thread("t"), placeholder.clone(), Content::text("streaming")).with_finalize(false);
+    backend.apply(partial.into()).await.unwrap();
+    let patch = Update::message(thread("t"), placeholder.clone()).with_metadata(Metadata::new().with("k", json!(1)));
+    backend.apply(patch.into()).await.unwrap();
+    let done = UpdateContent::new(thread("t"), placeholder.clone(), Content::text("finished after all"));
+    backend.apply(done.into()).await.unwrap();
+    backend.apply(add("other", "to delete")).await.unwrap();
+    backend.apply(persist_core::args::Delete::thread(thread("other")).into()).await.unwrap();
+    let page = backend.list(ListMessages::new(thread("t"))).await.unwrap();
+    assert_eq!(page.items[1].content.to_text(), "finished after all");
+    assert_eq!(page.items[1].metadata.get("k"), Some(&json!(1)));
+    drop(backend);
+}
