@@ -207,6 +207,57 @@ async fn a_timed_out_write_is_whole_with_detach_and_absent_without() {
     }
 }
 
+/// A cancellation storm: 2 000 callers give up while the layer under `DetachLayer` is stuck.
+/// Only the bound keeps running after they left; the rest never start, and once the stuck
+/// writes finish a fresh write is served behind at most the bound.
+#[tokio::test]
+async fn a_cancellation_storm_leaves_at_most_the_bound_running_and_nothing_queued() {
+    const BOUND: usize = 8;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Arc::new(AtomicUsize::new(0));
+    let backend = MemoryBackend::new();
+    let pipeline = Pipeline::builder()
+        .layer(TimeoutLayer::new(Duration::from_millis(20)))
+        .layer(DetachLayer::new().max_in_flight(BOUND))
+        .layer(persist::layer::from_fn({
+            let (gate, started) = (gate.clone(), started.clone());
+            move |args, next| {
+                let (gate, started) = (gate.clone(), started.clone());
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    // Stuck until the test opens the gate (a held lock, a slow server).
+                    drop(gate.acquire().await);
+                    next.run(args).await
+                }
+            }
+        }))
+        .build(backend.clone());
+    let storm: Vec<_> = (0..2000)
+        .map(|i| {
+            let pipeline = pipeline.clone();
+            tokio::spawn(async move { pipeline.add(keyed_add("storm", &format!("k{i}"))).await })
+        })
+        .collect();
+    for caller in storm {
+        let error = caller.await.unwrap().unwrap_err();
+        assert!(matches!(error, PersistError::Timeout { .. }), "{error:?}");
+    }
+    assert_eq!(started.load(Ordering::SeqCst), BOUND, "only the bound started below the layer");
+    gate.add_permits(usize::MAX >> 4);
+    let fresh = pipeline.add(keyed_add("fresh", "now")).await.unwrap();
+    assert_eq!(fresh.message.seq, 1);
+    // The fresh write waited behind at most the bound: the storm's waiting writes were never
+    // started, so none of them is written, now or later.
+    let stored = |thread_id| {
+        let backend = backend.clone();
+        async move { backend.list(ListMessages::new(thread(thread_id)).with_limit(1000)).await.unwrap().items.len() }
+    };
+    assert!(stored("storm").await <= BOUND);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(stored("storm").await, BOUND, "the started writes finished, no other did");
+    assert_eq!(started.load(Ordering::SeqCst), BOUND + 1);
+}
+
 mod tracing_capture {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicU64, Ordering};
