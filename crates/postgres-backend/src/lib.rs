@@ -35,11 +35,24 @@
 //! # Connections
 //!
 //! Each instance keeps its own pool of at most
-//! [`max_connections`](PostgresBackendBuilder::max_connections). An operation takes the idle
-//! connection used last (so a lone writer keeps one warm connection, even after a burst opened
-//! many) and gives it back without a round trip; a connection the server dropped, or one left
-//! mid-statement by a cancelled operation, is closed instead of being reused, and the retry
-//! gets a fresh one. Connections are closed after 10 minutes idle or 30 minutes open.
+//! [`max_connections`](PostgresBackendBuilder::max_connections) server connections, **cancelled
+//! operations included**. An operation takes the idle connection used last (so a lone writer
+//! keeps one warm connection, even after a burst opened many) and gives it back without a
+//! round trip; a connection the server dropped is closed, and the retry gets a fresh one.
+//! Connections are closed after 10 minutes idle or 30 minutes open.
+//!
+//! An operation whose caller gave up (a time-out, an aborted request handler) may leave its
+//! statement running on the server, waiting for a row lock say. Its connection keeps its slot
+//! until the server is done with that statement (it is read up to the server's next
+//! `ReadyForQuery`, a transaction left open is rolled back), then goes back to the pool clean;
+//! if it is not back within [`statement_timeout`](PostgresBackendBuilder::statement_timeout)
+//! plus 5 s, it is closed. So callers that time out never make the pool open more connections
+//! than its maximum (closing them at once would: the server keeps each one's process until its
+//! statement ends). Server-side waits are bounded by
+//! [`lock_timeout`](PostgresBackendBuilder::lock_timeout) (default 5 s) and `statement_timeout`
+//! (default 30 s), both temporary errors when they fire. Connections name themselves
+//! `persist` in `pg_stat_activity` unless the URL (or `PGAPPNAME`) gives an
+//! `application_name`.
 //!
 //! # Example
 //!
@@ -98,6 +111,8 @@ pub struct PostgresBackendBuilder {
     min_connections: u32,
     acquire_timeout: Duration,
     max_insert_groups: usize,
+    lock_timeout: Duration,
+    statement_timeout: Duration,
 }
 
 impl PostgresBackendBuilder {
@@ -141,6 +156,27 @@ impl PostgresBackendBuilder {
         self
     }
 
+    /// How long a statement waits on the server for a lock another session holds (a thread's
+    /// row, say) before it fails with a temporary error (default 5 s; zero waits forever).
+    /// PostgreSQL's `lock_timeout`, set on every connection this backend opens.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// Longest a statement may run on the server before it is cancelled there, failing with a
+    /// temporary error (default 30 s; zero lets it run forever). PostgreSQL's
+    /// `statement_timeout`, set on every connection this backend opens; migrations run without
+    /// it (and without the lock time-out).
+    ///
+    /// It also bounds how long a cancelled operation's connection keeps its slot in the pool
+    /// (see [Connections](crate#connections)): the server ends the statement within this time,
+    /// and a connection not back 5 s later is closed.
+    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
+        self.statement_timeout = timeout;
+        self
+    }
+
     /// Connects, creates the schema if needed and applies the embedded migrations (under an
     /// advisory lock, so instances starting together take turns).
     ///
@@ -160,8 +196,24 @@ impl PostgresBackendBuilder {
             // planner looked messages up by `(thread_id, seq)` and filtered on the id, so each
             // add scanned its whole thread and slowed as threads grew (≈ 1 000/s to ≈ 300/s
             // over 15 000 adds) until the next ANALYZE.
-            .options([("search_path", self.schema.as_str()), ("plan_cache_mode", "force_custom_plan")]);
-        let pool = Pool::new(options, self.max_connections, self.min_connections, self.acquire_timeout);
+            .options([
+                ("search_path", self.schema.clone()),
+                ("plan_cache_mode", "force_custom_plan".to_owned()),
+                ("lock_timeout", millis(self.lock_timeout)),
+                ("statement_timeout", millis(self.statement_timeout)),
+            ]);
+        // Seen in `pg_stat_activity`, unless the URL or `PGAPPNAME` names the application.
+        let options = match options.get_application_name() {
+            Some(_) => options,
+            None => options.application_name("persist"),
+        };
+        // A statement ends on the server within `statement_timeout`; its connection is given
+        // a few seconds more to come back. Without a statement time-out, five minutes.
+        let drain_timeout = match self.statement_timeout {
+            Duration::ZERO => Duration::from_secs(300),
+            timeout => timeout + Duration::from_secs(5),
+        };
+        let pool = Pool::new(options, self.max_connections, self.min_connections, self.acquire_timeout, drain_timeout);
         let mut conn = pool.acquire().await?;
         let prepared = prepare_schema(&mut conn, &self.schema).await;
         conn.release(&prepared);
@@ -181,9 +233,25 @@ async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Result<()> {
         Err(sqlx::Error::Database(db)) if matches!(db.code().as_deref(), Some("23505" | "42P06")) => {}
         Err(e) => return Err(map_sqlx("creating the schema", e)),
     }
+    // A migration may rewrite a table and wait for other sessions' locks: no time-outs for it.
+    sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("preparing to migrate", e))?;
     // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked bound keeps
     // this future from being `Send`.
-    MIGRATOR.run_direct(None, conn, false).await.map_err(map_migrate)
+    let migrated = MIGRATOR.run_direct(None, &mut *conn, false).await.map_err(map_migrate);
+    // Back to the connection's own settings (those it was opened with) before it is reused.
+    let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("after migrating", e));
+    migrated.and(reset.map(drop))
+}
+
+/// A duration as PostgreSQL's setting text, in milliseconds (`0` disables).
+fn millis(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis())
 }
 
 fn validate_schema(schema: &str) -> Result<()> {
@@ -222,6 +290,8 @@ impl PostgresBackend {
             min_connections: 0,
             acquire_timeout: Duration::from_secs(5),
             max_insert_groups: 4,
+            lock_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
         }
     }
 

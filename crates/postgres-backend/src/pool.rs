@@ -6,11 +6,20 @@
 //! connection of the pool, each one cold on the server (measured on 2 vCPUs: one caller's adds
 //! fell from ≈ 1 100/s to ≈ 850/s once 32 connections had been opened).
 //!
-//! Here a connection goes back on the stack only when its last statement ended cleanly (a
-//! result, or an error the server answered); one dropped mid-statement (a cancelled write) or
-//! whose connection failed is closed instead, so nothing half-read or mid-transaction is ever
-//! handed out again, and no ping is needed. Connections idle longer than [`IDLE_TIMEOUT`] (the
-//! bottom of the stack) and older than [`MAX_LIFETIME`] are closed as writes go by.
+//! Here a connection goes back on the stack when its last statement ended cleanly (a result,
+//! or an error the server answered), with no round trip; one whose connection failed is closed.
+//!
+//! A lease dropped mid-statement (its caller was cancelled) keeps its slot in the pool until
+//! the server is done with that statement: a task reads the connection up to the server's
+//! next `ReadyForQuery`, rolls back a transaction left open, and puts the connection back on
+//! the stack, clean. Closing it at once instead would free the slot while the server process
+//! goes on waiting (for a row lock, say), and the next caller would open another: timed-out
+//! callers once filled every connection slot of the server that way. So this pool never has
+//! more than `max` server connections, cancelled or not. A connection that does not come back
+//! clean within [`Pool::drain_timeout`] is closed, and only then is its slot freed.
+//!
+//! Connections idle longer than [`IDLE_TIMEOUT`] (the bottom of the stack) and older than
+//! [`MAX_LIFETIME`] are closed as writes go by.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +55,8 @@ struct Inner {
     max: u32,
     min: u32,
     acquire_timeout: Duration,
+    /// How long a cancelled operation's connection may take to come back clean.
+    drain_timeout: Duration,
     closed: AtomicBool,
 }
 
@@ -57,7 +68,14 @@ struct Idle {
 
 impl Pool {
     /// A pool of at most `max` connections opened with `options`, with `min` kept open.
-    pub(crate) fn new(options: PgConnectOptions, max: u32, min: u32, acquire_timeout: Duration) -> Self {
+    /// A connection left mid-statement gets `drain_timeout` to come back clean.
+    pub(crate) fn new(
+        options: PgConnectOptions,
+        max: u32,
+        min: u32,
+        acquire_timeout: Duration,
+        drain_timeout: Duration,
+    ) -> Self {
         let max = max.max(1);
         Self {
             inner: Arc::new(Inner {
@@ -67,6 +85,7 @@ impl Pool {
                 max,
                 min: min.min(max),
                 acquire_timeout,
+                drain_timeout,
                 closed: AtomicBool::new(false),
             }),
         }
@@ -110,7 +129,7 @@ impl Pool {
                 (conn, Instant::now())
             }
         };
-        Ok(Lease { conn: Some(conn), opened, inner: Arc::clone(&self.inner), _permit: permit })
+        Ok(Lease { conn: Some(conn), opened, inner: Arc::clone(&self.inner), permit: Some(permit) })
     }
 
     async fn open(&self) -> Result<PgConnection> {
@@ -153,36 +172,47 @@ fn closed() -> PersistError {
 
 /// One connection, taken from the pool for one operation; dereferences to the connection.
 ///
-/// Give it back with [`Lease::release`]; dropped otherwise (the operation was cancelled, or
-/// failed with the connection), it is closed, never reused.
+/// Give it back with [`Lease::release`]; dropped otherwise (the operation was cancelled), it
+/// is drained in the background, holding its slot, and put back only once it is clean (see
+/// the [module docs](self)).
 pub(crate) struct Lease {
     conn: Option<PgConnection>,
     opened: Instant,
     inner: Arc<Inner>,
-    // Dropped after `Drop::drop` has put the connection back: a waiter woken by this permit
-    // finds it on the stack.
-    _permit: OwnedSemaphorePermit,
+    // Dropped after the connection is back on the stack: a waiter woken by this permit finds
+    // it there. Taken by the drain of a cancelled lease.
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Lease {
     /// Ends the operation that answered `result`: the connection goes back on the stack unless
     /// the connection itself failed (it is closed).
     pub(crate) fn release<T>(mut self, result: &Result<T>) {
-        if result.as_ref().err().is_some_and(lost_connection) || self.inner.closed.load(Ordering::Acquire) {
+        let Some(conn) = self.conn.take() else { return };
+        if !result.as_ref().err().is_some_and(lost_connection) {
+            self.inner.give_back(conn, self.opened);
+        }
+    }
+}
+
+impl Inner {
+    /// Puts a clean connection back on the stack (unless the pool is closed or the connection
+    /// too old), retiring connections idle too long.
+    fn give_back(&self, conn: PgConnection, opened: Instant) {
+        if self.closed.load(Ordering::Acquire) {
             return;
         }
-        let Some(conn) = self.conn.take() else { return };
         let now = Instant::now();
         let mut retired = Vec::new();
         {
-            let mut idle = self.inner.lock();
-            if now.duration_since(self.opened) < MAX_LIFETIME {
-                idle.push(Idle { conn, opened: self.opened, since: now });
+            let mut idle = self.lock();
+            if now.duration_since(opened) < MAX_LIFETIME {
+                idle.push(Idle { conn, opened, since: now });
             } else {
                 retired.push(conn);
             }
             // The bottom of the stack has waited longest.
-            while idle.len() > self.inner.min as usize
+            while idle.len() > self.min as usize
                 && idle.first().is_some_and(|oldest| now.duration_since(oldest.since) >= IDLE_TIMEOUT)
             {
                 retired.push(idle.remove(0).conn);
@@ -192,6 +222,16 @@ impl Lease {
             retire(conn);
         }
     }
+}
+
+/// Reads a cancelled operation's connection up to the server's `ReadyForQuery` (the statement
+/// it was in ended on the server: done, failed, or timed out there), then rolls back whatever
+/// transaction it left open: the connection is then as clean as a released one. The
+/// `ROLLBACK` is sent whether or not one is open (the driver cannot always tell; with none,
+/// the server only warns): this path is taken by cancelled operations alone.
+async fn drain(conn: &mut PgConnection) -> std::result::Result<(), sqlx::Error> {
+    conn.ping().await?;
+    sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.map(drop)
 }
 
 impl Deref for Lease {
@@ -210,9 +250,19 @@ impl DerefMut for Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            retire(conn);
-        }
+        let (Some(mut conn), Ok(runtime)) = (self.conn.take(), tokio::runtime::Handle::try_current()) else {
+            // Released, or no runtime left to drain on: dropping the socket closes it.
+            return;
+        };
+        let (inner, opened, permit) = (Arc::clone(&self.inner), self.opened, self.permit.take());
+        runtime.spawn(async move {
+            match tokio::time::timeout(inner.drain_timeout, drain(&mut conn)).await {
+                Ok(Ok(())) => inner.give_back(conn, opened),
+                // Not clean in time: closing it is all that is left.
+                _ => drop(conn),
+            }
+            drop(permit);
+        });
     }
 }
 
@@ -290,7 +340,7 @@ mod tests {
     #[tokio::test]
     async fn the_connection_released_last_is_handed_out_next() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options, 4, 0, Duration::from_secs(5));
+        let pool = Pool::new(options, 4, 0, Duration::from_secs(5), Duration::from_secs(5));
         // A burst opens three connections...
         let mut leases = Vec::new();
         for _ in 0..3 {
@@ -314,36 +364,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_lease_dropped_mid_use_is_closed_and_never_reused() {
+    async fn a_lease_dropped_mid_statement_keeps_its_slot_until_the_server_is_done() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options.clone(), 2, 0, Duration::from_secs(5));
+        let pool = Pool::new(options.clone(), 1, 0, Duration::from_secs(5), Duration::from_secs(5));
         let mut lease = pool.acquire().await.unwrap();
         let first = pid(&mut lease).await;
-        // A write cancelled mid-statement: the lease is dropped, not released.
+        // A write cancelled mid-statement: the lease is dropped while the server still works.
+        let slow = sqlx::query("SELECT pg_sleep(0.4)").execute(&mut *lease);
+        assert!(tokio::time::timeout(Duration::from_millis(100), slow).await.is_err());
         drop(lease);
-        assert_ne!(used(&pool).await, first);
-        // Its connection is closed on the server, not left open.
-        let mut admin = options.connect().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let alive: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)")
-                .bind(first)
-                .fetch_one(&mut admin)
-                .await
-                .unwrap();
-            if !alive {
-                break;
-            }
-            assert!(Instant::now() < deadline, "the dropped connection is still open");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        // Its slot stays taken while the server finishes the statement: no second connection.
+        assert_eq!(pool.open_connections(), 1);
+        assert_eq!(pool.inner.permits.available_permits(), 0, "the slot is freed only once the server is done");
+        // Then the same connection comes back clean, ready for the next statement.
+        assert_eq!(used(&pool).await, first);
+        assert_eq!(pool.open_connections(), 1);
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_transaction_left_open_by_a_cancelled_lease_is_rolled_back() {
+        let Some(options) = server().await else { return };
+        let pool = Pool::new(options.clone(), 1, 0, Duration::from_secs(5), Duration::from_secs(5));
+        let mut lease = pool.acquire().await.unwrap();
+        sqlx::raw_sql("BEGIN; CREATE TEMP TABLE left_open (x int)").execute(&mut *lease).await.unwrap();
+        drop(lease);
+        let mut lease = pool.acquire().await.unwrap();
+        let gone: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('pg_temp.left_open')::text").fetch_one(&mut *lease).await.unwrap();
+        assert_eq!(gone, None, "the open transaction was rolled back");
+        lease.release(&Ok(()));
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_does_not_come_back_in_time_is_closed() {
+        let Some(options) = server().await else { return };
+        let pool = Pool::new(options.clone(), 1, 0, Duration::from_secs(5), Duration::from_millis(100));
+        let mut lease = pool.acquire().await.unwrap();
+        let first = pid(&mut lease).await;
+        let slow = sqlx::query("SELECT pg_sleep(2)").execute(&mut *lease);
+        assert!(tokio::time::timeout(Duration::from_millis(50), slow).await.is_err());
+        drop(lease);
+        assert_ne!(used(&pool).await, first, "given up on, the connection was closed");
         pool.close().await;
     }
 
     #[tokio::test]
     async fn a_connection_the_server_dropped_is_replaced() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options.clone(), 2, 0, Duration::from_secs(5));
+        let pool = Pool::new(options.clone(), 2, 0, Duration::from_secs(5), Duration::from_secs(5));
         let first = used(&pool).await;
         let mut admin = options.connect().await.unwrap();
         let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
@@ -365,7 +435,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_gets_the_connection_given_back_and_times_out_without_one() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options, 1, 0, Duration::from_millis(200));
+        let pool = Pool::new(options, 1, 0, Duration::from_millis(200), Duration::from_secs(5));
         let mut held = pool.acquire().await.unwrap();
         let holder = pid(&mut held).await;
         let error = pool.acquire().await.err().expect("no connection is free");
@@ -384,7 +454,7 @@ mod tests {
     #[tokio::test]
     async fn close_waits_for_connections_in_use() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options, 2, 1, Duration::from_secs(5));
+        let pool = Pool::new(options, 2, 1, Duration::from_secs(5), Duration::from_secs(5));
         pool.fill().await.unwrap();
         assert_eq!(pool.open_connections(), 1);
         let lease = pool.acquire().await.unwrap();
@@ -406,7 +476,7 @@ mod tests {
         runtime.block_on(async {
             // Nothing listens on port 1: nothing is connected before the pool refuses.
             let options = PgConnectOptions::new().host("127.0.0.1").port(1);
-            let pool = Pool::new(options, 2, 0, Duration::from_secs(5));
+            let pool = Pool::new(options, 2, 0, Duration::from_secs(5), Duration::from_secs(5));
             pool.close().await;
             assert_eq!(pool.open_connections(), 0);
             let error = pool.acquire().await.err().expect("refused");

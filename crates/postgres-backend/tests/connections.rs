@@ -54,3 +54,79 @@ async fn a_refused_thread_delete_leaves_no_lock_behind() {
     other.close().await;
     support::drop_schema(&schema).await;
 }
+
+/// Server connections opened under `application_name`.
+async fn server_connections(admin: &mut sqlx::PgConnection, application: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+        .bind(application)
+        .fetch_one(admin)
+        .await
+        .unwrap()
+}
+
+/// Callers that time out while their writes wait on the server for a row lock never make the
+/// pool open more server connections than its maximum, and once the lock is gone the store
+/// serves at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_writes_never_exceed_the_pools_server_connections() {
+    use sqlx::{AssertSqlSafe, Connection};
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let application = format!("cancel_{schema}");
+    let url = format!("{}?application_name={application}", support::url());
+    let backend = PostgresBackend::builder(url)
+        .schema(schema.clone())
+        .max_connections(2)
+        .lock_timeout(Duration::from_secs(3))
+        .connect()
+        .await
+        .unwrap();
+    let thread = ThreadId::new("hot").unwrap();
+    backend.apply(add(&thread, "first")).await.unwrap();
+
+    // Another session holds the thread's row lock.
+    let mut holder = sqlx::PgConnection::connect(&support::url()).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "BEGIN; SELECT 1 FROM \"{schema}\".threads WHERE thread_id = 'hot' FOR UPDATE"
+    )))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+
+    let mut admin = sqlx::PgConnection::connect(&support::url()).await.unwrap();
+    let callers: Vec<_> = (0..4)
+        .map(|caller| {
+            let (backend, thread) = (backend.clone(), thread.clone());
+            tokio::spawn(async move {
+                for attempt in 0..10 {
+                    let write = backend.apply(add(&thread, &format!("{caller}-{attempt}")));
+                    let timed_out = tokio::time::timeout(Duration::from_millis(100), write).await;
+                    assert!(timed_out.is_err(), "the row lock is held: {timed_out:?}");
+                }
+            })
+        })
+        .collect();
+    let mut most = 0;
+    while !callers.iter().all(|caller| caller.is_finished()) {
+        most = most.max(server_connections(&mut admin, &application).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    assert!(most <= 2, "{most} server connections for a pool of 2");
+
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    // The lock is gone: the waiting statements end, their connections come back, and a fresh
+    // write is served (within the drain bound, not after a pile of abandoned work).
+    let written = tokio::time::timeout(Duration::from_secs(10), backend.apply(add(&thread, "fresh")))
+        .await
+        .expect("served once the lock was released")
+        .unwrap();
+    assert!(seq(written) >= 2);
+    assert!(server_connections(&mut admin, &application).await <= 2);
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
