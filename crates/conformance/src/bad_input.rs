@@ -134,3 +134,70 @@ pub async fn check_overly_nested_json_is_invalid<F: Factory>(factory: &F) -> Out
     assert_eq!(snapshot(b, &[&id]).await, before);
     store.finish().await
 }
+
+/// U+0000 (NUL), which PostgreSQL cannot store, is refused by every backend, naming the field
+/// it was in (content, metadata, title, filter), and nothing is written.
+pub async fn check_nul_is_refused_naming_its_field<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b().as_ref();
+    let id = t("nul");
+    let message = add_text(b, &id, "x").await;
+    let before = snapshot(b, &[&id]).await;
+    let nul_meta = Metadata::new().with("note", json!({"deep": ["a\u{0}b"]}));
+    let cases: Vec<(persist_core::PersistArgs, &str)> = vec![
+        (text_add(&id, "a\u{0}b").into(), "content"),
+        (UpdateContent::new(id.clone(), message.id.clone(), Content::text("\u{0}")).into(), "content"),
+        (text_add(&id, "fine").with_metadata(nul_meta.clone()).into(), "metadata"),
+        (Reserve::new(id.clone(), Role::Assistant).with_metadata(nul_meta.clone()).into(), "metadata"),
+        (Update::message(id.clone(), message.id.clone()).with_metadata(nul_meta).into(), "metadata"),
+        (Update::thread(id.clone()).with_metadata(Metadata::new().with("k\u{0}", json!(1))).into(), "metadata"),
+        (Update::thread(id.clone()).with_title(Some("a\u{0}".into())).into(), "title"),
+        (text_add(&t("nul-new"), "\u{0}").into(), "content"),
+    ];
+    for (args, expected_field) in cases {
+        assert_err!(write(b, args).await, PersistError::InvalidInput { field, .. } if field == expected_field);
+    }
+    assert_err!(
+        b.threads(ListThreads::new().with_filter(Metadata::new().with("k", json!("\u{0}")))).await,
+        PersistError::InvalidInput { field: "filter", .. }
+    );
+    assert!(thread(b, &t("nul-new")).await.is_none());
+    assert_eq!(snapshot(b, &[&id]).await, before);
+    // The six characters `\u0000` are plain text, stored as given.
+    let lookalike = written(b, text_add(&id, "\\u0000")).await;
+    assert_eq!(lookalike.content.to_text(), "\\u0000");
+    store.finish().await
+}
+
+/// Content or metadata nested far deeper than a thread's stack allows a recursive walk (a
+/// hundred thousand levels) is `InvalidInput`, like any value over the limit: never a crash.
+pub async fn check_json_too_deep_for_the_stack_is_invalid<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b().as_ref();
+    let id = t("deeper");
+    let message = add_text(b, &id, "x").await;
+    let before = snapshot(b, &[&id]).await;
+    // Built in a loop, not with `json!` (which copies its argument recursively).
+    let nested = || {
+        let mut value = json!("leaf");
+        for _ in 0..100_000 {
+            value = serde_json::Value::Array(vec![value]);
+        }
+        value
+    };
+    assert_err!(
+        write(b, persist_core::args::Add::new(id.clone(), Role::User, Content::new(nested()))).await,
+        PersistError::InvalidInput { field: "content", .. }
+    );
+    assert_err!(
+        write(b, UpdateContent::new(id.clone(), message.id.clone(), Content::new(nested()))).await,
+        PersistError::InvalidInput { field: "content", .. }
+    );
+    let patch = Metadata::new().with("deep", nested());
+    assert_err!(
+        write(b, Update::message(id.clone(), message.id.clone()).with_metadata(patch)).await,
+        PersistError::InvalidInput { field: "metadata", .. }
+    );
+    assert_eq!(snapshot(b, &[&id]).await, before);
+    store.finish().await
+}

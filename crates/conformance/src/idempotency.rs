@@ -93,6 +93,30 @@ pub async fn check_different_payload_with_same_id_is_already_exists<F: Factory>(
     store.finish().await
 }
 
+/// A repeat is compared by value, on one canonical form: numbers a store may rewrite
+/// (PostgreSQL's `jsonb` writes `1e2` as `100`, `1E+16` as `10000000000000000`, `-0` as `0`)
+/// still make an identical retry a repeat, never `AlreadyExists`; another value is a conflict.
+pub async fn check_repeats_compare_numbers_by_value<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("numbers");
+    let content = Content::from_json(r#"[{"type":"data","n":1e2,"big":1E+16,"z":-0,"x":1.0}]"#).expect("JSON");
+    let meta = Metadata::new().with("ratio", json!(0.5)).with("count", json!(1e2));
+    let add = |content: &Content| {
+        Add::new(id.clone(), Role::Tool, content.clone()).with_id(m("n-1")).with_metadata(meta.clone())
+    };
+    let first = written(b, add(&content)).await;
+    let again = write(b, add(&content)).await.expect("an identical retry is not a conflict");
+    assert!(dedup(&again), "the identical retry is a repeat");
+    assert_eq!(again.message(), Some(&first));
+    let rewritten = Content::from_json(r#"[{"type":"data","n":100,"big":10000000000000000,"z":0,"x":1}]"#).unwrap();
+    assert!(dedup(&write(b, add(&rewritten)).await.expect("equal by value")));
+    let other = Content::from_json(r#"[{"type":"data","n":101,"big":1E+16,"z":-0,"x":1.0}]"#).unwrap();
+    assert_err!(write(b, add(&other)).await, PersistError::AlreadyExists { .. });
+    assert_eq!(thread(b, &id).await.unwrap().last_seq, 1);
+    store.finish().await
+}
+
 /// Keys are scoped to their thread: the same key in two threads makes two messages.
 pub async fn check_idempotency_keys_are_per_thread<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);

@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (72 in all):
+//! [`CHECKS`] lists every check by group and name (76 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -208,6 +208,7 @@ macro_rules! __for_each_check {
                 check_identical_explicit_id_dedups,
                 check_different_payload_with_same_id_is_already_exists,
                 check_idempotency_keys_are_per_thread,
+                check_repeats_compare_numbers_by_value,
             }
             versions {
                 check_expected_version_on_update_content,
@@ -237,6 +238,7 @@ macro_rules! __for_each_check {
                 check_threads_cursor_paging,
                 check_threads_exclude_deleted,
                 check_thread_counters_match_messages,
+                check_threads_filter_compares_numbers_by_value,
             }
             bad_input {
                 check_meaningless_updates_are_invalid,
@@ -244,6 +246,8 @@ macro_rules! __for_each_check {
                 check_unknown_thread_for_update_is_not_found,
                 check_failed_writes_leave_the_store_unchanged,
                 check_overly_nested_json_is_invalid,
+                check_nul_is_refused_naming_its_field,
+                check_json_too_deep_for_the_stack_is_invalid,
             }
             sessions {
                 check_bind_then_resolve_resumes,

@@ -55,6 +55,36 @@ pub async fn check_threads_metadata_filter<F: Factory>(factory: &F) -> Outcome {
     store.finish().await
 }
 
+/// A filter matches by value on every backend: `1` matches a stored `1.0`, at any depth; a
+/// string `"1"` does not match a number, and arrays and objects must match whole.
+pub async fn check_threads_filter_compares_numbers_by_value<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b().as_ref();
+    add_text(b, &t("scored"), "x").await;
+    let meta = Metadata::new().with("score", json!(1.0)).with("nested", json!({"a": [1.0, {"b": 2}], "c": "d"}));
+    write(b, Update::thread(t("scored")).with_metadata(meta)).await.expect("tag thread");
+    let matches = |filter: serde_json::Value| {
+        let filter = Metadata::try_from(filter).expect("an object");
+        async move { names(b, ListThreads::new().with_filter(filter)).await == ["scored"] }
+    };
+    assert!(matches(json!({"score": 1})).await, "1 matches a stored 1.0");
+    assert!(matches(json!({"score": 1e0})).await);
+    assert!(matches(json!({"nested": {"a": [1, {"b": 2.0}], "c": "d"}})).await, "by value at any depth");
+    assert!(matches(json!({"score": 1, "nested": {"c": "d", "a": [1, {"b": 2}]}})).await);
+    for missing in [
+        json!({"score": 2}),
+        json!({"score": "1"}),
+        json!({"nested": {"a": [1, {"b": 2}]}}),
+        json!({"nested": {"a": [1], "c": "d"}}),
+        json!({"nested": {"a": [1, {"b": 2}, 3], "c": "d"}}),
+        json!({"nested": {"a": [1, {"b": 2}], "c": "d", "e": null}}),
+        json!({"other": 1}),
+    ] {
+        assert!(!matches(missing.clone()).await, "{missing} matched");
+    }
+    store.finish().await
+}
+
 /// Cursor pages cover every thread once, with `has_more` right.
 pub async fn check_threads_cursor_paging<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);

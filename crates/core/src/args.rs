@@ -571,14 +571,28 @@ impl PersistArgs {
         }
     }
 
-    /// Checks the rules no type can express, the same on every backend: an update must change
-    /// something, a role applies to messages and a title to threads, a title fits in
+    /// Checks the rules no type can express, the same on every backend: content and metadata
+    /// nested at most [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH) deep, no U+0000 in content,
+    /// metadata or a title (PostgreSQL cannot store it, so no backend does), an update must
+    /// change something, a role applies to messages and a title to threads, a title fits in
     /// [`MAX_TITLE_BYTES`]. Backends call this before writing anything.
     ///
     /// # Errors
     ///
     /// [`PersistError::InvalidInput`] naming the field.
     pub fn validate(&self) -> Result<()> {
+        if let Some(content) = self.content() {
+            content.check_depth()?;
+            if content.has_nul() {
+                return Err(nul("content"));
+            }
+        }
+        if let Some(metadata) = self.metadata() {
+            metadata.check_depth()?;
+            if metadata.has_nul() {
+                return Err(nul("metadata"));
+            }
+        }
         let Self::Update(update) = self else {
             return Ok(());
         };
@@ -595,10 +609,16 @@ impl PersistArgs {
                     "title",
                     format!("is {} bytes, the limit is {MAX_TITLE_BYTES}", title.len()),
                 )),
+                Some(Some(title)) if title.contains('\0') => Err(nul("title")),
                 _ => Ok(()),
             },
         }
     }
+}
+
+/// The refusal of U+0000 in `field`.
+pub(crate) fn nul(field: &'static str) -> PersistError {
+    PersistError::invalid(field, "contains U+0000 (NUL), which is not stored")
 }
 
 impl Target {

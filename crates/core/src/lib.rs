@@ -50,6 +50,7 @@ pub mod args;
 mod backend;
 mod error;
 mod id;
+mod json;
 pub mod layer;
 pub mod maintenance;
 mod message;

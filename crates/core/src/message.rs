@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::error::PersistError;
 use crate::id::{IdempotencyKey, MessageId, TenantId, ThreadId};
+use crate::json;
 
 /// Who wrote a message.
 ///
@@ -126,15 +127,21 @@ enum Repr {
     /// Compact JSON text, readable back by `serde_json`.
     Json(Arc<str>),
     /// A value nested deeper than a JSON parser reads back (see [`MAX_JSON_DEPTH`]): kept as
-    /// given so it can be inspected; every backend refuses to store it.
-    Deep(Arc<Value>),
+    /// its JSON text and depth, so it can be inspected and refused with both; every backend
+    /// refuses to store it. (Held as a value, it could be too deep to walk or even drop.)
+    Deep { text: Arc<str>, depth: usize },
 }
 
 impl Content {
     /// Wraps any JSON value (serialized once, here).
+    ///
+    /// A value nested deeper than [`MAX_JSON_DEPTH`] is accepted here, however deep, and
+    /// refused by [`check_depth`](Self::check_depth) (so by every backend) as `InvalidInput`.
     pub fn new(value: Value) -> Self {
-        if value_depth(&value) > MAX_JSON_DEPTH {
-            return Self(Repr::Deep(Arc::new(value)));
+        if json::deeper_than(&value, MAX_JSON_DEPTH) {
+            let deep = Repr::Deep { text: Arc::from(json::to_string(&value)), depth: json::depth(&value) };
+            json::drop_flat(value);
+            return Self(deep);
         }
         Self(Repr::Json(Arc::from(value.to_string())))
     }
@@ -162,7 +169,7 @@ impl Content {
         // Keys in the order `serde_json` writes them (sorted), so the text is the one
         // `Content::new(json!([{"type": "text", "text": …}]))` holds.
         json.push_str(r#"[{"text":"#);
-        push_json_string(&mut json, text);
+        json::push_string(&mut json, text);
         json.push_str(r#","type":"text"}]"#);
         Self(Repr::Json(Arc::from(json)))
     }
@@ -181,26 +188,27 @@ impl Content {
     /// The content as compact JSON text (as given, for [`from_json`](Self::from_json)).
     pub fn as_json(&self) -> Cow<'_, str> {
         match &self.0 {
-            Repr::Json(text) => Cow::Borrowed(text),
-            Repr::Deep(value) => Cow::Owned(value.to_string()),
+            Repr::Json(text) | Repr::Deep { text, .. } => Cow::Borrowed(text),
         }
     }
 
     /// The JSON value, parsed from the text.
+    ///
+    /// Content nested deeper than [`MAX_JSON_DEPTH`] (which no backend stores) reads as
+    /// `null`: no JSON parser reads it back; [`as_json`](Self::as_json) has its text.
     pub fn to_value(&self) -> Value {
         match &self.0 {
             // Checked when the content was built: nested at most `MAX_JSON_DEPTH` deep, so
             // `serde_json` reads it back.
             Repr::Json(text) => serde_json::from_str(text).unwrap_or(Value::Null),
-            Repr::Deep(value) => Value::clone(value),
+            Repr::Deep { .. } => Value::Null,
         }
     }
 
     /// Size of the content as JSON text, in bytes.
     pub fn json_len(&self) -> usize {
         match &self.0 {
-            Repr::Json(text) => text.len(),
-            Repr::Deep(value) => json_len(value),
+            Repr::Json(text) | Repr::Deep { text, .. } => text.len(),
         }
     }
 
@@ -208,7 +216,15 @@ impl Content {
     pub fn depth(&self) -> usize {
         match &self.0 {
             Repr::Json(text) => text_depth(text),
-            Repr::Deep(value) => value_depth(value),
+            Repr::Deep { depth, .. } => *depth,
+        }
+    }
+
+    /// Whether a string anywhere in the content holds U+0000, which PostgreSQL cannot store and
+    /// [`PersistArgs::validate`](crate::PersistArgs::validate) therefore refuses everywhere.
+    pub fn has_nul(&self) -> bool {
+        match &self.0 {
+            Repr::Json(text) | Repr::Deep { text, .. } => json::text_has_nul(text),
         }
     }
 
@@ -223,7 +239,7 @@ impl Content {
         match &self.0 {
             // Built only when nested at most `MAX_JSON_DEPTH` deep.
             Repr::Json(_) => Ok(()),
-            Repr::Deep(value) => check_depth("content", value_depth(value)),
+            Repr::Deep { depth, .. } => check_depth("content", *depth),
         }
     }
 
@@ -240,11 +256,14 @@ impl Content {
     }
 }
 
+/// Equal JSON values, numbers compared by value (`1e2` equals `100`, `1` equals `1.0`), as
+/// every backend compares a repeated write with the stored one.
 impl PartialEq for Content {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
-            (Repr::Json(a), Repr::Json(b)) if a == b => true,
-            _ => self.to_value() == other.to_value(),
+            (Repr::Json(a), Repr::Json(b)) => a == b || json::eq(&self.to_value(), &other.to_value()),
+            (Repr::Deep { text: a, .. }, Repr::Deep { text: b, .. }) => a == b,
+            _ => false,
         }
     }
 }
@@ -259,7 +278,9 @@ impl Serialize for Content {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match &self.0 {
             Repr::Json(_) => self.to_value().serialize(serializer),
-            Repr::Deep(value) => value.serialize(serializer),
+            Repr::Deep { depth, .. } => Err(serde::ser::Error::custom(format!(
+                "content nested {depth} deep cannot be serialized, the limit is {MAX_JSON_DEPTH}"
+            ))),
         }
     }
 }
@@ -274,28 +295,6 @@ impl From<Value> for Content {
     fn from(value: Value) -> Self {
         Self::new(value)
     }
-}
-
-/// Appends `text` as a JSON string literal, escaped as `serde_json` escapes it.
-fn push_json_string(out: &mut String, text: &str) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                use std::fmt::Write as _;
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// Nesting depth of JSON text: the deepest `[`/`{` outside strings.
@@ -341,9 +340,43 @@ fn text_depth(text: &str) -> usize {
 /// assert_eq!(meta.get("done"), Some(&json!(true)));
 /// assert!(Metadata::try_from(json!([1, 2])).is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(transparent)]
 pub struct Metadata(Arc<Map<String, Value>>);
+
+/// Equal objects, numbers compared by value (see [`Content`]'s equality).
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || json::map_eq(&self.0, &other.0)
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Written without recursion: a value may be nested too deep for `Value`'s own `Debug`.
+        let mut text = String::from("{");
+        for (index, (key, value)) in self.0.iter().enumerate() {
+            if index > 0 {
+                text.push(',');
+            }
+            json::push_string(&mut text, key);
+            text.push(':');
+            text.push_str(&json::to_string(value));
+        }
+        text.push('}');
+        f.debug_tuple("Metadata").field(&format_args!("{text}")).finish()
+    }
+}
+
+impl Drop for Metadata {
+    fn drop(&mut self) {
+        // The last handle drops the map: a value too deep for `Value`'s recursive drop is taken
+        // apart one node at a time first. A flat map costs one look at each value.
+        if let Some(map) = Arc::get_mut(&mut self.0) {
+            json::drop_deep_values(map, MAX_JSON_DEPTH);
+        }
+    }
+}
 
 impl Default for Metadata {
     fn default() -> Self {
@@ -403,12 +436,18 @@ impl Metadata {
 
     /// Size of the object as compact JSON, in bytes (counted, not allocated).
     pub fn json_len(&self) -> usize {
-        map_json_len(&self.0)
+        json::map_len(&self.0)
     }
 
     /// Nesting depth: `1` for an object of scalars, `+1` per nested object or array level.
     pub fn depth(&self) -> usize {
-        1 + self.0.values().map(value_depth).max().unwrap_or(0)
+        1 + self.0.values().map(json::depth).max().unwrap_or(0)
+    }
+
+    /// Whether a key or a string anywhere in the object holds U+0000 (see
+    /// [`Content::has_nul`]).
+    pub fn has_nul(&self) -> bool {
+        self.0.iter().any(|(key, value)| key.contains('\0') || json::has_nul(value))
     }
 
     /// Checks that the object can be stored and read back as JSON (see
@@ -418,12 +457,16 @@ impl Metadata {
     ///
     /// `InvalidInput` naming `metadata`.
     pub fn check_depth(&self) -> Result<(), PersistError> {
-        check_depth("metadata", self.depth())
+        if self.0.values().any(|value| json::deeper_than(value, MAX_JSON_DEPTH - 1)) {
+            return check_depth("metadata", self.depth());
+        }
+        Ok(())
     }
 
-    /// Whether every key of `filter` is present in `self` with an equal value.
+    /// Whether every key of `filter` is present in `self` with an equal value (numbers
+    /// compared by value, as for equality).
     pub fn contains(&self, filter: &Metadata) -> bool {
-        filter.0.iter().all(|(key, value)| self.0.get(key) == Some(value))
+        filter.0.iter().all(|(key, value)| self.0.get(key).is_some_and(|own| json::eq(own, value)))
     }
 }
 
@@ -452,51 +495,6 @@ impl<'de> Deserialize<'de> for Metadata {
     }
 }
 
-/// Counts the bytes `serde_json` writes for compact output, walking the value instead of
-/// formatting it (the metrics and validate layers ask for it on every write).
-fn json_len(value: &Value) -> usize {
-    match value {
-        Value::Null => 4,
-        Value::Bool(true) => 4,
-        Value::Bool(false) => 5,
-        Value::Number(number) => {
-            let mut counter = ByteCounter(0);
-            let _ = fmt::Write::write_fmt(&mut counter, format_args!("{number}"));
-            counter.0
-        }
-        Value::String(text) => string_json_len(text),
-        Value::Array(items) => 2 + items.len().saturating_sub(1) + items.iter().map(json_len).sum::<usize>(),
-        Value::Object(map) => map_json_len(map),
-    }
-}
-
-fn map_json_len(map: &Map<String, Value>) -> usize {
-    2 + map.len().saturating_sub(1)
-        + map.iter().map(|(key, value)| string_json_len(key) + 1 + json_len(value)).sum::<usize>()
-}
-
-/// A string with its quotes and serde_json's escapes: `\"`, `\\` and the short control escapes take
-/// two bytes, other control characters six (`\u00XX`).
-fn string_json_len(text: &str) -> usize {
-    2 + text
-        .bytes()
-        .map(|byte| match byte {
-            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
-            0x00..=0x1f => 6,
-            _ => 1,
-        })
-        .sum::<usize>()
-}
-
-struct ByteCounter(usize);
-
-impl fmt::Write for ByteCounter {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        self.0 += text.len();
-        Ok(())
-    }
-}
-
 /// The deepest JSON nesting a backend stores (below `serde_json`'s parsing limit of 128, so
 /// what was written can always be read back).
 pub const MAX_JSON_DEPTH: usize = 100;
@@ -506,14 +504,6 @@ fn check_depth(field: &'static str, depth: usize) -> Result<(), PersistError> {
         return Err(PersistError::invalid(field, format!("is nested {depth} deep, the limit is {MAX_JSON_DEPTH}")));
     }
     Ok(())
-}
-
-fn value_depth(value: &Value) -> usize {
-    match value {
-        Value::Array(items) => 1 + items.iter().map(value_depth).max().unwrap_or(0),
-        Value::Object(map) => 1 + map.values().map(value_depth).max().unwrap_or(0),
-        _ => 0,
-    }
 }
 
 fn json_kind(value: &Value) -> &'static str {
@@ -762,10 +752,66 @@ mod tests {
             deep = json!([deep]);
         }
         assert!(Content::new(deep.clone()).check_depth().is_ok());
-        let deeper = Content::new(json!([deep]));
+        let deeper = Content::new(json!([deep.clone()]));
         assert!(matches!(deeper.check_depth(), Err(PersistError::InvalidInput { field: "content", .. })));
-        let meta = Metadata::new().with("k", deeper.to_value());
+        assert_eq!(deeper.depth(), MAX_JSON_DEPTH + 1);
+        assert_eq!(deeper.as_json(), serde_json::to_string(&json!([deep.clone()])).unwrap());
+        assert_eq!(deeper.to_value(), Value::Null, "no parser reads it back");
+        let meta = Metadata::new().with("k", json!([deep]));
         assert!(matches!(meta.check_depth(), Err(PersistError::InvalidInput { field: "metadata", .. })));
+    }
+
+    /// A value nested `levels` deep, built without recursion (`json!` would copy it through
+    /// `to_value`, which recurses).
+    fn nested(levels: usize) -> Value {
+        let mut value = json!("leaf");
+        for _ in 0..levels {
+            value = Value::Array(vec![value]);
+        }
+        value
+    }
+
+    #[test]
+    fn values_too_deep_for_the_stack_are_refused_not_a_crash() {
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(|| {
+                let content = Content::new(nested(100_000));
+                assert!(matches!(content.check_depth(), Err(PersistError::InvalidInput { field: "content", .. })));
+                assert_eq!(content.depth(), 100_000);
+                assert!(content.json_len() > 200_000);
+                assert_eq!(content, content.clone());
+                assert!(serde_json::to_string(&content).is_err(), "refused, not a crash");
+                let meta = Metadata::new().with("deep", nested(100_000));
+                assert!(matches!(meta.check_depth(), Err(PersistError::InvalidInput { field: "metadata", .. })));
+                assert!(meta.json_len() > 200_000);
+                assert!(format!("{meta:?}").len() > 200_000);
+                assert_eq!(meta, meta.clone());
+                drop((content, meta));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn equality_compares_numbers_by_value() {
+        let stored = Content::from_json(r#"[{"n":100,"x":1.0,"z":0}]"#).unwrap();
+        assert_eq!(stored, Content::from_json(r#"[{"n":1e2,"x":1,"z":-0}]"#).unwrap());
+        assert_ne!(stored, Content::from_json(r#"[{"n":101,"x":1,"z":0}]"#).unwrap());
+        let meta = Metadata::new().with("score", json!(1.0)).with("tags", json!([1e2]));
+        assert_eq!(meta, Metadata::new().with("score", json!(1)).with("tags", json!([100])));
+        assert!(meta.contains(&Metadata::new().with("score", json!(1))));
+        assert!(!meta.contains(&Metadata::new().with("score", json!(2))));
+    }
+
+    #[test]
+    fn nul_is_found_in_content_and_metadata() {
+        assert!(Content::text("a\u{0}b").has_nul());
+        assert!(!Content::text("a\\u0000b").has_nul(), "the text \\u0000 is not a NUL");
+        assert!(Metadata::new().with("k", json!({"x": "\u{0}"})).has_nul());
+        assert!(Metadata::new().with("k\u{0}", json!(1)).has_nul());
+        assert!(!Metadata::new().with("k", json!("u0000")).has_nul());
     }
 
     #[test]

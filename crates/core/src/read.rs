@@ -322,13 +322,20 @@ impl ListThreads {
         self
     }
 
-    /// Checks the limit; backends call this first.
+    /// Checks the limit and the filter; backends call this first.
     ///
     /// # Errors
     ///
-    /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`].
+    /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`], or a
+    /// filter no metadata can hold (nested too deep, U+0000), naming `filter`.
     pub fn validate(&self) -> Result<()> {
-        validate_limit(self.limit)
+        validate_limit(self.limit)?;
+        // What no thread's metadata can hold matches nothing: refused as it would be written.
+        self.filter.check_depth().map_err(|_| PersistError::invalid("filter", "is nested too deep"))?;
+        if self.filter.has_nul() {
+            return Err(crate::args::nul("filter"));
+        }
+        Ok(())
     }
 
     /// How many threads a backend fetches: one more than the page, to learn whether more follow.

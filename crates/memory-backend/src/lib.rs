@@ -115,13 +115,6 @@ impl MemoryBackend {
 
     fn write(&self, args: PersistArgs) -> Result<PersistResult> {
         args.validate()?;
-        // Kept to what a serializing backend can store and read back, so stores agree.
-        if let Some(content) = args.content() {
-            content.check_depth()?;
-        }
-        if let Some(metadata) = args.metadata() {
-            metadata.check_depth()?;
-        }
         let now = Timestamp::now();
         let mut state = self.lock();
         match &args {

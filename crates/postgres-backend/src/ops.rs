@@ -28,17 +28,10 @@ fn raced() -> PersistError {
     PersistError::temporary("the write kept racing concurrent writers; retry it")
 }
 
-/// Refuses what no write may store: invalid arguments, and JSON nested deeper than a parser
-/// accepts (what is stored must read back).
+/// Refuses what no write may store (see [`PersistArgs::validate`]: JSON nested deeper than a
+/// parser accepts, U+0000, …).
 pub(crate) fn check(args: &PersistArgs) -> Result<(), PersistError> {
-    args.validate()?;
-    if let Some(content) = args.content() {
-        content.check_depth()?;
-    }
-    if let Some(metadata) = args.metadata() {
-        metadata.check_depth()?;
-    }
-    Ok(())
+    args.validate()
 }
 
 pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<PersistResult, PersistError> {

@@ -931,7 +931,6 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
 impl Limits {
     /// `content`, once checked against the limits.
     fn content(&self, content: &persist_core::Content) -> OpResult<persist_core::Content> {
-        content.check_depth().map_err(refused)?;
         if content.json_len() > self.max_content_bytes {
             return Err(refused(PersistError::invalid(
                 "content",
@@ -942,7 +941,6 @@ impl Limits {
     }
 
     fn metadata(&self, metadata: &Metadata) -> OpResult<String> {
-        metadata.check_depth().map_err(refused)?;
         let text = json(metadata).map_err(aborted)?;
         if text.len() > self.max_metadata_bytes {
             return Err(refused(PersistError::invalid(

@@ -75,18 +75,50 @@ pub(crate) async fn list(pool: &SqlitePool, query: &ListMessages) -> Result<Page
     Ok(query.page(fetched.iter().map(rows::message).collect::<Result<Vec<_>>>()?))
 }
 
+/// Whether two `json_tree` rows are the same node: the same kind (integer and real are one
+/// kind, numbers) and the same atom (containers have none), numbers compared by value.
+macro_rules! same_node {
+    ($a:literal, $b:literal) => {
+        concat!(
+            "(",
+            $a,
+            ".type = ",
+            $b,
+            ".type OR (",
+            $a,
+            ".type IN ('integer', 'real') AND ",
+            $b,
+            ".type IN ('integer', 'real'))) AND ",
+            $a,
+            ".atom IS ",
+            $b,
+            ".atom"
+        )
+    };
+}
+
 pub(crate) async fn threads(pool: &SqlitePool, query: &ListThreads) -> Result<Page<Thread, ThreadCursor>> {
     query.validate()?;
-    // The metadata filter is bound as one JSON object: a thread matches when no entry of the
-    // filter lacks an equal entry (same key, JSON type and value) in the thread's metadata.
+    // The metadata filter is bound as one JSON object. A thread matches when, for each of the
+    // filter's keys, the thread's value equals the filter's: every node (path, kind, value) of
+    // one has its match in the other, numbers compared by value (`1` matches `1.0`, as on every
+    // backend).
     let fetched = sqlx::query(concat!(
         "SELECT ",
         thread_columns!(),
         " FROM threads WHERE deleted_at IS NULL AND (?1 IS NULL OR tenant = ?1) \
             AND (?2 IS NULL OR updated_at < ?2 OR (updated_at = ?2 AND thread_id < ?3)) \
-            AND NOT EXISTS (SELECT 1 FROM json_each(?4) f WHERE NOT EXISTS ( \
-                    SELECT 1 FROM json_each(threads.metadata) j \
-                     WHERE j.key = f.key AND j.type = f.type AND j.value IS f.value)) \
+            AND NOT EXISTS (SELECT 1 FROM json_tree(?4) f WHERE f.parent IS NOT NULL AND NOT EXISTS ( \
+                    SELECT 1 FROM json_tree(threads.metadata) m \
+                     WHERE m.fullkey = f.fullkey AND ",
+        same_node!("m", "f"),
+        ")) \
+            AND NOT EXISTS (SELECT 1 FROM json_each(?4) k JOIN json_tree(threads.metadata) m \
+                     ON m.fullkey = k.fullkey \
+                        OR substr(m.fullkey, 1, length(k.fullkey) + 1) IN (k.fullkey || '.', k.fullkey || '[') \
+                    WHERE NOT EXISTS (SELECT 1 FROM json_tree(?4) f WHERE f.fullkey = m.fullkey AND ",
+        same_node!("f", "m"),
+        ")) \
           ORDER BY updated_at DESC, thread_id DESC LIMIT ?5"
     ))
     .bind(tenant(&query.tenant))
