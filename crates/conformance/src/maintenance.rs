@@ -9,8 +9,8 @@ use persist_core::{Backend, Content, Role, Timestamp};
 use crate::fixture::{add_text, t, written};
 use crate::{Factory, Outcome};
 
-/// `stranded` finds exactly the reservations older than the cutoff, oldest first, across
-/// threads, and respects its limit.
+/// `stranded` finds exactly the reservations inactive since the cutoff, least recently active
+/// first, across threads, and respects its limit.
 pub async fn check_stranded_finds_only_old_reservations<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
     let b = store.b().as_ref();
@@ -31,5 +31,26 @@ pub async fn check_stranded_finds_only_old_reservations<F: Factory>(factory: &F)
     let first = b.stranded(FindStranded::new(cutoff).with_limit(1)).await.expect("stranded");
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].id, old_a.id);
+    store.finish().await
+}
+
+/// A reply that streams slowly is not stranded, however long ago it was reserved: what counts
+/// is its last write. Only the reservation nobody wrote to since the cutoff is found.
+pub async fn check_a_slow_stream_is_not_stranded<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b().as_ref();
+    let streaming = written(b, Reserve::new(t("slow-stream"), Role::Assistant)).await;
+    let idle = written(b, Reserve::new(t("slow-idle"), Role::Assistant)).await;
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let cutoff = Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    // Still streaming after the cutoff: a partial content update is activity.
+    let partial = UpdateContent::new(t("slow-stream"), streaming.id.clone(), Content::text("still going"));
+    let partial = written(b, partial.with_finalize(false)).await;
+    assert!(partial.updated_at > cutoff && partial.created_at < cutoff);
+
+    let found = b.stranded(FindStranded::new(cutoff)).await.expect("stranded");
+    let ids: Vec<_> = found.iter().map(|m| (m.thread_id.clone(), m.id.clone())).collect();
+    assert_eq!(ids, [(idle.thread_id.clone(), idle.id.clone())], "only the idle reservation is stranded");
     store.finish().await
 }

@@ -178,8 +178,9 @@ pub trait Backend: Send + Sync + 'static {
     /// What this backend supports beyond the required contract.
     fn capabilities(&self) -> Capabilities;
 
-    /// Reservations still `Reserved` created before the cutoff, oldest first, across every
-    /// thread (a trusted read, for maintenance).
+    /// Reservations still `Reserved` with no write since the cutoff (`updated_at` before
+    /// [`FindStranded::inactive_since`]), least recently active first, across every thread (a
+    /// trusted read, for maintenance). A reservation whose content is being streamed is active.
     ///
     /// The default scans every thread through [`threads`](Self::threads) and
     /// [`list`](Self::list); backends with an index answer it directly.
@@ -199,7 +200,7 @@ pub trait Backend: Send + Sync + 'static {
                             listed
                                 .items
                                 .iter()
-                                .filter(|m| m.status == Status::Reserved && m.created_at < query.created_before)
+                                .filter(|m| m.status == Status::Reserved && m.updated_at < query.inactive_since)
                                 .cloned(),
                         );
                         match messages.next_page(&listed) {
@@ -213,7 +214,7 @@ pub trait Backend: Send + Sync + 'static {
                 }
                 threads = threads.with_cursor(page.next_cursor);
             }
-            found.sort_by_key(|m| m.created_at);
+            found.sort_by_key(|m| m.updated_at);
             found.truncate(query.limit as usize);
             Ok(found)
         }

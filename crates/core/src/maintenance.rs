@@ -15,7 +15,8 @@ pub struct Maintenance;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CleanupStranded {
-    /// Reservations older than this are stranded.
+    /// Reservations with no write for longer than this are stranded (a stream still sending
+    /// content updates is not, however long it runs).
     pub older_than: Duration,
     /// At most this many per store and call.
     pub limit: u32,
@@ -24,7 +25,7 @@ pub struct CleanupStranded {
 }
 
 impl CleanupStranded {
-    /// Reservations older than `older_than`, up to 100 per store.
+    /// Reservations with no write for longer than `older_than`, up to 100 per store.
     pub fn new(older_than: Duration) -> Self {
         Self { older_than, limit: DEFAULT_PAGE_LIMIT, sources: Vec::new() }
     }

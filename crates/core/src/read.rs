@@ -356,21 +356,37 @@ impl Default for ListThreads {
     }
 }
 
-/// Finds placeholders still `Reserved` that were created before a cutoff (stranded by a stream
-/// that never finished), oldest first; see [`Pipeline::cleanup_stranded`](crate::Pipeline::cleanup_stranded).
+/// Finds placeholders still `Reserved` with no activity since a cutoff (stranded by a stream
+/// that never finished), least recently active first; see
+/// [`Pipeline::cleanup_stranded`](crate::Pipeline::cleanup_stranded).
+///
+/// Activity is any write to the message (`updated_at`): a stream that keeps sending partial
+/// content updates is never stranded, however long it has been running.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use persist::read::FindStranded;
+/// use persist::Timestamp;
+///
+/// // Reservations nobody wrote to in the last ten minutes.
+/// let query = FindStranded::new(Timestamp::now().saturating_sub(Duration::from_secs(600)));
+/// assert_eq!(query.limit, persist::read::DEFAULT_PAGE_LIMIT);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FindStranded {
-    /// Only reservations created before this instant.
-    pub created_before: Timestamp,
+    /// Only reservations last written (created or updated) before this instant.
+    pub inactive_since: Timestamp,
     /// At most this many (1 to [`MAX_PAGE_LIMIT`]).
     pub limit: u32,
 }
 
 impl FindStranded {
-    /// Up to [`DEFAULT_PAGE_LIMIT`] reservations created before `created_before`.
-    pub fn new(created_before: Timestamp) -> Self {
-        Self { created_before, limit: DEFAULT_PAGE_LIMIT }
+    /// Up to [`DEFAULT_PAGE_LIMIT`] reservations with no write since `inactive_since`.
+    pub fn new(inactive_since: Timestamp) -> Self {
+        Self { inactive_since, limit: DEFAULT_PAGE_LIMIT }
     }
 
     /// At most `limit`.

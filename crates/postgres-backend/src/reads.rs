@@ -120,9 +120,9 @@ pub(crate) async fn stranded(conn: &mut PgConnection, query: &FindStranded) -> R
     let rows = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE status = 'reserved' AND created_at < $1 ORDER BY created_at LIMIT $2"
+        " FROM messages WHERE status = 'reserved' AND updated_at < $1 ORDER BY updated_at LIMIT $2"
     ))
-    .bind(query.created_before.as_micros())
+    .bind(query.inactive_since.as_micros())
     .bind(i64::from(query.limit))
     .fetch_all(&mut *conn)
     .await
