@@ -93,9 +93,24 @@ async fn retry_after_an_ambiguous_failure_never_duplicates() {
     backend.fail_after_commit.store(2, Ordering::SeqCst);
     let pipeline = Pipeline::builder().layer(fast_retry(5)).build(backend.clone());
     let added = pipeline.add(keyed_add("t", "turn-1")).await.unwrap();
-    assert!(added.deduplicated, "the retry found the first copy");
+    assert!(!added.deduplicated, "the retry found this request's own first copy: it wrote the message");
     assert_eq!(backend.calls.load(Ordering::SeqCst), 3);
     assert_eq!(backend.store.message_count(), 1);
+    // Another request with the same key (a resubmission by the host) is the duplicate.
+    let again = pipeline.add(keyed_add("t", "turn-1")).await.unwrap();
+    assert!(again.deduplicated, "another request wrote it");
+    assert_eq!(again.message.id, added.message.id);
+    assert_eq!(backend.store.message_count(), 1);
+}
+
+#[tokio::test]
+async fn retry_passes_on_the_backends_answer_for_an_id_the_caller_chose() {
+    let backend = Faulty::default();
+    let pipeline = Pipeline::builder().layer(fast_retry(5)).build(backend.clone());
+    let add = || Add::new(thread("t"), Role::User, Content::text("x")).with_id(MessageId::new("chosen").unwrap());
+    assert!(!pipeline.add(add()).await.unwrap().deduplicated);
+    // The layer cannot tell another request that chose this id from an earlier attempt.
+    assert!(pipeline.add(add()).await.unwrap().deduplicated);
 }
 
 #[tokio::test]
@@ -105,13 +120,14 @@ async fn retry_without_a_key_or_id_never_duplicates_either() {
     let pipeline = Pipeline::builder().layer(fast_retry(5)).build(backend.clone());
     let add = Add::new(thread("t"), Role::User, Content::text("no key, no id"));
     let added = pipeline.add(add).await.unwrap();
-    assert!(added.deduplicated, "the retry repeated the same write");
+    assert!(!added.deduplicated, "the retry repeated this request's own write");
+    assert_eq!(backend.calls.load(Ordering::SeqCst), 3);
     assert_eq!(backend.store.message_count(), 1);
     let reserved = {
         backend.fail_after_commit.store(1, Ordering::SeqCst);
         pipeline.reserve(Reserve::new(thread("t"), Role::Assistant)).await.unwrap()
     };
-    assert!(reserved.deduplicated);
+    assert!(!reserved.deduplicated);
     assert_eq!(backend.store.message_count(), 2);
 }
 

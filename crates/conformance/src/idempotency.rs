@@ -117,6 +117,47 @@ pub async fn check_repeats_compare_numbers_by_value<F: Factory>(factory: &F) -> 
     store.finish().await
 }
 
+/// A key reused for a different request (content, role, metadata or operation) is
+/// `IdempotencyKeyReused`, naming the message the key wrote, and nothing changes; the same
+/// request again is still a repeat, whatever message id it carries (a retry may mint one per
+/// attempt). Once the message changed (a reservation filled), a request with its key is taken
+/// as a repeat: the original request is no longer known.
+pub async fn check_reused_key_with_another_request_is_refused<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("reused-key");
+    let first = written(b, text_add(&id, "original").with_idempotency_key(key("k"))).await;
+    let others: Vec<persist_core::PersistArgs> = vec![
+        text_add(&id, "other text").with_idempotency_key(key("k")).into(),
+        Add::new(id.clone(), Role::Assistant, Content::text("original")).with_idempotency_key(key("k")).into(),
+        text_add(&id, "original")
+            .with_metadata(Metadata::new().with("k", json!(1)))
+            .with_idempotency_key(key("k"))
+            .into(),
+        Reserve::new(id.clone(), Role::User).with_idempotency_key(key("k")).into(),
+    ];
+    for other in others {
+        assert_err!(
+            write(b, other).await,
+            PersistError::IdempotencyKeyReused { ref message_id, ref idempotency_key, .. }
+                if *message_id == first.id && idempotency_key.as_str() == "k"
+        );
+    }
+    let again = write(b, text_add(&id, "original").with_idempotency_key(key("k"))).await.unwrap();
+    assert!(dedup(&again));
+    assert_eq!(again.message(), Some(&first));
+    let minted = write(b, text_add(&id, "original").with_id(m("minted")).with_idempotency_key(key("k"))).await;
+    assert_eq!(minted.unwrap().message(), Some(&first), "the key names the request, not the id");
+    assert_eq!(get(b, &id, &first.id).await.unwrap(), first);
+    assert_eq!(thread(b, &id).await.unwrap().last_seq, 1, "nothing was written");
+
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("r"))).await;
+    written(b, UpdateContent::new(id.clone(), slot.id.clone(), Content::text("filled"))).await;
+    let late = write(b, Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("r"))).await.unwrap();
+    assert!(dedup(&late), "a changed message is taken as the repeat");
+    store.finish().await
+}
+
 /// Keys are scoped to their thread: the same key in two threads makes two messages.
 pub async fn check_idempotency_keys_are_per_thread<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);

@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (77 in all):
+//! [`CHECKS`] lists every check by group and name (78 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -209,6 +209,7 @@ macro_rules! __for_each_check {
                 check_different_payload_with_same_id_is_already_exists,
                 check_idempotency_keys_are_per_thread,
                 check_repeats_compare_numbers_by_value,
+                check_reused_key_with_another_request_is_refused,
             }
             versions {
                 check_expected_version_on_update_content,

@@ -76,6 +76,7 @@ enum Answer {
 enum ErrorKind {
     NotFound,
     AlreadyExists,
+    KeyReused,
     VersionConflict,
     ThreadDeleted,
     InvalidInput,
@@ -86,6 +87,7 @@ fn kind(error: &PersistError) -> ErrorKind {
     match error {
         PersistError::NotFound { .. } => ErrorKind::NotFound,
         PersistError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+        PersistError::IdempotencyKeyReused { .. } => ErrorKind::KeyReused,
         PersistError::VersionConflict { .. } => ErrorKind::VersionConflict,
         PersistError::ThreadDeleted { .. } => ErrorKind::ThreadDeleted,
         PersistError::InvalidInput { .. } => ErrorKind::InvalidInput,
@@ -149,7 +151,18 @@ impl Model {
                 if let Some(existing) =
                     key.as_ref().and_then(|k| th.messages.values().find(|m| m.key.as_ref() == Some(k)))
                 {
-                    return Ok(Answer::Message { message: existing.clone(), deduplicated: true });
+                    // The same request again, or the key reused for another one: told apart
+                    // while the message is as the key's request wrote it (version 1).
+                    let same = existing.version > 1
+                        || (existing.status == status
+                            && existing.role == *role
+                            && existing.metadata == *metadata
+                            && existing.content == content);
+                    return if same {
+                        Ok(Answer::Message { message: existing.clone(), deduplicated: true })
+                    } else {
+                        Err(ErrorKind::KeyReused)
+                    };
                 }
                 if let Some(existing) = id.as_ref().and_then(|id| th.messages.values().find(|m| &m.id == id)) {
                     let same = existing.role == *role

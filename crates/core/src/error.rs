@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::id::{MessageId, ThreadId};
+use crate::id::{IdempotencyKey, MessageId, ThreadId};
 use crate::op::PersistOp;
 
 /// A boxed error usable as a [`PersistError`] source.
@@ -54,6 +54,22 @@ pub enum PersistError {
         /// The thread.
         thread_id: ThreadId,
         /// The message id that is taken.
+        message_id: MessageId,
+    },
+
+    /// The idempotency key was already used in this thread by a different request (another
+    /// operation, role, content, metadata or message id); nothing was written. A retry of the
+    /// same request is answered with the earlier message instead (`deduplicated: true`). HTTP
+    /// APIs answer 422 here.
+    #[error(
+        "idempotency key {idempotency_key} in thread {thread_id} was already used by message {message_id} for a different request"
+    )]
+    IdempotencyKeyReused {
+        /// The thread.
+        thread_id: ThreadId,
+        /// The key reused.
+        idempotency_key: IdempotencyKey,
+        /// The message the key's first request wrote.
         message_id: MessageId,
     },
 
@@ -140,7 +156,7 @@ fn fmt_message(message_id: &Option<MessageId>) -> String {
 
 impl PersistError {
     /// Every value [`code`](Self::code) can return.
-    pub const CODES: [&'static str; 11] = [
+    pub const CODES: [&'static str; 12] = [
         "invalid_input",
         "not_found",
         "already_exists",
@@ -152,6 +168,7 @@ impl PersistError {
         "temporary",
         "mismatched_result",
         "backend",
+        "idempotency_key_reused",
     ];
 
     /// A stable snake_case name of the variant, for logs and metric labels.
@@ -172,6 +189,7 @@ impl PersistError {
             Self::Temporary { .. } => 8,
             Self::MismatchedResult { .. } => 9,
             Self::Backend { .. } => 10,
+            Self::IdempotencyKeyReused { .. } => 11,
         }
     }
 

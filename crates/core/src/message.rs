@@ -633,6 +633,54 @@ impl Message {
             _ => false,
         }
     }
+
+    /// Whether `args` (an `add` or a `reserve` carrying this message's idempotency key) is the
+    /// request that wrote this message, sent again; otherwise the key was reused for another
+    /// request, which backends refuse with
+    /// [`IdempotencyKeyReused`](PersistError::IdempotencyKeyReused).
+    ///
+    /// The key names the request, so the message id it carries does not count (a retry may
+    /// give each attempt its own). While the message is as its request wrote it (version 1),
+    /// the operation, role, metadata and (for `add`) content must match, compared by value.
+    /// Once it changed (a reservation filled, metadata merged), the original request can no
+    /// longer be told from the message, and a request with the key is taken as its repeat.
+    pub fn is_keyed_repeat_of(&self, args: &crate::PersistArgs) -> bool {
+        if self.version > 1 {
+            return true;
+        }
+        match args {
+            crate::PersistArgs::Add(add) => {
+                self.status == Status::Complete
+                    && self.role == add.role
+                    && self.metadata == add.metadata
+                    && self.content == add.content
+            }
+            crate::PersistArgs::Reserve(reserve) => {
+                self.status == Status::Reserved && self.role == reserve.role && self.metadata == reserve.metadata
+            }
+            _ => false,
+        }
+    }
+
+    /// The stored message `args` repeats (`deduplicated: true`), or the refusal of a key
+    /// reused for another request; see [`is_keyed_repeat_of`](Self::is_keyed_repeat_of).
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::IdempotencyKeyReused`].
+    pub fn keyed_repeat(self, args: &crate::PersistArgs) -> Result<Self, PersistError> {
+        if self.is_keyed_repeat_of(args) {
+            return Ok(self);
+        }
+        match self.idempotency_key {
+            Some(idempotency_key) => Err(PersistError::IdempotencyKeyReused {
+                thread_id: self.thread_id,
+                idempotency_key,
+                message_id: self.id,
+            }),
+            None => Err(PersistError::AlreadyExists { thread_id: self.thread_id, message_id: self.id }),
+        }
+    }
 }
 
 /// A thread: the conversation messages belong to. Created by its first write.

@@ -367,12 +367,12 @@ impl Default for ListThreads {
 ///
 /// ```
 /// use std::time::Duration;
-/// use persist::read::FindStranded;
-/// use persist::Timestamp;
+/// use persist_core::read::FindStranded;
+/// use persist_core::Timestamp;
 ///
 /// // Reservations nobody wrote to in the last ten minutes.
 /// let query = FindStranded::new(Timestamp::now().saturating_sub(Duration::from_secs(600)));
-/// assert_eq!(query.limit, persist::read::DEFAULT_PAGE_LIMIT);
+/// assert_eq!(query.limit, persist_core::read::DEFAULT_PAGE_LIMIT);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

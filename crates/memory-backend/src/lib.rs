@@ -186,7 +186,7 @@ impl State {
                     return Err(PersistError::ThreadDeleted { thread_id: new.thread_id });
                 }
                 if let Some(record) = new.idempotency_key.as_ref().and_then(|key| ts.messages.by_key(key)) {
-                    return Ok((record.to_message(&new.thread_id)?, true));
+                    return Ok((record.to_message(&new.thread_id)?.keyed_repeat(args)?, true));
                 }
                 if let Some(record) = new.message_id.as_ref().and_then(|id| ts.messages.by_id(id)) {
                     let existing = record.to_message(&new.thread_id)?;

@@ -297,7 +297,7 @@ async fn diagnose_insert(
         .await
         .map_err(|e| map_sqlx("looking up the idempotency key", e))?;
         if let Some(row) = row {
-            return Ok(Some(Ok((rows::message(&row)?, true))));
+            return Ok(Some(rows::message(&row)?.keyed_repeat(args).map(|m| (m, true))));
         }
     }
     let Some(existing) = find_message(conn, new.thread_id, id).await? else {

@@ -365,7 +365,8 @@ impl<'a> Insert<'a> {
             .await
             .map_err(sql("looking up the idempotency key"))?;
             if let Some(row) = existing {
-                return Ok((rows::message(&row).map_err(aborted)?, true));
+                let existing = rows::message(&row).map_err(aborted)?;
+                return existing.keyed_repeat(self.args).map(|m| (m, true)).map_err(refused);
             }
         }
         let existing = find_message(conn, self.thread_id, &self.id).await?.ok_or_else(|| {

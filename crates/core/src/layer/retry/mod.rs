@@ -10,8 +10,15 @@
 //! A write can fail *after* it committed (a lost connection, a time-out after the backend
 //! acted). The layer gives every `add` and `reserve` without an id a fixed one before the first
 //! attempt, so a retry repeats the very same write and the backend answers it with the first
-//! copy (`deduplicated: true`) instead of writing a second one. Idempotency keys do the same
-//! across independent retries by the host (a resubmitted request, a restarted process).
+//! copy instead of writing a second one. Idempotency keys do the same across independent
+//! retries by the host (a resubmitted request, a restarted process).
+//!
+//! The answer says what the caller's request did: when an attempt committed and a retry found
+//! its copy, the message is the one this request wrote, answered `deduplicated: false` (an
+//! indexer that skips duplicates still indexes it). `deduplicated: true` means another request
+//! wrote it (the same idempotency key used earlier). With an id the caller chose, the layer
+//! cannot tell its own earlier attempt from another request that used that id, and passes the
+//! backend's answer on as it is.
 //!
 //! # Order
 //!
@@ -36,6 +43,7 @@
 //! # }).unwrap();
 //! ```
 
+mod future;
 mod layer;
 
 use std::task::{Context, Poll};
@@ -45,6 +53,7 @@ use tower::Service;
 use tower::retry::backoff::{Backoff, ExponentialBackoff, ExponentialBackoffMaker, MakeBackoff};
 use tower::util::rng::HasherRng;
 
+pub use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
 use crate::{MessageId, PersistArgs, PersistError, PersistResult};
 
@@ -66,21 +75,23 @@ where
 {
     type Response = PersistResult;
     type Error = PersistError;
-    type Future = tower::retry::future::ResponseFuture<RetryPolicy, S, PersistArgs>;
+    type Future = ResponseFuture<tower::retry::future::ResponseFuture<RetryPolicy, S, PersistArgs>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PersistError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut args: PersistArgs) -> Self::Future {
-        match &mut args {
-            PersistArgs::Add(add) if add.message_id.is_none() => add.message_id = Some(MessageId::generate()),
-            PersistArgs::Reserve(reserve) if reserve.message_id.is_none() => {
-                reserve.message_id = Some(MessageId::generate())
-            }
-            _ => {}
-        }
-        self.inner.call(args)
+        let slot = match &mut args {
+            PersistArgs::Add(add) => &mut add.message_id,
+            PersistArgs::Reserve(reserve) => &mut reserve.message_id,
+            _ => &mut None,
+        };
+        let minted = match slot {
+            Some(_) => None,
+            None => Some(slot.insert(MessageId::generate()).clone()),
+        };
+        ResponseFuture::new(self.inner.call(args), minted)
     }
 }
 
