@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (78 in all):
+//! [`CHECKS`] lists every check by group and name (79 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -265,6 +265,7 @@ macro_rules! __for_each_check {
             maintenance {
                 check_stranded_finds_only_old_reservations,
                 check_a_slow_stream_is_not_stranded,
+                check_ping_answers_while_serving,
             }
             durability {
                 check_acknowledged_writes_survive_reopen,

@@ -34,6 +34,18 @@ pub async fn check_stranded_finds_only_old_reservations<F: Factory>(factory: &F)
     store.finish().await
 }
 
+/// `ping` answers `Ok` while the store serves, and writes nothing.
+pub async fn check_ping_answers_while_serving<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b().as_ref();
+    b.ping().await.expect("a store that serves answers its ping");
+    add_text(b, &t("pinged"), "x").await;
+    b.ping().await.expect("and again after a write");
+    let probe = persist_core::read::GetThread::new(t("persist:ping"));
+    assert!(b.get_thread(probe).await.expect("read").is_none(), "a ping writes nothing");
+    store.finish().await
+}
+
 /// A reply that streams slowly is not stranded, however long ago it was reserved: what counts
 /// is its last write. Only the reservation nobody wrote to since the cutoff is found.
 pub async fn check_a_slow_stream_is_not_stranded<F: Factory>(factory: &F) -> Outcome {

@@ -257,6 +257,21 @@ pub trait Backend: Send + Sync + 'static {
         let _ = (agent_id, thread_id, session_id);
         async { Err(sessions_unsupported()) }
     }
+
+    /// A health check: answers `Ok` when the store can serve a read now (a round trip to it),
+    /// the error that keeps it from serving otherwise. For readiness probes.
+    ///
+    /// # Behavior
+    ///
+    /// Writes nothing. The default reads the thread `persist:ping` (whether it exists does not
+    /// matter); backends override it with their cheapest round trip. A backend that was closed
+    /// answers an error.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send {
+        async {
+            let probe = ThreadId::new("persist:ping")?;
+            self.get_thread(GetThread::new(probe)).await.map(drop)
+        }
+    }
 }
 
 fn sessions_unsupported() -> PersistError {
@@ -316,6 +331,10 @@ impl<B: Backend> Backend for Arc<B> {
     ) -> impl Future<Output = Result<bool>> + Send {
         (**self).invalidate_session(agent_id, thread_id, session_id)
     }
+
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send {
+        (**self).ping()
+    }
 }
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -338,6 +357,7 @@ pub(crate) trait DynBackend: Send + Sync {
         thread_id: ThreadId,
         session_id: SessionId,
     ) -> BoxFuture<'_, Result<bool>>;
+    fn ping(&self) -> BoxFuture<'_, Result<()>>;
 }
 
 impl<B: Backend> DynBackend for B {
@@ -384,5 +404,9 @@ impl<B: Backend> DynBackend for B {
         session_id: SessionId,
     ) -> BoxFuture<'_, Result<bool>> {
         Box::pin(Backend::invalidate_session(self, agent_id, thread_id, session_id))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(Backend::ping(self))
     }
 }

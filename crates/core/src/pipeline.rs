@@ -417,6 +417,16 @@ impl Pipeline {
         self.backend.bind(bind).await
     }
 
+    /// A health check of the store (its [`Backend::ping`]), for readiness probes: `Ok` when it
+    /// can serve a read now.
+    ///
+    /// # Errors
+    ///
+    /// What keeps the store from serving (unreachable, closed).
+    pub async fn ping(&self) -> Result<()> {
+        self.backend.ping().await
+    }
+
     /// Whether (agent, thread) can resume its session, and if not, why.
     ///
     /// # Errors

@@ -322,15 +322,6 @@ impl PostgresBackend {
         conn.release(&answer);
         answer
     }
-
-    /// Checks that the server answers.
-    ///
-    /// # Errors
-    ///
-    /// `Temporary` when it cannot be reached.
-    pub async fn ping(&self) -> Result<()> {
-        self.with(async |conn| conn.ping().await.map_err(|e| map_sqlx("reaching PostgreSQL", e))).await
-    }
 }
 
 impl Backend for PostgresBackend {
@@ -363,6 +354,12 @@ impl Backend for PostgresBackend {
 
     async fn stranded(&self, query: FindStranded) -> Result<Vec<Message>> {
         self.with(async |conn| reads::stranded(conn, &query).await).await
+    }
+
+    /// A round trip to the server on a pooled connection (`Temporary` when it cannot be
+    /// reached; an error once the backend is closed).
+    async fn ping(&self) -> Result<()> {
+        self.with(async |conn| conn.ping().await.map_err(|e| map_sqlx("reaching PostgreSQL", e))).await
     }
 
     async fn bind(&self, bind: Bind) -> Result<SessionBinding> {

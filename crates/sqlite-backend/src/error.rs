@@ -8,6 +8,7 @@ const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
 const SQLITE_CORRUPT: i64 = 11;
 const SQLITE_FULL: i64 = 13;
+const SQLITE_CONSTRAINT: i64 = 19;
 const SQLITE_NOTADB: i64 = 26;
 
 /// Maps a driver error: `BUSY`/`LOCKED` and pool time-outs are temporary; a full database, a
@@ -59,7 +60,9 @@ pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
             what: format!("schema migration {version} in the database differs from this build's; refusing to open it")
                 .into(),
         },
-        MigrateError::Execute(error) => map_sqlx("applying schema migrations", error),
+        MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _) => {
+            map_sqlx("applying schema migrations", error)
+        }
         other => PersistError::backend("applying schema migrations", other),
     }
 }
@@ -67,4 +70,28 @@ pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
 /// A stored value that cannot be read back (a corrupted row, or a file edited by hand).
 pub(crate) fn corrupt(what: impl Into<String>) -> PersistError {
     PersistError::Backend { message: format!("corrupt row: {}", what.into()).into(), source: None }
+}
+
+/// Whether `error` is what losing a race to set up a new file looks like: the file busy (another
+/// process switching it to WAL or migrating), a table or index another process just created or
+/// replaced, or a migration it just recorded.
+pub(crate) fn raced(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else { return false };
+    let primary = db.code().and_then(|code| code.parse::<i64>().ok()).map(|code| code & 0xff);
+    let message = db.message();
+    match primary {
+        Some(SQLITE_BUSY | SQLITE_LOCKED) => true,
+        Some(SQLITE_CONSTRAINT) => message.contains("_sqlx_migrations"),
+        // SQLITE_ERROR: the schema changed under the statement.
+        Some(1) => message.contains("already exists") || message.contains("no such"),
+        _ => false,
+    }
+}
+
+/// [`raced`], for a migration's error.
+pub(crate) fn raced_migration(error: &MigrateError) -> bool {
+    match error {
+        MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _) => raced(error),
+        _ => false,
+    }
 }

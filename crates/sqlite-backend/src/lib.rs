@@ -95,7 +95,7 @@ use persist_core::{
 use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{map_migrate, map_sqlx};
 use crate::ops::{Answer, Write};
@@ -229,10 +229,7 @@ impl SqliteBackendBuilder {
             .synchronous(synchronous)
             .busy_timeout(self.busy_timeout)
             .foreign_keys(true);
-        let mut writer = options.connect().await.map_err(|e| map_sqlx("opening the database", e))?;
-        // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked bound keeps
-        // this future from being `Send` (sqlx documents it as the way around that).
-        MIGRATOR.run_direct(None, &mut writer, false).await.map_err(map_migrate)?;
+        let mut writer = open_writer(&options, self.busy_timeout).await?;
         sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
         if let Some(bytes) = self.max_database_bytes {
             limit_size(&mut writer, bytes).await?;
@@ -247,9 +244,43 @@ impl SqliteBackendBuilder {
         let checkpointer = options.connect().await.map_err(|e| map_sqlx("opening the database", e))?;
         let (jobs, queue) = mpsc::channel(self.queue_capacity);
         let (checkpoints, requests) = mpsc::channel(1);
-        tokio::spawn(writer::run(writer, queue, checkpoints, self.limits, self.max_batch));
+        let (stop, stopping) = mpsc::channel(1);
+        let (writer_closed, closed) = watch::channel(false);
+        tokio::spawn(writer::run(writer, queue, checkpoints, stopping, writer_closed, self.limits, self.max_batch));
         tokio::spawn(writer::checkpointer(checkpointer, requests));
-        Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, path: self.path }) })
+        Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, path: self.path, stop, closed }) })
+    }
+}
+
+/// Opens the writer connection and brings the schema up to date.
+///
+/// Two processes opening a new file at the same moment both set it up: the one that loses the
+/// race finds the file busy (switching it to WAL), a table another process just created, or a
+/// migration it just recorded. That one starts over on a fresh connection, where it finds what
+/// the other applied and goes on from there, for up to `patience` (the busy timeout). Any other
+/// failure is answered at once.
+async fn open_writer(options: &SqliteConnectOptions, patience: Duration) -> Result<sqlx::SqliteConnection> {
+    let deadline = std::time::Instant::now() + patience.max(Duration::from_secs(1));
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let raced = match options.connect().await {
+            Ok(mut writer) => {
+                // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked
+                // bound keeps this future from being `Send` (sqlx documents it as the way around).
+                match MIGRATOR.run_direct(None, &mut writer, false).await {
+                    Ok(()) => return Ok(writer),
+                    Err(error) if error::raced_migration(&error) => map_migrate(error),
+                    Err(error) => return Err(map_migrate(error)),
+                }
+            }
+            Err(error) if error::raced(&error) => map_sqlx("opening the database", error),
+            Err(error) => return Err(map_sqlx("opening the database", error)),
+        };
+        if std::time::Instant::now() + pause > deadline {
+            return Err(raced);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
@@ -279,6 +310,10 @@ struct Shared {
     jobs: mpsc::Sender<Job>,
     readers: SqlitePool,
     path: PathBuf,
+    /// Asks the writer to stop (see [`SqliteBackend::close`]).
+    stop: mpsc::Sender<()>,
+    /// Becomes `true` once the writer has closed its connection.
+    closed: watch::Receiver<bool>,
 }
 
 impl fmt::Debug for SqliteBackend {
@@ -314,6 +349,36 @@ impl SqliteBackend {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Closes the database for every clone of this handle: writes already queued are finished
+    /// (each answered as usual), later ones fail with a `Backend` error, reads too; returns once
+    /// every connection is closed, so another process or handle can take the file over at once
+    /// (dropping the last handle closes it too, but in the background). Calling it again, from
+    /// any clone, waits for the same close.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist_core::Backend;
+    /// use persist_sqlite::SqliteBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let backend = SqliteBackend::open(dir.path().join("chat.db")).await?;
+    /// backend.ping().await?;
+    /// backend.close().await;
+    /// assert!(backend.ping().await.is_err());
+    /// # Ok::<_, persist_core::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn close(&self) {
+        // Full: a close was already asked for. Closed: the writer is gone already.
+        let _ = self.shared.stop.try_send(());
+        let mut closed = self.shared.closed.clone();
+        // An error means the writer is gone (its task ended without saying so): closed too.
+        let _ = closed.wait_for(|closed| *closed).await;
+        self.shared.readers.close().await;
     }
 
     fn closed() -> PersistError {
@@ -387,6 +452,15 @@ impl Backend for SqliteBackend {
 
     async fn resolve(&self, query: Resolve) -> Result<Resolution> {
         reads::resolve(&self.shared.readers, &query).await
+    }
+
+    /// A round trip on a read connection, after checking the writer still runs.
+    async fn ping(&self) -> Result<()> {
+        if self.shared.jobs.is_closed() {
+            return Err(Self::closed());
+        }
+        sqlx::query("SELECT 1").execute(&self.shared.readers).await.map_err(|e| map_sqlx("pinging the database", e))?;
+        Ok(())
     }
 
     async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {

@@ -11,7 +11,7 @@ use std::task::Poll;
 
 use persist_core::PersistError;
 use sqlx::{Connection, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::Limits;
 use crate::error::map_sqlx;
@@ -28,8 +28,9 @@ pub(crate) struct Job {
 /// ≈ 30% slower (the kernel's copies into a log no longer in the CPU's cache).
 const CHECKPOINT_EVERY: usize = 256;
 
-/// Runs until every handle (every sender) is gone, then closes the connection (and with it,
-/// the checkpointer's channel).
+/// Runs until every handle (every sender) is gone or [`close`](crate::SqliteBackend::close)
+/// asks it to stop, finishing every write queued by then; then closes the connection (and with
+/// it, the checkpointer's channel) and says so on `closed`.
 ///
 /// Groups overlap by one step: once a group is committed, the writes queued meanwhile are
 /// sent to the connection as the next group *before* the committed group's callers are
@@ -40,6 +41,8 @@ pub(crate) async fn run(
     mut conn: SqliteConnection,
     mut jobs: mpsc::Receiver<Job>,
     checkpoints: mpsc::Sender<()>,
+    mut stop: mpsc::Receiver<()>,
+    closed: watch::Sender<bool>,
     limits: Limits,
     max_batch: usize,
 ) {
@@ -51,7 +54,15 @@ pub(crate) async fn run(
         let outcome = match committed.take() {
             Some(outcome) => outcome,
             None => {
-                if jobs.recv_many(&mut batch, max_batch).await == 0 {
+                let taken = poll_fn(|cx| {
+                    // Asked to stop: no new write is queued, those queued are still written.
+                    if stop.poll_recv(cx).is_ready() {
+                        jobs.close();
+                    }
+                    jobs.poll_recv_many(cx, &mut batch, max_batch)
+                })
+                .await;
+                if taken == 0 {
                     break;
                 }
                 commit(&mut conn, &batch, &limits).await
@@ -121,6 +132,7 @@ pub(crate) async fn run(
         }
     }
     let _ = conn.close().await;
+    let _ = closed.send(true);
 }
 
 /// Sends each job of a committed group its answer. A caller that stopped waiting does not read

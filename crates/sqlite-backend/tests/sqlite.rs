@@ -518,3 +518,48 @@ async fn a_commit_that_fails_on_a_full_disk_does_not_wedge_the_handle() {
     assert_eq!(page.items[1].metadata.get("k"), Some(&json!(1)));
     drop(backend);
 }
+
+#[tokio::test]
+async fn close_finishes_queued_writes_and_frees_the_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("closed.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    backend.ping().await.unwrap();
+    // Writes queued when close is called are finished and answered.
+    let queued: Vec<_> = (0..20)
+        .map(|i| {
+            let backend = backend.clone();
+            tokio::spawn(async move { backend.apply(add("t", &format!("queued {i}"))).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    let clone = backend.clone();
+    tokio::join!(backend.close(), clone.close());
+    let answered = futures_answered(queued).await;
+    // Every write is answered: written, or refused because the backend was closing.
+    assert!(answered.iter().all(|a| a.is_ok() || a.as_ref().is_err_and(|e| e.to_string().contains("stopped"))));
+    let written = answered.iter().filter(|a| a.is_ok()).count();
+
+    // Closed for every clone: writes, reads and pings fail, typed; a third close returns.
+    let error = backend.apply(add("t", "late")).await.unwrap_err();
+    assert!(matches!(error, PersistError::Backend { .. }), "{error:?}");
+    assert!(backend.list(ListMessages::new(thread("t"))).await.is_err());
+    assert!(backend.ping().await.is_err());
+    backend.close().await;
+
+    // Every connection is closed: another client takes the file's exclusive lock at once.
+    let mut other = raw(&path).await;
+    sqlx::raw_sql("PRAGMA busy_timeout = 0; BEGIN EXCLUSIVE; COMMIT").execute(&mut other).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&mut other).await.unwrap();
+    assert_eq!(count as usize, written, "every answered write is stored, no other");
+}
+
+async fn futures_answered(
+    tasks: Vec<tokio::task::JoinHandle<persist_core::Result<PersistResult>>>,
+) -> Vec<persist_core::Result<PersistResult>> {
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
+}
