@@ -68,6 +68,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod check;
 mod error;
 mod ops;
 mod reads;
@@ -97,6 +98,7 @@ use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use crate::check::CheckReport;
 use crate::error::{map_migrate, map_sqlx};
 use crate::ops::{Answer, Write};
 use crate::writer::Job;
@@ -152,6 +154,8 @@ pub struct SqliteBackendBuilder {
     max_batch: usize,
     queue_capacity: usize,
     max_database_bytes: Option<u64>,
+    wal_size_limit: u64,
+    check_integrity: bool,
     limits: Limits,
 }
 
@@ -198,6 +202,22 @@ impl SqliteBackendBuilder {
         self
     }
 
+    /// Size the write-ahead log is cut back to once it has been copied into the database
+    /// (default 16 MiB; SQLite's `journal_size_limit`). Under load, or behind a long read, the
+    /// log grows past it; without a limit it would keep its largest size on disk for good.
+    pub fn wal_size_limit(mut self, bytes: u64) -> Self {
+        self.wal_size_limit = bytes;
+        self
+    }
+
+    /// Checks the file's structure when opening (SQLite's `quick_check`, which reads every
+    /// page: about a second per GiB), and refuses to open a damaged file (default off). See
+    /// [`SqliteBackend::check`] for a full check of an open database.
+    pub fn check_integrity(mut self, check: bool) -> Self {
+        self.check_integrity = check;
+        self
+    }
+
     /// Largest content accepted, in bytes of JSON (default 8 MiB); larger is `InvalidInput`.
     pub fn max_content_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_content_bytes = bytes;
@@ -228,8 +248,18 @@ impl SqliteBackendBuilder {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(self.busy_timeout)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("journal_size_limit", self.wal_size_limit.min(i64::MAX as u64).to_string());
         let mut writer = open_writer(&options, self.busy_timeout).await?;
+        if self.check_integrity {
+            let damage = check::quick(&mut writer).await?;
+            if !damage.is_empty() {
+                return Err(PersistError::Backend {
+                    message: format!("the database file is damaged (left untouched): {}", damage.join("; ")).into(),
+                    source: None,
+                });
+            }
+        }
         sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
         if let Some(bytes) = self.max_database_bytes {
             limit_size(&mut writer, bytes).await?;
@@ -333,6 +363,8 @@ impl SqliteBackend {
             max_batch: 256,
             queue_capacity: 4096,
             max_database_bytes: None,
+            wal_size_limit: 16 << 20,
+            check_integrity: false,
             limits: Limits { max_content_bytes: 8 << 20, max_metadata_bytes: 256 << 10 },
         }
     }
@@ -349,6 +381,18 @@ impl SqliteBackend {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Checks the whole database: its file structure (SQLite's `integrity_check`, which reads
+    /// every page) and persist's own bookkeeping (each thread's `message_count` and `last_seq`
+    /// against its messages). Reads only, alongside writes; slow on a large file.
+    ///
+    /// # Errors
+    ///
+    /// A `Backend` error when the check itself cannot run; what it finds is in the report.
+    pub async fn check(&self) -> Result<CheckReport> {
+        let mut conn = self.shared.readers.acquire().await.map_err(|e| map_sqlx("checking the database", e))?;
+        check::full(&mut conn).await
     }
 
     /// Closes the database for every clone of this handle: writes already queued are finished

@@ -563,3 +563,75 @@ async fn futures_answered(
     }
     answers
 }
+
+#[tokio::test]
+async fn the_write_ahead_log_is_cut_back_to_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wal.db");
+    // Above what the log holds between two checkpoints (256 small writes: about 4 MB).
+    let limit = 6 << 20;
+    let backend = SqliteBackend::builder(&path).wal_size_limit(limit).open().await.unwrap();
+    let wal = || std::fs::metadata(dir.path().join("wal.db-wal")).map(|m| m.len()).unwrap_or(0);
+    let big = |i: usize| add("t", &format!("{i} {}", "x".repeat(256 << 10)));
+    // A long read keeps the log from being copied back and restarted: it grows past 12 MB.
+    let mut reader = raw(&path).await;
+    sqlx::raw_sql("BEGIN; SELECT count(*) FROM messages;").execute(&mut reader).await.unwrap();
+    for i in 0..48 {
+        backend.apply(big(i)).await.unwrap();
+    }
+    assert!(wal() > 2 * limit, "the log grew behind the reader: {} bytes", wal());
+    sqlx::raw_sql("COMMIT").execute(&mut reader).await.unwrap();
+    reader.close().await.unwrap();
+    // Once copied back, the next writes restart the log and it is cut to the limit.
+    for round in 0..20 {
+        for i in 0..300 {
+            backend.apply(add("small", &format!("{round}-{i}"))).await.unwrap();
+        }
+        if wal() <= limit {
+            break;
+        }
+    }
+    assert!(wal() <= limit, "the log is {} bytes, over the {limit} limit", wal());
+}
+
+#[tokio::test]
+async fn check_reports_counters_that_disagree_with_the_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("counted.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    for i in 0..5 {
+        backend.apply(add("t", &format!("{i}"))).await.unwrap();
+    }
+    let report = backend.check().await.unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    // Edited behind persist's back.
+    let mut conn = raw(&path).await;
+    sqlx::query("UPDATE threads SET message_count = 99 WHERE thread_id = 't'").execute(&mut conn).await.unwrap();
+    let report = backend.check().await.unwrap();
+    assert!(!report.is_ok());
+    assert!(report.structure.is_empty(), "{report:?}");
+    assert_eq!(report.counters.len(), 1);
+    assert!(report.counters[0].contains("thread t: message_count 99 but 5 messages"), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_damaged_file_is_refused_when_checked_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("damaged.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    for i in 0..300 {
+        backend.apply(add(&format!("t{}", i % 7), &format!("message {i} {}", "y".repeat(200)))).await.unwrap();
+    }
+    backend.close().await;
+    assert!(SqliteBackend::builder(&path).check_integrity(true).open().await.unwrap().check().await.unwrap().is_ok());
+    // Garbage over the middle of the file's last pages, as a bad disk or a stray write would.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let pages = bytes.len() / 4096;
+    for page in pages - 4..pages {
+        bytes[page * 4096 + 1000..page * 4096 + 3000].fill(0xa5);
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let error = SqliteBackend::builder(&path).check_integrity(true).open().await.unwrap_err();
+    assert!(matches!(error, PersistError::Backend { .. }), "{error:?}");
+    assert!(error.to_string().contains("damaged"), "says the file is damaged: {error}");
+}
