@@ -461,8 +461,9 @@ impl Pipeline {
 
     /// Deletes reservations stranded by streams that never finished, **through the pipeline**.
     ///
-    /// Finds `Reserved` messages older than the given age in this pipeline's backend and in
-    /// every [source](CleanupStranded::also_in) named (stores that only a route reaches: reads
+    /// Finds `Reserved` messages nobody wrote to for the given age (a stream still sending
+    /// content updates is active) in this pipeline's backend and in every
+    /// [source](CleanupStranded::also_in) named (stores that only a route reaches: reads
     /// do not pass through layers), then deletes each with a `delete` sent through this whole
     /// stack, so the layer that redirected the `reserve` redirects the cleanup to the same
     /// store, and observers see it. Each delete expects the version found, so a reservation
