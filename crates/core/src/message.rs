@@ -129,7 +129,14 @@ enum Repr {
     /// A value nested deeper than a JSON parser reads back (see [`MAX_JSON_DEPTH`]): kept as
     /// its JSON text and depth, so it can be inspected and refused with both; every backend
     /// refuses to store it. (Held as a value, it could be too deep to walk or even drop.)
-    Deep { text: Arc<str>, depth: usize },
+    Deep(Arc<Deep>),
+}
+
+/// What a [`Repr::Deep`] keeps: behind one thin pointer, so a `Content` (held inline by every
+/// message) is no larger for it.
+struct Deep {
+    text: String,
+    depth: usize,
 }
 
 impl Content {
@@ -139,7 +146,7 @@ impl Content {
     /// refused by [`check_depth`](Self::check_depth) (so by every backend) as `InvalidInput`.
     pub fn new(value: Value) -> Self {
         if json::deeper_than(&value, MAX_JSON_DEPTH) {
-            let deep = Repr::Deep { text: Arc::from(json::to_string(&value)), depth: json::depth(&value) };
+            let deep = Repr::Deep(Arc::new(Deep { text: json::to_string(&value), depth: json::depth(&value) }));
             json::drop_flat(value);
             return Self(deep);
         }
@@ -188,7 +195,8 @@ impl Content {
     /// The content as compact JSON text (as given, for [`from_json`](Self::from_json)).
     pub fn as_json(&self) -> Cow<'_, str> {
         match &self.0 {
-            Repr::Json(text) | Repr::Deep { text, .. } => Cow::Borrowed(text),
+            Repr::Json(text) => Cow::Borrowed(text),
+            Repr::Deep(deep) => Cow::Borrowed(&deep.text),
         }
     }
 
@@ -201,14 +209,15 @@ impl Content {
             // Checked when the content was built: nested at most `MAX_JSON_DEPTH` deep, so
             // `serde_json` reads it back.
             Repr::Json(text) => serde_json::from_str(text).unwrap_or(Value::Null),
-            Repr::Deep { .. } => Value::Null,
+            Repr::Deep(_) => Value::Null,
         }
     }
 
     /// Size of the content as JSON text, in bytes.
     pub fn json_len(&self) -> usize {
         match &self.0 {
-            Repr::Json(text) | Repr::Deep { text, .. } => text.len(),
+            Repr::Json(text) => text.len(),
+            Repr::Deep(deep) => deep.text.len(),
         }
     }
 
@@ -216,7 +225,7 @@ impl Content {
     pub fn depth(&self) -> usize {
         match &self.0 {
             Repr::Json(text) => text_depth(text),
-            Repr::Deep { depth, .. } => *depth,
+            Repr::Deep(deep) => deep.depth,
         }
     }
 
@@ -224,7 +233,8 @@ impl Content {
     /// [`PersistArgs::validate`](crate::PersistArgs::validate) therefore refuses everywhere.
     pub fn has_nul(&self) -> bool {
         match &self.0 {
-            Repr::Json(text) | Repr::Deep { text, .. } => json::text_has_nul(text),
+            Repr::Json(text) => json::text_has_nul(text),
+            Repr::Deep(deep) => json::text_has_nul(&deep.text),
         }
     }
 
@@ -239,7 +249,7 @@ impl Content {
         match &self.0 {
             // Built only when nested at most `MAX_JSON_DEPTH` deep.
             Repr::Json(_) => Ok(()),
-            Repr::Deep { depth, .. } => check_depth("content", *depth),
+            Repr::Deep(deep) => check_depth("content", deep.depth),
         }
     }
 
@@ -262,7 +272,7 @@ impl PartialEq for Content {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             (Repr::Json(a), Repr::Json(b)) => a == b || json::eq(&self.to_value(), &other.to_value()),
-            (Repr::Deep { text: a, .. }, Repr::Deep { text: b, .. }) => a == b,
+            (Repr::Deep(a), Repr::Deep(b)) => a.text == b.text,
             _ => false,
         }
     }
@@ -278,8 +288,9 @@ impl Serialize for Content {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match &self.0 {
             Repr::Json(_) => self.to_value().serialize(serializer),
-            Repr::Deep { depth, .. } => Err(serde::ser::Error::custom(format!(
-                "content nested {depth} deep cannot be serialized, the limit is {MAX_JSON_DEPTH}"
+            Repr::Deep(deep) => Err(serde::ser::Error::custom(format!(
+                "content nested {} deep cannot be serialized, the limit is {MAX_JSON_DEPTH}",
+                deep.depth
             ))),
         }
     }
