@@ -202,9 +202,10 @@ impl SqliteBackendBuilder {
         self
     }
 
-    /// Size the write-ahead log is cut back to once it has been copied into the database
-    /// (default 16 MiB; SQLite's `journal_size_limit`). Under load, or behind a long read, the
-    /// log grows past it; without a limit it would keep its largest size on disk for good.
+    /// Largest the write-ahead log's file stays once the load that grew it is over (default
+    /// 16 MiB). Under load, or behind a long read, the log grows past it (it cannot be restarted
+    /// while writes keep coming); once the writer finds nothing queued and the log copied back,
+    /// it empties the file. Without a limit, the file would keep its largest size for good.
     pub fn wal_size_limit(mut self, bytes: u64) -> Self {
         self.wal_size_limit = bytes;
         self
@@ -248,8 +249,7 @@ impl SqliteBackendBuilder {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(self.busy_timeout)
-            .foreign_keys(true)
-            .pragma("journal_size_limit", self.wal_size_limit.min(i64::MAX as u64).to_string());
+            .foreign_keys(true);
         let mut writer = open_writer(&options, self.busy_timeout).await?;
         if self.check_integrity {
             let damage = check::quick(&mut writer).await?;
@@ -276,10 +276,22 @@ impl SqliteBackendBuilder {
         let (checkpoints, requests) = mpsc::channel(1);
         let (stop, stopping) = mpsc::channel(1);
         let (writer_closed, closed) = watch::channel(false);
-        tokio::spawn(writer::run(writer, queue, checkpoints, stopping, writer_closed, self.limits, self.max_batch));
+        let settings = writer::Settings {
+            limits: self.limits,
+            max_batch: self.max_batch,
+            wal: writer::WalLimit { path: wal_path(&self.path), bytes: self.wal_size_limit },
+        };
+        tokio::spawn(writer::run(writer, queue, checkpoints, stopping, writer_closed, settings));
         tokio::spawn(writer::checkpointer(checkpointer, requests));
         Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, path: self.path, stop, closed }) })
     }
+}
+
+/// The write-ahead log's file of the database at `path`: SQLite's name for it.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
 }
 
 /// Opens the writer connection and brings the schema up to date.
