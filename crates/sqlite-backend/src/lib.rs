@@ -281,8 +281,13 @@ impl SqliteBackendBuilder {
             max_batch: self.max_batch,
             wal: writer::WalLimit { path: wal_path(&self.path), bytes: self.wal_size_limit },
         };
-        tokio::spawn(writer::run(writer, queue, checkpoints, stopping, writer_closed, settings));
-        tokio::spawn(writer::checkpointer(checkpointer, requests));
+        tokio::spawn(async move {
+            let checkpointer = tokio::spawn(writer::checkpointer(checkpointer, requests));
+            writer::run(writer, queue, checkpoints, stopping, settings).await;
+            // Closed once both of the writer's connections are.
+            let _ = checkpointer.await;
+            let _ = writer_closed.send(true);
+        });
         Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, path: self.path, stop, closed }) })
     }
 }

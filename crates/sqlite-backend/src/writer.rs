@@ -11,7 +11,7 @@ use std::task::Poll;
 
 use persist_core::PersistError;
 use sqlx::{Connection, SqliteConnection};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::Limits;
 use crate::error::map_sqlx;
@@ -29,8 +29,8 @@ pub(crate) struct Job {
 const CHECKPOINT_EVERY: usize = 256;
 
 /// Runs until every handle (every sender) is gone or [`close`](crate::SqliteBackend::close)
-/// asks it to stop, finishing every write queued by then; then closes the connection (and with
-/// it, the checkpointer's channel) and says so on `closed`.
+/// asks it to stop, finishing every write queued by then; then closes the connection (and drops
+/// the checkpointer's channel, which ends the checkpointer).
 ///
 /// Groups overlap by one step: once a group is committed, the writes queued meanwhile are
 /// sent to the connection as the next group *before* the committed group's callers are
@@ -42,7 +42,6 @@ pub(crate) async fn run(
     mut jobs: mpsc::Receiver<Job>,
     checkpoints: mpsc::Sender<()>,
     mut stop: mpsc::Receiver<()>,
-    closed: watch::Sender<bool>,
     settings: Settings,
 ) {
     let Settings { limits, max_batch, wal } = settings;
@@ -133,7 +132,6 @@ pub(crate) async fn run(
         }
     }
     let _ = conn.close().await;
-    let _ = closed.send(true);
 }
 
 /// Sends each job of a committed group its answer. A caller that stopped waiting does not read
