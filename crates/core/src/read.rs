@@ -1,11 +1,15 @@
-//! Read requests and [`Page`]. Reads are not writes: backends answer them directly, outside the
-//! write pipeline.
+//! Read requests and [`Page`].
+//!
+//! Every read carries a [`Context`], as a write does: a context naming a tenant confines the
+//! read to that tenant's threads (another tenant's thread reads as absent); a context without
+//! one is trusted host code and reads every thread.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::args::Context;
 use crate::error::{PersistError, Result};
 use crate::id::{MessageId, TenantId, ThreadId};
 use crate::message::{Message, Metadata, Thread, Timestamp};
@@ -32,50 +36,60 @@ fn validate_limit(limit: u32) -> Result<()> {
 }
 
 /// Reads one message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GetMessage {
     /// The thread.
     pub thread_id: ThreadId,
     /// The message.
     pub message_id: MessageId,
-    /// Confine the read to this tenant's threads.
-    pub tenant: Option<TenantId>,
+    /// Who is asking: a tenant here confines the read to that tenant's threads.
+    pub context: Context,
 }
 
 impl GetMessage {
     /// Reads `(thread_id, message_id)`.
     pub fn new(thread_id: ThreadId, message_id: MessageId) -> Self {
-        Self { thread_id, message_id, tenant: None }
+        Self { thread_id, message_id, context: Context::new() }
     }
 
-    /// Confines the read to `tenant`'s threads.
-    pub fn with_tenant(mut self, tenant: Option<TenantId>) -> Self {
-        self.tenant = tenant;
+    /// Sets the request's context (its tenant confines the read).
+    pub fn with_context(mut self, context: Context) -> Self {
+        self.context = context;
         self
+    }
+
+    /// The tenant the read is confined to, if any (its context's).
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.context.tenant()
     }
 }
 
 /// Reads one thread, tombstones included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct GetThread {
     /// The thread.
     pub thread_id: ThreadId,
-    /// Confine the read to this tenant's threads.
-    pub tenant: Option<TenantId>,
+    /// Who is asking: a tenant here confines the read to that tenant's threads.
+    pub context: Context,
 }
 
 impl GetThread {
     /// Reads `thread_id`.
     pub fn new(thread_id: ThreadId) -> Self {
-        Self { thread_id, tenant: None }
+        Self { thread_id, context: Context::new() }
     }
 
-    /// Confines the read to `tenant`'s threads.
-    pub fn with_tenant(mut self, tenant: Option<TenantId>) -> Self {
-        self.tenant = tenant;
+    /// Sets the request's context (its tenant confines the read).
+    pub fn with_context(mut self, context: Context) -> Self {
+        self.context = context;
         self
+    }
+
+    /// The tenant the read is confined to, if any (its context's).
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.context.tenant()
     }
 }
 
@@ -107,7 +121,7 @@ pub enum Order {
 /// assert_eq!(first.limit, 20);
 /// # Ok::<_, persist_core::PersistError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ListMessages {
     /// The thread.
@@ -122,8 +136,8 @@ pub struct ListMessages {
     pub order: Order,
     /// Whether placeholders still `Reserved` are listed.
     pub include_reserved: bool,
-    /// Confine the read to this tenant's threads.
-    pub tenant: Option<TenantId>,
+    /// Who is asking: a tenant here confines the read to that tenant's threads.
+    pub context: Context,
 }
 
 impl ListMessages {
@@ -136,7 +150,7 @@ impl ListMessages {
             limit: DEFAULT_PAGE_LIMIT,
             order: Order::Asc,
             include_reserved: false,
-            tenant: None,
+            context: Context::new(),
         }
     }
 
@@ -170,10 +184,15 @@ impl ListMessages {
         self
     }
 
-    /// Confines the read to `tenant`'s threads.
-    pub fn with_tenant(mut self, tenant: Option<TenantId>) -> Self {
-        self.tenant = tenant;
+    /// Sets the request's context (its tenant confines the read).
+    pub fn with_context(mut self, context: Context) -> Self {
+        self.context = context;
         self
+    }
+
+    /// The tenant the read is confined to, if any (its context's).
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.context.tenant()
     }
 
     /// The query for the page after `page`, or `None` when `page` was the last.
@@ -279,7 +298,7 @@ impl<'de> Deserialize<'de> for ThreadCursor {
 /// let mine = ListThreads::new().with_filter(Metadata::new().with("user", json!("u1")));
 /// assert_eq!(mine.limit, 100);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ListThreads {
     /// Only threads whose metadata contains every key of this object with an equal value.
@@ -288,14 +307,14 @@ pub struct ListThreads {
     pub cursor: Option<ThreadCursor>,
     /// Page size, 1 to [`MAX_PAGE_LIMIT`].
     pub limit: u32,
-    /// Only this tenant's threads.
-    pub tenant: Option<TenantId>,
+    /// Who is asking: a tenant here lists only that tenant's threads.
+    pub context: Context,
 }
 
 impl ListThreads {
     /// The first page of every thread.
     pub fn new() -> Self {
-        Self { filter: Metadata::new(), cursor: None, limit: DEFAULT_PAGE_LIMIT, tenant: None }
+        Self { filter: Metadata::new(), cursor: None, limit: DEFAULT_PAGE_LIMIT, context: Context::new() }
     }
 
     /// Keeps only threads whose metadata contains `filter`.
@@ -316,10 +335,15 @@ impl ListThreads {
         self
     }
 
-    /// Only `tenant`'s threads.
-    pub fn with_tenant(mut self, tenant: Option<TenantId>) -> Self {
-        self.tenant = tenant;
+    /// Sets the request's context (its tenant confines the listing).
+    pub fn with_context(mut self, context: Context) -> Self {
+        self.context = context;
         self
+    }
+
+    /// The tenant the listing is confined to, if any (its context's).
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.context.tenant()
     }
 
     /// Checks the limit and the filter; backends call this first.

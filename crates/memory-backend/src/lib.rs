@@ -353,7 +353,7 @@ impl Backend for MemoryBackend {
 
     async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
         let state = self.lock();
-        let Some(ts) = state.visible(&query.thread_id, query.tenant.as_ref()) else {
+        let Some(ts) = state.visible(&query.thread_id, query.tenant()) else {
             return Ok(None);
         };
         ts.messages.by_id(&query.message_id).map(|record| record.to_message(&ts.thread.id)).transpose()
@@ -361,13 +361,13 @@ impl Backend for MemoryBackend {
 
     async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
         let state = self.lock();
-        Ok(state.visible(&query.thread_id, query.tenant.as_ref()).map(|ts| ts.thread.clone()))
+        Ok(state.visible(&query.thread_id, query.tenant()).map(|ts| ts.thread.clone()))
     }
 
     async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
         query.validate()?;
         let state = self.lock();
-        let Some(ts) = state.visible(&query.thread_id, query.tenant.as_ref()) else {
+        let Some(ts) = state.visible(&query.thread_id, query.tenant()) else {
             return Ok(Page::new(Vec::new(), None, false));
         };
         let lower = query.after.map_or(0, |after| after.saturating_add(1));
@@ -394,7 +394,7 @@ impl Backend for MemoryBackend {
             .values()
             .map(|ts| &ts.thread)
             .filter(|t| !t.is_deleted())
-            .filter(|t| query.tenant.is_none() || t.tenant == query.tenant)
+            .filter(|t| t.is_visible_to(query.tenant()))
             .filter(|t| t.metadata.contains(&query.filter))
             .filter(|t| query.cursor.as_ref().is_none_or(|c| c.precedes(t.updated_at, &t.id)))
             .collect();

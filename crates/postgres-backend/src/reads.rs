@@ -8,8 +8,8 @@ use sqlx::PgConnection;
 use crate::error::map_sqlx;
 use crate::rows::{self, binding_columns, json_text, message_columns, signed, thread_columns};
 
-fn tenant(tenant: &Option<TenantId>) -> Option<&str> {
-    tenant.as_ref().map(TenantId::as_str)
+fn tenant(tenant: Option<&TenantId>) -> Option<&str> {
+    tenant.map(TenantId::as_str)
 }
 
 pub(crate) async fn get(conn: &mut PgConnection, query: &GetMessage) -> Result<Option<Message>> {
@@ -21,7 +21,7 @@ pub(crate) async fn get(conn: &mut PgConnection, query: &GetMessage) -> Result<O
     ))
     .bind(query.thread_id.as_str())
     .bind(query.message_id.as_str())
-    .bind(tenant(&query.tenant))
+    .bind(tenant(query.tenant()))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| map_sqlx("reading a message", e))?;
@@ -35,7 +35,7 @@ pub(crate) async fn get_thread(conn: &mut PgConnection, query: &GetThread) -> Re
         " FROM threads WHERE thread_id = $1 AND ($2::text IS NULL OR tenant = $2)"
     ))
     .bind(query.thread_id.as_str())
-    .bind(tenant(&query.tenant))
+    .bind(tenant(query.tenant()))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| map_sqlx("reading a thread", e))?;
@@ -67,7 +67,7 @@ pub(crate) async fn list(conn: &mut PgConnection, query: &ListMessages) -> Resul
         .bind(query.after.map_or(0, signed))
         .bind(query.before.map_or(i64::MAX, signed))
         .bind(query.include_reserved)
-        .bind(tenant(&query.tenant))
+        .bind(tenant(query.tenant()))
         .bind(i64::from(query.fetch_limit()))
         .fetch_all(&mut *conn)
         .await
@@ -88,7 +88,7 @@ pub(crate) async fn threads(conn: &mut PgConnection, query: &ListThreads) -> Res
                              WHERE (threads.metadata -> f.key) IS DISTINCT FROM f.value) \
           ORDER BY updated_at DESC, thread_id DESC LIMIT $5"
     ))
-    .bind(tenant(&query.tenant))
+    .bind(tenant(query.tenant()))
     // Without a cursor, a bound past every thread: the bound is always an index condition.
     .bind(query.cursor.as_ref().map_or(i64::MAX, |c| c.updated_at().as_micros()))
     .bind(query.cursor.as_ref().map_or("", |c| c.thread_id().as_str()))

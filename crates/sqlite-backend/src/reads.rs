@@ -8,8 +8,8 @@ use sqlx::SqlitePool;
 use crate::error::map_sqlx;
 use crate::rows::{self, binding_columns, json, message_columns, signed, thread_columns};
 
-fn tenant(tenant: &Option<TenantId>) -> Option<&str> {
-    tenant.as_ref().map(TenantId::as_str)
+fn tenant(tenant: Option<&TenantId>) -> Option<&str> {
+    tenant.map(TenantId::as_str)
 }
 
 pub(crate) async fn get(pool: &SqlitePool, query: &GetMessage) -> Result<Option<Message>> {
@@ -21,7 +21,7 @@ pub(crate) async fn get(pool: &SqlitePool, query: &GetMessage) -> Result<Option<
     ))
     .bind(query.thread_id.as_str())
     .bind(query.message_id.as_str())
-    .bind(tenant(&query.tenant))
+    .bind(tenant(query.tenant()))
     .fetch_optional(pool)
     .await
     .map_err(|e| map_sqlx("reading a message", e))?;
@@ -35,7 +35,7 @@ pub(crate) async fn get_thread(pool: &SqlitePool, query: &GetThread) -> Result<O
         " FROM threads WHERE thread_id = ?1 AND (?2 IS NULL OR tenant = ?2)"
     ))
     .bind(query.thread_id.as_str())
-    .bind(tenant(&query.tenant))
+    .bind(tenant(query.tenant()))
     .fetch_optional(pool)
     .await
     .map_err(|e| map_sqlx("reading a thread", e))?;
@@ -67,7 +67,7 @@ pub(crate) async fn list(pool: &SqlitePool, query: &ListMessages) -> Result<Page
         .bind(query.after.map_or(0, signed))
         .bind(query.before.map_or(i64::MAX, signed))
         .bind(query.include_reserved)
-        .bind(tenant(&query.tenant))
+        .bind(tenant(query.tenant()))
         .bind(i64::from(query.fetch_limit()))
         .fetch_all(pool)
         .await
@@ -121,7 +121,7 @@ pub(crate) async fn threads(pool: &SqlitePool, query: &ListThreads) -> Result<Pa
         ")) \
           ORDER BY updated_at DESC, thread_id DESC LIMIT ?5"
     ))
-    .bind(tenant(&query.tenant))
+    .bind(tenant(query.tenant()))
     .bind(query.cursor.as_ref().map(|c| c.updated_at().as_micros()))
     .bind(query.cursor.as_ref().map(|c| c.thread_id().as_str()))
     .bind(json(&query.filter)?)
