@@ -283,7 +283,8 @@ mod tracing_capture {
     use tracing::span::{Attributes, Id, Record};
     use tracing::{Event, Metadata, Subscriber};
 
-    /// Every field recorded on every span, and every event's fields.
+    /// Every field recorded on every span, and every event's fields; each also under
+    /// `level`, its level.
     #[derive(Clone, Default)]
     pub(crate) struct Capture {
         next: Arc<AtomicU64>,
@@ -308,7 +309,7 @@ mod tracing_capture {
         }
         fn new_span(&self, attrs: &Attributes<'_>) -> Id {
             let id = self.next.fetch_add(1, Ordering::SeqCst) + 1;
-            let mut fields = HashMap::new();
+            let mut fields = HashMap::from([("level".to_owned(), attrs.metadata().level().to_string())]);
             attrs.record(&mut Fields(&mut fields));
             self.spans.lock().unwrap().insert(id, fields);
             Id::from_u64(id)
@@ -319,7 +320,7 @@ mod tracing_capture {
         }
         fn record_follows_from(&self, _: &Id, _: &Id) {}
         fn event(&self, event: &Event<'_>) {
-            let mut fields = HashMap::new();
+            let mut fields = HashMap::from([("level".to_owned(), event.metadata().level().to_string())]);
             event.record(&mut Fields(&mut fields));
             self.events.lock().unwrap().push(fields);
         }
@@ -342,7 +343,9 @@ async fn trace_records_op_thread_message_seq_outcome_and_duration_but_not_conten
     spans.sort_by_key(|fields| fields.get("op").cloned());
     let add = spans.iter().find(|f| f.get("op").map(String::as_str) == Some("add")).expect("an add span");
     assert_eq!(add["thread"], "traced");
-    assert_eq!(add["message"], added.id.as_str());
+    assert_eq!(add["message_id"], added.id.as_str());
+    assert_eq!(add["level"], "INFO");
+    assert!(!add.contains_key("tenant"), "a trusted write names no tenant");
     assert_eq!(add["seq"], "1");
     assert_eq!(add["version"], "1");
     assert_eq!(add["outcome"], "ok");
@@ -353,6 +356,41 @@ async fn trace_records_op_thread_message_seq_outcome_and_duration_but_not_conten
     let events = capture.events.lock().unwrap();
     assert_eq!(events.len(), 2, "one event per write");
     assert!(!events.iter().any(|e| e.values().any(|v| v.contains("secret words"))));
+}
+
+/// A streamed reply's steps are traced at DEBUG (many per reply), its finalize at INFO; the
+/// tenant is a field of the span; the message id is `message_id`, never `tracing`'s own
+/// `message` (the event's text).
+#[tokio::test]
+async fn trace_puts_stream_steps_at_debug_and_names_the_tenant() {
+    let capture = tracing_capture::Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(MemoryBackend::new());
+    let tenant = persist::Context::new().with_tenant(persist::TenantId::new("acme").unwrap());
+    let slot = pipeline.reserve(Reserve::new(thread("streamed"), Role::Assistant).with_context(tenant.clone())).await;
+    let slot = slot.unwrap().message;
+    for step in ["It", "It left"] {
+        let partial = UpdateContent::new(thread("streamed"), slot.id.clone(), Content::text(step));
+        pipeline.update_content(partial.with_finalize(false).with_context(tenant.clone())).await.unwrap();
+    }
+    let done = UpdateContent::new(thread("streamed"), slot.id.clone(), Content::text("It left yesterday."));
+    pipeline.update_content(done.with_context(tenant)).await.unwrap();
+
+    let spans = capture.spans.lock().unwrap();
+    let levels = |op: &str| -> Vec<String> {
+        let mut levels: Vec<_> =
+            spans.values().filter(|f| f["op"] == op).map(|f| f["level"].clone()).collect::<Vec<_>>();
+        levels.sort();
+        levels
+    };
+    assert_eq!(levels("reserve"), ["INFO"]);
+    assert_eq!(levels("update_content"), ["DEBUG", "DEBUG", "INFO"]);
+    assert!(spans.values().all(|f| f["tenant"] == "acme" && f["message_id"] == slot.id.as_str()));
+    let events = capture.events.lock().unwrap();
+    let info: Vec<_> = events.iter().filter(|e| e["level"] == "INFO").collect();
+    assert_eq!(info.len(), 2, "one INFO line for the reserve, one for the finalize");
+    assert_eq!(events.iter().filter(|e| e["level"] == "DEBUG").count(), 2);
+    assert!(events.iter().all(|e| e["message"] == "persist write"), "`message` is the event's text only");
 }
 
 #[tokio::test]

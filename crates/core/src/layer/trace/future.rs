@@ -4,8 +4,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use pin_project_lite::pin_project;
-use tracing::Span;
 use tracing::field::display;
+use tracing::{Level, Span};
 
 use crate::{PersistError, PersistResult};
 
@@ -15,14 +15,14 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        // The span and the write's start, when a subscriber records the span; `None` costs
-        // nothing to carry or drop.
-        traced: Option<(Span, Instant)>,
+        // The span, the write's start and the level of its success, when a subscriber records
+        // the span; `None` costs nothing to carry or drop.
+        traced: Option<(Span, Instant, Level)>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, traced: Option<(Span, Instant)>) -> Self {
+    pub(super) fn new(inner: F, traced: Option<(Span, Instant, Level)>) -> Self {
         Self { inner, traced }
     }
 }
@@ -37,7 +37,7 @@ where
         let this = self.project();
         // Untraced, the inner answer is returned as it is; traced, it is returned as polled,
         // not rebuilt: either way it is not copied on its way up.
-        let Some((span, start)) = this.traced.as_ref() else {
+        let Some((span, start, level)) = this.traced.as_ref() else {
             return this.inner.poll(cx);
         };
         let poll = {
@@ -52,11 +52,15 @@ where
                 let outcome = if result.is_deduplicated() { "deduplicated" } else { "ok" };
                 span.record("outcome", outcome);
                 if let Some(message) = result.message() {
-                    span.record("message", display(&message.id));
+                    span.record("message_id", display(&message.id));
                     span.record("seq", message.seq);
                     span.record("version", message.version);
                 }
-                tracing::info!(parent: span, outcome, duration_us = micros, "persist write");
+                if *level == Level::DEBUG {
+                    tracing::debug!(parent: span, outcome, duration_us = micros, "persist write");
+                } else {
+                    tracing::info!(parent: span, outcome, duration_us = micros, "persist write");
+                }
             }
             Err(error) => {
                 span.record("outcome", error.code());

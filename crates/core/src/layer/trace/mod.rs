@@ -1,8 +1,12 @@
-//! A `tracing` span per write: op, thread, message, seq, version, outcome and duration.
+//! A `tracing` span per write: op, thread, tenant, message id, seq, version, outcome and
+//! duration.
 //!
 //! Each write runs inside an `INFO` span named `persist` and ends with one event (`INFO` on
-//! success, `WARN` on error) carrying the same fields. Content is **not** recorded by default
-//! (it is the users' conversation); [`TraceLayer::with_content`] opts in.
+//! success, `WARN` on error) carrying the same fields. A content update that does not finalize
+//! (one step of a streamed reply, many per reply) is traced at `DEBUG` instead, its failures
+//! still at `WARN`. The message's id is the field `message_id` (`message` is the event's own
+//! text in `tracing`). Content is **not** recorded by default (it is the users' conversation);
+//! [`TraceLayer::with_content`] opts in.
 //!
 //! Spans and events go to `tracing` subscribers only. When no subscriber is installed, or none
 //! enables `INFO`, the layer creates no span at all and costs one atomic load, even when
@@ -57,12 +61,12 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        let Some(span) = self.span(&args) else {
+        let Some((span, level)) = self.span(&args) else {
             return ResponseFuture::new(self.inner.call(args), None);
         };
         let start = Instant::now();
         let future = span.in_scope(|| self.inner.call(args));
-        ResponseFuture::new(future, Some((span, start)))
+        ResponseFuture::new(future, Some((span, start, level)))
     }
 }
 
@@ -70,32 +74,47 @@ impl<S> Trace<S> {
     /// The span of a write, or `None` when no subscriber wants it: such a span is neither
     /// entered nor kept, which would only cost (and, with `tracing`'s `log` feature, format
     /// activity lines for a logger that is not there).
-    fn span(&self, args: &PersistArgs) -> Option<Span> {
-        if !(Level::INFO <= STATIC_MAX_LEVEL && Level::INFO <= LevelFilter::current()) {
+    fn span(&self, args: &PersistArgs) -> Option<(Span, Level)> {
+        // One step of a streamed reply: there are many per reply.
+        let level = match args {
+            PersistArgs::UpdateContent(update) if !update.finalize => Level::DEBUG,
+            _ => Level::INFO,
+        };
+        if !(level <= STATIC_MAX_LEVEL && level <= LevelFilter::current()) {
             return None;
         }
-        let span = tracing::info_span!(
-            "persist",
-            op = %args.op(),
-            thread = %args.thread_id(),
-            request_id = Empty,
-            message = Empty,
-            seq = Empty,
-            version = Empty,
-            outcome = Empty,
-            duration_us = Empty,
-            content = Empty,
-        );
+        macro_rules! span {
+            ($level:expr) => {
+                tracing::span!(
+                    $level,
+                    "persist",
+                    op = %args.op(),
+                    thread = %args.thread_id(),
+                    tenant = Empty,
+                    request_id = Empty,
+                    message_id = Empty,
+                    seq = Empty,
+                    version = Empty,
+                    outcome = Empty,
+                    duration_us = Empty,
+                    content = Empty,
+                )
+            };
+        }
+        let span = if level == Level::DEBUG { span!(Level::DEBUG) } else { span!(Level::INFO) };
         if span.is_disabled() {
             return None;
         }
         span.record("request_id", display(args.context().request_id()));
+        if let Some(tenant) = args.context().tenant() {
+            span.record("tenant", display(tenant));
+        }
         if let Some(id) = args.message_id() {
-            span.record("message", display(id));
+            span.record("message_id", display(id));
         }
         if let (true, Some(content)) = (self.record_content, args.content()) {
             span.record("content", display(content.as_json()));
         }
-        Some(span)
+        Some((span, level))
     }
 }
