@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use persist_conformance::{BoxError, Factory};
-//! use persist_memory::MemoryBackend;
+//! use persist::memory::MemoryBackend;
 //!
 //! struct MemoryFactory;
 //!

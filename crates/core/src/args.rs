@@ -22,7 +22,7 @@ pub const MAX_TITLE_BYTES: usize = 1024;
 /// # Example
 ///
 /// ```
-/// use persist_core::{Context, TenantId};
+/// use persist::{Context, TenantId};
 ///
 /// #[derive(Clone, Debug, PartialEq)]
 /// struct Origin(&'static str);
@@ -167,12 +167,12 @@ macro_rules! context_setter {
 /// # Example
 ///
 /// ```
-/// use persist_core::{args::Add, Content, IdempotencyKey, Role, ThreadId};
+/// use persist::{args::Add, Content, IdempotencyKey, Role, ThreadId};
 ///
 /// let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))
 ///     .with_idempotency_key(IdempotencyKey::new("turn-1")?);
 /// assert!(add.message_id.is_none()); // the backend generates a UUIDv7
-/// # Ok::<_, persist_core::PersistError>(())
+/// # Ok::<_, persist::PersistError>(())
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -345,7 +345,7 @@ pub enum Target {
 /// # Example
 ///
 /// ```
-/// use persist_core::{args::Update, Metadata, MessageId, ThreadId};
+/// use persist::{args::Update, Metadata, MessageId, ThreadId};
 /// use serde_json::json;
 ///
 /// let thread = ThreadId::new("t1")?;
@@ -353,7 +353,7 @@ pub enum Target {
 ///     .with_metadata(Metadata::new().with("rating", json!(5)));
 /// let rename = Update::thread(thread).with_title(Some("Trip plans".into()));
 /// # let _ = (patch, rename);
-/// # Ok::<_, persist_core::PersistError>(())
+/// # Ok::<_, persist::PersistError>(())
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -472,13 +472,13 @@ impl Delete {
 /// # Example
 ///
 /// ```
-/// use persist_core::{args::Add, Content, PersistArgs, PersistOp, Role, ThreadId};
+/// use persist::{args::Add, Content, PersistArgs, PersistOp, Role, ThreadId};
 ///
 /// let args = PersistArgs::from(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi")));
 /// assert_eq!(args.op(), PersistOp::Add);
 /// assert_eq!(args.thread_id().as_str(), "t1");
 /// assert!(args.message_id().is_none());
-/// # Ok::<_, persist_core::PersistError>(())
+/// # Ok::<_, persist::PersistError>(())
 /// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

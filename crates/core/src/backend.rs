@@ -19,7 +19,7 @@ use crate::session::{Bind, Resolution, Resolve, SessionBinding};
 /// # Example
 ///
 /// ```
-/// use persist_core::Capabilities;
+/// use persist::Capabilities;
 ///
 /// let caps = Capabilities::new().with_durable(true).with_shared_storage(true);
 /// assert!(caps.durable && caps.shared_storage);
@@ -117,15 +117,15 @@ pub enum ApplyNow {
 /// # Example
 ///
 /// ```
-/// use persist_core::{args::Add, Backend, Content, PersistArgs, Role, ThreadId};
-/// use persist_memory::MemoryBackend;
+/// use persist::{args::Add, Backend, Content, PersistArgs, Role, ThreadId};
+/// use persist::memory::MemoryBackend;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let backend = MemoryBackend::new();
 /// let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"));
 /// let result = backend.apply(PersistArgs::from(add)).await?;
 /// assert_eq!(result.message().unwrap().seq, 1);
-/// # Ok::<_, persist_core::PersistError>(())
+/// # Ok::<_, persist::PersistError>(())
 /// # }).unwrap();
 /// ```
 pub trait Backend: Send + Sync + 'static {
@@ -147,15 +147,15 @@ pub trait Backend: Send + Sync + 'static {
     /// # Example
     ///
     /// ```
-    /// use persist_core::{args::Add, ApplyNow, Backend, Content, PersistArgs, Role, ThreadId};
-    /// use persist_memory::MemoryBackend;
+    /// use persist::{args::Add, ApplyNow, Backend, Content, PersistArgs, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
     ///
     /// let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"));
     /// match MemoryBackend::new().apply_now(PersistArgs::from(add)) {
     ///     ApplyNow::Done(result) => assert_eq!(result?.message().unwrap().seq, 1),
     ///     ApplyNow::Wait(_) => unreachable!("the memory backend never waits"),
     /// }
-    /// # Ok::<_, persist_core::PersistError>(())
+    /// # Ok::<_, persist::PersistError>(())
     /// ```
     fn apply_now(&self, args: PersistArgs) -> ApplyNow {
         ApplyNow::Wait(args)

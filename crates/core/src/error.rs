@@ -21,7 +21,7 @@ pub type Result<T, E = PersistError> = std::result::Result<T, E>;
 /// # Example
 ///
 /// ```
-/// use persist_core::{PersistError, ThreadId};
+/// use persist::{PersistError, ThreadId};
 ///
 /// let err = ThreadId::new("").unwrap_err();
 /// assert!(matches!(err, PersistError::InvalidInput { field: "thread_id", .. }));
@@ -208,7 +208,7 @@ impl PersistError {
     /// followed by its sources'.
     ///
     /// ```
-    /// use persist_core::PersistError;
+    /// use persist::PersistError;
     ///
     /// let failed = PersistError::backend("committing", std::io::Error::other("disk full"));
     /// assert_eq!(failed.replicate().to_string(), "backend error: committing: disk full");

@@ -179,7 +179,7 @@ impl MessageId {
     /// # Example
     ///
     /// ```
-    /// use persist_core::MessageId;
+    /// use persist::MessageId;
     ///
     /// let a = MessageId::generate();
     /// let b = MessageId::generate();
@@ -203,7 +203,7 @@ impl MessageId {
     /// # Example
     ///
     /// ```
-    /// use persist_core::{MessageId, ThreadId};
+    /// use persist::{MessageId, ThreadId};
     ///
     /// let thread = ThreadId::new("chat-1").unwrap();
     /// let a = MessageId::derive(&thread, "turn-3", "msg_abc");

@@ -23,9 +23,9 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::{args::{Add, Reserve, UpdateContent}, layer::ObserveLayer, read::ListMessages};
-//! use persist_core::{Content, PersistArgs, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::{Add, Reserve, UpdateContent}, layer::ObserveLayer, read::ListMessages};
+//! use persist::{Content, PersistArgs, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let pipeline = Pipeline::builder()
@@ -39,7 +39,7 @@
 //!
 //! let page = pipeline.list(ListMessages::new(thread)).await?;
 //! assert_eq!(page.items.iter().map(|m| m.content.to_text()).collect::<Vec<_>>(), ["Hello", "Hi!"]);
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

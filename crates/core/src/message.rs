@@ -20,7 +20,7 @@ use crate::json;
 /// # Example
 ///
 /// ```
-/// use persist_core::Role;
+/// use persist::Role;
 ///
 /// assert_eq!(Role::new("assistant").unwrap(), Role::Assistant);
 /// assert_eq!(Role::new("critic").unwrap().as_str(), "critic");
@@ -111,7 +111,7 @@ impl<'de> Deserialize<'de> for Role {
 /// # Example
 ///
 /// ```
-/// use persist_core::Content;
+/// use persist::Content;
 ///
 /// let c = Content::text("hello");
 /// assert_eq!(c.as_json(), r#"[{"text":"hello","type":"text"}]"#);
@@ -342,7 +342,7 @@ fn text_depth(text: &str) -> usize {
 /// # Example
 ///
 /// ```
-/// use persist_core::Metadata;
+/// use persist::Metadata;
 /// use serde_json::json;
 ///
 /// let mut meta = Metadata::new().with("model", json!("m-1")).with("tokens", json!(12));

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// # Example
 ///
 /// ```
-/// use persist_core::PersistOp;
+/// use persist::PersistOp;
 ///
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert_eq!(PersistOp::ALL.len(), 5);

@@ -46,8 +46,8 @@ pub type BoxPersistService = BoxCloneSyncService<PersistArgs, PersistResult, Per
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use persist_core::{args::Add, layer::from_fn, Content, Pipeline, Role, ThreadId};
-/// use persist_memory::MemoryBackend;
+/// use persist::{args::Add, layer::from_fn, Content, Pipeline, Role, ThreadId};
+/// use persist::memory::MemoryBackend;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let seen = Arc::new(Mutex::new(Vec::new()));
@@ -64,7 +64,7 @@ pub type BoxPersistService = BoxCloneSyncService<PersistArgs, PersistResult, Per
 ///     .build(MemoryBackend::new());
 /// pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
 /// assert_eq!(*seen.lock().unwrap(), ["A", "B"]);
-/// # Ok::<_, persist_core::PersistError>(())
+/// # Ok::<_, persist::PersistError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Debug, Clone)]
@@ -271,9 +271,9 @@ where
 /// # Example
 ///
 /// ```
-/// use persist_core::{args::{Add, Reserve, UpdateContent}, read::ListMessages};
-/// use persist_core::{Content, Pipeline, Role, Status, ThreadId};
-/// use persist_memory::MemoryBackend;
+/// use persist::{args::{Add, Reserve, UpdateContent}, read::ListMessages};
+/// use persist::{Content, Pipeline, Role, Status, ThreadId};
+/// use persist::memory::MemoryBackend;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let store = Pipeline::new(MemoryBackend::new());
@@ -285,7 +285,7 @@ where
 ///     .await?;
 /// assert_eq!((done.seq, done.status), (2, Status::Complete));
 /// assert_eq!(store.list(ListMessages::new(thread)).await?.items.len(), 2);
-/// # Ok::<_, persist_core::PersistError>(())
+/// # Ok::<_, persist::PersistError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Clone)]
@@ -474,8 +474,8 @@ impl Pipeline {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use persist_core::{args::Reserve, maintenance::CleanupStranded, Pipeline, Role, ThreadId};
-    /// use persist_memory::MemoryBackend;
+    /// use persist::{args::Reserve, maintenance::CleanupStranded, Pipeline, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let pipeline = Pipeline::new(MemoryBackend::new());
@@ -483,7 +483,7 @@ impl Pipeline {
     /// tokio::time::sleep(Duration::from_millis(5)).await;
     /// let report = pipeline.cleanup_stranded(CleanupStranded::new(Duration::from_millis(1))).await?;
     /// assert_eq!(report.deleted.len(), 1);
-    /// # Ok::<_, persist_core::PersistError>(())
+    /// # Ok::<_, persist::PersistError>(())
     /// # }).unwrap();
     /// ```
     ///

@@ -115,11 +115,11 @@ pub enum Order {
 /// # Example
 ///
 /// ```
-/// use persist_core::{read::ListMessages, Order, ThreadId};
+/// use persist::{read::ListMessages, Order, ThreadId};
 ///
 /// let first = ListMessages::new(ThreadId::new("t1")?).with_limit(20).with_order(Order::Desc);
 /// assert_eq!(first.limit, 20);
-/// # Ok::<_, persist_core::PersistError>(())
+/// # Ok::<_, persist::PersistError>(())
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -292,7 +292,7 @@ impl<'de> Deserialize<'de> for ThreadCursor {
 /// # Example
 ///
 /// ```
-/// use persist_core::{read::ListThreads, Metadata};
+/// use persist::{read::ListThreads, Metadata};
 /// use serde_json::json;
 ///
 /// let mine = ListThreads::new().with_filter(Metadata::new().with("user", json!("u1")));
@@ -391,12 +391,12 @@ impl Default for ListThreads {
 ///
 /// ```
 /// use std::time::Duration;
-/// use persist_core::read::FindStranded;
-/// use persist_core::Timestamp;
+/// use persist::read::FindStranded;
+/// use persist::Timestamp;
 ///
 /// // Reservations nobody wrote to in the last ten minutes.
 /// let query = FindStranded::new(Timestamp::now().saturating_sub(Duration::from_secs(600)));
-/// assert_eq!(query.limit, persist_core::read::DEFAULT_PAGE_LIMIT);
+/// assert_eq!(query.limit, persist::read::DEFAULT_PAGE_LIMIT);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

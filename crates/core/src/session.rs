@@ -21,9 +21,9 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::session::{Bind, FreshReason, Resolution, Resolve};
-//! use persist_core::{AgentId, Pipeline, ProviderId, SessionId, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::session::{Bind, FreshReason, Resolution, Resolve};
+//! use persist::{AgentId, Pipeline, ProviderId, SessionId, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = Pipeline::new(MemoryBackend::new());
@@ -41,7 +41,7 @@
 //!     Resolution::Resume(binding) => assert_eq!(binding.session_id, session),
 //!     fresh => panic!("expected to resume, got {fresh:?}"),
 //! }
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

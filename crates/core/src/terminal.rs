@@ -23,8 +23,8 @@ use crate::result::PersistResult;
 /// # Example
 ///
 /// ```
-/// use persist_core::{args::Add, Content, PersistArgs, Role, Terminal, ThreadId};
-/// use persist_memory::MemoryBackend;
+/// use persist::{args::Add, Content, PersistArgs, Role, Terminal, ThreadId};
+/// use persist::memory::MemoryBackend;
 /// use tower::ServiceExt;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -32,7 +32,7 @@ use crate::result::PersistResult;
 /// let args = PersistArgs::from(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi")));
 /// let result = terminal.oneshot(args).await?;
 /// assert_eq!(result.message().unwrap().seq, 1);
-/// # Ok::<_, persist_core::PersistError>(())
+/// # Ok::<_, persist::PersistError>(())
 /// # }).unwrap();
 /// ```
 pub struct Terminal<B> {

@@ -8,15 +8,15 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::{args::Add, Content, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, Content, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = MemoryBackend::new();
 //! let pipeline = Pipeline::new(store.clone());
 //! pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
 //! assert_eq!(store.message_count(), 1); // clones share state
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

@@ -57,10 +57,10 @@
 //! # Example
 //!
 //! ```no_run
-//! use persist_core::{args::Add, Content, Pipeline, Role, ThreadId};
-//! use persist_postgres::PostgresBackend;
+//! use persist::{args::Add, Content, Pipeline, Role, ThreadId};
+//! use persist::postgres::PostgresBackend;
 //!
-//! # async fn run() -> Result<(), persist_core::PersistError> {
+//! # async fn run() -> Result<(), persist::PersistError> {
 //! let backend = PostgresBackend::builder("postgres://app@db.internal/chat")
 //!     .schema("persist")
 //!     .max_connections(20)

@@ -52,8 +52,8 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::{args::Add, Content, Pipeline, Role, ThreadId};
-//! use persist_sqlite::SqliteBackend;
+//! use persist::{args::Add, Content, Pipeline, Role, ThreadId};
+//! use persist::sqlite::SqliteBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let dir = tempfile::tempdir().unwrap();
@@ -61,7 +61,7 @@
 //! let pipeline = Pipeline::new(backend);
 //! let added = pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
 //! assert_eq!(added.message.seq, 1);
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 
@@ -130,7 +130,7 @@ pub(crate) struct Limits {
 ///
 /// ```
 /// use std::time::Duration;
-/// use persist_sqlite::{Durability, SqliteBackend};
+/// use persist::sqlite::{Durability, SqliteBackend};
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let dir = tempfile::tempdir().unwrap();
@@ -142,7 +142,7 @@ pub(crate) struct Limits {
 ///     .open()
 ///     .await?;
 /// # drop(backend);
-/// # Ok::<_, persist_core::PersistError>(())
+/// # Ok::<_, persist::PersistError>(())
 /// # }).unwrap();
 /// ```
 #[derive(Debug, Clone)]
@@ -421,8 +421,8 @@ impl SqliteBackend {
     /// # Example
     ///
     /// ```
-    /// use persist_core::Backend;
-    /// use persist_sqlite::SqliteBackend;
+    /// use persist::Backend;
+    /// use persist::sqlite::SqliteBackend;
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let dir = tempfile::tempdir().unwrap();
@@ -430,7 +430,7 @@ impl SqliteBackend {
     /// backend.ping().await?;
     /// backend.close().await;
     /// assert!(backend.ping().await.is_err());
-    /// # Ok::<_, persist_core::PersistError>(())
+    /// # Ok::<_, persist::PersistError>(())
     /// # }).unwrap();
     /// ```
     pub async fn close(&self) {

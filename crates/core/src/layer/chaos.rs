@@ -9,9 +9,9 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::layer::{ChaosLayer, RetryLayer, RetryPolicy};
-//! use persist_core::{args::Add, Content, IdempotencyKey, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::layer::{ChaosLayer, RetryLayer, RetryPolicy};
+//! use persist::{args::Add, Content, IdempotencyKey, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let store = MemoryBackend::new();
@@ -24,7 +24,7 @@
 //!     pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("x")).with_idempotency_key(key)).await?;
 //! }
 //! assert_eq!(store.message_count(), 20); // no loss, no duplicate
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

@@ -22,8 +22,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use persist_core::{args::Add, layer::{DetachLayer, TimeoutLayer}, Content, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, layer::{DetachLayer, TimeoutLayer}, Content, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let pipeline = Pipeline::builder()
@@ -31,7 +31,7 @@
 //!     .layer(DetachLayer::new())
 //!     .build(MemoryBackend::new());
 //! pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

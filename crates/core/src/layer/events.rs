@@ -13,8 +13,8 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::{args::Reserve, layer::Events, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Reserve, layer::Events, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let events = Events::new(1024);
@@ -24,7 +24,7 @@
 //! let slot = pipeline.reserve(Reserve::new(thread, Role::Assistant)).await?.message;
 //! let event = updates.recv().await.unwrap();
 //! assert_eq!(event.message().unwrap().id, slot.id);
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

@@ -12,8 +12,8 @@
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use persist_core::{args::Add, layer::from_fn, Content, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, layer::from_fn, Content, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let audit = Arc::new(Mutex::new(Vec::new()));
@@ -31,7 +31,7 @@
 //!     .build(MemoryBackend::new());
 //! pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
 //! assert_eq!(*audit.lock().unwrap(), ["add t1 ok=true"]);
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

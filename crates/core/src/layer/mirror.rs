@@ -13,8 +13,8 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::{args::Add, layer::MirrorLayer, read::GetThread, Content, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, layer::MirrorLayer, read::GetThread, Content, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let new_store = Pipeline::new(MemoryBackend::new());
@@ -24,7 +24,7 @@
 //! pipeline.add(Add::new(thread.clone(), Role::User, Content::text("hi"))).await?;
 //! mirror.flushed().await; // wait for the shadow writes (tests, shutdown)
 //! assert!(new_store.get_thread(GetThread::new(thread)).await?.is_some());
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

@@ -7,8 +7,8 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::{args::Add, layer::{Limits, ValidateLayer}, Content, PersistError, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, layer::{Limits, ValidateLayer}, Content, PersistError, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let pipeline = Pipeline::builder()
@@ -17,7 +17,7 @@
 //! let big = Add::new(ThreadId::new("t1")?, Role::User, Content::text("x".repeat(100)));
 //! let err = pipeline.add(big).await.unwrap_err();
 //! assert!(matches!(err, PersistError::InvalidInput { field: "content", .. }));
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

@@ -17,9 +17,9 @@
 //! use std::ops::ControlFlow;
 //! use std::sync::Arc;
 //! use std::sync::atomic::{AtomicBool, Ordering};
-//! use persist_core::{args::Add, layer::{Decision, InterceptLayer}};
-//! use persist_core::{Content, PersistArgs, PersistError, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, layer::{Decision, InterceptLayer}};
+//! use persist::{Content, PersistArgs, PersistError, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let read_only = Arc::new(AtomicBool::new(true));
@@ -37,7 +37,7 @@
 //! assert!(matches!(pipeline.add(add.clone()).await, Err(PersistError::Rejected { .. })));
 //! read_only.store(false, Ordering::Relaxed);
 //! assert_eq!(pipeline.add(add).await?.message.seq, 1);
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

@@ -15,13 +15,13 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::{args::Add, layer::MetricsLayer, Content, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, layer::MetricsLayer, Content, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let pipeline = Pipeline::builder().layer(MetricsLayer::new()).build(MemoryBackend::new());
 //! pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

@@ -11,9 +11,9 @@
 //!
 //! ```
 //! use std::sync::{Arc, Mutex};
-//! use persist_core::{args::{Reserve, UpdateContent}, layer::ObserveLayer};
-//! use persist_core::{Content, PersistResult, Pipeline, Role, Status, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::{Reserve, UpdateContent}, layer::ObserveLayer};
+//! use persist::{Content, PersistResult, Pipeline, Role, Status, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let index = Arc::new(Mutex::new(Vec::new()));
@@ -30,7 +30,7 @@
 //! assert!(index.lock().unwrap().is_empty()); // a placeholder is not content
 //! pipeline.update_content(UpdateContent::new(thread, slot.id, Content::text("done"))).await?;
 //! assert_eq!(*index.lock().unwrap(), ["done"]);
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

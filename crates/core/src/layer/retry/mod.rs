@@ -30,8 +30,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use persist_core::{args::Add, layer::{RetryLayer, RetryPolicy}, Content, IdempotencyKey, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, layer::{RetryLayer, RetryPolicy}, Content, IdempotencyKey, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let policy = RetryPolicy::new().max_attempts(5).backoff(Duration::from_millis(10), Duration::from_secs(1))?;
@@ -39,7 +39,7 @@
 //! let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))
 //!     .with_idempotency_key(IdempotencyKey::new("turn-1")?);
 //! pipeline.add(add).await?;
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

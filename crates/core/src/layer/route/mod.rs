@@ -10,9 +10,9 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::{args::Add, layer::{route, RouteLayer}, read::GetThread};
-//! use persist_core::{Content, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, layer::{route, RouteLayer}, read::GetThread};
+//! use persist::{Content, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let scratch = Pipeline::new(MemoryBackend::new());
@@ -25,7 +25,7 @@
 //! pipeline.add(Add::new(thread.clone(), Role::User, Content::text("draft"))).await?;
 //! assert!(scratch.get_thread(GetThread::new(thread.clone())).await?.is_some());
 //! assert!(pipeline.get_thread(GetThread::new(thread)).await?.is_none()); // main untouched
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 

@@ -16,13 +16,13 @@
 //! # Example
 //!
 //! ```
-//! use persist_core::{args::Add, layer::TraceLayer, Content, Pipeline, Role, ThreadId};
-//! use persist_memory::MemoryBackend;
+//! use persist::{args::Add, layer::TraceLayer, Content, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(MemoryBackend::new());
 //! pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
-//! # Ok::<_, persist_core::PersistError>(())
+//! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 
