@@ -4,7 +4,7 @@
 //! Run: `cargo run --example agent_loop`
 
 use persist::memory::MemoryBackend;
-use persist::session::{Bind, Resolution, Resolve};
+use persist::session::{Bind, ResetSession, Resolution, Resolve};
 use persist::{AgentId, Pipeline, ProviderId, RuntimeId, SessionId, ThreadId};
 
 /// Stands in for a provider CLI: resumes a session or starts one, and reports its id.
@@ -24,7 +24,7 @@ async fn main() -> Result<(), persist::PersistError> {
 
     for (turn, runtime) in runtimes.iter().enumerate() {
         if turn == 3 {
-            store.reset_session(agent.clone(), thread.clone()).await?;
+            store.reset_session(ResetSession::new(agent.clone(), thread.clone())).await?;
             println!("(the user asked to start over)");
         }
         let runtime = RuntimeId::new(*runtime)?;

@@ -64,17 +64,17 @@ pub async fn check_session_bindings_survive_reopen<F: Factory>(factory: &F) -> O
         return store.skip(Outcome::Skipped("the backend does not declare `sessions`")).await;
     }
     use crate::sessions::{agent, bind, provider, session};
-    use persist_core::session::{FreshReason, Resolution, Resolve};
+    use persist_core::session::{FreshReason, InvalidateSession, ResetSession, Resolution, Resolve};
     let (live, reset) = (t("bound"), t("was-reset"));
     let stored = store.b().bind(bind("bot", &live, "s-1", "cli").with_work_dir("/w")).await.unwrap();
     store.b().bind(bind("bot", &reset, "s-2", "cli").with_work_dir("/r")).await.unwrap();
-    store.b().reset_session(agent("bot"), reset.clone()).await.unwrap();
+    store.b().reset_session(ResetSession::new(agent("bot"), reset.clone())).await.unwrap();
     store.reopen().await;
     let b = store.b().as_ref();
     let resumed = b.resolve(Resolve::new(agent("bot"), live.clone(), provider("cli"))).await.unwrap();
     assert_eq!(resumed, Resolution::Resume(stored));
     let fresh = b.resolve(Resolve::new(agent("bot"), reset.clone(), provider("cli"))).await.unwrap();
     assert_eq!(fresh, Resolution::Fresh { reason: FreshReason::Reset, work_dir: Some("/r".into()) });
-    assert!(!b.invalidate_session(agent("bot"), live, session("other")).await.unwrap());
+    assert!(!b.invalidate_session(InvalidateSession::new(agent("bot"), live, session("other"))).await.unwrap());
     store.finish().await
 }

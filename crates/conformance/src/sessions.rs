@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use persist_core::args::Delete;
-use persist_core::session::{Bind, FreshReason, Resolution, Resolve, SessionBinding};
+use persist_core::session::{Bind, FreshReason, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use persist_core::{AgentId, Backend, PersistError, ProviderId, RuntimeId, SessionId, ThreadId};
 use tokio::task::JoinSet;
 
@@ -99,9 +99,9 @@ pub async fn check_reset_makes_the_next_resolve_fresh<F: Factory>(factory: &F) -
     let b = store.b().as_ref();
     let th = t("session-reset");
     b.bind(bind("bot", &th, "s-1", "cli").with_work_dir("/w")).await.unwrap();
-    assert!(b.reset_session(agent("bot"), th.clone()).await.unwrap());
+    assert!(b.reset_session(ResetSession::new(agent("bot"), th.clone())).await.unwrap());
     assert_eq!(resolve(b, ask("bot", &th, "cli")).await, fresh(FreshReason::Reset, Some("/w")));
-    assert!(!b.reset_session(agent("bot"), t("never-bound")).await.unwrap(), "nothing to reset");
+    assert!(!b.reset_session(ResetSession::new(agent("bot"), t("never-bound"))).await.unwrap(), "nothing to reset");
     store.finish().await
 }
 
@@ -112,7 +112,7 @@ pub async fn check_reset_then_bind_resumes_the_new_session<F: Factory>(factory: 
     let b = store.b().as_ref();
     let th = t("session-reset-bind");
     b.bind(bind("bot", &th, "old", "cli")).await.unwrap();
-    b.reset_session(agent("bot"), th.clone()).await.unwrap();
+    b.reset_session(ResetSession::new(agent("bot"), th.clone())).await.unwrap();
     b.bind(bind("bot", &th, "new", "cli")).await.unwrap();
     assert_eq!(resumed(resolve(b, ask("bot", &th, "cli")).await).session_id, session("new"));
     store.finish().await
@@ -146,11 +146,17 @@ pub async fn check_invalidate_is_compare_and_set<F: Factory>(factory: &F) -> Out
     let th = t("session-cas");
     b.bind(bind("bot", &th, "s-1", "cli")).await.unwrap();
     b.bind(bind("bot", &th, "s-2", "cli")).await.unwrap();
-    assert!(!b.invalidate_session(agent("bot"), th.clone(), session("s-1")).await.unwrap(), "stale id must not clear");
+    assert!(
+        !b.invalidate_session(InvalidateSession::new(agent("bot"), th.clone(), session("s-1"))).await.unwrap(),
+        "stale id must not clear"
+    );
     assert_eq!(resumed(resolve(b, ask("bot", &th, "cli")).await).session_id, session("s-2"));
-    assert!(b.invalidate_session(agent("bot"), th.clone(), session("s-2")).await.unwrap());
+    assert!(b.invalidate_session(InvalidateSession::new(agent("bot"), th.clone(), session("s-2"))).await.unwrap());
     assert_eq!(resolve(b, ask("bot", &th, "cli")).await, fresh(FreshReason::Invalidated, None));
-    assert!(!b.invalidate_session(agent("bot"), th.clone(), session("s-2")).await.unwrap(), "already invalidated");
+    assert!(
+        !b.invalidate_session(InvalidateSession::new(agent("bot"), th.clone(), session("s-2"))).await.unwrap(),
+        "already invalidated"
+    );
     b.bind(bind("bot", &th, "s-3", "cli")).await.unwrap();
     assert_eq!(resumed(resolve(b, ask("bot", &th, "cli")).await).session_id, session("s-3"));
     store.finish().await
@@ -201,8 +207,8 @@ pub async fn check_bindings_are_keyed_by_agent_and_thread<F: Factory>(factory: &
     b.bind(bind("bot-a", &t1, "a1", "cli")).await.unwrap();
     b.bind(bind("bot-b", &t1, "b1", "cli")).await.unwrap();
     b.bind(bind("bot-a", &t2, "a2", "cli")).await.unwrap();
-    b.reset_session(agent("bot-b"), t1.clone()).await.unwrap();
-    b.invalidate_session(agent("bot-a"), t2.clone(), session("a2")).await.unwrap();
+    b.reset_session(ResetSession::new(agent("bot-b"), t1.clone())).await.unwrap();
+    b.invalidate_session(InvalidateSession::new(agent("bot-a"), t2.clone(), session("a2"))).await.unwrap();
     assert_eq!(resumed(resolve(b, ask("bot-a", &t1, "cli")).await).session_id, session("a1"));
     assert_eq!(resolve(b, ask("bot-b", &t1, "cli")).await, fresh(FreshReason::Reset, None));
     assert_eq!(resolve(b, ask("bot-a", &t2, "cli")).await, fresh(FreshReason::Invalidated, None));

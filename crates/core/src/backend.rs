@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use crate::args::PersistArgs;
 use crate::error::{PersistError, Result};
-use crate::id::{AgentId, SessionId, ThreadId};
+use crate::id::ThreadId;
 use crate::message::Status;
 use crate::message::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
 use crate::result::PersistResult;
-use crate::session::{Bind, Resolution, Resolve, SessionBinding};
+use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 
 /// What a backend can do beyond the required contract; the conformance suite gates its
 /// optional checks on these.
@@ -241,20 +241,15 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Marks the binding reset: the next `resolve` is `Fresh { Reset }` until a new `bind`.
     /// Answers whether there was a binding.
-    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> impl Future<Output = Result<bool>> + Send {
-        let _ = (agent_id, thread_id);
+    fn reset_session(&self, request: ResetSession) -> impl Future<Output = Result<bool>> + Send {
+        let _ = request;
         async { Err(sessions_unsupported()) }
     }
 
     /// Compare-and-set: marks the binding invalidated **only if** it still points at
     /// `session_id` and is active. Answers whether it did.
-    fn invalidate_session(
-        &self,
-        agent_id: AgentId,
-        thread_id: ThreadId,
-        session_id: SessionId,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        let _ = (agent_id, thread_id, session_id);
+    fn invalidate_session(&self, request: InvalidateSession) -> impl Future<Output = Result<bool>> + Send {
+        let _ = request;
         async { Err(sessions_unsupported()) }
     }
 
@@ -319,17 +314,12 @@ impl<B: Backend> Backend for Arc<B> {
         (**self).resolve(query)
     }
 
-    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> impl Future<Output = Result<bool>> + Send {
-        (**self).reset_session(agent_id, thread_id)
+    fn reset_session(&self, request: ResetSession) -> impl Future<Output = Result<bool>> + Send {
+        (**self).reset_session(request)
     }
 
-    fn invalidate_session(
-        &self,
-        agent_id: AgentId,
-        thread_id: ThreadId,
-        session_id: SessionId,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        (**self).invalidate_session(agent_id, thread_id, session_id)
+    fn invalidate_session(&self, request: InvalidateSession) -> impl Future<Output = Result<bool>> + Send {
+        (**self).invalidate_session(request)
     }
 
     fn ping(&self) -> impl Future<Output = Result<()>> + Send {
@@ -350,13 +340,8 @@ pub(crate) trait DynBackend: Send + Sync {
     fn stranded(&self, query: FindStranded) -> BoxFuture<'_, Result<Vec<Message>>>;
     fn bind(&self, bind: Bind) -> BoxFuture<'_, Result<SessionBinding>>;
     fn resolve(&self, query: Resolve) -> BoxFuture<'_, Result<Resolution>>;
-    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> BoxFuture<'_, Result<bool>>;
-    fn invalidate_session(
-        &self,
-        agent_id: AgentId,
-        thread_id: ThreadId,
-        session_id: SessionId,
-    ) -> BoxFuture<'_, Result<bool>>;
+    fn reset_session(&self, request: ResetSession) -> BoxFuture<'_, Result<bool>>;
+    fn invalidate_session(&self, request: InvalidateSession) -> BoxFuture<'_, Result<bool>>;
     fn ping(&self) -> BoxFuture<'_, Result<()>>;
 }
 
@@ -393,17 +378,12 @@ impl<B: Backend> DynBackend for B {
         Box::pin(Backend::resolve(self, query))
     }
 
-    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> BoxFuture<'_, Result<bool>> {
-        Box::pin(Backend::reset_session(self, agent_id, thread_id))
+    fn reset_session(&self, request: ResetSession) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(Backend::reset_session(self, request))
     }
 
-    fn invalidate_session(
-        &self,
-        agent_id: AgentId,
-        thread_id: ThreadId,
-        session_id: SessionId,
-    ) -> BoxFuture<'_, Result<bool>> {
-        Box::pin(Backend::invalidate_session(self, agent_id, thread_id, session_id))
+    fn invalidate_session(&self, request: InvalidateSession) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(Backend::invalidate_session(self, request))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<()>> {

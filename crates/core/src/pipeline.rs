@@ -15,13 +15,12 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use crate::args::{self, Add, Delete, PersistArgs, Reserve, Update, UpdateContent};
 use crate::backend::{Backend, BoxFuture, Capabilities, DynBackend};
 use crate::error::{PersistError, Result};
-use crate::id::{AgentId, SessionId, ThreadId};
 use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance};
 use crate::message::Timestamp;
 use crate::message::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
 use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
-use crate::session::{Bind, Resolution, Resolve, SessionBinding};
+use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use crate::terminal::Terminal;
 
 /// Any write stack, type-erased: what layers like `Route` and `Mirror` forward to.
@@ -441,8 +440,8 @@ impl Pipeline {
     /// # Errors
     ///
     /// `Unsupported` on a backend without sessions, or backend failures.
-    pub async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {
-        self.backend.reset_session(agent_id, thread_id).await
+    pub async fn reset_session(&self, request: ResetSession) -> Result<bool> {
+        self.backend.reset_session(request).await
     }
 
     /// Invalidates `session_id` for (agent, thread) if the binding still points at it.
@@ -450,13 +449,8 @@ impl Pipeline {
     /// # Errors
     ///
     /// `Unsupported` on a backend without sessions, or backend failures.
-    pub async fn invalidate_session(
-        &self,
-        agent_id: AgentId,
-        thread_id: ThreadId,
-        session_id: SessionId,
-    ) -> Result<bool> {
-        self.backend.invalidate_session(agent_id, thread_id, session_id).await
+    pub async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
+        self.backend.invalidate_session(request).await
     }
 
     /// Deletes reservations stranded by streams that never finished, **through the pipeline**.
@@ -574,16 +568,11 @@ impl Backend for Pipeline {
         self.backend.resolve(query)
     }
 
-    fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> impl Future<Output = Result<bool>> + Send {
-        self.backend.reset_session(agent_id, thread_id)
+    fn reset_session(&self, request: ResetSession) -> impl Future<Output = Result<bool>> + Send {
+        self.backend.reset_session(request)
     }
 
-    fn invalidate_session(
-        &self,
-        agent_id: AgentId,
-        thread_id: ThreadId,
-        session_id: SessionId,
-    ) -> impl Future<Output = Result<bool>> + Send {
-        self.backend.invalidate_session(agent_id, thread_id, session_id)
+    fn invalidate_session(&self, request: InvalidateSession) -> impl Future<Output = Result<bool>> + Send {
+        self.backend.invalidate_session(request)
     }
 }

@@ -49,6 +49,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::args::Context;
 use crate::error::{PersistError, Result};
 use crate::id::{AgentId, ProviderId, RuntimeId, SessionId, ThreadId};
 use crate::message::Timestamp;
@@ -77,9 +78,20 @@ pub struct SessionBinding {
     pub updated_at: Timestamp,
 }
 
+/// Sets the request's [`Context`], as on every request.
+macro_rules! context_setter {
+    () => {
+        /// Replaces the request's [`Context`].
+        pub fn with_context(mut self, context: Context) -> Self {
+            self.context = context;
+            self
+        }
+    };
+}
+
 /// Records a confirmed session for an (agent, thread). Upsert: the first bind sets
 /// `created_at`, later binds keep it and replace everything else.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Bind {
     /// The agent.
@@ -94,13 +106,18 @@ pub struct Bind {
     pub runtime_id: Option<RuntimeId>,
     /// Its working directory.
     pub work_dir: Option<String>,
+    /// Request context.
+    #[serde(default)]
+    pub context: Context,
 }
 
 impl Bind {
     /// Binds `session_id` of `provider` to (`agent_id`, `thread_id`).
     pub fn new(agent_id: AgentId, thread_id: ThreadId, session_id: SessionId, provider: ProviderId) -> Self {
-        Self { agent_id, thread_id, session_id, provider, runtime_id: None, work_dir: None }
+        Self { agent_id, thread_id, session_id, provider, runtime_id: None, work_dir: None, context: Context::new() }
     }
+
+    context_setter!();
 
     /// The runtime the session lives in.
     pub fn with_runtime(mut self, runtime_id: RuntimeId) -> Self {
@@ -133,7 +150,7 @@ impl Bind {
 }
 
 /// Asks whether (agent, thread) can resume its session with `provider` on `runtime_id`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Resolve {
     /// The agent.
@@ -144,19 +161,84 @@ pub struct Resolve {
     pub provider: ProviderId,
     /// The runtime about to run it (`None` when runtimes do not matter).
     pub runtime_id: Option<RuntimeId>,
+    /// Request context.
+    #[serde(default)]
+    pub context: Context,
 }
 
 impl Resolve {
     /// Resolves for `provider` without a runtime.
     pub fn new(agent_id: AgentId, thread_id: ThreadId, provider: ProviderId) -> Self {
-        Self { agent_id, thread_id, provider, runtime_id: None }
+        Self { agent_id, thread_id, provider, runtime_id: None, context: Context::new() }
     }
+
+    context_setter!();
 
     /// The runtime about to run.
     pub fn with_runtime(mut self, runtime_id: RuntimeId) -> Self {
         self.runtime_id = Some(runtime_id);
         self
     }
+}
+
+/// Resets the binding of (agent, thread): the next [`Resolve`] is `Fresh { Reset }` until a new
+/// [`Bind`], which is then what resumes (never the session before the reset).
+///
+/// # Example
+///
+/// ```
+/// use persist::session::ResetSession;
+/// use persist::{AgentId, ThreadId};
+///
+/// let reset = ResetSession::new(AgentId::new("support-bot")?, ThreadId::new("t1")?);
+/// assert_eq!(reset.agent_id.as_str(), "support-bot");
+/// # Ok::<_, persist::PersistError>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ResetSession {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Request context.
+    #[serde(default)]
+    pub context: Context,
+}
+
+impl ResetSession {
+    /// Resets (`agent_id`, `thread_id`).
+    pub fn new(agent_id: AgentId, thread_id: ThreadId) -> Self {
+        Self { agent_id, thread_id, context: Context::new() }
+    }
+
+    context_setter!();
+}
+
+/// Invalidates the binding of (agent, thread) **only if** it is active and still points at
+/// `session_id` (compare-and-set): a session the provider reported dead is not retried
+/// forever, and a newer binding made meanwhile is never lost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct InvalidateSession {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The session the provider reported dead.
+    pub session_id: SessionId,
+    /// Request context.
+    #[serde(default)]
+    pub context: Context,
+}
+
+impl InvalidateSession {
+    /// Invalidates `session_id` for (`agent_id`, `thread_id`), if the binding still points at it.
+    pub fn new(agent_id: AgentId, thread_id: ThreadId, session_id: SessionId) -> Self {
+        Self { agent_id, thread_id, session_id, context: Context::new() }
+    }
+
+    context_setter!();
 }
 
 /// Why a session cannot be resumed. Each has a message a host can show its user.

@@ -35,7 +35,7 @@ use hashbrown::hash_map::Entry;
 
 use persist_core::args::{Delete, Update, UpdateContent};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
-use persist_core::session::{Bind, BindingState, Resolution, Resolve, SessionBinding};
+use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use persist_core::{
     Added, AgentId, ApplyNow, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message,
     MessageId, Order, Page, PersistArgs, PersistError, PersistResult, Reserved, Result, SessionId, Status, Target,
@@ -435,11 +435,11 @@ impl Backend for MemoryBackend {
         Ok(Resolution::decide(stored, &query))
     }
 
-    async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {
-        Ok(self.mark(agent_id, thread_id, None, BindingState::Reset))
+    async fn reset_session(&self, request: ResetSession) -> Result<bool> {
+        Ok(self.mark(request.agent_id, request.thread_id, None, BindingState::Reset))
     }
 
-    async fn invalidate_session(&self, agent_id: AgentId, thread_id: ThreadId, session_id: SessionId) -> Result<bool> {
-        Ok(self.mark(agent_id, thread_id, Some(&session_id), BindingState::Invalidated))
+    async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
+        Ok(self.mark(request.agent_id, request.thread_id, Some(&request.session_id), BindingState::Invalidated))
     }
 }

@@ -87,11 +87,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
-use persist_core::session::{Bind, BindingState, Resolution, Resolve, SessionBinding};
-use persist_core::{
-    AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId, Thread,
-    ThreadId,
-};
+use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
+use persist_core::{Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, Thread};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -370,11 +367,13 @@ impl Backend for PostgresBackend {
         self.with(async |conn| reads::resolve(conn, &query).await).await
     }
 
-    async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {
+    async fn reset_session(&self, request: ResetSession) -> Result<bool> {
+        let ResetSession { agent_id, thread_id, .. } = request;
         self.with(async |conn| ops::mark(conn, &agent_id, &thread_id, None, BindingState::Reset).await).await
     }
 
-    async fn invalidate_session(&self, agent_id: AgentId, thread_id: ThreadId, session_id: SessionId) -> Result<bool> {
+    async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
+        let InvalidateSession { agent_id, thread_id, session_id, .. } = request;
         self.with(async |conn| {
             ops::mark(conn, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
         })

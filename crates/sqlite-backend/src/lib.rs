@@ -88,7 +88,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
-use persist_core::session::{Bind, BindingState, Resolution, Resolve, SessionBinding};
+use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use persist_core::{
     AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId, Thread,
     ThreadId,
@@ -524,11 +524,11 @@ impl Backend for SqliteBackend {
         Ok(())
     }
 
-    async fn reset_session(&self, agent_id: AgentId, thread_id: ThreadId) -> Result<bool> {
-        self.mark(agent_id, thread_id, None, BindingState::Reset).await
+    async fn reset_session(&self, request: ResetSession) -> Result<bool> {
+        self.mark(request.agent_id, request.thread_id, None, BindingState::Reset).await
     }
 
-    async fn invalidate_session(&self, agent_id: AgentId, thread_id: ThreadId, session_id: SessionId) -> Result<bool> {
-        self.mark(agent_id, thread_id, Some(session_id), BindingState::Invalidated).await
+    async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
+        self.mark(request.agent_id, request.thread_id, Some(request.session_id), BindingState::Invalidated).await
     }
 }
