@@ -32,8 +32,10 @@ impl Factory for PassThroughStack {
         Ok(Pipeline::builder()
             .layer(
                 ObserveLayer::new()
-                    .on_args(|args: &PersistArgs| assert!(!args.thread_id().as_str().is_empty()))
-                    .on_result(|result: &PersistResult| assert!(!result.thread_id().as_str().is_empty()))
+                    .on_args(|args: &PersistArgs| assert!(args.thread_id().is_none_or(|t| !t.as_str().is_empty())))
+                    .on_result(|result: &PersistResult| {
+                        assert!(result.thread_id().is_none_or(|t| !t.as_str().is_empty()))
+                    })
                     .on_error(|_: PersistOp, _: &PersistError| {}),
             )
             .layer(RouteLayer::builder().route("never", route::thread_prefix("never-matches:"), elsewhere).build()?)
@@ -119,4 +121,56 @@ impl Factory for OperationalSqlite {
 mod operational_sqlite {
     use super::*;
     persist_conformance::conformance_tests!(OperationalSqlite);
+}
+
+/// Threads whose id has an odd length: the half of the threads a split stack routes away.
+fn odd(args: &PersistArgs) -> bool {
+    args.thread_id().is_some_and(|thread| thread.as_str().len() % 2 == 1)
+}
+
+/// Every call, reads included, through a route that splits the threads across two stores: the
+/// contract holds as if there were one (reads find routed writes, listings cross stores with
+/// one cursor, stranded reservations are found in both).
+struct SplitMemory;
+
+impl Factory for SplitMemory {
+    type Backend = Pipeline;
+    type Storage = (MemoryBackend, MemoryBackend);
+
+    async fn create(&self) -> Result<(MemoryBackend, MemoryBackend), BoxError> {
+        Ok((MemoryBackend::new(), MemoryBackend::new()))
+    }
+
+    async fn open(&self, (main, other): &(MemoryBackend, MemoryBackend)) -> Result<Pipeline, BoxError> {
+        let route = RouteLayer::builder().route("odd", odd, Pipeline::new(other.clone())).build()?;
+        Ok(Pipeline::builder().layer(route).build(main.clone()))
+    }
+}
+
+mod split_memory {
+    use super::*;
+    persist_conformance::conformance_tests!(SplitMemory);
+}
+
+/// The same split with the routed half on SQLite.
+struct SplitMemorySqlite;
+
+impl Factory for SplitMemorySqlite {
+    type Backend = Pipeline;
+    type Storage = (MemoryBackend, tempfile::TempDir);
+
+    async fn create(&self) -> Result<(MemoryBackend, tempfile::TempDir), BoxError> {
+        Ok((MemoryBackend::new(), tempfile::tempdir()?))
+    }
+
+    async fn open(&self, (main, dir): &(MemoryBackend, tempfile::TempDir)) -> Result<Pipeline, BoxError> {
+        let other = SqliteBackend::open(dir.path().join("routed.db")).await?;
+        let route = RouteLayer::builder().route("odd", odd, Pipeline::new(other)).build()?;
+        Ok(Pipeline::builder().layer(route).build(main.clone()))
+    }
+}
+
+mod split_memory_sqlite {
+    use super::*;
+    persist_conformance::conformance_tests!(SplitMemorySqlite);
 }

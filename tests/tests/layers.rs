@@ -281,7 +281,9 @@ async fn from_fn_not_calling_next_short_circuits() {
 async fn a_layer_answering_the_wrong_operation_is_a_typed_error() {
     let pipeline = Pipeline::builder()
         .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
-            ControlFlow::Break(Ok(persist::Deleted::new(args.thread_id().clone(), Vec::new()).into()))
+            ControlFlow::Break(
+                Ok(persist::Deleted::new(args.thread_id().cloned().expect("a write"), Vec::new()).into()),
+            )
         }))
         .build(MemoryBackend::new());
     let err = pipeline.add(add("t")).await.unwrap_err();
@@ -426,7 +428,7 @@ async fn a_layer_that_panics_leaves_the_pipeline_usable() {
     let store = MemoryBackend::new();
     let pipeline = Pipeline::builder()
         .layer(InterceptLayer::new(|args: PersistArgs| -> Decision {
-            assert!(args.thread_id().as_str() != "boom", "the layer panics on thread boom");
+            assert!(args.thread_id().is_none_or(|t| t.as_str() != "boom"), "the layer panics on thread boom");
             ControlFlow::Continue(args)
         }))
         .build(store.clone());
@@ -482,7 +484,7 @@ async fn a_layer_that_writes_through_its_own_pipeline_runs_on_a_clone_of_the_sta
         .layer(InterceptLayer::new(move |args: PersistArgs| -> Decision {
             // While this write holds the stack's shared instance, write an audit row through
             // the same pipeline; the memory backend answers it within one poll.
-            if args.thread_id().as_str() == "t" {
+            if args.thread_id().is_some_and(|t| t.as_str() == "t") {
                 let pipeline = inner.get().expect("the pipeline is built");
                 let mut audit = std::pin::pin!(pipeline.add(add("audit")));
                 let polled = audit.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));

@@ -393,6 +393,67 @@ async fn trace_puts_stream_steps_at_debug_and_names_the_tenant() {
     assert!(events.iter().all(|e| e["message"] == "persist write"), "`message` is the event's text only");
 }
 
+/// Reads go through the layers: traced with the rows they answered, counted by operation.
+#[tokio::test]
+async fn trace_and_metrics_see_reads() {
+    let capture = tracing_capture::Capture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    let recorder = metrics_capture::Capture::default();
+    let metrics = metrics::with_local_recorder(&recorder, MetricsLayer::new);
+    let pipeline = Pipeline::builder().layer(TraceLayer::new()).layer(metrics).build(MemoryBackend::new());
+    for text in ["a", "b", "c"] {
+        pipeline.add(keyed_add("read", text)).await.unwrap();
+    }
+    assert_eq!(pipeline.list(ListMessages::new(thread("read"))).await.unwrap().items.len(), 3);
+    pipeline.get_thread(GetThread::new(thread("read"))).await.unwrap();
+    let count = |key: &str| recorder.counters.lock().unwrap()[key].load(Ordering::SeqCst);
+    assert_eq!(count("persist_ops_total{op=list,outcome=ok}"), 1, "the read was counted");
+    assert_eq!(count("persist_ops_total{op=get_thread,outcome=ok}"), 1);
+    assert_eq!(recorder.histograms.lock().unwrap()["persist_op_duration_seconds{op=list}"].values().len(), 1);
+    let spans = capture.spans.lock().unwrap();
+    let list = spans.values().find(|f| f.get("op").map(String::as_str) == Some("list")).expect("a list span");
+    assert_eq!((list["thread"].as_str(), list["rows"].as_str(), list["outcome"].as_str()), ("read", "3", "ok"));
+}
+
+#[tokio::test]
+async fn a_mirror_shadows_writes_but_not_reads() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let target = Pipeline::builder()
+        .layer(ObserveLayer::new().on_args(move |args: &PersistArgs| log.lock().unwrap().push(args.op())))
+        .build(MemoryBackend::new());
+    let mirror = MirrorLayer::new(target);
+    let pipeline = Pipeline::builder().layer(mirror.clone()).build(MemoryBackend::new());
+    pipeline.add(keyed_add("m", "x")).await.unwrap();
+    pipeline.list(ListMessages::new(thread("m"))).await.unwrap();
+    pipeline.get_thread(GetThread::new(thread("m"))).await.unwrap();
+    mirror.flushed().await;
+    assert_eq!(*seen.lock().unwrap(), [PersistOp::Add], "reads are answered by the primary alone");
+}
+
+#[tokio::test]
+async fn retry_never_repeats_a_compare_and_set_invalidation() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    let pipeline = Pipeline::builder()
+        .layer(fast_retry(5))
+        .layer(InterceptLayer::new(move |_: PersistArgs| -> persist::layer::Decision {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::ops::ControlFlow::Break(Err(PersistError::temporary("the answer was lost")))
+        }))
+        .build(MemoryBackend::new());
+    let invalidate = persist::session::InvalidateSession::new(
+        persist::AgentId::new("bot").unwrap(),
+        thread("t"),
+        persist::SessionId::new("s").unwrap(),
+    );
+    assert!(pipeline.invalidate_session(invalidate).await.unwrap_err().is_temporary());
+    assert_eq!(attempts.load(Ordering::SeqCst), 1, "tried once");
+    attempts.store(0, Ordering::SeqCst);
+    assert!(pipeline.get_thread(GetThread::new(thread("t"))).await.unwrap_err().is_temporary());
+    assert_eq!(attempts.load(Ordering::SeqCst), 5, "a read is retried like a write");
+}
+
 #[tokio::test]
 async fn trace_records_content_only_when_asked() {
     let capture = tracing_capture::Capture::default();
@@ -547,7 +608,7 @@ async fn events_publish_committed_writes_per_thread_reservation_first() {
     assert_eq!(mine.recv().await.unwrap().message().unwrap().status, Status::Complete);
     let mut seen = Vec::new();
     while let Ok(event) = all.try_recv() {
-        seen.push((event.op(), event.thread_id().to_string()));
+        seen.push((event.op(), event.thread_id().map(ToString::to_string).unwrap_or_default()));
     }
     assert_eq!(seen.len(), 4, "four committed writes: {seen:?}");
 }
@@ -687,7 +748,7 @@ async fn cleanup_of_stranded_reservations_runs_through_the_pipeline_and_its_rout
         .layer(ObserveLayer::new().on_args(move |args: &PersistArgs| {
             if args.op() == PersistOp::Delete {
                 let maintenance = args.context().extensions().get::<Maintenance>().is_some();
-                log.lock().unwrap().push((args.thread_id().to_string(), maintenance));
+                log.lock().unwrap().push((args.thread_id().map(ToString::to_string).unwrap_or_default(), maintenance));
             }
         }))
         .layer(
@@ -701,10 +762,7 @@ async fn cleanup_of_stranded_reservations_runs_through_the_pipeline_and_its_rout
     tokio::time::sleep(Duration::from_millis(20)).await;
     let young = pipeline.reserve(Reserve::new(thread("main"), Role::Assistant)).await.unwrap().message;
 
-    let report = pipeline
-        .cleanup_stranded(CleanupStranded::new(Duration::from_millis(10)).also_in(scratch.clone()))
-        .await
-        .unwrap();
+    let report = pipeline.cleanup_stranded(CleanupStranded::new(Duration::from_millis(10))).await.unwrap();
     let mut deleted = report.deleted.clone();
     deleted.sort();
     assert_eq!(deleted, [(thread("main"), local.id.clone()), (thread("scratch:1"), routed.id.clone())]);

@@ -128,7 +128,9 @@ impl Model {
         if args.validate().is_err() {
             return Err(ErrorKind::InvalidInput);
         }
-        let th = self.threads.entry(args.thread_id().clone()).or_default();
+        // The model generates message writes only: each names its thread.
+        let Some(thread_id) = args.thread_id() else { return Err(ErrorKind::Other) };
+        let th = self.threads.entry(thread_id.clone()).or_default();
         match args {
             PersistArgs::Add(_) | PersistArgs::Reserve(_) => {
                 let (id, role, content, metadata, status, key) = match args {

@@ -8,6 +8,8 @@ use crate::error::{PersistError, Result};
 use crate::id::{IdempotencyKey, MessageId, RequestId, TenantId, ThreadId};
 use crate::message::{Content, Metadata, Role};
 use crate::op::PersistOp;
+use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
+use crate::session::{Bind, InvalidateSession, ResetSession, Resolve};
 
 /// The longest thread title accepted, in bytes.
 pub const MAX_TITLE_BYTES: usize = 1024;
@@ -476,7 +478,7 @@ impl Delete {
 ///
 /// let args = PersistArgs::from(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi")));
 /// assert_eq!(args.op(), PersistOp::Add);
-/// assert_eq!(args.thread_id().as_str(), "t1");
+/// assert_eq!(args.thread_id().map(|t| t.as_str()), Some("t1"));
 /// assert!(args.message_id().is_none());
 /// # Ok::<_, persist::PersistError>(())
 /// ```
@@ -494,6 +496,32 @@ pub enum PersistArgs {
     Update(Update),
     /// See [`Delete`].
     Delete(Delete),
+    /// Reads one message; see [`GetMessage`].
+    #[serde(skip)]
+    Get(GetMessage),
+    /// Reads one thread; see [`GetThread`].
+    #[serde(skip)]
+    GetThread(GetThread),
+    /// Lists a thread's messages; see [`ListMessages`].
+    #[serde(skip)]
+    List(ListMessages),
+    /// Lists threads; see [`ListThreads`].
+    #[serde(skip)]
+    Threads(ListThreads),
+    /// Finds stranded reservations; see [`FindStranded`].
+    #[serde(skip)]
+    FindStranded(FindStranded),
+    /// Asks whether a provider session can be resumed; see [`Resolve`].
+    Resolve(Resolve),
+    /// Records a confirmed provider session; see [`Bind`].
+    Bind(Bind),
+    /// Resets a session binding; see [`ResetSession`].
+    ResetSession(ResetSession),
+    /// Invalidates a session binding; see [`InvalidateSession`].
+    InvalidateSession(InvalidateSession),
+    /// A health check; see [`Ping`].
+    #[serde(skip)]
+    Ping(Ping),
 }
 
 impl PersistArgs {
@@ -505,21 +533,40 @@ impl PersistArgs {
             Self::UpdateContent(_) => PersistOp::UpdateContent,
             Self::Update(_) => PersistOp::Update,
             Self::Delete(_) => PersistOp::Delete,
+            Self::Get(_) => PersistOp::Get,
+            Self::GetThread(_) => PersistOp::GetThread,
+            Self::List(_) => PersistOp::List,
+            Self::Threads(_) => PersistOp::Threads,
+            Self::FindStranded(_) => PersistOp::FindStranded,
+            Self::Resolve(_) => PersistOp::Resolve,
+            Self::Bind(_) => PersistOp::Bind,
+            Self::ResetSession(_) => PersistOp::ResetSession,
+            Self::InvalidateSession(_) => PersistOp::InvalidateSession,
+            Self::Ping(_) => PersistOp::Ping,
         }
     }
 
-    /// The thread written to.
-    pub fn thread_id(&self) -> &ThreadId {
-        match self {
+    /// The thread the request addresses; `None` for requests across threads (`threads`,
+    /// `find_stranded`, `ping`).
+    pub fn thread_id(&self) -> Option<&ThreadId> {
+        Some(match self {
             Self::Add(a) => &a.thread_id,
             Self::Reserve(a) => &a.thread_id,
             Self::UpdateContent(a) => &a.thread_id,
             Self::Update(a) => &a.thread_id,
             Self::Delete(a) => &a.thread_id,
-        }
+            Self::Get(a) => &a.thread_id,
+            Self::GetThread(a) => &a.thread_id,
+            Self::List(a) => &a.thread_id,
+            Self::Resolve(a) => &a.thread_id,
+            Self::Bind(a) => &a.thread_id,
+            Self::ResetSession(a) => &a.thread_id,
+            Self::InvalidateSession(a) => &a.thread_id,
+            Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) => return None,
+        })
     }
 
-    /// The message written to, when the request names one (a generated id is not known yet).
+    /// The message the request addresses, when it names one (a generated id is not known yet).
     pub fn message_id(&self) -> Option<&MessageId> {
         match self {
             Self::Add(a) => a.message_id.as_ref(),
@@ -527,6 +574,8 @@ impl PersistArgs {
             Self::UpdateContent(a) => Some(&a.message_id),
             Self::Update(a) => a.target.message_id(),
             Self::Delete(a) => a.target.message_id(),
+            Self::Get(a) => Some(&a.message_id),
+            _ => None,
         }
     }
 
@@ -545,7 +594,7 @@ impl PersistArgs {
             Self::Add(a) => Some(&a.metadata),
             Self::Reserve(a) => Some(&a.metadata),
             Self::Update(a) => a.metadata.as_ref(),
-            Self::UpdateContent(_) | Self::Delete(_) => None,
+            _ => None,
         }
     }
 
@@ -557,6 +606,16 @@ impl PersistArgs {
             Self::UpdateContent(a) => &a.context,
             Self::Update(a) => &a.context,
             Self::Delete(a) => &a.context,
+            Self::Get(a) => &a.context,
+            Self::GetThread(a) => &a.context,
+            Self::List(a) => &a.context,
+            Self::Threads(a) => &a.context,
+            Self::FindStranded(a) => &a.context,
+            Self::Resolve(a) => &a.context,
+            Self::Bind(a) => &a.context,
+            Self::ResetSession(a) => &a.context,
+            Self::InvalidateSession(a) => &a.context,
+            Self::Ping(a) => &a.context,
         }
     }
 
@@ -568,6 +627,16 @@ impl PersistArgs {
             Self::UpdateContent(a) => &mut a.context,
             Self::Update(a) => &mut a.context,
             Self::Delete(a) => &mut a.context,
+            Self::Get(a) => &mut a.context,
+            Self::GetThread(a) => &mut a.context,
+            Self::List(a) => &mut a.context,
+            Self::Threads(a) => &mut a.context,
+            Self::FindStranded(a) => &mut a.context,
+            Self::Resolve(a) => &mut a.context,
+            Self::Bind(a) => &mut a.context,
+            Self::ResetSession(a) => &mut a.context,
+            Self::InvalidateSession(a) => &mut a.context,
+            Self::Ping(a) => &mut a.context,
         }
     }
 
@@ -640,7 +709,27 @@ macro_rules! into_args {
         }
     )*};
 }
-into_args!(Add, Reserve, UpdateContent, Update, Delete);
+into_args!(Add, Reserve, UpdateContent, Update, Delete, Resolve, Bind, ResetSession, InvalidateSession, Ping);
+
+impl From<GetMessage> for PersistArgs {
+    fn from(query: GetMessage) -> Self {
+        Self::Get(query)
+    }
+}
+
+impl From<ListMessages> for PersistArgs {
+    fn from(query: ListMessages) -> Self {
+        Self::List(query)
+    }
+}
+
+impl From<ListThreads> for PersistArgs {
+    fn from(query: ListThreads) -> Self {
+        Self::Threads(query)
+    }
+}
+
+into_args!(GetThread, FindStranded);
 
 #[cfg(test)]
 mod tests {
@@ -654,23 +743,39 @@ mod tests {
 
     #[test]
     fn accessors_cover_every_variant() {
+        use crate::id::{AgentId, ProviderId, SessionId};
         let m = MessageId::new("m1").unwrap();
+        let (agent, session) = (AgentId::new("a").unwrap(), SessionId::new("s").unwrap());
+        let provider = ProviderId::new("p").unwrap();
         let all: Vec<PersistArgs> = vec![
             Add::new(thread(), Role::User, Content::text("a")).with_id(m.clone()).into(),
             Reserve::new(thread(), Role::Assistant).into(),
             UpdateContent::new(thread(), m.clone(), Content::text("b")).into(),
             Update::message(thread(), m.clone()).with_role(Role::Tool).into(),
             Delete::thread(thread()).into(),
+            GetMessage::new(thread(), m.clone()).into(),
+            GetThread::new(thread()).into(),
+            ListMessages::new(thread()).into(),
+            ListThreads::new().into(),
+            FindStranded::new(crate::Timestamp::now()).into(),
+            Resolve::new(agent.clone(), thread(), provider.clone()).into(),
+            Bind::new(agent.clone(), thread(), session.clone(), provider).into(),
+            ResetSession::new(agent.clone(), thread()).into(),
+            InvalidateSession::new(agent, thread(), session).into(),
+            Ping::new().into(),
         ];
         let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
         assert_eq!(ops, PersistOp::ALL);
         for args in &all {
-            assert_eq!(args.thread_id(), &thread());
+            let across_threads = matches!(args.op(), PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping);
+            assert_eq!(args.thread_id().is_none(), across_threads, "{:?}", args.op());
+            assert!(args.thread_id().is_none_or(|t| *t == thread()));
         }
         assert_eq!(all[0].message_id(), Some(&m));
         assert_eq!(all[1].message_id(), None);
         assert_eq!(all[3].message_id(), Some(&m));
         assert_eq!(all[4].message_id(), None);
+        assert_eq!(all[5].message_id(), Some(&m));
     }
 
     #[test]

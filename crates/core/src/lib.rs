@@ -11,8 +11,12 @@
 //! ```
 //!
 //! Layers observe (indexing, audit), rewrite, redirect ([`layer::route`]) or short-circuit
-//! ([`layer::intercept`]) any write. Reads ([`Pipeline::get`], [`Pipeline::list`], …) go
-//! straight to the backend.
+//! ([`layer::intercept`]) any request. **Every call goes through the layers**: reads
+//! ([`Pipeline::get`], [`Pipeline::list`], [`Pipeline::threads`], …), session requests
+//! ([`Pipeline::bind`], [`Pipeline::resolve`], …) and [`Pipeline::ping`] are `PersistArgs`
+//! variants too, answered by `PersistResult` variants. One request type is the shape in which
+//! a layer written for writes only (a `from_fn` closure, a `Service<PersistArgs>`) still
+//! composes: what it does not match it passes on to the next layer, with no code for reads.
 //!
 //! # Writing a plugin
 //!
@@ -29,7 +33,7 @@
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let pipeline = Pipeline::builder()
-//!     .layer(ObserveLayer::new().on_args(|args: &PersistArgs| println!("{} {}", args.op(), args.thread_id())))
+//!     .layer(ObserveLayer::new().on_args(|args: &PersistArgs| println!("{} {:?}", args.op(), args.thread_id())))
 //!     .build(MemoryBackend::new());
 //!
 //! let thread = ThreadId::new("chat-1")?;

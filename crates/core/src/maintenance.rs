@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use crate::id::{MessageId, ThreadId};
-use crate::pipeline::Pipeline;
 use crate::read::DEFAULT_PAGE_LIMIT;
 
 /// A context extension marking writes the framework itself issued for maintenance, so layers
@@ -11,34 +10,26 @@ use crate::read::DEFAULT_PAGE_LIMIT;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Maintenance;
 
-/// What [`Pipeline::cleanup_stranded`] deletes.
+/// What [`Pipeline::cleanup_stranded`](crate::Pipeline::cleanup_stranded) deletes.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CleanupStranded {
     /// Reservations with no write for longer than this are stranded (a stream still sending
     /// content updates is not, however long it runs).
     pub older_than: Duration,
-    /// At most this many per store and call.
+    /// At most this many per call.
     pub limit: u32,
-    /// Other stores to search (each a pipeline, e.g. a route's target).
-    pub sources: Vec<Pipeline>,
 }
 
 impl CleanupStranded {
-    /// Reservations with no write for longer than `older_than`, up to 100 per store.
+    /// Reservations with no write for longer than `older_than`, up to 100 a call.
     pub fn new(older_than: Duration) -> Self {
-        Self { older_than, limit: DEFAULT_PAGE_LIMIT, sources: Vec::new() }
+        Self { older_than, limit: DEFAULT_PAGE_LIMIT }
     }
 
-    /// At most `limit` per store and call.
+    /// At most `limit` per call.
     pub fn with_limit(mut self, limit: u32) -> Self {
         self.limit = limit;
-        self
-    }
-
-    /// Also searches `store` (the deletes still go through the pipeline cleaning up).
-    pub fn also_in(mut self, store: Pipeline) -> Self {
-        self.sources.push(store);
         self
     }
 }

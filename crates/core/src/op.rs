@@ -1,10 +1,11 @@
-//! [`PersistOp`]: a `Copy` label for each write operation.
+//! [`PersistOp`]: a `Copy` label for each operation.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Which write operation a request or result is, as a cheap label for logs and metrics.
+/// Which operation a request or result is, as a cheap label for logs and metrics: the five
+/// message writes, the reads, the session-binding operations and `ping`.
 ///
 /// # Example
 ///
@@ -12,7 +13,9 @@ use serde::{Deserialize, Serialize};
 /// use persist::PersistOp;
 ///
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
-/// assert_eq!(PersistOp::ALL.len(), 5);
+/// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
+/// assert!(PersistOp::Add.is_message_write());
+/// assert_eq!(PersistOp::ALL.len(), 15);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,24 +31,54 @@ pub enum PersistOp {
     Update,
     /// Delete a message or a whole thread.
     Delete,
+    /// Read one message.
+    Get,
+    /// Read one thread.
+    GetThread,
+    /// List a thread's messages.
+    List,
+    /// List threads.
+    Threads,
+    /// Find reservations stranded by streams that never finished.
+    FindStranded,
+    /// Ask whether an (agent, thread) can resume its provider session.
+    Resolve,
+    /// Record a confirmed provider session.
+    Bind,
+    /// Reset a session binding.
+    ResetSession,
+    /// Invalidate a session binding (compare-and-set).
+    InvalidateSession,
+    /// A health check.
+    Ping,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 5] = [Self::Add, Self::Reserve, Self::UpdateContent, Self::Update, Self::Delete];
+    pub const ALL: [PersistOp; 15] = [
+        Self::Add,
+        Self::Reserve,
+        Self::UpdateContent,
+        Self::Update,
+        Self::Delete,
+        Self::Get,
+        Self::GetThread,
+        Self::List,
+        Self::Threads,
+        Self::FindStranded,
+        Self::Resolve,
+        Self::Bind,
+        Self::ResetSession,
+        Self::InvalidateSession,
+        Self::Ping,
+    ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
     pub(crate) const fn index(self) -> usize {
-        match self {
-            Self::Add => 0,
-            Self::Reserve => 1,
-            Self::UpdateContent => 2,
-            Self::Update => 3,
-            Self::Delete => 4,
-        }
+        self as usize
     }
 
-    /// The label: `add`, `reserve`, `update_content`, `update` or `delete`.
+    /// The label, in snake case: `add`, …, `get_thread`, `find_stranded`, `ping`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Add => "add",
@@ -53,7 +86,32 @@ impl PersistOp {
             Self::UpdateContent => "update_content",
             Self::Update => "update",
             Self::Delete => "delete",
+            Self::Get => "get",
+            Self::GetThread => "get_thread",
+            Self::List => "list",
+            Self::Threads => "threads",
+            Self::FindStranded => "find_stranded",
+            Self::Resolve => "resolve",
+            Self::Bind => "bind",
+            Self::ResetSession => "reset_session",
+            Self::InvalidateSession => "invalidate_session",
+            Self::Ping => "ping",
         }
+    }
+
+    /// Whether the operation only reads (`get`, `get_thread`, `list`, `threads`,
+    /// `find_stranded`, `resolve`, `ping`).
+    pub const fn is_read(self) -> bool {
+        matches!(
+            self,
+            Self::Get | Self::GetThread | Self::List | Self::Threads | Self::FindStranded | Self::Resolve | Self::Ping
+        )
+    }
+
+    /// Whether the operation writes messages or threads (`add`, `reserve`, `update_content`,
+    /// `update`, `delete`): what indexers, event feeds and mirrors care about.
+    pub const fn is_message_write(self) -> bool {
+        matches!(self, Self::Add | Self::Reserve | Self::UpdateContent | Self::Update | Self::Delete)
     }
 }
 

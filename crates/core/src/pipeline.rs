@@ -13,17 +13,17 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::args::{self, Add, Delete, PersistArgs, Reserve, Update, UpdateContent};
-use crate::backend::{Backend, BoxFuture, Capabilities, DynBackend};
+use crate::backend::{Backend, BoxFuture, Capabilities};
 use crate::error::{PersistError, Result};
 use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance};
 use crate::message::Timestamp;
 use crate::message::{Message, Thread};
-use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
+use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, ThreadCursor};
 use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
 use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use crate::terminal::Terminal;
 
-/// Any write stack, type-erased: what layers like `Route` and `Mirror` forward to.
+/// Any stack, type-erased: what layers like `Route` and `Mirror` forward to.
 pub type BoxPersistService = BoxCloneSyncService<PersistArgs, PersistResult, PersistError>;
 
 /// Stacks layers over a backend.
@@ -109,9 +109,9 @@ impl<L> PipelineBuilder<L> {
             Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + Sync + 'static,
         <L::Service as Service<PersistArgs>>::Future: Send + 'static,
     {
-        let backend = Arc::new(backend);
-        let service = self.builder.service(Terminal::from_arc(Arc::clone(&backend)));
-        Pipeline { service: Arc::new(Erase::new(service)), backend }
+        let capabilities = backend.capabilities();
+        let service = self.builder.service(Terminal::new(backend));
+        Pipeline { service: Arc::new(Erase::new(service)), capabilities }
     }
 }
 
@@ -252,14 +252,18 @@ where
     }
 }
 
-/// A built write stack plus the backend's reads: the handle host apps use.
+/// A built stack over a backend: the handle host apps use.
 ///
-/// Cloning is cheap and clones share the backend. Writes go through every layer
-/// ([`add`](Self::add), [`reserve`](Self::reserve), [`update_content`](Self::update_content),
-/// [`update`](Self::update), [`delete`](Self::delete), or [`execute`](Self::execute) for any
-/// [`PersistArgs`]); reads ([`get`](Self::get), [`list`](Self::list), …) go straight to the
-/// backend. A `Pipeline` is itself a `tower::Service` and a [`Backend`], so it can be the
-/// target of a route or the backend of another pipeline.
+/// Cloning is cheap and clones share the backend. **Every call goes through every layer**:
+/// writes ([`add`](Self::add), [`reserve`](Self::reserve),
+/// [`update_content`](Self::update_content), [`update`](Self::update),
+/// [`delete`](Self::delete)), reads ([`get`](Self::get), [`get_thread`](Self::get_thread),
+/// [`list`](Self::list), [`threads`](Self::threads), [`find_stranded`](Self::find_stranded)),
+/// session requests ([`bind`](Self::bind), [`resolve`](Self::resolve),
+/// [`reset_session`](Self::reset_session), [`invalidate_session`](Self::invalidate_session)),
+/// [`ping`](Self::ping), or [`execute`](Self::execute) for any [`PersistArgs`]. A `Pipeline`
+/// is itself a `tower::Service` and a [`Backend`], so it can be the target of a route or the
+/// backend of another pipeline.
 ///
 /// Every write does nothing until its future is polled. It then runs on the one instance of
 /// the stack the pipeline keeps, or on a clone of it when that instance is busy (another task
@@ -290,7 +294,7 @@ where
 #[derive(Clone)]
 pub struct Pipeline {
     service: Arc<dyn ErasedStack>,
-    backend: Arc<dyn DynBackend>,
+    capabilities: Capabilities,
 }
 
 impl fmt::Debug for Pipeline {
@@ -365,101 +369,73 @@ impl Pipeline {
         delete, Delete, Delete => Deleted, Deleted, |r| r
     );
 
-    /// Reads one message (not through the layers).
-    ///
-    /// # Errors
-    ///
-    /// Backend failures only; a missing message is `Ok(None)`.
-    pub async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
-        self.backend.get(query).await
-    }
+    typed_call!(
+        /// Reads one message; `Ok(None)` when it does not exist or the request's tenant may not
+        /// see it.
+        get, GetMessage, Get => Message, Option<Message>, |m| m
+    );
+    typed_call!(
+        /// Reads one thread (a tombstone too); `Ok(None)` when it does not exist or the
+        /// request's tenant may not see it.
+        get_thread, GetThread, GetThread => Thread, Option<Thread>, |t| t
+    );
+    typed_call!(
+        /// Lists a page of a thread's messages.
+        list, ListMessages, List => Messages, Page<Message>, |page| page
+    );
+    typed_call!(
+        /// Lists a page of threads, most recently updated first.
+        threads, ListThreads, Threads => Threads, Page<Thread, ThreadCursor>, |page| page
+    );
+    typed_call!(
+        /// Finds reservations nobody wrote to since a cutoff (maintenance across every thread;
+        /// [`cleanup_stranded`](Self::cleanup_stranded) deletes them).
+        find_stranded, FindStranded, FindStranded => Stranded, Vec<Message>, |found| found
+    );
+    typed_call!(
+        /// Records a session the provider **confirmed** for (agent, thread); see
+        /// [`session`](crate::session).
+        bind, Bind, Bind => Bound, SessionBinding, |b| b
+    );
+    typed_call!(
+        /// Whether (agent, thread) can resume its session, and if not, why.
+        resolve, Resolve, Resolve => Resolved, Resolution, |r| r
+    );
+    typed_call!(
+        /// Resets (agent, thread): the next `resolve` starts fresh until a new `bind`. Answers
+        /// whether there was a binding.
+        reset_session, ResetSession, ResetSession => SessionReset, bool, |done| done
+    );
+    typed_call!(
+        /// Invalidates a session for (agent, thread) if the binding still points at it
+        /// (compare-and-set). Answers whether it did.
+        invalidate_session, InvalidateSession, InvalidateSession => SessionInvalidated, bool, |done| done
+    );
 
-    /// Reads one thread (not through the layers).
+    /// A health check of the store, through the layers: `Ok` when the backend answers its
+    /// [`ping`](Backend::ping) (a round trip that writes nothing), for readiness probes.
     ///
     /// # Errors
     ///
-    /// Backend failures only; a missing thread is `Ok(None)`.
-    pub async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
-        self.backend.get_thread(query).await
-    }
-
-    /// Lists a thread's messages (not through the layers).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a bad limit, or backend failures.
-    pub async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
-        self.backend.list(query).await
-    }
-
-    /// Lists threads, most recently updated first (not through the layers).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a bad limit, or backend failures.
-    pub async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
-        self.backend.threads(query).await
+    /// What keeps the store from serving (unreachable, closed), or a layer's refusal.
+    pub async fn ping(&self) -> Result<()> {
+        match self.service.call(Ping::new().into()).await? {
+            PersistResult::Pong => Ok(()),
+            other => Err(PersistError::MismatchedResult { op: crate::PersistOp::Ping, got: other.op() }),
+        }
     }
 
     /// The backend's capabilities.
     pub fn capabilities(&self) -> Capabilities {
-        self.backend.capabilities()
-    }
-
-    /// Records a session the provider **confirmed** for (agent, thread); see
-    /// [`session`](crate::session). Not a message write: it goes to the backend directly.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput`, `ThreadDeleted`, `Unsupported` on a backend without sessions.
-    pub async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
-        self.backend.bind(bind).await
-    }
-
-    /// A health check of the store (its [`Backend::ping`]), for readiness probes: `Ok` when it
-    /// can serve a read now.
-    ///
-    /// # Errors
-    ///
-    /// What keeps the store from serving (unreachable, closed).
-    pub async fn ping(&self) -> Result<()> {
-        self.backend.ping().await
-    }
-
-    /// Whether (agent, thread) can resume its session, and if not, why.
-    ///
-    /// # Errors
-    ///
-    /// `Unsupported` on a backend without sessions, or backend failures.
-    pub async fn resolve(&self, query: Resolve) -> Result<Resolution> {
-        self.backend.resolve(query).await
-    }
-
-    /// Resets (agent, thread): the next `resolve` starts fresh until a new `bind`.
-    ///
-    /// # Errors
-    ///
-    /// `Unsupported` on a backend without sessions, or backend failures.
-    pub async fn reset_session(&self, request: ResetSession) -> Result<bool> {
-        self.backend.reset_session(request).await
-    }
-
-    /// Invalidates `session_id` for (agent, thread) if the binding still points at it.
-    ///
-    /// # Errors
-    ///
-    /// `Unsupported` on a backend without sessions, or backend failures.
-    pub async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
-        self.backend.invalidate_session(request).await
+        self.capabilities
     }
 
     /// Deletes reservations stranded by streams that never finished, **through the pipeline**.
     ///
     /// Finds `Reserved` messages nobody wrote to for the given age (a stream still sending
-    /// content updates is active) in this pipeline's backend and in every
-    /// [source](CleanupStranded::also_in) named (stores that only a route reaches: reads
-    /// do not pass through layers), then deletes each with a `delete` sent through this whole
-    /// stack, so the layer that redirected the `reserve` redirects the cleanup to the same
+    /// content updates is active) with a `find_stranded` sent through the whole stack (a route
+    /// asks every store it reaches), then deletes each with a `delete` sent through the whole
+    /// stack too, so the layer that redirected the `reserve` redirects the cleanup to the same
     /// store, and observers see it. Each delete expects the version found, so a reservation
     /// filled in the meantime is kept (counted as skipped). The deletes carry a
     /// [`Maintenance`] extension in their context.
@@ -486,10 +462,7 @@ impl Pipeline {
     /// The first error of a find or a delete other than a version conflict.
     pub async fn cleanup_stranded(&self, cleanup: CleanupStranded) -> Result<CleanupReport> {
         let query = FindStranded::new(Timestamp::now().saturating_sub(cleanup.older_than)).with_limit(cleanup.limit);
-        let mut found = self.backend.stranded(query.clone()).await?;
-        for source in &cleanup.sources {
-            found.extend(source.backend.stranded(query.clone()).await?);
-        }
+        let found = self.find_stranded(query.with_context(args::Context::new().with_extension(Maintenance))).await?;
         let mut report = CleanupReport::default();
         for message in found {
             let delete = Delete::message(message.thread_id, message.id)
@@ -506,7 +479,7 @@ impl Pipeline {
         Ok(report)
     }
 
-    /// The erased write stack, for layers that forward to it.
+    /// The erased stack, for layers that forward to it.
     pub fn into_service(self) -> BoxPersistService {
         BoxCloneSyncService::new(self)
     }
@@ -529,50 +502,54 @@ impl Service<PersistArgs> for Pipeline {
     }
 }
 
-/// A pipeline is a backend whose writes run through its layers: stacks nest, and the
-/// conformance suite can prove a stack transparent.
+/// A pipeline is a backend whose every call (writes, reads, session requests, pings) runs
+/// through its layers: stacks nest, and the conformance suite can prove a stack transparent.
 impl Backend for Pipeline {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
         self.service.call(args).await
     }
 
     fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send {
-        self.backend.get(query)
+        Pipeline::get(self, query)
     }
 
     fn get_thread(&self, query: GetThread) -> impl Future<Output = Result<Option<Thread>>> + Send {
-        self.backend.get_thread(query)
+        Pipeline::get_thread(self, query)
     }
 
     fn list(&self, query: ListMessages) -> impl Future<Output = Result<Page<Message>>> + Send {
-        self.backend.list(query)
+        Pipeline::list(self, query)
     }
 
     fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
-        self.backend.threads(query)
+        Pipeline::threads(self, query)
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.backend.capabilities()
+        self.capabilities
     }
 
     fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Message>>> + Send {
-        self.backend.stranded(query)
+        Pipeline::find_stranded(self, query)
     }
 
     fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {
-        self.backend.bind(bind)
+        Pipeline::bind(self, bind)
     }
 
     fn resolve(&self, query: Resolve) -> impl Future<Output = Result<Resolution>> + Send {
-        self.backend.resolve(query)
+        Pipeline::resolve(self, query)
     }
 
     fn reset_session(&self, request: ResetSession) -> impl Future<Output = Result<bool>> + Send {
-        self.backend.reset_session(request)
+        Pipeline::reset_session(self, request)
     }
 
     fn invalidate_session(&self, request: InvalidateSession) -> impl Future<Output = Result<bool>> + Send {
-        self.backend.invalidate_session(request)
+        Pipeline::invalidate_session(self, request)
+    }
+
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send {
+        Pipeline::ping(self)
     }
 }

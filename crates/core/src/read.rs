@@ -398,24 +398,33 @@ impl Default for ListThreads {
 /// let query = FindStranded::new(Timestamp::now().saturating_sub(Duration::from_secs(600)));
 /// assert_eq!(query.limit, persist::read::DEFAULT_PAGE_LIMIT);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct FindStranded {
     /// Only reservations last written (created or updated) before this instant.
     pub inactive_since: Timestamp,
     /// At most this many (1 to [`MAX_PAGE_LIMIT`]).
     pub limit: u32,
+    /// Request context. Finding stranded reservations is maintenance across every thread;
+    /// a tenant here does not confine it.
+    pub context: Context,
 }
 
 impl FindStranded {
     /// Up to [`DEFAULT_PAGE_LIMIT`] reservations with no write since `inactive_since`.
     pub fn new(inactive_since: Timestamp) -> Self {
-        Self { inactive_since, limit: DEFAULT_PAGE_LIMIT }
+        Self { inactive_since, limit: DEFAULT_PAGE_LIMIT, context: Context::new() }
     }
 
     /// At most `limit`.
     pub fn with_limit(mut self, limit: u32) -> Self {
         self.limit = limit;
+        self
+    }
+
+    /// Sets the request's context.
+    pub fn with_context(mut self, context: Context) -> Self {
+        self.context = context;
         self
     }
 
@@ -426,6 +435,28 @@ impl FindStranded {
     /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`].
     pub fn validate(&self) -> Result<()> {
         validate_limit(self.limit)
+    }
+}
+
+/// A health check of the store behind a stack: answered by the backend's
+/// [`ping`](crate::Backend::ping), a round trip that writes nothing.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Ping {
+    /// Request context.
+    pub context: Context,
+}
+
+impl Ping {
+    /// A ping with an empty context.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the request's context.
+    pub fn with_context(mut self, context: Context) -> Self {
+        self.context = context;
+        self
     }
 }
 

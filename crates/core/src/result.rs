@@ -5,6 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::id::{MessageId, ThreadId};
 use crate::message::{Message, Thread};
 use crate::op::PersistOp;
+use crate::read::{Page, ThreadCursor};
+use crate::session::{Resolution, SessionBinding};
 
 /// Answer to an `add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,7 +89,8 @@ impl Deleted {
 /// The answer to one [`PersistArgs`](crate::PersistArgs), one variant per operation.
 ///
 /// Observe-only layers use the accessors ([`op`](Self::op), [`message`](Self::message),
-/// [`thread_id`](Self::thread_id)) instead of matching every variant.
+/// [`thread_id`](Self::thread_id), [`rows`](Self::rows)) instead of matching every variant.
+/// Reads' answers are not serialized (a read is answered, never replayed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -102,6 +105,36 @@ pub enum PersistResult {
     Updated(Updated),
     /// See [`Deleted`].
     Deleted(Deleted),
+    /// The message a `get` read, if it exists (and the request may see it).
+    #[serde(skip)]
+    Message(Option<Message>),
+    /// The thread a `get_thread` read.
+    #[serde(skip)]
+    Thread(Option<Thread>),
+    /// A page of a `list`.
+    #[serde(skip)]
+    Messages(Page<Message>),
+    /// A page of `threads`.
+    #[serde(skip)]
+    Threads(Page<Thread, ThreadCursor>),
+    /// The reservations `find_stranded` found.
+    #[serde(skip)]
+    Stranded(Vec<Message>),
+    /// What `resolve` decided.
+    #[serde(skip)]
+    Resolved(Resolution),
+    /// The binding `bind` stored.
+    #[serde(skip)]
+    Bound(SessionBinding),
+    /// Whether `reset_session` found a binding to reset.
+    #[serde(skip)]
+    SessionReset(bool),
+    /// Whether `invalidate_session` invalidated the binding (it still pointed at the session).
+    #[serde(skip)]
+    SessionInvalidated(bool),
+    /// The store answered a `ping`.
+    #[serde(skip)]
+    Pong,
 }
 
 impl PersistResult {
@@ -113,29 +146,55 @@ impl PersistResult {
             Self::ContentUpdated(_) => PersistOp::UpdateContent,
             Self::Updated(_) => PersistOp::Update,
             Self::Deleted(_) => PersistOp::Delete,
+            Self::Message(_) => PersistOp::Get,
+            Self::Thread(_) => PersistOp::GetThread,
+            Self::Messages(_) => PersistOp::List,
+            Self::Threads(_) => PersistOp::Threads,
+            Self::Stranded(_) => PersistOp::FindStranded,
+            Self::Resolved(_) => PersistOp::Resolve,
+            Self::Bound(_) => PersistOp::Bind,
+            Self::SessionReset(_) => PersistOp::ResetSession,
+            Self::SessionInvalidated(_) => PersistOp::InvalidateSession,
+            Self::Pong => PersistOp::Ping,
         }
     }
 
-    /// The message written, for every result that carries one.
+    /// The message **written**, for every write result that carries one; `None` for reads (an
+    /// indexer that looks here never re-indexes what was only read).
     pub fn message(&self) -> Option<&Message> {
         match self {
             Self::Added(r) => Some(&r.message),
             Self::Reserved(r) => Some(&r.message),
             Self::ContentUpdated(r) => Some(&r.message),
             Self::Updated(Updated::Message(m)) => Some(m),
-            Self::Updated(Updated::Thread(_)) | Self::Deleted(_) => None,
+            _ => None,
         }
     }
 
-    /// The thread written to.
-    pub fn thread_id(&self) -> &ThreadId {
-        match self {
+    /// The thread written to (a message write, or a binding's thread); `None` for reads.
+    pub fn thread_id(&self) -> Option<&ThreadId> {
+        Some(match self {
             Self::Added(r) => &r.message.thread_id,
             Self::Reserved(r) => &r.message.thread_id,
             Self::ContentUpdated(r) => &r.message.thread_id,
             Self::Updated(Updated::Message(m)) => &m.thread_id,
             Self::Updated(Updated::Thread(t)) => &t.id,
             Self::Deleted(r) => &r.thread_id,
+            Self::Bound(b) => &b.thread_id,
+            _ => return None,
+        })
+    }
+
+    /// How many messages or threads a read answered (`0` or `1` for `get` and `get_thread`);
+    /// `None` for everything else.
+    pub fn rows(&self) -> Option<usize> {
+        match self {
+            Self::Message(m) => Some(usize::from(m.is_some())),
+            Self::Thread(t) => Some(usize::from(t.is_some())),
+            Self::Messages(page) => Some(page.items.len()),
+            Self::Threads(page) => Some(page.items.len()),
+            Self::Stranded(found) => Some(found.len()),
+            _ => None,
         }
     }
 

@@ -82,12 +82,14 @@ impl<B: Backend> Service<PersistArgs> for Terminal<B> {
     }
 }
 
-/// The [`Terminal`]'s answer to one write.
+/// The [`Terminal`]'s answer to one request.
 ///
-/// Nothing happens until it is first polled. Then it offers the write to
+/// Nothing happens until it is first polled. Then it offers a message write to
 /// [`Backend::apply_now`]: a backend that answers at once (the memory store) is done with no
 /// allocation; a write handed back goes to [`Backend::apply`], whose future is boxed here
-/// because its type cannot be named.
+/// because its type cannot be named. Every other request (a read, a session request, a
+/// ping) goes to the backend method of the same name ([`Backend::get`], [`Backend::list`],
+/// [`Backend::bind`], …).
 ///
 /// # Panics
 ///
@@ -120,6 +122,10 @@ impl<B: Backend> Future for TerminalFuture<B> {
         let this = self.get_mut();
         loop {
             match std::mem::replace(&mut this.state, State::Done) {
+                // Reads, session requests and pings go to the backend method of the same name.
+                State::Start { backend, args } if !args.op().is_message_write() => {
+                    this.state = State::Waiting(answer(backend, args));
+                }
                 State::Start { backend, args } => match backend.apply_now(args) {
                     ApplyNow::Done(result) => return Poll::Ready(result),
                     ApplyNow::Wait(args) => {
@@ -137,4 +143,28 @@ impl<B: Backend> Future for TerminalFuture<B> {
             }
         }
     }
+}
+
+/// A request other than a message write, answered by the backend method of its name.
+fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>> {
+    Box::pin(async move {
+        Ok(match args {
+            PersistArgs::Get(query) => PersistResult::Message(backend.get(query).await?),
+            PersistArgs::GetThread(query) => PersistResult::Thread(backend.get_thread(query).await?),
+            PersistArgs::List(query) => PersistResult::Messages(backend.list(query).await?),
+            PersistArgs::Threads(query) => PersistResult::Threads(backend.threads(query).await?),
+            PersistArgs::FindStranded(query) => PersistResult::Stranded(backend.stranded(query).await?),
+            PersistArgs::Resolve(query) => PersistResult::Resolved(backend.resolve(query).await?),
+            PersistArgs::Bind(bind) => PersistResult::Bound(backend.bind(bind).await?),
+            PersistArgs::ResetSession(reset) => PersistResult::SessionReset(backend.reset_session(reset).await?),
+            PersistArgs::InvalidateSession(invalidate) => {
+                PersistResult::SessionInvalidated(backend.invalidate_session(invalidate).await?)
+            }
+            PersistArgs::Ping(_) => {
+                backend.ping().await?;
+                PersistResult::Pong
+            }
+            write => return backend.apply(write).await,
+        })
+    })
 }

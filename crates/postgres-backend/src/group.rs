@@ -125,7 +125,7 @@ impl PostgresBackend {
             }
             ids.push(queued.args.message_id().cloned().unwrap_or_else(MessageId::generate));
             // One insert per thread in a group: a thread's row is updated once per statement.
-            if threads.insert(queued.args.thread_id().clone()) {
+            if threads.insert(queued.args.thread_id().cloned()) {
                 grouped.push(pending.len());
             }
             pending.push(Some(queued));
@@ -140,7 +140,7 @@ impl PostgresBackend {
                     for &at in &grouped {
                         // Not written: it stays pending and runs alone, below.
                         let Some(message) =
-                            pending[at].as_ref().and_then(|queued| written.remove(queued.args.thread_id()))
+                            pending[at].as_ref().and_then(|queued| written.remove(queued.args.thread_id()?))
                         else {
                             continue;
                         };

@@ -88,7 +88,7 @@ impl ThreadEvents {
     pub async fn recv(&mut self) -> Result<Event, RecvError> {
         loop {
             let event = self.receiver.recv().await?;
-            if event.thread_id() == &self.thread_id {
+            if event.thread_id() == Some(&self.thread_id) {
                 return Ok(event);
             }
         }
@@ -152,8 +152,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let output = ready!(this.inner.poll(cx));
-        // Never waits: a full channel drops the oldest event for lagging subscribers.
+        // Never waits: a full channel drops the oldest event for lagging subscribers. Only
+        // message writes are events: reads and session requests change no message.
         if let Ok(result) = &output
+            && result.op().is_message_write()
             && this.sender.receiver_count() > 0
         {
             let _ = this.sender.send(Arc::new(result.clone()));

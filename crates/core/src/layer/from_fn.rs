@@ -22,7 +22,8 @@
 //!     .layer(from_fn(move |args, next| {
 //!         let log = log.clone();
 //!         async move {
-//!             let line = format!("{} {}", args.op(), args.thread_id());
+//!             let thread = args.thread_id().map(|t| t.to_string()).unwrap_or_default();
+//!             let line = format!("{} {thread}", args.op());
 //!             let result = next.run(args).await;
 //!             log.lock().unwrap().push(format!("{line} ok={}", result.is_ok()));
 //!             result

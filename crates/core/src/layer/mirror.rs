@@ -3,7 +3,8 @@
 //! The primary stack's answer is the caller's answer, always. After the primary committed, the
 //! same request goes to the mirror in a spawned task; a mirror failure is reported to the
 //! [`on_error`](MirrorLayer::on_error) hook and counted, never returned to the caller. Writes
-//! the primary refused are not mirrored. Needs a Tokio runtime.
+//! the primary refused are not mirrored. Reads are answered by the primary alone; session
+//! writes (bind, reset, invalidate) are mirrored like message writes. Needs a Tokio runtime.
 //!
 //! A message whose id the primary generated is mirrored under that same id. Shadow writes are
 //! sent as their primary writes complete, each in its own task, so a shadow `update_content`
@@ -133,6 +134,11 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
+        // Reads are answered by the primary alone; writes (messages and session bindings) are
+        // mirrored.
+        if args.op().is_read() {
+            return Box::pin(self.inner.call(args));
+        }
         let mut shadow = args.clone();
         let primary = self.inner.call(args);
         let mirror = self.mirror.clone();

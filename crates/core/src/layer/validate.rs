@@ -88,7 +88,7 @@ impl Limits {
             Err(PersistError::invalid(field, format!("is {size} {unit}, the limit is {limit}")))
         };
         let ids = [
-            ("thread_id", Some(args.thread_id().as_str())),
+            ("thread_id", args.thread_id().map(|id| id.as_str())),
             ("message_id", args.message_id().map(|id| id.as_str())),
             ("idempotency_key", idempotency_key(args)),
         ];

@@ -5,7 +5,9 @@
 //! time-out, a timed-out attempt), at most `max_attempts` times in all, waiting an exponential
 //! backoff with jitter (tower's `ExponentialBackoff`) between attempts. It never retries
 //! `AlreadyExists`, `VersionConflict`, `NotFound`, `ThreadDeleted` or `InvalidInput`: a retry
-//! would fail the same way.
+//! would fail the same way. Reads are retried like writes. `invalidate_session` is never
+//! retried: it is compare-and-set, and repeated after an attempt that took effect it would
+//! answer `false` for the invalidation that happened.
 //!
 //! A write can fail *after* it committed (a lost connection, a time-out after the backend
 //! acted). The layer gives every `add` and `reserve` without an id a fixed one before the first
@@ -55,7 +57,7 @@ use tower::util::rng::HasherRng;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
-use crate::{MessageId, PersistArgs, PersistError, PersistResult};
+use crate::{MessageId, PersistArgs, PersistError, PersistOp, PersistResult};
 
 /// The service of [`RetryLayer`]: tower's `Retry` with a [`RetryPolicy`], after fixing the id
 /// of every `add` and `reserve` that has none.
@@ -169,10 +171,13 @@ impl tower::retry::Policy<PersistArgs, PersistResult, PersistError> for RetryPol
 
     fn retry(
         &mut self,
-        _args: &mut PersistArgs,
+        args: &mut PersistArgs,
         result: &mut Result<PersistResult, PersistError>,
     ) -> Option<Self::Future> {
         match result {
+            // Compare-and-set: repeated after an attempt that took effect, it would answer
+            // `false` for the invalidation that happened.
+            Err(_) if args.op() == PersistOp::InvalidateSession => None,
             Err(error) if error.is_temporary() && self.attempts < self.max_attempts => {
                 self.attempts += 1;
                 if self.backoff.is_none() {

@@ -1,11 +1,20 @@
-//! Redirect matching writes to another stack.
+//! Redirect matching requests to another stack.
 //!
 //! A [`RouteLayer`] holds named routes, each a predicate on [`PersistArgs`] and a target
-//! stack (any write service, usually another [`Pipeline`](crate::Pipeline)). The **first**
-//! matching route wins; a request no route matches continues down the stack. A redirected
-//! request never reaches the inner stack, so the default store stays untouched.
+//! stack (any service of requests, usually another [`Pipeline`](crate::Pipeline)). The
+//! **first** matching route wins; a request no route matches continues down the stack. A
+//! redirected request never reaches the inner stack, so the default store stays untouched.
 //!
-//! Reads do not pass through the pipeline: read a redirected thread from the target stack.
+//! Reads and session requests pass through the layers like writes, and a predicate on the
+//! thread ([`thread_prefix`]) matches a thread's reads as it matches its writes: a routed
+//! thread is read back through the same pipeline it was written through. A request across
+//! threads that no route claims (`threads`, `find_stranded`, `ping`) goes to the inner stack
+//! **and** every target: thread listings are merged newest first with one cursor (a thread
+//! two stores hold is listed once), stranded reservations least recently active first, and a
+//! ping succeeds when every store answers. So a host lists and cleans up every store a route
+//! reaches without knowing where a thread lives. (A thread id that two stores both hold, say
+//! written to the default store before the route existed, is listed once per page, but may
+//! show up again on a later page with its other store's time.)
 //!
 //! # Example
 //!
@@ -24,11 +33,13 @@
 //! let thread = ThreadId::new("scratch:1")?;
 //! pipeline.add(Add::new(thread.clone(), Role::User, Content::text("draft"))).await?;
 //! assert!(scratch.get_thread(GetThread::new(thread.clone())).await?.is_some());
-//! assert!(pipeline.get_thread(GetThread::new(thread)).await?.is_none()); // main untouched
+//! assert!(pipeline.get_thread(GetThread::new(thread.clone())).await?.is_some()); // read where written
+//! assert!(Pipeline::new(main).get_thread(GetThread::new(thread)).await?.is_none()); // main untouched
 //! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
 
+mod across;
 mod future;
 mod layer;
 
@@ -49,7 +60,7 @@ type Predicate = Arc<dyn Fn(&PersistArgs) -> bool + Send + Sync>;
 /// A predicate matching requests whose thread id starts with `prefix`.
 pub fn thread_prefix(prefix: impl Into<String>) -> impl Fn(&PersistArgs) -> bool + Clone + Send + Sync + 'static {
     let prefix: Arc<str> = Arc::from(prefix.into());
-    move |args: &PersistArgs| args.thread_id().as_str().starts_with(&*prefix)
+    move |args: &PersistArgs| args.thread_id().is_some_and(|thread| thread.as_str().starts_with(&*prefix))
 }
 
 #[derive(Clone)]
@@ -93,6 +104,7 @@ impl<S> Route<S> {
 impl<S> Service<PersistArgs> for Route<S>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+    S::Future: Send + 'static,
 {
     type Response = PersistResult;
     type Error = PersistError;
@@ -106,6 +118,12 @@ where
         match self.routes.iter().find(|entry| (entry.predicate)(&args)) {
             // The target's readiness is driven by `oneshot`, independent of `inner`'s.
             Some(entry) => ResponseFuture::routed(Box::pin(entry.target.clone().oneshot(args))),
+            // Across threads: every store the route reaches answers.
+            None if args.thread_id().is_none() && !self.routes.is_empty() => {
+                let inner = self.inner.call(args.clone());
+                let targets = self.routes.iter().map(|entry| entry.target.clone()).collect();
+                ResponseFuture::routed(Box::pin(across::fan_out(args, inner, targets)))
+            }
             None => ResponseFuture::inner(self.inner.call(args)),
         }
     }

@@ -51,6 +51,9 @@ where
             Ok(result) => {
                 let outcome = if result.is_deduplicated() { "deduplicated" } else { "ok" };
                 span.record("outcome", outcome);
+                if let Some(rows) = result.rows() {
+                    span.record("rows", rows);
+                }
                 if let Some(message) = result.message() {
                     span.record("message_id", display(&message.id));
                     span.record("seq", message.seq);

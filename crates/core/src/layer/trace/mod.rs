@@ -1,5 +1,5 @@
-//! A `tracing` span per write: op, thread, tenant, message id, seq, version, outcome and
-//! duration.
+//! A `tracing` span per call (writes, reads, session requests, pings): op, thread, tenant,
+//! message id, seq, version, rows read, outcome and duration.
 //!
 //! Each write runs inside an `INFO` span named `persist` and ends with one event (`INFO` on
 //! success, `WARN` on error) carrying the same fields. A content update that does not finalize
@@ -89,7 +89,7 @@ impl<S> Trace<S> {
                     $level,
                     "persist",
                     op = %args.op(),
-                    thread = %args.thread_id(),
+                    thread = Empty,
                     tenant = Empty,
                     request_id = Empty,
                     message_id = Empty,
@@ -97,6 +97,7 @@ impl<S> Trace<S> {
                     version = Empty,
                     outcome = Empty,
                     duration_us = Empty,
+                    rows = Empty,
                     content = Empty,
                 )
             };
@@ -106,6 +107,9 @@ impl<S> Trace<S> {
             return None;
         }
         span.record("request_id", display(args.context().request_id()));
+        if let Some(thread) = args.thread_id() {
+            span.record("thread", display(thread));
+        }
         if let Some(tenant) = args.context().tenant() {
             span.record("tenant", display(tenant));
         }

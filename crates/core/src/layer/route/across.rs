@@ -1,0 +1,67 @@
+//! Requests across threads (`threads`, `find_stranded`, `ping`) through a route: every store
+//! the route reaches answers, and the answers are merged into one.
+
+use tower::ServiceExt;
+
+use crate::pipeline::BoxPersistService;
+use crate::read::{FindStranded, ListThreads};
+use crate::{PersistArgs, PersistError, PersistOp, PersistResult};
+
+/// Sends `args` to every store (the inner stack's answer first, then each target's, in route
+/// order) and merges the answers.
+pub(super) async fn fan_out<F>(
+    args: PersistArgs,
+    inner: F,
+    targets: Vec<BoxPersistService>,
+) -> Result<PersistResult, PersistError>
+where
+    F: Future<Output = Result<PersistResult, PersistError>>,
+{
+    let mut answers = Vec::with_capacity(targets.len() + 1);
+    answers.push(inner.await?);
+    for target in targets {
+        answers.push(target.oneshot(args.clone()).await?);
+    }
+    match args {
+        PersistArgs::Threads(query) => threads(&query, answers),
+        PersistArgs::FindStranded(query) => stranded(&query, answers),
+        // A ping: every store answered.
+        _ => Ok(PersistResult::Pong),
+    }
+}
+
+/// One page of threads from every store's page: newest first with one cursor, a thread that
+/// two stores hold listed once. Each store listed at most `limit` threads after the cursor, so
+/// whatever this page leaves out comes after its last thread, and the next page (from that
+/// thread's cursor) lists it.
+fn threads(query: &ListThreads, answers: Vec<PersistResult>) -> Result<PersistResult, PersistError> {
+    let (mut merged, mut more) = (Vec::new(), false);
+    for answer in answers {
+        match answer {
+            PersistResult::Threads(page) => {
+                more |= page.has_more;
+                merged.extend(page.items);
+            }
+            other => return Err(PersistError::MismatchedResult { op: PersistOp::Threads, got: other.op() }),
+        }
+    }
+    merged.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
+    merged.dedup_by(|later, earlier| later.id == earlier.id);
+    let mut page = query.page(merged);
+    page.has_more |= more;
+    Ok(PersistResult::Threads(page))
+}
+
+/// Every store's stranded reservations, least recently active first, at most `limit`.
+fn stranded(query: &FindStranded, answers: Vec<PersistResult>) -> Result<PersistResult, PersistError> {
+    let mut found = Vec::new();
+    for answer in answers {
+        match answer {
+            PersistResult::Stranded(messages) => found.extend(messages),
+            other => return Err(PersistError::MismatchedResult { op: PersistOp::FindStranded, got: other.op() }),
+        }
+    }
+    found.sort_by_key(|message| message.updated_at);
+    found.truncate(query.limit as usize);
+    Ok(PersistResult::Stranded(found))
+}
