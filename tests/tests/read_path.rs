@@ -198,3 +198,39 @@ async fn content_updates_and_reads_mix_on_one_stack() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_scoped_handle_never_reaches_another_tenant() {
+    let ids = Arc::new(Mutex::new(Vec::new()));
+    let log = ids.clone();
+    let pipeline = Pipeline::builder()
+        .layer(ObserveLayer::new().on_args(move |args: &PersistArgs| {
+            let tenant = args.context().tenant().map(|t| t.as_str().to_owned());
+            log.lock().unwrap().push((tenant, args.context().request_id().to_string()));
+        }))
+        .build(MemoryBackend::new());
+    let scope = |tenant: &str| pipeline.scoped(Context::new().with_tenant(TenantId::new(tenant).unwrap()));
+    let (acme, globex) = (scope("acme"), scope("globex"));
+    let written = acme.add(add("general", "acme's")).await.unwrap().message;
+    // A context on the request itself does not escape the scope.
+    let trusted = add("general", "sneaky").with_context(Context::new());
+    assert!(matches!(globex.add(trusted).await, Err(persist::PersistError::NotFound { .. })));
+
+    assert!(globex.get(GetMessage::new(thread("general"), written.id.clone())).await.unwrap().is_none());
+    assert!(globex.get_thread(GetThread::new(thread("general"))).await.unwrap().is_none());
+    assert!(globex.list(ListMessages::new(thread("general"))).await.unwrap().items.is_empty());
+    assert!(globex.threads(ListThreads::new()).await.unwrap().items.is_empty());
+    let update = UpdateContent::new(thread("general"), written.id.clone(), Content::text("overwritten"));
+    assert!(matches!(globex.update_content(update).await, Err(persist::PersistError::NotFound { .. })));
+    assert_eq!(acme.list(ListMessages::new(thread("general"))).await.unwrap().items, [written]);
+    let stranded = persist::read::FindStranded::new(persist::Timestamp::now());
+    assert!(matches!(globex.execute(stranded).await, Err(persist::PersistError::Rejected { .. })));
+    globex.ping().await.unwrap();
+
+    let ids = ids.lock().unwrap();
+    assert!(ids.iter().all(|(tenant, _)| tenant.is_some()), "every call carried the scope's tenant");
+    let mut request_ids: Vec<_> = ids.iter().map(|(_, id)| id.clone()).collect();
+    request_ids.sort();
+    request_ids.dedup();
+    assert_eq!(request_ids.len(), ids.len(), "each call has a request id of its own");
+}

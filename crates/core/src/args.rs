@@ -92,6 +92,19 @@ impl Context {
         self.get().and_then(|inner| inner.principal.as_deref())
     }
 
+    /// The same tenant, principal and extensions, with a request id of its own (generated on
+    /// first use): for a handle that sends many requests on behalf of one caller.
+    pub fn renewed(&self) -> Self {
+        match self.get() {
+            None => Self::new(),
+            Some(inner) => Self::new().edit(|fresh| {
+                fresh.tenant = inner.tenant.clone();
+                fresh.principal = inner.principal.clone();
+                fresh.extensions = inner.extensions.clone();
+            }),
+        }
+    }
+
     /// Sets the principal.
     pub fn with_principal(self, principal: impl Into<Arc<str>>) -> Self {
         let principal = principal.into();

@@ -62,6 +62,7 @@ mod op;
 mod pipeline;
 pub mod read;
 mod result;
+mod scoped;
 pub mod session;
 mod terminal;
 
@@ -76,4 +77,5 @@ pub use self::op::PersistOp;
 pub use self::pipeline::{BoxPersistService, Pipeline, PipelineBuilder};
 pub use self::read::{Order, Page};
 pub use self::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Updated};
+pub use self::scoped::Scoped;
 pub use self::terminal::{Terminal, TerminalFuture};

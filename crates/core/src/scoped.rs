@@ -1,0 +1,122 @@
+//! [`Scoped`]: a pipeline handle that stamps one [`Context`] (a tenant) on every call.
+
+use std::future::Future;
+
+use crate::args::{Add, Context, Delete, PersistArgs, Reserve, Update, UpdateContent};
+use crate::error::{PersistError, Result};
+use crate::message::{Message, Thread};
+use crate::pipeline::Pipeline;
+use crate::read::{GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, ThreadCursor};
+use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
+use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
+
+/// A [`Pipeline`] handle scoped to a [`Context`]: every write and read it sends carries that
+/// context (its tenant, principal and extensions, with a request id of its own per call),
+/// whatever context the request was built with. It offers no way to send an unscoped call, so
+/// a request handler given a `Scoped` for the caller's tenant cannot forget the tenant.
+///
+/// Maintenance across tenants (`find_stranded`, cleanup) is not available through it.
+///
+/// # Example
+///
+/// ```
+/// use persist::{args::Add, read::GetThread, Content, Context, Pipeline, Role, TenantId, ThreadId};
+/// use persist::memory::MemoryBackend;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let pipeline = Pipeline::new(MemoryBackend::new());
+/// let acme = pipeline.scoped(Context::new().with_tenant(TenantId::new("acme")?));
+/// let globex = pipeline.scoped(Context::new().with_tenant(TenantId::new("globex")?));
+/// let thread = ThreadId::new("general")?;
+/// acme.add(Add::new(thread.clone(), Role::User, Content::text("hi"))).await?;
+/// assert!(acme.get_thread(GetThread::new(thread.clone())).await?.is_some());
+/// assert!(globex.get_thread(GetThread::new(thread)).await?.is_none()); // not globex's
+/// # Ok::<_, persist::PersistError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Scoped {
+    pipeline: Pipeline,
+    context: Context,
+}
+
+macro_rules! scoped_call {
+    ($(#[$doc:meta])* $name:ident, $args:ty => $out:ty) => {
+        $(#[$doc])*
+        ///
+        /// # Errors
+        ///
+        /// As the pipeline's method of the same name.
+        pub async fn $name(&self, request: $args) -> Result<$out> {
+            self.pipeline.$name(request.with_context(self.context.renewed())).await
+        }
+    };
+}
+
+impl Scoped {
+    pub(crate) fn new(pipeline: Pipeline, context: Context) -> Self {
+        Self { pipeline, context }
+    }
+
+    /// The context every call carries (each with a request id of its own).
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    scoped_call!(/** Appends a complete message. */ add, Add => Added);
+    scoped_call!(/** Appends a placeholder. */ reserve, Reserve => Reserved);
+    scoped_call!(/** Replaces a message's content. */ update_content, UpdateContent => Message);
+    scoped_call!(/** Patches a message or a thread. */ update, Update => Updated);
+    scoped_call!(/** Deletes a message or a thread. */ delete, Delete => Deleted);
+    scoped_call!(/** Reads one message. */ get, GetMessage => Option<Message>);
+    scoped_call!(/** Reads one thread. */ get_thread, GetThread => Option<Thread>);
+    scoped_call!(/** Lists a page of a thread's messages. */ list, ListMessages => Page<Message>);
+    scoped_call!(/** Lists a page of the scope's threads. */ threads, ListThreads => Page<Thread, ThreadCursor>);
+    scoped_call!(/** Records a confirmed provider session. */ bind, Bind => SessionBinding);
+    scoped_call!(/** Whether a provider session can be resumed. */ resolve, Resolve => Resolution);
+    scoped_call!(/** Resets a session binding. */ reset_session, ResetSession => bool);
+    scoped_call!(/** Invalidates a session binding (compare-and-set). */ invalidate_session, InvalidateSession => bool);
+
+    /// A health check, through the layers, in the scope's context.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pipeline::ping`].
+    pub async fn ping(&self) -> Result<()> {
+        match self.pipeline.execute(Ping::new().with_context(self.context.renewed())).await? {
+            PersistResult::Pong => Ok(()),
+            other => Err(PersistError::MismatchedResult { op: crate::PersistOp::Ping, got: other.op() }),
+        }
+    }
+
+    /// Sends any request in the scope's context.
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for `find_stranded` (maintenance across tenants); otherwise whatever the
+    /// layers or the backend answer.
+    pub fn execute(
+        &self,
+        args: impl Into<PersistArgs>,
+    ) -> impl Future<Output = Result<PersistResult>> + Send + 'static {
+        let mut args = args.into();
+        let refused = matches!(args, PersistArgs::FindStranded(_));
+        *args.context_mut() = self.context.renewed();
+        let call = self.pipeline.execute(args);
+        async move {
+            if refused {
+                return Err(PersistError::rejected(
+                    "finding stranded reservations is maintenance across tenants: not through a scoped handle",
+                ));
+            }
+            call.await
+        }
+    }
+}
+
+impl Pipeline {
+    /// A handle that sends every call in `context` (its tenant confines them); see [`Scoped`].
+    pub fn scoped(&self, context: Context) -> Scoped {
+        Scoped::new(self.clone(), context)
+    }
+}
