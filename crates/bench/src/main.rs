@@ -90,6 +90,7 @@ fn main() {
     if options.wants("memory") {
         emit(memory::resident(&options));
         emit(memory::pipeline_vs_direct(&options));
+        emit(memory::reads_vs_direct(&options));
     }
     if options.wants("sqlite") {
         emit(sqlite::run(&options));

@@ -8,7 +8,8 @@ use persist::args::Add;
 use persist::layer::route::{RouteLayer, thread_prefix};
 use persist::layer::{Decision, InterceptLayer, MetricsLayer, ObserveLayer, TraceLayer};
 use persist::memory::MemoryBackend;
-use persist::{Backend, Content, MessageId, PersistArgs, Pipeline, Role, ThreadId};
+use persist::read::ListMessages;
+use persist::{Backend, Content, MessageId, Order, PersistArgs, Pipeline, Role, ThreadId};
 use tower::{Service, ServiceExt};
 
 use crate::Options;
@@ -283,6 +284,69 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// Lists the latest 50 messages of a thread, through the five reference layers and on the
+/// backend directly, over one store (100 threads of 200 messages), in interleaved chunks: the
+/// read path's cost, as `pipeline_vs_direct` measures the write path's.
+pub(crate) fn reads_vs_direct(options: &Options) -> Vec<Row> {
+    let rt = runtime();
+    let backend = MemoryBackend::new();
+    let threads: Vec<ThreadId> = (0..100).map(|t| ThreadId::new(format!("read-{t}")).unwrap()).collect();
+    rt.block_on(async {
+        for args in prebuilt(&threads, 0, 20_000) {
+            backend.apply(args).await.expect("fill");
+        }
+    });
+    let pipeline = reference_stack!().build(backend.clone());
+    let n = options.scale(100_000, 10_000);
+    let chunk = 1_000;
+    let rounds = options.scale(7, 3);
+    let query = |i: usize| ListMessages::new(threads[i % threads.len()].clone()).with_order(Order::Desc).with_limit(50);
+    let (mut ratios, mut direct_rates) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let (mut direct, mut layered) = (Duration::ZERO, Duration::ZERO);
+        for (step, from) in (0..n).step_by(chunk).enumerate() {
+            let run_direct = |rt: &tokio::runtime::Runtime| {
+                timed(|| {
+                    rt.block_on(async {
+                        for i in from..from + chunk {
+                            std::hint::black_box(backend.list(query(i)).await.expect("list"));
+                        }
+                    })
+                })
+                .1
+            };
+            let run_layered = |rt: &tokio::runtime::Runtime| {
+                timed(|| {
+                    rt.block_on(async {
+                        for i in from..from + chunk {
+                            std::hint::black_box(pipeline.list(query(i)).await.expect("list"));
+                        }
+                    })
+                })
+                .1
+            };
+            // The order alternates every chunk, so drift hits both alike.
+            if step % 2 == 0 {
+                direct += run_direct(&rt);
+                layered += run_layered(&rt);
+            } else {
+                layered += run_layered(&rt);
+                direct += run_direct(&rt);
+            }
+        }
+        direct_rates.push(n as f64 / direct.as_secs_f64());
+        ratios.push(layered.as_secs_f64() / direct.as_secs_f64());
+    }
+    let ratio = median(&mut ratios);
+    let direct_rate = median(&mut direct_rates);
+    vec![
+        Row::new("memory: list the latest 50 of a thread, backend called directly", n as u64, direct_rate),
+        Row::new("memory: list the latest 50 through the 5 reference layers", n as u64, direct_rate / ratio)
+            .ratio(ratio, "time, pipeline.list / Backend::list")
+            .target(Target::RatioAtMost(1.10)),
+    ]
 }
 
 /// For profiling one variant alone
