@@ -19,7 +19,8 @@ async fn main() -> Result<(), PersistError> {
     let switch = maintenance.clone();
     let pipeline = Pipeline::builder()
         .layer(InterceptLayer::new(move |args: PersistArgs| -> Decision {
-            if switch.load(Ordering::Relaxed) {
+            // Every call passes here, reads too: only writes are refused.
+            if switch.load(Ordering::Relaxed) && !args.op().is_read() {
                 ControlFlow::Break(Err(PersistError::rejected("the store is read-only during maintenance")))
             } else {
                 ControlFlow::Continue(args)
