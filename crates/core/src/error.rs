@@ -58,7 +58,7 @@ pub enum PersistError {
     },
 
     /// The idempotency key was already used in this thread by a different request (another
-    /// operation, role, content, metadata or message id); nothing was written. A retry of the
+    /// operation, role, content or metadata); nothing was written. A retry of the
     /// same request is answered with the earlier message instead (`deduplicated: true`). HTTP
     /// APIs answer 422 here.
     #[error(

@@ -9,7 +9,9 @@
 //! **Numbers compare by value**: `1e2` equals `100`, `1` equals `1.0`, `-0` equals `0`, at any
 //! depth. PostgreSQL's `jsonb` stores numbers by value (it writes `1e2` back as `100`), so a
 //! repeat is compared in this form on every backend, and a thread filter matches by value
-//! everywhere. Two integers compare exactly; otherwise both are compared as `f64`.
+//! everywhere. The comparison is exact: an integer equals a float only when the float is that
+//! integer. (SQLite's JSON functions hold integers beyond the signed 64-bit range as floats, so
+//! its thread filter compares those as floats.)
 
 use serde_json::{Map, Number, Value};
 
@@ -54,15 +56,26 @@ pub(crate) fn map_eq(a: &Map<String, Value>, b: &Map<String, Value>) -> bool {
     a.len() == b.len() && push_map_pairs(a, b, &mut pending) && pending.into_iter().all(|(a, b)| eq(a, b))
 }
 
-/// Numbers by value: two integers exactly, anything else as `f64` (`-0.0 == 0.0`).
+/// Numbers by value, exactly: two integers as integers, an integer and a float only when the
+/// float is that very integer (`1e16` is `10000000000000000`, `9007199254740992.0` is not
+/// `9007199254740993`), two floats as floats (`-0.0 == 0.0`).
 fn number_eq(x: &Number, y: &Number) -> bool {
-    if let (Some(x), Some(y)) = (x.as_i64(), y.as_i64()) {
-        return x == y;
+    match (integer(x), integer(y)) {
+        (Some(x), Some(y)) => x == y,
+        (Some(int), None) => float_is(y.as_f64(), int),
+        (None, Some(int)) => float_is(x.as_f64(), int),
+        (None, None) => x.as_f64() == y.as_f64(),
     }
-    if let (Some(x), Some(y)) = (x.as_u64(), y.as_u64()) {
-        return x == y;
-    }
-    x.as_f64() == y.as_f64()
+}
+
+fn integer(number: &Number) -> Option<i128> {
+    number.as_i64().map(i128::from).or_else(|| number.as_u64().map(i128::from))
+}
+
+/// Whether `float` is exactly the integer `int`.
+fn float_is(float: Option<f64>, int: i128) -> bool {
+    // Below 1e30 in magnitude, the cast of an integral float is exact.
+    float.is_some_and(|f| f.fract() == 0.0 && f.abs() < 1e30 && f as i128 == int)
 }
 
 /// Whether `value` is nested more than `limit` levels deep. Recurses at most `limit + 1`
@@ -322,6 +335,8 @@ mod tests {
             (json!(1), json!(2)),
             (json!(u64::MAX), json!(u64::MAX - 1)),
             (json!(-1), json!(u64::MAX)),
+            (json!(9007199254740993u64), json!(9007199254740992.0)),
+            (json!(0.5), json!(0)),
             (json!([1]), json!([1, 1])),
             (json!({"a": 1}), json!({"b": 1})),
             (json!("1"), json!(1)),

@@ -385,7 +385,9 @@ impl Default for ListThreads {
 /// [`Pipeline::cleanup_stranded`](crate::Pipeline::cleanup_stranded).
 ///
 /// Activity is any write to the message (`updated_at`): a stream that keeps sending partial
-/// content updates is never stranded, however long it has been running.
+/// content updates is never stranded, however long it has been running. (Backends can search
+/// their index of reservations by creation time: a message last written before the cutoff was
+/// created before it too. An index on `updated_at` would cost every streamed update.)
 ///
 /// # Example
 ///

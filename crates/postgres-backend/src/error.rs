@@ -50,7 +50,9 @@ pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
             what: format!("schema migration {version} in the database differs from this build's; refusing to use it")
                 .into(),
         },
-        MigrateError::Execute(error) => map_sqlx("applying schema migrations", error),
+        MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _) => {
+            map_sqlx("applying schema migrations", error)
+        }
         other => PersistError::backend("applying schema migrations", other),
     }
 }

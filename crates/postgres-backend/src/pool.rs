@@ -230,7 +230,16 @@ impl Inner {
 /// `ROLLBACK` is sent whether or not one is open (the driver cannot always tell; with none,
 /// the server only warns): this path is taken by cancelled operations alone.
 async fn drain(conn: &mut PgConnection) -> std::result::Result<(), sqlx::Error> {
-    conn.ping().await?;
+    // The statement may end in an error the server answered (its lock or statement time-out
+    // fired, a constraint): the driver reports it before the `ReadyForQuery` that follows, so
+    // read on. Each round reads at least one message; the caller bounds the time.
+    loop {
+        match conn.ping().await {
+            Ok(()) => break,
+            Err(sqlx::Error::Database(_)) => continue,
+            Err(lost) => return Err(lost),
+        }
+    }
     sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.map(drop)
 }
 
@@ -379,6 +388,21 @@ mod tests {
         // Then the same connection comes back clean, ready for the next statement.
         assert_eq!(used(&pool).await, first);
         assert_eq!(pool.open_connections(), 1);
+        pool.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_abandoned_statement_failed_on_the_server_comes_back_too() {
+        let Some(options) = server().await else { return };
+        // The server cancels the statement itself (57014) after 100 ms: an error, not a result.
+        let options = options.options([("statement_timeout", "100ms")]);
+        let pool = Pool::new(options, 1, 0, Duration::from_secs(5), Duration::from_secs(5));
+        let mut lease = pool.acquire().await.unwrap();
+        let first = pid(&mut lease).await;
+        let slow = sqlx::query("SELECT pg_sleep(2)").execute(&mut *lease);
+        assert!(tokio::time::timeout(Duration::from_millis(20), slow).await.is_err());
+        drop(lease);
+        assert_eq!(used(&pool).await, first, "drained past the server's error, reused clean");
         pool.close().await;
     }
 

@@ -623,7 +623,9 @@ async fn a_damaged_file_is_refused_when_checked_on_open() {
         backend.apply(add(&format!("t{}", i % 7), &format!("message {i} {}", "y".repeat(200)))).await.unwrap();
     }
     backend.close().await;
-    assert!(SqliteBackend::builder(&path).check_integrity(true).open().await.unwrap().check().await.unwrap().is_ok());
+    let checked = SqliteBackend::builder(&path).check_integrity(true).open().await.unwrap();
+    assert!(checked.check().await.unwrap().is_ok());
+    checked.close().await;
     // Garbage over the middle of the file's last pages, as a bad disk or a stray write would.
     let mut bytes = std::fs::read(&path).unwrap();
     let pages = bytes.len() / 4096;

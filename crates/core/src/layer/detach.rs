@@ -11,10 +11,10 @@
 //!
 //! # Bounded
 //!
-//! At most [`max_in_flight`](DetachLayer::max_in_flight) writes (default 1024) run detached
-//! at once, per layer (its clones share the bound). A write over the bound waits for a slot
-//! **before** anything below this layer sees it: if its caller leaves while it waits, nothing
-//! was started and nothing is written. So a storm of callers that time out cannot pile up
+//! At most [`max_in_flight`](DetachLayer::max_in_flight) requests (default 1024) run detached
+//! at once, per layer (its clones share the bound); reads pass through it too and take a slot
+//! like writes. A request over the bound waits for a slot **before** anything below this layer
+//! sees it: if its caller leaves while it waits, nothing was started and nothing is written. So a storm of callers that time out cannot pile up
 //! work behind new writes: at most the bound keeps running after its callers left, and a fresh
 //! write waits behind at most that many.
 //!

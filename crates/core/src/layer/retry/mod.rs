@@ -87,7 +87,7 @@ where
         let slot = match &mut args {
             PersistArgs::Add(add) => &mut add.message_id,
             PersistArgs::Reserve(reserve) => &mut reserve.message_id,
-            _ => &mut None,
+            _ => return ResponseFuture::new(self.inner.call(args), None),
         };
         let minted = match slot {
             Some(_) => None,
