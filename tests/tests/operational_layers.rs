@@ -410,6 +410,12 @@ async fn trace_and_metrics_see_reads() {
     assert_eq!(count("persist_ops_total{op=list,outcome=ok}"), 1, "the read was counted");
     assert_eq!(count("persist_ops_total{op=get_thread,outcome=ok}"), 1);
     assert_eq!(recorder.histograms.lock().unwrap()["persist_op_duration_seconds{op=list}"].values().len(), 1);
+    assert_eq!(recorder.histograms.lock().unwrap()["persist_read_rows{op=list}"].values(), [3.0]);
+    assert_eq!(recorder.histograms.lock().unwrap()["persist_read_rows{op=get_thread}"].values(), [1.0]);
+    assert!(
+        recorder.histograms.lock().unwrap()["persist_read_rows{op=add}"].values().is_empty(),
+        "writes read no rows"
+    );
     let spans = capture.spans.lock().unwrap();
     let list = spans.values().find(|f| f.get("op").map(String::as_str) == Some("list")).expect("a list span");
     assert_eq!((list["thread"].as_str(), list["rows"].as_str(), list["outcome"].as_str()), ("read", "3", "ok"));

@@ -1,10 +1,11 @@
-//! `metrics` counters and histograms for every write.
+//! `metrics` counters and histograms for every call: writes, reads, session requests, pings.
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
-//! | `persist_ops_total` | counter | `op`, `outcome` (`ok`, `deduplicated`, or the error's [`code`](crate::PersistError::code)) |
+//! | `persist_ops_total` | counter | `op` (any [`PersistOp`] label), `outcome` (`ok`, `deduplicated`, or the error's [`code`](crate::PersistError::code)) |
 //! | `persist_op_duration_seconds` | histogram | `op` |
 //! | `persist_content_bytes` | histogram | `op` (`add`, `update_content`): size of the content as JSON |
+//! | `persist_read_rows` | histogram | `op` (`get`, `get_thread`, `list`, `threads`, `find_stranded`): messages or threads a read answered |
 //!
 //! The handles are registered once, when the layer is created: install your recorder
 //! (`metrics::set_global_recorder`, an exporter) **before** building the pipeline. Without a
@@ -48,6 +49,7 @@ pub(crate) struct Handles {
     ops: Vec<Counter>,
     durations: Vec<Histogram>,
     content_bytes: Vec<Histogram>,
+    read_rows: Vec<Histogram>,
     /// Per op: whether its duration histogram records, so a write reads the clock at its start
     /// only when the duration will be kept.
     timed: Vec<bool>,
@@ -66,7 +68,13 @@ impl Handles {
         };
         let durations = per_op("persist_op_duration_seconds");
         let timed = durations.iter().map(records).collect();
-        Self { ops, durations, content_bytes: per_op("persist_content_bytes"), timed }
+        Self {
+            ops,
+            durations,
+            content_bytes: per_op("persist_content_bytes"),
+            read_rows: per_op("persist_read_rows"),
+            timed,
+        }
     }
 
     /// The clock reading a write of `op` starts with, if its duration is recorded.
@@ -81,6 +89,11 @@ impl Handles {
             Err(error) => 2 + error.code_index(),
         };
         self.ops[op.index() * OUTCOMES + outcome].increment(1);
+        if let Ok(rows) = output.as_ref().map(PersistResult::rows)
+            && let Some(rows) = rows
+        {
+            self.read_rows[op.index()].record(rows as f64);
+        }
         if let Some(start) = start {
             self.durations[op.index()].record(start.elapsed().as_secs_f64());
         }
