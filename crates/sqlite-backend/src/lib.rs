@@ -280,7 +280,7 @@ impl SqliteBackendBuilder {
         let settings = writer::Settings {
             limits: self.limits,
             max_batch: self.max_batch,
-            wal: writer::WalLimit { path: wal_path(&self.path), bytes: self.wal_size_limit, asked: None },
+            wal: writer::WalLimit { path: wal_path(&self.path), bytes: self.wal_size_limit, idle: 0 },
         };
         let wal = settings.wal.for_checkpointer();
         tokio::spawn(async move {

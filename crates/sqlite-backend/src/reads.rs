@@ -152,8 +152,7 @@ pub(crate) async fn stranded(pool: &SqlitePool, query: &FindStranded) -> Result<
     let rows = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
-        "\
-          FROM messages WHERE status = 'reserved' AND created_at < ?1 AND updated_at < ?1 \
+        " FROM messages WHERE status = 'reserved' AND created_at < ?1 AND updated_at < ?1 \
           ORDER BY updated_at LIMIT ?2"
     ))
     .bind(query.inactive_since.as_micros())

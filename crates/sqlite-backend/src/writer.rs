@@ -186,8 +186,8 @@ pub(crate) struct Settings {
 
 /// How large the write-ahead log's file may stay once the load that grew it is over.
 ///
-/// The writer asks the checkpointer to look whenever it finds nothing queued (at most once a
-/// second); the checkpointer copies the log back and, if it all went into the database file and
+/// The writer asks the checkpointer to look when it finds nothing queued (every
+/// [`IDLE_CHECKS`] such moments, a `stat` of the file); the checkpointer copies the log back and, if it all went into the database file and
 /// the file is over the limit, empties it (`wal_checkpoint(TRUNCATE)`), without waiting for
 /// any lock: a reader still on an older snapshot, or a write under way, makes it give up until
 /// the next time. No write ever waits for it.
@@ -198,24 +198,27 @@ pub(crate) struct Settings {
 pub(crate) struct WalLimit {
     pub(crate) path: std::path::PathBuf,
     pub(crate) bytes: u64,
-    /// When the writer last asked (the writer's copy only).
-    pub(crate) asked: Option<std::time::Instant>,
+    /// Idle moments since the writer last looked at the file (the writer's copy only).
+    pub(crate) idle: u32,
 }
+
+/// How many idle moments of the writer pass between two looks at the log's size.
+const IDLE_CHECKS: u32 = 32;
 
 impl WalLimit {
     /// The same limit, for the checkpointer.
     pub(crate) fn for_checkpointer(&self) -> Self {
-        Self { path: self.path.clone(), bytes: self.bytes, asked: None }
+        Self { path: self.path.clone(), bytes: self.bytes, idle: 0 }
     }
 
-    /// Whether the writer, idle, should ask for a look now: at most once a second, and only
-    /// when the file is over the limit.
+    /// Whether the writer, idle, should ask for a trim now: every [`IDLE_CHECKS`] idle
+    /// moments, when the file is over the limit.
     fn due(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        if self.asked.is_some_and(|asked| now.duration_since(asked) < std::time::Duration::from_secs(1)) {
+        self.idle += 1;
+        if self.idle < IDLE_CHECKS {
             return false;
         }
-        self.asked = Some(now);
+        self.idle = 0;
         self.over()
     }
 
