@@ -167,15 +167,17 @@ impl<'de> Deserialize<'de> for Context {
     }
 }
 
+/// `with_context`, the setter every request has.
 macro_rules! context_setter {
     () => {
-        /// Replaces the request's [`Context`].
-        pub fn with_context(mut self, context: Context) -> Self {
+        /// Replaces the request's [`Context`](crate::Context).
+        pub fn with_context(mut self, context: crate::Context) -> Self {
             self.context = context;
             self
         }
     };
 }
+pub(crate) use context_setter;
 
 /// Appends a complete message to a thread, creating the thread on its first write.
 ///

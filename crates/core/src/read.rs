@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::args::Context;
+use crate::args::{Context, context_setter};
 use crate::error::{PersistError, Result};
 use crate::id::{MessageId, TenantId, ThreadId};
 use crate::message::{Message, Metadata, Thread, Timestamp};
@@ -53,11 +53,7 @@ impl GetMessage {
         Self { thread_id, message_id, context: Context::new() }
     }
 
-    /// Sets the request's context (its tenant confines the read).
-    pub fn with_context(mut self, context: Context) -> Self {
-        self.context = context;
-        self
-    }
+    context_setter!();
 
     /// The tenant the read is confined to, if any (its context's).
     pub fn tenant(&self) -> Option<&TenantId> {
@@ -81,11 +77,7 @@ impl GetThread {
         Self { thread_id, context: Context::new() }
     }
 
-    /// Sets the request's context (its tenant confines the read).
-    pub fn with_context(mut self, context: Context) -> Self {
-        self.context = context;
-        self
-    }
+    context_setter!();
 
     /// The tenant the read is confined to, if any (its context's).
     pub fn tenant(&self) -> Option<&TenantId> {
@@ -184,11 +176,7 @@ impl ListMessages {
         self
     }
 
-    /// Sets the request's context (its tenant confines the read).
-    pub fn with_context(mut self, context: Context) -> Self {
-        self.context = context;
-        self
-    }
+    context_setter!();
 
     /// The tenant the read is confined to, if any (its context's).
     pub fn tenant(&self) -> Option<&TenantId> {
@@ -335,11 +323,7 @@ impl ListThreads {
         self
     }
 
-    /// Sets the request's context (its tenant confines the listing).
-    pub fn with_context(mut self, context: Context) -> Self {
-        self.context = context;
-        self
-    }
+    context_setter!();
 
     /// The tenant the listing is confined to, if any (its context's).
     pub fn tenant(&self) -> Option<&TenantId> {
@@ -424,11 +408,7 @@ impl FindStranded {
         self
     }
 
-    /// Sets the request's context.
-    pub fn with_context(mut self, context: Context) -> Self {
-        self.context = context;
-        self
-    }
+    context_setter!();
 
     /// Checks the limit; backends call this first.
     ///
@@ -455,11 +435,7 @@ impl Ping {
         Self::default()
     }
 
-    /// Sets the request's context.
-    pub fn with_context(mut self, context: Context) -> Self {
-        self.context = context;
-        self
-    }
+    context_setter!();
 }
 
 /// One page of a listing.

@@ -49,7 +49,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::args::Context;
+use crate::args::{Context, context_setter};
 use crate::error::{PersistError, Result};
 use crate::id::{AgentId, ProviderId, RuntimeId, SessionId, ThreadId};
 use crate::message::Timestamp;
@@ -76,17 +76,6 @@ pub struct SessionBinding {
     pub created_at: Timestamp,
     /// When the binding last changed.
     pub updated_at: Timestamp,
-}
-
-/// Sets the request's [`Context`], as on every request.
-macro_rules! context_setter {
-    () => {
-        /// Replaces the request's [`Context`].
-        pub fn with_context(mut self, context: Context) -> Self {
-            self.context = context;
-            self
-        }
-    };
 }
 
 /// Records a confirmed session for an (agent, thread). Upsert: the first bind sets
