@@ -204,9 +204,9 @@ impl SqliteBackendBuilder {
 
     /// Largest the write-ahead log's file stays once the load that grew it is over (default
     /// 16 MiB). Under load, or behind a long read, the log grows past it (it cannot be restarted
-    /// while writes keep coming); once the writer finds nothing queued, a second connection
-    /// copies the log back and empties the file, without waiting for any lock (no write waits
-    /// for it). Without a limit, the file would keep its largest size for good.
+    /// while writes keep coming); after a second without writes, a second connection copies
+    /// the log back and empties the file, without waiting for any lock (no write waits for
+    /// it). Without a limit, the file would keep its largest size for good.
     pub fn wal_size_limit(mut self, bytes: u64) -> Self {
         self.wal_size_limit = bytes;
         self
@@ -280,7 +280,7 @@ impl SqliteBackendBuilder {
         let settings = writer::Settings {
             limits: self.limits,
             max_batch: self.max_batch,
-            wal: writer::WalLimit { path: wal_path(&self.path), bytes: self.wal_size_limit, idle: 0 },
+            wal: writer::WalLimit { path: wal_path(&self.path), bytes: self.wal_size_limit },
         };
         let wal = settings.wal.for_checkpointer();
         tokio::spawn(async move {

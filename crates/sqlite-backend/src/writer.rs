@@ -40,11 +40,11 @@ const CHECKPOINT_EVERY: usize = 256;
 pub(crate) async fn run(
     mut conn: SqliteConnection,
     mut jobs: mpsc::Receiver<Job>,
-    checkpoints: mpsc::Sender<()>,
+    checkpoints: mpsc::Sender<Checkpoint>,
     mut stop: mpsc::Receiver<()>,
     settings: Settings,
 ) {
-    let Settings { limits, max_batch, mut wal } = settings;
+    let Settings { limits, max_batch, wal } = settings;
     let (mut batch, mut next) = (Vec::with_capacity(max_batch), Vec::with_capacity(max_batch));
     // The outcome of `batch`, already committed (or failed) but not yet answered.
     let mut committed = None;
@@ -59,14 +59,23 @@ pub(crate) async fn run(
         let outcome = match committed.take() {
             Some(outcome) => outcome,
             None => {
-                let taken = poll_fn(|cx| {
-                    // Asked to stop: no new write is queued, those queued are still written.
-                    if stop.poll_recv(cx).is_ready() {
-                        jobs.close();
+                let taken = loop {
+                    let receive = poll_fn(|cx| {
+                        // Asked to stop: no new write is queued, those queued are still written.
+                        if stop.poll_recv(cx).is_ready() {
+                            jobs.close();
+                        }
+                        jobs.poll_recv_many(cx, &mut batch, max_batch)
+                    });
+                    match tokio::time::timeout(WalLimit::IDLE, receive).await {
+                        Ok(taken) => break taken,
+                        // No write for a while: a log grown past its limit can be cut back.
+                        Err(_) if wal.over() => {
+                            let _ = checkpoints.try_send(Checkpoint::Trim);
+                        }
+                        Err(_) => {}
                     }
-                    jobs.poll_recv_many(cx, &mut batch, max_batch)
-                })
-                .await;
+                };
                 if taken == 0 {
                     break;
                 }
@@ -84,10 +93,6 @@ pub(crate) async fn run(
                 }
                 if next.is_empty() {
                     answer(&mut batch, answers);
-                    // Idle: a log grown past its limit can be cut back now.
-                    if wal.due() {
-                        let _ = checkpoints.try_send(());
-                    }
                 } else {
                     let outcome = {
                         let mut committing = pin!(commit(&mut conn, &next, &limits));
@@ -136,7 +141,7 @@ pub(crate) async fn run(
             } else {
                 // Writes are queued: the second connection copies while the writer goes on.
                 // Full: a request is already pending, which is enough.
-                let _ = checkpoints.try_send(());
+                let _ = checkpoints.try_send(Checkpoint::Copy);
             }
         }
     }
@@ -155,12 +160,16 @@ fn answer(batch: &mut Vec<Job>, answers: Vec<Result<Answer, PersistError>>) {
 /// writer asks, so the writer never stalls on it: a `PASSIVE` checkpoint runs alongside the
 /// writer and readers; then a log whose file is over its limit is cut back (see
 /// [`WalLimit`]). Ends when the writer ends.
-pub(crate) async fn checkpointer(mut conn: SqliteConnection, mut requests: mpsc::Receiver<()>, wal: WalLimit) {
+pub(crate) async fn checkpointer(mut conn: SqliteConnection, mut requests: mpsc::Receiver<Checkpoint>, wal: WalLimit) {
     // Nothing here may wait on a lock: a checkpoint that finds one taken is tried again later.
     let _ = sqlx::raw_sql("PRAGMA busy_timeout = 0").execute(&mut conn).await;
-    while requests.recv().await.is_some() {
+    while let Some(request) = requests.recv().await {
         let copied = checkpoint(&mut conn).await;
-        wal.trim(&mut conn, copied).await;
+        // Only when writes have stopped: emptying the file takes the write lock, and under
+        // load the writer would wait for it (a 20 ms stall at every checkpoint).
+        if request == Checkpoint::Trim {
+            wal.trim(&mut conn, copied).await;
+        }
     }
     let _ = conn.close().await;
 }
@@ -176,6 +185,15 @@ async fn checkpoint(conn: &mut SqliteConnection) -> bool {
     matches!(copied, Some((0, frames, done)) if frames == done)
 }
 
+/// What the writer asks of the checkpointer connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Checkpoint {
+    /// Copy the log back (writes are queued: the writer goes on meanwhile).
+    Copy,
+    /// No write came for a while: copy the log back and, if its file is over the limit, empty it.
+    Trim,
+}
+
 /// What the writer is configured with.
 pub(crate) struct Settings {
     pub(crate) limits: Limits,
@@ -186,40 +204,28 @@ pub(crate) struct Settings {
 
 /// How large the write-ahead log's file may stay once the load that grew it is over.
 ///
-/// The writer asks the checkpointer to look when it finds nothing queued (every
-/// [`IDLE_CHECKS`] such moments, a `stat` of the file); the checkpointer copies the log back and, if it all went into the database file and
+/// When no write has come for [`IDLE`](Self::IDLE), the writer looks at the file's size and, if
+/// it is over the limit, asks the checkpointer; the checkpointer copies the log back and, if it all went into the database file and
 /// the file is over the limit, empties it (`wal_checkpoint(TRUNCATE)`), without waiting for
 /// any lock: a reader still on an older snapshot, or a write under way, makes it give up until
 /// the next time. No write ever waits for it.
 ///
-/// Not SQLite's `journal_size_limit`, which cuts the file at every restart of the log: under
-/// load the log grows again at once, and regrowing the file cost 64 callers a quarter of their
-/// writes a second (33–36k against 45–50k, alternating runs).
+/// Not SQLite's `journal_size_limit`, which cuts the file at every restart of the log, nor a
+/// trim at every moment the queue is empty: under load the log grows again at once, and
+/// regrowing the file cost 64 callers a quarter to a third of their writes a second (28–36k
+/// against 43–50k, alternating runs).
 pub(crate) struct WalLimit {
     pub(crate) path: std::path::PathBuf,
     pub(crate) bytes: u64,
-    /// Idle moments since the writer last looked at the file (the writer's copy only).
-    pub(crate) idle: u32,
 }
 
-/// How many idle moments of the writer pass between two looks at the log's size.
-const IDLE_CHECKS: u32 = 32;
-
 impl WalLimit {
+    /// How long the writer waits without a write before it looks at the log's size.
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+
     /// The same limit, for the checkpointer.
     pub(crate) fn for_checkpointer(&self) -> Self {
-        Self { path: self.path.clone(), bytes: self.bytes, idle: 0 }
-    }
-
-    /// Whether the writer, idle, should ask for a trim now: every [`IDLE_CHECKS`] idle
-    /// moments, when the file is over the limit.
-    fn due(&mut self) -> bool {
-        self.idle += 1;
-        if self.idle < IDLE_CHECKS {
-            return false;
-        }
-        self.idle = 0;
-        self.over()
+        Self { path: self.path.clone(), bytes: self.bytes }
     }
 
     fn over(&self) -> bool {
