@@ -233,13 +233,21 @@ impl SqliteBackendBuilder {
     }
 
     /// Opens (creating if needed) the database and applies the schema. Must be called within a
-    /// Tokio runtime: it starts the writer task.
+    /// Tokio runtime with its time driver (as `#[tokio::main]`, `#[tokio::test]` and
+    /// `Builder::enable_all` give): it starts the writer task, which keeps time to notice when
+    /// writes have stopped.
     ///
     /// # Errors
     ///
     /// `Backend` when the file cannot be opened or is not a SQLite database (it is left
-    /// untouched); `Unsupported` when it was written by a newer version of this crate.
+    /// untouched); `Unsupported` when it was written by a newer version of this crate, or when
+    /// the runtime has no time driver.
     pub async fn open(self) -> Result<SqliteBackend> {
+        if !timers_enabled() {
+            return Err(PersistError::Unsupported {
+                what: "a Tokio runtime without its time driver: build it with `enable_time()` or `enable_all()`".into(),
+            });
+        }
         let synchronous = match self.durability {
             Durability::Normal => SqliteSynchronous::Normal,
             Durability::Full => SqliteSynchronous::Full,
@@ -292,6 +300,14 @@ impl SqliteBackendBuilder {
         });
         Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, path: self.path, stop, closed }) })
     }
+}
+
+/// Whether the current Tokio runtime has its time driver: Tokio panics when a timer is made
+/// without one, so the probe is made here, once, where its panic (and the message the panic
+/// hook prints) becomes a clear error, instead of in the writer task, where every later write
+/// would fail.
+fn timers_enabled() -> bool {
+    std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
 }
 
 /// The write-ahead log's file of the database at `path`: SQLite's name for it.

@@ -634,3 +634,13 @@ async fn a_damaged_file_is_refused_when_checked_on_open() {
     assert!(matches!(error, PersistError::Backend { .. }), "{error:?}");
     assert!(error.to_string().contains("damaged"), "says the file is damaged: {error}");
 }
+
+#[test]
+fn a_runtime_without_timers_is_refused_with_a_clear_error() {
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let opened = runtime.block_on(SqliteBackend::open(dir.path().join("no-timers.db")));
+    let error = opened.unwrap_err();
+    assert!(matches!(error, PersistError::Unsupported { .. }), "{error:?}");
+    assert!(error.to_string().contains("enable_time"), "{error}");
+}
