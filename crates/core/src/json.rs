@@ -148,7 +148,7 @@ fn scalar_len(value: &Value) -> usize {
 
 /// A string with its quotes and serde_json's escapes: `\"`, `\\` and the short control escapes
 /// take two bytes, other control characters six (`\u00XX`).
-pub(crate) fn string_len(text: &str) -> usize {
+fn string_len(text: &str) -> usize {
     2 + text
         .bytes()
         .map(|byte| match byte {

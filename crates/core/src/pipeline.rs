@@ -331,9 +331,9 @@ impl Pipeline {
         Self::builder().build(backend)
     }
 
-    /// Sends any write through the stack.
+    /// Sends any request (a write, a read, a session request, a ping) through the stack.
     ///
-    /// Like every write here, it does nothing until polled; unlike the typed methods' future,
+    /// Like every call here, it does nothing until polled; unlike the typed methods' future,
     /// its future does not borrow the pipeline (it holds a reference count), so it can be
     /// spawned.
     ///

@@ -45,7 +45,7 @@ impl<B: Backend> Terminal<B> {
         Self::from_arc(Arc::new(backend))
     }
 
-    /// A terminal over a backend that is shared with other owners (e.g. the pipeline's reads).
+    /// A terminal over a backend that is shared with other owners (a handle the host keeps).
     pub fn from_arc(backend: Arc<B>) -> Self {
         Self { backend }
     }

@@ -395,21 +395,19 @@ async fn upgraded_in_place(files: &[&str], own_view: bool) {
 }
 
 /// Fills a database capped by `max_database_bytes` with finalized replies until a write fails,
-/// as a full disk would; answers the error and the last reply written.
-async fn fill(backend: &SqliteBackend, thread_id: &str) -> (PersistError, persist_core::MessageId) {
+/// as a full disk would; answers that write's error.
+async fn fill(backend: &SqliteBackend, thread_id: &str) -> PersistError {
     let big = Content::text("x".repeat(16 << 10));
-    let mut last = None;
     for _ in 0..1000 {
         let reserved = match backend.apply(Reserve::new(thread(thread_id), Role::Assistant).into()).await {
             Ok(PersistResult::Reserved(reserved)) => reserved.message,
             Ok(other) => panic!("{other:?}"),
-            Err(error) => return (error, last.expect("room for one reply")),
+            Err(error) => return error,
         };
-        let update = UpdateContent::new(thread(thread_id), reserved.id.clone(), big.clone());
+        let update = UpdateContent::new(thread(thread_id), reserved.id, big.clone());
         if let Err(error) = backend.apply(update.into()).await {
-            return (error, reserved.id);
+            return error;
         }
-        last = Some(reserved.id);
     }
     panic!("the database never filled up");
 }
@@ -424,7 +422,7 @@ async fn a_full_database_fails_the_write_and_the_handle_goes_on_serving() {
         PersistResult::Reserved(reserved) => reserved.message.id,
         other => panic!("{other:?}"),
     };
-    let (full, _) = fill(&backend, "filler").await;
+    let full = fill(&backend, "filler").await;
     assert!(full.to_string().contains("full"), "says the database is full: {full}");
     assert!(!full.is_temporary(), "{full:?}");
 
@@ -535,7 +533,7 @@ async fn close_finishes_queued_writes_and_frees_the_file_at_once() {
     tokio::task::yield_now().await;
     let clone = backend.clone();
     tokio::join!(backend.close(), clone.close());
-    let answered = futures_answered(queued).await;
+    let answered = answers_of(queued).await;
     // Every write is answered: written, or refused because the backend was closing.
     assert!(answered.iter().all(|a| a.is_ok() || a.as_ref().is_err_and(|e| e.to_string().contains("stopped"))));
     let written = answered.iter().filter(|a| a.is_ok()).count();
@@ -554,7 +552,7 @@ async fn close_finishes_queued_writes_and_frees_the_file_at_once() {
     assert_eq!(count as usize, written, "every answered write is stored, no other");
 }
 
-async fn futures_answered(
+async fn answers_of(
     tasks: Vec<tokio::task::JoinHandle<persist_core::Result<PersistResult>>>,
 ) -> Vec<persist_core::Result<PersistResult>> {
     let mut answers = Vec::new();
