@@ -31,7 +31,14 @@ async fn main() {
     match opened.await {
         Ok(()) => println!("ok"),
         Err(error) => {
-            println!("{error}");
+            // The whole chain: the driver's words say which step lost.
+            let mut said = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                said = format!("{said}: {cause}");
+                source = cause.source();
+            }
+            println!("{said}");
             std::process::exit(1);
         }
     }

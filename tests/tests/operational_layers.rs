@@ -15,8 +15,8 @@ use persist::maintenance::{CleanupStranded, Maintenance};
 use persist::memory::MemoryBackend;
 use persist::read::{GetMessage, GetThread, ListMessages};
 use persist::{
-    Backend, Capabilities, Content, IdempotencyKey, Message, MessageId, Metadata, Page, PersistArgs, PersistError,
-    PersistOp, PersistResult, Pipeline, Role, Status, Thread, ThreadId,
+    Backend, Capabilities, Content, Context, IdempotencyKey, Message, MessageId, Metadata, Page, PersistArgs,
+    PersistError, PersistOp, PersistResult, Pipeline, Role, Status, TenantId, Thread, ThreadId,
 };
 use serde_json::json;
 
@@ -596,7 +596,7 @@ async fn metrics_time_the_whole_write_not_just_the_call() {
 async fn events_publish_committed_writes_per_thread_reservation_first() {
     let events = Events::new(64);
     let pipeline = Pipeline::builder().layer(events.layer()).build(MemoryBackend::new());
-    let mut mine = events.subscribe_thread(thread("mine"));
+    let mut mine = events.subscribe_thread(None, thread("mine"));
     let mut all = events.subscribe();
     pipeline.add(keyed_add("other", "noise")).await.unwrap();
     let slot = pipeline.reserve(Reserve::new(thread("mine"), Role::Assistant)).await.unwrap().message;
@@ -607,16 +607,37 @@ async fn events_publish_committed_writes_per_thread_reservation_first() {
     pipeline.update_content(UpdateContent::new(thread("mine"), slot.id.clone(), Content::text("Hello"))).await.unwrap();
 
     let first = mine.recv().await.unwrap();
-    let reserved = first.message().unwrap();
-    assert_eq!((first.op(), &reserved.id, reserved.status), (PersistOp::Reserve, &slot.id, Status::Reserved));
+    let reserved = first.result.message().unwrap();
+    assert_eq!((first.result.op(), &reserved.id, reserved.status), (PersistOp::Reserve, &slot.id, Status::Reserved));
     assert!(reserved.content.is_placeholder(), "the id arrives before any content");
-    assert_eq!(mine.recv().await.unwrap().message().unwrap().content.to_text(), "Hel");
-    assert_eq!(mine.recv().await.unwrap().message().unwrap().status, Status::Complete);
+    assert_eq!(mine.recv().await.unwrap().result.message().unwrap().content.to_text(), "Hel");
+    assert_eq!(mine.recv().await.unwrap().result.message().unwrap().status, Status::Complete);
     let mut seen = Vec::new();
     while let Ok(event) = all.try_recv() {
-        seen.push((event.op(), event.thread_id().map(ToString::to_string).unwrap_or_default()));
+        seen.push((event.result.op(), event.result.thread_id().map(ToString::to_string).unwrap_or_default()));
     }
     assert_eq!(seen.len(), 4, "four committed writes: {seen:?}");
+}
+
+#[tokio::test]
+async fn events_name_their_tenant_and_a_thread_subscription_follows_one_tenants_thread() {
+    let events = Events::new(64);
+    let pipeline = Pipeline::builder().layer(events.layer()).build(MemoryBackend::new());
+    let acme = TenantId::new("acme").unwrap();
+    let mut acme_general = events.subscribe_thread(Some(acme.clone()), thread("general"));
+    let mut all = events.subscribe();
+    let globex = pipeline.scoped(Context::new().with_tenant(TenantId::new("globex").unwrap()));
+    globex.add(keyed_add("general", "globex's")).await.unwrap();
+    pipeline.add(keyed_add("general", "no tenant's")).await.unwrap();
+    pipeline.scoped(Context::new().with_tenant(acme.clone())).add(keyed_add("general", "acme's")).await.unwrap();
+
+    let event = acme_general.recv().await.unwrap();
+    assert_eq!(event.tenant.as_ref(), Some(&acme));
+    assert_eq!(event.result.message().unwrap().content.to_text(), "acme's", "only acme's general");
+    let tenants: Vec<_> = std::iter::from_fn(|| all.try_recv().ok())
+        .map(|event| event.tenant.as_ref().map(|t| t.as_str().to_owned()))
+        .collect();
+    assert_eq!(tenants, [Some("globex".to_owned()), None, Some("acme".to_owned())]);
 }
 
 #[tokio::test]
@@ -628,7 +649,7 @@ async fn a_lagging_subscriber_never_blocks_writers() {
         pipeline.add(keyed_add("t", &format!("k{i}"))).await.unwrap();
     }
     assert!(matches!(slow.recv().await, Err(tokio::sync::broadcast::error::RecvError::Lagged(96))));
-    assert_eq!(slow.recv().await.unwrap().message().unwrap().seq, 97, "then the newest events");
+    assert_eq!(slow.recv().await.unwrap().result.message().unwrap().seq, 97, "then the newest events");
 }
 
 #[tokio::test]
@@ -769,7 +790,8 @@ async fn cleanup_of_stranded_reservations_runs_through_the_pipeline_and_its_rout
     let young = pipeline.reserve(Reserve::new(thread("main"), Role::Assistant)).await.unwrap().message;
 
     let report = pipeline.cleanup_stranded(CleanupStranded::new(Duration::from_millis(10))).await.unwrap();
-    let mut deleted = report.deleted.clone();
+    let mut deleted: Vec<_> =
+        report.deleted.iter().map(|s| (s.message.thread_id.clone(), s.message.id.clone())).collect();
     deleted.sort();
     assert_eq!(deleted, [(thread("main"), local.id.clone()), (thread("scratch:1"), routed.id.clone())]);
     assert_eq!(report.skipped, 0);
@@ -784,6 +806,40 @@ async fn cleanup_of_stranded_reservations_runs_through_the_pipeline_and_its_rout
     let mut seen = observed.lock().unwrap().clone();
     seen.sort();
     assert_eq!(seen, [("main".to_owned(), true), ("scratch:1".to_owned(), true)]);
+}
+
+#[tokio::test]
+async fn cleanup_reaches_every_tenant_and_deletes_each_reservation_in_its_own_tenant() {
+    let store = MemoryBackend::new();
+    let tenants = Arc::new(Mutex::new(Vec::new()));
+    let log = tenants.clone();
+    let pipeline = Pipeline::builder()
+        .layer(ObserveLayer::new().on_args(move |args: &PersistArgs| {
+            if args.op() == PersistOp::Delete {
+                log.lock().unwrap().push(args.context().tenant().map(|t| t.as_str().to_owned()));
+            }
+        }))
+        .build(store.clone());
+    let (acme, globex) = (TenantId::new("acme").unwrap(), TenantId::new("globex").unwrap());
+    for tenant in [Some(&acme), Some(&globex), None] {
+        let context = Context::new().for_tenant(tenant.cloned());
+        pipeline.reserve(Reserve::new(thread("general"), Role::Assistant).with_context(context)).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    // Confined to one tenant: only acme's.
+    let only_acme = CleanupStranded::new(Duration::from_millis(10)).only_tenant(Some(acme.clone()));
+    let report = pipeline.cleanup_stranded(only_acme).await.unwrap();
+    assert_eq!(report.deleted.iter().map(|s| s.tenant.clone()).collect::<Vec<_>>(), [Some(acme.clone())]);
+    // Across tenants (the default): the two others, each deleted in its own tenant.
+    let report = pipeline.cleanup_stranded(CleanupStranded::new(Duration::from_millis(10))).await.unwrap();
+    let mut cleaned: Vec<_> = report.deleted.iter().map(|s| s.tenant.clone()).collect();
+    cleaned.sort();
+    assert_eq!(cleaned, [None, Some(globex.clone())]);
+    assert_eq!(store.message_count(), 0);
+    let mut deletes = tenants.lock().unwrap().clone();
+    deletes.sort();
+    assert_eq!(deletes, [None, Some("acme".to_owned()), Some("globex".to_owned())]);
 }
 
 #[tokio::test]

@@ -212,19 +212,27 @@ async fn a_scoped_handle_never_reaches_another_tenant() {
     let scope = |tenant: &str| pipeline.scoped(Context::new().with_tenant(TenantId::new(tenant).unwrap()));
     let (acme, globex) = (scope("acme"), scope("globex"));
     let written = acme.add(add("general", "acme's")).await.unwrap().message;
-    // A context on the request itself does not escape the scope.
-    let trusted = add("general", "sneaky").with_context(Context::new());
-    assert!(matches!(globex.add(trusted).await, Err(persist::PersistError::NotFound { .. })));
+    // A context on the request itself does not escape the scope: globex writes its own general.
+    let unscoped = add("general", "globex's").with_context(Context::new());
+    let own = globex.add(unscoped).await.unwrap().message;
+    assert_eq!(own.seq, 1, "globex's general is a thread of its own");
 
     assert!(globex.get(GetMessage::new(thread("general"), written.id.clone())).await.unwrap().is_none());
-    assert!(globex.get_thread(GetThread::new(thread("general"))).await.unwrap().is_none());
-    assert!(globex.list(ListMessages::new(thread("general"))).await.unwrap().items.is_empty());
-    assert!(globex.threads(ListThreads::new()).await.unwrap().items.is_empty());
+    let seen = globex.get_thread(GetThread::new(thread("general"))).await.unwrap().unwrap();
+    assert_eq!((seen.tenant.as_ref().map(|t| t.as_str()), seen.message_count), (Some("globex"), 1));
+    assert_eq!(globex.list(ListMessages::new(thread("general"))).await.unwrap().items, [own]);
+    assert_eq!(globex.threads(ListThreads::new()).await.unwrap().items.len(), 1);
     let update = UpdateContent::new(thread("general"), written.id.clone(), Content::text("overwritten"));
     assert!(matches!(globex.update_content(update).await, Err(persist::PersistError::NotFound { .. })));
     assert_eq!(acme.list(ListMessages::new(thread("general"))).await.unwrap().items, [written]);
+    // Requests across tenants are refused before any layer; the scope's own are answered.
     let stranded = persist::read::FindStranded::new(persist::Timestamp::now());
-    assert!(matches!(globex.execute(stranded).await, Err(persist::PersistError::Rejected { .. })));
+    assert!(globex.execute(stranded.clone()).await.is_ok());
+    let across = stranded.across_tenants(true);
+    assert!(matches!(globex.execute(across.clone()).await, Err(persist::PersistError::Rejected { .. })));
+    assert!(matches!(globex.find_stranded(across).await, Err(persist::PersistError::Rejected { .. })));
+    let every = ListThreads::new().across_tenants(true);
+    assert!(matches!(globex.threads(every).await, Err(persist::PersistError::Rejected { .. })));
     globex.ping().await.unwrap();
 
     let ids = ids.lock().unwrap();

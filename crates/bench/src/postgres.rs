@@ -21,18 +21,20 @@ async fn hand_written_add(conn: &mut PgConnection, thread: &str, id: &str) {
     let content = Content::text(TEXT).as_json().into_owned();
     sqlx::query(
         "WITH t AS ( \
-            INSERT INTO threads AS th (thread_id, tenant, created_at, updated_at, last_seq, message_count) \
-            VALUES ($1, $9, $8, $8, 1, 1) \
-            ON CONFLICT (thread_id) DO UPDATE \
+            INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+            VALUES ($9, $1, $8, $8, 1, 1) \
+            ON CONFLICT (tenant, thread_id) DO UPDATE \
                SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, updated_at = EXCLUDED.updated_at \
-             WHERE th.deleted_at IS NULL AND ($9::text IS NULL OR th.tenant = $9) \
-               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = $1 AND m.message_id = $2) \
-                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = $1 AND m.idempotency_key = $7) \
+             WHERE th.deleted_at IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
+                                                          AND m.message_id = $2) \
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
+                                                          AND m.idempotency_key = $7) \
             RETURNING th.last_seq), \
          m AS ( \
-            INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+            INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                                   idempotency_key, created_at, updated_at) \
-            SELECT $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8 FROM t \
+            SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8 FROM t \
             RETURNING *) \
          SELECT thread_id, message_id, seq, role, content::text AS content, metadata::text AS metadata, status, \
                 version, idempotency_key, created_at, updated_at FROM m",
@@ -45,7 +47,7 @@ async fn hand_written_add(conn: &mut PgConnection, thread: &str, id: &str) {
     .bind("complete")
     .bind(None::<&str>)
     .bind(Timestamp::now().as_micros())
-    .bind(None::<&str>)
+    .bind("")
     .fetch_optional(&mut *conn)
     .await
     .expect("hand-written add");

@@ -52,17 +52,17 @@ impl HandWritten {
         let now = Timestamp::now().as_micros();
         // The transaction our writer sends for one add: one query, as it does.
         sqlx::query(
-            "BEGIN IMMEDIATE; INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (thread_id) DO NOTHING; \
-             INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+            "BEGIN IMMEDIATE; INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (tenant, thread_id) DO NOTHING; \
+             INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                                    idempotency_key, created_at, updated_at) \
-             SELECT t.thread_id, ?, t.last_seq + 1, ?, ?, ?, ?, 1, ?, ?, ? \
-               FROM threads t WHERE t.thread_id = ? AND t.deleted_at IS NULL AND (? IS NULL OR t.tenant = ?) \
+             SELECT t.tenant, t.thread_id, ?, t.last_seq + 1, ?, ?, ?, ?, 1, ?, ?, ? \
+               FROM threads t WHERE t.tenant = ? AND t.thread_id = ? AND t.deleted_at IS NULL \
              ON CONFLICT DO NOTHING RETURNING ? AS plan, thread_id, message_id, seq, role, content, metadata, \
                        status, version, idempotency_key, created_at, updated_at; COMMIT;",
         )
+        .bind("")
         .bind(thread)
-        .bind(None::<&str>)
         .bind(now)
         .bind(now)
         .bind(id)
@@ -73,9 +73,8 @@ impl HandWritten {
         .bind(None::<&str>)
         .bind(now)
         .bind(now)
+        .bind("")
         .bind(thread)
-        .bind(None::<&str>)
-        .bind(None::<&str>)
         .bind(0_i64)
         .fetch_all(&mut self.conn)
         .await
@@ -108,16 +107,16 @@ fn rusqlite_rate(
         {
             let mut thread = tx
                 .prepare_cached(
-                    "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (?1, NULL, ?2, ?2) \
-                     ON CONFLICT (thread_id) DO NOTHING",
+                    "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', ?1, ?2, ?2) \
+                     ON CONFLICT (tenant, thread_id) DO NOTHING",
                 )
                 .unwrap();
             let mut message = tx
                 .prepare_cached(
-                    "INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
-                                           idempotency_key, created_at, updated_at) \
-                     SELECT t.thread_id, ?2, t.last_seq + 1, 'user', ?3, '{}', 'complete', 1, NULL, ?4, ?4 \
-                       FROM threads t WHERE t.thread_id = ?1 AND t.deleted_at IS NULL \
+                    "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, \
+                                           version, idempotency_key, created_at, updated_at) \
+                     SELECT t.tenant, t.thread_id, ?2, t.last_seq + 1, 'user', ?3, '{}', 'complete', 1, NULL, ?4, ?4 \
+                       FROM threads t WHERE t.tenant = '' AND t.thread_id = ?1 AND t.deleted_at IS NULL \
                      ON CONFLICT DO NOTHING RETURNING seq",
                 )
                 .unwrap();
@@ -166,7 +165,7 @@ fn rusqlite_group_rate(path: &Path, n: usize, threads: usize, round: usize) -> f
                 serde_json::json!([
                     plan,
                     format!("g-{}", i % threads),
-                    null,
+                    "",
                     format!("{round}-{i}"),
                     "user",
                     content,

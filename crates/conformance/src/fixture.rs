@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use persist_core::args::Add;
 use persist_core::read::{GetMessage, GetThread, ListMessages};
 use persist_core::{
-    ApplyNow, Backend, Capabilities, Content, Message, MessageId, PersistArgs, PersistResult, Result, Role, Thread,
-    ThreadId,
+    ApplyNow, Backend, Capabilities, Content, Context, Message, MessageId, PersistArgs, PersistResult, Result, Role,
+    TenantId, Thread, ThreadId,
 };
 
 use crate::{Factory, Outcome};
@@ -80,6 +80,15 @@ pub(crate) fn m(id: &str) -> MessageId {
     MessageId::new(id).expect("valid message id")
 }
 
+pub(crate) fn tenant(name: &str) -> TenantId {
+    TenantId::new(name).expect("valid tenant")
+}
+
+/// A context addressing `tenant`'s threads (`None`: the threads without a tenant).
+pub(crate) fn ctx(tenant: Option<&TenantId>) -> Context {
+    Context::new().for_tenant(tenant.cloned())
+}
+
 pub(crate) fn text_add(thread: &ThreadId, text: &str) -> Add {
     Add::new(thread.clone(), Role::User, Content::text(text))
 }
@@ -119,16 +128,34 @@ pub(crate) async fn add_text<B: Backend>(b: &B, thread: &ThreadId, text: &str) -
 }
 
 pub(crate) async fn get<B: Backend>(b: &B, thread: &ThreadId, id: &MessageId) -> Option<Message> {
-    b.get(GetMessage::new(thread.clone(), id.clone())).await.expect("get")
+    get_in(b, None, thread, id).await
+}
+
+pub(crate) async fn get_in<B: Backend>(
+    b: &B,
+    tenant: Option<&TenantId>,
+    thread: &ThreadId,
+    id: &MessageId,
+) -> Option<Message> {
+    b.get(GetMessage::new(thread.clone(), id.clone()).with_context(ctx(tenant))).await.expect("get")
 }
 
 pub(crate) async fn thread<B: Backend>(b: &B, thread: &ThreadId) -> Option<Thread> {
-    b.get_thread(GetThread::new(thread.clone())).await.expect("get_thread")
+    thread_in(b, None, thread).await
 }
 
-/// Every message of the thread, placeholders included, by seq (trusted read, all pages).
+pub(crate) async fn thread_in<B: Backend>(b: &B, tenant: Option<&TenantId>, thread: &ThreadId) -> Option<Thread> {
+    b.get_thread(GetThread::new(thread.clone()).with_context(ctx(tenant))).await.expect("get_thread")
+}
+
+/// Every message of the thread without a tenant, placeholders included, by seq (all pages).
 pub(crate) async fn all_messages<B: Backend>(b: &B, thread: &ThreadId) -> Vec<Message> {
-    let mut query = ListMessages::new(thread.clone()).include_reserved(true).with_limit(7);
+    all_messages_in(b, None, thread).await
+}
+
+/// Every message of `tenant`'s thread, placeholders included, by seq (all pages).
+pub(crate) async fn all_messages_in<B: Backend>(b: &B, tenant: Option<&TenantId>, thread: &ThreadId) -> Vec<Message> {
+    let mut query = ListMessages::new(thread.clone()).include_reserved(true).with_limit(7).with_context(ctx(tenant));
     let mut items = Vec::new();
     loop {
         let page = b.list(query.clone()).await.expect("list");
@@ -140,11 +167,20 @@ pub(crate) async fn all_messages<B: Backend>(b: &B, thread: &ThreadId) -> Vec<Me
     }
 }
 
-/// Everything visible about `threads`, for before/after comparisons.
+/// Everything visible about `threads` (without a tenant), for before/after comparisons.
 pub(crate) async fn snapshot<B: Backend>(b: &B, threads: &[&ThreadId]) -> Vec<(Option<Thread>, Vec<Message>)> {
+    snapshot_in(b, None, threads).await
+}
+
+/// Everything visible about `tenant`'s `threads`, for before/after comparisons.
+pub(crate) async fn snapshot_in<B: Backend>(
+    b: &B,
+    tenant: Option<&TenantId>,
+    threads: &[&ThreadId],
+) -> Vec<(Option<Thread>, Vec<Message>)> {
     let mut out = Vec::new();
     for id in threads {
-        out.push((thread(b, id).await, all_messages(b, id).await));
+        out.push((thread_in(b, tenant, id).await, all_messages_in(b, tenant, id).await));
     }
     out
 }

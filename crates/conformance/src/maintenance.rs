@@ -26,11 +26,11 @@ pub async fn check_stranded_finds_only_old_reservations<F: Factory>(factory: &F)
     written(b, Reserve::new(t("stranded-a"), Role::Assistant)).await; // still streaming: young
 
     let found = b.stranded(FindStranded::new(cutoff)).await.expect("stranded");
-    let ids: Vec<_> = found.iter().map(|m| (m.thread_id.clone(), m.id.clone())).collect();
+    let ids: Vec<_> = found.iter().map(|s| (s.message.thread_id.clone(), s.message.id.clone())).collect();
     assert_eq!(ids, [(old_a.thread_id.clone(), old_a.id.clone()), (old_b.thread_id.clone(), old_b.id.clone())]);
     let first = b.stranded(FindStranded::new(cutoff).with_limit(1)).await.expect("stranded");
     assert_eq!(first.len(), 1);
-    assert_eq!(first[0].id, old_a.id);
+    assert_eq!(first[0].message.id, old_a.id);
     store.finish().await
 }
 
@@ -62,7 +62,7 @@ pub async fn check_a_slow_stream_is_not_stranded<F: Factory>(factory: &F) -> Out
     assert!(partial.updated_at > cutoff && partial.created_at < cutoff);
 
     let found = b.stranded(FindStranded::new(cutoff)).await.expect("stranded");
-    let ids: Vec<_> = found.iter().map(|m| (m.thread_id.clone(), m.id.clone())).collect();
+    let ids: Vec<_> = found.iter().map(|s| (s.message.thread_id.clone(), s.message.id.clone())).collect();
     assert_eq!(ids, [(idle.thread_id.clone(), idle.id.clone())], "only the idle reservation is stranded");
     store.finish().await
 }

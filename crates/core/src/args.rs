@@ -17,9 +17,13 @@ pub const MAX_TITLE_BYTES: usize = 1024;
 /// What every request carries besides its operation: a request id, who is asking, and typed
 /// extensions that layers use to pass values to each other.
 ///
-/// A context with a [tenant](Self::tenant) is confined to that tenant's threads: the backend
-/// refuses, in the write's own transaction, to touch a thread owned by anyone else. A context
-/// without a tenant is trusted host code and reaches every thread.
+/// The [tenant](Self::tenant) is part of every thread's identity: a thread is
+/// `(tenant, thread_id)`, so two tenants each have their own `general`, and a request reaches
+/// only the threads of its context's tenant. A context without a tenant addresses the threads
+/// that have none; trusted host code that must reach a tenant's thread names that tenant. The
+/// backend keys every row by the tenant inside the write's own transaction, so isolation never
+/// depends on a layer remembering to check, and no answer differs between "another tenant has
+/// this id" and "nobody has this id".
 ///
 /// # Example
 ///
@@ -52,7 +56,8 @@ struct ContextInner {
 }
 
 impl Context {
-    /// An empty context: no tenant (trusted), no principal, a request id generated on first use.
+    /// An empty context: no tenant (the threads that have none), no principal, a request id
+    /// generated on first use.
     pub fn new() -> Self {
         Self::default()
     }
@@ -77,14 +82,25 @@ impl Context {
         self.edit(|inner| inner.request_id = OnceLock::from(id))
     }
 
-    /// The tenant this request is confined to, if any.
+    /// The tenant whose threads this request addresses; `None` addresses the threads without a
+    /// tenant.
     pub fn tenant(&self) -> Option<&TenantId> {
         self.get().and_then(|inner| inner.tenant.as_ref())
     }
 
-    /// Confines this request to `tenant`'s threads.
+    /// Addresses `tenant`'s threads (and only those).
     pub fn with_tenant(self, tenant: TenantId) -> Self {
         self.edit(|inner| inner.tenant = Some(tenant))
+    }
+
+    /// The same context addressing `tenant`'s threads; `None` addresses the threads without a
+    /// tenant. For trusted code that names a tenant it learned elsewhere (a thread listed
+    /// [across tenants](crate::read::ListThreads::across_tenants), a stranded reservation).
+    pub fn for_tenant(self, tenant: Option<TenantId>) -> Self {
+        match (tenant, self.tenant()) {
+            (None, None) => self,
+            (tenant, _) => self.edit(|inner| inner.tenant = tenant),
+        }
     }
 
     /// Who is acting (a user or service id), for audit layers. Not used for access control.

@@ -9,7 +9,7 @@ use crate::error::{PersistError, Result};
 use crate::id::ThreadId;
 use crate::message::Status;
 use crate::message::{Message, Thread};
-use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, ThreadCursor};
+use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Stranded, ThreadCursor};
 use crate::result::PersistResult;
 use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 
@@ -80,12 +80,18 @@ pub enum ApplyNow {
 ///
 /// # Behavior
 ///
+/// A thread's identity is `(tenant, thread_id)`, the tenant being the request context's
+/// ([`Context::tenant`](crate::Context::tenant), `None` a tenant of its own: the threads
+/// without one). Every row a backend keeps (threads, messages, idempotency keys, session
+/// bindings) is keyed by it, so two tenants each have their own thread `general`, and nothing
+/// of one tenant's thread reaches, refuses or answers a request of another: an id another
+/// tenant uses answers exactly as an unused id does.
+///
 /// [`apply`](Self::apply) performs one write **atomically**: entirely or not at all. Per
 /// operation:
 ///
-/// - **add / reserve**: call [`PersistArgs::validate`] first. Create the thread if absent
-///   (owned by the context's tenant). Refuse a tombstoned thread with `ThreadDeleted`, a thread
-///   of another tenant with `NotFound`. If the idempotency key is already used in the thread,
+/// - **add / reserve**: call [`PersistArgs::validate`] first. Create the thread
+///   `(tenant, thread_id)` if absent. Refuse a tombstoned thread with `ThreadDeleted`. If the idempotency key is already used in the thread,
 ///   return that message with `deduplicated: true`; if the explicit id is taken, return it
 ///   deduplicated when the payload is identical (role, metadata, idempotency key, and for `add`
 ///   content and status `Complete`), else fail with `AlreadyExists`. Otherwise assign
@@ -103,11 +109,11 @@ pub enum ApplyNow {
 ///   deleted), adjust `message_count`, and answer every id removed in `seq` order. What is
 ///   already gone answers an empty list. `expected_version` compares the target's version
 ///   when the target exists.
-/// - Every write to a tombstoned thread except `delete` fails with `ThreadDeleted`; every write
-///   to another tenant's thread fails with `NotFound` (a `delete` answers an empty list), so
-///   nothing leaks.
+/// - Every write to a tombstoned thread except `delete` fails with `ThreadDeleted`.
 ///
-/// Reads never fail for a missing or foreign thread: they answer `None` or an empty page.
+/// Reads never fail for a missing thread: they answer `None` or an empty page. Listing
+/// threads and finding stranded reservations reach the context's tenant's threads, or every
+/// tenant's when the request says [`across_tenants`](ListThreads::across_tenants).
 ///
 /// Session bindings ([`bind`](Self::bind), [`resolve`](Self::resolve),
 /// [`reset_session`](Self::reset_session), [`invalidate_session`](Self::invalidate_session))
@@ -161,39 +167,45 @@ pub trait Backend: Send + Sync + 'static {
         ApplyNow::Wait(args)
     }
 
-    /// One message by `(thread, id)`; `None` when absent, or in a thread of another tenant.
+    /// One message by `(tenant, thread, id)`; `None` when absent.
     fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send;
 
-    /// One thread, tombstones included; `None` when absent or of another tenant.
+    /// One thread by `(tenant, id)`, tombstones included; `None` when absent.
     fn get_thread(&self, query: GetThread) -> impl Future<Output = Result<Option<Thread>>> + Send;
 
-    /// A page of a thread's messages by `seq`; see [`ListMessages`]. An absent or foreign
-    /// thread gives an empty page.
+    /// A page of a thread's messages by `seq`; see [`ListMessages`]. An absent thread gives
+    /// an empty page.
     fn list(&self, query: ListMessages) -> impl Future<Output = Result<Page<Message>>> + Send;
 
-    /// A page of live threads, most recently updated first (ties by id, descending); see
-    /// [`ListThreads`].
+    /// A page of live threads, most recently updated first (ties by id, then tenant,
+    /// descending, bytewise); see [`ListThreads`].
     fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send;
 
     /// What this backend supports beyond the required contract.
     fn capabilities(&self) -> Capabilities;
 
     /// Reservations still `Reserved` with no write since the cutoff (`updated_at` before
-    /// [`FindStranded::inactive_since`]), least recently active first, across every thread (a
-    /// trusted read, for maintenance). A reservation whose content is being streamed is active.
+    /// [`FindStranded::inactive_since`]), least recently active first (ties in any order), of
+    /// the context's tenant's threads or, [`across_tenants`](FindStranded::across_tenants),
+    /// of every thread, each with its thread's tenant. A reservation whose content is being
+    /// streamed is active.
     ///
-    /// The default scans every thread through [`threads`](Self::threads) and
+    /// The default scans the threads through [`threads`](Self::threads) and
     /// [`list`](Self::list); backends with an index answer it directly.
-    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Message>>> + Send {
+    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {
         async move {
             query.validate()?;
             let mut found = Vec::new();
-            let mut threads = ListThreads::new().with_limit(crate::read::MAX_PAGE_LIMIT);
+            let mut threads = ListThreads::new()
+                .with_limit(crate::read::MAX_PAGE_LIMIT)
+                .across_tenants(query.across_tenants)
+                .with_context(query.context.clone());
             loop {
                 let page = self.threads(threads.clone()).await?;
                 for thread in &page.items {
+                    let context = query.context.renewed().for_tenant(thread.tenant.clone());
                     let mut messages = ListMessages::new(thread.id.clone()).include_reserved(true);
-                    messages = messages.with_limit(crate::read::MAX_PAGE_LIMIT);
+                    messages = messages.with_limit(crate::read::MAX_PAGE_LIMIT).with_context(context);
                     loop {
                         let listed = self.list(messages.clone()).await?;
                         found.extend(
@@ -201,7 +213,7 @@ pub trait Backend: Send + Sync + 'static {
                                 .items
                                 .iter()
                                 .filter(|m| m.status == Status::Reserved && m.updated_at < query.inactive_since)
-                                .cloned(),
+                                .map(|m| Stranded::new(thread.tenant.clone(), m.clone())),
                         );
                         match messages.next_page(&listed) {
                             Some(next) => messages = next,
@@ -214,7 +226,7 @@ pub trait Backend: Send + Sync + 'static {
                 }
                 threads = threads.with_cursor(page.next_cursor);
             }
-            found.sort_by_key(|m| m.updated_at);
+            found.sort_by_key(|s| s.message.updated_at);
             found.truncate(query.limit as usize);
             Ok(found)
         }
@@ -227,7 +239,9 @@ pub trait Backend: Send + Sync + 'static {
     /// # Behavior
     ///
     /// `InvalidInput` per [`Bind::validate`]; `ThreadDeleted` for a deleted thread (nothing
-    /// written). The thread need not exist yet.
+    /// written). The thread need not exist yet. Bindings are keyed by
+    /// `(tenant, agent, thread)`, the tenant being the request context's, as every session
+    /// request's is.
     fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {
         let _ = bind;
         async { Err(sessions_unsupported()) }
@@ -302,7 +316,7 @@ impl<B: Backend> Backend for Arc<B> {
         (**self).capabilities()
     }
 
-    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Message>>> + Send {
+    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {
         (**self).stranded(query)
     }
 

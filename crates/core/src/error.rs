@@ -39,7 +39,7 @@ pub enum PersistError {
         reason: Cow<'static, str>,
     },
 
-    /// The thread or message does not exist (or belongs to another tenant).
+    /// The thread or message does not exist (in the request's tenant: a thread is `(tenant, thread_id)`).
     #[error("not found: thread {thread_id}{}", fmt_message(message_id))]
     NotFound {
         /// The thread addressed.

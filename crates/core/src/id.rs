@@ -135,7 +135,8 @@ validated_id!(
     "message_id"
 );
 validated_id!(
-    /// Identifies the tenant that owns a thread; see [`Context::tenant`](crate::Context).
+    /// Identifies a tenant: the namespace of its threads, whose identity is
+    /// `(tenant, thread_id)`; see [`Context::tenant`](crate::Context).
     TenantId,
     "tenant"
 );
@@ -199,6 +200,10 @@ impl MessageId {
     /// alone lets a new turn overwrite (or be mistaken for) an old one. Deriving from all three
     /// keeps retries idempotent (same triple, same id) without collisions. The id is a UUIDv5
     /// over the length-prefixed triple, so it is 36 bytes whatever the inputs.
+    ///
+    /// The tenant does not enter the derivation: a message's identity is
+    /// `(tenant, thread, id)`, so the same derived id in two tenants' threads named alike is two
+    /// different messages already, and ids derived before tenancy became identity stay valid.
     ///
     /// # Example
     ///

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::id::{MessageId, ThreadId};
-use crate::read::DEFAULT_PAGE_LIMIT;
+use crate::id::TenantId;
+use crate::read::{DEFAULT_PAGE_LIMIT, Stranded};
 
 /// A context extension marking writes the framework itself issued for maintenance, so layers
 /// (audit, policy) can tell them from user writes.
@@ -19,12 +19,25 @@ pub struct CleanupStranded {
     pub older_than: Duration,
     /// At most this many per call.
     pub limit: u32,
+    /// Whether every tenant's threads are cleaned (the default), or only [`tenant`](Self::tenant)'s.
+    pub across_tenants: bool,
+    /// The tenant cleaned when not [`across_tenants`](Self::across_tenants) (`None`: the threads
+    /// without a tenant).
+    pub tenant: Option<TenantId>,
 }
 
 impl CleanupStranded {
-    /// Reservations with no write for longer than `older_than`, up to 100 a call.
+    /// Reservations of every tenant with no write for longer than `older_than`, up to 100 a
+    /// call.
     pub fn new(older_than: Duration) -> Self {
-        Self { older_than, limit: DEFAULT_PAGE_LIMIT }
+        Self { older_than, limit: DEFAULT_PAGE_LIMIT, across_tenants: true, tenant: None }
+    }
+
+    /// Cleans only `tenant`'s threads (`None`: the threads without a tenant).
+    pub fn only_tenant(mut self, tenant: Option<TenantId>) -> Self {
+        self.across_tenants = false;
+        self.tenant = tenant;
+        self
     }
 
     /// At most `limit` per call.
@@ -35,11 +48,11 @@ impl CleanupStranded {
 }
 
 /// What a cleanup did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct CleanupReport {
-    /// The reservations deleted.
-    pub deleted: Vec<(ThreadId, MessageId)>,
+    /// The reservations deleted, as they were found (each with its thread's tenant).
+    pub deleted: Vec<Stranded>,
     /// Reservations that changed between finding and deleting (filled, or finalized): kept.
     pub skipped: usize,
 }

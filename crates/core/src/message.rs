@@ -699,7 +699,8 @@ impl Message {
 pub struct Thread {
     /// The thread's id.
     pub id: ThreadId,
-    /// The tenant that owns it (set by the first write's context), if any.
+    /// The tenant it belongs to (the context's tenant of the writes that created it), if any:
+    /// part of its identity, `(tenant, id)`.
     pub tenant: Option<TenantId>,
     /// A display title.
     pub title: Option<String>,
@@ -723,12 +724,6 @@ impl Thread {
     /// Whether the thread is a tombstone.
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
-    }
-
-    /// Whether a request confined to `tenant` may see this thread: trusted requests (no
-    /// tenant) see every thread, a tenant sees only its own.
-    pub fn is_visible_to(&self, tenant: Option<&TenantId>) -> bool {
-        tenant.is_none() || self.tenant.as_ref() == tenant
     }
 }
 

@@ -18,7 +18,7 @@ use crate::error::{PersistError, Result};
 use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance};
 use crate::message::Timestamp;
 use crate::message::{Message, Thread};
-use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, ThreadCursor};
+use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
 use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
 use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use crate::terminal::Terminal;
@@ -370,13 +370,12 @@ impl Pipeline {
     );
 
     typed_call!(
-        /// Reads one message; `Ok(None)` when it does not exist or the request's tenant may not
-        /// see it.
+        /// Reads one message of the request's tenant; `Ok(None)` when it does not exist.
         get, GetMessage, Get => Message, Option<Message>, |m| m
     );
     typed_call!(
-        /// Reads one thread (a tombstone too); `Ok(None)` when it does not exist or the
-        /// request's tenant may not see it.
+        /// Reads one thread of the request's tenant (a tombstone too); `Ok(None)` when it does
+        /// not exist.
         get_thread, GetThread, GetThread => Thread, Option<Thread>, |t| t
     );
     typed_call!(
@@ -384,13 +383,15 @@ impl Pipeline {
         list, ListMessages, List => Messages, Page<Message>, |page| page
     );
     typed_call!(
-        /// Lists a page of threads, most recently updated first.
+        /// Lists a page of the request's tenant's threads (or every tenant's, when it asks
+        /// [`across_tenants`](ListThreads::across_tenants)), most recently updated first.
         threads, ListThreads, Threads => Threads, Page<Thread, ThreadCursor>, |page| page
     );
     typed_call!(
-        /// Finds reservations nobody wrote to since a cutoff (maintenance across every thread;
+        /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
+        /// [`across_tenants`](FindStranded::across_tenants) (maintenance;
         /// [`cleanup_stranded`](Self::cleanup_stranded) deletes them).
-        find_stranded, FindStranded, FindStranded => Stranded, Vec<Message>, |found| found
+        find_stranded, FindStranded, FindStranded => Stranded, Vec<Stranded>, |found| found
     );
     typed_call!(
         /// Records a session the provider **confirmed** for (agent, thread); see
@@ -437,8 +438,12 @@ impl Pipeline {
     /// asks every store it reaches), then deletes each with a `delete` sent through the whole
     /// stack too, so the layer that redirected the `reserve` redirects the cleanup to the same
     /// store, and observers see it. Each delete expects the version found, so a reservation
-    /// filled in the meantime is kept (counted as skipped). The deletes carry a
-    /// [`Maintenance`] extension in their context.
+    /// filled in the meantime is kept (counted as skipped). Each delete names the tenant of
+    /// the reservation's thread. The find and the deletes carry a [`Maintenance`] extension in
+    /// their context.
+    ///
+    /// A cleanup reaches every tenant's threads unless it is confined to one with
+    /// [`CleanupStranded::only_tenant`].
     ///
     /// # Example
     ///
@@ -461,17 +466,22 @@ impl Pipeline {
     ///
     /// The first error of a find or a delete other than a version conflict.
     pub async fn cleanup_stranded(&self, cleanup: CleanupStranded) -> Result<CleanupReport> {
-        let query = FindStranded::new(Timestamp::now().saturating_sub(cleanup.older_than)).with_limit(cleanup.limit);
-        let found = self.find_stranded(query.with_context(args::Context::new().with_extension(Maintenance))).await?;
+        let context = args::Context::new().with_extension(Maintenance);
+        let query = FindStranded::new(Timestamp::now().saturating_sub(cleanup.older_than))
+            .with_limit(cleanup.limit)
+            .across_tenants(cleanup.across_tenants)
+            .with_context(context.clone().for_tenant(cleanup.tenant));
+        let found = self.find_stranded(query).await?;
         let mut report = CleanupReport::default();
-        for message in found {
-            let delete = Delete::message(message.thread_id, message.id)
+        for stranded in found {
+            let message = &stranded.message;
+            let delete = Delete::message(message.thread_id.clone(), message.id.clone())
                 .with_expected_version(message.version)
-                .with_context(args::Context::new().with_extension(Maintenance));
+                .with_context(context.renewed().for_tenant(stranded.tenant.clone()));
             match self.delete(delete).await {
-                Ok(deleted) => {
-                    report.deleted.extend(deleted.message_ids.into_iter().map(|id| (deleted.thread_id.clone(), id)))
-                }
+                Ok(deleted) if deleted.message_ids.contains(&message.id) => report.deleted.push(stranded),
+                // Gone meanwhile (another cleanup, a delete): nothing of ours to report.
+                Ok(_) => {}
                 Err(PersistError::VersionConflict { .. }) => report.skipped += 1,
                 Err(error) => return Err(error),
             }
@@ -529,7 +539,7 @@ impl Backend for Pipeline {
         self.capabilities
     }
 
-    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Message>>> + Send {
+    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {
         Pipeline::find_stranded(self, query)
     }
 

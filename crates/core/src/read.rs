@@ -1,8 +1,10 @@
 //! Read requests and [`Page`].
 //!
-//! Every read carries a [`Context`], as a write does: a context naming a tenant confines the
-//! read to that tenant's threads (another tenant's thread reads as absent); a context without
-//! one is trusted host code and reads every thread.
+//! Every read carries a [`Context`], as a write does: a thread is `(tenant, thread_id)`, so a
+//! read reaches the threads of its context's tenant (the threads without a tenant when it names
+//! none), and another tenant's thread of the same id reads as absent, exactly as an unused id.
+//! Listing threads and finding stranded reservations across every tenant is for operators and
+//! says so explicitly ([`ListThreads::across_tenants`], [`FindStranded::across_tenants`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -43,7 +45,7 @@ pub struct GetMessage {
     pub thread_id: ThreadId,
     /// The message.
     pub message_id: MessageId,
-    /// Who is asking: a tenant here confines the read to that tenant's threads.
+    /// Who is asking: its tenant names the thread's tenant.
     pub context: Context,
 }
 
@@ -55,7 +57,7 @@ impl GetMessage {
 
     context_setter!();
 
-    /// The tenant the read is confined to, if any (its context's).
+    /// The tenant of the thread read (its context's), if any.
     pub fn tenant(&self) -> Option<&TenantId> {
         self.context.tenant()
     }
@@ -67,7 +69,7 @@ impl GetMessage {
 pub struct GetThread {
     /// The thread.
     pub thread_id: ThreadId,
-    /// Who is asking: a tenant here confines the read to that tenant's threads.
+    /// Who is asking: its tenant names the thread's tenant.
     pub context: Context,
 }
 
@@ -79,7 +81,7 @@ impl GetThread {
 
     context_setter!();
 
-    /// The tenant the read is confined to, if any (its context's).
+    /// The tenant of the thread read (its context's), if any.
     pub fn tenant(&self) -> Option<&TenantId> {
         self.context.tenant()
     }
@@ -128,7 +130,7 @@ pub struct ListMessages {
     pub order: Order,
     /// Whether placeholders still `Reserved` are listed.
     pub include_reserved: bool,
-    /// Who is asking: a tenant here confines the read to that tenant's threads.
+    /// Who is asking: its tenant names the thread's tenant.
     pub context: Context,
 }
 
@@ -178,7 +180,7 @@ impl ListMessages {
 
     context_setter!();
 
-    /// The tenant the read is confined to, if any (its context's).
+    /// The tenant of the thread read (its context's), if any.
     pub fn tenant(&self) -> Option<&TenantId> {
         self.context.tenant()
     }
@@ -214,19 +216,34 @@ impl ListMessages {
     }
 }
 
-/// Where a thread listing stopped: the last thread's `(updated_at, id)`.
+/// The order of a thread listing: most recently updated first, ties by id, then by tenant
+/// (`None` first), both descending and bytewise. For a layer that merges listings.
+pub fn newest_first(a: &Thread, b: &Thread) -> std::cmp::Ordering {
+    (b.updated_at, &b.id, &b.tenant).cmp(&(a.updated_at, &a.id, &a.tenant))
+}
+
+/// Where a thread listing stopped: the last thread's `(updated_at, id, tenant)`.
 ///
-/// Serialized as an opaque string, safe to hand to clients.
+/// Threads are listed newest first, ties broken by id, then tenant (a listing across tenants
+/// can hold two threads of one id), both descending, bytewise. Serialized as an opaque string,
+/// safe to hand to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ThreadCursor {
     updated_at: Timestamp,
     thread_id: ThreadId,
+    tenant: Option<TenantId>,
 }
 
 impl ThreadCursor {
-    /// The cursor just past `thread` in newest-first order.
-    pub fn new(updated_at: Timestamp, thread_id: ThreadId) -> Self {
-        Self { updated_at, thread_id }
+    /// The cursor just past the thread `(tenant, thread_id)` last updated at `updated_at`, in
+    /// newest-first order.
+    pub fn new(updated_at: Timestamp, tenant: Option<TenantId>, thread_id: ThreadId) -> Self {
+        Self { updated_at, thread_id, tenant }
+    }
+
+    /// The cursor just past `thread`.
+    pub fn after(thread: &Thread) -> Self {
+        Self::new(thread.updated_at, thread.tenant.clone(), thread.id.clone())
     }
 
     /// The last listed thread's `updated_at`.
@@ -239,15 +256,26 @@ impl ThreadCursor {
         &self.thread_id
     }
 
-    /// Whether a thread with `(updated_at, id)` comes after this cursor in newest-first order.
-    pub fn precedes(&self, updated_at: Timestamp, id: &ThreadId) -> bool {
-        (updated_at, id) < (self.updated_at, &self.thread_id)
+    /// The last listed thread's tenant.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref()
+    }
+
+    /// Whether `thread` comes after this cursor in newest-first order.
+    pub fn precedes(&self, thread: &Thread) -> bool {
+        (thread.updated_at, &thread.id, &thread.tenant) < (self.updated_at, &self.thread_id, &self.tenant)
     }
 }
 
+/// `micros:thread` for a thread without a tenant, `micros+n:tenantthread` (`n` the tenant's
+/// length in bytes) for one with a tenant: ids may hold any printable character.
 impl fmt::Display for ThreadCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.updated_at.as_micros(), self.thread_id)
+        let micros = self.updated_at.as_micros();
+        match &self.tenant {
+            None => write!(f, "{micros}:{}", self.thread_id),
+            Some(tenant) => write!(f, "{micros}+{}:{tenant}{}", tenant.as_str().len(), self.thread_id),
+        }
     }
 }
 
@@ -256,9 +284,17 @@ impl FromStr for ThreadCursor {
 
     fn from_str(s: &str) -> Result<Self> {
         let malformed = || PersistError::invalid("cursor", "is not a cursor this library issued");
-        let (micros, id) = s.split_once(':').ok_or_else(malformed)?;
+        let (head, rest) = s.split_once(':').ok_or_else(malformed)?;
+        let (micros, tenant, id) = match head.split_once('+') {
+            None => (head, None, rest),
+            Some((micros, len)) => {
+                let len = len.parse::<usize>().map_err(|_| malformed())?;
+                let (tenant, id) = rest.split_at_checked(len).ok_or_else(malformed)?;
+                (micros, Some(TenantId::new(tenant).map_err(|_| malformed())?), id)
+            }
+        };
         let micros = micros.parse::<i64>().map_err(|_| malformed())?;
-        Ok(Self::new(Timestamp::from_micros(micros), ThreadId::new(id).map_err(|_| malformed())?))
+        Ok(Self::new(Timestamp::from_micros(micros), tenant, ThreadId::new(id).map_err(|_| malformed())?))
     }
 }
 
@@ -276,6 +312,10 @@ impl<'de> Deserialize<'de> for ThreadCursor {
 }
 
 /// Lists threads, most recently updated first; tombstones are not listed.
+///
+/// A listing reaches the threads of its context's tenant (those without a tenant when the
+/// context names none). An operator's listing of every tenant's threads says so with
+/// [`across_tenants`](Self::across_tenants); each [`Thread`] then names its tenant.
 ///
 /// # Example
 ///
@@ -295,14 +335,30 @@ pub struct ListThreads {
     pub cursor: Option<ThreadCursor>,
     /// Page size, 1 to [`MAX_PAGE_LIMIT`].
     pub limit: u32,
-    /// Who is asking: a tenant here lists only that tenant's threads.
+    /// Lists every tenant's threads instead of the context's tenant's: for operators, never
+    /// through a [`Scoped`](crate::Scoped) handle.
+    pub across_tenants: bool,
+    /// Who is asking: its tenant's threads are listed.
     pub context: Context,
 }
 
 impl ListThreads {
-    /// The first page of every thread.
+    /// The first page of the context's tenant's threads.
     pub fn new() -> Self {
-        Self { filter: Metadata::new(), cursor: None, limit: DEFAULT_PAGE_LIMIT, context: Context::new() }
+        Self {
+            filter: Metadata::new(),
+            cursor: None,
+            limit: DEFAULT_PAGE_LIMIT,
+            across_tenants: false,
+            context: Context::new(),
+        }
+    }
+
+    /// Lists every tenant's threads (`true`), or only the context's tenant's (`false`, the
+    /// default).
+    pub fn across_tenants(mut self, across: bool) -> Self {
+        self.across_tenants = across;
+        self
     }
 
     /// Keeps only threads whose metadata contains `filter`.
@@ -325,7 +381,8 @@ impl ListThreads {
 
     context_setter!();
 
-    /// The tenant the listing is confined to, if any (its context's).
+    /// The tenant whose threads are listed (its context's; `None`: the threads without a
+    /// tenant), unless [`across_tenants`](Self::across_tenants) is set.
     pub fn tenant(&self) -> Option<&TenantId> {
         self.context.tenant()
     }
@@ -354,7 +411,7 @@ impl ListThreads {
     /// The page answered from up to [`fetch_limit`](Self::fetch_limit) threads fetched newest
     /// first.
     pub fn page(&self, fetched: Vec<Thread>) -> Page<Thread, ThreadCursor> {
-        lookahead(fetched, self.limit, |t| ThreadCursor::new(t.updated_at, t.id.clone()))
+        lookahead(fetched, self.limit, ThreadCursor::after)
     }
 }
 
@@ -391,15 +448,18 @@ pub struct FindStranded {
     pub inactive_since: Timestamp,
     /// At most this many (1 to [`MAX_PAGE_LIMIT`]).
     pub limit: u32,
-    /// Request context. Finding stranded reservations is maintenance across every thread;
-    /// a tenant here does not confine it.
+    /// Searches every tenant's threads instead of the context's tenant's: for the host's
+    /// maintenance, never through a [`Scoped`](crate::Scoped) handle.
+    pub across_tenants: bool,
+    /// Request context: its tenant's threads are searched.
     pub context: Context,
 }
 
 impl FindStranded {
-    /// Up to [`DEFAULT_PAGE_LIMIT`] reservations with no write since `inactive_since`.
+    /// Up to [`DEFAULT_PAGE_LIMIT`] reservations of the context's tenant with no write since
+    /// `inactive_since`.
     pub fn new(inactive_since: Timestamp) -> Self {
-        Self { inactive_since, limit: DEFAULT_PAGE_LIMIT, context: Context::new() }
+        Self { inactive_since, limit: DEFAULT_PAGE_LIMIT, across_tenants: false, context: Context::new() }
     }
 
     /// At most `limit`.
@@ -408,7 +468,20 @@ impl FindStranded {
         self
     }
 
+    /// Searches every tenant's threads (`true`), or only the context's tenant's (`false`, the
+    /// default).
+    pub fn across_tenants(mut self, across: bool) -> Self {
+        self.across_tenants = across;
+        self
+    }
+
     context_setter!();
+
+    /// The tenant whose threads are searched (its context's; `None`: the threads without a
+    /// tenant), unless [`across_tenants`](Self::across_tenants) is set.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.context.tenant()
+    }
 
     /// Checks the limit; backends call this first.
     ///
@@ -417,6 +490,24 @@ impl FindStranded {
     /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`].
     pub fn validate(&self) -> Result<()> {
         validate_limit(self.limit)
+    }
+}
+
+/// A reservation [`FindStranded`] found, with the tenant of its thread (a message's identity is
+/// `(tenant, thread, id)`: a cleanup deletes it in that tenant).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Stranded {
+    /// The tenant of the message's thread, if any.
+    pub tenant: Option<TenantId>,
+    /// The reservation as found.
+    pub message: Message,
+}
+
+impl Stranded {
+    /// `message`, of a thread of `tenant`.
+    pub fn new(tenant: Option<TenantId>, message: Message) -> Self {
+        Self { tenant, message }
     }
 }
 
@@ -472,11 +563,16 @@ mod tests {
 
     #[test]
     fn thread_cursor_round_trips_and_rejects_garbage() {
-        let c = ThreadCursor::new(Timestamp::from_micros(42), ThreadId::new("a:b").unwrap());
+        let c = ThreadCursor::new(Timestamp::from_micros(42), None, ThreadId::new("a:b").unwrap());
         let text = serde_json::to_string(&c).unwrap();
         assert_eq!(text, "\"42:a:b\"");
         assert_eq!(serde_json::from_str::<ThreadCursor>(&text).unwrap(), c);
-        for bad in ["", "x:y", "12", "12:"] {
+        let tenant = Some(TenantId::new("ac+1:me").unwrap());
+        let c = ThreadCursor::new(Timestamp::from_micros(-7), tenant, ThreadId::new("a:b").unwrap());
+        let text = c.to_string();
+        assert_eq!(text, "-7+7:ac+1:mea:b");
+        assert_eq!(text.parse::<ThreadCursor>().unwrap(), c);
+        for bad in ["", "x:y", "12", "12:", "12+9:ab", "12+x:ab", "12+2:ab", "12+0:ab"] {
             assert!(bad.parse::<ThreadCursor>().is_err(), "{bad}");
         }
     }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::id::{MessageId, ThreadId};
 use crate::message::{Message, Thread};
 use crate::op::PersistOp;
-use crate::read::{Page, ThreadCursor};
+use crate::read::{Page, Stranded, ThreadCursor};
 use crate::session::{Resolution, SessionBinding};
 
 /// Answer to an `add`.
@@ -105,7 +105,7 @@ pub enum PersistResult {
     Updated(Updated),
     /// See [`Deleted`].
     Deleted(Deleted),
-    /// The message a `get` read, if it exists (and the request may see it).
+    /// The message a `get` read, if it exists.
     #[serde(skip)]
     Message(Option<Message>),
     /// The thread a `get_thread` read.
@@ -117,9 +117,9 @@ pub enum PersistResult {
     /// A page of `threads`.
     #[serde(skip)]
     Threads(Page<Thread, ThreadCursor>),
-    /// The reservations `find_stranded` found.
+    /// The reservations `find_stranded` found, each with its thread's tenant.
     #[serde(skip)]
-    Stranded(Vec<Message>),
+    Stranded(Vec<Stranded>),
     /// What `resolve` decided.
     #[serde(skip)]
     Resolved(Resolution),

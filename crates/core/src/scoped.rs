@@ -6,7 +6,7 @@ use crate::args::{Add, Context, Delete, PersistArgs, Reserve, Update, UpdateCont
 use crate::error::{PersistError, Result};
 use crate::message::{Message, Thread};
 use crate::pipeline::Pipeline;
-use crate::read::{GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, ThreadCursor};
+use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
 use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
 use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 
@@ -15,7 +15,8 @@ use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve,
 /// whatever context the request was built with. It offers no way to send an unscoped call, so
 /// a request handler given a `Scoped` for the caller's tenant cannot forget the tenant.
 ///
-/// Maintenance across tenants (`find_stranded`, cleanup) is not available through it.
+/// Nothing across tenants goes through it: a listing of threads or a search for stranded
+/// reservations that asks `across_tenants` is refused (`Rejected`) before any layer sees it.
 ///
 /// # Example
 ///
@@ -71,7 +72,32 @@ impl Scoped {
     scoped_call!(/** Reads one message. */ get, GetMessage => Option<Message>);
     scoped_call!(/** Reads one thread. */ get_thread, GetThread => Option<Thread>);
     scoped_call!(/** Lists a page of a thread's messages. */ list, ListMessages => Page<Message>);
-    scoped_call!(/** Lists a page of the scope's threads. */ threads, ListThreads => Page<Thread, ThreadCursor>);
+    /// Lists a page of the scope's threads.
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for a listing [across tenants](ListThreads::across_tenants); otherwise as
+    /// [`Pipeline::threads`].
+    pub async fn threads(&self, request: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
+        if request.across_tenants {
+            return Err(across_tenants());
+        }
+        self.pipeline.threads(request.with_context(self.context.renewed())).await
+    }
+
+    /// Finds the scope's reservations nobody wrote to since a cutoff.
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for a search [across tenants](FindStranded::across_tenants); otherwise as
+    /// [`Pipeline::find_stranded`].
+    pub async fn find_stranded(&self, request: FindStranded) -> Result<Vec<Stranded>> {
+        if request.across_tenants {
+            return Err(across_tenants());
+        }
+        self.pipeline.find_stranded(request.with_context(self.context.renewed())).await
+    }
+
     scoped_call!(/** Records a confirmed provider session. */ bind, Bind => SessionBinding);
     scoped_call!(/** Whether a provider session can be resumed. */ resolve, Resolve => Resolution);
     scoped_call!(/** Resets a session binding. */ reset_session, ResetSession => bool);
@@ -93,25 +119,31 @@ impl Scoped {
     ///
     /// # Errors
     ///
-    /// `Rejected` for `find_stranded` (maintenance across tenants); otherwise whatever the
-    /// layers or the backend answer.
+    /// `Rejected` for a request across tenants; otherwise whatever the layers or the backend
+    /// answer.
     pub fn execute(
         &self,
         args: impl Into<PersistArgs>,
     ) -> impl Future<Output = Result<PersistResult>> + Send + 'static {
         let mut args = args.into();
-        let refused = matches!(args, PersistArgs::FindStranded(_));
+        let refused = match &args {
+            PersistArgs::Threads(query) => query.across_tenants,
+            PersistArgs::FindStranded(query) => query.across_tenants,
+            _ => false,
+        };
         *args.context_mut() = self.context.renewed();
         let call = self.pipeline.execute(args);
         async move {
             if refused {
-                return Err(PersistError::rejected(
-                    "finding stranded reservations is maintenance across tenants: not through a scoped handle",
-                ));
+                return Err(across_tenants());
             }
             call.await
         }
     }
+}
+
+fn across_tenants() -> PersistError {
+    PersistError::rejected("a request across tenants is for operators: not through a scoped handle")
 }
 
 impl Pipeline {

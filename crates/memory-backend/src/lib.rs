@@ -28,13 +28,14 @@ mod messages;
 use self::messages::{Messages, Record};
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
+use hashbrown::hash_map::EntryRef;
+use hashbrown::{Equivalent, HashMap};
 
 use persist_core::args::{Delete, Update, UpdateContent};
-use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor, newest_first};
 use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use persist_core::{
     Added, AgentId, ApplyNow, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message,
@@ -61,8 +62,59 @@ impl fmt::Debug for MemoryBackend {
 
 #[derive(Default)]
 struct State {
-    threads: HashMap<ThreadId, ThreadState>,
-    bindings: HashMap<(AgentId, ThreadId), (SessionBinding, BindingState)>,
+    threads: HashMap<ThreadKey, ThreadState>,
+    bindings: HashMap<(ThreadKey, AgentId), (SessionBinding, BindingState)>,
+}
+
+/// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
+#[derive(Clone, PartialEq, Eq)]
+struct ThreadKey {
+    tenant: Option<TenantId>,
+    id: ThreadId,
+}
+
+impl ThreadKey {
+    fn new(tenant: Option<&TenantId>, id: &ThreadId) -> Self {
+        Self { tenant: tenant.cloned(), id: id.clone() }
+    }
+}
+
+/// A borrowed [`ThreadKey`], to look a thread up without cloning its ids.
+#[derive(Clone, Copy)]
+struct ThreadRef<'a> {
+    tenant: Option<&'a TenantId>,
+    id: &'a ThreadId,
+}
+
+// One hash for the owned and the borrowed key: the id, then the tenant's text ("" for none,
+// which no tenant is).
+impl Hash for ThreadKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        ThreadRef { tenant: self.tenant.as_ref(), id: &self.id }.hash(state);
+    }
+}
+
+impl Hash for ThreadRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.as_str().hash(state);
+        self.tenant.map_or("", TenantId::as_str).hash(state);
+    }
+}
+
+impl Equivalent<ThreadKey> for ThreadRef<'_> {
+    fn equivalent(&self, key: &ThreadKey) -> bool {
+        self.id == &key.id && self.tenant == key.tenant.as_ref()
+    }
+}
+
+impl From<&ThreadRef<'_>> for ThreadKey {
+    fn from(key: &ThreadRef<'_>) -> Self {
+        Self::new(key.tenant, key.id)
+    }
+}
+
+fn key<'a>(tenant: Option<&'a TenantId>, id: &'a ThreadId) -> ThreadRef<'a> {
+    ThreadRef { tenant, id }
 }
 
 struct ThreadState {
@@ -94,9 +146,16 @@ impl MemoryBackend {
     }
 
     /// Moves a binding to `to`; with `only_session`, only an active binding of that session.
-    fn mark(&self, agent_id: AgentId, thread_id: ThreadId, only_session: Option<&SessionId>, to: BindingState) -> bool {
+    fn mark(
+        &self,
+        tenant: Option<&TenantId>,
+        agent_id: AgentId,
+        thread_id: &ThreadId,
+        only_session: Option<&SessionId>,
+        to: BindingState,
+    ) -> bool {
         let mut state = self.lock();
-        let Some((binding, current)) = state.bindings.get_mut(&(agent_id, thread_id)) else {
+        let Some((binding, current)) = state.bindings.get_mut(&(ThreadKey::new(tenant, thread_id), agent_id)) else {
             return false;
         };
         if only_session.is_some_and(|id| *current != BindingState::Active || &binding.session_id != id) {
@@ -155,33 +214,25 @@ impl MemoryBackend {
 }
 
 impl State {
-    /// The thread a write to an existing thread may change: absent or foreign is `NotFound`,
-    /// a tombstone is `ThreadDeleted`.
+    /// The thread a write to an existing thread may change: absent is `NotFound`, a tombstone
+    /// is `ThreadDeleted`.
     fn writable(
         &mut self,
         thread_id: &ThreadId,
         tenant: Option<&TenantId>,
         message_id: Option<&MessageId>,
     ) -> Result<&mut ThreadState> {
-        match self.threads.get_mut(thread_id) {
-            Some(ts) if ts.thread.is_visible_to(tenant) => {
-                if ts.thread.is_deleted() {
-                    Err(PersistError::ThreadDeleted { thread_id: thread_id.clone() })
-                } else {
-                    Ok(ts)
-                }
-            }
-            _ => Err(PersistError::not_found(thread_id, message_id)),
+        match self.threads.get_mut(&key(tenant, thread_id)) {
+            Some(ts) if ts.thread.is_deleted() => Err(PersistError::ThreadDeleted { thread_id: thread_id.clone() }),
+            Some(ts) => Ok(ts),
+            None => Err(PersistError::not_found(thread_id, message_id)),
         }
     }
 
     fn insert(&mut self, new: Insert, args: &PersistArgs, now: Timestamp) -> Result<(Message, bool)> {
-        let ts = match self.threads.entry(new.thread_id.clone()) {
-            Entry::Occupied(entry) => {
+        let ts = match self.threads.entry_ref(&key(new.tenant.as_ref(), &new.thread_id)) {
+            EntryRef::Occupied(entry) => {
                 let ts = entry.into_mut();
-                if !ts.thread.is_visible_to(new.tenant.as_ref()) {
-                    return Err(PersistError::not_found(&new.thread_id, new.message_id.as_ref()));
-                }
                 if ts.thread.is_deleted() {
                     return Err(PersistError::ThreadDeleted { thread_id: new.thread_id });
                 }
@@ -197,7 +248,7 @@ impl State {
                 }
                 ts
             }
-            Entry::Vacant(entry) => entry.insert(ThreadState {
+            EntryRef::Vacant(entry) => entry.insert(ThreadState {
                 thread: Thread {
                     id: new.thread_id.clone(),
                     tenant: new.tenant.clone(),
@@ -289,10 +340,11 @@ impl State {
 
     fn delete(&mut self, args: &Delete, now: Timestamp) -> Result<Deleted> {
         let gone = || Ok(Deleted::new(args.thread_id.clone(), Vec::new()));
-        let Some(ts) = self.threads.get_mut(&args.thread_id) else {
+        let tenant = args.context.tenant();
+        let Some(ts) = self.threads.get_mut(&key(tenant, &args.thread_id)) else {
             return gone();
         };
-        if !ts.thread.is_visible_to(args.context.tenant()) || ts.thread.is_deleted() {
+        if ts.thread.is_deleted() {
             return gone();
         }
         let removed = match &args.target {
@@ -308,7 +360,8 @@ impl State {
                 check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
                 let ids = ts.messages.iter().map(Record::id).collect::<Result<Vec<_>>>()?;
                 ts.thread.deleted_at = Some(now);
-                self.bindings.retain(|(_, thread), _| thread != &args.thread_id);
+                let thread = key(tenant, &args.thread_id);
+                self.bindings.retain(|(bound, _), _| !thread.equivalent(bound));
                 ts.messages.clear();
                 ids
             }
@@ -319,7 +372,7 @@ impl State {
     }
 
     fn visible(&self, thread_id: &ThreadId, tenant: Option<&TenantId>) -> Option<&ThreadState> {
-        self.threads.get(thread_id).filter(|ts| ts.thread.is_visible_to(tenant))
+        self.threads.get(&key(tenant, thread_id))
     }
 }
 
@@ -394,11 +447,11 @@ impl Backend for MemoryBackend {
             .values()
             .map(|ts| &ts.thread)
             .filter(|t| !t.is_deleted())
-            .filter(|t| t.is_visible_to(query.tenant()))
+            .filter(|t| query.across_tenants || t.tenant.as_ref() == query.tenant())
             .filter(|t| t.metadata.contains(&query.filter))
-            .filter(|t| query.cursor.as_ref().is_none_or(|c| c.precedes(t.updated_at, &t.id)))
+            .filter(|t| query.cursor.as_ref().is_none_or(|c| c.precedes(t)))
             .collect();
-        threads.sort_unstable_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
+        threads.sort_unstable_by(|a, b| newest_first(a, b));
         Ok(query.page(threads.into_iter().take(query.fetch_limit() as usize).cloned().collect()))
     }
 
@@ -411,10 +464,11 @@ impl Backend for MemoryBackend {
         bind.validate()?;
         let now = Timestamp::now();
         let mut state = self.lock();
-        if state.threads.get(&bind.thread_id).is_some_and(|ts| ts.thread.is_deleted()) {
+        let tenant = bind.context.tenant();
+        if state.threads.get(&key(tenant, &bind.thread_id)).is_some_and(|ts| ts.thread.is_deleted()) {
             return Err(PersistError::ThreadDeleted { thread_id: bind.thread_id });
         }
-        let key = (bind.agent_id.clone(), bind.thread_id.clone());
+        let key = (ThreadKey::new(tenant, &bind.thread_id), bind.agent_id.clone());
         let created_at = state.bindings.get(&key).map_or(now, |(b, _)| b.created_at);
         let binding = SessionBinding {
             agent_id: bind.agent_id,
@@ -431,15 +485,18 @@ impl Backend for MemoryBackend {
     }
 
     async fn resolve(&self, query: Resolve) -> Result<Resolution> {
-        let stored = self.lock().bindings.get(&(query.agent_id.clone(), query.thread_id.clone())).cloned();
+        let binding_key = (ThreadKey::new(query.context.tenant(), &query.thread_id), query.agent_id.clone());
+        let stored = self.lock().bindings.get(&binding_key).cloned();
         Ok(Resolution::decide(stored, &query))
     }
 
     async fn reset_session(&self, request: ResetSession) -> Result<bool> {
-        Ok(self.mark(request.agent_id, request.thread_id, None, BindingState::Reset))
+        let tenant = request.context.tenant();
+        Ok(self.mark(tenant, request.agent_id.clone(), &request.thread_id, None, BindingState::Reset))
     }
 
     async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
-        Ok(self.mark(request.agent_id, request.thread_id, Some(&request.session_id), BindingState::Invalidated))
+        let (tenant, session) = (request.context.tenant(), Some(&request.session_id));
+        Ok(self.mark(tenant, request.agent_id.clone(), &request.thread_id, session, BindingState::Invalidated))
     }
 }

@@ -125,7 +125,7 @@ impl PostgresBackend {
             }
             ids.push(queued.args.message_id().cloned().unwrap_or_else(MessageId::generate));
             // One insert per thread in a group: a thread's row is updated once per statement.
-            if threads.insert(queued.args.thread_id().cloned()) {
+            if threads.insert((queued.args.context().tenant().cloned(), queued.args.thread_id().cloned())) {
                 grouped.push(pending.len());
             }
             pending.push(Some(queued));
@@ -135,13 +135,16 @@ impl PostgresBackend {
                 grouped.iter().filter_map(|&at| Some((&pending[at].as_ref()?.args, &ids[at]))).collect();
             match self.with(async |conn| ops::insert_group(conn, &rows).await).await {
                 Ok(Ok(written)) => {
-                    let mut written: HashMap<_, Message> =
-                        written.into_iter().map(|message| (message.thread_id.clone(), message)).collect();
+                    let mut written: HashMap<_, Message> = written
+                        .into_iter()
+                        .map(|(tenant, message)| ((tenant, message.thread_id.clone()), message))
+                        .collect();
                     for &at in &grouped {
                         // Not written: it stays pending and runs alone, below.
-                        let Some(message) =
-                            pending[at].as_ref().and_then(|queued| written.remove(queued.args.thread_id()?))
-                        else {
+                        let Some(message) = pending[at].as_ref().and_then(|queued| {
+                            let thread = (queued.args.context().tenant().cloned(), queued.args.thread_id()?.clone());
+                            written.remove(&thread)
+                        }) else {
                             continue;
                         };
                         let Some(queued) = pending[at].take() else { continue };

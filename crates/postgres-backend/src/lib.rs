@@ -86,7 +86,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use persist_core::{Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, Thread};
 use sqlx::migrate::Migrator;
@@ -349,7 +349,7 @@ impl Backend for PostgresBackend {
         Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true)
     }
 
-    async fn stranded(&self, query: FindStranded) -> Result<Vec<Message>> {
+    async fn stranded(&self, query: FindStranded) -> Result<Vec<Stranded>> {
         self.with(async |conn| reads::stranded(conn, &query).await).await
     }
 
@@ -368,14 +368,16 @@ impl Backend for PostgresBackend {
     }
 
     async fn reset_session(&self, request: ResetSession) -> Result<bool> {
-        let ResetSession { agent_id, thread_id, .. } = request;
-        self.with(async |conn| ops::mark(conn, &agent_id, &thread_id, None, BindingState::Reset).await).await
+        let ResetSession { agent_id, thread_id, context, .. } = request;
+        let tenant = context.tenant();
+        self.with(async |conn| ops::mark(conn, tenant, &agent_id, &thread_id, None, BindingState::Reset).await).await
     }
 
     async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
-        let InvalidateSession { agent_id, thread_id, session_id, .. } = request;
+        let InvalidateSession { agent_id, thread_id, session_id, context, .. } = request;
+        let tenant = context.tenant();
         self.with(async |conn| {
-            ops::mark(conn, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
+            ops::mark(conn, tenant, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
         })
         .await
     }

@@ -18,7 +18,7 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::error::{is_unique_violation, map_sqlx};
 use crate::pool::lost_connection;
-use crate::rows::{self, binding_columns, json_text, message_columns, signed, thread_columns};
+use crate::rows::{self, binding_columns, json_text, message_columns, signed, tenant_key, thread_columns};
 
 /// How often a write that lost a race (a unique violation, a row that changed between the
 /// write and its diagnosis) is tried again before answering a temporary error.
@@ -122,7 +122,7 @@ async fn insert(
 ) -> Result<(Message, bool), PersistError> {
     let content = new.content.as_json();
     let metadata = json_text(new.metadata)?;
-    let tenant = new.tenant.map(TenantId::as_str);
+    let tenant = tenant_key(new.tenant);
     let key = new.idempotency_key.map(IdempotencyKey::as_str);
     let generated;
     let id = match new.message_id.or(fixed) {
@@ -135,19 +135,21 @@ async fn insert(
     for _ in 0..RACE_ATTEMPTS {
         let inserted = sqlx::query(concat!(
             "WITH t AS ( \
-                INSERT INTO threads AS th (thread_id, tenant, created_at, updated_at, last_seq, message_count) \
-                VALUES ($1, $9, $8, $8, 1, 1) \
-                ON CONFLICT (thread_id) DO UPDATE \
+                INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+                VALUES ($9, $1, $8, $8, 1, 1) \
+                ON CONFLICT (tenant, thread_id) DO UPDATE \
                    SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
                        updated_at = EXCLUDED.updated_at \
-                 WHERE th.deleted_at IS NULL AND ($9::text IS NULL OR th.tenant = $9) \
-                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = $1 AND m.message_id = $2) \
-                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = $1 AND m.idempotency_key = $7) \
+                 WHERE th.deleted_at IS NULL \
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
+                                                              AND m.message_id = $2) \
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
+                                                              AND m.idempotency_key = $7) \
                 RETURNING th.last_seq), \
              m AS ( \
-                INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                                       idempotency_key, created_at, updated_at) \
-                SELECT $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8 FROM t \
+                SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8 FROM t \
                 RETURNING *) \
              SELECT ",
             message_columns!(),
@@ -179,13 +181,14 @@ async fn insert(
     Err(raced())
 }
 
-/// The inserts of a group (adds and reserves checked by [`check`], each for a different thread,
-/// each with the id it writes) in one statement: per insert, what [`insert`]'s statement does
-/// (the thread's row created or locked and its `last_seq` bumped, the message inserted unless
-/// the thread refuses it or its id or key is taken). The threads' rows are locked in bytewise
-/// `thread_id` order, so groups running at once cannot deadlock.
+/// The inserts of a group (adds and reserves checked by [`check`], each for a different
+/// thread `(tenant, thread_id)`, each with the id it writes) in one statement: per insert, what
+/// [`insert`]'s statement does (the thread's row created or locked and its `last_seq` bumped,
+/// the message inserted unless the thread is deleted or its id or key is taken). The threads'
+/// rows are locked in bytewise `(tenant, thread_id)` order, so groups running at once cannot
+/// deadlock.
 ///
-/// `Ok(Ok(written))`: the messages written; an insert that wrote nothing has none (run alone,
+/// `Ok(Ok(written))`: the messages written, each with its thread's tenant; an insert that wrote nothing has none (run alone,
 /// it says why). `Ok(Err(_))`: no answer to give from the statement: the server refused it (a
 /// constraint, a trigger, a race with another instance), so it wrote nothing, or a row it
 /// wrote did not read back; run alone, each insert is written or answers the copy it finds.
@@ -193,7 +196,7 @@ async fn insert(
 pub(crate) async fn insert_group(
     conn: &mut PgConnection,
     group: &[(&PersistArgs, &MessageId)],
-) -> Result<Result<Vec<Message>, PersistError>, PersistError> {
+) -> Result<Result<Vec<(Option<TenantId>, Message)>, PersistError>, PersistError> {
     let mut columns = GroupColumns::default();
     for &(args, id) in group {
         let new = match args {
@@ -208,7 +211,7 @@ pub(crate) async fn insert_group(
         columns.metadata.push(json_text(new.metadata)?);
         columns.status.push(new.status.as_str());
         columns.idempotency_key.push(new.idempotency_key.map(IdempotencyKey::as_str));
-        columns.tenant.push(new.tenant.map(TenantId::as_str));
+        columns.tenant.push(tenant_key(new.tenant));
     }
     let rows = sqlx::query(concat!(
         "WITH i AS ( \
@@ -216,26 +219,26 @@ pub(crate) async fn insert_group(
                                  $7::text[], $8::text[]) \
                 AS i(thread_id, message_id, role, content, metadata, status, idempotency_key, tenant)), \
          t AS ( \
-            INSERT INTO threads AS th (thread_id, tenant, created_at, updated_at, last_seq, message_count) \
-            SELECT i.thread_id, i.tenant, $9, $9, 1, 1 FROM i \
-             WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = i.thread_id \
+            INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+            SELECT i.tenant, i.thread_id, $9, $9, 1, 1 FROM i \
+             WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id \
                                                           AND m.message_id = i.message_id) \
-               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.thread_id = i.thread_id \
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id \
                                                           AND m.idempotency_key = i.idempotency_key) \
-             ORDER BY i.thread_id COLLATE \"C\" \
-            ON CONFLICT (thread_id) DO UPDATE \
+             ORDER BY i.tenant COLLATE \"C\", i.thread_id COLLATE \"C\" \
+            ON CONFLICT (tenant, thread_id) DO UPDATE \
                SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
                    updated_at = EXCLUDED.updated_at \
-             WHERE th.deleted_at IS NULL AND (EXCLUDED.tenant IS NULL OR th.tenant = EXCLUDED.tenant) \
-            RETURNING th.thread_id, th.last_seq), \
+             WHERE th.deleted_at IS NULL \
+            RETURNING th.tenant, th.thread_id, th.last_seq), \
          m AS ( \
-            INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+            INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                                   idempotency_key, created_at, updated_at) \
-            SELECT i.thread_id, i.message_id, t.last_seq, i.role, i.content::jsonb, i.metadata::jsonb, i.status, 1, \
-                   i.idempotency_key, $9, $9 \
-              FROM i JOIN t ON t.thread_id = i.thread_id \
+            SELECT i.tenant, i.thread_id, i.message_id, t.last_seq, i.role, i.content::jsonb, i.metadata::jsonb, \
+                   i.status, 1, i.idempotency_key, $9, $9 \
+              FROM i JOIN t ON t.tenant = i.tenant AND t.thread_id = i.thread_id \
             RETURNING *) \
-         SELECT ",
+         SELECT tenant, ",
         message_columns!(),
         " FROM m"
     ))
@@ -251,7 +254,7 @@ pub(crate) async fn insert_group(
     .fetch_all(&mut *conn)
     .await;
     match rows {
-        Ok(rows) => Ok(rows.iter().map(rows::message).collect()),
+        Ok(rows) => Ok(rows.iter().map(|row| Ok((rows::tenant(row)?, rows::message(row)?))).collect()),
         Err(error) => {
             let refused_by_server = matches!(error, sqlx::Error::Database(_));
             let error = map_sqlx("inserting a group of messages", error);
@@ -272,7 +275,7 @@ struct GroupColumns<'a> {
     metadata: Vec<String>,
     status: Vec<&'a str>,
     idempotency_key: Vec<Option<&'a str>>,
-    tenant: Vec<Option<&'a str>>,
+    tenant: Vec<&'a str>,
 }
 
 /// Why an insert wrote nothing: `None` when the state changed meanwhile (try again).
@@ -289,10 +292,11 @@ async fn diagnose_insert(
         let row = sqlx::query(concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE thread_id = $1 AND idempotency_key = $2"
+            " FROM messages WHERE tenant = $3 AND thread_id = $1 AND idempotency_key = $2"
         ))
         .bind(new.thread_id.as_str())
         .bind(key.as_str())
+        .bind(tenant_key(new.tenant))
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("looking up the idempotency key", e))?;
@@ -300,7 +304,7 @@ async fn diagnose_insert(
             return Ok(Some(rows::message(&row)?.keyed_repeat(args).map(|m| (m, true))));
         }
     }
-    let Some(existing) = find_message(conn, new.thread_id, id).await? else {
+    let Some(existing) = find_message(conn, new.tenant, new.thread_id, id).await? else {
         return Ok(None);
     };
     if existing.is_repeat_of(args) {
@@ -312,41 +316,44 @@ async fn diagnose_insert(
 
 async fn find_message(
     conn: &mut PgConnection,
+    tenant: Option<&TenantId>,
     thread_id: &ThreadId,
     id: &MessageId,
 ) -> Result<Option<Message>, PersistError> {
-    let row =
-        sqlx::query(concat!("SELECT ", message_columns!(), " FROM messages WHERE thread_id = $1 AND message_id = $2"))
-            .bind(thread_id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| map_sqlx("reading the message", e))?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE tenant = $3 AND thread_id = $1 AND message_id = $2"
+    ))
+    .bind(thread_id.as_str())
+    .bind(id.as_str())
+    .bind(tenant_key(tenant))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| map_sqlx("reading the message", e))?;
     row.map(|row| rows::message(&row)).transpose()
 }
 
-/// `Ok(Err(refusal))` when a write may not touch the thread: absent or foreign (`NotFound`),
-/// deleted (`ThreadDeleted`). `Ok(Ok(version))` otherwise.
+/// `Ok(Err(refusal))` when a write may not touch the thread: absent (`NotFound`), deleted
+/// (`ThreadDeleted`). `Ok(Ok(version))` otherwise.
 async fn writable_thread(
     conn: &mut PgConnection,
     thread_id: &ThreadId,
     tenant: Option<&TenantId>,
     message_id: Option<&MessageId>,
 ) -> Result<Result<u64, PersistError>, PersistError> {
-    let row =
-        sqlx::query("SELECT tenant, deleted_at IS NOT NULL AS deleted, version FROM threads WHERE thread_id = $1")
-            .bind(thread_id.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| map_sqlx("reading the thread", e))?;
+    let row = sqlx::query(
+        "SELECT deleted_at IS NOT NULL AS deleted, version FROM threads WHERE tenant = $2 AND thread_id = $1",
+    )
+    .bind(thread_id.as_str())
+    .bind(tenant_key(tenant))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| map_sqlx("reading the thread", e))?;
     let Some(row) = row else {
         return Ok(Err(PersistError::not_found(thread_id, message_id)));
     };
     let read = |e| map_sqlx("reading the thread", e);
-    let owner: Option<String> = row.try_get("tenant").map_err(read)?;
-    if tenant.is_some_and(|tenant| owner.as_deref() != Some(tenant.as_str())) {
-        return Ok(Err(PersistError::not_found(thread_id, message_id)));
-    }
     if row.try_get::<bool, _>("deleted").map_err(read)? {
         return Ok(Err(PersistError::ThreadDeleted { thread_id: thread_id.clone() }));
     }
@@ -366,7 +373,7 @@ async fn diagnose_message(
     if let Err(refusal) = writable_thread(conn, thread_id, tenant, Some(id)).await? {
         return Ok(Some(refusal));
     }
-    Ok(match find_message(conn, thread_id, id).await? {
+    Ok(match find_message(conn, tenant, thread_id, id).await? {
         None => Some(PersistError::not_found(thread_id, Some(id))),
         Some(message) => match expected_version {
             Some(expected) if expected != message.version => Some(PersistError::VersionConflict {
@@ -382,18 +389,19 @@ async fn diagnose_message(
 
 async fn update_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
     let content = update.content.as_json();
-    let tenant = update.context.tenant().map(TenantId::as_str);
+    let tenant = tenant_key(update.context.tenant());
     for _ in 0..RACE_ATTEMPTS {
         let row = sqlx::query(concat!(
-            "WITH t AS (SELECT thread_id FROM threads WHERE thread_id = $1 AND deleted_at IS NULL \
-                           AND ($7::text IS NULL OR tenant = $7) FOR UPDATE), \
+            "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $7 AND thread_id = $1 \
+                           AND deleted_at IS NULL FOR UPDATE), \
              m AS (UPDATE messages SET content = $3::jsonb, \
                           status = CASE WHEN $4 THEN 'complete' ELSE status END, \
                           version = version + 1, updated_at = $5 \
-                    WHERE thread_id IN (SELECT thread_id FROM t) AND message_id = $2 \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
                       AND ($6::bigint IS NULL OR version = $6) \
                    RETURNING *), \
-             u AS (UPDATE threads SET updated_at = $5 WHERE thread_id IN (SELECT thread_id FROM m)) \
+             u AS (UPDATE threads SET updated_at = $5 \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
              SELECT ",
             message_columns!(),
             " FROM m"
@@ -442,19 +450,20 @@ fn patch_parts(patch: Option<&Metadata>) -> Result<(String, Vec<String>), Persis
 
 async fn update_message(conn: &mut PgConnection, update: &Update, id: &MessageId) -> Result<Message, PersistError> {
     let (set, removed) = patch_parts(update.metadata.as_ref())?;
-    let tenant = update.context.tenant().map(TenantId::as_str);
+    let tenant = tenant_key(update.context.tenant());
     for _ in 0..RACE_ATTEMPTS {
         // The merge happens in the statement, under the row lock: concurrent patches of
         // different keys all survive.
         let row = sqlx::query(concat!(
-            "WITH t AS (SELECT thread_id FROM threads WHERE thread_id = $1 AND deleted_at IS NULL \
-                           AND ($8::text IS NULL OR tenant = $8) FOR UPDATE), \
+            "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $8 AND thread_id = $1 \
+                           AND deleted_at IS NULL FOR UPDATE), \
              m AS (UPDATE messages SET metadata = (metadata || $3::jsonb) - $4::text[], \
                           role = COALESCE($5::text, role), version = version + 1, updated_at = $6 \
-                    WHERE thread_id IN (SELECT thread_id FROM t) AND message_id = $2 \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
                       AND ($7::bigint IS NULL OR version = $7) \
                    RETURNING *), \
-             u AS (UPDATE threads SET updated_at = $6 WHERE thread_id IN (SELECT thread_id FROM m)) \
+             u AS (UPDATE threads SET updated_at = $6 \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
              SELECT ",
             message_columns!(),
             " FROM m"
@@ -488,7 +497,7 @@ async fn update_thread(conn: &mut PgConnection, update: &Update) -> Result<persi
         let row = sqlx::query(concat!(
             "UPDATE threads SET metadata = (metadata || $2::jsonb) - $3::text[], \
                     title = CASE WHEN $4 THEN $5::text ELSE title END, version = version + 1, updated_at = $6 \
-              WHERE thread_id = $1 AND deleted_at IS NULL AND ($7::text IS NULL OR tenant = $7) \
+              WHERE tenant = $7 AND thread_id = $1 AND deleted_at IS NULL \
                 AND ($8::bigint IS NULL OR version = $8) \
              RETURNING ",
             thread_columns!()
@@ -499,7 +508,7 @@ async fn update_thread(conn: &mut PgConnection, update: &Update) -> Result<persi
         .bind(update.title.is_some())
         .bind(update.title.as_ref().and_then(Option::as_deref))
         .bind(Timestamp::now().as_micros())
-        .bind(tenant.map(TenantId::as_str))
+        .bind(tenant_key(tenant))
         .bind(update.expected_version.map(signed))
         .fetch_optional(&mut *conn)
         .await
@@ -528,19 +537,19 @@ async fn delete_message(conn: &mut PgConnection, delete: &Delete, id: &MessageId
     let tenant = delete.context.tenant();
     for _ in 0..RACE_ATTEMPTS {
         let removed = sqlx::query(
-            "WITH t AS (SELECT thread_id FROM threads WHERE thread_id = $1 AND deleted_at IS NULL \
-                           AND ($4::text IS NULL OR tenant = $4) FOR UPDATE), \
-             d AS (DELETE FROM messages WHERE thread_id IN (SELECT thread_id FROM t) AND message_id = $2 \
-                      AND ($3::bigint IS NULL OR version = $3) \
+            "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $4 AND thread_id = $1 \
+                           AND deleted_at IS NULL FOR UPDATE), \
+             d AS (DELETE FROM messages WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) \
+                      AND message_id = $2 AND ($3::bigint IS NULL OR version = $3) \
                    RETURNING message_id), \
              u AS (UPDATE threads SET message_count = message_count - (SELECT count(*) FROM d), updated_at = $5 \
-                    WHERE thread_id IN (SELECT thread_id FROM t) AND EXISTS (SELECT 1 FROM d)) \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND EXISTS (SELECT 1 FROM d)) \
              SELECT message_id FROM d",
         )
         .bind(delete.thread_id.as_str())
         .bind(id.as_str())
         .bind(delete.expected_version.map(signed))
-        .bind(tenant.map(TenantId::as_str))
+        .bind(tenant_key(tenant))
         .bind(Timestamp::now().as_micros())
         .fetch_optional(&mut *conn)
         .await
@@ -580,21 +589,20 @@ async fn delete_thread(conn: &mut PgConnection, delete: &Delete) -> Result<Delet
 
 /// The statements of [`delete_thread`], inside its transaction.
 async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<Deleted, PersistError> {
-    let tenant = delete.context.tenant();
+    let tenant = tenant_key(delete.context.tenant());
     let gone = || Ok(Deleted::new(delete.thread_id.clone(), Vec::new()));
     let sql = |context| move |e| map_sqlx(context, e);
     let row = sqlx::query(
-        "SELECT tenant, deleted_at IS NOT NULL AS deleted, version FROM threads WHERE thread_id = $1 FOR UPDATE",
+        "SELECT deleted_at IS NOT NULL AS deleted, version FROM threads \
+          WHERE tenant = $2 AND thread_id = $1 FOR UPDATE",
     )
     .bind(delete.thread_id.as_str())
+    .bind(tenant)
     .fetch_optional(&mut *tx)
     .await
     .map_err(sql("locking the thread"))?;
     let Some(row) = row else { return gone() };
-    let owner: Option<String> = row.try_get("tenant").map_err(sql("reading the thread"))?;
-    if tenant.is_some_and(|tenant| owner.as_deref() != Some(tenant.as_str()))
-        || row.try_get::<bool, _>("deleted").map_err(sql("reading the thread"))?
-    {
+    if row.try_get::<bool, _>("deleted").map_err(sql("reading the thread"))? {
         return gone();
     }
     let actual =
@@ -607,8 +615,9 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
             actual,
         });
     }
-    let removed = sqlx::query("DELETE FROM messages WHERE thread_id = $1 RETURNING seq, message_id")
+    let removed = sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 RETURNING seq, message_id")
         .bind(delete.thread_id.as_str())
+        .bind(tenant)
         .fetch_all(&mut *tx)
         .await
         .map_err(sql("deleting the thread's messages"))?;
@@ -618,18 +627,22 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(sql("reading deleted ids"))?;
     removed.sort_unstable();
-    sqlx::query("DELETE FROM session_bindings WHERE thread_id = $1")
+    sqlx::query("DELETE FROM session_bindings WHERE tenant = $2 AND thread_id = $1")
         .bind(delete.thread_id.as_str())
+        .bind(tenant)
         .execute(&mut *tx)
         .await
         .map_err(sql("deleting the thread's session bindings"))?;
     let now = Timestamp::now().as_micros();
-    sqlx::query("UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0 WHERE thread_id = $1")
-        .bind(delete.thread_id.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(sql("marking the thread deleted"))?;
+    sqlx::query(
+        "UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0 WHERE tenant = $3 AND thread_id = $1",
+    )
+    .bind(delete.thread_id.as_str())
+    .bind(now)
+    .bind(tenant)
+    .execute(&mut *tx)
+    .await
+    .map_err(sql("marking the thread deleted"))?;
     let ids = removed
         .into_iter()
         .map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
@@ -641,12 +654,12 @@ pub(crate) async fn bind(conn: &mut PgConnection, bind: &Bind) -> Result<Session
     bind.validate()?;
     // FOR SHARE waits for a concurrent thread delete and then sees its tombstone.
     let row = sqlx::query(concat!(
-        "WITH t AS (SELECT deleted_at FROM threads WHERE thread_id = $2 FOR SHARE) \
-         INSERT INTO session_bindings (agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, \
-                                       created_at, updated_at) \
-         SELECT $1, $2, $3, $4, $5::text, $6::text, 'active', $7, $7 \
+        "WITH t AS (SELECT deleted_at FROM threads WHERE tenant = $8 AND thread_id = $2 FOR SHARE) \
+         INSERT INTO session_bindings (tenant, agent_id, thread_id, session_id, provider, runtime_id, work_dir, \
+                                       state, created_at, updated_at) \
+         SELECT $8, $1, $2, $3, $4, $5::text, $6::text, 'active', $7, $7 \
           WHERE NOT EXISTS (SELECT 1 FROM t WHERE deleted_at IS NOT NULL) \
-         ON CONFLICT (agent_id, thread_id) DO UPDATE \
+         ON CONFLICT (tenant, agent_id, thread_id) DO UPDATE \
             SET session_id = EXCLUDED.session_id, provider = EXCLUDED.provider, runtime_id = EXCLUDED.runtime_id, \
                 work_dir = EXCLUDED.work_dir, state = 'active', updated_at = EXCLUDED.updated_at \
          RETURNING ",
@@ -659,6 +672,7 @@ pub(crate) async fn bind(conn: &mut PgConnection, bind: &Bind) -> Result<Session
     .bind(bind.runtime_id.as_ref().map(|r| r.as_str()))
     .bind(bind.work_dir.as_deref())
     .bind(Timestamp::now().as_micros())
+    .bind(tenant_key(bind.context.tenant()))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| map_sqlx("binding the session", e))?;
@@ -671,6 +685,7 @@ pub(crate) async fn bind(conn: &mut PgConnection, bind: &Bind) -> Result<Session
 /// Moves a binding to `to`; with `only_session`, only if it is active and points at it.
 pub(crate) async fn mark(
     conn: &mut PgConnection,
+    tenant: Option<&TenantId>,
     agent_id: &AgentId,
     thread_id: &ThreadId,
     only_session: Option<&SessionId>,
@@ -678,13 +693,15 @@ pub(crate) async fn mark(
 ) -> Result<bool, PersistError> {
     let done = sqlx::query(
         "UPDATE session_bindings SET state = $4, updated_at = $5 \
-          WHERE agent_id = $1 AND thread_id = $2 AND ($3::text IS NULL OR (session_id = $3 AND state = 'active'))",
+          WHERE tenant = $6 AND agent_id = $1 AND thread_id = $2 \
+            AND ($3::text IS NULL OR (session_id = $3 AND state = 'active'))",
     )
     .bind(agent_id.as_str())
     .bind(thread_id.as_str())
     .bind(only_session.map(SessionId::as_str))
     .bind(to.as_str())
     .bind(Timestamp::now().as_micros())
+    .bind(tenant_key(tenant))
     .execute(&mut *conn)
     .await
     .map_err(|e| map_sqlx("changing a session binding", e))?;

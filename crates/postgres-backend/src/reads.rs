@@ -1,27 +1,22 @@
 //! Reads: plain statements on a connection of the pool.
 
-use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{Resolution, Resolve};
-use persist_core::{Message, Order, Page, Result, TenantId, Thread};
+use persist_core::{Message, Order, Page, Result, Thread};
 use sqlx::PgConnection;
 
 use crate::error::map_sqlx;
-use crate::rows::{self, binding_columns, json_text, message_columns, signed, thread_columns};
-
-fn tenant(tenant: Option<&TenantId>) -> Option<&str> {
-    tenant.map(TenantId::as_str)
-}
+use crate::rows::{self, binding_columns, json_text, message_columns, signed, tenant_key, thread_columns};
 
 pub(crate) async fn get(conn: &mut PgConnection, query: &GetMessage) -> Result<Option<Message>> {
     let row = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE thread_id = $1 AND message_id = $2 \
-            AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = $1 AND ($3::text IS NULL OR t.tenant = $3))"
+        " FROM messages WHERE tenant = $3 AND thread_id = $1 AND message_id = $2"
     ))
     .bind(query.thread_id.as_str())
     .bind(query.message_id.as_str())
-    .bind(tenant(query.tenant()))
+    .bind(tenant_key(query.tenant()))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| map_sqlx("reading a message", e))?;
@@ -29,16 +24,12 @@ pub(crate) async fn get(conn: &mut PgConnection, query: &GetMessage) -> Result<O
 }
 
 pub(crate) async fn get_thread(conn: &mut PgConnection, query: &GetThread) -> Result<Option<Thread>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        thread_columns!(),
-        " FROM threads WHERE thread_id = $1 AND ($2::text IS NULL OR tenant = $2)"
-    ))
-    .bind(query.thread_id.as_str())
-    .bind(tenant(query.tenant()))
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(|e| map_sqlx("reading a thread", e))?;
+    let row = sqlx::query(concat!("SELECT ", thread_columns!(), " FROM threads WHERE tenant = $2 AND thread_id = $1"))
+        .bind(query.thread_id.as_str())
+        .bind(tenant_key(query.tenant()))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("reading a thread", e))?;
     row.map(|row| rows::thread(&row)).transpose()
 }
 
@@ -47,8 +38,8 @@ macro_rules! list_sql {
         concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE thread_id = $1 AND seq > $2 AND seq < $3 AND ($4 OR status = 'complete') \
-                AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = $1 AND ($5::text IS NULL OR t.tenant = $5)) \
+            " FROM messages WHERE tenant = $5 AND thread_id = $1 AND seq > $2 AND seq < $3 \
+                AND ($4 OR status = 'complete') \
               ORDER BY seq ",
             $order,
             " LIMIT $6"
@@ -67,7 +58,7 @@ pub(crate) async fn list(conn: &mut PgConnection, query: &ListMessages) -> Resul
         .bind(query.after.map_or(0, signed))
         .bind(query.before.map_or(i64::MAX, signed))
         .bind(query.include_reserved)
-        .bind(tenant(query.tenant()))
+        .bind(tenant_key(query.tenant()))
         .bind(i64::from(query.fetch_limit()))
         .fetch_all(&mut *conn)
         .await
@@ -75,28 +66,57 @@ pub(crate) async fn list(conn: &mut PgConnection, query: &ListMessages) -> Resul
     Ok(query.page(fetched.iter().map(rows::message).collect::<Result<Vec<_>>>()?))
 }
 
+/// The listing of threads: `$tenant` is the condition on the tenant, `$after` the cursor's,
+/// `$order` the `ORDER BY`. A thread matches when no entry of the filter differs from the
+/// thread's metadata (jsonb equality: same key, same value, exactly).
+macro_rules! threads_sql {
+    ($tenant:literal, $after:literal, $order:literal) => {
+        concat!(
+            "SELECT ",
+            thread_columns!(),
+            " FROM threads WHERE deleted_at IS NULL AND ",
+            $tenant,
+            " AND ",
+            $after,
+            " AND NOT EXISTS (SELECT 1 FROM jsonb_each($4::jsonb) f \
+                               WHERE (threads.metadata -> f.key) IS DISTINCT FROM f.value) \
+              ORDER BY ",
+            $order,
+            " LIMIT $5"
+        )
+    };
+}
+
 pub(crate) async fn threads(conn: &mut PgConnection, query: &ListThreads) -> Result<Page<Thread, ThreadCursor>> {
     query.validate()?;
-    // A thread matches when no entry of the filter differs from the thread's metadata (jsonb
-    // equality: same key, same value, exactly).
-    let fetched = sqlx::query(concat!(
-        "SELECT ",
-        thread_columns!(),
-        " FROM threads WHERE deleted_at IS NULL AND ($1::text IS NULL OR tenant = $1) \
-            AND (updated_at, thread_id) < ($2::bigint, $3::text) \
-            AND NOT EXISTS (SELECT 1 FROM jsonb_each($4::jsonb) f \
-                             WHERE (threads.metadata -> f.key) IS DISTINCT FROM f.value) \
-          ORDER BY updated_at DESC, thread_id DESC LIMIT $5"
-    ))
-    .bind(tenant(query.tenant()))
-    // Without a cursor, a bound past every thread: the bound is always an index condition.
-    .bind(query.cursor.as_ref().map_or(i64::MAX, |c| c.updated_at().as_micros()))
-    .bind(query.cursor.as_ref().map_or("", |c| c.thread_id().as_str()))
-    .bind(json_text(&query.filter)?)
-    .bind(i64::from(query.fetch_limit()))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(|e| map_sqlx("listing threads", e))?;
+    // A tenant's listing reads the index by (tenant, updated_at, thread_id); a listing across
+    // tenants (for operators) sorts. Without a cursor, a bound past every thread: the bound is
+    // always an index condition. Each statement names every parameter (`… IS NULL OR TRUE`
+    // for the one it does not use), so the server knows each one's type.
+    let sql = if query.across_tenants {
+        threads_sql!(
+            "($1::text IS NULL OR TRUE)",
+            "(updated_at, thread_id, tenant COLLATE \"C\") < ($2::bigint, $3::text, $6::text)",
+            "updated_at DESC, thread_id DESC, tenant COLLATE \"C\" DESC"
+        )
+    } else {
+        threads_sql!(
+            "tenant = $1 AND ($6::text IS NULL OR TRUE)",
+            "(updated_at, thread_id) < ($2::bigint, $3::text)",
+            "updated_at DESC, thread_id DESC"
+        )
+    };
+    let cursor = query.cursor.as_ref();
+    let fetched = sqlx::query(sql)
+        .bind(tenant_key(query.tenant()))
+        .bind(cursor.map_or(i64::MAX, |c| c.updated_at().as_micros()))
+        .bind(cursor.map_or("", |c| c.thread_id().as_str()))
+        .bind(json_text(&query.filter)?)
+        .bind(i64::from(query.fetch_limit()))
+        .bind(cursor.map_or("", |c| tenant_key(c.tenant())))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("listing threads", e))?;
     Ok(query.page(fetched.iter().map(rows::thread).collect::<Result<Vec<_>>>()?))
 }
 
@@ -104,10 +124,11 @@ pub(crate) async fn resolve(conn: &mut PgConnection, query: &Resolve) -> Result<
     let row = sqlx::query(concat!(
         "SELECT ",
         binding_columns!(),
-        " FROM session_bindings WHERE agent_id = $1 AND thread_id = $2"
+        " FROM session_bindings WHERE tenant = $3 AND agent_id = $1 AND thread_id = $2"
     ))
     .bind(query.agent_id.as_str())
     .bind(query.thread_id.as_str())
+    .bind(tenant_key(query.context.tenant()))
     .fetch_optional(&mut *conn)
     .await
     .map_err(|e| map_sqlx("reading a session binding", e))?;
@@ -115,18 +136,20 @@ pub(crate) async fn resolve(conn: &mut PgConnection, query: &Resolve) -> Result<
     Ok(Resolution::decide(stored, query))
 }
 
-pub(crate) async fn stranded(conn: &mut PgConnection, query: &FindStranded) -> Result<Vec<Message>> {
+pub(crate) async fn stranded(conn: &mut PgConnection, query: &FindStranded) -> Result<Vec<Stranded>> {
     query.validate()?;
     let rows = sqlx::query(concat!(
-        "SELECT ",
+        "SELECT tenant, ",
         message_columns!(),
-        " FROM messages WHERE status = 'reserved' AND created_at < $1 AND updated_at < $1 \
+        " FROM messages WHERE status = 'reserved' AND created_at < $1 AND updated_at < $1 AND ($3 OR tenant = $4) \
           ORDER BY updated_at LIMIT $2"
     ))
     .bind(query.inactive_since.as_micros())
     .bind(i64::from(query.limit))
+    .bind(query.across_tenants)
+    .bind(tenant_key(query.tenant()))
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| map_sqlx("finding stranded reservations", e))?;
-    rows.iter().map(rows::message).collect()
+    rows.iter().map(|row| Ok(Stranded::new(rows::tenant(row)?, rows::message(row)?))).collect()
 }

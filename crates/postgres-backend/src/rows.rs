@@ -48,6 +48,20 @@ fn unsigned(row: &PgRow, column: &'static str) -> Result<u64, PersistError> {
     u64::try_from(value).map_err(|_| corrupt(format!("{column} is negative ({value})")))
 }
 
+/// The `tenant` column's value: the tenant's id, `''` for the threads without a tenant (no
+/// tenant id is empty, so every key column is an ordinary `NOT NULL` one).
+pub(crate) fn tenant_key(tenant: Option<&TenantId>) -> &str {
+    tenant.map_or("", TenantId::as_str)
+}
+
+/// The tenant a `tenant` column holds.
+pub(crate) fn tenant(row: &PgRow) -> Result<Option<TenantId>, PersistError> {
+    match get::<&str>(row, "tenant")? {
+        "" => Ok(None),
+        tenant => TenantId::new(tenant).map(Some).map_err(bad),
+    }
+}
+
 /// A version or seq as PostgreSQL's `BIGINT`.
 pub(crate) fn signed(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -86,11 +100,10 @@ pub(crate) fn message(row: &PgRow) -> Result<Message, PersistError> {
 }
 
 pub(crate) fn thread(row: &PgRow) -> Result<Thread, PersistError> {
-    let tenant: Option<&str> = get(row, "tenant")?;
     let deleted_at: Option<i64> = get(row, "deleted_at")?;
     Ok(Thread {
         id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(bad)?,
-        tenant: tenant.map(|t| TenantId::new(t).map_err(bad)).transpose()?,
+        tenant: tenant(row)?,
         title: get(row, "title")?,
         metadata: Metadata::try_from(json(row, "metadata")?).map_err(|e| corrupt(e.to_string()))?,
         version: unsigned(row, "version")?,

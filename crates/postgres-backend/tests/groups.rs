@@ -110,7 +110,7 @@ impl Held {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
     let Some((backend, schema)) = grouping(4, 1).await else { return };
-    // The state the group meets: a tombstone, another tenant's thread, taken ids and keys.
+    // The state the group meets: a tombstone, threads of one id in two tenants, taken ids and keys.
     backend.apply(add("gone", "before").into()).await.unwrap();
     backend.apply(Delete::thread(thread("gone")).into()).await.unwrap();
     backend.apply(add("owned", "before").into()).await.unwrap();
@@ -128,12 +128,13 @@ async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
         ("same-1", add("same", "one").into()),
         ("same-2", add("same", "two").into()),
         ("gone", add("gone", "late").into()),
-        ("foreign", add("owned", "intruder").with_context(tenant("other")).into()),
+        ("other", add("owned", "other's own").with_context(tenant("other")).into()),
+        ("owned", add("owned", "again").into()),
         ("repeat", taken.clone().into()),
         ("clash", add("existing", "different").with_id(MessageId::new("taken").unwrap()).into()),
         ("retry", keyed.clone().into()),
         ("acme", add("acme-thread", "mine").with_context(tenant("acme")).into()),
-        ("trusted", add("acme-thread", "host code, no tenant").into()),
+        ("no-tenant", add("acme-thread", "no tenant: a thread of its own").into()),
     ];
     let mut calls = tokio::task::JoinSet::new();
     for (name, args) in requests {
@@ -159,23 +160,27 @@ async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
     same.sort_unstable();
     assert_eq!(same, [1, 2], "two inserts to one thread both land, one after the other");
     assert!(matches!(answers["gone"], Err(PersistError::ThreadDeleted { .. })), "{:?}", answers["gone"]);
-    assert!(
-        matches!(answers["foreign"], Err(PersistError::NotFound { message_id: None, .. })),
-        "a refusal names no id the request did not name: {:?}",
-        answers["foreign"]
-    );
+    // One thread id in two tenants, in one group: two threads, each numbering its own.
+    assert_eq!(written(&answers["other"]).0.seq, 1, "{:?}", answers["other"]);
+    assert_eq!(written(&answers["owned"]).0.seq, 2, "{:?}", answers["owned"]);
     let (repeat, deduplicated) = written(&answers["repeat"]);
     assert_eq!((repeat.id.as_str(), repeat.seq, deduplicated), ("taken", 1, true));
     assert!(matches!(answers["clash"], Err(PersistError::AlreadyExists { .. })), "{:?}", answers["clash"]);
     let (retry, deduplicated) = written(&answers["retry"]);
     assert_eq!((retry.id.clone(), deduplicated), (keyed_first.message().unwrap().id.clone(), true));
-    let mut acme = [written(&answers["acme"]).0.seq, written(&answers["trusted"]).0.seq];
-    acme.sort_unstable();
-    assert_eq!(acme, [2, 3], "the owner and trusted host code both write to the owned thread");
+    assert_eq!(written(&answers["acme"]).0.seq, 2);
+    assert_eq!(written(&answers["no-tenant"]).0.seq, 1, "the id without a tenant is another thread");
 
     // The threads' counters moved as each insert alone would have moved them.
-    for (name, count, owner) in [("new-a", 1, None), ("same", 2, None), ("acme-thread", 3, Some("acme"))] {
-        let th = backend.get_thread(GetThread::new(thread(name))).await.unwrap().unwrap();
+    let threads =
+        [("new-a", 1, None), ("same", 2, None), ("acme-thread", 2, Some("acme")), ("owned", 1, Some("other"))];
+    for (name, count, owner) in threads {
+        let query = GetThread::new(thread(name));
+        let query = match owner {
+            Some(owner) => query.with_context(tenant(owner)),
+            None => query,
+        };
+        let th = backend.get_thread(query).await.unwrap().unwrap();
         assert_eq!((th.message_count, th.last_seq), (count, count), "{name}");
         assert_eq!(th.tenant.as_ref().map(TenantId::as_str), owner, "{name}");
     }

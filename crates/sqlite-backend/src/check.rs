@@ -33,11 +33,12 @@ pub(crate) async fn quick(conn: &mut SqliteConnection) -> Result<Vec<String>> {
 pub(crate) async fn full(conn: &mut SqliteConnection) -> Result<CheckReport> {
     let structure = structure(conn, "PRAGMA integrity_check").await?;
     let rows: Vec<(String, i64, i64, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT t.thread_id, t.message_count, t.last_seq, count(m.seq), max(m.seq) \
-           FROM threads t LEFT JOIN messages m ON m.thread_id = t.thread_id \
-          GROUP BY t.thread_id \
+        "SELECT CASE t.tenant WHEN '' THEN t.thread_id ELSE t.tenant || '/' || t.thread_id END, \
+                t.message_count, t.last_seq, count(m.seq), max(m.seq) \
+           FROM threads t LEFT JOIN messages m ON m.tenant = t.tenant AND m.thread_id = t.thread_id \
+          GROUP BY t.tenant, t.thread_id \
          HAVING t.message_count != count(m.seq) OR t.last_seq < coalesce(max(m.seq), 0) \
-          ORDER BY t.thread_id",
+          ORDER BY t.tenant, t.thread_id",
     )
     .fetch_all(&mut *conn)
     .await

@@ -87,11 +87,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use persist_core::{
-    AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId, Thread,
-    ThreadId,
+    AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId,
+    TenantId, Thread, ThreadId,
 };
 use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
@@ -320,10 +320,12 @@ fn wal_path(path: &Path) -> PathBuf {
 /// Opens the writer connection and brings the schema up to date.
 ///
 /// Two processes opening a new file at the same moment both set it up: the one that loses the
-/// race finds the file busy (switching it to WAL), a table another process just created, or a
-/// migration it just recorded. That one starts over on a fresh connection, where it finds what
-/// the other applied and goes on from there, for up to `patience` (the busy timeout). Any other
-/// failure is answered at once.
+/// race finds the file busy (switching it to WAL), a table another process just created, a
+/// migration it just recorded, or a migration that fails because the schema it was written for
+/// is gone: the other process applied that migration and newer ones meanwhile (the migrator
+/// reads which migrations are applied before it takes the file's lock). That one starts over on
+/// a fresh connection, where it finds what the other applied and goes on from there, for up to
+/// `patience` (the busy timeout). Any other failure is answered at once.
 async fn open_writer(options: &SqliteConnectOptions, patience: Duration) -> Result<sqlx::SqliteConnection> {
     let deadline = std::time::Instant::now() + patience.max(Duration::from_secs(1));
     let mut pause = Duration::from_millis(2);
@@ -335,6 +337,11 @@ async fn open_writer(options: &SqliteConnectOptions, patience: Duration) -> Resu
                 match MIGRATOR.run_direct(None, &mut writer, false).await {
                     Ok(()) => return Ok(writer),
                     Err(error) if error::raced_migration(&error) => map_migrate(error),
+                    Err(error @ sqlx::migrate::MigrateError::ExecuteMigration(_, version))
+                        if applied_elsewhere(&mut writer, version).await =>
+                    {
+                        map_migrate(error)
+                    }
                     Err(error) => return Err(map_migrate(error)),
                 }
             }
@@ -347,6 +354,16 @@ async fn open_writer(options: &SqliteConnectOptions, patience: Duration) -> Resu
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(50));
     }
+}
+
+/// Whether migration `version` is recorded as applied (by another process: this one's failed
+/// and was rolled back).
+async fn applied_elsewhere(conn: &mut sqlx::SqliteConnection, version: i64) -> bool {
+    let applied = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = ?1 AND success)")
+        .bind(version)
+        .fetch_one(&mut *conn)
+        .await;
+    matches!(applied, Ok(true))
 }
 
 /// Caps the database at `bytes` (whole pages) on the writer connection, the only one that
@@ -478,12 +495,13 @@ impl SqliteBackend {
 
     async fn mark(
         &self,
+        tenant: Option<TenantId>,
         agent_id: AgentId,
         thread_id: ThreadId,
         only_session: Option<SessionId>,
         to: BindingState,
     ) -> Result<bool> {
-        match self.write(Write::Mark { agent_id, thread_id, only_session, to }).await? {
+        match self.write(Write::Mark { tenant, agent_id, thread_id, only_session, to }).await? {
             Answer::Marked(done) => Ok(done),
             _ => Err(Self::mismatched()),
         }
@@ -518,7 +536,7 @@ impl Backend for SqliteBackend {
         Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true)
     }
 
-    async fn stranded(&self, query: FindStranded) -> Result<Vec<Message>> {
+    async fn stranded(&self, query: FindStranded) -> Result<Vec<Stranded>> {
         reads::stranded(&self.shared.readers, &query).await
     }
 
@@ -543,10 +561,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn reset_session(&self, request: ResetSession) -> Result<bool> {
-        self.mark(request.agent_id, request.thread_id, None, BindingState::Reset).await
+        let tenant = request.context.tenant().cloned();
+        self.mark(tenant, request.agent_id, request.thread_id, None, BindingState::Reset).await
     }
 
     async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
-        self.mark(request.agent_id, request.thread_id, Some(request.session_id), BindingState::Invalidated).await
+        let (tenant, session) = (request.context.tenant().cloned(), Some(request.session_id));
+        self.mark(tenant, request.agent_id, request.thread_id, session, BindingState::Invalidated).await
     }
 }

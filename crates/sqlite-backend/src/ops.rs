@@ -21,7 +21,7 @@ use sqlx::SqliteConnection;
 
 use crate::Limits;
 use crate::error::map_sqlx;
-use crate::rows::{self, binding_columns, json, message_columns, signed, thread_columns};
+use crate::rows::{self, binding_columns, json, message_columns, signed, tenant_key, thread_columns};
 
 /// Why an operation did not produce a result.
 #[derive(Debug)]
@@ -50,9 +50,10 @@ fn refused(error: PersistError) -> Failure {
 pub(crate) enum Write {
     Persist(PersistArgs),
     Bind(Bind),
-    /// Moves the binding of (agent, thread) to `to`; with `only_session`, only if it is active
-    /// and points at that session (compare-and-set).
+    /// Moves the binding of (tenant, agent, thread) to `to`; with `only_session`, only if it is
+    /// active and points at that session (compare-and-set).
     Mark {
+        tenant: Option<TenantId>,
         agent_id: AgentId,
         thread_id: ThreadId,
         only_session: Option<SessionId>,
@@ -72,10 +73,10 @@ pub(crate) async fn apply(conn: &mut SqliteConnection, write: &Write, limits: &L
     match write {
         Write::Persist(args) => persist(conn, args, limits).await.map(Answer::Persist),
         Write::Bind(bind) => bind_session(conn, bind).await.map(Answer::Bound),
-        Write::Mark { agent_id, thread_id, only_session, to } => {
+        Write::Mark { tenant, agent_id, thread_id, only_session, to } => {
             let marked = sqlx::query(
                 "UPDATE session_bindings SET state = ?4, updated_at = ?5 \
-                  WHERE agent_id = ?1 AND thread_id = ?2 \
+                  WHERE tenant = ?6 AND agent_id = ?1 AND thread_id = ?2 \
                     AND (?3 IS NULL OR (session_id = ?3 AND state = 'active'))",
             )
             .bind(agent_id.as_str())
@@ -83,6 +84,7 @@ pub(crate) async fn apply(conn: &mut SqliteConnection, write: &Write, limits: &L
             .bind(only_session.as_ref().map(SessionId::as_str))
             .bind(to.as_str())
             .bind(Timestamp::now().as_micros())
+            .bind(tenant_key(tenant.as_ref()))
             .execute(&mut *conn)
             .await
             .map_err(sql("changing a session binding"))?;
@@ -93,14 +95,15 @@ pub(crate) async fn apply(conn: &mut SqliteConnection, write: &Write, limits: &L
 
 async fn bind_session(conn: &mut SqliteConnection, bind: &Bind) -> OpResult<SessionBinding> {
     bind.validate().map_err(refused)?;
-    if find_thread(conn, &bind.thread_id).await?.is_some_and(|thread| thread.is_deleted()) {
+    let tenant = bind.context.tenant();
+    if find_thread(conn, tenant, &bind.thread_id).await?.is_some_and(|thread| thread.is_deleted()) {
         return Err(refused(PersistError::ThreadDeleted { thread_id: bind.thread_id.clone() }));
     }
     let row = sqlx::query(concat!(
-        "INSERT INTO session_bindings (agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, \
-                                       created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7) \
-         ON CONFLICT (agent_id, thread_id) DO UPDATE \
+        "INSERT INTO session_bindings (tenant, agent_id, thread_id, session_id, provider, runtime_id, work_dir, \
+                                       state, created_at, updated_at) \
+         VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?7) \
+         ON CONFLICT (tenant, agent_id, thread_id) DO UPDATE \
             SET session_id = excluded.session_id, provider = excluded.provider, runtime_id = excluded.runtime_id, \
                 work_dir = excluded.work_dir, state = 'active', updated_at = excluded.updated_at \
          RETURNING ",
@@ -113,6 +116,7 @@ async fn bind_session(conn: &mut SqliteConnection, bind: &Bind) -> OpResult<Sess
     .bind(bind.runtime_id.as_ref().map(RuntimeId::as_str))
     .bind(bind.work_dir.as_deref())
     .bind(Timestamp::now().as_micros())
+    .bind(tenant_key(tenant))
     .fetch_one(&mut *conn)
     .await
     .map_err(sql("binding the session"))?;
@@ -357,10 +361,11 @@ impl<'a> Insert<'a> {
             let existing = sqlx::query(concat!(
                 "SELECT ",
                 message_columns!(),
-                " FROM messages WHERE thread_id = ?1 AND idempotency_key = ?2"
+                " FROM messages WHERE tenant = ?3 AND thread_id = ?1 AND idempotency_key = ?2"
             ))
             .bind(self.thread_id.as_str())
             .bind(key.as_str())
+            .bind(tenant_key(self.tenant))
             .fetch_optional(&mut *conn)
             .await
             .map_err(sql("looking up the idempotency key"))?;
@@ -369,7 +374,7 @@ impl<'a> Insert<'a> {
                 return existing.keyed_repeat(self.args).map(|m| (m, true)).map_err(refused);
             }
         }
-        let existing = find_message(conn, self.thread_id, &self.id).await?.ok_or_else(|| {
+        let existing = find_message(conn, self.tenant, self.thread_id, &self.id).await?.ok_or_else(|| {
             aborted(PersistError::Backend {
                 message: "the insert was refused for no known reason".into(),
                 source: None,
@@ -391,26 +396,26 @@ async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpRes
     insert_query(conn, plans, false).await?.into_iter().map(|row| row.transpose().map_err(aborted)).collect()
 }
 
-/// One insert: the thread is created if absent, then the message is inserted unless the
-/// thread refuses it (deleted, another tenant's) or its id or idempotency key is taken. Written
+/// One insert: the thread `(tenant, thread_id)` is created if absent, then the message is
+/// inserted unless the thread is deleted or its id or idempotency key is taken. Written
 /// once, used twice: with the `NEW.…` columns in the inbox's trigger, and with parameters for
 /// a group of one (which then reports its seq with `RETURNING`, `$returning`).
 macro_rules! insert_one {
     ($thread:literal, $tenant:literal, $id:literal, $role:literal, $content:literal, $metadata:literal,
      $status:literal, $key:literal, $now:literal, $returning:literal) => {
         concat!(
-            "INSERT INTO threads (thread_id, tenant, created_at, updated_at) VALUES (",
-            $thread,
-            ", ",
+            "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES (",
             $tenant,
             ", ",
+            $thread,
+            ", ",
             $now,
             ", ",
             $now,
-            ") ON CONFLICT (thread_id) DO NOTHING; ",
-            "INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+            ") ON CONFLICT (tenant, thread_id) DO NOTHING; ",
+            "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                                    idempotency_key, created_at, updated_at) \
-             SELECT t.thread_id, ",
+             SELECT t.tenant, t.thread_id, ",
             $id,
             ", t.last_seq + 1, ",
             $role,
@@ -427,13 +432,11 @@ macro_rules! insert_one {
             ", ",
             $now,
             " FROM threads t \
-              WHERE t.thread_id = ",
+              WHERE t.tenant = ",
+            $tenant,
+            " AND t.thread_id = ",
             $thread,
-            " AND t.deleted_at IS NULL AND (",
-            $tenant,
-            " IS NULL OR t.tenant = ",
-            $tenant,
-            ") ON CONFLICT DO NOTHING",
+            " AND t.deleted_at IS NULL ON CONFLICT DO NOTHING",
             $returning,
             ";"
         )
@@ -484,9 +487,8 @@ pub const INBOX_INSERT: &str = inbox_insert!();
 pub const READ_REPORT: &str = read_report!();
 
 /// The writer connection's inbox, created on that connection only (`TEMP`): inserting a row
-/// into the `persist_inbox` view creates the thread if it is absent, then inserts the message
-/// unless the thread refuses it (deleted, another tenant's) or its id or idempotency key is
-/// taken, and records in `persist_written` which row wrote a message with which `seq`. Rows
+/// into the `persist_inbox` view creates the thread `(tenant, thread_id)` if it is absent, then
+/// inserts the message unless the thread is deleted or its id or idempotency key is taken, and records in `persist_written` which row wrote a message with which `seq`. Rows
 /// are applied one at a time, in order, each seeing the rows before it (the thread's
 /// `last_seq`, a key an earlier row took).
 pub const INBOX: &str = concat!(
@@ -510,7 +512,8 @@ pub const INBOX: &str = concat!(
         ""
     ),
     " INSERT INTO persist_written (plan, seq) \
-             SELECT NEW.plan, last_seq FROM threads WHERE thread_id = NEW.thread_id AND changes() > 0; \
+             SELECT NEW.plan, last_seq FROM threads \
+              WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id AND changes() > 0; \
     END;"
 );
 
@@ -539,7 +542,7 @@ async fn insert_query(
             (
                 index,
                 plan.thread_id.as_str(),
-                plan.tenant.map(TenantId::as_str),
+                tenant_key(plan.tenant),
                 plan.id.as_str(),
                 plan.role.as_str(),
                 plan.content.as_json(),
@@ -599,7 +602,7 @@ async fn insert_query(
     };
     let written = written.as_deref();
     // Each pair names the plan that wrote a row and the row's seq: a row is never given to
-    // another plan (one that was refused, say for another tenant's thread, with the same id).
+    // another plan (one that was refused, say for a deleted thread, with the same id).
     // An unreadable report fails only the plans it leaves unanswered: with `transaction`, the
     // group is already committed.
     let mut answers: Vec<Option<Result<Message, PersistError>>> = plans.iter().map(|_| None).collect();
@@ -632,7 +635,7 @@ async fn insert_one(
     // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
     let inserted = sqlx::query(INSERT_ONE)
         .bind(plan.thread_id.as_str())
-        .bind(plan.tenant.map(TenantId::as_str))
+        .bind(tenant_key(plan.tenant))
         .bind(plan.id.as_str())
         .bind(plan.role.as_str())
         .bind(plan.content.as_json())
@@ -662,21 +665,29 @@ async fn insert_one(
 
 /// One row of the inbox parameter: plan, thread, tenant, id, role, content, metadata, status,
 /// idempotency key, time.
-type InboxRow<'a> =
-    (usize, &'a str, Option<&'a str>, &'a str, &'a str, Cow<'a, str>, &'a str, &'a str, Option<&'a str>, i64);
+type InboxRow<'a> = (usize, &'a str, &'a str, &'a str, &'a str, Cow<'a, str>, &'a str, &'a str, Option<&'a str>, i64);
 
-async fn find_message(conn: &mut SqliteConnection, thread_id: &ThreadId, id: &MessageId) -> OpResult<Option<Message>> {
-    let row =
-        sqlx::query(concat!("SELECT ", message_columns!(), " FROM messages WHERE thread_id = ?1 AND message_id = ?2"))
-            .bind(thread_id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(sql("reading the message"))?;
+async fn find_message(
+    conn: &mut SqliteConnection,
+    tenant: Option<&TenantId>,
+    thread_id: &ThreadId,
+    id: &MessageId,
+) -> OpResult<Option<Message>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE tenant = ?3 AND thread_id = ?1 AND message_id = ?2"
+    ))
+    .bind(thread_id.as_str())
+    .bind(id.as_str())
+    .bind(tenant_key(tenant))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sql("reading the message"))?;
     row.map(|row| rows::message(&row)).transpose().map_err(aborted)
 }
 
-/// The thread's state as a write sees it; refuses absent or foreign (`NotFound`) and deleted
+/// The thread's state as a write sees it; refuses absent (`NotFound`) and deleted
 /// (`ThreadDeleted`) threads.
 async fn writable_thread(
     conn: &mut SqliteConnection,
@@ -684,22 +695,23 @@ async fn writable_thread(
     tenant: Option<&TenantId>,
     message_id: Option<&MessageId>,
 ) -> OpResult<persist_core::Thread> {
-    let thread = find_thread(conn, thread_id).await?;
-    match thread {
-        Some(thread) if thread.is_visible_to(tenant) => {
-            if thread.is_deleted() {
-                Err(refused(PersistError::ThreadDeleted { thread_id: thread_id.clone() }))
-            } else {
-                Ok(thread)
-            }
+    match find_thread(conn, tenant, thread_id).await? {
+        Some(thread) if thread.is_deleted() => {
+            Err(refused(PersistError::ThreadDeleted { thread_id: thread_id.clone() }))
         }
-        _ => Err(refused(PersistError::not_found(thread_id, message_id))),
+        Some(thread) => Ok(thread),
+        None => Err(refused(PersistError::not_found(thread_id, message_id))),
     }
 }
 
-async fn find_thread(conn: &mut SqliteConnection, thread_id: &ThreadId) -> OpResult<Option<persist_core::Thread>> {
-    let row = sqlx::query(concat!("SELECT ", thread_columns!(), " FROM threads WHERE thread_id = ?1"))
+async fn find_thread(
+    conn: &mut SqliteConnection,
+    tenant: Option<&TenantId>,
+    thread_id: &ThreadId,
+) -> OpResult<Option<persist_core::Thread>> {
+    let row = sqlx::query(concat!("SELECT ", thread_columns!(), " FROM threads WHERE tenant = ?2 AND thread_id = ?1"))
         .bind(thread_id.as_str())
+        .bind(tenant_key(tenant))
         .fetch_optional(&mut *conn)
         .await
         .map_err(sql("reading the thread"))?;
@@ -717,7 +729,7 @@ async fn diagnose_message(
     if let Err(failure) = writable_thread(conn, thread_id, tenant, Some(id)).await {
         return failure;
     }
-    match find_message(conn, thread_id, id).await {
+    match find_message(conn, tenant, thread_id, id).await {
         Err(failure) => failure,
         Ok(None) => refused(PersistError::not_found(thread_id, Some(id))),
         Ok(Some(message)) => match expected_version {
@@ -737,14 +749,14 @@ async fn diagnose_message(
 
 async fn update_content(conn: &mut SqliteConnection, update: &UpdateContent, limits: &Limits) -> OpResult<Message> {
     let content = limits.content(&update.content)?;
-    let tenant = update.context.tenant().map(TenantId::as_str);
+    let tenant = tenant_key(update.context.tenant());
     let row = sqlx::query(concat!(
         "UPDATE messages \
             SET content = ?3, status = CASE WHEN ?4 THEN 'complete' ELSE status END, \
                 version = version + 1, updated_at = ?5 \
-          WHERE thread_id = ?1 AND message_id = ?2 AND (?6 IS NULL OR version = ?6) \
-            AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = ?1 AND t.deleted_at IS NULL \
-                                                  AND (?7 IS NULL OR t.tenant = ?7)) \
+          WHERE tenant = ?7 AND thread_id = ?1 AND message_id = ?2 AND (?6 IS NULL OR version = ?6) \
+            AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = ?7 AND t.thread_id = ?1 \
+                                                  AND t.deleted_at IS NULL) \
          RETURNING ",
         message_columns!()
     ))
@@ -779,7 +791,7 @@ async fn update_message(
 ) -> OpResult<Message> {
     let tenant = update.context.tenant();
     writable_thread(conn, &update.thread_id, tenant, Some(id)).await?;
-    let Some(mut message) = find_message(conn, &update.thread_id, id).await? else {
+    let Some(mut message) = find_message(conn, tenant, &update.thread_id, id).await? else {
         return Err(refused(PersistError::not_found(&update.thread_id, Some(id))));
     };
     if let Some(expected) = update.expected_version.filter(|&v| v != message.version) {
@@ -797,7 +809,7 @@ async fn update_message(
     let role = update.role.as_ref().unwrap_or(&message.role);
     let row = sqlx::query(concat!(
         "UPDATE messages SET metadata = ?3, role = ?4, version = version + 1, updated_at = ?5 \
-          WHERE thread_id = ?1 AND message_id = ?2 RETURNING ",
+          WHERE tenant = ?6 AND thread_id = ?1 AND message_id = ?2 RETURNING ",
         message_columns!()
     ))
     .bind(update.thread_id.as_str())
@@ -805,6 +817,7 @@ async fn update_message(
     .bind(limits.metadata(&message.metadata)?)
     .bind(role.as_str())
     .bind(Timestamp::now().as_micros())
+    .bind(tenant_key(tenant))
     .fetch_one(&mut *conn)
     .await
     .map_err(sql("updating the message"))?;
@@ -829,13 +842,14 @@ async fn update_thread(conn: &mut SqliteConnection, update: &Update, limits: &Li
     }
     let row = sqlx::query(concat!(
         "UPDATE threads SET metadata = ?2, title = ?3, version = version + 1, updated_at = ?4 \
-          WHERE thread_id = ?1 RETURNING ",
+          WHERE tenant = ?5 AND thread_id = ?1 RETURNING ",
         thread_columns!()
     ))
     .bind(update.thread_id.as_str())
     .bind(limits.metadata(&thread.metadata)?)
     .bind(thread.title.as_deref())
     .bind(Timestamp::now().as_micros())
+    .bind(tenant_key(update.context.tenant()))
     .fetch_one(&mut *conn)
     .await
     .map_err(sql("updating the thread"))?;
@@ -844,37 +858,43 @@ async fn update_thread(conn: &mut SqliteConnection, update: &Update, limits: &Li
 
 async fn delete_message(conn: &mut SqliteConnection, delete: &Delete, id: &MessageId) -> OpResult<Deleted> {
     let now = Timestamp::now().as_micros();
-    let tenant = delete.context.tenant().map(TenantId::as_str);
+    let tenant = delete.context.tenant();
     let removed = sqlx::query(
         "DELETE FROM messages \
-          WHERE thread_id = ?1 AND message_id = ?2 AND (?3 IS NULL OR version = ?3) \
-            AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = ?1 AND t.deleted_at IS NULL \
-                                                  AND (?4 IS NULL OR t.tenant = ?4)) \
+          WHERE tenant = ?4 AND thread_id = ?1 AND message_id = ?2 AND (?3 IS NULL OR version = ?3) \
+            AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = ?4 AND t.thread_id = ?1 \
+                                                  AND t.deleted_at IS NULL) \
          RETURNING message_id",
     )
     .bind(delete.thread_id.as_str())
     .bind(id.as_str())
     .bind(delete.expected_version.map(signed))
-    .bind(tenant)
+    .bind(tenant_key(tenant))
     .fetch_optional(&mut *conn)
     .await
     .map_err(sql("deleting the message"))?;
     if removed.is_some() {
-        touch_thread(conn, &delete.thread_id, now).await?;
+        touch_thread(conn, tenant, &delete.thread_id, now).await?;
         return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
     }
     // Nothing removed: already gone (an empty answer), or a stale expected version.
-    match diagnose_message(conn, &delete.thread_id, id, delete.context.tenant(), delete.expected_version).await {
+    match diagnose_message(conn, &delete.thread_id, id, tenant, delete.expected_version).await {
         conflict @ Failure::Refused(PersistError::VersionConflict { .. }) => Err(conflict),
         Failure::Refused(_) => Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
         aborted @ Failure::Aborted(_) => Err(aborted),
     }
 }
 
-async fn touch_thread(conn: &mut SqliteConnection, thread_id: &ThreadId, now: i64) -> OpResult<()> {
-    sqlx::query("UPDATE threads SET updated_at = ?2 WHERE thread_id = ?1")
+async fn touch_thread(
+    conn: &mut SqliteConnection,
+    tenant: Option<&TenantId>,
+    thread_id: &ThreadId,
+    now: i64,
+) -> OpResult<()> {
+    sqlx::query("UPDATE threads SET updated_at = ?2 WHERE tenant = ?3 AND thread_id = ?1")
         .bind(thread_id.as_str())
         .bind(now)
+        .bind(tenant_key(tenant))
         .execute(&mut *conn)
         .await
         .map_err(sql("touching the thread"))?;
@@ -883,6 +903,7 @@ async fn touch_thread(conn: &mut SqliteConnection, thread_id: &ThreadId, now: i6
 
 async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult<Deleted> {
     let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
+    let tenant = tenant_key(delete.context.tenant());
     let thread = match writable_thread(conn, &delete.thread_id, delete.context.tenant(), None).await {
         Ok(thread) => thread,
         Err(Failure::Refused(_)) => return Ok(gone),
@@ -896,8 +917,9 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
             actual: thread.version,
         }));
     }
-    let removed = sqlx::query("DELETE FROM messages WHERE thread_id = ?1 RETURNING seq, message_id")
+    let removed = sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 RETURNING seq, message_id")
         .bind(delete.thread_id.as_str())
+        .bind(tenant)
         .fetch_all(&mut *conn)
         .await
         .map_err(sql("deleting the thread's messages"))?;
@@ -914,18 +936,22 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
         .into_iter()
         .map(|(_, id)| MessageId::new(id).map_err(|e| aborted(crate::error::corrupt(e.to_string()))))
         .collect::<OpResult<Vec<_>>>()?;
-    sqlx::query("DELETE FROM session_bindings WHERE thread_id = ?1")
+    sqlx::query("DELETE FROM session_bindings WHERE tenant = ?2 AND thread_id = ?1")
         .bind(delete.thread_id.as_str())
+        .bind(tenant)
         .execute(&mut *conn)
         .await
         .map_err(sql("deleting the thread's session bindings"))?;
     let now = Timestamp::now().as_micros();
-    sqlx::query("UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0 WHERE thread_id = ?1")
-        .bind(delete.thread_id.as_str())
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(sql("marking the thread deleted"))?;
+    sqlx::query(
+        "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0 WHERE tenant = ?3 AND thread_id = ?1",
+    )
+    .bind(delete.thread_id.as_str())
+    .bind(now)
+    .bind(tenant)
+    .execute(&mut *conn)
+    .await
+    .map_err(sql("marking the thread deleted"))?;
     Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 
@@ -956,7 +982,7 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use persist_core::args::{Add, Delete};
-    use persist_core::{Content, Context, MessageId, PersistArgs, PersistError, Role, TenantId, ThreadId};
+    use persist_core::{Content, Context, MessageId, PersistError, Role, TenantId, ThreadId};
     use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
     use super::{Answer, Failure, Write, apply_batch, commit_inserts};
@@ -990,24 +1016,28 @@ mod tests {
         }
     }
 
+    /// Tenant `tenant`'s thread "shared", deleted: a tombstone that refuses later writes.
+    fn tombstone(tenant: &str) -> [Write; 2] {
+        let ctx = || Context::new().with_tenant(TenantId::new(tenant).unwrap());
+        let thread = || ThreadId::new("shared").unwrap();
+        let seed = Add::new(thread(), Role::User, Content::text("seed")).with_context(ctx());
+        [Write::Persist(seed.into()), Write::Persist(Delete::thread(thread()).with_context(ctx()).into())]
+    }
+
     #[tokio::test]
     async fn a_row_goes_to_the_insert_that_wrote_it_never_to_a_refused_one() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = connection(&dir).await;
-        let seed = add("owner", "seed");
+        let [seed, delete] = tombstone("gone");
         let mut tx = conn.begin().await.unwrap();
-        // Creates the thread for tenant "owner", under another id.
-        let seeded = match seed {
-            Write::Persist(PersistArgs::Add(a)) => Write::Persist(a.with_id(MessageId::new("seed").unwrap()).into()),
-            other => other,
-        };
-        apply_batch(&mut tx, &[&seeded], &limits()).await.unwrap();
-        // One group: a foreign tenant's write with id "m" (refused), then the owner's (written).
-        let (foreign, own) = (add("intruder", "foreign text"), add("owner", "own text"));
-        let answers = apply_batch(&mut tx, &[&foreign, &own], &limits()).await.unwrap();
+        apply_batch(&mut tx, &[&seed, &delete], &limits()).await.unwrap();
+        // One group: a write with id "m" to tenant gone's deleted "shared" (refused), then the
+        // owner's to its own "shared" (written).
+        let (refused, own) = (add("gone", "refused text"), add("owner", "own text"));
+        let answers = apply_batch(&mut tx, &[&refused, &own], &limits()).await.unwrap();
         assert!(
-            matches!(answers[0], Err(PersistError::NotFound { .. })),
-            "the foreign write got {:?}",
+            matches!(answers[0], Err(PersistError::ThreadDeleted { .. })),
+            "the refused write got {:?}",
             answers[0].as_ref().err()
         );
         assert_eq!(added(&answers[1]), ("own text".to_owned(), false));
@@ -1022,7 +1052,8 @@ mod tests {
         let first = add("owner", "first");
         apply_batch(&mut tx, &[&first], &limits()).await.unwrap();
         // A delete queued before an add: the add must see the tombstone.
-        let delete = Write::Persist(Delete::thread(ThreadId::new("shared").unwrap()).into());
+        let owner = Context::new().with_tenant(TenantId::new("owner").unwrap());
+        let delete = Write::Persist(Delete::thread(ThreadId::new("shared").unwrap()).with_context(owner).into());
         let late = add("owner", "late");
         let answers = apply_batch(&mut tx, &[&delete, &late], &limits()).await.unwrap();
         assert!(answers[0].is_ok());
@@ -1045,14 +1076,18 @@ mod tests {
     async fn a_group_of_inserts_commits_in_one_query_and_answers_each() {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = connection(&dir).await;
-        let owner = add_id("owner", "seed");
-        commit_inserts(&mut conn, &[&owner], &limits()).await.unwrap().unwrap();
-        let (foreign, own, repeat) = (add_id("intruder", "m"), add_id("owner", "m"), add_id("owner", "m"));
-        let answers = commit_inserts(&mut conn, &[&foreign, &own, &repeat], &limits()).await.unwrap().unwrap();
-        assert!(matches!(answers[0], Err(PersistError::NotFound { .. })));
+        let [seed, delete] = tombstone("gone");
+        let mut tx = conn.begin().await.unwrap();
+        apply_batch(&mut tx, &[&seed, &delete], &limits()).await.unwrap();
+        tx.commit().await.unwrap();
+        let (refused, own, repeat, other) =
+            (add_id("gone", "m"), add_id("owner", "m"), add_id("owner", "m"), add_id("other", "m"));
+        let answers = commit_inserts(&mut conn, &[&refused, &own, &repeat, &other], &limits()).await.unwrap().unwrap();
+        assert!(matches!(answers[0], Err(PersistError::ThreadDeleted { .. })));
         assert_eq!(added(&answers[1]), ("m".to_owned(), false));
         assert_eq!(added(&answers[2]), ("m".to_owned(), true), "the repeat answers the first copy");
-        assert_eq!(count(&mut conn).await, 2, "committed: seed and m");
+        assert_eq!(added(&answers[3]), ("m".to_owned(), false), "another tenant's thread of that id is its own");
+        assert_eq!(count(&mut conn).await, 2, "committed: owner's m and other's m");
         let other = Write::Persist(Delete::thread(ThreadId::new("shared").unwrap()).into());
         assert!(commit_inserts(&mut conn, &[&other], &limits()).await.is_none(), "not an insert-only group");
     }

@@ -1,27 +1,22 @@
 //! Reads, answered from the read pool (never through the writer).
 
-use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor};
+use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{Resolution, Resolve};
-use persist_core::{Message, Order, Page, Result, TenantId, Thread};
+use persist_core::{Message, Order, Page, Result, Thread};
 use sqlx::SqlitePool;
 
 use crate::error::map_sqlx;
-use crate::rows::{self, binding_columns, json, message_columns, signed, thread_columns};
-
-fn tenant(tenant: Option<&TenantId>) -> Option<&str> {
-    tenant.map(TenantId::as_str)
-}
+use crate::rows::{self, binding_columns, json, message_columns, signed, tenant_key, thread_columns};
 
 pub(crate) async fn get(pool: &SqlitePool, query: &GetMessage) -> Result<Option<Message>> {
     let row = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE thread_id = ?1 AND message_id = ?2 \
-            AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = ?1 AND (?3 IS NULL OR t.tenant = ?3))"
+        " FROM messages WHERE tenant = ?3 AND thread_id = ?1 AND message_id = ?2"
     ))
     .bind(query.thread_id.as_str())
     .bind(query.message_id.as_str())
-    .bind(tenant(query.tenant()))
+    .bind(tenant_key(query.tenant()))
     .fetch_optional(pool)
     .await
     .map_err(|e| map_sqlx("reading a message", e))?;
@@ -29,16 +24,12 @@ pub(crate) async fn get(pool: &SqlitePool, query: &GetMessage) -> Result<Option<
 }
 
 pub(crate) async fn get_thread(pool: &SqlitePool, query: &GetThread) -> Result<Option<Thread>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        thread_columns!(),
-        " FROM threads WHERE thread_id = ?1 AND (?2 IS NULL OR tenant = ?2)"
-    ))
-    .bind(query.thread_id.as_str())
-    .bind(tenant(query.tenant()))
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| map_sqlx("reading a thread", e))?;
+    let row = sqlx::query(concat!("SELECT ", thread_columns!(), " FROM threads WHERE tenant = ?2 AND thread_id = ?1"))
+        .bind(query.thread_id.as_str())
+        .bind(tenant_key(query.tenant()))
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| map_sqlx("reading a thread", e))?;
     row.map(|row| rows::thread(&row)).transpose()
 }
 
@@ -47,8 +38,8 @@ macro_rules! list_sql {
         concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE thread_id = ?1 AND seq > ?2 AND seq < ?3 AND (?4 OR status = 'complete') \
-                AND EXISTS (SELECT 1 FROM threads t WHERE t.thread_id = ?1 AND (?5 IS NULL OR t.tenant = ?5)) \
+            " FROM messages WHERE tenant = ?5 AND thread_id = ?1 AND seq > ?2 AND seq < ?3 \
+                AND (?4 OR status = 'complete') \
               ORDER BY seq ",
             $order,
             " LIMIT ?6"
@@ -67,7 +58,7 @@ pub(crate) async fn list(pool: &SqlitePool, query: &ListMessages) -> Result<Page
         .bind(query.after.map_or(0, signed))
         .bind(query.before.map_or(i64::MAX, signed))
         .bind(query.include_reserved)
-        .bind(tenant(query.tenant()))
+        .bind(tenant_key(query.tenant()))
         .bind(i64::from(query.fetch_limit()))
         .fetch_all(pool)
         .await
@@ -97,38 +88,59 @@ macro_rules! same_node {
     };
 }
 
-pub(crate) async fn threads(pool: &SqlitePool, query: &ListThreads) -> Result<Page<Thread, ThreadCursor>> {
-    query.validate()?;
-    // The metadata filter is bound as one JSON object. A thread matches when, for each of the
-    // filter's keys, the thread's value equals the filter's: every node (path, kind, value) of
-    // one has its match in the other, numbers compared by value (`1` matches `1.0`, as on every
-    // backend).
-    let fetched = sqlx::query(concat!(
-        "SELECT ",
-        thread_columns!(),
-        " FROM threads WHERE deleted_at IS NULL AND (?1 IS NULL OR tenant = ?1) \
-            AND (?2 IS NULL OR updated_at < ?2 OR (updated_at = ?2 AND thread_id < ?3)) \
+/// The listing of threads: `$tenant` is the condition on the tenant, `$order` the `ORDER BY`.
+/// The cursor (`?2` updated_at, `?3` thread_id, `?6` tenant) continues after the last thread
+/// listed in newest-first order (ties by id, then tenant). The metadata filter is bound as one
+/// JSON object (`?4`): a thread matches when, for each of the filter's keys, the thread's value
+/// equals the filter's: every node (path, kind, value) of one has its match in the other,
+/// numbers compared by value (`1` matches `1.0`, as on every backend).
+macro_rules! threads_sql {
+    ($tenant:literal, $order:literal) => {
+        concat!(
+            "SELECT ",
+            thread_columns!(),
+            " FROM threads WHERE deleted_at IS NULL AND ",
+            $tenant,
+            " \
+            AND (?2 IS NULL OR updated_at < ?2 OR (updated_at = ?2 AND (thread_id < ?3 \
+                 OR (thread_id = ?3 AND tenant < ?6)))) \
             AND NOT EXISTS (SELECT 1 FROM json_tree(?4) f WHERE f.parent IS NOT NULL AND NOT EXISTS ( \
                     SELECT 1 FROM json_tree(threads.metadata) m \
                      WHERE m.fullkey = f.fullkey AND ",
-        same_node!("m", "f"),
-        ")) \
+            same_node!("m", "f"),
+            ")) \
             AND NOT EXISTS (SELECT 1 FROM json_each(?4) k JOIN json_tree(threads.metadata) m \
                      ON m.fullkey = k.fullkey \
                         OR substr(m.fullkey, 1, length(k.fullkey) + 1) IN (k.fullkey || '.', k.fullkey || '[') \
                     WHERE NOT EXISTS (SELECT 1 FROM json_tree(?4) f WHERE f.fullkey = m.fullkey AND ",
-        same_node!("f", "m"),
-        ")) \
-          ORDER BY updated_at DESC, thread_id DESC LIMIT ?5"
-    ))
-    .bind(tenant(query.tenant()))
-    .bind(query.cursor.as_ref().map(|c| c.updated_at().as_micros()))
-    .bind(query.cursor.as_ref().map(|c| c.thread_id().as_str()))
-    .bind(json(&query.filter)?)
-    .bind(i64::from(query.fetch_limit()))
-    .fetch_all(pool)
-    .await
-    .map_err(|e| map_sqlx("listing threads", e))?;
+            same_node!("f", "m"),
+            ")) \
+          ORDER BY ",
+            $order,
+            " LIMIT ?5"
+        )
+    };
+}
+
+pub(crate) async fn threads(pool: &SqlitePool, query: &ListThreads) -> Result<Page<Thread, ThreadCursor>> {
+    query.validate()?;
+    // A tenant's listing reads the index by (tenant, updated_at, thread_id); a listing across
+    // tenants (for operators) sorts.
+    let sql = if query.across_tenants {
+        threads_sql!("1", "updated_at DESC, thread_id DESC, tenant DESC")
+    } else {
+        threads_sql!("tenant = ?1", "updated_at DESC, thread_id DESC")
+    };
+    let fetched = sqlx::query(sql)
+        .bind(tenant_key(query.tenant()))
+        .bind(query.cursor.as_ref().map(|c| c.updated_at().as_micros()))
+        .bind(query.cursor.as_ref().map(|c| c.thread_id().as_str()))
+        .bind(json(&query.filter)?)
+        .bind(i64::from(query.fetch_limit()))
+        .bind(query.cursor.as_ref().map(|c| tenant_key(c.tenant())))
+        .fetch_all(pool)
+        .await
+        .map_err(|e| map_sqlx("listing threads", e))?;
     Ok(query.page(fetched.iter().map(rows::thread).collect::<Result<Vec<_>>>()?))
 }
 
@@ -136,10 +148,11 @@ pub(crate) async fn resolve(pool: &SqlitePool, query: &Resolve) -> Result<Resolu
     let row = sqlx::query(concat!(
         "SELECT ",
         binding_columns!(),
-        " FROM session_bindings WHERE agent_id = ?1 AND thread_id = ?2"
+        " FROM session_bindings WHERE tenant = ?3 AND agent_id = ?1 AND thread_id = ?2"
     ))
     .bind(query.agent_id.as_str())
     .bind(query.thread_id.as_str())
+    .bind(tenant_key(query.context.tenant()))
     .fetch_optional(pool)
     .await
     .map_err(|e| map_sqlx("reading a session binding", e))?;
@@ -147,18 +160,20 @@ pub(crate) async fn resolve(pool: &SqlitePool, query: &Resolve) -> Result<Resolu
     Ok(Resolution::decide(stored, query))
 }
 
-pub(crate) async fn stranded(pool: &SqlitePool, query: &FindStranded) -> Result<Vec<Message>> {
+pub(crate) async fn stranded(pool: &SqlitePool, query: &FindStranded) -> Result<Vec<Stranded>> {
     query.validate()?;
     let rows = sqlx::query(concat!(
-        "SELECT ",
+        "SELECT tenant, ",
         message_columns!(),
-        " FROM messages WHERE status = 'reserved' AND created_at < ?1 AND updated_at < ?1 \
+        " FROM messages WHERE status = 'reserved' AND created_at < ?1 AND updated_at < ?1 AND (?3 OR tenant = ?4) \
           ORDER BY updated_at LIMIT ?2"
     ))
     .bind(query.inactive_since.as_micros())
     .bind(i64::from(query.limit))
+    .bind(query.across_tenants)
+    .bind(tenant_key(query.tenant()))
     .fetch_all(pool)
     .await
     .map_err(|e| map_sqlx("finding stranded reservations", e))?;
-    rows.iter().map(rows::message).collect()
+    rows.iter().map(|row| Ok(Stranded::new(rows::tenant(row)?, rows::message(row)?))).collect()
 }

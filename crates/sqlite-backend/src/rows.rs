@@ -39,6 +39,20 @@ fn unsigned(value: i64, column: &str) -> Result<u64, PersistError> {
     u64::try_from(value).map_err(|_| corrupt(format!("{column} is negative ({value})")))
 }
 
+/// The `tenant` column's value: the tenant's id, `''` for the threads without a tenant (no
+/// tenant id is empty, so every key column is an ordinary `NOT NULL` one).
+pub(crate) fn tenant_key(tenant: Option<&TenantId>) -> &str {
+    tenant.map_or("", TenantId::as_str)
+}
+
+/// The tenant a `tenant` column holds.
+pub(crate) fn tenant(row: &SqliteRow) -> Result<Option<TenantId>, PersistError> {
+    match get::<&str>(row, "tenant")? {
+        "" => Ok(None),
+        tenant => TenantId::new(tenant).map(Some).map_err(|e| corrupt(e.to_string())),
+    }
+}
+
 pub(crate) fn signed(value: u64) -> i64 {
     // Counters and versions start at 0/1 and grow by one per write: they never reach 2^63.
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -74,11 +88,10 @@ pub(crate) fn message(row: &SqliteRow) -> Result<Message, PersistError> {
 }
 
 pub(crate) fn thread(row: &SqliteRow) -> Result<Thread, PersistError> {
-    let tenant: Option<&str> = get(row, "tenant")?;
     let deleted_at: Option<i64> = get(row, "deleted_at")?;
     Ok(Thread {
         id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
-        tenant: tenant.map(TenantId::new).transpose().map_err(|e| corrupt(e.to_string()))?,
+        tenant: tenant(row)?,
         title: get(row, "title")?,
         metadata: metadata(get(row, "metadata")?)?,
         version: unsigned(get(row, "version")?, "version")?,

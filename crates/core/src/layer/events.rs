@@ -3,7 +3,9 @@
 //! [`Events`] owns a `tokio::sync::broadcast` channel; its [`layer`](Events::layer) sends every
 //! **successful** result after the backend acknowledged it (never a refused or failed write).
 //! A reservation's event carries the message id and seq before any content exists, so a UI can
-//! place the bubble right away and fill it from the `update_content` events.
+//! place the bubble right away and fill it from the `update_content` events. Every event names
+//! the tenant of the thread written (the request context's): a thread is `(tenant, thread_id)`,
+//! and [`subscribe_thread`](Events::subscribe_thread) follows one such thread only.
 //!
 //! Subscribers that fall behind lose the oldest events (they see [`Lagged`]) and never slow
 //! writers down: sending never waits. When nobody is subscribed, the layer does nothing.
@@ -20,10 +22,11 @@
 //! let events = Events::new(1024);
 //! let pipeline = Pipeline::builder().layer(events.layer()).build(MemoryBackend::new());
 //! let thread = ThreadId::new("t1")?;
-//! let mut updates = events.subscribe_thread(thread.clone());
+//! let mut updates = events.subscribe_thread(None, thread.clone()); // the thread without a tenant
 //! let slot = pipeline.reserve(Reserve::new(thread, Role::Assistant)).await?.message;
 //! let event = updates.recv().await.unwrap();
-//! assert_eq!(event.message().unwrap().id, slot.id);
+//! assert_eq!(event.result.message().unwrap().id, slot.id);
+//! assert_eq!(event.tenant, None);
 //! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
@@ -38,10 +41,32 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tower::{Layer, Service};
 
-use crate::{PersistArgs, PersistError, PersistResult, ThreadId};
+use crate::{PersistArgs, PersistError, PersistResult, TenantId, ThreadId};
 
-/// One committed write.
-pub type Event = Arc<PersistResult>;
+/// One committed write, shared by every subscriber.
+pub type Event = Arc<Committed>;
+
+/// A committed write: the tenant of the thread written and the backend's answer.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Committed {
+    /// The tenant of the thread written (the request context's), if any.
+    pub tenant: Option<TenantId>,
+    /// What the backend answered.
+    pub result: PersistResult,
+}
+
+impl Committed {
+    /// `result`, written in a thread of `tenant`.
+    pub fn new(tenant: Option<TenantId>, result: PersistResult) -> Self {
+        Self { tenant, result }
+    }
+
+    /// Whether this write is to the thread `(tenant, thread_id)`.
+    pub fn is_in(&self, tenant: Option<&TenantId>, thread_id: &ThreadId) -> bool {
+        self.tenant.as_ref() == tenant && self.result.thread_id() == Some(thread_id)
+    }
+}
 
 /// The broadcast channel of committed writes; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -65,9 +90,10 @@ impl Events {
         self.sender.subscribe()
     }
 
-    /// Committed writes of one thread from now on.
-    pub fn subscribe_thread(&self, thread_id: ThreadId) -> ThreadEvents {
-        ThreadEvents { receiver: self.sender.subscribe(), thread_id }
+    /// Committed writes of the thread `(tenant, thread_id)` from now on (`tenant` `None`: the
+    /// thread of that id without a tenant).
+    pub fn subscribe_thread(&self, tenant: Option<TenantId>, thread_id: ThreadId) -> ThreadEvents {
+        ThreadEvents { receiver: self.sender.subscribe(), tenant, thread_id }
     }
 }
 
@@ -75,6 +101,7 @@ impl Events {
 #[derive(Debug)]
 pub struct ThreadEvents {
     receiver: broadcast::Receiver<Event>,
+    tenant: Option<TenantId>,
     thread_id: ThreadId,
 }
 
@@ -88,7 +115,7 @@ impl ThreadEvents {
     pub async fn recv(&mut self) -> Result<Event, RecvError> {
         loop {
             let event = self.receiver.recv().await?;
-            if event.thread_id() == Some(&self.thread_id) {
+            if event.is_in(self.tenant.as_ref(), &self.thread_id) {
                 return Ok(event);
             }
         }
@@ -129,7 +156,9 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        ResponseFuture { inner: self.inner.call(args), sender: self.sender.clone() }
+        // Only message writes are events: reads and session requests change no message.
+        let tenant = args.op().is_message_write().then(|| args.context().tenant().cloned());
+        ResponseFuture { inner: self.inner.call(args), sender: self.sender.clone(), tenant }
     }
 }
 
@@ -140,6 +169,8 @@ pin_project! {
         #[pin]
         inner: F,
         sender: broadcast::Sender<Event>,
+        // `Some` when the event is to be published: the tenant written.
+        tenant: Option<Option<TenantId>>,
     }
 }
 
@@ -152,13 +183,13 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let output = ready!(this.inner.poll(cx));
-        // Never waits: a full channel drops the oldest event for lagging subscribers. Only
-        // message writes are events: reads and session requests change no message.
+        // Never waits: a full channel drops the oldest event for lagging subscribers.
         if let Ok(result) = &output
             && result.op().is_message_write()
+            && let Some(tenant) = this.tenant.take()
             && this.sender.receiver_count() > 0
         {
-            let _ = this.sender.send(Arc::new(result.clone()));
+            let _ = this.sender.send(Arc::new(Committed::new(tenant, result.clone())));
         }
         Poll::Ready(output)
     }

@@ -38,7 +38,7 @@ pub mod validate;
 
 pub use self::chaos::ChaosLayer;
 pub use self::detach::DetachLayer;
-pub use self::events::{Events, EventsLayer};
+pub use self::events::{Committed, Events, EventsLayer};
 pub use self::from_fn::{FromFnLayer, Next, from_fn};
 pub use self::intercept::{Decision, InterceptLayer, Interceptor};
 pub use self::metrics::MetricsLayer;

@@ -45,8 +45,8 @@ fn threads(query: &ListThreads, answers: Vec<PersistResult>) -> Result<PersistRe
             other => return Err(PersistError::MismatchedResult { op: PersistOp::Threads, got: other.op() }),
         }
     }
-    merged.sort_by(|a, b| (b.updated_at, &b.id).cmp(&(a.updated_at, &a.id)));
-    merged.dedup_by(|later, earlier| later.id == earlier.id);
+    merged.sort_by(crate::read::newest_first);
+    merged.dedup_by(|later, earlier| (&later.id, &later.tenant) == (&earlier.id, &earlier.tenant));
     let mut page = query.page(merged);
     page.has_more |= more;
     Ok(PersistResult::Threads(page))
@@ -57,11 +57,11 @@ fn stranded(query: &FindStranded, answers: Vec<PersistResult>) -> Result<Persist
     let mut found = Vec::new();
     for answer in answers {
         match answer {
-            PersistResult::Stranded(messages) => found.extend(messages),
+            PersistResult::Stranded(stranded) => found.extend(stranded),
             other => return Err(PersistError::MismatchedResult { op: PersistOp::FindStranded, got: other.op() }),
         }
     }
-    found.sort_by_key(|message| message.updated_at);
+    found.sort_by_key(|stranded| stranded.message.updated_at);
     found.truncate(query.limit as usize);
     Ok(PersistResult::Stranded(found))
 }

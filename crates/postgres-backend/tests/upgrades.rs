@@ -1,0 +1,181 @@
+//! A schema written by an earlier version, upgraded in place by the shipped migrations when
+//! this version connects: every row kept, in one transaction.
+
+mod support;
+
+use persist_core::args::{Add, Delete};
+use persist_core::read::{GetThread, ListMessages, ListThreads};
+use persist_core::session::{Resolution, Resolve};
+use persist_core::{
+    AgentId, Backend, Content, Context, IdempotencyKey, PersistError, PersistResult, ProviderId, Role, TenantId,
+    ThreadId,
+};
+use persist_postgres::PostgresBackend;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// Threads of two tenants and of none, a tombstone, keys and bindings, as version 1 stored them
+/// (one id space: a thread's tenant was its owner).
+const TENANTS_AT_VERSION_1: &str = "\
+    INSERT INTO threads (thread_id, tenant, title, created_at, updated_at, last_seq, message_count, deleted_at) \
+    VALUES ('general', 'acme', 'acme general', 1, 1, 2, 2, NULL), ('host', NULL, NULL, 2, 2, 1, 1, NULL), \
+           ('g-old', 'globex', NULL, 3, 8, 1, 0, 8); \
+    INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, \
+                          created_at, updated_at) VALUES \
+        ('general', 'a1', 1, 'user', '[{\"text\":\"acme one\",\"type\":\"text\"}]', '{}', 'complete', 1, 'k', 4, 4), \
+        ('host', 'h1', 1, 'user', '[{\"text\":\"host one\",\"type\":\"text\"}]', '{}', 'complete', 1, 'k', 5, 5), \
+        ('general', 'a2', 2, 'assistant', '[]', '{}', 'reserved', 1, NULL, 6, 6); \
+    INSERT INTO session_bindings (agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, \
+                                  created_at, updated_at) VALUES \
+        ('coder', 'general', 's-acme', 'cli', NULL, NULL, 'active', 9, 9), \
+        ('coder', 'not-yet', 's-early', 'cli', NULL, NULL, 'active', 10, 10);";
+
+/// A new schema made by the shipped first migration only, holding [`TENANTS_AT_VERSION_1`]
+/// (and `extra`, run after it); answers the schema's name.
+async fn version_1_schema(extra: &str) -> Option<String> {
+    let mut conn = match support::admin().await {
+        Ok(conn) => conn,
+        Err(missing) => {
+            assert!(std::env::var_os("CI").is_none(), "{missing}");
+            return None;
+        }
+    };
+    let schema = support::schema_name();
+    // Test-made names only: persist_test_ + hex.
+    let setup = format!("CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"");
+    sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut conn).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/0001_schema.sql");
+    std::fs::copy(shipped, dir.path().join("0001_schema.sql")).unwrap();
+    sqlx::migrate::Migrator::new(dir.path()).await.unwrap().run(&mut conn).await.unwrap();
+    sqlx::raw_sql(TENANTS_AT_VERSION_1).execute(&mut conn).await.unwrap();
+    if !extra.is_empty() {
+        sqlx::raw_sql(AssertSqlSafe(extra.to_owned())).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    Some(schema)
+}
+
+async fn connect(schema: &str) -> Result<PostgresBackend, PersistError> {
+    PostgresBackend::builder(support::url()).schema(schema).max_connections(4).connect().await
+}
+
+fn thread(id: &str) -> ThreadId {
+    ThreadId::new(id).unwrap()
+}
+
+fn tenant(name: &str) -> Context {
+    Context::new().with_tenant(TenantId::new(name).unwrap())
+}
+
+fn add(id: &str, text: &str) -> Add {
+    Add::new(thread(id), Role::User, Content::text(text))
+}
+
+fn resumed(resolution: Resolution) -> Option<String> {
+    match resolution {
+        Resolution::Resume(binding) => Some(binding.session_id.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_with_tenants_is_upgraded_to_tenant_identity() {
+    let Some(schema) = version_1_schema("CREATE VIEW my_threads AS SELECT thread_id, tenant FROM threads").await else {
+        return;
+    };
+    let backend = connect(&schema).await.unwrap();
+    let general = backend.get_thread(GetThread::new(thread("general")).with_context(tenant("acme"))).await.unwrap();
+    let general = general.expect("acme's thread");
+    assert_eq!((general.title.as_deref(), general.last_seq, general.message_count), (Some("acme general"), 2, 2));
+    let listed = ListMessages::new(thread("general")).include_reserved(true).with_context(tenant("acme"));
+    let ids: Vec<_> = backend.list(listed).await.unwrap().items.iter().map(|m| m.id.as_str().to_owned()).collect();
+    assert_eq!(ids, ["a1", "a2"]);
+    assert!(backend.get_thread(GetThread::new(thread("general"))).await.unwrap().is_none(), "acme's only");
+    assert!(backend.get_thread(GetThread::new(thread("host"))).await.unwrap().is_some());
+
+    // Keys are per (tenant, thread) and still find their first copy; seqs go on.
+    let retry = add("general", "acme one").with_idempotency_key(IdempotencyKey::new("k").unwrap());
+    let PersistResult::Added(again) = backend.apply(retry.with_context(tenant("acme")).into()).await.unwrap() else {
+        panic!()
+    };
+    assert!(again.deduplicated && again.message.id.as_str() == "a1");
+    let PersistResult::Added(next) =
+        backend.apply(add("general", "acme three").with_context(tenant("acme")).into()).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(next.message.seq, 3);
+    let PersistResult::Added(own) = backend.apply(add("general", "no tenant's own").into()).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(own.message.seq, 1, "the id is free without a tenant");
+
+    // The tombstone stays globex's.
+    let late = add("g-old", "late").with_context(tenant("globex"));
+    assert!(matches!(backend.apply(late.into()).await, Err(PersistError::ThreadDeleted { .. })));
+    backend.apply(add("g-old", "a new thread").into()).await.expect("the id is unused without a tenant");
+
+    // Bindings took their thread's tenant; one whose thread did not exist took none.
+    let resolve = |id: &str| Resolve::new(AgentId::new("coder").unwrap(), thread(id), ProviderId::new("cli").unwrap());
+    let acme_binding = backend.resolve(resolve("general").with_context(tenant("acme"))).await.unwrap();
+    assert_eq!(resumed(acme_binding).as_deref(), Some("s-acme"));
+    assert_eq!(resumed(backend.resolve(resolve("general")).await.unwrap()), None);
+    assert_eq!(resumed(backend.resolve(resolve("not-yet")).await.unwrap()).as_deref(), Some("s-early"));
+    backend.apply(Delete::thread(thread("general")).with_context(tenant("acme")).into()).await.unwrap();
+    assert_eq!(resumed(backend.resolve(resolve("general").with_context(tenant("acme"))).await.unwrap()), None);
+
+    let all = backend.threads(ListThreads::new().across_tenants(true)).await.unwrap();
+    let mut names: Vec<_> = all
+        .items
+        .iter()
+        .map(|t| (t.tenant.as_ref().map(|t| t.as_str().to_owned()), t.id.as_str().to_owned()))
+        .collect();
+    names.sort();
+    assert_eq!(names, [(None, "g-old".to_owned()), (None, "general".to_owned()), (None, "host".to_owned())]);
+    backend.close().await;
+
+    let mut conn = PgConnection::connect(&support::url()).await.unwrap();
+    let count = format!("SELECT count(*) FROM \"{schema}\".my_threads WHERE tenant = ''");
+    let untenanted: i64 = sqlx::query_scalar(AssertSqlSafe(count)).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(untenanted, 3, "a view of your own reads the upgraded table: host, general and g-old");
+    conn.close().await.unwrap();
+    support::drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upgrade_to_tenant_identity_changes_nothing() {
+    // A constraint of the user's own that the upgrade cannot keep (it names the old key).
+    let in_the_way = "ALTER TABLE session_bindings ADD CONSTRAINT mine FOREIGN KEY (thread_id) \
+                      REFERENCES threads (thread_id) NOT VALID";
+    let Some(schema) = version_1_schema(in_the_way).await else { return };
+    let error = connect(&schema).await.unwrap_err();
+    assert!(matches!(error, PersistError::Backend { .. }), "{error:?}");
+
+    let mut conn = PgConnection::connect(&support::url()).await.unwrap();
+    let path = format!("SET search_path TO \"{schema}\"");
+    sqlx::raw_sql(AssertSqlSafe(path)).execute(&mut conn).await.unwrap();
+    let version: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(version, 1);
+    let columns: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.columns \
+          WHERE table_schema = current_schema() AND table_name = 'messages' AND column_name = 'tenant'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(columns, 0, "nothing of the upgrade stays");
+    let nulls: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM threads WHERE tenant IS NULL").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(nulls, 1, "the rows are as version 1 left them");
+    // Out of the way, the upgrade goes through.
+    sqlx::raw_sql("ALTER TABLE session_bindings DROP CONSTRAINT mine").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let backend = connect(&schema).await.unwrap();
+    let acme = ListMessages::new(thread("general")).include_reserved(true).with_context(tenant("acme"));
+    assert_eq!(backend.list(acme).await.unwrap().items.len(), 2);
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}

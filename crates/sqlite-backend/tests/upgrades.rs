@@ -1,0 +1,295 @@
+//! Files written by earlier schema versions, upgraded in place by the shipped migrations when
+//! this version opens them: every row kept, in one transaction.
+
+use persist_core::args::{Add, Delete};
+use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads};
+use persist_core::session::{Bind, Resolution, Resolve};
+use persist_core::{
+    AgentId, Backend, Content, Context, IdempotencyKey, Metadata, PersistArgs, PersistError, PersistResult, ProviderId,
+    Role, SessionId, TenantId, ThreadId,
+};
+use persist_sqlite::SqliteBackend;
+use serde_json::json;
+use sqlx::{Connection, SqliteConnection};
+
+fn thread(id: &str) -> ThreadId {
+    ThreadId::new(id).unwrap()
+}
+
+fn add(thread_id: &str, text: &str) -> PersistArgs {
+    Add::new(thread(thread_id), Role::User, Content::text(text)).into()
+}
+
+async fn raw(path: &std::path::Path) -> SqliteConnection {
+    SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap()
+}
+
+/// A new database at `path` made by the shipped migrations `files` only, as that version left
+/// it; answers a connection on it.
+async fn shipped_schema(dir: &tempfile::TempDir, path: &std::path::Path, files: &[&str]) -> SqliteConnection {
+    let old = dir.path().join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for file in files {
+        std::fs::copy(shipped.join(file), old.join(file)).unwrap();
+    }
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&mut conn).await.unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn a_version_3_database_is_upgraded_in_place_and_keeps_every_row() {
+    upgraded_in_place(&["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql"], false).await;
+}
+
+/// The migrations that made schema version 4, as shipped.
+const VERSION_4: &[&str] =
+    &["0001_schema.sql", "0002_session_bindings.sql", "0003_reserved_index.sql", "0004_idempotency_key_index.sql"];
+
+#[tokio::test]
+async fn a_version_4_database_is_upgraded_in_place_and_keeps_every_row() {
+    upgraded_in_place(VERSION_4, false).await;
+}
+
+#[tokio::test]
+async fn a_view_of_your_own_over_messages_survives_the_upgrade_to_version_5() {
+    upgraded_in_place(VERSION_4, true).await;
+}
+
+/// A database as the shipped migrations `files` left it, with three messages in it, opened by
+/// this version: every row kept, the key still deduplicates, seqs go on, the schema is current.
+/// With `own_view`, a view of the user's own reads `messages` before and after.
+async fn upgraded_in_place(files: &[&str], own_view: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let mut conn = shipped_schema(&dir, &path, files).await;
+    sqlx::raw_sql(
+        "INSERT INTO threads (thread_id, created_at, updated_at) VALUES ('t', 1, 1); \
+         INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, \
+                               idempotency_key, created_at, updated_at) VALUES \
+             ('t', 'a', 1, 'user', '[{\"text\":\"one\",\"type\":\"text\"}]', '{}', 'complete', 1, 'key-1', 1, 1), \
+             ('t', 'b', 2, 'assistant', '[]', '{\"x\":1}', 'reserved', 1, NULL, 2, 2), \
+             ('t', 'c', 3, 'user', '[{\"text\":\"three\",\"type\":\"text\"}]', '{}', 'complete', 2, NULL, 3, 3);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    if own_view {
+        sqlx::raw_sql("CREATE VIEW my_messages AS SELECT thread_id, message_id FROM messages")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let page = backend.list(ListMessages::new(thread("t")).include_reserved(true)).await.unwrap();
+    let rows: Vec<_> = page.items.iter().map(|m| (m.id.as_str(), m.seq, m.version, m.content.to_text())).collect();
+    assert_eq!(rows, [("a", 1, 1, "one".to_owned()), ("b", 2, 1, String::new()), ("c", 3, 2, "three".to_owned())]);
+    assert_eq!(page.items[1].metadata, Metadata::new().with("x", json!(1)));
+    let t = backend.get_thread(GetThread::new(thread("t"))).await.unwrap().unwrap();
+    assert_eq!((t.message_count, t.last_seq), (3, 3), "the rebuild fired no delete triggers");
+
+    // The key still finds its first copy; rows without a key do not collide; seqs go on.
+    let retry = Add::new(thread("t"), Role::User, Content::text("one"))
+        .with_idempotency_key(persist_core::IdempotencyKey::new("key-1").unwrap());
+    let PersistResult::Added(again) = backend.apply(retry.into()).await.unwrap() else { panic!() };
+    assert!(again.deduplicated);
+    assert_eq!(again.message.id.as_str(), "a");
+    let PersistResult::Added(next) = backend.apply(add("t", "four")).await.unwrap() else { panic!() };
+    assert_eq!(next.message.seq, 4);
+    let t = backend.get_thread(GetThread::new(thread("t"))).await.unwrap().unwrap();
+    assert_eq!((t.message_count, t.last_seq), (4, 4), "the counters' trigger is back");
+    drop(backend);
+
+    let mut conn = raw(&path).await;
+    let (partial,): (String,) =
+        sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'messages_by_idempotency_key'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(partial.contains("WHERE idempotency_key IS NOT NULL"), "{partial}");
+    // Version 5: messages in arrival order (a rowid table); version 6: unique by id and by seq
+    // per (tenant, thread).
+    let (table,): (String,) =
+        sqlx::query_as("SELECT sql FROM sqlite_master WHERE name = 'messages'").fetch_one(&mut conn).await.unwrap();
+    assert!(!table.contains("WITHOUT ROWID"), "{table}");
+    assert!(
+        table.contains("UNIQUE (tenant, thread_id, message_id)") && table.contains("UNIQUE (tenant, thread_id, seq)"),
+        "{table}"
+    );
+    let same_id = sqlx::query(
+        "INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, created_at, \
+                               updated_at) VALUES ('t', 'a', 99, 'user', '[]', '{}', 'complete', 1, 1, 1)",
+    )
+    .execute(&mut conn)
+    .await;
+    assert!(same_id.is_err(), "a second message with the same id in one thread");
+    if own_view {
+        let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM my_messages").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(seen, 4, "the view reads the rebuilt table");
+    }
+}
+
+/// The migrations that made schema version 5, as shipped.
+const VERSION_5: &[&str] = &[
+    "0001_schema.sql",
+    "0002_session_bindings.sql",
+    "0003_reserved_index.sql",
+    "0004_idempotency_key_index.sql",
+    "0005_messages_in_arrival_order.sql",
+];
+
+/// Threads of two tenants and of none, a tombstone, keys and bindings, as version 5 stored them
+/// (one id space: a thread's tenant was its owner).
+const TENANTS_AT_VERSION_5: &str = "\
+    INSERT INTO threads (thread_id, tenant, title, created_at, updated_at) VALUES \
+        ('general', 'acme', 'acme general', 1, 1), ('host', NULL, NULL, 2, 2), ('g-old', 'globex', NULL, 3, 3); \
+    INSERT INTO messages (thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, \
+                          created_at, updated_at) VALUES \
+        ('general', 'a1', 1, 'user', '[{\"text\":\"acme one\",\"type\":\"text\"}]', '{}', 'complete', 1, 'k', 4, 4), \
+        ('host', 'h1', 1, 'user', '[{\"text\":\"host one\",\"type\":\"text\"}]', '{}', 'complete', 1, 'k', 5, 5), \
+        ('general', 'a2', 2, 'assistant', '[]', '{}', 'reserved', 1, NULL, 6, 6), \
+        ('g-old', 'g1', 1, 'user', '[]', '{}', 'complete', 1, NULL, 7, 7); \
+    DELETE FROM messages WHERE thread_id = 'g-old'; \
+    UPDATE threads SET deleted_at = 8, updated_at = 8 WHERE thread_id = 'g-old'; \
+    INSERT INTO session_bindings (agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, \
+                                  created_at, updated_at) VALUES \
+        ('coder', 'general', 's-acme', 'cli', NULL, NULL, 'active', 9, 9), \
+        ('coder', 'not-yet', 's-early', 'cli', NULL, NULL, 'active', 10, 10);";
+
+fn tenant(name: &str) -> Context {
+    Context::new().with_tenant(TenantId::new(name).unwrap())
+}
+
+fn resumed(resolution: Resolution) -> Option<String> {
+    match resolution {
+        Resolution::Resume(binding) => Some(binding.session_id.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn a_version_5_database_with_tenants_is_upgraded_to_tenant_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v5.db");
+    let mut conn = shipped_schema(&dir, &path, VERSION_5).await;
+    sqlx::raw_sql(TENANTS_AT_VERSION_5).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql("CREATE VIEW my_threads AS SELECT thread_id FROM threads").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    // Each thread kept its tenant: acme's `general` is acme's, with its messages, title and counters.
+    let general = backend.get_thread(GetThread::new(thread("general")).with_context(tenant("acme"))).await.unwrap();
+    let general = general.expect("acme's thread");
+    assert_eq!(general.tenant.as_ref().map(TenantId::as_str), Some("acme"));
+    assert_eq!((general.title.as_deref(), general.last_seq, general.message_count), (Some("acme general"), 2, 2));
+    let listed = ListMessages::new(thread("general")).include_reserved(true).with_context(tenant("acme"));
+    let ids: Vec<_> = backend.list(listed).await.unwrap().items.iter().map(|m| m.id.as_str().to_owned()).collect();
+    assert_eq!(ids, ["a1", "a2"]);
+    // Not reachable without its tenant any more; the thread without one is.
+    assert!(backend.get_thread(GetThread::new(thread("general"))).await.unwrap().is_none());
+    let host = backend.get(GetMessage::new(thread("host"), "h1".parse().unwrap())).await.unwrap();
+    assert_eq!(host.unwrap().content.to_text(), "host one");
+
+    // Keys are per (tenant, thread) and still find their first copy.
+    let retry = Add::new(thread("general"), Role::User, Content::text("acme one"))
+        .with_idempotency_key(IdempotencyKey::new("k").unwrap())
+        .with_context(tenant("acme"));
+    let PersistResult::Added(again) = backend.apply(retry.into()).await.unwrap() else { panic!() };
+    assert!(again.deduplicated && again.message.id.as_str() == "a1");
+    let next = Add::new(thread("general"), Role::User, Content::text("acme three")).with_context(tenant("acme"));
+    let PersistResult::Added(next) = backend.apply(next.into()).await.unwrap() else { panic!() };
+    assert_eq!(next.message.seq, 3, "seqs go on; the counters' trigger is back");
+    // The id is free in every other tenant now.
+    let PersistResult::Added(own) = backend.apply(add("general", "host's own general")).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(own.message.seq, 1);
+
+    // The tombstone stays globex's: globex's late writer is refused, anyone else's id is new.
+    let late = Add::new(thread("g-old"), Role::User, Content::text("late")).with_context(tenant("globex"));
+    assert!(matches!(backend.apply(late.into()).await, Err(PersistError::ThreadDeleted { .. })));
+    backend.apply(add("g-old", "a new thread")).await.expect("the id is unused without a tenant");
+
+    // Bindings took their thread's tenant; one whose thread did not exist took none.
+    let resolve = |id: &str| Resolve::new(AgentId::new("coder").unwrap(), thread(id), ProviderId::new("cli").unwrap());
+    assert_eq!(
+        resumed(backend.resolve(resolve("general").with_context(tenant("acme"))).await.unwrap()).as_deref(),
+        Some("s-acme")
+    );
+    assert_eq!(resumed(backend.resolve(resolve("general")).await.unwrap()), None);
+    assert_eq!(resumed(backend.resolve(resolve("not-yet")).await.unwrap()).as_deref(), Some("s-early"));
+    // Deleting acme's thread drops acme's binding, as deletes do.
+    backend.apply(Delete::thread(thread("general")).with_context(tenant("acme")).into()).await.unwrap();
+    assert_eq!(resumed(backend.resolve(resolve("general").with_context(tenant("acme"))).await.unwrap()), None);
+    let bind = Bind::new(
+        AgentId::new("coder").unwrap(),
+        thread("general"),
+        SessionId::new("s2").unwrap(),
+        ProviderId::new("cli").unwrap(),
+    );
+    backend.bind(bind).await.expect("the thread without a tenant is not deleted");
+
+    // Every live thread, listed across tenants, names its tenant.
+    let all = backend.threads(ListThreads::new().across_tenants(true)).await.unwrap();
+    let mut names: Vec<_> = all
+        .items
+        .iter()
+        .map(|t| (t.tenant.as_ref().map(|t| t.as_str().to_owned()), t.id.as_str().to_owned()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [(None, "g-old".to_owned()), (None, "general".to_owned()), (None, "host".to_owned())],
+        "acme's general is deleted; globex's g-old is a tombstone"
+    );
+    assert!(backend.check().await.unwrap().is_ok());
+    backend.close().await;
+    let mut conn = raw(&path).await;
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM my_threads").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(seen, 5, "a view of your own reads the rebuilt table");
+}
+
+#[tokio::test]
+async fn a_failed_upgrade_to_tenant_identity_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v5.db");
+    let mut conn = shipped_schema(&dir, &path, VERSION_5).await;
+    sqlx::raw_sql(TENANTS_AT_VERSION_5).execute(&mut conn).await.unwrap();
+    // A table of the user's own in the way of the migration's third statement.
+    sqlx::raw_sql("CREATE TABLE session_bindings_v6 (x)").execute(&mut conn).await.unwrap();
+    let before: Vec<(String, String)> =
+        sqlx::query_as("SELECT thread_id, message_id FROM messages ORDER BY rowid").fetch_all(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let error = SqliteBackend::open(&path).await.unwrap_err();
+    let mut said = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        said = format!("{said}: {cause}");
+        source = cause.source();
+    }
+    assert!(said.contains("session_bindings_v6"), "{said}");
+    let mut conn = raw(&path).await;
+    let after: Vec<(String, String)> =
+        sqlx::query_as("SELECT thread_id, message_id FROM messages ORDER BY rowid").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(after, before, "the messages are as version 5 left them");
+    let v6: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name IN ('threads_v6', 'messages_v6')")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(v6, 0, "nothing of the migration stays");
+    let version: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(version, 5);
+    // Out of the way, the upgrade goes through.
+    sqlx::raw_sql("DROP TABLE session_bindings_v6").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let acme = ListMessages::new(thread("general")).include_reserved(true).with_context(tenant("acme"));
+    assert_eq!(backend.list(acme).await.unwrap().items.len(), 2);
+}
