@@ -1,6 +1,10 @@
 //! Plugin style 2, observe hooks: a search indexer that never indexes placeholders, indexes a
 //! message once it is complete, and purges what is deleted.
 //!
+//! The hooks see a result alone, which does not name its tenant: this indexer serves one
+//! tenant. An index of several tenants' messages keys them by tenant with a `from_fn` layer
+//! (it sees the request's context and its result) or from `Events` (each event names its tenant).
+//!
 //! Run: `cargo run --example indexer`
 
 use std::collections::BTreeMap;

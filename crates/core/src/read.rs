@@ -216,8 +216,9 @@ impl ListMessages {
     }
 }
 
-/// The order of a thread listing: most recently updated first, ties by id, then by tenant
-/// (`None` first), both descending and bytewise. For a layer that merges listings.
+/// The order of a thread listing: most recently updated first, ties by id, then by tenant,
+/// both descending and bytewise (a thread without a tenant after one with a tenant). For a
+/// layer that merges listings.
 pub fn newest_first(a: &Thread, b: &Thread) -> std::cmp::Ordering {
     (b.updated_at, &b.id, &b.tenant).cmp(&(a.updated_at, &a.id, &a.tenant))
 }
@@ -387,14 +388,22 @@ impl ListThreads {
         self.context.tenant()
     }
 
-    /// Checks the limit and the filter; backends call this first.
+    /// Checks the limit, the cursor and the filter; backends call this first.
     ///
     /// # Errors
     ///
-    /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`], or a
-    /// filter no metadata can hold (nested too deep, U+0000), naming `filter`.
+    /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`], a cursor of
+    /// another tenant's listing (one tenant's listing continues only from its own threads),
+    /// naming `cursor`, or a filter no metadata can hold (nested too deep, U+0000), naming
+    /// `filter`.
     pub fn validate(&self) -> Result<()> {
         validate_limit(self.limit)?;
+        if let Some(cursor) = &self.cursor
+            && !self.across_tenants
+            && cursor.tenant() != self.tenant()
+        {
+            return Err(PersistError::invalid("cursor", "continues another tenant's listing"));
+        }
         // What no thread's metadata can hold matches nothing: refused as it would be written.
         self.filter.check_depth().map_err(|_| PersistError::invalid("filter", "is nested too deep"))?;
         if self.filter.has_nul() {
@@ -575,6 +584,17 @@ mod tests {
         for bad in ["", "x:y", "12", "12:", "12+9:ab", "12+x:ab", "12+2:ab", "12+0:ab"] {
             assert!(bad.parse::<ThreadCursor>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_listing_continues_only_from_its_own_tenants_cursor() {
+        let acme = TenantId::new("acme").unwrap();
+        let cursor = ThreadCursor::new(Timestamp::from_micros(1), Some(acme.clone()), ThreadId::new("t").unwrap());
+        let listing = ListThreads::new().with_cursor(Some(cursor));
+        let refused = listing.clone().validate().unwrap_err();
+        assert!(matches!(refused, PersistError::InvalidInput { field: "cursor", .. }), "{refused:?}");
+        assert!(listing.clone().with_context(Context::new().with_tenant(acme)).validate().is_ok());
+        assert!(listing.across_tenants(true).validate().is_ok(), "an operator's listing spans tenants");
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Session bindings: which provider session to resume for an (agent, thread).
 //!
+//! A binding belongs to the thread `(tenant, thread_id)` of its request's context, as every
+//! row does: bindings are keyed by `(tenant, agent, thread)`, so two tenants' threads of one id
+//! never share one.
+//!
 //! Agent hosts resume a provider's session per conversation (a CLI's `--resume <id>`, a hosted
 //! conversation id). A binding records it, and [`Resolution`] says, every time, whether to
 //! resume it or to start fresh **and why**, so the host can tell its user instead of silently
@@ -95,7 +99,7 @@ pub struct Bind {
     pub runtime_id: Option<RuntimeId>,
     /// Its working directory.
     pub work_dir: Option<String>,
-    /// Request context.
+    /// Request context: its tenant names the thread's.
     #[serde(default)]
     pub context: Context,
 }
@@ -150,7 +154,7 @@ pub struct Resolve {
     pub provider: ProviderId,
     /// The runtime about to run it (`None` when runtimes do not matter).
     pub runtime_id: Option<RuntimeId>,
-    /// Request context.
+    /// Request context: its tenant names the thread's.
     #[serde(default)]
     pub context: Context,
 }
@@ -190,7 +194,7 @@ pub struct ResetSession {
     pub agent_id: AgentId,
     /// The thread.
     pub thread_id: ThreadId,
-    /// Request context.
+    /// Request context: its tenant names the thread's.
     #[serde(default)]
     pub context: Context,
 }
@@ -216,7 +220,7 @@ pub struct InvalidateSession {
     pub thread_id: ThreadId,
     /// The session the provider reported dead.
     pub session_id: SessionId,
-    /// Request context.
+    /// Request context: its tenant names the thread's.
     #[serde(default)]
     pub context: Context,
 }

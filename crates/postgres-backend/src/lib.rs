@@ -15,14 +15,16 @@
 //! - **Group commit of inserts.** At most
 //!   [`max_insert_groups`](PostgresBackendBuilder::max_insert_groups) statements of adds and
 //!   reserves run at once per instance; inserts arriving while they all run queue, and the next
-//!   turn writes every queued insert (one per thread, threads locked in `thread_id` order) in
+//!   turn writes every queued insert (one per thread, threads locked in `(tenant, thread_id)`
+//!   order) in
 //!   one statement: one plan, one commit and one round trip for the group. Whatever a group did
 //!   not write runs again alone, in queue order, which writes it or says why not, so every
 //!   insert is answered as if written alone (a lost connection fails the whole group, as it
 //!   would have failed each insert). A lone caller's insert runs at once, alone; a queued
 //!   insert whose caller gave up before its group started is not written.
-//! - **Idempotency across instances**: unique `(thread_id, idempotency_key)` and
-//!   `(thread_id, message_id)`; a writer that loses a race to another instance finds the first
+//! - **Idempotency across instances**: unique `(tenant, thread_id, idempotency_key)` and
+//!   `(tenant, thread_id, message_id)` (a thread is `(tenant, thread_id)`, `tenant` `''` for the
+//!   threads without one); a writer that loses a race to another instance finds the first
 //!   copy and answers it `deduplicated`.
 //! - **Metadata merges in SQL** (`(metadata || patch) - removed_keys`) under the row lock, so
 //!   concurrent merges of different keys from different instances all survive.

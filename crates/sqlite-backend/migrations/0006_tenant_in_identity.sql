@@ -6,7 +6,9 @@
 --
 -- `tenant` is '' for the threads without a tenant (no tenant id is empty), so every key is an
 -- ordinary NOT NULL column. Each thread keeps the tenant it had; its messages and its session
--- bindings take that tenant (a binding of a thread that does not exist takes none).
+-- bindings take that tenant (a binding of a thread that does not exist takes none). A message
+-- without its thread (a file once written with foreign keys off) fails the migration loudly on
+-- the foreign key rather than being left behind.
 --
 -- SQLite cannot change a table's key: the three tables are rebuilt, rows copied as they are,
 -- messages in their arrival order. This runs in one transaction with the other migrations'
@@ -52,9 +54,9 @@ CREATE TABLE messages_v6 (
 
 INSERT INTO messages_v6 (tenant, thread_id, message_id, seq, role, content, metadata, status, version,
                          idempotency_key, created_at, updated_at)
-     SELECT t.tenant, m.thread_id, m.message_id, m.seq, m.role, m.content, m.metadata, m.status, m.version,
-            m.idempotency_key, m.created_at, m.updated_at
-       FROM messages m JOIN threads_v6 t ON t.thread_id = m.thread_id
+     SELECT coalesce(t.tenant, ''), m.thread_id, m.message_id, m.seq, m.role, m.content, m.metadata, m.status,
+            m.version, m.idempotency_key, m.created_at, m.updated_at
+       FROM messages m LEFT JOIN threads_v6 t ON t.thread_id = m.thread_id
       ORDER BY m.rowid;
 
 CREATE TABLE session_bindings_v6 (

@@ -33,7 +33,7 @@ pub(crate) async fn quick(conn: &mut SqliteConnection) -> Result<Vec<String>> {
 pub(crate) async fn full(conn: &mut SqliteConnection) -> Result<CheckReport> {
     let structure = structure(conn, "PRAGMA integrity_check").await?;
     let rows: Vec<(String, i64, i64, i64, Option<i64>)> = sqlx::query_as(
-        "SELECT CASE t.tenant WHEN '' THEN t.thread_id ELSE t.tenant || '/' || t.thread_id END, \
+        "SELECT CASE t.tenant WHEN '' THEN t.thread_id ELSE t.thread_id || ' of tenant ' || t.tenant END, \
                 t.message_count, t.last_seq, count(m.seq), max(m.seq) \
            FROM threads t LEFT JOIN messages m ON m.tenant = t.tenant AND m.thread_id = t.thread_id \
           GROUP BY t.tenant, t.thread_id \

@@ -39,8 +39,9 @@
 //!   and `busy_timeout` serialize their writers.
 //! - **Messages in arrival order.** The `messages` table is a rowid table (schema version 5):
 //!   the rows a group commit writes share the table's last pages, and only small index entries
-//!   go to each thread's part of an index: `(thread_id, message_id)` and `(thread_id, seq)`,
-//!   both unique, and the idempotency key's for a message that has one. Keyed by `(thread_id,
+//!   go to each thread's part of an index: `(tenant, thread_id, message_id)` and
+//!   `(tenant, thread_id, seq)`, both unique (schema version 6: a thread is `(tenant,
+//!   thread_id)`, `tenant` `''` for the threads without one), and the idempotency key's for a message that has one. Keyed by `(thread_id,
 //!   message_id)` before, a group of 64 messages on 64 threads wrote 3.0 to 3.9 pages per
 //!   message; 2.2 to 2.7 now. Reads pay for it: a thread's messages are spread over the table,
 //!   so listing a page of them reads more pages (about a quarter fewer lists a second in the

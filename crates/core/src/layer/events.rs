@@ -4,8 +4,9 @@
 //! **successful** result after the backend acknowledged it (never a refused or failed write).
 //! A reservation's event carries the message id and seq before any content exists, so a UI can
 //! place the bubble right away and fill it from the `update_content` events. Every event names
-//! the tenant of the thread written (the request context's): a thread is `(tenant, thread_id)`,
-//! and [`subscribe_thread`](Events::subscribe_thread) follows one such thread only.
+//! the tenant of the thread written (the request context's as it reaches this layer: a layer
+//! that sets the tenant goes above it): a thread is `(tenant, thread_id)`, and
+//! [`subscribe_thread`](Events::subscribe_thread) follows one such thread only.
 //!
 //! Subscribers that fall behind lose the oldest events (they see [`Lagged`]) and never slow
 //! writers down: sending never waits. When nobody is subscribed, the layer does nothing.

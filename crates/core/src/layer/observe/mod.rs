@@ -5,6 +5,12 @@
 //! closures. Only the accessors of [`PersistArgs`] and [`PersistResult`] are needed, so an
 //! observer never has to match every operation.
 //!
+//! [`OnResult`] sees the result alone, and a result does not name the tenant: a message is
+//! `(tenant, thread, id)`, so two tenants' messages can share a thread and message id. An
+//! observer that keeps messages of several tenants (an index) keys them by tenant with a
+//! [`from_fn`](crate::layer::from_fn) layer, which sees the request's context and its result,
+//! or subscribes to [`Events`](crate::layer::Events), whose events name their tenant.
+//!
 //! # Example
 //!
 //! An indexer that skips placeholders and indexes messages once they are complete:
@@ -51,7 +57,8 @@ pub trait OnArgs {
     fn on_args(&self, args: &PersistArgs);
 }
 
-/// Called with each successful result on its way back up.
+/// Called with each successful result on its way back up (which does not name the tenant; see
+/// the [module docs](self)).
 pub trait OnResult {
     /// Sees the result.
     fn on_result(&self, result: &PersistResult);

@@ -12,7 +12,8 @@
 //! **and** every target: thread listings are merged newest first with one cursor (a thread
 //! two stores hold is listed once), stranded reservations least recently active first, and a
 //! ping succeeds when every store answers. So a host lists and cleans up every store a route
-//! reaches without knowing where a thread lives. (A thread id that two stores both hold, say
+//! reaches without knowing where a thread lives. (A thread `(tenant, id)` that two stores both
+//! hold, say
 //! written to the default store before the route existed, is listed once per page, but may
 //! show up again on a later page with its other store's time.)
 //!
