@@ -8,7 +8,7 @@
 //! [`OnResult`] sees the result alone, and a result does not name the tenant: a message is
 //! `(tenant, thread, id)`, so two tenants' messages can share a thread and message id. An
 //! observer that keeps messages of several tenants (an index) keys them by tenant with a
-//! [`from_fn`](crate::layer::from_fn) layer, which sees the request's context and its result,
+//! [`from_fn`](crate::layer::from_fn()) layer, which sees the request's context and its result,
 //! or subscribes to [`Events`](crate::layer::Events), whose events name their tenant.
 //!
 //! # Example
