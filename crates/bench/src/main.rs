@@ -14,6 +14,7 @@
 //! OS threads or as tasks, on a fresh database; `postgres-one` or `postgres-tasks` the same
 //! for PostgreSQL.
 
+mod encrypt;
 mod measure;
 mod memory;
 mod postgres;
@@ -97,6 +98,9 @@ fn main() {
     }
     if options.wants("postgres") {
         emit(postgres::run(&options));
+    }
+    if options.wants("encrypt") {
+        emit(encrypt::run(&options));
     }
     if !options.json {
         println!("{}", report::table(&rows));

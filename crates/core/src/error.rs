@@ -136,6 +136,20 @@ pub enum PersistError {
         got: PersistOp,
     },
 
+    /// A stored value could not be opened: a sealed value (see `persist::encrypt`) that does
+    /// not belong where it is stored (copied from another message, thread or tenant), was
+    /// tampered with, or whose key is gone; or a clear value where a sealed one must be. The
+    /// value is never answered in part.
+    #[error("unreadable: thread {thread_id}{}: {reason}", fmt_message(message_id))]
+    Unreadable {
+        /// The thread the value was read from.
+        thread_id: ThreadId,
+        /// The message, or `None` for a thread's own field (title, metadata).
+        message_id: Option<MessageId>,
+        /// Why, in words (never the value).
+        reason: Cow<'static, str>,
+    },
+
     /// The backend failed in a way a retry will not fix.
     #[error("backend error: {message}")]
     Backend {
@@ -156,7 +170,7 @@ fn fmt_message(message_id: &Option<MessageId>) -> String {
 
 impl PersistError {
     /// Every value [`code`](Self::code) can return.
-    pub const CODES: [&'static str; 12] = [
+    pub const CODES: [&'static str; 13] = [
         "invalid_input",
         "not_found",
         "already_exists",
@@ -169,6 +183,7 @@ impl PersistError {
         "mismatched_result",
         "backend",
         "idempotency_key_reused",
+        "unreadable",
     ];
 
     /// A stable snake_case name of the variant, for logs and metric labels.
@@ -190,6 +205,7 @@ impl PersistError {
             Self::MismatchedResult { .. } => 9,
             Self::Backend { .. } => 10,
             Self::IdempotencyKeyReused { .. } => 11,
+            Self::Unreadable { .. } => 12,
         }
     }
 

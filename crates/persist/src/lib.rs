@@ -1,12 +1,13 @@
 //! Store AI-agent conversations through a tower middleware pipeline.
 //!
-//! This facade re-exports [`persist_core`] and, by feature, each backend:
+//! This facade re-exports [`persist_core`] and, by feature, each backend and encryption at rest:
 //!
-//! | feature | default | backend |
+//! | feature | default | what |
 //! |---|---|---|
 //! | `memory` | yes | [`memory::MemoryBackend`]: in-process, for tests and ephemeral stores |
 //! | `sqlite` | yes | [`sqlite::SqliteBackend`]: the embedded default, one file |
 //! | `postgres` | no | `postgres::PostgresBackend`: many app instances sharing one database |
+//! | `encryption` | no | `encrypt::EncryptLayer`: content and chosen metadata sealed at rest |
 //!
 //! See the [`persist_core`] docs for the pipeline, the layers and the backend contract.
 //!
@@ -38,6 +39,12 @@ pub mod memory {
 #[cfg(feature = "postgres")]
 pub mod postgres {
     pub use persist_postgres::*;
+}
+
+/// Encryption at rest as a layer (feature `encryption`).
+#[cfg(feature = "encryption")]
+pub mod encrypt {
+    pub use persist_encrypt::*;
 }
 
 /// The SQLite backend (feature `sqlite`).

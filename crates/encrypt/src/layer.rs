@@ -1,0 +1,191 @@
+//! [`EncryptLayer`] and its service, [`Encrypt`].
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use persist_core::read::GetMessage;
+use persist_core::{Added, PersistArgs, PersistError, PersistResult, Reserved, Result};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::keys::Keys;
+use crate::sealer::{Plan, Sealer, conflicting};
+
+/// Seals content, and the metadata keys it is told, on the way down; opens them on the way up.
+/// See the [crate docs](crate).
+///
+/// Clones share one configuration and one key source.
+///
+/// # Example
+///
+/// ```
+/// use persist::encrypt::{EncryptLayer, KeyId, KeyRing, SecretKey};
+/// use persist::{args::Add, read::GetMessage, Content, Pipeline, Role, ThreadId};
+/// use persist::memory::MemoryBackend;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let ring = KeyRing::new().with_key(KeyId::new("k1")?, SecretKey::new([42; 32]));
+/// let store = MemoryBackend::new();
+/// let pipeline = Pipeline::builder()
+///     .layer(EncryptLayer::new(ring).seal_metadata(["email"]))
+///     .build(store.clone());
+/// let thread = ThreadId::new("t1")?;
+/// let added = pipeline.add(Add::new(thread.clone(), Role::User, Content::text("my secret"))).await?;
+/// assert_eq!(added.message.content.to_text(), "my secret"); // the caller sees clear text
+///
+/// // The store holds an envelope.
+/// let stored = Pipeline::new(store).get(GetMessage::new(thread, added.message.id)).await?.unwrap();
+/// assert!(!stored.content.as_json().contains("my secret"));
+/// # Ok::<_, persist::PersistError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct EncryptLayer {
+    pub(crate) sealer: Arc<Sealer>,
+}
+
+impl fmt::Debug for EncryptLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncryptLayer")
+            .field("metadata_keys", &self.sealer.metadata_keys)
+            .field("titles", &self.sealer.titles)
+            .field("allow_clear", &self.sealer.allow_clear)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EncryptLayer {
+    /// Seals every message's content with keys from `keys`; metadata and titles stay clear
+    /// until configured.
+    pub fn new(keys: impl Keys) -> Self {
+        Self::from_sealer(Sealer {
+            keys: Arc::new(keys),
+            metadata_keys: BTreeSet::new(),
+            titles: false,
+            allow_clear: false,
+        })
+    }
+
+    fn from_sealer(sealer: Sealer) -> Self {
+        Self { sealer: Arc::new(sealer) }
+    }
+
+    fn edit(self, edit: impl FnOnce(&mut Sealer)) -> Self {
+        let mut sealer = Sealer {
+            keys: Arc::clone(&self.sealer.keys),
+            metadata_keys: self.sealer.metadata_keys.clone(),
+            titles: self.sealer.titles,
+            allow_clear: self.sealer.allow_clear,
+        };
+        edit(&mut sealer);
+        Self::from_sealer(sealer)
+    }
+
+    /// Also seals the values of these metadata keys, of messages and of threads. A thread
+    /// listing cannot filter on them (refused with `InvalidInput` naming `filter`).
+    pub fn seal_metadata<I, K>(self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        let keys: Vec<String> = keys.into_iter().map(Into::into).collect();
+        self.edit(|sealer| sealer.metadata_keys.extend(keys))
+    }
+
+    /// Also seals thread titles (`false` by default: a title is often shown in lists).
+    pub fn seal_titles(self, seal: bool) -> Self {
+        self.edit(|sealer| sealer.titles = seal)
+    }
+
+    /// Whether a clear value found where a sealed one belongs (written before this layer was
+    /// added) is answered as it is (`true`) or refused as `Unreadable` (`false`, the default:
+    /// whoever can write to the store directly cannot pass clear text off as sealed).
+    /// [`rotate`](Self::rotate) seals such values.
+    pub fn allow_clear_values(self, allow: bool) -> Self {
+        self.edit(|sealer| sealer.allow_clear = allow)
+    }
+}
+
+impl<S> Layer<S> for EncryptLayer {
+    type Service = Encrypt<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Encrypt { inner, sealer: Arc::clone(&self.sealer) }
+    }
+}
+
+/// The service of [`EncryptLayer`].
+#[derive(Clone)]
+pub struct Encrypt<S> {
+    inner: S,
+    sealer: Arc<Sealer>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Encrypt<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Encrypt").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+/// The response future of [`Encrypt`]: boxed, since a repeat is decided with a second call
+/// (the cost of a box is small next to sealing).
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<PersistResult>> + Send + 'static>>;
+
+impl<S> Service<PersistArgs> for Encrypt<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        // The ready service goes with the request; a clone waits for the next one.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        let sealer = Arc::clone(&self.sealer);
+        Box::pin(async move {
+            let (sealed, plan) = sealer.seal_args(args)?;
+            call(&sealer, inner, sealed, plan).await
+        })
+    }
+}
+
+async fn call<S>(sealer: &Sealer, mut inner: S, sealed: PersistArgs, plan: Plan) -> Result<PersistResult>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    let error = match inner.call(sealed).await {
+        Ok(result) => return sealer.open_result(result, &plan),
+        Err(error) => error,
+    };
+    // An add or reserve the store found a copy of, with another envelope (every seal draws a
+    // fresh nonce, and an id minted here): a repeat is decided on the clear request.
+    let (Some(original), Some((thread_id, message_id))) = (&plan.original, conflicting(&error)) else {
+        return Err(error);
+    };
+    let get = GetMessage::new(thread_id.clone(), message_id.clone()).with_context(original.context().clone());
+    let PersistResult::Message(Some(stored)) = inner.ready().await?.call(get.into()).await? else {
+        return Err(error);
+    };
+    let stored = sealer.open_message(plan.tenant.as_ref(), stored)?;
+    let repeat = match &error {
+        PersistError::IdempotencyKeyReused { .. } => stored.is_keyed_repeat_of(original),
+        _ => stored.is_repeat_of(original),
+    };
+    if !repeat {
+        return Err(error);
+    }
+    Ok(match original {
+        PersistArgs::Reserve(_) => Reserved::new(stored, true).into(),
+        _ => Added::new(stored, true).into(),
+    })
+}

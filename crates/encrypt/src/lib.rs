@@ -1,0 +1,90 @@
+//! Encryption at rest for persist, as a layer.
+//!
+//! [`EncryptLayer`] seals every message's content (and the metadata keys and thread titles it
+//! is told to) with XChaCha20-Poly1305 on the way down, and opens them on the way up, for every
+//! write and every read that carries them: results of writes, messages, pages, threads,
+//! stranded reservations. Whatever is below the layer (routes, mirrors, the backend, the
+//! database files and their backups) holds only envelopes; whatever is above it sees clear
+//! values. Stack it **last**, closest to the backend, so that observers and indexers above it
+//! see what callers wrote.
+//!
+//! # The envelope
+//!
+//! A sealed content or metadata value is stored as the JSON object
+//! `{"persist:sealed": "v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>"}`, a sealed title as
+//! `persist:sealed:v1.…`. The version and key id say how to open it; a fresh random 24-byte
+//! nonce is drawn for every seal. The associated data binds the envelope to where it belongs:
+//! its tenant, thread, message (none for a thread's own fields) and field (content, which
+//! metadata key, title). An envelope copied to another message, thread or tenant, or with one
+//! byte changed, does not open: reading it answers [`PersistError::Unreadable`], never garbage
+//! and never a part of the value.
+//!
+//! # What stays clear
+//!
+//! Ids (tenant, thread, message), seqs, versions, roles, statuses, times, idempotency keys,
+//! thread counters, the placeholder `[]` of a reservation, metadata keys not named with
+//! [`seal_metadata`](EncryptLayer::seal_metadata) (and the *names* of those that are), and
+//! thread titles unless [`seal_titles`](EncryptLayer::seal_titles). A thread listing cannot
+//! filter on a sealed metadata key (refused with `InvalidInput`). Sizes are visible: an
+//! envelope is about 4/3 of its value plus ~60 bytes.
+//!
+//! # Repeats
+//!
+//! Every seal draws a fresh nonce, so a retried `add` never matches its first copy byte for
+//! byte. The layer gives an `add` or `reserve` without an id one of its own before sealing (the
+//! id is part of what the envelope is bound to), and when the store answers `AlreadyExists` or
+//! `IdempotencyKeyReused`, it reads the stored message, opens it and decides on the clear
+//! values, as a backend would: the same request is answered with the stored message
+//! (`deduplicated: true`), another keeps its error.
+//!
+//! # Keys
+//!
+//! Keys come from a [`Keys`] source, per tenant: a host implements it over its KMS, or uses
+//! [`KeyRing`] (keys from bytes, base64 or the environment; a tenant's keys derived from the
+//! ring key, or keys of a tenant's own that [`KeyRing::destroy_tenant`] destroys:
+//! crypto-shredding). [`EncryptLayer::rotate`] re-seals, through the pipeline, what older keys
+//! sealed.
+//!
+//! # Example
+//!
+//! ```
+//! use persist::encrypt::{EncryptLayer, KeyRing};
+//! use persist::{args::Add, Content, Metadata, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
+//! use serde_json::json;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! // In production: KeyRing::from_env("PERSIST_ENCRYPTION_KEYS"), the same text.
+//! let ring = KeyRing::from_text("2026-01:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=")?;
+//! let pipeline = Pipeline::builder()
+//!     .layer(EncryptLayer::new(ring).seal_metadata(["email"]))
+//!     .build(MemoryBackend::new());
+//! let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("hello"))
+//!     .with_metadata(Metadata::new().with("email", json!("a@example.com")).with("lang", json!("en")));
+//! let message = pipeline.add(add).await?.message;
+//! assert_eq!(message.metadata.get("email"), Some(&json!("a@example.com")));
+//! # Ok::<_, persist::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod envelope;
+mod keys;
+mod layer;
+mod rotate;
+mod sealer;
+
+pub use self::keys::{KeyId, KeyRing, Keys, MAX_KEY_ID_BYTES, SecretKey};
+pub use self::layer::{Encrypt, EncryptLayer, ResponseFuture};
+pub use self::rotate::{RotateKeys, RotationReport};
+
+#[doc(no_inline)]
+pub use persist_core::PersistError;
+
+/// A context extension asking [`EncryptLayer`] to answer a read with values as stored (sealed),
+/// not opened: for maintenance that moves envelopes as they are (a rotation, a copy of a store).
+/// Writes are sealed whatever the context says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AsStored;

@@ -1,0 +1,352 @@
+//! What the layer seals on the way down and opens on the way up.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use persist_core::args::{Add, Reserve, Target, Update, UpdateContent};
+use persist_core::read::Stranded;
+use persist_core::{
+    Added, Content, ContentUpdated, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
+    Result, TenantId, Thread, ThreadId, Updated,
+};
+use serde_json::{Map, Value};
+
+use crate::envelope::{self, Field, Place};
+use crate::keys::{KeyId, Keys};
+
+/// The object key of a sealed JSON value (content, a metadata value): `{"persist:sealed": "v1.…"}`.
+pub(crate) const MARK: &str = "persist:sealed";
+/// The prefix of a sealed title.
+pub(crate) const TITLE_PREFIX: &str = "persist:sealed:";
+
+/// The layer's configuration and keys, shared by every clone of the stack.
+pub(crate) struct Sealer {
+    pub(crate) keys: Arc<dyn Keys>,
+    pub(crate) metadata_keys: BTreeSet<String>,
+    pub(crate) titles: bool,
+    pub(crate) allow_clear: bool,
+}
+
+/// The envelope text in the JSON text of a sealed value (`{"persist:sealed": "…"}`, with any
+/// whitespace a store's JSON type adds), read without parsing: an envelope's text holds no
+/// character JSON escapes.
+fn sealed_text_in(json: &str) -> Option<&str> {
+    let rest = json.trim().strip_prefix('{')?.trim_start();
+    let rest = rest.strip_prefix('"')?.strip_prefix(MARK)?.strip_prefix('"')?.trim_start();
+    let rest = rest.strip_prefix(':')?.trim_start().strip_prefix('"')?;
+    let (text, rest) = rest.split_once('"')?;
+    (rest.trim() == "}" && !text.contains('\\')).then_some(text)
+}
+
+/// The envelope text of a sealed JSON value, if it is one.
+pub(crate) fn sealed_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Object(map) if map.len() == 1 => map.get(MARK)?.as_str(),
+        _ => None,
+    }
+}
+
+fn envelope_value(text: String) -> Value {
+    let mut map = Map::with_capacity(1);
+    map.insert(MARK.to_owned(), Value::String(text));
+    Value::Object(map)
+}
+
+fn json_bytes(value: &Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| PersistError::backend("encoding JSON", e))
+}
+
+impl Sealer {
+    fn seal_content(&self, place: &Place<'_>, content: &Content) -> Result<Content> {
+        if content.is_placeholder() {
+            return Ok(content.clone());
+        }
+        let text = envelope::seal(&*self.keys, place, content.as_json().as_bytes())?;
+        Ok(Content::new(envelope_value(text)))
+    }
+
+    /// `metadata` with the value of every sealed key sealed (a `null`, which removes a key in a
+    /// patch, stays as it is).
+    fn seal_metadata(&self, place: Place<'_>, metadata: &Metadata, thread_level: bool) -> Result<Metadata> {
+        if self.metadata_keys.is_empty() || !metadata.as_map().keys().any(|k| self.metadata_keys.contains(k)) {
+            return Ok(metadata.clone());
+        }
+        let mut map = metadata.as_map().clone();
+        for (key, value) in map.iter_mut() {
+            if !self.metadata_keys.contains(key) || value.is_null() {
+                continue;
+            }
+            let field = if thread_level { Field::ThreadMetadata(key) } else { Field::Metadata(key) };
+            let text = envelope::seal(&*self.keys, &Place { field, ..place }, &json_bytes(value)?)?;
+            *value = envelope_value(text);
+        }
+        Metadata::try_from(Value::Object(map))
+    }
+
+    /// Seals what `args` writes; answers the request to send down and what the way up needs.
+    pub(crate) fn seal_args(&self, mut args: PersistArgs) -> Result<(PersistArgs, Plan)> {
+        let tenant = args.context().tenant().cloned();
+        let raw = args.context().extensions().get::<crate::AsStored>().is_some();
+        let mut plan = Plan { tenant, raw, original: None };
+        if args.op().is_message_write() {
+            // What a backend refuses must be refused as the request stands: sealed, a value
+            // too deep or holding U+0000 would look fine.
+            args.validate()?;
+        }
+        let tenant = plan.tenant.clone();
+        let tenant = tenant.as_ref();
+        match &mut args {
+            PersistArgs::Add(add) => {
+                plan.original = Some(PersistArgs::Add(add.clone()));
+                let id = add.message_id.get_or_insert_with(MessageId::generate).clone();
+                self.seal_add(tenant, &id, add)?;
+            }
+            PersistArgs::Reserve(reserve) => {
+                plan.original = Some(PersistArgs::Reserve(reserve.clone()));
+                let id = reserve.message_id.get_or_insert_with(MessageId::generate).clone();
+                self.seal_reserve(tenant, &id, reserve)?;
+            }
+            PersistArgs::UpdateContent(update) => self.seal_update_content(tenant, update)?,
+            PersistArgs::Update(update) => self.seal_update(tenant, update)?,
+            PersistArgs::Threads(query) => {
+                if let Some(key) = query.filter.as_map().keys().find(|k| self.metadata_keys.contains(*k)) {
+                    return Err(PersistError::invalid(
+                        "filter",
+                        format!("metadata key {key:?} is sealed: a filter cannot compare it"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok((args, plan))
+    }
+
+    fn seal_add(&self, tenant: Option<&TenantId>, id: &MessageId, add: &mut Add) -> Result<()> {
+        let place = Place { tenant, thread: &add.thread_id, message: Some(id), field: Field::Content };
+        add.content = self.seal_content(&place, &add.content)?;
+        add.metadata = self.seal_metadata(place, &add.metadata, false)?;
+        Ok(())
+    }
+
+    fn seal_reserve(&self, tenant: Option<&TenantId>, id: &MessageId, reserve: &mut Reserve) -> Result<()> {
+        let place = Place { tenant, thread: &reserve.thread_id, message: Some(id), field: Field::Content };
+        reserve.metadata = self.seal_metadata(place, &reserve.metadata, false)?;
+        Ok(())
+    }
+
+    fn seal_update_content(&self, tenant: Option<&TenantId>, update: &mut UpdateContent) -> Result<()> {
+        let place =
+            Place { tenant, thread: &update.thread_id, message: Some(&update.message_id), field: Field::Content };
+        update.content = self.seal_content(&place, &update.content)?;
+        Ok(())
+    }
+
+    fn seal_update(&self, tenant: Option<&TenantId>, update: &mut Update) -> Result<()> {
+        let message = match &update.target {
+            Target::Message(id) => Some(id.clone()),
+            _ => None,
+        };
+        let place = Place { tenant, thread: &update.thread_id, message: message.as_ref(), field: Field::Content };
+        if let Some(patch) = &update.metadata {
+            update.metadata = Some(self.seal_metadata(place, patch, message.is_none())?);
+        }
+        if self.titles
+            && let Some(Some(title)) = &update.title
+        {
+            let text = envelope::seal(&*self.keys, &Place { field: Field::Title, ..place }, title.as_bytes())?;
+            update.title = Some(Some(format!("{TITLE_PREFIX}{text}")));
+        }
+        Ok(())
+    }
+
+    /// Opens what `result` carries (unless the request asked for values as stored).
+    pub(crate) fn open_result(&self, result: PersistResult, plan: &Plan) -> Result<PersistResult> {
+        if plan.raw {
+            return Ok(result);
+        }
+        let tenant = plan.tenant.as_ref();
+        Ok(match result {
+            PersistResult::Added(r) => Added::new(self.open_message(tenant, r.message)?, r.deduplicated).into(),
+            PersistResult::Reserved(r) => Reserved::new(self.open_message(tenant, r.message)?, r.deduplicated).into(),
+            PersistResult::ContentUpdated(r) => ContentUpdated::new(self.open_message(tenant, r.message)?).into(),
+            PersistResult::Updated(Updated::Message(m)) => Updated::Message(self.open_message(tenant, m)?).into(),
+            PersistResult::Updated(Updated::Thread(t)) => Updated::Thread(self.open_thread(t)?).into(),
+            PersistResult::Message(m) => PersistResult::Message(m.map(|m| self.open_message(tenant, m)).transpose()?),
+            PersistResult::Thread(t) => PersistResult::Thread(t.map(|t| self.open_thread(t)).transpose()?),
+            PersistResult::Messages(mut page) => {
+                page.items = page.items.into_iter().map(|m| self.open_message(tenant, m)).collect::<Result<_>>()?;
+                PersistResult::Messages(page)
+            }
+            PersistResult::Threads(mut page) => {
+                page.items = page.items.into_iter().map(|t| self.open_thread(t)).collect::<Result<_>>()?;
+                PersistResult::Threads(page)
+            }
+            PersistResult::Stranded(found) => PersistResult::Stranded(
+                found
+                    .into_iter()
+                    .map(|s| Ok(Stranded::new(s.tenant.clone(), self.open_message(s.tenant.as_ref(), s.message)?)))
+                    .collect::<Result<_>>()?,
+            ),
+            other => other,
+        })
+    }
+
+    /// A clear value where a sealed one must be: kept when the layer allows clear values
+    /// (written before it was added), refused otherwise.
+    fn clear(&self, place: &Place<'_>) -> Result<()> {
+        if self.allow_clear { Ok(()) } else { Err(place.unreadable("is not sealed")) }
+    }
+
+    pub(crate) fn open_message(&self, tenant: Option<&TenantId>, mut message: Message) -> Result<Message> {
+        let place = Place { tenant, thread: &message.thread_id, message: Some(&message.id), field: Field::Content };
+        if !message.content.is_placeholder() {
+            let opened = match sealed_text_in(&message.content.as_json()) {
+                Some(text) => {
+                    let plain = envelope::open(&*self.keys, &place, text)?;
+                    let text = String::from_utf8(plain.to_vec()).map_err(|_| place.unreadable("is not text"))?;
+                    Some(Content::from_json(text).map_err(|_| place.unreadable("is not JSON"))?)
+                }
+                None => None,
+            };
+            match opened {
+                Some(content) => message.content = content,
+                None => self.clear(&place)?,
+            }
+        }
+        message.metadata = self.open_metadata(place, &message.metadata, false)?;
+        Ok(message)
+    }
+
+    fn open_metadata(&self, place: Place<'_>, metadata: &Metadata, thread_level: bool) -> Result<Metadata> {
+        if self.metadata_keys.is_empty() || !metadata.as_map().keys().any(|k| self.metadata_keys.contains(k)) {
+            return Ok(metadata.clone());
+        }
+        let mut map = metadata.as_map().clone();
+        for (key, value) in map.iter_mut() {
+            if !self.metadata_keys.contains(key) {
+                continue;
+            }
+            let field = if thread_level { Field::ThreadMetadata(key) } else { Field::Metadata(key) };
+            let place = Place { field, ..place };
+            match sealed_text(value) {
+                Some(text) => {
+                    let plain = envelope::open(&*self.keys, &place, text)?;
+                    *value = serde_json::from_slice(&plain).map_err(|_| place.unreadable("is not JSON"))?;
+                }
+                None => self.clear(&place)?,
+            }
+        }
+        Metadata::try_from(Value::Object(map))
+    }
+
+    pub(crate) fn open_thread(&self, mut thread: Thread) -> Result<Thread> {
+        let tenant = thread.tenant.clone();
+        let id = thread.id.clone();
+        let place = Place { tenant: tenant.as_ref(), thread: &id, message: None, field: Field::Title };
+        if self.titles
+            && let Some(title) = &thread.title
+        {
+            match title.strip_prefix(TITLE_PREFIX) {
+                Some(text) => {
+                    let plain = envelope::open(&*self.keys, &place, text)?;
+                    thread.title =
+                        Some(String::from_utf8(plain.to_vec()).map_err(|_| place.unreadable("is not text"))?);
+                }
+                None => self.clear(&place)?,
+            }
+        }
+        thread.metadata = self.open_metadata(place, &thread.metadata, true)?;
+        Ok(thread)
+    }
+
+    /// The key ids of the sealed values of `message` (content and sealed metadata keys) that are
+    /// not `current`, or clear where they should be sealed: what a rotation re-seals.
+    pub(crate) fn stale_in_message(&self, message: &Message, current: &KeyId) -> Stale {
+        let content = !message.content.is_placeholder() && stale(sealed_text_in(&message.content.as_json()), current);
+        let metadata = self.stale_metadata(&message.metadata, current);
+        Stale { content, metadata, title: false }
+    }
+
+    pub(crate) fn stale_in_thread(&self, thread: &Thread, current: &KeyId) -> Stale {
+        let title =
+            self.titles && thread.title.as_ref().is_some_and(|title| stale(title.strip_prefix(TITLE_PREFIX), current));
+        Stale { content: false, metadata: self.stale_metadata(&thread.metadata, current), title }
+    }
+
+    fn stale_metadata(&self, metadata: &Metadata, current: &KeyId) -> Vec<String> {
+        metadata
+            .as_map()
+            .iter()
+            .filter(|(key, value)| self.metadata_keys.contains(*key) && stale(sealed_text(value), current))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+}
+
+/// Whether a value (its envelope text, `None` when clear) is not sealed by `current`.
+fn stale(text: Option<&str>, current: &KeyId) -> bool {
+    text.and_then(envelope::key_id).is_none_or(|id| &id != current)
+}
+
+/// What of a message or thread a rotation re-seals.
+#[derive(Debug, Default)]
+pub(crate) struct Stale {
+    pub(crate) content: bool,
+    pub(crate) metadata: Vec<String>,
+    pub(crate) title: bool,
+}
+
+impl Stale {
+    pub(crate) fn is_empty(&self) -> bool {
+        !self.content && self.metadata.is_empty() && !self.title
+    }
+}
+
+/// What the way up needs to know of the request.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    /// The request's tenant: the tenant of the messages it answers.
+    pub(crate) tenant: Option<TenantId>,
+    /// The request asked for values as stored.
+    pub(crate) raw: bool,
+    /// An add or reserve as the caller sent it (clear, no minted id): a repeat is decided on it.
+    pub(crate) original: Option<PersistArgs>,
+}
+
+/// The thread and message an `AlreadyExists` or `IdempotencyKeyReused` names.
+pub(crate) fn conflicting(error: &PersistError) -> Option<(&ThreadId, &MessageId)> {
+    match error {
+        PersistError::AlreadyExists { thread_id, message_id }
+        | PersistError::IdempotencyKeyReused { thread_id, message_id, .. } => Some((thread_id, message_id)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_is_found_in_the_json_text_as_any_store_writes_it() {
+        let text = "v1.k1.AbC-_09";
+        for json in [
+            format!("{{\"{MARK}\":\"{text}\"}}"),
+            format!("{{\"{MARK}\": \"{text}\"}}"),
+            format!(" {{ \"{MARK}\" : \"{text}\" }} "),
+        ] {
+            assert_eq!(sealed_text_in(&json), Some(text), "{json}");
+            assert_eq!(sealed_text(&serde_json::from_str(&json).unwrap()), Some(text));
+        }
+        let not = [
+            "[]".to_owned(),
+            format!("{{\"{MARK}\":\"{text}\",\"x\":1}}"),
+            format!("{{\"x\":1,\"{MARK}\":\"{text}\"}}"),
+            format!("{{\"{MARK}\":\"a\\\"b\"}}"),
+            format!("{{\"{MARK}\":1}}"),
+            format!("[{{\"{MARK}\":\"{text}\"}}]"),
+        ];
+        for json in not {
+            assert_eq!(sealed_text_in(&json), None, "{json}");
+        }
+    }
+}

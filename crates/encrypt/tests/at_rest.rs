@@ -1,0 +1,344 @@
+//! What reaches the storage, and what comes back: no clear text in the SQLite file (its log
+//! included) or in PostgreSQL's tables; envelopes copied elsewhere or changed do not open;
+//! destroyed keys; rotation while writers write.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use persist::args::{Add, Reserve, Update, UpdateContent};
+use persist::encrypt::{AsStored, EncryptLayer, KeyId, KeyRing, RotateKeys, RotationReport, SecretKey};
+use persist::memory::MemoryBackend;
+use persist::read::{GetMessage, GetThread, ListMessages, ListThreads};
+use persist::sqlite::SqliteBackend;
+use persist::{Content, Context, Message, Metadata, PersistError, Pipeline, Role, TenantId, ThreadId};
+use serde_json::json;
+
+const MARKER: &str = "MARKER-7f3a9c-TOP-SECRET";
+
+fn thread(id: &str) -> ThreadId {
+    ThreadId::new(id).unwrap()
+}
+
+fn tenant(name: &str) -> Context {
+    Context::new().with_tenant(TenantId::new(name).unwrap())
+}
+
+/// Every kind of value the layer seals, each holding the marker: content (added, and streamed
+/// into a reservation), a sealed metadata key of a message and of a thread, a title. A clear
+/// metadata key holds `visible`.
+async fn write_secrets(pipeline: &Pipeline, visible: &str) {
+    let id = thread("secrets");
+    let metadata = Metadata::new().with("secret", json!(format!("{MARKER} in metadata"))).with("lang", json!(visible));
+    pipeline
+        .add(Add::new(id.clone(), Role::User, Content::text(format!("{MARKER} in content"))).with_metadata(metadata))
+        .await
+        .unwrap();
+    let slot = pipeline.reserve(Reserve::new(id.clone(), Role::Assistant)).await.unwrap().message;
+    for step in 1..=5 {
+        let partial =
+            UpdateContent::new(id.clone(), slot.id.clone(), Content::text(format!("{MARKER} streamed {step}")))
+                .with_finalize(step == 5);
+        pipeline.update_content(partial).await.unwrap();
+    }
+    let title = Update::thread(id.clone())
+        .with_title(Some(format!("{MARKER} title")))
+        .with_metadata(Metadata::new().with("secret", json!(MARKER)));
+    pipeline.update(title).await.unwrap();
+}
+
+fn file_holds(path: &std::path::Path, needle: &str) -> bool {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    bytes.windows(needle.len()).any(|window| window == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn no_clear_text_reaches_the_sqlite_file_or_its_log() {
+    for sealed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("at-rest.db");
+        let store = SqliteBackend::open(&path).await.unwrap();
+        let pipeline =
+            if sealed { support::encrypted(support::ring(), store.clone()) } else { Pipeline::new(store.clone()) };
+        write_secrets(&pipeline, "visible-en").await;
+        // Read back through the layer: the caller sees what it wrote.
+        let listed = pipeline.list(ListMessages::new(thread("secrets")).include_reserved(true)).await.unwrap();
+        assert!(listed.items[1].content.to_text().contains("streamed 5"));
+        let wal = dir.path().join("at-rest.db-wal");
+        assert!(file_holds(&path, "visible-en") || file_holds(&wal, "visible-en"), "a clear key is stored clear");
+        let found = file_holds(&path, MARKER) || file_holds(&wal, MARKER);
+        assert_eq!(found, !sealed, "sealed: {sealed} (the marker is found when nothing seals it)");
+        store.close().await;
+        let found = file_holds(&path, MARKER) || file_holds(&wal, MARKER);
+        assert_eq!(found, !sealed, "after closing, sealed: {sealed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_clear_text_reaches_postgres_tables() {
+    let Ok(mut admin) = support::admin().await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL is required in CI");
+        return;
+    };
+    for sealed in [false, true] {
+        let schema = support::schema_name();
+        let store = support::postgres(&schema).await.unwrap();
+        let pipeline =
+            if sealed { support::encrypted(support::ring(), store.clone()) } else { Pipeline::new(store.clone()) };
+        write_secrets(&pipeline, "visible-en").await;
+        let count = |table: &str, columns: &str| {
+            // Test-made names only: persist_test_ + hex.
+            format!("SELECT count(*) FROM \"{schema}\".{table} WHERE concat_ws(' ', {columns}) LIKE '%{MARKER}%'")
+        };
+        let mut found = 0;
+        for (table, columns) in [("messages", "content::text, metadata::text"), ("threads", "title, metadata::text")] {
+            let query = sqlx::AssertSqlSafe(count(table, columns));
+            found += sqlx::query_scalar::<_, i64>(query).fetch_one(&mut admin).await.unwrap();
+        }
+        assert_eq!(found > 0, !sealed, "sealed: {sealed}: {found} rows hold the marker");
+        store.close().await;
+        support::drop_schema(&schema).await;
+    }
+}
+
+/// A store, the same store seen through the layer, and below it (values as stored).
+fn stacks(ring: KeyRing) -> (Pipeline, Pipeline) {
+    let store = MemoryBackend::new();
+    (support::encrypted(ring, store.clone()), Pipeline::new(store))
+}
+
+async fn stored(raw: &Pipeline, context: Context, thread_id: &ThreadId, message: &Message) -> Message {
+    let get = GetMessage::new(thread_id.clone(), message.id.clone()).with_context(context);
+    raw.get(get).await.unwrap().unwrap()
+}
+
+fn assert_unreadable<T: std::fmt::Debug>(answer: Result<T, PersistError>, what: &str) {
+    match answer {
+        Err(PersistError::Unreadable { .. }) => {}
+        other => panic!("{what}: expected Unreadable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_envelope_copied_elsewhere_or_changed_does_not_open() {
+    let (sealed, raw) = stacks(support::ring());
+    let t = thread("t");
+    let add = |text: &str| Add::new(t.clone(), Role::User, Content::text(text));
+    let a = sealed.add(add("a").with_metadata(Metadata::new().with("secret", json!("s-a")))).await.unwrap().message;
+    let b = sealed.add(add("b")).await.unwrap().message;
+    let other = sealed.add(Add::new(thread("other"), Role::User, Content::text("o"))).await.unwrap().message;
+    // The same thread and message ids in another tenant.
+    let twin = sealed.add(add("twin").with_id(a.id.clone()).with_context(tenant("globex"))).await.unwrap().message;
+    let envelope = stored(&raw, Context::new(), &t, &a).await;
+    let copy_to = |thread_id: ThreadId, message: &Message, context: Context| {
+        UpdateContent::new(thread_id, message.id.clone(), envelope.content.clone()).with_context(context)
+    };
+    // To another message of the thread, to another thread, to another tenant's same ids.
+    raw.update_content(copy_to(t.clone(), &b, Context::new())).await.unwrap();
+    assert_unreadable(sealed.get(GetMessage::new(t.clone(), b.id.clone())).await, "copied to another message");
+    raw.update_content(copy_to(thread("other"), &other, Context::new())).await.unwrap();
+    assert_unreadable(sealed.get(GetMessage::new(thread("other"), other.id.clone())).await, "to another thread");
+    raw.update_content(copy_to(t.clone(), &twin, tenant("globex"))).await.unwrap();
+    let get_twin = GetMessage::new(t.clone(), twin.id.clone()).with_context(tenant("globex"));
+    assert_unreadable(sealed.get(get_twin).await, "copied to another tenant");
+    // A listing holding one such message fails whole: no message is answered in part.
+    assert_unreadable(sealed.list(ListMessages::new(t.clone())).await, "a page holding it");
+
+    // A sealed metadata value moved to the content, and a changed byte.
+    let secret = envelope.metadata.get("secret").unwrap().clone();
+    raw.update_content(UpdateContent::new(t.clone(), a.id.clone(), Content::new(secret))).await.unwrap();
+    assert_unreadable(sealed.get(GetMessage::new(t.clone(), a.id.clone())).await, "metadata as content");
+    let text = envelope.content.as_json().into_owned();
+    let at = text.len() - 10;
+    let changed = format!("{}{}{}", &text[..at], if &text[at..at + 1] == "A" { "B" } else { "A" }, &text[at + 1..]);
+    raw.update_content(UpdateContent::new(t.clone(), a.id.clone(), Content::from_json(changed).unwrap()))
+        .await
+        .unwrap();
+    assert_unreadable(sealed.get(GetMessage::new(t.clone(), a.id.clone())).await, "a changed byte");
+
+    // Clear text written below the layer is refused, unless clear values are allowed.
+    raw.update_content(UpdateContent::new(t.clone(), b.id.clone(), Content::text("planted"))).await.unwrap();
+    assert_unreadable(sealed.get(GetMessage::new(t.clone(), b.id.clone())).await, "clear content");
+    let lenient =
+        Pipeline::builder().layer(support::layer(support::ring()).allow_clear_values(true)).build(raw.clone());
+    let planted = lenient.get(GetMessage::new(t.clone(), b.id.clone())).await.unwrap().unwrap();
+    assert_eq!(planted.content.to_text(), "planted");
+}
+
+#[tokio::test]
+async fn the_envelope_leaves_ids_roles_and_clear_keys_readable_and_refuses_filters_on_sealed_keys() {
+    let (sealed, raw) = stacks(support::ring());
+    let metadata = Metadata::new().with("secret", json!("s")).with("lang", json!("en"));
+    let message = sealed
+        .add(Add::new(thread("t"), Role::Assistant, Content::text("hello")).with_metadata(metadata))
+        .await
+        .unwrap()
+        .message;
+    let at_rest = stored(&raw, Context::new(), &thread("t"), &message).await;
+    assert_eq!(
+        (at_rest.role.as_str(), at_rest.seq, at_rest.metadata.get("lang")),
+        ("assistant", 1, Some(&json!("en")))
+    );
+    assert!(at_rest.content.as_json().starts_with("{\"persist:sealed\":\"v1.k1."), "{}", at_rest.content.as_json());
+    assert!(at_rest.metadata.get("secret").unwrap().get("persist:sealed").is_some());
+    // Asked for values as stored, through the layer: the envelope.
+    let as_stored =
+        GetMessage::new(thread("t"), message.id.clone()).with_context(Context::new().with_extension(AsStored));
+    assert_eq!(sealed.get(as_stored).await.unwrap().unwrap(), at_rest);
+    let filter = ListThreads::new().with_filter(Metadata::new().with("secret", json!("s")));
+    assert!(matches!(sealed.threads(filter).await, Err(PersistError::InvalidInput { field: "filter", .. })));
+}
+
+#[tokio::test]
+async fn destroying_a_tenants_keys_leaves_its_messages_unreadable_and_others_untouched() {
+    let ring = support::ring();
+    let acme = TenantId::new("acme").unwrap();
+    ring.add_tenant_key(&acme, KeyId::new("acme-1").unwrap(), SecretKey::new([99; 32]));
+    let (sealed, raw) = stacks(ring.clone());
+    let t = thread("general");
+    let add = |text: &str| Add::new(t.clone(), Role::User, Content::text(text));
+    let acme_message = sealed.add(add("acme's").with_context(tenant("acme"))).await.unwrap().message;
+    let globex_message = sealed.add(add("globex's").with_context(tenant("globex"))).await.unwrap().message;
+    let own = sealed.add(add("no tenant's")).await.unwrap().message;
+
+    ring.destroy_tenant(&acme);
+    let get =
+        |message: &Message, context: Context| GetMessage::new(t.clone(), message.id.clone()).with_context(context);
+    assert_unreadable(sealed.get(get(&acme_message, tenant("acme"))).await, "a destroyed tenant's message");
+    assert!(matches!(sealed.add(add("more").with_context(tenant("acme"))).await, Err(PersistError::Rejected { .. })));
+    let globex = sealed.get(get(&globex_message, tenant("globex"))).await.unwrap().unwrap();
+    assert_eq!(globex.content.to_text(), "globex's");
+    assert_eq!(sealed.get(get(&own, Context::new())).await.unwrap().unwrap().content.to_text(), "no tenant's");
+    // A ring rebuilt from the same ring keys cannot open it either: acme's key is gone.
+    let rebuilt = Pipeline::builder().layer(support::layer(support::ring())).build(raw.clone());
+    assert_unreadable(rebuilt.get(get(&acme_message, tenant("acme"))).await, "with the ring keys alone");
+    assert_eq!(rebuilt.get(get(&globex_message, tenant("globex"))).await.unwrap().unwrap(), globex);
+}
+
+/// The key id of every envelope (content, sealed metadata, titles) in the store.
+async fn key_ids(raw: &Pipeline) -> Vec<String> {
+    let mut ids = Vec::new();
+    let threads = raw.threads(ListThreads::new().across_tenants(true).with_limit(1000)).await.unwrap();
+    let id_of = |text: &str| text.split('.').nth(1).unwrap_or("clear").to_owned();
+    for th in &threads.items {
+        if let Some(title) = &th.title {
+            ids.push(id_of(title.strip_prefix("persist:sealed:").unwrap_or("clear")));
+        }
+        let context = Context::new().for_tenant(th.tenant.clone());
+        let listing = ListMessages::new(th.id.clone()).include_reserved(true).with_limit(1000).with_context(context);
+        for message in raw.list(listing).await.unwrap().items {
+            if !message.content.is_placeholder() {
+                let value = message.content.to_value();
+                ids.push(id_of(value["persist:sealed"].as_str().unwrap_or("clear")));
+            }
+            if let Some(secret) = message.metadata.get("secret") {
+                ids.push(id_of(secret["persist:sealed"].as_str().unwrap_or("clear")));
+            }
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_reseals_everything_through_the_pipeline_while_writers_write() {
+    let ring = support::ring();
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteBackend::open(dir.path().join("rotate.db")).await.unwrap();
+    let encryption = support::layer(ring.clone());
+    let pipeline = Pipeline::builder().layer(encryption.clone()).build(store.clone());
+    let raw = Pipeline::new(store.clone());
+    let mut written = Vec::new();
+    for (n, context) in [Context::new(), tenant("acme"), tenant("globex")].into_iter().enumerate() {
+        for t in 0..4 {
+            let id = thread(&format!("t{t}"));
+            let title = Update::thread(id.clone()).with_title(Some(format!("title {n}/{t}")));
+            for i in 0..6 {
+                let metadata = Metadata::new().with("secret", json!(format!("s{i}")));
+                let add =
+                    Add::new(id.clone(), Role::User, Content::text(format!("{n}/{t}/{i}"))).with_metadata(metadata);
+                written.push((context.clone(), pipeline.add(add.with_context(context.clone())).await.unwrap().message));
+            }
+            pipeline.update(title.with_context(context.clone())).await.unwrap();
+        }
+    }
+    assert!(key_ids(&raw).await.iter().all(|id| id == "k1"));
+
+    ring.add_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32]));
+    // Writers keep rewriting messages while the rotation runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (pipeline, stop, written) = (pipeline.clone(), stop.clone(), written.clone());
+            tokio::spawn(async move {
+                let mut rewrites = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (context, message) = &written[(rewrites * 7 + w * 13) % written.len()];
+                    let text = format!("rewritten {w}-{rewrites}");
+                    let update = UpdateContent::new(message.thread_id.clone(), message.id.clone(), Content::text(text))
+                        .with_context(context.clone());
+                    pipeline.update_content(update).await.unwrap();
+                    rewrites += 1;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                rewrites
+            })
+        })
+        .collect();
+    // Passes of batches of 2 threads, the first while the writers write, then until a pass
+    // re-seals nothing.
+    let mut passes = Vec::new();
+    for pass in 0..10 {
+        if pass == 1 {
+            stop.store(true, Ordering::Relaxed);
+        }
+        let (mut batch, mut total) = (RotateKeys::new().with_threads(2), RotationReport::default());
+        loop {
+            let report = encryption.rotate(&pipeline, batch.clone()).await.unwrap();
+            assert_eq!(report.unreadable, 0);
+            (total.threads, total.messages) = (total.threads + report.threads, total.messages + report.messages);
+            (total.resealed, total.skipped) = (total.resealed + report.resealed, total.skipped + report.skipped);
+            if report.done {
+                break;
+            }
+            batch = batch.with_cursor(report.next_cursor);
+        }
+        passes.push((total.threads, total.messages, total.resealed, total.skipped));
+        if pass > 0 && total.resealed == 0 && total.skipped == 0 {
+            break;
+        }
+    }
+    let rewrites: usize = futures_sum(writers).await;
+    assert!(rewrites > 0, "the writers wrote while the first pass ran");
+    assert!(passes[0].2 > 0, "the first pass re-sealed: {passes:?}");
+    assert_eq!(
+        passes.last().copied(),
+        Some((12, 72, 0, 0)),
+        "a last pass visits everything and finds nothing: {passes:?}"
+    );
+    assert!(key_ids(&raw).await.iter().all(|id| id == "k2"), "every envelope is the new key's");
+    // Every value still opens, and the titles and metadata are what was written.
+    for (context, message) in &written {
+        let get = GetMessage::new(message.thread_id.clone(), message.id.clone()).with_context(context.clone());
+        let now = pipeline.get(get).await.unwrap().unwrap();
+        assert_eq!(now.metadata, message.metadata);
+        let text = now.content.to_text();
+        assert!(text == message.content.to_text() || text.starts_with("rewritten"), "{text}");
+    }
+    let th = pipeline.get_thread(GetThread::new(thread("t3")).with_context(tenant("globex"))).await.unwrap().unwrap();
+    assert_eq!(th.title.as_deref(), Some("title 2/3"));
+    // The old key can go: nothing needs it any more.
+    let only_new = KeyRing::new().with_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32]));
+    let fresh =
+        Pipeline::builder().layer(EncryptLayer::new(only_new).seal_metadata(["secret"]).seal_titles(true)).build(store);
+    assert_eq!(fresh.list(ListMessages::new(thread("t0")).with_context(tenant("acme"))).await.unwrap().items.len(), 6);
+}
+
+async fn futures_sum(tasks: Vec<tokio::task::JoinHandle<usize>>) -> usize {
+    let mut sum = 0;
+    for task in tasks {
+        sum += task.await.unwrap();
+    }
+    sum
+}
