@@ -18,12 +18,12 @@ async fn main() -> Result<(), PersistError> {
         Ok(ring) => ring,
         Err(_) => {
             println!("PERSIST_ENCRYPTION_KEYS is not set: using a demo key (never do this in production)");
-            KeyRing::new().with_key(KeyId::new("demo-1")?, SecretKey::new([1; 32]))
+            KeyRing::new().with_key(KeyId::new("demo-1")?, SecretKey::new([1; 32]))?
         }
     };
     // A tenant whose data must be erasable on its own gets a key of its own (from a KMS).
     let acme = TenantId::new("acme")?;
-    ring.add_tenant_key(&acme, KeyId::new("acme-1")?, SecretKey::new([2; 32]));
+    ring.add_tenant_key(&acme, KeyId::new("acme-1")?, SecretKey::new([2; 32]))?;
 
     let dir = std::env::temp_dir().join(format!("persist-encrypted-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| PersistError::backend("creating a directory", e))?;
@@ -57,7 +57,7 @@ async fn main() -> Result<(), PersistError> {
     }
 
     // Rotation: a new ring key seals from now on; re-seal what the old one sealed.
-    ring.add_key(KeyId::new("demo-2")?, SecretKey::new([3; 32]));
+    ring.add_key(KeyId::new("demo-2")?, SecretKey::new([3; 32]))?;
     let mut batch = RotateKeys::new();
     loop {
         let report = encryption.rotate(&pipeline, batch.clone()).await?;

@@ -21,7 +21,7 @@ fn content() -> Content {
 }
 
 fn sealed<B: Backend>(backend: B) -> Pipeline {
-    let ring = KeyRing::new().with_key(KeyId::new("bench").unwrap(), SecretKey::new([7; 32]));
+    let ring = KeyRing::new().with_key(KeyId::new("bench").unwrap(), SecretKey::new([7; 32])).expect("a key");
     Pipeline::builder().layer(EncryptLayer::new(ring)).build(backend)
 }
 

@@ -151,7 +151,7 @@ mod tests {
     use crate::keys::{KeyRing, SecretKey};
 
     fn ring() -> KeyRing {
-        KeyRing::new().with_key(KeyId::new("k1").unwrap(), SecretKey::new([5; 32]))
+        KeyRing::new().with_key(KeyId::new("k1").unwrap(), SecretKey::new([5; 32])).unwrap()
     }
 
     fn ids() -> (TenantId, ThreadId, MessageId) {

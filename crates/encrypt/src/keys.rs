@@ -99,7 +99,7 @@ impl fmt::Debug for SecretKey {
 /// ```
 /// use persist::encrypt::{KeyId, KeyRing, Keys, SecretKey};
 ///
-/// let ring = KeyRing::new().with_key(KeyId::new("k1")?, SecretKey::new([7; 32]));
+/// let ring = KeyRing::new().with_key(KeyId::new("k1")?, SecretKey::new([7; 32]))?;
 /// let (id, _key) = ring.current(None)?;
 /// assert_eq!(id.as_str(), "k1");
 /// # Ok::<_, persist::PersistError>(())
@@ -140,11 +140,15 @@ impl<K: Keys> Keys for Arc<K> {
 ///   seals with a key **derived** from the ring key for that tenant (HKDF-SHA256 over the
 ///   tenant's id), so no two tenants share a data key.
 /// - **A tenant's own keys** ([`add_tenant_key`](Self::add_tenant_key)): for a tenant whose
-///   data must be erasable on its own. [`destroy_tenant`](Self::destroy_tenant) forgets them
-///   and refuses that tenant from then on: what it sealed can never be opened again, by this
-///   ring or by any ring built from the same ring keys, while every other tenant is untouched
-///   (crypto-shredding). Keep those keys where they can be destroyed for good (a KMS), not in
-///   the environment next to the ring keys.
+///   data must be erasable on its own (crypto-shredding). Give the tenant a key of its own,
+///   [rotate](crate::EncryptLayer::rotate) so nothing of it stays sealed with a key derived
+///   from the ring, then [`destroy_tenant`](Self::destroy_tenant): its own keys are forgotten
+///   and the tenant is refused from then on, so what it sealed can never be opened again, by
+///   this ring or by any ring built from the same ring keys, while every other tenant is
+///   untouched. Keep those keys where they can be destroyed for good (a KMS), not in the
+///   environment next to the ring keys. (For a tenant without keys of its own, destroying only
+///   refuses it in this ring: a ring built again from the ring keys derives its keys again.)
+/// - Key ids are one namespace: a tenant's key cannot take a ring key's id, nor the reverse.
 ///
 /// # Example
 ///
@@ -152,9 +156,9 @@ impl<K: Keys> Keys for Arc<K> {
 /// use persist::encrypt::{KeyId, KeyRing, Keys, SecretKey};
 /// use persist::TenantId;
 ///
-/// let ring = KeyRing::new().with_key(KeyId::new("2026-01")?, SecretKey::new([1; 32]));
+/// let ring = KeyRing::new().with_key(KeyId::new("2026-01")?, SecretKey::new([1; 32]))?;
 /// let acme = TenantId::new("acme")?;
-/// ring.add_tenant_key(&acme, KeyId::new("acme-1")?, SecretKey::new([2; 32]));
+/// ring.add_tenant_key(&acme, KeyId::new("acme-1")?, SecretKey::new([2; 32]))?;
 /// assert_eq!(ring.current(Some(&acme))?.0.as_str(), "acme-1");
 /// ring.destroy_tenant(&acme);
 /// assert!(ring.current(Some(&acme)).is_err());
@@ -200,17 +204,29 @@ impl KeyRing {
     }
 
     /// Adds a ring key, which seals from now on.
-    pub fn with_key(self, id: KeyId, key: SecretKey) -> Self {
-        self.add_key(id, key);
-        self
+    ///
+    /// # Errors
+    ///
+    /// As [`add_key`](Self::add_key).
+    pub fn with_key(self, id: KeyId, key: SecretKey) -> Result<Self> {
+        self.add_key(id, key)?;
+        Ok(self)
     }
 
     /// Adds a ring key, which seals from now on (earlier ones still open). For a rotation:
     /// add the new key, then re-seal with [`EncryptLayer::rotate`](crate::EncryptLayer::rotate).
-    pub fn add_key(&self, id: KeyId, key: SecretKey) {
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` (field `key_id`) when a tenant's own key has this id.
+    pub fn add_key(&self, id: KeyId, key: SecretKey) -> Result<()> {
         let mut ring = self.write();
+        if ring.tenants.values().any(|own| own.keys.contains_key(&id)) {
+            return Err(taken(&id));
+        }
         ring.keys.insert(id.clone(), key);
         ring.current = Some(id);
+        Ok(())
     }
 
     /// A ring from `PERSIST_ENCRYPTION_KEYS`-style text: `id:base64,id:base64,…`, each key 32
@@ -230,7 +246,7 @@ impl KeyRing {
             if !seen.insert(id.clone()) {
                 return Err(PersistError::invalid("keys", format!("key {id} is listed twice")));
             }
-            ring.add_key(id, SecretKey::from_base64(key)?);
+            ring.add_key(id, SecretKey::from_base64(key)?)?;
         }
         if seen.is_empty() {
             return Err(PersistError::invalid("keys", "no key given"));
@@ -250,11 +266,19 @@ impl KeyRing {
     }
 
     /// Adds a key of `tenant`'s own, which seals its values from now on (its earlier keys still
-    /// open). A destroyed tenant gets keys again only through a new ring.
-    pub fn add_tenant_key(&self, tenant: &TenantId, id: KeyId, key: SecretKey) {
+    /// open).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` (field `key_id`) when a ring key has this id; `Rejected` for a tenant
+    /// destroyed in this ring (it gets keys again only through a new ring).
+    pub fn add_tenant_key(&self, tenant: &TenantId, id: KeyId, key: SecretKey) -> Result<()> {
         let mut ring = self.write();
         if ring.destroyed.contains(tenant) {
-            return;
+            return Err(Self::destroyed(Some(tenant)));
+        }
+        if ring.keys.contains_key(&id) {
+            return Err(taken(&id));
         }
         let keys = ring
             .tenants
@@ -262,6 +286,7 @@ impl KeyRing {
             .or_insert_with(|| TenantKeys { keys: BTreeMap::new(), current: id.clone() });
         keys.keys.insert(id.clone(), key);
         keys.current = id;
+        Ok(())
     }
 
     /// Forgets every key of `tenant` and refuses it from now on: what it sealed can never be
@@ -293,10 +318,18 @@ impl KeyRing {
             }
         }
         let mut ring = self.write();
+        // Destroyed meanwhile: nothing is derived for it again.
+        if tenant.is_some_and(|tenant| ring.destroyed.contains(tenant)) {
+            return None;
+        }
         let key = derive(ring.keys.get(id)?, tenant);
         ring.derived.insert(cache_key, key.clone());
         Some(key)
     }
+}
+
+fn taken(id: &KeyId) -> PersistError {
+    PersistError::invalid("key_id", format!("{id} is taken: ring keys and tenants' keys share one namespace"))
 }
 
 /// HKDF-SHA256 of a ring key for one tenant: `info` names the tenant (a tenant id is never
@@ -380,19 +413,23 @@ mod tests {
 
     #[test]
     fn tenants_get_keys_of_their_own_derived_or_given() {
-        let ring = KeyRing::new().with_key(KeyId::new("k").unwrap(), SecretKey::new([3; 32]));
+        let ring = KeyRing::new().with_key(KeyId::new("k").unwrap(), SecretKey::new([3; 32])).unwrap();
         let (acme, globex) = (TenantId::new("acme").unwrap(), TenantId::new("globex").unwrap());
         let a = ring.current(Some(&acme)).unwrap().1;
         let g = ring.current(Some(&globex)).unwrap().1;
         let none = ring.current(None).unwrap().1;
         assert!(a.bytes() != g.bytes() && a.bytes() != none.bytes() && g.bytes() != none.bytes());
         assert_eq!(a.bytes(), ring.current(Some(&acme)).unwrap().1.bytes(), "derivation is stable");
-        ring.add_tenant_key(&acme, KeyId::new("own").unwrap(), SecretKey::new([4; 32]));
+        ring.add_tenant_key(&acme, KeyId::new("own").unwrap(), SecretKey::new([4; 32])).unwrap();
         assert_eq!(ring.current(Some(&acme)).unwrap().1.bytes(), &[4; 32]);
+        // One namespace of ids.
+        assert!(ring.add_tenant_key(&globex, KeyId::new("k").unwrap(), SecretKey::new([5; 32])).is_err());
+        assert!(ring.add_key(KeyId::new("own").unwrap(), SecretKey::new([5; 32])).is_err());
         ring.destroy_tenant(&acme);
         assert!(ring.current(Some(&acme)).is_err());
         assert!(ring.key(Some(&acme), &KeyId::new("own").unwrap()).unwrap().is_none());
         assert!(ring.key(Some(&acme), &KeyId::new("k").unwrap()).unwrap().is_none());
         assert_eq!(ring.current(Some(&globex)).unwrap().1.bytes(), g.bytes(), "others are untouched");
+        assert!(ring.add_tenant_key(&acme, KeyId::new("again").unwrap(), SecretKey::new([6; 32])).is_err());
     }
 }

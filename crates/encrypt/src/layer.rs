@@ -27,7 +27,7 @@ use crate::sealer::{Plan, Sealer, conflicting};
 /// use persist::memory::MemoryBackend;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let ring = KeyRing::new().with_key(KeyId::new("k1")?, SecretKey::new([42; 32]));
+/// let ring = KeyRing::new().with_key(KeyId::new("k1")?, SecretKey::new([42; 32]))?;
 /// let store = MemoryBackend::new();
 /// let pipeline = Pipeline::builder()
 ///     .layer(EncryptLayer::new(ring).seal_metadata(["email"]))
@@ -176,16 +176,18 @@ where
     let PersistResult::Message(Some(stored)) = inner.ready().await?.call(get.into()).await? else {
         return Err(error);
     };
-    let stored = sealer.open_message(plan.tenant.as_ref(), stored)?;
+    let clear = sealer.open_message(plan.tenant.as_ref(), stored.clone())?;
     let repeat = match &error {
-        PersistError::IdempotencyKeyReused { .. } => stored.is_keyed_repeat_of(original),
-        _ => stored.is_repeat_of(original),
+        PersistError::IdempotencyKeyReused { .. } => clear.is_keyed_repeat_of(original),
+        _ => clear.is_repeat_of(original),
     };
     if !repeat {
         return Err(error);
     }
+    // Answered as the request asked: opened, or as stored.
+    let answer = if plan.raw { stored } else { clear };
     Ok(match original {
-        PersistArgs::Reserve(_) => Reserved::new(stored, true).into(),
-        _ => Added::new(stored, true).into(),
+        PersistArgs::Reserve(_) => Reserved::new(answer, true).into(),
+        _ => Added::new(answer, true).into(),
     })
 }

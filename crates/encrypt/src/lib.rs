@@ -25,8 +25,18 @@
 //! thread counters, the placeholder `[]` of a reservation, metadata keys not named with
 //! [`seal_metadata`](EncryptLayer::seal_metadata) (and the *names* of those that are), and
 //! thread titles unless [`seal_titles`](EncryptLayer::seal_titles). A thread listing cannot
-//! filter on a sealed metadata key (refused with `InvalidInput`). Sizes are visible: an
-//! envelope is about 4/3 of its value plus ~60 bytes.
+//! filter on a sealed metadata key (refused with `InvalidInput`). A `null` metadata value is
+//! stored as it is. Sizes are visible: an envelope is about 4/3 of its value plus ~60 bytes,
+//! and a store's size limits hold for what it stores (a sealed title holds about 700 bytes of
+//! the 1024 a title may have; SQLite's `max_content_bytes` counts the envelope).
+//!
+//! # What it does not protect against
+//!
+//! Whoever can write to the store can put back an older envelope of the same field of the same
+//! message (the associated data does not hold the version), or delete rows; sealing hides
+//! values, it does not sign the history. A deleted thread's tombstone keeps its sealed title
+//! and metadata, and a rotation, which lists live threads, does not reach it: keep an old key
+//! while a tombstone's title must still be read.
 //!
 //! # Repeats
 //!
@@ -83,8 +93,9 @@ pub use self::rotate::{RotateKeys, RotationReport};
 #[doc(no_inline)]
 pub use persist_core::PersistError;
 
-/// A context extension asking [`EncryptLayer`] to answer a read with values as stored (sealed),
-/// not opened: for maintenance that moves envelopes as they are (a rotation, a copy of a store).
-/// Writes are sealed whatever the context says.
+/// A context extension asking [`EncryptLayer`] to answer a request with the values as stored
+/// (sealed), not opened: for maintenance that moves envelopes as they are (a rotation, a copy
+/// of a store). It changes answers only: what a write writes is sealed whatever the context
+/// says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AsStored;

@@ -62,10 +62,11 @@ pub struct RotationReport {
     pub messages: usize,
     /// Messages and threads sealed again with the current key.
     pub resealed: usize,
-    /// Messages and threads that changed between reading and re-sealing (their writer sealed
-    /// them with the key current then): left as they are.
+    /// Messages and threads that changed or went between reading and re-sealing (a writer
+    /// sealed them with the key current then, or deleted them): left as they are.
     pub skipped: usize,
-    /// Values that do not open (a destroyed tenant's, a tampered one): left as they are.
+    /// Messages and threads whose values do not open (tampered with, or sealed with a key gone)
+    /// and threads of a tenant whose keys were destroyed (counted once each): left as they are.
     pub unreadable: usize,
     /// Where the next batch starts, while `done` is false.
     pub next_cursor: Option<ThreadCursor>,
@@ -87,6 +88,10 @@ impl EncryptLayer {
     /// writes (marked [`Maintenance`]), and a message written meanwhile is never overwritten
     /// (counted `skipped`: its writer sealed it with the key current then).
     ///
+    /// The writes are ordinary writes: they bump each message's version and `updated_at` and
+    /// its thread's `updated_at` (so a pass reorders thread listings, and a reservation whose
+    /// content it re-seals counts as active for the search of stranded reservations).
+    ///
     /// # Example
     ///
     /// ```
@@ -95,12 +100,12 @@ impl EncryptLayer {
     /// use persist::memory::MemoryBackend;
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let ring = KeyRing::new().with_key(KeyId::new("2026-01")?, SecretKey::new([1; 32]));
+    /// let ring = KeyRing::new().with_key(KeyId::new("2026-01")?, SecretKey::new([1; 32]))?;
     /// let encryption = EncryptLayer::new(ring.clone());
     /// let pipeline = Pipeline::builder().layer(encryption.clone()).build(MemoryBackend::new());
     /// pipeline.add(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi"))).await?;
     ///
-    /// ring.add_key(KeyId::new("2026-02")?, SecretKey::new([2; 32]));
+    /// ring.add_key(KeyId::new("2026-02")?, SecretKey::new([2; 32]))?;
     /// let mut batch = RotateKeys::new();
     /// loop {
     ///     let report = encryption.rotate(&pipeline, batch.clone()).await?;
@@ -141,15 +146,18 @@ impl EncryptLayer {
         let (current, _) = match sealer.keys.current(tenant) {
             Ok(current) => current,
             // No key to seal this tenant with (destroyed): nothing of it can be re-sealed.
-            Err(_) => {
+            Err(PersistError::Rejected { .. }) => {
                 report.unreadable += 1;
                 return Ok(());
             }
+            Err(error) => return Err(error),
         };
         let context = || Context::new().with_extension(Maintenance).for_tenant(thread.tenant.clone());
         let stale = sealer.stale_in_thread(thread, &current);
         if !stale.is_empty() {
             match sealer.open_thread(thread.clone()) {
+                Err(PersistError::Unreadable { .. }) => report.unreadable += 1,
+                Err(error) => return Err(error),
                 Ok(clear) => {
                     let mut update = Update::thread(thread.id.clone()).with_expected_version(thread.version);
                     if stale.title {
@@ -160,7 +168,6 @@ impl EncryptLayer {
                     }
                     count(pipeline.update(update.with_context(context())).await.map(drop), report)?;
                 }
-                Err(_) => report.unreadable += 1,
             }
         }
         let mut listing = ListMessages::new(thread.id.clone())
@@ -193,9 +200,13 @@ impl EncryptLayer {
         if stale.is_empty() {
             return Ok(());
         }
-        let Ok(clear) = sealer.open_message(thread.tenant.as_ref(), message.clone()) else {
-            report.unreadable += 1;
-            return Ok(());
+        let clear = match sealer.open_message(thread.tenant.as_ref(), message.clone()) {
+            Ok(clear) => clear,
+            Err(PersistError::Unreadable { .. }) => {
+                report.unreadable += 1;
+                return Ok(());
+            }
+            Err(error) => return Err(error),
         };
         let context = || Context::new().with_extension(Maintenance).for_tenant(thread.tenant.clone());
         let mut version = message.version;
@@ -206,7 +217,7 @@ impl EncryptLayer {
                 .with_context(context());
             match pipeline.update_content(update).await {
                 Ok(written) => version = written.version,
-                Err(PersistError::VersionConflict { .. }) => {
+                Err(error) if gone_or_changed(&error) => {
                     report.skipped += 1;
                     return Ok(());
                 }
@@ -233,11 +244,19 @@ fn pick(metadata: &Metadata, keys: &[String]) -> Metadata {
     })
 }
 
-/// Counts a re-seal's outcome: written, or skipped for a version conflict.
+/// Whether a re-seal's write was refused because its target changed or went meanwhile.
+fn gone_or_changed(error: &PersistError) -> bool {
+    matches!(
+        error,
+        PersistError::VersionConflict { .. } | PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. }
+    )
+}
+
+/// Counts a re-seal's outcome: written, or skipped for a target changed or gone meanwhile.
 fn count(outcome: Result<()>, report: &mut RotationReport) -> Result<()> {
     match outcome {
         Ok(()) => report.resealed += 1,
-        Err(PersistError::VersionConflict { .. }) => report.skipped += 1,
+        Err(error) if gone_or_changed(&error) => report.skipped += 1,
         Err(error) => return Err(error),
     }
     Ok(())

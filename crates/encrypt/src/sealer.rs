@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use persist_core::args::{Add, Reserve, Target, Update, UpdateContent};
+use persist_core::args::{Add, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent};
 use persist_core::read::Stranded;
 use persist_core::{
     Added, Content, ContentUpdated, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
@@ -154,7 +154,20 @@ impl Sealer {
             && let Some(Some(title)) = &update.title
         {
             let text = envelope::seal(&*self.keys, &Place { field: Field::Title, ..place }, title.as_bytes())?;
-            update.title = Some(Some(format!("{TITLE_PREFIX}{text}")));
+            let sealed = format!("{TITLE_PREFIX}{text}");
+            // The store's limit holds for what it stores: say so in the title's own terms.
+            if sealed.len() > MAX_TITLE_BYTES {
+                return Err(PersistError::invalid(
+                    "title",
+                    format!(
+                        "is {} bytes, {} once sealed, over the limit of {MAX_TITLE_BYTES}: a sealed title holds about \
+                         700 bytes",
+                        title.len(),
+                        sealed.len()
+                    ),
+                ));
+            }
+            update.title = Some(Some(sealed));
         }
         Ok(())
     }
@@ -233,6 +246,8 @@ impl Sealer {
                     let plain = envelope::open(&*self.keys, &place, text)?;
                     *value = serde_json::from_slice(&plain).map_err(|_| place.unreadable("is not JSON"))?;
                 }
+                // A `null` holds nothing to seal: it is stored as it is.
+                None if value.is_null() => {}
                 None => self.clear(&place)?,
             }
         }
@@ -277,7 +292,9 @@ impl Sealer {
         metadata
             .as_map()
             .iter()
-            .filter(|(key, value)| self.metadata_keys.contains(*key) && stale(sealed_text(value), current))
+            .filter(|(key, value)| {
+                self.metadata_keys.contains(*key) && !value.is_null() && stale(sealed_text(value), current)
+            })
             .map(|(key, _)| key.clone())
             .collect()
     }

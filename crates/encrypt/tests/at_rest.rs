@@ -189,13 +189,30 @@ async fn the_envelope_leaves_ids_roles_and_clear_keys_readable_and_refuses_filte
     assert_eq!(sealed.get(as_stored).await.unwrap().unwrap(), at_rest);
     let filter = ListThreads::new().with_filter(Metadata::new().with("secret", json!("s")));
     assert!(matches!(sealed.threads(filter).await, Err(PersistError::InvalidInput { field: "filter", .. })));
+    // A null under a sealed key holds nothing to seal, and reads back.
+    let null = Add::new(thread("t"), Role::User, Content::text("n"))
+        .with_metadata(Metadata::new().with("secret", json!(null)));
+    let null = sealed.add(null).await.unwrap().message;
+    assert_eq!(
+        sealed.get(GetMessage::new(thread("t"), null.id)).await.unwrap().unwrap().metadata.get("secret"),
+        Some(&json!(null))
+    );
+    // A title that fits clear but not sealed is refused in its own terms.
+    let long = Update::thread(thread("t")).with_title(Some("t".repeat(900)));
+    match sealed.update(long).await {
+        Err(PersistError::InvalidInput { field: "title", reason }) => {
+            assert!(reason.contains("once sealed"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    sealed.update(Update::thread(thread("t")).with_title(Some("t".repeat(600)))).await.unwrap();
 }
 
 #[tokio::test]
 async fn destroying_a_tenants_keys_leaves_its_messages_unreadable_and_others_untouched() {
     let ring = support::ring();
     let acme = TenantId::new("acme").unwrap();
-    ring.add_tenant_key(&acme, KeyId::new("acme-1").unwrap(), SecretKey::new([99; 32]));
+    ring.add_tenant_key(&acme, KeyId::new("acme-1").unwrap(), SecretKey::new([99; 32])).unwrap();
     let (sealed, raw) = stacks(ring.clone());
     let t = thread("general");
     let add = |text: &str| Add::new(t.clone(), Role::User, Content::text(text));
@@ -265,7 +282,7 @@ async fn rotation_reseals_everything_through_the_pipeline_while_writers_write() 
     }
     assert!(key_ids(&raw).await.iter().all(|id| id == "k1"));
 
-    ring.add_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32]));
+    ring.add_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32])).unwrap();
     // Writers keep rewriting messages while the rotation runs.
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..2)
@@ -329,7 +346,7 @@ async fn rotation_reseals_everything_through_the_pipeline_while_writers_write() 
     let th = pipeline.get_thread(GetThread::new(thread("t3")).with_context(tenant("globex"))).await.unwrap().unwrap();
     assert_eq!(th.title.as_deref(), Some("title 2/3"));
     // The old key can go: nothing needs it any more.
-    let only_new = KeyRing::new().with_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32]));
+    let only_new = KeyRing::new().with_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32])).unwrap();
     let fresh =
         Pipeline::builder().layer(EncryptLayer::new(only_new).seal_metadata(["secret"]).seal_titles(true)).build(store);
     assert_eq!(fresh.list(ListMessages::new(thread("t0")).with_context(tenant("acme"))).await.unwrap().items.len(), 6);

@@ -21,7 +21,7 @@ pub(crate) fn url() -> String {
 }
 
 pub(crate) fn ring() -> KeyRing {
-    KeyRing::new().with_key(KeyId::new("k1").unwrap(), SecretKey::new([11; 32]))
+    KeyRing::new().with_key(KeyId::new("k1").unwrap(), SecretKey::new([11; 32])).unwrap()
 }
 
 /// The layer the tests stack: content, the metadata key `secret`, and titles sealed.
