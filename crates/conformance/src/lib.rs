@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (82 in all):
+//! [`CHECKS`] lists every check by group and name (87 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -62,6 +62,7 @@
 //! | [`update`] | atomic metadata merge (null removes), role, thread title/metadata, `NotFound` |
 //! | [`delete`] | ids returned, counters, tombstones refuse later writes, deleting what is gone |
 //! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
+//! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
@@ -95,6 +96,7 @@ pub mod reserve;
 pub mod sessions;
 pub mod tenancy;
 pub mod threads;
+pub mod truncate;
 pub mod update;
 pub mod versions;
 
@@ -213,6 +215,13 @@ macro_rules! __for_each_check {
                 check_idempotency_keys_are_per_thread,
                 check_repeats_compare_numbers_by_value,
                 check_reused_key_with_another_request_is_refused,
+            }
+            truncate {
+                check_truncate_removes_every_message_after_a_seq,
+                check_truncate_expects_the_threads_version,
+                check_truncate_of_what_is_gone_answers_empty,
+                check_an_update_cannot_target_messages_after_a_seq,
+                check_truncate_racing_adds_loses_nothing_acknowledged,
             }
             versions {
                 check_expected_version_on_update_content,

@@ -250,6 +250,7 @@ impl Model {
                             metadata: th.metadata.clone(),
                         })
                     }
+                    Target::MessagesAfter(_) => Err(ErrorKind::InvalidInput),
                 }
             }
             PersistArgs::Delete(d) => {
@@ -271,6 +272,14 @@ impl Model {
                         th.deleted = true;
                         let ids = std::mem::take(&mut th.messages).into_values().map(|m| m.id).collect();
                         Ok(Answer::Deleted(ids))
+                    }
+                    Target::MessagesAfter(seq) => {
+                        check_version(d.expected_version, th.version)?;
+                        let removed = th.messages.split_off(&seq.saturating_add(1));
+                        if !removed.is_empty() {
+                            th.version += 1;
+                        }
+                        Ok(Answer::Deleted(removed.into_values().map(|m| m.id).collect()))
                     }
                 }
             }
@@ -388,6 +397,14 @@ impl Model {
                     delete = delete.with_expected_version(v);
                 }
                 delete.into()
+            }
+            97 | 98 => {
+                let last = known.iter().map(|m| m.seq).max().unwrap_or(0);
+                let mut truncate = Delete::after(thread_id, rng.random_range(0..=last + 1));
+                if let Some(v) = version_of(rng, th.map(|th| th.version)) {
+                    truncate = truncate.with_expected_version(v);
+                }
+                truncate.into()
             }
             _ => Delete::thread(thread_id).into(),
         }

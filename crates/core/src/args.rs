@@ -368,6 +368,9 @@ pub enum Target {
     Message(MessageId),
     /// The thread itself.
     Thread,
+    /// Every message of the thread with a `seq` greater than this one (a [`Delete`] only:
+    /// truncation, see [`Delete::after`]).
+    MessagesAfter(u64),
 }
 
 /// Patches a message (metadata, role) or a thread (metadata, title).
@@ -480,6 +483,35 @@ impl Delete {
     /// Deletes the thread and every message in it.
     pub fn thread(thread_id: ThreadId) -> Self {
         Self::new(thread_id, Target::Thread)
+    }
+
+    /// Truncates the thread: deletes every message with a `seq` greater than `seq`, in one
+    /// atomic step, for "edit a message and regenerate". Answers every id removed, in `seq`
+    /// order (index layers purge them). A truncation that removes something bumps the thread's
+    /// version and `updated_at`; `last_seq` stays, so removed seqs are never reused.
+    /// [`with_expected_version`](Self::with_expected_version) compares the **thread's**
+    /// version. An absent or deleted thread, or nothing after `seq`, answers an empty list.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{args::{Add, Delete}, Content, Pipeline, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let thread = ThreadId::new("t1")?;
+    /// for text in ["question", "first answer", "follow-up"] {
+    ///     pipeline.add(Add::new(thread.clone(), Role::User, Content::text(text))).await?;
+    /// }
+    /// // The user edits the question: everything after it goes, in one step.
+    /// let removed = pipeline.delete(Delete::after(thread.clone(), 1)).await?;
+    /// assert_eq!(removed.message_ids.len(), 2);
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn after(thread_id: ThreadId, seq: u64) -> Self {
+        Self::new(thread_id, Target::MessagesAfter(seq))
     }
 
     fn new(thread_id: ThreadId, target: Target) -> Self {
@@ -700,6 +732,9 @@ impl PersistArgs {
             return Err(PersistError::invalid("update", "the patch changes nothing"));
         }
         match update.target {
+            Target::MessagesAfter(_) => {
+                Err(PersistError::invalid("target", "an update applies to a message or a thread"))
+            }
             Target::Message(_) if update.title.is_some() => {
                 Err(PersistError::invalid("title", "only threads have a title"))
             }
@@ -726,7 +761,7 @@ impl Target {
     pub fn message_id(&self) -> Option<&MessageId> {
         match self {
             Self::Message(id) => Some(id),
-            Self::Thread => None,
+            Self::Thread | Self::MessagesAfter(_) => None,
         }
     }
 }

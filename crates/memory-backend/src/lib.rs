@@ -335,6 +335,10 @@ impl State {
                 thread.updated_at = now;
                 Ok(Updated::Thread(thread.clone()))
             }
+            // Refused by `validate` before the lock is taken.
+            Target::MessagesAfter(_) => {
+                Err(PersistError::invalid("target", "an update applies to a message or a thread"))
+            }
         }
     }
 
@@ -363,6 +367,20 @@ impl State {
                 let thread = key(tenant, &args.thread_id);
                 self.bindings.retain(|(bound, _), _| !thread.equivalent(bound));
                 ts.messages.clear();
+                ids
+            }
+            Target::MessagesAfter(seq) => {
+                check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
+                let ids = ts.messages.range(seq.saturating_add(1), u64::MAX).iter().map(Record::id);
+                let ids = ids.collect::<Result<Vec<_>>>()?;
+                if ids.is_empty() {
+                    return gone();
+                }
+                // Last first: each removal is then at the end of the thread's records.
+                for id in ids.iter().rev() {
+                    ts.messages.remove(id);
+                }
+                ts.thread.version += 1;
                 ids
             }
         };

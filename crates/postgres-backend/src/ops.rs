@@ -42,10 +42,14 @@ pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<
         PersistArgs::Update(update) => match &update.target {
             Target::Message(id) => Ok(Updated::Message(update_message(conn, update, id).await?).into()),
             Target::Thread => Ok(Updated::Thread(update_thread(conn, update).await?).into()),
+            // Refused by `check` above.
+            Target::MessagesAfter(_) => {
+                Err(PersistError::invalid("target", "an update applies to a message or a thread"))
+            }
         },
         PersistArgs::Delete(delete) => Ok(match &delete.target {
             Target::Message(id) => delete_message(conn, delete, id).await?,
-            Target::Thread => delete_thread(conn, delete).await?,
+            Target::Thread | Target::MessagesAfter(_) => delete_thread(conn, delete).await?,
         }
         .into()),
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
@@ -567,7 +571,7 @@ async fn delete_message(conn: &mut PgConnection, delete: &Delete, id: &MessageId
     Err(raced())
 }
 
-/// Deleting a thread is a transaction, not one statement: after the thread's row lock is
+/// Deleting a thread (or truncating it) is a transaction, not one statement: after the thread's row lock is
 /// taken, each following statement sees every write committed before it (a single statement
 /// would delete only what its snapshot, taken before the lock, saw).
 ///
@@ -585,6 +589,45 @@ async fn delete_thread(conn: &mut PgConnection, delete: &Delete) -> Result<Delet
             Err(refused)
         }
     }
+}
+
+/// A truncation after `seq`, inside [`delete_thread`]'s transaction once the thread's row is
+/// locked and checked: every later message removed, the thread's counters and version moved.
+async fn truncate_locked(tx: &mut PgConnection, delete: &Delete, seq: u64) -> Result<Deleted, PersistError> {
+    let sql = |context| move |e| map_sqlx(context, e);
+    let tenant = tenant_key(delete.context.tenant());
+    let removed =
+        sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 AND seq > $3 RETURNING seq, message_id")
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .bind(signed(seq))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(sql("truncating the thread"))?;
+    let mut removed = removed
+        .iter()
+        .map(|row| Ok((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("message_id")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(sql("reading deleted ids"))?;
+    removed.sort_unstable();
+    if !removed.is_empty() {
+        sqlx::query(
+            "UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4 \
+              WHERE tenant = $2 AND thread_id = $1",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .bind(i64::try_from(removed.len()).unwrap_or(i64::MAX))
+        .bind(Timestamp::now().as_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("touching the truncated thread"))?;
+    }
+    let ids = removed
+        .into_iter()
+        .map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 
 /// The statements of [`delete_thread`], inside its transaction.
@@ -614,6 +657,9 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
             expected,
             actual,
         });
+    }
+    if let Target::MessagesAfter(seq) = delete.target {
+        return truncate_locked(tx, delete, seq).await;
     }
     let removed = sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 RETURNING seq, message_id")
         .bind(delete.thread_id.as_str())

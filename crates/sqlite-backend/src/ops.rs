@@ -137,10 +137,15 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
         PersistArgs::Update(update) => match &update.target {
             Target::Message(id) => Ok(Updated::Message(update_message(conn, update, id, limits).await?).into()),
             Target::Thread => Ok(update_thread(conn, update, limits).await?.into()),
+            // Refused by `validate` above.
+            Target::MessagesAfter(_) => {
+                Err(refused(PersistError::invalid("target", "an update applies to a message or a thread")))
+            }
         },
         PersistArgs::Delete(delete) => Ok(match &delete.target {
             Target::Message(id) => delete_message(conn, delete, id).await?,
             Target::Thread => delete_thread(conn, delete).await?,
+            Target::MessagesAfter(seq) => truncate(conn, delete, *seq).await?,
         }
         .into()),
         other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
@@ -901,6 +906,61 @@ async fn touch_thread(
     Ok(())
 }
 
+/// Removes every message after `seq` in the writer's transaction (the counters move in the
+/// delete trigger); the thread's version moves when anything was removed.
+async fn truncate(conn: &mut SqliteConnection, delete: &Delete, seq: u64) -> OpResult<Deleted> {
+    let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
+    let thread = match writable_thread(conn, &delete.thread_id, delete.context.tenant(), None).await {
+        Ok(thread) => thread,
+        Err(Failure::Refused(_)) => return Ok(gone),
+        Err(aborted) => return Err(aborted),
+    };
+    if let Some(expected) = delete.expected_version.filter(|&v| v != thread.version) {
+        return Err(refused(PersistError::VersionConflict {
+            thread_id: delete.thread_id.clone(),
+            message_id: None,
+            expected,
+            actual: thread.version,
+        }));
+    }
+    let tenant = tenant_key(delete.context.tenant());
+    let removed =
+        sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq > ?3 RETURNING seq, message_id")
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .bind(signed(seq))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql("truncating the thread"))?;
+    let ids = removed_ids(&removed)?;
+    if ids.is_empty() {
+        return Ok(gone);
+    }
+    sqlx::query("UPDATE threads SET version = version + 1, updated_at = ?3 WHERE tenant = ?2 AND thread_id = ?1")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .bind(Timestamp::now().as_micros())
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("touching the truncated thread"))?;
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
+}
+
+/// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order.
+fn removed_ids(rows: &[sqlx::sqlite::SqliteRow]) -> OpResult<Vec<MessageId>> {
+    use sqlx::Row;
+    let mut removed: Vec<(i64, String)> = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(sql("reading deleted ids"))?;
+    removed.sort_unstable();
+    removed
+        .into_iter()
+        .map(|(_, id)| MessageId::new(id).map_err(|e| aborted(crate::error::corrupt(e.to_string()))))
+        .collect()
+}
+
 async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult<Deleted> {
     let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
     let tenant = tenant_key(delete.context.tenant());
@@ -923,19 +983,7 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
         .fetch_all(&mut *conn)
         .await
         .map_err(sql("deleting the thread's messages"))?;
-    let mut removed: Vec<(i64, String)> = removed
-        .iter()
-        .map(|row| {
-            use sqlx::Row;
-            Ok((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?))
-        })
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(sql("reading deleted ids"))?;
-    removed.sort_unstable();
-    let ids = removed
-        .into_iter()
-        .map(|(_, id)| MessageId::new(id).map_err(|e| aborted(crate::error::corrupt(e.to_string()))))
-        .collect::<OpResult<Vec<_>>>()?;
+    let ids = removed_ids(&removed)?;
     sqlx::query("DELETE FROM session_bindings WHERE tenant = ?2 AND thread_id = ?1")
         .bind(delete.thread_id.as_str())
         .bind(tenant)
