@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (87 in all):
+//! [`CHECKS`] lists every check by group and name (94 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -63,6 +63,7 @@
 //! | [`delete`] | ids returned, counters, tombstones refuse later writes, deleting what is gone |
 //! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
 //! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
+//! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
@@ -89,6 +90,7 @@ pub mod durability;
 mod fixture;
 pub mod idempotency;
 pub mod identity;
+pub mod lifecycle;
 pub mod maintenance;
 pub mod model;
 pub mod pagination;
@@ -222,6 +224,15 @@ macro_rules! __for_each_check {
                 check_truncate_of_what_is_gone_answers_empty,
                 check_an_update_cannot_target_messages_after_a_seq,
                 check_truncate_racing_adds_loses_nothing_acknowledged,
+            }
+            lifecycle {
+                check_fork_copies_a_thread_up_to_a_seq,
+                check_fork_resumes_without_duplicates,
+                check_fork_refuses_what_it_cannot_copy_into,
+                check_fork_stays_in_its_tenant,
+                check_fork_racing_writes_to_its_source,
+                check_prune_deletes_idle_threads_and_keeps_the_latest,
+                check_prune_confined_to_a_tenant,
             }
             versions {
                 check_expected_version_on_update_content,

@@ -56,6 +56,7 @@ mod error;
 mod id;
 mod json;
 pub mod layer;
+pub mod lifecycle;
 pub mod maintenance;
 mod message;
 mod op;

@@ -1,0 +1,236 @@
+//! Fork and retention, composed of ordinary requests through a pipeline over the backend.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use persist_core::args::Reserve;
+use persist_core::lifecycle::{FORKED_FROM, Fork, Prune};
+use persist_core::{Backend, IdempotencyKey, Message, Metadata, PersistError, Pipeline, Role};
+use serde_json::json;
+use tokio::sync::Barrier;
+
+use crate::fixture::{
+    add_text, all_messages, all_messages_in, assert_err, ctx, t, tenant, text_add, thread, thread_in, written,
+};
+use crate::{Factory, Outcome};
+
+fn pipeline<B: Backend>(backend: &Arc<B>) -> Pipeline {
+    Pipeline::new(Arc::clone(backend))
+}
+
+/// What a copy keeps of a message: id, role, content, metadata, idempotency key, status.
+fn copy_of(message: &Message) -> (String, String, String, Metadata, Option<IdempotencyKey>) {
+    (
+        message.id.as_str().to_owned(),
+        message.role.as_str().to_owned(),
+        message.content.as_json().into_owned(),
+        message.metadata.clone(),
+        message.idempotency_key.clone(),
+    )
+}
+
+/// A fork copies the complete messages up to a seq, with their ids, roles, content, metadata and
+/// keys, in order, numbered 1, 2, … in the new thread, which records where it came from; the
+/// source is unchanged; reservations are not copied.
+pub async fn check_fork_copies_a_thread_up_to_a_seq<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let (source, branch) = (t("source"), t("branch"));
+    let first = written(b, text_add(&source, "hello").with_metadata(Metadata::new().with("lang", json!("en")))).await;
+    let keyed = text_add(&source, "keyed").with_idempotency_key(IdempotencyKey::new("k1").unwrap());
+    let second = written(b, keyed).await;
+    written(b, Reserve::new(source.clone(), Role::Assistant)).await;
+    let fourth = add_text(b.as_ref(), &source, "after the reply").await;
+    add_text(b.as_ref(), &source, "not copied").await;
+    let before = all_messages(b, &source).await;
+
+    let report = p.fork(Fork::new(source.clone(), branch.clone()).up_to(4)).await.expect("fork");
+    assert_eq!((report.copied, report.already, report.up_to), (3, 0, 4));
+    let copied = all_messages(b, &branch).await;
+    let expected: Vec<_> = [&first, &second, &fourth].into_iter().map(copy_of).collect();
+    assert_eq!(copied.iter().map(copy_of).collect::<Vec<_>>(), expected);
+    assert_eq!(copied.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let th = thread(b, &branch).await.unwrap();
+    assert_eq!(th.metadata.get(FORKED_FROM), Some(&json!({"thread": "source", "seq": 4})));
+    assert_eq!(all_messages(b, &source).await, before, "the source is unchanged");
+    store.finish().await
+}
+
+/// A fork that stopped halfway (some messages copied, the origin not yet recorded) completes
+/// when run again, without duplicates; run once more, it copies nothing.
+pub async fn check_fork_resumes_without_duplicates<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let (source, branch) = (t("resumed-source"), t("resumed-branch"));
+    let mut messages = Vec::new();
+    for i in 0..5 {
+        messages.push(add_text(b.as_ref(), &source, &format!("m{i}")).await);
+    }
+    // What a fork that crashed after two adds left behind.
+    for message in &messages[..2] {
+        written(b, text_add(&branch, &message.content.to_text()).with_id(message.id.clone())).await;
+    }
+    let report = p.fork(Fork::new(source.clone(), branch.clone())).await.expect("fork resumed");
+    assert_eq!((report.copied, report.already), (3, 2));
+    let again = p.fork(Fork::new(source.clone(), branch.clone())).await.expect("fork again");
+    assert_eq!((again.copied, again.already), (0, 5));
+    let copied = all_messages(b, &branch).await;
+    assert_eq!(copied.iter().map(copy_of).collect::<Vec<_>>(), messages.iter().map(copy_of).collect::<Vec<_>>());
+    store.finish().await
+}
+
+/// A fork refuses a missing or deleted source, itself as target, a deleted target, and a
+/// target that exists and is not its fork; nothing is written.
+pub async fn check_fork_refuses_what_it_cannot_copy_into<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let (source, other, gone) = (t("fork-src"), t("someone-else"), t("fork-gone"));
+    add_text(b.as_ref(), &source, "x").await;
+    add_text(b.as_ref(), &other, "unrelated").await;
+    add_text(b.as_ref(), &gone, "y").await;
+    p.delete(persist_core::args::Delete::thread(gone.clone())).await.unwrap();
+    assert_err!(p.fork(Fork::new(t("no-such"), t("new"))).await, PersistError::NotFound { .. });
+    assert_err!(p.fork(Fork::new(gone.clone(), t("new"))).await, PersistError::ThreadDeleted { .. });
+    assert_err!(
+        p.fork(Fork::new(source.clone(), source.clone())).await,
+        PersistError::InvalidInput { field: "target", .. }
+    );
+    assert_err!(p.fork(Fork::new(source.clone(), gone.clone())).await, PersistError::ThreadDeleted { .. });
+    assert_err!(
+        p.fork(Fork::new(source.clone(), other.clone())).await,
+        PersistError::InvalidInput { field: "target", .. }
+    );
+    assert_eq!(all_messages(b, &other).await.len(), 1, "the other thread is untouched");
+    assert!(thread(b, &t("new")).await.is_none());
+    store.finish().await
+}
+
+/// A fork in a tenant copies that tenant's thread into a thread of that tenant.
+pub async fn check_fork_stays_in_its_tenant<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let acme = Some(tenant("acme"));
+    let (source, branch) = (t("general"), t("general-2"));
+    written(b, text_add(&source, "acme's").with_context(ctx(acme.as_ref()))).await;
+    add_text(b.as_ref(), &source, "no tenant's").await;
+    let report = p.fork(Fork::new(source.clone(), branch.clone()).with_context(ctx(acme.as_ref()))).await.unwrap();
+    assert_eq!(report.copied, 1);
+    let copied = all_messages_in(b, acme.as_ref(), &branch).await;
+    assert_eq!(copied.iter().map(|m| m.content.to_text()).collect::<Vec<_>>(), ["acme's"]);
+    assert_eq!(thread_in(b, acme.as_ref(), &branch).await.unwrap().tenant, acme);
+    assert!(thread(b, &branch).await.is_none(), "not a thread without a tenant");
+    store.finish().await
+}
+
+/// Adds racing a fork of their thread (through two handles when the storage is shared): the
+/// fork copies exactly the source's messages up to the seq it fixed when it started, in order.
+pub async fn check_fork_racing_writes_to_its_source<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let handles = if store.caps().shared_storage {
+        vec![Arc::clone(store.b()), store.second_handle().await]
+    } else {
+        vec![Arc::clone(store.b())]
+    };
+    let b = store.b();
+    let (source, branch) = (t("busy-source"), t("busy-branch"));
+    for i in 0..20 {
+        add_text(b.as_ref(), &source, &format!("before {i}")).await;
+    }
+    let barrier = Arc::new(Barrier::new(21));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (h, barrier, source) = (Arc::clone(&handles[i % handles.len()]), barrier.clone(), source.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            add_text(h.as_ref(), &source, &format!("racer {i}")).await;
+        });
+    }
+    let forking = pipeline(&handles[handles.len() - 1]);
+    barrier.wait().await;
+    let report = forking.fork(Fork::new(source.clone(), branch.clone())).await.expect("fork");
+    tasks.join_all().await;
+    let expected: Vec<_> = all_messages(b, &source).await.into_iter().filter(|m| m.seq <= report.up_to).collect();
+    assert!(report.up_to >= 20, "the fork saw at least the first twenty");
+    let copied = all_messages(b, &branch).await;
+    assert_eq!(copied.iter().map(copy_of).collect::<Vec<_>>(), expected.iter().map(copy_of).collect::<Vec<_>>());
+    assert_eq!(report.copied, expected.len());
+    store.finish().await
+}
+
+async fn prune_all(p: &Pipeline, prune: Prune) -> (Vec<String>, usize, usize) {
+    let (mut threads, mut messages, mut batches) = (Vec::new(), 0, 0);
+    let mut batch = prune.with_threads(1);
+    loop {
+        let report = p.prune(batch.clone()).await.expect("prune");
+        threads.extend(report.deleted_threads.iter().map(|(tenant, id)| match tenant {
+            Some(tenant) => format!("{tenant}/{id}"),
+            None => id.to_string(),
+        }));
+        messages += report.deleted_messages;
+        batches += 1;
+        if report.done {
+            break;
+        }
+        batch = batch.with_cursor(report.next_cursor);
+    }
+    threads.sort();
+    (threads, messages, batches)
+}
+
+/// Retention deletes the threads idle longer than the age (every tenant's), keeps only the
+/// latest messages of the others, reports the same in a dry run without deleting, and runs in
+/// batches that resume from a cursor.
+pub async fn check_prune_deletes_idle_threads_and_keeps_the_latest<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let acme = Some(tenant("acme"));
+    for i in 0..3 {
+        add_text(b.as_ref(), &t("idle"), &format!("old {i}")).await;
+        written(b, text_add(&t("idle"), &format!("acme old {i}")).with_context(ctx(acme.as_ref()))).await;
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let mut long = Vec::new();
+    for i in 0..5 {
+        long.push(add_text(b.as_ref(), &t("long"), &format!("recent {i}")).await);
+    }
+    add_text(b.as_ref(), &t("short"), "recent").await;
+    let rule = Prune::new().with_idle_for(Duration::from_millis(40)).with_keep_latest(2);
+
+    let dry = prune_all(&p, rule.clone().dry_run(true)).await;
+    assert_eq!(dry.0, ["acme/idle", "idle"]);
+    assert_eq!((dry.1, dry.2), (3 + 3 + 3, 4), "3 + 3 in idle threads, 3 of long; one batch a thread");
+    assert_eq!(all_messages(b, &t("long")).await.len(), 5, "a dry run deletes nothing");
+
+    let done = prune_all(&p, rule.clone()).await;
+    assert_eq!((done.0, done.1), (dry.0, dry.1), "the run does what the dry run said");
+    assert!(thread(b, &t("idle")).await.unwrap().is_deleted());
+    assert!(thread_in(b, acme.as_ref(), &t("idle")).await.unwrap().is_deleted());
+    assert_eq!(all_messages(b, &t("long")).await, long[3..].to_vec(), "the latest two stay");
+    assert_eq!(all_messages(b, &t("short")).await.len(), 1);
+    let again = prune_all(&p, rule).await;
+    assert_eq!((again.0.len(), again.1), (0, 0), "nothing left to prune");
+    store.finish().await
+}
+
+/// Retention confined to one tenant prunes that tenant's threads only; a prune that names no
+/// rule is refused.
+pub async fn check_prune_confined_to_a_tenant<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let acme = Some(tenant("acme"));
+    add_text(b.as_ref(), &t("chat"), "no tenant's").await;
+    written(b, text_add(&t("chat"), "acme's").with_context(ctx(acme.as_ref()))).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let rule = Prune::new().with_idle_for(Duration::from_millis(5)).only_tenant(acme.clone());
+    let (threads, messages, _) = prune_all(&p, rule).await;
+    assert_eq!((threads, messages), (vec!["acme/chat".to_owned()], 1));
+    assert!(!thread(b, &t("chat")).await.unwrap().is_deleted(), "another tenant's thread stays");
+    assert_err!(p.prune(Prune::new()).await, PersistError::InvalidInput { field: "prune", .. });
+    store.finish().await
+}

@@ -1,0 +1,450 @@
+//! A thread's lifecycle, through the pipeline: fork a thread, and retention (prune idle
+//! threads, keep the latest messages of each).
+//!
+//! Both are composed of ordinary requests sent through the whole stack (reads, adds, deletes,
+//! updates), so routes send them where the thread lives, an encryption layer seals and opens
+//! them, and indexers and audit layers see every step. Truncation is a single atomic write of
+//! its own: [`Delete::after`](crate::args::Delete::after).
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::args::{Add, Context, Delete, Update};
+use crate::error::{PersistError, Result};
+use crate::id::{TenantId, ThreadId};
+use crate::maintenance::Maintenance;
+use crate::message::{Metadata, Status, Thread, Timestamp};
+use crate::pipeline::Pipeline;
+use crate::read::{GetThread, ListMessages, ListThreads, MAX_PAGE_LIMIT, ThreadCursor};
+
+/// The thread metadata key a fork records its origin under: `{"thread": <source id>, "seq":
+/// <the last seq copied from>}`.
+pub const FORKED_FROM: &str = "persist.forked_from";
+
+/// Copies a thread, up to a seq, into a new thread of the same tenant; see
+/// [`Pipeline::fork`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Fork {
+    /// The thread copied.
+    pub source: ThreadId,
+    /// The new thread.
+    pub target: ThreadId,
+    /// Copy the messages with `seq` up to this one (default: the source's `last_seq` when the
+    /// fork starts).
+    pub up_to: Option<u64>,
+    /// Who is asking: its tenant is the tenant of both threads.
+    pub context: Context,
+}
+
+impl Fork {
+    /// Copies `source` whole into `target`.
+    pub fn new(source: ThreadId, target: ThreadId) -> Self {
+        Self { source, target, up_to: None, context: Context::new() }
+    }
+
+    /// Copies the messages up to `seq` only.
+    pub fn up_to(mut self, seq: u64) -> Self {
+        self.up_to = Some(seq);
+        self
+    }
+
+    /// The context of every request the fork sends.
+    pub fn with_context(mut self, context: Context) -> Self {
+        self.context = context;
+        self
+    }
+}
+
+/// What a fork did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ForkReport {
+    /// Messages written to the new thread by this run.
+    pub copied: usize,
+    /// Messages an earlier run of the same fork had copied already.
+    pub already: usize,
+    /// The last seq of the source the fork copied from.
+    pub up_to: u64,
+}
+
+/// Retention: prunes threads with no activity for an age, and/or keeps only the latest
+/// messages of each; see [`Pipeline::prune`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Prune {
+    /// Delete threads whose last activity (`updated_at`) is older than this.
+    pub idle_for: Option<Duration>,
+    /// Keep only this many of each thread's latest messages (by seq), deleting older ones.
+    pub keep_latest: Option<u32>,
+    /// Report what would be removed, remove nothing.
+    pub dry_run: bool,
+    /// Threads per batch, 1 to 1000 (default 100).
+    pub threads: u32,
+    /// Continue after this thread (the previous report's `next_cursor`).
+    pub cursor: Option<ThreadCursor>,
+    /// Whether every tenant's threads are pruned (the default), or only [`tenant`](Self::tenant)'s.
+    pub across_tenants: bool,
+    /// The tenant pruned when not [`across_tenants`](Self::across_tenants).
+    pub tenant: Option<TenantId>,
+}
+
+impl Prune {
+    /// Nothing to prune yet: add [`idle_for`](Self::with_idle_for) and/or
+    /// [`keep_latest`](Self::with_keep_latest).
+    pub fn new() -> Self {
+        Self {
+            idle_for: None,
+            keep_latest: None,
+            dry_run: false,
+            threads: 100,
+            cursor: None,
+            across_tenants: true,
+            tenant: None,
+        }
+    }
+
+    /// Deletes threads idle for longer than `age`.
+    pub fn with_idle_for(mut self, age: Duration) -> Self {
+        self.idle_for = Some(age);
+        self
+    }
+
+    /// Keeps only the latest `n` messages of each thread.
+    pub fn with_keep_latest(mut self, n: u32) -> Self {
+        self.keep_latest = Some(n);
+        self
+    }
+
+    /// Reports what would be removed without removing it.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Threads per batch.
+    pub fn with_threads(mut self, threads: u32) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Continues after `cursor`.
+    pub fn with_cursor(mut self, cursor: Option<ThreadCursor>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+
+    /// Prunes only `tenant`'s threads (`None`: the threads without a tenant).
+    pub fn only_tenant(mut self, tenant: Option<TenantId>) -> Self {
+        self.across_tenants = false;
+        self.tenant = tenant;
+        self
+    }
+}
+
+impl Default for Prune {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one batch of a prune did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PruneReport {
+    /// Threads looked at.
+    pub threads: usize,
+    /// Threads deleted for being idle: `(tenant, thread)`.
+    pub deleted_threads: Vec<(Option<TenantId>, ThreadId)>,
+    /// Messages deleted (those of deleted threads included).
+    pub deleted_messages: usize,
+    /// Threads or messages that changed between reading and deleting: kept.
+    pub skipped: usize,
+    /// Where the next batch starts, while `done` is false.
+    pub next_cursor: Option<ThreadCursor>,
+    /// Whether this batch reached the last thread.
+    pub done: bool,
+}
+
+/// Whether a write was refused because its target changed or went meanwhile.
+fn changed_or_gone(error: &PersistError) -> bool {
+    matches!(
+        error,
+        PersistError::VersionConflict { .. } | PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. }
+    )
+}
+
+impl Pipeline {
+    /// Copies the thread `fork.source` up to a seq into the new thread `fork.target` (same
+    /// tenant), **through the pipeline**: each complete message is added with its id, role,
+    /// content, metadata and idempotency key, in seq order (the new thread numbers them
+    /// `1, 2, …`); reservations still streaming are not copied. The new thread records where it
+    /// came from in its metadata, under [`FORKED_FROM`].
+    ///
+    /// Resumable: a fork run again (after a crash, a time-out) finds what it copied (each add
+    /// repeats an identical message, answered `deduplicated`) and completes it without
+    /// duplicates. Messages written to the source after the fork started are not copied: the
+    /// last seq is fixed when it starts.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{args::Add, lifecycle::Fork, read::ListMessages, Content, Pipeline, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let (main, branch) = (ThreadId::new("main")?, ThreadId::new("branch")?);
+    /// for text in ["hello", "hi!", "tell me a joke"] {
+    ///     pipeline.add(Add::new(main.clone(), Role::User, Content::text(text))).await?;
+    /// }
+    /// let report = pipeline.fork(Fork::new(main, branch.clone()).up_to(2)).await?;
+    /// assert_eq!(report.copied, 2);
+    /// assert_eq!(pipeline.list(ListMessages::new(branch)).await?.items.len(), 2);
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when the source does not exist (`ThreadDeleted` when it was deleted);
+    /// `InvalidInput` naming `target` when the target is the source, or exists and is not a
+    /// fork of the source in progress; `ThreadDeleted` for a deleted target; otherwise the
+    /// first error of a read or a write.
+    pub async fn fork(&self, fork: Fork) -> Result<ForkReport> {
+        let context = || fork.context.renewed();
+        if fork.source == fork.target {
+            return Err(PersistError::invalid("target", "a thread cannot be forked into itself"));
+        }
+        let Some(source) = self.get_thread(GetThread::new(fork.source.clone()).with_context(context())).await? else {
+            return Err(PersistError::not_found(&fork.source, None));
+        };
+        if source.is_deleted() {
+            return Err(PersistError::ThreadDeleted { thread_id: fork.source.clone() });
+        }
+        let up_to = fork.up_to.unwrap_or(source.last_seq).min(source.last_seq);
+        let origin = json!({ "thread": fork.source.as_str(), "seq": up_to });
+        let target = self.get_thread(GetThread::new(fork.target.clone()).with_context(context())).await?;
+        if let Some(target) = &target {
+            self.check_fork_target(&fork, target, &origin).await?;
+        }
+        let mut report = ForkReport { up_to, ..ForkReport::default() };
+        let mut recorded = target.as_ref().is_some_and(|t| t.metadata.get(FORKED_FROM) == Some(&origin));
+        let mut listing = ListMessages::new(fork.source.clone())
+            .before(up_to.saturating_add(1))
+            .with_limit(MAX_PAGE_LIMIT)
+            .with_context(context());
+        loop {
+            let page = self.list(listing.clone()).await?;
+            for message in page.items.iter().filter(|m| m.status == Status::Complete) {
+                let mut add = Add::new(fork.target.clone(), message.role.clone(), message.content.clone())
+                    .with_id(message.id.clone())
+                    .with_metadata(message.metadata.clone())
+                    .with_context(context());
+                if let Some(key) = &message.idempotency_key {
+                    add = add.with_idempotency_key(key.clone());
+                }
+                match self.add(add).await {
+                    Ok(added) if added.deduplicated => report.already += 1,
+                    Ok(_) => report.copied += 1,
+                    // Copied by an earlier run, and changed since in the source or the fork.
+                    Err(PersistError::AlreadyExists { .. } | PersistError::IdempotencyKeyReused { .. }) => {
+                        report.already += 1
+                    }
+                    Err(error) => return Err(error),
+                }
+                if !recorded {
+                    let mark = Update::thread(fork.target.clone())
+                        .with_metadata(Metadata::new().with(FORKED_FROM, origin.clone()))
+                        .with_context(context());
+                    self.update(mark).await?;
+                    recorded = true;
+                }
+            }
+            match listing.next_page(&page) {
+                Some(next) => listing = next,
+                None => return Ok(report),
+            }
+        }
+    }
+
+    /// An existing target is fine when it is this fork, recorded or still in progress (every
+    /// message of it is one of the source's, by id).
+    async fn check_fork_target(&self, fork: &Fork, target: &Thread, origin: &serde_json::Value) -> Result<()> {
+        if target.is_deleted() {
+            return Err(PersistError::ThreadDeleted { thread_id: fork.target.clone() });
+        }
+        let not_a_fork = || {
+            PersistError::invalid(
+                "target",
+                format!("thread {} exists and is not a fork of {}", fork.target, fork.source),
+            )
+        };
+        match target.metadata.get(FORKED_FROM) {
+            Some(recorded) if recorded == origin => return Ok(()),
+            Some(_) => return Err(not_a_fork()),
+            None => {}
+        }
+        let listing = ListMessages::new(fork.target.clone())
+            .include_reserved(true)
+            .with_limit(MAX_PAGE_LIMIT)
+            .with_context(fork.context.renewed());
+        let copied = self.list(listing).await?;
+        for message in &copied.items {
+            let get = crate::read::GetMessage::new(fork.source.clone(), message.id.clone())
+                .with_context(fork.context.renewed());
+            if self.get(get).await?.is_none() {
+                return Err(not_a_fork());
+            }
+        }
+        if copied.has_more {
+            return Err(not_a_fork());
+        }
+        Ok(())
+    }
+
+    /// One batch of retention, **through the pipeline**: of up to `prune.threads` threads
+    /// (every tenant's, most recently active first, after `prune.cursor`), deletes those idle
+    /// longer than `idle_for` (a `delete` of the thread, expecting the version read: a thread
+    /// changed meanwhile is kept), and in the others deletes every message older than the
+    /// latest `keep_latest` (each a `delete` expecting the version read). Every delete carries
+    /// the [`Maintenance`] extension and the thread's tenant. With `dry_run`, counts what it
+    /// would delete and deletes nothing.
+    ///
+    /// Run batches from each report's `next_cursor` until one is `done`; a batch run again
+    /// finds only what is still to prune.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use persist::{args::Add, lifecycle::Prune, Content, Pipeline, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// for i in 0..5 {
+    ///     pipeline.add(Add::new(ThreadId::new("chat")?, Role::User, Content::text(format!("{i}")))).await?;
+    /// }
+    /// let report = pipeline.prune(Prune::new().with_keep_latest(2)).await?;
+    /// assert_eq!((report.deleted_messages, report.done), (3, true));
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a batch of 0 or over 1000 threads, or a prune that names neither
+    /// `idle_for` nor `keep_latest`; the first error of a read or a write other than a target
+    /// changed or gone meanwhile.
+    pub async fn prune(&self, prune: Prune) -> Result<PruneReport> {
+        if prune.threads == 0 || prune.threads > MAX_PAGE_LIMIT {
+            return Err(PersistError::invalid("threads", format!("must be between 1 and {MAX_PAGE_LIMIT}")));
+        }
+        if prune.idle_for.is_none() && prune.keep_latest.is_none() {
+            return Err(PersistError::invalid("prune", "names neither idle_for nor keep_latest"));
+        }
+        let maintenance = Context::new().with_extension(Maintenance);
+        let cutoff = prune.idle_for.map(|age| Timestamp::now().saturating_sub(age));
+        let listing = ListThreads::new()
+            .across_tenants(prune.across_tenants)
+            .with_limit(prune.threads)
+            .with_cursor(prune.cursor.clone())
+            .with_context(maintenance.clone().for_tenant(prune.tenant.clone()));
+        let page = self.threads(listing).await?;
+        let mut report = PruneReport { threads: page.items.len(), ..PruneReport::default() };
+        for thread in &page.items {
+            let context = || maintenance.renewed().for_tenant(thread.tenant.clone());
+            if cutoff.is_some_and(|cutoff| thread.updated_at < cutoff) {
+                if prune.dry_run {
+                    report.deleted_threads.push((thread.tenant.clone(), thread.id.clone()));
+                    report.deleted_messages += thread.message_count as usize;
+                    continue;
+                }
+                let delete =
+                    Delete::thread(thread.id.clone()).with_expected_version(thread.version).with_context(context());
+                match self.delete(delete).await {
+                    Ok(deleted) => {
+                        report.deleted_threads.push((thread.tenant.clone(), thread.id.clone()));
+                        report.deleted_messages += deleted.message_ids.len();
+                    }
+                    Err(error) if changed_or_gone(&error) => report.skipped += 1,
+                    Err(error) => return Err(error),
+                }
+                continue;
+            }
+            if let Some(keep) = prune.keep_latest.filter(|&keep| thread.message_count > u64::from(keep)) {
+                self.keep_latest(thread, keep, prune.dry_run, &context, &mut report).await?;
+            }
+        }
+        report.done = !page.has_more;
+        report.next_cursor = page.next_cursor.filter(|_| page.has_more);
+        Ok(report)
+    }
+
+    /// Deletes every message of `thread` older than its latest `keep` (reservations count).
+    async fn keep_latest(
+        &self,
+        thread: &Thread,
+        keep: u32,
+        dry_run: bool,
+        context: &dyn Fn() -> Context,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        // The oldest seq kept: the `keep`-th newest message's (none kept: past every message).
+        let mut oldest_kept = thread.last_seq.saturating_add(1);
+        if keep > 0 {
+            let mut newest = ListMessages::new(thread.id.clone())
+                .include_reserved(true)
+                .with_order(crate::read::Order::Desc)
+                .with_limit(keep.min(MAX_PAGE_LIMIT))
+                .with_context(context());
+            let mut seen = 0u32;
+            loop {
+                let page = self.list(newest.clone()).await?;
+                for message in &page.items {
+                    seen += 1;
+                    if seen == keep {
+                        oldest_kept = message.seq;
+                        break;
+                    }
+                }
+                if seen == keep {
+                    break;
+                }
+                match newest.next_page(&page) {
+                    Some(next) => newest = next,
+                    // Fewer than `keep` messages: nothing to delete.
+                    None => return Ok(()),
+                }
+            }
+        }
+        let mut older = ListMessages::new(thread.id.clone())
+            .include_reserved(true)
+            .before(oldest_kept)
+            .with_limit(MAX_PAGE_LIMIT)
+            .with_context(context());
+        loop {
+            let page = self.list(older.clone()).await?;
+            for message in &page.items {
+                if dry_run {
+                    report.deleted_messages += 1;
+                    continue;
+                }
+                let delete = Delete::message(thread.id.clone(), message.id.clone())
+                    .with_expected_version(message.version)
+                    .with_context(context());
+                match self.delete(delete).await {
+                    Ok(deleted) => report.deleted_messages += deleted.message_ids.len(),
+                    Err(error) if changed_or_gone(&error) => report.skipped += 1,
+                    Err(error) => return Err(error),
+                }
+            }
+            match older.next_page(&page) {
+                Some(next) => older = next,
+                None => return Ok(()),
+            }
+        }
+    }
+}
