@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (94 in all):
+//! [`CHECKS`] lists every check by group and name (96 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -63,7 +63,7 @@
 //! | [`delete`] | ids returned, counters, tombstones refuse later writes, deleting what is gone |
 //! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
 //! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
-//! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend |
+//! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; purge (erased tombstone, freed id) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
@@ -233,6 +233,8 @@ macro_rules! __for_each_check {
                 check_fork_racing_writes_to_its_source,
                 check_prune_deletes_idle_threads_and_keeps_the_latest,
                 check_prune_confined_to_a_tenant,
+                check_purge_erases_a_thread_and_keeps_it_dead,
+                check_purge_can_free_the_id,
             }
             versions {
                 check_expected_version_on_update_content,

@@ -234,3 +234,50 @@ pub async fn check_prune_confined_to_a_tenant<F: Factory>(factory: &F) -> Outcom
     assert_err!(p.prune(Prune::new()).await, PersistError::InvalidInput { field: "prune", .. });
     store.finish().await
 }
+
+/// A purge deletes every message, clears the title and metadata, and leaves a tombstone that
+/// still refuses a late writer; a purge of what is gone answers empty.
+pub async fn check_purge_erases_a_thread_and_keeps_it_dead<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("erase-me");
+    let first = add_text(b.as_ref(), &id, "private").await;
+    let second = add_text(b.as_ref(), &id, "more").await;
+    let titled = persist_core::args::Update::thread(id.clone())
+        .with_title(Some("Jane's case".into()))
+        .with_metadata(Metadata::new().with("email", json!("jane@example.com")));
+    crate::fixture::write(b, titled).await.unwrap();
+    let purged = crate::fixture::write(b, persist_core::args::Delete::purge(id.clone())).await.unwrap();
+    assert_eq!(purged, persist_core::Deleted::new(id.clone(), vec![first.id, second.id]).into());
+    let tombstone = thread(b, &id).await.unwrap();
+    assert!(tombstone.is_deleted(), "a tombstone stays");
+    assert_eq!((tombstone.title, tombstone.metadata, tombstone.message_count), (None, Metadata::new(), 0));
+    assert_eq!(tombstone.last_seq, 2);
+    assert!(all_messages(b, &id).await.is_empty());
+    assert_err!(crate::fixture::write(b, text_add(&id, "late")).await, PersistError::ThreadDeleted { .. });
+    let again = crate::fixture::write(b, persist_core::args::Delete::purge(id.clone())).await.unwrap();
+    assert_eq!(again, persist_core::Deleted::new(id.clone(), vec![]).into());
+    store.finish().await
+}
+
+/// A purge freeing the id leaves nothing: the id starts a new thread (seqs from 1); a purge
+/// of one message, or freeing an id without a purge, is refused.
+pub async fn check_purge_can_free_the_id<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("free-me");
+    let message = add_text(b.as_ref(), &id, "old").await;
+    let purge = persist_core::args::Delete::purge(id.clone()).freeing_id(true);
+    crate::fixture::write(b, purge).await.unwrap();
+    assert!(thread(b, &id).await.is_none(), "no tombstone");
+    let fresh = add_text(b.as_ref(), &id, "new life").await;
+    assert_eq!(fresh.seq, 1);
+    let mut one = persist_core::args::Delete::message(id.clone(), message.id.clone());
+    one.purge = true;
+    assert_err!(crate::fixture::write(b, one).await, PersistError::InvalidInput { field: "purge", .. });
+    let mut free = persist_core::args::Delete::thread(id.clone());
+    free.free_id = true;
+    assert_err!(crate::fixture::write(b, free).await, PersistError::InvalidInput { field: "free_id", .. });
+    assert_eq!(all_messages(b, &id).await.len(), 1, "refused requests removed nothing");
+    store.finish().await
+}

@@ -470,6 +470,12 @@ pub struct Delete {
     pub target: Target,
     /// Fail with `VersionConflict` unless the target's stored version equals this.
     pub expected_version: Option<u64>,
+    /// Erase the thread for good; see [`Delete::purge`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub purge: bool,
+    /// With [`purge`](Self::purge): leave no tombstone, so the id can be used again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub free_id: bool,
     /// Request context.
     pub context: Context,
 }
@@ -514,8 +520,45 @@ impl Delete {
         Self::new(thread_id, Target::MessagesAfter(seq))
     }
 
+    /// Erases the thread, for an erasure request: every message is deleted as
+    /// [`thread`](Self::thread) deletes them, and its title and metadata are cleared too, so
+    /// nothing it said stays in the store, not only hidden: the SQLite backend overwrites what it
+    /// removes (`secure_delete`) and empties its write-ahead log once the purge is committed;
+    /// PostgreSQL's old row versions are gone from every query at once and from the disk at its
+    /// next `VACUUM`.
+    ///
+    /// What stays is a tombstone (id, tenant, times, `last_seq`, version), so a late writer still
+    /// cannot bring the thread back; [`freeing_id`](Self::freeing_id) removes it as well, and
+    /// the id can then be used again by a new thread (seqs start at 1 again).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{args::{Add, Delete}, read::GetThread, Content, Pipeline, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let thread = ThreadId::new("erase-me")?;
+    /// pipeline.add(Add::new(thread.clone(), Role::User, Content::text("my address is …"))).await?;
+    /// pipeline.delete(Delete::purge(thread.clone())).await?;
+    /// let tombstone = pipeline.get_thread(GetThread::new(thread)).await?.unwrap();
+    /// assert!(tombstone.is_deleted() && tombstone.title.is_none() && tombstone.metadata.is_empty());
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn purge(thread_id: ThreadId) -> Self {
+        Self { purge: true, ..Self::new(thread_id, Target::Thread) }
+    }
+
+    /// With [`purge`](Self::purge): whether the tombstone goes too, freeing the id.
+    pub fn freeing_id(mut self, free: bool) -> Self {
+        self.free_id = free;
+        self
+    }
+
     fn new(thread_id: ThreadId, target: Target) -> Self {
-        Self { thread_id, target, expected_version: None, context: Context::new() }
+        Self { thread_id, target, expected_version: None, purge: false, free_id: false, context: Context::new() }
     }
 
     /// Adds an optimistic-concurrency precondition.
@@ -723,6 +766,14 @@ impl PersistArgs {
             metadata.check_depth()?;
             if metadata.has_nul() {
                 return Err(nul("metadata"));
+            }
+        }
+        if let Self::Delete(delete) = self {
+            if delete.purge && delete.target != Target::Thread {
+                return Err(PersistError::invalid("purge", "erases a whole thread: its target is the thread"));
+            }
+            if delete.free_id && !delete.purge {
+                return Err(PersistError::invalid("free_id", "applies to a purge only"));
             }
         }
         let Self::Update(update) = self else {

@@ -367,6 +367,14 @@ impl State {
                 let thread = key(tenant, &args.thread_id);
                 self.bindings.retain(|(bound, _), _| !thread.equivalent(bound));
                 ts.messages.clear();
+                if args.purge {
+                    ts.thread.title = None;
+                    ts.thread.metadata = persist_core::Metadata::new();
+                }
+                if args.free_id {
+                    self.threads.remove(&thread);
+                    return Ok(Deleted::new(args.thread_id.clone(), ids));
+                }
                 ids
             }
             Target::MessagesAfter(seq) => {

@@ -680,15 +680,24 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
         .await
         .map_err(sql("deleting the thread's session bindings"))?;
     let now = Timestamp::now().as_micros();
-    sqlx::query(
-        "UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0 WHERE tenant = $3 AND thread_id = $1",
-    )
-    .bind(delete.thread_id.as_str())
-    .bind(now)
-    .bind(tenant)
-    .execute(&mut *tx)
-    .await
-    .map_err(sql("marking the thread deleted"))?;
+    // A purge clears what the tombstone said, or removes it to free the id.
+    let tombstone = match (delete.purge, delete.free_id) {
+        (_, true) => "DELETE FROM threads WHERE tenant = $3 AND thread_id = $1 AND $2::bigint IS NOT NULL",
+        (true, false) => {
+            "UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0, title = NULL, metadata = '{}' \
+              WHERE tenant = $3 AND thread_id = $1"
+        }
+        (false, false) => {
+            "UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0 WHERE tenant = $3 AND thread_id = $1"
+        }
+    };
+    sqlx::query(tombstone)
+        .bind(delete.thread_id.as_str())
+        .bind(now)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("marking the thread deleted"))?;
     let ids = removed
         .into_iter()
         .map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))

@@ -498,6 +498,7 @@ pub const READ_REPORT: &str = read_report!();
 /// `last_seq`, a key an earlier row took).
 pub const INBOX: &str = concat!(
     "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384; \
+    PRAGMA secure_delete = FAST; \
     CREATE TEMP TABLE IF NOT EXISTS persist_written (plan INTEGER NOT NULL, seq INTEGER NOT NULL); \
     CREATE TEMP VIEW IF NOT EXISTS persist_inbox AS \
         SELECT NULL AS plan, NULL AS thread_id, NULL AS tenant, NULL AS message_id, NULL AS role, NULL AS content, \
@@ -991,15 +992,24 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
         .await
         .map_err(sql("deleting the thread's session bindings"))?;
     let now = Timestamp::now().as_micros();
-    sqlx::query(
-        "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0 WHERE tenant = ?3 AND thread_id = ?1",
-    )
-    .bind(delete.thread_id.as_str())
-    .bind(now)
-    .bind(tenant)
-    .execute(&mut *conn)
-    .await
-    .map_err(sql("marking the thread deleted"))?;
+    // A purge clears what the tombstone said, or removes it to free the id.
+    let tombstone = match (delete.purge, delete.free_id) {
+        (_, true) => "DELETE FROM threads WHERE tenant = ?3 AND thread_id = ?1 AND ?2 IS NOT NULL",
+        (true, false) => {
+            "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0, title = NULL, metadata = '{}' \
+              WHERE tenant = ?3 AND thread_id = ?1"
+        }
+        (false, false) => {
+            "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0 WHERE tenant = ?3 AND thread_id = ?1"
+        }
+    };
+    sqlx::query(tombstone)
+        .bind(delete.thread_id.as_str())
+        .bind(now)
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("marking the thread deleted"))?;
     Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 

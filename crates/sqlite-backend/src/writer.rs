@@ -9,7 +9,7 @@ use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::task::Poll;
 
-use persist_core::PersistError;
+use persist_core::{PersistArgs, PersistError};
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
@@ -258,7 +258,32 @@ impl Abort {
 }
 
 /// Applies `jobs` in one transaction; answers per job, or why none was committed.
+///
+/// The writer runs with `secure_delete = FAST` (set with the inbox): a cell a write removes
+/// or rewrites is zeroed in its page, which is written anyway, so no old copy of a row lingers
+/// in a page's free space. A group holding a purge runs with `secure_delete` fully on, so freed
+/// pages are zeroed too, and once committed the write-ahead log is copied back and emptied
+/// (`wal_checkpoint(TRUNCATE)`, waiting for readers up to the busy timeout), so no older copy
+/// of a purged page stays in the log.
 async fn commit(
+    conn: &mut SqliteConnection,
+    jobs: &[Job],
+    limits: &Limits,
+) -> Result<Vec<Result<Answer, PersistError>>, Abort> {
+    let purging = jobs.iter().any(|job| matches!(&job.write, Write::Persist(PersistArgs::Delete(d)) if d.purge));
+    if !purging {
+        return commit_group(conn, jobs, limits).await;
+    }
+    let _ = execute(conn, "PRAGMA secure_delete = ON").await;
+    let committed = commit_group(conn, jobs, limits).await;
+    if committed.is_ok() {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_all(&mut *conn).await;
+    }
+    let _ = execute(conn, "PRAGMA secure_delete = FAST").await;
+    committed
+}
+
+async fn commit_group(
     conn: &mut SqliteConnection,
     jobs: &[Job],
     limits: &Limits,
