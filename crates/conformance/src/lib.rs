@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (96 in all):
+//! [`CHECKS`] lists every check by group and name (99 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -235,6 +235,9 @@ macro_rules! __for_each_check {
                 check_prune_confined_to_a_tenant,
                 check_purge_erases_a_thread_and_keeps_it_dead,
                 check_purge_can_free_the_id,
+                check_purge_of_a_deleted_thread_erases_its_tombstone,
+                check_a_thread_delete_can_expect_no_write_since,
+                check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes,
             }
             versions {
                 check_expected_version_on_update_content,

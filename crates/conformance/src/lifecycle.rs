@@ -281,3 +281,91 @@ pub async fn check_purge_can_free_the_id<F: Factory>(factory: &F) -> Outcome {
     assert_eq!(all_messages(b, &id).await.len(), 1, "refused requests removed nothing");
     store.finish().await
 }
+
+/// A thread deleted first and purged later (the usual order of an erasure request) has its
+/// tombstone's title and metadata erased, or its id freed.
+pub async fn check_purge_of_a_deleted_thread_erases_its_tombstone<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    for (name, free) in [("deleted-then-purged", false), ("deleted-then-freed", true)] {
+        let id = t(name);
+        add_text(b.as_ref(), &id, "private").await;
+        let titled = persist_core::args::Update::thread(id.clone()).with_title(Some("Jane".into()));
+        crate::fixture::write(b, titled.with_metadata(Metadata::new().with("email", json!("j@x")))).await.unwrap();
+        crate::fixture::write(b, persist_core::args::Delete::thread(id.clone())).await.unwrap();
+        assert_eq!(thread(b, &id).await.unwrap().title.as_deref(), Some("Jane"), "a plain delete keeps the title");
+        let purge = persist_core::args::Delete::purge(id.clone()).freeing_id(free);
+        let answer = crate::fixture::write(b, purge).await.unwrap();
+        assert_eq!(answer, persist_core::Deleted::new(id.clone(), vec![]).into());
+        match thread(b, &id).await {
+            None => assert!(free, "only a freed id leaves no tombstone"),
+            Some(tombstone) => {
+                assert!(!free && tombstone.is_deleted());
+                assert_eq!((tombstone.title, tombstone.metadata), (None, Metadata::new()));
+            }
+        }
+    }
+    store.finish().await
+}
+
+/// A thread delete can expect that nothing was written since the thread was read
+/// (`expected_updated_at`): an add meanwhile (which moves no thread version) makes it a
+/// `VersionConflict` that deletes nothing, so retention never deletes a thread just written to.
+pub async fn check_a_thread_delete_can_expect_no_write_since<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("busy");
+    add_text(b.as_ref(), &id, "old").await;
+    let read = thread(b, &id).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    add_text(b.as_ref(), &id, "new").await;
+    let stale = persist_core::args::Delete::thread(id.clone())
+        .with_expected_version(read.version)
+        .with_expected_updated_at(read.updated_at);
+    assert_err!(crate::fixture::write(b, stale).await, PersistError::VersionConflict { message_id: None, .. });
+    assert_eq!(all_messages(b, &id).await.len(), 2, "nothing deleted");
+    let now = thread(b, &id).await.unwrap();
+    let current = persist_core::args::Delete::thread(id.clone()).with_expected_updated_at(now.updated_at);
+    crate::fixture::write(b, current).await.expect("deleted");
+    assert!(thread(b, &id).await.unwrap().is_deleted());
+    let mut on_message = persist_core::args::Delete::message(id.clone(), persist_core::MessageId::new("m").unwrap());
+    on_message.expected_updated_at = Some(now.updated_at);
+    assert_err!(
+        crate::fixture::write(b, on_message).await,
+        PersistError::InvalidInput { field: "expected_updated_at", .. }
+    );
+    store.finish().await
+}
+
+/// A fork resumes up to the seq it recorded even when its source grew since; it refuses an
+/// empty target and its own source (a fork back onto the thread it came from).
+pub async fn check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let (main, branch, empty) = (t("main"), t("main-branch"), t("emptied"));
+    for i in 0..3 {
+        add_text(b.as_ref(), &main, &format!("m{i}")).await;
+    }
+    p.fork(Fork::new(main.clone(), branch.clone())).await.unwrap();
+    add_text(b.as_ref(), &main, "after the fork").await;
+    let again = p.fork(Fork::new(main.clone(), branch.clone())).await.expect("resumed");
+    assert_eq!((again.up_to, again.copied, again.already), (3, 0, 3));
+    assert_eq!(all_messages(b, &branch).await.len(), 3);
+    assert_err!(
+        p.fork(Fork::new(main.clone(), branch.clone()).up_to(4)).await,
+        PersistError::InvalidInput { field: "target", .. }
+    );
+    // Back onto its source: main's ids are all in branch, but main is no fork of branch.
+    assert_err!(
+        p.fork(Fork::new(branch.clone(), main.clone())).await,
+        PersistError::InvalidInput { field: "target", .. }
+    );
+    add_text(b.as_ref(), &empty, "x").await;
+    crate::fixture::write(b, persist_core::args::Delete::after(empty.clone(), 0)).await.unwrap();
+    assert_err!(
+        p.fork(Fork::new(main.clone(), empty.clone())).await,
+        PersistError::InvalidInput { field: "target", .. }
+    );
+    store.finish().await
+}

@@ -360,6 +360,21 @@ impl UpdateContent {
     context_setter!();
 }
 
+impl Delete {
+    /// The refusal of a thread delete whose [`expected_updated_at`](Self::expected_updated_at)
+    /// is not the thread's `updated_at`; `None` when it holds (or names nothing). For backends.
+    pub fn updated_at_conflict(&self, updated_at: crate::Timestamp) -> Option<PersistError> {
+        let expected = self.expected_updated_at.filter(|&expected| expected != updated_at)?;
+        let micros = |t: crate::Timestamp| u64::try_from(t.as_micros()).unwrap_or_default();
+        Some(PersistError::VersionConflict {
+            thread_id: self.thread_id.clone(),
+            message_id: None,
+            expected: micros(expected),
+            actual: micros(updated_at),
+        })
+    }
+}
+
 /// What an [`Update`] or a [`Delete`] applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -470,6 +485,12 @@ pub struct Delete {
     pub target: Target,
     /// Fail with `VersionConflict` unless the target's stored version equals this.
     pub expected_version: Option<u64>,
+    /// A thread delete only: fail with `VersionConflict` unless the thread's `updated_at`
+    /// equals this, i.e. nothing was written to the thread or its messages since it was read
+    /// (a thread's version moves only with its own fields; adds and content updates move
+    /// `updated_at`). The conflict's `expected` and `actual` are then times in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_updated_at: Option<crate::Timestamp>,
     /// Erase the thread for good; see [`Delete::purge`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub purge: bool,
@@ -524,8 +545,9 @@ impl Delete {
     /// [`thread`](Self::thread) deletes them, and its title and metadata are cleared too, so
     /// nothing it said stays in the store, not only hidden: the SQLite backend overwrites what it
     /// removes (`secure_delete`) and empties its write-ahead log once the purge is committed;
-    /// PostgreSQL's old row versions are gone from every query at once and from the disk at its
-    /// next `VACUUM`.
+    /// PostgreSQL's old row versions are gone from every query at once, but stay on its disk
+    /// (and WAL) until overwritten. A thread deleted earlier can be purged later: its tombstone
+    /// is erased.
     ///
     /// What stays is a tombstone (id, tenant, times, `last_seq`, version), so a late writer still
     /// cannot bring the thread back; [`freeing_id`](Self::freeing_id) removes it as well, and
@@ -551,6 +573,14 @@ impl Delete {
         Self { purge: true, ..Self::new(thread_id, Target::Thread) }
     }
 
+    /// Deletes the thread only if nothing was written to it since it was read at `updated_at`
+    /// (see [`expected_updated_at`](Self::expected_updated_at)); retention uses it so that a
+    /// thread written meanwhile is kept.
+    pub fn with_expected_updated_at(mut self, updated_at: crate::Timestamp) -> Self {
+        self.expected_updated_at = Some(updated_at);
+        self
+    }
+
     /// With [`purge`](Self::purge): whether the tombstone goes too, freeing the id.
     pub fn freeing_id(mut self, free: bool) -> Self {
         self.free_id = free;
@@ -558,7 +588,15 @@ impl Delete {
     }
 
     fn new(thread_id: ThreadId, target: Target) -> Self {
-        Self { thread_id, target, expected_version: None, purge: false, free_id: false, context: Context::new() }
+        Self {
+            thread_id,
+            target,
+            expected_version: None,
+            expected_updated_at: None,
+            purge: false,
+            free_id: false,
+            context: Context::new(),
+        }
     }
 
     /// Adds an optimistic-concurrency precondition.
@@ -771,6 +809,9 @@ impl PersistArgs {
         if let Self::Delete(delete) = self {
             if delete.purge && delete.target != Target::Thread {
                 return Err(PersistError::invalid("purge", "erases a whole thread: its target is the thread"));
+            }
+            if delete.expected_updated_at.is_some() && delete.target != Target::Thread {
+                return Err(PersistError::invalid("expected_updated_at", "applies to a thread delete only"));
             }
             if delete.free_id && !delete.purge {
                 return Err(PersistError::invalid("free_id", "applies to a purge only"));

@@ -223,14 +223,16 @@ impl Pipeline {
         if source.is_deleted() {
             return Err(PersistError::ThreadDeleted { thread_id: fork.source.clone() });
         }
-        let up_to = fork.up_to.unwrap_or(source.last_seq).min(source.last_seq);
-        let origin = json!({ "thread": fork.source.as_str(), "seq": up_to });
         let target = self.get_thread(GetThread::new(fork.target.clone()).with_context(context())).await?;
-        if let Some(target) = &target {
-            self.check_fork_target(&fork, target, &origin).await?;
-        }
+        // A fork resumed goes on up to the seq it recorded when it started.
+        let resumed = match &target {
+            Some(target) => self.check_fork_target(&fork, target).await?,
+            None => None,
+        };
+        let up_to = resumed.or(fork.up_to).unwrap_or(source.last_seq).min(source.last_seq);
+        let origin = json!({ "thread": fork.source.as_str(), "seq": up_to });
         let mut report = ForkReport { up_to, ..ForkReport::default() };
-        let mut recorded = target.as_ref().is_some_and(|t| t.metadata.get(FORKED_FROM) == Some(&origin));
+        let mut recorded = resumed.is_some();
         let mut listing = ListMessages::new(fork.source.clone())
             .before(up_to.saturating_add(1))
             .with_limit(MAX_PAGE_LIMIT)
@@ -269,9 +271,10 @@ impl Pipeline {
         }
     }
 
-    /// An existing target is fine when it is this fork, recorded or still in progress (every
-    /// message of it is one of the source's, by id).
-    async fn check_fork_target(&self, fork: &Fork, target: &Thread, origin: &serde_json::Value) -> Result<()> {
+    /// An existing target is fine when it is this fork: recorded (its origin names the source;
+    /// answers the seq it recorded), or still in progress before the origin was recorded (its
+    /// messages are, in order, the first complete messages of the source, at least one).
+    async fn check_fork_target(&self, fork: &Fork, target: &Thread) -> Result<Option<u64>> {
         if target.is_deleted() {
             return Err(PersistError::ThreadDeleted { thread_id: fork.target.clone() });
         }
@@ -281,33 +284,40 @@ impl Pipeline {
                 format!("thread {} exists and is not a fork of {}", fork.target, fork.source),
             )
         };
-        match target.metadata.get(FORKED_FROM) {
-            Some(recorded) if recorded == origin => return Ok(()),
-            Some(_) => return Err(not_a_fork()),
-            None => {}
+        if let Some(recorded) = target.metadata.get(FORKED_FROM) {
+            let thread = recorded.get("thread").and_then(serde_json::Value::as_str);
+            let seq = recorded.get("seq").and_then(serde_json::Value::as_u64);
+            return match (thread, seq) {
+                (Some(thread), Some(seq))
+                    if thread == fork.source.as_str() && fork.up_to.is_none_or(|up| up == seq) =>
+                {
+                    Ok(Some(seq))
+                }
+                _ => Err(not_a_fork()),
+            };
         }
-        let listing = ListMessages::new(fork.target.clone())
-            .include_reserved(true)
-            .with_limit(MAX_PAGE_LIMIT)
-            .with_context(fork.context.renewed());
-        let copied = self.list(listing).await?;
-        for message in &copied.items {
-            let get = crate::read::GetMessage::new(fork.source.clone(), message.id.clone())
-                .with_context(fork.context.renewed());
-            if self.get(get).await?.is_none() {
-                return Err(not_a_fork());
-            }
-        }
-        if copied.has_more {
+        let page = |thread: &ThreadId| {
+            ListMessages::new(thread.clone())
+                .include_reserved(true)
+                .with_limit(MAX_PAGE_LIMIT)
+                .with_context(fork.context.renewed())
+        };
+        let copied = self.list(page(&fork.target)).await?;
+        if copied.items.is_empty() || copied.has_more {
             return Err(not_a_fork());
         }
-        Ok(())
+        let source = self.list(page(&fork.source)).await?;
+        let mut originals = source.items.iter().filter(|m| m.status == Status::Complete).map(|m| &m.id);
+        if copied.items.iter().any(|copy| originals.next() != Some(&copy.id)) {
+            return Err(not_a_fork());
+        }
+        Ok(None)
     }
 
     /// One batch of retention, **through the pipeline**: of up to `prune.threads` threads
     /// (every tenant's, most recently active first, after `prune.cursor`), deletes those idle
-    /// longer than `idle_for` (a `delete` of the thread, expecting the version read: a thread
-    /// changed meanwhile is kept), and in the others deletes every message older than the
+    /// longer than `idle_for` (a `delete` of the thread expecting the version and `updated_at`
+    /// read: a thread written meanwhile, even one message added, is kept), and in the others deletes every message older than the
     /// latest `keep_latest` (each a `delete` expecting the version read). Every delete carries
     /// the [`Maintenance`] extension and the thread's tenant. With `dry_run`, counts what it
     /// would delete and deletes nothing.
@@ -362,8 +372,11 @@ impl Pipeline {
                     report.deleted_messages += thread.message_count as usize;
                     continue;
                 }
-                let delete =
-                    Delete::thread(thread.id.clone()).with_expected_version(thread.version).with_context(context());
+                // Kept if anything was written to it since it was listed.
+                let delete = Delete::thread(thread.id.clone())
+                    .with_expected_version(thread.version)
+                    .with_expected_updated_at(thread.updated_at)
+                    .with_context(context());
                 match self.delete(delete).await {
                     Ok(deleted) => {
                         report.deleted_threads.push((thread.tenant.clone(), thread.id.clone()));

@@ -349,6 +349,14 @@ impl State {
             return gone();
         };
         if ts.thread.is_deleted() {
+            // A purge of a tombstone erases what it still says, or frees its id.
+            if args.purge {
+                ts.thread.title = None;
+                ts.thread.metadata = persist_core::Metadata::new();
+                if args.free_id {
+                    self.threads.remove(&key(tenant, &args.thread_id));
+                }
+            }
             return gone();
         }
         let removed = match &args.target {
@@ -362,6 +370,9 @@ impl State {
             }
             Target::Thread => {
                 check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
+                if let Some(conflict) = args.updated_at_conflict(ts.thread.updated_at) {
+                    return Err(conflict);
+                }
                 let ids = ts.messages.iter().map(Record::id).collect::<Result<Vec<_>>>()?;
                 ts.thread.deleted_at = Some(now);
                 let thread = key(tenant, &args.thread_id);

@@ -636,7 +636,7 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
     let gone = || Ok(Deleted::new(delete.thread_id.clone(), Vec::new()));
     let sql = |context| move |e| map_sqlx(context, e);
     let row = sqlx::query(
-        "SELECT deleted_at IS NOT NULL AS deleted, version FROM threads \
+        "SELECT deleted_at IS NOT NULL AS deleted, version, updated_at FROM threads \
           WHERE tenant = $2 AND thread_id = $1 FOR UPDATE",
     )
     .bind(delete.thread_id.as_str())
@@ -646,6 +646,10 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
     .map_err(sql("locking the thread"))?;
     let Some(row) = row else { return gone() };
     if row.try_get::<bool, _>("deleted").map_err(sql("reading the thread"))? {
+        // A purge of a tombstone erases what it still says, or frees its id.
+        if delete.purge {
+            mark_deleted(tx, delete, tenant).await?;
+        }
         return gone();
     }
     let actual =
@@ -660,6 +664,10 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
     }
     if let Target::MessagesAfter(seq) = delete.target {
         return truncate_locked(tx, delete, seq).await;
+    }
+    let updated_at = row.try_get::<i64, _>("updated_at").map_err(sql("reading the thread"))?;
+    if let Some(conflict) = delete.updated_at_conflict(Timestamp::from_micros(updated_at)) {
+        return Err(conflict);
     }
     let removed = sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 RETURNING seq, message_id")
         .bind(delete.thread_id.as_str())
@@ -679,12 +687,23 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
         .execute(&mut *tx)
         .await
         .map_err(sql("deleting the thread's session bindings"))?;
+    mark_deleted(tx, delete, tenant).await?;
+    let ids = removed
+        .into_iter()
+        .map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
+}
+
+/// Leaves the thread's tombstone; a purge clears what it said, or removes it to free the id.
+async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant: &str) -> Result<(), PersistError> {
+    let sql = |context| move |e| map_sqlx(context, e);
     let now = Timestamp::now().as_micros();
-    // A purge clears what the tombstone said, or removes it to free the id.
     let tombstone = match (delete.purge, delete.free_id) {
         (_, true) => "DELETE FROM threads WHERE tenant = $3 AND thread_id = $1 AND $2::bigint IS NOT NULL",
         (true, false) => {
-            "UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0, title = NULL, metadata = '{}' \
+            "UPDATE threads SET deleted_at = coalesce(deleted_at, $2), updated_at = $2, message_count = 0, \
+                                title = NULL, metadata = '{}' \
               WHERE tenant = $3 AND thread_id = $1"
         }
         (false, false) => {
@@ -698,11 +717,7 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
         .execute(&mut *tx)
         .await
         .map_err(sql("marking the thread deleted"))?;
-    let ids = removed
-        .into_iter()
-        .map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
-        .collect::<Result<_, _>>()?;
-    Ok(Deleted::new(delete.thread_id.clone(), ids))
+    Ok(())
 }
 
 pub(crate) async fn bind(conn: &mut PgConnection, bind: &Bind) -> Result<SessionBinding, PersistError> {

@@ -498,7 +498,7 @@ pub const READ_REPORT: &str = read_report!();
 /// `last_seq`, a key an earlier row took).
 pub const INBOX: &str = concat!(
     "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384; \
-    PRAGMA secure_delete = FAST; \
+    PRAGMA secure_delete = ON; \
     CREATE TEMP TABLE IF NOT EXISTS persist_written (plan INTEGER NOT NULL, seq INTEGER NOT NULL); \
     CREATE TEMP VIEW IF NOT EXISTS persist_inbox AS \
         SELECT NULL AS plan, NULL AS thread_id, NULL AS tenant, NULL AS message_id, NULL AS role, NULL AS content, \
@@ -967,6 +967,11 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
     let tenant = tenant_key(delete.context.tenant());
     let thread = match writable_thread(conn, &delete.thread_id, delete.context.tenant(), None).await {
         Ok(thread) => thread,
+        // A purge of a tombstone erases what it still says, or frees its id.
+        Err(Failure::Refused(PersistError::ThreadDeleted { .. })) if delete.purge => {
+            mark_deleted(conn, delete, tenant).await?;
+            return Ok(gone);
+        }
         Err(Failure::Refused(_)) => return Ok(gone),
         Err(aborted) => return Err(aborted),
     };
@@ -977,6 +982,9 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
             expected,
             actual: thread.version,
         }));
+    }
+    if let Some(conflict) = delete.updated_at_conflict(thread.updated_at) {
+        return Err(refused(conflict));
     }
     let removed = sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 RETURNING seq, message_id")
         .bind(delete.thread_id.as_str())
@@ -991,12 +999,18 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
         .execute(&mut *conn)
         .await
         .map_err(sql("deleting the thread's session bindings"))?;
+    mark_deleted(conn, delete, tenant).await?;
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
+}
+
+/// Leaves the thread's tombstone; a purge clears what it said, or removes it to free the id.
+async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, tenant: &str) -> OpResult<()> {
     let now = Timestamp::now().as_micros();
-    // A purge clears what the tombstone said, or removes it to free the id.
     let tombstone = match (delete.purge, delete.free_id) {
         (_, true) => "DELETE FROM threads WHERE tenant = ?3 AND thread_id = ?1 AND ?2 IS NOT NULL",
         (true, false) => {
-            "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0, title = NULL, metadata = '{}' \
+            "UPDATE threads SET deleted_at = coalesce(deleted_at, ?2), updated_at = ?2, message_count = 0, \
+                                title = NULL, metadata = '{}' \
               WHERE tenant = ?3 AND thread_id = ?1"
         }
         (false, false) => {
@@ -1010,7 +1024,7 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
         .execute(&mut *conn)
         .await
         .map_err(sql("marking the thread deleted"))?;
-    Ok(Deleted::new(delete.thread_id.clone(), ids))
+    Ok(())
 }
 
 impl Limits {

@@ -259,12 +259,12 @@ impl Abort {
 
 /// Applies `jobs` in one transaction; answers per job, or why none was committed.
 ///
-/// The writer runs with `secure_delete = FAST` (set with the inbox): a cell a write removes
-/// or rewrites is zeroed in its page, which is written anyway, so no old copy of a row lingers
-/// in a page's free space. A group holding a purge runs with `secure_delete` fully on, so freed
-/// pages are zeroed too, and once committed the write-ahead log is copied back and emptied
-/// (`wal_checkpoint(TRUNCATE)`, waiting for readers up to the busy timeout), so no older copy
-/// of a purged page stays in the log.
+/// The writer runs with `secure_delete` on (set with the inbox): a cell a write removes or
+/// rewrites is zeroed in its page and a page it frees is zeroed, so no old copy of a row
+/// lingers in free space. Once a group holding a purge is committed, the write-ahead log is
+/// copied back and emptied (`wal_checkpoint(TRUNCATE)`, waiting for readers up to the busy
+/// timeout), so no older copy of a purged page stays in the log. (A reader holding an older
+/// snapshot for longer than that leaves the log as it is until a later checkpoint empties it.)
 async fn commit(
     conn: &mut SqliteConnection,
     jobs: &[Job],
@@ -274,12 +274,10 @@ async fn commit(
     if !purging {
         return commit_group(conn, jobs, limits).await;
     }
-    let _ = execute(conn, "PRAGMA secure_delete = ON").await;
     let committed = commit_group(conn, jobs, limits).await;
     if committed.is_ok() {
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_all(&mut *conn).await;
     }
-    let _ = execute(conn, "PRAGMA secure_delete = FAST").await;
     committed
 }
 
