@@ -809,6 +809,42 @@ async fn cleanup_of_stranded_reservations_runs_through_the_pipeline_and_its_rout
 }
 
 #[tokio::test]
+async fn lifecycle_steps_go_through_the_layers_so_an_indexer_follows_them() {
+    let index = Arc::new(Mutex::new(std::collections::BTreeSet::new()));
+    let sink = index.clone();
+    let pipeline = Pipeline::builder()
+        .layer(ObserveLayer::new().on_result(move |result: &PersistResult| {
+            let mut index = sink.lock().unwrap();
+            match result {
+                PersistResult::Deleted(deleted) => {
+                    for id in &deleted.message_ids {
+                        index.remove(&(deleted.thread_id.to_string(), id.to_string()));
+                    }
+                }
+                other => {
+                    if let Some(m) = other.message().filter(|m| m.status == Status::Complete) {
+                        index.insert((m.thread_id.to_string(), m.id.to_string()));
+                    }
+                }
+            }
+        }))
+        .build(MemoryBackend::new());
+    for i in 0..4 {
+        pipeline.add(keyed_add("main", &format!("k{i}"))).await.unwrap();
+    }
+    let fork = persist::lifecycle::Fork::new(thread("main"), thread("branch"));
+    assert_eq!(pipeline.fork(fork).await.unwrap().copied, 4);
+    let count = |name: &str| index.lock().unwrap().iter().filter(|(t, _)| t == name).count();
+    assert_eq!(count("branch"), 4, "the indexer saw every forked message");
+    pipeline.delete(persist::args::Delete::after(thread("branch"), 2)).await.unwrap();
+    assert_eq!(count("branch"), 2, "and every truncated one go");
+    pipeline.prune(persist::lifecycle::Prune::new().with_keep_latest(1)).await.unwrap();
+    assert_eq!((count("main"), count("branch")), (1, 1), "and what retention removed");
+    pipeline.delete(persist::args::Delete::purge(thread("main"))).await.unwrap();
+    assert_eq!(count("main"), 0, "and what a purge erased");
+}
+
+#[tokio::test]
 async fn cleanup_reaches_every_tenant_and_deletes_each_reservation_in_its_own_tenant() {
     let store = MemoryBackend::new();
     let tenants = Arc::new(Mutex::new(Vec::new()));
