@@ -604,29 +604,20 @@ async fn truncate_locked(tx: &mut PgConnection, delete: &Delete, seq: u64) -> Re
             .fetch_all(&mut *tx)
             .await
             .map_err(sql("truncating the thread"))?;
-    let mut removed = removed
-        .iter()
-        .map(|row| Ok((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("message_id")?)))
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(sql("reading deleted ids"))?;
-    removed.sort_unstable();
-    if !removed.is_empty() {
+    let ids = removed_ids(&removed)?;
+    if !ids.is_empty() {
         sqlx::query(
             "UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4 \
               WHERE tenant = $2 AND thread_id = $1",
         )
         .bind(delete.thread_id.as_str())
         .bind(tenant)
-        .bind(i64::try_from(removed.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(ids.len()).unwrap_or(i64::MAX))
         .bind(Timestamp::now().as_micros())
         .execute(&mut *tx)
         .await
         .map_err(sql("touching the truncated thread"))?;
     }
-    let ids = removed
-        .into_iter()
-        .map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
-        .collect::<Result<_, _>>()?;
     Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 
@@ -675,12 +666,7 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
         .fetch_all(&mut *tx)
         .await
         .map_err(sql("deleting the thread's messages"))?;
-    let mut removed = removed
-        .iter()
-        .map(|row| Ok((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("message_id")?)))
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(sql("reading deleted ids"))?;
-    removed.sort_unstable();
+    let ids = removed_ids(&removed)?;
     sqlx::query("DELETE FROM session_bindings WHERE tenant = $2 AND thread_id = $1")
         .bind(delete.thread_id.as_str())
         .bind(tenant)
@@ -688,11 +674,18 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
         .await
         .map_err(sql("deleting the thread's session bindings"))?;
     mark_deleted(tx, delete, tenant).await?;
-    let ids = removed
-        .into_iter()
-        .map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string())))
-        .collect::<Result<_, _>>()?;
     Ok(Deleted::new(delete.thread_id.clone(), ids))
+}
+
+/// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order.
+fn removed_ids(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<MessageId>, PersistError> {
+    let mut removed = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("message_id")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(|e| map_sqlx("reading deleted ids", e))?;
+    removed.sort_unstable();
+    removed.into_iter().map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string()))).collect()
 }
 
 /// Leaves the thread's tombstone; a purge clears what it said, or removes it to free the id.

@@ -145,7 +145,7 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
         PersistArgs::Delete(delete) => Ok(match &delete.target {
             Target::Message(id) => delete_message(conn, delete, id).await?,
             Target::Thread => delete_thread(conn, delete).await?,
-            Target::MessagesAfter(seq) => truncate(conn, delete, *seq).await?,
+            Target::MessagesAfter(_) => delete_thread(conn, delete).await?,
         }
         .into()),
         other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
@@ -907,23 +907,11 @@ async fn touch_thread(
     Ok(())
 }
 
-/// Removes every message after `seq` in the writer's transaction (the counters move in the
-/// delete trigger); the thread's version moves when anything was removed.
+/// Removes every message after `seq` in the writer's transaction, the thread checked by
+/// [`delete_thread`] (the counters move in the delete trigger); the thread's version moves
+/// when anything was removed.
 async fn truncate(conn: &mut SqliteConnection, delete: &Delete, seq: u64) -> OpResult<Deleted> {
     let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
-    let thread = match writable_thread(conn, &delete.thread_id, delete.context.tenant(), None).await {
-        Ok(thread) => thread,
-        Err(Failure::Refused(_)) => return Ok(gone),
-        Err(aborted) => return Err(aborted),
-    };
-    if let Some(expected) = delete.expected_version.filter(|&v| v != thread.version) {
-        return Err(refused(PersistError::VersionConflict {
-            thread_id: delete.thread_id.clone(),
-            message_id: None,
-            expected,
-            actual: thread.version,
-        }));
-    }
     let tenant = tenant_key(delete.context.tenant());
     let removed =
         sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq > ?3 RETURNING seq, message_id")
@@ -985,6 +973,9 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
     }
     if let Some(conflict) = delete.updated_at_conflict(thread.updated_at) {
         return Err(refused(conflict));
+    }
+    if let Target::MessagesAfter(seq) = delete.target {
+        return truncate(conn, delete, seq).await;
     }
     let removed = sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 RETURNING seq, message_id")
         .bind(delete.thread_id.as_str())
