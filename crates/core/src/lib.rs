@@ -18,6 +18,11 @@
 //! a layer written for writes only (a `from_fn` closure, a `Service<PersistArgs>`) still
 //! composes: what it does not match it passes on to the next layer, with no code for reads.
 //!
+//! A thread's identity is `(tenant, thread_id)`: the tenant of a request's [`Context`] names
+//! its namespace (see [`Context`]). A thread's lifecycle goes through the layers too:
+//! truncation and purge are deletes ([`args::Delete::after`], [`args::Delete::purge`]), fork
+//! and retention are composed of ordinary requests ([`lifecycle`]).
+//!
 //! # Writing a plugin
 //!
 //! 1. [`layer::from_fn()`]: an async closure, like axum's `from_fn`;
