@@ -193,13 +193,16 @@ pub async fn check_prune_deletes_idle_threads_and_keeps_the_latest<F: Factory>(f
         add_text(b.as_ref(), &t("idle"), &format!("old {i}")).await;
         written(b, text_add(&t("idle"), &format!("acme old {i}")).with_context(ctx(acme.as_ref()))).await;
     }
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    // A cutoff between the two phases: exact, however slow the machine.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let boundary = persist_core::Timestamp::now();
+    tokio::time::sleep(Duration::from_millis(2)).await;
     let mut long = Vec::new();
     for i in 0..5 {
         long.push(add_text(b.as_ref(), &t("long"), &format!("recent {i}")).await);
     }
     add_text(b.as_ref(), &t("short"), "recent").await;
-    let rule = Prune::new().with_idle_for(Duration::from_millis(40)).with_keep_latest(2);
+    let rule = Prune::new().with_idle_before(boundary).with_keep_latest(2);
 
     let dry = prune_all(&p, rule.clone().dry_run(true)).await;
     assert_eq!(dry.0, ["acme/idle", "idle"]);
@@ -226,8 +229,8 @@ pub async fn check_prune_confined_to_a_tenant<F: Factory>(factory: &F) -> Outcom
     let acme = Some(tenant("acme"));
     add_text(b.as_ref(), &t("chat"), "no tenant's").await;
     written(b, text_add(&t("chat"), "acme's").with_context(ctx(acme.as_ref()))).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    let rule = Prune::new().with_idle_for(Duration::from_millis(5)).only_tenant(acme.clone());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let rule = Prune::new().with_idle_for(Duration::from_millis(2)).only_tenant(acme.clone());
     let (threads, messages, _) = prune_all(&p, rule).await;
     assert_eq!((threads, messages), (vec!["acme/chat".to_owned()], 1));
     assert!(!thread(b, &t("chat")).await.unwrap().is_deleted(), "another tenant's thread stays");

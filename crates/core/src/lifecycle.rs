@@ -76,6 +76,9 @@ pub struct ForkReport {
 pub struct Prune {
     /// Delete threads whose last activity (`updated_at`) is older than this.
     pub idle_for: Option<Duration>,
+    /// Delete threads whose last activity is before this instant (with
+    /// [`idle_for`](Self::idle_for) too, the later of the two cutoffs).
+    pub idle_before: Option<Timestamp>,
     /// Keep only this many of each thread's latest messages (by seq), deleting older ones.
     pub keep_latest: Option<u32>,
     /// Report what would be removed, remove nothing.
@@ -96,6 +99,7 @@ impl Prune {
     pub fn new() -> Self {
         Self {
             idle_for: None,
+            idle_before: None,
             keep_latest: None,
             dry_run: false,
             threads: 100,
@@ -108,6 +112,13 @@ impl Prune {
     /// Deletes threads idle for longer than `age`.
     pub fn with_idle_for(mut self, age: Duration) -> Self {
         self.idle_for = Some(age);
+        self
+    }
+
+    /// Deletes threads with no activity since `instant` (a cutoff that does not move while
+    /// batches run).
+    pub fn with_idle_before(mut self, instant: Timestamp) -> Self {
+        self.idle_before = Some(instant);
         self
     }
 
@@ -345,18 +356,21 @@ impl Pipeline {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a batch of 0 or over 1000 threads, or a prune that names neither
-    /// `idle_for` nor `keep_latest`; the first error of a read or a write other than a target
+    /// `InvalidInput` for a batch of 0 or over 1000 threads, or a prune that names neither an
+    /// idle cutoff (`idle_for`, `idle_before`) nor `keep_latest`; the first error of a read or a write other than a target
     /// changed or gone meanwhile.
     pub async fn prune(&self, prune: Prune) -> Result<PruneReport> {
         if prune.threads == 0 || prune.threads > MAX_PAGE_LIMIT {
             return Err(PersistError::invalid("threads", format!("must be between 1 and {MAX_PAGE_LIMIT}")));
         }
-        if prune.idle_for.is_none() && prune.keep_latest.is_none() {
-            return Err(PersistError::invalid("prune", "names neither idle_for nor keep_latest"));
+        if prune.idle_for.is_none() && prune.idle_before.is_none() && prune.keep_latest.is_none() {
+            return Err(PersistError::invalid("prune", "names neither an idle cutoff nor keep_latest"));
         }
         let maintenance = Context::new().with_extension(Maintenance);
-        let cutoff = prune.idle_for.map(|age| Timestamp::now().saturating_sub(age));
+        let cutoff = match (prune.idle_for.map(|age| Timestamp::now().saturating_sub(age)), prune.idle_before) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let listing = ListThreads::new()
             .across_tenants(prune.across_tenants)
             .with_limit(prune.threads)
