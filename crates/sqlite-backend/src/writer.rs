@@ -276,9 +276,23 @@ async fn commit(
     }
     let committed = commit_group(conn, jobs, limits).await;
     if committed.is_ok() {
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_all(&mut *conn).await;
+        empty_the_log(conn).await;
     }
     committed
+}
+
+/// Copies the write-ahead log back and empties it, trying again for about half a second while
+/// another connection holds what it needs (a checkpoint running alongside, a reader's snapshot).
+async fn empty_the_log(conn: &mut SqliteConnection) {
+    for _ in 0..50 {
+        // One row: (busy, log frames, frames checkpointed); busy 0 means the log was emptied.
+        let done: Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
+        if matches!(done, Ok((0, _, _))) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 async fn commit_group(
