@@ -48,6 +48,16 @@ impl<'f, F: Factory> Store<'f, F> {
         Arc::new(self.factory.open(&self.storage).await.expect("factory: open a second handle"))
     }
 
+    /// The handles a race runs through: this one and an independent second one when the
+    /// backend declares shared storage, this one alone otherwise.
+    pub(crate) async fn racing_handles(&self) -> Vec<Arc<F::Backend>> {
+        if self.caps().shared_storage {
+            vec![Arc::clone(self.b()), self.second_handle().await]
+        } else {
+            vec![Arc::clone(self.b())]
+        }
+    }
+
     /// Drops the handle and opens the storage again.
     pub(crate) async fn reopen(&mut self) {
         let old = self.backend.take().expect("the store is open");

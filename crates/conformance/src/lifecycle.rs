@@ -130,11 +130,7 @@ pub async fn check_fork_stays_in_its_tenant<F: Factory>(factory: &F) -> Outcome 
 /// fork copies exactly the source's messages up to the seq it fixed when it started, in order.
 pub async fn check_fork_racing_writes_to_its_source<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    let handles = if store.caps().shared_storage {
-        vec![Arc::clone(store.b()), store.second_handle().await]
-    } else {
-        vec![Arc::clone(store.b())]
-    };
+    let handles = store.racing_handles().await;
     let b = store.b();
     let (source, branch) = (t("busy-source"), t("busy-branch"));
     for i in 0..20 {

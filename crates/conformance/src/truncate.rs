@@ -122,11 +122,7 @@ pub async fn check_an_update_cannot_target_messages_after_a_seq<F: Factory>(fact
 /// agree with the messages.
 pub async fn check_truncate_racing_adds_loses_nothing_acknowledged<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    let handles = if store.caps().shared_storage {
-        vec![Arc::clone(store.b()), store.second_handle().await]
-    } else {
-        vec![Arc::clone(store.b())]
-    };
+    let handles = store.racing_handles().await;
     let b = store.b();
     let id = t("race-truncate");
     let mut first = Vec::new();

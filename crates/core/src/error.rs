@@ -209,6 +209,13 @@ impl PersistError {
         }
     }
 
+    /// Whether a write was refused because what it addressed changed or went since it was read
+    /// (`VersionConflict`, `NotFound`, `ThreadDeleted`): maintenance that writes back what it
+    /// read (retention, a key rotation) leaves such a target as it is.
+    pub fn is_changed_or_gone(&self) -> bool {
+        matches!(self, Self::VersionConflict { .. } | Self::NotFound { .. } | Self::ThreadDeleted { .. })
+    }
+
     /// Whether retrying the same request may succeed.
     ///
     /// True for [`Temporary`](Self::Temporary) and [`Timeout`](Self::Timeout); false for

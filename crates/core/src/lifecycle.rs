@@ -14,7 +14,7 @@ use crate::args::{Add, Context, Delete, Update};
 use crate::error::{PersistError, Result};
 use crate::id::{TenantId, ThreadId};
 use crate::maintenance::Maintenance;
-use crate::message::{Metadata, Status, Thread, Timestamp};
+use crate::message::{Metadata, Thread, Timestamp};
 use crate::pipeline::Pipeline;
 use crate::read::{GetThread, ListMessages, ListThreads, MAX_PAGE_LIMIT, ThreadCursor};
 
@@ -178,14 +178,6 @@ pub struct PruneReport {
     pub done: bool,
 }
 
-/// Whether a write was refused because its target changed or went meanwhile.
-fn changed_or_gone(error: &PersistError) -> bool {
-    matches!(
-        error,
-        PersistError::VersionConflict { .. } | PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. }
-    )
-}
-
 impl Pipeline {
     /// Copies the thread `fork.source` up to a seq into the new thread `fork.target` (same
     /// tenant), **through the pipeline**: each complete message is added with its id, role,
@@ -250,7 +242,8 @@ impl Pipeline {
             .with_context(context());
         loop {
             let page = self.list(listing.clone()).await?;
-            for message in page.items.iter().filter(|m| m.status == Status::Complete) {
+            // Reservations still streaming are not listed, so not copied.
+            for message in &page.items {
                 let mut add = Add::new(fork.target.clone(), message.role.clone(), message.content.clone())
                     .with_id(message.id.clone())
                     .with_metadata(message.metadata.clone())
@@ -308,17 +301,14 @@ impl Pipeline {
             };
         }
         let page = |thread: &ThreadId| {
-            ListMessages::new(thread.clone())
-                .include_reserved(true)
-                .with_limit(MAX_PAGE_LIMIT)
-                .with_context(fork.context.renewed())
+            ListMessages::new(thread.clone()).with_limit(MAX_PAGE_LIMIT).with_context(fork.context.renewed())
         };
-        let copied = self.list(page(&fork.target)).await?;
+        let copied = self.list(page(&fork.target).include_reserved(true)).await?;
         if copied.items.is_empty() || copied.has_more {
             return Err(not_a_fork());
         }
         let source = self.list(page(&fork.source)).await?;
-        let mut originals = source.items.iter().filter(|m| m.status == Status::Complete).map(|m| &m.id);
+        let mut originals = source.items.iter().map(|m| &m.id);
         if copied.items.iter().any(|copy| originals.next() != Some(&copy.id)) {
             return Err(not_a_fork());
         }
@@ -396,7 +386,7 @@ impl Pipeline {
                         report.deleted_threads.push((thread.tenant.clone(), thread.id.clone()));
                         report.deleted_messages += deleted.message_ids.len();
                     }
-                    Err(error) if changed_or_gone(&error) => report.skipped += 1,
+                    Err(error) if error.is_changed_or_gone() => report.skipped += 1,
                     Err(error) => return Err(error),
                 }
                 continue;
@@ -464,7 +454,7 @@ impl Pipeline {
                     .with_context(context());
                 match self.delete(delete).await {
                     Ok(deleted) => report.deleted_messages += deleted.message_ids.len(),
-                    Err(error) if changed_or_gone(&error) => report.skipped += 1,
+                    Err(error) if error.is_changed_or_gone() => report.skipped += 1,
                     Err(error) => return Err(error),
                 }
             }

@@ -74,12 +74,7 @@ impl EncryptLayer {
     }
 
     fn edit(self, edit: impl FnOnce(&mut Sealer)) -> Self {
-        let mut sealer = Sealer {
-            keys: Arc::clone(&self.sealer.keys),
-            metadata_keys: self.sealer.metadata_keys.clone(),
-            titles: self.sealer.titles,
-            allow_clear: self.sealer.allow_clear,
-        };
+        let mut sealer = (*self.sealer).clone();
         edit(&mut sealer);
         Self::from_sealer(sealer)
     }

@@ -217,7 +217,7 @@ impl EncryptLayer {
                 .with_context(context());
             match pipeline.update_content(update).await {
                 Ok(written) => version = written.version,
-                Err(error) if gone_or_changed(&error) => {
+                Err(error) if error.is_changed_or_gone() => {
                     report.skipped += 1;
                     return Ok(());
                 }
@@ -244,19 +244,11 @@ fn pick(metadata: &Metadata, keys: &[String]) -> Metadata {
     })
 }
 
-/// Whether a re-seal's write was refused because its target changed or went meanwhile.
-fn gone_or_changed(error: &PersistError) -> bool {
-    matches!(
-        error,
-        PersistError::VersionConflict { .. } | PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. }
-    )
-}
-
 /// Counts a re-seal's outcome: written, or skipped for a target changed or gone meanwhile.
 fn count(outcome: Result<()>, report: &mut RotationReport) -> Result<()> {
     match outcome {
         Ok(()) => report.resealed += 1,
-        Err(error) if gone_or_changed(&error) => report.skipped += 1,
+        Err(error) if error.is_changed_or_gone() => report.skipped += 1,
         Err(error) => return Err(error),
     }
     Ok(())

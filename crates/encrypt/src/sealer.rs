@@ -20,6 +20,7 @@ pub(crate) const MARK: &str = "persist:sealed";
 pub(crate) const TITLE_PREFIX: &str = "persist:sealed:";
 
 /// The layer's configuration and keys, shared by every clone of the stack.
+#[derive(Clone)]
 pub(crate) struct Sealer {
     pub(crate) keys: Arc<dyn Keys>,
     pub(crate) metadata_keys: BTreeSet<String>,

@@ -150,12 +150,13 @@ impl MemoryBackend {
         &self,
         tenant: Option<&TenantId>,
         agent_id: AgentId,
-        thread_id: &ThreadId,
+        thread_id: ThreadId,
         only_session: Option<&SessionId>,
         to: BindingState,
     ) -> bool {
         let mut state = self.lock();
-        let Some((binding, current)) = state.bindings.get_mut(&(ThreadKey::new(tenant, thread_id), agent_id)) else {
+        let binding_key = (ThreadKey { tenant: tenant.cloned(), id: thread_id }, agent_id);
+        let Some((binding, current)) = state.bindings.get_mut(&binding_key) else {
             return false;
         };
         if only_session.is_some_and(|id| *current != BindingState::Active || &binding.session_id != id) {
@@ -528,12 +529,12 @@ impl Backend for MemoryBackend {
     }
 
     async fn reset_session(&self, request: ResetSession) -> Result<bool> {
-        let tenant = request.context.tenant();
-        Ok(self.mark(tenant, request.agent_id.clone(), &request.thread_id, None, BindingState::Reset))
+        let ResetSession { agent_id, thread_id, context, .. } = request;
+        Ok(self.mark(context.tenant(), agent_id, thread_id, None, BindingState::Reset))
     }
 
     async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
-        let (tenant, session) = (request.context.tenant(), Some(&request.session_id));
-        Ok(self.mark(tenant, request.agent_id.clone(), &request.thread_id, session, BindingState::Invalidated))
+        let InvalidateSession { agent_id, thread_id, session_id, context, .. } = request;
+        Ok(self.mark(context.tenant(), agent_id, thread_id, Some(&session_id), BindingState::Invalidated))
     }
 }
