@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (99 in all):
+//! [`CHECKS`] lists every check by group and name (103 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -64,6 +64,7 @@
 //! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
 //! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
 //! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; purge (erased tombstone, freed id) |
+//! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
@@ -95,6 +96,7 @@ pub mod maintenance;
 pub mod model;
 pub mod pagination;
 pub mod reserve;
+pub mod restore;
 pub mod sessions;
 pub mod tenancy;
 pub mod threads;
@@ -238,6 +240,12 @@ macro_rules! __for_each_check {
                 check_purge_of_a_deleted_thread_erases_its_tombstone,
                 check_a_thread_delete_can_expect_no_write_since,
                 check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes,
+            }
+            restore {
+                check_restore_copies_a_thread_exactly,
+                check_restore_is_idempotent_and_resumable,
+                check_restore_into_a_live_thread_never_moves_it_back,
+                check_restore_refuses_conflicts_and_writes_nothing,
             }
             versions {
                 check_expected_version_on_update_content,

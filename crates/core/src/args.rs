@@ -9,6 +9,7 @@ use crate::id::{IdempotencyKey, MessageId, RequestId, TenantId, ThreadId};
 use crate::message::{Content, Metadata, Role};
 use crate::op::PersistOp;
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
+pub use crate::restore::Restore;
 use crate::session::{Bind, InvalidateSession, ResetSession, Resolve};
 
 /// The longest thread title accepted, in bytes.
@@ -640,6 +641,8 @@ pub enum PersistArgs {
     Update(Update),
     /// See [`Delete`].
     Delete(Delete),
+    /// See [`Restore`].
+    Restore(Restore),
     /// Reads one message; see [`GetMessage`].
     #[serde(skip)]
     Get(GetMessage),
@@ -677,6 +680,7 @@ impl PersistArgs {
             Self::UpdateContent(_) => PersistOp::UpdateContent,
             Self::Update(_) => PersistOp::Update,
             Self::Delete(_) => PersistOp::Delete,
+            Self::Restore(_) => PersistOp::Restore,
             Self::Get(_) => PersistOp::Get,
             Self::GetThread(_) => PersistOp::GetThread,
             Self::List(_) => PersistOp::List,
@@ -699,6 +703,7 @@ impl PersistArgs {
             Self::UpdateContent(a) => &a.thread_id,
             Self::Update(a) => &a.thread_id,
             Self::Delete(a) => &a.thread_id,
+            Self::Restore(a) => &a.thread.id,
             Self::Get(a) => &a.thread_id,
             Self::GetThread(a) => &a.thread_id,
             Self::List(a) => &a.thread_id,
@@ -750,6 +755,7 @@ impl PersistArgs {
             Self::UpdateContent(a) => &a.context,
             Self::Update(a) => &a.context,
             Self::Delete(a) => &a.context,
+            Self::Restore(a) => &a.context,
             Self::Get(a) => &a.context,
             Self::GetThread(a) => &a.context,
             Self::List(a) => &a.context,
@@ -771,6 +777,7 @@ impl PersistArgs {
             Self::UpdateContent(a) => &mut a.context,
             Self::Update(a) => &mut a.context,
             Self::Delete(a) => &mut a.context,
+            Self::Restore(a) => &mut a.context,
             Self::Get(a) => &mut a.context,
             Self::GetThread(a) => &mut a.context,
             Self::List(a) => &mut a.context,
@@ -788,12 +795,16 @@ impl PersistArgs {
     /// nested at most [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH) deep, no U+0000 in content,
     /// metadata or a title (PostgreSQL cannot store it, so no backend does), an update must
     /// change something, a role applies to messages and a title to threads, a title fits in
-    /// [`MAX_TITLE_BYTES`]. Backends call this before writing anything.
+    /// [`MAX_TITLE_BYTES`], a [`Restore`] as [`Restore::validate`] says. Backends call this
+    /// before writing anything.
     ///
     /// # Errors
     ///
     /// [`PersistError::InvalidInput`] naming the field.
     pub fn validate(&self) -> Result<()> {
+        if let Self::Restore(restore) = self {
+            return restore.validate();
+        }
         if let Some(content) = self.content() {
             content.check_depth()?;
             if content.has_nul() {
@@ -867,7 +878,7 @@ macro_rules! into_args {
         }
     )*};
 }
-into_args!(Add, Reserve, UpdateContent, Update, Delete, Resolve, Bind, ResetSession, InvalidateSession, Ping);
+into_args!(Add, Reserve, UpdateContent, Update, Delete, Restore, Resolve, Bind, ResetSession, InvalidateSession, Ping);
 
 impl From<GetMessage> for PersistArgs {
     fn from(query: GetMessage) -> Self {
@@ -911,6 +922,22 @@ mod tests {
             UpdateContent::new(thread(), m.clone(), Content::text("b")).into(),
             Update::message(thread(), m.clone()).with_role(Role::Tool).into(),
             Delete::thread(thread()).into(),
+            Restore::new(
+                crate::Thread {
+                    id: thread(),
+                    tenant: None,
+                    title: None,
+                    metadata: Metadata::new(),
+                    version: 1,
+                    created_at: crate::Timestamp::now(),
+                    updated_at: crate::Timestamp::now(),
+                    last_seq: 0,
+                    message_count: 0,
+                    deleted_at: None,
+                },
+                Vec::new(),
+            )
+            .into(),
             GetMessage::new(thread(), m.clone()).into(),
             GetThread::new(thread()).into(),
             ListMessages::new(thread()).into(),
@@ -933,7 +960,8 @@ mod tests {
         assert_eq!(all[1].message_id(), None);
         assert_eq!(all[3].message_id(), Some(&m));
         assert_eq!(all[4].message_id(), None);
-        assert_eq!(all[5].message_id(), Some(&m));
+        assert_eq!(all[5].message_id(), None);
+        assert_eq!(all[6].message_id(), Some(&m));
     }
 
     #[test]

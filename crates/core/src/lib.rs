@@ -67,6 +67,7 @@ mod message;
 mod op;
 mod pipeline;
 pub mod read;
+pub mod restore;
 mod result;
 mod scoped;
 pub mod session;
@@ -82,6 +83,6 @@ pub use self::message::{Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Message, Metada
 pub use self::op::PersistOp;
 pub use self::pipeline::{BoxPersistService, Pipeline, PipelineBuilder};
 pub use self::read::{Order, Page};
-pub use self::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Updated};
+pub use self::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, Updated};
 pub use self::scoped::Scoped;
 pub use self::terminal::{Terminal, TerminalFuture};

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 15);
+/// assert_eq!(PersistOp::ALL.len(), 16);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,6 +31,8 @@ pub enum PersistOp {
     Update,
     /// Delete a message or a whole thread.
     Delete,
+    /// Write a thread's messages exactly as another store held them (import, copy).
+    Restore,
     /// Read one message.
     Get,
     /// Read one thread.
@@ -55,12 +57,13 @@ pub enum PersistOp {
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 15] = [
+    pub const ALL: [PersistOp; 16] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
         Self::Update,
         Self::Delete,
+        Self::Restore,
         Self::Get,
         Self::GetThread,
         Self::List,
@@ -86,6 +89,7 @@ impl PersistOp {
             Self::UpdateContent => "update_content",
             Self::Update => "update",
             Self::Delete => "delete",
+            Self::Restore => "restore",
             Self::Get => "get",
             Self::GetThread => "get_thread",
             Self::List => "list",
@@ -109,9 +113,9 @@ impl PersistOp {
     }
 
     /// Whether the operation writes messages or threads (`add`, `reserve`, `update_content`,
-    /// `update`, `delete`): what indexers, event feeds and mirrors care about.
+    /// `update`, `delete`, `restore`): what indexers, event feeds and mirrors care about.
     pub const fn is_message_write(self) -> bool {
-        matches!(self, Self::Add | Self::Reserve | Self::UpdateContent | Self::Update | Self::Delete)
+        matches!(self, Self::Add | Self::Reserve | Self::UpdateContent | Self::Update | Self::Delete | Self::Restore)
     }
 }
 

@@ -12,14 +12,14 @@ use tower::layer::util::{Identity, Stack};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
-use crate::args::{self, Add, Delete, PersistArgs, Reserve, Update, UpdateContent};
+use crate::args::{self, Add, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
 use crate::backend::{Backend, BoxFuture, Capabilities};
 use crate::error::{PersistError, Result};
 use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance};
 use crate::message::Timestamp;
 use crate::message::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
-use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
+use crate::result::{Added, Deleted, PersistResult, Reserved, Restored, Updated};
 use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use crate::terminal::Terminal;
 
@@ -367,6 +367,11 @@ impl Pipeline {
     typed_call!(
         /// Deletes a message or a thread; answers every id removed.
         delete, Delete, Delete => Deleted, Deleted, |r| r
+    );
+    typed_call!(
+        /// Writes a thread and its messages exactly as another store held them (import, copy);
+        /// idempotent. See [`Restore`].
+        restore, Restore, Restore => Restored, Restored, |r| r
     );
 
     typed_call!(

@@ -6,6 +6,7 @@ use crate::id::{MessageId, ThreadId};
 use crate::message::{Message, Thread};
 use crate::op::PersistOp;
 use crate::read::{Page, Stranded, ThreadCursor};
+pub use crate::restore::Restored;
 use crate::session::{Resolution, SessionBinding};
 
 /// Answer to an `add`.
@@ -105,6 +106,8 @@ pub enum PersistResult {
     Updated(Updated),
     /// See [`Deleted`].
     Deleted(Deleted),
+    /// See [`Restored`].
+    Restored(Restored),
     /// The message a `get` read, if it exists.
     #[serde(skip)]
     Message(Option<Message>),
@@ -146,6 +149,7 @@ impl PersistResult {
             Self::ContentUpdated(_) => PersistOp::UpdateContent,
             Self::Updated(_) => PersistOp::Update,
             Self::Deleted(_) => PersistOp::Delete,
+            Self::Restored(_) => PersistOp::Restore,
             Self::Message(_) => PersistOp::Get,
             Self::Thread(_) => PersistOp::GetThread,
             Self::Messages(_) => PersistOp::List,
@@ -180,6 +184,7 @@ impl PersistResult {
             Self::Updated(Updated::Message(m)) => &m.thread_id,
             Self::Updated(Updated::Thread(t)) => &t.id,
             Self::Deleted(r) => &r.thread_id,
+            Self::Restored(r) => &r.thread.id,
             Self::Bound(b) => &b.thread_id,
             _ => return None,
         })
@@ -217,4 +222,4 @@ macro_rules! into_result {
         }
     )*};
 }
-into_result!(Added, Reserved, ContentUpdated, Updated, Deleted);
+into_result!(Added, Reserved, ContentUpdated, Updated, Deleted, Restored);

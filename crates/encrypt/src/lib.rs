@@ -83,6 +83,7 @@
 mod envelope;
 mod keys;
 mod layer;
+mod restore;
 mod rotate;
 mod sealer;
 

@@ -7,7 +7,7 @@ use persist_core::args::{Add, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateCo
 use persist_core::read::Stranded;
 use persist_core::{
     Added, Content, ContentUpdated, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
-    Result, TenantId, Thread, ThreadId, Updated,
+    Restored, Result, TenantId, Thread, ThreadId, Updated,
 };
 use serde_json::{Map, Value};
 
@@ -154,22 +154,49 @@ impl Sealer {
         if self.titles
             && let Some(Some(title)) = &update.title
         {
-            let text = envelope::seal(&*self.keys, &Place { field: Field::Title, ..place }, title.as_bytes())?;
-            let sealed = format!("{TITLE_PREFIX}{text}");
-            // The store's limit holds for what it stores: say so in the title's own terms.
-            if sealed.len() > MAX_TITLE_BYTES {
-                return Err(PersistError::invalid(
-                    "title",
-                    format!(
-                        "is {} bytes, {} once sealed, over the limit of {MAX_TITLE_BYTES}: a sealed title holds about \
-                         700 bytes",
-                        title.len(),
-                        sealed.len()
-                    ),
-                ));
-            }
-            update.title = Some(Some(sealed));
+            update.title = Some(Some(self.seal_title(place, title)?));
         }
+        Ok(())
+    }
+
+    /// A title sealed for the thread at `place`, within the store's limit.
+    fn seal_title(&self, place: Place<'_>, title: &str) -> Result<String> {
+        let text = envelope::seal(&*self.keys, &Place { field: Field::Title, ..place }, title.as_bytes())?;
+        let sealed = format!("{TITLE_PREFIX}{text}");
+        // The store's limit holds for what it stores: say so in the title's own terms.
+        if sealed.len() > MAX_TITLE_BYTES {
+            return Err(PersistError::invalid(
+                "title",
+                format!(
+                    "is {} bytes, {} once sealed, over the limit of {MAX_TITLE_BYTES}: a sealed title holds about 700 \
+                     bytes",
+                    title.len(),
+                    sealed.len()
+                ),
+            ));
+        }
+        Ok(sealed)
+    }
+
+    /// Seals a whole message as a restore writes it: its content and sealed metadata keys.
+    pub(crate) fn seal_message(&self, tenant: Option<&TenantId>, message: &mut Message) -> Result<()> {
+        let place = Place { tenant, thread: &message.thread_id, message: Some(&message.id), field: Field::Content };
+        let content = self.seal_content(&place, &message.content)?;
+        let metadata = self.seal_metadata(place, &message.metadata, false)?;
+        (message.content, message.metadata) = (content, metadata);
+        Ok(())
+    }
+
+    /// Seals a whole thread as a restore writes it: its sealed metadata keys and, when titles
+    /// are sealed, its title.
+    pub(crate) fn seal_thread(&self, tenant: Option<&TenantId>, thread: &mut Thread) -> Result<()> {
+        let place = Place { tenant, thread: &thread.id, message: None, field: Field::Title };
+        let metadata = self.seal_metadata(place, &thread.metadata, true)?;
+        let title = match &thread.title {
+            Some(title) if self.titles => Some(self.seal_title(place, title)?),
+            other => other.clone(),
+        };
+        (thread.metadata, thread.title) = (metadata, title);
         Ok(())
     }
 
@@ -185,6 +212,7 @@ impl Sealer {
             PersistResult::ContentUpdated(r) => ContentUpdated::new(self.open_message(tenant, r.message)?).into(),
             PersistResult::Updated(Updated::Message(m)) => Updated::Message(self.open_message(tenant, m)?).into(),
             PersistResult::Updated(Updated::Thread(t)) => Updated::Thread(self.open_thread(t)?).into(),
+            PersistResult::Restored(r) => Restored::new(self.open_thread(r.thread)?, r.restored, r.present).into(),
             PersistResult::Message(m) => PersistResult::Message(m.map(|m| self.open_message(tenant, m)).transpose()?),
             PersistResult::Thread(t) => PersistResult::Thread(t.map(|t| self.open_thread(t)).transpose()?),
             PersistResult::Messages(mut page) => {

@@ -8,12 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use persist::args::{Add, Reserve, Update, UpdateContent};
+use persist::args::{Add, Reserve, Restore, Update, UpdateContent};
 use persist::encrypt::{AsStored, EncryptLayer, KeyId, KeyRing, RotateKeys, RotationReport, SecretKey};
 use persist::memory::MemoryBackend;
 use persist::read::{GetMessage, GetThread, ListMessages, ListThreads};
 use persist::sqlite::SqliteBackend;
-use persist::{Content, Context, Message, Metadata, PersistError, Pipeline, Role, TenantId, ThreadId};
+use persist::{
+    Content, Context, Message, MessageId, Metadata, PersistError, Pipeline, Role, Status, TenantId, Thread, ThreadId,
+    Timestamp,
+};
 use serde_json::json;
 
 const MARKER: &str = "MARKER-7f3a9c-TOP-SECRET";
@@ -47,6 +50,44 @@ async fn write_secrets(pipeline: &Pipeline, visible: &str) {
         .with_title(Some(format!("{MARKER} title")))
         .with_metadata(Metadata::new().with("secret", json!(MARKER)));
     pipeline.update(title).await.unwrap();
+    restore_secrets(pipeline).await;
+}
+
+/// A thread imported from elsewhere (a restore), holding the marker in its title, its sealed
+/// metadata and its message's content and metadata; restored twice, written once.
+async fn restore_secrets(pipeline: &Pipeline) {
+    let secret = || Metadata::new().with("secret", json!(format!("{MARKER} restored")));
+    let thread = Thread {
+        id: thread("restored"),
+        tenant: None,
+        title: Some(format!("{MARKER} restored title")),
+        metadata: secret(),
+        version: 2,
+        created_at: Timestamp::from_micros(1_000),
+        updated_at: Timestamp::from_micros(2_000),
+        last_seq: 1,
+        message_count: 1,
+        deleted_at: None,
+    };
+    let message = Message {
+        thread_id: thread.id.clone(),
+        id: MessageId::new("imported").unwrap(),
+        role: Role::User,
+        content: Content::text(format!("{MARKER} restored content")),
+        metadata: secret(),
+        status: Status::Complete,
+        seq: 1,
+        version: 1,
+        idempotency_key: None,
+        created_at: Timestamp::from_micros(1_000),
+        updated_at: Timestamp::from_micros(1_000),
+    };
+    let first = pipeline.restore(Restore::new(thread.clone(), vec![message.clone()])).await.unwrap();
+    assert_eq!((first.restored, first.present, &first.thread), (1, 0, &thread), "answered opened");
+    let again = pipeline.restore(Restore::new(thread.clone(), vec![message.clone()])).await.unwrap();
+    assert_eq!((again.restored, again.present), (0, 1), "a repeat through the layer writes nothing");
+    let read = pipeline.get(GetMessage::new(thread.id.clone(), message.id.clone())).await.unwrap();
+    assert_eq!(read, Some(message));
 }
 
 fn file_holds(path: &std::path::Path, needle: &str) -> bool {

@@ -34,13 +34,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
 
-use persist_core::args::{Delete, Update, UpdateContent};
+use persist_core::args::{Delete, Restore, Update, UpdateContent};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor, newest_first};
+use persist_core::restore::{Verdict, merged_thread};
 use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
 use persist_core::{
     Added, AgentId, ApplyNow, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message,
-    MessageId, Order, Page, PersistArgs, PersistError, PersistResult, Reserved, Result, SessionId, Status, Target,
-    TenantId, Thread, ThreadId, Timestamp, Updated,
+    MessageId, Order, Page, PersistArgs, PersistError, PersistResult, Reserved, Restored, Result, SessionId, Status,
+    Target, TenantId, Thread, ThreadId, Timestamp, Updated,
 };
 
 /// The in-memory backend; see the [crate docs](crate).
@@ -209,6 +210,7 @@ impl MemoryBackend {
             PersistArgs::UpdateContent(update) => Ok(ContentUpdated::new(state.update_content(update, now)?).into()),
             PersistArgs::Update(update) => Ok(state.update(update, now)?.into()),
             PersistArgs::Delete(delete) => Ok(state.delete(delete, now)?.into()),
+            PersistArgs::Restore(restore) => Ok(state.restore(restore)?.into()),
             other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
         }
     }
@@ -407,6 +409,45 @@ impl State {
         ts.thread.message_count = ts.messages.len() as u64;
         ts.thread.updated_at = now;
         Ok(Deleted::new(args.thread_id.clone(), removed))
+    }
+
+    /// Judges every message before changing anything, so a refusal writes nothing.
+    fn restore(&mut self, args: &Restore) -> Result<Restored> {
+        let tenant = args.context.tenant();
+        let stored = self.threads.get(&key(tenant, &args.thread.id));
+        if stored.is_some_and(|ts| ts.thread.is_deleted()) {
+            return Err(PersistError::ThreadDeleted { thread_id: args.thread.id.clone() });
+        }
+        let mut inserts = Vec::new();
+        for incoming in &args.messages {
+            let verdict = match stored {
+                None => Verdict::Insert,
+                Some(ts) => {
+                    let by_id = ts.messages.by_id(&incoming.id).map(|r| r.to_message(&args.thread.id)).transpose()?;
+                    let at_seq = ts.messages.get(incoming.seq).map(Record::id).transpose()?;
+                    let by_key = match &incoming.idempotency_key {
+                        Some(k) => ts.messages.by_key(k).map(Record::id).transpose()?,
+                        None => None,
+                    };
+                    Restore::verdict(incoming, by_id.as_ref(), at_seq.as_ref(), by_key.as_ref())?
+                }
+            };
+            if verdict == Verdict::Insert {
+                inserts.push(incoming);
+            }
+        }
+        let inserted = inserts.len() as u64;
+        let present = args.messages.len() as u64 - inserted;
+        let thread = merged_thread(stored.map(|ts| &ts.thread), &args.thread, inserted);
+        let ts = self
+            .threads
+            .entry_ref(&key(tenant, &args.thread.id))
+            .or_insert_with(|| ThreadState { thread: thread.clone(), messages: Messages::default() });
+        ts.thread = thread.clone();
+        for message in inserts {
+            ts.messages.insert(Record::new(message));
+        }
+        Ok(Restored::new(thread, inserted, present))
     }
 
     fn visible(&self, thread_id: &ThreadId, tenant: Option<&TenantId>) -> Option<&ThreadState> {

@@ -81,6 +81,7 @@ mod group;
 mod ops;
 mod pool;
 mod reads;
+mod restore;
 mod rows;
 
 use std::fmt;

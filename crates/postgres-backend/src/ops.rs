@@ -52,6 +52,7 @@ pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<
             Target::Thread | Target::MessagesAfter(_) => delete_thread(conn, delete).await?,
         }
         .into()),
+        PersistArgs::Restore(restore) => Ok(crate::restore::restore(conn, restore).await?.into()),
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
     }
 }

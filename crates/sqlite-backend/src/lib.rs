@@ -73,6 +73,7 @@ mod check;
 mod error;
 mod ops;
 mod reads;
+mod restore;
 mod rows;
 mod writer;
 

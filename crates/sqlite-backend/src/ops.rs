@@ -32,17 +32,17 @@ pub(crate) enum Failure {
     Aborted(PersistError),
 }
 
-type OpResult<T> = Result<T, Failure>;
+pub(crate) type OpResult<T> = Result<T, Failure>;
 
-fn sql(context: &'static str) -> impl FnOnce(sqlx::Error) -> Failure {
+pub(crate) fn sql(context: &'static str) -> impl FnOnce(sqlx::Error) -> Failure {
     move |error| Failure::Aborted(map_sqlx(context, error))
 }
 
-fn aborted(error: PersistError) -> Failure {
+pub(crate) fn aborted(error: PersistError) -> Failure {
     Failure::Aborted(error)
 }
 
-fn refused(error: PersistError) -> Failure {
+pub(crate) fn refused(error: PersistError) -> Failure {
     Failure::Refused(error)
 }
 
@@ -148,6 +148,7 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
             Target::MessagesAfter(_) => delete_thread(conn, delete).await?,
         }
         .into()),
+        PersistArgs::Restore(restore) => Ok(crate::restore::restore(conn, restore, limits).await?.into()),
         other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
     }
 }
@@ -710,7 +711,7 @@ async fn writable_thread(
     }
 }
 
-async fn find_thread(
+pub(crate) async fn find_thread(
     conn: &mut SqliteConnection,
     tenant: Option<&TenantId>,
     thread_id: &ThreadId,
@@ -1020,7 +1021,7 @@ async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, tenant: &str
 
 impl Limits {
     /// `content`, once checked against the limits.
-    fn content(&self, content: &persist_core::Content) -> OpResult<persist_core::Content> {
+    pub(crate) fn content(&self, content: &persist_core::Content) -> OpResult<persist_core::Content> {
         if content.json_len() > self.max_content_bytes {
             return Err(refused(PersistError::invalid(
                 "content",
@@ -1030,7 +1031,7 @@ impl Limits {
         Ok(content.clone())
     }
 
-    fn metadata(&self, metadata: &Metadata) -> OpResult<String> {
+    pub(crate) fn metadata(&self, metadata: &Metadata) -> OpResult<String> {
         let text = json(metadata).map_err(aborted)?;
         if text.len() > self.max_metadata_bytes {
             return Err(refused(PersistError::invalid(

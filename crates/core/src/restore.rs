@@ -1,0 +1,265 @@
+//! [`Restore`]: writes a thread's messages exactly as a store held them, for import and copy.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::args::{Context, MAX_TITLE_BYTES, context_setter, nul};
+use crate::error::{PersistError, Result};
+use crate::id::{MessageId, ThreadId};
+use crate::message::{Message, Thread};
+
+/// The most messages one [`Restore`] carries; a longer thread is restored in several requests.
+pub const MAX_RESTORE_MESSAGES: usize = 1000;
+
+/// Writes a thread and its messages exactly as another store held them: message ids, seqs,
+/// versions, status, idempotency keys, metadata and times, and the thread's title, metadata,
+/// version, times and `last_seq`. What `persist import` and `persist copy` send, through the
+/// target's pipeline, so routes, encryption and audit layers see every restored message.
+///
+/// One request is one transaction, and it is idempotent, so a copy interrupted anywhere
+/// resumes by sending the same requests again:
+///
+/// - **The thread.** Absent: created from [`thread`](Self::thread) (its `message_count` is
+///   counted, not taken). Present: its title and metadata stay; its `version`, `updated_at`
+///   and `last_seq` become the larger of the stored and the restored value, so neither ever
+///   goes back. A deleted thread is [`ThreadDeleted`](PersistError::ThreadDeleted).
+/// - **Each message.** Stored already, equal in every field: counted as
+///   [`present`](crate::Restored::present), not written. Its id held by a different message,
+///   or its seq held by another id: [`AlreadyExists`](PersistError::AlreadyExists) naming the
+///   message in the way. Its idempotency key held by another message:
+///   [`IdempotencyKeyReused`](PersistError::IdempotencyKeyReused). Any refusal writes nothing
+///   of the request.
+///
+/// The thread's tenant is the request's: [`Thread::tenant`] must equal the context's tenant
+/// (to restore into another tenant, change both). A later `add` continues after the thread's
+/// `last_seq`, as in the source store.
+///
+/// # Example
+///
+/// ```
+/// use persist::{args::{Add, Restore}, memory::MemoryBackend, read::{GetThread, ListMessages}};
+/// use persist::{Content, Pipeline, Role, ThreadId};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let source = Pipeline::new(MemoryBackend::new());
+/// let thread_id = ThreadId::new("t1")?;
+/// source.add(Add::new(thread_id.clone(), Role::User, Content::text("hi"))).await?;
+/// let thread = source.get_thread(GetThread::new(thread_id.clone())).await?.unwrap();
+/// let messages = source.list(ListMessages::new(thread_id.clone())).await?.items;
+///
+/// let target = Pipeline::new(MemoryBackend::new());
+/// let restored = target.restore(Restore::new(thread.clone(), messages.clone())).await?;
+/// assert_eq!((restored.restored, restored.present), (1, 0));
+/// assert_eq!(target.list(ListMessages::new(thread_id.clone())).await?.items, messages);
+/// // Sent again, it writes nothing.
+/// let again = target.restore(Restore::new(thread, messages)).await?;
+/// assert_eq!((again.restored, again.present), (0, 1));
+/// # Ok::<_, persist::PersistError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Restore {
+    /// The thread as the source held it.
+    pub thread: Thread,
+    /// Its messages, in ascending seq, at most [`MAX_RESTORE_MESSAGES`].
+    pub messages: Vec<Message>,
+    /// Request context.
+    #[serde(default)]
+    pub context: Context,
+}
+
+impl Restore {
+    /// Restores `thread` with `messages` (which may be empty: the thread alone), in the tenant
+    /// the thread names.
+    pub fn new(thread: Thread, messages: Vec<Message>) -> Self {
+        let context = Context::new().for_tenant(thread.tenant.clone());
+        Self { thread, messages, context }
+    }
+
+    context_setter!();
+
+    /// Checks what no backend could store the same way: a tombstone, a tenant other than the
+    /// context's, messages of another thread, seqs not ascending or past the thread's
+    /// `last_seq`, ids or idempotency keys twice, version 0, values too deep or holding
+    /// U+0000, a title too long, more than [`MAX_RESTORE_MESSAGES`].
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let thread = &self.thread;
+        if thread.deleted_at.is_some() {
+            return Err(PersistError::invalid("thread", "is a tombstone: a deleted thread is not restored"));
+        }
+        if thread.tenant.as_ref() != self.context.tenant() {
+            return Err(PersistError::invalid("tenant", "the thread's tenant differs from the request's"));
+        }
+        if thread.version == 0 {
+            return Err(PersistError::invalid("version", "a thread's version starts at 1"));
+        }
+        if let Some(title) = &thread.title {
+            if title.len() > MAX_TITLE_BYTES {
+                return Err(PersistError::invalid(
+                    "title",
+                    format!("is {} bytes, the limit is {MAX_TITLE_BYTES}", title.len()),
+                ));
+            }
+            if title.contains('\0') {
+                return Err(nul("title"));
+            }
+        }
+        thread.metadata.check_depth()?;
+        if thread.metadata.has_nul() {
+            return Err(nul("metadata"));
+        }
+        if self.messages.len() > MAX_RESTORE_MESSAGES {
+            return Err(PersistError::invalid(
+                "messages",
+                format!("{} in one request, the limit is {MAX_RESTORE_MESSAGES}", self.messages.len()),
+            ));
+        }
+        let mut previous = 0;
+        let mut ids = HashSet::with_capacity(self.messages.len());
+        let mut keys = HashSet::new();
+        for message in &self.messages {
+            if message.thread_id != thread.id {
+                return Err(PersistError::invalid(
+                    "messages",
+                    format!("message {} belongs to thread {}, not {}", message.id, message.thread_id, thread.id),
+                ));
+            }
+            if message.seq <= previous || message.seq > thread.last_seq {
+                return Err(PersistError::invalid(
+                    "seq",
+                    format!(
+                        "message {} has seq {}: seqs ascend from 1 and stay within the thread's last_seq {}",
+                        message.id, message.seq, thread.last_seq
+                    ),
+                ));
+            }
+            previous = message.seq;
+            if message.version == 0 {
+                return Err(PersistError::invalid("version", "a message's version starts at 1"));
+            }
+            if !ids.insert(&message.id) {
+                return Err(PersistError::invalid("messages", format!("message {} appears twice", message.id)));
+            }
+            if let Some(key) = &message.idempotency_key
+                && !keys.insert(key)
+            {
+                return Err(PersistError::invalid("idempotency_key", format!("{key} appears twice")));
+            }
+            message.content.check_depth()?;
+            if message.content.has_nul() {
+                return Err(nul("content"));
+            }
+            message.metadata.check_depth()?;
+            if message.metadata.has_nul() {
+                return Err(nul("metadata"));
+            }
+        }
+        Ok(())
+    }
+
+    /// What a backend does with `incoming`, given the message stored under its id, the id of
+    /// the message stored at its seq, and the id of the message that holds its idempotency key
+    /// (each `None` when there is none): the same judgement on every backend.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::AlreadyExists`] or [`PersistError::IdempotencyKeyReused`], as
+    /// [`Restore`] describes.
+    pub fn verdict(
+        incoming: &Message,
+        by_id: Option<&Message>,
+        at_seq: Option<&MessageId>,
+        by_key: Option<&MessageId>,
+    ) -> Result<Verdict> {
+        if let Some(stored) = by_id {
+            return if stored == incoming {
+                Ok(Verdict::Present)
+            } else {
+                Err(already_exists(&incoming.thread_id, &stored.id))
+            };
+        }
+        if let Some(holder) = at_seq {
+            return Err(already_exists(&incoming.thread_id, holder));
+        }
+        if let (Some(holder), Some(key)) = (by_key, &incoming.idempotency_key) {
+            return Err(PersistError::IdempotencyKeyReused {
+                thread_id: incoming.thread_id.clone(),
+                idempotency_key: key.clone(),
+                message_id: holder.clone(),
+            });
+        }
+        Ok(Verdict::Insert)
+    }
+
+    /// [`verdict`](Self::verdict) given the stored messages of the thread that hold the
+    /// incoming message's id, seq or idempotency key (others are ignored): what an SQL backend
+    /// finds with one query.
+    ///
+    /// # Errors
+    ///
+    /// As [`verdict`](Self::verdict).
+    pub fn verdict_among(incoming: &Message, found: &[Message]) -> Result<Verdict> {
+        let by_id = found.iter().find(|m| m.id == incoming.id);
+        let at_seq = found.iter().find(|m| m.seq == incoming.seq).map(|m| &m.id);
+        let by_key = found
+            .iter()
+            .find(|m| m.idempotency_key.is_some() && m.idempotency_key == incoming.idempotency_key)
+            .map(|m| &m.id);
+        Self::verdict(incoming, by_id, at_seq, by_key)
+    }
+}
+
+fn already_exists(thread_id: &ThreadId, message_id: &MessageId) -> PersistError {
+    PersistError::AlreadyExists { thread_id: thread_id.clone(), message_id: message_id.clone() }
+}
+
+/// What [`Restore::verdict`] decided for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Not stored: write it.
+    Insert,
+    /// Stored already, equal in every field: nothing to write.
+    Present,
+}
+
+/// The answer to a [`Restore`]: the thread as stored after it, and how many messages were
+/// written and how many were there already.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Restored {
+    /// The thread after the restore.
+    pub thread: Thread,
+    /// Messages written by this request.
+    pub restored: u64,
+    /// Messages that were stored already, equal in every field.
+    pub present: u64,
+}
+
+impl Restored {
+    /// A restore's answer.
+    pub fn new(thread: Thread, restored: u64, present: u64) -> Self {
+        Self { thread, restored, present }
+    }
+}
+
+/// The thread a restore leaves, given the one stored before it (`None`: absent) and the number
+/// of messages it inserts: the rule of [`Restore`] for every backend.
+pub fn merged_thread(stored: Option<&Thread>, restore: &Thread, inserted: u64) -> Thread {
+    match stored {
+        None => Thread { message_count: inserted, ..restore.clone() },
+        Some(stored) => Thread {
+            version: stored.version.max(restore.version),
+            updated_at: stored.updated_at.max(restore.updated_at),
+            last_seq: stored.last_seq.max(restore.last_seq),
+            message_count: stored.message_count + inserted,
+            ..stored.clone()
+        },
+    }
+}
