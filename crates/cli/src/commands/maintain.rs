@@ -1,0 +1,160 @@
+//! Maintenance that deletes: `prune` (retention) and `cleanup-stranded`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use persist::lifecycle::Prune;
+use persist::maintenance::CleanupStranded;
+use persist::read::{MAX_PAGE_LIMIT, Stranded};
+use persist::{TenantId, ThreadId, Timestamp};
+use serde_json::json;
+
+use super::{RUN_AGAIN, Scope, describe_thread, interruptible, stdout};
+use crate::error::{CliError, CliResult};
+use crate::jsonl::write_line;
+use crate::progress::Progress;
+use crate::store::Store;
+use crate::text::format_time;
+
+/// What `prune` deletes.
+#[derive(Debug)]
+pub(crate) struct PruneOptions {
+    /// Threads with no activity for this long are deleted.
+    pub(crate) idle_for: Option<Duration>,
+    /// In the other threads, only this many latest messages are kept.
+    pub(crate) keep_latest: Option<u32>,
+    /// Report, delete nothing.
+    pub(crate) dry_run: bool,
+}
+
+/// What every batch of a prune did, added up.
+#[derive(Debug, Default)]
+struct PruneTotals {
+    threads: usize,
+    deleted_threads: Vec<(Option<TenantId>, ThreadId)>,
+    deleted_messages: usize,
+    skipped: usize,
+}
+
+/// `persist prune`: retention, in batches of 1000 threads until every thread of the scope was
+/// examined. The idle cutoff is fixed when the command starts.
+pub(crate) async fn prune(store: &Store, scope: &Scope, options: PruneOptions, json: bool) -> CliResult {
+    let mut prune = Prune::new().dry_run(options.dry_run).with_threads(MAX_PAGE_LIMIT);
+    if let Some(age) = options.idle_for {
+        prune = prune.with_idle_before(Timestamp::now().saturating_sub(age));
+    }
+    if let Some(keep) = options.keep_latest {
+        prune = prune.with_keep_latest(keep);
+    }
+    if !scope.all_tenants {
+        prune = prune.only_tenant(scope.tenant.clone());
+    }
+    let mut totals = PruneTotals::default();
+    let mut progress = Progress::new("threads examined");
+    let work = async {
+        let mut cursor = None;
+        loop {
+            let report = store.pipeline.prune(prune.clone().with_cursor(cursor)).await?;
+            totals.threads += report.threads;
+            totals.deleted_threads.extend(report.deleted_threads);
+            totals.deleted_messages += report.deleted_messages;
+            totals.skipped += report.skipped;
+            progress.add(report.threads as u64);
+            match report.next_cursor {
+                Some(next) if !report.done => cursor = Some(next),
+                _ => return Ok::<(), CliError>(()),
+            }
+        }
+    };
+    interruptible(RUN_AGAIN, work).await?;
+    progress.finish();
+    let mut out = stdout();
+    if json {
+        let deleted: Vec<_> = totals
+            .deleted_threads
+            .iter()
+            .map(|(tenant, thread)| json!({ "tenant": tenant, "thread": thread }))
+            .collect();
+        let report = json!({
+            "dry_run": options.dry_run,
+            "threads_examined": totals.threads,
+            "deleted_threads": deleted,
+            "deleted_messages": totals.deleted_messages,
+            "skipped": totals.skipped,
+        });
+        write_line(&mut out, &report)?;
+    } else {
+        let verb = if options.dry_run { "would delete" } else { "deleted" };
+        for (tenant, thread) in &totals.deleted_threads {
+            writeln!(out, "{verb} thread {}", describe_thread(thread, tenant.as_ref()))?;
+        }
+        writeln!(
+            out,
+            "{verb} {} threads and {} messages; {} kept (written meanwhile); {} threads examined{}",
+            totals.deleted_threads.len(),
+            totals.deleted_messages,
+            totals.skipped,
+            totals.threads,
+            if options.dry_run { " (dry run: nothing was deleted)" } else { "" }
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `persist cleanup-stranded`: deletes reservations nobody wrote to for `older_than`, 1000 at
+/// a time until none is left.
+pub(crate) async fn cleanup_stranded(store: &Store, scope: &Scope, older_than: Duration, json: bool) -> CliResult {
+    let mut cleanup = CleanupStranded::new(older_than).with_limit(MAX_PAGE_LIMIT);
+    if !scope.all_tenants {
+        cleanup = cleanup.only_tenant(scope.tenant.clone());
+    }
+    let mut deleted: Vec<Stranded> = Vec::new();
+    let mut skipped = 0usize;
+    let work = async {
+        loop {
+            let report = store.pipeline.cleanup_stranded(cleanup.clone()).await?;
+            let handled = report.deleted.len() + report.skipped;
+            let progressed = !report.deleted.is_empty();
+            skipped += report.skipped;
+            deleted.extend(report.deleted);
+            // A full batch may leave more behind; a batch that deleted nothing will not change.
+            if handled < MAX_PAGE_LIMIT as usize || !progressed {
+                return Ok::<(), CliError>(());
+            }
+        }
+    };
+    interruptible(RUN_AGAIN, work).await?;
+    let mut out = stdout();
+    if json {
+        let deleted: Vec<_> = deleted
+            .iter()
+            .map(|stranded| {
+                let message = &stranded.message;
+                json!({
+                    "tenant": stranded.tenant,
+                    "thread": message.thread_id,
+                    "message": message.id,
+                    "seq": message.seq,
+                    "updated_at": message.updated_at,
+                })
+            })
+            .collect();
+        write_line(&mut out, &json!({ "deleted": deleted, "skipped": skipped }))?;
+    } else {
+        for stranded in &deleted {
+            let message = &stranded.message;
+            writeln!(
+                out,
+                "deleted reservation {} (#{}) of thread {}, last written {}",
+                message.id,
+                message.seq,
+                describe_thread(&message.thread_id, stranded.tenant.as_ref()),
+                format_time(message.updated_at)
+            )?;
+        }
+        writeln!(out, "deleted {} stranded reservations; {skipped} kept (written meanwhile)", deleted.len())?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! The commands, and what they share: the tenant scope, paging, Ctrl-C.
+
+pub(crate) mod copy;
+pub(crate) mod maintain;
+pub(crate) mod read;
+pub(crate) mod transfer;
+
+use std::future::Future;
+use std::io::{BufWriter, Stdout};
+
+use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
+use persist::{Context, Message, Pipeline, TenantId, Thread};
+
+use crate::error::{CliError, CliResult};
+
+/// Whose threads a command reaches: one tenant's (`--tenant`, or the threads without a tenant
+/// when it is not given), or every tenant's (`--all-tenants`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Scope {
+    /// The tenant named by `--tenant`.
+    pub(crate) tenant: Option<TenantId>,
+    /// `--all-tenants`.
+    pub(crate) all_tenants: bool,
+}
+
+impl Scope {
+    /// The context of a request addressing this scope's tenant.
+    pub(crate) fn context(&self) -> Context {
+        Context::new().for_tenant(self.tenant.clone())
+    }
+
+    /// The first page of this scope's threads, newest first.
+    pub(crate) fn listing(&self) -> ListThreads {
+        let context = if self.all_tenants { Context::new() } else { self.context() };
+        ListThreads::new().across_tenants(self.all_tenants).with_context(context)
+    }
+
+    /// Every thread of this scope, a page at a time.
+    pub(crate) fn threads(&self) -> ThreadPages {
+        ThreadPages::new(self.listing().with_limit(MAX_PAGE_LIMIT))
+    }
+}
+
+/// Pages through a thread listing.
+#[derive(Debug)]
+pub(crate) struct ThreadPages {
+    next: Option<ListThreads>,
+}
+
+impl ThreadPages {
+    /// Pages of `listing`, from its cursor on.
+    pub(crate) fn new(listing: ListThreads) -> Self {
+        Self { next: Some(listing) }
+    }
+
+    /// The next page; `None` once the last was answered.
+    pub(crate) async fn next_page(&mut self, pipeline: &Pipeline) -> CliResult<Option<Vec<Thread>>> {
+        let Some(listing) = self.next.take() else {
+            return Ok(None);
+        };
+        let page = pipeline.threads(listing.clone()).await?;
+        if page.has_more && page.next_cursor.is_some() {
+            self.next = Some(listing.with_cursor(page.next_cursor));
+        }
+        Ok(Some(page.items))
+    }
+}
+
+/// Pages through every message of a thread (reservations included), in seq order.
+#[derive(Debug)]
+pub(crate) struct MessagePages {
+    next: Option<ListMessages>,
+}
+
+impl MessagePages {
+    /// Every message of `thread`, in its tenant, in pages of at most 1000.
+    pub(crate) fn of(thread: &Thread) -> Self {
+        let query = ListMessages::new(thread.id.clone())
+            .include_reserved(true)
+            .with_limit(MAX_PAGE_LIMIT)
+            .with_context(Context::new().for_tenant(thread.tenant.clone()));
+        Self { next: Some(query) }
+    }
+
+    /// The next page; `None` once the last was answered.
+    pub(crate) async fn next_page(&mut self, pipeline: &Pipeline) -> CliResult<Option<Vec<Message>>> {
+        let Some(query) = self.next.take() else {
+            return Ok(None);
+        };
+        let page = pipeline.list(query.clone()).await?;
+        self.next = query.next_page(&page);
+        Ok(Some(page.items))
+    }
+}
+
+/// What a thread is called in messages: its id, and its tenant when it has one.
+pub(crate) fn describe_thread(thread: &persist::ThreadId, tenant: Option<&TenantId>) -> String {
+    match tenant {
+        Some(tenant) => format!("{thread} (tenant {tenant})"),
+        None => thread.to_string(),
+    }
+}
+
+/// Buffered stdout: writes fail with an error (a closed pipe), never a panic.
+pub(crate) fn stdout() -> BufWriter<Stdout> {
+    BufWriter::new(std::io::stdout())
+}
+
+/// The notice printed when Ctrl-C stops a command that can be run again to finish.
+pub(crate) const RUN_AGAIN: &str = "run the same command again to continue";
+
+/// Runs `work` until it ends or Ctrl-C is pressed; then `work` is dropped where it waits (each
+/// request it sent is a transaction: it happened whole or not at all) and the command fails
+/// as interrupted, with `notice`.
+pub(crate) async fn interruptible<T>(notice: &'static str, work: impl Future<Output = CliResult<T>>) -> CliResult<T> {
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        result = &mut work => return result,
+        signal = tokio::signal::ctrl_c() => {
+            if signal.is_ok() {
+                return Err(CliError::Interrupted(notice));
+            }
+        }
+    }
+    // Ctrl-C could not be watched: the work runs to its end.
+    work.await
+}

@@ -1,0 +1,223 @@
+//! Commands that only read: `threads`, `show`, `check`, `sessions`.
+
+use std::io::Write;
+
+use persist::read::{GetThread, ThreadCursor};
+use persist::session::{Resolution, Resolve};
+use persist::{AgentId, Message, Metadata, ProviderId, RuntimeId, Thread, ThreadId};
+use serde_json::{Value, json};
+
+use super::{MessagePages, Scope, describe_thread, stdout};
+use crate::error::{CliError, CliResult};
+use crate::jsonl::{message_line, thread_line, write_line};
+use crate::store::Store;
+use crate::text::{clip, format_time, table};
+
+/// What `threads` lists.
+#[derive(Debug)]
+pub(crate) struct ThreadsOptions {
+    /// Page size.
+    pub(crate) limit: u32,
+    /// Where the page starts (a cursor printed by an earlier page).
+    pub(crate) after: Option<ThreadCursor>,
+    /// Metadata every listed thread contains.
+    pub(crate) filter: Vec<(String, Value)>,
+}
+
+/// `persist threads`: one page of threads, newest first, and the cursor of the next page.
+pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOptions, json: bool) -> CliResult {
+    let filter = options.filter.into_iter().fold(Metadata::new(), |filter, (key, value)| filter.with(key, value));
+    let listing = scope.listing().with_limit(options.limit).with_cursor(options.after).with_filter(filter);
+    let page = store.pipeline.threads(listing).await?;
+    let next = page.next_cursor.filter(|_| page.has_more);
+    let mut out = stdout();
+    if json {
+        for thread in &page.items {
+            write_line(&mut out, &thread_line(thread))?;
+        }
+        if let Some(cursor) = &next {
+            write_line(&mut out, &json!({ "kind": "next_cursor", "cursor": cursor.to_string() }))?;
+        }
+    } else if page.items.is_empty() {
+        writeln!(out, "no threads")?;
+    } else {
+        let rows: Vec<Vec<String>> = page
+            .items
+            .iter()
+            .map(|thread| {
+                vec![
+                    thread.id.to_string(),
+                    thread.tenant.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
+                    clip(thread.title.as_deref().unwrap_or("-"), 40),
+                    thread.message_count.to_string(),
+                    format_time(thread.updated_at),
+                ]
+            })
+            .collect();
+        out.write_all(table(&["ID", "TENANT", "TITLE", "MESSAGES", "UPDATED_AT"], &rows).as_bytes())?;
+        if let Some(cursor) = &next {
+            writeln!(out, "next page: --after {cursor}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `persist show THREAD`: the thread's transcript, `#seq role [status] text` per message.
+pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, json: bool) -> CliResult {
+    let name = describe_thread(&thread_id, scope.tenant.as_ref());
+    let query = GetThread::new(thread_id).with_context(scope.context());
+    let thread =
+        store.pipeline.get_thread(query).await?.ok_or_else(|| CliError::failed(format!("no thread {name}")))?;
+    if let Some(deleted_at) = thread.deleted_at {
+        return Err(CliError::failed(format!("thread {name} was deleted at {}", format_time(deleted_at))));
+    }
+    let mut out = stdout();
+    if json {
+        write_line(&mut out, &thread_line(&thread))?;
+    } else {
+        writeln!(out, "{}", heading(&thread))?;
+    }
+    let mut pages = MessagePages::of(&thread);
+    while let Some(page) = pages.next_page(&store.pipeline).await? {
+        for message in &page {
+            if json {
+                write_line(&mut out, &message_line(message))?;
+            } else {
+                writeln!(out, "{}", transcript_line(message))?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn heading(thread: &Thread) -> String {
+    let title = thread.title.as_deref().map(|title| format!(" \"{}\"", clip(title, 80))).unwrap_or_default();
+    format!(
+        "thread {}{title}: {} messages, last seq {}, updated {}",
+        describe_thread(&thread.id, thread.tenant.as_ref()),
+        thread.message_count,
+        thread.last_seq,
+        format_time(thread.updated_at)
+    )
+}
+
+/// `#seq role [status] text`; content without text blocks is shown as its JSON, and the lines
+/// of a long text are indented under the first.
+fn transcript_line(message: &Message) -> String {
+    let text = message.content.to_text();
+    let text = if text.is_empty() && !message.content.is_placeholder() {
+        message.content.as_json().into_owned()
+    } else {
+        text
+    };
+    let text = text.lines().collect::<Vec<_>>().join("\n    ");
+    format!("#{} {} [{}] {text}", message.seq, message.role, message.status.as_str())
+}
+
+/// `persist check`: each thread's `message_count` against its messages, `last_seq` against
+/// the highest seq; on SQLite, the file's `integrity_check` and counters too.
+pub(crate) async fn check(store: &Store, scope: &Scope, json: bool) -> CliResult {
+    let mut problems = Vec::new();
+    let (mut threads, mut messages) = (0u64, 0u64);
+    let mut thread_pages = scope.threads();
+    while let Some(page) = thread_pages.next_page(&store.pipeline).await? {
+        for thread in page {
+            threads += 1;
+            messages += check_thread(store, &thread, &mut problems).await?;
+        }
+    }
+    if let Some(sqlite) = store.sqlite() {
+        // The file's structure, and counters of every thread of every tenant, tombstones too.
+        let report = sqlite.check().await?;
+        problems.extend(report.structure.into_iter().map(|problem| format!("sqlite integrity_check: {problem}")));
+        problems.extend(report.counters.into_iter().map(|problem| format!("sqlite counters: {problem}")));
+    }
+    let mut out = stdout();
+    if json {
+        write_line(&mut out, &json!({ "threads": threads, "messages": messages, "problems": problems }))?;
+    } else {
+        for problem in &problems {
+            writeln!(out, "{problem}")?;
+        }
+        let verdict = if problems.is_empty() { "ok".to_owned() } else { format!("{} problems", problems.len()) };
+        writeln!(out, "checked {threads} threads, {messages} messages: {verdict}")?;
+    }
+    out.flush()?;
+    if problems.is_empty() { Ok(()) } else { Err(CliError::failed(format!("check found {} problems", problems.len()))) }
+}
+
+/// Checks one thread against its messages; answers how many it has.
+async fn check_thread(store: &Store, thread: &Thread, problems: &mut Vec<String>) -> CliResult<u64> {
+    let name = describe_thread(&thread.id, thread.tenant.as_ref());
+    let (mut count, mut highest) = (0u64, 0u64);
+    let mut pages = MessagePages::of(thread);
+    while let Some(page) = pages.next_page(&store.pipeline).await? {
+        for message in page {
+            if message.thread_id != thread.id {
+                problems.push(format!("thread {name}: message {} names thread {}", message.id, message.thread_id));
+            }
+            if message.seq <= highest {
+                problems.push(format!("thread {name}: seq {} listed after seq {highest}", message.seq));
+            }
+            highest = highest.max(message.seq);
+            count += 1;
+        }
+    }
+    if thread.message_count != count {
+        problems.push(format!("thread {name}: message_count {} but {count} messages", thread.message_count));
+    }
+    if thread.last_seq < highest {
+        problems.push(format!("thread {name}: last_seq {} below the highest seq {highest}", thread.last_seq));
+    }
+    Ok(count)
+}
+
+/// What `sessions` resolves.
+#[derive(Debug)]
+pub(crate) struct SessionQuery {
+    /// The thread.
+    pub(crate) thread: ThreadId,
+    /// The agent.
+    pub(crate) agent: AgentId,
+    /// The provider about to run.
+    pub(crate) provider: ProviderId,
+    /// The runtime about to run it.
+    pub(crate) runtime: Option<RuntimeId>,
+}
+
+/// `persist sessions THREAD --agent A --provider P`: whether the agent's session of the thread
+/// can be resumed, and which. (Bindings are resolved one at a time: the store API does not
+/// list them.)
+pub(crate) async fn sessions(store: &Store, scope: &Scope, query: SessionQuery, json: bool) -> CliResult {
+    let mut ask = Resolve::new(query.agent, query.thread, query.provider).with_context(scope.context());
+    if let Some(runtime) = query.runtime {
+        ask = ask.with_runtime(runtime);
+    }
+    let resolution = store.pipeline.resolve(ask).await?;
+    let mut out = stdout();
+    if json {
+        write_line(&mut out, &resolution)?;
+    } else {
+        match &resolution {
+            Resolution::Resume(binding) => {
+                writeln!(out, "resume session {}", binding.session_id)?;
+                writeln!(out, "  provider  {}", binding.provider)?;
+                writeln!(out, "  runtime   {}", binding.runtime_id.as_ref().map_or("-", |r| r.as_str()))?;
+                writeln!(out, "  work dir  {}", binding.work_dir.as_deref().unwrap_or("-"))?;
+                writeln!(out, "  bound     {}", format_time(binding.created_at))?;
+                writeln!(out, "  updated   {}", format_time(binding.updated_at))?;
+            }
+            Resolution::Fresh { reason, work_dir } => {
+                writeln!(out, "start fresh ({reason}): {}", reason.user_message())?;
+                if let Some(dir) = work_dir {
+                    writeln!(out, "  work dir  {dir}")?;
+                }
+            }
+            other => writeln!(out, "{other:?}")?,
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,231 @@
+//! `export` (a store to JSONL) and `import` (JSONL into a store, through `Restore`).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use persist::args::Restore;
+use persist::read::GetThread;
+use persist::restore::MAX_RESTORE_MESSAGES;
+use persist::{Message, Thread, ThreadId};
+use serde_json::json;
+use tokio::io::{AsyncBufRead, BufReader};
+
+use super::{MessagePages, RUN_AGAIN, Scope, describe_thread, interruptible, stdout};
+use crate::error::{CliError, CliResult, describe, note};
+use crate::jsonl::{Header, Item, Reader, message_line, thread_line, write_line};
+use crate::progress::Progress;
+use crate::store::{Mode, Store};
+use crate::text::format_time;
+
+/// What `export` writes, and where.
+#[derive(Debug)]
+pub(crate) struct ExportOptions {
+    /// One thread, or (`None`) every thread of the scope.
+    pub(crate) thread: Option<ThreadId>,
+    /// `--all`: every thread of the tenant.
+    pub(crate) all: bool,
+    /// `-o FILE` (`-` or none: stdout).
+    pub(crate) output: Option<PathBuf>,
+}
+
+/// `persist export`: one thread, the tenant's threads (`--all`) or every tenant's
+/// (`--all-tenants`) as JSONL.
+pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions) -> CliResult {
+    match (&options.thread, options.all || scope.all_tenants) {
+        (Some(_), true) => {
+            return Err(CliError::usage("name a THREAD or pass --all / --all-tenants, not both"));
+        }
+        (None, false) => {
+            return Err(CliError::usage(
+                "name a THREAD, or pass --all (the tenant's threads) or --all-tenants (the whole store)",
+            ));
+        }
+        _ => {}
+    }
+    let mut out: Box<dyn Write + Send> = match &options.output {
+        Some(path) if path.as_os_str() != "-" => {
+            let file = File::create(path).map_err(|e| CliError::context(format!("creating {}", path.display()), &e))?;
+            Box::new(BufWriter::new(file))
+        }
+        _ => Box::new(stdout()),
+    };
+    let header = Header::new(&store.label, scope.tenant.as_ref(), scope.all_tenants, options.thread.as_ref());
+    write_line(&mut out, &header)?;
+    let mut progress = Progress::new("messages exported");
+    let mut threads = 0u64;
+    let work = async {
+        match &options.thread {
+            Some(thread_id) => {
+                let thread = one_thread(store, scope, thread_id).await?;
+                export_thread(store, &thread, &mut out, &mut progress).await?;
+                threads += 1;
+            }
+            None => {
+                let mut pages = scope.threads();
+                while let Some(page) = pages.next_page(&store.pipeline).await? {
+                    for thread in &page {
+                        export_thread(store, thread, &mut out, &mut progress).await?;
+                        threads += 1;
+                    }
+                }
+            }
+        }
+        out.flush()?;
+        Ok::<(), CliError>(())
+    };
+    interruptible("the export is incomplete: run it again", work).await?;
+    progress.finish();
+    note(format!("exported {threads} threads"));
+    Ok(())
+}
+
+/// The thread `thread_id` of the scope's tenant, which must exist and not be deleted.
+async fn one_thread(store: &Store, scope: &Scope, thread_id: &ThreadId) -> CliResult<Thread> {
+    let name = describe_thread(thread_id, scope.tenant.as_ref());
+    let query = GetThread::new(thread_id.clone()).with_context(scope.context());
+    let thread =
+        store.pipeline.get_thread(query).await?.ok_or_else(|| CliError::failed(format!("no thread {name}")))?;
+    match thread.deleted_at {
+        Some(at) => Err(CliError::failed(format!("thread {name} was deleted at {}: not exported", format_time(at)))),
+        None => Ok(thread),
+    }
+}
+
+/// Writes a thread's line and its messages' lines. Messages added after the thread was read
+/// (a seq past its `last_seq`) are left out, so the export stays restorable.
+async fn export_thread(store: &Store, thread: &Thread, out: &mut impl Write, progress: &mut Progress) -> CliResult {
+    write_line(out, &thread_line(thread))?;
+    let mut pages = MessagePages::of(thread);
+    while let Some(page) = pages.next_page(&store.pipeline).await? {
+        let mut written = 0;
+        for message in page.iter().filter(|message| message.seq <= thread.last_seq) {
+            write_line(out, &message_line(message))?;
+            written += 1;
+        }
+        progress.add(written);
+    }
+    Ok(())
+}
+
+/// Counts of an import.
+#[derive(Debug, Default)]
+struct Totals {
+    threads: u64,
+    restored: u64,
+    present: u64,
+}
+
+/// A thread being imported: its messages wait here until a request's worth is read.
+#[derive(Debug)]
+struct Pending {
+    thread: Thread,
+    messages: Vec<Message>,
+    sent: bool,
+}
+
+impl Pending {
+    /// Sends the messages read so far in one `Restore` (one transaction).
+    async fn send(&mut self, store: &Store, totals: &mut Totals, progress: &mut Progress) -> CliResult {
+        let messages = std::mem::take(&mut self.messages);
+        let count = messages.len() as u64;
+        let restored = store.pipeline.restore(Restore::new(self.thread.clone(), messages)).await.map_err(|e| {
+            let name = describe_thread(&self.thread.id, self.thread.tenant.as_ref());
+            CliError::failed(format!("restoring thread {name}: {}", describe(&e)))
+        })?;
+        totals.restored += restored.restored;
+        totals.present += restored.present;
+        progress.add(count);
+        self.sent = true;
+        Ok(())
+    }
+
+    /// Sends what is left (the thread alone, when it has no messages).
+    async fn finish(mut self, store: &Store, totals: &mut Totals, progress: &mut Progress) -> CliResult {
+        if !self.messages.is_empty() || !self.sent {
+            self.send(store, totals, progress).await?;
+        }
+        totals.threads += 1;
+        Ok(())
+    }
+}
+
+/// What an import reads: a file or stdin.
+type Input = Box<dyn AsyncBufRead + Unpin + Send>;
+
+/// `persist import FILE`: restores every thread of an export into the store at `url`
+/// (created if missing, once the input's header was read), in requests of at most
+/// `MAX_RESTORE_MESSAGES` messages. Idempotent: what the store holds already is counted as
+/// present, not written again, so an interrupted import is finished by running it again.
+pub(crate) async fn import(url: &str, scope: &Scope, input: &str, json: bool) -> CliResult {
+    let source: Input = if input == "-" {
+        Box::new(BufReader::new(tokio::io::stdin()))
+    } else {
+        let file = tokio::fs::File::open(input).await.map_err(|e| CliError::context(format!("reading {input}"), &e))?;
+        Box::new(BufReader::new(file))
+    };
+    let mut reader = Reader::new(source);
+    reader.header().await?;
+    let store = Store::open(url, Mode::CreateIfMissing).await?;
+    let result = restore_all(&store, scope, &mut reader, json).await;
+    store.close().await;
+    result
+}
+
+/// Restores what `reader` reads after the header, then prints the counts.
+async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, json: bool) -> CliResult {
+    let mut totals = Totals::default();
+    let mut progress = Progress::new("messages imported");
+    let work = async {
+        let mut pending: Option<Pending> = None;
+        while let Some(item) = reader.next_item().await? {
+            match item {
+                Item::Thread(thread) => {
+                    if let Some(done) = pending.take() {
+                        done.finish(store, &mut totals, &mut progress).await?;
+                    }
+                    let mut thread = *thread;
+                    if let Some(tenant) = &scope.tenant {
+                        thread.tenant = Some(tenant.clone());
+                    }
+                    pending = Some(Pending { thread, messages: Vec::new(), sent: false });
+                }
+                Item::Message(message) => {
+                    // The reader refuses a message before any thread line.
+                    let Some(current) = pending.as_mut() else {
+                        return Err(CliError::failed("a message before any thread line"));
+                    };
+                    current.messages.push(*message);
+                    if current.messages.len() >= MAX_RESTORE_MESSAGES {
+                        current.send(store, &mut totals, &mut progress).await?;
+                    }
+                }
+            }
+        }
+        if let Some(done) = pending.take() {
+            done.finish(store, &mut totals, &mut progress).await?;
+        }
+        Ok::<(), CliError>(())
+    };
+    interruptible(RUN_AGAIN, work).await?;
+    progress.finish();
+    let skipped = reader.skipped;
+    let mut out = stdout();
+    if json {
+        let report = json!({
+            "threads": totals.threads,
+            "restored": totals.restored,
+            "present": totals.present,
+            "skipped_lines": skipped,
+        });
+        write_line(&mut out, &report)?;
+    } else {
+        writeln!(
+            out,
+            "imported {} threads: restored {} messages, {} already present, {skipped} lines skipped",
+            totals.threads, totals.restored, totals.present
+        )?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! The export format, JSONL version 1: what `persist export` writes and `persist import` reads.
+//!
+//! One JSON object per line, each with a `"kind"`:
+//!
+//! ```text
+//! {"kind":"header","schema_version":1,"source":"sqlite:chat.db","tenant":null,"all_tenants":false,"thread":null,"exported_at":1767225600000000}
+//! {"kind":"thread","id":"support:1042","tenant":null,"title":"Order 1042","metadata":{},"version":2,"created_at":…,"updated_at":…,"last_seq":4,"message_count":3,"deleted_at":null}
+//! {"kind":"message","thread_id":"support:1042","id":"0190…","role":"user","content":[{"text":"Where is my order?","type":"text"}],"metadata":{},"status":"complete","seq":1,"version":1,"idempotency_key":"turn-1","created_at":…,"updated_at":…}
+//! ```
+//!
+//! - **header**, the first line: `schema_version` (1), `source` (the store's URL without its
+//!   password), `tenant` (the `--tenant` of the export, or null), `all_tenants` (whether the
+//!   export spans every tenant), `thread` (the one thread exported, or null), `exported_at`
+//!   (microseconds since the Unix epoch). A header may appear again later (exports
+//!   concatenated); each must have schema version 1.
+//! - **thread**: every field of a stored thread (`persist::Thread`), then its messages.
+//! - **message**: every field of a stored message (`persist::Message`), in seq order, after
+//!   its thread's line; reservations included, with their status.
+//!
+//! Times are microseconds since the Unix epoch. Tombstones (deleted threads) are not exported.
+//!
+//! Reading: a first line that is not a header, or a header of another `schema_version`, is
+//! refused; a line of an unknown `kind` is skipped and counted (a later version may add
+//! kinds); a last line cut short (not JSON, and no newline after it: an export that was
+//! interrupted) is skipped and counted with a warning; any other line that does not parse is
+//! an error naming its line number, as is a message before any thread line or one of another
+//! thread than the line before it.
+
+use std::io::Write;
+
+use persist::{Message, TenantId, Thread, ThreadId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+use crate::error::{CliError, CliResult, note};
+
+/// The format version this build writes and reads.
+pub(crate) const SCHEMA_VERSION: u64 = 1;
+
+/// The first line of an export.
+#[derive(Debug, Serialize)]
+pub(crate) struct Header<'a> {
+    /// Always `"header"`.
+    kind: &'static str,
+    /// `SCHEMA_VERSION`.
+    schema_version: u64,
+    /// The store exported, without its password.
+    source: &'a str,
+    /// The tenant exported (`--tenant`).
+    tenant: Option<&'a TenantId>,
+    /// Whether every tenant's threads were exported.
+    all_tenants: bool,
+    /// The one thread exported, if the export names one.
+    thread: Option<&'a ThreadId>,
+    /// When the export started, in microseconds since the Unix epoch.
+    exported_at: i64,
+}
+
+impl<'a> Header<'a> {
+    /// A header for an export of `source` started now.
+    pub(crate) fn new(
+        source: &'a str,
+        tenant: Option<&'a TenantId>,
+        all_tenants: bool,
+        thread: Option<&'a ThreadId>,
+    ) -> Self {
+        Self {
+            kind: "header",
+            schema_version: SCHEMA_VERSION,
+            source,
+            tenant,
+            all_tenants,
+            thread,
+            exported_at: Timestamp::now().as_micros(),
+        }
+    }
+}
+
+/// A stored value with its line's `kind` in front.
+#[derive(Debug, Serialize)]
+pub(crate) struct Tagged<'a, T> {
+    kind: &'static str,
+    #[serde(flatten)]
+    item: &'a T,
+}
+
+/// A thread's line.
+pub(crate) fn thread_line(thread: &Thread) -> Tagged<'_, Thread> {
+    Tagged { kind: "thread", item: thread }
+}
+
+/// A message's line.
+pub(crate) fn message_line(message: &Message) -> Tagged<'_, Message> {
+    Tagged { kind: "message", item: message }
+}
+
+/// Writes one value as one line.
+pub(crate) fn write_line(out: &mut impl Write, value: &impl Serialize) -> CliResult {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+/// One item of an export, as read.
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// A thread; its messages follow.
+    Thread(Box<Thread>),
+    /// A message of the last thread read.
+    Message(Box<Message>),
+}
+
+/// Only the `kind` of a line (the rest is checked to be JSON, and ignored).
+#[derive(Deserialize)]
+struct Kind {
+    kind: Option<String>,
+}
+
+/// Reads an export line by line.
+#[derive(Debug)]
+pub(crate) struct Reader<R> {
+    input: R,
+    buffer: Vec<u8>,
+    /// The number of the last line read (1-based).
+    line: u64,
+    /// Lines skipped: unknown kinds and a torn last line.
+    pub(crate) skipped: u64,
+    /// The thread of the last thread line, for checking that messages follow their thread.
+    current: Option<ThreadId>,
+}
+
+impl<R: AsyncBufRead + Unpin> Reader<R> {
+    /// A reader of `input`; call `header` first.
+    pub(crate) fn new(input: R) -> Self {
+        Self { input, buffer: Vec::new(), line: 0, skipped: 0, current: None }
+    }
+
+    /// Reads the next line that is not blank: its text (or why it is not text), and whether
+    /// it ended without a newline (the input's last line). `None` at the end of the input.
+    async fn next_line(&mut self) -> CliResult<Option<(Result<String, String>, bool)>> {
+        loop {
+            self.buffer.clear();
+            let read = self
+                .input
+                .read_until(b'\n', &mut self.buffer)
+                .await
+                .map_err(|e| CliError::context("reading the input", &e))?;
+            if read == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            let unterminated = self.buffer.last() != Some(&b'\n');
+            let text = match std::str::from_utf8(&self.buffer) {
+                Ok(text) if text.trim().is_empty() => continue,
+                Ok(text) => Ok(text.to_owned()),
+                Err(e) => Err(format!("not UTF-8: {e}")),
+            };
+            return Ok(Some((text, unterminated)));
+        }
+    }
+
+    /// Reads and checks the header: the first line must be one, of schema version 1.
+    pub(crate) async fn header(&mut self) -> CliResult {
+        let Some((text, _)) = self.next_line().await? else {
+            return Err(CliError::failed("the input is empty: not a persist export"));
+        };
+        let value: Value =
+            text.ok().and_then(|text| serde_json::from_str(&text).ok()).ok_or_else(|| not_an_export(self.line))?;
+        if value.get("kind").and_then(Value::as_str) != Some("header") {
+            return Err(not_an_export(self.line));
+        }
+        check_version(&value)
+    }
+
+    /// The next thread or message; `None` at the end of the input.
+    pub(crate) async fn next_item(&mut self) -> CliResult<Option<Item>> {
+        loop {
+            let Some((text, unterminated)) = self.next_line().await? else {
+                return Ok(None);
+            };
+            let parsed = text.and_then(|text| match serde_json::from_str::<Kind>(&text) {
+                Ok(kind) => Ok((text, kind.kind)),
+                Err(e) => Err(format!("not JSON: {e}")),
+            });
+            let (text, kind) = match parsed {
+                Ok(parsed) => parsed,
+                Err(_) if unterminated => {
+                    note(format!("warning: line {} is cut short (an interrupted export?): skipped", self.line));
+                    self.skipped += 1;
+                    return Ok(None);
+                }
+                Err(why) => return Err(CliError::failed(format!("line {}: {why}", self.line))),
+            };
+            match kind.as_deref() {
+                Some("thread") => {
+                    let thread: Thread = serde_json::from_str(&text)
+                        .map_err(|e| CliError::failed(format!("line {}: not a thread: {e}", self.line)))?;
+                    self.current = Some(thread.id.clone());
+                    return Ok(Some(Item::Thread(Box::new(thread))));
+                }
+                Some("message") => {
+                    let message: Message = serde_json::from_str(&text)
+                        .map_err(|e| CliError::failed(format!("line {}: not a message: {e}", self.line)))?;
+                    match &self.current {
+                        None => {
+                            return Err(CliError::failed(format!(
+                                "line {}: a message before any thread line",
+                                self.line
+                            )));
+                        }
+                        Some(thread) if *thread != message.thread_id => {
+                            return Err(CliError::failed(format!(
+                                "line {}: a message of thread {} after the line of thread {thread}",
+                                self.line, message.thread_id
+                            )));
+                        }
+                        Some(_) => return Ok(Some(Item::Message(Box::new(message)))),
+                    }
+                }
+                Some("header") => {
+                    // Exports concatenated: each part must be of this version too.
+                    let value: Value = serde_json::from_str(&text)
+                        .map_err(|e| CliError::failed(format!("line {}: not JSON: {e}", self.line)))?;
+                    check_version(&value)?;
+                    self.current = None;
+                }
+                Some(_) => self.skipped += 1,
+                None => return Err(CliError::failed(format!("line {}: no \"kind\" field", self.line))),
+            }
+        }
+    }
+}
+
+fn not_an_export(line: u64) -> CliError {
+    CliError::failed(format!(
+        "not a persist export: line {line} is not a header (this persist reads schema_version {SCHEMA_VERSION})"
+    ))
+}
+
+fn check_version(header: &Value) -> CliResult {
+    match header.get("schema_version") {
+        Some(version) if version.as_u64() == Some(SCHEMA_VERSION) => Ok(()),
+        Some(version) => {
+            Err(CliError::failed(format!("unsupported schema_version {version} (this persist reads {SCHEMA_VERSION})")))
+        }
+        None => Err(CliError::failed(format!(
+            "unsupported export: its header has no schema_version (this persist reads {SCHEMA_VERSION})"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_all(input: &str) -> CliResult<(Vec<Item>, u64)> {
+        let mut reader = Reader::new(input.as_bytes());
+        reader.header().await?;
+        let mut items = Vec::new();
+        while let Some(item) = reader.next_item().await? {
+            items.push(item);
+        }
+        Ok((items, reader.skipped))
+    }
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("a runtime").block_on(future)
+    }
+
+    const HEADER: &str =
+        r#"{"kind":"header","schema_version":1,"source":"memory:","tenant":null,"thread":null,"exported_at":0}"#;
+    const THREAD: &str = r#"{"kind":"thread","id":"t","tenant":null,"title":null,"metadata":{},"version":1,"created_at":1,"updated_at":2,"last_seq":1,"message_count":1,"deleted_at":null}"#;
+    const MESSAGE: &str = r#"{"kind":"message","thread_id":"t","id":"m","role":"user","content":"hi","metadata":{},"status":"complete","seq":1,"version":1,"idempotency_key":null,"created_at":1,"updated_at":1}"#;
+
+    #[test]
+    fn reads_threads_and_messages_and_skips_unknown_kinds() {
+        let input = format!("{HEADER}\n{THREAD}\n{{\"kind\":\"later\"}}\n\n{MESSAGE}\n");
+        let (items, skipped) = block_on(read_all(&input)).unwrap();
+        assert!(matches!(items.as_slice(), [Item::Thread(_), Item::Message(_)]));
+        assert_eq!(skipped, 1);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_skipped_and_a_torn_middle_line_is_an_error() {
+        let torn = &MESSAGE[..40];
+        let (items, skipped) = block_on(read_all(&format!("{HEADER}\n{THREAD}\n{torn}"))).unwrap();
+        assert_eq!((items.len(), skipped), (1, 1));
+        let error = block_on(read_all(&format!("{HEADER}\n{THREAD}\n{torn}\n{MESSAGE}\n"))).unwrap_err();
+        assert!(error.to_string().starts_with("line 3:"), "{error}");
+    }
+
+    #[test]
+    fn refuses_other_versions_and_orphan_messages() {
+        let v2 = HEADER.replace("\"schema_version\":1", "\"schema_version\":2");
+        let error = block_on(read_all(&format!("{v2}\n"))).unwrap_err();
+        assert_eq!(error.to_string(), "unsupported schema_version 2 (this persist reads 1)");
+        assert!(block_on(read_all(&format!("{THREAD}\n"))).is_err());
+        let error = block_on(read_all(&format!("{HEADER}\n{MESSAGE}\n"))).unwrap_err();
+        assert!(error.to_string().contains("before any thread"), "{error}");
+    }
+}

@@ -1,0 +1,292 @@
+//! `persist`: the command line of persist conversation stores.
+//!
+//! ```text
+//! persist --url sqlite:chat.db threads                      # the latest threads, a page at a time
+//! persist --url sqlite:chat.db show support:1042            # one thread's transcript
+//! persist --url sqlite:chat.db export --all -o chat.jsonl   # the threads without a tenant, as JSONL
+//! persist --url sqlite:new.db import chat.jsonl             # idempotent: run it again to finish it
+//! persist --url sqlite:chat.db copy --to postgres://app@db/chat   # every tenant, then verified
+//! persist --url sqlite:chat.db prune --idle-for 90d --dry-run
+//! persist --url sqlite:chat.db check --all-tenants
+//! ```
+//!
+//! **The store** is `--url` (or `$PERSIST_URL`): `sqlite:PATH`, `sqlite://PATH`, a path ending
+//! in `.db`, or `postgres://…` / `postgresql://…` (`?schema=NAME` picks the schema). Commands
+//! that only read or maintain a store refuse a SQLite file that does not exist (`no store at
+//! PATH`) instead of creating an empty one; `import` and the target of `copy` create it.
+//!
+//! **Tenants.** A thread is `(tenant, thread_id)`. Commands reach the threads of `--tenant T`,
+//! or the threads without a tenant when it is not given; `--all-tenants` reaches every tenant's
+//! (`threads`, `export`, `check`, `prune`, `cleanup-stranded`). `copy` copies every tenant
+//! unless `--tenant` names one; `import` keeps each thread's tenant unless `--tenant` names
+//! another one for all of them.
+//!
+//! **Output.** Tables and sentences for people; `--json` gives JSON lines for programs
+//! (`threads`, `show`, `check`, `sessions`, `prune`, `cleanup-stranded`, `import`, `copy`).
+//! Progress of long work (export, import, copy, prune) goes to stderr: a live counter on a
+//! terminal, a line every 1000 items otherwise.
+//!
+//! **Exports** are JSONL, format version 1: a header line, then each thread's line followed by
+//! its messages' lines, every line a JSON object with a `kind` (`header`, `thread`, `message`).
+//! The threads and messages carry every field the store holds (ids, seqs, versions, statuses,
+//! idempotency keys, metadata, times in microseconds), so an import restores them exactly, in
+//! requests of at most 1000 messages, each a transaction (`persist::args::Restore`). An import
+//! refuses another format version, skips lines of unknown kinds and a last line cut short
+//! (counting them), and names the line of any other malformed line.
+//!
+//! **Errors and exit codes.** A failure prints one line, `error: …`, on stderr: exit code 2 for
+//! a command line that cannot be run as given, 1 for anything else (a `check` or a copy's
+//! verification that found problems included). Ctrl-C during an export, import, copy or
+//! prune stops it between two requests and exits with 130; import, copy and prune finish
+//! what is left when run again.
+
+mod checksum;
+mod commands;
+mod error;
+mod jsonl;
+mod progress;
+mod store;
+mod text;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use persist::read::{DEFAULT_PAGE_LIMIT, ThreadCursor};
+use persist::{AgentId, ProviderId, RuntimeId, TenantId, ThreadId};
+use serde_json::Value;
+
+use crate::commands::Scope;
+use crate::commands::maintain::PruneOptions;
+use crate::commands::read::{SessionQuery, ThreadsOptions};
+use crate::commands::transfer::ExportOptions;
+use crate::error::{CliError, CliResult};
+use crate::store::{Mode, Store};
+use crate::text::{
+    parse_agent, parse_cursor, parse_duration, parse_filter, parse_provider, parse_runtime, parse_tenant, parse_thread,
+};
+
+/// List, show, export, import, copy, prune and check persist conversation stores.
+#[derive(Debug, Parser)]
+#[command(name = "persist", version)]
+struct Cli {
+    /// The store: sqlite:PATH, sqlite://PATH, a PATH ending in .db, postgres://… or
+    /// postgresql://… (?schema=NAME picks the schema).
+    #[arg(long, global = true, env = "PERSIST_URL", value_name = "URL")]
+    url: Option<String>,
+    /// Reach this tenant's threads (default: the threads without a tenant).
+    #[arg(long, global = true, value_name = "TENANT", value_parser = parse_tenant)]
+    tenant: Option<TenantId>,
+    /// Reach every tenant's threads (threads, export, check, prune, cleanup-stranded).
+    #[arg(long, global = true)]
+    all_tenants: bool,
+    /// Print JSON lines instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List threads, most recently updated first, one page at a time.
+    Threads(ThreadsArgs),
+    /// Print a thread's transcript: `#seq role [status] text` per message.
+    Show {
+        /// The thread.
+        #[arg(value_parser = parse_thread)]
+        thread: ThreadId,
+    },
+    /// Write one thread, the tenant's threads (--all) or the whole store (--all-tenants) as JSONL.
+    Export(ExportArgs),
+    /// Restore the threads of a JSONL export (FILE, or - for stdin); idempotent.
+    Import {
+        /// The export to read; - reads stdin.
+        #[arg(value_name = "FILE")]
+        input: String,
+    },
+    /// Copy every thread of every tenant (or of --tenant) to another store, then verify it.
+    ///
+    /// Idempotent, so resumable: run again after an interruption, it skips what the target
+    /// holds. Session bindings are not copied (the store API cannot list them).
+    Copy {
+        /// The target store (created when it is a SQLite file that does not exist).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
+    /// Delete idle threads and/or old messages (retention).
+    Prune(PruneArgs),
+    /// Delete reservations that nobody wrote to for a while (streams that never finished).
+    CleanupStranded {
+        /// Reservations with no write for longer than this (e.g. 30m, 12h, 2d).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+        older_than: Duration,
+    },
+    /// Check every thread's counters against its messages (and a SQLite file's integrity).
+    Check,
+    /// Resolve an agent's session binding for a thread: resume it, or start fresh and why.
+    Sessions(SessionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct ThreadsArgs {
+    /// Threads per page (1 to 1000).
+    #[arg(long, default_value_t = DEFAULT_PAGE_LIMIT, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+    /// Continue after this cursor (printed with the previous page).
+    #[arg(long, value_name = "CURSOR", value_parser = parse_cursor)]
+    after: Option<ThreadCursor>,
+    /// Only threads whose metadata has KEY equal to VALUE (JSON, or else a string); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_filter)]
+    filter: Vec<(String, Value)>,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The one thread to export.
+    #[arg(value_parser = parse_thread)]
+    thread: Option<ThreadId>,
+    /// Export every thread of the tenant.
+    #[arg(long, conflicts_with = "thread")]
+    all: bool,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct PruneArgs {
+    /// Delete threads with no activity for this long (e.g. 30d, 12h, 90m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, required_unless_present = "keep_latest")]
+    idle_for: Option<Duration>,
+    /// In the other threads, keep only the latest N messages.
+    #[arg(long, value_name = "N", required_unless_present = "idle_for")]
+    keep_latest: Option<u32>,
+    /// Report what would be deleted, delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+struct SessionsArgs {
+    /// The thread.
+    #[arg(value_parser = parse_thread)]
+    thread: ThreadId,
+    /// The agent.
+    #[arg(long, value_name = "AGENT", value_parser = parse_agent)]
+    agent: AgentId,
+    /// The provider about to run.
+    #[arg(long, value_name = "PROVIDER", value_parser = parse_provider)]
+    provider: ProviderId,
+    /// The runtime about to run it (a machine, a container).
+    #[arg(long, value_name = "RUNTIME", value_parser = parse_runtime)]
+    runtime: Option<RuntimeId>,
+}
+
+fn main() -> ExitCode {
+    // Usage errors, --help and --version: clap prints them and exits (2, 0, 0).
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            CliError::context("starting the async runtime", &e).report();
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cli));
+    // Background tasks (connection pools) end with the runtime, without waiting for them.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            error.report();
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CliResult {
+    let Some(url) = cli.url.as_deref() else {
+        return Err(CliError::usage("no store: pass --url URL or set PERSIST_URL"));
+    };
+    if cli.tenant.is_some() && cli.all_tenants {
+        return Err(CliError::usage("--tenant and --all-tenants exclude each other"));
+    }
+    let scope = Scope { tenant: cli.tenant, all_tenants: cli.all_tenants };
+    let refuse_all_tenants = |command: &str| {
+        if scope.all_tenants {
+            Err(CliError::usage(format!("--all-tenants does not apply to `{command}`")))
+        } else {
+            Ok(())
+        }
+    };
+    let json = cli.json;
+    match cli.command {
+        Command::Threads(args) => {
+            let options = ThreadsOptions { limit: args.limit, after: args.after, filter: args.filter };
+            with_store(url, Mode::Existing, async |store| commands::read::threads(store, &scope, options, json).await)
+                .await
+        }
+        Command::Show { thread } => {
+            refuse_all_tenants("show")?;
+            with_store(url, Mode::Existing, async |store| commands::read::show(store, &scope, thread, json).await).await
+        }
+        Command::Export(args) => {
+            let options = ExportOptions { thread: args.thread, all: args.all, output: args.output };
+            with_store(url, Mode::Existing, async |store| commands::transfer::export(store, &scope, options).await)
+                .await
+        }
+        Command::Import { input } => {
+            refuse_all_tenants("import")?;
+            commands::transfer::import(url, &scope, &input, json).await
+        }
+        Command::Copy { to } => {
+            // Every tenant, unless --tenant names one.
+            let scope = Scope { tenant: scope.tenant.clone(), all_tenants: scope.tenant.is_none() };
+            let source = Store::open(url, Mode::Existing).await?;
+            let target = match Store::open(&to, Mode::CreateIfMissing).await {
+                Ok(target) => target,
+                Err(error) => {
+                    source.close().await;
+                    return Err(error);
+                }
+            };
+            let result = commands::copy::copy(&source, &target, &scope, json).await;
+            source.close().await;
+            target.close().await;
+            result
+        }
+        Command::Prune(args) => {
+            let PruneArgs { idle_for, keep_latest, dry_run } = args;
+            let options = PruneOptions { idle_for, keep_latest, dry_run };
+            with_store(url, Mode::Existing, async |store| commands::maintain::prune(store, &scope, options, json).await)
+                .await
+        }
+        Command::CleanupStranded { older_than } => {
+            with_store(url, Mode::Existing, async |store| {
+                commands::maintain::cleanup_stranded(store, &scope, older_than, json).await
+            })
+            .await
+        }
+        Command::Check => {
+            with_store(url, Mode::Existing, async |store| commands::read::check(store, &scope, json).await).await
+        }
+        Command::Sessions(args) => {
+            refuse_all_tenants("sessions")?;
+            let query =
+                SessionQuery { thread: args.thread, agent: args.agent, provider: args.provider, runtime: args.runtime };
+            with_store(url, Mode::Existing, async |store| commands::read::sessions(store, &scope, query, json).await)
+                .await
+        }
+    }
+}
+
+/// Opens the store at `url`, runs `work` on it, and closes it (queued writes finished) whatever
+/// `work` answered.
+async fn with_store(url: &str, mode: Mode, work: impl AsyncFnOnce(&Store) -> CliResult) -> CliResult {
+    let store = Store::open(url, mode).await?;
+    let result = work(&store).await;
+    store.close().await;
+    result
+}

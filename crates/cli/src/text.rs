@@ -1,0 +1,175 @@
+//! Parsing command-line values (durations, filters, ids) and formatting times and tables.
+
+use std::time::Duration;
+
+use persist::read::ThreadCursor;
+use persist::{AgentId, ProviderId, RuntimeId, TenantId, ThreadId, Timestamp};
+use serde_json::Value;
+
+/// Parses a duration: numbers with a unit each, `s`, `m`, `h`, `d` or `w` (`30d`, `12h`,
+/// `90m`, `1h30m`).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("invalid duration `{text}`: expected a number and a unit (s, m, h, d, w), e.g. 30d, 12h");
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit: u64 = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(invalid()),
+        };
+        let amount: u64 = digits.parse().map_err(|_| invalid())?;
+        total = amount.checked_mul(unit).and_then(|secs| total.checked_add(secs)).ok_or_else(invalid)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || text.trim().is_empty() {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Parses a thread filter `key=value`: the value is JSON when it parses as JSON (`n=1`,
+/// `vip=true`, `tags=["a"]`), a string otherwise (`user=u1`).
+pub(crate) fn parse_filter(text: &str) -> Result<(String, Value), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("invalid filter `{text}`: expected KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("invalid filter `{text}`: the key is empty"));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned()));
+    Ok((key.to_owned(), value))
+}
+
+/// Parses a thread listing's cursor, as `persist threads` prints it.
+pub(crate) fn parse_cursor(text: &str) -> Result<ThreadCursor, String> {
+    text.parse().map_err(|e: persist::PersistError| e.to_string())
+}
+
+/// Parses a thread id.
+pub(crate) fn parse_thread(text: &str) -> Result<ThreadId, String> {
+    ThreadId::new(text).map_err(|e| e.to_string())
+}
+
+/// Parses a tenant id.
+pub(crate) fn parse_tenant(text: &str) -> Result<TenantId, String> {
+    TenantId::new(text).map_err(|e| e.to_string())
+}
+
+/// Parses an agent id.
+pub(crate) fn parse_agent(text: &str) -> Result<AgentId, String> {
+    AgentId::new(text).map_err(|e| e.to_string())
+}
+
+/// Parses a provider id.
+pub(crate) fn parse_provider(text: &str) -> Result<ProviderId, String> {
+    ProviderId::new(text).map_err(|e| e.to_string())
+}
+
+/// Parses a runtime id.
+pub(crate) fn parse_runtime(text: &str) -> Result<RuntimeId, String> {
+    RuntimeId::new(text).map_err(|e| e.to_string())
+}
+
+/// A time as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+pub(crate) fn format_time(time: Timestamp) -> String {
+    let seconds = time.as_micros().div_euclid(1_000_000);
+    let (days, second_of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute, second) = (second_of_day / 3600, second_of_day % 3600 / 60, second_of_day % 60);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 { shifted_month + 3 } else { shifted_month - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `text` cut to `max` characters (an ellipsis marks the cut), on one line.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Rows as columns padded to their widest cell, two spaces apart.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, (cell, width)) in row.iter().zip(&widths).enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                line.extend(std::iter::repeat_n(' ', width - cell.chars().count()));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86_400));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        for bad in ["", "30", "d", "3x", "-1d", "99999999999999999999w"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn filters() {
+        assert_eq!(parse_filter("user=u1").unwrap(), ("user".to_owned(), Value::String("u1".into())));
+        assert_eq!(parse_filter("n=1").unwrap(), ("n".to_owned(), serde_json::json!(1)));
+        assert!(parse_filter("nokey").is_err());
+        assert!(parse_filter("=v").is_err());
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(format_time(Timestamp::from_micros(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(Timestamp::from_micros(951_782_400_000_000)), "2000-02-29T00:00:00Z");
+        assert_eq!(format_time(Timestamp::from_micros(-1)), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn tables_pad_columns() {
+        let rows = vec![vec!["a".to_owned(), "bb".to_owned()], vec!["ccc".to_owned(), "d".to_owned()]];
+        assert_eq!(table(&["x", "y"], &rows), "x    y\na    bb\nccc  d\n");
+    }
+}

@@ -1,0 +1,390 @@
+//! The `persist` binary end to end, on SQLite files seeded with the library (and through
+//! PostgreSQL when `$PERSIST_POSTGRES_URL` names a server).
+
+use std::future::Future;
+use std::path::Path;
+use std::process::Output;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use assert_cmd::Command;
+use persist::args::{Add, Delete, Reserve, Update, UpdateContent};
+use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
+use persist::sqlite::SqliteBackend;
+use persist::{
+    Content, Context, IdempotencyKey, Message, Metadata, PersistError, Pipeline, Role, TenantId, Thread, ThreadId,
+};
+use serde_json::{Value, json};
+
+/// Messages the seeded store holds outside its long thread.
+const SEEDED_MESSAGES: usize = 5;
+
+fn persist() -> Command {
+    // The path Cargo gives integration tests (`Command::cargo_bin` is deprecated in newer
+    // assert_cmd releases).
+    let mut command = Command::new(env!("CARGO_BIN_EXE_persist"));
+    command.env_remove("PERSIST_URL");
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    persist().args(args).output().expect("the binary runs")
+}
+
+/// Runs `persist ARGS`, which must succeed; answers its stdout.
+fn ok(args: &[&str]) -> String {
+    let output = run(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "persist {args:?} failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// Runs `persist ARGS`, which must fail with one `error:` line and no panic; answers its
+/// stderr and exit code.
+fn fails(args: &[&str]) -> (String, i32) {
+    let output = run(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success(), "persist {args:?} succeeded: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors = stderr.lines().filter(|line| line.starts_with("error:")).count();
+    assert_eq!(errors, 1, "one error line expected: {stderr}");
+    (stderr, output.status.code().expect("an exit code"))
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}
+
+/// Threads of two tenants (one id in both), a reserved message, metadata, idempotency keys, a
+/// deleted message (a gap in the seqs), a title, a deleted thread, and a thread of `long`
+/// messages in tenant `acme`.
+async fn seed(path: &Path, long: usize) -> Result<(), PersistError> {
+    let backend = SqliteBackend::open(path).await?;
+    let store = Pipeline::new(backend.clone());
+    let order = ThreadId::new("support:1042")?;
+    let first = Add::new(order.clone(), Role::User, Content::text("Where is my order?"))
+        .with_idempotency_key(IdempotencyKey::new("turn-1")?)
+        .with_metadata(Metadata::new().with("channel", json!("web")));
+    store.add(first).await?;
+    let reply = store.reserve(Reserve::new(order.clone(), Role::Assistant)).await?.message;
+    store.update_content(UpdateContent::new(order.clone(), reply.id, Content::text("It left yesterday."))).await?;
+    let gone = store.add(Add::new(order.clone(), Role::User, Content::text("never mind"))).await?.message;
+    store.delete(Delete::message(order.clone(), gone.id)).await?;
+    let tool = Content::new(json!({ "status": "shipped", "weight": 1.5, "parcels": 2 }));
+    store.add(Add::new(order.clone(), Role::Tool, tool)).await?;
+    let pending = Reserve::new(order.clone(), Role::Assistant).with_idempotency_key(IdempotencyKey::new("turn-2")?);
+    store.reserve(pending).await?;
+    let title = Update::thread(order.clone())
+        .with_title(Some("Order 1042".to_owned()))
+        .with_metadata(Metadata::new().with("user", json!("u1")));
+    store.update(title).await?;
+
+    let acme = Context::new().with_tenant(TenantId::new("acme")?);
+    let theirs = Add::new(order.clone(), Role::User, Content::text("acme's own thread"));
+    store.add(theirs.with_context(acme.clone())).await?;
+    let old = ThreadId::new("old")?;
+    store.add(Add::new(old.clone(), Role::User, Content::text("bye"))).await?;
+    store.delete(Delete::thread(old)).await?;
+    let long_thread = ThreadId::new("long")?;
+    for i in 0..long {
+        let add = Add::new(long_thread.clone(), Role::User, Content::text(format!("message {i}")));
+        store.add(add.with_context(acme.clone())).await?;
+    }
+    backend.close().await;
+    Ok(())
+}
+
+/// Every thread of every tenant (tombstones aside) with all its messages, by tenant and id.
+async fn snapshot(path: &Path) -> Result<Vec<(Thread, Vec<Message>)>, PersistError> {
+    let backend = SqliteBackend::open(path).await?;
+    let store = Pipeline::new(backend.clone());
+    let mut threads = Vec::new();
+    let mut listing = ListThreads::new().across_tenants(true).with_limit(MAX_PAGE_LIMIT);
+    loop {
+        let page = store.threads(listing.clone()).await?;
+        threads.extend(page.items);
+        if !page.has_more {
+            break;
+        }
+        listing = listing.with_cursor(page.next_cursor);
+    }
+    threads.sort_by(|a, b| (&a.tenant, &a.id).cmp(&(&b.tenant, &b.id)));
+    let mut all = Vec::new();
+    for thread in threads {
+        let mut messages = Vec::new();
+        let mut query = Some(
+            ListMessages::new(thread.id.clone())
+                .include_reserved(true)
+                .with_limit(MAX_PAGE_LIMIT)
+                .with_context(Context::new().for_tenant(thread.tenant.clone())),
+        );
+        while let Some(current) = query {
+            let page = store.list(current.clone()).await?;
+            query = current.next_page(&page);
+            messages.extend(page.items);
+        }
+        all.push((thread, messages));
+    }
+    backend.close().await;
+    Ok(all)
+}
+
+fn message_count(snapshot: &[(Thread, Vec<Message>)]) -> usize {
+    snapshot.iter().map(|(_, messages)| messages.len()).sum()
+}
+
+#[test]
+fn export_then_import_restores_every_thread_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    block_on(seed(&source, 1005)).unwrap();
+    let export = dir.path().join("all.jsonl");
+    ok(&["--url", path_str(&source), "--all-tenants", "export", "-o", path_str(&export)]);
+
+    let lines: Vec<Value> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every line is JSON"))
+        .collect();
+    assert_eq!(lines[0]["kind"], "header");
+    assert_eq!(lines[0]["schema_version"], 1);
+    assert_eq!(lines.iter().filter(|line| line["kind"] == "thread").count(), 3, "the tombstone is not exported");
+    assert_eq!(lines.iter().filter(|line| line["kind"] == "message").count(), SEEDED_MESSAGES + 1005);
+
+    let target = dir.path().join("target.db");
+    let report = ok(&["--url", &format!("sqlite:{}", path_str(&target)), "import", path_str(&export)]);
+    assert!(report.contains(&format!("restored {} messages, 0 already present", SEEDED_MESSAGES + 1005)), "{report}");
+    let original = block_on(snapshot(&source)).unwrap();
+    assert_eq!(original.len(), 3);
+    assert_eq!(block_on(snapshot(&target)).unwrap(), original);
+
+    assert!(ok(&["--url", path_str(&target), "--all-tenants", "check"]).contains(": ok"));
+    let transcript = ok(&["--url", path_str(&target), "show", "support:1042"]);
+    assert!(transcript.contains("#1 user [complete] Where is my order?"), "{transcript}");
+    assert!(transcript.contains("[reserved]"), "{transcript}");
+    assert!(!transcript.contains("never mind"), "{transcript}");
+    let acme = ok(&["--url", path_str(&target), "--tenant", "acme", "show", "support:1042", "--json"]);
+    assert_eq!(acme.lines().count(), 2, "the thread and its one message: {acme}");
+}
+
+#[test]
+fn threads_pages_with_a_cursor_and_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    block_on(seed(&source, 3)).unwrap();
+    let url = path_str(&source);
+    let first = ok(&["--url", url, "--all-tenants", "threads", "--limit", "2"]);
+    let cursor = first
+        .lines()
+        .find_map(|line| line.strip_prefix("next page: --after "))
+        .unwrap_or_else(|| panic!("a cursor: {first}"));
+    let rest = ok(&["--url", url, "--all-tenants", "threads", "--limit", "2", "--after", cursor, "--json"]);
+    let rest: Vec<Value> = rest.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(rest.len(), 1, "the third thread, and no further cursor: {rest:?}");
+    assert_eq!(rest[0]["kind"], "thread");
+    let mine = ok(&["--url", url, "threads", "--filter", "user=u1", "--json"]);
+    assert_eq!(mine.lines().count(), 1, "{mine}");
+    assert!(ok(&["--url", url, "threads", "--filter", "user=u2"]).contains("no threads"));
+}
+
+#[test]
+fn importing_twice_writes_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    block_on(seed(&source, 3)).unwrap();
+    let export = dir.path().join("all.jsonl");
+    ok(&["--url", path_str(&source), "--all-tenants", "export", "-o", path_str(&export)]);
+    let target = dir.path().join("target.db");
+    let first = ok(&["--url", path_str(&target), "import", path_str(&export)]);
+    assert!(first.contains(&format!("restored {} messages", SEEDED_MESSAGES + 3)), "{first}");
+    let again = ok(&["--url", path_str(&target), "import", path_str(&export), "--json"]);
+    let again: Value = serde_json::from_str(again.trim()).unwrap();
+    assert_eq!(again["restored"], 0);
+    assert_eq!(again["present"], SEEDED_MESSAGES + 3);
+    let text = ok(&["--url", path_str(&target), "import", path_str(&export)]);
+    assert!(text.contains("restored 0 messages"), "{text}");
+    assert_eq!(block_on(snapshot(&target)).unwrap(), block_on(snapshot(&source)).unwrap());
+}
+
+#[test]
+fn a_torn_last_line_is_skipped_and_the_rest_imported() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    block_on(seed(&source, 3)).unwrap();
+    let export = ok(&["--url", path_str(&source), "--all-tenants", "export"]);
+    let last = export.trim_end().rsplit('\n').next().unwrap();
+    assert!(last.contains("\"kind\":\"message\""), "the export ends with a message: {last}");
+    // Cut in the middle of the last line, as an interrupted export leaves it.
+    let torn = &export[..export.trim_end().len() - last.len() / 2];
+    let target = dir.path().join("target.db");
+    let output =
+        persist().args(["--url", path_str(&target), "import", "-"]).write_stdin(torn.to_owned()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: line"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("1 lines skipped"), "{stdout}");
+    let original = block_on(snapshot(&source)).unwrap();
+    let imported = block_on(snapshot(&target)).unwrap();
+    assert_eq!(message_count(&imported), message_count(&original) - 1);
+    let all_original: Vec<&Message> = original.iter().flat_map(|(_, messages)| messages).collect();
+    for (_, messages) in &imported {
+        for message in messages {
+            assert!(all_original.contains(&message), "{message:?} was not in the source");
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_copy_resumes_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    block_on(seed(&source, 1005)).unwrap();
+    let export = ok(&["--url", path_str(&source), "--all-tenants", "export"]);
+    // What an interrupted copy leaves: the first half of the store, a transaction at a time.
+    let lines: Vec<&str> = export.lines().collect();
+    let half = lines[..lines.len() / 2].join("\n") + "\n";
+    let target = dir.path().join("target.db");
+    let partial = persist().args(["--url", path_str(&target), "import", "-"]).write_stdin(half).output().unwrap();
+    assert!(partial.status.success(), "{}", String::from_utf8_lossy(&partial.stderr));
+    let halfway = message_count(&block_on(snapshot(&target)).unwrap());
+    assert!(halfway > 0 && halfway < SEEDED_MESSAGES + 1005, "{halfway} messages after the first half");
+
+    let report = ok(&["--url", path_str(&source), "copy", "--to", path_str(&target), "--json"]);
+    let report: Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(report["threads"], 3);
+    assert_eq!(report["messages"], SEEDED_MESSAGES + 1005);
+    assert!(report["present"].as_u64().unwrap() > 0, "the first half was there: {report}");
+    assert_eq!(
+        report["present"].as_u64().unwrap() + report["restored"].as_u64().unwrap(),
+        (SEEDED_MESSAGES + 1005) as u64
+    );
+    assert_eq!(report["mismatches"], json!([]));
+    assert_eq!(block_on(snapshot(&target)).unwrap(), block_on(snapshot(&source)).unwrap());
+    assert!(ok(&["--url", path_str(&target), "--all-tenants", "check"]).contains(": ok"));
+}
+
+/// The PostgreSQL server of the tests: `$PERSIST_POSTGRES_URL`. Without it the test is skipped
+/// (with a notice), except in CI, where it is required.
+fn postgres_url() -> Option<String> {
+    match std::env::var("PERSIST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => panic!("PERSIST_POSTGRES_URL is required in CI"),
+        Err(_) => {
+            eprintln!("SKIPPED copy through PostgreSQL: set PERSIST_POSTGRES_URL to run it");
+            None
+        }
+    }
+}
+
+/// A schema of its own for one test, dropped when the test ends (even by a panic).
+struct Schema {
+    server: String,
+    name: String,
+}
+
+impl Schema {
+    fn new(server: String) -> Self {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Self { server, name: format!("persist_cli_test_{}_{nanos}", std::process::id()) }
+    }
+
+    fn url(&self) -> String {
+        let separator = if self.server.contains('?') { '&' } else { '?' };
+        format!("{}{separator}schema={}", self.server, self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (server, name) = (self.server.clone(), self.name.clone());
+        block_on(async move {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                // A name this test made: persist_cli_test_ and digits.
+                let statement = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await;
+                let _ = conn.close().await;
+            }
+        });
+    }
+}
+
+#[test]
+fn copy_round_trips_through_postgres() {
+    let Some(server) = postgres_url() else {
+        return;
+    };
+    let schema = Schema::new(server);
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    block_on(seed(&source, 20)).unwrap();
+    let there = ok(&["--url", path_str(&source), "copy", "--to", &schema.url()]);
+    assert!(there.contains("verified"), "{there}");
+    let back = dir.path().join("back.db");
+    let again = ok(&["--url", &schema.url(), "copy", "--to", path_str(&back)]);
+    assert!(again.contains("verified"), "{again}");
+    assert_eq!(block_on(snapshot(&back)).unwrap(), block_on(snapshot(&source)).unwrap());
+    assert!(ok(&["--url", &schema.url(), "--all-tenants", "check"]).contains(": ok"));
+}
+
+#[test]
+fn prune_dry_run_reports_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    block_on(seed(&source, 5)).unwrap();
+    let before = block_on(snapshot(&source)).unwrap();
+    let url = path_str(&source);
+    let report = ok(&["--url", url, "--all-tenants", "prune", "--keep-latest", "2", "--dry-run", "--json"]);
+    let report: Value = serde_json::from_str(report.trim()).unwrap();
+    // support:1042 keeps 2 of 4, long keeps 2 of 5.
+    assert_eq!(report["deleted_messages"], 5, "{report}");
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(block_on(snapshot(&source)).unwrap(), before);
+}
+
+#[test]
+fn failures_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store.db");
+    block_on(seed(&store, 0)).unwrap();
+    let store = path_str(&store);
+
+    let (stderr, code) = fails(&["--url", "mysql://db/chat", "threads"]);
+    assert!(stderr.contains("unsupported store URL"), "{stderr}");
+    assert_eq!(code, 1);
+
+    let missing = dir.path().join("missing.db");
+    let (stderr, _) = fails(&["--url", path_str(&missing), "threads"]);
+    assert!(stderr.contains("no store at"), "{stderr}");
+    assert!(!missing.exists(), "a read never creates a store");
+
+    let (stderr, _) = fails(&["--url", store, "import", path_str(&dir.path().join("nothing.jsonl"))]);
+    assert!(stderr.contains("nothing.jsonl"), "{stderr}");
+
+    let future = dir.path().join("future.jsonl");
+    std::fs::write(&future, "{\"kind\":\"header\",\"schema_version\":2}\n{\"kind\":\"thread\"}\n").unwrap();
+    let (stderr, _) = fails(&["--url", store, "import", path_str(&future)]);
+    assert!(stderr.contains("unsupported schema_version 2 (this persist reads 1)"), "{stderr}");
+
+    let not_export = dir.path().join("other.jsonl");
+    std::fs::write(&not_export, "{\"hello\":1}\n").unwrap();
+    fails(&["--url", store, "import", path_str(&not_export)]);
+
+    let (_, code) = fails(&["threads"]);
+    assert_eq!(code, 2, "no store given");
+    let (_, code) = fails(&["--url", store, "prune"]);
+    assert_eq!(code, 2, "prune without a rule");
+    fails(&["--url", store, "show", "no-such-thread"]);
+    fails(&["--url", store, "export"]);
+    fails(&["--url", store, "threads", "--after", "not a cursor"]);
+}
