@@ -6,6 +6,7 @@
 //! {"kind":"header","schema_version":1,"source":"sqlite:chat.db","tenant":null,"all_tenants":false,"thread":null,"exported_at":1767225600000000}
 //! {"kind":"thread","id":"support:1042","tenant":null,"title":"Order 1042","metadata":{},"version":2,"created_at":…,"updated_at":…,"last_seq":4,"message_count":3,"deleted_at":null}
 //! {"kind":"message","thread_id":"support:1042","id":"0190…","role":"user","content":[{"text":"Where is my order?","type":"text"}],"metadata":{},"status":"complete","seq":1,"version":1,"idempotency_key":"turn-1","created_at":…,"updated_at":…}
+//! {"kind":"binding","agent_id":"support-bot","thread_id":"support:1042","session_id":"sess-9","provider":"claude-cli","runtime_id":null,"work_dir":"/srv/w/1042","created_at":…,"updated_at":…,"state":"active"}
 //! ```
 //!
 //! - **header**, the first line: `schema_version` (1), `source` (the store's URL without its
@@ -16,6 +17,8 @@
 //! - **thread**: every field of a stored thread (`persist::Thread`), then its messages.
 //! - **message**: every field of a stored message (`persist::Message`), in seq order, after
 //!   its thread's line; reservations included, with their status.
+//! - **binding**: a session binding of the thread (`persist::session::StoredBinding`: which
+//!   provider session an agent resumes, and its state), after the thread's messages.
 //!
 //! Times are microseconds since the Unix epoch. Tombstones (deleted threads) are not exported.
 //!
@@ -23,11 +26,12 @@
 //! refused; a line of an unknown `kind` is skipped and counted (a later version may add
 //! kinds); a last line cut short (not JSON, and no newline after it: an export that was
 //! interrupted) is skipped and counted with a warning; any other line that does not parse is
-//! an error naming its line number, as is a message before any thread line or one of another
-//! thread than the line before it.
+//! an error naming its line number, as is a message or binding before any thread line or one
+//! of another thread than the line before it.
 
 use std::io::Write;
 
+use persist::session::StoredBinding;
 use persist::{Message, TenantId, Thread, ThreadId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -95,6 +99,11 @@ pub(crate) fn message_line(message: &Message) -> Tagged<'_, Message> {
     Tagged { kind: "message", item: message }
 }
 
+/// A session binding's line.
+pub(crate) fn binding_line(binding: &StoredBinding) -> Tagged<'_, StoredBinding> {
+    Tagged { kind: "binding", item: binding }
+}
+
 /// Writes one value as one line.
 pub(crate) fn write_line(out: &mut impl Write, value: &impl Serialize) -> CliResult {
     serde_json::to_writer(&mut *out, value)?;
@@ -109,6 +118,8 @@ pub(crate) enum Item {
     Thread(Box<Thread>),
     /// A message of the last thread read.
     Message(Box<Message>),
+    /// A session binding of the last thread read.
+    Binding(Box<StoredBinding>),
 }
 
 /// Only the `kind` of a line (the rest is checked to be JSON, and ignored).
@@ -202,21 +213,14 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                 Some("message") => {
                     let message: Message = serde_json::from_str(&text)
                         .map_err(|e| CliError::failed(format!("line {}: not a message: {e}", self.line)))?;
-                    match &self.current {
-                        None => {
-                            return Err(CliError::failed(format!(
-                                "line {}: a message before any thread line",
-                                self.line
-                            )));
-                        }
-                        Some(thread) if *thread != message.thread_id => {
-                            return Err(CliError::failed(format!(
-                                "line {}: a message of thread {} after the line of thread {thread}",
-                                self.line, message.thread_id
-                            )));
-                        }
-                        Some(_) => return Ok(Some(Item::Message(Box::new(message)))),
-                    }
+                    self.follows_its_thread("message", &message.thread_id)?;
+                    return Ok(Some(Item::Message(Box::new(message))));
+                }
+                Some("binding") => {
+                    let binding: StoredBinding = serde_json::from_str(&text)
+                        .map_err(|e| CliError::failed(format!("line {}: not a session binding: {e}", self.line)))?;
+                    self.follows_its_thread("binding", &binding.binding.thread_id)?;
+                    return Ok(Some(Item::Binding(Box::new(binding))));
                 }
                 Some("header") => {
                     // Exports concatenated: each part must be of this version too.
@@ -228,6 +232,20 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                 Some(_) => self.skipped += 1,
                 None => return Err(CliError::failed(format!("line {}: no \"kind\" field", self.line))),
             }
+        }
+    }
+}
+
+impl<R> Reader<R> {
+    /// Refuses a line of `thread_id` that does not follow that thread's line.
+    fn follows_its_thread(&self, what: &str, thread_id: &ThreadId) -> CliResult {
+        match &self.current {
+            None => Err(CliError::failed(format!("line {}: a {what} before any thread line", self.line))),
+            Some(thread) if thread != thread_id => Err(CliError::failed(format!(
+                "line {}: a {what} of thread {thread_id} after the line of thread {thread}",
+                self.line
+            ))),
+            Some(_) => Ok(()),
         }
     }
 }
@@ -273,12 +291,16 @@ mod tests {
     const THREAD: &str = r#"{"kind":"thread","id":"t","tenant":null,"title":null,"metadata":{},"version":1,"created_at":1,"updated_at":2,"last_seq":1,"message_count":1,"deleted_at":null}"#;
     const MESSAGE: &str = r#"{"kind":"message","thread_id":"t","id":"m","role":"user","content":"hi","metadata":{},"status":"complete","seq":1,"version":1,"idempotency_key":null,"created_at":1,"updated_at":1}"#;
 
+    const BINDING: &str = r#"{"kind":"binding","agent_id":"a","thread_id":"t","session_id":"s","provider":"p","runtime_id":null,"work_dir":null,"created_at":1,"updated_at":1,"state":"reset"}"#;
+
     #[test]
-    fn reads_threads_and_messages_and_skips_unknown_kinds() {
-        let input = format!("{HEADER}\n{THREAD}\n{{\"kind\":\"later\"}}\n\n{MESSAGE}\n");
+    fn reads_threads_messages_and_bindings_and_skips_unknown_kinds() {
+        let input = format!("{HEADER}\n{THREAD}\n{{\"kind\":\"later\"}}\n\n{MESSAGE}\n{BINDING}\n");
         let (items, skipped) = block_on(read_all(&input)).unwrap();
-        assert!(matches!(items.as_slice(), [Item::Thread(_), Item::Message(_)]));
+        assert!(matches!(items.as_slice(), [Item::Thread(_), Item::Message(_), Item::Binding(_)]));
         assert_eq!(skipped, 1);
+        let error = block_on(read_all(&format!("{HEADER}\n{BINDING}\n"))).unwrap_err();
+        assert!(error.to_string().contains("a binding before any thread"), "{error}");
     }
 
     #[test]

@@ -109,7 +109,7 @@ enum Command {
     /// Copy every thread of every tenant (or of --tenant) to another store, then verify it.
     ///
     /// Idempotent, so resumable: run again after an interruption, it skips what the target
-    /// holds. Session bindings are not copied (the store API cannot list them).
+    /// holds. Each thread's session bindings go with it (the newest of two wins).
     Copy {
         /// The target store (created when it is a SQLite file that does not exist).
         #[arg(long, value_name = "URL")]
@@ -125,7 +125,8 @@ enum Command {
     },
     /// Check every thread's counters against its messages (and a SQLite file's integrity).
     Check,
-    /// Resolve an agent's session binding for a thread: resume it, or start fresh and why.
+    /// List a thread's session bindings (every agent's, with their state); with --agent and
+    /// --provider, resolve one: resume it, or start fresh and why.
     Sessions(SessionsArgs),
 }
 
@@ -173,14 +174,14 @@ struct SessionsArgs {
     /// The thread.
     #[arg(value_parser = parse_thread)]
     thread: ThreadId,
-    /// The agent.
-    #[arg(long, value_name = "AGENT", value_parser = parse_agent)]
-    agent: AgentId,
+    /// Resolve this agent's binding (with --provider) instead of listing.
+    #[arg(long, value_name = "AGENT", value_parser = parse_agent, requires = "provider")]
+    agent: Option<AgentId>,
     /// The provider about to run.
-    #[arg(long, value_name = "PROVIDER", value_parser = parse_provider)]
-    provider: ProviderId,
+    #[arg(long, value_name = "PROVIDER", value_parser = parse_provider, requires = "agent")]
+    provider: Option<ProviderId>,
     /// The runtime about to run it (a machine, a container).
-    #[arg(long, value_name = "RUNTIME", value_parser = parse_runtime)]
+    #[arg(long, value_name = "RUNTIME", value_parser = parse_runtime, requires = "agent")]
     runtime: Option<RuntimeId>,
 }
 
@@ -274,8 +275,8 @@ async fn run(cli: Cli) -> CliResult {
         }
         Command::Sessions(args) => {
             refuse_all_tenants("sessions")?;
-            let query =
-                SessionQuery { thread: args.thread, agent: args.agent, provider: args.provider, runtime: args.runtime };
+            let resolve = args.agent.zip(args.provider);
+            let query = SessionQuery { thread: args.thread, resolve, runtime: args.runtime };
             with_store(url, Mode::Existing, async |store| commands::read::sessions(store, &scope, query, json).await)
                 .await
         }

@@ -9,9 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use assert_cmd::Command;
 use persist::args::{Add, Delete, Reserve, Update, UpdateContent};
 use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
+use persist::session::{Bind, ListBindings, ResetSession, StoredBinding};
 use persist::sqlite::SqliteBackend;
 use persist::{
-    Content, Context, IdempotencyKey, Message, Metadata, PersistError, Pipeline, Role, TenantId, Thread, ThreadId,
+    AgentId, Content, Context, IdempotencyKey, Message, Metadata, PersistError, Pipeline, ProviderId, Role, SessionId,
+    TenantId, Thread, ThreadId,
 };
 use serde_json::{Value, json};
 
@@ -65,8 +67,8 @@ fn path_str(path: &Path) -> &str {
 }
 
 /// Threads of two tenants (one id in both), a reserved message, metadata, idempotency keys, a
-/// deleted message (a gap in the seqs), a title, a deleted thread, and a thread of `long`
-/// messages in tenant `acme`.
+/// deleted message (a gap in the seqs), a title, session bindings (one reset), a deleted
+/// thread, and a thread of `long` messages in tenant `acme`.
 async fn seed(path: &Path, long: usize) -> Result<(), PersistError> {
     let backend = SqliteBackend::open(path).await?;
     let store = Pipeline::new(backend.clone());
@@ -87,6 +89,11 @@ async fn seed(path: &Path, long: usize) -> Result<(), PersistError> {
         .with_title(Some("Order 1042".to_owned()))
         .with_metadata(Metadata::new().with("user", json!("u1")));
     store.update(title).await?;
+    for (agent, session) in [("support-bot", "sess-9"), ("triage", "sess-2")] {
+        let bind = Bind::new(AgentId::new(agent)?, order.clone(), SessionId::new(session)?, ProviderId::new("cli")?);
+        store.bind(bind.with_work_dir("/srv/work/1042")).await?;
+    }
+    store.reset_session(ResetSession::new(AgentId::new("triage")?, order.clone())).await?;
 
     let acme = Context::new().with_tenant(TenantId::new("acme")?);
     let theirs = Add::new(order.clone(), Role::User, Content::text("acme's own thread"));
@@ -103,8 +110,9 @@ async fn seed(path: &Path, long: usize) -> Result<(), PersistError> {
     Ok(())
 }
 
-/// Every thread of every tenant (tombstones aside) with all its messages, by tenant and id.
-async fn snapshot(path: &Path) -> Result<Vec<(Thread, Vec<Message>)>, PersistError> {
+/// Every thread of every tenant (tombstones aside) with all its messages and session bindings,
+/// by tenant and id.
+async fn snapshot(path: &Path) -> Result<Vec<Stored>, PersistError> {
     let backend = SqliteBackend::open(path).await?;
     let store = Pipeline::new(backend.clone());
     let mut threads = Vec::new();
@@ -132,14 +140,19 @@ async fn snapshot(path: &Path) -> Result<Vec<(Thread, Vec<Message>)>, PersistErr
             query = current.next_page(&page);
             messages.extend(page.items);
         }
-        all.push((thread, messages));
+        let context = Context::new().for_tenant(thread.tenant.clone());
+        let bindings = store.bindings(ListBindings::new(thread.id.clone()).with_context(context)).await?;
+        all.push((thread, messages, bindings));
     }
     backend.close().await;
     Ok(all)
 }
 
-fn message_count(snapshot: &[(Thread, Vec<Message>)]) -> usize {
-    snapshot.iter().map(|(_, messages)| messages.len()).sum()
+/// A thread, its messages and its session bindings.
+type Stored = (Thread, Vec<Message>, Vec<StoredBinding>);
+
+fn message_count(snapshot: &[Stored]) -> usize {
+    snapshot.iter().map(|(_, messages, _)| messages.len()).sum()
 }
 
 #[test]
@@ -174,6 +187,13 @@ fn export_then_import_restores_every_thread_exactly() {
     assert!(!transcript.contains("never mind"), "{transcript}");
     let acme = ok(&["--url", path_str(&target), "--tenant", "acme", "show", "support:1042", "--json"]);
     assert_eq!(acme.lines().count(), 2, "the thread and its one message: {acme}");
+    assert_eq!(lines.iter().filter(|line| line["kind"] == "binding").count(), 2);
+    let sessions = ok(&["--url", path_str(&target), "sessions", "support:1042"]);
+    assert!(sessions.contains("support-bot") && sessions.contains("sess-9"), "{sessions}");
+    assert!(sessions.contains("reset"), "the reset binding keeps its state: {sessions}");
+    let resolved =
+        ok(&["--url", path_str(&target), "sessions", "support:1042", "--agent", "support-bot", "--provider", "cli"]);
+    assert!(resolved.contains("resume session sess-9"), "{resolved}");
 }
 
 #[test]
@@ -221,13 +241,13 @@ fn a_torn_last_line_is_skipped_and_the_rest_imported() {
     let source = dir.path().join("source.db");
     block_on(seed(&source, 3)).unwrap();
     let export = ok(&["--url", path_str(&source), "--all-tenants", "export"]);
-    let last = export.trim_end().rsplit('\n').next().unwrap();
-    assert!(last.contains("\"kind\":\"message\""), "the export ends with a message: {last}");
-    // Cut in the middle of the last line, as an interrupted export leaves it.
-    let torn = &export[..export.trim_end().len() - last.len() / 2];
+    // An export interrupted in the middle of a message's line: what came before it, and half
+    // of it.
+    let lines: Vec<&str> = export.lines().collect();
+    let last = lines.iter().rposition(|line| line.contains("\"kind\":\"message\"")).expect("a message line");
+    let torn = format!("{}\n{}", lines[..last].join("\n"), &lines[last][..lines[last].len() / 2]);
     let target = dir.path().join("target.db");
-    let output =
-        persist().args(["--url", path_str(&target), "import", "-"]).write_stdin(torn.to_owned()).output().unwrap();
+    let output = persist().args(["--url", path_str(&target), "import", "-"]).write_stdin(torn).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("warning: line"), "{stderr}");
@@ -236,8 +256,8 @@ fn a_torn_last_line_is_skipped_and_the_rest_imported() {
     let original = block_on(snapshot(&source)).unwrap();
     let imported = block_on(snapshot(&target)).unwrap();
     assert_eq!(message_count(&imported), message_count(&original) - 1);
-    let all_original: Vec<&Message> = original.iter().flat_map(|(_, messages)| messages).collect();
-    for (_, messages) in &imported {
+    let all_original: Vec<&Message> = original.iter().flat_map(|(_, messages, _)| messages).collect();
+    for (_, messages, _) in &imported {
         for message in messages {
             assert!(all_original.contains(&message), "{message:?} was not in the source");
         }
@@ -387,4 +407,89 @@ fn failures_are_one_line_errors() {
     fails(&["--url", store, "show", "no-such-thread"]);
     fails(&["--url", store, "export"]);
     fails(&["--url", store, "threads", "--after", "not a cursor"]);
+}
+
+/// A store with one thread of `count` messages, written a thousand at a time (as an import
+/// would, fast enough to make a copy that takes a while).
+async fn seed_big(path: &Path, count: u64) -> Result<(), PersistError> {
+    let backend = SqliteBackend::open(path).await?;
+    let store = Pipeline::new(backend.clone());
+    let id = ThreadId::new("big")?;
+    let at = persist::Timestamp::now();
+    let thread = Thread {
+        id: id.clone(),
+        tenant: None,
+        title: None,
+        metadata: Metadata::new(),
+        version: 1,
+        created_at: at,
+        updated_at: at,
+        last_seq: count,
+        message_count: count,
+        deleted_at: None,
+    };
+    for first in (1..=count).step_by(1000) {
+        let messages = (first..(first + 1000).min(count + 1))
+            .map(|seq| Message {
+                thread_id: id.clone(),
+                id: persist::MessageId::new(format!("m{seq}")).unwrap(),
+                role: Role::User,
+                content: Content::text(format!("message {seq}: {}", "lorem ipsum ".repeat(20))),
+                metadata: Metadata::new(),
+                status: persist::Status::Complete,
+                seq,
+                version: 1,
+                idempotency_key: None,
+                created_at: at,
+                updated_at: at,
+            })
+            .collect();
+        store.restore(persist::args::Restore::new(thread.clone(), messages)).await?;
+    }
+    backend.close().await;
+    Ok(())
+}
+
+/// Ctrl-C (SIGINT) during a copy stops it between two transactions with exit code 130 and a
+/// word on what to do; the same command run again completes it, verified, with no duplicate.
+#[test]
+fn ctrl_c_stops_a_copy_and_running_it_again_completes_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (source, target) = (dir.path().join("source.db"), dir.path().join("target.db"));
+    const COUNT: u64 = 20_000;
+    block_on(seed_big(&source, COUNT)).unwrap();
+    let args = ["--url", path_str(&source), "copy", "--to", path_str(&target), "--json"];
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_persist"))
+        .args(args)
+        .env_remove("PERSIST_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupted once the copy reported its first thousand messages.
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("messages copied: ") {
+        seen.clear();
+        assert!(stderr.read_line(&mut seen).unwrap() > 0, "the copy ended before reporting progress");
+    }
+    let signal = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(signal.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted: {rest}");
+    assert!(rest.contains("run the same command again"), "{rest}");
+    assert!(!rest.contains("panicked"), "{rest}");
+    let halfway = message_count(&block_on(snapshot(&target)).unwrap()) as u64;
+    assert!(halfway > 0 && halfway < COUNT, "{halfway} of {COUNT} messages copied before the interrupt");
+
+    let report: Value = serde_json::from_str(ok(&args).trim()).unwrap();
+    assert_eq!(report["present"].as_u64(), Some(halfway), "{report}");
+    assert_eq!(report["restored"].as_u64(), Some(COUNT - halfway), "{report}");
+    assert_eq!(report["mismatches"], json!([]));
+    assert_eq!(block_on(snapshot(&target)).unwrap(), block_on(snapshot(&source)).unwrap());
 }

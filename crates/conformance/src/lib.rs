@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (103 in all):
+//! [`CHECKS`] lists every check by group and name (105 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -64,13 +64,13 @@
 //! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
 //! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
 //! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; purge (erased tombstone, freed id) |
-//! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict |
+//! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
-//! | [`sessions`] | bindings per (agent, thread): upsert keeps `created_at`, reset, provider/runtime guard with reasons, compare-and-set invalidate, races, deleted threads (gated on `sessions`) |
+//! | [`sessions`] | bindings per (agent, thread): upsert keeps `created_at`, reset, provider/runtime guard with reasons, compare-and-set invalidate, races, deleted threads, a thread's bindings listed with their state (gated on `sessions`) |
 //! | [`maintenance`] | finding stranded reservations: only old ones, oldest first, limited |
 //! | [`durability`] | acknowledged writes, tombstones, keys and bindings survive reopening (gated on `durable`) |
 //! | [`model`] | seeded random operation sequences agree with a reference model after every step |
@@ -246,6 +246,7 @@ macro_rules! __for_each_check {
                 check_restore_is_idempotent_and_resumable,
                 check_restore_into_a_live_thread_never_moves_it_back,
                 check_restore_refuses_conflicts_and_writes_nothing,
+                check_restore_writes_bindings_and_the_newest_wins,
             }
             versions {
                 check_expected_version_on_update_content,
@@ -297,6 +298,7 @@ macro_rules! __for_each_check {
                 check_bindings_are_keyed_by_agent_and_thread,
                 check_deleted_thread_drops_and_refuses_bindings,
                 check_bad_binding_input_writes_nothing,
+                check_bindings_are_listed_per_thread_with_their_state,
             }
             maintenance {
                 check_stranded_finds_only_old_reservations,

@@ -3,8 +3,9 @@
 
 use persist_core::args::{Add, Delete, Reserve, Restore, Update, UpdateContent};
 use persist_core::restore::MAX_RESTORE_MESSAGES;
+use persist_core::session::{ListBindings, ResetSession};
 use persist_core::{
-    Content, IdempotencyKey, Message, Metadata, PersistError, PersistResult, Restored, Role, TenantId, Thread,
+    Backend, Content, IdempotencyKey, Message, Metadata, PersistError, PersistResult, Restored, Role, TenantId, Thread,
     ThreadId, Timestamp,
 };
 use serde_json::json;
@@ -191,6 +192,47 @@ pub async fn check_restore_refuses_conflicts_and_writes_nothing<F: Factory>(fact
 
     write(b, Delete::thread(id.clone())).await.unwrap();
     assert_err!(write(b, Restore::new(thread, messages)).await, PersistError::ThreadDeleted { .. });
+    store.finish().await
+}
+
+/// A restore writes the thread's session bindings exactly (state and times too), unless the
+/// stored binding of that agent changed at the same time or later: the newest wins, and a
+/// repeat writes none. Gated on `sessions`.
+pub async fn check_restore_writes_bindings_and_the_newest_wins<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    crate::sessions::gate!(store);
+    let b = store.b();
+    let (from, to) = (tenant("source"), tenant("copy"));
+    let id = t("bound");
+    let (thread, messages) = source(b.as_ref(), Some(&from), &id).await;
+    for (agent, session) in [("coder", "s-c"), ("writer", "s-w")] {
+        b.bind(crate::sessions::bind(agent, &id, session, "p").with_context(ctx(Some(&from)))).await.unwrap();
+    }
+    let reset = ResetSession::new(crate::sessions::agent("writer"), id.clone()).with_context(ctx(Some(&from)));
+    assert!(b.reset_session(reset).await.unwrap());
+    let bindings = b.bindings(ListBindings::new(id.clone()).with_context(ctx(Some(&from)))).await.unwrap();
+    assert_eq!(bindings.len(), 2);
+
+    let restore = || moved(&thread, &messages, Some(&to)).with_bindings(bindings.clone());
+    let first = restored(write(b, restore()).await);
+    assert_eq!((first.restored, first.bindings), (4, 2));
+    let copied = b.bindings(ListBindings::new(id.clone()).with_context(ctx(Some(&to)))).await.unwrap();
+    assert_eq!(copied, bindings, "every field, the state too");
+    let again = restored(write(b, restore()).await);
+    assert_eq!((again.restored, again.bindings), (0, 0), "a repeat writes nothing");
+
+    // The copy's coder binds anew, newer than the source's: it stays; the writer's, older than the one sent, is replaced.
+    let newer = b.bind(crate::sessions::bind("coder", &id, "s-new", "p").with_context(ctx(Some(&to)))).await.unwrap();
+    let mut later = bindings.clone();
+    later[1].binding.updated_at = Timestamp::from_micros(later[1].binding.updated_at.as_micros() + 1);
+    later[1].binding.session_id = persist_core::SessionId::new("s-later").unwrap();
+    let third = restored(write(b, moved(&thread, &[], Some(&to)).with_bindings(later.clone())).await);
+    assert_eq!(third.bindings, 1, "only the writer's, which is newer than the copy's");
+    let now = b.bindings(ListBindings::new(id.clone()).with_context(ctx(Some(&to)))).await.unwrap();
+    assert_eq!((&now[0].binding, &now[1]), (&newer, &later[1]));
+
+    let twice = moved(&thread, &[], Some(&to)).with_bindings(vec![bindings[0].clone(), bindings[0].clone()]);
+    assert_err!(write(b, twice).await, PersistError::InvalidInput { field: "bindings", .. });
     store.finish().await
 }
 

@@ -5,11 +5,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use persist_core::args::Delete;
-use persist_core::session::{Bind, FreshReason, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
+use persist_core::session::{
+    Bind, BindingState, FreshReason, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
+};
 use persist_core::{AgentId, Backend, PersistError, ProviderId, RuntimeId, SessionId, ThreadId};
 use tokio::task::JoinSet;
 
-use crate::fixture::{add_text, assert_err, t, write};
+use crate::fixture::{add_text, assert_err, ctx, t, tenant, write};
 use crate::{Factory, Outcome};
 
 pub(crate) fn agent(id: &str) -> AgentId {
@@ -58,6 +60,7 @@ macro_rules! gate {
         }
     };
 }
+pub(crate) use gate;
 
 /// No binding resolves `Fresh { NoBinding }`; a bind is resumed with every field it was given.
 pub async fn check_bind_then_resolve_resumes<F: Factory>(factory: &F) -> Outcome {
@@ -244,5 +247,33 @@ pub async fn check_bad_binding_input_writes_nothing<F: Factory>(factory: &F) -> 
         PersistError::InvalidInput { field: "work_dir", .. }
     );
     assert_eq!(resolve(b, ask("bot", &th, "cli")).await, fresh(FreshReason::NoBinding, None));
+    store.finish().await
+}
+
+/// A thread's bindings are listed with their state (a reset or invalidated one too), every
+/// agent's, ordered by agent id, in the request's tenant only; a thread without any (or that
+/// never existed) lists none.
+pub async fn check_bindings_are_listed_per_thread_with_their_state<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b();
+    let (id, other) = (t("listed"), t("other"));
+    add_text(b.as_ref(), &id, "hi").await;
+    let writer = b.bind(bind("writer", &id, "s-w", "p")).await.unwrap();
+    let coder = b.bind(bind("coder", &id, "s-c", "p")).await.unwrap();
+    b.bind(bind("coder", &other, "s-o", "p")).await.unwrap();
+    let acme = tenant("acme");
+    b.bind(bind("writer", &id, "s-acme", "p").with_context(ctx(Some(&acme)))).await.unwrap();
+    assert!(b.reset_session(ResetSession::new(agent("writer"), id.clone())).await.unwrap());
+
+    let listed = b.bindings(ListBindings::new(id.clone())).await.unwrap();
+    let seen: Vec<_> = listed.iter().map(|s| (s.binding.session_id.as_str(), s.state)).collect();
+    assert_eq!(seen, [("s-c", BindingState::Active), ("s-w", BindingState::Reset)], "by agent id, any state");
+    assert_eq!(listed[0].binding, coder);
+    assert_eq!((&listed[1].binding.session_id, listed[1].binding.created_at), (&writer.session_id, writer.created_at));
+    let theirs = b.bindings(ListBindings::new(id.clone()).with_context(ctx(Some(&acme)))).await.unwrap();
+    assert_eq!(theirs.iter().map(|s| s.binding.session_id.as_str()).collect::<Vec<_>>(), ["s-acme"]);
+    assert_eq!(b.bindings(ListBindings::new(other)).await.unwrap().len(), 1);
+    assert!(b.bindings(ListBindings::new(t("never"))).await.unwrap().is_empty());
     store.finish().await
 }

@@ -10,7 +10,7 @@ use crate::message::{Content, Metadata, Role};
 use crate::op::PersistOp;
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
 pub use crate::restore::Restore;
-use crate::session::{Bind, InvalidateSession, ResetSession, Resolve};
+use crate::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
 
 /// The longest thread title accepted, in bytes.
 pub const MAX_TITLE_BYTES: usize = 1024;
@@ -666,6 +666,9 @@ pub enum PersistArgs {
     ResetSession(ResetSession),
     /// Invalidates a session binding; see [`InvalidateSession`].
     InvalidateSession(InvalidateSession),
+    /// Lists a thread's session bindings; see [`ListBindings`].
+    #[serde(skip)]
+    Bindings(ListBindings),
     /// A health check; see [`Ping`].
     #[serde(skip)]
     Ping(Ping),
@@ -690,6 +693,7 @@ impl PersistArgs {
             Self::Bind(_) => PersistOp::Bind,
             Self::ResetSession(_) => PersistOp::ResetSession,
             Self::InvalidateSession(_) => PersistOp::InvalidateSession,
+            Self::Bindings(_) => PersistOp::Bindings,
             Self::Ping(_) => PersistOp::Ping,
         }
     }
@@ -711,6 +715,7 @@ impl PersistArgs {
             Self::Bind(a) => &a.thread_id,
             Self::ResetSession(a) => &a.thread_id,
             Self::InvalidateSession(a) => &a.thread_id,
+            Self::Bindings(a) => &a.thread_id,
             Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) => return None,
         })
     }
@@ -765,6 +770,7 @@ impl PersistArgs {
             Self::Bind(a) => &a.context,
             Self::ResetSession(a) => &a.context,
             Self::InvalidateSession(a) => &a.context,
+            Self::Bindings(a) => &a.context,
             Self::Ping(a) => &a.context,
         }
     }
@@ -787,6 +793,7 @@ impl PersistArgs {
             Self::Bind(a) => &mut a.context,
             Self::ResetSession(a) => &mut a.context,
             Self::InvalidateSession(a) => &mut a.context,
+            Self::Bindings(a) => &mut a.context,
             Self::Ping(a) => &mut a.context,
         }
     }
@@ -892,6 +899,12 @@ impl From<ListMessages> for PersistArgs {
     }
 }
 
+impl From<ListBindings> for PersistArgs {
+    fn from(query: ListBindings) -> Self {
+        Self::Bindings(query)
+    }
+}
+
 impl From<ListThreads> for PersistArgs {
     fn from(query: ListThreads) -> Self {
         Self::Threads(query)
@@ -947,6 +960,7 @@ mod tests {
             Bind::new(agent.clone(), thread(), session.clone(), provider).into(),
             ResetSession::new(agent.clone(), thread()).into(),
             InvalidateSession::new(agent, thread(), session).into(),
+            ListBindings::new(thread()).into(),
             Ping::new().into(),
         ];
         let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();

@@ -11,7 +11,9 @@ use crate::message::Status;
 use crate::message::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Stranded, ThreadCursor};
 use crate::result::PersistResult;
-use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
+use crate::session::{
+    Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
+};
 
 /// What a backend can do beyond the required contract; the conformance suite gates its
 /// optional checks on these.
@@ -267,6 +269,13 @@ pub trait Backend: Send + Sync + 'static {
         async { Err(sessions_unsupported()) }
     }
 
+    /// The bindings of one thread of the query's tenant, every agent's in any state, ordered
+    /// by agent id (bytewise); empty for a thread without any (or that does not exist).
+    fn bindings(&self, query: ListBindings) -> impl Future<Output = Result<Vec<StoredBinding>>> + Send {
+        let _ = query;
+        async { Err(sessions_unsupported()) }
+    }
+
     /// A health check: answers `Ok` when the store can serve a read now (a round trip to it),
     /// the error that keeps it from serving otherwise. For readiness probes.
     ///
@@ -334,6 +343,10 @@ impl<B: Backend> Backend for Arc<B> {
 
     fn invalidate_session(&self, request: InvalidateSession) -> impl Future<Output = Result<bool>> + Send {
         (**self).invalidate_session(request)
+    }
+
+    fn bindings(&self, query: ListBindings) -> impl Future<Output = Result<Vec<StoredBinding>>> + Send {
+        (**self).bindings(query)
     }
 
     fn ping(&self) -> impl Future<Output = Result<()>> + Send {

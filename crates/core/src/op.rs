@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 16);
+/// assert_eq!(PersistOp::ALL.len(), 17);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -51,13 +51,15 @@ pub enum PersistOp {
     ResetSession,
     /// Invalidate a session binding (compare-and-set).
     InvalidateSession,
+    /// List a thread's session bindings.
+    Bindings,
     /// A health check.
     Ping,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 16] = [
+    pub const ALL: [PersistOp; 17] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -73,6 +75,7 @@ impl PersistOp {
         Self::Bind,
         Self::ResetSession,
         Self::InvalidateSession,
+        Self::Bindings,
         Self::Ping,
     ];
 
@@ -99,16 +102,24 @@ impl PersistOp {
             Self::Bind => "bind",
             Self::ResetSession => "reset_session",
             Self::InvalidateSession => "invalidate_session",
+            Self::Bindings => "bindings",
             Self::Ping => "ping",
         }
     }
 
     /// Whether the operation only reads (`get`, `get_thread`, `list`, `threads`,
-    /// `find_stranded`, `resolve`, `ping`).
+    /// `find_stranded`, `resolve`, `bindings`, `ping`).
     pub const fn is_read(self) -> bool {
         matches!(
             self,
-            Self::Get | Self::GetThread | Self::List | Self::Threads | Self::FindStranded | Self::Resolve | Self::Ping
+            Self::Get
+                | Self::GetThread
+                | Self::List
+                | Self::Threads
+                | Self::FindStranded
+                | Self::Resolve
+                | Self::Bindings
+                | Self::Ping
         )
     }
 

@@ -20,7 +20,9 @@ use crate::message::Timestamp;
 use crate::message::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
 use crate::result::{Added, Deleted, PersistResult, Reserved, Restored, Updated};
-use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
+use crate::session::{
+    Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
+};
 use crate::terminal::Terminal;
 
 /// Any stack, type-erased: what layers like `Route` and `Mirror` forward to.
@@ -417,6 +419,10 @@ impl Pipeline {
         /// (compare-and-set). Answers whether it did.
         invalidate_session, InvalidateSession, InvalidateSession => SessionInvalidated, bool, |done| done
     );
+    typed_call!(
+        /// Lists a thread's session bindings (every agent's, in any state), by agent id.
+        bindings, ListBindings, Bindings => Bindings, Vec<StoredBinding>, |found| found
+    );
 
     /// A health check of the store, through the layers: `Ok` when the backend answers its
     /// [`ping`](Backend::ping) (a round trip that writes nothing), for readiness probes.
@@ -562,6 +568,10 @@ impl Backend for Pipeline {
 
     fn invalidate_session(&self, request: InvalidateSession) -> impl Future<Output = Result<bool>> + Send {
         Pipeline::invalidate_session(self, request)
+    }
+
+    fn bindings(&self, query: ListBindings) -> impl Future<Output = Result<Vec<StoredBinding>>> + Send {
+        Pipeline::bindings(self, query)
     }
 
     fn ping(&self) -> impl Future<Output = Result<()>> + Send {

@@ -8,6 +8,7 @@ use crate::args::{Context, MAX_TITLE_BYTES, context_setter, nul};
 use crate::error::{PersistError, Result};
 use crate::id::{MessageId, ThreadId};
 use crate::message::{Message, Thread};
+use crate::session::{StoredBinding, check_work_dir};
 
 /// The most messages one [`Restore`] carries; a longer thread is restored in several requests.
 pub const MAX_RESTORE_MESSAGES: usize = 1000;
@@ -30,6 +31,10 @@ pub const MAX_RESTORE_MESSAGES: usize = 1000;
 ///   message in the way. Its idempotency key held by another message:
 ///   [`IdempotencyKeyReused`](PersistError::IdempotencyKeyReused). Any refusal writes nothing
 ///   of the request.
+///
+/// - **Each session binding** ([`with_bindings`](Self::with_bindings), one per agent): written
+///   unless the thread holds one for that agent changed at the same time or later (a binding is
+///   state, the newest wins), counted in [`bindings`](crate::Restored::bindings).
 ///
 /// The thread's tenant is the request's: [`Thread::tenant`] must equal the context's tenant
 /// (to restore into another tenant, change both). A later `add` continues after the thread's
@@ -65,6 +70,9 @@ pub struct Restore {
     pub thread: Thread,
     /// Its messages, in ascending seq, at most [`MAX_RESTORE_MESSAGES`].
     pub messages: Vec<Message>,
+    /// Its session bindings, at most one per agent.
+    #[serde(default)]
+    pub bindings: Vec<StoredBinding>,
     /// Request context.
     #[serde(default)]
     pub context: Context,
@@ -75,15 +83,28 @@ impl Restore {
     /// the thread names.
     pub fn new(thread: Thread, messages: Vec<Message>) -> Self {
         let context = Context::new().for_tenant(thread.tenant.clone());
-        Self { thread, messages, context }
+        Self { thread, messages, bindings: Vec::new(), context }
+    }
+
+    /// Restores the thread's session bindings too.
+    pub fn with_bindings(mut self, bindings: Vec<StoredBinding>) -> Self {
+        self.bindings = bindings;
+        self
     }
 
     context_setter!();
 
+    /// Whether `incoming` replaces the binding the thread holds for its agent (`None`: none):
+    /// it does unless the stored one changed at the same time or later.
+    pub fn binding_wins(incoming: &StoredBinding, stored: Option<&StoredBinding>) -> bool {
+        stored.is_none_or(|stored| stored.binding.updated_at < incoming.binding.updated_at)
+    }
+
     /// Checks what no backend could store the same way: a tombstone, a tenant other than the
     /// context's, messages of another thread, seqs not ascending or past the thread's
     /// `last_seq`, ids or idempotency keys twice, version 0, values too deep or holding
-    /// U+0000, a title too long, more than [`MAX_RESTORE_MESSAGES`].
+    /// U+0000, a title too long, more than [`MAX_RESTORE_MESSAGES`], a binding of another
+    /// thread, two for one agent, or one whose working directory a bind would refuse.
     ///
     /// # Errors
     ///
@@ -159,6 +180,20 @@ impl Restore {
             if message.metadata.has_nul() {
                 return Err(nul("metadata"));
             }
+        }
+        let mut agents = HashSet::with_capacity(self.bindings.len());
+        for stored in &self.bindings {
+            let binding = &stored.binding;
+            if binding.thread_id != thread.id {
+                return Err(PersistError::invalid(
+                    "bindings",
+                    format!("a binding of thread {}, not {}", binding.thread_id, thread.id),
+                ));
+            }
+            if !agents.insert(&binding.agent_id) {
+                return Err(PersistError::invalid("bindings", format!("agent {} has two bindings", binding.agent_id)));
+            }
+            check_work_dir(binding.work_dir.as_deref())?;
         }
         Ok(())
     }
@@ -240,12 +275,21 @@ pub struct Restored {
     pub restored: u64,
     /// Messages that were stored already, equal in every field.
     pub present: u64,
+    /// Session bindings written by this request.
+    #[serde(default)]
+    pub bindings: u64,
 }
 
 impl Restored {
-    /// A restore's answer.
+    /// A restore's answer (no binding written).
     pub fn new(thread: Thread, restored: u64, present: u64) -> Self {
-        Self { thread, restored, present }
+        Self { thread, restored, present, bindings: 0 }
+    }
+
+    /// The answer with `bindings` bindings written.
+    pub fn with_bindings(mut self, bindings: u64) -> Self {
+        self.bindings = bindings;
+        self
     }
 }
 

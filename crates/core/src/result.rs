@@ -7,7 +7,7 @@ use crate::message::{Message, Thread};
 use crate::op::PersistOp;
 use crate::read::{Page, Stranded, ThreadCursor};
 pub use crate::restore::Restored;
-use crate::session::{Resolution, SessionBinding};
+use crate::session::{Resolution, SessionBinding, StoredBinding};
 
 /// Answer to an `add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +135,9 @@ pub enum PersistResult {
     /// Whether `invalidate_session` invalidated the binding (it still pointed at the session).
     #[serde(skip)]
     SessionInvalidated(bool),
+    /// A thread's session bindings, by agent id.
+    #[serde(skip)]
+    Bindings(Vec<StoredBinding>),
     /// The store answered a `ping`.
     #[serde(skip)]
     Pong,
@@ -159,6 +162,7 @@ impl PersistResult {
             Self::Bound(_) => PersistOp::Bind,
             Self::SessionReset(_) => PersistOp::ResetSession,
             Self::SessionInvalidated(_) => PersistOp::InvalidateSession,
+            Self::Bindings(_) => PersistOp::Bindings,
             Self::Pong => PersistOp::Ping,
         }
     }
@@ -199,6 +203,7 @@ impl PersistResult {
             Self::Messages(page) => Some(page.items.len()),
             Self::Threads(page) => Some(page.items.len()),
             Self::Stranded(found) => Some(found.len()),
+            Self::Bindings(found) => Some(found.len()),
             _ => None,
         }
     }

@@ -130,16 +130,80 @@ impl Bind {
     ///
     /// `InvalidInput` for an empty or oversize `work_dir`, or one with control characters.
     pub fn validate(&self) -> Result<()> {
-        match &self.work_dir {
-            Some(dir) if dir.is_empty() || dir.len() > MAX_WORK_DIR_BYTES || dir.chars().any(char::is_control) => {
-                Err(PersistError::invalid(
-                    "work_dir",
-                    format!("must be 1 to {MAX_WORK_DIR_BYTES} bytes without control characters"),
-                ))
-            }
-            _ => Ok(()),
-        }
+        check_work_dir(self.work_dir.as_deref())
     }
+}
+
+/// The rule for a binding's working directory: 1 to [`MAX_WORK_DIR_BYTES`] bytes without
+/// control characters.
+pub(crate) fn check_work_dir(work_dir: Option<&str>) -> Result<()> {
+    match work_dir {
+        Some(dir) if dir.is_empty() || dir.len() > MAX_WORK_DIR_BYTES || dir.chars().any(char::is_control) => {
+            Err(PersistError::invalid(
+                "work_dir",
+                format!("must be 1 to {MAX_WORK_DIR_BYTES} bytes without control characters"),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A binding as the store holds it: the binding and its state (a reset or invalidated one
+/// too). What [`ListBindings`] answers and a [`Restore`](crate::args::Restore) writes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StoredBinding {
+    /// The binding.
+    #[serde(flatten)]
+    pub binding: SessionBinding,
+    /// Whether it resumes, or was reset or invalidated.
+    pub state: BindingState,
+}
+
+impl StoredBinding {
+    /// `binding` in `state`.
+    pub fn new(binding: SessionBinding, state: BindingState) -> Self {
+        Self { binding, state }
+    }
+}
+
+/// Lists the bindings of one thread (of the request's tenant), every agent's, in any state,
+/// ordered by agent id: for operators (`persist sessions`) and for copying a store.
+///
+/// # Example
+///
+/// ```
+/// use persist::session::{Bind, BindingState, ListBindings};
+/// use persist::{AgentId, Pipeline, ProviderId, SessionId, ThreadId};
+/// use persist::memory::MemoryBackend;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = Pipeline::new(MemoryBackend::new());
+/// let thread = ThreadId::new("chat-7")?;
+/// let bind = Bind::new(AgentId::new("bot")?, thread.clone(), SessionId::new("s1")?, ProviderId::new("p")?);
+/// store.bind(bind).await?;
+/// let bindings = store.bindings(ListBindings::new(thread)).await?;
+/// assert_eq!((bindings.len(), bindings[0].state), (1, BindingState::Active));
+/// # Ok::<_, persist::PersistError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ListBindings {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// Request context: its tenant names the thread's.
+    #[serde(default)]
+    pub context: Context,
+}
+
+impl ListBindings {
+    /// The bindings of `thread_id`.
+    pub fn new(thread_id: ThreadId) -> Self {
+        Self { thread_id, context: Context::new() }
+    }
+
+    context_setter!();
 }
 
 /// Asks whether (agent, thread) can resume its session with `provider` on `runtime_id`.
@@ -295,7 +359,8 @@ pub enum Resolution {
 }
 
 /// The state of a stored binding, as backends keep it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum BindingState {
     /// Resumable (subject to provider and runtime).

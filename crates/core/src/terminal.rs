@@ -160,6 +160,7 @@ fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, 
             PersistArgs::InvalidateSession(invalidate) => {
                 PersistResult::SessionInvalidated(backend.invalidate_session(invalidate).await?)
             }
+            PersistArgs::Bindings(query) => PersistResult::Bindings(backend.bindings(query).await?),
             PersistArgs::Ping(_) => {
                 backend.ping().await?;
                 PersistResult::Pong

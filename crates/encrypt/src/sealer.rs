@@ -212,7 +212,9 @@ impl Sealer {
             PersistResult::ContentUpdated(r) => ContentUpdated::new(self.open_message(tenant, r.message)?).into(),
             PersistResult::Updated(Updated::Message(m)) => Updated::Message(self.open_message(tenant, m)?).into(),
             PersistResult::Updated(Updated::Thread(t)) => Updated::Thread(self.open_thread(t)?).into(),
-            PersistResult::Restored(r) => Restored::new(self.open_thread(r.thread)?, r.restored, r.present).into(),
+            PersistResult::Restored(r) => {
+                Restored::new(self.open_thread(r.thread)?, r.restored, r.present).with_bindings(r.bindings).into()
+            }
             PersistResult::Message(m) => PersistResult::Message(m.map(|m| self.open_message(tenant, m)).transpose()?),
             PersistResult::Thread(t) => PersistResult::Thread(t.map(|t| self.open_thread(t)).transpose()?),
             PersistResult::Messages(mut page) => {

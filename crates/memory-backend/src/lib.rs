@@ -37,7 +37,10 @@ use hashbrown::{Equivalent, HashMap};
 use persist_core::args::{Delete, Restore, Update, UpdateContent};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor, newest_first};
 use persist_core::restore::{Verdict, merged_thread};
-use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
+use persist_core::session::{
+    Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
+    StoredBinding,
+};
 use persist_core::{
     Added, AgentId, ApplyNow, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message,
     MessageId, Order, Page, PersistArgs, PersistError, PersistResult, Reserved, Restored, Result, SessionId, Status,
@@ -447,7 +450,16 @@ impl State {
         for message in inserts {
             ts.messages.insert(Record::new(message));
         }
-        Ok(Restored::new(thread, inserted, present))
+        let mut bindings = 0;
+        for incoming in &args.bindings {
+            let binding_key = (ThreadKey::new(tenant, &args.thread.id), incoming.binding.agent_id.clone());
+            let stored = self.bindings.get(&binding_key).map(|(b, s)| StoredBinding::new(b.clone(), *s));
+            if Restore::binding_wins(incoming, stored.as_ref()) {
+                self.bindings.insert(binding_key, (incoming.binding.clone(), incoming.state));
+                bindings += 1;
+            }
+        }
+        Ok(Restored::new(thread, inserted, present).with_bindings(bindings))
     }
 
     fn visible(&self, thread_id: &ThreadId, tenant: Option<&TenantId>) -> Option<&ThreadState> {
@@ -577,5 +589,18 @@ impl Backend for MemoryBackend {
     async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
         let InvalidateSession { agent_id, thread_id, session_id, context, .. } = request;
         Ok(self.mark(context.tenant(), agent_id, thread_id, Some(&session_id), BindingState::Invalidated))
+    }
+
+    async fn bindings(&self, query: ListBindings) -> Result<Vec<StoredBinding>> {
+        let thread = key(query.context.tenant(), &query.thread_id);
+        let state = self.lock();
+        let mut found: Vec<StoredBinding> = state
+            .bindings
+            .iter()
+            .filter(|((bound, _), _)| thread.equivalent(bound))
+            .map(|(_, (binding, bound))| StoredBinding::new(binding.clone(), *bound))
+            .collect();
+        found.sort_unstable_by(|a, b| a.binding.agent_id.as_str().cmp(b.binding.agent_id.as_str()));
+        Ok(found)
     }
 }

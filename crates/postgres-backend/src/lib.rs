@@ -90,7 +90,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
-use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
+use persist_core::session::{
+    Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
+    StoredBinding,
+};
 use persist_core::{Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, Thread};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
@@ -368,6 +371,10 @@ impl Backend for PostgresBackend {
 
     async fn resolve(&self, query: Resolve) -> Result<Resolution> {
         self.with(async |conn| reads::resolve(conn, &query).await).await
+    }
+
+    async fn bindings(&self, query: ListBindings) -> Result<Vec<StoredBinding>> {
+        self.with(async |conn| reads::bindings(conn, &query).await).await
     }
 
     async fn reset_session(&self, request: ResetSession) -> Result<bool> {

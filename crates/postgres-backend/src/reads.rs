@@ -1,7 +1,7 @@
 //! Reads: plain statements on a connection of the pool.
 
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
-use persist_core::session::{Resolution, Resolve};
+use persist_core::session::{ListBindings, Resolution, Resolve, StoredBinding};
 use persist_core::{Message, Order, Page, Result, Thread};
 use sqlx::PgConnection;
 
@@ -152,4 +152,19 @@ pub(crate) async fn stranded(conn: &mut PgConnection, query: &FindStranded) -> R
     .await
     .map_err(|e| map_sqlx("finding stranded reservations", e))?;
     rows.iter().map(|row| Ok(Stranded::new(rows::tenant(row)?, rows::message(row)?))).collect()
+}
+
+/// The thread's bindings, every agent's, by agent id (bytewise).
+pub(crate) async fn bindings(conn: &mut PgConnection, query: &ListBindings) -> Result<Vec<StoredBinding>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        binding_columns!(),
+        " FROM session_bindings WHERE tenant = $1 AND thread_id = $2 ORDER BY agent_id COLLATE \"C\""
+    ))
+    .bind(tenant_key(query.context.tenant()))
+    .bind(query.thread_id.as_str())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(|e| map_sqlx("reading session bindings", e))?;
+    rows.iter().map(|row| rows::binding(row).map(|(binding, state)| StoredBinding::new(binding, state))).collect()
 }

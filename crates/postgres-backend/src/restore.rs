@@ -3,7 +3,7 @@
 
 use persist_core::args::Restore;
 use persist_core::restore::{Verdict, merged_thread};
-use persist_core::{IdempotencyKey, Message, PersistError, Restored, Thread};
+use persist_core::{IdempotencyKey, Message, PersistError, Restored, RuntimeId, Thread};
 use sqlx::{Connection, PgConnection};
 
 use crate::error::map_sqlx;
@@ -68,13 +68,13 @@ async fn restore_locked(tx: &mut PgConnection, restore: &Restore) -> Result<Rest
     if stored.as_ref().is_some_and(Thread::is_deleted) {
         return Err(PersistError::ThreadDeleted { thread_id: record.id.clone() });
     }
+    let found = match stored {
+        Some(_) if !restore.messages.is_empty() => in_the_way(tx, tenant, restore).await?,
+        _ => Vec::new(),
+    };
     let mut inserts = Vec::with_capacity(restore.messages.len());
     for incoming in &restore.messages {
-        let verdict = match stored {
-            None => Verdict::Insert,
-            Some(_) => judge(tx, tenant, incoming).await?,
-        };
-        if verdict == Verdict::Insert {
+        if Restore::verdict_among(incoming, &found)? == Verdict::Insert {
             inserts.push(incoming);
         }
     }
@@ -96,7 +96,42 @@ async fn restore_locked(tx: &mut PgConnection, restore: &Restore) -> Result<Rest
         .await
         .map_err(sql("restoring the thread"))?;
     }
-    Ok(Restored::new(thread, inserted, restore.messages.len() as u64 - inserted))
+    let bindings = restore_bindings(tx, tenant, restore).await?;
+    Ok(Restored::new(thread, inserted, restore.messages.len() as u64 - inserted).with_bindings(bindings))
+}
+
+/// Writes each binding unless the one stored for its agent changed at the same time or later
+/// ([`Restore::binding_wins`], in the statement's `WHERE`); answers how many were written.
+async fn restore_bindings(tx: &mut PgConnection, tenant: &str, restore: &Restore) -> Result<u64, PersistError> {
+    let mut written = 0;
+    for stored in &restore.bindings {
+        let b = &stored.binding;
+        let done = sqlx::query(
+            "INSERT INTO session_bindings (tenant, agent_id, thread_id, session_id, provider, runtime_id, work_dir, \
+                                           state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (tenant, agent_id, thread_id) DO UPDATE \
+                SET session_id = excluded.session_id, provider = excluded.provider, \
+                    runtime_id = excluded.runtime_id, work_dir = excluded.work_dir, state = excluded.state, \
+                    created_at = excluded.created_at, updated_at = excluded.updated_at \
+              WHERE session_bindings.updated_at < excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(b.agent_id.as_str())
+        .bind(b.thread_id.as_str())
+        .bind(b.session_id.as_str())
+        .bind(b.provider.as_str())
+        .bind(b.runtime_id.as_ref().map(RuntimeId::as_str))
+        .bind(b.work_dir.as_deref())
+        .bind(stored.state.as_str())
+        .bind(b.created_at.as_micros())
+        .bind(b.updated_at.as_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("restoring a session binding"))?;
+        written += done.rows_affected();
+    }
+    Ok(written)
 }
 
 /// Every message in one statement, its columns as arrays.
@@ -145,22 +180,31 @@ async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[&Message]) 
     Ok(())
 }
 
-/// What the thread holds under the message's id, at its seq and under its idempotency key.
-async fn judge(tx: &mut PgConnection, tenant: &str, incoming: &Message) -> Result<Verdict, PersistError> {
+/// The messages of the thread that hold one of the restored messages' ids, seqs or idempotency
+/// keys: one round trip of three index lookups, whatever the batch's size.
+async fn in_the_way(tx: &mut PgConnection, tenant: &str, restore: &Restore) -> Result<Vec<Message>, PersistError> {
+    let ids: Vec<&str> = restore.messages.iter().map(|m| m.id.as_str()).collect();
+    let seqs: Vec<i64> = restore.messages.iter().map(|m| signed(m.seq)).collect();
+    let keys: Vec<&str> =
+        restore.messages.iter().filter_map(|m| m.idempotency_key.as_ref().map(IdempotencyKey::as_str)).collect();
     let found = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE tenant = $1 AND thread_id = $2 \
-            AND (message_id = $3 OR seq = $4 OR ($5::text IS NOT NULL AND idempotency_key = $5))"
+        " FROM messages WHERE tenant = $1 AND thread_id = $2 AND message_id = ANY($3) \
+         UNION ALL SELECT ",
+        message_columns!(),
+        " FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = ANY($4) \
+         UNION ALL SELECT ",
+        message_columns!(),
+        " FROM messages WHERE tenant = $1 AND thread_id = $2 AND idempotency_key = ANY($5)"
     ))
     .bind(tenant)
-    .bind(incoming.thread_id.as_str())
-    .bind(incoming.id.as_str())
-    .bind(signed(incoming.seq))
-    .bind(incoming.idempotency_key.as_ref().map(IdempotencyKey::as_str))
+    .bind(restore.thread.id.as_str())
+    .bind(ids)
+    .bind(seqs)
+    .bind(keys)
     .fetch_all(&mut *tx)
     .await
     .map_err(sql("reading the messages a restore meets"))?;
-    let found = found.iter().map(rows::message).collect::<Result<Vec<_>, _>>()?;
-    Restore::verdict_among(incoming, &found)
+    found.iter().map(rows::message).collect()
 }

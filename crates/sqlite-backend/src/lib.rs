@@ -90,7 +90,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
-use persist_core::session::{Bind, BindingState, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
+use persist_core::session::{
+    Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
+    StoredBinding,
+};
 use persist_core::{
     AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId,
     TenantId, Thread, ThreadId,
@@ -551,6 +554,10 @@ impl Backend for SqliteBackend {
 
     async fn resolve(&self, query: Resolve) -> Result<Resolution> {
         reads::resolve(&self.shared.readers, &query).await
+    }
+
+    async fn bindings(&self, query: ListBindings) -> Result<Vec<StoredBinding>> {
+        reads::bindings(&self.shared.readers, &query).await
     }
 
     /// A round trip on a read connection, after checking the writer still runs.

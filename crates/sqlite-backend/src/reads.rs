@@ -1,7 +1,7 @@
 //! Reads, answered from the read pool (never through the writer).
 
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
-use persist_core::session::{Resolution, Resolve};
+use persist_core::session::{ListBindings, Resolution, Resolve, StoredBinding};
 use persist_core::{Message, Order, Page, Result, Thread};
 use sqlx::SqlitePool;
 
@@ -158,6 +158,21 @@ pub(crate) async fn resolve(pool: &SqlitePool, query: &Resolve) -> Result<Resolu
     .map_err(|e| map_sqlx("reading a session binding", e))?;
     let stored = row.map(|row| rows::binding(&row)).transpose()?;
     Ok(Resolution::decide(stored, query))
+}
+
+/// The thread's bindings, every agent's, by agent id (bytewise).
+pub(crate) async fn bindings(pool: &SqlitePool, query: &ListBindings) -> Result<Vec<StoredBinding>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        binding_columns!(),
+        " FROM session_bindings WHERE tenant = ?1 AND thread_id = ?2 ORDER BY agent_id"
+    ))
+    .bind(tenant_key(query.context.tenant()))
+    .bind(query.thread_id.as_str())
+    .fetch_all(pool)
+    .await
+    .map_err(|e| map_sqlx("reading session bindings", e))?;
+    rows.iter().map(|row| rows::binding(row).map(|(binding, state)| StoredBinding::new(binding, state))).collect()
 }
 
 pub(crate) async fn stranded(pool: &SqlitePool, query: &FindStranded) -> Result<Vec<Stranded>> {

@@ -2,7 +2,7 @@
 
 use persist_core::args::Restore;
 use persist_core::restore::{Verdict, merged_thread};
-use persist_core::{IdempotencyKey, Message, PersistError, Restored};
+use persist_core::{IdempotencyKey, Message, PersistError, Restored, RuntimeId};
 use sqlx::SqliteConnection;
 
 use crate::Limits;
@@ -86,17 +86,57 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
         .await
         .map_err(sql("restoring the thread"))?;
     }
-    Ok(Restored::new(thread, inserted, restore.messages.len() as u64 - inserted))
+    let bindings = restore_bindings(conn, key, restore).await?;
+    Ok(Restored::new(thread, inserted, restore.messages.len() as u64 - inserted).with_bindings(bindings))
+}
+
+/// Writes each binding unless the one stored for its agent changed at the same time or later
+/// ([`Restore::binding_wins`], in the statement's `WHERE`); answers how many were written.
+async fn restore_bindings(conn: &mut SqliteConnection, tenant: &str, restore: &Restore) -> OpResult<u64> {
+    let mut written = 0;
+    for stored in &restore.bindings {
+        let b = &stored.binding;
+        let done = sqlx::query(
+            "INSERT INTO session_bindings (tenant, agent_id, thread_id, session_id, provider, runtime_id, work_dir, \
+                                           state, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (tenant, agent_id, thread_id) DO UPDATE \
+                SET session_id = excluded.session_id, provider = excluded.provider, \
+                    runtime_id = excluded.runtime_id, work_dir = excluded.work_dir, state = excluded.state, \
+                    created_at = excluded.created_at, updated_at = excluded.updated_at \
+              WHERE session_bindings.updated_at < excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(b.agent_id.as_str())
+        .bind(b.thread_id.as_str())
+        .bind(b.session_id.as_str())
+        .bind(b.provider.as_str())
+        .bind(b.runtime_id.as_ref().map(RuntimeId::as_str))
+        .bind(b.work_dir.as_deref())
+        .bind(stored.state.as_str())
+        .bind(b.created_at.as_micros())
+        .bind(b.updated_at.as_micros())
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("restoring a session binding"))?;
+        written += done.rows_affected();
+    }
+    Ok(written)
 }
 
 /// What the thread holds under the message's id, at its seq and under its idempotency key, in
-/// one query.
+/// one query of three index lookups (one `OR` of the three would scan the thread's messages).
 async fn judge(conn: &mut SqliteConnection, tenant: &str, incoming: &Message) -> OpResult<Verdict> {
     let found = sqlx::query(concat!(
         "SELECT ",
         message_columns!(),
-        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 \
-            AND (message_id = ?3 OR seq = ?4 OR (?5 IS NOT NULL AND idempotency_key = ?5))"
+        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND message_id = ?3 \
+         UNION SELECT ",
+        message_columns!(),
+        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND seq = ?4 \
+         UNION SELECT ",
+        message_columns!(),
+        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND idempotency_key = ?5"
     ))
     .bind(tenant)
     .bind(incoming.thread_id.as_str())

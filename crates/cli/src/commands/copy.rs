@@ -5,23 +5,27 @@
 //! anywhere (Ctrl-C, a lost connection) is finished by running it again: what the target holds
 //! already is counted as present and not written twice. Then every thread copied is read back
 //! from the target and compared with what was read from the source: the number of messages
-//! and a checksum of them (see the `checksum` module).
+//! and a checksum of them (see the `checksum` module), and its session bindings.
 //!
-//! Session bindings are not copied: the store API resolves a binding for an (agent, thread)
-//! pair but cannot list them, so a copy cannot find them. Agents bind again on their next run
-//! (a missing binding resolves as `Fresh { NoBinding }`).
+//! Session bindings travel with their thread (the last request of each thread carries them):
+//! a binding the target changed at the same time or later is kept (the newest wins), and
+//! reported by the verification. Bindings of threads that do not exist are not copied.
+//!
+//! Threads are found by listing the source, newest first: a thread written while the copy runs
+//! moves ahead of the listing and may be missed; a later run copies it.
 
 use std::io::Write;
 
 use persist::args::Restore;
 use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
+use persist::session::StoredBinding;
 use persist::{Context, Message, TenantId, Thread, ThreadId};
 use serde_json::json;
 
-use super::{MessagePages, RUN_AGAIN, Scope, describe_thread, interruptible, stdout};
+use super::{MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout};
 use crate::checksum::Checksum;
-use crate::error::{CliError, CliResult, describe, note};
+use crate::error::{CliError, CliResult, describe};
 use crate::jsonl::write_line;
 use crate::progress::Progress;
 use crate::store::Store;
@@ -32,6 +36,7 @@ struct Copied {
     id: ThreadId,
     tenant: Option<TenantId>,
     source: Checksum,
+    bindings: Vec<StoredBinding>,
 }
 
 /// Counts of a copy.
@@ -39,6 +44,7 @@ struct Copied {
 struct Totals {
     restored: u64,
     present: u64,
+    bindings: u64,
 }
 
 /// `persist copy --to URL`: copies every thread of the scope (every tenant's, unless `--tenant`
@@ -67,17 +73,18 @@ pub(crate) async fn copy(source: &Store, target: &Store, scope: &Scope, json: bo
             "messages": messages,
             "restored": totals.restored,
             "present": totals.present,
+            "bindings": totals.bindings,
             "mismatches": mismatches,
-            "session_bindings_copied": false,
         });
         write_line(&mut out, &report)?;
     } else {
         writeln!(
             out,
-            "copied {} threads, {messages} messages: restored {}, {} already present",
+            "copied {} threads, {messages} messages: restored {}, {} already present; {} session bindings written",
             copied.len(),
             totals.restored,
-            totals.present
+            totals.present,
+            totals.bindings
         )?;
         for mismatch in &mismatches {
             writeln!(out, "mismatch: {mismatch}")?;
@@ -87,7 +94,6 @@ pub(crate) async fn copy(source: &Store, target: &Store, scope: &Scope, json: bo
         }
     }
     out.flush()?;
-    note("note: session bindings are not copied (the store API cannot list them)");
     if mismatches.is_empty() {
         Ok(())
     } else {
@@ -133,7 +139,15 @@ async fn copy_thread(
             sent = true;
         }
     }
-    Ok(Copied { id: thread.id.clone(), tenant: thread.tenant.clone(), source: checksum })
+    let bindings = bindings_of(&source.pipeline, thread).await?;
+    if !bindings.is_empty() {
+        let restore = Restore::new(thread.clone(), Vec::new()).with_bindings(bindings.clone());
+        let restored = target.pipeline.restore(restore).await.map_err(|e| {
+            CliError::failed(format!("copying the session bindings of thread {name}: {}", describe(&e)))
+        })?;
+        totals.bindings += restored.bindings;
+    }
+    Ok(Copied { id: thread.id.clone(), tenant: thread.tenant.clone(), source: checksum, bindings })
 }
 
 /// Reads every copied thread back from the target; answers the threads that differ, in words.
@@ -169,6 +183,17 @@ async fn verify(target: &Store, copied: &[Copied]) -> CliResult<Vec<String>> {
                 thread.source.hex(),
                 checksum.count(),
                 checksum.hex()
+            ));
+        }
+        let bindings = bindings_of(&target.pipeline, &stored).await?;
+        if bindings != thread.bindings {
+            let sessions = |found: &[StoredBinding]| {
+                found.iter().map(|b| format!("{}={}", b.binding.agent_id, b.binding.session_id)).collect::<Vec<_>>()
+            };
+            mismatches.push(format!(
+                "thread {name}: session bindings {:?} in the source, {:?} in the target",
+                sessions(&thread.bindings),
+                sessions(&bindings)
             ));
         }
         progress.add(1);

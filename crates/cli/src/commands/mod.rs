@@ -9,6 +9,7 @@ use std::future::Future;
 use std::io::{BufWriter, Stdout};
 
 use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
+use persist::session::{ListBindings, StoredBinding};
 use persist::{Context, Message, Pipeline, TenantId, Thread};
 
 use crate::error::{CliError, CliResult};
@@ -91,6 +92,12 @@ impl MessagePages {
         self.next = query.next_page(&page);
         Ok(Some(page.items))
     }
+}
+
+/// The session bindings of `thread` (in its tenant), by agent id.
+pub(crate) async fn bindings_of(pipeline: &Pipeline, thread: &Thread) -> CliResult<Vec<StoredBinding>> {
+    let query = ListBindings::new(thread.id.clone()).with_context(Context::new().for_tenant(thread.tenant.clone()));
+    Ok(pipeline.bindings(query).await?)
 }
 
 /// What a thread is called in messages: its id, and its tenant when it has one.

@@ -3,13 +3,13 @@
 use std::io::Write;
 
 use persist::read::{GetThread, ThreadCursor};
-use persist::session::{Resolution, Resolve};
+use persist::session::{ListBindings, Resolution, Resolve};
 use persist::{AgentId, Message, Metadata, ProviderId, RuntimeId, Thread, ThreadId};
 use serde_json::{Value, json};
 
 use super::{MessagePages, Scope, describe_thread, stdout};
 use crate::error::{CliError, CliResult};
-use crate::jsonl::{message_line, thread_line, write_line};
+use crate::jsonl::{binding_line, message_line, thread_line, write_line};
 use crate::store::Store;
 use crate::text::{clip, format_time, table};
 
@@ -179,19 +179,19 @@ async fn check_thread(store: &Store, thread: &Thread, problems: &mut Vec<String>
 pub(crate) struct SessionQuery {
     /// The thread.
     pub(crate) thread: ThreadId,
-    /// The agent.
-    pub(crate) agent: AgentId,
-    /// The provider about to run.
-    pub(crate) provider: ProviderId,
+    /// The agent and the provider about to run, to resolve; `None` lists every binding.
+    pub(crate) resolve: Option<(AgentId, ProviderId)>,
     /// The runtime about to run it.
     pub(crate) runtime: Option<RuntimeId>,
 }
 
-/// `persist sessions THREAD --agent A --provider P`: whether the agent's session of the thread
-/// can be resumed, and which. (Bindings are resolved one at a time: the store API does not
-/// list them.)
+/// `persist sessions THREAD`: the thread's bindings, every agent's with its state; with
+/// `--agent A --provider P`, whether that agent's session can be resumed, and which.
 pub(crate) async fn sessions(store: &Store, scope: &Scope, query: SessionQuery, json: bool) -> CliResult {
-    let mut ask = Resolve::new(query.agent, query.thread, query.provider).with_context(scope.context());
+    let Some((agent, provider)) = query.resolve else {
+        return list_bindings(store, scope, &query.thread, json).await;
+    };
+    let mut ask = Resolve::new(agent, query.thread, provider).with_context(scope.context());
     if let Some(runtime) = query.runtime {
         ask = ask.with_runtime(runtime);
     }
@@ -217,6 +217,37 @@ pub(crate) async fn sessions(store: &Store, scope: &Scope, query: SessionQuery, 
             }
             other => writeln!(out, "{other:?}")?,
         }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Every binding of `thread`: a table, or one JSON line each.
+async fn list_bindings(store: &Store, scope: &Scope, thread: &ThreadId, json: bool) -> CliResult {
+    let query = ListBindings::new(thread.clone()).with_context(scope.context());
+    let bindings = store.pipeline.bindings(query).await?;
+    let mut out = stdout();
+    if json {
+        for binding in &bindings {
+            write_line(&mut out, &binding_line(binding))?;
+        }
+    } else if bindings.is_empty() {
+        writeln!(out, "no session bindings for thread {}", describe_thread(thread, scope.tenant.as_ref()))?;
+    } else {
+        let rows = bindings.iter().map(|stored| {
+            let b = &stored.binding;
+            vec![
+                b.agent_id.to_string(),
+                stored.state.as_str().to_owned(),
+                b.session_id.to_string(),
+                b.provider.to_string(),
+                b.runtime_id.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
+                b.work_dir.clone().unwrap_or_else(|| "-".to_owned()),
+                format_time(b.updated_at),
+            ]
+        });
+        let header = ["AGENT", "STATE", "SESSION", "PROVIDER", "RUNTIME", "WORK_DIR", "UPDATED_AT"];
+        write!(out, "{}", table(&header, &rows.collect::<Vec<_>>()))?;
     }
     out.flush()?;
     Ok(())

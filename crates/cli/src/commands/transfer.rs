@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use persist::args::Restore;
 use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
+use persist::session::StoredBinding;
 use persist::{Message, Thread, ThreadId};
 use serde_json::json;
 use tokio::io::{AsyncBufRead, BufReader};
 
-use super::{MessagePages, RUN_AGAIN, Scope, describe_thread, interruptible, stdout};
+use super::{MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout};
 use crate::error::{CliError, CliResult, describe, note};
-use crate::jsonl::{Header, Item, Reader, message_line, thread_line, write_line};
+use crate::jsonl::{Header, Item, Reader, binding_line, message_line, thread_line, write_line};
 use crate::progress::Progress;
 use crate::store::{Mode, Store};
 use crate::text::format_time;
@@ -92,8 +93,9 @@ async fn one_thread(store: &Store, scope: &Scope, thread_id: &ThreadId) -> CliRe
     }
 }
 
-/// Writes a thread's line and its messages' lines. Messages added after the thread was read
-/// (a seq past its `last_seq`) are left out, so the export stays restorable.
+/// Writes a thread's line, its messages' lines and its session bindings' lines. Messages added
+/// after the thread was read (a seq past its `last_seq`) are left out, so the export stays
+/// restorable.
 async fn export_thread(store: &Store, thread: &Thread, out: &mut impl Write, progress: &mut Progress) -> CliResult {
     write_line(out, &thread_line(thread))?;
     let mut pages = MessagePages::of(thread);
@@ -105,6 +107,9 @@ async fn export_thread(store: &Store, thread: &Thread, out: &mut impl Write, pro
         }
         progress.add(written);
     }
+    for binding in bindings_of(&store.pipeline, thread).await? {
+        write_line(out, &binding_line(&binding))?;
+    }
     Ok(())
 }
 
@@ -114,6 +119,7 @@ struct Totals {
     threads: u64,
     restored: u64,
     present: u64,
+    bindings: u64,
 }
 
 /// A thread being imported: its messages wait here until a request's worth is read.
@@ -121,20 +127,23 @@ struct Totals {
 struct Pending {
     thread: Thread,
     messages: Vec<Message>,
+    bindings: Vec<StoredBinding>,
     sent: bool,
 }
 
 impl Pending {
-    /// Sends the messages read so far in one `Restore` (one transaction).
+    /// Sends the messages and bindings read so far in one `Restore` (one transaction).
     async fn send(&mut self, store: &Store, totals: &mut Totals, progress: &mut Progress) -> CliResult {
         let messages = std::mem::take(&mut self.messages);
         let count = messages.len() as u64;
-        let restored = store.pipeline.restore(Restore::new(self.thread.clone(), messages)).await.map_err(|e| {
+        let restore = Restore::new(self.thread.clone(), messages).with_bindings(std::mem::take(&mut self.bindings));
+        let restored = store.pipeline.restore(restore).await.map_err(|e| {
             let name = describe_thread(&self.thread.id, self.thread.tenant.as_ref());
             CliError::failed(format!("restoring thread {name}: {}", describe(&e)))
         })?;
         totals.restored += restored.restored;
         totals.present += restored.present;
+        totals.bindings += restored.bindings;
         progress.add(count);
         self.sent = true;
         Ok(())
@@ -142,7 +151,7 @@ impl Pending {
 
     /// Sends what is left (the thread alone, when it has no messages).
     async fn finish(mut self, store: &Store, totals: &mut Totals, progress: &mut Progress) -> CliResult {
-        if !self.messages.is_empty() || !self.sent {
+        if !self.messages.is_empty() || !self.bindings.is_empty() || !self.sent {
             self.send(store, totals, progress).await?;
         }
         totals.threads += 1;
@@ -188,7 +197,8 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                     if let Some(tenant) = &scope.tenant {
                         thread.tenant = Some(tenant.clone());
                     }
-                    pending = Some(Pending { thread, messages: Vec::new(), sent: false });
+                    let (messages, bindings) = (Vec::new(), Vec::new());
+                    pending = Some(Pending { thread, messages, bindings, sent: false });
                 }
                 Item::Message(message) => {
                     // The reader refuses a message before any thread line.
@@ -199,6 +209,13 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                     if current.messages.len() >= MAX_RESTORE_MESSAGES {
                         current.send(store, &mut totals, &mut progress).await?;
                     }
+                }
+                Item::Binding(binding) => {
+                    // The reader refuses a binding before any thread line.
+                    let Some(current) = pending.as_mut() else {
+                        return Err(CliError::failed("a session binding before any thread line"));
+                    };
+                    current.bindings.push(*binding);
                 }
             }
         }
@@ -216,14 +233,16 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
             "threads": totals.threads,
             "restored": totals.restored,
             "present": totals.present,
+            "bindings": totals.bindings,
             "skipped_lines": skipped,
         });
         write_line(&mut out, &report)?;
     } else {
         writeln!(
             out,
-            "imported {} threads: restored {} messages, {} already present, {skipped} lines skipped",
-            totals.threads, totals.restored, totals.present
+            "imported {} threads: restored {} messages, {} already present, {} session bindings, {skipped} lines \
+             skipped",
+            totals.threads, totals.restored, totals.present, totals.bindings
         )?;
     }
     out.flush()?;
