@@ -40,6 +40,10 @@ pub const MAX_RESTORE_MESSAGES: usize = 1000;
 /// (to restore into another tenant, change both). A later `add` continues after the thread's
 /// `last_seq`, as in the source store.
 ///
+/// The answer ([`Restored`]) counts what was written and carries the thread,
+/// not the messages ([`PersistResult::message`](crate::PersistResult::message) is `None`): a
+/// layer that indexes or audits messages finds the restored ones in the request.
+///
 /// # Example
 ///
 /// ```

@@ -26,7 +26,7 @@ use std::ops::ControlFlow;
 use tower::Layer;
 
 use crate::layer::intercept::{Decision, Intercept, InterceptLayer, Interceptor};
-use crate::{MAX_ID_BYTES, Metadata, PersistArgs, PersistError};
+use crate::{Content, MAX_ID_BYTES, Metadata, PersistArgs, PersistError};
 
 /// Size limits; see the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,24 +84,51 @@ impl Limits {
     ///
     /// `InvalidInput` naming the first field over its limit.
     pub fn check(&self, args: &PersistArgs) -> Result<(), PersistError> {
-        let over = |field: &'static str, size: usize, limit: usize, unit: &str| {
-            Err(PersistError::invalid(field, format!("is {size} {unit}, the limit is {limit}")))
-        };
-        let ids = [
-            ("thread_id", args.thread_id().map(|id| id.as_str())),
-            ("message_id", args.message_id().map(|id| id.as_str())),
-            ("idempotency_key", idempotency_key(args)),
-        ];
-        for (field, id) in ids {
-            if let Some(id) = id.filter(|id| id.len() > self.max_id_bytes) {
-                return over(field, id.len(), self.max_id_bytes, "bytes");
+        if let PersistArgs::Restore(restore) = args {
+            // Every message of a restore, as if each were added.
+            self.check_ids(Some(restore.thread.id.as_str()), None, None)?;
+            self.check_metadata(&restore.thread.metadata)?;
+            for message in &restore.messages {
+                let key = message.idempotency_key.as_ref().map(|k| k.as_str());
+                self.check_ids(None, Some(message.id.as_str()), key)?;
+                self.check_content(&message.content)?;
+                self.check_metadata(&message.metadata)?;
             }
+            return Ok(());
         }
-        if let Some(size) = args.content().map(|c| c.json_len()).filter(|&size| size > self.max_content_bytes) {
-            return over("content", size, self.max_content_bytes, "bytes of JSON");
+        self.check_ids(
+            args.thread_id().map(|id| id.as_str()),
+            args.message_id().map(|id| id.as_str()),
+            idempotency_key(args),
+        )?;
+        if let Some(content) = args.content() {
+            self.check_content(content)?;
         }
         if let Some(metadata) = args.metadata() {
             self.check_metadata(metadata)?;
+        }
+        Ok(())
+    }
+
+    fn check_ids(&self, thread: Option<&str>, message: Option<&str>, key: Option<&str>) -> Result<(), PersistError> {
+        for (field, id) in [("thread_id", thread), ("message_id", message), ("idempotency_key", key)] {
+            if let Some(id) = id.filter(|id| id.len() > self.max_id_bytes) {
+                return Err(PersistError::invalid(
+                    field,
+                    format!("is {} bytes, the limit is {}", id.len(), self.max_id_bytes),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_content(&self, content: &Content) -> Result<(), PersistError> {
+        let size = content.json_len();
+        if size > self.max_content_bytes {
+            return Err(PersistError::invalid(
+                "content",
+                format!("is {size} bytes of JSON, the limit is {}", self.max_content_bytes),
+            ));
         }
         Ok(())
     }
@@ -160,5 +187,56 @@ impl<S> Layer<S> for ValidateLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         InterceptLayer::new(self.limits).layer(inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::args::Restore;
+    use crate::{Message, MessageId, Role, Status, Thread, ThreadId, Timestamp};
+
+    fn restore(content: Content, metadata: Metadata) -> PersistArgs {
+        let id = ThreadId::new("t").unwrap();
+        let at = Timestamp::from_micros(1);
+        let thread = Thread {
+            id: id.clone(),
+            tenant: None,
+            title: None,
+            metadata: Metadata::new(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+            last_seq: 1,
+            message_count: 1,
+            deleted_at: None,
+        };
+        let message = Message {
+            thread_id: id,
+            id: MessageId::new("m").unwrap(),
+            role: Role::User,
+            content,
+            metadata,
+            status: Status::Complete,
+            seq: 1,
+            version: 1,
+            idempotency_key: None,
+            created_at: at,
+            updated_at: at,
+        };
+        Restore::new(thread, vec![message]).into()
+    }
+
+    /// A restore is held to the limits message by message, as the adds it stands for.
+    #[test]
+    fn every_restored_message_is_held_to_the_limits() {
+        let limits = Limits::new().max_content_bytes(64).max_metadata_bytes(32);
+        assert!(limits.check(&restore(Content::text("short"), Metadata::new())).is_ok());
+        let long = restore(Content::text("x".repeat(100)), Metadata::new());
+        assert!(matches!(limits.check(&long), Err(PersistError::InvalidInput { field: "content", .. })));
+        let big = restore(Content::text("short"), Metadata::new().with("k", json!("y".repeat(40))));
+        assert!(matches!(limits.check(&big), Err(PersistError::InvalidInput { field: "metadata", .. })));
     }
 }
