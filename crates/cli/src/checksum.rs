@@ -108,9 +108,13 @@ fn canonical_number(number: &Number) -> String {
         return int.to_string();
     }
     let float = number.as_f64().unwrap_or(f64::NAN);
-    // Within ±2^63 an integral float converts exactly.
-    if float.fract() == 0.0 && float.abs() < 2f64.powi(63) {
+    // An integral float in -2^63 .. 2^64 converts exactly, as a store that keeps it an integer
+    // (PostgreSQL's jsonb) gives it back.
+    if float.fract() == 0.0 && float >= -(2f64.powi(63)) && float < 2f64.powi(63) {
         return (float as i64).to_string();
+    }
+    if float.fract() == 0.0 && float >= 0.0 && float < 2f64.powi(64) {
+        return (float as u64).to_string();
     }
     format!("{float:e}")
 }
@@ -133,6 +137,7 @@ mod tests {
         assert_ne!(hash(json!({"a": 1})), hash(json!({"a": "1"})));
         assert_ne!(hash(json!(["ab", "c"])), hash(json!(["a", "bc"])));
         assert_eq!(hash(json!(1.5)), hash(json!(15e-1)));
+        assert_eq!(hash(json!(1e19)), hash(json!(10_000_000_000_000_000_000u64)));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! {"kind":"thread","id":"support:1042","tenant":null,"title":"Order 1042","metadata":{},"version":2,"created_at":…,"updated_at":…,"last_seq":4,"message_count":3,"deleted_at":null}
 //! {"kind":"message","thread_id":"support:1042","id":"0190…","role":"user","content":[{"text":"Where is my order?","type":"text"}],"metadata":{},"status":"complete","seq":1,"version":1,"idempotency_key":"turn-1","created_at":…,"updated_at":…}
 //! {"kind":"binding","agent_id":"support-bot","thread_id":"support:1042","session_id":"sess-9","provider":"claude-cli","runtime_id":null,"work_dir":"/srv/w/1042","created_at":…,"updated_at":…,"state":"active"}
+//! {"kind":"end","threads":1,"messages":1,"bindings":1}
 //! ```
 //!
 //! - **header**, the first line: `schema_version` (1), `source` (the store's URL without its
@@ -19,6 +20,9 @@
 //!   its thread's line; reservations included, with their status.
 //! - **binding**: a session binding of the thread (`persist::session::StoredBinding`: which
 //!   provider session an agent resumes, and its state), after the thread's messages.
+//! - **end**, the last line: how many threads, messages and bindings the export holds. An
+//!   export cut short anywhere, even between two lines, has no end line: import warns and says
+//!   so in its report.
 //!
 //! Times are microseconds since the Unix epoch. Tombstones (deleted threads) are not exported.
 //!
@@ -139,12 +143,39 @@ pub(crate) struct Reader<R> {
     pub(crate) skipped: u64,
     /// The thread of the last thread line, for checking that messages follow their thread.
     current: Option<ThreadId>,
+    /// Lines of each kind read since the last header, and what its end line said (`None`
+    /// until one is read).
+    counts: Counts,
+    end: Option<Counts>,
+}
+
+/// Threads, messages and bindings: counted while reading, and as an end line states them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counts {
+    pub(crate) threads: u64,
+    pub(crate) messages: u64,
+    pub(crate) bindings: u64,
+}
+
+/// The last line of an export.
+#[derive(Debug, Serialize)]
+pub(crate) struct End {
+    kind: &'static str,
+    #[serde(flatten)]
+    counts: Counts,
+}
+
+impl End {
+    /// The end line of an export of `counts`.
+    pub(crate) fn new(counts: Counts) -> Self {
+        Self { kind: "end", counts }
+    }
 }
 
 impl<R: AsyncBufRead + Unpin> Reader<R> {
     /// A reader of `input`; call `header` first.
     pub(crate) fn new(input: R) -> Self {
-        Self { input, buffer: Vec::new(), line: 0, skipped: 0, current: None }
+        Self { input, buffer: Vec::new(), line: 0, skipped: 0, current: None, counts: Counts::default(), end: None }
     }
 
     /// Reads the next line that is not blank: its text (or why it is not text), and whether
@@ -208,19 +239,28 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                     let thread: Thread = serde_json::from_str(&text)
                         .map_err(|e| CliError::failed(format!("line {}: not a thread: {e}", self.line)))?;
                     self.current = Some(thread.id.clone());
+                    self.counts.threads += 1;
                     return Ok(Some(Item::Thread(Box::new(thread))));
                 }
                 Some("message") => {
                     let message: Message = serde_json::from_str(&text)
                         .map_err(|e| CliError::failed(format!("line {}: not a message: {e}", self.line)))?;
                     self.follows_its_thread("message", &message.thread_id)?;
+                    self.counts.messages += 1;
                     return Ok(Some(Item::Message(Box::new(message))));
                 }
                 Some("binding") => {
                     let binding: StoredBinding = serde_json::from_str(&text)
                         .map_err(|e| CliError::failed(format!("line {}: not a session binding: {e}", self.line)))?;
                     self.follows_its_thread("binding", &binding.binding.thread_id)?;
+                    self.counts.bindings += 1;
                     return Ok(Some(Item::Binding(Box::new(binding))));
+                }
+                Some("end") => {
+                    let end: Counts = serde_json::from_str(&text)
+                        .map_err(|e| CliError::failed(format!("line {}: not an end line: {e}", self.line)))?;
+                    self.end = Some(end);
+                    self.current = None;
                 }
                 Some("header") => {
                     // Exports concatenated: each part must be of this version too.
@@ -228,6 +268,8 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                         .map_err(|e| CliError::failed(format!("line {}: not JSON: {e}", self.line)))?;
                     check_version(&value)?;
                     self.current = None;
+                    self.counts = Counts::default();
+                    self.end = None;
                 }
                 Some(_) => self.skipped += 1,
                 None => return Err(CliError::failed(format!("line {}: no \"kind\" field", self.line))),
@@ -237,6 +279,24 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
 }
 
 impl<R> Reader<R> {
+    /// Whether the input read whole: its (last) export ended with an end line stating what
+    /// was read. `Err` says what is missing.
+    pub(crate) fn complete(&self) -> Result<(), String> {
+        match self.end {
+            None => Err("the input has no end line: the export may have been cut short".to_owned()),
+            Some(end) if end != self.counts => Err(format!(
+                "the end line counts {} threads, {} messages and {} bindings, {} / {} / {} were read",
+                end.threads,
+                end.messages,
+                end.bindings,
+                self.counts.threads,
+                self.counts.messages,
+                self.counts.bindings
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// Refuses a line of `thread_id` that does not follow that thread's line.
     fn follows_its_thread(&self, what: &str, thread_id: &ThreadId) -> CliResult {
         match &self.current {

@@ -27,12 +27,16 @@
 //! terminal, a line every 1000 items otherwise.
 //!
 //! **Exports** are JSONL, format version 1: a header line, then each thread's line followed by
-//! its messages' lines, every line a JSON object with a `kind` (`header`, `thread`, `message`).
+//! its messages' and session bindings' lines, then an end line with the counts; every line a
+//! JSON object with a `kind` (`header`, `thread`, `message`, `binding`, `end`).
 //! The threads and messages carry every field the store holds (ids, seqs, versions, statuses,
 //! idempotency keys, metadata, times in microseconds), so an import restores them exactly, in
 //! requests of at most 1000 messages, each a transaction (`persist::args::Restore`). An import
 //! refuses another format version, skips lines of unknown kinds and a last line cut short
-//! (counting them), and names the line of any other malformed line.
+//! (counting them), warns when the end line is missing or its counts differ from what was read
+//! (an export cut short between two lines), and names the line of any other malformed line.
+//! `export -o FILE` writes `FILE.partial` (readable by its owner only) and renames it once
+//! whole.
 //!
 //! **Errors and exit codes.** A failure prints one line, `error: …`, on stderr: exit code 2 for
 //! a command line that cannot be run as given, 1 for anything else (a `check` or a copy's

@@ -109,6 +109,9 @@ impl Store {
                 Ok(Self { pipeline: Pipeline::new(backend.clone()), label, backend: Handle::Sqlite(backend) })
             }
             Location::Postgres { url: conn, schema } => {
+                if mode == Mode::Existing {
+                    holds_a_store(&conn, schema.as_deref().unwrap_or("public"), &label).await?;
+                }
                 let mut builder = PostgresBackend::builder(conn).max_connections(4);
                 if let Some(schema) = schema {
                     builder = builder.schema(schema);
@@ -138,6 +141,27 @@ impl Store {
             Handle::Postgres(backend) => backend.close().await,
             Handle::Memory => {}
         }
+    }
+}
+
+/// Refuses a PostgreSQL schema without persist's tables: opening it would create an empty
+/// store (a typo in `schema=` would then copy or list nothing, and say so as a success).
+async fn holds_a_store(url: &str, schema: &str, label: &str) -> CliResult {
+    use sqlx::Connection;
+    let mut conn =
+        sqlx::PgConnection::connect(url).await.map_err(|e| CliError::context(format!("connecting to {label}"), &e))?;
+    let found: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'threads')",
+    )
+    .bind(schema)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(|e| CliError::context(format!("reading {label}"), &e))?;
+    let _ = conn.close().await;
+    if found {
+        Ok(())
+    } else {
+        Err(CliError::failed(format!("no store at {label} (schema {schema} holds no persist tables)")))
     }
 }
 

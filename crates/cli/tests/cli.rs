@@ -230,6 +230,29 @@ fn importing_twice_writes_nothing_the_second_time() {
     let again: Value = serde_json::from_str(again.trim()).unwrap();
     assert_eq!(again["restored"], 0);
     assert_eq!(again["present"], SEEDED_MESSAGES + 3);
+    assert_eq!(again["complete"], true, "the export ends with its end line");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&export).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "an export is readable by its owner only");
+    }
+    assert!(!dir.path().join("all.jsonl.partial").exists());
+
+    // Cut between two lines: every line parses, the end line is missing; import says so.
+    let whole = std::fs::read_to_string(&export).unwrap();
+    let cut: Vec<&str> = whole.lines().collect();
+    let cut = cut[..cut.len() - 3].join("\n") + "\n";
+    let output = persist()
+        .args(["--url", path_str(&dir.path().join("cut.db")), "import", "-", "--json"])
+        .write_stdin(cut)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: the input has no end line"), "{stderr}");
+    let report: Value = serde_json::from_str(String::from_utf8_lossy(&output.stdout).trim()).unwrap();
+    assert_eq!(report["complete"], false);
     let text = ok(&["--url", path_str(&target), "import", path_str(&export)]);
     assert!(text.contains("restored 0 messages"), "{text}");
     assert_eq!(block_on(snapshot(&target)).unwrap(), block_on(snapshot(&source)).unwrap());
@@ -355,6 +378,13 @@ fn copy_round_trips_through_postgres() {
     assert!(again.contains("verified"), "{again}");
     assert_eq!(block_on(snapshot(&back)).unwrap(), block_on(snapshot(&source)).unwrap());
     assert!(ok(&["--url", &schema.url(), "--all-tenants", "check"]).contains(": ok"));
+
+    // A schema that holds no store is refused, not created empty.
+    let typo = Schema::new(schema.server.clone());
+    let (stderr, _) = fails(&["--url", &typo.url(), "threads"]);
+    assert!(stderr.contains("no store at") && stderr.contains("holds no persist tables"), "{stderr}");
+    let (stderr, _) = fails(&["--url", &typo.url(), "copy", "--to", path_str(&dir.path().join("never.db"))]);
+    assert!(stderr.contains("no store at"), "{stderr}");
 }
 
 #[test]

@@ -13,6 +13,15 @@ use serde_json::json;
 use crate::fixture::{all_messages_in, assert_err, ctx, m, snapshot_in, t, tenant, thread_in, write, written};
 use crate::{Factory, Outcome};
 
+/// Skips a check on a backend that does not declare `restore`.
+macro_rules! gate {
+    ($store:ident) => {
+        if !$store.caps().restore {
+            return $store.skip(Outcome::Skipped("the backend does not declare `restore`")).await;
+        }
+    };
+}
+
 /// Writes a thread with every kind of message a transcript holds: user and assistant turns,
 /// metadata, an idempotency key, a reservation still streaming, a deleted message (a gap in
 /// the seqs), a deleted last message (`last_seq` past the last stored seq), a title.
@@ -56,6 +65,7 @@ fn restored(result: Result<PersistResult, PersistError>) -> Restored {
 /// later `add` continues after the source's `last_seq`; its idempotency keys deduplicate.
 pub async fn check_restore_copies_a_thread_exactly<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
+    gate!(store);
     let b = store.b();
     let (from, to) = (tenant("source"), tenant("copy"));
     let id = t("transcript");
@@ -83,6 +93,7 @@ pub async fn check_restore_copies_a_thread_exactly<F: Factory>(factory: &F) -> O
 /// duplicate (the messages stored already are counted as present).
 pub async fn check_restore_is_idempotent_and_resumable<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
+    gate!(store);
     let b = store.b();
     let (from, to) = (tenant("source"), tenant("copy"));
     let id = t("resumed");
@@ -106,6 +117,7 @@ pub async fn check_restore_is_idempotent_and_resumable<F: Factory>(factory: &F) 
 /// follow.
 pub async fn check_restore_into_a_live_thread_never_moves_it_back<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
+    gate!(store);
     let b = store.b();
     let id = t("live");
     let add = |text: &str| Add::new(id.clone(), Role::User, Content::text(text));
@@ -156,6 +168,7 @@ pub async fn check_restore_into_a_live_thread_never_moves_it_back<F: Factory>(fa
 /// deleted thread; bad input is `InvalidInput` naming the field.
 pub async fn check_restore_refuses_conflicts_and_writes_nothing<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
+    gate!(store);
     let b = store.b();
     let id = t("conflicts");
     let (thread, messages) = source(b.as_ref(), None, &id).await;
@@ -183,7 +196,10 @@ pub async fn check_restore_refuses_conflicts_and_writes_nothing<F: Factory>(fact
         (Restore::new(thread.clone(), messages.clone()).with_context(ctx(Some(&tenant("else")))), "tenant"),
         (Restore::new(Thread { deleted_at: Some(Timestamp::now()), ..thread.clone() }, vec![]), "thread"),
         (Restore::new(Thread { title: Some("x\0".into()), ..thread.clone() }, vec![]), "title"),
-        (Restore::new(Thread { last_seq: u64::MAX / 2, ..thread.clone() }, too_many(&id)), "messages"),
+        (Restore::new(Thread { last_seq: 2000, ..thread.clone() }, too_many(&id)), "messages"),
+        (Restore::new(Thread { last_seq: u64::MAX, ..thread.clone() }, vec![]), "last_seq"),
+        (Restore::new(thread.clone(), vec![Message { version: 1 << 60, ..fresh.clone() }]), "version"),
+        (Restore::new(Thread { version: u64::MAX, ..thread.clone() }, vec![]), "version"),
     ];
     for (restore, field) in invalid {
         assert_err!(write(b, restore).await, PersistError::InvalidInput { field: got, .. } if got == field);
@@ -200,6 +216,7 @@ pub async fn check_restore_refuses_conflicts_and_writes_nothing<F: Factory>(fact
 /// repeat writes none. Gated on `sessions`.
 pub async fn check_restore_writes_bindings_and_the_newest_wins<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
+    gate!(store);
     crate::sessions::gate!(store);
     let b = store.b();
     let (from, to) = (tenant("source"), tenant("copy"));

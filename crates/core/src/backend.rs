@@ -34,8 +34,11 @@ pub struct Capabilities {
     /// Independently opened handles (other pools, other processes) may share one storage and
     /// race each other; the backend keeps the contract across them.
     pub shared_storage: bool,
-    /// The session-binding methods ([`Backend::bind`], …) are implemented.
+    /// The session-binding methods ([`Backend::bind`], …, [`Backend::bindings`]) are
+    /// implemented.
     pub sessions: bool,
+    /// [`Restore`](crate::args::Restore) is applied (import, copy between stores).
+    pub restore: bool,
 }
 
 impl Capabilities {
@@ -59,6 +62,12 @@ impl Capabilities {
     /// Sets [`sessions`](Self::sessions).
     pub fn with_sessions(mut self, sessions: bool) -> Self {
         self.sessions = sessions;
+        self
+    }
+
+    /// Sets [`restore`](Self::restore).
+    pub fn with_restore(mut self, restore: bool) -> Self {
+        self.restore = restore;
         self
     }
 }

@@ -13,6 +13,11 @@ use crate::session::{StoredBinding, check_work_dir};
 /// The most messages one [`Restore`] carries; a longer thread is restored in several requests.
 pub const MAX_RESTORE_MESSAGES: usize = 1000;
 
+/// The largest seq, `last_seq` or version a [`Restore`] writes: 2^53, what every JSON reader
+/// holds exactly, far below what a store's 64-bit columns hold (so later writes can still count
+/// up from it).
+pub const MAX_RESTORED_COUNTER: u64 = 1 << 53;
+
 /// Writes a thread and its messages exactly as another store held them: message ids, seqs,
 /// versions, status, idempotency keys, metadata and times, and the thread's title, metadata,
 /// version, times and `last_seq`. What `persist import` and `persist copy` send, through the
@@ -106,7 +111,8 @@ impl Restore {
 
     /// Checks what no backend could store the same way: a tombstone, a tenant other than the
     /// context's, messages of another thread, seqs not ascending or past the thread's
-    /// `last_seq`, ids or idempotency keys twice, version 0, values too deep or holding
+    /// `last_seq`, ids or idempotency keys twice, a version 0 or a counter over
+    /// [`MAX_RESTORED_COUNTER`], values too deep or holding
     /// U+0000, a title too long, more than [`MAX_RESTORE_MESSAGES`], a binding of another
     /// thread, two for one agent, or one whose working directory a bind would refuse.
     ///
@@ -121,8 +127,11 @@ impl Restore {
         if thread.tenant.as_ref() != self.context.tenant() {
             return Err(PersistError::invalid("tenant", "the thread's tenant differs from the request's"));
         }
-        if thread.version == 0 {
-            return Err(PersistError::invalid("version", "a thread's version starts at 1"));
+        if thread.version == 0 || thread.version > MAX_RESTORED_COUNTER {
+            return Err(PersistError::invalid("version", "a thread's version is 1 to 2^53"));
+        }
+        if thread.last_seq > MAX_RESTORED_COUNTER {
+            return Err(PersistError::invalid("last_seq", "is over 2^53"));
         }
         if let Some(title) = &thread.title {
             if title.len() > MAX_TITLE_BYTES {
@@ -165,8 +174,8 @@ impl Restore {
                 ));
             }
             previous = message.seq;
-            if message.version == 0 {
-                return Err(PersistError::invalid("version", "a message's version starts at 1"));
+            if message.version == 0 || message.version > MAX_RESTORED_COUNTER {
+                return Err(PersistError::invalid("version", "a message's version is 1 to 2^53"));
             }
             if !ids.insert(&message.id) {
                 return Err(PersistError::invalid("messages", format!("message {} appears twice", message.id)));

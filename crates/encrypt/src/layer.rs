@@ -148,13 +148,9 @@ where
         let inner = std::mem::replace(&mut self.inner, ready);
         let sealer = Arc::clone(&self.sealer);
         Box::pin(async move {
-            // A restore of values as stored (a copy of a sealed store) goes down as it is.
-            let args = match args {
-                PersistArgs::Restore(restore) if restore.context.extensions().get::<crate::AsStored>().is_none() => {
-                    return crate::restore::restore(&sealer, inner, restore).await;
-                }
-                args => args,
-            };
+            if let PersistArgs::Restore(restore) = args {
+                return crate::restore::restore(&sealer, inner, restore).await;
+            }
             let (sealed, plan) = sealer.seal_args(args)?;
             call(&sealer, inner, sealed, plan).await
         })

@@ -10,16 +10,27 @@ use crate::sealer::{Plan, Sealer};
 /// Seals what `restore` writes. Every seal draws a fresh nonce, so a message sent again would
 /// no longer equal its stored copy: each message of a thread that exists is first read, and
 /// one whose stored copy opens to it goes down as stored, so the backend counts it present.
+///
+/// Values already sealed (an export of a sealed store, or a request marked
+/// [`AsStored`](crate::AsStored)) go down as they are once they open for their place: an
+/// envelope of another tenant, thread or message is `Unreadable`, never stored to be unreadable
+/// later, and a clear value where a sealed one belongs is refused unless clear values are
+/// allowed.
 pub(crate) async fn restore<S>(sealer: &Sealer, mut inner: S, mut restore: Restore) -> Result<PersistResult>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
 {
     restore.validate()?;
+    let as_stored = restore.context.extensions().get::<crate::AsStored>().is_some();
     let tenant = restore.context.tenant().cloned();
     let context = restore.context.clone();
     let thread = GetThread::new(restore.thread.id.clone()).with_context(context.clone());
     let exists = matches!(inner.ready().await?.call(thread.into()).await?, PersistResult::Thread(Some(_)));
     for message in &mut restore.messages {
+        if as_stored || sealer.holds_envelopes(message) {
+            sealer.open_message(tenant.as_ref(), message.clone())?;
+            continue;
+        }
         if exists {
             let get = GetMessage::new(message.thread_id.clone(), message.id.clone()).with_context(context.clone());
             if let PersistResult::Message(Some(stored)) = inner.ready().await?.call(get.into()).await?
@@ -31,7 +42,11 @@ where
         }
         sealer.seal_message(tenant.as_ref(), message)?;
     }
-    sealer.seal_thread(tenant.as_ref(), &mut restore.thread)?;
+    if as_stored || sealer.thread_holds_envelopes(&restore.thread) {
+        sealer.open_thread(restore.thread.clone())?;
+    } else {
+        sealer.seal_thread(tenant.as_ref(), &mut restore.thread)?;
+    }
     let result = inner.ready().await?.call(restore.into()).await?;
-    sealer.open_result(result, &Plan { tenant, raw: false, original: None })
+    sealer.open_result(result, &Plan { tenant, raw: as_stored, original: None })
 }

@@ -178,6 +178,23 @@ impl Sealer {
         Ok(sealed)
     }
 
+    /// Whether `message` holds an envelope where this layer seals (its content, a sealed
+    /// metadata key): a message as a sealed store holds it.
+    pub(crate) fn holds_envelopes(&self, message: &Message) -> bool {
+        sealed_text_in(&message.content.as_json()).is_some() || self.metadata_holds_envelopes(&message.metadata)
+    }
+
+    /// Whether `thread` holds an envelope where this layer seals (a sealed metadata key, a
+    /// sealed title).
+    pub(crate) fn thread_holds_envelopes(&self, thread: &Thread) -> bool {
+        let title = thread.title.as_deref().is_some_and(|title| title.starts_with(TITLE_PREFIX));
+        title || self.metadata_holds_envelopes(&thread.metadata)
+    }
+
+    fn metadata_holds_envelopes(&self, metadata: &Metadata) -> bool {
+        metadata.as_map().iter().any(|(key, value)| self.metadata_keys.contains(key) && sealed_text(value).is_some())
+    }
+
     /// Seals a whole message as a restore writes it: its content and sealed metadata keys.
     pub(crate) fn seal_message(&self, tenant: Option<&TenantId>, message: &mut Message) -> Result<()> {
         let place = Place { tenant, thread: &message.thread_id, message: Some(&message.id), field: Field::Content };

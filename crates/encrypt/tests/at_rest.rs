@@ -400,3 +400,44 @@ async fn futures_sum(tasks: Vec<tokio::task::JoinHandle<usize>>) -> usize {
     }
     sum
 }
+
+/// An export of a sealed store (values as stored) restored through the layer of another store
+/// with the same keys is kept as it is, not sealed twice, and reads back clear; an envelope
+/// moved to another tenant, or a clear value marked as stored, is refused, never stored.
+#[tokio::test]
+async fn a_restore_of_sealed_values_keeps_them_and_refuses_what_would_not_open() {
+    let (sealed, raw) = stacks(support::ring());
+    let t = thread("exported");
+    let metadata = Metadata::new().with("secret", json!("s"));
+    let clear = sealed.add(Add::new(t.clone(), Role::User, Content::text("hello")).with_metadata(metadata)).await;
+    let clear = clear.unwrap().message;
+    sealed.update(Update::thread(t.clone()).with_title(Some("a title".into()))).await.unwrap();
+    // What `persist export` reads: no layer, values as stored.
+    let thread_record = raw.get_thread(GetThread::new(t.clone())).await.unwrap().unwrap();
+    let message = stored(&raw, Context::new(), &t, &clear).await;
+    assert_ne!(message, clear, "stored sealed");
+
+    let (target, target_raw) = stacks(support::ring());
+    let restore = || Restore::new(thread_record.clone(), vec![message.clone()]);
+    let answer = target.restore(restore()).await.unwrap();
+    assert_eq!((answer.restored, answer.thread.title.as_deref()), (1, Some("a title")), "answered opened");
+    assert_eq!(stored(&target_raw, Context::new(), &t, &clear).await, message, "kept as it was, not sealed again");
+    assert_eq!(target.get(GetMessage::new(t.clone(), clear.id.clone())).await.unwrap(), Some(clear.clone()));
+    assert_eq!(target.restore(restore()).await.unwrap().present, 1, "a repeat writes nothing");
+
+    // The same envelopes in another tenant do not open there: refused, nothing stored.
+    let elsewhere = Restore::new(
+        Thread { tenant: Some(TenantId::new("globex").unwrap()), ..thread_record.clone() },
+        vec![message.clone()],
+    );
+    assert_unreadable(target.restore(elsewhere).await, "an envelope of another tenant");
+    assert!(target_raw.get_thread(GetThread::new(t.clone()).with_context(tenant("globex"))).await.unwrap().is_none());
+    // A clear value claimed to be as stored.
+    let claimed = Restore::new(
+        Thread { id: thread("claimed"), ..thread_record.clone() },
+        vec![Message { thread_id: thread("claimed"), ..clear.clone() }],
+    )
+    .with_context(Context::new().with_extension(AsStored));
+    assert_unreadable(target.restore(claimed).await, "a clear value marked as stored");
+    assert!(target_raw.get_thread(GetThread::new(thread("claimed"))).await.unwrap().is_none());
+}

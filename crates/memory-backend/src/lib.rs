@@ -548,7 +548,7 @@ impl Backend for MemoryBackend {
 
     fn capabilities(&self) -> Capabilities {
         // Clones are handles on the same state, so "a second handle" races for real.
-        Capabilities::new().with_shared_storage(true).with_sessions(true)
+        Capabilities::new().with_shared_storage(true).with_sessions(true).with_restore(true)
     }
 
     async fn bind(&self, bind: Bind) -> Result<SessionBinding> {

@@ -22,6 +22,8 @@ pub(crate) async fn restore(conn: &mut PgConnection, restore: &Restore) -> Resul
             Ok(restored)
         }
         Err(refused) => {
+            // A rollback that fails answers its own error: the pool then drops the connection
+            // rather than hand on one still inside this transaction.
             tx.rollback().await.map_err(sql("rolling back the restore"))?;
             Err(refused)
         }

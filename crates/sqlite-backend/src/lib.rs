@@ -538,7 +538,7 @@ impl Backend for SqliteBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true)
+        Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true).with_restore(true)
     }
 
     async fn stranded(&self, query: FindStranded) -> Result<Vec<Stranded>> {

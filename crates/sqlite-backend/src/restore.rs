@@ -18,7 +18,11 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
     if stored.as_ref().is_some_and(persist_core::Thread::is_deleted) {
         return Err(refused(PersistError::ThreadDeleted { thread_id: restore.thread.id.clone() }));
     }
-    let thread_metadata = limits.metadata(&restore.thread.metadata)?;
+    // The thread's metadata is written only when the restore creates it.
+    let thread_metadata = match stored {
+        None => limits.metadata(&restore.thread.metadata)?,
+        Some(_) => String::new(),
+    };
     let mut inserts = Vec::with_capacity(restore.messages.len());
     for incoming in &restore.messages {
         let verdict = match stored {

@@ -7,7 +7,7 @@
 //! from the target and compared with what was read from the source: the number of messages
 //! and a checksum of them (see the `checksum` module), and its session bindings.
 //!
-//! Session bindings travel with their thread (the last request of each thread carries them):
+//! Session bindings travel with their thread (a request of their own after its messages):
 //! a binding the target changed at the same time or later is kept (the newest wins), and
 //! reported by the verification. Bindings of threads that do not exist are not copied.
 //!

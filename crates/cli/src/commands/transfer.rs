@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufRead, BufReader};
 
 use super::{MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout};
 use crate::error::{CliError, CliResult, describe, note};
-use crate::jsonl::{Header, Item, Reader, binding_line, message_line, thread_line, write_line};
+use crate::jsonl::{Counts, End, Header, Item, Reader, binding_line, message_line, thread_line, write_line};
 use crate::progress::Progress;
 use crate::store::{Mode, Store};
 use crate::text::format_time;
@@ -44,41 +44,91 @@ pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions)
         }
         _ => {}
     }
-    let mut out: Box<dyn Write + Send> = match &options.output {
-        Some(path) if path.as_os_str() != "-" => {
-            let file = File::create(path).map_err(|e| CliError::context(format!("creating {}", path.display()), &e))?;
-            Box::new(BufWriter::new(file))
-        }
-        _ => Box::new(stdout()),
+    // A file is written beside its name and renamed once whole: a cut export never takes the
+    // place of a good one.
+    let file = match &options.output {
+        Some(path) if path.as_os_str() != "-" => Some(Partial::create(path)?),
+        _ => None,
+    };
+    let mut out: Box<dyn Write + Send> = match &file {
+        Some(partial) => Box::new(BufWriter::new(partial.file()?)),
+        None => Box::new(stdout()),
     };
     let header = Header::new(&store.label, scope.tenant.as_ref(), scope.all_tenants, options.thread.as_ref());
     write_line(&mut out, &header)?;
     let mut progress = Progress::new("messages exported");
-    let mut threads = 0u64;
+    let mut counts = Counts::default();
     let work = async {
         match &options.thread {
             Some(thread_id) => {
                 let thread = one_thread(store, scope, thread_id).await?;
-                export_thread(store, &thread, &mut out, &mut progress).await?;
-                threads += 1;
+                export_thread(store, &thread, &mut out, &mut progress, &mut counts).await?;
             }
             None => {
                 let mut pages = scope.threads();
                 while let Some(page) = pages.next_page(&store.pipeline).await? {
                     for thread in &page {
-                        export_thread(store, thread, &mut out, &mut progress).await?;
-                        threads += 1;
+                        export_thread(store, thread, &mut out, &mut progress, &mut counts).await?;
                     }
                 }
             }
         }
+        write_line(&mut out, &End::new(counts))?;
         out.flush()?;
         Ok::<(), CliError>(())
     };
     interruptible("the export is incomplete: run it again", work).await?;
+    drop(out);
+    if let Some(partial) = file {
+        partial.finish()?;
+    }
     progress.finish();
-    note(format!("exported {threads} threads"));
+    note(format!(
+        "exported {} threads, {} messages, {} session bindings",
+        counts.threads, counts.messages, counts.bindings
+    ));
     Ok(())
+}
+
+/// An export file being written: `NAME.partial` beside `NAME`, readable by its owner only (it
+/// holds whole conversations), removed unless [`finish`](Self::finish) renames it.
+#[derive(Debug)]
+struct Partial {
+    path: PathBuf,
+    partial: PathBuf,
+    done: bool,
+}
+
+impl Partial {
+    fn create(path: &std::path::Path) -> CliResult<Self> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".partial");
+        Ok(Self { path: path.to_owned(), partial: PathBuf::from(name), done: false })
+    }
+
+    fn file(&self) -> CliResult<File> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(&self.partial).map_err(|e| CliError::context(format!("creating {}", self.partial.display()), &e))
+    }
+
+    fn finish(mut self) -> CliResult {
+        std::fs::rename(&self.partial, &self.path).map_err(|e| {
+            CliError::context(format!("renaming {} to {}", self.partial.display(), self.path.display()), &e)
+        })?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
 }
 
 /// The thread `thread_id` of the scope's tenant, which must exist and not be deleted.
@@ -96,19 +146,28 @@ async fn one_thread(store: &Store, scope: &Scope, thread_id: &ThreadId) -> CliRe
 /// Writes a thread's line, its messages' lines and its session bindings' lines. Messages added
 /// after the thread was read (a seq past its `last_seq`) are left out, so the export stays
 /// restorable.
-async fn export_thread(store: &Store, thread: &Thread, out: &mut impl Write, progress: &mut Progress) -> CliResult {
+async fn export_thread(
+    store: &Store,
+    thread: &Thread,
+    out: &mut impl Write,
+    progress: &mut Progress,
+    counts: &mut Counts,
+) -> CliResult {
     write_line(out, &thread_line(thread))?;
+    counts.threads += 1;
     let mut pages = MessagePages::of(thread);
     while let Some(page) = pages.next_page(&store.pipeline).await? {
         let mut written = 0;
         for message in page.iter().filter(|message| message.seq <= thread.last_seq) {
             write_line(out, &message_line(message))?;
             written += 1;
+            counts.messages += 1;
         }
         progress.add(written);
     }
     for binding in bindings_of(&store.pipeline, thread).await? {
         write_line(out, &binding_line(&binding))?;
+        counts.bindings += 1;
     }
     Ok(())
 }
@@ -227,6 +286,10 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
     interruptible(RUN_AGAIN, work).await?;
     progress.finish();
     let skipped = reader.skipped;
+    let complete = reader.complete();
+    if let Err(why) = &complete {
+        note(format!("warning: {why}"));
+    }
     let mut out = stdout();
     if json {
         let report = json!({
@@ -235,6 +298,7 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
             "present": totals.present,
             "bindings": totals.bindings,
             "skipped_lines": skipped,
+            "complete": complete.is_ok(),
         });
         write_line(&mut out, &report)?;
     } else {
