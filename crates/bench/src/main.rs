@@ -12,7 +12,8 @@
 //! layer's name) runs just that memory variant, `PERSIST_BENCH_N` adds, for `perf` or `callgrind`;
 //! `sqlite-one`, `sqlite-threads` or `sqlite-tasks` runs one SQLite caller, or 64 callers on
 //! OS threads or as tasks, on a fresh database; `postgres-one` or `postgres-tasks` the same
-//! for PostgreSQL.
+//! for PostgreSQL; `streams-final`, `streams-coalesced` or `streams-every` one way of writing
+//! 64 streamed replies.
 
 mod encrypt;
 mod measure;
@@ -20,6 +21,7 @@ mod memory;
 mod postgres;
 mod report;
 mod sqlite;
+mod streams;
 mod workload;
 
 use report::Row;
@@ -62,7 +64,9 @@ impl Options {
 
 fn main() {
     if let Ok(variant) = std::env::var("PERSIST_BENCH_PROFILE") {
-        if let Some(variant) = variant.strip_prefix("sqlite-") {
+        if let Some(variant) = variant.strip_prefix("streams-") {
+            streams::profile(variant);
+        } else if let Some(variant) = variant.strip_prefix("sqlite-") {
             sqlite::profile(variant);
         } else if let Some(variant) = variant.strip_prefix("postgres-") {
             postgres::profile(variant);
@@ -95,6 +99,9 @@ fn main() {
     }
     if options.wants("sqlite") {
         emit(sqlite::run(&options));
+    }
+    if options.wants("sqlite-streams") {
+        emit(streams::run_all(&options));
     }
     if options.wants("postgres") {
         emit(postgres::run(&options));

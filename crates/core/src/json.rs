@@ -214,24 +214,36 @@ pub(crate) fn to_string(value: &Value) -> String {
 }
 
 /// Appends `text` as a JSON string literal, escaped as `serde_json` escapes it.
+///
+/// Copies runs of bytes that need no escape at once: every byte to escape is ASCII (`"`, `\`,
+/// controls), so a run never splits a UTF-8 sequence.
 pub(crate) fn push_string(out: &mut String, text: &str) {
+    out.reserve(text.len() + 2);
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                use std::fmt::Write as _;
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    let bytes = text.as_bytes();
+    let mut run = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[run..i]);
+        if escape.is_empty() {
+            use std::fmt::Write as _;
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escape);
         }
+        run = i + 1;
     }
+    out.push_str(&text[run..]);
     out.push('"');
 }
 
@@ -362,6 +374,23 @@ mod tests {
         assert_eq!(depth(&nested(20)), 20);
         assert!(deeper_than(&nested(20), 19));
         assert!(!deeper_than(&nested(20), 20));
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let every_control: String = (0u8..0x20).map(char::from).collect();
+        for text in [
+            String::new(),
+            "plain ascii".to_owned(),
+            every_control,
+            "quote \" backslash \\ slash / del \u{7f}".to_owned(),
+            "é ü 😀 \u{2028} \u{ffff} mixed\n\"é\"\t".to_owned(),
+            "\\\"\n".repeat(50),
+        ] {
+            let mut ours = String::new();
+            push_string(&mut ours, &text);
+            assert_eq!(ours, serde_json::to_string(&text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]

@@ -50,12 +50,23 @@ impl Reserved {
 pub struct ContentUpdated {
     /// The message after the update.
     pub message: Message,
+    /// The update was held back by a
+    /// [`CoalesceLayer`](crate::layer::CoalesceLayer), to be written with later ones: `message`
+    /// is the message as last written with this update's content (its version is the one
+    /// written last, not yet moved).
+    #[serde(default)]
+    pub coalesced: bool,
 }
 
 impl ContentUpdated {
-    /// An answer for `message`.
+    /// An answer for `message`, as written.
     pub fn new(message: Message) -> Self {
-        Self { message }
+        Self { message, coalesced: false }
+    }
+
+    /// An answer for an update held back to be written later (see [`coalesced`](Self::coalesced)).
+    pub fn held_back(message: Message) -> Self {
+        Self { message, coalesced: true }
     }
 }
 

@@ -10,7 +10,8 @@
 //!
 //! Ready-made, each in its own module: [`observe`], [`route`] (redirect to another stack),
 //! [`intercept`] (short-circuit), [`retry`], [`timeout`], [`detach`] (finish writes whose
-//! caller left), [`trace`], [`metrics`], [`events`], [`validate`], [`chaos`], [`mirror`].
+//! caller left), [`trace`], [`metrics`], [`events`], [`validate`], [`chaos`], [`mirror`],
+//! [`coalesce`] (streamed replies at the cost of a final write).
 //!
 //! # Recommended order
 //!
@@ -23,6 +24,7 @@
 //! writes that reached the backend even when the caller gave up.
 
 pub mod chaos;
+pub mod coalesce;
 pub mod detach;
 pub mod events;
 pub mod from_fn;
@@ -37,6 +39,7 @@ pub mod trace;
 pub mod validate;
 
 pub use self::chaos::ChaosLayer;
+pub use self::coalesce::CoalesceLayer;
 pub use self::detach::DetachLayer;
 pub use self::events::{Committed, Events, EventsLayer};
 pub use self::from_fn::{FromFnLayer, Next, from_fn};

@@ -1,0 +1,181 @@
+//! Streamed replies at the cost of a final-only write: partial content updates of a message
+//! coalesced, at most one write per message per interval.
+//!
+//! A model streams a reply as tokens; a host that writes each partial `update_content` keeps
+//! the reply durable as it grows, and pays a write per token. [`CoalesceLayer`] keeps the
+//! durability and drops most of the writes:
+//!
+//! - A **partial** update (`finalize: false`, no expected version) of a message written less
+//!   than an interval ago is held back, replacing any update held back before it (the latest
+//!   content wins), and answered at once with [`ContentUpdated::coalesced`] set: the message as
+//!   last written, with this update's content. The held-back update is written when the
+//!   interval since the message's last write is over, so a crash loses at most one interval of
+//!   partial text. A partial update of a message not written for an interval goes down at
+//!   once.
+//! - A **final** update (or one with an expected version) goes down at once, after any write of
+//!   the same message already under way and instead of any update held back: the final content
+//!   is never overwritten by a partial one, and it is answered as the backend answers it.
+//! - A `reserve` goes down at once; its answer starts the message's interval, so the first
+//!   tokens after it are held back too. Everything else passes through.
+//!
+//! A held-back update written later has no caller: if the backend refuses it (the message was
+//! deleted meanwhile, …), the refusal is logged (`tracing`, `WARN`) and the next update, or the
+//! final one, meets the same refusal. Needs a Tokio runtime (a held-back update is written by a
+//! spawned task).
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use persist::{args::{Reserve, UpdateContent}, layer::CoalesceLayer, memory::MemoryBackend};
+//! use persist::{read::GetMessage, Content, Pipeline, Role, ThreadId};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pipeline = Pipeline::builder()
+//!     .layer(CoalesceLayer::new(Duration::from_millis(200)))
+//!     .build(MemoryBackend::new());
+//! let thread = ThreadId::new("t1")?;
+//! let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
+//! let mut text = String::new();
+//! for token in ["Hel", "lo", " there"] {
+//!     text.push_str(token);
+//!     let partial = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&text)).with_finalize(false);
+//!     pipeline.update_content(partial).await?; // held back: one write per 200 ms at most
+//! }
+//! let done = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text("Hello there!"));
+//! let stored = pipeline.update_content(done).await?; // written at once, in order
+//! assert_eq!(stored.content.to_text(), "Hello there!");
+//! # Ok::<_, persist::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+mod slots;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::{Layer, Service, ServiceExt};
+
+use self::slots::{Key, Slots};
+use crate::args::UpdateContent;
+use crate::{ContentUpdated, PersistArgs, PersistError, PersistResult};
+
+/// Holds back partial content updates; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct CoalesceLayer {
+    interval: Duration,
+    slots: Arc<Slots>,
+}
+
+impl CoalesceLayer {
+    /// At most one write per message per `interval` for partial updates.
+    pub fn new(interval: Duration) -> Self {
+        Self { interval, slots: Arc::default() }
+    }
+}
+
+impl<S> Layer<S> for CoalesceLayer {
+    type Service = Coalesce<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Coalesce { inner, interval: self.interval, slots: Arc::clone(&self.slots) }
+    }
+}
+
+/// The service of a [`CoalesceLayer`].
+#[derive(Clone)]
+pub struct Coalesce<S> {
+    inner: S,
+    interval: Duration,
+    slots: Arc<Slots>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Coalesce<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Coalesce").field("inner", &self.inner).field("interval", &self.interval).finish_non_exhaustive()
+    }
+}
+
+/// The answer of a [`Coalesce`] service.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = crate::Result<PersistResult>> + Send + 'static>>;
+
+impl<S> Service<PersistArgs> for Coalesce<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<crate::Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        // The ready service goes with the request; a clone waits for the next one.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        let (slots, interval) = (Arc::clone(&self.slots), self.interval);
+        match args {
+            PersistArgs::UpdateContent(update) => Box::pin(update_content(slots, interval, inner, update)),
+            PersistArgs::Reserve(reserve) => Box::pin(async move {
+                let tenant = reserve.context.tenant().cloned();
+                let result = inner.oneshot(reserve.into()).await?;
+                if let PersistResult::Reserved(reserved) = &result {
+                    slots.written(Key::of(tenant.as_ref(), &reserved.message), &reserved.message).await;
+                }
+                Ok(result)
+            }),
+            args => Box::pin(inner.oneshot(args)),
+        }
+    }
+}
+
+/// A content update: held back, or written once the writes of its message before it are done.
+async fn update_content<S>(
+    slots: Arc<Slots>,
+    interval: Duration,
+    inner: S,
+    update: UpdateContent,
+) -> crate::Result<PersistResult>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let key = Key::new(update.context.tenant(), &update.thread_id, &update.message_id);
+    let partial = !update.finalize && update.expected_version.is_none();
+    let slot = slots.slot(&key);
+    let mut gate = slot.gate.lock().await;
+    let update = if partial {
+        match gate.hold(update, interval) {
+            Ok(answer) => {
+                if gate.needs_flush() {
+                    gate.flush_scheduled = true;
+                    let deadline = gate.due(interval);
+                    tokio::spawn(slots::flush(Arc::clone(&slot), inner, deadline));
+                }
+                return Ok(ContentUpdated::held_back(answer).into());
+            }
+            Err(update) => update,
+        }
+    } else {
+        update
+    };
+    // Written now: whatever was held back is older than this content.
+    gate.pending = None;
+    let result = inner.oneshot(update.into()).await;
+    match &result {
+        Ok(PersistResult::ContentUpdated(done)) if partial => gate.written(&done.message),
+        _ => {}
+    }
+    drop(gate);
+    if !partial {
+        slots.forget(&key, &slot);
+    }
+    result
+}

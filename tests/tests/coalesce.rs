@@ -1,0 +1,128 @@
+//! `CoalesceLayer`: partial content updates of a message written at most once an interval,
+//! the latest content winning, a final update written at once and never overwritten, over
+//! the memory and SQLite backends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use persist::args::{Reserve, UpdateContent};
+use persist::layer::{CoalesceLayer, ObserveLayer};
+use persist::memory::MemoryBackend;
+use persist::read::GetMessage;
+use persist::sqlite::SqliteBackend;
+use persist::{Backend, Content, Message, PersistArgs, PersistOp, PersistResult, Pipeline, Role, Status, ThreadId};
+
+/// A pipeline with the coalescing layer above a counter of the content updates that reach the
+/// backend.
+fn counted<B: Backend>(backend: B, interval: Duration) -> (Pipeline, Arc<AtomicUsize>) {
+    let writes = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&writes);
+    let pipeline = Pipeline::builder()
+        .layer(CoalesceLayer::new(interval))
+        .layer(ObserveLayer::new().on_args(move |args: &PersistArgs| {
+            if args.op() == PersistOp::UpdateContent {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }))
+        .build(backend);
+    (pipeline, writes)
+}
+
+fn partial(reply: &Message, text: &str) -> UpdateContent {
+    UpdateContent::new(reply.thread_id.clone(), reply.id.clone(), Content::text(text)).with_finalize(false)
+}
+
+async fn stored(pipeline: &Pipeline, reply: &Message) -> Message {
+    pipeline.get(GetMessage::new(reply.thread_id.clone(), reply.id.clone())).await.unwrap().unwrap()
+}
+
+/// 200 partial updates sent as fast as they come reach the backend a few times, each answered
+/// at once with the message and its new content; the final update is written at once and is
+/// what the store holds.
+async fn a_fast_stream_is_written_a_few_times<B: Backend>(backend: B) {
+    let (pipeline, writes) = counted(backend, Duration::from_millis(100));
+    let thread = ThreadId::new("stream").unwrap();
+    let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.unwrap().message;
+    let mut text = String::new();
+    for token in 0..200 {
+        text.push_str(&format!("t{token} "));
+        let answer = pipeline.execute(partial(&reply, &text)).await.unwrap();
+        let PersistResult::ContentUpdated(answer) = answer else { panic!("{answer:?}") };
+        assert!(answer.coalesced, "held back: the reservation was written a moment ago");
+        assert_eq!((answer.message.content.to_text(), answer.message.status), (text.clone(), Status::Reserved));
+    }
+    text.push_str("end");
+    let done = pipeline.update_content(UpdateContent::new(thread, reply.id.clone(), Content::text(&text))).await;
+    assert_eq!(done.unwrap().content.to_text(), text);
+    assert!(writes.load(Ordering::SeqCst) <= 3, "{} writes for 200 partial updates", writes.load(Ordering::SeqCst));
+    // The final content stays: a held-back partial update is never written after it.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let kept = stored(&pipeline, &reply).await;
+    assert_eq!((kept.content.to_text(), kept.status), (text, Status::Complete));
+}
+
+#[tokio::test]
+async fn a_fast_stream_is_written_a_few_times_on_memory() {
+    a_fast_stream_is_written_a_few_times(MemoryBackend::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_stream_is_written_a_few_times_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_fast_stream_is_written_a_few_times(SqliteBackend::open(dir.path().join("c.db")).await.unwrap()).await;
+}
+
+/// A stream that stops without finishing (its process died soon after) lost at most one
+/// interval: the latest partial content is written once the interval is over.
+#[tokio::test]
+async fn a_held_back_update_is_written_within_an_interval() {
+    let (pipeline, writes) = counted(MemoryBackend::new(), Duration::from_millis(50));
+    let thread = ThreadId::new("stalled").unwrap();
+    let reply = pipeline.reserve(Reserve::new(thread, Role::Assistant)).await.unwrap().message;
+    for text in ["a", "ab", "abc"] {
+        pipeline.update_content(partial(&reply, text)).await.unwrap();
+    }
+    assert_eq!(writes.load(Ordering::SeqCst), 0);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let kept = stored(&pipeline, &reply).await;
+    assert_eq!((kept.content.to_text(), kept.status), ("abc".to_owned(), Status::Reserved), "the latest wins");
+    assert_eq!(writes.load(Ordering::SeqCst), 1, "one write for the three");
+    // A partial update an interval after the last write goes down at once.
+    let answer = pipeline.execute(partial(&reply, "abcd")).await.unwrap();
+    let PersistResult::ContentUpdated(answer) = answer else { panic!("{answer:?}") };
+    assert!(!answer.coalesced);
+    assert_eq!(answer.message.version, kept.version + 1);
+}
+
+/// Final updates racing the writes of held-back ones, many times over: the stored content is
+/// always the final one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_update_is_never_overwritten_by_a_held_back_one() {
+    let (pipeline, _) = counted(MemoryBackend::new(), Duration::from_millis(1));
+    let thread = ThreadId::new("race").unwrap();
+    for round in 0..200 {
+        let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.unwrap().message;
+        for step in 0..(round % 7) {
+            pipeline.update_content(partial(&reply, &format!("partial {step}"))).await.unwrap();
+            if step % 3 == 0 {
+                tokio::time::sleep(Duration::from_micros(500)).await;
+            }
+        }
+        let done = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text("final"));
+        pipeline.update_content(done).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(stored(&pipeline, &reply).await.content.to_text(), "final", "round {round}");
+    }
+}
+
+/// An update with an expected version is never held back: its precondition is checked now.
+#[tokio::test]
+async fn an_update_with_an_expected_version_goes_down_at_once() {
+    let (pipeline, writes) = counted(MemoryBackend::new(), Duration::from_secs(60));
+    let thread = ThreadId::new("versioned").unwrap();
+    let reply = pipeline.reserve(Reserve::new(thread, Role::Assistant)).await.unwrap().message;
+    let stale = partial(&reply, "x").with_expected_version(reply.version + 5);
+    assert!(matches!(pipeline.update_content(stale).await, Err(persist::PersistError::VersionConflict { .. })));
+    assert_eq!(writes.load(Ordering::SeqCst), 1);
+}
