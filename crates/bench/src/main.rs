@@ -19,6 +19,7 @@ mod encrypt;
 mod measure;
 mod memory;
 mod postgres;
+mod reads;
 mod report;
 mod sqlite;
 mod streams;
@@ -99,6 +100,9 @@ fn main() {
     }
     if options.wants("sqlite") {
         emit(sqlite::run(&options));
+    }
+    if options.wants("sqlite-reads") {
+        emit(reads::run(&options));
     }
     if options.wants("sqlite-streams") {
         emit(streams::run_all(&options));

@@ -1,0 +1,159 @@
+//! SQLite reads side by side with the same queries hand-written with rusqlite on a held
+//! connection: the latest 50 messages of a thread, and one message by id, in a store of 100k
+//! messages on 100 threads written interleaved (as messages arrive), decoded into the same
+//! `Message` values; interleaved rounds, medians.
+
+use std::path::Path;
+use std::time::Instant;
+
+use persist::read::{GetMessage, ListMessages};
+use persist::sqlite::SqliteBackend;
+use persist::{
+    Backend, Content, IdempotencyKey, Message, MessageId, Metadata, Order, Role, Status, ThreadId, Timestamp,
+};
+
+use crate::Options;
+use crate::measure::median;
+use crate::report::{Row, Target};
+use crate::workload::TEXT;
+
+const THREADS: usize = 100;
+
+/// Fills a migrated database with `per_thread` messages on each of `THREADS` threads, one
+/// thread after another for each seq (arrival order), with rusqlite in one transaction.
+fn fill(path: &Path, per_thread: usize) {
+    let mut conn = rusqlite::Connection::open(path).expect("rusqlite open");
+    let tx = conn.transaction().expect("a transaction");
+    let content = Content::text(format!("{TEXT} {TEXT} {TEXT}")).as_json().into_owned();
+    let now = Timestamp::now().as_micros();
+    {
+        let mut thread = tx
+            .prepare("INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', ?1, ?2, ?2)")
+            .expect("prepare");
+        let mut message = tx
+            .prepare(
+                "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                                       idempotency_key, created_at, updated_at) \
+                 VALUES ('', ?1, ?2, ?3, 'user', ?4, '{}', 'complete', 1, NULL, ?5, ?5)",
+            )
+            .expect("prepare");
+        for t in 0..THREADS {
+            thread.execute(rusqlite::params![format!("r-{t}"), now]).expect("thread");
+        }
+        for seq in 1..=per_thread {
+            for t in 0..THREADS {
+                let id = format!("m-{t}-{seq}");
+                message.execute(rusqlite::params![format!("r-{t}"), id, seq as i64, content, now]).expect("message");
+            }
+        }
+    }
+    tx.commit().expect("commit");
+}
+
+/// A row as our backend decodes it, by hand: the same `Message`.
+fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let text = |i: usize| row.get::<_, String>(i);
+    let metadata: serde_json::Value = serde_json::from_str(&text(5)?).expect("metadata JSON");
+    let key: Option<String> = row.get(8)?;
+    Ok(Message {
+        thread_id: ThreadId::new(text(0)?).expect("id"),
+        id: MessageId::new(text(1)?).expect("id"),
+        seq: row.get::<_, i64>(2)? as u64,
+        role: Role::new(&text(3)?).expect("role"),
+        content: Content::from_json(text(4)?).expect("content"),
+        metadata: Metadata::try_from(metadata).expect("metadata"),
+        status: if text(6)? == "complete" { Status::Complete } else { Status::Reserved },
+        version: row.get::<_, i64>(7)? as u64,
+        idempotency_key: key.map(|k| IdempotencyKey::new(k).expect("key")),
+        created_at: Timestamp::from_micros(row.get(9)?),
+        updated_at: Timestamp::from_micros(row.get(10)?),
+    })
+}
+
+const COLUMNS: &str =
+    "thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, created_at, updated_at";
+
+pub(crate) fn run(options: &Options) -> Vec<Row> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("reads.db");
+    let per_thread = options.scale(1000, 100);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    drop(rt.block_on(SqliteBackend::open(&path)).expect("open"));
+    fill(&path, per_thread);
+    let backend = rt.block_on(SqliteBackend::open(&path)).expect("open");
+    let conn = rusqlite::Connection::open(&path).expect("rusqlite open");
+    let mut list = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM messages WHERE tenant = '' AND thread_id = ?1 AND status = 'complete' \
+             ORDER BY seq DESC LIMIT 50"
+        ))
+        .expect("prepare");
+    let mut get = conn
+        .prepare(&format!("SELECT {COLUMNS} FROM messages WHERE tenant = '' AND thread_id = ?1 AND message_id = ?2"))
+        .expect("prepare");
+    let thread = |i: usize| ThreadId::new(format!("r-{}", (i * 37) % THREADS)).unwrap();
+    let n = options.scale(2000, 200);
+    let (mut ours_list, mut hand_list, mut ours_get, mut hand_get) = (vec![], vec![], vec![], vec![]);
+    for _round in 0..options.scale(5, 2) {
+        let start = Instant::now();
+        rt.block_on(async {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let query = ListMessages::new(thread(i)).with_order(Order::Desc).with_limit(50);
+                    assert_eq!(backend.list(query).await.expect("list").items.len(), 50);
+                }
+            })
+            .await
+            .expect("the reads");
+        });
+        ours_list.push(n as f64 / start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        for i in 0..n {
+            let rows: Vec<Message> =
+                list.query_map([thread(i).as_str()], decode).expect("query").collect::<Result<_, _>>().expect("rows");
+            assert_eq!(rows.len(), 50);
+        }
+        hand_list.push(n as f64 / start.elapsed().as_secs_f64());
+        let id =
+            move |i: usize| MessageId::new(format!("m-{}-{}", (i * 37) % THREADS, 1 + (i * 7) % per_thread)).unwrap();
+        let start = Instant::now();
+        rt.block_on(async {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                for i in 0..n * 5 {
+                    assert!(backend.get(GetMessage::new(thread(i), id(i))).await.expect("get").is_some());
+                }
+            })
+            .await
+            .expect("the reads");
+        });
+        ours_get.push((n * 5) as f64 / start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        for i in 0..n * 5 {
+            let found = get.query_row([thread(i).as_str(), id(i).as_str()], decode).expect("get");
+            std::hint::black_box(found);
+        }
+        hand_get.push((n * 5) as f64 / start.elapsed().as_secs_f64());
+    }
+    let ratio = |ours: &[f64], hand: &[f64]| median(&mut ours.iter().zip(hand).map(|(o, h)| o / h).collect::<Vec<_>>());
+    let total = THREADS * per_thread;
+    vec![
+        Row::new(
+            format!("sqlite: rusqlite, latest 50 of a thread ({total} messages), held connection"),
+            n as u64,
+            median(&mut hand_list.clone()),
+        ),
+        Row::new(
+            format!("sqlite: ours, latest 50 of a thread ({total} messages)"),
+            n as u64,
+            median(&mut ours_list.clone()),
+        )
+        .ratio(ratio(&ours_list, &hand_list), "reads/s, ours / rusqlite")
+        .target(Target::RatioAtLeast(0.6)),
+        Row::new("sqlite: rusqlite, one message by id, held connection", (n * 5) as u64, median(&mut hand_get.clone())),
+        Row::new("sqlite: ours, one message by id", (n * 5) as u64, median(&mut ours_get.clone()))
+            .ratio(ratio(&ours_get, &hand_get), "reads/s, ours / rusqlite")
+            .target(Target::RatioAtLeast(0.6)),
+    ]
+}
