@@ -6,8 +6,11 @@
 //!
 //! - **One writer, many readers.** Every write goes to a single task that owns the only write
 //!   connection and applies writes in transactions that take the write lock before they read
-//!   anything (`BEGIN IMMEDIATE`, or a single statement in autocommit); reads use a separate pool
-//!   of read-only connections (WAL lets them run alongside the writer). Several writer
+//!   anything (`BEGIN IMMEDIATE`, or a single statement in autocommit); reads use separate
+//!   read-only connections (WAL lets them run alongside the writer): `get`, `get_thread` and
+//!   `list` on the caller's thread, on rusqlite connections kept idle between reads (a read
+//!   that meets a lock waits there up to the busy timeout), the others on a sqlx pool. Several
+//!   writer
 //!   connections with deferred transactions fail read-then-write transactions with
 //!   `SQLITE_BUSY`; one writer never contends with itself.
 //! - **Group commit.** The writer takes every write queued since its last commit (up to
@@ -70,6 +73,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod check;
+mod direct;
 mod error;
 mod ops;
 mod reads;
@@ -303,7 +307,8 @@ impl SqliteBackendBuilder {
             let _ = checkpointer.await;
             let _ = writer_closed.send(true);
         });
-        Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, path: self.path, stop, closed }) })
+        let direct = direct::DirectReads::new(self.path.clone(), self.busy_timeout, self.read_connections as usize);
+        Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, direct, path: self.path, stop, closed }) })
     }
 }
 
@@ -396,6 +401,8 @@ pub struct SqliteBackend {
 struct Shared {
     jobs: mpsc::Sender<Job>,
     readers: SqlitePool,
+    /// `get`, `get_thread` and `list`, on the caller's thread (see `direct`).
+    direct: direct::DirectReads,
     path: PathBuf,
     /// Asks the writer to stop (see [`SqliteBackend::close`]).
     stop: mpsc::Sender<()>,
@@ -480,6 +487,7 @@ impl SqliteBackend {
         // An error means the writer is gone (its task ended without saying so): closed too.
         let _ = closed.wait_for(|closed| *closed).await;
         self.shared.readers.close().await;
+        self.shared.direct.close();
     }
 
     fn closed() -> PersistError {
@@ -522,15 +530,15 @@ impl Backend for SqliteBackend {
     }
 
     async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
-        reads::get(&self.shared.readers, &query).await
+        self.shared.direct.get(&query)
     }
 
     async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
-        reads::get_thread(&self.shared.readers, &query).await
+        self.shared.direct.get_thread(&query)
     }
 
     async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
-        reads::list(&self.shared.readers, &query).await
+        self.shared.direct.list(&query)
     }
 
     async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {

@@ -1,37 +1,13 @@
-//! Reads, answered from the read pool (never through the writer).
+//! Reads, answered from the read pool (never through the writer); `get`, `get_thread` and
+//! `list` run on the caller's thread instead (see `direct`), with the listing SQL shared here.
 
-use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
+use persist_core::read::{FindStranded, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{ListBindings, Resolution, Resolve, StoredBinding};
-use persist_core::{Message, Order, Page, Result, Thread};
+use persist_core::{Page, Result, Thread};
 use sqlx::SqlitePool;
 
 use crate::error::map_sqlx;
-use crate::rows::{self, binding_columns, json, message_columns, signed, tenant_key, thread_columns};
-
-pub(crate) async fn get(pool: &SqlitePool, query: &GetMessage) -> Result<Option<Message>> {
-    let row = sqlx::query(concat!(
-        "SELECT ",
-        message_columns!(),
-        " FROM messages WHERE tenant = ?3 AND thread_id = ?1 AND message_id = ?2"
-    ))
-    .bind(query.thread_id.as_str())
-    .bind(query.message_id.as_str())
-    .bind(tenant_key(query.tenant()))
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| map_sqlx("reading a message", e))?;
-    row.map(|row| rows::message(&row)).transpose()
-}
-
-pub(crate) async fn get_thread(pool: &SqlitePool, query: &GetThread) -> Result<Option<Thread>> {
-    let row = sqlx::query(concat!("SELECT ", thread_columns!(), " FROM threads WHERE tenant = ?2 AND thread_id = ?1"))
-        .bind(query.thread_id.as_str())
-        .bind(tenant_key(query.tenant()))
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| map_sqlx("reading a thread", e))?;
-    row.map(|row| rows::thread(&row)).transpose()
-}
+use crate::rows::{self, binding_columns, json, message_columns, tenant_key, thread_columns};
 
 macro_rules! list_sql {
     ($order:literal) => {
@@ -46,25 +22,7 @@ macro_rules! list_sql {
         )
     };
 }
-
-pub(crate) async fn list(pool: &SqlitePool, query: &ListMessages) -> Result<Page<Message>> {
-    query.validate()?;
-    let sql = match query.order {
-        Order::Asc => list_sql!("ASC"),
-        Order::Desc => list_sql!("DESC"),
-    };
-    let fetched = sqlx::query(sql)
-        .bind(query.thread_id.as_str())
-        .bind(query.after.map_or(0, signed))
-        .bind(query.before.map_or(i64::MAX, signed))
-        .bind(query.include_reserved)
-        .bind(tenant_key(query.tenant()))
-        .bind(i64::from(query.fetch_limit()))
-        .fetch_all(pool)
-        .await
-        .map_err(|e| map_sqlx("listing messages", e))?;
-    Ok(query.page(fetched.iter().map(rows::message).collect::<Result<Vec<_>>>()?))
-}
+pub(crate) use list_sql;
 
 /// Whether two `json_tree` rows are the same node: the same kind (integer and real are one
 /// kind, numbers) and the same atom (containers have none), numbers compared by value.

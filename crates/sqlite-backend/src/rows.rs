@@ -28,11 +28,49 @@ macro_rules! thread_columns {
 }
 pub(crate) use thread_columns;
 
-fn get<'r, T>(row: &'r SqliteRow, column: &'static str) -> Result<T, PersistError>
-where
-    T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-{
-    row.try_get(column).map_err(|e| map_sqlx("reading a row", e))
+/// A row of either driver, read by column name: sqlx's (the writer, the pooled reads) and
+/// rusqlite's (the reads on the caller's thread, see `direct`).
+pub(crate) trait Cells {
+    /// The text in `column` (`None` for NULL).
+    fn text(&self, column: &'static str) -> Result<Option<&str>, PersistError>;
+    /// The integer in `column` (`None` for NULL).
+    fn int(&self, column: &'static str) -> Result<Option<i64>, PersistError>;
+}
+
+impl Cells for SqliteRow {
+    fn text(&self, column: &'static str) -> Result<Option<&str>, PersistError> {
+        self.try_get(column).map_err(|e| map_sqlx("reading a row", e))
+    }
+
+    fn int(&self, column: &'static str) -> Result<Option<i64>, PersistError> {
+        self.try_get(column).map_err(|e| map_sqlx("reading a row", e))
+    }
+}
+
+impl Cells for rusqlite::Row<'_> {
+    fn text(&self, column: &'static str) -> Result<Option<&str>, PersistError> {
+        let value = self.get_ref(column).map_err(|e| PersistError::backend("reading a row", e))?;
+        match value {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            value => value.as_str().map(Some).map_err(|e| corrupt(format!("{column}: {e}"))),
+        }
+    }
+
+    fn int(&self, column: &'static str) -> Result<Option<i64>, PersistError> {
+        let value = self.get_ref(column).map_err(|e| PersistError::backend("reading a row", e))?;
+        match value {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            value => value.as_i64().map(Some).map_err(|e| corrupt(format!("{column}: {e}"))),
+        }
+    }
+}
+
+fn text<'r>(row: &'r impl Cells, column: &'static str) -> Result<&'r str, PersistError> {
+    row.text(column)?.ok_or_else(|| corrupt(format!("{column} is NULL")))
+}
+
+fn int(row: &impl Cells, column: &'static str) -> Result<i64, PersistError> {
+    row.int(column)?.ok_or_else(|| corrupt(format!("{column} is NULL")))
 }
 
 fn unsigned(value: i64, column: &str) -> Result<u64, PersistError> {
@@ -46,8 +84,8 @@ pub(crate) fn tenant_key(tenant: Option<&TenantId>) -> &str {
 }
 
 /// The tenant a `tenant` column holds.
-pub(crate) fn tenant(row: &SqliteRow) -> Result<Option<TenantId>, PersistError> {
-    match get::<&str>(row, "tenant")? {
+pub(crate) fn tenant(row: &impl Cells) -> Result<Option<TenantId>, PersistError> {
+    match text(row, "tenant")? {
         "" => Ok(None),
         tenant => TenantId::new(tenant).map(Some).map_err(|e| corrupt(e.to_string())),
     }
@@ -64,42 +102,44 @@ fn metadata(text: &str) -> Result<Metadata, PersistError> {
     Metadata::try_from(value).map_err(|e| corrupt(e.to_string()))
 }
 
-pub(crate) fn message(row: &SqliteRow) -> Result<Message, PersistError> {
-    let content = Content::from_json(get::<String>(row, "content")?).map_err(|e| corrupt(e.to_string()))?;
-    let status = match get::<&str>(row, "status")? {
+pub(crate) fn message(row: &impl Cells) -> Result<Message, PersistError> {
+    let content = Content::from_json(text(row, "content")?).map_err(|e| corrupt(e.to_string()))?;
+    let status = match text(row, "status")? {
         "reserved" => Status::Reserved,
         "complete" => Status::Complete,
         other => return Err(corrupt(format!("unknown status {other:?}"))),
     };
-    let key: Option<&str> = get(row, "idempotency_key")?;
     Ok(Message {
-        thread_id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
-        id: MessageId::new(get::<&str>(row, "message_id")?).map_err(|e| corrupt(e.to_string()))?,
-        role: Role::new(get(row, "role")?).map_err(|e| corrupt(e.to_string()))?,
+        thread_id: ThreadId::new(text(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
+        id: MessageId::new(text(row, "message_id")?).map_err(|e| corrupt(e.to_string()))?,
+        role: Role::new(text(row, "role")?).map_err(|e| corrupt(e.to_string()))?,
         content,
-        metadata: metadata(get(row, "metadata")?)?,
+        metadata: metadata(text(row, "metadata")?)?,
         status,
-        seq: unsigned(get(row, "seq")?, "seq")?,
-        version: unsigned(get(row, "version")?, "version")?,
-        idempotency_key: key.map(IdempotencyKey::new).transpose().map_err(|e| corrupt(e.to_string()))?,
-        created_at: Timestamp::from_micros(get(row, "created_at")?),
-        updated_at: Timestamp::from_micros(get(row, "updated_at")?),
+        seq: unsigned(int(row, "seq")?, "seq")?,
+        version: unsigned(int(row, "version")?, "version")?,
+        idempotency_key: row
+            .text("idempotency_key")?
+            .map(IdempotencyKey::new)
+            .transpose()
+            .map_err(|e| corrupt(e.to_string()))?,
+        created_at: Timestamp::from_micros(int(row, "created_at")?),
+        updated_at: Timestamp::from_micros(int(row, "updated_at")?),
     })
 }
 
-pub(crate) fn thread(row: &SqliteRow) -> Result<Thread, PersistError> {
-    let deleted_at: Option<i64> = get(row, "deleted_at")?;
+pub(crate) fn thread(row: &impl Cells) -> Result<Thread, PersistError> {
     Ok(Thread {
-        id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
+        id: ThreadId::new(text(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
         tenant: tenant(row)?,
-        title: get(row, "title")?,
-        metadata: metadata(get(row, "metadata")?)?,
-        version: unsigned(get(row, "version")?, "version")?,
-        created_at: Timestamp::from_micros(get(row, "created_at")?),
-        updated_at: Timestamp::from_micros(get(row, "updated_at")?),
-        last_seq: unsigned(get(row, "last_seq")?, "last_seq")?,
-        message_count: unsigned(get(row, "message_count")?, "message_count")?,
-        deleted_at: deleted_at.map(Timestamp::from_micros),
+        title: row.text("title")?.map(str::to_owned),
+        metadata: metadata(text(row, "metadata")?)?,
+        version: unsigned(int(row, "version")?, "version")?,
+        created_at: Timestamp::from_micros(int(row, "created_at")?),
+        updated_at: Timestamp::from_micros(int(row, "updated_at")?),
+        last_seq: unsigned(int(row, "last_seq")?, "last_seq")?,
+        message_count: unsigned(int(row, "message_count")?, "message_count")?,
+        deleted_at: row.int("deleted_at")?.map(Timestamp::from_micros),
     })
 }
 
@@ -111,20 +151,19 @@ macro_rules! binding_columns {
 }
 pub(crate) use binding_columns;
 
-pub(crate) fn binding(row: &SqliteRow) -> Result<(SessionBinding, BindingState), PersistError> {
+pub(crate) fn binding(row: &impl Cells) -> Result<(SessionBinding, BindingState), PersistError> {
     let bad = |e: PersistError| corrupt(e.to_string());
-    let runtime: Option<&str> = get(row, "runtime_id")?;
-    let state: &str = get(row, "state")?;
+    let state = text(row, "state")?;
     let state = BindingState::parse(state).ok_or_else(|| corrupt(format!("unknown binding state {state:?}")))?;
     let binding = SessionBinding {
-        agent_id: AgentId::new(get::<&str>(row, "agent_id")?).map_err(bad)?,
-        thread_id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(bad)?,
-        session_id: SessionId::new(get::<&str>(row, "session_id")?).map_err(bad)?,
-        provider: ProviderId::new(get::<&str>(row, "provider")?).map_err(bad)?,
-        runtime_id: runtime.map(RuntimeId::new).transpose().map_err(bad)?,
-        work_dir: get(row, "work_dir")?,
-        created_at: Timestamp::from_micros(get(row, "created_at")?),
-        updated_at: Timestamp::from_micros(get(row, "updated_at")?),
+        agent_id: AgentId::new(text(row, "agent_id")?).map_err(bad)?,
+        thread_id: ThreadId::new(text(row, "thread_id")?).map_err(bad)?,
+        session_id: SessionId::new(text(row, "session_id")?).map_err(bad)?,
+        provider: ProviderId::new(text(row, "provider")?).map_err(bad)?,
+        runtime_id: row.text("runtime_id")?.map(RuntimeId::new).transpose().map_err(bad)?,
+        work_dir: row.text("work_dir")?.map(str::to_owned),
+        created_at: Timestamp::from_micros(int(row, "created_at")?),
+        updated_at: Timestamp::from_micros(int(row, "updated_at")?),
     };
     Ok((binding, state))
 }
