@@ -51,14 +51,14 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (105 in all):
+//! [`CHECKS`] lists every check by group and name (106 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
 //! | [`identity`] | a message is `(thread, id)`: the same id in two threads is two messages; no op reads or writes across threads; reused ids never overwrite |
 //! | [`tenancy`] | a thread is `(tenant, id)`: one id in two tenants is two independent threads (messages, seqs, tombstones, keys, bindings); another tenant's id answers exactly as an unused one; listing and stranded search per tenant, across tenants for operators |
 //! | [`add`] | seq/version/status/timestamps, thread creation and counters, exact round trip of content and metadata |
-//! | [`reserve`] | placeholders (`Reserved`, `[]`, seq now), finalizing in place, streaming updates, `NotFound` |
+//! | [`reserve`] | placeholders (`Reserved`, `[]`, seq now), finalizing in place, streaming updates, appending updates, `NotFound` |
 //! | [`update`] | atomic metadata merge (null removes), role, thread title/metadata, `NotFound` |
 //! | [`delete`] | ids returned, counters, tombstones refuse later writes, deleting what is gone |
 //! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
@@ -197,6 +197,7 @@ macro_rules! __for_each_check {
                 check_update_content_finalizes_in_place,
                 check_streaming_updates_keep_reserved_until_final,
                 check_update_content_of_missing_message_is_not_found,
+                check_appending_updates_join_the_content,
             }
             update {
                 check_metadata_merge_sets_replaces_and_removes,

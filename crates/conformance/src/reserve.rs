@@ -79,3 +79,45 @@ pub async fn check_update_content_of_missing_message_is_not_found<F: Factory>(fa
     assert_eq!(thread(b, &id).await.unwrap().message_count, 1);
     store.finish().await
 }
+
+/// An appending update joins its blocks to the stored ones (a text block after a text block
+/// joins their texts, so a reply streamed token by token stays one block; a placeholder is
+/// replaced), bumps the version once per append, and is refused as a replacement would be:
+/// a stale expected version, content that is not an array of blocks, a missing message, a
+/// deleted thread. A refused append changes nothing.
+pub async fn check_appending_updates_join_the_content<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::args::{Add, Delete};
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("appended");
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+    let append = |content: Content| UpdateContent::appending(id.clone(), slot.id.clone(), content).with_finalize(false);
+    let first = written(b, append(Content::text("Hel"))).await;
+    assert_eq!((first.content.clone(), first.status, first.version), (Content::text("Hel"), Status::Reserved, 2));
+    let second = written(b, append(Content::text("lo"))).await;
+    assert_eq!((second.content.clone(), second.version), (Content::text("Hello"), 3), "one text block");
+    let image = json!({"type": "image", "url": "https://example.invalid/cat.png"});
+    let third = written(b, append(Content::new(json!([image.clone()])))).await;
+    let more = written(b, append(Content::text(" again")).with_finalize(true)).await;
+    let blocks = json!([{"type": "text", "text": "Hello"}, image, {"type": "text", "text": " again"}]);
+    assert_eq!((more.content.to_value(), more.status, more.version), (blocks, Status::Complete, third.version + 1));
+    assert_eq!(get(b, &id, &slot.id).await.unwrap(), more);
+
+    let stale = append(Content::text("x")).with_expected_version(2);
+    assert_err!(
+        write(b, stale).await,
+        PersistError::VersionConflict { expected: 2, actual, .. } if actual == more.version
+    );
+    let plain = written(b, Add::new(id.clone(), Role::User, Content::new(json!("a plain string")))).await;
+    let onto_plain = UpdateContent::appending(id.clone(), plain.id.clone(), Content::text("x"));
+    assert_err!(write(b, onto_plain).await, PersistError::InvalidInput { field: "content", .. });
+    let not_blocks = append(Content::new(json!({"text": "x"})));
+    assert_err!(write(b, not_blocks).await, PersistError::InvalidInput { field: "content", .. });
+    assert_eq!(get(b, &id, &slot.id).await.unwrap(), more, "refused appends change nothing");
+    assert_eq!(get(b, &id, &plain.id).await.unwrap(), plain);
+    let missing = UpdateContent::appending(id.clone(), m("missing"), Content::text("x"));
+    assert_err!(write(b, missing).await, PersistError::NotFound { .. });
+    write(b, Delete::thread(id.clone())).await.unwrap();
+    assert_err!(write(b, append(Content::text("x"))).await, PersistError::ThreadDeleted { .. });
+    store.finish().await
+}

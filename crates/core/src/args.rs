@@ -315,7 +315,28 @@ impl Reserve {
     context_setter!();
 }
 
-/// Replaces a message's content; by default also finalizes it (`Reserved` → `Complete`).
+/// Replaces a message's content (or, [`appending`](Self::appending), adds to it); by default
+/// also finalizes it (`Reserved` → `Complete`).
+///
+/// # Example
+///
+/// ```
+/// use persist::{args::{Reserve, UpdateContent}, memory::MemoryBackend, Content, Pipeline, Role, ThreadId};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let pipeline = Pipeline::new(MemoryBackend::new());
+/// let thread = ThreadId::new("t1")?;
+/// let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
+/// for token in ["Hel", "lo"] {
+///     // Each token alone: the store joins it to the text so far.
+///     let more = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(token));
+///     pipeline.update_content(more.with_finalize(false)).await?;
+/// }
+/// let done = UpdateContent::appending(thread, reply.id, Content::text("!"));
+/// assert_eq!(pipeline.update_content(done).await?.content, Content::text("Hello!"));
+/// # Ok::<_, persist::PersistError>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct UpdateContent {
@@ -323,8 +344,12 @@ pub struct UpdateContent {
     pub thread_id: ThreadId,
     /// The message.
     pub message_id: MessageId,
-    /// The new content.
+    /// The new content, or with [`append`](Self::append) what to add to the stored one.
     pub content: Content,
+    /// Add `content` to the stored content instead of replacing it (see
+    /// [`Content::appended`]): a stream sends each token alone.
+    #[serde(default)]
+    pub append: bool,
     /// Whether to mark the message `Complete` (default `true`). Streaming updates pass `false`.
     pub finalize: bool,
     /// Fail with `VersionConflict` unless the stored version equals this.
@@ -340,10 +365,46 @@ impl UpdateContent {
             thread_id,
             message_id,
             content: content.into(),
+            append: false,
             finalize: true,
             expected_version: None,
             context: Context::new(),
         }
+    }
+
+    /// Adds `content` to the stored content of `(thread_id, message_id)` (see
+    /// [`Content::appended`]) and finalizes it.
+    pub fn appending(thread_id: ThreadId, message_id: MessageId, content: impl Into<Content>) -> Self {
+        Self { append: true, ..Self::new(thread_id, message_id, content) }
+    }
+
+    /// The plain update an append comes to, given the message as stored: the joined content,
+    /// expecting the stored version (what a backend applies in the write's transaction). For
+    /// an update that does not append, itself.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::VersionConflict`] when the update expects another version;
+    /// [`PersistError::InvalidInput`] (`content`) when either content is not an array of
+    /// blocks.
+    pub fn resolved(&self, stored: &crate::Message) -> Result<Self> {
+        if !self.append {
+            return Ok(self.clone());
+        }
+        if let Some(expected) = self.expected_version.filter(|&v| v != stored.version) {
+            return Err(PersistError::VersionConflict {
+                thread_id: self.thread_id.clone(),
+                message_id: Some(self.message_id.clone()),
+                expected,
+                actual: stored.version,
+            });
+        }
+        Ok(Self {
+            content: stored.content.appended(&self.content)?,
+            append: false,
+            expected_version: Some(stored.version),
+            ..self.clone()
+        })
     }
 
     /// Whether to finalize (default `true`).

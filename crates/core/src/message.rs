@@ -253,6 +253,45 @@ impl Content {
         }
     }
 
+    /// This content's blocks followed by `tail`'s: what an appending
+    /// [`UpdateContent`](crate::args::UpdateContent) stores. When this content ends with a
+    /// text block and `tail` starts with one (`{"type": "text", "text": …}` and nothing else),
+    /// the two texts are joined into one block, so a reply streamed token by token stays one
+    /// text block. The placeholder `[]` followed by `tail` is `tail`.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] (`content`) when either is not a JSON array of blocks.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::Content;
+    ///
+    /// let joined = Content::text("Hel").appended(&Content::text("lo")).unwrap();
+    /// assert_eq!(joined, Content::text("Hello"));
+    /// assert_eq!(Content::placeholder().appended(&Content::text("hi")).unwrap(), Content::text("hi"));
+    /// assert!(Content::new(serde_json::json!("plain")).appended(&Content::text("x")).is_err());
+    /// ```
+    pub fn appended(&self, tail: &Content) -> Result<Content, PersistError> {
+        let (Value::Array(mut head), Value::Array(more)) = (self.to_value(), tail.to_value()) else {
+            return Err(PersistError::invalid(
+                "content",
+                "appending joins content blocks: the stored content and the update must both be JSON arrays",
+            ));
+        };
+        let mut more = more.into_iter().peekable();
+        if let (Some(last), Some(first)) = (head.last_mut(), more.peek())
+            && let (Some(a), Some(b)) = (text_of_block(last), text_of_block(first))
+        {
+            let joined = format!("{a}{b}");
+            *last = text_block(joined);
+            more.next();
+        }
+        head.extend(more);
+        Ok(Content::new(Value::Array(head)))
+    }
+
     /// The concatenated `text` of every `{"type": "text"}` block (or the string itself when
     /// the content is a plain JSON string). Handy for printing and indexing.
     pub fn to_text(&self) -> String {
@@ -264,6 +303,20 @@ impl Content {
             _ => String::new(),
         }
     }
+}
+
+/// The text of a block that is a text block and nothing else: `{"type": "text", "text": …}`.
+fn text_of_block(block: &Value) -> Option<&str> {
+    let map = block.as_object()?;
+    (map.len() == 2 && map.get("type")?.as_str()? == "text").then(|| map.get("text")?.as_str())?
+}
+
+/// `{"text": text, "type": "text"}`.
+fn text_block(text: String) -> Value {
+    let mut map = serde_json::Map::with_capacity(2);
+    map.insert("text".to_owned(), Value::String(text));
+    map.insert("type".to_owned(), Value::String("text".to_owned()));
+    Value::Object(map)
 }
 
 /// Equal JSON values, numbers compared by value (`1e2` equals `100`, `1` equals `1.0`), as

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use persist_core::args::UpdateContent;
 use persist_core::read::GetMessage;
 use persist_core::{Added, PersistArgs, PersistError, PersistResult, Reserved, Result};
 use tower::{Layer, Service, ServiceExt};
@@ -151,10 +152,35 @@ where
             if let PersistArgs::Restore(restore) = args {
                 return crate::restore::restore(&sealer, inner, restore).await;
             }
+            let (inner, args) = match args {
+                PersistArgs::UpdateContent(update) if update.append => {
+                    let (inner, update) = clear_append(&sealer, inner, update).await?;
+                    (inner, update.into())
+                }
+                args => (inner, args),
+            };
             let (sealed, plan) = sealer.seal_args(args)?;
             call(&sealer, inner, sealed, plan).await
         })
     }
+}
+
+/// An append, joined in clear: the store holds an envelope, which it cannot add to. The stored
+/// message is read and opened, the update joined to it and sent as a replacement expecting the
+/// version read (so a write in between is a `VersionConflict`, never lost text).
+async fn clear_append<S>(sealer: &Sealer, mut inner: S, update: UpdateContent) -> Result<(S, UpdateContent)>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    let get = GetMessage::new(update.thread_id.clone(), update.message_id.clone()).with_context(update.context.clone());
+    let stored = match inner.ready().await?.call(get.into()).await? {
+        PersistResult::Message(Some(stored)) => stored,
+        // Absent: the update goes down as it is, to be answered as the store answers it.
+        _ => return Ok((inner, update)),
+    };
+    let clear = sealer.open_message(update.context.tenant(), stored)?;
+    let resolved = update.resolved(&clear)?;
+    Ok((inner, resolved))
 }
 
 async fn call<S>(sealer: &Sealer, mut inner: S, sealed: PersistArgs, plan: Plan) -> Result<PersistResult>

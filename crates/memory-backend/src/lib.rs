@@ -292,6 +292,16 @@ impl State {
     }
 
     fn update_content(&mut self, args: &UpdateContent, now: Timestamp) -> Result<Message> {
+        if args.append {
+            // Joined to the stored content, then written as a replacement expecting its version.
+            let ts = self.writable(&args.thread_id, args.context.tenant(), Some(&args.message_id))?;
+            let stored = ts
+                .messages
+                .by_id(&args.message_id)
+                .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(&args.message_id)))?
+                .to_message(&args.thread_id)?;
+            return self.update_content(&args.resolved(&stored)?, now);
+        }
         let ts = self.writable(&args.thread_id, args.context.tenant(), Some(&args.message_id))?;
         let record = ts
             .messages

@@ -392,7 +392,31 @@ async fn diagnose_message(
     })
 }
 
+/// A content update; an append is joined to the content read, then written as a replacement
+/// expecting the version read: a concurrent change of the message is read again and joined
+/// again (a few times, then a temporary error).
 async fn update_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
+    if !update.append {
+        return replace_content(conn, update).await;
+    }
+    for _ in 0..RACE_ATTEMPTS {
+        let Some(stored) = find_message(conn, update.context.tenant(), &update.thread_id, &update.message_id).await?
+        else {
+            let refusal =
+                diagnose_message(conn, &update.thread_id, &update.message_id, update.context.tenant(), None).await?;
+            return Err(refusal.unwrap_or_else(raced));
+        };
+        let resolved = update.resolved(&stored)?;
+        match replace_content(conn, &resolved).await {
+            // Another writer changed the message between the read and the write: join again.
+            Err(PersistError::VersionConflict { expected, .. }) if Some(expected) == resolved.expected_version => {}
+            answer => return answer,
+        }
+    }
+    Err(raced())
+}
+
+async fn replace_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
     let content = update.content.as_json();
     let tenant = tenant_key(update.context.tenant());
     for _ in 0..RACE_ATTEMPTS {

@@ -755,6 +755,25 @@ async fn diagnose_message(
 }
 
 async fn update_content(conn: &mut SqliteConnection, update: &UpdateContent, limits: &Limits) -> OpResult<Message> {
+    if !update.append {
+        return replace_content(conn, update, limits).await;
+    }
+    // Joined to the stored content (the writer's transaction: nothing changes it meanwhile),
+    // then written as a replacement expecting the stored version.
+    match find_message(conn, update.context.tenant(), &update.thread_id, &update.message_id).await? {
+        Some(stored) => replace_content(conn, &update.resolved(&stored).map_err(refused)?, limits).await,
+        None => Err(diagnose_message(
+            conn,
+            &update.thread_id,
+            &update.message_id,
+            update.context.tenant(),
+            update.expected_version,
+        )
+        .await),
+    }
+}
+
+async fn replace_content(conn: &mut SqliteConnection, update: &UpdateContent, limits: &Limits) -> OpResult<Message> {
     let content = limits.content(&update.content)?;
     let tenant = tenant_key(update.context.tenant());
     let row = sqlx::query(concat!(
