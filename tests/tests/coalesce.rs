@@ -126,3 +126,43 @@ async fn an_update_with_an_expected_version_goes_down_at_once() {
     assert!(matches!(pipeline.update_content(stale).await, Err(persist::PersistError::VersionConflict { .. })));
     assert_eq!(writes.load(Ordering::SeqCst), 1);
 }
+
+/// A stream that sends each token alone (appends): the tokens held back are written together,
+/// in order, and the final append carries those still held back; the store ends with the whole
+/// reply as one text block, after a few writes.
+async fn appended_tokens_are_joined_in_order<B: Backend>(backend: B) {
+    let (pipeline, writes) = counted(backend, Duration::from_millis(100));
+    let thread = ThreadId::new("tokens").unwrap();
+    let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.unwrap().message;
+    let mut text = String::new();
+    for token in 0..200 {
+        let piece = format!("t{token} ");
+        text.push_str(&piece);
+        let append = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(&piece));
+        let answer = pipeline.execute(append.with_finalize(false)).await.unwrap();
+        let PersistResult::ContentUpdated(answer) = answer else { panic!("{answer:?}") };
+        assert!(answer.coalesced);
+        if token == 100 {
+            // A write of what was held back happens meanwhile.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+    let done = UpdateContent::appending(thread, reply.id.clone(), Content::text("end"));
+    let stored_now = pipeline.update_content(done).await.unwrap();
+    text.push_str("end");
+    assert_eq!((stored_now.content.clone(), stored_now.status), (Content::text(&text), Status::Complete));
+    assert!(writes.load(Ordering::SeqCst) <= 4, "{} writes for 201 appends", writes.load(Ordering::SeqCst));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(stored(&pipeline, &reply).await.content, Content::text(&text), "nothing written after the final");
+}
+
+#[tokio::test]
+async fn appended_tokens_are_joined_in_order_on_memory() {
+    appended_tokens_are_joined_in_order(MemoryBackend::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_tokens_are_joined_in_order_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    appended_tokens_are_joined_in_order(SqliteBackend::open(dir.path().join("a.db")).await.unwrap()).await;
+}

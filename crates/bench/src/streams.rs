@@ -25,6 +25,9 @@ enum Way {
     EveryUpdate,
     /// The same requests through `CoalesceLayer`.
     Coalesced,
+    /// `reserve`, each token appended alone (`UpdateContent::appending`), through
+    /// `CoalesceLayer`.
+    CoalescedAppends,
 }
 
 /// `STREAMS` tasks writing `replies` replies each; answers replies/s.
@@ -57,6 +60,16 @@ async fn write_reply(pipeline: &Pipeline, thread: &ThreadId, way: Way) {
         return;
     }
     let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.expect("reserve").message;
+    if let Way::CoalescedAppends = way {
+        for token in 0..UPDATES {
+            let piece = format!("tok{token} ");
+            let append = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(&piece));
+            pipeline.update_content(append.with_finalize(false)).await.expect("append");
+        }
+        let done = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::placeholder());
+        pipeline.update_content(done).await.expect("final append");
+        return;
+    }
     let mut content = String::new();
     for token in 0..UPDATES {
         content.push_str(&format!("tok{token} "));
@@ -74,6 +87,7 @@ pub(crate) fn profile(variant: &str) {
     let way = match variant {
         "final" => Way::FinalOnly,
         "coalesced" => Way::Coalesced,
+        "appends" => Way::CoalescedAppends,
         "every" => Way::EveryUpdate,
         other => panic!("unknown streams variant {other:?}: final, coalesced or every"),
     };
@@ -82,7 +96,9 @@ pub(crate) fn profile(variant: &str) {
     rt.block_on(async {
         let backend = SqliteBackend::open(dir.path().join("profile.db")).await.expect("open");
         let pipeline = match way {
-            Way::Coalesced => Pipeline::builder().layer(CoalesceLayer::new(Duration::from_millis(100))).build(backend),
+            Way::Coalesced | Way::CoalescedAppends => {
+                Pipeline::builder().layer(CoalesceLayer::new(Duration::from_millis(100))).build(backend)
+            }
             _ => Pipeline::new(backend),
         };
         let replies = if let Way::EveryUpdate = way { 1 } else { 20 };
@@ -96,7 +112,7 @@ pub(crate) fn run_all(options: &Options) -> Vec<Row> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let rounds = options.scale(5, 1);
     let replies = options.scale(4, 1);
-    let (mut final_only, mut every, mut coalesced) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut final_only, mut every, mut coalesced, mut appends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     rt.block_on(async {
         let open = |name: &str| {
             let path = dir.path().join(name);
@@ -106,14 +122,18 @@ pub(crate) fn run_all(options: &Options) -> Vec<Row> {
         let every_update = Pipeline::new(open("every-update.db").await);
         let layered =
             Pipeline::builder().layer(CoalesceLayer::new(Duration::from_millis(100))).build(open("coalesced.db").await);
+        let appending =
+            Pipeline::builder().layer(CoalesceLayer::new(Duration::from_millis(100))).build(open("appends.db").await);
         for round in 0..rounds {
             final_only.push(run(&plain, Way::FinalOnly, replies, round).await);
             coalesced.push(run(&layered, Way::Coalesced, replies, round).await);
+            appends.push(run(&appending, Way::CoalescedAppends, replies, round).await);
             every.push(run(&every_update, Way::EveryUpdate, replies, round).await);
         }
     });
     let ratios: Vec<f64> = coalesced.iter().zip(&final_only).map(|(c, f)| c / f).collect();
     let every_ratios: Vec<f64> = every.iter().zip(&final_only).map(|(e, f)| e / f).collect();
+    let append_ratios: Vec<f64> = appends.iter().zip(&final_only).map(|(a, f)| a / f).collect();
     let n = (rounds * replies * STREAMS) as u64;
     vec![
         Row::new("sqlite: 64 streams, final message only (one add of ~1.4 KB)", n, median(&mut final_only)),
@@ -123,6 +143,13 @@ pub(crate) fn run_all(options: &Options) -> Vec<Row> {
             median(&mut coalesced),
         )
         .ratio(median(&mut ratios.clone()), "replies/s, coalesced / final only")
+        .target(Target::RatioAtLeast(0.8)),
+        Row::new(
+            "sqlite: 64 streams, reserve + 200 tokens appended alone + final, through CoalesceLayer (100 ms)",
+            n,
+            median(&mut appends),
+        )
+        .ratio(median(&mut append_ratios.clone()), "replies/s, coalesced appends / final only")
         .target(Target::RatioAtLeast(0.8)),
         Row::new(
             "sqlite: 64 streams, reserve + 200 partial updates + final, every update written",

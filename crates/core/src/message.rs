@@ -274,22 +274,37 @@ impl Content {
     /// assert!(Content::new(serde_json::json!("plain")).appended(&Content::text("x")).is_err());
     /// ```
     pub fn appended(&self, tail: &Content) -> Result<Content, PersistError> {
-        let (Value::Array(mut head), Value::Array(more)) = (self.to_value(), tail.to_value()) else {
-            return Err(PersistError::invalid(
-                "content",
-                "appending joins content blocks: the stored content and the update must both be JSON arrays",
-            ));
-        };
-        let mut more = more.into_iter().peekable();
-        if let (Some(last), Some(first)) = (head.last_mut(), more.peek())
-            && let (Some(a), Some(b)) = (text_of_block(last), text_of_block(first))
-        {
-            let joined = format!("{a}{b}");
-            *last = text_block(joined);
-            more.next();
+        Content::joined([self, tail])
+    }
+
+    /// Contents joined one after the other, as [`appended`](Self::appended) joins two; one
+    /// serialization at the end, however many parts (a stream's tokens held back together).
+    ///
+    /// # Errors
+    ///
+    /// As [`appended`](Self::appended).
+    pub fn joined<'a>(parts: impl IntoIterator<Item = &'a Content>) -> Result<Content, PersistError> {
+        let mut blocks: Vec<Value> = Vec::new();
+        for part in parts {
+            let Value::Array(more) = part.to_value() else {
+                return Err(PersistError::invalid(
+                    "content",
+                    "appending joins content blocks: the stored content and the update must both be JSON arrays",
+                ));
+            };
+            for (i, block) in more.into_iter().enumerate() {
+                // Only where two parts meet: a part's own blocks stay as they are.
+                if i == 0
+                    && let Some(next) = text_of_block(&block)
+                    && let Some(text) = blocks.last_mut().and_then(text_of_block_mut)
+                {
+                    text.push_str(next);
+                    continue;
+                }
+                blocks.push(block);
+            }
         }
-        head.extend(more);
-        Ok(Content::new(Value::Array(head)))
+        Ok(Content::new(Value::Array(blocks)))
     }
 
     /// The concatenated `text` of every `{"type": "text"}` block (or the string itself when
@@ -311,12 +326,13 @@ fn text_of_block(block: &Value) -> Option<&str> {
     (map.len() == 2 && map.get("type")?.as_str()? == "text").then(|| map.get("text")?.as_str())?
 }
 
-/// `{"text": text, "type": "text"}`.
-fn text_block(text: String) -> Value {
-    let mut map = serde_json::Map::with_capacity(2);
-    map.insert("text".to_owned(), Value::String(text));
-    map.insert("type".to_owned(), Value::String("text".to_owned()));
-    Value::Object(map)
+/// The text of a text block, to add to.
+fn text_of_block_mut(block: &mut Value) -> Option<&mut String> {
+    text_of_block(block)?;
+    match block.get_mut("text") {
+        Some(Value::String(text)) => Some(text),
+        _ => None,
+    }
 }
 
 /// Equal JSON values, numbers compared by value (`1e2` equals `100`, `1` equals `1.0`), as

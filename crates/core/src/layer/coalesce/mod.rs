@@ -12,9 +12,14 @@
 //!   interval since the message's last write is over, so a crash loses at most one interval of
 //!   partial text. A partial update of a message not written for an interval goes down at
 //!   once.
+//! - **Appends** ([`UpdateContent::appending`], a stream sending each token alone) are held
+//!   back together and written as one append of their parts joined; each is answered at once
+//!   with the message as last written (its content not joined yet: that would cost the whole
+//!   text each token). An append written now carries what was held back before it.
 //! - A **final** update (or one with an expected version) goes down at once, after any write of
-//!   the same message already under way and instead of any update held back: the final content
-//!   is never overwritten by a partial one, and it is answered as the backend answers it.
+//!   the same message already under way and instead of any replacement held back (an append
+//!   carries the appends held back): the final content is never overwritten by a partial one,
+//!   and it is answered as the backend answers it.
 //! - A `reserve` goes down at once; its answer starts the message's interval, so the first
 //!   tokens after it are held back too. Everything else passes through.
 //!
@@ -166,8 +171,9 @@ where
     } else {
         update
     };
-    // Written now: whatever was held back is older than this content.
-    gate.pending = None;
+    // Written now, with what was held back before it (an append carries it; a replacement
+    // supersedes it).
+    let update = gate.merged(update);
     let result = inner.oneshot(update.into()).await;
     match &result {
         Ok(PersistResult::ContentUpdated(done)) if partial => gate.written(&done.message),

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
 use crate::args::UpdateContent;
-use crate::{Message, MessageId, PersistArgs, PersistError, PersistResult, TenantId, ThreadId};
+use crate::{Content, Message, MessageId, PersistArgs, PersistError, PersistResult, TenantId, ThreadId};
 
 /// A message: `(tenant, thread, id)`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -79,24 +79,71 @@ pub(super) struct Slot {
 pub(super) struct Gate {
     /// The message as last written, and when.
     last: Option<(Message, Instant)>,
-    /// The latest partial update not written yet.
-    pub(super) pending: Option<UpdateContent>,
+    /// What is held back, not written yet.
+    pub(super) pending: Option<Pending>,
     /// A task will write `pending` at the end of the interval.
     pub(super) flush_scheduled: bool,
 }
 
 impl Gate {
     /// Holds `update` back when the message was written less than `interval` ago; answers the
-    /// message as last written with the update's content. `Err` gives the update back: write
-    /// it now.
+    /// message as last written, with a replacement's content (an append's answer keeps the
+    /// content last written: joining it would cost the whole text each token). `Err` gives
+    /// the update back: write it now.
     pub(super) fn hold(&mut self, update: UpdateContent, interval: Duration) -> Result<Message, UpdateContent> {
         let Some((last, at)) = self.last.as_ref() else { return Err(update) };
         if at.elapsed() >= interval && !self.flush_scheduled {
             return Err(update);
         }
-        let answer = Message { content: update.content.clone(), ..last.clone() };
-        self.pending = Some(update);
+        if !update.append {
+            let answer = Message { content: update.content.clone(), ..last.clone() };
+            self.pending = Some(Pending::Replace(update));
+            return Ok(answer);
+        }
+        let answer = last.clone();
+        match &mut self.pending {
+            Some(Pending::Append { tails, .. }) => tails.push(update.content),
+            Some(Pending::Replace(base)) => match Content::joined([&base.content, &update.content]) {
+                Ok(joined) => base.content = joined,
+                // Not blocks: written now, for the store to refuse as it stands.
+                Err(_) => return Err(update),
+            },
+            None => {
+                let tails = vec![update.content.clone()];
+                self.pending = Some(Pending::Append { update, tails });
+            }
+        }
         Ok(answer)
+    }
+
+    /// The update to write now in place of `update`, with what is held back before it: an
+    /// append carries the held-back text first; a replacement supersedes it.
+    pub(super) fn merged(&mut self, update: UpdateContent) -> UpdateContent {
+        let pending = self.pending.take();
+        if !update.append {
+            return update;
+        }
+        // Parts that are not blocks cannot be joined: the update goes down as it stands (the
+        // store refuses it) and what was held back stays for its own write.
+        match pending {
+            None => update,
+            Some(Pending::Append { update: first, tails }) => {
+                match Content::joined(tails.iter().chain([&update.content])) {
+                    Ok(content) => UpdateContent { content, ..update },
+                    Err(_) => {
+                        self.pending = Some(Pending::Append { update: first, tails });
+                        update
+                    }
+                }
+            }
+            Some(Pending::Replace(base)) => match Content::joined([&base.content, &update.content]) {
+                Ok(content) => UpdateContent { content, append: false, ..update },
+                Err(_) => {
+                    self.pending = Some(Pending::Replace(base));
+                    update
+                }
+            },
+        }
     }
 
     /// Whether an update is held back with no task to write it.
@@ -114,6 +161,15 @@ impl Gate {
     }
 }
 
+/// What a slot holds back.
+#[derive(Debug)]
+pub(super) enum Pending {
+    /// The latest replacement of the content.
+    Replace(UpdateContent),
+    /// Appends, in order: the first (its ids and context) and every part to add.
+    Append { update: UpdateContent, tails: Vec<Content> },
+}
+
 /// Writes what is held back in `slot` at `deadline` (if a final update did not take its place).
 pub(super) async fn flush<S>(slot: Arc<Slot>, inner: S, deadline: Instant)
 where
@@ -123,7 +179,14 @@ where
     tokio::time::sleep_until(deadline).await;
     let mut gate = slot.gate.lock().await;
     gate.flush_scheduled = false;
-    let Some(update) = gate.pending.take() else { return };
+    let Some(pending) = gate.pending.take() else { return };
+    let update = match pending {
+        Pending::Replace(update) => update,
+        Pending::Append { update, tails } => match Content::joined(&tails) {
+            Ok(content) => UpdateContent { content, ..update },
+            Err(_) => update,
+        },
+    };
     let (thread, id) = (update.thread_id.clone(), update.message_id.clone());
     match inner.oneshot(update.into()).await {
         Ok(PersistResult::ContentUpdated(done)) => gate.written(&done.message),
