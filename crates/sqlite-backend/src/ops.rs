@@ -762,14 +762,9 @@ async fn update_content(conn: &mut SqliteConnection, update: &UpdateContent, lim
     // then written as a replacement expecting the stored version.
     match find_message(conn, update.context.tenant(), &update.thread_id, &update.message_id).await? {
         Some(stored) => replace_content(conn, &update.resolved(&stored).map_err(refused)?, limits).await,
-        None => Err(diagnose_message(
-            conn,
-            &update.thread_id,
-            &update.message_id,
-            update.context.tenant(),
-            update.expected_version,
-        )
-        .await),
+        // No message to join to: the guarded write finds none either and says why (absent, or
+        // its thread deleted).
+        None => replace_content(conn, update, limits).await,
     }
 }
 
