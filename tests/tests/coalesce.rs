@@ -166,3 +166,78 @@ async fn appended_tokens_are_joined_in_order_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     appended_tokens_are_joined_in_order(SqliteBackend::open(dir.path().join("a.db")).await.unwrap()).await;
 }
+
+/// A held-back write that fails with a temporary error keeps what it held (its callers were
+/// answered) and is tried again: no appended token is lost. A part that is not blocks goes down
+/// at once to be refused, and keeps no other token from being joined.
+#[tokio::test]
+async fn a_failed_held_back_write_is_tried_again_and_loses_nothing() {
+    use persist::PersistError;
+    use persist::layer::from_fn;
+    let failures = Arc::new(AtomicUsize::new(1));
+    let left = Arc::clone(&failures);
+    let pipeline = Pipeline::builder()
+        .layer(CoalesceLayer::new(Duration::from_millis(30)))
+        .layer(from_fn(move |args: PersistArgs, next| {
+            let left = Arc::clone(&left);
+            async move {
+                // The first write of the three tokens held back together fails.
+                let joined = matches!(&args, PersistArgs::UpdateContent(u) if u.content == Content::text("abc"));
+                if joined && left.fetch_sub(1, Ordering::SeqCst) > 0 {
+                    return Err(PersistError::temporary("the store blinked"));
+                }
+                next.run(args).await
+            }
+        }))
+        .build(MemoryBackend::new());
+    let thread = ThreadId::new("blink").unwrap();
+    let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.unwrap().message;
+    let append = |text: &str| UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(text));
+    for token in ["a", "b", "c"] {
+        pipeline.update_content(append(token).with_finalize(false)).await.unwrap();
+    }
+    // Not blocks: refused at once, the held-back tokens untouched.
+    let odd = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::new(serde_json::json!("odd")));
+    assert!(matches!(
+        pipeline.update_content(odd.with_finalize(false)).await,
+        Err(PersistError::InvalidInput { field: "content", .. })
+    ));
+    // The first write of "abc" fails (temporary); the next try, an interval later, writes it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(failures.load(Ordering::SeqCst), usize::MAX, "one failure, then success");
+    assert_eq!(stored(&pipeline, &reply).await.content, Content::text("abc"));
+    let done = pipeline.update_content(append("d")).await.unwrap();
+    assert_eq!(done.content, Content::text("abcd"));
+}
+
+/// `RetryLayer` never repeats an append that has no expected version: an attempt that took
+/// effect before failing would have its text added twice.
+#[tokio::test]
+async fn retry_does_not_repeat_an_append() {
+    use persist::PersistError;
+    use persist::layer::{RetryLayer, RetryPolicy, from_fn};
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&calls);
+    let policy = RetryPolicy::new().max_attempts(3).backoff(Duration::from_micros(10), Duration::from_micros(100));
+    let pipeline = Pipeline::builder()
+        .layer(RetryLayer::new(policy.unwrap()))
+        .layer(from_fn(move |args: PersistArgs, next| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let answer = next.run(args.clone()).await;
+                if matches!(&args, PersistArgs::UpdateContent(u) if u.append) {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    // Written, then the answer lost: a time-out after the store acted.
+                    return answer.and(Err(PersistError::temporary("timed out after the write")));
+                }
+                answer
+            }
+        }))
+        .build(MemoryBackend::new());
+    let thread = ThreadId::new("once").unwrap();
+    let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.unwrap().message;
+    let append = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text("token"));
+    assert!(pipeline.update_content(append).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "not repeated");
+    assert_eq!(stored(&pipeline, &reply).await.content, Content::text("token"), "added once");
+}

@@ -81,7 +81,7 @@ async fn write_reply(pipeline: &Pipeline, thread: &ThreadId, way: Way) {
     pipeline.update_content(done).await.expect("final update");
 }
 
-/// `PERSIST_BENCH_PROFILE=streams-final|streams-coalesced|streams-every`: one way alone, on a
+/// `PERSIST_BENCH_PROFILE=streams-final|streams-coalesced|streams-appends|streams-every`: one way alone, on a
 /// fresh database, for `perf`.
 pub(crate) fn profile(variant: &str) {
     let way = match variant {
@@ -89,7 +89,7 @@ pub(crate) fn profile(variant: &str) {
         "coalesced" => Way::Coalesced,
         "appends" => Way::CoalescedAppends,
         "every" => Way::EveryUpdate,
-        other => panic!("unknown streams variant {other:?}: final, coalesced or every"),
+        other => panic!("unknown streams variant {other:?}: final, coalesced, appends or every"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let dir = tempfile::tempdir().expect("a temporary directory");

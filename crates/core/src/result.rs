@@ -52,8 +52,8 @@ pub struct ContentUpdated {
     pub message: Message,
     /// The update was held back by a
     /// [`CoalesceLayer`](crate::layer::CoalesceLayer), to be written with later ones: `message`
-    /// is the message as last written with this update's content (its version is the one
-    /// written last, not yet moved).
+    /// is the message as last written, with this update's content for a replacement (its
+    /// version is the one written last, which the layer's later write moves).
     #[serde(default)]
     pub coalesced: bool,
 }

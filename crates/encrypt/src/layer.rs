@@ -152,12 +152,11 @@ where
             if let PersistArgs::Restore(restore) = args {
                 return crate::restore::restore(&sealer, inner, restore).await;
             }
-            let (inner, args) = match args {
+            let args = match args {
                 PersistArgs::UpdateContent(update) if update.append => {
-                    let (inner, update) = clear_append(&sealer, inner, update).await?;
-                    (inner, update.into())
+                    return clear_append(&sealer, inner, update).await;
                 }
-                args => (inner, args),
+                args => args,
             };
             let (sealed, plan) = sealer.seal_args(args)?;
             call(&sealer, inner, sealed, plan).await
@@ -165,22 +164,43 @@ where
     }
 }
 
+/// How often an append through the layer is joined again when another write got in between.
+const APPEND_ATTEMPTS: usize = 3;
+
 /// An append, joined in clear: the store holds an envelope, which it cannot add to. The stored
-/// message is read and opened, the update joined to it and sent as a replacement expecting the
-/// version read (so a write in between is a `VersionConflict`, never lost text).
-async fn clear_append<S>(sealer: &Sealer, mut inner: S, update: UpdateContent) -> Result<(S, UpdateContent)>
+/// message is read and opened, the update joined to it and sent sealed as a replacement
+/// expecting the version read; a write in between is read and joined again (a few times, as
+/// the backends do), never lost text.
+async fn clear_append<S>(sealer: &Sealer, mut inner: S, update: UpdateContent) -> Result<PersistResult>
 where
-    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone,
 {
     let get = GetMessage::new(update.thread_id.clone(), update.message_id.clone()).with_context(update.context.clone());
-    let stored = match inner.ready().await?.call(get.into()).await? {
-        PersistResult::Message(Some(stored)) => stored,
-        // Absent: the update goes down as it is, to be answered as the store answers it.
-        _ => return Ok((inner, update)),
-    };
-    let clear = sealer.open_message(update.context.tenant(), stored)?;
-    let resolved = update.resolved(&clear)?;
-    Ok((inner, resolved))
+    for _ in 0..APPEND_ATTEMPTS {
+        let stored = match inner.ready().await?.call(get.clone().into()).await? {
+            PersistResult::Message(Some(stored)) => stored,
+            // Absent: the update goes down as it is, to be answered as the store answers it.
+            _ => {
+                let (sealed, plan) = sealer.seal_args(update.into())?;
+                inner.ready().await?;
+                return call(sealer, inner, sealed, plan).await;
+            }
+        };
+        let clear = sealer.open_message(update.context.tenant(), stored)?;
+        let resolved = update.resolved(&clear)?;
+        let expected = resolved.expected_version;
+        let (sealed, plan) = sealer.seal_args(resolved.into())?;
+        inner.ready().await?;
+        // The ready service goes with the write; a clone waits for the next attempt.
+        let spare = inner.clone();
+        let ready = std::mem::replace(&mut inner, spare);
+        match call(sealer, ready, sealed, plan).await {
+            Err(PersistError::VersionConflict { expected: got, .. })
+                if update.expected_version.is_none() && Some(got) == expected => {}
+            answer => return answer,
+        }
+    }
+    Err(PersistError::temporary("the append kept racing other writes of its message; retry it"))
 }
 
 async fn call<S>(sealer: &Sealer, mut inner: S, sealed: PersistArgs, plan: Plan) -> Result<PersistResult>

@@ -48,7 +48,7 @@ impl DirectReads {
 
     /// Runs `read` on an idle connection (or a new one), then keeps the connection for the
     /// next read.
-    fn with<T>(&self, context: &'static str, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         if self.closed.load(Ordering::Acquire) {
             return Err(PersistError::Backend { message: "the SQLite backend is closed".into(), source: None });
         }
@@ -62,12 +62,7 @@ impl DirectReads {
         if idle.len() < self.max_idle && !self.closed.load(Ordering::Acquire) {
             idle.push(conn);
         }
-        answer.map_err(|e| match e {
-            PersistError::Backend { message, source } => {
-                PersistError::Backend { message: format!("{context}: {message}").into(), source }
-            }
-            other => other,
-        })
+        answer
     }
 
     /// Closes every idle connection; later reads fail.
@@ -77,7 +72,7 @@ impl DirectReads {
     }
 
     pub(crate) fn get(&self, query: &GetMessage) -> Result<Option<Message>> {
-        self.with("reading a message", |conn| {
+        self.with(|conn| {
             let mut statement = conn
                 .prepare_cached(concat!(
                     "SELECT ",
@@ -96,7 +91,7 @@ impl DirectReads {
     }
 
     pub(crate) fn get_thread(&self, query: &GetThread) -> Result<Option<Thread>> {
-        self.with("reading a thread", |conn| {
+        self.with(|conn| {
             let mut statement = conn
                 .prepare_cached(concat!(
                     "SELECT ",
@@ -120,7 +115,7 @@ impl DirectReads {
             Order::Asc => crate::reads::list_sql!("ASC"),
             Order::Desc => crate::reads::list_sql!("DESC"),
         };
-        let items = self.with("listing messages", |conn| {
+        let items = self.with(|conn| {
             let mut statement = conn.prepare_cached(sql).map_err(|e| map("listing messages", e))?;
             let mut found = statement
                 .query((

@@ -307,7 +307,10 @@ impl SqliteBackendBuilder {
             let _ = checkpointer.await;
             let _ = writer_closed.send(true);
         });
-        let direct = direct::DirectReads::new(self.path.clone(), self.busy_timeout, self.read_connections as usize);
+        // Idle connections for as many reads at once as the runtime has threads to run them.
+        let parallel = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let idle = (self.read_connections as usize).max(parallel);
+        let direct = direct::DirectReads::new(self.path.clone(), self.busy_timeout, idle);
         Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, direct, path: self.path, stop, closed }) })
     }
 }
@@ -481,13 +484,14 @@ impl SqliteBackend {
     /// # }).unwrap();
     /// ```
     pub async fn close(&self) {
+        // Reads on the caller's thread stop first: none starts once a close began.
+        self.shared.direct.close();
         // Full: a close was already asked for. Closed: the writer is gone already.
         let _ = self.shared.stop.try_send(());
         let mut closed = self.shared.closed.clone();
         // An error means the writer is gone (its task ended without saying so): closed too.
         let _ = closed.wait_for(|closed| *closed).await;
         self.shared.readers.close().await;
-        self.shared.direct.close();
     }
 
     fn closed() -> PersistError {
@@ -529,15 +533,21 @@ impl Backend for SqliteBackend {
         }
     }
 
+    // These three run on the caller's thread and never wait on anything else: each takes from
+    // the task's cooperative budget, so a loop of reads still lets the runtime's other tasks
+    // (the writer among them) run.
     async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
+        tokio::task::consume_budget().await;
         self.shared.direct.get(&query)
     }
 
     async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
+        tokio::task::consume_budget().await;
         self.shared.direct.get_thread(&query)
     }
 
     async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
+        tokio::task::consume_budget().await;
         self.shared.direct.list(&query)
     }
 

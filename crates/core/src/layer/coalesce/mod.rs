@@ -23,10 +23,20 @@
 //! - A `reserve` goes down at once; its answer starts the message's interval, so the first
 //!   tokens after it are held back too. Everything else passes through.
 //!
-//! A held-back update written later has no caller: if the backend refuses it (the message was
-//! deleted meanwhile, …), the refusal is logged (`tracing`, `WARN`) and the next update, or the
-//! final one, meets the same refusal. Needs a Tokio runtime (a held-back update is written by a
-//! spawned task).
+//! A held-back update written later has no caller: a temporary failure keeps it held back for
+//! another try an interval later (appends held back are never dropped for a failed write:
+//! their callers were answered); a refusal (the message was deleted meanwhile, …) is logged
+//! (`tracing`, `WARN`) and the next update, or the final one, meets it too. A held-back answer's
+//! version is the one last written, which the layer's own later write moves: an update that
+//! expects a version should expect one from an answer that was written, or from a read. Needs
+//! a Tokio runtime (a held-back update is written by a spawned task).
+//!
+//! # Where it goes
+//!
+//! Outside (added before) [`EventsLayer`](crate::layer::EventsLayer) and any layer that records
+//! writes as committed, so that they see the writes that reach the store, not the held-back
+//! answers; inside (added after) any layer that sets the request's tenant, which is part of
+//! the message's key here. Each stack built from the layer holds back its own updates.
 //!
 //! # Example
 //!
@@ -73,21 +83,22 @@ use crate::{ContentUpdated, PersistArgs, PersistError, PersistResult};
 #[derive(Debug, Clone)]
 pub struct CoalesceLayer {
     interval: Duration,
-    slots: Arc<Slots>,
 }
 
 impl CoalesceLayer {
     /// At most one write per message per `interval` for partial updates.
     pub fn new(interval: Duration) -> Self {
-        Self { interval, slots: Arc::default() }
+        Self { interval }
     }
 }
 
 impl<S> Layer<S> for CoalesceLayer {
     type Service = Coalesce<S>;
 
+    /// Each stack gets its own slots (clones of the service share them): two stores never
+    /// share a held-back update.
     fn layer(&self, inner: S) -> Self::Service {
-        Coalesce { inner, interval: self.interval, slots: Arc::clone(&self.slots) }
+        Coalesce { inner, interval: self.interval, slots: Arc::default() }
     }
 }
 
@@ -159,11 +170,8 @@ where
     let update = if partial {
         match gate.hold(update, interval) {
             Ok(answer) => {
-                if gate.needs_flush() {
-                    gate.flush_scheduled = true;
-                    let deadline = gate.due(interval);
-                    tokio::spawn(slots::flush(Arc::clone(&slot), inner, deadline));
-                }
+                // A fresh clone for the later write: the ready service is not held meanwhile.
+                slots::schedule(&mut gate, &slot, &inner, interval);
                 return Ok(ContentUpdated::held_back(answer).into());
             }
             Err(update) => update,
@@ -173,14 +181,27 @@ where
     };
     // Written now, with what was held back before it (an append carries it; a replacement
     // supersedes it).
-    let update = gate.merged(update);
+    let (update, carried) = gate.merged(update);
+    let finalizing = update.finalize;
+    let written = inner.clone();
     let result = inner.oneshot(update.into()).await;
     match &result {
-        Ok(PersistResult::ContentUpdated(done)) if partial => gate.written(&done.message),
-        _ => {}
+        Ok(PersistResult::ContentUpdated(done)) => {
+            gate.written(&done.message);
+            gate.finalized |= finalizing;
+        }
+        Ok(_) => {}
+        // Other callers' appends it carried were answered already: kept for a later write.
+        Err(_) => {
+            if let Some(carried) = carried {
+                gate.pending = Some(carried);
+                slots::schedule(&mut gate, &slot, &written, interval);
+            }
+        }
     }
+    let finalized = gate.finalized;
     drop(gate);
-    if !partial {
+    if finalized {
         slots.forget(&key, &slot);
     }
     result

@@ -81,8 +81,11 @@ pub(super) struct Gate {
     last: Option<(Message, Instant)>,
     /// What is held back, not written yet.
     pub(super) pending: Option<Pending>,
-    /// A task will write `pending` at the end of the interval.
-    pub(super) flush_scheduled: bool,
+    /// When a task will write `pending`, if one is to.
+    flush_due: Option<Instant>,
+    /// The final update was written: later partial updates go down at once, never held back
+    /// (a slot dropped meanwhile would hold them where no final follows).
+    pub(super) finalized: bool,
 }
 
 impl Gate {
@@ -91,8 +94,17 @@ impl Gate {
     /// content last written: joining it would cost the whole text each token). `Err` gives
     /// the update back: write it now.
     pub(super) fn hold(&mut self, update: UpdateContent, interval: Duration) -> Result<Message, UpdateContent> {
+        if self.finalized {
+            return Err(update);
+        }
+        let scheduled = self.scheduled(interval);
         let Some((last, at)) = self.last.as_ref() else { return Err(update) };
-        if at.elapsed() >= interval && !self.flush_scheduled {
+        if at.elapsed() >= interval && !scheduled {
+            return Err(update);
+        }
+        // Not blocks: written now, for the store to refuse as it stands (held back, it would
+        // keep the other appends from being joined).
+        if update.append && !update.content.as_json().trim_start().starts_with('[') {
             return Err(update);
         }
         if !update.append {
@@ -116,44 +128,35 @@ impl Gate {
         Ok(answer)
     }
 
-    /// The update to write now in place of `update`, with what is held back before it: an
-    /// append carries the held-back text first; a replacement supersedes it.
-    pub(super) fn merged(&mut self, update: UpdateContent) -> UpdateContent {
+    /// The update to write now in place of `update`, with what is held back before it, and
+    /// what it carries of that (to hold back again if the write fails): an append carries the
+    /// held-back parts first; a replacement supersedes them.
+    pub(super) fn merged(&mut self, update: UpdateContent) -> (UpdateContent, Option<Pending>) {
         let pending = self.pending.take();
         if !update.append {
-            return update;
+            return (update, None);
         }
         // Parts that are not blocks cannot be joined: the update goes down as it stands (the
         // store refuses it) and what was held back stays for its own write.
         match pending {
-            None => update,
-            Some(Pending::Append { update: first, tails }) => {
-                match Content::joined(tails.iter().chain([&update.content])) {
-                    Ok(content) => UpdateContent { content, ..update },
-                    Err(_) => {
-                        self.pending = Some(Pending::Append { update: first, tails });
-                        update
-                    }
+            None => (update, None),
+            Some(pending) => match Content::joined(pending.parts().chain([&update.content])) {
+                Ok(content) => {
+                    let append = matches!(pending, Pending::Append { .. });
+                    (UpdateContent { content, append, ..update }, Some(pending))
                 }
-            }
-            Some(Pending::Replace(base)) => match Content::joined([&base.content, &update.content]) {
-                Ok(content) => UpdateContent { content, append: false, ..update },
                 Err(_) => {
-                    self.pending = Some(Pending::Replace(base));
-                    update
+                    self.pending = Some(pending);
+                    (update, None)
                 }
             },
         }
     }
 
-    /// Whether an update is held back with no task to write it.
-    pub(super) fn needs_flush(&self) -> bool {
-        self.pending.is_some() && !self.flush_scheduled
-    }
-
-    /// When the held-back update is due: an interval after the last write.
-    pub(super) fn due(&self, interval: Duration) -> Instant {
-        self.last.as_ref().map_or_else(Instant::now, |(_, at)| *at + interval)
+    /// Whether a task is to write what is held back: one due more than an interval ago never
+    /// ran (its runtime went away), and another is scheduled.
+    fn scheduled(&self, interval: Duration) -> bool {
+        self.flush_due.is_some_and(|due| Instant::now() < due + interval)
     }
 
     pub(super) fn written(&mut self, message: &Message) {
@@ -170,29 +173,77 @@ pub(super) enum Pending {
     Append { update: UpdateContent, tails: Vec<Content> },
 }
 
-/// Writes what is held back in `slot` at `deadline` (if a final update did not take its place).
-pub(super) async fn flush<S>(slot: Arc<Slot>, inner: S, deadline: Instant)
+impl Pending {
+    /// The contents it holds, in order.
+    fn parts(&self) -> Box<dyn Iterator<Item = &Content> + '_> {
+        match self {
+            Self::Replace(update) => Box::new(std::iter::once(&update.content)),
+            Self::Append { tails, .. } => Box::new(tails.iter()),
+        }
+    }
+
+    /// The one update that writes it.
+    fn into_update(self) -> UpdateContent {
+        match self {
+            Self::Replace(update) => update,
+            Self::Append { update, tails } => match Content::joined(&tails) {
+                Ok(content) => UpdateContent { content, ..update },
+                // Every part was checked to be blocks when held back.
+                Err(_) => update,
+            },
+        }
+    }
+}
+
+/// Has a task write what `gate` holds back an interval after the last write, unless one is
+/// to already.
+pub(super) fn schedule<S>(gate: &mut Gate, slot: &Arc<Slot>, inner: &S, interval: Duration)
 where
-    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Send,
-    S::Future: Send,
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
 {
-    tokio::time::sleep_until(deadline).await;
-    let mut gate = slot.gate.lock().await;
-    gate.flush_scheduled = false;
-    let Some(pending) = gate.pending.take() else { return };
-    let update = match pending {
-        Pending::Replace(update) => update,
-        Pending::Append { update, tails } => match Content::joined(&tails) {
-            Ok(content) => UpdateContent { content, ..update },
-            Err(_) => update,
-        },
-    };
-    let (thread, id) = (update.thread_id.clone(), update.message_id.clone());
-    match inner.oneshot(update.into()).await {
-        Ok(PersistResult::ContentUpdated(done)) => gate.written(&done.message),
-        Ok(other) => tracing::warn!(op = %other.op(), "a held-back content update got an unexpected answer"),
-        Err(error) => {
-            tracing::warn!(%thread, message = %id, %error, "a held-back content update was refused");
+    if gate.pending.is_none() || gate.scheduled(interval) {
+        return;
+    }
+    let due = gate.last.as_ref().map_or_else(Instant::now, |(_, at)| *at + interval).max(Instant::now());
+    gate.flush_due = Some(due);
+    tokio::spawn(flush(Arc::clone(slot), inner.clone(), due, interval));
+}
+
+/// Writes what is held back in `slot` at `deadline` (if a final update did not take its
+/// place). A temporary failure keeps it held back for another try an interval later; a
+/// refusal (the message deleted, …) is logged, and the stream's next update meets it too.
+async fn flush<S>(slot: Arc<Slot>, inner: S, mut deadline: Instant, interval: Duration)
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    loop {
+        tokio::time::sleep_until(deadline).await;
+        let mut gate = slot.gate.lock().await;
+        gate.flush_due = None;
+        let Some(pending) = gate.pending.take() else { return };
+        let update = pending.into_update();
+        let (thread, id) = (update.thread_id.clone(), update.message_id.clone());
+        match inner.clone().oneshot(update.clone().into()).await {
+            Ok(PersistResult::ContentUpdated(done)) => return gate.written(&done.message),
+            Ok(other) => {
+                return tracing::warn!(op = %other.op(), "a held-back content update got an unexpected answer");
+            }
+            Err(error) if error.is_temporary() => {
+                tracing::warn!(%thread, message = %id, %error, "a held-back content update failed; trying again");
+                // Held back again, ahead of anything held back after it.
+                gate.pending = Some(if update.append {
+                    Pending::Append { tails: vec![update.content.clone()], update }
+                } else {
+                    Pending::Replace(update)
+                });
+                deadline = Instant::now() + interval;
+                gate.flush_due = Some(deadline);
+            }
+            Err(error) => {
+                return tracing::warn!(%thread, message = %id, %error, "a held-back content update was refused");
+            }
         }
     }
 }

@@ -7,7 +7,9 @@
 //! `AlreadyExists`, `VersionConflict`, `NotFound`, `ThreadDeleted` or `InvalidInput`: a retry
 //! would fail the same way. Reads are retried like writes. `invalidate_session` is never
 //! retried: it is compare-and-set, and repeated after an attempt that took effect it would
-//! answer `false` for the invalidation that happened.
+//! answer `false` for the invalidation that happened. Nor is an appending `update_content`
+//! without an expected version: repeated after an attempt that took effect, it would add its
+//! text twice (give it an expected version to have it retried).
 //!
 //! A write can fail *after* it committed (a lost connection, a time-out after the backend
 //! acted). The layer gives every `add` and `reserve` without an id a fixed one before the first
@@ -178,6 +180,9 @@ impl tower::retry::Policy<PersistArgs, PersistResult, PersistError> for RetryPol
             // Compare-and-set: repeated after an attempt that took effect, it would answer
             // `false` for the invalidation that happened.
             Err(_) if args.op() == PersistOp::InvalidateSession => None,
+            // An append without an expected version, repeated after an attempt that took
+            // effect, would add its text twice.
+            Err(_) if matches!(args, PersistArgs::UpdateContent(u) if u.append && u.expected_version.is_none()) => None,
             Err(error) if error.is_temporary() && self.attempts < self.max_attempts => {
                 self.attempts += 1;
                 if self.backoff.is_none() {
