@@ -138,6 +138,8 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let (ours_vs_hand, many_vs_one) = (ratio(&ours, &by_hand), ratio(&many, &ours));
         let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
         let total = rounds * concurrent;
+        let replies = options.scale(3, 1);
+        let streamed = streams(&backend, replies).await;
 
         backend.close().await;
         let _ = conn.close().await;
@@ -159,6 +161,41 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             .latency(p50, p99)
             .ratio(many_vs_one, "ops/s, 64 callers / our one caller")
             .target(Target::RatioAtLeast(3.0)),
+            Row::new(
+                "postgres: 64 streams, reserve + 20 partial updates + final (replies/s; content updates are not grouped)",
+                (64 * replies) as u64,
+                streamed,
+            ),
         ]
     })
+}
+
+/// 64 streams at once, each writing `replies` replies as reserve, 20 partial content updates
+/// and a final one, straight to the backend; answers replies/s (the baseline of grouping
+/// content updates as inserts are).
+async fn streams(backend: &PostgresBackend, replies: usize) -> f64 {
+    use persist::Role;
+    use persist::args::{Reserve, UpdateContent};
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for stream in 0..64 {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            let thread = ThreadId::new(format!("stream-{stream}")).unwrap();
+            for _ in 0..replies {
+                let reserved =
+                    backend.apply(Reserve::new(thread.clone(), Role::Assistant).into()).await.expect("reserve");
+                let id = reserved.message().expect("a message").id.clone();
+                let mut text = String::new();
+                for update in 0..=20 {
+                    text.push_str("token ");
+                    let partial = UpdateContent::new(thread.clone(), id.clone(), Content::text(&text))
+                        .with_finalize(update == 20);
+                    backend.apply(partial.into()).await.expect("update");
+                }
+            }
+        });
+    }
+    tasks.join_all().await;
+    rate(64 * replies, start.elapsed())
 }
