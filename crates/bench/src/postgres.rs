@@ -162,7 +162,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             .ratio(many_vs_one, "ops/s, 64 callers / our one caller")
             .target(Target::RatioAtLeast(3.0)),
             Row::new(
-                "postgres: 64 streams, reserve + 20 partial updates + final (replies/s; content updates are not grouped)",
+                "postgres: 64 streams, reserve + 20 partial updates + final (replies/s; content updates grouped)",
                 (64 * replies) as u64,
                 streamed,
             ),

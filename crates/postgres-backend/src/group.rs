@@ -1,5 +1,6 @@
-//! Group commit for inserts: adds and reserves that arrive while others are being written are
-//! written together, in one statement.
+//! Group commit: adds and reserves that arrive while others are being written are written
+//! together, in one statement, and so are content updates (a streamed reply's partial and
+//! final updates), each kind in its own lane.
 //!
 //! Each statement costs the server a plan, a commit and a round trip whatever it writes, and
 //! with many callers those costs, not the rows, are what the server spends its CPU on (planning
@@ -30,7 +31,16 @@ use crate::{PostgresBackend, ops};
 /// Most inserts in one group.
 const MAX_GROUP: usize = 256;
 
-/// The insert queue of one backend (shared by its clones).
+/// What a lane groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Adds and reserves.
+    Inserts,
+    /// Content updates that replace the content (an append is joined to what it reads, alone).
+    ContentUpdates,
+}
+
+/// The queue of one kind of write of one backend (shared by its clones).
 pub(crate) struct Inserts {
     queue: Mutex<Queue>,
     turns: Arc<Semaphore>,
@@ -65,7 +75,19 @@ impl Inserts {
 impl PostgresBackend {
     /// Writes an add or a reserve, alone when nothing else is being written, grouped otherwise.
     pub(crate) async fn insert(&self, args: PersistArgs) -> Result<PersistResult> {
-        let inserts = &self.inserts;
+        self.grouped(Kind::Inserts, args).await
+    }
+
+    /// Writes a content update, alone when no other is being written, grouped otherwise.
+    pub(crate) async fn update_content(&self, args: PersistArgs) -> Result<PersistResult> {
+        self.grouped(Kind::ContentUpdates, args).await
+    }
+
+    async fn grouped(&self, kind: Kind, args: PersistArgs) -> Result<PersistResult> {
+        let inserts = match kind {
+            Kind::Inserts => &self.inserts,
+            Kind::ContentUpdates => &self.updates,
+        };
         if let Ok(turn) = inserts.turns.try_acquire()
             && inserts.queue().waiting.is_empty()
         {
@@ -97,7 +119,10 @@ impl PostgresBackend {
                     if !group.is_empty() {
                         let backend = self.clone();
                         tokio::spawn(async move {
-                            backend.write_group(group).await;
+                            match kind {
+                                Kind::Inserts => backend.write_group(group).await,
+                                Kind::ContentUpdates => backend.write_update_group(group).await,
+                            }
                             drop(turn);
                         });
                     }
@@ -169,6 +194,76 @@ impl PostgresBackend {
                 continue;
             }
             let answer = self.with(async |conn| ops::apply_insert(conn, &queued.args, Some(id)).await).await;
+            let _ = queued.reply.send(answer);
+        }
+    }
+
+    /// Writes a group of content updates in one statement (one per message; a second update
+    /// of a message in the group, and any update the statement did not write, runs alone, in
+    /// queue order, which writes it or says why not) and answers each of its callers.
+    async fn write_update_group(&self, group: Vec<Queued>) {
+        let group: Vec<Queued> = group.into_iter().filter(|queued| !queued.reply.is_closed()).collect();
+        let mut pending: Vec<Option<Queued>> = Vec::with_capacity(group.len());
+        let mut grouped: Vec<usize> = Vec::with_capacity(group.len());
+        let mut messages = HashSet::with_capacity(group.len());
+        for queued in group {
+            if let Err(refused) = ops::check(&queued.args) {
+                let _ = queued.reply.send(Err(refused));
+                continue;
+            }
+            let key = (
+                queued.args.context().tenant().cloned(),
+                queued.args.thread_id().cloned(),
+                queued.args.message_id().cloned(),
+            );
+            if matches!(&queued.args, PersistArgs::UpdateContent(u) if !u.append) && messages.insert(key) {
+                grouped.push(pending.len());
+            }
+            pending.push(Some(queued));
+        }
+        if grouped.len() > 1 {
+            let rows: Vec<&persist_core::args::UpdateContent> = grouped
+                .iter()
+                .filter_map(|&at| match &pending[at].as_ref()?.args {
+                    PersistArgs::UpdateContent(update) => Some(update),
+                    _ => None,
+                })
+                .collect();
+            match self.with(async |conn| ops::update_content_group(conn, &rows).await).await {
+                Ok(Ok(written)) => {
+                    let mut written: HashMap<_, Message> = written
+                        .into_iter()
+                        .map(|(tenant, message)| ((tenant, message.thread_id.clone(), message.id.clone()), message))
+                        .collect();
+                    for &at in &grouped {
+                        let Some(message) = pending[at].as_ref().and_then(|queued| {
+                            let key = (
+                                queued.args.context().tenant().cloned(),
+                                queued.args.thread_id()?.clone(),
+                                queued.args.message_id()?.clone(),
+                            );
+                            written.remove(&key)
+                        }) else {
+                            continue;
+                        };
+                        let Some(queued) = pending[at].take() else { continue };
+                        let _ = queued.reply.send(Ok(persist_core::ContentUpdated::new(message).into()));
+                    }
+                }
+                Ok(Err(_)) => {}
+                Err(failed) => {
+                    for queued in pending.iter_mut().filter_map(Option::take) {
+                        let _ = queued.reply.send(Err(failed.replicate()));
+                    }
+                }
+            }
+        }
+        for queued in pending.into_iter().flatten() {
+            if queued.reply.is_closed() {
+                continue;
+            }
+            let args = queued.args;
+            let answer = self.with(async |conn| ops::apply(conn, args).await).await;
             let _ = queued.reply.send(answer);
         }
     }

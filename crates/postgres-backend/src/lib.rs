@@ -12,7 +12,8 @@
 //!   inserts shares one, below). Deleting a
 //!   thread is the exception: a short transaction that locks the thread row first, so it removes
 //!   every message and binding committed before it.
-//! - **Group commit of inserts.** At most
+//! - **Group commit of inserts** (and, in a lane of their own, of content updates that replace
+//!   the content: one per message, threads locked in key order). At most
 //!   [`max_insert_groups`](PostgresBackendBuilder::max_insert_groups) statements of adds and
 //!   reserves run at once per instance; inserts arriving while they all run queue, and the next
 //!   turn writes every queued insert (one per thread, threads locked in `(tenant, thread_id)`
@@ -140,7 +141,8 @@ impl PostgresBackendBuilder {
         self
     }
 
-    /// Most groups of inserts (adds and reserves) this instance writes at once (default 4).
+    /// Most groups of inserts (adds and reserves) this instance writes at once (default 4), and
+    /// as many groups of content updates, which have a lane of their own.
     ///
     /// While that many are being written, further inserts queue and are written together, one
     /// statement for the whole group (one plan, one commit, one round trip on the server), as
@@ -222,7 +224,12 @@ impl PostgresBackendBuilder {
         conn.release(&prepared);
         prepared?;
         pool.fill().await?;
-        Ok(PostgresBackend { pool, schema: self.schema, inserts: Arc::new(Inserts::new(self.max_insert_groups)) })
+        Ok(PostgresBackend {
+            pool,
+            schema: self.schema,
+            inserts: Arc::new(Inserts::new(self.max_insert_groups)),
+            updates: Arc::new(Inserts::new(self.max_insert_groups)),
+        })
     }
 }
 
@@ -275,6 +282,8 @@ pub struct PostgresBackend {
     pool: Pool,
     schema: String,
     inserts: Arc<Inserts>,
+    /// The content updates waiting to be written together (see `group`).
+    updates: Arc<Inserts>,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -331,6 +340,7 @@ impl Backend for PostgresBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
         match args {
             PersistArgs::Add(_) | PersistArgs::Reserve(_) => self.insert(args).await,
+            PersistArgs::UpdateContent(ref update) if !update.append => self.update_content(args).await,
             args => self.with(async |conn| ops::apply(conn, args).await).await,
         }
     }

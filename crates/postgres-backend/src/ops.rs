@@ -270,6 +270,68 @@ pub(crate) async fn insert_group(
     }
 }
 
+/// Several content updates (each of another message, none appending) in one statement: the
+/// threads' rows locked in key order (as every write locks them: no deadlock with a group of
+/// inserts or another group), each message replaced under its guards, each thread touched.
+/// Answers the messages written with their tenant; an update not among them (absent, deleted
+/// thread, stale version) is for the caller to run alone, which says why. `Ok(Err(_))`: the
+/// server refused the statement as a whole, and it wrote nothing.
+pub(crate) async fn update_content_group(
+    conn: &mut PgConnection,
+    group: &[&UpdateContent],
+) -> Result<Result<Vec<(Option<TenantId>, Message)>, PersistError>, PersistError> {
+    let mut tenant = Vec::with_capacity(group.len());
+    let (mut thread_id, mut message_id, mut content) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut finalize, mut expected) = (Vec::new(), Vec::new());
+    for update in group {
+        tenant.push(tenant_key(update.context.tenant()));
+        thread_id.push(update.thread_id.as_str());
+        message_id.push(update.message_id.as_str());
+        content.push(update.content.as_json().into_owned());
+        finalize.push(update.finalize);
+        expected.push(update.expected_version.map(signed));
+    }
+    let rows = sqlx::query(concat!(
+        "WITH u AS ( \
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[]) \
+                AS u(tenant, thread_id, message_id, content, finalize, expected)), \
+         t AS ( \
+            SELECT th.tenant, th.thread_id FROM threads th \
+             WHERE (th.tenant, th.thread_id) IN (SELECT tenant, thread_id FROM u) AND th.deleted_at IS NULL \
+             ORDER BY th.tenant COLLATE \"C\", th.thread_id COLLATE \"C\" FOR UPDATE), \
+         m AS ( \
+            UPDATE messages ms SET content = u.content::jsonb, \
+                   status = CASE WHEN u.finalize THEN 'complete' ELSE ms.status END, \
+                   version = ms.version + 1, updated_at = $7 \
+              FROM u \
+             WHERE ms.tenant = u.tenant AND ms.thread_id = u.thread_id AND ms.message_id = u.message_id \
+               AND (u.expected IS NULL OR ms.version = u.expected) \
+               AND (ms.tenant, ms.thread_id) IN (SELECT tenant, thread_id FROM t) \
+            RETURNING ms.*), \
+         x AS (UPDATE threads SET updated_at = $7 WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
+         SELECT tenant, ",
+        message_columns!(),
+        " FROM m"
+    ))
+    .bind(&tenant)
+    .bind(&thread_id)
+    .bind(&message_id)
+    .bind(&content)
+    .bind(&finalize)
+    .bind(&expected)
+    .bind(Timestamp::now().as_micros())
+    .fetch_all(&mut *conn)
+    .await;
+    match rows {
+        Ok(rows) => Ok(rows.iter().map(|row| Ok((rows::tenant(row)?, rows::message(row)?))).collect()),
+        Err(error) => {
+            let refused_by_server = matches!(error, sqlx::Error::Database(_));
+            let error = map_sqlx("updating a group of messages", error);
+            if refused_by_server && !lost_connection(&error) { Ok(Err(error)) } else { Err(error) }
+        }
+    }
+}
+
 /// The columns of [`insert_group`]'s rows, one array each.
 #[derive(Default)]
 struct GroupColumns<'a> {

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use persist_core::args::{Add, Delete, Reserve};
+use persist_core::args::{Add, Delete, Reserve, UpdateContent};
 use persist_core::read::{GetThread, ListMessages};
 use persist_core::{
     Backend, Content, Context, IdempotencyKey, Message, MessageId, PersistArgs, PersistError, PersistResult, Role,
@@ -336,6 +336,107 @@ async fn a_group_that_loses_its_connection_fails_its_inserts_and_writes_none() {
         assert!(page.items.is_empty(), "lost-{i}: nothing written");
     }
     assert_eq!(written(&backend.apply(add("lost-0", "again").into()).await).0.seq, 1, "a new connection serves");
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
+
+/// The only update turn, held by a content update of a message of thread `ublocker` that waits
+/// on that thread's row, which `lock` keeps locked.
+async fn hold_update_turn(backend: &PostgresBackend, schema: &str) -> Held {
+    let reserved = backend.apply(Reserve::new(thread("ublocker"), Role::Assistant).into()).await.unwrap();
+    let id = reserved.message().unwrap().id.clone();
+    let mut lock = support::admin().await.unwrap();
+    let holder: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut lock).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut lock).await.unwrap();
+    sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM \"{schema}\".threads WHERE thread_id = 'ublocker' FOR UPDATE")))
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let blocked = tokio::spawn({
+        let backend = backend.clone();
+        let update = UpdateContent::new(thread("ublocker"), id, Content::text("blocked"));
+        async move { backend.apply(update.into()).await }
+    });
+    let mut watcher = support::admin().await.unwrap();
+    until_blocked(&mut watcher, holder).await;
+    let _ = watcher.close().await;
+    Held { lock, blocked }
+}
+
+fn updated(result: &Result<PersistResult, PersistError>) -> &Message {
+    match result {
+        Ok(PersistResult::ContentUpdated(done)) => &done.message,
+        other => panic!("expected an updated message, got {other:?}"),
+    }
+}
+
+/// While the update turn is busy, content updates queue and are then written together in one
+/// statement, each answered as if written alone: refusals (absent, deleted thread, stale
+/// version) and a second update of one message run alone, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_content_updates_are_written_together_and_answered_as_if_alone() {
+    let Some((backend, schema)) = grouping(4, 1).await else { return };
+    let reserve = |t: &str, ctx: Context| {
+        let backend = backend.clone();
+        let args = Reserve::new(thread(t), Role::Assistant).with_context(ctx);
+        async move { backend.apply(args.into()).await.unwrap().message().unwrap().clone() }
+    };
+    let a = reserve("ua", Context::new()).await;
+    let b = reserve("ub", Context::new()).await;
+    let same = reserve("usame", Context::new()).await;
+    let acme = reserve("ua", tenant("acme")).await;
+    let stale = reserve("ustale", Context::new()).await;
+    let gone = reserve("ugone", Context::new()).await;
+    backend.apply(Delete::thread(thread("ugone")).into()).await.unwrap();
+
+    let held = hold_update_turn(&backend, &schema).await;
+    let update = |m: &Message, text: &str| UpdateContent::new(m.thread_id.clone(), m.id.clone(), Content::text(text));
+    let requests: Vec<(&str, PersistArgs)> = vec![
+        ("a", update(&a, "a").with_finalize(false).into()),
+        ("b", update(&b, "b").into()),
+        ("acme", update(&acme, "acme's").with_context(tenant("acme")).into()),
+        ("same-1", update(&same, "one").with_finalize(false).into()),
+        ("same-2", update(&same, "two").with_finalize(false).into()),
+        ("stale", update(&stale, "late").with_expected_version(7).into()),
+        ("gone", update(&gone, "late").into()),
+        ("missing", UpdateContent::new(thread("ua"), MessageId::new("missing").unwrap(), Content::text("x")).into()),
+    ];
+    let mut calls = tokio::task::JoinSet::new();
+    for (name, args) in requests {
+        let backend = backend.clone();
+        calls.spawn(async move { (name, backend.apply(args).await) });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(updated(&held.release().await).content.to_text(), "blocked");
+    let mut answers = std::collections::HashMap::new();
+    for (name, answer) in calls.join_all().await {
+        answers.insert(name, answer);
+    }
+    let (ua, ub) = (updated(&answers["a"]), updated(&answers["b"]));
+    assert_eq!((ua.content.to_text(), ua.status, ua.version), ("a".to_owned(), Status::Reserved, 2));
+    assert_eq!((ub.content.to_text(), ub.status, ub.version), ("b".to_owned(), Status::Complete, 2));
+    assert_eq!(ua.updated_at, ub.updated_at, "the queued updates were one group");
+    let theirs = updated(&answers["acme"]);
+    assert_eq!((theirs.content.to_text().as_str(), theirs.id.clone()), ("acme's", acme.id.clone()));
+    // One message updated twice: both land, one after the other, in queue order.
+    let (one, two) = (updated(&answers["same-1"]), updated(&answers["same-2"]));
+    assert_eq!((one.version, two.version), (2, 3));
+    let stored = backend.get(persist_core::read::GetMessage::new(thread("usame"), same.id.clone())).await.unwrap();
+    assert_eq!(stored.unwrap().content.to_text(), "two");
+    assert!(
+        matches!(answers["stale"], Err(PersistError::VersionConflict { expected: 7, actual: 1, .. })),
+        "{:?}",
+        answers["stale"]
+    );
+    assert!(matches!(answers["gone"], Err(PersistError::ThreadDeleted { .. })), "{:?}", answers["gone"]);
+    assert!(matches!(answers["missing"], Err(PersistError::NotFound { .. })), "{:?}", answers["missing"]);
+    // The acme thread of the same id is untouched by the update without a tenant, and back.
+    let mine = backend.get(persist_core::read::GetMessage::new(thread("ua"), a.id.clone())).await.unwrap();
+    assert_eq!(mine.unwrap().content.to_text(), "a");
+    let th = backend.get_thread(GetThread::new(thread("ub"))).await.unwrap().unwrap();
+    assert_eq!(th.updated_at, ub.updated_at, "the thread is touched with its message");
+
     backend.close().await;
     support::drop_schema(&schema).await;
 }
