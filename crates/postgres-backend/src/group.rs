@@ -36,8 +36,9 @@ const MAX_GROUP: usize = 256;
 pub(crate) enum Kind {
     /// Adds and reserves.
     Inserts,
-    /// Content updates that replace the content (an append is joined to what it reads, alone).
-    ContentUpdates,
+    /// Updates of a message: content replacements (an append is joined to what it reads,
+    /// alone) and metadata or role patches.
+    MessageUpdates,
 }
 
 /// The queue of one kind of write of one backend (shared by its clones).
@@ -78,15 +79,16 @@ impl PostgresBackend {
         self.grouped(Kind::Inserts, args).await
     }
 
-    /// Writes a content update, alone when no other is being written, grouped otherwise.
-    pub(crate) async fn update_content(&self, args: PersistArgs) -> Result<PersistResult> {
-        self.grouped(Kind::ContentUpdates, args).await
+    /// Writes an update of a message (its content, or its metadata and role), alone when no
+    /// other is being written, grouped otherwise.
+    pub(crate) async fn update_message(&self, args: PersistArgs) -> Result<PersistResult> {
+        self.grouped(Kind::MessageUpdates, args).await
     }
 
     async fn grouped(&self, kind: Kind, args: PersistArgs) -> Result<PersistResult> {
         let inserts = match kind {
             Kind::Inserts => &self.inserts,
-            Kind::ContentUpdates => &self.updates,
+            Kind::MessageUpdates => &self.updates,
         };
         if let Ok(turn) = inserts.turns.try_acquire()
             && inserts.queue().waiting.is_empty()
@@ -121,7 +123,7 @@ impl PostgresBackend {
                         tokio::spawn(async move {
                             match kind {
                                 Kind::Inserts => backend.write_group(group).await,
-                                Kind::ContentUpdates => backend.write_update_group(group).await,
+                                Kind::MessageUpdates => backend.write_update_group(group).await,
                             }
                             drop(turn);
                         });
@@ -198,7 +200,7 @@ impl PostgresBackend {
         }
     }
 
-    /// Writes a group of content updates in one statement (one per message; a second update
+    /// Writes a group of message updates in one statement (one per message; a second update
     /// of a message in the group, and any update the statement did not write, runs alone, in
     /// queue order, which writes it or says why not) and answers each of its callers.
     async fn write_update_group(&self, group: Vec<Queued>) {
@@ -216,20 +218,14 @@ impl PostgresBackend {
                 queued.args.thread_id().cloned(),
                 queued.args.message_id().cloned(),
             );
-            if matches!(&queued.args, PersistArgs::UpdateContent(u) if !u.append) && messages.insert(key) {
+            if messages.insert(key) {
                 grouped.push(pending.len());
             }
             pending.push(Some(queued));
         }
         if grouped.len() > 1 {
-            let rows: Vec<&persist_core::args::UpdateContent> = grouped
-                .iter()
-                .filter_map(|&at| match &pending[at].as_ref()?.args {
-                    PersistArgs::UpdateContent(update) => Some(update),
-                    _ => None,
-                })
-                .collect();
-            match self.with(async |conn| ops::update_content_group(conn, &rows).await).await {
+            let rows: Vec<&PersistArgs> = grouped.iter().filter_map(|&at| Some(&pending[at].as_ref()?.args)).collect();
+            match self.with(async |conn| ops::update_group(conn, &rows).await).await {
                 Ok(Ok(written)) => {
                     let mut written: HashMap<_, Message> = written
                         .into_iter()
@@ -247,7 +243,11 @@ impl PostgresBackend {
                             continue;
                         };
                         let Some(queued) = pending[at].take() else { continue };
-                        let _ = queued.reply.send(Ok(persist_core::ContentUpdated::new(message).into()));
+                        let answer = match queued.args {
+                            PersistArgs::UpdateContent(_) => persist_core::ContentUpdated::new(message).into(),
+                            _ => persist_core::Updated::Message(message).into(),
+                        };
+                        let _ = queued.reply.send(Ok(answer));
                     }
                 }
                 Ok(Err(_)) => {}

@@ -12,8 +12,9 @@
 //!   inserts shares one, below). Deleting a
 //!   thread is the exception: a short transaction that locks the thread row first, so it removes
 //!   every message and binding committed before it.
-//! - **Group commit of inserts** (and, in a lane of their own, of content updates that replace
-//!   the content: one per message, threads locked in key order). At most
+//! - **Group commit of inserts** (and, in a lane of their own, of message updates: content
+//!   replacements and metadata or role patches, one per message, threads locked in key order).
+//!   At most
 //!   [`max_insert_groups`](PostgresBackendBuilder::max_insert_groups) statements of adds and
 //!   reserves run at once per instance; inserts arriving while they all run queue, and the next
 //!   turn writes every queued insert (one per thread, threads locked in `(tenant, thread_id)`
@@ -142,7 +143,8 @@ impl PostgresBackendBuilder {
     }
 
     /// Most groups of inserts (adds and reserves) this instance writes at once (default 4), and
-    /// as many groups of content updates, which have a lane of their own.
+    /// as many groups of message updates (content, metadata, role), which have a lane of their
+    /// own.
     ///
     /// While that many are being written, further inserts queue and are written together, one
     /// statement for the whole group (one plan, one commit, one round trip on the server), as
@@ -340,7 +342,10 @@ impl Backend for PostgresBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
         match args {
             PersistArgs::Add(_) | PersistArgs::Reserve(_) => self.insert(args).await,
-            PersistArgs::UpdateContent(ref update) if !update.append => self.update_content(args).await,
+            PersistArgs::UpdateContent(ref update) if !update.append => self.update_message(args).await,
+            PersistArgs::Update(ref update) if matches!(update.target, persist_core::Target::Message(_)) => {
+                self.update_message(args).await
+            }
             args => self.with(async |conn| ops::apply(conn, args).await).await,
         }
     }

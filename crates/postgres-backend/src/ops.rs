@@ -270,45 +270,64 @@ pub(crate) async fn insert_group(
     }
 }
 
-/// Several content updates (each of another message, none appending) in one statement: the
-/// threads' rows locked in key order (as every write locks them: no deadlock with a group of
-/// inserts or another group), each message replaced under its guards, each thread touched.
-/// Answers the messages written with their tenant; an update not among them (absent, deleted
-/// thread, stale version) is for the caller to run alone, which says why. `Ok(Err(_))`: the
-/// server refused the statement as a whole, and it wrote nothing.
-pub(crate) async fn update_content_group(
+/// Several message updates (content replacements and metadata/role patches, each of another
+/// message) in one statement: the threads' rows locked in key order (as every write locks
+/// them: no deadlock with a group of inserts or another group), each message changed under its
+/// guards, each thread touched. Answers the messages written with their tenant; an update not
+/// among them (absent, deleted thread, stale version) is for the caller to run alone, which
+/// says why. `Ok(Err(_))`: the server refused the statement as a whole, and it wrote nothing.
+pub(crate) async fn update_group(
     conn: &mut PgConnection,
-    group: &[&UpdateContent],
+    group: &[&PersistArgs],
 ) -> Result<Result<Vec<(Option<TenantId>, Message)>, PersistError>, PersistError> {
     let mut tenant = Vec::with_capacity(group.len());
     let (mut thread_id, mut message_id, mut content) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut finalize, mut expected) = (Vec::new(), Vec::new());
-    for update in group {
-        tenant.push(tenant_key(update.context.tenant()));
-        thread_id.push(update.thread_id.as_str());
-        message_id.push(update.message_id.as_str());
-        content.push(update.content.as_json().into_owned());
-        finalize.push(update.finalize);
-        expected.push(update.expected_version.map(signed));
+    let (mut finalize, mut expected, mut set, mut removed, mut role) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for args in group {
+        let (id, new_content, done, patch, new_role, version) = match args {
+            PersistArgs::UpdateContent(u) if !u.append => {
+                (&u.message_id, Some(u.content.as_json().into_owned()), u.finalize, None, None, u.expected_version)
+            }
+            PersistArgs::Update(u) => match &u.target {
+                Target::Message(id) => (id, None, false, u.metadata.as_ref(), u.role.as_ref(), u.expected_version),
+                _ => return Err(PersistError::Unsupported { what: "grouping a thread update".into() }),
+            },
+            other => return Err(PersistError::Unsupported { what: format!("grouping `{}`", other.op()).into() }),
+        };
+        let (patch_set, patch_removed) = patch_parts(patch)?;
+        tenant.push(tenant_key(args.context().tenant()));
+        thread_id.push(args.thread_id().map_or("", ThreadId::as_str));
+        message_id.push(id.as_str());
+        content.push(new_content);
+        finalize.push(done);
+        set.push(patch_set);
+        removed.push(json_text(&patch_removed)?);
+        role.push(new_role.map(Role::as_str));
+        expected.push(version.map(signed));
     }
     let rows = sqlx::query(concat!(
         "WITH u AS ( \
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[]) \
-                AS u(tenant, thread_id, message_id, content, finalize, expected)), \
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[], \
+                                 $7::text[], $8::text[], $9::text[]) \
+                AS u(tenant, thread_id, message_id, content, finalize, expected, set, removed, role)), \
          t AS ( \
             SELECT th.tenant, th.thread_id FROM threads th \
              WHERE (th.tenant, th.thread_id) IN (SELECT tenant, thread_id FROM u) AND th.deleted_at IS NULL \
              ORDER BY th.tenant COLLATE \"C\", th.thread_id COLLATE \"C\" FOR UPDATE), \
          m AS ( \
-            UPDATE messages ms SET content = u.content::jsonb, \
+            UPDATE messages ms SET content = COALESCE(u.content::jsonb, ms.content), \
                    status = CASE WHEN u.finalize THEN 'complete' ELSE ms.status END, \
-                   version = ms.version + 1, updated_at = $7 \
+                   metadata = (ms.metadata || u.set::jsonb) \
+                              - ARRAY(SELECT jsonb_array_elements_text(u.removed::jsonb)), \
+                   role = COALESCE(u.role, ms.role), \
+                   version = ms.version + 1, updated_at = $10 \
               FROM u \
              WHERE ms.tenant = u.tenant AND ms.thread_id = u.thread_id AND ms.message_id = u.message_id \
                AND (u.expected IS NULL OR ms.version = u.expected) \
                AND (ms.tenant, ms.thread_id) IN (SELECT tenant, thread_id FROM t) \
             RETURNING ms.*), \
-         x AS (UPDATE threads SET updated_at = $7 WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
+         x AS (UPDATE threads SET updated_at = $10 WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
          SELECT tenant, ",
         message_columns!(),
         " FROM m"
@@ -319,6 +338,9 @@ pub(crate) async fn update_content_group(
     .bind(&content)
     .bind(&finalize)
     .bind(&expected)
+    .bind(&set)
+    .bind(&removed)
+    .bind(&role)
     .bind(Timestamp::now().as_micros())
     .fetch_all(&mut *conn)
     .await;

@@ -8,11 +8,11 @@ mod support;
 
 use std::time::Duration;
 
-use persist_core::args::{Add, Delete, Reserve, UpdateContent};
+use persist_core::args::{Add, Delete, Reserve, Update, UpdateContent};
 use persist_core::read::{GetThread, ListMessages};
 use persist_core::{
-    Backend, Content, Context, IdempotencyKey, Message, MessageId, PersistArgs, PersistError, PersistResult, Role,
-    Status, TenantId, ThreadId,
+    Backend, Content, Context, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult,
+    Role, Status, TenantId, ThreadId,
 };
 use persist_postgres::PostgresBackend;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -388,6 +388,10 @@ async fn queued_content_updates_are_written_together_and_answered_as_if_alone() 
     let stale = reserve("ustale", Context::new()).await;
     let gone = reserve("ugone", Context::new()).await;
     backend.apply(Delete::thread(thread("ugone")).into()).await.unwrap();
+    let meta = reserve("umeta", Context::new()).await;
+    let first = Update::message(thread("umeta"), meta.id.clone())
+        .with_metadata(Metadata::new().with("keep", serde_json::json!(1)).with("drop", serde_json::json!(2)));
+    backend.apply(first.into()).await.unwrap();
 
     let held = hold_update_turn(&backend, &schema).await;
     let update = |m: &Message, text: &str| UpdateContent::new(m.thread_id.clone(), m.id.clone(), Content::text(text));
@@ -400,6 +404,15 @@ async fn queued_content_updates_are_written_together_and_answered_as_if_alone() 
         ("stale", update(&stale, "late").with_expected_version(7).into()),
         ("gone", update(&gone, "late").into()),
         ("missing", UpdateContent::new(thread("ua"), MessageId::new("missing").unwrap(), Content::text("x")).into()),
+        (
+            "meta",
+            Update::message(thread("umeta"), meta.id.clone())
+                .with_metadata(
+                    Metadata::new().with("drop", serde_json::Value::Null).with("new", serde_json::json!("n")),
+                )
+                .with_role(Role::Tool)
+                .into(),
+        ),
     ];
     let mut calls = tokio::task::JoinSet::new();
     for (name, args) in requests {
@@ -413,7 +426,17 @@ async fn queued_content_updates_are_written_together_and_answered_as_if_alone() 
     for (name, answer) in calls.join_all().await {
         answers.insert(name, answer);
     }
+    let patched = match &answers["meta"] {
+        Ok(PersistResult::Updated(persist_core::Updated::Message(message))) => message,
+        other => panic!("expected an updated message, got {other:?}"),
+    };
+    assert_eq!(
+        patched.metadata,
+        Metadata::new().with("keep", serde_json::json!(1)).with("new", serde_json::json!("n"))
+    );
+    assert_eq!((patched.role.clone(), patched.version), (Role::Tool, 3));
     let (ua, ub) = (updated(&answers["a"]), updated(&answers["b"]));
+    assert_eq!(patched.updated_at, ua.updated_at, "a metadata patch is grouped with content updates");
     assert_eq!((ua.content.to_text(), ua.status, ua.version), ("a".to_owned(), Status::Reserved, 2));
     assert_eq!((ub.content.to_text(), ub.status, ub.version), ("b".to_owned(), Status::Complete, 2));
     assert_eq!(ua.updated_at, ub.updated_at, "the queued updates were one group");
