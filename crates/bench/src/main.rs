@@ -106,6 +106,7 @@ fn main() {
     }
     if options.wants("streams") {
         emit(streams::run_all(&options));
+        emit(streams::bytes_per_reply(&options));
     }
     if options.wants("postgres") {
         emit(postgres::run(&options));

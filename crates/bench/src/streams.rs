@@ -159,3 +159,82 @@ pub(crate) fn run_all(options: &Options) -> Vec<Row> {
         .ratio(median(&mut every_ratios.clone()), "replies/s, every update / final only"),
     ]
 }
+
+/// Bytes this process handed to `write(2)` so far (`wchar` of `/proc/self/io`; SQLite's log and
+/// database writes are all of them here). `None` where the file does not exist.
+fn bytes_written() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines().find_map(|line| line.strip_prefix("wchar: ")).and_then(|n| n.trim().parse().ok())
+}
+
+/// Bytes written per reply of 200 tokens (~8 KB of text) on one stream, each way; answers rows
+/// (empty where `/proc/self/io` is missing).
+pub(crate) fn bytes_per_reply(options: &Options) -> Vec<Row> {
+    const TOKEN: &str = "a token of forty bytes, more or less.. ";
+    let replies = options.scale(10, 2);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut rows = Vec::new();
+    let ways: [(&str, Way); 4] = [
+        ("final message only (one add)", Way::FinalOnly),
+        ("every partial update written, whole content each time", Way::EveryUpdate),
+        ("full-content partial updates through CoalesceLayer", Way::Coalesced),
+        ("tokens appended alone through CoalesceLayer", Way::CoalescedAppends),
+    ];
+    for (name, way) in ways {
+        let measured = rt.block_on(async {
+            let backend = SqliteBackend::open(dir.path().join(format!("{name}.db"))).await.expect("open");
+            let pipeline = match way {
+                Way::Coalesced | Way::CoalescedAppends => {
+                    Pipeline::builder().layer(CoalesceLayer::new(Duration::from_millis(100))).build(backend.clone())
+                }
+                _ => Pipeline::new(backend.clone()),
+            };
+            let before = bytes_written()?;
+            for reply in 0..replies {
+                let thread = ThreadId::new(format!("bytes-{reply}")).unwrap();
+                write_tokens(&pipeline, &thread, way, TOKEN).await;
+            }
+            // Every write is committed and in the log (the coalesced ways' final update waited
+            // for the writes before it).
+            let after = bytes_written()?;
+            backend.close().await;
+            Some((after - before) / replies as u64)
+        });
+        if let Some(bytes) = measured {
+            rows.push(
+                Row::new(
+                    format!("sqlite: bytes written per 8 KB reply of 200 tokens, {name}"),
+                    replies as u64,
+                    bytes as f64,
+                )
+                .ratio(bytes as f64 / (UPDATES * TOKEN.len()) as f64, "bytes written / bytes of the reply"),
+            );
+        }
+    }
+    rows
+}
+
+/// One reply of `UPDATES` tokens of `token`, written `way`.
+async fn write_tokens(pipeline: &Pipeline, thread: &ThreadId, way: Way, token: &str) {
+    if let Way::FinalOnly = way {
+        let add = Add::new(thread.clone(), Role::Assistant, Content::text(token.repeat(UPDATES)));
+        pipeline.add(add).await.expect("add");
+        return;
+    }
+    let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.expect("reserve").message;
+    let mut content = String::new();
+    for _ in 0..UPDATES {
+        content.push_str(token);
+        let update = match way {
+            Way::CoalescedAppends => UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(token)),
+            _ => UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&content)),
+        };
+        pipeline.update_content(update.with_finalize(false)).await.expect("partial update");
+    }
+    let done = match way {
+        Way::CoalescedAppends => UpdateContent::appending(thread.clone(), reply.id.clone(), Content::placeholder()),
+        _ => UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&content)),
+    };
+    pipeline.update_content(done).await.expect("final update");
+}
