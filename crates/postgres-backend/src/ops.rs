@@ -198,10 +198,7 @@ async fn insert(
 /// constraint, a trigger, a race with another instance), so it wrote nothing, or a row it
 /// wrote did not read back; run alone, each insert is written or answers the copy it finds.
 /// `Err(_)`: the connection failed; each insert alone would have met the same failure.
-pub(crate) async fn insert_group(
-    conn: &mut PgConnection,
-    group: &[(&PersistArgs, &MessageId)],
-) -> Result<Result<Vec<(Option<TenantId>, Message)>, PersistError>, PersistError> {
+pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs, &MessageId)]) -> GroupAnswer {
     let mut columns = GroupColumns::default();
     for &(args, id) in group {
         let new = match args {
@@ -258,16 +255,7 @@ pub(crate) async fn insert_group(
     .bind(Timestamp::now().as_micros())
     .fetch_all(&mut *conn)
     .await;
-    match rows {
-        Ok(rows) => Ok(rows.iter().map(|row| Ok((rows::tenant(row)?, rows::message(row)?))).collect()),
-        Err(error) => {
-            let refused_by_server = matches!(error, sqlx::Error::Database(_));
-            let error = map_sqlx("inserting a group of messages", error);
-            // Refused by the server (a constraint, a trigger, a lost race, a lock time-out)
-            // with the connection still good: the statement wrote nothing.
-            if refused_by_server && !lost_connection(&error) { Ok(Err(error)) } else { Err(error) }
-        }
-    }
+    group_answer("inserting a group of messages", rows)
 }
 
 /// Several message updates (content replacements and metadata/role patches, each of another
@@ -276,10 +264,7 @@ pub(crate) async fn insert_group(
 /// guards, each thread touched. Answers the messages written with their tenant; an update not
 /// among them (absent, deleted thread, stale version) is for the caller to run alone, which
 /// says why. `Ok(Err(_))`: the server refused the statement as a whole, and it wrote nothing.
-pub(crate) async fn update_group(
-    conn: &mut PgConnection,
-    group: &[&PersistArgs],
-) -> Result<Result<Vec<(Option<TenantId>, Message)>, PersistError>, PersistError> {
+pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]) -> GroupAnswer {
     let mut tenant = Vec::with_capacity(group.len());
     let (mut thread_id, mut message_id, mut content) = (Vec::new(), Vec::new(), Vec::new());
     let (mut finalize, mut expected, mut set, mut removed, mut role) =
@@ -344,11 +329,20 @@ pub(crate) async fn update_group(
     .bind(Timestamp::now().as_micros())
     .fetch_all(&mut *conn)
     .await;
+    group_answer("updating a group of messages", rows)
+}
+
+/// The messages a group statement wrote, with their tenants; `Ok(Err(_))` when the server
+/// refused the statement as a whole (a constraint, a trigger, a lost race, a lock time-out) with
+/// the connection still good: it wrote nothing, and each write runs again alone.
+type GroupAnswer = Result<Result<Vec<(Option<TenantId>, Message)>, PersistError>, PersistError>;
+
+fn group_answer(context: &'static str, rows: Result<Vec<sqlx::postgres::PgRow>, sqlx::Error>) -> GroupAnswer {
     match rows {
         Ok(rows) => Ok(rows.iter().map(|row| Ok((rows::tenant(row)?, rows::message(row)?))).collect()),
         Err(error) => {
             let refused_by_server = matches!(error, sqlx::Error::Database(_));
-            let error = map_sqlx("updating a group of messages", error);
+            let error = map_sqlx(context, error);
             if refused_by_server && !lost_connection(&error) { Ok(Err(error)) } else { Err(error) }
         }
     }
