@@ -400,6 +400,45 @@ fn prune_dry_run_reports_and_deletes_nothing() {
     assert_eq!(report["deleted_messages"], 5, "{report}");
     assert_eq!(report["dry_run"], true);
     assert_eq!(block_on(snapshot(&source)).unwrap(), before);
+
+    // Run for real, it deletes what the dry run reported, and keeps the latest two.
+    let report = ok(&["--url", url, "--all-tenants", "prune", "--keep-latest", "2", "--json"]);
+    let report: Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!((report["deleted_messages"].as_u64(), report["dry_run"].as_bool()), (Some(5), Some(false)));
+    let after = block_on(snapshot(&source)).unwrap();
+    assert_eq!(message_count(&after), message_count(&before) - 5);
+    for (thread, messages, _) in &after {
+        let kept: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+        let latest: Vec<u64> = before
+            .iter()
+            .find(|(t, _, _)| (&t.tenant, &t.id) == (&thread.tenant, &thread.id))
+            .map(|(_, m, _)| m.iter().rev().take(2).rev().map(|m| m.seq).collect())
+            .unwrap();
+        assert_eq!(kept, latest, "thread {}", thread.id);
+    }
+}
+
+/// `cleanup-stranded` deletes the reservations nobody wrote to for longer than its age, and
+/// keeps the others.
+#[test]
+fn cleanup_stranded_deletes_old_reservations_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    block_on(seed(&source, 0)).unwrap();
+    let url = path_str(&source);
+    let reserved = |snapshot: &[Stored]| {
+        snapshot.iter().flat_map(|(_, m, _)| m).filter(|m| m.status == persist::Status::Reserved).count()
+    };
+    assert_eq!(reserved(&block_on(snapshot(&source)).unwrap()), 1, "the seed leaves one reservation");
+    let kept = ok(&["--url", url, "cleanup-stranded", "--older-than", "1h", "--json"]);
+    let kept: Value = serde_json::from_str(kept.trim()).unwrap();
+    assert_eq!(kept["deleted"], json!([]), "a recent reservation is not stranded");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let report = ok(&["--url", url, "cleanup-stranded", "--older-than", "1s", "--json"]);
+    let report: Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(report["deleted"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(report["deleted"][0]["thread"], "support:1042");
+    assert_eq!(reserved(&block_on(snapshot(&source)).unwrap()), 0);
 }
 
 #[test]

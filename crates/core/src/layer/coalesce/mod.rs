@@ -183,7 +183,7 @@ where
     // supersedes it).
     let (update, carried) = gate.merged(update);
     let finalizing = update.finalize;
-    let written = inner.clone();
+    let spare = inner.clone();
     let result = inner.oneshot(update.into()).await;
     match &result {
         Ok(PersistResult::ContentUpdated(done)) => {
@@ -195,7 +195,7 @@ where
         Err(_) => {
             if let Some(carried) = carried {
                 gate.pending = Some(carried);
-                slots::schedule(&mut gate, &slot, &written, interval);
+                slots::schedule(&mut gate, &slot, &spare, interval);
             }
         }
     }
