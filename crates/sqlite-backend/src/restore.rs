@@ -18,11 +18,6 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
     if stored.as_ref().is_some_and(persist_core::Thread::is_deleted) {
         return Err(refused(PersistError::ThreadDeleted { thread_id: restore.thread.id.clone() }));
     }
-    // The thread's metadata is written only when the restore creates it.
-    let thread_metadata = match stored {
-        None => limits.metadata(&restore.thread.metadata)?,
-        Some(_) => String::new(),
-    };
     let mut inserts = Vec::with_capacity(restore.messages.len());
     for incoming in &restore.messages {
         let verdict = match stored {
@@ -37,6 +32,9 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
     let inserted = inserts.len() as u64;
     let thread = merged_thread(stored.as_ref(), &restore.thread, inserted);
     if stored.is_none() {
+        // The thread's metadata is written only when the restore creates it; still before any
+        // write.
+        let thread_metadata = limits.metadata(&restore.thread.metadata)?;
         sqlx::query(
             "INSERT INTO threads (tenant, thread_id, title, metadata, version, created_at, updated_at, last_seq, \
                                   message_count) \
