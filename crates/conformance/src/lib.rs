@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (106 in all):
+//! [`CHECKS`] lists every check by group and name (111 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -65,6 +65,7 @@
 //! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
 //! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; purge (erased tombstone, freed id) |
 //! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning (gated on `restore`) |
+//! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
@@ -88,6 +89,7 @@ pub mod bad_input;
 pub mod concurrency;
 pub mod delete;
 pub mod durability;
+pub mod feed;
 mod fixture;
 pub mod idempotency;
 pub mod identity;
@@ -248,6 +250,13 @@ macro_rules! __for_each_check {
                 check_restore_into_a_live_thread_never_moves_it_back,
                 check_restore_refuses_conflicts_and_writes_nothing,
                 check_restore_writes_bindings_and_the_newest_wins,
+            }
+            feed {
+                check_feed_records_each_committed_write_in_order,
+                check_feed_tells_thread_deletes_truncations_and_restores,
+                check_feed_resumes_exactly_after_a_position,
+                check_feed_is_scoped_by_tenant,
+                check_feed_subscriber_sees_another_handles_writes,
             }
             versions {
                 check_expected_version_on_update_content,

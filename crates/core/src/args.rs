@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PersistError, Result};
+use crate::feed::ReadFeed;
 use crate::id::{IdempotencyKey, MessageId, RequestId, TenantId, ThreadId};
 use crate::message::{Content, Metadata, Role};
 use crate::op::PersistOp;
@@ -733,6 +734,9 @@ pub enum PersistArgs {
     /// A health check; see [`Ping`].
     #[serde(skip)]
     Ping(Ping),
+    /// Reads the change feed; see [`ReadFeed`].
+    #[serde(skip)]
+    ReadFeed(ReadFeed),
 }
 
 impl PersistArgs {
@@ -756,11 +760,12 @@ impl PersistArgs {
             Self::InvalidateSession(_) => PersistOp::InvalidateSession,
             Self::Bindings(_) => PersistOp::Bindings,
             Self::Ping(_) => PersistOp::Ping,
+            Self::ReadFeed(_) => PersistOp::ReadFeed,
         }
     }
 
     /// The thread the request addresses; `None` for requests across threads (`threads`,
-    /// `find_stranded`, `ping`).
+    /// `find_stranded`, `ping`, a feed read of a tenant or the store).
     pub fn thread_id(&self) -> Option<&ThreadId> {
         Some(match self {
             Self::Add(a) => &a.thread_id,
@@ -777,6 +782,7 @@ impl PersistArgs {
             Self::ResetSession(a) => &a.thread_id,
             Self::InvalidateSession(a) => &a.thread_id,
             Self::Bindings(a) => &a.thread_id,
+            Self::ReadFeed(a) => return a.thread_id(),
             Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) => return None,
         })
     }
@@ -833,6 +839,7 @@ impl PersistArgs {
             Self::InvalidateSession(a) => &a.context,
             Self::Bindings(a) => &a.context,
             Self::Ping(a) => &a.context,
+            Self::ReadFeed(a) => &a.context,
         }
     }
 
@@ -856,6 +863,7 @@ impl PersistArgs {
             Self::InvalidateSession(a) => &mut a.context,
             Self::Bindings(a) => &mut a.context,
             Self::Ping(a) => &mut a.context,
+            Self::ReadFeed(a) => &mut a.context,
         }
     }
 
@@ -972,7 +980,7 @@ impl From<ListThreads> for PersistArgs {
     }
 }
 
-into_args!(GetThread, FindStranded);
+into_args!(GetThread, FindStranded, ReadFeed);
 
 #[cfg(test)]
 mod tests {
@@ -1023,6 +1031,7 @@ mod tests {
             InvalidateSession::new(agent, thread(), session).into(),
             ListBindings::new(thread()).into(),
             Ping::new().into(),
+            ReadFeed::thread(thread()).into(),
         ];
         let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
         assert_eq!(ops, PersistOp::ALL);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::args::PersistArgs;
 use crate::error::{PersistError, Result};
+use crate::feed::{FeedHub, FeedPage, ReadFeed};
 use crate::id::ThreadId;
 use crate::message::Status;
 use crate::message::{Message, Thread};
@@ -39,6 +40,9 @@ pub struct Capabilities {
     pub sessions: bool,
     /// [`Restore`](crate::args::Restore) is applied (import, copy between stores).
     pub restore: bool,
+    /// A change feed is kept: [`Backend::read_feed`] answers and [`Backend::feed_hub`] wakes
+    /// subscribers (see [`feed`](crate::feed)).
+    pub feed: bool,
 }
 
 impl Capabilities {
@@ -68,6 +72,12 @@ impl Capabilities {
     /// Sets [`restore`](Self::restore).
     pub fn with_restore(mut self, restore: bool) -> Self {
         self.restore = restore;
+        self
+    }
+
+    /// Sets [`feed`](Self::feed).
+    pub fn with_feed(mut self, feed: bool) -> Self {
+        self.feed = feed;
         self
     }
 }
@@ -285,6 +295,33 @@ pub trait Backend: Send + Sync + 'static {
         async { Err(sessions_unsupported()) }
     }
 
+    /// The change-feed events after a position, oldest first; see [`ReadFeed`].
+    ///
+    /// # Behavior
+    ///
+    /// A backend with a feed ([`Capabilities::feed`]) records, in the transaction of each
+    /// write, one event per message inserted (`add` or `reserve` by its status, a restored
+    /// message too), changed (`update_content` when its content or status changed, `update`
+    /// otherwise) or removed (`delete`, [`Removed::Message`](crate::feed::Removed)), and one per
+    /// change of a thread's version (`update`) or its deletion (`delete`,
+    /// [`Removed::Thread`](crate::feed::Removed); the messages a thread delete removes have no
+    /// events of their own). A write that changed nothing (a deduplicated add) has no event.
+    /// Positions are store-wide, `1, 2, 3…` in commit order, never reused, and the events of a
+    /// write are numbered in the order above. Reads answer `FeedGap` for a position before
+    /// what retention kept, `InvalidInput` past the head; see
+    /// [`ReadFeed::check_position`]. The default answers `Unsupported`.
+    fn read_feed(&self, query: ReadFeed) -> impl Future<Output = Result<FeedPage>> + Send {
+        let _ = query;
+        async { Err(PersistError::Unsupported { what: "a change feed on this backend".into() }) }
+    }
+
+    /// The wake-ups of this handle's feed subscribers, for a backend with a feed: the backend
+    /// publishes every event it knows is committed (its own, and those of other handles on the
+    /// same storage that it learns of). `None` (the default) without a feed.
+    fn feed_hub(&self) -> Option<FeedHub> {
+        None
+    }
+
     /// A health check: answers `Ok` when the store can serve a read now (a round trip to it),
     /// the error that keeps it from serving otherwise. For readiness probes.
     ///
@@ -360,6 +397,14 @@ impl<B: Backend> Backend for Arc<B> {
 
     fn ping(&self) -> impl Future<Output = Result<()>> + Send {
         (**self).ping()
+    }
+
+    fn read_feed(&self, query: ReadFeed) -> impl Future<Output = Result<FeedPage>> + Send {
+        (**self).read_feed(query)
+    }
+
+    fn feed_hub(&self) -> Option<FeedHub> {
+        (**self).feed_hub()
     }
 }
 

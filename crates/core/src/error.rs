@@ -150,6 +150,17 @@ pub enum PersistError {
         reason: Cow<'static, str>,
     },
 
+    /// A change-feed read resumed from a position the feed no longer holds: retention removed
+    /// events after `after`, so the reader may have missed writes. Reload what it shows, then
+    /// follow from the feed's head.
+    #[error("the change feed no longer holds every event after position {after} (it starts after {trimmed}): reload")]
+    FeedGap {
+        /// The position the read resumed from.
+        after: u64,
+        /// The newest position retention removed.
+        trimmed: u64,
+    },
+
     /// The backend failed in a way a retry will not fix.
     #[error("backend error: {message}")]
     Backend {
@@ -170,7 +181,7 @@ fn fmt_message(message_id: &Option<MessageId>) -> String {
 
 impl PersistError {
     /// Every value [`code`](Self::code) can return.
-    pub const CODES: [&'static str; 13] = [
+    pub const CODES: [&'static str; 14] = [
         "invalid_input",
         "not_found",
         "already_exists",
@@ -184,6 +195,7 @@ impl PersistError {
         "backend",
         "idempotency_key_reused",
         "unreadable",
+        "feed_gap",
     ];
 
     /// A stable snake_case name of the variant, for logs and metric labels.
@@ -206,6 +218,7 @@ impl PersistError {
             Self::Backend { .. } => 10,
             Self::IdempotencyKeyReused { .. } => 11,
             Self::Unreadable { .. } => 12,
+            Self::FeedGap { .. } => 13,
         }
     }
 

@@ -58,6 +58,7 @@
 pub mod args;
 mod backend;
 mod error;
+pub mod feed;
 mod id;
 mod json;
 pub mod layer;

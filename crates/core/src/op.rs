@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 17);
+/// assert_eq!(PersistOp::ALL.len(), 18);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -55,11 +55,13 @@ pub enum PersistOp {
     Bindings,
     /// A health check.
     Ping,
+    /// Read the change feed.
+    ReadFeed,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 17] = [
+    pub const ALL: [PersistOp; 18] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -77,6 +79,7 @@ impl PersistOp {
         Self::InvalidateSession,
         Self::Bindings,
         Self::Ping,
+        Self::ReadFeed,
     ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
@@ -104,11 +107,12 @@ impl PersistOp {
             Self::InvalidateSession => "invalidate_session",
             Self::Bindings => "bindings",
             Self::Ping => "ping",
+            Self::ReadFeed => "read_feed",
         }
     }
 
     /// Whether the operation only reads (`get`, `get_thread`, `list`, `threads`,
-    /// `find_stranded`, `resolve`, `bindings`, `ping`).
+    /// `find_stranded`, `resolve`, `bindings`, `ping`, `read_feed`).
     pub const fn is_read(self) -> bool {
         matches!(
             self,
@@ -120,6 +124,7 @@ impl PersistOp {
                 | Self::Resolve
                 | Self::Bindings
                 | Self::Ping
+                | Self::ReadFeed
         )
     }
 

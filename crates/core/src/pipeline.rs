@@ -15,6 +15,7 @@ use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use crate::args::{self, Add, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
 use crate::backend::{Backend, BoxFuture, Capabilities};
 use crate::error::{PersistError, Result};
+use crate::feed::{FeedHub, FeedPage, ReadFeed, Subscription};
 use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance};
 use crate::message::Timestamp;
 use crate::message::{Message, Thread};
@@ -112,8 +113,9 @@ impl<L> PipelineBuilder<L> {
         <L::Service as Service<PersistArgs>>::Future: Send + 'static,
     {
         let capabilities = backend.capabilities();
+        let hub = backend.feed_hub();
         let service = self.builder.service(Terminal::new(backend));
-        Pipeline { service: Arc::new(Erase::new(service)), capabilities }
+        Pipeline { service: Arc::new(Erase::new(service)), capabilities, hub }
     }
 }
 
@@ -297,6 +299,7 @@ where
 pub struct Pipeline {
     service: Arc<dyn ErasedStack>,
     capabilities: Capabilities,
+    hub: Option<FeedHub>,
 }
 
 impl fmt::Debug for Pipeline {
@@ -423,6 +426,34 @@ impl Pipeline {
         /// Lists a thread's session bindings (every agent's, in any state), by agent id.
         bindings, ListBindings, Bindings => Bindings, Vec<StoredBinding>, |found| found
     );
+    typed_call!(
+        /// Reads the change-feed events after a position, through the layers; see
+        /// [`feed`](crate::feed). `FeedGap` when the feed no longer holds them all.
+        read_feed, ReadFeed, ReadFeed => Feed, FeedPage, |page| page
+    );
+
+    /// Follows a scope of the change feed (one thread, the context's tenant, or every tenant)
+    /// from `query.after`: [`Subscription::next`] answers each event in scope once, in order,
+    /// waiting for the next.
+    ///
+    /// Every read goes through the layers as a [`ReadFeed`] with the query's context (a layer
+    /// that scopes tenants scopes subscriptions too). Between reads the subscription waits for
+    /// the backend's wake-up of its scope ([`Backend::feed_hub`]): writes of other threads do
+    /// not wake a thread's subscriber, and a slow subscriber reads at its own pace from the
+    /// stored feed, never holding up writers or other subscribers. To follow from now on,
+    /// subscribe after the [`head`](FeedPage::head) of a read.
+    ///
+    /// # Errors
+    ///
+    /// What the first read answers (`FeedGap` for a position the feed no longer holds, a
+    /// layer's refusal), and `Unsupported` when the backend keeps no feed.
+    pub async fn subscribe(&self, query: ReadFeed) -> Result<Subscription> {
+        let Some(hub) = self.hub.clone() else {
+            return Err(PersistError::Unsupported { what: "a change feed on this backend".into() });
+        };
+        let first = self.read_feed(query.clone()).await?;
+        Ok(Subscription::new(self.clone(), query, &hub, first))
+    }
 
     /// A health check of the store, through the layers: `Ok` when the backend answers its
     /// [`ping`](Backend::ping) (a round trip that writes nothing), for readiness probes.
@@ -576,5 +607,13 @@ impl Backend for Pipeline {
 
     fn ping(&self) -> impl Future<Output = Result<()>> + Send {
         Pipeline::ping(self)
+    }
+
+    fn read_feed(&self, query: ReadFeed) -> impl Future<Output = Result<FeedPage>> + Send {
+        Pipeline::read_feed(self, query)
+    }
+
+    fn feed_hub(&self) -> Option<FeedHub> {
+        self.hub.clone()
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::feed::FeedPage;
 use crate::id::{MessageId, ThreadId};
 use crate::message::{Message, Thread};
 use crate::op::PersistOp;
@@ -152,6 +153,9 @@ pub enum PersistResult {
     /// The store answered a `ping`.
     #[serde(skip)]
     Pong,
+    /// The change-feed events a `read_feed` read.
+    #[serde(skip)]
+    Feed(FeedPage),
 }
 
 impl PersistResult {
@@ -175,6 +179,7 @@ impl PersistResult {
             Self::SessionInvalidated(_) => PersistOp::InvalidateSession,
             Self::Bindings(_) => PersistOp::Bindings,
             Self::Pong => PersistOp::Ping,
+            Self::Feed(_) => PersistOp::ReadFeed,
         }
     }
 
@@ -205,7 +210,7 @@ impl PersistResult {
         })
     }
 
-    /// How many messages or threads a read answered (`0` or `1` for `get` and `get_thread`);
+    /// How many messages, threads or events a read answered (`0` or `1` for `get` and `get_thread`);
     /// `None` for everything else.
     pub fn rows(&self) -> Option<usize> {
         match self {
@@ -215,6 +220,7 @@ impl PersistResult {
             Self::Threads(page) => Some(page.items.len()),
             Self::Stranded(found) => Some(found.len()),
             Self::Bindings(found) => Some(found.len()),
+            Self::Feed(page) => Some(page.events.len()),
             _ => None,
         }
     }

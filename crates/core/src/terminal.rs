@@ -165,6 +165,7 @@ fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, 
                 backend.ping().await?;
                 PersistResult::Pong
             }
+            PersistArgs::ReadFeed(query) => PersistResult::Feed(backend.read_feed(query).await?),
             write => return backend.apply(write).await,
         })
     })

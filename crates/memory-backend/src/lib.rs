@@ -35,6 +35,7 @@ use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
 
 use persist_core::args::{Delete, Restore, Update, UpdateContent};
+use persist_core::feed::{Change, FeedHub, FeedPage, FeedRetention, MemoryFeed, ReadFeed};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor, newest_first};
 use persist_core::restore::{Verdict, merged_thread};
 use persist_core::session::{
@@ -43,8 +44,8 @@ use persist_core::session::{
 };
 use persist_core::{
     Added, AgentId, ApplyNow, Backend, Capabilities, Content, ContentUpdated, Deleted, IdempotencyKey, Message,
-    MessageId, Order, Page, PersistArgs, PersistError, PersistResult, Reserved, Restored, Result, SessionId, Status,
-    Target, TenantId, Thread, ThreadId, Timestamp, Updated,
+    MessageId, Order, Page, PersistArgs, PersistError, PersistOp, PersistResult, Reserved, Restored, Result, SessionId,
+    Status, Target, TenantId, Thread, ThreadId, Timestamp, Updated,
 };
 
 /// The in-memory backend; see the [crate docs](crate).
@@ -52,10 +53,21 @@ use persist_core::{
 /// Every operation runs under one lock, held only for the few microseconds of the write and
 /// never across an `.await`, so each operation is atomic and per-thread `seq`s are assigned
 /// in commit order.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
+    hub: FeedHub,
 }
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        let feed = Some(MemoryFeed::new(FeedRetention::default().with_max_events(Some(DEFAULT_FEED_EVENTS))));
+        Self { state: Arc::new(Mutex::new(State { feed, ..State::default() })), hub: FeedHub::new() }
+    }
+}
+
+/// How many events the feed keeps by default (and for at most seven days).
+pub const DEFAULT_FEED_EVENTS: u64 = 100_000;
 
 impl fmt::Debug for MemoryBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -68,6 +80,10 @@ impl fmt::Debug for MemoryBackend {
 struct State {
     threads: HashMap<ThreadKey, ThreadState>,
     bindings: HashMap<(ThreadKey, AgentId), (SessionBinding, BindingState)>,
+    /// The change feed; `None` when turned off.
+    feed: Option<MemoryFeed>,
+    /// What the write under way changed, in order, for the feed.
+    changes: Vec<Change>,
 }
 
 /// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
@@ -144,6 +160,15 @@ impl MemoryBackend {
         Self::default()
     }
 
+    /// This store with its change feed keeping what `retention` says (by default 100,000
+    /// events, for at most seven days), or with no feed at all (`None`): writes then record
+    /// nothing, and [`read_feed`](Backend::read_feed) answers `Unsupported`. Events already
+    /// recorded are dropped. For a new store, before its clones are handed out.
+    pub fn with_feed(self, retention: Option<FeedRetention>) -> Self {
+        self.lock().feed = retention.map(MemoryFeed::new);
+        self
+    }
+
     /// Number of messages stored, over every thread.
     pub fn message_count(&self) -> usize {
         self.lock().threads.values().map(|t| t.messages.len()).sum()
@@ -181,7 +206,48 @@ impl MemoryBackend {
         args.validate()?;
         let now = Timestamp::now();
         let mut state = self.lock();
-        match &args {
+        let result = state.apply(&args, now);
+        let changes = std::mem::take(&mut state.changes);
+        let (Ok(_), Some(feed)) = (&result, state.feed.as_mut()) else {
+            return result;
+        };
+        if changes.is_empty() {
+            return result;
+        }
+        let watched = self.hub.is_watched();
+        let mut recorded = Vec::new();
+        for change in changes {
+            let event = feed.record(change, now);
+            if watched {
+                recorded.push(event.clone());
+            }
+        }
+        // Published once the write is visible (the lock released), as a wake-up only.
+        drop(state);
+        self.hub.publish(&recorded);
+        result
+    }
+}
+
+impl State {
+    /// Notes a change for the feed, if there is one.
+    fn changed(&mut self, change: impl FnOnce() -> Change) {
+        if self.feed.is_some() {
+            self.changes.push(change());
+        }
+    }
+
+    /// Notes a change of `message` made by `op`.
+    fn message_changed(&mut self, op: PersistOp, context: &persist_core::Context, message: &Message) {
+        self.changed(|| {
+            let (thread, id) = (message.thread_id.clone(), message.id.clone());
+            Change::message(context.tenant().cloned(), thread, op, id, message.seq, message.version)
+        });
+    }
+
+    fn apply(&mut self, args: &PersistArgs, now: Timestamp) -> Result<PersistResult> {
+        let state = self;
+        match args {
             PersistArgs::Add(add) => {
                 let insert = Insert {
                     thread_id: add.thread_id.clone(),
@@ -193,7 +259,10 @@ impl MemoryBackend {
                     idempotency_key: add.idempotency_key.clone(),
                     tenant: add.context.tenant().cloned(),
                 };
-                let (message, dedup) = state.insert(insert, &args, now)?;
+                let (message, dedup) = state.insert(insert, args, now)?;
+                if !dedup {
+                    state.message_changed(PersistOp::Add, &add.context, &message);
+                }
                 Ok(Added::new(message, dedup).into())
             }
             PersistArgs::Reserve(reserve) => {
@@ -207,11 +276,28 @@ impl MemoryBackend {
                     idempotency_key: reserve.idempotency_key.clone(),
                     tenant: reserve.context.tenant().cloned(),
                 };
-                let (message, dedup) = state.insert(insert, &args, now)?;
+                let (message, dedup) = state.insert(insert, args, now)?;
+                if !dedup {
+                    state.message_changed(PersistOp::Reserve, &reserve.context, &message);
+                }
                 Ok(Reserved::new(message, dedup).into())
             }
-            PersistArgs::UpdateContent(update) => Ok(ContentUpdated::new(state.update_content(update, now)?).into()),
-            PersistArgs::Update(update) => Ok(state.update(update, now)?.into()),
+            PersistArgs::UpdateContent(update) => {
+                let message = state.update_content(update, now)?;
+                state.message_changed(PersistOp::UpdateContent, &update.context, &message);
+                Ok(ContentUpdated::new(message).into())
+            }
+            PersistArgs::Update(update) => {
+                let updated = state.update(update, now)?;
+                match &updated {
+                    Updated::Message(message) => state.message_changed(PersistOp::Update, &update.context, message),
+                    Updated::Thread(thread) => state.changed(|| {
+                        Change::thread(thread.tenant.clone(), thread.id.clone(), PersistOp::Update, thread.version)
+                    }),
+                    _ => {}
+                }
+                Ok(updated.into())
+            }
             PersistArgs::Delete(delete) => Ok(state.delete(delete, now)?.into()),
             PersistArgs::Restore(restore) => Ok(state.restore(restore)?.into()),
             other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
@@ -361,6 +447,11 @@ impl State {
     fn delete(&mut self, args: &Delete, now: Timestamp) -> Result<Deleted> {
         let gone = || Ok(Deleted::new(args.thread_id.clone(), Vec::new()));
         let tenant = args.context.tenant();
+        let feeding = self.feed.is_some();
+        let removal = |record: &Record| -> Result<Change> {
+            let (thread, id) = (args.thread_id.clone(), record.id()?);
+            Ok(Change::message(tenant.cloned(), thread, PersistOp::Delete, id, record.seq, record.version))
+        };
         let Some(ts) = self.threads.get_mut(&key(tenant, &args.thread_id)) else {
             return gone();
         };
@@ -381,6 +472,9 @@ impl State {
                     return gone();
                 };
                 check_version(args.expected_version, record.version, &args.thread_id, Some(id))?;
+                if feeding {
+                    self.changes.push(removal(record)?);
+                }
                 ts.messages.remove(id);
                 vec![id.clone()]
             }
@@ -390,6 +484,10 @@ impl State {
                     return Err(conflict);
                 }
                 let ids = ts.messages.iter().map(Record::id).collect::<Result<Vec<_>>>()?;
+                if feeding {
+                    let (thread, version) = (args.thread_id.clone(), ts.thread.version);
+                    self.changes.push(Change::thread(tenant.cloned(), thread, PersistOp::Delete, version));
+                }
                 ts.thread.deleted_at = Some(now);
                 let thread = key(tenant, &args.thread_id);
                 self.bindings.retain(|(bound, _), _| !thread.equivalent(bound));
@@ -411,11 +509,20 @@ impl State {
                 if ids.is_empty() {
                     return gone();
                 }
+                if feeding {
+                    for record in ts.messages.range(seq.saturating_add(1), u64::MAX) {
+                        self.changes.push(removal(record)?);
+                    }
+                }
                 // Last first: each removal is then at the end of the thread's records.
                 for id in ids.iter().rev() {
                     ts.messages.remove(id);
                 }
                 ts.thread.version += 1;
+                if feeding {
+                    let (thread, version) = (args.thread_id.clone(), ts.thread.version);
+                    self.changes.push(Change::thread(tenant.cloned(), thread, PersistOp::Update, version));
+                }
                 ids
             }
         };
@@ -451,14 +558,25 @@ impl State {
         }
         let inserted = inserts.len() as u64;
         let present = args.messages.len() as u64 - inserted;
+        let stored_version = stored.map(|ts| ts.thread.version);
         let thread = merged_thread(stored.map(|ts| &ts.thread), &args.thread, inserted);
         let ts = self
             .threads
             .entry_ref(&key(tenant, &args.thread.id))
             .or_insert_with(|| ThreadState { thread: thread.clone(), messages: Messages::default() });
+        let moved = stored_version.is_some_and(|version| version != thread.version);
         ts.thread = thread.clone();
         for message in inserts {
             ts.messages.insert(Record::new(message));
+            if self.feed.is_some() {
+                let op = if message.status == Status::Reserved { PersistOp::Reserve } else { PersistOp::Add };
+                let (id, thread) = (message.id.clone(), args.thread.id.clone());
+                self.changes.push(Change::message(tenant.cloned(), thread, op, id, message.seq, message.version));
+            }
+        }
+        if moved && self.feed.is_some() {
+            let change = Change::thread(tenant.cloned(), args.thread.id.clone(), PersistOp::Update, thread.version);
+            self.changes.push(change);
         }
         let mut bindings = 0;
         for incoming in &args.bindings {
@@ -558,7 +676,19 @@ impl Backend for MemoryBackend {
 
     fn capabilities(&self) -> Capabilities {
         // Clones are handles on the same state, so "a second handle" races for real.
-        Capabilities::new().with_shared_storage(true).with_sessions(true).with_restore(true)
+        let feed = self.lock().feed.is_some();
+        Capabilities::new().with_shared_storage(true).with_sessions(true).with_restore(true).with_feed(feed)
+    }
+
+    async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {
+        match &self.lock().feed {
+            Some(feed) => feed.read(&query),
+            None => Err(PersistError::Unsupported { what: "a change feed on this store (turned off)".into() }),
+        }
+    }
+
+    fn feed_hub(&self) -> Option<FeedHub> {
+        self.lock().feed.as_ref().map(|_| self.hub.clone())
     }
 
     async fn bind(&self, bind: Bind) -> Result<SessionBinding> {

@@ -1,0 +1,571 @@
+//! The change feed: every committed write, in order, from a position a subscriber resumes at.
+//!
+//! A backend that keeps a feed ([`Capabilities::feed`](crate::Capabilities::feed)) records a
+//! [`FeedEvent`] for each message inserted, changed or removed and for each change of a
+//! thread's version or tombstone, **in the same transaction as the write**: a write that rolled
+//! back has no event, a committed write always has one. Events are numbered by a store-wide
+//! `position` (1, 2, 3…, in commit order, never reused) that a subscriber keeps and resumes
+//! from, as SSE's `Last-Event-ID`.
+//!
+//! - [`ReadFeed`] reads the events after a position: of one thread, of the context's tenant,
+//!   or of the whole store ([`across_tenants`](ReadFeed::across_tenants)). It goes through the
+//!   pipeline like any read, so layers see it and the context's tenant scopes it.
+//! - [`Pipeline::subscribe`](crate::Pipeline::subscribe) follows a scope: it reads through the
+//!   pipeline whenever the backend's [`FeedHub`] says that scope has new events, so a
+//!   subscriber to one thread is woken by that thread's writes only, and a slow subscriber
+//!   holds up nothing but itself (it reads at its own pace from the stored feed).
+//! - The feed keeps events for a bounded time and number ([`FeedRetention`]). Resuming from a
+//!   position the feed no longer holds answers [`PersistError::FeedGap`]: the client reloads
+//!   instead of silently missing writes.
+//!
+//! Events say what changed, not the content: a UI that sees `update_content` of a message
+//! reads it (through the pipeline, so a decrypting layer opens it).
+//!
+//! # Example
+//!
+//! ```
+//! use persist::{args::Add, feed::ReadFeed, Content, Pipeline, PersistOp, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pipeline = Pipeline::new(MemoryBackend::new());
+//! let thread = ThreadId::new("t1")?;
+//! let mut updates = pipeline.subscribe(ReadFeed::thread(thread.clone())).await?;
+//! pipeline.add(Add::new(thread.clone(), Role::User, Content::text("hi"))).await?;
+//! let event = updates.next().await?;
+//! assert_eq!((event.op, event.seq), (PersistOp::Add, Some(1)));
+//!
+//! // A client that saw nothing after position 0 reads it again, exactly once.
+//! let missed = pipeline.read_feed(ReadFeed::thread(thread).after(0)).await?;
+//! assert_eq!(missed.events, [event]);
+//! # Ok::<_, persist::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::args::{Context, context_setter};
+use crate::error::{PersistError, Result};
+use crate::id::{MessageId, TenantId, ThreadId};
+use crate::message::Timestamp;
+use crate::op::PersistOp;
+use crate::pipeline::Pipeline;
+use crate::read::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
+
+/// What a delete event removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Removed {
+    /// One message (a message delete, or each message a truncation removed).
+    Message,
+    /// The whole thread: it is a tombstone now, its messages are gone.
+    Thread,
+}
+
+/// One committed change, as the feed records it.
+///
+/// `op` is the write that made it: [`Add`](PersistOp::Add) and
+/// [`Reserve`](PersistOp::Reserve) for a message inserted (a restored message too, by its
+/// status), [`UpdateContent`](PersistOp::UpdateContent) for a message whose content or status
+/// changed, [`Update`](PersistOp::Update) for a message's metadata or role, or a thread's
+/// version (title, metadata, a truncation), and [`Delete`](PersistOp::Delete) with
+/// [`removed`](Self::removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FeedEvent {
+    /// Where the event is in the store's feed: 1, 2, 3… in commit order, never reused.
+    pub position: u64,
+    /// The tenant of the thread written.
+    pub tenant: Option<TenantId>,
+    /// The thread written.
+    pub thread_id: ThreadId,
+    /// The kind of change; see the type's docs.
+    pub op: PersistOp,
+    /// The message changed; `None` when the change is the thread's own.
+    pub message_id: Option<MessageId>,
+    /// The message's `seq`; `None` for the thread's own changes.
+    pub seq: Option<u64>,
+    /// The message's version after the change (for a removed message, its last), or the
+    /// thread's for the thread's own changes.
+    pub version: u64,
+    /// For a delete: whether it removed a message or the whole thread.
+    pub removed: Option<Removed>,
+    /// When the feed recorded the change.
+    pub at: Timestamp,
+}
+
+impl FeedEvent {
+    /// Whether this event is of the thread `(tenant, thread_id)`.
+    pub fn is_in(&self, tenant: Option<&TenantId>, thread_id: &ThreadId) -> bool {
+        self.tenant.as_ref() == tenant && &self.thread_id == thread_id
+    }
+}
+
+/// A change as a backend records it, before the feed numbers it: the fields of [`FeedEvent`]
+/// but its position and time. For backend authors that build events in Rust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Change {
+    /// See [`FeedEvent::tenant`].
+    pub tenant: Option<TenantId>,
+    /// See [`FeedEvent::thread_id`].
+    pub thread_id: ThreadId,
+    /// See [`FeedEvent::op`].
+    pub op: PersistOp,
+    /// See [`FeedEvent::message_id`].
+    pub message_id: Option<MessageId>,
+    /// See [`FeedEvent::seq`].
+    pub seq: Option<u64>,
+    /// See [`FeedEvent::version`].
+    pub version: u64,
+    /// See [`FeedEvent::removed`].
+    pub removed: Option<Removed>,
+}
+
+impl Change {
+    /// A change of message `(message_id, seq)` at `version`.
+    pub fn message(
+        tenant: Option<TenantId>,
+        thread_id: ThreadId,
+        op: PersistOp,
+        message_id: MessageId,
+        seq: u64,
+        version: u64,
+    ) -> Self {
+        let removed = (op == PersistOp::Delete).then_some(Removed::Message);
+        Self { tenant, thread_id, op, message_id: Some(message_id), seq: Some(seq), version, removed }
+    }
+
+    /// A change of the thread itself at `version` (`Delete`: the thread was removed).
+    pub fn thread(tenant: Option<TenantId>, thread_id: ThreadId, op: PersistOp, version: u64) -> Self {
+        let removed = (op == PersistOp::Delete).then_some(Removed::Thread);
+        Self { tenant, thread_id, op, message_id: None, seq: None, version, removed }
+    }
+
+    /// The event at `position`, recorded `at`.
+    pub fn at(self, position: u64, at: Timestamp) -> FeedEvent {
+        FeedEvent {
+            position,
+            tenant: self.tenant,
+            thread_id: self.thread_id,
+            op: self.op,
+            message_id: self.message_id,
+            seq: self.seq,
+            version: self.version,
+            removed: self.removed,
+            at,
+        }
+    }
+}
+
+/// Which events a [`ReadFeed`] reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FeedScope {
+    /// One thread of the context's tenant.
+    Thread(ThreadId),
+    /// Every thread of the context's tenant.
+    Tenant,
+    /// Every thread of every tenant (operators, indexers).
+    Store,
+}
+
+/// Reads the events after a position, oldest first.
+///
+/// # Errors (from the backend)
+///
+/// - [`PersistError::FeedGap`] when the feed no longer holds every event after
+///   [`after`](Self::after) (retention removed some): reload, then follow from the answer's
+///   [`head`](FeedPage::head).
+/// - `InvalidInput` for a limit out of `1..=1000`, or a position beyond the feed's head (a
+///   position of another store).
+/// - `Unsupported` from a backend without a feed.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ReadFeed {
+    /// The events read.
+    pub scope: FeedScope,
+    /// Events after this position (0: from the feed's start).
+    pub after: u64,
+    /// At most this many events (default 100, at most 1000).
+    pub limit: u32,
+    /// Who is asking: its tenant scopes [`FeedScope::Thread`] and [`FeedScope::Tenant`].
+    pub context: Context,
+}
+
+impl ReadFeed {
+    /// The events of thread `thread_id` (of the context's tenant).
+    pub fn thread(thread_id: ThreadId) -> Self {
+        Self::new(FeedScope::Thread(thread_id))
+    }
+
+    /// The events of every thread of the context's tenant.
+    pub fn tenant() -> Self {
+        Self::new(FeedScope::Tenant)
+    }
+
+    /// The events of every thread of every tenant: for operators, who say so explicitly.
+    pub fn across_tenants() -> Self {
+        Self::new(FeedScope::Store)
+    }
+
+    fn new(scope: FeedScope) -> Self {
+        Self { scope, after: 0, limit: DEFAULT_PAGE_LIMIT, context: Context::new() }
+    }
+
+    /// Events after `position` (the last one the reader saw).
+    pub fn after(mut self, position: u64) -> Self {
+        self.after = position;
+        self
+    }
+
+    /// At most `limit` events.
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    context_setter!();
+
+    /// The thread read, for [`FeedScope::Thread`].
+    pub fn thread_id(&self) -> Option<&ThreadId> {
+        match &self.scope {
+            FeedScope::Thread(id) => Some(id),
+            FeedScope::Tenant | FeedScope::Store => None,
+        }
+    }
+
+    /// The tenant whose events are read: the context's, `None` across tenants.
+    pub fn tenant_read(&self) -> Option<&TenantId> {
+        match self.scope {
+            FeedScope::Store => None,
+            FeedScope::Thread(_) | FeedScope::Tenant => self.context.tenant(),
+        }
+    }
+
+    /// Whether `event` is in this read's scope (its position aside).
+    pub fn covers(&self, event: &FeedEvent) -> bool {
+        match &self.scope {
+            FeedScope::Store => true,
+            FeedScope::Tenant => event.tenant.as_ref() == self.context.tenant(),
+            FeedScope::Thread(id) => event.is_in(self.context.tenant(), id),
+        }
+    }
+
+    /// `InvalidInput` for a limit out of range.
+    pub fn validate(&self) -> Result<()> {
+        if self.limit == 0 || self.limit > MAX_PAGE_LIMIT {
+            let reason = format!("must be between 1 and {MAX_PAGE_LIMIT}, got {}", self.limit);
+            return Err(PersistError::invalid("limit", reason));
+        }
+        Ok(())
+    }
+
+    /// Checks `after` against a feed holding the events after `trimmed` up to `head`: a gap
+    /// when retention removed events after `after`, `InvalidInput` past the head.
+    pub fn check_position(&self, trimmed: u64, head: u64) -> Result<()> {
+        if self.after < trimmed {
+            return Err(PersistError::FeedGap { after: self.after, trimmed });
+        }
+        if self.after > head {
+            let reason = format!("position {} is beyond the feed's head {head} (another store's?)", self.after);
+            return Err(PersistError::invalid("after", reason));
+        }
+        Ok(())
+    }
+
+    /// The answer holding `fetched` (up to `limit + 1` events in scope after `after`, oldest
+    /// first) of a feed whose head is `head`.
+    pub fn page(&self, mut fetched: Vec<FeedEvent>, head: u64) -> FeedPage {
+        let has_more = fetched.len() > self.limit as usize;
+        fetched.truncate(self.limit as usize);
+        FeedPage { events: fetched, head, has_more, tenant: self.tenant_read().cloned() }
+    }
+}
+
+/// The answer to a [`ReadFeed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FeedPage {
+    /// The events in scope after the position asked for, oldest first.
+    pub events: Vec<FeedEvent>,
+    /// The newest position of the whole feed when it was read: a client that reloads after a
+    /// gap follows from here.
+    pub head: u64,
+    /// More events in scope follow the last one (the page was full).
+    pub has_more: bool,
+    /// The tenant whose events were read, as the backend saw the request (after any layer
+    /// that sets the tenant); `None` across tenants.
+    pub tenant: Option<TenantId>,
+}
+
+impl FeedPage {
+    /// The position to read after next: the last event's, else the one read after.
+    pub fn last_position(&self, after: u64) -> u64 {
+        self.events.last().map_or(after, |event| event.position)
+    }
+}
+
+/// How long a feed keeps its events: an event goes when it is older than `max_age` or when
+/// more than `max_events` newer ones follow it, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FeedRetention {
+    /// Events older than this go (`None`: no age limit).
+    pub max_age: Option<Duration>,
+    /// At most this many events are kept (`None`: no count limit).
+    pub max_events: Option<u64>,
+}
+
+impl Default for FeedRetention {
+    /// Seven days, and at most a million events.
+    fn default() -> Self {
+        Self { max_age: Some(Duration::from_secs(7 * 24 * 3600)), max_events: Some(1_000_000) }
+    }
+}
+
+impl FeedRetention {
+    /// Keeps everything (until the host trims the store itself).
+    pub fn forever() -> Self {
+        Self { max_age: None, max_events: None }
+    }
+
+    /// Sets [`max_age`](Self::max_age).
+    pub fn with_max_age(mut self, max_age: Option<Duration>) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// Sets [`max_events`](Self::max_events).
+    pub fn with_max_events(mut self, max_events: Option<u64>) -> Self {
+        self.max_events = max_events;
+        self
+    }
+
+    /// The newest position to remove from a feed whose head is `head`, by count alone.
+    pub fn count_cutoff(&self, head: u64) -> u64 {
+        self.max_events.map_or(0, |keep| head.saturating_sub(keep))
+    }
+
+    /// The time before which events go, by age alone.
+    pub fn age_cutoff(&self, now: Timestamp) -> Option<Timestamp> {
+        let age = self.max_age?;
+        let micros = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+        Some(Timestamp::from_micros(now.as_micros().saturating_sub(micros)))
+    }
+}
+
+/// An in-memory feed: what the memory backend keeps, and a reference for backend authors.
+///
+/// Positions are assigned by [`record`](Self::record) in call order, so the caller records under
+/// the same lock as the write it describes.
+#[derive(Debug, Default)]
+pub struct MemoryFeed {
+    events: VecDeque<FeedEvent>,
+    head: u64,
+    trimmed: u64,
+    retention: FeedRetention,
+}
+
+impl MemoryFeed {
+    /// An empty feed keeping what `retention` says.
+    pub fn new(retention: FeedRetention) -> Self {
+        Self { retention, ..Self::default() }
+    }
+
+    /// Numbers `change` and keeps it; the events to publish once the write is visible.
+    pub fn record(&mut self, change: Change, at: Timestamp) -> &FeedEvent {
+        self.head += 1;
+        self.events.push_back(change.at(self.head, at));
+        let cutoff = self.retention.count_cutoff(self.head);
+        let age = self.retention.age_cutoff(at);
+        while let Some(first) = self.events.front()
+            && (first.position <= cutoff || age.is_some_and(|age| first.at < age))
+        {
+            self.trimmed = first.position;
+            self.events.pop_front();
+        }
+        self.events.back().expect("just pushed")
+    }
+
+    /// The newest position.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// Answers `query` from what is kept.
+    pub fn read(&self, query: &ReadFeed) -> Result<FeedPage> {
+        query.validate()?;
+        query.check_position(self.trimmed, self.head)?;
+        let start = self.events.partition_point(|e| e.position <= query.after);
+        let fetched = self
+            .events
+            .range(start..)
+            .filter(|event| query.covers(event))
+            .take(query.limit as usize + 1)
+            .cloned()
+            .collect();
+        Ok(query.page(fetched, self.head))
+    }
+}
+
+/// What a subscription waits on: the newest position published for its scope.
+type Key = (Option<TenantId>, Option<ThreadId>);
+
+/// Wake-ups for subscribers of one backend's feed: the backend publishes the events it knows
+/// are committed (its own writes, and what it learns of other processes' or instances'), and
+/// each subscriber waits for its scope only (one thread, one tenant, or the store).
+///
+/// The feed's table (or memory) is the truth: a wake-up only says "read again", so a lost or
+/// repeated one loses or repeats nothing. Cloning shares the hub.
+#[derive(Clone, Default)]
+pub struct FeedHub {
+    inner: Arc<Mutex<Watches>>,
+}
+
+#[derive(Default)]
+struct Watches {
+    store: Option<watch::Sender<u64>>,
+    scopes: HashMap<Key, watch::Sender<u64>>,
+}
+
+impl fmt::Debug for FeedHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeedHub").field("watched_scopes", &self.lock().scopes.len()).finish()
+    }
+}
+
+impl FeedHub {
+    /// A hub nobody watches yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Watches> {
+        // Nothing panics under the lock; a poisoned map is still a consistent map.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether any subscriber waits: a backend skips learning of others' writes otherwise.
+    pub fn is_watched(&self) -> bool {
+        let watches = self.lock();
+        watches.store.as_ref().is_some_and(|s| s.receiver_count() > 0) || !watches.scopes.is_empty()
+    }
+
+    /// Wakes the subscribers of these events' scopes. Never waits.
+    pub fn publish<'a>(&self, events: impl IntoIterator<Item = &'a FeedEvent>) {
+        let mut watches = self.lock();
+        let raise = |sender: &watch::Sender<u64>, position: u64| {
+            sender.send_if_modified(|seen| {
+                let newer = position > *seen;
+                *seen = (*seen).max(position);
+                newer
+            });
+        };
+        for event in events {
+            if let Some(store) = &watches.store {
+                raise(store, event.position);
+            }
+            if watches.scopes.is_empty() {
+                continue;
+            }
+            for key in [(event.tenant.clone(), None), (event.tenant.clone(), Some(event.thread_id.clone()))] {
+                if let Some(sender) = watches.scopes.get(&key) {
+                    raise(sender, event.position);
+                }
+            }
+        }
+        watches.scopes.retain(|_, sender| sender.receiver_count() > 0);
+    }
+
+    /// A wake-up for `scope` of `tenant`.
+    fn watch(&self, scope: &FeedScope, tenant: Option<TenantId>) -> watch::Receiver<u64> {
+        let mut watches = self.lock();
+        match scope {
+            FeedScope::Store => watches.store.get_or_insert_with(|| watch::channel(0).0).subscribe(),
+            FeedScope::Tenant => {
+                watches.scopes.entry((tenant, None)).or_insert_with(|| watch::channel(0).0).subscribe()
+            }
+            FeedScope::Thread(id) => {
+                let key = (tenant, Some(id.clone()));
+                watches.scopes.entry(key).or_insert_with(|| watch::channel(0).0).subscribe()
+            }
+        }
+    }
+}
+
+/// Follows a scope of the feed; see [`Pipeline::subscribe`].
+///
+/// Every read goes through the pipeline ([`ReadFeed`] with the subscription's context), so the
+/// layers see it; between reads the subscription waits for the backend's wake-up of its scope.
+#[derive(Debug)]
+pub struct Subscription {
+    pipeline: Pipeline,
+    query: ReadFeed,
+    buffered: VecDeque<FeedEvent>,
+    caught_up: bool,
+    wake: watch::Receiver<u64>,
+    head: u64,
+}
+
+impl Subscription {
+    pub(crate) fn new(pipeline: Pipeline, query: ReadFeed, hub: &FeedHub, first: FeedPage) -> Self {
+        // The tenant the backend read (a layer may have set it), which events are published as.
+        let wake = hub.watch(&query.scope, first.tenant.clone());
+        let caught_up = !first.has_more;
+        Self { pipeline, query, buffered: first.events.into(), caught_up, wake, head: first.head }
+    }
+
+    /// The next event in scope, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// What the pipeline's [`ReadFeed`] answers: [`PersistError::FeedGap`] when this
+    /// subscriber fell so far behind that retention removed events it had not read yet, or the
+    /// store's error. The subscription can be asked again after an error: it reads from where
+    /// it stopped.
+    pub async fn next(&mut self) -> Result<FeedEvent> {
+        loop {
+            if let Some(event) = self.buffered.pop_front() {
+                self.query.after = event.position;
+                return Ok(event);
+            }
+            if self.caught_up {
+                let after = self.query.after;
+                if self.wake.wait_for(|&position| position > after).await.is_err() {
+                    return Err(PersistError::Backend {
+                        message: "the feed's backend was dropped".into(),
+                        source: None,
+                    });
+                }
+            }
+            let page = self.pipeline.read_feed(self.query.clone()).await?;
+            self.caught_up = !page.has_more;
+            self.head = page.head;
+            self.buffered = page.events.into();
+        }
+    }
+
+    /// The position of the last event returned (or the one subscribed after): where a
+    /// reconnecting client resumes.
+    pub fn position(&self) -> u64 {
+        self.query.after
+    }
+
+    /// The feed's head as of the last read.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// The scope followed, with its context.
+    pub fn query(&self) -> &ReadFeed {
+        &self.query
+    }
+}
