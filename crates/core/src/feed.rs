@@ -102,6 +102,52 @@ pub struct FeedEvent {
 }
 
 impl FeedEvent {
+    /// The event a SQL backend stored as text and numbers: `tenant` `""` for none, `op` its
+    /// label, `removed` `"message"` or `"thread"`. For backend authors.
+    ///
+    /// # Errors
+    ///
+    /// A `Backend` error naming the column when a stored value is not one an event can hold.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_stored(
+        position: u64,
+        tenant: &str,
+        thread_id: &str,
+        op: &str,
+        message_id: Option<&str>,
+        seq: Option<u64>,
+        version: u64,
+        removed: Option<&str>,
+        at: Timestamp,
+    ) -> Result<Self> {
+        let corrupt = |what: &str, value: &str| PersistError::Backend {
+            message: format!("the change feed holds an unreadable {what} at position {position}: {value:?}").into(),
+            source: None,
+        };
+        let tenant = match tenant {
+            "" => None,
+            name => Some(TenantId::new(name).map_err(|_| corrupt("tenant", name))?),
+        };
+        let op: PersistOp = op.parse().map_err(|_| corrupt("op", op))?;
+        let removed = match removed {
+            None => None,
+            Some("message") => Some(Removed::Message),
+            Some("thread") => Some(Removed::Thread),
+            Some(other) => return Err(corrupt("removal", other)),
+        };
+        Ok(Self {
+            position,
+            tenant,
+            thread_id: ThreadId::new(thread_id).map_err(|_| corrupt("thread id", thread_id))?,
+            op,
+            message_id: message_id.map(|id| MessageId::new(id).map_err(|_| corrupt("message id", id))).transpose()?,
+            seq,
+            version,
+            removed,
+            at,
+        })
+    }
+
     /// Whether this event is of the thread `(tenant, thread_id)`.
     pub fn is_in(&self, tenant: Option<&TenantId>, thread_id: &ThreadId) -> bool {
         self.tenant.as_ref() == tenant && &self.thread_id == thread_id

@@ -135,6 +135,18 @@ impl PersistOp {
     }
 }
 
+/// Parses a label of [`PersistOp::as_str`] (`"add"`, `"update_content"`, …).
+impl std::str::FromStr for PersistOp {
+    type Err = crate::PersistError;
+
+    fn from_str(label: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|op| op.as_str() == label)
+            .ok_or_else(|| crate::PersistError::invalid("op", format!("no operation is called {label:?}")))
+    }
+}
+
 impl fmt::Display for PersistOp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())

@@ -84,6 +84,8 @@ struct State {
     feed: Option<MemoryFeed>,
     /// What the write under way changed, in order, for the feed.
     changes: Vec<Change>,
+    /// Whether the last `update_content` changed the content or the status.
+    content_changed: bool,
 }
 
 /// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
@@ -284,7 +286,8 @@ impl State {
             }
             PersistArgs::UpdateContent(update) => {
                 let message = state.update_content(update, now)?;
-                state.message_changed(PersistOp::UpdateContent, &update.context, &message);
+                let op = if state.content_changed { PersistOp::UpdateContent } else { PersistOp::Update };
+                state.message_changed(op, &update.context, &message);
                 Ok(ContentUpdated::new(message).into())
             }
             PersistArgs::Update(update) => {
@@ -394,6 +397,9 @@ impl State {
             .by_id_mut(&args.message_id)
             .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(&args.message_id)))?;
         check_version(args.expected_version, record.version, &args.thread_id, Some(&args.message_id))?;
+        // The feed tells a write that changed neither content nor status as an `update`, as the
+        // SQL stores' triggers do.
+        let changed = record.content != args.content || (args.finalize && record.status != Status::Complete);
         record.content = args.content.clone();
         if args.finalize {
             record.status = Status::Complete;
@@ -402,6 +408,7 @@ impl State {
         record.updated_at = now;
         let message = record.to_message(&args.thread_id)?;
         ts.thread.updated_at = now;
+        self.content_changed = changed;
         Ok(message)
     }
 

@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use persist_core::feed::{FeedEvent, FeedPage, FeedScope, ReadFeed};
 use persist_core::read::{GetMessage, GetThread, ListMessages};
-use persist_core::{Message, Order, Page, PersistError, Result, Thread};
+use persist_core::{Message, Order, Page, PersistError, Result, Thread, ThreadId};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::rows::{self, message_columns, signed, tenant_key, thread_columns};
@@ -63,6 +64,11 @@ impl DirectReads {
             idle.push(conn);
         }
         answer
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Closes every idle connection; later reads fail.
@@ -135,6 +141,90 @@ impl DirectReads {
         })?;
         Ok(query.page(items))
     }
+}
+
+/// The columns of a change-feed event, in [`feed_event`]'s order.
+macro_rules! feed_columns {
+    () => {
+        "position, tenant, thread_id, op, message_id, seq, version, removed, at"
+    };
+}
+
+/// The feed's head (its newest position, kept by `sqlite_sequence` even once retention removed
+/// the rows) and the newest position retention removed.
+const FEED_BOUNDS: &str = "SELECT (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'persist_feed'), \
+                                  trimmed FROM persist_feed_state";
+
+impl DirectReads {
+    /// The change-feed events `query` asks for, read in one transaction with the bounds they
+    /// are checked against.
+    pub(crate) fn feed(&self, query: &ReadFeed) -> Result<FeedPage> {
+        query.validate()?;
+        let context = "reading the change feed";
+        self.with(|conn| {
+            let read = conn.unchecked_transaction().map_err(|e| map(context, e))?;
+            let (head, trimmed) = bounds(&read)?;
+            query.check_position(trimmed, head)?;
+            let tenant = tenant_key(query.context.tenant());
+            let (after, fetch) = (signed(query.after), i64::from(query.limit) + 1);
+            let sql = match query.scope {
+                FeedScope::Thread(_) => concat!(
+                    "SELECT ",
+                    feed_columns!(),
+                    " FROM persist_feed WHERE tenant = ?1 AND thread_id = ?2 AND position > ?3 ORDER BY position LIMIT ?4"
+                ),
+                FeedScope::Tenant => concat!(
+                    "SELECT ",
+                    feed_columns!(),
+                    " FROM persist_feed WHERE tenant = ?1 AND ?2 IS NULL AND position > ?3 ORDER BY position LIMIT ?4"
+                ),
+                // Every tenant's: the tenant and thread parameters are bound all the same.
+                _ => concat!(
+                    "SELECT ",
+                    feed_columns!(),
+                    " FROM persist_feed WHERE ?1 IS NOT NULL AND ?2 IS NULL AND position > ?3 ORDER BY position LIMIT ?4"
+                ),
+            };
+            let mut statement = read.prepare_cached(sql).map_err(|e| map(context, e))?;
+            let thread = query.thread_id().map(ThreadId::as_str);
+            let mut found = statement.query((tenant, thread, after, fetch)).map_err(|e| map(context, e))?;
+            let mut events = Vec::new();
+            while let Some(row) = found.next().map_err(|e| map(context, e))? {
+                events.push(feed_event(row).map_err(|e| map(context, e))??);
+            }
+            Ok(query.page(events, head))
+        })
+    }
+
+    /// The feed's head.
+    pub(crate) fn feed_head(&self) -> Result<u64> {
+        self.with(|conn| Ok(bounds(conn)?.0))
+    }
+}
+
+fn bounds(conn: &Connection) -> Result<(u64, u64)> {
+    let context = "reading the change feed's bounds";
+    let mut statement = conn.prepare_cached(FEED_BOUNDS).map_err(|e| map(context, e))?;
+    let (head, trimmed) = statement
+        .query_row((), |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+        .map_err(|e| map(context, e))?;
+    Ok((u64::try_from(head).unwrap_or_default(), u64::try_from(trimmed).unwrap_or_default()))
+}
+
+/// One event of `feed_columns!()`.
+fn feed_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FeedEvent>> {
+    let unsigned = |n: i64| u64::try_from(n).unwrap_or_default();
+    Ok(FeedEvent::from_stored(
+        unsigned(row.get(0)?),
+        row.get_ref(1)?.as_str()?,
+        row.get_ref(2)?.as_str()?,
+        row.get_ref(3)?.as_str()?,
+        row.get_ref(4)?.as_str_or_null()?,
+        row.get::<_, Option<i64>>(5)?.map(unsigned),
+        unsigned(row.get(6)?),
+        row.get_ref(7)?.as_str_or_null()?,
+        persist_core::Timestamp::from_micros(row.get(8)?),
+    ))
 }
 
 /// A rusqlite error as the sqlx ones are mapped: a lock that outlasted the busy timeout is

@@ -75,6 +75,7 @@
 mod check;
 mod direct;
 mod error;
+mod feed;
 mod ops;
 mod reads;
 mod restore;
@@ -93,6 +94,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
@@ -105,7 +107,7 @@ use persist_core::{
 use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 pub use crate::check::CheckReport;
 use crate::error::{map_migrate, map_sqlx};
@@ -166,6 +168,8 @@ pub struct SqliteBackendBuilder {
     wal_size_limit: u64,
     check_integrity: bool,
     limits: Limits,
+    feed: Option<FeedRetention>,
+    feed_poll: Duration,
 }
 
 impl SqliteBackendBuilder {
@@ -241,6 +245,24 @@ impl SqliteBackendBuilder {
         self
     }
 
+    /// The change feed ([`persist_core::feed`]): `Some` keeps it with this retention (the
+    /// default: seven days, at most a million events), `None` turns it off. The feed is the
+    /// file's: its events are written by the file's triggers, whichever process writes, and
+    /// the handle that opens the file last decides whether they record. Each handle applies its
+    /// own retention (every few seconds, and on [`SqliteBackend::trim_feed`]), so the
+    /// strictest of the handles open wins.
+    pub fn feed(mut self, retention: Option<FeedRetention>) -> Self {
+        self.feed = retention;
+        self
+    }
+
+    /// How often a handle with subscribers looks for other processes' writes to the file
+    /// (default 50 ms); its own writes wake its subscribers at once.
+    pub fn feed_poll_interval(mut self, interval: Duration) -> Self {
+        self.feed_poll = interval.max(Duration::from_millis(1));
+        self
+    }
+
     /// Opens (creating if needed) the database and applies the schema. Must be called within a
     /// Tokio runtime with its time driver (as `#[tokio::main]`, `#[tokio::test]` and
     /// `Builder::enable_all` give): it starts the writer task, which keeps time to notice when
@@ -279,6 +301,11 @@ impl SqliteBackendBuilder {
             }
         }
         sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
+        sqlx::query("UPDATE persist_feed_state SET enabled = ?1")
+            .bind(self.feed.is_some())
+            .execute(&mut writer)
+            .await
+            .map_err(|e| map_sqlx("turning the change feed on or off", e))?;
         if let Some(bytes) = self.max_database_bytes {
             limit_size(&mut writer, bytes).await?;
         }
@@ -311,7 +338,34 @@ impl SqliteBackendBuilder {
         let parallel = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let idle = (self.read_connections as usize).max(parallel);
         let direct = direct::DirectReads::new(self.path.clone(), self.busy_timeout, idle);
-        Ok(SqliteBackend { shared: Arc::new(Shared { jobs, readers, direct, path: self.path, stop, closed }) })
+        let hub = self.feed.map(|_| FeedHub::new());
+        let feed_wake = Arc::new(Notify::new());
+        let retention = self.feed.unwrap_or_default();
+        let shared = Arc::new(Shared {
+            jobs,
+            readers,
+            direct,
+            path: self.path.clone(),
+            stop,
+            closed,
+            hub: hub.clone(),
+            feed_wake: feed_wake.clone(),
+            retention,
+            busy_timeout: self.busy_timeout,
+        });
+        if let Some(hub) = hub {
+            let pump = feed::Pump {
+                hub,
+                wake: feed_wake,
+                poll: self.feed_poll,
+                retention,
+                path: self.path,
+                busy_timeout: self.busy_timeout,
+            };
+            let head = shared.direct.feed_head()?;
+            tokio::spawn(pump.run(Arc::downgrade(&shared), head));
+        }
+        Ok(SqliteBackend { shared })
     }
 }
 
@@ -411,6 +465,12 @@ struct Shared {
     stop: mpsc::Sender<()>,
     /// Becomes `true` once the writer has closed its connection.
     closed: watch::Receiver<bool>,
+    /// The change feed's wake-ups; `None` with the feed off.
+    hub: Option<FeedHub>,
+    /// Tells the feed's pump this handle committed a write.
+    feed_wake: Arc<Notify>,
+    retention: FeedRetention,
+    busy_timeout: Duration,
 }
 
 impl fmt::Debug for SqliteBackend {
@@ -433,6 +493,8 @@ impl SqliteBackend {
             wal_size_limit: 16 << 20,
             check_integrity: false,
             limits: Limits { max_content_bytes: 8 << 20, max_metadata_bytes: 256 << 10 },
+            feed: Some(FeedRetention::default()),
+            feed_poll: Duration::from_millis(50),
         }
     }
 
@@ -494,6 +556,23 @@ impl SqliteBackend {
         self.shared.readers.close().await;
     }
 
+    /// Applies the feed's retention now (it also runs every few seconds on its own): removes
+    /// the events older than its age limit or past its count, and answers the newest position
+    /// removed (resuming from before it is a `FeedGap`).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` with the feed off; a `Backend` error when the file cannot be written.
+    pub async fn trim_feed(&self) -> Result<u64> {
+        if self.shared.hub.is_none() {
+            return Err(feed_off());
+        }
+        let (path, timeout, retention) = (self.shared.path.clone(), self.shared.busy_timeout, self.shared.retention);
+        tokio::task::spawn_blocking(move || feed::trim(&mut None, &path, timeout, &retention))
+            .await
+            .map_err(|e| PersistError::backend("trimming the change feed", e))?
+    }
+
     fn closed() -> PersistError {
         PersistError::Backend { message: "the SQLite writer has stopped".into(), source: None }
     }
@@ -525,12 +604,31 @@ impl SqliteBackend {
     }
 }
 
+fn feed_off() -> PersistError {
+    PersistError::Unsupported { what: "a change feed on this handle (turned off)".into() }
+}
+
 impl Backend for SqliteBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
-        match self.write(Write::Persist(args)).await? {
+        let answer = self.write(Write::Persist(args)).await;
+        // Committed or not, the pump looks: a wake-up with nothing new costs one read.
+        self.shared.feed_wake.notify_one();
+        match answer? {
             Answer::Persist(result) => Ok(result),
             _ => Err(Self::mismatched()),
         }
+    }
+
+    async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {
+        if self.shared.hub.is_none() {
+            return Err(feed_off());
+        }
+        tokio::task::consume_budget().await;
+        self.shared.direct.feed(&query)
+    }
+
+    fn feed_hub(&self) -> Option<FeedHub> {
+        self.shared.hub.clone()
     }
 
     // These three run on the caller's thread and never wait on anything else: each takes from
@@ -556,7 +654,8 @@ impl Backend for SqliteBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true).with_restore(true)
+        let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
+        caps.with_restore(true).with_feed(self.shared.hub.is_some())
     }
 
     async fn stranded(&self, query: FindStranded) -> Result<Vec<Stranded>> {

@@ -992,6 +992,15 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
     if let Target::MessagesAfter(seq) = delete.target {
         return truncate(conn, delete, seq).await;
     }
+    // The tombstone first: the change feed then records the thread's delete, and not each
+    // message it removes.
+    sqlx::query("UPDATE threads SET deleted_at = ?3 WHERE tenant = ?2 AND thread_id = ?1")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .bind(Timestamp::now().as_micros())
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("marking the thread deleted"))?;
     let removed = sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 RETURNING seq, message_id")
         .bind(delete.thread_id.as_str())
         .bind(tenant)

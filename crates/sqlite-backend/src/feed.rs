@@ -1,0 +1,131 @@
+//! The change feed's wake-ups and retention.
+//!
+//! Events are rows of `persist_feed`, written by triggers in each write's transaction
+//! (migration 7). A pump per handle learns of new rows (its own writes, and other processes'
+//! on the same file) and wakes the subscribers of their scopes through the handle's
+//! [`FeedHub`]: it reads the feed's head when its handle committed a write, and every poll
+//! interval for the writes of other processes, then reads the new events and publishes them.
+//! It also applies retention every few seconds, on a connection of its own (retention writes
+//! rarely and briefly, as another process's writer would).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use persist_core::feed::{FeedHub, FeedRetention, ReadFeed};
+use persist_core::read::MAX_PAGE_LIMIT;
+use persist_core::{PersistError, Result, Timestamp};
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::Notify;
+
+use crate::Shared;
+
+/// How often retention runs.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// Most events one retention transaction removes.
+const TRIM_BATCH: i64 = 10_000;
+
+/// What a handle's pump needs, besides its handle.
+pub(crate) struct Pump {
+    pub(crate) hub: FeedHub,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) poll: Duration,
+    pub(crate) retention: FeedRetention,
+    pub(crate) path: PathBuf,
+    pub(crate) busy_timeout: Duration,
+}
+
+impl Pump {
+    /// Runs until the handle is dropped or closed; `published` is the feed's head when the
+    /// handle was opened (nobody could subscribe before).
+    pub(crate) async fn run(self, shared: Weak<Shared>, mut published: u64) {
+        let mut next_trim = Instant::now() + TRIM_EVERY;
+        let mut trimmer: Option<Connection> = None;
+        loop {
+            // Woken by this handle's write, or when the interval is up.
+            let _ = tokio::time::timeout(self.poll, self.wake.notified()).await;
+            let Some(shared) = shared.upgrade() else { return };
+            if shared.direct.is_closed() {
+                return;
+            }
+            if Instant::now() >= next_trim {
+                next_trim = Instant::now() + TRIM_EVERY;
+                // A failed trim (the file busy past the timeout) is tried again next time.
+                let _ = trim(&mut trimmer, &self.path, self.busy_timeout, &self.retention);
+            }
+            // The head first, then whether anyone waits: a subscriber that registers after the
+            // check reads everything up to this head itself.
+            let Ok(head) = shared.direct.feed_head() else { continue };
+            if head > published && self.hub.is_watched() {
+                published = self.publish(&shared, published).unwrap_or(head);
+            } else {
+                published = head;
+            }
+        }
+    }
+
+    /// Publishes every event after `last`; answers the newest position published.
+    fn publish(&self, shared: &Shared, mut last: u64) -> Result<u64> {
+        loop {
+            let query = ReadFeed::across_tenants().after(last).with_limit(MAX_PAGE_LIMIT);
+            let page = shared.direct.feed(&query)?;
+            self.hub.publish(&page.events);
+            last = page.last_position(last);
+            if !page.has_more {
+                return Ok(last);
+            }
+        }
+    }
+}
+
+/// Removes what `retention` no longer keeps, in batches, each its own transaction; answers the
+/// newest position removed so far.
+pub(crate) fn trim(
+    conn: &mut Option<Connection>,
+    path: &PathBuf,
+    busy_timeout: Duration,
+    retention: &FeedRetention,
+) -> Result<u64> {
+    let map = |e: rusqlite::Error| PersistError::backend("trimming the change feed", e);
+    if conn.is_none() {
+        let opened = Connection::open(path).map_err(map)?;
+        opened.busy_timeout(busy_timeout).map_err(map)?;
+        *conn = Some(opened);
+    }
+    let Some(conn) = conn.as_mut() else { unreachable!("opened above") };
+    loop {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
+        let (head, trimmed): (i64, i64) = tx
+            .query_row(
+                "SELECT (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'persist_feed'), trimmed \
+                   FROM persist_feed_state",
+                (),
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(map)?;
+        let by_count = retention.count_cutoff(u64::try_from(head).unwrap_or_default());
+        let by_age = match retention.age_cutoff(Timestamp::now()) {
+            // Everything before the first event young enough to keep.
+            Some(cutoff) => tx
+                .query_row(
+                    "SELECT coalesce((SELECT position - 1 FROM persist_feed WHERE at >= ?1 ORDER BY position LIMIT 1), \
+                                     ?2)",
+                    (cutoff.as_micros(), head),
+                    |row| row.get::<_, i64>(0),
+                )
+                .map_err(map)?,
+            None => 0,
+        };
+        let wanted = i64::try_from(by_count).unwrap_or(i64::MAX).max(by_age);
+        if wanted <= trimmed {
+            return Ok(u64::try_from(trimmed).unwrap_or_default());
+        }
+        let cutoff = wanted.min(trimmed + TRIM_BATCH);
+        tx.execute("DELETE FROM persist_feed WHERE position <= ?1", [cutoff]).map_err(map)?;
+        tx.execute("UPDATE persist_feed_state SET trimmed = max(trimmed, ?1)", [cutoff]).map_err(map)?;
+        tx.commit().map_err(map)?;
+        if cutoff == wanted {
+            return Ok(u64::try_from(cutoff).unwrap_or_default());
+        }
+    }
+}
