@@ -79,6 +79,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod error;
+mod feed;
 mod group;
 mod ops;
 mod pool;
@@ -91,6 +92,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
@@ -116,6 +118,7 @@ pub struct PostgresBackendBuilder {
     min_connections: u32,
     acquire_timeout: Duration,
     max_insert_groups: usize,
+    feed: Option<FeedRetention>,
     lock_timeout: Duration,
     statement_timeout: Duration,
 }
@@ -153,6 +156,16 @@ impl PostgresBackendBuilder {
     /// insert. A lone caller's insert never waits: it runs at once, alone.
     pub fn max_insert_groups(mut self, groups: usize) -> Self {
         self.max_insert_groups = groups.max(1);
+        self
+    }
+
+    /// The change feed ([`persist_core::feed`]): `Some` keeps it with this retention (the
+    /// default: seven days, at most a million events), `None` turns it off. The feed is the
+    /// schema's: its events are written by the schema's triggers, whichever instance writes,
+    /// and the instance that connects last decides whether they record. Each instance with
+    /// subscribers applies its own retention, so the strictest wins.
+    pub fn feed(mut self, retention: Option<FeedRetention>) -> Self {
+        self.feed = retention;
         self
     }
 
@@ -225,12 +238,22 @@ impl PostgresBackendBuilder {
         let prepared = prepare_schema(&mut conn, &self.schema).await;
         conn.release(&prepared);
         prepared?;
+        let mut conn = pool.acquire().await?;
+        let enabled = sqlx::query("UPDATE persist_feed_state SET enabled = $1")
+            .bind(self.feed.is_some())
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_sqlx("turning the change feed on or off", e));
+        conn.release(&enabled);
+        enabled?;
         pool.fill().await?;
+        let feed = self.feed.map(|retention| feed::Feed::start(&pool, &self.schema, retention));
         Ok(PostgresBackend {
             pool,
             schema: self.schema,
             inserts: Arc::new(Inserts::new(self.max_insert_groups)),
             updates: Arc::new(Inserts::new(self.max_insert_groups)),
+            feed,
         })
     }
 }
@@ -286,6 +309,8 @@ pub struct PostgresBackend {
     inserts: Arc<Inserts>,
     /// The content updates waiting to be written together (see `group`).
     updates: Arc<Inserts>,
+    /// The change feed's sequencer and listener; `None` with the feed off.
+    feed: Option<Arc<feed::Feed>>,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -304,6 +329,7 @@ impl PostgresBackend {
             min_connections: 0,
             acquire_timeout: Duration::from_secs(5),
             max_insert_groups: 4,
+            feed: Some(FeedRetention::default()),
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
         }
@@ -323,9 +349,39 @@ impl PostgresBackend {
         &self.schema
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pool, waiting for connections in use to be returned, and stops the change
+    /// feed's listener (closing its connection).
     pub async fn close(&self) {
+        if let Some(feed) = &self.feed {
+            feed.stop();
+        }
         self.pool.close().await;
+    }
+
+    /// Applies the change feed's retention now (it also runs every few seconds while anyone
+    /// subscribes): removes the events older than its age limit or past its count, and
+    /// answers the newest position removed (resuming from before it is a `FeedGap`).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` with the feed off; the server's error otherwise.
+    pub async fn trim_feed(&self) -> Result<u64> {
+        match &self.feed {
+            Some(feed) => feed.trim(&self.pool).await,
+            None => Err(feed_off()),
+        }
+    }
+
+    /// Applies a write: inserts and message updates through their group-commit lanes.
+    async fn write(&self, args: PersistArgs) -> Result<PersistResult> {
+        match args {
+            PersistArgs::Add(_) | PersistArgs::Reserve(_) => self.insert(args).await,
+            PersistArgs::UpdateContent(ref update) if !update.append => self.update_message(args).await,
+            PersistArgs::Update(ref update) if matches!(update.target, persist_core::Target::Message(_)) => {
+                self.update_message(args).await
+            }
+            args => self.with(async |conn| ops::apply(conn, args).await).await,
+        }
     }
 
     /// Runs `operation` on a connection of the pool, then gives the connection back (or
@@ -338,16 +394,28 @@ impl PostgresBackend {
     }
 }
 
+fn feed_off() -> PersistError {
+    PersistError::Unsupported { what: "a change feed on this handle (turned off)".into() }
+}
+
 impl Backend for PostgresBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
-        match args {
-            PersistArgs::Add(_) | PersistArgs::Reserve(_) => self.insert(args).await,
-            PersistArgs::UpdateContent(ref update) if !update.append => self.update_message(args).await,
-            PersistArgs::Update(ref update) if matches!(update.target, persist_core::Target::Message(_)) => {
-                self.update_message(args).await
-            }
-            args => self.with(async |conn| ops::apply(conn, args).await).await,
+        let answer = self.write(args).await;
+        if let Some(feed) = &self.feed {
+            feed.kick();
         }
+        answer
+    }
+
+    async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {
+        match &self.feed {
+            Some(feed) => feed.read(&self.pool, &query).await,
+            None => Err(feed_off()),
+        }
+    }
+
+    fn feed_hub(&self) -> Option<FeedHub> {
+        self.feed.as_ref().map(|feed| feed.hub.clone())
     }
 
     async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
@@ -367,7 +435,8 @@ impl Backend for PostgresBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true).with_restore(true)
+        let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
+        caps.with_restore(true).with_feed(self.feed.is_some())
     }
 
     async fn stranded(&self, query: FindStranded) -> Result<Vec<Stranded>> {

@@ -763,6 +763,15 @@ async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<
     if let Some(conflict) = delete.updated_at_conflict(Timestamp::from_micros(updated_at)) {
         return Err(conflict);
     }
+    // The tombstone first: the change feed then records the thread's delete, and not each
+    // message it removes.
+    sqlx::query("UPDATE threads SET deleted_at = $3 WHERE tenant = $2 AND thread_id = $1")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .bind(Timestamp::now().as_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("marking the thread deleted"))?;
     let removed = sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 RETURNING seq, message_id")
         .bind(delete.thread_id.as_str())
         .bind(tenant)

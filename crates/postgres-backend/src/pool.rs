@@ -132,6 +132,16 @@ impl Pool {
         Ok(Lease { conn: Some(conn), opened, inner: Arc::clone(&self.inner), permit: Some(permit) })
     }
 
+    /// The options connections are opened with.
+    pub(crate) fn options(&self) -> PgConnectOptions {
+        self.inner.options.clone()
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
     async fn open(&self) -> Result<PgConnection> {
         self.inner.options.connect().await.map_err(|e| map_sqlx("connecting to PostgreSQL", e))
     }

@@ -1,0 +1,364 @@
+//! The change feed: sequencing, reads, cross-instance wake-ups and retention.
+//!
+//! Events are rows of `persist_feed`, written by triggers in each write's transaction
+//! (migration 3) with a `position` still to give. Positions are given after commit, in commit
+//! order, by [`sequence`]: one pass at a time per schema (an advisory lock), each numbering the
+//! committed rows still without one in the order they were written (a thread's rows are written
+//! in its commit order), then announcing the new head with `NOTIFY persist_feed`. A pass runs
+//! after this instance's writes (a task woken by each write), before every feed read (so a
+//! reader sees every write committed before it asked), and every second while anyone
+//! subscribes (for an instance that died between its commit and its pass).
+//!
+//! Each instance with subscribers listens on `persist_feed`: a notification (or the second's
+//! tick, so a lost notification loses nothing: the table is the truth) makes it read the events
+//! after the last ones it published and wake their scopes' subscribers through its
+//! [`FeedHub`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use persist_core::feed::{FeedEvent, FeedHub, FeedPage, FeedRetention, FeedScope, ReadFeed};
+use persist_core::read::MAX_PAGE_LIMIT;
+use persist_core::{PersistError, Result, Timestamp};
+use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+use tokio::sync::{Mutex, Notify, watch};
+
+use crate::error::map_sqlx;
+use crate::pool::Pool;
+use crate::rows::tenant_key;
+
+/// The notification channel, shared by every schema: the payload names the schema.
+const CHANNEL: &str = "persist_feed";
+/// The advisory lock class of sequencing passes (the schema's hash is the other half).
+const LOCK_CLASS: i32 = 0x7065_7273; // "pers"
+/// Most events one pass numbers.
+const PASS_LIMIT: u32 = 10_000;
+/// How often an instance with subscribers sequences and reads without a notification.
+const TICK: Duration = Duration::from_secs(1);
+/// How often retention runs, at most.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
+
+/// The feed's part of a backend, shared by its clones.
+pub(crate) struct Feed {
+    pub(crate) hub: FeedHub,
+    schema: String,
+    retention: FeedRetention,
+    /// Wakes the sequencer after this instance's writes.
+    kick: Arc<Notify>,
+    /// The listener, started by the first read (nobody subscribes without reading first).
+    listener: Mutex<bool>,
+    /// Tells the background tasks to stop: the backend was closed or dropped.
+    stop: watch::Sender<bool>,
+    sequence_sql: String,
+    /// Takes the sequencing lock: retention holds it too.
+    trim_sql: String,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Feed {
+    /// The feed of `schema`, its sequencer started on `pool`.
+    pub(crate) fn start(pool: &Pool, schema: &str, retention: FeedRetention) -> Arc<Self> {
+        let lock = format!("SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext('{schema}'))");
+        // The schema name is checked against [a-z_][a-z0-9_]*: safe to quote into SQL.
+        let sequence_sql = format!(
+            "BEGIN; {lock}; \
+             WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed \
+                               WHERE position IS NULL ORDER BY id LIMIT {PASS_LIMIT}), \
+                  total AS (SELECT count(*) AS n FROM pending), \
+                  head AS (UPDATE persist_feed_state SET head = head + (SELECT n FROM total) \
+                            WHERE (SELECT n FROM total) > 0 RETURNING head - (SELECT n FROM total) AS base), \
+                  done AS (UPDATE persist_feed f SET position = head.base + pending.n FROM pending, head \
+                            WHERE f.id = pending.id RETURNING f.position) \
+             SELECT pg_notify('{CHANNEL}', '{schema} ' || max(position)) FROM done HAVING count(*) > 0; \
+             COMMIT"
+        );
+        let trim_sql = lock.clone();
+        let (stop, stopped) = watch::channel(false);
+        let feed = Arc::new(Self {
+            hub: FeedHub::new(),
+            schema: schema.to_owned(),
+            retention,
+            kick: Arc::new(Notify::new()),
+            listener: Mutex::new(false),
+            stop,
+            sequence_sql,
+            trim_sql,
+        });
+        tokio::spawn(sequencer(pool.clone(), Arc::clone(&feed.kick), feed.sequence_sql.clone(), stopped));
+        feed
+    }
+
+    /// Asks for a sequencing pass: this instance committed a write.
+    pub(crate) fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Stops the background tasks (the backend is closing).
+    pub(crate) fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Reads `query`'s events, after a pass numbered every event committed before.
+    pub(crate) async fn read(&self, pool: &Pool, query: &ReadFeed) -> Result<FeedPage> {
+        query.validate()?;
+        self.listen(pool).await?;
+        let mut conn = pool.acquire().await?;
+        let answer = async {
+            sequence(&mut conn, &self.sequence_sql).await?;
+            read(&mut conn, query).await
+        }
+        .await;
+        conn.release(&answer);
+        answer
+    }
+
+    /// Applies retention now; answers the newest position removed.
+    pub(crate) async fn trim(&self, pool: &Pool) -> Result<u64> {
+        let mut conn = pool.acquire().await?;
+        let answer = trim(&mut conn, &self.trim_sql, &self.retention).await;
+        conn.release(&answer);
+        answer
+    }
+
+    /// Starts the listener once: subscribed to the channel, then the head read, so every event
+    /// after that head is published and every one before is in the reader's own read.
+    async fn listen(&self, pool: &Pool) -> Result<()> {
+        let mut started = self.listener.lock().await;
+        if *started {
+            return Ok(());
+        }
+        let listening = PgPoolOptions::new().max_connections(1).connect_lazy_with(pool.options());
+        let mut listener = PgListener::connect_with(&listening).await.map_err(|e| map_sqlx("listening", e))?;
+        listener.listen(CHANNEL).await.map_err(|e| map_sqlx("listening", e))?;
+        let mut conn = pool.acquire().await?;
+        let head = head(&mut conn).await;
+        conn.release(&head);
+        let task = Listener {
+            pool: pool.clone(),
+            hub: self.hub.clone(),
+            payload_prefix: format!("{} ", self.schema),
+            sequence_sql: self.sequence_sql.clone(),
+            trim_sql: self.trim_sql.clone(),
+            retention: self.retention,
+            published: head?,
+        };
+        tokio::spawn(task.run(listener, listening, self.stop.subscribe()));
+        *started = true;
+        Ok(())
+    }
+}
+
+/// Runs a pass after each burst of this instance's writes, until stopped.
+async fn sequencer(pool: Pool, kick: Arc<Notify>, sql: String, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|stopped| *stopped) => return,
+            () = kick.notified() => {}
+        }
+        let Ok(mut conn) = pool.acquire().await else {
+            if pool.is_closed() {
+                return;
+            }
+            continue;
+        };
+        let pass = sequence(&mut conn, &sql).await;
+        conn.release(&pass);
+    }
+}
+
+/// One pass: numbers the committed events still without a position, notifies when it did.
+async fn sequence(conn: &mut PgConnection, sql: &str) -> Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("numbering the change feed", e))?;
+    Ok(())
+}
+
+async fn head(conn: &mut PgConnection) -> Result<u64> {
+    let head: i64 = sqlx::query_scalar("SELECT head FROM persist_feed_state")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("reading the change feed's head", e))?;
+    Ok(u64::try_from(head).unwrap_or_default())
+}
+
+async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
+    let context = "reading the change feed";
+    let sql = match query.scope {
+        FeedScope::Thread(_) => {
+            "WITH s AS (SELECT head, trimmed FROM persist_feed_state) \
+             SELECT s.head, s.trimmed, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, \
+                    f.removed, f.at \
+               FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE tenant = $1 AND thread_id = $2 \
+                                          AND position > $3 ORDER BY position LIMIT $4) f ON true"
+        }
+        FeedScope::Tenant => {
+            "WITH s AS (SELECT head, trimmed FROM persist_feed_state) \
+             SELECT s.head, s.trimmed, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, \
+                    f.removed, f.at \
+               FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE tenant = $1 AND $2::text IS NULL \
+                                          AND position > $3 ORDER BY position LIMIT $4) f ON true"
+        }
+        // Every tenant's: the tenant and thread parameters are bound all the same.
+        _ => {
+            "WITH s AS (SELECT head, trimmed FROM persist_feed_state) \
+             SELECT s.head, s.trimmed, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, \
+                    f.removed, f.at \
+               FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE $1::text IS NOT NULL \
+                                          AND $2::text IS NULL AND position > $3 ORDER BY position LIMIT $4) f ON true"
+        }
+    };
+    let rows = sqlx::query(sql)
+        .bind(tenant_key(query.context.tenant()))
+        .bind(query.thread_id().map(|id| id.as_str()))
+        .bind(i64::try_from(query.after).unwrap_or(i64::MAX))
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx(context, e))?;
+    let unsigned = |n: i64| u64::try_from(n).unwrap_or_default();
+    let first = rows.first().ok_or_else(|| PersistError::backend(context, std::io::Error::other("no state row")))?;
+    let head = unsigned(first.try_get("head").map_err(|e| map_sqlx(context, e))?);
+    let trimmed = unsigned(first.try_get("trimmed").map_err(|e| map_sqlx(context, e))?);
+    query.check_position(trimmed, head)?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(position) = row.try_get::<Option<i64>, _>("position").map_err(|e| map_sqlx(context, e))? else {
+            continue;
+        };
+        events.push(event(row, unsigned(position)).map_err(|e| map_sqlx(context, e))??);
+    }
+    Ok(query.page(events, head))
+}
+
+fn event(row: &sqlx::postgres::PgRow, position: u64) -> std::result::Result<Result<FeedEvent>, sqlx::Error> {
+    let unsigned = |n: i64| u64::try_from(n).unwrap_or_default();
+    Ok(FeedEvent::from_stored(
+        position,
+        row.try_get("tenant")?,
+        row.try_get("thread_id")?,
+        row.try_get("op")?,
+        row.try_get("message_id")?,
+        row.try_get::<Option<i64>, _>("seq")?.map(unsigned),
+        unsigned(row.try_get("version")?),
+        row.try_get("removed")?,
+        Timestamp::from_micros(row.try_get("at")?),
+    ))
+}
+
+/// Removes what `retention` no longer keeps, in one transaction under the sequencing lock (so
+/// no pass numbers events meanwhile); answers the newest position removed. `lock` takes it.
+async fn trim(conn: &mut PgConnection, lock: &str, retention: &FeedRetention) -> Result<u64> {
+    use sqlx::Connection;
+    let sql = |e| map_sqlx("trimming the change feed", e);
+    let mut tx = conn.begin().await.map_err(sql)?;
+    sqlx::query(AssertSqlSafe(lock.to_owned())).execute(&mut *tx).await.map_err(sql)?;
+    let (head, trimmed): (i64, i64) =
+        sqlx::query_as("SELECT head, trimmed FROM persist_feed_state").fetch_one(&mut *tx).await.map_err(sql)?;
+    let by_count = i64::try_from(retention.count_cutoff(u64::try_from(head).unwrap_or_default())).unwrap_or(i64::MAX);
+    let by_age = match retention.age_cutoff(Timestamp::now()) {
+        // Everything before the first event young enough to keep.
+        Some(cutoff) => sqlx::query_scalar(
+            "SELECT coalesce((SELECT position - 1 FROM persist_feed WHERE position IS NOT NULL AND at >= $1 \
+                               ORDER BY position LIMIT 1), $2)",
+        )
+        .bind(cutoff.as_micros())
+        .bind(head)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sql)?,
+        None => 0,
+    };
+    let cutoff = by_count.max(by_age).min(head);
+    if cutoff <= trimmed {
+        return Ok(u64::try_from(trimmed).unwrap_or_default());
+    }
+    sqlx::query("DELETE FROM persist_feed WHERE position <= $1").bind(cutoff).execute(&mut *tx).await.map_err(sql)?;
+    sqlx::query("UPDATE persist_feed_state SET trimmed = $1").bind(cutoff).execute(&mut *tx).await.map_err(sql)?;
+    tx.commit().await.map_err(sql)?;
+    Ok(u64::try_from(cutoff).unwrap_or_default())
+}
+
+/// An instance's listener: wakes its subscribers for every event committed through any
+/// instance.
+struct Listener {
+    pool: Pool,
+    hub: FeedHub,
+    payload_prefix: String,
+    sequence_sql: String,
+    trim_sql: String,
+    retention: FeedRetention,
+    published: u64,
+}
+
+impl Listener {
+    async fn run(mut self, mut listener: PgListener, listening: sqlx::PgPool, mut stop: watch::Receiver<bool>) {
+        let mut next_trim = tokio::time::Instant::now() + TRIM_EVERY;
+        loop {
+            let tick = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopped| *stopped) => break,
+                received = tokio::time::timeout(TICK, listener.try_recv()) => match received {
+                    // Another schema's events.
+                    Ok(Ok(Some(note))) if !note.payload().starts_with(&self.payload_prefix) => continue,
+                    Ok(Ok(_)) => false,
+                    // The listener reconnects on its next call; meanwhile the tick reads.
+                    Ok(Err(_)) => true,
+                    Err(_) => true,
+                },
+            };
+            if self.pool.is_closed() {
+                break;
+            }
+            let Ok(mut conn) = self.pool.acquire().await else { continue };
+            let answer = async {
+                if tick {
+                    sequence(&mut conn, &self.sequence_sql).await?;
+                    if tokio::time::Instant::now() >= next_trim {
+                        next_trim = tokio::time::Instant::now() + TRIM_EVERY;
+                        trim(&mut conn, &self.trim_sql, &self.retention).await?;
+                    }
+                }
+                self.publish(&mut conn).await
+            }
+            .await;
+            conn.release(&answer);
+        }
+        drop(listener);
+        listening.close().await;
+    }
+
+    /// Publishes the events after the last published, when anyone waits; else moves on.
+    async fn publish(&mut self, conn: &mut PgConnection) -> Result<()> {
+        let head = head(conn).await?;
+        if head <= self.published || !self.hub.is_watched() {
+            self.published = self.published.max(head);
+            return Ok(());
+        }
+        loop {
+            let query = ReadFeed::across_tenants().after(self.published).with_limit(MAX_PAGE_LIMIT);
+            let page = match read(conn, &query).await {
+                Ok(page) => page,
+                // Retention passed what was published: subscribers find their gap themselves.
+                Err(PersistError::FeedGap { .. }) => {
+                    self.published = head;
+                    return Ok(());
+                }
+                Err(other) => return Err(other),
+            };
+            self.hub.publish(&page.events);
+            self.published = page.last_position(self.published);
+            if !page.has_more {
+                return Ok(());
+            }
+        }
+    }
+}
