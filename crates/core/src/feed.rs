@@ -565,8 +565,9 @@ impl Subscription {
     pub(crate) fn new(pipeline: Pipeline, query: ReadFeed, hub: &FeedHub, first: FeedPage) -> Self {
         // The tenant the backend read (a layer may have set it), which events are published as.
         let wake = hub.watch(&query.scope, first.tenant.clone());
-        let caught_up = !first.has_more;
-        Self { pipeline, query, buffered: first.events.into(), caught_up, wake, head: first.head }
+        // Read once more after the first page even when it was the last: an event committed
+        // between that read and this registration woke nobody.
+        Self { pipeline, query, buffered: first.events.into(), caught_up: false, wake, head: first.head }
     }
 
     /// The next event in scope, waiting for one.
