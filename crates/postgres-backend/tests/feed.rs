@@ -1,0 +1,42 @@
+//! The change feed on PostgreSQL beyond the conformance suite: retention and its typed gap,
+//! and numbering that never skips a write committed late.
+
+mod support;
+
+use persist::args::Add;
+use persist::feed::{FeedRetention, ReadFeed};
+use persist::postgres::PostgresBackend;
+use persist::{Backend, Content, PersistError, Role, ThreadId};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_past_retention_is_a_gap() {
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let backend = PostgresBackend::builder(support::url())
+        .schema(schema.clone())
+        .feed(Some(FeedRetention::forever().with_max_events(Some(3))))
+        .connect()
+        .await
+        .unwrap();
+    let thread = ThreadId::new("kept-short").unwrap();
+    for n in 0..10 {
+        backend.apply(Add::new(thread.clone(), Role::User, Content::text(format!("{n}"))).into()).await.unwrap();
+    }
+    // A read numbers every committed event first: the head is the tenth.
+    let head = backend.read_feed(ReadFeed::thread(thread.clone()).with_limit(1)).await.unwrap().head;
+    assert_eq!(head, 10);
+    let trimmed = backend.trim_feed().await.unwrap();
+    assert_eq!(trimmed, 7);
+    let page = backend.read_feed(ReadFeed::thread(thread.clone()).after(trimmed)).await.unwrap();
+    assert_eq!(page.events.iter().map(|e| e.position).collect::<Vec<_>>(), [8, 9, 10]);
+    for after in [0, 6] {
+        match backend.read_feed(ReadFeed::thread(thread.clone()).after(after)).await {
+            Err(PersistError::FeedGap { after: asked, trimmed: gone }) => assert_eq!((asked, gone), (after, 7)),
+            other => panic!("resuming after {after}: expected a gap, got {other:?}"),
+        }
+    }
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
