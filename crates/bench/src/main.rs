@@ -16,6 +16,7 @@
 //! one way of writing 64 streamed replies.
 
 mod encrypt;
+mod feed;
 mod measure;
 mod memory;
 mod postgres;
@@ -113,6 +114,9 @@ fn main() {
     }
     if options.wants("encrypt") {
         emit(encrypt::run(&options));
+    }
+    if options.wants("feed") {
+        emit(feed::run(&options));
     }
     if !options.json {
         println!("{}", report::table(&rows));

@@ -12,7 +12,7 @@ use crate::measure::{median, percentile, rate};
 use crate::report::{Row, Target};
 use crate::workload::{TEXT, add, as_tasks};
 
-fn url() -> String {
+pub(crate) fn url() -> String {
     std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 

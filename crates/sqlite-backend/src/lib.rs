@@ -611,8 +611,11 @@ fn feed_off() -> PersistError {
 impl Backend for SqliteBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
         let answer = self.write(Write::Persist(args)).await;
-        // Committed or not, the pump looks: a wake-up with nothing new costs one read.
-        self.shared.feed_wake.notify_one();
+        // Committed or not, the pump looks when anyone waits (a wake-up with nothing new costs
+        // one read); unwatched, its interval keeps it up to date.
+        if self.shared.hub.as_ref().is_some_and(FeedHub::is_watched) {
+            self.shared.feed_wake.notify_one();
+        }
         match answer? {
             Answer::Persist(result) => Ok(result),
             _ => Err(Self::mismatched()),
