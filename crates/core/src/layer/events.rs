@@ -1,4 +1,9 @@
-//! Broadcast committed writes, for streaming to UIs.
+//! Broadcast committed writes inside one process.
+//!
+//! For UIs that follow a thread, across processes and app instances, and resume after a
+//! reconnect, use the store's change feed instead ([`Pipeline::subscribe`](crate::Pipeline::subscribe),
+//! see [`feed`](crate::feed)): it is recorded in each write's transaction and numbered for
+//! resuming. This layer stays for observers inside one process that want whole results.
 //!
 //! [`Events`] owns a `tokio::sync::broadcast` channel; its [`layer`](Events::layer) sends every
 //! **successful** result after the backend acknowledged it (never a refused or failed write).
