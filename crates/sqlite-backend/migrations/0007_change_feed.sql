@@ -9,8 +9,10 @@
 -- before it is a gap) and whether the feed records at all (`enabled`, set by the handle that
 -- opens the file last).
 --
--- A thread delete marks the thread deleted before it removes the messages, so the messages
--- it removes have no events of their own: the thread's delete says it all.
+-- A thread delete marks the thread as being deleted (a negative `last_seq`, restored by the
+-- tombstone) before it removes the messages, so the messages it removes have no events of their
+-- own: the thread's delete says it all. The mark changes no row's size and records nothing, so
+-- a thread delete still frees room on a full disk before its event takes any.
 
 CREATE TABLE persist_feed (
     position   INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -55,7 +57,8 @@ END;
 CREATE TRIGGER persist_feed_message_deleted AFTER DELETE ON messages
 WHEN (SELECT enabled FROM persist_feed_state)
  AND EXISTS (SELECT 1 FROM threads t
-              WHERE t.tenant = OLD.tenant AND t.thread_id = OLD.thread_id AND t.deleted_at IS NULL)
+              WHERE t.tenant = OLD.tenant AND t.thread_id = OLD.thread_id AND t.deleted_at IS NULL
+                AND t.last_seq >= 0)
 BEGIN
     INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version, removed, at)
     VALUES (OLD.tenant, OLD.thread_id, 'delete', OLD.message_id, OLD.seq, OLD.version, 'message',

@@ -992,15 +992,15 @@ async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult
     if let Target::MessagesAfter(seq) = delete.target {
         return truncate(conn, delete, seq).await;
     }
-    // The tombstone first: the change feed then records the thread's delete, and not each
-    // message it removes.
-    sqlx::query("UPDATE threads SET deleted_at = ?3 WHERE tenant = ?2 AND thread_id = ?1")
+    // Marked as being deleted first (a negative `last_seq`, which the tombstone restores): the
+    // change feed then records the thread's delete, and not each message it removes. The mark
+    // takes no room, so a delete frees room on a full disk before its event needs any.
+    sqlx::query("UPDATE threads SET last_seq = -1 - last_seq WHERE tenant = ?2 AND thread_id = ?1")
         .bind(delete.thread_id.as_str())
         .bind(tenant)
-        .bind(Timestamp::now().as_micros())
         .execute(&mut *conn)
         .await
-        .map_err(sql("marking the thread deleted"))?;
+        .map_err(sql("marking the thread as being deleted"))?;
     let removed = sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 RETURNING seq, message_id")
         .bind(delete.thread_id.as_str())
         .bind(tenant)
@@ -1025,11 +1025,14 @@ async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, tenant: &str
         (_, true) => "DELETE FROM threads WHERE tenant = ?3 AND thread_id = ?1 AND ?2 IS NOT NULL",
         (true, false) => {
             "UPDATE threads SET deleted_at = coalesce(deleted_at, ?2), updated_at = ?2, message_count = 0, \
-                                title = NULL, metadata = '{}' \
+                                title = NULL, metadata = '{}', \
+                                last_seq = CASE WHEN last_seq < 0 THEN -1 - last_seq ELSE last_seq END \
               WHERE tenant = ?3 AND thread_id = ?1"
         }
         (false, false) => {
-            "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0 WHERE tenant = ?3 AND thread_id = ?1"
+            "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0, \
+                                last_seq = CASE WHEN last_seq < 0 THEN -1 - last_seq ELSE last_seq END \
+              WHERE tenant = ?3 AND thread_id = ?1"
         }
     };
     sqlx::query(tombstone)
