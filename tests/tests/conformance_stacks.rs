@@ -138,7 +138,8 @@ impl Factory for SplitMemory {
     type Storage = (MemoryBackend, MemoryBackend);
 
     async fn create(&self) -> Result<(MemoryBackend, MemoryBackend), BoxError> {
-        Ok((MemoryBackend::new(), MemoryBackend::new()))
+        // Two stores are two feeds with positions of their own: the split declares no feed.
+        Ok((MemoryBackend::new().with_feed(None), MemoryBackend::new()))
     }
 
     async fn open(&self, (main, other): &(MemoryBackend, MemoryBackend)) -> Result<Pipeline, BoxError> {
@@ -160,7 +161,8 @@ impl Factory for SplitMemorySqlite {
     type Storage = (MemoryBackend, tempfile::TempDir);
 
     async fn create(&self) -> Result<(MemoryBackend, tempfile::TempDir), BoxError> {
-        Ok((MemoryBackend::new(), tempfile::tempdir()?))
+        // Two stores are two feeds with positions of their own: the split declares no feed.
+        Ok((MemoryBackend::new().with_feed(None), tempfile::tempdir()?))
     }
 
     async fn open(&self, (main, dir): &(MemoryBackend, tempfile::TempDir)) -> Result<Pipeline, BoxError> {
