@@ -7,6 +7,12 @@ use crate::pipeline::BoxPersistService;
 use crate::read::{FindStranded, ListThreads};
 use crate::{PersistArgs, PersistError, PersistOp, PersistResult};
 
+/// Whether a request of `op` that names no thread goes to every store and the answers are
+/// merged: not a change-feed read, whose positions are each store's own.
+pub(super) fn merges(op: PersistOp) -> bool {
+    matches!(op, PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping)
+}
+
 /// Sends `args` to every store (the inner stack's answer first, then each target's, in route
 /// order) and merges the answers.
 pub(super) async fn fan_out<F>(
@@ -26,7 +32,8 @@ where
         PersistArgs::Threads(query) => threads(&query, answers),
         PersistArgs::FindStranded(query) => stranded(&query, answers),
         // A ping: every store answered.
-        _ => Ok(PersistResult::Pong),
+        PersistArgs::Ping(_) => Ok(PersistResult::Pong),
+        other => Err(PersistError::Unsupported { what: format!("merging `{}` across stores", other.op()).into() }),
     }
 }
 

@@ -12,7 +12,11 @@
 //! **and** every target: thread listings are merged newest first with one cursor (a thread
 //! two stores hold is listed once), stranded reservations least recently active first, and a
 //! ping succeeds when every store answers. So a host lists and cleans up every store a route
-//! reaches without knowing where a thread lives. (A thread `(tenant, id)` that two stores both
+//! reaches without knowing where a thread lives. A change-feed read of one thread is routed
+//! as the thread's other requests; one of a tenant or of the store is not merged (each store
+//! numbers its own events, so no one position resumes across them): it reads the feed of the
+//! store under the route, and a routed store's feed is read through that store's pipeline.
+//! (A thread `(tenant, id)` that two stores both
 //! hold, say
 //! written to the default store before the route existed, is listed once per page, but may
 //! show up again on a later page with its other store's time.)
@@ -120,7 +124,7 @@ where
             // The target's readiness is driven by `oneshot`, independent of `inner`'s.
             Some(entry) => ResponseFuture::routed(Box::pin(entry.target.clone().oneshot(args))),
             // Across threads: every store the route reaches answers.
-            None if args.thread_id().is_none() && !self.routes.is_empty() => {
+            None if args.thread_id().is_none() && across::merges(args.op()) && !self.routes.is_empty() => {
                 let inner = self.inner.call(args.clone());
                 let targets = self.routes.iter().map(|entry| entry.target.clone()).collect();
                 ResponseFuture::routed(Box::pin(across::fan_out(args, inner, targets)))
