@@ -366,7 +366,7 @@ impl FeedPage {
 pub struct FeedRetention {
     /// Events older than this go (`None`: no age limit).
     pub max_age: Option<Duration>,
-    /// At most this many events are kept (`None`: no count limit).
+    /// At most this many events are kept, at least one (`None`: no count limit).
     pub max_events: Option<u64>,
 }
 
@@ -395,9 +395,10 @@ impl FeedRetention {
         self
     }
 
-    /// The newest position to remove from a feed whose head is `head`, by count alone.
+    /// The newest position to remove from a feed whose head is `head`, by count alone (the
+    /// newest event is always kept, even with `max_events` 0).
     pub fn count_cutoff(&self, head: u64) -> u64 {
-        self.max_events.map_or(0, |keep| head.saturating_sub(keep))
+        self.max_events.map_or(0, |keep| head.saturating_sub(keep.max(1)))
     }
 
     /// The time before which events go, by age alone.
@@ -433,12 +434,14 @@ impl MemoryFeed {
         let cutoff = self.retention.count_cutoff(self.head);
         let age = self.retention.age_cutoff(at);
         while let Some(first) = self.events.front()
+            && first.position < self.head
             && (first.position <= cutoff || age.is_some_and(|age| first.at < age))
         {
             self.trimmed = first.position;
             self.events.pop_front();
         }
-        self.events.back().expect("just pushed")
+        // The newest event is never removed (see the loop's condition).
+        &self.events[self.events.len() - 1]
     }
 
     /// The newest position.
@@ -614,5 +617,34 @@ impl Subscription {
     /// The scope followed, with its context.
     pub fn query(&self) -> &ReadFeed {
         &self.query
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(n: u64) -> Change {
+        let thread = ThreadId::new("t").unwrap();
+        Change::message(None, thread, PersistOp::Add, MessageId::new(format!("m{n}")).unwrap(), n, 1)
+    }
+
+    #[test]
+    fn the_strictest_retention_keeps_the_newest_event_and_answers_a_gap_before_it() {
+        for retention in [
+            FeedRetention::forever().with_max_events(Some(0)),
+            FeedRetention::forever().with_max_age(Some(Duration::ZERO)),
+        ] {
+            let mut feed = MemoryFeed::new(retention);
+            for n in 1..=3 {
+                assert_eq!(feed.record(change(n), Timestamp::now()).position, n);
+            }
+            let page = feed.read(&ReadFeed::across_tenants().after(2)).unwrap();
+            assert_eq!(page.events.iter().map(|e| e.position).collect::<Vec<_>>(), [3]);
+            assert!(matches!(
+                feed.read(&ReadFeed::across_tenants().after(1)),
+                Err(PersistError::FeedGap { after: 1, trimmed: 2 })
+            ));
+        }
     }
 }

@@ -84,8 +84,6 @@ struct State {
     feed: Option<MemoryFeed>,
     /// What the write under way changed, in order, for the feed.
     changes: Vec<Change>,
-    /// Whether the last `update_content` changed the content or the status.
-    content_changed: bool,
 }
 
 /// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
@@ -285,8 +283,8 @@ impl State {
                 Ok(Reserved::new(message, dedup).into())
             }
             PersistArgs::UpdateContent(update) => {
-                let message = state.update_content(update, now)?;
-                let op = if state.content_changed { PersistOp::UpdateContent } else { PersistOp::Update };
+                let (message, changed) = state.update_content(update, now)?;
+                let op = if changed { PersistOp::UpdateContent } else { PersistOp::Update };
                 state.message_changed(op, &update.context, &message);
                 Ok(ContentUpdated::new(message).into())
             }
@@ -380,7 +378,9 @@ impl State {
         Ok((message, false))
     }
 
-    fn update_content(&mut self, args: &UpdateContent, now: Timestamp) -> Result<Message> {
+    /// The message written, and whether its content or status changed (the feed tells a write
+    /// that changed neither as an `update`, as the SQL stores' triggers do).
+    fn update_content(&mut self, args: &UpdateContent, now: Timestamp) -> Result<(Message, bool)> {
         if args.append {
             // Joined to the stored content, then written as a replacement expecting its version.
             let ts = self.writable(&args.thread_id, args.context.tenant(), Some(&args.message_id))?;
@@ -397,8 +397,6 @@ impl State {
             .by_id_mut(&args.message_id)
             .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(&args.message_id)))?;
         check_version(args.expected_version, record.version, &args.thread_id, Some(&args.message_id))?;
-        // The feed tells a write that changed neither content nor status as an `update`, as the
-        // SQL stores' triggers do.
         let changed = record.content != args.content || (args.finalize && record.status != Status::Complete);
         record.content = args.content.clone();
         if args.finalize {
@@ -408,8 +406,7 @@ impl State {
         record.updated_at = now;
         let message = record.to_message(&args.thread_id)?;
         ts.thread.updated_at = now;
-        self.content_changed = changed;
-        Ok(message)
+        Ok((message, changed))
     }
 
     fn update(&mut self, args: &Update, now: Timestamp) -> Result<Updated> {

@@ -52,7 +52,7 @@ pub(crate) struct Feed {
     stop: watch::Sender<bool>,
     sequence_sql: String,
     /// Takes the sequencing lock: retention holds it too.
-    trim_sql: String,
+    lock_sql: String,
 }
 
 impl Drop for Feed {
@@ -78,7 +78,6 @@ impl Feed {
              SELECT pg_notify('{CHANNEL}', '{schema} ' || max(position)) FROM done HAVING count(*) > 0; \
              COMMIT"
         );
-        let trim_sql = lock.clone();
         let (stop, stopped) = watch::channel(false);
         let feed = Arc::new(Self {
             hub: FeedHub::new(),
@@ -88,7 +87,7 @@ impl Feed {
             listener: Mutex::new(false),
             stop,
             sequence_sql,
-            trim_sql,
+            lock_sql: lock,
         });
         tokio::spawn(sequencer(pool.clone(), Arc::clone(&feed.kick), feed.sequence_sql.clone(), stopped));
         feed
@@ -121,7 +120,7 @@ impl Feed {
     /// Applies retention now; answers the newest position removed.
     pub(crate) async fn trim(&self, pool: &Pool) -> Result<u64> {
         let mut conn = pool.acquire().await?;
-        let answer = trim(&mut conn, &self.trim_sql, &self.retention).await;
+        let answer = trim(&mut conn, &self.lock_sql, &self.retention).await;
         conn.release(&answer);
         answer
     }
@@ -144,7 +143,7 @@ impl Feed {
             hub: self.hub.clone(),
             payload_prefix: format!("{} ", self.schema),
             sequence_sql: self.sequence_sql.clone(),
-            trim_sql: self.trim_sql.clone(),
+            lock_sql: self.lock_sql.clone(),
             retention: self.retention,
             published: head?,
         };
@@ -294,7 +293,7 @@ struct Listener {
     hub: FeedHub,
     payload_prefix: String,
     sequence_sql: String,
-    trim_sql: String,
+    lock_sql: String,
     retention: FeedRetention,
     published: u64,
 }
@@ -324,7 +323,7 @@ impl Listener {
                     sequence(&mut conn, &self.sequence_sql).await?;
                     if tokio::time::Instant::now() >= next_trim {
                         next_trim = tokio::time::Instant::now() + TRIM_EVERY;
-                        trim(&mut conn, &self.trim_sql, &self.retention).await?;
+                        trim(&mut conn, &self.lock_sql, &self.retention).await?;
                     }
                 }
                 self.publish(&mut conn).await
