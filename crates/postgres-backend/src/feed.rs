@@ -191,29 +191,24 @@ async fn head(conn: &mut PgConnection) -> Result<u64> {
 
 async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
     let context = "reading the change feed";
+    // The bounds, and the events in scope: a row with the bounds alone when there are none.
+    macro_rules! events_where {
+        ($scope:literal) => {
+            concat!(
+                "WITH s AS (SELECT head, trimmed FROM persist_feed_state) \
+                 SELECT s.head, s.trimmed, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, \
+                        f.version, f.removed, f.at \
+                   FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE ",
+                $scope,
+                " AND position > $3 ORDER BY position LIMIT $4) f ON true"
+            )
+        };
+    }
     let sql = match query.scope {
-        FeedScope::Thread(_) => {
-            "WITH s AS (SELECT head, trimmed FROM persist_feed_state) \
-             SELECT s.head, s.trimmed, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, \
-                    f.removed, f.at \
-               FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE tenant = $1 AND thread_id = $2 \
-                                          AND position > $3 ORDER BY position LIMIT $4) f ON true"
-        }
-        FeedScope::Tenant => {
-            "WITH s AS (SELECT head, trimmed FROM persist_feed_state) \
-             SELECT s.head, s.trimmed, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, \
-                    f.removed, f.at \
-               FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE tenant = $1 AND $2::text IS NULL \
-                                          AND position > $3 ORDER BY position LIMIT $4) f ON true"
-        }
+        FeedScope::Thread(_) => events_where!("tenant = $1 AND thread_id = $2"),
+        FeedScope::Tenant => events_where!("tenant = $1 AND $2::text IS NULL"),
         // Every tenant's: the tenant and thread parameters are bound all the same.
-        _ => {
-            "WITH s AS (SELECT head, trimmed FROM persist_feed_state) \
-             SELECT s.head, s.trimmed, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, \
-                    f.removed, f.at \
-               FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE $1::text IS NOT NULL \
-                                          AND $2::text IS NULL AND position > $3 ORDER BY position LIMIT $4) f ON true"
-        }
+        _ => events_where!("$1::text IS NOT NULL AND $2::text IS NULL"),
     };
     let rows = sqlx::query(sql)
         .bind(tenant_key(query.context.tenant()))
