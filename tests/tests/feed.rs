@@ -1,14 +1,17 @@
 //! The change feed beyond the conformance suite: resuming past retention is a typed gap on
-//! every backend, and a subscriber follows the writes of another process on a SQLite file.
+//! every backend and retention keeps the newest event however old; a subscriber follows the
+//! writes of another process on a SQLite file, waits in the tenant its reads were given, and
+//! holds up no writer when it stops reading.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use persist::args::Add;
 use persist::feed::{FeedRetention, ReadFeed};
+use persist::layer::from_fn;
 use persist::memory::MemoryBackend;
 use persist::sqlite::SqliteBackend;
-use persist::{Backend, Content, PersistError, PersistOp, Pipeline, Role, ThreadId};
+use persist::{Backend, Content, Context, PersistArgs, PersistError, PersistOp, Pipeline, Role, TenantId, ThreadId};
 
 /// A retention keeping the last three events.
 fn three() -> FeedRetention {
@@ -32,6 +35,40 @@ async fn gap_after_retention<B: Backend>(backend: &B, trim: impl AsyncFnOnce() -
             other => panic!("resuming after {after} with {trimmed} removed: expected a gap, got {other:?}"),
         }
     }
+}
+
+/// A retention by age alone, so strict that every event is too old.
+fn ageless() -> FeedRetention {
+    FeedRetention::forever().with_max_age(Some(Duration::ZERO))
+}
+
+/// With every event past its age, retention still keeps the newest: it holds the head, and a
+/// reader that read up to just before it reads it.
+async fn age_keeps_the_newest<B: Backend>(backend: &B, trim: impl AsyncFnOnce() -> u64) {
+    let thread = ThreadId::new("aged").unwrap();
+    for n in 0..3 {
+        // Apart in time: the memory feed trims as it records, by each event's time.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        backend.apply(Add::new(thread.clone(), Role::User, Content::text(format!("{n}"))).into()).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    assert_eq!(trim().await, 2, "all but the newest");
+    let page = backend.read_feed(ReadFeed::thread(thread).after(2)).await.unwrap();
+    assert_eq!((page.events.len(), page.head), (1, 3), "{page:?}");
+}
+
+#[tokio::test]
+async fn age_retention_keeps_the_newest_event_in_memory() {
+    let backend = MemoryBackend::new().with_feed(Some(ageless()));
+    age_keeps_the_newest(&backend, async || 2).await;
+}
+
+#[tokio::test]
+async fn age_retention_keeps_the_newest_event_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::builder(dir.path().join("aged.db")).feed(Some(ageless())).open().await.unwrap();
+    age_keeps_the_newest(&backend, async || backend.trim_feed().await.unwrap()).await;
+    backend.close().await;
 }
 
 #[tokio::test]
@@ -73,5 +110,110 @@ async fn a_subscriber_follows_another_process_writing_the_file() {
     assert!(seen.windows(2).all(|w| w[0].position < w[1].position && w[0].seq < w[1].seq), "in commit order");
     let stored = backend.read_feed(ReadFeed::thread(thread).with_limit(50)).await.unwrap();
     assert_eq!(stored.events, seen, "each event once, in the stored order");
+    backend.close().await;
+}
+
+fn acme() -> TenantId {
+    TenantId::new("acme").unwrap()
+}
+
+/// Sets every request's tenant to acme, as a host's layer that derives the tenant from who
+/// is asking would.
+fn acme_everywhere() -> Pipeline {
+    Pipeline::builder()
+        .layer(from_fn(|mut args: PersistArgs, next| {
+            let context = std::mem::replace(args.context_mut(), Context::new());
+            *args.context_mut() = context.with_tenant(acme());
+            next.run(args)
+        }))
+        .build(MemoryBackend::new())
+}
+
+#[tokio::test]
+async fn a_subscription_waits_in_the_tenant_a_layer_gave_its_reads() {
+    // The subscriber names no tenant; the layer scopes its reads to acme, so it must wait for
+    // acme's events (a wait registered without a tenant would never wake).
+    let pipeline = acme_everywhere();
+    let thread = ThreadId::new("general").unwrap();
+    let mut following = pipeline.subscribe(ReadFeed::thread(thread.clone())).await.unwrap();
+    let writer = pipeline.clone();
+    let writes = tokio::spawn(async move {
+        for n in 0..3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            writer.add(Add::new(ThreadId::new("general").unwrap(), Role::User, Content::text(format!("{n}")))).await?;
+        }
+        Ok::<_, PersistError>(())
+    });
+    for seq in 1..=3 {
+        let event = tokio::time::timeout(Duration::from_secs(10), following.next()).await.expect("woken").unwrap();
+        assert_eq!((event.tenant, event.seq, &event.thread_id), (Some(acme()), Some(seq), &thread));
+    }
+    writes.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_scoped_handle_follows_its_own_tenant_only() {
+    let pipeline = Pipeline::new(MemoryBackend::new());
+    let scope = |tenant: &str| pipeline.scoped(Context::new().with_tenant(TenantId::new(tenant).unwrap()));
+    let (ours, globex) = (scope("acme"), scope("globex"));
+    let general = ThreadId::new("general").unwrap();
+    let mut thread = ours.subscribe(ReadFeed::thread(general.clone())).await.unwrap();
+    let mut tenant = ours.subscribe(ReadFeed::tenant()).await.unwrap();
+    for (who, text) in [(&globex, "globex's"), (&ours, "acme's"), (&globex, "globex's again")] {
+        who.add(Add::new(general.clone(), Role::User, Content::text(text))).await.unwrap();
+    }
+    ours.add(Add::new(ThreadId::new("other").unwrap(), Role::User, Content::text("acme's other"))).await.unwrap();
+    let next = async |s: &mut persist::feed::Subscription| {
+        tokio::time::timeout(Duration::from_secs(10), s.next()).await.expect("an event").unwrap()
+    };
+    let first = next(&mut thread).await;
+    assert_eq!((first.tenant.clone(), first.seq, first.position), (Some(acme()), Some(1), 2));
+    let in_tenant = [next(&mut tenant).await, next(&mut tenant).await];
+    assert_eq!(
+        in_tenant.map(|e| (e.thread_id.as_str().to_owned(), e.position)),
+        [("general".into(), 2), ("other".into(), 4)]
+    );
+    let page = ours.read_feed(ReadFeed::tenant()).await.unwrap();
+    assert!(page.events.iter().all(|e| e.tenant == Some(acme())), "{page:?}");
+
+    // Across tenants is for operators: refused before any layer, however it is asked.
+    let refused = |answer: Result<(), PersistError>| assert!(matches!(answer, Err(PersistError::Rejected { .. })));
+    refused(ours.read_feed(ReadFeed::across_tenants()).await.map(drop));
+    refused(ours.subscribe(ReadFeed::across_tenants()).await.map(drop));
+    refused(ours.execute(ReadFeed::across_tenants()).await.map(drop));
+}
+
+/// A subscriber that stops reading holds up nobody: the writes complete, and when it reads
+/// again it gets every event it missed, in order, from the stored feed (its wake-up keeps no
+/// queue to fill).
+async fn a_stalled_subscriber_holds_up_no_writer(pipeline: Pipeline) {
+    let thread = ThreadId::new("stalled").unwrap();
+    let mut stalled = pipeline.subscribe(ReadFeed::thread(thread.clone())).await.unwrap();
+    let mut others = pipeline.subscribe(ReadFeed::tenant()).await.unwrap();
+    let writes = async {
+        for n in 0..300 {
+            pipeline.add(Add::new(thread.clone(), Role::User, Content::text(format!("{n}")))).await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), writes).await.expect("the writes never wait for a subscriber");
+    let others_first = tokio::time::timeout(Duration::from_secs(10), others.next()).await.unwrap().unwrap();
+    assert_eq!(others_first.seq, Some(1), "another subscriber is not held up either");
+    let mut seqs = Vec::new();
+    while seqs.len() < 300 {
+        seqs.push(tokio::time::timeout(Duration::from_secs(10), stalled.next()).await.unwrap().unwrap().seq.unwrap());
+    }
+    assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_holds_up_no_writer_in_memory() {
+    a_stalled_subscriber_holds_up_no_writer(Pipeline::new(MemoryBackend::new())).await;
+}
+
+#[tokio::test]
+async fn a_stalled_subscriber_holds_up_no_writer_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path().join("stalled.db")).await.unwrap();
+    a_stalled_subscriber_holds_up_no_writer(Pipeline::new(backend.clone())).await;
     backend.close().await;
 }

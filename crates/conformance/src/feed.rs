@@ -151,6 +151,50 @@ pub async fn check_feed_tells_thread_deletes_truncations_and_restores<F: Factory
     store.finish().await
 }
 
+/// A thread id is followed across the thread's removal and a new thread of the same id: a
+/// reader of that id resuming from before the purge that freed it reads the purge's delete, then
+/// the new thread's writes, and never another thread's events written between; a tombstone
+/// purged later adds no second delete.
+pub async fn check_feed_follows_a_thread_id_across_a_freed_and_reused_id<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b();
+    let (reused, tombstoned, busy) = (t("feed-reused"), t("feed-tombstoned"), t("feed-busy"));
+    let add = |thread: &persist_core::ThreadId, id: &str| {
+        Add::new(thread.clone(), Role::User, Content::text(id)).with_id(m(id))
+    };
+    let start = b.read_feed(ReadFeed::across_tenants()).await.unwrap().head;
+    written(b, add(&reused, "first-1")).await;
+    written(b, add(&tombstoned, "kept-1")).await;
+    written(b, add(&busy, "busy-1")).await;
+    written(b, add(&reused, "first-2")).await;
+    let before = b.read_feed(ReadFeed::across_tenants()).await.unwrap().head;
+    write(b, Delete::purge(reused.clone()).freeing_id(true)).await.unwrap();
+    written(b, add(&busy, "busy-2")).await;
+    write(b, Delete::thread(tombstoned.clone())).await.unwrap();
+    write(b, Delete::purge(tombstoned.clone()).freeing_id(true)).await.unwrap();
+    written(b, add(&reused, "second-1")).await;
+    written(b, add(&busy, "busy-3")).await;
+
+    let whole = all_events(b.as_ref(), ReadFeed::thread(reused.clone()).after(start)).await;
+    assert_ordered(&whole);
+    let ops = |events: &[FeedEvent]| -> Vec<(PersistOp, Option<String>, Option<Removed>)> {
+        events.iter().map(|e| (e.op, e.message_id.as_ref().map(|id| id.as_str().to_owned()), e.removed)).collect()
+    };
+    let add_of = |id: &str| (PersistOp::Add, Some(id.to_owned()), None);
+    let thread_delete = (PersistOp::Delete, None, Some(Removed::Thread));
+    assert_eq!(ops(&whole), [add_of("first-1"), add_of("first-2"), thread_delete.clone(), add_of("second-1")]);
+    assert!(whole.iter().all(|e| e.thread_id == reused), "{whole:?}");
+    assert_eq!(whole[3].seq, Some(1), "the new thread numbers from 1");
+    let resumed = all_events(b.as_ref(), ReadFeed::thread(reused.clone()).after(before)).await;
+    assert_eq!(ops(&resumed), [thread_delete.clone(), add_of("second-1")]);
+    let removed = all_events(b.as_ref(), ReadFeed::thread(tombstoned.clone()).after(start)).await;
+    assert_eq!(ops(&removed), [add_of("kept-1"), thread_delete], "one delete: the tombstone's");
+    let busy_events = all_events(b.as_ref(), ReadFeed::thread(busy).after(start)).await;
+    assert_eq!(ops(&busy_events), [add_of("busy-1"), add_of("busy-2"), add_of("busy-3")]);
+    store.finish().await
+}
+
 /// Reading after a position answers exactly the later events of the scope, once each, in
 /// order, whatever the page size; after the head, nothing; past the head, `InvalidInput`; a
 /// bad limit, `InvalidInput`.

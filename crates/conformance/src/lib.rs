@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (111 in all):
+//! [`CHECKS`] lists every check by group and name (112 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -254,6 +254,7 @@ macro_rules! __for_each_check {
             feed {
                 check_feed_records_each_committed_write_in_order,
                 check_feed_tells_thread_deletes_truncations_and_restores,
+                check_feed_follows_a_thread_id_across_a_freed_and_reused_id,
                 check_feed_resumes_exactly_after_a_position,
                 check_feed_is_scoped_by_tenant,
                 check_feed_subscriber_sees_another_handles_writes,

@@ -360,7 +360,8 @@ impl FeedPage {
 }
 
 /// How long a feed keeps its events: an event goes when it is older than `max_age` or when
-/// more than `max_events` newer ones follow it, whichever comes first.
+/// more than `max_events` newer ones follow it, whichever comes first. The newest event always
+/// stays, however old: it holds the head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FeedRetention {

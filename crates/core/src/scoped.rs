@@ -4,6 +4,7 @@ use std::future::Future;
 
 use crate::args::{Add, Context, Delete, PersistArgs, Reserve, Update, UpdateContent};
 use crate::error::{PersistError, Result};
+use crate::feed::{FeedPage, FeedScope, ReadFeed, Subscription};
 use crate::message::{Message, Thread};
 use crate::pipeline::Pipeline;
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
@@ -15,8 +16,9 @@ use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve,
 /// whatever context the request was built with. It offers no way to send an unscoped call, so
 /// a request handler given a `Scoped` for the caller's tenant cannot forget the tenant.
 ///
-/// Nothing across tenants goes through it: a listing of threads or a search for stranded
-/// reservations that asks `across_tenants` is refused (`Rejected`) before any layer sees it.
+/// Nothing across tenants goes through it: a listing of threads, a search for stranded
+/// reservations or a change-feed read that asks `across_tenants` is refused (`Rejected`) before
+/// any layer sees it.
 ///
 /// # Example
 ///
@@ -98,6 +100,34 @@ impl Scoped {
         self.pipeline.find_stranded(request.with_context(self.context.renewed())).await
     }
 
+    /// Reads the change-feed events of one of the scope's threads, or of all of them
+    /// ([`ReadFeed::tenant`]).
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for a read [across tenants](ReadFeed::across_tenants); otherwise as
+    /// [`Pipeline::read_feed`].
+    pub async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {
+        if query.scope == FeedScope::Store {
+            return Err(across_tenants());
+        }
+        self.pipeline.read_feed(query.with_context(self.context.renewed())).await
+    }
+
+    /// Follows one of the scope's threads, or all of them ([`ReadFeed::tenant`]); every read
+    /// the subscription makes carries the scope's context. See [`Pipeline::subscribe`].
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for a subscription [across tenants](ReadFeed::across_tenants); otherwise as
+    /// [`Pipeline::subscribe`].
+    pub async fn subscribe(&self, query: ReadFeed) -> Result<Subscription> {
+        if query.scope == FeedScope::Store {
+            return Err(across_tenants());
+        }
+        self.pipeline.subscribe(query.with_context(self.context.renewed())).await
+    }
+
     scoped_call!(/** Records a confirmed provider session. */ bind, Bind => SessionBinding);
     scoped_call!(/** Whether a provider session can be resumed. */ resolve, Resolve => Resolution);
     scoped_call!(/** Resets a session binding. */ reset_session, ResetSession => bool);
@@ -129,6 +159,7 @@ impl Scoped {
         let refused = match &args {
             PersistArgs::Threads(query) => query.across_tenants,
             PersistArgs::FindStranded(query) => query.across_tenants,
+            PersistArgs::ReadFeed(query) => query.scope == FeedScope::Store,
             _ => false,
         };
         *args.context_mut() = self.context.renewed();

@@ -4,15 +4,20 @@
 //! (migration 3) with a `position` still to give. Positions are given after commit, in commit
 //! order, by [`sequence`]: one pass at a time per schema (an advisory lock), each numbering the
 //! committed rows still without one in the order they were written (a thread's rows are written
-//! in its commit order), then announcing the new head with `NOTIFY persist_feed`. A pass runs
-//! after this instance's writes (a task woken by each write), before every feed read (so a
-//! reader sees every write committed before it asked), and every second while anyone
-//! subscribes (for an instance that died between its commit and its pass).
+//! in its commit order).
+//!
+//! Writers never sequence: a pass is a write transaction of its own (a second commit for every
+//! write would cost writers a quarter of their throughput). After a burst of this instance's
+//! writes, a task sends `NOTIFY persist_feed` (payload: the schema), a transaction that writes
+//! nothing. Passes run where events are read: before every feed read (so a reader sees every
+//! write committed before it asked), in each listening instance when notified and every second
+//! (for an instance that died between its commit and its notification: a lost notification
+//! loses nothing, the table is the truth), and with retention every few seconds on every
+//! instance (so events nobody reads are numbered, then trimmed, all the same).
 //!
 //! Each instance with subscribers listens on `persist_feed`: a notification (or the second's
-//! tick, so a lost notification loses nothing: the table is the truth) makes it read the events
-//! after the last ones it published and wake their scopes' subscribers through its
-//! [`FeedHub`].
+//! tick) makes it number what is pending, read the events after the last ones it published and
+//! wake their scopes' subscribers through its [`FeedHub`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,7 +41,10 @@ const LOCK_CLASS: i32 = 0x7065_7273; // "pers"
 const PASS_LIMIT: u32 = 10_000;
 /// How often an instance with subscribers sequences and reads without a notification.
 const TICK: Duration = Duration::from_secs(1);
-/// How often retention runs, at most.
+/// The shortest time between two notifications of one instance: the writes of that time share
+/// one (a notification takes a lock every notifying commit of the server waits for).
+const NOTIFY_GAP: Duration = Duration::from_millis(10);
+/// How often each instance numbers what is pending and applies retention.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 /// The feed's part of a backend, shared by its clones.
@@ -44,7 +52,7 @@ pub(crate) struct Feed {
     pub(crate) hub: FeedHub,
     schema: String,
     retention: FeedRetention,
-    /// Wakes the sequencer after this instance's writes.
+    /// Wakes the notifier after this instance's writes.
     kick: Arc<Notify>,
     /// The listener, started by the first read (nobody subscribes without reading first).
     listener: Mutex<bool>,
@@ -75,7 +83,7 @@ impl Feed {
                             WHERE (SELECT n FROM total) > 0 RETURNING head - (SELECT n FROM total) AS base), \
                   done AS (UPDATE persist_feed f SET position = head.base + pending.n FROM pending, head \
                             WHERE f.id = pending.id RETURNING f.position) \
-             SELECT pg_notify('{CHANNEL}', '{schema} ' || max(position)) FROM done HAVING count(*) > 0; \
+             SELECT count(*) FROM done; \
              COMMIT"
         );
         let (stop, stopped) = watch::channel(false);
@@ -89,11 +97,19 @@ impl Feed {
             sequence_sql,
             lock_sql: lock,
         });
-        tokio::spawn(sequencer(pool.clone(), Arc::clone(&feed.kick), feed.sequence_sql.clone(), stopped));
+        let background = Background {
+            pool: pool.clone(),
+            kick: Arc::clone(&feed.kick),
+            notify_sql: format!("SELECT pg_notify('{CHANNEL}', '{schema}')"),
+            sequence_sql: feed.sequence_sql.clone(),
+            lock_sql: feed.lock_sql.clone(),
+            retention,
+        };
+        tokio::spawn(background.run(stopped));
         feed
     }
 
-    /// Asks for a sequencing pass: this instance committed a write.
+    /// Asks for a notification: this instance committed a write.
     pub(crate) fn kick(&self) {
         self.kick.notify_one();
     }
@@ -117,10 +133,13 @@ impl Feed {
         answer
     }
 
-    /// Applies retention now; answers the newest position removed.
+    /// Numbers what is pending, then applies retention; answers the newest position removed.
     pub(crate) async fn trim(&self, pool: &Pool) -> Result<u64> {
         let mut conn = pool.acquire().await?;
-        let answer = trim(&mut conn, &self.lock_sql, &self.retention).await;
+        let answer = match sequence(&mut conn, &self.sequence_sql).await {
+            Ok(()) => trim(&mut conn, &self.lock_sql, &self.retention).await,
+            Err(e) => Err(e),
+        };
         conn.release(&answer);
         answer
     }
@@ -141,10 +160,8 @@ impl Feed {
         let task = Listener {
             pool: pool.clone(),
             hub: self.hub.clone(),
-            payload_prefix: format!("{} ", self.schema),
+            schema: self.schema.clone(),
             sequence_sql: self.sequence_sql.clone(),
-            lock_sql: self.lock_sql.clone(),
-            retention: self.retention,
             published: head?,
         };
         tokio::spawn(task.run(listener, listening, self.stop.subscribe()));
@@ -153,26 +170,59 @@ impl Feed {
     }
 }
 
-/// Runs a pass after each burst of this instance's writes, until stopped.
-async fn sequencer(pool: Pool, kick: Arc<Notify>, sql: String, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.wait_for(|stopped| *stopped) => return,
-            () = kick.notified() => {}
-        }
-        let Ok(mut conn) = pool.acquire().await else {
-            if pool.is_closed() {
-                return;
+/// An instance's own background work: a notification after each burst of its writes, and
+/// every few seconds a pass and retention.
+struct Background {
+    pool: Pool,
+    kick: Arc<Notify>,
+    notify_sql: String,
+    sequence_sql: String,
+    lock_sql: String,
+    retention: FeedRetention,
+}
+
+impl Background {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut next_trim = tokio::time::Instant::now() + TRIM_EVERY;
+        loop {
+            let wrote = tokio::select! {
+                biased;
+                _ = stop.wait_for(|stopped| *stopped) => return,
+                () = self.kick.notified() => true,
+                () = tokio::time::sleep_until(next_trim) => false,
+            };
+            let Ok(mut conn) = self.pool.acquire().await else {
+                if self.pool.is_closed() {
+                    return;
+                }
+                continue;
+            };
+            // A failed notification, pass or trim (the server busy or gone) is tried again
+            // next time; the listeners' tick reads what a lost notification announced.
+            let answer = if wrote {
+                // Outside any transaction: it commits nothing, so it waits for no disk.
+                sqlx::raw_sql(AssertSqlSafe(self.notify_sql.clone()))
+                    .execute(&mut *conn)
+                    .await
+                    .map(drop)
+                    .map_err(|e| map_sqlx("announcing the change feed's new events", e))
+            } else {
+                next_trim = tokio::time::Instant::now() + TRIM_EVERY;
+                match sequence(&mut conn, &self.sequence_sql).await {
+                    Ok(()) => trim(&mut conn, &self.lock_sql, &self.retention).await.map(drop),
+                    Err(e) => Err(e),
+                }
+            };
+            conn.release(&answer);
+            if wrote {
+                // The writes of the gap share the next notification.
+                tokio::time::sleep(NOTIFY_GAP).await;
             }
-            continue;
-        };
-        let pass = sequence(&mut conn, &sql).await;
-        conn.release(&pass);
+        }
     }
 }
 
-/// One pass: numbers the committed events still without a position, notifies when it did.
+/// One pass: numbers the committed events still without a position.
 async fn sequence(conn: &mut PgConnection, sql: &str) -> Result<()> {
     sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
         .execute(&mut *conn)
@@ -271,7 +321,8 @@ async fn trim(conn: &mut PgConnection, lock: &str, retention: &FeedRetention) ->
         .map_err(sql)?,
         None => 0,
     };
-    let cutoff = by_count.max(by_age).min(head);
+    // The newest event stays, however old, as on every backend.
+    let cutoff = by_count.max(by_age).min(head - 1);
     if cutoff <= trimmed {
         return Ok(u64::try_from(trimmed).unwrap_or_default());
     }
@@ -286,40 +337,35 @@ async fn trim(conn: &mut PgConnection, lock: &str, retention: &FeedRetention) ->
 struct Listener {
     pool: Pool,
     hub: FeedHub,
-    payload_prefix: String,
+    schema: String,
     sequence_sql: String,
-    lock_sql: String,
-    retention: FeedRetention,
     published: u64,
 }
 
 impl Listener {
     async fn run(mut self, mut listener: PgListener, listening: sqlx::PgPool, mut stop: watch::Receiver<bool>) {
-        let mut next_trim = tokio::time::Instant::now() + TRIM_EVERY;
         loop {
-            let tick = tokio::select! {
+            tokio::select! {
                 biased;
                 _ = stop.wait_for(|stopped| *stopped) => break,
                 received = tokio::time::timeout(TICK, listener.try_recv()) => match received {
                     // Another schema's events.
-                    Ok(Ok(Some(note))) if !note.payload().starts_with(&self.payload_prefix) => continue,
-                    Ok(Ok(_)) => false,
-                    // The listener reconnects on its next call; meanwhile the tick reads.
-                    Ok(Err(_)) => true,
-                    Err(_) => true,
+                    Ok(Ok(Some(note))) if note.payload() != self.schema => continue,
+                    // A notification, the tick, or a lost connection (the listener reconnects
+                    // on its next call; meanwhile the tick reads).
+                    _ => {}
                 },
-            };
+            }
+            // What else arrived meanwhile is answered by the same pass.
+            while listener.next_buffered().is_some() {}
             if self.pool.is_closed() {
                 break;
             }
             let Ok(mut conn) = self.pool.acquire().await else { continue };
             let answer = async {
-                if tick {
+                // Nobody waiting here: a subscriber that comes numbers and reads for itself.
+                if self.hub.is_watched() {
                     sequence(&mut conn, &self.sequence_sql).await?;
-                    if tokio::time::Instant::now() >= next_trim {
-                        next_trim = tokio::time::Instant::now() + TRIM_EVERY;
-                        trim(&mut conn, &self.lock_sql, &self.retention).await?;
-                    }
                 }
                 self.publish(&mut conn).await
             }

@@ -9,6 +9,28 @@ use persist::postgres::PostgresBackend;
 use persist::{Backend, Content, PersistError, Role, ThreadId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn age_retention_keeps_the_newest_event() {
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let every_event_too_old = FeedRetention::forever().with_max_age(Some(std::time::Duration::ZERO));
+    let backend =
+        PostgresBackend::builder(support::url()).schema(schema.clone()).feed(Some(every_event_too_old)).connect().await;
+    let backend = backend.unwrap();
+    let thread = ThreadId::new("aged").unwrap();
+    for n in 0..3 {
+        backend.apply(Add::new(thread.clone(), Role::User, Content::text(format!("{n}"))).into()).await.unwrap();
+    }
+    // Trimming numbers what is pending first, then keeps the newest: it holds the head.
+    assert_eq!(backend.trim_feed().await.unwrap(), 2);
+    let page = backend.read_feed(ReadFeed::thread(thread).after(2)).await.unwrap();
+    assert_eq!((page.events.len(), page.head), (1, 3), "{page:?}");
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_past_retention_is_a_gap() {
     if !support::available().await {
         return;

@@ -146,14 +146,15 @@ impl DirectReads {
 /// The columns of a change-feed event, in [`feed_event`]'s order.
 macro_rules! feed_columns {
     () => {
-        "position, tenant, thread_id, op, message_id, seq, version, removed, at"
+        "f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at"
     };
 }
 
-/// The feed's head (its newest position, kept by `sqlite_sequence` even once retention removed
-/// the rows) and the newest position retention removed.
-const FEED_BOUNDS: &str = "SELECT (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'persist_feed'), \
-                                  trimmed FROM persist_feed_state";
+/// The feed's head (its newest position or, when retention removed every row, the newest it
+/// removed: the triggers number from there, migration 8) and the newest position retention
+/// removed.
+pub(crate) const FEED_BOUNDS: &str =
+    "SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), trimmed), trimmed FROM persist_feed_state";
 
 impl DirectReads {
     /// The change-feed events `query` asks for, read in one transaction with the bounds they
@@ -168,21 +169,31 @@ impl DirectReads {
             let tenant = tenant_key(query.context.tenant());
             let (after, fetch) = (signed(query.after), i64::from(query.limit) + 1);
             let sql = match query.scope {
+                // The thread's chain, walked back from its newest event (kept by its row or, once
+                // the row is removed, by the thread's last delete) to where the reader resumes:
+                // the thread's own events, however many others' came between.
                 FeedScope::Thread(_) => concat!(
-                    "SELECT ",
+                    "WITH RECURSIVE chain(position) AS ( \
+                         SELECT coalesce((SELECT feed_last FROM threads WHERE tenant = ?1 AND thread_id = ?2), \
+                                         (SELECT max(position) FROM persist_feed \
+                                           WHERE tenant = ?1 AND thread_id = ?2 AND message_id IS NULL)) \
+                         UNION ALL \
+                         SELECT f.prev FROM chain c JOIN persist_feed f ON f.position = c.position WHERE f.prev > ?3) \
+                     SELECT ",
                     feed_columns!(),
-                    " FROM persist_feed WHERE tenant = ?1 AND thread_id = ?2 AND position > ?3 ORDER BY position LIMIT ?4"
+                    " FROM chain c CROSS JOIN persist_feed f ON f.position = c.position \
+                      WHERE c.position > ?3 AND f.tenant = ?1 AND f.thread_id = ?2 ORDER BY f.position LIMIT ?4"
                 ),
                 FeedScope::Tenant => concat!(
                     "SELECT ",
                     feed_columns!(),
-                    " FROM persist_feed WHERE tenant = ?1 AND ?2 IS NULL AND position > ?3 ORDER BY position LIMIT ?4"
+                    " FROM persist_feed f WHERE tenant = ?1 AND ?2 IS NULL AND position > ?3 ORDER BY position LIMIT ?4"
                 ),
                 // Every tenant's: the tenant and thread parameters are bound all the same.
                 _ => concat!(
                     "SELECT ",
                     feed_columns!(),
-                    " FROM persist_feed WHERE ?1 IS NOT NULL AND ?2 IS NULL AND position > ?3 ORDER BY position LIMIT ?4"
+                    " FROM persist_feed f WHERE ?1 IS NOT NULL AND ?2 IS NULL AND position > ?3 ORDER BY position LIMIT ?4"
                 ),
             };
             let mut statement = read.prepare_cached(sql).map_err(|e| map(context, e))?;

@@ -1,7 +1,7 @@
 //! The change feed's wake-ups and retention.
 //!
 //! Events are rows of `persist_feed`, written by triggers in each write's transaction
-//! (migration 7). A pump per handle learns of new rows (its own writes, and other processes'
+//! (migrations 7 and 8). A pump per handle learns of new rows (its own writes, and other processes'
 //! on the same file) and wakes the subscribers of their scopes through the handle's
 //! [`FeedHub`]: it reads the feed's head when its handle committed a write, and every poll
 //! interval for the writes of other processes, then reads the new events and publishes them.
@@ -95,14 +95,8 @@ pub(crate) fn trim(
     let Some(conn) = conn.as_mut() else { unreachable!("opened above") };
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
-        let (head, trimmed): (i64, i64) = tx
-            .query_row(
-                "SELECT (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'persist_feed'), trimmed \
-                   FROM persist_feed_state",
-                (),
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map_err(map)?;
+        let (head, trimmed): (i64, i64) =
+            tx.query_row(crate::direct::FEED_BOUNDS, (), |row| Ok((row.get(0)?, row.get(1)?))).map_err(map)?;
         let by_count = retention.count_cutoff(u64::try_from(head).unwrap_or_default());
         let by_age = match retention.age_cutoff(Timestamp::now()) {
             // Everything before the first event young enough to keep.
@@ -116,7 +110,8 @@ pub(crate) fn trim(
                 .map_err(map)?,
             None => 0,
         };
-        let wanted = i64::try_from(by_count).unwrap_or(i64::MAX).max(by_age);
+        // The newest event stays, however old: it holds the head.
+        let wanted = i64::try_from(by_count).unwrap_or(i64::MAX).max(by_age).min(head - 1);
         if wanted <= trimmed {
             return Ok(u64::try_from(trimmed).unwrap_or_default());
         }

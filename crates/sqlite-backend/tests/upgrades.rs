@@ -2,11 +2,12 @@
 //! this version opens them: every row kept, in one transaction.
 
 use persist_core::args::{Add, Delete};
+use persist_core::feed::ReadFeed;
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads};
 use persist_core::session::{Bind, Resolution, Resolve};
 use persist_core::{
-    AgentId, Backend, Content, Context, IdempotencyKey, Metadata, PersistArgs, PersistError, PersistResult, ProviderId,
-    Role, SessionId, TenantId, ThreadId,
+    AgentId, Backend, Content, Context, IdempotencyKey, Metadata, PersistArgs, PersistError, PersistOp, PersistResult,
+    ProviderId, Role, SessionId, TenantId, ThreadId,
 };
 use persist_sqlite::SqliteBackend;
 use serde_json::json;
@@ -292,4 +293,99 @@ async fn a_failed_upgrade_to_tenant_identity_changes_nothing() {
     let backend = SqliteBackend::open(&path).await.unwrap();
     let acme = ListMessages::new(thread("general")).include_reserved(true).with_context(tenant("acme"));
     assert_eq!(backend.list(acme).await.unwrap().items.len(), 2);
+}
+
+/// The migrations that made schema version 7 (the first change feed), as shipped.
+const VERSION_7: &[&str] = &[
+    "0001_schema.sql",
+    "0002_session_bindings.sql",
+    "0003_reserved_index.sql",
+    "0004_idempotency_key_index.sql",
+    "0005_messages_in_arrival_order.sql",
+    "0006_tenant_in_identity.sql",
+    "0007_change_feed.sql",
+];
+
+/// Events as version 7's triggers recorded them: two threads' adds interleaved, then `b`'s
+/// messages deleted and its row removed (a purge that frees the id): positions 1 to 7.
+const FEED_AT_VERSION_7: &str = "\
+    INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', 'a', 1, 1), ('', 'b', 1, 1); \
+    INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, created_at, \
+                          updated_at) VALUES \
+        ('', 'a', 'a1', 1, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'b', 'b1', 1, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'a', 'a2', 2, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'b', 'b2', 2, 'user', '[]', '{}', 'complete', 1, 1, 1); \
+    DELETE FROM messages WHERE thread_id = 'b'; \
+    DELETE FROM threads WHERE thread_id = 'b';";
+
+/// `(position, message id or "thread", op)` of a thread's events after `after`.
+async fn feed_of(backend: &SqliteBackend, id: &str, after: u64) -> Vec<(u64, String, PersistOp)> {
+    let page = backend.read_feed(ReadFeed::thread(thread(id)).after(after)).await.unwrap();
+    page.events
+        .iter()
+        .map(|e| (e.position, e.message_id.as_ref().map_or("thread", |m| m.as_str()).to_owned(), e.op))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_version_7_feed_keeps_its_positions_and_each_thread_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v7.db");
+    let mut conn = shipped_schema(&dir, &path, VERSION_7).await;
+    sqlx::raw_sql(FEED_AT_VERSION_7).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let (add, delete) = (PersistOp::Add, PersistOp::Delete);
+    let of = |position: u64, id: &str, op| (position, id.to_owned(), op);
+    assert_eq!(feed_of(&backend, "a", 0).await, [of(1, "a1", add), of(3, "a2", add)]);
+    let b_before =
+        [of(2, "b1", add), of(4, "b2", add), of(5, "b1", delete), of(6, "b2", delete), of(7, "thread", delete)];
+    assert_eq!(feed_of(&backend, "b", 0).await, b_before);
+    assert_eq!(backend.read_feed(ReadFeed::across_tenants()).await.unwrap().head, 7);
+
+    // New events number on from the old head; `b`'s id, taken again, continues its chain.
+    backend.apply(add_to("a", "a3")).await.unwrap();
+    backend.apply(add_to("b", "new-b1")).await.unwrap();
+    assert_eq!(feed_of(&backend, "a", 3).await, [of(8, "a3", add)]);
+    let mut b_after = b_before.to_vec();
+    b_after.push(of(9, "new-b1", add));
+    assert_eq!(feed_of(&backend, "b", 0).await, b_after);
+    backend.close().await;
+
+    let mut conn = raw(&path).await;
+    let counter: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_sequence WHERE name LIKE 'persist_feed%'")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(counter, 0, "no counter left to write");
+}
+
+#[tokio::test]
+async fn a_version_7_feed_that_retention_emptied_numbers_on_from_its_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v7-empty.db");
+    let mut conn = shipped_schema(&dir, &path, VERSION_7).await;
+    sqlx::raw_sql(FEED_AT_VERSION_7).execute(&mut conn).await.unwrap();
+    // What version 7's retention did once every event was too old.
+    sqlx::raw_sql("DELETE FROM persist_feed; UPDATE persist_feed_state SET trimmed = 7")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    assert_eq!(backend.read_feed(ReadFeed::across_tenants().after(7)).await.unwrap().head, 7);
+    backend.apply(add_to("a", "a3")).await.unwrap();
+    assert_eq!(feed_of(&backend, "a", 7).await, [(8, "a3".to_owned(), PersistOp::Add)]);
+    match backend.read_feed(ReadFeed::thread(thread("a"))).await {
+        Err(PersistError::FeedGap { after: 0, trimmed: 7 }) => {}
+        other => panic!("resuming from before the removed events: expected a gap, got {other:?}"),
+    }
+    backend.close().await;
+}
+
+fn add_to(thread_id: &str, id: &str) -> PersistArgs {
+    Add::new(thread(thread_id), Role::User, Content::text(id)).with_id(id.parse().unwrap()).into()
 }
