@@ -162,8 +162,8 @@ impl PostgresBackendBuilder {
     /// The change feed ([`persist_core::feed`]): `Some` keeps it with this retention (the
     /// default: seven days, at most a million events), `None` turns it off. The feed is the
     /// schema's: its events are written by the schema's triggers, whichever instance writes,
-    /// and the instance that connects last decides whether they record. Each instance with
-    /// subscribers applies its own retention, so the strictest wins.
+    /// and the instance that connects last decides whether they record. Every instance applies
+    /// its own retention every few seconds, so the strictest wins.
     pub fn feed(mut self, retention: Option<FeedRetention>) -> Self {
         self.feed = retention;
         self
@@ -309,7 +309,7 @@ pub struct PostgresBackend {
     inserts: Arc<Inserts>,
     /// The content updates waiting to be written together (see `group`).
     updates: Arc<Inserts>,
-    /// The change feed's sequencer and listener; `None` with the feed off.
+    /// The change feed's notifier, retention and listener; `None` with the feed off.
     feed: Option<Arc<feed::Feed>>,
 }
 

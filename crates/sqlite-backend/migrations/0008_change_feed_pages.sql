@@ -60,28 +60,40 @@ CREATE INDEX persist_feed_thread_changes ON persist_feed (tenant, thread_id, pos
 -- Each trigger gives the next position as one past the head (see above), names the thread's
 -- newest event as the new one's `prev`, then makes the new one the thread's newest.
 
-CREATE TRIGGER persist_feed_message_inserted AFTER INSERT ON messages
-WHEN (SELECT enabled FROM persist_feed_state)
+-- A message insert or update changes its thread's row anyway (counters, `updated_at`): one
+-- trigger does that and records the event, so the row is written once. The state row says
+-- whether the feed records and gives the next position.
+DROP TRIGGER messages_counters_on_insert;
+DROP TRIGGER messages_touch_thread_on_update;
+
+CREATE TRIGGER messages_counters_on_insert AFTER INSERT ON messages
 BEGIN
     INSERT INTO persist_feed (position, tenant, thread_id, op, message_id, seq, version, removed, at, prev)
-    VALUES ((SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), trimmed) + 1 FROM persist_feed_state),
-            NEW.tenant, NEW.thread_id, CASE NEW.status WHEN 'reserved' THEN 'reserve' ELSE 'add' END,
-            NEW.message_id, NEW.seq, NEW.version, NULL, CAST(unixepoch('subsec') * 1000000 AS INTEGER),
-            (SELECT feed_last FROM threads WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id));
-    UPDATE threads SET feed_last = last_insert_rowid() WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id;
+    SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), s.trimmed) + 1,
+           NEW.tenant, NEW.thread_id, CASE NEW.status WHEN 'reserved' THEN 'reserve' ELSE 'add' END,
+           NEW.message_id, NEW.seq, NEW.version, NULL, CAST(unixepoch('subsec') * 1000000 AS INTEGER),
+           (SELECT feed_last FROM threads WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id)
+      FROM persist_feed_state s WHERE s.enabled;
+    UPDATE threads
+       SET last_seq = NEW.seq, message_count = message_count + 1, updated_at = NEW.updated_at,
+           feed_last = CASE WHEN (SELECT enabled FROM persist_feed_state) THEN last_insert_rowid() ELSE feed_last END
+     WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id;
 END;
 
-CREATE TRIGGER persist_feed_message_updated AFTER UPDATE ON messages
-WHEN (SELECT enabled FROM persist_feed_state)
+CREATE TRIGGER messages_touch_thread_on_update AFTER UPDATE ON messages
 BEGIN
     INSERT INTO persist_feed (position, tenant, thread_id, op, message_id, seq, version, removed, at, prev)
-    VALUES ((SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), trimmed) + 1 FROM persist_feed_state),
-            NEW.tenant, NEW.thread_id,
-            CASE WHEN NEW.content IS NOT OLD.content OR NEW.status IS NOT OLD.status
-                 THEN 'update_content' ELSE 'update' END,
-            NEW.message_id, NEW.seq, NEW.version, NULL, CAST(unixepoch('subsec') * 1000000 AS INTEGER),
-            (SELECT feed_last FROM threads WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id));
-    UPDATE threads SET feed_last = last_insert_rowid() WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id;
+    SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), s.trimmed) + 1,
+           NEW.tenant, NEW.thread_id,
+           CASE WHEN NEW.content IS NOT OLD.content OR NEW.status IS NOT OLD.status
+                THEN 'update_content' ELSE 'update' END,
+           NEW.message_id, NEW.seq, NEW.version, NULL, CAST(unixepoch('subsec') * 1000000 AS INTEGER),
+           (SELECT feed_last FROM threads WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id)
+      FROM persist_feed_state s WHERE s.enabled;
+    UPDATE threads
+       SET updated_at = NEW.updated_at,
+           feed_last = CASE WHEN (SELECT enabled FROM persist_feed_state) THEN last_insert_rowid() ELSE feed_last END
+     WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id;
 END;
 
 CREATE TRIGGER persist_feed_message_deleted AFTER DELETE ON messages
