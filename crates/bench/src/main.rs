@@ -12,8 +12,8 @@
 //! layer's name) runs just that memory variant, `PERSIST_BENCH_N` adds, for `perf` or `callgrind`;
 //! `sqlite-one`, `sqlite-threads` or `sqlite-tasks` runs one SQLite caller, or 64 callers on
 //! OS threads or as tasks, on a fresh database; `postgres-one` or `postgres-tasks` the same
-//! for PostgreSQL; `streams-final`, `streams-coalesced`, `streams-appends` or `streams-every`
-//! one way of writing 64 streamed replies.
+//! for PostgreSQL; `streams-final`, `streams-reserve-final`, `streams-coalesced`,
+//! `streams-appends` or `streams-every` one way of writing 64 streamed replies.
 
 mod encrypt;
 mod feed;

@@ -21,6 +21,10 @@ const UPDATES: usize = 200;
 enum Way {
     /// One `add` of the final content.
     FinalOnly,
+    /// `reserve`, then the final content, nothing between: the two writes every durable
+    /// stream makes (the reservation's seq is the store's), so the most any coalescing of the
+    /// updates between them could reach.
+    ReserveFinal,
     /// `reserve`, every partial update, the final one.
     EveryUpdate,
     /// The same requests through `CoalesceLayer`.
@@ -60,6 +64,16 @@ async fn write_reply(pipeline: &Pipeline, thread: &ThreadId, way: Way) {
         return;
     }
     let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.expect("reserve").message;
+    if let Way::ReserveFinal = way {
+        let mut content = String::new();
+        for token in 0..UPDATES {
+            content.push_str(&format!("tok{token} "));
+            std::hint::black_box(&content);
+        }
+        let done = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&content));
+        pipeline.update_content(done).await.expect("final update");
+        return;
+    }
     if let Way::CoalescedAppends = way {
         for token in 0..UPDATES {
             let piece = format!("tok{token} ");
@@ -81,15 +95,17 @@ async fn write_reply(pipeline: &Pipeline, thread: &ThreadId, way: Way) {
     pipeline.update_content(done).await.expect("final update");
 }
 
-/// `PERSIST_BENCH_PROFILE=streams-final|streams-coalesced|streams-appends|streams-every`: one way alone, on a
+/// `PERSIST_BENCH_PROFILE=streams-final|streams-reserve-final|streams-coalesced|streams-appends|streams-every`:
+/// one way alone, on a
 /// fresh database, for `perf`.
 pub(crate) fn profile(variant: &str) {
     let way = match variant {
         "final" => Way::FinalOnly,
+        "reserve-final" => Way::ReserveFinal,
         "coalesced" => Way::Coalesced,
         "appends" => Way::CoalescedAppends,
         "every" => Way::EveryUpdate,
-        other => panic!("unknown streams variant {other:?}: final, coalesced, appends or every"),
+        other => panic!("unknown streams variant {other:?}: final, reserve-final, coalesced, appends or every"),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -113,6 +129,7 @@ pub(crate) fn run_all(options: &Options) -> Vec<Row> {
     let rounds = options.scale(5, 1);
     let replies = options.scale(4, 1);
     let (mut final_only, mut every, mut coalesced, mut appends) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut two_writes = Vec::new();
     rt.block_on(async {
         let open = |name: &str| {
             let path = dir.path().join(name);
@@ -120,12 +137,14 @@ pub(crate) fn run_all(options: &Options) -> Vec<Row> {
         };
         let plain = Pipeline::new(open("final-only.db").await);
         let every_update = Pipeline::new(open("every-update.db").await);
+        let reserve_final = Pipeline::new(open("reserve-final.db").await);
         let layered =
             Pipeline::builder().layer(CoalesceLayer::new(Duration::from_millis(100))).build(open("coalesced.db").await);
         let appending =
             Pipeline::builder().layer(CoalesceLayer::new(Duration::from_millis(100))).build(open("appends.db").await);
         for round in 0..rounds {
             final_only.push(run(&plain, Way::FinalOnly, replies, round).await);
+            two_writes.push(run(&reserve_final, Way::ReserveFinal, replies, round).await);
             coalesced.push(run(&layered, Way::Coalesced, replies, round).await);
             appends.push(run(&appending, Way::CoalescedAppends, replies, round).await);
             every.push(run(&every_update, Way::EveryUpdate, replies, round).await);
@@ -134,9 +153,12 @@ pub(crate) fn run_all(options: &Options) -> Vec<Row> {
     let ratios: Vec<f64> = coalesced.iter().zip(&final_only).map(|(c, f)| c / f).collect();
     let every_ratios: Vec<f64> = every.iter().zip(&final_only).map(|(e, f)| e / f).collect();
     let append_ratios: Vec<f64> = appends.iter().zip(&final_only).map(|(a, f)| a / f).collect();
+    let ceiling_ratios: Vec<f64> = two_writes.iter().zip(&final_only).map(|(r, f)| r / f).collect();
     let n = (rounds * replies * STREAMS) as u64;
     vec![
         Row::new("sqlite: 64 streams, final message only (one add of ~1.4 KB)", n, median(&mut final_only)),
+        Row::new("sqlite: 64 streams, reserve + final, nothing between (the two writes of any durable stream)", n, median(&mut two_writes))
+            .ratio(median(&mut ceiling_ratios.clone()), "replies/s, reserve + final / final only"),
         Row::new(
             "sqlite: 64 streams, reserve + 200 partial updates + final, through CoalesceLayer (100 ms)",
             n,
