@@ -157,8 +157,12 @@ pub(crate) fn run_all(options: &Options) -> Vec<Row> {
     let n = (rounds * replies * STREAMS) as u64;
     vec![
         Row::new("sqlite: 64 streams, final message only (one add of ~1.4 KB)", n, median(&mut final_only)),
-        Row::new("sqlite: 64 streams, reserve + final, nothing between (the two writes of any durable stream)", n, median(&mut two_writes))
-            .ratio(median(&mut ceiling_ratios.clone()), "replies/s, reserve + final / final only"),
+        Row::new(
+            "sqlite: 64 streams, reserve + final, nothing between (the two writes of any durable stream)",
+            n,
+            median(&mut two_writes),
+        )
+        .ratio(median(&mut ceiling_ratios.clone()), "replies/s, reserve + final / final only"),
         Row::new(
             "sqlite: 64 streams, reserve + 200 partial updates + final, through CoalesceLayer (100 ms)",
             n,

@@ -298,10 +298,15 @@ impl ReadFeed {
 
     /// Whether `event` is in this read's scope (its position aside).
     pub fn covers(&self, event: &FeedEvent) -> bool {
+        self.covers_change(event.tenant.as_ref(), &event.thread_id)
+    }
+
+    /// Whether an event of thread `thread_id` of `tenant` is in this read's scope.
+    fn covers_change(&self, tenant: Option<&TenantId>, thread_id: &ThreadId) -> bool {
         match &self.scope {
             FeedScope::Store => true,
-            FeedScope::Tenant => event.tenant.as_ref() == self.context.tenant(),
-            FeedScope::Thread(id) => event.is_in(self.context.tenant(), id),
+            FeedScope::Tenant => tenant == self.context.tenant(),
+            FeedScope::Thread(id) => tenant == self.context.tenant() && thread_id == id,
         }
     }
 
@@ -413,10 +418,14 @@ impl FeedRetention {
 /// An in-memory feed: what the memory backend keeps, and a reference for backend authors.
 ///
 /// Positions are assigned by [`record`](Self::record) in call order, so the caller records under
-/// the same lock as the write it describes.
+/// the same lock as the write it describes. Each thread's positions are kept apart too, so a
+/// thread's read costs its own events, however many other threads' came between.
 #[derive(Debug, Default)]
 pub struct MemoryFeed {
-    events: VecDeque<FeedEvent>,
+    /// Every event kept, with its time: positions `trimmed + 1 ..= head`, one after another.
+    events: VecDeque<(Change, Timestamp)>,
+    /// Each thread's positions among `events`, oldest first (some may be trimmed already).
+    threads: HashMap<(Option<TenantId>, ThreadId), VecDeque<u64>>,
     head: u64,
     trimmed: u64,
     retention: FeedRetention,
@@ -428,21 +437,39 @@ impl MemoryFeed {
         Self { retention, ..Self::default() }
     }
 
-    /// Numbers `change` and keeps it; the events to publish once the write is visible.
-    pub fn record(&mut self, change: Change, at: Timestamp) -> &FeedEvent {
+    /// Numbers `change` and keeps it; answers its position (see [`event`](Self::event), to
+    /// publish it once the write is visible).
+    pub fn record(&mut self, change: Change, at: Timestamp) -> u64 {
         self.head += 1;
-        self.events.push_back(change.at(self.head, at));
+        let key = (change.tenant.clone(), change.thread_id.clone());
+        self.threads.entry(key).or_default().push_back(self.head);
+        self.events.push_back((change, at));
         let cutoff = self.retention.count_cutoff(self.head);
         let age = self.retention.age_cutoff(at);
-        while let Some(first) = self.events.front()
-            && first.position < self.head
-            && (first.position <= cutoff || age.is_some_and(|age| first.at < age))
+        // The oldest kept is at `trimmed + 1`; the newest event is never removed.
+        while self.trimmed + 1 < self.head
+            && let Some((first, first_at)) = self.events.front()
+            && (self.trimmed < cutoff || age.is_some_and(|age| *first_at < age))
         {
-            self.trimmed = first.position;
+            let key = (first.tenant.clone(), first.thread_id.clone());
+            if let Some(positions) = self.threads.get_mut(&key) {
+                positions.pop_front();
+                if positions.is_empty() {
+                    self.threads.remove(&key);
+                }
+            }
             self.events.pop_front();
+            self.trimmed += 1;
         }
-        // The newest event is never removed (see the loop's condition).
-        &self.events[self.events.len() - 1]
+        self.head
+    }
+
+    /// The event at `position`, while it is kept.
+    pub fn event(&self, position: u64) -> Option<FeedEvent> {
+        // Kept events are contiguous, and their positions are not stored: a position is its index.
+        let index = usize::try_from(position.checked_sub(self.trimmed + 1)?).ok()?;
+        let (change, at) = self.events.get(index)?;
+        Some(change.clone().at(position, *at))
     }
 
     /// The newest position.
@@ -454,14 +481,27 @@ impl MemoryFeed {
     pub fn read(&self, query: &ReadFeed) -> Result<FeedPage> {
         query.validate()?;
         query.check_position(self.trimmed, self.head)?;
-        let start = self.events.partition_point(|e| e.position <= query.after);
-        let fetched = self
-            .events
-            .range(start..)
-            .filter(|event| query.covers(event))
-            .take(query.limit as usize + 1)
-            .cloned()
-            .collect();
+        let take = query.limit as usize + 1;
+        let fetched = if let FeedScope::Thread(id) = &query.scope {
+            let key = (query.context.tenant().cloned(), id.clone());
+            let positions = self.threads.get(&key);
+            positions
+                .into_iter()
+                .flat_map(|positions| positions.range(positions.partition_point(|&p| p <= query.after)..))
+                .take(take)
+                .filter_map(|&position| self.event(position))
+                .collect()
+        } else {
+            let first = self.trimmed + 1;
+            let start = usize::try_from(query.after.saturating_sub(self.trimmed)).unwrap_or(usize::MAX);
+            (first..)
+                .zip(&self.events)
+                .skip(start)
+                .filter(|(_, (change, _))| query.covers_change(change.tenant.as_ref(), &change.thread_id))
+                .take(take)
+                .map(|(position, (change, at))| change.clone().at(position, *at))
+                .collect()
+        };
         Ok(query.page(fetched, self.head))
     }
 }
@@ -631,6 +671,26 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_reads_its_own_kept_events_among_others() {
+        let mut feed = MemoryFeed::new(FeedRetention::forever().with_max_events(Some(5)));
+        let (a, b) = (ThreadId::new("a").unwrap(), ThreadId::new("b").unwrap());
+        for n in 1..=9 {
+            let thread = if n % 3 == 0 { a.clone() } else { b.clone() };
+            let id = MessageId::new(format!("m{n}")).unwrap();
+            feed.record(Change::message(None, thread, PersistOp::Add, id, n, 1), Timestamp::now());
+        }
+        // Kept: 5 to 9. Thread a's are 6 and 9; 3 went with retention.
+        let read = |query: ReadFeed| feed.read(&query).unwrap().events.iter().map(|e| e.position).collect::<Vec<_>>();
+        assert_eq!(read(ReadFeed::thread(a.clone()).after(4)), [6, 9]);
+        assert_eq!(read(ReadFeed::thread(a.clone()).after(6)), [9]);
+        assert_eq!(read(ReadFeed::thread(b.clone()).after(4).with_limit(2)), [5, 7]);
+        let page = feed.read(&ReadFeed::thread(b).after(4).with_limit(2)).unwrap();
+        assert!(page.has_more);
+        let acme = Context::new().with_tenant(TenantId::new("acme").unwrap());
+        assert!(read(ReadFeed::thread(a).after(4).with_context(acme)).is_empty(), "another tenant's thread a");
+    }
+
+    #[test]
     fn the_strictest_retention_keeps_the_newest_event_and_answers_a_gap_before_it() {
         for retention in [
             FeedRetention::forever().with_max_events(Some(0)),
@@ -638,7 +698,7 @@ mod tests {
         ] {
             let mut feed = MemoryFeed::new(retention);
             for n in 1..=3 {
-                assert_eq!(feed.record(change(n), Timestamp::now()).position, n);
+                assert_eq!(feed.record(change(n), Timestamp::now()), n);
             }
             let page = feed.read(&ReadFeed::across_tenants().after(2)).unwrap();
             assert_eq!(page.events.iter().map(|e| e.position).collect::<Vec<_>>(), [3]);

@@ -217,9 +217,10 @@ impl MemoryBackend {
         let watched = self.hub.is_watched();
         let mut recorded = Vec::new();
         for change in changes {
-            let event = feed.record(change, now);
+            let position = feed.record(change, now);
             if watched {
-                recorded.push(event.clone());
+                // The newest event is always kept: it is there to publish.
+                recorded.extend(feed.event(position));
             }
         }
         // Published once the write is visible (the lock released), as a wake-up only.
