@@ -37,7 +37,7 @@ use crate::rows::tenant_key;
 const CHANNEL: &str = "persist_feed";
 /// The advisory lock class of sequencing passes (the schema's hash is the other half).
 const LOCK_CLASS: i32 = 0x7065_7273; // "pers"
-/// Most events one pass numbers.
+/// Most events one pass (one transaction) numbers.
 const PASS_LIMIT: u32 = 10_000;
 /// How often an instance with subscribers sequences and reads without a notification.
 const TICK: Duration = Duration::from_secs(1);
@@ -223,12 +223,25 @@ impl Background {
 }
 
 /// One pass: numbers the committed events still without a position.
+///
+/// Passes of at most `PASS_LIMIT` events each (each its own transaction, so the lock is held
+/// briefly) until one finds fewer: every event committed before the call is numbered.
 async fn sequence(conn: &mut PgConnection, sql: &str) -> Result<()> {
-    sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx("numbering the change feed", e))?;
-    Ok(())
+    let context = "numbering the change feed";
+    loop {
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| map_sqlx(context, e))?;
+        // The last row is the pass's count (the lock's own row comes first).
+        let numbered: i64 = match rows.last() {
+            Some(row) => row.try_get(0).map_err(|e| map_sqlx(context, e))?,
+            None => 0,
+        };
+        if numbered < i64::from(PASS_LIMIT) {
+            return Ok(());
+        }
+    }
 }
 
 async fn head(conn: &mut PgConnection) -> Result<u64> {

@@ -9,6 +9,33 @@ use persist::postgres::PostgresBackend;
 use persist::{Backend, Content, PersistError, Role, ThreadId};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_numbers_every_event_committed_before_it_however_many() {
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let backend = PostgresBackend::builder(support::url()).schema(schema.clone()).connect().await.unwrap();
+    let thread = ThreadId::new("bulk").unwrap();
+    backend.apply(Add::new(thread.clone(), Role::User, Content::text("first")).into()).await.unwrap();
+    // More events than one numbering pass takes, committed by one statement nobody announced
+    // (written past the backend, as another instance that died before its notification).
+    let mut admin = support::admin().await.unwrap();
+    let bulk = format!(
+        "INSERT INTO \"{schema}\".messages (tenant, thread_id, message_id, seq, role, content, metadata, status, \
+                                            version, created_at, updated_at) \
+         SELECT '', 'bulk', 'm' || n, n + 1, 'user', '[]', '{{}}', 'complete', 1, 0, 0 \
+           FROM generate_series(1, 10050) AS n"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(bulk)).execute(&mut admin).await.unwrap();
+    let page = backend.read_feed(ReadFeed::thread(thread).after(10_000).with_limit(1000)).await.unwrap();
+    assert_eq!(page.head, 10_051, "every event committed before the read is numbered");
+    assert_eq!(page.events.len(), 51);
+    assert_eq!(page.events.last().and_then(|e| e.seq), Some(10_051));
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn age_retention_keeps_the_newest_event() {
     if !support::available().await {
         return;
