@@ -241,3 +241,47 @@ async fn retry_does_not_repeat_an_append() {
     assert_eq!(calls.load(Ordering::SeqCst), 1, "not repeated");
     assert_eq!(stored(&pipeline, &reply).await.content, Content::text("token"), "added once");
 }
+
+/// A partial update sent while its message's held-back content is being written waits for that
+/// write, then is held back against it: its answer has the version that write made, never the
+/// one before (answered at once, without waiting, only when no write is under way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_update_waits_for_its_message_s_write_under_way() {
+    use persist::layer::from_fn;
+    let (entered, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+    let (writing, go) = (Arc::clone(&entered), Arc::clone(&release));
+    let pipeline = Pipeline::builder()
+        .layer(CoalesceLayer::new(Duration::from_millis(20)))
+        .layer(from_fn(move |args: PersistArgs, next| {
+            let (writing, go) = (Arc::clone(&writing), Arc::clone(&go));
+            async move {
+                // The held-back write of "ab" stalls until the test lets it go.
+                if matches!(&args, PersistArgs::UpdateContent(u) if u.content == Content::text("ab")) {
+                    writing.notify_one();
+                    go.notified().await;
+                }
+                next.run(args).await
+            }
+        }))
+        .build(MemoryBackend::new());
+    let thread = ThreadId::new("under-way").unwrap();
+    let reply = pipeline.reserve(Reserve::new(thread, Role::Assistant)).await.unwrap().message;
+    for text in ["a", "ab"] {
+        let answer = pipeline.execute(partial(&reply, text)).await.unwrap();
+        let PersistResult::ContentUpdated(answer) = answer else { panic!("{answer:?}") };
+        assert!(answer.coalesced, "held back at once: nothing under way");
+    }
+    entered.notified().await;
+    let sent = tokio::spawn({
+        let pipeline = pipeline.clone();
+        let update = partial(&reply, "abc");
+        async move { pipeline.execute(update).await }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(!sent.is_finished(), "it waits for the write under way");
+    release.notify_one();
+    let PersistResult::ContentUpdated(answer) = sent.await.unwrap().unwrap() else { panic!() };
+    assert!(answer.coalesced);
+    assert_eq!(answer.message.version, reply.version + 1, "held back against the write it waited for");
+    assert_eq!(answer.message.content.to_text(), "abc");
+}

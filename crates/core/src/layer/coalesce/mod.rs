@@ -116,8 +116,40 @@ impl<S: fmt::Debug> fmt::Debug for Coalesce<S> {
     }
 }
 
-/// The answer of a [`Coalesce`] service.
-pub type ResponseFuture = Pin<Box<dyn Future<Output = crate::Result<PersistResult>> + Send + 'static>>;
+/// The answer of a [`Coalesce`] service: ready at once for an update held back, else the
+/// write's.
+pub enum ResponseFuture {
+    /// Held back: answered without waiting.
+    Ready(Option<PersistResult>),
+    /// Written, or passed through.
+    Writing(Pin<Box<dyn Future<Output = crate::Result<PersistResult>> + Send + 'static>>),
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Ready(_) => f.write_str("ResponseFuture::Ready"),
+            Self::Writing(_) => f.write_str("ResponseFuture::Writing"),
+        }
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = crate::Result<PersistResult>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Ready(answer) => match answer.take() {
+                Some(answer) => Poll::Ready(Ok(answer)),
+                None => Poll::Ready(Err(PersistError::Backend {
+                    message: "a coalesced answer was polled after it completed".into(),
+                    source: None,
+                })),
+            },
+            Self::Writing(future) => future.as_mut().poll(cx),
+        }
+    }
+}
 
 impl<S> Service<PersistArgs> for Coalesce<S>
 where
@@ -133,11 +165,20 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
+        // A partial update whose message is free (no write under way) is held back here and
+        // now, without a task or a clone of the stack: a stream's many tokens cost the least.
+        let args = match args {
+            PersistArgs::UpdateContent(update) => match self.hold_now(update) {
+                Ok(answer) => return ResponseFuture::Ready(Some(answer)),
+                Err(update) => PersistArgs::UpdateContent(update),
+            },
+            args => args,
+        };
         // The ready service goes with the request; a clone waits for the next one.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
         let (slots, interval) = (Arc::clone(&self.slots), self.interval);
-        match args {
+        ResponseFuture::Writing(match args {
             PersistArgs::UpdateContent(update) => Box::pin(update_content(slots, interval, inner, update)),
             PersistArgs::Reserve(reserve) => Box::pin(async move {
                 let tenant = reserve.context.tenant().cloned();
@@ -148,7 +189,27 @@ where
                 Ok(result)
             }),
             args => Box::pin(inner.oneshot(args)),
+        })
+    }
+}
+
+impl<S> Coalesce<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    /// Holds `update` back at once when it is partial and its message's lock is free; gives
+    /// it back otherwise (to wait for the lock, or to be written).
+    fn hold_now(&self, update: UpdateContent) -> Result<PersistResult, UpdateContent> {
+        if update.finalize || update.expected_version.is_some() {
+            return Err(update);
         }
+        let key = Key::new(update.context.tenant(), &update.thread_id, &update.message_id);
+        let Some(slot) = self.slots.existing(&key) else { return Err(update) };
+        let Ok(mut gate) = slot.gate.try_lock() else { return Err(update) };
+        let answer = gate.hold(update, self.interval)?;
+        slots::schedule(&mut gate, &slot, &self.inner, self.interval);
+        Ok(ContentUpdated::held_back(answer).into())
     }
 }
 

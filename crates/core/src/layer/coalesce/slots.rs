@@ -54,6 +54,11 @@ impl Slots {
         Arc::clone(map.entry(key.clone()).or_default())
     }
 
+    /// The slot of `key`, if there is one.
+    pub(super) fn existing(&self, key: &Key) -> Option<Arc<Slot>> {
+        self.map().get(key).map(Arc::clone)
+    }
+
     /// Records a write of `message` (a reservation's): its interval starts now.
     pub(super) async fn written(&self, key: Key, message: &Message) {
         let slot = self.slot(&key);
@@ -97,9 +102,11 @@ impl Gate {
         if self.finalized {
             return Err(update);
         }
-        let scheduled = self.scheduled(interval);
+        // One clock read: a stream asks this for every token.
+        let now = Instant::now();
+        let scheduled = self.scheduled_at(now, interval);
         let Some((last, at)) = self.last.as_ref() else { return Err(update) };
-        if at.elapsed() >= interval && !scheduled {
+        if now.saturating_duration_since(*at) >= interval && !scheduled {
             return Err(update);
         }
         // Not blocks: written now, for the store to refuse as it stands (held back, it would
@@ -156,7 +163,11 @@ impl Gate {
     /// Whether a task is to write what is held back: one due more than an interval ago never
     /// ran (its runtime went away), and another is scheduled.
     fn scheduled(&self, interval: Duration) -> bool {
-        self.flush_due.is_some_and(|due| Instant::now() < due + interval)
+        self.scheduled_at(Instant::now(), interval)
+    }
+
+    fn scheduled_at(&self, now: Instant, interval: Duration) -> bool {
+        self.flush_due.is_some_and(|due| now < due + interval)
     }
 
     pub(super) fn written(&mut self, message: &Message) {
