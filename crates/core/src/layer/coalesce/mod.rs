@@ -118,7 +118,9 @@ impl<S: fmt::Debug> fmt::Debug for Coalesce<S> {
 
 /// The answer of a [`Coalesce`] service: ready at once for an update held back, else the
 /// write's.
-pub enum ResponseFuture {
+pub struct ResponseFuture(Answer);
+
+enum Answer {
     /// Held back: answered without waiting.
     Ready(Option<PersistResult>),
     /// Written, or passed through.
@@ -127,10 +129,11 @@ pub enum ResponseFuture {
 
 impl fmt::Debug for ResponseFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Ready(_) => f.write_str("ResponseFuture::Ready"),
-            Self::Writing(_) => f.write_str("ResponseFuture::Writing"),
-        }
+        let state = match self.0 {
+            Answer::Ready(_) => "held back",
+            Answer::Writing(_) => "writing",
+        };
+        f.debug_tuple("ResponseFuture").field(&state).finish()
     }
 }
 
@@ -138,15 +141,15 @@ impl Future for ResponseFuture {
     type Output = crate::Result<PersistResult>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.get_mut() {
-            Self::Ready(answer) => match answer.take() {
+        match &mut self.get_mut().0 {
+            Answer::Ready(answer) => match answer.take() {
                 Some(answer) => Poll::Ready(Ok(answer)),
                 None => Poll::Ready(Err(PersistError::Backend {
                     message: "a coalesced answer was polled after it completed".into(),
                     source: None,
                 })),
             },
-            Self::Writing(future) => future.as_mut().poll(cx),
+            Answer::Writing(future) => future.as_mut().poll(cx),
         }
     }
 }
@@ -169,7 +172,7 @@ where
         // now, without a task or a clone of the stack: a stream's many tokens cost the least.
         let args = match args {
             PersistArgs::UpdateContent(update) => match self.hold_now(update) {
-                Ok(answer) => return ResponseFuture::Ready(Some(answer)),
+                Ok(answer) => return ResponseFuture(Answer::Ready(Some(answer))),
                 Err(update) => PersistArgs::UpdateContent(update),
             },
             args => args,
@@ -178,7 +181,7 @@ where
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
         let (slots, interval) = (Arc::clone(&self.slots), self.interval);
-        ResponseFuture::Writing(match args {
+        ResponseFuture(Answer::Writing(match args {
             PersistArgs::UpdateContent(update) => Box::pin(update_content(slots, interval, inner, update)),
             PersistArgs::Reserve(reserve) => Box::pin(async move {
                 let tenant = reserve.context.tenant().cloned();
@@ -189,7 +192,7 @@ where
                 Ok(result)
             }),
             args => Box::pin(inner.oneshot(args)),
-        })
+        }))
     }
 }
 
