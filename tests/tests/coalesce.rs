@@ -285,3 +285,47 @@ async fn a_partial_update_waits_for_its_message_s_write_under_way() {
     assert_eq!(answer.message.version, reply.version + 1, "held back against the write it waited for");
     assert_eq!(answer.message.content.to_text(), "abc");
 }
+
+/// Calls of one message made before their futures are polled (a tower caller pipelining them)
+/// keep their call order: a later partial update is not held back ahead of an earlier one still
+/// on its way to the message's lock, so the latest content wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_calls_of_one_message_keep_their_order() {
+    use persist::layer::from_fn;
+    use tower::{Layer, Service, ServiceExt};
+    let (entered, release) = (Arc::new(tokio::sync::Notify::new()), Arc::new(tokio::sync::Notify::new()));
+    let (writing, go) = (Arc::clone(&entered), Arc::clone(&release));
+    let below = Pipeline::builder()
+        .layer(from_fn(move |args: PersistArgs, next| {
+            let (writing, go) = (Arc::clone(&writing), Arc::clone(&go));
+            async move {
+                // The held-back write of "a" stalls until the test lets it go.
+                if matches!(&args, PersistArgs::UpdateContent(u) if u.content == Content::text("a")) {
+                    writing.notify_one();
+                    go.notified().await;
+                }
+                next.run(args).await
+            }
+        }))
+        .build(MemoryBackend::new());
+    let mut service = CoalesceLayer::new(Duration::from_millis(100)).layer(below.clone());
+    let thread = ThreadId::new("pipelined").unwrap();
+    let reserve = Reserve::new(thread, Role::Assistant);
+    let PersistResult::Reserved(reply) = service.ready().await.unwrap().call(reserve.into()).await.unwrap() else {
+        panic!()
+    };
+    let reply = reply.message;
+    service.ready().await.unwrap().call(partial(&reply, "a").into()).await.unwrap();
+    entered.notified().await;
+    // Called while the write of "a" holds the message: on its way, not polled yet.
+    let earlier = service.ready().await.unwrap().call(partial(&reply, "ab").into());
+    release.notify_one();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The write is done (an interval not over since): "abc", called after "ab", would be held
+    // back at once, then replaced by "ab" when that one is polled.
+    let later = service.ready().await.unwrap().call(partial(&reply, "abc").into());
+    earlier.await.unwrap();
+    later.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(stored(&below, &reply).await.content.to_text(), "abc", "the latest content wins");
+}

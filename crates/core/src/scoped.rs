@@ -108,7 +108,7 @@ impl Scoped {
     /// `Rejected` for a read [across tenants](ReadFeed::across_tenants); otherwise as
     /// [`Pipeline::read_feed`].
     pub async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {
-        if query.scope == FeedScope::Store {
+        if !within_tenant(&query) {
             return Err(across_tenants());
         }
         self.pipeline.read_feed(query.with_context(self.context.renewed())).await
@@ -122,7 +122,7 @@ impl Scoped {
     /// `Rejected` for a subscription [across tenants](ReadFeed::across_tenants); otherwise as
     /// [`Pipeline::subscribe`].
     pub async fn subscribe(&self, query: ReadFeed) -> Result<Subscription> {
-        if query.scope == FeedScope::Store {
+        if !within_tenant(&query) {
             return Err(across_tenants());
         }
         self.pipeline.subscribe(query.with_context(self.context.renewed())).await
@@ -159,7 +159,7 @@ impl Scoped {
         let refused = match &args {
             PersistArgs::Threads(query) => query.across_tenants,
             PersistArgs::FindStranded(query) => query.across_tenants,
-            PersistArgs::ReadFeed(query) => query.scope == FeedScope::Store,
+            PersistArgs::ReadFeed(query) => !within_tenant(query),
             _ => false,
         };
         *args.context_mut() = self.context.renewed();
@@ -171,6 +171,11 @@ impl Scoped {
             call.await
         }
     }
+}
+
+/// Whether a feed read stays in its context's tenant (one of its threads, or all of them).
+fn within_tenant(query: &ReadFeed) -> bool {
+    matches!(query.scope, FeedScope::Thread(_) | FeedScope::Tenant)
 }
 
 fn across_tenants() -> PersistError {

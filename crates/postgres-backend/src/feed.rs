@@ -7,13 +7,15 @@
 //! in its commit order).
 //!
 //! Writers never sequence: a pass is a write transaction of its own (a second commit for every
-//! write would cost writers a quarter of their throughput). After a burst of this instance's
-//! writes, a task sends `NOTIFY persist_feed` (payload: the schema), a transaction that writes
-//! nothing. Passes run where events are read: before every feed read (so a reader sees every
-//! write committed before it asked), in each listening instance when notified and every second
-//! (for an instance that died between its commit and its notification: a lost notification
-//! loses nothing, the table is the truth), and with retention every few seconds on every
-//! instance (so events nobody reads are numbered, then trimmed, all the same).
+//! write would cost writers a quarter of their throughput). After this instance's writes, a
+//! task sends `NOTIFY persist_feed` (payload: the schema), a small transaction of its own that
+//! writes no table, at most once every 10 ms (the writes of that time share it; one that
+//! fails is sent again). Passes run where events are read: before every feed read (so a reader
+//! sees every write committed before it asked), in each listening instance when notified and
+//! every second (for an instance that died between its commit and its notification: a lost
+//! notification loses nothing, the table is the truth), and with retention every few seconds
+//! on every instance (so events nobody reads are numbered, then trimmed, all the same; a pass
+//! that numbered any announces them).
 //!
 //! Each instance with subscribers listens on `persist_feed`: a notification (or the second's
 //! tick) makes it number what is pending, read the events after the last ones it published and
@@ -137,7 +139,7 @@ impl Feed {
     pub(crate) async fn trim(&self, pool: &Pool) -> Result<u64> {
         let mut conn = pool.acquire().await?;
         let answer = match sequence(&mut conn, &self.sequence_sql).await {
-            Ok(()) => trim(&mut conn, &self.lock_sql, &self.retention).await,
+            Ok(_) => trim(&mut conn, &self.lock_sql, &self.retention).await,
             Err(e) => Err(e),
         };
         conn.release(&answer);
@@ -184,62 +186,87 @@ struct Background {
 impl Background {
     async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut next_trim = tokio::time::Instant::now() + TRIM_EVERY;
+        // A notification owed (writes committed, not announced yet), and when to try again
+        // after a failure (a server that refuses connections is not asked in a loop).
+        let (mut owed, mut retry) = (false, NOTIFY_GAP);
         loop {
-            let wrote = tokio::select! {
+            let due = tokio::select! {
                 biased;
                 _ = stop.wait_for(|stopped| *stopped) => return,
-                () = self.kick.notified() => true,
-                () = tokio::time::sleep_until(next_trim) => false,
+                () = self.kick.notified(), if !owed => {
+                    owed = true;
+                    false
+                }
+                () = tokio::time::sleep(retry), if owed => false,
+                () = tokio::time::sleep_until(next_trim) => true,
             };
+            if due {
+                next_trim = tokio::time::Instant::now() + TRIM_EVERY;
+            }
             let Ok(mut conn) = self.pool.acquire().await else {
                 if self.pool.is_closed() {
                     return;
                 }
+                retry = TICK;
                 continue;
             };
-            // A failed notification, pass or trim (the server busy or gone) is tried again
-            // next time; the listeners' tick reads what a lost notification announced.
-            let answer = if wrote {
-                // Outside any transaction: it commits nothing, so it waits for no disk.
-                sqlx::raw_sql(AssertSqlSafe(self.notify_sql.clone()))
-                    .execute(&mut *conn)
-                    .await
-                    .map(drop)
-                    .map_err(|e| map_sqlx("announcing the change feed's new events", e))
-            } else {
-                next_trim = tokio::time::Instant::now() + TRIM_EVERY;
-                match sequence(&mut conn, &self.sequence_sql).await {
-                    Ok(()) => trim(&mut conn, &self.lock_sql, &self.retention).await.map(drop),
-                    Err(e) => Err(e),
+            // A failed pass or trim is tried again next time; a failed notification stays
+            // owed. Events a pass numbered are announced too (their writer may have died
+            // before its own notification).
+            let answer = async {
+                let mut announce = owed;
+                if due {
+                    announce |= sequence(&mut conn, &self.sequence_sql).await? > 0;
+                    trim(&mut conn, &self.lock_sql, &self.retention).await?;
                 }
-            };
+                if announce {
+                    // A transaction of its own that writes no table.
+                    sqlx::raw_sql(AssertSqlSafe(self.notify_sql.clone()))
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| map_sqlx("announcing the change feed's new events", e))?;
+                }
+                Ok(announce)
+            }
+            .await;
             conn.release(&answer);
-            if wrote {
-                // The writes of the gap share the next notification.
-                tokio::time::sleep(NOTIFY_GAP).await;
+            match answer {
+                Ok(true) => {
+                    (owed, retry) = (false, NOTIFY_GAP);
+                    // The writes of the gap share the next notification.
+                    tokio::time::sleep(NOTIFY_GAP).await;
+                }
+                Ok(false) => {}
+                Err(_) => retry = TICK,
             }
         }
     }
 }
 
-/// One pass: numbers the committed events still without a position.
+/// Numbers the committed events still without a position; answers how many.
 ///
 /// Passes of at most `PASS_LIMIT` events each (each its own transaction, so the lock is held
-/// briefly) until one finds fewer: every event committed before the call is numbered.
-async fn sequence(conn: &mut PgConnection, sql: &str) -> Result<()> {
+/// briefly) until one finds fewer: every event committed before the call is numbered. A pass
+/// that fails is rolled back at once (its lock released, the connection fit for the pool).
+async fn sequence(conn: &mut PgConnection, sql: &str) -> Result<u64> {
     let context = "numbering the change feed";
+    let mut total = 0;
     loop {
-        let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| map_sqlx(context, e))?;
+        let rows = match sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).fetch_all(&mut *conn).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                return Err(map_sqlx(context, error));
+            }
+        };
         // The last row is the pass's count (the lock's own row comes first).
         let numbered: i64 = match rows.last() {
             Some(row) => row.try_get(0).map_err(|e| map_sqlx(context, e))?,
             None => 0,
         };
+        total += u64::try_from(numbered).unwrap_or_default();
         if numbered < i64::from(PASS_LIMIT) {
-            return Ok(());
+            return Ok(total);
         }
     }
 }
@@ -317,32 +344,55 @@ async fn trim(conn: &mut PgConnection, lock: &str, retention: &FeedRetention) ->
     use sqlx::Connection;
     let sql = |e| map_sqlx("trimming the change feed", e);
     let mut tx = conn.begin().await.map_err(sql)?;
-    sqlx::query(AssertSqlSafe(lock.to_owned())).execute(&mut *tx).await.map_err(sql)?;
-    let (head, trimmed): (i64, i64) =
-        sqlx::query_as("SELECT head, trimmed FROM persist_feed_state").fetch_one(&mut *tx).await.map_err(sql)?;
-    let by_count = i64::try_from(retention.count_cutoff(u64::try_from(head).unwrap_or_default())).unwrap_or(i64::MAX);
-    let by_age = match retention.age_cutoff(Timestamp::now()) {
-        // Everything before the first event young enough to keep.
-        Some(cutoff) => sqlx::query_scalar(
-            "SELECT coalesce((SELECT position - 1 FROM persist_feed WHERE position IS NOT NULL AND at >= $1 \
-                               ORDER BY position LIMIT 1), $2)",
-        )
-        .bind(cutoff.as_micros())
-        .bind(head)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(sql)?,
-        None => 0,
-    };
-    // The newest event stays, however old, as on every backend.
-    let cutoff = by_count.max(by_age).min(head - 1);
-    if cutoff <= trimmed {
-        return Ok(u64::try_from(trimmed).unwrap_or_default());
+    let outcome = async {
+        sqlx::query(AssertSqlSafe(lock.to_owned())).execute(&mut *tx).await.map_err(sql)?;
+        let (head, trimmed): (i64, i64) =
+            sqlx::query_as("SELECT head, trimmed FROM persist_feed_state").fetch_one(&mut *tx).await.map_err(sql)?;
+        let by_count =
+            i64::try_from(retention.count_cutoff(u64::try_from(head).unwrap_or_default())).unwrap_or(i64::MAX);
+        let by_age = match retention.age_cutoff(Timestamp::now()) {
+            // Everything before the first event young enough to keep.
+            Some(cutoff) => sqlx::query_scalar(
+                "SELECT coalesce((SELECT position - 1 FROM persist_feed WHERE position IS NOT NULL AND at >= $1 \
+                                   ORDER BY position LIMIT 1), $2)",
+            )
+            .bind(cutoff.as_micros())
+            .bind(head)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sql)?,
+            None => 0,
+        };
+        // The newest event stays, however old, as on every backend.
+        let cutoff = by_count.max(by_age).min(head - 1);
+        if cutoff <= trimmed {
+            return Ok((trimmed, false));
+        }
+        sqlx::query("DELETE FROM persist_feed WHERE position <= $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql)?;
+        sqlx::query("UPDATE persist_feed_state SET trimmed = $1").bind(cutoff).execute(&mut *tx).await.map_err(sql)?;
+        Ok((cutoff, true))
     }
-    sqlx::query("DELETE FROM persist_feed WHERE position <= $1").bind(cutoff).execute(&mut *tx).await.map_err(sql)?;
-    sqlx::query("UPDATE persist_feed_state SET trimmed = $1").bind(cutoff).execute(&mut *tx).await.map_err(sql)?;
-    tx.commit().await.map_err(sql)?;
-    Ok(u64::try_from(cutoff).unwrap_or_default())
+    .await;
+    // Ended here, either way: a transaction left to roll back when the connection is next used
+    // would hold the sequencing lock until then (on an idle instance, seconds).
+    match outcome {
+        Ok((trimmed, changed)) => {
+            if changed {
+                tx.commit().await.map_err(sql)?;
+            } else {
+                tx.rollback().await.map_err(sql)?;
+            }
+            Ok(u64::try_from(trimmed).unwrap_or_default())
+        }
+        Err(error) => {
+            let _ = tx.rollback().await;
+            Err(error)
+        }
+    }
 }
 
 /// An instance's listener: wakes its subscribers for every event committed through any
@@ -357,18 +407,26 @@ struct Listener {
 
 impl Listener {
     async fn run(mut self, mut listener: PgListener, listening: sqlx::PgPool, mut stop: watch::Receiver<bool>) {
+        // The tick's deadline is fixed: other schemas' notifications do not put it off.
+        let mut tick = tokio::time::Instant::now() + TICK;
+        // Whether to wait on the listening connection: after it failed, the tick reads alone
+        // until the next tick tries it again (a server that refuses it is not asked in a loop).
+        let mut listening_ok = true;
         loop {
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|stopped| *stopped) => break,
-                received = tokio::time::timeout(TICK, listener.try_recv()) => match received {
+                () = tokio::time::sleep_until(tick) => listening_ok = true,
+                received = listener.try_recv(), if listening_ok => match received {
                     // Another schema's events.
-                    Ok(Ok(Some(note))) if note.payload() != self.schema => continue,
-                    // A notification, the tick, or a lost connection (the listener reconnects
-                    // on its next call; meanwhile the tick reads).
-                    _ => {}
+                    Ok(Some(note)) if note.payload() != self.schema => continue,
+                    // A notification, or a lost connection (it reconnects on the next call):
+                    // read now.
+                    Ok(_) => {}
+                    Err(_) => listening_ok = false,
                 },
             }
+            tick = tokio::time::Instant::now() + TICK;
             // What else arrived meanwhile is answered by the same pass.
             while listener.next_buffered().is_some() {}
             if self.pool.is_closed() {

@@ -251,6 +251,11 @@ impl SqliteBackendBuilder {
     /// the handle that opens the file last decides whether they record. Each handle applies its
     /// own retention (every few seconds, and on [`SqliteBackend::trim_feed`]), so the
     /// strictest of the handles open wins.
+    ///
+    /// While the feed is off nothing is recorded. One thing is lost with it: if a purge
+    /// frees a thread's id meanwhile and the id is taken again, a reader of that thread id
+    /// resuming from before the purge may miss the old thread's last events. A tenant's or
+    /// the store's reads miss nothing that was recorded.
     pub fn feed(mut self, retention: Option<FeedRetention>) -> Self {
         self.feed = retention;
         self

@@ -75,7 +75,7 @@ use std::time::Duration;
 
 use tower::{Layer, Service, ServiceExt};
 
-use self::slots::{Key, Slots};
+use self::slots::{Key, Slot, Slots, Turn};
 use crate::args::UpdateContent;
 use crate::{ContentUpdated, PersistArgs, PersistError, PersistResult};
 
@@ -168,21 +168,26 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        // A partial update whose message is free (no write under way) is held back here and
-        // now, without a task or a clone of the stack: a stream's many tokens cost the least.
-        let args = match args {
-            PersistArgs::UpdateContent(update) => match self.hold_now(update) {
-                Ok(answer) => return ResponseFuture(Answer::Ready(Some(answer))),
-                Err(update) => PersistArgs::UpdateContent(update),
-            },
-            args => args,
-        };
-        // The ready service goes with the request; a clone waits for the next one.
-        let ready = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, ready);
         let (slots, interval) = (Arc::clone(&self.slots), self.interval);
+        if let PersistArgs::UpdateContent(update) = args {
+            let key = Key::new(update.context.tenant(), &update.thread_id, &update.message_id);
+            let slot = slots.slot(&key);
+            // A partial update whose message is free (no write under way, no earlier call on
+            // its way) is held back here and now, without a task or a clone of the stack: a
+            // stream's many tokens cost the least.
+            let update = match self.hold_now(&slot, update) {
+                Ok(answer) => return ResponseFuture(Answer::Ready(Some(answer))),
+                Err(update) => update,
+            };
+            // Its turn is taken as it is called: a later call of the message waits behind it.
+            let turn = Turn::take(&slot);
+            let inner = self.take_ready();
+            return ResponseFuture(Answer::Writing(Box::pin(update_content(
+                slots, interval, inner, update, key, slot, turn,
+            ))));
+        }
+        let inner = self.take_ready();
         ResponseFuture(Answer::Writing(match args {
-            PersistArgs::UpdateContent(update) => Box::pin(update_content(slots, interval, inner, update)),
             PersistArgs::Reserve(reserve) => Box::pin(async move {
                 let tenant = reserve.context.tenant().cloned();
                 let result = inner.oneshot(reserve.into()).await?;
@@ -201,36 +206,45 @@ where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    /// Holds `update` back at once when it is partial and its message's lock is free; gives
-    /// it back otherwise (to wait for the lock, or to be written).
-    fn hold_now(&self, update: UpdateContent) -> Result<PersistResult, UpdateContent> {
-        if update.finalize || update.expected_version.is_some() {
+    /// The ready service, for a call to take; a clone waits for the next one.
+    fn take_ready(&mut self) -> S {
+        let ready = self.inner.clone();
+        std::mem::replace(&mut self.inner, ready)
+    }
+
+    /// Holds `update` back at once when it is partial, no earlier call of its message is on
+    /// its way and the message's lock is free; gives it back otherwise (to wait its turn, or
+    /// to be written).
+    fn hold_now(&self, slot: &Arc<Slot>, update: UpdateContent) -> Result<PersistResult, UpdateContent> {
+        if update.finalize || update.expected_version.is_some() || slot.has_turns() {
             return Err(update);
         }
-        let key = Key::new(update.context.tenant(), &update.thread_id, &update.message_id);
-        let Some(slot) = self.slots.existing(&key) else { return Err(update) };
         let Ok(mut gate) = slot.gate.try_lock() else { return Err(update) };
         let answer = gate.hold(update, self.interval)?;
-        slots::schedule(&mut gate, &slot, &self.inner, self.interval);
+        slots::schedule(&mut gate, slot, &self.inner, self.interval);
         Ok(ContentUpdated::held_back(answer).into())
     }
 }
 
-/// A content update: held back, or written once the writes of its message before it are done.
+/// A content update: held back, or written once the writes of its message before it are done
+/// (the calls of one message take its lock in the order their turns were taken, as long as
+/// each is polled: a caller that awaits each call in turn).
 async fn update_content<S>(
     slots: Arc<Slots>,
     interval: Duration,
     inner: S,
     update: UpdateContent,
+    key: Key,
+    slot: Arc<Slot>,
+    turn: Turn,
 ) -> crate::Result<PersistResult>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let key = Key::new(update.context.tenant(), &update.thread_id, &update.message_id);
     let partial = !update.finalize && update.expected_version.is_none();
-    let slot = slots.slot(&key);
     let mut gate = slot.gate.lock().await;
+    drop(turn);
     let update = if partial {
         match gate.hold(update, interval) {
             Ok(answer) => {

@@ -2,6 +2,7 @@
 //! held back, and the lock that orders the writes of one message.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -54,11 +55,6 @@ impl Slots {
         Arc::clone(map.entry(key.clone()).or_default())
     }
 
-    /// The slot of `key`, if there is one.
-    pub(super) fn existing(&self, key: &Key) -> Option<Arc<Slot>> {
-        self.map().get(key).map(Arc::clone)
-    }
-
     /// Records a write of `message` (a reservation's): its interval starts now.
     pub(super) async fn written(&self, key: Key, message: &Message) {
         let slot = self.slot(&key);
@@ -78,6 +74,33 @@ impl Slots {
 #[derive(Debug, Default)]
 pub(super) struct Slot {
     pub(super) gate: tokio::sync::Mutex<Gate>,
+    /// Calls of the message not at its lock yet (see [`Turn`]).
+    turns: AtomicUsize,
+}
+
+impl Slot {
+    /// Whether an earlier call of the message has not taken its lock yet: a later one waits
+    /// its turn instead of being held back at once.
+    pub(super) fn has_turns(&self) -> bool {
+        self.turns.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// A call of a slot's message on its way to the lock, taken when the call is made and given
+/// back once it holds the lock (or is dropped).
+pub(super) struct Turn(Arc<Slot>);
+
+impl Turn {
+    pub(super) fn take(slot: &Arc<Slot>) -> Self {
+        slot.turns.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(slot))
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.turns.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 #[derive(Debug, Default)]
