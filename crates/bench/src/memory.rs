@@ -113,6 +113,8 @@ enum Variant {
     /// The reference stack called through `Pipeline::execute` (a `'static` future) instead of
     /// `Backend::apply` (a future that borrows the pipeline).
     Execute,
+    /// The direct call on a store that keeps no change feed.
+    DirectFeedOff,
     Only(&'static str),
 }
 
@@ -165,8 +167,9 @@ fn runner(variant: Variant) -> Runner {
         })
     };
     let pipeline = |pipeline: Pipeline| through(pipeline, false);
+    let backend = if let Variant::DirectFeedOff = variant { backend.with_feed(None) } else { backend };
     match variant {
-        Variant::Direct => Box::new(move |rt, args| {
+        Variant::Direct | Variant::DirectFeedOff => Box::new(move |rt, args| {
             timed(|| {
                 rt.block_on(async {
                     for a in args {
@@ -221,8 +224,15 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
     let n = options.scale(200_000, 20_000);
     let chunk = 2_000;
     let rounds = options.scale(7, 3);
-    let mut variants =
-        vec![Variant::Direct, Variant::Pipeline, Variant::Stack, Variant::Bare, Variant::Floor, Variant::Execute];
+    let mut variants = vec![
+        Variant::Direct,
+        Variant::Pipeline,
+        Variant::Stack,
+        Variant::Bare,
+        Variant::Floor,
+        Variant::Execute,
+        Variant::DirectFeedOff,
+    ];
     if !options.quick {
         variants.extend(["observe", "route", "intercept", "trace", "metrics"].map(Variant::Only));
     }
@@ -274,8 +284,10 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
         .note(format!("{:.1} ns", pair * 1e9)),
         Row::new("memory: Pipeline with 5 reference layers, execute ('static future)", n as u64, per_sec(medians[5]))
             .ratio(medians[5], "time, pipeline.execute / direct backend call"),
+        Row::new("memory: direct backend add, change feed off (with_feed(None))", n as u64, per_sec(medians[6]))
+            .ratio(1.0 / medians[6], "time, feed on (the default) / feed off"),
     ];
-    for (variant, ratio) in variants.iter().zip(&medians).skip(6) {
+    for (variant, ratio) in variants.iter().zip(&medians).skip(7) {
         if let Variant::Only(name) = variant {
             rows.push(
                 Row::new(format!("memory: Pipeline with only {name}"), n as u64, per_sec(*ratio))

@@ -216,7 +216,13 @@ where
     /// its way and the message's lock is free; gives it back otherwise (to wait its turn, or
     /// to be written).
     fn hold_now(&self, slot: &Arc<Slot>, update: UpdateContent) -> Result<PersistResult, UpdateContent> {
-        if update.finalize || update.expected_version.is_some() || slot.has_turns() {
+        // Holding back may spawn the later write: only where a runtime is (a call made
+        // elsewhere and awaited in one takes the other way).
+        if update.finalize
+            || update.expected_version.is_some()
+            || slot.has_turns()
+            || tokio::runtime::Handle::try_current().is_err()
+        {
             return Err(update);
         }
         let Ok(mut gate) = slot.gate.try_lock() else { return Err(update) };
