@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (112 in all):
+//! [`CHECKS`] lists every check by group and name (114 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -67,7 +67,7 @@
 //! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning (gated on `restore`) |
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
-//! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles (the two-handle races in three tenants at once, on one thread id) |
+//! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles, appends to one reply through two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
@@ -233,6 +233,7 @@ macro_rules! __for_each_check {
             lifecycle {
                 check_fork_copies_a_thread_up_to_a_seq,
                 check_fork_resumes_without_duplicates,
+                check_fork_run_again_keeps_the_source_order,
                 check_fork_refuses_what_it_cannot_copy_into,
                 check_fork_stays_in_its_tenant,
                 check_fork_racing_writes_to_its_source,
@@ -272,6 +273,7 @@ macro_rules! __for_each_check {
                 check_two_handles_racing_adds,
                 check_two_handles_racing_merges,
                 check_two_handles_racing_retries,
+                check_two_handles_racing_appends,
             }
             pagination {
                 check_list_pages_ascending,

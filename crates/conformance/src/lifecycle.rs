@@ -81,6 +81,38 @@ pub async fn check_fork_resumes_without_duplicates<F: Factory>(factory: &F) -> O
     store.finish().await
 }
 
+/// A fork keeps the source's order: run again after a reservation it skipped was completed,
+/// it refuses (`InvalidInput` naming `target`) instead of copying the late message after later
+/// ones, and writes nothing; truncating the fork before the late message's place and forking
+/// again brings it in its place.
+pub async fn check_fork_run_again_keeps_the_source_order<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let (source, branch) = (t("late-source"), t("late-branch"));
+    let m1 = add_text(b.as_ref(), &source, "m1").await;
+    let r2 = written(b, Reserve::new(source.clone(), Role::Assistant)).await;
+    let m3 = add_text(b.as_ref(), &source, "m3").await;
+    let report = p.fork(Fork::new(source.clone(), branch.clone())).await.expect("first fork");
+    assert_eq!(report.copied, 2, "the reservation is not copied");
+    let finalize =
+        persist_core::args::UpdateContent::new(source.clone(), r2.id.clone(), persist_core::Content::text("r2"));
+    written(b, finalize).await;
+    let before = all_messages(b, &branch).await;
+    assert_err!(
+        p.fork(Fork::new(source.clone(), branch.clone())).await,
+        PersistError::InvalidInput { field: "target", .. }
+    );
+    assert_eq!(all_messages(b, &branch).await, before, "a refused fork writes nothing");
+    // The remedy: truncate the fork after m1 (the message before the late one) and fork again.
+    crate::fixture::write(b.as_ref(), persist_core::args::Delete::after(branch.clone(), before[0].seq)).await.unwrap();
+    let again = p.fork(Fork::new(source.clone(), branch.clone())).await.expect("fork again after truncating");
+    assert_eq!((again.copied, again.already), (2, 1));
+    let order: Vec<_> = all_messages(b, &branch).await.into_iter().map(|m| m.id).collect();
+    assert_eq!(order, [m1.id, r2.id, m3.id], "the fork holds the source's order");
+    store.finish().await
+}
+
 /// A fork refuses a missing or deleted source, itself as target, a deleted target, and a
 /// target that exists and is not its fork; nothing is written.
 pub async fn check_fork_refuses_what_it_cannot_copy_into<F: Factory>(factory: &F) -> Outcome {

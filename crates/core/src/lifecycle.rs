@@ -6,15 +6,16 @@
 //! them, and indexers and audit layers see every step. Truncation is a single atomic write of
 //! its own: [`Delete::after`](crate::args::Delete::after).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::json;
 
 use crate::args::{Add, Context, Delete, Update};
 use crate::error::{PersistError, Result};
-use crate::id::{TenantId, ThreadId};
+use crate::id::{MessageId, TenantId, ThreadId};
 use crate::maintenance::Maintenance;
-use crate::message::{Metadata, Thread, Timestamp};
+use crate::message::{Message, Metadata, Thread, Timestamp};
 use crate::pipeline::Pipeline;
 use crate::read::{GetThread, ListMessages, ListThreads, MAX_PAGE_LIMIT, ThreadCursor};
 
@@ -190,6 +191,13 @@ impl Pipeline {
     /// duplicates. Messages written to the source after the fork started are not copied: the
     /// last seq is fixed when it starts.
     ///
+    /// A fork keeps the source's order. A reservation still streaming when a fork ran is not
+    /// copied; once it completes, a fork run again would copy it after the later messages
+    /// already copied, so it is refused (`InvalidInput` naming `target` and the message). To
+    /// bring the late message in its place, truncate the fork before the first later message
+    /// ([`Delete::after`](crate::args::Delete::after) the seq of the fork's message that
+    /// precedes it) and fork again: the truncated messages are copied again, in order.
+    ///
     /// # Example
     ///
     /// ```
@@ -236,6 +244,9 @@ impl Pipeline {
         let origin = json!({ "thread": fork.source.as_str(), "seq": up_to });
         let mut report = ForkReport { up_to, ..ForkReport::default() };
         let mut recorded = resumed.is_some();
+        if target.is_some() {
+            self.refuse_late_messages(&fork, up_to).await?;
+        }
         let mut listing = ListMessages::new(fork.source.clone())
             .before(up_to.saturating_add(1))
             .with_limit(MAX_PAGE_LIMIT)
@@ -271,6 +282,47 @@ impl Pipeline {
             match listing.next_page(&page) {
                 Some(next) => listing = next,
                 None => return Ok(report),
+            }
+        }
+    }
+
+    /// Refuses to resume a fork when a message of the source up to `up_to` is missing from it
+    /// while a later one was copied: it was completed after an earlier run (a reservation then
+    /// streaming), and copied now it would land after the later one.
+    async fn refuse_late_messages(&self, fork: &Fork, up_to: u64) -> Result<()> {
+        let copied = self.all_messages(&fork.target, &fork.context, None).await?;
+        let copied: HashSet<MessageId> = copied.into_iter().map(|message| message.id).collect();
+        let source = self.all_messages(&fork.source, &fork.context, Some(up_to)).await?;
+        let Some(last_copied) = source.iter().rposition(|message| copied.contains(&message.id)) else {
+            return Ok(());
+        };
+        match source[..last_copied].iter().find(|message| !copied.contains(&message.id)) {
+            None => Ok(()),
+            Some(late) => Err(PersistError::invalid(
+                "target",
+                format!(
+                    "message {} (seq {}) of {} was completed after {} copied later messages: copied now, it would \
+                     follow them; truncate {} before the first of them (`Delete::after`) and fork again to bring it \
+                     in its place",
+                    late.id, late.seq, fork.source, fork.target, fork.target
+                ),
+            )),
+        }
+    }
+
+    /// The complete messages of `thread` (up to seq `up_to`), in order (every page).
+    async fn all_messages(&self, thread: &ThreadId, context: &Context, up_to: Option<u64>) -> Result<Vec<Message>> {
+        let mut messages = Vec::new();
+        let mut listing = ListMessages::new(thread.clone()).with_limit(MAX_PAGE_LIMIT).with_context(context.renewed());
+        if let Some(up_to) = up_to {
+            listing = listing.before(up_to.saturating_add(1));
+        }
+        loop {
+            let page = self.list(listing.clone()).await?;
+            messages.extend(page.items.iter().cloned());
+            match listing.next_page(&page) {
+                Some(next) => listing = next,
+                None => return Ok(messages),
             }
         }
     }

@@ -164,19 +164,17 @@ where
     }
 }
 
-/// How often an append through the layer is joined again when another write got in between.
-const APPEND_ATTEMPTS: usize = 3;
-
 /// An append, joined in clear: the store holds an envelope, which it cannot add to. The stored
 /// message is read and opened, the update joined to it and sent sealed as a replacement
-/// expecting the version read; a write in between is read and joined again (a few times, as
-/// the backends do), never lost text.
+/// expecting the version read; a write in between is read and joined again, as often as it
+/// takes: each conflict means another write went in, so racing appends all get through in turn
+/// and none fails for contention (no layer retries an append: its token would be lost).
 async fn clear_append<S>(sealer: &Sealer, mut inner: S, update: UpdateContent) -> Result<PersistResult>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone,
 {
     let get = GetMessage::new(update.thread_id.clone(), update.message_id.clone()).with_context(update.context.clone());
-    for _ in 0..APPEND_ATTEMPTS {
+    loop {
         let stored = match inner.ready().await?.call(get.clone().into()).await? {
             PersistResult::Message(Some(stored)) => stored,
             // Absent: the update goes down as it is, to be answered as the store answers it.
@@ -200,7 +198,6 @@ where
             answer => return answer,
         }
     }
-    Err(PersistError::temporary("the append kept racing other writes of its message; retry it"))
 }
 
 async fn call<S>(sealer: &Sealer, mut inner: S, sealed: PersistArgs, plan: Plan) -> Result<PersistResult>

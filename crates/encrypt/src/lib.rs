@@ -25,10 +25,20 @@
 //! thread counters, the placeholder `[]` of a reservation, metadata keys not named with
 //! [`seal_metadata`](EncryptLayer::seal_metadata) (and the *names* of those that are), and
 //! thread titles unless [`seal_titles`](EncryptLayer::seal_titles). A thread listing cannot
-//! filter on a sealed metadata key (refused with `InvalidInput`). A `null` metadata value is
-//! stored as it is. Sizes are visible: an envelope is about 4/3 of its value plus ~60 bytes,
+//! filter on a sealed metadata key (refused with `InvalidInput`). Sizes are visible: an envelope is about 4/3 of its value plus ~60 bytes,
 //! and a store's size limits hold for what it stores (a sealed title holds about 700 bytes of
 //! the 1024 a title may have; SQLite's `max_content_bytes` counts the envelope).
+//!
+//! # Clear values where sealed ones belong
+//!
+//! Where the layer seals, whatever the store holds that is not an envelope is refused with
+//! [`PersistError::Unreadable`], whatever its shape (`[]`, `{}`, `null`, a number, a string):
+//! a complete message's content is sealed even when it is the empty `[]`, and a sealed
+//! metadata key's `null` is sealed too (in a patch, a `null` still removes its key). Only a
+//! reservation's placeholder `[]` is clear. A store written without the layer (or by a version
+//! that left `[]` content and `null` values clear) opens with
+//! [`allow_clear_values`](EncryptLayer::allow_clear_values), and [`EncryptLayer::rotate`] then
+//! seals what is clear.
 //!
 //! # What it does not protect against
 //!

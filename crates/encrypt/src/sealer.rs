@@ -7,7 +7,7 @@ use persist_core::args::{Add, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateCo
 use persist_core::read::Stranded;
 use persist_core::{
     Added, Content, ContentUpdated, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
-    Restored, Result, TenantId, Thread, ThreadId, Updated,
+    Restored, Result, Status, TenantId, Thread, ThreadId, Updated,
 };
 use serde_json::{Map, Value};
 
@@ -58,23 +58,30 @@ fn json_bytes(value: &Value) -> Result<Vec<u8>> {
 }
 
 impl Sealer {
+    /// `content` sealed, whatever it holds: an empty `[]` too, so that a complete message's
+    /// content is never clear in the store and a `[]` put there reads as tampering, not as an
+    /// empty message. (A reservation's placeholder is written by the store, not sealed.)
     fn seal_content(&self, place: &Place<'_>, content: &Content) -> Result<Content> {
-        if content.is_placeholder() {
-            return Ok(content.clone());
-        }
         let text = envelope::seal(&*self.keys, place, content.as_json().as_bytes())?;
         Ok(Content::new(envelope_value(text)))
     }
 
-    /// `metadata` with the value of every sealed key sealed (a `null`, which removes a key in a
-    /// patch, stays as it is).
-    fn seal_metadata(&self, place: Place<'_>, metadata: &Metadata, thread_level: bool) -> Result<Metadata> {
+    /// `metadata` with the value of every sealed key sealed. In a `patch`, a `null` removes its
+    /// key and stays as it is; in whole metadata it is a value like any other, sealed, so that
+    /// a `null` put in the store reads as tampering.
+    fn seal_metadata(
+        &self,
+        place: Place<'_>,
+        metadata: &Metadata,
+        thread_level: bool,
+        patch: bool,
+    ) -> Result<Metadata> {
         if self.metadata_keys.is_empty() || !metadata.as_map().keys().any(|k| self.metadata_keys.contains(k)) {
             return Ok(metadata.clone());
         }
         let mut map = metadata.as_map().clone();
         for (key, value) in map.iter_mut() {
-            if !self.metadata_keys.contains(key) || value.is_null() {
+            if !self.metadata_keys.contains(key) || (patch && value.is_null()) {
                 continue;
             }
             let field = if thread_level { Field::ThreadMetadata(key) } else { Field::Metadata(key) };
@@ -125,13 +132,13 @@ impl Sealer {
     fn seal_add(&self, tenant: Option<&TenantId>, id: &MessageId, add: &mut Add) -> Result<()> {
         let place = Place { tenant, thread: &add.thread_id, message: Some(id), field: Field::Content };
         add.content = self.seal_content(&place, &add.content)?;
-        add.metadata = self.seal_metadata(place, &add.metadata, false)?;
+        add.metadata = self.seal_metadata(place, &add.metadata, false, false)?;
         Ok(())
     }
 
     fn seal_reserve(&self, tenant: Option<&TenantId>, id: &MessageId, reserve: &mut Reserve) -> Result<()> {
         let place = Place { tenant, thread: &reserve.thread_id, message: Some(id), field: Field::Content };
-        reserve.metadata = self.seal_metadata(place, &reserve.metadata, false)?;
+        reserve.metadata = self.seal_metadata(place, &reserve.metadata, false, false)?;
         Ok(())
     }
 
@@ -149,7 +156,7 @@ impl Sealer {
         };
         let place = Place { tenant, thread: &update.thread_id, message: message.as_ref(), field: Field::Content };
         if let Some(patch) = &update.metadata {
-            update.metadata = Some(self.seal_metadata(place, patch, message.is_none())?);
+            update.metadata = Some(self.seal_metadata(place, patch, message.is_none(), true)?);
         }
         if self.titles
             && let Some(Some(title)) = &update.title
@@ -199,7 +206,7 @@ impl Sealer {
     pub(crate) fn seal_message(&self, tenant: Option<&TenantId>, message: &mut Message) -> Result<()> {
         let place = Place { tenant, thread: &message.thread_id, message: Some(&message.id), field: Field::Content };
         let content = self.seal_content(&place, &message.content)?;
-        let metadata = self.seal_metadata(place, &message.metadata, false)?;
+        let metadata = self.seal_metadata(place, &message.metadata, false, false)?;
         (message.content, message.metadata) = (content, metadata);
         Ok(())
     }
@@ -208,7 +215,7 @@ impl Sealer {
     /// are sealed, its title.
     pub(crate) fn seal_thread(&self, tenant: Option<&TenantId>, thread: &mut Thread) -> Result<()> {
         let place = Place { tenant, thread: &thread.id, message: None, field: Field::Title };
-        let metadata = self.seal_metadata(place, &thread.metadata, true)?;
+        let metadata = self.seal_metadata(place, &thread.metadata, true, false)?;
         let title = match &thread.title {
             Some(title) if self.titles => Some(self.seal_title(place, title)?),
             other => other.clone(),
@@ -260,7 +267,7 @@ impl Sealer {
 
     pub(crate) fn open_message(&self, tenant: Option<&TenantId>, mut message: Message) -> Result<Message> {
         let place = Place { tenant, thread: &message.thread_id, message: Some(&message.id), field: Field::Content };
-        if !message.content.is_placeholder() {
+        if !is_open_placeholder(&message) {
             let opened = match sealed_text_in(&message.content.as_json()) {
                 Some(text) => {
                     let plain = envelope::open(&*self.keys, &place, text)?;
@@ -294,8 +301,7 @@ impl Sealer {
                     let plain = envelope::open(&*self.keys, &place, text)?;
                     *value = serde_json::from_slice(&plain).map_err(|_| place.unreadable("is not JSON"))?;
                 }
-                // A `null` holds nothing to seal: it is stored as it is.
-                None if value.is_null() => {}
+                // `null`, `[]`, `{}`, a string…: whatever the shape, a clear value.
                 None => self.clear(&place)?,
             }
         }
@@ -325,7 +331,7 @@ impl Sealer {
     /// The key ids of the sealed values of `message` (content and sealed metadata keys) that are
     /// not `current`, or clear where they should be sealed: what a rotation re-seals.
     pub(crate) fn stale_in_message(&self, message: &Message, current: &KeyId) -> Stale {
-        let content = !message.content.is_placeholder() && stale(sealed_text_in(&message.content.as_json()), current);
+        let content = !is_open_placeholder(message) && stale(sealed_text_in(&message.content.as_json()), current);
         let metadata = self.stale_metadata(&message.metadata, current);
         Stale { content, metadata, title: false }
     }
@@ -341,11 +347,18 @@ impl Sealer {
             .as_map()
             .iter()
             .filter(|(key, value)| {
+                // A clear `null` cannot be re-sealed by a patch (it would remove the key).
                 self.metadata_keys.contains(*key) && !value.is_null() && stale(sealed_text(value), current)
             })
             .map(|(key, _)| key.clone())
             .collect()
     }
+}
+
+/// Whether `message` is a reservation still holding the placeholder `[]` the store wrote: the
+/// one content left clear. A complete message's content is always sealed, `[]` included.
+fn is_open_placeholder(message: &Message) -> bool {
+    message.status == Status::Reserved && message.content.is_placeholder()
 }
 
 /// Whether a value (its envelope text, `None` when clear) is not sealed by `current`.

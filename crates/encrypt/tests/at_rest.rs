@@ -18,6 +18,7 @@ use persist::{
     Timestamp,
 };
 use serde_json::json;
+use sqlx::Connection;
 
 const MARKER: &str = "MARKER-7f3a9c-TOP-SECRET";
 
@@ -230,14 +231,14 @@ async fn the_envelope_leaves_ids_roles_and_clear_keys_readable_and_refuses_filte
     assert_eq!(sealed.get(as_stored).await.unwrap().unwrap(), at_rest);
     let filter = ListThreads::new().with_filter(Metadata::new().with("secret", json!("s")));
     assert!(matches!(sealed.threads(filter).await, Err(PersistError::InvalidInput { field: "filter", .. })));
-    // A null under a sealed key holds nothing to seal, and reads back.
-    let null = Add::new(thread("t"), Role::User, Content::text("n"))
+    // A null under a sealed key is sealed like any value, and reads back; so is empty content.
+    let null = Add::new(thread("t"), Role::User, Content::new(json!([])))
         .with_metadata(Metadata::new().with("secret", json!(null)));
     let null = sealed.add(null).await.unwrap().message;
-    assert_eq!(
-        sealed.get(GetMessage::new(thread("t"), null.id)).await.unwrap().unwrap().metadata.get("secret"),
-        Some(&json!(null))
-    );
+    let at_rest = stored(&raw, Context::new(), &thread("t"), &null).await;
+    assert!(sealed_text(at_rest.metadata.get("secret").unwrap()) && sealed_text(&at_rest.content.to_value()));
+    let read = sealed.get(GetMessage::new(thread("t"), null.id)).await.unwrap().unwrap();
+    assert_eq!((read.metadata.get("secret"), read.content.as_json().as_ref()), (Some(&json!(null)), "[]"));
     // A title that fits clear but not sealed is refused in its own terms.
     let long = Update::thread(thread("t")).with_title(Some("t".repeat(900)));
     match sealed.update(long).await {
@@ -247,6 +248,71 @@ async fn the_envelope_leaves_ids_roles_and_clear_keys_readable_and_refuses_filte
         other => panic!("{other:?}"),
     }
     sealed.update(Update::thread(thread("t")).with_title(Some("t".repeat(600)))).await.unwrap();
+}
+
+fn sealed_text(value: &serde_json::Value) -> bool {
+    value.get("persist:sealed").and_then(|text| text.as_str()).is_some_and(|text| text.starts_with("v1.k1."))
+}
+
+/// Every shape a missing or clear value can take, put in the SQLite file where a sealed value
+/// belongs (a complete message's content, a sealed metadata key, a sealed title), is refused:
+/// never read as an empty message, a `null` or a title. Unless clear values are allowed.
+#[tokio::test]
+async fn a_clear_value_of_any_shape_where_a_sealed_one_belongs_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tampered.db");
+    let store = SqliteBackend::open(&path).await.unwrap();
+    let sealed = support::encrypted(support::ring(), store.clone());
+    let lenient = Pipeline::builder().layer(support::layer(support::ring()).allow_clear_values(true)).build(store);
+    let t = thread("t");
+    let metadata = Metadata::new().with("secret", json!("s"));
+    let message =
+        sealed.add(Add::new(t.clone(), Role::User, Content::text("hi")).with_metadata(metadata)).await.unwrap().message;
+    sealed.update(Update::thread(t.clone()).with_title(Some("a title".to_owned()))).await.unwrap();
+    let mut sql = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let get = || GetMessage::new(t.clone(), message.id.clone());
+    for shape in ["[]", "{}", "null", "\"text\"", "1", "[{\"type\":\"text\",\"text\":\"planted\"}]"] {
+        let original: (String, String) = sqlx::query_as("SELECT content, metadata FROM messages WHERE message_id = ?")
+            .bind(message.id.as_str())
+            .fetch_one(&mut sql)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE messages SET content = ? WHERE message_id = ?")
+            .bind(shape)
+            .bind(message.id.as_str())
+            .execute(&mut sql)
+            .await
+            .unwrap();
+        assert_unreadable(sealed.get(get()).await, &format!("content {shape}"));
+        assert_unreadable(sealed.list(ListMessages::new(t.clone())).await, &format!("a page with content {shape}"));
+        let lenient_read = lenient.get(get()).await.unwrap().unwrap();
+        assert_eq!(lenient_read.content.as_json(), shape, "allowed clear values read as stored");
+        sqlx::query(
+            "UPDATE messages SET content = ?, metadata = json_set(metadata, '$.secret', json(?)) WHERE message_id = ?",
+        )
+        .bind(&original.0)
+        .bind(shape)
+        .bind(message.id.as_str())
+        .execute(&mut sql)
+        .await
+        .unwrap();
+        assert_unreadable(sealed.get(get()).await, &format!("metadata {shape}"));
+        lenient.get(get()).await.unwrap().unwrap();
+        sqlx::query("UPDATE messages SET metadata = ? WHERE message_id = ?")
+            .bind(&original.1)
+            .bind(message.id.as_str())
+            .execute(&mut sql)
+            .await
+            .unwrap();
+        assert_eq!(sealed.get(get()).await.unwrap().unwrap().content.to_text(), "hi", "put back, it opens");
+    }
+    sqlx::query("UPDATE threads SET title = 'planted'").execute(&mut sql).await.unwrap();
+    assert_unreadable(sealed.get_thread(GetThread::new(t.clone())).await, "a clear title");
+    assert_eq!(lenient.get_thread(GetThread::new(t.clone())).await.unwrap().unwrap().title.as_deref(), Some("planted"));
+    // A reservation's placeholder is the one clear content, and reads as such.
+    let slot = sealed.reserve(Reserve::new(t.clone(), Role::Assistant)).await.unwrap().message;
+    let slot = sealed.get(GetMessage::new(t.clone(), slot.id)).await.unwrap().unwrap();
+    assert_eq!((slot.status, slot.content.as_json().as_ref()), (Status::Reserved, "[]"));
 }
 
 #[tokio::test]

@@ -470,28 +470,31 @@ async fn diagnose_message(
     })
 }
 
-/// A content update; an append is joined to the content read, then written as a replacement
-/// expecting the version read: a concurrent change of the message is read again and joined
-/// again (a few times, then a temporary error).
+/// A content update. An append is joined to the content read, in a transaction that first
+/// locks the thread's row as every writer of the thread does: no other write can change the
+/// message between the read and the write, so an append never loses a race (nor fails one:
+/// appends are never retried by `RetryLayer`, a token would be lost).
 async fn update_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
     if !update.append {
         return replace_content(conn, update).await;
     }
-    for _ in 0..RACE_ATTEMPTS {
-        let Some(stored) = find_message(conn, update.context.tenant(), &update.thread_id, &update.message_id).await?
-        else {
-            let refusal =
-                diagnose_message(conn, &update.thread_id, &update.message_id, update.context.tenant(), None).await?;
-            return Err(refusal.unwrap_or_else(raced));
-        };
-        let resolved = update.resolved(&stored)?;
-        match replace_content(conn, &resolved).await {
-            // Another writer changed the message between the read and the write: join again.
-            Err(PersistError::VersionConflict { expected, .. }) if Some(expected) == resolved.expected_version => {}
-            answer => return answer,
-        }
-    }
-    Err(raced())
+    let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the append", e))?;
+    sqlx::query("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE")
+        .bind(tenant_key(update.context.tenant()))
+        .bind(update.thread_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx("locking the thread", e))?;
+    let Some(stored) = find_message(&mut tx, update.context.tenant(), &update.thread_id, &update.message_id).await?
+    else {
+        let refusal = diagnose_message(&mut tx, &update.thread_id, &update.message_id, update.context.tenant(), None);
+        return Err(refusal
+            .await?
+            .unwrap_or_else(|| PersistError::not_found(&update.thread_id, Some(&update.message_id))));
+    };
+    let message = replace_content(&mut tx, &update.resolved(&stored)?).await?;
+    tx.commit().await.map_err(|e| map_sqlx("committing the append", e))?;
+    Ok(message)
 }
 
 async fn replace_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
