@@ -39,9 +39,13 @@ use persist::session::StoredBinding;
 use persist::{Message, TenantId, Thread, ThreadId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
 use crate::error::{CliError, CliResult, note};
+
+/// The longest line `persist import` reads by default: twice the largest content a SQLite
+/// store takes by default (8 MiB), with room for its metadata and JSON escapes.
+pub(crate) const DEFAULT_MAX_LINE_BYTES: u64 = 16 << 20;
 
 /// The format version this build writes and reads.
 pub(crate) const SCHEMA_VERSION: u64 = 1;
@@ -137,6 +141,8 @@ struct Kind {
 pub(crate) struct Reader<R> {
     input: R,
     buffer: Vec<u8>,
+    /// The longest line read, in bytes: what bounds the memory an import takes.
+    max_line_bytes: u64,
     /// The number of the last line read (1-based).
     line: u64,
     /// Lines skipped: unknown kinds and a torn last line.
@@ -173,9 +179,10 @@ impl End {
 }
 
 impl<R: AsyncBufRead + Unpin> Reader<R> {
-    /// A reader of `input`; call `header` first.
-    pub(crate) fn new(input: R) -> Self {
-        Self { input, buffer: Vec::new(), line: 0, skipped: 0, current: None, counts: Counts::default(), end: None }
+    /// A reader of `input` whose lines are at most `max_line_bytes` long; call `header` first.
+    pub(crate) fn new(input: R, max_line_bytes: u64) -> Self {
+        let counts = Counts::default();
+        Self { input, buffer: Vec::new(), max_line_bytes, line: 0, skipped: 0, current: None, counts, end: None }
     }
 
     /// Reads the next line that is not blank: its text (or why it is not text), and whether
@@ -183,8 +190,9 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
     async fn next_line(&mut self) -> CliResult<Option<(Result<String, String>, bool)>> {
         loop {
             self.buffer.clear();
-            let read = self
-                .input
+            // One byte past the limit at most: a longer line is refused, never held whole.
+            let read = (&mut self.input)
+                .take(self.max_line_bytes.saturating_add(1))
                 .read_until(b'\n', &mut self.buffer)
                 .await
                 .map_err(|e| CliError::context("reading the input", &e))?;
@@ -192,6 +200,13 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                 return Ok(None);
             }
             self.line += 1;
+            let content = self.buffer.strip_suffix(b"\n").unwrap_or(&self.buffer);
+            if content.len() as u64 > self.max_line_bytes {
+                return Err(CliError::failed(format!(
+                    "line {} is longer than the limit of {} bytes (raise it with --max-line-bytes)",
+                    self.line, self.max_line_bytes
+                )));
+            }
             let unterminated = self.buffer.last() != Some(&b'\n');
             let text = match std::str::from_utf8(&self.buffer) {
                 Ok(text) if text.trim().is_empty() => continue,
@@ -333,7 +348,7 @@ mod tests {
     use super::*;
 
     async fn read_all(input: &str) -> CliResult<(Vec<Item>, u64)> {
-        let mut reader = Reader::new(input.as_bytes());
+        let mut reader = Reader::new(input.as_bytes(), DEFAULT_MAX_LINE_BYTES);
         reader.header().await?;
         let mut items = Vec::new();
         while let Some(item) = reader.next_item().await? {
@@ -370,6 +385,23 @@ mod tests {
         assert_eq!((items.len(), skipped), (1, 1));
         let error = block_on(read_all(&format!("{HEADER}\n{THREAD}\n{torn}\n{MESSAGE}\n"))).unwrap_err();
         assert!(error.to_string().starts_with("line 3:"), "{error}");
+    }
+
+    #[test]
+    fn a_line_over_the_limit_is_refused_without_reading_it_whole() {
+        // An endless line (`/dev/zero`): refused once the limit is passed, its number named.
+        let endless = tokio::io::BufReader::new(tokio::io::repeat(0));
+        let mut reader = Reader::new(endless, 1000);
+        let error = block_on(reader.header()).unwrap_err();
+        assert_eq!(error.to_string(), "line 1 is longer than the limit of 1000 bytes (raise it with --max-line-bytes)");
+        assert!(reader.buffer.len() <= 1001, "held {} bytes", reader.buffer.len());
+        // A line of exactly the limit is read; the next, one byte longer, is refused.
+        let limit = HEADER.len() as u64;
+        let input = format!("{HEADER}\n{THREAD}\n");
+        let mut reader = Reader::new(input.as_bytes(), limit);
+        block_on(reader.header()).unwrap();
+        let error = block_on(reader.next_item()).unwrap_err();
+        assert!(error.to_string().starts_with("line 2 is longer than the limit"), "{error}");
     }
 
     #[test]

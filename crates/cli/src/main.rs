@@ -109,6 +109,10 @@ enum Command {
         /// The export to read; - reads stdin.
         #[arg(value_name = "FILE")]
         input: String,
+        /// The longest line read, in bytes (a longer one is refused, naming its number): what
+        /// bounds the memory an import takes.
+        #[arg(long, value_name = "BYTES", default_value_t = jsonl::DEFAULT_MAX_LINE_BYTES)]
+        max_line_bytes: u64,
     },
     /// Copy every thread of every tenant (or of --tenant) to another store, then verify it.
     ///
@@ -242,9 +246,9 @@ async fn run(cli: Cli) -> CliResult {
             with_store(url, Mode::Existing, async |store| commands::transfer::export(store, &scope, options).await)
                 .await
         }
-        Command::Import { input } => {
+        Command::Import { input, max_line_bytes } => {
             refuse_all_tenants("import")?;
-            commands::transfer::import(url, &scope, &input, json).await
+            commands::transfer::import(url, &scope, &input, max_line_bytes, json).await
         }
         Command::Copy { to } => {
             // Every tenant, unless --tenant names one.

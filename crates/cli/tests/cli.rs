@@ -465,6 +465,12 @@ fn failures_are_one_line_errors() {
     let (stderr, _) = fails(&["--url", store, "import", path_str(&future)]);
     assert!(stderr.contains("unsupported schema_version 2 (this persist reads 1)"), "{stderr}");
 
+    // An endless line: refused at the limit, with its number, memory bounded by the limit.
+    let (stderr, code) = fails(&["--url", store, "import", "/dev/zero", "--max-line-bytes", "100000"]);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("line 1 is longer than the limit of 100000 bytes"), "{stderr}");
+    assert_eq!(code, 1);
+
     let not_export = dir.path().join("other.jsonl");
     std::fs::write(&not_export, "{\"hello\":1}\n").unwrap();
     fails(&["--url", store, "import", path_str(&not_export)]);

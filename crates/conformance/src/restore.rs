@@ -200,6 +200,37 @@ pub async fn check_restore_refuses_conflicts_and_writes_nothing<F: Factory>(fact
         (Restore::new(Thread { last_seq: u64::MAX, ..thread.clone() }, vec![]), "last_seq"),
         (Restore::new(thread.clone(), vec![Message { version: 1 << 60, ..fresh.clone() }]), "version"),
         (Restore::new(Thread { version: u64::MAX, ..thread.clone() }, vec![]), "version"),
+        // Times a store could not have written: year 294247, before 1970, changed before made.
+        (Restore::new(Thread { updated_at: Timestamp::from_micros(i64::MAX), ..thread.clone() }, vec![]), "updated_at"),
+        (Restore::new(Thread { created_at: Timestamp::from_micros(-1), ..thread.clone() }, vec![]), "created_at"),
+        (
+            Restore::new(
+                Thread { updated_at: Timestamp::from_micros(thread.created_at.as_micros() - 1), ..thread.clone() },
+                vec![],
+            ),
+            "updated_at",
+        ),
+        (
+            Restore::new(
+                thread.clone(),
+                vec![Message { updated_at: Timestamp::from_micros(i64::MAX), ..fresh.clone() }],
+            ),
+            "updated_at",
+        ),
+        (
+            Restore::new(
+                thread.clone(),
+                vec![Message { created_at: Timestamp::from_micros(i64::MIN), ..fresh.clone() }],
+            ),
+            "created_at",
+        ),
+        (
+            Restore::new(
+                thread.clone(),
+                vec![Message { created_at: Timestamp::from_micros(fresh.updated_at.as_micros() + 1), ..fresh.clone() }],
+            ),
+            "updated_at",
+        ),
     ];
     for (restore, field) in invalid {
         assert_err!(write(b, restore).await, PersistError::InvalidInput { field: got, .. } if got == field);

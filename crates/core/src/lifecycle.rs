@@ -421,7 +421,8 @@ impl Pipeline {
         let page = self.threads(listing).await?;
         let mut report = PruneReport { threads: page.items.len(), ..PruneReport::default() };
         for thread in &page.items {
-            let context = || maintenance.renewed().for_tenant(thread.tenant.clone());
+            let base = maintenance.clone().for_tenant(thread.tenant.clone());
+            let context = || base.renewed();
             if cutoff.is_some_and(|cutoff| thread.updated_at < cutoff) {
                 if prune.dry_run {
                     report.deleted_threads.push((thread.tenant.clone(), thread.id.clone()));
@@ -444,7 +445,7 @@ impl Pipeline {
                 continue;
             }
             if let Some(keep) = prune.keep_latest.filter(|&keep| thread.message_count > u64::from(keep)) {
-                self.keep_latest(thread, keep, prune.dry_run, &context, &mut report).await?;
+                self.keep_latest(thread, keep, prune.dry_run, &base, &mut report).await?;
             }
         }
         report.done = !page.has_more;
@@ -458,9 +459,12 @@ impl Pipeline {
         thread: &Thread,
         keep: u32,
         dry_run: bool,
-        context: &dyn Fn() -> Context,
+        base: &Context,
         report: &mut PruneReport,
     ) -> Result<()> {
+        // A context a call, each with a request id of its own (a plain `&Context`, not a
+        // closure: the future stays `Send`).
+        let context = || base.renewed();
         // The oldest seq kept: the `keep`-th newest message's (none kept: past every message).
         let mut oldest_kept = thread.last_seq.saturating_add(1);
         if keep > 0 {

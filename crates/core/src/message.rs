@@ -641,6 +641,12 @@ impl Timestamp {
         self.0
     }
 
+    /// This timestamp moved forward by `span` (saturating).
+    pub fn saturating_add(self, span: Duration) -> Self {
+        let micros = i64::try_from(span.as_micros()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(micros))
+    }
+
     /// This timestamp moved back by `age` (saturating), e.g. "older than ten minutes".
     pub fn saturating_sub(self, age: Duration) -> Self {
         let micros = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);

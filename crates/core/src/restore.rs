@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::args::{Context, MAX_TITLE_BYTES, context_setter, nul};
 use crate::error::{PersistError, Result};
 use crate::id::{MessageId, ThreadId};
-use crate::message::{Message, Thread};
+use crate::message::{Message, Thread, Timestamp};
 use crate::session::{StoredBinding, check_work_dir};
 
 /// The most messages one [`Restore`] carries; a longer thread is restored in several requests.
@@ -17,6 +17,31 @@ pub const MAX_RESTORE_MESSAGES: usize = 1000;
 /// holds exactly, far below what a store's 64-bit columns hold (so later writes can still count
 /// up from it).
 pub const MAX_RESTORED_COUNTER: u64 = 1 << 53;
+
+/// How far past this machine's clock a restored time may be: another machine's clock may run
+/// ahead, not by years. A time further ahead would sort its thread first in every listing and
+/// keep it from ever being idle for retention.
+pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Refuses a pair of times a store could not have written: before 1970, more than
+/// [`MAX_CLOCK_SKEW`] past `latest`'s now, or changed before it was created.
+fn check_times(what: &str, created_at: Timestamp, updated_at: Timestamp, latest: Timestamp) -> Result<()> {
+    for (field, time) in [("created_at", created_at), ("updated_at", updated_at)] {
+        if time.as_micros() < 0 || time > latest {
+            return Err(PersistError::invalid(
+                field,
+                format!(
+                    "{what} has {field} {} µs since 1970: a time is after 1970 and at most a day past now",
+                    time.as_micros()
+                ),
+            ));
+        }
+    }
+    if updated_at < created_at {
+        return Err(PersistError::invalid("updated_at", format!("{what} was updated before it was created")));
+    }
+    Ok(())
+}
 
 /// Writes a thread and its messages exactly as another store held them: message ids, seqs,
 /// versions, status, idempotency keys, metadata and times, and the thread's title, metadata,
@@ -114,7 +139,9 @@ impl Restore {
     /// `last_seq`, ids or idempotency keys twice, a version 0 or a counter over
     /// [`MAX_RESTORED_COUNTER`], values too deep or holding
     /// U+0000, a title too long, more than [`MAX_RESTORE_MESSAGES`], a binding of another
-    /// thread, two for one agent, or one whose working directory a bind would refuse.
+    /// thread, two for one agent, or one whose working directory a bind would refuse; a time
+    /// (`created_at`, `updated_at` of the thread, a message, a binding) before 1970 or more than
+    /// [`MAX_CLOCK_SKEW`] past now, or an `updated_at` before its `created_at`.
     ///
     /// # Errors
     ///
@@ -133,6 +160,8 @@ impl Restore {
         if thread.last_seq > MAX_RESTORED_COUNTER {
             return Err(PersistError::invalid("last_seq", "is over 2^53"));
         }
+        let latest = Timestamp::now().saturating_add(MAX_CLOCK_SKEW);
+        check_times(&format!("thread {}", thread.id), thread.created_at, thread.updated_at, latest)?;
         if let Some(title) = &thread.title {
             if title.len() > MAX_TITLE_BYTES {
                 return Err(PersistError::invalid(
@@ -177,6 +206,7 @@ impl Restore {
             if message.version == 0 || message.version > MAX_RESTORED_COUNTER {
                 return Err(PersistError::invalid("version", "a message's version is 1 to 2^53"));
             }
+            check_times(&format!("message {}", message.id), message.created_at, message.updated_at, latest)?;
             if !ids.insert(&message.id) {
                 return Err(PersistError::invalid("messages", format!("message {} appears twice", message.id)));
             }
@@ -207,6 +237,8 @@ impl Restore {
                 return Err(PersistError::invalid("bindings", format!("agent {} has two bindings", binding.agent_id)));
             }
             check_work_dir(binding.work_dir.as_deref())?;
+            let what = format!("the binding of agent {}", binding.agent_id);
+            check_times(&what, binding.created_at, binding.updated_at, latest)?;
         }
         Ok(())
     }

@@ -225,14 +225,14 @@ type Input = Box<dyn AsyncBufRead + Unpin + Send>;
 /// (created if missing, once the input's header was read), in requests of at most
 /// `MAX_RESTORE_MESSAGES` messages. Idempotent: what the store holds already is counted as
 /// present, not written again, so an interrupted import is finished by running it again.
-pub(crate) async fn import(url: &str, scope: &Scope, input: &str, json: bool) -> CliResult {
+pub(crate) async fn import(url: &str, scope: &Scope, input: &str, max_line_bytes: u64, json: bool) -> CliResult {
     let source: Input = if input == "-" {
         Box::new(BufReader::new(tokio::io::stdin()))
     } else {
         let file = tokio::fs::File::open(input).await.map_err(|e| CliError::context(format!("reading {input}"), &e))?;
         Box::new(BufReader::new(file))
     };
-    let mut reader = Reader::new(source);
+    let mut reader = Reader::new(source, max_line_bytes);
     reader.header().await?;
     let store = Store::open(url, Mode::CreateIfMissing).await?;
     let result = restore_all(&store, scope, &mut reader, json).await;
