@@ -113,7 +113,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 #[derive(Debug, Clone)]
 pub struct PostgresBackendBuilder {
     url: String,
-    schema: String,
+    /// Set by [`schema`](Self::schema); the URL's `schema=` otherwise, then `public`.
+    schema: Option<String>,
     max_connections: u32,
     min_connections: u32,
     acquire_timeout: Duration,
@@ -124,10 +125,11 @@ pub struct PostgresBackendBuilder {
 }
 
 impl PostgresBackendBuilder {
-    /// The schema holding persist's tables (default `public`), created if missing. One database
-    /// can host several independent stores in different schemas.
+    /// The schema holding persist's tables, created if missing (default: the URL's `schema=`,
+    /// else `public`). One database can host several independent stores in different schemas.
+    /// A URL naming another schema is refused when connecting.
     pub fn schema(mut self, schema: impl Into<String>) -> Self {
-        self.schema = schema.into();
+        self.schema = Some(schema.into());
         self
     }
 
@@ -202,11 +204,22 @@ impl PostgresBackendBuilder {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a malformed URL or schema name; `Temporary` when the server cannot be
-    /// reached; `Unsupported` when the schema was written by a newer version of this crate.
-    pub async fn connect(self) -> Result<PostgresBackend> {
-        validate_schema(&self.schema)?;
-        let options = PgConnectOptions::from_str(&self.url)
+    /// `InvalidInput` for a malformed URL, a parameter it does not know, or a bad schema name
+    /// (or one other than the URL's `schema=`); `Temporary` when the server cannot be reached;
+    /// `Unsupported` when the schema was written by a newer version of this crate.
+    pub async fn connect(mut self) -> Result<PostgresBackend> {
+        let (url, named) = split_schema(&self.url)?;
+        let schema = match (self.schema.take(), named) {
+            (Some(set), Some(named)) if set != named => {
+                return Err(PersistError::invalid(
+                    "schema",
+                    format!("the builder names schema {set:?} and the URL schema={named:?}: one store, one name"),
+                ));
+            }
+            (set, named) => set.or(named).unwrap_or_else(|| "public".to_owned()),
+        };
+        validate_schema(&schema)?;
+        let options = PgConnectOptions::from_str(&url)
             .map_err(|e| PersistError::invalid("url", e.to_string()))?
             // Each execution is planned with its own values (a custom plan). A plan cached per
             // connection (generic) would halve the server's time per add (≈ 0.2 ms to plan,
@@ -217,7 +230,7 @@ impl PostgresBackendBuilder {
             // add scanned its whole thread and slowed as threads grew (≈ 1 000/s to ≈ 300/s
             // over 15 000 adds) until the next ANALYZE.
             .options([
-                ("search_path", self.schema.clone()),
+                ("search_path", schema.clone()),
                 ("plan_cache_mode", "force_custom_plan".to_owned()),
                 ("lock_timeout", millis(self.lock_timeout)),
                 ("statement_timeout", millis(self.statement_timeout)),
@@ -235,7 +248,7 @@ impl PostgresBackendBuilder {
         };
         let pool = Pool::new(options, self.max_connections, self.min_connections, self.acquire_timeout, drain_timeout);
         let mut conn = pool.acquire().await?;
-        let prepared = prepare_schema(&mut conn, &self.schema).await;
+        let prepared = prepare_schema(&mut conn, &schema).await;
         conn.release(&prepared);
         prepared?;
         let mut conn = pool.acquire().await?;
@@ -247,15 +260,62 @@ impl PostgresBackendBuilder {
         conn.release(&enabled);
         enabled?;
         pool.fill().await?;
-        let feed = self.feed.map(|retention| feed::Feed::start(&pool, &self.schema, retention));
+        let feed = self.feed.map(|retention| feed::Feed::start(&pool, &schema, retention));
         Ok(PostgresBackend {
             pool,
-            schema: self.schema,
+            schema,
             inserts: Arc::new(Inserts::new(self.max_insert_groups)),
             updates: Arc::new(Inserts::new(self.max_insert_groups)),
             feed,
         })
     }
+}
+
+/// The parameters a URL's query string may hold besides `schema=`: those the driver reads.
+const URL_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "application_name",
+    "options",
+];
+
+/// Splits `schema=NAME` off a URL's query string; refuses a parameter nobody reads (the
+/// driver would ignore it: a typo would silently connect somewhere else than meant).
+fn split_schema(url: &str) -> Result<(String, Option<String>)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut schema = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+        match pair.strip_prefix("schema=") {
+            Some(name) => schema = Some(name.to_owned()),
+            None if URL_PARAMETERS.contains(&key) => kept.push(pair),
+            None => {
+                return Err(PersistError::invalid(
+                    "url",
+                    format!("unknown parameter {key:?} (known: schema, {})", URL_PARAMETERS.join(", ")),
+                ));
+            }
+        }
+    }
+    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((url, schema))
 }
 
 /// Creates the schema if it is missing and applies the migrations it lacks.
@@ -324,7 +384,7 @@ impl PostgresBackend {
     pub fn builder(url: impl Into<String>) -> PostgresBackendBuilder {
         PostgresBackendBuilder {
             url: url.into(),
-            schema: "public".to_owned(),
+            schema: None,
             max_connections: 10,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(5),
@@ -335,7 +395,7 @@ impl PostgresBackend {
         }
     }
 
-    /// Connects to `url` with default settings (schema `public`).
+    /// Connects to `url` with default settings (the schema its `schema=` names, else `public`).
     ///
     /// # Errors
     ///
@@ -480,6 +540,21 @@ impl Backend for PostgresBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_url_names_the_schema_and_unknown_parameters_are_refused() {
+        let split = |url: &str| split_schema(url).unwrap();
+        assert_eq!(split("postgres://h/db"), ("postgres://h/db".to_owned(), None));
+        assert_eq!(split("postgres://h/db?schema=chat"), ("postgres://h/db".to_owned(), Some("chat".to_owned())));
+        assert_eq!(
+            split("postgres://h/db?sslmode=disable&schema=chat&application_name=a"),
+            ("postgres://h/db?sslmode=disable&application_name=a".to_owned(), Some("chat".to_owned()))
+        );
+        for bad in ["postgres://h/db?shcema=chat", "postgres://h/db?schema=chat&timeout=5"] {
+            let error = split_schema(bad).unwrap_err();
+            assert!(matches!(&error, PersistError::InvalidInput { field: "url", .. }), "{bad}: {error:?}");
+        }
+    }
 
     #[test]
     fn schema_names_are_checked() {

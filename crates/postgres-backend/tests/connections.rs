@@ -130,3 +130,32 @@ async fn cancelled_writes_never_exceed_the_pools_server_connections() {
     backend.close().await;
     support::drop_schema(&schema).await;
 }
+
+/// `schema=` in the URL names the schema, as it does for the CLI: the tables are created there,
+/// not in `public`; a builder naming another schema, or a parameter nobody reads, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_url_names_the_schema() {
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let url = format!("{}?schema={schema}", support::url());
+    let store = PostgresBackend::connect(url.clone()).await.unwrap();
+    assert_eq!(store.schema(), schema);
+    let thread = ThreadId::new("in-its-schema").unwrap();
+    store.apply(add(&thread, "hello")).await.unwrap();
+    store.close().await;
+    let mut admin = support::admin().await.unwrap();
+    let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM \"{schema}\".messages")))
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "the message is in the URL's schema");
+    let same = PostgresBackend::builder(url.clone()).schema(schema.clone()).connect().await.unwrap();
+    same.close().await;
+    let other = PostgresBackend::builder(url.clone()).schema("elsewhere").connect().await;
+    assert!(matches!(other, Err(PersistError::InvalidInput { field: "schema", .. })), "{other:?}");
+    let typo = PostgresBackend::connect(format!("{}?shcema={schema}", support::url())).await;
+    assert!(matches!(typo, Err(PersistError::InvalidInput { field: "url", .. })), "{typo:?}");
+    support::drop_schema(&schema).await;
+}
