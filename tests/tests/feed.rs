@@ -225,3 +225,32 @@ async fn a_stalled_subscriber_holds_up_no_writer_on_sqlite() {
     a_stalled_subscriber_holds_up_no_writer(Pipeline::new(backend.clone())).await;
     backend.close().await;
 }
+
+/// A route sends `scratch:` threads to a second store: a subscription to one of them follows
+/// the route like every read, and wakes on that store's writes (it used to wait on the default
+/// store's wake-ups, forever), from a handle of its own and from another one on the same file.
+#[tokio::test]
+async fn a_subscription_to_a_routed_thread_wakes_on_its_store() {
+    use persist::layer::route::{self, RouteLayer};
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = SqliteBackend::open(dir.path().join("scratch.db")).await.unwrap();
+    for other_store in [Pipeline::new(MemoryBackend::new()), Pipeline::new(scratch.clone())] {
+        let route = RouteLayer::builder()
+            .route("scratch", route::thread_prefix("scratch:"), other_store.clone())
+            .build()
+            .unwrap();
+        let pipeline = Pipeline::builder().layer(route).build(MemoryBackend::new());
+        let thread = ThreadId::new("scratch:1").unwrap();
+        let head = pipeline.read_feed(ReadFeed::thread(thread.clone())).await.unwrap().head;
+        let mut subscription = pipeline.subscribe(ReadFeed::thread(thread.clone()).after(head)).await.unwrap();
+        for (n, writer) in [&pipeline, &other_store, &pipeline].into_iter().enumerate() {
+            let add = Add::new(thread.clone(), Role::User, Content::text(format!("note {n}")));
+            let id = writer.add(add).await.unwrap().message.id;
+            let event = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+                .await
+                .expect("the subscription wakes on the routed store's write")
+                .unwrap();
+            assert_eq!((event.thread_id.as_str(), event.message_id.as_ref()), ("scratch:1", Some(&id)));
+        }
+    }
+}

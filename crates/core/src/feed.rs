@@ -337,7 +337,7 @@ impl ReadFeed {
     pub fn page(&self, mut fetched: Vec<FeedEvent>, head: u64) -> FeedPage {
         let has_more = fetched.len() > self.limit as usize;
         fetched.truncate(self.limit as usize);
-        FeedPage { events: fetched, head, has_more, tenant: self.tenant_read().cloned() }
+        FeedPage { events: fetched, head, has_more, tenant: self.tenant_read().cloned(), wake: Wake::default() }
     }
 }
 
@@ -355,9 +355,45 @@ pub struct FeedPage {
     /// The tenant whose events were read, as the backend saw the request (after any layer
     /// that sets the tenant); `None` across tenants.
     pub tenant: Option<TenantId>,
+    /// Where the store that answered announces its new events: set by the [`Terminal`] that
+    /// read them, so a subscription waits on the store a route sent its reads to.
+    ///
+    /// [`Terminal`]: crate::Terminal
+    #[serde(skip)]
+    wake: Wake,
 }
 
+/// The wake-ups of the store that answered a feed read (see [`FeedPage::wake_hub`]): where to
+/// wait, not a part of the answer, so pages compare equal whichever hub they carry.
+#[derive(Debug, Clone, Default)]
+struct Wake(Option<FeedHub>);
+
+impl PartialEq for Wake {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Wake {}
+
 impl FeedPage {
+    /// The wake-ups of the store that answered (its [`Backend::feed_hub`]), when the page came
+    /// through a [`Terminal`](crate::Terminal).
+    ///
+    /// [`Backend::feed_hub`]: crate::Backend::feed_hub
+    pub fn wake_hub(&self) -> Option<&FeedHub> {
+        self.wake.0.as_ref()
+    }
+
+    /// This page, announced by `hub` unless a store below already named its own (the
+    /// innermost terminal, which read the events, knows where they are announced).
+    pub fn with_wake_hub(mut self, hub: Option<FeedHub>) -> Self {
+        if self.wake.0.is_none() {
+            self.wake.0 = hub;
+        }
+        self
+    }
+
     /// The position to read after next: the last event's, else the one read after.
     pub fn last_position(&self, after: u64) -> u64 {
         self.events.last().map_or(after, |event| event.position)

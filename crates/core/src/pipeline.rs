@@ -438,7 +438,8 @@ impl Pipeline {
     ///
     /// Every read goes through the layers as a [`ReadFeed`] with the query's context (a layer
     /// that scopes tenants scopes subscriptions too). Between reads the subscription waits for
-    /// the backend's wake-up of its scope ([`Backend::feed_hub`]): writes of other threads do
+    /// the wake-up of its scope ([`Backend::feed_hub`]) from the store that answered its first
+    /// read (the one a route sends its reads to): writes of other threads do
     /// not wake a thread's subscriber, and a slow subscriber reads at its own pace from the
     /// stored feed, never holding up writers or other subscribers. To follow from now on,
     /// subscribe after the [`head`](FeedPage::head) of a read.
@@ -448,10 +449,11 @@ impl Pipeline {
     /// What the first read answers (`FeedGap` for a position the feed no longer holds, a
     /// layer's refusal), and `Unsupported` when the backend keeps no feed.
     pub async fn subscribe(&self, query: ReadFeed) -> Result<Subscription> {
-        let Some(hub) = self.hub.clone() else {
+        let first = self.read_feed(query.clone()).await?;
+        // The store that answered (a route may have sent the read elsewhere) wakes it.
+        let Some(hub) = first.wake_hub().cloned().or_else(|| self.hub.clone()) else {
             return Err(PersistError::Unsupported { what: "a change feed on this backend".into() });
         };
-        let first = self.read_feed(query.clone()).await?;
         Ok(Subscription::new(self.clone(), query, &hub, first))
     }
 

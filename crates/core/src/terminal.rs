@@ -165,7 +165,11 @@ fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, 
                 backend.ping().await?;
                 PersistResult::Pong
             }
-            PersistArgs::ReadFeed(query) => PersistResult::Feed(backend.read_feed(query).await?),
+            // The page names where its store announces new events: a subscription whose reads a
+            // route sent to another store waits on that store.
+            PersistArgs::ReadFeed(query) => {
+                PersistResult::Feed(backend.read_feed(query).await?.with_wake_hub(backend.feed_hub()))
+            }
             write => return backend.apply(write).await,
         })
     })
