@@ -645,6 +645,11 @@ impl Delete {
     }
 
     /// With [`purge`](Self::purge): whether the tombstone goes too, freeing the id.
+    ///
+    /// The change feed forgets the id too (ids often carry personal data: an email, a phone
+    /// number): every event of the thread is erased in the purge's transaction but its newest
+    /// delete, which stays until retention removes it so that followers (a UI, an indexer, a
+    /// mirror) learn that the thread is gone and erase their own copies.
     pub fn freeing_id(mut self, free: bool) -> Self {
         self.free_id = free;
         self

@@ -458,8 +458,9 @@ impl FeedRetention {
 /// thread's read costs its own events, however many other threads' came between.
 #[derive(Debug, Default)]
 pub struct MemoryFeed {
-    /// Every event kept, with its time: positions `trimmed + 1 ..= head`, one after another.
-    events: VecDeque<(Change, Timestamp)>,
+    /// Every event kept, with its time: positions `trimmed + 1 ..= head`, one after another;
+    /// `None` where an event was erased (see [`erase_thread`](Self::erase_thread)).
+    events: VecDeque<(Option<Change>, Timestamp)>,
     /// Each thread's positions among `events`, oldest first (some may be trimmed already).
     threads: HashMap<(Option<TenantId>, ThreadId), VecDeque<u64>>,
     head: u64,
@@ -479,33 +480,62 @@ impl MemoryFeed {
         self.head += 1;
         let key = (change.tenant.clone(), change.thread_id.clone());
         self.threads.entry(key).or_default().push_back(self.head);
-        self.events.push_back((change, at));
+        self.events.push_back((Some(change), at));
         let cutoff = self.retention.count_cutoff(self.head);
         let age = self.retention.age_cutoff(at);
         // The oldest kept is at `trimmed + 1`; the newest event is never removed.
         while self.trimmed + 1 < self.head
-            && let Some((first, first_at)) = self.events.front()
+            && let Some((_, first_at)) = self.events.front()
             && (self.trimmed < cutoff || age.is_some_and(|age| *first_at < age))
         {
-            let key = (first.tenant.clone(), first.thread_id.clone());
-            if let Some(positions) = self.threads.get_mut(&key) {
-                positions.pop_front();
-                if positions.is_empty() {
-                    self.threads.remove(&key);
+            if let Some((Some(first), _)) = self.events.pop_front() {
+                let key = (first.tenant, first.thread_id);
+                if let Some(positions) = self.threads.get_mut(&key) {
+                    positions.pop_front();
+                    if positions.is_empty() {
+                        self.threads.remove(&key);
+                    }
                 }
             }
-            self.events.pop_front();
             self.trimmed += 1;
         }
         self.head
     }
 
+    /// Erases the events of a thread whose id a purge freed (ids may carry personal data), all
+    /// but its newest thread delete: a follower still learns that the thread is gone. Positions
+    /// stay as they were; readers skip the erased ones.
+    pub fn erase_thread(&mut self, tenant: Option<&TenantId>, thread_id: &ThreadId) {
+        let key = (tenant.cloned(), thread_id.clone());
+        let Some(positions) = self.threads.remove(&key) else {
+            return;
+        };
+        let is_delete = |change: &Change| change.removed == Some(Removed::Thread);
+        let kept = positions.iter().rev().copied().find(|&p| self.change(p).is_some_and(is_delete));
+        for &position in positions.iter().filter(|&&p| Some(p) != kept) {
+            if let Some(index) = self.index(position) {
+                self.events[index].0 = None;
+            }
+        }
+        if let Some(kept) = kept {
+            self.threads.insert(key, VecDeque::from([kept]));
+        }
+    }
+
+    /// The index of `position` among the kept events.
+    fn index(&self, position: u64) -> Option<usize> {
+        usize::try_from(position.checked_sub(self.trimmed + 1)?).ok().filter(|&index| index < self.events.len())
+    }
+
+    fn change(&self, position: u64) -> Option<&Change> {
+        self.events.get(self.index(position)?)?.0.as_ref()
+    }
+
     /// The event at `position`, while it is kept.
     pub fn event(&self, position: u64) -> Option<FeedEvent> {
         // Kept events are contiguous, and their positions are not stored: a position is its index.
-        let index = usize::try_from(position.checked_sub(self.trimmed + 1)?).ok()?;
-        let (change, at) = self.events.get(index)?;
-        Some(change.clone().at(position, *at))
+        let (change, at) = self.events.get(self.index(position)?)?;
+        Some(change.clone()?.at(position, *at))
     }
 
     /// The newest position.
@@ -533,9 +563,10 @@ impl MemoryFeed {
             (first..)
                 .zip(&self.events)
                 .skip(start)
-                .filter(|(_, (change, _))| query.covers_change(change.tenant.as_ref(), &change.thread_id))
+                .filter_map(|(position, (change, at))| change.as_ref().map(|change| (position, change, at)))
+                .filter(|(_, change, _)| query.covers_change(change.tenant.as_ref(), &change.thread_id))
                 .take(take)
-                .map(|(position, (change, at))| change.clone().at(position, *at))
+                .map(|(position, change, at)| change.clone().at(position, *at))
                 .collect()
         };
         Ok(query.page(fetched, self.head))

@@ -211,9 +211,6 @@ impl MemoryBackend {
         let (Ok(_), Some(feed)) = (&result, state.feed.as_mut()) else {
             return result;
         };
-        if changes.is_empty() {
-            return result;
-        }
         let watched = self.hub.is_watched();
         let mut recorded = Vec::new();
         for change in changes {
@@ -222,6 +219,13 @@ impl MemoryBackend {
                 // The newest event is always kept: it is there to publish.
                 recorded.extend(feed.event(position));
             }
+        }
+        if let PersistArgs::Delete(delete) = &args
+            && delete.free_id
+            && delete.target == Target::Thread
+        {
+            // A freed id leaves the feed too, but for its delete.
+            feed.erase_thread(delete.context.tenant(), &delete.thread_id);
         }
         // Published once the write is visible (the lock released), as a wake-up only.
         drop(state);

@@ -825,6 +825,21 @@ async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant: &str) -> R
         .execute(&mut *tx)
         .await
         .map_err(sql("marking the thread deleted"))?;
+    if delete.free_id {
+        // A freed id leaves the feed too (ids may carry personal data), all but the thread's
+        // newest delete, which tells followers the thread is gone.
+        sqlx::query(
+            "DELETE FROM persist_feed WHERE tenant = $2 AND thread_id = $1 \
+               AND id IS DISTINCT FROM (SELECT max(id) FROM persist_feed \
+                                         WHERE tenant = $2 AND thread_id = $1 AND message_id IS NULL \
+                                           AND removed = 'thread')",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("erasing the thread's feed"))?;
+    }
     Ok(())
 }
 

@@ -1035,6 +1035,19 @@ async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, tenant: &str
               WHERE tenant = ?3 AND thread_id = ?1"
         }
     };
+    // A freed id leaves the feed too (ids may carry personal data), all but the thread's
+    // newest delete, which tells followers the thread is gone: its chain, from the newest event
+    // the thread's row names, is erased.
+    let chain: Option<i64> = match delete.free_id {
+        true => sqlx::query_scalar("SELECT feed_last FROM threads WHERE tenant = ?2 AND thread_id = ?1")
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sql("reading the thread's feed"))?
+            .flatten(),
+        false => None,
+    };
     sqlx::query(tombstone)
         .bind(delete.thread_id.as_str())
         .bind(now)
@@ -1042,6 +1055,33 @@ async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, tenant: &str
         .execute(&mut *conn)
         .await
         .map_err(sql("marking the thread deleted"))?;
+    if let Some(newest) = chain {
+        sqlx::query(
+            "WITH RECURSIVE kept(position) AS ( \
+                 SELECT max(position) FROM persist_feed \
+                  WHERE tenant = ?2 AND thread_id = ?1 AND message_id IS NULL AND removed = 'thread'), \
+             chain(position) AS ( \
+                 SELECT ?3 UNION SELECT f.prev FROM persist_feed f JOIN chain c ON f.position = c.position \
+                  WHERE f.prev IS NOT NULL) \
+             DELETE FROM persist_feed \
+              WHERE position IN (SELECT position FROM chain) AND position IS NOT (SELECT position FROM kept)",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .bind(newest)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("erasing the thread's feed"))?;
+        sqlx::query(
+            "UPDATE persist_feed SET prev = NULL WHERE position = (SELECT max(position) FROM persist_feed \
+              WHERE tenant = ?2 AND thread_id = ?1 AND message_id IS NULL AND removed = 'thread')",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("erasing the thread's feed"))?;
+    }
     Ok(())
 }
 
