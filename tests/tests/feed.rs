@@ -254,3 +254,42 @@ async fn a_subscription_to_a_routed_thread_wakes_on_its_store() {
         }
     }
 }
+
+/// A handle opened with `feed(None)` turns the file's feed off for every handle: never
+/// silently. A read through a handle that keeps a feed says so, and once a handle turns it on
+/// again, a reader resuming from before gets a gap (the writes made meanwhile have no events).
+#[tokio::test]
+async fn a_feed_turned_off_by_another_handle_is_never_silent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let thread = ThreadId::new("watched").unwrap();
+    let add = |text: &str| PersistArgs::from(Add::new(thread.clone(), Role::User, Content::text(text)));
+    let keeping = SqliteBackend::open(&path).await.unwrap();
+    keeping.apply(add("before")).await.unwrap();
+    let seen = keeping.read_feed(ReadFeed::thread(thread.clone())).await.unwrap().head;
+    let off = SqliteBackend::builder(&path).feed(None).open().await.unwrap();
+    for text in ["unrecorded 1", "unrecorded 2"] {
+        keeping.apply(add(text)).await.unwrap();
+        off.apply(add(text)).await.unwrap();
+    }
+    match keeping.read_feed(ReadFeed::thread(thread.clone()).after(seen)).await {
+        Err(PersistError::Unsupported { what }) => assert!(what.contains("turned off by a handle"), "{what}"),
+        other => panic!("a read while another handle keeps the feed off: {other:?}"),
+    }
+    let on_again = SqliteBackend::open(&path).await.unwrap();
+    keeping.apply(add("recorded again")).await.unwrap();
+    for handle in [&keeping, &on_again] {
+        match handle.read_feed(ReadFeed::thread(thread.clone()).after(seen)).await {
+            Err(PersistError::FeedGap { after, trimmed }) => assert!(after == seen && trimmed > seen),
+            other => panic!("resuming from before the feed was off: expected a gap, got {other:?}"),
+        }
+    }
+    let trimmed = match keeping.read_feed(ReadFeed::thread(thread.clone()).after(seen)).await {
+        Err(PersistError::FeedGap { trimmed, .. }) => trimmed,
+        other => panic!("{other:?}"),
+    };
+    let head = on_again.read_feed(ReadFeed::across_tenants().after(trimmed)).await.unwrap();
+    let page = keeping.read_feed(ReadFeed::thread(thread.clone()).after(trimmed)).await.unwrap();
+    assert_eq!(page.events.len(), 1, "the write made once the feed is on again: {page:?}");
+    assert_eq!(page.head, head.head);
+}

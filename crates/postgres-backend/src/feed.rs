@@ -285,8 +285,8 @@ async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
     macro_rules! events_where {
         ($scope:literal) => {
             concat!(
-                "WITH s AS (SELECT head, trimmed FROM persist_feed_state) \
-                 SELECT s.head, s.trimmed, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, \
+                "WITH s AS (SELECT head, trimmed, enabled FROM persist_feed_state) \
+                 SELECT s.head, s.trimmed, s.enabled, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, \
                         f.version, f.removed, f.at \
                    FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE ",
                 $scope,
@@ -312,6 +312,13 @@ async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
     let first = rows.first().ok_or_else(|| PersistError::backend(context, std::io::Error::other("no state row")))?;
     let head = unsigned(first.try_get("head").map_err(|e| map_sqlx(context, e))?);
     let trimmed = unsigned(first.try_get("trimmed").map_err(|e| map_sqlx(context, e))?);
+    if !first.try_get::<bool, _>("enabled").map_err(|e| map_sqlx(context, e))? {
+        return Err(PersistError::Unsupported {
+            what: "the change feed of this schema, turned off by an instance connected with `feed(None)`: no event is \
+                   recorded until an instance keeping a feed connects again (readers then get a FeedGap)"
+                .into(),
+        });
+    }
     query.check_position(trimmed, head)?;
     let mut events = Vec::with_capacity(rows.len());
     for row in &rows {

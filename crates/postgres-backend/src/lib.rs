@@ -166,6 +166,11 @@ impl PostgresBackendBuilder {
     /// schema's: its events are written by the schema's triggers, whichever instance writes,
     /// and the instance that connects last decides whether they record. Every instance applies
     /// its own retention every few seconds, so the strictest wins.
+    ///
+    /// Never silently: while an instance connected with `None` keeps the schema's feed off, a
+    /// read of the feed through an instance that keeps one answers `Unsupported` saying so, and
+    /// when an instance turns the feed on again, a reader resuming from before gets `FeedGap`:
+    /// the writes made meanwhile have no events.
     pub fn feed(mut self, retention: Option<FeedRetention>) -> Self {
         self.feed = retention;
         self
@@ -252,11 +257,19 @@ impl PostgresBackendBuilder {
         conn.release(&prepared);
         prepared?;
         let mut conn = pool.acquire().await?;
-        let enabled = sqlx::query("UPDATE persist_feed_state SET enabled = $1")
-            .bind(self.feed.is_some())
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| map_sqlx("turning the change feed on or off", e));
+        // Turned on again after an instance turned it off, the feed records a gap (a position
+        // burned, and everything up to it counted as removed): the writes made meanwhile have
+        // no events, so a reader resuming from before is told (`FeedGap`).
+        let enabled = sqlx::query(
+            "UPDATE persist_feed_state \
+                SET head = CASE WHEN $1 AND NOT enabled THEN greatest(head, trimmed) + 1 ELSE head END, \
+                    trimmed = CASE WHEN $1 AND NOT enabled THEN greatest(head, trimmed) + 1 ELSE trimmed END, \
+                    enabled = $1",
+        )
+        .bind(self.feed.is_some())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("turning the change feed on or off", e));
         conn.release(&enabled);
         enabled?;
         pool.fill().await?;

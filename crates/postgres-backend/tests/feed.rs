@@ -89,3 +89,41 @@ async fn resuming_past_retention_is_a_gap() {
     backend.close().await;
     support::drop_schema(&schema).await;
 }
+
+/// An instance connected with `feed(None)` turns the schema's feed off for every instance:
+/// never silently. A read through an instance that keeps a feed says so, and once an instance
+/// turns it on again, a reader resuming from before gets a gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_turned_off_by_another_instance_is_never_silent() {
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let connect = |feed: Option<FeedRetention>| {
+        PostgresBackend::builder(support::url()).schema(schema.clone()).feed(feed).connect()
+    };
+    let thread = ThreadId::new("watched").unwrap();
+    let add = |text: &str| Add::new(thread.clone(), Role::User, Content::text(text)).into();
+    let keeping = connect(Some(FeedRetention::default())).await.unwrap();
+    keeping.apply(add("before")).await.unwrap();
+    let seen = keeping.read_feed(ReadFeed::thread(thread.clone())).await.unwrap().head;
+    let off = connect(None).await.unwrap();
+    keeping.apply(add("unrecorded")).await.unwrap();
+    off.apply(add("unrecorded")).await.unwrap();
+    match keeping.read_feed(ReadFeed::thread(thread.clone()).after(seen)).await {
+        Err(PersistError::Unsupported { what }) => assert!(what.contains("turned off by an instance"), "{what}"),
+        other => panic!("a read while another instance keeps the feed off: {other:?}"),
+    }
+    let on_again = connect(Some(FeedRetention::default())).await.unwrap();
+    keeping.apply(add("recorded again")).await.unwrap();
+    let trimmed = match keeping.read_feed(ReadFeed::thread(thread.clone()).after(seen)).await {
+        Err(PersistError::FeedGap { after, trimmed }) if after == seen && trimmed > seen => trimmed,
+        other => panic!("resuming from before the feed was off: expected a gap, got {other:?}"),
+    };
+    let page = on_again.read_feed(ReadFeed::thread(thread.clone()).after(trimmed)).await.unwrap();
+    assert_eq!(page.events.len(), 1, "the write made once the feed is on again: {page:?}");
+    for backend in [keeping, off, on_again] {
+        backend.close().await;
+    }
+    support::drop_schema(&schema).await;
+}

@@ -152,9 +152,9 @@ macro_rules! feed_columns {
 
 /// The feed's head (its newest position or, when retention removed every row, the newest it
 /// removed: the triggers number from there, migration 8) and the newest position retention
-/// removed.
-pub(crate) const FEED_BOUNDS: &str =
-    "SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), trimmed), trimmed FROM persist_feed_state";
+/// removed; and whether the file's feed records.
+pub(crate) const FEED_BOUNDS: &str = "SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), trimmed), \
+                                             trimmed, enabled FROM persist_feed_state";
 
 impl DirectReads {
     /// The change-feed events `query` asks for, read in one transaction with the bounds they
@@ -164,7 +164,10 @@ impl DirectReads {
         let context = "reading the change feed";
         self.with(|conn| {
             let read = conn.unchecked_transaction().map_err(|e| map(context, e))?;
-            let (head, trimmed) = bounds(&read)?;
+            let (head, trimmed, enabled) = bounds(&read)?;
+            if !enabled {
+                return Err(crate::feed::turned_off_elsewhere());
+            }
             query.check_position(trimmed, head)?;
             let tenant = tenant_key(query.context.tenant());
             let (after, fetch) = (signed(query.after), i64::from(query.limit) + 1);
@@ -213,13 +216,13 @@ impl DirectReads {
     }
 }
 
-fn bounds(conn: &Connection) -> Result<(u64, u64)> {
+fn bounds(conn: &Connection) -> Result<(u64, u64, bool)> {
     let context = "reading the change feed's bounds";
     let mut statement = conn.prepare_cached(FEED_BOUNDS).map_err(|e| map(context, e))?;
-    let (head, trimmed) = statement
-        .query_row((), |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+    let (head, trimmed, enabled) = statement
+        .query_row((), |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, bool>(2)?)))
         .map_err(|e| map(context, e))?;
-    Ok((u64::try_from(head).unwrap_or_default(), u64::try_from(trimmed).unwrap_or_default()))
+    Ok((u64::try_from(head).unwrap_or_default(), u64::try_from(trimmed).unwrap_or_default(), enabled))
 }
 
 /// One event of `feed_columns!()`.

@@ -124,3 +124,12 @@ pub(crate) fn trim(
         }
     }
 }
+
+/// A feed read through a handle that keeps a feed, while another handle keeps the file's off.
+pub(crate) fn turned_off_elsewhere() -> PersistError {
+    PersistError::Unsupported {
+        what: "the change feed of this file, turned off by a handle opened with `feed(None)`: no event is recorded \
+               until a handle keeping a feed opens the file again (readers then get a FeedGap)"
+            .into(),
+    }
+}

@@ -252,6 +252,12 @@ impl SqliteBackendBuilder {
     /// own retention (every few seconds, and on [`SqliteBackend::trim_feed`]), so the
     /// strictest of the handles open wins.
     ///
+    /// Never silently: while a handle opened with `None` keeps the file's feed off, a read of
+    /// the feed through a handle that keeps one answers `Unsupported` saying so (its
+    /// subscribers get that error, not a wait for events nobody records), and when a handle
+    /// turns the feed on again, a reader resuming from before gets `FeedGap`: the writes made
+    /// meanwhile have no events.
+    ///
     /// While the feed is off nothing is recorded. One thing is lost with it: if a purge
     /// frees a thread's id meanwhile and the id is taken again, a reader of that thread id
     /// resuming from before the purge may miss the old thread's last events. A tenant's or
@@ -306,11 +312,19 @@ impl SqliteBackendBuilder {
             }
         }
         sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
-        sqlx::query("UPDATE persist_feed_state SET enabled = ?1")
-            .bind(self.feed.is_some())
-            .execute(&mut writer)
-            .await
-            .map_err(|e| map_sqlx("turning the change feed on or off", e))?;
+        // Turned on again after a handle turned it off, the feed records a gap: the writes made
+        // meanwhile have no events, so a reader resuming from before is told (`FeedGap`).
+        sqlx::query(
+            "UPDATE persist_feed_state \
+                SET trimmed = CASE WHEN ?1 AND NOT enabled \
+                                   THEN max(trimmed, coalesce((SELECT max(position) FROM persist_feed), 0)) + 1 \
+                                   ELSE trimmed END, \
+                    enabled = ?1",
+        )
+        .bind(self.feed.is_some())
+        .execute(&mut writer)
+        .await
+        .map_err(|e| map_sqlx("turning the change feed on or off", e))?;
         if let Some(bytes) = self.max_database_bytes {
             limit_size(&mut writer, bytes).await?;
         }
