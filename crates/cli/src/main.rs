@@ -234,16 +234,16 @@ async fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Threads(args) => {
             let options = ThreadsOptions { limit: args.limit, after: args.after, filter: args.filter };
-            with_store(url, Mode::Existing, async |store| commands::read::threads(store, &scope, options, json).await)
+            with_store(url, Mode::ReadOnly, async |store| commands::read::threads(store, &scope, options, json).await)
                 .await
         }
         Command::Show { thread } => {
             refuse_all_tenants("show")?;
-            with_store(url, Mode::Existing, async |store| commands::read::show(store, &scope, thread, json).await).await
+            with_store(url, Mode::ReadOnly, async |store| commands::read::show(store, &scope, thread, json).await).await
         }
         Command::Export(args) => {
             let options = ExportOptions { thread: args.thread, all: args.all, output: args.output };
-            with_store(url, Mode::Existing, async |store| commands::transfer::export(store, &scope, options).await)
+            with_store(url, Mode::ReadOnly, async |store| commands::transfer::export(store, &scope, options).await)
                 .await
         }
         Command::Import { input, max_line_bytes } => {
@@ -253,7 +253,7 @@ async fn run(cli: Cli) -> CliResult {
         Command::Copy { to } => {
             // Every tenant, unless --tenant names one.
             let scope = Scope { tenant: scope.tenant.clone(), all_tenants: scope.tenant.is_none() };
-            let source = Store::open(url, Mode::Existing).await?;
+            let source = Store::open(url, Mode::ReadOnly).await?;
             let target = match Store::open(&to, Mode::CreateIfMissing).await {
                 Ok(target) => target,
                 Err(error) => {
@@ -279,13 +279,13 @@ async fn run(cli: Cli) -> CliResult {
             .await
         }
         Command::Check => {
-            with_store(url, Mode::Existing, async |store| commands::read::check(store, &scope, json).await).await
+            with_store(url, Mode::ReadOnly, async |store| commands::read::check(store, &scope, json).await).await
         }
         Command::Sessions(args) => {
             refuse_all_tenants("sessions")?;
             let resolve = args.agent.zip(args.provider);
             let query = SessionQuery { thread: args.thread, resolve, runtime: args.runtime };
-            with_store(url, Mode::Existing, async |store| commands::read::sessions(store, &scope, query, json).await)
+            with_store(url, Mode::ReadOnly, async |store| commands::read::sessions(store, &scope, query, json).await)
                 .await
         }
     }

@@ -66,7 +66,10 @@ impl Location {
 /// Whether a command may create the store it opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
-    /// The store must exist (a SQLite file is never created): reads and maintenance.
+    /// The store must exist and is only read (a SQLite file is opened for reads only, so a
+    /// file on a read-only filesystem can be read).
+    ReadOnly,
+    /// The store must exist (a SQLite file is never created): maintenance.
     Existing,
     /// The store is created when missing: the target of an import or a copy.
     CreateIfMissing,
@@ -100,16 +103,18 @@ impl Store {
         let label = redact(url.trim());
         match Location::parse(url)? {
             Location::Sqlite(path) => {
-                if mode == Mode::Existing && !path.exists() {
+                if mode != Mode::CreateIfMissing && !path.exists() {
                     return Err(CliError::failed(format!("no store at {}", path.display())));
                 }
-                let backend = SqliteBackend::open(&path)
+                let backend = SqliteBackend::builder(&path)
+                    .read_only(mode == Mode::ReadOnly)
+                    .open()
                     .await
                     .map_err(|e| CliError::context(format!("opening {}", path.display()), &e))?;
                 Ok(Self { pipeline: Pipeline::new(backend.clone()), label, backend: Handle::Sqlite(backend) })
             }
             Location::Postgres { url: conn, schema } => {
-                if mode == Mode::Existing {
+                if mode != Mode::CreateIfMissing {
                     holds_a_store(&conn, schema.as_deref().unwrap_or("public"), &label).await?;
                 }
                 let mut builder = PostgresBackend::builder(conn).max_connections(4);

@@ -568,3 +568,38 @@ fn ctrl_c_stops_a_copy_and_running_it_again_completes_it() {
     assert_eq!(report["mismatches"], json!([]));
     assert_eq!(block_on(snapshot(&target)).unwrap(), block_on(snapshot(&source)).unwrap());
 }
+
+/// Unmounts its directory when dropped, whatever the test did.
+struct Mounted<'a>(&'a Path);
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.0).status();
+    }
+}
+
+/// The read commands open a SQLite file for reads only: a store on a read-only filesystem is
+/// listed, shown, exported and checked; a command that writes says which file and why.
+#[test]
+fn read_commands_work_on_a_read_only_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(dir.path()).status();
+    match mount {
+        Ok(status) if status.success() => {}
+        failure if std::env::var_os("CI").is_some() => panic!("CI must be able to mount a tmpfs: {failure:?}"),
+        failure => return eprintln!("SKIPPED: cannot mount a tmpfs here (needs root): {failure:?}"),
+    }
+    let _mounted = Mounted(dir.path());
+    let store = dir.path().join("archive.db");
+    block_on(seed(&store, 3)).unwrap();
+    let remount = std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(dir.path()).status();
+    assert!(remount.is_ok_and(|status| status.success()), "remounting read-only");
+    let store = path_str(&store);
+    assert!(ok(&["--url", store, "threads"]).contains("support:1042"));
+    assert!(ok(&["--url", store, "show", "support:1042"]).contains("Where is my order?"));
+    assert!(ok(&["--url", store, "export", "--all-tenants"]).contains("\"kind\":\"end\""));
+    ok(&["--url", store, "check"]);
+    let (stderr, _) = fails(&["--url", store, "prune", "--keep-latest", "1"]);
+    assert!(stderr.contains(store) && stderr.contains("read_only"), "{stderr}");
+}

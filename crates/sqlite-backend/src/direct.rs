@@ -28,11 +28,35 @@ pub(crate) struct DirectReads {
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
     closed: AtomicBool,
+    /// Read as immutable: a file on a read-only medium (see [`needs_immutable`]).
+    immutable: bool,
+}
+
+/// Whether the file at `path` can only be read as immutable: in WAL mode SQLite needs the
+/// file's WAL index beside it, and on a read-only filesystem where there is none it cannot
+/// make one. There nobody can change the file, so reading it as immutable is safe.
+pub(crate) fn needs_immutable(path: &std::path::Path) -> bool {
+    let probe = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .and_then(|conn| conn.query_row("SELECT count(*) FROM sqlite_master", (), |row| row.get::<_, i64>(0)));
+    match probe {
+        Err(rusqlite::Error::SqliteFailure(error, _)) => matches!(
+            error.code,
+            rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::SystemIoFailure
+        ),
+        _ => false,
+    }
 }
 
 impl DirectReads {
     pub(crate) fn new(path: PathBuf, busy_timeout: Duration, max_idle: usize) -> Self {
-        Self { path, busy_timeout, idle: Mutex::new(Vec::new()), max_idle, closed: AtomicBool::new(false) }
+        let idle = Mutex::new(Vec::new());
+        Self { path, busy_timeout, idle, max_idle, closed: AtomicBool::new(false), immutable: false }
+    }
+
+    /// Reads the file as immutable (see [`needs_immutable`]).
+    pub(crate) fn immutable(mut self, immutable: bool) -> Self {
+        self.immutable = immutable;
+        self
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
@@ -42,7 +66,14 @@ impl DirectReads {
 
     fn open(&self) -> Result<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| map("opening a read connection", e))?;
+        let conn = if self.immutable {
+            // A URI's path: `%`, `?` and `#` would be read as its syntax.
+            let path = self.path.to_string_lossy().replace('%', "%25").replace('?', "%3f").replace('#', "%23");
+            Connection::open_with_flags(format!("file:{path}?immutable=1"), flags | OpenFlags::SQLITE_OPEN_URI)
+        } else {
+            Connection::open_with_flags(&self.path, flags)
+        };
+        let conn = conn.map_err(|e| map("opening a read connection", e))?;
         conn.busy_timeout(self.busy_timeout).map_err(|e| map("opening a read connection", e))?;
         Ok(conn)
     }

@@ -170,9 +170,23 @@ pub struct SqliteBackendBuilder {
     limits: Limits,
     feed: Option<FeedRetention>,
     feed_poll: Duration,
+    read_only: bool,
 }
 
 impl SqliteBackendBuilder {
+    /// Opens the file for reads only (default `false`): nothing is ever written to it, not even
+    /// the change feed's state or a migration, so a file on a read-only filesystem, or one this
+    /// process may not write, can be read. Writes are refused (`Rejected`), as are a feed's
+    /// retention and subscriptions (feed reads work while the file's feed records). A file that
+    /// does not exist is not created; one a newer or older version of this crate wrote is
+    /// refused (`Unsupported`: open it writable once to upgrade it). On a read-only filesystem
+    /// whose file has no WAL index beside it, SQLite cannot create one: the file is then read
+    /// as immutable (nobody can change it there).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     /// Acknowledged-write durability (default [`Durability::Normal`]).
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
@@ -285,6 +299,62 @@ impl SqliteBackendBuilder {
     /// untouched); `Unsupported` when it was written by a newer version of this crate, or when
     /// the runtime has no time driver.
     pub async fn open(self) -> Result<SqliteBackend> {
+        if self.read_only {
+            return self.open_read_only().await;
+        }
+        let path = self.path.clone();
+        self.open_writable().await.map_err(|error| error::in_file(&path, error))
+    }
+
+    async fn open_read_only(self) -> Result<SqliteBackend> {
+        let path = self.path.clone();
+        if !path.is_file() {
+            return Err(PersistError::backend(
+                format!("opening {} for reads: no database file there", path.display()),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        let immutable = direct::needs_immutable(&path);
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .read_only(true)
+            .immutable(immutable)
+            .busy_timeout(self.busy_timeout);
+        let readers = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(self.read_connections)
+            .min_connections(0)
+            .connect_with(options)
+            .await
+            .map_err(|e| error::in_file(&path, map_sqlx("opening read connections", e)))?;
+        if let Err(error) = check_schema_version(&readers, &path).await {
+            readers.close().await;
+            return Err(error);
+        }
+        // No writer: its queue is closed, and it counts as stopped.
+        let (jobs, _) = mpsc::channel(1);
+        let (stop, _) = mpsc::channel(1);
+        let (_, closed) = watch::channel(true);
+        let parallel = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let idle = (self.read_connections as usize).max(parallel);
+        let direct = direct::DirectReads::new(path.clone(), self.busy_timeout, idle).immutable(immutable);
+        let shared = Arc::new(Shared {
+            jobs,
+            readers,
+            direct,
+            path,
+            stop,
+            closed,
+            hub: None,
+            feed_wake: Arc::new(Notify::new()),
+            retention: self.feed.unwrap_or_default(),
+            busy_timeout: self.busy_timeout,
+            read_only: true,
+        });
+        Ok(SqliteBackend { shared })
+    }
+
+    async fn open_writable(self) -> Result<SqliteBackend> {
         if !timers_enabled() {
             return Err(PersistError::Unsupported {
                 what: "a Tokio runtime without its time driver: build it with `enable_time()` or `enable_all()`".into(),
@@ -371,6 +441,7 @@ impl SqliteBackendBuilder {
             feed_wake: feed_wake.clone(),
             retention,
             busy_timeout: self.busy_timeout,
+            read_only: false,
         });
         if let Some(hub) = hub {
             let pump = feed::Pump {
@@ -386,6 +457,29 @@ impl SqliteBackendBuilder {
         }
         Ok(SqliteBackend { shared })
     }
+}
+
+/// Refuses a file whose schema is not the one this crate writes: a read-only handle cannot
+/// migrate it.
+async fn check_schema_version(readers: &SqlitePool, path: &Path) -> Result<()> {
+    let latest = MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or_default();
+    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(readers)
+        .await
+        .map_err(|e| error::in_file(path, map_sqlx("reading the schema version", e)))?;
+    let applied = applied.unwrap_or_default();
+    let why = match applied.cmp(&latest) {
+        std::cmp::Ordering::Equal => return Ok(()),
+        std::cmp::Ordering::Less => "open it writable once to upgrade it",
+        std::cmp::Ordering::Greater => "a newer version of persist wrote it",
+    };
+    Err(PersistError::Unsupported {
+        what: format!(
+            "reading {} (schema version {applied}) for reads only: this version reads version {latest}; {why}",
+            path.display()
+        )
+        .into(),
+    })
 }
 
 /// Whether the current Tokio runtime has its time driver: Tokio panics when a timer is made
@@ -490,6 +584,8 @@ struct Shared {
     feed_wake: Arc<Notify>,
     retention: FeedRetention,
     busy_timeout: Duration,
+    /// Opened with [`SqliteBackendBuilder::read_only`]: no writer.
+    read_only: bool,
 }
 
 impl fmt::Debug for SqliteBackend {
@@ -514,6 +610,7 @@ impl SqliteBackend {
             limits: Limits { max_content_bytes: 8 << 20, max_metadata_bytes: 256 << 10 },
             feed: Some(FeedRetention::default()),
             feed_poll: Duration::from_millis(50),
+            read_only: false,
         }
     }
 
@@ -583,6 +680,9 @@ impl SqliteBackend {
     ///
     /// `Unsupported` with the feed off; a `Backend` error when the file cannot be written.
     pub async fn trim_feed(&self) -> Result<u64> {
+        if self.shared.read_only {
+            return Err(self.read_only());
+        }
         if self.shared.hub.is_none() {
             return Err(feed_off());
         }
@@ -590,6 +690,10 @@ impl SqliteBackend {
         tokio::task::spawn_blocking(move || feed::trim(&mut None, &path, timeout, &retention))
             .await
             .map_err(|e| PersistError::backend("trimming the change feed", e))?
+    }
+
+    fn read_only(&self) -> PersistError {
+        PersistError::rejected(format!("{} is open for reads only (`read_only(true)`)", self.shared.path.display()))
     }
 
     fn closed() -> PersistError {
@@ -603,6 +707,9 @@ impl SqliteBackend {
     /// Hands `write` to the writer and waits for its answer. Once queued, the write is
     /// finished even if this future is dropped.
     async fn write(&self, write: Write) -> Result<Answer> {
+        if self.shared.read_only {
+            return Err(self.read_only());
+        }
         let (reply, answer) = oneshot::channel();
         self.shared.jobs.send(Job { write, reply }).await.map_err(|_| Self::closed())?;
         answer.await.map_err(|_| Self::closed())?
@@ -642,7 +749,7 @@ impl Backend for SqliteBackend {
     }
 
     async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {
-        if self.shared.hub.is_none() {
+        if self.shared.hub.is_none() && !self.shared.read_only {
             return Err(feed_off());
         }
         tokio::task::consume_budget().await;
@@ -701,7 +808,10 @@ impl Backend for SqliteBackend {
 
     /// A round trip on a read connection, after checking the writer still runs.
     async fn ping(&self) -> Result<()> {
-        if self.shared.jobs.is_closed() {
+        if self.shared.jobs.is_closed() && !self.shared.read_only {
+            return Err(Self::closed());
+        }
+        if self.shared.direct.is_closed() {
             return Err(Self::closed());
         }
         sqlx::query("SELECT 1").execute(&self.shared.readers).await.map_err(|e| map_sqlx("pinging the database", e))?;

@@ -380,6 +380,73 @@ impl Drop for SmallDisk {
     }
 }
 
+impl SmallDisk {
+    /// Makes the filesystem read-only.
+    fn freeze(&self) {
+        let status = std::process::Command::new("mount").args(["-o", "remount,ro"]).arg(self.path()).status();
+        assert!(status.is_ok_and(|status| status.success()), "remounting read-only");
+    }
+}
+
+/// A file on a read-only filesystem opens for reads: its messages and feed are read, writes
+/// are refused naming the file; a writable open says which file and why, and how to read it.
+#[tokio::test]
+async fn a_file_on_a_read_only_filesystem_opens_for_reads() {
+    let Some(disk) = SmallDisk::mount(16 << 20) else { return };
+    let path = disk.path().join("archive.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    backend.apply(add("kept", "one")).await.unwrap();
+    backend.apply(add("kept", "two")).await.unwrap();
+    backend.close().await;
+    disk.freeze();
+
+    let error = SqliteBackend::open(&path).await.unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains(&path.display().to_string()), "names the file: {text}");
+    assert!(text.contains("read_only(true)"), "says how to read it: {text}");
+
+    let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
+    reader.ping().await.unwrap();
+    let page = reader.list(ListMessages::new(thread("kept"))).await.unwrap();
+    assert_eq!(page.items.iter().map(|m| m.content.to_text()).collect::<Vec<_>>(), ["one", "two"]);
+    assert_eq!(reader.get_thread(GetThread::new(thread("kept"))).await.unwrap().unwrap().message_count, 2);
+    let feed = reader.read_feed(persist_core::feed::ReadFeed::thread(thread("kept"))).await.unwrap();
+    assert_eq!(feed.events.len(), 2);
+    match reader.apply(add("kept", "three")).await {
+        Err(PersistError::Rejected { reason }) => assert!(reason.contains("reads only"), "{reason}"),
+        other => panic!("a write through a read-only handle: {other:?}"),
+    }
+    assert!(reader.check().await.unwrap().is_ok());
+    reader.close().await;
+}
+
+/// A read-only handle never writes, not even to a writable file: no migration, no feed state.
+#[tokio::test]
+async fn a_read_only_handle_leaves_the_file_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let missing = SqliteBackend::builder(dir.path().join("none.db")).read_only(true).open().await.unwrap_err();
+    assert!(missing.to_string().contains("none.db"), "{missing}");
+    assert!(!dir.path().join("none.db").exists(), "a read-only open creates nothing");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    backend.apply(add("t", "hello")).await.unwrap();
+    backend.close().await;
+    let before = std::fs::read(&path).unwrap();
+    let reader = SqliteBackend::builder(&path).read_only(true).feed(None).open().await.unwrap();
+    assert_eq!(reader.list(ListMessages::new(thread("t"))).await.unwrap().items.len(), 1);
+    assert!(matches!(reader.apply(add("t", "no")).await, Err(PersistError::Rejected { .. })));
+    reader.close().await;
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the file is unchanged");
+    let mut sql = raw(&path).await;
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)")
+        .execute(&mut sql)
+        .await
+        .unwrap();
+    sql.close().await.unwrap();
+    let old = SqliteBackend::builder(&path).read_only(true).open().await.unwrap_err();
+    assert!(matches!(&old, PersistError::Unsupported { what } if what.contains("upgrade")), "{old:?}");
+}
+
 /// Writes a file as large as the disk lets it grow.
 fn ballast(path: &std::path::Path) {
     use std::io::Write;
