@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (114 in all):
+//! [`CHECKS`] lists every check by group and name (115 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -68,6 +68,7 @@
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles, appends to one reply through two handles (the two-handle races in three tenants at once, on one thread id) |
+//! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
@@ -96,6 +97,7 @@ pub mod identity;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod model;
+pub mod once;
 pub mod pagination;
 pub mod reserve;
 pub mod restore;
@@ -274,6 +276,9 @@ macro_rules! __for_each_check {
                 check_two_handles_racing_merges,
                 check_two_handles_racing_retries,
                 check_two_handles_racing_appends,
+            }
+            once {
+                check_set_once_keeps_the_first_value,
             }
             pagination {
                 check_list_pages_ascending,

@@ -742,6 +742,8 @@ pub enum PersistArgs {
     /// Reads the change feed; see [`ReadFeed`].
     #[serde(skip)]
     ReadFeed(ReadFeed),
+    /// Stores a value under a name once; see [`SetOnce`](crate::once::SetOnce).
+    SetOnce(crate::once::SetOnce),
 }
 
 impl PersistArgs {
@@ -766,6 +768,7 @@ impl PersistArgs {
             Self::Bindings(_) => PersistOp::Bindings,
             Self::Ping(_) => PersistOp::Ping,
             Self::ReadFeed(_) => PersistOp::ReadFeed,
+            Self::SetOnce(_) => PersistOp::SetOnce,
         }
     }
 
@@ -788,7 +791,7 @@ impl PersistArgs {
             Self::InvalidateSession(a) => &a.thread_id,
             Self::Bindings(a) => &a.thread_id,
             Self::ReadFeed(a) => return a.thread_id(),
-            Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) => return None,
+            Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) | Self::SetOnce(_) => return None,
         })
     }
 
@@ -845,6 +848,7 @@ impl PersistArgs {
             Self::Bindings(a) => &a.context,
             Self::Ping(a) => &a.context,
             Self::ReadFeed(a) => &a.context,
+            Self::SetOnce(a) => &a.context,
         }
     }
 
@@ -869,6 +873,7 @@ impl PersistArgs {
             Self::Bindings(a) => &mut a.context,
             Self::Ping(a) => &mut a.context,
             Self::ReadFeed(a) => &mut a.context,
+            Self::SetOnce(a) => &mut a.context,
         }
     }
 
@@ -885,6 +890,9 @@ impl PersistArgs {
     pub fn validate(&self) -> Result<()> {
         if let Self::Restore(restore) = self {
             return restore.validate();
+        }
+        if let Self::SetOnce(request) = self {
+            return request.validate();
         }
         if let Some(content) = self.content() {
             content.check_depth()?;
@@ -986,6 +994,12 @@ impl From<ListThreads> for PersistArgs {
 }
 
 into_args!(GetThread, FindStranded, ReadFeed);
+
+impl From<crate::once::SetOnce> for PersistArgs {
+    fn from(request: crate::once::SetOnce) -> Self {
+        Self::SetOnce(request)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -65,6 +65,7 @@ pub mod layer;
 pub mod lifecycle;
 pub mod maintenance;
 mod message;
+pub mod once;
 mod op;
 mod pipeline;
 pub mod read;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 18);
+/// assert_eq!(PersistOp::ALL.len(), 19);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -57,11 +57,13 @@ pub enum PersistOp {
     Ping,
     /// Read the change feed.
     ReadFeed,
+    /// Store a value under a name once.
+    SetOnce,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 18] = [
+    pub const ALL: [PersistOp; 19] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -80,6 +82,7 @@ impl PersistOp {
         Self::Bindings,
         Self::Ping,
         Self::ReadFeed,
+        Self::SetOnce,
     ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
@@ -108,6 +111,7 @@ impl PersistOp {
             Self::Bindings => "bindings",
             Self::Ping => "ping",
             Self::ReadFeed => "read_feed",
+            Self::SetOnce => "set_once",
         }
     }
 

@@ -431,6 +431,11 @@ impl Pipeline {
         /// [`feed`](crate::feed). `FeedGap` when the feed no longer holds them all.
         read_feed, ReadFeed, ReadFeed => Feed, FeedPage, |page| page
     );
+    typed_call!(
+        /// Stores a value under a name once, answering the value stored; see
+        /// [`SetOnce`](crate::once::SetOnce).
+        set_once, crate::once::SetOnce, SetOnce => Value, String, |value| value
+    );
 
     /// Follows a scope of the change feed (one thread, the context's tenant, or every tenant)
     /// from `query.after`: [`Subscription::next`] answers each event in scope once, in order,

@@ -156,6 +156,8 @@ pub enum PersistResult {
     /// The change-feed events a `read_feed` read.
     #[serde(skip)]
     Feed(FeedPage),
+    /// The value a `set_once` found or stored.
+    Value(String),
 }
 
 impl PersistResult {
@@ -180,6 +182,7 @@ impl PersistResult {
             Self::Bindings(_) => PersistOp::Bindings,
             Self::Pong => PersistOp::Ping,
             Self::Feed(_) => PersistOp::ReadFeed,
+            Self::Value(_) => PersistOp::SetOnce,
         }
     }
 

@@ -132,6 +132,7 @@ impl Scoped {
     scoped_call!(/** Whether a provider session can be resumed. */ resolve, Resolve => Resolution);
     scoped_call!(/** Resets a session binding. */ reset_session, ResetSession => bool);
     scoped_call!(/** Invalidates a session binding (compare-and-set). */ invalidate_session, InvalidateSession => bool);
+    scoped_call!(/** Stores a value under a name once, in the handle's tenant. */ set_once, crate::once::SetOnce => String);
 
     /// A health check, through the layers, in the scope's context.
     ///

@@ -84,6 +84,8 @@ struct State {
     feed: Option<MemoryFeed>,
     /// What the write under way changed, in order, for the feed.
     changes: Vec<Change>,
+    /// What `set_once` stored, per tenant and name.
+    values: HashMap<(Option<TenantId>, String), String>,
 }
 
 /// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
@@ -306,6 +308,11 @@ impl State {
             }
             PersistArgs::Delete(delete) => Ok(state.delete(delete, now)?.into()),
             PersistArgs::Restore(restore) => Ok(state.restore(restore)?.into()),
+            PersistArgs::SetOnce(request) => {
+                request.validate()?;
+                let key = (request.context.tenant().cloned(), request.name.clone());
+                Ok(PersistResult::Value(state.values.entry(key).or_insert_with(|| request.value.clone()).clone()))
+            }
             other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
         }
     }

@@ -53,6 +53,7 @@ pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<
         }
         .into()),
         PersistArgs::Restore(restore) => Ok(crate::restore::restore(conn, restore).await?.into()),
+        PersistArgs::SetOnce(request) => Ok(PersistResult::Value(set_once(conn, request).await?)),
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
     }
 }
@@ -801,6 +802,30 @@ fn removed_ids(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<MessageId>, Persist
         .map_err(|e| map_sqlx("reading deleted ids", e))?;
     removed.sort_unstable();
     removed.into_iter().map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string()))).collect()
+}
+
+/// Stores the value under its name unless one is there, and answers the one stored (the
+/// conflict's row is seen by the `SELECT` once the racing insert commits).
+async fn set_once(conn: &mut PgConnection, request: &persist_core::once::SetOnce) -> Result<String, PersistError> {
+    let tenant = tenant_key(request.context.tenant());
+    for _ in 0..RACE_ATTEMPTS {
+        let stored: Option<String> = sqlx::query_scalar(
+            "WITH ins AS (INSERT INTO persist_values (tenant, name, value) VALUES ($1, $2, $3) \
+                          ON CONFLICT DO NOTHING RETURNING value) \
+             SELECT value FROM ins UNION ALL SELECT value FROM persist_values WHERE tenant = $1 AND name = $2 \
+             LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(&request.name)
+        .bind(&request.value)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("storing a value", e))?;
+        if let Some(stored) = stored {
+            return Ok(stored);
+        }
+    }
+    Err(raced())
 }
 
 /// Leaves the thread's tombstone; a purge clears what it said, or removes it to free the id.

@@ -149,8 +149,27 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
         }
         .into()),
         PersistArgs::Restore(restore) => Ok(crate::restore::restore(conn, restore, limits).await?.into()),
+        PersistArgs::SetOnce(request) => Ok(PersistResult::Value(set_once(conn, request).await?)),
         other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
     }
+}
+
+/// Stores the value under its name unless one is there, and answers the one stored.
+async fn set_once(conn: &mut SqliteConnection, request: &persist_core::once::SetOnce) -> OpResult<String> {
+    let tenant = tenant_key(request.context.tenant());
+    sqlx::query("INSERT INTO persist_values (tenant, name, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
+        .bind(tenant)
+        .bind(&request.name)
+        .bind(&request.value)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("storing a value"))?;
+    sqlx::query_scalar("SELECT value FROM persist_values WHERE tenant = ?1 AND name = ?2")
+        .bind(tenant)
+        .bind(&request.name)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql("reading a value"))
 }
 
 /// Applies a group of writes in the caller's transaction, answering each in order.
