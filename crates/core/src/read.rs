@@ -548,12 +548,42 @@ pub struct Page<T, C = u64> {
     pub next_cursor: Option<C>,
     /// Whether more items follow this page.
     pub has_more: bool,
+    /// Items of this page a layer could not answer (a sealed value that does not open: see
+    /// `EncryptLayer`), named here instead of in `items`, in the page's order. Empty unless a
+    /// layer found some: the other items are answered, none of these in part.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<UnreadableItem>,
 }
 
 impl<T, C> Page<T, C> {
     /// A page of `items`.
     pub fn new(items: Vec<T>, next_cursor: Option<C>, has_more: bool) -> Self {
-        Self { items, next_cursor, has_more }
+        Self { items, next_cursor, has_more, unreadable: Vec::new() }
+    }
+}
+
+/// An item of a [`Page`] that could not be answered: its thread, its message (none for a
+/// thread of a thread listing), and why, in words (never the value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UnreadableItem {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The message, for a page of messages.
+    pub message_id: Option<MessageId>,
+    /// Why it could not be answered.
+    pub reason: String,
+}
+
+impl UnreadableItem {
+    /// The item named by an [`PersistError::Unreadable`]; `None` for any other error.
+    pub fn from_error(error: &PersistError) -> Option<Self> {
+        match error {
+            PersistError::Unreadable { thread_id, message_id, reason } => {
+                Some(Self { thread_id: thread_id.clone(), message_id: message_id.clone(), reason: reason.to_string() })
+            }
+            _ => None,
+        }
     }
 }
 

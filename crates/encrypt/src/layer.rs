@@ -67,6 +67,7 @@ impl EncryptLayer {
             metadata_keys: BTreeSet::new(),
             titles: false,
             allow_clear: false,
+            checked: Arc::default(),
         })
     }
 
@@ -146,22 +147,60 @@ where
     fn call(&mut self, args: PersistArgs) -> Self::Future {
         // The ready service goes with the request; a clone waits for the next one.
         let ready = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, ready);
+        let mut inner = std::mem::replace(&mut self.inner, ready);
         let sealer = Arc::clone(&self.sealer);
         Box::pin(async move {
-            if let PersistArgs::Restore(restore) = args {
-                return crate::restore::restore(&sealer, inner, restore).await;
-            }
-            let args = match args {
-                PersistArgs::UpdateContent(update) if update.append => {
-                    return clear_append(&sealer, inner, update).await;
+            let tenant = args.context().tenant().cloned();
+            if seals(&args) {
+                // Before the first seal with a key: the store's check value must be this key's.
+                // A tenant's key may be derived from the ring's: the ring's own key is checked
+                // too, so a wrong ring key is refused before a new tenant's first write.
+                if tenant.is_some()
+                    && let Ok((id, key)) = sealer.keys.current(None)
+                {
+                    crate::check::ensure(&sealer.checked, &mut inner, None, &id, &key).await?;
                 }
-                args => args,
+                let (id, key) = sealer.keys.current(tenant.as_ref())?;
+                crate::check::ensure(&sealer.checked, &mut inner, tenant.as_ref(), &id, &key).await?;
+                inner.ready().await?;
+            }
+            let mut spare = inner.clone();
+            let answer = match args {
+                PersistArgs::Restore(restore) => crate::restore::restore(&sealer, inner, restore).await,
+                PersistArgs::UpdateContent(update) if update.append => clear_append(&sealer, inner, update).await,
+                args => match sealer.seal_args(args) {
+                    Ok((sealed, plan)) => call(&sealer, inner, sealed, plan).await,
+                    Err(error) => Err(error),
+                },
             };
-            let (sealed, plan) = sealer.seal_args(args)?;
-            call(&sealer, inner, sealed, plan).await
+            match answer {
+                // A value that does not open: say so plainly when this instance's key is not
+                // the one the store's check value names (a wrong key, under the right id).
+                Err(unreadable @ PersistError::Unreadable { .. }) => {
+                    if let Ok((id, key)) = sealer.keys.current(tenant.as_ref()) {
+                        let checked = crate::check::ensure(&sealer.checked, &mut spare, tenant.as_ref(), &id, &key);
+                        if let Err(mismatch @ PersistError::Rejected { .. }) = checked.await {
+                            return Err(mismatch);
+                        }
+                    }
+                    Err(unreadable)
+                }
+                answer => answer,
+            }
         })
     }
+}
+
+/// Whether `args` seals a value with the tenant's current key.
+fn seals(args: &PersistArgs) -> bool {
+    matches!(
+        args,
+        PersistArgs::Add(_)
+            | PersistArgs::Reserve(_)
+            | PersistArgs::UpdateContent(_)
+            | PersistArgs::Update(_)
+            | PersistArgs::Restore(_)
+    )
 }
 
 /// An append, joined in clear: the store holds an envelope, which it cannot add to. The stored

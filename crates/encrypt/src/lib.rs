@@ -57,6 +57,24 @@
 //! values, as a backend would: the same request is answered with the stored message
 //! (`deduplicated: true`), another keeps its error.
 //!
+//! # Key checks
+//!
+//! The store keeps a check value per key id and tenant (HKDF-SHA256 of the key under a fixed
+//! label, through [`SetOnce`](persist_core::once::SetOnce)): the first instance to seal with a
+//! key records it, and every instance compares its own once before it seals with that key. A
+//! key id given other bytes is refused with [`PersistError::Rejected`] naming the key, before
+//! it seals anything (and a read that does not open with it says so, instead of
+//! `Unreadable`). A tenant's first write checks the ring's own key too, from which tenants'
+//! keys derive. A store that keeps no values (a read-only handle, a backend that answers
+//! `set_once` with `Unsupported`) is not checked.
+//!
+//! # Pages
+//!
+//! `get` of a message that does not open fails with `Unreadable`. A page of messages or threads
+//! holding one answers the others and names it in
+//! [`Page::unreadable`](persist_core::Page::unreadable): one lost or tampered message does not
+//! take down a conversation's page, and none is answered in part.
+//!
 //! # Keys
 //!
 //! Keys come from a [`Keys`] source, per tenant: a host implements it over its KMS, or uses
@@ -90,6 +108,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod check;
 mod envelope;
 mod keys;
 mod layer;

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use persist_core::args::{Add, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent};
-use persist_core::read::Stranded;
+use persist_core::read::{Stranded, UnreadableItem};
 use persist_core::{
     Added, Content, ContentUpdated, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
     Restored, Result, Status, TenantId, Thread, ThreadId, Updated,
@@ -26,6 +26,8 @@ pub(crate) struct Sealer {
     pub(crate) metadata_keys: BTreeSet<String>,
     pub(crate) titles: bool,
     pub(crate) allow_clear: bool,
+    /// The keys whose check value this instance verified (see `check`).
+    pub(crate) checked: Arc<crate::check::Checked>,
 }
 
 /// The envelope text in the JSON text of a sealed value (`{"persist:sealed": "…"}`, with any
@@ -242,11 +244,13 @@ impl Sealer {
             PersistResult::Message(m) => PersistResult::Message(m.map(|m| self.open_message(tenant, m)).transpose()?),
             PersistResult::Thread(t) => PersistResult::Thread(t.map(|t| self.open_thread(t)).transpose()?),
             PersistResult::Messages(mut page) => {
-                page.items = page.items.into_iter().map(|m| self.open_message(tenant, m)).collect::<Result<_>>()?;
+                let opened = page.items.into_iter().map(|m| self.open_message(tenant, m));
+                (page.items, page.unreadable) = sort_unreadable(opened, page.unreadable)?;
                 PersistResult::Messages(page)
             }
             PersistResult::Threads(mut page) => {
-                page.items = page.items.into_iter().map(|t| self.open_thread(t)).collect::<Result<_>>()?;
+                let opened = page.items.into_iter().map(|t| self.open_thread(t));
+                (page.items, page.unreadable) = sort_unreadable(opened, page.unreadable)?;
                 PersistResult::Threads(page)
             }
             PersistResult::Stranded(found) => PersistResult::Stranded(
@@ -353,6 +357,23 @@ impl Sealer {
             .map(|(key, _)| key.clone())
             .collect()
     }
+}
+
+/// The items of a page that opened, and those that did not (`Unreadable`), named beside the
+/// ones a layer below named already: a page holding one message sealed with a lost or wrong
+/// key still answers the others. Any other error fails the page.
+fn sort_unreadable<T>(
+    opened: impl Iterator<Item = Result<T>>,
+    mut unreadable: Vec<UnreadableItem>,
+) -> Result<(Vec<T>, Vec<UnreadableItem>)> {
+    let mut items = Vec::new();
+    for item in opened {
+        match item {
+            Ok(item) => items.push(item),
+            Err(error) => unreadable.push(UnreadableItem::from_error(&error).ok_or(error)?),
+        }
+    }
+    Ok((items, unreadable))
 }
 
 /// Whether `message` is a reservation still holding the placeholder `[]` the store wrote: the

@@ -185,8 +185,11 @@ async fn an_envelope_copied_elsewhere_or_changed_does_not_open() {
     raw.update_content(copy_to(t.clone(), &twin, tenant("globex"))).await.unwrap();
     let get_twin = GetMessage::new(t.clone(), twin.id.clone()).with_context(tenant("globex"));
     assert_unreadable(sealed.get(get_twin).await, "copied to another tenant");
-    // A listing holding one such message fails whole: no message is answered in part.
-    assert_unreadable(sealed.list(ListMessages::new(t.clone())).await, "a page holding it");
+    // A listing holding one such message answers the others and names it: none in part.
+    let page = sealed.list(ListMessages::new(t.clone())).await.unwrap();
+    assert_eq!(page.items.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), [a.id.clone()]);
+    assert_eq!(page.unreadable.len(), 1, "{page:?}");
+    assert_eq!(page.unreadable[0].message_id.as_ref(), Some(&b.id));
 
     // A sealed metadata value moved to the content, and a changed byte.
     let secret = envelope.metadata.get("secret").unwrap().clone();
@@ -284,7 +287,8 @@ async fn a_clear_value_of_any_shape_where_a_sealed_one_belongs_is_refused() {
             .await
             .unwrap();
         assert_unreadable(sealed.get(get()).await, &format!("content {shape}"));
-        assert_unreadable(sealed.list(ListMessages::new(t.clone())).await, &format!("a page with content {shape}"));
+        let page = sealed.list(ListMessages::new(t.clone())).await.unwrap();
+        assert!(page.items.is_empty() && page.unreadable.len() == 1, "a page with content {shape}: {page:?}");
         let lenient_read = lenient.get(get()).await.unwrap().unwrap();
         assert_eq!(lenient_read.content.as_json(), shape, "allowed clear values read as stored");
         sqlx::query(
@@ -313,6 +317,46 @@ async fn a_clear_value_of_any_shape_where_a_sealed_one_belongs_is_refused() {
     let slot = sealed.reserve(Reserve::new(t.clone(), Role::Assistant)).await.unwrap().message;
     let slot = sealed.get(GetMessage::new(t.clone(), slot.id)).await.unwrap().unwrap();
     assert_eq!((slot.status, slot.content.as_json().as_ref()), (Status::Reserved, "[]"));
+}
+
+/// Two instances given key id `k1` with different bytes: the one whose key does not match
+/// the store's check value is refused before it seals anything, naming the key, and its reads
+/// say why instead of "unreadable"; the rightly keyed instance goes on, unharmed. On memory
+/// and on a SQLite file two handles share.
+#[tokio::test]
+async fn a_wrong_key_under_a_known_id_is_refused_before_the_first_write() {
+    let wrong = || KeyRing::new().with_key(KeyId::new("k1").unwrap(), SecretKey::new([99; 32])).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("shared.db");
+    let memory = MemoryBackend::new();
+    let stores: [(Pipeline, Pipeline); 2] = [
+        (support::encrypted(support::ring(), memory.clone()), support::encrypted(wrong(), memory)),
+        (
+            support::encrypted(support::ring(), SqliteBackend::open(&file).await.unwrap()),
+            support::encrypted(wrong(), SqliteBackend::open(&file).await.unwrap()),
+        ),
+    ];
+    for (right, wrong) in stores {
+        let t = thread("t");
+        let first = right.add(Add::new(t.clone(), Role::User, Content::text("hello"))).await.unwrap().message;
+        for context in [Context::new(), tenant("acme")] {
+            let add = Add::new(t.clone(), Role::User, Content::text("sealed wrongly")).with_context(context.clone());
+            // A tenant's first write too: its key derives from the ring key, checked first.
+            match wrong.add(add).await {
+                Err(PersistError::Rejected { reason }) => {
+                    assert!(reason.contains("key k1") && reason.contains("does not match"), "{reason}")
+                }
+                other => panic!("a write with the wrong key ({context:?}): {other:?}"),
+            }
+        }
+        match wrong.get(GetMessage::new(t.clone(), first.id.clone())).await {
+            Err(PersistError::Rejected { reason }) => assert!(reason.contains("key k1"), "{reason}"),
+            other => panic!("a read with the wrong key: {other:?}"),
+        }
+        let page = right.list(ListMessages::new(t.clone())).await.unwrap();
+        assert_eq!((page.items.len(), page.unreadable.len()), (1, 0), "nothing was sealed with the wrong key");
+        right.add(Add::new(t, Role::User, Content::text("still fine"))).await.unwrap();
+    }
 }
 
 #[tokio::test]

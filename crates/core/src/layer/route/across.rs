@@ -42,12 +42,13 @@ where
 /// whatever this page leaves out comes after its last thread, and the next page (from that
 /// thread's cursor) lists it.
 fn threads(query: &ListThreads, answers: Vec<PersistResult>) -> Result<PersistResult, PersistError> {
-    let (mut merged, mut more) = (Vec::new(), false);
+    let (mut merged, mut more, mut unreadable) = (Vec::new(), false, Vec::new());
     for answer in answers {
         match answer {
             PersistResult::Threads(page) => {
                 more |= page.has_more;
                 merged.extend(page.items);
+                unreadable.extend(page.unreadable);
             }
             other => return Err(PersistError::MismatchedResult { op: PersistOp::Threads, got: other.op() }),
         }
@@ -56,6 +57,7 @@ fn threads(query: &ListThreads, answers: Vec<PersistResult>) -> Result<PersistRe
     merged.dedup_by(|later, earlier| (&later.id, &later.tenant) == (&earlier.id, &earlier.tenant));
     let mut page = query.page(merged);
     page.has_more |= more;
+    page.unreadable = unreadable;
     Ok(PersistResult::Threads(page))
 }
 
