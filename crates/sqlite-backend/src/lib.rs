@@ -229,11 +229,14 @@ impl SqliteBackendBuilder {
         self
     }
 
-    /// Largest the write-ahead log's file stays once the load that grew it is over (default
-    /// 16 MiB). Under load, or behind a long read, the log grows past it (it cannot be restarted
-    /// while writes keep coming); after a second without writes, a second connection copies
-    /// the log back and empties the file, without waiting for any lock (no write waits for
-    /// it). Without a limit, the file would keep its largest size for good.
+    /// Largest the write-ahead log's file stays (default 16 MiB). Under load, the writer looks
+    /// at its size every 32 writes and, when it is over, copies it back and empties it between
+    /// two groups, waiting up to 100 ms for readers still on its frames (readers that start
+    /// meanwhile read the database file), so readers coming and going without pause do not keep
+    /// it growing. Behind a read that holds one snapshot longer, the log grows past the limit;
+    /// after a second without writes, a second connection copies the log back and empties the
+    /// file, without waiting for any lock. Without a limit, the file would keep its largest size
+    /// for good.
     pub fn wal_size_limit(mut self, bytes: u64) -> Self {
         self.wal_size_limit = bytes;
         self
@@ -413,7 +416,11 @@ impl SqliteBackendBuilder {
         let settings = writer::Settings {
             limits: self.limits,
             max_batch: self.max_batch,
-            wal: writer::WalLimit { path: wal_path(&self.path), bytes: self.wal_size_limit },
+            wal: writer::WalLimit {
+                path: wal_path(&self.path),
+                bytes: self.wal_size_limit,
+                busy_timeout: self.busy_timeout,
+            },
         };
         let wal = settings.wal.for_checkpointer();
         tokio::spawn(async move {

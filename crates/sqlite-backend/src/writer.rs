@@ -28,6 +28,10 @@ pub(crate) struct Job {
 /// ≈ 30% slower (the kernel's copies into a log no longer in the CPU's cache).
 const CHECKPOINT_EVERY: usize = 256;
 
+/// Writes committed between two looks at the log's size (one `stat` of its file): a log over
+/// its limit is cut back at most this many writes late.
+const SIZE_CHECK_EVERY: usize = 32;
+
 /// Runs until every handle (every sender) is gone or [`close`](crate::SqliteBackend::close)
 /// asks it to stop, finishing every write queued by then; then closes the connection (and drops
 /// the checkpointer's channel, which ends the checkpointer).
@@ -49,6 +53,7 @@ pub(crate) async fn run(
     // The outcome of `batch`, already committed (or failed) but not yet answered.
     let mut committed = None;
     let mut since_checkpoint = 0;
+    let mut since_size_check = 0;
     loop {
         // Asked to stop (or every handle is gone): no new write is queued from now on, and the
         // writes queued already are still written. Checked every turn: under steady load the
@@ -128,6 +133,16 @@ pub(crate) async fn run(
                 if let Some(job) = last {
                     let _ = job.reply.send(Err(error));
                 }
+            }
+        }
+        since_size_check += batch.len().max(1);
+        if since_size_check >= SIZE_CHECK_EVERY {
+            since_size_check = 0;
+            if wal.over() {
+                // Readers coming and going keep the log from restarting at its start: cut it
+                // back here, under the load (a short stall, only when it is over its limit).
+                wal.cut_back(&mut conn).await;
+                since_checkpoint = 0;
             }
         }
         if since_checkpoint >= CHECKPOINT_EVERY {
@@ -218,15 +233,34 @@ pub(crate) struct Settings {
 pub(crate) struct WalLimit {
     pub(crate) path: std::path::PathBuf,
     pub(crate) bytes: u64,
+    /// The writer connection's busy timeout, set back after a cut.
+    pub(crate) busy_timeout: std::time::Duration,
 }
 
 impl WalLimit {
     /// How long the writer waits without a write before it looks at the log's size.
     const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
 
+    /// How long a cut under load waits for the readers still on the log's frames.
+    const CUT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
     /// The same limit, for the checkpointer.
     pub(crate) fn for_checkpointer(&self) -> Self {
-        Self { path: self.path.clone(), bytes: self.bytes }
+        Self { path: self.path.clone(), bytes: self.bytes, busy_timeout: self.busy_timeout }
+    }
+
+    /// Copies the log back and empties it on the writer's connection, between two groups,
+    /// waiting up to [`CUT_WAIT`](Self::CUT_WAIT) for readers still on its frames. Readers
+    /// that start meanwhile read the database file (the log is copied back whole, and no write
+    /// adds to it while the writer waits), so they do not hold it up: readers that come and go
+    /// without pause no longer keep the log growing. A reader holding one snapshot longer than
+    /// the wait leaves it for the next cut.
+    async fn cut_back(&self, conn: &mut SqliteConnection) {
+        let wait = format!("PRAGMA busy_timeout = {}", Self::CUT_WAIT.as_millis());
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(wait)).execute(&mut *conn).await;
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_all(&mut *conn).await;
+        let back = format!("PRAGMA busy_timeout = {}", self.busy_timeout.as_millis());
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(back)).execute(&mut *conn).await;
     }
 
     fn over(&self) -> bool {

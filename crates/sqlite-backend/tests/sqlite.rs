@@ -559,6 +559,58 @@ async fn the_write_ahead_log_is_cut_back_to_its_limit() {
     assert!(wal() <= limit, "the log is {} bytes, over the {limit} limit", wal());
 }
 
+/// Readers that come and go without pause (four tasks, each read a short snapshot) while
+/// writes go on: the log is still brought back under its limit, under the load, not only once
+/// every reader has stopped. (Each reader's snapshot kept the log from restarting at its start:
+/// it grew for as long as any reader read, to several times its limit.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_stays_bounded_while_readers_come_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("readers.db");
+    let limit = 2 << 20;
+    let backend = SqliteBackend::builder(&path).wal_size_limit(limit).open().await.unwrap();
+    let wal = || std::fs::metadata(dir.path().join("readers.db-wal")).map(|m| m.len()).unwrap_or(0);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (backend, stop) = (backend.clone(), Arc::clone(&stop));
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let page = ListMessages::new(thread("busy")).with_order(persist_core::Order::Desc).with_limit(20);
+                backend.list(page).await.unwrap();
+                reads += 1;
+                tokio::task::yield_now().await;
+            }
+            reads
+        }));
+    }
+    let mut largest = 0;
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    // Six seconds of writes, a 16 KiB message at a time, the readers reading all along.
+    while started.elapsed() < Duration::from_secs(6) {
+        backend.apply(add("busy", &format!("{i} {}", "x".repeat(16 << 10)))).await.unwrap();
+        i += 1;
+        if started.elapsed() > Duration::from_secs(3) {
+            largest = largest.max(wal());
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads: u64 = futures_sum(readers).await;
+    assert!(reads > 100 && i > 100, "the load ran: {reads} reads, {i} writes");
+    eprintln!("the log under load: at most {largest} bytes (limit {limit}), {i} writes, {reads} reads");
+    assert!(largest <= 2 * limit, "the log reached {largest} bytes under load, over twice its {limit} limit");
+}
+
+async fn futures_sum(tasks: Vec<tokio::task::JoinHandle<u64>>) -> u64 {
+    let mut sum = 0;
+    for task in tasks {
+        sum += task.await.unwrap();
+    }
+    sum
+}
+
 #[tokio::test]
 async fn check_reports_counters_that_disagree_with_the_messages() {
     let dir = tempfile::tempdir().unwrap();
