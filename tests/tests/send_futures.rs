@@ -10,6 +10,7 @@ use persist::layer::Events;
 use persist::layer::events::ThreadEvents;
 use persist::lifecycle::{Fork, Prune};
 use persist::maintenance::CleanupStranded;
+use persist::once::SetOnce;
 use persist::postgres::{PostgresBackend, PostgresBackendBuilder};
 use persist::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads};
 use persist::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
@@ -44,6 +45,7 @@ struct Requests {
     cleanup: CleanupStranded,
     fork: Fork,
     prune: Prune,
+    set_once: SetOnce,
 }
 
 /// Each call moved into an `async move` block with an owned handle, as a spawned task holds it.
@@ -62,7 +64,7 @@ fn pipeline_calls(pipeline: Pipeline, requests: Requests) {
         restore(restore), get(get), get_thread(get_thread), list(list), threads(threads),
         find_stranded(find_stranded), bind(bind), resolve(resolve), reset_session(reset_session),
         invalidate_session(invalidate_session), bindings(bindings), read_feed(read_feed),
-        subscribe(read_feed), cleanup_stranded(cleanup), fork(fork), prune(prune),
+        subscribe(read_feed), cleanup_stranded(cleanup), fork(fork), prune(prune), set_once(set_once),
     );
     let p = pipeline.clone();
     drop(spawnable(async move { p.ping().await }));
@@ -72,9 +74,10 @@ fn pipeline_calls(pipeline: Pipeline, requests: Requests) {
 fn scoped_calls(scoped: Scoped, requests: Requests) {
     spawnable_calls!(scoped, requests:
         add(add), reserve(reserve), update_content(update_content), update(update), delete(delete),
-        get(get), get_thread(get_thread), list(list), threads(threads), find_stranded(find_stranded),
-        bind(bind), resolve(resolve), reset_session(reset_session), invalidate_session(invalidate_session),
-        read_feed(read_feed), subscribe(read_feed),
+        restore(restore), get(get), get_thread(get_thread), list(list), threads(threads),
+        find_stranded(find_stranded), bind(bind), resolve(resolve), reset_session(reset_session),
+        invalidate_session(invalidate_session), bindings(bindings), read_feed(read_feed), subscribe(read_feed),
+        cleanup_stranded(cleanup), fork(fork), prune(prune), set_once(set_once),
     );
     let s = scoped.clone();
     drop(spawnable(async move { s.ping().await }));

@@ -2,14 +2,20 @@
 
 use std::future::Future;
 
-use crate::args::{Add, Context, Delete, PersistArgs, Reserve, Update, UpdateContent};
+use crate::args::{Add, Context, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
+use crate::backend::Capabilities;
 use crate::error::{PersistError, Result};
 use crate::feed::{FeedPage, FeedScope, ReadFeed, Subscription};
+use crate::lifecycle::{Fork, ForkReport, Prune, PruneReport};
+use crate::maintenance::{CleanupReport, CleanupStranded};
 use crate::message::{Message, Thread};
 use crate::pipeline::Pipeline;
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
+use crate::result::Restored;
 use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
-use crate::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve, SessionBinding};
+use crate::session::{
+    Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
+};
 
 /// A [`Pipeline`] handle scoped to a [`Context`]: every write and read it sends carries that
 /// context (its tenant, principal and extensions, with a request id of its own per call),
@@ -133,6 +139,47 @@ impl Scoped {
     scoped_call!(/** Resets a session binding. */ reset_session, ResetSession => bool);
     scoped_call!(/** Invalidates a session binding (compare-and-set). */ invalidate_session, InvalidateSession => bool);
     scoped_call!(/** Stores a value under a name once, in the handle's tenant. */ set_once, crate::once::SetOnce => String);
+    scoped_call!(/** Lists a thread's session bindings. */ bindings, ListBindings => Vec<StoredBinding>);
+    scoped_call!(
+        /** Writes one of the scope's threads exactly as another store held it; a thread of
+        another tenant is refused (`InvalidInput` naming `tenant`). */
+        restore, Restore => Restored
+    );
+    scoped_call!(/** Copies one of the scope's threads into a new thread of the scope; see [`Pipeline::fork`]. */ fork, Fork => ForkReport);
+
+    /// One batch of retention over the scope's threads; see [`Pipeline::prune`]. A prune made
+    /// for every tenant (the default of [`Prune::new`]) is confined to the scope's.
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for a prune of another tenant; otherwise as [`Pipeline::prune`].
+    pub async fn prune(&self, prune: Prune) -> Result<PruneReport> {
+        let tenant = self.context.tenant().cloned();
+        if !prune.across_tenants && prune.tenant != tenant {
+            return Err(across_tenants());
+        }
+        self.pipeline.prune(prune.only_tenant(tenant)).await
+    }
+
+    /// Deletes the scope's stranded reservations; see [`Pipeline::cleanup_stranded`]. A cleanup
+    /// made for every tenant (the default of [`CleanupStranded::new`]) is confined to the
+    /// scope's.
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for a cleanup of another tenant; otherwise as [`Pipeline::cleanup_stranded`].
+    pub async fn cleanup_stranded(&self, cleanup: CleanupStranded) -> Result<CleanupReport> {
+        let tenant = self.context.tenant().cloned();
+        if !cleanup.across_tenants && cleanup.tenant != tenant {
+            return Err(across_tenants());
+        }
+        self.pipeline.cleanup_stranded(cleanup.only_tenant(tenant)).await
+    }
+
+    /// What the store behind the pipeline can do; see [`Pipeline::capabilities`].
+    pub fn capabilities(&self) -> Capabilities {
+        self.pipeline.capabilities()
+    }
 
     /// A health check, through the layers, in the scope's context.
     ///

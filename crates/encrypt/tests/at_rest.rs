@@ -187,7 +187,7 @@ async fn an_envelope_copied_elsewhere_or_changed_does_not_open() {
     assert_unreadable(sealed.get(get_twin).await, "copied to another tenant");
     // A listing holding one such message answers the others and names it: none in part.
     let page = sealed.list(ListMessages::new(t.clone())).await.unwrap();
-    assert_eq!(page.items.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), [a.id.clone()]);
+    assert_eq!(page.items.iter().map(|m| &m.id).collect::<Vec<_>>(), [&a.id]);
     assert_eq!(page.unreadable.len(), 1, "{page:?}");
     assert_eq!(page.unreadable[0].message_id.as_ref(), Some(&b.id));
 

@@ -11,7 +11,8 @@
 //! Ready-made, each in its own module: [`observe`], [`route`] (redirect to another stack),
 //! [`intercept`] (short-circuit), [`retry`], [`timeout`], [`detach`] (finish writes whose
 //! caller left), [`trace`], [`metrics`], [`events`], [`validate`], [`chaos`], [`mirror`],
-//! [`coalesce`] (streamed replies at the cost of a final write).
+//! [`coalesce`] (streamed replies at the cost of a final write), [`tenant`] (refuse requests
+//! without a tenant).
 //!
 //! # Recommended order
 //!
@@ -34,6 +35,7 @@ pub mod mirror;
 pub mod observe;
 pub mod retry;
 pub mod route;
+pub mod tenant;
 pub mod timeout;
 pub mod trace;
 pub mod validate;
@@ -49,6 +51,7 @@ pub use self::mirror::MirrorLayer;
 pub use self::observe::{ObserveLayer, OnArgs, OnError, OnResult};
 pub use self::retry::{RetryLayer, RetryPolicy};
 pub use self::route::RouteLayer;
+pub use self::tenant::RequireTenantLayer;
 pub use self::timeout::TimeoutLayer;
 pub use self::trace::TraceLayer;
 pub use self::validate::{Limits, ValidateLayer};

@@ -1,0 +1,81 @@
+//! A `Scoped` handle offers every call a `Pipeline` has that stays in one tenant, so a request
+//! handler never needs the pipeline back: fork, restore, bindings, retention and stranded
+//! cleanup stay in the handle's tenant, and a request naming another tenant is refused.
+
+use std::time::Duration;
+
+use persist::args::{Add, Reserve, Restore};
+use persist::layer::RequireTenantLayer;
+use persist::lifecycle::{Fork, Prune};
+use persist::maintenance::CleanupStranded;
+use persist::memory::MemoryBackend;
+use persist::read::{GetThread, ListMessages, ListThreads};
+use persist::session::{Bind, ListBindings};
+use persist::{
+    AgentId, Content, Context, PersistError, Pipeline, ProviderId, Role, Scoped, SessionId, TenantId, ThreadId,
+};
+
+fn id(text: &str) -> ThreadId {
+    ThreadId::new(text).unwrap()
+}
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::new(name).unwrap()
+}
+
+fn scoped(pipeline: &Pipeline, name: &str) -> Scoped {
+    pipeline.scoped(Context::new().with_tenant(tenant(name)))
+}
+
+async fn say(handle: &Scoped, thread: &str, text: &str) {
+    handle.add(Add::new(id(thread), Role::User, Content::text(text))).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_scoped_handle_forks_restores_binds_and_prunes_within_its_tenant() {
+    // Every call reaches the store with a tenant: the layer refuses any that would not.
+    let pipeline = Pipeline::builder().layer(RequireTenantLayer::new()).build(MemoryBackend::new());
+    let (acme, globex) = (scoped(&pipeline, "acme"), scoped(&pipeline, "globex"));
+    for text in ["one", "two", "three"] {
+        say(&acme, "general", text).await;
+        say(&globex, "general", text).await;
+    }
+
+    let forked = acme.fork(Fork::new(id("general"), id("branch")).up_to(2)).await.unwrap();
+    assert_eq!(forked.copied, 2);
+    assert_eq!(acme.list(ListMessages::new(id("branch"))).await.unwrap().items.len(), 2);
+    assert!(globex.get_thread(GetThread::new(id("branch"))).await.unwrap().is_none(), "not globex's");
+
+    let agent = AgentId::new("helper").unwrap();
+    let bind = Bind::new(agent, id("general"), SessionId::new("s-1").unwrap(), ProviderId::new("p").unwrap());
+    acme.bind(bind).await.unwrap();
+    assert_eq!(acme.bindings(ListBindings::new(id("general"))).await.unwrap().len(), 1);
+    assert!(globex.bindings(ListBindings::new(id("general"))).await.unwrap().is_empty());
+
+    // A restore of the handle's own thread, elsewhere, then of another tenant's: refused.
+    let thread = acme.get_thread(GetThread::new(id("general"))).await.unwrap().unwrap();
+    let messages = acme.list(ListMessages::new(id("general"))).await.unwrap().items;
+    let copy = Pipeline::new(MemoryBackend::new());
+    let restored = scoped(&copy, "acme").restore(Restore::new(thread.clone(), messages.clone())).await.unwrap();
+    assert_eq!(restored.restored, 3);
+    let refused = scoped(&copy, "globex").restore(Restore::new(thread, messages)).await;
+    assert!(matches!(refused, Err(PersistError::InvalidInput { field: "tenant", .. })), "{refused:?}");
+
+    // Retention and cleanup made for every tenant touch the handle's only.
+    let report = acme.prune(Prune::new().with_keep_latest(1)).await.unwrap();
+    assert_eq!(report.deleted_messages, 3, "two of general, one of branch");
+    assert_eq!(globex.list(ListMessages::new(id("general"))).await.unwrap().items.len(), 3, "globex untouched");
+    let other = acme.prune(Prune::new().with_keep_latest(1).only_tenant(Some(tenant("globex")))).await;
+    assert!(matches!(other, Err(PersistError::Rejected { .. })), "{other:?}");
+    for handle in [&acme, &globex] {
+        handle.reserve(Reserve::new(id("general"), Role::Assistant)).await.unwrap();
+    }
+    let cleaned = acme.cleanup_stranded(CleanupStranded::new(Duration::ZERO)).await.unwrap();
+    assert_eq!(cleaned.deleted.len(), 1, "acme's reservation only");
+    let listed = globex.list(ListMessages::new(id("general")).include_reserved(true)).await.unwrap();
+    assert_eq!(listed.items.len(), 4, "globex keeps its reservation");
+    let other = acme.cleanup_stranded(CleanupStranded::new(Duration::ZERO).only_tenant(None)).await;
+    assert!(matches!(other, Err(PersistError::Rejected { .. })), "{other:?}");
+    assert_eq!(acme.threads(ListThreads::new()).await.unwrap().items.len(), 2);
+    assert!(acme.capabilities().feed);
+}
