@@ -98,9 +98,10 @@ async fn main() -> Result<(), persist::PersistError> {
         println!("  {line}");
     }
 
-    let stored = pipeline.threads(ListThreads::new()).await?.items;
+    // Through the pipeline, a listing spans both stores (the route merges them).
+    let listed = pipeline.threads(ListThreads::new()).await?.items;
     let ephemeral = scratch.threads(ListThreads::new()).await?.items;
-    println!("\nSQLite threads:    {:?}", stored.iter().map(|t| t.id.as_str()).collect::<Vec<_>>());
+    println!("\nevery thread:      {:?}", listed.iter().map(|t| t.id.as_str()).collect::<Vec<_>>());
     println!("in-memory scratch: {:?}", ephemeral.iter().map(|t| t.id.as_str()).collect::<Vec<_>>());
     Ok(())
 }

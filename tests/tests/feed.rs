@@ -293,3 +293,17 @@ async fn a_feed_turned_off_by_another_handle_is_never_silent() {
     assert_eq!(page.events.len(), 1, "the write made once the feed is on again: {page:?}");
     assert_eq!(page.head, head.head);
 }
+
+/// With the feed turned off, a subscription says so (not that the backend has no feed), on
+/// every backend that can turn it off.
+#[tokio::test]
+async fn a_subscription_to_a_feed_turned_off_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteBackend::builder(dir.path().join("off.db")).feed(None).open().await.unwrap();
+    for pipeline in [Pipeline::new(MemoryBackend::new().with_feed(None)), Pipeline::new(sqlite)] {
+        match pipeline.subscribe(ReadFeed::thread(ThreadId::new("t").unwrap())).await {
+            Err(PersistError::Unsupported { what }) => assert!(what.contains("turned off"), "{what}"),
+            other => panic!("a subscription with the feed off: {other:?}"),
+        }
+    }
+}

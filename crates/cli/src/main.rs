@@ -76,7 +76,8 @@ use crate::text::{
 #[command(name = "persist", version)]
 struct Cli {
     /// The store: sqlite:PATH, sqlite://PATH, a PATH ending in .db, postgres://… or
-    /// postgresql://… (?schema=NAME picks the schema).
+    /// postgresql://… (?schema=NAME picks the schema), or memory: (an empty in-memory store,
+    /// for trying commands out).
     #[arg(long, global = true, env = "PERSIST_URL", value_name = "URL")]
     url: Option<String>,
     /// Reach this tenant's threads (default: the threads without a tenant).
@@ -130,6 +131,9 @@ enum Command {
         /// Reservations with no write for longer than this (e.g. 30m, 12h, 2d).
         #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
         older_than: Duration,
+        /// Report what would be deleted (at most 1000, oldest first), delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check every thread's counters against its messages (and a SQLite file's integrity).
     Check,
@@ -165,12 +169,13 @@ struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("rule").required(true).multiple(true).args(["idle_for", "keep_latest"])))]
 struct PruneArgs {
     /// Delete threads with no activity for this long (e.g. 30d, 12h, 90m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, required_unless_present = "keep_latest")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     idle_for: Option<Duration>,
     /// In the other threads, keep only the latest N messages.
-    #[arg(long, value_name = "N", required_unless_present = "idle_for")]
+    #[arg(long, value_name = "N")]
     keep_latest: Option<u32>,
     /// Report what would be deleted, delete nothing.
     #[arg(long)]
@@ -272,9 +277,10 @@ async fn run(cli: Cli) -> CliResult {
             with_store(url, Mode::Existing, async |store| commands::maintain::prune(store, &scope, options, json).await)
                 .await
         }
-        Command::CleanupStranded { older_than } => {
-            with_store(url, Mode::Existing, async |store| {
-                commands::maintain::cleanup_stranded(store, &scope, older_than, json).await
+        Command::CleanupStranded { older_than, dry_run } => {
+            let mode = if dry_run { Mode::ReadOnly } else { Mode::Existing };
+            with_store(url, mode, async |store| {
+                commands::maintain::cleanup_stranded(store, &scope, older_than, dry_run, json).await
             })
             .await
         }

@@ -434,6 +434,10 @@ fn cleanup_stranded_deletes_old_reservations_only() {
     let kept: Value = serde_json::from_str(kept.trim()).unwrap();
     assert_eq!(kept["deleted"], json!([]), "a recent reservation is not stranded");
     std::thread::sleep(std::time::Duration::from_millis(1100));
+    // A dry run names what would go and deletes nothing.
+    let dry = ok(&["--url", url, "cleanup-stranded", "--older-than", "1s", "--dry-run"]);
+    assert!(dry.contains("would delete reservation") && dry.contains("nothing deleted"), "{dry}");
+    assert_eq!(reserved(&block_on(snapshot(&source)).unwrap()), 1, "a dry run deletes nothing");
     let report = ok(&["--url", url, "cleanup-stranded", "--older-than", "1s", "--json"]);
     let report: Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["deleted"].as_array().map(Vec::len), Some(1), "{report}");
@@ -477,8 +481,13 @@ fn failures_are_one_line_errors() {
 
     let (_, code) = fails(&["threads"]);
     assert_eq!(code, 2, "no store given");
-    let (_, code) = fails(&["--url", store, "prune"]);
-    assert_eq!(code, 2, "prune without a rule");
+    let output = run(&["--url", store, "prune"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "prune without a rule: {stderr}");
+    assert!(stderr.contains("<--idle-for <DURATION>|--keep-latest <N>>"), "one of the two rules: {stderr}");
+    let (stderr, _) = fails(&["--url", store, "show", "general"]);
+    assert!(stderr.contains("--tenant"), "a tenant's thread needs --tenant: {stderr}");
+    assert!(ok(&["--help"]).contains("memory:"), "--help names every kind of store");
     fails(&["--url", store, "show", "no-such-thread"]);
     fails(&["--url", store, "export"]);
     fails(&["--url", store, "threads", "--after", "not a cursor"]);

@@ -1051,11 +1051,15 @@ mod tests {
             ListBindings::new(thread()).into(),
             Ping::new().into(),
             ReadFeed::thread(thread()).into(),
+            crate::once::SetOnce::new("name", "value").unwrap().into(),
         ];
         let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
         assert_eq!(ops, PersistOp::ALL);
         for args in &all {
-            let across_threads = matches!(args.op(), PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping);
+            let across_threads = matches!(
+                args.op(),
+                PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping | PersistOp::SetOnce
+            );
             assert_eq!(args.thread_id().is_none(), across_threads, "{:?}", args.op());
             assert!(args.thread_id().is_none_or(|t| *t == thread()));
         }

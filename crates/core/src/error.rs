@@ -118,7 +118,7 @@ pub enum PersistError {
 
     /// A transient condition (busy database, lock contention, pool exhausted); retrying the
     /// same request may succeed.
-    #[error("temporarily unavailable: {message}")]
+    #[error("temporarily unavailable: {message}{}", fmt_cause(message, source))]
     Temporary {
         /// What happened.
         message: Cow<'static, str>,
@@ -162,7 +162,7 @@ pub enum PersistError {
     },
 
     /// The backend failed in a way a retry will not fix.
-    #[error("backend error: {message}")]
+    #[error("backend error: {message}{}", fmt_cause(message, source))]
     Backend {
         /// What happened.
         message: Cow<'static, str>,
@@ -170,6 +170,18 @@ pub enum PersistError {
         #[source]
         source: Option<BoxError>,
     },
+}
+
+/// `": <cause>"`: the source's own words (the OS's, the server's), unless the message says
+/// them already; an error that only said "opening the database" cost newcomers the most time.
+fn fmt_cause(message: &str, source: &Option<BoxError>) -> String {
+    match source {
+        Some(source) => {
+            let cause = source.to_string();
+            if cause.is_empty() || message.contains(&cause) { String::new() } else { format!(": {cause}") }
+        }
+        None => String::new(),
+    }
 }
 
 fn fmt_message(message_id: &Option<MessageId>) -> String {
@@ -197,6 +209,46 @@ impl PersistError {
         "unreadable",
         "feed_gap",
     ];
+
+    /// The HTTP status an API answers this error with, as HTTP APIs commonly map them:
+    ///
+    /// | error | status |
+    /// |---|---|
+    /// | `InvalidInput` | 400 Bad Request |
+    /// | `Rejected` | 403 Forbidden |
+    /// | `NotFound` | 404 Not Found |
+    /// | `AlreadyExists`, `VersionConflict` | 409 Conflict |
+    /// | `ThreadDeleted`, `FeedGap` | 410 Gone (reload, then follow from the head) |
+    /// | `IdempotencyKeyReused` | 422 Unprocessable Content |
+    /// | `Unsupported` | 501 Not Implemented |
+    /// | `Temporary` | 503 Service Unavailable (retry) |
+    /// | `Timeout` | 504 Gateway Timeout |
+    /// | `MismatchedResult`, `Unreadable`, `Backend` | 500 Internal Server Error |
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{PersistError, ThreadId};
+    ///
+    /// let gone = PersistError::ThreadDeleted { thread_id: ThreadId::new("t1")? };
+    /// assert_eq!(gone.status_code(), 410);
+    /// assert_eq!(PersistError::temporary("busy").status_code(), 503);
+    /// # Ok::<_, PersistError>(())
+    /// ```
+    pub fn status_code(&self) -> u16 {
+        match self {
+            Self::InvalidInput { .. } => 400,
+            Self::Rejected { .. } => 403,
+            Self::NotFound { .. } => 404,
+            Self::AlreadyExists { .. } | Self::VersionConflict { .. } => 409,
+            Self::ThreadDeleted { .. } | Self::FeedGap { .. } => 410,
+            Self::IdempotencyKeyReused { .. } => 422,
+            Self::Unsupported { .. } => 501,
+            Self::Temporary { .. } => 503,
+            Self::Timeout { .. } => 504,
+            Self::MismatchedResult { .. } | Self::Unreadable { .. } | Self::Backend { .. } => 500,
+        }
+    }
 
     /// A stable snake_case name of the variant, for logs and metric labels.
     pub fn code(&self) -> &'static str {
@@ -315,6 +367,41 @@ mod tests {
             PersistError::backend("disk", std::io::Error::other("gone")),
         ] {
             assert!(!permanent.is_temporary(), "{permanent}");
+        }
+    }
+
+    #[test]
+    fn every_error_maps_to_the_http_status_an_api_answers() {
+        let thread = ThreadId::new("t").unwrap();
+        let message = MessageId::new("m").unwrap();
+        let key = IdempotencyKey::new("k").unwrap();
+        let statuses = [
+            (PersistError::invalid("x", "bad"), 400),
+            (PersistError::rejected("no"), 403),
+            (PersistError::not_found(&thread, None), 404),
+            (PersistError::AlreadyExists { thread_id: thread.clone(), message_id: message.clone() }, 409),
+            (
+                PersistError::VersionConflict { thread_id: thread.clone(), message_id: None, expected: 1, actual: 2 },
+                409,
+            ),
+            (PersistError::ThreadDeleted { thread_id: thread.clone() }, 410),
+            (PersistError::FeedGap { after: 1, trimmed: 2 }, 410),
+            (
+                PersistError::IdempotencyKeyReused {
+                    thread_id: thread.clone(),
+                    idempotency_key: key,
+                    message_id: message,
+                },
+                422,
+            ),
+            (PersistError::Unsupported { what: "x".into() }, 501),
+            (PersistError::temporary("busy"), 503),
+            (PersistError::Timeout { op: PersistOp::Add, after: Duration::from_secs(1) }, 504),
+            (PersistError::backend("disk", std::io::Error::other("gone")), 500),
+        ];
+        for (error, status) in statuses {
+            assert_eq!(error.status_code(), status, "{error}");
+            assert_eq!(error.is_temporary(), status == 503 || status == 504, "{error}");
         }
     }
 

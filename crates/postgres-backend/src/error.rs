@@ -36,6 +36,25 @@ pub(crate) fn map_sqlx(context: &'static str, error: sqlx::Error) -> PersistErro
     }
 }
 
+/// Maps a failure to open a connection to the server at `server` (host, port and database):
+/// never a "lost" connection, since none was made. A refused connection, an unknown host or a
+/// server that cannot take one more is temporary; a database that does not exist or a refused
+/// login is not. Either way the message names where, and the source says why (the OS's or the
+/// server's words).
+pub(crate) fn map_connect(server: &str, error: sqlx::Error) -> PersistError {
+    let message = format!("connecting to PostgreSQL at {server}");
+    let temporary = match &error {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().as_deref().is_some_and(is_temporary_state),
+        _ => false,
+    };
+    if temporary {
+        PersistError::Temporary { message: message.into(), source: Some(Box::new(error)) }
+    } else {
+        PersistError::backend(message, error)
+    }
+}
+
 /// Maps a migration error; a schema newer than this build is refused with a clear message.
 pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
     match error {

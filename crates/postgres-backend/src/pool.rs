@@ -31,8 +31,6 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgSeverity
 use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::map_sqlx;
-
 /// An idle connection is closed after this long unused (while more than `min_connections`
 /// are open).
 pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -123,9 +121,14 @@ impl Pool {
             Some(idle) => (idle.conn, idle.opened),
             None => {
                 let left = self.inner.acquire_timeout.saturating_sub(started.elapsed());
-                let conn = tokio::time::timeout(left, self.open())
-                    .await
-                    .map_err(|_| PersistError::temporary("connecting to PostgreSQL timed out"))??;
+                let conn = tokio::time::timeout(left, self.open()).await.map_err(|_| {
+                    let options = &self.inner.options;
+                    PersistError::temporary(format!(
+                        "connecting to PostgreSQL at {}:{} timed out after {left:?}",
+                        options.get_host(),
+                        options.get_port()
+                    ))
+                })??;
                 (conn, Instant::now())
             }
         };
@@ -143,7 +146,15 @@ impl Pool {
     }
 
     async fn open(&self) -> Result<PgConnection> {
-        self.inner.options.connect().await.map_err(|e| map_sqlx("connecting to PostgreSQL", e))
+        let options = &self.inner.options;
+        options.connect().await.map_err(|error| {
+            let place = match options.get_socket() {
+                Some(socket) => socket.display().to_string(),
+                None => format!("{}:{}", options.get_host(), options.get_port()),
+            };
+            let database = options.get_database().unwrap_or(options.get_username());
+            crate::error::map_connect(&format!("{place}, database {database}"), error)
+        })
     }
 
     /// Refuses new operations, waits for those in flight to give their connection back, then
@@ -315,6 +326,7 @@ pub(crate) fn lost_connection(error: &PersistError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::map_sqlx;
 
     #[test]
     fn only_a_failed_connection_is_lost() {

@@ -159,3 +159,28 @@ async fn the_url_names_the_schema() {
     assert!(matches!(typo, Err(PersistError::InvalidInput { field: "url", .. })), "{typo:?}");
     support::drop_schema(&schema).await;
 }
+
+/// A connection that cannot be made says where and why (the server's words, the OS's), and is
+/// never called a lost connection: a database that does not exist is not temporary, a refused
+/// connection is; the driver's error stays the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_connect_names_the_server_and_its_cause() {
+    if !support::available().await {
+        return;
+    }
+    let base = support::url();
+    let (server, _) = base.rsplit_once('/').unwrap();
+    let missing = PostgresBackend::connect(format!("{server}/persist_no_such_database")).await.unwrap_err();
+    let text = missing.to_string();
+    assert!(text.contains("persist_no_such_database") && text.contains("does not exist"), "{text}");
+    assert!(!text.contains("lost") && !missing.is_temporary(), "{text}");
+    assert!(std::error::Error::source(&missing).is_some(), "the driver's error is kept as the source");
+    let refused = PostgresBackend::builder("postgres://postgres@127.0.0.1:1/test")
+        .acquire_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap_err();
+    let text = refused.to_string();
+    assert!(text.contains("127.0.0.1:1") && text.to_lowercase().contains("refused"), "{text}");
+    assert!(!text.contains("lost") && refused.is_temporary(), "{text}");
+}

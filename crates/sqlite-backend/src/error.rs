@@ -99,16 +99,16 @@ pub(crate) fn raced_migration(error: &MigrateError) -> bool {
 /// `error`, met opening the file at `path`, naming the file and its cause (the OS's or
 /// SQLite's words): "opening the database" alone does not say which file, nor why.
 pub(crate) fn in_file(path: &std::path::Path, error: PersistError) -> PersistError {
-    let cause = |source: &Option<persist_core::BoxError>| source.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+    // The cause itself is the source's, which `Display` adds.
     match error {
         PersistError::Backend { message, source } => {
             let readonly = source.as_ref().is_some_and(|e| e.to_string().contains("readonly database"));
             let hint = if readonly { " (to read it anyway, open it with `read_only(true)`)" } else { "" };
-            let message = format!("{message} ({}){}{hint}", path.display(), cause(&source));
+            let message = format!("{message} ({}){hint}", path.display());
             PersistError::Backend { message: message.into(), source }
         }
         PersistError::Temporary { message, source } => {
-            let message = format!("{message} ({}){}", path.display(), cause(&source));
+            let message = format!("{message} ({})", path.display());
             PersistError::Temporary { message: message.into(), source }
         }
         other => other,

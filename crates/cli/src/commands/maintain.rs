@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use persist::lifecycle::Prune;
 use persist::maintenance::CleanupStranded;
-use persist::read::{MAX_PAGE_LIMIT, Stranded};
+use persist::read::{FindStranded, MAX_PAGE_LIMIT, Stranded};
 use persist::{TenantId, ThreadId, Timestamp};
 use serde_json::json;
 
@@ -104,7 +104,16 @@ pub(crate) async fn prune(store: &Store, scope: &Scope, options: PruneOptions, j
 
 /// `persist cleanup-stranded`: deletes reservations nobody wrote to for `older_than`, 1000 at
 /// a time until none is left.
-pub(crate) async fn cleanup_stranded(store: &Store, scope: &Scope, older_than: Duration, json: bool) -> CliResult {
+pub(crate) async fn cleanup_stranded(
+    store: &Store,
+    scope: &Scope,
+    older_than: Duration,
+    dry_run: bool,
+    json: bool,
+) -> CliResult {
+    if dry_run {
+        return stranded_dry_run(store, scope, older_than, json).await;
+    }
     let mut cleanup = CleanupStranded::new(older_than).with_limit(MAX_PAGE_LIMIT);
     if !scope.all_tenants {
         cleanup = cleanup.only_tenant(scope.tenant.clone());
@@ -154,6 +163,49 @@ pub(crate) async fn cleanup_stranded(store: &Store, scope: &Scope, older_than: D
             )?;
         }
         writeln!(out, "deleted {} stranded reservations; {skipped} kept (written meanwhile)", deleted.len())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `cleanup-stranded --dry-run`: the reservations a cleanup would delete now, oldest first (at
+/// most a page of them), found as the cleanup finds them; nothing is deleted.
+async fn stranded_dry_run(store: &Store, scope: &Scope, older_than: Duration, json: bool) -> CliResult {
+    let cutoff = Timestamp::now().saturating_sub(older_than);
+    let context = if scope.all_tenants { persist::Context::new() } else { scope.context() };
+    let query =
+        FindStranded::new(cutoff).with_limit(MAX_PAGE_LIMIT).across_tenants(scope.all_tenants).with_context(context);
+    let found = store.pipeline.find_stranded(query).await?;
+    let mut out = stdout();
+    if json {
+        let found: Vec<_> = found
+            .iter()
+            .map(|stranded| {
+                let message = &stranded.message;
+                json!({
+                    "tenant": stranded.tenant,
+                    "thread": message.thread_id,
+                    "message": message.id,
+                    "seq": message.seq,
+                    "updated_at": message.updated_at,
+                })
+            })
+            .collect();
+        write_line(&mut out, &json!({ "would_delete": found, "dry_run": true }))?;
+    } else {
+        for stranded in &found {
+            let message = &stranded.message;
+            writeln!(
+                out,
+                "would delete reservation {} (#{}) of thread {}, last written {}",
+                message.id,
+                message.seq,
+                describe_thread(&message.thread_id, stranded.tenant.as_ref()),
+                format_time(message.updated_at)
+            )?;
+        }
+        let more = if found.len() == MAX_PAGE_LIMIT as usize { " (the first page; more may follow)" } else { "" };
+        writeln!(out, "dry run: would delete {} stranded reservations{more}; nothing deleted", found.len())?;
     }
     out.flush()?;
     Ok(())

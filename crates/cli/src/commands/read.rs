@@ -67,8 +67,14 @@ pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOption
 pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, json: bool) -> CliResult {
     let name = describe_thread(&thread_id, scope.tenant.as_ref());
     let query = GetThread::new(thread_id).with_context(scope.context());
+    // A thread id is a tenant's: without --tenant, only the threads without one are reached.
+    let hint = if scope.tenant.is_none() {
+        " among the threads without a tenant (a tenant's needs --tenant NAME)"
+    } else {
+        ""
+    };
     let thread =
-        store.pipeline.get_thread(query).await?.ok_or_else(|| CliError::failed(format!("no thread {name}")))?;
+        store.pipeline.get_thread(query).await?.ok_or_else(|| CliError::failed(format!("no thread {name}{hint}")))?;
     if let Some(deleted_at) = thread.deleted_at {
         return Err(CliError::failed(format!("thread {name} was deleted at {}", format_time(deleted_at))));
     }
