@@ -34,8 +34,8 @@
 //! `127.0.0.1:3000`).
 //!
 //! ```text
-//! cargo run --example sse_server
-//! PERSIST_URL=postgres://app@localhost/chat PERSIST_ADDR=127.0.0.1:3001 cargo run --example sse_server
+//! cargo run -p persist-example-server --example sse_server
+//! PERSIST_URL=postgres://app@localhost/chat PERSIST_ADDR=127.0.0.1:3001 cargo run -p persist-example-server --example sse_server
 //! ```
 //!
 //! Then, from another terminal:
