@@ -81,6 +81,7 @@
 mod error;
 mod feed;
 mod group;
+mod migrations;
 mod ops;
 mod pool;
 mod reads;
@@ -99,7 +100,6 @@ use persist_core::session::{
     StoredBinding,
 };
 use persist_core::{Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, Thread};
-use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -107,7 +107,7 @@ use crate::error::{map_migrate, map_sqlx};
 use crate::group::Inserts;
 use crate::pool::Pool;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+use crate::migrations::MIGRATOR;
 
 /// Configures and connects a [`PostgresBackend`].
 #[derive(Debug, Clone)]

@@ -76,6 +76,7 @@ mod check;
 mod direct;
 mod error;
 mod feed;
+mod migrations;
 mod ops;
 mod reads;
 mod restore;
@@ -105,7 +106,6 @@ use persist_core::{
     TenantId, Thread, ThreadId,
 };
 use sqlx::ConnectOptions;
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -114,7 +114,7 @@ use crate::error::{map_migrate, map_sqlx};
 use crate::ops::{Answer, Write};
 use crate::writer::Job;
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+use crate::migrations::MIGRATOR;
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

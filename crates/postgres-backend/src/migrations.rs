@@ -1,0 +1,54 @@
+//! The embedded schema migrations: the files of `migrations/`, as `sqlx::migrate!` would embed
+//! them (the same versions, SQL and checksums, so a store it migrated opens as it is), built
+//! without the macro, whose compile-time copy of the database driver doubled the work of a
+//! fresh build.
+
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use sqlx::SqlStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+
+/// Each file of `migrations/`: its version, its description (the words of its name) and its SQL.
+const FILES: &[(i64, &str, &str)] = &[
+    (1, "schema", include_str!("../migrations/0001_schema.sql")),
+    (2, "tenant in identity", include_str!("../migrations/0002_tenant_in_identity.sql")),
+    (3, "change feed", include_str!("../migrations/0003_change_feed.sql")),
+    (4, "values", include_str!("../migrations/0004_values.sql")),
+];
+
+/// The migrations, in version order.
+pub(crate) static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
+    let migrations = FILES
+        .iter()
+        .map(|&(version, description, sql)| {
+            let no_tx = sql.starts_with("-- no-transaction");
+            Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, SqlStr::from_static(sql), no_tx)
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file of `migrations/` is embedded, under its version and description, with its SQL
+    /// as the file holds it (a new file must be listed here).
+    #[test]
+    fn every_migration_file_is_embedded_as_the_macro_would() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        assert_eq!(names.len(), FILES.len(), "{names:?}");
+        for (name, &(version, description, sql)) in names.iter().zip(FILES) {
+            let (number, words) = name.split_once('_').unwrap();
+            assert_eq!(number.parse::<i64>().unwrap(), version, "{name}");
+            assert_eq!(words.trim_end_matches(".sql").replace('_', " "), description, "{name}");
+            assert_eq!(std::fs::read_to_string(format!("{dir}/{name}")).unwrap(), sql, "{name}");
+        }
+        let versions: Vec<i64> = MIGRATOR.iter().map(|migration| migration.version).collect();
+        assert_eq!(versions, FILES.iter().map(|&(version, ..)| version).collect::<Vec<_>>());
+    }
+}
