@@ -1,6 +1,8 @@
 //! Restore: a thread and its messages written exactly as another store held them (import,
 //! copy), idempotent, refused whole when anything in it conflicts.
 
+use std::time::Duration;
+
 use persist_core::args::{Add, Delete, Reserve, Restore, Update, UpdateContent};
 use persist_core::restore::MAX_RESTORE_MESSAGES;
 use persist_core::session::{ListBindings, ResetSession};
@@ -200,12 +202,16 @@ pub async fn check_restore_refuses_conflicts_and_writes_nothing<F: Factory>(fact
         (Restore::new(Thread { last_seq: u64::MAX, ..thread.clone() }, vec![]), "last_seq"),
         (Restore::new(thread.clone(), vec![Message { version: 1 << 60, ..fresh.clone() }]), "version"),
         (Restore::new(Thread { version: u64::MAX, ..thread.clone() }, vec![]), "version"),
-        // Times a store could not have written: year 294247, before 1970, changed before made.
+        // Times a store could not have written: year 294247, before 1970, changed days before
+        // made (instances' clocks may differ by a little, not by days).
         (Restore::new(Thread { updated_at: Timestamp::from_micros(i64::MAX), ..thread.clone() }, vec![]), "updated_at"),
         (Restore::new(Thread { created_at: Timestamp::from_micros(-1), ..thread.clone() }, vec![]), "created_at"),
         (
             Restore::new(
-                Thread { updated_at: Timestamp::from_micros(thread.created_at.as_micros() - 1), ..thread.clone() },
+                Thread {
+                    updated_at: thread.created_at.saturating_sub(Duration::from_secs(2 * 86_400)),
+                    ..thread.clone()
+                },
                 vec![],
             ),
             "updated_at",
@@ -227,7 +233,10 @@ pub async fn check_restore_refuses_conflicts_and_writes_nothing<F: Factory>(fact
         (
             Restore::new(
                 thread.clone(),
-                vec![Message { created_at: Timestamp::from_micros(fresh.updated_at.as_micros() + 1), ..fresh.clone() }],
+                vec![Message {
+                    updated_at: fresh.created_at.saturating_sub(Duration::from_secs(2 * 86_400)),
+                    ..fresh.clone()
+                }],
             ),
             "updated_at",
         ),

@@ -943,6 +943,20 @@ impl PersistArgs {
     }
 }
 
+/// How often a layer that joins an append itself (reading the message, writing the joined
+/// content back expecting the version read) joins it again when another write got in between:
+/// far more than contention needs (each conflict means another write went through), so that
+/// only a message rewritten without pause by others makes an append fail
+/// ([`appends_kept_racing`]).
+pub const MAX_APPEND_JOINS: usize = 1000;
+
+/// The error of an append joined [`MAX_APPEND_JOINS`] times without getting through.
+pub fn appends_kept_racing() -> PersistError {
+    PersistError::temporary(format!(
+        "the append was joined {MAX_APPEND_JOINS} times and other writes of its message got in each time"
+    ))
+}
+
 /// The refusal of U+0000 in `field`.
 pub(crate) fn nul(field: &'static str) -> PersistError {
     PersistError::invalid(field, "contains U+0000 (NUL), which is not stored")

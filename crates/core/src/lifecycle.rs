@@ -161,6 +161,19 @@ impl Default for Prune {
     }
 }
 
+/// The refusal of a fork run again whose source completed `late` after later messages were
+/// copied.
+fn late_message(fork: &Fork, late: &Message) -> PersistError {
+    PersistError::invalid(
+        "target",
+        format!(
+            "message {} (seq {}) of {} was completed after {} copied later messages: copied now, it would follow \
+             them; truncate {} before the first of them (`Delete::after`) and fork again to bring it in its place",
+            late.id, late.seq, fork.source, fork.target, fork.target
+        ),
+    )
+}
+
 /// What one batch of a prune did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -244,9 +257,11 @@ impl Pipeline {
         let origin = json!({ "thread": fork.source.as_str(), "seq": up_to });
         let mut report = ForkReport { up_to, ..ForkReport::default() };
         let mut recorded = resumed.is_some();
-        if target.is_some() {
-            self.refuse_late_messages(&fork, up_to).await?;
-        }
+        // An earlier run's copies: a message not among them below the last one's seq is late.
+        let (copied, copied_until) = match target {
+            Some(_) => self.refuse_late_messages(&fork, up_to).await?,
+            None => (HashSet::new(), 0),
+        };
         let mut listing = ListMessages::new(fork.source.clone())
             .before(up_to.saturating_add(1))
             .with_limit(MAX_PAGE_LIMIT)
@@ -255,6 +270,10 @@ impl Pipeline {
             let page = self.list(listing.clone()).await?;
             // Reservations still streaming are not listed, so not copied.
             for message in &page.items {
+                // Completed between the check above and this page: it would land after later copies.
+                if message.seq < copied_until && !copied.contains(&message.id) {
+                    return Err(late_message(&fork, message));
+                }
                 let mut add = Add::new(fork.target.clone(), message.role.clone(), message.content.clone())
                     .with_id(message.id.clone())
                     .with_metadata(message.metadata.clone())
@@ -289,24 +308,17 @@ impl Pipeline {
     /// Refuses to resume a fork when a message of the source up to `up_to` is missing from it
     /// while a later one was copied: it was completed after an earlier run (a reservation then
     /// streaming), and copied now it would land after the later one.
-    async fn refuse_late_messages(&self, fork: &Fork, up_to: u64) -> Result<()> {
+    /// Answers the ids the target holds and the source seq of the last of them (0: none).
+    async fn refuse_late_messages(&self, fork: &Fork, up_to: u64) -> Result<(HashSet<MessageId>, u64)> {
         let copied = self.all_messages(&fork.target, &fork.context, None).await?;
         let copied: HashSet<MessageId> = copied.into_iter().map(|message| message.id).collect();
         let source = self.all_messages(&fork.source, &fork.context, Some(up_to)).await?;
         let Some(last_copied) = source.iter().rposition(|message| copied.contains(&message.id)) else {
-            return Ok(());
+            return Ok((copied, 0));
         };
         match source[..last_copied].iter().find(|message| !copied.contains(&message.id)) {
-            None => Ok(()),
-            Some(late) => Err(PersistError::invalid(
-                "target",
-                format!(
-                    "message {} (seq {}) of {} was completed after {} copied later messages: copied now, it would \
-                     follow them; truncate {} before the first of them (`Delete::after`) and fork again to bring it \
-                     in its place",
-                    late.id, late.seq, fork.source, fork.target, fork.target
-                ),
-            )),
+            None => Ok((copied, source[last_copied].seq)),
+            Some(late) => Err(late_message(fork, late)),
         }
     }
 

@@ -24,7 +24,9 @@ pub const MAX_RESTORED_COUNTER: u64 = 1 << 53;
 pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 /// Refuses a pair of times a store could not have written: before 1970, more than
-/// [`MAX_CLOCK_SKEW`] past `latest`'s now, or changed before it was created.
+/// [`MAX_CLOCK_SKEW`] past `latest`'s now, or changed more than that before it was created
+/// (instances' clocks differ a little: a reply reserved on one and finished on another may
+/// be "updated" a few milliseconds before it was "created").
 fn check_times(what: &str, created_at: Timestamp, updated_at: Timestamp, latest: Timestamp) -> Result<()> {
     for (field, time) in [("created_at", created_at), ("updated_at", updated_at)] {
         if time.as_micros() < 0 || time > latest {
@@ -37,8 +39,11 @@ fn check_times(what: &str, created_at: Timestamp, updated_at: Timestamp, latest:
             ));
         }
     }
-    if updated_at < created_at {
-        return Err(PersistError::invalid("updated_at", format!("{what} was updated before it was created")));
+    if updated_at < created_at.saturating_sub(MAX_CLOCK_SKEW) {
+        return Err(PersistError::invalid(
+            "updated_at",
+            format!("{what} was updated a day or more before it was created"),
+        ));
     }
     Ok(())
 }

@@ -25,8 +25,10 @@ pub(crate) const NAME_PREFIX: &str = "persist.encrypt.key-check.";
 enum Verdict {
     /// The store holds this key's value.
     Matches,
-    /// The store keeps no values (a read-only handle, a backend without `set_once`).
+    /// The store keeps no values (a backend that answers `set_once` with `Unsupported`).
     Unverifiable,
+    /// The store's value is another key's.
+    Mismatch,
 }
 
 /// The keys this instance checked already, per tenant.
@@ -62,8 +64,14 @@ pub(crate) fn mismatch(id: &KeyId, tenant: Option<&TenantId>) -> PersistError {
     ))
 }
 
+/// Whether this instance learned that its key `id` of `tenant` is not the store's: a read that
+/// does not open then says why. (Reads never record a value: only a write does, see [`ensure`].)
+pub(crate) fn known_mismatch(checked: &Checked, tenant: Option<&TenantId>, id: &KeyId) -> bool {
+    checked.get(tenant, id) == Some(Verdict::Mismatch)
+}
+
 /// Checks `key` (`id`, of `tenant`) against the store's check value, recording it when the
-/// store has none; once per key, then from memory.
+/// store has none; once per key, then from memory. Called before a seal only.
 ///
 /// # Errors
 ///
@@ -78,22 +86,27 @@ pub(crate) async fn ensure<S>(
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
 {
-    if checked.get(tenant, id).is_some() {
-        return Ok(());
+    match checked.get(tenant, id) {
+        Some(Verdict::Mismatch) => return Err(mismatch(id, tenant)),
+        Some(Verdict::Matches | Verdict::Unverifiable) => return Ok(()),
+        None => {}
     }
     let value = check_value(key);
     let request = SetOnce::new(format!("{NAME_PREFIX}{id}"), value.clone())?
         .with_context(Context::new().for_tenant(tenant.cloned()));
     match inner.ready().await?.call(request.into()).await {
         Ok(PersistResult::Value(stored)) if stored == value => checked.set(tenant, id, Verdict::Matches),
-        Ok(PersistResult::Value(_)) => return Err(mismatch(id, tenant)),
+        Ok(PersistResult::Value(_)) => {
+            checked.set(tenant, id, Verdict::Mismatch);
+            return Err(mismatch(id, tenant));
+        }
         Ok(other) => {
             return Err(PersistError::MismatchedResult { op: persist_core::PersistOp::SetOnce, got: other.op() });
         }
         // Nowhere to keep the value: nothing to check against.
-        Err(PersistError::Unsupported { .. } | PersistError::Rejected { .. }) => {
-            checked.set(tenant, id, Verdict::Unverifiable)
-        }
+        Err(PersistError::Unsupported { .. }) => checked.set(tenant, id, Verdict::Unverifiable),
+        // Refused this time (a read-only handle, a layer pausing writes): checked next time.
+        Err(PersistError::Rejected { .. }) => {}
         Err(error) => return Err(error),
     }
     Ok(())

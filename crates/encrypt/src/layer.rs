@@ -164,7 +164,6 @@ where
                 crate::check::ensure(&sealer.checked, &mut inner, tenant.as_ref(), &id, &key).await?;
                 inner.ready().await?;
             }
-            let mut spare = inner.clone();
             let answer = match args {
                 PersistArgs::Restore(restore) => crate::restore::restore(&sealer, inner, restore).await,
                 PersistArgs::UpdateContent(update) if update.append => clear_append(&sealer, inner, update).await,
@@ -176,15 +175,12 @@ where
             match answer {
                 // A value that does not open: say so plainly when this instance's key is not
                 // the one the store's check value names (a wrong key, under the right id).
-                Err(unreadable @ PersistError::Unreadable { .. }) => {
-                    if let Ok((id, key)) = sealer.keys.current(tenant.as_ref()) {
-                        let checked = crate::check::ensure(&sealer.checked, &mut spare, tenant.as_ref(), &id, &key);
-                        if let Err(mismatch @ PersistError::Rejected { .. }) = checked.await {
-                            return Err(mismatch);
-                        }
+                Err(unreadable @ PersistError::Unreadable { .. }) => match sealer.keys.current(tenant.as_ref()) {
+                    Ok((id, _)) if crate::check::known_mismatch(&sealer.checked, tenant.as_ref(), &id) => {
+                        Err(crate::check::mismatch(&id, tenant.as_ref()))
                     }
-                    Err(unreadable)
-                }
+                    _ => Err(unreadable),
+                },
                 answer => answer,
             }
         })
@@ -207,13 +203,15 @@ fn seals(args: &PersistArgs) -> bool {
 /// message is read and opened, the update joined to it and sent sealed as a replacement
 /// expecting the version read; a write in between is read and joined again, as often as it
 /// takes: each conflict means another write went in, so racing appends all get through in turn
-/// and none fails for contention (no layer retries an append: its token would be lost).
+/// and none fails for contention (no layer retries an append: its token would be lost). Up to
+/// [`persist_core::args::MAX_APPEND_JOINS`] times, so a message rewritten without pause by
+/// others cannot hold one forever.
 async fn clear_append<S>(sealer: &Sealer, mut inner: S, update: UpdateContent) -> Result<PersistResult>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone,
 {
     let get = GetMessage::new(update.thread_id.clone(), update.message_id.clone()).with_context(update.context.clone());
-    loop {
+    for _ in 0..persist_core::args::MAX_APPEND_JOINS {
         let stored = match inner.ready().await?.call(get.clone().into()).await? {
             PersistResult::Message(Some(stored)) => stored,
             // Absent: the update goes down as it is, to be answered as the store answers it.
@@ -237,6 +235,7 @@ where
             answer => return answer,
         }
     }
+    Err(persist_core::args::appends_kept_racing())
 }
 
 async fn call<S>(sealer: &Sealer, mut inner: S, sealed: PersistArgs, plan: Plan) -> Result<PersistResult>

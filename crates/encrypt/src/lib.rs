@@ -63,10 +63,11 @@
 //! label, through [`SetOnce`](persist_core::once::SetOnce)): the first instance to seal with a
 //! key records it, and every instance compares its own once before it seals with that key. A
 //! key id given other bytes is refused with [`PersistError::Rejected`] naming the key, before
-//! it seals anything (and a read that does not open with it says so, instead of
-//! `Unreadable`). A tenant's first write checks the ring's own key too, from which tenants'
-//! keys derive. A store that keeps no values (a read-only handle, a backend that answers
-//! `set_once` with `Unsupported`) is not checked.
+//! it seals anything (and once refused, its reads that do not open say so, instead of
+//! `Unreadable`). Reads never record a value. A tenant's first write checks the ring's own key
+//! too, from which tenants' keys derive. A store that keeps no values (a backend that answers
+//! `set_once` with `Unsupported`) is not checked, nor is a request whose `set_once` a layer or
+//! a read-only handle refuses (it is checked on the next one).
 //!
 //! # Pages
 //!

@@ -380,7 +380,11 @@ async fn trim(conn: &mut PgConnection, lock: &str, retention: &FeedRetention) ->
             .execute(&mut *tx)
             .await
             .map_err(sql)?;
-        sqlx::query("UPDATE persist_feed_state SET trimmed = $1").bind(cutoff).execute(&mut *tx).await.map_err(sql)?;
+        sqlx::query("UPDATE persist_feed_state SET trimmed = greatest(trimmed, $1)")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql)?;
         Ok((cutoff, true))
     }
     .await;

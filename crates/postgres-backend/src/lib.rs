@@ -307,22 +307,30 @@ const URL_PARAMETERS: &[&str] = &[
 ];
 
 /// Splits `schema=NAME` off a URL's query string; refuses a parameter nobody reads (the
-/// driver would ignore it: a typo would silently connect somewhere else than meant).
+/// driver would ignore it: a typo would silently connect somewhere else than meant). The
+/// query starts at the first `?` after the user and password, and a `#fragment` is no part of
+/// it. A refusal never repeats text of the URL that could be part of a password.
 fn split_schema(url: &str) -> Result<(String, Option<String>)> {
-    let Some((base, query)) = url.split_once('?') else {
+    let url = url.split_once('#').map_or(url, |(url, _)| url);
+    let authority = url.rfind('@').map_or_else(|| url.find("://").map_or(0, |at| at + 3), |at| at + 1);
+    let Some(at) = url[authority..].find('?').map(|at| authority + at) else {
         return Ok((url.to_owned(), None));
     };
+    let (base, query) = (&url[..at], &url[at + 1..]);
     let mut schema = None;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let key = pair.split_once('=').map_or(pair, |(key, _)| key);
         match pair.strip_prefix("schema=") {
             Some(name) => schema = Some(name.to_owned()),
-            None if URL_PARAMETERS.contains(&key) => kept.push(pair),
+            // `options[NAME]=VALUE` sets one server option, as the driver reads it.
+            None if URL_PARAMETERS.contains(&key) || key.starts_with("options[") => kept.push(pair),
             None => {
+                let plain = key.len() <= 32 && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                let named = if plain { format!(" {key:?}") } else { String::new() };
                 return Err(PersistError::invalid(
                     "url",
-                    format!("unknown parameter {key:?} (known: schema, {})", URL_PARAMETERS.join(", ")),
+                    format!("an unknown parameter{named} (known: schema, {})", URL_PARAMETERS.join(", ")),
                 ));
             }
         }
@@ -563,6 +571,11 @@ mod tests {
             split("postgres://h/db?sslmode=disable&schema=chat&application_name=a"),
             ("postgres://h/db?sslmode=disable&application_name=a".to_owned(), Some("chat".to_owned()))
         );
+        assert_eq!(
+            split("postgres://u:p?ss@h/db?schema=chat#x"),
+            ("postgres://u:p?ss@h/db".to_owned(), Some("chat".to_owned()))
+        );
+        assert_eq!(split("postgres://h/db?options[search_path]=x").1, None);
         for bad in ["postgres://h/db?shcema=chat", "postgres://h/db?schema=chat&timeout=5"] {
             let error = split_schema(bad).unwrap_err();
             assert!(matches!(&error, PersistError::InvalidInput { field: "url", .. }), "{bad}: {error:?}");

@@ -1,5 +1,5 @@
 //! Writes, each one SQL statement (atomic on its own, one round trip in the happy path), except
-//! a thread delete, which is a short transaction.
+//! a thread delete and an append, each a short transaction.
 //!
 //! Every write to a thread first locks the thread's row (an upsert of the row, or `SELECT …
 //! FOR UPDATE` in a CTE), then touches messages: writers of one thread serialize on that row
@@ -479,23 +479,37 @@ async fn update_content(conn: &mut PgConnection, update: &UpdateContent) -> Resu
     if !update.append {
         return replace_content(conn, update).await;
     }
+    // The transaction always ends here, committed or rolled back: a connection given back to
+    // the pool inside it would hold the thread's row lock until its next use.
     let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the append", e))?;
+    match append_locked(&mut tx, update).await {
+        Ok(message) => {
+            tx.commit().await.map_err(|e| map_sqlx("committing the append", e))?;
+            Ok(message)
+        }
+        Err(refused) => {
+            tx.rollback().await.map_err(|e| map_sqlx("rolling back the append", e))?;
+            Err(refused)
+        }
+    }
+}
+
+/// An append inside its transaction: the thread's row locked, the message read, joined and
+/// written.
+async fn append_locked(tx: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
     sqlx::query("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE")
         .bind(tenant_key(update.context.tenant()))
         .bind(update.thread_id.as_str())
         .execute(&mut *tx)
         .await
         .map_err(|e| map_sqlx("locking the thread", e))?;
-    let Some(stored) = find_message(&mut tx, update.context.tenant(), &update.thread_id, &update.message_id).await?
-    else {
-        let refusal = diagnose_message(&mut tx, &update.thread_id, &update.message_id, update.context.tenant(), None);
+    let Some(stored) = find_message(tx, update.context.tenant(), &update.thread_id, &update.message_id).await? else {
+        let refusal = diagnose_message(tx, &update.thread_id, &update.message_id, update.context.tenant(), None);
         return Err(refusal
             .await?
             .unwrap_or_else(|| PersistError::not_found(&update.thread_id, Some(&update.message_id))));
     };
-    let message = replace_content(&mut tx, &update.resolved(&stored)?).await?;
-    tx.commit().await.map_err(|e| map_sqlx("committing the append", e))?;
-    Ok(message)
+    replace_content(tx, &update.resolved(&stored)?).await
 }
 
 async fn replace_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
@@ -853,11 +867,19 @@ async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant: &str) -> R
     if delete.free_id {
         // A freed id leaves the feed too (ids may carry personal data), all but the thread's
         // newest delete, which tells followers the thread is gone.
+        // Numbered and pending events apart, each through its own partial index (a purge must
+        // not scan the whole feed while it holds the thread's lock).
         sqlx::query(
-            "DELETE FROM persist_feed WHERE tenant = $2 AND thread_id = $1 \
-               AND id IS DISTINCT FROM (SELECT max(id) FROM persist_feed \
-                                         WHERE tenant = $2 AND thread_id = $1 AND message_id IS NULL \
-                                           AND removed = 'thread')",
+            "WITH kept AS ( \
+                 SELECT coalesce( \
+                     (SELECT max(id) FROM persist_feed WHERE position IS NULL AND tenant = $2 AND thread_id = $1 \
+                         AND message_id IS NULL AND removed = 'thread'), \
+                     (SELECT id FROM persist_feed WHERE position IS NOT NULL AND tenant = $2 AND thread_id = $1 \
+                         AND message_id IS NULL AND removed = 'thread' ORDER BY position DESC LIMIT 1)) AS id), \
+             numbered AS (DELETE FROM persist_feed WHERE tenant = $2 AND thread_id = $1 AND position IS NOT NULL \
+                             AND id IS DISTINCT FROM (SELECT id FROM kept)) \
+             DELETE FROM persist_feed WHERE position IS NULL AND tenant = $2 AND thread_id = $1 \
+                AND id IS DISTINCT FROM (SELECT id FROM kept)",
         )
         .bind(delete.thread_id.as_str())
         .bind(tenant)

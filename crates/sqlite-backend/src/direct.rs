@@ -36,6 +36,13 @@ pub(crate) struct DirectReads {
 /// file's WAL index beside it, and on a read-only filesystem where there is none it cannot
 /// make one. There nobody can change the file, so reading it as immutable is safe.
 pub(crate) fn needs_immutable(path: &std::path::Path) -> bool {
+    // A log beside the file may hold committed writes, which an immutable read would not see:
+    // then the open fails as SQLite says, rather than answer an older store.
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(std::path::PathBuf::from(wal)).is_ok_and(|meta| meta.len() > 0) {
+        return false;
+    }
     let probe = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .and_then(|conn| conn.query_row("SELECT count(*) FROM sqlite_master", (), |row| row.get::<_, i64>(0)));
     match probe {

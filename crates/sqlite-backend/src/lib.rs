@@ -178,10 +178,11 @@ impl SqliteBackendBuilder {
     /// the change feed's state or a migration, so a file on a read-only filesystem, or one this
     /// process may not write, can be read. Writes are refused (`Rejected`), as are a feed's
     /// retention and subscriptions (feed reads work while the file's feed records). A file that
-    /// does not exist is not created; one a newer or older version of this crate wrote is
-    /// refused (`Unsupported`: open it writable once to upgrade it). On a read-only filesystem
-    /// whose file has no WAL index beside it, SQLite cannot create one: the file is then read
-    /// as immutable (nobody can change it there).
+    /// does not exist is not created; one of the previous schema version is read as it is, an
+    /// older or newer one refused (`Unsupported`: open it writable once to upgrade it). Where
+    /// SQLite cannot make the file's WAL index (a read-only filesystem) and no log lies beside
+    /// the file, it is read as immutable (nobody can change it there; a log beside it, which
+    /// may hold commits, makes the open fail instead).
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
         self
@@ -466,7 +467,12 @@ impl SqliteBackendBuilder {
     }
 }
 
-/// Refuses a file whose schema is not the one this crate writes: a read-only handle cannot
+/// The oldest schema a read-only handle reads as it is: version 9 only added the table of
+/// values set once, which reads do not use (a file not yet upgraded is still read, right after
+/// the upgrade of the crate, by `persist show` or `persist export`).
+const OLDEST_READ_AS_IS: i64 = 8;
+
+/// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot
 /// migrate it.
 async fn check_schema_version(readers: &SqlitePool, path: &Path) -> Result<()> {
     let latest = MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or_default();
@@ -477,6 +483,7 @@ async fn check_schema_version(readers: &SqlitePool, path: &Path) -> Result<()> {
     let applied = applied.unwrap_or_default();
     let why = match applied.cmp(&latest) {
         std::cmp::Ordering::Equal => return Ok(()),
+        std::cmp::Ordering::Less if applied >= OLDEST_READ_AS_IS => return Ok(()),
         std::cmp::Ordering::Less => "open it writable once to upgrade it",
         std::cmp::Ordering::Greater => "a newer version of persist wrote it",
     };

@@ -1075,6 +1075,18 @@ async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, tenant: &str
         .await
         .map_err(sql("marking the thread deleted"))?;
     if let Some(newest) = chain {
+        // With the feed off, no delete is kept, and the newest event may go: the head must not
+        // move back (positions are never reused), so what goes counts as removed.
+        sqlx::query(
+            "UPDATE persist_feed_state SET trimmed = max(trimmed, coalesce((SELECT max(position) FROM persist_feed), 0)) \
+              WHERE NOT EXISTS (SELECT 1 FROM persist_feed WHERE tenant = ?2 AND thread_id = ?1 \
+                                   AND message_id IS NULL AND removed = 'thread')",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("erasing the thread's feed"))?;
         sqlx::query(
             "WITH RECURSIVE kept(position) AS ( \
                  SELECT max(position) FROM persist_feed \

@@ -54,6 +54,7 @@ pub(crate) async fn run(
     let mut committed = None;
     let mut since_checkpoint = 0;
     let mut since_size_check = 0;
+    let mut size_check_every = SIZE_CHECK_EVERY;
     loop {
         // Asked to stop (or every handle is gone): no new write is queued from now on, and the
         // writes queued already are still written. Checked every turn: under steady load the
@@ -136,13 +137,21 @@ pub(crate) async fn run(
             }
         }
         since_size_check += batch.len().max(1);
-        if since_size_check >= SIZE_CHECK_EVERY {
+        // Under steady load a committed group is nearly always waiting for its answers here: a
+        // cut delays them (up to its wait), only while the log is over its limit.
+        if since_size_check >= size_check_every {
             since_size_check = 0;
             if wal.over() {
                 // Readers coming and going keep the log from restarting at its start: cut it
                 // back here, under the load (a short stall, only when it is over its limit).
-                wal.cut_back(&mut conn).await;
-                since_checkpoint = 0;
+                // A reader holding one snapshot longer makes it fail: then look less often,
+                // rather than stall every few writes behind that reader.
+                if wal.cut_back(&mut conn).await {
+                    size_check_every = SIZE_CHECK_EVERY;
+                    since_checkpoint = 0;
+                } else {
+                    size_check_every = (size_check_every * 2).min(SIZE_CHECK_EVERY * 64);
+                }
             }
         }
         if since_checkpoint >= CHECKPOINT_EVERY {
@@ -255,12 +264,16 @@ impl WalLimit {
     /// adds to it while the writer waits), so they do not hold it up: readers that come and go
     /// without pause no longer keep the log growing. A reader holding one snapshot longer than
     /// the wait leaves it for the next cut.
-    async fn cut_back(&self, conn: &mut SqliteConnection) {
+    /// Answers whether the log was emptied.
+    async fn cut_back(&self, conn: &mut SqliteConnection) -> bool {
         let wait = format!("PRAGMA busy_timeout = {}", Self::CUT_WAIT.as_millis());
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(wait)).execute(&mut *conn).await;
-        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_all(&mut *conn).await;
+        // One row: (busy, log frames, frames copied); busy 0 means the log was emptied.
+        let done: Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
         let back = format!("PRAGMA busy_timeout = {}", self.busy_timeout.as_millis());
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(back)).execute(&mut *conn).await;
+        matches!(done, Ok((0, _, _)))
     }
 
     fn over(&self) -> bool {

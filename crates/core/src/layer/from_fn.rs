@@ -46,7 +46,8 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::backend::BoxFuture;
 use crate::pipeline::BoxPersistService;
-use crate::{PersistArgs, PersistError, PersistResult};
+use crate::read::GetMessage;
+use crate::{Content, PersistArgs, PersistError, PersistResult};
 
 /// Makes a layer from an async closure `f(args, next)`; see the [module docs](self).
 pub fn from_fn<F, Fut>(f: F) -> FromFnLayer<F>
@@ -66,6 +67,86 @@ impl Next {
     /// Sends `args` down the rest of the stack.
     pub fn run(self, args: PersistArgs) -> impl Future<Output = Result<PersistResult, PersistError>> + Send + 'static {
         self.inner.oneshot(args)
+    }
+
+    /// Sends `args` down with `rewrite` applied to the **whole** content it leaves in its
+    /// message: an `add`'s content, a replacing `update_content`'s, and for an append the
+    /// stored content joined with the appended part. For layers that rewrite content (a
+    /// redaction): a streamed reply's tokens arrive apart (`jane`, `@example`, `.com`), and
+    /// rewriting each alone would miss what they spell together.
+    ///
+    /// An append is read (`get`, through the rest of the stack), joined, rewritten and written
+    /// as a replacement expecting the version read; a write that got in between is read and
+    /// joined again, as often as it takes, up to [`MAX_APPEND_JOINS`](crate::args::MAX_APPEND_JOINS)
+    /// times (an append with an expected version of its own keeps its conflict). A message not there goes down as it is, for the store to answer. Other
+    /// requests go down unchanged.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::args::{Reserve, UpdateContent};
+    /// use persist::layer::from_fn;
+    /// use persist::{Content, Pipeline, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let hide_digits = |content: Content| {
+    ///     let text: String = content.to_text().chars().map(|c| if c.is_ascii_digit() { '#' } else { c }).collect();
+    ///     Ok(Content::text(text))
+    /// };
+    /// let pipeline = Pipeline::builder()
+    ///     .layer(from_fn(move |args, next| next.run_rewriting_content(args, hide_digits)))
+    ///     .build(MemoryBackend::new());
+    /// let thread = ThreadId::new("t1")?;
+    /// let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
+    /// for token in ["call 55", "5-01", "23"] {
+    ///     let token = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(token));
+    ///     pipeline.update_content(token.with_finalize(false)).await?;
+    /// }
+    /// let stored = pipeline.get(persist::read::GetMessage::new(thread, reply.id)).await?.unwrap();
+    /// assert_eq!(stored.content.to_text(), "call ###-####");
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// What `rewrite` answers, or the rest of the stack.
+    pub async fn run_rewriting_content<F>(self, args: PersistArgs, rewrite: F) -> Result<PersistResult, PersistError>
+    where
+        F: Fn(Content) -> Result<Content, PersistError> + Send,
+    {
+        let update = match args {
+            PersistArgs::Add(mut add) => {
+                add.content = rewrite(add.content)?;
+                return self.run(add.into()).await;
+            }
+            PersistArgs::UpdateContent(mut update) if !update.append => {
+                update.content = rewrite(update.content)?;
+                return self.run(update.into()).await;
+            }
+            PersistArgs::UpdateContent(update) => update,
+            other => return self.run(other).await,
+        };
+        let get =
+            GetMessage::new(update.thread_id.clone(), update.message_id.clone()).with_context(update.context.clone());
+        for _ in 0..crate::args::MAX_APPEND_JOINS {
+            let stored = match self.inner.clone().oneshot(get.clone().into()).await? {
+                PersistResult::Message(Some(stored)) => stored,
+                // Absent: the store answers the append as it stands.
+                _ => return self.inner.clone().oneshot(update.into()).await,
+            };
+            let mut joined = update.resolved(&stored)?;
+            joined.content = rewrite(joined.content)?;
+            let expected = joined.expected_version;
+            match self.inner.clone().oneshot(joined.into()).await {
+                // Another write went in between the read and this one: join again.
+                Err(PersistError::VersionConflict { expected: got, .. })
+                    if update.expected_version.is_none() && Some(got) == expected => {}
+                answer => return answer,
+            }
+        }
+        Err(crate::args::appends_kept_racing())
     }
 }
 
