@@ -612,3 +612,25 @@ fn read_commands_work_on_a_read_only_filesystem() {
     let (stderr, _) = fails(&["--url", store, "prune", "--keep-latest", "1"]);
     assert!(stderr.contains(store) && stderr.contains("read_only"), "{stderr}");
 }
+
+/// An export holding sealed values (`EncryptLayer`'s envelopes) imports into its own tenant as
+/// it is; moved to another tenant with `--tenant`, it is refused in one line before anything
+/// is written, since an envelope is bound to its tenant and would never open there.
+#[test]
+fn sealed_values_are_not_moved_to_another_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("sealed.jsonl");
+    let header =
+        r#"{"kind":"header","schema_version":1,"source":"memory:","tenant":"acme","thread":null,"exported_at":0}"#;
+    let thread = r#"{"kind":"thread","id":"t","tenant":"acme","title":null,"metadata":{},"version":1,"created_at":1,"updated_at":2,"last_seq":1,"message_count":1,"deleted_at":null}"#;
+    let message = r#"{"kind":"message","thread_id":"t","id":"m","role":"user","content":{"persist:sealed":"v1.k1.AAAA"},"metadata":{},"status":"complete","seq":1,"version":1,"idempotency_key":null,"created_at":1,"updated_at":1}"#;
+    std::fs::write(&export, format!("{header}\n{thread}\n{message}\n")).unwrap();
+    let target = dir.path().join("target.db");
+    let (stderr, code) = fails(&["--url", path_str(&target), "--tenant", "globex", "import", path_str(&export)]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("sealed for tenant acme") && stderr.contains("tenant globex"), "{stderr}");
+    let report = ok(&["--url", path_str(&target), "--tenant", "acme", "import", path_str(&export)]);
+    assert!(report.contains("restored 1 messages"), "{report}");
+    let listed = ok(&["--url", path_str(&target), "--tenant", "globex", "threads"]);
+    assert!(!listed.contains(" t "), "nothing was written for globex: {listed}");
+}

@@ -8,7 +8,7 @@ use persist::args::Restore;
 use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
 use persist::session::StoredBinding;
-use persist::{Message, Thread, ThreadId};
+use persist::{Message, TenantId, Thread, ThreadId};
 use serde_json::json;
 use tokio::io::{AsyncBufRead, BufReader};
 
@@ -188,6 +188,38 @@ struct Pending {
     messages: Vec<Message>,
     bindings: Vec<StoredBinding>,
     sent: bool,
+    /// The tenant the export names, when `--tenant` moves the thread to another.
+    moved_from: Option<Option<TenantId>>,
+}
+
+/// Whether `value` is a value sealed by `EncryptLayer`: `{"persist:sealed": "v1.…"}`.
+fn is_sealed(value: &serde_json::Value) -> bool {
+    value.as_object().is_some_and(|object| object.len() == 1 && object.contains_key("persist:sealed"))
+}
+
+/// Refuses to move a sealed value to another tenant: an envelope is bound to its tenant (its
+/// associated data names it), so it would be stored and never open again.
+fn refuse_sealed_move(thread: &Thread, from: &Option<TenantId>, sealed: bool) -> CliResult {
+    if !sealed {
+        return Ok(());
+    }
+    let from = from.as_ref().map_or_else(|| "no tenant".to_owned(), |tenant| format!("tenant {tenant}"));
+    let to = thread.tenant.as_ref().map_or_else(|| "no tenant".to_owned(), |tenant| format!("tenant {tenant}"));
+    Err(CliError::failed(format!(
+        "thread {} holds values sealed for {from}: imported into {to} they would never open (a sealed value is \
+         bound to its tenant); import it into {from}",
+        thread.id
+    )))
+}
+
+fn message_is_sealed(message: &Message) -> bool {
+    let content = serde_json::from_str::<serde_json::Value>(&message.content.as_json()).is_ok_and(|v| is_sealed(&v));
+    content || message.metadata.as_map().values().any(is_sealed)
+}
+
+fn thread_is_sealed(thread: &Thread) -> bool {
+    thread.title.as_deref().is_some_and(|title| title.starts_with("persist:sealed:"))
+        || thread.metadata.as_map().values().any(is_sealed)
 }
 
 impl Pending {
@@ -253,17 +285,26 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                         done.finish(store, &mut totals, &mut progress).await?;
                     }
                     let mut thread = *thread;
-                    if let Some(tenant) = &scope.tenant {
-                        thread.tenant = Some(tenant.clone());
+                    let mut moved_from = None;
+                    if let Some(tenant) = &scope.tenant
+                        && thread.tenant.as_ref() != Some(tenant)
+                    {
+                        moved_from = Some(thread.tenant.replace(tenant.clone()));
+                    }
+                    if let Some(from) = &moved_from {
+                        refuse_sealed_move(&thread, from, thread_is_sealed(&thread))?;
                     }
                     let (messages, bindings) = (Vec::new(), Vec::new());
-                    pending = Some(Pending { thread, messages, bindings, sent: false });
+                    pending = Some(Pending { thread, messages, bindings, sent: false, moved_from });
                 }
                 Item::Message(message) => {
                     // The reader refuses a message before any thread line.
                     let Some(current) = pending.as_mut() else {
                         return Err(CliError::failed("a message before any thread line"));
                     };
+                    if let Some(from) = &current.moved_from {
+                        refuse_sealed_move(&current.thread, from, message_is_sealed(&message))?;
+                    }
                     current.messages.push(*message);
                     if current.messages.len() >= MAX_RESTORE_MESSAGES {
                         current.send(store, &mut totals, &mut progress).await?;
