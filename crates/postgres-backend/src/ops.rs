@@ -471,13 +471,24 @@ async fn diagnose_message(
     })
 }
 
-/// A content update. An append is joined to the content read, in a transaction that first
-/// locks the thread's row as every writer of the thread does: no other write can change the
-/// message between the read and the write, so an append never loses a race (nor fails one:
-/// appends are never retried by `RetryLayer`, a token would be lost).
+/// A content update. An append is joined to the content read and written expecting the
+/// version read; when another write got in between, it is done again in a transaction that
+/// first locks the thread's row, as every writer of the thread does: no other write can change
+/// the message between the read and the write, so an append never fails for contention
+/// (appends are never retried by `RetryLayer`: a token would be lost).
 async fn update_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
     if !update.append {
         return replace_content(conn, update).await;
+    }
+    // Uncontended, two round trips: read, then write the joined content expecting the version
+    // read. Raced, the locked transaction below, where no other write can come in between.
+    if let Some(stored) = find_message(conn, update.context.tenant(), &update.thread_id, &update.message_id).await? {
+        let resolved = update.resolved(&stored)?;
+        match replace_content(conn, &resolved).await {
+            Err(PersistError::VersionConflict { expected, .. })
+                if update.expected_version.is_none() && Some(expected) == resolved.expected_version => {}
+            answer => return answer,
+        }
     }
     // The transaction always ends here, committed or rolled back: a connection given back to
     // the pool inside it would hold the thread's row lock until its next use.
