@@ -136,36 +136,40 @@ pub(crate) async fn cleanup_stranded(
     interruptible(RUN_AGAIN, work).await?;
     let mut out = stdout();
     if json {
-        let deleted: Vec<_> = deleted
-            .iter()
-            .map(|stranded| {
-                let message = &stranded.message;
-                json!({
-                    "tenant": stranded.tenant,
-                    "thread": message.thread_id,
-                    "message": message.id,
-                    "seq": message.seq,
-                    "updated_at": message.updated_at,
-                })
-            })
-            .collect();
+        let deleted: Vec<_> = deleted.iter().map(stranded_json).collect();
         write_line(&mut out, &json!({ "deleted": deleted, "skipped": skipped }))?;
     } else {
         for stranded in &deleted {
-            let message = &stranded.message;
-            writeln!(
-                out,
-                "deleted reservation {} (#{}) of thread {}, last written {}",
-                message.id,
-                message.seq,
-                describe_thread(&message.thread_id, stranded.tenant.as_ref()),
-                format_time(message.updated_at)
-            )?;
+            writeln!(out, "deleted {}", stranded_line(stranded))?;
         }
         writeln!(out, "deleted {} stranded reservations; {skipped} kept (written meanwhile)", deleted.len())?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// A stranded reservation as a JSON line's item.
+fn stranded_json(stranded: &Stranded) -> serde_json::Value {
+    let message = &stranded.message;
+    json!({
+        "tenant": stranded.tenant,
+        "thread": message.thread_id,
+        "message": message.id,
+        "seq": message.seq,
+        "updated_at": message.updated_at,
+    })
+}
+
+/// A stranded reservation in words: `reservation ID (#SEQ) of thread T, last written …`.
+fn stranded_line(stranded: &Stranded) -> String {
+    let message = &stranded.message;
+    format!(
+        "reservation {} (#{}) of thread {}, last written {}",
+        message.id,
+        message.seq,
+        describe_thread(&message.thread_id, stranded.tenant.as_ref()),
+        format_time(message.updated_at)
+    )
 }
 
 /// `cleanup-stranded --dry-run`: the reservations a cleanup would delete now, oldest first (at
@@ -178,31 +182,11 @@ async fn stranded_dry_run(store: &Store, scope: &Scope, older_than: Duration, js
     let found = store.pipeline.find_stranded(query).await?;
     let mut out = stdout();
     if json {
-        let found: Vec<_> = found
-            .iter()
-            .map(|stranded| {
-                let message = &stranded.message;
-                json!({
-                    "tenant": stranded.tenant,
-                    "thread": message.thread_id,
-                    "message": message.id,
-                    "seq": message.seq,
-                    "updated_at": message.updated_at,
-                })
-            })
-            .collect();
+        let found: Vec<_> = found.iter().map(stranded_json).collect();
         write_line(&mut out, &json!({ "would_delete": found, "dry_run": true }))?;
     } else {
         for stranded in &found {
-            let message = &stranded.message;
-            writeln!(
-                out,
-                "would delete reservation {} (#{}) of thread {}, last written {}",
-                message.id,
-                message.seq,
-                describe_thread(&message.thread_id, stranded.tenant.as_ref()),
-                format_time(message.updated_at)
-            )?;
+            writeln!(out, "would delete {}", stranded_line(stranded))?;
         }
         let more = if found.len() == MAX_PAGE_LIMIT as usize { " (the first page; more may follow)" } else { "" };
         writeln!(out, "dry run: would delete {} stranded reservations{more}; nothing deleted", found.len())?;
