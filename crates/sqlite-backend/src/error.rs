@@ -6,6 +6,7 @@ use sqlx::migrate::MigrateError;
 /// SQLite primary result codes this backend treats specially.
 const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
+const SQLITE_READONLY: i64 = 8;
 const SQLITE_CORRUPT: i64 = 11;
 const SQLITE_FULL: i64 = 13;
 const SQLITE_CONSTRAINT: i64 = 19;
@@ -15,9 +16,8 @@ const SQLITE_NOTADB: i64 = 26;
 /// damaged one and a file that is not a database say so; everything else is a backend failure carrying its source.
 pub(crate) fn map_sqlx(context: &'static str, error: sqlx::Error) -> PersistError {
     match &error {
-        sqlx::Error::Database(db) => {
-            let primary = db.code().and_then(|code| code.parse::<i64>().ok()).map(|code| code & 0xff);
-            match primary {
+        sqlx::Error::Database(_) => {
+            match primary_code(&error) {
                 Some(SQLITE_BUSY | SQLITE_LOCKED) => PersistError::Temporary {
                     message: format!("{context}: the database is busy").into(),
                     source: Some(Box::new(error)),
@@ -96,13 +96,22 @@ pub(crate) fn raced_migration(error: &MigrateError) -> bool {
     }
 }
 
+/// SQLite's primary result code of a database error (the extended code's low byte).
+fn primary_code(error: &sqlx::Error) -> Option<i64> {
+    match error {
+        sqlx::Error::Database(db) => db.code().and_then(|code| code.parse::<i64>().ok()).map(|code| code & 0xff),
+        _ => None,
+    }
+}
+
 /// `error`, met opening the file at `path`, naming the file and its cause (the OS's or
 /// SQLite's words): "opening the database" alone does not say which file, nor why.
 pub(crate) fn in_file(path: &std::path::Path, error: PersistError) -> PersistError {
     // The cause itself is the source's, which `Display` adds.
     match error {
         PersistError::Backend { message, source } => {
-            let readonly = source.as_ref().is_some_and(|e| e.to_string().contains("readonly database"));
+            let driver = source.as_deref().and_then(|e| e.downcast_ref::<sqlx::Error>());
+            let readonly = driver.and_then(primary_code) == Some(SQLITE_READONLY);
             let hint = if readonly { " (to read it anyway, open it with `read_only(true)`)" } else { "" };
             let message = format!("{message} ({}){hint}", path.display());
             PersistError::Backend { message: message.into(), source }
