@@ -37,8 +37,7 @@ async fn main() -> Result<(), persist::PersistError> {
     let question = pipeline.add(Add::new(thread.clone(), Role::User, Content::text("What is WAL?"))).await?.message;
     let slot = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
     println!("after reserve:  {} indexed (the placeholder is not)", index.lock().unwrap().len());
-    let partial =
-        UpdateContent::new(thread.clone(), slot.id.clone(), Content::text("Write-ahead")).with_finalize(false);
+    let partial = UpdateContent::partial(thread.clone(), slot.id.clone(), Content::text("Write-ahead"));
     pipeline.update_content(partial).await?;
     println!("while streaming: {} indexed", index.lock().unwrap().len());
     let answer = "Write-ahead logging: readers and a writer at once.";

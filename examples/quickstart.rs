@@ -72,7 +72,7 @@ async fn main() -> Result<(), persist::PersistError> {
     let mut text = String::new();
     for chunk in answer {
         text.push_str(chunk);
-        let partial = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&text)).with_finalize(false);
+        let partial = UpdateContent::partial(thread.clone(), reply.id.clone(), Content::text(&text));
         pipeline.update_content(partial).await?;
     }
     pipeline.update_content(UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&text))).await?;

@@ -30,7 +30,7 @@ fn counted<B: Backend>(backend: B, interval: Duration) -> (Pipeline, Arc<AtomicU
 }
 
 fn partial(reply: &Message, text: &str) -> UpdateContent {
-    UpdateContent::new(reply.thread_id.clone(), reply.id.clone(), Content::text(text)).with_finalize(false)
+    UpdateContent::partial(reply.thread_id.clone(), reply.id.clone(), Content::text(text))
 }
 
 async fn stored(pipeline: &Pipeline, reply: &Message) -> Message {
@@ -54,7 +54,7 @@ async fn a_fast_stream_is_written_a_few_times<B: Backend>(backend: B) {
     }
     text.push_str("end");
     let done = pipeline.update_content(UpdateContent::new(thread, reply.id.clone(), Content::text(&text))).await;
-    assert_eq!(done.unwrap().content.to_text(), text);
+    assert_eq!(done.unwrap().message.content.to_text(), text);
     assert!(writes.load(Ordering::SeqCst) <= 3, "{} writes for 200 partial updates", writes.load(Ordering::SeqCst));
     // The final content stays: a held-back partial update is never written after it.
     tokio::time::sleep(Duration::from_millis(250)).await;
@@ -139,7 +139,7 @@ async fn appended_tokens_are_joined_in_order<B: Backend>(backend: B) {
         let piece = format!("t{token} ");
         text.push_str(&piece);
         let append = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(&piece));
-        let answer = pipeline.execute(append.with_finalize(false)).await.unwrap();
+        let answer = pipeline.execute(append).await.unwrap();
         let PersistResult::ContentUpdated(answer) = answer else { panic!("{answer:?}") };
         assert!(answer.coalesced);
         if token == 100 {
@@ -147,8 +147,8 @@ async fn appended_tokens_are_joined_in_order<B: Backend>(backend: B) {
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
     }
-    let done = UpdateContent::appending(thread, reply.id.clone(), Content::text("end"));
-    let stored_now = pipeline.update_content(done).await.unwrap();
+    let done = UpdateContent::appending(thread, reply.id.clone(), Content::text("end")).with_finalize(true);
+    let stored_now = pipeline.update_content(done).await.unwrap().message;
     text.push_str("end");
     assert_eq!((stored_now.content.clone(), stored_now.status), (Content::text(&text), Status::Complete));
     assert!(writes.load(Ordering::SeqCst) <= 4, "{} writes for 201 appends", writes.load(Ordering::SeqCst));
@@ -194,20 +194,17 @@ async fn a_failed_held_back_write_is_tried_again_and_loses_nothing() {
     let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.unwrap().message;
     let append = |text: &str| UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(text));
     for token in ["a", "b", "c"] {
-        pipeline.update_content(append(token).with_finalize(false)).await.unwrap();
+        pipeline.update_content(append(token)).await.unwrap();
     }
     // Not blocks: refused at once, the held-back tokens untouched.
     let odd = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::new(serde_json::json!("odd")));
-    assert!(matches!(
-        pipeline.update_content(odd.with_finalize(false)).await,
-        Err(PersistError::InvalidInput { field: "content", .. })
-    ));
+    assert!(matches!(pipeline.update_content(odd).await, Err(PersistError::InvalidInput { field: "content", .. })));
     // The first write of "abc" fails (temporary); the next try, an interval later, writes it.
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(failures.load(Ordering::SeqCst), usize::MAX, "one failure, then success");
     assert_eq!(stored(&pipeline, &reply).await.content, Content::text("abc"));
-    let done = pipeline.update_content(append("d")).await.unwrap();
-    assert_eq!(done.content, Content::text("abcd"));
+    let done = pipeline.update_content(append("d").with_finalize(true)).await.unwrap();
+    assert_eq!(done.message.content, Content::text("abcd"));
 }
 
 /// `RetryLayer` never repeats an append that has no expected version: an attempt that took
@@ -328,4 +325,26 @@ async fn pipelined_calls_of_one_message_keep_their_order() {
     later.await.unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(stored(&below, &reply).await.content.to_text(), "abc", "the latest content wins");
+}
+
+/// A token sent after the final update (a retried or late one) is not held back as if it would
+/// be written: it reaches the store at once, whose `MessageComplete` the caller gets, and the
+/// reply stays as finished.
+#[tokio::test]
+async fn a_token_after_the_end_is_refused_not_held_back() {
+    use persist::PersistError;
+    let (pipeline, _) = counted(MemoryBackend::new(), Duration::from_secs(60));
+    let thread = ThreadId::new("late").unwrap();
+    let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.unwrap().message;
+    let token = |text: &str| UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(text));
+    assert!(pipeline.update_content(token("Hel")).await.unwrap().coalesced, "held back within the interval");
+    let done = pipeline.update_content(UpdateContent::finishing(thread.clone(), reply.id.clone())).await.unwrap();
+    assert_eq!((done.message.status, done.message.content.to_text()), (Status::Complete, "Hel".to_owned()));
+    for late in [token("lo"), partial(&reply, "Hello")] {
+        match pipeline.update_content(late).await {
+            Err(PersistError::MessageComplete { .. }) => {}
+            other => panic!("expected MessageComplete, got {other:?}"),
+        }
+    }
+    assert_eq!(stored(&pipeline, &reply).await, done.message);
 }

@@ -94,7 +94,7 @@ async fn observer_indexes_only_finalized_messages() {
         .build(MemoryBackend::new());
     let t = thread("t");
     let slot = pipeline.reserve(Reserve::new(t.clone(), Role::Assistant)).await.unwrap().message;
-    let partial = UpdateContent::new(t.clone(), slot.id.clone(), Content::text("par")).with_finalize(false);
+    let partial = UpdateContent::partial(t.clone(), slot.id.clone(), Content::text("par"));
     pipeline.update_content(partial).await.unwrap();
     assert!(index.lock().unwrap().is_empty());
     pipeline.update_content(UpdateContent::new(t, slot.id, Content::text("partial done"))).await.unwrap();

@@ -370,8 +370,8 @@ async fn trace_puts_stream_steps_at_debug_and_names_the_tenant() {
     let slot = pipeline.reserve(Reserve::new(thread("streamed"), Role::Assistant).with_context(tenant.clone())).await;
     let slot = slot.unwrap().message;
     for step in ["It", "It left"] {
-        let partial = UpdateContent::new(thread("streamed"), slot.id.clone(), Content::text(step));
-        pipeline.update_content(partial.with_finalize(false).with_context(tenant.clone())).await.unwrap();
+        let partial = UpdateContent::partial(thread("streamed"), slot.id.clone(), Content::text(step));
+        pipeline.update_content(partial.with_context(tenant.clone())).await.unwrap();
     }
     let done = UpdateContent::new(thread("streamed"), slot.id.clone(), Content::text("It left yesterday."));
     pipeline.update_content(done.with_context(tenant)).await.unwrap();
@@ -602,7 +602,7 @@ async fn events_publish_committed_writes_per_thread_reservation_first() {
     let slot = pipeline.reserve(Reserve::new(thread("mine"), Role::Assistant)).await.unwrap().message;
     let missing = UpdateContent::new(thread("mine"), MessageId::new("nope").unwrap(), Content::text("x"));
     assert!(pipeline.update_content(missing).await.is_err(), "refused writes are not published");
-    let partial = UpdateContent::new(thread("mine"), slot.id.clone(), Content::text("Hel")).with_finalize(false);
+    let partial = UpdateContent::partial(thread("mine"), slot.id.clone(), Content::text("Hel"));
     pipeline.update_content(partial).await.unwrap();
     pipeline.update_content(UpdateContent::new(thread("mine"), slot.id.clone(), Content::text("Hello"))).await.unwrap();
 
@@ -892,8 +892,7 @@ async fn cleanup_keeps_a_reservation_filled_since_it_was_found() {
             async move {
                 if let PersistArgs::Delete(delete) = &args {
                     let id = delete.target.message_id().unwrap().clone();
-                    let partial = UpdateContent::new(delete.thread_id.clone(), id, Content::text("late chunk"))
-                        .with_finalize(false);
+                    let partial = UpdateContent::partial(delete.thread_id.clone(), id, Content::text("late chunk"));
                     filler.update_content(partial).await?;
                 }
                 next.run(args).await

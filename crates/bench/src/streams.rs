@@ -78,17 +78,16 @@ async fn write_reply(pipeline: &Pipeline, thread: &ThreadId, way: Way) {
         for token in 0..UPDATES {
             let piece = format!("tok{token} ");
             let append = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(&piece));
-            pipeline.update_content(append.with_finalize(false)).await.expect("append");
+            pipeline.update_content(append).await.expect("append");
         }
-        let done = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::placeholder());
+        let done = UpdateContent::finishing(thread.clone(), reply.id.clone());
         pipeline.update_content(done).await.expect("final append");
         return;
     }
     let mut content = String::new();
     for token in 0..UPDATES {
         content.push_str(&format!("tok{token} "));
-        let partial =
-            UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&content)).with_finalize(false);
+        let partial = UpdateContent::partial(thread.clone(), reply.id.clone(), Content::text(&content));
         pipeline.update_content(partial).await.expect("partial update");
     }
     let done = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&content));
@@ -254,12 +253,12 @@ async fn write_tokens(pipeline: &Pipeline, thread: &ThreadId, way: Way, token: &
         content.push_str(token);
         let update = match way {
             Way::CoalescedAppends => UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(token)),
-            _ => UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&content)),
+            _ => UpdateContent::partial(thread.clone(), reply.id.clone(), Content::text(&content)),
         };
-        pipeline.update_content(update.with_finalize(false)).await.expect("partial update");
+        pipeline.update_content(update).await.expect("partial update");
     }
     let done = match way {
-        Way::CoalescedAppends => UpdateContent::appending(thread.clone(), reply.id.clone(), Content::placeholder()),
+        Way::CoalescedAppends => UpdateContent::finishing(thread.clone(), reply.id.clone()),
         _ => UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&content)),
     };
     pipeline.update_content(done).await.expect("final update");

@@ -231,7 +231,6 @@ async fn race_appends<B: Backend>(handles: &[Arc<B>], tenant: Option<TenantId>) 
     for i in 0..n {
         let (b, barrier) = (Arc::clone(&handles[i % handles.len()]), barrier.clone());
         let token = UpdateContent::appending(thread_id.clone(), reply.id.clone(), Content::text(format!("<{i}>")))
-            .with_finalize(false)
             .with_context(ctx(tenant.as_ref()));
         tasks.spawn(async move {
             barrier.wait().await;

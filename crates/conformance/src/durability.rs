@@ -20,7 +20,7 @@ pub async fn check_acknowledged_writes_survive_reopen<F: Factory>(factory: &F) -
             add_text(b, &a, &format!("m{i}")).await;
         }
         let slot = written(b, Reserve::new(a.clone(), Role::Assistant)).await;
-        written(b, UpdateContent::new(a.clone(), slot.id.clone(), Content::text("partial")).with_finalize(false)).await;
+        written(b, UpdateContent::partial(a.clone(), slot.id.clone(), Content::text("partial"))).await;
         let done = written(b, Reserve::new(c.clone(), Role::Assistant)).await;
         written(b, UpdateContent::new(c.clone(), done.id, Content::text("final"))).await;
         let meta = Metadata::new().with("title-set", json!(true));

@@ -68,7 +68,7 @@ pub async fn check_feed_records_each_committed_write_in_order<F: Factory>(factor
     let reply = Reserve::new(id.clone(), Role::Assistant).with_id(m("r1")).with_context(c());
     written(b, reply).await;
     assert!(write(b, user.clone()).await.unwrap().is_deduplicated());
-    let partial = UpdateContent::new(id.clone(), m("r1"), Content::text("Hel")).with_finalize(false);
+    let partial = UpdateContent::partial(id.clone(), m("r1"), Content::text("Hel"));
     write(b, partial.with_context(c())).await.unwrap();
     write(b, UpdateContent::new(id.clone(), m("r1"), Content::text("Hello")).with_context(c())).await.unwrap();
     let tagged = Update::message(id.clone(), m("u1")).with_metadata(Metadata::new().with("k", json!(1)));

@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (115 in all):
+//! [`CHECKS`] lists every check by group and name (116 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -202,6 +202,7 @@ macro_rules! __for_each_check {
                 check_streaming_updates_keep_reserved_until_final,
                 check_update_content_of_missing_message_is_not_found,
                 check_appending_updates_join_the_content,
+                check_a_complete_message_takes_only_final_replacements,
             }
             update {
                 check_metadata_merge_sets_replaces_and_removes,

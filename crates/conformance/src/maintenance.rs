@@ -57,8 +57,8 @@ pub async fn check_a_slow_stream_is_not_stranded<F: Factory>(factory: &F) -> Out
     let cutoff = Timestamp::now();
     tokio::time::sleep(Duration::from_millis(3)).await;
     // Still streaming after the cutoff: a partial content update is activity.
-    let partial = UpdateContent::new(t("slow-stream"), streaming.id.clone(), Content::text("still going"));
-    let partial = written(b, partial.with_finalize(false)).await;
+    let partial = UpdateContent::partial(t("slow-stream"), streaming.id.clone(), Content::text("still going"));
+    let partial = written(b, partial).await;
     assert!(partial.updated_at > cutoff && partial.created_at < cutoff);
 
     let found = b.stranded(FindStranded::new(cutoff)).await.expect("stranded");

@@ -80,6 +80,7 @@ enum ErrorKind {
     VersionConflict,
     ThreadDeleted,
     InvalidInput,
+    MessageComplete,
     Other,
 }
 
@@ -91,6 +92,7 @@ fn kind(error: &PersistError) -> ErrorKind {
         PersistError::VersionConflict { .. } => ErrorKind::VersionConflict,
         PersistError::ThreadDeleted { .. } => ErrorKind::ThreadDeleted,
         PersistError::InvalidInput { .. } => ErrorKind::InvalidInput,
+        PersistError::MessageComplete { .. } => ErrorKind::MessageComplete,
         _ => ErrorKind::Other,
     }
 }
@@ -208,6 +210,10 @@ impl Model {
                 }
                 let message = th.messages.values_mut().find(|m| m.id == u.message_id).ok_or(ErrorKind::NotFound)?;
                 check_version(u.expected_version, message.version)?;
+                // Partial content never reopens a complete message.
+                if !u.finalize && message.status == Status::Complete {
+                    return Err(ErrorKind::MessageComplete);
+                }
                 message.content = u.content.clone();
                 if u.finalize {
                     message.status = Status::Complete;

@@ -56,7 +56,7 @@ pub async fn check_streaming_updates_keep_reserved_until_final<F: Factory>(facto
     let mut text = String::new();
     for (i, chunk) in ["Hel", "lo, ", "wor"].iter().enumerate() {
         text.push_str(chunk);
-        let partial = UpdateContent::new(id.clone(), slot.id.clone(), Content::text(&text)).with_finalize(false);
+        let partial = UpdateContent::partial(id.clone(), slot.id.clone(), Content::text(&text));
         let partial = written(b, partial).await;
         assert_eq!(partial.status, Status::Reserved);
         assert_eq!(partial.version, 2 + i as u64);
@@ -86,12 +86,12 @@ pub async fn check_update_content_of_missing_message_is_not_found<F: Factory>(fa
 /// a stale expected version, content that is not an array of blocks, a missing message, a
 /// deleted thread. A refused append changes nothing.
 pub async fn check_appending_updates_join_the_content<F: Factory>(factory: &F) -> Outcome {
-    use persist_core::args::{Add, Delete};
+    use persist_core::args::Delete;
     let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("appended");
     let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
-    let append = |content: Content| UpdateContent::appending(id.clone(), slot.id.clone(), content).with_finalize(false);
+    let append = |content: Content| UpdateContent::appending(id.clone(), slot.id.clone(), content);
     let first = written(b, append(Content::text("Hel"))).await;
     assert_eq!((first.content.clone(), first.status, first.version), (Content::text("Hel"), Status::Reserved, 2));
     let second = written(b, append(Content::text("lo"))).await;
@@ -108,10 +108,11 @@ pub async fn check_appending_updates_join_the_content<F: Factory>(factory: &F) -
         write(b, stale).await,
         PersistError::VersionConflict { expected: 2, actual, .. } if actual == more.version
     );
-    let plain = written(b, Add::new(id.clone(), Role::User, Content::new(json!("a plain string")))).await;
+    let open = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+    let plain = written(b, UpdateContent::partial(id.clone(), open.id.clone(), Content::new(json!("plain")))).await;
     let onto_plain = UpdateContent::appending(id.clone(), plain.id.clone(), Content::text("x"));
     assert_err!(write(b, onto_plain).await, PersistError::InvalidInput { field: "content", .. });
-    let not_blocks = append(Content::new(json!({"text": "x"})));
+    let not_blocks = UpdateContent::appending(id.clone(), open.id.clone(), Content::new(json!({"text": "x"})));
     assert_err!(write(b, not_blocks).await, PersistError::InvalidInput { field: "content", .. });
     assert_eq!(get(b, &id, &slot.id).await.unwrap(), more, "refused appends change nothing");
     assert_eq!(get(b, &id, &plain.id).await.unwrap(), plain);
@@ -119,5 +120,58 @@ pub async fn check_appending_updates_join_the_content<F: Factory>(factory: &F) -
     assert_err!(write(b, missing).await, PersistError::NotFound { .. });
     write(b, Delete::thread(id.clone())).await.unwrap();
     assert_err!(write(b, append(Content::text("x"))).await, PersistError::ThreadDeleted { .. });
+    store.finish().await
+}
+
+/// A streamed reply cannot be finished by accident, nor reopened: `appending` and `partial`
+/// leave the message reserved, `finishing` completes it with what its appends left, and a
+/// complete message (finalized, or written by `add`) refuses appends and partial replacements
+/// with `MessageComplete` (a token retried or sent after the end), changing nothing; a final
+/// replacement still corrects it.
+pub async fn check_a_complete_message_takes_only_final_replacements<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::args::Add;
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("finished");
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+    let token = |text: &str| UpdateContent::appending(id.clone(), slot.id.clone(), Content::text(text));
+    let first = written(b, token("Hel")).await;
+    assert_eq!(
+        (first.status, first.content.to_text()),
+        (Status::Reserved, "Hel".to_owned()),
+        "a token never finalizes"
+    );
+    written(b, token("lo")).await;
+    let done = written(b, UpdateContent::finishing(id.clone(), slot.id.clone())).await;
+    assert_eq!((done.status, done.content.clone(), done.version), (Status::Complete, Content::text("Hello"), 4));
+
+    let late = [
+        ("a token after the end", token("!")),
+        ("a last token after the end", token("!").with_finalize(true)),
+        ("a second end", UpdateContent::finishing(id.clone(), slot.id.clone())),
+        ("a partial replacement", UpdateContent::partial(id.clone(), slot.id.clone(), Content::text("Hel"))),
+        (
+            "an expected partial",
+            UpdateContent::partial(id.clone(), slot.id.clone(), Content::text("x")).with_expected_version(4),
+        ),
+    ];
+    for (what, update) in late {
+        match write(b, update).await {
+            Err(PersistError::MessageComplete { message_id, .. }) if message_id == slot.id => {}
+            other => panic!("{what}: expected MessageComplete, got {other:?}"),
+        }
+    }
+    assert_eq!(get(b, &id, &slot.id).await.unwrap(), done, "refused writes change nothing");
+
+    let added = written(b, Add::new(id.clone(), Role::User, Content::text("question"))).await;
+    let onto_added = UpdateContent::appending(id.clone(), added.id.clone(), Content::text("?"));
+    assert_err!(write(b, onto_added).await, PersistError::MessageComplete { .. });
+    assert_eq!(get(b, &id, &added.id).await.unwrap(), added);
+
+    let corrected = written(b, UpdateContent::new(id.clone(), slot.id.clone(), Content::text("Hello!"))).await;
+    assert_eq!(
+        (corrected.status, corrected.content.clone(), corrected.version),
+        (Status::Complete, Content::text("Hello!"), 5)
+    );
     store.finish().await
 }

@@ -34,12 +34,9 @@ async fn source<B: persist_core::Backend>(b: &B, tenant: Option<&TenantId>, id: 
     let gone = written(b, add("typo")).await;
     written(b, add("keyed").with_idempotency_key(IdempotencyKey::new("turn-3").unwrap())).await;
     let reply = written(b, Reserve::new(id.clone(), Role::Assistant).with_context(c())).await;
-    write(
-        b,
-        UpdateContent::new(id.clone(), reply.id.clone(), Content::text("Hi th")).with_finalize(false).with_context(c()),
-    )
-    .await
-    .unwrap();
+    write(b, UpdateContent::partial(id.clone(), reply.id.clone(), Content::text("Hi th")).with_context(c()))
+        .await
+        .unwrap();
     written(b, Reserve::new(id.clone(), Role::Assistant).with_context(c())).await;
     let last = written(b, add("withdrawn")).await;
     for removed in [gone, last] {

@@ -316,25 +316,36 @@ impl Reserve {
     context_setter!();
 }
 
-/// Replaces a message's content (or, [`appending`](Self::appending), adds to it); by default
-/// also finalizes it (`Reserved` → `Complete`).
+/// Writes a message's content: the final content ([`new`](Self::new)), or a streamed reply's
+/// progress ([`appending`](Self::appending) a token, [`partial`](Self::partial) text so far)
+/// then its end ([`finishing`](Self::finishing), or a final `new`).
+///
+/// Only a final replacement finalizes by default (`Reserved` → `Complete`): a token never
+/// marks a reply done by accident. A complete message takes final replacements only: an
+/// append or a partial write to it is refused with [`PersistError::MessageComplete`] and
+/// changes nothing (a token retried or sent after the final update would reopen or extend a
+/// finished reply), on every backend.
 ///
 /// # Example
 ///
 /// ```
-/// use persist::{args::{Reserve, UpdateContent}, memory::MemoryBackend, Content, Pipeline, Role, ThreadId};
+/// use persist::{args::{Reserve, UpdateContent}, memory::MemoryBackend, Content, Pipeline, PersistError, Role, ThreadId};
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let pipeline = Pipeline::new(MemoryBackend::new());
 /// let thread = ThreadId::new("t1")?;
 /// let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
 /// for token in ["Hel", "lo"] {
-///     // Each token alone: the store joins it to the text so far.
-///     let more = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(token));
-///     pipeline.update_content(more.with_finalize(false)).await?;
+///     // Each token alone: the store joins it to the text so far; the reply stays reserved.
+///     let token = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(token));
+///     pipeline.update_content(token).await?;
 /// }
-/// let done = UpdateContent::appending(thread, reply.id, Content::text("!"));
-/// assert_eq!(pipeline.update_content(done).await?.content, Content::text("Hello!"));
+/// let done = pipeline.update_content(UpdateContent::finishing(thread.clone(), reply.id.clone())).await?;
+/// assert_eq!(done.message.content, Content::text("Hello"));
+///
+/// // A token after the end is refused; the reply stays as it was.
+/// let late = UpdateContent::appending(thread, reply.id, Content::text("!"));
+/// assert!(matches!(pipeline.update_content(late).await, Err(PersistError::MessageComplete { .. })));
 /// # Ok::<_, persist::PersistError>(())
 /// # }).unwrap();
 /// ```
@@ -351,7 +362,9 @@ pub struct UpdateContent {
     /// [`Content::appended`]): a stream sends each token alone.
     #[serde(default)]
     pub append: bool,
-    /// Whether to mark the message `Complete` (default `true`). Streaming updates pass `false`.
+    /// Whether to mark the message `Complete`: `true` for [`new`](Self::new) and
+    /// [`finishing`](Self::finishing), `false` for [`appending`](Self::appending) and
+    /// [`partial`](Self::partial).
     pub finalize: bool,
     /// Fail with `VersionConflict` unless the stored version equals this.
     pub expected_version: Option<u64>,
@@ -373,10 +386,41 @@ impl UpdateContent {
         }
     }
 
-    /// Adds `content` to the stored content of `(thread_id, message_id)` (see
-    /// [`Content::appended`]) and finalizes it.
+    /// A streamed token: adds `content` to the stored content of `(thread_id, message_id)`
+    /// (see [`Content::appended`]), leaving the message as it is (`Reserved`). The last token
+    /// may finalize ([`with_finalize(true)`](Self::with_finalize)), or [`finishing`](Self::finishing)
+    /// follows.
     pub fn appending(thread_id: ThreadId, message_id: MessageId, content: impl Into<Content>) -> Self {
-        Self { append: true, ..Self::new(thread_id, message_id, content) }
+        Self { append: true, finalize: false, ..Self::new(thread_id, message_id, content) }
+    }
+
+    /// A streamed reply's text so far, replacing the stored content without finalizing (what a
+    /// host that resends the whole text writes; [`CoalesceLayer`](crate::layer::CoalesceLayer)
+    /// keeps the latest of them).
+    pub fn partial(thread_id: ThreadId, message_id: MessageId, content: impl Into<Content>) -> Self {
+        Self { finalize: false, ..Self::new(thread_id, message_id, content) }
+    }
+
+    /// The end of a streamed reply: finalizes `(thread_id, message_id)` with the content its
+    /// appends left (an append of nothing).
+    pub fn finishing(thread_id: ThreadId, message_id: MessageId) -> Self {
+        Self { append: true, ..Self::new(thread_id, message_id, Content::placeholder()) }
+    }
+
+    /// Whether this update may change only a message that is not complete yet: an append, or
+    /// content not finalized.
+    pub fn is_partial(&self) -> bool {
+        self.append || !self.finalize
+    }
+
+    /// The refusal of this update by a message whose status is `status`
+    /// ([`PersistError::MessageComplete`] for a [partial](Self::is_partial) update of a
+    /// complete message); `None` when it may be written. For backends, after the version check.
+    pub fn status_conflict(&self, status: crate::Status) -> Option<PersistError> {
+        (self.is_partial() && status == crate::Status::Complete).then(|| PersistError::MessageComplete {
+            thread_id: self.thread_id.clone(),
+            message_id: self.message_id.clone(),
+        })
     }
 
     /// The plain update an append comes to, given the message as stored: the joined content,
@@ -386,6 +430,7 @@ impl UpdateContent {
     /// # Errors
     ///
     /// [`PersistError::VersionConflict`] when the update expects another version;
+    /// [`PersistError::MessageComplete`] when the message is complete;
     /// [`PersistError::InvalidInput`] (`content`) when either content is not an array of
     /// blocks.
     pub fn resolved(&self, stored: &crate::Message) -> Result<Self> {
@@ -400,6 +445,9 @@ impl UpdateContent {
                 actual: stored.version,
             });
         }
+        if let Some(refusal) = self.status_conflict(stored.status) {
+            return Err(refusal);
+        }
         Ok(Self {
             content: stored.content.appended(&self.content)?,
             append: false,
@@ -408,7 +456,7 @@ impl UpdateContent {
         })
     }
 
-    /// Whether to finalize (default `true`).
+    /// Whether to finalize (see [`finalize`](Self::finalize)).
     pub fn with_finalize(mut self, finalize: bool) -> Self {
         self.finalize = finalize;
         self

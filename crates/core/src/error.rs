@@ -86,6 +86,18 @@ pub enum PersistError {
         actual: u64,
     },
 
+    /// The message is complete (finalized, or written by `add`): a partial content write (an
+    /// append, or content not finalized) would reopen a finished reply, so it is refused and
+    /// nothing is written. A final replacement (`finalize: true`, not appending) still
+    /// corrects it. Often a stream's token retried or sent after its final update.
+    #[error("message {message_id} in thread {thread_id} is complete: only a final replacement may change its content")]
+    MessageComplete {
+        /// The thread.
+        thread_id: ThreadId,
+        /// The complete message.
+        message_id: MessageId,
+    },
+
     /// The thread was deleted; writes to it are refused so it cannot be resurrected.
     #[error("thread {thread_id} was deleted")]
     ThreadDeleted {
@@ -193,7 +205,7 @@ fn fmt_message(message_id: &Option<MessageId>) -> String {
 
 impl PersistError {
     /// Every value [`code`](Self::code) can return.
-    pub const CODES: [&'static str; 14] = [
+    pub const CODES: [&'static str; 15] = [
         "invalid_input",
         "not_found",
         "already_exists",
@@ -208,6 +220,7 @@ impl PersistError {
         "idempotency_key_reused",
         "unreadable",
         "feed_gap",
+        "message_complete",
     ];
 
     /// The HTTP status an API answers this error with, as HTTP APIs commonly map them:
@@ -217,7 +230,7 @@ impl PersistError {
     /// | `InvalidInput` | 400 Bad Request |
     /// | `Rejected` | 403 Forbidden |
     /// | `NotFound` | 404 Not Found |
-    /// | `AlreadyExists`, `VersionConflict` | 409 Conflict |
+    /// | `AlreadyExists`, `VersionConflict`, `MessageComplete` | 409 Conflict |
     /// | `ThreadDeleted`, `FeedGap` | 410 Gone (reload, then follow from the head) |
     /// | `IdempotencyKeyReused` | 422 Unprocessable Content |
     /// | `Unsupported` | 501 Not Implemented |
@@ -240,7 +253,7 @@ impl PersistError {
             Self::InvalidInput { .. } => 400,
             Self::Rejected { .. } => 403,
             Self::NotFound { .. } => 404,
-            Self::AlreadyExists { .. } | Self::VersionConflict { .. } => 409,
+            Self::AlreadyExists { .. } | Self::VersionConflict { .. } | Self::MessageComplete { .. } => 409,
             Self::ThreadDeleted { .. } | Self::FeedGap { .. } => 410,
             Self::IdempotencyKeyReused { .. } => 422,
             Self::Unsupported { .. } => 501,
@@ -271,14 +284,21 @@ impl PersistError {
             Self::IdempotencyKeyReused { .. } => 11,
             Self::Unreadable { .. } => 12,
             Self::FeedGap { .. } => 13,
+            Self::MessageComplete { .. } => 14,
         }
     }
 
     /// Whether a write was refused because what it addressed changed or went since it was read
-    /// (`VersionConflict`, `NotFound`, `ThreadDeleted`): maintenance that writes back what it
-    /// read (retention, a key rotation) leaves such a target as it is.
+    /// (`VersionConflict`, `NotFound`, `ThreadDeleted`, `MessageComplete`): maintenance that
+    /// writes back what it read (retention, a key rotation) leaves such a target as it is.
     pub fn is_changed_or_gone(&self) -> bool {
-        matches!(self, Self::VersionConflict { .. } | Self::NotFound { .. } | Self::ThreadDeleted { .. })
+        matches!(
+            self,
+            Self::VersionConflict { .. }
+                | Self::NotFound { .. }
+                | Self::ThreadDeleted { .. }
+                | Self::MessageComplete { .. }
+        )
     }
 
     /// Whether retrying the same request may succeed.
@@ -380,6 +400,7 @@ mod tests {
             (PersistError::rejected("no"), 403),
             (PersistError::not_found(&thread, None), 404),
             (PersistError::AlreadyExists { thread_id: thread.clone(), message_id: message.clone() }, 409),
+            (PersistError::MessageComplete { thread_id: thread.clone(), message_id: message.clone() }, 409),
             (
                 PersistError::VersionConflict { thread_id: thread.clone(), message_id: None, expected: 1, actual: 2 },
                 409,

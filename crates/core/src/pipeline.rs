@@ -20,7 +20,7 @@ use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance};
 use crate::message::Timestamp;
 use crate::message::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
-use crate::result::{Added, Deleted, PersistResult, Reserved, Restored, Updated};
+use crate::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, Updated};
 use crate::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
@@ -290,7 +290,7 @@ where
 /// let done = store
 ///     .update_content(UpdateContent::new(thread.clone(), slot.id, Content::text("On its way.")))
 ///     .await?;
-/// assert_eq!((done.seq, done.status), (2, Status::Complete));
+/// assert_eq!((done.message.seq, done.message.status), (2, Status::Complete));
 /// assert_eq!(store.list(ListMessages::new(thread)).await?.items.len(), 2);
 /// # Ok::<_, persist::PersistError>(())
 /// # }).unwrap();
@@ -361,9 +361,10 @@ impl Pipeline {
         reserve, Reserve, Reserve => Reserved, Reserved, |r| r
     );
     typed_call!(
-        /// Replaces a message's content (finalizing it unless told otherwise); answers the
-        /// message as stored.
-        update_content, UpdateContent, UpdateContent => ContentUpdated, Message, |r| r.message
+        /// Writes a message's content (see [`UpdateContent`]); answers the message as stored,
+        /// or, for an update a [`CoalesceLayer`](crate::layer::CoalesceLayer) held back, as
+        /// last written ([`ContentUpdated::coalesced`]).
+        update_content, UpdateContent, UpdateContent => ContentUpdated, ContentUpdated, |r| r
     );
     typed_call!(
         /// Patches a message or a thread.

@@ -12,7 +12,7 @@ use crate::message::{Message, Thread};
 use crate::pipeline::Pipeline;
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
 use crate::result::Restored;
-use crate::result::{Added, Deleted, PersistResult, Reserved, Updated};
+use crate::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Updated};
 use crate::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
@@ -74,7 +74,7 @@ impl Scoped {
 
     scoped_call!(/** Appends a complete message. */ add, Add => Added);
     scoped_call!(/** Appends a placeholder. */ reserve, Reserve => Reserved);
-    scoped_call!(/** Replaces a message's content. */ update_content, UpdateContent => Message);
+    scoped_call!(/** Writes a message's content (see [`UpdateContent`]). */ update_content, UpdateContent => ContentUpdated);
     scoped_call!(/** Patches a message or a thread. */ update, Update => Updated);
     scoped_call!(/** Deletes a message or a thread. */ delete, Delete => Deleted);
     scoped_call!(/** Reads one message. */ get, GetMessage => Option<Message>);

@@ -4,7 +4,7 @@
 use persist_core::args::{Update, UpdateContent};
 use persist_core::maintenance::Maintenance;
 use persist_core::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT, ThreadCursor};
-use persist_core::{Context, Message, Metadata, PersistError, Pipeline, Result, Thread};
+use persist_core::{Context, Message, Metadata, PersistError, Pipeline, Result, Status, Thread};
 
 use crate::AsStored;
 use crate::layer::EncryptLayer;
@@ -211,12 +211,14 @@ impl EncryptLayer {
         let context = || Context::new().with_extension(Maintenance).for_tenant(thread.tenant.clone());
         let mut version = message.version;
         if stale.content {
+            // Written back as it is: a reply still streaming stays reserved, a complete message
+            // takes the final replacement it only accepts.
             let update = UpdateContent::new(thread.id.clone(), message.id.clone(), clear.content.clone())
-                .with_finalize(false)
+                .with_finalize(message.status == Status::Complete)
                 .with_expected_version(version)
                 .with_context(context());
             match pipeline.update_content(update).await {
-                Ok(written) => version = written.version,
+                Ok(written) => version = written.message.version,
                 Err(error) if error.is_changed_or_gone() => {
                     report.skipped += 1;
                     return Ok(());

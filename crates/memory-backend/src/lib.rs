@@ -409,6 +409,9 @@ impl State {
             .by_id_mut(&args.message_id)
             .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(&args.message_id)))?;
         check_version(args.expected_version, record.version, &args.thread_id, Some(&args.message_id))?;
+        if let Some(refusal) = args.status_conflict(record.status) {
+            return Err(refusal);
+        }
         let changed = record.content != args.content || (args.finalize && record.status != Status::Complete);
         record.content = args.content.clone();
         if args.finalize {

@@ -311,6 +311,7 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
               FROM u \
              WHERE ms.tenant = u.tenant AND ms.thread_id = u.thread_id AND ms.message_id = u.message_id \
                AND (u.expected IS NULL OR ms.version = u.expected) \
+               AND (u.content IS NULL OR u.finalize OR ms.status <> 'complete') \
                AND (ms.tenant, ms.thread_id) IN (SELECT tenant, thread_id FROM t) \
             RETURNING ms.*), \
          x AS (UPDATE threads SET updated_at = $10 WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
@@ -453,6 +454,7 @@ async fn diagnose_message(
     id: &MessageId,
     tenant: Option<&TenantId>,
     expected_version: Option<u64>,
+    content: Option<&UpdateContent>,
 ) -> Result<Option<PersistError>, PersistError> {
     if let Err(refusal) = writable_thread(conn, thread_id, tenant, Some(id)).await? {
         return Ok(Some(refusal));
@@ -466,7 +468,7 @@ async fn diagnose_message(
                 expected,
                 actual: message.version,
             }),
-            _ => None,
+            _ => content.and_then(|update| update.status_conflict(message.status)),
         },
     })
 }
@@ -515,7 +517,7 @@ async fn append_locked(tx: &mut PgConnection, update: &UpdateContent) -> Result<
         .await
         .map_err(|e| map_sqlx("locking the thread", e))?;
     let Some(stored) = find_message(tx, update.context.tenant(), &update.thread_id, &update.message_id).await? else {
-        let refusal = diagnose_message(tx, &update.thread_id, &update.message_id, update.context.tenant(), None);
+        let refusal = diagnose_message(tx, &update.thread_id, &update.message_id, update.context.tenant(), None, None);
         return Err(refusal
             .await?
             .unwrap_or_else(|| PersistError::not_found(&update.thread_id, Some(&update.message_id))));
@@ -534,7 +536,7 @@ async fn replace_content(conn: &mut PgConnection, update: &UpdateContent) -> Res
                           status = CASE WHEN $4 THEN 'complete' ELSE status END, \
                           version = version + 1, updated_at = $5 \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
-                      AND ($6::bigint IS NULL OR version = $6) \
+                      AND ($6::bigint IS NULL OR version = $6) AND ($4 OR status <> 'complete') \
                    RETURNING *), \
              u AS (UPDATE threads SET updated_at = $5 \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
@@ -561,6 +563,7 @@ async fn replace_content(conn: &mut PgConnection, update: &UpdateContent) -> Res
             &update.message_id,
             update.context.tenant(),
             update.expected_version,
+            Some(update),
         );
         if let Some(refusal) = diagnosis.await? {
             return Err(refusal);
@@ -618,7 +621,8 @@ async fn update_message(conn: &mut PgConnection, update: &Update, id: &MessageId
         if let Some(row) = row {
             return rows::message(&row);
         }
-        let diagnosis = diagnose_message(conn, &update.thread_id, id, update.context.tenant(), update.expected_version);
+        let diagnosis =
+            diagnose_message(conn, &update.thread_id, id, update.context.tenant(), update.expected_version, None);
         if let Some(refusal) = diagnosis.await? {
             return Err(refusal);
         }
@@ -694,7 +698,7 @@ async fn delete_message(conn: &mut PgConnection, delete: &Delete, id: &MessageId
             return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
         }
         // Nothing removed: already gone (an empty answer), or a stale expected version.
-        match diagnose_message(conn, &delete.thread_id, id, tenant, delete.expected_version).await? {
+        match diagnose_message(conn, &delete.thread_id, id, tenant, delete.expected_version, None).await? {
             Some(conflict @ PersistError::VersionConflict { .. }) => return Err(conflict),
             Some(_) => return Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
             None => {}

@@ -751,6 +751,7 @@ async fn diagnose_message(
     id: &MessageId,
     tenant: Option<&TenantId>,
     expected_version: Option<u64>,
+    content: Option<&UpdateContent>,
 ) -> Failure {
     if let Err(failure) = writable_thread(conn, thread_id, tenant, Some(id)).await {
         return failure;
@@ -765,6 +766,9 @@ async fn diagnose_message(
                 expected,
                 actual: message.version,
             }),
+            _ if let Some(refusal) = content.and_then(|update| update.status_conflict(message.status)) => {
+                refused(refusal)
+            }
             _ => aborted(PersistError::Backend {
                 message: "a guarded write matched no row for no known reason".into(),
                 source: None,
@@ -795,6 +799,7 @@ async fn replace_content(conn: &mut SqliteConnection, update: &UpdateContent, li
             SET content = ?3, status = CASE WHEN ?4 THEN 'complete' ELSE status END, \
                 version = version + 1, updated_at = ?5 \
           WHERE tenant = ?7 AND thread_id = ?1 AND message_id = ?2 AND (?6 IS NULL OR version = ?6) \
+            AND (?4 OR status <> 'complete') \
             AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = ?7 AND t.thread_id = ?1 \
                                                   AND t.deleted_at IS NULL) \
          RETURNING ",
@@ -818,6 +823,7 @@ async fn replace_content(conn: &mut SqliteConnection, update: &UpdateContent, li
             &update.message_id,
             update.context.tenant(),
             update.expected_version,
+            Some(update),
         )
         .await),
     }
@@ -918,7 +924,7 @@ async fn delete_message(conn: &mut SqliteConnection, delete: &Delete, id: &Messa
         return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
     }
     // Nothing removed: already gone (an empty answer), or a stale expected version.
-    match diagnose_message(conn, &delete.thread_id, id, tenant, delete.expected_version).await {
+    match diagnose_message(conn, &delete.thread_id, id, tenant, delete.expected_version, None).await {
         conflict @ Failure::Refused(PersistError::VersionConflict { .. }) => Err(conflict),
         Failure::Refused(_) => Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
         aborted @ Failure::Aborted(_) => Err(aborted),

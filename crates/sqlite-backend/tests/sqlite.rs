@@ -199,7 +199,7 @@ async fn a_dropped_caller_leaves_the_whole_write_or_nothing() {
         let slot = slot.clone();
         tasks.spawn(async move {
             let args: PersistArgs = if i % 3 == 0 {
-                UpdateContent::new(thread("t"), slot, Content::text(format!("stream {i}"))).with_finalize(false).into()
+                UpdateContent::partial(thread("t"), slot, Content::text(format!("stream {i}"))).into()
             } else {
                 add("t", &format!("message {i}"))
             };
@@ -489,7 +489,7 @@ async fn a_commit_that_fails_on_a_full_disk_does_not_wedge_the_handle() {
 
     std::fs::remove_file(disk.path().join("ballast")).unwrap();
     // Room again: the same handle serves every kind of write.
-    let partial = UpdateContent::new(thread("t"), placeholder.clone(), Content::text("streaming")).with_finalize(false);
+    let partial = UpdateContent::partial(thread("t"), placeholder.clone(), Content::text("streaming"));
     backend.apply(partial.into()).await.unwrap();
     let patch = Update::message(thread("t"), placeholder.clone()).with_metadata(Metadata::new().with("k", json!(1)));
     backend.apply(patch.into()).await.unwrap();

@@ -101,7 +101,7 @@ impl Next {
     /// let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
     /// for token in ["call 55", "5-01", "23"] {
     ///     let token = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(token));
-    ///     pipeline.update_content(token.with_finalize(false)).await?;
+    ///     pipeline.update_content(token).await?;
     /// }
     /// let stored = pipeline.get(persist::read::GetMessage::new(thread, reply.id)).await?.unwrap();
     /// assert_eq!(stored.content.to_text(), "call ###-####");

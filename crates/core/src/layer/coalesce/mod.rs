@@ -54,12 +54,12 @@
 //! let mut text = String::new();
 //! for token in ["Hel", "lo", " there"] {
 //!     text.push_str(token);
-//!     let partial = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text(&text)).with_finalize(false);
+//!     let partial = UpdateContent::partial(thread.clone(), reply.id.clone(), Content::text(&text));
 //!     pipeline.update_content(partial).await?; // held back: one write per 200 ms at most
 //! }
 //! let done = UpdateContent::new(thread.clone(), reply.id.clone(), Content::text("Hello there!"));
 //! let stored = pipeline.update_content(done).await?; // written at once, in order
-//! assert_eq!(stored.content.to_text(), "Hello there!");
+//! assert_eq!(stored.message.content.to_text(), "Hello there!");
 //! # Ok::<_, persist::PersistError>(())
 //! # }).unwrap();
 //! ```
