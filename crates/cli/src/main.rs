@@ -21,6 +21,18 @@
 //! unless `--tenant` names one; `import` keeps each thread's tenant unless `--tenant` names
 //! another one for all of them.
 //!
+//! **Encrypted stores.** A store sealed by `EncryptLayer` holds envelopes. With the keys in
+//! `$PERSIST_ENCRYPTION_KEYS` (the format of `KeyRing::from_env`: `id:base64,…`, never a flag),
+//! `threads` and `show` print values in clear, `export --clear` writes them in clear (an export
+//! as stored, envelopes and all, stays the default), and `import` seals what it writes as the
+//! app's layer would and refuses, before writing a thread, a value that does not open for its
+//! place (wrong keys, another tenant's envelope). Tell the CLI what the app's layer seals
+//! besides content: `--seal-metadata KEY,…` and `--seal-titles` (or `$PERSIST_SEAL_METADATA`,
+//! `$PERSIST_SEAL_TITLES`). Keys are the ring's (tenants' keys derived from it); a tenant's own
+//! keys (`KeyRing::add_tenant_key`) are not read from the environment. Without keys, `show`
+//! marks sealed values `(sealed)`, and an import that would move envelopes to another tenant is
+//! refused.
+//!
 //! **Output.** Tables and sentences for people; `--json` gives JSON lines for programs
 //! (`threads`, `show`, `check`, `sessions`, `prune`, `cleanup-stranded`, `import`, `copy`).
 //! Progress of long work (export, import, copy, prune) goes to stderr: a live counter on a
@@ -48,6 +60,7 @@ mod checksum;
 mod commands;
 mod error;
 mod jsonl;
+mod keys;
 mod progress;
 mod store;
 mod text;
@@ -89,6 +102,13 @@ struct Cli {
     /// Print JSON lines instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Metadata keys the app's EncryptLayer seals (comma-separated; with
+    /// PERSIST_ENCRYPTION_KEYS).
+    #[arg(long, global = true, env = "PERSIST_SEAL_METADATA", value_name = "KEY", value_delimiter = ',')]
+    seal_metadata: Vec<String>,
+    /// The app's EncryptLayer seals thread titles (with PERSIST_ENCRYPTION_KEYS).
+    #[arg(long, global = true, env = "PERSIST_SEAL_TITLES")]
+    seal_titles: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -166,6 +186,10 @@ struct ExportArgs {
     /// Write to FILE instead of stdout.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Write sealed values in clear, opened with the keys of PERSIST_ENCRYPTION_KEYS (default:
+    /// as stored, envelopes and all).
+    #[arg(long)]
+    clear: bool,
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +251,9 @@ async fn run(cli: Cli) -> CliResult {
     if cli.tenant.is_some() && cli.all_tenants {
         return Err(CliError::usage("--tenant and --all-tenants exclude each other"));
     }
+    let sealing = keys::Sealing { metadata: cli.seal_metadata, titles: cli.seal_titles };
+    let keys = keys::from_env(&sealing)?;
+    let keys = keys.as_ref();
     let scope = Scope { tenant: cli.tenant, all_tenants: cli.all_tenants };
     let refuse_all_tenants = |command: &str| {
         if scope.all_tenants {
@@ -239,21 +266,25 @@ async fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Threads(args) => {
             let options = ThreadsOptions { limit: args.limit, after: args.after, filter: args.filter };
-            with_store(url, Mode::ReadOnly, async |store| commands::read::threads(store, &scope, options, json).await)
-                .await
+            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys);
+            finish(store, async |store| commands::read::threads(store, &scope, options, json).await).await
         }
         Command::Show { thread } => {
             refuse_all_tenants("show")?;
-            with_store(url, Mode::ReadOnly, async |store| commands::read::show(store, &scope, thread, json).await).await
+            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys);
+            finish(store, async |store| commands::read::show(store, &scope, thread, json).await).await
         }
         Command::Export(args) => {
+            if args.clear && keys.is_none() {
+                return Err(CliError::usage(format!("export --clear needs the keys: set {}", keys::KEYS_VAR)));
+            }
             let options = ExportOptions { thread: args.thread, all: args.all, output: args.output };
-            with_store(url, Mode::ReadOnly, async |store| commands::transfer::export(store, &scope, options).await)
-                .await
+            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys.filter(|_| args.clear));
+            finish(store, async |store| commands::transfer::export(store, &scope, options).await).await
         }
         Command::Import { input, max_line_bytes } => {
             refuse_all_tenants("import")?;
-            commands::transfer::import(url, &scope, &input, max_line_bytes, json).await
+            commands::transfer::import(url, &scope, keys, &input, max_line_bytes, json).await
         }
         Command::Copy { to } => {
             // Every tenant, unless --tenant names one.
@@ -300,7 +331,11 @@ async fn run(cli: Cli) -> CliResult {
 /// Opens the store at `url`, runs `work` on it, and closes it (queued writes finished) whatever
 /// `work` answered.
 async fn with_store(url: &str, mode: Mode, work: impl AsyncFnOnce(&Store) -> CliResult) -> CliResult {
-    let store = Store::open(url, mode).await?;
+    finish(Store::open(url, mode).await?, work).await
+}
+
+/// Runs `work` on `store`, and closes it whatever `work` answered.
+async fn finish(store: Store, work: impl AsyncFnOnce(&Store) -> CliResult) -> CliResult {
     let result = work(&store).await;
     store.close().await;
     result

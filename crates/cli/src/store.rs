@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use persist::Pipeline;
+use persist::encrypt::EncryptLayer;
 use persist::memory::MemoryBackend;
 use persist::postgres::PostgresBackend;
 use persist::sqlite::SqliteBackend;
@@ -78,8 +79,11 @@ pub(crate) enum Mode {
 /// An open store: its pipeline, and the backend handle for what only it can do.
 #[derive(Debug)]
 pub(crate) struct Store {
-    /// A pipeline with no layers over the backend.
+    /// A pipeline with no layers over the backend: values as stored (sealed ones sealed).
     pub(crate) pipeline: Pipeline,
+    /// The same backend through an `EncryptLayer` with the keys of `PERSIST_ENCRYPTION_KEYS`,
+    /// when they were given: sealed values opened on reads, clear ones sealed on writes.
+    opened: Option<Pipeline>,
     /// The URL, without its password: what exports record as their source.
     pub(crate) label: String,
     backend: Handle,
@@ -89,7 +93,7 @@ pub(crate) struct Store {
 enum Handle {
     Sqlite(SqliteBackend),
     Postgres(PostgresBackend),
-    Memory,
+    Memory(MemoryBackend),
 }
 
 impl Store {
@@ -111,7 +115,7 @@ impl Store {
                     .open()
                     .await
                     .map_err(|e| CliError::context(format!("opening {}", path.display()), &e))?;
-                Ok(Self { pipeline: Pipeline::new(backend.clone()), label, backend: Handle::Sqlite(backend) })
+                Ok(Self::new(Pipeline::new(backend.clone()), label, Handle::Sqlite(backend)))
             }
             Location::Postgres { url: conn, schema } => {
                 if mode != Mode::CreateIfMissing {
@@ -123,19 +127,44 @@ impl Store {
                 }
                 let backend =
                     builder.connect().await.map_err(|e| CliError::context(format!("connecting to {label}"), &e))?;
-                Ok(Self { pipeline: Pipeline::new(backend.clone()), label, backend: Handle::Postgres(backend) })
+                Ok(Self::new(Pipeline::new(backend.clone()), label, Handle::Postgres(backend)))
             }
             Location::Memory => {
-                Ok(Self { pipeline: Pipeline::new(MemoryBackend::new()), label, backend: Handle::Memory })
+                let backend = MemoryBackend::new();
+                Ok(Self::new(Pipeline::new(backend.clone()), label, Handle::Memory(backend)))
             }
         }
+    }
+
+    fn new(pipeline: Pipeline, label: String, backend: Handle) -> Self {
+        Self { pipeline, opened: None, label, backend }
+    }
+
+    /// Reads and writes through `layer` where a command asks for it ([`keyed`](Self::keyed));
+    /// `None` leaves the store as it is.
+    pub(crate) fn with_keys(mut self, layer: Option<&EncryptLayer>) -> Self {
+        if let Some(layer) = layer {
+            let backend = match &self.backend {
+                Handle::Sqlite(backend) => Pipeline::builder().layer(layer.clone()).build(backend.clone()),
+                Handle::Postgres(backend) => Pipeline::builder().layer(layer.clone()).build(backend.clone()),
+                Handle::Memory(backend) => Pipeline::builder().layer(layer.clone()).build(backend.clone()),
+            };
+            self.opened = Some(backend);
+        }
+        self
+    }
+
+    /// The pipeline through the keys when they were given (sealed values opened on reads, clear
+    /// ones sealed on writes), the one as stored otherwise.
+    pub(crate) fn keyed(&self) -> &Pipeline {
+        self.opened.as_ref().unwrap_or(&self.pipeline)
     }
 
     /// The SQLite backend, when the store is a SQLite file.
     pub(crate) fn sqlite(&self) -> Option<&SqliteBackend> {
         match &self.backend {
             Handle::Sqlite(backend) => Some(backend),
-            Handle::Postgres(_) | Handle::Memory => None,
+            Handle::Postgres(_) | Handle::Memory(_) => None,
         }
     }
 
@@ -144,7 +173,7 @@ impl Store {
         match &self.backend {
             Handle::Sqlite(backend) => backend.close().await,
             Handle::Postgres(backend) => backend.close().await,
-            Handle::Memory => {}
+            Handle::Memory(_) => {}
         }
     }
 }

@@ -634,3 +634,122 @@ fn sealed_values_are_not_moved_to_another_tenant() {
     let listed = ok(&["--url", path_str(&target), "--tenant", "globex", "threads"]);
     assert!(!listed.contains(" t "), "nothing was written for globex: {listed}");
 }
+
+const KEYS: &str = "k1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+/// Another key under the same id.
+const WRONG_KEYS: &str = "k1:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
+/// Runs `persist ARGS` with `$PERSIST_ENCRYPTION_KEYS` set to `keys` (unset for `None`).
+fn run_keyed(keys: Option<&str>, args: &[&str]) -> Output {
+    let mut command = persist();
+    command.env_remove("PERSIST_ENCRYPTION_KEYS").env_remove("PERSIST_SEAL_METADATA").env_remove("PERSIST_SEAL_TITLES");
+    if let Some(keys) = keys {
+        command.env("PERSIST_ENCRYPTION_KEYS", keys);
+    }
+    command.args(args).output().expect("the binary runs")
+}
+
+fn stdout_of(output: Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "failed: {stderr}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// One line on stderr, `error: …`, and the exit code.
+fn error_of(output: Output) -> (String, i32) {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!output.status.success() && !stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|line| line.starts_with("error:")).count(), 1, "{stderr}");
+    (stderr, output.status.code().unwrap())
+}
+
+/// An app's store sealed by `EncryptLayer` (content, the metadata key `email`, titles) in
+/// tenant `acme`.
+async fn seed_sealed(path: &Path) -> Result<(), PersistError> {
+    use persist::encrypt::{EncryptLayer, KeyRing};
+    let backend = SqliteBackend::open(path).await?;
+    let layer = EncryptLayer::new(KeyRing::from_text(KEYS)?).seal_metadata(["email"]).seal_titles(true);
+    let app = Pipeline::builder().layer(layer).build(backend.clone());
+    let acme = Context::new().with_tenant(TenantId::new("acme")?);
+    let thread = ThreadId::new("order")?;
+    let metadata = Metadata::new().with("email", json!("jane@example.com")).with("lang", json!("en"));
+    let add = Add::new(thread.clone(), Role::User, Content::text("my card ends 4242")).with_metadata(metadata);
+    app.add(add.with_context(acme.clone())).await?;
+    let title = Update::thread(thread).with_title(Some("Refund for Jane".into()));
+    app.update(title.with_context(acme)).await?;
+    backend.close().await;
+    Ok(())
+}
+
+/// With the keys in the environment, `show` and `export --clear` read a sealed store in clear;
+/// without them `show` marks sealed values, `export` (as stored) holds envelopes only, and
+/// `--clear` is a usage error. An import with other keys is refused in one line before it
+/// writes, and the right keys import it afterwards; an import of a clear export seals it for
+/// its new tenant.
+#[test]
+fn the_cli_reads_and_moves_sealed_stores_with_keys_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sealed.db");
+    block_on(seed_sealed(&db)).unwrap();
+    let url = path_str(&db);
+    let sealing = ["--seal-metadata", "email", "--seal-titles"];
+    let keyed = |keys: Option<&str>, args: &[&str]| {
+        let mut all = vec!["--url", url, "--tenant", "acme"];
+        all.extend_from_slice(&sealing);
+        all.extend_from_slice(args);
+        run_keyed(keys, &all)
+    };
+
+    let blind = stdout_of(run_keyed(None, &["--url", url, "--tenant", "acme", "show", "order"]));
+    assert!(blind.contains("(sealed: set PERSIST_ENCRYPTION_KEYS") && blind.contains("\"(sealed)\""), "{blind}");
+    assert!(!blind.contains("4242"), "{blind}");
+    let shown = stdout_of(keyed(Some(KEYS), &["show", "order"]));
+    assert!(shown.contains("my card ends 4242") && shown.contains("Refund for Jane"), "{shown}");
+    let listed = stdout_of(keyed(Some(KEYS), &["threads"]));
+    assert!(listed.contains("Refund for Jane"), "{listed}");
+
+    let as_stored = dir.path().join("as-stored.jsonl");
+    stdout_of(keyed(Some(KEYS), &["export", "--all", "-o", path_str(&as_stored)]));
+    let text = std::fs::read_to_string(&as_stored).unwrap();
+    assert!(text.contains("persist:sealed") && !text.contains("4242") && !text.contains("jane@"), "{text}");
+    let (stderr, code) = error_of(run_keyed(None, &["--url", url, "--tenant", "acme", "export", "--all", "--clear"]));
+    assert!(code == 2 && stderr.contains("PERSIST_ENCRYPTION_KEYS"), "{stderr}");
+    let clear = dir.path().join("clear.jsonl");
+    stdout_of(keyed(Some(KEYS), &["export", "--all", "--clear", "-o", path_str(&clear)]));
+    let text = std::fs::read_to_string(&clear).unwrap();
+    assert!(text.contains("my card ends 4242") && text.contains("jane@example.com"), "{text}");
+    assert!(text.contains("Refund for Jane") && !text.contains("persist:sealed"), "{text}");
+    let (stderr, code) = error_of(keyed(Some(WRONG_KEYS), &["export", "--all", "--clear"]));
+    assert!(code == 1 && stderr.contains("does not open"), "{stderr}");
+
+    // Wrong keys: refused before the thread is written, and nothing recorded.
+    let copy = dir.path().join("copy.db");
+    let copy_url = path_str(&copy);
+    let import = |keys: Option<&str>, tenant: &str, file: &Path| {
+        let mut args = vec!["--url", copy_url, "--tenant", tenant];
+        args.extend_from_slice(&sealing);
+        args.extend_from_slice(&["import", path_str(file)]);
+        run_keyed(keys, &args)
+    };
+    let (stderr, code) = error_of(import(Some(WRONG_KEYS), "acme", &as_stored));
+    assert!(code == 1 && stderr.contains("unreadable"), "{stderr}");
+    let empty = stdout_of(run_keyed(None, &["--url", copy_url, "--tenant", "acme", "threads"]));
+    assert!(empty.contains("no threads"), "{empty}");
+    let report = stdout_of(import(Some(KEYS), "acme", &as_stored));
+    assert!(report.contains("restored 1 messages"), "{report}");
+    let shown = stdout_of(run_keyed(Some(KEYS), &["--url", copy_url, "--tenant", "acme", "show", "order"]));
+    assert!(shown.contains("my card ends 4242"), "{shown}");
+
+    // The envelopes of acme never move to globex; the clear export is sealed anew there.
+    let (stderr, code) = error_of(import(Some(KEYS), "globex", &as_stored));
+    assert!(code == 1 && stderr.contains("sealed for tenant acme"), "{stderr}");
+    let report = stdout_of(import(Some(KEYS), "globex", &clear));
+    assert!(report.contains("restored 1 messages"), "{report}");
+    let moved = dir.path().join("globex.jsonl");
+    let args = ["--url", copy_url, "--tenant", "globex", "export", "--all", "-o", path_str(&moved)];
+    stdout_of(run_keyed(None, &args));
+    let text = std::fs::read_to_string(&moved).unwrap();
+    assert!(text.contains("persist:sealed") && !text.contains("4242") && !text.contains("jane@"), "{text}");
+    let shown = stdout_of(run_keyed(Some(KEYS), &["--url", copy_url, "--tenant", "globex", "show", "order"]));
+    assert!(shown.contains("my card ends 4242"), "{shown}");
+}

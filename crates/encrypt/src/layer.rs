@@ -151,6 +151,9 @@ where
         let sealer = Arc::clone(&self.sealer);
         Box::pin(async move {
             let tenant = args.context().tenant().cloned();
+            if let PersistArgs::Restore(restore) = &args {
+                crate::restore::open_sealed(&sealer, restore)?;
+            }
             if seals(&args) {
                 // Before the first seal with a key: the store's check value must be this key's.
                 // A tenant's key may be derived from the ring's: the ring's own key is checked

@@ -550,4 +550,15 @@ async fn a_restore_of_sealed_values_keeps_them_and_refuses_what_would_not_open()
     .with_context(Context::new().with_extension(AsStored));
     assert_unreadable(target.restore(claimed).await, "a clear value marked as stored");
     assert!(target_raw.get_thread(GetThread::new(thread("claimed"))).await.unwrap().is_none());
+
+    // Restored with other keys under the same id into a new store: refused before anything is
+    // written or recorded, so the right keys restore it afterwards (a wrong key's check value
+    // recorded first would have them refused as a mismatch forever).
+    let store = MemoryBackend::new();
+    let wrong = KeyRing::new().with_key(KeyId::new("k1").unwrap(), SecretKey::new([99; 32])).unwrap();
+    let with_wrong = support::encrypted(wrong, store.clone());
+    assert_unreadable(with_wrong.restore(restore()).await, "envelopes of other keys");
+    assert!(Pipeline::new(store.clone()).get_thread(GetThread::new(t.clone())).await.unwrap().is_none());
+    let with_right = support::encrypted(support::ring(), store);
+    assert_eq!(with_right.restore(restore()).await.unwrap().restored, 1, "the right keys are not refused");
 }

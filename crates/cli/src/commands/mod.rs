@@ -8,7 +8,7 @@ pub(crate) mod transfer;
 use std::future::Future;
 use std::io::{BufWriter, Stdout};
 
-use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
+use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT, UnreadableItem};
 use persist::session::{ListBindings, StoredBinding};
 use persist::{Context, Message, Pipeline, TenantId, Thread};
 
@@ -46,12 +46,14 @@ impl Scope {
 #[derive(Debug)]
 pub(crate) struct ThreadPages {
     next: Option<ListThreads>,
+    /// The threads of the pages so far that did not open (read through the keys).
+    pub(crate) unreadable: Vec<UnreadableItem>,
 }
 
 impl ThreadPages {
     /// Pages of `listing`, from its cursor on.
     pub(crate) fn new(listing: ListThreads) -> Self {
-        Self { next: Some(listing) }
+        Self { next: Some(listing), unreadable: Vec::new() }
     }
 
     /// The next page; `None` once the last was answered.
@@ -63,6 +65,7 @@ impl ThreadPages {
         if page.has_more && page.next_cursor.is_some() {
             self.next = Some(listing.with_cursor(page.next_cursor));
         }
+        self.unreadable.extend(page.unreadable);
         Ok(Some(page.items))
     }
 }
@@ -71,6 +74,8 @@ impl ThreadPages {
 #[derive(Debug)]
 pub(crate) struct MessagePages {
     next: Option<ListMessages>,
+    /// The messages of the pages so far that did not open (read through the keys).
+    pub(crate) unreadable: Vec<UnreadableItem>,
 }
 
 impl MessagePages {
@@ -80,7 +85,7 @@ impl MessagePages {
             .include_reserved(true)
             .with_limit(MAX_PAGE_LIMIT)
             .with_context(Context::new().for_tenant(thread.tenant.clone()));
-        Self { next: Some(query) }
+        Self { next: Some(query), unreadable: Vec::new() }
     }
 
     /// The next page; `None` once the last was answered.
@@ -90,6 +95,7 @@ impl MessagePages {
         };
         let page = pipeline.list(query.clone()).await?;
         self.next = query.next_page(&page);
+        self.unreadable.extend(page.unreadable);
         Ok(Some(page.items))
     }
 }
@@ -98,6 +104,20 @@ impl MessagePages {
 pub(crate) async fn bindings_of(pipeline: &Pipeline, thread: &Thread) -> CliResult<Vec<StoredBinding>> {
     let query = ListBindings::new(thread.id.clone()).with_context(Context::new().for_tenant(thread.tenant.clone()));
     Ok(pipeline.bindings(query).await?)
+}
+
+/// The failure of a read that must answer every item, naming the first that did not open.
+pub(crate) fn refuse_unreadable(unreadable: &[UnreadableItem]) -> CliResult {
+    let Some(first) = unreadable.first() else { return Ok(()) };
+    let item = match &first.message_id {
+        Some(message) => format!("message {message} of thread {}", first.thread_id),
+        None => format!("thread {}", first.thread_id),
+    };
+    let more = match unreadable.len() {
+        1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    Err(CliError::failed(format!("{item} does not open with the keys given: {}{more}", first.reason)))
 }
 
 /// What a thread is called in messages: its id, and its tenant when it has one.

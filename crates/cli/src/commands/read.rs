@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::{MessagePages, Scope, describe_thread, stdout};
 use crate::error::{CliError, CliResult};
 use crate::jsonl::{binding_line, message_line, thread_line, write_line};
+use crate::keys;
 use crate::store::Store;
 use crate::text::{clip, format_time, table};
 
@@ -28,7 +29,7 @@ pub(crate) struct ThreadsOptions {
 pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOptions, json: bool) -> CliResult {
     let filter = options.filter.into_iter().fold(Metadata::new(), |filter, (key, value)| filter.with(key, value));
     let listing = scope.listing().with_limit(options.limit).with_cursor(options.after).with_filter(filter);
-    let page = store.pipeline.threads(listing).await?;
+    let page = store.keyed().threads(listing).await?;
     let next = page.next_cursor.filter(|_| page.has_more);
     let mut out = stdout();
     if json {
@@ -48,7 +49,7 @@ pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOption
                 vec![
                     thread.id.to_string(),
                     thread.tenant.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
-                    clip(thread.title.as_deref().unwrap_or("-"), 40),
+                    clip(&shown_title(thread.title.as_deref()), 40),
                     thread.message_count.to_string(),
                     format_time(thread.updated_at),
                 ]
@@ -60,7 +61,16 @@ pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOption
         }
     }
     out.flush()?;
-    Ok(())
+    super::refuse_unreadable(&page.unreadable)
+}
+
+/// A title as `threads` and `show` print it: a sealed one as `(sealed)`, none as `-`.
+fn shown_title(title: Option<&str>) -> String {
+    match title {
+        Some(title) if keys::title_is_sealed(title) => "(sealed)".to_owned(),
+        Some(title) => title.to_owned(),
+        None => "-".to_owned(),
+    }
 }
 
 /// `persist show THREAD`: the thread's transcript, `#seq role [status] text` per message.
@@ -74,7 +84,7 @@ pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, json
         ""
     };
     let thread =
-        store.pipeline.get_thread(query).await?.ok_or_else(|| CliError::failed(format!("no thread {name}{hint}")))?;
+        store.keyed().get_thread(query).await?.ok_or_else(|| CliError::failed(format!("no thread {name}{hint}")))?;
     if let Some(deleted_at) = thread.deleted_at {
         return Err(CliError::failed(format!("thread {name} was deleted at {}", format_time(deleted_at))));
     }
@@ -85,7 +95,8 @@ pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, json
         writeln!(out, "{}", heading(&thread))?;
     }
     let mut pages = MessagePages::of(&thread);
-    while let Some(page) = pages.next_page(&store.pipeline).await? {
+    let mut shown = 0;
+    while let Some(page) = pages.next_page(store.keyed()).await? {
         for message in &page {
             if json {
                 write_line(&mut out, &message_line(message))?;
@@ -93,13 +104,25 @@ pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, json
                 writeln!(out, "{}", transcript_line(message))?;
             }
         }
+        // Those that did not open, where they are missing, then an error once all is shown.
+        for item in &pages.unreadable[shown..] {
+            if !json {
+                let id = item.message_id.as_ref().map_or_else(String::new, ToString::to_string);
+                writeln!(out, "message {id}: does not open ({})", item.reason)?;
+            }
+        }
+        shown = pages.unreadable.len();
     }
     out.flush()?;
-    Ok(())
+    super::refuse_unreadable(&pages.unreadable)
 }
 
 fn heading(thread: &Thread) -> String {
-    let title = thread.title.as_deref().map(|title| format!(" \"{}\"", clip(title, 80))).unwrap_or_default();
+    let title = thread
+        .title
+        .as_deref()
+        .map(|title| format!(" \"{}\"", clip(&shown_title(Some(title)), 80)))
+        .unwrap_or_default();
     format!(
         "thread {}{title}: {} messages, last seq {}, updated {}",
         describe_thread(&thread.id, thread.tenant.as_ref()),
@@ -113,7 +136,9 @@ fn heading(thread: &Thread) -> String {
 /// of a long text are indented under the first.
 fn transcript_line(message: &Message) -> String {
     let text = message.content.to_text();
-    let text = if text.is_empty() && !message.content.is_placeholder() {
+    let text = if keys::content_is_sealed(&message.content) {
+        format!("(sealed: set {} to read it)", keys::KEYS_VAR)
+    } else if text.is_empty() && !message.content.is_placeholder() {
         message.content.as_json().into_owned()
     } else {
         text

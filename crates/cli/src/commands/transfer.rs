@@ -5,6 +5,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use persist::args::Restore;
+use persist::encrypt::EncryptLayer;
 use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
 use persist::session::StoredBinding;
@@ -15,6 +16,7 @@ use tokio::io::{AsyncBufRead, BufReader};
 use super::{MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout};
 use crate::error::{CliError, CliResult, describe, note};
 use crate::jsonl::{Counts, End, Header, Item, Reader, binding_line, message_line, thread_line, write_line};
+use crate::keys;
 use crate::progress::Progress;
 use crate::store::{Mode, Store};
 use crate::text::format_time;
@@ -31,7 +33,8 @@ pub(crate) struct ExportOptions {
 }
 
 /// `persist export`: one thread, the tenant's threads (`--all`) or every tenant's
-/// (`--all-tenants`) as JSONL.
+/// (`--all-tenants`) as JSONL. Values as the store's [`keyed`](Store::keyed) pipeline answers
+/// them: in clear when it was given keys (`--clear`), and then every one, or no export.
 pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions) -> CliResult {
     match (&options.thread, options.all || scope.all_tenants) {
         (Some(_), true) => {
@@ -66,7 +69,9 @@ pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions)
             }
             None => {
                 let mut pages = scope.threads();
-                while let Some(page) = pages.next_page(&store.pipeline).await? {
+                while let Some(page) = pages.next_page(store.keyed()).await? {
+                    // An export in clear holds every thread, or is no export.
+                    super::refuse_unreadable(&pages.unreadable)?;
                     for thread in &page {
                         export_thread(store, thread, &mut out, &mut progress, &mut counts).await?;
                     }
@@ -135,8 +140,7 @@ impl Drop for Partial {
 async fn one_thread(store: &Store, scope: &Scope, thread_id: &ThreadId) -> CliResult<Thread> {
     let name = describe_thread(thread_id, scope.tenant.as_ref());
     let query = GetThread::new(thread_id.clone()).with_context(scope.context());
-    let thread =
-        store.pipeline.get_thread(query).await?.ok_or_else(|| CliError::failed(format!("no thread {name}")))?;
+    let thread = store.keyed().get_thread(query).await?.ok_or_else(|| CliError::failed(format!("no thread {name}")))?;
     match thread.deleted_at {
         Some(at) => Err(CliError::failed(format!("thread {name} was deleted at {}: not exported", format_time(at)))),
         None => Ok(thread),
@@ -156,7 +160,8 @@ async fn export_thread(
     write_line(out, &thread_line(thread))?;
     counts.threads += 1;
     let mut pages = MessagePages::of(thread);
-    while let Some(page) = pages.next_page(&store.pipeline).await? {
+    while let Some(page) = pages.next_page(store.keyed()).await? {
+        super::refuse_unreadable(&pages.unreadable)?;
         let mut written = 0;
         for message in page.iter().filter(|message| message.seq <= thread.last_seq) {
             write_line(out, &message_line(message))?;
@@ -192,11 +197,6 @@ struct Pending {
     moved_from: Option<Option<TenantId>>,
 }
 
-/// Whether `value` is a value sealed by `EncryptLayer`: `{"persist:sealed": "v1.…"}`.
-fn is_sealed(value: &serde_json::Value) -> bool {
-    value.as_object().is_some_and(|object| object.len() == 1 && object.contains_key("persist:sealed"))
-}
-
 /// Refuses to move a sealed value to another tenant: an envelope is bound to its tenant (its
 /// associated data names it), so it would be stored and never open again.
 fn refuse_sealed_move(thread: &Thread, from: &Option<TenantId>, sealed: bool) -> CliResult {
@@ -212,23 +212,13 @@ fn refuse_sealed_move(thread: &Thread, from: &Option<TenantId>, sealed: bool) ->
     )))
 }
 
-fn message_is_sealed(message: &Message) -> bool {
-    let content = serde_json::from_str::<serde_json::Value>(&message.content.as_json()).is_ok_and(|v| is_sealed(&v));
-    content || message.metadata.as_map().values().any(is_sealed)
-}
-
-fn thread_is_sealed(thread: &Thread) -> bool {
-    thread.title.as_deref().is_some_and(|title| title.starts_with("persist:sealed:"))
-        || thread.metadata.as_map().values().any(is_sealed)
-}
-
 impl Pending {
     /// Sends the messages and bindings read so far in one `Restore` (one transaction).
     async fn send(&mut self, store: &Store, totals: &mut Totals, progress: &mut Progress) -> CliResult {
         let messages = std::mem::take(&mut self.messages);
         let count = messages.len() as u64;
         let restore = Restore::new(self.thread.clone(), messages).with_bindings(std::mem::take(&mut self.bindings));
-        let restored = store.pipeline.restore(restore).await.map_err(|e| {
+        let restored = store.keyed().restore(restore).await.map_err(|e| {
             let name = describe_thread(&self.thread.id, self.thread.tenant.as_ref());
             CliError::failed(format!("restoring thread {name}: {}", describe(&e)))
         })?;
@@ -257,7 +247,18 @@ type Input = Box<dyn AsyncBufRead + Unpin + Send>;
 /// (created if missing, once the input's header was read), in requests of at most
 /// `MAX_RESTORE_MESSAGES` messages. Idempotent: what the store holds already is counted as
 /// present, not written again, so an interrupted import is finished by running it again.
-pub(crate) async fn import(url: &str, scope: &Scope, input: &str, max_line_bytes: u64, json: bool) -> CliResult {
+///
+/// With `keys`, the restores go through them: clear values are sealed as the app's layer seals
+/// them, and a sealed value that does not open for its place (other keys, another tenant's or
+/// thread's envelope) is refused before its thread is written.
+pub(crate) async fn import(
+    url: &str,
+    scope: &Scope,
+    keys: Option<&EncryptLayer>,
+    input: &str,
+    max_line_bytes: u64,
+    json: bool,
+) -> CliResult {
     let source: Input = if input == "-" {
         Box::new(BufReader::new(tokio::io::stdin()))
     } else {
@@ -266,7 +267,7 @@ pub(crate) async fn import(url: &str, scope: &Scope, input: &str, max_line_bytes
     };
     let mut reader = Reader::new(source, max_line_bytes);
     reader.header().await?;
-    let store = Store::open(url, Mode::CreateIfMissing).await?;
+    let store = Store::open(url, Mode::CreateIfMissing).await?.with_keys(keys);
     let result = restore_all(&store, scope, &mut reader, json).await;
     store.close().await;
     result
@@ -292,7 +293,7 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                         moved_from = Some(thread.tenant.replace(tenant.clone()));
                     }
                     if let Some(from) = &moved_from {
-                        refuse_sealed_move(&thread, from, thread_is_sealed(&thread))?;
+                        refuse_sealed_move(&thread, from, keys::thread_is_sealed(&thread))?;
                     }
                     let (messages, bindings) = (Vec::new(), Vec::new());
                     pending = Some(Pending { thread, messages, bindings, sent: false, moved_from });
@@ -303,7 +304,7 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                         return Err(CliError::failed("a message before any thread line"));
                     };
                     if let Some(from) = &current.moved_from {
-                        refuse_sealed_move(&current.thread, from, message_is_sealed(&message))?;
+                        refuse_sealed_move(&current.thread, from, keys::message_is_sealed(&message))?;
                     }
                     current.messages.push(*message);
                     if current.messages.len() >= MAX_RESTORE_MESSAGES {
