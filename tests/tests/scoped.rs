@@ -79,3 +79,60 @@ async fn a_scoped_handle_forks_restores_binds_and_prunes_within_its_tenant() {
     assert_eq!(acme.threads(ListThreads::new()).await.unwrap().items.len(), 2);
     assert!(acme.capabilities().feed);
 }
+
+/// Retention and the stranded cleanup send every request in the context they were given (its
+/// principal, its tenant) with the `Maintenance` mark: an audit layer sees who ran them. Through
+/// a scoped handle, the handle's context.
+#[tokio::test]
+async fn prune_and_cleanup_send_their_requests_in_the_context_they_were_given() {
+    use std::sync::{Arc, Mutex};
+
+    use persist::PersistArgs;
+    use persist::layer::ObserveLayer;
+    use persist::maintenance::Maintenance;
+
+    type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>, bool)>>>;
+    let seen: Seen = Arc::default();
+    let record = Arc::clone(&seen);
+    let pipeline = Pipeline::builder()
+        .layer(ObserveLayer::new().on_args(move |args: &PersistArgs| {
+            let context = args.context();
+            record.lock().unwrap().push((
+                args.op().to_string(),
+                context.principal().map(str::to_owned),
+                context.tenant().map(|t| t.as_str().to_owned()),
+                context.extensions().get::<Maintenance>().is_some(),
+            ));
+        }))
+        .build(MemoryBackend::new());
+    let acme = scoped(&pipeline, "acme");
+    for text in ["one", "two", "three"] {
+        say(&acme, "general", text).await;
+    }
+    acme.reserve(Reserve::new(id("general"), Role::Assistant)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    seen.lock().unwrap().clear();
+
+    let operator = Context::new().with_principal("ops-bot");
+    let prune = Prune::new().with_keep_latest(1).with_context(operator.clone()).only_tenant(Some(tenant("acme")));
+    let report = pipeline.prune(prune).await.unwrap();
+    assert_eq!(report.deleted_messages, 3);
+    let cleanup =
+        CleanupStranded::new(Duration::from_millis(1)).with_context(operator).only_tenant(Some(tenant("acme")));
+    assert_eq!(
+        pipeline.cleanup_stranded(cleanup).await.unwrap().deleted.len(),
+        1,
+        "the reservation kept as the latest"
+    );
+    let handle = pipeline.scoped(Context::new().with_tenant(tenant("acme")).with_principal("acme-admin"));
+    handle.prune(Prune::new().with_keep_latest(1)).await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 4, "{seen:?}");
+    for (op, principal, tenant, maintenance) in seen.iter() {
+        assert!(*maintenance, "{op} without the Maintenance mark");
+        assert_eq!(tenant.as_deref(), Some("acme"), "{op}");
+        assert!(matches!(principal.as_deref(), Some("ops-bot" | "acme-admin")), "{op}: {principal:?}");
+    }
+    assert!(seen.iter().any(|(_, principal, _, _)| principal.as_deref() == Some("acme-admin")));
+}

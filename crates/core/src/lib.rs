@@ -55,36 +55,46 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-pub mod args;
-mod backend;
-mod error;
-pub mod feed;
-mod id;
-mod json;
-pub mod layer;
-pub mod lifecycle;
-pub mod maintenance;
-mod message;
-pub mod once;
-mod op;
-mod pipeline;
-pub mod read;
-pub mod restore;
-mod result;
-mod scoped;
-pub mod session;
-mod terminal;
+// The code, by concept. Read top to bottom, the modules tell how a request flows; each imports
+// only from those above it, and each folder's `mod.rs` tells its part of the story:
+//
+// - `model/`: the data every part names: ids, JSON rules, content, metadata, messages and
+//   threads, pages, the error type, the operation labels.
+// - `context.rs`: the `Context` every request carries (request id, tenant, extensions).
+// - `feed/`: the change feed: its events, reads and pages, retention, the in-memory feed, the
+//   hub that wakes subscribers, and subscriptions.
+// - `request/`: what a caller asks, family by family (`write`, `read`, `session`, `restore`,
+//   `once`, the requests of `lifecycle` and `maintenance`), the `PersistArgs` enum that carries
+//   any of them (`args`), the rules of repeats, and the answers (`result`).
+// - `pipeline/`: the `Backend` trait, the `Terminal` over it, the `PipelineBuilder` that stacks
+//   layers, the `Pipeline` handle and its typed calls, the tenant-bound `Scoped` handle.
+// - `ops/`: operations composed of several requests (fork, prune, cleanup), as `Pipeline`
+//   methods.
+// - `layer/`: the ready-made layers, one folder or file each.
+mod model;
 
-pub use self::args::{Context, PersistArgs, Target};
-pub use self::backend::{ApplyNow, Backend, Capabilities};
-pub use self::error::{BoxError, PersistError, Result};
-pub use self::id::{
+mod context;
+
+pub mod feed;
+mod request;
+
+mod pipeline;
+
+mod ops;
+
+pub mod layer;
+
+pub use self::context::Context;
+pub use self::model::error::{BoxError, PersistError, Result};
+pub use self::model::id::{
     AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, RuntimeId, SessionId, TenantId, ThreadId,
 };
-pub use self::message::{Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Message, Metadata, Role, Status, Thread, Timestamp};
-pub use self::op::PersistOp;
-pub use self::pipeline::{BoxPersistService, Pipeline, PipelineBuilder};
+pub use self::model::op::PersistOp;
+pub use self::model::{Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Message, Metadata, Role, Status, Thread, Timestamp};
+pub use self::pipeline::{
+    ApplyNow, Backend, BoxPersistService, Capabilities, Pipeline, PipelineBuilder, Scoped, Terminal, TerminalFuture,
+};
 pub use self::read::{Order, Page};
-pub use self::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, Updated};
-pub use self::scoped::Scoped;
-pub use self::terminal::{Terminal, TerminalFuture};
+pub use self::request::args::{PersistArgs, Target};
+pub use self::request::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, Updated};
+pub use self::request::{args, lifecycle, maintenance, once, read, restore, session};

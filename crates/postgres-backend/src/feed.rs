@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use persist_core::feed::{FeedEvent, FeedHub, FeedPage, FeedRetention, FeedScope, ReadFeed};
+use persist_core::feed::{FeedEvent, FeedHub, FeedPage, FeedRetention, FeedScope, ReadFeed, StoredEvent};
 use persist_core::read::MAX_PAGE_LIMIT;
 use persist_core::{PersistError, Result, Timestamp};
 use sqlx::postgres::{PgListener, PgPoolOptions};
@@ -332,17 +332,17 @@ async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
 
 fn event(row: &sqlx::postgres::PgRow, position: u64) -> std::result::Result<Result<FeedEvent>, sqlx::Error> {
     let unsigned = |n: i64| u64::try_from(n).unwrap_or_default();
-    Ok(FeedEvent::from_stored(
+    Ok(FeedEvent::from_stored(StoredEvent {
         position,
-        row.try_get("tenant")?,
-        row.try_get("thread_id")?,
-        row.try_get("op")?,
-        row.try_get("message_id")?,
-        row.try_get::<Option<i64>, _>("seq")?.map(unsigned),
-        unsigned(row.try_get("version")?),
-        row.try_get("removed")?,
-        Timestamp::from_micros(row.try_get("at")?),
-    ))
+        tenant: row.try_get("tenant")?,
+        thread_id: row.try_get("thread_id")?,
+        op: row.try_get("op")?,
+        message_id: row.try_get("message_id")?,
+        seq: row.try_get::<Option<i64>, _>("seq")?.map(unsigned),
+        version: unsigned(row.try_get("version")?),
+        removed: row.try_get("removed")?,
+        at: Timestamp::from_micros(row.try_get("at")?),
+    }))
 }
 
 /// Removes what `retention` no longer keeps, in one transaction under the sequencing lock (so

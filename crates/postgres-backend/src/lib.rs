@@ -85,7 +85,6 @@ mod migrations;
 mod ops;
 mod pool;
 mod reads;
-mod restore;
 mod rows;
 
 use std::fmt;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use persist_core::feed::{FeedEvent, FeedPage, FeedScope, ReadFeed};
+use persist_core::feed::{FeedEvent, FeedPage, FeedScope, ReadFeed, StoredEvent};
 use persist_core::read::{GetMessage, GetThread, ListMessages};
 use persist_core::{Message, Order, Page, PersistError, Result, Thread, ThreadId};
 use rusqlite::{Connection, OpenFlags};
@@ -266,17 +266,17 @@ fn bounds(conn: &Connection) -> Result<(u64, u64, bool)> {
 /// One event of `feed_columns!()`.
 fn feed_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FeedEvent>> {
     let unsigned = |n: i64| u64::try_from(n).unwrap_or_default();
-    Ok(FeedEvent::from_stored(
-        unsigned(row.get(0)?),
-        row.get_ref(1)?.as_str()?,
-        row.get_ref(2)?.as_str()?,
-        row.get_ref(3)?.as_str()?,
-        row.get_ref(4)?.as_str_or_null()?,
-        row.get::<_, Option<i64>>(5)?.map(unsigned),
-        unsigned(row.get(6)?),
-        row.get_ref(7)?.as_str_or_null()?,
-        persist_core::Timestamp::from_micros(row.get(8)?),
-    ))
+    Ok(FeedEvent::from_stored(StoredEvent {
+        position: unsigned(row.get(0)?),
+        tenant: row.get_ref(1)?.as_str()?,
+        thread_id: row.get_ref(2)?.as_str()?,
+        op: row.get_ref(3)?.as_str()?,
+        message_id: row.get_ref(4)?.as_str_or_null()?,
+        seq: row.get::<_, Option<i64>>(5)?.map(unsigned),
+        version: unsigned(row.get(6)?),
+        removed: row.get_ref(7)?.as_str_or_null()?,
+        at: persist_core::Timestamp::from_micros(row.get(8)?),
+    }))
 }
 
 /// A rusqlite error as the sqlx ones are mapped: a lock that outlasted the busy timeout is

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::Limits;
 use crate::error::map_sqlx;
-use crate::ops::{self, Answer, Failure, Write};
+use crate::ops::{self, Answer, Failure, Write, rollback};
 
 /// One queued write and where to send its answer.
 pub(crate) struct Job {
@@ -382,11 +382,6 @@ async fn commit_group(
 
 async fn execute(conn: &mut SqliteConnection, statement: &'static str) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(statement).execute(conn).await.map(drop)
-}
-
-/// Ends whatever transaction is open; none being open is fine.
-pub(crate) async fn rollback(conn: &mut SqliteConnection) {
-    let _ = execute(conn, "ROLLBACK").await;
 }
 
 fn lost() -> PersistError {

@@ -36,7 +36,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tower::{Layer, Service};
 
-use crate::backend::BoxFuture;
+use crate::pipeline::BoxFuture;
 use crate::{PersistArgs, PersistError, PersistResult};
 
 /// Injects faults at configured rates; see the [module docs](self).

@@ -44,7 +44,7 @@ use std::task::{Context, Poll};
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::backend::BoxFuture;
+use crate::pipeline::BoxFuture;
 use crate::pipeline::BoxPersistService;
 use crate::read::GetMessage;
 use crate::{Content, PersistArgs, PersistError, PersistResult};

@@ -38,7 +38,7 @@ use tokio::sync::Notify;
 use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::backend::BoxFuture;
+use crate::pipeline::BoxFuture;
 use crate::pipeline::BoxPersistService;
 use crate::{PersistArgs, PersistError, PersistOp, PersistResult};
 

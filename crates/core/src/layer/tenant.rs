@@ -28,9 +28,9 @@ use std::ops::ControlFlow;
 use tower::Layer;
 
 use crate::PersistArgs;
-use crate::error::PersistError;
 use crate::feed::FeedScope;
 use crate::layer::intercept::{Decision, Intercept, InterceptLayer, Interceptor};
+use crate::model::error::PersistError;
 
 /// Refuses requests without a tenant; see the [module docs](self).
 #[derive(Debug, Clone, Copy, Default)]

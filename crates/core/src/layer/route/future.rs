@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use crate::backend::BoxFuture;
+use crate::pipeline::BoxFuture;
 use crate::{PersistError, PersistResult};
 
 pin_project! {

@@ -1,0 +1,190 @@
+//! The [`Context`] every request carries: its id, its tenant (part of every thread's
+//! identity), and typed extensions layers pass to each other. It sits below every request
+//! family, which each embed one.
+
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::id::{RequestId, TenantId};
+
+/// What every request carries besides its operation: a request id, who is asking, and typed
+/// extensions that layers use to pass values to each other.
+///
+/// The [tenant](Self::tenant) is part of every thread's identity: a thread is
+/// `(tenant, thread_id)`, so two tenants each have their own `general`, and a request reaches
+/// only the threads of its context's tenant. A context without a tenant addresses the threads
+/// that have none; trusted host code that must reach a tenant's thread names that tenant. The
+/// backend keys every row by the tenant inside the write's own transaction, so isolation never
+/// depends on a layer remembering to check, and no answer differs between "another tenant has
+/// this id" and "nobody has this id".
+///
+/// # Example
+///
+/// ```
+/// use persist::{Context, TenantId};
+///
+/// #[derive(Clone, Debug, PartialEq)]
+/// struct Origin(&'static str);
+///
+/// let ctx = Context::new()
+///     .with_tenant(TenantId::new("acme").unwrap())
+///     .with_extension(Origin("web"));
+/// assert_eq!(ctx.tenant().unwrap().as_str(), "acme");
+/// assert_eq!(ctx.extensions().get::<Origin>(), Some(&Origin("web")));
+/// assert_eq!(ctx.request_id(), ctx.request_id()); // generated once, on first use
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    // Allocated on first use: most writes carry an empty context, and a request that is
+    // moved through every layer of a stack stays small (16 bytes here instead of 64).
+    inner: OnceLock<Box<ContextInner>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ContextInner {
+    request_id: OnceLock<RequestId>,
+    tenant: Option<TenantId>,
+    principal: Option<Arc<str>>,
+    extensions: http::Extensions,
+}
+
+impl Context {
+    /// An empty context: no tenant (the threads that have none), no principal, a request id
+    /// generated on first use.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn get(&self) -> Option<&ContextInner> {
+        self.inner.get().map(|inner| &**inner)
+    }
+
+    fn edit(mut self, edit: impl FnOnce(&mut ContextInner)) -> Self {
+        let mut inner = self.inner.take().unwrap_or_default();
+        edit(&mut inner);
+        Self { inner: OnceLock::from(inner) }
+    }
+
+    /// This request's id, generated (UUIDv7) the first time it is asked for.
+    pub fn request_id(&self) -> &RequestId {
+        self.inner.get_or_init(Box::default).request_id.get_or_init(RequestId::generate)
+    }
+
+    /// Sets the request id (e.g. the id of the HTTP request that caused this write).
+    pub fn with_request_id(self, id: RequestId) -> Self {
+        self.edit(|inner| inner.request_id = OnceLock::from(id))
+    }
+
+    /// The tenant whose threads this request addresses; `None` addresses the threads without a
+    /// tenant.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.get().and_then(|inner| inner.tenant.as_ref())
+    }
+
+    /// Addresses `tenant`'s threads (and only those).
+    pub fn with_tenant(self, tenant: TenantId) -> Self {
+        self.edit(|inner| inner.tenant = Some(tenant))
+    }
+
+    /// The same context addressing `tenant`'s threads; `None` addresses the threads without a
+    /// tenant. For trusted code that names a tenant it learned elsewhere (a thread listed
+    /// [across tenants](crate::read::ListThreads::across_tenants), a stranded reservation).
+    pub fn for_tenant(self, tenant: Option<TenantId>) -> Self {
+        match (tenant, self.tenant()) {
+            (None, None) => self,
+            (tenant, _) => self.edit(|inner| inner.tenant = tenant),
+        }
+    }
+
+    /// Who is acting (a user or service id), for audit layers. Not used for access control.
+    pub fn principal(&self) -> Option<&str> {
+        self.get().and_then(|inner| inner.principal.as_deref())
+    }
+
+    /// The same tenant, principal and extensions, with a request id of its own (generated on
+    /// first use): for a handle that sends many requests on behalf of one caller.
+    pub fn renewed(&self) -> Self {
+        match self.get() {
+            None => Self::new(),
+            Some(inner) => Self::new().edit(|fresh| {
+                fresh.tenant = inner.tenant.clone();
+                fresh.principal = inner.principal.clone();
+                fresh.extensions = inner.extensions.clone();
+            }),
+        }
+    }
+
+    /// Sets the principal.
+    pub fn with_principal(self, principal: impl Into<Arc<str>>) -> Self {
+        let principal = principal.into();
+        self.edit(|inner| inner.principal = Some(principal))
+    }
+
+    /// Typed values attached by the host or by layers.
+    pub fn extensions(&self) -> &http::Extensions {
+        static EMPTY: std::sync::LazyLock<http::Extensions> = std::sync::LazyLock::new(http::Extensions::new);
+        self.get().map_or(&*EMPTY, |inner| &inner.extensions)
+    }
+
+    /// Mutable access to the extensions.
+    pub fn extensions_mut(&mut self) -> &mut http::Extensions {
+        if self.inner.get().is_none() {
+            *self = std::mem::take(self).edit(|_| {});
+        }
+        match self.inner.get_mut() {
+            Some(inner) => &mut inner.extensions,
+            None => unreachable!("the storage was created above"),
+        }
+    }
+
+    /// Attaches a typed value.
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions_mut().insert(value);
+        self
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct ContextRepr {
+    request_id: RequestId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<TenantId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    principal: Option<Arc<str>>,
+}
+
+/// Serializes the request id, tenant and principal; extensions are process-local and skipped.
+impl Serialize for Context {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        ContextRepr {
+            request_id: self.request_id().clone(),
+            tenant: self.tenant().cloned(),
+            principal: self.get().and_then(|inner| inner.principal.clone()),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Context {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let repr = ContextRepr::deserialize(deserializer)?;
+        Ok(Self::new().edit(|inner| {
+            inner.request_id = OnceLock::from(repr.request_id);
+            inner.tenant = repr.tenant;
+            inner.principal = repr.principal;
+        }))
+    }
+}
+
+/// `with_context`, the setter every request has.
+macro_rules! context_setter {
+    () => {
+        /// Replaces the request's [`Context`](crate::Context).
+        pub fn with_context(mut self, context: crate::Context) -> Self {
+            self.context = context;
+            self
+        }
+    };
+}
+pub(crate) use context_setter;

@@ -1,0 +1,176 @@
+//! The feed's events: [`FeedEvent`] (numbered, as a reader sees it) and [`Change`] (as a
+//! backend records it, before the feed numbers it).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Timestamp;
+use crate::model::error::{PersistError, Result};
+use crate::model::id::{MessageId, TenantId, ThreadId};
+use crate::model::op::PersistOp;
+
+/// What a delete event removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Removed {
+    /// One message (a message delete, or each message a truncation removed).
+    Message,
+    /// The whole thread: it is a tombstone now, its messages are gone.
+    Thread,
+}
+
+/// One committed change, as the feed records it.
+///
+/// `op` is the write that made it: [`Add`](PersistOp::Add) and
+/// [`Reserve`](PersistOp::Reserve) for a message inserted (a restored message too, by its
+/// status), [`UpdateContent`](PersistOp::UpdateContent) for a message whose content or status
+/// changed, [`Update`](PersistOp::Update) for a message's metadata or role, or a thread's
+/// version (title, metadata, a truncation), and [`Delete`](PersistOp::Delete) with
+/// [`removed`](Self::removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct FeedEvent {
+    /// Where the event is in the store's feed: 1, 2, 3… in commit order, never reused.
+    pub position: u64,
+    /// The tenant of the thread written.
+    pub tenant: Option<TenantId>,
+    /// The thread written.
+    pub thread_id: ThreadId,
+    /// The kind of change; see the type's docs.
+    pub op: PersistOp,
+    /// The message changed; `None` when the change is the thread's own.
+    pub message_id: Option<MessageId>,
+    /// The message's `seq`; `None` for the thread's own changes.
+    pub seq: Option<u64>,
+    /// The message's version after the change (for a removed message, its last), or the
+    /// thread's for the thread's own changes.
+    pub version: u64,
+    /// For a delete: whether it removed a message or the whole thread.
+    pub removed: Option<Removed>,
+    /// When the feed recorded the change.
+    pub at: Timestamp,
+}
+
+/// A feed event as a SQL backend stores it, a row of text and numbers: `tenant` `""` for none,
+/// `op` its label ([`PersistOp::as_str`]), `removed` `"message"` or `"thread"`. For backend
+/// authors: [`FeedEvent::from_stored`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredEvent<'a> {
+    /// See [`FeedEvent::position`].
+    pub position: u64,
+    /// The tenant's id, `""` for none.
+    pub tenant: &'a str,
+    /// See [`FeedEvent::thread_id`].
+    pub thread_id: &'a str,
+    /// The op's label.
+    pub op: &'a str,
+    /// See [`FeedEvent::message_id`].
+    pub message_id: Option<&'a str>,
+    /// See [`FeedEvent::seq`].
+    pub seq: Option<u64>,
+    /// See [`FeedEvent::version`].
+    pub version: u64,
+    /// `"message"`, `"thread"`, or none.
+    pub removed: Option<&'a str>,
+    /// See [`FeedEvent::at`].
+    pub at: Timestamp,
+}
+
+impl FeedEvent {
+    /// The event a SQL backend stored as a row (see [`StoredEvent`]).
+    ///
+    /// # Errors
+    ///
+    /// A `Backend` error naming the column when a stored value is not one an event can hold.
+    pub fn from_stored(row: StoredEvent<'_>) -> Result<Self> {
+        let StoredEvent { position, tenant, thread_id, op, message_id, seq, version, removed, at } = row;
+        let corrupt = |what: &str, value: &str| PersistError::Backend {
+            message: format!("the change feed holds an unreadable {what} at position {position}: {value:?}").into(),
+            source: None,
+        };
+        let tenant = match tenant {
+            "" => None,
+            name => Some(TenantId::new(name).map_err(|_| corrupt("tenant", name))?),
+        };
+        let op: PersistOp = op.parse().map_err(|_| corrupt("op", op))?;
+        let removed = match removed {
+            None => None,
+            Some("message") => Some(Removed::Message),
+            Some("thread") => Some(Removed::Thread),
+            Some(other) => return Err(corrupt("removal", other)),
+        };
+        Ok(Self {
+            position,
+            tenant,
+            thread_id: ThreadId::new(thread_id).map_err(|_| corrupt("thread id", thread_id))?,
+            op,
+            message_id: message_id.map(|id| MessageId::new(id).map_err(|_| corrupt("message id", id))).transpose()?,
+            seq,
+            version,
+            removed,
+            at,
+        })
+    }
+
+    /// Whether this event is of the thread `(tenant, thread_id)`.
+    pub fn is_in(&self, tenant: Option<&TenantId>, thread_id: &ThreadId) -> bool {
+        self.tenant.as_ref() == tenant && &self.thread_id == thread_id
+    }
+}
+
+/// A change as a backend records it, before the feed numbers it: the fields of [`FeedEvent`]
+/// but its position and time. For backend authors that build events in Rust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Change {
+    /// See [`FeedEvent::tenant`].
+    pub tenant: Option<TenantId>,
+    /// See [`FeedEvent::thread_id`].
+    pub thread_id: ThreadId,
+    /// See [`FeedEvent::op`].
+    pub op: PersistOp,
+    /// See [`FeedEvent::message_id`].
+    pub message_id: Option<MessageId>,
+    /// See [`FeedEvent::seq`].
+    pub seq: Option<u64>,
+    /// See [`FeedEvent::version`].
+    pub version: u64,
+    /// See [`FeedEvent::removed`].
+    pub removed: Option<Removed>,
+}
+
+impl Change {
+    /// A change of message `(message_id, seq)` at `version`.
+    pub fn message(
+        tenant: Option<TenantId>,
+        thread_id: ThreadId,
+        op: PersistOp,
+        message_id: MessageId,
+        seq: u64,
+        version: u64,
+    ) -> Self {
+        let removed = (op == PersistOp::Delete).then_some(Removed::Message);
+        Self { tenant, thread_id, op, message_id: Some(message_id), seq: Some(seq), version, removed }
+    }
+
+    /// A change of the thread itself at `version` (`Delete`: the thread was removed).
+    pub fn thread(tenant: Option<TenantId>, thread_id: ThreadId, op: PersistOp, version: u64) -> Self {
+        let removed = (op == PersistOp::Delete).then_some(Removed::Thread);
+        Self { tenant, thread_id, op, message_id: None, seq: None, version, removed }
+    }
+
+    /// The event at `position`, recorded `at`.
+    pub fn at(self, position: u64, at: Timestamp) -> FeedEvent {
+        FeedEvent {
+            position,
+            tenant: self.tenant,
+            thread_id: self.thread_id,
+            op: self.op,
+            message_id: self.message_id,
+            seq: self.seq,
+            version: self.version,
+            removed: self.removed,
+            at,
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! A message's content: JSON blocks held as compact text, joined by appends.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+
+use super::error::PersistError;
+use super::json::{self, MAX_JSON_DEPTH, check_depth};
+
+/// A message's content: any JSON value, usually an array of content blocks.
+///
+/// Held as compact JSON text behind an `Arc`: cloning is a reference-count increment (layers,
+/// and tower's retry, which clones requests, keep copies for free), a stored message costs
+/// little more than its JSON bytes, [`json_len`](Self::json_len) is free, and backends store
+/// and load the text without converting it. [`to_value`](Self::to_value) parses it when you
+/// need the tree. A reservation holds the [placeholder](Self::placeholder) `[]`.
+///
+/// # Example
+///
+/// ```
+/// use persist::Content;
+///
+/// let c = Content::text("hello");
+/// assert_eq!(c.as_json(), r#"[{"text":"hello","type":"text"}]"#);
+/// assert_eq!(c.to_value()[0]["text"], "hello");
+/// assert_eq!(c.to_text(), "hello");
+/// assert!(Content::placeholder().is_placeholder());
+/// ```
+#[derive(Clone)]
+pub struct Content(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Compact JSON text, readable back by `serde_json`.
+    Json(Arc<str>),
+    /// A value nested deeper than a JSON parser reads back (see [`MAX_JSON_DEPTH`]): kept as
+    /// its JSON text and depth, so it can be inspected and refused with both; every backend
+    /// refuses to store it. (Held as a value, it could be too deep to walk or even drop.)
+    Deep(Arc<Deep>),
+}
+
+/// What a [`Repr::Deep`] keeps: behind one thin pointer, so a `Content` (held inline by every
+/// message) is no larger for it.
+struct Deep {
+    text: String,
+    depth: usize,
+}
+
+impl Content {
+    /// Wraps any JSON value (serialized once, here).
+    ///
+    /// A value nested deeper than [`MAX_JSON_DEPTH`] is accepted here, however deep, and
+    /// refused by [`check_depth`](Self::check_depth) (so by every backend) as `InvalidInput`.
+    pub fn new(value: Value) -> Self {
+        if json::deeper_than(&value, MAX_JSON_DEPTH) {
+            let deep = Repr::Deep(Arc::new(Deep { text: json::to_string(&value), depth: json::depth(&value) }));
+            json::drop_flat(value);
+            return Self(deep);
+        }
+        Self(Repr::Json(Arc::from(value.to_string())))
+    }
+
+    /// Content from JSON text, checked: it must parse, and is kept as given (so its
+    /// [`json_len`](Self::json_len) counts any whitespace it has). Backends read stored content
+    /// with this.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming `content` when the text is not JSON or is nested deeper than
+    /// [`MAX_JSON_DEPTH`].
+    pub fn from_json(text: impl Into<String>) -> Result<Self, PersistError> {
+        let text = text.into();
+        serde_json::from_str::<Value>(&text)
+            .map_err(|e| PersistError::invalid("content", format!("is not JSON: {e}")))?;
+        check_depth("content", text_depth(&text))?;
+        Ok(Self(Repr::Json(Arc::from(text))))
+    }
+
+    /// One text block: `[{"type": "text", "text": text}]`.
+    pub fn text(text: impl AsRef<str>) -> Self {
+        let text = text.as_ref();
+        let mut json = String::with_capacity(text.len() + 32);
+        // Keys in the order `serde_json` writes them (sorted), so the text is the one
+        // `Content::new(json!([{"type": "text", "text": …}]))` holds.
+        json.push_str(r#"[{"text":"#);
+        json::push_string(&mut json, text);
+        json.push_str(r#","type":"text"}]"#);
+        Self(Repr::Json(Arc::from(json)))
+    }
+
+    /// The placeholder content of a reservation: an empty array.
+    pub fn placeholder() -> Self {
+        static PLACEHOLDER: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("[]"));
+        Self(Repr::Json(Arc::clone(&PLACEHOLDER)))
+    }
+
+    /// Whether this is the empty-array placeholder.
+    pub fn is_placeholder(&self) -> bool {
+        matches!(&self.0, Repr::Json(text) if text.trim() == "[]")
+    }
+
+    /// The content as compact JSON text (as given, for [`from_json`](Self::from_json)).
+    pub fn as_json(&self) -> Cow<'_, str> {
+        match &self.0 {
+            Repr::Json(text) => Cow::Borrowed(text),
+            Repr::Deep(deep) => Cow::Borrowed(&deep.text),
+        }
+    }
+
+    /// The JSON value, parsed from the text.
+    ///
+    /// Content nested deeper than [`MAX_JSON_DEPTH`] (which no backend stores) reads as
+    /// `null`: no JSON parser reads it back; [`as_json`](Self::as_json) has its text.
+    pub fn to_value(&self) -> Value {
+        match &self.0 {
+            // Checked when the content was built: nested at most `MAX_JSON_DEPTH` deep, so
+            // `serde_json` reads it back.
+            Repr::Json(text) => serde_json::from_str(text).unwrap_or(Value::Null),
+            Repr::Deep(_) => Value::Null,
+        }
+    }
+
+    /// Size of the content as JSON text, in bytes.
+    pub fn json_len(&self) -> usize {
+        match &self.0 {
+            Repr::Json(text) => text.len(),
+            Repr::Deep(deep) => deep.text.len(),
+        }
+    }
+
+    /// Nesting depth: `0` for a scalar, `+1` per array or object level.
+    pub fn depth(&self) -> usize {
+        match &self.0 {
+            Repr::Json(text) => text_depth(text),
+            Repr::Deep(deep) => deep.depth,
+        }
+    }
+
+    /// Whether a string anywhere in the content holds U+0000, which PostgreSQL cannot store and
+    /// [`PersistArgs::validate`](crate::PersistArgs::validate) therefore refuses everywhere.
+    pub fn has_nul(&self) -> bool {
+        match &self.0 {
+            Repr::Json(text) => json::text_has_nul(text),
+            Repr::Deep(deep) => json::text_has_nul(&deep.text),
+        }
+    }
+
+    /// Checks that the content can be stored and read back as JSON: nested at most
+    /// [`MAX_JSON_DEPTH`] deep (JSON parsers, `serde_json` included, refuse deeper documents).
+    /// Backends that serialize call this before writing.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming `content`.
+    pub fn check_depth(&self) -> Result<(), PersistError> {
+        match &self.0 {
+            // Built only when nested at most `MAX_JSON_DEPTH` deep.
+            Repr::Json(_) => Ok(()),
+            Repr::Deep(deep) => check_depth("content", deep.depth),
+        }
+    }
+
+    /// This content's blocks followed by `tail`'s: what an appending
+    /// [`UpdateContent`](crate::args::UpdateContent) stores. When this content ends with a
+    /// text block and `tail` starts with one (`{"type": "text", "text": …}` and nothing else),
+    /// the two texts are joined into one block, so a reply streamed token by token stays one
+    /// text block. The placeholder `[]` followed by `tail` is `tail`.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] (`content`) when either is not a JSON array of blocks.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::Content;
+    ///
+    /// let joined = Content::text("Hel").appended(&Content::text("lo")).unwrap();
+    /// assert_eq!(joined, Content::text("Hello"));
+    /// assert_eq!(Content::placeholder().appended(&Content::text("hi")).unwrap(), Content::text("hi"));
+    /// assert!(Content::new(serde_json::json!("plain")).appended(&Content::text("x")).is_err());
+    /// ```
+    pub fn appended(&self, tail: &Content) -> Result<Content, PersistError> {
+        Content::joined([self, tail])
+    }
+
+    /// Contents joined one after the other, as [`appended`](Self::appended) joins two; one
+    /// serialization at the end, however many parts (a stream's tokens held back together).
+    ///
+    /// # Errors
+    ///
+    /// As [`appended`](Self::appended).
+    pub fn joined<'a>(parts: impl IntoIterator<Item = &'a Content>) -> Result<Content, PersistError> {
+        let mut blocks: Vec<Value> = Vec::new();
+        for part in parts {
+            let Value::Array(more) = part.to_value() else {
+                return Err(PersistError::invalid(
+                    "content",
+                    "appending joins content blocks: the stored content and the update must both be JSON arrays",
+                ));
+            };
+            for (i, block) in more.into_iter().enumerate() {
+                // Only where two parts meet: a part's own blocks stay as they are.
+                if i == 0
+                    && let Some(next) = text_of_block(&block)
+                    && let Some(text) = blocks.last_mut().and_then(text_of_block_mut)
+                {
+                    text.push_str(next);
+                    continue;
+                }
+                blocks.push(block);
+            }
+        }
+        Ok(Content::new(Value::Array(blocks)))
+    }
+
+    /// The concatenated `text` of every `{"type": "text"}` block (or the string itself when
+    /// the content is a plain JSON string). Handy for printing and indexing.
+    pub fn to_text(&self) -> String {
+        match self.to_value() {
+            Value::String(s) => s,
+            Value::Array(blocks) => {
+                blocks.iter().filter_map(|block| block.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
+            }
+            _ => String::new(),
+        }
+    }
+}
+
+/// The text of a block that is a text block and nothing else: `{"type": "text", "text": …}`.
+fn text_of_block(block: &Value) -> Option<&str> {
+    let map = block.as_object()?;
+    (map.len() == 2 && map.get("type")?.as_str()? == "text").then(|| map.get("text")?.as_str())?
+}
+
+/// The text of a text block, to add to.
+fn text_of_block_mut(block: &mut Value) -> Option<&mut String> {
+    text_of_block(block)?;
+    match block.get_mut("text") {
+        Some(Value::String(text)) => Some(text),
+        _ => None,
+    }
+}
+
+/// Equal JSON values, numbers compared by value (`1e2` equals `100`, `1` equals `1.0`), as
+/// every backend compares a repeated write with the stored one.
+impl PartialEq for Content {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Repr::Json(a), Repr::Json(b)) => a == b || json::eq(&self.to_value(), &other.to_value()),
+            (Repr::Deep(a), Repr::Deep(b)) => a.text == b.text,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Content").field(&self.as_json()).finish()
+    }
+}
+
+impl Serialize for Content {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Repr::Json(_) => self.to_value().serialize(serializer),
+            Repr::Deep(deep) => Err(serde::ser::Error::custom(format!(
+                "content nested {} deep cannot be serialized, the limit is {MAX_JSON_DEPTH}",
+                deep.depth
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Value::deserialize(deserializer).map(Self::new)
+    }
+}
+
+impl From<Value> for Content {
+    fn from(value: Value) -> Self {
+        Self::new(value)
+    }
+}
+
+/// Nesting depth of JSON text: the deepest `[`/`{` outside strings.
+fn text_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::json::MAX_JSON_DEPTH;
+    use std::time::{Duration, SystemTime};
+
+    use crate::model::message::{MAX_ROLE_BYTES, Role, Timestamp};
+    use crate::model::metadata::Metadata;
+
+    #[test]
+    fn role_round_trips_in_lowercase() {
+        for (role, text) in [
+            (Role::User, "\"user\""),
+            (Role::Assistant, "\"assistant\""),
+            (Role::System, "\"system\""),
+            (Role::Tool, "\"tool\""),
+            (Role::Other(Arc::from("critic")), "\"critic\""),
+        ] {
+            assert_eq!(serde_json::to_string(&role).unwrap(), text);
+            assert_eq!(serde_json::from_str::<Role>(text).unwrap(), role);
+        }
+        assert!(serde_json::from_str::<Role>("\"\"").is_err());
+        assert!(Role::new(&"r".repeat(MAX_ROLE_BYTES + 1)).is_err());
+    }
+
+    #[test]
+    fn metadata_rejects_non_objects() {
+        for bad in [json!(null), json!(1), json!("s"), json!([1]), json!(true)] {
+            let err = Metadata::try_from(bad).unwrap_err();
+            assert!(matches!(err, PersistError::InvalidInput { field: "metadata", .. }));
+        }
+        assert!(serde_json::from_str::<Metadata>("[1]").is_err());
+        let meta: Metadata = serde_json::from_str(r#"{"a":1}"#).unwrap();
+        assert_eq!(meta.get("a"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn merge_sets_replaces_and_removes() {
+        let mut meta = Metadata::new().with("keep", json!(1)).with("drop", json!(2));
+        meta.merge(&Metadata::new().with("drop", json!(null)).with("new", json!({"x": 1})).with("keep", json!(3)));
+        assert_eq!(meta.as_map().len(), 2);
+        assert_eq!(meta.get("keep"), Some(&json!(3)));
+        assert_eq!(meta.get("new"), Some(&json!({"x": 1})));
+    }
+
+    #[test]
+    fn merge_does_not_touch_other_clones() {
+        let original = Metadata::new().with("a", json!(1));
+        let mut copy = original.clone();
+        copy.merge(&Metadata::new().with("a", json!(2)));
+        assert_eq!(original.get("a"), Some(&json!(1)));
+    }
+
+    #[test]
+    fn sizes_and_depths_are_measured() {
+        for value in [
+            json!([{"type": "text", "text": "hé \"quoted\" back\\slash\n\t\u{1} \u{8}\u{c}\u{7f} 👋"}]),
+            json!({"n": [1, -2, 0.5, 1e21, 12345678901234567890_u64, -1.5e-7], "t": true, "f": false, "z": null}),
+            json!([]),
+            json!({}),
+            json!("plain"),
+            json!([[], {}, [null]]),
+        ] {
+            let expected = serde_json::to_string(&value).unwrap().len();
+            assert_eq!(Content::new(value.clone()).json_len(), expected, "{value}");
+        }
+        let content = Content::text("hé");
+        assert_eq!(content.json_len(), serde_json::to_string(&content.to_value()).unwrap().len());
+        let meta = Metadata::new().with("a", json!({"b": [1, {"c": 2}]}));
+        assert_eq!(meta.json_len(), serde_json::to_string(&meta).unwrap().len());
+        assert_eq!(meta.depth(), 4);
+        assert_eq!(Metadata::new().depth(), 1);
+        assert_eq!(Metadata::new().with("x", json!(1)).depth(), 1);
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_refused() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_JSON_DEPTH {
+            deep = json!([deep]);
+        }
+        assert!(Content::new(deep.clone()).check_depth().is_ok());
+        let deeper = Content::new(json!([deep.clone()]));
+        assert!(matches!(deeper.check_depth(), Err(PersistError::InvalidInput { field: "content", .. })));
+        assert_eq!(deeper.depth(), MAX_JSON_DEPTH + 1);
+        assert_eq!(deeper.as_json(), serde_json::to_string(&json!([deep.clone()])).unwrap());
+        assert_eq!(deeper.to_value(), Value::Null, "no parser reads it back");
+        let meta = Metadata::new().with("k", json!([deep]));
+        assert!(matches!(meta.check_depth(), Err(PersistError::InvalidInput { field: "metadata", .. })));
+    }
+
+    /// A value nested `levels` deep, built without recursion (`json!` would copy it through
+    /// `to_value`, which recurses).
+    fn nested(levels: usize) -> Value {
+        let mut value = json!("leaf");
+        for _ in 0..levels {
+            value = Value::Array(vec![value]);
+        }
+        value
+    }
+
+    #[test]
+    fn values_too_deep_for_the_stack_are_refused_not_a_crash() {
+        std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(|| {
+                let content = Content::new(nested(100_000));
+                assert!(matches!(content.check_depth(), Err(PersistError::InvalidInput { field: "content", .. })));
+                assert_eq!(content.depth(), 100_000);
+                assert!(content.json_len() > 200_000);
+                assert_eq!(content, content.clone());
+                assert!(serde_json::to_string(&content).is_err(), "refused, not a crash");
+                let meta = Metadata::new().with("deep", nested(100_000));
+                assert!(matches!(meta.check_depth(), Err(PersistError::InvalidInput { field: "metadata", .. })));
+                assert!(meta.json_len() > 200_000);
+                assert!(format!("{meta:?}").len() > 200_000);
+                assert_eq!(meta, meta.clone());
+                drop((content, meta));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn equality_compares_numbers_by_value() {
+        let stored = Content::from_json(r#"[{"n":100,"x":1.0,"z":0}]"#).unwrap();
+        assert_eq!(stored, Content::from_json(r#"[{"n":1e2,"x":1,"z":-0}]"#).unwrap());
+        assert_ne!(stored, Content::from_json(r#"[{"n":101,"x":1,"z":0}]"#).unwrap());
+        let meta = Metadata::new().with("score", json!(1.0)).with("tags", json!([1e2]));
+        assert_eq!(meta, Metadata::new().with("score", json!(1)).with("tags", json!([100])));
+        assert!(meta.contains(&Metadata::new().with("score", json!(1))));
+        assert!(!meta.contains(&Metadata::new().with("score", json!(2))));
+    }
+
+    #[test]
+    fn nul_is_found_in_content_and_metadata() {
+        assert!(Content::text("a\u{0}b").has_nul());
+        assert!(!Content::text("a\\u0000b").has_nul(), "the text \\u0000 is not a NUL");
+        assert!(Metadata::new().with("k", json!({"x": "\u{0}"})).has_nul());
+        assert!(Metadata::new().with("k\u{0}", json!(1)).has_nul());
+        assert!(!Metadata::new().with("k", json!("u0000")).has_nul());
+    }
+
+    #[test]
+    fn content_helpers() {
+        assert!(Content::placeholder().is_placeholder());
+        assert!(!Content::text("").is_placeholder());
+        assert_eq!(Content::text("hi").to_text(), "hi");
+        assert_eq!(Content::new(json!("plain")).to_text(), "plain");
+    }
+
+    #[test]
+    fn content_is_compact_json_text() {
+        // `text` escapes exactly as serde_json does.
+        let tricky = "hé \"q\" \\ \n\r\t\u{1}\u{8}\u{c}\u{1f}\u{7f} 👋";
+        let expected = json!([{"type": "text", "text": tricky}]);
+        assert_eq!(Content::text(tricky).as_json(), serde_json::to_string(&expected).unwrap());
+        assert!(
+            matches!((&Content::text(tricky).0, &Content::new(expected.clone()).0), (Repr::Json(a), Repr::Json(b)) if a == b)
+        );
+        assert_eq!(Content::text(tricky).to_value(), expected);
+        // Equal values are equal contents, whatever their formatting.
+        let spaced = Content::from_json("{ \"b\": [1, 2], \"a\": null }").unwrap();
+        assert_eq!(spaced, Content::new(json!({"a": null, "b": [1, 2]})));
+        assert_ne!(spaced, Content::new(json!({"a": null})));
+        // Text that is not JSON (or too deep) is refused, typed.
+        for bad in ["", "{", "[1,]", "nope", "1e400"] {
+            assert!(
+                matches!(Content::from_json(bad), Err(PersistError::InvalidInput { field: "content", .. })),
+                "{bad:?}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_JSON_DEPTH + 1), "]".repeat(MAX_JSON_DEPTH + 1));
+        assert!(Content::from_json(deep).is_err());
+        // Brackets inside strings do not count as nesting.
+        assert_eq!(Content::from_json(r#"["[[[{", "\\\"]]"]"#).unwrap().depth(), 1);
+        // Serde round trip is the JSON value, not a string.
+        let content = Content::text("x");
+        assert_eq!(serde_json::to_value(&content).unwrap(), content.to_value());
+        assert_eq!(serde_json::from_value::<Content>(content.to_value()).unwrap(), content);
+    }
+
+    #[test]
+    fn timestamps_convert_both_ways() {
+        let now = Timestamp::now();
+        let back = Timestamp::from(SystemTime::from(now));
+        assert_eq!(now, back);
+        let before = Timestamp::from_micros(-5);
+        assert_eq!(Timestamp::from(SystemTime::from(before)), before);
+        assert_eq!(now.saturating_sub(Duration::from_micros(10)).as_micros(), now.as_micros() - 10);
+    }
+}

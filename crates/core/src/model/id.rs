@@ -1,0 +1,297 @@
+//! Validated opaque identifiers.
+//!
+//! Every identifier in persist is a short string checked once, at construction: non-empty, at
+//! most [`MAX_ID_BYTES`] bytes, no control characters. Backends can therefore bind ids into
+//! SQL as they are, and no layer has to re-check them.
+
+use std::borrow::Borrow;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::model::error::PersistError;
+
+/// The longest identifier accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 255;
+
+/// Checks the shared identifier rules, naming `field` in the error.
+pub(crate) fn validate_id(field: &'static str, value: &str) -> Result<(), PersistError> {
+    if value.is_empty() {
+        return Err(PersistError::invalid(field, "must not be empty"));
+    }
+    if value.len() > MAX_ID_BYTES {
+        return Err(PersistError::invalid(field, format!("is {} bytes, the limit is {MAX_ID_BYTES}", value.len())));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(PersistError::invalid(field, "must not contain control characters"));
+    }
+    Ok(())
+}
+
+macro_rules! validated_id {
+    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+        $(#[$doc])*
+        ///
+        /// Cloning is cheap (a reference count). Construction validates: non-empty, at most
+        /// [`MAX_ID_BYTES`] bytes, no control characters.
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates `value` and wraps it.
+            ///
+            /// # Errors
+            ///
+            /// [`PersistError::InvalidInput`] naming the field when `value` is empty, longer
+            /// than [`MAX_ID_BYTES`] bytes or contains a control character.
+            pub fn new(value: impl AsRef<str>) -> Result<Self, PersistError> {
+                let value = value.as_ref();
+                validate_id($field, value)?;
+                Ok(Self(Arc::from(value)))
+            }
+
+            /// The identifier as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&*self.0, f)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = PersistError;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::new(s)
+            }
+        }
+
+        impl TryFrom<&str> for $name {
+            type Error = PersistError;
+
+            fn try_from(value: &str) -> Result<Self, Self::Error> {
+                Self::new(value)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = PersistError;
+
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::new(value)
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::new(raw).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+validated_id!(
+    /// Identifies a thread (a conversation).
+    ThreadId,
+    "thread_id"
+);
+validated_id!(
+    /// Identifies a message inside its thread.
+    ///
+    /// A message's identity is always the pair `(ThreadId, MessageId)`: the same `MessageId`
+    /// in two threads names two different messages.
+    MessageId,
+    "message_id"
+);
+validated_id!(
+    /// Identifies a tenant: the namespace of its threads, whose identity is
+    /// `(tenant, thread_id)`; see [`Context::tenant`](crate::Context).
+    TenantId,
+    "tenant"
+);
+validated_id!(
+    /// A caller-chosen key that makes `add` and `reserve` safe to retry.
+    ///
+    /// Unique per thread: a second write with the same key in the same thread returns the
+    /// first write's message instead of creating another.
+    IdempotencyKey,
+    "idempotency_key"
+);
+validated_id!(
+    /// Identifies one request as it travels through the pipeline (for logs and traces).
+    RequestId,
+    "request_id"
+);
+validated_id!(
+    /// Identifies an agent, for [session bindings](crate::session).
+    AgentId,
+    "agent_id"
+);
+validated_id!(
+    /// A provider's session id (what a CLI's `--resume` takes).
+    SessionId,
+    "session_id"
+);
+validated_id!(
+    /// Names the provider that issued a session (`"claude-cli"`, `"openai-responses"`, …).
+    ProviderId,
+    "provider"
+);
+validated_id!(
+    /// Names the runtime a session lives in (a machine, a container, a CLI install).
+    RuntimeId,
+    "runtime_id"
+);
+
+impl MessageId {
+    /// A fresh time-ordered id (UUIDv7, hyphenated).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::MessageId;
+    ///
+    /// let a = MessageId::generate();
+    /// let b = MessageId::generate();
+    /// assert_ne!(a, b);
+    /// assert_eq!(a.as_str().len(), 36);
+    /// ```
+    pub fn generate() -> Self {
+        Self(Arc::from(uuid::Uuid::now_v7().hyphenated().to_string()))
+    }
+}
+
+impl MessageId {
+    /// A deterministic id for the message a provider produced as `item` in `turn` of
+    /// `thread`: the same triple always gives the same id, and any other triple another.
+    ///
+    /// Providers reuse item ids across turns and across threads; an id derived from the item
+    /// alone lets a new turn overwrite (or be mistaken for) an old one. Deriving from all three
+    /// keeps retries idempotent (same triple, same id) without collisions. The id is a UUIDv5
+    /// over the length-prefixed triple, so it is 36 bytes whatever the inputs.
+    ///
+    /// The tenant does not enter the derivation: a message's identity is
+    /// `(tenant, thread, id)`, so the same derived id in two tenants' threads named alike is two
+    /// different messages already, and ids derived before tenancy became identity stay valid.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{MessageId, ThreadId};
+    ///
+    /// let thread = ThreadId::new("chat-1").unwrap();
+    /// let a = MessageId::derive(&thread, "turn-3", "msg_abc");
+    /// assert_eq!(a, MessageId::derive(&thread, "turn-3", "msg_abc"));
+    /// assert_ne!(a, MessageId::derive(&thread, "turn-4", "msg_abc"));
+    /// assert_ne!(a, MessageId::derive(&ThreadId::new("chat-2").unwrap(), "turn-3", "msg_abc"));
+    /// ```
+    pub fn derive(thread: &ThreadId, turn: &str, item: &str) -> Self {
+        let name = format!("{}:{}|{}:{}|{}:{}", thread.0.len(), thread.0, turn.len(), turn, item.len(), item);
+        Self(Arc::from(uuid::Uuid::new_v5(&DERIVED_ID_NAMESPACE, name.as_bytes()).hyphenated().to_string()))
+    }
+}
+
+/// The UUIDv5 namespace of [`MessageId::derive`] (fixed forever: changing it changes every id).
+const DERIVED_ID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6f1c_2b8e_5a0d_4c39_9e47_0b5d_8a21_c3f4);
+
+impl RequestId {
+    /// A fresh time-ordered request id (UUIDv7).
+    pub fn generate() -> Self {
+        Self(Arc::from(uuid::Uuid::now_v7().hyphenated().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_ids() {
+        let id = ThreadId::new("chat:42/α").unwrap();
+        assert_eq!(id.as_str(), "chat:42/α");
+        assert_eq!(id.to_string(), "chat:42/α");
+        assert_eq!("x".parse::<MessageId>().unwrap().as_str(), "x");
+    }
+
+    #[test]
+    fn rejects_empty_oversize_and_control_characters() {
+        for (input, needle) in [
+            (String::new(), "empty"),
+            ("a".repeat(MAX_ID_BYTES + 1), "limit"),
+            ("a\nb".to_owned(), "control"),
+            ("\u{0}".to_owned(), "control"),
+        ] {
+            let err = ThreadId::new(&input).unwrap_err();
+            match &err {
+                PersistError::InvalidInput { field, reason } => {
+                    assert_eq!(*field, "thread_id");
+                    assert!(reason.contains(needle), "{reason}");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(ThreadId::new("a".repeat(MAX_ID_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn error_names_the_field() {
+        let err = MessageId::new("").unwrap_err();
+        assert!(matches!(err, PersistError::InvalidInput { field: "message_id", .. }));
+    }
+
+    #[test]
+    fn deserialization_validates() {
+        let ok: ThreadId = serde_json::from_str("\"t1\"").unwrap();
+        assert_eq!(ok.as_str(), "t1");
+        assert!(serde_json::from_str::<ThreadId>("\"\"").is_err());
+        assert_eq!(serde_json::to_string(&ok).unwrap(), "\"t1\"");
+    }
+
+    #[test]
+    fn derived_ids_do_not_collide_on_separator_tricks() {
+        let t = ThreadId::new("t").unwrap();
+        assert_ne!(MessageId::derive(&t, "a:b", "c"), MessageId::derive(&t, "a", "b:c"));
+        assert_ne!(MessageId::derive(&t, "a|1:b", "c"), MessageId::derive(&t, "a", "1:b|c"));
+        let long = "x".repeat(10_000);
+        assert_eq!(MessageId::derive(&t, "1", &long).as_str().len(), 36);
+    }
+
+    #[test]
+    fn generated_ids_are_time_ordered() {
+        let ids: Vec<_> = (0..100).map(|_| MessageId::generate()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+    }
+}

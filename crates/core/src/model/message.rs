@@ -1,0 +1,234 @@
+//! The stored data: [`Message`], [`Thread`] and their parts (role, status, times).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::content::Content;
+use super::error::PersistError;
+use super::id::{IdempotencyKey, MessageId, TenantId, ThreadId};
+use super::metadata::Metadata;
+
+/// Who wrote a message.
+///
+/// Serialized in lowercase (`"user"`, `"assistant"`, …). Roles outside the four common ones
+/// are kept as [`Role::Other`], so a provider's new role never fails a write.
+///
+/// # Example
+///
+/// ```
+/// use persist::Role;
+///
+/// assert_eq!(Role::new("assistant").unwrap(), Role::Assistant);
+/// assert_eq!(Role::new("critic").unwrap().as_str(), "critic");
+/// assert!(Role::new("").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Role {
+    /// The human (or calling system) side of the conversation.
+    User,
+    /// The model's replies.
+    Assistant,
+    /// Instructions for the model.
+    System,
+    /// Tool calls' results.
+    Tool,
+    /// Any other role, by name.
+    Other(Arc<str>),
+}
+
+/// The longest role name accepted, in bytes.
+pub const MAX_ROLE_BYTES: usize = 64;
+
+impl Role {
+    /// Parses a role name; the four common names map to their variants.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] for an empty name, one longer than [`MAX_ROLE_BYTES`]
+    /// or one containing control characters.
+    pub fn new(name: &str) -> Result<Self, PersistError> {
+        Ok(match name {
+            "user" => Self::User,
+            "assistant" => Self::Assistant,
+            "system" => Self::System,
+            "tool" => Self::Tool,
+            other => {
+                if other.is_empty() || other.len() > MAX_ROLE_BYTES || other.chars().any(char::is_control) {
+                    return Err(PersistError::invalid(
+                        "role",
+                        format!("must be 1 to {MAX_ROLE_BYTES} bytes without control characters"),
+                    ));
+                }
+                Self::Other(Arc::from(other))
+            }
+        })
+    }
+
+    /// The role's name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::System => "system",
+            Self::Tool => "tool",
+            Self::Other(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl Serialize for Role {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = <Cow<'de, str>>::deserialize(deserializer)?;
+        Self::new(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether a message is a placeholder still being written, or complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created by `reserve`; content is the placeholder until `update_content` finalizes it.
+    Reserved,
+    /// Written by `add`, or finalized by `update_content`.
+    Complete,
+}
+
+impl Status {
+    /// `"reserved"` or `"complete"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserved => "reserved",
+            Self::Complete => "complete",
+        }
+    }
+}
+
+/// A point in time, in microseconds since the Unix epoch (UTC).
+///
+/// Used for `created_at`/`updated_at`. Ordering of messages never depends on it: that is what
+/// [`Message::seq`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Self::from(SystemTime::now())
+    }
+
+    /// From microseconds since the Unix epoch.
+    pub const fn from_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    /// Microseconds since the Unix epoch.
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+
+    /// This timestamp moved forward by `span` (saturating).
+    pub fn saturating_add(self, span: Duration) -> Self {
+        let micros = i64::try_from(span.as_micros()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_add(micros))
+    }
+
+    /// This timestamp moved back by `age` (saturating), e.g. "older than ten minutes".
+    pub fn saturating_sub(self, age: Duration) -> Self {
+        let micros = i64::try_from(age.as_micros()).unwrap_or(i64::MAX);
+        Self(self.0.saturating_sub(micros))
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(time: SystemTime) -> Self {
+        match time.duration_since(UNIX_EPOCH) {
+            Ok(after) => Self(i64::try_from(after.as_micros()).unwrap_or(i64::MAX)),
+            Err(before) => Self(-i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+impl From<Timestamp> for SystemTime {
+    fn from(ts: Timestamp) -> Self {
+        let magnitude = Duration::from_micros(ts.0.unsigned_abs());
+        if ts.0 >= 0 { UNIX_EPOCH + magnitude } else { UNIX_EPOCH - magnitude }
+    }
+}
+
+/// One stored message. Its identity is `(thread_id, id)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// The thread the message belongs to.
+    pub thread_id: ThreadId,
+    /// The message's id, unique within its thread.
+    pub id: MessageId,
+    /// Who wrote it.
+    pub role: Role,
+    /// The content (the placeholder `[]` while reserved).
+    pub content: Content,
+    /// Free-form metadata.
+    pub metadata: Metadata,
+    /// Reserved or complete.
+    pub status: Status,
+    /// Position in the thread: `1, 2, 3…`, assigned at `add`/`reserve`, never reused.
+    pub seq: u64,
+    /// `1` on insert, `+1` on every change; for optimistic concurrency.
+    pub version: u64,
+    /// The idempotency key the message was written with, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// When the message was written.
+    pub created_at: Timestamp,
+    /// When the message last changed.
+    pub updated_at: Timestamp,
+}
+
+/// A thread: the conversation messages belong to. Created by its first write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Thread {
+    /// The thread's id.
+    pub id: ThreadId,
+    /// The tenant it belongs to (the context's tenant of the writes that created it), if any:
+    /// part of its identity, `(tenant, id)`.
+    pub tenant: Option<TenantId>,
+    /// A display title.
+    pub title: Option<String>,
+    /// Free-form metadata.
+    pub metadata: Metadata,
+    /// `1` at creation, `+1` on every change of the thread's own fields (title, metadata).
+    pub version: u64,
+    /// When the first write created it.
+    pub created_at: Timestamp,
+    /// When the thread or any of its messages last changed.
+    pub updated_at: Timestamp,
+    /// The highest `seq` ever assigned in the thread (not lowered by deletes).
+    pub last_seq: u64,
+    /// Number of messages currently stored (reserved ones included).
+    pub message_count: u64,
+    /// Set when the thread was deleted; a deleted thread refuses every later write.
+    pub deleted_at: Option<Timestamp>,
+}
+
+impl Thread {
+    /// Whether the thread is a tombstone.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}

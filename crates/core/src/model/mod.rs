@@ -1,0 +1,18 @@
+//! The data every part names: ids, JSON and its rules, content, metadata, messages and threads,
+//! pages of them, the one error type and the operation labels. Nothing here knows of requests
+//! or of the pipeline. (Ids and the error refer to each other: an id that does not validate is a
+//! `PersistError`, and an error names the ids it concerns.)
+
+pub(crate) mod content;
+pub(crate) mod error;
+pub(crate) mod id;
+pub(crate) mod json;
+pub(crate) mod message;
+pub(crate) mod metadata;
+pub(crate) mod op;
+pub(crate) mod page;
+
+pub use self::content::Content;
+pub use self::json::MAX_JSON_DEPTH;
+pub use self::message::{MAX_ROLE_BYTES, Message, Role, Status, Thread, Timestamp};
+pub use self::metadata::Metadata;

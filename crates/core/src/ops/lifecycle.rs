@@ -1,0 +1,371 @@
+//! Forks and retention ([`Pipeline::fork`], [`Pipeline::prune`]): composed of ordinary
+//! requests sent through the whole stack (see [`lifecycle`](crate::lifecycle)).
+
+use std::collections::HashSet;
+
+use serde_json::json;
+
+use crate::context::Context;
+use crate::lifecycle::{FORKED_FROM, Fork, ForkReport, Prune, PruneReport};
+use crate::maintenance::Maintenance;
+use crate::model::error::{PersistError, Result};
+use crate::model::id::{MessageId, ThreadId};
+use crate::model::{Message, Metadata, Thread, Timestamp};
+use crate::pipeline::Pipeline;
+use crate::read::{GetThread, ListMessages, ListThreads, MAX_PAGE_LIMIT};
+use crate::request::write::{Add, Delete, Update};
+
+/// The refusal of a fork run again whose source completed `late` after later messages were
+/// copied.
+fn late_message(fork: &Fork, late: &Message) -> PersistError {
+    PersistError::invalid(
+        "target",
+        format!(
+            "message {} (seq {}) of {} was completed after {} copied later messages: copied now, it would follow \
+             them; truncate {} before the first of them (`Delete::after`) and fork again to bring it in its place",
+            late.id, late.seq, fork.source, fork.target, fork.target
+        ),
+    )
+}
+
+impl Pipeline {
+    /// Copies the thread `fork.source` up to a seq into the new thread `fork.target` (same
+    /// tenant), **through the pipeline**: each complete message is added with its id, role,
+    /// content, metadata and idempotency key, in seq order (the new thread numbers them
+    /// `1, 2, …`); reservations still streaming are not copied. The new thread records where it
+    /// came from in its metadata, under [`FORKED_FROM`].
+    ///
+    /// Resumable: a fork run again (after a crash, a time-out) finds what it copied (each add
+    /// repeats an identical message, answered `deduplicated`) and completes it without
+    /// duplicates. Messages written to the source after the fork started are not copied: the
+    /// last seq is fixed when it starts.
+    ///
+    /// A fork keeps the source's order. A reservation still streaming when a fork ran is not
+    /// copied; once it completes, a fork run again would copy it after the later messages
+    /// already copied, so it is refused (`InvalidInput` naming `target` and the message). To
+    /// bring the late message in its place, truncate the fork before the first later message
+    /// ([`Delete::after`](crate::args::Delete::after) the seq of the fork's message that
+    /// precedes it) and fork again: the truncated messages are copied again, in order.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{args::Add, lifecycle::Fork, read::ListMessages, Content, Pipeline, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let (main, branch) = (ThreadId::new("main")?, ThreadId::new("branch")?);
+    /// for text in ["hello", "hi!", "tell me a joke"] {
+    ///     pipeline.add(Add::new(main.clone(), Role::User, Content::text(text))).await?;
+    /// }
+    /// let report = pipeline.fork(Fork::new(main, branch.clone()).up_to(2)).await?;
+    /// assert_eq!(report.copied, 2);
+    /// assert_eq!(pipeline.list(ListMessages::new(branch)).await?.items.len(), 2);
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `NotFound` when the source does not exist (`ThreadDeleted` when it was deleted);
+    /// `InvalidInput` naming `target` when the target is the source, or exists and is not a
+    /// fork of the source in progress; `ThreadDeleted` for a deleted target; otherwise the
+    /// first error of a read or a write.
+    pub async fn fork(&self, fork: Fork) -> Result<ForkReport> {
+        let context = || fork.context.renewed();
+        if fork.source == fork.target {
+            return Err(PersistError::invalid("target", "a thread cannot be forked into itself"));
+        }
+        let Some(source) = self.get_thread(GetThread::new(fork.source.clone()).with_context(context())).await? else {
+            return Err(PersistError::not_found(&fork.source, None));
+        };
+        if source.is_deleted() {
+            return Err(PersistError::ThreadDeleted { thread_id: fork.source.clone() });
+        }
+        let target = self.get_thread(GetThread::new(fork.target.clone()).with_context(context())).await?;
+        // A fork resumed goes on up to the seq it recorded when it started.
+        let resumed = match &target {
+            Some(target) => self.check_fork_target(&fork, target).await?,
+            None => None,
+        };
+        let up_to = resumed.or(fork.up_to).unwrap_or(source.last_seq).min(source.last_seq);
+        let origin = json!({ "thread": fork.source.as_str(), "seq": up_to });
+        let mut report = ForkReport { up_to, ..ForkReport::default() };
+        let mut recorded = resumed.is_some();
+        // An earlier run's copies: a message not among them below the last one's seq is late.
+        let (copied, copied_until) = match target {
+            Some(_) => self.refuse_late_messages(&fork, up_to).await?,
+            None => (HashSet::new(), 0),
+        };
+        let mut listing = ListMessages::new(fork.source.clone())
+            .before(up_to.saturating_add(1))
+            .with_limit(MAX_PAGE_LIMIT)
+            .with_context(context());
+        loop {
+            let page = self.list(listing.clone()).await?;
+            // Reservations still streaming are not listed, so not copied.
+            for message in &page.items {
+                // Completed between the check above and this page: it would land after later copies.
+                if message.seq < copied_until && !copied.contains(&message.id) {
+                    return Err(late_message(&fork, message));
+                }
+                let mut add = Add::new(fork.target.clone(), message.role.clone(), message.content.clone())
+                    .with_id(message.id.clone())
+                    .with_metadata(message.metadata.clone())
+                    .with_context(context());
+                if let Some(key) = &message.idempotency_key {
+                    add = add.with_idempotency_key(key.clone());
+                }
+                match self.add(add).await {
+                    Ok(added) if added.deduplicated => report.already += 1,
+                    Ok(_) => report.copied += 1,
+                    // Copied by an earlier run, and changed since in the source or the fork.
+                    Err(PersistError::AlreadyExists { .. } | PersistError::IdempotencyKeyReused { .. }) => {
+                        report.already += 1
+                    }
+                    Err(error) => return Err(error),
+                }
+                if !recorded {
+                    let mark = Update::thread(fork.target.clone())
+                        .with_metadata(Metadata::new().with(FORKED_FROM, origin.clone()))
+                        .with_context(context());
+                    self.update(mark).await?;
+                    recorded = true;
+                }
+            }
+            match listing.next_page(&page) {
+                Some(next) => listing = next,
+                None => return Ok(report),
+            }
+        }
+    }
+
+    /// Refuses to resume a fork when a message of the source up to `up_to` is missing from it
+    /// while a later one was copied: it was completed after an earlier run (a reservation then
+    /// streaming), and copied now it would land after the later one.
+    /// Answers the ids the target holds and the source seq of the last of them (0: none).
+    async fn refuse_late_messages(&self, fork: &Fork, up_to: u64) -> Result<(HashSet<MessageId>, u64)> {
+        let copied = self.all_messages(&fork.target, &fork.context, None).await?;
+        let copied: HashSet<MessageId> = copied.into_iter().map(|message| message.id).collect();
+        let source = self.all_messages(&fork.source, &fork.context, Some(up_to)).await?;
+        let Some(last_copied) = source.iter().rposition(|message| copied.contains(&message.id)) else {
+            return Ok((copied, 0));
+        };
+        match source[..last_copied].iter().find(|message| !copied.contains(&message.id)) {
+            None => Ok((copied, source[last_copied].seq)),
+            Some(late) => Err(late_message(fork, late)),
+        }
+    }
+
+    /// The complete messages of `thread` (up to seq `up_to`), in order (every page).
+    async fn all_messages(&self, thread: &ThreadId, context: &Context, up_to: Option<u64>) -> Result<Vec<Message>> {
+        let mut messages = Vec::new();
+        let mut listing = ListMessages::new(thread.clone()).with_limit(MAX_PAGE_LIMIT).with_context(context.renewed());
+        if let Some(up_to) = up_to {
+            listing = listing.before(up_to.saturating_add(1));
+        }
+        loop {
+            let page = self.list(listing.clone()).await?;
+            messages.extend(page.items.iter().cloned());
+            match listing.next_page(&page) {
+                Some(next) => listing = next,
+                None => return Ok(messages),
+            }
+        }
+    }
+
+    /// An existing target is fine when it is this fork: recorded (its origin names the source;
+    /// answers the seq it recorded), or still in progress before the origin was recorded (its
+    /// messages are, in order, the first complete messages of the source, at least one).
+    async fn check_fork_target(&self, fork: &Fork, target: &Thread) -> Result<Option<u64>> {
+        if target.is_deleted() {
+            return Err(PersistError::ThreadDeleted { thread_id: fork.target.clone() });
+        }
+        let not_a_fork = || {
+            PersistError::invalid(
+                "target",
+                format!("thread {} exists and is not a fork of {}", fork.target, fork.source),
+            )
+        };
+        if let Some(recorded) = target.metadata.get(FORKED_FROM) {
+            let thread = recorded.get("thread").and_then(serde_json::Value::as_str);
+            let seq = recorded.get("seq").and_then(serde_json::Value::as_u64);
+            return match (thread, seq) {
+                (Some(thread), Some(seq))
+                    if thread == fork.source.as_str() && fork.up_to.is_none_or(|up| up == seq) =>
+                {
+                    Ok(Some(seq))
+                }
+                _ => Err(not_a_fork()),
+            };
+        }
+        let page = |thread: &ThreadId| {
+            ListMessages::new(thread.clone()).with_limit(MAX_PAGE_LIMIT).with_context(fork.context.renewed())
+        };
+        let copied = self.list(page(&fork.target).include_reserved(true)).await?;
+        if copied.items.is_empty() || copied.has_more {
+            return Err(not_a_fork());
+        }
+        let source = self.list(page(&fork.source)).await?;
+        let mut originals = source.items.iter().map(|m| &m.id);
+        if copied.items.iter().any(|copy| originals.next() != Some(&copy.id)) {
+            return Err(not_a_fork());
+        }
+        Ok(None)
+    }
+
+    /// One batch of retention, **through the pipeline**: of up to `prune.threads` threads
+    /// (every tenant's, most recently active first, after `prune.cursor`), deletes those idle
+    /// longer than `idle_for` (a `delete` of the thread expecting the version and `updated_at`
+    /// read: a thread written meanwhile, even one message added, is kept), and in the others deletes every message older than the
+    /// latest `keep_latest` (each a `delete` expecting the version read). Every delete carries
+    /// the [`Maintenance`] extension and the thread's tenant. With `dry_run`, counts what it
+    /// would delete and deletes nothing.
+    ///
+    /// Run batches from each report's `next_cursor` until one is `done`; a batch run again
+    /// finds only what is still to prune.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use persist::{args::Add, lifecycle::Prune, Content, Pipeline, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// for i in 0..5 {
+    ///     pipeline.add(Add::new(ThreadId::new("chat")?, Role::User, Content::text(format!("{i}")))).await?;
+    /// }
+    /// let report = pipeline.prune(Prune::new().with_keep_latest(2)).await?;
+    /// assert_eq!((report.deleted_messages, report.done), (3, true));
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a batch of 0 or over 1000 threads, or a prune that names neither an
+    /// idle cutoff (`idle_for`, `idle_before`) nor `keep_latest`; the first error of a read or a write other than a target
+    /// changed or gone meanwhile.
+    pub async fn prune(&self, prune: Prune) -> Result<PruneReport> {
+        if prune.threads == 0 || prune.threads > MAX_PAGE_LIMIT {
+            return Err(PersistError::invalid("threads", format!("must be between 1 and {MAX_PAGE_LIMIT}")));
+        }
+        if prune.idle_for.is_none() && prune.idle_before.is_none() && prune.keep_latest.is_none() {
+            return Err(PersistError::invalid("prune", "names neither an idle cutoff nor keep_latest"));
+        }
+        let maintenance = prune.context.clone().with_extension(Maintenance);
+        let cutoff = match (prune.idle_for.map(|age| Timestamp::now().saturating_sub(age)), prune.idle_before) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let listing = ListThreads::new()
+            .across_tenants(prune.across_tenants)
+            .with_limit(prune.threads)
+            .with_cursor(prune.cursor.clone())
+            .with_context(maintenance.clone());
+        let page = self.threads(listing).await?;
+        let mut report = PruneReport { threads: page.items.len(), ..PruneReport::default() };
+        for thread in &page.items {
+            let base = maintenance.clone().for_tenant(thread.tenant.clone());
+            let context = || base.renewed();
+            if cutoff.is_some_and(|cutoff| thread.updated_at < cutoff) {
+                if prune.dry_run {
+                    report.deleted_threads.push((thread.tenant.clone(), thread.id.clone()));
+                    report.deleted_messages += thread.message_count as usize;
+                    continue;
+                }
+                // Kept if anything was written to it since it was listed.
+                let delete = Delete::thread(thread.id.clone())
+                    .with_expected_version(thread.version)
+                    .with_expected_updated_at(thread.updated_at)
+                    .with_context(context());
+                match self.delete(delete).await {
+                    Ok(deleted) => {
+                        report.deleted_threads.push((thread.tenant.clone(), thread.id.clone()));
+                        report.deleted_messages += deleted.message_ids.len();
+                    }
+                    Err(error) if error.is_changed_or_gone() => report.skipped += 1,
+                    Err(error) => return Err(error),
+                }
+                continue;
+            }
+            if let Some(keep) = prune.keep_latest.filter(|&keep| thread.message_count > u64::from(keep)) {
+                self.keep_latest(thread, keep, prune.dry_run, &base, &mut report).await?;
+            }
+        }
+        report.done = !page.has_more;
+        report.next_cursor = page.next_cursor.filter(|_| page.has_more);
+        Ok(report)
+    }
+
+    /// Deletes every message of `thread` older than its latest `keep` (reservations count).
+    async fn keep_latest(
+        &self,
+        thread: &Thread,
+        keep: u32,
+        dry_run: bool,
+        base: &Context,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        // A context a call, each with a request id of its own (a plain `&Context`, not a
+        // closure: the future stays `Send`).
+        let context = || base.renewed();
+        // The oldest seq kept: the `keep`-th newest message's (none kept: past every message).
+        let mut oldest_kept = thread.last_seq.saturating_add(1);
+        if keep > 0 {
+            let mut newest = ListMessages::new(thread.id.clone())
+                .include_reserved(true)
+                .with_order(crate::read::Order::Desc)
+                .with_limit(keep.min(MAX_PAGE_LIMIT))
+                .with_context(context());
+            let mut seen = 0u32;
+            loop {
+                let page = self.list(newest.clone()).await?;
+                for message in &page.items {
+                    seen += 1;
+                    if seen == keep {
+                        oldest_kept = message.seq;
+                        break;
+                    }
+                }
+                if seen == keep {
+                    break;
+                }
+                match newest.next_page(&page) {
+                    Some(next) => newest = next,
+                    // Fewer than `keep` messages: nothing to delete.
+                    None => return Ok(()),
+                }
+            }
+        }
+        let mut older = ListMessages::new(thread.id.clone())
+            .include_reserved(true)
+            .before(oldest_kept)
+            .with_limit(MAX_PAGE_LIMIT)
+            .with_context(context());
+        loop {
+            let page = self.list(older.clone()).await?;
+            for message in &page.items {
+                if dry_run {
+                    report.deleted_messages += 1;
+                    continue;
+                }
+                let delete = Delete::message(thread.id.clone(), message.id.clone())
+                    .with_expected_version(message.version)
+                    .with_context(context());
+                match self.delete(delete).await {
+                    Ok(deleted) => report.deleted_messages += deleted.message_ids.len(),
+                    Err(error) if error.is_changed_or_gone() => report.skipped += 1,
+                    Err(error) => return Err(error),
+                }
+            }
+            match older.next_page(&page) {
+                Some(next) => older = next,
+                None => return Ok(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Operations composed of several requests sent through the whole stack, as methods of
+//! [`Pipeline`](crate::Pipeline): forks and retention ([`lifecycle`]), and the cleanup of
+//! stranded reservations ([`maintenance`]).
+
+mod lifecycle;
+mod maintenance;

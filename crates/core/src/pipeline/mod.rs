@@ -1,0 +1,356 @@
+//! The pipeline: [`Pipeline`], the handle a host app calls, over a stack its
+//! [`PipelineBuilder`] built of layers and a backend's [`Terminal`]. A request goes down
+//! through every layer to the terminal, which hands it to the [`Backend`]; the answer comes
+//! back up the same way. [`Scoped`] confines a pipeline to one tenant; a
+//! [`Subscription`](crate::feed::Subscription) follows the feed through it.
+
+mod backend;
+mod builder;
+mod scoped;
+mod terminal;
+
+pub(crate) use self::backend::BoxFuture;
+pub use self::backend::{ApplyNow, Backend, Capabilities};
+use self::builder::ErasedStack;
+pub use self::builder::PipelineBuilder;
+pub use self::scoped::Scoped;
+pub use self::terminal::{Terminal, TerminalFuture};
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::Service;
+use tower::layer::util::Identity;
+use tower::util::BoxCloneSyncService;
+
+use crate::args::{Add, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
+use crate::feed::{FeedHub, FeedPage, ReadFeed, Subscription};
+use crate::model::error::{PersistError, Result};
+use crate::model::{Message, Thread};
+use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
+use crate::request::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, Updated};
+use crate::session::{
+    Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
+};
+
+/// Any stack, type-erased: what layers like `Route` and `Mirror` forward to.
+pub type BoxPersistService = BoxCloneSyncService<PersistArgs, PersistResult, PersistError>;
+
+/// A built stack over a backend: the handle host apps use.
+///
+/// Cloning is cheap and clones share the backend. **Every call goes through every layer**:
+/// writes ([`add`](Self::add), [`reserve`](Self::reserve),
+/// [`update_content`](Self::update_content), [`update`](Self::update),
+/// [`delete`](Self::delete)), reads ([`get`](Self::get), [`get_thread`](Self::get_thread),
+/// [`list`](Self::list), [`threads`](Self::threads), [`find_stranded`](Self::find_stranded)),
+/// session requests ([`bind`](Self::bind), [`resolve`](Self::resolve),
+/// [`reset_session`](Self::reset_session), [`invalidate_session`](Self::invalidate_session)),
+/// [`ping`](Self::ping), or [`execute`](Self::execute) for any [`PersistArgs`]. A `Pipeline`
+/// is itself a `tower::Service` and a [`Backend`], so it can be the target of a route or the
+/// backend of another pipeline.
+///
+/// Every write does nothing until its future is polled. It then runs on the one instance of
+/// the stack the pipeline keeps, or on a clone of it when that instance is busy (another task
+/// is calling it) or was not ready: state a layer keeps in its service may or may not carry
+/// over to the next write, so state meant to span writes belongs behind an `Arc` every clone
+/// shares.
+///
+/// # Example
+///
+/// ```
+/// use persist::{args::{Add, Reserve, UpdateContent}, read::ListMessages};
+/// use persist::{Content, Pipeline, Role, Status, ThreadId};
+/// use persist::memory::MemoryBackend;
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let store = Pipeline::new(MemoryBackend::new());
+/// let thread = ThreadId::new("support-42")?;
+/// store.add(Add::new(thread.clone(), Role::User, Content::text("Where is my order?"))).await?;
+/// let slot = store.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
+/// let done = store
+///     .update_content(UpdateContent::new(thread.clone(), slot.id, Content::text("On its way.")))
+///     .await?;
+/// assert_eq!((done.message.seq, done.message.status), (2, Status::Complete));
+/// assert_eq!(store.list(ListMessages::new(thread)).await?.items.len(), 2);
+/// # Ok::<_, persist::PersistError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Pipeline {
+    service: Arc<dyn ErasedStack>,
+    capabilities: Capabilities,
+    hub: Option<FeedHub>,
+}
+
+impl fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline").finish_non_exhaustive()
+    }
+}
+
+macro_rules! typed_call {
+    ($(#[$doc:meta])* $name:ident, $args:ty, $op:ident => $variant:ident, $out:ty, |$r:ident| $map:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Errors
+        ///
+        /// Whatever the layers or the backend answer; see [`Backend`]'s `# Behavior`.
+        pub async fn $name(&self, args: $args) -> Result<$out> {
+            let op = crate::PersistOp::$op;
+            match self.service.call(args.into()).await? {
+                PersistResult::$variant($r) => Ok($map),
+                other => Err(PersistError::MismatchedResult { op, got: other.op() }),
+            }
+        }
+    };
+}
+
+impl Pipeline {
+    /// A builder with no layers yet.
+    pub fn builder() -> PipelineBuilder<Identity> {
+        PipelineBuilder::new()
+    }
+
+    /// A pipeline with no layers over `backend`.
+    pub fn new<B: Backend>(backend: B) -> Self {
+        Self::builder().build(backend)
+    }
+
+    /// Sends any request (a write, a read, a session request, a ping) through the stack.
+    ///
+    /// Like every call here, it does nothing until polled; unlike the typed methods' future,
+    /// its future does not borrow the pipeline (it holds a reference count), so it can be
+    /// spawned.
+    ///
+    /// # Errors
+    ///
+    /// Whatever the layers or the backend answer.
+    pub fn execute(
+        &self,
+        args: impl Into<PersistArgs>,
+    ) -> impl Future<Output = Result<PersistResult>> + Send + 'static {
+        Arc::clone(&self.service).call_owned(args.into())
+    }
+
+    typed_call!(
+        /// Appends a complete message.
+        add, Add, Add => Added, Added, |r| r
+    );
+    typed_call!(
+        /// Appends a placeholder to be filled by [`update_content`](Self::update_content).
+        reserve, Reserve, Reserve => Reserved, Reserved, |r| r
+    );
+    typed_call!(
+        /// Writes a message's content (see [`UpdateContent`]); answers the message as stored,
+        /// or, for an update a [`CoalesceLayer`](crate::layer::CoalesceLayer) held back, as
+        /// last written ([`ContentUpdated::coalesced`]).
+        update_content, UpdateContent, UpdateContent => ContentUpdated, ContentUpdated, |r| r
+    );
+    typed_call!(
+        /// Patches a message or a thread.
+        update, Update, Update => Updated, Updated, |r| r
+    );
+    typed_call!(
+        /// Deletes a message or a thread; answers every id removed.
+        delete, Delete, Delete => Deleted, Deleted, |r| r
+    );
+    typed_call!(
+        /// Writes a thread and its messages exactly as another store held them (import, copy);
+        /// idempotent. See [`Restore`].
+        restore, Restore, Restore => Restored, Restored, |r| r
+    );
+
+    typed_call!(
+        /// Reads one message of the request's tenant; `Ok(None)` when it does not exist.
+        get, GetMessage, Get => Message, Option<Message>, |m| m
+    );
+    typed_call!(
+        /// Reads one thread of the request's tenant (a tombstone too); `Ok(None)` when it does
+        /// not exist.
+        get_thread, GetThread, GetThread => Thread, Option<Thread>, |t| t
+    );
+    typed_call!(
+        /// Lists a page of a thread's messages.
+        list, ListMessages, List => Messages, Page<Message>, |page| page
+    );
+    typed_call!(
+        /// Lists a page of the request's tenant's threads (or every tenant's, when it asks
+        /// [`across_tenants`](ListThreads::across_tenants)), most recently updated first.
+        threads, ListThreads, Threads => Threads, Page<Thread, ThreadCursor>, |page| page
+    );
+    typed_call!(
+        /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
+        /// [`across_tenants`](FindStranded::across_tenants) (maintenance;
+        /// [`cleanup_stranded`](Self::cleanup_stranded) deletes them).
+        find_stranded, FindStranded, FindStranded => Stranded, Vec<Stranded>, |found| found
+    );
+    typed_call!(
+        /// Records a session the provider **confirmed** for (agent, thread); see
+        /// [`session`](crate::session).
+        bind, Bind, Bind => Bound, SessionBinding, |b| b
+    );
+    typed_call!(
+        /// Whether (agent, thread) can resume its session, and if not, why.
+        resolve, Resolve, Resolve => Resolved, Resolution, |r| r
+    );
+    typed_call!(
+        /// Resets (agent, thread): the next `resolve` starts fresh until a new `bind`. Answers
+        /// whether there was a binding.
+        reset_session, ResetSession, ResetSession => SessionReset, bool, |done| done
+    );
+    typed_call!(
+        /// Invalidates a session for (agent, thread) if the binding still points at it
+        /// (compare-and-set). Answers whether it did.
+        invalidate_session, InvalidateSession, InvalidateSession => SessionInvalidated, bool, |done| done
+    );
+    typed_call!(
+        /// Lists a thread's session bindings (every agent's, in any state), by agent id.
+        bindings, ListBindings, Bindings => Bindings, Vec<StoredBinding>, |found| found
+    );
+    typed_call!(
+        /// Reads the change-feed events after a position, through the layers; see
+        /// [`feed`](crate::feed). `FeedGap` when the feed no longer holds them all.
+        read_feed, ReadFeed, ReadFeed => Feed, FeedPage, |page| page
+    );
+    typed_call!(
+        /// Stores a value under a name once, answering the value stored; see
+        /// [`SetOnce`](crate::once::SetOnce).
+        set_once, crate::once::SetOnce, SetOnce => Value, String, |value| value
+    );
+
+    /// Follows a scope of the change feed (one thread, the context's tenant, or every tenant)
+    /// from `query.after`: [`Subscription::next`] answers each event in scope once, in order,
+    /// waiting for the next.
+    ///
+    /// Every read goes through the layers as a [`ReadFeed`] with the query's context (a layer
+    /// that scopes tenants scopes subscriptions too). Between reads the subscription waits for
+    /// the wake-up of its scope ([`Backend::feed_hub`]) from the store that answered its first
+    /// read (the one a route sends its reads to): writes of other threads do
+    /// not wake a thread's subscriber, and a slow subscriber reads at its own pace from the
+    /// stored feed, never holding up writers or other subscribers. To follow from now on,
+    /// subscribe after the [`head`](FeedPage::head) of a read.
+    ///
+    /// # Errors
+    ///
+    /// What the first read answers (`FeedGap` for a position the feed no longer holds, a
+    /// layer's refusal), and `Unsupported` when the backend keeps no feed.
+    pub async fn subscribe(&self, query: ReadFeed) -> Result<Subscription> {
+        let first = self.read_feed(query.clone()).await?;
+        // The store that answered (a route may have sent the read elsewhere) wakes it.
+        let Some(hub) = first.wake_hub().cloned().or_else(|| self.hub.clone()) else {
+            return Err(PersistError::Unsupported { what: "a change feed on this backend".into() });
+        };
+        let pipeline = self.clone();
+        let read: crate::feed::subscription::ReadPages = Box::new(move |query| {
+            let pipeline = pipeline.clone();
+            Box::pin(async move { pipeline.read_feed(query).await })
+        });
+        Ok(Subscription::new(read, query, &hub, first))
+    }
+
+    /// A health check of the store, through the layers: `Ok` when the backend answers its
+    /// [`ping`](Backend::ping) (a round trip that writes nothing), for readiness probes.
+    ///
+    /// # Errors
+    ///
+    /// What keeps the store from serving (unreachable, closed), or a layer's refusal.
+    pub async fn ping(&self) -> Result<()> {
+        match self.service.call(Ping::new().into()).await? {
+            PersistResult::Pong => Ok(()),
+            other => Err(PersistError::MismatchedResult { op: crate::PersistOp::Ping, got: other.op() }),
+        }
+    }
+
+    /// The backend's capabilities.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    /// The erased stack, for layers that forward to it.
+    pub fn into_service(self) -> BoxPersistService {
+        BoxCloneSyncService::new(self)
+    }
+}
+
+impl Service<PersistArgs> for Pipeline {
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = BoxFuture<'static, Result<PersistResult>>;
+
+    /// Always ready: a call whose stack is not ready at once waits for it inside its own
+    /// future.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Does nothing until the future is polled, as [`execute`](Self::execute).
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        Arc::clone(&self.service).call_owned(args)
+    }
+}
+
+/// A pipeline is a backend whose every call (writes, reads, session requests, pings) runs
+/// through its layers: stacks nest, and the conformance suite can prove a stack transparent.
+impl Backend for Pipeline {
+    async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
+        self.service.call(args).await
+    }
+
+    fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send {
+        Pipeline::get(self, query)
+    }
+
+    fn get_thread(&self, query: GetThread) -> impl Future<Output = Result<Option<Thread>>> + Send {
+        Pipeline::get_thread(self, query)
+    }
+
+    fn list(&self, query: ListMessages) -> impl Future<Output = Result<Page<Message>>> + Send {
+        Pipeline::list(self, query)
+    }
+
+    fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
+        Pipeline::threads(self, query)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {
+        Pipeline::find_stranded(self, query)
+    }
+
+    fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {
+        Pipeline::bind(self, bind)
+    }
+
+    fn resolve(&self, query: Resolve) -> impl Future<Output = Result<Resolution>> + Send {
+        Pipeline::resolve(self, query)
+    }
+
+    fn reset_session(&self, request: ResetSession) -> impl Future<Output = Result<bool>> + Send {
+        Pipeline::reset_session(self, request)
+    }
+
+    fn invalidate_session(&self, request: InvalidateSession) -> impl Future<Output = Result<bool>> + Send {
+        Pipeline::invalidate_session(self, request)
+    }
+
+    fn bindings(&self, query: ListBindings) -> impl Future<Output = Result<Vec<StoredBinding>>> + Send {
+        Pipeline::bindings(self, query)
+    }
+
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send {
+        Pipeline::ping(self)
+    }
+
+    fn read_feed(&self, query: ReadFeed) -> impl Future<Output = Result<FeedPage>> + Send {
+        Pipeline::read_feed(self, query)
+    }
+
+    fn feed_hub(&self) -> Option<FeedHub> {
+        self.hub.clone()
+    }
+}

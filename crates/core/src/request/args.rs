@@ -1,0 +1,448 @@
+//! [`PersistArgs`]: every request, as it travels down the stack (the writes [`Add`],
+//! [`Reserve`], [`UpdateContent`], [`Update`], [`Delete`] and [`Restore`], the reads, the
+//! session requests, the feed's reads and [`SetOnce`]), with the accessors layers use and the
+//! validation every backend applies; and the [`Context`] each request carries.
+
+use serde::{Deserialize, Serialize};
+
+use super::once::SetOnce;
+use super::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
+pub use super::restore::Restore;
+use super::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
+use super::write::nul;
+pub use super::write::{
+    Add, Delete, MAX_APPEND_JOINS, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent, appends_kept_racing,
+};
+pub use crate::context::Context;
+use crate::feed::ReadFeed;
+use crate::model::error::PersistError;
+use crate::model::error::Result;
+use crate::model::id::{MessageId, ThreadId};
+use crate::model::op::PersistOp;
+use crate::model::{Content, Metadata};
+
+/// One write request, as it travels through the pipeline.
+///
+/// Layers that only observe use the accessors ([`op`](Self::op),
+/// [`thread_id`](Self::thread_id), [`message_id`](Self::message_id),
+/// [`context`](Self::context)) and never need to match every variant, so a new operation
+/// added later breaks none of them.
+///
+/// # Example
+///
+/// ```
+/// use persist::{args::Add, Content, PersistArgs, PersistOp, Role, ThreadId};
+///
+/// let args = PersistArgs::from(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi")));
+/// assert_eq!(args.op(), PersistOp::Add);
+/// assert_eq!(args.thread_id().map(|t| t.as_str()), Some("t1"));
+/// assert!(args.message_id().is_none());
+/// # Ok::<_, persist::PersistError>(())
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PersistArgs {
+    /// See [`Add`].
+    Add(Add),
+    /// See [`Reserve`].
+    Reserve(Reserve),
+    /// See [`UpdateContent`].
+    UpdateContent(UpdateContent),
+    /// See [`Update`].
+    Update(Update),
+    /// See [`Delete`].
+    Delete(Delete),
+    /// See [`Restore`].
+    Restore(Restore),
+    /// Reads one message; see [`GetMessage`].
+    #[serde(skip)]
+    Get(GetMessage),
+    /// Reads one thread; see [`GetThread`].
+    #[serde(skip)]
+    GetThread(GetThread),
+    /// Lists a thread's messages; see [`ListMessages`].
+    #[serde(skip)]
+    List(ListMessages),
+    /// Lists threads; see [`ListThreads`].
+    #[serde(skip)]
+    Threads(ListThreads),
+    /// Finds stranded reservations; see [`FindStranded`].
+    #[serde(skip)]
+    FindStranded(FindStranded),
+    /// Asks whether a provider session can be resumed; see [`Resolve`].
+    Resolve(Resolve),
+    /// Records a confirmed provider session; see [`Bind`].
+    Bind(Bind),
+    /// Resets a session binding; see [`ResetSession`].
+    ResetSession(ResetSession),
+    /// Invalidates a session binding; see [`InvalidateSession`].
+    InvalidateSession(InvalidateSession),
+    /// Lists a thread's session bindings; see [`ListBindings`].
+    #[serde(skip)]
+    Bindings(ListBindings),
+    /// A health check; see [`Ping`].
+    #[serde(skip)]
+    Ping(Ping),
+    /// Reads the change feed; see [`ReadFeed`].
+    #[serde(skip)]
+    ReadFeed(ReadFeed),
+    /// Stores a value under a name once; see [`SetOnce`](SetOnce).
+    SetOnce(SetOnce),
+}
+
+impl PersistArgs {
+    /// The operation label.
+    pub fn op(&self) -> PersistOp {
+        match self {
+            Self::Add(_) => PersistOp::Add,
+            Self::Reserve(_) => PersistOp::Reserve,
+            Self::UpdateContent(_) => PersistOp::UpdateContent,
+            Self::Update(_) => PersistOp::Update,
+            Self::Delete(_) => PersistOp::Delete,
+            Self::Restore(_) => PersistOp::Restore,
+            Self::Get(_) => PersistOp::Get,
+            Self::GetThread(_) => PersistOp::GetThread,
+            Self::List(_) => PersistOp::List,
+            Self::Threads(_) => PersistOp::Threads,
+            Self::FindStranded(_) => PersistOp::FindStranded,
+            Self::Resolve(_) => PersistOp::Resolve,
+            Self::Bind(_) => PersistOp::Bind,
+            Self::ResetSession(_) => PersistOp::ResetSession,
+            Self::InvalidateSession(_) => PersistOp::InvalidateSession,
+            Self::Bindings(_) => PersistOp::Bindings,
+            Self::Ping(_) => PersistOp::Ping,
+            Self::ReadFeed(_) => PersistOp::ReadFeed,
+            Self::SetOnce(_) => PersistOp::SetOnce,
+        }
+    }
+
+    /// The thread the request addresses; `None` for requests across threads (`threads`,
+    /// `find_stranded`, `ping`, a feed read of a tenant or the store).
+    pub fn thread_id(&self) -> Option<&ThreadId> {
+        Some(match self {
+            Self::Add(a) => &a.thread_id,
+            Self::Reserve(a) => &a.thread_id,
+            Self::UpdateContent(a) => &a.thread_id,
+            Self::Update(a) => &a.thread_id,
+            Self::Delete(a) => &a.thread_id,
+            Self::Restore(a) => &a.thread.id,
+            Self::Get(a) => &a.thread_id,
+            Self::GetThread(a) => &a.thread_id,
+            Self::List(a) => &a.thread_id,
+            Self::Resolve(a) => &a.thread_id,
+            Self::Bind(a) => &a.thread_id,
+            Self::ResetSession(a) => &a.thread_id,
+            Self::InvalidateSession(a) => &a.thread_id,
+            Self::Bindings(a) => &a.thread_id,
+            Self::ReadFeed(a) => return a.thread_id(),
+            Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) | Self::SetOnce(_) => return None,
+        })
+    }
+
+    /// The message the request addresses, when it names one (a generated id is not known yet).
+    pub fn message_id(&self) -> Option<&MessageId> {
+        match self {
+            Self::Add(a) => a.message_id.as_ref(),
+            Self::Reserve(a) => a.message_id.as_ref(),
+            Self::UpdateContent(a) => Some(&a.message_id),
+            Self::Update(a) => a.target.message_id(),
+            Self::Delete(a) => a.target.message_id(),
+            Self::Get(a) => Some(&a.message_id),
+            _ => None,
+        }
+    }
+
+    /// The content being written, for `add` and `update_content`.
+    pub fn content(&self) -> Option<&Content> {
+        match self {
+            Self::Add(a) => Some(&a.content),
+            Self::UpdateContent(a) => Some(&a.content),
+            _ => None,
+        }
+    }
+
+    /// The metadata being written or merged, if any.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        match self {
+            Self::Add(a) => Some(&a.metadata),
+            Self::Reserve(a) => Some(&a.metadata),
+            Self::Update(a) => a.metadata.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The request context.
+    pub fn context(&self) -> &Context {
+        match self {
+            Self::Add(a) => &a.context,
+            Self::Reserve(a) => &a.context,
+            Self::UpdateContent(a) => &a.context,
+            Self::Update(a) => &a.context,
+            Self::Delete(a) => &a.context,
+            Self::Restore(a) => &a.context,
+            Self::Get(a) => &a.context,
+            Self::GetThread(a) => &a.context,
+            Self::List(a) => &a.context,
+            Self::Threads(a) => &a.context,
+            Self::FindStranded(a) => &a.context,
+            Self::Resolve(a) => &a.context,
+            Self::Bind(a) => &a.context,
+            Self::ResetSession(a) => &a.context,
+            Self::InvalidateSession(a) => &a.context,
+            Self::Bindings(a) => &a.context,
+            Self::Ping(a) => &a.context,
+            Self::ReadFeed(a) => &a.context,
+            Self::SetOnce(a) => &a.context,
+        }
+    }
+
+    /// Mutable access to the request context.
+    pub fn context_mut(&mut self) -> &mut Context {
+        match self {
+            Self::Add(a) => &mut a.context,
+            Self::Reserve(a) => &mut a.context,
+            Self::UpdateContent(a) => &mut a.context,
+            Self::Update(a) => &mut a.context,
+            Self::Delete(a) => &mut a.context,
+            Self::Restore(a) => &mut a.context,
+            Self::Get(a) => &mut a.context,
+            Self::GetThread(a) => &mut a.context,
+            Self::List(a) => &mut a.context,
+            Self::Threads(a) => &mut a.context,
+            Self::FindStranded(a) => &mut a.context,
+            Self::Resolve(a) => &mut a.context,
+            Self::Bind(a) => &mut a.context,
+            Self::ResetSession(a) => &mut a.context,
+            Self::InvalidateSession(a) => &mut a.context,
+            Self::Bindings(a) => &mut a.context,
+            Self::Ping(a) => &mut a.context,
+            Self::ReadFeed(a) => &mut a.context,
+            Self::SetOnce(a) => &mut a.context,
+        }
+    }
+
+    /// Checks the rules no type can express, the same on every backend: content and metadata
+    /// nested at most [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH) deep, no U+0000 in content,
+    /// metadata or a title (PostgreSQL cannot store it, so no backend does), an update must
+    /// change something, a role applies to messages and a title to threads, a title fits in
+    /// [`MAX_TITLE_BYTES`], a [`Restore`] as [`Restore::validate`] says. Backends call this
+    /// before writing anything.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if let Self::Restore(restore) = self {
+            return restore.validate();
+        }
+        if let Self::SetOnce(request) = self {
+            return request.validate();
+        }
+        if let Some(content) = self.content() {
+            content.check_depth()?;
+            if content.has_nul() {
+                return Err(nul("content"));
+            }
+        }
+        if let Some(metadata) = self.metadata() {
+            metadata.check_depth()?;
+            if metadata.has_nul() {
+                return Err(nul("metadata"));
+            }
+        }
+        if let Self::Delete(delete) = self {
+            if delete.purge && delete.target != Target::Thread {
+                return Err(PersistError::invalid("purge", "erases a whole thread: its target is the thread"));
+            }
+            if delete.expected_updated_at.is_some() && delete.target != Target::Thread {
+                return Err(PersistError::invalid("expected_updated_at", "applies to a thread delete only"));
+            }
+            if delete.free_id && !delete.purge {
+                return Err(PersistError::invalid("free_id", "applies to a purge only"));
+            }
+        }
+        let Self::Update(update) = self else {
+            return Ok(());
+        };
+        if update.metadata.is_none() && update.role.is_none() && update.title.is_none() {
+            return Err(PersistError::invalid("update", "the patch changes nothing"));
+        }
+        match update.target {
+            Target::MessagesAfter(_) => {
+                Err(PersistError::invalid("target", "an update applies to a message or a thread"))
+            }
+            Target::Message(_) if update.title.is_some() => {
+                Err(PersistError::invalid("title", "only threads have a title"))
+            }
+            Target::Thread if update.role.is_some() => Err(PersistError::invalid("role", "only messages have a role")),
+            _ => match &update.title {
+                Some(Some(title)) if title.len() > MAX_TITLE_BYTES => Err(PersistError::invalid(
+                    "title",
+                    format!("is {} bytes, the limit is {MAX_TITLE_BYTES}", title.len()),
+                )),
+                Some(Some(title)) if title.contains('\0') => Err(nul("title")),
+                _ => Ok(()),
+            },
+        }
+    }
+}
+
+macro_rules! into_args {
+    ($($variant:ident),*) => {$(
+        impl From<$variant> for PersistArgs {
+            fn from(args: $variant) -> Self {
+                Self::$variant(args)
+            }
+        }
+    )*};
+}
+into_args!(Add, Reserve, UpdateContent, Update, Delete, Restore, Resolve, Bind, ResetSession, InvalidateSession, Ping);
+
+impl From<GetMessage> for PersistArgs {
+    fn from(query: GetMessage) -> Self {
+        Self::Get(query)
+    }
+}
+
+impl From<ListMessages> for PersistArgs {
+    fn from(query: ListMessages) -> Self {
+        Self::List(query)
+    }
+}
+
+impl From<ListBindings> for PersistArgs {
+    fn from(query: ListBindings) -> Self {
+        Self::Bindings(query)
+    }
+}
+
+impl From<ListThreads> for PersistArgs {
+    fn from(query: ListThreads) -> Self {
+        Self::Threads(query)
+    }
+}
+
+into_args!(GetThread, FindStranded, ReadFeed);
+
+impl From<SetOnce> for PersistArgs {
+    fn from(request: SetOnce) -> Self {
+        Self::SetOnce(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::Role;
+    use crate::model::id::TenantId;
+
+    fn thread() -> ThreadId {
+        ThreadId::new("t1").unwrap()
+    }
+
+    #[test]
+    fn accessors_cover_every_variant() {
+        use crate::model::id::{AgentId, ProviderId, SessionId};
+        let m = MessageId::new("m1").unwrap();
+        let (agent, session) = (AgentId::new("a").unwrap(), SessionId::new("s").unwrap());
+        let provider = ProviderId::new("p").unwrap();
+        let all: Vec<PersistArgs> = vec![
+            Add::new(thread(), Role::User, Content::text("a")).with_id(m.clone()).into(),
+            Reserve::new(thread(), Role::Assistant).into(),
+            UpdateContent::new(thread(), m.clone(), Content::text("b")).into(),
+            Update::message(thread(), m.clone()).with_role(Role::Tool).into(),
+            Delete::thread(thread()).into(),
+            Restore::new(
+                crate::Thread {
+                    id: thread(),
+                    tenant: None,
+                    title: None,
+                    metadata: Metadata::new(),
+                    version: 1,
+                    created_at: crate::Timestamp::now(),
+                    updated_at: crate::Timestamp::now(),
+                    last_seq: 0,
+                    message_count: 0,
+                    deleted_at: None,
+                },
+                Vec::new(),
+            )
+            .into(),
+            GetMessage::new(thread(), m.clone()).into(),
+            GetThread::new(thread()).into(),
+            ListMessages::new(thread()).into(),
+            ListThreads::new().into(),
+            FindStranded::new(crate::Timestamp::now()).into(),
+            Resolve::new(agent.clone(), thread(), provider.clone()).into(),
+            Bind::new(agent.clone(), thread(), session.clone(), provider).into(),
+            ResetSession::new(agent.clone(), thread()).into(),
+            InvalidateSession::new(agent, thread(), session).into(),
+            ListBindings::new(thread()).into(),
+            Ping::new().into(),
+            ReadFeed::thread(thread()).into(),
+            SetOnce::new("name", "value").unwrap().into(),
+        ];
+        let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
+        assert_eq!(ops, PersistOp::ALL);
+        for args in &all {
+            let across_threads = matches!(
+                args.op(),
+                PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping | PersistOp::SetOnce
+            );
+            assert_eq!(args.thread_id().is_none(), across_threads, "{:?}", args.op());
+            assert!(args.thread_id().is_none_or(|t| *t == thread()));
+        }
+        assert_eq!(all[0].message_id(), Some(&m));
+        assert_eq!(all[1].message_id(), None);
+        assert_eq!(all[3].message_id(), Some(&m));
+        assert_eq!(all[4].message_id(), None);
+        assert_eq!(all[5].message_id(), None);
+        assert_eq!(all[6].message_id(), Some(&m));
+    }
+
+    #[test]
+    fn validate_refuses_meaningless_updates() {
+        let m = MessageId::new("m1").unwrap();
+        let cases: Vec<(PersistArgs, &str)> = vec![
+            (Update::message(thread(), m.clone()).into(), "update"),
+            (Update::message(thread(), m).with_title(Some("x".into())).into(), "title"),
+            (Update::thread(thread()).with_role(Role::User).into(), "role"),
+            (Update::thread(thread()).with_title(Some("x".repeat(MAX_TITLE_BYTES + 1))).into(), "title"),
+        ];
+        for (args, field) in cases {
+            match args.validate() {
+                Err(PersistError::InvalidInput { field: got, .. }) => assert_eq!(got, field),
+                other => panic!("{args:?} gave {other:?}"),
+            }
+        }
+        let ok: PersistArgs = Update::thread(thread()).with_metadata(Metadata::new().with("a", json!(1))).into();
+        assert!(ok.validate().is_ok());
+    }
+
+    #[test]
+    fn args_round_trip_through_json_with_their_context() {
+        let ctx = Context::new().with_tenant(TenantId::new("acme").unwrap()).with_principal("u1");
+        let id = ctx.request_id().clone();
+        let args: PersistArgs = Add::new(thread(), Role::User, Content::text("hi"))
+            .with_metadata(Metadata::new().with("k", json!("v")))
+            .with_context(ctx)
+            .into();
+        let text = serde_json::to_string(&args).unwrap();
+        assert!(text.contains("\"op\":\"add\""), "{text}");
+        let back: PersistArgs = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.context().request_id(), &id);
+        assert_eq!(back.context().tenant().unwrap().as_str(), "acme");
+        assert_eq!(back.context().principal(), Some("u1"));
+        assert_eq!(back.content(), args.content());
+    }
+
+    #[test]
+    fn request_id_is_stable_across_clones_once_read() {
+        let ctx = Context::new();
+        let id = ctx.request_id().clone();
+        assert_eq!(ctx.clone().request_id(), &id);
+    }
+}

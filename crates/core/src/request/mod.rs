@@ -1,0 +1,17 @@
+//! What a caller asks, family by family, and what comes back: the writes ([`write`]), reads
+//! ([`read`]), session requests ([`session`]), restores ([`restore`]), values set once
+//! ([`once`]), the composed operations' requests and reports ([`lifecycle`], [`maintenance`]),
+//! the one enum that carries any of them down the stack ([`args`]) and the one enum of answers
+//! ([`result`]). Every request embeds a [`Context`](crate::Context); the feed's requests are in
+//! [`feed`](crate::feed).
+
+pub mod args;
+pub mod lifecycle;
+pub mod maintenance;
+pub mod once;
+pub mod read;
+mod repeat;
+pub mod restore;
+pub(crate) mod result;
+pub mod session;
+pub(crate) mod write;

@@ -1,0 +1,250 @@
+//! [`PersistResult`]: the typed answer to each write operation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::feed::FeedPage;
+use crate::model::id::{MessageId, ThreadId};
+use crate::model::op::PersistOp;
+use crate::model::{Message, Thread};
+use crate::read::{Page, Stranded, ThreadCursor};
+pub use crate::restore::Restored;
+use crate::session::{Resolution, SessionBinding, StoredBinding};
+
+/// Answer to an `add`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Added {
+    /// The stored message.
+    pub message: Message,
+    /// `true` when the request repeated an earlier one (same idempotency key, or same explicit
+    /// id and identical payload) and the earlier message was returned; no new `seq` was taken.
+    pub deduplicated: bool,
+}
+
+impl Added {
+    /// An answer for `message`.
+    pub fn new(message: Message, deduplicated: bool) -> Self {
+        Self { message, deduplicated }
+    }
+}
+
+/// Answer to a `reserve`: the placeholder, with its id and `seq` already fixed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Reserved {
+    /// The stored placeholder (or, when deduplicated, the message as it is now).
+    pub message: Message,
+    /// `true` when an earlier reservation was returned.
+    pub deduplicated: bool,
+}
+
+impl Reserved {
+    /// An answer for `message`.
+    pub fn new(message: Message, deduplicated: bool) -> Self {
+        Self { message, deduplicated }
+    }
+}
+
+/// Answer to an `update_content`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ContentUpdated {
+    /// The message after the update.
+    pub message: Message,
+    /// The update was held back by a
+    /// [`CoalesceLayer`](crate::layer::CoalesceLayer), to be written with later ones: `message`
+    /// is the message as last written, with this update's content for a replacement (its
+    /// version is the one written last, which the layer's later write moves).
+    #[serde(default)]
+    pub coalesced: bool,
+}
+
+impl ContentUpdated {
+    /// An answer for `message`, as written.
+    pub fn new(message: Message) -> Self {
+        Self { message, coalesced: false }
+    }
+
+    /// An answer for an update held back to be written later (see [`coalesced`](Self::coalesced)).
+    pub fn held_back(message: Message) -> Self {
+        Self { message, coalesced: true }
+    }
+}
+
+/// Answer to an `update`: the patched message or thread.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "target", content = "value", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Updated {
+    /// The message after the patch.
+    Message(Message),
+    /// The thread after the patch.
+    Thread(Thread),
+}
+
+/// Answer to a `delete`: every message id removed, so index layers can purge them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Deleted {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The ids removed, in `seq` order; empty when the target was already gone.
+    pub message_ids: Vec<MessageId>,
+}
+
+impl Deleted {
+    /// An answer listing `message_ids`.
+    pub fn new(thread_id: ThreadId, message_ids: Vec<MessageId>) -> Self {
+        Self { thread_id, message_ids }
+    }
+}
+
+/// The answer to one [`PersistArgs`](crate::PersistArgs), one variant per operation.
+///
+/// Observe-only layers use the accessors ([`op`](Self::op), [`message`](Self::message),
+/// [`thread_id`](Self::thread_id), [`rows`](Self::rows)) instead of matching every variant.
+/// Reads' answers are not serialized (a read is answered, never replayed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum PersistResult {
+    /// See [`Added`].
+    Added(Added),
+    /// See [`Reserved`].
+    Reserved(Reserved),
+    /// See [`ContentUpdated`].
+    ContentUpdated(ContentUpdated),
+    /// See [`Updated`].
+    Updated(Updated),
+    /// See [`Deleted`].
+    Deleted(Deleted),
+    /// See [`Restored`].
+    Restored(Restored),
+    /// The message a `get` read, if it exists.
+    #[serde(skip)]
+    Message(Option<Message>),
+    /// The thread a `get_thread` read.
+    #[serde(skip)]
+    Thread(Option<Thread>),
+    /// A page of a `list`.
+    #[serde(skip)]
+    Messages(Page<Message>),
+    /// A page of `threads`.
+    #[serde(skip)]
+    Threads(Page<Thread, ThreadCursor>),
+    /// The reservations `find_stranded` found, each with its thread's tenant.
+    #[serde(skip)]
+    Stranded(Vec<Stranded>),
+    /// What `resolve` decided.
+    #[serde(skip)]
+    Resolved(Resolution),
+    /// The binding `bind` stored.
+    #[serde(skip)]
+    Bound(SessionBinding),
+    /// Whether `reset_session` found a binding to reset.
+    #[serde(skip)]
+    SessionReset(bool),
+    /// Whether `invalidate_session` invalidated the binding (it still pointed at the session).
+    #[serde(skip)]
+    SessionInvalidated(bool),
+    /// A thread's session bindings, by agent id.
+    #[serde(skip)]
+    Bindings(Vec<StoredBinding>),
+    /// The store answered a `ping`.
+    #[serde(skip)]
+    Pong,
+    /// The change-feed events a `read_feed` read.
+    #[serde(skip)]
+    Feed(FeedPage),
+    /// The value a `set_once` found or stored.
+    Value(String),
+}
+
+impl PersistResult {
+    /// The operation this answers.
+    pub fn op(&self) -> PersistOp {
+        match self {
+            Self::Added(_) => PersistOp::Add,
+            Self::Reserved(_) => PersistOp::Reserve,
+            Self::ContentUpdated(_) => PersistOp::UpdateContent,
+            Self::Updated(_) => PersistOp::Update,
+            Self::Deleted(_) => PersistOp::Delete,
+            Self::Restored(_) => PersistOp::Restore,
+            Self::Message(_) => PersistOp::Get,
+            Self::Thread(_) => PersistOp::GetThread,
+            Self::Messages(_) => PersistOp::List,
+            Self::Threads(_) => PersistOp::Threads,
+            Self::Stranded(_) => PersistOp::FindStranded,
+            Self::Resolved(_) => PersistOp::Resolve,
+            Self::Bound(_) => PersistOp::Bind,
+            Self::SessionReset(_) => PersistOp::ResetSession,
+            Self::SessionInvalidated(_) => PersistOp::InvalidateSession,
+            Self::Bindings(_) => PersistOp::Bindings,
+            Self::Pong => PersistOp::Ping,
+            Self::Feed(_) => PersistOp::ReadFeed,
+            Self::Value(_) => PersistOp::SetOnce,
+        }
+    }
+
+    /// The message **written**, for every write result that carries one; `None` for reads (an
+    /// indexer that looks here never re-indexes what was only read).
+    pub fn message(&self) -> Option<&Message> {
+        match self {
+            Self::Added(r) => Some(&r.message),
+            Self::Reserved(r) => Some(&r.message),
+            Self::ContentUpdated(r) => Some(&r.message),
+            Self::Updated(Updated::Message(m)) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The thread written to (a message write, or a binding's thread); `None` for reads.
+    pub fn thread_id(&self) -> Option<&ThreadId> {
+        Some(match self {
+            Self::Added(r) => &r.message.thread_id,
+            Self::Reserved(r) => &r.message.thread_id,
+            Self::ContentUpdated(r) => &r.message.thread_id,
+            Self::Updated(Updated::Message(m)) => &m.thread_id,
+            Self::Updated(Updated::Thread(t)) => &t.id,
+            Self::Deleted(r) => &r.thread_id,
+            Self::Restored(r) => &r.thread.id,
+            Self::Bound(b) => &b.thread_id,
+            _ => return None,
+        })
+    }
+
+    /// How many messages, threads or events a read answered (`0` or `1` for `get` and `get_thread`);
+    /// `None` for everything else.
+    pub fn rows(&self) -> Option<usize> {
+        match self {
+            Self::Message(m) => Some(usize::from(m.is_some())),
+            Self::Thread(t) => Some(usize::from(t.is_some())),
+            Self::Messages(page) => Some(page.items.len()),
+            Self::Threads(page) => Some(page.items.len()),
+            Self::Stranded(found) => Some(found.len()),
+            Self::Bindings(found) => Some(found.len()),
+            Self::Feed(page) => Some(page.events.len()),
+            _ => None,
+        }
+    }
+
+    /// Whether an `add`/`reserve` returned an earlier message instead of writing.
+    pub fn is_deduplicated(&self) -> bool {
+        match self {
+            Self::Added(r) => r.deduplicated,
+            Self::Reserved(r) => r.deduplicated,
+            _ => false,
+        }
+    }
+}
+
+macro_rules! into_result {
+    ($($variant:ident),*) => {$(
+        impl From<$variant> for PersistResult {
+            fn from(result: $variant) -> Self {
+                Self::$variant(result)
+            }
+        }
+    )*};
+}
+into_result!(Added, Reserved, ContentUpdated, Updated, Deleted, Restored);

@@ -1,0 +1,500 @@
+//! The store behind the lock: threads by `(tenant, thread_id)`, their messages, bindings, the
+//! feed and values set once, and every operation on them.
+
+use crate::messages::{Messages, Record};
+
+use std::hash::{Hash, Hasher};
+
+use hashbrown::hash_map::EntryRef;
+use hashbrown::{Equivalent, HashMap};
+
+use persist_core::args::{Delete, Restore, Update, UpdateContent};
+use persist_core::feed::{Change, MemoryFeed};
+use persist_core::restore::{Verdict, merged_thread};
+use persist_core::session::{BindingState, SessionBinding, StoredBinding};
+use persist_core::{
+    Added, AgentId, Content, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, PersistArgs, PersistError,
+    PersistOp, PersistResult, Reserved, Restored, Result, Status, Target, TenantId, Thread, ThreadId, Timestamp,
+    Updated,
+};
+
+/// The in-memory backend; see the [crate docs](crate).
+///
+/// Every operation runs under one lock, held only for the few microseconds of the write and
+/// never across an `.await`, so each operation is atomic and per-thread `seq`s are assigned
+/// in commit order.
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) threads: HashMap<ThreadKey, ThreadState>,
+    pub(crate) bindings: HashMap<(ThreadKey, AgentId), (SessionBinding, BindingState)>,
+    /// The change feed; `None` when turned off.
+    pub(crate) feed: Option<MemoryFeed>,
+    /// What the write under way changed, in order, for the feed.
+    pub(crate) changes: Vec<Change>,
+    /// What `set_once` stored, per tenant and name.
+    pub(crate) values: HashMap<(Option<TenantId>, String), String>,
+}
+
+/// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ThreadKey {
+    pub(crate) tenant: Option<TenantId>,
+    pub(crate) id: ThreadId,
+}
+
+impl ThreadKey {
+    pub(crate) fn new(tenant: Option<&TenantId>, id: &ThreadId) -> Self {
+        Self { tenant: tenant.cloned(), id: id.clone() }
+    }
+}
+
+/// A borrowed [`ThreadKey`], to look a thread up without cloning its ids.
+#[derive(Clone, Copy)]
+pub(crate) struct ThreadRef<'a> {
+    pub(crate) tenant: Option<&'a TenantId>,
+    pub(crate) id: &'a ThreadId,
+}
+
+// One hash for the owned and the borrowed key: the id, then the tenant's text ("" for none,
+// which no tenant is).
+impl Hash for ThreadKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        ThreadRef { tenant: self.tenant.as_ref(), id: &self.id }.hash(state);
+    }
+}
+
+impl Hash for ThreadRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.as_str().hash(state);
+        self.tenant.map_or("", TenantId::as_str).hash(state);
+    }
+}
+
+impl Equivalent<ThreadKey> for ThreadRef<'_> {
+    fn equivalent(&self, key: &ThreadKey) -> bool {
+        self.id == &key.id && self.tenant == key.tenant.as_ref()
+    }
+}
+
+impl From<&ThreadRef<'_>> for ThreadKey {
+    fn from(key: &ThreadRef<'_>) -> Self {
+        Self::new(key.tenant, key.id)
+    }
+}
+
+pub(crate) fn key<'a>(tenant: Option<&'a TenantId>, id: &'a ThreadId) -> ThreadRef<'a> {
+    ThreadRef { tenant, id }
+}
+
+pub(crate) struct ThreadState {
+    pub(crate) thread: Thread,
+    pub(crate) messages: Messages,
+}
+
+/// The fields `add` and `reserve` share.
+pub(crate) struct Insert {
+    pub(crate) thread_id: ThreadId,
+    pub(crate) message_id: Option<MessageId>,
+    pub(crate) role: persist_core::Role,
+    pub(crate) content: Content,
+    pub(crate) metadata: persist_core::Metadata,
+    pub(crate) status: Status,
+    pub(crate) idempotency_key: Option<IdempotencyKey>,
+    pub(crate) tenant: Option<TenantId>,
+}
+
+impl State {
+    /// Notes a change for the feed, if there is one.
+    pub(crate) fn changed(&mut self, change: impl FnOnce() -> Change) {
+        if self.feed.is_some() {
+            self.changes.push(change());
+        }
+    }
+
+    /// Notes a change of `message` made by `op`.
+    pub(crate) fn message_changed(&mut self, op: PersistOp, context: &persist_core::Context, message: &Message) {
+        self.changed(|| {
+            let (thread, id) = (message.thread_id.clone(), message.id.clone());
+            Change::message(context.tenant().cloned(), thread, op, id, message.seq, message.version)
+        });
+    }
+
+    pub(crate) fn apply(&mut self, args: &PersistArgs, now: Timestamp) -> Result<PersistResult> {
+        let state = self;
+        match args {
+            PersistArgs::Add(add) => {
+                let insert = Insert {
+                    thread_id: add.thread_id.clone(),
+                    message_id: add.message_id.clone(),
+                    role: add.role.clone(),
+                    content: add.content.clone(),
+                    metadata: add.metadata.clone(),
+                    status: Status::Complete,
+                    idempotency_key: add.idempotency_key.clone(),
+                    tenant: add.context.tenant().cloned(),
+                };
+                let (message, dedup) = state.insert(insert, args, now)?;
+                if !dedup {
+                    state.message_changed(PersistOp::Add, &add.context, &message);
+                }
+                Ok(Added::new(message, dedup).into())
+            }
+            PersistArgs::Reserve(reserve) => {
+                let insert = Insert {
+                    thread_id: reserve.thread_id.clone(),
+                    message_id: reserve.message_id.clone(),
+                    role: reserve.role.clone(),
+                    content: Content::placeholder(),
+                    metadata: reserve.metadata.clone(),
+                    status: Status::Reserved,
+                    idempotency_key: reserve.idempotency_key.clone(),
+                    tenant: reserve.context.tenant().cloned(),
+                };
+                let (message, dedup) = state.insert(insert, args, now)?;
+                if !dedup {
+                    state.message_changed(PersistOp::Reserve, &reserve.context, &message);
+                }
+                Ok(Reserved::new(message, dedup).into())
+            }
+            PersistArgs::UpdateContent(update) => {
+                let (message, changed) = state.update_content(update, now)?;
+                let op = if changed { PersistOp::UpdateContent } else { PersistOp::Update };
+                state.message_changed(op, &update.context, &message);
+                Ok(ContentUpdated::new(message).into())
+            }
+            PersistArgs::Update(update) => {
+                let updated = state.update(update, now)?;
+                match &updated {
+                    Updated::Message(message) => state.message_changed(PersistOp::Update, &update.context, message),
+                    Updated::Thread(thread) => state.changed(|| {
+                        Change::thread(thread.tenant.clone(), thread.id.clone(), PersistOp::Update, thread.version)
+                    }),
+                    _ => {}
+                }
+                Ok(updated.into())
+            }
+            PersistArgs::Delete(delete) => Ok(state.delete(delete, now)?.into()),
+            PersistArgs::Restore(restore) => Ok(state.restore(restore)?.into()),
+            PersistArgs::SetOnce(request) => {
+                request.validate()?;
+                let key = (request.context.tenant().cloned(), request.name.clone());
+                Ok(PersistResult::Value(state.values.entry(key).or_insert_with(|| request.value.clone()).clone()))
+            }
+            other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
+        }
+    }
+}
+
+impl State {
+    /// The thread a write to an existing thread may change: absent is `NotFound`, a tombstone
+    /// is `ThreadDeleted`.
+    pub(crate) fn writable(
+        &mut self,
+        thread_id: &ThreadId,
+        tenant: Option<&TenantId>,
+        message_id: Option<&MessageId>,
+    ) -> Result<&mut ThreadState> {
+        match self.threads.get_mut(&key(tenant, thread_id)) {
+            Some(ts) if ts.thread.is_deleted() => Err(PersistError::ThreadDeleted { thread_id: thread_id.clone() }),
+            Some(ts) => Ok(ts),
+            None => Err(PersistError::not_found(thread_id, message_id)),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, new: Insert, args: &PersistArgs, now: Timestamp) -> Result<(Message, bool)> {
+        let ts = match self.threads.entry_ref(&key(new.tenant.as_ref(), &new.thread_id)) {
+            EntryRef::Occupied(entry) => {
+                let ts = entry.into_mut();
+                if ts.thread.is_deleted() {
+                    return Err(PersistError::ThreadDeleted { thread_id: new.thread_id });
+                }
+                if let Some(record) = new.idempotency_key.as_ref().and_then(|key| ts.messages.by_key(key)) {
+                    return Ok((record.to_message(&new.thread_id)?.keyed_repeat(args)?, true));
+                }
+                if let Some(record) = new.message_id.as_ref().and_then(|id| ts.messages.by_id(id)) {
+                    let existing = record.to_message(&new.thread_id)?;
+                    if existing.is_repeat_of(args) {
+                        return Ok((existing, true));
+                    }
+                    return Err(PersistError::AlreadyExists { thread_id: new.thread_id, message_id: existing.id });
+                }
+                ts
+            }
+            EntryRef::Vacant(entry) => entry.insert(ThreadState {
+                thread: Thread {
+                    id: new.thread_id.clone(),
+                    tenant: new.tenant.clone(),
+                    title: None,
+                    metadata: persist_core::Metadata::new(),
+                    version: 1,
+                    created_at: now,
+                    updated_at: now,
+                    last_seq: 0,
+                    message_count: 0,
+                    deleted_at: None,
+                },
+                messages: Messages::default(),
+            }),
+        };
+        let seq = ts.thread.last_seq + 1;
+        let message = Message {
+            thread_id: new.thread_id,
+            id: new.message_id.unwrap_or_else(MessageId::generate),
+            role: new.role,
+            content: new.content,
+            metadata: new.metadata,
+            status: new.status,
+            seq,
+            version: 1,
+            idempotency_key: new.idempotency_key,
+            created_at: now,
+            updated_at: now,
+        };
+        ts.thread.last_seq = seq;
+        ts.thread.message_count += 1;
+        ts.thread.updated_at = now;
+        ts.messages.insert(Record::new(&message));
+        Ok((message, false))
+    }
+
+    /// The message written, and whether its content or status changed (the feed tells a write
+    /// that changed neither as an `update`, as the SQL stores' triggers do).
+    pub(crate) fn update_content(&mut self, args: &UpdateContent, now: Timestamp) -> Result<(Message, bool)> {
+        if args.append {
+            // Joined to the stored content, then written as a replacement expecting its version.
+            let ts = self.writable(&args.thread_id, args.context.tenant(), Some(&args.message_id))?;
+            let stored = ts
+                .messages
+                .by_id(&args.message_id)
+                .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(&args.message_id)))?
+                .to_message(&args.thread_id)?;
+            return self.update_content(&args.resolved(&stored)?, now);
+        }
+        let ts = self.writable(&args.thread_id, args.context.tenant(), Some(&args.message_id))?;
+        let record = ts
+            .messages
+            .by_id_mut(&args.message_id)
+            .ok_or_else(|| PersistError::not_found(&args.thread_id, Some(&args.message_id)))?;
+        check_version(args.expected_version, record.version, &args.thread_id, Some(&args.message_id))?;
+        if let Some(refusal) = args.status_conflict(record.status) {
+            return Err(refusal);
+        }
+        let changed = record.content != args.content || (args.finalize && record.status != Status::Complete);
+        record.content = args.content.clone();
+        if args.finalize {
+            record.status = Status::Complete;
+        }
+        record.version += 1;
+        record.updated_at = now;
+        let message = record.to_message(&args.thread_id)?;
+        ts.thread.updated_at = now;
+        Ok((message, changed))
+    }
+
+    pub(crate) fn update(&mut self, args: &Update, now: Timestamp) -> Result<Updated> {
+        let ts = self.writable(&args.thread_id, args.context.tenant(), args.target.message_id())?;
+        match &args.target {
+            Target::Message(id) => {
+                let record =
+                    ts.messages.by_id_mut(id).ok_or_else(|| PersistError::not_found(&args.thread_id, Some(id)))?;
+                check_version(args.expected_version, record.version, &args.thread_id, Some(id))?;
+                if let Some(patch) = &args.metadata {
+                    record.merge_metadata(patch);
+                }
+                if let Some(role) = &args.role {
+                    record.set_role(role);
+                }
+                record.version += 1;
+                record.updated_at = now;
+                let message = record.to_message(&args.thread_id)?;
+                ts.thread.updated_at = now;
+                Ok(Updated::Message(message))
+            }
+            Target::Thread => {
+                let thread = &mut ts.thread;
+                check_version(args.expected_version, thread.version, &args.thread_id, None)?;
+                if let Some(patch) = &args.metadata {
+                    thread.metadata.merge(patch);
+                }
+                if let Some(title) = &args.title {
+                    thread.title = title.clone();
+                }
+                thread.version += 1;
+                thread.updated_at = now;
+                Ok(Updated::Thread(thread.clone()))
+            }
+            // Refused by `validate` before the lock is taken.
+            Target::MessagesAfter(_) => {
+                Err(PersistError::invalid("target", "an update applies to a message or a thread"))
+            }
+        }
+    }
+
+    pub(crate) fn delete(&mut self, args: &Delete, now: Timestamp) -> Result<Deleted> {
+        let gone = || Ok(Deleted::new(args.thread_id.clone(), Vec::new()));
+        let tenant = args.context.tenant();
+        let feeding = self.feed.is_some();
+        let removal = |record: &Record| -> Result<Change> {
+            let (thread, id) = (args.thread_id.clone(), record.id()?);
+            Ok(Change::message(tenant.cloned(), thread, PersistOp::Delete, id, record.seq, record.version))
+        };
+        let Some(ts) = self.threads.get_mut(&key(tenant, &args.thread_id)) else {
+            return gone();
+        };
+        if ts.thread.is_deleted() {
+            // A purge of a tombstone erases what it still says, or frees its id.
+            if args.purge {
+                ts.thread.title = None;
+                ts.thread.metadata = persist_core::Metadata::new();
+                if args.free_id {
+                    self.threads.remove(&key(tenant, &args.thread_id));
+                }
+            }
+            return gone();
+        }
+        let removed = match &args.target {
+            Target::Message(id) => {
+                let Some(record) = ts.messages.by_id(id) else {
+                    return gone();
+                };
+                check_version(args.expected_version, record.version, &args.thread_id, Some(id))?;
+                if feeding {
+                    self.changes.push(removal(record)?);
+                }
+                ts.messages.remove(id);
+                vec![id.clone()]
+            }
+            Target::Thread => {
+                check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
+                if let Some(conflict) = args.updated_at_conflict(ts.thread.updated_at) {
+                    return Err(conflict);
+                }
+                let ids = ts.messages.iter().map(Record::id).collect::<Result<Vec<_>>>()?;
+                if feeding {
+                    let (thread, version) = (args.thread_id.clone(), ts.thread.version);
+                    self.changes.push(Change::thread(tenant.cloned(), thread, PersistOp::Delete, version));
+                }
+                ts.thread.deleted_at = Some(now);
+                let thread = key(tenant, &args.thread_id);
+                self.bindings.retain(|(bound, _), _| !thread.equivalent(bound));
+                ts.messages.clear();
+                if args.purge {
+                    ts.thread.title = None;
+                    ts.thread.metadata = persist_core::Metadata::new();
+                }
+                if args.free_id {
+                    self.threads.remove(&thread);
+                    return Ok(Deleted::new(args.thread_id.clone(), ids));
+                }
+                ids
+            }
+            Target::MessagesAfter(seq) => {
+                check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
+                let ids = ts.messages.range(seq.saturating_add(1), u64::MAX).iter().map(Record::id);
+                let ids = ids.collect::<Result<Vec<_>>>()?;
+                if ids.is_empty() {
+                    return gone();
+                }
+                if feeding {
+                    for record in ts.messages.range(seq.saturating_add(1), u64::MAX) {
+                        self.changes.push(removal(record)?);
+                    }
+                }
+                // Last first: each removal is then at the end of the thread's records.
+                for id in ids.iter().rev() {
+                    ts.messages.remove(id);
+                }
+                ts.thread.version += 1;
+                if feeding {
+                    let (thread, version) = (args.thread_id.clone(), ts.thread.version);
+                    self.changes.push(Change::thread(tenant.cloned(), thread, PersistOp::Update, version));
+                }
+                ids
+            }
+        };
+        ts.thread.message_count = ts.messages.len() as u64;
+        ts.thread.updated_at = now;
+        Ok(Deleted::new(args.thread_id.clone(), removed))
+    }
+
+    /// Judges every message before changing anything, so a refusal writes nothing.
+    pub(crate) fn restore(&mut self, args: &Restore) -> Result<Restored> {
+        let tenant = args.context.tenant();
+        let stored = self.threads.get(&key(tenant, &args.thread.id));
+        if stored.is_some_and(|ts| ts.thread.is_deleted()) {
+            return Err(PersistError::ThreadDeleted { thread_id: args.thread.id.clone() });
+        }
+        let mut inserts = Vec::new();
+        for incoming in &args.messages {
+            let verdict = match stored {
+                None => Verdict::Insert,
+                Some(ts) => {
+                    let by_id = ts.messages.by_id(&incoming.id).map(|r| r.to_message(&args.thread.id)).transpose()?;
+                    let at_seq = ts.messages.get(incoming.seq).map(Record::id).transpose()?;
+                    let by_key = match &incoming.idempotency_key {
+                        Some(k) => ts.messages.by_key(k).map(Record::id).transpose()?,
+                        None => None,
+                    };
+                    Restore::verdict(incoming, by_id.as_ref(), at_seq.as_ref(), by_key.as_ref())?
+                }
+            };
+            if verdict == Verdict::Insert {
+                inserts.push(incoming);
+            }
+        }
+        let inserted = inserts.len() as u64;
+        let present = args.messages.len() as u64 - inserted;
+        let stored_version = stored.map(|ts| ts.thread.version);
+        let thread = merged_thread(stored.map(|ts| &ts.thread), &args.thread, inserted);
+        let ts = self
+            .threads
+            .entry_ref(&key(tenant, &args.thread.id))
+            .or_insert_with(|| ThreadState { thread: thread.clone(), messages: Messages::default() });
+        let moved = stored_version.is_some_and(|version| version != thread.version);
+        ts.thread = thread.clone();
+        for message in inserts {
+            ts.messages.insert(Record::new(message));
+            if self.feed.is_some() {
+                let op = if message.status == Status::Reserved { PersistOp::Reserve } else { PersistOp::Add };
+                let (id, thread) = (message.id.clone(), args.thread.id.clone());
+                self.changes.push(Change::message(tenant.cloned(), thread, op, id, message.seq, message.version));
+            }
+        }
+        if moved && self.feed.is_some() {
+            let change = Change::thread(tenant.cloned(), args.thread.id.clone(), PersistOp::Update, thread.version);
+            self.changes.push(change);
+        }
+        let mut bindings = 0;
+        for incoming in &args.bindings {
+            let binding_key = (ThreadKey::new(tenant, &args.thread.id), incoming.binding.agent_id.clone());
+            let stored = self.bindings.get(&binding_key).map(|(b, s)| StoredBinding::new(b.clone(), *s));
+            if Restore::binding_wins(incoming, stored.as_ref()) {
+                self.bindings.insert(binding_key, (incoming.binding.clone(), incoming.state));
+                bindings += 1;
+            }
+        }
+        Ok(Restored::new(thread, inserted, present).with_bindings(bindings))
+    }
+
+    pub(crate) fn visible(&self, thread_id: &ThreadId, tenant: Option<&TenantId>) -> Option<&ThreadState> {
+        self.threads.get(&key(tenant, thread_id))
+    }
+}
+
+pub(crate) fn check_version(
+    expected: Option<u64>,
+    actual: u64,
+    thread_id: &ThreadId,
+    message_id: Option<&MessageId>,
+) -> Result<()> {
+    match expected {
+        Some(expected) if expected != actual => Err(PersistError::VersionConflict {
+            thread_id: thread_id.clone(),
+            message_id: message_id.cloned(),
+            expected,
+            actual,
+        }),
+        _ => Ok(()),
+    }
+}

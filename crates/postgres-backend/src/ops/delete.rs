@@ -1,0 +1,222 @@
+//! Deletes: a message, a truncation, a whole thread (and a purge), each under the thread's lock.
+
+use persist_core::args::Delete;
+use persist_core::{Deleted, MessageId, PersistError, Target, Timestamp};
+use sqlx::{Connection, PgConnection, Row};
+
+use super::guard::diagnose_message;
+use super::{RACE_ATTEMPTS, raced};
+use crate::error::map_sqlx;
+use crate::rows::{signed, tenant_key};
+
+pub(super) async fn delete_message(
+    conn: &mut PgConnection,
+    delete: &Delete,
+    id: &MessageId,
+) -> Result<Deleted, PersistError> {
+    let tenant = delete.context.tenant();
+    for _ in 0..RACE_ATTEMPTS {
+        let removed = sqlx::query(
+            "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $4 AND thread_id = $1 \
+                           AND deleted_at IS NULL FOR UPDATE), \
+             d AS (DELETE FROM messages WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) \
+                      AND message_id = $2 AND ($3::bigint IS NULL OR version = $3) \
+                   RETURNING message_id), \
+             u AS (UPDATE threads SET message_count = message_count - (SELECT count(*) FROM d), updated_at = $5 \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND EXISTS (SELECT 1 FROM d)) \
+             SELECT message_id FROM d",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(id.as_str())
+        .bind(delete.expected_version.map(signed))
+        .bind(tenant_key(tenant))
+        .bind(Timestamp::now().as_micros())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("deleting the message", e))?;
+        if removed.is_some() {
+            return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
+        }
+        // Nothing removed: already gone (an empty answer), or a stale expected version.
+        match diagnose_message(conn, &delete.thread_id, id, tenant, delete.expected_version, None).await? {
+            Some(conflict @ PersistError::VersionConflict { .. }) => return Err(conflict),
+            Some(_) => return Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
+            None => {}
+        }
+    }
+    Err(raced())
+}
+
+/// Deleting a thread (or truncating it) is a transaction, not one statement: after the thread's row lock is
+/// taken, each following statement sees every write committed before it (a single statement
+/// would delete only what its snapshot, taken before the lock, saw).
+///
+/// The transaction always ends here, committed or rolled back, so the connection goes back to
+/// the pool outside of one (a cancelled delete drops its connection: the pool closes it).
+pub(super) async fn delete_thread(conn: &mut PgConnection, delete: &Delete) -> Result<Deleted, PersistError> {
+    let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the delete", e))?;
+    match delete_thread_locked(&mut tx, delete).await {
+        Ok(deleted) => {
+            tx.commit().await.map_err(|e| map_sqlx("committing the delete", e))?;
+            Ok(deleted)
+        }
+        Err(refused) => {
+            tx.rollback().await.map_err(|e| map_sqlx("rolling back the delete", e))?;
+            Err(refused)
+        }
+    }
+}
+
+/// A truncation after `seq`, inside [`delete_thread`]'s transaction once the thread's row is
+/// locked and checked: every later message removed, the thread's counters and version moved.
+pub(super) async fn truncate_locked(tx: &mut PgConnection, delete: &Delete, seq: u64) -> Result<Deleted, PersistError> {
+    let sql = |context| move |e| map_sqlx(context, e);
+    let tenant = tenant_key(delete.context.tenant());
+    let removed =
+        sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 AND seq > $3 RETURNING seq, message_id")
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .bind(signed(seq))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(sql("truncating the thread"))?;
+    let ids = removed_ids(&removed)?;
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4 \
+              WHERE tenant = $2 AND thread_id = $1",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .bind(i64::try_from(ids.len()).unwrap_or(i64::MAX))
+        .bind(Timestamp::now().as_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("touching the truncated thread"))?;
+    }
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
+}
+
+/// The statements of [`delete_thread`], inside its transaction.
+pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete) -> Result<Deleted, PersistError> {
+    let tenant = tenant_key(delete.context.tenant());
+    let gone = || Ok(Deleted::new(delete.thread_id.clone(), Vec::new()));
+    let sql = |context| move |e| map_sqlx(context, e);
+    let row = sqlx::query(
+        "SELECT deleted_at IS NOT NULL AS deleted, version, updated_at FROM threads \
+          WHERE tenant = $2 AND thread_id = $1 FOR UPDATE",
+    )
+    .bind(delete.thread_id.as_str())
+    .bind(tenant)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(sql("locking the thread"))?;
+    let Some(row) = row else { return gone() };
+    if row.try_get::<bool, _>("deleted").map_err(sql("reading the thread"))? {
+        // A purge of a tombstone erases what it still says, or frees its id.
+        if delete.purge {
+            mark_deleted(tx, delete, tenant).await?;
+        }
+        return gone();
+    }
+    let actual =
+        u64::try_from(row.try_get::<i64, _>("version").map_err(sql("reading the thread"))?).unwrap_or_default();
+    if let Some(expected) = delete.expected_version.filter(|&expected| expected != actual) {
+        return Err(PersistError::VersionConflict {
+            thread_id: delete.thread_id.clone(),
+            message_id: None,
+            expected,
+            actual,
+        });
+    }
+    if let Target::MessagesAfter(seq) = delete.target {
+        return truncate_locked(tx, delete, seq).await;
+    }
+    let updated_at = row.try_get::<i64, _>("updated_at").map_err(sql("reading the thread"))?;
+    if let Some(conflict) = delete.updated_at_conflict(Timestamp::from_micros(updated_at)) {
+        return Err(conflict);
+    }
+    // The tombstone first: the change feed then records the thread's delete, and not each
+    // message it removes.
+    sqlx::query("UPDATE threads SET deleted_at = $3 WHERE tenant = $2 AND thread_id = $1")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .bind(Timestamp::now().as_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("marking the thread deleted"))?;
+    let removed = sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 RETURNING seq, message_id")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sql("deleting the thread's messages"))?;
+    let ids = removed_ids(&removed)?;
+    sqlx::query("DELETE FROM session_bindings WHERE tenant = $2 AND thread_id = $1")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("deleting the thread's session bindings"))?;
+    mark_deleted(tx, delete, tenant).await?;
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
+}
+
+/// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order.
+pub(super) fn removed_ids(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<MessageId>, PersistError> {
+    let mut removed = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("message_id")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(|e| map_sqlx("reading deleted ids", e))?;
+    removed.sort_unstable();
+    removed.into_iter().map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string()))).collect()
+}
+
+/// Leaves the thread's tombstone; a purge clears what it said, or removes it to free the id.
+pub(super) async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant: &str) -> Result<(), PersistError> {
+    let sql = |context| move |e| map_sqlx(context, e);
+    let now = Timestamp::now().as_micros();
+    let tombstone = match (delete.purge, delete.free_id) {
+        (_, true) => "DELETE FROM threads WHERE tenant = $3 AND thread_id = $1 AND $2::bigint IS NOT NULL",
+        (true, false) => {
+            "UPDATE threads SET deleted_at = coalesce(deleted_at, $2), updated_at = $2, message_count = 0, \
+                                title = NULL, metadata = '{}' \
+              WHERE tenant = $3 AND thread_id = $1"
+        }
+        (false, false) => {
+            "UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0 WHERE tenant = $3 AND thread_id = $1"
+        }
+    };
+    sqlx::query(tombstone)
+        .bind(delete.thread_id.as_str())
+        .bind(now)
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("marking the thread deleted"))?;
+    if delete.free_id {
+        // A freed id leaves the feed too (ids may carry personal data), all but the thread's
+        // newest delete, which tells followers the thread is gone.
+        // Numbered and pending events apart, each through its own partial index (a purge must
+        // not scan the whole feed while it holds the thread's lock).
+        sqlx::query(
+            "WITH kept AS ( \
+                 SELECT coalesce( \
+                     (SELECT max(id) FROM persist_feed WHERE position IS NULL AND tenant = $2 AND thread_id = $1 \
+                         AND message_id IS NULL AND removed = 'thread'), \
+                     (SELECT id FROM persist_feed WHERE position IS NOT NULL AND tenant = $2 AND thread_id = $1 \
+                         AND message_id IS NULL AND removed = 'thread' ORDER BY position DESC LIMIT 1)) AS id), \
+             numbered AS (DELETE FROM persist_feed WHERE tenant = $2 AND thread_id = $1 AND position IS NOT NULL \
+                             AND id IS DISTINCT FROM (SELECT id FROM kept)) \
+             DELETE FROM persist_feed WHERE position IS NULL AND tenant = $2 AND thread_id = $1 \
+                AND id IS DISTINCT FROM (SELECT id FROM kept)",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("erasing the thread's feed"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,264 @@
+//! Inserts (`add`, `reserve`): one statement each, or a group of them in one statement, and
+//! the diagnosis of an insert that wrote nothing.
+
+use persist_core::args::{Add, Reserve};
+use persist_core::{
+    Added, Content, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
+    Role, Status, TenantId, ThreadId, Timestamp,
+};
+use sqlx::PgConnection;
+
+use super::guard::{find_message, writable_thread};
+use super::{GroupAnswer, RACE_ATTEMPTS, group_answer, raced};
+use crate::error::{is_unique_violation, map_sqlx};
+use crate::rows::{self, json_text, message_columns, tenant_key};
+
+/// An add or a reserve (checked by [`check`]); `fixed` is the id to write when the request
+/// names none (generated otherwise). A refusal still names only the id the request named.
+pub(crate) async fn apply_insert(
+    conn: &mut PgConnection,
+    args: &PersistArgs,
+    fixed: Option<&MessageId>,
+) -> Result<PersistResult, PersistError> {
+    match args {
+        PersistArgs::Add(add) => {
+            let (message, deduplicated) = insert(conn, Insert::add(add), args, fixed).await?;
+            Ok(Added::new(message, deduplicated).into())
+        }
+        PersistArgs::Reserve(reserve) => {
+            let (message, deduplicated) = insert(conn, Insert::reserve(reserve), args, fixed).await?;
+            Ok(Reserved::new(message, deduplicated).into())
+        }
+        other => Err(PersistError::Unsupported { what: format!("inserting with `{}`", other.op()).into() }),
+    }
+}
+
+pub(super) struct Insert<'a> {
+    thread_id: &'a ThreadId,
+    message_id: Option<&'a MessageId>,
+    role: &'a Role,
+    content: Content,
+    metadata: &'a Metadata,
+    status: Status,
+    idempotency_key: Option<&'a IdempotencyKey>,
+    tenant: Option<&'a TenantId>,
+}
+
+impl<'a> Insert<'a> {
+    fn add(add: &'a Add) -> Self {
+        Self {
+            thread_id: &add.thread_id,
+            message_id: add.message_id.as_ref(),
+            role: &add.role,
+            content: add.content.clone(),
+            metadata: &add.metadata,
+            status: Status::Complete,
+            idempotency_key: add.idempotency_key.as_ref(),
+            tenant: add.context.tenant(),
+        }
+    }
+
+    fn reserve(reserve: &'a Reserve) -> Self {
+        Self {
+            thread_id: &reserve.thread_id,
+            message_id: reserve.message_id.as_ref(),
+            role: &reserve.role,
+            content: Content::placeholder(),
+            metadata: &reserve.metadata,
+            status: Status::Reserved,
+            idempotency_key: reserve.idempotency_key.as_ref(),
+            tenant: reserve.context.tenant(),
+        }
+    }
+}
+
+/// Bumps the thread's `last_seq` under its row lock (creating the thread on its first write)
+/// and inserts the message with that seq, unless the thread refuses the write or the id or
+/// key is taken; then a diagnosis answers the repeat or the refusal.
+pub(super) async fn insert(
+    conn: &mut PgConnection,
+    new: Insert<'_>,
+    args: &PersistArgs,
+    fixed: Option<&MessageId>,
+) -> Result<(Message, bool), PersistError> {
+    let content = new.content.as_json();
+    let metadata = json_text(new.metadata)?;
+    let tenant = tenant_key(new.tenant);
+    let key = new.idempotency_key.map(IdempotencyKey::as_str);
+    let generated;
+    let id = match new.message_id.or(fixed) {
+        Some(id) => id,
+        None => {
+            generated = MessageId::generate();
+            &generated
+        }
+    };
+    for _ in 0..RACE_ATTEMPTS {
+        let inserted = sqlx::query(concat!(
+            "WITH t AS ( \
+                INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+                VALUES ($9, $1, $8, $8, 1, 1) \
+                ON CONFLICT (tenant, thread_id) DO UPDATE \
+                   SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
+                       updated_at = EXCLUDED.updated_at \
+                 WHERE th.deleted_at IS NULL \
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
+                                                              AND m.message_id = $2) \
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
+                                                              AND m.idempotency_key = $7) \
+                RETURNING th.last_seq), \
+             m AS ( \
+                INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                                      idempotency_key, created_at, updated_at) \
+                SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8 FROM t \
+                RETURNING *) \
+             SELECT ",
+            message_columns!(),
+            " FROM m"
+        ))
+        .bind(new.thread_id.as_str())
+        .bind(id.as_str())
+        .bind(new.role.as_str())
+        .bind(&content)
+        .bind(&metadata)
+        .bind(new.status.as_str())
+        .bind(key)
+        .bind(Timestamp::now().as_micros())
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await;
+        match inserted {
+            Ok(Some(row)) => return Ok((rows::message(&row)?, false)),
+            Ok(None) => {
+                if let Some(answer) = diagnose_insert(conn, &new, id, args).await? {
+                    return answer;
+                }
+            }
+            // Another writer inserted the same id or key after this statement's snapshot.
+            Err(error) if is_unique_violation(&error) => {}
+            Err(error) => return Err(map_sqlx("inserting the message", error)),
+        }
+    }
+    Err(raced())
+}
+
+/// The inserts of a group (adds and reserves checked by [`check`], each for a different
+/// thread `(tenant, thread_id)`, each with the id it writes) in one statement: per insert, what
+/// [`insert`]'s statement does (the thread's row created or locked and its `last_seq` bumped,
+/// the message inserted unless the thread is deleted or its id or key is taken). The threads'
+/// rows are locked in bytewise `(tenant, thread_id)` order, so groups running at once cannot
+/// deadlock.
+///
+/// `Ok(Ok(written))`: the messages written, each with its thread's tenant; an insert that wrote nothing has none (run alone,
+/// it says why). `Ok(Err(_))`: no answer to give from the statement: the server refused it (a
+/// constraint, a trigger, a race with another instance), so it wrote nothing, or a row it
+/// wrote did not read back; run alone, each insert is written or answers the copy it finds.
+/// `Err(_)`: the connection failed; each insert alone would have met the same failure.
+pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs, &MessageId)]) -> GroupAnswer {
+    let mut columns = GroupColumns::default();
+    for &(args, id) in group {
+        let new = match args {
+            PersistArgs::Add(add) => Insert::add(add),
+            PersistArgs::Reserve(reserve) => Insert::reserve(reserve),
+            other => return Err(PersistError::Unsupported { what: format!("grouping `{}`", other.op()).into() }),
+        };
+        columns.thread_id.push(new.thread_id.as_str());
+        columns.message_id.push(new.message_id.unwrap_or(id).as_str());
+        columns.role.push(new.role.as_str());
+        columns.content.push(new.content.as_json().into_owned());
+        columns.metadata.push(json_text(new.metadata)?);
+        columns.status.push(new.status.as_str());
+        columns.idempotency_key.push(new.idempotency_key.map(IdempotencyKey::as_str));
+        columns.tenant.push(tenant_key(new.tenant));
+    }
+    let rows = sqlx::query(concat!(
+        "WITH i AS ( \
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                                 $7::text[], $8::text[]) \
+                AS i(thread_id, message_id, role, content, metadata, status, idempotency_key, tenant)), \
+         t AS ( \
+            INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+            SELECT i.tenant, i.thread_id, $9, $9, 1, 1 FROM i \
+             WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id \
+                                                          AND m.message_id = i.message_id) \
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id \
+                                                          AND m.idempotency_key = i.idempotency_key) \
+             ORDER BY i.tenant COLLATE \"C\", i.thread_id COLLATE \"C\" \
+            ON CONFLICT (tenant, thread_id) DO UPDATE \
+               SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
+                   updated_at = EXCLUDED.updated_at \
+             WHERE th.deleted_at IS NULL \
+            RETURNING th.tenant, th.thread_id, th.last_seq), \
+         m AS ( \
+            INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                                  idempotency_key, created_at, updated_at) \
+            SELECT i.tenant, i.thread_id, i.message_id, t.last_seq, i.role, i.content::jsonb, i.metadata::jsonb, \
+                   i.status, 1, i.idempotency_key, $9, $9 \
+              FROM i JOIN t ON t.tenant = i.tenant AND t.thread_id = i.thread_id \
+            RETURNING *) \
+         SELECT tenant, ",
+        message_columns!(),
+        " FROM m"
+    ))
+    .bind(&columns.thread_id)
+    .bind(&columns.message_id)
+    .bind(&columns.role)
+    .bind(&columns.content)
+    .bind(&columns.metadata)
+    .bind(&columns.status)
+    .bind(&columns.idempotency_key)
+    .bind(&columns.tenant)
+    .bind(Timestamp::now().as_micros())
+    .fetch_all(&mut *conn)
+    .await;
+    group_answer("inserting a group of messages", rows)
+}
+
+/// The columns of [`insert_group`]'s rows, one array each.
+#[derive(Default)]
+pub(super) struct GroupColumns<'a> {
+    thread_id: Vec<&'a str>,
+    message_id: Vec<&'a str>,
+    role: Vec<&'a str>,
+    content: Vec<String>,
+    metadata: Vec<String>,
+    status: Vec<&'a str>,
+    idempotency_key: Vec<Option<&'a str>>,
+    tenant: Vec<&'a str>,
+}
+
+/// Why an insert wrote nothing: `None` when the state changed meanwhile (try again).
+pub(super) async fn diagnose_insert(
+    conn: &mut PgConnection,
+    new: &Insert<'_>,
+    id: &MessageId,
+    args: &PersistArgs,
+) -> Result<Option<Result<(Message, bool), PersistError>>, PersistError> {
+    if let Err(refusal) = writable_thread(conn, new.thread_id, new.tenant, new.message_id).await? {
+        return Ok(Some(Err(refusal)));
+    }
+    if let Some(key) = new.idempotency_key {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE tenant = $3 AND thread_id = $1 AND idempotency_key = $2"
+        ))
+        .bind(new.thread_id.as_str())
+        .bind(key.as_str())
+        .bind(tenant_key(new.tenant))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("looking up the idempotency key", e))?;
+        if let Some(row) = row {
+            return Ok(Some(rows::message(&row)?.keyed_repeat(args).map(|m| (m, true))));
+        }
+    }
+    let Some(existing) = find_message(conn, new.tenant, new.thread_id, id).await? else {
+        return Ok(None);
+    };
+    if existing.is_repeat_of(args) {
+        Ok(Some(Ok((existing, true))))
+    } else {
+        Ok(Some(Err(PersistError::AlreadyExists { thread_id: new.thread_id.clone(), message_id: id.clone() })))
+    }
+}

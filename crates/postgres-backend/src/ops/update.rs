@@ -1,0 +1,293 @@
+//! Updates: content (replacements, appends), a message's metadata and role, a thread's fields;
+//! a group of message updates in one statement.
+
+use persist_core::args::{Update, UpdateContent};
+use persist_core::{Message, MessageId, Metadata, PersistArgs, PersistError, Role, Target, ThreadId, Timestamp};
+use sqlx::{Connection, PgConnection};
+
+use super::guard::{diagnose_message, find_message, writable_thread};
+use super::{GroupAnswer, RACE_ATTEMPTS, group_answer, raced};
+use crate::error::map_sqlx;
+use crate::rows::{self, json_text, message_columns, signed, tenant_key, thread_columns};
+
+/// Several message updates (content replacements and metadata/role patches, each of another
+/// message) in one statement: the threads' rows locked in key order (as every write locks
+/// them: no deadlock with a group of inserts or another group), each message changed under its
+/// guards, each thread touched. Answers the messages written with their tenant; an update not
+/// among them (absent, deleted thread, stale version) is for the caller to run alone, which
+/// says why. `Ok(Err(_))`: the server refused the statement as a whole, and it wrote nothing.
+pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]) -> GroupAnswer {
+    let mut tenant = Vec::with_capacity(group.len());
+    let (mut thread_id, mut message_id, mut content) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut finalize, mut expected, mut set, mut removed, mut role) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for args in group {
+        let (id, new_content, done, patch, new_role, version) = match args {
+            PersistArgs::UpdateContent(u) if !u.append => {
+                (&u.message_id, Some(u.content.as_json().into_owned()), u.finalize, None, None, u.expected_version)
+            }
+            PersistArgs::Update(u) => match &u.target {
+                Target::Message(id) => (id, None, false, u.metadata.as_ref(), u.role.as_ref(), u.expected_version),
+                _ => return Err(PersistError::Unsupported { what: "grouping a thread update".into() }),
+            },
+            other => return Err(PersistError::Unsupported { what: format!("grouping `{}`", other.op()).into() }),
+        };
+        let (patch_set, patch_removed) = patch_parts(patch)?;
+        tenant.push(tenant_key(args.context().tenant()));
+        thread_id.push(args.thread_id().map_or("", ThreadId::as_str));
+        message_id.push(id.as_str());
+        content.push(new_content);
+        finalize.push(done);
+        set.push(patch_set);
+        removed.push(json_text(&patch_removed)?);
+        role.push(new_role.map(Role::as_str));
+        expected.push(version.map(signed));
+    }
+    let rows = sqlx::query(concat!(
+        "WITH u AS ( \
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[], \
+                                 $7::text[], $8::text[], $9::text[]) \
+                AS u(tenant, thread_id, message_id, content, finalize, expected, set, removed, role)), \
+         t AS ( \
+            SELECT th.tenant, th.thread_id FROM threads th \
+             WHERE (th.tenant, th.thread_id) IN (SELECT tenant, thread_id FROM u) AND th.deleted_at IS NULL \
+             ORDER BY th.tenant COLLATE \"C\", th.thread_id COLLATE \"C\" FOR UPDATE), \
+         m AS ( \
+            UPDATE messages ms SET content = COALESCE(u.content::jsonb, ms.content), \
+                   status = CASE WHEN u.finalize THEN 'complete' ELSE ms.status END, \
+                   metadata = (ms.metadata || u.set::jsonb) \
+                              - ARRAY(SELECT jsonb_array_elements_text(u.removed::jsonb)), \
+                   role = COALESCE(u.role, ms.role), \
+                   version = ms.version + 1, updated_at = $10 \
+              FROM u \
+             WHERE ms.tenant = u.tenant AND ms.thread_id = u.thread_id AND ms.message_id = u.message_id \
+               AND (u.expected IS NULL OR ms.version = u.expected) \
+               AND (u.content IS NULL OR u.finalize OR ms.status <> 'complete') \
+               AND (ms.tenant, ms.thread_id) IN (SELECT tenant, thread_id FROM t) \
+            RETURNING ms.*), \
+         x AS (UPDATE threads SET updated_at = $10 WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
+         SELECT tenant, ",
+        message_columns!(),
+        " FROM m"
+    ))
+    .bind(&tenant)
+    .bind(&thread_id)
+    .bind(&message_id)
+    .bind(&content)
+    .bind(&finalize)
+    .bind(&expected)
+    .bind(&set)
+    .bind(&removed)
+    .bind(&role)
+    .bind(Timestamp::now().as_micros())
+    .fetch_all(&mut *conn)
+    .await;
+    group_answer("updating a group of messages", rows)
+}
+
+/// A content update. An append is joined to the content read and written expecting the
+/// version read; when another write got in between, it is done again in a transaction that
+/// first locks the thread's row, as every writer of the thread does: no other write can change
+/// the message between the read and the write, so an append never fails for contention
+/// (appends are never retried by `RetryLayer`: a token would be lost).
+pub(super) async fn update_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
+    if !update.append {
+        return replace_content(conn, update).await;
+    }
+    // Uncontended, two round trips: read, then write the joined content expecting the version
+    // read. Raced, the locked transaction below, where no other write can come in between.
+    if let Some(stored) = find_message(conn, update.context.tenant(), &update.thread_id, &update.message_id).await? {
+        let resolved = update.resolved(&stored)?;
+        match replace_content(conn, &resolved).await {
+            Err(PersistError::VersionConflict { expected, .. })
+                if update.expected_version.is_none() && Some(expected) == resolved.expected_version => {}
+            answer => return answer,
+        }
+    }
+    // The transaction always ends here, committed or rolled back: a connection given back to
+    // the pool inside it would hold the thread's row lock until its next use.
+    let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the append", e))?;
+    match append_locked(&mut tx, update).await {
+        Ok(message) => {
+            tx.commit().await.map_err(|e| map_sqlx("committing the append", e))?;
+            Ok(message)
+        }
+        Err(refused) => {
+            tx.rollback().await.map_err(|e| map_sqlx("rolling back the append", e))?;
+            Err(refused)
+        }
+    }
+}
+
+/// An append inside its transaction: the thread's row locked, the message read, joined and
+/// written.
+pub(super) async fn append_locked(tx: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
+    sqlx::query("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE")
+        .bind(tenant_key(update.context.tenant()))
+        .bind(update.thread_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx("locking the thread", e))?;
+    let Some(stored) = find_message(tx, update.context.tenant(), &update.thread_id, &update.message_id).await? else {
+        let refusal = diagnose_message(tx, &update.thread_id, &update.message_id, update.context.tenant(), None, None);
+        return Err(refusal
+            .await?
+            .unwrap_or_else(|| PersistError::not_found(&update.thread_id, Some(&update.message_id))));
+    };
+    replace_content(tx, &update.resolved(&stored)?).await
+}
+
+pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
+    let content = update.content.as_json();
+    let tenant = tenant_key(update.context.tenant());
+    for _ in 0..RACE_ATTEMPTS {
+        let row = sqlx::query(concat!(
+            "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $7 AND thread_id = $1 \
+                           AND deleted_at IS NULL FOR UPDATE), \
+             m AS (UPDATE messages SET content = $3::jsonb, \
+                          status = CASE WHEN $4 THEN 'complete' ELSE status END, \
+                          version = version + 1, updated_at = $5 \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
+                      AND ($6::bigint IS NULL OR version = $6) AND ($4 OR status <> 'complete') \
+                   RETURNING *), \
+             u AS (UPDATE threads SET updated_at = $5 \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
+             SELECT ",
+            message_columns!(),
+            " FROM m"
+        ))
+        .bind(update.thread_id.as_str())
+        .bind(update.message_id.as_str())
+        .bind(&content)
+        .bind(update.finalize)
+        .bind(Timestamp::now().as_micros())
+        .bind(update.expected_version.map(signed))
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("updating the content", e))?;
+        if let Some(row) = row {
+            return rows::message(&row);
+        }
+        let diagnosis = diagnose_message(
+            conn,
+            &update.thread_id,
+            &update.message_id,
+            update.context.tenant(),
+            update.expected_version,
+            Some(update),
+        );
+        if let Some(refusal) = diagnosis.await? {
+            return Err(refusal);
+        }
+    }
+    Err(raced())
+}
+
+/// Splits a metadata patch into what to merge (`||`) and which keys to remove (`-`).
+pub(super) fn patch_parts(patch: Option<&Metadata>) -> Result<(String, Vec<String>), PersistError> {
+    let Some(patch) = patch else { return Ok(("{}".to_owned(), Vec::new())) };
+    let mut set = serde_json::Map::new();
+    let mut removed = Vec::new();
+    for (key, value) in patch.as_map() {
+        if value.is_null() {
+            removed.push(key.clone());
+        } else {
+            set.insert(key.clone(), value.clone());
+        }
+    }
+    Ok((json_text(&set)?, removed))
+}
+
+pub(super) async fn update_message(
+    conn: &mut PgConnection,
+    update: &Update,
+    id: &MessageId,
+) -> Result<Message, PersistError> {
+    let (set, removed) = patch_parts(update.metadata.as_ref())?;
+    let tenant = tenant_key(update.context.tenant());
+    for _ in 0..RACE_ATTEMPTS {
+        // The merge happens in the statement, under the row lock: concurrent patches of
+        // different keys all survive.
+        let row = sqlx::query(concat!(
+            "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $8 AND thread_id = $1 \
+                           AND deleted_at IS NULL FOR UPDATE), \
+             m AS (UPDATE messages SET metadata = (metadata || $3::jsonb) - $4::text[], \
+                          role = COALESCE($5::text, role), version = version + 1, updated_at = $6 \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
+                      AND ($7::bigint IS NULL OR version = $7) \
+                   RETURNING *), \
+             u AS (UPDATE threads SET updated_at = $6 \
+                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
+             SELECT ",
+            message_columns!(),
+            " FROM m"
+        ))
+        .bind(update.thread_id.as_str())
+        .bind(id.as_str())
+        .bind(&set)
+        .bind(&removed)
+        .bind(update.role.as_ref().map(Role::as_str))
+        .bind(Timestamp::now().as_micros())
+        .bind(update.expected_version.map(signed))
+        .bind(tenant)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("updating the message", e))?;
+        if let Some(row) = row {
+            return rows::message(&row);
+        }
+        let diagnosis =
+            diagnose_message(conn, &update.thread_id, id, update.context.tenant(), update.expected_version, None);
+        if let Some(refusal) = diagnosis.await? {
+            return Err(refusal);
+        }
+    }
+    Err(raced())
+}
+
+pub(super) async fn update_thread(
+    conn: &mut PgConnection,
+    update: &Update,
+) -> Result<persist_core::Thread, PersistError> {
+    let (set, removed) = patch_parts(update.metadata.as_ref())?;
+    let tenant = update.context.tenant();
+    for _ in 0..RACE_ATTEMPTS {
+        let row = sqlx::query(concat!(
+            "UPDATE threads SET metadata = (metadata || $2::jsonb) - $3::text[], \
+                    title = CASE WHEN $4 THEN $5::text ELSE title END, version = version + 1, updated_at = $6 \
+              WHERE tenant = $7 AND thread_id = $1 AND deleted_at IS NULL \
+                AND ($8::bigint IS NULL OR version = $8) \
+             RETURNING ",
+            thread_columns!()
+        ))
+        .bind(update.thread_id.as_str())
+        .bind(&set)
+        .bind(&removed)
+        .bind(update.title.is_some())
+        .bind(update.title.as_ref().and_then(Option::as_deref))
+        .bind(Timestamp::now().as_micros())
+        .bind(tenant_key(tenant))
+        .bind(update.expected_version.map(signed))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("updating the thread", e))?;
+        if let Some(row) = row {
+            return rows::thread(&row);
+        }
+        match writable_thread(conn, &update.thread_id, tenant, None).await? {
+            Err(refusal) => return Err(refusal),
+            Ok(actual) => {
+                if let Some(expected) = update.expected_version.filter(|&expected| expected != actual) {
+                    return Err(PersistError::VersionConflict {
+                        thread_id: update.thread_id.clone(),
+                        message_id: None,
+                        expected,
+                        actual,
+                    });
+                }
+            }
+        }
+    }
+    Err(raced())
+}

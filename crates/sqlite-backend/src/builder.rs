@@ -1,0 +1,496 @@
+//! [`SqliteBackendBuilder`]: opening a SQLite store (the file, its pragmas, the schema, the
+//! reader pool and the writer), and the [`Durability`] and limits it is opened with.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use persist_core::feed::{FeedHub, FeedRetention};
+use persist_core::{PersistError, Result};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::error::{map_migrate, map_sqlx};
+
+use crate::migrations::MIGRATOR;
+use crate::{Shared, SqliteBackend, check, direct, error, feed, ops, writer};
+
+/// How hard a commit tries to reach the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// WAL + `synchronous=NORMAL`: acknowledged writes survive a process crash; a power loss
+    /// or OS crash may lose the most recent commits (never corrupts the file).
+    #[default]
+    Normal,
+    /// WAL + `synchronous=FULL`: acknowledged writes also survive a power loss.
+    Full,
+}
+
+/// Size limits applied to what is stored (serialized JSON bytes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_content_bytes: usize,
+    pub(crate) max_metadata_bytes: usize,
+}
+
+/// Configures and opens a [`SqliteBackend`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use persist::sqlite::{Durability, SqliteBackend};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let dir = tempfile::tempdir().unwrap();
+/// let backend = SqliteBackend::builder(dir.path().join("chat.db"))
+///     .durability(Durability::Full)
+///     .busy_timeout(Duration::from_secs(10))
+///     .read_connections(8)
+///     .max_content_bytes(1 << 20)
+///     .open()
+///     .await?;
+/// # drop(backend);
+/// # Ok::<_, persist::PersistError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteBackendBuilder {
+    path: PathBuf,
+    durability: Durability,
+    busy_timeout: Duration,
+    read_connections: u32,
+    max_batch: usize,
+    queue_capacity: usize,
+    max_database_bytes: Option<u64>,
+    wal_size_limit: u64,
+    check_integrity: bool,
+    limits: Limits,
+    feed: Option<FeedRetention>,
+    feed_poll: Duration,
+    read_only: bool,
+}
+
+impl SqliteBackendBuilder {
+    /// The default settings for the database at `path` (see [`SqliteBackend::builder`]).
+    pub(crate) fn new(path: &Path) -> Self {
+        SqliteBackendBuilder {
+            path: path.to_owned(),
+            durability: Durability::default(),
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+            max_batch: 256,
+            queue_capacity: 4096,
+            max_database_bytes: None,
+            wal_size_limit: 16 << 20,
+            check_integrity: false,
+            limits: Limits { max_content_bytes: 8 << 20, max_metadata_bytes: 256 << 10 },
+            feed: Some(FeedRetention::default()),
+            feed_poll: Duration::from_millis(50),
+            read_only: false,
+        }
+    }
+
+    /// Opens the file for reads only (default `false`): nothing is ever written to it, not even
+    /// the change feed's state or a migration, so a file on a read-only filesystem, or one this
+    /// process may not write, can be read. Writes are refused (`Rejected`), as are a feed's
+    /// retention and subscriptions (feed reads work while the file's feed records). A file that
+    /// does not exist is not created; one of the previous schema version is read as it is, an
+    /// older or newer one refused (`Unsupported`: open it writable once to upgrade it). Where
+    /// SQLite cannot make the file's WAL index (a read-only filesystem) and no log lies beside
+    /// the file, it is read as immutable (nobody can change it there; a log beside it, which
+    /// may hold commits, makes the open fail instead).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Acknowledged-write durability (default [`Durability::Normal`]).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long a write waits for another handle's write lock before failing with a temporary
+    /// error (default 5 s).
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Size of the read pool (default 4).
+    pub fn read_connections(mut self, connections: u32) -> Self {
+        self.read_connections = connections.max(1);
+        self
+    }
+
+    /// Most writes committed in one transaction (default 256, at most 1000: a group's inserts
+    /// are one query, and SQLite refuses queries over 1 MB or 32766 bound values).
+    pub fn max_batch(mut self, writes: usize) -> Self {
+        self.max_batch = writes.clamp(1, 1000);
+        self
+    }
+
+    /// Writes that may wait for the writer before callers wait to queue (default 4096).
+    pub fn queue_capacity(mut self, writes: usize) -> Self {
+        self.queue_capacity = writes.max(1);
+        self
+    }
+
+    /// Largest the database file may grow, in bytes (default: no limit but the disk's). A write
+    /// that would grow it further fails with an error that says the database is full, and
+    /// changes nothing; the handle goes on serving (deleting frees room for later writes). The
+    /// limit is rounded down to whole pages and never below the file's current size
+    /// (SQLite's `max_page_count`).
+    pub fn max_database_bytes(mut self, bytes: u64) -> Self {
+        self.max_database_bytes = Some(bytes);
+        self
+    }
+
+    /// Largest the write-ahead log's file stays (default 16 MiB). Under load, the writer looks
+    /// at its size every 32 writes and, when it is over, copies it back and empties it between
+    /// two groups, waiting up to 100 ms for readers still on its frames (readers that start
+    /// meanwhile read the database file), so readers coming and going without pause do not keep
+    /// it growing. Behind a read that holds one snapshot longer, the log grows past the limit;
+    /// after a second without writes, a second connection copies the log back and empties the
+    /// file, without waiting for any lock. Without a limit, the file would keep its largest size
+    /// for good.
+    pub fn wal_size_limit(mut self, bytes: u64) -> Self {
+        self.wal_size_limit = bytes;
+        self
+    }
+
+    /// Checks the file's structure when opening (SQLite's `quick_check`, which reads every
+    /// page: about a second per GiB), and refuses to open a damaged file (default off). See
+    /// [`SqliteBackend::check`] for a full check of an open database.
+    pub fn check_integrity(mut self, check: bool) -> Self {
+        self.check_integrity = check;
+        self
+    }
+
+    /// Largest content accepted, in bytes of JSON (default 8 MiB); larger is `InvalidInput`.
+    pub fn max_content_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_content_bytes = bytes;
+        self
+    }
+
+    /// Largest metadata object accepted, in bytes of JSON (default 256 KiB).
+    pub fn max_metadata_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_metadata_bytes = bytes;
+        self
+    }
+
+    /// The change feed ([`persist_core::feed`]): `Some` keeps it with this retention (the
+    /// default: seven days, at most a million events), `None` turns it off. The feed is the
+    /// file's: its events are written by the file's triggers, whichever process writes, and
+    /// the handle that opens the file last decides whether they record. Each handle applies its
+    /// own retention (every few seconds, and on [`SqliteBackend::trim_feed`]), so the
+    /// strictest of the handles open wins.
+    ///
+    /// Never silently: while a handle opened with `None` keeps the file's feed off, a read of
+    /// the feed through a handle that keeps one answers `Unsupported` saying so (its
+    /// subscribers get that error, not a wait for events nobody records), and when a handle
+    /// turns the feed on again, a reader resuming from before gets `FeedGap`: the writes made
+    /// meanwhile have no events.
+    ///
+    /// While the feed is off nothing is recorded. One thing is lost with it: if a purge
+    /// frees a thread's id meanwhile and the id is taken again, a reader of that thread id
+    /// resuming from before the purge may miss the old thread's last events. A tenant's or
+    /// the store's reads miss nothing that was recorded.
+    pub fn feed(mut self, retention: Option<FeedRetention>) -> Self {
+        self.feed = retention;
+        self
+    }
+
+    /// How often a handle with subscribers looks for other processes' writes to the file
+    /// (default 50 ms); its own writes wake its subscribers at once.
+    pub fn feed_poll_interval(mut self, interval: Duration) -> Self {
+        self.feed_poll = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Opens (creating if needed) the database and applies the schema. Must be called within a
+    /// Tokio runtime with its time driver (as `#[tokio::main]`, `#[tokio::test]` and
+    /// `Builder::enable_all` give): it starts the writer task, which keeps time to notice when
+    /// writes have stopped.
+    ///
+    /// # Errors
+    ///
+    /// `Backend` when the file cannot be opened or is not a SQLite database (it is left
+    /// untouched); `Unsupported` when it was written by a newer version of this crate, or when
+    /// the runtime has no time driver.
+    pub async fn open(self) -> Result<SqliteBackend> {
+        if self.read_only {
+            return self.open_read_only().await;
+        }
+        let path = self.path.clone();
+        self.open_writable().await.map_err(|error| error::in_file(&path, error))
+    }
+
+    async fn open_read_only(self) -> Result<SqliteBackend> {
+        let path = self.path.clone();
+        if !path.is_file() {
+            return Err(PersistError::backend(
+                format!("opening {} for reads: no database file there", path.display()),
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        let immutable = direct::needs_immutable(&path);
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .read_only(true)
+            .immutable(immutable)
+            .busy_timeout(self.busy_timeout);
+        let readers = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(self.read_connections)
+            .min_connections(0)
+            .connect_with(options)
+            .await
+            .map_err(|e| error::in_file(&path, map_sqlx("opening read connections", e)))?;
+        if let Err(error) = check_schema_version(&readers, &path).await {
+            readers.close().await;
+            return Err(error);
+        }
+        // No writer: its queue is closed, and it counts as stopped.
+        let (jobs, _) = mpsc::channel(1);
+        let (stop, _) = mpsc::channel(1);
+        let (_, closed) = watch::channel(true);
+        let parallel = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let idle = (self.read_connections as usize).max(parallel);
+        let direct = direct::DirectReads::new(path.clone(), self.busy_timeout, idle).immutable(immutable);
+        let shared = Arc::new(Shared {
+            jobs,
+            readers,
+            direct,
+            path,
+            stop,
+            closed,
+            hub: None,
+            feed_wake: Arc::new(Notify::new()),
+            retention: self.feed.unwrap_or_default(),
+            busy_timeout: self.busy_timeout,
+            read_only: true,
+        });
+        Ok(SqliteBackend { shared })
+    }
+
+    async fn open_writable(self) -> Result<SqliteBackend> {
+        if !timers_enabled() {
+            return Err(PersistError::Unsupported {
+                what: "a Tokio runtime without its time driver: build it with `enable_time()` or `enable_all()`".into(),
+            });
+        }
+        let synchronous = match self.durability {
+            Durability::Normal => SqliteSynchronous::Normal,
+            Durability::Full => SqliteSynchronous::Full,
+        };
+        let options = SqliteConnectOptions::new()
+            .filename(&self.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(self.busy_timeout)
+            .foreign_keys(true);
+        let mut writer = open_writer(&options, self.busy_timeout).await?;
+        if self.check_integrity {
+            let damage = check::quick(&mut writer).await?;
+            if !damage.is_empty() {
+                return Err(PersistError::Backend {
+                    message: format!("the database file is damaged (left untouched): {}", damage.join("; ")).into(),
+                    source: None,
+                });
+            }
+        }
+        sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
+        // Turned on again after a handle turned it off, the feed records a gap: the writes made
+        // meanwhile have no events, so a reader resuming from before is told (`FeedGap`).
+        sqlx::query(
+            "UPDATE persist_feed_state \
+                SET trimmed = CASE WHEN ?1 AND NOT enabled \
+                                   THEN max(trimmed, coalesce((SELECT max(position) FROM persist_feed), 0)) + 1 \
+                                   ELSE trimmed END, \
+                    enabled = ?1",
+        )
+        .bind(self.feed.is_some())
+        .execute(&mut writer)
+        .await
+        .map_err(|e| map_sqlx("turning the change feed on or off", e))?;
+        if let Some(bytes) = self.max_database_bytes {
+            limit_size(&mut writer, bytes).await?;
+        }
+        let readers = SqlitePoolOptions::new()
+            .test_before_acquire(false) // a local file: nothing to ping
+            .max_connections(self.read_connections)
+            .min_connections(0)
+            .connect_with(options.clone().read_only(true))
+            .await
+            .map_err(|e| map_sqlx("opening read connections", e))?;
+        let checkpointer = options.connect().await.map_err(|e| map_sqlx("opening the database", e))?;
+        let (jobs, queue) = mpsc::channel(self.queue_capacity);
+        let (checkpoints, requests) = mpsc::channel(1);
+        let (stop, stopping) = mpsc::channel(1);
+        let (writer_closed, closed) = watch::channel(false);
+        let settings = writer::Settings {
+            limits: self.limits,
+            max_batch: self.max_batch,
+            wal: writer::WalLimit {
+                path: wal_path(&self.path),
+                bytes: self.wal_size_limit,
+                busy_timeout: self.busy_timeout,
+            },
+        };
+        let wal = settings.wal.for_checkpointer();
+        tokio::spawn(async move {
+            let checkpointer = tokio::spawn(writer::checkpointer(checkpointer, requests, wal));
+            writer::run(writer, queue, checkpoints, stopping, settings).await;
+            // Closed once both of the writer's connections are.
+            let _ = checkpointer.await;
+            let _ = writer_closed.send(true);
+        });
+        // Idle connections for as many reads at once as the runtime has threads to run them.
+        let parallel = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let idle = (self.read_connections as usize).max(parallel);
+        let direct = direct::DirectReads::new(self.path.clone(), self.busy_timeout, idle);
+        let hub = self.feed.map(|_| FeedHub::new());
+        let feed_wake = Arc::new(Notify::new());
+        let retention = self.feed.unwrap_or_default();
+        let shared = Arc::new(Shared {
+            jobs,
+            readers,
+            direct,
+            path: self.path.clone(),
+            stop,
+            closed,
+            hub: hub.clone(),
+            feed_wake: feed_wake.clone(),
+            retention,
+            busy_timeout: self.busy_timeout,
+            read_only: false,
+        });
+        if let Some(hub) = hub {
+            let pump = feed::Pump {
+                hub,
+                wake: feed_wake,
+                poll: self.feed_poll,
+                retention,
+                path: self.path,
+                busy_timeout: self.busy_timeout,
+            };
+            let head = shared.direct.feed_head()?;
+            tokio::spawn(pump.run(Arc::downgrade(&shared), head));
+        }
+        Ok(SqliteBackend { shared })
+    }
+}
+
+/// The oldest schema a read-only handle reads as it is: version 9 only added the table of
+/// values set once, which reads do not use (a file not yet upgraded is still read, right after
+/// the upgrade of the crate, by `persist show` or `persist export`).
+const OLDEST_READ_AS_IS: i64 = 8;
+
+/// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot
+/// migrate it.
+async fn check_schema_version(readers: &SqlitePool, path: &Path) -> Result<()> {
+    let latest = MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or_default();
+    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(readers)
+        .await
+        .map_err(|e| error::in_file(path, map_sqlx("reading the schema version", e)))?;
+    let applied = applied.unwrap_or_default();
+    let why = match applied.cmp(&latest) {
+        std::cmp::Ordering::Equal => return Ok(()),
+        std::cmp::Ordering::Less if applied >= OLDEST_READ_AS_IS => return Ok(()),
+        std::cmp::Ordering::Less => "open it writable once to upgrade it",
+        std::cmp::Ordering::Greater => "a newer version of persist wrote it",
+    };
+    Err(PersistError::Unsupported {
+        what: format!(
+            "reading {} (schema version {applied}) for reads only: this version reads version {latest}; {why}",
+            path.display()
+        )
+        .into(),
+    })
+}
+
+/// Whether the current Tokio runtime has its time driver: Tokio panics when a timer is made
+/// without one, so the probe is made here, once, where its panic (and the message the panic
+/// hook prints) becomes a clear error, instead of in the writer task, where every later write
+/// would fail.
+fn timers_enabled() -> bool {
+    std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
+}
+
+/// The write-ahead log's file of the database at `path`: SQLite's name for it.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// Opens the writer connection and brings the schema up to date.
+///
+/// Two processes opening a new file at the same moment both set it up: the one that loses the
+/// race finds the file busy (switching it to WAL), a table another process just created, a
+/// migration it just recorded, or a migration that fails because the schema it was written for
+/// is gone: the other process applied that migration and newer ones meanwhile (the migrator
+/// reads which migrations are applied before it takes the file's lock). That one starts over on
+/// a fresh connection, where it finds what the other applied and goes on from there, for up to
+/// `patience` (the busy timeout). Any other failure is answered at once.
+async fn open_writer(options: &SqliteConnectOptions, patience: Duration) -> Result<sqlx::SqliteConnection> {
+    let deadline = std::time::Instant::now() + patience.max(Duration::from_secs(1));
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let raced = match options.connect().await {
+            Ok(mut writer) => {
+                // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked
+                // bound keeps this future from being `Send` (sqlx documents it as the way around).
+                match MIGRATOR.run_direct(None, &mut writer, false).await {
+                    Ok(()) => return Ok(writer),
+                    Err(error) if error::raced_migration(&error) => map_migrate(error),
+                    Err(error @ sqlx::migrate::MigrateError::ExecuteMigration(_, version))
+                        if applied_elsewhere(&mut writer, version).await =>
+                    {
+                        map_migrate(error)
+                    }
+                    Err(error) => return Err(map_migrate(error)),
+                }
+            }
+            Err(error) if error::raced(&error) => map_sqlx("opening the database", error),
+            Err(error) => return Err(map_sqlx("opening the database", error)),
+        };
+        if std::time::Instant::now() + pause > deadline {
+            return Err(raced);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// Whether migration `version` is recorded as applied (by another process: this one's failed
+/// and was rolled back).
+async fn applied_elsewhere(conn: &mut sqlx::SqliteConnection, version: i64) -> bool {
+    let applied = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = ?1 AND success)")
+        .bind(version)
+        .fetch_one(&mut *conn)
+        .await;
+    matches!(applied, Ok(true))
+}
+
+/// Caps the database at `bytes` (whole pages) on the writer connection, the only one that
+/// writes pages (`max_page_count` is a setting of the connection, not of the file).
+async fn limit_size(writer: &mut sqlx::SqliteConnection, bytes: u64) -> Result<()> {
+    let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
+        .fetch_one(&mut *writer)
+        .await
+        .map_err(|e| map_sqlx("reading the page size", e))?;
+    let pages = (bytes / page_size.max(1) as u64).clamp(1, i64::MAX as u64);
+    // A pragma's value cannot be bound; `pages` is a number we computed.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}")))
+        .execute(&mut *writer)
+        .await
+        .map_err(|e| map_sqlx("limiting the database size", e))?;
+    Ok(())
+}

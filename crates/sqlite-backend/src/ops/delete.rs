@@ -1,0 +1,229 @@
+//! Deletes: a message, the messages after a seq (truncation), a whole thread (and a purge).
+
+use persist_core::args::Delete;
+use persist_core::{Deleted, MessageId, PersistError, Target, TenantId, ThreadId, Timestamp};
+use sqlx::SqliteConnection;
+
+use super::guard::*;
+use super::{Failure, OpResult, aborted, refused, sql};
+use crate::rows::{signed, tenant_key};
+
+pub(super) async fn delete_message(conn: &mut SqliteConnection, delete: &Delete, id: &MessageId) -> OpResult<Deleted> {
+    let now = Timestamp::now().as_micros();
+    let tenant = delete.context.tenant();
+    let removed = sqlx::query(
+        "DELETE FROM messages \
+          WHERE tenant = ?4 AND thread_id = ?1 AND message_id = ?2 AND (?3 IS NULL OR version = ?3) \
+            AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = ?4 AND t.thread_id = ?1 \
+                                                  AND t.deleted_at IS NULL) \
+         RETURNING message_id",
+    )
+    .bind(delete.thread_id.as_str())
+    .bind(id.as_str())
+    .bind(delete.expected_version.map(signed))
+    .bind(tenant_key(tenant))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sql("deleting the message"))?;
+    if removed.is_some() {
+        touch_thread(conn, tenant, &delete.thread_id, now).await?;
+        return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
+    }
+    // Nothing removed: already gone (an empty answer), or a stale expected version.
+    match diagnose_message(conn, &delete.thread_id, id, tenant, delete.expected_version, None).await {
+        conflict @ Failure::Refused(PersistError::VersionConflict { .. }) => Err(conflict),
+        Failure::Refused(_) => Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
+        aborted @ Failure::Aborted(_) => Err(aborted),
+    }
+}
+
+pub(super) async fn touch_thread(
+    conn: &mut SqliteConnection,
+    tenant: Option<&TenantId>,
+    thread_id: &ThreadId,
+    now: i64,
+) -> OpResult<()> {
+    sqlx::query("UPDATE threads SET updated_at = ?2 WHERE tenant = ?3 AND thread_id = ?1")
+        .bind(thread_id.as_str())
+        .bind(now)
+        .bind(tenant_key(tenant))
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("touching the thread"))?;
+    Ok(())
+}
+
+/// Removes every message after `seq` in the writer's transaction, the thread checked by
+/// [`delete_thread`] (the counters move in the delete trigger); the thread's version moves
+/// when anything was removed.
+pub(super) async fn truncate(conn: &mut SqliteConnection, delete: &Delete, seq: u64) -> OpResult<Deleted> {
+    let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
+    let tenant = tenant_key(delete.context.tenant());
+    let removed =
+        sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq > ?3 RETURNING seq, message_id")
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .bind(signed(seq))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql("truncating the thread"))?;
+    let ids = removed_ids(&removed)?;
+    if ids.is_empty() {
+        return Ok(gone);
+    }
+    sqlx::query("UPDATE threads SET version = version + 1, updated_at = ?3 WHERE tenant = ?2 AND thread_id = ?1")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .bind(Timestamp::now().as_micros())
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("touching the truncated thread"))?;
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
+}
+
+/// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order.
+pub(super) fn removed_ids(rows: &[sqlx::sqlite::SqliteRow]) -> OpResult<Vec<MessageId>> {
+    use sqlx::Row;
+    let mut removed: Vec<(i64, String)> = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?)))
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(sql("reading deleted ids"))?;
+    removed.sort_unstable();
+    removed
+        .into_iter()
+        .map(|(_, id)| MessageId::new(id).map_err(|e| aborted(crate::error::corrupt(e.to_string()))))
+        .collect()
+}
+
+pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult<Deleted> {
+    let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
+    let tenant = tenant_key(delete.context.tenant());
+    let thread = match writable_thread(conn, &delete.thread_id, delete.context.tenant(), None).await {
+        Ok(thread) => thread,
+        // A purge of a tombstone erases what it still says, or frees its id.
+        Err(Failure::Refused(PersistError::ThreadDeleted { .. })) if delete.purge => {
+            mark_deleted(conn, delete, tenant).await?;
+            return Ok(gone);
+        }
+        Err(Failure::Refused(_)) => return Ok(gone),
+        Err(aborted) => return Err(aborted),
+    };
+    if let Some(expected) = delete.expected_version.filter(|&v| v != thread.version) {
+        return Err(refused(PersistError::VersionConflict {
+            thread_id: delete.thread_id.clone(),
+            message_id: None,
+            expected,
+            actual: thread.version,
+        }));
+    }
+    if let Some(conflict) = delete.updated_at_conflict(thread.updated_at) {
+        return Err(refused(conflict));
+    }
+    if let Target::MessagesAfter(seq) = delete.target {
+        return truncate(conn, delete, seq).await;
+    }
+    // Marked as being deleted first (a negative `last_seq`, which the tombstone restores): the
+    // change feed then records the thread's delete, and not each message it removes. The mark
+    // takes no room, so a delete frees room on a full disk before its event needs any.
+    sqlx::query("UPDATE threads SET last_seq = -1 - last_seq WHERE tenant = ?2 AND thread_id = ?1")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("marking the thread as being deleted"))?;
+    let removed = sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 RETURNING seq, message_id")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sql("deleting the thread's messages"))?;
+    let ids = removed_ids(&removed)?;
+    sqlx::query("DELETE FROM session_bindings WHERE tenant = ?2 AND thread_id = ?1")
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("deleting the thread's session bindings"))?;
+    mark_deleted(conn, delete, tenant).await?;
+    Ok(Deleted::new(delete.thread_id.clone(), ids))
+}
+
+/// Leaves the thread's tombstone; a purge clears what it said, or removes it to free the id.
+pub(super) async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, tenant: &str) -> OpResult<()> {
+    let now = Timestamp::now().as_micros();
+    let tombstone = match (delete.purge, delete.free_id) {
+        (_, true) => "DELETE FROM threads WHERE tenant = ?3 AND thread_id = ?1 AND ?2 IS NOT NULL",
+        (true, false) => {
+            "UPDATE threads SET deleted_at = coalesce(deleted_at, ?2), updated_at = ?2, message_count = 0, \
+                                title = NULL, metadata = '{}', \
+                                last_seq = CASE WHEN last_seq < 0 THEN -1 - last_seq ELSE last_seq END \
+              WHERE tenant = ?3 AND thread_id = ?1"
+        }
+        (false, false) => {
+            "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0, \
+                                last_seq = CASE WHEN last_seq < 0 THEN -1 - last_seq ELSE last_seq END \
+              WHERE tenant = ?3 AND thread_id = ?1"
+        }
+    };
+    // A freed id leaves the feed too (ids may carry personal data), all but the thread's
+    // newest delete, which tells followers the thread is gone: its chain, from the newest event
+    // the thread's row names, is erased.
+    let chain: Option<i64> = match delete.free_id {
+        true => sqlx::query_scalar("SELECT feed_last FROM threads WHERE tenant = ?2 AND thread_id = ?1")
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sql("reading the thread's feed"))?
+            .flatten(),
+        false => None,
+    };
+    sqlx::query(tombstone)
+        .bind(delete.thread_id.as_str())
+        .bind(now)
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("marking the thread deleted"))?;
+    if let Some(newest) = chain {
+        // With the feed off, no delete is kept, and the newest event may go: the head must not
+        // move back (positions are never reused), so what goes counts as removed.
+        sqlx::query(
+            "UPDATE persist_feed_state SET trimmed = max(trimmed, coalesce((SELECT max(position) FROM persist_feed), 0)) \
+              WHERE NOT EXISTS (SELECT 1 FROM persist_feed WHERE tenant = ?2 AND thread_id = ?1 \
+                                   AND message_id IS NULL AND removed = 'thread')",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("erasing the thread's feed"))?;
+        sqlx::query(
+            "WITH RECURSIVE kept(position) AS ( \
+                 SELECT max(position) FROM persist_feed \
+                  WHERE tenant = ?2 AND thread_id = ?1 AND message_id IS NULL AND removed = 'thread'), \
+             chain(position) AS ( \
+                 SELECT ?3 UNION SELECT f.prev FROM persist_feed f JOIN chain c ON f.position = c.position \
+                  WHERE f.prev IS NOT NULL) \
+             DELETE FROM persist_feed \
+              WHERE position IN (SELECT position FROM chain) AND position IS NOT (SELECT position FROM kept)",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .bind(newest)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("erasing the thread's feed"))?;
+        sqlx::query(
+            "UPDATE persist_feed SET prev = NULL WHERE position = (SELECT max(position) FROM persist_feed \
+              WHERE tenant = ?2 AND thread_id = ?1 AND message_id IS NULL AND removed = 'thread')",
+        )
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("erasing the thread's feed"))?;
+    }
+    Ok(())
+}

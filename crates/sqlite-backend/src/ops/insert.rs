@@ -1,0 +1,503 @@
+//! Inserts (`add`, `reserve`): planned, then written many at a time, through the inbox table
+//! whose trigger numbers each thread's messages.
+
+use std::borrow::Cow;
+use std::future::poll_fn;
+
+use sqlx::Either;
+
+use persist_core::{
+    Added, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved, Status,
+    TenantId, ThreadId, Timestamp,
+};
+use sqlx::SqliteConnection;
+
+use super::guard::*;
+use super::{Answer, Failure, OpResult, Write, aborted, refused, sql};
+use crate::Limits;
+use crate::rows::{self, message_columns, tenant_key};
+
+/// Commits a group made only of `add`s and `reserve`s in **one** round trip: every insert in
+/// one statement that is its own transaction (see [`insert_query`]). `None` when the group
+/// holds other writes.
+///
+/// `Err` means nothing was committed (the transaction was rolled back). Once the query
+/// succeeded the group is durable, so what follows (diagnosing inserts that wrote nothing: a
+/// repeat or a refusal) answers per write and never fails the group.
+pub(crate) async fn commit_inserts(
+    conn: &mut SqliteConnection,
+    writes: &[&Write],
+    limits: &Limits,
+) -> Option<OpResult<Vec<Result<Answer, PersistError>>>> {
+    let mut plans = Vec::with_capacity(writes.len());
+    for write in writes {
+        match write {
+            Write::Persist(args) => plans.push(Insert::plan(args, limits)?),
+            _ => return None,
+        }
+    }
+    let mut answers: Vec<Result<Answer, PersistError>> = Vec::with_capacity(plans.len());
+    let (mut runnable, mut slots) = (Vec::with_capacity(plans.len()), Vec::with_capacity(plans.len()));
+    for plan in plans {
+        match plan {
+            Ok(plan) => {
+                slots.push(answers.len());
+                runnable.push(plan);
+                // Overwritten below, once the group committed.
+                answers.push(pending());
+            }
+            Err(Failure::Refused(error)) => answers.push(Err(error)),
+            Err(aborted) => return Some(Err(aborted)),
+        }
+    }
+    if runnable.is_empty() {
+        return Some(Ok(answers));
+    }
+    let inserted = match insert_query(conn, &runnable, true).await {
+        Ok(inserted) => inserted,
+        // Nothing was committed (see `insert_query`): the connection is outside any transaction.
+        Err(failure) => return Some(Err(failure)),
+    };
+    for ((plan, row), slot) in runnable.iter().zip(inserted).zip(slots) {
+        answers[slot] = match row.transpose() {
+            Ok(row) => match plan.answer(conn, row).await {
+                Ok(result) => Ok(Answer::Persist(result)),
+                Err(Failure::Refused(error) | Failure::Aborted(error)) => Err(error),
+            },
+            Err(unreadable) => Err(PersistError::Backend {
+                message: format!("the write was committed but cannot be read back: {unreadable}").into(),
+                source: None,
+            }),
+        };
+    }
+    Some(Ok(answers))
+}
+
+/// The slot of an insert whose answer is filled in once its run is written.
+pub(super) fn pending() -> Result<Answer, PersistError> {
+    Err(PersistError::Backend { message: "the writer did not answer this write".into(), source: None })
+}
+
+/// Inserts a run of planned writes and fills their answers, the last `run.len()` of `out`.
+pub(super) async fn insert_run(
+    conn: &mut SqliteConnection,
+    run: &mut Vec<Insert<'_>>,
+    out: &mut [Result<Answer, PersistError>],
+) -> OpResult<()> {
+    if run.is_empty() {
+        return Ok(());
+    }
+    let inserted = insert_many(conn, run).await?;
+    let first = out.len() - run.len();
+    for ((plan, row), slot) in run.iter().zip(inserted).zip(&mut out[first..]) {
+        *slot = match plan.answer(conn, row).await {
+            Ok(result) => Ok(Answer::Persist(result)),
+            Err(Failure::Refused(error)) => Err(error),
+            Err(aborted) => return Err(aborted),
+        };
+    }
+    run.clear();
+    Ok(())
+}
+
+/// A planned `add` or `reserve`, its id fixed (generated now when the request named none).
+pub(super) struct Insert<'a> {
+    args: &'a PersistArgs,
+    thread_id: &'a ThreadId,
+    id: MessageId,
+    role: &'a persist_core::Role,
+    /// Checked against the limits; a reservation's placeholder.
+    content: persist_core::Content,
+    given_metadata: &'a Metadata,
+    metadata: String,
+    status: Status,
+    idempotency_key: Option<&'a IdempotencyKey>,
+    tenant: Option<&'a TenantId>,
+}
+
+impl<'a> Insert<'a> {
+    /// `None` unless `args` is an add or a reserve; `Some(Err)` when it is refused up front.
+    pub(super) fn plan(args: &'a PersistArgs, limits: &Limits) -> Option<OpResult<Self>> {
+        let plan = match args {
+            PersistArgs::Add(add) => args.validate().map_err(refused).and_then(|()| {
+                Ok(Insert {
+                    args,
+                    thread_id: &add.thread_id,
+                    id: add.message_id.clone().unwrap_or_else(MessageId::generate),
+                    role: &add.role,
+                    content: limits.content(&add.content)?,
+                    given_metadata: &add.metadata,
+                    metadata: limits.metadata(&add.metadata)?,
+                    status: Status::Complete,
+                    idempotency_key: add.idempotency_key.as_ref(),
+                    tenant: add.context.tenant(),
+                })
+            }),
+            PersistArgs::Reserve(reserve) => args.validate().map_err(refused).and_then(|()| {
+                Ok(Insert {
+                    args,
+                    thread_id: &reserve.thread_id,
+                    id: reserve.message_id.clone().unwrap_or_else(MessageId::generate),
+                    role: &reserve.role,
+                    content: persist_core::Content::placeholder(),
+                    given_metadata: &reserve.metadata,
+                    metadata: limits.metadata(&reserve.metadata)?,
+                    status: Status::Reserved,
+                    idempotency_key: reserve.idempotency_key.as_ref(),
+                    tenant: reserve.context.tenant(),
+                })
+            }),
+            _ => return None,
+        };
+        Some(plan)
+    }
+
+    /// The message this insert wrote as row `seq` at `now`: exactly the values it bound.
+    fn written(&self, seq: u64, now: Timestamp) -> Message {
+        Message {
+            thread_id: self.thread_id.clone(),
+            id: self.id.clone(),
+            role: self.role.clone(),
+            content: self.content.clone(),
+            metadata: self.given_metadata.clone(),
+            status: self.status,
+            seq,
+            version: 1,
+            idempotency_key: self.idempotency_key.cloned(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The result of this insert: the row it wrote, or else a diagnosis (a repeat answered
+    /// `deduplicated`, or the refusal).
+    pub(super) async fn answer(
+        &self,
+        conn: &mut SqliteConnection,
+        inserted: Option<Message>,
+    ) -> OpResult<PersistResult> {
+        let (message, deduplicated) = match inserted {
+            Some(message) => (message, false),
+            None => self.diagnose(conn).await?,
+        };
+        Ok(match self.status {
+            Status::Reserved => Reserved::new(message, deduplicated).into(),
+            Status::Complete => Added::new(message, deduplicated).into(),
+        })
+    }
+
+    /// Why nothing was inserted: the thread refused the write, or it repeats an earlier one.
+    async fn diagnose(&self, conn: &mut SqliteConnection) -> OpResult<(Message, bool)> {
+        let requested = self.args.message_id();
+        writable_thread(conn, self.thread_id, self.tenant, requested).await?;
+        if let Some(key) = self.idempotency_key {
+            let existing = sqlx::query(concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages WHERE tenant = ?3 AND thread_id = ?1 AND idempotency_key = ?2"
+            ))
+            .bind(self.thread_id.as_str())
+            .bind(key.as_str())
+            .bind(tenant_key(self.tenant))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sql("looking up the idempotency key"))?;
+            if let Some(row) = existing {
+                let existing = rows::message(&row).map_err(aborted)?;
+                return existing.keyed_repeat(self.args).map(|m| (m, true)).map_err(refused);
+            }
+        }
+        let existing = find_message(conn, self.tenant, self.thread_id, &self.id).await?.ok_or_else(|| {
+            aborted(PersistError::Backend {
+                message: "the insert was refused for no known reason".into(),
+                source: None,
+            })
+        })?;
+        if existing.is_repeat_of(self.args) {
+            Ok((existing, true))
+        } else {
+            Err(refused(PersistError::AlreadyExists { thread_id: self.thread_id.clone(), message_id: self.id.clone() }))
+        }
+    }
+}
+
+/// Inserts every planned message in one round trip: per insert, the thread is created if
+/// absent, then the message is inserted unless the thread refuses it or the id or key is
+/// taken. Answers, per plan, the row written (or `None`).
+pub(super) async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>]) -> OpResult<Vec<Option<Message>>> {
+    // Inside the caller's transaction: an unreadable report aborts it, nothing is committed.
+    insert_query(conn, plans, false).await?.into_iter().map(|row| row.transpose().map_err(aborted)).collect()
+}
+
+/// One insert: the thread `(tenant, thread_id)` is created if absent, then the message is
+/// inserted unless the thread is deleted or its id or idempotency key is taken. Written
+/// once, used twice: with the `NEW.…` columns in the inbox's trigger, and with parameters for
+/// a group of one (which then reports its seq with `RETURNING`, `$returning`).
+macro_rules! insert_one {
+    ($thread:literal, $tenant:literal, $id:literal, $role:literal, $content:literal, $metadata:literal,
+     $status:literal, $key:literal, $now:literal, $returning:literal) => {
+        concat!(
+            "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES (",
+            $tenant,
+            ", ",
+            $thread,
+            ", ",
+            $now,
+            ", ",
+            $now,
+            ") ON CONFLICT (tenant, thread_id) DO NOTHING; ",
+            "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                                   idempotency_key, created_at, updated_at) \
+             SELECT t.tenant, t.thread_id, ",
+            $id,
+            ", t.last_seq + 1, ",
+            $role,
+            ", ",
+            $content,
+            ", ",
+            $metadata,
+            ", ",
+            $status,
+            ", 1, ",
+            $key,
+            ", ",
+            $now,
+            ", ",
+            $now,
+            " FROM threads t \
+              WHERE t.tenant = ",
+            $tenant,
+            " AND t.thread_id = ",
+            $thread,
+            " AND t.deleted_at IS NULL ON CONFLICT DO NOTHING",
+            $returning,
+            ";"
+        )
+    };
+}
+
+/// A group of one insert: the statements of the inbox's trigger, bound directly (no JSON, no
+/// trigger, no report table), the seq returned by the insert.
+pub(super) const INSERT_ONE: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    insert_one!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", " RETURNING seq"),
+    " COMMIT;"
+);
+
+/// The insert of [`APPLY_INBOX`]: the rows of its one JSON array parameter, in order.
+macro_rules! inbox_insert {
+    () => {
+        "INSERT INTO persist_inbox (plan, thread_id, tenant, message_id, role, content, metadata, status, \
+                                    idempotency_key, now) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
+                value ->> 7, value ->> 8, value ->> 9 \
+           FROM json_each(?) ORDER BY key;"
+    };
+}
+
+/// The report of [`APPLY_INBOX`]: `plan:seq` for every row its insert wrote.
+macro_rules! read_report {
+    () => {
+        "SELECT group_concat(plan || ':' || seq, ',') AS written FROM persist_written;"
+    };
+}
+
+/// Empties the report, applies the rows bound as one JSON array (`[[plan, thread_id, tenant,
+/// message_id, role, content, metadata, status, idempotency_key, now], …]`) through the inbox,
+/// and reads the report back: three statements, one round trip. In autocommit the insert is
+/// its own transaction, committed before the report is read: which statement finished tells a
+/// failed insert from a committed one whose report could not be read.
+pub(super) const APPLY_INBOX: &str = concat!("DELETE FROM persist_written; ", inbox_insert!(), " ", read_report!());
+
+/// How many statements of [`APPLY_INBOX`] have finished once its insert has: the `DELETE`, then
+/// the insert.
+pub(super) const INSERT_FINISHED: usize = 2;
+
+/// The insert alone of the group statement (`APPLY_INBOX`), for the benchmark.
+pub const INBOX_INSERT: &str = inbox_insert!();
+
+/// The report alone of the group statement (`APPLY_INBOX`), for the benchmark.
+pub const READ_REPORT: &str = read_report!();
+
+/// The writer connection's inbox, created on that connection only (`TEMP`): inserting a row
+/// into the `persist_inbox` view creates the thread `(tenant, thread_id)` if it is absent, then
+/// inserts the message unless the thread is deleted or its id or idempotency key is taken, and records in `persist_written` which row wrote a message with which `seq`. Rows
+/// are applied one at a time, in order, each seeing the rows before it (the thread's
+/// `last_seq`, a key an earlier row took).
+pub const INBOX: &str = concat!(
+    "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384; \
+    PRAGMA secure_delete = ON; \
+    CREATE TEMP TABLE IF NOT EXISTS persist_written (plan INTEGER NOT NULL, seq INTEGER NOT NULL); \
+    CREATE TEMP VIEW IF NOT EXISTS persist_inbox AS \
+        SELECT NULL AS plan, NULL AS thread_id, NULL AS tenant, NULL AS message_id, NULL AS role, NULL AS content, \
+               NULL AS metadata, NULL AS status, NULL AS idempotency_key, NULL AS now; \
+    CREATE TEMP TRIGGER IF NOT EXISTS persist_inbox_insert INSTEAD OF INSERT ON persist_inbox \
+    BEGIN ",
+    insert_one!(
+        "NEW.thread_id",
+        "NEW.tenant",
+        "NEW.message_id",
+        "NEW.role",
+        "NEW.content",
+        "NEW.metadata",
+        "NEW.status",
+        "NEW.idempotency_key",
+        "NEW.now",
+        ""
+    ),
+    " INSERT INTO persist_written (plan, seq) \
+             SELECT NEW.plan, last_seq FROM threads \
+              WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id AND changes() > 0; \
+    END;"
+);
+
+/// The inserts of `plans` in one round trip and a constant number of statements, whatever
+/// the group's size; with `transaction`, the whole group commits in that same round trip (one
+/// statement in autocommit; a group of one in `BEGIN IMMEDIATE` … `COMMIT`), otherwise it runs
+/// in the caller's transaction.
+///
+/// Every row travels in one JSON array parameter into the writer connection's `persist_inbox`
+/// view, whose trigger applies the rows one at a time, in order (see [`INBOX`]). A fixed
+/// statement is prepared once, and the connection's worker thread answers with a handful of
+/// results instead of three per row: each result is a hand-off between threads.
+pub(super) async fn insert_query(
+    conn: &mut SqliteConnection,
+    plans: &[Insert<'_>],
+    transaction: bool,
+) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
+    let now = Timestamp::now();
+    if let ([plan], true) = (plans, transaction) {
+        return insert_one(conn, plan, now).await;
+    }
+    let rows: Vec<InboxRow<'_>> = plans
+        .iter()
+        .enumerate()
+        .map(|(index, plan)| {
+            (
+                index,
+                plan.thread_id.as_str(),
+                tenant_key(plan.tenant),
+                plan.id.as_str(),
+                plan.role.as_str(),
+                plan.content.as_json(),
+                plan.metadata.as_str(),
+                plan.status.as_str(),
+                plan.idempotency_key.map(IdempotencyKey::as_str),
+                now.as_micros(),
+            )
+        })
+        .collect();
+    let rows = serde_json::to_string(&rows).map_err(|e| aborted(PersistError::invalid("message", e.to_string())))?;
+    // With `transaction`, the inbox insert is the group's transaction on its own (autocommit):
+    // one statement commits or rolls back whole, and outside an explicit transaction SQLite
+    // keeps no statement journal (a copy of every page the group changes, made in case the
+    // statement fails halfway: ≈ 8% of the writer's time with 64 callers). Its write lock is
+    // taken as the statement starts, before it reads anything, as `BEGIN IMMEDIATE` would.
+    // The three statements go in one round trip (with 64 callers, a second one for the report
+    // left SQLite's thread idle between groups: ≈ 12% fewer writes/s); each answers as it
+    // finishes: the `DELETE`, the insert, then the report's row and its end. How many finished
+    // tells a failed insert from a committed one whose report could not be read.
+    let mut results = sqlx::Executor::fetch_many(&mut *conn, sqlx::query(APPLY_INBOX).bind(rows));
+    let (mut finished, mut report) = (0, None);
+    let failed = loop {
+        match poll_fn(|cx| results.as_mut().poll_next(cx)).await {
+            Some(Ok(Either::Left(_))) => finished += 1,
+            Some(Ok(Either::Right(row))) => report = Some(sqlx::Row::try_get::<Option<String>, _>(&row, "written")),
+            Some(Err(error)) => break Some(error),
+            None => break None,
+        }
+    };
+    drop(results);
+    let report = match (failed, report) {
+        // Nothing of the insert stays: in autocommit it is the transaction, and inside the
+        // caller's transaction a statement that fails is rolled back whole.
+        (Some(error), _) if finished < INSERT_FINISHED => return Err(sql("inserting messages")(error)),
+        // Ended before the insert finished without an error: sqlx's connection thread is gone,
+        // and the insert with it (its transaction is rolled back when the connection closes).
+        (None, _) if finished < INSERT_FINISHED => {
+            return Err(sql("inserting messages")(sqlx::Error::WorkerCrashed));
+        }
+        (Some(error), _) | (None, Some(Err(error))) => Err(error),
+        (None, Some(Ok(written))) => Ok(written),
+        (None, None) => Err(sqlx::Error::RowNotFound),
+    };
+    let written = match report {
+        Ok(written) => written,
+        // Inside the caller's transaction: abort it, nothing is committed.
+        Err(error) if !transaction => return Err(sql("reading the insert report")(error)),
+        // Committed: the answers fail, never the group (run again, the writes would repeat).
+        Err(error) => {
+            let unreadable = || PersistError::Backend {
+                message: format!("the writes were committed but their report cannot be read: {error}").into(),
+                source: None,
+            };
+            return Ok(plans.iter().map(|_| Some(Err(unreadable()))).collect());
+        }
+    };
+    let written = written.as_deref();
+    // Each pair names the plan that wrote a row and the row's seq: a row is never given to
+    // another plan (one that was refused, say for a deleted thread, with the same id).
+    // An unreadable report fails only the plans it leaves unanswered: with `transaction`, the
+    // group is already committed.
+    let mut answers: Vec<Option<Result<Message, PersistError>>> = plans.iter().map(|_| None).collect();
+    let mut unreadable = None;
+    for pair in written.unwrap_or_default().split(',').filter(|pair| !pair.is_empty()) {
+        let parsed =
+            pair.split_once(':').and_then(|(plan, seq)| Some((plan.parse::<usize>().ok()?, seq.parse().ok()?)));
+        match parsed.and_then(|(index, seq)| Some((answers.get_mut(index)?, plans.get(index)?, seq))) {
+            Some((slot, plan, seq)) => *slot = Some(Ok(plan.written(seq, now))),
+            None => unreadable = Some(pair),
+        }
+    }
+    if let Some(pair) = unreadable {
+        for slot in answers.iter_mut().filter(|slot| slot.is_none()) {
+            *slot = Some(Err(PersistError::Backend {
+                message: format!("the writer could not read its insert report ({pair:?})").into(),
+                source: None,
+            }));
+        }
+    }
+    Ok(answers)
+}
+
+/// The group of one `plan`: [`INSERT_ONE`], committed in one round trip.
+pub(super) async fn insert_one(
+    conn: &mut SqliteConnection,
+    plan: &Insert<'_>,
+    now: Timestamp,
+) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
+    // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
+    let inserted = sqlx::query(INSERT_ONE)
+        .bind(plan.thread_id.as_str())
+        .bind(tenant_key(plan.tenant))
+        .bind(plan.id.as_str())
+        .bind(plan.role.as_str())
+        .bind(plan.content.as_json())
+        .bind(plan.metadata.as_str())
+        .bind(plan.status.as_str())
+        .bind(plan.idempotency_key.map(IdempotencyKey::as_str))
+        .bind(now.as_micros())
+        .fetch_all(&mut *conn)
+        .await;
+    let rows = match inserted {
+        Ok(rows) => rows,
+        Err(error) => {
+            // A statement failed after `BEGIN` (or `COMMIT` did): nothing of it may stay.
+            super::rollback(conn).await;
+            return Err(sql("inserting a message")(error));
+        }
+    };
+    // The group is committed: an unreadable seq fails this answer only.
+    let written = rows.first().map(|row| {
+        sqlx::Row::try_get::<i64, _>(row, "seq")
+            .map_err(|e| PersistError::backend("reading the inserted seq", e))
+            .and_then(|seq| u64::try_from(seq).map_err(|_| crate::error::corrupt(format!("seq {seq}"))))
+            .map(|seq| plan.written(seq, now))
+    });
+    Ok(vec![written])
+}
+
+/// One row of the inbox parameter: plan, thread, tenant, id, role, content, metadata, status,
+/// idempotency key, time.
+pub(super) type InboxRow<'a> =
+    (usize, &'a str, &'a str, &'a str, &'a str, Cow<'a, str>, &'a str, &'a str, Option<&'a str>, i64);

@@ -1,0 +1,153 @@
+//! [`Restore`] as SQL: judge every message, then write, in the writer's transaction.
+
+use persist_core::args::Restore;
+use persist_core::restore::{Verdict, merged_thread};
+use persist_core::{IdempotencyKey, Message, PersistError, Restored, RuntimeId};
+use sqlx::SqliteConnection;
+
+use super::{OpResult, aborted, find_thread, refused, sql};
+use crate::Limits;
+use crate::rows::{self, message_columns, signed, tenant_key};
+
+/// Restores a thread and its messages (validated by the caller); a refusal comes before the
+/// first write.
+pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limits: &Limits) -> OpResult<Restored> {
+    let tenant = restore.context.tenant();
+    let key = tenant_key(tenant);
+    let stored = find_thread(conn, tenant, &restore.thread.id).await?;
+    if stored.as_ref().is_some_and(persist_core::Thread::is_deleted) {
+        return Err(refused(PersistError::ThreadDeleted { thread_id: restore.thread.id.clone() }));
+    }
+    let mut inserts = Vec::with_capacity(restore.messages.len());
+    for incoming in &restore.messages {
+        let verdict = match stored {
+            None => Verdict::Insert,
+            Some(_) => judge(conn, key, incoming).await?,
+        };
+        if verdict == Verdict::Insert {
+            limits.content(&incoming.content)?;
+            inserts.push((incoming, limits.metadata(&incoming.metadata)?));
+        }
+    }
+    let inserted = inserts.len() as u64;
+    let thread = merged_thread(stored.as_ref(), &restore.thread, inserted);
+    if stored.is_none() {
+        // The thread's metadata is written only when the restore creates it; still before any
+        // write.
+        let thread_metadata = limits.metadata(&restore.thread.metadata)?;
+        sqlx::query(
+            "INSERT INTO threads (tenant, thread_id, title, metadata, version, created_at, updated_at, last_seq, \
+                                  message_count) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+        )
+        .bind(key)
+        .bind(thread.id.as_str())
+        .bind(thread.title.as_deref())
+        .bind(&thread_metadata)
+        .bind(signed(thread.version))
+        .bind(thread.created_at.as_micros())
+        .bind(thread.updated_at.as_micros())
+        .bind(signed(thread.last_seq))
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("restoring the thread"))?;
+    }
+    for (message, metadata) in inserts {
+        sqlx::query(
+            "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                                   idempotency_key, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .bind(key)
+        .bind(message.thread_id.as_str())
+        .bind(message.id.as_str())
+        .bind(signed(message.seq))
+        .bind(message.role.as_str())
+        .bind(message.content.as_json())
+        .bind(metadata)
+        .bind(message.status.as_str())
+        .bind(signed(message.version))
+        .bind(message.idempotency_key.as_ref().map(IdempotencyKey::as_str))
+        .bind(message.created_at.as_micros())
+        .bind(message.updated_at.as_micros())
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("restoring a message"))?;
+    }
+    // The insert trigger moved `last_seq` and `updated_at` to each message's: set the thread's.
+    if inserted > 0 || stored.as_ref().is_some_and(|s| *s != thread) {
+        sqlx::query(
+            "UPDATE threads SET version = ?3, updated_at = ?4, last_seq = ?5 WHERE tenant = ?1 AND thread_id = ?2",
+        )
+        .bind(key)
+        .bind(thread.id.as_str())
+        .bind(signed(thread.version))
+        .bind(thread.updated_at.as_micros())
+        .bind(signed(thread.last_seq))
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("restoring the thread"))?;
+    }
+    let bindings = restore_bindings(conn, key, restore).await?;
+    Ok(Restored::new(thread, inserted, restore.messages.len() as u64 - inserted).with_bindings(bindings))
+}
+
+/// Writes each binding unless the one stored for its agent changed at the same time or later
+/// ([`Restore::binding_wins`], in the statement's `WHERE`); answers how many were written.
+async fn restore_bindings(conn: &mut SqliteConnection, tenant: &str, restore: &Restore) -> OpResult<u64> {
+    let mut written = 0;
+    for stored in &restore.bindings {
+        let b = &stored.binding;
+        let done = sqlx::query(
+            "INSERT INTO session_bindings (tenant, agent_id, thread_id, session_id, provider, runtime_id, work_dir, \
+                                           state, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+             ON CONFLICT (tenant, agent_id, thread_id) DO UPDATE \
+                SET session_id = excluded.session_id, provider = excluded.provider, \
+                    runtime_id = excluded.runtime_id, work_dir = excluded.work_dir, state = excluded.state, \
+                    created_at = excluded.created_at, updated_at = excluded.updated_at \
+              WHERE session_bindings.updated_at < excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(b.agent_id.as_str())
+        .bind(b.thread_id.as_str())
+        .bind(b.session_id.as_str())
+        .bind(b.provider.as_str())
+        .bind(b.runtime_id.as_ref().map(RuntimeId::as_str))
+        .bind(b.work_dir.as_deref())
+        .bind(stored.state.as_str())
+        .bind(b.created_at.as_micros())
+        .bind(b.updated_at.as_micros())
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("restoring a session binding"))?;
+        written += done.rows_affected();
+    }
+    Ok(written)
+}
+
+/// What the thread holds under the message's id, at its seq and under its idempotency key, in
+/// one query of three index lookups (one `OR` of the three would scan the thread's messages).
+async fn judge(conn: &mut SqliteConnection, tenant: &str, incoming: &Message) -> OpResult<Verdict> {
+    let found = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND message_id = ?3 \
+         UNION SELECT ",
+        message_columns!(),
+        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND seq = ?4 \
+         UNION SELECT ",
+        message_columns!(),
+        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND idempotency_key = ?5"
+    ))
+    .bind(tenant)
+    .bind(incoming.thread_id.as_str())
+    .bind(incoming.id.as_str())
+    .bind(signed(incoming.seq))
+    .bind(incoming.idempotency_key.as_ref().map(IdempotencyKey::as_str))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(sql("reading the messages a restore meets"))?;
+    let found = found.iter().map(rows::message).collect::<Result<Vec<_>, _>>().map_err(aborted)?;
+    Restore::verdict_among(incoming, &found).map_err(refused)
+}
