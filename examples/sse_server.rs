@@ -162,7 +162,7 @@ async fn next_event(state: Follow) -> Option<(Result<Event, BoxError>, Follow)> 
 
 /// A feed event as SSE: `id` its position, `event` the write, `data` the event as JSON.
 fn feed_event(event: &FeedEvent) -> Result<Event, BoxError> {
-    let sse = Event::default().id(event.position.to_string()).event(event.op.to_string()).json_data(event)?;
+    let sse = Event::default().id(event.position.to_string()).event(event.change.op.to_string()).json_data(event)?;
     Ok(sse)
 }
 

@@ -114,8 +114,11 @@ async fn a_subscriber_follows_another_process_writing_the_file() {
     }
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(seen.iter().all(|e| e.op == PersistOp::Add && e.thread_id == thread), "{seen:?}");
-    assert!(seen.windows(2).all(|w| w[0].position < w[1].position && w[0].seq < w[1].seq), "in commit order");
+    assert!(seen.iter().all(|e| e.change.op == PersistOp::Add && e.change.thread_id == thread), "{seen:?}");
+    assert!(
+        seen.windows(2).all(|w| w[0].position < w[1].position && w[0].change.seq < w[1].change.seq),
+        "in commit order"
+    );
     let stored = backend.read_feed(ReadFeed::thread(thread).with_limit(50)).await.unwrap();
     assert_eq!(stored.events, seen, "each event once, in the stored order");
     backend.close().await;
@@ -154,7 +157,10 @@ async fn a_subscription_waits_in_the_tenant_a_layer_gave_its_reads() {
     });
     for seq in 1..=3 {
         let event = tokio::time::timeout(Duration::from_secs(10), following.next()).await.expect("woken").unwrap();
-        assert_eq!((event.tenant, event.seq, &event.thread_id), (Some(acme()), Some(seq), &thread));
+        assert_eq!(
+            (event.change.tenant, event.change.seq, &event.change.thread_id),
+            (Some(acme()), Some(seq), &thread)
+        );
     }
     writes.await.unwrap().unwrap();
 }
@@ -175,14 +181,14 @@ async fn a_scoped_handle_follows_its_own_tenant_only() {
         tokio::time::timeout(Duration::from_secs(10), s.next()).await.expect("an event").unwrap()
     };
     let first = next(&mut thread).await;
-    assert_eq!((first.tenant.clone(), first.seq, first.position), (Some(acme()), Some(1), 2));
+    assert_eq!((first.change.tenant.clone(), first.change.seq, first.position), (Some(acme()), Some(1), 2));
     let in_tenant = [next(&mut tenant).await, next(&mut tenant).await];
     assert_eq!(
-        in_tenant.map(|e| (e.thread_id.as_str().to_owned(), e.position)),
+        in_tenant.map(|e| (e.change.thread_id.as_str().to_owned(), e.position)),
         [("general".into(), 2), ("other".into(), 4)]
     );
     let page = ours.read_feed(ReadFeed::tenant()).await.unwrap();
-    assert!(page.events.iter().all(|e| e.tenant == Some(acme())), "{page:?}");
+    assert!(page.events.iter().all(|e| e.change.tenant == Some(acme())), "{page:?}");
 
     // Across tenants is for operators: refused before any layer, however it is asked.
     let refused = |answer: Result<(), PersistError>| assert!(matches!(answer, Err(PersistError::Rejected { .. })));
@@ -205,10 +211,12 @@ async fn a_stalled_subscriber_holds_up_no_writer(pipeline: Pipeline) {
     };
     tokio::time::timeout(Duration::from_secs(60), writes).await.expect("the writes never wait for a subscriber");
     let others_first = tokio::time::timeout(Duration::from_secs(10), others.next()).await.unwrap().unwrap();
-    assert_eq!(others_first.seq, Some(1), "another subscriber is not held up either");
+    assert_eq!(others_first.change.seq, Some(1), "another subscriber is not held up either");
     let mut seqs = Vec::new();
     while seqs.len() < 300 {
-        seqs.push(tokio::time::timeout(Duration::from_secs(10), stalled.next()).await.unwrap().unwrap().seq.unwrap());
+        seqs.push(
+            tokio::time::timeout(Duration::from_secs(10), stalled.next()).await.unwrap().unwrap().change.seq.unwrap(),
+        );
     }
     assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
 }
@@ -250,7 +258,7 @@ async fn a_subscription_to_a_routed_thread_wakes_on_its_store() {
                 .await
                 .expect("the subscription wakes on the routed store's write")
                 .unwrap();
-            assert_eq!((event.thread_id.as_str(), event.message_id.as_ref()), ("scratch:1", Some(&id)));
+            assert_eq!((event.change.thread_id.as_str(), event.change.message_id.as_ref()), ("scratch:1", Some(&id)));
         }
     }
 }

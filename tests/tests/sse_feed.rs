@@ -101,10 +101,18 @@ async fn two_instances(schema: String, thread: String) {
     // What they are: the user's message, the reply reserved, then one event per token of it.
     assert!(received.len() >= 3, "an add, a reserve and the reply's tokens: {received:?}");
     let (added, reserved, tokens) = (&received[0], &received[1], &received[2..]);
-    assert_eq!((added.op, added.seq, added.message_id.as_ref()), (PersistOp::Add, Some(1), Some(&user)));
-    assert_eq!((reserved.op, reserved.seq, reserved.message_id.as_ref()), (PersistOp::Reserve, Some(2), Some(&reply)));
+    assert_eq!(
+        (added.change.op, added.change.seq, added.change.message_id.as_ref()),
+        (PersistOp::Add, Some(1), Some(&user))
+    );
+    assert_eq!(
+        (reserved.change.op, reserved.change.seq, reserved.change.message_id.as_ref()),
+        (PersistOp::Reserve, Some(2), Some(&reply))
+    );
     assert!(
-        tokens.iter().all(|event| event.op == PersistOp::UpdateContent && event.message_id.as_ref() == Some(&reply)),
+        tokens.iter().all(
+            |event| event.change.op == PersistOp::UpdateContent && event.change.message_id.as_ref() == Some(&reply)
+        ),
         "then the reply's content updates: {tokens:?}"
     );
     let stored = a
@@ -114,7 +122,11 @@ async fn two_instances(schema: String, thread: String) {
         .expect("reading the reply")
         .expect("the reply exists");
     assert_eq!(stored.status, Status::Complete, "the last token finalized the reply");
-    assert_eq!(tokens.last().map(|event| event.version), Some(stored.version), "the last event is the final version");
+    assert_eq!(
+        tokens.last().map(|event| event.change.version),
+        Some(stored.version),
+        "the last event is the final version"
+    );
 
     // 2. The connection drops after position `last`; a second turn is written through A; the
     //    client reconnects to B with `Last-Event-ID` and receives exactly what it missed. Its URL
@@ -140,7 +152,10 @@ async fn two_instances(schema: String, thread: String) {
     let received = receive_through(&mut on_a, newest).await;
     assert_eq!(received, written, "A's client receives the events of the write through B");
     let added = &received[0];
-    assert_eq!((added.op, added.seq, added.message_id.as_ref()), (PersistOp::Add, Some(5), Some(&user)));
+    assert_eq!(
+        (added.change.op, added.change.seq, added.change.message_id.as_ref()),
+        (PersistOp::Add, Some(5), Some(&user))
+    );
     drop(on_a);
 
     // 4. The reload a client does after a gap: the head, then every message of the thread.
@@ -279,7 +294,7 @@ impl Received {
         let event: FeedEvent =
             serde_json::from_str(data).unwrap_or_else(|e| panic!("not a feed event ({e}): {self:?}"));
         assert_eq!(self.id.as_deref(), Some(event.position.to_string().as_str()), "the id is the position");
-        assert_eq!(self.name.as_deref(), Some(event.op.to_string().as_str()), "the event name is the op");
+        assert_eq!(self.name.as_deref(), Some(event.change.op.to_string().as_str()), "the event name is the op");
         event
     }
 }

@@ -41,7 +41,15 @@ type Shape = (PersistOp, Option<String>, Option<u64>, u64, Option<Removed>);
 fn shapes(events: &[FeedEvent]) -> Vec<Shape> {
     events
         .iter()
-        .map(|e| (e.op, e.message_id.as_ref().map(|id| id.as_str().to_owned()), e.seq, e.version, e.removed))
+        .map(|e| {
+            (
+                e.change.op,
+                e.change.message_id.as_ref().map(|id| id.as_str().to_owned()),
+                e.change.seq,
+                e.change.version,
+                e.change.removed,
+            )
+        })
         .collect()
 }
 
@@ -92,7 +100,7 @@ pub async fn check_feed_records_each_committed_write_in_order<F: Factory>(factor
             shape(PersistOp::Delete, Some("u1"), Some(1), 2, Some(Removed::Message)),
         ]
     );
-    assert!(events.iter().all(|e| e.tenant.as_ref() == Some(&owner) && e.thread_id == id), "{events:?}");
+    assert!(events.iter().all(|e| e.change.tenant.as_ref() == Some(&owner) && e.change.thread_id == id), "{events:?}");
     assert!(events.windows(2).all(|w| w[0].at <= w[1].at), "times follow positions");
     let page = b.read_feed(ReadFeed::thread(id).with_context(c())).await.unwrap();
     assert_eq!(page.head, events.last().unwrap().position, "the head is the newest position");
@@ -180,21 +188,24 @@ pub async fn check_feed_follows_a_thread_id_across_a_freed_and_reused_id<F: Fact
     let whole = all_events(b.as_ref(), ReadFeed::thread(reused.clone()).after(start)).await;
     assert_ordered(&whole);
     let ops = |events: &[FeedEvent]| -> Vec<(PersistOp, Option<String>, Option<Removed>)> {
-        events.iter().map(|e| (e.op, e.message_id.as_ref().map(|id| id.as_str().to_owned()), e.removed)).collect()
+        events
+            .iter()
+            .map(|e| (e.change.op, e.change.message_id.as_ref().map(|id| id.as_str().to_owned()), e.change.removed))
+            .collect()
     };
     let add_of = |id: &str| (PersistOp::Add, Some(id.to_owned()), None);
     let thread_delete = (PersistOp::Delete, None, Some(Removed::Thread));
     assert_eq!(ops(&whole), [thread_delete.clone(), add_of("second-1")], "the freed thread's events are erased");
-    assert!(whole.iter().all(|e| e.thread_id == reused), "{whole:?}");
-    assert_eq!(whole[1].seq, Some(1), "the new thread numbers from 1");
+    assert!(whole.iter().all(|e| e.change.thread_id == reused), "{whole:?}");
+    assert_eq!(whole[1].change.seq, Some(1), "the new thread numbers from 1");
     let resumed = all_events(b.as_ref(), ReadFeed::thread(reused.clone()).after(before)).await;
     assert_eq!(ops(&resumed), [thread_delete.clone(), add_of("second-1")]);
     let removed = all_events(b.as_ref(), ReadFeed::thread(tombstoned.clone()).after(start)).await;
     assert_eq!(ops(&removed), [thread_delete], "one delete, the tombstone's; its add erased");
     let everything = all_events(b.as_ref(), ReadFeed::across_tenants().after(start)).await;
-    let of_tombstoned: Vec<_> = everything.iter().filter(|e| e.thread_id == tombstoned).collect();
+    let of_tombstoned: Vec<_> = everything.iter().filter(|e| e.change.thread_id == tombstoned).collect();
     assert_eq!(of_tombstoned.len(), 1, "only the delete names the freed id, store-wide: {of_tombstoned:?}");
-    let of_reused = everything.iter().filter(|e| e.thread_id == reused).count();
+    let of_reused = everything.iter().filter(|e| e.change.thread_id == reused).count();
     assert_eq!(of_reused, 2, "the purge's delete and the new thread's add");
     let busy_events = all_events(b.as_ref(), ReadFeed::thread(busy).after(start)).await;
     assert_eq!(ops(&busy_events), [add_of("busy-1"), add_of("busy-2"), add_of("busy-3")]);
@@ -237,7 +248,7 @@ pub async fn check_feed_resumes_exactly_after_a_position<F: Factory>(factory: &F
     let store_wide = all_events(b.as_ref(), ReadFeed::across_tenants()).await;
     assert_eq!(store_wide.len(), 10);
     assert_ordered(&store_wide);
-    assert!(store_wide.iter().filter(|e| e.thread_id == id).eq(all.iter()), "a thread's events are the store's");
+    assert!(store_wide.iter().filter(|e| e.change.thread_id == id).eq(all.iter()), "a thread's events are the store's");
     store.finish().await
 }
 
@@ -260,17 +271,17 @@ pub async fn check_feed_is_scoped_by_tenant<F: Factory>(factory: &F) -> Outcome 
 
     let of = |who: Option<&TenantId>| ReadFeed::thread(id.clone()).with_context(ctx(who));
     let in_a = all_events(b.as_ref(), of(Some(&a))).await;
-    assert_eq!(in_a.iter().map(|e| e.seq).collect::<Vec<_>>(), [Some(1), Some(2)]);
-    assert!(in_a.iter().all(|e| e.tenant.as_ref() == Some(&a)));
+    assert_eq!(in_a.iter().map(|e| e.change.seq).collect::<Vec<_>>(), [Some(1), Some(2)]);
+    assert!(in_a.iter().all(|e| e.change.tenant.as_ref() == Some(&a)));
     let in_z = all_events(b.as_ref(), of(Some(&z))).await;
     assert_eq!(in_z.len(), 1);
-    assert_eq!(in_z[0].tenant.as_ref(), Some(&z));
+    assert_eq!(in_z[0].change.tenant.as_ref(), Some(&z));
     let untenanted = all_events(b.as_ref(), of(None)).await;
-    assert_eq!((untenanted.len(), untenanted[0].tenant.as_ref()), (1, None));
+    assert_eq!((untenanted.len(), untenanted[0].change.tenant.as_ref()), (1, None));
 
     let tenant_a = all_events(b.as_ref(), ReadFeed::tenant().with_context(ctx(Some(&a)))).await;
     assert_eq!(tenant_a.len(), 3, "tenant a's threads only: {tenant_a:?}");
-    assert!(tenant_a.iter().all(|e| e.tenant.as_ref() == Some(&a)));
+    assert!(tenant_a.iter().all(|e| e.change.tenant.as_ref() == Some(&a)));
     let everything = all_events(b.as_ref(), ReadFeed::across_tenants()).await;
     assert_eq!(everything.len(), 5);
     store.finish().await
@@ -293,7 +304,7 @@ pub async fn check_feed_subscriber_sees_another_handles_writes<F: Factory>(facto
     for n in 0..3 {
         written(other.as_ref(), Add::new(id.clone(), Role::User, Content::text(format!("{n}")))).await;
         let event = tokio::time::timeout(within, live.next()).await.expect("the event arrives in time").unwrap();
-        assert_eq!((event.op, event.seq), (PersistOp::Add, Some(n + 1)));
+        assert_eq!((event.change.op, event.change.seq), (PersistOp::Add, Some(n + 1)));
         seen.push(event);
     }
     assert_ordered(&seen);
@@ -309,7 +320,7 @@ pub async fn check_feed_subscriber_sees_another_handles_writes<F: Factory>(facto
         missed.push(tokio::time::timeout(within, back.next()).await.expect("the missed events").unwrap());
     }
     assert_eq!(missed[..2], seen[1..], "exactly what it missed, in order, once");
-    assert_eq!((missed[2].op, missed[2].message_id.as_ref()), (PersistOp::Update, None));
+    assert_eq!((missed[2].change.op, missed[2].change.message_id.as_ref()), (PersistOp::Update, None));
     assert_eq!(back.position(), missed[2].position);
     let nothing_more = tokio::time::timeout(Duration::from_millis(200), back.next()).await;
     assert!(nothing_more.is_err(), "no duplicate follows: {nothing_more:?}");

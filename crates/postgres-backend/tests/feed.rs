@@ -30,7 +30,7 @@ async fn a_read_numbers_every_event_committed_before_it_however_many() {
     let page = backend.read_feed(ReadFeed::thread(thread).after(10_000).with_limit(1000)).await.unwrap();
     assert_eq!(page.head, 10_051, "every event committed before the read is numbered");
     assert_eq!(page.events.len(), 51);
-    assert_eq!(page.events.last().and_then(|e| e.seq), Some(10_051));
+    assert_eq!(page.events.last().and_then(|e| e.change.seq), Some(10_051));
     backend.close().await;
     support::drop_schema(&schema).await;
 }

@@ -324,7 +324,7 @@ async fn feed_of(backend: &SqliteBackend, id: &str, after: u64) -> Vec<(u64, Str
     let page = backend.read_feed(ReadFeed::thread(thread(id)).after(after)).await.unwrap();
     page.events
         .iter()
-        .map(|e| (e.position, e.message_id.as_ref().map_or("thread", |m| m.as_str()).to_owned(), e.op))
+        .map(|e| (e.position, e.change.message_id.as_ref().map_or("thread", |m| m.as_str()).to_owned(), e.change.op))
         .collect()
 }
 

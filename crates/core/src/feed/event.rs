@@ -19,34 +19,18 @@ pub enum Removed {
     Thread,
 }
 
-/// One committed change, as the feed records it.
-///
-/// `op` is the write that made it: [`Add`](PersistOp::Add) and
-/// [`Reserve`](PersistOp::Reserve) for a message inserted (a restored message too, by its
-/// status), [`UpdateContent`](PersistOp::UpdateContent) for a message whose content or status
-/// changed, [`Update`](PersistOp::Update) for a message's metadata or role, or a thread's
-/// version (title, metadata, a truncation), and [`Delete`](PersistOp::Delete) with
-/// [`removed`](Self::removed).
+/// One committed change, numbered by the feed: its [`position`](Self::position), the
+/// [`change`](Self::change) itself, and when the feed recorded it. In JSON the change's fields
+/// sit beside `position` and `at` (`{"position": 7, "tenant": null, "thread_id": "t1", "op":
+/// "add", …, "at": …}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct FeedEvent {
     /// Where the event is in the store's feed: 1, 2, 3… in commit order, never reused.
     pub position: u64,
-    /// The tenant of the thread written.
-    pub tenant: Option<TenantId>,
-    /// The thread written.
-    pub thread_id: ThreadId,
-    /// The kind of change; see the type's docs.
-    pub op: PersistOp,
-    /// The message changed; `None` when the change is the thread's own.
-    pub message_id: Option<MessageId>,
-    /// The message's `seq`; `None` for the thread's own changes.
-    pub seq: Option<u64>,
-    /// The message's version after the change (for a removed message, its last), or the
-    /// thread's for the thread's own changes.
-    pub version: u64,
-    /// For a delete: whether it removed a message or the whole thread.
-    pub removed: Option<Removed>,
+    /// What changed.
+    #[serde(flatten)]
+    pub change: Change,
     /// When the feed recorded the change.
     pub at: Timestamp,
 }
@@ -60,15 +44,15 @@ pub struct StoredEvent<'a> {
     pub position: u64,
     /// The tenant's id, `""` for none.
     pub tenant: &'a str,
-    /// See [`FeedEvent::thread_id`].
+    /// See [`Change::thread_id`].
     pub thread_id: &'a str,
     /// The op's label.
     pub op: &'a str,
-    /// See [`FeedEvent::message_id`].
+    /// See [`Change::message_id`].
     pub message_id: Option<&'a str>,
-    /// See [`FeedEvent::seq`].
+    /// See [`Change::seq`].
     pub seq: Option<u64>,
-    /// See [`FeedEvent::version`].
+    /// See [`Change::version`].
     pub version: u64,
     /// `"message"`, `"thread"`, or none.
     pub removed: Option<&'a str>,
@@ -99,8 +83,7 @@ impl FeedEvent {
             Some("thread") => Some(Removed::Thread),
             Some(other) => return Err(corrupt("removal", other)),
         };
-        Ok(Self {
-            position,
+        let change = Change {
             tenant,
             thread_id: ThreadId::new(thread_id).map_err(|_| corrupt("thread id", thread_id))?,
             op,
@@ -108,34 +91,41 @@ impl FeedEvent {
             seq,
             version,
             removed,
-            at,
-        })
+        };
+        Ok(change.at(position, at))
     }
 
     /// Whether this event is of the thread `(tenant, thread_id)`.
     pub fn is_in(&self, tenant: Option<&TenantId>, thread_id: &ThreadId) -> bool {
-        self.tenant.as_ref() == tenant && &self.thread_id == thread_id
+        self.change.tenant.as_ref() == tenant && &self.change.thread_id == thread_id
     }
 }
 
-/// A change as a backend records it, before the feed numbers it: the fields of [`FeedEvent`]
-/// but its position and time. For backend authors that build events in Rust.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One committed change, as a backend records it (the feed numbers it into a [`FeedEvent`]).
+///
+/// `op` is the write that made it: [`Add`](PersistOp::Add) and
+/// [`Reserve`](PersistOp::Reserve) for a message inserted (a restored message too, by its
+/// status), [`UpdateContent`](PersistOp::UpdateContent) for a message whose content or status
+/// changed, [`Update`](PersistOp::Update) for a message's metadata or role, or a thread's
+/// version (title, metadata, a truncation), and [`Delete`](PersistOp::Delete) with
+/// [`removed`](Self::removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Change {
-    /// See [`FeedEvent::tenant`].
+    /// The tenant of the thread written.
     pub tenant: Option<TenantId>,
-    /// See [`FeedEvent::thread_id`].
+    /// The thread written.
     pub thread_id: ThreadId,
-    /// See [`FeedEvent::op`].
+    /// The kind of change; see the type's docs.
     pub op: PersistOp,
-    /// See [`FeedEvent::message_id`].
+    /// The message changed; `None` when the change is the thread's own.
     pub message_id: Option<MessageId>,
-    /// See [`FeedEvent::seq`].
+    /// The message's `seq`; `None` for the thread's own changes.
     pub seq: Option<u64>,
-    /// See [`FeedEvent::version`].
+    /// The message's version after the change (for a removed message, its last), or the
+    /// thread's for the thread's own changes.
     pub version: u64,
-    /// See [`FeedEvent::removed`].
+    /// For a delete: whether it removed a message or the whole thread.
     pub removed: Option<Removed>,
 }
 
@@ -161,16 +151,6 @@ impl Change {
 
     /// The event at `position`, recorded `at`.
     pub fn at(self, position: u64, at: Timestamp) -> FeedEvent {
-        FeedEvent {
-            position,
-            tenant: self.tenant,
-            thread_id: self.thread_id,
-            op: self.op,
-            message_id: self.message_id,
-            seq: self.seq,
-            version: self.version,
-            removed: self.removed,
-            at,
-        }
+        FeedEvent { position, change: self, at }
     }
 }

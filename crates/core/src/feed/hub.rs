@@ -69,7 +69,10 @@ impl FeedHub {
             if watches.scopes.is_empty() {
                 continue;
             }
-            for key in [(event.tenant.clone(), None), (event.tenant.clone(), Some(event.thread_id.clone()))] {
+            for key in [
+                (event.change.tenant.clone(), None),
+                (event.change.tenant.clone(), Some(event.change.thread_id.clone())),
+            ] {
                 if let Some(sender) = watches.scopes.get(&key) {
                     raise(sender, event.position);
                 }

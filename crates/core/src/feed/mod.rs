@@ -33,7 +33,7 @@
 //! let mut updates = pipeline.subscribe(ReadFeed::thread(thread.clone())).await?;
 //! pipeline.add(Add::new(thread.clone(), Role::User, Content::text("hi"))).await?;
 //! let event = updates.next().await?;
-//! assert_eq!((event.op, event.seq), (PersistOp::Add, Some(1)));
+//! assert_eq!((event.change.op, event.change.seq), (PersistOp::Add, Some(1)));
 //!
 //! // A client that saw nothing after position 0 reads it again, exactly once.
 //! let missed = pipeline.read_feed(ReadFeed::thread(thread).after(0)).await?;

@@ -97,7 +97,7 @@ impl ReadFeed {
 
     /// Whether `event` is in this read's scope (its position aside).
     pub fn covers(&self, event: &FeedEvent) -> bool {
-        self.covers_change(event.tenant.as_ref(), &event.thread_id)
+        self.covers_change(event.change.tenant.as_ref(), &event.change.thread_id)
     }
 
     /// Whether an event of thread `thread_id` of `tenant` is in this read's scope.
