@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (116 in all):
+//! [`CHECKS`] lists every check by group and name (118 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -246,6 +246,8 @@ macro_rules! __for_each_check {
                 check_purge_can_free_the_id,
                 check_purge_of_a_deleted_thread_erases_its_tombstone,
                 check_a_thread_delete_can_expect_no_write_since,
+                check_pop_and_clear_keep_the_thread,
+                check_pop_keeps_a_message_written_meanwhile,
                 check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes,
             }
             restore {

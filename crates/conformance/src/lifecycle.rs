@@ -400,3 +400,82 @@ pub async fn check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes<F
     );
     store.finish().await
 }
+
+/// `pop` removes the latest messages, a reservation too, oldest first in its answer, and only
+/// the ones it read: a message changed since is kept (`VersionConflict`), a missing or deleted
+/// thread is refused, in another tenant the thread does not exist; `Delete::clear` removes every
+/// message and keeps the thread (title, `last_seq`: the next message comes after).
+pub async fn check_pop_and_clear_keep_the_thread<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::args::{Delete, Update};
+    use persist_core::lifecycle::Pop;
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let id = t("conversation");
+    for text in ["one", "two", "three"] {
+        add_text(b.as_ref(), &id, text).await;
+    }
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+    let popped = p.pop(Pop::new(id.clone()).with_count(2)).await.expect("pop");
+    let texts: Vec<_> = popped.messages.iter().map(|m| m.content.to_text()).collect();
+    assert_eq!(texts, ["three", ""], "oldest first, the reservation included");
+    assert_eq!(popped.messages[1].id, slot.id);
+    let left: Vec<_> = all_messages(b.as_ref(), &id).await.iter().map(|m| m.content.to_text()).collect();
+    assert_eq!(left, ["one", "two"]);
+
+    let acme = Some(tenant("acme"));
+    assert_err!(p.pop(Pop::new(id.clone()).with_context(ctx(acme.as_ref()))).await, PersistError::NotFound { .. });
+    assert_err!(p.pop(Pop::new(t("never"))).await, PersistError::NotFound { .. });
+    assert_err!(p.pop(Pop::new(id.clone()).with_count(0)).await, PersistError::InvalidInput { field: "count", .. });
+    assert_eq!(p.pop(Pop::new(id.clone()).with_count(5)).await.expect("pop").messages.len(), 2, "fewer than asked");
+    assert_eq!(p.pop(Pop::new(id.clone())).await.expect("pop").messages, [], "an empty thread");
+
+    // Clear: every message goes, the thread stays usable and keeps its title and last seq.
+    add_text(b.as_ref(), &id, "four").await;
+    crate::fixture::write(b, Update::thread(id.clone()).with_title(Some("kept".into()))).await.expect("title");
+    crate::fixture::write(b, Delete::clear(id.clone())).await.expect("clear");
+    let cleared = thread(b, &id).await.expect("the thread stays");
+    assert!(!cleared.is_deleted());
+    assert_eq!((cleared.title.as_deref(), cleared.message_count, cleared.last_seq), (Some("kept"), 0, 5));
+    let next = add_text(b.as_ref(), &id, "five").await;
+    assert_eq!(next.seq, 6, "numbered after the removed messages");
+    store.finish().await
+}
+
+/// A pop removes only what it read: a message patched after the pop's read is kept, and the
+/// pop says so (`VersionConflict`); what it removed before stays removed.
+pub async fn check_pop_keeps_a_message_written_meanwhile<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::args::Update;
+    use persist_core::layer::from_fn;
+    use persist_core::lifecycle::Pop;
+    use persist_core::{PersistArgs, PersistOp};
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("raced");
+    let first = add_text(b.as_ref(), &id, "first").await;
+    add_text(b.as_ref(), &id, "second").await;
+    // Between the pop's read and its deletes, another writer patches the first message.
+    let writer = Arc::clone(b);
+    let first_id = first.id.clone();
+    let raced = Pipeline::builder()
+        .layer(from_fn(move |args: PersistArgs, next| {
+            let writer = Arc::clone(&writer);
+            let first_id = first_id.clone();
+            async move {
+                let thread_id = args.thread_id().cloned();
+                let answer = next.run(args.clone()).await;
+                if args.op() == PersistOp::List {
+                    let patch = Update::message(thread_id.expect("a thread"), first_id)
+                        .with_metadata(Metadata::new().with("edited", json!(true)));
+                    crate::fixture::write(writer.as_ref(), patch).await.expect("patch");
+                }
+                answer
+            }
+        }))
+        .build(Arc::clone(b));
+    assert_err!(raced.pop(Pop::new(id.clone()).with_count(2)).await, PersistError::VersionConflict { .. });
+    let left = all_messages(b.as_ref(), &id).await;
+    assert_eq!(left.len(), 1, "the newer one was removed, the patched one kept");
+    assert_eq!((left[0].id.clone(), left[0].metadata.get("edited")), (first.id, Some(&json!(true))));
+    store.finish().await
+}

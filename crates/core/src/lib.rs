@@ -90,7 +90,10 @@ pub use self::model::id::{
     AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, RuntimeId, SessionId, TenantId, ThreadId,
 };
 pub use self::model::op::PersistOp;
-pub use self::model::{Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Message, Metadata, Role, Status, Thread, Timestamp};
+pub use self::model::{
+    Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Message, Metadata, Part, Role, Status, Thread, Timestamp, ToolCallRef,
+    ToolResultRef,
+};
 pub use self::pipeline::{
     ApplyNow, Backend, BoxPersistService, Capabilities, Pipeline, PipelineBuilder, Scoped, Terminal, TerminalFuture,
 };

@@ -217,14 +217,18 @@ impl Content {
         Ok(Content::new(Value::Array(blocks)))
     }
 
-    /// The concatenated `text` of every `{"type": "text"}` block (or the string itself when
-    /// the content is a plain JSON string). Handy for printing and indexing.
+    /// The concatenated `text` of the blocks that have one, reasoning blocks aside (see
+    /// [`Part`](crate::Part)), or the string itself when the content is a plain JSON string.
+    /// Handy for printing and indexing.
     pub fn to_text(&self) -> String {
         match self.to_value() {
             Value::String(s) => s,
-            Value::Array(blocks) => {
-                blocks.iter().filter_map(|block| block.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
-            }
+            Value::Array(blocks) => blocks
+                .iter()
+                .filter(|block| block.get("type").and_then(Value::as_str) != Some("reasoning"))
+                .filter_map(|block| block.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(""),
             _ => String::new(),
         }
     }

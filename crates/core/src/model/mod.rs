@@ -11,8 +11,10 @@ pub(crate) mod message;
 pub(crate) mod metadata;
 pub(crate) mod op;
 pub(crate) mod page;
+pub(crate) mod part;
 
 pub use self::content::Content;
 pub use self::json::MAX_JSON_DEPTH;
 pub use self::message::{MAX_ROLE_BYTES, Message, Role, Status, Thread, Timestamp};
 pub use self::metadata::Metadata;
+pub use self::part::{Part, ToolCallRef, ToolResultRef};

@@ -1,6 +1,8 @@
 //! Operations composed of several requests sent through the whole stack, as methods of
 //! [`Pipeline`](crate::Pipeline): forks and retention ([`lifecycle`]), and the cleanup of
-//! stranded reservations ([`maintenance`]).
+//! stranded reservations ([`maintenance`]), and conveniences of a conversation
+//! ([`conversation`]: pop the latest messages).
 
+mod conversation;
 mod lifecycle;
 mod maintenance;

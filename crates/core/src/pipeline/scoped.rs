@@ -4,7 +4,7 @@ use std::future::Future;
 
 use crate::args::{Add, Context, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
 use crate::feed::{FeedPage, FeedScope, ReadFeed, Subscription};
-use crate::lifecycle::{Fork, ForkReport, Prune, PruneReport};
+use crate::lifecycle::{Fork, ForkReport, Pop, Popped, Prune, PruneReport};
 use crate::maintenance::{CleanupReport, CleanupStranded};
 use crate::model::error::{PersistError, Result};
 use crate::model::{Message, Thread};
@@ -146,6 +146,7 @@ impl Scoped {
         restore, Restore => Restored
     );
     scoped_call!(/** Copies one of the scope's threads into a new thread of the scope; see [`Pipeline::fork`]. */ fork, Fork => ForkReport);
+    scoped_call!(/** Removes the latest messages of one of the scope's threads; see [`Pipeline::pop`]. */ pop, Pop => Popped);
 
     /// One batch of retention over the scope's threads; see [`Pipeline::prune`]. A prune made
     /// for every tenant (the default of [`Prune::new`]) is confined to the scope's.

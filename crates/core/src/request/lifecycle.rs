@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use crate::context::{Context, context_setter};
+use crate::model::Message;
 use crate::model::Timestamp;
 use crate::model::id::{TenantId, ThreadId};
 use crate::read::ThreadCursor;
@@ -176,4 +177,42 @@ pub struct PruneReport {
     pub next_cursor: Option<ThreadCursor>,
     /// Whether this batch reached the last thread.
     pub done: bool,
+}
+
+/// Removes a thread's latest messages, reservations included (OpenAI's `pop_item`); see
+/// [`Pipeline::pop`](crate::Pipeline::pop).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Pop {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// How many of its latest messages to remove, 1 to
+    /// [`MAX_PAGE_LIMIT`](crate::read::MAX_PAGE_LIMIT) (default 1).
+    pub count: u32,
+    /// The context of every request the pop sends: its tenant is the thread's.
+    pub context: Context,
+}
+
+impl Pop {
+    /// Removes the latest message of `thread_id`.
+    pub fn new(thread_id: ThreadId) -> Self {
+        Self { thread_id, count: 1, context: Context::new() }
+    }
+
+    /// Removes the latest `count` messages.
+    pub fn with_count(mut self, count: u32) -> Self {
+        self.count = count;
+        self
+    }
+
+    context_setter!();
+}
+
+/// What a [`Pop`] removed.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Popped {
+    /// The messages removed, oldest first, as they were when read (fewer than asked when the
+    /// thread held fewer).
+    pub messages: Vec<Message>,
 }

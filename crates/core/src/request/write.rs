@@ -466,6 +466,29 @@ impl Delete {
         Self::new(thread_id, Target::MessagesAfter(seq))
     }
 
+    /// Deletes every message of the thread and keeps the thread: its id stays usable, with its
+    /// title, metadata and `last_seq` (later messages are numbered after the removed ones), where
+    /// [`thread`](Self::thread) leaves a tombstone. The same write as `after(thread_id, 0)`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{args::{Add, Delete}, memory::MemoryBackend, Content, Pipeline, Role, ThreadId};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let thread = ThreadId::new("session")?;
+    /// pipeline.add(Add::new(thread.clone(), Role::User, Content::text("hi"))).await?;
+    /// pipeline.delete(Delete::clear(thread.clone())).await?;
+    /// let next = pipeline.add(Add::new(thread, Role::User, Content::text("again"))).await?;
+    /// assert_eq!(next.message.seq, 2);
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn clear(thread_id: ThreadId) -> Self {
+        Self::after(thread_id, 0)
+    }
+
     /// Erases the thread, for an erasure request: every message is deleted as
     /// [`thread`](Self::thread) deletes them, and its title and metadata are cleared too, so
     /// nothing it said stays in the store, not only hidden: the SQLite backend overwrites what it
