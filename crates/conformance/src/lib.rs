@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (118 in all):
+//! [`CHECKS`] lists every check by group and name (121 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -104,6 +104,7 @@ pub mod restore;
 pub mod sessions;
 pub mod tenancy;
 pub mod threads;
+pub mod tool_calls;
 pub mod truncate;
 pub mod update;
 pub mod versions;
@@ -249,6 +250,11 @@ macro_rules! __for_each_check {
                 check_pop_and_clear_keep_the_thread,
                 check_pop_keeps_a_message_written_meanwhile,
                 check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes,
+            }
+            tool_calls {
+                check_tool_results_answer_earlier_calls,
+                check_unanswered_calls_are_interrupted_or_refused,
+                check_provider_history_has_no_orphans,
             }
             restore {
                 check_restore_copies_a_thread_exactly,

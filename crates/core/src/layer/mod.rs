@@ -12,7 +12,7 @@
 //! [`intercept`] (short-circuit), [`retry`], [`timeout`], [`detach`] (finish writes whose
 //! caller left), [`trace`], [`metrics`], [`events`], [`validate`], [`chaos`], [`mirror`],
 //! [`coalesce`] (streamed replies at the cost of a final write), [`tenant`] (refuse requests
-//! without a tenant).
+//! without a tenant), [`tool_calls`] (no orphan tool calls or results).
 //!
 //! # Recommended order
 //!
@@ -37,6 +37,7 @@ pub mod retry;
 pub mod route;
 pub mod tenant;
 pub mod timeout;
+pub mod tool_calls;
 pub mod trace;
 pub mod validate;
 
@@ -53,5 +54,6 @@ pub use self::retry::{RetryLayer, RetryPolicy};
 pub use self::route::RouteLayer;
 pub use self::tenant::RequireTenantLayer;
 pub use self::timeout::TimeoutLayer;
+pub use self::tool_calls::{ProviderHistory, ToolCallsLayer, Unanswered};
 pub use self::trace::TraceLayer;
 pub use self::validate::{Limits, ValidateLayer};

@@ -19,7 +19,21 @@ use serde_json::{Map, Value};
 
 use super::content::Content;
 
-/// One typed block of a message's content; see the [module docs](self).
+/// One typed block of a message's content.
+///
+/// Content stays what it was, a JSON array of blocks; a `Part` is a typed view of one block,
+/// read with [`Content::parts`] and written with [`Content::from_parts`]. A block reads as a
+/// typed part only when it has exactly that part's fields, with their types; any other block (a
+/// provider's own kind, a known kind with an extra field) reads as [`Part::Other`] holding the
+/// block as it is, so reading parts and writing them back never loses a byte of meaning.
+///
+/// | part | block |
+/// |---|---|
+/// | [`Part::Text`] | `{"type": "text", "text": …}` |
+/// | [`Part::Reasoning`] | `{"type": "reasoning", "text": …}` |
+/// | [`Part::ToolCall`] | `{"type": "tool_call", "id": …, "name": …, "arguments": <any JSON>}` |
+/// | [`Part::ToolResult`] | `{"type": "tool_result", "call_id": …, "output": <any JSON>, "is_error": bool}` |
+/// | [`Part::File`] | `{"type": "file", "media_type": …, "uri": …}`, with `"name"` and `"size"` when known |
 ///
 /// # Example
 ///

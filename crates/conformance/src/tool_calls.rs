@@ -1,0 +1,110 @@
+//! `ToolCallsLayer` over the backend: tool results answer calls, a user message never follows an
+//! unanswered call, and a provider's history has no orphans.
+
+use std::sync::Arc;
+
+use persist_core::args::Add;
+use persist_core::layer::{ProviderHistory, ToolCallsLayer, Unanswered};
+use persist_core::read::ListMessages;
+use persist_core::{Backend, Content, Context, Part, PersistError, Pipeline, Role, ThreadId};
+use serde_json::json;
+
+use crate::fixture::{all_messages, assert_err, t};
+use crate::{Factory, Outcome};
+
+fn with_layer<B: Backend>(backend: &Arc<B>, unanswered: Unanswered) -> Pipeline {
+    Pipeline::builder().layer(ToolCallsLayer::new().on_unanswered(unanswered)).build(Arc::clone(backend))
+}
+
+fn say(thread: &ThreadId, role: Role, parts: Vec<Part>) -> Add {
+    Add::new(thread.clone(), role, Content::from_parts(parts))
+}
+
+fn call(id: &str) -> Part {
+    Part::tool_call(id, "search", json!({"q": id}))
+}
+
+/// A tool result must answer a call an earlier message made: a stray one is `InvalidInput`
+/// naming the call, and nothing is written; a call's result, in a later message, is written.
+pub async fn check_tool_results_answer_earlier_calls<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = with_layer(b, Unanswered::Interrupt);
+    let id = t("tools");
+    p.add(say(&id, Role::User, vec![Part::text("find x")])).await.expect("user");
+    let stray = say(&id, Role::Tool, vec![Part::tool_result("call_0", json!("?"))]);
+    match p.add(stray).await {
+        Err(PersistError::InvalidInput { field: "content", reason }) if reason.contains("call_0") => {}
+        other => panic!("expected InvalidInput naming call_0, got {other:?}"),
+    }
+    p.add(say(&id, Role::Assistant, vec![Part::text("Searching."), call("call_1")])).await.expect("call");
+    p.add(say(&id, Role::Tool, vec![Part::tool_result("call_1", json!(["x"]))])).await.expect("result");
+    let roles: Vec<_> = all_messages(b.as_ref(), &id).await.iter().map(|m| m.role.as_str().to_owned()).collect();
+    assert_eq!(roles, ["user", "assistant", "tool"], "the stray result was not written");
+    // In another tenant the thread's calls do not exist.
+    let acme = Context::new().with_tenant(persist_core::TenantId::new("acme").expect("tenant"));
+    let elsewhere = say(&id, Role::Tool, vec![Part::tool_result("call_1", json!(["x"]))]).with_context(acme);
+    assert_err!(p.add(elsewhere).await, PersistError::InvalidInput { field: "content", .. });
+    store.finish().await
+}
+
+/// A user message after calls left unanswered: with `Interrupt`, one `tool` message answering
+/// each with an error result comes first, marked synthetic; with `Refuse`, the message is
+/// refused naming the calls and nothing is written, until they are answered.
+pub async fn check_unanswered_calls_are_interrupted_or_refused<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("interrupted");
+    let heal = with_layer(b, Unanswered::Interrupt);
+    heal.add(say(&id, Role::User, vec![Part::text("go")])).await.expect("user");
+    heal.add(say(&id, Role::Assistant, vec![call("a"), call("b")])).await.expect("calls");
+    heal.add(say(&id, Role::Tool, vec![Part::tool_result("a", json!(1))])).await.expect("one result");
+    let next = heal.add(say(&id, Role::User, vec![Part::text("still there?")])).await.expect("user");
+    let messages = all_messages(b.as_ref(), &id).await;
+    assert_eq!(messages.len(), 5);
+    let synthetic = &messages[3];
+    assert_eq!(
+        (synthetic.role.as_str(), synthetic.metadata.get("persist.synthetic")),
+        ("tool", Some(&json!("interrupted")))
+    );
+    assert_eq!(synthetic.content.parts(), [Part::tool_error("b", json!({"interrupted": true}))]);
+    assert_eq!((messages[4].id.clone(), messages[4].seq), (next.message.id, 5), "the user message after it");
+    heal.add(say(&id, Role::User, vec![Part::text("again")])).await.expect("nothing left to answer");
+    assert_eq!(all_messages(b.as_ref(), &id).await.len(), 6);
+
+    let strict = with_layer(b, Unanswered::Refuse);
+    let id = t("refused");
+    strict.add(say(&id, Role::Assistant, vec![call("c")])).await.expect("call");
+    match strict.add(say(&id, Role::User, vec![Part::text("hi")])).await {
+        Err(PersistError::InvalidInput { field: "tool_calls", reason }) if reason.contains("calls c ") => {}
+        other => panic!("expected InvalidInput naming c, got {other:?}"),
+    }
+    assert_eq!(all_messages(b.as_ref(), &id).await.len(), 1, "nothing written");
+    strict.add(say(&id, Role::Tool, vec![Part::tool_result("c", json!("done"))])).await.expect("result");
+    strict.add(say(&id, Role::User, vec![Part::text("hi")])).await.expect("answered now");
+    store.finish().await
+}
+
+/// A `list` asking for `ProviderHistory` answers the page without orphans: a call whose result
+/// is not in the page, a result whose call is not; a message left empty is left out. Without
+/// the extension, the page is as stored.
+pub async fn check_provider_history_has_no_orphans<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = with_layer(b, Unanswered::Interrupt);
+    let id = t("history");
+    p.add(say(&id, Role::User, vec![Part::text("q")])).await.expect("user");
+    p.add(say(&id, Role::Assistant, vec![Part::text("Looking."), call("x"), call("y")])).await.expect("calls");
+    p.add(say(&id, Role::Tool, vec![Part::tool_result("x", json!(1))])).await.expect("result");
+    // `y` is still running: its call has no result yet.
+    let history = ListMessages::new(id.clone()).with_context(Context::new().with_extension(ProviderHistory));
+    let page = p.list(history).await.expect("list");
+    let assistant = &page.items[1];
+    assert_eq!(assistant.content.parts(), [Part::text("Looking."), call("x")], "the open call is left out");
+    // A window that starts after the calls: their result is an orphan, and its message goes.
+    let window = ListMessages::new(id.clone()).after(2).with_context(Context::new().with_extension(ProviderHistory));
+    assert!(p.list(window).await.expect("list").items.is_empty());
+    let plain = p.list(ListMessages::new(id.clone())).await.expect("list");
+    assert_eq!(plain.items[1].content.tool_calls().len(), 2, "as stored without the extension");
+    store.finish().await
+}

@@ -1,0 +1,302 @@
+//! Tool-call integrity: a thread never holds a history a model provider refuses.
+//!
+//! Providers refuse, on every later turn, a history where a tool result answers no call, or a
+//! call is left without its result when the next user message comes (a crash between a call and
+//! its result is enough). [`ToolCallsLayer`] keeps the thread's tool parts (see
+//! [`Part`]) consistent as they are written:
+//!
+//! - an `add` holding a [tool result](crate::Part::ToolResult) must answer a call an earlier
+//!   message of the thread made, else it is refused with `InvalidInput` (`content`) naming the
+//!   call id, and nothing is written;
+//! - an `add` of a **user** message, while calls made since the previous user message have no
+//!   result, is either refused (`InvalidInput`, `tool_calls`, naming them:
+//!   [`Unanswered::Refuse`]) or preceded by one message of role `tool` answering each with an
+//!   error result `{"interrupted": true}` ([`Unanswered::Interrupt`], the default), marked
+//!   `"persist.synthetic": "interrupted"` in its metadata;
+//! - a `list` whose context carries [`ProviderHistory`] answers its page without orphans: a call
+//!   without its result in the page, or a result without its call, is left out of its message
+//!   (and a message left with no content is left out), so the page can be given to a provider as
+//!   it is. Read a window that starts at a user message, so a turn is not cut in two.
+//!
+//! The checks read the thread through the layers below, newest first: a result's call is looked
+//! for until it is found (usually in the same turn, one page), the calls of the current turn back
+//! to the previous user message. Another writer's add between that read and the write is not
+//! seen; put the layer where all of a thread's writes pass, above any route.
+//!
+//! # Example
+//!
+//! ```
+//! use persist::{args::Add, layer::ToolCallsLayer, memory::MemoryBackend};
+//! use persist::{Content, Part, PersistError, Pipeline, Role, ThreadId};
+//! use serde_json::json;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pipeline = Pipeline::builder().layer(ToolCallsLayer::new()).build(MemoryBackend::new());
+//! let thread = ThreadId::new("t1")?;
+//! let say = |role, parts: Vec<Part>| Add::new(thread.clone(), role, Content::from_parts(parts));
+//! let stray = say(Role::Tool, vec![Part::tool_result("call_9", json!("sunny"))]);
+//! assert!(matches!(pipeline.add(stray).await, Err(PersistError::InvalidInput { field: "content", .. })));
+//!
+//! pipeline.add(say(Role::Assistant, vec![Part::tool_call("call_1", "weather", json!({}))])).await?;
+//! // The process died before the tool answered; the user writes again:
+//! pipeline.add(say(Role::User, vec![Part::text("hello?")])).await?;
+//! let page = pipeline.list(persist::read::ListMessages::new(thread)).await?;
+//! let healed = page.items[1].content.tool_results();
+//! assert_eq!(healed[0].as_tool_result().map(|r| (r.call_id, r.is_error)), Some(("call_1", true)));
+//! # Ok::<_, persist::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use serde_json::json;
+use tower::{Layer, Service, ServiceExt};
+
+use crate::args::{Add, PersistArgs};
+use crate::model::error::{PersistError, Result};
+use crate::model::id::ThreadId;
+use crate::read::{ListMessages, Order, Page};
+use crate::{Content, Context, Message, Metadata, Part, PersistResult, Role};
+
+/// What to do with calls left without a result when the next user message comes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unanswered {
+    /// Answer each with an error result `{"interrupted": true}` in one `tool` message written
+    /// before the user message.
+    #[default]
+    Interrupt,
+    /// Refuse the user message (`InvalidInput`, field `tool_calls`) until they are answered.
+    Refuse,
+}
+
+/// A context extension asking [`ToolCallsLayer`] to answer a `list` without orphan tool parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProviderHistory;
+
+/// Keeps a thread's tool calls and results consistent; see the [module docs](self).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ToolCallsLayer {
+    unanswered: Unanswered,
+}
+
+impl ToolCallsLayer {
+    /// The layer, interrupting unanswered calls.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What to do with calls left without a result when the next user message comes.
+    pub fn on_unanswered(mut self, unanswered: Unanswered) -> Self {
+        self.unanswered = unanswered;
+        self
+    }
+}
+
+impl<S> Layer<S> for ToolCallsLayer {
+    type Service = ToolCalls<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ToolCalls { inner, unanswered: self.unanswered }
+    }
+}
+
+/// The service of [`ToolCallsLayer`].
+#[derive(Debug, Clone)]
+pub struct ToolCalls<S> {
+    inner: S,
+    unanswered: Unanswered,
+}
+
+/// The response future of [`ToolCalls`].
+pub type ToolCallsFuture = Pin<Box<dyn Future<Output = Result<PersistResult>> + Send + 'static>>;
+
+impl<S> Service<PersistArgs> for ToolCalls<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = ToolCallsFuture;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        // The ready service goes with the request; a clone waits for the next one.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        let unanswered = self.unanswered;
+        match args {
+            PersistArgs::Add(add) => Box::pin(checked_add(inner, add, unanswered)),
+            PersistArgs::List(query) if query.context.extensions().get::<ProviderHistory>().is_some() => {
+                Box::pin(async move {
+                    match inner.oneshot(query.into()).await? {
+                        PersistResult::Messages(page) => Ok(PersistResult::Messages(without_orphans(page))),
+                        other => Ok(other),
+                    }
+                })
+            }
+            args => Box::pin(inner.oneshot(args)),
+        }
+    }
+}
+
+/// An add, once its tool results answer calls of the thread and, for a user message, once the
+/// current turn's calls are answered.
+async fn checked_add<S>(mut inner: S, add: Add, unanswered: Unanswered) -> Result<PersistResult>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let results: Vec<String> = add
+        .content
+        .tool_results()
+        .iter()
+        .filter_map(|part| part.as_tool_result().map(|r| r.call_id.to_owned()))
+        .collect();
+    if !results.is_empty() {
+        let mut missing: HashSet<&str> = results.iter().map(String::as_str).collect();
+        scan(&mut inner, &add.thread_id, &add.context, |message| {
+            for call in message.content.tool_calls() {
+                if let Some(call) = call.as_tool_call() {
+                    missing.remove(call.id);
+                }
+            }
+            !missing.is_empty()
+        })
+        .await?;
+        if let Some(id) = results.iter().find(|id| missing.contains(id.as_str())) {
+            return Err(PersistError::invalid(
+                "content",
+                format!("the tool result for call {id} answers no call of thread {}", add.thread_id),
+            ));
+        }
+    }
+    if add.role == Role::User {
+        let open = unanswered_calls(&mut inner, &add.thread_id, &add.context).await?;
+        if !open.is_empty() {
+            match unanswered {
+                Unanswered::Refuse => {
+                    return Err(PersistError::invalid(
+                        "tool_calls",
+                        format!(
+                            "calls {} of thread {} have no result: answer them before the next user message",
+                            open.join(", "),
+                            add.thread_id
+                        ),
+                    ));
+                }
+                Unanswered::Interrupt => {
+                    let parts = open.iter().map(|id| Part::tool_error(id.as_str(), json!({"interrupted": true})));
+                    let heal = Add::new(add.thread_id.clone(), Role::Tool, Content::from_parts(parts))
+                        .with_metadata(Metadata::new().with("persist.synthetic", json!("interrupted")))
+                        .with_context(add.context.renewed());
+                    inner.ready().await?.call(heal.into()).await?;
+                }
+            }
+        }
+    }
+    inner.ready().await?.call(add.into()).await
+}
+
+/// The calls made since the previous user message that no later message answers, oldest first.
+async fn unanswered_calls<S>(inner: &mut S, thread_id: &ThreadId, context: &Context) -> Result<Vec<String>>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let (mut calls, mut answered) = (Vec::new(), HashSet::new());
+    scan(inner, thread_id, context, |message| {
+        if message.role == Role::User {
+            return false;
+        }
+        for part in message.content.parts() {
+            match part {
+                Part::ToolCall { id, .. } => calls.push(id),
+                Part::ToolResult { call_id, .. } => {
+                    answered.insert(call_id);
+                }
+                _ => {}
+            }
+        }
+        true
+    })
+    .await?;
+    calls.reverse();
+    calls.retain(|id| !answered.contains(id));
+    Ok(calls)
+}
+
+/// Reads the thread's complete messages newest first, through `inner`, while `visit` answers
+/// `true`. A thread that does not exist has none.
+async fn scan<S>(
+    inner: &mut S,
+    thread_id: &ThreadId,
+    context: &Context,
+    mut visit: impl FnMut(&Message) -> bool,
+) -> Result<()>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    let mut query = Some(ListMessages::new(thread_id.clone()).with_order(Order::Desc).with_context(context.renewed()));
+    while let Some(current) = query.take() {
+        let page = match inner.ready().await?.call(current.clone().into()).await {
+            Ok(PersistResult::Messages(page)) => page,
+            Ok(other) => {
+                return Err(PersistError::MismatchedResult { op: crate::PersistOp::List, got: other.op() });
+            }
+            Err(PersistError::NotFound { .. }) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        for message in &page.items {
+            if !visit(message) {
+                return Ok(());
+            }
+        }
+        query = current.next_page(&page);
+    }
+    Ok(())
+}
+
+/// The page with every tool call that has no result in it, and every result whose call is not
+/// in it, left out (and a message left with nothing, left out).
+fn without_orphans(mut page: Page<Message>) -> Page<Message> {
+    let (mut calls, mut results) = (HashSet::new(), HashSet::new());
+    for message in &page.items {
+        for part in message.content.parts() {
+            match part {
+                Part::ToolCall { id, .. } => {
+                    calls.insert(id);
+                }
+                Part::ToolResult { call_id, .. } => {
+                    results.insert(call_id);
+                }
+                _ => {}
+            }
+        }
+    }
+    let orphan = |part: &Part| match part {
+        Part::ToolCall { id, .. } => !results.contains(id),
+        Part::ToolResult { call_id, .. } => !calls.contains(call_id),
+        _ => false,
+    };
+    page.items.retain_mut(|message| {
+        let parts = message.content.parts();
+        if !parts.iter().any(&orphan) {
+            return true;
+        }
+        let kept: Vec<Part> = parts.into_iter().filter(|part| !orphan(part)).collect();
+        if kept.is_empty() {
+            return false;
+        }
+        message.content = Content::from_parts(kept);
+        true
+    });
+    page
+}
