@@ -117,7 +117,8 @@ struct Cli {
 enum Command {
     /// List threads, most recently updated first, one page at a time.
     Threads(ThreadsArgs),
-    /// Print a thread's transcript: `#seq role [status] text` per message.
+    /// Print a thread's transcript: `#seq role [status]` and the message's parts (text, reasoning,
+    /// tool calls and results, files), a line a message.
     Show {
         /// The thread.
         #[arg(value_parser = parse_thread)]

@@ -753,3 +753,39 @@ fn the_cli_reads_and_moves_sealed_stores_with_keys_from_the_environment() {
     let shown = stdout_of(run_keyed(Some(KEYS), &["--url", copy_url, "--tenant", "globex", "show", "order"]));
     assert!(shown.contains("my card ends 4242"), "{shown}");
 }
+
+/// `show` prints each part of a message: text as it is, reasoning, tool calls and results,
+/// files, and a block of another kind by its text or its JSON.
+#[test]
+fn show_prints_tool_calls_results_and_reasoning() {
+    use persist::Part;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("tools.db");
+    block_on(async {
+        let backend = SqliteBackend::open(&db).await?;
+        let store = Pipeline::new(backend.clone());
+        let thread = ThreadId::new("tools")?;
+        let parts = vec![
+            Part::reasoning("the user wants the weather"),
+            Part::text("Checking. "),
+            Part::tool_call("call_1", "weather", json!({"city": "Lisbon"})),
+        ];
+        store.add(Add::new(thread.clone(), Role::Assistant, Content::from_parts(parts))).await?;
+        let results = vec![Part::tool_result("call_1", json!({"temp": 21})), Part::tool_error("call_2", json!("timeout"))];
+        store.add(Add::new(thread.clone(), Role::Tool, Content::from_parts(results))).await?;
+        let other = json!([{"type": "output_text", "text": "Sunny.", "annotations": []}, Part::file("image/png", "s3://b/map.png").to_block()]);
+        store.add(Add::new(thread, Role::Assistant, Content::new(other))).await?;
+        backend.close().await;
+        Ok::<_, PersistError>(())
+    })
+    .unwrap();
+    let transcript = ok(&["--url", path_str(&db), "show", "tools"]);
+    let expected = [
+        r#"#1 assistant [complete] (reasoning: the user wants the weather) Checking. [call call_1: weather({"city":"Lisbon"})]"#,
+        r#"#2 tool [complete] [result of call_1: {"temp":21}] [call_2 failed: "timeout"]"#,
+        "#3 assistant [complete] Sunny.[file image/png s3://b/map.png]",
+    ];
+    for line in expected {
+        assert!(transcript.lines().any(|shown| shown.trim_end() == line), "{line:?} not in {transcript}");
+    }
+}

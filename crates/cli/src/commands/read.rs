@@ -4,7 +4,7 @@ use std::io::Write;
 
 use persist::read::{GetThread, ThreadCursor};
 use persist::session::{ListBindings, Resolution, Resolve};
-use persist::{AgentId, Message, Metadata, ProviderId, RuntimeId, Thread, ThreadId};
+use persist::{AgentId, Message, Metadata, Part, ProviderId, RuntimeId, Thread, ThreadId};
 use serde_json::{Value, json};
 
 use super::{MessagePages, Scope, describe_thread, stdout};
@@ -132,19 +132,42 @@ fn heading(thread: &Thread) -> String {
     )
 }
 
-/// `#seq role [status] text`; content without text blocks is shown as its JSON, and the lines
+/// `#seq role [status] text`: each part of the content in turn (text as it is, reasoning, tool
+/// calls and results, files marked as such), content that is not blocks as its JSON; the lines
 /// of a long text are indented under the first.
 fn transcript_line(message: &Message) -> String {
-    let text = message.content.to_text();
     let text = if keys::content_is_sealed(&message.content) {
         format!("(sealed: set {} to read it)", keys::KEYS_VAR)
-    } else if text.is_empty() && !message.content.is_placeholder() {
-        message.content.as_json().into_owned()
+    } else if message.content.is_placeholder() {
+        String::new()
     } else {
-        text
+        message.content.parts().iter().map(shown_part).collect::<Vec<_>>().join("")
     };
     let text = text.lines().collect::<Vec<_>>().join("\n    ");
     format!("#{} {} [{}] {text}", message.seq, message.role, message.status.as_str())
+}
+
+/// A part as `show` prints it.
+fn shown_part(part: &Part) -> String {
+    match part {
+        Part::Text { text } => text.clone(),
+        Part::Reasoning { text } => format!("(reasoning: {text}) "),
+        Part::ToolCall { id, name, arguments } => format!("[call {id}: {name}({arguments})] "),
+        Part::ToolResult { call_id, output, is_error: false } => format!("[result of {call_id}: {output}] "),
+        Part::ToolResult { call_id, output, is_error: true } => format!("[{call_id} failed: {output}] "),
+        Part::File { media_type, uri, name, .. } => {
+            format!("[file {}{media_type} {uri}] ", name.as_ref().map_or_else(String::new, |name| format!("{name} ")))
+        }
+        // A block of another kind: its text when it has one (a text block with more fields, a
+        // provider's `output_text`), a plain string as it is, anything else as its JSON.
+        Part::Other(Value::String(text)) => text.clone(),
+        Part::Other(value) => match value.get("text").and_then(Value::as_str) {
+            Some(text) => text.to_owned(),
+            None => serde_json::to_string(value).unwrap_or_default(),
+        },
+        // A kind of part this build does not know yet: its block, as stored.
+        other => serde_json::to_string(&other.to_block()).unwrap_or_default(),
+    }
 }
 
 /// `persist check`: each thread's `message_count` against its messages, `last_seq` against
