@@ -41,6 +41,14 @@ pub async fn check_tool_results_answer_earlier_calls<F: Factory>(factory: &F) ->
     p.add(say(&id, Role::Tool, vec![Part::tool_result("call_1", json!(["x"]))])).await.expect("result");
     let roles: Vec<_> = all_messages(b.as_ref(), &id).await.iter().map(|m| m.role.as_str().to_owned()).collect();
     assert_eq!(roles, ["user", "assistant", "tool"], "the stray result was not written");
+    // A call and its result in one message (a tool the provider ran); a user message carrying
+    // the result of the turn's open call (as Anthropic's do): no synthetic answer first.
+    let ran = vec![call("call_2"), Part::tool_result("call_2", json!("ok")), call("call_3")];
+    p.add(say(&id, Role::Assistant, ran)).await.expect("a call answered in its own message");
+    p.add(say(&id, Role::User, vec![Part::tool_result("call_3", json!("done"))])).await.expect("user result");
+    let messages = all_messages(b.as_ref(), &id).await;
+    assert_eq!(messages.len(), 5, "no synthetic message");
+    assert!(messages.iter().all(|m| m.metadata.get("persist.synthetic").is_none()));
     // In another tenant the thread's calls do not exist.
     let acme = Context::new().with_tenant(persist_core::TenantId::new("acme").expect("tenant"));
     let elsewhere = say(&id, Role::Tool, vec![Part::tool_result("call_1", json!(["x"]))]).with_context(acme);

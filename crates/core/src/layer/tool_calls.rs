@@ -6,10 +6,11 @@
 //! [`Part`]) consistent as they are written:
 //!
 //! - an `add` holding a [tool result](crate::Part::ToolResult) must answer a call an earlier
-//!   message of the thread made, else it is refused with `InvalidInput` (`content`) naming the
-//!   call id, and nothing is written;
+//!   message of the thread (or the same message) made, else it is refused with `InvalidInput`
+//!   (`content`) naming the call id, and nothing is written;
 //! - an `add` of a **user** message, while calls made since the previous user message have no
-//!   result, is either refused (`InvalidInput`, `tool_calls`, naming them:
+//!   result (in the thread, or in the user message itself, as Anthropic's messages carry them),
+//!   is either refused (`InvalidInput`, `tool_calls`, naming them:
 //!   [`Unanswered::Refuse`]) or preceded by one message of role `tool` answering each with an
 //!   error result `{"interrupted": true}` ([`Unanswered::Interrupt`], the default), marked
 //!   `"persist.synthetic": "interrupted"` in its metadata;
@@ -154,14 +155,12 @@ where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let results: Vec<String> = add
-        .content
-        .tool_results()
-        .iter()
-        .filter_map(|part| part.as_tool_result().map(|r| r.call_id.to_owned()))
-        .collect();
-    if !results.is_empty() {
-        let mut missing: HashSet<&str> = results.iter().map(String::as_str).collect();
+    let parts = add.content.parts();
+    let own_calls: HashSet<&str> = parts.iter().filter_map(|part| part.as_tool_call().map(|call| call.id)).collect();
+    let results: Vec<&str> = parts.iter().filter_map(|part| part.as_tool_result().map(|r| r.call_id)).collect();
+    // A result may answer a call of the same message (a tool the provider ran itself).
+    let mut missing: HashSet<&str> = results.iter().copied().filter(|id| !own_calls.contains(id)).collect();
+    if !missing.is_empty() {
         scan(&mut inner, &add.thread_id, &add.context, |message| {
             for call in message.content.tool_calls() {
                 if let Some(call) = call.as_tool_call() {
@@ -171,7 +170,7 @@ where
             !missing.is_empty()
         })
         .await?;
-        if let Some(id) = results.iter().find(|id| missing.contains(id.as_str())) {
+        if let Some(id) = results.iter().find(|id| missing.contains(*id)) {
             return Err(PersistError::invalid(
                 "content",
                 format!("the tool result for call {id} answers no call of thread {}", add.thread_id),
@@ -179,7 +178,9 @@ where
         }
     }
     if add.role == Role::User {
-        let open = unanswered_calls(&mut inner, &add.thread_id, &add.context).await?;
+        // A user message may carry the results itself (as Anthropic's messages do).
+        let mut open = unanswered_calls(&mut inner, &add.thread_id, &add.context).await?;
+        open.retain(|id| !results.contains(&id.as_str()));
         if !open.is_empty() {
             match unanswered {
                 Unanswered::Refuse => {
