@@ -30,7 +30,14 @@ pub(crate) struct Sealing {
 /// A usage error when the variable holds no valid key text, or when `sealing` asks for
 /// something without keys to do it with.
 pub(crate) fn from_env(sealing: &Sealing) -> CliResult<Option<EncryptLayer>> {
-    let text = std::env::var(KEYS_VAR).unwrap_or_default();
+    let text = match std::env::var(KEYS_VAR) {
+        Ok(text) => text,
+        Err(std::env::VarError::NotPresent) => String::new(),
+        // Never taken as unset: an import would then write clear values into a sealed store.
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err(CliError::usage(format!("{KEYS_VAR} is not UTF-8 text")));
+        }
+    };
     layer(&text, sealing)
 }
 

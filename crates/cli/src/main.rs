@@ -26,7 +26,7 @@
 //! `threads` and `show` print values in clear, `export --clear` writes them in clear (an export
 //! as stored, envelopes and all, stays the default), and `import` seals what it writes as the
 //! app's layer would and refuses, before writing a thread, a value that does not open for its
-//! place (wrong keys, another tenant's envelope). Tell the CLI what the app's layer seals
+//! place (wrong keys, another tenant's envelope), before the request that would write it. Tell the CLI what the app's layer seals
 //! besides content: `--seal-metadata KEY,…` and `--seal-titles` (or `$PERSIST_SEAL_METADATA`,
 //! `$PERSIST_SEAL_TITLES`). Keys are the ring's (tenants' keys derived from it); a tenant's own
 //! keys (`KeyRing::add_tenant_key`) are not read from the environment. Without keys, `show`
@@ -253,8 +253,8 @@ async fn run(cli: Cli) -> CliResult {
         return Err(CliError::usage("--tenant and --all-tenants exclude each other"));
     }
     let sealing = keys::Sealing { metadata: cli.seal_metadata, titles: cli.seal_titles };
-    let keys = keys::from_env(&sealing)?;
-    let keys = keys.as_ref();
+    // Read by the commands that open or seal values only: the others never see a bad key.
+    let keys = || keys::from_env(&sealing);
     let scope = Scope { tenant: cli.tenant, all_tenants: cli.all_tenants };
     let refuse_all_tenants = |command: &str| {
         if scope.all_tenants {
@@ -267,25 +267,26 @@ async fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Threads(args) => {
             let options = ThreadsOptions { limit: args.limit, after: args.after, filter: args.filter };
-            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys);
+            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys()?.as_ref());
             finish(store, async |store| commands::read::threads(store, &scope, options, json).await).await
         }
         Command::Show { thread } => {
             refuse_all_tenants("show")?;
-            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys);
+            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys()?.as_ref());
             finish(store, async |store| commands::read::show(store, &scope, thread, json).await).await
         }
         Command::Export(args) => {
+            let keys = if args.clear { keys()? } else { None };
             if args.clear && keys.is_none() {
                 return Err(CliError::usage(format!("export --clear needs the keys: set {}", keys::KEYS_VAR)));
             }
-            let options = ExportOptions { thread: args.thread, all: args.all, output: args.output };
-            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys.filter(|_| args.clear));
+            let options = ExportOptions { thread: args.thread, all: args.all, output: args.output, clear: args.clear };
+            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys.as_ref());
             finish(store, async |store| commands::transfer::export(store, &scope, options).await).await
         }
         Command::Import { input, max_line_bytes } => {
             refuse_all_tenants("import")?;
-            commands::transfer::import(url, &scope, keys, &input, max_line_bytes, json).await
+            commands::transfer::import(url, &scope, keys()?.as_ref(), &input, max_line_bytes, json).await
         }
         Command::Copy { to } => {
             // Every tenant, unless --tenant names one.

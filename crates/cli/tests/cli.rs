@@ -721,6 +721,10 @@ fn the_cli_reads_and_moves_sealed_stores_with_keys_from_the_environment() {
     assert!(text.contains("Refund for Jane") && !text.contains("persist:sealed"), "{text}");
     let (stderr, code) = error_of(keyed(Some(WRONG_KEYS), &["export", "--all", "--clear"]));
     assert!(code == 1 && stderr.contains("does not open"), "{stderr}");
+    // Not told that titles are sealed: an export in clear that would hold one sealed is refused.
+    let args = ["--url", url, "--tenant", "acme", "--seal-metadata", "email", "export", "--all", "--clear"];
+    let (stderr, code) = error_of(run_keyed(Some(KEYS), &args));
+    assert!(code == 1 && stderr.contains("--seal-titles"), "{stderr}");
 
     // Wrong keys: refused before the thread is written, and nothing recorded.
     let copy = dir.path().join("copy.db");

@@ -116,6 +116,9 @@ pub async fn check_appending_updates_join_the_content<F: Factory>(factory: &F) -
     assert_err!(write(b, not_blocks).await, PersistError::InvalidInput { field: "content", .. });
     assert_eq!(get(b, &id, &slot.id).await.unwrap(), more, "refused appends change nothing");
     assert_eq!(get(b, &id, &plain.id).await.unwrap(), plain);
+    // Finishing adds nothing: it completes content of any shape as it is.
+    let finished = written(b, UpdateContent::finishing(id.clone(), plain.id.clone())).await;
+    assert_eq!((finished.status, finished.content.clone()), (Status::Complete, plain.content.clone()));
     let missing = UpdateContent::appending(id.clone(), m("missing"), Content::text("x"));
     assert_err!(write(b, missing).await, PersistError::NotFound { .. });
     write(b, Delete::thread(id.clone())).await.unwrap();

@@ -67,6 +67,10 @@ pub async fn check_unanswered_calls_are_interrupted_or_refused<F: Factory>(facto
     heal.add(say(&id, Role::User, vec![Part::text("go")])).await.expect("user");
     heal.add(say(&id, Role::Assistant, vec![call("a"), call("b")])).await.expect("calls");
     heal.add(say(&id, Role::Tool, vec![Part::tool_result("a", json!(1))])).await.expect("one result");
+    // A user message refused for itself leaves no synthetic answer behind.
+    let bad = say(&id, Role::User, vec![Part::text("nul \u{0}")]);
+    assert_err!(heal.add(bad).await, PersistError::InvalidInput { field: "content", .. });
+    assert_eq!(all_messages(b.as_ref(), &id).await.len(), 3);
     let next = heal.add(say(&id, Role::User, vec![Part::text("still there?")])).await.expect("user");
     let messages = all_messages(b.as_ref(), &id).await;
     assert_eq!(messages.len(), 5);
@@ -79,16 +83,22 @@ pub async fn check_unanswered_calls_are_interrupted_or_refused<F: Factory>(facto
     assert_eq!((messages[4].id.clone(), messages[4].seq), (next.message.id, 5), "the user message after it");
     heal.add(say(&id, Role::User, vec![Part::text("again")])).await.expect("nothing left to answer");
     assert_eq!(all_messages(b.as_ref(), &id).await.len(), 6);
+    // The real result, late: the call has its (synthetic) result already.
+    match heal.add(say(&id, Role::Tool, vec![Part::tool_result("b", json!(2))])).await {
+        Err(PersistError::InvalidInput { field: "content", reason }) if reason.contains("result already") => {}
+        other => panic!("expected InvalidInput, the call answered already, got {other:?}"),
+    }
 
     let strict = with_layer(b, Unanswered::Refuse);
     let id = t("refused");
-    strict.add(say(&id, Role::Assistant, vec![call("c")])).await.expect("call");
+    strict.add(say(&id, Role::Assistant, vec![call("c"), call("d")])).await.expect("calls");
     match strict.add(say(&id, Role::User, vec![Part::text("hi")])).await {
-        Err(PersistError::InvalidInput { field: "tool_calls", reason }) if reason.contains("calls c ") => {}
-        other => panic!("expected InvalidInput naming c, got {other:?}"),
+        Err(PersistError::InvalidInput { field: "tool_calls", reason }) if reason.contains("calls c, d ") => {}
+        other => panic!("expected InvalidInput naming c, d in order, got {other:?}"),
     }
     assert_eq!(all_messages(b.as_ref(), &id).await.len(), 1, "nothing written");
-    strict.add(say(&id, Role::Tool, vec![Part::tool_result("c", json!("done"))])).await.expect("result");
+    let both = vec![Part::tool_result("c", json!("done")), Part::tool_result("d", json!("done"))];
+    strict.add(say(&id, Role::Tool, both)).await.expect("results");
     strict.add(say(&id, Role::User, vec![Part::text("hi")])).await.expect("answered now");
     store.finish().await
 }

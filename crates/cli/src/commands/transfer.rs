@@ -30,6 +30,9 @@ pub(crate) struct ExportOptions {
     pub(crate) all: bool,
     /// `-o FILE` (`-` or none: stdout).
     pub(crate) output: Option<PathBuf>,
+    /// `--clear`: the store reads through the keys, and a value still sealed after that (a
+    /// title or metadata key the CLI was not told is sealed) fails the export.
+    pub(crate) clear: bool,
 }
 
 /// `persist export`: one thread, the tenant's threads (`--all`) or every tenant's
@@ -65,7 +68,7 @@ pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions)
         match &options.thread {
             Some(thread_id) => {
                 let thread = one_thread(store, scope, thread_id).await?;
-                export_thread(store, &thread, &mut out, &mut progress, &mut counts).await?;
+                export_thread(store, &thread, options.clear, &mut out, &mut progress, &mut counts).await?;
             }
             None => {
                 let mut pages = scope.threads();
@@ -73,7 +76,7 @@ pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions)
                     // An export in clear holds every thread, or is no export.
                     super::refuse_unreadable(&pages.unreadable)?;
                     for thread in &page {
-                        export_thread(store, thread, &mut out, &mut progress, &mut counts).await?;
+                        export_thread(store, thread, options.clear, &mut out, &mut progress, &mut counts).await?;
                     }
                 }
             }
@@ -153,10 +156,14 @@ async fn one_thread(store: &Store, scope: &Scope, thread_id: &ThreadId) -> CliRe
 async fn export_thread(
     store: &Store,
     thread: &Thread,
+    clear: bool,
     out: &mut impl Write,
     progress: &mut Progress,
     counts: &mut Counts,
 ) -> CliResult {
+    if clear && keys::thread_is_sealed(thread) {
+        return Err(still_sealed(&format!("thread {}", thread.id)));
+    }
     write_line(out, &thread_line(thread))?;
     counts.threads += 1;
     let mut pages = MessagePages::of(thread);
@@ -164,6 +171,9 @@ async fn export_thread(
         super::refuse_unreadable(&pages.unreadable)?;
         let mut written = 0;
         for message in page.iter().filter(|message| message.seq <= thread.last_seq) {
+            if clear && keys::message_is_sealed(message) {
+                return Err(still_sealed(&format!("message {} of thread {}", message.id, thread.id)));
+            }
             write_line(out, &message_line(message))?;
             written += 1;
             counts.messages += 1;
@@ -175,6 +185,14 @@ async fn export_thread(
         counts.bindings += 1;
     }
     Ok(())
+}
+
+/// The failure of an export in clear that met a value the keys left sealed.
+fn still_sealed(what: &str) -> CliError {
+    CliError::failed(format!(
+        "{what} still holds a sealed value after opening: tell the CLI what the app seals with --seal-titles \
+         and --seal-metadata KEY,…"
+    ))
 }
 
 /// Counts of an import.
@@ -250,7 +268,8 @@ type Input = Box<dyn AsyncBufRead + Unpin + Send>;
 ///
 /// With `keys`, the restores go through them: clear values are sealed as the app's layer seals
 /// them, and a sealed value that does not open for its place (other keys, another tenant's or
-/// thread's envelope) is refused before its thread is written.
+/// thread's envelope) is refused before the request that would write it (at most
+/// `MAX_RESTORE_MESSAGES` messages of its thread) is sent.
 pub(crate) async fn import(
     url: &str,
     scope: &Scope,

@@ -6,8 +6,8 @@
 //! [`Part`]) consistent as they are written:
 //!
 //! - an `add` holding a [tool result](crate::Part::ToolResult) must answer a call an earlier
-//!   message of the thread (or the same message) made, else it is refused with `InvalidInput`
-//!   (`content`) naming the call id, and nothing is written;
+//!   message of the thread (or the same message) made, and one that has no result yet, else it
+//!   is refused with `InvalidInput` (`content`) naming the call id, and nothing is written;
 //! - an `add` of a **user** message, while calls made since the previous user message have no
 //!   result (in the thread, or in the user message itself, as Anthropic's messages carry them),
 //!   is either refused (`InvalidInput`, `tool_calls`, naming them:
@@ -161,10 +161,18 @@ where
     // A result may answer a call of the same message (a tool the provider ran itself).
     let mut missing: HashSet<&str> = results.iter().copied().filter(|id| !own_calls.contains(id)).collect();
     if !missing.is_empty() {
+        // Results met before a call's message are newer than it: that call is answered already.
+        let mut answered = HashSet::new();
         scan(&mut inner, &add.thread_id, &add.context, |message| {
-            for call in message.content.tool_calls() {
-                if let Some(call) = call.as_tool_call() {
-                    missing.remove(call.id);
+            for part in message.content.parts() {
+                match part {
+                    Part::ToolCall { id, .. } => {
+                        missing.remove(id.as_str());
+                    }
+                    Part::ToolResult { call_id, .. } => {
+                        answered.insert(call_id);
+                    }
+                    _ => {}
                 }
             }
             !missing.is_empty()
@@ -176,8 +184,16 @@ where
                 format!("the tool result for call {id} answers no call of thread {}", add.thread_id),
             ));
         }
+        if let Some(id) = results.iter().find(|id| !own_calls.contains(*id) && answered.contains(**id)) {
+            return Err(PersistError::invalid(
+                "content",
+                format!("call {id} of thread {} has a result already", add.thread_id),
+            ));
+        }
     }
     if add.role == Role::User {
+        // Refused here, a user message must not leave a synthetic answer behind.
+        PersistArgs::Add(add.clone()).validate()?;
         // A user message may carry the results itself (as Anthropic's messages do).
         let mut open = unanswered_calls(&mut inner, &add.thread_id, &add.context).await?;
         open.retain(|id| !results.contains(&id.as_str()));
@@ -217,7 +233,8 @@ where
         if message.role == Role::User {
             return false;
         }
-        for part in message.content.parts() {
+        // Newest first, message by message: a message's parts walked backwards too.
+        for part in message.content.parts().into_iter().rev() {
             match part {
                 Part::ToolCall { id, .. } => calls.push(id),
                 Part::ToolResult { call_id, .. } => {
@@ -230,7 +247,8 @@ where
     })
     .await?;
     calls.reverse();
-    calls.retain(|id| !answered.contains(id));
+    let mut seen = HashSet::new();
+    calls.retain(|id| !answered.contains(id) && seen.insert(id.clone()));
     Ok(calls)
 }
 
@@ -245,7 +263,13 @@ async fn scan<S>(
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
 {
-    let mut query = Some(ListMessages::new(thread_id.clone()).with_order(Order::Desc).with_context(context.renewed()));
+    // Reservations too: a reply still streaming may have made a call already.
+    let mut query = Some(
+        ListMessages::new(thread_id.clone())
+            .with_order(Order::Desc)
+            .include_reserved(true)
+            .with_context(context.renewed()),
+    );
     while let Some(current) = query.take() {
         let page = match inner.ready().await?.call(current.clone().into()).await {
             Ok(PersistResult::Messages(page)) => page,

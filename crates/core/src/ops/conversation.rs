@@ -37,7 +37,8 @@ impl Pipeline {
     /// # Errors
     ///
     /// `InvalidInput` (`count`) for a count of 0 or above [`MAX_PAGE_LIMIT`]; `NotFound` for a
-    /// thread that does not exist, `ThreadDeleted` for a deleted one; the first refused delete.
+    /// thread that does not exist, `ThreadDeleted` for a deleted one; `Unreadable` (nothing
+    /// removed) when one of the latest messages does not open; the first refused delete.
     pub async fn pop(&self, pop: Pop) -> Result<Popped> {
         if pop.count == 0 || pop.count > MAX_PAGE_LIMIT {
             return Err(PersistError::invalid(
@@ -58,8 +59,18 @@ impl Pipeline {
             .with_limit(pop.count)
             .include_reserved(true)
             .with_context(pop.context.renewed());
+        let page = self.list(latest).await?;
+        // A message that did not open (see `EncryptLayer`) is not in the page: deleting around it
+        // would leave a gap, not a prefix.
+        if let Some(item) = page.unreadable.first() {
+            return Err(PersistError::Unreadable {
+                thread_id: item.thread_id.clone(),
+                message_id: item.message_id.clone(),
+                reason: item.reason.clone().into(),
+            });
+        }
         let mut messages = Vec::new();
-        for message in self.list(latest).await?.items {
+        for message in page.items {
             let delete = Delete::message(pop.thread_id.clone(), message.id.clone())
                 .with_expected_version(message.version)
                 .with_context(pop.context.renewed());

@@ -134,8 +134,8 @@ impl Reserve {
 /// progress ([`appending`](Self::appending) a token, [`partial`](Self::partial) text so far)
 /// then its end ([`finishing`](Self::finishing), or a final `new`).
 ///
-/// Only a final replacement finalizes by default (`Reserved` → `Complete`): a token never
-/// marks a reply done by accident. A complete message takes final replacements only: an
+/// Only [`new`](Self::new) and [`finishing`](Self::finishing) finalize (`Reserved` →
+/// `Complete`): a token never marks a reply done by accident. A complete message takes final replacements only: an
 /// append or a partial write to it is refused with [`PersistError::MessageComplete`] and
 /// changes nothing (a token retried or sent after the final update would reopen or extend a
 /// finished reply), on every backend.
@@ -262,12 +262,13 @@ impl UpdateContent {
         if let Some(refusal) = self.status_conflict(stored.status) {
             return Err(refusal);
         }
-        Ok(Self {
-            content: stored.content.appended(&self.content)?,
-            append: false,
-            expected_version: Some(stored.version),
-            ..self.clone()
-        })
+        // Nothing to add (`finishing`): the stored content as it is, whatever its shape.
+        let content = if self.content.is_placeholder() {
+            stored.content.clone()
+        } else {
+            stored.content.appended(&self.content)?
+        };
+        Ok(Self { content, append: false, expected_version: Some(stored.version), ..self.clone() })
     }
 
     /// Whether to finalize (see [`finalize`](Self::finalize)).
