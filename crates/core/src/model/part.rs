@@ -5,7 +5,8 @@
 //! read with [`Content::parts`] and written with [`Content::from_parts`]. A block reads as a typed
 //! part only when it has exactly that part's fields, with their types; any other block (a
 //! provider's own kind, a known kind with an extra field) reads as [`Part::Other`] holding the
-//! block as it is, so reading parts and writing them back never loses a byte of meaning.
+//! block as it is, so reading the parts of an array of blocks and writing them back never loses
+//! a byte of meaning.
 //!
 //! | part | block |
 //! |---|---|
@@ -25,7 +26,9 @@ use super::content::Content;
 /// read with [`Content::parts`] and written with [`Content::from_parts`]. A block reads as a
 /// typed part only when it has exactly that part's fields, with their types; any other block (a
 /// provider's own kind, a known kind with an extra field) reads as [`Part::Other`] holding the
-/// block as it is, so reading parts and writing them back never loses a byte of meaning.
+/// block as it is, so reading the parts of an array of blocks and writing them back never loses
+/// a byte of meaning. Content that is not an array (a plain string, an object) reads as one
+/// `Other`, which [`Content::from_parts`] writes back as a one-block array.
 ///
 /// | part | block |
 /// |---|---|
