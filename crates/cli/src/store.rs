@@ -93,7 +93,7 @@ pub(crate) struct Store {
 enum Handle {
     Sqlite(SqliteBackend),
     Postgres(PostgresBackend),
-    Memory(MemoryBackend),
+    Memory,
 }
 
 impl Store {
@@ -129,10 +129,7 @@ impl Store {
                     builder.connect().await.map_err(|e| CliError::context(format!("connecting to {label}"), &e))?;
                 Ok(Self::new(Pipeline::new(backend.clone()), label, Handle::Postgres(backend)))
             }
-            Location::Memory => {
-                let backend = MemoryBackend::new();
-                Ok(Self::new(Pipeline::new(backend.clone()), label, Handle::Memory(backend)))
-            }
+            Location::Memory => Ok(Self::new(Pipeline::new(MemoryBackend::new()), label, Handle::Memory)),
         }
     }
 
@@ -143,14 +140,8 @@ impl Store {
     /// Reads and writes through `layer` where a command asks for it ([`keyed`](Self::keyed));
     /// `None` leaves the store as it is.
     pub(crate) fn with_keys(mut self, layer: Option<&EncryptLayer>) -> Self {
-        if let Some(layer) = layer {
-            let backend = match &self.backend {
-                Handle::Sqlite(backend) => Pipeline::builder().layer(layer.clone()).build(backend.clone()),
-                Handle::Postgres(backend) => Pipeline::builder().layer(layer.clone()).build(backend.clone()),
-                Handle::Memory(backend) => Pipeline::builder().layer(layer.clone()).build(backend.clone()),
-            };
-            self.opened = Some(backend);
-        }
+        // A pipeline is a backend: the layer goes over the store's own pipeline.
+        self.opened = layer.map(|layer| Pipeline::builder().layer(layer.clone()).build(self.pipeline.clone()));
         self
     }
 
@@ -164,7 +155,7 @@ impl Store {
     pub(crate) fn sqlite(&self) -> Option<&SqliteBackend> {
         match &self.backend {
             Handle::Sqlite(backend) => Some(backend),
-            Handle::Postgres(_) | Handle::Memory(_) => None,
+            Handle::Postgres(_) | Handle::Memory => None,
         }
     }
 
@@ -173,7 +164,7 @@ impl Store {
         match &self.backend {
             Handle::Sqlite(backend) => backend.close().await,
             Handle::Postgres(backend) => backend.close().await,
-            Handle::Memory(_) => {}
+            Handle::Memory => {}
         }
     }
 }
