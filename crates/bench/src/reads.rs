@@ -62,7 +62,7 @@ fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         role: Role::new(&text(3)?).expect("role"),
         content: Content::from_json(text(4)?).expect("content"),
         metadata: Metadata::try_from(metadata).expect("metadata"),
-        status: if text(6)? == "complete" { Status::Complete } else { Status::Reserved },
+        status: Status::parse(&text(6)?).expect("status"),
         version: row.get::<_, i64>(7)? as u64,
         idempotency_key: key.map(|k| IdempotencyKey::new(k).expect("key")),
         created_at: Timestamp::from_micros(row.get(9)?),

@@ -78,11 +78,8 @@ fn bad(error: PersistError) -> PersistError {
 }
 
 pub(crate) fn message(row: &PgRow) -> Result<Message, PersistError> {
-    let status = match get::<&str>(row, "status")? {
-        "reserved" => Status::Reserved,
-        "complete" => Status::Complete,
-        other => return Err(corrupt(format!("unknown status {other:?}"))),
-    };
+    let status = get::<&str>(row, "status")?;
+    let status = Status::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
     let key: Option<&str> = get(row, "idempotency_key")?;
     Ok(Message {
         thread_id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(bad)?,

@@ -104,11 +104,8 @@ fn metadata(text: &str) -> Result<Metadata, PersistError> {
 
 pub(crate) fn message(row: &impl Cells) -> Result<Message, PersistError> {
     let content = Content::from_json(text(row, "content")?).map_err(|e| corrupt(e.to_string()))?;
-    let status = match text(row, "status")? {
-        "reserved" => Status::Reserved,
-        "complete" => Status::Complete,
-        other => return Err(corrupt(format!("unknown status {other:?}"))),
-    };
+    let status = text(row, "status")?;
+    let status = Status::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
     Ok(Message {
         thread_id: ThreadId::new(text(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
         id: MessageId::new(text(row, "message_id")?).map_err(|e| corrupt(e.to_string()))?,

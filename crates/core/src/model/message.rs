@@ -100,23 +100,49 @@ impl<'de> Deserialize<'de> for Role {
     }
 }
 
-/// Whether a message is a placeholder still being written, or complete.
+/// Whether a message is still being written, complete, or a reply whose stream stopped before
+/// its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// Created by `reserve`; content is the placeholder until `update_content` finalizes it.
+    /// Created by `reserve`; its content is the placeholder, or what the stream wrote so far,
+    /// until `update_content` finalizes it.
     Reserved,
     /// Written by `add`, or finalized by `update_content`.
     Complete,
+    /// A reservation whose stream stopped before its final write (the generator crashed, the
+    /// client went away): the content is what the stream wrote, kept for the reader, who can be
+    /// told the reply was cut short. Set by
+    /// [`UpdateContent::interrupting`](crate::args::UpdateContent::interrupting) (what
+    /// [`cleanup_stranded`](crate::Pipeline::cleanup_stranded) does by default); it takes no
+    /// more tokens, and a final replacement still completes it.
+    Interrupted,
 }
 
 impl Status {
-    /// `"reserved"` or `"complete"`.
+    /// `"reserved"`, `"complete"` or `"interrupted"`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Reserved => "reserved",
             Self::Complete => "complete",
+            Self::Interrupted => "interrupted",
         }
+    }
+
+    /// The status named by [`as_str`](Self::as_str); `None` for any other text.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "reserved" => Some(Self::Reserved),
+            "complete" => Some(Self::Complete),
+            "interrupted" => Some(Self::Interrupted),
+            _ => None,
+        }
+    }
+
+    /// Whether a stream may still write to the message (`Reserved`): appends and partial writes
+    /// are refused otherwise.
+    pub const fn is_streaming(self) -> bool {
+        matches!(self, Self::Reserved)
     }
 }
 

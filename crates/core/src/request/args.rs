@@ -9,6 +9,7 @@ use super::once::SetOnce;
 use super::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
 pub use super::restore::Restore;
 use super::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
+pub use super::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage};
 use super::write::nul;
 pub use super::write::{
     Add, Delete, MAX_APPEND_JOINS, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent, appends_kept_racing,

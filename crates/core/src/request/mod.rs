@@ -14,4 +14,5 @@ mod repeat;
 pub mod restore;
 pub(crate) mod result;
 pub mod session;
+pub(crate) mod turn;
 pub(crate) mod write;

@@ -182,7 +182,7 @@ impl<'a> Insert<'a> {
         };
         Ok(match self.status {
             Status::Reserved => Reserved::new(message, deduplicated).into(),
-            Status::Complete => Added::new(message, deduplicated).into(),
+            Status::Complete | Status::Interrupted => Added::new(message, deduplicated).into(),
         })
     }
 
