@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (121 in all):
+//! [`CHECKS`] lists every check by group and name (126 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -62,6 +62,7 @@
 //! | [`update`] | atomic metadata merge (null removes), role, thread title/metadata, `NotFound` |
 //! | [`delete`] | ids returned, counters, tombstones refuse later writes, deleting what is gone |
 //! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
+//! | [`turns`] | a whole turn in one write: consecutive seqs, a reservation last, idempotent as a whole (turn key, own keys, ids), refused whole (bad message, taken id or key, reused turn key, deleted thread, limits), one feed event per message, never interleaved with racing writers |
 //! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
 //! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; purge (erased tombstone, freed id) |
 //! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning (gated on `restore`) |
@@ -106,6 +107,7 @@ pub mod tenancy;
 pub mod threads;
 pub mod tool_calls;
 pub mod truncate;
+pub mod turns;
 pub mod update;
 pub mod versions;
 
@@ -255,6 +257,13 @@ macro_rules! __for_each_check {
                 check_tool_results_answer_earlier_calls,
                 check_unanswered_calls_are_interrupted_or_refused,
                 check_provider_history_has_no_orphans,
+            }
+            turns {
+                check_a_turn_is_written_whole_with_consecutive_seqs,
+                check_a_repeated_turn_answers_the_same_messages,
+                check_a_refused_turn_writes_nothing,
+                check_a_turn_records_one_event_per_message,
+                check_racing_turns_are_never_interleaved,
             }
             restore {
                 check_restore_copies_a_thread_exactly,

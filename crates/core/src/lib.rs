@@ -99,5 +99,7 @@ pub use self::pipeline::{
 };
 pub use self::read::{Order, Page};
 pub use self::request::args::{PersistArgs, Target};
-pub use self::request::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, Updated};
+pub use self::request::result::{
+    Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, TurnAppended, Updated,
+};
 pub use self::request::{args, lifecycle, maintenance, once, read, restore, session};

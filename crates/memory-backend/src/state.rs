@@ -8,14 +8,14 @@ use std::hash::{Hash, Hasher};
 use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
 
-use persist_core::args::{Delete, Restore, Update, UpdateContent};
+use persist_core::args::{AppendTurn, Delete, Restore, Update, UpdateContent};
 use persist_core::feed::{Change, MemoryFeed};
 use persist_core::restore::{Verdict, merged_thread};
 use persist_core::session::{BindingState, SessionBinding, StoredBinding};
 use persist_core::{
     Added, AgentId, Content, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, PersistArgs, PersistError,
     PersistOp, PersistResult, Reserved, Restored, Result, Status, Target, TenantId, Thread, ThreadId, Timestamp,
-    Updated,
+    TurnAppended, Updated,
 };
 
 /// The in-memory backend; see the [crate docs](crate).
@@ -104,6 +104,35 @@ pub(crate) struct Insert {
     pub(crate) tenant: Option<TenantId>,
 }
 
+impl Insert {
+    /// The insert of an `add` or a `reserve`.
+    fn of(args: &PersistArgs) -> Result<Self> {
+        Ok(match args {
+            PersistArgs::Add(add) => Insert {
+                thread_id: add.thread_id.clone(),
+                message_id: add.message_id.clone(),
+                role: add.role.clone(),
+                content: add.content.clone(),
+                metadata: add.metadata.clone(),
+                status: Status::Complete,
+                idempotency_key: add.idempotency_key.clone(),
+                tenant: add.context.tenant().cloned(),
+            },
+            PersistArgs::Reserve(reserve) => Insert {
+                thread_id: reserve.thread_id.clone(),
+                message_id: reserve.message_id.clone(),
+                role: reserve.role.clone(),
+                content: Content::placeholder(),
+                metadata: reserve.metadata.clone(),
+                status: Status::Reserved,
+                idempotency_key: reserve.idempotency_key.clone(),
+                tenant: reserve.context.tenant().cloned(),
+            },
+            other => return Err(PersistError::Unsupported { what: format!("an insert of `{}`", other.op()).into() }),
+        })
+    }
+}
+
 impl State {
     /// Notes a change for the feed, if there is one.
     pub(crate) fn changed(&mut self, change: impl FnOnce() -> Change) {
@@ -123,40 +152,17 @@ impl State {
     pub(crate) fn apply(&mut self, args: &PersistArgs, now: Timestamp) -> Result<PersistResult> {
         let state = self;
         match args {
-            PersistArgs::Add(add) => {
-                let insert = Insert {
-                    thread_id: add.thread_id.clone(),
-                    message_id: add.message_id.clone(),
-                    role: add.role.clone(),
-                    content: add.content.clone(),
-                    metadata: add.metadata.clone(),
-                    status: Status::Complete,
-                    idempotency_key: add.idempotency_key.clone(),
-                    tenant: add.context.tenant().cloned(),
-                };
-                let (message, dedup) = state.insert(insert, args, now)?;
+            PersistArgs::Add(_) | PersistArgs::Reserve(_) => {
+                let (message, dedup) = state.insert(Insert::of(args)?, args, now)?;
                 if !dedup {
-                    state.message_changed(PersistOp::Add, &add.context, &message);
+                    state.message_changed(args.op(), args.context(), &message);
                 }
-                Ok(Added::new(message, dedup).into())
+                Ok(match message.status {
+                    Status::Reserved => Reserved::new(message, dedup).into(),
+                    _ => Added::new(message, dedup).into(),
+                })
             }
-            PersistArgs::Reserve(reserve) => {
-                let insert = Insert {
-                    thread_id: reserve.thread_id.clone(),
-                    message_id: reserve.message_id.clone(),
-                    role: reserve.role.clone(),
-                    content: Content::placeholder(),
-                    metadata: reserve.metadata.clone(),
-                    status: Status::Reserved,
-                    idempotency_key: reserve.idempotency_key.clone(),
-                    tenant: reserve.context.tenant().cloned(),
-                };
-                let (message, dedup) = state.insert(insert, args, now)?;
-                if !dedup {
-                    state.message_changed(PersistOp::Reserve, &reserve.context, &message);
-                }
-                Ok(Reserved::new(message, dedup).into())
-            }
+            PersistArgs::AppendTurn(turn) => Ok(state.append_turn(turn, now)?.into()),
             PersistArgs::UpdateContent(update) => {
                 let (message, changed) = state.update_content(update, now)?;
                 let op = if changed { PersistOp::UpdateContent } else { PersistOp::Update };
@@ -200,6 +206,33 @@ impl State {
             Some(ts) => Ok(ts),
             None => Err(PersistError::not_found(thread_id, message_id)),
         }
+    }
+
+    /// Writes a whole turn, or answers its repeat: decided before anything is written, so a
+    /// refusal leaves the store as it was.
+    pub(crate) fn append_turn(&mut self, turn: &AppendTurn, now: Timestamp) -> Result<TurnAppended> {
+        let plan = turn.plan()?;
+        let mut stored = Vec::new();
+        if let Some(ts) = self.threads.get(&key(turn.context.tenant(), &turn.thread_id)) {
+            if ts.thread.is_deleted() {
+                return Err(PersistError::ThreadDeleted { thread_id: turn.thread_id.clone() });
+            }
+            let by_key = plan.keys().iter().filter_map(|k| ts.messages.by_key(k));
+            for record in by_key.chain(plan.ids().iter().filter_map(|id| ts.messages.by_id(id))) {
+                stored.push(record.to_message(&turn.thread_id)?);
+            }
+        }
+        if let Some(repeat) = plan.decide(stored)? {
+            return Ok(TurnAppended::new(turn.thread_id.clone(), repeat, true));
+        }
+        let mut written = Vec::with_capacity(plan.writes().len());
+        for write in plan.writes() {
+            // Cannot be refused now: the thread is writable, and no key or id is taken.
+            let (message, _) = self.insert(Insert::of(write)?, write, now)?;
+            self.message_changed(write.op(), &turn.context, &message);
+            written.push(message);
+        }
+        Ok(TurnAppended::new(turn.thread_id.clone(), written, false))
     }
 
     pub(crate) fn insert(&mut self, new: Insert, args: &PersistArgs, now: Timestamp) -> Result<(Message, bool)> {

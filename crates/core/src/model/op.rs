@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 19);
+/// assert_eq!(PersistOp::ALL.len(), 20);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,6 +33,8 @@ pub enum PersistOp {
     Delete,
     /// Write a thread's messages exactly as another store held them (import, copy).
     Restore,
+    /// Append a whole turn (several messages, maybe a reservation) in one transaction.
+    AppendTurn,
     /// Read one message.
     Get,
     /// Read one thread.
@@ -63,13 +65,14 @@ pub enum PersistOp {
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 19] = [
+    pub const ALL: [PersistOp; 20] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
         Self::Update,
         Self::Delete,
         Self::Restore,
+        Self::AppendTurn,
         Self::Get,
         Self::GetThread,
         Self::List,
@@ -99,6 +102,7 @@ impl PersistOp {
             Self::Update => "update",
             Self::Delete => "delete",
             Self::Restore => "restore",
+            Self::AppendTurn => "append_turn",
             Self::Get => "get",
             Self::GetThread => "get_thread",
             Self::List => "list",
@@ -133,9 +137,19 @@ impl PersistOp {
     }
 
     /// Whether the operation writes messages or threads (`add`, `reserve`, `update_content`,
-    /// `update`, `delete`, `restore`): what indexers, event feeds and mirrors care about.
+    /// `update`, `delete`, `restore`, `append_turn`): what indexers, event feeds and mirrors
+    /// care about.
     pub const fn is_message_write(self) -> bool {
-        matches!(self, Self::Add | Self::Reserve | Self::UpdateContent | Self::Update | Self::Delete | Self::Restore)
+        matches!(
+            self,
+            Self::Add
+                | Self::Reserve
+                | Self::UpdateContent
+                | Self::Update
+                | Self::Delete
+                | Self::Restore
+                | Self::AppendTurn
+        )
     }
 }
 

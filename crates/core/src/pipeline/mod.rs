@@ -25,12 +25,14 @@ use tower::Service;
 use tower::layer::util::Identity;
 use tower::util::BoxCloneSyncService;
 
-use crate::args::{Add, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
+use crate::args::{Add, AppendTurn, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
 use crate::feed::{FeedHub, FeedPage, ReadFeed, Subscription};
 use crate::model::error::{PersistError, Result};
 use crate::model::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
-use crate::request::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, Updated};
+use crate::request::result::{
+    Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, TurnAppended, Updated,
+};
 use crate::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
@@ -155,6 +157,12 @@ impl Pipeline {
     typed_call!(
         /// Deletes a message or a thread; answers every id removed.
         delete, Delete, Delete => Deleted, Deleted, |r| r
+    );
+    typed_call!(
+        /// Appends a whole turn (several messages, and maybe the reservation of the reply that
+        /// follows) in one transaction: all of it or none, consecutive `seq`s, idempotent as
+        /// a whole. See [`AppendTurn`].
+        append_turn, AppendTurn, AppendTurn => TurnAppended, TurnAppended, |r| r
     );
     typed_call!(
         /// Writes a thread and its messages exactly as another store held them (import, copy);

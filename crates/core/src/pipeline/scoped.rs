@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::args::{Add, Context, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
+use crate::args::{Add, AppendTurn, Context, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
 use crate::feed::{FeedPage, FeedScope, ReadFeed, Subscription};
 use crate::lifecycle::{Fork, ForkReport, Pop, Popped, Prune, PruneReport};
 use crate::maintenance::{CleanupReport, CleanupStranded};
@@ -12,7 +12,7 @@ use crate::pipeline::Capabilities;
 use crate::pipeline::Pipeline;
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
 use crate::request::result::Restored;
-use crate::request::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, Updated};
+use crate::request::result::{Added, ContentUpdated, Deleted, PersistResult, Reserved, TurnAppended, Updated};
 use crate::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
@@ -74,6 +74,7 @@ impl Scoped {
 
     scoped_call!(/** Appends a complete message. */ add, Add => Added);
     scoped_call!(/** Appends a placeholder. */ reserve, Reserve => Reserved);
+    scoped_call!(/** Appends a whole turn in one transaction (see [`AppendTurn`]). */ append_turn, AppendTurn => TurnAppended);
     scoped_call!(/** Writes a message's content (see [`UpdateContent`]). */ update_content, UpdateContent => ContentUpdated);
     scoped_call!(/** Patches a message or a thread. */ update, Update => Updated);
     scoped_call!(/** Deletes a message or a thread. */ delete, Delete => Deleted);

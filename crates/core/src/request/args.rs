@@ -9,7 +9,7 @@ use super::once::SetOnce;
 use super::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
 pub use super::restore::Restore;
 use super::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
-pub use super::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage};
+pub use super::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage, TurnPlan};
 use super::write::nul;
 pub use super::write::{
     Add, Delete, MAX_APPEND_JOINS, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent, appends_kept_racing,
@@ -56,6 +56,8 @@ pub enum PersistArgs {
     Delete(Delete),
     /// See [`Restore`].
     Restore(Restore),
+    /// See [`AppendTurn`].
+    AppendTurn(AppendTurn),
     /// Reads one message; see [`GetMessage`].
     #[serde(skip)]
     Get(GetMessage),
@@ -102,6 +104,7 @@ impl PersistArgs {
             Self::Update(_) => PersistOp::Update,
             Self::Delete(_) => PersistOp::Delete,
             Self::Restore(_) => PersistOp::Restore,
+            Self::AppendTurn(_) => PersistOp::AppendTurn,
             Self::Get(_) => PersistOp::Get,
             Self::GetThread(_) => PersistOp::GetThread,
             Self::List(_) => PersistOp::List,
@@ -128,6 +131,7 @@ impl PersistArgs {
             Self::Update(a) => &a.thread_id,
             Self::Delete(a) => &a.thread_id,
             Self::Restore(a) => &a.thread.id,
+            Self::AppendTurn(a) => &a.thread_id,
             Self::Get(a) => &a.thread_id,
             Self::GetThread(a) => &a.thread_id,
             Self::List(a) => &a.thread_id,
@@ -182,6 +186,7 @@ impl PersistArgs {
             Self::Update(a) => &a.context,
             Self::Delete(a) => &a.context,
             Self::Restore(a) => &a.context,
+            Self::AppendTurn(a) => &a.context,
             Self::Get(a) => &a.context,
             Self::GetThread(a) => &a.context,
             Self::List(a) => &a.context,
@@ -207,6 +212,7 @@ impl PersistArgs {
             Self::Update(a) => &mut a.context,
             Self::Delete(a) => &mut a.context,
             Self::Restore(a) => &mut a.context,
+            Self::AppendTurn(a) => &mut a.context,
             Self::Get(a) => &mut a.context,
             Self::GetThread(a) => &mut a.context,
             Self::List(a) => &mut a.context,
@@ -239,6 +245,9 @@ impl PersistArgs {
         }
         if let Self::SetOnce(request) = self {
             return request.validate();
+        }
+        if let Self::AppendTurn(turn) = self {
+            return turn.validate();
         }
         if let Some(content) = self.content() {
             content.check_depth()?;
@@ -298,7 +307,20 @@ macro_rules! into_args {
         }
     )*};
 }
-into_args!(Add, Reserve, UpdateContent, Update, Delete, Restore, Resolve, Bind, ResetSession, InvalidateSession, Ping);
+into_args!(
+    Add,
+    Reserve,
+    UpdateContent,
+    Update,
+    Delete,
+    Restore,
+    AppendTurn,
+    Resolve,
+    Bind,
+    ResetSession,
+    InvalidateSession,
+    Ping
+);
 
 impl From<GetMessage> for PersistArgs {
     fn from(query: GetMessage) -> Self {
@@ -372,6 +394,7 @@ mod tests {
                 Vec::new(),
             )
             .into(),
+            AppendTurn::new(thread()).with_message(TurnMessage::new(Role::User, Content::text("c"))).into(),
             GetMessage::new(thread(), m.clone()).into(),
             GetThread::new(thread()).into(),
             ListMessages::new(thread()).into(),
@@ -401,7 +424,8 @@ mod tests {
         assert_eq!(all[3].message_id(), Some(&m));
         assert_eq!(all[4].message_id(), None);
         assert_eq!(all[5].message_id(), None);
-        assert_eq!(all[6].message_id(), Some(&m));
+        assert_eq!(all[6].message_id(), None);
+        assert_eq!(all[7].message_id(), Some(&m));
     }
 
     #[test]

@@ -45,6 +45,28 @@ impl Reserved {
     }
 }
 
+/// Answer to an [`AppendTurn`](crate::args::AppendTurn): every message of the turn, in `seq`
+/// order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TurnAppended {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The stored messages, one per message of the turn, in its order (and `seq` order).
+    pub messages: Vec<Message>,
+    /// `true` when the turn repeated an earlier one (the same keys, or the same explicit ids and
+    /// identical payloads) and the messages it wrote were returned as they are now; no new
+    /// `seq` was taken.
+    pub deduplicated: bool,
+}
+
+impl TurnAppended {
+    /// An answer for `messages` of `thread_id`.
+    pub fn new(thread_id: ThreadId, messages: Vec<Message>, deduplicated: bool) -> Self {
+        Self { thread_id, messages, deduplicated }
+    }
+}
+
 /// Answer to an `update_content`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -120,6 +142,8 @@ pub enum PersistResult {
     Deleted(Deleted),
     /// See [`Restored`].
     Restored(Restored),
+    /// See [`TurnAppended`].
+    TurnAppended(TurnAppended),
     /// The message a `get` read, if it exists.
     #[serde(skip)]
     Message(Option<Message>),
@@ -170,6 +194,7 @@ impl PersistResult {
             Self::Updated(_) => PersistOp::Update,
             Self::Deleted(_) => PersistOp::Delete,
             Self::Restored(_) => PersistOp::Restore,
+            Self::TurnAppended(_) => PersistOp::AppendTurn,
             Self::Message(_) => PersistOp::Get,
             Self::Thread(_) => PersistOp::GetThread,
             Self::Messages(_) => PersistOp::List,
@@ -186,8 +211,9 @@ impl PersistResult {
         }
     }
 
-    /// The message **written**, for every write result that carries one; `None` for reads (an
-    /// indexer that looks here never re-indexes what was only read).
+    /// The message **written**, for every write result that carries exactly one; `None` for
+    /// reads (an indexer that looks here never re-indexes what was only read) and for a turn,
+    /// which carries several: an indexer reads [`messages`](Self::messages), which covers both.
     pub fn message(&self) -> Option<&Message> {
         match self {
             Self::Added(r) => Some(&r.message),
@@ -195,6 +221,34 @@ impl PersistResult {
             Self::ContentUpdated(r) => Some(&r.message),
             Self::Updated(Updated::Message(m)) => Some(m),
             _ => None,
+        }
+    }
+
+    /// Every message **written**: the one of [`message`](Self::message), or each of a turn's
+    /// ([`TurnAppended`]); empty for reads and for writes that carry no message.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::args::{AppendTurn, TurnMessage};
+    /// use persist::{memory::MemoryBackend, Content, PersistArgs, Pipeline, Role, ThreadId};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let turn = AppendTurn::of(ThreadId::new("t1")?, [
+    ///     TurnMessage::new(Role::User, Content::text("hi")),
+    ///     TurnMessage::new(Role::Assistant, Content::text("hello")),
+    /// ]);
+    /// let result = pipeline.execute(PersistArgs::from(turn)).await?;
+    /// assert_eq!(result.messages().len(), 2); // an indexer sees both
+    /// assert!(result.message().is_none());
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn messages(&self) -> &[Message] {
+        match self {
+            Self::TurnAppended(r) => &r.messages,
+            _ => self.message().map(std::slice::from_ref).unwrap_or_default(),
         }
     }
 
@@ -208,6 +262,7 @@ impl PersistResult {
             Self::Updated(Updated::Thread(t)) => &t.id,
             Self::Deleted(r) => &r.thread_id,
             Self::Restored(r) => &r.thread.id,
+            Self::TurnAppended(r) => &r.thread_id,
             Self::Bound(b) => &b.thread_id,
             _ => return None,
         })
@@ -228,11 +283,13 @@ impl PersistResult {
         }
     }
 
-    /// Whether an `add`/`reserve` returned an earlier message instead of writing.
+    /// Whether an `add`, `reserve` or `append_turn` returned what an earlier request wrote
+    /// instead of writing.
     pub fn is_deduplicated(&self) -> bool {
         match self {
             Self::Added(r) => r.deduplicated,
             Self::Reserved(r) => r.deduplicated,
+            Self::TurnAppended(r) => r.deduplicated,
             _ => false,
         }
     }
@@ -247,4 +304,4 @@ macro_rules! into_result {
         }
     )*};
 }
-into_result!(Added, Reserved, ContentUpdated, Updated, Deleted, Restored);
+into_result!(Added, Reserved, ContentUpdated, Updated, Deleted, Restored, TurnAppended);

@@ -13,6 +13,7 @@ mod guard;
 mod insert;
 mod restore;
 mod session;
+mod turn;
 mod update;
 
 use persist_core::{ContentUpdated, Message, PersistArgs, PersistError, PersistResult, Target, TenantId, Updated};
@@ -61,6 +62,7 @@ pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<
         }
         .into()),
         PersistArgs::Restore(restore) => Ok(self::restore::restore(conn, restore).await?.into()),
+        PersistArgs::AppendTurn(turn) => Ok(self::turn::append_turn(conn, turn).await?.into()),
         PersistArgs::SetOnce(request) => Ok(PersistResult::Value(set_once(conn, request).await?)),
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
     }

@@ -137,7 +137,7 @@ async fn restore_bindings(tx: &mut PgConnection, tenant: &str, restore: &Restore
 }
 
 /// Every message in one statement, its columns as arrays.
-async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[&Message]) -> Result<(), PersistError> {
+pub(super) async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[&Message]) -> Result<(), PersistError> {
     let Some(first) = messages.first() else { return Ok(()) };
     let mut ids = Vec::with_capacity(messages.len());
     let (mut seqs, mut versions, mut created, mut updated) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

@@ -11,6 +11,7 @@ mod guard;
 mod insert;
 pub(crate) mod restore;
 mod session;
+mod turn;
 mod update;
 
 use persist_core::session::{Bind, BindingState, SessionBinding};
@@ -127,6 +128,7 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
         }
         .into()),
         PersistArgs::Restore(restore) => Ok(self::restore::restore(conn, restore, limits).await?.into()),
+        PersistArgs::AppendTurn(turn) => Ok(self::turn::append_turn(conn, turn, limits).await?.into()),
         PersistArgs::SetOnce(request) => Ok(PersistResult::Value(set_once(conn, request).await?)),
         other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
     }

@@ -1,0 +1,96 @@
+//! `append_turn`: one short transaction under the thread's row lock; the turn decided against
+//! its stored keys and ids, then every message inserted in one statement.
+
+use persist_core::args::{AppendTurn, TurnPlan};
+use persist_core::{IdempotencyKey, MessageId, PersistError, Timestamp, TurnAppended};
+use sqlx::{Connection, PgConnection};
+
+use super::restore::insert_all;
+use crate::error::map_sqlx;
+use crate::rows::{self, message_columns, signed, tenant_key};
+
+fn sql(context: &'static str) -> impl FnOnce(sqlx::Error) -> PersistError {
+    move |e| map_sqlx(context, e)
+}
+
+/// Writes every message of `turn` (checked by the caller) or none, in one transaction.
+pub(crate) async fn append_turn(conn: &mut PgConnection, turn: &AppendTurn) -> Result<TurnAppended, PersistError> {
+    let plan = turn.plan()?;
+    let mut tx = conn.begin().await.map_err(sql("starting the turn"))?;
+    match append_locked(&mut tx, turn, &plan).await {
+        Ok(appended) if appended.deduplicated => {
+            // Nothing written: the bump of `last_seq` is undone with the transaction.
+            tx.rollback().await.map_err(sql("ending the turn's repeat"))?;
+            Ok(appended)
+        }
+        Ok(appended) => {
+            tx.commit().await.map_err(sql("committing the turn"))?;
+            Ok(appended)
+        }
+        Err(refused) => {
+            // A rollback that fails answers its own error: the pool then drops the connection
+            // rather than hand on one still inside this transaction.
+            tx.rollback().await.map_err(sql("rolling back the turn"))?;
+            Err(refused)
+        }
+    }
+}
+
+async fn append_locked(
+    tx: &mut PgConnection,
+    turn: &AppendTurn,
+    plan: &TurnPlan,
+) -> Result<TurnAppended, PersistError> {
+    let tenant = tenant_key(turn.context.tenant());
+    let count = signed(plan.writes().len() as u64);
+    let now = Timestamp::now();
+    // Creates the thread or takes its row lock, moving `last_seq` past the turn's seqs; a
+    // tombstone answers no row.
+    let base: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+         VALUES ($1, $2, $3, $3, $4, $4) \
+         ON CONFLICT (tenant, thread_id) DO UPDATE \
+            SET last_seq = th.last_seq + $4, message_count = th.message_count + $4, updated_at = EXCLUDED.updated_at \
+          WHERE th.deleted_at IS NULL \
+         RETURNING th.last_seq - $4",
+    )
+    .bind(tenant)
+    .bind(turn.thread_id.as_str())
+    .bind(now.as_micros())
+    .bind(count)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(sql("locking the turn's thread"))?;
+    let Some(base) = base else {
+        return Err(PersistError::ThreadDeleted { thread_id: turn.thread_id.clone() });
+    };
+    let stored = if base > 0 && (!plan.keys().is_empty() || !plan.ids().is_empty()) {
+        let keys: Vec<&str> = plan.keys().iter().map(IdempotencyKey::as_str).collect();
+        let ids: Vec<&str> = plan.ids().iter().map(MessageId::as_str).collect();
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE tenant = $1 AND thread_id = $2 AND idempotency_key = ANY($3) \
+             UNION SELECT ",
+            message_columns!(),
+            " FROM messages WHERE tenant = $1 AND thread_id = $2 AND message_id = ANY($4)"
+        ))
+        .bind(tenant)
+        .bind(turn.thread_id.as_str())
+        .bind(keys)
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(sql("looking up the turn's keys and ids"))?;
+        rows.iter().map(rows::message).collect::<Result<Vec<_>, _>>()?
+    } else {
+        Vec::new()
+    };
+    if let Some(repeat) = plan.decide(stored)? {
+        return Ok(TurnAppended::new(turn.thread_id.clone(), repeat, true));
+    }
+    let base = u64::try_from(base).unwrap_or_default();
+    let messages = plan.messages_after(base, now);
+    insert_all(tx, tenant, &messages.iter().collect::<Vec<_>>()).await?;
+    Ok(TurnAppended::new(turn.thread_id.clone(), messages, false))
+}
