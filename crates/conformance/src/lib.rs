@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (126 in all):
+//! [`CHECKS`] lists every check by group and name (127 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -257,6 +257,7 @@ macro_rules! __for_each_check {
                 check_tool_results_answer_earlier_calls,
                 check_unanswered_calls_are_interrupted_or_refused,
                 check_provider_history_has_no_orphans,
+                check_turns_are_checked_message_by_message,
             }
             turns {
                 check_a_turn_is_written_whole_with_consecutive_seqs,

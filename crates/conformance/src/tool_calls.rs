@@ -126,3 +126,51 @@ pub async fn check_provider_history_has_no_orphans<F: Factory>(factory: &F) -> O
     assert_eq!(plain.items[1].content.tool_calls().len(), 2, "as stored without the extension");
     store.finish().await
 }
+
+/// A turn is checked message by message: a result may answer a call of an earlier message of
+/// the turn; a stray result refuses the whole turn; a user message after unanswered calls gets
+/// its synthetic answer inside the turn (one transaction, consecutive seqs), or refuses the turn
+/// with `Refuse`. A keyed turn sent again is still one turn.
+pub async fn check_turns_are_checked_message_by_message<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::args::{AppendTurn, TurnMessage};
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let heal = with_layer(b, Unanswered::Interrupt);
+    let id = t("tool-turns");
+    let said = |role, parts: Vec<Part>| TurnMessage::new(role, Content::from_parts(parts));
+    let first = AppendTurn::of(
+        id.clone(),
+        [
+            said(Role::User, vec![Part::text("find x")]),
+            said(Role::Assistant, vec![call("c1"), call("c2")]),
+            said(Role::Tool, vec![Part::tool_result("c1", json!("x"))]),
+        ],
+    );
+    heal.append_turn(first).await.expect("a result answering a call of the turn");
+    let stray = AppendTurn::of(id.clone(), [said(Role::Tool, vec![Part::tool_result("c9", json!("?"))])]);
+    assert_err!(heal.append_turn(stray).await, PersistError::InvalidInput { field: "content", .. });
+    let twice = AppendTurn::of(id.clone(), [said(Role::Tool, vec![Part::tool_result("c1", json!("again"))])]);
+    assert_err!(heal.append_turn(twice).await, PersistError::InvalidInput { field: "content", .. });
+    assert_eq!(all_messages(b.as_ref(), &id).await.len(), 3, "refused turns wrote nothing");
+
+    let refuse = with_layer(b, Unanswered::Refuse);
+    let next = AppendTurn::of(
+        id.clone(),
+        [said(Role::User, vec![Part::text("and?")]), said(Role::Assistant, vec![Part::text("ok")])],
+    )
+    .with_idempotency_key(persist_core::IdempotencyKey::new("next").expect("key"));
+    assert_err!(refuse.append_turn(next.clone()).await, PersistError::InvalidInput { field: "tool_calls", .. });
+    assert_eq!(all_messages(b.as_ref(), &id).await.len(), 3);
+
+    let healed = heal.append_turn(next.clone()).await.expect("healed inside the turn");
+    let roles: Vec<_> = healed.messages.iter().map(|m| m.role.as_str().to_owned()).collect();
+    assert_eq!(roles, ["tool", "user", "assistant"]);
+    assert_eq!(healed.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [4, 5, 6]);
+    let answer = healed.messages[0].content.tool_results();
+    assert_eq!(answer[0].as_tool_result().map(|r| (r.call_id, r.is_error)), Some(("c2", true)));
+    assert_eq!(healed.messages[0].metadata.get("persist.synthetic"), Some(&json!("interrupted")));
+    let again = heal.append_turn(next).await.expect("the retry");
+    assert!(again.deduplicated, "a keyed turn healed once is the same turn when sent again");
+    assert_eq!(all_messages(b.as_ref(), &id).await.len(), 6);
+    store.finish().await
+}

@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use persist_core::args::UpdateContent;
-use persist_core::read::GetMessage;
-use persist_core::{Added, PersistArgs, PersistError, PersistResult, Reserved, Result};
+use persist_core::args::{AppendTurn, UpdateContent};
+use persist_core::read::{GetMessage, ListMessages};
+use persist_core::{Added, PersistArgs, PersistError, PersistResult, Reserved, Result, TurnAppended};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::keys::Keys;
@@ -190,12 +190,62 @@ where
     }
 }
 
+/// A turn the store refused for a key or an id it holds, decided on the clear turn: the stored
+/// messages around the one refused (a turn's messages are consecutive) are read, opened, and
+/// judged as the store judges a turn ([`TurnPlan::decide`](persist_core::args::TurnPlan::decide)).
+/// `None` when the refusal stands.
+async fn turn_repeat<S>(
+    sealer: &Sealer,
+    mut inner: S,
+    turn: &AppendTurn,
+    plan: &Plan,
+    met: persist_core::Message,
+) -> Option<Result<PersistResult>>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    let count = turn.messages.len() as u64;
+    let window = ListMessages::new(turn.thread_id.clone())
+        .after(met.seq.saturating_sub(count + 1))
+        .with_limit(u32::try_from(2 * count + 1).unwrap_or(u32::MAX))
+        .include_reserved(true)
+        .with_context(turn.context.clone());
+    let page = match inner.ready().await {
+        Ok(ready) => match ready.call(window.into()).await {
+            Ok(PersistResult::Messages(page)) => page,
+            _ => return None,
+        },
+        Err(error) => return Some(Err(error)),
+    };
+    let mut opened = Vec::with_capacity(page.items.len());
+    for stored in page.items {
+        match sealer.open_message(plan.tenant.as_ref(), stored.clone()) {
+            Ok(clear) => opened.push((stored, clear)),
+            Err(error) => return Some(Err(error)),
+        }
+    }
+    let clear_plan = match turn.plan() {
+        Ok(clear_plan) => clear_plan,
+        Err(error) => return Some(Err(error)),
+    };
+    let repeat = clear_plan.decide(opened.iter().map(|(_, clear)| clear.clone()).collect()).ok()??;
+    // Answered as the request asked: opened, or as stored.
+    let messages = if plan.raw {
+        let ids: Vec<_> = repeat.iter().map(|m| m.id.clone()).collect();
+        ids.iter().filter_map(|id| opened.iter().find(|(s, _)| &s.id == id).map(|(s, _)| s.clone())).collect()
+    } else {
+        repeat
+    };
+    Some(Ok(TurnAppended::new(turn.thread_id.clone(), messages, true).into()))
+}
+
 /// Whether `args` seals a value with the tenant's current key.
 fn seals(args: &PersistArgs) -> bool {
     matches!(
         args,
         PersistArgs::Add(_)
             | PersistArgs::Reserve(_)
+            | PersistArgs::AppendTurn(_)
             | PersistArgs::UpdateContent(_)
             | PersistArgs::Update(_)
             | PersistArgs::Restore(_)
@@ -258,6 +308,9 @@ where
     let PersistResult::Message(Some(stored)) = inner.ready().await?.call(get.into()).await? else {
         return Err(error);
     };
+    if let PersistArgs::AppendTurn(turn) = original {
+        return turn_repeat(sealer, inner, turn, &plan, stored).await.unwrap_or(Err(error));
+    }
     let clear = sealer.open_message(plan.tenant.as_ref(), stored.clone())?;
     let repeat = match &error {
         PersistError::IdempotencyKeyReused { .. } => clear.is_keyed_repeat_of(original),

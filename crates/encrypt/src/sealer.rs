@@ -7,7 +7,7 @@ use persist_core::args::{Add, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateCo
 use persist_core::read::{Stranded, UnreadableItem};
 use persist_core::{
     Added, Content, ContentUpdated, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
-    Restored, Result, Status, TenantId, Thread, ThreadId, Updated,
+    Restored, Result, Status, TenantId, Thread, ThreadId, TurnAppended, Updated,
 };
 use serde_json::{Map, Value};
 
@@ -115,6 +115,22 @@ impl Sealer {
                 plan.original = Some(PersistArgs::Reserve(reserve.clone()));
                 let id = reserve.message_id.get_or_insert_with(MessageId::generate).clone();
                 self.seal_reserve(tenant, &id, reserve)?;
+            }
+            PersistArgs::AppendTurn(turn) => {
+                plan.original = Some(PersistArgs::AppendTurn(turn.clone()));
+                // The turn's key names its messages by place: once sealed, each has an id (its
+                // envelope is bound to it), and keeps the key its place gave it.
+                for index in 0..turn.messages.len() {
+                    let key = turn.key_of(index)?;
+                    let message = &mut turn.messages[index];
+                    message.idempotency_key = key;
+                    let id = message.message_id.get_or_insert_with(MessageId::generate).clone();
+                    let place = Place { tenant, thread: &turn.thread_id, message: Some(&id), field: Field::Content };
+                    if message.status == Status::Complete {
+                        message.content = self.seal_content(&place, &message.content)?;
+                    }
+                    message.metadata = self.seal_metadata(place, &message.metadata, false, false)?;
+                }
             }
             PersistArgs::UpdateContent(update) => self.seal_update_content(tenant, update)?,
             PersistArgs::Update(update) => self.seal_update(tenant, update)?,
@@ -235,6 +251,10 @@ impl Sealer {
         Ok(match result {
             PersistResult::Added(r) => Added::new(self.open_message(tenant, r.message)?, r.deduplicated).into(),
             PersistResult::Reserved(r) => Reserved::new(self.open_message(tenant, r.message)?, r.deduplicated).into(),
+            PersistResult::TurnAppended(r) => {
+                let opened = r.messages.into_iter().map(|m| self.open_message(tenant, m)).collect::<Result<_>>()?;
+                TurnAppended::new(r.thread_id, opened, r.deduplicated).into()
+            }
             PersistResult::ContentUpdated(r) => ContentUpdated::new(self.open_message(tenant, r.message)?).into(),
             PersistResult::Updated(Updated::Message(m)) => Updated::Message(self.open_message(tenant, m)?).into(),
             PersistResult::Updated(Updated::Thread(t)) => Updated::Thread(self.open_thread(t)?).into(),

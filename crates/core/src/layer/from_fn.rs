@@ -70,7 +70,7 @@ impl Next {
     }
 
     /// Sends `args` down with `rewrite` applied to the **whole** content it leaves in its
-    /// message: an `add`'s content, a replacing `update_content`'s, and for an append the
+    /// message: an `add`'s content, each complete message of a turn's, a replacing `update_content`'s, and for an append the
     /// stored content joined with the appended part. For layers that rewrite content (a
     /// redaction): a streamed reply's tokens arrive apart (`jane`, `@example`, `.com`), and
     /// rewriting each alone would miss what they spell together.
@@ -120,6 +120,12 @@ impl Next {
             PersistArgs::Add(mut add) => {
                 add.content = rewrite(add.content)?;
                 return self.run(add.into()).await;
+            }
+            PersistArgs::AppendTurn(mut turn) => {
+                for message in turn.messages.iter_mut().filter(|m| m.status == crate::Status::Complete) {
+                    message.content = rewrite(std::mem::replace(&mut message.content, Content::placeholder()))?;
+                }
+                return self.run(turn.into()).await;
             }
             PersistArgs::UpdateContent(mut update) if !update.append => {
                 update.content = rewrite(update.content)?;

@@ -148,6 +148,11 @@ where
                 // The mirror stores the message under the id the primary chose.
                 let id = committed.message().map(|m| m.id.clone());
                 match &mut shadow {
+                    PersistArgs::AppendTurn(turn) => {
+                        for (message, stored) in turn.messages.iter_mut().zip(committed.messages()) {
+                            message.message_id.get_or_insert_with(|| stored.id.clone());
+                        }
+                    }
                     PersistArgs::Add(add) if add.message_id.is_none() => add.message_id = id,
                     PersistArgs::Reserve(reserve) if reserve.message_id.is_none() => reserve.message_id = id,
                     _ => {}

@@ -14,6 +14,9 @@
 //!   [`Unanswered::Refuse`]) or preceded by one message of role `tool` answering each with an
 //!   error result `{"interrupted": true}` ([`Unanswered::Interrupt`], the default), marked
 //!   `"persist.synthetic": "interrupted"` in its metadata;
+//! - an [`AppendTurn`](crate::args::AppendTurn) is checked message by message, as if each were
+//!   added in order (a result may answer a call of an earlier message of the turn), and the
+//!   synthetic answer, when one is needed, is written inside the turn, in its transaction;
 //! - a `list` whose context carries [`ProviderHistory`] answers its page without orphans: a call
 //!   without its result in the page, or a result without its call, is left out of its message
 //!   (and a message left with no content is left out), so the page can be given to a provider as
@@ -56,11 +59,11 @@ use std::task::{Context as TaskContext, Poll};
 use serde_json::json;
 use tower::{Layer, Service, ServiceExt};
 
-use crate::args::{Add, PersistArgs};
+use crate::args::{Add, AppendTurn, PersistArgs, TurnMessage};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::ThreadId;
 use crate::read::{ListMessages, Order, Page};
-use crate::{Content, Context, Message, Metadata, Part, PersistResult, Role};
+use crate::{Content, Context, IdempotencyKey, Message, Metadata, Part, PersistResult, Role};
 
 /// What to do with calls left without a result when the next user message comes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -135,6 +138,7 @@ where
         let unanswered = self.unanswered;
         match args {
             PersistArgs::Add(add) => Box::pin(checked_add(inner, add, unanswered)),
+            PersistArgs::AppendTurn(turn) => Box::pin(checked_turn(inner, turn, unanswered)),
             PersistArgs::List(query) if query.context.extensions().get::<ProviderHistory>().is_some() => {
                 Box::pin(async move {
                     match inner.oneshot(query.into()).await? {
@@ -220,6 +224,122 @@ where
         }
     }
     inner.ready().await?.call(add.into()).await
+}
+
+/// A turn, checked message by message as if each were added in order: a result answers a call
+/// of the thread or of an earlier message of the turn (or its own); a user message finds the
+/// calls before it answered, or (`Interrupt`) a synthetic `tool` message answering them is put
+/// into the turn before it, written in the same transaction.
+async fn checked_turn<S>(mut inner: S, mut turn: AppendTurn, unanswered: Unanswered) -> Result<PersistResult>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    // Refused here, a turn must not be read for nothing (nor healed and then refused).
+    turn.validate()?;
+    let parts: Vec<Vec<Part>> = turn.messages.iter().map(|m| m.content.parts()).collect();
+    // Results whose call no earlier message of the turn (or their own) made: looked for in the
+    // thread, as a single add's are.
+    let mut made: HashSet<&str> = HashSet::new();
+    let mut missing: HashSet<String> = HashSet::new();
+    for message in &parts {
+        let own: Vec<&str> = message.iter().filter_map(|p| p.as_tool_call().map(|c| c.id)).collect();
+        for result in message.iter().filter_map(|p| p.as_tool_result().map(|r| r.call_id)) {
+            if !made.contains(result) && !own.contains(&result) {
+                missing.insert(result.to_owned());
+            }
+        }
+        made.extend(own);
+    }
+    let mut answered: HashSet<String> = HashSet::new();
+    if !missing.is_empty() {
+        scan(&mut inner, &turn.thread_id, &turn.context, |message| {
+            for part in message.content.parts() {
+                match part {
+                    Part::ToolCall { id, .. } => {
+                        missing.remove(&id);
+                    }
+                    Part::ToolResult { call_id, .. } => {
+                        answered.insert(call_id);
+                    }
+                    _ => {}
+                }
+            }
+            !missing.is_empty()
+        })
+        .await?;
+    }
+    let mut open = if turn.messages.iter().any(|m| m.role == Role::User) {
+        unanswered_calls(&mut inner, &turn.thread_id, &turn.context).await?
+    } else {
+        Vec::new()
+    };
+    let mut healed = Vec::with_capacity(turn.messages.len() + 1);
+    let mut synthetic = 0;
+    for (index, (message, parts)) in turn.messages.iter().zip(&parts).enumerate() {
+        let own: Vec<&str> = parts.iter().filter_map(|p| p.as_tool_call().map(|c| c.id)).collect();
+        let results: Vec<&str> = parts.iter().filter_map(|p| p.as_tool_result().map(|r| r.call_id)).collect();
+        for id in &results {
+            if missing.contains(*id) {
+                return Err(PersistError::invalid(
+                    "content",
+                    format!("the tool result for call {id} answers no call of thread {}", turn.thread_id),
+                ));
+            }
+            if !own.contains(id) && !answered.insert((*id).to_owned()) {
+                return Err(PersistError::invalid(
+                    "content",
+                    format!("call {id} of thread {} has a result already", turn.thread_id),
+                ));
+            }
+        }
+        if message.role == Role::User {
+            open.retain(|id| !results.contains(&id.as_str()));
+            if !open.is_empty() {
+                if unanswered == Unanswered::Refuse {
+                    return Err(PersistError::invalid(
+                        "tool_calls",
+                        format!(
+                            "calls {} of thread {} have no result: answer them before the next user message",
+                            open.join(", "),
+                            turn.thread_id
+                        ),
+                    ));
+                }
+                let parts = open.iter().map(|id| Part::tool_error(id.as_str(), json!({"interrupted": true})));
+                let mut heal = TurnMessage::new(Role::Tool, Content::from_parts(parts))
+                    .with_metadata(Metadata::new().with("persist.synthetic", json!("interrupted")));
+                // Keyed apart from the turn's own messages, which keep the keys their places
+                // gave them: a retry (healed or not) is still the same turn.
+                if let Some(key) = &turn.idempotency_key {
+                    heal.idempotency_key = IdempotencyKey::new(format!("{key}#{index}.interrupted")).ok();
+                }
+                healed.push((None, heal));
+                synthetic += 1;
+                open.clear();
+            }
+        }
+        for id in own {
+            if !results.contains(&id) && !open.iter().any(|o| o == id) {
+                open.push(id.to_owned());
+            }
+        }
+        open.retain(|id| !results.contains(&id.as_str()));
+        healed.push((Some(index), message.clone()));
+    }
+    if synthetic > 0 {
+        let mut messages = Vec::with_capacity(healed.len());
+        for (index, mut message) in healed {
+            if let Some(index) = index
+                && message.idempotency_key.is_none()
+            {
+                message.idempotency_key = turn.key_of(index)?;
+            }
+            messages.push(message);
+        }
+        turn.messages = messages;
+    }
+    inner.ready().await?.call(turn.into()).await
 }
 
 /// The calls made since the previous user message that no later message answers, oldest first.

@@ -96,6 +96,17 @@ impl Limits {
             }
             return Ok(());
         }
+        if let PersistArgs::AppendTurn(turn) = args {
+            // Every message of a turn, as if each were added.
+            self.check_ids(Some(turn.thread_id.as_str()), None, turn.idempotency_key.as_ref().map(|k| k.as_str()))?;
+            for message in &turn.messages {
+                let key = message.idempotency_key.as_ref().map(|k| k.as_str());
+                self.check_ids(None, message.message_id.as_ref().map(|id| id.as_str()), key)?;
+                self.check_content(&message.content)?;
+                self.check_metadata(&message.metadata)?;
+            }
+            return Ok(());
+        }
         self.check_ids(
             args.thread_id().map(|id| id.as_str()),
             args.message_id().map(|id| id.as_str()),

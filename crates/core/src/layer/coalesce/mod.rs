@@ -196,6 +196,17 @@ where
                 }
                 Ok(result)
             }),
+            PersistArgs::AppendTurn(turn) => Box::pin(async move {
+                let tenant = turn.context.tenant().cloned();
+                let result = inner.oneshot(turn.into()).await?;
+                // A turn's reply is a reservation like any other: its interval starts now.
+                if let PersistResult::TurnAppended(appended) = &result {
+                    for reply in appended.messages.iter().filter(|m| m.status == crate::Status::Reserved) {
+                        slots.written(Key::of(tenant.as_ref(), reply), reply).await;
+                    }
+                }
+                Ok(result)
+            }),
             args => Box::pin(inner.oneshot(args)),
         }))
     }

@@ -39,6 +39,9 @@ where
             match result {
                 PersistResult::Added(added) if added.message.id == *minted => added.deduplicated = false,
                 PersistResult::Reserved(reserved) if reserved.message.id == *minted => reserved.deduplicated = false,
+                PersistResult::TurnAppended(turn) if turn.messages.iter().any(|m| m.id == *minted) => {
+                    turn.deduplicated = false
+                }
                 _ => {}
             }
         }

@@ -86,6 +86,15 @@ where
     }
 
     fn call(&mut self, mut args: PersistArgs) -> Self::Future {
+        if let PersistArgs::AppendTurn(turn) = &mut args {
+            // Each message without an id gets one, so a retry repeats the turn by its ids.
+            let mut minted = None;
+            for message in turn.messages.iter_mut().filter(|m| m.message_id.is_none()) {
+                let id = message.message_id.insert(MessageId::generate());
+                minted.get_or_insert_with(|| id.clone());
+            }
+            return ResponseFuture::new(self.inner.call(args), minted);
+        }
         let slot = match &mut args {
             PersistArgs::Add(add) => &mut add.message_id,
             PersistArgs::Reserve(reserve) => &mut reserve.message_id,
