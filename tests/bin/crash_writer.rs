@@ -1,14 +1,15 @@
 //! Child process of the SQLite crash test: writes messages as fast as it can, from several
-//! tasks, and prints `ack <thread> <id>` for each write the backend acknowledged. The test
+//! tasks (half of them single adds, half whole turns of three messages, ids `<turn>.<i>`), and
+//! prints `ack <thread> <id>` for each message the backend acknowledged. The test
 //! kills it with SIGKILL at random points.
 //!
 //! Usage: `crash-writer <db-path> <round>`
 
 use std::io::Write;
 
-use persist::args::Add;
+use persist::args::{AppendTurn, TurnMessage};
 use persist::sqlite::SqliteBackend;
-use persist::{Backend, Content, IdempotencyKey, MessageId, Metadata, Role, ThreadId};
+use persist::{Backend, Content, Context, IdempotencyKey, MessageId, Metadata, PersistArgs, Role, ThreadId};
 use serde_json::json;
 
 /// The content written for message `id`: recognizable, and long enough to span pages.
@@ -32,13 +33,28 @@ async fn main() {
             for n in 0u64.. {
                 let id = format!("r{round}-w{writer}-{n}");
                 let thread = ThreadId::new(format!("crash-{}", writer % 3)).unwrap();
-                let add = Add::new(thread.clone(), Role::User, Content::text(payload(&id)))
-                    .with_id(MessageId::new(&id).unwrap())
-                    .with_idempotency_key(IdempotencyKey::new(&id).unwrap())
-                    .with_metadata(Metadata::new().with("n", json!(n)));
-                backend.apply(add.into()).await.expect("write");
+                let message = |id: &str| {
+                    TurnMessage::new(Role::User, Content::text(payload(id)))
+                        .with_id(MessageId::new(id).unwrap())
+                        .with_idempotency_key(IdempotencyKey::new(id).unwrap())
+                        .with_metadata(Metadata::new().with("n", json!(n)))
+                };
+                let ids: Vec<String> = match writer % 2 {
+                    0 => vec![id],
+                    _ => (0..3).map(|i| format!("{id}.{i}")).collect(),
+                };
+                let args: PersistArgs = match ids.as_slice() {
+                    [one] => {
+                        message(one).to_write(thread.clone(), Some(IdempotencyKey::new(one).unwrap()), Context::new())
+                    }
+                    many => AppendTurn::of(thread.clone(), many.iter().map(|id| message(id))).into(),
+                };
+                backend.apply(args).await.expect("write");
                 let mut out = std::io::stdout().lock();
-                writeln!(out, "ack {thread} {id}").and_then(|()| out.flush()).expect("report");
+                for id in &ids {
+                    writeln!(out, "ack {thread} {id}").expect("report");
+                }
+                out.flush().expect("report");
             }
         });
     }

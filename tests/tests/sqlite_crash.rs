@@ -1,7 +1,9 @@
-//! Crash safety of the SQLite backend: a child process writes as fast as it can and reports
-//! each acknowledged write; it is killed with SIGKILL at random points, several times. After
-//! reopening, every acknowledged message is present and intact, nothing is half-written, the
-//! counters match the rows and `PRAGMA integrity_check` passes.
+//! Crash safety of the SQLite backend: a child process writes as fast as it can (single adds and
+//! whole turns of three messages) and reports each acknowledged write; it is killed with SIGKILL
+//! at random points, several times. After reopening, every acknowledged message is present and
+//! intact, nothing is half-written (no message, and no turn: a turn's three messages are all
+//! there, with consecutive seqs, or none is), the counters match the rows and
+//! `PRAGMA integrity_check` passes.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -88,6 +90,21 @@ async fn acknowledged_writes_survive_sigkill() {
             assert_eq!(m.idempotency_key.as_ref().map(|k| k.as_str()), Some(m.id.as_str()));
         }
     }
+    // Every turn is whole: its three messages, consecutive, or none of them.
+    let mut turns = 0;
+    for messages in stored.values() {
+        let whole_before = turns;
+        for (i, m) in messages.iter().enumerate() {
+            let Some(turn) = m.id.as_str().strip_suffix(".0") else { continue };
+            let parts: Vec<&str> = messages[i..].iter().take(3).map(|m| m.id.as_str()).collect();
+            let expected = [format!("{turn}.0"), format!("{turn}.1"), format!("{turn}.2")];
+            assert_eq!(parts, expected, "seed {seed}: turn {turn} is not whole and consecutive");
+            turns += 1;
+        }
+        let of_turns = messages.iter().filter(|m| m.id.as_str().contains('.')).count();
+        assert_eq!(of_turns, 3 * (turns - whole_before), "seed {seed}: a turn's message without its turn");
+    }
+    assert!(turns > 0, "seed {seed}: the writer wrote turns");
     // Every acknowledged message is there.
     for (thread, id) in &acked {
         let present = stored[thread].iter().any(|m| m.id.as_str() == id);

@@ -24,6 +24,7 @@ mod reads;
 mod report;
 mod sqlite;
 mod streams;
+mod turns;
 mod workload;
 
 use report::Row;
@@ -101,6 +102,9 @@ fn main() {
     }
     if options.wants("sqlite") {
         emit(sqlite::run(&options));
+    }
+    if options.wants("turns") {
+        emit(turns::run(&options));
     }
     if options.wants("reads") {
         emit(reads::run(&options));
