@@ -66,6 +66,8 @@
 // - `request/`: what a caller asks, family by family (`write`, `read`, `session`, `restore`,
 //   `once`, the requests of `lifecycle` and `maintenance`), the `PersistArgs` enum that carries
 //   any of them (`args`), the rules of repeats, and the answers (`result`).
+// - `convert/`: converters between messages and the formats apps already hold (OpenAI
+//   Responses and Chat, Anthropic, Vercel UI), keeping what a format carries beyond the parts.
 // - `pipeline/`: the `Backend` trait, the `Terminal` over it, the `PipelineBuilder` that stacks
 //   layers, the `Pipeline` handle and its typed calls, the tenant-bound `Scoped` handle.
 // - `ops/`: operations composed of several requests (fork, prune, cleanup), as `Pipeline`
@@ -77,6 +79,8 @@ mod context;
 
 pub mod feed;
 mod request;
+
+pub mod convert;
 
 mod pipeline;
 
