@@ -14,7 +14,7 @@
 //!   [`Unanswered::Refuse`]) or preceded by one message of role `tool` answering each with an
 //!   error result `{"interrupted": true}` ([`Unanswered::Interrupt`], the default), marked
 //!   `"persist.synthetic": "interrupted"` in its metadata;
-//! - an [`AppendTurn`](crate::args::AppendTurn) is checked message by message, as if each were
+//! - an [`AppendTurn`] is checked message by message, as if each were
 //!   added in order (a result may answer a call of an earlier message of the turn), and the
 //!   synthetic answer, when one is needed, is written inside the turn, in its transaction;
 //! - a `list` whose context carries [`ProviderHistory`] answers its page without orphans: a call

@@ -112,10 +112,8 @@ pub enum Status {
     Complete,
     /// A reservation whose stream stopped before its final write (the generator crashed, the
     /// client went away): the content is what the stream wrote, kept for the reader, who can be
-    /// told the reply was cut short. Set by
-    /// [`UpdateContent::interrupting`](crate::args::UpdateContent::interrupting) (what
-    /// [`cleanup_stranded`](crate::Pipeline::cleanup_stranded) does by default); it takes no
-    /// more tokens, and a final replacement still completes it.
+    /// told the reply was cut short. Read from stores and formats that record it; no write of
+    /// this version sets it yet.
     Interrupted,
 }
 
