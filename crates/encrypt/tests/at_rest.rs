@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use persist::args::{Add, Reserve, Restore, Update, UpdateContent};
+use persist::args::{Add, AppendTurn, Reserve, Restore, TurnMessage, Update, UpdateContent};
 use persist::encrypt::{AsStored, EncryptLayer, KeyId, KeyRing, RotateKeys, RotationReport, SecretKey};
 use persist::memory::MemoryBackend;
 use persist::read::{GetMessage, GetThread, ListMessages, ListThreads};
@@ -51,6 +51,20 @@ async fn write_secrets(pipeline: &Pipeline, visible: &str) {
         .with_title(Some(format!("{MARKER} title")))
         .with_metadata(Metadata::new().with("secret", json!(MARKER)));
     pipeline.update(title).await.unwrap();
+    // A whole turn: each message sealed, its reply reserved; sent twice, written once.
+    let turn = AppendTurn::new(id.clone())
+        .with_message(TurnMessage::new(Role::User, Content::text(format!("{MARKER} turn question"))))
+        .with_message(
+            TurnMessage::new(Role::Assistant, Content::text(format!("{MARKER} turn answer")))
+                .with_metadata(Metadata::new().with("secret", json!(format!("{MARKER} turn metadata")))),
+        )
+        .with_reply(Role::Assistant)
+        .with_idempotency_key(persist::IdempotencyKey::new("secret-turn").unwrap());
+    let first = pipeline.append_turn(turn.clone()).await.unwrap();
+    assert_eq!(first.messages[0].content.to_text(), format!("{MARKER} turn question"), "answered in clear");
+    let again = pipeline.append_turn(turn).await.unwrap();
+    assert!(again.deduplicated, "a sealed turn's repeat is decided in clear");
+    assert_eq!(again.messages, first.messages);
     restore_secrets(pipeline).await;
 }
 
