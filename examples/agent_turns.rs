@@ -1,12 +1,16 @@
 //! An agent's turn stored whole: the user's message, the assistant's tool call, the tool's
 //! result and the reservation of the answer in one transaction; the answer streamed into it; a
 //! crash mid-stream, and the recovery: the turn sent again is answered as written (never a
-//! second copy), and the answer resumes in the reservation that holds its partial text.
+//! second copy), and the answer resumes in the reservation that holds its partial text. Then a
+//! reply whose stream dies for good: the cleanup marks it interrupted, its half answer kept.
 //!
 //! Run: `cargo run --example agent_turns`
 
+use std::time::Duration;
+
 use persist::args::{AppendTurn, TurnMessage, UpdateContent};
 use persist::layer::{ProviderHistory, ToolCallsLayer};
+use persist::maintenance::CleanupStranded;
 use persist::read::ListMessages;
 use persist::sqlite::SqliteBackend;
 use persist::{Content, Context, IdempotencyKey, Part, Pipeline, Role, Status, ThreadId};
@@ -55,13 +59,26 @@ async fn main() -> Result<(), persist::PersistError> {
     let done = UpdateContent::new(thread.clone(), reply, Content::text("It shipped and arrives on Friday."));
     store.update_content(done).await?;
 
+    // 4. Another question; this time the stream dies and nothing comes back for its reply.
+    let follow_up = AppendTurn::new(thread.clone())
+        .with_message(TurnMessage::new(Role::User, Content::text("Can it come sooner?")))
+        .with_reply(Role::Assistant);
+    let cut = store.append_turn(follow_up).await?.messages.last().expect("the reply").id.clone();
+    store.update_content(UpdateContent::appending(thread.clone(), cut, Content::text("Express delivery is"))).await?;
+    // A periodic cleanup (or `persist cleanup-stranded`) finds the reply idle and marks it
+    // interrupted: the half answer is kept, and readers are told it was cut short.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let report = store.cleanup_stranded(CleanupStranded::new(Duration::from_millis(50))).await?;
+    assert_eq!(report.interrupted.len(), 1);
+
     // What a provider is given: the history without orphan tool calls.
     let history = ListMessages::new(thread).with_context(Context::new().with_extension(ProviderHistory));
     let page = store.list(history).await?;
-    assert_eq!(page.items.len(), 4);
+    assert_eq!(page.items.len(), 6);
+    assert_eq!(page.items[5].status, Status::Interrupted);
     for message in &page.items {
         let parts: Vec<String> = message.content.parts().iter().map(|p| format!("{p:?}")).collect();
-        println!("{:<9} {}", message.role.as_str(), parts.join(" "));
+        println!("{:<9} {:<11} {}", message.role.as_str(), message.status.as_str(), parts.join(" "));
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

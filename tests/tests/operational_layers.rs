@@ -773,7 +773,7 @@ async fn cleanup_of_stranded_reservations_runs_through_the_pipeline_and_its_rout
     let log = observed.clone();
     let pipeline = Pipeline::builder()
         .layer(ObserveLayer::new().on_args(move |args: &PersistArgs| {
-            if args.op() == PersistOp::Delete {
+            if args.op() == PersistOp::UpdateContent {
                 let maintenance = args.context().extensions().get::<Maintenance>().is_some();
                 log.lock().unwrap().push((args.thread_id().map(ToString::to_string).unwrap_or_default(), maintenance));
             }
@@ -790,19 +790,21 @@ async fn cleanup_of_stranded_reservations_runs_through_the_pipeline_and_its_rout
     let young = pipeline.reserve(Reserve::new(thread("main"), Role::Assistant)).await.unwrap().message;
 
     let report = pipeline.cleanup_stranded(CleanupStranded::new(Duration::from_millis(10))).await.unwrap();
-    let mut deleted: Vec<_> =
-        report.deleted.iter().map(|s| (s.message.thread_id.clone(), s.message.id.clone())).collect();
-    deleted.sort();
-    assert_eq!(deleted, [(thread("main"), local.id.clone()), (thread("scratch:1"), routed.id.clone())]);
-    assert_eq!(report.skipped, 0);
-    // The routed reservation was deleted in the store the reserve went to; main kept the rest.
-    assert!(scratch.get(GetMessage::new(thread("scratch:1"), routed.id)).await.unwrap().is_none());
+    let mut interrupted: Vec<_> =
+        report.interrupted.iter().map(|s| (s.message.thread_id.clone(), s.message.id.clone())).collect();
+    interrupted.sort();
+    assert_eq!(interrupted, [(thread("main"), local.id.clone()), (thread("scratch:1"), routed.id.clone())]);
+    assert_eq!((report.deleted.len(), report.skipped), (0, 0));
+    // The routed reservation was marked in the store the reserve went to; main kept the rest.
+    let marked = scratch.get(GetMessage::new(thread("scratch:1"), routed.id)).await.unwrap().unwrap();
+    assert_eq!(marked.status, Status::Interrupted);
     let main = Pipeline::new(main_store);
     assert!(main.get(GetMessage::new(thread("main"), kept.id)).await.unwrap().is_some());
-    assert!(main.get(GetMessage::new(thread("main"), young.id)).await.unwrap().is_some(), "young reservations stay");
+    let young = main.get(GetMessage::new(thread("main"), young.id)).await.unwrap().unwrap();
+    assert_eq!(young.status, Status::Reserved, "young reservations stay as they are");
     assert!(main.get_thread(GetThread::new(thread("scratch:1"))).await.unwrap().is_none(), "main never saw scratch");
-    assert_eq!(scratch_store.message_count(), 0);
-    // Every delete went through the stack, marked as maintenance.
+    assert_eq!(scratch_store.message_count(), 1);
+    // Every write went through the stack, marked as maintenance.
     let mut seen = observed.lock().unwrap().clone();
     seen.sort();
     assert_eq!(seen, [("main".to_owned(), true), ("scratch:1".to_owned(), true)]);
@@ -864,11 +866,11 @@ async fn cleanup_reaches_every_tenant_and_deletes_each_reservation_in_its_own_te
     tokio::time::sleep(Duration::from_millis(20)).await;
 
     // Confined to one tenant: only acme's.
-    let only_acme = CleanupStranded::new(Duration::from_millis(10)).only_tenant(Some(acme.clone()));
+    let only_acme = CleanupStranded::new(Duration::from_millis(10)).only_tenant(Some(acme.clone())).deleting();
     let report = pipeline.cleanup_stranded(only_acme).await.unwrap();
     assert_eq!(report.deleted.iter().map(|s| s.tenant.clone()).collect::<Vec<_>>(), [Some(acme.clone())]);
     // Across tenants (the default): the two others, each deleted in its own tenant.
-    let report = pipeline.cleanup_stranded(CleanupStranded::new(Duration::from_millis(10))).await.unwrap();
+    let report = pipeline.cleanup_stranded(CleanupStranded::new(Duration::from_millis(10)).deleting()).await.unwrap();
     let mut cleaned: Vec<_> = report.deleted.iter().map(|s| s.tenant.clone()).collect();
     cleaned.sort();
     assert_eq!(cleaned, [None, Some(globex.clone())]);
@@ -880,28 +882,39 @@ async fn cleanup_reaches_every_tenant_and_deletes_each_reservation_in_its_own_te
 
 #[tokio::test]
 async fn cleanup_keeps_a_reservation_filled_since_it_was_found() {
-    // A stack whose delete sees the reservation changed: the version precondition keeps it.
-    let store = MemoryBackend::new();
-    let pipeline = Pipeline::new(store.clone());
-    let slot = pipeline.reserve(Reserve::new(thread("t"), Role::Assistant)).await.unwrap().message;
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let filler = pipeline.clone();
-    let racing = Pipeline::builder()
-        .layer(persist::layer::from_fn(move |args: PersistArgs, next| {
-            let filler = filler.clone();
-            async move {
-                if let PersistArgs::Delete(delete) = &args {
-                    let id = delete.target.message_id().unwrap().clone();
-                    let partial = UpdateContent::partial(delete.thread_id.clone(), id, Content::text("late chunk"));
-                    filler.update_content(partial).await?;
+    // A stack whose cleanup write sees the reservation changed: the version precondition keeps
+    // it, whether the cleanup marks (the default) or deletes.
+    for deleting in [false, true] {
+        let store = MemoryBackend::new();
+        let pipeline = Pipeline::new(store.clone());
+        let slot = pipeline.reserve(Reserve::new(thread("t"), Role::Assistant)).await.unwrap().message;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let filler = pipeline.clone();
+        let racing = Pipeline::builder()
+            .layer(persist::layer::from_fn(move |args: PersistArgs, next| {
+                let filler = filler.clone();
+                async move {
+                    let target = match &args {
+                        PersistArgs::Delete(delete) => delete.target.message_id().cloned(),
+                        PersistArgs::UpdateContent(update) if update.interrupt => Some(update.message_id.clone()),
+                        _ => None,
+                    };
+                    if let (Some(id), Some(thread_id)) = (target, args.thread_id()) {
+                        let partial = UpdateContent::partial(thread_id.clone(), id, Content::text("late chunk"));
+                        filler.update_content(partial).await?;
+                    }
+                    next.run(args).await
                 }
-                next.run(args).await
-            }
-        }))
-        .build(store.clone());
-    let report = racing.cleanup_stranded(CleanupStranded::new(Duration::from_millis(1))).await.unwrap();
-    assert!(report.deleted.is_empty());
-    assert_eq!(report.skipped, 1);
-    let kept = pipeline.get(GetMessage::new(thread("t"), slot.id)).await.unwrap().unwrap();
-    assert_eq!(kept.content.to_text(), "late chunk");
+            }))
+            .build(store.clone());
+        let mut cleanup = CleanupStranded::new(Duration::from_millis(1));
+        if deleting {
+            cleanup = cleanup.deleting();
+        }
+        let report = racing.cleanup_stranded(cleanup).await.unwrap();
+        assert!(report.deleted.is_empty() && report.interrupted.is_empty(), "{report:?}");
+        assert_eq!(report.skipped, 1);
+        let kept = pipeline.get(GetMessage::new(thread("t"), slot.id)).await.unwrap().unwrap();
+        assert_eq!((kept.content.to_text(), kept.status), ("late chunk".to_owned(), Status::Reserved));
+    }
 }

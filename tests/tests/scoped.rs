@@ -71,7 +71,7 @@ async fn a_scoped_handle_forks_restores_binds_and_prunes_within_its_tenant() {
         handle.reserve(Reserve::new(id("general"), Role::Assistant)).await.unwrap();
     }
     let cleaned = acme.cleanup_stranded(CleanupStranded::new(Duration::ZERO)).await.unwrap();
-    assert_eq!(cleaned.deleted.len(), 1, "acme's reservation only");
+    assert_eq!(cleaned.interrupted.len(), 1, "acme's reservation only");
     let listed = globex.list(ListMessages::new(id("general")).include_reserved(true)).await.unwrap();
     assert_eq!(listed.items.len(), 4, "globex keeps its reservation");
     let other = acme.cleanup_stranded(CleanupStranded::new(Duration::ZERO).only_tenant(None)).await;
@@ -120,7 +120,7 @@ async fn prune_and_cleanup_send_their_requests_in_the_context_they_were_given() 
     let cleanup =
         CleanupStranded::new(Duration::from_millis(1)).with_context(operator).only_tenant(Some(tenant("acme")));
     assert_eq!(
-        pipeline.cleanup_stranded(cleanup).await.unwrap().deleted.len(),
+        pipeline.cleanup_stranded(cleanup).await.unwrap().interrupted.len(),
         1,
         "the reservation kept as the latest"
     );

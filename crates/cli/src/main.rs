@@ -147,12 +147,16 @@ enum Command {
     },
     /// Delete idle threads and/or old messages (retention).
     Prune(PruneArgs),
-    /// Delete reservations that nobody wrote to for a while (streams that never finished).
+    /// Mark interrupted (or delete) reservations nobody wrote to for a while: replies whose
+    /// streams never finished. Their text so far is kept and shown, marked as cut short.
     CleanupStranded {
         /// Reservations with no write for longer than this (e.g. 30m, 12h, 2d).
         #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
         older_than: Duration,
-        /// Report what would be deleted (at most 1000, oldest first), delete nothing.
+        /// Delete them, with what their streams wrote, instead of marking them interrupted.
+        #[arg(long)]
+        delete: bool,
+        /// Report what would be cleaned (at most 1000, oldest first), write nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -310,10 +314,11 @@ async fn run(cli: Cli) -> CliResult {
             with_store(url, Mode::Existing, async |store| commands::maintain::prune(store, &scope, options, json).await)
                 .await
         }
-        Command::CleanupStranded { older_than, dry_run } => {
+        Command::CleanupStranded { older_than, delete, dry_run } => {
             let mode = if dry_run { Mode::ReadOnly } else { Mode::Existing };
+            let options = commands::maintain::StrandedOptions { delete, dry_run };
             with_store(url, mode, async |store| {
-                commands::maintain::cleanup_stranded(store, &scope, older_than, dry_run, json).await
+                commands::maintain::cleanup_stranded(store, &scope, older_than, options, json).await
             })
             .await
         }

@@ -418,31 +418,53 @@ fn prune_dry_run_reports_and_deletes_nothing() {
     }
 }
 
-/// `cleanup-stranded` deletes the reservations nobody wrote to for longer than its age, and
-/// keeps the others.
+/// `cleanup-stranded` marks interrupted the reservations nobody wrote to for longer than its
+/// age (`show` then says so), keeps the others, and with `--delete` deletes them instead.
 #[test]
-fn cleanup_stranded_deletes_old_reservations_only() {
+fn cleanup_stranded_interrupts_old_reservations_only() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source.db");
     block_on(seed(&source, 0)).unwrap();
     let url = path_str(&source);
-    let reserved = |snapshot: &[Stored]| {
-        snapshot.iter().flat_map(|(_, m, _)| m).filter(|m| m.status == persist::Status::Reserved).count()
+    let with_status = |status: persist::Status| {
+        let snapshot = block_on(snapshot(&source)).unwrap();
+        snapshot.iter().flat_map(|(_, m, _)| m).filter(|m| m.status == status).count()
     };
-    assert_eq!(reserved(&block_on(snapshot(&source)).unwrap()), 1, "the seed leaves one reservation");
+    assert_eq!(with_status(persist::Status::Reserved), 1, "the seed leaves one reservation");
     let kept = ok(&["--url", url, "cleanup-stranded", "--older-than", "1h", "--json"]);
     let kept: Value = serde_json::from_str(kept.trim()).unwrap();
-    assert_eq!(kept["deleted"], json!([]), "a recent reservation is not stranded");
+    assert_eq!(kept["interrupted"], json!([]), "a recent reservation is not stranded");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    // A dry run names what would go and deletes nothing.
+    // A dry run names what would be cleaned and writes nothing.
     let dry = ok(&["--url", url, "cleanup-stranded", "--older-than", "1s", "--dry-run"]);
-    assert!(dry.contains("would delete reservation") && dry.contains("nothing deleted"), "{dry}");
-    assert_eq!(reserved(&block_on(snapshot(&source)).unwrap()), 1, "a dry run deletes nothing");
+    assert!(dry.contains("would mark interrupted reservation") && dry.contains("nothing written"), "{dry}");
+    assert_eq!(with_status(persist::Status::Reserved), 1, "a dry run writes nothing");
     let report = ok(&["--url", url, "cleanup-stranded", "--older-than", "1s", "--json"]);
     let report: Value = serde_json::from_str(report.trim()).unwrap();
-    assert_eq!(report["deleted"].as_array().map(Vec::len), Some(1), "{report}");
-    assert_eq!(report["deleted"][0]["thread"], "support:1042");
-    assert_eq!(reserved(&block_on(snapshot(&source)).unwrap()), 0);
+    assert_eq!(report["interrupted"].as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(report["interrupted"][0]["thread"], "support:1042");
+    assert_eq!((with_status(persist::Status::Reserved), with_status(persist::Status::Interrupted)), (0, 1));
+    let shown = ok(&["--url", url, "show", "support:1042"]);
+    assert!(shown.contains("assistant [interrupted]"), "{shown}");
+
+    // Deleting instead: the reservation goes, with what its stream wrote.
+    block_on(async {
+        let backend = SqliteBackend::open(&source).await?;
+        let store = Pipeline::new(backend.clone());
+        let order = ThreadId::new("support:1042")?;
+        let reply = store.reserve(Reserve::new(order.clone(), Role::Assistant)).await?.message;
+        store.update_content(UpdateContent::appending(order, reply.id, Content::text("Let me"))).await?;
+        backend.close().await;
+        Ok::<_, PersistError>(())
+    })
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let dry = ok(&["--url", url, "cleanup-stranded", "--older-than", "1s", "--delete", "--dry-run", "--json"]);
+    let dry: Value = serde_json::from_str(dry.trim()).unwrap();
+    assert_eq!(dry["would_delete"].as_array().map(Vec::len), Some(1), "{dry}");
+    let deleted = ok(&["--url", url, "cleanup-stranded", "--older-than", "1s", "--delete"]);
+    assert!(deleted.contains("deleted 1 stranded reservations"), "{deleted}");
+    assert_eq!((with_status(persist::Status::Reserved), with_status(persist::Status::Interrupted)), (0, 1));
 }
 
 #[test]

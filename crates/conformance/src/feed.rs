@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use persist_core::args::{Add, Delete, Reserve, Restore, Update, UpdateContent};
 use persist_core::feed::{FeedEvent, ReadFeed, Removed};
-use persist_core::{Backend, Content, Metadata, PersistError, PersistOp, Pipeline, Role, TenantId};
+use persist_core::{Backend, Content, Metadata, PersistError, PersistOp, Pipeline, Role, Status, TenantId};
 use serde_json::json;
 
 use crate::fixture::{all_messages_in, assert_err, ctx, m, t, tenant, thread_in, write, written};
@@ -62,7 +62,7 @@ fn assert_ordered(events: &[FeedEvent]) {
 }
 
 /// Each committed write of a thread is one event, in commit order, with the thread's tenant,
-/// the op, the message, its seq and version; a write that changed nothing (a deduplicated add)
+/// the op, the message, its seq, version and status (a reply marked interrupted says so); a write that changed nothing (a deduplicated add)
 /// or was refused has none.
 pub async fn check_feed_records_each_committed_write_in_order<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
@@ -85,6 +85,8 @@ pub async fn check_feed_records_each_committed_write_in_order<F: Factory>(factor
     let missing = UpdateContent::new(id.clone(), m("nope"), Content::text("x")).with_context(c());
     assert_err!(write(b, missing).await, PersistError::NotFound { .. });
     write(b, Delete::message(id.clone(), m("u1")).with_context(c())).await.unwrap();
+    written(b, Reserve::new(id.clone(), Role::Assistant).with_id(m("r2")).with_context(c())).await;
+    write(b, UpdateContent::interrupted(id.clone(), m("r2")).with_context(c())).await.unwrap();
 
     let events = all_events(b.as_ref(), ReadFeed::thread(id.clone()).with_context(c())).await;
     assert_ordered(&events);
@@ -98,7 +100,16 @@ pub async fn check_feed_records_each_committed_write_in_order<F: Factory>(factor
             shape(PersistOp::Update, Some("u1"), Some(1), 2, None),
             shape(PersistOp::Update, None, None, 2, None),
             shape(PersistOp::Delete, Some("u1"), Some(1), 2, Some(Removed::Message)),
+            shape(PersistOp::Reserve, Some("r2"), Some(3), 1, None),
+            shape(PersistOp::UpdateContent, Some("r2"), Some(3), 2, None),
         ]
+    );
+    let statuses: Vec<_> = events.iter().map(|e| e.change.status).collect();
+    let (complete, reserved) = (Some(Status::Complete), Some(Status::Reserved));
+    assert_eq!(
+        statuses,
+        [complete, reserved, reserved, complete, complete, None, None, reserved, Some(Status::Interrupted)],
+        "each message's event tells the status it left"
     );
     assert!(events.iter().all(|e| e.change.tenant.as_ref() == Some(&owner) && e.change.thread_id == id), "{events:?}");
     assert!(events.windows(2).all(|w| w[0].at <= w[1].at), "times follow positions");

@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (127 in all):
+//! [`CHECKS`] lists every check by group and name (129 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -206,6 +206,7 @@ macro_rules! __for_each_check {
                 check_update_content_of_missing_message_is_not_found,
                 check_appending_updates_join_the_content,
                 check_a_complete_message_takes_only_final_replacements,
+                check_an_interrupted_reply_keeps_its_text,
             }
             update {
                 check_metadata_merge_sets_replaces_and_removes,
@@ -340,6 +341,7 @@ macro_rules! __for_each_check {
             maintenance {
                 check_stranded_finds_only_old_reservations,
                 check_a_slow_stream_is_not_stranded,
+                check_cleanup_marks_stranded_replies_interrupted,
                 check_ping_answers_while_serving,
             }
             durability {

@@ -1,12 +1,16 @@
-//! The maintenance read: finding reservations stranded by streams that never finished.
+//! Reservations stranded by streams that never finished: finding them, and cleaning them up
+//! through a pipeline (marked interrupted, or deleted).
 
 use std::time::Duration;
 
-use persist_core::args::{Reserve, UpdateContent};
-use persist_core::read::FindStranded;
-use persist_core::{Backend, Content, Role, Timestamp};
+use std::sync::Arc;
 
-use crate::fixture::{add_text, t, written};
+use persist_core::args::{Reserve, UpdateContent};
+use persist_core::maintenance::CleanupStranded;
+use persist_core::read::{FindStranded, ListMessages};
+use persist_core::{Backend, Content, Pipeline, Role, Status, Timestamp};
+
+use crate::fixture::{add_text, get, t, written};
 use crate::{Factory, Outcome};
 
 /// `stranded` finds exactly the reservations inactive since the cutoff, least recently active
@@ -64,5 +68,49 @@ pub async fn check_a_slow_stream_is_not_stranded<F: Factory>(factory: &F) -> Out
     let found = b.stranded(FindStranded::new(cutoff)).await.expect("stranded");
     let ids: Vec<_> = found.iter().map(|s| (s.message.thread_id.clone(), s.message.id.clone())).collect();
     assert_eq!(ids, [(idle.thread_id.clone(), idle.id.clone())], "only the idle reservation is stranded");
+    store.finish().await
+}
+
+/// `cleanup_stranded` marks each stranded reservation interrupted by default, keeping the text
+/// its stream wrote, and leaves a reply still streaming alone; with `deleting`, it deletes them
+/// instead. Run again, it finds nothing more to do.
+pub async fn check_cleanup_marks_stranded_replies_interrupted<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let pipeline = Pipeline::new(Arc::clone(b));
+    let (kept, gone, live) = (t("cleanup-kept"), t("cleanup-gone"), t("cleanup-live"));
+    let half = written(b.as_ref(), Reserve::new(kept.clone(), Role::Assistant)).await;
+    let half = written(b.as_ref(), UpdateContent::appending(kept.clone(), half.id, Content::text("Half an"))).await;
+    let doomed = written(b.as_ref(), Reserve::new(gone.clone(), Role::Assistant)).await;
+    let streaming = written(b.as_ref(), Reserve::new(live.clone(), Role::Assistant)).await;
+    // Stranded: nothing written for longer than `age`; the live stream wrote just now (and
+    // stays younger than `age` however slow the machine is up to the cleanup's find).
+    let age = Duration::from_millis(250);
+    tokio::time::sleep(age + Duration::from_millis(50)).await;
+    let token = UpdateContent::appending(live.clone(), streaming.id.clone(), Content::text("still going"));
+    let streaming = written(b.as_ref(), token).await;
+
+    let report = pipeline.cleanup_stranded(CleanupStranded::new(age).with_limit(1000)).await.expect("cleanup");
+    let mut marked: Vec<_> = report.interrupted.iter().map(|s| s.message.id.clone()).collect();
+    marked.sort();
+    let mut expected = vec![half.id.clone(), doomed.id.clone()];
+    expected.sort();
+    assert_eq!((marked, report.deleted.len(), report.skipped), (expected, 0, 0));
+    let cut = get(b.as_ref(), &kept, &half.id).await.unwrap();
+    assert_eq!((cut.status, cut.content.clone(), cut.version), (Status::Interrupted, Content::text("Half an"), 3));
+    let listed = b.list(ListMessages::new(kept.clone())).await.expect("list").items;
+    assert_eq!(listed, [cut], "the default listing shows it");
+    assert_eq!(get(b.as_ref(), &live, &streaming.id).await.unwrap(), streaming, "a live stream is left alone");
+    let again = pipeline.cleanup_stranded(CleanupStranded::new(age)).await.expect("cleanup");
+    let cleaned_again = again.interrupted.iter().chain(&again.deleted).map(|s| &s.message.id).collect::<Vec<_>>();
+    assert!(!cleaned_again.contains(&&half.id) && !cleaned_again.contains(&&doomed.id), "{again:?}");
+
+    let dropped = written(b.as_ref(), Reserve::new(gone.clone(), Role::Assistant)).await;
+    tokio::time::sleep(age + Duration::from_millis(50)).await;
+    let deleting = CleanupStranded::new(age).with_limit(1000).deleting();
+    let report = pipeline.cleanup_stranded(deleting).await.expect("cleanup");
+    let deleted: Vec<_> = report.deleted.iter().map(|s| s.message.id.clone()).collect();
+    assert!(deleted.contains(&dropped.id) && report.interrupted.is_empty(), "{report:?}");
+    assert!(get(b.as_ref(), &gone, &dropped.id).await.is_none(), "deleted, text and all");
     store.finish().await
 }

@@ -210,12 +210,20 @@ impl Model {
                 }
                 let message = th.messages.values_mut().find(|m| m.id == u.message_id).ok_or(ErrorKind::NotFound)?;
                 check_version(u.expected_version, message.version)?;
-                // Partial content never reopens a complete message.
-                if !u.finalize && message.status == Status::Complete {
+                // Partial content never reopens a complete or interrupted message, and a
+                // complete one cannot be marked interrupted (the model's updates never append).
+                let refused = match message.status {
+                    Status::Reserved => false,
+                    Status::Interrupted => !u.finalize && !u.interrupt,
+                    Status::Complete => !u.finalize || u.interrupt,
+                };
+                if refused {
                     return Err(ErrorKind::MessageComplete);
                 }
                 message.content = u.content.clone();
-                if u.finalize {
+                if u.interrupt {
+                    message.status = Status::Interrupted;
+                } else if u.finalize {
                     message.status = Status::Complete;
                 }
                 message.version += 1;
@@ -362,7 +370,9 @@ impl Model {
             45..=64 => {
                 let id = pick_id(rng);
                 let actual = known.iter().find(|m| m.id == id).map(|m| m.version);
-                let mut update = UpdateContent::new(thread_id, id, text(rng)).with_finalize(rng.random_bool(0.6));
+                let mut update = UpdateContent::new(thread_id, id, text(rng))
+                    .with_finalize(rng.random_bool(0.6))
+                    .with_interrupt(rng.random_bool(0.15));
                 if let Some(v) = version_of(rng, actual) {
                     update = update.with_expected_version(v);
                 }

@@ -1,7 +1,8 @@
 //! `reserve` then `update_content`: placeholders with a stable id and seq, filled in place.
 
 use persist_core::args::{Reserve, UpdateContent};
-use persist_core::{Content, Metadata, PersistError, Role, Status};
+use persist_core::read::ListMessages;
+use persist_core::{Backend, Content, Metadata, PersistError, Role, Status};
 use serde_json::json;
 
 use crate::fixture::{add_text, all_messages, assert_err, get, m, t, thread, write, written};
@@ -176,5 +177,63 @@ pub async fn check_a_complete_message_takes_only_final_replacements<F: Factory>(
         (corrected.status, corrected.content.clone(), corrected.version),
         (Status::Complete, Content::text("Hello!"), 5)
     );
+    store.finish().await
+}
+
+/// A reply whose stream failed is kept: `interrupted` marks it `Interrupted` with the text its
+/// tokens left (an interruption before any token keeps the placeholder), the default listing
+/// shows it, it takes no more tokens nor an end (`MessageComplete` naming its status), marking
+/// it again changes nothing but its version, and a final replacement still completes it. A
+/// complete message cannot be marked interrupted, and the last tokens can come with the mark.
+pub async fn check_an_interrupted_reply_keeps_its_text<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("interrupted");
+    add_text(b, &id, "question").await;
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+    let token = |text: &str| UpdateContent::appending(id.clone(), slot.id.clone(), Content::text(text));
+    written(b, token("The answer")).await;
+    let cut = written(b, UpdateContent::interrupted(id.clone(), slot.id.clone())).await;
+    assert_eq!(
+        (cut.status, cut.content.clone(), cut.version, cut.seq),
+        (Status::Interrupted, Content::text("The answer"), 3, slot.seq)
+    );
+    let listed = b.list(ListMessages::new(id.clone())).await.expect("list").items;
+    assert_eq!(listed.last(), Some(&cut), "the default listing shows an interrupted reply");
+
+    let late = [
+        ("a token after the interruption", token(" is")),
+        ("an end after the interruption", UpdateContent::finishing(id.clone(), slot.id.clone())),
+        ("a partial replacement", UpdateContent::partial(id.clone(), slot.id.clone(), Content::text("x"))),
+        ("an interrupting token", token(" is").with_interrupt(true)),
+    ];
+    for (what, update) in late {
+        match write(b, update).await {
+            Err(PersistError::MessageComplete { message_id, status: Status::Interrupted, .. })
+                if message_id == slot.id => {}
+            other => panic!("{what}: expected MessageComplete (interrupted), got {other:?}"),
+        }
+    }
+    assert_eq!(get(b, &id, &slot.id).await.unwrap(), cut, "refused writes change nothing");
+    let again = written(b, UpdateContent::interrupted(id.clone(), slot.id.clone())).await;
+    assert_eq!((again.status, again.content.clone(), again.version), (Status::Interrupted, cut.content.clone(), 4));
+    let regenerated = UpdateContent::new(id.clone(), slot.id.clone(), Content::text("The answer is 42."));
+    let done = written(b, regenerated).await;
+    assert_eq!((done.status, done.content.clone()), (Status::Complete, Content::text("The answer is 42.")));
+    match write(b, UpdateContent::interrupted(id.clone(), slot.id.clone())).await {
+        Err(PersistError::MessageComplete { status: Status::Complete, .. }) => {}
+        other => panic!("interrupting a complete message: expected MessageComplete, got {other:?}"),
+    }
+
+    let empty = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+    let empty = written(b, UpdateContent::interrupted(id.clone(), empty.id.clone())).await;
+    assert_eq!((empty.status, empty.content.is_placeholder()), (Status::Interrupted, true), "cut before any token");
+    let last = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+    written(b, UpdateContent::appending(id.clone(), last.id.clone(), Content::text("Hal"))).await;
+    let marked = UpdateContent::appending(id.clone(), last.id.clone(), Content::text("f")).with_interrupt(true);
+    let marked = written(b, marked).await;
+    assert_eq!((marked.status, marked.content.clone()), (Status::Interrupted, Content::text("Half")));
+    let th = thread(b, &id).await.unwrap();
+    assert_eq!((th.message_count, th.last_seq), (4, 4), "interrupted replies are messages like any other");
     store.finish().await
 }

@@ -25,8 +25,8 @@ macro_rules! gate {
 }
 
 /// Writes a thread with every kind of message a transcript holds: user and assistant turns,
-/// metadata, an idempotency key, a reservation still streaming, a deleted message (a gap in
-/// the seqs), a deleted last message (`last_seq` past the last stored seq), a title.
+/// metadata, an idempotency key, a reservation still streaming, a reply interrupted with its
+/// text so far, a deleted message (a gap in the seqs), a deleted last message (`last_seq` past the last stored seq), a title.
 async fn source<B: persist_core::Backend>(b: &B, tenant: Option<&TenantId>, id: &ThreadId) -> (Thread, Vec<Message>) {
     let c = || ctx(tenant);
     let add = |text: &str| Add::new(id.clone(), Role::User, Content::text(text)).with_context(c());
@@ -37,7 +37,9 @@ async fn source<B: persist_core::Backend>(b: &B, tenant: Option<&TenantId>, id: 
     write(b, UpdateContent::partial(id.clone(), reply.id.clone(), Content::text("Hi th")).with_context(c()))
         .await
         .unwrap();
-    written(b, Reserve::new(id.clone(), Role::Assistant).with_context(c())).await;
+    let cut = written(b, Reserve::new(id.clone(), Role::Assistant).with_context(c())).await;
+    let cut_short = UpdateContent::appending(id.clone(), cut.id, Content::text("Cut sh")).with_interrupt(true);
+    write(b, cut_short.with_context(c())).await.unwrap();
     let last = written(b, add("withdrawn")).await;
     for removed in [gone, last] {
         write(b, Delete::message(id.clone(), removed.id).with_context(c())).await.unwrap();

@@ -212,9 +212,10 @@ impl EncryptLayer {
         let mut version = message.version;
         if stale.content {
             // Written back as it is: a reply still streaming stays reserved, a complete message
-            // takes the final replacement it only accepts.
+            // takes the final replacement it only accepts, an interrupted one stays interrupted.
             let update = UpdateContent::new(thread.id.clone(), message.id.clone(), clear.content.clone())
                 .with_finalize(message.status == Status::Complete)
+                .with_interrupt(message.status == Status::Interrupted)
                 .with_expected_version(version)
                 .with_context(context());
             match pipeline.update_content(update).await {

@@ -190,7 +190,7 @@ impl Backend for MemoryBackend {
             return Ok(Page::new(Vec::new(), None, false));
         }
         let range = ts.messages.range(lower, upper).iter();
-        let wanted = |r: &&Record| query.include_reserved || r.status == Status::Complete;
+        let wanted = |r: &&Record| query.include_reserved || r.status != Status::Reserved;
         let take = query.fetch_limit() as usize;
         let message = |r: &Record| r.to_message(&ts.thread.id);
         let fetched: Vec<Message> = match query.order {

@@ -146,6 +146,7 @@ impl State {
         self.changed(|| {
             let (thread, id) = (message.thread_id.clone(), message.id.clone());
             Change::message(context.tenant().cloned(), thread, op, id, message.seq, message.version)
+                .with_status(message.status)
         });
     }
 
@@ -313,11 +314,10 @@ impl State {
         if let Some(refusal) = args.status_conflict(record.status) {
             return Err(refusal);
         }
-        let changed = record.content != args.content || (args.finalize && record.status != Status::Complete);
+        let status = args.status_after().unwrap_or(record.status);
+        let changed = record.content != args.content || record.status != status;
         record.content = args.content.clone();
-        if args.finalize {
-            record.status = Status::Complete;
-        }
+        record.status = status;
         record.version += 1;
         record.updated_at = now;
         let message = record.to_message(&args.thread_id)?;
@@ -491,7 +491,8 @@ impl State {
             if self.feed.is_some() {
                 let op = if message.status == Status::Reserved { PersistOp::Reserve } else { PersistOp::Add };
                 let (id, thread) = (message.id.clone(), args.thread.id.clone());
-                self.changes.push(Change::message(tenant.cloned(), thread, op, id, message.seq, message.version));
+                let change = Change::message(tenant.cloned(), thread, op, id, message.seq, message.version);
+                self.changes.push(change.with_status(message.status));
             }
         }
         if moved && self.feed.is_some() {

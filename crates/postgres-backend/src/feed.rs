@@ -287,7 +287,7 @@ async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
             concat!(
                 "WITH s AS (SELECT head, trimmed, enabled FROM persist_feed_state) \
                  SELECT s.head, s.trimmed, s.enabled, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, \
-                        f.version, f.removed, f.at \
+                        f.version, f.removed, f.at, f.status \
                    FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE ",
                 $scope,
                 " AND position > $3 ORDER BY position LIMIT $4) f ON true"
@@ -341,6 +341,7 @@ fn event(row: &sqlx::postgres::PgRow, position: u64) -> std::result::Result<Resu
         seq: row.try_get::<Option<i64>, _>("seq")?.map(unsigned),
         version: unsigned(row.try_get("version")?),
         removed: row.try_get("removed")?,
+        status: row.try_get("status")?,
         at: Timestamp::from_micros(row.try_get("at")?),
     }))
 }

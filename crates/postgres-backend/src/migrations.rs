@@ -15,6 +15,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (2, "tenant in identity", include_str!("../migrations/0002_tenant_in_identity.sql")),
     (3, "change feed", include_str!("../migrations/0003_change_feed.sql")),
     (4, "values", include_str!("../migrations/0004_values.sql")),
+    (5, "interrupted replies", include_str!("../migrations/0005_interrupted_replies.sql")),
 ];
 
 /// The migrations, in version order.

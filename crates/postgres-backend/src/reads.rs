@@ -39,7 +39,7 @@ macro_rules! list_sql {
             "SELECT ",
             message_columns!(),
             " FROM messages WHERE tenant = $5 AND thread_id = $1 AND seq > $2 AND seq < $3 \
-                AND ($4 OR status = 'complete') \
+                AND ($4 OR status <> 'reserved') \
               ORDER BY seq ",
             $order,
             " LIMIT $6"

@@ -32,6 +32,12 @@ const TENANTS_AT_VERSION_1: &str = "\
 /// A new schema made by the shipped first migration only, holding [`TENANTS_AT_VERSION_1`]
 /// (and `extra`, run after it); answers the schema's name.
 async fn version_1_schema(extra: &str) -> Option<String> {
+    shipped_schema(&["0001_schema.sql"], &[TENANTS_AT_VERSION_1, extra]).await
+}
+
+/// A new schema made by the shipped migrations `files` only, then `sql` run in it in turn;
+/// answers the schema's name (`None` without a server, outside CI).
+async fn shipped_schema(files: &[&str], sql: &[&str]) -> Option<String> {
     let mut conn = match support::admin().await {
         Ok(conn) => conn,
         Err(missing) => {
@@ -44,12 +50,13 @@ async fn version_1_schema(extra: &str) -> Option<String> {
     let setup = format!("CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"");
     sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut conn).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/0001_schema.sql");
-    std::fs::copy(shipped, dir.path().join("0001_schema.sql")).unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for file in files {
+        std::fs::copy(shipped.join(file), dir.path().join(file)).unwrap();
+    }
     sqlx::migrate::Migrator::new(dir.path()).await.unwrap().run(&mut conn).await.unwrap();
-    sqlx::raw_sql(TENANTS_AT_VERSION_1).execute(&mut conn).await.unwrap();
-    if !extra.is_empty() {
-        sqlx::raw_sql(AssertSqlSafe(extra.to_owned())).execute(&mut conn).await.unwrap();
+    for sql in sql.iter().filter(|sql| !sql.is_empty()) {
+        sqlx::raw_sql(AssertSqlSafe((*sql).to_owned())).execute(&mut conn).await.unwrap();
     }
     conn.close().await.unwrap();
     Some(schema)
@@ -177,5 +184,50 @@ async fn a_failed_upgrade_to_tenant_identity_changes_nothing() {
     let acme = ListMessages::new(thread("general")).include_reserved(true).with_context(tenant("acme"));
     assert_eq!(backend.list(acme).await.unwrap().items.len(), 2);
     backend.close().await;
+    support::drop_schema(&schema).await;
+}
+
+/// A version 4 schema holding a reply its stream left half written, upgraded when this version
+/// connects: every row and event kept (old events without a status), the reply can be marked
+/// interrupted (its text kept, its event saying so), seqs go on, and the status is still
+/// checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_schema_takes_interrupted_replies_and_keeps_every_row() {
+    use persist_core::args::UpdateContent;
+    use persist_core::feed::ReadFeed;
+    use persist_core::{PersistOp, Status};
+
+    let files = ["0001_schema.sql", "0002_tenant_in_identity.sql", "0003_change_feed.sql", "0004_values.sql"];
+    let rows = "\
+        INSERT INTO threads (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+        VALUES ('', 'a', 1, 2, 2, 2); \
+        INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                              created_at, updated_at) VALUES \
+            ('', 'a', 'a1', 1, 'user', '[{\"text\":\"Why?\",\"type\":\"text\"}]', '{}', 'complete', 1, 1, 1), \
+            ('', 'a', 'a2', 2, 'assistant', '[{\"text\":\"Because\",\"type\":\"text\"}]', '{}', 'reserved', 2, 1, 2);";
+    let Some(schema) = shipped_schema(&files, &[rows]).await else { return };
+    let backend = connect(&schema).await.unwrap();
+    let events = backend.read_feed(ReadFeed::thread(thread("a"))).await.unwrap().events;
+    let old: Vec<_> = events.iter().map(|e| (e.change.op, e.change.status)).collect();
+    assert_eq!(old, [(PersistOp::Add, None), (PersistOp::Reserve, None)], "old events kept, without a status");
+
+    let interrupt = UpdateContent::interrupted(thread("a"), "a2".parse().unwrap());
+    let PersistResult::ContentUpdated(cut) = backend.apply(interrupt.into()).await.unwrap() else { panic!() };
+    let cut = cut.message;
+    assert_eq!((cut.status, cut.content, cut.version), (Status::Interrupted, Content::text("Because"), 3));
+    let listed = backend.list(ListMessages::new(thread("a"))).await.unwrap().items;
+    let listed: Vec<_> = listed.iter().map(|m| (m.id.as_str().to_owned(), m.status)).collect();
+    assert_eq!(listed, [("a1".to_owned(), Status::Complete), ("a2".to_owned(), Status::Interrupted)]);
+    let PersistResult::Added(next) = backend.apply(add("a", "and then?").into()).await.unwrap() else { panic!() };
+    assert_eq!(next.message.seq, 3);
+    let events = backend.read_feed(ReadFeed::thread(thread("a")).after(2)).await.unwrap().events;
+    let new: Vec<_> = events.iter().map(|e| (e.change.op, e.change.status)).collect();
+    assert_eq!(new, [(PersistOp::UpdateContent, Some(Status::Interrupted)), (PersistOp::Add, Some(Status::Complete))]);
+    backend.close().await;
+
+    let mut conn = PgConnection::connect(&support::url()).await.unwrap();
+    let bogus = format!("UPDATE \"{schema}\".messages SET status = 'paused' WHERE message_id = 'a1'");
+    assert!(sqlx::query(AssertSqlSafe(bogus)).execute(&mut conn).await.is_err(), "the status is still checked");
+    conn.close().await.unwrap();
     support::drop_schema(&schema).await;
 }

@@ -386,10 +386,11 @@ impl SqliteBackendBuilder {
     }
 }
 
-/// The oldest schema a read-only handle reads as it is: version 9 only added the table of
-/// values set once, which reads do not use (a file not yet upgraded is still read, right after
-/// the upgrade of the crate, by `persist show` or `persist export`).
-const OLDEST_READ_AS_IS: i64 = 8;
+/// The oldest schema a read-only handle reads as it is (a file one upgrade behind may still be
+/// read, right after the upgrade of the crate, by `persist show` or `persist export`, when that
+/// upgrade changed nothing reads use): version 10 gave the feed's events a status, which the
+/// feed's reads select.
+const OLDEST_READ_AS_IS: i64 = 10;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot
 /// migrate it.

@@ -184,7 +184,7 @@ impl DirectReads {
 /// The columns of a change-feed event, in [`feed_event`]'s order.
 macro_rules! feed_columns {
     () => {
-        "f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at"
+        "f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at, f.status"
     };
 }
 
@@ -275,6 +275,7 @@ fn feed_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FeedEvent>> {
         seq: row.get::<_, Option<i64>>(5)?.map(unsigned),
         version: unsigned(row.get(6)?),
         removed: row.get_ref(7)?.as_str_or_null()?,
+        status: row.get_ref(9)?.as_str_or_null()?,
         at: persist_core::Timestamp::from_micros(row.get(8)?),
     }))
 }

@@ -20,6 +20,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (7, "change feed", include_str!("../migrations/0007_change_feed.sql")),
     (8, "change feed pages", include_str!("../migrations/0008_change_feed_pages.sql")),
     (9, "values", include_str!("../migrations/0009_values.sql")),
+    (10, "interrupted replies", include_str!("../migrations/0010_interrupted_replies.sql")),
 ];
 
 /// The migrations, in version order.

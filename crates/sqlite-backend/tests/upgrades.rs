@@ -390,3 +390,72 @@ async fn a_version_7_feed_left_empty_numbers_on_from_its_head() {
 fn add_to(thread_id: &str, id: &str) -> PersistArgs {
     Add::new(thread(thread_id), Role::User, Content::text(id)).with_id(id.parse().unwrap()).into()
 }
+
+/// The migrations that made schema version 9, as shipped.
+const VERSION_9: &[&str] = &[
+    "0001_schema.sql",
+    "0002_session_bindings.sql",
+    "0003_reserved_index.sql",
+    "0004_idempotency_key_index.sql",
+    "0005_messages_in_arrival_order.sql",
+    "0006_tenant_in_identity.sql",
+    "0007_change_feed.sql",
+    "0008_change_feed_pages.sql",
+    "0009_values.sql",
+];
+
+/// A version 9 file holding a reply its stream left half written, opened by this version: every
+/// row and event kept (old events without a status), the reply can be marked interrupted (its
+/// text kept, its event saying so), counters and seqs go on, a view of the user's own still reads
+/// `messages`, and the schema holds an interrupted message as every other.
+#[tokio::test]
+async fn a_version_9_database_takes_interrupted_replies_and_keeps_every_row() {
+    use persist_core::Status;
+    use persist_core::args::UpdateContent;
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v9.db");
+    let mut conn = shipped_schema(&dir, &path, VERSION_9).await;
+    // Written as version 9's triggers record: a question, then its reply's first tokens.
+    sqlx::raw_sql(
+        "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', 'a', 1, 1); \
+         INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                               created_at, updated_at) VALUES \
+             ('', 'a', 'a1', 1, 'user', '[{\"type\":\"text\",\"text\":\"Why?\"}]', '{}', 'complete', 1, 1, 1), \
+             ('', 'a', 'a2', 2, 'assistant', '[{\"type\":\"text\",\"text\":\"Because\"}]', '{}', 'reserved', 2, 1, 2); \
+         CREATE VIEW my_replies AS SELECT message_id, status FROM messages WHERE role = 'assistant';",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let events = backend.read_feed(ReadFeed::thread(thread("a"))).await.unwrap().events;
+    let old: Vec<_> = events.iter().map(|e| (e.change.op, e.change.status)).collect();
+    assert_eq!(old, [(PersistOp::Add, None), (PersistOp::Reserve, None)], "old events kept, without a status");
+
+    let interrupt = UpdateContent::interrupted(thread("a"), "a2".parse().unwrap());
+    let cut = match backend.apply(interrupt.into()).await.unwrap() {
+        PersistResult::ContentUpdated(updated) => updated.message,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!((cut.status, cut.content, cut.version), (Status::Interrupted, Content::text("Because"), 3));
+    let listed = backend.list(ListMessages::new(thread("a"))).await.unwrap().items;
+    let listed: Vec<_> = listed.iter().map(|m| (m.id.as_str().to_owned(), m.status)).collect();
+    assert_eq!(listed, [("a1".to_owned(), Status::Complete), ("a2".to_owned(), Status::Interrupted)]);
+    backend.apply(add_to("a", "a3")).await.unwrap();
+    let events = backend.read_feed(ReadFeed::thread(thread("a")).after(2)).await.unwrap().events;
+    let new: Vec<_> = events.iter().map(|e| (e.change.op, e.change.status)).collect();
+    assert_eq!(new, [(PersistOp::UpdateContent, Some(Status::Interrupted)), (PersistOp::Add, Some(Status::Complete))]);
+    let thread_a = backend.get_thread(GetThread::new(thread("a"))).await.unwrap().unwrap();
+    assert_eq!((thread_a.message_count, thread_a.last_seq), (3, 3));
+    backend.close().await;
+
+    let mut conn = raw(&path).await;
+    let mine: Vec<(String, String)> =
+        sqlx::query_as("SELECT message_id, status FROM my_replies").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(mine, [("a2".to_owned(), "interrupted".to_owned())], "a view of your own reads the new table");
+    let bogus = sqlx::query("UPDATE messages SET status = 'paused' WHERE message_id = 'a1'").execute(&mut conn).await;
+    assert!(bogus.is_err(), "the status is still checked");
+}

@@ -1,4 +1,4 @@
-//! Maintenance that deletes: `prune` (retention) and `cleanup-stranded`.
+//! Maintenance that cleans up: `prune` (retention) and `cleanup-stranded`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -102,50 +102,66 @@ pub(crate) async fn prune(store: &Store, scope: &Scope, options: PruneOptions, j
     Ok(())
 }
 
-/// `persist cleanup-stranded`: deletes reservations nobody wrote to for `older_than`, 1000 at
-/// a time until none is left.
+/// `persist cleanup-stranded`: marks interrupted (or with `delete`, deletes) reservations
+/// nobody wrote to for `older_than`, 1000 at a time until none is left.
 pub(crate) async fn cleanup_stranded(
     store: &Store,
     scope: &Scope,
     older_than: Duration,
-    dry_run: bool,
+    options: StrandedOptions,
     json: bool,
 ) -> CliResult {
+    let StrandedOptions { delete, dry_run } = options;
     if dry_run {
-        return stranded_dry_run(store, scope, older_than, json).await;
+        return stranded_dry_run(store, scope, older_than, delete, json).await;
     }
     let mut cleanup = CleanupStranded::new(older_than).with_limit(MAX_PAGE_LIMIT);
+    if delete {
+        cleanup = cleanup.deleting();
+    }
     if !scope.all_tenants {
         cleanup = cleanup.only_tenant(scope.tenant.clone());
     }
-    let mut deleted: Vec<Stranded> = Vec::new();
+    let mut cleaned: Vec<Stranded> = Vec::new();
     let mut skipped = 0usize;
     let work = async {
         loop {
             let report = store.pipeline.cleanup_stranded(cleanup.clone()).await?;
-            let handled = report.deleted.len() + report.skipped;
-            let progressed = !report.deleted.is_empty();
+            let done = report.interrupted.len() + report.deleted.len();
+            let handled = done + report.skipped;
             skipped += report.skipped;
-            deleted.extend(report.deleted);
-            // A full batch may leave more behind; a batch that deleted nothing will not change.
-            if handled < MAX_PAGE_LIMIT as usize || !progressed {
+            cleaned.extend(report.interrupted);
+            cleaned.extend(report.deleted);
+            // A full batch may leave more behind; a batch that cleaned nothing will not change.
+            if handled < MAX_PAGE_LIMIT as usize || done == 0 {
                 return Ok::<(), CliError>(());
             }
         }
     };
     interruptible(RUN_AGAIN, work).await?;
+    let (label, verb) = if delete { ("deleted", "deleted") } else { ("interrupted", "marked interrupted") };
     let mut out = stdout();
     if json {
-        let deleted: Vec<_> = deleted.iter().map(stranded_json).collect();
-        write_line(&mut out, &json!({ "deleted": deleted, "skipped": skipped }))?;
+        let mut report = json!({ "skipped": skipped });
+        report[label] = cleaned.iter().map(stranded_json).collect();
+        write_line(&mut out, &report)?;
     } else {
-        for stranded in &deleted {
-            writeln!(out, "deleted {}", stranded_line(stranded))?;
+        for stranded in &cleaned {
+            writeln!(out, "{verb} {}", stranded_line(stranded))?;
         }
-        writeln!(out, "deleted {} stranded reservations; {skipped} kept (written meanwhile)", deleted.len())?;
+        writeln!(out, "{verb} {} stranded reservations; {skipped} kept (written meanwhile)", cleaned.len())?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// How `cleanup-stranded` cleans.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StrandedOptions {
+    /// Delete instead of marking interrupted.
+    pub(crate) delete: bool,
+    /// Report, write nothing.
+    pub(crate) dry_run: bool,
 }
 
 /// A stranded reservation as a JSON line's item.
@@ -172,24 +188,26 @@ fn stranded_line(stranded: &Stranded) -> String {
     )
 }
 
-/// `cleanup-stranded --dry-run`: the reservations a cleanup would delete now, oldest first (at
-/// most a page of them), found as the cleanup finds them; nothing is deleted.
-async fn stranded_dry_run(store: &Store, scope: &Scope, older_than: Duration, json: bool) -> CliResult {
+/// `cleanup-stranded --dry-run`: the reservations a cleanup would clean now, oldest first (at
+/// most a page of them), found as the cleanup finds them; nothing is written.
+async fn stranded_dry_run(store: &Store, scope: &Scope, older_than: Duration, delete: bool, json: bool) -> CliResult {
     let cutoff = Timestamp::now().saturating_sub(older_than);
     let context = if scope.all_tenants { persist::Context::new() } else { scope.context() };
     let query =
         FindStranded::new(cutoff).with_limit(MAX_PAGE_LIMIT).across_tenants(scope.all_tenants).with_context(context);
     let found = store.pipeline.find_stranded(query).await?;
+    let (label, verb) = if delete { ("would_delete", "delete") } else { ("would_interrupt", "mark interrupted") };
     let mut out = stdout();
     if json {
-        let found: Vec<_> = found.iter().map(stranded_json).collect();
-        write_line(&mut out, &json!({ "would_delete": found, "dry_run": true }))?;
+        let mut report = json!({ "dry_run": true });
+        report[label] = found.iter().map(stranded_json).collect();
+        write_line(&mut out, &report)?;
     } else {
         for stranded in &found {
-            writeln!(out, "would delete {}", stranded_line(stranded))?;
+            writeln!(out, "would {verb} {}", stranded_line(stranded))?;
         }
         let more = if found.len() == MAX_PAGE_LIMIT as usize { " (the first page; more may follow)" } else { "" };
-        writeln!(out, "dry run: would delete {} stranded reservations{more}; nothing deleted", found.len())?;
+        writeln!(out, "dry run: would {verb} {} stranded reservations{more}; nothing written", found.len())?;
     }
     out.flush()?;
     Ok(())

@@ -3,10 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Timestamp;
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, TenantId, ThreadId};
 use crate::model::op::PersistOp;
+use crate::model::{Status, Timestamp};
 
 /// What a delete event removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,8 +36,8 @@ pub struct FeedEvent {
 }
 
 /// A feed event as a SQL backend stores it, a row of text and numbers: `tenant` `""` for none,
-/// `op` its label ([`PersistOp::as_str`]), `removed` `"message"` or `"thread"`. For backend
-/// authors: [`FeedEvent::from_stored`] reads it.
+/// `op` its label ([`PersistOp::as_str`]), `removed` `"message"` or `"thread"`, `status` the
+/// message's ([`Status::as_str`]). For backend authors: [`FeedEvent::from_stored`] reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredEvent<'a> {
     /// See [`FeedEvent::position`].
@@ -56,6 +56,8 @@ pub struct StoredEvent<'a> {
     pub version: u64,
     /// `"message"`, `"thread"`, or none.
     pub removed: Option<&'a str>,
+    /// See [`Change::status`]: `"reserved"`, `"complete"`, `"interrupted"`, or none.
+    pub status: Option<&'a str>,
     /// See [`FeedEvent::at`].
     pub at: Timestamp,
 }
@@ -67,7 +69,7 @@ impl FeedEvent {
     ///
     /// A `Backend` error naming the column when a stored value is not one an event can hold.
     pub fn from_stored(row: StoredEvent<'_>) -> Result<Self> {
-        let StoredEvent { position, tenant, thread_id, op, message_id, seq, version, removed, at } = row;
+        let StoredEvent { position, tenant, thread_id, op, message_id, seq, version, removed, status, at } = row;
         let corrupt = |what: &str, value: &str| PersistError::Backend {
             message: format!("the change feed holds an unreadable {what} at position {position}: {value:?}").into(),
             source: None,
@@ -83,6 +85,7 @@ impl FeedEvent {
             Some("thread") => Some(Removed::Thread),
             Some(other) => return Err(corrupt("removal", other)),
         };
+        let status = status.map(|text| Status::parse(text).ok_or_else(|| corrupt("status", text))).transpose()?;
         let change = Change {
             tenant,
             thread_id: ThreadId::new(thread_id).map_err(|_| corrupt("thread id", thread_id))?,
@@ -91,6 +94,7 @@ impl FeedEvent {
             seq,
             version,
             removed,
+            status,
         };
         Ok(change.at(position, at))
     }
@@ -127,6 +131,11 @@ pub struct Change {
     pub version: u64,
     /// For a delete: whether it removed a message or the whole thread.
     pub removed: Option<Removed>,
+    /// The message's status after the change (an `update_content` that marked a reply
+    /// [`Interrupted`](Status::Interrupted) says so here); `None` for a delete and for the
+    /// thread's own changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
 }
 
 impl Change {
@@ -140,13 +149,19 @@ impl Change {
         version: u64,
     ) -> Self {
         let removed = (op == PersistOp::Delete).then_some(Removed::Message);
-        Self { tenant, thread_id, op, message_id: Some(message_id), seq: Some(seq), version, removed }
+        Self { tenant, thread_id, op, message_id: Some(message_id), seq: Some(seq), version, removed, status: None }
+    }
+
+    /// This change, the message left with `status` (see [`status`](Self::status)).
+    pub fn with_status(mut self, status: Status) -> Self {
+        self.status = Some(status);
+        self
     }
 
     /// A change of the thread itself at `version` (`Delete`: the thread was removed).
     pub fn thread(tenant: Option<TenantId>, thread_id: ThreadId, op: PersistOp, version: u64) -> Self {
         let removed = (op == PersistOp::Delete).then_some(Removed::Thread);
-        Self { tenant, thread_id, op, message_id: None, seq: None, version, removed }
+        Self { tenant, thread_id, op, message_id: None, seq: None, version, removed, status: None }
     }
 
     /// The event at `position`, recorded `at`.

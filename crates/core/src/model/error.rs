@@ -86,16 +86,20 @@ pub enum PersistError {
         actual: u64,
     },
 
-    /// The message is complete (finalized, or written by `add`): a partial content write (an
-    /// append, or content not finalized) would reopen a finished reply, so it is refused and
-    /// nothing is written. A final replacement (`finalize: true`, not appending) still
-    /// corrects it. Often a stream's token retried or sent after its final update.
-    #[error("message {message_id} in thread {thread_id} is complete: only a final replacement may change its content")]
+    /// The message is no longer streaming: it is complete (finalized, or written by `add`), or
+    /// [interrupted](crate::Status::Interrupted). A partial content write (an append, content
+    /// not finalized) would reopen a finished reply, so it is refused and nothing is written; so
+    /// is marking a complete message interrupted. A final replacement (`finalize: true`, not
+    /// appending) still corrects either. Often a stream's token retried or sent after its final
+    /// update, or after a cleanup gave the reply up as interrupted.
+    #[error("message {message_id} in thread {thread_id} is {status}: only a final replacement may change its content")]
     MessageComplete {
         /// The thread.
         thread_id: ThreadId,
-        /// The complete message.
+        /// The message.
         message_id: MessageId,
+        /// Its stored status: `Complete` or `Interrupted`.
+        status: crate::Status,
     },
 
     /// The thread was deleted; writes to it are refused so it cannot be resurrected.
@@ -400,7 +404,14 @@ mod tests {
             (PersistError::rejected("no"), 403),
             (PersistError::not_found(&thread, None), 404),
             (PersistError::AlreadyExists { thread_id: thread.clone(), message_id: message.clone() }, 409),
-            (PersistError::MessageComplete { thread_id: thread.clone(), message_id: message.clone() }, 409),
+            (
+                PersistError::MessageComplete {
+                    thread_id: thread.clone(),
+                    message_id: message.clone(),
+                    status: crate::Status::Complete,
+                },
+                409,
+            ),
             (
                 PersistError::VersionConflict { thread_id: thread.clone(), message_id: None, expected: 1, actual: 2 },
                 409,

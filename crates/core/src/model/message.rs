@@ -112,8 +112,13 @@ pub enum Status {
     Complete,
     /// A reservation whose stream stopped before its final write (the generator crashed, the
     /// client went away): the content is what the stream wrote, kept for the reader, who can be
-    /// told the reply was cut short. Read from stores and formats that record it; no write of
-    /// this version sets it yet.
+    /// told the reply was cut short. Set by [`UpdateContent::interrupted`] (the host saw its
+    /// stream fail) or by [`Pipeline::cleanup_stranded`] (nobody wrote to the reservation for a
+    /// while). Read like a complete message (reads leave out only `Reserved` ones by default);
+    /// no more tokens are taken, a final replacement still completes it.
+    ///
+    /// [`UpdateContent::interrupted`]: crate::args::UpdateContent::interrupted
+    /// [`Pipeline::cleanup_stranded`]: crate::Pipeline::cleanup_stranded
     Interrupted,
 }
 
@@ -141,6 +146,12 @@ impl Status {
     /// are refused otherwise.
     pub const fn is_streaming(self) -> bool {
         matches!(self, Self::Reserved)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.as_str())
     }
 }
 

@@ -1,24 +1,32 @@
-//! Cleaning up stranded reservations: [`Pipeline::cleanup_stranded`], a find and deletes
-//! sent through the whole stack.
+//! Cleaning up stranded reservations: [`Pipeline::cleanup_stranded`], a find and writes
+//! (interruptions or deletes) sent through the whole stack.
 
-use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance};
+use crate::args::UpdateContent;
+use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance, Stranding};
 use crate::model::Timestamp;
-use crate::model::error::{PersistError, Result};
+use crate::model::error::Result;
 use crate::pipeline::Pipeline;
-use crate::read::FindStranded;
+use crate::read::{FindStranded, Stranded};
 use crate::request::write::Delete;
 
 impl Pipeline {
-    /// Deletes reservations stranded by streams that never finished, **through the pipeline**.
+    /// Marks interrupted (or deletes) reservations stranded by streams that never finished,
+    /// **through the pipeline**.
     ///
     /// Finds `Reserved` messages nobody wrote to for the given age (a stream still sending
     /// content updates is active) with a `find_stranded` sent through the whole stack (a route
-    /// asks every store it reaches), then deletes each with a `delete` sent through the whole
-    /// stack too, so the layer that redirected the `reserve` redirects the cleanup to the same
-    /// store, and observers see it. Each delete expects the version found, so a reservation
-    /// filled in the meantime is kept (counted as skipped). Each delete names the tenant of
-    /// the reservation's thread. The find and the deletes carry a [`Maintenance`] extension in
-    /// their context.
+    /// asks every store it reaches), then cleans each with a write sent through the whole stack
+    /// too, so the layer that redirected the `reserve` redirects the cleanup to the same store,
+    /// and observers see it:
+    ///
+    /// - by default ([`Stranding::Interrupt`]) an [`UpdateContent::interrupted`]: the reply
+    ///   becomes [`Interrupted`](crate::Status::Interrupted) with the text its stream wrote,
+    ///   and reads list it;
+    /// - with [`CleanupStranded::deleting`], a `delete`, its text lost.
+    ///
+    /// Each write expects the version found, so a reservation written to in the meantime is
+    /// kept as it is (counted as skipped). Each names the tenant of the reservation's thread.
+    /// The find and the writes carry a [`Maintenance`] extension in their context.
     ///
     /// A cleanup reaches every tenant's threads unless it is confined to one with
     /// [`CleanupStranded::only_tenant`].
@@ -27,22 +35,29 @@ impl Pipeline {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use persist::{args::Reserve, maintenance::CleanupStranded, Pipeline, Role, ThreadId};
+    /// use persist::args::{Reserve, UpdateContent};
+    /// use persist::{maintenance::CleanupStranded, Content, Pipeline, Role, Status, ThreadId};
     /// use persist::memory::MemoryBackend;
     ///
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let pipeline = Pipeline::new(MemoryBackend::new());
-    /// pipeline.reserve(Reserve::new(ThreadId::new("t1")?, Role::Assistant)).await?;
+    /// let thread = ThreadId::new("t1")?;
+    /// let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
+    /// let token = UpdateContent::appending(thread, reply.id, Content::text("Half an ans"));
+    /// pipeline.update_content(token).await?;
+    /// // The generator dies here; nothing writes to the reply again.
     /// tokio::time::sleep(Duration::from_millis(5)).await;
     /// let report = pipeline.cleanup_stranded(CleanupStranded::new(Duration::from_millis(1))).await?;
-    /// assert_eq!(report.deleted.len(), 1);
+    /// let kept = &report.interrupted[0].message;
+    /// assert_eq!((kept.status, &kept.content), (Status::Interrupted, &Content::text("Half an ans")));
     /// # Ok::<_, persist::PersistError>(())
     /// # }).unwrap();
     /// ```
     ///
     /// # Errors
     ///
-    /// The first error of a find or a delete other than a version conflict.
+    /// The first error of a find or a write other than a version conflict or a reservation
+    /// gone or finished meanwhile.
     pub async fn cleanup_stranded(&self, cleanup: CleanupStranded) -> Result<CleanupReport> {
         let context = cleanup.context.with_extension(Maintenance);
         let query = FindStranded::new(Timestamp::now().saturating_sub(cleanup.older_than))
@@ -53,14 +68,33 @@ impl Pipeline {
         let mut report = CleanupReport::default();
         for stranded in found {
             let message = &stranded.message;
-            let delete = Delete::message(message.thread_id.clone(), message.id.clone())
-                .with_expected_version(message.version)
-                .with_context(context.renewed().for_tenant(stranded.tenant.clone()));
-            match self.delete(delete).await {
-                Ok(deleted) if deleted.message_ids.contains(&message.id) => report.deleted.push(stranded),
-                // Gone meanwhile (another cleanup, a delete): nothing of ours to report.
-                Ok(_) => {}
-                Err(PersistError::VersionConflict { .. }) => report.skipped += 1,
+            let context = context.renewed().for_tenant(stranded.tenant.clone());
+            let answer = match cleanup.stranding {
+                Stranding::Interrupt => {
+                    let interrupt = UpdateContent::interrupted(message.thread_id.clone(), message.id.clone())
+                        .with_expected_version(message.version)
+                        .with_context(context);
+                    self.update_content(interrupt).await.map(|written| {
+                        let tenant = stranded.tenant.clone();
+                        report.interrupted.push(Stranded::new(tenant, written.message));
+                    })
+                }
+                Stranding::Delete => {
+                    let delete = Delete::message(message.thread_id.clone(), message.id.clone())
+                        .with_expected_version(message.version)
+                        .with_context(context);
+                    self.delete(delete).await.map(|deleted| {
+                        // Gone meanwhile (another cleanup, a delete): nothing of ours to report.
+                        if deleted.message_ids.contains(&message.id) {
+                            report.deleted.push(stranded.clone());
+                        }
+                    })
+                }
+            };
+            match answer {
+                Ok(()) => {}
+                // Written to, finished or gone meanwhile: kept as it is.
+                Err(error) if error.is_changed_or_gone() => report.skipped += 1,
                 Err(error) => return Err(error),
             }
         }

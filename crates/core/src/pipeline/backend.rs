@@ -121,12 +121,12 @@ pub enum ApplyNow {
 ///   `message_count` and `updated_at` in the same transaction.
 /// - **update_content**: the message is looked up by `(thread, id)`: a missing one, or one of
 ///   another thread, is `NotFound`, never a write. Check `expected_version`
-///   (`VersionConflict { expected, actual }`), then refuse a partial update (an append, or
-///   `finalize: false`) of a `Complete` message with `MessageComplete`
+///   (`VersionConflict { expected, actual }`), then refuse an update the stored status does not
+///   take (a partial update of a message no longer `Reserved`) with `MessageComplete`
 ///   ([`UpdateContent::status_conflict`](crate::args::UpdateContent::status_conflict)), replace
 ///   the content (an append: joined to the stored one, [`UpdateContent::resolved`](crate::args::UpdateContent::resolved)),
-///   set status `Complete` when `finalize`, bump `version`, touch `updated_at` of message and
-///   thread.
+///   set the status to [`UpdateContent::status_after`](crate::args::UpdateContent::status_after)
+///   when it has one, bump `version`, touch `updated_at` of message and thread.
 /// - **update**: merge the metadata patch atomically (null removes a key), set role (message)
 ///   or title (thread), bump the target's `version`, touch `updated_at`. Unknown target:
 ///   `NotFound`. `expected_version` compares the target's version.

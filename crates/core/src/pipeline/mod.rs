@@ -191,7 +191,7 @@ impl Pipeline {
     typed_call!(
         /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
         /// [`across_tenants`](FindStranded::across_tenants) (maintenance;
-        /// [`cleanup_stranded`](Self::cleanup_stranded) deletes them).
+        /// [`cleanup_stranded`](Self::cleanup_stranded) marks them interrupted).
         find_stranded, FindStranded, FindStranded => Stranded, Vec<Stranded>, |found| found
     );
     typed_call!(

@@ -163,7 +163,7 @@ impl Scoped {
         self.pipeline.prune(prune.with_context(self.context.renewed()).only_tenant(tenant)).await
     }
 
-    /// Deletes the scope's stranded reservations; see [`Pipeline::cleanup_stranded`]. A cleanup
+    /// Cleans up the scope's stranded reservations; see [`Pipeline::cleanup_stranded`]. A cleanup
     /// made for every tenant (the default of [`CleanupStranded::new`]) is confined to the
     /// scope's.
     ///

@@ -11,13 +11,27 @@ use crate::read::{DEFAULT_PAGE_LIMIT, Stranded};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Maintenance;
 
-/// What [`Pipeline::cleanup_stranded`](crate::Pipeline::cleanup_stranded) deletes.
+/// What a cleanup does with each stranded reservation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Stranding {
+    /// Marks it [`Interrupted`](crate::Status::Interrupted), keeping the text its stream wrote
+    /// (the default): readers see the reply was cut short, and what it said so far.
+    #[default]
+    Interrupt,
+    /// Deletes it, with whatever its stream wrote.
+    Delete,
+}
+
+/// What [`Pipeline::cleanup_stranded`](crate::Pipeline::cleanup_stranded) cleans, and how.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CleanupStranded {
     /// Reservations with no write for longer than this are stranded (a stream still sending
     /// content updates is not, however long it runs).
     pub older_than: Duration,
+    /// Marked interrupted (the default) or deleted.
+    pub stranding: Stranding,
     /// At most this many per call.
     pub limit: u32,
     /// Whether every tenant's threads are cleaned (the default), or only the context's
@@ -32,7 +46,20 @@ impl CleanupStranded {
     /// Reservations of every tenant with no write for longer than `older_than`, up to 100 a
     /// call.
     pub fn new(older_than: Duration) -> Self {
-        Self { older_than, limit: DEFAULT_PAGE_LIMIT, across_tenants: true, context: Context::new() }
+        Self {
+            older_than,
+            stranding: Stranding::Interrupt,
+            limit: DEFAULT_PAGE_LIMIT,
+            across_tenants: true,
+            context: Context::new(),
+        }
+    }
+
+    /// Deletes the stranded reservations, with what their streams wrote, instead of marking
+    /// them interrupted.
+    pub fn deleting(mut self) -> Self {
+        self.stranding = Stranding::Delete;
+        self
     }
 
     /// Cleans only `tenant`'s threads (`None`: the threads without a tenant).
@@ -55,8 +82,12 @@ impl CleanupStranded {
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
 pub struct CleanupReport {
-    /// The reservations deleted, as they were found (each with its thread's tenant).
+    /// The reservations marked interrupted, as written (status `Interrupted`, the text their
+    /// streams wrote, each with its thread's tenant).
+    pub interrupted: Vec<Stranded>,
+    /// The reservations deleted ([`Stranding::Delete`]), as they were found.
     pub deleted: Vec<Stranded>,
-    /// Reservations that changed between finding and deleting (filled, or finalized): kept.
+    /// Reservations that changed between finding and cleaning (written to, finalized): kept as
+    /// they are.
     pub skipped: usize,
 }

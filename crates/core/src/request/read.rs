@@ -85,7 +85,9 @@ pub enum Order {
 /// messages are being added: ascending, pass the page's `next_cursor` to
 /// [`after`](Self::after); descending, to [`before`](Self::before)
 /// ([`next_page`](Self::next_page) does this for you). Reserved placeholders are skipped
-/// unless [`include_reserved`](Self::include_reserved) is set.
+/// unless [`include_reserved`](Self::include_reserved) is set; complete and
+/// [interrupted](crate::Status::Interrupted) messages are always listed (an interrupted reply's
+/// text so far is history, its status tells the reader it was cut short).
 ///
 /// # Example
 ///

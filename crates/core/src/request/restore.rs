@@ -193,16 +193,6 @@ impl Restore {
         let mut ids = HashSet::with_capacity(self.messages.len());
         let mut keys = HashSet::new();
         for message in &self.messages {
-            if message.status == crate::Status::Interrupted {
-                // No store of this version holds the status yet: refused alike on every backend.
-                return Err(PersistError::invalid(
-                    "status",
-                    format!(
-                        "message {} is interrupted: stores of this version keep reserved and complete messages",
-                        message.id
-                    ),
-                ));
-            }
             if message.thread_id != thread.id {
                 return Err(PersistError::invalid(
                     "messages",

@@ -135,10 +135,21 @@ impl Reserve {
 /// then its end ([`finishing`](Self::finishing), or a final `new`).
 ///
 /// Only [`new`](Self::new) and [`finishing`](Self::finishing) finalize (`Reserved` →
-/// `Complete`): a token never marks a reply done by accident. A complete message takes final replacements only: an
-/// append or a partial write to it is refused with [`PersistError::MessageComplete`] and
-/// changes nothing (a token retried or sent after the final update would reopen or extend a
-/// finished reply), on every backend.
+/// `Complete`): a token never marks a reply done by accident. A stream that failed ends with
+/// [`interrupted`](Self::interrupted) instead (`Reserved` → `Interrupted`, the text so far
+/// kept). A message that is no longer streaming takes final replacements only: an append or a
+/// partial write to it (and marking a complete one interrupted) is refused with
+/// [`PersistError::MessageComplete`] and changes nothing (a token retried or sent after the
+/// final update would reopen or extend a finished reply), on every backend. What each update
+/// may write over:
+///
+/// | update | `Reserved` | `Interrupted` | `Complete` |
+/// |---|---|---|---|
+/// | final replacement ([`new`](Self::new)) | → `Complete` | → `Complete` | → `Complete` |
+/// | [`finishing`](Self::finishing), a finalizing append | → `Complete` | refused | refused |
+/// | [`appending`](Self::appending), [`partial`](Self::partial) | stays `Reserved` | refused | refused |
+/// | [`interrupted`](Self::interrupted), an interrupting replacement | → `Interrupted` | stays `Interrupted` | refused |
+/// | an interrupting append of content | → `Interrupted` | refused | refused |
 ///
 /// # Example
 ///
@@ -178,8 +189,13 @@ pub struct UpdateContent {
     pub append: bool,
     /// Whether to mark the message `Complete`: `true` for [`new`](Self::new) and
     /// [`finishing`](Self::finishing), `false` for [`appending`](Self::appending) and
-    /// [`partial`](Self::partial).
+    /// [`partial`](Self::partial). [`interrupt`](Self::interrupt) overrides it.
     pub finalize: bool,
+    /// Mark the message [`Interrupted`](crate::Status::Interrupted) (its stream stopped
+    /// before its end) instead of `Complete`, keeping the content written: `true` for
+    /// [`interrupted`](Self::interrupted). Only a message not complete may be interrupted.
+    #[serde(default)]
+    pub interrupt: bool,
     /// Fail with `VersionConflict` unless the stored version equals this.
     pub expected_version: Option<u64>,
     /// Request context.
@@ -195,6 +211,7 @@ impl UpdateContent {
             content: content.into(),
             append: false,
             finalize: true,
+            interrupt: false,
             expected_version: None,
             context: Context::new(),
         }
@@ -221,19 +238,80 @@ impl UpdateContent {
         Self { append: true, ..Self::new(thread_id, message_id, Content::placeholder()) }
     }
 
-    /// Whether this update may change only a message that is not complete yet: an append, or
-    /// content not finalized.
+    /// The end of a stream that failed (the model's connection dropped, the client went away):
+    /// marks `(thread_id, message_id)` [`Interrupted`](crate::Status::Interrupted), keeping the
+    /// content its appends left (an append of nothing). With
+    /// [`appending`](Self::appending)`(…).`[`with_interrupt(true)`](Self::with_interrupt), the
+    /// last tokens and the mark in one write.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{args::{Reserve, UpdateContent}, memory::MemoryBackend, Content, Pipeline, Role, Status, ThreadId};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let thread = ThreadId::new("t1")?;
+    /// let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
+    /// let token = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text("The answer is"));
+    /// pipeline.update_content(token).await?;
+    /// // The model's stream fails here: keep what it said, marked as cut short.
+    /// let cut = pipeline.update_content(UpdateContent::interrupted(thread, reply.id)).await?.message;
+    /// assert_eq!((cut.status, cut.content), (Status::Interrupted, Content::text("The answer is")));
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn interrupted(thread_id: ThreadId, message_id: MessageId) -> Self {
+        Self { interrupt: true, ..Self::finishing(thread_id, message_id) }
+    }
+
+    /// Whether this update may change only a message that is not complete yet: an append,
+    /// content not finalized, or an interruption.
     pub fn is_partial(&self) -> bool {
-        self.append || !self.finalize
+        self.append || !self.finalize || self.interrupt
+    }
+
+    /// Whether this update ends the stream: it finalizes or [interrupts](Self::interrupt) (a
+    /// layer that holds partial updates back writes such an update at once).
+    pub fn is_final(&self) -> bool {
+        self.finalize || self.interrupt
+    }
+
+    /// The status this update leaves: `Interrupted` when it [interrupts](Self::interrupt),
+    /// `Complete` when it [finalizes](Self::finalize), `None` (unchanged) otherwise.
+    pub fn status_after(&self) -> Option<crate::Status> {
+        if self.interrupt {
+            Some(crate::Status::Interrupted)
+        } else if self.finalize {
+            Some(crate::Status::Complete)
+        } else {
+            None
+        }
+    }
+
+    /// Whether this update may be written over a message whose status is `status` (see the
+    /// table on [`UpdateContent`]): a reservation takes every update, an interrupted message
+    /// final replacements and a new interruption's replacement, a complete one final
+    /// replacements only.
+    pub fn may_write_over(&self, status: crate::Status) -> bool {
+        match status {
+            crate::Status::Reserved => true,
+            // An interruption repeated (nothing appended) leaves it as it is.
+            crate::Status::Interrupted => {
+                (!self.append && (self.interrupt || self.finalize)) || (self.interrupt && self.content.is_placeholder())
+            }
+            crate::Status::Complete => !self.is_partial(),
+        }
     }
 
     /// The refusal of this update by a message whose status is `status`
-    /// ([`PersistError::MessageComplete`] for a [partial](Self::is_partial) update of a
-    /// complete message); `None` when it may be written. For backends, after the version check.
+    /// ([`PersistError::MessageComplete`] unless it [may be written over](Self::may_write_over)
+    /// it); `None` when it may be written. For backends, after the version check.
     pub fn status_conflict(&self, status: crate::Status) -> Option<PersistError> {
-        (self.is_partial() && status == crate::Status::Complete).then(|| PersistError::MessageComplete {
+        (!self.may_write_over(status)).then(|| PersistError::MessageComplete {
             thread_id: self.thread_id.clone(),
             message_id: self.message_id.clone(),
+            status,
         })
     }
 
@@ -274,6 +352,12 @@ impl UpdateContent {
     /// Whether to finalize (see [`finalize`](Self::finalize)).
     pub fn with_finalize(mut self, finalize: bool) -> Self {
         self.finalize = finalize;
+        self
+    }
+
+    /// Whether to mark the message interrupted (see [`interrupt`](Self::interrupt)).
+    pub fn with_interrupt(mut self, interrupt: bool) -> Self {
+        self.interrupt = interrupt;
         self
     }
 

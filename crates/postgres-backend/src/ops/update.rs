@@ -2,7 +2,9 @@
 //! a group of message updates in one statement.
 
 use persist_core::args::{Update, UpdateContent};
-use persist_core::{Message, MessageId, Metadata, PersistArgs, PersistError, Role, Target, ThreadId, Timestamp};
+use persist_core::{
+    Message, MessageId, Metadata, PersistArgs, PersistError, Role, Status, Target, ThreadId, Timestamp,
+};
 use sqlx::{Connection, PgConnection};
 
 use super::guard::{diagnose_message, find_message, writable_thread};
@@ -19,15 +21,30 @@ use crate::rows::{self, json_text, message_columns, signed, tenant_key, thread_c
 pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]) -> GroupAnswer {
     let mut tenant = Vec::with_capacity(group.len());
     let (mut thread_id, mut message_id, mut content) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut finalize, mut expected, mut set, mut removed, mut role) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut status, mut over, mut expected, mut set, mut removed, mut role) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for args in group {
-        let (id, new_content, done, patch, new_role, version) = match args {
-            PersistArgs::UpdateContent(u) if !u.append => {
-                (&u.message_id, Some(u.content.as_json().into_owned()), u.finalize, None, None, u.expected_version)
-            }
+        let (id, new_content, after, over_statuses, patch, new_role, version) = match args {
+            PersistArgs::UpdateContent(u) if !u.append => (
+                &u.message_id,
+                Some(u.content.as_json().into_owned()),
+                u.status_after().map(Status::as_str),
+                written_over(u),
+                None,
+                None,
+                u.expected_version,
+            ),
             PersistArgs::Update(u) => match &u.target {
-                Target::Message(id) => (id, None, false, u.metadata.as_ref(), u.role.as_ref(), u.expected_version),
+                // Metadata and role: whatever the status.
+                Target::Message(id) => (
+                    id,
+                    None,
+                    None,
+                    "reserved,interrupted,complete",
+                    u.metadata.as_ref(),
+                    u.role.as_ref(),
+                    u.expected_version,
+                ),
                 _ => return Err(PersistError::Unsupported { what: "grouping a thread update".into() }),
             },
             other => return Err(PersistError::Unsupported { what: format!("grouping `{}`", other.op()).into() }),
@@ -37,7 +54,8 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
         thread_id.push(args.thread_id().map_or("", ThreadId::as_str));
         message_id.push(id.as_str());
         content.push(new_content);
-        finalize.push(done);
+        status.push(after);
+        over.push(over_statuses);
         set.push(patch_set);
         removed.push(json_text(&patch_removed)?);
         role.push(new_role.map(Role::as_str));
@@ -45,16 +63,16 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
     }
     let rows = sqlx::query(concat!(
         "WITH u AS ( \
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[], \
-                                 $7::text[], $8::text[], $9::text[]) \
-                AS u(tenant, thread_id, message_id, content, finalize, expected, set, removed, role)), \
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
+                                 $7::text[], $8::text[], $9::text[], $11::text[]) \
+                AS u(tenant, thread_id, message_id, content, status, expected, set, removed, role, over)), \
          t AS ( \
             SELECT th.tenant, th.thread_id FROM threads th \
              WHERE (th.tenant, th.thread_id) IN (SELECT tenant, thread_id FROM u) AND th.deleted_at IS NULL \
              ORDER BY th.tenant COLLATE \"C\", th.thread_id COLLATE \"C\" FOR UPDATE), \
          m AS ( \
             UPDATE messages ms SET content = COALESCE(u.content::jsonb, ms.content), \
-                   status = CASE WHEN u.finalize THEN 'complete' ELSE ms.status END, \
+                   status = COALESCE(u.status, ms.status), \
                    metadata = (ms.metadata || u.set::jsonb) \
                               - ARRAY(SELECT jsonb_array_elements_text(u.removed::jsonb)), \
                    role = COALESCE(u.role, ms.role), \
@@ -62,7 +80,7 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
               FROM u \
              WHERE ms.tenant = u.tenant AND ms.thread_id = u.thread_id AND ms.message_id = u.message_id \
                AND (u.expected IS NULL OR ms.version = u.expected) \
-               AND (u.content IS NULL OR u.finalize OR ms.status <> 'complete') \
+               AND ms.status = ANY (string_to_array(u.over, ',')) \
                AND (ms.tenant, ms.thread_id) IN (SELECT tenant, thread_id FROM t) \
             RETURNING ms.*), \
          x AS (UPDATE threads SET updated_at = $10 WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
@@ -74,15 +92,27 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
     .bind(&thread_id)
     .bind(&message_id)
     .bind(&content)
-    .bind(&finalize)
+    .bind(&status)
     .bind(&expected)
     .bind(&set)
     .bind(&removed)
     .bind(&role)
     .bind(Timestamp::now().as_micros())
+    .bind(&over)
     .fetch_all(&mut *conn)
     .await;
     group_answer("updating a group of messages", rows)
+}
+
+/// The statuses `update` may be written over, as the group statement reads them: `reserved`,
+/// then those of [`UpdateContent::may_write_over`], comma-separated.
+fn written_over(update: &UpdateContent) -> &'static str {
+    match (update.may_write_over(Status::Interrupted), update.may_write_over(Status::Complete)) {
+        (true, true) => "reserved,interrupted,complete",
+        (true, false) => "reserved,interrupted",
+        (false, true) => "reserved,complete",
+        (false, false) => "reserved",
+    }
 }
 
 /// A content update. An append is joined to the content read and written expecting the
@@ -144,11 +174,12 @@ pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateCont
         let row = sqlx::query(concat!(
             "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $7 AND thread_id = $1 \
                            AND deleted_at IS NULL FOR UPDATE), \
-             m AS (UPDATE messages SET content = $3::jsonb, \
-                          status = CASE WHEN $4 THEN 'complete' ELSE status END, \
+             m AS (UPDATE messages SET content = $3::jsonb, status = COALESCE($4, status), \
                           version = version + 1, updated_at = $5 \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
-                      AND ($6::bigint IS NULL OR version = $6) AND ($4 OR status <> 'complete') \
+                      AND ($6::bigint IS NULL OR version = $6) \
+                      AND (status = 'reserved' OR (status = 'complete' AND $8) \
+                           OR (status = 'interrupted' AND $9)) \
                    RETURNING *), \
              u AS (UPDATE threads SET updated_at = $5 \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) \
@@ -159,10 +190,12 @@ pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateCont
         .bind(update.thread_id.as_str())
         .bind(update.message_id.as_str())
         .bind(&content)
-        .bind(update.finalize)
+        .bind(update.status_after().map(Status::as_str))
         .bind(Timestamp::now().as_micros())
         .bind(update.expected_version.map(signed))
         .bind(tenant)
+        .bind(update.may_write_over(Status::Complete))
+        .bind(update.may_write_over(Status::Interrupted))
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("updating the content", e))?;

@@ -1,7 +1,7 @@
 //! Updates: content (replacements and appends), a message's metadata and role, a thread's fields.
 
 use persist_core::args::{Update, UpdateContent};
-use persist_core::{Message, MessageId, PersistError, Timestamp, Updated};
+use persist_core::{Message, MessageId, PersistError, Status, Timestamp, Updated};
 use sqlx::SqliteConnection;
 
 use super::guard::*;
@@ -36,10 +36,9 @@ pub(super) async fn replace_content(
     let tenant = tenant_key(update.context.tenant());
     let row = sqlx::query(concat!(
         "UPDATE messages \
-            SET content = ?3, status = CASE WHEN ?4 THEN 'complete' ELSE status END, \
-                version = version + 1, updated_at = ?5 \
+            SET content = ?3, status = coalesce(?4, status), version = version + 1, updated_at = ?5 \
           WHERE tenant = ?7 AND thread_id = ?1 AND message_id = ?2 AND (?6 IS NULL OR version = ?6) \
-            AND (?4 OR status <> 'complete') \
+            AND (status = 'reserved' OR (status = 'complete' AND ?8) OR (status = 'interrupted' AND ?9)) \
             AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = ?7 AND t.thread_id = ?1 \
                                                   AND t.deleted_at IS NULL) \
          RETURNING ",
@@ -48,10 +47,12 @@ pub(super) async fn replace_content(
     .bind(update.thread_id.as_str())
     .bind(update.message_id.as_str())
     .bind(content.as_json())
-    .bind(update.finalize)
+    .bind(update.status_after().map(Status::as_str))
     .bind(Timestamp::now().as_micros())
     .bind(update.expected_version.map(signed))
     .bind(tenant)
+    .bind(update.may_write_over(Status::Complete))
+    .bind(update.may_write_over(Status::Interrupted))
     .fetch_optional(&mut *conn)
     .await
     .map_err(sql("updating the content"))?;

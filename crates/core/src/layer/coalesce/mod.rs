@@ -5,9 +5,9 @@
 //! the reply durable as it grows, and pays a write per token. [`CoalesceLayer`] keeps the
 //! durability and drops most of the writes:
 //!
-//! - A **partial** update (`finalize: false`, no expected version) of a message written less
-//!   than an interval ago is held back, replacing any update held back before it (the latest
-//!   content wins), and answered at once with [`ContentUpdated::coalesced`] set: the message as
+//! - A **partial** update (neither finalizing nor interrupting, no expected version) of a
+//!   message written less than an interval ago is held back, replacing any update held back
+//!   before it (the latest content wins), and answered at once with [`ContentUpdated::coalesced`] set: the message as
 //!   last written, with this update's content. The held-back update is written when the
 //!   interval since the message's last write is over, so a crash loses at most one interval of
 //!   partial text. A partial update of a message not written for an interval goes down at
@@ -16,7 +16,8 @@
 //!   back together and written as one append of their parts joined; each is answered at once
 //!   with the message as last written (its content not joined yet: that would cost the whole
 //!   text each token). An append written now carries what was held back before it.
-//! - A **final** update (or one with an expected version) goes down at once, after any write of
+//! - A **final** update (finalizing or [interrupting](UpdateContent::interrupted), or one with
+//!   an expected version) goes down at once, after any write of
 //!   the same message already under way and instead of any replacement held back (an append
 //!   carries the appends held back): the final content is never overwritten by a partial one,
 //!   and it is answered as the backend answers it.
@@ -229,7 +230,7 @@ where
     fn hold_now(&self, slot: &Arc<Slot>, update: UpdateContent) -> Result<PersistResult, UpdateContent> {
         // Holding back may spawn the later write: only where a runtime is (a call made
         // elsewhere and awaited in one takes the other way).
-        if update.finalize
+        if update.is_final()
             || update.expected_version.is_some()
             || slot.has_turns()
             || tokio::runtime::Handle::try_current().is_err()
@@ -259,7 +260,7 @@ where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    let partial = !update.finalize && update.expected_version.is_none();
+    let partial = !update.is_final() && update.expected_version.is_none();
     let mut gate = slot.gate.lock().await;
     drop(turn);
     let update = if partial {
@@ -277,7 +278,7 @@ where
     // Written now, with what was held back before it (an append carries it; a replacement
     // supersedes it).
     let (update, carried) = gate.merged(update);
-    let finalizing = update.finalize;
+    let finalizing = update.is_final();
     let spare = inner.clone();
     let result = inner.oneshot(update.into()).await;
     match &result {

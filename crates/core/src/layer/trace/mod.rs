@@ -77,7 +77,7 @@ impl<S> Trace<S> {
     fn span(&self, args: &PersistArgs) -> Option<(Span, Level)> {
         // One step of a streamed reply: there are many per reply.
         let level = match args {
-            PersistArgs::UpdateContent(update) if !update.finalize => Level::DEBUG,
+            PersistArgs::UpdateContent(update) if !update.is_final() => Level::DEBUG,
             _ => Level::INFO,
         };
         if !(level <= STATIC_MAX_LEVEL && level <= LevelFilter::current()) {
