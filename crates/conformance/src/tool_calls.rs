@@ -6,7 +6,7 @@ use std::sync::Arc;
 use persist_core::args::Add;
 use persist_core::layer::{ProviderHistory, ToolCallsLayer, Unanswered};
 use persist_core::read::ListMessages;
-use persist_core::{Backend, Content, Context, Part, PersistError, Pipeline, Role, ThreadId};
+use persist_core::{Backend, Content, Context, IdempotencyKey, Part, PersistError, Pipeline, Role, ThreadId};
 use serde_json::json;
 
 use crate::fixture::{all_messages, assert_err, t};
@@ -38,7 +38,15 @@ pub async fn check_tool_results_answer_earlier_calls<F: Factory>(factory: &F) ->
         other => panic!("expected InvalidInput naming call_0, got {other:?}"),
     }
     p.add(say(&id, Role::Assistant, vec![Part::text("Searching."), call("call_1")])).await.expect("call");
-    p.add(say(&id, Role::Tool, vec![Part::tool_result("call_1", json!(["x"]))])).await.expect("result");
+    let result = say(&id, Role::Tool, vec![Part::tool_result("call_1", json!(["x"]))])
+        .with_idempotency_key(IdempotencyKey::new("result-1").expect("key"));
+    let first = p.add(result.clone()).await.expect("result");
+    // Sent again (an ambiguous failure, a retry): its first copy answers, it is not a second
+    // result of the call; another result of the call is.
+    let again = p.add(result).await.expect("a retried result");
+    assert!(again.deduplicated && again.message == first.message, "{again:?}");
+    let second = say(&id, Role::Tool, vec![Part::tool_result("call_1", json!(["y"]))]);
+    assert_err!(p.add(second).await, PersistError::InvalidInput { field: "content", .. });
     let roles: Vec<_> = all_messages(b.as_ref(), &id).await.iter().map(|m| m.role.as_str().to_owned()).collect();
     assert_eq!(roles, ["user", "assistant", "tool"], "the stray result was not written");
     // A call and its result in one message (a tool the provider ran); a user message carrying
@@ -172,5 +180,17 @@ pub async fn check_turns_are_checked_message_by_message<F: Factory>(factory: &F)
     let again = heal.append_turn(next).await.expect("the retry");
     assert!(again.deduplicated, "a keyed turn healed once is the same turn when sent again");
     assert_eq!(all_messages(b.as_ref(), &id).await.len(), 6);
+
+    // A keyed turn whose result answers a call made before it, sent again: the same turn.
+    heal.add(Add::new(id.clone(), Role::Assistant, Content::from_parts([call("c7")]))).await.expect("call");
+    let answered = AppendTurn::of(
+        id.clone(),
+        [said(Role::Tool, vec![Part::tool_result("c7", json!("found"))]), said(Role::Assistant, vec![Part::text("x")])],
+    )
+    .with_idempotency_key(persist_core::IdempotencyKey::new("answered").expect("key"));
+    let written = heal.append_turn(answered.clone()).await.expect("the turn");
+    let again = heal.append_turn(answered).await.expect("the turn sent again");
+    assert!(again.deduplicated && again.messages == written.messages, "{again:?}");
+    assert_eq!(all_messages(b.as_ref(), &id).await.len(), 9);
     store.finish().await
 }

@@ -61,7 +61,7 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::args::{Add, AppendTurn, PersistArgs, TurnMessage};
 use crate::model::error::{PersistError, Result};
-use crate::model::id::ThreadId;
+use crate::model::id::{MessageId, ThreadId};
 use crate::read::{ListMessages, Order, Page};
 use crate::{Content, Context, IdempotencyKey, Message, Metadata, Part, PersistResult, Role};
 
@@ -159,6 +159,7 @@ where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
+    let repeats = Own::of_add(&add);
     let parts = add.content.parts();
     let own_calls: HashSet<&str> = parts.iter().filter_map(|part| part.as_tool_call().map(|call| call.id)).collect();
     let results: Vec<&str> = parts.iter().filter_map(|part| part.as_tool_result().map(|r| r.call_id)).collect();
@@ -167,7 +168,7 @@ where
     if !missing.is_empty() {
         // Results met before a call's message are newer than it: that call is answered already.
         let mut answered = HashSet::new();
-        scan(&mut inner, &add.thread_id, &add.context, |message| {
+        scan(&mut inner, &add.thread_id, &add.context, &repeats, |message| {
             for part in message.content.parts() {
                 match part {
                     Part::ToolCall { id, .. } => {
@@ -199,7 +200,7 @@ where
         // Refused here, a user message must not leave a synthetic answer behind.
         PersistArgs::Add(add.clone()).validate()?;
         // A user message may carry the results itself (as Anthropic's messages do).
-        let mut open = unanswered_calls(&mut inner, &add.thread_id, &add.context).await?;
+        let mut open = unanswered_calls(&mut inner, &add.thread_id, &add.context, &repeats).await?;
         open.retain(|id| !results.contains(&id.as_str()));
         if !open.is_empty() {
             match unanswered {
@@ -237,6 +238,7 @@ where
 {
     // Refused here, a turn must not be read for nothing (nor healed and then refused).
     turn.validate()?;
+    let repeats = Own::of_turn(&turn);
     let parts: Vec<Vec<Part>> = turn.messages.iter().map(|m| m.content.parts()).collect();
     // Results whose call no earlier message of the turn (or their own) made: looked for in the
     // thread, as a single add's are.
@@ -253,7 +255,7 @@ where
     }
     let mut answered: HashSet<String> = HashSet::new();
     if !missing.is_empty() {
-        scan(&mut inner, &turn.thread_id, &turn.context, |message| {
+        scan(&mut inner, &turn.thread_id, &turn.context, &repeats, |message| {
             for part in message.content.parts() {
                 match part {
                     Part::ToolCall { id, .. } => {
@@ -270,7 +272,7 @@ where
         .await?;
     }
     let mut open = if turn.messages.iter().any(|m| m.role == Role::User) {
-        unanswered_calls(&mut inner, &turn.thread_id, &turn.context).await?
+        unanswered_calls(&mut inner, &turn.thread_id, &turn.context, &repeats).await?
     } else {
         Vec::new()
     };
@@ -343,13 +345,13 @@ where
 }
 
 /// The calls made since the previous user message that no later message answers, oldest first.
-async fn unanswered_calls<S>(inner: &mut S, thread_id: &ThreadId, context: &Context) -> Result<Vec<String>>
+async fn unanswered_calls<S>(inner: &mut S, thread_id: &ThreadId, context: &Context, own: &Own) -> Result<Vec<String>>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     let (mut calls, mut answered) = (Vec::new(), HashSet::new());
-    scan(inner, thread_id, context, |message| {
+    scan(inner, thread_id, context, own, |message| {
         if message.role == Role::User {
             return false;
         }
@@ -372,12 +374,40 @@ where
     Ok(calls)
 }
 
+/// The stored first copies a write would repeat (found by its explicit ids and its keys): a
+/// retried write is checked against the thread as it was before its first copy, so that the
+/// store answers it as the repeat it is (its results are not "answered already" by itself).
+#[derive(Debug, Default)]
+struct Own {
+    ids: HashSet<MessageId>,
+    keys: HashSet<IdempotencyKey>,
+}
+
+impl Own {
+    fn of_add(add: &Add) -> Self {
+        Self { ids: add.message_id.iter().cloned().collect(), keys: add.idempotency_key.iter().cloned().collect() }
+    }
+
+    fn of_turn(turn: &AppendTurn) -> Self {
+        let ids = turn.messages.iter().filter_map(|m| m.message_id.clone()).collect();
+        // Keys too long are refused by the turn's validation, before any scan.
+        let keys = (0..turn.messages.len()).filter_map(|index| turn.key_of(index).ok().flatten()).collect();
+        Self { ids, keys }
+    }
+
+    fn holds(&self, message: &Message) -> bool {
+        self.ids.contains(&message.id) || message.idempotency_key.as_ref().is_some_and(|key| self.keys.contains(key))
+    }
+}
+
 /// Reads the thread's complete messages newest first, through `inner`, while `visit` answers
-/// `true`. A thread that does not exist has none.
+/// `true`, passing over the first copies `own` of the write being checked. A thread that does
+/// not exist has none.
 async fn scan<S>(
     inner: &mut S,
     thread_id: &ThreadId,
     context: &Context,
+    own: &Own,
     mut visit: impl FnMut(&Message) -> bool,
 ) -> Result<()>
 where
@@ -399,7 +429,7 @@ where
             Err(PersistError::NotFound { .. }) => return Ok(()),
             Err(error) => return Err(error),
         };
-        for message in &page.items {
+        for message in page.items.iter().filter(|message| !own.holds(message)) {
             if !visit(message) {
                 return Ok(());
             }
