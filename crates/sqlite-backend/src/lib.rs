@@ -23,6 +23,10 @@
 //!   of which write got which `seq` is read in the same round trip. That insert is the group's
 //!   whole transaction (autocommit), so SQLite keeps no statement journal for it. A group of
 //!   one insert (a lone caller) sends the trigger's statements directly, bound as parameters.
+//!   A group holding turns (`append_turn`) is one `BEGIN IMMEDIATE` transaction: its turns are
+//!   decided together in one query (the threads' tombstones, their keys and ids), then their rows
+//!   go into the same inbox insert as the group's adds; a turn whose thread an earlier write of
+//!   the group addresses is decided at its place instead, once the writes before it are applied.
 //!   Once a group is committed, the writes queued meanwhile go to the connection before the
 //!   group's callers are answered, so SQLite's thread does not wait while answers go out.
 //! - **Checkpoints off the write path.** Every 256 writes the write-ahead log is copied into

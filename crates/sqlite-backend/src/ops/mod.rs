@@ -25,7 +25,7 @@ use self::delete::{delete_message, delete_thread};
 pub(crate) use self::guard::find_thread;
 pub(crate) use self::insert::commit_inserts;
 pub use self::insert::{INBOX, INBOX_INSERT, READ_REPORT};
-use self::insert::{Insert, insert_many, insert_run, pending};
+use self::insert::{Insert, Run, insert_many, pending};
 use self::session::{bind_session, set_once};
 use self::update::{update_content, update_message, update_thread};
 use crate::Limits;
@@ -136,42 +136,51 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
 
 /// Applies a group of writes in the caller's transaction, answering each in order.
 ///
-/// Writes run in queue order; each run of consecutive `add`s and `reserve`s is inserted in
-/// **one** round trip (a multi-statement query), everything else one by one.
+/// Writes run in queue order. The group's turns are decided first, together, in one query
+/// ([`turn::decide_ahead`]); then each run of consecutive `add`s, `reserve`s and turns decided
+/// ahead is inserted in **one** round trip (a multi-statement query), everything else one by
+/// one (a turn whose thread an earlier write of the group addresses among them).
 pub(crate) async fn apply_batch(
     conn: &mut SqliteConnection,
     writes: &[&Write],
     limits: &Limits,
 ) -> OpResult<Vec<Result<Answer, PersistError>>> {
-    let mut out = Vec::with_capacity(writes.len());
-    let mut run: Vec<Insert<'_>> = Vec::new();
-    for write in writes {
+    let mut ahead = self::turn::decide_ahead(conn, writes).await?;
+    let mut out: Vec<Result<Answer, PersistError>> = writes.iter().map(|_| pending()).collect();
+    let mut run = Run::default();
+    for (slot, write) in writes.iter().enumerate() {
+        if let Some(answer) = ahead.answered[slot].take() {
+            out[slot] = answer.map(|turn| Answer::Persist(turn.into()));
+            continue;
+        }
+        if let (Some(plan), Write::Persist(PersistArgs::AppendTurn(turn))) = (&ahead.fresh[slot], write) {
+            match self::turn::inserts(plan, limits) {
+                Ok(inserts) => run.push_turn(slot, &turn.thread_id, inserts),
+                Err(Failure::Refused(error)) => out[slot] = Err(error),
+                Err(aborted) => return Err(aborted),
+            }
+            continue;
+        }
         let plan = match write {
             Write::Persist(args) => Insert::plan(args, limits),
             _ => None,
         };
         match plan {
-            Some(Ok(plan)) => {
-                // The run's answers take the slots of its writes, in order.
-                run.push(plan);
-                out.push(pending());
-            }
-            Some(Err(Failure::Refused(error))) => {
-                insert_run(conn, &mut run, &mut out).await?;
-                out.push(Err(error));
-            }
+            // The run's answers take the slots of its writes.
+            Some(Ok(plan)) => run.push(slot, plan),
+            Some(Err(Failure::Refused(error))) => out[slot] = Err(error),
             Some(Err(aborted)) => return Err(aborted),
             None => {
-                insert_run(conn, &mut run, &mut out).await?;
-                out.push(match apply(conn, write, limits).await {
+                run.flush(conn, &mut out).await?;
+                out[slot] = match apply(conn, write, limits).await {
                     Ok(answer) => Ok(answer),
                     Err(Failure::Refused(error)) => Err(error),
                     Err(aborted) => return Err(aborted),
-                });
+                };
             }
         }
     }
-    insert_run(conn, &mut run, &mut out).await?;
+    run.flush(conn, &mut out).await?;
     Ok(out)
 }
 
@@ -206,8 +215,11 @@ pub(crate) async fn rollback(conn: &mut SqliteConnection) {
 
 #[cfg(test)]
 mod tests {
-    use persist_core::args::{Add, Delete};
-    use persist_core::{Content, Context, MessageId, PersistError, Role, TenantId, ThreadId};
+    use persist_core::args::{Add, AppendTurn, Delete, TurnMessage};
+    use persist_core::{
+        Content, Context, IdempotencyKey, MessageId, PersistError, PersistResult, Role, TenantId, ThreadId,
+        TurnAppended,
+    };
     use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
     use super::{Answer, Failure, Write, apply_batch, commit_inserts};
@@ -315,6 +327,164 @@ mod tests {
         assert_eq!(count(&mut conn).await, 2, "committed: owner's m and other's m");
         let other = Write::Persist(Delete::thread(ThreadId::new("shared").unwrap()).into());
         assert!(commit_inserts(&mut conn, &[&other], &limits()).await.is_none(), "not an insert-only group");
+    }
+
+    /// A turn of tenant `tenant` to its thread "shared", of messages with the ids `ids`.
+    fn turn(tenant: &str, ids: &[&str]) -> Write {
+        let messages =
+            ids.iter().map(|id| TurnMessage::new(Role::User, Content::text(*id)).with_id(MessageId::new(*id).unwrap()));
+        let args = AppendTurn::of(ThreadId::new("shared").unwrap(), messages)
+            .with_context(Context::new().with_tenant(TenantId::new(tenant).unwrap()));
+        Write::Persist(args.into())
+    }
+
+    fn turned(answer: &Result<Answer, PersistError>) -> &TurnAppended {
+        match answer {
+            Ok(Answer::Persist(PersistResult::TurnAppended(turn))) => turn,
+            Ok(_) => panic!("not a turn's answer"),
+            Err(error) => panic!("refused: {error}"),
+        }
+    }
+
+    fn seqs(turn: &TurnAppended) -> Vec<u64> {
+        turn.messages.iter().map(|m| m.seq).collect()
+    }
+
+    /// One group on a fresh file, committed; its answers.
+    async fn group(conn: &mut SqliteConnection, writes: &[&Write]) -> Vec<Result<Answer, PersistError>> {
+        let mut tx = conn.begin().await.unwrap();
+        let answers = match apply_batch(&mut tx, writes, &limits()).await {
+            Ok(answers) => answers,
+            Err(Failure::Refused(error) | Failure::Aborted(error)) => panic!("the group failed: {error}"),
+        };
+        tx.commit().await.unwrap();
+        answers
+    }
+
+    #[tokio::test]
+    async fn turns_of_a_group_share_its_run_each_decided_as_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        let [seed, delete] = tombstone("gone");
+        group(&mut conn, &[&seed, &delete]).await;
+        // Turns to four threads in one group, among adds: each decided by the group's lookup.
+        let (a, b, gone, c) =
+            (turn("a", &["a1", "a2"]), turn("b", &["b1", "b2", "b3"]), turn("gone", &["g1"]), turn("c", &["c1"]));
+        let add = add_id("d", "d1");
+        let answers = group(&mut conn, &[&a, &add, &b, &gone, &c]).await;
+        assert_eq!(seqs(turned(&answers[0])), [1, 2]);
+        assert_eq!(added(&answers[1]), ("d1".to_owned(), false));
+        assert_eq!(seqs(turned(&answers[2])), [1, 2, 3]);
+        assert!(matches!(answers[3], Err(PersistError::ThreadDeleted { .. })), "a refused turn, the others written");
+        assert_eq!(seqs(turned(&answers[4])), [1]);
+        assert_eq!(count(&mut conn).await, 2 + 1 + 3 + 1, "the tombstone's seed is gone");
+        // Sent again in one group: repeats, answered without a write.
+        let answers = group(&mut conn, &[&a, &b]).await;
+        assert!(turned(&answers[0]).deduplicated && turned(&answers[1]).deduplicated);
+        assert_eq!(seqs(turned(&answers[1])), [1, 2, 3]);
+        // An id taken by an earlier request: that turn is refused whole, the group's other turn
+        // (another tenant's thread, where that id is free) written.
+        let (free, taken) = (turn("a", &["a3", "d1"]), turn("d", &["d0", "d1"]));
+        let answers = group(&mut conn, &[&free, &taken]).await;
+        assert_eq!(seqs(turned(&answers[0])), [3, 4]);
+        assert!(matches!(answers[1], Err(PersistError::AlreadyExists { .. })));
+        assert_eq!(count(&mut conn).await, 7 + 2);
+    }
+
+    #[tokio::test]
+    async fn a_turn_over_the_limits_is_refused_whole_among_written_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        let (fine, over, add) =
+            (turn("a", &["a1"]), turn("b", &["b1", "the second message is too long"]), add_id("b", "b2"));
+        let small = Limits { max_content_bytes: 40, max_metadata_bytes: 1 << 16 };
+        let mut tx = conn.begin().await.unwrap();
+        let answers = apply_batch(&mut tx, &[&fine, &over, &add], &small).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(seqs(turned(&answers[0])), [1]);
+        assert!(matches!(answers[1], Err(PersistError::InvalidInput { field: "content", .. })));
+        assert_eq!(added(&answers[2]), ("b2".to_owned(), false));
+        assert_eq!(count(&mut conn).await, 2, "nothing of the refused turn");
+    }
+
+    // A turn after a write to its thread in the same group is decided at its place, seeing that
+    // write. Decided with the group's other turns, before any write, each of these would have been
+    // found fresh, and the group aborted when its rows were not written.
+
+    #[tokio::test]
+    async fn turns_and_adds_to_one_thread_in_a_group_go_in_queue_order_and_a_repeat_answers_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        let (first, second, add) = (turn("o", &["t1", "t2"]), turn("o", &["t3"]), add_id("o", "m4"));
+        let after = turn("o", &["t5", "t6"]);
+        let answers = group(&mut conn, &[&first, &second, &first, &add, &after]).await;
+        assert_eq!(seqs(turned(&answers[0])), [1, 2]);
+        assert_eq!(seqs(turned(&answers[1])), [3]);
+        let repeat = turned(&answers[2]);
+        assert!(repeat.deduplicated, "the same turn later in the group is its repeat");
+        assert_eq!(repeat.messages, turned(&answers[0]).messages);
+        assert_eq!(added(&answers[3]), ("m4".to_owned(), false));
+        assert_eq!(seqs(turned(&answers[4])), [5, 6]);
+        assert_eq!(count(&mut conn).await, 6);
+    }
+
+    #[tokio::test]
+    async fn an_id_an_add_of_the_group_took_refuses_a_later_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        let (taken, late, elsewhere) = (add_id("o", "x1"), turn("o", &["x0", "x1"]), turn("p", &["x1"]));
+        let answers = group(&mut conn, &[&taken, &late, &elsewhere]).await;
+        assert_eq!(added(&answers[0]), ("x1".to_owned(), false));
+        assert!(matches!(answers[1], Err(PersistError::AlreadyExists { .. })), "{:?}", answers[1].as_ref().err());
+        assert_eq!(seqs(turned(&answers[2])), [1], "another tenant's thread is its own");
+        assert_eq!(count(&mut conn).await, 2);
+    }
+
+    #[tokio::test]
+    async fn a_turn_key_a_turn_of_the_group_used_refuses_a_later_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        let keyed = |ids: &[&str]| match turn("o", ids) {
+            Write::Persist(persist_core::PersistArgs::AppendTurn(turn)) => {
+                Write::Persist(turn.with_idempotency_key(IdempotencyKey::new("k").unwrap()).into())
+            }
+            _ => unreachable!(),
+        };
+        let (once, other) = (keyed(&["k1"]), keyed(&["k2"]));
+        let answers = group(&mut conn, &[&once, &other]).await;
+        assert_eq!(seqs(turned(&answers[0])), [1]);
+        assert!(matches!(answers[1], Err(PersistError::IdempotencyKeyReused { .. })));
+        assert_eq!(count(&mut conn).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_thread_deleted_earlier_in_the_group_refuses_a_later_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        let [seed, delete] = tombstone("o");
+        let (gone, kept) = (turn("o", &["y1"]), turn("p", &["y1"]));
+        let answers = group(&mut conn, &[&seed, &delete, &gone, &kept]).await;
+        assert!(answers[1].is_ok());
+        assert!(matches!(answers[2], Err(PersistError::ThreadDeleted { .. })));
+        assert_eq!(seqs(turned(&answers[3])), [1]);
+        assert_eq!(count(&mut conn).await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_turn_row_left_unwritten_aborts_the_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = connection(&dir).await;
+        // A row the rules would take, dropped silently: the turn was decided on what did not hold.
+        sqlx::query("CREATE TRIGGER drop_lost BEFORE INSERT ON messages WHEN NEW.message_id = 'lost' BEGIN SELECT RAISE(IGNORE); END")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let (fine, broken) = (add_id("owner", "fine"), turn("other", &["kept", "lost"]));
+        let mut tx = conn.begin().await.unwrap();
+        let failed = apply_batch(&mut tx, &[&fine, &broken], &limits()).await;
+        assert!(matches!(failed, Err(Failure::Aborted(_))), "the transaction must not go on");
+        tx.rollback().await.unwrap();
+        assert_eq!(count(&mut conn).await, 0);
     }
 
     /// Turns the writer's report into a view that fails when read; the rows still go in and out.

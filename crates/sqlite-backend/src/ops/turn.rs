@@ -1,53 +1,108 @@
-//! `append_turn`: a turn's messages decided together, then inserted in one run of the inbox,
-//! inside the group's transaction.
+//! `append_turn`: a turn's messages decided together ([`TurnPlan::decide`], on the thread's
+//! tombstone and the stored messages holding one of its keys or ids), then inserted whole through
+//! the inbox, inside the group's transaction.
+//!
+//! A group's turns are decided together, before any of its writes ([`decide_ahead`]: one query
+//! for all of them), and their rows join the group's inbox run with the adds. A turn whose
+//! thread an earlier write of the group addresses is left to [`append_turn`], which decides it
+//! at its place in the group, once the writes before it are applied.
 
-use persist_core::args::AppendTurn;
-use persist_core::{PersistError, TurnAppended};
+use std::collections::HashSet;
+
+use persist_core::args::{AppendTurn, TurnPlan};
+use persist_core::{Message, PersistArgs, PersistError, ThreadId, TurnAppended};
 use sqlx::SqliteConnection;
 
-use super::guard::find_thread;
 use super::insert::{Insert, insert_many};
-use super::{OpResult, aborted, refused, sql};
+use super::{OpResult, Write, aborted, refused, sql};
 use crate::Limits;
-use crate::rows::{self, message_columns, tenant_key};
+use crate::rows::{self, tenant_key};
 
-/// Writes every message of `turn` or none: the thread, keys and ids are checked first (a
-/// repeat answers the stored messages, a refusal writes nothing), then the rows go in through
-/// the inbox in one round trip, consecutive in the thread.
+/// Writes every message of `turn` or none, deciding it first in this transaction: a repeat
+/// answers the stored messages, a refusal writes nothing; then the rows go in through the inbox
+/// in one round trip, consecutive in the thread.
 pub(super) async fn append_turn(
     conn: &mut SqliteConnection,
     turn: &AppendTurn,
     limits: &Limits,
 ) -> OpResult<TurnAppended> {
     let plan = turn.plan().map_err(refused)?;
-    let tenant = turn.context.tenant();
-    if find_thread(conn, tenant, &turn.thread_id).await?.is_some_and(|thread| thread.is_deleted()) {
-        return Err(refused(PersistError::ThreadDeleted { thread_id: turn.thread_id.clone() }));
+    let found = look_up(conn, &[(turn, &plan)]).await?.pop().unwrap_or_default();
+    if let Some(repeat) = decide(turn, &plan, found).map_err(refused)? {
+        return Ok(repeat);
     }
-    let mut stored = Vec::new();
-    if !plan.keys().is_empty() || !plan.ids().is_empty() {
-        let list = |items: Vec<&str>| serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE tenant = ?1 AND thread_id = ?2 \
-               AND (idempotency_key IN (SELECT value FROM json_each(?3)) \
-                    OR message_id IN (SELECT value FROM json_each(?4)))"
-        ))
-        .bind(tenant_key(tenant))
-        .bind(turn.thread_id.as_str())
-        .bind(list(plan.keys().iter().map(|k| k.as_str()).collect()))
-        .bind(list(plan.ids().iter().map(|id| id.as_str()).collect()))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(sql("looking up the turn's keys and ids"))?;
-        for row in &rows {
-            stored.push(rows::message(row).map_err(aborted)?);
+    let inserts = inserts(&plan, limits)?;
+    let mut written = Vec::with_capacity(inserts.len());
+    for row in insert_many(conn, &inserts).await? {
+        // Decided above, in this transaction: a row not written means the rules moved under it.
+        let message = row.ok_or_else(|| {
+            aborted(PersistError::Backend { message: "a message of the turn was not written".into(), source: None })
+        })?;
+        written.push(message);
+    }
+    Ok(TurnAppended::new(turn.thread_id.clone(), written, false))
+}
+
+/// The turns of a group decided before any of its writes, by the group's position.
+pub(super) struct Ahead {
+    /// A turn to write whole: its rows join the group's run.
+    pub(super) fresh: Vec<Option<TurnPlan>>,
+    /// A turn that writes nothing: its repeat, or its refusal.
+    pub(super) answered: Vec<Option<Result<TurnAppended, PersistError>>>,
+}
+
+/// Decides, in one query, every turn of `writes` whose thread no earlier write of the group
+/// addresses: what the lookup sees at the start of the group's transaction is then what the
+/// turn would see at its place, so the decision is the one [`append_turn`] would make there.
+/// The other turns (a second write to a thread in one group) are left undecided.
+pub(super) async fn decide_ahead(conn: &mut SqliteConnection, writes: &[&Write]) -> OpResult<Ahead> {
+    let mut ahead =
+        Ahead { fresh: writes.iter().map(|_| None).collect(), answered: writes.iter().map(|_| None).collect() };
+    let mut addressed: HashSet<(&str, &ThreadId)> = HashSet::new();
+    let mut every_thread = false;
+    let mut turns = Vec::new();
+    for (index, write) in writes.iter().enumerate() {
+        let Write::Persist(args) = write else {
+            // Session bindings: no thread or message changes.
+            continue;
+        };
+        if matches!(args, PersistArgs::SetOnce(_)) {
+            continue;
+        }
+        let Some(thread_id) = args.thread_id() else {
+            // A write naming no thread (none reaches the writer but `SetOnce`, above) might
+            // touch any: the turns after it are decided at their place.
+            every_thread = true;
+            continue;
+        };
+        let first = addressed.insert((tenant_key(args.context().tenant()), thread_id));
+        if let PersistArgs::AppendTurn(turn) = args
+            && first
+            && !every_thread
+        {
+            match turn.plan() {
+                Ok(plan) => turns.push((index, turn, plan)),
+                Err(error) => ahead.answered[index] = Some(Err(error)),
+            }
         }
     }
-    if let Some(repeat) = plan.decide(stored).map_err(refused)? {
-        return Ok(TurnAppended::new(turn.thread_id.clone(), repeat, true));
+    if turns.is_empty() {
+        return Ok(ahead);
     }
+    let asked: Vec<(&AppendTurn, &TurnPlan)> = turns.iter().map(|(_, turn, plan)| (*turn, plan)).collect();
+    let found = look_up(conn, &asked).await?;
+    for ((index, turn, plan), found) in turns.into_iter().zip(found) {
+        match decide(turn, &plan, found) {
+            Ok(None) => ahead.fresh[index] = Some(plan),
+            Ok(Some(repeat)) => ahead.answered[index] = Some(Ok(repeat)),
+            Err(refusal) => ahead.answered[index] = Some(Err(refusal)),
+        }
+    }
+    Ok(ahead)
+}
+
+/// The rows of a turn written whole, checked against the limits (a refusal writes none).
+pub(super) fn inserts<'a>(plan: &'a TurnPlan, limits: &Limits) -> OpResult<Vec<Insert<'a>>> {
     let mut inserts = Vec::with_capacity(plan.writes().len());
     for write in plan.writes() {
         match Insert::plan(write, limits) {
@@ -60,13 +115,82 @@ pub(super) async fn append_turn(
             }
         }
     }
-    let mut written = Vec::with_capacity(inserts.len());
-    for row in insert_many(conn, &inserts).await? {
-        // Checked above, in this transaction: a row not written means the rules moved under it.
-        let message = row.ok_or_else(|| {
-            aborted(PersistError::Backend { message: "a message of the turn was not written".into(), source: None })
-        })?;
-        written.push(message);
+    Ok(inserts)
+}
+
+/// What a turn is decided on: its thread's tombstone, and the stored messages of the thread
+/// holding one of its keys or ids.
+#[derive(Default)]
+struct Found {
+    deleted: bool,
+    stored: Vec<Message>,
+}
+
+/// `Ok(None)` when the turn is to be written whole, its repeat, or why it is refused.
+fn decide(turn: &AppendTurn, plan: &TurnPlan, found: Found) -> Result<Option<TurnAppended>, PersistError> {
+    if found.deleted {
+        return Err(PersistError::ThreadDeleted { thread_id: turn.thread_id.clone() });
     }
-    Ok(TurnAppended::new(turn.thread_id.clone(), written, false))
+    Ok(plan.decide(found.stored)?.map(|repeat| TurnAppended::new(turn.thread_id.clone(), repeat, true)))
+}
+
+/// Looks up what decides each turn in one query, one row per stored message found (by id, then
+/// by key: a message may come twice) and one per turn for its thread's tombstone. The turns
+/// travel as one JSON array, `[[index, tenant, thread_id, [keys], [ids]], …]`; `CROSS JOIN`
+/// keeps SQLite from reading a thread's every message: each key and id is one index search.
+const LOOK_UP: &str = "\
+    WITH turn (turn_no, turn_tenant, turn_thread, turn_keys, turn_ids) AS ( \
+        SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, value -> 4 FROM json_each(?1)) \
+    SELECT turn_no, NULL AS deleted, thread_id, message_id, seq, role, content, metadata, status, version, \
+           idempotency_key, created_at, updated_at \
+      FROM turn CROSS JOIN json_each(turn_ids) AS wanted CROSS JOIN messages \
+     WHERE tenant = turn_tenant AND thread_id = turn_thread AND message_id = wanted.value \
+    UNION ALL \
+    SELECT turn_no, NULL, thread_id, message_id, seq, role, content, metadata, status, version, \
+           idempotency_key, created_at, updated_at \
+      FROM turn CROSS JOIN json_each(turn_keys) AS wanted CROSS JOIN messages \
+     WHERE tenant = turn_tenant AND thread_id = turn_thread AND idempotency_key = wanted.value \
+    UNION ALL \
+    SELECT turn_no, EXISTS (SELECT 1 FROM threads t WHERE t.tenant = turn_tenant AND t.thread_id = turn_thread \
+                              AND t.deleted_at IS NOT NULL), \
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+      FROM turn";
+
+/// One turn of [`LOOK_UP`]'s parameter: its index, tenant, thread, keys and ids.
+type Asked<'a> = (usize, &'a str, &'a str, Vec<&'a str>, Vec<&'a str>);
+
+/// What decides each of `turns`, in their order, read in the caller's transaction.
+async fn look_up(conn: &mut SqliteConnection, turns: &[(&AppendTurn, &TurnPlan)]) -> OpResult<Vec<Found>> {
+    let asked: Vec<Asked<'_>> = turns
+        .iter()
+        .enumerate()
+        .map(|(index, (turn, plan))| {
+            (
+                index,
+                tenant_key(turn.context.tenant()),
+                turn.thread_id.as_str(),
+                plan.keys().iter().map(|key| key.as_str()).collect(),
+                plan.ids().iter().map(|id| id.as_str()).collect(),
+            )
+        })
+        .collect();
+    let asked = serde_json::to_string(&asked).map_err(|e| aborted(PersistError::invalid("messages", e.to_string())))?;
+    let rows = sqlx::query(LOOK_UP)
+        .bind(asked)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sql("looking up the turns' threads, keys and ids"))?;
+    let mut found: Vec<Found> = turns.iter().map(|_| Found::default()).collect();
+    for row in &rows {
+        let cell = |column| sqlx::Row::try_get::<Option<i64>, _>(row, column).map_err(sql("reading a turn's lookup"));
+        let turn = cell("turn_no")?
+            .and_then(|index| usize::try_from(index).ok())
+            .and_then(|index| found.get_mut(index))
+            .ok_or_else(|| aborted(crate::error::corrupt("a turn's lookup named no turn of the group")))?;
+        match cell("deleted")? {
+            Some(deleted) => turn.deleted = deleted != 0,
+            None => turn.stored.push(rows::message(row).map_err(aborted)?),
+        }
+    }
+    Ok(found)
 }
