@@ -264,8 +264,8 @@ pub(crate) fn pipeline_vs_direct(options: &Options) -> Vec<Row> {
     let direct_rate = median(&mut direct_rates);
     let per_sec = |ratio: f64| direct_rate / ratio;
     let mut rows = vec![
-        Row::new("memory: direct backend add, single task", n as u64, direct_rate)
-            .target(Target::OpsAtLeast(1_000_000.0)),
+        // A plain figure: the rows below are its ratios.
+        Row::new("memory: direct backend add, single task", n as u64, direct_rate),
         Row::new("memory: Pipeline with 5 reference layers, add", n as u64, per_sec(medians[1]))
             .ratio(medians[1], "time, pipeline / direct backend call")
             .target(Target::RatioAtMost(1.10)),

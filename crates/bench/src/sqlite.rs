@@ -558,9 +558,9 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     });
     let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
     rows.push(
+        // Plain figures: the streams' ratio to the final-only add is the `streams` group's row.
         Row::new("sqlite: 64 streams, reserve + 20 updates + finalize", ops as u64, rate(ops, elapsed))
-            .latency(p50, p99)
-            .target(Target::P99AtMost(25_000.0)),
+            .latency(p50, p99),
     );
     rows
 }
