@@ -36,17 +36,19 @@ async fn adds<B: Backend>(backend: &Arc<B>, tag: &str, callers: usize, n: usize)
 }
 
 /// Medians of `on` and `off` over interleaved rounds (the order alternating), and the median
-/// of the per-round ratios on/off.
+/// of the per-round ratios on/off. Each comparison (`label`) and round writes to threads of
+/// its own: an add's cost depends on its thread's length, so a store must not be measured on
+/// threads another comparison already grew.
 async fn side_by_side<B: Backend>(
-    on: &Arc<B>,
-    off: &Arc<B>,
+    label: &str,
+    (on, off): (&Arc<B>, &Arc<B>),
     callers: usize,
     n: usize,
     rounds: usize,
 ) -> (f64, f64, f64) {
     let (mut with, mut without, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
-        let tag = format!("r{round}-c{callers}");
+        let tag = format!("{label}-r{round}-c{callers}");
         let (a, b) = if round % 2 == 0 {
             let a = adds(on, &format!("on-{tag}"), callers, n).await;
             (a, adds(off, &format!("off-{tag}"), callers, n).await)
@@ -89,7 +91,7 @@ async fn with_subscriber<B: Backend + Clone>(
         }
         seen
     });
-    let (on, _, ratio) = side_by_side(on, off, callers, n, rounds).await;
+    let (on, _, ratio) = side_by_side("subscribed", (on, off), callers, n, rounds).await;
     follower.abort();
     Row::new(format!("{store} adds, feed on, a subscriber reading every event, {callers} tasks"), n as u64, on)
         .ratio(ratio, "feed off")
@@ -106,7 +108,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let off = SqliteBackend::builder(dir.path().join("off.db")).feed(None).open().await.expect("open");
         let off = Arc::new(off);
         for (callers, n) in [(1, options.scale(3000, 300)), (64, options.scale(12_800, 1_280))] {
-            out.extend(rows("SQLite", callers, n, side_by_side(&on, &off, callers, n, rounds).await));
+            out.extend(rows("SQLite", callers, n, side_by_side("on-off", (&on, &off), callers, n, rounds).await));
         }
         out.push(with_subscriber("SQLite", &on, &off, (64, options.scale(12_800, 1_280), rounds)).await);
         on.close().await;
@@ -121,15 +123,38 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let connect = |schema: &str, feed: Option<FeedRetention>| {
             PostgresBackend::builder(crate::postgres::url()).schema(schema).max_connections(32).feed(feed).connect()
         };
+        let bare_schema = format!("persist_bench_feed_bare_{pid}");
         let on = Arc::new(connect(&on_schema, Some(FeedRetention::default())).await.expect("connect"));
         let off = Arc::new(connect(&off_schema, None).await.expect("connect"));
+        // The baseline of the feed's cost: the same schema without the feed's triggers, as
+        // if the feed had never been built (the feed turned off still fires them, to check
+        // whether they record).
+        let bare = Arc::new(connect(&bare_schema, None).await.expect("connect"));
+        let untrigger = format!(
+            "SET search_path TO \"{bare_schema}\"; \
+             DROP TRIGGER persist_feed_messages_inserted ON messages; \
+             DROP TRIGGER persist_feed_messages_updated ON messages; \
+             DROP TRIGGER persist_feed_messages_deleted ON messages; \
+             DROP TRIGGER persist_feed_thread_changed ON threads; \
+             DROP TRIGGER persist_feed_thread_removed ON threads; RESET search_path"
+        );
+        sqlx::raw_sql(AssertSqlSafe(untrigger)).execute(&mut admin).await.expect("drop the feed's triggers");
         for (callers, n) in [(1, options.scale(2000, 200)), (64, options.scale(6_400, 640))] {
-            out.extend(rows("PostgreSQL", callers, n, side_by_side(&on, &off, callers, n, rounds).await));
+            out.extend(rows("PostgreSQL", callers, n, side_by_side("on-off", (&on, &off), callers, n, rounds).await));
+            let who = if callers == 1 { "1 caller".to_owned() } else { format!("{callers} tasks") };
+            for (name, store) in [("on", &on), ("off", &off)] {
+                let (with, _, ratio) = side_by_side(&format!("{name}-bare"), (store, &bare), callers, n, rounds).await;
+                let row = Row::new(format!("PostgreSQL adds, feed {name} vs no feed triggers, {who}"), n as u64, with)
+                    .ratio(ratio, "the schema without the feed's triggers")
+                    .target(Target::RatioAtLeast(0.95));
+                out.push(row);
+            }
         }
         out.push(with_subscriber("PostgreSQL", &on, &off, (64, options.scale(6_400, 640), rounds)).await);
         on.close().await;
         off.close().await;
-        for schema in [on_schema, off_schema] {
+        bare.close().await;
+        for schema in [on_schema, off_schema, bare_schema] {
             let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
             let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut admin).await;
         }

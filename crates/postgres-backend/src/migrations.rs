@@ -16,6 +16,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (3, "change feed", include_str!("../migrations/0003_change_feed.sql")),
     (4, "values", include_str!("../migrations/0004_values.sql")),
     (5, "interrupted replies", include_str!("../migrations/0005_interrupted_replies.sql")),
+    (6, "idempotency key index", include_str!("../migrations/0006_idempotency_key_index.sql")),
 ];
 
 /// The migrations, in version order.

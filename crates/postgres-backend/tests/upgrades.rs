@@ -231,3 +231,54 @@ async fn a_version_4_schema_takes_interrupted_replies_and_keeps_every_row() {
     conn.close().await.unwrap();
     support::drop_schema(&schema).await;
 }
+
+/// A version 5 schema, upgraded: the idempotency key's index holds keyed messages only, so a
+/// lookup by id can only take the primary key (with the index of every message, the planner
+/// served it by reading the whole thread); keys still deduplicate and stay unique per thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_5_schema_keeps_its_keys_in_an_index_of_keyed_messages_only() {
+    let files = [
+        "0001_schema.sql",
+        "0002_tenant_in_identity.sql",
+        "0003_change_feed.sql",
+        "0004_values.sql",
+        "0005_interrupted_replies.sql",
+    ];
+    let rows = "\
+        INSERT INTO threads (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+        VALUES ('', 'a', 1, 2, 2, 2); \
+        INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                              idempotency_key, created_at, updated_at) VALUES \
+            ('', 'a', 'a1', 1, 'user', '[{\"text\":\"first\",\"type\":\"text\"}]', '{}', 'complete', 1, 'k1', 1, 1), \
+            ('', 'a', 'a2', 2, 'user', '[]', '{}', 'complete', 1, NULL, 2, 2);";
+    let Some(schema) = shipped_schema(&files, &[rows]).await else { return };
+    let backend = connect(&schema).await.unwrap();
+    let retry = add("a", "first").with_idempotency_key(IdempotencyKey::new("k1").unwrap());
+    let PersistResult::Added(again) = backend.apply(retry.into()).await.unwrap() else { panic!() };
+    assert!(again.deduplicated && again.message.id.as_str() == "a1", "a key still finds its first copy");
+    let PersistResult::Added(next) = backend.apply(add("a", "next").into()).await.unwrap() else { panic!() };
+    assert_eq!(next.message.seq, 3);
+    backend.close().await;
+
+    let mut conn = PgConnection::connect(&support::url()).await.unwrap();
+    let indexes = format!(
+        "SELECT indexname || ': ' || indexdef FROM pg_indexes WHERE schemaname = '{schema}' AND tablename = 'messages' \
+         AND indexdef LIKE '%idempotency_key%'"
+    );
+    let indexes: Vec<String> = sqlx::query_scalar(AssertSqlSafe(indexes)).fetch_all(&mut conn).await.unwrap();
+    assert_eq!(indexes.len(), 1, "{indexes:?}");
+    assert!(indexes[0].ends_with("WHERE (idempotency_key IS NOT NULL)"), "{indexes:?}");
+    let taken = format!(
+        "INSERT INTO \"{schema}\".messages (tenant, thread_id, message_id, seq, role, content, metadata, status, \
+         version, idempotency_key, created_at, updated_at) VALUES ('', 'a', 'a9', 9, 'user', '[]', '{{}}', 'complete', \
+         1, 'k1', 9, 9)"
+    );
+    assert!(sqlx::query(AssertSqlSafe(taken)).execute(&mut conn).await.is_err(), "a key is unique per thread");
+    let plan = format!(
+        "EXPLAIN SELECT 1 FROM \"{schema}\".messages WHERE tenant = '' AND thread_id = 'a' AND message_id = 'a2'"
+    );
+    let plan: Vec<String> = sqlx::query_scalar(AssertSqlSafe(plan)).fetch_all(&mut conn).await.unwrap();
+    assert!(!plan.join("\n").contains("idempotency"), "a lookup by id reads the key's index: {plan:?}");
+    conn.close().await.unwrap();
+    support::drop_schema(&schema).await;
+}

@@ -198,7 +198,8 @@ async fn in_the_way(tx: &mut PgConnection, tenant: &str, restore: &Restore) -> R
         " FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = ANY($4) \
          UNION ALL SELECT ",
         message_columns!(),
-        " FROM messages WHERE tenant = $1 AND thread_id = $2 AND idempotency_key = ANY($5)"
+        " FROM messages WHERE tenant = $1 AND thread_id = $2 AND idempotency_key IS NOT NULL \
+           AND idempotency_key = ANY($5)"
     ))
     .bind(tenant)
     .bind(restore.thread.id.as_str())

@@ -70,7 +70,8 @@ async fn append_locked(
         let rows = sqlx::query(concat!(
             "SELECT ",
             message_columns!(),
-            " FROM messages WHERE tenant = $1 AND thread_id = $2 AND idempotency_key = ANY($3) \
+            " FROM messages WHERE tenant = $1 AND thread_id = $2 AND idempotency_key IS NOT NULL \
+                 AND idempotency_key = ANY($3) \
              UNION SELECT ",
             message_columns!(),
             " FROM messages WHERE tenant = $1 AND thread_id = $2 AND message_id = ANY($4)"
