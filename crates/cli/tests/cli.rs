@@ -443,6 +443,7 @@ fn cleanup_stranded_interrupts_old_reservations_only() {
     let report: Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["interrupted"].as_array().map(Vec::len), Some(1), "{report}");
     assert_eq!(report["interrupted"][0]["thread"], "support:1042");
+    assert_eq!(report["interrupted"][0]["status"], "interrupted");
     assert_eq!((with_status(persist::Status::Reserved), with_status(persist::Status::Interrupted)), (0, 1));
     let shown = ok(&["--url", url, "show", "support:1042"]);
     assert!(shown.contains("assistant [interrupted]"), "{shown}");

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use persist_core::args::Reserve;
+use persist_core::args::{Reserve, UpdateContent};
 use persist_core::lifecycle::{FORKED_FROM, Fork, Prune};
-use persist_core::{Backend, IdempotencyKey, Message, Metadata, PersistError, Pipeline, Role};
+use persist_core::{Backend, Content, IdempotencyKey, Message, Metadata, PersistError, Pipeline, Role, Status};
 use serde_json::json;
 use tokio::sync::Barrier;
 
@@ -19,13 +19,14 @@ fn pipeline<B: Backend>(backend: &Arc<B>) -> Pipeline {
 }
 
 /// What a copy keeps of a message: id, role, content, metadata, idempotency key, status.
-fn copy_of(message: &Message) -> (String, String, String, Metadata, Option<IdempotencyKey>) {
+fn copy_of(message: &Message) -> (String, String, String, Metadata, Option<IdempotencyKey>, Status) {
     (
         message.id.as_str().to_owned(),
         message.role.as_str().to_owned(),
         message.content.as_json().into_owned(),
         message.metadata.clone(),
         message.idempotency_key.clone(),
+        message.status,
     )
 }
 
@@ -54,6 +55,27 @@ pub async fn check_fork_copies_a_thread_up_to_a_seq<F: Factory>(factory: &F) -> 
     let th = thread(b, &branch).await.unwrap();
     assert_eq!(th.metadata.get(FORKED_FROM), Some(&json!({"thread": "source", "seq": 4})));
     assert_eq!(all_messages(b, &source).await, before, "the source is unchanged");
+
+    // An interrupted reply is copied interrupted, with its text (an add would complete it); run
+    // again, the fork finds it copied.
+    let (cut_source, cut_branch) = (t("cut-source"), t("cut-branch"));
+    add_text(b.as_ref(), &cut_source, "question").await;
+    let reply = written(
+        b,
+        Reserve::new(cut_source.clone(), Role::Assistant).with_metadata(Metadata::new().with("model", json!("m"))),
+    )
+    .await;
+    let token = UpdateContent::appending(cut_source.clone(), reply.id.clone(), Content::text("Half an"));
+    written(b, token.with_interrupt(true)).await;
+    let report = p.fork(Fork::new(cut_source.clone(), cut_branch.clone())).await.expect("fork");
+    assert_eq!((report.copied, report.already), (2, 0));
+    let copied = all_messages(b, &cut_branch).await;
+    let source_messages = all_messages(b, &cut_source).await;
+    assert_eq!(copied.iter().map(copy_of).collect::<Vec<_>>(), source_messages.iter().map(copy_of).collect::<Vec<_>>());
+    assert_eq!(copied[1].status, Status::Interrupted);
+    let again = p.fork(Fork::new(cut_source, cut_branch.clone())).await.expect("fork again");
+    assert_eq!((again.copied, again.already), (0, 2));
+    assert_eq!(all_messages(b, &cut_branch).await, copied);
     store.finish().await
 }
 

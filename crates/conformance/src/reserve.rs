@@ -235,5 +235,19 @@ pub async fn check_an_interrupted_reply_keeps_its_text<F: Factory>(factory: &F) 
     assert_eq!((marked.status, marked.content.clone()), (Status::Interrupted, Content::text("Half")));
     let th = thread(b, &id).await.unwrap();
     assert_eq!((th.message_count, th.last_seq), (4, 4), "interrupted replies are messages like any other");
+
+    // A keyed reserve sent again after its reply was cut short: a reserve's answer, the reply
+    // as it is, deduplicated (the host learns it need not stream again into a new one).
+    let keyed = Reserve::new(id.clone(), Role::Assistant)
+        .with_idempotency_key(persist_core::IdempotencyKey::new("r-5").unwrap());
+    let slot = written(b, keyed.clone()).await;
+    written(b, UpdateContent::interrupted(id.clone(), slot.id.clone())).await;
+    match write(b, keyed).await {
+        Ok(persist_core::PersistResult::Reserved(again)) => {
+            assert!(again.deduplicated && again.message.id == slot.id, "{again:?}");
+            assert_eq!(again.message.status, Status::Interrupted);
+        }
+        other => panic!("a keyed reserve repeated: expected a reserve's answer, got {other:?}"),
+    }
     store.finish().await
 }

@@ -83,7 +83,8 @@ impl EncryptLayer {
     ///
     /// Reads go through the stack asking for values as stored ([`AsStored`]); each value is
     /// opened here and written back in the clear with the version read
-    /// (`update_content` without finalizing, which keeps a message's status; `update` for
+    /// (`update_content` keeping a message's status: a final replacement of a complete one, an
+    /// interrupting one of an interrupted one, a partial one of a reservation; `update` for
     /// metadata and titles), so this layer seals it with the current key, every layer sees the
     /// writes (marked [`Maintenance`]), and a message written meanwhile is never overwritten
     /// (counted `skipped`: its writer sealed it with the key current then).

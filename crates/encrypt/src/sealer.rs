@@ -396,10 +396,12 @@ fn sort_unreadable<T>(
     Ok((items, unreadable))
 }
 
-/// Whether `message` is a reservation still holding the placeholder `[]` the store wrote: the
-/// one content left clear. A complete message's content is always sealed, `[]` included.
+/// Whether `message` holds the placeholder `[]` the store wrote for a reservation, still
+/// reserved or interrupted before any token (a cleanup sent through a stack without this layer
+/// marks it so): the one content left clear, and it says nothing. A complete message's content
+/// is always sealed, `[]` included.
 fn is_open_placeholder(message: &Message) -> bool {
-    message.status == Status::Reserved && message.content.is_placeholder()
+    message.status != Status::Complete && message.content.is_placeholder()
 }
 
 /// Whether a value (its envelope text, `None` when clear) is not sealed by `current`.

@@ -576,3 +576,28 @@ async fn a_restore_of_sealed_values_keeps_them_and_refuses_what_would_not_open()
     let with_right = support::encrypted(support::ring(), store);
     assert_eq!(with_right.restore(restore()).await.unwrap().restored, 1, "the right keys are not refused");
 }
+
+/// A cleanup sent through a stack without the layer (the command line's, a maintenance job's)
+/// marks interrupted a reservation that never got a token: its placeholder `[]` stays clear,
+/// says nothing, and reads through the layer as the interrupted empty reply it is; one that got
+/// tokens keeps its sealed text, which opens.
+#[tokio::test]
+async fn a_reservation_interrupted_below_the_layer_still_reads() {
+    use persist::maintenance::CleanupStranded;
+    let (sealed, raw) = stacks(support::ring());
+    let id = thread("cut-below");
+    let empty = sealed.reserve(Reserve::new(id.clone(), Role::Assistant)).await.unwrap().message;
+    let begun = sealed.reserve(Reserve::new(id.clone(), Role::Assistant)).await.unwrap().message;
+    let token = UpdateContent::appending(id.clone(), begun.id.clone(), Content::text(MARKER));
+    sealed.update_content(token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let report = raw.cleanup_stranded(CleanupStranded::new(Duration::from_millis(1))).await.unwrap();
+    assert_eq!(report.interrupted.len(), 2);
+    let listed = sealed.list(ListMessages::new(id.clone())).await.unwrap();
+    assert!(listed.unreadable.is_empty(), "{:?}", listed.unreadable);
+    let read: Vec<_> = listed.items.iter().map(|m| (m.id.clone(), m.status, m.content.to_text())).collect();
+    assert_eq!(
+        read,
+        [(empty.id, Status::Interrupted, String::new()), (begun.id, Status::Interrupted, MARKER.to_owned())]
+    );
+}

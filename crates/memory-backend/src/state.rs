@@ -158,8 +158,10 @@ impl State {
                 if !dedup {
                     state.message_changed(args.op(), args.context(), &message);
                 }
-                Ok(match message.status {
-                    Status::Reserved => Reserved::new(message, dedup).into(),
+                // Answered by the request's kind, as the SQL stores do: a reserve repeated after
+                // its reply finished (or was interrupted) is still a reserve's answer.
+                Ok(match args {
+                    PersistArgs::Reserve(_) => Reserved::new(message, dedup).into(),
                     _ => Added::new(message, dedup).into(),
                 })
             }

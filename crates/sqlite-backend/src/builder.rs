@@ -97,8 +97,9 @@ impl SqliteBackendBuilder {
     /// the change feed's state or a migration, so a file on a read-only filesystem, or one this
     /// process may not write, can be read. Writes are refused (`Rejected`), as are a feed's
     /// retention and subscriptions (feed reads work while the file's feed records). A file that
-    /// does not exist is not created; one of the previous schema version is read as it is, an
-    /// older or newer one refused (`Unsupported`: open it writable once to upgrade it). Where
+    /// does not exist is not created; one whose schema lacks a change reads use (version 10
+    /// gave the feed's events a status), or is newer, is refused (`Unsupported`: open it
+    /// writable once to upgrade it). Where
     /// SQLite cannot make the file's WAL index (a read-only filesystem) and no log lies beside
     /// the file, it is read as immutable (nobody can change it there; a log beside it, which
     /// may hold commits, makes the open fail instead).

@@ -172,18 +172,24 @@ fn stranded_json(stranded: &Stranded) -> serde_json::Value {
         "thread": message.thread_id,
         "message": message.id,
         "seq": message.seq,
+        "status": message.status,
         "updated_at": message.updated_at,
     })
 }
 
-/// A stranded reservation in words: `reservation ID (#SEQ) of thread T, last written …`.
+/// A stranded reservation in words: `reservation ID (#SEQ) of thread T, last written …` as found
+/// (the time its stream last wrote); once marked interrupted, without the time (the mark's own).
 fn stranded_line(stranded: &Stranded) -> String {
     let message = &stranded.message;
+    let thread = describe_thread(&message.thread_id, stranded.tenant.as_ref());
+    if message.status == persist::Status::Interrupted {
+        return format!("reservation {} (#{}) of thread {}", message.id, message.seq, thread);
+    }
     format!(
         "reservation {} (#{}) of thread {}, last written {}",
         message.id,
         message.seq,
-        describe_thread(&message.thread_id, stranded.tenant.as_ref()),
+        thread,
         format_time(message.updated_at)
     )
 }

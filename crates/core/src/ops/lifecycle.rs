@@ -10,10 +10,10 @@ use crate::lifecycle::{FORKED_FROM, Fork, ForkReport, Prune, PruneReport};
 use crate::maintenance::Maintenance;
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, ThreadId};
-use crate::model::{Message, Metadata, Thread, Timestamp};
+use crate::model::{Message, Metadata, Status, Thread, Timestamp};
 use crate::pipeline::Pipeline;
 use crate::read::{GetThread, ListMessages, ListThreads, MAX_PAGE_LIMIT};
-use crate::request::write::{Add, Delete, Update};
+use crate::request::write::{Add, Delete, Reserve, Update, UpdateContent};
 
 /// The refusal of a fork run again whose source completed `late` after later messages were
 /// copied.
@@ -29,10 +29,36 @@ fn late_message(fork: &Fork, late: &Message) -> PersistError {
 }
 
 impl Pipeline {
+    /// An interrupted message copied to `target` as it is: reserved with its id, role, metadata
+    /// and key, then marked interrupted with its content (an `add` would make it complete).
+    /// Answers whether it was copied before (`true`: nothing written).
+    async fn copy_interrupted(&self, target: &ThreadId, message: &Message, context: Context) -> Result<bool> {
+        let mut reserve = Reserve::new(target.clone(), message.role.clone())
+            .with_id(message.id.clone())
+            .with_metadata(message.metadata.clone())
+            .with_context(context.clone());
+        if let Some(key) = &message.idempotency_key {
+            reserve = reserve.with_idempotency_key(key.clone());
+        }
+        let slot = self.reserve(reserve).await?.message;
+        if slot.status != Status::Reserved {
+            return Ok(true);
+        }
+        // Reserved by this run or by one cut short before its mark.
+        let mark = UpdateContent::new(target.clone(), slot.id, message.content.clone())
+            .with_finalize(false)
+            .with_interrupt(true)
+            .with_expected_version(slot.version)
+            .with_context(context);
+        self.update_content(mark).await?;
+        Ok(false)
+    }
+
     /// Copies the thread `fork.source` up to a seq into the new thread `fork.target` (same
     /// tenant), **through the pipeline**: each complete message is added with its id, role,
     /// content, metadata and idempotency key, in seq order (the new thread numbers them
-    /// `1, 2, …`); reservations still streaming are not copied. The new thread records where it
+    /// `1, 2, …`), an [interrupted](crate::Status::Interrupted) one reserved then marked
+    /// interrupted with its content; reservations still streaming are not copied. The new thread records where it
     /// came from in its metadata, under [`FORKED_FROM`].
     ///
     /// Resumable: a fork run again (after a crash, a time-out) finds what it copied (each add
@@ -110,16 +136,21 @@ impl Pipeline {
                 if message.seq < copied_until && !copied.contains(&message.id) {
                     return Err(late_message(&fork, message));
                 }
-                let mut add = Add::new(fork.target.clone(), message.role.clone(), message.content.clone())
-                    .with_id(message.id.clone())
-                    .with_metadata(message.metadata.clone())
-                    .with_context(context());
-                if let Some(key) = &message.idempotency_key {
-                    add = add.with_idempotency_key(key.clone());
-                }
-                match self.add(add).await {
-                    Ok(added) if added.deduplicated => report.already += 1,
-                    Ok(_) => report.copied += 1,
+                let copy = if message.status == Status::Interrupted {
+                    self.copy_interrupted(&fork.target, message, context()).await
+                } else {
+                    let mut add = Add::new(fork.target.clone(), message.role.clone(), message.content.clone())
+                        .with_id(message.id.clone())
+                        .with_metadata(message.metadata.clone())
+                        .with_context(context());
+                    if let Some(key) = &message.idempotency_key {
+                        add = add.with_idempotency_key(key.clone());
+                    }
+                    self.add(add).await.map(|added| added.deduplicated)
+                };
+                match copy {
+                    Ok(true) => report.already += 1,
+                    Ok(false) => report.copied += 1,
                     // Copied by an earlier run, and changed since in the source or the fork.
                     Err(PersistError::AlreadyExists { .. } | PersistError::IdempotencyKeyReused { .. }) => {
                         report.already += 1

@@ -296,7 +296,7 @@ impl UpdateContent {
     pub fn may_write_over(&self, status: crate::Status) -> bool {
         match status {
             crate::Status::Reserved => true,
-            // An interruption repeated (nothing appended) leaves it as it is.
+            // An interruption repeated (nothing appended) changes nothing but its version.
             crate::Status::Interrupted => {
                 (!self.append && (self.interrupt || self.finalize)) || (self.interrupt && self.content.is_placeholder())
             }
@@ -322,7 +322,8 @@ impl UpdateContent {
     /// # Errors
     ///
     /// [`PersistError::VersionConflict`] when the update expects another version;
-    /// [`PersistError::MessageComplete`] when the message is complete;
+    /// [`PersistError::MessageComplete`] when the message does not take it (complete, or
+    /// interrupted; see [`may_write_over`](Self::may_write_over));
     /// [`PersistError::InvalidInput`] (`content`) when either content is not an array of
     /// blocks.
     pub fn resolved(&self, stored: &crate::Message) -> Result<Self> {
