@@ -918,3 +918,29 @@ async fn cleanup_keeps_a_reservation_filled_since_it_was_found() {
         assert_eq!((kept.content.to_text(), kept.status), ("late chunk".to_owned(), Status::Reserved));
     }
 }
+
+#[tokio::test]
+async fn cleanup_goes_on_past_a_reservation_a_layer_refuses() {
+    // A layer that refuses to write one thread (as EncryptLayer refuses a tenant whose keys were
+    // destroyed): that reservation is reported and kept, the others are cleaned.
+    let store = MemoryBackend::new();
+    let pipeline = Pipeline::new(store.clone());
+    let blocked = pipeline.reserve(Reserve::new(thread("blocked"), Role::Assistant)).await.unwrap().message;
+    let free = pipeline.reserve(Reserve::new(thread("free"), Role::Assistant)).await.unwrap().message;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let guarded = Pipeline::builder()
+        .layer(persist::layer::from_fn(|args: PersistArgs, next| async move {
+            if args.thread_id().is_some_and(|id| id.as_str() == "blocked") && args.op() == PersistOp::UpdateContent {
+                return Err(PersistError::rejected("the keys of this thread's tenant were destroyed"));
+            }
+            next.run(args).await
+        }))
+        .build(store.clone());
+    let report = guarded.cleanup_stranded(CleanupStranded::new(Duration::from_millis(1))).await.unwrap();
+    assert_eq!(report.interrupted.iter().map(|s| s.message.id.clone()).collect::<Vec<_>>(), [free.id.clone()]);
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert_eq!(report.refused[0].stranded.message.id, blocked.id);
+    assert!(report.refused[0].reason.contains("destroyed"), "{report:?}");
+    let kept = pipeline.get(GetMessage::new(thread("blocked"), blocked.id)).await.unwrap().unwrap();
+    assert_eq!(kept.status, Status::Reserved, "kept as it is");
+}

@@ -124,12 +124,15 @@ pub(crate) async fn cleanup_stranded(
     }
     let mut cleaned: Vec<Stranded> = Vec::new();
     let mut skipped = 0usize;
+    let mut refused = Vec::new();
     let work = async {
         loop {
             let report = store.pipeline.cleanup_stranded(cleanup.clone()).await?;
             let done = report.interrupted.len() + report.deleted.len();
-            let handled = done + report.skipped;
+            let handled = done + report.skipped + report.refused.len();
             skipped += report.skipped;
+            // Found again by the next batch: kept once.
+            refused = report.refused;
             cleaned.extend(report.interrupted);
             cleaned.extend(report.deleted);
             // A full batch may leave more behind; a batch that cleaned nothing will not change.
@@ -144,12 +147,24 @@ pub(crate) async fn cleanup_stranded(
     if json {
         let mut report = json!({ "skipped": skipped });
         report[label] = cleaned.iter().map(stranded_json).collect();
+        report["refused"] = refused
+            .iter()
+            .map(|r: &persist::maintenance::RefusedCleanup| {
+                let mut item = stranded_json(&r.stranded);
+                item["reason"] = json!(r.reason);
+                item
+            })
+            .collect();
         write_line(&mut out, &report)?;
     } else {
         for stranded in &cleaned {
             writeln!(out, "{verb} {}", stranded_line(stranded))?;
         }
-        writeln!(out, "{verb} {} stranded reservations; {skipped} kept (written meanwhile)", cleaned.len())?;
+        for refusal in &refused {
+            writeln!(out, "refused {}: {}", stranded_line(&refusal.stranded), refusal.reason)?;
+        }
+        let refused = if refused.is_empty() { String::new() } else { format!("; {} refused", refused.len()) };
+        writeln!(out, "{verb} {} stranded reservations; {skipped} kept (written meanwhile){refused}", cleaned.len())?;
     }
     out.flush()?;
     Ok(())

@@ -2,9 +2,9 @@
 //! (interruptions or deletes) sent through the whole stack.
 
 use crate::args::UpdateContent;
-use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance, Stranding};
+use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance, RefusedCleanup, Stranding};
 use crate::model::Timestamp;
-use crate::model::error::Result;
+use crate::model::error::{PersistError, Result};
 use crate::pipeline::Pipeline;
 use crate::read::{FindStranded, Stranded};
 use crate::request::write::Delete;
@@ -54,10 +54,13 @@ impl Pipeline {
     /// # }).unwrap();
     /// ```
     ///
+    /// A reservation a layer refuses to clean (`Rejected`, `Unreadable`) is kept and reported in
+    /// [`CleanupReport::refused`]; the cleanup goes on with the others.
+    ///
     /// # Errors
     ///
-    /// The first error of a find or a write other than a version conflict or a reservation
-    /// gone or finished meanwhile.
+    /// The first error of a find, or of a write other than a version conflict, a reservation
+    /// gone or finished meanwhile, or a layer's refusal of one reservation.
     pub async fn cleanup_stranded(&self, cleanup: CleanupStranded) -> Result<CleanupReport> {
         let context = cleanup.context.with_extension(Maintenance);
         let query = FindStranded::new(Timestamp::now().saturating_sub(cleanup.older_than))
@@ -95,6 +98,11 @@ impl Pipeline {
                 Ok(()) => {}
                 // Written to, finished or gone meanwhile: kept as it is.
                 Err(error) if error.is_changed_or_gone() => report.skipped += 1,
+                // This reservation's own refusal (its tenant's keys destroyed, a policy): one
+                // reservation must not keep every other one stranded.
+                Err(error @ (PersistError::Rejected { .. } | PersistError::Unreadable { .. })) => {
+                    report.refused.push(RefusedCleanup { stranded, reason: error.to_string() });
+                }
                 Err(error) => return Err(error),
             }
         }

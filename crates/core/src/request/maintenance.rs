@@ -90,4 +90,18 @@ pub struct CleanupReport {
     /// Reservations that changed between finding and cleaning (written to, finalized): kept as
     /// they are.
     pub skipped: usize,
+    /// Reservations a layer refused to clean (`Rejected`: the keys of their tenant destroyed, a
+    /// policy; `Unreadable`): kept as they are, with the reason, while the cleanup goes on with
+    /// the others. A failure of the store itself still ends the cleanup with its error.
+    pub refused: Vec<RefusedCleanup>,
+}
+
+/// A stranded reservation a layer refused to clean, and why (see [`CleanupReport::refused`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RefusedCleanup {
+    /// The reservation, as found.
+    pub stranded: Stranded,
+    /// The refusal, in words (the error's message).
+    pub reason: String,
 }
