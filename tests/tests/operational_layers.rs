@@ -937,7 +937,7 @@ async fn cleanup_goes_on_past_a_reservation_a_layer_refuses() {
         }))
         .build(store.clone());
     let report = guarded.cleanup_stranded(CleanupStranded::new(Duration::from_millis(1))).await.unwrap();
-    assert_eq!(report.interrupted.iter().map(|s| s.message.id.clone()).collect::<Vec<_>>(), [free.id.clone()]);
+    assert_eq!(report.interrupted.iter().map(|s| s.message.id.as_str()).collect::<Vec<_>>(), [free.id.as_str()]);
     assert_eq!(report.refused.len(), 1, "{report:?}");
     assert_eq!(report.refused[0].stranded.message.id, blocked.id);
     assert!(report.refused[0].reason.contains("destroyed"), "{report:?}");
