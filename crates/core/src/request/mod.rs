@@ -15,4 +15,5 @@ pub mod restore;
 pub(crate) mod result;
 pub mod session;
 pub(crate) mod turn;
+pub(crate) mod update_content;
 pub(crate) mod write;
