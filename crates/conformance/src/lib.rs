@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (129 in all):
+//! [`CHECKS`] lists every check by group and name (135 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -96,6 +96,7 @@ mod fixture;
 pub mod idempotency;
 pub mod identity;
 pub mod lifecycle;
+pub mod live;
 pub mod maintenance;
 pub mod model;
 pub mod once;
@@ -281,6 +282,14 @@ macro_rules! __for_each_check {
                 check_feed_resumes_exactly_after_a_position,
                 check_feed_is_scoped_by_tenant,
                 check_feed_subscriber_sees_another_handles_writes,
+            }
+            live {
+                check_feed_events_carry_what_an_append_added,
+                check_a_reply_is_followed_from_an_offset_to_its_end,
+                check_a_followed_reply_ends_as_its_reply_did,
+                check_a_stop_reaches_the_generator_through_another_handle,
+                check_follow_and_stop_are_confined_to_the_tenant,
+                check_a_heartbeat_keeps_a_reservation_from_being_stranded,
             }
             versions {
                 check_expected_version_on_update_content,

@@ -72,6 +72,8 @@
 //   layers, the `Pipeline` handle and its typed calls, the tenant-bound `Scoped` handle.
 // - `ops/`: operations composed of several requests (fork, prune, cleanup), as `Pipeline`
 //   methods.
+// - `live/`: live replies, composed on the feed like `ops/`: a reply followed as a stream of
+//   text, a stop asked by any client and awaited by the generator.
 // - `layer/`: the ready-made layers, one folder or file each.
 mod model;
 
@@ -85,6 +87,8 @@ pub mod convert;
 mod pipeline;
 
 mod ops;
+
+pub mod live;
 
 pub mod layer;
 

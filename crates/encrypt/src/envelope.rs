@@ -29,6 +29,10 @@ pub(crate) enum Field<'a> {
     Title,
     /// A thread's metadata key.
     ThreadMetadata(&'a str),
+    /// The delta of a message's feed event: what the update to this version (its decimal
+    /// text) added to the content. Bound to the version, so a delta is never taken for
+    /// another event's, nor for content.
+    Delta(&'a str),
 }
 
 /// Where a value is stored: what its envelope is bound to.
@@ -49,6 +53,7 @@ impl Place<'_> {
             Field::Metadata(key) => ("metadata", key),
             Field::Title => ("title", ""),
             Field::ThreadMetadata(key) => ("thread-metadata", key),
+            Field::Delta(version) => ("delta", version),
         };
         let parts: [Option<&str>; 7] = [
             Some(VERSION),
@@ -80,6 +85,7 @@ impl Place<'_> {
             Field::Metadata(key) => format!("metadata key {key:?}"),
             Field::Title => "title".to_owned(),
             Field::ThreadMetadata(key) => format!("thread metadata key {key:?}"),
+            Field::Delta(version) => format!("the feed's delta of version {version}"),
         };
         PersistError::Unreadable {
             thread_id: self.thread.clone(),

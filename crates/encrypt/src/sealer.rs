@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use persist_core::args::{Add, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent};
+use persist_core::feed::FeedPage;
 use persist_core::read::{Stranded, UnreadableItem};
 use persist_core::{
     Added, Content, ContentUpdated, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
@@ -164,7 +165,40 @@ impl Sealer {
         let place =
             Place { tenant, thread: &update.thread_id, message: Some(&update.message_id), field: Field::Content };
         update.content = self.seal_content(&place, &update.content)?;
+        // A delta is bound to the version it brings the message to: known only when the
+        // update expects one (as every append joined in clear does). Without it, the event
+        // goes without a delta and followers read the message.
+        update.delta = match (update.delta.take(), update.expected_version) {
+            (Some(delta), Some(expected)) => {
+                let version = expected.saturating_add(1).to_string();
+                Some(self.seal_content(&Place { field: Field::Delta(&version), ..place }, &delta)?)
+            }
+            _ => None,
+        };
         Ok(())
+    }
+
+    /// `page` with each event's delta opened. A delta that does not open (another key, a
+    /// tampered value, clear where sealed values are required) is dropped, never shown: its
+    /// event then tells a follower to read the message, which says what is wrong.
+    fn open_feed(&self, mut page: FeedPage) -> FeedPage {
+        for event in &mut page.events {
+            let change = &mut event.change;
+            let (Some(delta), Some(message)) = (change.delta.take(), change.message_id.as_ref()) else {
+                continue;
+            };
+            let version = change.version.to_string();
+            let tenant = change.tenant.as_ref();
+            let place = Place { tenant, thread: &change.thread_id, message: Some(message), field: Field::Delta(&version) };
+            change.delta = match sealed_text_in(&delta.as_json()) {
+                Some(text) => envelope::open(&*self.keys, &place, text)
+                    .ok()
+                    .and_then(|plain| String::from_utf8(plain.to_vec()).ok())
+                    .and_then(|text| Content::from_json(text).ok()),
+                None => self.allow_clear.then_some(delta),
+            };
+        }
+        page
     }
 
     fn seal_update(&self, tenant: Option<&TenantId>, update: &mut Update) -> Result<()> {
@@ -279,6 +313,7 @@ impl Sealer {
                     .map(|s| Ok(Stranded::new(s.tenant.clone(), self.open_message(s.tenant.as_ref(), s.message)?)))
                     .collect::<Result<_>>()?,
             ),
+            PersistResult::Feed(page) => PersistResult::Feed(self.open_feed(page)),
             other => other,
         })
     }

@@ -133,6 +133,12 @@ impl Insert {
     }
 }
 
+/// The change `op` made to `message`, leaving it as it is.
+fn change_of(op: PersistOp, context: &persist_core::Context, message: &Message) -> Change {
+    let (thread, id) = (message.thread_id.clone(), message.id.clone());
+    Change::message(context.tenant().cloned(), thread, op, id, message.seq, message.version).with_status(message.status)
+}
+
 impl State {
     /// Notes a change for the feed, if there is one.
     pub(crate) fn changed(&mut self, change: impl FnOnce() -> Change) {
@@ -143,11 +149,7 @@ impl State {
 
     /// Notes a change of `message` made by `op`.
     pub(crate) fn message_changed(&mut self, op: PersistOp, context: &persist_core::Context, message: &Message) {
-        self.changed(|| {
-            let (thread, id) = (message.thread_id.clone(), message.id.clone());
-            Change::message(context.tenant().cloned(), thread, op, id, message.seq, message.version)
-                .with_status(message.status)
-        });
+        self.changed(|| change_of(op, context, message));
     }
 
     pub(crate) fn apply(&mut self, args: &PersistArgs, now: Timestamp) -> Result<PersistResult> {
@@ -168,8 +170,12 @@ impl State {
             PersistArgs::AppendTurn(turn) => Ok(state.append_turn(turn, now)?.into()),
             PersistArgs::UpdateContent(update) => {
                 let (message, changed) = state.update_content(update, now)?;
-                let op = if changed { PersistOp::UpdateContent } else { PersistOp::Update };
-                state.message_changed(op, &update.context, &message);
+                // A write that says what it added is an `update_content` even when it added
+                // nothing (a heartbeat, a stream's end), as the SQL stores' triggers record it.
+                let delta = update.feed_delta();
+                let op = if changed || delta.is_some() { PersistOp::UpdateContent } else { PersistOp::Update };
+                let delta = delta.cloned().filter(|_| op == PersistOp::UpdateContent);
+                state.changed(|| change_of(op, &update.context, &message).with_delta(delta));
                 Ok(ContentUpdated::new(message).into())
             }
             PersistArgs::Update(update) => {

@@ -287,7 +287,7 @@ async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
             concat!(
                 "WITH s AS (SELECT head, trimmed, enabled FROM persist_feed_state) \
                  SELECT s.head, s.trimmed, s.enabled, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, \
-                        f.version, f.removed, f.at, f.status \
+                        f.version, f.removed, f.at, f.status, f.delta \
                    FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE ",
                 $scope,
                 " AND position > $3 ORDER BY position LIMIT $4) f ON true"
@@ -342,6 +342,7 @@ fn event(row: &sqlx::postgres::PgRow, position: u64) -> std::result::Result<Resu
         version: unsigned(row.try_get("version")?),
         removed: row.try_get("removed")?,
         status: row.try_get("status")?,
+        delta: row.try_get("delta")?,
         at: Timestamp::from_micros(row.try_get("at")?),
     }))
 }
@@ -351,6 +352,25 @@ fn event(row: &sqlx::postgres::PgRow, position: u64) -> std::result::Result<Resu
 async fn trim(conn: &mut PgConnection, lock: &str, retention: &FeedRetention) -> Result<u64> {
     use sqlx::Connection;
     let sql = |e| map_sqlx("trimming the change feed", e);
+    if let Some(cutoff) = retention.delta_cutoff(Timestamp::now()) {
+        // Deltas past their age, in batches of their own (each statement its transaction): no
+        // lock needed, the sequencer does not read them.
+        const BATCH: i64 = 10_000;
+        loop {
+            let cleared = sqlx::query(
+                "UPDATE persist_feed SET delta = NULL WHERE id IN \
+                   (SELECT id FROM persist_feed WHERE delta IS NOT NULL AND at < $1 LIMIT $2)",
+            )
+            .bind(cutoff.as_micros())
+            .bind(BATCH)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql)?;
+            if cleared.rows_affected() < u64::try_from(BATCH).unwrap_or(u64::MAX) {
+                break;
+            }
+        }
+    }
     let mut tx = conn.begin().await.map_err(sql)?;
     let outcome = async {
         sqlx::query(AssertSqlSafe(lock.to_owned())).execute(&mut *tx).await.map_err(sql)?;

@@ -17,6 +17,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (4, "values", include_str!("../migrations/0004_values.sql")),
     (5, "interrupted replies", include_str!("../migrations/0005_interrupted_replies.sql")),
     (6, "idempotency key index", include_str!("../migrations/0006_idempotency_key_index.sql")),
+    (7, "live replies", include_str!("../migrations/0007_live_replies.sql")),
 ];
 
 /// The migrations, in version order.

@@ -127,3 +127,31 @@ async fn a_feed_turned_off_by_another_instance_is_never_silent() {
     }
     support::drop_schema(&schema).await;
 }
+
+/// Deltas go when their age passes, their events stay (saying "read the message"), and a
+/// follower that asked after them reads the message instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_go_after_their_age_and_their_events_stay() {
+    use persist::args::{Reserve, UpdateContent};
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let retention = FeedRetention::default().with_max_delta_age(Some(std::time::Duration::ZERO));
+    let backend = PostgresBackend::builder(support::url()).schema(schema.clone()).feed(Some(retention)).connect().await;
+    let backend = backend.unwrap();
+    let thread = ThreadId::new("aged-deltas").unwrap();
+    let reserve = Reserve::new(thread.clone(), Role::Assistant).with_id("r".parse().unwrap());
+    backend.apply(reserve.into()).await.unwrap();
+    for token in ["a", "b"] {
+        let token = UpdateContent::appending(thread.clone(), "r".parse().unwrap(), Content::text(token));
+        backend.apply(token.into()).await.unwrap();
+    }
+    let deltas = |events: &[persist::feed::FeedEvent]| events.iter().filter(|e| e.change.delta.is_some()).count();
+    assert_eq!(deltas(&backend.read_feed(ReadFeed::thread(thread.clone())).await.unwrap().events), 2);
+    backend.trim_feed().await.unwrap();
+    let events = backend.read_feed(ReadFeed::thread(thread)).await.unwrap().events;
+    assert_eq!((events.len(), deltas(&events)), (3, 0), "{events:?}");
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}

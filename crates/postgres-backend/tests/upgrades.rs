@@ -282,3 +282,41 @@ async fn a_version_5_schema_keeps_its_keys_in_an_index_of_keyed_messages_only() 
     conn.close().await.unwrap();
     support::drop_schema(&schema).await;
 }
+
+/// A version 6 schema holding a reply half streamed, upgraded: old events kept without deltas,
+/// the reply's next tokens recorded with what they added, its followers streaming them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_6_schema_records_what_each_append_adds() {
+    use persist_core::args::UpdateContent;
+    use persist_core::feed::ReadFeed;
+    use persist_core::live::{FollowReply, ReplyChunk, ReplyEnd};
+    use persist_core::{PersistOp, Pipeline};
+
+    let files = [
+        "0001_schema.sql",
+        "0002_tenant_in_identity.sql",
+        "0003_change_feed.sql",
+        "0004_values.sql",
+        "0005_interrupted_replies.sql",
+        "0006_idempotency_key_index.sql",
+    ];
+    let rows = "\
+        INSERT INTO threads (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+        VALUES ('', 'a', 1, 2, 1, 1); \
+        INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                              created_at, updated_at) VALUES \
+            ('', 'a', 'r', 1, 'assistant', '[{\"text\":\"Half\",\"type\":\"text\"}]', '{}', 'reserved', 2, 1, 2);";
+    let Some(schema) = shipped_schema(&files, &[rows]).await else { return };
+    let pipeline = Pipeline::new(connect(&schema).await.unwrap());
+    let mut follower = pipeline.follow_reply(FollowReply::new(thread("a"), "r".parse().unwrap())).await.unwrap();
+    assert_eq!(follower.next().await.unwrap(), Some(ReplyChunk::text(0, "Half")));
+    let token = UpdateContent::appending(thread("a"), "r".parse().unwrap(), Content::text(" done"));
+    pipeline.update_content(token.with_finalize(true)).await.unwrap();
+    assert_eq!(follower.next().await.unwrap(), Some(ReplyChunk::text(4, " done")));
+    assert_eq!(follower.next().await.unwrap(), Some(ReplyChunk::End(ReplyEnd::Complete)));
+    let events = pipeline.read_feed(ReadFeed::thread(thread("a"))).await.unwrap().events;
+    let deltas: Vec<_> = events.iter().map(|e| (e.change.op, e.change.delta.as_ref().map(Content::to_text))).collect();
+    assert_eq!(deltas, [(PersistOp::Reserve, None), (PersistOp::UpdateContent, Some(" done".to_owned()))]);
+    drop(follower);
+    support::drop_schema(&schema).await;
+}

@@ -184,7 +184,7 @@ impl DirectReads {
 /// The columns of a change-feed event, in [`feed_event`]'s order.
 macro_rules! feed_columns {
     () => {
-        "f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at, f.status"
+        "f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at, f.status, f.delta"
     };
 }
 
@@ -276,6 +276,7 @@ fn feed_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FeedEvent>> {
         version: unsigned(row.get(6)?),
         removed: row.get_ref(7)?.as_str_or_null()?,
         status: row.get_ref(9)?.as_str_or_null()?,
+        delta: row.get_ref(10)?.as_str_or_null()?,
         at: persist_core::Timestamp::from_micros(row.get(8)?),
     }))
 }

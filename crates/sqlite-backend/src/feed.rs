@@ -93,6 +93,18 @@ pub(crate) fn trim(
         *conn = Some(opened);
     }
     let Some(conn) = conn.as_mut() else { unreachable!("opened above") };
+    if let Some(cutoff) = retention.delta_cutoff(Timestamp::now()) {
+        // Deltas past their age, in batches of their own (each statement its transaction).
+        while conn
+            .execute(
+                "UPDATE persist_feed SET delta = NULL WHERE rowid IN \
+                   (SELECT rowid FROM persist_feed WHERE delta IS NOT NULL AND at < ?1 LIMIT ?2)",
+                (cutoff.as_micros(), TRIM_BATCH),
+            )
+            .map_err(map)?
+            == usize::try_from(TRIM_BATCH).unwrap_or(usize::MAX)
+        {}
+    }
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
         let (head, trimmed): (i64, i64) =

@@ -21,6 +21,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (8, "change feed pages", include_str!("../migrations/0008_change_feed_pages.sql")),
     (9, "values", include_str!("../migrations/0009_values.sql")),
     (10, "interrupted replies", include_str!("../migrations/0010_interrupted_replies.sql")),
+    (11, "live replies", include_str!("../migrations/0011_live_replies.sql")),
 ];
 
 /// The migrations, in version order.

@@ -459,3 +459,45 @@ async fn a_version_9_database_takes_interrupted_replies_and_keeps_every_row() {
     let bogus = sqlx::query("UPDATE messages SET status = 'paused' WHERE message_id = 'a1'").execute(&mut conn).await;
     assert!(bogus.is_err(), "the status is still checked");
 }
+
+/// A version 10 file holding a reply half streamed, opened by this version: old events kept
+/// without deltas, the reply's next tokens recorded with what they added, its followers
+/// streaming them; a read-only handle of a version 10 file is refused (its reads select the
+/// delta).
+#[tokio::test]
+async fn a_version_10_database_records_what_each_append_adds() {
+    use persist_core::args::UpdateContent;
+    use persist_core::live::{FollowReply, ReplyChunk, ReplyEnd};
+    use persist_core::{PersistError, Pipeline};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v10.db");
+    let version_10: Vec<&str> = VERSION_9.iter().copied().chain(["0010_interrupted_replies.sql"]).collect();
+    let mut conn = shipped_schema(&dir, &path, &version_10).await;
+    sqlx::raw_sql(
+        "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', 'a', 1, 1); \
+         INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                               created_at, updated_at) VALUES \
+             ('', 'a', 'r', 1, 'assistant', '[{\"type\":\"text\",\"text\":\"Half\"}]', '{}', 'reserved', 1, 1, 1);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let refused = SqliteBackend::builder(&path).read_only(true).open().await;
+    assert!(matches!(refused, Err(PersistError::Unsupported { .. })), "{refused:?}");
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let pipeline = Pipeline::new(backend.clone());
+    let mut follower = pipeline.follow_reply(FollowReply::new(thread("a"), "r".parse().unwrap())).await.unwrap();
+    assert_eq!(follower.next().await.unwrap(), Some(ReplyChunk::text(0, "Half")));
+    let token = UpdateContent::appending(thread("a"), "r".parse().unwrap(), Content::text(" done"));
+    pipeline.update_content(token.with_finalize(true)).await.unwrap();
+    assert_eq!(follower.next().await.unwrap(), Some(ReplyChunk::text(4, " done")));
+    assert_eq!(follower.next().await.unwrap(), Some(ReplyChunk::End(ReplyEnd::Complete)));
+    let events = backend.read_feed(ReadFeed::thread(thread("a"))).await.unwrap().events;
+    let deltas: Vec<_> = events.iter().map(|e| (e.change.op, e.change.delta.as_ref().map(Content::to_text))).collect();
+    assert_eq!(deltas, [(PersistOp::Reserve, None), (PersistOp::UpdateContent, Some(" done".to_owned()))]);
+    drop(follower);
+    backend.close().await;
+}

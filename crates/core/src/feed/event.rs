@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, TenantId, ThreadId};
 use crate::model::op::PersistOp;
-use crate::model::{Status, Timestamp};
+use crate::model::{Content, Status, Timestamp};
 
 /// What a delete event removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -58,6 +58,8 @@ pub struct StoredEvent<'a> {
     pub removed: Option<&'a str>,
     /// See [`Change::status`]: `"reserved"`, `"complete"`, `"interrupted"`, or none.
     pub status: Option<&'a str>,
+    /// See [`Change::delta`]: the appended content blocks as JSON text, or none.
+    pub delta: Option<&'a str>,
     /// See [`FeedEvent::at`].
     pub at: Timestamp,
 }
@@ -69,7 +71,7 @@ impl FeedEvent {
     ///
     /// A `Backend` error naming the column when a stored value is not one an event can hold.
     pub fn from_stored(row: StoredEvent<'_>) -> Result<Self> {
-        let StoredEvent { position, tenant, thread_id, op, message_id, seq, version, removed, status, at } = row;
+        let StoredEvent { position, tenant, thread_id, op, message_id, seq, version, removed, status, delta, at } = row;
         let corrupt = |what: &str, value: &str| PersistError::Backend {
             message: format!("the change feed holds an unreadable {what} at position {position}: {value:?}").into(),
             source: None,
@@ -86,6 +88,7 @@ impl FeedEvent {
             Some(other) => return Err(corrupt("removal", other)),
         };
         let status = status.map(|text| Status::parse(text).ok_or_else(|| corrupt("status", text))).transpose()?;
+        let delta = delta.map(|text| Content::from_json(text).map_err(|_| corrupt("delta", text))).transpose()?;
         let change = Change {
             tenant,
             thread_id: ThreadId::new(thread_id).map_err(|_| corrupt("thread id", thread_id))?,
@@ -95,6 +98,7 @@ impl FeedEvent {
             version,
             removed,
             status,
+            delta,
         };
         Ok(change.at(position, at))
     }
@@ -136,6 +140,19 @@ pub struct Change {
     /// thread's own changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<Status>,
+    /// For an `update_content` that added to the end of the message's content (a streamed
+    /// token, the end of a stream, a heartbeat): the content blocks added, so that a follower
+    /// holding the message at `version - 1` has it at `version` by
+    /// [`appending`](Content::appended) them, without reading it (`[]`: nothing added). The
+    /// text a follower shows grows by the delta's [`to_text`](Content::to_text).
+    ///
+    /// `None` for every other change, and for a replacement of the content: a follower that
+    /// shows the content reads the message. Also `None` once the feed's retention dropped the
+    /// payload ([`FeedRetention::max_delta_age`](super::FeedRetention::max_delta_age)): the
+    /// event stays, and says "read it". Through `EncryptLayer` a follower reads it in clear;
+    /// the store holds it sealed, like the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Content>,
 }
 
 impl Change {
@@ -149,7 +166,14 @@ impl Change {
         version: u64,
     ) -> Self {
         let removed = (op == PersistOp::Delete).then_some(Removed::Message);
-        Self { tenant, thread_id, op, message_id: Some(message_id), seq: Some(seq), version, removed, status: None }
+        let message_id = Some(message_id);
+        Self { tenant, thread_id, op, message_id, seq: Some(seq), version, removed, status: None, delta: None }
+    }
+
+    /// This change, adding `delta` to the message's content (see [`delta`](Self::delta)).
+    pub fn with_delta(mut self, delta: Option<Content>) -> Self {
+        self.delta = delta;
+        self
     }
 
     /// This change, the message left with `status` (see [`status`](Self::status)).
@@ -161,7 +185,7 @@ impl Change {
     /// A change of the thread itself at `version` (`Delete`: the thread was removed).
     pub fn thread(tenant: Option<TenantId>, thread_id: ThreadId, op: PersistOp, version: u64) -> Self {
         let removed = (op == PersistOp::Delete).then_some(Removed::Thread);
-        Self { tenant, thread_id, op, message_id: None, seq: None, version, removed, status: None }
+        Self { tenant, thread_id, op, message_id: None, seq: None, version, removed, status: None, delta: None }
     }
 
     /// The event at `position`, recorded `at`.

@@ -23,6 +23,8 @@ pub struct MemoryFeed {
     threads: HashMap<(Option<TenantId>, ThreadId), VecDeque<u64>>,
     head: u64,
     trimmed: u64,
+    /// The newest position whose delta age passed: every event up to it has no delta.
+    deltas_dropped: u64,
     retention: FeedRetention,
 }
 
@@ -56,6 +58,19 @@ impl MemoryFeed {
                 }
             }
             self.trimmed += 1;
+        }
+        // Events are recorded in time order: those whose delta age passed are the oldest.
+        if let Some(cutoff) = self.retention.delta_cutoff(at) {
+            self.deltas_dropped = self.deltas_dropped.max(self.trimmed);
+            while self.deltas_dropped < self.head
+                && let Some(index) = self.index(self.deltas_dropped + 1)
+                && self.events[index].1 < cutoff
+            {
+                if let Some(change) = &mut self.events[index].0 {
+                    change.delta = None;
+                }
+                self.deltas_dropped += 1;
+            }
         }
         self.head
     }
@@ -145,6 +160,19 @@ mod tests {
     fn change(n: u64) -> Change {
         let thread = ThreadId::new("t").unwrap();
         Change::message(None, thread, PersistOp::Add, MessageId::new(format!("m{n}")).unwrap(), n, 1)
+    }
+
+    #[test]
+    fn deltas_go_when_their_age_passes_and_their_events_stay() {
+        use crate::model::Content;
+        let mut feed = MemoryFeed::new(FeedRetention::default().with_max_delta_age(Some(Duration::from_secs(60))));
+        let old = Timestamp::now().saturating_sub(Duration::from_secs(120));
+        for (n, at) in [(1, old), (2, old), (3, Timestamp::now())] {
+            feed.record(change(n).with_delta(Some(Content::text("token"))), at);
+        }
+        let events = feed.read(&ReadFeed::tenant()).unwrap().events;
+        let kept: Vec<_> = events.iter().map(|e| (e.position, e.change.delta.is_some())).collect();
+        assert_eq!(kept, [(1, false), (2, false), (3, true)]);
     }
 
     #[test]

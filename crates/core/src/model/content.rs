@@ -261,6 +261,9 @@ impl PartialEq for Content {
     }
 }
 
+/// JSON holds no NaN: equality of contents is reflexive.
+impl Eq for Content {}
+
 impl fmt::Debug for Content {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Content").field(&self.as_json()).finish()

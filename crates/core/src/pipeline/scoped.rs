@@ -5,6 +5,7 @@ use std::future::Future;
 use crate::args::{Add, AppendTurn, Context, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
 use crate::feed::{FeedPage, FeedScope, ReadFeed, Subscription};
 use crate::lifecycle::{Fork, ForkReport, Pop, Popped, Prune, PruneReport};
+use crate::live::{FollowReply, ReplyStream, StopReply, StopSignal, StopState};
 use crate::maintenance::{CleanupReport, CleanupStranded};
 use crate::model::error::{PersistError, Result};
 use crate::model::{Message, Thread};
@@ -148,6 +149,15 @@ impl Scoped {
     );
     scoped_call!(/** Copies one of the scope's threads into a new thread of the scope; see [`Pipeline::fork`]. */ fork, Fork => ForkReport);
     scoped_call!(/** Removes the latest messages of one of the scope's threads; see [`Pipeline::pop`]. */ pop, Pop => Popped);
+    scoped_call!(
+        /** Follows one of the scope's messages as a stream of text; see [`Pipeline::follow_reply`]. */
+        follow_reply, FollowReply => ReplyStream
+    );
+    scoped_call!(/** Asks the generation of one of the scope's replies to stop; see [`Pipeline::stop_reply`]. */ stop_reply, StopReply => StopState);
+    scoped_call!(
+        /** Watches for a stop of one of the scope's replies; see [`Pipeline::watch_stop`]. */
+        watch_stop, StopReply => StopSignal
+    );
 
     /// One batch of retention over the scope's threads; see [`Pipeline::prune`]. A prune made
     /// for every tenant (the default of [`Prune::new`]) is confined to the scope's.

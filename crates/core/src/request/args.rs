@@ -255,6 +255,17 @@ impl PersistArgs {
                 return Err(nul("content"));
             }
         }
+        if let Self::UpdateContent(update) = self
+            && let Some(delta) = &update.delta
+        {
+            if update.append {
+                return Err(PersistError::invalid("delta", "an append's delta is its own content: leave it unset"));
+            }
+            delta.check_depth()?;
+            if delta.has_nul() {
+                return Err(nul("delta"));
+            }
+        }
         if let Some(metadata) = self.metadata() {
             metadata.check_depth()?;
             if metadata.has_nul() {

@@ -76,6 +76,16 @@ pub struct UpdateContent {
     pub interrupt: bool,
     /// Fail with `VersionConflict` unless the stored version equals this.
     pub expected_version: Option<u64>,
+    /// What a replacement adds to the end of the stored content, when it is an append made
+    /// plain (by [`resolved`](Self::resolved), or by a layer that joins appends itself, as
+    /// `EncryptLayer` does, which puts here the tail as the store holds it, sealed): the
+    /// change feed records it as the event's [`delta`](crate::feed::Change::delta), so a
+    /// follower adds it to the text it has instead of reading the message. It must be exactly
+    /// what the replacement adds (the stored content [`appended`](Content::appended) with it is
+    /// the new content). `None` on an append (its delta is its own content) and on a plain
+    /// replacement (followers read the message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Content>,
     /// Request context.
     pub context: Context,
 }
@@ -91,6 +101,7 @@ impl UpdateContent {
             finalize: true,
             interrupt: false,
             expected_version: None,
+            delta: None,
             context: Context::new(),
         }
     }
@@ -141,6 +152,29 @@ impl UpdateContent {
     /// ```
     pub fn interrupted(thread_id: ThreadId, message_id: MessageId) -> Self {
         Self { interrupt: true, ..Self::finishing(thread_id, message_id) }
+    }
+
+    /// A generator's sign of life: an append of nothing that leaves `(thread_id, message_id)`
+    /// as it is but for its version and last write time, so
+    /// [`cleanup_stranded`](crate::Pipeline::cleanup_stranded), which finds reservations by
+    /// silence, leaves it alone while its generator waits on something slow (a tool, a model's
+    /// first token). The tokens a generator appends renew it the same way; the feed records
+    /// a heartbeat as an `update_content` whose delta is empty.
+    pub fn heartbeat(thread_id: ThreadId, message_id: MessageId) -> Self {
+        Self { finalize: false, ..Self::finishing(thread_id, message_id) }
+    }
+
+    /// What this update adds to the end of the stored content, as the change feed records it:
+    /// an append's content, a replacement's [`delta`](Self::delta), `None` for a plain
+    /// replacement. For backends.
+    pub fn feed_delta(&self) -> Option<&Content> {
+        if self.append { Some(&self.content) } else { self.delta.as_ref() }
+    }
+
+    /// Sets [`delta`](Self::delta): this replacement adds `tail` to the stored content.
+    pub fn with_delta(mut self, tail: Option<Content>) -> Self {
+        self.delta = tail;
+        self
     }
 
     /// Whether this update may change only a message that is not complete yet: an append,
@@ -194,8 +228,9 @@ impl UpdateContent {
     }
 
     /// The plain update an append comes to, given the message as stored: the joined content,
-    /// expecting the stored version (what a backend applies in the write's transaction). For
-    /// an update that does not append, itself.
+    /// expecting the stored version, the appended content as its [`delta`](Self::delta) (what
+    /// a backend applies in the write's transaction). For an update that does not append,
+    /// itself.
     ///
     /// # Errors
     ///
@@ -225,7 +260,8 @@ impl UpdateContent {
         } else {
             stored.content.appended(&self.content)?
         };
-        Ok(Self { content, append: false, expected_version: Some(stored.version), ..self.clone() })
+        let delta = Some(self.content.clone());
+        Ok(Self { content, append: false, expected_version: Some(stored.version), delta, ..self.clone() })
     }
 
     /// Whether to finalize (see [`finalize`](Self::finalize)).

@@ -20,14 +20,15 @@ use crate::rows::{self, json_text, message_columns, signed, tenant_key, thread_c
 /// says why. `Ok(Err(_))`: the server refused the statement as a whole, and it wrote nothing.
 pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]) -> GroupAnswer {
     let mut tenant = Vec::with_capacity(group.len());
-    let (mut thread_id, mut message_id, mut content) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut thread_id, mut message_id, mut content, mut delta) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut status, mut over, mut expected, mut set, mut removed, mut role) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for args in group {
-        let (id, new_content, after, over_statuses, patch, new_role, version) = match args {
+        let (id, new_content, new_delta, after, over_statuses, patch, new_role, version) = match args {
             PersistArgs::UpdateContent(u) if !u.append => (
                 &u.message_id,
                 Some(u.content.as_json().into_owned()),
+                u.feed_delta().map(|delta| delta.as_json().into_owned()),
                 u.status_after().map(Status::as_str),
                 written_over(u),
                 None,
@@ -38,6 +39,7 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
                 // Metadata and role: whatever the status.
                 Target::Message(id) => (
                     id,
+                    None,
                     None,
                     None,
                     "reserved,interrupted,complete",
@@ -54,6 +56,7 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
         thread_id.push(args.thread_id().map_or("", ThreadId::as_str));
         message_id.push(id.as_str());
         content.push(new_content);
+        delta.push(new_delta);
         status.push(after);
         over.push(over_statuses);
         set.push(patch_set);
@@ -64,8 +67,8 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
     let rows = sqlx::query(concat!(
         "WITH u AS ( \
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
-                                 $7::text[], $8::text[], $9::text[], $11::text[]) \
-                AS u(tenant, thread_id, message_id, content, status, expected, set, removed, role, over)), \
+                                 $7::text[], $8::text[], $9::text[], $11::text[], $12::text[]) \
+                AS u(tenant, thread_id, message_id, content, status, expected, set, removed, role, over, delta)), \
          t AS ( \
             SELECT th.tenant, th.thread_id FROM threads th \
              WHERE (th.tenant, th.thread_id) IN (SELECT tenant, thread_id FROM u) AND th.deleted_at IS NULL \
@@ -76,7 +79,7 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
                    metadata = (ms.metadata || u.set::jsonb) \
                               - ARRAY(SELECT jsonb_array_elements_text(u.removed::jsonb)), \
                    role = COALESCE(u.role, ms.role), \
-                   version = ms.version + 1, updated_at = $10 \
+                   version = ms.version + 1, updated_at = $10, delta = u.delta \
               FROM u \
              WHERE ms.tenant = u.tenant AND ms.thread_id = u.thread_id AND ms.message_id = u.message_id \
                AND (u.expected IS NULL OR ms.version = u.expected) \
@@ -99,6 +102,7 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
     .bind(&role)
     .bind(Timestamp::now().as_micros())
     .bind(&over)
+    .bind(&delta)
     .fetch_all(&mut *conn)
     .await;
     group_answer("updating a group of messages", rows)
@@ -175,7 +179,7 @@ pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateCont
             "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $7 AND thread_id = $1 \
                            AND deleted_at IS NULL FOR UPDATE), \
              m AS (UPDATE messages SET content = $3::jsonb, status = COALESCE($4, status), \
-                          version = version + 1, updated_at = $5 \
+                          version = version + 1, updated_at = $5, delta = $10 \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
                       AND ($6::bigint IS NULL OR version = $6) \
                       AND (status = 'reserved' OR (status = 'complete' AND $8) \
@@ -196,6 +200,7 @@ pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateCont
         .bind(tenant)
         .bind(update.may_write_over(Status::Complete))
         .bind(update.may_write_over(Status::Interrupted))
+        .bind(update.feed_delta().map(|delta| delta.as_json()))
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("updating the content", e))?;
@@ -246,7 +251,8 @@ pub(super) async fn update_message(
             "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $8 AND thread_id = $1 \
                            AND deleted_at IS NULL FOR UPDATE), \
              m AS (UPDATE messages SET metadata = (metadata || $3::jsonb) - $4::text[], \
-                          role = COALESCE($5::text, role), version = version + 1, updated_at = $6 \
+                          role = COALESCE($5::text, role), version = version + 1, updated_at = $6, \
+                          delta = NULL \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
                       AND ($7::bigint IS NULL OR version = $7) \
                    RETURNING *), \

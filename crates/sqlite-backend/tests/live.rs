@@ -1,0 +1,113 @@
+//! Live replies across two OS processes sharing one SQLite file: one process generates a reply
+//! token by token and watches for a stop; the other follows it, reconnects mid-reply from the
+//! offset it reached, and stops it. The follower gets the reply's text exactly once, and the
+//! reply ends stopped with the text the generator had.
+//!
+//! The generator is this test binary run again with `PERSIST_SQLITE_LIVE_CHILD` set (see
+//! `child_generator`).
+
+use std::process::Command;
+use std::time::Duration;
+
+use persist_core::args::{Reserve, UpdateContent};
+use persist_core::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, StopReply, StopState};
+use persist_core::read::GetMessage;
+use persist_core::{Content, MessageId, Pipeline, Role, Status, ThreadId};
+use persist_sqlite::SqliteBackend;
+
+const TOKENS: usize = 2000;
+
+fn ids() -> (ThreadId, MessageId) {
+    (ThreadId::new("live").unwrap(), MessageId::new("reply").unwrap())
+}
+
+/// The generating process: a token every few milliseconds until a stop arrives (or all are
+/// written), then the reply ends with what it had. Ignored in normal runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of a_reply_generated_in_one_process_is_followed_and_stopped_from_another"]
+async fn child_generator() {
+    let path = std::env::var("PERSIST_SQLITE_LIVE_CHILD").expect("run by the parent test");
+    let pipeline = Pipeline::new(SqliteBackend::open(path).await.unwrap());
+    let (thread, reply) = ids();
+    let mut stop = pipeline.watch_stop(StopReply::new(thread.clone(), reply.clone())).await.unwrap();
+    for n in 0..TOKENS {
+        tokio::select! {
+            biased;
+            state = &mut stop => {
+                assert_eq!(state.unwrap(), StopState::Requested);
+                pipeline.update_content(UpdateContent::interrupted(thread, reply)).await.unwrap();
+                return;
+            }
+            () = tokio::time::sleep(Duration::from_millis(3)) => {
+                let token = UpdateContent::appending(thread.clone(), reply.clone(), Content::text(format!("t{n} ")));
+                pipeline.update_content(token).await.unwrap();
+            }
+        }
+    }
+    pipeline.update_content(UpdateContent::finishing(thread, reply)).await.unwrap();
+}
+
+/// The next chunk, in time.
+async fn next(stream: &mut ReplyStream) -> Option<ReplyChunk> {
+    tokio::time::timeout(Duration::from_secs(20), stream.next()).await.expect("a chunk in time").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_generated_in_one_process_is_followed_and_stopped_from_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let pipeline = Pipeline::new(backend.clone());
+    let (thread, reply) = ids();
+    pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant).with_id(reply.clone())).await.unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_generator", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("PERSIST_SQLITE_LIVE_CHILD", &path)
+        .spawn()
+        .expect("start the generating process");
+
+    // Follow until a few tokens arrived, then drop the connection.
+    let mut received = String::new();
+    let mut first = pipeline.follow_reply(FollowReply::new(thread.clone(), reply.clone())).await.unwrap();
+    while received.split_whitespace().count() < 5 {
+        match next(&mut first).await {
+            Some(ReplyChunk::Text { offset, text }) => {
+                assert_eq!(offset, received.chars().count() as u64);
+                received.push_str(&text);
+            }
+            other => panic!("the reply is still streaming: {other:?}"),
+        }
+    }
+    let reached = first.offset();
+    drop(first);
+
+    // Back from where it was; a few more tokens; then a stop from here.
+    let mut again = pipeline.follow_reply(FollowReply::new(thread.clone(), reply.clone()).from(reached)).await.unwrap();
+    let mut stopped = false;
+    let end = loop {
+        match next(&mut again).await {
+            Some(ReplyChunk::Text { offset, text }) => {
+                assert_eq!(offset, received.chars().count() as u64, "each character once");
+                received.push_str(&text);
+                if !stopped && received.split_whitespace().count() >= 10 {
+                    let state = pipeline.stop_reply(StopReply::new(thread.clone(), reply.clone())).await.unwrap();
+                    assert_eq!(state, StopState::Requested);
+                    stopped = true;
+                }
+            }
+            Some(ReplyChunk::End(end)) => break end,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(stopped, "the reply ended before the stop: {received:?}");
+    assert_eq!(end, ReplyEnd::Stopped);
+    assert!(child.wait().unwrap().success(), "the generator ended the reply");
+
+    let stored = pipeline.get(GetMessage::new(thread, reply)).await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Interrupted);
+    assert_eq!(stored.content.to_text(), received, "the follower has the reply's text, once");
+    let tokens: Vec<&str> = received.split_whitespace().collect();
+    assert!(tokens.len() < TOKENS, "stopped early: {} tokens", tokens.len());
+    assert!(tokens.iter().enumerate().all(|(n, token)| *token == format!("t{n}")), "in order, none twice");
+    backend.close().await;
+}
