@@ -17,6 +17,7 @@
 
 mod encrypt;
 mod feed;
+mod live;
 mod measure;
 mod memory;
 mod postgres;
@@ -121,6 +122,9 @@ fn main() {
     }
     if options.wants("feed") {
         emit(feed::run(&options));
+    }
+    if options.wants("live") {
+        emit(live::run(&options));
     }
     if !options.json {
         println!("{}", report::table(&rows));

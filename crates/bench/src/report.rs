@@ -109,9 +109,10 @@ pub(crate) fn table(rows: &[Row]) -> String {
     );
     let num = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
     for row in rows {
+        let note = row.note.as_deref().map(|note| format!(" ({note})")).unwrap_or_default();
         let status = match row.met() {
-            Some(true) => "met".to_owned(),
-            Some(false) => "**missed**".to_owned(),
+            Some(true) => format!("met{note}"),
+            Some(false) => format!("**missed**{note}"),
             None => row.note.clone().unwrap_or_default(),
         };
         let (ratio, of) = match &row.ratio {

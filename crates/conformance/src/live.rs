@@ -162,7 +162,7 @@ pub async fn check_a_reply_is_followed_from_an_offset_to_its_end<F: Factory>(fac
     let mut late = pipeline.follow_reply(follow.clone()).await.expect("follow a finished reply");
     assert_eq!(to_end(&mut late).await, ("Ünïcode tokens while away".to_owned(), ReplyEnd::Complete));
     let beyond = pipeline.follow_reply(follow.from(26)).await;
-    assert_err!(beyond, PersistError::InvalidInput { ref field, .. } if *field == "from");
+    assert_err!(beyond, PersistError::InvalidInput { field, .. } if field == "from");
     let absent = pipeline.follow_reply(FollowReply::new(t("follow"), m("nope"))).await;
     assert_err!(absent, PersistError::NotFound { .. });
     store.finish().await

@@ -189,7 +189,8 @@ impl Sealer {
             };
             let version = change.version.to_string();
             let tenant = change.tenant.as_ref();
-            let place = Place { tenant, thread: &change.thread_id, message: Some(message), field: Field::Delta(&version) };
+            let place =
+                Place { tenant, thread: &change.thread_id, message: Some(message), field: Field::Delta(&version) };
             change.delta = match sealed_text_in(&delta.as_json()) {
                 Some(text) => envelope::open(&*self.keys, &place, text)
                     .ok()

@@ -1,7 +1,7 @@
-//! Live replies across two OS processes sharing one SQLite file: one process generates a reply
-//! token by token and watches for a stop; the other follows it, reconnects mid-reply from the
-//! offset it reached, and stops it. The follower gets the reply's text exactly once, and the
-//! reply ends stopped with the text the generator had.
+//! Live replies on SQLite: deltas dropped after their age; and two OS processes sharing one
+//! file, one generating a reply token by token and watching for a stop, the other following it,
+//! reconnecting mid-reply from the offset it reached, and stopping it. The follower gets the
+//! reply's text exactly once, and the reply ends stopped with the text the generator had.
 //!
 //! The generator is this test binary run again with `PERSIST_SQLITE_LIVE_CHILD` set (see
 //! `child_generator`).
@@ -10,9 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use persist_core::args::{Reserve, UpdateContent};
+use persist_core::feed::{FeedEvent, FeedRetention, ReadFeed};
 use persist_core::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, StopReply, StopState};
 use persist_core::read::GetMessage;
-use persist_core::{Content, MessageId, Pipeline, Role, Status, ThreadId};
+use persist_core::{Backend, Content, MessageId, Pipeline, Role, Status, ThreadId};
 use persist_sqlite::SqliteBackend;
 
 const TOKENS: usize = 2000;
@@ -109,5 +110,26 @@ async fn a_reply_generated_in_one_process_is_followed_and_stopped_from_another()
     let tokens: Vec<&str> = received.split_whitespace().collect();
     assert!(tokens.len() < TOKENS, "stopped early: {} tokens", tokens.len());
     assert!(tokens.iter().enumerate().all(|(n, token)| *token == format!("t{n}")), "in order, none twice");
+    backend.close().await;
+}
+
+/// Deltas go when their age passes, their events stay (saying "read the message").
+#[tokio::test]
+async fn deltas_go_after_their_age_and_their_events_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention = FeedRetention::default().with_max_delta_age(Some(Duration::ZERO));
+    let backend = SqliteBackend::builder(dir.path().join("deltas.db")).feed(Some(retention)).open().await.unwrap();
+    let reserve = Reserve::new(ThreadId::new("aged").unwrap(), Role::Assistant).with_id("r".parse().unwrap());
+    backend.apply(reserve.into()).await.unwrap();
+    for token in ["a", "b"] {
+        let token =
+            UpdateContent::appending(ThreadId::new("aged").unwrap(), "r".parse().unwrap(), Content::text(token));
+        backend.apply(token.into()).await.unwrap();
+    }
+    let deltas = |events: &[FeedEvent]| events.iter().filter(|e| e.change.delta.is_some()).count();
+    assert_eq!(deltas(&backend.read_feed(ReadFeed::thread(ThreadId::new("aged").unwrap())).await.unwrap().events), 2);
+    backend.trim_feed().await.unwrap();
+    let events = backend.read_feed(ReadFeed::thread(ThreadId::new("aged").unwrap())).await.unwrap().events;
+    assert_eq!((events.len(), deltas(&events)), (3, 0), "{events:?}");
     backend.close().await;
 }

@@ -678,24 +678,3 @@ fn a_runtime_without_timers_is_refused_with_a_clear_error() {
     assert!(matches!(error, PersistError::Unsupported { .. }), "{error:?}");
     assert!(error.to_string().contains("enable_time"), "{error}");
 }
-
-/// Deltas go when their age passes, their events stay (saying "read the message").
-#[tokio::test]
-async fn deltas_go_after_their_age_and_their_events_stay() {
-    use persist_core::feed::{FeedEvent, FeedRetention, ReadFeed};
-    let dir = tempfile::tempdir().unwrap();
-    let retention = FeedRetention::default().with_max_delta_age(Some(Duration::ZERO));
-    let backend = SqliteBackend::builder(dir.path().join("deltas.db")).feed(Some(retention)).open().await.unwrap();
-    let reserve = Reserve::new(thread("aged"), Role::Assistant).with_id("r".parse().unwrap());
-    backend.apply(reserve.into()).await.unwrap();
-    for token in ["a", "b"] {
-        let token = UpdateContent::appending(thread("aged"), "r".parse().unwrap(), Content::text(token));
-        backend.apply(token.into()).await.unwrap();
-    }
-    let deltas = |events: &[FeedEvent]| events.iter().filter(|e| e.change.delta.is_some()).count();
-    assert_eq!(deltas(&backend.read_feed(ReadFeed::thread(thread("aged"))).await.unwrap().events), 2);
-    backend.trim_feed().await.unwrap();
-    let events = backend.read_feed(ReadFeed::thread(thread("aged"))).await.unwrap().events;
-    assert_eq!((events.len(), deltas(&events)), (3, 0), "{events:?}");
-    backend.close().await;
-}

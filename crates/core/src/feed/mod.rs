@@ -19,7 +19,10 @@
 //!   instead of silently missing writes.
 //!
 //! Events say what changed, not the content: a UI that sees `update_content` of a message
-//! reads it (through the pipeline, so a decrypting layer opens it).
+//! reads it (through the pipeline, so a decrypting layer opens it). The exception is an
+//! update that added to the end of the content (a streamed token): its event carries the
+//! content added ([`Change::delta`]), so a follower of a reply streams tokens without reading
+//! the message ([`live`](crate::live) builds on it).
 //!
 //! # Example
 //!

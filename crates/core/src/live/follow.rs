@@ -6,13 +6,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::{ending, follow_thread, read_message};
+use crate::PersistOp;
 use crate::context::{Context, context_setter};
 use crate::feed::{FeedEvent, Removed, Subscription};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, ThreadId};
 use crate::model::{Message, Status};
 use crate::pipeline::Pipeline;
-use crate::PersistOp;
 
 /// Follows one message (a reply being generated, or one already done) as a stream of text from
 /// a character offset; see [`Pipeline::follow_reply`].

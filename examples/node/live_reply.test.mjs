@@ -1,0 +1,412 @@
+// The persist example server (examples/sse_server.rs) as the Vercel AI SDK's own chat client
+// sees it: a live reply cut off on one instance and resumed on another, whole and once; a
+// reply stopped from a third client while another client follows it; the wire format itself.
+//
+// Two instances sharing one store: PERSIST_SERVER_A and PERSIST_SERVER_B are their base URLs
+// (e.g. http://127.0.0.1:3001). The client is `AbstractChat` (what `useChat` runs) over
+// `DefaultChatTransport`, so the stream is parsed, merged and resumed exactly as an app's would be.
+//
+// The server makes a canned reply: N tokens "token0 token1 ... token{N-1}", one every D ms,
+// taken from the request body's `persist: {tokens: N, delay_ms: D}` (the transport's `body`).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { AbstractChat, DefaultChatTransport, UI_MESSAGE_STREAM_HEADERS } from 'ai';
+
+const A = baseUrl('PERSIST_SERVER_A');
+const B = baseUrl('PERSIST_SERVER_B');
+
+function baseUrl(name) {
+  const value = process.env[name];
+  if (!value) {
+    throw new Error(`set ${name} to the base URL of a running server, e.g. http://127.0.0.1:3001 (see README.md)`);
+  }
+  return value.replace(/\/+$/, '');
+}
+
+/** The whole reply the server generates for `n` tokens. */
+function expectedReply(n) {
+  return Array.from({ length: n }, (_, i) => `token${i}`).join(' ');
+}
+
+/** How many tokens `text` holds, after checking that it is a prefix of the canned reply. */
+function tokensIn(text, n) {
+  if (text === '') return 0;
+  const tokens = text.split(' ');
+  tokens.forEach((token, i) => assert.equal(token, `token${i}`, `token ${i} of ${JSON.stringify(text)}`));
+  assert.ok(tokens.length <= n, `more than ${n} tokens: ${JSON.stringify(text)}`);
+  return tokens.length;
+}
+
+function textOf(message) {
+  return (message?.parts ?? [])
+    .filter((part) => part.type === 'text')
+    .map((part) => part.text)
+    .join('');
+}
+
+function assistantOf(chat) {
+  const last = chat.messages.at(-1);
+  return last?.role === 'assistant' ? last : undefined;
+}
+
+function threadId(what) {
+  return `vercel-${what}-${randomUUID()}`;
+}
+
+async function waitFor(what, predicate, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Waits until `chat`'s reply holds `count` tokens, failing at once if the chat failed. */
+async function waitForTokens(chat, n, count, who) {
+  await waitFor(`${count} tokens on the ${who}`, () => {
+    if (chat.status === 'error') throw new Error(`the ${who} failed: ${chat.error?.message}`);
+    return tokensIn(textOf(assistantOf(chat)), n) >= count;
+  });
+}
+
+async function within(what, promise, timeoutMs = 15_000) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A chat state held in memory: what `useChat`'s state is, without React. */
+class MemoryChatState {
+  status = 'ready';
+  error = undefined;
+  messages;
+
+  constructor(messages = []) {
+    this.messages = messages;
+  }
+
+  pushMessage = (message) => {
+    this.messages = this.messages.concat(this.snapshot(message));
+  };
+
+  popMessage = () => {
+    this.messages = this.messages.slice(0, -1);
+  };
+
+  replaceMessage = (index, message) => {
+    this.messages = this.messages.with(index, this.snapshot(message));
+  };
+
+  snapshot = (value) => structuredClone(value);
+}
+
+/** The SDK's chat (what `useChat` wraps), recording what its callbacks report. */
+class Chat extends AbstractChat {
+  constructor({ messages, ...init }) {
+    const finishes = [];
+    const errors = [];
+    super({
+      ...init,
+      state: new MemoryChatState(messages),
+      onFinish: (event) => finishes.push(event),
+      onError: (error) => errors.push(error),
+    });
+    this.finishes = finishes;
+    this.errors = errors;
+  }
+}
+
+/**
+ * Everything one test opens: `fetch` ties each request to the test (aborted when it ends, so
+ * nothing outlives it) and to `drop()`, which cuts the open responses as a lost network does
+ * (the body fails with `TypeError: network error`, as in a browser).
+ */
+class Session {
+  #end = new AbortController();
+  #open = new Set();
+
+  fetch = async (url, init = {}) => {
+    const drop = new AbortController();
+    this.#open.add(drop);
+    const signals = [this.#end.signal, drop.signal];
+    if (init.signal) signals.push(init.signal);
+    try {
+      return await fetch(url, { ...init, signal: AbortSignal.any(signals) });
+    } catch (error) {
+      this.#open.delete(drop);
+      throw error;
+    }
+  };
+
+  drop() {
+    for (const request of this.#open) request.abort(new TypeError('network error'));
+    this.#open.clear();
+  }
+
+  end() {
+    this.#end.abort();
+  }
+}
+
+/** `DefaultChatTransport` on one instance, with the default routes, asking for `reply`. */
+function transportTo(base, session, reply = { tokens: 20, delay_ms: 50 }) {
+  return new DefaultChatTransport({
+    api: `${base}/api/chat`,
+    body: { persist: reply },
+    fetch: session.fetch,
+  });
+}
+
+function recorded(stream, chunks) {
+  return stream.pipeThrough(
+    new TransformStream({
+      transform(chunk, controller) {
+        chunks.push(chunk);
+        controller.enqueue(chunk);
+      },
+    }),
+  );
+}
+
+/**
+ * Sends through one instance and reconnects through another, as a load balancer may route
+ * them; records the chunks each stream carried, parsed by the SDK.
+ */
+class SplitTransport {
+  sent = [];
+  resumed = [];
+
+  constructor({ send, reconnect }) {
+    this.send = send;
+    this.reconnect = reconnect;
+    this.resumeStreamIsReplay = reconnect.resumeStreamIsReplay;
+  }
+
+  async sendMessages(options) {
+    const chunks = [];
+    this.sent.push(chunks);
+    return recorded(await this.send.sendMessages(options), chunks);
+  }
+
+  async reconnectToStream(options) {
+    const stream = await this.reconnect.reconnectToStream(options);
+    if (stream == null) return null;
+    const chunks = [];
+    this.resumed.push(chunks);
+    return recorded(stream, chunks);
+  }
+}
+
+async function postStop(base, id, session) {
+  const response = await session.fetch(`${base}/api/chat/${encodeURIComponent(id)}/stop`, { method: 'POST' });
+  assert.equal(response.status, 200, `stop answered ${response.status}: ${await response.clone().text()}`);
+  assert.match(response.headers.get('content-type') ?? '', /^application\/json/);
+  return response.json();
+}
+
+function assertEndedCleanly(chat, who) {
+  assert.equal(chat.status, 'ready', `${who}: status`);
+  assert.equal(chat.error, undefined, `${who}: error`);
+  assert.deepEqual(chat.errors, [], `${who}: onError`);
+  const finish = chat.finishes.at(-1);
+  assert.ok(finish, `${who}: onFinish was called`);
+  assert.deepEqual(
+    { isAbort: finish.isAbort, isDisconnect: finish.isDisconnect, isError: finish.isError },
+    { isAbort: false, isDisconnect: false, isError: false },
+    `${who}: onFinish`,
+  );
+  const textParts = assistantOf(chat).parts.filter((part) => part.type === 'text');
+  assert.equal(textParts.length, 1, `${who}: one text part`);
+  assert.equal(textParts[0].state, 'done', `${who}: the text part was ended (text-end)`);
+}
+
+function assertReplayStart(chunks, messageId, who) {
+  assert.deepEqual({ type: chunks[0]?.type, messageId: chunks[0]?.messageId }, { type: 'start', messageId }, `${who}: first chunk`);
+}
+
+test('a reply cut off on A resumes on B: the whole reply, once', { timeout: 30_000 }, async () => {
+  const session = new Session();
+  try {
+    const id = threadId('resume');
+    const n = 40;
+    const transport = new SplitTransport({
+      send: transportTo(A, session, { tokens: n, delay_ms: 50 }),
+      reconnect: transportTo(B, session),
+    });
+    const chat = new Chat({ id, transport });
+
+    const sending = chat.sendMessage({ text: 'Count for me, slowly.' });
+    await waitForTokens(chat, n, 5, 'chat');
+    session.drop();
+    await within('the cut-off request to settle', sending);
+
+    // The SDK saw a lost connection, not an error of the server's, and kept the partial reply.
+    assert.equal(chat.status, 'error');
+    assert.equal(chat.finishes.at(-1)?.isDisconnect, true, 'onFinish reports a disconnect');
+    assert.equal(chat.errors.length, 1, 'onError reported the lost connection');
+    chat.errors.length = 0;
+    const partial = assistantOf(chat);
+    const partialTokens = tokensIn(textOf(partial), n);
+    assert.ok(partialTokens >= 5 && partialTokens < n, `cut mid-reply (${partialTokens} of ${n} tokens)`);
+    assert.equal(transport.sent[0][0].type, 'start');
+    assert.equal(transport.sent[0][0].messageId, partial.id, 'the reply is named by the start chunk');
+
+    // Resume through the other instance, while A is still generating.
+    await within('the resumed stream to end', chat.resumeStream());
+    assertEndedCleanly(chat, 'resumed chat');
+    assert.deepEqual(
+      chat.messages.map((message) => message.role),
+      ['user', 'assistant'],
+      'the resumed reply replaced the partial one (no second assistant message)',
+    );
+    assert.equal(assistantOf(chat).id, partial.id, 'same reply id');
+    assert.equal(textOf(assistantOf(chat)), expectedReply(n), 'the whole reply, each token once');
+    assert.equal(chat.finishes.at(-1).finishReason, 'stop');
+    const resumed = transport.resumed[0];
+    assertReplayStart(resumed, partial.id, 'resumed stream');
+    assert.equal(resumed.at(-1).type, 'finish', 'resumed stream ends with finish');
+
+    // A stop for a reply that ended on its own changes nothing and says how it ended.
+    const answer = await postStop(B, id, session);
+    assert.deepEqual({ stopped: answer.stopped, status: answer.status }, { stopped: false, status: 'complete' });
+
+    // A new client with no history (a reloaded page) resuming the finished reply, on A.
+    const reloaded = new Chat({
+      id,
+      transport: new SplitTransport({ send: transportTo(A, session), reconnect: transportTo(A, session) }),
+    });
+    await within('the finished reply to replay', reloaded.resumeStream());
+    assertEndedCleanly(reloaded, 'reloaded chat');
+    assert.deepEqual(reloaded.messages.map((message) => [message.role, message.id]), [['assistant', partial.id]]);
+    assert.equal(textOf(assistantOf(reloaded)), expectedReply(n));
+  } finally {
+    session.end();
+  }
+});
+
+test('a stop through B ends the reply A is generating, for every client', { timeout: 30_000 }, async () => {
+  const session = new Session();
+  try {
+    const id = threadId('stop');
+    const n = 200;
+    const senderTransport = new SplitTransport({
+      send: transportTo(A, session, { tokens: n, delay_ms: 50 }),
+      reconnect: transportTo(A, session),
+    });
+    const sender = new Chat({ id, transport: senderTransport });
+    const sending = sender.sendMessage({ text: 'Count for me, at length.' });
+    await waitForTokens(sender, n, 1, 'sender');
+
+    // A second client follows the reply through B.
+    const followerTransport = new SplitTransport({ send: transportTo(B, session), reconnect: transportTo(B, session) });
+    const follower = new Chat({ id, transport: followerTransport });
+    const following = follower.resumeStream();
+    await waitForTokens(follower, n, 5, 'follower');
+
+    // A third client stops the reply, through B.
+    assert.equal((await postStop(B, id, session)).stopped, true, 'the stop answer says it stopped the reply');
+    await within('the sender and the follower to end', Promise.all([sending, following]));
+
+    assertEndedCleanly(sender, 'sender');
+    assertEndedCleanly(follower, 'follower');
+    const replyId = assistantOf(sender).id;
+    assert.equal(assistantOf(follower).id, replyId, 'both follow the same reply');
+    assert.deepEqual(follower.messages.map((message) => message.role), ['assistant']);
+    const text = textOf(assistantOf(sender));
+    const stoppedAt = tokensIn(text, n);
+    assert.ok(stoppedAt >= 5 && stoppedAt < n, `stopped mid-reply (${stoppedAt} of ${n} tokens)`);
+    assert.equal(textOf(assistantOf(follower)), text, 'the follower has the text the reply was finalized with');
+
+    // A stopped reply ends with `abort`, not `finish`, on every stream of it.
+    for (const [who, chunks] of [
+      ['sender', senderTransport.sent[0]],
+      ['follower', followerTransport.resumed[0]],
+    ]) {
+      assertReplayStart(chunks, replyId, who);
+      assert.equal(chunks.at(-1).type, 'abort', `${who}: the stream ends with abort`);
+      assert.equal(chunks.at(-2).type, 'text-end', `${who}: the text was ended before abort`);
+      assert.ok(!chunks.some((chunk) => chunk.type === 'finish'), `${who}: no finish chunk`);
+    }
+
+    // The reply has ended, stopped: a second stop says so, through either instance.
+    for (const base of [A, B]) {
+      const answer = await postStop(base, id, session);
+      assert.deepEqual({ stopped: answer.stopped, status: answer.status }, { stopped: false, status: 'stopped' });
+    }
+
+    // Resuming it later replays the stopped reply, ended the same way.
+    const laterTransport = new SplitTransport({ send: transportTo(A, session), reconnect: transportTo(A, session) });
+    const later = new Chat({ id, transport: laterTransport });
+    await within('the stopped reply to replay', later.resumeStream());
+    assertEndedCleanly(later, 'later client');
+    assert.equal(textOf(assistantOf(later)), text);
+    assert.equal(laterTransport.resumed[0].at(-1).type, 'abort');
+  } finally {
+    session.end();
+  }
+});
+
+test('wire format: headers, chunks, [DONE]; nothing to resume is 204', { timeout: 30_000 }, async () => {
+  const session = new Session();
+  try {
+    const id = threadId('wire');
+    // The body DefaultChatTransport sends (see README.md / the protocol notes).
+    const response = await session.fetch(`${A}/api/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        persist: { tokens: 3, delay_ms: 10 },
+        id,
+        messages: [{ id: 'u1', role: 'user', parts: [{ type: 'text', text: 'hi' }] }],
+        trigger: 'submit-message',
+      }),
+    });
+    assert.equal(response.status, 200);
+    for (const name of ['content-type', 'x-vercel-ai-ui-message-stream']) {
+      assert.equal(
+        response.headers.get(name)?.split(';')[0],
+        UI_MESSAGE_STREAM_HEADERS[name],
+        `header ${name}`,
+      );
+    }
+    const body = await within('the reply to end', response.text());
+    const data = body
+      .split(/\r?\n\r?\n/)
+      .filter((event) => event.trim() !== '')
+      .flatMap((event) => event.split(/\r?\n/).filter((line) => line.startsWith('data:')))
+      .map((line) => line.slice('data:'.length).trim());
+    assert.equal(data.at(-1), '[DONE]', 'the stream ends with data: [DONE]');
+    const chunks = data.slice(0, -1).map((line) => JSON.parse(line));
+    const types = chunks.map((chunk) => chunk.type).join(',');
+    assert.match(types, /^start,text-start,(text-delta,)+text-end,finish$/, types);
+    assert.equal(typeof chunks[0].messageId, 'string');
+    const textId = chunks[1].id;
+    assert.ok(chunks.slice(1, -1).every((chunk) => chunk.id === textId), 'one text id throughout');
+    const deltas = chunks.filter((chunk) => chunk.type === 'text-delta').map((chunk) => chunk.delta);
+    assert.equal(deltas.join(''), expectedReply(3));
+    assert.equal(chunks.at(-1).finishReason, 'stop');
+
+    // A thread with no reply: 204, which the SDK reads as "nothing to resume".
+    const unknown = threadId('none');
+    const none = await session.fetch(`${B}/api/chat/${encodeURIComponent(unknown)}/stream`);
+    assert.equal(none.status, 204);
+    assert.equal(await transportTo(B, session).reconnectToStream({ chatId: unknown }), null);
+    const chat = new Chat({
+      id: unknown,
+      transport: new SplitTransport({ send: transportTo(B, session), reconnect: transportTo(B, session) }),
+    });
+    await within('the resume to give up', chat.resumeStream());
+    assert.equal(chat.status, 'ready');
+    assert.deepEqual(chat.messages, []);
+  } finally {
+    session.end();
+  }
+});
