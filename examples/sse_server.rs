@@ -84,7 +84,7 @@ use futures_util::stream;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use persist::args::{Add, Reserve, UpdateContent};
+use persist::args::{Add, AppendTurn, Reserve, TurnMessage, UpdateContent};
 use persist::feed::{FeedEvent, ReadFeed, Subscription};
 use persist::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, StopReply, StopState};
 use persist::memory::MemoryBackend;
@@ -334,12 +334,19 @@ async fn chat(State(pipeline): State<Pipeline>, Json(request): Json<ChatRequest>
     {
         return Err(PersistError::invalid("messages", "the thread's reply is still being generated").into());
     }
-    // The client's message id keys the turn: a retried POST stores it once.
+    // The user's turn and the reply's reservation in one write: a resume or a stop never
+    // finds the turn without its reply. The client's message id keys it: a retried POST
+    // stores it once (and starts no second generation).
     let key = IdempotencyKey::new(format!("ui-{}", turn.id))?;
-    let user = Add::new(thread.clone(), Role::User, Content::text(&text)).with_idempotency_key(key);
-    pipeline.add(user).await?;
-    let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
-    tokio::spawn(generate(pipeline.clone(), thread.clone(), reply.id.clone(), canned));
+    let write = AppendTurn::new(thread.clone())
+        .with_message(TurnMessage::new(Role::User, Content::text(&text)))
+        .with_reply(Role::Assistant)
+        .with_idempotency_key(key);
+    let written = pipeline.append_turn(write).await?;
+    let reply = written.messages.last().cloned().ok_or_else(|| PersistError::invalid("messages", "no reply"))?;
+    if !written.deduplicated {
+        tokio::spawn(generate(pipeline.clone(), thread.clone(), reply.id.clone(), canned));
+    }
     ui_stream(&pipeline, thread, reply.id).await
 }
 

@@ -127,6 +127,9 @@ pub async fn check_feed_events_carry_what_an_append_added<F: Factory>(factory: &
         }
     }
     assert_eq!(rebuilt, done.content, "deltas rebuild the content");
+    // A replacement that says what it added must name the version it adds to.
+    let unbound = UpdateContent::partial(t("deltas"), m("r"), Content::text("x")).with_delta(Some(Content::text("x")));
+    assert_err!(write(b.as_ref(), unbound).await, PersistError::InvalidInput { field, .. } if field == "delta");
     store.finish().await
 }
 
@@ -229,6 +232,7 @@ pub async fn check_a_stop_reaches_the_generator_through_another_handle<F: Factor
     assert_eq!(client.stop_reply(stop("r")).await.expect("stop"), StopState::Requested);
     let heard = tokio::time::timeout(WITHIN, &mut watch).await.expect("the stop arrives in time");
     assert_eq!(heard.expect("watch"), StopState::Requested);
+    assert_eq!((&mut watch).await.expect("asked again"), StopState::Requested, "a resolved watch answers again");
     assert_eq!(client.stop_reply(stop("r")).await.expect("stop again"), StopState::Requested);
     let marked = get(b.as_ref(), &t("stop"), &m("r")).await.expect("the reply");
     assert!(marked.metadata.get(STOP_KEY).is_some(), "the stop is recorded: {marked:?}");

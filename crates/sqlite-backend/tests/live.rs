@@ -133,3 +133,27 @@ async fn deltas_go_after_their_age_and_their_events_stay() {
     assert_eq!((events.len(), deltas(&events)), (3, 0), "{events:?}");
     backend.close().await;
 }
+
+/// An update of the row that does not set its delta (a writer of an earlier version, a
+/// statement of your own) records no delta: the one left in the row is another version's.
+#[tokio::test]
+async fn an_update_that_sets_no_delta_records_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stale.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let (thread, reply) = ids();
+    backend.apply(Reserve::new(thread.clone(), Role::Assistant).with_id(reply.clone()).into()).await.unwrap();
+    let token = UpdateContent::appending(thread.clone(), reply.clone(), Content::text("one"));
+    backend.apply(token.into()).await.unwrap();
+    let mut raw =
+        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("UPDATE messages SET content = '[{\"type\":\"text\",\"text\":\"one two\"}]', version = version + 1")
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    sqlx::Connection::close(raw).await.unwrap();
+    let events = backend.read_feed(ReadFeed::thread(thread)).await.unwrap().events;
+    let deltas: Vec<_> = events.iter().map(|e| e.change.delta.as_ref().map(Content::to_text)).collect();
+    assert_eq!(deltas, [None, Some("one".to_owned()), None], "{events:?}");
+    backend.close().await;
+}

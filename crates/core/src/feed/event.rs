@@ -146,8 +146,10 @@ pub struct Change {
     /// [`appending`](Content::appended) them, without reading it (`[]`: nothing added). The
     /// text a follower shows grows by the delta's [`to_text`](Content::to_text).
     ///
-    /// `None` for every other change, and for a replacement of the content: a follower that
-    /// shows the content reads the message. Also `None` once the feed's retention dropped the
+    /// `None` for every other change, and for a replacement of the content (unless the
+    /// replacement said what it added, as a layer that joins appends itself does: see
+    /// [`UpdateContent::delta`](crate::args::UpdateContent::delta)): a follower that shows the
+    /// content reads the message. Also `None` once the feed's retention dropped the
     /// payload ([`FeedRetention::max_delta_age`](super::FeedRetention::max_delta_age)): the
     /// event stays, and says "read it". Through `EncryptLayer` a follower reads it in clear;
     /// the store holds it sealed, like the content.

@@ -48,9 +48,10 @@ impl FollowReply {
     context_setter!();
 }
 
-/// What a [`ReplyStream`] yields.
+/// What a [`ReplyStream`] yields. In JSON: `{"type": "text", "data": {"offset": 5, "text":
+/// "…"}}`, `{"type": "replaced", "data": {"text": "…"}}`, `{"type": "end", "data": "stopped"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ReplyChunk {
     /// The reply's text from character `offset` on: what follows what the client has.
@@ -111,13 +112,17 @@ pub struct ReplyStream {
     status: Status,
     queued: VecDeque<ReplyChunk>,
     ended: bool,
+    /// An event taken from the feed whose reads failed (or were cancelled): taken again first.
+    unread: Option<FeedEvent>,
+    /// Fell behind the feed's retention and followed again: the message is to be read.
+    behind: bool,
 }
 
 impl fmt::Debug for ReplyStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplyStream")
             .field("request", &self.request)
-            .field("offset", &self.chars)
+            .field("offset", &self.yielded)
             .field("version", &self.version)
             .field("status", &self.status)
             .field("ended", &self.ended)
@@ -132,9 +137,10 @@ impl Pipeline {
     /// of all of them are followed.
     ///
     /// Each addition is taken from the feed event's [`delta`](crate::feed::Change::delta),
-    /// so following a reply costs one read of the message, then no more, however many tokens:
-    /// the message is read again only when an event has no delta (a replacement, a delta past
-    /// its retention) or a subscriber fell behind the feed's retention. Reads go through the
+    /// so following a reply costs one read of the message, then none per token: the message
+    /// is read again only when an event has no delta (a replacement, a delta past its
+    /// retention or one a decrypting layer could not open), when the reply is interrupted (to
+    /// tell a stop), or after the subscriber fell behind the feed's retention. Reads go through the
     /// pipeline with the request's context.
     ///
     /// # Errors
@@ -182,6 +188,8 @@ impl Pipeline {
             status: message.status,
             queued: VecDeque::new(),
             ended: false,
+            unread: None,
+            behind: false,
         }
     }
 }
@@ -206,19 +214,31 @@ impl ReplyStream {
             if self.ended {
                 return Ok(None);
             }
-            let event = match self.subscription.next().await {
-                Ok(event) => event,
-                // Fell behind the feed's retention: follow again from the head, and read the
-                // message once to catch up.
-                Err(PersistError::FeedGap { .. }) => {
-                    let (thread, context) = (&self.request.thread_id, &self.request.context);
-                    self.subscription = follow_thread(&self.pipeline, thread, context).await?;
-                    self.catch_up().await?;
-                    continue;
-                }
-                Err(other) => return Err(other),
+            // What an error or a cancelled call left undone is done first: nothing is changed
+            // before the reads it needs succeed, so it can always be done again.
+            if self.behind {
+                self.catch_up().await?;
+                self.behind = false;
+                continue;
+            }
+            let event = match self.unread.take() {
+                Some(event) => event,
+                None => match self.subscription.next().await {
+                    Ok(event) => event,
+                    // Fell behind the feed's retention: follow again from the head, and read
+                    // the message once to catch up.
+                    Err(PersistError::FeedGap { .. }) => {
+                        self.behind = true;
+                        let (thread, context) = (&self.request.thread_id, &self.request.context);
+                        self.subscription = follow_thread(&self.pipeline, thread, context).await?;
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                },
             };
-            self.take(event).await?;
+            self.unread = Some(event.clone());
+            self.take(&event).await?;
+            self.unread = None;
         }
     }
 
@@ -233,8 +253,8 @@ impl ReplyStream {
         &self.request
     }
 
-    /// Queues what `event` tells of the message.
-    async fn take(&mut self, event: FeedEvent) -> Result<()> {
+    /// Queues what `event` tells of the message; changes nothing unless it succeeds.
+    async fn take(&mut self, event: &FeedEvent) -> Result<()> {
         let change = &event.change;
         if change.removed == Some(Removed::Thread) {
             self.queued.push_back(ReplyChunk::End(ReplyEnd::Deleted));
@@ -255,18 +275,23 @@ impl ReplyStream {
         match (change.op, &change.delta, change.status) {
             // Metadata or role: the text is as it was.
             (PersistOp::Update, _, _) if next => self.version = change.version,
-            (PersistOp::UpdateContent, Some(delta), Some(status)) if next => {
+            // A token, or a stream's end that says it was complete: nothing to read.
+            (PersistOp::UpdateContent, Some(delta), Some(status @ (Status::Reserved | Status::Complete))) if next => {
                 self.version = change.version;
                 self.status = status;
                 self.grow(&delta.to_text());
-                if status != Status::Reserved {
-                    // How it ended: a stop is told by the message's metadata, read once.
-                    let end = match status {
-                        Status::Complete => ReplyEnd::Complete,
-                        _ => self.read().await?.1,
-                    };
-                    self.queued.push_back(ReplyChunk::End(end));
+                if status == Status::Complete {
+                    self.queued.push_back(ReplyChunk::End(ReplyEnd::Complete));
                 }
+            }
+            // Interrupted: whether by a stop is told by the message's metadata. The message is
+            // read first (it may have changed since), then the delta taken, then what the read
+            // shows beyond it.
+            (PersistOp::UpdateContent, Some(delta), Some(status)) if next => {
+                let read = self.read().await;
+                (self.version, self.status) = (change.version, status);
+                self.grow(&delta.to_text());
+                self.settle(read)?;
             }
             // A replacement, a delta dropped by retention, or events this stream did not see.
             _ => self.catch_up().await?,
@@ -276,8 +301,15 @@ impl ReplyStream {
 
     /// Reads the message and queues what changed since the text known.
     async fn catch_up(&mut self) -> Result<()> {
-        let (message, end) = match self.read().await {
-            Ok((message, end)) => (message, end),
+        let read = self.read().await;
+        self.settle(read)
+    }
+
+    /// Queues what `read` of the message shows beyond the text known, and its end if it ended;
+    /// a message gone ends the stream `Deleted`.
+    fn settle(&mut self, read: Result<Message>) -> Result<()> {
+        let message = match read {
+            Ok(message) => message,
             Err(PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. }) => {
                 self.queued.push_back(ReplyChunk::End(ReplyEnd::Deleted));
                 return Ok(());
@@ -299,18 +331,16 @@ impl ReplyStream {
             }
             (self.version, self.status) = (message.version, message.status);
         }
-        if message.status != Status::Reserved {
+        if let Some(end) = ending(&message) {
             self.queued.push_back(ReplyChunk::End(end));
         }
         Ok(())
     }
 
-    /// The message as stored, and how it ended if it did.
-    async fn read(&self) -> Result<(Message, ReplyEnd)> {
+    /// The message as stored.
+    async fn read(&self) -> Result<Message> {
         let request = &self.request;
-        let message = read_message(&self.pipeline, &request.thread_id, &request.message_id, &request.context).await?;
-        let end = ending(&message).unwrap_or(ReplyEnd::Interrupted);
-        Ok((message, end))
+        read_message(&self.pipeline, &request.thread_id, &request.message_id, &request.context).await
     }
 
     /// Adds `added` to the text and queues it.

@@ -158,9 +158,20 @@ impl Pipeline {
             loop {
                 let event = match subscription.next().await {
                     Ok(event) => event,
+                    // Fell behind the feed's retention: follow again, and read the message
+                    // (a stop may be among the events missed).
                     Err(PersistError::FeedGap { .. }) => {
                         subscription = follow_thread(&pipeline, &thread_id, &context).await?;
-                        version = 0;
+                        match read_message(&pipeline, &thread_id, &message_id, &context).await {
+                            Ok(message) => match stop_state(&message) {
+                                Some(state) => return Ok(state),
+                                None => (version, status) = (message.version, message.status),
+                            },
+                            Err(PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. }) => {
+                                return Ok(StopState::Ended(ReplyEnd::Deleted));
+                            }
+                            Err(other) => return Err(other),
+                        }
                         continue;
                     }
                     Err(other) => return Err(other),
@@ -201,7 +212,7 @@ impl Pipeline {
                 (version, status) = (message.version, message.status);
             }
         };
-        Ok(StopSignal { watch: Box::pin(watch) })
+        Ok(StopSignal { watch: Some(Box::pin(watch)), answered: None })
     }
 }
 
@@ -214,9 +225,11 @@ fn stop_state(message: &Message) -> Option<StopState> {
     }
 }
 
-/// Resolves when the generation of a reply should stop; see [`Pipeline::watch_stop`].
+/// Resolves when the generation of a reply should stop; see [`Pipeline::watch_stop`]. Polled
+/// again once resolved, it answers the same state at once (an error, once: watch again).
 pub struct StopSignal {
-    watch: Pin<Box<dyn Future<Output = Result<StopState>> + Send>>,
+    watch: Option<Pin<Box<dyn Future<Output = Result<StopState>> + Send>>>,
+    answered: Option<StopState>,
 }
 
 impl fmt::Debug for StopSignal {
@@ -229,6 +242,20 @@ impl Future for StopSignal {
     type Output = Result<StopState>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        self.watch.as_mut().poll(cx)
+        if let Some(state) = self.answered {
+            return Poll::Ready(Ok(state));
+        }
+        let Some(watch) = self.watch.as_mut() else {
+            return Poll::Ready(Err(PersistError::Backend {
+                message: "this stop watch failed before: watch the reply again".into(),
+                source: None,
+            }));
+        };
+        let answer = std::task::ready!(watch.as_mut().poll(cx));
+        self.watch = None;
+        if let Ok(state) = &answer {
+            self.answered = Some(*state);
+        }
+        Poll::Ready(answer)
     }
 }

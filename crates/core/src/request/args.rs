@@ -261,6 +261,12 @@ impl PersistArgs {
             if update.append {
                 return Err(PersistError::invalid("delta", "an append's delta is its own content: leave it unset"));
             }
+            if update.expected_version.is_none() {
+                return Err(PersistError::invalid(
+                    "delta",
+                    "says what the replacement adds to one version of the content: set expected_version to it",
+                ));
+            }
             delta.check_depth()?;
             if delta.has_nul() {
                 return Err(nul("delta"));

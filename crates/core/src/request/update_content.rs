@@ -82,8 +82,9 @@ pub struct UpdateContent {
     /// change feed records it as the event's [`delta`](crate::feed::Change::delta), so a
     /// follower adds it to the text it has instead of reading the message. It must be exactly
     /// what the replacement adds (the stored content [`appended`](Content::appended) with it is
-    /// the new content). `None` on an append (its delta is its own content) and on a plain
-    /// replacement (followers read the message).
+    /// the new content), so it needs the [`expected_version`](Self::expected_version) it adds
+    /// to (`InvalidInput` otherwise). `None` on an append (its delta is its own content) and on
+    /// a plain replacement (followers read the message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<Content>,
     /// Request context.

@@ -79,7 +79,8 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
                    metadata = (ms.metadata || u.set::jsonb) \
                               - ARRAY(SELECT jsonb_array_elements_text(u.removed::jsonb)), \
                    role = COALESCE(u.role, ms.role), \
-                   version = ms.version + 1, updated_at = $10, delta = u.delta \
+                   version = ms.version + 1, updated_at = $10, delta = u.delta, \
+                   delta_version = CASE WHEN u.delta IS NULL THEN NULL ELSE ms.version + 1 END \
               FROM u \
              WHERE ms.tenant = u.tenant AND ms.thread_id = u.thread_id AND ms.message_id = u.message_id \
                AND (u.expected IS NULL OR ms.version = u.expected) \
@@ -179,7 +180,8 @@ pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateCont
             "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $7 AND thread_id = $1 \
                            AND deleted_at IS NULL FOR UPDATE), \
              m AS (UPDATE messages SET content = $3::jsonb, status = COALESCE($4, status), \
-                          version = version + 1, updated_at = $5, delta = $10 \
+                          version = version + 1, updated_at = $5, delta = $10, \
+                          delta_version = CASE WHEN $10::text IS NULL THEN NULL ELSE version + 1 END \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
                       AND ($6::bigint IS NULL OR version = $6) \
                       AND (status = 'reserved' OR (status = 'complete' AND $8) \
@@ -252,7 +254,7 @@ pub(super) async fn update_message(
                            AND deleted_at IS NULL FOR UPDATE), \
              m AS (UPDATE messages SET metadata = (metadata || $3::jsonb) - $4::text[], \
                           role = COALESCE($5::text, role), version = version + 1, updated_at = $6, \
-                          delta = NULL \
+                          delta = NULL, delta_version = NULL \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
                       AND ($7::bigint IS NULL OR version = $7) \
                    RETURNING *), \

@@ -36,7 +36,8 @@ pub(super) async fn replace_content(
     let tenant = tenant_key(update.context.tenant());
     let row = sqlx::query(concat!(
         "UPDATE messages \
-            SET content = ?3, status = coalesce(?4, status), version = version + 1, updated_at = ?5, delta = ?10 \
+            SET content = ?3, status = coalesce(?4, status), version = version + 1, updated_at = ?5, delta = ?10, \
+                delta_version = CASE WHEN ?10 IS NULL THEN NULL ELSE version + 1 END \
           WHERE tenant = ?7 AND thread_id = ?1 AND message_id = ?2 AND (?6 IS NULL OR version = ?6) \
             AND (status = 'reserved' OR (status = 'complete' AND ?8) OR (status = 'interrupted' AND ?9)) \
             AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = ?7 AND t.thread_id = ?1 \
@@ -96,7 +97,8 @@ pub(super) async fn update_message(
     }
     let role = update.role.as_ref().unwrap_or(&message.role);
     let row = sqlx::query(concat!(
-        "UPDATE messages SET metadata = ?3, role = ?4, version = version + 1, updated_at = ?5, delta = NULL \
+        "UPDATE messages SET metadata = ?3, role = ?4, version = version + 1, updated_at = ?5, delta = NULL, \
+                delta_version = NULL \
           WHERE tenant = ?6 AND thread_id = ?1 AND message_id = ?2 RETURNING ",
         message_columns!()
     ))

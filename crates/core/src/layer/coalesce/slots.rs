@@ -146,7 +146,12 @@ impl Gate {
         match &mut self.pending {
             Some(Pending::Append { tails, .. }) => tails.push(update.content),
             Some(Pending::Replace(base)) => match Content::joined([&base.content, &update.content]) {
-                Ok(joined) => base.content = joined,
+                Ok(joined) => {
+                    base.content = joined;
+                    // What the replacement adds grows by the tail (a replacement without a
+                    // delta still has none).
+                    base.delta = base.delta.as_ref().and_then(|delta| Content::joined([delta, &update.content]).ok());
+                }
                 // Not blocks: written now, for the store to refuse as it stands.
                 Err(_) => return Err(update),
             },
