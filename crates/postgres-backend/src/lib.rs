@@ -86,6 +86,7 @@ mod ops;
 mod pool;
 mod reads;
 mod rows;
+mod statistics;
 
 use std::fmt;
 use std::str::FromStr;
@@ -279,6 +280,7 @@ impl PostgresBackendBuilder {
             inserts: Arc::new(Inserts::new(self.max_insert_groups)),
             updates: Arc::new(Inserts::new(self.max_insert_groups)),
             feed,
+            statistics: Arc::default(),
         })
     }
 }
@@ -391,6 +393,8 @@ pub struct PostgresBackend {
     updates: Arc<Inserts>,
     /// The change feed's notifier, retention and listener; `None` with the feed off.
     feed: Option<Arc<feed::Feed>>,
+    /// The inserts counted until the tables' first statistics are checked.
+    statistics: Arc<statistics::FirstStatistics>,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -455,7 +459,13 @@ impl PostgresBackend {
     /// Applies a write: inserts and message updates through their group-commit lanes.
     async fn write(&self, args: PersistArgs) -> Result<PersistResult> {
         match args {
-            PersistArgs::Add(_) | PersistArgs::Reserve(_) => self.insert(args).await,
+            PersistArgs::Add(_) | PersistArgs::Reserve(_) => {
+                let answer = self.insert(args).await;
+                if answer.is_ok() {
+                    self.statistics.inserted(1, &self.pool);
+                }
+                answer
+            }
             PersistArgs::UpdateContent(ref update) if !update.append => self.update_message(args).await,
             PersistArgs::Update(ref update) if matches!(update.target, persist_core::Target::Message(_)) => {
                 self.update_message(args).await
