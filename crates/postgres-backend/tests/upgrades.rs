@@ -32,12 +32,12 @@ const TENANTS_AT_VERSION_1: &str = "\
 /// A new schema made by the shipped first migration only, holding [`TENANTS_AT_VERSION_1`]
 /// (and `extra`, run after it); answers the schema's name.
 async fn version_1_schema(extra: &str) -> Option<String> {
-    shipped_schema(&["0001_schema.sql"], &[TENANTS_AT_VERSION_1, extra]).await
+    shipped_schema(1, &[TENANTS_AT_VERSION_1, extra]).await
 }
 
-/// A new schema made by the shipped migrations `files` only, then `sql` run in it in turn;
-/// answers the schema's name (`None` without a server, outside CI).
-async fn shipped_schema(files: &[&str], sql: &[&str]) -> Option<String> {
+/// A new schema made by the shipped migrations up to schema `version` only, then `sql` run in
+/// it in turn; answers the schema's name (`None` without a server, outside CI).
+async fn shipped_schema(version: u32, sql: &[&str]) -> Option<String> {
     let mut conn = match support::admin().await {
         Ok(conn) => conn,
         Err(missing) => {
@@ -51,8 +51,11 @@ async fn shipped_schema(files: &[&str], sql: &[&str]) -> Option<String> {
     sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut conn).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for file in files {
-        std::fs::copy(shipped.join(file), dir.path().join(file)).unwrap();
+    for file in std::fs::read_dir(&shipped).unwrap() {
+        let name = file.unwrap().file_name().into_string().unwrap();
+        if name[..4].parse::<u32>().unwrap() <= version {
+            std::fs::copy(shipped.join(&name), dir.path().join(&name)).unwrap();
+        }
     }
     sqlx::migrate::Migrator::new(dir.path()).await.unwrap().run(&mut conn).await.unwrap();
     for sql in sql.iter().filter(|sql| !sql.is_empty()) {
@@ -197,7 +200,6 @@ async fn a_version_4_schema_takes_interrupted_replies_and_keeps_every_row() {
     use persist_core::feed::ReadFeed;
     use persist_core::{PersistOp, Status};
 
-    let files = ["0001_schema.sql", "0002_tenant_in_identity.sql", "0003_change_feed.sql", "0004_values.sql"];
     let rows = "\
         INSERT INTO threads (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
         VALUES ('', 'a', 1, 2, 2, 2); \
@@ -205,7 +207,7 @@ async fn a_version_4_schema_takes_interrupted_replies_and_keeps_every_row() {
                               created_at, updated_at) VALUES \
             ('', 'a', 'a1', 1, 'user', '[{\"text\":\"Why?\",\"type\":\"text\"}]', '{}', 'complete', 1, 1, 1), \
             ('', 'a', 'a2', 2, 'assistant', '[{\"text\":\"Because\",\"type\":\"text\"}]', '{}', 'reserved', 2, 1, 2);";
-    let Some(schema) = shipped_schema(&files, &[rows]).await else { return };
+    let Some(schema) = shipped_schema(4, &[rows]).await else { return };
     let backend = connect(&schema).await.unwrap();
     let events = backend.read_feed(ReadFeed::thread(thread("a"))).await.unwrap().events;
     let old: Vec<_> = events.iter().map(|e| (e.change.op, e.change.status)).collect();
@@ -237,13 +239,6 @@ async fn a_version_4_schema_takes_interrupted_replies_and_keeps_every_row() {
 /// served it by reading the whole thread); keys still deduplicate and stay unique per thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_5_schema_keeps_its_keys_in_an_index_of_keyed_messages_only() {
-    let files = [
-        "0001_schema.sql",
-        "0002_tenant_in_identity.sql",
-        "0003_change_feed.sql",
-        "0004_values.sql",
-        "0005_interrupted_replies.sql",
-    ];
     let rows = "\
         INSERT INTO threads (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
         VALUES ('', 'a', 1, 2, 2, 2); \
@@ -251,7 +246,7 @@ async fn a_version_5_schema_keeps_its_keys_in_an_index_of_keyed_messages_only() 
                               idempotency_key, created_at, updated_at) VALUES \
             ('', 'a', 'a1', 1, 'user', '[{\"text\":\"first\",\"type\":\"text\"}]', '{}', 'complete', 1, 'k1', 1, 1), \
             ('', 'a', 'a2', 2, 'user', '[]', '{}', 'complete', 1, NULL, 2, 2);";
-    let Some(schema) = shipped_schema(&files, &[rows]).await else { return };
+    let Some(schema) = shipped_schema(5, &[rows]).await else { return };
     let backend = connect(&schema).await.unwrap();
     let retry = add("a", "first").with_idempotency_key(IdempotencyKey::new("k1").unwrap());
     let PersistResult::Added(again) = backend.apply(retry.into()).await.unwrap() else { panic!() };
@@ -294,21 +289,13 @@ async fn a_version_6_schema_records_what_each_append_adds() {
     use persist_core::live::{FollowReply, ReplyChunk, ReplyEnd};
     use persist_core::{PersistOp, Pipeline};
 
-    let files = [
-        "0001_schema.sql",
-        "0002_tenant_in_identity.sql",
-        "0003_change_feed.sql",
-        "0004_values.sql",
-        "0005_interrupted_replies.sql",
-        "0006_idempotency_key_index.sql",
-    ];
     let rows = "\
         INSERT INTO threads (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
         VALUES ('', 'a', 1, 2, 1, 1); \
         INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                               created_at, updated_at) VALUES \
             ('', 'a', 'r', 1, 'assistant', '[{\"text\":\"Half\",\"type\":\"text\"}]', '{}', 'reserved', 2, 1, 2);";
-    let Some(schema) = shipped_schema(&files, &[rows]).await else { return };
+    let Some(schema) = shipped_schema(6, &[rows]).await else { return };
     let pipeline = Pipeline::new(connect(&schema).await.unwrap());
     let mut follower = pipeline.follow_reply(FollowReply::new(thread("a"), "r".parse().unwrap())).await.unwrap();
     assert_eq!(follower.next().await.unwrap(), Some(ReplyChunk::text(0, "Half")));
