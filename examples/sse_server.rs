@@ -257,7 +257,7 @@ async fn list_messages(State(pipeline): State<Pipeline>, Path(id): Path<String>)
     let thread = ThreadId::new(id)?;
     // The head first: a write committed after it is in the listing, or after the head (or both,
     // which is harmless: events say what changed, and the client reads it again).
-    let head = feed_head(&pipeline, &thread).await?;
+    let head = pipeline.feed_head(ReadFeed::thread(thread.clone())).await?;
     let mut messages = Vec::new();
     let mut query = ListMessages::new(thread).include_reserved(true).with_limit(MAX_PAGE_LIMIT);
     loop {
@@ -270,19 +270,6 @@ async fn list_messages(State(pipeline): State<Pipeline>, Path(id): Path<String>)
         }
     }
     Ok(Json(Transcript { head, messages }))
-}
-
-/// The feed's newest position. A read from the feed's start that meets a gap is read again
-/// after the position retention kept (`trimmed` only grows, so this ends).
-async fn feed_head(pipeline: &Pipeline, thread: &ThreadId) -> Result<u64, PersistError> {
-    let mut after = 0;
-    loop {
-        match pipeline.read_feed(ReadFeed::thread(thread.clone()).after(after).with_limit(1)).await {
-            Ok(page) => return Ok(page.head),
-            Err(PersistError::FeedGap { trimmed, .. }) if trimmed > after => after = trimmed,
-            Err(other) => return Err(other),
-        }
-    }
 }
 
 /// The body `DefaultChatTransport` posts: the chat's id (the thread), its messages (the last

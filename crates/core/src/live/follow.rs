@@ -162,7 +162,7 @@ impl Pipeline {
                 format!("offset {} is beyond the reply's {chars} characters", request.from),
             ));
         }
-        let mut stream = Self::stream(self.clone(), request, subscription, &message);
+        let mut stream = ReplyStream::new(self.clone(), request, subscription, &message);
         let from = usize::try_from(stream.request.from).unwrap_or(usize::MAX);
         let rest: String = text.chars().skip(from).collect();
         if !rest.is_empty() {
@@ -173,11 +173,14 @@ impl Pipeline {
         }
         Ok(stream)
     }
+}
 
-    fn stream(pipeline: Pipeline, request: FollowReply, subscription: Subscription, message: &Message) -> ReplyStream {
+impl ReplyStream {
+    /// A stream at `message` as read, its subscription made before the read.
+    fn new(pipeline: Pipeline, request: FollowReply, subscription: Subscription, message: &Message) -> Self {
         let text = message.content.to_text();
         let yielded = request.from;
-        ReplyStream {
+        Self {
             pipeline,
             request,
             subscription,
@@ -192,9 +195,7 @@ impl Pipeline {
             behind: false,
         }
     }
-}
 
-impl ReplyStream {
     /// The next chunk, waiting for the reply to grow; `None` after its end.
     ///
     /// # Errors

@@ -89,16 +89,7 @@ fn ending(message: &Message) -> Option<ReplyEnd> {
 /// was made, none before.
 async fn follow_thread(pipeline: &Pipeline, thread_id: &ThreadId, context: &Context) -> Result<Subscription> {
     let query = ReadFeed::thread(thread_id.clone()).with_context(context.clone());
-    let mut after = 0;
-    let head = loop {
-        match pipeline.read_feed(query.clone().after(after).with_limit(1)).await {
-            Ok(page) => break page.head,
-            // Retention removed the thread's oldest events: read from where it kept them
-            // (`trimmed` only grows, so this ends).
-            Err(PersistError::FeedGap { trimmed, .. }) if trimmed > after => after = trimmed,
-            Err(other) => return Err(other),
-        }
-    };
+    let head = pipeline.feed_head(query.clone()).await?;
     pipeline.subscribe(query.after(head)).await
 }
 

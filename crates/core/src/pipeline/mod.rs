@@ -258,6 +258,44 @@ impl Pipeline {
         Ok(Subscription::new(read, query, &hub, first))
     }
 
+    /// The feed's newest position, read through the pipeline in `query`'s scope and context
+    /// (its `after` and `limit` aside): where a client that has just read what it shows
+    /// subscribes from, to miss nothing written after. A read from the feed's start that
+    /// meets retention's gap is read again after the position retention kept.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{args::Add, feed::{FeedRetention, ReadFeed}, memory::MemoryBackend, Content, Pipeline, Role, ThreadId};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// // A feed that keeps only its newest event: a read from its start meets a gap.
+    /// let store = MemoryBackend::new().with_feed(Some(FeedRetention::forever().with_max_events(Some(1))));
+    /// let pipeline = Pipeline::new(store);
+    /// let thread = ThreadId::new("t1")?;
+    /// for text in ["a", "b", "c"] {
+    ///     pipeline.add(Add::new(thread.clone(), Role::User, Content::text(text))).await?;
+    /// }
+    /// assert_eq!(pipeline.feed_head(ReadFeed::thread(thread)).await?, 3);
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`read_feed`](Self::read_feed), but never `FeedGap`.
+    pub async fn feed_head(&self, query: ReadFeed) -> Result<u64> {
+        let mut after = 0;
+        loop {
+            match self.read_feed(query.clone().after(after).with_limit(1)).await {
+                Ok(page) => return Ok(page.head),
+                // `trimmed` only grows, so this ends.
+                Err(PersistError::FeedGap { trimmed, .. }) if trimmed > after => after = trimmed,
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
     /// A health check of the store, through the layers: `Ok` when the backend answers its
     /// [`ping`](Backend::ping) (a round trip that writes nothing), for readiness probes.
     ///

@@ -122,6 +122,20 @@ impl Scoped {
         self.pipeline.read_feed(query.with_context(self.context.renewed())).await
     }
 
+    /// The feed's newest position in one of the scope's threads, or all of them; see
+    /// [`Pipeline::feed_head`].
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for a read [across tenants](ReadFeed::across_tenants); otherwise as
+    /// [`Pipeline::feed_head`].
+    pub async fn feed_head(&self, query: ReadFeed) -> Result<u64> {
+        if !within_tenant(&query) {
+            return Err(across_tenants());
+        }
+        self.pipeline.feed_head(query.with_context(self.context.renewed())).await
+    }
+
     /// Follows one of the scope's threads, or all of them ([`ReadFeed::tenant`]); every read
     /// the subscription makes carries the scope's context. See [`Pipeline::subscribe`].
     ///
