@@ -103,13 +103,13 @@ pub struct ReplyStream {
     pipeline: Pipeline,
     request: FollowReply,
     subscription: Subscription,
-    /// The message's text as far as known (its length in characters), and its version.
+    /// The message's text as far as known, and its length in characters.
     text: String,
     chars: u64,
     /// Where the chunks yielded so far end, in characters.
     yielded: u64,
+    /// The message's version that `text` is of.
     version: u64,
-    status: Status,
     queued: VecDeque<ReplyChunk>,
     ended: bool,
     /// An event taken from the feed whose reads failed (or were cancelled): taken again first.
@@ -124,7 +124,6 @@ impl fmt::Debug for ReplyStream {
             .field("request", &self.request)
             .field("offset", &self.yielded)
             .field("version", &self.version)
-            .field("status", &self.status)
             .field("ended", &self.ended)
             .finish_non_exhaustive()
     }
@@ -188,7 +187,6 @@ impl ReplyStream {
             yielded,
             text,
             version: message.version,
-            status: message.status,
             queued: VecDeque::new(),
             ended: false,
             unread: None,
@@ -279,7 +277,6 @@ impl ReplyStream {
             // A token, or a stream's end that says it was complete: nothing to read.
             (PersistOp::UpdateContent, Some(delta), Some(status @ (Status::Reserved | Status::Complete))) if next => {
                 self.version = change.version;
-                self.status = status;
                 self.grow(&delta.to_text());
                 if status == Status::Complete {
                     self.queued.push_back(ReplyChunk::End(ReplyEnd::Complete));
@@ -288,9 +285,9 @@ impl ReplyStream {
             // Interrupted: whether by a stop is told by the message's metadata. The message is
             // read first (it may have changed since), then the delta taken, then what the read
             // shows beyond it.
-            (PersistOp::UpdateContent, Some(delta), Some(status)) if next => {
+            (PersistOp::UpdateContent, Some(delta), Some(_)) if next => {
                 let read = self.read().await;
-                (self.version, self.status) = (change.version, status);
+                self.version = change.version;
                 self.grow(&delta.to_text());
                 self.settle(read)?;
             }
@@ -330,7 +327,7 @@ impl ReplyStream {
                     self.queued.push_back(ReplyChunk::Replaced { text });
                 }
             }
-            (self.version, self.status) = (message.version, message.status);
+            self.version = message.version;
         }
         if let Some(end) = ending(&message) {
             self.queued.push_back(ReplyChunk::End(end));
