@@ -183,6 +183,7 @@ async fn intercept_short_circuit_answers_without_touching_the_store() {
                 metadata: add.metadata.clone(),
                 status: Status::Complete,
                 seq: 0,
+                parent_seq: None,
                 version: 0,
                 idempotency_key: None,
                 created_at: now,

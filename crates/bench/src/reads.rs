@@ -67,11 +67,15 @@ fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
         idempotency_key: key.map(|k| IdempotencyKey::new(k).expect("key")),
         created_at: Timestamp::from_micros(row.get(9)?),
         updated_at: Timestamp::from_micros(row.get(10)?),
+        parent_seq: persist::branch::parent_from_stored(
+            row.get::<_, i64>(2)? as u64,
+            row.get::<_, Option<i64>>(11)?.map(|parent| parent as u64),
+        ),
     })
 }
 
-const COLUMNS: &str =
-    "thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, created_at, updated_at";
+const COLUMNS: &str = "thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, \
+                       created_at, updated_at, parent_seq";
 
 pub(crate) fn run(options: &Options) -> Vec<Row> {
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -172,7 +172,8 @@ fn rusqlite_group_rate(path: &Path, n: usize, threads: usize, round: usize) -> f
                     "{}",
                     "complete",
                     null,
-                    now
+                    now,
+                    null
                 ])
             })
             .collect();

@@ -1,23 +1,29 @@
-//! The export format, JSONL version 1: what `persist export` writes and `persist import` reads.
+//! The export format, JSONL version 2: what `persist export` writes and `persist import` reads
+//! (version 1 files too).
 //!
 //! One JSON object per line, each with a `"kind"`:
 //!
 //! ```text
-//! {"kind":"header","schema_version":1,"source":"sqlite:chat.db","tenant":null,"all_tenants":false,"thread":null,"exported_at":1767225600000000}
-//! {"kind":"thread","id":"support:1042","tenant":null,"title":"Order 1042","metadata":{},"version":2,"created_at":…,"updated_at":…,"last_seq":4,"message_count":3,"deleted_at":null}
-//! {"kind":"message","thread_id":"support:1042","id":"0190…","role":"user","content":[{"text":"Where is my order?","type":"text"}],"metadata":{},"status":"complete","seq":1,"version":1,"idempotency_key":"turn-1","created_at":…,"updated_at":…}
+//! {"kind":"header","schema_version":2,"source":"sqlite:chat.db","tenant":null,"all_tenants":false,"thread":null,"exported_at":1767225600000000}
+//! {"kind":"thread","id":"support:1042","tenant":null,"title":"Order 1042","metadata":{},"version":2,"created_at":…,"updated_at":…,"last_seq":4,"message_count":3,"active_leaf":4,"deleted_at":null}
+//! {"kind":"message","thread_id":"support:1042","id":"0190…","role":"user","content":[{"text":"Where is my order?","type":"text"}],"metadata":{},"status":"complete","seq":1,"parent_seq":null,"version":1,"idempotency_key":"turn-1","created_at":…,"updated_at":…}
 //! {"kind":"binding","agent_id":"support-bot","thread_id":"support:1042","session_id":"sess-9","provider":"claude-cli","runtime_id":null,"work_dir":"/srv/w/1042","created_at":…,"updated_at":…,"state":"active"}
 //! {"kind":"end","threads":1,"messages":1,"bindings":1}
 //! ```
 //!
-//! - **header**, the first line: `schema_version` (1), `source` (the store's URL without its
+//! - **header**, the first line: `schema_version` (2), `source` (the store's URL without its
 //!   password), `tenant` (the `--tenant` of the export, or null), `all_tenants` (whether the
 //!   export spans every tenant), `thread` (the one thread exported, or null), `exported_at`
 //!   (microseconds since the Unix epoch). A header may appear again later (exports
-//!   concatenated); each must have schema version 1.
-//! - **thread**: every field of a stored thread (`persist::Thread`), then its messages.
+//!   concatenated); each must have schema version 1 or 2.
+//! - **thread**: every field of a stored thread (`persist::Thread`), then its messages; its
+//!   `active_leaf` is the seq of the last message of its active branch.
 //! - **message**: every field of a stored message (`persist::Message`), in seq order, after
-//!   its thread's line; reservations included, with their status.
+//!   its thread's line; reservations included, with their status; `parent_seq` is the seq of
+//!   the message it follows in its thread's tree (`null` for a root), always present.
+//!
+//! Version 1 (before branches) had no `active_leaf` and no `parent_seq`: its threads are lines,
+//! each message following the one before it in the file, and so they are imported.
 //! - **binding**: a session binding of the thread (`persist::session::StoredBinding`: which
 //!   provider session an agent resumes, and its state), after the thread's messages.
 //! - **end**, the last line: how many threads, messages and bindings the export holds. An
@@ -47,8 +53,11 @@ use crate::error::{CliError, CliResult, note};
 /// store takes by default (8 MiB), with room for its metadata and JSON escapes.
 pub(crate) const DEFAULT_MAX_LINE_BYTES: u64 = 16 << 20;
 
-/// The format version this build writes and reads.
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+/// The format version this build writes (and reads, with version 1).
+pub(crate) const SCHEMA_VERSION: u64 = 2;
+
+/// The oldest format version this build reads: version 1, before branches.
+const OLDEST_SCHEMA_VERSION: u64 = 1;
 
 /// The first line of an export.
 #[derive(Debug, Serialize)]
@@ -149,6 +158,10 @@ pub(crate) struct Reader<R> {
     pub(crate) skipped: u64,
     /// The thread of the last thread line, for checking that messages follow their thread.
     current: Option<ThreadId>,
+    /// The schema version of the last header read.
+    version: u64,
+    /// The seq of the last message line of the current thread: a version 1 message's parent.
+    previous_seq: Option<u64>,
     /// Lines of each kind read since the last header, and what its end line said (`None`
     /// until one is read).
     counts: Counts,
@@ -182,7 +195,18 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
     /// A reader of `input` whose lines are at most `max_line_bytes` long; call `header` first.
     pub(crate) fn new(input: R, max_line_bytes: u64) -> Self {
         let counts = Counts::default();
-        Self { input, buffer: Vec::new(), max_line_bytes, line: 0, skipped: 0, current: None, counts, end: None }
+        Self {
+            input,
+            buffer: Vec::new(),
+            max_line_bytes,
+            line: 0,
+            skipped: 0,
+            current: None,
+            version: SCHEMA_VERSION,
+            previous_seq: None,
+            counts,
+            end: None,
+        }
     }
 
     /// Reads the next line that is not blank: its text (or why it is not text), and whether
@@ -217,7 +241,7 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
         }
     }
 
-    /// Reads and checks the header: the first line must be one, of schema version 1.
+    /// Reads and checks the header: the first line must be one, of schema version 1 or 2.
     pub(crate) async fn header(&mut self) -> CliResult {
         let Some((text, _)) = self.next_line().await? else {
             return Err(CliError::failed("the input is empty: not a persist export"));
@@ -227,7 +251,8 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
         if value.get("kind").and_then(Value::as_str) != Some("header") {
             return Err(not_an_export(self.line));
         }
-        check_version(&value)
+        self.version = check_version(&value)?;
+        Ok(())
     }
 
     /// The next thread or message; `None` at the end of the input.
@@ -254,13 +279,14 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                     let thread: Thread = serde_json::from_str(&text)
                         .map_err(|e| CliError::failed(format!("line {}: not a thread: {e}", self.line)))?;
                     self.current = Some(thread.id.clone());
+                    self.previous_seq = None;
                     self.counts.threads += 1;
                     return Ok(Some(Item::Thread(Box::new(thread))));
                 }
                 Some("message") => {
-                    let message: Message = serde_json::from_str(&text)
-                        .map_err(|e| CliError::failed(format!("line {}: not a message: {e}", self.line)))?;
+                    let message = self.message(&text)?;
                     self.follows_its_thread("message", &message.thread_id)?;
+                    self.previous_seq = Some(message.seq);
                     self.counts.messages += 1;
                     return Ok(Some(Item::Message(Box::new(message))));
                 }
@@ -281,7 +307,7 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                     // Exports concatenated: each part must be of this version too.
                     let value: Value = serde_json::from_str(&text)
                         .map_err(|e| CliError::failed(format!("line {}: not JSON: {e}", self.line)))?;
-                    check_version(&value)?;
+                    self.version = check_version(&value)?;
                     self.current = None;
                     self.counts = Counts::default();
                     self.end = None;
@@ -294,6 +320,26 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
 }
 
 impl<R> Reader<R> {
+    /// A message line: in version 2 its `parent_seq` must be there (`null` for a root: a line
+    /// without it is refused, never read as a root); in version 1 the message follows the one
+    /// before it in its thread.
+    fn message(&self, text: &str) -> CliResult<Message> {
+        let not_a_message = |e: serde_json::Error| CliError::failed(format!("line {}: not a message: {e}", self.line));
+        if self.version == OLDEST_SCHEMA_VERSION {
+            let mut message: Message = serde_json::from_str(text).map_err(not_a_message)?;
+            message.parent_seq = self.previous_seq;
+            return Ok(message);
+        }
+        let value: Value = serde_json::from_str(text).map_err(not_a_message)?;
+        if value.get("parent_seq").is_none() {
+            return Err(CliError::failed(format!(
+                "line {}: a message without parent_seq (schema_version {} writes it, null for a root)",
+                self.line, self.version
+            )));
+        }
+        serde_json::from_value(value).map_err(not_a_message)
+    }
+
     /// Whether the input read whole: its (last) export ended with an end line stating what
     /// was read. `Err` says what is missing.
     pub(crate) fn complete(&self) -> Result<(), String> {
@@ -331,15 +377,15 @@ fn not_an_export(line: u64) -> CliError {
     ))
 }
 
-fn check_version(header: &Value) -> CliResult {
+/// The header's schema version, if this build reads it.
+fn check_version(header: &Value) -> CliResult<u64> {
+    let reads = format!("this persist reads {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION}");
     match header.get("schema_version") {
-        Some(version) if version.as_u64() == Some(SCHEMA_VERSION) => Ok(()),
-        Some(version) => {
-            Err(CliError::failed(format!("unsupported schema_version {version} (this persist reads {SCHEMA_VERSION})")))
-        }
-        None => Err(CliError::failed(format!(
-            "unsupported export: its header has no schema_version (this persist reads {SCHEMA_VERSION})"
-        ))),
+        Some(version) => match version.as_u64() {
+            Some(known @ OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION) => Ok(known),
+            _ => Err(CliError::failed(format!("unsupported schema_version {version} ({reads})"))),
+        },
+        None => Err(CliError::failed(format!("unsupported export: its header has no schema_version ({reads})"))),
     }
 }
 
@@ -404,11 +450,42 @@ mod tests {
         assert!(error.to_string().starts_with("line 2 is longer than the limit"), "{error}");
     }
 
+    fn message(item: &Item) -> &Message {
+        match item {
+            Item::Message(message) => message,
+            other => panic!("not a message: {other:?}"),
+        }
+    }
+
+    /// Version 1 had no parents: each message follows the one before it in its thread.
+    #[test]
+    fn a_version_1_thread_is_read_as_a_line() {
+        let second = MESSAGE.replace("\"id\":\"m\"", "\"id\":\"m2\"").replace("\"seq\":1", "\"seq\":3");
+        let other = THREAD.replace("\"id\":\"t\"", "\"id\":\"u\"");
+        let first_of_other =
+            MESSAGE.replace("\"thread_id\":\"t\"", "\"thread_id\":\"u\"").replace("\"seq\":1", "\"seq\":2");
+        let input = format!("{HEADER}\n{THREAD}\n{MESSAGE}\n{second}\n{other}\n{first_of_other}\n");
+        let (items, _) = block_on(read_all(&input)).unwrap();
+        let parents: Vec<_> = [&items[1], &items[2], &items[4]].iter().map(|i| message(i).parent_seq).collect();
+        assert_eq!(parents, [None, Some(1), None]);
+    }
+
+    /// Version 2 states every parent: a message line without one is refused, not read as a root.
+    #[test]
+    fn a_version_2_message_states_its_parent() {
+        let v2 = HEADER.replace("\"schema_version\":1", "\"schema_version\":2");
+        let with_parent = MESSAGE.replace("\"seq\":1", "\"seq\":3,\"parent_seq\":1");
+        let (items, _) = block_on(read_all(&format!("{v2}\n{THREAD}\n{with_parent}\n"))).unwrap();
+        assert_eq!(message(&items[1]).parent_seq, Some(1));
+        let error = block_on(read_all(&format!("{v2}\n{THREAD}\n{MESSAGE}\n"))).unwrap_err();
+        assert!(error.to_string().starts_with("line 3: a message without parent_seq"), "{error}");
+    }
+
     #[test]
     fn refuses_other_versions_and_orphan_messages() {
-        let v2 = HEADER.replace("\"schema_version\":1", "\"schema_version\":2");
-        let error = block_on(read_all(&format!("{v2}\n"))).unwrap_err();
-        assert_eq!(error.to_string(), "unsupported schema_version 2 (this persist reads 1)");
+        let v3 = HEADER.replace("\"schema_version\":1", "\"schema_version\":3");
+        let error = block_on(read_all(&format!("{v3}\n"))).unwrap_err();
+        assert_eq!(error.to_string(), "unsupported schema_version 3 (this persist reads 1 to 2)");
         assert!(block_on(read_all(&format!("{THREAD}\n"))).is_err());
         let error = block_on(read_all(&format!("{HEADER}\n{MESSAGE}\n"))).unwrap_err();
         assert!(error.to_string().contains("before any thread"), "{error}");

@@ -117,12 +117,16 @@ struct Cli {
 enum Command {
     /// List threads, most recently updated first, one page at a time.
     Threads(ThreadsArgs),
-    /// Print a thread's transcript: `#seq role [status]` and the message's parts (text, reasoning,
-    /// tool calls and results, files), a line a message.
+    /// Print a thread's transcript: its active branch, `#seq role [status]` and the message's
+    /// parts (text, reasoning, tool calls and results, files), a line a message; a message with
+    /// alternatives (an edit, a regenerated reply) is marked `(i/n)`.
     Show {
         /// The thread.
         #[arg(value_parser = parse_thread)]
         thread: ThreadId,
+        /// Every message of every branch, in arrival order, each naming its parent.
+        #[arg(long)]
+        all: bool,
     },
     /// Write one thread, the tenant's threads (--all) or the whole store (--all-tenants) as JSONL.
     Export(ExportArgs),
@@ -274,10 +278,10 @@ async fn run(cli: Cli) -> CliResult {
             let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys()?.as_ref());
             finish(store, async |store| commands::read::threads(store, &scope, options, json).await).await
         }
-        Command::Show { thread } => {
+        Command::Show { thread, all } => {
             refuse_all_tenants("show")?;
             let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys()?.as_ref());
-            finish(store, async |store| commands::read::show(store, &scope, thread, json).await).await
+            finish(store, async |store| commands::read::show(store, &scope, thread, all, json).await).await
         }
         Command::Export(args) => {
             let keys = if args.clear { keys()? } else { None };

@@ -169,7 +169,7 @@ fn export_then_import_restores_every_thread_exactly() {
         .map(|line| serde_json::from_str(line).expect("every line is JSON"))
         .collect();
     assert_eq!(lines[0]["kind"], "header");
-    assert_eq!(lines[0]["schema_version"], 1);
+    assert_eq!(lines[0]["schema_version"], 2);
     assert_eq!(lines.iter().filter(|line| line["kind"] == "thread").count(), 3, "the tombstone is not exported");
     assert_eq!(lines.iter().filter(|line| line["kind"] == "message").count(), SEEDED_MESSAGES + 1005);
 
@@ -488,9 +488,9 @@ fn failures_are_one_line_errors() {
     assert!(stderr.contains("nothing.jsonl"), "{stderr}");
 
     let future = dir.path().join("future.jsonl");
-    std::fs::write(&future, "{\"kind\":\"header\",\"schema_version\":2}\n{\"kind\":\"thread\"}\n").unwrap();
+    std::fs::write(&future, "{\"kind\":\"header\",\"schema_version\":3}\n{\"kind\":\"thread\"}\n").unwrap();
     let (stderr, _) = fails(&["--url", store, "import", path_str(&future)]);
-    assert!(stderr.contains("unsupported schema_version 2 (this persist reads 1)"), "{stderr}");
+    assert!(stderr.contains("unsupported schema_version 3 (this persist reads 1 to 2)"), "{stderr}");
 
     // An endless line: refused at the limit, with its number, memory bounded by the limit.
     let (stderr, code) = fails(&["--url", store, "import", "/dev/zero", "--max-line-bytes", "100000"]);
@@ -533,6 +533,7 @@ async fn seed_big(path: &Path, count: u64) -> Result<(), PersistError> {
         updated_at: at,
         last_seq: count,
         message_count: count,
+        active_leaf: Some(count),
         deleted_at: None,
     };
     for first in (1..=count).step_by(1000) {
@@ -545,6 +546,7 @@ async fn seed_big(path: &Path, count: u64) -> Result<(), PersistError> {
                 metadata: Metadata::new(),
                 status: persist::Status::Complete,
                 seq,
+                parent_seq: seq.checked_sub(1).filter(|&parent| parent > 0),
                 version: 1,
                 idempotency_key: None,
                 created_at: at,

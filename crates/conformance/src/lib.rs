@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (135 in all):
+//! [`CHECKS`] lists every check by group and name (148 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -67,6 +67,7 @@
 //! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; purge (erased tombstone, freed id) |
 //! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning (gated on `restore`) |
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
+//! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, branches page by seq, deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles, appends to one reply through two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
@@ -88,6 +89,7 @@ use persist_core::{Backend, Capabilities};
 
 pub mod add;
 pub mod bad_input;
+pub mod branches;
 pub mod concurrency;
 pub mod delete;
 pub mod durability;
@@ -290,6 +292,21 @@ macro_rules! __for_each_check {
                 check_a_stop_reaches_the_generator_through_another_handle,
                 check_follow_and_stop_are_confined_to_the_tenant,
                 check_a_heartbeat_keeps_a_reservation_from_being_stranded,
+            }
+            branches {
+                check_a_thread_without_parents_is_one_line,
+                check_a_regenerated_reply_is_a_sibling_and_loses_nothing,
+                check_an_edit_starts_a_branch_at_any_point,
+                check_a_switch_moves_the_active_leaf_like_a_versioned_update,
+                check_a_message_the_thread_does_not_have_is_not_found,
+                check_a_branch_pages_by_seq_both_ways,
+                check_deletes_splice_messages_out_of_their_branch,
+                check_a_switch_racing_an_append_keeps_a_tree,
+                check_racing_regenerates_both_become_siblings,
+                check_a_restore_keeps_the_tree,
+                check_a_fork_copies_one_branch,
+                check_keep_latest_counts_along_the_active_branch,
+                check_feed_events_name_the_branch_change,
             }
             versions {
                 check_expected_version_on_update_content,

@@ -315,6 +315,10 @@ impl Sealer {
                     .collect::<Result<_>>()?,
             ),
             PersistResult::Feed(page) => PersistResult::Feed(self.open_feed(page)),
+            PersistResult::Branches(found) => {
+                let opened = found.items.into_iter().map(|m| self.open_message(tenant, m)).collect::<Result<_>>()?;
+                PersistResult::Branches(persist_core::branch::Branches::new(opened, found.active))
+            }
             other => other,
         })
     }

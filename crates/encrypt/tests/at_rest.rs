@@ -90,6 +90,7 @@ async fn restore_secrets(pipeline: &Pipeline) {
         updated_at: Timestamp::from_micros(2_000),
         last_seq: 1,
         message_count: 1,
+        active_leaf: Some(1),
         deleted_at: None,
     };
     let message = Message {
@@ -100,6 +101,7 @@ async fn restore_secrets(pipeline: &Pipeline) {
         metadata: secret(),
         status: Status::Complete,
         seq: 1,
+        parent_seq: None,
         version: 1,
         idempotency_key: None,
         created_at: Timestamp::from_micros(1_000),

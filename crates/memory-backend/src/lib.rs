@@ -28,11 +28,13 @@ mod state;
 
 use self::messages::Record;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use hashbrown::Equivalent;
 
+use persist_core::branch::{Branch, Branches, BranchesOf, ListBranches, unknown_message};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, MemoryFeed, ReadFeed};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor, newest_first};
 use persist_core::session::{
@@ -190,7 +192,20 @@ impl Backend for MemoryBackend {
             return Ok(Page::new(Vec::new(), None, false));
         }
         let range = ts.messages.range(lower, upper).iter();
-        let wanted = |r: &&Record| query.include_reserved || r.status != Status::Reserved;
+        let path: Option<BTreeSet<u64>> = match &query.branch {
+            None => None,
+            Some(branch) => {
+                let leaf = match branch {
+                    Branch::EndingAt(id) => {
+                        Some(ts.messages.by_id(id).ok_or_else(|| unknown_message(&query.thread_id, id))?.seq)
+                    }
+                    _ => ts.thread.active_leaf,
+                };
+                Some(leaf.map(|leaf| ts.messages.tree().path(leaf).into_iter().collect()).unwrap_or_default())
+            }
+        };
+        let on_path = |r: &Record| path.as_ref().is_none_or(|path| path.contains(&r.seq));
+        let wanted = |r: &&Record| (query.include_reserved || r.status != Status::Reserved) && on_path(r);
         let take = query.fetch_limit() as usize;
         let message = |r: &Record| r.to_message(&ts.thread.id);
         let fetched: Vec<Message> = match query.order {
@@ -216,10 +231,41 @@ impl Backend for MemoryBackend {
         Ok(query.page(threads.into_iter().take(query.fetch_limit() as usize).cloned().collect()))
     }
 
+    async fn branches(&self, query: ListBranches) -> Result<Branches> {
+        let state = self.lock();
+        let Some(ts) = state.visible(&query.thread_id, query.tenant()) else {
+            return match query.message_id() {
+                Some(id) => Err(unknown_message(&query.thread_id, id)),
+                None => Ok(Branches::default()),
+            };
+        };
+        let tree = ts.messages.tree();
+        let seqs = match &query.of {
+            BranchesOf::Siblings(id) => {
+                let record = ts.messages.by_id(id).ok_or_else(|| unknown_message(&query.thread_id, id))?;
+                tree.children(record.parent())
+            }
+            _ => tree.leaves(),
+        };
+        let path: BTreeSet<u64> =
+            ts.thread.active_leaf.map(|leaf| tree.path(leaf)).unwrap_or_default().into_iter().collect();
+        let items = seqs
+            .into_iter()
+            .filter_map(|seq| ts.messages.get(seq))
+            .map(|r| r.to_message(&ts.thread.id))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Branches::on_path(items, &path))
+    }
+
     fn capabilities(&self) -> Capabilities {
         // Clones are handles on the same state, so "a second handle" races for real.
         let feed = self.lock().feed.is_some();
-        Capabilities::new().with_shared_storage(true).with_sessions(true).with_restore(true).with_feed(feed)
+        Capabilities::new()
+            .with_shared_storage(true)
+            .with_sessions(true)
+            .with_restore(true)
+            .with_feed(feed)
+            .with_branches(true)
     }
 
     async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {

@@ -9,12 +9,17 @@
 
 use std::hash::BuildHasher;
 
+use std::collections::BTreeMap;
+
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use persist_core::branch::Tree;
 use persist_core::{Content, IdempotencyKey, Message, MessageId, Metadata, Result, Role, Status, ThreadId, Timestamp};
 
 /// One stored message.
 pub(crate) struct Record {
     pub(crate) seq: u64,
+    /// The parent's seq, `0` for a root (no message has seq 0).
+    parent: u64,
     pub(crate) version: u64,
     pub(crate) created_at: Timestamp,
     pub(crate) updated_at: Timestamp,
@@ -101,6 +106,7 @@ impl Record {
         };
         Self {
             seq: message.seq,
+            parent: message.parent_seq.unwrap_or(0),
             version: message.version,
             created_at: message.created_at,
             updated_at: message.updated_at,
@@ -110,6 +116,11 @@ impl Record {
             role,
             status: message.status,
         }
+    }
+
+    /// The parent's seq; `None` for a root.
+    pub(crate) fn parent(&self) -> Option<u64> {
+        Some(self.parent).filter(|&parent| parent != 0)
     }
 
     fn id_key(&self) -> IdKey<'_> {
@@ -186,6 +197,7 @@ impl Record {
             metadata: self.metadata(),
             status: self.status,
             seq: self.seq,
+            parent_seq: self.parent(),
             version: self.version,
             idempotency_key: self.idempotency_key().cloned(),
             created_at: self.created_at,
@@ -312,6 +324,32 @@ impl Messages {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Record> {
         self.records.iter()
     }
+
+    /// The thread's tree.
+    pub(crate) fn tree(&self) -> Tree {
+        Tree::new(self.records.iter().map(|r| (r.seq, r.parent())))
+    }
+
+    /// After the messages of `removed` (seq → parent) went: each message whose parent went
+    /// follows that parent's nearest ancestor still stored. Answers where `seq` (the active
+    /// leaf) now is, by the same rule.
+    pub(crate) fn splice(&mut self, removed: &BTreeMap<u64, Option<u64>>, seq: Option<u64>) -> Option<u64> {
+        let survivor = |mut at: Option<u64>| {
+            while let Some(parent) = at.and_then(|seq| removed.get(&seq)) {
+                at = *parent;
+            }
+            at
+        };
+        if removed.is_empty() {
+            return seq;
+        }
+        for record in &mut self.records {
+            if removed.contains_key(&record.parent) {
+                record.parent = survivor(record.parent()).unwrap_or(0);
+            }
+        }
+        survivor(seq)
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +365,7 @@ mod tests {
             metadata: Metadata::new(),
             status: Status::Complete,
             seq: 1,
+            parent_seq: None,
             version: 1,
             idempotency_key: None,
             created_at: Timestamp::now(),

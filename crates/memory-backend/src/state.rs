@@ -8,7 +8,10 @@ use std::hash::{Hash, Hasher};
 use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use persist_core::args::{AppendTurn, Delete, Restore, Update, UpdateContent};
+use persist_core::branch::{Parent, Switch, check_parents, unknown_message};
 use persist_core::feed::{Change, MemoryFeed};
 use persist_core::restore::{Verdict, merged_thread};
 use persist_core::session::{BindingState, SessionBinding, StoredBinding};
@@ -102,6 +105,7 @@ pub(crate) struct Insert {
     pub(crate) status: Status,
     pub(crate) idempotency_key: Option<IdempotencyKey>,
     pub(crate) tenant: Option<TenantId>,
+    pub(crate) parent: Parent,
 }
 
 impl Insert {
@@ -117,6 +121,7 @@ impl Insert {
                 status: Status::Complete,
                 idempotency_key: add.idempotency_key.clone(),
                 tenant: add.context.tenant().cloned(),
+                parent: add.parent.clone(),
             },
             PersistArgs::Reserve(reserve) => Insert {
                 thread_id: reserve.thread_id.clone(),
@@ -127,6 +132,7 @@ impl Insert {
                 status: Status::Reserved,
                 idempotency_key: reserve.idempotency_key.clone(),
                 tenant: reserve.context.tenant().cloned(),
+                parent: reserve.parent.clone(),
             },
             other => return Err(PersistError::Unsupported { what: format!("an insert of `{}`", other.op()).into() }),
         })
@@ -136,7 +142,9 @@ impl Insert {
 /// The change `op` made to `message`, leaving it as it is.
 fn change_of(op: PersistOp, context: &persist_core::Context, message: &Message) -> Change {
     let (thread, id) = (message.thread_id.clone(), message.id.clone());
-    Change::message(context.tenant().cloned(), thread, op, id, message.seq, message.version).with_status(message.status)
+    let change = Change::message(context.tenant().cloned(), thread, op, id, message.seq, message.version);
+    let parent = matches!(op, PersistOp::Add | PersistOp::Reserve).then_some(message.parent_seq).flatten();
+    change.with_status(message.status).with_parent(parent)
 }
 
 impl State {
@@ -263,21 +271,34 @@ impl State {
                 }
                 ts
             }
-            EntryRef::Vacant(entry) => entry.insert(ThreadState {
-                thread: Thread {
-                    id: new.thread_id.clone(),
-                    tenant: new.tenant.clone(),
-                    title: None,
-                    metadata: persist_core::Metadata::new(),
-                    version: 1,
-                    created_at: now,
-                    updated_at: now,
-                    last_seq: 0,
-                    message_count: 0,
-                    deleted_at: None,
-                },
-                messages: Messages::default(),
-            }),
+            EntryRef::Vacant(entry) => {
+                if let Parent::Message(parent) = &new.parent {
+                    return Err(unknown_message(&new.thread_id, parent));
+                }
+                entry.insert(ThreadState {
+                    thread: Thread {
+                        id: new.thread_id.clone(),
+                        tenant: new.tenant.clone(),
+                        title: None,
+                        metadata: persist_core::Metadata::new(),
+                        version: 1,
+                        created_at: now,
+                        updated_at: now,
+                        last_seq: 0,
+                        message_count: 0,
+                        active_leaf: None,
+                        deleted_at: None,
+                    },
+                    messages: Messages::default(),
+                })
+            }
+        };
+        let parent_seq = match &new.parent {
+            Parent::Root => None,
+            Parent::Message(parent) => {
+                Some(ts.messages.by_id(parent).ok_or_else(|| unknown_message(&new.thread_id, parent))?.seq)
+            }
+            _ => ts.thread.active_leaf,
         };
         let seq = ts.thread.last_seq + 1;
         let message = Message {
@@ -288,12 +309,14 @@ impl State {
             metadata: new.metadata,
             status: new.status,
             seq,
+            parent_seq,
             version: 1,
             idempotency_key: new.idempotency_key,
             created_at: now,
             updated_at: now,
         };
         ts.thread.last_seq = seq;
+        ts.thread.active_leaf = Some(seq);
         ts.thread.message_count += 1;
         ts.thread.updated_at = now;
         ts.messages.insert(Record::new(&message));
@@ -353,8 +376,16 @@ impl State {
                 Ok(Updated::Message(message))
             }
             Target::Thread => {
+                check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
+                if let Some(switch) = &args.switch {
+                    let id = switch.message_id();
+                    let seq = ts.messages.by_id(id).ok_or_else(|| unknown_message(&args.thread_id, id))?.seq;
+                    ts.thread.active_leaf = Some(match switch {
+                        Switch::Through(_) => ts.messages.tree().latest_under(seq),
+                        _ => seq,
+                    });
+                }
                 let thread = &mut ts.thread;
-                check_version(args.expected_version, thread.version, &args.thread_id, None)?;
                 if let Some(patch) = &args.metadata {
                     thread.metadata.merge(patch);
                 }
@@ -403,7 +434,9 @@ impl State {
                 if feeding {
                     self.changes.push(removal(record)?);
                 }
+                let removed = BTreeMap::from([(record.seq, record.parent())]);
                 ts.messages.remove(id);
+                ts.thread.active_leaf = ts.messages.splice(&removed, ts.thread.active_leaf);
                 vec![id.clone()]
             }
             Target::Thread => {
@@ -417,6 +450,7 @@ impl State {
                     self.changes.push(Change::thread(tenant.cloned(), thread, PersistOp::Delete, version));
                 }
                 ts.thread.deleted_at = Some(now);
+                ts.thread.active_leaf = None;
                 let thread = key(tenant, &args.thread_id);
                 self.bindings.retain(|(bound, _), _| !thread.equivalent(bound));
                 ts.messages.clear();
@@ -442,10 +476,13 @@ impl State {
                         self.changes.push(removal(record)?);
                     }
                 }
+                let removed: BTreeMap<u64, Option<u64>> =
+                    ts.messages.range(seq.saturating_add(1), u64::MAX).iter().map(|r| (r.seq, r.parent())).collect();
                 // Last first: each removal is then at the end of the thread's records.
                 for id in ids.iter().rev() {
                     ts.messages.remove(id);
                 }
+                ts.thread.active_leaf = ts.messages.splice(&removed, ts.thread.active_leaf);
                 ts.thread.version += 1;
                 if feeding {
                     let (thread, version) = (args.thread_id.clone(), ts.thread.version);
@@ -484,6 +521,9 @@ impl State {
                 inserts.push(incoming);
             }
         }
+        let stored_seqs: BTreeSet<u64> =
+            stored.map(|ts| ts.messages.iter().map(|r| r.seq).collect()).unwrap_or_default();
+        check_parents(&args.messages, &stored_seqs)?;
         let inserted = inserts.len() as u64;
         let present = args.messages.len() as u64 - inserted;
         let stored_version = stored.map(|ts| ts.thread.version);
@@ -500,9 +540,12 @@ impl State {
                 let op = if message.status == Status::Reserved { PersistOp::Reserve } else { PersistOp::Add };
                 let (id, thread) = (message.id.clone(), args.thread.id.clone());
                 let change = Change::message(tenant.cloned(), thread, op, id, message.seq, message.version);
-                self.changes.push(change.with_status(message.status));
+                self.changes.push(change.with_status(message.status).with_parent(message.parent_seq));
             }
         }
+        let leaf = args.thread.active_leaf.filter(|&leaf| ts.messages.get(leaf).is_some());
+        ts.thread.active_leaf = leaf.or_else(|| ts.messages.iter().last().map(|r| r.seq));
+        let thread = ts.thread.clone();
         if moved && self.feed.is_some() {
             let change = Change::thread(tenant.cloned(), args.thread.id.clone(), PersistOp::Update, thread.version);
             self.changes.push(change);

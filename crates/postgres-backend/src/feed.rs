@@ -287,7 +287,7 @@ async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
             concat!(
                 "WITH s AS (SELECT head, trimmed, enabled FROM persist_feed_state) \
                  SELECT s.head, s.trimmed, s.enabled, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, \
-                        f.version, f.removed, f.at, f.status, f.delta \
+                        f.version, f.removed, f.at, f.status, f.delta, f.parent \
                    FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE ",
                 $scope,
                 " AND position > $3 ORDER BY position LIMIT $4) f ON true"
@@ -343,6 +343,7 @@ fn event(row: &sqlx::postgres::PgRow, position: u64) -> std::result::Result<Resu
         removed: row.try_get("removed")?,
         status: row.try_get("status")?,
         delta: row.try_get("delta")?,
+        parent: row.try_get::<Option<i64>, _>("parent")?.map(unsigned),
         at: Timestamp::from_micros(row.try_get("at")?),
     }))
 }

@@ -78,6 +78,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod branches;
 mod error;
 mod feed;
 mod group;
@@ -94,6 +95,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use persist_core::branch::{Branches, ListBranches};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{
@@ -425,16 +427,23 @@ impl Backend for PostgresBackend {
     }
 
     async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
-        self.with(async |conn| reads::list(conn, &query).await).await
+        match &query.branch {
+            Some(branch) => self.with(async |conn| branches::list_branch(conn, &query, branch).await).await,
+            None => self.with(async |conn| reads::list(conn, &query).await).await,
+        }
     }
 
     async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
         self.with(async |conn| reads::threads(conn, &query).await).await
     }
 
+    async fn branches(&self, query: ListBranches) -> Result<Branches> {
+        self.with(async |conn| branches::branches(conn, &query).await).await
+    }
+
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
-        caps.with_restore(true).with_feed(self.feed.is_some())
+        caps.with_restore(true).with_feed(self.feed.is_some()).with_branches(true)
     }
 
     async fn stranded(&self, query: FindStranded) -> Result<Vec<Stranded>> {

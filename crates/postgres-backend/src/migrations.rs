@@ -18,6 +18,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (5, "interrupted replies", include_str!("../migrations/0005_interrupted_replies.sql")),
     (6, "idempotency key index", include_str!("../migrations/0006_idempotency_key_index.sql")),
     (7, "live replies", include_str!("../migrations/0007_live_replies.sql")),
+    (8, "branches", include_str!("../migrations/0008_branches.sql")),
 ];
 
 /// The migrations, in version order.

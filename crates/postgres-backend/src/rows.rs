@@ -13,8 +13,8 @@ use crate::error::{corrupt, map_sqlx};
 /// The message columns, JSON as text, in the names [`message`] reads.
 macro_rules! message_columns {
     () => {
-        "thread_id, message_id, seq, role, content::text AS content, metadata::text AS metadata, status, version, \
-         idempotency_key, created_at, updated_at"
+        "thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, \
+         version, idempotency_key, created_at, updated_at"
     };
 }
 pub(crate) use message_columns;
@@ -23,7 +23,7 @@ pub(crate) use message_columns;
 macro_rules! thread_columns {
     () => {
         "thread_id, tenant, title, metadata::text AS metadata, version, created_at, updated_at, last_seq, \
-         message_count, deleted_at"
+         message_count, active_leaf, deleted_at"
     };
 }
 pub(crate) use thread_columns;
@@ -50,6 +50,17 @@ fn unsigned(row: &PgRow, column: &'static str) -> Result<u64, PersistError> {
 
 /// The `tenant` column's value: the tenant's id, `''` for the threads without a tenant (no
 /// tenant id is empty, so every key column is an ordinary `NOT NULL` one).
+fn optional(row: &PgRow, column: &'static str) -> Result<Option<u64>, PersistError> {
+    let value: Option<i64> = get(row, column)?;
+    value.map(|value| u64::try_from(value).map_err(|_| corrupt(format!("{column} is negative ({value})")))).transpose()
+}
+
+/// The parent of a row's message, from its stored form (see
+/// [`stored_parent`](persist_core::branch::stored_parent)).
+pub(crate) fn parent(row: &PgRow) -> Result<Option<u64>, PersistError> {
+    Ok(persist_core::branch::parent_from_stored(unsigned(row, "seq")?, optional(row, "parent_seq")?))
+}
+
 pub(crate) fn tenant_key(tenant: Option<&TenantId>) -> &str {
     tenant.map_or("", TenantId::as_str)
 }
@@ -89,6 +100,7 @@ pub(crate) fn message(row: &PgRow) -> Result<Message, PersistError> {
         metadata: Metadata::try_from(json(row, "metadata")?).map_err(|e| corrupt(e.to_string()))?,
         status,
         seq: unsigned(row, "seq")?,
+        parent_seq: parent(row)?,
         version: unsigned(row, "version")?,
         idempotency_key: key.map(|k| IdempotencyKey::new(k).map_err(bad)).transpose()?,
         created_at: Timestamp::from_micros(get(row, "created_at")?),
@@ -108,6 +120,7 @@ pub(crate) fn thread(row: &PgRow) -> Result<Thread, PersistError> {
         updated_at: Timestamp::from_micros(get(row, "updated_at")?),
         last_seq: unsigned(row, "last_seq")?,
         message_count: unsigned(row, "message_count")?,
+        active_leaf: optional(row, "active_leaf")?,
         deleted_at: deleted_at.map(Timestamp::from_micros),
     })
 }

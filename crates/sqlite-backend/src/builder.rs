@@ -389,9 +389,9 @@ impl SqliteBackendBuilder {
 
 /// The oldest schema a read-only handle reads as it is (a file one upgrade behind may still be
 /// read, right after the upgrade of the crate, by `persist show` or `persist export`, when that
-/// upgrade changed nothing reads use): version 11 gave the feed's events a delta, which the
-/// feed's reads select.
-const OLDEST_READ_AS_IS: i64 = 11;
+/// upgrade changed nothing reads use): version 12 gave messages their parent and threads their
+/// active leaf, which every read of them selects.
+const OLDEST_READ_AS_IS: i64 = 12;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot
 /// migrate it.

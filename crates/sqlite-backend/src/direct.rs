@@ -87,7 +87,7 @@ impl DirectReads {
 
     /// Runs `read` on an idle connection (or a new one), then keeps the connection for the
     /// next read.
-    fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         if self.closed.load(Ordering::Acquire) {
             return Err(PersistError::Backend { message: "the SQLite backend is closed".into(), source: None });
         }
@@ -154,6 +154,9 @@ impl DirectReads {
     }
 
     pub(crate) fn list(&self, query: &ListMessages) -> Result<Page<Message>> {
+        if let Some(branch) = &query.branch {
+            return self.list_branch(query, branch);
+        }
         query.validate()?;
         let sql = match query.order {
             Order::Asc => crate::reads::list_sql!("ASC"),
@@ -184,7 +187,8 @@ impl DirectReads {
 /// The columns of a change-feed event, in [`feed_event`]'s order.
 macro_rules! feed_columns {
     () => {
-        "f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at, f.status, f.delta"
+        "f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at, f.status, f.delta, \
+         f.parent"
     };
 }
 
@@ -277,13 +281,14 @@ fn feed_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FeedEvent>> {
         removed: row.get_ref(7)?.as_str_or_null()?,
         status: row.get_ref(9)?.as_str_or_null()?,
         delta: row.get_ref(10)?.as_str_or_null()?,
+        parent: row.get::<_, Option<i64>>(11)?.map(unsigned),
         at: persist_core::Timestamp::from_micros(row.get(8)?),
     }))
 }
 
 /// A rusqlite error as the sqlx ones are mapped: a lock that outlasted the busy timeout is
 /// temporary, anything else a backend error.
-fn map(context: &'static str, error: rusqlite::Error) -> PersistError {
+pub(crate) fn map(context: &'static str, error: rusqlite::Error) -> PersistError {
     use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
     match error.sqlite_error_code() {
         Some(DatabaseBusy | DatabaseLocked) => {

@@ -76,6 +76,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod branches;
 mod builder;
 mod check;
 mod direct;
@@ -99,6 +100,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use persist_core::branch::{Branches, ListBranches};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{
@@ -326,9 +328,14 @@ impl Backend for SqliteBackend {
         reads::threads(&self.shared.readers, &query).await
     }
 
+    async fn branches(&self, query: ListBranches) -> Result<Branches> {
+        tokio::task::consume_budget().await;
+        self.shared.direct.branches(&query)
+    }
+
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
-        caps.with_restore(true).with_feed(self.shared.hub.is_some())
+        caps.with_restore(true).with_feed(self.shared.hub.is_some()).with_branches(true)
     }
 
     async fn stranded(&self, query: FindStranded) -> Result<Vec<Stranded>> {

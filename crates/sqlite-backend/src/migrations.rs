@@ -22,6 +22,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (9, "values", include_str!("../migrations/0009_values.sql")),
     (10, "interrupted replies", include_str!("../migrations/0010_interrupted_replies.sql")),
     (11, "live replies", include_str!("../migrations/0011_live_replies.sql")),
+    (12, "branches", include_str!("../migrations/0012_branches.sql")),
 ];
 
 /// The migrations, in version order.

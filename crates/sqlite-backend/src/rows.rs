@@ -13,7 +13,7 @@ use crate::error::{corrupt, map_sqlx};
 /// The message columns, in the order [`message`] reads them by name.
 macro_rules! message_columns {
     () => {
-        "thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, \
+        "thread_id, message_id, seq, parent_seq, role, content, metadata, status, version, idempotency_key, \
          created_at, updated_at"
     };
 }
@@ -23,7 +23,7 @@ pub(crate) use message_columns;
 macro_rules! thread_columns {
     () => {
         "thread_id, tenant, title, metadata, version, created_at, updated_at, last_seq, \
-         message_count, deleted_at"
+         message_count, active_leaf, deleted_at"
     };
 }
 pub(crate) use thread_columns;
@@ -114,6 +114,7 @@ pub(crate) fn message(row: &impl Cells) -> Result<Message, PersistError> {
         metadata: metadata(text(row, "metadata")?)?,
         status,
         seq: unsigned(int(row, "seq")?, "seq")?,
+        parent_seq: parent(row, "seq", "parent_seq")?,
         version: unsigned(int(row, "version")?, "version")?,
         idempotency_key: row
             .text("idempotency_key")?
@@ -123,6 +124,14 @@ pub(crate) fn message(row: &impl Cells) -> Result<Message, PersistError> {
         created_at: Timestamp::from_micros(int(row, "created_at")?),
         updated_at: Timestamp::from_micros(int(row, "updated_at")?),
     })
+}
+
+/// The parent of the message of a row, from its stored form (see
+/// [`stored_parent`](persist_core::branch::stored_parent)).
+pub(crate) fn parent(row: &impl Cells, seq: &'static str, stored: &'static str) -> Result<Option<u64>, PersistError> {
+    let seq = unsigned(int(row, seq)?, "seq")?;
+    let stored = row.int(stored)?.map(|parent| unsigned(parent, "parent_seq")).transpose()?;
+    Ok(persist_core::branch::parent_from_stored(seq, stored))
 }
 
 pub(crate) fn thread(row: &impl Cells) -> Result<Thread, PersistError> {
@@ -136,6 +145,7 @@ pub(crate) fn thread(row: &impl Cells) -> Result<Thread, PersistError> {
         updated_at: Timestamp::from_micros(int(row, "updated_at")?),
         last_seq: unsigned(int(row, "last_seq")?, "last_seq")?,
         message_count: unsigned(int(row, "message_count")?, "message_count")?,
+        active_leaf: row.int("active_leaf")?.map(|seq| unsigned(seq, "active_leaf")).transpose()?,
         deleted_at: row.int("deleted_at")?.map(Timestamp::from_micros),
     })
 }

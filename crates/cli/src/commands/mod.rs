@@ -88,6 +88,13 @@ impl MessagePages {
         Self { next: Some(query), unreadable: Vec::new() }
     }
 
+    /// The messages of `thread`'s active branch, root first, in pages of at most 1000.
+    pub(crate) fn active_branch_of(thread: &Thread) -> Self {
+        let mut pages = Self::of(thread);
+        pages.next = pages.next.map(|query| query.on_branch(persist::branch::Branch::Active));
+        pages
+    }
+
     /// The next page; `None` once the last was answered.
     pub(crate) async fn next_page(&mut self, pipeline: &Pipeline) -> CliResult<Option<Vec<Message>>> {
         let Some(query) = self.next.take() else {

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use persist::branch::{Branches, ListBranches};
 use persist::read::{GetThread, ThreadCursor};
 use persist::session::{ListBindings, Resolution, Resolve};
 use persist::{AgentId, Message, Metadata, Part, ProviderId, RuntimeId, Thread, ThreadId};
@@ -73,8 +74,10 @@ fn shown_title(title: Option<&str>) -> String {
     }
 }
 
-/// `persist show THREAD`: the thread's transcript, `#seq role [status] text` per message.
-pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, json: bool) -> CliResult {
+/// `persist show THREAD`: the thread's transcript, `#seq role [status] text` per message of its
+/// active branch (with `all`, of every branch, each message naming its parent), a message with
+/// alternatives marked `(i/n)`.
+pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, all: bool, json: bool) -> CliResult {
     let name = describe_thread(&thread_id, scope.tenant.as_ref());
     let query = GetThread::new(thread_id).with_context(scope.context());
     // A thread id is a tenant's: without --tenant, only the threads without one are reached.
@@ -94,15 +97,30 @@ pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, json
     } else {
         writeln!(out, "{}", heading(&thread))?;
     }
-    let mut pages = MessagePages::of(&thread);
+    let mut pages = if all { MessagePages::of(&thread) } else { MessagePages::active_branch_of(&thread) };
+    // A thread of one branch (one leaf, as most are) has no alternatives to mark: the siblings
+    // are read only when there are others.
+    let branched =
+        !json && branches(store.keyed(), &thread, ListBranches::leaves(thread.id.clone())).await?.items.len() > 1;
     let mut shown = 0;
     while let Some(page) = pages.next_page(store.keyed()).await? {
         for message in &page {
             if json {
                 write_line(&mut out, &message_line(message))?;
-            } else {
-                writeln!(out, "{}", transcript_line(message))?;
+                continue;
             }
+            let mut line = transcript_line(message);
+            if all {
+                let parent = message.parent_seq.map_or_else(|| "root".to_owned(), |parent| format!("after #{parent}"));
+                line = line.replacen(']', &format!("] ({parent})"), 1);
+            } else if branched {
+                let siblings = ListBranches::siblings(thread.id.clone(), message.id.clone());
+                let siblings = branches(store.keyed(), &thread, siblings).await?.items;
+                if let (n @ 2.., Some(at)) = (siblings.len(), siblings.iter().position(|m| m.seq == message.seq)) {
+                    line = line.replacen(']', &format!("] ({}/{n})", at + 1), 1);
+                }
+            }
+            writeln!(out, "{line}")?;
         }
         // Those that did not open, where they are missing, then an error once all is shown.
         for item in &pages.unreadable[shown..] {
@@ -117,14 +135,21 @@ pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, json
     super::refuse_unreadable(&pages.unreadable)
 }
 
+/// A `branches` read of `thread`, in its tenant.
+async fn branches(pipeline: &persist::Pipeline, thread: &Thread, query: ListBranches) -> CliResult<Branches> {
+    let context = persist::Context::new().for_tenant(thread.tenant.clone());
+    Ok(pipeline.branches(query.with_context(context)).await?)
+}
+
 fn heading(thread: &Thread) -> String {
     let title = thread
         .title
         .as_deref()
         .map(|title| format!(" \"{}\"", clip(&shown_title(Some(title)), 80)))
         .unwrap_or_default();
+    let leaf = thread.active_leaf.map_or_else(String::new, |leaf| format!(", active branch ends at #{leaf}"));
     format!(
-        "thread {}{title}: {} messages, last seq {}, updated {}",
+        "thread {}{title}: {} messages, last seq {}{leaf}, updated {}",
         describe_thread(&thread.id, thread.tenant.as_ref()),
         thread.message_count,
         thread.last_seq,

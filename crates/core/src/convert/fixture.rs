@@ -40,6 +40,7 @@ pub(super) fn stored(turn: Vec<TurnMessage>) -> Vec<Message> {
             metadata: serde_json::from_str::<Metadata>(&serde_json::to_string(&message.metadata).unwrap()).unwrap(),
             status: message.status,
             seq,
+            parent_seq: seq.checked_sub(1).filter(|&parent| parent > 0),
             version: 1,
             idempotency_key: None,
             created_at: now,

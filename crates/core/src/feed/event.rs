@@ -60,6 +60,9 @@ pub struct StoredEvent<'a> {
     pub status: Option<&'a str>,
     /// See [`Change::delta`]: the appended content blocks as JSON text, or none.
     pub delta: Option<&'a str>,
+    /// For an insert, the message's parent as the message stores it (see
+    /// [`stored_parent`](crate::branch::stored_parent)); read with its seq.
+    pub parent: Option<u64>,
     /// See [`FeedEvent::at`].
     pub at: Timestamp,
 }
@@ -71,7 +74,20 @@ impl FeedEvent {
     ///
     /// A `Backend` error naming the column when a stored value is not one an event can hold.
     pub fn from_stored(row: StoredEvent<'_>) -> Result<Self> {
-        let StoredEvent { position, tenant, thread_id, op, message_id, seq, version, removed, status, delta, at } = row;
+        let StoredEvent {
+            position,
+            tenant,
+            thread_id,
+            op,
+            message_id,
+            seq,
+            version,
+            removed,
+            status,
+            delta,
+            parent,
+            at,
+        } = row;
         let corrupt = |what: &str, value: &str| PersistError::Backend {
             message: format!("the change feed holds an unreadable {what} at position {position}: {value:?}").into(),
             source: None,
@@ -99,6 +115,10 @@ impl FeedEvent {
             removed,
             status,
             delta,
+            parent_seq: match (op, seq) {
+                (PersistOp::Add | PersistOp::Reserve, Some(seq)) => crate::branch::parent_from_stored(seq, parent),
+                _ => None,
+            },
         };
         Ok(change.at(position, at))
     }
@@ -155,6 +175,12 @@ pub struct Change {
     /// the store holds it sealed, like the content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<Content>,
+    /// For a message inserted (`add`, `reserve`): the seq of the message it follows in its
+    /// thread's tree (see [`branch`](crate::branch)); a follower learns here that a new branch
+    /// started (a parent other than the message before it). `None` for a root and for every
+    /// other change. A switch of the active branch is the thread's `update`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_seq: Option<u64>,
 }
 
 impl Change {
@@ -169,7 +195,24 @@ impl Change {
     ) -> Self {
         let removed = (op == PersistOp::Delete).then_some(Removed::Message);
         let message_id = Some(message_id);
-        Self { tenant, thread_id, op, message_id, seq: Some(seq), version, removed, status: None, delta: None }
+        Self {
+            tenant,
+            thread_id,
+            op,
+            message_id,
+            seq: Some(seq),
+            version,
+            removed,
+            status: None,
+            delta: None,
+            parent_seq: None,
+        }
+    }
+
+    /// This change of a message inserted after `parent` (see [`parent_seq`](Self::parent_seq)).
+    pub fn with_parent(mut self, parent: Option<u64>) -> Self {
+        self.parent_seq = parent;
+        self
     }
 
     /// This change, adding `delta` to the message's content (see [`delta`](Self::delta)).
@@ -187,7 +230,18 @@ impl Change {
     /// A change of the thread itself at `version` (`Delete`: the thread was removed).
     pub fn thread(tenant: Option<TenantId>, thread_id: ThreadId, op: PersistOp, version: u64) -> Self {
         let removed = (op == PersistOp::Delete).then_some(Removed::Thread);
-        Self { tenant, thread_id, op, message_id: None, seq: None, version, removed, status: None, delta: None }
+        Self {
+            tenant,
+            thread_id,
+            op,
+            message_id: None,
+            seq: None,
+            version,
+            removed,
+            status: None,
+            delta: None,
+            parent_seq: None,
+        }
     }
 
     /// The event at `position`, recorded `at`.

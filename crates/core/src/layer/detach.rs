@@ -138,6 +138,9 @@ pub struct ResponseFuture<S> {
     state: State<S>,
 }
 
+// Every future starts `Waiting`, holding the request as every layer's future does: boxing it to
+// shrink `Running` would allocate once more per call to save nothing.
+#[allow(clippy::large_enum_variant)]
 enum State<S> {
     Waiting { slot: Acquire, inner: S, args: Option<PersistArgs> },
     Running { task: JoinHandle<Result<PersistResult, PersistError>> },

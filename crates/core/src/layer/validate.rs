@@ -222,6 +222,7 @@ mod tests {
             updated_at: at,
             last_seq: 1,
             message_count: 1,
+            active_leaf: Some(1),
             deleted_at: None,
         };
         let message = Message {
@@ -232,6 +233,7 @@ mod tests {
             metadata,
             status: Status::Complete,
             seq: 1,
+            parent_seq: None,
             version: 1,
             idempotency_key: None,
             created_at: at,

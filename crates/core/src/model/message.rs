@@ -225,6 +225,11 @@ pub struct Message {
     pub status: Status,
     /// Position in the thread: `1, 2, 3…`, assigned at `add`/`reserve`, never reused.
     pub seq: u64,
+    /// The `seq` of the message this one follows in the thread's tree (see
+    /// [`branch`](crate::branch)): always an earlier message; `None` for a root (a thread's
+    /// first message, or an edit of it).
+    #[serde(default)]
+    pub parent_seq: Option<u64>,
     /// `1` on insert, `+1` on every change; for optimistic concurrency.
     pub version: u64,
     /// The idempotency key the message was written with, if any.
@@ -257,6 +262,12 @@ pub struct Thread {
     pub last_seq: u64,
     /// Number of messages currently stored (reserved ones included).
     pub message_count: u64,
+    /// The `seq` of the active branch's last message (see [`branch`](crate::branch)): the
+    /// message a new one follows unless it names its parent; `None` while the thread has no
+    /// message. Moved by every write of a message; changed by a switch, which is an update of
+    /// the thread (its version moves).
+    #[serde(default)]
+    pub active_leaf: Option<u64>,
     /// Set when the thread was deleted; a deleted thread refuses every later write.
     pub deleted_at: Option<Timestamp>,
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 20);
+/// assert_eq!(PersistOp::ALL.len(), 21);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +43,8 @@ pub enum PersistOp {
     List,
     /// List threads.
     Threads,
+    /// List a message's siblings or a thread's leaves (its branches).
+    Branches,
     /// Find reservations stranded by streams that never finished.
     FindStranded,
     /// Ask whether an (agent, thread) can resume its provider session.
@@ -65,7 +67,7 @@ pub enum PersistOp {
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 20] = [
+    pub const ALL: [PersistOp; 21] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -77,6 +79,7 @@ impl PersistOp {
         Self::GetThread,
         Self::List,
         Self::Threads,
+        Self::Branches,
         Self::FindStranded,
         Self::Resolve,
         Self::Bind,
@@ -107,6 +110,7 @@ impl PersistOp {
             Self::GetThread => "get_thread",
             Self::List => "list",
             Self::Threads => "threads",
+            Self::Branches => "branches",
             Self::FindStranded => "find_stranded",
             Self::Resolve => "resolve",
             Self::Bind => "bind",
@@ -119,7 +123,7 @@ impl PersistOp {
         }
     }
 
-    /// Whether the operation only reads (`get`, `get_thread`, `list`, `threads`,
+    /// Whether the operation only reads (`get`, `get_thread`, `list`, `threads`, `branches`,
     /// `find_stranded`, `resolve`, `bindings`, `ping`, `read_feed`).
     pub const fn is_read(self) -> bool {
         matches!(
@@ -128,6 +132,7 @@ impl PersistOp {
                 | Self::GetThread
                 | Self::List
                 | Self::Threads
+                | Self::Branches
                 | Self::FindStranded
                 | Self::Resolve
                 | Self::Bindings

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::json;
 
+use crate::branch::Branch;
 use crate::context::Context;
 use crate::lifecycle::{FORKED_FROM, Fork, ForkReport, Prune, PruneReport};
 use crate::maintenance::Maintenance;
@@ -110,24 +111,42 @@ impl Pipeline {
             return Err(PersistError::ThreadDeleted { thread_id: fork.source.clone() });
         }
         let target = self.get_thread(GetThread::new(fork.target.clone()).with_context(context())).await?;
-        // A fork resumed goes on up to the seq it recorded when it started.
+        // A fork resumed goes on up to the seq (and along the branch) it recorded when it started.
         let resumed = match &target {
             Some(target) => self.check_fork_target(&fork, target).await?,
             None => None,
         };
-        let up_to = resumed.or(fork.up_to).unwrap_or(source.last_seq).min(source.last_seq);
-        let origin = json!({ "thread": fork.source.as_str(), "seq": up_to });
+        let leaf = match (&resumed, &fork.branch) {
+            (Some((_, recorded)), _) => recorded.clone(),
+            (None, Some(Branch::EndingAt(id))) => Some(id.clone()),
+            (None, Some(_)) => self.active_end(&fork).await?,
+            (None, None) => None,
+        };
+        // A branch with no message yet: nothing to copy.
+        if fork.branch.is_some() && leaf.is_none() {
+            return Ok(ForkReport::default());
+        }
+        let up_to =
+            resumed.as_ref().map(|(seq, _)| *seq).or(fork.up_to).unwrap_or(source.last_seq).min(source.last_seq);
+        let mut origin = json!({ "thread": fork.source.as_str(), "seq": up_to });
+        if let Some(leaf) = &leaf {
+            origin["leaf"] = json!(leaf.as_str());
+        }
         let mut report = ForkReport { up_to, ..ForkReport::default() };
         let mut recorded = resumed.is_some();
+        let branch = leaf.map(Branch::EndingAt);
         // An earlier run's copies: a message not among them below the last one's seq is late.
         let (copied, copied_until) = match target {
-            Some(_) => self.refuse_late_messages(&fork, up_to).await?,
+            Some(_) => self.refuse_late_messages(&fork, up_to, branch.as_ref()).await?,
             None => (HashSet::new(), 0),
         };
         let mut listing = ListMessages::new(fork.source.clone())
             .before(up_to.saturating_add(1))
             .with_limit(MAX_PAGE_LIMIT)
             .with_context(context());
+        if let Some(branch) = branch {
+            listing = listing.on_branch(branch);
+        }
         loop {
             let page = self.list(listing.clone()).await?;
             // Reservations still streaming are not listed, so not copied.
@@ -176,10 +195,15 @@ impl Pipeline {
     /// while a later one was copied: it was completed after an earlier run (a reservation then
     /// streaming), and copied now it would land after the later one.
     /// Answers the ids the target holds and the source seq of the last of them (0: none).
-    async fn refuse_late_messages(&self, fork: &Fork, up_to: u64) -> Result<(HashSet<MessageId>, u64)> {
-        let copied = self.all_messages(&fork.target, &fork.context, None).await?;
+    async fn refuse_late_messages(
+        &self,
+        fork: &Fork,
+        up_to: u64,
+        branch: Option<&Branch>,
+    ) -> Result<(HashSet<MessageId>, u64)> {
+        let copied = self.all_messages(&fork.target, &fork.context, None, None).await?;
         let copied: HashSet<MessageId> = copied.into_iter().map(|message| message.id).collect();
-        let source = self.all_messages(&fork.source, &fork.context, Some(up_to)).await?;
+        let source = self.all_messages(&fork.source, &fork.context, Some(up_to), branch).await?;
         let Some(last_copied) = source.iter().rposition(|message| copied.contains(&message.id)) else {
             return Ok((copied, 0));
         };
@@ -189,12 +213,21 @@ impl Pipeline {
         }
     }
 
-    /// The complete messages of `thread` (up to seq `up_to`), in order (every page).
-    async fn all_messages(&self, thread: &ThreadId, context: &Context, up_to: Option<u64>) -> Result<Vec<Message>> {
+    /// The complete messages of `thread` (up to seq `up_to`, of `branch`), in order (every page).
+    async fn all_messages(
+        &self,
+        thread: &ThreadId,
+        context: &Context,
+        up_to: Option<u64>,
+        branch: Option<&Branch>,
+    ) -> Result<Vec<Message>> {
         let mut messages = Vec::new();
         let mut listing = ListMessages::new(thread.clone()).with_limit(MAX_PAGE_LIMIT).with_context(context.renewed());
         if let Some(up_to) = up_to {
             listing = listing.before(up_to.saturating_add(1));
+        }
+        if let Some(branch) = branch {
+            listing = listing.on_branch(branch.clone());
         }
         loop {
             let page = self.list(listing.clone()).await?;
@@ -206,10 +239,23 @@ impl Pipeline {
         }
     }
 
+    /// The last message of the source's active branch, when the fork starts (`None`: no
+    /// message).
+    async fn active_end(&self, fork: &Fork) -> Result<Option<MessageId>> {
+        let last = ListMessages::new(fork.source.clone())
+            .on_branch(Branch::Active)
+            .include_reserved(true)
+            .with_order(crate::read::Order::Desc)
+            .with_limit(1)
+            .with_context(fork.context.renewed());
+        Ok(self.list(last).await?.items.into_iter().next().map(|message| message.id))
+    }
+
     /// An existing target is fine when it is this fork: recorded (its origin names the source;
-    /// answers the seq it recorded), or still in progress before the origin was recorded (its
-    /// messages are, in order, the first complete messages of the source, at least one).
-    async fn check_fork_target(&self, fork: &Fork, target: &Thread) -> Result<Option<u64>> {
+    /// answers the seq it recorded, and the last message of the branch it copies), or still in
+    /// progress before the origin was recorded (its messages are, in order, the first complete
+    /// messages of the source, of its branch, at least one).
+    async fn check_fork_target(&self, fork: &Fork, target: &Thread) -> Result<Option<(u64, Option<MessageId>)>> {
         if target.is_deleted() {
             return Err(PersistError::ThreadDeleted { thread_id: fork.target.clone() });
         }
@@ -222,15 +268,24 @@ impl Pipeline {
         if let Some(recorded) = target.metadata.get(FORKED_FROM) {
             let thread = recorded.get("thread").and_then(serde_json::Value::as_str);
             let seq = recorded.get("seq").and_then(serde_json::Value::as_u64);
-            return match (thread, seq) {
-                (Some(thread), Some(seq))
-                    if thread == fork.source.as_str() && fork.up_to.is_none_or(|up| up == seq) =>
+            let leaf = recorded.get("leaf").and_then(serde_json::Value::as_str).map(MessageId::new).transpose();
+            let same_branch = |leaf: &Option<MessageId>| match (&fork.branch, leaf) {
+                (None, None) | (Some(Branch::Active), Some(_)) => true,
+                (Some(Branch::EndingAt(wanted)), Some(leaf)) => wanted == leaf,
+                _ => false,
+            };
+            return match (thread, seq, leaf) {
+                (Some(thread), Some(seq), Ok(leaf))
+                    if thread == fork.source.as_str()
+                        && fork.up_to.is_none_or(|up| up == seq)
+                        && same_branch(&leaf) =>
                 {
-                    Ok(Some(seq))
+                    Ok(Some((seq, leaf)))
                 }
                 _ => Err(not_a_fork()),
             };
         }
+
         let page = |thread: &ThreadId| {
             ListMessages::new(thread.clone()).with_limit(MAX_PAGE_LIMIT).with_context(fork.context.renewed())
         };
@@ -238,7 +293,11 @@ impl Pipeline {
         if copied.items.is_empty() || copied.has_more {
             return Err(not_a_fork());
         }
-        let source = self.list(page(&fork.source)).await?;
+        let mut source = page(&fork.source);
+        if let Some(branch) = &fork.branch {
+            source = source.on_branch(branch.clone());
+        }
+        let source = self.list(source).await?;
         let mut originals = source.items.iter().map(|m| &m.id);
         if copied.items.iter().any(|copy| originals.next() != Some(&copy.id)) {
             return Err(not_a_fork());
@@ -250,7 +309,9 @@ impl Pipeline {
     /// (every tenant's, most recently active first, after `prune.cursor`), deletes those idle
     /// longer than `idle_for` (a `delete` of the thread expecting the version and `updated_at`
     /// read: a thread written meanwhile, even one message added, is kept), and in the others deletes every message older than the
-    /// latest `keep_latest` (each a `delete` expecting the version read). Every delete carries
+    /// latest `keep_latest` (each a `delete` expecting the version read). In a thread with
+    /// [branches](crate::branch), the latest `keep_latest` are counted along the active branch,
+    /// and a message of another branch goes when it is older than the oldest of them. Every delete carries
     /// the [`Maintenance`] extension and the thread's tenant. With `dry_run`, counts what it
     /// would delete and deletes nothing.
     ///
@@ -332,7 +393,10 @@ impl Pipeline {
         Ok(report)
     }
 
-    /// Deletes every message of `thread` older than its latest `keep` (reservations count).
+    /// Deletes every message of `thread` older than its latest `keep` (reservations count): on a
+    /// store with [branches](crate::branch), the latest `keep` of the active branch, and every
+    /// message older than the oldest of them goes, on every branch (the alternatives written
+    /// since stay).
     async fn keep_latest(
         &self,
         thread: &Thread,
@@ -347,7 +411,11 @@ impl Pipeline {
         // The oldest seq kept: the `keep`-th newest message's (none kept: past every message).
         let mut oldest_kept = thread.last_seq.saturating_add(1);
         if keep > 0 {
-            let mut newest = ListMessages::new(thread.id.clone())
+            let mut newest = ListMessages::new(thread.id.clone());
+            if self.capabilities().branches {
+                newest = newest.on_branch(crate::branch::Branch::Active);
+            }
+            let mut newest = newest
                 .include_reserved(true)
                 .with_order(crate::read::Order::Desc)
                 .with_limit(keep.min(MAX_PAGE_LIMIT))

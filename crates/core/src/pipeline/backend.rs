@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::args::PersistArgs;
+use crate::branch::{Branches, ListBranches};
 use crate::feed::{FeedHub, FeedPage, ReadFeed};
 use crate::model::Status;
 use crate::model::error::{PersistError, Result};
@@ -43,6 +44,12 @@ pub struct Capabilities {
     /// A change feed is kept: [`Backend::read_feed`] answers and [`Backend::feed_hub`] wakes
     /// subscribers (see [`feed`](crate::feed)).
     pub feed: bool,
+    /// Threads are trees (see [`branch`](crate::branch)): messages are written where their
+    /// [`Parent`](crate::branch::Parent) says and carry it, threads carry their active leaf and
+    /// switch it, [`list`](Backend::list) follows a branch and [`Backend::branches`] answers.
+    /// Without it, a request that names a parent, a switch or a branch is `Unsupported`
+    /// (nothing is written).
+    pub branches: bool,
 }
 
 impl Capabilities {
@@ -78,6 +85,12 @@ impl Capabilities {
     /// Sets [`feed`](Self::feed).
     pub fn with_feed(mut self, feed: bool) -> Self {
         self.feed = feed;
+        self
+    }
+
+    /// Sets [`branches`](Self::branches).
+    pub fn with_branches(mut self, branches: bool) -> Self {
+        self.branches = branches;
         self
     }
 }
@@ -299,6 +312,22 @@ pub trait Backend: Send + Sync + 'static {
         async { Err(sessions_unsupported()) }
     }
 
+    /// A message's siblings or a thread's leaves, for a backend with
+    /// [`Capabilities::branches`]; see [`ListBranches`]. The default answers `Unsupported`.
+    ///
+    /// # Behavior
+    ///
+    /// Siblings are the messages with the named message's parent (the roots, for a root), it
+    /// included; leaves the messages no message names as its parent. Both in `seq` order,
+    /// placeholders included, with the index of the one on the thread's active branch (the
+    /// path from its root to [`Thread::active_leaf`]). A sibling read of a message the thread
+    /// (of the context's tenant) does not have is `NotFound`; leaves of an absent thread are
+    /// empty.
+    fn branches(&self, query: ListBranches) -> impl Future<Output = Result<Branches>> + Send {
+        let _ = query;
+        async { Err(PersistError::Unsupported { what: "branches on this backend".into() }) }
+    }
+
     /// The change-feed events after a position, oldest first; see [`ReadFeed`].
     ///
     /// # Behavior
@@ -369,6 +398,10 @@ impl<B: Backend> Backend for Arc<B> {
 
     fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
         (**self).threads(query)
+    }
+
+    fn branches(&self, query: ListBranches) -> impl Future<Output = Result<Branches>> + Send {
+        (**self).branches(query)
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -26,6 +26,7 @@ use tower::layer::util::Identity;
 use tower::util::BoxCloneSyncService;
 
 use crate::args::{Add, AppendTurn, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
+use crate::branch::{Branches, ListBranches};
 use crate::feed::{FeedHub, FeedPage, ReadFeed, Subscription};
 use crate::model::error::{PersistError, Result};
 use crate::model::{Message, Thread};
@@ -182,6 +183,12 @@ impl Pipeline {
     typed_call!(
         /// Lists a page of a thread's messages.
         list, ListMessages, List => Messages, Page<Message>, |page| page
+    );
+    typed_call!(
+        /// Lists a message's siblings (the alternatives at its point of the thread's tree) or
+        /// the thread's leaves, saying which is on the active branch; see
+        /// [`branch`](crate::branch).
+        branches, ListBranches, Branches => Branches, Branches, |found| found
     );
     typed_call!(
         /// Lists a page of the request's tenant's threads (or every tenant's, when it asks
@@ -358,6 +365,10 @@ impl Backend for Pipeline {
 
     fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
         Pipeline::threads(self, query)
+    }
+
+    fn branches(&self, query: ListBranches) -> impl Future<Output = Result<Branches>> + Send {
+        Pipeline::branches(self, query)
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -3,6 +3,7 @@
 use std::future::Future;
 
 use crate::args::{Add, AppendTurn, Context, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
+use crate::branch::{Branches, ListBranches};
 use crate::feed::{FeedPage, FeedScope, ReadFeed, Subscription};
 use crate::lifecycle::{Fork, ForkReport, Pop, Popped, Prune, PruneReport};
 use crate::live::{FollowReply, ReplyStream, StopReply, StopSignal, StopState};
@@ -82,6 +83,7 @@ impl Scoped {
     scoped_call!(/** Reads one message. */ get, GetMessage => Option<Message>);
     scoped_call!(/** Reads one thread. */ get_thread, GetThread => Option<Thread>);
     scoped_call!(/** Lists a page of a thread's messages. */ list, ListMessages => Page<Message>);
+    scoped_call!(/** Lists a message's siblings or a thread's leaves; see [`Pipeline::branches`]. */ branches, ListBranches => Branches);
     /// Lists a page of the scope's threads.
     ///
     /// # Errors

@@ -122,6 +122,10 @@ impl<B: Backend> Future for TerminalFuture<B> {
         let this = self.get_mut();
         loop {
             match std::mem::replace(&mut this.state, State::Done) {
+                State::Start { backend, args } if args.uses_branches() && !backend.capabilities().branches => {
+                    let what = format!("`{}` naming a parent, a switch or a branch on this backend", args.op());
+                    return Poll::Ready(Err(PersistError::Unsupported { what: what.into() }));
+                }
                 // Reads, session requests and pings go to the backend method of the same name.
                 State::Start { backend, args } if !args.op().is_message_write() => {
                     this.state = State::Waiting(answer(backend, args));
@@ -153,6 +157,7 @@ fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, 
             PersistArgs::GetThread(query) => PersistResult::Thread(backend.get_thread(query).await?),
             PersistArgs::List(query) => PersistResult::Messages(backend.list(query).await?),
             PersistArgs::Threads(query) => PersistResult::Threads(backend.threads(query).await?),
+            PersistArgs::Branches(query) => PersistResult::Branches(backend.branches(query).await?),
             PersistArgs::FindStranded(query) => PersistResult::Stranded(backend.stranded(query).await?),
             PersistArgs::Resolve(query) => PersistResult::Resolved(backend.resolve(query).await?),
             PersistArgs::Bind(bind) => PersistResult::Bound(backend.bind(bind).await?),

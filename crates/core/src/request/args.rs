@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::branch::ListBranches;
 use super::once::SetOnce;
 use super::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
 pub use super::restore::Restore;
@@ -70,6 +71,9 @@ pub enum PersistArgs {
     /// Lists threads; see [`ListThreads`].
     #[serde(skip)]
     Threads(ListThreads),
+    /// Lists a message's siblings or a thread's leaves; see [`ListBranches`].
+    #[serde(skip)]
+    Branches(ListBranches),
     /// Finds stranded reservations; see [`FindStranded`].
     #[serde(skip)]
     FindStranded(FindStranded),
@@ -109,6 +113,7 @@ impl PersistArgs {
             Self::GetThread(_) => PersistOp::GetThread,
             Self::List(_) => PersistOp::List,
             Self::Threads(_) => PersistOp::Threads,
+            Self::Branches(_) => PersistOp::Branches,
             Self::FindStranded(_) => PersistOp::FindStranded,
             Self::Resolve(_) => PersistOp::Resolve,
             Self::Bind(_) => PersistOp::Bind,
@@ -135,6 +140,7 @@ impl PersistArgs {
             Self::Get(a) => &a.thread_id,
             Self::GetThread(a) => &a.thread_id,
             Self::List(a) => &a.thread_id,
+            Self::Branches(a) => &a.thread_id,
             Self::Resolve(a) => &a.thread_id,
             Self::Bind(a) => &a.thread_id,
             Self::ResetSession(a) => &a.thread_id,
@@ -154,7 +160,45 @@ impl PersistArgs {
             Self::Update(a) => a.target.message_id(),
             Self::Delete(a) => a.target.message_id(),
             Self::Get(a) => Some(&a.message_id),
+            Self::Branches(a) => a.message_id(),
             _ => None,
+        }
+    }
+
+    /// Sets the parent of an `add`, a `reserve` or a turn (nothing for other requests).
+    pub(crate) fn set_parent(&mut self, parent: super::branch::Parent) {
+        match self {
+            Self::Add(a) => a.parent = parent,
+            Self::Reserve(a) => a.parent = parent,
+            Self::AppendTurn(a) => a.parent = parent,
+            _ => {}
+        }
+    }
+
+    /// The parent an `add`, a `reserve` or a turn names ([`Parent::Active`](super::branch::Parent::Active)
+    /// for other requests).
+    pub fn parent(&self) -> &super::branch::Parent {
+        static ACTIVE: super::branch::Parent = super::branch::Parent::Active;
+        match self {
+            Self::Add(a) => &a.parent,
+            Self::Reserve(a) => &a.parent,
+            Self::AppendTurn(a) => &a.parent,
+            _ => &ACTIVE,
+        }
+    }
+
+    /// Whether the request needs a backend with
+    /// [`Capabilities::branches`](crate::Capabilities::branches): a write that names its
+    /// parent, a switch of branch, a listing of a branch, a `branches` read.
+    pub fn uses_branches(&self) -> bool {
+        match self {
+            Self::Add(a) => !a.parent.is_active(),
+            Self::Reserve(a) => !a.parent.is_active(),
+            Self::AppendTurn(a) => !a.parent.is_active(),
+            Self::Update(a) => a.switch.is_some(),
+            Self::List(a) => a.branch.is_some(),
+            Self::Branches(_) => true,
+            _ => false,
         }
     }
 
@@ -191,6 +235,7 @@ impl PersistArgs {
             Self::GetThread(a) => &a.context,
             Self::List(a) => &a.context,
             Self::Threads(a) => &a.context,
+            Self::Branches(a) => &a.context,
             Self::FindStranded(a) => &a.context,
             Self::Resolve(a) => &a.context,
             Self::Bind(a) => &a.context,
@@ -217,6 +262,7 @@ impl PersistArgs {
             Self::GetThread(a) => &mut a.context,
             Self::List(a) => &mut a.context,
             Self::Threads(a) => &mut a.context,
+            Self::Branches(a) => &mut a.context,
             Self::FindStranded(a) => &mut a.context,
             Self::Resolve(a) => &mut a.context,
             Self::Bind(a) => &mut a.context,
@@ -292,8 +338,11 @@ impl PersistArgs {
         let Self::Update(update) = self else {
             return Ok(());
         };
-        if update.metadata.is_none() && update.role.is_none() && update.title.is_none() {
+        if update.metadata.is_none() && update.role.is_none() && update.title.is_none() && update.switch.is_none() {
             return Err(PersistError::invalid("update", "the patch changes nothing"));
+        }
+        if update.switch.is_some() && update.target != Target::Thread {
+            return Err(PersistError::invalid("switch", "makes a branch of a thread active: its target is the thread"));
         }
         match update.target {
             Target::MessagesAfter(_) => {
@@ -357,6 +406,12 @@ impl From<ListBindings> for PersistArgs {
     }
 }
 
+impl From<ListBranches> for PersistArgs {
+    fn from(query: ListBranches) -> Self {
+        Self::Branches(query)
+    }
+}
+
 impl From<ListThreads> for PersistArgs {
     fn from(query: ListThreads) -> Self {
         Self::Threads(query)
@@ -406,6 +461,7 @@ mod tests {
                     updated_at: crate::Timestamp::now(),
                     last_seq: 0,
                     message_count: 0,
+                    active_leaf: None,
                     deleted_at: None,
                 },
                 Vec::new(),
@@ -416,6 +472,7 @@ mod tests {
             GetThread::new(thread()).into(),
             ListMessages::new(thread()).into(),
             ListThreads::new().into(),
+            ListBranches::leaves(thread()).into(),
             FindStranded::new(crate::Timestamp::now()).into(),
             Resolve::new(agent.clone(), thread(), provider.clone()).into(),
             Bind::new(agent.clone(), thread(), session.clone(), provider).into(),
@@ -448,10 +505,13 @@ mod tests {
     #[test]
     fn validate_refuses_meaningless_updates() {
         let m = MessageId::new("m1").unwrap();
+        use crate::branch::Switch;
+        let other = MessageId::new("m2").unwrap();
         let cases: Vec<(PersistArgs, &str)> = vec![
             (Update::message(thread(), m.clone()).into(), "update"),
             (Update::message(thread(), m).with_title(Some("x".into())).into(), "title"),
             (Update::thread(thread()).with_role(Role::User).into(), "role"),
+            (Update::message(thread(), other.clone()).with_switch(Switch::To(other)).into(), "switch"),
             (Update::thread(thread()).with_title(Some("x".repeat(MAX_TITLE_BYTES + 1))).into(), "title"),
         ];
         for (args, field) in cases {

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use crate::branch::Branch;
 use crate::context::{Context, context_setter};
 use crate::model::Message;
 use crate::model::Timestamp;
@@ -15,7 +16,8 @@ use crate::model::id::{TenantId, ThreadId};
 use crate::read::ThreadCursor;
 
 /// The thread metadata key a fork records its origin under: `{"thread": <source id>, "seq":
-/// <the last seq copied from>}`.
+/// <the last seq copied from>}`, with `"leaf": <message id>` for a fork of one branch (the last
+/// message of the branch copied).
 pub const FORKED_FROM: &str = "persist.forked_from";
 
 /// Copies a thread, up to a seq, into a new thread of the same tenant; see
@@ -30,6 +32,8 @@ pub struct Fork {
     /// Copy the messages with `seq` up to this one (default: the source's `last_seq` when the
     /// fork starts).
     pub up_to: Option<u64>,
+    /// Copy only the messages of this branch, root first (default: every message).
+    pub branch: Option<Branch>,
     /// Who is asking: its tenant is the tenant of both threads.
     pub context: Context,
 }
@@ -37,12 +41,21 @@ pub struct Fork {
 impl Fork {
     /// Copies `source` whole into `target`.
     pub fn new(source: ThreadId, target: ThreadId) -> Self {
-        Self { source, target, up_to: None, context: Context::new() }
+        Self { source, target, up_to: None, branch: None, context: Context::new() }
     }
 
     /// Copies the messages up to `seq` only.
     pub fn up_to(mut self, seq: u64) -> Self {
         self.up_to = Some(seq);
+        self
+    }
+
+    /// Copies one branch of the source (see [`branch`](crate::branch)): the path from its root
+    /// to its last message, which becomes a thread of one line. [`Branch::Active`] is resolved
+    /// to the active branch's last message when the fork starts, and recorded with its origin,
+    /// so a fork run again copies the same branch.
+    pub fn on_branch(mut self, branch: Branch) -> Self {
+        self.branch = Some(branch);
         self
     }
 

@@ -6,6 +6,7 @@
 //! [`feed`](crate::feed).
 
 pub mod args;
+pub mod branch;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod once;

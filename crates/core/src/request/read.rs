@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::branch::Branch;
 use crate::context::{Context, context_setter};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, TenantId, ThreadId};
@@ -113,6 +114,9 @@ pub struct ListMessages {
     pub order: Order,
     /// Whether placeholders still `Reserved` are listed.
     pub include_reserved: bool,
+    /// Only the messages of this branch, from its root to its last message (see
+    /// [`on_branch`](Self::on_branch)); every message of the thread when `None`.
+    pub branch: Option<Branch>,
     /// Who is asking: its tenant names the thread's tenant.
     pub context: Context,
 }
@@ -127,6 +131,7 @@ impl ListMessages {
             limit: DEFAULT_PAGE_LIMIT,
             order: Order::Asc,
             include_reserved: false,
+            branch: None,
             context: Context::new(),
         }
     }
@@ -158,6 +163,26 @@ impl ListMessages {
     /// Lists placeholders too.
     pub fn include_reserved(mut self, include: bool) -> Self {
         self.include_reserved = include;
+        self
+    }
+
+    /// Lists only the messages of `branch`: the path from its root to its last message, in
+    /// `seq` order (a parent is always earlier than its children), paged by `seq` like any
+    /// listing. [`Branch::Active`] is the conversation as the user sees it now;
+    /// [`Branch::EndingAt`] a message that is not in the thread is `NotFound`. See
+    /// [`branch`](crate::branch).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{branch::Branch, read::ListMessages, Order, ThreadId};
+    ///
+    /// let latest = ListMessages::new(ThreadId::new("t1")?).on_branch(Branch::Active).with_order(Order::Desc);
+    /// assert_eq!(latest.branch, Some(Branch::Active));
+    /// # Ok::<_, persist::PersistError>(())
+    /// ```
+    pub fn on_branch(mut self, branch: Branch) -> Self {
+        self.branch = Some(branch);
         self
     }
 

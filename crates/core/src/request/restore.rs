@@ -346,6 +346,11 @@ impl Restored {
 
 /// The thread a restore leaves, given the one stored before it (`None`: absent) and the number
 /// of messages it inserts: the rule of [`Restore`] for every backend.
+///
+/// The thread's [`active_leaf`](Thread::active_leaf) is the backend's to set once the
+/// messages are in: the restored thread's when that message is in the thread, else the thread's
+/// highest seq (a restore in several requests, whose leaf comes in a later one, keeps a leaf
+/// that exists at every step).
 pub fn merged_thread(stored: Option<&Thread>, restore: &Thread, inserted: u64) -> Thread {
     match stored {
         None => Thread { message_count: inserted, ..restore.clone() },

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::branch::Branches;
 use crate::feed::FeedPage;
 use crate::model::id::{MessageId, ThreadId};
 use crate::model::op::PersistOp;
@@ -156,6 +157,9 @@ pub enum PersistResult {
     /// A page of `threads`.
     #[serde(skip)]
     Threads(Page<Thread, ThreadCursor>),
+    /// The siblings or leaves a `branches` read listed.
+    #[serde(skip)]
+    Branches(Branches),
     /// The reservations `find_stranded` found, each with its thread's tenant.
     #[serde(skip)]
     Stranded(Vec<Stranded>),
@@ -199,6 +203,7 @@ impl PersistResult {
             Self::Thread(_) => PersistOp::GetThread,
             Self::Messages(_) => PersistOp::List,
             Self::Threads(_) => PersistOp::Threads,
+            Self::Branches(_) => PersistOp::Branches,
             Self::Stranded(_) => PersistOp::FindStranded,
             Self::Resolved(_) => PersistOp::Resolve,
             Self::Bound(_) => PersistOp::Bind,
@@ -276,6 +281,7 @@ impl PersistResult {
             Self::Thread(t) => Some(usize::from(t.is_some())),
             Self::Messages(page) => Some(page.items.len()),
             Self::Threads(page) => Some(page.items.len()),
+            Self::Branches(found) => Some(found.items.len()),
             Self::Stranded(found) => Some(found.len()),
             Self::Bindings(found) => Some(found.len()),
             Self::Feed(page) => Some(page.events.len()),

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::args::PersistArgs;
+use super::branch::Parent;
 use super::write::{Add, Reserve};
 use crate::context::{Context, context_setter};
 use crate::model::error::{PersistError, Result};
@@ -86,6 +87,10 @@ pub struct AppendTurn {
     /// Keys the turn as a whole: message `i` without a key of its own is keyed
     /// `{key}#{i}`.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Where the turn's first message goes in the thread's tree (each next one follows the
+    /// one before it): after the active branch's last message unless set.
+    #[serde(default, skip_serializing_if = "Parent::is_active")]
+    pub parent: Parent,
     /// Request context.
     pub context: Context,
 }
@@ -93,7 +98,7 @@ pub struct AppendTurn {
 impl AppendTurn {
     /// An empty turn for `thread_id`; add messages with [`with_message`](Self::with_message).
     pub fn new(thread_id: ThreadId) -> Self {
-        Self { thread_id, messages: Vec::new(), idempotency_key: None, context: Context::new() }
+        Self { thread_id, messages: Vec::new(), idempotency_key: None, parent: Parent::Active, context: Context::new() }
     }
 
     /// A turn of `messages`.
@@ -117,6 +122,14 @@ impl AppendTurn {
     /// Sets the turn's idempotency key.
     pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
         self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Places the turn's first message in the thread's tree, as
+    /// [`Add::with_parent`](crate::args::Add::with_parent) does; the others follow it. The
+    /// turn's last message ends the active branch.
+    pub fn with_parent(mut self, parent: impl Into<Parent>) -> Self {
+        self.parent = parent.into();
         self
     }
 
@@ -156,7 +169,11 @@ impl AppendTurn {
             .enumerate()
             .map(|(index, message)| {
                 let key = self.key_of(index)?;
-                Ok(message.to_write(self.thread_id.clone(), key, self.context.clone()))
+                let mut write = message.to_write(self.thread_id.clone(), key, self.context.clone());
+                if index == 0 {
+                    write.set_parent(self.parent.clone());
+                }
+                Ok(write)
             })
             .collect()
     }
@@ -409,11 +426,13 @@ impl TurnPlan {
 
     /// The messages a new turn stores when the thread's `last_seq` is `last_seq`: seqs
     /// `last_seq + 1…`, version 1, written `now`, each with its given id or a generated one
-    /// (UUIDv7), its key, and the placeholder for a reservation. For backends that build the
-    /// rows themselves (one multi-row insert).
-    pub fn messages_after(&self, last_seq: u64, now: crate::Timestamp) -> Vec<crate::Message> {
+    /// (UUIDv7), its key, and the placeholder for a reservation; the first with parent
+    /// `parent` (the seq the turn's [`Parent`] resolved to), each next one after the one before.
+    /// For backends that build the rows themselves (one multi-row insert).
+    pub fn messages_after(&self, last_seq: u64, parent: Option<u64>, now: crate::Timestamp) -> Vec<crate::Message> {
         let rows = self.messages.iter().zip(&self.keyed).zip(last_seq + 1..);
         rows.map(|((message, key), seq)| crate::Message {
+            parent_seq: if seq == last_seq + 1 { parent } else { Some(seq - 1) },
             thread_id: self.thread_id.clone(),
             id: message.message_id.clone().unwrap_or_else(MessageId::generate),
             role: message.role.clone(),

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::branch::{Parent, Switch};
 use crate::context::{Context, context_setter};
 use crate::model::error::PersistError;
 use crate::model::id::{IdempotencyKey, MessageId, ThreadId};
@@ -40,6 +41,10 @@ pub struct Add {
     pub metadata: Metadata,
     /// Makes the write safe to retry: a repeat returns the first message.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Where the message goes in the thread's tree: after the active branch's last message
+    /// unless set (see [`branch`](crate::branch)).
+    #[serde(default, skip_serializing_if = "Parent::is_active")]
+    pub parent: Parent,
     /// Request context.
     pub context: Context,
 }
@@ -54,6 +59,7 @@ impl Add {
             content: content.into(),
             metadata: Metadata::new(),
             idempotency_key: None,
+            parent: Parent::Active,
             context: Context::new(),
         }
     }
@@ -76,6 +82,15 @@ impl Add {
         self
     }
 
+    /// Places the message in the thread's tree: a message id (or [`Parent::Message`]) writes it
+    /// after that message, starting a new branch there when it already has a child (an edit, a
+    /// regenerated reply); [`Parent::Root`] makes it a root. Either way it ends the active
+    /// branch. A message the thread does not have is `NotFound`.
+    pub fn with_parent(mut self, parent: impl Into<Parent>) -> Self {
+        self.parent = parent.into();
+        self
+    }
+
     context_setter!();
 }
 
@@ -94,6 +109,10 @@ pub struct Reserve {
     pub metadata: Metadata,
     /// Makes the reservation safe to retry.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Where the placeholder goes in the thread's tree: after the active branch's last message
+    /// unless set (a regenerated reply names the message it answers).
+    #[serde(default, skip_serializing_if = "Parent::is_active")]
+    pub parent: Parent,
     /// Request context.
     pub context: Context,
 }
@@ -107,6 +126,7 @@ impl Reserve {
             role,
             metadata: Metadata::new(),
             idempotency_key: None,
+            parent: Parent::Active,
             context: Context::new(),
         }
     }
@@ -126,6 +146,15 @@ impl Reserve {
     /// Sets the idempotency key.
     pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
         self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Places the message in the thread's tree: a message id (or [`Parent::Message`]) writes it
+    /// after that message, starting a new branch there when it already has a child (an edit, a
+    /// regenerated reply); [`Parent::Root`] makes it a root. Either way it ends the active
+    /// branch. A message the thread does not have is `NotFound`.
+    pub fn with_parent(mut self, parent: impl Into<Parent>) -> Self {
+        self.parent = parent.into();
         self
     }
 
@@ -193,6 +222,9 @@ pub struct Update {
     pub title: Option<Option<String>>,
     /// Fail with `VersionConflict` unless the target's stored version equals this.
     pub expected_version: Option<u64>,
+    /// Makes another branch active (threads only; see [`branch`](crate::branch)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch: Option<Switch>,
     /// Request context.
     pub context: Context,
 }
@@ -216,6 +248,7 @@ impl Update {
             role: None,
             title: None,
             expected_version: None,
+            switch: None,
             context: Context::new(),
         }
     }
@@ -241,6 +274,15 @@ impl Update {
     /// Adds an optimistic-concurrency precondition.
     pub fn with_expected_version(mut self, version: u64) -> Self {
         self.expected_version = Some(version);
+        self
+    }
+
+    /// Makes another branch of the thread active (threads only): the thread's
+    /// [`active_leaf`](crate::Thread::active_leaf) moves, and its version with it, so two
+    /// clients switching at once can each name the version they saw. A message the thread does
+    /// not have is `NotFound`.
+    pub fn with_switch(mut self, switch: Switch) -> Self {
+        self.switch = Some(switch);
         self
     }
 

@@ -5,7 +5,6 @@ use persist_core::{Deleted, MessageId, PersistError, Target, Timestamp};
 use sqlx::{Connection, PgConnection, Row};
 
 use super::guard::diagnose_message;
-use super::{RACE_ATTEMPTS, raced};
 use crate::error::map_sqlx;
 use crate::rows::{signed, tenant_key};
 
@@ -14,37 +13,70 @@ pub(super) async fn delete_message(
     delete: &Delete,
     id: &MessageId,
 ) -> Result<Deleted, PersistError> {
-    let tenant = delete.context.tenant();
-    for _ in 0..RACE_ATTEMPTS {
-        let removed = sqlx::query(
-            "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $4 AND thread_id = $1 \
-                           AND deleted_at IS NULL FOR UPDATE), \
-             d AS (DELETE FROM messages WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) \
-                      AND message_id = $2 AND ($3::bigint IS NULL OR version = $3) \
-                   RETURNING message_id), \
-             u AS (UPDATE threads SET message_count = message_count - (SELECT count(*) FROM d), updated_at = $5 \
-                    WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND EXISTS (SELECT 1 FROM d)) \
-             SELECT message_id FROM d",
-        )
-        .bind(delete.thread_id.as_str())
-        .bind(id.as_str())
-        .bind(delete.expected_version.map(signed))
-        .bind(tenant_key(tenant))
-        .bind(Timestamp::now().as_micros())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx("deleting the message", e))?;
-        if removed.is_some() {
-            return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
+    // A transaction whose first statement takes the thread's lock: the splice then sees every
+    // child written before (a single statement would see only those of its snapshot, taken
+    // before the lock).
+    let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the delete", e))?;
+    let answer = delete_message_locked(&mut tx, delete, id).await;
+    match &answer {
+        Ok(deleted) if !deleted.message_ids.is_empty() => {
+            tx.commit().await.map_err(|e| map_sqlx("committing the delete", e))?;
         }
-        // Nothing removed: already gone (an empty answer), or a stale expected version.
-        match diagnose_message(conn, &delete.thread_id, id, tenant, delete.expected_version, None).await? {
-            Some(conflict @ PersistError::VersionConflict { .. }) => return Err(conflict),
-            Some(_) => return Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
-            None => {}
-        }
+        _ => tx.rollback().await.map_err(|e| map_sqlx("ending the delete", e))?,
     }
-    Err(raced())
+    answer
+}
+
+/// Removes the message and takes it out of its branch: its children follow its parent (in
+/// their stored form: see [`stored_parent`](persist_core::branch::stored_parent)), and an
+/// active branch that ended at it ends at its parent.
+async fn delete_message_locked(
+    tx: &mut PgConnection,
+    delete: &Delete,
+    id: &MessageId,
+) -> Result<Deleted, PersistError> {
+    let tenant = delete.context.tenant();
+    sqlx::query("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 AND deleted_at IS NULL FOR UPDATE")
+        .bind(tenant_key(tenant))
+        .bind(delete.thread_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx("locking the thread", e))?;
+    let removed = sqlx::query(
+        "WITH d AS (DELETE FROM messages m \
+                     WHERE m.tenant = $4 AND m.thread_id = $1 AND m.message_id = $2 \
+                       AND ($3::bigint IS NULL OR m.version = $3) \
+                       AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = $4 AND t.thread_id = $1 \
+                                                             AND t.deleted_at IS NULL) \
+                    RETURNING m.message_id, m.seq, \
+                              CASE WHEN m.parent_seq IS NULL THEN nullif(m.seq - 1, 0) \
+                                   ELSE nullif(m.parent_seq, 0) END AS parent), \
+              next AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d \
+                        WHERE m.tenant = $4 AND m.thread_id = $1 AND m.seq = d.seq + 1 AND m.parent_seq IS NULL), \
+              later AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d \
+                         WHERE m.tenant = $4 AND m.thread_id = $1 AND m.parent_seq = d.seq), \
+              u AS (UPDATE threads t \
+                       SET message_count = t.message_count - 1, updated_at = $5, \
+                           active_leaf = CASE WHEN t.active_leaf = d.seq THEN d.parent ELSE t.active_leaf END \
+                      FROM d WHERE t.tenant = $4 AND t.thread_id = $1) \
+         SELECT message_id FROM d",
+    )
+    .bind(delete.thread_id.as_str())
+    .bind(id.as_str())
+    .bind(delete.expected_version.map(signed))
+    .bind(tenant_key(tenant))
+    .bind(Timestamp::now().as_micros())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| map_sqlx("deleting the message", e))?;
+    if removed.is_some() {
+        return Ok(Deleted::new(delete.thread_id.clone(), vec![id.clone()]));
+    }
+    // Nothing removed: already gone (an empty answer), or a stale expected version.
+    match diagnose_message(tx, &delete.thread_id, id, tenant, delete.expected_version, None).await? {
+        Some(conflict @ PersistError::VersionConflict { .. }) => Err(conflict),
+        _ => Ok(Deleted::new(delete.thread_id.clone(), Vec::new())),
+    }
 }
 
 /// Deleting a thread (or truncating it) is a transaction, not one statement: after the thread's row lock is
@@ -69,9 +101,23 @@ pub(super) async fn delete_thread(conn: &mut PgConnection, delete: &Delete) -> R
 
 /// A truncation after `seq`, inside [`delete_thread`]'s transaction once the thread's row is
 /// locked and checked: every later message removed, the thread's counters and version moved.
-pub(super) async fn truncate_locked(tx: &mut PgConnection, delete: &Delete, seq: u64) -> Result<Deleted, PersistError> {
+pub(super) async fn truncate_locked(
+    tx: &mut PgConnection,
+    delete: &Delete,
+    seq: u64,
+    active_leaf: Option<i64>,
+) -> Result<Deleted, PersistError> {
     let sql = |context| move |e| map_sqlx(context, e);
     let tenant = tenant_key(delete.context.tenant());
+    // Where the active branch ends once the later messages go: walked up before they do.
+    let leaf: Option<i64> = sqlx::query_scalar(crate::branches::LEAF_KEPT)
+        .bind(tenant)
+        .bind(delete.thread_id.as_str())
+        .bind(active_leaf)
+        .bind(signed(seq))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sql("walking the active branch"))?;
     let removed =
         sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 AND seq > $3 RETURNING seq, message_id")
             .bind(delete.thread_id.as_str())
@@ -83,13 +129,15 @@ pub(super) async fn truncate_locked(tx: &mut PgConnection, delete: &Delete, seq:
     let ids = removed_ids(&removed)?;
     if !ids.is_empty() {
         sqlx::query(
-            "UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4 \
+            "UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4, \
+                                active_leaf = $5 \
               WHERE tenant = $2 AND thread_id = $1",
         )
         .bind(delete.thread_id.as_str())
         .bind(tenant)
         .bind(i64::try_from(ids.len()).unwrap_or(i64::MAX))
         .bind(Timestamp::now().as_micros())
+        .bind(leaf)
         .execute(&mut *tx)
         .await
         .map_err(sql("touching the truncated thread"))?;
@@ -103,7 +151,7 @@ pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete)
     let gone = || Ok(Deleted::new(delete.thread_id.clone(), Vec::new()));
     let sql = |context| move |e| map_sqlx(context, e);
     let row = sqlx::query(
-        "SELECT deleted_at IS NOT NULL AS deleted, version, updated_at FROM threads \
+        "SELECT deleted_at IS NOT NULL AS deleted, version, updated_at, active_leaf FROM threads \
           WHERE tenant = $2 AND thread_id = $1 FOR UPDATE",
     )
     .bind(delete.thread_id.as_str())
@@ -130,7 +178,8 @@ pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete)
         });
     }
     if let Target::MessagesAfter(seq) = delete.target {
-        return truncate_locked(tx, delete, seq).await;
+        let leaf = row.try_get::<Option<i64>, _>("active_leaf").map_err(sql("reading the thread"))?;
+        return truncate_locked(tx, delete, seq, leaf).await;
     }
     let updated_at = row.try_get::<i64, _>("updated_at").map_err(sql("reading the thread"))?;
     if let Some(conflict) = delete.updated_at_conflict(Timestamp::from_micros(updated_at)) {
@@ -181,11 +230,13 @@ pub(super) async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant:
         (_, true) => "DELETE FROM threads WHERE tenant = $3 AND thread_id = $1 AND $2::bigint IS NOT NULL",
         (true, false) => {
             "UPDATE threads SET deleted_at = coalesce(deleted_at, $2), updated_at = $2, message_count = 0, \
+                                active_leaf = NULL, \
                                 title = NULL, metadata = '{}' \
               WHERE tenant = $3 AND thread_id = $1"
         }
         (false, false) => {
-            "UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0 WHERE tenant = $3 AND thread_id = $1"
+            "UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0, active_leaf = NULL \
+              WHERE tenant = $3 AND thread_id = $1"
         }
     };
     sqlx::query(tombstone)

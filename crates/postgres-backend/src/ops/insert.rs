@@ -2,11 +2,12 @@
 //! the diagnosis of an insert that wrote nothing.
 
 use persist_core::args::{Add, Reserve};
+use persist_core::branch::{Parent, unknown_message};
 use persist_core::{
     Added, Content, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
     Role, Status, TenantId, ThreadId, Timestamp,
 };
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use super::guard::{find_message, writable_thread};
 use super::{GroupAnswer, RACE_ATTEMPTS, group_answer, raced};
@@ -42,6 +43,7 @@ pub(super) struct Insert<'a> {
     status: Status,
     idempotency_key: Option<&'a IdempotencyKey>,
     tenant: Option<&'a TenantId>,
+    parent: &'a Parent,
 }
 
 impl<'a> Insert<'a> {
@@ -55,6 +57,7 @@ impl<'a> Insert<'a> {
             status: Status::Complete,
             idempotency_key: add.idempotency_key.as_ref(),
             tenant: add.context.tenant(),
+            parent: &add.parent,
         }
     }
 
@@ -68,8 +71,28 @@ impl<'a> Insert<'a> {
             status: Status::Reserved,
             idempotency_key: reserve.idempotency_key.as_ref(),
             tenant: reserve.context.tenant(),
+            parent: &reserve.parent,
         }
     }
+}
+
+/// The stored parent (see [`stored_parent`](persist_core::branch::stored_parent)) of the
+/// message a thread row `$t` returned by an insert's lock makes: its `last_seq` is the new
+/// message's seq, its `prev_leaf` what the message follows (none: a root).
+macro_rules! stored_parent {
+    ($t:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $t,
+            ".last_seq = 1 OR ",
+            $t,
+            ".prev_leaf = ",
+            $t,
+            ".last_seq - 1 THEN NULL ELSE coalesce(",
+            $t,
+            ".prev_leaf, 0) END"
+        )
+    };
 }
 
 /// Bumps the thread's `last_seq` under its row lock (creating the thread on its first write)
@@ -93,24 +116,32 @@ pub(super) async fn insert(
             &generated
         }
     };
+    if let Parent::Message(parent) = new.parent {
+        return insert_child(conn, &new, parent, args, id).await;
+    }
     for _ in 0..RACE_ATTEMPTS {
         let inserted = sqlx::query(concat!(
             "WITH t AS ( \
-                INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
-                VALUES ($9, $1, $8, $8, 1, 1) \
+                INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, \
+                                           active_leaf) \
+                VALUES ($9, $1, $8, $8, 1, 1, 1) \
                 ON CONFLICT (tenant, thread_id) DO UPDATE \
                    SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
-                       updated_at = EXCLUDED.updated_at \
+                       updated_at = EXCLUDED.updated_at, active_leaf = th.last_seq + 1, \
+                       prev_leaf = th.active_leaf \
                  WHERE th.deleted_at IS NULL \
                    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
                                                               AND m.message_id = $2) \
                    AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
                                                               AND m.idempotency_key = $7) \
-                RETURNING th.last_seq), \
+                RETURNING th.last_seq, th.prev_leaf), \
              m AS ( \
                 INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                      idempotency_key, created_at, updated_at) \
-                SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8 FROM t \
+                                      idempotency_key, created_at, updated_at, parent_seq) \
+                SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8, \
+                       CASE WHEN $10 THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ",
+            stored_parent!("t"),
+            " END FROM t \
                 RETURNING *) \
              SELECT ",
             message_columns!(),
@@ -125,6 +156,7 @@ pub(super) async fn insert(
         .bind(key)
         .bind(Timestamp::now().as_micros())
         .bind(tenant)
+        .bind(matches!(new.parent, Parent::Root))
         .fetch_optional(&mut *conn)
         .await;
         match inserted {
@@ -140,6 +172,86 @@ pub(super) async fn insert(
         }
     }
     Err(raced())
+}
+
+/// An insert after a named message: a transaction that takes the thread's lock first, so that
+/// the parent is read after every earlier writer of the thread committed (a message deleted
+/// meanwhile is not found), then inserts as [`insert`] does.
+async fn insert_child(
+    conn: &mut PgConnection,
+    new: &Insert<'_>,
+    parent: &MessageId,
+    args: &PersistArgs,
+    id: &MessageId,
+) -> Result<(Message, bool), PersistError> {
+    let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the insert", e))?;
+    let answer = insert_child_locked(&mut tx, new, parent, args, id).await;
+    match &answer {
+        Ok((_, false)) => tx.commit().await.map_err(|e| map_sqlx("committing the insert", e))?,
+        _ => tx.rollback().await.map_err(|e| map_sqlx("ending the insert", e))?,
+    }
+    answer
+}
+
+async fn insert_child_locked(
+    tx: &mut PgConnection,
+    new: &Insert<'_>,
+    parent: &MessageId,
+    args: &PersistArgs,
+    id: &MessageId,
+) -> Result<(Message, bool), PersistError> {
+    let tenant = tenant_key(new.tenant);
+    sqlx::query("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE")
+        .bind(tenant)
+        .bind(new.thread_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx("locking the thread", e))?;
+    let inserted = sqlx::query(concat!(
+        "WITH p AS (SELECT seq FROM messages WHERE tenant = $9 AND thread_id = $1 AND message_id = $10), \
+         t AS ( \
+            UPDATE threads th \
+               SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, updated_at = $8, \
+                   active_leaf = th.last_seq + 1, prev_leaf = p.seq \
+              FROM p \
+             WHERE th.tenant = $9 AND th.thread_id = $1 AND th.deleted_at IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
+                                                          AND m.message_id = $2) \
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
+                                                          AND m.idempotency_key = $7) \
+            RETURNING th.last_seq, th.prev_leaf), \
+         m AS ( \
+            INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                                  idempotency_key, created_at, updated_at, parent_seq) \
+            SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8, ",
+        stored_parent!("t"),
+        " FROM t \
+            RETURNING *) \
+         SELECT ",
+        message_columns!(),
+        " FROM m"
+    ))
+    .bind(new.thread_id.as_str())
+    .bind(id.as_str())
+    .bind(new.role.as_str())
+    .bind(new.content.as_json())
+    .bind(json_text(new.metadata)?)
+    .bind(new.status.as_str())
+    .bind(new.idempotency_key.map(IdempotencyKey::as_str))
+    .bind(Timestamp::now().as_micros())
+    .bind(tenant)
+    .bind(parent.as_str())
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(|e| map_sqlx("inserting the message", e))?;
+    if let Some(row) = inserted {
+        return Ok((rows::message(&row)?, false));
+    }
+    // Under the lock nothing moves: the diagnosis is final.
+    match diagnose_insert(tx, new, id, args).await? {
+        Some(answer) => answer,
+        None => Err(unknown_message(new.thread_id, parent)),
+    }
 }
 
 /// The inserts of a group (adds and reserves checked by [`check`], each for a different
@@ -170,15 +282,24 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
         columns.status.push(new.status.as_str());
         columns.idempotency_key.push(new.idempotency_key.map(IdempotencyKey::as_str));
         columns.tenant.push(tenant_key(new.tenant));
+        columns.root.push(match new.parent {
+            Parent::Root => true,
+            // Run alone by the group's writer (it reads its parent under the lock).
+            Parent::Message(_) => {
+                return Ok(Err(PersistError::Unsupported { what: "grouping an insert that names its parent".into() }));
+            }
+            _ => false,
+        });
     }
     let rows = sqlx::query(concat!(
         "WITH i AS ( \
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                                 $7::text[], $8::text[]) \
-                AS i(thread_id, message_id, role, content, metadata, status, idempotency_key, tenant)), \
+                                 $7::text[], $8::text[], $10::boolean[]) \
+                AS i(thread_id, message_id, role, content, metadata, status, idempotency_key, tenant, root)), \
          t AS ( \
-            INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
-            SELECT i.tenant, i.thread_id, $9, $9, 1, 1 FROM i \
+            INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, \
+                                       active_leaf, prev_leaf) \
+            SELECT i.tenant, i.thread_id, $9, $9, 1, 1, 1, NULL FROM i \
              WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id \
                                                           AND m.message_id = i.message_id) \
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id \
@@ -186,15 +307,18 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
              ORDER BY i.tenant COLLATE \"C\", i.thread_id COLLATE \"C\" \
             ON CONFLICT (tenant, thread_id) DO UPDATE \
                SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
-                   updated_at = EXCLUDED.updated_at \
+                   updated_at = EXCLUDED.updated_at, active_leaf = th.last_seq + 1, \
+                   prev_leaf = th.active_leaf \
              WHERE th.deleted_at IS NULL \
-            RETURNING th.tenant, th.thread_id, th.last_seq), \
+            RETURNING th.tenant, th.thread_id, th.last_seq, th.prev_leaf), \
          m AS ( \
             INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                  idempotency_key, created_at, updated_at) \
+                                  idempotency_key, created_at, updated_at, parent_seq) \
             SELECT i.tenant, i.thread_id, i.message_id, t.last_seq, i.role, i.content::jsonb, i.metadata::jsonb, \
-                   i.status, 1, i.idempotency_key, $9, $9 \
-              FROM i JOIN t ON t.tenant = i.tenant AND t.thread_id = i.thread_id \
+                   i.status, 1, i.idempotency_key, $9, $9, \
+                   CASE WHEN i.root THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ",
+        stored_parent!("t"),
+        " END FROM i JOIN t ON t.tenant = i.tenant AND t.thread_id = i.thread_id \
             RETURNING *) \
          SELECT tenant, ",
         message_columns!(),
@@ -209,6 +333,7 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
     .bind(&columns.idempotency_key)
     .bind(&columns.tenant)
     .bind(Timestamp::now().as_micros())
+    .bind(&columns.root)
     .fetch_all(&mut *conn)
     .await;
     group_answer("inserting a group of messages", rows)
@@ -225,6 +350,8 @@ pub(super) struct GroupColumns<'a> {
     status: Vec<&'a str>,
     idempotency_key: Vec<Option<&'a str>>,
     tenant: Vec<&'a str>,
+    /// The insert makes a root ([`Parent::Root`]).
+    root: Vec<bool>,
 }
 
 /// Why an insert wrote nothing: `None` when the state changed meanwhile (try again).

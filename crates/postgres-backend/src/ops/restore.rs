@@ -1,6 +1,8 @@
 //! [`Restore`] as SQL: one transaction under the thread's row lock; every message judged
 //! before the first insert, then all inserted in one statement.
 
+use std::collections::BTreeSet;
+
 use persist_core::args::Restore;
 use persist_core::restore::{Verdict, merged_thread};
 use persist_core::{IdempotencyKey, Message, PersistError, Restored, RuntimeId, Thread};
@@ -80,13 +82,19 @@ async fn restore_locked(tx: &mut PgConnection, restore: &Restore) -> Result<Rest
             inserts.push(incoming);
         }
     }
+    check_parents(tx, tenant, restore).await?;
     insert_all(tx, tenant, &inserts).await?;
     let inserted = inserts.len() as u64;
-    let thread = merged_thread(stored.as_ref(), record, inserted);
+    let mut thread = merged_thread(stored.as_ref(), record, inserted);
     if inserted > 0 || stored.as_ref().is_some_and(|s| *s != thread) {
-        sqlx::query(
-            "UPDATE threads SET version = $3, updated_at = $4, last_seq = $5, message_count = $6 \
-              WHERE tenant = $1 AND thread_id = $2",
+        // The thread's active leaf: the record's once that message is in, else its highest seq.
+        let leaf: Option<i64> = sqlx::query_scalar(
+            "UPDATE threads SET version = $3, updated_at = $4, last_seq = $5, message_count = $6, \
+                    active_leaf = CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $1 \
+                                                      AND m.thread_id = $2 AND m.seq = $7) THEN $7 \
+                                       ELSE (SELECT max(m.seq) FROM messages m WHERE m.tenant = $1 AND m.thread_id = $2) \
+                                  END \
+              WHERE tenant = $1 AND thread_id = $2 RETURNING active_leaf",
         )
         .bind(tenant)
         .bind(record.id.as_str())
@@ -94,9 +102,11 @@ async fn restore_locked(tx: &mut PgConnection, restore: &Restore) -> Result<Rest
         .bind(thread.updated_at.as_micros())
         .bind(signed(thread.last_seq))
         .bind(signed(thread.message_count))
-        .execute(&mut *tx)
+        .bind(record.active_leaf.map(signed))
+        .fetch_one(&mut *tx)
         .await
         .map_err(sql("restoring the thread"))?;
+        thread.active_leaf = leaf.and_then(|leaf| u64::try_from(leaf).ok());
     }
     let bindings = restore_bindings(tx, tenant, restore).await?;
     Ok(Restored::new(thread, inserted, restore.messages.len() as u64 - inserted).with_bindings(bindings))
@@ -136,6 +146,32 @@ async fn restore_bindings(tx: &mut PgConnection, tenant: &str, restore: &Restore
     Ok(written)
 }
 
+/// Refuses, before anything is written, a message whose parent is neither an earlier message
+/// of the restore nor one the thread holds (read under the thread's lock).
+async fn check_parents(tx: &mut PgConnection, tenant: &str, restore: &Restore) -> Result<(), PersistError> {
+    let incoming: BTreeSet<u64> = restore.messages.iter().map(|m| m.seq).collect();
+    let elsewhere: Vec<i64> = restore
+        .messages
+        .iter()
+        .filter_map(|m| m.parent_seq)
+        .filter(|parent| !incoming.contains(parent))
+        .map(signed)
+        .collect();
+    let stored: Vec<i64> = if elsewhere.is_empty() {
+        Vec::new()
+    } else {
+        sqlx::query_scalar("SELECT seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = ANY($3)")
+            .bind(tenant)
+            .bind(restore.thread.id.as_str())
+            .bind(elsewhere)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(sql("looking up restored messages' parents"))?
+    };
+    let stored = stored.into_iter().filter_map(|seq| u64::try_from(seq).ok()).collect();
+    persist_core::branch::check_parents(&restore.messages, &stored)
+}
+
 /// Every message in one statement, its columns as arrays.
 pub(super) async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[&Message]) -> Result<(), PersistError> {
     let Some(first) = messages.first() else { return Ok(()) };
@@ -143,9 +179,11 @@ pub(super) async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[
     let (mut seqs, mut versions, mut created, mut updated) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut roles, mut contents, mut metadata, mut statuses, mut keys) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut parents = Vec::with_capacity(messages.len());
     for m in messages {
         ids.push(m.id.as_str());
         seqs.push(signed(m.seq));
+        parents.push(persist_core::branch::stored_parent(m.seq, m.parent_seq).map(signed));
         roles.push(m.role.as_str());
         contents.push(m.content.as_json().into_owned());
         metadata.push(json_text(&m.metadata)?);
@@ -157,12 +195,12 @@ pub(super) async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[
     }
     sqlx::query(
         "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                               idempotency_key, created_at, updated_at) \
+                               idempotency_key, created_at, updated_at, parent_seq) \
          SELECT $1, $2, u.id, u.seq, u.role, u.content::jsonb, u.metadata::jsonb, u.status, u.version, u.key, \
-                u.created_at, u.updated_at \
+                u.created_at, u.updated_at, u.parent \
            FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], \
-                       $10::text[], $11::bigint[], $12::bigint[]) \
-             AS u(id, seq, role, content, metadata, status, version, key, created_at, updated_at)",
+                       $10::text[], $11::bigint[], $12::bigint[], $13::bigint[]) \
+             AS u(id, seq, role, content, metadata, status, version, key, created_at, updated_at, parent)",
     )
     .bind(tenant)
     .bind(first.thread_id.as_str())
@@ -176,6 +214,7 @@ pub(super) async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[
     .bind(keys)
     .bind(created)
     .bind(updated)
+    .bind(parents)
     .execute(&mut *tx)
     .await
     .map_err(sql("restoring messages"))?;

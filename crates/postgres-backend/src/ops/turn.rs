@@ -2,6 +2,7 @@
 //! its stored keys and ids, then every message inserted in one statement.
 
 use persist_core::args::{AppendTurn, TurnPlan};
+use persist_core::branch::{Parent, unknown_message};
 use persist_core::{IdempotencyKey, MessageId, PersistError, Timestamp, TurnAppended};
 use sqlx::{Connection, PgConnection};
 
@@ -44,15 +45,17 @@ async fn append_locked(
     let tenant = tenant_key(turn.context.tenant());
     let count = signed(plan.writes().len() as u64);
     let now = Timestamp::now();
-    // Creates the thread or takes its row lock, moving `last_seq` past the turn's seqs; a
-    // tombstone answers no row.
-    let base: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
-         VALUES ($1, $2, $3, $3, $4, $4) \
+    // Creates the thread or takes its row lock, moving `last_seq` past the turn's seqs and the
+    // active leaf to its last message (`prev_leaf` keeps the one before); a tombstone answers
+    // no row.
+    let locked: Option<(i64, Option<i64>)> = sqlx::query_as(
+        "INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, active_leaf) \
+         VALUES ($1, $2, $3, $3, $4, $4, $4) \
          ON CONFLICT (tenant, thread_id) DO UPDATE \
-            SET last_seq = th.last_seq + $4, message_count = th.message_count + $4, updated_at = EXCLUDED.updated_at \
+            SET last_seq = th.last_seq + $4, message_count = th.message_count + $4, updated_at = EXCLUDED.updated_at, \
+                active_leaf = th.last_seq + $4, prev_leaf = th.active_leaf \
           WHERE th.deleted_at IS NULL \
-         RETURNING th.last_seq - $4",
+         RETURNING th.last_seq - $4, th.prev_leaf",
     )
     .bind(tenant)
     .bind(turn.thread_id.as_str())
@@ -61,9 +64,11 @@ async fn append_locked(
     .fetch_optional(&mut *tx)
     .await
     .map_err(sql("locking the turn's thread"))?;
-    let Some(base) = base else {
+    let Some((base, leaf)) = locked else {
         return Err(PersistError::ThreadDeleted { thread_id: turn.thread_id.clone() });
     };
+    // A new thread's row has no `prev_leaf`: its insert set none.
+    let leaf = leaf.filter(|_| base > 0);
     let stored = if base > 0 && (!plan.keys().is_empty() || !plan.ids().is_empty()) {
         let keys: Vec<&str> = plan.keys().iter().map(IdempotencyKey::as_str).collect();
         let ids: Vec<&str> = plan.ids().iter().map(MessageId::as_str).collect();
@@ -91,7 +96,18 @@ async fn append_locked(
         return Ok(TurnAppended::new(turn.thread_id.clone(), repeat, true));
     }
     let base = u64::try_from(base).unwrap_or_default();
-    let messages = plan.messages_after(base, now);
+    let parent = match &turn.parent {
+        Parent::Root => None,
+        // Read after the lock: no writer of the thread commits meanwhile.
+        Parent::Message(id) => {
+            match super::guard::find_message(tx, turn.context.tenant(), &turn.thread_id, id).await? {
+                Some(parent) => Some(parent.seq),
+                None => return Err(unknown_message(&turn.thread_id, id)),
+            }
+        }
+        _ => leaf.and_then(|leaf| u64::try_from(leaf).ok()),
+    };
+    let messages = plan.messages_after(base, parent, now);
     insert_all(tx, tenant, &messages.iter().collect::<Vec<_>>()).await?;
     Ok(TurnAppended::new(turn.thread_id.clone(), messages, false))
 }

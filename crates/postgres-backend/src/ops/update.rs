@@ -2,6 +2,7 @@
 //! a group of message updates in one statement.
 
 use persist_core::args::{Update, UpdateContent};
+use persist_core::branch::Switch;
 use persist_core::{
     Message, MessageId, Metadata, PersistArgs, PersistError, Role, Status, Target, ThreadId, Timestamp,
 };
@@ -9,6 +10,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::guard::{diagnose_message, find_message, writable_thread};
 use super::{GroupAnswer, RACE_ATTEMPTS, group_answer, raced};
+use crate::branches::switched_leaf;
 use crate::error::map_sqlx;
 use crate::rows::{self, json_text, message_columns, signed, tenant_key, thread_columns};
 
@@ -291,12 +293,46 @@ pub(super) async fn update_thread(
     conn: &mut PgConnection,
     update: &Update,
 ) -> Result<persist_core::Thread, PersistError> {
+    let Some(switch) = &update.switch else {
+        return patch_thread(conn, update, None).await;
+    };
+    // A switch reads the message it names under the thread's lock, so a message deleted
+    // meanwhile is not found: a transaction whose first statement takes the lock.
+    let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the switch", e))?;
+    let tenant = update.context.tenant();
+    let answer = async {
+        sqlx::query("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE")
+            .bind(tenant_key(tenant))
+            .bind(update.thread_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx("locking the thread", e))?;
+        writable_thread(&mut tx, &update.thread_id, tenant, None).await??;
+        let latest = matches!(switch, Switch::Through(_));
+        let leaf = switched_leaf(&mut tx, tenant, &update.thread_id, switch.message_id(), latest).await?;
+        patch_thread(&mut tx, update, Some(leaf)).await
+    }
+    .await;
+    match &answer {
+        Ok(_) => tx.commit().await.map_err(|e| map_sqlx("committing the switch", e))?,
+        Err(_) => tx.rollback().await.map_err(|e| map_sqlx("ending the switch", e))?,
+    }
+    answer
+}
+
+/// The thread's title and metadata patched, its active leaf moved to `leaf` (when `Some`).
+async fn patch_thread(
+    conn: &mut PgConnection,
+    update: &Update,
+    leaf: Option<u64>,
+) -> Result<persist_core::Thread, PersistError> {
     let (set, removed) = patch_parts(update.metadata.as_ref())?;
     let tenant = update.context.tenant();
     for _ in 0..RACE_ATTEMPTS {
         let row = sqlx::query(concat!(
             "UPDATE threads SET metadata = (metadata || $2::jsonb) - $3::text[], \
-                    title = CASE WHEN $4 THEN $5::text ELSE title END, version = version + 1, updated_at = $6 \
+                    title = CASE WHEN $4 THEN $5::text ELSE title END, version = version + 1, updated_at = $6, \
+                    active_leaf = coalesce($9, active_leaf) \
               WHERE tenant = $7 AND thread_id = $1 AND deleted_at IS NULL \
                 AND ($8::bigint IS NULL OR version = $8) \
              RETURNING ",
@@ -310,6 +346,7 @@ pub(super) async fn update_thread(
         .bind(Timestamp::now().as_micros())
         .bind(tenant_key(tenant))
         .bind(update.expected_version.map(signed))
+        .bind(leaf.map(signed))
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("updating the thread", e))?;

@@ -156,12 +156,12 @@ pub(super) async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, t
         (_, true) => "DELETE FROM threads WHERE tenant = ?3 AND thread_id = ?1 AND ?2 IS NOT NULL",
         (true, false) => {
             "UPDATE threads SET deleted_at = coalesce(deleted_at, ?2), updated_at = ?2, message_count = 0, \
-                                title = NULL, metadata = '{}', \
+                                title = NULL, metadata = '{}', active_leaf = NULL, \
                                 last_seq = CASE WHEN last_seq < 0 THEN -1 - last_seq ELSE last_seq END \
               WHERE tenant = ?3 AND thread_id = ?1"
         }
         (false, false) => {
-            "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0, \
+            "UPDATE threads SET deleted_at = ?2, updated_at = ?2, message_count = 0, active_leaf = NULL, \
                                 last_seq = CASE WHEN last_seq < 0 THEN -1 - last_seq ELSE last_seq END \
               WHERE tenant = ?3 AND thread_id = ?1"
         }

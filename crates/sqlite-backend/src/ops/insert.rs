@@ -6,6 +6,7 @@ use std::future::poll_fn;
 
 use sqlx::Either;
 
+use persist_core::branch::{Parent, parent_from_stored, unknown_message};
 use persist_core::{
     Added, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved, Status,
     TenantId, ThreadId, Timestamp, TurnAppended,
@@ -169,6 +170,7 @@ pub(super) struct Insert<'a> {
     status: Status,
     idempotency_key: Option<&'a IdempotencyKey>,
     tenant: Option<&'a TenantId>,
+    parent: &'a Parent,
 }
 
 impl<'a> Insert<'a> {
@@ -187,6 +189,7 @@ impl<'a> Insert<'a> {
                     status: Status::Complete,
                     idempotency_key: add.idempotency_key.as_ref(),
                     tenant: add.context.tenant(),
+                    parent: &add.parent,
                 })
             }),
             PersistArgs::Reserve(reserve) => args.validate().map_err(refused).and_then(|()| {
@@ -201,6 +204,7 @@ impl<'a> Insert<'a> {
                     status: Status::Reserved,
                     idempotency_key: reserve.idempotency_key.as_ref(),
                     tenant: reserve.context.tenant(),
+                    parent: &reserve.parent,
                 })
             }),
             _ => return None,
@@ -208,8 +212,19 @@ impl<'a> Insert<'a> {
         Some(plan)
     }
 
-    /// The message this insert wrote as row `seq` at `now`: exactly the values it bound.
-    fn written(&self, seq: u64, now: Timestamp) -> Message {
+    /// The `parent` parameter of the insert: NULL to follow the active leaf, `''` for a root,
+    /// else the parent's id.
+    fn parent_param(&self) -> Option<&'a str> {
+        match self.parent {
+            Parent::Message(id) => Some(id.as_str()),
+            Parent::Root => Some(""),
+            _ => None,
+        }
+    }
+
+    /// The message this insert wrote as row `seq` after `parent_seq` at `now`: exactly the
+    /// values it bound.
+    fn written(&self, seq: u64, parent_seq: Option<u64>, now: Timestamp) -> Message {
         Message {
             thread_id: self.thread_id.clone(),
             id: self.id.clone(),
@@ -218,6 +233,7 @@ impl<'a> Insert<'a> {
             metadata: self.given_metadata.clone(),
             status: self.status,
             seq,
+            parent_seq,
             version: 1,
             idempotency_key: self.idempotency_key.cloned(),
             created_at: now,
@@ -263,12 +279,17 @@ impl<'a> Insert<'a> {
                 return existing.keyed_repeat(self.args).map(|m| (m, true)).map_err(refused);
             }
         }
-        let existing = find_message(conn, self.tenant, self.thread_id, &self.id).await?.ok_or_else(|| {
-            aborted(PersistError::Backend {
+        let Some(existing) = find_message(conn, self.tenant, self.thread_id, &self.id).await? else {
+            if let Parent::Message(parent) = self.parent
+                && find_message(conn, self.tenant, self.thread_id, parent).await?.is_none()
+            {
+                return Err(refused(unknown_message(self.thread_id, parent)));
+            }
+            return Err(aborted(PersistError::Backend {
                 message: "the insert was refused for no known reason".into(),
                 source: None,
-            })
-        })?;
+            }));
+        };
         if existing.is_repeat_of(self.args) {
             Ok((existing, true))
         } else {
@@ -285,15 +306,20 @@ pub(super) async fn insert_many(conn: &mut SqliteConnection, plans: &[Insert<'_>
     insert_query(conn, plans, false).await?.into_iter().map(|row| row.transpose().map_err(aborted)).collect()
 }
 
-/// One insert: the thread `(tenant, thread_id)` is created if absent, then the message is
-/// inserted unless the thread is deleted or its id or idempotency key is taken. Written
-/// once, used twice: with the `NEW.…` columns in the inbox's trigger, and with parameters for
-/// a group of one (which then reports its seq with `RETURNING`, `$returning`).
+/// One insert: the thread `(tenant, thread_id)` is created if absent (not for a message that
+/// names its parent: that thread must hold it), then the message is inserted unless the thread
+/// is deleted, its id or idempotency key is taken, or the parent it names is not in the thread.
+/// Its parent: the thread's active leaf (`$parent` NULL), none (`''`, a root), or the message
+/// of id `$parent`, stored in its compact form
+/// ([`stored_parent`](persist_core::branch::stored_parent): NULL for `seq - 1` or a root at 1,
+/// 0 for another root). Written once, used twice: with the `NEW.…` columns in the inbox's trigger,
+/// and with parameters for a group of one (which then reports its seq and parent with
+/// `RETURNING`, `$returning`).
 macro_rules! insert_one {
     ($thread:literal, $tenant:literal, $id:literal, $role:literal, $content:literal, $metadata:literal,
-     $status:literal, $key:literal, $now:literal, $returning:literal) => {
+     $status:literal, $key:literal, $now:literal, $parent:literal, $returning:literal) => {
         concat!(
-            "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES (",
+            "INSERT INTO threads (tenant, thread_id, created_at, updated_at) SELECT ",
             $tenant,
             ", ",
             $thread,
@@ -301,9 +327,13 @@ macro_rules! insert_one {
             $now,
             ", ",
             $now,
-            ") ON CONFLICT (tenant, thread_id) DO NOTHING; ",
+            " WHERE ",
+            $parent,
+            " IS NULL OR ",
+            $parent,
+            " = '' ON CONFLICT (tenant, thread_id) DO NOTHING; ",
             "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                   idempotency_key, created_at, updated_at) \
+                                   idempotency_key, created_at, updated_at, parent_seq) \
              SELECT t.tenant, t.thread_id, ",
             $id,
             ", t.last_seq + 1, ",
@@ -320,12 +350,26 @@ macro_rules! insert_one {
             $now,
             ", ",
             $now,
-            " FROM threads t \
-              WHERE t.tenant = ",
+            ", CASE WHEN ",
+            $parent,
+            " IS NULL THEN CASE WHEN t.active_leaf = t.last_seq THEN NULL \
+                                ELSE coalesce(t.active_leaf, CASE WHEN t.last_seq > 0 THEN 0 END) END \
+                    WHEN ",
+            $parent,
+            " = '' THEN CASE WHEN t.last_seq > 0 THEN 0 END \
+                    ELSE nullif(p.seq, t.last_seq) END \
+               FROM threads t LEFT JOIN messages p ON p.tenant = t.tenant AND p.thread_id = t.thread_id \
+                                                   AND p.message_id = ",
+            $parent,
+            " WHERE t.tenant = ",
             $tenant,
             " AND t.thread_id = ",
             $thread,
-            " AND t.deleted_at IS NULL ON CONFLICT DO NOTHING",
+            " AND t.deleted_at IS NULL AND (",
+            $parent,
+            " IS NULL OR ",
+            $parent,
+            " = '' OR p.seq IS NOT NULL) ON CONFLICT DO NOTHING",
             $returning,
             ";"
         )
@@ -336,7 +380,7 @@ macro_rules! insert_one {
 /// trigger, no report table), the seq returned by the insert.
 pub(super) const INSERT_ONE: &str = concat!(
     "BEGIN IMMEDIATE; ",
-    insert_one!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", " RETURNING seq"),
+    insert_one!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", "?10", " RETURNING seq, parent_seq"),
     " COMMIT;"
 );
 
@@ -344,22 +388,23 @@ pub(super) const INSERT_ONE: &str = concat!(
 macro_rules! inbox_insert {
     () => {
         "INSERT INTO persist_inbox (plan, thread_id, tenant, message_id, role, content, metadata, status, \
-                                    idempotency_key, now) \
+                                    idempotency_key, now, parent) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-                value ->> 7, value ->> 8, value ->> 9 \
+                value ->> 7, value ->> 8, value ->> 9, value ->> 10 \
            FROM json_each(?) ORDER BY key;"
     };
 }
 
-/// The report of [`APPLY_INBOX`]: `plan:seq` for every row its insert wrote.
+/// The report of [`APPLY_INBOX`]: `plan:seq:parent` for every row its insert wrote (`parent`
+/// empty for a root).
 macro_rules! read_report {
     () => {
-        "SELECT group_concat(plan || ':' || seq, ',') AS written FROM persist_written;"
+        "SELECT group_concat(plan || ':' || seq || ':' || coalesce(parent, ''), ',') AS written FROM persist_written;"
     };
 }
 
 /// Empties the report, applies the rows bound as one JSON array (`[[plan, thread_id, tenant,
-/// message_id, role, content, metadata, status, idempotency_key, now], …]`) through the inbox,
+/// message_id, role, content, metadata, status, idempotency_key, now, parent], …]`) through the inbox,
 /// and reads the report back: three statements, one round trip. In autocommit the insert is
 /// its own transaction, committed before the report is read: which statement finished tells a
 /// failed insert from a committed one whose report could not be read.
@@ -377,16 +422,18 @@ pub const READ_REPORT: &str = read_report!();
 
 /// The writer connection's inbox, created on that connection only (`TEMP`): inserting a row
 /// into the `persist_inbox` view creates the thread `(tenant, thread_id)` if it is absent, then
-/// inserts the message unless the thread is deleted or its id or idempotency key is taken, and records in `persist_written` which row wrote a message with which `seq`. Rows
+/// inserts the message unless the thread is deleted, its id or idempotency key is taken or the
+/// parent it names is not in the thread, and records in `persist_written` which row wrote a
+/// message with which `seq` and parent. Rows
 /// are applied one at a time, in order, each seeing the rows before it (the thread's
 /// `last_seq`, a key an earlier row took).
 pub const INBOX: &str = concat!(
     "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384; \
     PRAGMA secure_delete = ON; \
-    CREATE TEMP TABLE IF NOT EXISTS persist_written (plan INTEGER NOT NULL, seq INTEGER NOT NULL); \
+    CREATE TEMP TABLE IF NOT EXISTS persist_written (plan INTEGER NOT NULL, seq INTEGER NOT NULL, parent INTEGER); \
     CREATE TEMP VIEW IF NOT EXISTS persist_inbox AS \
         SELECT NULL AS plan, NULL AS thread_id, NULL AS tenant, NULL AS message_id, NULL AS role, NULL AS content, \
-               NULL AS metadata, NULL AS status, NULL AS idempotency_key, NULL AS now; \
+               NULL AS metadata, NULL AS status, NULL AS idempotency_key, NULL AS now, NULL AS parent; \
     CREATE TEMP TRIGGER IF NOT EXISTS persist_inbox_insert INSTEAD OF INSERT ON persist_inbox \
     BEGIN ",
     insert_one!(
@@ -399,11 +446,13 @@ pub const INBOX: &str = concat!(
         "NEW.status",
         "NEW.idempotency_key",
         "NEW.now",
+        "NEW.parent",
         ""
     ),
-    " INSERT INTO persist_written (plan, seq) \
-             SELECT NEW.plan, last_seq FROM threads \
-              WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id AND changes() > 0; \
+    " INSERT INTO persist_written (plan, seq, parent) \
+             SELECT NEW.plan, m.seq, m.parent_seq FROM threads t \
+               JOIN messages m ON m.tenant = t.tenant AND m.thread_id = t.thread_id AND m.seq = t.last_seq \
+              WHERE t.tenant = NEW.tenant AND t.thread_id = NEW.thread_id AND changes() > 0; \
     END;"
 );
 
@@ -440,6 +489,7 @@ pub(super) async fn insert_query(
                 plan.status.as_str(),
                 plan.idempotency_key.map(IdempotencyKey::as_str),
                 now.as_micros(),
+                plan.parent_param(),
             )
         })
         .collect();
@@ -491,17 +541,23 @@ pub(super) async fn insert_query(
         }
     };
     let written = written.as_deref();
-    // Each pair names the plan that wrote a row and the row's seq: a row is never given to
-    // another plan (one that was refused, say for a deleted thread, with the same id).
+    // Each entry names the plan that wrote a row, the row's seq and its parent: a row is never
+    // given to another plan (one that was refused, say for a deleted thread, with the same id).
     // An unreadable report fails only the plans it leaves unanswered: with `transaction`, the
     // group is already committed.
     let mut answers: Vec<Option<Result<Message, PersistError>>> = plans.iter().map(|_| None).collect();
     let mut unreadable = None;
     for pair in written.unwrap_or_default().split(',').filter(|pair| !pair.is_empty()) {
-        let parsed =
-            pair.split_once(':').and_then(|(plan, seq)| Some((plan.parse::<usize>().ok()?, seq.parse().ok()?)));
-        match parsed.and_then(|(index, seq)| Some((answers.get_mut(index)?, plans.get(index)?, seq))) {
-            Some((slot, plan, seq)) => *slot = Some(Ok(plan.written(seq, now))),
+        let mut fields = pair.split(':');
+        let parsed = (|| {
+            let (plan, seq, parent) = (fields.next()?, fields.next()?, fields.next()?);
+            let parent = if parent.is_empty() { None } else { Some(parent.parse().ok()?) };
+            Some((plan.parse::<usize>().ok()?, seq.parse().ok()?, parent))
+        })();
+        match parsed.and_then(|(index, seq, parent)| Some((answers.get_mut(index)?, plans.get(index)?, seq, parent))) {
+            Some((slot, plan, seq, parent)) => {
+                *slot = Some(Ok(plan.written(seq, parent_from_stored(seq, parent), now)))
+            }
             None => unreadable = Some(pair),
         }
     }
@@ -533,6 +589,7 @@ pub(super) async fn insert_one(
         .bind(plan.status.as_str())
         .bind(plan.idempotency_key.map(IdempotencyKey::as_str))
         .bind(now.as_micros())
+        .bind(plan.parent_param())
         .fetch_all(&mut *conn)
         .await;
     let rows = match inserted {
@@ -545,15 +602,19 @@ pub(super) async fn insert_one(
     };
     // The group is committed: an unreadable seq fails this answer only.
     let written = rows.first().map(|row| {
-        sqlx::Row::try_get::<i64, _>(row, "seq")
+        let seq = sqlx::Row::try_get::<i64, _>(row, "seq")
             .map_err(|e| PersistError::backend("reading the inserted seq", e))
-            .and_then(|seq| u64::try_from(seq).map_err(|_| crate::error::corrupt(format!("seq {seq}"))))
-            .map(|seq| plan.written(seq, now))
+            .and_then(|seq| u64::try_from(seq).map_err(|_| crate::error::corrupt(format!("seq {seq}"))))?;
+        let parent = sqlx::Row::try_get::<Option<i64>, _>(row, "parent_seq")
+            .map_err(|e| PersistError::backend("reading the inserted parent", e))?
+            .map(|parent| u64::try_from(parent).map_err(|_| crate::error::corrupt(format!("parent_seq {parent}"))))
+            .transpose()?;
+        Ok(plan.written(seq, parent_from_stored(seq, parent), now))
     });
     Ok(vec![written])
 }
 
 /// One row of the inbox parameter: plan, thread, tenant, id, role, content, metadata, status,
-/// idempotency key, time.
+/// idempotency key, time, parent.
 pub(super) type InboxRow<'a> =
-    (usize, &'a str, &'a str, &'a str, &'a str, Cow<'a, str>, &'a str, &'a str, Option<&'a str>, i64);
+    (usize, &'a str, &'a str, &'a str, &'a str, Cow<'a, str>, &'a str, &'a str, Option<&'a str>, i64, Option<&'a str>);

@@ -491,10 +491,11 @@ mod tests {
     async fn break_the_report(conn: &mut SqliteConnection) {
         sqlx::raw_sql(
             "DROP TABLE temp.persist_written; \
-             CREATE TEMP TABLE written_rows (plan INTEGER NOT NULL, seq INTEGER NOT NULL); \
-             CREATE TEMP VIEW persist_written AS SELECT plan, json('not json') + seq AS seq FROM written_rows; \
+             CREATE TEMP TABLE written_rows (plan INTEGER NOT NULL, seq INTEGER NOT NULL, parent INTEGER); \
+             CREATE TEMP VIEW persist_written AS \
+                 SELECT plan, json('not json') + seq AS seq, parent FROM written_rows; \
              CREATE TEMP TRIGGER written_insert INSTEAD OF INSERT ON persist_written \
-                 BEGIN INSERT INTO written_rows VALUES (NEW.plan, NEW.seq); END; \
+                 BEGIN INSERT INTO written_rows VALUES (NEW.plan, NEW.seq, NEW.parent); END; \
              CREATE TEMP TRIGGER written_delete INSTEAD OF DELETE ON persist_written \
                  BEGIN DELETE FROM written_rows; END;",
         )

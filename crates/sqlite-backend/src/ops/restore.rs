@@ -1,5 +1,7 @@
 //! [`Restore`] as SQL: judge every message, then write, in the writer's transaction.
 
+use std::collections::BTreeSet;
+
 use persist_core::args::Restore;
 use persist_core::restore::{Verdict, merged_thread};
 use persist_core::{IdempotencyKey, Message, PersistError, Restored, RuntimeId};
@@ -29,6 +31,7 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
             inserts.push((incoming, limits.metadata(&incoming.metadata)?));
         }
     }
+    check_parents(conn, key, restore).await?;
     let inserted = inserts.len() as u64;
     let thread = merged_thread(stored.as_ref(), &restore.thread, inserted);
     if stored.is_none() {
@@ -55,8 +58,8 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
     for (message, metadata) in inserts {
         sqlx::query(
             "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                   idempotency_key, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                   idempotency_key, created_at, updated_at, parent_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .bind(key)
         .bind(message.thread_id.as_str())
@@ -70,26 +73,59 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
         .bind(message.idempotency_key.as_ref().map(IdempotencyKey::as_str))
         .bind(message.created_at.as_micros())
         .bind(message.updated_at.as_micros())
+        .bind(persist_core::branch::stored_parent(message.seq, message.parent_seq).map(signed))
         .execute(&mut *conn)
         .await
         .map_err(sql("restoring a message"))?;
     }
-    // The insert trigger moved `last_seq` and `updated_at` to each message's: set the thread's.
+    // The insert trigger moved `last_seq`, `updated_at` and the active leaf to each message's:
+    // set the thread's (its leaf once that message is in, else its highest seq).
+    let mut thread = thread;
     if inserted > 0 || stored.as_ref().is_some_and(|s| *s != thread) {
-        sqlx::query(
-            "UPDATE threads SET version = ?3, updated_at = ?4, last_seq = ?5 WHERE tenant = ?1 AND thread_id = ?2",
+        let leaf: Option<i64> = sqlx::query_scalar(
+            "UPDATE threads SET version = ?3, updated_at = ?4, last_seq = ?5, \
+                    active_leaf = CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.tenant = ?1 AND m.thread_id = ?2 \
+                                                      AND m.seq = ?6) THEN ?6 \
+                                       ELSE (SELECT max(m.seq) FROM messages m WHERE m.tenant = ?1 AND m.thread_id = ?2) \
+                                  END \
+              WHERE tenant = ?1 AND thread_id = ?2 RETURNING active_leaf",
         )
         .bind(key)
         .bind(thread.id.as_str())
         .bind(signed(thread.version))
         .bind(thread.updated_at.as_micros())
         .bind(signed(thread.last_seq))
-        .execute(&mut *conn)
+        .bind(restore.thread.active_leaf.map(signed))
+        .fetch_one(&mut *conn)
         .await
         .map_err(sql("restoring the thread"))?;
+        thread.active_leaf = leaf.and_then(|leaf| u64::try_from(leaf).ok());
     }
     let bindings = restore_bindings(conn, key, restore).await?;
     Ok(Restored::new(thread, inserted, restore.messages.len() as u64 - inserted).with_bindings(bindings))
+}
+
+/// Refuses, before anything is written, a message whose parent is neither an earlier message
+/// of the restore nor one the thread holds.
+async fn check_parents(conn: &mut SqliteConnection, tenant: &str, restore: &Restore) -> OpResult<()> {
+    let incoming: BTreeSet<u64> = restore.messages.iter().map(|m| m.seq).collect();
+    let mut stored = BTreeSet::new();
+    let elsewhere: BTreeSet<u64> =
+        restore.messages.iter().filter_map(|m| m.parent_seq).filter(|p| !incoming.contains(p)).collect();
+    for parent in elsewhere {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND seq = ?3")
+                .bind(tenant)
+                .bind(restore.thread.id.as_str())
+                .bind(signed(parent))
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(sql("looking up a restored message's parent"))?;
+        if found.is_some() {
+            stored.insert(parent);
+        }
+    }
+    persist_core::branch::check_parents(&restore.messages, &stored).map_err(refused)
 }
 
 /// Writes each binding unless the one stored for its agent changed at the same time or later

@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 
 use persist_core::args::{AppendTurn, TurnPlan};
+use persist_core::branch::{Parent, unknown_message};
 use persist_core::{Message, PersistArgs, PersistError, ThreadId, TurnAppended};
 use sqlx::SqliteConnection;
 
@@ -123,6 +124,8 @@ pub(super) fn inserts<'a>(plan: &'a TurnPlan, limits: &Limits) -> OpResult<Vec<I
 #[derive(Default)]
 struct Found {
     deleted: bool,
+    /// The turn names a parent its thread does not have.
+    parent_missing: bool,
     stored: Vec<Message>,
 }
 
@@ -131,33 +134,42 @@ fn decide(turn: &AppendTurn, plan: &TurnPlan, found: Found) -> Result<Option<Tur
     if found.deleted {
         return Err(PersistError::ThreadDeleted { thread_id: turn.thread_id.clone() });
     }
-    Ok(plan.decide(found.stored)?.map(|repeat| TurnAppended::new(turn.thread_id.clone(), repeat, true)))
+    let repeat = plan.decide(found.stored)?;
+    if let (None, true, Parent::Message(parent)) = (&repeat, found.parent_missing, &turn.parent) {
+        return Err(unknown_message(&turn.thread_id, parent));
+    }
+    Ok(repeat.map(|repeat| TurnAppended::new(turn.thread_id.clone(), repeat, true)))
 }
 
 /// Looks up what decides each turn in one query, one row per stored message found (by id, then
-/// by key: a message may come twice) and one per turn for its thread's tombstone. The turns
-/// travel as one JSON array, `[[index, tenant, thread_id, [keys], [ids]], …]`; `CROSS JOIN`
-/// keeps SQLite from reading a thread's every message: each key and id is one index search.
+/// by key: a message may come twice) and one per turn for its thread's tombstone and whether
+/// the parent it names is missing. The turns travel as one JSON array, `[[index, tenant,
+/// thread_id, [keys], [ids], parent], …]`; `CROSS JOIN` keeps SQLite from reading a thread's
+/// every message: each key and id is one index search.
 const LOOK_UP: &str = "\
-    WITH turn (turn_no, turn_tenant, turn_thread, turn_keys, turn_ids) AS ( \
-        SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, value -> 4 FROM json_each(?1)) \
-    SELECT turn_no, NULL AS deleted, thread_id, message_id, seq, role, content, metadata, status, version, \
-           idempotency_key, created_at, updated_at \
+    WITH turn (turn_no, turn_tenant, turn_thread, turn_keys, turn_ids, turn_parent) AS ( \
+        SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, value -> 4, value ->> 5 FROM json_each(?1)) \
+    SELECT turn_no, NULL AS deleted, NULL AS parent_missing, thread_id, message_id, seq, parent_seq, role, \
+           content, metadata, status, version, idempotency_key, created_at, updated_at \
       FROM turn CROSS JOIN json_each(turn_ids) AS wanted CROSS JOIN messages \
      WHERE tenant = turn_tenant AND thread_id = turn_thread AND message_id = wanted.value \
     UNION ALL \
-    SELECT turn_no, NULL, thread_id, message_id, seq, role, content, metadata, status, version, \
+    SELECT turn_no, NULL, NULL, thread_id, message_id, seq, parent_seq, role, content, metadata, status, version, \
            idempotency_key, created_at, updated_at \
       FROM turn CROSS JOIN json_each(turn_keys) AS wanted CROSS JOIN messages \
      WHERE tenant = turn_tenant AND thread_id = turn_thread AND idempotency_key = wanted.value \
     UNION ALL \
     SELECT turn_no, EXISTS (SELECT 1 FROM threads t WHERE t.tenant = turn_tenant AND t.thread_id = turn_thread \
                               AND t.deleted_at IS NOT NULL), \
-           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+           turn_parent IS NOT NULL AND turn_parent <> '' \
+               AND NOT EXISTS (SELECT 1 FROM messages p WHERE p.tenant = turn_tenant AND p.thread_id = turn_thread \
+                                 AND p.message_id = turn_parent), \
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
       FROM turn";
 
-/// One turn of [`LOOK_UP`]'s parameter: its index, tenant, thread, keys and ids.
-type Asked<'a> = (usize, &'a str, &'a str, Vec<&'a str>, Vec<&'a str>);
+/// One turn of [`LOOK_UP`]'s parameter: its index, tenant, thread, keys, ids and the parent
+/// it names (`None`: the active leaf, `""`: a root).
+type Asked<'a> = (usize, &'a str, &'a str, Vec<&'a str>, Vec<&'a str>, Option<&'a str>);
 
 /// What decides each of `turns`, in their order, read in the caller's transaction.
 async fn look_up(conn: &mut SqliteConnection, turns: &[(&AppendTurn, &TurnPlan)]) -> OpResult<Vec<Found>> {
@@ -171,6 +183,11 @@ async fn look_up(conn: &mut SqliteConnection, turns: &[(&AppendTurn, &TurnPlan)]
                 turn.thread_id.as_str(),
                 plan.keys().iter().map(|key| key.as_str()).collect(),
                 plan.ids().iter().map(|id| id.as_str()).collect(),
+                match &turn.parent {
+                    Parent::Message(id) => Some(id.as_str()),
+                    Parent::Root => Some(""),
+                    _ => None,
+                },
             )
         })
         .collect();
@@ -188,7 +205,10 @@ async fn look_up(conn: &mut SqliteConnection, turns: &[(&AppendTurn, &TurnPlan)]
             .and_then(|index| found.get_mut(index))
             .ok_or_else(|| aborted(crate::error::corrupt("a turn's lookup named no turn of the group")))?;
         match cell("deleted")? {
-            Some(deleted) => turn.deleted = deleted != 0,
+            Some(deleted) => {
+                turn.deleted = deleted != 0;
+                turn.parent_missing = cell("parent_missing")?.is_some_and(|missing| missing != 0);
+            }
             None => turn.stored.push(rows::message(row).map_err(aborted)?),
         }
     }

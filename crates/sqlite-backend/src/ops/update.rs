@@ -1,6 +1,7 @@
 //! Updates: content (replacements and appends), a message's metadata and role, a thread's fields.
 
 use persist_core::args::{Update, UpdateContent};
+use persist_core::branch::{Switch, unknown_message};
 use persist_core::{Message, MessageId, PersistError, Status, Timestamp, Updated};
 use sqlx::SqliteConnection;
 
@@ -130,8 +131,13 @@ pub(super) async fn update_thread(conn: &mut SqliteConnection, update: &Update, 
     if let Some(title) = &update.title {
         thread.title = title.clone();
     }
+    let leaf = match &update.switch {
+        Some(switch) => Some(switched_leaf(conn, update, switch).await?),
+        None => None,
+    };
     let row = sqlx::query(concat!(
-        "UPDATE threads SET metadata = ?2, title = ?3, version = version + 1, updated_at = ?4 \
+        "UPDATE threads SET metadata = ?2, title = ?3, version = version + 1, updated_at = ?4, \
+                            active_leaf = coalesce(?6, active_leaf) \
           WHERE tenant = ?5 AND thread_id = ?1 RETURNING ",
         thread_columns!()
     ))
@@ -140,8 +146,29 @@ pub(super) async fn update_thread(conn: &mut SqliteConnection, update: &Update, 
     .bind(thread.title.as_deref())
     .bind(Timestamp::now().as_micros())
     .bind(tenant_key(update.context.tenant()))
+    .bind(leaf.map(signed))
     .fetch_one(&mut *conn)
     .await
     .map_err(sql("updating the thread"))?;
     Ok(Updated::Thread(rows::thread(&row).map_err(aborted)?))
+}
+
+/// The active leaf `switch` names: the message's seq, or the most recent under it.
+async fn switched_leaf(conn: &mut SqliteConnection, update: &Update, switch: &Switch) -> OpResult<u64> {
+    let tenant = update.context.tenant();
+    let id = switch.message_id();
+    let Some(message) = find_message(conn, tenant, &update.thread_id, id).await? else {
+        return Err(refused(unknown_message(&update.thread_id, id)));
+    };
+    if !matches!(switch, Switch::Through(_)) {
+        return Ok(message.seq);
+    }
+    let latest: i64 = sqlx::query_scalar(crate::branches::LATEST_UNDER)
+        .bind(update.thread_id.as_str())
+        .bind(tenant_key(tenant))
+        .bind(signed(message.seq))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql("finding the most recent message of a branch"))?;
+    u64::try_from(latest).map_err(|_| aborted(crate::error::corrupt(format!("seq {latest}"))))
 }

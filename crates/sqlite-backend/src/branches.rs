@@ -1,0 +1,301 @@
+//! Branches in SQL: a branch read from its last message up, a message's children, the leaves,
+//! and the most recent message under one (see migration 12).
+//!
+//! Most messages follow the one just before them, and store no parent (`parent_seq` NULL; see
+//! [`stored_parent`](persist_core::branch::stored_parent)), so a branch is a few runs of
+//! consecutive seqs. A run starts at a message that stores one (a root, the first message of
+//! a branch): the partial indexes of migration 12 hold only those. Walking a branch
+//! up is one step per run, not per message: from a seq, the nearest run start at or below it
+//! begins the run, and that start's parent ends the run before. A thread written as a line is
+//! one run, whatever its length.
+//!
+//! A branch listing takes three statements in one read transaction, whatever the branch's
+//! length: its last message, its runs, and the page's rows from the runs it covers.
+
+use std::collections::BTreeSet;
+
+use persist_core::branch::{Branch, Branches, BranchesOf, ListBranches, parent_from_stored, unknown_message};
+use persist_core::read::ListMessages;
+use persist_core::{Message, Order, Page, Result};
+use rusqlite::Connection;
+
+use crate::direct::{DirectReads, map};
+use crate::rows::{self, message_columns, signed, tenant_key};
+
+/// The runs of the branch ending at seq `?3` of thread `?1` of tenant `?2`, from its last run
+/// up: `(lo, hi)`, every seq from `lo` to `hi` on the branch. A run starts at the nearest
+/// message at or below its end that stores a parent (seq 1 when none does); the run above
+/// ends at that parent.
+pub(crate) const WALK: &str = "\
+    WITH RECURSIVE walk(lo, hi) AS ( \
+        SELECT coalesce((SELECT max(j.seq) FROM messages j \
+                          WHERE j.tenant = ?2 AND j.thread_id = ?1 AND j.seq <= ?3 AND j.parent_seq IS NOT NULL), 1), \
+               ?3 \
+        UNION ALL \
+        SELECT coalesce((SELECT max(j.seq) FROM messages j \
+                          WHERE j.tenant = ?2 AND j.thread_id = ?1 AND j.seq <= p.parent_seq \
+                            AND j.parent_seq IS NOT NULL), 1), \
+               p.parent_seq \
+          FROM walk w JOIN messages p ON p.tenant = ?2 AND p.thread_id = ?1 AND p.seq = w.lo \
+         WHERE p.parent_seq > 0) \
+    SELECT lo, hi FROM walk";
+
+/// The most recent message under seq `?3` of thread `?1` of tenant `?2` (the highest seq
+/// among it and its descendants): down the next seq of each run and every run start.
+pub(crate) const LATEST_UNDER: &str = "\
+    WITH RECURSIVE under(seq) AS ( \
+        SELECT ?3 \
+        UNION ALL \
+        SELECT m.seq FROM under u JOIN messages m \
+            ON m.tenant = ?2 AND m.thread_id = ?1 AND m.seq = u.seq + 1 AND m.parent_seq IS NULL \
+        UNION ALL \
+        SELECT m.seq FROM under u JOIN messages m ON m.tenant = ?2 AND m.thread_id = ?1 AND m.parent_seq = u.seq) \
+    SELECT max(seq) FROM under";
+
+/// The rows of a page of a branch: the messages of the runs `?1` (a JSON array of `[lo, hi]`)
+/// of thread `?2` of tenant `?3`, placeholders only with `?4`, at most `?5`, in `$order`.
+macro_rules! runs_sql {
+    ($order:literal) => {
+        concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM json_each(?1) r CROSS JOIN messages m \
+              WHERE m.tenant = ?3 AND m.thread_id = ?2 AND m.seq BETWEEN r.value ->> 0 AND r.value ->> 1 \
+                AND (?4 OR m.status <> 'reserved') \
+              ORDER BY m.seq ",
+            $order,
+            " LIMIT ?5"
+        )
+    };
+}
+
+/// The children of seq `?3` (`NULL`: the roots) of thread `?1` of tenant `?2`, by seq: the
+/// message just after it when that stores no parent, and those that store it (the roots: seq 1
+/// when it stores none, and those that store 0).
+const CHILDREN: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq = coalesce(?3, 0) + 1 AND parent_seq IS NULL \
+     UNION ALL SELECT ",
+    message_columns!(),
+    " FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND parent_seq = coalesce(?3, 0) \
+     ORDER BY seq"
+);
+
+/// The leaves of thread `?1` of tenant `?2` (messages no message follows), by seq.
+const LEAVES: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages m WHERE tenant = ?2 AND thread_id = ?1 \
+        AND NOT EXISTS (SELECT 1 FROM messages c WHERE c.tenant = ?2 AND c.thread_id = ?1 \
+                           AND c.seq = m.seq + 1 AND c.parent_seq IS NULL) \
+        AND NOT EXISTS (SELECT 1 FROM messages c WHERE c.tenant = ?2 AND c.thread_id = ?1 \
+                           AND c.parent_seq = m.seq) \
+      ORDER BY seq"
+);
+
+/// A branch's runs, `(lo, hi)` with `lo <= hi`, ascending.
+type Runs = Vec<(u64, u64)>;
+
+/// The runs of the branch of `thread`/`tenant` ending at `leaf`, ascending.
+fn runs(conn: &Connection, thread: &str, tenant: &str, leaf: u64) -> Result<Runs> {
+    let context = "walking a branch";
+    let mut statement = conn.prepare_cached(WALK).map_err(|e| map(context, e))?;
+    let mut found = statement.query((thread, tenant, signed(leaf))).map_err(|e| map(context, e))?;
+    let mut runs = Vec::new();
+    while let Some(row) = found.next().map_err(|e| map(context, e))? {
+        let (lo, hi) = (row.get::<_, Option<i64>>(0), row.get::<_, i64>(1));
+        match (lo.map_err(|e| map(context, e))?, hi.map_err(|e| map(context, e))?) {
+            (Some(lo), hi) if lo <= hi && lo > 0 => runs.push((lo as u64, hi as u64)),
+            (lo, hi) => {
+                return Err(crate::error::corrupt(format!("the branch ending at {leaf} has no root ({lo:?}..{hi})")));
+            }
+        }
+    }
+    runs.reverse();
+    Ok(runs)
+}
+
+/// The active leaf of `thread`/`tenant` (none without messages).
+fn active_leaf(conn: &Connection, thread: &str, tenant: &str) -> Result<Option<u64>> {
+    let context = "reading the active leaf";
+    let leaf: Option<i64> = conn
+        .prepare_cached("SELECT active_leaf FROM threads WHERE tenant = ?2 AND thread_id = ?1")
+        .and_then(|mut statement| {
+            let mut rows = statement.query((thread, tenant))?;
+            Ok(match rows.next()? {
+                Some(row) => row.get(0)?,
+                None => None,
+            })
+        })
+        .map_err(|e| map(context, e))?;
+    Ok(leaf.and_then(|leaf| u64::try_from(leaf).ok()))
+}
+
+/// The seqs of the active branch of `thread`/`tenant` (empty without messages).
+fn active_path(conn: &Connection, thread: &str, tenant: &str) -> Result<BTreeSet<u64>> {
+    let Some(leaf) = active_leaf(conn, thread, tenant)? else { return Ok(BTreeSet::new()) };
+    Ok(runs(conn, thread, tenant, leaf)?.into_iter().flat_map(|(lo, hi)| lo..=hi).collect())
+}
+
+/// The seq of message `id` of `thread`/`tenant`, if it has one.
+fn seq_of(conn: &Connection, thread: &str, tenant: &str, id: &str) -> Result<Option<(u64, Option<u64>)>> {
+    let context = "finding a message";
+    let mut statement = conn
+        .prepare_cached("SELECT seq, parent_seq FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND message_id = ?3")
+        .map_err(|e| map(context, e))?;
+    let mut found = statement.query((thread, tenant, id)).map_err(|e| map(context, e))?;
+    match found.next().map_err(|e| map(context, e))? {
+        Some(row) => {
+            let seq: i64 = row.get(0).map_err(|e| map(context, e))?;
+            let stored: Option<i64> = row.get(1).map_err(|e| map(context, e))?;
+            let seq = seq as u64;
+            Ok(Some((seq, parent_from_stored(seq, stored.map(|p| p as u64)))))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The runs (clipped) that hold the next `wanted` seqs of `runs` in the page's order, after
+/// what earlier calls took: `taken` runs (from the page's start) are skipped.
+fn next_runs(runs: &[(u64, u64)], order: Order, wanted: u64) -> (Runs, usize) {
+    let mut picked = Vec::new();
+    let mut count = 0;
+    let mut used = 0;
+    let ordered: Box<dyn Iterator<Item = &(u64, u64)>> = match order {
+        Order::Asc => Box::new(runs.iter()),
+        Order::Desc => Box::new(runs.iter().rev()),
+    };
+    for &(lo, hi) in ordered {
+        if count >= wanted {
+            break;
+        }
+        let room = wanted - count;
+        let run = match order {
+            Order::Asc => (lo, hi.min(lo.saturating_add(room - 1))),
+            Order::Desc => (lo.max(hi.saturating_sub(room - 1)), hi),
+        };
+        count += run.1 - run.0 + 1;
+        // A run taken in part is split: its rest stays for the next call.
+        used += usize::from(run == (lo, hi));
+        picked.push(run);
+        if run != (lo, hi) {
+            break;
+        }
+    }
+    (picked, used)
+}
+
+impl DirectReads {
+    /// A page of a branch (see the [module docs](self)).
+    pub(crate) fn list_branch(&self, query: &ListMessages, branch: &Branch) -> Result<Page<Message>> {
+        query.validate()?;
+        let (thread, tenant) = (query.thread_id.as_str(), tenant_key(query.tenant()));
+        let fetch = u64::from(query.fetch_limit());
+        let items = self.with(|conn| {
+            let read = conn.unchecked_transaction().map_err(|e| map("listing a branch", e))?;
+            let leaf = match branch {
+                Branch::EndingAt(id) => match seq_of(&read, thread, tenant, id.as_str())? {
+                    Some((seq, _)) => Some(seq),
+                    None => return Err(unknown_message(&query.thread_id, id)),
+                },
+                _ => active_leaf(&read, thread, tenant)?,
+            };
+            let Some(leaf) = leaf else { return Ok(Vec::new()) };
+            // The runs within the cursor's window.
+            let (after, before) = (query.after.unwrap_or(0), query.before.unwrap_or(u64::MAX));
+            let mut left: Runs = runs(&read, thread, tenant, leaf)?
+                .into_iter()
+                .filter_map(|(lo, hi)| {
+                    let (lo, hi) = (lo.max(after.saturating_add(1)), hi.min(before.saturating_sub(1)));
+                    (lo <= hi).then_some((lo, hi))
+                })
+                .collect();
+            let sql = match query.order {
+                Order::Asc => runs_sql!("ASC"),
+                Order::Desc => runs_sql!("DESC"),
+            };
+            let mut statement = read.prepare_cached(sql).map_err(|e| map("listing a branch", e))?;
+            let mut items = Vec::with_capacity(fetch as usize);
+            // Usually once; again when placeholders left out leave the page short.
+            while (items.len() as u64) < fetch && !left.is_empty() {
+                let wanted = fetch - items.len() as u64;
+                let (picked, used) = next_runs(&left, query.order, wanted);
+                let json = serde_json::to_string(&picked).map_err(|e| crate::error::corrupt(e.to_string()))?;
+                let mut found = statement
+                    .query((json, thread, tenant, query.include_reserved, signed(wanted)))
+                    .map_err(|e| map("listing a branch", e))?;
+                while let Some(row) = found.next().map_err(|e| map("listing a branch", e))? {
+                    items.push(rows::message(row)?);
+                }
+                // What was read leaves the window: whole runs, and the part of a run split.
+                left = match query.order {
+                    Order::Asc => {
+                        let mut rest = left.split_off(used);
+                        if let (Some(last), Some(first)) = (picked.last(), rest.first_mut())
+                            && last.0 == first.0
+                        {
+                            first.0 = last.1 + 1;
+                        }
+                        rest
+                    }
+                    Order::Desc => {
+                        let keep = left.len() - used;
+                        left.truncate(keep);
+                        if let (Some(last), Some(end)) = (picked.last(), left.last_mut())
+                            && last.1 == end.1
+                        {
+                            end.1 = last.0 - 1;
+                        }
+                        left
+                    }
+                };
+            }
+            Ok(items)
+        })?;
+        Ok(query.page(items))
+    }
+
+    /// A message's siblings or a thread's leaves, with the one on the active branch.
+    pub(crate) fn branches(&self, query: &ListBranches) -> Result<Branches> {
+        let (thread, tenant) = (query.thread_id.as_str(), tenant_key(query.tenant()));
+        self.with(|conn| {
+            let read = conn.unchecked_transaction().map_err(|e| map("reading branches", e))?;
+            let (sql, parent) = match &query.of {
+                BranchesOf::Siblings(id) => match seq_of(&read, thread, tenant, id.as_str())? {
+                    Some((_, parent)) => (CHILDREN, parent.map(signed)),
+                    None => return Err(unknown_message(&query.thread_id, id)),
+                },
+                _ => (LEAVES, None),
+            };
+            let mut statement = read.prepare_cached(sql).map_err(|e| map("reading branches", e))?;
+            let mut found = match &query.of {
+                BranchesOf::Siblings(_) => statement.query(rusqlite::params![thread, tenant, parent]),
+                _ => statement.query(rusqlite::params![thread, tenant]),
+            }
+            .map_err(|e| map("reading branches", e))?;
+            let mut items = Vec::new();
+            while let Some(row) = found.next().map_err(|e| map("reading branches", e))? {
+                items.push(rows::message(row)?);
+            }
+            drop(found);
+            let path = active_path(&read, thread, tenant)?;
+            Ok(Branches::on_path(items, &path))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_taken_in_the_pages_order_and_split_at_the_page_size() {
+        let runs = [(1, 3), (7, 7), (9, 20)];
+        assert_eq!(next_runs(&runs, Order::Asc, 4), (vec![(1, 3), (7, 7)], 2));
+        assert_eq!(next_runs(&runs, Order::Asc, 2), (vec![(1, 2)], 0));
+        assert_eq!(next_runs(&runs, Order::Desc, 5), (vec![(16, 20)], 0));
+        assert_eq!(next_runs(&runs, Order::Desc, 13), (vec![(9, 20), (7, 7)], 2));
+        assert_eq!(next_runs(&runs, Order::Asc, 100), (runs.to_vec(), 3));
+    }
+}
