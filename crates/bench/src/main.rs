@@ -15,6 +15,7 @@
 //! for PostgreSQL; `streams-final`, `streams-reserve-final`, `streams-coalesced`,
 //! `streams-appends` or `streams-every` one way of writing 64 streamed replies.
 
+mod branches;
 mod encrypt;
 mod feed;
 mod live;
@@ -125,6 +126,9 @@ fn main() {
     }
     if options.wants("live") {
         emit(live::run(&options));
+    }
+    if options.wants("branches") {
+        emit(branches::run(&options));
     }
     if !options.json {
         println!("{}", report::table(&rows));

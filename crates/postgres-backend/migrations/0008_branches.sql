@@ -7,8 +7,8 @@
 -- where a message does not: NULL means "seq - 1" (or, at seq 1, a root), 0 a root elsewhere,
 -- any other value the parent's seq. A branch is then a few runs of consecutive seqs, and only
 -- the messages that start a run hold a value: the partial indexes below hold those alone, by
--- seq (walking a branch up, one step per run) and by parent (a message's children other than
--- the one just after it). A thread written as a line has no entry in either, and no message of
+-- seq with their parent (walking a branch up reads them, newest first, from the index alone)
+-- and by parent (a message's children other than the one just after it). A thread written as a line has no entry in either, and no message of
 -- it stores a byte more.
 --
 -- A feed event of an insert records the message's parent as it stores it (`parent`): a
@@ -67,5 +67,5 @@ UPDATE threads t
    SET active_leaf = (SELECT max(m.seq) FROM messages m WHERE m.tenant = t.tenant AND m.thread_id = t.thread_id)
  WHERE t.message_count > 0;
 
-CREATE INDEX messages_run_starts ON messages (tenant, thread_id, seq) WHERE parent_seq IS NOT NULL;
+CREATE INDEX messages_run_starts ON messages (tenant, thread_id, seq) INCLUDE (parent_seq) WHERE parent_seq IS NOT NULL;
 CREATE INDEX messages_run_starts_by_parent ON messages (tenant, thread_id, parent_seq) WHERE parent_seq IS NOT NULL;

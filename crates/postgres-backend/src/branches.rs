@@ -4,13 +4,15 @@
 //! Most messages follow the one just before them and store no parent (`parent_seq` NULL; see
 //! [`stored_parent`](persist_core::branch::stored_parent)), so a branch is a few runs of
 //! consecutive seqs. A run starts at a message that stores one (a root, the first message of a
-//! branch): the partial indexes of migration 8 hold only those. Walking a branch up is one step
-//! per run, not per message, and a page of a branch is read in one statement: the walk, then
-//! each run's rows in the page's window.
+//! branch): the partial indexes of migration 8 hold only those. A branch is walked up through
+//! them ([`RunWalk`], read from the index in chunks, newest first), then a page's rows are read
+//! from the runs it covers.
 
 use std::collections::BTreeSet;
 
-use persist_core::branch::{Branch, Branches, BranchesOf, ListBranches, parent_from_stored, unknown_message};
+use persist_core::branch::{
+    Branch, BranchWindow, Branches, BranchesOf, ListBranches, RunWalk, parent_from_stored, unknown_message,
+};
 use persist_core::read::ListMessages;
 use persist_core::{Message, Order, Page, PersistError, TenantId, ThreadId};
 use sqlx::PgConnection;
@@ -18,52 +20,38 @@ use sqlx::PgConnection;
 use crate::error::map_sqlx;
 use crate::rows::{self, message_columns, signed, tenant_key};
 
-/// The walk of the branch ending at seq `$3` of thread `$2` of tenant `$1`: its runs `(lo,
-/// hi)`, from the last up. A run starts at the nearest message at or below its end that stores
-/// a parent (seq 1 when none does); the run above ends at that parent.
-macro_rules! walk {
-    () => {
-        "WITH RECURSIVE walk(lo, hi) AS ( \
-             SELECT coalesce((SELECT max(j.seq) FROM messages j \
-                               WHERE j.tenant = $1 AND j.thread_id = $2 AND j.seq <= $3 \
-                                 AND j.parent_seq IS NOT NULL), 1), \
-                    $3::bigint \
-             WHERE $3::bigint IS NOT NULL \
-             UNION ALL \
-             SELECT coalesce((SELECT max(j.seq) FROM messages j \
-                               WHERE j.tenant = $1 AND j.thread_id = $2 AND j.seq <= p.parent_seq \
-                                 AND j.parent_seq IS NOT NULL), 1), \
-                    p.parent_seq \
-               FROM walk w JOIN messages p ON p.tenant = $1 AND p.thread_id = $2 AND p.seq = w.lo \
-              WHERE p.parent_seq > 0) "
-    };
-}
+/// The messages that start a run (they store a parent) of thread `$2` of tenant `$1` with seq at
+/// most `$3`, newest first, at most `$4`: a chunk of a [`RunWalk`], from the covering partial
+/// index alone.
+const RUN_STARTS: &str = "\
+    SELECT seq, parent_seq FROM messages \
+     WHERE tenant = $1 AND thread_id = $2 AND parent_seq IS NOT NULL AND seq <= $3 \
+     ORDER BY seq DESC LIMIT $4";
 
-/// A page of a branch: each run's rows within the window (`$4` < seq < `$5`, placeholders only
-/// with `$6`), at most `$7` per run and in all, in `$order`.
-macro_rules! branch_page {
+/// Run starts read per statement of a walk: a branch of 1,000 messages that each start a run
+/// (ten branches written a message each in turn) is walked in one.
+const CHUNK: usize = 10_000;
+
+/// A page of a branch: the rows of the runs `($1[i], $2[i])` of thread `$4` of tenant `$3`,
+/// placeholders only with `$5`, at most `$6`, in `$order`. Each run is a range of the primary
+/// key, read in turn (`LATERAL`, kept a subquery by `OFFSET 0`): pulled up into a join, the
+/// planner made the thread's messages the outer loop and every run an inner scan (a second for
+/// a page of 1,000 runs).
+macro_rules! runs_page {
     ($order:literal) => {
         concat!(
-            walk!(),
-            "SELECT m.* FROM walk w CROSS JOIN LATERAL ( \
-                 SELECT ",
+            "SELECT ",
             message_columns!(),
-            " FROM messages \
-                  WHERE tenant = $1 AND thread_id = $2 AND seq BETWEEN greatest(w.lo, $4 + 1) AND least(w.hi, $5 - 1) \
-                    AND ($6 OR status <> 'reserved') \
-                  ORDER BY seq ",
-            $order,
-            " LIMIT $7) m \
+            " FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) \
+              CROSS JOIN LATERAL (SELECT * FROM messages \
+                                   WHERE tenant = $3 AND thread_id = $4 AND seq BETWEEN r.lo AND r.hi OFFSET 0) m \
+              WHERE ($5 OR m.status <> 'reserved') \
               ORDER BY m.seq ",
             $order,
-            " LIMIT $7"
+            " LIMIT $6"
         )
     };
 }
-
-/// The new active leaf of a thread truncated after seq `$4` whose leaf was `$3`: the last
-/// message of its branch at or below `$4` (none when no message of it is).
-pub(crate) const LEAF_KEPT: &str = concat!(walk!(), "SELECT max(least(hi, $4)) FROM walk WHERE lo <= $4");
 
 /// The most recent message under seq `$3` of thread `$2` of tenant `$1` (the highest seq among
 /// it and its descendants): down the next seq of each run and every run start.
@@ -100,26 +88,6 @@ const LEAVES: &str = concat!(
       ORDER BY seq"
 );
 
-/// The seqs of the active branch, with the message named (its seq and parent), in one
-/// statement.
-const ACTIVE_PATH: &str = concat!(
-    "WITH RECURSIVE leaf AS (SELECT active_leaf FROM threads WHERE tenant = $1 AND thread_id = $2), ",
-    "walk(lo, hi) AS ( \
-         SELECT coalesce((SELECT max(j.seq) FROM messages j \
-                           WHERE j.tenant = $1 AND j.thread_id = $2 AND j.seq <= leaf.active_leaf \
-                             AND j.parent_seq IS NOT NULL), 1), \
-                leaf.active_leaf \
-           FROM leaf WHERE leaf.active_leaf IS NOT NULL \
-         UNION ALL \
-         SELECT coalesce((SELECT max(j.seq) FROM messages j \
-                           WHERE j.tenant = $1 AND j.thread_id = $2 AND j.seq <= p.parent_seq \
-                             AND j.parent_seq IS NOT NULL), 1), \
-                p.parent_seq \
-           FROM walk w JOIN messages p ON p.tenant = $1 AND p.thread_id = $2 AND p.seq = w.lo \
-          WHERE p.parent_seq > 0) \
-     SELECT lo, hi FROM walk"
-);
-
 fn sql(context: &'static str) -> impl FnOnce(sqlx::Error) -> PersistError {
     move |e| map_sqlx(context, e)
 }
@@ -145,7 +113,47 @@ async fn seq_of(
     }))
 }
 
-/// A page of a branch (see the [module docs](self)).
+/// The runs of the branch of `thread` ending at `leaf`, ascending (see [`RunWalk`]).
+pub(crate) async fn runs(
+    conn: &mut PgConnection,
+    tenant: &str,
+    thread: &str,
+    leaf: u64,
+) -> Result<Vec<(u64, u64)>, PersistError> {
+    let mut walk = RunWalk::new(leaf);
+    while let Some(at) = walk.wants() {
+        let chunk: Vec<(i64, i64)> = sqlx::query_as(RUN_STARTS)
+            .bind(tenant)
+            .bind(thread)
+            .bind(signed(at))
+            .bind(CHUNK as i64)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql("walking a branch"))?;
+        let chunk: Vec<(u64, Option<u64>)> = chunk
+            .into_iter()
+            .map(|(seq, stored)| (u64::try_from(seq).unwrap_or_default(), u64::try_from(stored).ok()))
+            .collect();
+        walk.feed(&chunk, chunk.len() < CHUNK);
+    }
+    Ok(walk.runs())
+}
+
+/// The active leaf of `thread`, if it has messages.
+async fn active_leaf(conn: &mut PgConnection, tenant: &str, thread: &str) -> Result<Option<u64>, PersistError> {
+    let leaf: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT active_leaf FROM threads WHERE tenant = $1 AND thread_id = $2")
+            .bind(tenant)
+            .bind(thread)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sql("reading the active leaf"))?;
+    Ok(leaf.flatten().and_then(|leaf| u64::try_from(leaf).ok()))
+}
+
+/// A page of a branch (see the [module docs](self)): its last message, its run starts, and
+/// the page's rows, three statements whatever its length (a read of one snapshot each: a
+/// branch switched meanwhile reads as either).
 pub(crate) async fn list_branch(
     conn: &mut PgConnection,
     query: &ListMessages,
@@ -158,34 +166,36 @@ pub(crate) async fn list_branch(
             Some((seq, _)) => Some(seq),
             None => return Err(unknown_message(&query.thread_id, id)),
         },
-        _ => {
-            sqlx::query_scalar::<_, Option<i64>>("SELECT active_leaf FROM threads WHERE tenant = $1 AND thread_id = $2")
-                .bind(tenant)
-                .bind(thread)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(sql("reading the active leaf"))?
-                .flatten()
-                .and_then(|leaf| u64::try_from(leaf).ok())
-        }
+        _ => active_leaf(conn, tenant, thread).await?,
     };
     let Some(leaf) = leaf else { return Ok(Page::new(Vec::new(), None, false)) };
+    let runs = runs(conn, tenant, thread, leaf).await?;
+    let mut window = BranchWindow::new(runs, query.after, query.before, query.order == Order::Desc);
     let statement = match query.order {
-        Order::Asc => branch_page!("ASC"),
-        Order::Desc => branch_page!("DESC"),
+        Order::Asc => runs_page!("ASC"),
+        Order::Desc => runs_page!("DESC"),
     };
-    let rows = sqlx::query(statement)
-        .bind(tenant)
-        .bind(thread)
-        .bind(signed(leaf))
-        .bind(query.after.map_or(0, signed))
-        .bind(query.before.map_or(i64::MAX, signed))
-        .bind(query.include_reserved)
-        .bind(i64::from(query.fetch_limit()))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(sql("listing a branch"))?;
-    let items = rows.iter().map(rows::message).collect::<Result<Vec<_>, _>>()?;
+    let fetch = u64::from(query.fetch_limit());
+    let mut items = Vec::with_capacity(fetch as usize);
+    // Usually once; again when placeholders left out leave the page short.
+    while (items.len() as u64) < fetch && !window.is_empty() {
+        let wanted = fetch - items.len() as u64;
+        let (los, his): (Vec<i64>, Vec<i64>) =
+            window.take(wanted).into_iter().map(|(lo, hi)| (signed(lo), signed(hi))).unzip();
+        let rows = sqlx::query(statement)
+            .bind(los)
+            .bind(his)
+            .bind(tenant)
+            .bind(thread)
+            .bind(query.include_reserved)
+            .bind(signed(wanted))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql("listing a branch"))?;
+        for row in &rows {
+            items.push(rows::message(row)?);
+        }
+    }
     Ok(query.page(items))
 }
 
@@ -203,16 +213,10 @@ pub(crate) async fn branches(conn: &mut PgConnection, query: &ListBranches) -> R
     }
     .map_err(sql("reading branches"))?;
     let items = rows.iter().map(rows::message).collect::<Result<Vec<_>, _>>()?;
-    let runs: Vec<(i64, i64)> = sqlx::query_as(ACTIVE_PATH)
-        .bind(tenant)
-        .bind(thread)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(sql("walking the active branch"))?;
-    let path: BTreeSet<u64> = runs
-        .into_iter()
-        .flat_map(|(lo, hi)| u64::try_from(lo).unwrap_or_default()..=u64::try_from(hi).unwrap_or_default())
-        .collect();
+    let path: BTreeSet<u64> = match active_leaf(conn, tenant, thread).await? {
+        Some(leaf) => runs(conn, tenant, thread, leaf).await?.into_iter().flat_map(|(lo, hi)| lo..=hi).collect(),
+        None => BTreeSet::new(),
+    };
     Ok(Branches::on_path(items, &path))
 }
 

@@ -309,3 +309,78 @@ async fn a_version_6_schema_records_what_each_append_adds() {
     drop(follower);
     support::drop_schema(&schema).await;
 }
+
+/// Threads as version 7 stored them: a line `a`, a thread `g` whose seqs 3 and 5 were deleted,
+/// and a thread `e` whose only message was deleted.
+const LINES_AT_VERSION_7: &str = "\
+    INSERT INTO threads (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+    VALUES ('', 'a', 1, 1, 3, 3), ('', 'g', 1, 1, 6, 4), ('', 'e', 1, 1, 1, 0); \
+    INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, created_at, \
+                          updated_at) VALUES \
+        ('', 'a', 'a1', 1, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'a', 'a2', 2, 'assistant', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'a', 'a3', 3, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g1', 1, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g2', 2, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g4', 4, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g6', 6, 'user', '[]', '{}', 'complete', 1, 1, 1);";
+
+/// Each message's parent, by seq, and the thread's active leaf.
+async fn tree_of(backend: &PostgresBackend, id: &str) -> (Vec<(u64, Option<u64>)>, Option<u64>) {
+    let listed = backend.list(ListMessages::new(thread(id)).include_reserved(true)).await.unwrap().items;
+    let leaf = backend.get_thread(GetThread::new(thread(id))).await.unwrap().unwrap().active_leaf;
+    (listed.iter().map(|m| (m.seq, m.parent_seq)).collect(), leaf)
+}
+
+/// A version 7 schema upgraded to branches: every thread stays the line it was (each message
+/// follows the one before it, across the gaps of deleted ones; the active leaf is the last),
+/// the upgrade records no feed event, and writes go on from the last message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_7_schema_keeps_each_thread_a_line() {
+    use persist_core::branch::Branch;
+
+    let Some(schema) = shipped_schema(7, &[LINES_AT_VERSION_7]).await else { return };
+    let mut conn = support::admin().await.unwrap();
+    let count = format!("SELECT count(*) FROM \"{schema}\".persist_feed");
+    let events: i64 = sqlx::query_scalar(AssertSqlSafe(count.clone())).fetch_one(&mut conn).await.unwrap();
+    let backend = connect(&schema).await.unwrap();
+    assert_eq!(tree_of(&backend, "a").await, (vec![(1, None), (2, Some(1)), (3, Some(2))], Some(3)));
+    assert_eq!(tree_of(&backend, "g").await, (vec![(1, None), (2, Some(1)), (4, Some(2)), (6, Some(4))], Some(6)));
+    assert_eq!(tree_of(&backend, "e").await, (vec![], None));
+    let after: i64 = sqlx::query_scalar(AssertSqlSafe(count)).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(after, events, "the upgrade is not a write: no event");
+    conn.close().await.unwrap();
+    let branch = backend.list(ListMessages::new(thread("g")).on_branch(Branch::Active)).await.unwrap().items;
+    assert_eq!(branch.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 4, 6]);
+    let next = backend.apply(add("g", "next").into()).await.unwrap();
+    assert_eq!(next.message().map(|m| (m.seq, m.parent_seq)), Some((7, Some(6))));
+    let first_again = backend.apply(add("e", "again").into()).await.unwrap();
+    assert_eq!(first_again.message().map(|m| (m.seq, m.parent_seq)), Some((2, None)), "a root: nothing to follow");
+    support::drop_schema(&schema).await;
+}
+
+/// An upgrade to branches that fails (an index of the user's own in the way) changes nothing:
+/// no column, no parent, the schema still at version 7; out of the way, it goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_upgrade_to_branches_changes_nothing() {
+    let in_the_way = "CREATE INDEX messages_run_starts ON messages (seq)";
+    let Some(schema) = shipped_schema(7, &[LINES_AT_VERSION_7, in_the_way]).await else { return };
+    let error = connect(&schema).await.unwrap_err();
+    assert!(format!("{error:?}").contains("messages_run_starts"), "{error:?}");
+    let mut conn = support::admin().await.unwrap();
+    let columns = format!(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = '{schema}' \
+           AND column_name IN ('parent_seq', 'active_leaf', 'prev_leaf')"
+    );
+    let columns: i64 = sqlx::query_scalar(AssertSqlSafe(columns)).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(columns, 0, "no column of the upgrade stays");
+    let version = format!("SELECT max(version) FROM \"{schema}\"._sqlx_migrations WHERE success");
+    let version: i64 = sqlx::query_scalar(AssertSqlSafe(version)).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(version, 7);
+    let drop = format!("DROP INDEX \"{schema}\".messages_run_starts");
+    sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let backend = connect(&schema).await.unwrap();
+    assert_eq!(tree_of(&backend, "g").await.1, Some(6));
+    support::drop_schema(&schema).await;
+}

@@ -4,17 +4,19 @@
 //! Most messages follow the one just before them, and store no parent (`parent_seq` NULL; see
 //! [`stored_parent`](persist_core::branch::stored_parent)), so a branch is a few runs of
 //! consecutive seqs. A run starts at a message that stores one (a root, the first message of
-//! a branch): the partial indexes of migration 12 hold only those. Walking a branch
-//! up is one step per run, not per message: from a seq, the nearest run start at or below it
-//! begins the run, and that start's parent ends the run before. A thread written as a line is
-//! one run, whatever its length.
+//! a branch): the partial indexes of migration 12 hold only those. A branch is walked up through
+//! them ([`RunWalk`]): from a seq, the nearest run start at or below it begins the run, and that
+//! start's parent ends the run before. A thread written as a line is one run, whatever its length.
 //!
 //! A branch listing takes three statements in one read transaction, whatever the branch's
-//! length: its last message, its runs, and the page's rows from the runs it covers.
+//! length: its last message, its run starts (one chunk of up to [`CHUNK`]), and the page's rows
+//! from the runs it covers.
 
 use std::collections::BTreeSet;
 
-use persist_core::branch::{Branch, Branches, BranchesOf, ListBranches, parent_from_stored, unknown_message};
+use persist_core::branch::{
+    Branch, BranchWindow, Branches, BranchesOf, ListBranches, RunWalk, parent_from_stored, unknown_message,
+};
 use persist_core::read::ListMessages;
 use persist_core::{Message, Order, Page, Result};
 use rusqlite::Connection;
@@ -22,23 +24,18 @@ use rusqlite::Connection;
 use crate::direct::{DirectReads, map};
 use crate::rows::{self, message_columns, signed, tenant_key};
 
-/// The runs of the branch ending at seq `?3` of thread `?1` of tenant `?2`, from its last run
-/// up: `(lo, hi)`, every seq from `lo` to `hi` on the branch. A run starts at the nearest
-/// message at or below its end that stores a parent (seq 1 when none does); the run above
-/// ends at that parent.
-pub(crate) const WALK: &str = "\
-    WITH RECURSIVE walk(lo, hi) AS ( \
-        SELECT coalesce((SELECT max(j.seq) FROM messages j \
-                          WHERE j.tenant = ?2 AND j.thread_id = ?1 AND j.seq <= ?3 AND j.parent_seq IS NOT NULL), 1), \
-               ?3 \
-        UNION ALL \
-        SELECT coalesce((SELECT max(j.seq) FROM messages j \
-                          WHERE j.tenant = ?2 AND j.thread_id = ?1 AND j.seq <= p.parent_seq \
-                            AND j.parent_seq IS NOT NULL), 1), \
-               p.parent_seq \
-          FROM walk w JOIN messages p ON p.tenant = ?2 AND p.thread_id = ?1 AND p.seq = w.lo \
-         WHERE p.parent_seq > 0) \
-    SELECT lo, hi FROM walk";
+/// The messages that start a run (they store a parent) of thread `?1` of tenant `?2` with seq at
+/// most `?3`, newest first, at most `?4`: a chunk of a [`RunWalk`], read from the covering
+/// partial index alone. The index is named: with statistics of a thread whose messages nearly
+/// all start runs, the planner could prefer the index by parent and scan it whole.
+const RUN_STARTS: &str = "\
+    SELECT seq, parent_seq FROM messages INDEXED BY messages_run_starts \
+     WHERE tenant = ?2 AND thread_id = ?1 AND parent_seq IS NOT NULL AND seq <= ?3 \
+     ORDER BY seq DESC LIMIT ?4";
+
+/// Run starts read per statement of a walk: a branch of 1,000 messages that each start a run
+/// (ten branches written a message each in turn) is walked in one.
+const CHUNK: usize = 10_000;
 
 /// The most recent message under seq `?3` of thread `?1` of tenant `?2` (the highest seq
 /// among it and its descendants): down the next seq of each run and every run start.
@@ -46,10 +43,11 @@ pub(crate) const LATEST_UNDER: &str = "\
     WITH RECURSIVE under(seq) AS ( \
         SELECT ?3 \
         UNION ALL \
-        SELECT m.seq FROM under u JOIN messages m \
+        SELECT m.seq FROM under u CROSS JOIN messages m \
             ON m.tenant = ?2 AND m.thread_id = ?1 AND m.seq = u.seq + 1 AND m.parent_seq IS NULL \
         UNION ALL \
-        SELECT m.seq FROM under u JOIN messages m ON m.tenant = ?2 AND m.thread_id = ?1 AND m.parent_seq = u.seq) \
+        SELECT m.seq FROM under u CROSS JOIN messages m \
+            ON m.tenant = ?2 AND m.thread_id = ?1 AND m.parent_seq = u.seq) \
     SELECT max(seq) FROM under";
 
 /// The rows of a page of a branch: the messages of the runs `?1` (a JSON array of `[lo, hi]`)
@@ -94,26 +92,23 @@ const LEAVES: &str = concat!(
       ORDER BY seq"
 );
 
-/// A branch's runs, `(lo, hi)` with `lo <= hi`, ascending.
-type Runs = Vec<(u64, u64)>;
-
-/// The runs of the branch of `thread`/`tenant` ending at `leaf`, ascending.
-fn runs(conn: &Connection, thread: &str, tenant: &str, leaf: u64) -> Result<Runs> {
+/// The runs of the branch of `thread`/`tenant` ending at `leaf`, ascending (see [`RunWalk`]).
+fn runs(conn: &Connection, thread: &str, tenant: &str, leaf: u64) -> Result<Vec<(u64, u64)>> {
     let context = "walking a branch";
-    let mut statement = conn.prepare_cached(WALK).map_err(|e| map(context, e))?;
-    let mut found = statement.query((thread, tenant, signed(leaf))).map_err(|e| map(context, e))?;
-    let mut runs = Vec::new();
-    while let Some(row) = found.next().map_err(|e| map(context, e))? {
-        let (lo, hi) = (row.get::<_, Option<i64>>(0), row.get::<_, i64>(1));
-        match (lo.map_err(|e| map(context, e))?, hi.map_err(|e| map(context, e))?) {
-            (Some(lo), hi) if lo <= hi && lo > 0 => runs.push((lo as u64, hi as u64)),
-            (lo, hi) => {
-                return Err(crate::error::corrupt(format!("the branch ending at {leaf} has no root ({lo:?}..{hi})")));
-            }
+    let mut statement = conn.prepare_cached(RUN_STARTS).map_err(|e| map(context, e))?;
+    let mut walk = RunWalk::new(leaf);
+    while let Some(at) = walk.wants() {
+        let mut found = statement.query((thread, tenant, signed(at), CHUNK as i64)).map_err(|e| map(context, e))?;
+        let mut chunk = Vec::new();
+        while let Some(row) = found.next().map_err(|e| map(context, e))? {
+            let (seq, stored): (i64, i64) =
+                (row.get(0).map_err(|e| map(context, e))?, row.get(1).map_err(|e| map(context, e))?);
+            let unsigned = |n: i64| u64::try_from(n).map_err(|_| crate::error::corrupt(format!("seq {n}")));
+            chunk.push((unsigned(seq)?, Some(unsigned(stored)?)));
         }
+        walk.feed(&chunk, chunk.len() < CHUNK);
     }
-    runs.reverse();
-    Ok(runs)
+    Ok(walk.runs())
 }
 
 /// The active leaf of `thread`/`tenant` (none without messages).
@@ -156,36 +151,6 @@ fn seq_of(conn: &Connection, thread: &str, tenant: &str, id: &str) -> Result<Opt
     }
 }
 
-/// The runs (clipped) that hold the next `wanted` seqs of `runs` in the page's order, after
-/// what earlier calls took: `taken` runs (from the page's start) are skipped.
-fn next_runs(runs: &[(u64, u64)], order: Order, wanted: u64) -> (Runs, usize) {
-    let mut picked = Vec::new();
-    let mut count = 0;
-    let mut used = 0;
-    let ordered: Box<dyn Iterator<Item = &(u64, u64)>> = match order {
-        Order::Asc => Box::new(runs.iter()),
-        Order::Desc => Box::new(runs.iter().rev()),
-    };
-    for &(lo, hi) in ordered {
-        if count >= wanted {
-            break;
-        }
-        let room = wanted - count;
-        let run = match order {
-            Order::Asc => (lo, hi.min(lo.saturating_add(room - 1))),
-            Order::Desc => (lo.max(hi.saturating_sub(room - 1)), hi),
-        };
-        count += run.1 - run.0 + 1;
-        // A run taken in part is split: its rest stays for the next call.
-        used += usize::from(run == (lo, hi));
-        picked.push(run);
-        if run != (lo, hi) {
-            break;
-        }
-    }
-    (picked, used)
-}
-
 impl DirectReads {
     /// A page of a branch (see the [module docs](self)).
     pub(crate) fn list_branch(&self, query: &ListMessages, branch: &Branch) -> Result<Page<Message>> {
@@ -202,15 +167,8 @@ impl DirectReads {
                 _ => active_leaf(&read, thread, tenant)?,
             };
             let Some(leaf) = leaf else { return Ok(Vec::new()) };
-            // The runs within the cursor's window.
-            let (after, before) = (query.after.unwrap_or(0), query.before.unwrap_or(u64::MAX));
-            let mut left: Runs = runs(&read, thread, tenant, leaf)?
-                .into_iter()
-                .filter_map(|(lo, hi)| {
-                    let (lo, hi) = (lo.max(after.saturating_add(1)), hi.min(before.saturating_sub(1)));
-                    (lo <= hi).then_some((lo, hi))
-                })
-                .collect();
+            let runs = runs(&read, thread, tenant, leaf)?;
+            let mut window = BranchWindow::new(runs, query.after, query.before, query.order == Order::Desc);
             let sql = match query.order {
                 Order::Asc => runs_sql!("ASC"),
                 Order::Desc => runs_sql!("DESC"),
@@ -218,9 +176,9 @@ impl DirectReads {
             let mut statement = read.prepare_cached(sql).map_err(|e| map("listing a branch", e))?;
             let mut items = Vec::with_capacity(fetch as usize);
             // Usually once; again when placeholders left out leave the page short.
-            while (items.len() as u64) < fetch && !left.is_empty() {
+            while (items.len() as u64) < fetch && !window.is_empty() {
                 let wanted = fetch - items.len() as u64;
-                let (picked, used) = next_runs(&left, query.order, wanted);
+                let picked = window.take(wanted);
                 let json = serde_json::to_string(&picked).map_err(|e| crate::error::corrupt(e.to_string()))?;
                 let mut found = statement
                     .query((json, thread, tenant, query.include_reserved, signed(wanted)))
@@ -228,28 +186,6 @@ impl DirectReads {
                 while let Some(row) = found.next().map_err(|e| map("listing a branch", e))? {
                     items.push(rows::message(row)?);
                 }
-                // What was read leaves the window: whole runs, and the part of a run split.
-                left = match query.order {
-                    Order::Asc => {
-                        let mut rest = left.split_off(used);
-                        if let (Some(last), Some(first)) = (picked.last(), rest.first_mut())
-                            && last.0 == first.0
-                        {
-                            first.0 = last.1 + 1;
-                        }
-                        rest
-                    }
-                    Order::Desc => {
-                        let keep = left.len() - used;
-                        left.truncate(keep);
-                        if let (Some(last), Some(end)) = (picked.last(), left.last_mut())
-                            && last.1 == end.1
-                        {
-                            end.1 = last.0 - 1;
-                        }
-                        left
-                    }
-                };
             }
             Ok(items)
         })?;
@@ -282,20 +218,5 @@ impl DirectReads {
             let path = active_path(&read, thread, tenant)?;
             Ok(Branches::on_path(items, &path))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runs_are_taken_in_the_pages_order_and_split_at_the_page_size() {
-        let runs = [(1, 3), (7, 7), (9, 20)];
-        assert_eq!(next_runs(&runs, Order::Asc, 4), (vec![(1, 3), (7, 7)], 2));
-        assert_eq!(next_runs(&runs, Order::Asc, 2), (vec![(1, 2)], 0));
-        assert_eq!(next_runs(&runs, Order::Desc, 5), (vec![(16, 20)], 0));
-        assert_eq!(next_runs(&runs, Order::Desc, 13), (vec![(9, 20), (7, 7)], 2));
-        assert_eq!(next_runs(&runs, Order::Asc, 100), (runs.to_vec(), 3));
     }
 }

@@ -21,6 +21,17 @@ fn add(thread_id: &str, text: &str) -> PersistArgs {
     Add::new(thread(thread_id), Role::User, Content::text(text)).into()
 }
 
+/// The error and every cause under it, on one line.
+fn with_causes(error: &PersistError) -> String {
+    let mut said = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        said = format!("{said}: {cause}");
+        source = cause.source();
+    }
+    said
+}
+
 async fn raw(path: &std::path::Path) -> SqliteConnection {
     SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap()
 }
@@ -256,12 +267,7 @@ async fn a_failed_upgrade_to_tenant_identity_changes_nothing() {
     conn.close().await.unwrap();
 
     let error = SqliteBackend::open(&path).await.unwrap_err();
-    let mut said = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        said = format!("{said}: {cause}");
-        source = cause.source();
-    }
+    let said = with_causes(&error);
     assert!(said.contains("session_bindings_v6"), "{said}");
     let mut conn = raw(&path).await;
     let after: Vec<(String, String)> =
@@ -464,5 +470,102 @@ async fn a_version_10_database_records_what_each_append_adds() {
     let deltas: Vec<_> = events.iter().map(|e| (e.change.op, e.change.delta.as_ref().map(Content::to_text))).collect();
     assert_eq!(deltas, [(PersistOp::Reserve, None), (PersistOp::UpdateContent, Some(" done".to_owned()))]);
     drop(follower);
+    backend.close().await;
+}
+
+/// Threads as version 11 stored them: a line `a`, a thread `g` whose seqs 3 and 5 were deleted,
+/// and a thread `e` whose only message was deleted.
+const LINES_AT_VERSION_11: &str = "\
+    INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', 'a', 1, 1), ('', 'g', 1, 1), \
+                                                                            ('', 'e', 1, 1); \
+    INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, created_at, \
+                          updated_at) VALUES \
+        ('', 'a', 'a1', 1, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'a', 'a2', 2, 'assistant', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'a', 'a3', 3, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g1', 1, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g2', 2, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g3', 3, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g4', 4, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g5', 5, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'g', 'g6', 6, 'user', '[]', '{}', 'complete', 1, 1, 1), \
+        ('', 'e', 'e1', 1, 'user', '[]', '{}', 'complete', 1, 1, 1); \
+    DELETE FROM messages WHERE message_id IN ('g3', 'g5', 'e1');";
+
+/// Each message's parent, by seq, and the thread's active leaf.
+async fn tree_of(backend: &SqliteBackend, id: &str) -> (Vec<(u64, Option<u64>)>, Option<u64>) {
+    let listed = backend.list(ListMessages::new(thread(id)).include_reserved(true)).await.unwrap().items;
+    let leaf = backend.get_thread(GetThread::new(thread(id))).await.unwrap().unwrap().active_leaf;
+    (listed.iter().map(|m| (m.seq, m.parent_seq)).collect(), leaf)
+}
+
+/// A version 11 file upgraded to branches: every thread stays the line it was (each message
+/// follows the one before it, across the gaps of deleted ones; the active leaf is the last),
+/// the upgrade records no feed event, and writes go on from the last message.
+#[tokio::test]
+async fn a_version_11_database_keeps_each_thread_a_line() {
+    use persist_core::branch::{Branch, ListBranches};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v11.db");
+    let mut conn = shipped_schema(&dir, &path, 11).await;
+    sqlx::raw_sql(LINES_AT_VERSION_11).execute(&mut conn).await.unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM persist_feed").fetch_one(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let refused = SqliteBackend::builder(&path).read_only(true).open().await;
+    assert!(matches!(refused, Err(PersistError::Unsupported { .. })), "a read-only handle cannot upgrade it");
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    assert_eq!(tree_of(&backend, "a").await, (vec![(1, None), (2, Some(1)), (3, Some(2))], Some(3)));
+    assert_eq!(tree_of(&backend, "g").await, (vec![(1, None), (2, Some(1)), (4, Some(2)), (6, Some(4))], Some(6)));
+    assert_eq!(tree_of(&backend, "e").await, (vec![], None));
+    let mut conn = raw(&path).await;
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM persist_feed").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(after, events, "the upgrade is not a write: no event");
+    conn.close().await.unwrap();
+
+    let branch = backend.list(ListMessages::new(thread("g")).on_branch(Branch::Active)).await.unwrap().items;
+    assert_eq!(branch.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 4, 6]);
+    let leaves = backend.branches(ListBranches::leaves(thread("g"))).await.unwrap();
+    assert_eq!(leaves.items.iter().map(|m| m.seq).collect::<Vec<_>>(), [6]);
+    let next = backend.apply(add("g", "next")).await.unwrap();
+    assert_eq!(next.message().map(|m| (m.seq, m.parent_seq)), Some((7, Some(6))));
+    let first_again = backend.apply(add("e", "again")).await.unwrap();
+    assert_eq!(first_again.message().map(|m| (m.seq, m.parent_seq)), Some((2, None)), "a root: nothing to follow");
+    backend.close().await;
+}
+
+/// An upgrade to branches that fails (an index of the user's own in the way) changes nothing:
+/// no column, no parent, the file still at version 11; out of the way, it goes through.
+#[tokio::test]
+async fn a_failed_upgrade_to_branches_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v11.db");
+    let mut conn = shipped_schema(&dir, &path, 11).await;
+    sqlx::raw_sql(LINES_AT_VERSION_11).execute(&mut conn).await.unwrap();
+    sqlx::raw_sql("CREATE INDEX messages_run_starts ON messages (seq)").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let error = SqliteBackend::open(&path).await.unwrap_err();
+    let said = with_causes(&error);
+    assert!(said.contains("messages_run_starts"), "{said}");
+    let mut conn = raw(&path).await;
+    let columns: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'parent_seq') \
+              + (SELECT count(*) FROM pragma_table_info('threads') WHERE name = 'active_leaf')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(columns, 0, "no column of the upgrade stays");
+    let version: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(version, 11);
+    sqlx::raw_sql("DROP INDEX messages_run_starts").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    assert_eq!(tree_of(&backend, "g").await.1, Some(6));
     backend.close().await;
 }

@@ -147,6 +147,14 @@ pub enum ApplyNow {
 ///   deleted), adjust `message_count`, and answer every id removed in `seq` order. What is
 ///   already gone answers an empty list. `expected_version` compares the target's version
 ///   when the target exists.
+/// - **branches** (with [`Capabilities::branches`]; see [`branch`](crate::branch)): an `add`,
+///   `reserve` or turn is written after its [`Parent`](crate::branch::Parent) (by default the
+///   thread's `active_leaf`; a named message the thread lacks is `NotFound`, nothing written) and
+///   becomes the active leaf; a thread `update` with a switch moves the active leaf (and the
+///   version); deleting a message gives its children its parent and an active leaf at it its
+///   parent; a thread delete leaves no active leaf; a restore keeps each parent, refuses one that
+///   is not an earlier message of the thread, and sets the thread's active leaf as
+///   [`merged_thread`](crate::restore::merged_thread) says.
 /// - Every write to a tombstoned thread except `delete` fails with `ThreadDeleted`.
 ///
 /// Reads never fail for a missing thread: they answer `None` or an empty page. Listing

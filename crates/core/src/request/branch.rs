@@ -277,6 +277,136 @@ pub fn parent_from_stored(seq: u64, stored: Option<u64>) -> Option<u64> {
     }
 }
 
+/// A branch walked up from its last message through the messages that start its runs of
+/// consecutive seqs (those that store a parent: see [`stored_parent`]), fetched by the backend
+/// in chunks, newest first. For SQL backends: one chunk (one statement) walks as far as the
+/// chunk's messages reach, so a branch is walked in one or a few statements, whatever its
+/// length and however its thread's branches interleave.
+///
+/// # Example
+///
+/// ```
+/// use persist::branch::RunWalk;
+///
+/// // Seqs 1..=6, the branch ending at 6 being 1, 2, 5, 6 (5 follows 2: it stores 2).
+/// let mut walk = RunWalk::new(6);
+/// assert_eq!(walk.wants(), Some(6)); // run starts with seq <= 6, newest first
+/// walk.feed(&[(5, Some(2)), (3, Some(0))], true); // 3 is a root; every start was fetched
+/// assert_eq!(walk.wants(), None);
+/// assert_eq!(walk.runs(), [(1, 2), (5, 6)]);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RunWalk {
+    /// Where the walk goes on: the run ending at this seq is not known yet.
+    at: Option<u64>,
+    /// The runs found, newest first.
+    runs: Vec<(u64, u64)>,
+}
+
+impl RunWalk {
+    /// A walk of the branch ending at `leaf`.
+    pub fn new(leaf: u64) -> Self {
+        Self { at: Some(leaf), runs: Vec::new() }
+    }
+
+    /// The seq the next chunk starts at: the run starts with `seq <= wants()`, newest first.
+    /// `None` once the walk reached the root.
+    pub fn wants(&self) -> Option<u64> {
+        self.at
+    }
+
+    /// Takes a chunk of run starts `(seq, stored parent)`, newest first, each at most
+    /// [`wants`](Self::wants); `complete` when it holds every run start of the thread down from
+    /// there (the backend's limit was not reached).
+    pub fn feed(&mut self, chunk: &[(u64, Option<u64>)], complete: bool) {
+        let mut starts = chunk.iter().peekable();
+        while let Some(at) = self.at {
+            while starts.next_if(|(seq, _)| *seq > at).is_some() {}
+            match starts.peek() {
+                Some(&&(seq, stored)) => {
+                    self.runs.push((seq, at));
+                    // A parent is always earlier; anything else is a corrupt store: stop.
+                    self.at = parent_from_stored(seq, stored).filter(|&parent| parent < seq);
+                }
+                // No run starts at or below `at` in the thread: the run starts at seq 1.
+                None if complete => {
+                    self.runs.push((1, at));
+                    self.at = None;
+                }
+                // The chunk ends above `at`: the next one goes on from there.
+                None => return,
+            }
+        }
+    }
+
+    /// The runs, `(lo, hi)`, oldest first: every seq from `lo` to `hi` is on the branch.
+    pub fn runs(self) -> Vec<(u64, u64)> {
+        let mut runs = self.runs;
+        runs.reverse();
+        runs
+    }
+}
+
+/// The part of a branch a listing has still to read, as runs of consecutive seqs, taken a page
+/// at a time in the listing's order (see [`RunWalk`]). For SQL backends.
+#[derive(Debug, Clone)]
+pub struct BranchWindow {
+    /// The runs left, ascending.
+    left: Vec<(u64, u64)>,
+    descending: bool,
+}
+
+impl BranchWindow {
+    /// The runs of `runs` (ascending) within the cursor's window, `after < seq < before`, read
+    /// descending or not.
+    pub fn new(runs: Vec<(u64, u64)>, after: Option<u64>, before: Option<u64>, descending: bool) -> Self {
+        let (after, before) = (after.unwrap_or(0), before.unwrap_or(u64::MAX));
+        let left = runs
+            .into_iter()
+            .filter_map(|(lo, hi)| {
+                let (lo, hi) = (lo.max(after.saturating_add(1)), hi.min(before.saturating_sub(1)));
+                (lo <= hi).then_some((lo, hi))
+            })
+            .collect();
+        Self { left, descending }
+    }
+
+    /// Whether every run was taken.
+    pub fn is_empty(&self) -> bool {
+        self.left.is_empty()
+    }
+
+    /// The runs (clipped) holding the next `wanted` seqs in the listing's order, taken out of
+    /// the window: a run taken in part leaves its rest.
+    pub fn take(&mut self, wanted: u64) -> Vec<(u64, u64)> {
+        let mut picked = Vec::new();
+        let mut count = 0;
+        while count < wanted {
+            let next =
+                if self.descending { self.left.pop() } else { (!self.left.is_empty()).then(|| self.left.remove(0)) };
+            let Some((lo, hi)) = next else { break };
+            let room = wanted - count;
+            let (taken, rest) = if hi - lo < room {
+                ((lo, hi), None)
+            } else if self.descending {
+                ((hi + 1 - room, hi), Some((lo, hi - room)).filter(|_| hi - room >= lo))
+            } else {
+                ((lo, lo + room - 1), Some((lo + room, hi)).filter(|_| lo + room <= hi))
+            };
+            count += taken.1 - taken.0 + 1;
+            picked.push(taken);
+            if let Some(rest) = rest {
+                if self.descending {
+                    self.left.push(rest);
+                } else {
+                    self.left.insert(0, rest);
+                }
+            }
+        }
+        picked
+    }
+}
+
 /// The refusal of a parent or switch that names a message the thread does not have.
 pub fn unknown_message(thread_id: &ThreadId, message_id: &MessageId) -> PersistError {
     PersistError::not_found(thread_id, Some(message_id))
@@ -334,6 +464,35 @@ mod tests {
             assert_eq!(stored_parent(seq, parent), stored, "{seq} {parent:?}");
             assert_eq!(parent_from_stored(seq, stored), parent, "{seq} {stored:?}");
         }
+    }
+
+    #[test]
+    fn a_walk_goes_on_across_chunks_and_ends_at_seq_1() {
+        // Interleaved branches: every message after 3 follows the one three back.
+        let starts: Vec<(u64, Option<u64>)> = (4..=12).rev().map(|seq| (seq, Some(seq - 3))).collect();
+        let mut walk = RunWalk::new(12);
+        walk.feed(&starts[..2], false); // 12, 11
+        assert_eq!(walk.wants(), Some(9));
+        walk.feed(&starts[3..6], false); // 9, 8, 7
+        assert_eq!(walk.wants(), Some(6));
+        walk.feed(&starts[6..], true); // 6, 5, 4: then none below 3
+        assert_eq!(walk.runs(), [(1, 3), (6, 6), (9, 9), (12, 12)]);
+    }
+
+    #[test]
+    fn a_window_is_taken_in_pages_both_ways() {
+        let runs = vec![(1, 3), (7, 7), (9, 20)];
+        let mut up = BranchWindow::new(runs.clone(), None, None, false);
+        assert_eq!(up.take(4), [(1, 3), (7, 7)]);
+        assert_eq!(up.take(2), [(9, 10)]);
+        assert_eq!(up.take(100), [(11, 20)]);
+        assert!(up.is_empty());
+        let mut down = BranchWindow::new(runs.clone(), None, None, true);
+        assert_eq!(down.take(5), [(16, 20)]);
+        assert_eq!(down.take(9), [(9, 15), (7, 7), (3, 3)]);
+        assert_eq!(down.take(9), [(1, 2)]);
+        let window = BranchWindow::new(runs, Some(2), Some(10), false);
+        assert_eq!(window.left, [(3, 3), (7, 7), (9, 9)]);
     }
 
     #[test]

@@ -109,15 +109,15 @@ pub(super) async fn truncate_locked(
 ) -> Result<Deleted, PersistError> {
     let sql = |context| move |e| map_sqlx(context, e);
     let tenant = tenant_key(delete.context.tenant());
-    // Where the active branch ends once the later messages go: walked up before they do.
-    let leaf: Option<i64> = sqlx::query_scalar(crate::branches::LEAF_KEPT)
-        .bind(tenant)
-        .bind(delete.thread_id.as_str())
-        .bind(active_leaf)
-        .bind(signed(seq))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(sql("walking the active branch"))?;
+    // Where the active branch ends once the later messages go (its last message at or below
+    // the seq; none when no message of it is): walked up before they go.
+    let leaf = match active_leaf.and_then(|leaf| u64::try_from(leaf).ok()) {
+        Some(leaf) if leaf > seq => {
+            let runs = crate::branches::runs(tx, tenant, delete.thread_id.as_str(), leaf).await?;
+            runs.into_iter().filter(|&(lo, _)| lo <= seq).map(|(_, hi)| hi.min(seq)).max().map(signed)
+        }
+        other => other.map(signed),
+    };
     let removed =
         sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 AND seq > $3 RETURNING seq, message_id")
             .bind(delete.thread_id.as_str())

@@ -95,6 +95,37 @@ macro_rules! stored_parent {
     };
 }
 
+/// Neither the message's id (`$2`) nor its idempotency key (`$7`) is taken in thread `$1` of
+/// tenant `$9`.
+macro_rules! id_and_key_free {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 AND m.message_id = $2) \
+         AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
+                                                   AND m.idempotency_key = $7)"
+    };
+}
+
+/// An insert's statement: the CTEs `$locked` lock the thread's row and move its `last_seq`,
+/// the last of them `t` returning `last_seq` and `prev_leaf`; then the message (thread `$1`, id
+/// `$2`, role `$3`, content `$4`, metadata `$5`, status `$6`, key `$7`, time `$8`, tenant `$9`)
+/// is inserted with that seq and the stored parent `$parent`, and answered.
+macro_rules! insert_message {
+    ($($locked:expr),+; $($parent:expr),+) => {
+        concat!(
+            "WITH ",
+            $($locked,)+
+            ", m AS ( \
+                INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                                      idempotency_key, created_at, updated_at, parent_seq) \
+                SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8, ",
+            $($parent,)+
+            " FROM t RETURNING *) SELECT ",
+            message_columns!(),
+            " FROM m"
+        )
+    };
+}
+
 /// Bumps the thread's `last_seq` under its row lock (creating the thread on its first write)
 /// and inserts the message with that seq, unless the thread refuses the write or the id or
 /// key is taken; then a diagnosis answers the repeat or the refusal.
@@ -120,8 +151,8 @@ pub(super) async fn insert(
         return insert_child(conn, &new, parent, args, id).await;
     }
     for _ in 0..RACE_ATTEMPTS {
-        let inserted = sqlx::query(concat!(
-            "WITH t AS ( \
+        let inserted = sqlx::query(insert_message!(
+            "t AS ( \
                 INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, \
                                            active_leaf) \
                 VALUES ($9, $1, $8, $8, 1, 1, 1) \
@@ -129,23 +160,12 @@ pub(super) async fn insert(
                    SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
                        updated_at = EXCLUDED.updated_at, active_leaf = th.last_seq + 1, \
                        prev_leaf = th.active_leaf \
-                 WHERE th.deleted_at IS NULL \
-                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
-                                                              AND m.message_id = $2) \
-                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
-                                                              AND m.idempotency_key = $7) \
-                RETURNING th.last_seq, th.prev_leaf), \
-             m AS ( \
-                INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                      idempotency_key, created_at, updated_at, parent_seq) \
-                SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8, \
-                       CASE WHEN $10 THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ",
+                 WHERE th.deleted_at IS NULL AND ",
+            id_and_key_free!(),
+            " RETURNING th.last_seq, th.prev_leaf)";
+            "CASE WHEN $10 THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ",
             stored_parent!("t"),
-            " END FROM t \
-                RETURNING *) \
-             SELECT ",
-            message_columns!(),
-            " FROM m"
+            " END"
         ))
         .bind(new.thread_id.as_str())
         .bind(id.as_str())
@@ -207,29 +227,17 @@ async fn insert_child_locked(
         .execute(&mut *tx)
         .await
         .map_err(|e| map_sqlx("locking the thread", e))?;
-    let inserted = sqlx::query(concat!(
-        "WITH p AS (SELECT seq FROM messages WHERE tenant = $9 AND thread_id = $1 AND message_id = $10), \
+    let inserted = sqlx::query(insert_message!(
+        "p AS (SELECT seq FROM messages WHERE tenant = $9 AND thread_id = $1 AND message_id = $10), \
          t AS ( \
             UPDATE threads th \
                SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, updated_at = $8, \
                    active_leaf = th.last_seq + 1, prev_leaf = p.seq \
               FROM p \
-             WHERE th.tenant = $9 AND th.thread_id = $1 AND th.deleted_at IS NULL \
-               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
-                                                          AND m.message_id = $2) \
-               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
-                                                          AND m.idempotency_key = $7) \
-            RETURNING th.last_seq, th.prev_leaf), \
-         m AS ( \
-            INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                  idempotency_key, created_at, updated_at, parent_seq) \
-            SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8, ",
-        stored_parent!("t"),
-        " FROM t \
-            RETURNING *) \
-         SELECT ",
-        message_columns!(),
-        " FROM m"
+             WHERE th.tenant = $9 AND th.thread_id = $1 AND th.deleted_at IS NULL AND ",
+        id_and_key_free!(),
+        " RETURNING th.last_seq, th.prev_leaf)";
+        stored_parent!("t")
     ))
     .bind(new.thread_id.as_str())
     .bind(id.as_str())

@@ -1,0 +1,174 @@
+//! Reading a branch: the active branch of 1,000 messages out of a thread of 10,000 (ten branches
+//! of 1,000), against listing the 1,000 messages of a thread that is one line, through our
+//! backends, side by side in interleaved rounds (median per round).
+//!
+//! Two shapes of tree. **Interleaved**: the ten branches written a message each in turn, so
+//! every message follows one ten seqs back and starts a run of its own (the worst case of the
+//! run-based walk: a step per message). **One after another**: each branch written whole (an
+//! edit of the first message starting each), one run per branch (the common case: writes follow
+//! the active branch).
+
+use std::time::Instant;
+
+use persist::args::Restore;
+use persist::branch::Branch;
+use persist::postgres::PostgresBackend;
+use persist::read::ListMessages;
+use persist::sqlite::SqliteBackend;
+use persist::{Backend, Content, Message, MessageId, Metadata, Role, Status, Thread, ThreadId, Timestamp};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::Options;
+use crate::measure::median;
+use crate::report::{Row, Target};
+
+const BRANCHES: u64 = 10;
+const DEPTH: u64 = 1000;
+
+/// How the tree's branches were written.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// A message of each branch in turn.
+    Interleaved,
+    /// Each branch whole, one after another.
+    OneAfterAnother,
+    /// One branch: the linear thread.
+    Line,
+}
+
+impl Shape {
+    /// The parent of the message at `seq` (1-based).
+    fn parent(self, seq: u64) -> Option<u64> {
+        match self {
+            Self::Interleaved => seq.checked_sub(BRANCHES).filter(|&parent| parent > 0),
+            Self::OneAfterAnother => Some(seq - 1).filter(|_| (seq - 1) % DEPTH != 0),
+            Self::Line => seq.checked_sub(1).filter(|&parent| parent > 0),
+        }
+    }
+
+    fn count(self) -> u64 {
+        match self {
+            Self::Line => DEPTH,
+            _ => BRANCHES * DEPTH,
+        }
+    }
+}
+
+/// Writes thread `id` of `shape` (300-byte texts) through restores of 1,000 messages, its
+/// active leaf its last message.
+async fn load(backend: &impl Backend, id: &ThreadId, shape: Shape) {
+    let at = Timestamp::now();
+    let count = shape.count();
+    let thread = Thread {
+        id: id.clone(),
+        tenant: None,
+        title: None,
+        metadata: Metadata::new(),
+        version: 1,
+        created_at: at,
+        updated_at: at,
+        last_seq: count,
+        message_count: count,
+        active_leaf: Some(count),
+        deleted_at: None,
+    };
+    let text = "x".repeat(300);
+    for first in (1..=count).step_by(1000) {
+        let messages = (first..(first + 1000).min(count + 1))
+            .map(|seq| Message {
+                thread_id: id.clone(),
+                id: MessageId::new(format!("m{seq}")).unwrap(),
+                role: if seq % 2 == 0 { Role::Assistant } else { Role::User },
+                content: Content::text(text.clone()),
+                metadata: Metadata::new(),
+                status: Status::Complete,
+                seq,
+                parent_seq: shape.parent(seq),
+                version: 1,
+                idempotency_key: None,
+                created_at: at,
+                updated_at: at,
+            })
+            .collect();
+        backend.apply(Restore::new(thread.clone(), messages).into()).await.expect("restore");
+    }
+}
+
+/// One timed pass of `reads` reads of `query`, answering reads/s; each read must answer 1,000.
+async fn pass(backend: &impl Backend, query: &ListMessages, reads: usize) -> f64 {
+    let start = Instant::now();
+    for _ in 0..reads {
+        let page = backend.list(query.clone()).await.expect("list");
+        assert_eq!(page.items.len() as u64, DEPTH, "a page of the whole branch");
+    }
+    reads as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The rows of one backend: each tree's active branch against the line, interleaved rounds.
+async fn measure(backend: &impl Backend, store: &str, rounds: usize, reads: usize) -> Vec<Row> {
+    let shapes = [(Shape::Interleaved, "interleaved"), (Shape::OneAfterAnother, "one after another")];
+    let line = ThreadId::new("line").unwrap();
+    load(backend, &line, Shape::Line).await;
+    for (shape, name) in shapes {
+        load(backend, &ThreadId::new(name.replace(' ', "-")).unwrap(), shape).await;
+    }
+    let linear = ListMessages::new(line).with_limit(DEPTH as u32);
+    let mut rows = Vec::new();
+    for (_, name) in shapes {
+        let tree = ListMessages::new(ThreadId::new(name.replace(' ', "-")).unwrap())
+            .on_branch(Branch::Active)
+            .with_limit(DEPTH as u32);
+        // Warm both, then alternate which goes first.
+        pass(backend, &tree, 2).await;
+        pass(backend, &linear, 2).await;
+        let (mut on_branch, mut on_line, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let (branch_rate, line_rate) = if round % 2 == 0 {
+                let b = pass(backend, &tree, reads).await;
+                (b, pass(backend, &linear, reads).await)
+            } else {
+                let l = pass(backend, &linear, reads).await;
+                (pass(backend, &tree, reads).await, l)
+            };
+            ratios.push(line_rate / branch_rate);
+            on_branch.push(branch_rate);
+            on_line.push(line_rate);
+        }
+        let (branch_rate, line_rate, ratio) = (median(&mut on_branch), median(&mut on_line), median(&mut ratios));
+        rows.push(
+            Row::new(
+                format!("branches: read the active branch, 1,000 of 10,000 ({store}, {name})"),
+                (rounds * reads) as u64,
+                branch_rate,
+            )
+            .ratio(ratio, "the time of a branch read per the time of listing 1,000 of a linear thread")
+            .target(Target::RatioAtMost(1.5))
+            .note(format!("list 1,000 of a linear thread: {line_rate:.0} reads/s")),
+        );
+    }
+    rows
+}
+
+pub(crate) fn run(options: &Options) -> Vec<Row> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    let (rounds, reads) = (options.scale(7, 3), options.scale(40, 10));
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let sqlite = SqliteBackend::open(dir.path().join("branches.db")).await.expect("open");
+        let mut rows = measure(&sqlite, "SQLite", rounds, reads).await;
+        sqlite.close().await;
+        let url = crate::postgres::url();
+        let Ok(mut admin) = PgConnection::connect(&url).await else {
+            rows.push(Row::skipped("branches (PostgreSQL)", format!("skipped: no server at {url}")));
+            return rows;
+        };
+        let schema = format!("persist_bench_branches_{}", std::process::id());
+        let postgres =
+            PostgresBackend::builder(url).schema(schema.clone()).max_connections(4).connect().await.expect("connect");
+        rows.extend(measure(&postgres, "PostgreSQL", rounds, reads).await);
+        postgres.close().await;
+        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut admin).await;
+        rows
+    })
+}
