@@ -41,7 +41,7 @@ impl Shape {
     fn parent(self, seq: u64) -> Option<u64> {
         match self {
             Self::Interleaved => seq.checked_sub(BRANCHES).filter(|&parent| parent > 0),
-            Self::OneAfterAnother => Some(seq - 1).filter(|_| (seq - 1) % DEPTH != 0),
+            Self::OneAfterAnother => Some(seq - 1).filter(|_| !(seq - 1).is_multiple_of(DEPTH)),
             Self::Line => seq.checked_sub(1).filter(|&parent| parent > 0),
         }
     }
