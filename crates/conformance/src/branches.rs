@@ -55,7 +55,7 @@ async fn branch_seqs<B: Backend>(
 }
 
 /// The active branch's seqs, ascending.
-async fn active<B: Backend>(b: &B, thread: &ThreadId) -> Vec<u64> {
+pub(crate) async fn active<B: Backend>(b: &B, thread: &ThreadId) -> Vec<u64> {
     branch_seqs(b, None, thread, Branch::Active, 4, Order::Asc).await
 }
 
@@ -71,7 +71,7 @@ async fn leaves<B: Backend>(b: &B, thread: &ThreadId) -> (Vec<u64>, Option<usize
 
 /// Asserts the thread is a tree: every parent an earlier message of it, the active leaf one of
 /// its messages (none only when it has none). Answers the messages by seq.
-async fn assert_tree<B: Backend>(b: &B, id: &ThreadId) -> BTreeMap<u64, Message> {
+pub(crate) async fn assert_tree<B: Backend>(b: &B, id: &ThreadId) -> BTreeMap<u64, Message> {
     let messages: BTreeMap<u64, Message> = all_messages(b, id).await.into_iter().map(|m| (m.seq, m)).collect();
     for message in messages.values() {
         if let Some(parent) = message.parent_seq {
@@ -86,7 +86,7 @@ async fn assert_tree<B: Backend>(b: &B, id: &ThreadId) -> BTreeMap<u64, Message>
     messages
 }
 
-fn reply_to(thread: &ThreadId, parent: &Message, text: &str) -> persist_core::args::Add {
+pub(crate) fn reply_to(thread: &ThreadId, parent: &Message, text: &str) -> persist_core::args::Add {
     persist_core::args::Add::new(thread.clone(), Role::Assistant, Content::text(text)).with_parent(parent.id.clone())
 }
 
@@ -228,6 +228,8 @@ pub async fn check_a_switch_moves_the_active_leaf_like_a_versioned_update<F: Fac
 
     let unknown = Update::thread(id.clone()).with_switch(Switch::To(m("nope")));
     assert_err!(write(b, unknown).await, PersistError::NotFound { .. });
+    let stale_and_unknown = Update::thread(id.clone()).with_switch(Switch::To(m("nope"))).with_expected_version(1);
+    assert_err!(write(b, stale_and_unknown).await, PersistError::VersionConflict { expected: 1, .. });
     let on_a_message = Update::message(id.clone(), first.id.clone()).with_switch(Switch::To(first.id.clone()));
     assert_err!(write(b, on_a_message).await, PersistError::InvalidInput { field: "switch", .. });
     assert_eq!(thread(b, &id).await.unwrap().active_leaf, Some(5));
@@ -259,6 +261,8 @@ pub async fn check_a_message_the_thread_does_not_have_is_not_found<F: Factory>(f
 
     let ending = ListMessages::new(id.clone()).on_branch(Branch::EndingAt(theirs.id.clone()));
     assert_err!(b.list(ending).await, PersistError::NotFound { .. });
+    let nowhere = ListMessages::new(t("no-such-thread")).on_branch(Branch::EndingAt(theirs.id.clone()));
+    assert_err!(b.list(nowhere).await, PersistError::NotFound { .. });
     assert_err!(b.branches(ListBranches::siblings(id.clone(), theirs.id.clone())).await, PersistError::NotFound { .. });
     // Acme reads its own.
     let own = ListBranches::siblings(id.clone(), theirs.id.clone()).with_context(ctx(Some(&acme)));
@@ -343,7 +347,17 @@ pub async fn check_deletes_splice_messages_out_of_their_branch<F: Factory>(facto
     let messages = assert_tree(b, &id).await;
     assert_eq!(messages.keys().copied().collect::<Vec<_>>(), [1, 3]);
     assert_eq!(thread(b, &id).await.unwrap().active_leaf, Some(1), "the active branch ends at what it kept");
-    assert_eq!(add_text(b.as_ref(), &id, "after").await.parent_seq, Some(1));
+    assert_eq!(add_text(b.as_ref(), &id, "after").await.parent_seq, Some(1)); // 8
+
+    // A root that ends the active branch (an edit of the first message), deleted: the thread
+    // keeps an active leaf, its last message; truncated away, the same.
+    let edit = written(b, text_add(&id, "edited").with_parent(Parent::Root)).await; // 9
+    write(b, Delete::message(id.clone(), edit.id)).await.expect("delete the edit");
+    assert_eq!(thread(b, &id).await.unwrap().active_leaf, Some(8), "no ancestor left: the last message");
+    written(b, text_add(&id, "edited again").with_parent(Parent::Root)).await; // 10
+    write(b, Delete::after(id.clone(), 3)).await.expect("truncate the edit away");
+    assert_eq!(thread(b, &id).await.unwrap().active_leaf, Some(3), "no ancestor kept: the last message kept");
+    assert_tree(b, &id).await;
     store.finish().await
 }
 
@@ -458,107 +472,5 @@ pub async fn check_a_restore_keeps_the_tree<F: Factory>(factory: &F) -> Outcome 
     assert_eq!(active(b, &copy).await, active(b, &id).await);
     let Branches { items, active: on, .. } = b.branches(ListBranches::leaves(copy.clone())).await.unwrap();
     assert_eq!((items.len(), on), (2, Some(0)));
-    store.finish().await
-}
-
-/// A fork of one branch copies the path from its root to its last message, in order, into a
-/// thread of one line, records that message with its origin, and run again copies nothing
-/// twice; a fork of the active branch copies the branch active when it started.
-pub async fn check_a_fork_copies_one_branch<F: Factory>(factory: &F) -> Outcome {
-    let store = crate::fixture::open!(factory);
-    gate!(store);
-    let b = store.b();
-    let pipeline = persist_core::Pipeline::new(Arc::clone(b));
-    let id = t("fork-source");
-    let question = add_text(b.as_ref(), &id, "q").await; // 1
-    let first = add_text(b.as_ref(), &id, "a1").await; // 2
-    let follow_up = add_text(b.as_ref(), &id, "u2").await; // 3
-    let second = written(b, reply_to(&id, &question, "a2")).await; // 4, active
-
-    let copy = t("fork-of-first");
-    let fork =
-        persist_core::lifecycle::Fork::new(id.clone(), copy.clone()).on_branch(Branch::EndingAt(follow_up.id.clone()));
-    let report = pipeline.fork(fork.clone()).await.expect("fork a branch");
-    assert_eq!(report.copied, 3);
-    let copied = all_messages(b, &copy).await;
-    let ids: Vec<_> = copied.iter().map(|m| m.id.clone()).collect();
-    assert_eq!(ids, [question.id.clone(), first.id.clone(), follow_up.id.clone()]);
-    let line: Vec<_> = copied.iter().map(|m| (m.seq, m.parent_seq)).collect();
-    assert_eq!(line, [(1, None), (2, Some(1)), (3, Some(2))], "the copy is one line");
-    let origin = thread(b, &copy).await.unwrap().metadata.get(persist_core::lifecycle::FORKED_FROM).cloned();
-    assert_eq!(origin.and_then(|o| o.get("leaf").cloned()), Some(serde_json::json!(follow_up.id.as_str())));
-    let again = pipeline.fork(fork).await.expect("fork again");
-    assert_eq!((again.copied, again.already), (0, 3), "run again, nothing is copied twice");
-
-    let active = t("fork-of-active");
-    let fork = persist_core::lifecycle::Fork::new(id.clone(), active.clone()).on_branch(Branch::Active);
-    pipeline.fork(fork).await.expect("fork the active branch");
-    let ids: Vec<_> = all_messages(b, &active).await.into_iter().map(|m| m.id).collect();
-    assert_eq!(ids, [question.id, second.id]);
-    store.finish().await
-}
-
-/// Retention's `keep_latest` counts along the active branch: the latest N of it stay, with
-/// every message written after the oldest of them (alternatives of that stretch); older
-/// messages go, on every branch, and the active branch stays whole from its new root.
-pub async fn check_keep_latest_counts_along_the_active_branch<F: Factory>(factory: &F) -> Outcome {
-    let store = crate::fixture::open!(factory);
-    gate!(store);
-    let b = store.b();
-    let pipeline = persist_core::Pipeline::new(Arc::clone(b));
-    let id = t("retained");
-    let mut line = Vec::new();
-    for i in 0..4 {
-        line.push(add_text(b.as_ref(), &id, &format!("m{i}")).await); // 1..4
-    }
-    written(b, reply_to(&id, &line[0], "old alternative")).await; // 5, active: 1, 5
-    for i in 0..3 {
-        add_text(b.as_ref(), &id, &format!("n{i}")).await; // 6, 7, 8 after 5
-    }
-    assert_eq!(active(b.as_ref(), &id).await, [1, 5, 6, 7, 8]);
-    let rule = persist_core::lifecycle::Prune::new().with_keep_latest(3);
-    pipeline.prune(rule).await.expect("prune");
-    let kept: Vec<u64> = all_messages(b, &id).await.iter().map(|m| m.seq).collect();
-    assert_eq!(kept, [6, 7, 8], "the latest three of the active branch; older ones of any branch go");
-    assert_eq!(active(b.as_ref(), &id).await, [6, 7, 8]);
-    assert_tree(b, &id).await;
-    store.finish().await
-}
-
-/// Feed events name the branch change (gated on `feed` too): an insert's event carries the
-/// seq of the message it follows, so a follower sees a new branch start; a switch is the
-/// thread's `update`, its version the thread's.
-pub async fn check_feed_events_name_the_branch_change<F: Factory>(factory: &F) -> Outcome {
-    let store = crate::fixture::open!(factory);
-    gate!(store);
-    if !store.caps().feed {
-        return store.skip(Outcome::Skipped("the backend does not declare `feed`")).await;
-    }
-    let b = store.b();
-    let id = t("followed");
-    let question = add_text(b.as_ref(), &id, "q").await;
-    let first = add_text(b.as_ref(), &id, "a1").await;
-    let turn = AppendTurn::of(id.clone(), [TurnMessage::reservation(Role::Assistant)]).with_parent(question.id.clone());
-    write(b, turn).await.expect("regenerate as a turn");
-    let switched = Update::thread(id.clone()).with_switch(Switch::To(first.id.clone()));
-    write(b, switched).await.expect("switch");
-    let mut query = persist_core::feed::ReadFeed::thread(id.clone());
-    let mut events = Vec::new();
-    loop {
-        let page = b.read_feed(query.clone()).await.expect("read the feed");
-        query = query.clone().after(page.last_position(query.after));
-        events.extend(page.events);
-        if !page.has_more {
-            break;
-        }
-    }
-    let seen: Vec<_> = events.iter().map(|e| (e.change.op, e.change.seq, e.change.parent_seq)).collect();
-    use persist_core::PersistOp::{Add, Reserve, Update as Updated};
-    assert_eq!(
-        seen,
-        [(Add, Some(1), None), (Add, Some(2), Some(1)), (Reserve, Some(3), Some(1)), (Updated, None, None)],
-        "each insert names its parent; the switch is the thread's update"
-    );
-    assert_eq!(events[3].change.version, thread(b, &id).await.unwrap().version);
     store.finish().await
 }

@@ -184,14 +184,11 @@ impl Backend for MemoryBackend {
         query.validate()?;
         let state = self.lock();
         let Some(ts) = state.visible(&query.thread_id, query.tenant()) else {
-            return Ok(Page::new(Vec::new(), None, false));
+            return match &query.branch {
+                Some(Branch::EndingAt(id)) => Err(unknown_message(&query.thread_id, id)),
+                _ => Ok(Page::new(Vec::new(), None, false)),
+            };
         };
-        let lower = query.after.map_or(0, |after| after.saturating_add(1));
-        let upper = query.before.unwrap_or(u64::MAX);
-        if lower >= upper {
-            return Ok(Page::new(Vec::new(), None, false));
-        }
-        let range = ts.messages.range(lower, upper).iter();
         let path: Option<BTreeSet<u64>> = match &query.branch {
             None => None,
             Some(branch) => {
@@ -204,6 +201,12 @@ impl Backend for MemoryBackend {
                 Some(leaf.map(|leaf| ts.messages.tree().path(leaf).into_iter().collect()).unwrap_or_default())
             }
         };
+        let lower = query.after.map_or(0, |after| after.saturating_add(1));
+        let upper = query.before.unwrap_or(u64::MAX);
+        if lower >= upper {
+            return Ok(Page::new(Vec::new(), None, false));
+        }
+        let range = ts.messages.range(lower, upper).iter();
         let on_path = |r: &Record| path.as_ref().is_none_or(|path| path.contains(&r.seq));
         let wanted = |r: &&Record| (query.include_reserved || r.status != Status::Reserved) && on_path(r);
         let take = query.fetch_limit() as usize;

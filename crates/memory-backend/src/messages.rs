@@ -332,7 +332,8 @@ impl Messages {
 
     /// After the messages of `removed` (seq → parent) went: each message whose parent went
     /// follows that parent's nearest ancestor still stored. Answers where `seq` (the active
-    /// leaf) now is, by the same rule.
+    /// leaf) now is, by the same rule, or, when no ancestor of it is left, the last message
+    /// (a thread with messages always has an active leaf).
     pub(crate) fn splice(&mut self, removed: &BTreeMap<u64, Option<u64>>, seq: Option<u64>) -> Option<u64> {
         let survivor = |mut at: Option<u64>| {
             while let Some(parent) = at.and_then(|seq| removed.get(&seq)) {
@@ -348,7 +349,7 @@ impl Messages {
                 record.parent = survivor(record.parent()).unwrap_or(0);
             }
         }
-        survivor(seq)
+        survivor(seq).or_else(|| self.records.last().map(|r| r.seq))
     }
 }
 

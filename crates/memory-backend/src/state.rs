@@ -527,6 +527,7 @@ impl State {
         let inserted = inserts.len() as u64;
         let present = args.messages.len() as u64 - inserted;
         let stored_version = stored.map(|ts| ts.thread.version);
+        let stored_thread = stored.map(|ts| ts.thread.clone());
         let thread = merged_thread(stored.map(|ts| &ts.thread), &args.thread, inserted);
         let ts = self
             .threads
@@ -543,8 +544,11 @@ impl State {
                 self.changes.push(change.with_status(message.status).with_parent(message.parent_seq));
             }
         }
-        let leaf = args.thread.active_leaf.filter(|&leaf| ts.messages.get(leaf).is_some());
-        ts.thread.active_leaf = leaf.or_else(|| ts.messages.iter().last().map(|r| r.seq));
+        // As the SQL stores: a restore that inserts nothing and moves nothing leaves the leaf.
+        if inserted > 0 || stored_thread.as_ref().is_some_and(|stored| *stored != thread) {
+            let leaf = args.thread.active_leaf.filter(|&leaf| ts.messages.get(leaf).is_some());
+            ts.thread.active_leaf = leaf.or_else(|| ts.messages.iter().last().map(|r| r.seq));
+        }
         let thread = ts.thread.clone();
         if moved && self.feed.is_some() {
             let change = Change::thread(tenant.cloned(), args.thread.id.clone(), PersistOp::Update, thread.version);

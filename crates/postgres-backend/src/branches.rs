@@ -15,7 +15,7 @@ use persist_core::branch::{
 };
 use persist_core::read::ListMessages;
 use persist_core::{Message, Order, Page, PersistError, TenantId, ThreadId};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use crate::error::map_sqlx;
 use crate::rows::{self, message_columns, signed, tenant_key};
@@ -151,9 +151,24 @@ async fn active_leaf(conn: &mut PgConnection, tenant: &str, thread: &str) -> Res
     Ok(leaf.flatten().and_then(|leaf| u64::try_from(leaf).ok()))
 }
 
-/// A page of a branch (see the [module docs](self)): its last message, its run starts, and
-/// the page's rows, three statements whatever its length (a read of one snapshot each: a
-/// branch switched meanwhile reads as either).
+/// Runs `read` in a read-only transaction of one snapshot (`REPEATABLE READ`): the statements
+/// of a branch read see one state of the thread, never a branch cut by a delete between them.
+pub(crate) async fn in_one_snapshot<T>(
+    conn: &mut PgConnection,
+    read: impl AsyncFnOnce(&mut PgConnection) -> Result<T, PersistError>,
+) -> Result<T, PersistError> {
+    let mut tx = conn
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(sql("starting a branch read"))?;
+    let answer = read(&mut tx).await;
+    tx.rollback().await.map_err(sql("ending a branch read"))?;
+    answer
+}
+
+/// A page of a branch (see the [module docs](self)): its last message, its run starts (a
+/// statement per 10,000), and the page's rows (again when placeholders left out leave it
+/// short), run in [`in_one_snapshot`].
 pub(crate) async fn list_branch(
     conn: &mut PgConnection,
     query: &ListMessages,

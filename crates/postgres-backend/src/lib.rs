@@ -428,7 +428,10 @@ impl Backend for PostgresBackend {
 
     async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
         match &query.branch {
-            Some(branch) => self.with(async |conn| branches::list_branch(conn, &query, branch).await).await,
+            Some(branch) => {
+                let read = async |conn: &mut PgConnection| branches::list_branch(conn, &query, branch).await;
+                self.with(async |conn| branches::in_one_snapshot(conn, read).await).await
+            }
             None => self.with(async |conn| reads::list(conn, &query).await).await,
         }
     }
@@ -438,7 +441,8 @@ impl Backend for PostgresBackend {
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
-        self.with(async |conn| branches::branches(conn, &query).await).await
+        let read = async |conn: &mut PgConnection| branches::branches(conn, &query).await;
+        self.with(async |conn| branches::in_one_snapshot(conn, read).await).await
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -15,7 +15,7 @@
 -- follower learns where a new branch starts.
 --
 -- Deleting a message takes it out of its branch: its children follow its parent, and a thread
--- whose active branch ended at it ends at its parent (`messages_splice_on_delete`; skipped
+-- whose active branch ended at it ends at its parent (at its last message, for a root) (`messages_splice_on_delete`; skipped
 -- while a whole thread is being deleted, its `last_seq` marked negative).
 --
 -- Columns are added (no row is rewritten) and only the messages stored after a gap (one whose
@@ -93,6 +93,8 @@ BEGIN
                                       ELSE nullif(OLD.parent_seq, 0) END, 0)
      WHERE tenant = OLD.tenant AND thread_id = OLD.thread_id AND parent_seq = OLD.seq;
     UPDATE threads
-       SET active_leaf = CASE WHEN OLD.parent_seq IS NULL THEN nullif(OLD.seq - 1, 0) ELSE nullif(OLD.parent_seq, 0) END
+       SET active_leaf = coalesce(CASE WHEN OLD.parent_seq IS NULL THEN nullif(OLD.seq - 1, 0)
+                                       ELSE nullif(OLD.parent_seq, 0) END,
+                                  (SELECT max(m.seq) FROM messages m WHERE m.tenant = OLD.tenant AND m.thread_id = OLD.thread_id))
      WHERE tenant = OLD.tenant AND thread_id = OLD.thread_id AND active_leaf = OLD.seq;
 END;

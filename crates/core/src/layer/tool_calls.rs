@@ -60,6 +60,7 @@ use serde_json::json;
 use tower::{Layer, Service, ServiceExt};
 
 use crate::args::{Add, AppendTurn, PersistArgs, TurnMessage};
+use crate::branch::{Branch, Parent};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, ThreadId};
 use crate::read::{ListMessages, Order, Page};
@@ -154,7 +155,7 @@ where
 
 /// An add, once its tool results answer calls of the thread and, for a user message, once the
 /// current turn's calls are answered.
-async fn checked_add<S>(mut inner: S, add: Add, unanswered: Unanswered) -> Result<PersistResult>
+async fn checked_add<S>(mut inner: S, mut add: Add, unanswered: Unanswered) -> Result<PersistResult>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -168,7 +169,7 @@ where
     if !missing.is_empty() {
         // Results met before a call's message are newer than it: that call is answered already.
         let mut answered = HashSet::new();
-        scan(&mut inner, &add.thread_id, &add.context, &repeats, |message| {
+        scan(&mut inner, &add.thread_id, &add.context, &repeats, &add.parent, |message| {
             for part in message.content.parts() {
                 match part {
                     Part::ToolCall { id, .. } => {
@@ -200,7 +201,7 @@ where
         // Refused here, a user message must not leave a synthetic answer behind.
         PersistArgs::Add(add.clone()).validate()?;
         // A user message may carry the results itself (as Anthropic's messages do).
-        let mut open = unanswered_calls(&mut inner, &add.thread_id, &add.context, &repeats).await?;
+        let mut open = unanswered_calls(&mut inner, &add.thread_id, &add.context, &repeats, &add.parent).await?;
         open.retain(|id| !results.contains(&id.as_str()));
         if !open.is_empty() {
             match unanswered {
@@ -218,8 +219,11 @@ where
                     let parts = open.iter().map(|id| Part::tool_error(id.as_str(), json!({"interrupted": true})));
                     let heal = Add::new(add.thread_id.clone(), Role::Tool, Content::from_parts(parts))
                         .with_metadata(Metadata::new().with("persist.synthetic", json!("interrupted")))
+                        .with_parent(add.parent.clone())
                         .with_context(add.context.renewed());
                     inner.ready().await?.call(heal.into()).await?;
+                    // The answer now ends the branch the message extends: the message follows it.
+                    add.parent = Parent::Active;
                 }
             }
         }
@@ -255,7 +259,7 @@ where
     }
     let mut answered: HashSet<String> = HashSet::new();
     if !missing.is_empty() {
-        scan(&mut inner, &turn.thread_id, &turn.context, &repeats, |message| {
+        scan(&mut inner, &turn.thread_id, &turn.context, &repeats, &turn.parent, |message| {
             for part in message.content.parts() {
                 match part {
                     Part::ToolCall { id, .. } => {
@@ -272,7 +276,7 @@ where
         .await?;
     }
     let mut open = if turn.messages.iter().any(|m| m.role == Role::User) {
-        unanswered_calls(&mut inner, &turn.thread_id, &turn.context, &repeats).await?
+        unanswered_calls(&mut inner, &turn.thread_id, &turn.context, &repeats, &turn.parent).await?
     } else {
         Vec::new()
     };
@@ -345,13 +349,19 @@ where
 }
 
 /// The calls made since the previous user message that no later message answers, oldest first.
-async fn unanswered_calls<S>(inner: &mut S, thread_id: &ThreadId, context: &Context, own: &Own) -> Result<Vec<String>>
+async fn unanswered_calls<S>(
+    inner: &mut S,
+    thread_id: &ThreadId,
+    context: &Context,
+    own: &Own,
+    parent: &Parent,
+) -> Result<Vec<String>>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     let (mut calls, mut answered) = (Vec::new(), HashSet::new());
-    scan(inner, thread_id, context, own, |message| {
+    scan(inner, thread_id, context, own, parent, |message| {
         if message.role == Role::User {
             return false;
         }
@@ -400,31 +410,42 @@ impl Own {
     }
 }
 
-/// Reads the thread's complete messages newest first, through `inner`, while `visit` answers
-/// `true`, passing over the first copies `own` of the write being checked. A thread that does
-/// not exist has none.
+/// Reads the history a write placed after `parent` follows, newest first, through `inner`,
+/// while `visit` answers `true`, passing over the first copies `own` of the write being checked:
+/// the branch the write extends (see [`branch`](crate::branch)), or the whole thread on a store
+/// without branches. A thread that does not exist, or a new root, has none.
 async fn scan<S>(
     inner: &mut S,
     thread_id: &ThreadId,
     context: &Context,
     own: &Own,
+    parent: &Parent,
     mut visit: impl FnMut(&Message) -> bool,
 ) -> Result<()>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
 {
     // Reservations too: a reply still streaming may have made a call already.
-    let mut query = Some(
-        ListMessages::new(thread_id.clone())
-            .with_order(Order::Desc)
-            .include_reserved(true)
-            .with_context(context.renewed()),
-    );
+    let whole = ListMessages::new(thread_id.clone())
+        .with_order(Order::Desc)
+        .include_reserved(true)
+        .with_context(context.renewed());
+    let branch = match parent {
+        Parent::Root => return Ok(()),
+        Parent::Message(id) => Branch::EndingAt(id.clone()),
+        _ => Branch::Active,
+    };
+    let mut query = Some(whole.clone().on_branch(branch));
     while let Some(current) = query.take() {
         let page = match inner.ready().await?.call(current.clone().into()).await {
             Ok(PersistResult::Messages(page)) => page,
             Ok(other) => {
                 return Err(PersistError::MismatchedResult { op: crate::PersistOp::List, got: other.op() });
+            }
+            // A store without branches: its threads are lines.
+            Err(PersistError::Unsupported { .. }) if current.branch.is_some() && current.before.is_none() => {
+                query = Some(whole.clone());
+                continue;
             }
             Err(PersistError::NotFound { .. }) => return Ok(()),
             Err(error) => return Err(error),

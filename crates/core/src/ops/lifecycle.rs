@@ -1,11 +1,11 @@
 //! Forks and retention ([`Pipeline::fork`], [`Pipeline::prune`]): composed of ordinary
 //! requests sent through the whole stack (see [`lifecycle`](crate::lifecycle)).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
-use crate::branch::Branch;
+use crate::branch::{Branch, Parent, Switch};
 use crate::context::Context;
 use crate::lifecycle::{FORKED_FROM, Fork, ForkReport, Prune, PruneReport};
 use crate::maintenance::Maintenance;
@@ -33,10 +33,17 @@ impl Pipeline {
     /// An interrupted message copied to `target` as it is: reserved with its id, role, metadata
     /// and key, then marked interrupted with its content (an `add` would make it complete).
     /// Answers whether it was copied before (`true`: nothing written).
-    async fn copy_interrupted(&self, target: &ThreadId, message: &Message, context: Context) -> Result<bool> {
+    async fn copy_interrupted(
+        &self,
+        target: &ThreadId,
+        message: &Message,
+        parent: Parent,
+        context: Context,
+    ) -> Result<bool> {
         let mut reserve = Reserve::new(target.clone(), message.role.clone())
             .with_id(message.id.clone())
             .with_metadata(message.metadata.clone())
+            .with_parent(parent)
             .with_context(context.clone());
         if let Some(key) = &message.idempotency_key {
             reserve = reserve.with_idempotency_key(key.clone());
@@ -60,7 +67,10 @@ impl Pipeline {
     /// content, metadata and idempotency key, in seq order (the new thread numbers them
     /// `1, 2, …`), an [interrupted](crate::Status::Interrupted) one reserved then marked
     /// interrupted with its content; reservations still streaming are not copied. The new thread records where it
-    /// came from in its metadata, under [`FORKED_FROM`].
+    /// came from in its metadata, under [`FORKED_FROM`]. A thread with [branches](crate::branch)
+    /// is copied as the tree it is: each copy follows the copy of its parent (of its nearest
+    /// ancestor copied), and the fork's active branch ends where the source's does;
+    /// [`Fork::on_branch`] copies one branch, as a line.
     ///
     /// Resumable: a fork run again (after a crash, a time-out) finds what it copied (each add
     /// repeats an identical message, answered `deduplicated`) and completes it without
@@ -140,8 +150,15 @@ impl Pipeline {
             Some(_) => self.refuse_late_messages(&fork, up_to, branch.as_ref()).await?,
             None => (HashSet::new(), 0),
         };
+        // A fork of a whole tree keeps its shape: each copy follows the copy of its parent (of
+        // the nearest ancestor copied, past reservations still streaming), and the fork's active
+        // branch ends where the source's does.
+        let tree = self.capabilities().branches && branch.is_none();
+        let mut attach: HashMap<u64, Option<MessageId>> = HashMap::new();
+        let (mut last, mut branched) = (None::<MessageId>, false);
         let mut listing = ListMessages::new(fork.source.clone())
             .before(up_to.saturating_add(1))
+            .include_reserved(tree)
             .with_limit(MAX_PAGE_LIMIT)
             .with_context(context());
         if let Some(branch) = branch {
@@ -149,18 +166,30 @@ impl Pipeline {
         }
         loop {
             let page = self.list(listing.clone()).await?;
-            // Reservations still streaming are not listed, so not copied.
             for message in &page.items {
+                let parent_copy = message.parent_seq.and_then(|seq| attach.get(&seq).cloned().flatten());
+                // Reservations still streaming are not copied.
+                if message.status == Status::Reserved {
+                    attach.insert(message.seq, parent_copy);
+                    continue;
+                }
                 // Completed between the check above and this page: it would land after later copies.
                 if message.seq < copied_until && !copied.contains(&message.id) {
                     return Err(late_message(&fork, message));
                 }
+                let parent = match parent_copy {
+                    _ if !tree || parent_copy == last => Parent::Active,
+                    Some(id) => Parent::Message(id),
+                    None => Parent::Root,
+                };
+                branched |= !parent.is_active();
                 let copy = if message.status == Status::Interrupted {
-                    self.copy_interrupted(&fork.target, message, context()).await
+                    self.copy_interrupted(&fork.target, message, parent, context()).await
                 } else {
                     let mut add = Add::new(fork.target.clone(), message.role.clone(), message.content.clone())
                         .with_id(message.id.clone())
                         .with_metadata(message.metadata.clone())
+                        .with_parent(parent)
                         .with_context(context());
                     if let Some(key) = &message.idempotency_key {
                         add = add.with_idempotency_key(key.clone());
@@ -176,6 +205,8 @@ impl Pipeline {
                     }
                     Err(error) => return Err(error),
                 }
+                attach.insert(message.seq, Some(message.id.clone()));
+                last = Some(message.id.clone());
                 if !recorded {
                     let mark = Update::thread(fork.target.clone())
                         .with_metadata(Metadata::new().with(FORKED_FROM, origin.clone()))
@@ -186,9 +217,17 @@ impl Pipeline {
             }
             match listing.next_page(&page) {
                 Some(next) => listing = next,
-                None => return Ok(report),
+                None => break,
             }
         }
+        let source_leaf = source.active_leaf.filter(|&leaf| leaf <= up_to);
+        if let Some(Some(leaf)) =
+            source_leaf.and_then(|leaf| attach.get(&leaf)).filter(|leaf| branched && **leaf != last)
+        {
+            let switch = Update::thread(fork.target.clone()).with_switch(Switch::To(leaf.clone()));
+            self.update(switch.with_context(context())).await?;
+        }
+        Ok(report)
     }
 
     /// Refuses to resume a fork when a message of the source up to `up_to` is missing from it

@@ -29,7 +29,7 @@ pub(super) async fn delete_message(
 
 /// Removes the message and takes it out of its branch: its children follow its parent (in
 /// their stored form: see [`stored_parent`](persist_core::branch::stored_parent)), and an
-/// active branch that ended at it ends at its parent.
+/// active branch that ended at it ends at its parent (at the thread's last message, for a root).
 async fn delete_message_locked(
     tx: &mut PgConnection,
     delete: &Delete,
@@ -57,7 +57,11 @@ async fn delete_message_locked(
                          WHERE m.tenant = $4 AND m.thread_id = $1 AND m.parent_seq = d.seq), \
               u AS (UPDATE threads t \
                        SET message_count = t.message_count - 1, updated_at = $5, \
-                           active_leaf = CASE WHEN t.active_leaf = d.seq THEN d.parent ELSE t.active_leaf END \
+                           active_leaf = CASE WHEN t.active_leaf <> d.seq THEN t.active_leaf \
+                                              ELSE coalesce(d.parent, \
+                                                            (SELECT max(o.seq) FROM messages o \
+                                                              WHERE o.tenant = $4 AND o.thread_id = $1 \
+                                                                AND o.seq <> d.seq)) END \
                       FROM d WHERE t.tenant = $4 AND t.thread_id = $1) \
          SELECT message_id FROM d",
     )
@@ -109,8 +113,8 @@ pub(super) async fn truncate_locked(
 ) -> Result<Deleted, PersistError> {
     let sql = |context| move |e| map_sqlx(context, e);
     let tenant = tenant_key(delete.context.tenant());
-    // Where the active branch ends once the later messages go (its last message at or below
-    // the seq; none when no message of it is): walked up before they go.
+    // Where the active branch ends once the later messages go: its last message at or below the
+    // seq, walked up before they go (none kept: the thread's last message, read after).
     let leaf = match active_leaf.and_then(|leaf| u64::try_from(leaf).ok()) {
         Some(leaf) if leaf > seq => {
             let runs = crate::branches::runs(tx, tenant, delete.thread_id.as_str(), leaf).await?;
@@ -130,7 +134,8 @@ pub(super) async fn truncate_locked(
     if !ids.is_empty() {
         sqlx::query(
             "UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4, \
-                                active_leaf = $5 \
+                                active_leaf = coalesce($5, (SELECT max(m.seq) FROM messages m \
+                                                              WHERE m.tenant = $2 AND m.thread_id = $1)) \
               WHERE tenant = $2 AND thread_id = $1",
         )
         .bind(delete.thread_id.as_str())

@@ -307,7 +307,12 @@ pub(super) async fn update_thread(
             .execute(&mut *tx)
             .await
             .map_err(|e| map_sqlx("locking the thread", e))?;
-        writable_thread(&mut tx, &update.thread_id, tenant, None).await??;
+        let actual = writable_thread(&mut tx, &update.thread_id, tenant, None).await??;
+        // The version first, as every store checks it: a stale switch is a conflict, whatever it names.
+        if let Some(expected) = update.expected_version.filter(|&expected| expected != actual) {
+            let thread_id = update.thread_id.clone();
+            return Err(PersistError::VersionConflict { thread_id, message_id: None, expected, actual });
+        }
         let latest = matches!(switch, Switch::Through(_));
         let leaf = switched_leaf(&mut tx, tenant, &update.thread_id, switch.message_id(), latest).await?;
         patch_thread(&mut tx, update, Some(leaf)).await
