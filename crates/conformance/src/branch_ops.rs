@@ -1,5 +1,5 @@
 //! Branches in the operations built on messages (gated on `branches`): a fork copies a tree
-//! as it is or one branch as a line, retention counts along the active branch, feed events name
+//! as it is or one branch as a line, retention and `pop` count along the active branch, feed events name
 //! where a branch starts, and `ToolCallsLayer` checks results and open calls along the branch a
 //! write extends.
 
@@ -191,5 +191,26 @@ pub async fn check_tool_calls_are_checked_along_their_branch<F: Factory>(factory
     let synthetic = messages.iter().find(|m| m.seq == 6).expect("the synthetic answer");
     assert_eq!((synthetic.role.clone(), synthetic.parent_seq), (Role::Tool, Some(5)), "on the branch it answers");
     assert_eq!(user.parent_seq, Some(6), "the user message follows the answer");
+    store.finish().await
+}
+
+/// `pop` removes the latest messages of the active branch (after a switch back, not the newer
+/// ones of the branch left), and the branch then ends at the message before them.
+pub async fn check_pop_takes_the_latest_of_the_active_branch<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b();
+    let pipeline = persist_core::Pipeline::new(Arc::clone(b));
+    let id = t("popped");
+    let question = add_text(b.as_ref(), &id, "q").await; // 1
+    let first = add_text(b.as_ref(), &id, "a1").await; // 2
+    add_text(b.as_ref(), &id, "u2").await; // 3
+    written(b, reply_to(&id, &question, "a2")).await; // 4
+    write(b, Update::thread(id.clone()).with_switch(Switch::Through(first.id))).await.expect("switch back");
+    let popped = pipeline.pop(persist_core::lifecycle::Pop::new(id.clone()).with_count(1)).await.expect("pop");
+    assert_eq!(popped.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [3], "the active branch's latest");
+    assert_eq!(active(b.as_ref(), &id).await, [1, 2]);
+    let left: Vec<u64> = all_messages(b, &id).await.iter().map(|m| m.seq).collect();
+    assert_eq!(left, [1, 2, 4], "the other branch is left as it is");
     store.finish().await
 }

@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (150 in all):
+//! [`CHECKS`] lists every check by group and name (151 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -68,7 +68,7 @@
 //! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning (gated on `restore`) |
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
 //! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, branches page by seq, deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
-//! | [`branch_ops`] | branches in the operations built on messages: a fork copies a tree as it is or one branch as a line, `keep_latest` counts along the active branch, feed events of inserts name their parent, `ToolCallsLayer` checks along the branch a write extends (gated on `branches`) |
+//! | [`branch_ops`] | branches in the operations built on messages: a fork copies a tree as it is or one branch as a line, `keep_latest` and `pop` count along the active branch, feed events of inserts name their parent, `ToolCallsLayer` checks along the branch a write extends (gated on `branches`) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles, appends to one reply through two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
@@ -313,6 +313,7 @@ macro_rules! __for_each_check {
                 check_keep_latest_counts_along_the_active_branch,
                 check_feed_events_name_the_branch_change,
                 check_tool_calls_are_checked_along_their_branch,
+                check_pop_takes_the_latest_of_the_active_branch,
             }
             versions {
                 check_expected_version_on_update_content,

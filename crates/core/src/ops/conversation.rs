@@ -1,5 +1,6 @@
 //! Conveniences of a conversation: [`Pipeline::pop`], the latest messages removed exactly.
 
+use crate::branch::Branch;
 use crate::lifecycle::{Pop, Popped};
 use crate::model::error::{PersistError, Result};
 use crate::pipeline::Pipeline;
@@ -9,7 +10,10 @@ use crate::request::write::Delete;
 impl Pipeline {
     /// Removes the latest [`count`](Pop::count) messages of a thread, reservations included,
     /// **through the pipeline**, and answers them (OpenAI's `pop_item`): a `list` of the newest
-    /// messages, then a `delete` of each, newest first, expecting the version read.
+    /// messages, then a `delete` of each, newest first, expecting the version read. On a store
+    /// with [branches](crate::branch), the latest of the active branch (the conversation as it
+    /// is shown), which then ends at the message before them; other branches are left as they
+    /// are.
     ///
     /// A message written after it was read (a stream's token, a patch) is kept: its delete is
     /// refused with `VersionConflict`, which the pop answers; the newer messages it removed
@@ -54,7 +58,11 @@ impl Pipeline {
             }
             Some(_) => {}
         }
-        let latest = ListMessages::new(pop.thread_id.clone())
+        let mut latest = ListMessages::new(pop.thread_id.clone());
+        if self.capabilities().branches {
+            latest = latest.on_branch(Branch::Active);
+        }
+        let latest = latest
             .with_order(Order::Desc)
             .with_limit(pop.count)
             .include_reserved(true)
