@@ -9,6 +9,7 @@
 mod delete;
 mod guard;
 mod insert;
+mod insert_sql;
 pub(crate) mod restore;
 mod session;
 mod turn;
@@ -24,8 +25,8 @@ use sqlx::SqliteConnection;
 use self::delete::{delete_message, delete_thread};
 pub(crate) use self::guard::find_thread;
 pub(crate) use self::insert::commit_inserts;
-pub use self::insert::{INBOX, INBOX_INSERT, READ_REPORT};
 use self::insert::{Insert, Run, insert_many, pending};
+pub use self::insert_sql::{INBOX, INBOX_INSERT, READ_REPORT};
 use self::session::{bind_session, set_once};
 use self::update::{update_content, update_message, update_thread};
 use crate::Limits;
