@@ -264,7 +264,7 @@ impl Model {
                             metadata: th.metadata.clone(),
                         })
                     }
-                    Target::MessagesAfter(_) => Err(ErrorKind::InvalidInput),
+                    Target::MessagesAfter(_) | Target::Covered => Err(ErrorKind::InvalidInput),
                 }
             }
             PersistArgs::Delete(d) => {
@@ -295,6 +295,8 @@ impl Model {
                         }
                         Ok(Answer::Deleted(removed.into_values().map(|m| m.id).collect()))
                     }
+                    // Not generated: summaries are not modelled (the `compaction` group checks them).
+                    Target::Covered => Err(ErrorKind::Other),
                 }
             }
             _ => Err(ErrorKind::Other),

@@ -33,6 +33,10 @@ pub(crate) enum Field<'a> {
     /// text) added to the content. Bound to the version, so a delta is never taken for
     /// another event's, nor for content.
     Delta(&'a str),
+    /// The content of the summary ending at this seq (its decimal text).
+    Summary(&'a str),
+    /// A metadata key of a summary: `<seq>/<key>`, the seq the summary ends at.
+    SummaryMetadata(&'a str),
 }
 
 /// Where a value is stored: what its envelope is bound to.
@@ -54,6 +58,8 @@ impl Place<'_> {
             Field::Title => ("title", ""),
             Field::ThreadMetadata(key) => ("thread-metadata", key),
             Field::Delta(version) => ("delta", version),
+            Field::Summary(seq) => ("summary", seq),
+            Field::SummaryMetadata(name) => ("summary-metadata", name),
         };
         let parts: [Option<&str>; 7] = [
             Some(VERSION),
@@ -86,6 +92,8 @@ impl Place<'_> {
             Field::Title => "title".to_owned(),
             Field::ThreadMetadata(key) => format!("thread metadata key {key:?}"),
             Field::Delta(version) => format!("the feed's delta of version {version}"),
+            Field::Summary(seq) => format!("the summary ending at seq {seq}"),
+            Field::SummaryMetadata(name) => format!("summary metadata {name:?} (seq/key)"),
         };
         PersistError::Unreadable {
             thread_id: self.thread.clone(),

@@ -116,6 +116,7 @@ mod layer;
 mod restore;
 mod rotate;
 mod sealer;
+mod summary;
 
 pub use self::keys::{KeyId, KeyRing, Keys, MAX_KEY_ID_BYTES, SecretKey};
 pub use self::layer::{Encrypt, EncryptLayer, ResponseFuture};

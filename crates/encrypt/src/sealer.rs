@@ -34,7 +34,7 @@ pub(crate) struct Sealer {
 /// The envelope text in the JSON text of a sealed value (`{"persist:sealed": "…"}`, with any
 /// whitespace a store's JSON type adds), read without parsing: an envelope's text holds no
 /// character JSON escapes.
-fn sealed_text_in(json: &str) -> Option<&str> {
+pub(crate) fn sealed_text_in(json: &str) -> Option<&str> {
     let rest = json.trim().strip_prefix('{')?.trim_start();
     let rest = rest.strip_prefix('"')?.strip_prefix(MARK)?.strip_prefix('"')?.trim_start();
     let rest = rest.strip_prefix(':')?.trim_start().strip_prefix('"')?;
@@ -50,13 +50,13 @@ pub(crate) fn sealed_text(value: &Value) -> Option<&str> {
     }
 }
 
-fn envelope_value(text: String) -> Value {
+pub(crate) fn envelope_value(text: String) -> Value {
     let mut map = Map::with_capacity(1);
     map.insert(MARK.to_owned(), Value::String(text));
     Value::Object(map)
 }
 
-fn json_bytes(value: &Value) -> Result<Vec<u8>> {
+pub(crate) fn json_bytes(value: &Value) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| PersistError::backend("encoding JSON", e))
 }
 
@@ -64,7 +64,7 @@ impl Sealer {
     /// `content` sealed, whatever it holds: an empty `[]` too, so that a complete message's
     /// content is never clear in the store and a `[]` put there reads as tampering, not as an
     /// empty message. (A reservation's placeholder is written by the store, not sealed.)
-    fn seal_content(&self, place: &Place<'_>, content: &Content) -> Result<Content> {
+    pub(crate) fn seal_content(&self, place: &Place<'_>, content: &Content) -> Result<Content> {
         let text = envelope::seal(&*self.keys, place, content.as_json().as_bytes())?;
         Ok(Content::new(envelope_value(text)))
     }
@@ -135,6 +135,7 @@ impl Sealer {
             }
             PersistArgs::UpdateContent(update) => self.seal_update_content(tenant, update)?,
             PersistArgs::Update(update) => self.seal_update(tenant, update)?,
+            PersistArgs::Summarize(summarize) => self.seal_summary(tenant, summarize)?,
             PersistArgs::Threads(query) => {
                 if let Some(key) = query.filter.as_map().keys().find(|k| self.metadata_keys.contains(*k)) {
                     return Err(PersistError::invalid(
@@ -319,13 +320,23 @@ impl Sealer {
                 let opened = found.items.into_iter().map(|m| self.open_message(tenant, m)).collect::<Result<_>>()?;
                 PersistResult::Branches(persist_core::branch::Branches::new(opened, found.active))
             }
+            PersistResult::Summarized(r) => PersistResult::Summarized(persist_core::summary::Summarized::new(
+                self.open_summary(tenant, r.summary)?,
+                r.deduplicated,
+            )),
+            PersistResult::Summaries(mut page) => {
+                let opened = page.items.into_iter().map(|s| self.open_summary(tenant, s));
+                (page.items, page.unreadable) = sort_unreadable(opened, page.unreadable)?;
+                PersistResult::Summaries(page)
+            }
+            PersistResult::Compacted(found) => PersistResult::Compacted(self.open_compacted(tenant, found)?),
             other => other,
         })
     }
 
     /// A clear value where a sealed one must be: kept when the layer allows clear values
     /// (written before it was added), refused otherwise.
-    fn clear(&self, place: &Place<'_>) -> Result<()> {
+    pub(crate) fn clear(&self, place: &Place<'_>) -> Result<()> {
         if self.allow_clear { Ok(()) } else { Err(place.unreadable("is not sealed")) }
     }
 
@@ -422,7 +433,7 @@ impl Sealer {
 /// The items of a page that opened, and those that did not (`Unreadable`), named beside the
 /// ones a layer below named already: a page holding one message sealed with a lost or wrong
 /// key still answers the others. Any other error fails the page.
-fn sort_unreadable<T>(
+pub(crate) fn sort_unreadable<T>(
     opened: impl Iterator<Item = Result<T>>,
     mut unreadable: Vec<UnreadableItem>,
 ) -> Result<(Vec<T>, Vec<UnreadableItem>)> {

@@ -25,6 +25,7 @@
 
 mod messages;
 mod state;
+mod summaries;
 
 use self::messages::Record;
 
@@ -35,6 +36,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use hashbrown::Equivalent;
 
 use persist_core::branch::{Branch, Branches, BranchesOf, ListBranches, unknown_message};
+use persist_core::lease::{Lease, Leased};
+use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, MemoryFeed, ReadFeed};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor, newest_first};
 use persist_core::session::{
@@ -269,6 +272,23 @@ impl Backend for MemoryBackend {
             .with_restore(true)
             .with_feed(feed)
             .with_branches(true)
+            .with_summaries(true)
+    }
+
+    async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {
+        query.validate()?;
+        let take = query.limit as usize + 1;
+        let found = self.lock().summaries(&query.thread_id, query.tenant(), query.after, take);
+        Ok(query.page(found))
+    }
+
+    async fn compacted(&self, query: ReadCompacted) -> Result<Compacted> {
+        self.lock().compacted(&query)
+    }
+
+    async fn lease(&self, lease: Lease) -> Result<Option<Leased>> {
+        lease.validate()?;
+        Ok(self.lock().lease(&lease, Timestamp::now()))
     }
 
     async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {

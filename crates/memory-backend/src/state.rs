@@ -37,6 +37,8 @@ pub(crate) struct State {
     pub(crate) changes: Vec<Change>,
     /// What `set_once` stored, per tenant and name.
     pub(crate) values: HashMap<(Option<TenantId>, String), String>,
+    /// The leases held, per thread and name.
+    pub(crate) leases: HashMap<(ThreadKey, String), persist_core::lease::Leased>,
 }
 
 /// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
@@ -93,6 +95,8 @@ pub(crate) fn key<'a>(tenant: Option<&'a TenantId>, id: &'a ThreadId) -> ThreadR
 pub(crate) struct ThreadState {
     pub(crate) thread: Thread,
     pub(crate) messages: Messages,
+    /// The thread's summaries, by the seq of their last message.
+    pub(crate) summaries: BTreeMap<u64, persist_core::summary::Summary>,
 }
 
 /// The fields `add` and `reserve` share.
@@ -199,6 +203,7 @@ impl State {
             }
             PersistArgs::Delete(delete) => Ok(state.delete(delete, now)?.into()),
             PersistArgs::Restore(restore) => Ok(state.restore(restore)?.into()),
+            PersistArgs::Summarize(summarize) => Ok(PersistResult::Summarized(state.summarize(summarize, now)?)),
             PersistArgs::SetOnce(request) => {
                 request.validate()?;
                 let key = (request.context.tenant().cloned(), request.name.clone());
@@ -290,6 +295,7 @@ impl State {
                         deleted_at: None,
                     },
                     messages: Messages::default(),
+                    summaries: BTreeMap::new(),
                 })
             }
         };
@@ -397,7 +403,7 @@ impl State {
                 Ok(Updated::Thread(thread.clone()))
             }
             // Refused by `validate` before the lock is taken.
-            Target::MessagesAfter(_) => {
+            Target::MessagesAfter(_) | Target::Covered => {
                 Err(PersistError::invalid("target", "an update applies to a message or a thread"))
             }
         }
@@ -426,6 +432,7 @@ impl State {
             return gone();
         }
         let removed = match &args.target {
+            Target::Covered => return self.delete_covered_in(args, now),
             Target::Message(id) => {
                 let Some(record) = ts.messages.by_id(id) else {
                     return gone();
@@ -453,7 +460,9 @@ impl State {
                 ts.thread.active_leaf = None;
                 let thread = key(tenant, &args.thread_id);
                 self.bindings.retain(|(bound, _), _| !thread.equivalent(bound));
+                self.leases.retain(|(held, _), _| !thread.equivalent(held));
                 ts.messages.clear();
+                ts.summaries.clear();
                 if args.purge {
                     ts.thread.title = None;
                     ts.thread.metadata = persist_core::Metadata::new();
@@ -483,6 +492,7 @@ impl State {
                     ts.messages.remove(id);
                 }
                 ts.thread.active_leaf = ts.messages.splice(&removed, ts.thread.active_leaf);
+                crate::summaries::truncate(&mut ts.summaries, *seq);
                 ts.thread.version += 1;
                 if feeding {
                     let (thread, version) = (args.thread_id.clone(), ts.thread.version);
@@ -493,6 +503,19 @@ impl State {
         };
         ts.thread.message_count = ts.messages.len() as u64;
         ts.thread.updated_at = now;
+        Ok(Deleted::new(args.thread_id.clone(), removed))
+    }
+
+    /// `Delete::covered` of a live thread, counts and times kept right.
+    fn delete_covered_in(&mut self, args: &Delete, now: Timestamp) -> Result<Deleted> {
+        let tenant = args.context.tenant();
+        let removed = self.delete_covered(args, tenant)?;
+        if let Some(ts) = self.threads.get_mut(&key(tenant, &args.thread_id))
+            && !removed.is_empty()
+        {
+            ts.thread.message_count = ts.messages.len() as u64;
+            ts.thread.updated_at = now;
+        }
         Ok(Deleted::new(args.thread_id.clone(), removed))
     }
 
@@ -532,7 +555,11 @@ impl State {
         let ts = self
             .threads
             .entry_ref(&key(tenant, &args.thread.id))
-            .or_insert_with(|| ThreadState { thread: thread.clone(), messages: Messages::default() });
+            .or_insert_with(|| ThreadState {
+                thread: thread.clone(),
+                messages: Messages::default(),
+                summaries: BTreeMap::new(),
+            });
         let moved = stored_version.is_some_and(|version| version != thread.version);
         ts.thread = thread.clone();
         for message in inserts {

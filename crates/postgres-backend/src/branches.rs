@@ -52,6 +52,7 @@ macro_rules! runs_page {
         )
     };
 }
+pub(crate) use runs_page;
 
 /// The most recent message under seq `$3` of thread `$2` of tenant `$1` (the highest seq among
 /// it and its descendants): down the next seq of each run and every run start.
@@ -93,7 +94,7 @@ fn sql(context: &'static str) -> impl FnOnce(sqlx::Error) -> PersistError {
 }
 
 /// The seq and parent of message `id`, if the thread has it.
-async fn seq_of(
+pub(crate) async fn seq_of(
     conn: &mut PgConnection,
     tenant: &str,
     thread: &str,
@@ -140,7 +141,7 @@ pub(crate) async fn runs(
 }
 
 /// The active leaf of `thread`, if it has messages.
-async fn active_leaf(conn: &mut PgConnection, tenant: &str, thread: &str) -> Result<Option<u64>, PersistError> {
+pub(crate) async fn active_leaf(conn: &mut PgConnection, tenant: &str, thread: &str) -> Result<Option<u64>, PersistError> {
     let leaf: Option<Option<i64>> =
         sqlx::query_scalar("SELECT active_leaf FROM threads WHERE tenant = $1 AND thread_id = $2")
             .bind(tenant)

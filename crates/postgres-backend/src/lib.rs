@@ -79,6 +79,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod branches;
+mod summaries;
 mod error;
 mod feed;
 mod group;
@@ -96,6 +97,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::branch::{Branches, ListBranches};
+use persist_core::lease::{Lease, Leased};
+use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{
@@ -447,7 +450,23 @@ impl Backend for PostgresBackend {
 
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
-        caps.with_restore(true).with_feed(self.feed.is_some()).with_branches(true)
+        caps.with_restore(true).with_feed(self.feed.is_some()).with_branches(true).with_summaries(true)
+    }
+
+    async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {
+        self.with(async |conn| summaries::summaries(conn, &query).await).await
+    }
+
+    async fn compacted(&self, query: ReadCompacted) -> Result<Compacted> {
+        let read = async |conn: &mut PgConnection| summaries::compacted(conn, &query).await;
+        self.with(async |conn| branches::in_one_snapshot(conn, read).await).await
+    }
+
+    async fn lease(&self, lease: Lease) -> Result<Option<Leased>> {
+        match self.apply(PersistArgs::Lease(lease)).await? {
+            PersistResult::Lease(held) => Ok(held),
+            other => Err(PersistError::MismatchedResult { op: persist_core::PersistOp::Lease, got: other.op() }),
+        }
     }
 
     async fn stranded(&self, query: FindStranded) -> Result<Vec<Stranded>> {

@@ -19,6 +19,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (6, "idempotency key index", include_str!("../migrations/0006_idempotency_key_index.sql")),
     (7, "live replies", include_str!("../migrations/0007_live_replies.sql")),
     (8, "branches", include_str!("../migrations/0008_branches.sql")),
+    (9, "summaries", include_str!("../migrations/0009_summaries.sql")),
 ];
 
 /// The migrations, in version order.

@@ -146,3 +146,22 @@ pub(crate) fn binding(row: &PgRow) -> Result<(SessionBinding, BindingState), Per
 pub(crate) fn json_text(value: &impl serde::Serialize) -> Result<String, PersistError> {
     serde_json::to_string(value).map_err(|e| PersistError::backend("encoding JSON", e))
 }
+
+/// The summary columns, JSON as text, in the names [`summary`] reads.
+macro_rules! summary_columns {
+    () => {
+        "thread_id, from_seq, through_seq, content::text AS content, metadata::text AS metadata, created_at"
+    };
+}
+pub(crate) use summary_columns;
+
+pub(crate) fn summary(row: &PgRow) -> Result<persist_core::summary::Summary, PersistError> {
+    Ok(persist_core::summary::Summary::new(
+        ThreadId::new(get::<&str>(row, "thread_id")?).map_err(bad)?,
+        unsigned(row, "from_seq")?,
+        unsigned(row, "through_seq")?,
+        Content::new(json(row, "content")?),
+        Metadata::try_from(json(row, "metadata")?).map_err(|e| corrupt(e.to_string()))?,
+        Timestamp::from_micros(get(row, "created_at")?),
+    ))
+}

@@ -28,14 +28,14 @@ use crate::rows::{self, message_columns, signed, tenant_key};
 /// most `?3`, newest first, at most `?4`: a chunk of a [`RunWalk`], read from the covering
 /// partial index alone. The index is named: with statistics of a thread whose messages nearly
 /// all start runs, the planner could prefer the index by parent and scan it whole.
-const RUN_STARTS: &str = "\
+pub(crate) const RUN_STARTS: &str = "\
     SELECT seq, parent_seq FROM messages INDEXED BY messages_run_starts \
      WHERE tenant = ?2 AND thread_id = ?1 AND parent_seq IS NOT NULL AND seq <= ?3 \
      ORDER BY seq DESC LIMIT ?4";
 
 /// Run starts read per statement of a walk: a branch of 1,000 messages that each start a run
 /// (ten branches written a message each in turn) is walked in one.
-const CHUNK: usize = 10_000;
+pub(crate) const CHUNK: usize = 10_000;
 
 /// The most recent message under seq `?3` of thread `?1` of tenant `?2` (the highest seq
 /// among it and its descendants): down the next seq of each run and every run start.
@@ -66,6 +66,7 @@ macro_rules! runs_sql {
         )
     };
 }
+pub(crate) use runs_sql;
 
 /// The children of seq `?3` (`NULL`: the roots) of thread `?1` of tenant `?2`, by seq: the
 /// message just after it when that stores no parent, and those that store it (the roots: seq 1
@@ -93,7 +94,7 @@ const LEAVES: &str = concat!(
 );
 
 /// The runs of the branch of `thread`/`tenant` ending at `leaf`, ascending (see [`RunWalk`]).
-fn runs(conn: &Connection, thread: &str, tenant: &str, leaf: u64) -> Result<Vec<(u64, u64)>> {
+pub(crate) fn runs(conn: &Connection, thread: &str, tenant: &str, leaf: u64) -> Result<Vec<(u64, u64)>> {
     let context = "walking a branch";
     let mut statement = conn.prepare_cached(RUN_STARTS).map_err(|e| map(context, e))?;
     let mut walk = RunWalk::new(leaf);
@@ -112,7 +113,7 @@ fn runs(conn: &Connection, thread: &str, tenant: &str, leaf: u64) -> Result<Vec<
 }
 
 /// The active leaf of `thread`/`tenant` (none without messages).
-fn active_leaf(conn: &Connection, thread: &str, tenant: &str) -> Result<Option<u64>> {
+pub(crate) fn active_leaf(conn: &Connection, thread: &str, tenant: &str) -> Result<Option<u64>> {
     let context = "reading the active leaf";
     let leaf: Option<i64> = conn
         .prepare_cached("SELECT active_leaf FROM threads WHERE tenant = ?2 AND thread_id = ?1")
@@ -134,7 +135,7 @@ fn active_path(conn: &Connection, thread: &str, tenant: &str) -> Result<BTreeSet
 }
 
 /// The seq of message `id` of `thread`/`tenant`, if it has one.
-fn seq_of(conn: &Connection, thread: &str, tenant: &str, id: &str) -> Result<Option<(u64, Option<u64>)>> {
+pub(crate) fn seq_of(conn: &Connection, thread: &str, tenant: &str, id: &str) -> Result<Option<(u64, Option<u64>)>> {
     let context = "finding a message";
     let mut statement = conn
         .prepare_cached("SELECT seq, parent_seq FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND message_id = ?3")

@@ -77,6 +77,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod branches;
+mod summaries;
 mod builder;
 mod check;
 mod direct;
@@ -101,6 +102,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::branch::{Branches, ListBranches};
+use persist_core::lease::{Lease, Leased};
+use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{
@@ -335,7 +338,24 @@ impl Backend for SqliteBackend {
 
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
-        caps.with_restore(true).with_feed(self.shared.hub.is_some()).with_branches(true)
+        caps.with_restore(true).with_feed(self.shared.hub.is_some()).with_branches(true).with_summaries(true)
+    }
+
+    async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {
+        tokio::task::consume_budget().await;
+        self.shared.direct.summaries(&query)
+    }
+
+    async fn compacted(&self, query: ReadCompacted) -> Result<Compacted> {
+        tokio::task::consume_budget().await;
+        self.shared.direct.compacted(&query)
+    }
+
+    async fn lease(&self, lease: Lease) -> Result<Option<Leased>> {
+        match self.apply(PersistArgs::Lease(lease)).await? {
+            PersistResult::Lease(held) => Ok(held),
+            _ => Err(Self::mismatched()),
+        }
     }
 
     async fn stranded(&self, query: FindStranded) -> Result<Vec<Stranded>> {

@@ -23,6 +23,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (10, "interrupted replies", include_str!("../migrations/0010_interrupted_replies.sql")),
     (11, "live replies", include_str!("../migrations/0011_live_replies.sql")),
     (12, "branches", include_str!("../migrations/0012_branches.sql")),
+    (13, "summaries", include_str!("../migrations/0013_summaries.sql")),
 ];
 
 /// The migrations, in version order.

@@ -179,3 +179,22 @@ pub(crate) fn binding(row: &impl Cells) -> Result<(SessionBinding, BindingState)
 pub(crate) fn json(value: &impl serde::Serialize) -> Result<String, PersistError> {
     serde_json::to_string(value).map_err(|e| PersistError::backend("encoding JSON", e))
 }
+
+/// The summary columns, in the order [`summary`] reads them by name.
+macro_rules! summary_columns {
+    () => {
+        "thread_id, from_seq, through_seq, content, metadata, created_at"
+    };
+}
+pub(crate) use summary_columns;
+
+pub(crate) fn summary(row: &impl Cells) -> Result<persist_core::summary::Summary, PersistError> {
+    Ok(persist_core::summary::Summary::new(
+        ThreadId::new(text(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
+        unsigned(int(row, "from_seq")?, "from_seq")?,
+        unsigned(int(row, "through_seq")?, "through_seq")?,
+        Content::from_json(text(row, "content")?).map_err(|e| corrupt(e.to_string()))?,
+        metadata(text(row, "metadata")?)?,
+        Timestamp::from_micros(int(row, "created_at")?),
+    ))
+}

@@ -135,8 +135,10 @@ impl FeedEvent {
 /// [`Reserve`](PersistOp::Reserve) for a message inserted (a restored message too, by its
 /// status), [`UpdateContent`](PersistOp::UpdateContent) for a message whose content or status
 /// changed, [`Update`](PersistOp::Update) for a message's metadata or role, or a thread's
-/// version (title, metadata, a truncation), and [`Delete`](PersistOp::Delete) with
-/// [`removed`](Self::removed).
+/// version (title, metadata, a truncation), [`Delete`](PersistOp::Delete) with
+/// [`removed`](Self::removed), and [`Summarize`](PersistOp::Summarize) for a summary written
+/// (its [`seq`](Self::seq) the last message it covers, no message id: read it with
+/// [`ListSummaries`](crate::summary::ListSummaries)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Change {
@@ -242,6 +244,14 @@ impl Change {
             delta: None,
             parent_seq: None,
         }
+    }
+
+    /// A summary written of thread `thread_id`, ending at `through_seq` (see
+    /// [`summary`](crate::summary)).
+    pub fn summary(tenant: Option<TenantId>, thread_id: ThreadId, through_seq: u64) -> Self {
+        let mut change = Self::thread(tenant, thread_id, PersistOp::Summarize, 1);
+        change.seq = Some(through_seq);
+        change
     }
 
     /// The event at `position`, recorded `at`.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 21);
+/// assert_eq!(PersistOp::ALL.len(), 25);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,11 +63,19 @@ pub enum PersistOp {
     ReadFeed,
     /// Store a value under a name once.
     SetOnce,
+    /// Write a summary of a range of a thread (see [`summary`](crate::summary)).
+    Summarize,
+    /// List a thread's summaries.
+    Summaries,
+    /// Read a thread compacted: its latest summary and what follows it.
+    Compacted,
+    /// Take, renew or give up a lease on a thread (see [`lease`](crate::lease)).
+    Lease,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 21] = [
+    pub const ALL: [PersistOp; 25] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -89,6 +97,10 @@ impl PersistOp {
         Self::Ping,
         Self::ReadFeed,
         Self::SetOnce,
+        Self::Summarize,
+        Self::Summaries,
+        Self::Compacted,
+        Self::Lease,
     ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
@@ -120,11 +132,15 @@ impl PersistOp {
             Self::Ping => "ping",
             Self::ReadFeed => "read_feed",
             Self::SetOnce => "set_once",
+            Self::Summarize => "summarize",
+            Self::Summaries => "summaries",
+            Self::Compacted => "compacted",
+            Self::Lease => "lease",
         }
     }
 
     /// Whether the operation only reads (`get`, `get_thread`, `list`, `threads`, `branches`,
-    /// `find_stranded`, `resolve`, `bindings`, `ping`, `read_feed`).
+    /// `find_stranded`, `resolve`, `bindings`, `ping`, `read_feed`, `summaries`, `compacted`).
     pub const fn is_read(self) -> bool {
         matches!(
             self,
@@ -138,12 +154,14 @@ impl PersistOp {
                 | Self::Bindings
                 | Self::Ping
                 | Self::ReadFeed
+                | Self::Summaries
+                | Self::Compacted
         )
     }
 
     /// Whether the operation writes messages or threads (`add`, `reserve`, `update_content`,
-    /// `update`, `delete`, `restore`, `append_turn`): what indexers, event feeds and mirrors
-    /// care about.
+    /// `update`, `delete`, `restore`, `append_turn`, and `summarize`, which writes a thread's
+    /// summary): what indexers, event feeds and mirrors care about.
     pub const fn is_message_write(self) -> bool {
         matches!(
             self,
@@ -154,6 +172,7 @@ impl PersistOp {
                 | Self::Delete
                 | Self::Restore
                 | Self::AppendTurn
+                | Self::Summarize
         )
     }
 }

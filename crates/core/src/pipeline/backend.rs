@@ -12,7 +12,9 @@ use crate::model::error::{PersistError, Result};
 use crate::model::id::ThreadId;
 use crate::model::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Stranded, ThreadCursor};
+use crate::lease::{Lease, Leased};
 use crate::request::result::PersistResult;
+use crate::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use crate::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
@@ -50,6 +52,11 @@ pub struct Capabilities {
     /// Without it, a request that names a parent, a switch or a branch is `Unsupported`
     /// (nothing is written).
     pub branches: bool,
+    /// Summaries and leases are kept (see [`summary`](crate::summary) and
+    /// [`lease`](crate::lease)): a `summarize` write is applied, [`Backend::summaries`],
+    /// [`Backend::compacted`] and [`Backend::lease`] answer. Without it, those requests are
+    /// `Unsupported`.
+    pub summaries: bool,
 }
 
 impl Capabilities {
@@ -91,6 +98,12 @@ impl Capabilities {
     /// Sets [`branches`](Self::branches).
     pub fn with_branches(mut self, branches: bool) -> Self {
         self.branches = branches;
+        self
+    }
+
+    /// Sets [`summaries`](Self::summaries).
+    pub fn with_summaries(mut self, summaries: bool) -> Self {
+        self.summaries = summaries;
         self
     }
 }
@@ -155,6 +168,16 @@ pub enum ApplyNow {
 ///   parent; a thread delete leaves no active leaf; a restore keeps each parent, refuses one that
 ///   is not an earlier message of the thread, and sets the thread's active leaf as
 ///   [`merged_thread`](crate::restore::merged_thread) says.
+/// - **summarize** (with [`Capabilities::summaries`]; see [`summary`](crate::summary)):
+///   [`Summarize::validate`](crate::summary::Summarize::validate); the message at
+///   `through_seq` must be the thread's (else `InvalidInput`, nothing written: an absent
+///   thread is not created), and no message of the branch ending there from `from_seq` on
+///   `Reserved`; a summary ending at that message already answers
+///   [`Summarize::against_stored`](crate::summary::Summarize::against_stored). A truncation
+///   removes the summaries ending after its cut, a thread delete all of the thread's; a
+///   [`Delete::covered`](crate::args::Delete::covered) removes every message up to the latest
+///   summary of the active branch (its active leaf kept) and leaves each remaining message's
+///   parent as it was, so the branch still reads the summary.
 /// - Every write to a tombstoned thread except `delete` fails with `ThreadDeleted`.
 ///
 /// Reads never fail for a missing thread: they answer `None` or an empty page. Listing
@@ -336,6 +359,40 @@ pub trait Backend: Send + Sync + 'static {
         async { Err(PersistError::Unsupported { what: "branches on this backend".into() }) }
     }
 
+    /// A page of a thread's summaries by the seq of their last message, for a backend with
+    /// [`Capabilities::summaries`]; see [`ListSummaries`]. An absent thread gives an empty
+    /// page. The default answers `Unsupported`.
+    fn summaries(&self, query: ListSummaries) -> impl Future<Output = Result<Page<Summary>>> + Send {
+        let _ = query;
+        async { Err(summaries_unsupported()) }
+    }
+
+    /// A thread compacted, for a backend with [`Capabilities::summaries`]; see
+    /// [`ReadCompacted`] and the [`summary`](crate::summary) module's rules. The default
+    /// answers `Unsupported`.
+    ///
+    /// # Behavior
+    ///
+    /// The branch read ends at the thread's active leaf (or the message named; one the thread
+    /// lacks is `NotFound`). Its summary is the one with the highest `through_seq` whose last
+    /// message is on the branch ([`on_runs`](crate::summary::on_runs)); the messages are the
+    /// branch's after that seq (all of the branch's without one), in seq order, placeholders only
+    /// when asked. An absent thread answers nothing. Read in one snapshot: a write between its
+    /// statements never shows half.
+    fn compacted(&self, query: ReadCompacted) -> impl Future<Output = Result<Compacted>> + Send {
+        let _ = query;
+        async { Err(summaries_unsupported()) }
+    }
+
+    /// Takes, renews or gives up a lease, for a backend with [`Capabilities::summaries`]; see
+    /// [`Lease`] (the rule is [`Lease::decide`], applied atomically against the stored lease,
+    /// the time the backend's clock). Answers who holds it afterwards. The default answers
+    /// `Unsupported`.
+    fn lease(&self, lease: Lease) -> impl Future<Output = Result<Option<Leased>>> + Send {
+        let _ = lease;
+        async { Err(summaries_unsupported()) }
+    }
+
     /// The change-feed events after a position, oldest first; see [`ReadFeed`].
     ///
     /// # Behavior
@@ -379,6 +436,10 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
+fn summaries_unsupported() -> PersistError {
+    PersistError::Unsupported { what: "summaries and leases on this backend".into() }
+}
+
 fn sessions_unsupported() -> PersistError {
     PersistError::Unsupported { what: "session bindings on this backend".into() }
 }
@@ -410,6 +471,18 @@ impl<B: Backend> Backend for Arc<B> {
 
     fn branches(&self, query: ListBranches) -> impl Future<Output = Result<Branches>> + Send {
         (**self).branches(query)
+    }
+
+    fn summaries(&self, query: ListSummaries) -> impl Future<Output = Result<Page<Summary>>> + Send {
+        (**self).summaries(query)
+    }
+
+    fn compacted(&self, query: ReadCompacted) -> impl Future<Output = Result<Compacted>> + Send {
+        (**self).compacted(query)
+    }
+
+    fn lease(&self, lease: Lease) -> impl Future<Output = Result<Option<Leased>>> + Send {
+        (**self).lease(lease)
     }
 
     fn capabilities(&self) -> Capabilities {

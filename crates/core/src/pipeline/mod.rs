@@ -191,6 +191,26 @@ impl Pipeline {
         branches, ListBranches, Branches => Branches, Branches, |found| found
     );
     typed_call!(
+        /// Writes a summary of a range of a thread (see [`summary`](crate::summary)): the same
+        /// range again answers the stored one, `deduplicated`.
+        summarize, crate::summary::Summarize, Summarize => Summarized, crate::summary::Summarized, |r| r
+    );
+    typed_call!(
+        /// Lists a page of a thread's summaries, by the seq of their last message.
+        summaries, crate::summary::ListSummaries, Summaries => Summaries, Page<crate::summary::Summary>, |page| page
+    );
+    typed_call!(
+        /// Reads a thread compacted: the latest summary of a branch (the active one by default)
+        /// and the messages after it, as a model would be given them; see
+        /// [`ReadCompacted`](crate::summary::ReadCompacted).
+        compacted, crate::summary::ReadCompacted, Compacted => Compacted, crate::summary::Compacted, |found| found
+    );
+    typed_call!(
+        /// Takes, renews or gives up a lease on a thread; answers who holds it now (see
+        /// [`Lease`](crate::lease::Lease)).
+        lease, crate::lease::Lease, Lease => Lease, Option<crate::lease::Leased>, |held| held
+    );
+    typed_call!(
         /// Lists a page of the request's tenant's threads (or every tenant's, when it asks
         /// [`across_tenants`](ListThreads::across_tenants)), most recently updated first.
         threads, ListThreads, Threads => Threads, Page<Thread, ThreadCursor>, |page| page
@@ -369,6 +389,24 @@ impl Backend for Pipeline {
 
     fn branches(&self, query: ListBranches) -> impl Future<Output = Result<Branches>> + Send {
         Pipeline::branches(self, query)
+    }
+
+    fn summaries(
+        &self,
+        query: crate::summary::ListSummaries,
+    ) -> impl Future<Output = Result<Page<crate::summary::Summary>>> + Send {
+        Pipeline::summaries(self, query)
+    }
+
+    fn compacted(
+        &self,
+        query: crate::summary::ReadCompacted,
+    ) -> impl Future<Output = Result<crate::summary::Compacted>> + Send {
+        Pipeline::compacted(self, query)
+    }
+
+    fn lease(&self, lease: crate::lease::Lease) -> impl Future<Output = Result<Option<crate::lease::Leased>>> + Send {
+        Pipeline::lease(self, lease)
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -157,6 +157,10 @@ impl Scoped {
     scoped_call!(/** Resets a session binding. */ reset_session, ResetSession => bool);
     scoped_call!(/** Invalidates a session binding (compare-and-set). */ invalidate_session, InvalidateSession => bool);
     scoped_call!(/** Stores a value under a name once, in the handle's tenant. */ set_once, crate::once::SetOnce => String);
+    scoped_call!(/** Writes a summary of a range of a thread; see [`Pipeline::summarize`]. */ summarize, crate::summary::Summarize => crate::summary::Summarized);
+    scoped_call!(/** Lists a page of a thread's summaries; see [`Pipeline::summaries`]. */ summaries, crate::summary::ListSummaries => Page<crate::summary::Summary>);
+    scoped_call!(/** Reads a thread compacted; see [`Pipeline::compacted`]. */ compacted, crate::summary::ReadCompacted => crate::summary::Compacted);
+    scoped_call!(/** Takes, renews or gives up a lease on a thread; see [`Pipeline::lease`]. */ lease, crate::lease::Lease => Option<crate::lease::Leased>);
     scoped_call!(/** Lists a thread's session bindings. */ bindings, ListBindings => Vec<StoredBinding>);
     scoped_call!(
         /** Writes one of the scope's threads exactly as another store held it; a thread of

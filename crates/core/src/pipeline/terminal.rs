@@ -126,6 +126,10 @@ impl<B: Backend> Future for TerminalFuture<B> {
                     let what = format!("`{}` naming a parent, a switch or a branch on this backend", args.op());
                     return Poll::Ready(Err(PersistError::Unsupported { what: what.into() }));
                 }
+                State::Start { backend, args } if args.uses_summaries() && !backend.capabilities().summaries => {
+                    let what = format!("`{}` (summaries and leases) on this backend", args.op());
+                    return Poll::Ready(Err(PersistError::Unsupported { what: what.into() }));
+                }
                 // Reads, session requests and pings go to the backend method of the same name.
                 State::Start { backend, args } if !args.op().is_message_write() => {
                     this.state = State::Waiting(answer(backend, args));
@@ -166,6 +170,9 @@ fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, 
                 PersistResult::SessionInvalidated(backend.invalidate_session(invalidate).await?)
             }
             PersistArgs::Bindings(query) => PersistResult::Bindings(backend.bindings(query).await?),
+            PersistArgs::Summaries(query) => PersistResult::Summaries(backend.summaries(query).await?),
+            PersistArgs::Compacted(query) => PersistResult::Compacted(backend.compacted(query).await?),
+            PersistArgs::Lease(lease) => PersistResult::Lease(backend.lease(lease).await?),
             PersistArgs::Ping(_) => {
                 backend.ping().await?;
                 PersistResult::Pong

@@ -6,10 +6,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::branch::ListBranches;
+use super::lease::Lease;
 use super::once::SetOnce;
 use super::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
 pub use super::restore::Restore;
 use super::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
+use super::summary::{ListSummaries, ReadCompacted, Summarize};
 pub use super::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage, TurnPlan};
 use super::write::nul;
 pub use super::write::{
@@ -96,6 +98,16 @@ pub enum PersistArgs {
     ReadFeed(ReadFeed),
     /// Stores a value under a name once; see [`SetOnce`](SetOnce).
     SetOnce(SetOnce),
+    /// Writes a summary of a range of a thread; see [`Summarize`].
+    Summarize(Summarize),
+    /// Lists a thread's summaries; see [`ListSummaries`].
+    #[serde(skip)]
+    Summaries(ListSummaries),
+    /// Reads a thread compacted; see [`ReadCompacted`].
+    #[serde(skip)]
+    Compacted(ReadCompacted),
+    /// Takes, renews or gives up a lease on a thread; see [`Lease`].
+    Lease(Lease),
 }
 
 impl PersistArgs {
@@ -123,6 +135,10 @@ impl PersistArgs {
             Self::Ping(_) => PersistOp::Ping,
             Self::ReadFeed(_) => PersistOp::ReadFeed,
             Self::SetOnce(_) => PersistOp::SetOnce,
+            Self::Summarize(_) => PersistOp::Summarize,
+            Self::Summaries(_) => PersistOp::Summaries,
+            Self::Compacted(_) => PersistOp::Compacted,
+            Self::Lease(_) => PersistOp::Lease,
         }
     }
 
@@ -146,6 +162,10 @@ impl PersistArgs {
             Self::ResetSession(a) => &a.thread_id,
             Self::InvalidateSession(a) => &a.thread_id,
             Self::Bindings(a) => &a.thread_id,
+            Self::Summarize(a) => &a.thread_id,
+            Self::Summaries(a) => &a.thread_id,
+            Self::Compacted(a) => &a.thread_id,
+            Self::Lease(a) => &a.thread_id,
             Self::ReadFeed(a) => return a.thread_id(),
             Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) | Self::SetOnce(_) => return None,
         })
@@ -198,8 +218,16 @@ impl PersistArgs {
             Self::Update(a) => a.switch.is_some(),
             Self::List(a) => a.branch.is_some(),
             Self::Branches(_) => true,
+            Self::Compacted(a) => a.branch != super::branch::Branch::Active,
             _ => false,
         }
+    }
+
+    /// Whether the request needs a backend with
+    /// [`Capabilities::summaries`](crate::Capabilities::summaries): `summarize`, `summaries`,
+    /// `compacted`, `lease`.
+    pub fn uses_summaries(&self) -> bool {
+        matches!(self, Self::Summarize(_) | Self::Summaries(_) | Self::Compacted(_) | Self::Lease(_))
     }
 
     /// The content being written, for `add` and `update_content`.
@@ -245,6 +273,10 @@ impl PersistArgs {
             Self::Ping(a) => &a.context,
             Self::ReadFeed(a) => &a.context,
             Self::SetOnce(a) => &a.context,
+            Self::Summarize(a) => &a.context,
+            Self::Summaries(a) => &a.context,
+            Self::Compacted(a) => &a.context,
+            Self::Lease(a) => &a.context,
         }
     }
 
@@ -272,6 +304,10 @@ impl PersistArgs {
             Self::Ping(a) => &mut a.context,
             Self::ReadFeed(a) => &mut a.context,
             Self::SetOnce(a) => &mut a.context,
+            Self::Summarize(a) => &mut a.context,
+            Self::Summaries(a) => &mut a.context,
+            Self::Compacted(a) => &mut a.context,
+            Self::Lease(a) => &mut a.context,
         }
     }
 
@@ -294,6 +330,15 @@ impl PersistArgs {
         }
         if let Self::AppendTurn(turn) = self {
             return turn.validate();
+        }
+        if let Self::Summarize(summarize) = self {
+            return summarize.validate();
+        }
+        if let Self::Summaries(query) = self {
+            return query.validate();
+        }
+        if let Self::Lease(lease) = self {
+            return lease.validate();
         }
         if let Some(content) = self.content() {
             content.check_depth()?;
@@ -345,7 +390,7 @@ impl PersistArgs {
             return Err(PersistError::invalid("switch", "makes a branch of a thread active: its target is the thread"));
         }
         match update.target {
-            Target::MessagesAfter(_) => {
+            Target::MessagesAfter(_) | Target::Covered => {
                 Err(PersistError::invalid("target", "an update applies to a message or a thread"))
             }
             Target::Message(_) if update.title.is_some() => {
@@ -385,8 +430,22 @@ into_args!(
     Bind,
     ResetSession,
     InvalidateSession,
-    Ping
+    Ping,
+    Summarize,
+    Lease
 );
+
+impl From<ListSummaries> for PersistArgs {
+    fn from(query: ListSummaries) -> Self {
+        Self::Summaries(query)
+    }
+}
+
+impl From<ReadCompacted> for PersistArgs {
+    fn from(query: ReadCompacted) -> Self {
+        Self::Compacted(query)
+    }
+}
 
 impl From<GetMessage> for PersistArgs {
     fn from(query: GetMessage) -> Self {

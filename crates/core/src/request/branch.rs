@@ -413,16 +413,19 @@ pub fn unknown_message(thread_id: &ThreadId, message_id: &MessageId) -> PersistE
 }
 
 /// Checks that `messages` (a restore's or an import's, in `seq` order, with `stored`: the seqs
-/// already in the thread) form a tree: each parent an earlier message of the thread.
+/// already in the thread) form a tree: each parent an earlier message of the thread, or a seq
+/// before every message of it (history [`Delete::covered`](crate::args::Delete::covered)
+/// removed, which a branch still passes through).
 ///
 /// # Errors
 ///
 /// [`PersistError::InvalidInput`] naming the first message whose parent is not.
 pub fn check_parents(messages: &[Message], stored: &BTreeSet<u64>) -> Result<()> {
     let incoming: BTreeSet<u64> = messages.iter().map(|m| m.seq).collect();
+    let oldest = incoming.first().into_iter().chain(stored.first()).min().copied().unwrap_or(u64::MAX);
     for message in messages {
         if let Some(parent) = message.parent_seq
-            && (parent >= message.seq || !(incoming.contains(&parent) || stored.contains(&parent)))
+            && (parent >= message.seq || !(parent < oldest || incoming.contains(&parent) || stored.contains(&parent)))
         {
             return Err(PersistError::invalid(
                 "parent_seq",

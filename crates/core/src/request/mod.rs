@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod branch;
+pub mod lease;
 pub mod lifecycle;
 pub mod maintenance;
 pub mod once;
@@ -15,6 +16,7 @@ mod repeat;
 pub mod restore;
 pub(crate) mod result;
 pub mod session;
+pub mod summary;
 pub(crate) mod turn;
 pub(crate) mod update_content;
 pub(crate) mod write;

@@ -10,6 +10,8 @@ use crate::model::{Message, Thread};
 use crate::read::{Page, Stranded, ThreadCursor};
 pub use crate::restore::Restored;
 use crate::session::{Resolution, SessionBinding, StoredBinding};
+use crate::summary::{Compacted, Summarized, Summary};
+use crate::lease::Leased;
 
 /// Answer to an `add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,6 +188,16 @@ pub enum PersistResult {
     Feed(FeedPage),
     /// The value a `set_once` found or stored.
     Value(String),
+    /// The summary a `summarize` stored (or found).
+    Summarized(Summarized),
+    /// A page of a thread's summaries.
+    #[serde(skip)]
+    Summaries(Page<Summary>),
+    /// A thread compacted: its latest summary and what follows.
+    #[serde(skip)]
+    Compacted(Compacted),
+    /// Who holds a lease after a `lease` request (`None`: nobody).
+    Lease(Option<Leased>),
 }
 
 impl PersistResult {
@@ -213,6 +225,10 @@ impl PersistResult {
             Self::Pong => PersistOp::Ping,
             Self::Feed(_) => PersistOp::ReadFeed,
             Self::Value(_) => PersistOp::SetOnce,
+            Self::Summarized(_) => PersistOp::Summarize,
+            Self::Summaries(_) => PersistOp::Summaries,
+            Self::Compacted(_) => PersistOp::Compacted,
+            Self::Lease(_) => PersistOp::Lease,
         }
     }
 
@@ -269,6 +285,7 @@ impl PersistResult {
             Self::Restored(r) => &r.thread.id,
             Self::TurnAppended(r) => &r.thread_id,
             Self::Bound(b) => &b.thread_id,
+            Self::Summarized(r) => &r.summary.thread_id,
             _ => return None,
         })
     }
@@ -285,17 +302,20 @@ impl PersistResult {
             Self::Stranded(found) => Some(found.len()),
             Self::Bindings(found) => Some(found.len()),
             Self::Feed(page) => Some(page.events.len()),
+            Self::Summaries(page) => Some(page.items.len()),
+            Self::Compacted(found) => Some(found.len()),
             _ => None,
         }
     }
 
-    /// Whether an `add`, `reserve` or `append_turn` returned what an earlier request wrote
+    /// Whether an `add`, `reserve`, `append_turn` or `summarize` returned what an earlier request wrote
     /// instead of writing.
     pub fn is_deduplicated(&self) -> bool {
         match self {
             Self::Added(r) => r.deduplicated,
             Self::Reserved(r) => r.deduplicated,
             Self::TurnAppended(r) => r.deduplicated,
+            Self::Summarized(r) => r.deduplicated,
             _ => false,
         }
     }

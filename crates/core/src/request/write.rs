@@ -187,6 +187,9 @@ pub enum Target {
     /// Every message of the thread with a `seq` greater than this one (a [`Delete`] only:
     /// truncation, see [`Delete::after`]).
     MessagesAfter(u64),
+    /// The messages the latest summary of the thread's active branch covers (a [`Delete`]
+    /// only: see [`Delete::covered`]).
+    Covered,
 }
 
 /// Patches a message (metadata, role) or a thread (metadata, title).
@@ -378,6 +381,40 @@ impl Delete {
         Self::after(thread_id, 0)
     }
 
+    /// Retention of what a [summary](crate::summary) says: deletes every message up to the
+    /// last one the latest summary of the active branch covers (its `through_seq`), on every
+    /// branch, in one atomic step, keeping the summaries and the active branch's last message.
+    /// The messages left keep the parents they had (a parent removed here is history before
+    /// the thread's oldest message), so the active branch still reads that summary: the
+    /// [compacted read](crate::summary::ReadCompacted) answers what it did before. Answers
+    /// every id removed, in `seq` order; removing something bumps the thread's version (which
+    /// [`with_expected_version`](Self::with_expected_version) compares) and `updated_at`. A
+    /// thread without a summary on its active branch, or an absent one, answers an empty list.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{args::{Add, Delete}, summary::{ReadCompacted, Summarize}, Content, Pipeline, Role, ThreadId};
+    /// use persist::memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = Pipeline::new(MemoryBackend::new());
+    /// let thread = ThreadId::new("long")?;
+    /// for i in 1..=5 {
+    ///     store.add(Add::new(thread.clone(), Role::User, Content::text(format!("message {i}")))).await?;
+    /// }
+    /// store.summarize(Summarize::new(thread.clone(), 3, Content::text("1 to 3, in short"))).await?;
+    /// let before = store.compacted(ReadCompacted::new(thread.clone())).await?;
+    /// let removed = store.delete(Delete::covered(thread.clone())).await?;
+    /// assert_eq!(removed.message_ids.len(), 3);
+    /// assert_eq!(store.compacted(ReadCompacted::new(thread)).await?, before);
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn covered(thread_id: ThreadId) -> Self {
+        Self::new(thread_id, Target::Covered)
+    }
+
     /// Erases the thread, for an erasure request: every message is deleted as
     /// [`thread`](Self::thread) deletes them, and its title and metadata are cleared too, so
     /// nothing it said stays in the store, not only hidden: the SQLite backend overwrites what it
@@ -459,7 +496,7 @@ impl Target {
     pub fn message_id(&self) -> Option<&MessageId> {
         match self {
             Self::Message(id) => Some(id),
-            Self::Thread | Self::MessagesAfter(_) => None,
+            Self::Thread | Self::MessagesAfter(_) | Self::Covered => None,
         }
     }
 }

@@ -184,7 +184,12 @@ pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete)
     }
     if let Target::MessagesAfter(seq) = delete.target {
         let leaf = row.try_get::<Option<i64>, _>("active_leaf").map_err(sql("reading the thread"))?;
+        crate::summaries::remove_after(tx, delete, Some(seq)).await?;
         return truncate_locked(tx, delete, seq, leaf).await;
+    }
+    if delete.target == Target::Covered {
+        let leaf = row.try_get::<Option<i64>, _>("active_leaf").map_err(sql("reading the thread"))?;
+        return crate::summaries::delete_covered_locked(tx, delete, leaf).await;
     }
     let updated_at = row.try_get::<i64, _>("updated_at").map_err(sql("reading the thread"))?;
     if let Some(conflict) = delete.updated_at_conflict(Timestamp::from_micros(updated_at)) {
@@ -212,12 +217,13 @@ pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete)
         .execute(&mut *tx)
         .await
         .map_err(sql("deleting the thread's session bindings"))?;
+    crate::summaries::remove_after(tx, delete, None).await?;
     mark_deleted(tx, delete, tenant).await?;
     Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 
 /// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order.
-pub(super) fn removed_ids(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<MessageId>, PersistError> {
+pub(crate) fn removed_ids(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<MessageId>, PersistError> {
     let mut removed = rows
         .iter()
         .map(|row| Ok((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("message_id")?)))

@@ -19,6 +19,7 @@ mod update;
 use persist_core::{ContentUpdated, Message, PersistArgs, PersistError, PersistResult, Target, TenantId, Updated};
 use sqlx::PgConnection;
 
+pub(crate) use self::delete::removed_ids;
 use self::delete::{delete_message, delete_thread};
 pub(crate) use self::insert::{apply_insert, insert_group};
 use self::session::set_once;
@@ -52,18 +53,22 @@ pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<
             Target::Message(id) => Ok(Updated::Message(update_message(conn, update, id).await?).into()),
             Target::Thread => Ok(Updated::Thread(update_thread(conn, update).await?).into()),
             // Refused by `check` above.
-            Target::MessagesAfter(_) => {
+            Target::MessagesAfter(_) | Target::Covered => {
                 Err(PersistError::invalid("target", "an update applies to a message or a thread"))
             }
         },
         PersistArgs::Delete(delete) => Ok(match &delete.target {
             Target::Message(id) => delete_message(conn, delete, id).await?,
-            Target::Thread | Target::MessagesAfter(_) => delete_thread(conn, delete).await?,
+            Target::Thread | Target::MessagesAfter(_) | Target::Covered => delete_thread(conn, delete).await?,
         }
         .into()),
         PersistArgs::Restore(restore) => Ok(self::restore::restore(conn, restore).await?.into()),
         PersistArgs::AppendTurn(turn) => Ok(self::turn::append_turn(conn, turn).await?.into()),
         PersistArgs::SetOnce(request) => Ok(PersistResult::Value(set_once(conn, request).await?)),
+        PersistArgs::Summarize(summarize) => {
+            Ok(PersistResult::Summarized(crate::summaries::summarize(conn, summarize).await?))
+        }
+        PersistArgs::Lease(lease) => Ok(PersistResult::Lease(crate::summaries::lease(conn, lease).await?)),
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
     }
 }

@@ -147,7 +147,8 @@ async fn restore_bindings(tx: &mut PgConnection, tenant: &str, restore: &Restore
 }
 
 /// Refuses, before anything is written, a message whose parent is neither an earlier message
-/// of the restore nor one the thread holds (read under the thread's lock).
+/// of the restore nor one the thread holds (nor before every message of both; read under the
+/// thread's lock).
 async fn check_parents(tx: &mut PgConnection, tenant: &str, restore: &Restore) -> Result<(), PersistError> {
     let incoming: BTreeSet<u64> = restore.messages.iter().map(|m| m.seq).collect();
     let elsewhere: Vec<i64> = restore
@@ -168,7 +169,14 @@ async fn check_parents(tx: &mut PgConnection, tenant: &str, restore: &Restore) -
             .await
             .map_err(sql("looking up restored messages' parents"))?
     };
-    let stored = stored.into_iter().filter_map(|seq| u64::try_from(seq).ok()).collect();
+    // The thread's oldest message: a parent before it is history `Delete::covered` removed.
+    let oldest: Option<i64> = sqlx::query_scalar("SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2")
+        .bind(tenant)
+        .bind(restore.thread.id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sql("looking up a restored thread's oldest message"))?;
+    let stored = stored.into_iter().chain(oldest).filter_map(|seq| u64::try_from(seq).ok()).collect();
     persist_core::branch::check_parents(&restore.messages, &stored)
 }
 

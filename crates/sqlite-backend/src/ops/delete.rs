@@ -121,7 +121,11 @@ pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) 
         return Err(refused(conflict));
     }
     if let Target::MessagesAfter(seq) = delete.target {
+        super::summarize::truncate_summaries(conn, delete, seq).await?;
         return truncate(conn, delete, seq).await;
+    }
+    if delete.target == Target::Covered {
+        return super::summarize::delete_covered(conn, delete, &thread).await;
     }
     // Marked as being deleted first (a negative `last_seq`, which the tombstone restores): the
     // change feed then records the thread's delete, and not each message it removes. The mark
@@ -145,6 +149,7 @@ pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) 
         .execute(&mut *conn)
         .await
         .map_err(sql("deleting the thread's session bindings"))?;
+    super::summarize::delete_thread_records(conn, delete).await?;
     mark_deleted(conn, delete, tenant).await?;
     Ok(Deleted::new(delete.thread_id.clone(), ids))
 }

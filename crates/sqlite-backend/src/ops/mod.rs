@@ -12,6 +12,7 @@ mod insert;
 mod insert_sql;
 pub(crate) mod restore;
 mod session;
+mod summarize;
 mod turn;
 mod update;
 
@@ -118,19 +119,23 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
             Target::Message(id) => Ok(Updated::Message(update_message(conn, update, id, limits).await?).into()),
             Target::Thread => Ok(update_thread(conn, update, limits).await?.into()),
             // Refused by `validate` above.
-            Target::MessagesAfter(_) => {
+            Target::MessagesAfter(_) | Target::Covered => {
                 Err(refused(PersistError::invalid("target", "an update applies to a message or a thread")))
             }
         },
         PersistArgs::Delete(delete) => Ok(match &delete.target {
             Target::Message(id) => delete_message(conn, delete, id).await?,
             Target::Thread => delete_thread(conn, delete).await?,
-            Target::MessagesAfter(_) => delete_thread(conn, delete).await?,
+            Target::MessagesAfter(_) | Target::Covered => delete_thread(conn, delete).await?,
         }
         .into()),
         PersistArgs::Restore(restore) => Ok(self::restore::restore(conn, restore, limits).await?.into()),
         PersistArgs::AppendTurn(turn) => Ok(self::turn::append_turn(conn, turn, limits).await?.into()),
         PersistArgs::SetOnce(request) => Ok(PersistResult::Value(set_once(conn, request).await?)),
+        PersistArgs::Summarize(summarize) => {
+            Ok(PersistResult::Summarized(self::summarize::summarize(conn, summarize, limits).await?))
+        }
+        PersistArgs::Lease(lease) => Ok(PersistResult::Lease(self::summarize::lease(conn, lease).await?)),
         other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
     }
 }

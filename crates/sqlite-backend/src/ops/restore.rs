@@ -106,7 +106,7 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
 }
 
 /// Refuses, before anything is written, a message whose parent is neither an earlier message
-/// of the restore nor one the thread holds.
+/// of the restore nor one the thread holds (nor before every message of both).
 async fn check_parents(conn: &mut SqliteConnection, tenant: &str, restore: &Restore) -> OpResult<()> {
     let incoming: BTreeSet<u64> = restore.messages.iter().map(|m| m.seq).collect();
     let mut stored = BTreeSet::new();
@@ -125,6 +125,14 @@ async fn check_parents(conn: &mut SqliteConnection, tenant: &str, restore: &Rest
             stored.insert(parent);
         }
     }
+    // The thread's oldest message: a parent before it is history `Delete::covered` removed.
+    let oldest: Option<i64> = sqlx::query_scalar("SELECT min(seq) FROM messages WHERE tenant = ?1 AND thread_id = ?2")
+        .bind(tenant)
+        .bind(restore.thread.id.as_str())
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(sql("looking up a restored thread's oldest message"))?;
+    stored.extend(oldest.and_then(|seq| u64::try_from(seq).ok()));
     persist_core::branch::check_parents(&restore.messages, &stored).map_err(refused)
 }
 

@@ -1,0 +1,89 @@
+//! Summaries through the layer: a summary's content is sealed like a message's, bound to its
+//! thread and the seq it ends at (so a summary's envelope is never taken for another's, nor for
+//! a message's), and the metadata keys the layer seals are sealed per summary the same way.
+
+use persist_core::summary::{Compacted, Summarize, Summary};
+use persist_core::{Content, Metadata, PersistError, Result, TenantId, ThreadId};
+use serde_json::Value;
+
+use crate::envelope::{self, Field, Place};
+use crate::sealer::{Sealer, envelope_value, json_bytes, sealed_text, sealed_text_in, sort_unreadable};
+
+impl Sealer {
+    /// Seals a summary being written: its content, and its metadata's sealed keys.
+    pub(crate) fn seal_summary(&self, tenant: Option<&TenantId>, summarize: &mut Summarize) -> Result<()> {
+        let seq = summarize.through_seq.to_string();
+        let place = Place { tenant, thread: &summarize.thread_id, message: None, field: Field::Summary(&seq) };
+        summarize.content = self.seal_content(&place, &summarize.content)?;
+        summarize.metadata = self.summary_metadata(tenant, &summarize.thread_id, &seq, &summarize.metadata, true)?;
+        Ok(())
+    }
+
+    /// A summary as stored, opened (an `Unreadable` error names what does not open).
+    pub(crate) fn open_summary(&self, tenant: Option<&TenantId>, mut summary: Summary) -> Result<Summary> {
+        let seq = summary.through_seq.to_string();
+        let place = Place { tenant, thread: &summary.thread_id, message: None, field: Field::Summary(&seq) };
+        match sealed_text_in(&summary.content.as_json()) {
+            Some(text) => {
+                let plain = envelope::open(&*self.keys, &place, text)?;
+                let text = String::from_utf8(plain.to_vec()).map_err(|_| place.unreadable("is not text"))?;
+                summary.content = Content::from_json(text).map_err(|_| place.unreadable("is not JSON"))?;
+            }
+            None => self.clear(&place)?,
+        }
+        summary.metadata = self.summary_metadata(tenant, &summary.thread_id, &seq, &summary.metadata, false)?;
+        Ok(summary)
+    }
+
+    /// A compacted read, opened: messages and a summary that do not open are named in
+    /// `unreadable` instead (the summary then answers `None`).
+    pub(crate) fn open_compacted(&self, tenant: Option<&TenantId>, found: Compacted) -> Result<Compacted> {
+        let Compacted { summary, messages, unreadable, .. } = found;
+        let opened = messages.into_iter().map(|m| self.open_message(tenant, m));
+        let (messages, mut unreadable) = sort_unreadable(opened, unreadable)?;
+        let summary = match summary.map(|s| self.open_summary(tenant, s)).transpose() {
+            Ok(summary) => summary,
+            Err(error) => {
+                unreadable.push(persist_core::read::UnreadableItem::from_error(&error).ok_or(error)?);
+                None
+            }
+        };
+        let mut opened = Compacted::new(summary, messages);
+        opened.unreadable = unreadable;
+        Ok(opened)
+    }
+
+    /// `metadata` with each key the layer seals sealed (`seal`) or opened.
+    fn summary_metadata(
+        &self,
+        tenant: Option<&TenantId>,
+        thread: &ThreadId,
+        seq: &str,
+        metadata: &Metadata,
+        seal: bool,
+    ) -> Result<Metadata> {
+        if self.metadata_keys.is_empty() || !metadata.as_map().keys().any(|k| self.metadata_keys.contains(k)) {
+            return Ok(metadata.clone());
+        }
+        let mut map = metadata.as_map().clone();
+        for (key, value) in map.iter_mut() {
+            if !self.metadata_keys.contains(key) {
+                continue;
+            }
+            let name = format!("{seq}/{key}");
+            let place = Place { tenant, thread, message: None, field: Field::SummaryMetadata(&name) };
+            if seal {
+                *value = envelope_value(envelope::seal(&*self.keys, &place, &json_bytes(value)?)?);
+                continue;
+            }
+            match sealed_text(value) {
+                Some(text) => {
+                    let plain = envelope::open(&*self.keys, &place, text)?;
+                    *value = serde_json::from_slice::<Value>(&plain).map_err(|_| place.unreadable("is not JSON"))?;
+                }
+                None => self.clear(&place)?,
+            }
+        }
+        Metadata::try_from(Value::Object(map)).map_err(|e: PersistError| e)
+    }
+}
