@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (151 in all):
+//! [`CHECKS`] lists every check by group and name (160 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -69,6 +69,7 @@
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
 //! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, branches page by seq, deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
 //! | [`branch_ops`] | branches in the operations built on messages: a fork copies a tree as it is or one branch as a line, `keep_latest` and `pop` count along the active branch, feed events of inserts name their parent, `ToolCallsLayer` checks along the branch a write extends (gated on `branches`) |
+//! | [`compaction`] | summaries as data: a summary stands for a range of its thread and moves no message, the compacted read answers the latest summary of a branch and what follows it, the same range twice is one summary, range rules, retention of covered messages keeps the compacted read, truncations and thread deletes take summaries along, summaries racing appends through two handles, tenancy, leases with one holder at a time (gated on `summaries`) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles, appends to one reply through two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
@@ -92,6 +93,7 @@ pub mod add;
 pub mod bad_input;
 pub mod branch_ops;
 pub mod branches;
+pub mod compaction;
 pub mod concurrency;
 pub mod delete;
 pub mod durability;
@@ -314,6 +316,17 @@ macro_rules! __for_each_check {
                 check_feed_events_name_the_branch_change,
                 check_tool_calls_are_checked_along_their_branch,
                 check_pop_takes_the_latest_of_the_active_branch,
+            }
+            compaction {
+                check_a_summary_stands_for_its_range_and_moves_nothing,
+                check_the_same_range_twice_is_one_summary,
+                check_range_rules,
+                check_the_compacted_read_follows_the_branch,
+                check_retention_of_covered_messages_keeps_the_compacted_read,
+                check_truncations_and_deletes_take_summaries_along,
+                check_summaries_racing_appends_through_two_handles,
+                check_summaries_are_confined_to_their_tenant,
+                check_a_lease_has_one_holder_at_a_time,
             }
             versions {
                 check_expected_version_on_update_content,

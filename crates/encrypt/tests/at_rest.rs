@@ -13,6 +13,7 @@ use persist::encrypt::{AsStored, EncryptLayer, KeyId, KeyRing, RotateKeys, Rotat
 use persist::memory::MemoryBackend;
 use persist::read::{GetMessage, GetThread, ListMessages, ListThreads};
 use persist::sqlite::SqliteBackend;
+use persist::summary::{ListSummaries, ReadCompacted, Summarize};
 use persist::{
     Content, Context, Message, MessageId, Metadata, PersistError, Pipeline, Role, Status, TenantId, Thread, ThreadId,
     Timestamp,
@@ -74,6 +75,10 @@ async fn write_secrets(pipeline: &Pipeline, visible: &str) {
     assert!(again.deduplicated, "a sealed turn's repeat is decided in clear");
     assert_eq!(again.messages, first.messages);
     restore_secrets(pipeline).await;
+    // A summary of the thread's first message: its content and sealed metadata key.
+    let summary = Summarize::new(id, 1, Content::text(format!("{MARKER} summary")))
+        .with_metadata(Metadata::new().with("secret", json!(format!("{MARKER} summary metadata"))));
+    pipeline.summarize(summary).await.unwrap();
 }
 
 /// A thread imported from elsewhere (a restore), holding the marker in its title, its sealed
@@ -159,7 +164,12 @@ async fn no_clear_text_reaches_postgres_tables() {
             format!("SELECT count(*) FROM \"{schema}\".{table} WHERE concat_ws(' ', {columns}) LIKE '%{MARKER}%'")
         };
         let mut found = 0;
-        for (table, columns) in [("messages", "content::text, metadata::text"), ("threads", "title, metadata::text")] {
+        let tables = [
+            ("messages", "content::text, metadata::text"),
+            ("threads", "title, metadata::text"),
+            ("summaries", "content::text, metadata::text"),
+        ];
+        for (table, columns) in tables {
             let query = sqlx::AssertSqlSafe(count(table, columns));
             found += sqlx::query_scalar::<_, i64>(query).fetch_one(&mut admin).await.unwrap();
         }
@@ -234,6 +244,38 @@ async fn an_envelope_copied_elsewhere_or_changed_does_not_open() {
         Pipeline::builder().layer(support::layer(support::ring()).allow_clear_values(true)).build(raw.clone());
     let planted = lenient.get(GetMessage::new(t.clone(), b.id.clone())).await.unwrap().unwrap();
     assert_eq!(planted.content.to_text(), "planted");
+}
+
+#[tokio::test]
+async fn a_summary_is_sealed_bound_to_its_place_and_read_compacted_in_clear() {
+    let (sealed, raw) = stacks(support::ring());
+    let t = thread("t");
+    let mut messages = Vec::new();
+    for text in ["a", "b", "c"] {
+        messages.push(sealed.add(Add::new(t.clone(), Role::User, Content::text(text))).await.unwrap().message);
+    }
+    let secret = Metadata::new().with("secret", json!("s")).with("lang", json!("en"));
+    let summary = Summarize::new(t.clone(), 2, Content::text("a and b")).with_metadata(secret.clone());
+    let written = sealed.summarize(summary).await.unwrap();
+    assert_eq!((written.summary.content.to_text(), &written.summary.metadata), ("a and b".to_owned(), &secret));
+    let found = sealed.compacted(ReadCompacted::new(t.clone())).await.unwrap();
+    let summary = found.summary.expect("the summary");
+    assert_eq!((summary.content.to_text(), summary.metadata), ("a and b".to_owned(), secret));
+    assert_eq!(found.messages.iter().map(|m| m.content.to_text()).collect::<Vec<_>>(), ["c"]);
+
+    let stored = raw.summaries(ListSummaries::new(t.clone())).await.unwrap().items.remove(0);
+    assert!(sealed_text(&stored.content.to_value()), "sealed at rest: {stored:?}");
+    assert!(sealed_text(stored.metadata.get("secret").unwrap()) && stored.metadata.get("lang") == Some(&json!("en")));
+    // The summary's envelope as a message's content, and as another summary's, does not open.
+    let moved = UpdateContent::new(t.clone(), messages[2].id.clone(), stored.content.clone());
+    raw.update_content(moved).await.unwrap();
+    assert_unreadable(sealed.get(GetMessage::new(t.clone(), messages[2].id.clone())).await, "a summary as content");
+    raw.summarize(Summarize::new(t.clone(), 3, stored.content.clone())).await.unwrap();
+    let found = sealed.compacted(ReadCompacted::new(t.clone())).await.unwrap();
+    assert!(found.summary.is_none(), "the summary at 3 does not open: {found:?}");
+    assert_eq!(found.unreadable.len(), 1, "it is named: {found:?}");
+    let page = sealed.summaries(ListSummaries::new(t.clone())).await.unwrap();
+    assert_eq!((page.items.len(), page.unreadable.len()), (1, 1), "the one at 2 opens, the one at 3 is named");
 }
 
 #[tokio::test]
