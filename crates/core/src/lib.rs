@@ -87,6 +87,7 @@ pub mod convert;
 mod pipeline;
 
 mod ops;
+pub use self::ops::compaction;
 
 pub mod live;
 

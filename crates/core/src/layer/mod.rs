@@ -12,7 +12,8 @@
 //! [`intercept`] (short-circuit), [`retry`], [`timeout`], [`detach`] (finish writes whose
 //! caller left), [`trace`], [`metrics`], [`events`], [`validate`], [`chaos`], [`mirror`],
 //! [`coalesce`] (streamed replies at the cost of a final write), [`tenant`] (refuse requests
-//! without a tenant), [`tool_calls`] (no orphan tool calls or results).
+//! without a tenant), [`tool_calls`] (no orphan tool calls or results), [`compact`] (summaries
+//! written in the background when a thread's tail outgrows a budget).
 //!
 //! # Recommended order
 //!
@@ -26,6 +27,7 @@
 
 pub mod chaos;
 pub mod coalesce;
+pub mod compact;
 pub mod detach;
 pub mod events;
 pub mod from_fn;
@@ -43,6 +45,7 @@ pub mod validate;
 
 pub use self::chaos::ChaosLayer;
 pub use self::coalesce::CoalesceLayer;
+pub use self::compact::{CompactLayer, CompactWorker};
 pub use self::detach::DetachLayer;
 pub use self::events::{Committed, Events, EventsLayer};
 pub use self::from_fn::{FromFnLayer, Next, from_fn};

@@ -26,7 +26,7 @@ pub const MAX_LEASE_NAME_BYTES: usize = 255;
 ///
 /// ```
 /// use std::time::Duration;
-/// use persist::{lease::Lease, Pipeline, ThreadId};
+/// use persist::{lease::{HeldBy, Lease}, Pipeline, ThreadId};
 /// use persist::memory::MemoryBackend;
 ///
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

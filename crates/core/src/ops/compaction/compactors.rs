@@ -1,0 +1,146 @@
+//! Two compactors that need no network: for tests, for examples, and for threads whose bulk is
+//! tool output.
+
+use serde_json::Value;
+
+use super::{CompactionInput, Compactor};
+use crate::model::part::Part;
+use crate::{BoxError, Content};
+
+/// Keeps the conversation itself, cutting what tools returned: the summary is the previous
+/// summary's blocks, then each message's (after a text block naming its role), every tool
+/// result whose output is over `max_bytes` of JSON replaced by its first `max_bytes` and a note
+/// of how much was cut. Reasoning is left out.
+///
+/// # Example
+///
+/// ```
+/// use persist::compaction::{Budget, Compaction, TrimToolOutputs};
+///
+/// // Over 64 KiB after the latest summary: fold it in, tool outputs cut to 2 KiB each.
+/// let compaction = Compaction::new(TrimToolOutputs::new(2048), Budget::bytes(64 * 1024));
+/// # let _ = compaction;
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct TrimToolOutputs {
+    max_bytes: usize,
+}
+
+impl TrimToolOutputs {
+    /// Cuts each tool output to `max_bytes` of JSON.
+    pub fn new(max_bytes: usize) -> Self {
+        Self { max_bytes }
+    }
+
+    fn trim(&self, part: Part) -> Option<Part> {
+        match part {
+            Part::Reasoning { .. } => None,
+            Part::ToolResult { call_id, output, is_error } => {
+                let text = output.to_string();
+                if text.len() <= self.max_bytes {
+                    return Some(Part::ToolResult { call_id, output, is_error });
+                }
+                let mut end = self.max_bytes;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let cut = format!("{}… [{} bytes of tool output cut]", &text[..end], text.len() - end);
+                Some(Part::ToolResult { call_id, output: Value::String(cut), is_error })
+            }
+            other => Some(other),
+        }
+    }
+}
+
+impl Compactor for TrimToolOutputs {
+    fn name(&self) -> &str {
+        "trim-tool-outputs"
+    }
+
+    async fn compact(&self, input: CompactionInput<'_>) -> Result<Content, BoxError> {
+        let mut parts: Vec<Part> = input.previous.map(|summary| summary.content.parts()).unwrap_or_default();
+        for message in input.messages {
+            parts.push(Part::text(format!("[{}]", message.role)));
+            parts.extend(message.content.parts().into_iter().filter_map(|part| self.trim(part)));
+        }
+        Ok(Content::from_parts(parts))
+    }
+}
+
+/// Keeps only the text of the last `n` messages it is given, one line each (`role: text`):
+/// older history is dropped, the previous summary too. A stand-in for a model in tests, and a
+/// bounded "what was said last" for a model that needs little context.
+#[derive(Debug, Clone, Copy)]
+pub struct KeepLastText {
+    n: usize,
+}
+
+impl KeepLastText {
+    /// Keeps the text of the last `n` messages (at least 1).
+    pub fn new(n: usize) -> Self {
+        Self { n: n.max(1) }
+    }
+}
+
+impl Compactor for KeepLastText {
+    fn name(&self) -> &str {
+        "keep-last-text"
+    }
+
+    async fn compact(&self, input: CompactionInput<'_>) -> Result<Content, BoxError> {
+        let start = input.messages.len().saturating_sub(self.n);
+        let lines: Vec<String> =
+            input.messages[start..].iter().map(|m| format!("{}: {}", m.role, m.content.to_text())).collect();
+        Ok(Content::text(lines.join("\n")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Message, MessageId, Metadata, Role, Status, ThreadId, Timestamp};
+
+    fn message(seq: u64, role: Role, content: Content) -> Message {
+        Message {
+            thread_id: ThreadId::new("t").unwrap(),
+            id: MessageId::new(format!("m{seq}")).unwrap(),
+            role,
+            content,
+            metadata: Metadata::new(),
+            status: Status::Complete,
+            seq,
+            parent_seq: seq.checked_sub(1).filter(|&p| p > 0),
+            version: 1,
+            idempotency_key: None,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        }
+    }
+
+    fn run(compactor: &impl Compactor, messages: &[Message]) -> Content {
+        let thread = ThreadId::new("t").unwrap();
+        let input = CompactionInput { thread_id: &thread, previous: None, messages };
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(compactor.compact(input)).unwrap()
+    }
+
+    #[test]
+    fn long_tool_outputs_are_cut_and_the_rest_kept() {
+        let long = Value::String("x".repeat(100));
+        let messages = [
+            message(1, Role::User, Content::text("run it")),
+            message(2, Role::Tool, Content::from_parts([Part::tool_result("c1", long), Part::reasoning("hm")])),
+            message(3, Role::Tool, Content::from_parts([Part::tool_result("c2", Value::from("short"))])),
+        ];
+        let parts = run(&TrimToolOutputs::new(10), &messages).parts();
+        assert_eq!(parts.len(), 6, "{parts:?}");
+        let Part::ToolResult { output, .. } = &parts[3] else { panic!("{parts:?}") };
+        assert!(output.as_str().unwrap().ends_with("[92 bytes of tool output cut]"), "{output}");
+        assert_eq!(parts[5], Part::tool_result("c2", Value::from("short")));
+    }
+
+    #[test]
+    fn the_last_messages_text_is_kept() {
+        let messages: Vec<_> = (1..=5).map(|i| message(i, Role::User, Content::text(format!("m{i}")))).collect();
+        assert_eq!(run(&KeepLastText::new(2), &messages).to_text(), "user: m4\nuser: m5");
+    }
+}

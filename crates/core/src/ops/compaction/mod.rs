@@ -1,0 +1,312 @@
+//! Compaction: when a thread's tail (what follows its latest [summary](crate::summary)) outgrows
+//! a [`Budget`], a [`Compactor`] turns the previous summary and the messages after it into a new
+//! summary, written through the pipeline.
+//!
+//! [`Compaction`] is one run's rules: the compactor, the budget, how many recent messages stay
+//! as they are, and who runs it. [`Compaction::compact`] runs it once for a thread, through any
+//! [`Pipeline`]: it takes the thread's [lease](crate::lease) `persist.compaction` (so one
+//! instance at a time compacts a thread, across every instance sharing the store), reads the
+//! thread [compacted](crate::summary::ReadCompacted), and when the tail is over budget, calls
+//! the compactor and writes the summary (idempotent per range: a run repeated after a crash
+//! writes it once). A lease its holder never gave up (the instance died) expires after
+//! [`lease_for`](Compaction::lease_for), and the next run takes it: compaction resumes.
+//! [`CompactLayer`](crate::layer::CompactLayer) runs it in the background after writes.
+//!
+//! Two compactors need no network: [`TrimToolOutputs`] (the messages themselves, long tool
+//! outputs cut) and [`KeepLastText`] (the text of the last messages only). A model is plugged in
+//! by implementing [`Compactor`]: send the previous summary and the messages to it, answer its
+//! text.
+//!
+//! # Example
+//!
+//! ```
+//! use persist::compaction::{Budget, Compaction, Compacted, KeepLastText};
+//! use persist::{args::Add, summary::ReadCompacted, Content, Context, Pipeline, Role, ThreadId};
+//! use persist::memory::MemoryBackend;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let store = Pipeline::new(MemoryBackend::new());
+//! let thread = ThreadId::new("long")?;
+//! for i in 1..=12 {
+//!     store.add(Add::new(thread.clone(), Role::User, Content::text(format!("message {i}")))).await?;
+//! }
+//! let compaction = Compaction::new(KeepLastText::new(3), Budget::messages(10)).keep_recent(2);
+//! let outcome = compaction.compact(&store, thread.clone(), Context::new()).await?;
+//! assert!(matches!(outcome, Compacted::Summarized(_)));
+//! let read = store.compacted(ReadCompacted::new(thread)).await?;
+//! assert_eq!(read.summary.unwrap().through_seq, 10);
+//! assert_eq!(read.messages.len(), 2); // the two most recent stay as they are
+//! # Ok::<_, persist::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+mod compactors;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use self::compactors::{KeepLastText, TrimToolOutputs};
+use crate::lease::{Lease, Leased};
+use crate::maintenance::Maintenance;
+use crate::model::Status;
+use crate::summary::{ReadCompacted, Summarize, Summary};
+use crate::{BoxError, Content, Context, Message, Metadata, PersistError, Pipeline, Result, ThreadId};
+
+/// The name of the lease a compaction takes on its thread.
+pub const LEASE_NAME: &str = "persist.compaction";
+/// The metadata key a summary written by [`Compaction`] names its compactor under.
+pub const COMPACTOR_KEY: &str = "persist.compactor";
+
+/// What a compactor is given: the thread, its latest summary (if any), and the messages to
+/// fold into the next one (the tail's oldest, in seq order, all settled).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct CompactionInput<'a> {
+    /// The thread.
+    pub thread_id: &'a ThreadId,
+    /// The summary the new one replaces (it covers everything before `messages`).
+    pub previous: Option<&'a Summary>,
+    /// The messages the new summary covers beyond the previous one.
+    pub messages: &'a [Message],
+}
+
+/// Turns a previous summary and the messages after it into the next summary's content: a model
+/// call, usually.
+///
+/// # Example: a model
+///
+/// ```
+/// use persist::compaction::{CompactionInput, Compactor};
+/// use persist::{BoxError, Content};
+///
+/// struct Llm; // your client
+///
+/// impl Compactor for Llm {
+///     fn name(&self) -> &str {
+///         "llm-summary"
+///     }
+///
+///     async fn compact(&self, input: CompactionInput<'_>) -> Result<Content, BoxError> {
+///         let mut prompt = String::from("Summarize this conversation so far.\n");
+///         if let Some(previous) = input.previous {
+///             prompt += &format!("Summary until now: {}\n", previous.content.to_text());
+///         }
+///         for message in input.messages {
+///             prompt += &format!("{}: {}\n", message.role, message.content.to_text());
+///         }
+///         // let text = client.complete(prompt).await?;
+///         let text = format!("{} messages, summarized", input.messages.len());
+///         Ok(Content::text(text))
+///     }
+/// }
+/// ```
+pub trait Compactor: Send + Sync + 'static {
+    /// A short name, recorded in each summary's metadata under [`COMPACTOR_KEY`].
+    fn name(&self) -> &str;
+
+    /// The next summary's content (not empty). An error leaves the thread as it was; the next
+    /// run tries again.
+    fn compact(&self, input: CompactionInput<'_>) -> impl Future<Output = std::result::Result<Content, BoxError>> + Send;
+}
+
+/// Estimates how many tokens a message costs a model; see [`Budget::tokens`].
+pub trait TokenCounter: Send + Sync + 'static {
+    /// The message's tokens.
+    fn count(&self, message: &Message) -> usize;
+}
+
+/// The common estimate: one token for every four bytes of the content's JSON (text-heavy
+/// English runs about four characters a token).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BytesPerToken;
+
+impl TokenCounter for BytesPerToken {
+    fn count(&self, message: &Message) -> usize {
+        message.content.json_len().div_ceil(4)
+    }
+}
+
+/// When a thread's tail is over budget: more messages, bytes of content or estimated tokens
+/// than this after its latest summary.
+#[derive(Clone)]
+pub struct Budget {
+    limit: usize,
+    measure: Measure,
+}
+
+#[derive(Clone)]
+enum Measure {
+    Messages,
+    Bytes,
+    Tokens(Arc<dyn TokenCounter>),
+}
+
+impl fmt::Debug for Budget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let measure = match self.measure {
+            Measure::Messages => "messages",
+            Measure::Bytes => "bytes",
+            Measure::Tokens(_) => "tokens",
+        };
+        f.debug_struct("Budget").field("limit", &self.limit).field("measure", &measure).finish()
+    }
+}
+
+impl Budget {
+    /// More than `limit` messages after the latest summary.
+    pub fn messages(limit: usize) -> Self {
+        Self { limit, measure: Measure::Messages }
+    }
+
+    /// More than `limit` bytes of content (its JSON) after the latest summary.
+    pub fn bytes(limit: usize) -> Self {
+        Self { limit, measure: Measure::Bytes }
+    }
+
+    /// More than `limit` tokens after the latest summary, as `counter` estimates them
+    /// ([`BytesPerToken`], or a tokenizer of your model's).
+    pub fn tokens(limit: usize, counter: impl TokenCounter) -> Self {
+        Self { limit, measure: Measure::Tokens(Arc::new(counter)) }
+    }
+
+    /// What `messages` cost in this budget's measure.
+    pub fn cost(&self, messages: &[Message]) -> usize {
+        match &self.measure {
+            Measure::Messages => messages.len(),
+            Measure::Bytes => messages.iter().map(|m| m.content.json_len()).sum(),
+            Measure::Tokens(counter) => messages.iter().map(|m| counter.count(m)).sum(),
+        }
+    }
+
+    /// Whether `messages` are over this budget.
+    pub fn is_over(&self, messages: &[Message]) -> bool {
+        self.cost(messages) > self.limit
+    }
+}
+
+/// What one [`Compaction::compact`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Compacted {
+    /// A summary was written (or found written: the same range, by a run before).
+    Summarized(Summary),
+    /// The tail is within the budget: nothing to do.
+    WithinBudget,
+    /// Over budget, but nothing can be folded in: the messages after the latest summary are
+    /// the recent ones kept as they are, or come after a reply still being written.
+    NothingSettled,
+    /// Another instance holds the thread's compaction lease.
+    Busy(Leased),
+}
+
+/// How a thread is compacted; see the [module docs](self).
+pub struct Compaction<C> {
+    compactor: C,
+    budget: Budget,
+    keep_recent: usize,
+    holder: String,
+    lease_for: Duration,
+}
+
+impl<C> fmt::Debug for Compaction<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compaction")
+            .field("budget", &self.budget)
+            .field("keep_recent", &self.keep_recent)
+            .field("holder", &self.holder)
+            .field("lease_for", &self.lease_for)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Compactor> Compaction<C> {
+    /// Compacts with `compactor` when the tail is over `budget`, keeping the 4 most recent
+    /// messages as they are, as a holder of a name of its own (a random id per instance),
+    /// leasing the thread for 5 minutes.
+    pub fn new(compactor: C, budget: Budget) -> Self {
+        Self {
+            compactor,
+            budget,
+            keep_recent: 4,
+            holder: format!("persist-{}", uuid::Uuid::now_v7()),
+            lease_for: Duration::from_secs(300),
+        }
+    }
+
+    /// Keeps the `n` most recent messages out of every summary (a model then sees them as
+    /// they were written).
+    pub fn keep_recent(mut self, n: usize) -> Self {
+        self.keep_recent = n;
+        self
+    }
+
+    /// Takes the thread's lease as `holder` (an instance's name) instead of a random one.
+    pub fn holder(mut self, holder: impl Into<String>) -> Self {
+        self.holder = holder.into();
+        self
+    }
+
+    /// How long a run may hold a thread's lease (at most a day): after that, an instance that
+    /// died while compacting no longer keeps the others out. Longer than a compactor takes.
+    pub fn lease_for(mut self, duration: Duration) -> Self {
+        self.lease_for = duration;
+        self
+    }
+
+    /// The compactor.
+    pub fn compactor(&self) -> &C {
+        &self.compactor
+    }
+
+    /// Compacts `thread` (of `context`'s tenant) once, through `pipeline`, if its tail is over
+    /// the budget; see the [module docs](self). Every request carries `context` with a
+    /// [`Maintenance`] extension.
+    ///
+    /// # Errors
+    ///
+    /// A read's or write's error, or the compactor's as `PersistError::Backend`; the lease is
+    /// given up either way (an error giving it up is left to its expiry).
+    pub async fn compact(&self, pipeline: &Pipeline, thread: ThreadId, context: Context) -> Result<Compacted> {
+        let context = context.with_extension(Maintenance);
+        let take = Lease::take(thread.clone(), LEASE_NAME, self.holder.clone(), self.lease_for)?;
+        match pipeline.lease(take.with_context(context.renewed())).await? {
+            Some(held) if held.holder != self.holder => return Ok(Compacted::Busy(held)),
+            _ => {}
+        }
+        let outcome = self.compact_leased(pipeline, &thread, &context).await;
+        let give_up = Lease::give_up(thread, LEASE_NAME, self.holder.clone())?;
+        if let Err(error) = pipeline.lease(give_up.with_context(context.renewed())).await {
+            tracing::warn!(%error, "giving up a compaction lease; it expires on its own");
+        }
+        outcome
+    }
+
+    async fn compact_leased(&self, pipeline: &Pipeline, thread: &ThreadId, context: &Context) -> Result<Compacted> {
+        let read = ReadCompacted::new(thread.clone()).include_reserved(true).with_context(context.renewed());
+        let read = pipeline.compacted(read).await?;
+        if !self.budget.is_over(&read.messages) {
+            return Ok(Compacted::WithinBudget);
+        }
+        // Settled messages only, and never the most recent.
+        let settled = read.messages.iter().take_while(|m| m.status != Status::Reserved).count();
+        let foldable = settled.min(read.messages.len().saturating_sub(self.keep_recent));
+        let Some(last) = foldable.checked_sub(1).map(|i| &read.messages[i]) else {
+            return Ok(Compacted::NothingSettled);
+        };
+        let input =
+            CompactionInput { thread_id: thread, previous: read.summary.as_ref(), messages: &read.messages[..foldable] };
+        let content = self.compactor.compact(input).await.map_err(|source| PersistError::Backend {
+            message: format!("the compactor {:?} failed", self.compactor.name()).into(),
+            source: Some(source),
+        })?;
+        let from = read.summary.as_ref().map_or(1, |previous| previous.from_seq);
+        let metadata = Metadata::new()
+            .with(COMPACTOR_KEY, serde_json::Value::from(self.compactor.name()))
+            .with("persist.messages", serde_json::Value::from(foldable));
+        let summarize =
+            Summarize::new(thread.clone(), last.seq, content).from_seq(from).with_metadata(metadata).with_context(context.renewed());
+        Ok(Compacted::Summarized(pipeline.summarize(summarize).await?.summary))
+    }
+}
