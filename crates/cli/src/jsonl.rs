@@ -7,8 +7,9 @@
 //! {"kind":"header","schema_version":2,"source":"sqlite:chat.db","tenant":null,"all_tenants":false,"thread":null,"exported_at":1767225600000000}
 //! {"kind":"thread","id":"support:1042","tenant":null,"title":"Order 1042","metadata":{},"version":2,"created_at":…,"updated_at":…,"last_seq":4,"message_count":3,"active_leaf":4,"deleted_at":null}
 //! {"kind":"message","thread_id":"support:1042","id":"0190…","role":"user","content":[{"text":"Where is my order?","type":"text"}],"metadata":{},"status":"complete","seq":1,"parent_seq":null,"version":1,"idempotency_key":"turn-1","created_at":…,"updated_at":…}
+//! {"kind":"summary","thread_id":"support:1042","from_seq":1,"through_seq":3,"content":[{"text":"The user asked where order 1042 is.","type":"text"}],"metadata":{},"created_at":…}
 //! {"kind":"binding","agent_id":"support-bot","thread_id":"support:1042","session_id":"sess-9","provider":"claude-cli","runtime_id":null,"work_dir":"/srv/w/1042","created_at":…,"updated_at":…,"state":"active"}
-//! {"kind":"end","threads":1,"messages":1,"bindings":1}
+//! {"kind":"end","threads":1,"messages":1,"bindings":1,"summaries":1}
 //! ```
 //!
 //! - **header**, the first line: `schema_version` (2), `source` (the store's URL without its
@@ -24,9 +25,14 @@
 //!
 //! Version 1 (before branches) had no `active_leaf` and no `parent_seq`: its threads are lines,
 //! each message following the one before it in the file, and so they are imported.
+//! - **summary**: a summary of the thread (`persist::summary::Summary`: the range it covers, by
+//!   seq, and its content), after the thread's messages, in the order of their last message.
+//!   Added within version 2: a reader that does not know the kind skips it, as the format
+//!   says.
 //! - **binding**: a session binding of the thread (`persist::session::StoredBinding`: which
 //!   provider session an agent resumes, and its state), after the thread's messages.
-//! - **end**, the last line: how many threads, messages and bindings the export holds. An
+//! - **end**, the last line: how many threads, messages, bindings and summaries the export
+//!   holds (`summaries` absent: none). An
 //!   export cut short anywhere, even between two lines, has no end line: import warns and says
 //!   so in its report.
 //!
@@ -42,6 +48,7 @@
 use std::io::Write;
 
 use persist::session::StoredBinding;
+use persist::summary::Summary;
 use persist::{Message, TenantId, Thread, ThreadId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -116,6 +123,11 @@ pub(crate) fn message_line(message: &Message) -> Tagged<'_, Message> {
     Tagged { kind: "message", item: message }
 }
 
+/// A summary's line.
+pub(crate) fn summary_line(summary: &Summary) -> Tagged<'_, Summary> {
+    Tagged { kind: "summary", item: summary }
+}
+
 /// A session binding's line.
 pub(crate) fn binding_line(binding: &StoredBinding) -> Tagged<'_, StoredBinding> {
     Tagged { kind: "binding", item: binding }
@@ -137,6 +149,8 @@ pub(crate) enum Item {
     Message(Box<Message>),
     /// A session binding of the last thread read.
     Binding(Box<StoredBinding>),
+    /// A summary of the last thread read.
+    Summary(Box<Summary>),
 }
 
 /// Only the `kind` of a line (the rest is checked to be JSON, and ignored).
@@ -174,6 +188,8 @@ pub(crate) struct Counts {
     pub(crate) threads: u64,
     pub(crate) messages: u64,
     pub(crate) bindings: u64,
+    #[serde(default)]
+    pub(crate) summaries: u64,
 }
 
 /// The last line of an export.
@@ -296,6 +312,13 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                     self.follows_its_thread("binding", &binding.binding.thread_id)?;
                     self.counts.bindings += 1;
                     return Ok(Some(Item::Binding(Box::new(binding))));
+                }
+                Some("summary") => {
+                    let summary: Summary = serde_json::from_str(&text)
+                        .map_err(|e| CliError::failed(format!("line {}: not a summary: {e}", self.line)))?;
+                    self.follows_its_thread("summary", &summary.thread_id)?;
+                    self.counts.summaries += 1;
+                    return Ok(Some(Item::Summary(Box::new(summary))));
                 }
                 Some("end") => {
                     let end: Counts = serde_json::from_str(&text)

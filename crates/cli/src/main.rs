@@ -119,14 +119,19 @@ enum Command {
     Threads(ThreadsArgs),
     /// Print a thread's transcript: its active branch, `#seq role [status]` and the message's
     /// parts (text, reasoning, tool calls and results, files), a line a message; a message with
-    /// alternatives (an edit, a regenerated reply) is marked `(i/n)`.
+    /// alternatives (an edit, a regenerated reply) is marked `(i/n)`. `--compacted`: its latest
+    /// summary first, then the messages after it.
     Show {
         /// The thread.
         #[arg(value_parser = parse_thread)]
         thread: ThreadId,
         /// Every message of every branch, in arrival order, each naming its parent.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "compacted")]
         all: bool,
+        /// The active branch as a model is given it: its latest summary, then the messages after
+        /// it.
+        #[arg(long)]
+        compacted: bool,
     },
     /// Write one thread, the tenant's threads (--all) or the whole store (--all-tenants) as JSONL.
     Export(ExportArgs),
@@ -278,10 +283,15 @@ async fn run(cli: Cli) -> CliResult {
             let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys()?.as_ref());
             finish(store, async |store| commands::read::threads(store, &scope, options, json).await).await
         }
-        Command::Show { thread, all } => {
+        Command::Show { thread, all, compacted } => {
             refuse_all_tenants("show")?;
             let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys()?.as_ref());
-            finish(store, async |store| commands::read::show(store, &scope, thread, all, json).await).await
+            match compacted {
+                true => {
+                    finish(store, async |store| commands::read::show_compacted(store, &scope, thread, json).await).await
+                }
+                false => finish(store, async |store| commands::read::show(store, &scope, thread, all, json).await).await,
+            }
         }
         Command::Export(args) => {
             let keys = if args.clear { keys()? } else { None };

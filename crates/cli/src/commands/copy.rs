@@ -5,7 +5,10 @@
 //! anywhere (Ctrl-C, a lost connection) is finished by running it again: what the target holds
 //! already is counted as present and not written twice. Then every thread copied is read back
 //! from the target and compared with what was read from the source: the number of messages
-//! and a checksum of them (see the `checksum` module), and its session bindings.
+//! and a checksum of them (see the `checksum` module), its summaries and its session bindings.
+//!
+//! Summaries are written after their thread's messages, as stored (ranges, content, metadata,
+//! times; sealed ones sealed); a summary the target has already for the same range is kept.
 //!
 //! Session bindings travel with their thread (a request of their own after its messages):
 //! a binding the target changed at the same time or later is kept (the newest wins), and
@@ -23,7 +26,9 @@ use persist::session::StoredBinding;
 use persist::{Context, Message, TenantId, Thread, ThreadId};
 use serde_json::json;
 
-use super::{MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout};
+use super::{
+    MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout, summaries_of, write_summary,
+};
 use crate::checksum::Checksum;
 use crate::error::{CliError, CliResult, describe};
 use crate::jsonl::write_line;
@@ -37,6 +42,7 @@ struct Copied {
     tenant: Option<TenantId>,
     source: Checksum,
     bindings: Vec<StoredBinding>,
+    summaries: Vec<persist::summary::Summary>,
 }
 
 /// Counts of a copy.
@@ -45,6 +51,7 @@ struct Totals {
     restored: u64,
     present: u64,
     bindings: u64,
+    summaries: u64,
 }
 
 /// `persist copy --to URL`: copies every thread of the scope (every tenant's, unless `--tenant`
@@ -74,17 +81,20 @@ pub(crate) async fn copy(source: &Store, target: &Store, scope: &Scope, json: bo
             "restored": totals.restored,
             "present": totals.present,
             "bindings": totals.bindings,
+            "summaries": totals.summaries,
             "mismatches": mismatches,
         });
         write_line(&mut out, &report)?;
     } else {
         writeln!(
             out,
-            "copied {} threads, {messages} messages: restored {}, {} already present; {} session bindings written",
+            "copied {} threads, {messages} messages: restored {}, {} already present; {} session bindings, {} \
+             summaries written",
             copied.len(),
             totals.restored,
             totals.present,
-            totals.bindings
+            totals.bindings,
+            totals.summaries
         )?;
         for mismatch in &mismatches {
             writeln!(out, "mismatch: {mismatch}")?;
@@ -147,7 +157,12 @@ async fn copy_thread(
         })?;
         totals.bindings += restored.bindings;
     }
-    Ok(Copied { id: thread.id.clone(), tenant: thread.tenant.clone(), source: checksum, bindings })
+    // Summaries as stored (sealed ones sealed): each ends at a message copied above.
+    let summaries = summaries_of(&source.pipeline, thread).await?;
+    for summary in &summaries {
+        totals.summaries += u64::from(write_summary(&target.pipeline, thread, summary.clone()).await?);
+    }
+    Ok(Copied { id: thread.id.clone(), tenant: thread.tenant.clone(), source: checksum, bindings, summaries })
 }
 
 /// Reads every copied thread back from the target; answers the threads that differ, in words.
@@ -183,6 +198,17 @@ async fn verify(target: &Store, copied: &[Copied]) -> CliResult<Vec<String>> {
                 thread.source.hex(),
                 checksum.count(),
                 checksum.hex()
+            ));
+        }
+        let summaries = summaries_of(&target.pipeline, &stored).await?;
+        if summaries != thread.summaries {
+            let ranges = |found: &[persist::summary::Summary]| {
+                found.iter().map(|s| format!("{}..{}", s.from_seq, s.through_seq)).collect::<Vec<_>>()
+            };
+            mismatches.push(format!(
+                "thread {name}: summaries {:?} in the source, {:?} in the target",
+                ranges(&thread.summaries),
+                ranges(&summaries)
             ));
         }
         let bindings = bindings_of(&target.pipeline, &stored).await?;

@@ -10,6 +10,7 @@ use std::io::{BufWriter, Stdout};
 
 use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT, UnreadableItem};
 use persist::session::{ListBindings, StoredBinding};
+use persist::summary::{ListSummaries, Summarize, Summary};
 use persist::{Context, Message, Pipeline, TenantId, Thread};
 
 use crate::error::{CliError, CliResult};
@@ -111,6 +112,38 @@ impl MessagePages {
 pub(crate) async fn bindings_of(pipeline: &Pipeline, thread: &Thread) -> CliResult<Vec<StoredBinding>> {
     let query = ListBindings::new(thread.id.clone()).with_context(Context::new().for_tenant(thread.tenant.clone()));
     Ok(pipeline.bindings(query).await?)
+}
+
+/// The summaries of `thread` ending at or before its `last_seq` (as read with it), in its
+/// tenant, through `pipeline`.
+pub(crate) async fn summaries_of(pipeline: &Pipeline, thread: &Thread) -> CliResult<Vec<Summary>> {
+    let context = Context::new().for_tenant(thread.tenant.clone());
+    let mut query = ListSummaries::new(thread.id.clone()).with_limit(MAX_PAGE_LIMIT).with_context(context);
+    let mut found = Vec::new();
+    loop {
+        let page = pipeline.summaries(query.clone()).await?;
+        refuse_unreadable(&page.unreadable)?;
+        found.extend(page.items.iter().filter(|s| s.through_seq <= thread.last_seq).cloned());
+        match query.next_page(&page) {
+            Some(next) => query = next,
+            None => return Ok(found),
+        }
+    }
+}
+
+/// Writes `summary` as it is (its range, content, metadata and time) to its thread through
+/// `pipeline`; answers whether it was new.
+pub(crate) async fn write_summary(pipeline: &Pipeline, thread: &Thread, summary: Summary) -> CliResult<bool> {
+    let write = Summarize::new(thread.id.clone(), summary.through_seq, summary.content)
+        .from_seq(summary.from_seq)
+        .with_metadata(summary.metadata)
+        .created_at(summary.created_at)
+        .with_context(Context::new().for_tenant(thread.tenant.clone()));
+    let written = pipeline.summarize(write).await.map_err(|e| {
+        let name = describe_thread(&thread.id, thread.tenant.as_ref());
+        CliError::failed(format!("writing a summary of thread {name}: {}", crate::error::describe(&e)))
+    })?;
+    Ok(!written.deduplicated)
 }
 
 /// The failure of a read that must answer every item, naming the first that did not open.

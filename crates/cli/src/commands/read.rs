@@ -5,12 +5,13 @@ use std::io::Write;
 use persist::branch::{Branches, ListBranches};
 use persist::read::{GetThread, ThreadCursor};
 use persist::session::{ListBindings, Resolution, Resolve};
+use persist::summary::{ReadCompacted, Summary};
 use persist::{AgentId, Message, Metadata, Part, ProviderId, RuntimeId, Thread, ThreadId};
 use serde_json::{Value, json};
 
 use super::{MessagePages, Scope, describe_thread, stdout};
 use crate::error::{CliError, CliResult};
-use crate::jsonl::{binding_line, message_line, thread_line, write_line};
+use crate::jsonl::{binding_line, message_line, summary_line, thread_line, write_line};
 use crate::keys;
 use crate::store::Store;
 use crate::text::{clip, format_time, table};
@@ -133,6 +134,60 @@ pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, all:
     }
     out.flush()?;
     super::refuse_unreadable(&pages.unreadable)
+}
+
+/// `persist show --compacted`: the thread's heading, its latest summary (`summary #from..#to`
+/// and its text), then the messages of the active branch after it; with `--json`, the thread's
+/// line, the summary's, and the messages'.
+pub(crate) async fn show_compacted(store: &Store, scope: &Scope, thread_id: ThreadId, json: bool) -> CliResult {
+    let name = describe_thread(&thread_id, scope.tenant.as_ref());
+    let query = GetThread::new(thread_id.clone()).with_context(scope.context());
+    let thread = store.keyed().get_thread(query).await?.ok_or_else(|| CliError::failed(format!("no thread {name}")))?;
+    if thread.is_deleted() {
+        return Err(CliError::failed(format!("thread {name} was deleted")));
+    }
+    let read = ReadCompacted::new(thread_id).include_reserved(true).with_context(scope.context());
+    let found = store.keyed().compacted(read).await?;
+    let mut out = stdout();
+    if json {
+        write_line(&mut out, &thread_line(&thread))?;
+        if let Some(summary) = &found.summary {
+            write_line(&mut out, &summary_line(summary))?;
+        }
+        for message in &found.messages {
+            write_line(&mut out, &message_line(message))?;
+        }
+    } else {
+        writeln!(out, "{}", heading(&thread))?;
+        match &found.summary {
+            Some(summary) => writeln!(out, "{}", summary_text(summary))?,
+            None => writeln!(out, "(no summary: every message of the active branch follows)")?,
+        }
+        for message in &found.messages {
+            writeln!(out, "{}", transcript_line(message))?;
+        }
+        for item in &found.unreadable {
+            let what = item.message_id.as_ref().map_or_else(|| "the summary".to_owned(), |id| format!("message {id}"));
+            writeln!(out, "{what}: does not open ({})", item.reason)?;
+        }
+    }
+    out.flush()?;
+    super::refuse_unreadable(&found.unreadable)
+}
+
+/// `summary #from..#to (compactor, when named): text`.
+fn summary_text(summary: &Summary) -> String {
+    let by = summary
+        .metadata
+        .get(persist::compaction::COMPACTOR_KEY)
+        .and_then(Value::as_str)
+        .map_or_else(String::new, |name| format!(" ({name})"));
+    let text = if keys::content_is_sealed(&summary.content) {
+        format!("(sealed: set {} to read it)", keys::KEYS_VAR)
+    } else {
+        summary.content.to_text()
+    };
+    format!("summary #{}..#{}{by}: {text}", summary.from_seq, summary.through_seq)
 }
 
 /// A `branches` read of `thread`, in its tenant.

@@ -9,13 +9,16 @@ use persist::encrypt::EncryptLayer;
 use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
 use persist::session::StoredBinding;
+use persist::summary::Summary;
 use persist::{Message, TenantId, Thread, ThreadId};
 use serde_json::json;
 use tokio::io::{AsyncBufRead, BufReader};
 
-use super::{MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout};
+use super::{MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout, summaries_of};
 use crate::error::{CliError, CliResult, describe, note};
-use crate::jsonl::{Counts, End, Header, Item, Reader, binding_line, message_line, thread_line, write_line};
+use crate::jsonl::{
+    Counts, End, Header, Item, Reader, binding_line, message_line, summary_line, thread_line, write_line,
+};
 use crate::keys;
 use crate::progress::Progress;
 use crate::store::{Mode, Store};
@@ -92,8 +95,8 @@ pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions)
     }
     progress.finish();
     note(format!(
-        "exported {} threads, {} messages, {} session bindings",
-        counts.threads, counts.messages, counts.bindings
+        "exported {} threads, {} messages, {} session bindings, {} summaries",
+        counts.threads, counts.messages, counts.bindings, counts.summaries
     ));
     Ok(())
 }
@@ -180,12 +183,20 @@ async fn export_thread(
         }
         progress.add(written);
     }
+    for summary in summaries_of(store.keyed(), thread).await? {
+        if clear && keys::content_is_sealed(&summary.content) {
+            return Err(still_sealed(&format!("the summary through #{} of thread {}", summary.through_seq, thread.id)));
+        }
+        write_line(out, &summary_line(&summary))?;
+        counts.summaries += 1;
+    }
     for binding in bindings_of(&store.pipeline, thread).await? {
         write_line(out, &binding_line(&binding))?;
         counts.bindings += 1;
     }
     Ok(())
 }
+
 
 /// The failure of an export in clear that met a value the keys left sealed.
 fn still_sealed(what: &str) -> CliError {
@@ -202,6 +213,7 @@ struct Totals {
     restored: u64,
     present: u64,
     bindings: u64,
+    summaries: u64,
 }
 
 /// A thread being imported: its messages wait here until a request's worth is read.
@@ -210,6 +222,8 @@ struct Pending {
     thread: Thread,
     messages: Vec<Message>,
     bindings: Vec<StoredBinding>,
+    /// Written once the messages are: each ends at one of them.
+    summaries: Vec<Summary>,
     sent: bool,
     /// The tenant the export names, when `--tenant` moves the thread to another.
     moved_from: Option<Option<TenantId>>,
@@ -252,6 +266,9 @@ impl Pending {
     async fn finish(mut self, store: &Store, totals: &mut Totals, progress: &mut Progress) -> CliResult {
         if !self.messages.is_empty() || !self.bindings.is_empty() || !self.sent {
             self.send(store, totals, progress).await?;
+        }
+        for summary in std::mem::take(&mut self.summaries) {
+            totals.summaries += u64::from(super::write_summary(store.keyed(), &self.thread, summary).await?);
         }
         totals.threads += 1;
         Ok(())
@@ -314,8 +331,8 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                     if let Some(from) = &moved_from {
                         refuse_sealed_move(&thread, from, keys::thread_is_sealed(&thread))?;
                     }
-                    let (messages, bindings) = (Vec::new(), Vec::new());
-                    pending = Some(Pending { thread, messages, bindings, sent: false, moved_from });
+                    let (messages, bindings, summaries) = (Vec::new(), Vec::new(), Vec::new());
+                    pending = Some(Pending { thread, messages, bindings, summaries, sent: false, moved_from });
                 }
                 Item::Message(message) => {
                     // The reader refuses a message before any thread line.
@@ -329,6 +346,15 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                     if current.messages.len() >= MAX_RESTORE_MESSAGES {
                         current.send(store, &mut totals, &mut progress).await?;
                     }
+                }
+                Item::Summary(summary) => {
+                    let Some(current) = pending.as_mut() else {
+                        return Err(CliError::failed("a summary before any thread line"));
+                    };
+                    if let Some(from) = &current.moved_from {
+                        refuse_sealed_move(&current.thread, from, keys::content_is_sealed(&summary.content))?;
+                    }
+                    current.summaries.push(*summary);
                 }
                 Item::Binding(binding) => {
                     // The reader refuses a binding before any thread line.
@@ -358,6 +384,7 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
             "restored": totals.restored,
             "present": totals.present,
             "bindings": totals.bindings,
+            "summaries": totals.summaries,
             "skipped_lines": skipped,
             "complete": complete.is_ok(),
         });
@@ -365,9 +392,9 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
     } else {
         writeln!(
             out,
-            "imported {} threads: restored {} messages, {} already present, {} session bindings, {skipped} lines \
-             skipped",
-            totals.threads, totals.restored, totals.present, totals.bindings
+            "imported {} threads: restored {} messages, {} already present, {} session bindings, {} summaries, \
+             {skipped} lines skipped",
+            totals.threads, totals.restored, totals.present, totals.bindings, totals.summaries
         )?;
     }
     out.flush()?;

@@ -114,6 +114,10 @@ pub struct Summarize {
     /// The summary's metadata.
     #[serde(default)]
     pub metadata: Metadata,
+    /// When it was written, for an import that keeps the time it had; `None` (the default):
+    /// now, by the store's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Timestamp>,
     /// Request context: its tenant names the thread's tenant.
     #[serde(default)]
     pub context: Context,
@@ -122,7 +126,15 @@ pub struct Summarize {
 impl Summarize {
     /// A summary of `thread_id` from its branch's root through the message at `through_seq`.
     pub fn new(thread_id: ThreadId, through_seq: u64, content: Content) -> Self {
-        Self { thread_id, from_seq: 1, through_seq, content, metadata: Metadata::new(), context: Context::new() }
+        Self {
+            thread_id,
+            from_seq: 1,
+            through_seq,
+            content,
+            metadata: Metadata::new(),
+            created_at: None,
+            context: Context::new(),
+        }
     }
 
     /// Covers from `from_seq` on (a window, not the whole history before `through_seq`).
@@ -134,6 +146,12 @@ impl Summarize {
     /// Sets the summary's metadata.
     pub fn with_metadata(mut self, metadata: Metadata) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// Keeps `created_at` as the summary's time (an import of an export).
+    pub fn created_at(mut self, created_at: Timestamp) -> Self {
+        self.created_at = Some(created_at);
         self
     }
 
@@ -175,15 +193,15 @@ impl Summarize {
         Ok(())
     }
 
-    /// The summary this write stores, written at `created_at`.
-    pub fn to_summary(&self, created_at: Timestamp) -> Summary {
+    /// The summary this write stores, written `now` (unless it names its own time).
+    pub fn to_summary(&self, now: Timestamp) -> Summary {
         Summary::new(
             self.thread_id.clone(),
             self.from_seq,
             self.through_seq,
             self.content.clone(),
             self.metadata.clone(),
-            created_at,
+            self.created_at.unwrap_or(now),
         )
     }
 
