@@ -57,8 +57,18 @@ impl Shape {
 /// Writes thread `id` of `shape` (300-byte texts) through restores of 1,000 messages, its
 /// active leaf its last message.
 async fn load(backend: &impl Backend, id: &ThreadId, shape: Shape) {
+    restore_thread(backend, id, shape.count(), |seq| shape.parent(seq)).await;
+}
+
+/// Writes thread `id` of `count` messages of 300-byte texts, each following `parent(seq)`,
+/// through restores of 1,000 messages; its active leaf is its last message.
+pub(crate) async fn restore_thread(
+    backend: &impl Backend,
+    id: &ThreadId,
+    count: u64,
+    parent: impl Fn(u64) -> Option<u64>,
+) {
     let at = Timestamp::now();
-    let count = shape.count();
     let thread = Thread {
         id: id.clone(),
         tenant: None,
@@ -83,7 +93,7 @@ async fn load(backend: &impl Backend, id: &ThreadId, shape: Shape) {
                 metadata: Metadata::new(),
                 status: Status::Complete,
                 seq,
-                parent_seq: shape.parent(seq),
+                parent_seq: parent(seq),
                 version: 1,
                 idempotency_key: None,
                 created_at: at,

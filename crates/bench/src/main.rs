@@ -16,6 +16,7 @@
 //! `streams-appends` or `streams-every` one way of writing 64 streamed replies.
 
 mod branches;
+mod compaction;
 mod encrypt;
 mod feed;
 mod live;
@@ -129,6 +130,9 @@ fn main() {
     }
     if options.wants("branches") {
         emit(branches::run(&options));
+    }
+    if options.wants("compaction") {
+        emit(compaction::run(&options));
     }
     if !options.json {
         println!("{}", report::table(&rows));

@@ -290,7 +290,9 @@ async fn run(cli: Cli) -> CliResult {
                 true => {
                     finish(store, async |store| commands::read::show_compacted(store, &scope, thread, json).await).await
                 }
-                false => finish(store, async |store| commands::read::show(store, &scope, thread, all, json).await).await,
+                false => {
+                    finish(store, async |store| commands::read::show(store, &scope, thread, all, json).await).await
+                }
             }
         }
         Command::Export(args) => {

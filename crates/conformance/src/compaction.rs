@@ -111,11 +111,13 @@ pub async fn check_a_summary_stands_for_its_range_and_moves_nothing<F: Factory>(
     let later = summarize(b.as_ref(), summary_of(&id, 4, "1 to 4").from_seq(2)).await.expect("a later window");
     assert_eq!(later.summary.from_seq, 2);
     assert_eq!(shape(&compacted(b.as_ref(), &id).await), (Some(4), vec![5]), "the latest summary is read");
-    let listed: Vec<_> = summaries_of(b.as_ref(), None, &id).await.iter().map(|s| (s.from_seq, s.through_seq)).collect();
+    let listed: Vec<_> =
+        summaries_of(b.as_ref(), None, &id).await.iter().map(|s| (s.from_seq, s.through_seq)).collect();
     assert_eq!(listed, [(1, 3), (2, 4)]);
     if let Some(head) = head {
         let page = b.read_feed(ReadFeed::thread(id.clone()).after(head)).await.expect("the feed");
-        let seen: Vec<_> = page.events.iter().map(|e| (e.change.op, e.change.seq, e.change.message_id.clone())).collect();
+        let seen: Vec<_> =
+            page.events.iter().map(|e| (e.change.op, e.change.seq, e.change.message_id.clone())).collect();
         assert_eq!(seen, [(PersistOp::Summarize, Some(3), None), (PersistOp::Summarize, Some(4), None)]);
     }
     store.finish().await

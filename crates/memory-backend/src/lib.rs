@@ -36,14 +36,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use hashbrown::Equivalent;
 
 use persist_core::branch::{Branch, Branches, BranchesOf, ListBranches, unknown_message};
-use persist_core::lease::{Lease, Leased};
-use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, MemoryFeed, ReadFeed};
+use persist_core::lease::{Lease, Leased};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor, newest_first};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
     StoredBinding,
 };
+use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::{
     AgentId, ApplyNow, Backend, Capabilities, Message, Order, Page, PersistArgs, PersistError, PersistResult, Result,
     SessionId, Status, Target, TenantId, Thread, ThreadId, Timestamp,

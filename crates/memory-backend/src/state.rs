@@ -552,14 +552,11 @@ impl State {
         let stored_version = stored.map(|ts| ts.thread.version);
         let stored_thread = stored.map(|ts| ts.thread.clone());
         let thread = merged_thread(stored.map(|ts| &ts.thread), &args.thread, inserted);
-        let ts = self
-            .threads
-            .entry_ref(&key(tenant, &args.thread.id))
-            .or_insert_with(|| ThreadState {
-                thread: thread.clone(),
-                messages: Messages::default(),
-                summaries: BTreeMap::new(),
-            });
+        let ts = self.threads.entry_ref(&key(tenant, &args.thread.id)).or_insert_with(|| ThreadState {
+            thread: thread.clone(),
+            messages: Messages::default(),
+            summaries: BTreeMap::new(),
+        });
         let moved = stored_version.is_some_and(|version| version != thread.version);
         ts.thread = thread.clone();
         for message in inserts {

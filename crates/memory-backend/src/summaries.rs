@@ -95,7 +95,14 @@ impl State {
         if feeding {
             for (record, id) in doomed.iter().zip(&ids) {
                 let thread = args.thread_id.clone();
-                changes.push(Change::message(tenant.cloned(), thread, PersistOp::Delete, id.clone(), record.seq, record.version));
+                changes.push(Change::message(
+                    tenant.cloned(),
+                    thread,
+                    PersistOp::Delete,
+                    id.clone(),
+                    record.seq,
+                    record.version,
+                ));
             }
         }
         for id in &ids {

@@ -141,7 +141,11 @@ pub(crate) async fn runs(
 }
 
 /// The active leaf of `thread`, if it has messages.
-pub(crate) async fn active_leaf(conn: &mut PgConnection, tenant: &str, thread: &str) -> Result<Option<u64>, PersistError> {
+pub(crate) async fn active_leaf(
+    conn: &mut PgConnection,
+    tenant: &str,
+    thread: &str,
+) -> Result<Option<u64>, PersistError> {
     let leaf: Option<Option<i64>> =
         sqlx::query_scalar("SELECT active_leaf FROM threads WHERE tenant = $1 AND thread_id = $2")
             .bind(tenant)

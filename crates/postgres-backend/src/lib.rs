@@ -79,7 +79,6 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod branches;
-mod summaries;
 mod error;
 mod feed;
 mod group;
@@ -90,6 +89,7 @@ mod reads;
 mod rows;
 mod schema;
 mod statistics;
+mod summaries;
 
 use std::fmt;
 use std::str::FromStr;
@@ -97,14 +97,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::branch::{Branches, ListBranches};
-use persist_core::lease::{Lease, Leased};
-use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
+use persist_core::lease::{Lease, Leased};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
     StoredBinding,
 };
+use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::{Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, Thread};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};

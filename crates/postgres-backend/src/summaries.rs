@@ -26,23 +26,35 @@ async fn latest(
     leaf: u64,
     runs: &[(u64, u64)],
 ) -> Result<Option<Summary>, PersistError> {
-    // Newest first, as many as it takes: those of other branches are skipped.
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        summary_columns!(),
-        " FROM summaries WHERE tenant = $1 AND thread_id = $2 AND through_seq <= $3 ORDER BY through_seq DESC"
-    ))
-    .bind(tenant)
-    .bind(thread)
-    .bind(signed(leaf))
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(sql("reading the latest summary"))?;
-    for row in rows {
-        let through: i64 = row.try_get("through_seq").map_err(sql("reading a summary"))?;
-        if u64::try_from(through).is_ok_and(|through| on_runs(through, runs)) {
-            return rows::summary(&row).map(Some);
+    // Newest first, a few at a time (the newest is the one, unless it is another branch's):
+    // what a read costs does not grow with the thread's summaries.
+    let (mut below, mut chunk) = (signed(leaf), 4i64);
+    loop {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            summary_columns!(),
+            " FROM summaries WHERE tenant = $1 AND thread_id = $2 AND through_seq <= $3 \
+              ORDER BY through_seq DESC LIMIT $4"
+        ))
+        .bind(tenant)
+        .bind(thread)
+        .bind(below)
+        .bind(chunk)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sql("reading the latest summary"))?;
+        let full = rows.len() as i64 == chunk;
+        for row in rows {
+            let through: i64 = row.try_get("through_seq").map_err(sql("reading a summary"))?;
+            if u64::try_from(through).is_ok_and(|through| on_runs(through, runs)) {
+                return rows::summary(&row).map(Some);
+            }
+            below = through - 1;
         }
+        if !full {
+            break;
+        }
+        chunk = (chunk * 4).min(1024);
     }
     Ok(None)
 }
@@ -124,14 +136,13 @@ async fn stored(conn: &mut PgConnection, tenant: &str, args: &Summarize) -> Resu
 
 async fn summarize_locked(tx: &mut PgConnection, args: &Summarize) -> Result<Summarized, PersistError> {
     let (tenant, thread) = (tenant_key(args.tenant()), args.thread_id.as_str());
-    let deleted: Option<bool> = sqlx::query_scalar(
-        "SELECT deleted_at IS NOT NULL FROM threads WHERE tenant = $1 AND thread_id = $2 FOR SHARE",
-    )
-    .bind(tenant)
-    .bind(thread)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(sql("locking the thread"))?;
+    let deleted: Option<bool> =
+        sqlx::query_scalar("SELECT deleted_at IS NOT NULL FROM threads WHERE tenant = $1 AND thread_id = $2 FOR SHARE")
+            .bind(tenant)
+            .bind(thread)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(sql("locking the thread"))?;
     match deleted {
         None => return Err(args.no_such_message()),
         Some(true) => return Err(PersistError::ThreadDeleted { thread_id: args.thread_id.clone() }),

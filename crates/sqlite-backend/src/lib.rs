@@ -77,7 +77,6 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod branches;
-mod summaries;
 mod builder;
 mod check;
 mod direct;
@@ -87,6 +86,7 @@ mod migrations;
 mod ops;
 mod reads;
 mod rows;
+mod summaries;
 mod writer;
 
 /// The SQL of a group commit, for `persist-bench` to run the same statement with nothing
@@ -102,14 +102,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::branch::{Branches, ListBranches};
-use persist_core::lease::{Lease, Leased};
-use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
+use persist_core::lease::{Lease, Leased};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
     StoredBinding,
 };
+use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::{
     AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId,
     TenantId, Thread, ThreadId,

@@ -63,9 +63,8 @@ impl DirectReads {
                 Err(error) if no_table(&error) => return Ok(Vec::new()),
                 Err(error) => return Err(map(context, error)),
             };
-            let mut found = statement
-                .query((thread, tenant, after, i64::from(query.limit) + 1))
-                .map_err(|e| map(context, e))?;
+            let mut found =
+                statement.query((thread, tenant, after, i64::from(query.limit) + 1)).map_err(|e| map(context, e))?;
             let mut items = Vec::new();
             while let Some(row) = found.next().map_err(|e| map(context, e))? {
                 items.push(rows::summary(row)?);
@@ -106,4 +105,3 @@ impl DirectReads {
         })
     }
 }
-

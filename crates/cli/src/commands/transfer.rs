@@ -197,7 +197,6 @@ async fn export_thread(
     Ok(())
 }
 
-
 /// The failure of an export in clear that met a value the keys left sealed.
 fn still_sealed(what: &str) -> CliError {
     CliError::failed(format!(

@@ -7,17 +7,17 @@ use std::sync::Arc;
 use crate::args::PersistArgs;
 use crate::branch::{Branches, ListBranches};
 use crate::feed::{FeedHub, FeedPage, ReadFeed};
+use crate::lease::{Lease, Leased};
 use crate::model::Status;
 use crate::model::error::{PersistError, Result};
 use crate::model::id::ThreadId;
 use crate::model::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Stranded, ThreadCursor};
-use crate::lease::{Lease, Leased};
 use crate::request::result::PersistResult;
-use crate::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use crate::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
+use crate::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 
 /// What a backend can do beyond the required contract; the conformance suite gates its
 /// optional checks on these.

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::branch::Branches;
 use crate::feed::FeedPage;
+use crate::lease::Leased;
 use crate::model::id::{MessageId, ThreadId};
 use crate::model::op::PersistOp;
 use crate::model::{Message, Thread};
@@ -11,7 +12,6 @@ use crate::read::{Page, Stranded, ThreadCursor};
 pub use crate::restore::Restored;
 use crate::session::{Resolution, SessionBinding, StoredBinding};
 use crate::summary::{Compacted, Summarized, Summary};
-use crate::lease::Leased;
 
 /// Answer to an `add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

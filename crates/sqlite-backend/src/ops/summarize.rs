@@ -197,15 +197,14 @@ pub(super) async fn truncate_summaries(conn: &mut SqliteConnection, delete: &Del
 pub(super) async fn lease(conn: &mut SqliteConnection, lease: &Lease) -> OpResult<Option<Leased>> {
     lease.validate().map_err(refused)?;
     let (thread, tenant) = (lease.thread_id.as_str(), tenant_key(lease.tenant()));
-    let current: Option<(String, i64)> = sqlx::query_as(
-        "SELECT holder, expires_at FROM leases WHERE tenant = ?1 AND thread_id = ?2 AND name = ?3",
-    )
-    .bind(tenant)
-    .bind(thread)
-    .bind(&lease.name)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(sql("reading a lease"))?;
+    let current: Option<(String, i64)> =
+        sqlx::query_as("SELECT holder, expires_at FROM leases WHERE tenant = ?1 AND thread_id = ?2 AND name = ?3")
+            .bind(tenant)
+            .bind(thread)
+            .bind(&lease.name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sql("reading a lease"))?;
     let current = current.map(|(holder, until)| Leased::new(holder, Timestamp::from_micros(until)));
     let (answer, write) = lease.decide(current, Timestamp::now());
     if write {

@@ -108,7 +108,10 @@ pub trait Compactor: Send + Sync + 'static {
 
     /// The next summary's content (not empty). An error leaves the thread as it was; the next
     /// run tries again.
-    fn compact(&self, input: CompactionInput<'_>) -> impl Future<Output = std::result::Result<Content, BoxError>> + Send;
+    fn compact(
+        &self,
+        input: CompactionInput<'_>,
+    ) -> impl Future<Output = std::result::Result<Content, BoxError>> + Send;
 }
 
 /// Estimates how many tokens a message costs a model; see [`Budget::tokens`].
@@ -295,8 +298,11 @@ impl<C: Compactor> Compaction<C> {
         let Some(last) = foldable.checked_sub(1).map(|i| &read.messages[i]) else {
             return Ok(Compacted::NothingSettled);
         };
-        let input =
-            CompactionInput { thread_id: thread, previous: read.summary.as_ref(), messages: &read.messages[..foldable] };
+        let input = CompactionInput {
+            thread_id: thread,
+            previous: read.summary.as_ref(),
+            messages: &read.messages[..foldable],
+        };
         let content = self.compactor.compact(input).await.map_err(|source| PersistError::Backend {
             message: format!("the compactor {:?} failed", self.compactor.name()).into(),
             source: Some(source),
@@ -305,8 +311,10 @@ impl<C: Compactor> Compaction<C> {
         let metadata = Metadata::new()
             .with(COMPACTOR_KEY, serde_json::Value::from(self.compactor.name()))
             .with("persist.messages", serde_json::Value::from(foldable));
-        let summarize =
-            Summarize::new(thread.clone(), last.seq, content).from_seq(from).with_metadata(metadata).with_context(context.renewed());
+        let summarize = Summarize::new(thread.clone(), last.seq, content)
+            .from_seq(from)
+            .with_metadata(metadata)
+            .with_context(context.renewed());
         Ok(Compacted::Summarized(pipeline.summarize(summarize).await?.summary))
     }
 }
