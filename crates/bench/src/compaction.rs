@@ -90,10 +90,14 @@ async fn measure(backend: &impl Backend, store: &str, rounds: usize, reads: usiz
     }
     let (full_rate, speedup) = (median(&mut full), median(&mut against));
     vec![
-        Row::new(format!("compaction: compacted read of 10,000 messages ({store})"), (rounds * reads) as u64, long_rate)
-            .ratio(ratio, "its time per the time of the compacted read of a thread of 100 (both: a summary, 50 after it)")
-            .target(Target::RatioAtMost(1.5))
-            .note(format!("compacted read of 100: {short_rate:.0} reads/s")),
+        Row::new(
+            format!("compaction: compacted read of 10,000 messages ({store})"),
+            (rounds * reads) as u64,
+            long_rate,
+        )
+        .ratio(ratio, "its time per the time of the compacted read of a thread of 100 (both: a summary, 50 after it)")
+        .target(Target::RatioAtMost(1.5))
+        .note(format!("compacted read of 100: {short_rate:.0} reads/s")),
         Row::new(format!("compaction: list all 10,000 messages ({store})"), (rounds * full_reads) as u64, full_rate)
             .ratio(speedup, "how many compacted reads of the same thread take its time")
             .note("the read a host app makes of a long thread without compaction"),
