@@ -579,7 +579,7 @@ async fn a_version_12_database_reads_without_summaries_and_takes_them_once_upgra
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v12.db");
-    let mut conn = shipped_schema(&dir, &path, 12).await;
+    let conn = shipped_schema(&dir, &path, 12).await;
     conn.close().await.unwrap();
     // Written, then taken back to version 12 as it shipped (version 13 only adds its tables): the
     // file of a store the previous release wrote.

@@ -1,5 +1,6 @@
 //! Compaction in the background, triggered by writes: [`CompactLayer`] notes each thread a
-//! committed write added to, and its [`CompactWorker`] (a task you spawn, holding the pipeline)
+//! committed write added to (an `add`, a turn, the end of a streamed reply), and its
+//! [`CompactWorker`] (a task you spawn, holding the pipeline)
 //! runs a [`Compaction`] for it, one thread after another, off the writes' path.
 //!
 //! A write is never slowed or failed by compaction: the layer only hands the thread's name to
@@ -205,9 +206,13 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        // What adds to a thread's tail: an insert, a turn, content written. Not a summary's
-        // own write, nor reads.
-        let grows = matches!(args.op(), PersistOp::Add | PersistOp::AppendTurn | PersistOp::UpdateContent);
+        // What adds to a thread's tail: an insert, a turn, a reply's end (not each streamed
+        // token: a reply being written is not folded in anyway). Not a summary's own write,
+        // nor reads.
+        let grows = match &args {
+            PersistArgs::UpdateContent(update) => update.status_after().is_some(),
+            other => matches!(other.op(), PersistOp::Add | PersistOp::AppendTurn),
+        };
         let key = match (grows, args.thread_id()) {
             (true, Some(thread)) => Some((args.context().tenant().cloned(), thread.clone())),
             _ => None,
