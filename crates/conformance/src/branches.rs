@@ -69,13 +69,16 @@ async fn leaves<B: Backend>(b: &B, thread: &ThreadId) -> (Vec<u64>, Option<usize
     (found.items.iter().map(|m| m.seq).collect(), found.active)
 }
 
-/// Asserts the thread is a tree: every parent an earlier message of it, the active leaf one of
-/// its messages (none only when it has none). Answers the messages by seq.
+/// Asserts the thread is a tree: every parent an earlier message of it (or history before its
+/// oldest message: what removing its oldest messages left), the active leaf one of its messages
+/// (none only when it has none). Answers the messages by seq.
 pub(crate) async fn assert_tree<B: Backend>(b: &B, id: &ThreadId) -> BTreeMap<u64, Message> {
     let messages: BTreeMap<u64, Message> = all_messages(b, id).await.into_iter().map(|m| (m.seq, m)).collect();
+    let oldest = messages.keys().next().copied().unwrap_or(0);
     for message in messages.values() {
         if let Some(parent) = message.parent_seq {
-            assert!(parent < message.seq && messages.contains_key(&parent), "{message:?}: its parent is stored");
+            let known = messages.contains_key(&parent) || parent < oldest;
+            assert!(parent < message.seq && known, "{message:?}: its parent is stored, or history");
         }
     }
     let leaf = thread(b, id).await.expect("the thread").active_leaf;

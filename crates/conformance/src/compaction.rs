@@ -251,7 +251,7 @@ pub async fn check_retention_of_covered_messages_keeps_the_compacted_read<F: Fac
     assert_eq!(left, [7]);
     assert_eq!(shape(&compacted(b.as_ref(), &id).await), (Some(6), vec![7]));
     let through: Vec<_> = summaries_of(b.as_ref(), None, &id).await.iter().map(|s| s.through_seq).collect();
-    assert_eq!(through, [3, 6], "summaries stay");
+    assert_eq!(through, [6], "the summary read stays; the older one went with what it covered");
     // The active leaf itself is never removed.
     summarize(b.as_ref(), summary_of(&id, 7, "everything")).await.expect("a summary of everything");
     write(b, Delete::covered(id.clone())).await.expect("retention of everything");
@@ -260,16 +260,31 @@ pub async fn check_retention_of_covered_messages_keeps_the_compacted_read<F: Fac
     let next = add_text(b.as_ref(), &id, "m8").await;
     assert_eq!(next.parent_seq, Some(7));
     assert_eq!(shape(&compacted(b.as_ref(), &id).await), (Some(7), vec![8]));
+    // Deleting the oldest message leaves what follows it following it, as history; deleting
+    // a leaf whose parent is history ends the active branch at a message (here: none is left).
+    let seventh = id_at(&all_messages(b, &id).await, 7);
+    write(b, Delete::message(id.clone(), seventh)).await.expect("delete the oldest");
+    assert_eq!(all_messages(b, &id).await.iter().map(|m| (m.seq, m.parent_seq)).collect::<Vec<_>>(), [(8, Some(7))]);
+    assert_eq!(shape(&compacted(b.as_ref(), &id).await), (Some(7), vec![8]));
+    write(b, Delete::message(id.clone(), next.id.clone())).await.expect("delete the last");
+    assert_eq!(thread(b, &id).await.unwrap().active_leaf, None, "no message left to end at");
 
-    // keep_latest retention leaves summaries, and the compacted read stays right.
+    // keep_latest retention (the oldest messages deleted one by one) leaves summaries, even one
+    // whose last message went: what is left follows it as history.
     let kept = t("covered-keep-latest");
     for i in 1..=6 {
         add_text(b.as_ref(), &kept, &format!("m{i}")).await;
     }
     summarize(b.as_ref(), summary_of(&kept, 4, "m1 to m4")).await.expect("summarize");
     let pipeline = persist_core::Pipeline::new(Arc::clone(b));
-    pipeline.prune(persist_core::lifecycle::Prune::new().with_keep_latest(3)).await.expect("prune");
+    pipeline.prune(persist_core::lifecycle::Prune::new().with_keep_latest(2)).await.expect("prune");
+    let left = all_messages(b, &kept).await;
+    assert_eq!(left.iter().map(|m| (m.seq, m.parent_seq)).collect::<Vec<_>>(), [(5, Some(4)), (6, Some(5))]);
     assert_eq!(shape(&compacted(b.as_ref(), &kept).await), (Some(4), vec![5, 6]));
+    // A summary can end in that history too (an import of what retention left).
+    let history = summarize(b.as_ref(), summary_of(&kept, 3, "m1 to m3")).await.expect("a summary of history");
+    assert_eq!(history.summary.through_seq, 3);
+    assert!(matches!(summarize(b.as_ref(), summary_of(&kept, 7, "s")).await, Err(PersistError::InvalidInput { .. })));
     store.finish().await
 }
 

@@ -33,9 +33,9 @@ pub(crate) enum Field<'a> {
     /// text) added to the content. Bound to the version, so a delta is never taken for
     /// another event's, nor for content.
     Delta(&'a str),
-    /// The content of the summary ending at this seq (its decimal text).
+    /// The content of the summary of this range (`<from>..<through>`, decimal).
     Summary(&'a str),
-    /// A metadata key of a summary: `<seq>/<key>`, the seq the summary ends at.
+    /// A metadata key of a summary: `<from>..<through>/<key>`.
     SummaryMetadata(&'a str),
 }
 
@@ -92,8 +92,8 @@ impl Place<'_> {
             Field::Title => "title".to_owned(),
             Field::ThreadMetadata(key) => format!("thread metadata key {key:?}"),
             Field::Delta(version) => format!("the feed's delta of version {version}"),
-            Field::Summary(seq) => format!("the summary ending at seq {seq}"),
-            Field::SummaryMetadata(name) => format!("summary metadata {name:?} (seq/key)"),
+            Field::Summary(range) => format!("the summary of seqs {range}"),
+            Field::SummaryMetadata(name) => format!("summary metadata {name:?} (range/key)"),
         };
         PersistError::Unreadable {
             thread_id: self.thread.clone(),

@@ -249,6 +249,7 @@ fn seals(args: &PersistArgs) -> bool {
             | PersistArgs::UpdateContent(_)
             | PersistArgs::Update(_)
             | PersistArgs::Restore(_)
+            | PersistArgs::Summarize(_)
     )
 }
 

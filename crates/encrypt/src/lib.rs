@@ -46,7 +46,10 @@
 //! message (the associated data does not hold the version), or delete rows; sealing hides
 //! values, it does not sign the history. A deleted thread's tombstone keeps its sealed title
 //! and metadata, and a rotation, which lists live threads, does not reach it: keep an old key
-//! while a tombstone's title must still be read.
+//! while a tombstone's title must still be read. Summaries (see `persist::summary`) are sealed
+//! like content, bound to their thread and range, and a rotation does not re-seal them (a
+//! summary is written once, never replaced): keep an old key while summaries it sealed are
+//! read, or let the next compaction write a summary under the new key.
 //!
 //! # Repeats
 //!

@@ -1,6 +1,7 @@
 //! Summaries through the layer: a summary's content is sealed like a message's, bound to its
-//! thread and the seq it ends at (so a summary's envelope is never taken for another's, nor for
-//! a message's), and the metadata keys the layer seals are sealed per summary the same way.
+//! thread and its range (`from..through`: so a summary's envelope is never taken for another's,
+//! nor for a message's, and its range cannot be changed under it), and the metadata keys the
+//! layer seals are sealed per summary the same way.
 
 use persist_core::summary::{Compacted, Summarize, Summary};
 use persist_core::{Content, Metadata, PersistError, Result, TenantId, ThreadId};
@@ -9,10 +10,15 @@ use serde_json::Value;
 use crate::envelope::{self, Field, Place};
 use crate::sealer::{Sealer, envelope_value, json_bytes, sealed_text, sealed_text_in, sort_unreadable};
 
+/// A summary's place: `from..through`.
+fn range(from: u64, through: u64) -> String {
+    format!("{from}..{through}")
+}
+
 impl Sealer {
     /// Seals a summary being written: its content, and its metadata's sealed keys.
     pub(crate) fn seal_summary(&self, tenant: Option<&TenantId>, summarize: &mut Summarize) -> Result<()> {
-        let seq = summarize.through_seq.to_string();
+        let seq = range(summarize.from_seq, summarize.through_seq);
         let place = Place { tenant, thread: &summarize.thread_id, message: None, field: Field::Summary(&seq) };
         summarize.content = self.seal_content(&place, &summarize.content)?;
         summarize.metadata = self.summary_metadata(tenant, &summarize.thread_id, &seq, &summarize.metadata, true)?;
@@ -21,7 +27,7 @@ impl Sealer {
 
     /// A summary as stored, opened (an `Unreadable` error names what does not open).
     pub(crate) fn open_summary(&self, tenant: Option<&TenantId>, mut summary: Summary) -> Result<Summary> {
-        let seq = summary.through_seq.to_string();
+        let seq = range(summary.from_seq, summary.through_seq);
         let place = Place { tenant, thread: &summary.thread_id, message: None, field: Field::Summary(&seq) };
         match sealed_text_in(&summary.content.as_json()) {
             Some(text) => {

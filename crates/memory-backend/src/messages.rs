@@ -331,9 +331,10 @@ impl Messages {
     }
 
     /// After the messages of `removed` (seq → parent) went: each message whose parent went
-    /// follows that parent's nearest ancestor still stored. Answers where `seq` (the active
-    /// leaf) now is, by the same rule, or, when no ancestor of it is left, the last message
-    /// (a thread with messages always has an active leaf).
+    /// follows that parent's nearest ancestor still stored, unless the parent was older than
+    /// every message left (it then follows it still, as history). Answers where `seq` (the
+    /// active leaf) now is: its nearest ancestor still stored, or, when none is left, the last
+    /// message (a thread with messages always has an active leaf).
     pub(crate) fn splice(&mut self, removed: &BTreeMap<u64, Option<u64>>, seq: Option<u64>) -> Option<u64> {
         let survivor = |mut at: Option<u64>| {
             while let Some(parent) = at.and_then(|seq| removed.get(&seq)) {
@@ -344,12 +345,14 @@ impl Messages {
         if removed.is_empty() {
             return seq;
         }
+        let oldest = self.records.first().map_or(u64::MAX, |r| r.seq);
         for record in &mut self.records {
-            if removed.contains_key(&record.parent) {
+            if removed.contains_key(&record.parent) && record.parent > oldest {
                 record.parent = survivor(record.parent()).unwrap_or(0);
             }
         }
-        survivor(seq).or_else(|| self.records.last().map(|r| r.seq))
+        let stored = |seq: &u64| Self::position(&self.records, *seq).is_ok();
+        survivor(seq).filter(stored).or_else(|| self.records.last().map(|r| r.seq))
     }
 }
 

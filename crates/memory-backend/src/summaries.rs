@@ -57,7 +57,9 @@ impl State {
         if let Some(stored) = ts.summaries.get(&args.through_seq) {
             return args.against_stored(stored.clone());
         }
-        if ts.messages.get(args.through_seq).is_none() {
+        // A message of the thread, or history before its oldest (what `Delete::covered` left).
+        let oldest = ts.messages.iter().next().map_or(0, |r| r.seq);
+        if ts.messages.get(args.through_seq).is_none() && args.through_seq >= oldest {
             return Err(args.no_such_message());
         }
         let tree = ts.messages.tree();
@@ -108,6 +110,9 @@ impl State {
         for id in &ids {
             ts.messages.remove(id);
         }
+        // The older summaries went with what they covered (another branch's would be read as
+        // history by the branches that follow it).
+        ts.summaries.retain(|&end, _| end >= through);
         ts.thread.version += 1;
         if feeding {
             let (thread, version) = (args.thread_id.clone(), ts.thread.version);

@@ -160,7 +160,18 @@ async fn summarize_locked(tx: &mut PgConnection, args: &Summarize) -> Result<Sum
             .await
             .map_err(sql("finding a summary's last message"))?;
     if found.is_none() {
-        return Err(args.no_such_message());
+        // History before the thread's oldest message (what `Delete::covered` left) is a range's
+        // end too; a gap is not.
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2")
+                .bind(tenant)
+                .bind(thread)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(sql("finding a thread's oldest message"))?;
+        if oldest.is_none_or(|oldest| oldest <= signed(args.through_seq)) {
+            return Err(args.no_such_message());
+        }
     }
     let runs = runs(tx, tenant, thread, args.through_seq).await?;
     let covered = BranchWindow::new(runs, Some(args.from_seq - 1), None, false).take(u64::MAX);
@@ -235,6 +246,15 @@ pub(crate) async fn delete_covered_locked(
     if ids.is_empty() {
         return Ok(gone);
     }
+    // The older summaries go with what they covered (another branch's would be read as
+    // history by the branches that follow it).
+    sqlx::query("DELETE FROM summaries WHERE tenant = $1 AND thread_id = $2 AND through_seq < $3")
+        .bind(tenant)
+        .bind(thread)
+        .bind(signed(summary.through_seq))
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("removing older summaries"))?;
     sqlx::query(
         "UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4 \
           WHERE tenant = $1 AND thread_id = $2",
@@ -272,58 +292,64 @@ pub(crate) async fn remove_after(tx: &mut PgConnection, delete: &Delete, seq: Op
 }
 
 /// Takes, renews or gives up a lease: one statement each, so racing takers are ordered by the
-/// row (the rule of [`Lease::decide`]).
+/// row (the rule of [`Lease::decide`]). A take refused by a holder that gave the lease up right
+/// after is tried again.
 pub(crate) async fn lease(conn: &mut PgConnection, lease: &Lease) -> Result<Option<Leased>, PersistError> {
     lease.validate()?;
     let (tenant, thread) = (tenant_key(lease.tenant()), lease.thread_id.as_str());
-    let now = Timestamp::now();
-    let written: Option<(String, i64)> = match lease.ttl {
-        Some(ttl) => sqlx::query_as(
-            "INSERT INTO leases AS l (tenant, thread_id, name, holder, expires_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (tenant, thread_id, name) DO UPDATE \
-                SET holder = excluded.holder, expires_at = excluded.expires_at \
-              WHERE l.holder = excluded.holder OR l.expires_at <= $6 \
-             RETURNING holder, expires_at",
-        )
-        .bind(tenant)
-        .bind(thread)
-        .bind(&lease.name)
-        .bind(&lease.holder)
-        .bind(now.saturating_add(ttl).as_micros())
-        .bind(now.as_micros())
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(sql("taking a lease"))?,
-        None => {
-            sqlx::query(
-                "DELETE FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 \
-                    AND (holder = $4 OR expires_at <= $5)",
+    for _ in 0..3 {
+        let now = Timestamp::now();
+        let written: Option<(String, i64)> = match lease.ttl {
+            Some(ttl) => sqlx::query_as(
+                "INSERT INTO leases AS l (tenant, thread_id, name, holder, expires_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant, thread_id, name) DO UPDATE \
+                    SET holder = excluded.holder, expires_at = excluded.expires_at \
+                  WHERE l.holder = excluded.holder OR l.expires_at <= $6 \
+                 RETURNING holder, expires_at",
             )
             .bind(tenant)
             .bind(thread)
             .bind(&lease.name)
             .bind(&lease.holder)
+            .bind(now.saturating_add(ttl).as_micros())
             .bind(now.as_micros())
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await
-            .map_err(sql("giving up a lease"))?;
-            None
+            .map_err(sql("taking a lease"))?,
+            None => {
+                sqlx::query(
+                    "DELETE FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 \
+                        AND (holder = $4 OR expires_at <= $5)",
+                )
+                .bind(tenant)
+                .bind(thread)
+                .bind(&lease.name)
+                .bind(&lease.holder)
+                .bind(now.as_micros())
+                .execute(&mut *conn)
+                .await
+                .map_err(sql("giving up a lease"))?;
+                None
+            }
+        };
+        if let Some((holder, until)) = written {
+            return Ok(Some(Leased::new(holder, Timestamp::from_micros(until))));
         }
-    };
-    if let Some((holder, until)) = written {
-        return Ok(Some(Leased::new(holder, Timestamp::from_micros(until))));
+        // Not written: someone else holds it (or, for a give-up, nobody or someone else does).
+        let held: Option<(String, i64)> = sqlx::query_as(
+            "SELECT holder, expires_at FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 \
+                AND expires_at > $4",
+        )
+        .bind(tenant)
+        .bind(thread)
+        .bind(&lease.name)
+        .bind(now.as_micros())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sql("reading a lease"))?;
+        if held.is_some() || lease.ttl.is_none() {
+            return Ok(held.map(|(holder, until)| Leased::new(holder, Timestamp::from_micros(until))));
+        }
     }
-    // Not written: someone else holds it (or, for a give-up, nobody or someone else does).
-    let held: Option<(String, i64)> = sqlx::query_as(
-        "SELECT holder, expires_at FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 \
-            AND expires_at > $4",
-    )
-    .bind(tenant)
-    .bind(thread)
-    .bind(&lease.name)
-    .bind(now.as_micros())
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(sql("reading a lease"))?;
-    Ok(held.map(|(holder, until)| Leased::new(holder, Timestamp::from_micros(until))))
+    Err(PersistError::temporary("the lease kept changing hands while it was taken; retry"))
 }

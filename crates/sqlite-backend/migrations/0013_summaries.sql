@@ -7,7 +7,7 @@
 -- A lease is a named, expiring claim on a thread (the instance compacting it), keyed by thread
 -- and name; it writes nothing of the thread.
 --
--- Two tables are created; no existing row is read or rewritten.
+-- Two tables are created and a trigger made again; no existing row is read or rewritten.
 
 CREATE TABLE summaries (
     tenant      TEXT    NOT NULL,                   -- '' = no tenant
@@ -38,4 +38,35 @@ BEGIN
             CAST(unixepoch('subsec') * 1000000 AS INTEGER),
             (SELECT feed_last FROM threads WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id));
     UPDATE threads SET feed_last = last_insert_rowid() WHERE tenant = NEW.tenant AND thread_id = NEW.thread_id;
+END;
+
+-- Deleting a thread's oldest message no longer makes its children roots: they go on following
+-- it, as history removed before the thread's oldest message (what `Delete::covered` leaves, and
+-- retention of the oldest messages one by one), so a branch still reads the summary that covered
+-- it. An active branch that ended at a deleted message ends at its parent only when that parent
+-- is a message of the thread, else at the thread's last message.
+DROP TRIGGER messages_splice_on_delete;
+
+CREATE TRIGGER messages_splice_on_delete AFTER DELETE ON messages
+WHEN EXISTS (SELECT 1 FROM threads t WHERE t.tenant = OLD.tenant AND t.thread_id = OLD.thread_id AND t.last_seq >= 0)
+BEGIN
+    UPDATE messages
+       SET parent_seq = coalesce(CASE WHEN OLD.parent_seq IS NULL THEN nullif(OLD.seq - 1, 0)
+                                      ELSE nullif(OLD.parent_seq, 0) END, 0)
+     WHERE tenant = OLD.tenant AND thread_id = OLD.thread_id AND seq = OLD.seq + 1 AND parent_seq IS NULL
+       AND EXISTS (SELECT 1 FROM messages o WHERE o.tenant = OLD.tenant AND o.thread_id = OLD.thread_id
+                                             AND o.seq < OLD.seq);
+    UPDATE messages
+       SET parent_seq = coalesce(CASE WHEN OLD.parent_seq IS NULL THEN nullif(OLD.seq - 1, 0)
+                                      ELSE nullif(OLD.parent_seq, 0) END, 0)
+     WHERE tenant = OLD.tenant AND thread_id = OLD.thread_id AND parent_seq = OLD.seq
+       AND EXISTS (SELECT 1 FROM messages o WHERE o.tenant = OLD.tenant AND o.thread_id = OLD.thread_id
+                                             AND o.seq < OLD.seq);
+    UPDATE threads
+       SET active_leaf = coalesce((SELECT p.seq FROM messages p
+                                    WHERE p.tenant = OLD.tenant AND p.thread_id = OLD.thread_id
+                                      AND p.seq = CASE WHEN OLD.parent_seq IS NULL THEN OLD.seq - 1
+                                                       ELSE OLD.parent_seq END),
+                                  (SELECT max(m.seq) FROM messages m WHERE m.tenant = OLD.tenant AND m.thread_id = OLD.thread_id))
+     WHERE tenant = OLD.tenant AND thread_id = OLD.thread_id AND active_leaf = OLD.seq;
 END;

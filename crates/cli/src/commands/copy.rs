@@ -122,6 +122,7 @@ async fn copy_thread(
 ) -> CliResult<Copied> {
     let name = describe_thread(&thread.id, thread.tenant.as_ref());
     let mut checksum = Checksum::default();
+    let mut seqs = std::collections::BTreeSet::new();
     let mut sent = false;
     let mut pages = MessagePages::of(thread);
     while let Some(page) = pages.next_page(&source.pipeline).await? {
@@ -129,6 +130,7 @@ async fn copy_thread(
         let page: Vec<Message> = page.into_iter().filter(|message| message.seq <= thread.last_seq).collect();
         for message in &page {
             checksum.add(message)?;
+            seqs.insert(message.seq);
         }
         let batches: Vec<Vec<Message>> = if page.is_empty() {
             // The thread alone, once: a thread without messages is copied too.
@@ -158,7 +160,7 @@ async fn copy_thread(
         totals.bindings += restored.bindings;
     }
     // Summaries as stored (sealed ones sealed): each ends at a message copied above.
-    let summaries = summaries_of(&source.pipeline, thread).await?;
+    let summaries = super::readable_summaries(summaries_of(&source.pipeline, thread).await?, &seqs);
     for summary in &summaries {
         totals.summaries += u64::from(write_summary(&target.pipeline, thread, summary.clone()).await?);
     }

@@ -131,6 +131,15 @@ pub(crate) async fn summaries_of(pipeline: &Pipeline, thread: &Thread) -> CliRes
     }
 }
 
+/// The summaries of `summaries` a branch can still read, given the seqs of the thread's
+/// messages: each ends at one of them, or before the oldest (history `Delete::covered` left).
+/// One whose last message was deleted alone is read by no branch: it is left out, and an
+/// import would refuse it.
+pub(crate) fn readable_summaries(summaries: Vec<Summary>, seqs: &std::collections::BTreeSet<u64>) -> Vec<Summary> {
+    let oldest = seqs.first().copied().unwrap_or(u64::MAX);
+    summaries.into_iter().filter(|s| seqs.contains(&s.through_seq) || s.through_seq < oldest).collect()
+}
+
 /// Writes `summary` as it is (its range, content, metadata and time) to its thread through
 /// `pipeline`; answers whether it was new.
 pub(crate) async fn write_summary(pipeline: &Pipeline, thread: &Thread, summary: Summary) -> CliResult<bool> {

@@ -170,10 +170,12 @@ async fn export_thread(
     write_line(out, &thread_line(thread))?;
     counts.threads += 1;
     let mut pages = MessagePages::of(thread);
+    let mut seqs = std::collections::BTreeSet::new();
     while let Some(page) = pages.next_page(store.keyed()).await? {
         super::refuse_unreadable(&pages.unreadable)?;
         let mut written = 0;
         for message in page.iter().filter(|message| message.seq <= thread.last_seq) {
+            seqs.insert(message.seq);
             if clear && keys::message_is_sealed(message) {
                 return Err(still_sealed(&format!("message {} of thread {}", message.id, thread.id)));
             }
@@ -183,7 +185,7 @@ async fn export_thread(
         }
         progress.add(written);
     }
-    for summary in summaries_of(store.keyed(), thread).await? {
+    for summary in super::readable_summaries(summaries_of(store.keyed(), thread).await?, &seqs) {
         if clear && keys::content_is_sealed(&summary.content) {
             return Err(still_sealed(&format!("the summary through #{} of thread {}", summary.through_seq, thread.id)));
         }

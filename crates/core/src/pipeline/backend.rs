@@ -164,20 +164,22 @@ pub enum ApplyNow {
 ///   `reserve` or turn is written after its [`Parent`](crate::branch::Parent) (by default the
 ///   thread's `active_leaf`; a named message the thread lacks is `NotFound`, nothing written) and
 ///   becomes the active leaf; a thread `update` with a switch moves the active leaf (and the
-///   version); deleting a message gives its children its parent and an active leaf at it its
-///   parent; a thread delete leaves no active leaf; a restore keeps each parent, refuses one that
+///   version); deleting a message gives its children its parent (unless it was the thread's
+///   oldest: they keep it, as history) and an active leaf at it its parent (the last message
+///   when that is not a message of the thread); a thread delete leaves no active leaf; a restore keeps each parent, refuses one that
 ///   is not an earlier message of the thread, and sets the thread's active leaf as
 ///   [`merged_thread`](crate::restore::merged_thread) says.
 /// - **summarize** (with [`Capabilities::summaries`]; see [`summary`](crate::summary)):
 ///   [`Summarize::validate`](crate::summary::Summarize::validate); the message at
-///   `through_seq` must be the thread's (else `InvalidInput`, nothing written: an absent
-///   thread is not created), and no message of the branch ending there from `from_seq` on
-///   `Reserved`; a summary ending at that message already answers
-///   [`Summarize::against_stored`](crate::summary::Summarize::against_stored). A truncation
-///   removes the summaries ending after its cut, a thread delete all of the thread's; a
-///   [`Delete::covered`](crate::args::Delete::covered) removes every message up to the latest
-///   summary of the active branch (its active leaf kept) and leaves each remaining message's
-///   parent as it was, so the branch still reads the summary.
+///   `through_seq` must be the thread's or a seq before its oldest message (else
+///   `InvalidInput`, nothing written: an absent thread is not created), and no message of the
+///   branch ending there from `from_seq` on `Reserved`; a summary ending at that seq already
+///   answers [`Summarize::against_stored`](crate::summary::Summarize::against_stored). A
+///   truncation removes the summaries ending after its cut, a thread delete all of the
+///   thread's; a [`Delete::covered`](crate::args::Delete::covered) removes every message up to
+///   the latest summary of the active branch (its active leaf kept) and the older summaries,
+///   and leaves each remaining message's parent as it was, so the branch still reads the
+///   summary.
 /// - Every write to a tombstoned thread except `delete` fails with `ThreadDeleted`.
 ///
 /// Reads never fail for a missing thread: they answer `None` or an empty page. Listing

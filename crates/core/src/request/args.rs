@@ -541,6 +541,10 @@ mod tests {
             Ping::new().into(),
             ReadFeed::thread(thread()).into(),
             SetOnce::new("name", "value").unwrap().into(),
+            crate::summary::Summarize::new(thread(), 1, Content::text("s")).into(),
+            crate::summary::ListSummaries::new(thread()).into(),
+            crate::summary::ReadCompacted::new(thread()).into(),
+            super::Lease::take(thread(), "n", "h", std::time::Duration::from_secs(1)).unwrap().into(),
         ];
         let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
         assert_eq!(ops, PersistOp::ALL);

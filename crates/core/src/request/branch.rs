@@ -14,8 +14,11 @@
 //! ends of every branch (the leaves), each answer saying which one is on the active branch.
 //!
 //! Deleting a message takes it out of its branch: its children follow its parent, and an
-//! active branch that ended at it ends at its parent. `Delete::after` (truncate) stays the
-//! destructive choice: it removes every message after a `seq`, on every branch.
+//! active branch that ended at it ends at its parent. Deleting the thread's **oldest** message
+//! (and so retention of the oldest messages) leaves its children following it: a parent before
+//! the thread's oldest message is history, which a branch passes through (see
+//! [`summary`](crate::summary): a summary of it is still read). `Delete::after` (truncate)
+//! stays the destructive choice: it removes every message after a `seq`, on every branch.
 //!
 //! [`Message::parent_seq`]: crate::Message::parent_seq
 //! [`Thread::active_leaf`]: crate::Thread::active_leaf

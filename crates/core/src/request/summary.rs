@@ -11,19 +11,24 @@
 //! Rules, the same on every backend:
 //!
 //! - **a range**: `1 <= from_seq <= through_seq`; the message at `through_seq` is a message of
-//!   the thread, and no message of the range (of the branch ending there) is still
-//!   [`Reserved`](crate::Status::Reserved): a reply being streamed is not summarized. Each
-//!   refusal is `InvalidInput` naming the rule;
+//!   the thread (or history before its oldest message: see below), and no message of the range
+//!   (of the branch ending there) is still [`Reserved`](crate::Status::Reserved): a reply being
+//!   streamed is not summarized. Each refusal is `InvalidInput` naming the rule; an absent
+//!   thread is not created;
 //! - **one per last message**: the same range written again answers the stored summary
 //!   (`deduplicated`), whatever content the second write carried; another range ending at the
 //!   same message is `InvalidInput`;
 //! - **which summary a branch reads**: the one with the highest `through_seq` whose last
-//!   message is on the branch (or was removed with everything before it by
-//!   [`Delete::covered`](crate::args::Delete::covered)). A summary of another branch, or one
-//!   whose last message was deleted alone, is not read;
+//!   message is on the branch. **History**: when a thread's oldest messages go
+//!   ([`Delete::covered`](crate::args::Delete::covered), retention's `keep_latest`, a delete of
+//!   the oldest message), the messages left go on following theirs ([`Message::parent_seq`]
+//!   names a seq before the thread's oldest message), and every seq up to that parent counts as
+//!   on their branch: a summary of what went is still read. A summary of another branch, or
+//!   one whose last message was deleted alone (a message in the middle), is not read;
 //! - **removal**: a truncation ([`Delete::after`](crate::args::Delete::after)) removes the
-//!   summaries reaching past its cut, a thread delete every summary of the thread; deleting one
-//!   message leaves the summaries (recompact to drop what it said).
+//!   summaries reaching past its cut, a thread delete every summary of the thread,
+//!   `Delete::covered` the summaries older than the one it applied (they covered what it
+//!   removed); deleting one message leaves the summaries (recompact to drop what it said).
 //!
 //! A summary write is a write: it passes every layer (`EncryptLayer` seals its content and
 //! metadata), and a store with a feed records an event for it (op `summarize`, the last

@@ -383,9 +383,10 @@ impl Delete {
 
     /// Retention of what a [summary](crate::summary) says: deletes every message up to the
     /// last one the latest summary of the active branch covers (its `through_seq`), on every
-    /// branch, in one atomic step, keeping the summaries and the active branch's last message.
-    /// The messages left keep the parents they had (a parent removed here is history before
-    /// the thread's oldest message), so the active branch still reads that summary: the
+    /// branch, in one atomic step, keeping that summary (and any later one) and the active
+    /// branch's last message; the older summaries go with what they covered. The messages left
+    /// keep the parents they had (a parent removed here is history before the thread's oldest
+    /// message), so the active branch still reads that summary: the
     /// [compacted read](crate::summary::ReadCompacted) answers what it did before. Answers
     /// every id removed, in `seq` order; removing something bumps the thread's version (which
     /// [`with_expected_version`](Self::with_expected_version) compares) and `updated_at`. A

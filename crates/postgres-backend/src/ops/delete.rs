@@ -28,8 +28,10 @@ pub(super) async fn delete_message(
 }
 
 /// Removes the message and takes it out of its branch: its children follow its parent (in
-/// their stored form: see [`stored_parent`](persist_core::branch::stored_parent)), and an
-/// active branch that ended at it ends at its parent (at the thread's last message, for a root).
+/// their stored form: see [`stored_parent`](persist_core::branch::stored_parent)), unless it was
+/// the thread's oldest message (they then follow it as history, as after `Delete::covered`),
+/// and an active branch that ended at it ends at its parent (at the thread's last message, for
+/// a root or a parent that is history).
 async fn delete_message_locked(
     tx: &mut PgConnection,
     delete: &Delete,
@@ -51,14 +53,19 @@ async fn delete_message_locked(
                     RETURNING m.message_id, m.seq, \
                               CASE WHEN m.parent_seq IS NULL THEN nullif(m.seq - 1, 0) \
                                    ELSE nullif(m.parent_seq, 0) END AS parent), \
-              next AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d \
-                        WHERE m.tenant = $4 AND m.thread_id = $1 AND m.seq = d.seq + 1 AND m.parent_seq IS NULL), \
-              later AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d \
-                         WHERE m.tenant = $4 AND m.thread_id = $1 AND m.parent_seq = d.seq), \
+              older AS (SELECT EXISTS (SELECT 1 FROM messages o, d \
+                                        WHERE o.tenant = $4 AND o.thread_id = $1 AND o.seq < d.seq) AS has_older), \
+              next AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d, older \
+                        WHERE m.tenant = $4 AND m.thread_id = $1 AND m.seq = d.seq + 1 AND m.parent_seq IS NULL \
+                          AND older.has_older), \
+              later AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d, older \
+                         WHERE m.tenant = $4 AND m.thread_id = $1 AND m.parent_seq = d.seq AND older.has_older), \
               u AS (UPDATE threads t \
                        SET message_count = t.message_count - 1, updated_at = $5, \
                            active_leaf = CASE WHEN t.active_leaf <> d.seq THEN t.active_leaf \
-                                              ELSE coalesce(d.parent, \
+                                              ELSE coalesce((SELECT p.seq FROM messages p \
+                                                              WHERE p.tenant = $4 AND p.thread_id = $1 \
+                                                                AND p.seq = d.parent), \
                                                             (SELECT max(o.seq) FROM messages o \
                                                               WHERE o.tenant = $4 AND o.thread_id = $1 \
                                                                 AND o.seq <> d.seq)) END \
@@ -118,7 +125,21 @@ pub(super) async fn truncate_locked(
     let leaf = match active_leaf.and_then(|leaf| u64::try_from(leaf).ok()) {
         Some(leaf) if leaf > seq => {
             let runs = crate::branches::runs(tx, tenant, delete.thread_id.as_str(), leaf).await?;
-            runs.into_iter().filter(|&(lo, _)| lo <= seq).map(|(_, hi)| hi.min(seq)).max().map(signed)
+            let kept = runs.into_iter().filter(|&(lo, _)| lo <= seq).map(|(_, hi)| hi.min(seq)).max().map(signed);
+            // A seq of history (before the thread's oldest message) is no message to end at.
+            let stored: Option<i64> = match kept {
+                Some(kept) => {
+                    sqlx::query_scalar("SELECT seq FROM messages WHERE tenant = $2 AND thread_id = $1 AND seq = $3")
+                        .bind(delete.thread_id.as_str())
+                        .bind(tenant)
+                        .bind(kept)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(sql("reading the kept leaf"))?
+                }
+                None => None,
+            };
+            stored
         }
         other => other.map(signed),
     };

@@ -87,7 +87,18 @@ pub(super) async fn summarize(conn: &mut SqliteConnection, args: &Summarize, lim
             .await
             .map_err(sql("finding a summary's last message"))?;
     if through.is_none() {
-        return Err(refused(args.no_such_message()));
+        // History before the thread's oldest message (what `Delete::covered` left) is a range's
+        // end too; a gap is not.
+        let oldest: Option<i64> =
+            sqlx::query_scalar("SELECT min(seq) FROM messages WHERE tenant = ?2 AND thread_id = ?1")
+                .bind(thread)
+                .bind(tenant)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(sql("finding a thread's oldest message"))?;
+        if oldest.is_none_or(|oldest| oldest <= signed(args.through_seq)) {
+            return Err(refused(args.no_such_message()));
+        }
     }
     let runs = runs(conn, thread, tenant, args.through_seq).await?;
     let covered = BranchWindow::new(runs, Some(args.from_seq - 1), None, false).take(u64::MAX);
@@ -161,6 +172,15 @@ pub(super) async fn delete_covered(conn: &mut SqliteConnection, delete: &Delete,
     if ids.is_empty() {
         return Ok(gone);
     }
+    // The older summaries go with what they covered (another branch's would be read as
+    // history by the branches that follow it).
+    sqlx::query("DELETE FROM summaries WHERE tenant = ?2 AND thread_id = ?1 AND through_seq < ?3")
+        .bind(thread)
+        .bind(tenant)
+        .bind(through)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("removing older summaries"))?;
     for (seq, parent) in kept {
         sqlx::query("UPDATE messages SET parent_seq = ?4 WHERE tenant = ?2 AND thread_id = ?1 AND seq = ?3")
             .bind(thread)

@@ -10,7 +10,9 @@ use crate::{BoxError, Content};
 /// Keeps the conversation itself, cutting what tools returned: the summary is the previous
 /// summary's blocks, then each message's (after a text block naming its role), every tool
 /// result whose output is over `max_bytes` of JSON replaced by its first `max_bytes` and a note
-/// of how much was cut. Reasoning is left out.
+/// of how much was cut. Reasoning is left out. The summary holds at most
+/// [`max_summary_bytes`](Self::max_summary_bytes) of JSON (256 KiB unless set): past that, its
+/// oldest blocks go, a note in their place, so it never outgrows what a store takes.
 ///
 /// # Example
 ///
@@ -24,12 +26,22 @@ use crate::{BoxError, Content};
 #[derive(Debug, Clone, Copy)]
 pub struct TrimToolOutputs {
     max_bytes: usize,
+    max_summary_bytes: usize,
 }
+
+/// The note in place of the blocks a summary over its size lost.
+const CUT: &str = "[earlier conversation cut]";
 
 impl TrimToolOutputs {
     /// Cuts each tool output to `max_bytes` of JSON.
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes }
+        Self { max_bytes, max_summary_bytes: 256 << 10 }
+    }
+
+    /// Keeps each summary within `bytes` of JSON, its oldest blocks dropped first.
+    pub fn max_summary_bytes(mut self, bytes: usize) -> Self {
+        self.max_summary_bytes = bytes;
+        self
     }
 
     fn trim(&self, part: Part) -> Option<Part> {
@@ -62,6 +74,18 @@ impl Compactor for TrimToolOutputs {
         for message in input.messages {
             parts.push(Part::text(format!("[{}]", message.role)));
             parts.extend(message.content.parts().into_iter().filter_map(|part| self.trim(part)));
+        }
+        // Oldest first out, until it fits (the note and the newest block always stay).
+        let sizes: Vec<usize> = parts.iter().map(|part| part.to_block().to_string().len() + 1).collect();
+        let (mut total, mut cut) = (sizes.iter().sum::<usize>() + 2, 0);
+        while total > self.max_summary_bytes && cut + 1 < parts.len() {
+            total -= sizes[cut];
+            cut += 1;
+        }
+        if cut > 0 {
+            let kept = parts.split_off(cut);
+            parts =
+                std::iter::once(Part::text(CUT)).chain(kept.into_iter().filter(|p| p.as_text() != Some(CUT))).collect();
         }
         Ok(Content::from_parts(parts))
     }
@@ -136,6 +160,16 @@ mod tests {
         let Part::ToolResult { output, .. } = &parts[3] else { panic!("{parts:?}") };
         assert!(output.as_str().unwrap().ends_with("[92 bytes of tool output cut]"), "{output}");
         assert_eq!(parts[5], Part::tool_result("c2", Value::from("short")));
+    }
+
+    #[test]
+    fn a_summary_over_its_size_loses_its_oldest_blocks() {
+        let messages: Vec<_> = (1..=20).map(|i| message(i, Role::User, Content::text("y".repeat(100)))).collect();
+        let content = run(&TrimToolOutputs::new(10).max_summary_bytes(1000), &messages);
+        assert!(content.json_len() <= 1000 + 100, "{}", content.json_len());
+        let parts = content.parts();
+        assert_eq!(parts[0], Part::text(CUT));
+        assert_eq!(parts.last(), Some(&Part::text("y".repeat(100))), "the newest stays");
     }
 
     #[test]

@@ -269,14 +269,17 @@ impl<C: Compactor> Compaction<C> {
     ///
     /// # Errors
     ///
-    /// A read's or write's error, or the compactor's as `PersistError::Backend`; the lease is
+    /// A read's or write's error, or the compactor's as `PersistError::Backend`; `Unreadable`
+    /// when the summary or a message after it does not open (nothing is written); `Temporary`
+    /// when the lease could not be taken (a race with its holder giving it up). The lease is
     /// given up either way (an error giving it up is left to its expiry).
     pub async fn compact(&self, pipeline: &Pipeline, thread: ThreadId, context: Context) -> Result<Compacted> {
         let context = context.with_extension(Maintenance);
         let take = Lease::take(thread.clone(), LEASE_NAME, self.holder.clone(), self.lease_for)?;
         match pipeline.lease(take.with_context(context.renewed())).await? {
-            Some(held) if held.holder != self.holder => return Ok(Compacted::Busy(held)),
-            _ => {}
+            Some(held) if held.holder == self.holder => {}
+            Some(held) => return Ok(Compacted::Busy(held)),
+            None => return Err(PersistError::temporary("the thread's compaction lease was not taken; try again")),
         }
         let outcome = self.compact_leased(pipeline, &thread, &context).await;
         let give_up = Lease::give_up(thread, LEASE_NAME, self.holder.clone())?;
@@ -289,6 +292,15 @@ impl<C: Compactor> Compaction<C> {
     async fn compact_leased(&self, pipeline: &Pipeline, thread: &ThreadId, context: &Context) -> Result<Compacted> {
         let read = ReadCompacted::new(thread.clone()).include_reserved(true).with_context(context.renewed());
         let read = pipeline.compacted(read).await?;
+        // What does not open (a wrong key, a tampered value) would be covered unread, or a
+        // previous summary lost: nothing is written.
+        if let Some(item) = read.unreadable.first() {
+            return Err(PersistError::Unreadable {
+                thread_id: item.thread_id.clone(),
+                message_id: item.message_id.clone(),
+                reason: format!("compaction stopped: {}", item.reason).into(),
+            });
+        }
         if !self.budget.is_over(&read.messages) {
             return Ok(Compacted::WithinBudget);
         }
