@@ -207,7 +207,7 @@ struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("rule").required(true).multiple(true).args(["idle_for", "keep_latest"])))]
+#[command(group(clap::ArgGroup::new("rule").required(true).multiple(true).args(["idle_for", "keep_latest", "covered"])))]
 struct PruneArgs {
     /// Delete threads with no activity for this long (e.g. 30d, 12h, 90m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -215,6 +215,10 @@ struct PruneArgs {
     /// In the other threads, keep only the latest N messages.
     #[arg(long, value_name = "N")]
     keep_latest: Option<u32>,
+    /// In the other threads, delete what the latest summary covers (the compacted read of each
+    /// stays as it is).
+    #[arg(long)]
+    covered: bool,
     /// Report what would be deleted, delete nothing.
     #[arg(long)]
     dry_run: bool,
@@ -325,8 +329,8 @@ async fn run(cli: Cli) -> CliResult {
             result
         }
         Command::Prune(args) => {
-            let PruneArgs { idle_for, keep_latest, dry_run } = args;
-            let options = PruneOptions { idle_for, keep_latest, dry_run };
+            let PruneArgs { idle_for, keep_latest, covered, dry_run } = args;
+            let options = PruneOptions { idle_for, keep_latest, covered, dry_run };
             with_store(url, Mode::Existing, async |store| commands::maintain::prune(store, &scope, options, json).await)
                 .await
         }

@@ -507,7 +507,7 @@ fn failures_are_one_line_errors() {
     let output = run(&["--url", store, "prune"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "prune without a rule: {stderr}");
-    assert!(stderr.contains("<--idle-for <DURATION>|--keep-latest <N>>"), "one of the two rules: {stderr}");
+    assert!(stderr.contains("<--idle-for <DURATION>|--keep-latest <N>|--covered>"), "one of the rules: {stderr}");
     let (stderr, _) = fails(&["--url", store, "show", "general"]);
     assert!(stderr.contains("--tenant"), "a tenant's thread needs --tenant: {stderr}");
     assert!(ok(&["--help"]).contains("memory:"), "--help names every kind of store");

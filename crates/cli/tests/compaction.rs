@@ -110,3 +110,20 @@ fn copy_takes_summaries_along_and_verifies_them() {
     assert_eq!((report["summaries"].clone(), report["mismatches"].clone()), (json!(1), json!([])), "{report}");
     assert_eq!(block_on(summaries(&copy)).unwrap(), block_on(summaries(&db)).unwrap());
 }
+
+#[test]
+fn prune_covered_removes_what_the_summary_covers_and_show_compacted_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chat.db");
+    block_on(seed(&db)).unwrap();
+    let url = format!("sqlite:{}", path_str(&db));
+    let before = ok(&["--url", &url, "show", "trip", "--compacted"]);
+    let dry = ok(&["--url", &url, "--json", "prune", "--covered", "--dry-run"]);
+    let dry: Value = serde_json::from_str(dry.trim()).unwrap();
+    assert_eq!(dry["deleted_messages"], 3, "{dry}");
+    ok(&["--url", &url, "prune", "--covered"]);
+    let after = ok(&["--url", &url, "show", "trip", "--compacted"]);
+    let body = |shown: &str| shown.lines().skip(1).map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(body(&after), body(&before), "the summary and what follows it, as before");
+    assert_eq!(ok(&["--url", &url, "show", "trip"]).lines().count(), 3, "two messages left");
+}

@@ -54,6 +54,14 @@ fn summary_of(thread: &ThreadId, through: u64, text: &str) -> Summarize {
     Summarize::new(thread.clone(), through, Content::text(text))
 }
 
+/// Adds messages to `thread` until its last seq is `last`.
+async fn fill_to<B: Backend>(b: &B, thread: &ThreadId, last: u64) {
+    let from = crate::fixture::thread(b, thread).await.map_or(0, |t| t.last_seq);
+    for seq in from + 1..=last {
+        add_text(b, thread, &format!("m{seq}")).await;
+    }
+}
+
 async fn compacted<B: Backend>(b: &B, thread: &ThreadId) -> Compacted {
     b.compacted(ReadCompacted::new(thread.clone())).await.expect("the compacted read")
 }
@@ -281,10 +289,20 @@ pub async fn check_retention_of_covered_messages_keeps_the_compacted_read<F: Fac
     let left = all_messages(b, &kept).await;
     assert_eq!(left.iter().map(|m| (m.seq, m.parent_seq)).collect::<Vec<_>>(), [(5, Some(4)), (6, Some(5))]);
     assert_eq!(shape(&compacted(b.as_ref(), &kept).await), (Some(4), vec![5, 6]));
+    // Store-wide retention of covered messages: a dry run counts, the run removes.
+    fill_to(b.as_ref(), &kept, 9).await;
+    summarize(b.as_ref(), summary_of(&kept, 8, "m1 to m8")).await.expect("summarize");
+    let rule = persist_core::lifecycle::Prune::new().with_covered(true);
+    let dry = pipeline.prune(rule.clone().dry_run(true)).await.expect("a dry run");
+    assert_eq!(all_messages(b, &kept).await.len(), 5, "a dry run deletes nothing");
+    let done = pipeline.prune(rule).await.expect("prune covered");
+    assert_eq!(done.deleted_messages, dry.deleted_messages);
+    assert_eq!(all_messages(b, &kept).await.iter().map(|m| m.seq).collect::<Vec<_>>(), [9]);
+    assert_eq!(shape(&compacted(b.as_ref(), &kept).await), (Some(8), vec![9]));
     // A summary can end in that history too (an import of what retention left).
     let history = summarize(b.as_ref(), summary_of(&kept, 3, "m1 to m3")).await.expect("a summary of history");
     assert_eq!(history.summary.through_seq, 3);
-    assert!(matches!(summarize(b.as_ref(), summary_of(&kept, 7, "s")).await, Err(PersistError::InvalidInput { .. })));
+    assert!(matches!(summarize(b.as_ref(), summary_of(&kept, 10, "s")).await, Err(PersistError::InvalidInput { .. })));
     store.finish().await
 }
 

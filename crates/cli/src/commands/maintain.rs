@@ -23,6 +23,8 @@ pub(crate) struct PruneOptions {
     pub(crate) idle_for: Option<Duration>,
     /// In the other threads, only this many latest messages are kept.
     pub(crate) keep_latest: Option<u32>,
+    /// In the other threads, what the latest summary covers is deleted.
+    pub(crate) covered: bool,
     /// Report, delete nothing.
     pub(crate) dry_run: bool,
 }
@@ -46,6 +48,7 @@ pub(crate) async fn prune(store: &Store, scope: &Scope, options: PruneOptions, j
     if let Some(keep) = options.keep_latest {
         prune = prune.with_keep_latest(keep);
     }
+    prune = prune.with_covered(options.covered);
     if !scope.all_tenants {
         prune = prune.only_tenant(scope.tenant.clone());
     }

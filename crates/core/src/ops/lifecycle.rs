@@ -347,7 +347,9 @@ impl Pipeline {
     /// One batch of retention, **through the pipeline**: of up to `prune.threads` threads
     /// (every tenant's, most recently active first, after `prune.cursor`), deletes those idle
     /// longer than `idle_for` (a `delete` of the thread expecting the version and `updated_at`
-    /// read: a thread written meanwhile, even one message added, is kept), and in the others deletes every message older than the
+    /// read: a thread written meanwhile, even one message added, is kept), and in the others
+    /// deletes what the latest summary covers, with [`covered`](Prune::covered) (a
+    /// `Delete::covered` expecting the thread's version read), then every message older than the
     /// latest `keep_latest` (each a `delete` expecting the version read). In a thread with
     /// [branches](crate::branch), the latest `keep_latest` are counted along the active branch,
     /// and a message of another branch goes when it is older than the oldest of them. Every delete carries
@@ -378,14 +380,14 @@ impl Pipeline {
     /// # Errors
     ///
     /// `InvalidInput` for a batch of 0 or over 1000 threads, or a prune that names neither an
-    /// idle cutoff (`idle_for`, `idle_before`) nor `keep_latest`; the first error of a read or a write other than a target
+    /// idle cutoff (`idle_for`, `idle_before`), `keep_latest` nor `covered`; the first error of a read or a write other than a target
     /// changed or gone meanwhile.
     pub async fn prune(&self, prune: Prune) -> Result<PruneReport> {
         if prune.threads == 0 || prune.threads > MAX_PAGE_LIMIT {
             return Err(PersistError::invalid("threads", format!("must be between 1 and {MAX_PAGE_LIMIT}")));
         }
-        if prune.idle_for.is_none() && prune.idle_before.is_none() && prune.keep_latest.is_none() {
-            return Err(PersistError::invalid("prune", "names neither an idle cutoff nor keep_latest"));
+        if prune.idle_for.is_none() && prune.idle_before.is_none() && prune.keep_latest.is_none() && !prune.covered {
+            return Err(PersistError::invalid("prune", "names neither an idle cutoff, keep_latest nor covered"));
         }
         let maintenance = prune.context.clone().with_extension(Maintenance);
         let cutoff = match (prune.idle_for.map(|age| Timestamp::now().saturating_sub(age)), prune.idle_before) {
@@ -423,6 +425,9 @@ impl Pipeline {
                 }
                 continue;
             }
+            if prune.covered {
+                self.covered(thread, prune.dry_run, &base, &mut report).await?;
+            }
             if let Some(keep) = prune.keep_latest.filter(|&keep| thread.message_count > u64::from(keep)) {
                 self.keep_latest(thread, keep, prune.dry_run, &base, &mut report).await?;
             }
@@ -430,6 +435,37 @@ impl Pipeline {
         report.done = !page.has_more;
         report.next_cursor = page.next_cursor.filter(|_| page.has_more);
         Ok(report)
+    }
+
+    /// Deletes what the latest summary of `thread`'s active branch covers (`Delete::covered`,
+    /// expecting the version read: a thread switched or truncated meanwhile is skipped); a dry
+    /// run counts it from the compacted read and a listing.
+    async fn covered(&self, thread: &Thread, dry_run: bool, base: &Context, report: &mut PruneReport) -> Result<()> {
+        if !dry_run {
+            let delete =
+                Delete::covered(thread.id.clone()).with_expected_version(thread.version).with_context(base.renewed());
+            match self.delete(delete).await {
+                Ok(deleted) => report.deleted_messages += deleted.message_ids.len(),
+                Err(error) if error.is_changed_or_gone() => report.skipped += 1,
+                Err(error) => return Err(error),
+            }
+            return Ok(());
+        }
+        let read = crate::summary::ReadCompacted::new(thread.id.clone()).with_context(base.renewed());
+        let Some(through) = self.compacted(read).await?.summary.map(|s| s.through_seq) else { return Ok(()) };
+        let mut older = ListMessages::new(thread.id.clone())
+            .include_reserved(true)
+            .before(through.saturating_add(1))
+            .with_limit(MAX_PAGE_LIMIT)
+            .with_context(base.renewed());
+        loop {
+            let page = self.list(older.clone()).await?;
+            report.deleted_messages += page.items.iter().filter(|m| Some(m.seq) != thread.active_leaf).count();
+            match older.next_page(&page) {
+                Some(next) => older = next,
+                None => return Ok(()),
+            }
+        }
     }
 
     /// Deletes every message of `thread` older than its latest `keep` (reservations count): on a

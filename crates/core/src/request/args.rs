@@ -225,9 +225,12 @@ impl PersistArgs {
 
     /// Whether the request needs a backend with
     /// [`Capabilities::summaries`](crate::Capabilities::summaries): `summarize`, `summaries`,
-    /// `compacted`, `lease`.
+    /// `compacted`, `lease`, and a `delete` of what a summary covers.
     pub fn uses_summaries(&self) -> bool {
-        matches!(self, Self::Summarize(_) | Self::Summaries(_) | Self::Compacted(_) | Self::Lease(_))
+        match self {
+            Self::Delete(delete) => delete.target == Target::Covered,
+            other => matches!(other, Self::Summarize(_) | Self::Summaries(_) | Self::Compacted(_) | Self::Lease(_)),
+        }
     }
 
     /// The content being written, for `add` and `update_content`.

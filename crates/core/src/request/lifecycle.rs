@@ -90,6 +90,10 @@ pub struct Prune {
     pub idle_before: Option<Timestamp>,
     /// Keep only this many of each thread's latest messages (by seq), deleting older ones.
     pub keep_latest: Option<u32>,
+    /// Delete, in each thread, what the latest summary of its active branch covers
+    /// ([`Delete::covered`](crate::args::Delete::covered)): the explicit option of retention
+    /// for compacted threads.
+    pub covered: bool,
     /// Report what would be removed, remove nothing.
     pub dry_run: bool,
     /// Threads per batch, 1 to 1000 (default 100).
@@ -106,13 +110,14 @@ pub struct Prune {
 }
 
 impl Prune {
-    /// Nothing to prune yet: add [`idle_for`](Self::with_idle_for) and/or
-    /// [`keep_latest`](Self::with_keep_latest).
+    /// Nothing to prune yet: add [`idle_for`](Self::with_idle_for),
+    /// [`keep_latest`](Self::with_keep_latest) and/or [`covered`](Self::with_covered).
     pub fn new() -> Self {
         Self {
             idle_for: None,
             idle_before: None,
             keep_latest: None,
+            covered: false,
             dry_run: false,
             threads: 100,
             cursor: None,
@@ -137,6 +142,13 @@ impl Prune {
     /// Keeps only the latest `n` messages of each thread.
     pub fn with_keep_latest(mut self, n: u32) -> Self {
         self.keep_latest = Some(n);
+        self
+    }
+
+    /// Deletes what the latest summary of each thread's active branch covers (see
+    /// [`covered`](Self::covered)).
+    pub fn with_covered(mut self, covered: bool) -> Self {
+        self.covered = covered;
         self
     }
 
