@@ -12,11 +12,8 @@ use std::time::Instant;
 
 use persist::args::Restore;
 use persist::branch::Branch;
-use persist::postgres::PostgresBackend;
 use persist::read::ListMessages;
-use persist::sqlite::SqliteBackend;
 use persist::{Backend, Content, Message, MessageId, Metadata, Role, Status, Thread, ThreadId, Timestamp};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::Options;
 use crate::measure::median;
@@ -160,25 +157,6 @@ async fn measure(backend: &impl Backend, store: &str, rounds: usize, reads: usiz
 }
 
 pub(crate) fn run(options: &Options) -> Vec<Row> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let (rounds, reads) = (options.scale(7, 3), options.scale(40, 10));
-    rt.block_on(async {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let sqlite = SqliteBackend::open(dir.path().join("branches.db")).await.expect("open");
-        let mut rows = measure(&sqlite, "SQLite", rounds, reads).await;
-        sqlite.close().await;
-        let url = crate::postgres::url();
-        let Ok(mut admin) = PgConnection::connect(&url).await else {
-            rows.push(Row::skipped("branches (PostgreSQL)", format!("skipped: no server at {url}")));
-            return rows;
-        };
-        let schema = format!("persist_bench_branches_{}", std::process::id());
-        let postgres =
-            PostgresBackend::builder(url).schema(schema.clone()).max_connections(4).connect().await.expect("connect");
-        rows.extend(measure(&postgres, "PostgreSQL", rounds, reads).await);
-        postgres.close().await;
-        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-        let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut admin).await;
-        rows
-    })
+    crate::postgres::on_sqlite_and_postgres!("branches", |backend, store| measure(backend, store, rounds, reads))
 }

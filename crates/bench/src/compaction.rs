@@ -6,12 +6,9 @@
 use std::future::Future;
 use std::time::Instant;
 
-use persist::postgres::PostgresBackend;
 use persist::read::{ListMessages, MAX_PAGE_LIMIT};
-use persist::sqlite::SqliteBackend;
 use persist::summary::{ReadCompacted, Summarize};
 use persist::{Backend, Content, PersistArgs, ThreadId};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::Options;
 use crate::branches::restore_thread;
@@ -105,25 +102,6 @@ async fn measure(backend: &impl Backend, store: &str, rounds: usize, reads: usiz
 }
 
 pub(crate) fn run(options: &Options) -> Vec<Row> {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let (rounds, reads) = (options.scale(7, 3), options.scale(200, 40));
-    rt.block_on(async {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let sqlite = SqliteBackend::open(dir.path().join("compaction.db")).await.expect("open");
-        let mut rows = measure(&sqlite, "SQLite", rounds, reads).await;
-        sqlite.close().await;
-        let url = crate::postgres::url();
-        let Ok(mut admin) = PgConnection::connect(&url).await else {
-            rows.push(Row::skipped("compaction (PostgreSQL)", format!("skipped: no server at {url}")));
-            return rows;
-        };
-        let schema = format!("persist_bench_compaction_{}", std::process::id());
-        let postgres =
-            PostgresBackend::builder(url).schema(schema.clone()).max_connections(4).connect().await.expect("connect");
-        rows.extend(measure(&postgres, "PostgreSQL", rounds, reads).await);
-        postgres.close().await;
-        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
-        let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut admin).await;
-        rows
-    })
+    crate::postgres::on_sqlite_and_postgres!("compaction", |backend, store| measure(backend, store, rounds, reads))
 }

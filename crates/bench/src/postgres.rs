@@ -16,6 +16,49 @@ pub(crate) fn url() -> String {
     std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// The rows of `$measure` (an async expression of `$backend` and `$store`, its name) on a fresh
+/// SQLite file, then on a fresh PostgreSQL schema named after `$group` (dropped afterwards; the
+/// PostgreSQL rows are reported skipped without a server), on a runtime of two workers.
+macro_rules! on_sqlite_and_postgres {
+    ($group:literal, |$backend:ident, $store:ident| $measure:expr) => {{
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+        rt.block_on(async {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            let sqlite =
+                persist::sqlite::SqliteBackend::open(dir.path().join(concat!($group, ".db"))).await.expect("open");
+            let mut rows = {
+                let ($backend, $store) = (&sqlite, "SQLite");
+                $measure.await
+            };
+            sqlite.close().await;
+            let url = crate::postgres::url();
+            let Ok(mut admin) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await else {
+                rows.push(crate::report::Row::skipped(
+                    concat!($group, " (PostgreSQL)"),
+                    format!("skipped: no server at {url}"),
+                ));
+                return rows;
+            };
+            let schema = format!(concat!("persist_bench_", $group, "_{}"), std::process::id());
+            let postgres = persist::postgres::PostgresBackend::builder(url)
+                .schema(schema.clone())
+                .max_connections(4)
+                .connect()
+                .await
+                .expect("connect");
+            rows.extend({
+                let ($backend, $store) = (&postgres, "PostgreSQL");
+                $measure.await
+            });
+            postgres.close().await;
+            let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(drop)).execute(&mut admin).await;
+            rows
+        })
+    }};
+}
+pub(crate) use on_sqlite_and_postgres;
+
 /// The statement our backend runs for one add, by hand on a held connection.
 async fn hand_written_add(conn: &mut PgConnection, thread: &str, id: &str) {
     let content = Content::text(TEXT).as_json().into_owned();

@@ -2,30 +2,16 @@
 //! branched thread's round trip through `export` and `import`: parents and the active leaf
 //! exactly.
 
+mod support;
+
 use std::path::Path;
 
-use assert_cmd::Command;
 use persist::args::{Add, Update};
 use persist::branch::Switch;
 use persist::read::{GetThread, ListMessages};
 use persist::sqlite::SqliteBackend;
 use persist::{Content, Message, PersistError, Pipeline, Role, Thread, ThreadId};
-
-/// Runs `persist ARGS`, which must succeed; answers its stdout.
-fn ok(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_persist")).env_remove("PERSIST_URL").args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "persist {args:?} failed: {stderr}");
-    String::from_utf8(output.stdout).expect("UTF-8 output")
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(future)
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temporary path")
-}
+use support::{block_on, ok, path_str};
 
 /// `trip`: a question, two answers (the first followed by a follow-up), the active branch
 /// switched back to the first answer.

@@ -1,12 +1,12 @@
 //! The `persist` binary end to end, on SQLite files seeded with the library (and through
 //! PostgreSQL when `$PERSIST_POSTGRES_URL` names a server).
 
-use std::future::Future;
+mod support;
+
 use std::path::Path;
 use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use assert_cmd::Command;
 use persist::args::{Add, Delete, Reserve, Update, UpdateContent};
 use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
 use persist::session::{Bind, ListBindings, ResetSession, StoredBinding};
@@ -16,30 +16,10 @@ use persist::{
     TenantId, Thread, ThreadId,
 };
 use serde_json::{Value, json};
+use support::{block_on, ok, path_str, persist, run};
 
 /// Messages the seeded store holds outside its long thread.
 const SEEDED_MESSAGES: usize = 5;
-
-fn persist() -> Command {
-    // The path Cargo gives integration tests (`Command::cargo_bin` is deprecated in newer
-    // assert_cmd releases).
-    let mut command = Command::new(env!("CARGO_BIN_EXE_persist"));
-    command.env_remove("PERSIST_URL");
-    command
-}
-
-fn run(args: &[&str]) -> Output {
-    persist().args(args).output().expect("the binary runs")
-}
-
-/// Runs `persist ARGS`, which must succeed; answers its stdout.
-fn ok(args: &[&str]) -> String {
-    let output = run(args);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "persist {args:?} failed: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    String::from_utf8(output.stdout).expect("UTF-8 output")
-}
 
 /// Runs `persist ARGS`, which must fail with one `error:` line and no panic; answers its
 /// stderr and exit code.
@@ -51,19 +31,6 @@ fn fails(args: &[&str]) -> (String, i32) {
     let errors = stderr.lines().filter(|line| line.starts_with("error:")).count();
     assert_eq!(errors, 1, "one error line expected: {stderr}");
     (stderr, output.status.code().expect("an exit code"))
-}
-
-fn block_on<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime")
-        .block_on(future)
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temporary path")
 }
 
 /// Threads of two tenants (one id in both), a reserved message, metadata, idempotency keys, a

@@ -2,29 +2,16 @@
 //! summaries' round trip through `export` and `import`: the same ranges, content and times,
 //! an import run again writing nothing twice.
 
+mod support;
+
 use std::path::Path;
 
-use assert_cmd::Command;
 use persist::args::Add;
 use persist::sqlite::SqliteBackend;
 use persist::summary::{ListSummaries, Summarize, Summary};
 use persist::{Content, Metadata, PersistError, Pipeline, Role, ThreadId};
 use serde_json::{Value, json};
-
-fn ok(args: &[&str]) -> String {
-    let output = Command::new(env!("CARGO_BIN_EXE_persist")).env_remove("PERSIST_URL").args(args).output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "persist {args:?} failed: {stderr}");
-    String::from_utf8(output.stdout).expect("UTF-8 output")
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap().block_on(future)
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("a UTF-8 temporary path")
-}
+use support::{block_on, ok, path_str};
 
 /// `trip`: five messages, a summary of the first three.
 async fn seed(path: &Path) -> Result<(), PersistError> {

@@ -1,19 +1,19 @@
 //! What reaches the storage, and what comes back: no clear text in the SQLite file (its log
 //! included) or in PostgreSQL's tables; envelopes copied elsewhere or changed do not open;
-//! destroyed keys; rotation while writers write.
+//! destroyed keys. (Rotation: `rotation.rs`; summaries: `summaries.rs`.)
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use support::{assert_unreadable, sealed_text, stacks};
+
 use std::time::Duration;
 
 use persist::args::{Add, AppendTurn, Reserve, Restore, TurnMessage, Update, UpdateContent};
-use persist::encrypt::{AsStored, EncryptLayer, KeyId, KeyRing, RotateKeys, RotationReport, SecretKey};
+use persist::encrypt::{AsStored, KeyId, KeyRing, SecretKey};
 use persist::memory::MemoryBackend;
 use persist::read::{GetMessage, GetThread, ListMessages, ListThreads};
 use persist::sqlite::SqliteBackend;
-use persist::summary::{ListSummaries, ReadCompacted, Summarize};
+use persist::summary::Summarize;
 use persist::{
     Content, Context, Message, MessageId, Metadata, PersistError, Pipeline, Role, Status, TenantId, Thread, ThreadId,
     Timestamp,
@@ -179,22 +179,9 @@ async fn no_clear_text_reaches_postgres_tables() {
     }
 }
 
-/// A store, the same store seen through the layer, and below it (values as stored).
-fn stacks(ring: KeyRing) -> (Pipeline, Pipeline) {
-    let store = MemoryBackend::new();
-    (support::encrypted(ring, store.clone()), Pipeline::new(store))
-}
-
 async fn stored(raw: &Pipeline, context: Context, thread_id: &ThreadId, message: &Message) -> Message {
     let get = GetMessage::new(thread_id.clone(), message.id.clone()).with_context(context);
     raw.get(get).await.unwrap().unwrap()
-}
-
-fn assert_unreadable<T: std::fmt::Debug>(answer: Result<T, PersistError>, what: &str) {
-    match answer {
-        Err(PersistError::Unreadable { .. }) => {}
-        other => panic!("{what}: expected Unreadable, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -247,38 +234,6 @@ async fn an_envelope_copied_elsewhere_or_changed_does_not_open() {
 }
 
 #[tokio::test]
-async fn a_summary_is_sealed_bound_to_its_place_and_read_compacted_in_clear() {
-    let (sealed, raw) = stacks(support::ring());
-    let t = thread("t");
-    let mut messages = Vec::new();
-    for text in ["a", "b", "c"] {
-        messages.push(sealed.add(Add::new(t.clone(), Role::User, Content::text(text))).await.unwrap().message);
-    }
-    let secret = Metadata::new().with("secret", json!("s")).with("lang", json!("en"));
-    let summary = Summarize::new(t.clone(), 2, Content::text("a and b")).with_metadata(secret.clone());
-    let written = sealed.summarize(summary).await.unwrap();
-    assert_eq!((written.summary.content.to_text(), &written.summary.metadata), ("a and b".to_owned(), &secret));
-    let found = sealed.compacted(ReadCompacted::new(t.clone())).await.unwrap();
-    let summary = found.summary.expect("the summary");
-    assert_eq!((summary.content.to_text(), summary.metadata), ("a and b".to_owned(), secret));
-    assert_eq!(found.messages.iter().map(|m| m.content.to_text()).collect::<Vec<_>>(), ["c"]);
-
-    let stored = raw.summaries(ListSummaries::new(t.clone())).await.unwrap().items.remove(0);
-    assert!(sealed_text(&stored.content.to_value()), "sealed at rest: {stored:?}");
-    assert!(sealed_text(stored.metadata.get("secret").unwrap()) && stored.metadata.get("lang") == Some(&json!("en")));
-    // The summary's envelope as a message's content, and as another summary's, does not open.
-    let moved = UpdateContent::new(t.clone(), messages[2].id.clone(), stored.content.clone());
-    raw.update_content(moved).await.unwrap();
-    assert_unreadable(sealed.get(GetMessage::new(t.clone(), messages[2].id.clone())).await, "a summary as content");
-    raw.summarize(Summarize::new(t.clone(), 3, stored.content.clone())).await.unwrap();
-    let found = sealed.compacted(ReadCompacted::new(t.clone())).await.unwrap();
-    assert!(found.summary.is_none(), "the summary at 3 does not open: {found:?}");
-    assert_eq!(found.unreadable.len(), 1, "it is named: {found:?}");
-    let page = sealed.summaries(ListSummaries::new(t.clone())).await.unwrap();
-    assert_eq!((page.items.len(), page.unreadable.len()), (1, 1), "the one at 2 opens, the one at 3 is named");
-}
-
-#[tokio::test]
 async fn the_envelope_leaves_ids_roles_and_clear_keys_readable_and_refuses_filters_on_sealed_keys() {
     let (sealed, raw) = stacks(support::ring());
     let metadata = Metadata::new().with("secret", json!("s")).with("lang", json!("en"));
@@ -317,10 +272,6 @@ async fn the_envelope_leaves_ids_roles_and_clear_keys_readable_and_refuses_filte
         other => panic!("{other:?}"),
     }
     sealed.update(Update::thread(thread("t")).with_title(Some("t".repeat(600)))).await.unwrap();
-}
-
-fn sealed_text(value: &serde_json::Value) -> bool {
-    value.get("persist:sealed").and_then(|text| text.as_str()).is_some_and(|text| text.starts_with("v1.k1."))
 }
 
 /// Every shape a missing or clear value can take, put in the SQLite file where a sealed value
@@ -449,132 +400,6 @@ async fn destroying_a_tenants_keys_leaves_its_messages_unreadable_and_others_unt
     let rebuilt = Pipeline::builder().layer(support::layer(support::ring())).build(raw.clone());
     assert_unreadable(rebuilt.get(get(&acme_message, tenant("acme"))).await, "with the ring keys alone");
     assert_eq!(rebuilt.get(get(&globex_message, tenant("globex"))).await.unwrap().unwrap(), globex);
-}
-
-/// The key id of every envelope (content, sealed metadata, titles) in the store.
-async fn key_ids(raw: &Pipeline) -> Vec<String> {
-    let mut ids = Vec::new();
-    let threads = raw.threads(ListThreads::new().across_tenants(true).with_limit(1000)).await.unwrap();
-    let id_of = |text: &str| text.split('.').nth(1).unwrap_or("clear").to_owned();
-    for th in &threads.items {
-        if let Some(title) = &th.title {
-            ids.push(id_of(title.strip_prefix("persist:sealed:").unwrap_or("clear")));
-        }
-        let context = Context::new().for_tenant(th.tenant.clone());
-        let listing = ListMessages::new(th.id.clone()).include_reserved(true).with_limit(1000).with_context(context);
-        for message in raw.list(listing).await.unwrap().items {
-            if !message.content.is_placeholder() {
-                let value = message.content.to_value();
-                ids.push(id_of(value["persist:sealed"].as_str().unwrap_or("clear")));
-            }
-            if let Some(secret) = message.metadata.get("secret") {
-                ids.push(id_of(secret["persist:sealed"].as_str().unwrap_or("clear")));
-            }
-        }
-    }
-    ids
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_reseals_everything_through_the_pipeline_while_writers_write() {
-    let ring = support::ring();
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteBackend::open(dir.path().join("rotate.db")).await.unwrap();
-    let encryption = support::layer(ring.clone());
-    let pipeline = Pipeline::builder().layer(encryption.clone()).build(store.clone());
-    let raw = Pipeline::new(store.clone());
-    let mut written = Vec::new();
-    for (n, context) in [Context::new(), tenant("acme"), tenant("globex")].into_iter().enumerate() {
-        for t in 0..4 {
-            let id = thread(&format!("t{t}"));
-            let title = Update::thread(id.clone()).with_title(Some(format!("title {n}/{t}")));
-            for i in 0..6 {
-                let metadata = Metadata::new().with("secret", json!(format!("s{i}")));
-                let add =
-                    Add::new(id.clone(), Role::User, Content::text(format!("{n}/{t}/{i}"))).with_metadata(metadata);
-                written.push((context.clone(), pipeline.add(add.with_context(context.clone())).await.unwrap().message));
-            }
-            pipeline.update(title.with_context(context.clone())).await.unwrap();
-        }
-    }
-    assert!(key_ids(&raw).await.iter().all(|id| id == "k1"));
-
-    ring.add_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32])).unwrap();
-    // Writers keep rewriting messages while the rotation runs.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..2)
-        .map(|w| {
-            let (pipeline, stop, written) = (pipeline.clone(), stop.clone(), written.clone());
-            tokio::spawn(async move {
-                let mut rewrites = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let (context, message) = &written[(rewrites * 7 + w * 13) % written.len()];
-                    let text = format!("rewritten {w}-{rewrites}");
-                    let update = UpdateContent::new(message.thread_id.clone(), message.id.clone(), Content::text(text))
-                        .with_context(context.clone());
-                    pipeline.update_content(update).await.unwrap();
-                    rewrites += 1;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                rewrites
-            })
-        })
-        .collect();
-    // Passes of batches of 2 threads, the first while the writers write, then until a pass
-    // re-seals nothing.
-    let mut passes = Vec::new();
-    for pass in 0..10 {
-        if pass == 1 {
-            stop.store(true, Ordering::Relaxed);
-        }
-        let (mut batch, mut total) = (RotateKeys::new().with_threads(2), RotationReport::default());
-        loop {
-            let report = encryption.rotate(&pipeline, batch.clone()).await.unwrap();
-            assert_eq!(report.unreadable, 0);
-            (total.threads, total.messages) = (total.threads + report.threads, total.messages + report.messages);
-            (total.resealed, total.skipped) = (total.resealed + report.resealed, total.skipped + report.skipped);
-            if report.done {
-                break;
-            }
-            batch = batch.with_cursor(report.next_cursor);
-        }
-        passes.push((total.threads, total.messages, total.resealed, total.skipped));
-        if pass > 0 && total.resealed == 0 && total.skipped == 0 {
-            break;
-        }
-    }
-    let rewrites: usize = futures_sum(writers).await;
-    assert!(rewrites > 0, "the writers wrote while the first pass ran");
-    assert!(passes[0].2 > 0, "the first pass re-sealed: {passes:?}");
-    assert_eq!(
-        passes.last().copied(),
-        Some((12, 72, 0, 0)),
-        "a last pass visits everything and finds nothing: {passes:?}"
-    );
-    assert!(key_ids(&raw).await.iter().all(|id| id == "k2"), "every envelope is the new key's");
-    // Every value still opens, and the titles and metadata are what was written.
-    for (context, message) in &written {
-        let get = GetMessage::new(message.thread_id.clone(), message.id.clone()).with_context(context.clone());
-        let now = pipeline.get(get).await.unwrap().unwrap();
-        assert_eq!(now.metadata, message.metadata);
-        let text = now.content.to_text();
-        assert!(text == message.content.to_text() || text.starts_with("rewritten"), "{text}");
-    }
-    let th = pipeline.get_thread(GetThread::new(thread("t3")).with_context(tenant("globex"))).await.unwrap().unwrap();
-    assert_eq!(th.title.as_deref(), Some("title 2/3"));
-    // The old key can go: nothing needs it any more.
-    let only_new = KeyRing::new().with_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32])).unwrap();
-    let fresh =
-        Pipeline::builder().layer(EncryptLayer::new(only_new).seal_metadata(["secret"]).seal_titles(true)).build(store);
-    assert_eq!(fresh.list(ListMessages::new(thread("t0")).with_context(tenant("acme"))).await.unwrap().items.len(), 6);
-}
-
-async fn futures_sum(tasks: Vec<tokio::task::JoinHandle<usize>>) -> usize {
-    let mut sum = 0;
-    for task in tasks {
-        sum += task.await.unwrap();
-    }
-    sum
 }
 
 /// An export of a sealed store (values as stored) restored through the layer of another store

@@ -1,15 +1,11 @@
 //! The store behind the lock: threads by `(tenant, thread_id)`, their messages, bindings, the
 //! feed and values set once, and every operation on them.
 
-use crate::messages::{Messages, Record};
-
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
 use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
-
-use std::collections::{BTreeMap, BTreeSet};
-
 use persist_core::args::{AppendTurn, Delete, Restore, Update, UpdateContent};
 use persist_core::branch::{Parent, Switch, check_parents, unknown_message};
 use persist_core::feed::{Change, MemoryFeed};
@@ -20,6 +16,8 @@ use persist_core::{
     PersistOp, PersistResult, Reserved, Restored, Result, Status, Target, TenantId, Thread, ThreadId, Timestamp,
     TurnAppended, Updated,
 };
+
+use crate::messages::{Messages, Record};
 
 /// The in-memory backend; see the [crate docs](crate).
 ///
@@ -432,7 +430,7 @@ impl State {
             return gone();
         }
         let removed = match &args.target {
-            Target::Covered => return self.delete_covered_in(args, now),
+            Target::Covered => return self.delete_covered(args, now),
             Target::Message(id) => {
                 let Some(record) = ts.messages.by_id(id) else {
                     return gone();
@@ -503,19 +501,6 @@ impl State {
         };
         ts.thread.message_count = ts.messages.len() as u64;
         ts.thread.updated_at = now;
-        Ok(Deleted::new(args.thread_id.clone(), removed))
-    }
-
-    /// `Delete::covered` of a live thread, counts and times kept right.
-    fn delete_covered_in(&mut self, args: &Delete, now: Timestamp) -> Result<Deleted> {
-        let tenant = args.context.tenant();
-        let removed = self.delete_covered(args, tenant)?;
-        if let Some(ts) = self.threads.get_mut(&key(tenant, &args.thread_id))
-            && !removed.is_empty()
-        {
-            ts.thread.message_count = ts.messages.len() as u64;
-            ts.thread.updated_at = now;
-        }
         Ok(Deleted::new(args.thread_id.clone(), removed))
     }
 

@@ -8,7 +8,7 @@ use persist_core::branch::{Branch, unknown_message};
 use persist_core::feed::Change;
 use persist_core::lease::{Lease, Leased};
 use persist_core::summary::{Compacted, ReadCompacted, Summarize, Summarized, Summary};
-use persist_core::{MessageId, PersistError, PersistOp, Result, Status, TenantId, Timestamp};
+use persist_core::{Deleted, MessageId, PersistError, PersistOp, Result, Status, TenantId, Timestamp};
 
 use crate::messages::Record;
 use crate::state::{State, ThreadKey, ThreadState, key};
@@ -79,8 +79,21 @@ impl State {
     }
 
     /// `Delete::covered` of a live thread: every message up to the latest summary of the active
-    /// branch (its active leaf kept), no parent changed. Answers the ids removed.
-    pub(crate) fn delete_covered(&mut self, args: &Delete, tenant: Option<&TenantId>) -> Result<Vec<MessageId>> {
+    /// branch (its active leaf kept), no parent changed, the older summaries gone; the thread's
+    /// counts, version and time moved when anything went.
+    pub(crate) fn delete_covered(&mut self, args: &Delete, now: Timestamp) -> Result<Deleted> {
+        let tenant = args.context.tenant();
+        let removed = self.covered_ids(args, tenant)?;
+        if let Some(ts) = self.threads.get_mut(&key(tenant, &args.thread_id))
+            && !removed.is_empty()
+        {
+            ts.thread.message_count = ts.messages.len() as u64;
+            ts.thread.updated_at = now;
+        }
+        Ok(Deleted::new(args.thread_id.clone(), removed))
+    }
+
+    fn covered_ids(&mut self, args: &Delete, tenant: Option<&TenantId>) -> Result<Vec<MessageId>> {
         let feeding = self.feed.is_some();
         let Some(ts) = self.threads.get_mut(&key(tenant, &args.thread_id)) else { return Ok(Vec::new()) };
         crate::state::check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;

@@ -1,5 +1,8 @@
 //! Files written by earlier schema versions, upgraded in place by the shipped migrations when
-//! this version opens them: every row kept, in one transaction.
+//! this version opens them: every row kept, in one transaction. (Version 12 to 13:
+//! `upgrade_to_summaries.rs`.)
+
+mod support;
 
 use persist_core::args::{Add, Delete};
 use persist_core::feed::ReadFeed;
@@ -7,19 +10,12 @@ use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads};
 use persist_core::session::{Bind, Resolution, Resolve};
 use persist_core::{
     AgentId, Backend, Content, Context, IdempotencyKey, Metadata, PersistArgs, PersistError, PersistOp, PersistResult,
-    ProviderId, Role, SessionId, TenantId, ThreadId,
+    ProviderId, Role, SessionId, TenantId,
 };
 use persist_sqlite::SqliteBackend;
 use serde_json::json;
-use sqlx::{Connection, SqliteConnection};
-
-fn thread(id: &str) -> ThreadId {
-    ThreadId::new(id).unwrap()
-}
-
-fn add(thread_id: &str, text: &str) -> PersistArgs {
-    Add::new(thread(thread_id), Role::User, Content::text(text)).into()
-}
+use sqlx::Connection;
+use support::{add, raw, shipped_schema, thread};
 
 /// The error and every cause under it, on one line.
 fn with_causes(error: &PersistError) -> String {
@@ -30,27 +26,6 @@ fn with_causes(error: &PersistError) -> String {
         source = cause.source();
     }
     said
-}
-
-async fn raw(path: &std::path::Path) -> SqliteConnection {
-    SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap()
-}
-
-/// A new database at `path` made by the shipped migrations up to schema `version` only, as
-/// that version left it; answers a connection on it.
-async fn shipped_schema(dir: &tempfile::TempDir, path: &std::path::Path, version: u32) -> SqliteConnection {
-    let old = dir.path().join("migrations");
-    std::fs::create_dir(&old).unwrap();
-    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-    for file in std::fs::read_dir(&shipped).unwrap() {
-        let name = file.unwrap().file_name().into_string().unwrap();
-        if name[..4].parse::<u32>().unwrap() <= version {
-            std::fs::copy(shipped.join(&name), old.join(&name)).unwrap();
-        }
-    }
-    let mut conn = SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path()).await.unwrap().run(&mut conn).await.unwrap();
-    conn
 }
 
 #[tokio::test]
@@ -567,49 +542,5 @@ async fn a_failed_upgrade_to_branches_changes_nothing() {
     conn.close().await.unwrap();
     let backend = SqliteBackend::open(&path).await.unwrap();
     assert_eq!(tree_of(&backend, "g").await.1, Some(6));
-    backend.close().await;
-}
-
-/// A version 12 file (before summaries): a read-only handle still reads it, answering no
-/// summaries and a compacted read of every message; opened writable it takes summaries, and
-/// the upgrade records no feed event.
-#[tokio::test]
-async fn a_version_12_database_reads_without_summaries_and_takes_them_once_upgraded() {
-    use persist_core::summary::{ListSummaries, ReadCompacted, Summarize};
-
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v12.db");
-    let conn = shipped_schema(&dir, &path, 12).await;
-    conn.close().await.unwrap();
-    // Written, then taken back to version 12 as it shipped (version 13 only adds its tables): the
-    // file of a store the previous release wrote.
-    let writer = SqliteBackend::open(&path).await.unwrap();
-    for text in ["a", "b", "c"] {
-        writer.apply(add("t", text)).await.unwrap();
-    }
-    writer.close().await;
-    let mut conn = raw(&path).await;
-    sqlx::raw_sql("DROP TABLE summaries; DROP TABLE leases; DELETE FROM _sqlx_migrations WHERE version = 13")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM persist_feed").fetch_one(&mut conn).await.unwrap();
-    conn.close().await.unwrap();
-
-    let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
-    assert!(reader.summaries(ListSummaries::new(thread("t"))).await.unwrap().items.is_empty());
-    let read = reader.compacted(ReadCompacted::new(thread("t"))).await.unwrap();
-    assert_eq!((read.summary, read.messages.len()), (None, 3));
-    reader.close().await;
-
-    let backend = SqliteBackend::open(&path).await.unwrap();
-    let mut conn = raw(&path).await;
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM persist_feed").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(after, events, "the upgrade is not a write: no event");
-    conn.close().await.unwrap();
-    let summary = Summarize::new(thread("t"), 2, persist_core::Content::text("a, b"));
-    backend.apply(summary.into()).await.unwrap();
-    let read = backend.compacted(ReadCompacted::new(thread("t"))).await.unwrap();
-    assert_eq!((read.summary.map(|s| s.through_seq), read.messages.len()), (Some(2), 1));
     backend.close().await;
 }

@@ -68,3 +68,22 @@ pub(crate) async fn drop_schema(schema: &str) {
         let _ = conn.close().await;
     }
 }
+
+/// A store, the same store seen through the layer, and below it (values as stored).
+pub(crate) fn stacks(ring: KeyRing) -> (Pipeline, Pipeline) {
+    let store = persist::memory::MemoryBackend::new();
+    (encrypted(ring, store.clone()), Pipeline::new(persist::memory::MemoryBackend::clone(&store)))
+}
+
+/// Asserts `answer` is `Unreadable`.
+pub(crate) fn assert_unreadable<T: std::fmt::Debug>(answer: Result<T, persist::PersistError>, what: &str) {
+    match answer {
+        Err(persist::PersistError::Unreadable { .. }) => {}
+        other => panic!("{what}: expected Unreadable, got {other:?}"),
+    }
+}
+
+/// Whether `value` is an envelope sealed by the key `k1`.
+pub(crate) fn sealed_text(value: &serde_json::Value) -> bool {
+    value.get("persist:sealed").and_then(|text| text.as_str()).is_some_and(|text| text.starts_with("v1.k1."))
+}

@@ -1,0 +1,47 @@
+//! What the command-line tests share: running the binary, a runtime for the library calls that
+//! seed and read stores, temporary paths as arguments.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::future::Future;
+use std::path::Path;
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// The `persist` binary, without `PERSIST_URL` from the environment (the path Cargo gives
+/// integration tests: `Command::cargo_bin` is deprecated in newer assert_cmd releases).
+pub(crate) fn persist() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_persist"));
+    command.env_remove("PERSIST_URL");
+    command
+}
+
+/// Runs `persist ARGS`.
+pub(crate) fn run(args: &[&str]) -> Output {
+    persist().args(args).output().expect("the binary runs")
+}
+
+/// Runs `persist ARGS`, which must succeed without a panic; answers its stdout.
+pub(crate) fn ok(args: &[&str]) -> String {
+    let output = run(args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "persist {args:?} failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    String::from_utf8(output.stdout).expect("UTF-8 output")
+}
+
+/// Runs `future` on a runtime of its own.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
+}
+
+/// A temporary path as an argument.
+pub(crate) fn path_str(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 temporary path")
+}

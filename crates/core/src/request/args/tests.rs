@@ -1,0 +1,123 @@
+//! The accessors and validation of `PersistArgs`, every variant.
+
+use serde_json::json;
+
+use super::*;
+use crate::model::Role;
+use crate::model::id::TenantId;
+
+fn thread() -> ThreadId {
+    ThreadId::new("t1").unwrap()
+}
+
+#[test]
+fn accessors_cover_every_variant() {
+    use crate::model::id::{AgentId, ProviderId, SessionId};
+    let m = MessageId::new("m1").unwrap();
+    let (agent, session) = (AgentId::new("a").unwrap(), SessionId::new("s").unwrap());
+    let provider = ProviderId::new("p").unwrap();
+    let all: Vec<PersistArgs> = vec![
+        Add::new(thread(), Role::User, Content::text("a")).with_id(m.clone()).into(),
+        Reserve::new(thread(), Role::Assistant).into(),
+        UpdateContent::new(thread(), m.clone(), Content::text("b")).into(),
+        Update::message(thread(), m.clone()).with_role(Role::Tool).into(),
+        Delete::thread(thread()).into(),
+        Restore::new(
+            crate::Thread {
+                id: thread(),
+                tenant: None,
+                title: None,
+                metadata: Metadata::new(),
+                version: 1,
+                created_at: crate::Timestamp::now(),
+                updated_at: crate::Timestamp::now(),
+                last_seq: 0,
+                message_count: 0,
+                active_leaf: None,
+                deleted_at: None,
+            },
+            Vec::new(),
+        )
+        .into(),
+        AppendTurn::new(thread()).with_message(TurnMessage::new(Role::User, Content::text("c"))).into(),
+        GetMessage::new(thread(), m.clone()).into(),
+        GetThread::new(thread()).into(),
+        ListMessages::new(thread()).into(),
+        ListThreads::new().into(),
+        ListBranches::leaves(thread()).into(),
+        FindStranded::new(crate::Timestamp::now()).into(),
+        Resolve::new(agent.clone(), thread(), provider.clone()).into(),
+        Bind::new(agent.clone(), thread(), session.clone(), provider).into(),
+        ResetSession::new(agent.clone(), thread()).into(),
+        InvalidateSession::new(agent, thread(), session).into(),
+        ListBindings::new(thread()).into(),
+        Ping::new().into(),
+        ReadFeed::thread(thread()).into(),
+        SetOnce::new("name", "value").unwrap().into(),
+        crate::summary::Summarize::new(thread(), 1, Content::text("s")).into(),
+        crate::summary::ListSummaries::new(thread()).into(),
+        crate::summary::ReadCompacted::new(thread()).into(),
+        super::Lease::take(thread(), "n", "h", std::time::Duration::from_secs(1)).unwrap().into(),
+    ];
+    let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
+    assert_eq!(ops, PersistOp::ALL);
+    for args in &all {
+        let across_threads =
+            matches!(args.op(), PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping | PersistOp::SetOnce);
+        assert_eq!(args.thread_id().is_none(), across_threads, "{:?}", args.op());
+        assert!(args.thread_id().is_none_or(|t| *t == thread()));
+    }
+    assert_eq!(all[0].message_id(), Some(&m));
+    assert_eq!(all[1].message_id(), None);
+    assert_eq!(all[3].message_id(), Some(&m));
+    assert_eq!(all[4].message_id(), None);
+    assert_eq!(all[5].message_id(), None);
+    assert_eq!(all[6].message_id(), None);
+    assert_eq!(all[7].message_id(), Some(&m));
+}
+
+#[test]
+fn validate_refuses_meaningless_updates() {
+    let m = MessageId::new("m1").unwrap();
+    use crate::branch::Switch;
+    let other = MessageId::new("m2").unwrap();
+    let cases: Vec<(PersistArgs, &str)> = vec![
+        (Update::message(thread(), m.clone()).into(), "update"),
+        (Update::message(thread(), m).with_title(Some("x".into())).into(), "title"),
+        (Update::thread(thread()).with_role(Role::User).into(), "role"),
+        (Update::message(thread(), other.clone()).with_switch(Switch::To(other)).into(), "switch"),
+        (Update::thread(thread()).with_title(Some("x".repeat(MAX_TITLE_BYTES + 1))).into(), "title"),
+    ];
+    for (args, field) in cases {
+        match args.validate() {
+            Err(PersistError::InvalidInput { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("{args:?} gave {other:?}"),
+        }
+    }
+    let ok: PersistArgs = Update::thread(thread()).with_metadata(Metadata::new().with("a", json!(1))).into();
+    assert!(ok.validate().is_ok());
+}
+
+#[test]
+fn args_round_trip_through_json_with_their_context() {
+    let ctx = Context::new().with_tenant(TenantId::new("acme").unwrap()).with_principal("u1");
+    let id = ctx.request_id().clone();
+    let args: PersistArgs = Add::new(thread(), Role::User, Content::text("hi"))
+        .with_metadata(Metadata::new().with("k", json!("v")))
+        .with_context(ctx)
+        .into();
+    let text = serde_json::to_string(&args).unwrap();
+    assert!(text.contains("\"op\":\"add\""), "{text}");
+    let back: PersistArgs = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.context().request_id(), &id);
+    assert_eq!(back.context().tenant().unwrap().as_str(), "acme");
+    assert_eq!(back.context().principal(), Some("u1"));
+    assert_eq!(back.content(), args.content());
+}
+
+#[test]
+fn request_id_is_stable_across_clones_once_read() {
+    let ctx = Context::new();
+    let id = ctx.request_id().clone();
+    assert_eq!(ctx.clone().request_id(), &id);
+}
