@@ -297,6 +297,14 @@ pub async fn check_retention_of_covered_messages_keeps_the_compacted_read<F: Fac
     assert_eq!(all_messages(b, &kept).await.len(), 5, "a dry run deletes nothing");
     let done = pipeline.prune(rule).await.expect("prune covered");
     assert_eq!(done.deleted_messages, dry.deleted_messages);
+    // With keep_latest too: the dry run counts each message once, as the run deletes it.
+    let both = t("covered-and-latest");
+    fill_to(b.as_ref(), &both, 10).await;
+    summarize(b.as_ref(), summary_of(&both, 8, "m1 to m8")).await.expect("summarize");
+    let rule = persist_core::lifecycle::Prune::new().with_covered(true).with_keep_latest(3).only_tenant(None);
+    let dry = pipeline.prune(rule.clone().dry_run(true)).await.expect("a dry run");
+    let done = pipeline.prune(rule).await.expect("prune both");
+    assert_eq!((dry.deleted_messages, done.deleted_messages), (8, 8));
     assert_eq!(all_messages(b, &kept).await.iter().map(|m| m.seq).collect::<Vec<_>>(), [9]);
     assert_eq!(shape(&compacted(b.as_ref(), &kept).await), (Some(8), vec![9]));
     // A summary can end in that history too (an import of what retention left).
@@ -326,6 +334,25 @@ pub async fn check_truncations_and_deletes_take_summaries_along<F: Factory>(fact
     assert_eq!(shape(&compacted(b.as_ref(), &id).await), (Some(2), vec![3]));
     write(b, Delete::thread(id.clone())).await.expect("delete");
     assert!(summaries_of(b.as_ref(), None, &id).await.is_empty());
+
+    // A truncation whose active leaf follows history ends the active branch at the thread's
+    // last message kept, on every backend.
+    let cut = t("history-cut");
+    let first = add_text(b.as_ref(), &cut, "m1").await;
+    let second = add_text(b.as_ref(), &cut, "m2").await;
+    let third = add_text(b.as_ref(), &cut, "m3").await; // after 2
+    add_text(b.as_ref(), &cut, "m4").await; // after 3
+    written(b, reply_to(&cut, &second, "m5")).await; // after 2
+    written(b, reply_to(&cut, &third, "m6")).await; // after 3, active
+    let fifth = id_at(&all_messages(b, &cut).await, 5);
+    let back = persist_core::args::Update::thread(cut.clone()).with_switch(persist_core::branch::Switch::To(fifth));
+    write(b, back).await.expect("back to 5");
+    write(b, Delete::message(cut.clone(), first.id.clone())).await.expect("delete the oldest");
+    write(b, Delete::message(cut.clone(), second.id.clone())).await.expect("delete the oldest again");
+    let tree: Vec<_> = all_messages(b, &cut).await.iter().map(|m| (m.seq, m.parent_seq)).collect();
+    assert_eq!(tree, [(3, Some(2)), (4, Some(3)), (5, Some(2)), (6, Some(3))], "history kept");
+    write(b, Delete::after(cut.clone(), 4)).await.expect("truncate");
+    assert_eq!(thread(b, &cut).await.unwrap().active_leaf, Some(4), "the last message kept");
 
     if store.caps().restore {
         let source = t("summaries-exported");

@@ -425,11 +425,13 @@ impl Pipeline {
                 }
                 continue;
             }
-            if prune.covered {
-                self.covered(thread, prune.dry_run, &base, &mut report).await?;
-            }
+            // In a dry run, what `covered` counted is still there: `keep_latest` counts past it.
+            let counted = match prune.covered {
+                true => self.covered(thread, prune.dry_run, &base, &mut report).await?,
+                false => 0,
+            };
             if let Some(keep) = prune.keep_latest.filter(|&keep| thread.message_count > u64::from(keep)) {
-                self.keep_latest(thread, keep, prune.dry_run, &base, &mut report).await?;
+                self.keep_latest(thread, keep, prune.dry_run, counted, &base, &mut report).await?;
             }
         }
         report.done = !page.has_more;
@@ -439,8 +441,9 @@ impl Pipeline {
 
     /// Deletes what the latest summary of `thread`'s active branch covers (`Delete::covered`,
     /// expecting the version read: a thread switched or truncated meanwhile is skipped); a dry
-    /// run counts it from the compacted read and a listing.
-    async fn covered(&self, thread: &Thread, dry_run: bool, base: &Context, report: &mut PruneReport) -> Result<()> {
+    /// run counts it from the compacted read and a listing, and answers the last seq it counted
+    /// up to (0 otherwise).
+    async fn covered(&self, thread: &Thread, dry_run: bool, base: &Context, report: &mut PruneReport) -> Result<u64> {
         if !dry_run {
             let delete =
                 Delete::covered(thread.id.clone()).with_expected_version(thread.version).with_context(base.renewed());
@@ -449,10 +452,10 @@ impl Pipeline {
                 Err(error) if error.is_changed_or_gone() => report.skipped += 1,
                 Err(error) => return Err(error),
             }
-            return Ok(());
+            return Ok(0);
         }
         let read = crate::summary::ReadCompacted::new(thread.id.clone()).with_context(base.renewed());
-        let Some(through) = self.compacted(read).await?.summary.map(|s| s.through_seq) else { return Ok(()) };
+        let Some(through) = self.compacted(read).await?.summary.map(|s| s.through_seq) else { return Ok(0) };
         let mut older = ListMessages::new(thread.id.clone())
             .include_reserved(true)
             .before(through.saturating_add(1))
@@ -463,7 +466,7 @@ impl Pipeline {
             report.deleted_messages += page.items.iter().filter(|m| Some(m.seq) != thread.active_leaf).count();
             match older.next_page(&page) {
                 Some(next) => older = next,
-                None => return Ok(()),
+                None => return Ok(through),
             }
         }
     }
@@ -477,6 +480,7 @@ impl Pipeline {
         thread: &Thread,
         keep: u32,
         dry_run: bool,
+        counted: u64,
         base: &Context,
         report: &mut PruneReport,
     ) -> Result<()> {
@@ -524,7 +528,8 @@ impl Pipeline {
             let page = self.list(older.clone()).await?;
             for message in &page.items {
                 if dry_run {
-                    report.deleted_messages += 1;
+                    // Counted already, by `covered`.
+                    report.deleted_messages += usize::from(message.seq > counted);
                     continue;
                 }
                 let delete = Delete::message(thread.id.clone(), message.id.clone())

@@ -14,7 +14,8 @@
 //! ends of every branch (the leaves), each answer saying which one is on the active branch.
 //!
 //! Deleting a message takes it out of its branch: its children follow its parent, and an
-//! active branch that ended at it ends at its parent. Deleting the thread's **oldest** message
+//! active branch that ended at it ends at its parent (at the thread's last message when that
+//! parent is not a message of the thread). Deleting the thread's **oldest** message
 //! (and so retention of the oldest messages) leaves its children following it: a parent before
 //! the thread's oldest message is history, which a branch passes through (see
 //! [`summary`](crate::summary): a summary of it is still read). `Delete::after` (truncate)

@@ -55,10 +55,24 @@ pub(super) async fn touch_thread(
 
 /// Removes every message after `seq` in the writer's transaction, the thread checked by
 /// [`delete_thread`] (the counters move in the delete trigger); the thread's version moves
-/// when anything was removed.
-pub(super) async fn truncate(conn: &mut SqliteConnection, delete: &Delete, seq: u64) -> OpResult<Deleted> {
+/// when anything was removed. The active branch ends at its last message kept (walked before
+/// the later ones go), or at the thread's last message when it keeps none: set once, after the
+/// delete trigger moved it row by row.
+pub(super) async fn truncate(
+    conn: &mut SqliteConnection,
+    delete: &Delete,
+    seq: u64,
+    active_leaf: Option<u64>,
+) -> OpResult<Deleted> {
     let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
     let tenant = tenant_key(delete.context.tenant());
+    let kept = match active_leaf {
+        Some(leaf) if leaf > seq => {
+            let runs = super::summarize::runs(conn, delete.thread_id.as_str(), tenant, leaf).await?;
+            runs.into_iter().filter(|&(lo, _)| lo <= seq).map(|(_, hi)| hi.min(seq)).max()
+        }
+        other => other,
+    };
     let removed =
         sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq > ?3 RETURNING seq, message_id")
             .bind(delete.thread_id.as_str())
@@ -71,13 +85,20 @@ pub(super) async fn truncate(conn: &mut SqliteConnection, delete: &Delete, seq: 
     if ids.is_empty() {
         return Ok(gone);
     }
-    sqlx::query("UPDATE threads SET version = version + 1, updated_at = ?3 WHERE tenant = ?2 AND thread_id = ?1")
-        .bind(delete.thread_id.as_str())
-        .bind(tenant)
-        .bind(Timestamp::now().as_micros())
-        .execute(&mut *conn)
-        .await
-        .map_err(sql("touching the truncated thread"))?;
+    sqlx::query(
+        "UPDATE threads SET version = version + 1, updated_at = ?3, \
+                active_leaf = coalesce((SELECT m.seq FROM messages m WHERE m.tenant = ?2 AND m.thread_id = ?1 \
+                                                                      AND m.seq = ?4), \
+                                       (SELECT max(m.seq) FROM messages m WHERE m.tenant = ?2 AND m.thread_id = ?1)) \
+          WHERE tenant = ?2 AND thread_id = ?1",
+    )
+    .bind(delete.thread_id.as_str())
+    .bind(tenant)
+    .bind(Timestamp::now().as_micros())
+    .bind(kept.map(signed))
+    .execute(&mut *conn)
+    .await
+    .map_err(sql("touching the truncated thread"))?;
     Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 
@@ -122,7 +143,7 @@ pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) 
     }
     if let Target::MessagesAfter(seq) = delete.target {
         super::summarize::truncate_summaries(conn, delete, seq).await?;
-        return truncate(conn, delete, seq).await;
+        return truncate(conn, delete, seq, thread.active_leaf).await;
     }
     if delete.target == Target::Covered {
         return super::summarize::delete_covered(conn, delete, &thread).await;

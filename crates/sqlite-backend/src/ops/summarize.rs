@@ -18,7 +18,12 @@ use crate::rows::{self, signed, summary_columns, tenant_key};
 
 /// The runs of the branch of `thread`/`tenant` ending at `leaf`, ascending (see [`RunWalk`]),
 /// walked in the writer's transaction.
-async fn runs(conn: &mut SqliteConnection, thread: &str, tenant: &str, leaf: u64) -> OpResult<Vec<(u64, u64)>> {
+pub(super) async fn runs(
+    conn: &mut SqliteConnection,
+    thread: &str,
+    tenant: &str,
+    leaf: u64,
+) -> OpResult<Vec<(u64, u64)>> {
     let mut walk = RunWalk::new(leaf);
     while let Some(at) = walk.wants() {
         let starts: Vec<(i64, i64)> = sqlx::query_as(RUN_STARTS)

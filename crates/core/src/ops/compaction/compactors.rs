@@ -10,9 +10,10 @@ use crate::{BoxError, Content};
 /// Keeps the conversation itself, cutting what tools returned: the summary is the previous
 /// summary's blocks, then each message's (after a text block naming its role), every tool
 /// result whose output is over `max_bytes` of JSON replaced by its first `max_bytes` and a note
-/// of how much was cut. Reasoning is left out. The summary holds at most
+/// of how much was cut. Reasoning is left out. The summary holds about
 /// [`max_summary_bytes`](Self::max_summary_bytes) of JSON (256 KiB unless set): past that, its
-/// oldest blocks go, a note in their place, so it never outgrows what a store takes.
+/// oldest blocks go, a note in their place (the newest block always stays), so it does not
+/// grow with the conversation.
 ///
 /// # Example
 ///
@@ -38,7 +39,7 @@ impl TrimToolOutputs {
         Self { max_bytes, max_summary_bytes: 256 << 10 }
     }
 
-    /// Keeps each summary within `bytes` of JSON, its oldest blocks dropped first.
+    /// Keeps each summary to about `bytes` of JSON, its oldest blocks dropped first.
     pub fn max_summary_bytes(mut self, bytes: usize) -> Self {
         self.max_summary_bytes = bytes;
         self
