@@ -26,6 +26,7 @@ mod postgres;
 mod reads;
 mod report;
 mod sqlite;
+mod storage;
 mod streams;
 mod turns;
 mod workload;
@@ -133,6 +134,9 @@ fn main() {
     }
     if options.wants("compaction") {
         emit(compaction::run(&options));
+    }
+    if options.wants("storage") {
+        emit(storage::run(&options));
     }
     if !options.json {
         println!("{}", report::table(&rows));

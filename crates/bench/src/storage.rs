@@ -1,0 +1,102 @@
+//! Bytes per message on disk: 100,000 messages of about 300 bytes of text (100 threads written
+//! interleaved, as messages arrive; ids generated, the feed on with its default retention),
+//! written through the backend; SQLite's file and log after a checkpoint, PostgreSQL's
+//! `pg_total_relation_size` of every table of the store's schema (indexes and TOAST included).
+//! `PERSIST_BENCH_KEEP=PATH` keeps a copy of the SQLite file there, to see where its bytes go
+//! (`sqlite3 PATH "SELECT name, sum(pgsize) FROM dbstat GROUP BY name"`).
+
+use std::time::Instant;
+
+use persist::args::Add;
+use persist::{Backend, Content, Role, ThreadId};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::Options;
+use crate::report::{Row, Target};
+use crate::workload::TEXT;
+
+const THREADS: usize = 100;
+
+/// Writes `per_thread` messages to each of `THREADS` threads, a task per thread.
+async fn write<B: Backend + Clone>(backend: &B, per_thread: usize) -> f64 {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..THREADS {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            let thread = ThreadId::new(format!("conversation-{t}")).unwrap();
+            let text = format!("{TEXT} {TEXT} {TEXT}");
+            for _ in 0..per_thread {
+                let add = Add::new(thread.clone(), Role::User, Content::text(&text));
+                backend.apply(add.into()).await.expect("add");
+            }
+        });
+    }
+    tasks.join_all().await;
+    (THREADS * per_thread) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn row(store: &str, messages: usize, rate: f64, bytes: u64, target: f64, detail: String) -> Row {
+    let per_message = bytes as f64 / messages as f64;
+    Row::new(format!("storage: bytes per message on disk ({store}, {messages} × 300 B)"), messages as u64, rate)
+        .ratio(per_message, "bytes on disk per message (what a store holds, all told)")
+        .target(Target::RatioAtMost(target))
+        .note(detail)
+}
+
+pub(crate) fn run(options: &Options) -> Vec<Row> {
+    let per_thread = options.scale(1000, 100);
+    let messages = THREADS * per_thread;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("storage.db");
+        let sqlite = persist::sqlite::SqliteBackend::open(&path).await.expect("open");
+        let rate = write(&sqlite, per_thread).await;
+        sqlite.close().await;
+        let size = |name: &str| std::fs::metadata(dir.path().join(name)).map_or(0, |m| m.len());
+        let (file, log) = (size("storage.db"), size("storage.db-wal"));
+        if let Ok(keep) = std::env::var("PERSIST_BENCH_KEEP") {
+            std::fs::copy(&path, &keep).expect("keeping the file");
+            let _ = std::fs::copy(dir.path().join("storage.db-wal"), format!("{keep}-wal"));
+        }
+        let detail = format!("file {file} B, log {log} B");
+        let mut rows = vec![row("SQLite", messages, rate, file + log, 450.0, detail)];
+
+        let url = crate::postgres::url();
+        let Ok(mut admin) = PgConnection::connect(&url).await else {
+            rows.push(Row::skipped("storage (PostgreSQL)", format!("skipped: no server at {url}")));
+            return rows;
+        };
+        let schema = format!("persist_bench_storage_{}", std::process::id());
+        let postgres = persist::postgres::PostgresBackend::builder(url)
+            .schema(schema.clone())
+            .max_connections(8)
+            .connect()
+            .await
+            .expect("connect");
+        let rate = write(&postgres, per_thread).await;
+        postgres.close().await;
+        let _ = sqlx::query("CHECKPOINT").execute(&mut admin).await;
+        let sizes: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT c.relname::text, pg_total_relation_size(c.oid) FROM pg_class c \
+               JOIN pg_namespace n ON n.oid = c.relnamespace \
+              WHERE n.nspname = $1 AND c.relkind = 'r' ORDER BY 2 DESC",
+        )
+        .bind(&schema)
+        .fetch_all(&mut admin)
+        .await
+        .expect("table sizes");
+        let total: i64 = sizes.iter().map(|(_, bytes)| bytes).sum();
+        let detail = sizes
+            .iter()
+            .filter(|(_, bytes)| *bytes > 65_536)
+            .map(|(table, bytes)| format!("{table} {:.0} B/message", *bytes as f64 / messages as f64))
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push(row("PostgreSQL", messages, rate, u64::try_from(total).unwrap_or(0), 600.0, detail));
+        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut admin).await;
+        rows
+    })
+}
