@@ -60,6 +60,29 @@ pub(crate) fn json_bytes(value: &Value) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| PersistError::backend("encoding JSON", e))
 }
 
+/// Whose metadata a value is: a message's, a thread's, or a summary's (of a range
+/// `<from>..<through>`): what its envelope is bound to besides the key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum MetadataOf<'a> {
+    Message,
+    Thread,
+    Summary(&'a str),
+}
+
+impl MetadataOf<'_> {
+    /// The place of `key` of this metadata, `name` holding what the field borrows.
+    fn field<'n>(self, key: &'n str, name: &'n mut String) -> Field<'n> {
+        match self {
+            Self::Message => Field::Metadata(key),
+            Self::Thread => Field::ThreadMetadata(key),
+            Self::Summary(range) => {
+                *name = format!("{range}/{key}");
+                Field::SummaryMetadata(name)
+            }
+        }
+    }
+}
+
 impl Sealer {
     /// `content` sealed, whatever it holds: an empty `[]` too, so that a complete message's
     /// content is never clear in the store and a `[]` put there reads as tampering, not as an
@@ -72,11 +95,11 @@ impl Sealer {
     /// `metadata` with the value of every sealed key sealed. In a `patch`, a `null` removes its
     /// key and stays as it is; in whole metadata it is a value like any other, sealed, so that
     /// a `null` put in the store reads as tampering.
-    fn seal_metadata(
+    pub(crate) fn seal_metadata(
         &self,
         place: Place<'_>,
         metadata: &Metadata,
-        thread_level: bool,
+        of: MetadataOf<'_>,
         patch: bool,
     ) -> Result<Metadata> {
         if self.metadata_keys.is_empty() || !metadata.as_map().keys().any(|k| self.metadata_keys.contains(k)) {
@@ -87,7 +110,8 @@ impl Sealer {
             if !self.metadata_keys.contains(key) || (patch && value.is_null()) {
                 continue;
             }
-            let field = if thread_level { Field::ThreadMetadata(key) } else { Field::Metadata(key) };
+            let mut name = String::new();
+            let field = of.field(key, &mut name);
             let text = envelope::seal(&*self.keys, &Place { field, ..place }, &json_bytes(value)?)?;
             *value = envelope_value(text);
         }
@@ -130,7 +154,7 @@ impl Sealer {
                     if message.status == Status::Complete {
                         message.content = self.seal_content(&place, &message.content)?;
                     }
-                    message.metadata = self.seal_metadata(place, &message.metadata, false, false)?;
+                    message.metadata = self.seal_metadata(place, &message.metadata, MetadataOf::Message, false)?;
                 }
             }
             PersistArgs::UpdateContent(update) => self.seal_update_content(tenant, update)?,
@@ -152,13 +176,13 @@ impl Sealer {
     fn seal_add(&self, tenant: Option<&TenantId>, id: &MessageId, add: &mut Add) -> Result<()> {
         let place = Place { tenant, thread: &add.thread_id, message: Some(id), field: Field::Content };
         add.content = self.seal_content(&place, &add.content)?;
-        add.metadata = self.seal_metadata(place, &add.metadata, false, false)?;
+        add.metadata = self.seal_metadata(place, &add.metadata, MetadataOf::Message, false)?;
         Ok(())
     }
 
     fn seal_reserve(&self, tenant: Option<&TenantId>, id: &MessageId, reserve: &mut Reserve) -> Result<()> {
         let place = Place { tenant, thread: &reserve.thread_id, message: Some(id), field: Field::Content };
-        reserve.metadata = self.seal_metadata(place, &reserve.metadata, false, false)?;
+        reserve.metadata = self.seal_metadata(place, &reserve.metadata, MetadataOf::Message, false)?;
         Ok(())
     }
 
@@ -210,7 +234,12 @@ impl Sealer {
         };
         let place = Place { tenant, thread: &update.thread_id, message: message.as_ref(), field: Field::Content };
         if let Some(patch) = &update.metadata {
-            update.metadata = Some(self.seal_metadata(place, patch, message.is_none(), true)?);
+            update.metadata = Some(self.seal_metadata(
+                place,
+                patch,
+                if message.is_none() { MetadataOf::Thread } else { MetadataOf::Message },
+                true,
+            )?);
         }
         if self.titles
             && let Some(Some(title)) = &update.title
@@ -260,7 +289,7 @@ impl Sealer {
     pub(crate) fn seal_message(&self, tenant: Option<&TenantId>, message: &mut Message) -> Result<()> {
         let place = Place { tenant, thread: &message.thread_id, message: Some(&message.id), field: Field::Content };
         let content = self.seal_content(&place, &message.content)?;
-        let metadata = self.seal_metadata(place, &message.metadata, false, false)?;
+        let metadata = self.seal_metadata(place, &message.metadata, MetadataOf::Message, false)?;
         (message.content, message.metadata) = (content, metadata);
         Ok(())
     }
@@ -269,7 +298,7 @@ impl Sealer {
     /// are sealed, its title.
     pub(crate) fn seal_thread(&self, tenant: Option<&TenantId>, thread: &mut Thread) -> Result<()> {
         let place = Place { tenant, thread: &thread.id, message: None, field: Field::Title };
-        let metadata = self.seal_metadata(place, &thread.metadata, true, false)?;
+        let metadata = self.seal_metadata(place, &thread.metadata, MetadataOf::Thread, false)?;
         let title = match &thread.title {
             Some(title) if self.titles => Some(self.seal_title(place, title)?),
             other => other.clone(),
@@ -356,11 +385,11 @@ impl Sealer {
                 None => self.clear(&place)?,
             }
         }
-        message.metadata = self.open_metadata(place, &message.metadata, false)?;
+        message.metadata = self.open_metadata(place, &message.metadata, MetadataOf::Message)?;
         Ok(message)
     }
 
-    fn open_metadata(&self, place: Place<'_>, metadata: &Metadata, thread_level: bool) -> Result<Metadata> {
+    pub(crate) fn open_metadata(&self, place: Place<'_>, metadata: &Metadata, of: MetadataOf<'_>) -> Result<Metadata> {
         if self.metadata_keys.is_empty() || !metadata.as_map().keys().any(|k| self.metadata_keys.contains(k)) {
             return Ok(metadata.clone());
         }
@@ -369,7 +398,8 @@ impl Sealer {
             if !self.metadata_keys.contains(key) {
                 continue;
             }
-            let field = if thread_level { Field::ThreadMetadata(key) } else { Field::Metadata(key) };
+            let mut name = String::new();
+            let field = of.field(key, &mut name);
             let place = Place { field, ..place };
             match sealed_text(value) {
                 Some(text) => {
@@ -399,7 +429,7 @@ impl Sealer {
                 None => self.clear(&place)?,
             }
         }
-        thread.metadata = self.open_metadata(place, &thread.metadata, true)?;
+        thread.metadata = self.open_metadata(place, &thread.metadata, MetadataOf::Thread)?;
         Ok(thread)
     }
 

@@ -4,11 +4,10 @@
 //! layer seals are sealed per summary the same way.
 
 use persist_core::summary::{Compacted, Summarize, Summary};
-use persist_core::{Content, Metadata, PersistError, Result, TenantId, ThreadId};
-use serde_json::Value;
+use persist_core::{Content, Result, TenantId};
 
 use crate::envelope::{self, Field, Place};
-use crate::sealer::{Sealer, envelope_value, json_bytes, sealed_text, sealed_text_in, sort_unreadable};
+use crate::sealer::{MetadataOf, Sealer, sealed_text_in, sort_unreadable};
 
 /// A summary's place: `from..through`.
 fn range(from: u64, through: u64) -> String {
@@ -21,7 +20,7 @@ impl Sealer {
         let seq = range(summarize.from_seq, summarize.through_seq);
         let place = Place { tenant, thread: &summarize.thread_id, message: None, field: Field::Summary(&seq) };
         summarize.content = self.seal_content(&place, &summarize.content)?;
-        summarize.metadata = self.summary_metadata(tenant, &summarize.thread_id, &seq, &summarize.metadata, true)?;
+        summarize.metadata = self.seal_metadata(place, &summarize.metadata, MetadataOf::Summary(&seq), false)?;
         Ok(())
     }
 
@@ -37,7 +36,7 @@ impl Sealer {
             }
             None => self.clear(&place)?,
         }
-        summary.metadata = self.summary_metadata(tenant, &summary.thread_id, &seq, &summary.metadata, false)?;
+        summary.metadata = self.open_metadata(place, &summary.metadata, MetadataOf::Summary(&seq))?;
         Ok(summary)
     }
 
@@ -57,39 +56,5 @@ impl Sealer {
         let mut opened = Compacted::new(summary, messages);
         opened.unreadable = unreadable;
         Ok(opened)
-    }
-
-    /// `metadata` with each key the layer seals sealed (`seal`) or opened.
-    fn summary_metadata(
-        &self,
-        tenant: Option<&TenantId>,
-        thread: &ThreadId,
-        seq: &str,
-        metadata: &Metadata,
-        seal: bool,
-    ) -> Result<Metadata> {
-        if self.metadata_keys.is_empty() || !metadata.as_map().keys().any(|k| self.metadata_keys.contains(k)) {
-            return Ok(metadata.clone());
-        }
-        let mut map = metadata.as_map().clone();
-        for (key, value) in map.iter_mut() {
-            if !self.metadata_keys.contains(key) {
-                continue;
-            }
-            let name = format!("{seq}/{key}");
-            let place = Place { tenant, thread, message: None, field: Field::SummaryMetadata(&name) };
-            if seal {
-                *value = envelope_value(envelope::seal(&*self.keys, &place, &json_bytes(value)?)?);
-                continue;
-            }
-            match sealed_text(value) {
-                Some(text) => {
-                    let plain = envelope::open(&*self.keys, &place, text)?;
-                    *value = serde_json::from_slice::<Value>(&plain).map_err(|_| place.unreadable("is not JSON"))?;
-                }
-                None => self.clear(&place)?,
-            }
-        }
-        Metadata::try_from(Value::Object(map)).map_err(|e: PersistError| e)
     }
 }
