@@ -151,27 +151,19 @@ async fn summarize_locked(tx: &mut PgConnection, args: &Summarize) -> Result<Sum
     if let Some(stored) = stored(tx, tenant, args).await? {
         return args.against_stored(stored);
     }
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = $3")
-            .bind(tenant)
-            .bind(thread)
-            .bind(signed(args.through_seq))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(sql("finding a summary's last message"))?;
-    if found.is_none() {
-        // History before the thread's oldest message (what `Delete::covered` left) is a range's
-        // end too; a gap is not.
-        let oldest: Option<i64> =
-            sqlx::query_scalar("SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2")
-                .bind(tenant)
-                .bind(thread)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(sql("finding a thread's oldest message"))?;
-        if oldest.is_none_or(|oldest| oldest <= signed(args.through_seq)) {
-            return Err(args.no_such_message());
-        }
+    // A message of the thread, or history before its oldest (what retention left); not a gap.
+    let ends: bool = sqlx::query_scalar(
+        "SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = $3) \
+                         OR $3 < (SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2), false)",
+    )
+    .bind(tenant)
+    .bind(thread)
+    .bind(signed(args.through_seq))
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(sql("finding a summary's last message"))?;
+    if !ends {
+        return Err(args.no_such_message());
     }
     let runs = runs(tx, tenant, thread, args.through_seq).await?;
     let covered = BranchWindow::new(runs, Some(args.from_seq - 1), None, false).take(u64::MAX);

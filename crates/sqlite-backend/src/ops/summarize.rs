@@ -83,27 +83,19 @@ pub(super) async fn summarize(conn: &mut SqliteConnection, args: &Summarize, lim
     if let Some(row) = stored {
         return args.against_stored(rows::summary(&row).map_err(aborted)?).map_err(refused);
     }
-    let through: Option<i64> =
-        sqlx::query_scalar("SELECT seq FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq = ?3")
-            .bind(thread)
-            .bind(tenant)
-            .bind(signed(args.through_seq))
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(sql("finding a summary's last message"))?;
-    if through.is_none() {
-        // History before the thread's oldest message (what `Delete::covered` left) is a range's
-        // end too; a gap is not.
-        let oldest: Option<i64> =
-            sqlx::query_scalar("SELECT min(seq) FROM messages WHERE tenant = ?2 AND thread_id = ?1")
-                .bind(thread)
-                .bind(tenant)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(sql("finding a thread's oldest message"))?;
-        if oldest.is_none_or(|oldest| oldest <= signed(args.through_seq)) {
-            return Err(refused(args.no_such_message()));
-        }
+    // A message of the thread, or history before its oldest (what retention left); not a gap.
+    let ends: bool = sqlx::query_scalar(
+        "SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq = ?3) \
+                         OR ?3 < (SELECT min(seq) FROM messages WHERE tenant = ?2 AND thread_id = ?1), 0)",
+    )
+    .bind(thread)
+    .bind(tenant)
+    .bind(signed(args.through_seq))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql("finding a summary's last message"))?;
+    if !ends {
+        return Err(refused(args.no_such_message()));
     }
     let runs = runs(conn, thread, tenant, args.through_seq).await?;
     let covered = BranchWindow::new(runs, Some(args.from_seq - 1), None, false).take(u64::MAX);
