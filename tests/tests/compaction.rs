@@ -236,3 +236,22 @@ async fn through_encryption_the_compactor_reads_clear_text_and_the_summary_is_se
     let stored = raw.summaries(ListSummaries::new(thread)).await.unwrap().items.remove(0);
     assert!(!stored.content.as_json().contains("m4"), "sealed at rest: {stored:?}");
 }
+
+#[tokio::test]
+async fn the_layer_notes_a_thread_once_a_reply_ends_not_for_each_token() {
+    let compaction = Compaction::new(KeepLastText::new(1), Budget::messages(100));
+    let (layer, mut worker) = CompactLayer::new(compaction);
+    let store = Pipeline::builder().layer(layer).build(MemoryBackend::new());
+    let thread = id("streamed");
+    let reply = store.reserve(persist::args::Reserve::new(thread.clone(), Role::Assistant)).await.unwrap().message;
+    for token in ["Hel", "lo"] {
+        let append = persist::args::UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(token));
+        store.update_content(append).await.unwrap();
+    }
+    assert!(worker.drain(&store).await.is_empty(), "a reservation and its tokens note nothing");
+    store.update_content(persist::args::UpdateContent::finishing(thread.clone(), reply.id.clone())).await.unwrap();
+    store.add(Add::new(thread.clone(), Role::User, Content::text("thanks"))).await.unwrap();
+    let noted = worker.drain(&store).await;
+    assert_eq!(noted.len(), 1, "the reply's end and the add: one note while queued");
+    assert!(matches!(noted[0], (ref t, Ok(Compacted::WithinBudget)) if *t == thread));
+}

@@ -330,3 +330,47 @@ impl<C: Compactor> Compaction<C> {
         Ok(Compacted::Summarized(pipeline.summarize(summarize).await?.summary))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MessageId, Role, Timestamp};
+
+    fn message(text: &str) -> Message {
+        Message {
+            thread_id: ThreadId::new("t").unwrap(),
+            id: MessageId::generate(),
+            role: Role::User,
+            content: Content::text(text),
+            metadata: Metadata::new(),
+            status: Status::Complete,
+            seq: 1,
+            parent_seq: None,
+            version: 1,
+            idempotency_key: None,
+            created_at: Timestamp::now(),
+            updated_at: Timestamp::now(),
+        }
+    }
+
+    #[test]
+    fn each_budget_measures_the_tail_its_way() {
+        let tail = [message(&"a".repeat(100)), message(&"b".repeat(100))];
+        let bytes = tail[0].content.json_len() + tail[1].content.json_len();
+        assert_eq!(Budget::messages(10).cost(&tail), 2);
+        assert_eq!(Budget::bytes(10).cost(&tail), bytes);
+        assert_eq!(
+            Budget::tokens(10, BytesPerToken).cost(&tail),
+            tail.iter().map(|m| m.content.json_len().div_ceil(4)).sum::<usize>()
+        );
+        struct Words;
+        impl TokenCounter for Words {
+            fn count(&self, message: &Message) -> usize {
+                message.content.to_text().split_whitespace().count()
+            }
+        }
+        assert_eq!(Budget::tokens(1, Words).cost(&tail), 2);
+        assert!(!Budget::bytes(bytes).is_over(&tail[..0]) && !Budget::bytes(bytes).is_over(&tail));
+        assert!(Budget::bytes(bytes - 1).is_over(&tail), "over is more than the limit");
+    }
+}
