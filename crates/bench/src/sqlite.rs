@@ -1,5 +1,5 @@
-//! SQLite: our backend against the same transaction hand-written with sqlx on a held
-//! connection, group commit under 64 concurrent callers against rusqlite's batched rate, and a
+//! SQLite: our backend against the same transaction hand-written with sqlx and with rusqlite on
+//! a held connection, group commit under 64 concurrent callers against rusqlite's batched rate, and a
 //! streaming workload.
 
 use std::path::Path;
@@ -9,189 +9,24 @@ use std::time::{Duration, Instant};
 use persist::args::{Reserve, UpdateContent};
 use persist::read::ListMessages;
 use persist::sqlite::SqliteBackend;
-use persist::{Backend, Content, Order, Role, ThreadId, Timestamp};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{ConnectOptions, SqliteConnection};
+use persist::{Backend, Content, Order, Role, ThreadId};
 
 use crate::Options;
 use crate::measure::{median, percentile, rate};
 use crate::report::{Row, Target};
-use crate::workload::{TEXT, add, as_tasks};
+use crate::workload::{add, as_tasks};
+
+mod baselines;
+
+use self::baselines::{HandWritten, HeldRusqlite, rusqlite_connection, rusqlite_group_rate, rusqlite_rate};
 
 fn runtime(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("a runtime")
 }
 
 /// A database file with persist's schema applied.
-async fn migrated(path: &Path) {
+pub(super) async fn migrated(path: &Path) {
     drop(SqliteBackend::open(path).await.expect("open"));
-}
-
-/// The same transaction our writer runs for one add, on a held connection.
-struct HandWritten {
-    conn: SqliteConnection,
-}
-
-impl HandWritten {
-    async fn open(path: &Path) -> Self {
-        migrated(path).await;
-        let conn = SqliteConnectOptions::new()
-            .filename(path)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true)
-            .connect()
-            .await
-            .expect("connect");
-        Self { conn }
-    }
-
-    async fn add(&mut self, thread: &str, id: &str) {
-        let content = Content::text(TEXT).as_json().into_owned();
-        let now = Timestamp::now().as_micros();
-        // The transaction our writer sends for one add: one query, as it does.
-        sqlx::query(
-            "BEGIN IMMEDIATE; INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (tenant, thread_id) DO NOTHING; \
-             INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                   idempotency_key, created_at, updated_at) \
-             SELECT t.tenant, t.thread_id, ?, t.last_seq + 1, ?, ?, ?, ?, 1, ?, ?, ? \
-               FROM threads t WHERE t.tenant = ? AND t.thread_id = ? AND t.deleted_at IS NULL \
-             ON CONFLICT DO NOTHING RETURNING ? AS plan, thread_id, message_id, seq, role, content, metadata, \
-                       status, version, idempotency_key, created_at, updated_at; COMMIT;",
-        )
-        .bind("")
-        .bind(thread)
-        .bind(now)
-        .bind(now)
-        .bind(id)
-        .bind("user")
-        .bind(&content)
-        .bind("{}")
-        .bind("complete")
-        .bind(None::<&str>)
-        .bind(now)
-        .bind(now)
-        .bind("")
-        .bind(thread)
-        .bind(0_i64)
-        .fetch_all(&mut self.conn)
-        .await
-        .expect("add");
-    }
-}
-
-/// A rusqlite connection to a migrated database, with the pragmas our writer uses.
-fn rusqlite_connection(path: &Path) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open(path).expect("rusqlite open");
-    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
-    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
-    conn
-}
-
-/// The same rows inserted with rusqlite, `per_transaction` rows a transaction (row `i` for
-/// thread `i % threads`): with 1000, the engine's batched rate; with 64 on 64 threads, a full
-/// group of 64 callers committed with nothing around it, the most any group commit could do.
-fn rusqlite_rate(
-    conn: &mut rusqlite::Connection,
-    n: usize,
-    threads: usize,
-    per_transaction: usize,
-    round: usize,
-) -> f64 {
-    let content = Content::text(TEXT).as_json().into_owned();
-    let start = Instant::now();
-    for chunk in (0..n).collect::<Vec<_>>().chunks(per_transaction) {
-        let tx = conn.transaction().unwrap();
-        {
-            let mut thread = tx
-                .prepare_cached(
-                    "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', ?1, ?2, ?2) \
-                     ON CONFLICT (tenant, thread_id) DO NOTHING",
-                )
-                .unwrap();
-            let mut message = tx
-                .prepare_cached(
-                    "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, \
-                                           version, idempotency_key, created_at, updated_at) \
-                     SELECT t.tenant, t.thread_id, ?2, t.last_seq + 1, 'user', ?3, '{}', 'complete', 1, NULL, ?4, ?4 \
-                       FROM threads t WHERE t.tenant = '' AND t.thread_id = ?1 AND t.deleted_at IS NULL \
-                     ON CONFLICT DO NOTHING RETURNING seq",
-                )
-                .unwrap();
-            for &i in chunk {
-                let now = Timestamp::now().as_micros();
-                let thread_id = format!("r-{}", i % threads);
-                thread.execute(rusqlite::params![thread_id, now]).unwrap();
-                let _seq: i64 = message
-                    .query_row(rusqlite::params![thread_id, format!("{round}-{i}"), content, now], |row| row.get(0))
-                    .unwrap();
-            }
-        }
-        tx.commit().unwrap();
-    }
-    rate(n, start.elapsed())
-}
-
-/// The same rows as [`rusqlite_rate`] in groups of `threads` rows (one per thread) through our
-/// own group statement, run with rusqlite and nothing around it: the writer connection's inbox
-/// (`INBOX`), one `INSERT` of a JSON array a group in autocommit, its report read back, and the
-/// log copied back by a second connection on its own thread every 256 rows, as our writer asks.
-/// What our 64 callers could reach without the hand-offs between callers, the writer task and
-/// sqlx's connection thread.
-fn rusqlite_group_rate(path: &Path, n: usize, threads: usize, round: usize) -> f64 {
-    use persist::sqlite::group_sql::{INBOX, INBOX_INSERT, READ_REPORT};
-    let conn = rusqlite_connection(path);
-    conn.execute_batch(INBOX).unwrap();
-    let checkpointer = rusqlite_connection(path);
-    let (wake, wakes) = std::sync::mpsc::sync_channel::<()>(1);
-    let copier = std::thread::spawn(move || {
-        while wakes.recv().is_ok() {
-            // Skipped, as ours would be, if SQLite's own checkpoint is running.
-            let _ = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        }
-    });
-    let content = Content::text(TEXT).as_json().into_owned();
-    let start = Instant::now();
-    let mut since_checkpoint = 0;
-    for first in (0..n).step_by(threads) {
-        let chunk = first..(first + threads).min(n);
-        let now = Timestamp::now().as_micros();
-        let rows: Vec<_> = chunk
-            .clone()
-            .enumerate()
-            .map(|(plan, i)| {
-                serde_json::json!([
-                    plan,
-                    format!("g-{}", i % threads),
-                    "",
-                    format!("{round}-{i}"),
-                    "user",
-                    content,
-                    "{}",
-                    "complete",
-                    null,
-                    now,
-                    null
-                ])
-            })
-            .collect();
-        conn.prepare_cached("DELETE FROM persist_written").unwrap().execute([]).unwrap();
-        conn.prepare_cached(INBOX_INSERT).unwrap().execute([serde_json::to_string(&rows).unwrap()]).unwrap();
-        let written: Option<String> =
-            conn.prepare_cached(READ_REPORT).unwrap().query_row([], |row| row.get(0)).unwrap();
-        assert_eq!(written.map(|w| w.split(',').count()), Some(chunk.len()), "every row written");
-        since_checkpoint += chunk.len();
-        if since_checkpoint >= 256 {
-            since_checkpoint = 0;
-            let _ = wake.try_send(());
-        }
-    }
-    let elapsed = start.elapsed();
-    drop(wake);
-    copier.join().unwrap();
-    rate(n, elapsed)
 }
 
 /// Runs `per_thread` calls of `call(thread, i)` on each of `threads` OS threads at once, each
@@ -252,6 +87,7 @@ fn adds_on_threads(
 #[derive(Default)]
 struct Rounds {
     hand: Vec<f64>,
+    held: Vec<f64>,
     ours: Vec<f64>,
     threads: Vec<f64>,
     tasks: Vec<f64>,
@@ -309,6 +145,9 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         (one, many)
     });
     let mut hand = Some(rt.block_on(HandWritten::open(&dir.path().join("hand.db"))));
+    let held_path = dir.path().join("held.db");
+    rt.block_on(migrated(&held_path));
+    let mut held = Some(HeldRusqlite::open(&held_path));
     let engine_path = dir.path().join("rusqlite.db");
     rt.block_on(migrated(&engine_path));
     let mut engine = rusqlite_connection(&engine_path);
@@ -329,34 +168,38 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
                 0 => {
                     let backend = one.clone();
                     let mut by_hand = hand.take().expect("the hand-written connection");
-                    let (by_hand, ours, hand_rate) = rt
+                    let mut by_rusqlite = held.take().expect("the rusqlite connection");
+                    let (by_hand, held_back, ours, hand_rate, held_rate) = rt
                         .block_on(rt.spawn(async move {
                             let thread = ThreadId::new("single").unwrap();
-                            let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
+                            let mut spent = [Duration::ZERO; 3];
                             for chunk in 0..single.div_ceil(100) {
                                 let ids = chunk * 100..(chunk * 100 + 100).min(single);
-                                for turn in 0..2 {
+                                for turn in 0..3 {
                                     let start = Instant::now();
-                                    if (chunk + turn) % 2 == 0 {
-                                        for i in ids.clone() {
-                                            let add = add(&thread, format!("{round}-{i}"));
-                                            backend.apply(add.into()).await.expect("add");
+                                    let which = (chunk + turn) % 3;
+                                    for i in ids.clone() {
+                                        let id = format!("{round}-{i}");
+                                        match which {
+                                            0 => {
+                                                backend.apply(add(&thread, id).into()).await.expect("add");
+                                            }
+                                            1 => by_hand.add("single", &id).await,
+                                            _ => by_rusqlite.add("single", &id),
                                         }
-                                        ours += start.elapsed();
-                                    } else {
-                                        for i in ids.clone() {
-                                            by_hand.add("single", &format!("{round}-{i}")).await;
-                                        }
-                                        theirs += start.elapsed();
                                     }
+                                    spent[which] += start.elapsed();
                                 }
                             }
-                            (by_hand, rate(single, ours), rate(single, theirs))
+                            let [ours, theirs, engine] = spent.map(|spent| rate(single, spent));
+                            (by_hand, by_rusqlite, ours, theirs, engine)
                         }))
                         .expect("the one-caller task");
                     hand = Some(by_hand);
+                    held = Some(held_back);
                     rounds.ours.push(ours);
                     rounds.hand.push(hand_rate);
+                    rounds.held.push(held_rate);
                 }
                 // 64 callers on 64 OS threads (each its own current-thread runtime), one backend
                 // whose writer runs on the 2-worker runtime: group commit.
@@ -424,9 +267,19 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         n as u64,
         median(&mut r.hand.clone()),
     ));
+    rows.push(Row::new(
+        "sqlite: hand-written rusqlite, same transaction, held connection, one caller",
+        n as u64,
+        median(&mut r.held.clone()),
+    ));
     rows.push(
         Row::new("sqlite: ours, one caller, sequential adds", n as u64, median(&mut r.ours.clone()))
             .ratio(r.median_of(|i| r.ours[i] / r.hand[i]), "ops/s, ours / hand-written sqlx")
+            .target(Target::RatioAtLeast(0.9)),
+    );
+    rows.push(
+        Row::new("sqlite: ours, one caller, against rusqlite", n as u64, median(&mut r.ours.clone()))
+            .ratio(r.median_of(|i| r.ours[i] / r.held[i]), "ops/s, ours / hand-written rusqlite")
             .target(Target::RatioAtLeast(0.9)),
     );
     rows.push(Row::new(
@@ -458,10 +311,12 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     let mut latencies = r.thread_latencies.clone();
     let (p50, p99) = (percentile(&mut latencies, 50.0), percentile(&mut latencies, 99.0));
     rows.push(
+        // A plain figure: the one caller writes on its own thread at the engine's rate (the
+        // lane), so 64 callers in groups reach about as much, not a multiple of it; what group
+        // commit is measured by is the ratio to rusqlite's batched rate, below.
         Row::new("sqlite: ours, 64 callers on 64 OS threads", m as u64, median(&mut r.threads.clone()))
             .latency(p50, p99)
-            .ratio(r.median_of(|i| r.threads[i] / r.ours[i]), "ops/s, 64 callers / our one caller")
-            .target(Target::RatioAtLeast(4.0)),
+            .ratio(r.median_of(|i| r.threads[i] / r.ours[i]), "ops/s, 64 callers / our one caller"),
     );
     rows.push(
         Row::new("echo: 64 OS threads handing off to one task that does nothing", concurrent as u64, ceiling)
@@ -472,8 +327,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     rows.push(
         Row::new("sqlite: ours, 64 callers as tasks (2 workers)", m as u64, median(&mut r.tasks.clone()))
             .latency(p50, p99)
-            .ratio(r.median_of(|i| r.tasks[i] / r.ours[i]), "ops/s, 64 callers / our one caller")
-            .target(Target::RatioAtLeast(4.0)),
+            .ratio(r.median_of(|i| r.tasks[i] / r.ours[i]), "ops/s, 64 callers / our one caller"),
     );
     rows.push(
         Row::new("sqlite: ours, 64 callers (tasks) vs rusqlite batched", m as u64, median(&mut r.tasks.clone()))

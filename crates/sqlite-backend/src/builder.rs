@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::error::{map_migrate, map_sqlx};
 
 use crate::migrations::MIGRATOR;
-use crate::{Shared, SqliteBackend, check, direct, error, feed, ops, writer};
+use crate::{Shared, SqliteBackend, check, direct, error, feed, lane, ops, writer};
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -264,6 +264,8 @@ impl SqliteBackendBuilder {
         let direct = direct::DirectReads::new(path.clone(), self.busy_timeout, idle).immutable(immutable);
         let shared = Arc::new(Shared {
             jobs,
+            queued: Arc::default(),
+            lane: None,
             readers,
             direct,
             path,
@@ -319,9 +321,10 @@ impl SqliteBackendBuilder {
         .execute(&mut writer)
         .await
         .map_err(|e| map_sqlx("turning the change feed on or off", e))?;
-        if let Some(bytes) = self.max_database_bytes {
-            limit_size(&mut writer, bytes).await?;
-        }
+        let max_page_count = match self.max_database_bytes {
+            Some(bytes) => Some(limit_size(&mut writer, bytes).await?),
+            None => None,
+        };
         let readers = SqlitePoolOptions::new()
             .test_before_acquire(false) // a local file: nothing to ping
             .max_connections(self.read_connections)
@@ -334,16 +337,33 @@ impl SqliteBackendBuilder {
         let (checkpoints, requests) = mpsc::channel(1);
         let (stop, stopping) = mpsc::channel(1);
         let (writer_closed, closed) = watch::channel(false);
-        let settings = writer::Settings {
-            limits: self.limits,
-            max_batch: self.max_batch,
-            wal: writer::WalLimit {
-                path: wal_path(&self.path),
-                bytes: self.wal_size_limit,
-                busy_timeout: self.busy_timeout,
-            },
+        let gate = Arc::new(lane::Gate::default());
+        let queued = Arc::new(lane::Queued::default());
+        let wal = writer::WalLimit {
+            path: wal_path(&self.path),
+            bytes: self.wal_size_limit,
+            busy_timeout: self.busy_timeout,
+            over_limit: Arc::default(),
+            tail: Arc::default(),
         };
-        let wal = settings.wal.for_checkpointer();
+        let lane = match self.durability {
+            Durability::Normal => {
+                let settings = lane::LaneSettings {
+                    path: self.path.clone(),
+                    synchronous: "NORMAL",
+                    max_page_count,
+                    limits: self.limits,
+                    wal: wal.share(),
+                };
+                Some(Arc::new(lane::Lane::open(settings, gate.clone(), queued.clone(), checkpoints.clone())?))
+            }
+            // Every commit waits for the disk: not on a caller's thread.
+            Durability::Full => None,
+        };
+        let checkpointer_wal = wal.share();
+        let settings =
+            writer::Settings { limits: self.limits, max_batch: self.max_batch, wal, gate, lane: lane.clone() };
+        let wal = checkpointer_wal;
         tokio::spawn(async move {
             let checkpointer = tokio::spawn(writer::checkpointer(checkpointer, requests, wal));
             writer::run(writer, queue, checkpoints, stopping, settings).await;
@@ -360,6 +380,8 @@ impl SqliteBackendBuilder {
         let retention = self.feed.unwrap_or_default();
         let shared = Arc::new(Shared {
             jobs,
+            queued,
+            lane,
             readers,
             direct,
             path: self.path.clone(),
@@ -483,7 +505,7 @@ async fn applied_elsewhere(conn: &mut sqlx::SqliteConnection, version: i64) -> b
 
 /// Caps the database at `bytes` (whole pages) on the writer connection, the only one that
 /// writes pages (`max_page_count` is a setting of the connection, not of the file).
-async fn limit_size(writer: &mut sqlx::SqliteConnection, bytes: u64) -> Result<()> {
+async fn limit_size(writer: &mut sqlx::SqliteConnection, bytes: u64) -> Result<u64> {
     let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
         .fetch_one(&mut *writer)
         .await
@@ -494,5 +516,5 @@ async fn limit_size(writer: &mut sqlx::SqliteConnection, bytes: u64) -> Result<(
         .execute(&mut *writer)
         .await
         .map_err(|e| map_sqlx("limiting the database size", e))?;
-    Ok(())
+    Ok(pages)
 }

@@ -7,7 +7,10 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
+use std::time::Duration;
 
 use persist_core::{PersistArgs, PersistError};
 use sqlx::{Connection, SqliteConnection};
@@ -15,22 +18,35 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::Limits;
 use crate::error::map_sqlx;
+use crate::lane::{Gate, Lane, Ticket};
 use crate::ops::{self, Answer, Failure, Write, rollback};
 
 /// One queued write and where to send its answer.
 pub(crate) struct Job {
     pub(crate) write: Write,
     pub(crate) reply: oneshot::Sender<Result<Answer, PersistError>>,
+    /// Counts the write as queued (see [`Queued`](crate::lane::Queued)) until it is answered.
+    pub(crate) ticket: Ticket,
+}
+
+impl Job {
+    /// Sends the answer, the write no longer counted as queued by then: the caller, woken by
+    /// it, may take the lane for its next write.
+    fn answer(self, answer: Result<Answer, PersistError>) {
+        let Self { write, reply, ticket } = self;
+        drop((write, ticket));
+        let _ = reply.send(answer);
+    }
 }
 
 /// Writes committed between two requests for a checkpoint: about 1 000 log pages (a write
 /// adds 4 to 5), SQLite's own default. A log four times longer made a lone caller's adds
 /// ≈ 30% slower (the kernel's copies into a log no longer in the CPU's cache).
-const CHECKPOINT_EVERY: usize = 256;
+pub(crate) const CHECKPOINT_EVERY: usize = 256;
 
 /// Writes committed between two looks at the log's size (one `stat` of its file): a log over
 /// its limit is cut back at most this many writes late.
-const SIZE_CHECK_EVERY: usize = 32;
+pub(crate) const SIZE_CHECK_EVERY: usize = 32;
 
 /// Runs until every handle (every sender) is gone or [`close`](crate::SqliteBackend::close)
 /// asks it to stop, finishing every write queued by then; then closes the connection (and drops
@@ -48,7 +64,8 @@ pub(crate) async fn run(
     mut stop: mpsc::Receiver<()>,
     settings: Settings,
 ) {
-    let Settings { limits, max_batch, wal } = settings;
+    let Settings { limits, max_batch, wal, gate, lane } = settings;
+    let lane = lane.as_deref();
     let (mut batch, mut next) = (Vec::with_capacity(max_batch), Vec::with_capacity(max_batch));
     // The outcome of `batch`, already committed (or failed) but not yet answered.
     let mut committed = None;
@@ -85,7 +102,9 @@ pub(crate) async fn run(
                 if taken == 0 {
                     break;
                 }
-                commit(&mut conn, &batch, &limits).await
+                // Held from here until the last group committed meanwhile is answered.
+                gate.take().await;
+                commit(&mut conn, lane, &batch, &limits).await
             }
         };
         since_checkpoint += batch.len();
@@ -98,10 +117,12 @@ pub(crate) async fn run(
                     }
                 }
                 if next.is_empty() {
+                    // Before the answers: a caller woken by its answer finds the lane free.
+                    gate.give_back();
                     answer(&mut batch, answers);
                 } else {
                     let outcome = {
-                        let mut committing = pin!(commit(&mut conn, &next, &limits));
+                        let mut committing = pin!(commit(&mut conn, lane, &next, &limits));
                         // One poll hands the next group to the connection's thread.
                         let early = poll_fn(|cx| Poll::Ready(committing.as_mut().poll(cx))).await;
                         answer(&mut batch, answers);
@@ -116,37 +137,51 @@ pub(crate) async fn run(
             }
             // One operation broke the transaction: isolate it by running each write alone.
             Err(Abort::Operation(_)) if batch.len() > 1 => {
-                for job in batch.drain(..) {
-                    let answer = match commit(&mut conn, std::slice::from_ref(&job), &limits).await {
+                let mut answers = Vec::with_capacity(batch.len());
+                for job in &batch {
+                    answers.push(match commit(&mut conn, lane, std::slice::from_ref(job), &limits).await {
                         Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(lost())),
                         Err(abort) => Err(abort.into_error()),
-                    };
-                    let _ = job.reply.send(answer);
+                    });
                 }
+                gate.give_back();
+                answer(&mut batch, answers);
             }
             // The transaction itself failed (busy, disk full): nothing was applied.
             Err(abort) => {
+                gate.give_back();
                 let error = abort.into_error();
                 let last = batch.pop();
                 for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(error.replicate()));
+                    job.answer(Err(error.replicate()));
                 }
                 if let Some(job) = last {
-                    let _ = job.reply.send(Err(error));
+                    job.answer(Err(error));
                 }
             }
         }
+        // A group committing still holds the gate; otherwise it is taken for the upkeep below.
+        let holding = committed.is_some();
         since_size_check += batch.len().max(1);
         // Under steady load a committed group is nearly always waiting for its answers here: a
         // cut delays them (up to its wait), only while the log is over its limit.
         if since_size_check >= size_check_every {
             since_size_check = 0;
-            if wal.over() {
+            if !wal.over() {
+                wal.mark_under();
+            } else {
                 // Readers coming and going keep the log from restarting at its start: cut it
                 // back here, under the load (a short stall, only when it is over its limit).
                 // A reader holding one snapshot longer makes it fail: then look less often,
                 // rather than stall every few writes behind that reader.
-                if wal.cut_back(&mut conn).await {
+                if !holding {
+                    gate.take().await;
+                }
+                let cut = wal.cut_back(&mut conn, wal.busy_timeout).await;
+                if !holding {
+                    gate.give_back();
+                }
+                if cut {
                     size_check_every = SIZE_CHECK_EVERY;
                     since_checkpoint = 0;
                 } else {
@@ -161,7 +196,9 @@ pub(crate) async fn run(
                 // automatic checkpoint would. On the second connection it would run alongside
                 // the next write and slow it (a lone caller's adds: 0.74–0.95 of hand-written
                 // sqlx that way, 0.84–0.95 this way).
+                gate.take().await;
                 checkpoint(&mut conn).await;
+                gate.give_back();
             } else {
                 // Writes are queued: the second connection copies while the writer goes on.
                 // Full: a request is already pending, which is enough.
@@ -169,6 +206,10 @@ pub(crate) async fn run(
             }
         }
     }
+    // Every write is in: the log is copied back whole and emptied (waiting briefly for a reader
+    // still on it), so the database file alone holds the store. Closing the last connection
+    // does the same, but not when that connection only reads.
+    wal.cut_back(&mut conn, wal.busy_timeout).await;
     let _ = conn.close().await;
 }
 
@@ -176,7 +217,7 @@ pub(crate) async fn run(
 /// its answer; its write stands.
 fn answer(batch: &mut Vec<Job>, answers: Vec<Result<Answer, PersistError>>) {
     for (job, answer) in batch.drain(..).zip(answers) {
-        let _ = job.reply.send(answer);
+        job.answer(answer);
     }
 }
 
@@ -188,7 +229,16 @@ pub(crate) async fn checkpointer(mut conn: SqliteConnection, mut requests: mpsc:
     // Nothing here may wait on a lock: a checkpoint that finds one taken is tried again later.
     let _ = sqlx::raw_sql("PRAGMA busy_timeout = 0").execute(&mut conn).await;
     while let Some(request) = requests.recv().await {
+        // A cut asked for by the lane while a copy was pending (the channel holds one request)
+        // is made at the copy's turn.
+        if request == Checkpoint::Cut || wal.marked_over() {
+            wal.cut_back(&mut conn, Duration::ZERO).await;
+            continue;
+        }
         let copied = checkpoint(&mut conn).await;
+        // A copy reports what the log held when it began: the frames the lane's writes added
+        // meanwhile are left for it (see [`WalLimit::tail`]).
+        wal.tail.store(true, Ordering::Relaxed);
         // Only when writes have stopped: emptying the file takes the write lock, and under
         // load the writer would wait for it (a 20 ms stall at every checkpoint).
         if request == Checkpoint::Trim {
@@ -216,6 +266,11 @@ pub(crate) enum Checkpoint {
     Copy,
     /// No write came for a while: copy the log back and, if its file is over the limit, empty it.
     Trim,
+    /// The log's file is over its limit under the lane's writes: copy it back and empty it now,
+    /// waiting briefly for readers, as the writer does for its own writes under load (see
+    /// [`WalLimit::cut_back`]). The lane's writes meanwhile find the file busy and go to the
+    /// writer, which waits for the cut.
+    Cut,
 }
 
 /// What the writer is configured with.
@@ -224,6 +279,10 @@ pub(crate) struct Settings {
     /// Most writes committed in one transaction.
     pub(crate) max_batch: usize,
     pub(crate) wal: WalLimit,
+    /// Taken while the writer holds a transaction (see [`Gate`]).
+    pub(crate) gate: Arc<Gate>,
+    /// Where groups of inserts are committed, on this task's thread, when there is one.
+    pub(crate) lane: Option<Arc<Lane>>,
 }
 
 /// How large the write-ahead log's file may stay once the load that grew it is over.
@@ -244,6 +303,13 @@ pub(crate) struct WalLimit {
     pub(crate) bytes: u64,
     /// The writer connection's busy timeout, set back after a cut.
     pub(crate) busy_timeout: std::time::Duration,
+    /// Set by the lane when it finds the log over the limit, cleared once it is cut back (or
+    /// found under the limit): meanwhile writes go to the writer, so that the cut is not
+    /// racing the lane's back-to-back transactions for the file's lock.
+    pub(crate) over_limit: Arc<AtomicBool>,
+    /// Set by the checkpointer when a copy left frames behind (writes ran alongside it), taken
+    /// by the lane, which copies them (see [`Lane`]).
+    pub(crate) tail: Arc<AtomicBool>,
 }
 
 impl WalLimit {
@@ -253,9 +319,39 @@ impl WalLimit {
     /// How long a cut under load waits for the readers still on the log's frames.
     const CUT_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
 
-    /// The same limit, for the checkpointer.
-    pub(crate) fn for_checkpointer(&self) -> Self {
-        Self { path: self.path.clone(), bytes: self.bytes, busy_timeout: self.busy_timeout }
+    /// The same limit, for the checkpointer or the lane.
+    pub(crate) fn share(&self) -> Self {
+        Self {
+            path: self.path.clone(),
+            bytes: self.bytes,
+            busy_timeout: self.busy_timeout,
+            over_limit: self.over_limit.clone(),
+            tail: self.tail.clone(),
+        }
+    }
+
+    /// Whether a copy left frames behind since the last call.
+    pub(crate) fn take_tail(&self) -> bool {
+        self.tail.load(Ordering::Relaxed) && self.tail.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the lane found the log over the limit and it is not cut back yet.
+    pub(crate) fn marked_over(&self) -> bool {
+        self.over_limit.load(Ordering::Relaxed)
+    }
+
+    /// Looks at the log's size (for the lane); over the limit, marks it so (see
+    /// [`over_limit`](Self::over_limit)).
+    pub(crate) fn check(&self) -> bool {
+        let over = self.over();
+        if over {
+            self.over_limit.store(true, Ordering::Relaxed);
+        }
+        over
+    }
+
+    fn mark_under(&self) {
+        self.over_limit.store(false, Ordering::Relaxed);
     }
 
     /// Copies the log back and empties it on the writer's connection, between two groups,
@@ -265,15 +361,20 @@ impl WalLimit {
     /// without pause no longer keep the log growing. A reader holding one snapshot longer than
     /// the wait leaves it for the next cut.
     /// Answers whether the log was emptied.
-    async fn cut_back(&self, conn: &mut SqliteConnection) -> bool {
+    /// `busy_timeout` is the connection's own, set back after the cut.
+    async fn cut_back(&self, conn: &mut SqliteConnection, busy_timeout: Duration) -> bool {
         let wait = format!("PRAGMA busy_timeout = {}", Self::CUT_WAIT.as_millis());
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(wait)).execute(&mut *conn).await;
         // One row: (busy, log frames, frames copied); busy 0 means the log was emptied.
         let done: Result<(i64, i64, i64), sqlx::Error> =
             sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
-        let back = format!("PRAGMA busy_timeout = {}", self.busy_timeout.as_millis());
+        let back = format!("PRAGMA busy_timeout = {}", busy_timeout.as_millis());
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(back)).execute(&mut *conn).await;
-        matches!(done, Ok((0, _, _)))
+        let cut = matches!(done, Ok((0, _, _)));
+        if cut {
+            self.mark_under();
+        }
+        cut
     }
 
     fn over(&self) -> bool {
@@ -314,14 +415,15 @@ impl Abort {
 /// snapshot for longer than that leaves the log as it is until a later checkpoint empties it.)
 async fn commit(
     conn: &mut SqliteConnection,
+    lane: Option<&Lane>,
     jobs: &[Job],
     limits: &Limits,
 ) -> Result<Vec<Result<Answer, PersistError>>, Abort> {
     let purging = jobs.iter().any(|job| matches!(&job.write, Write::Persist(PersistArgs::Delete(d)) if d.purge));
     if !purging {
-        return commit_group(conn, jobs, limits).await;
+        return commit_group(conn, lane, jobs, limits).await;
     }
-    let committed = commit_group(conn, jobs, limits).await;
+    let committed = commit_group(conn, lane, jobs, limits).await;
     if committed.is_ok() {
         empty_the_log(conn).await;
     }
@@ -344,12 +446,13 @@ async fn empty_the_log(conn: &mut SqliteConnection) {
 
 async fn commit_group(
     conn: &mut SqliteConnection,
+    lane: Option<&Lane>,
     jobs: &[Job],
     limits: &Limits,
 ) -> Result<Vec<Result<Answer, PersistError>>, Abort> {
     let writes: Vec<&Write> = jobs.iter().map(|job| &job.write).collect();
     // The common case, a group of adds and reserves, commits in a single round trip.
-    if let Some(committed) = ops::commit_inserts(conn, &writes, limits).await {
+    if let Some(committed) = ops::commit_inserts(conn, lane, &writes, limits).await {
         return committed.map_err(|failure| match failure {
             Failure::Refused(error) | Failure::Aborted(error) if error.is_temporary() => Abort::Transaction(error),
             Failure::Refused(error) | Failure::Aborted(error) => Abort::Operation(error),

@@ -17,6 +17,12 @@ use super::guard::*;
 use super::insert_sql::{APPLY_INBOX, INSERT_FINISHED, INSERT_ONE};
 use super::{Answer, Failure, OpResult, Write, aborted, refused, sql};
 use crate::Limits;
+use crate::lane::Lane;
+
+mod lane;
+
+use self::lane::group_on_lane;
+pub(crate) use self::lane::{OnLane, insert_on_lane};
 use crate::rows::{self, message_columns, tenant_key};
 
 /// Commits a group made only of `add`s and `reserve`s in **one** round trip: every insert in
@@ -28,6 +34,7 @@ use crate::rows::{self, message_columns, tenant_key};
 /// repeat or a refusal) answers per write and never fails the group.
 pub(crate) async fn commit_inserts(
     conn: &mut SqliteConnection,
+    lane: Option<&Lane>,
     writes: &[&Write],
     limits: &Limits,
 ) -> Option<OpResult<Vec<Result<Answer, PersistError>>>> {
@@ -55,10 +62,15 @@ pub(crate) async fn commit_inserts(
     if runnable.is_empty() {
         return Some(Ok(answers));
     }
-    let inserted = match insert_query(conn, &runnable, true).await {
-        Ok(inserted) => inserted,
-        // Nothing was committed (see `insert_query`): the connection is outside any transaction.
-        Err(failure) => return Some(Err(failure)),
+    // On the lane's connection, in this thread, when the writer has one: no hand-off to sqlx's
+    // connection thread and back.
+    let inserted = match lane.and_then(|lane| lane.with(|lane| group_on_lane(lane, &runnable)).flatten()) {
+        Some(inserted) => inserted,
+        None => match insert_query(conn, &runnable, true).await {
+            Ok(inserted) => inserted,
+            // Nothing was committed (see `insert_query`): the connection is outside any transaction.
+            Err(failure) => return Some(Err(failure)),
+        },
     };
     for ((plan, row), slot) in runnable.iter().zip(inserted).zip(slots) {
         answers[slot] = match row.transpose() {
@@ -253,10 +265,14 @@ impl<'a> Insert<'a> {
             Some(message) => (message, false),
             None => self.diagnose(conn).await?,
         };
-        Ok(match self.status {
+        Ok(self.result(message, deduplicated))
+    }
+
+    fn result(&self, message: Message, deduplicated: bool) -> PersistResult {
+        match self.status {
             Status::Reserved => Reserved::new(message, deduplicated).into(),
             Status::Complete | Status::Interrupted => Added::new(message, deduplicated).into(),
-        })
+        }
     }
 
     /// Why nothing was inserted: the thread refused the write, or it repeats an earlier one.
@@ -325,26 +341,7 @@ pub(super) async fn insert_query(
     if let ([plan], true) = (plans, transaction) {
         return insert_one(conn, plan, now).await;
     }
-    let rows: Vec<InboxRow<'_>> = plans
-        .iter()
-        .enumerate()
-        .map(|(index, plan)| {
-            (
-                index,
-                plan.thread_id.as_str(),
-                tenant_key(plan.tenant),
-                plan.id.as_str(),
-                plan.role.as_str(),
-                plan.content.as_json(),
-                plan.metadata.as_str(),
-                plan.status.as_str(),
-                plan.idempotency_key.map(IdempotencyKey::as_str),
-                now.as_micros(),
-                plan.parent_param(),
-            )
-        })
-        .collect();
-    let rows = serde_json::to_string(&rows).map_err(|e| aborted(PersistError::invalid("message", e.to_string())))?;
+    let rows = inbox_rows(plans, now)?;
     // With `transaction`, the inbox insert is the group's transaction on its own (autocommit):
     // one statement commits or rolls back whole, and outside an explicit transaction SQLite
     // keeps no statement journal (a copy of every page the group changes, made in case the
@@ -391,7 +388,40 @@ pub(super) async fn insert_query(
             return Ok(plans.iter().map(|_| Some(Err(unreadable()))).collect());
         }
     };
-    let written = written.as_deref();
+    Ok(from_report(plans, written.as_deref(), now))
+}
+
+/// The inbox's one parameter: every row of `plans` as a JSON array, written at `now`.
+fn inbox_rows(plans: &[Insert<'_>], now: Timestamp) -> OpResult<String> {
+    let rows: Vec<InboxRow<'_>> = plans
+        .iter()
+        .enumerate()
+        .map(|(index, plan)| {
+            (
+                index,
+                plan.thread_id.as_str(),
+                tenant_key(plan.tenant),
+                plan.id.as_str(),
+                plan.role.as_str(),
+                plan.content.as_json(),
+                plan.metadata.as_str(),
+                plan.status.as_str(),
+                plan.idempotency_key.map(IdempotencyKey::as_str),
+                now.as_micros(),
+                plan.parent_param(),
+            )
+        })
+        .collect();
+    serde_json::to_string(&rows).map_err(|e| aborted(PersistError::invalid("message", e.to_string())))
+}
+
+/// Per plan, the row the inbox's report says it wrote (`written`: `plan:seq:parent`, …), or
+/// `None`.
+fn from_report(
+    plans: &[Insert<'_>],
+    written: Option<&str>,
+    now: Timestamp,
+) -> Vec<Option<Result<Message, PersistError>>> {
     // Each entry names the plan that wrote a row, the row's seq and its parent: a row is never
     // given to another plan (one that was refused, say for a deleted thread, with the same id).
     // An unreadable report fails only the plans it leaves unanswered: with `transaction`, the
@@ -420,7 +450,7 @@ pub(super) async fn insert_query(
             }));
         }
     }
-    Ok(answers)
+    answers
 }
 
 /// The group of one `plan`: [`INSERT_ONE`], committed in one round trip.

@@ -14,6 +14,21 @@ macro_rules! insert_one {
     ($thread:literal, $tenant:literal, $id:literal, $role:literal, $content:literal, $metadata:literal,
      $status:literal, $key:literal, $now:literal, $parent:literal, $returning:literal) => {
         concat!(
+            insert_thread!($thread, $tenant, $now, $parent),
+            "; ",
+            insert_message!(
+                $thread, $tenant, $id, $role, $content, $metadata, $status, $key, $now, $parent, $returning
+            ),
+            ";"
+        )
+    };
+}
+
+/// The first statement of [`insert_one!`]: the thread, created if absent (unless the message
+/// names its parent).
+macro_rules! insert_thread {
+    ($thread:literal, $tenant:literal, $now:literal, $parent:literal) => {
+        concat!(
             "INSERT INTO threads (tenant, thread_id, created_at, updated_at) SELECT ",
             $tenant,
             ", ",
@@ -26,7 +41,16 @@ macro_rules! insert_one {
             $parent,
             " IS NULL OR ",
             $parent,
-            " = '' ON CONFLICT (tenant, thread_id) DO NOTHING; ",
+            " = '' ON CONFLICT (tenant, thread_id) DO NOTHING"
+        )
+    };
+}
+
+/// The second statement of [`insert_one!`]: the message, numbered after the thread's last.
+macro_rules! insert_message {
+    ($thread:literal, $tenant:literal, $id:literal, $role:literal, $content:literal, $metadata:literal,
+     $status:literal, $key:literal, $now:literal, $parent:literal, $returning:literal) => {
+        concat!(
             "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                                    idempotency_key, created_at, updated_at, parent_seq) \
              SELECT t.tenant, t.thread_id, ",
@@ -65,8 +89,7 @@ macro_rules! insert_one {
             " IS NULL OR ",
             $parent,
             " = '' OR p.seq IS NOT NULL) ON CONFLICT DO NOTHING",
-            $returning,
-            ";"
+            $returning
         )
     };
 }
@@ -78,6 +101,15 @@ pub(super) const INSERT_ONE: &str = concat!(
     insert_one!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", "?10", " RETURNING seq, parent_seq"),
     " COMMIT;"
 );
+
+/// The two statements of a group of one insert (`INSERT_ONE`) apart, for a connection that runs
+/// one statement at a time (the caller's lane): the thread, then the message, which returns its
+/// seq and parent. The same parameters.
+pub const INSERT_THREAD: &str = insert_thread!("?1", "?2", "?9", "?10");
+
+/// See [`INSERT_THREAD`].
+pub const INSERT_MESSAGE: &str =
+    insert_message!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", "?10", " RETURNING seq, parent_seq");
 
 /// The insert of [`APPLY_INBOX`]: the rows of its one JSON array parameter, in order.
 macro_rules! inbox_insert {

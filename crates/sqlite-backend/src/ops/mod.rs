@@ -25,9 +25,9 @@ use sqlx::SqliteConnection;
 
 use self::delete::{delete_message, delete_thread};
 pub(crate) use self::guard::find_thread;
-pub(crate) use self::insert::commit_inserts;
 use self::insert::{Insert, Run, insert_many, pending};
-pub use self::insert_sql::{INBOX, INBOX_INSERT, READ_REPORT};
+pub(crate) use self::insert::{OnLane, commit_inserts, insert_on_lane};
+pub use self::insert_sql::{INBOX, INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
 use self::session::{bind_session, set_once};
 use self::update::{update_content, update_message, update_thread};
 use crate::Limits;
@@ -317,22 +317,43 @@ mod tests {
 
     #[tokio::test]
     async fn a_group_of_inserts_commits_in_one_query_and_answers_each() {
+        a_group_of_inserts_answers_each(false).await;
+    }
+
+    #[tokio::test]
+    async fn a_group_of_inserts_on_the_lane_answers_as_on_the_writer_connection() {
+        a_group_of_inserts_answers_each(true).await;
+    }
+
+    /// A group with a refused write, a repeat and two written, committed on the writer's own
+    /// connection or, `on_lane`, on the lane's: the same answers.
+    async fn a_group_of_inserts_answers_each(on_lane: bool) {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = connection(&dir).await;
+        let lane = on_lane.then(|| crate::lane::Lane::for_tests(&dir.path().join("ops.db")));
         let [seed, delete] = tombstone("gone");
         let mut tx = conn.begin().await.unwrap();
         apply_batch(&mut tx, &[&seed, &delete], &limits()).await.unwrap();
         tx.commit().await.unwrap();
         let (refused, own, repeat, other) =
             (add_id("gone", "m"), add_id("owner", "m"), add_id("owner", "m"), add_id("other", "m"));
-        let answers = commit_inserts(&mut conn, &[&refused, &own, &repeat, &other], &limits()).await.unwrap().unwrap();
+        let group = [&refused, &own, &repeat, &other];
+        let answers = commit_inserts(&mut conn, lane.as_ref(), &group, &limits()).await.unwrap().unwrap();
         assert!(matches!(answers[0], Err(PersistError::ThreadDeleted { .. })));
         assert_eq!(added(&answers[1]), ("m".to_owned(), false));
         assert_eq!(added(&answers[2]), ("m".to_owned(), true), "the repeat answers the first copy");
         assert_eq!(added(&answers[3]), ("m".to_owned(), false), "another tenant's thread of that id is its own");
         assert_eq!(count(&mut conn).await, 2, "committed: owner's m and other's m");
+        // A group of one, written and repeated.
+        let (alone, again) = (add_id("owner", "alone"), add_id("owner", "alone"));
+        let answers = commit_inserts(&mut conn, lane.as_ref(), &[&alone], &limits()).await.unwrap().unwrap();
+        assert_eq!(added(&answers[0]), ("alone".to_owned(), false));
+        let answers = commit_inserts(&mut conn, lane.as_ref(), &[&again], &limits()).await.unwrap().unwrap();
+        assert_eq!(added(&answers[0]), ("alone".to_owned(), true));
+        assert_eq!(count(&mut conn).await, 3);
         let other = Write::Persist(Delete::thread(ThreadId::new("shared").unwrap()).into());
-        assert!(commit_inserts(&mut conn, &[&other], &limits()).await.is_none(), "not an insert-only group");
+        let not_inserts = commit_inserts(&mut conn, lane.as_ref(), &[&other], &limits()).await;
+        assert!(not_inserts.is_none(), "not an insert-only group");
     }
 
     /// A turn of tenant `tenant` to its thread "shared", of messages with the ids `ids`.
@@ -516,7 +537,7 @@ mod tests {
         let mut conn = connection(&dir).await;
         break_the_report(&mut conn).await;
         let (first, second) = (add_id("owner", "first"), add_id("owner", "second"));
-        let answers = commit_inserts(&mut conn, &[&first, &second], &limits()).await.unwrap().unwrap();
+        let answers = commit_inserts(&mut conn, None, &[&first, &second], &limits()).await.unwrap().unwrap();
         for answer in &answers {
             match answer {
                 Err(PersistError::Backend { message, .. }) => {
@@ -554,11 +575,11 @@ mod tests {
         .await
         .unwrap();
         let (fine, boom) = (add_id("owner", "fine"), add_id("owner", "boom"));
-        let failed = commit_inserts(&mut conn, &[&fine, &boom], &limits()).await.unwrap();
+        let failed = commit_inserts(&mut conn, None, &[&fine, &boom], &limits()).await.unwrap();
         assert!(matches!(failed, Err(Failure::Aborted(_))));
         assert_eq!(count(&mut conn).await, 0, "the write before the failure was rolled back");
         // The connection is usable, outside any transaction.
-        commit_inserts(&mut conn, &[&fine], &limits()).await.unwrap().unwrap();
+        commit_inserts(&mut conn, None, &[&fine], &limits()).await.unwrap().unwrap();
         assert_eq!(count(&mut conn).await, 1);
     }
 }

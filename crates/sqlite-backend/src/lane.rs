@@ -1,0 +1,344 @@
+//! The caller's lane: a lone caller's `add` or `reserve` written on the caller's thread.
+//!
+//! The writer task owns a sqlx connection, and sqlx runs each SQLite connection on a worker
+//! thread of its own: a write handed from the caller to the writer task, then to that thread
+//! and back, crossed threads four times, and a lone caller's add spent more time waking threads
+//! than in SQLite (BENCHMARKS.md, "SQLite, one caller, against rusqlite"). The lane is a second
+//! write connection (rusqlite, as the direct reads) that a caller uses itself when nobody else
+//! is writing: no write of this handle is queued for the writer and the writer holds no
+//! transaction (the [`Gate`]). Then the caller runs the insert's statements where it polls,
+//! like a `Mutex` taken briefly, and no thread is woken. Under load, the queue is never empty
+//! and writes go to the writer, which commits them in groups as before.
+//!
+//! The lane answers only the common case: the message written. A repeat, a refusal that
+//! needs diagnosing, the file busy (another process writing: the lane never waits for a
+//! lock, its busy timeout is zero), any failure of the database: it rolls back and the write
+//! goes to the writer, which answers it as any write. With [`Durability::Full`] there is no
+//! lane: every commit waits for the disk, which a caller's thread must not.
+//!
+//! [`Durability::Full`]: crate::Durability::Full
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use persist_core::{PersistArgs, PersistError};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Notify, mpsc};
+
+use crate::Limits;
+use crate::ops::{Answer, INBOX, OnLane, Write, insert_on_lane};
+use crate::writer::{CHECKPOINT_EVERY, Checkpoint, SIZE_CHECK_EVERY, WalLimit};
+
+/// Which of the handle's two write connections may hold a transaction: the writer task's or
+/// the lane's, never both, so neither waits on SQLite's lock for the other (a wait there is a
+/// sleep of a millisecond or more).
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    held: AtomicBool,
+    released: Notify,
+}
+
+impl Gate {
+    /// Takes the gate if nobody holds it.
+    pub(crate) fn try_take(&self) -> bool {
+        self.held.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// Takes the gate, waiting for the lane's write under way (one insert) if there is one.
+    pub(crate) async fn take(&self) {
+        while !self.try_take() {
+            // A release between the failed take and this wait leaves a permit: no wake-up lost.
+            self.released.notified().await;
+        }
+    }
+
+    pub(crate) fn give_back(&self) {
+        self.held.store(false, Ordering::Release);
+        self.released.notify_one();
+    }
+}
+
+/// The gate, taken by the lane for one write.
+struct Held<'a>(&'a Gate);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.give_back();
+    }
+}
+
+/// Counts the handle's writes queued for the writer and not yet answered: while any is, a
+/// write does not take the lane, so it is never committed before a write queued earlier (one
+/// whose caller stopped waiting, say).
+#[derive(Debug, Default)]
+pub(crate) struct Queued(AtomicUsize);
+
+/// One write counted in [`Queued`] until it is dropped (after its answer is sent, or with the
+/// queue when the writer is gone).
+#[derive(Debug)]
+pub(crate) struct Ticket(Arc<Queued>);
+
+impl Ticket {
+    pub(crate) fn new(queued: &Arc<Queued>) -> Self {
+        queued.0.fetch_add(1, Ordering::SeqCst);
+        Self(queued.clone())
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What the lane needs besides its connection.
+pub(crate) struct LaneSettings {
+    pub(crate) path: PathBuf,
+    pub(crate) synchronous: &'static str,
+    pub(crate) max_page_count: Option<u64>,
+    pub(crate) limits: Limits,
+    pub(crate) wal: WalLimit,
+}
+
+/// The lane's connection and the channel to the checkpointer, both gone once the handle closes
+/// (the checkpointer ends when every sender of its channel is gone).
+struct Open {
+    conn: Connection,
+    checkpoints: mpsc::Sender<Checkpoint>,
+}
+
+/// See the [module docs](self).
+pub(crate) struct Lane {
+    open: Mutex<Option<Open>>,
+    gate: Arc<Gate>,
+    queued: Arc<Queued>,
+    limits: Limits,
+    wal: WalLimit,
+    /// Writes committed on the lane since it last asked for a checkpoint, and since it last
+    /// looked at the log's size.
+    since_checkpoint: AtomicUsize,
+    since_size_check: AtomicUsize,
+}
+
+impl Lane {
+    /// Opens the lane's connection, set up as the writer's (synchronous, `secure_delete`, the
+    /// size cap, a log copied back by the checkpointer rather than by a commit), with no busy
+    /// wait.
+    pub(crate) fn open(
+        settings: LaneSettings,
+        gate: Arc<Gate>,
+        queued: Arc<Queued>,
+        checkpoints: mpsc::Sender<Checkpoint>,
+    ) -> Result<Self, PersistError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&settings.path, flags).map_err(opening)?;
+        let mut setup = format!(
+            "PRAGMA busy_timeout = 0; PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
+            settings.synchronous
+        );
+        if let Some(pages) = settings.max_page_count {
+            setup.push_str(&format!(" PRAGMA max_page_count = {pages};"));
+        }
+        conn.execute_batch(&setup).map_err(opening)?;
+        // The writer's settings (`secure_delete`, no automatic checkpoint) and its inbox, for
+        // the groups the writer commits here.
+        conn.execute_batch(INBOX).map_err(opening)?;
+        Ok(Self {
+            open: Mutex::new(Some(Open { conn, checkpoints })),
+            gate,
+            queued,
+            limits: settings.limits,
+            wal: settings.wal,
+            since_checkpoint: AtomicUsize::new(0),
+            since_size_check: AtomicUsize::new(0),
+        })
+    }
+
+    /// Writes `write` on the caller's thread if it is an `add` or `reserve` and nobody else is
+    /// writing, and answers it; `None` otherwise, or when the lane declines it: the writer is to
+    /// apply it.
+    pub(crate) fn try_write(&self, write: &Write) -> Option<Result<Answer, PersistError>> {
+        let Write::Persist(args @ (PersistArgs::Add(_) | PersistArgs::Reserve(_))) = write else {
+            return None;
+        };
+        if self.wal.marked_over() || self.queued.0.load(Ordering::SeqCst) != 0 || !self.gate.try_take() {
+            return None;
+        }
+        // Given back however this ends, a panic included: the writer waits for it.
+        let _held = Held(&self.gate);
+        let outcome = {
+            let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            match open.as_ref() {
+                Some(open) => {
+                    let outcome = insert_on_lane(&open.conn, args, &self.limits);
+                    if matches!(outcome, OnLane::Answered(Ok(_))) {
+                        self.after_commit(&open.conn, &open.checkpoints);
+                    }
+                    outcome
+                }
+                None => OnLane::Declined,
+            }
+        };
+        match outcome {
+            OnLane::Answered(answer) => Some(answer),
+            OnLane::Declined => None,
+        }
+    }
+
+    /// Asks the checkpointer to copy the log back every [`CHECKPOINT_EVERY`] writes, as the
+    /// writer does for its own writes (the copy runs on the checkpointer's connection: the caller
+    /// does not wait for it), and looks at the log's size every [`SIZE_CHECK_EVERY`]: over its
+    /// limit, writes go to the writer until the checkpointer (see [`Checkpoint::Cut`]) or the
+    /// writer has cut it back.
+    fn after_commit(&self, conn: &Connection, checkpoints: &mpsc::Sender<Checkpoint>) {
+        if self.since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1 >= CHECKPOINT_EVERY {
+            self.since_checkpoint.store(0, Ordering::Relaxed);
+            let _ = checkpoints.try_send(Checkpoint::Copy);
+        } else if self.wal.take_tail() {
+            // The checkpointer's copy ran alongside the lane's writes and left the frames they
+            // added: copied here (a few, where no write runs alongside), the log is copied back
+            // whole and the next write starts it over at its beginning. Otherwise it never does
+            // under a steady caller, and grows until it is cut back (at 0.6× the adds a second).
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", (), |_| Ok(()));
+        }
+        if self.since_size_check.fetch_add(1, Ordering::Relaxed) + 1 >= SIZE_CHECK_EVERY {
+            self.since_size_check.store(0, Ordering::Relaxed);
+            if self.wal.check() {
+                let _ = checkpoints.try_send(Checkpoint::Cut);
+            }
+        }
+    }
+
+    /// Runs `use_it` on the lane's connection, for the writer (which holds the [`Gate`]);
+    /// `None` once the lane is closed.
+    pub(crate) fn with<T>(&self, use_it: impl FnOnce(&Connection) -> T) -> Option<T> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|open| use_it(&open.conn))
+    }
+
+    /// Closes the lane's connection (waiting for a write under way on it); later writes go to
+    /// the writer.
+    pub(crate) fn close(&self) {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+fn opening(error: rusqlite::Error) -> PersistError {
+    PersistError::backend("opening the caller's write connection", error)
+}
+
+#[cfg(test)]
+impl Lane {
+    /// A lane on the migrated file at `path`, alone (no writer, no checkpointer).
+    pub(crate) fn for_tests(path: &std::path::Path) -> Self {
+        let settings = LaneSettings {
+            path: path.to_owned(),
+            synchronous: "NORMAL",
+            max_page_count: None,
+            limits: Limits { max_content_bytes: 1 << 20, max_metadata_bytes: 1 << 16 },
+            wal: WalLimit {
+                path: path.with_extension("db-wal"),
+                bytes: u64::MAX,
+                busy_timeout: std::time::Duration::ZERO,
+                over_limit: Arc::default(),
+                tail: Arc::default(),
+            },
+        };
+        let (checkpoints, _) = mpsc::channel(1);
+        Self::open(settings, Arc::default(), Arc::default(), checkpoints).unwrap()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use persist_core::args::Add;
+    use persist_core::{Content, MessageId, PersistResult, Role, ThreadId};
+    use sqlx::{ConnectOptions, Connection};
+
+    use super::{Lane, Ticket};
+    use crate::ops::{Answer, Write};
+
+    async fn migrated(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let path = dir.path().join("lane.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let mut conn = options.connect().await.unwrap();
+        crate::migrations::MIGRATOR.run_direct(None, &mut conn, false).await.unwrap();
+        conn.close().await.unwrap();
+        path
+    }
+
+    fn add(id: &str) -> Write {
+        let args =
+            Add::new(ThreadId::new("t").unwrap(), Role::User, Content::text(id)).with_id(MessageId::new(id).unwrap());
+        Write::Persist(args.into())
+    }
+
+    fn seq(answer: Result<Answer, persist_core::PersistError>) -> u64 {
+        match answer {
+            Ok(Answer::Persist(PersistResult::Added(added))) => {
+                assert!(!added.deduplicated);
+                added.message.seq
+            }
+            _ => panic!("not an add's answer"),
+        }
+    }
+
+    fn count(path: &std::path::Path) -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT count(*) FROM messages", (), |row| row.get(0)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_lane_writes_only_when_nobody_else_is_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = migrated(&dir).await;
+        let lane = Lane::for_tests(&path);
+        assert_eq!(seq(lane.try_write(&add("a")).unwrap()), 1);
+        // A write of the handle still queued for the writer (its caller may have stopped
+        // waiting): a later write must not pass it.
+        let queued = Ticket::new(&lane.queued);
+        assert!(lane.try_write(&add("b")).is_none(), "declined while a write is queued");
+        drop(queued);
+        // The writer holding a transaction.
+        assert!(lane.gate.try_take());
+        assert!(lane.try_write(&add("b")).is_none(), "declined while the writer holds the gate");
+        lane.gate.give_back();
+        assert_eq!(seq(lane.try_write(&add("b")).unwrap()), 2);
+        assert_eq!(count(&path), 2, "nothing written by the declined writes");
+    }
+
+    #[tokio::test]
+    async fn the_lane_leaves_repeats_and_other_writes_to_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = migrated(&dir).await;
+        let lane = Lane::for_tests(&path);
+        seq(lane.try_write(&add("a")).unwrap());
+        // A repeat is diagnosed by the writer; the lane rolls its attempt back.
+        assert!(lane.try_write(&add("a")).is_none());
+        let delete = persist_core::args::Delete::thread(ThreadId::new("t").unwrap());
+        assert!(lane.try_write(&Write::Persist(delete.into())).is_none(), "only adds and reserves");
+        // Refused before anything is written (over the content limit): answered here.
+        let large = Add::new(ThreadId::new("t").unwrap(), Role::User, Content::text("x".repeat(2 << 20)));
+        let refused = lane.try_write(&Write::Persist(large.into())).expect("answered on the lane");
+        assert!(matches!(refused, Err(persist_core::PersistError::InvalidInput { .. })));
+        assert_eq!(count(&path), 1);
+        // No transaction left open: another connection writes.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE; COMMIT;").unwrap();
+        lane.close();
+        assert!(lane.try_write(&add("b")).is_none(), "closed: every write goes to the writer");
+    }
+
+    #[tokio::test]
+    async fn the_lane_never_waits_for_another_connections_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = migrated(&dir).await;
+        let lane = Lane::for_tests(&path);
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // Declined at once (busy), not after a busy wait: the writer waits, on its own thread.
+        assert!(lane.try_write(&add("a")).is_none());
+        other.execute_batch("COMMIT").unwrap();
+        assert_eq!(seq(lane.try_write(&add("a")).unwrap()), 1);
+    }
+}

@@ -1,0 +1,135 @@
+//! Inserts on the caller's lane (`crate::lane`): a rusqlite connection, used on the caller's
+//! thread for a lone caller's write, and by the writer for its groups of inserts.
+
+use persist_core::branch::parent_from_stored;
+use persist_core::{IdempotencyKey, Message, PersistArgs, PersistError, Timestamp};
+
+use super::super::insert_sql::{INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
+use super::super::{Answer, Failure};
+use super::{Insert, from_report, inbox_rows};
+use crate::Limits;
+use crate::rows::tenant_key;
+
+/// What [`insert_on_lane`] made of a write.
+pub(crate) enum OnLane {
+    /// Answered: written and committed, or refused before anything was written (a request
+    /// that is not valid, content over the limits).
+    Answered(Result<Answer, PersistError>),
+    /// Not written, nothing left behind: the writer is to apply it (a repeat or a refusal to
+    /// diagnose, the file busy, any failure of the database), where its answer is found as
+    /// for any write.
+    Declined,
+}
+
+/// Applies an `add` or `reserve` on the caller's lane (`crate::lane`), a rusqlite connection
+/// used on the caller's thread: the statements of [`INSERT_ONE`] one at a time. Only the common
+/// case is answered here, the message written; anything else is rolled back and
+/// [`Declined`](OnLane::Declined), so that one place, the writer, answers repeats, refusals and
+/// failures.
+pub(crate) fn insert_on_lane(conn: &rusqlite::Connection, args: &PersistArgs, limits: &Limits) -> OnLane {
+    let plan = match Insert::plan(args, limits) {
+        Some(Ok(plan)) => plan,
+        Some(Err(Failure::Refused(error))) => return OnLane::Answered(Err(error)),
+        Some(Err(Failure::Aborted(_))) | None => return OnLane::Declined,
+    };
+    let now = Timestamp::now();
+    match one_on_lane(conn, &plan, now, false) {
+        Some(Some(written)) => OnLane::Answered(written.map(|message| Answer::Persist(plan.result(message, false)))),
+        // Nothing written (a repeat, a refusal) or a failure: nothing of it stays.
+        Some(None) | None => OnLane::Declined,
+    }
+}
+
+/// The inserts of `plans` on the lane's connection, for the writer's group (as [`insert_query`]
+/// with `transaction`: committed, the group of one by [`INSERT_ONE`]'s statements, a larger one
+/// through the connection's inbox in autocommit). `None` when nothing was committed because the
+/// database failed (the file busy, full, …): the writer then runs the same group on its own
+/// connection, where the failure is answered as for any write.
+pub(in crate::ops) fn group_on_lane(
+    conn: &rusqlite::Connection,
+    plans: &[Insert<'_>],
+) -> Option<Vec<Option<Result<Message, PersistError>>>> {
+    let now = Timestamp::now();
+    if let [plan] = plans {
+        return one_on_lane(conn, plan, now, true).map(|written| vec![written]);
+    }
+    let rows = inbox_rows(plans, now).ok()?;
+    // In autocommit, as on the writer's connection (no statement journal); the insert is the
+    // group's transaction: once it finished, the group is committed.
+    conn.prepare_cached("DELETE FROM persist_written").and_then(|mut clear| clear.execute(())).ok()?;
+    conn.prepare_cached(INBOX_INSERT).and_then(|mut insert| insert.execute([rows])).ok()?;
+    let written = conn
+        .prepare_cached(READ_REPORT)
+        .and_then(|mut report| report.query_row((), |row| row.get::<_, Option<String>>(0)));
+    Some(match written {
+        Ok(written) => from_report(plans, written.as_deref(), now),
+        // Committed: the answers fail, never the group (run again, the writes would repeat).
+        Err(error) => plans
+            .iter()
+            .map(|_| {
+                Some(Err(PersistError::Backend {
+                    message: format!("the writes were committed but their report cannot be read: {error}").into(),
+                    source: None,
+                }))
+            })
+            .collect(),
+    })
+}
+
+/// One insert on the lane's connection in `BEGIN IMMEDIATE` … `COMMIT`: `Some(row)` once
+/// committed (`None` inside when nothing was inserted, committed only with `commit_empty`),
+/// `None` when it was rolled back.
+fn one_on_lane(
+    conn: &rusqlite::Connection,
+    plan: &Insert<'_>,
+    now: Timestamp,
+    commit_empty: bool,
+) -> Option<Option<Result<Message, PersistError>>> {
+    // The seq and the stored parent of the row written.
+    type Written = Option<(i64, Option<i64>)>;
+    let written = (|| -> rusqlite::Result<Option<Written>> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute(())?;
+        let params = rusqlite::params![
+            plan.thread_id.as_str(),
+            tenant_key(plan.tenant),
+            plan.id.as_str(),
+            plan.role.as_str(),
+            plan.content.as_json(),
+            plan.metadata.as_str(),
+            plan.status.as_str(),
+            plan.idempotency_key.map(IdempotencyKey::as_str),
+            now.as_micros(),
+            plan.parent_param(),
+        ];
+        conn.prepare_cached(INSERT_THREAD)?.execute(params)?;
+        let row = {
+            let mut message = conn.prepare_cached(INSERT_MESSAGE)?;
+            let mut rows = message.query(params)?;
+            match rows.next()? {
+                Some(row) => Some((row.get(0)?, row.get(1)?)),
+                None => None,
+            }
+        };
+        if row.is_none() && !commit_empty {
+            return Ok(None);
+        }
+        conn.prepare_cached("COMMIT")?.execute(())?;
+        Ok(Some(row))
+    })();
+    let row = match written {
+        Ok(Some(row)) => row,
+        Ok(None) | Err(_) => {
+            // Ends the transaction, if one is open; none being open is fine.
+            let _ = conn.execute_batch("ROLLBACK");
+            return None;
+        }
+    };
+    // Committed: an unreadable seq fails this answer only, as on the writer.
+    Some(row.map(|(seq, parent)| {
+        let seq = u64::try_from(seq).map_err(|_| crate::error::corrupt(format!("seq {seq}")))?;
+        let parent = parent
+            .map(|parent| u64::try_from(parent).map_err(|_| crate::error::corrupt(format!("parent_seq {parent}"))))
+            .transpose()?;
+        Ok(plan.written(seq, parent_from_stored(seq, parent), now))
+    }))
+}

@@ -1,0 +1,129 @@
+//! The caller's lane: a lone caller's inserts written on its own thread, everything else by the
+//! writer, the two never at once and never waiting on each other's lock.
+
+use std::time::{Duration, Instant};
+
+use persist_core::args::Add;
+use persist_core::feed::ReadFeed;
+use persist_core::read::ListMessages;
+use persist_core::{Backend, Content, MessageId, PersistResult, Role, ThreadId};
+use persist_sqlite::SqliteBackend;
+
+fn add(thread: &str, id: &str) -> Add {
+    Add::new(ThreadId::new(thread).unwrap(), Role::User, Content::text(id)).with_id(MessageId::new(id).unwrap())
+}
+
+/// Another process holds the file's write lock: a write waits for it without holding the
+/// caller's thread. On a runtime of one thread, the task that ends the other transaction runs
+/// while the write waits; had the write waited on that thread (a busy wait of up to the busy
+/// timeout), the lock would be released only after the timeout.
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_meeting_another_connections_lock_waits_off_the_callers_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("locked.db");
+    let busy_timeout = Duration::from_secs(10);
+    let backend = SqliteBackend::builder(&path).busy_timeout(busy_timeout).open().await.unwrap();
+    backend.apply(add("t", "first").into()).await.unwrap();
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let other = rusqlite::Connection::open(&path).unwrap();
+            other.execute_batch("BEGIN IMMEDIATE").unwrap();
+            locked.send(()).unwrap();
+            released.recv().unwrap();
+            other.execute_batch("COMMIT").unwrap();
+        }
+    });
+    is_locked.recv().unwrap();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).unwrap();
+    });
+    let start = Instant::now();
+    let written = backend.apply(add("t", "second").into()).await.unwrap();
+    assert_eq!(written.message().unwrap().seq, 2);
+    assert!(
+        start.elapsed() < busy_timeout / 2,
+        "the write held the caller's thread while the lock was taken ({:?})",
+        start.elapsed()
+    );
+    holder.join().unwrap();
+    backend.close().await;
+}
+
+/// Callers coming and going (writes on the lane and groups on the writer, mixed), repeats
+/// among them, a delete between: every write answered as it would be alone, each thread's
+/// messages numbered without gaps, one feed event per message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_and_the_writer_together_number_every_thread_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path().join("mixed.db")).await.unwrap();
+    let (threads, per_thread) = (8_usize, 60_usize);
+    let mut tasks = tokio::task::JoinSet::new();
+    for thread in 0..threads {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            let name = format!("t{thread}");
+            for i in 0..per_thread {
+                let id = format!("{name}-{i}");
+                let written = backend.apply(add(&name, &id).into()).await.unwrap();
+                let PersistResult::Added(added) = written else { panic!("not an add's answer") };
+                assert!(!added.deduplicated);
+                assert_eq!(added.message.seq, i as u64 + 1);
+                if i % 7 == 0 {
+                    // A repeat answers the first copy.
+                    let again = backend.apply(add(&name, &id).into()).await.unwrap();
+                    assert!(again.is_deduplicated());
+                    assert_eq!(again.message().unwrap().seq, i as u64 + 1);
+                }
+                if i % 2 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+    }
+    tasks.join_all().await;
+    let (mut events, mut after) = (0, 0);
+    loop {
+        let page = backend.read_feed(ReadFeed::tenant().after(after).with_limit(500)).await.unwrap();
+        events += page.events.len();
+        match page.events.last() {
+            Some(last) => after = last.position,
+            None => break,
+        }
+    }
+    assert_eq!(events, threads * per_thread, "one event per message");
+    for thread in 0..threads {
+        let page = backend
+            .list(ListMessages::new(ThreadId::new(format!("t{thread}")).unwrap()).with_limit(1000))
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = page.items.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=per_thread as u64).collect::<Vec<_>>());
+    }
+    backend.close().await;
+}
+
+/// A lone caller writing without pause: the checkpointer's copies run alongside its writes,
+/// so each leaves the frames written meanwhile, and the log could never start over at its
+/// beginning; the lane copies what is left, so it does, and its file stays about the size of
+/// the writes between two copies (with no limit to cut it back at).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_callers_log_starts_over_without_being_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steady.db");
+    let backend = SqliteBackend::builder(&path).wal_size_limit(1 << 40).open().await.unwrap();
+    let text = "x".repeat(2000);
+    for i in 0..4000 {
+        backend
+            .apply(Add::new(ThreadId::new("t").unwrap(), Role::User, Content::text(format!("{i} {text}"))).into())
+            .await
+            .unwrap();
+    }
+    let log = std::fs::metadata(dir.path().join("steady.db-wal")).map(|m| m.len()).unwrap_or(0);
+    // 4000 writes of 2 KB are about 60 MB of log frames; 256 writes between copies, about 4.
+    assert!(log < 24 << 20, "the log's file grew to {log} bytes");
+    backend.close().await;
+}
