@@ -334,7 +334,8 @@ impl SqliteBackendBuilder {
             .map_err(|e| map_sqlx("opening read connections", e))?;
         let checkpointer = options.connect().await.map_err(|e| map_sqlx("opening the database", e))?;
         let (jobs, queue) = mpsc::channel(self.queue_capacity);
-        let (checkpoints, requests) = mpsc::channel(1);
+        // A copy and a cut may wait at once.
+        let (checkpoints, requests) = mpsc::channel(2);
         let (stop, stopping) = mpsc::channel(1);
         let (writer_closed, closed) = watch::channel(false);
         let gate = Arc::new(lane::Gate::default());
@@ -344,7 +345,6 @@ impl SqliteBackendBuilder {
             bytes: self.wal_size_limit,
             busy_timeout: self.busy_timeout,
             over_limit: Arc::default(),
-            tail: Arc::default(),
         };
         let lane = match self.durability {
             Durability::Normal => {
@@ -354,6 +354,7 @@ impl SqliteBackendBuilder {
                     max_page_count,
                     limits: self.limits,
                     wal: wal.share(),
+                    busy_timeout: self.busy_timeout,
                 };
                 Some(Arc::new(lane::Lane::open(settings, gate.clone(), queued.clone(), checkpoints.clone())?))
             }
@@ -361,11 +362,16 @@ impl SqliteBackendBuilder {
             Durability::Full => None,
         };
         let checkpointer_wal = wal.share();
-        let settings =
-            writer::Settings { limits: self.limits, max_batch: self.max_batch, wal, gate, lane: lane.clone() };
+        let settings = writer::Settings {
+            limits: self.limits,
+            max_batch: self.max_batch,
+            wal,
+            gate: gate.clone(),
+            lane: lane.clone(),
+        };
         let wal = checkpointer_wal;
         tokio::spawn(async move {
-            let checkpointer = tokio::spawn(writer::checkpointer(checkpointer, requests, wal));
+            let checkpointer = tokio::spawn(writer::checkpointer(checkpointer, requests, wal, gate));
             writer::run(writer, queue, checkpoints, stopping, settings).await;
             // Closed once both of the writer's connections are.
             let _ = checkpointer.await;
@@ -503,8 +509,9 @@ async fn applied_elsewhere(conn: &mut sqlx::SqliteConnection, version: i64) -> b
     matches!(applied, Ok(true))
 }
 
-/// Caps the database at `bytes` (whole pages) on the writer connection, the only one that
-/// writes pages (`max_page_count` is a setting of the connection, not of the file).
+/// Caps the database at `bytes` (whole pages) on the writer connection; answers the cap in
+/// pages, which the lane's connection, the other one that writes pages, sets too
+/// (`max_page_count` is a setting of the connection, not of the file).
 async fn limit_size(writer: &mut sqlx::SqliteConnection, bytes: u64) -> Result<u64> {
     let page_size: i64 = sqlx::query_scalar("PRAGMA page_size")
         .fetch_one(&mut *writer)

@@ -46,6 +46,31 @@ pub(crate) fn map_sqlx(context: &'static str, error: sqlx::Error) -> PersistErro
     }
 }
 
+/// [`map_sqlx`], for an error of a rusqlite connection (the lane's).
+pub(crate) fn map_rusqlite(context: &'static str, error: rusqlite::Error) -> PersistError {
+    use rusqlite::ErrorCode;
+    match error.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => PersistError::Temporary {
+            message: format!("{context}: the database is busy").into(),
+            source: Some(Box::new(error)),
+        },
+        Some(ErrorCode::DiskFull) => PersistError::backend(
+            format!("{context}: the database is full (its size limit or the disk); nothing was written"),
+            error,
+        ),
+        Some(ErrorCode::DatabaseCorrupt) => PersistError::backend(
+            format!("{context}: the database file is damaged (run `check_integrity`, restore a backup)"),
+            error,
+        ),
+        _ => PersistError::backend(context, error),
+    }
+}
+
+/// Whether a rusqlite error says the file's lock was taken: nothing was done.
+pub(crate) fn busy(error: &rusqlite::Error) -> bool {
+    matches!(error.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
 /// Maps a migration error; a schema newer than this build is refused with a clear message.
 pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
     match error {

@@ -10,16 +10,19 @@
 //! like a `Mutex` taken briefly, and no thread is woken. Under load, the queue is never empty
 //! and writes go to the writer, which commits them in groups as before.
 //!
-//! The lane answers only the common case: the message written. A repeat, a refusal that
-//! needs diagnosing, the file busy (another process writing: the lane never waits for a
-//! lock, its busy timeout is zero), any failure of the database: it rolls back and the write
-//! goes to the writer, which answers it as any write. With [`Durability::Full`] there is no
-//! lane: every commit waits for the disk, which a caller's thread must not.
+//! The lane answers only the common case: the message written (and a request refused before
+//! anything is written). A repeat, a refusal that needs diagnosing, the file busy (another
+//! process writing: the lane never waits for a lock, its busy timeout is zero), a failure before
+//! `COMMIT`: it rolls back and the write goes to the writer, which answers it as any write. A
+//! failed `COMMIT` is answered here, as the writer would (made again, an add with a generated id
+//! could be made twice). Content over 64 KiB goes to the writer. The lane never copies the log
+//! back itself; with [`Durability::Full`] there is no lane: every commit waits for the disk,
+//! which a caller's thread must not.
 //!
 //! [`Durability::Full`]: crate::Durability::Full
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use persist_core::{PersistArgs, PersistError};
@@ -29,6 +32,15 @@ use tokio::sync::{Notify, mpsc};
 use crate::Limits;
 use crate::ops::{Answer, INBOX, OnLane, Write, insert_on_lane};
 use crate::writer::{CHECKPOINT_EVERY, Checkpoint, SIZE_CHECK_EVERY, WalLimit};
+
+/// The most inserts the writer commits in one group on the lane's connection: the work is done
+/// where the writer task runs (about 10 µs a row), which it must not hold for long; larger groups
+/// go to sqlx's connection thread, where the hand-off is shared by many.
+pub(crate) const LANE_GROUP_MAX: usize = 8;
+
+/// The largest content (JSON bytes) a lone caller writes on the lane; larger ones go to the
+/// writer, whose work is not done on the caller's thread.
+const LANE_CONTENT_MAX: usize = 64 << 10;
 
 /// Which of the handle's two write connections may hold a transaction: the writer task's or
 /// the lane's, never both, so neither waits on SQLite's lock for the other (a wait there is a
@@ -45,10 +57,13 @@ impl Gate {
         self.held.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
-    /// Takes the gate, waiting for the lane's write under way (one insert) if there is one.
+    /// Takes the gate, waiting for whoever holds it: the lane's write under way (one insert),
+    /// the writer's group, or the checkpointer copying the last frames of the log back.
     pub(crate) async fn take(&self) {
         while !self.try_take() {
             // A release between the failed take and this wait leaves a permit: no wake-up lost.
+            // Each release wakes one waiter (of two at most: the writer and the checkpointer),
+            // which, holding the gate in turn, wakes the other when it gives it back.
             self.released.notified().await;
         }
     }
@@ -99,6 +114,9 @@ pub(crate) struct LaneSettings {
     pub(crate) max_page_count: Option<u64>,
     pub(crate) limits: Limits,
     pub(crate) wal: WalLimit,
+    /// Waited for while the connection is set up (reading the schema may meet a lock), zero
+    /// afterwards.
+    pub(crate) busy_timeout: std::time::Duration,
 }
 
 /// The lane's connection and the channel to the checkpointer, both gone once the handle closes
@@ -119,12 +137,14 @@ pub(crate) struct Lane {
     /// looked at the log's size.
     since_checkpoint: AtomicUsize,
     since_size_check: AtomicUsize,
+    /// Transactions committed on the lane (a caller's insert, or a group of the writer's).
+    committed: AtomicU64,
 }
 
 impl Lane {
     /// Opens the lane's connection, set up as the writer's (synchronous, `secure_delete`, the
-    /// size cap, a log copied back by the checkpointer rather than by a commit), with no busy
-    /// wait.
+    /// size cap), a log copied back by the checkpointer and never by a commit, and no busy wait
+    /// once set up.
     pub(crate) fn open(
         settings: LaneSettings,
         gate: Arc<Gate>,
@@ -133,17 +153,19 @@ impl Lane {
     ) -> Result<Self, PersistError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&settings.path, flags).map_err(opening)?;
-        let mut setup = format!(
-            "PRAGMA busy_timeout = 0; PRAGMA foreign_keys = ON; PRAGMA synchronous = {};",
-            settings.synchronous
-        );
+        conn.busy_timeout(settings.busy_timeout).map_err(opening)?;
+        let mut setup = format!("PRAGMA foreign_keys = ON; PRAGMA synchronous = {};", settings.synchronous);
         if let Some(pages) = settings.max_page_count {
             setup.push_str(&format!(" PRAGMA max_page_count = {pages};"));
         }
         conn.execute_batch(&setup).map_err(opening)?;
-        // The writer's settings (`secure_delete`, no automatic checkpoint) and its inbox, for
-        // the groups the writer commits here.
+        // The writer's settings (`secure_delete`) and its inbox, for the groups the writer
+        // commits here; then no automatic checkpoint (a commit would copy the log back on the
+        // caller's thread, waiting for the disk), a smaller cache than the writer's (inserts
+        // touch few pages), and no wait for a lock.
         conn.execute_batch(INBOX).map_err(opening)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384; PRAGMA busy_timeout = 0;")
+            .map_err(opening)?;
         Ok(Self {
             open: Mutex::new(Some(Open { conn, checkpoints })),
             gate,
@@ -152,6 +174,7 @@ impl Lane {
             wal: settings.wal,
             since_checkpoint: AtomicUsize::new(0),
             since_size_check: AtomicUsize::new(0),
+            committed: AtomicU64::new(0),
         })
     }
 
@@ -159,8 +182,10 @@ impl Lane {
     /// writing, and answers it; `None` otherwise, or when the lane declines it: the writer is to
     /// apply it.
     pub(crate) fn try_write(&self, write: &Write) -> Option<Result<Answer, PersistError>> {
-        let Write::Persist(args @ (PersistArgs::Add(_) | PersistArgs::Reserve(_))) = write else {
-            return None;
+        let args = match write {
+            Write::Persist(args @ PersistArgs::Add(add)) if add.content.json_len() <= LANE_CONTENT_MAX => args,
+            Write::Persist(args @ PersistArgs::Reserve(_)) => args,
+            _ => return None,
         };
         if self.wal.marked_over() || self.queued.0.load(Ordering::SeqCst) != 0 || !self.gate.try_take() {
             return None;
@@ -171,9 +196,10 @@ impl Lane {
             let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
             match open.as_ref() {
                 Some(open) => {
+                    end_leftover_transaction(&open.conn);
                     let outcome = insert_on_lane(&open.conn, args, &self.limits);
                     if matches!(outcome, OnLane::Answered(Ok(_))) {
-                        self.after_commit(&open.conn, &open.checkpoints);
+                        self.after_commit(&open.checkpoints);
                     }
                     outcome
                 }
@@ -186,21 +212,15 @@ impl Lane {
         }
     }
 
-    /// Asks the checkpointer to copy the log back every [`CHECKPOINT_EVERY`] writes, as the
-    /// writer does for its own writes (the copy runs on the checkpointer's connection: the caller
-    /// does not wait for it), and looks at the log's size every [`SIZE_CHECK_EVERY`]: over its
-    /// limit, writes go to the writer until the checkpointer (see [`Checkpoint::Cut`]) or the
-    /// writer has cut it back.
-    fn after_commit(&self, conn: &Connection, checkpoints: &mpsc::Sender<Checkpoint>) {
+    /// Asks the checkpointer to copy the log back whole every [`CHECKPOINT_EVERY`] writes
+    /// ([`Checkpoint::Whole`]: the caller does not wait for it), and looks at the log's size
+    /// every [`SIZE_CHECK_EVERY`]: over its limit, writes go to the writer until the
+    /// checkpointer ([`Checkpoint::Cut`]) or the writer has cut it back.
+    fn after_commit(&self, checkpoints: &mpsc::Sender<Checkpoint>) {
+        self.committed.fetch_add(1, Ordering::Relaxed);
         if self.since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1 >= CHECKPOINT_EVERY {
             self.since_checkpoint.store(0, Ordering::Relaxed);
-            let _ = checkpoints.try_send(Checkpoint::Copy);
-        } else if self.wal.take_tail() {
-            // The checkpointer's copy ran alongside the lane's writes and left the frames they
-            // added: copied here (a few, where no write runs alongside), the log is copied back
-            // whole and the next write starts it over at its beginning. Otherwise it never does
-            // under a steady caller, and grows until it is cut back (at 0.6× the adds a second).
-            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", (), |_| Ok(()));
+            let _ = checkpoints.try_send(Checkpoint::Whole);
         }
         if self.since_size_check.fetch_add(1, Ordering::Relaxed) + 1 >= SIZE_CHECK_EVERY {
             self.since_size_check.store(0, Ordering::Relaxed);
@@ -213,13 +233,30 @@ impl Lane {
     /// Runs `use_it` on the lane's connection, for the writer (which holds the [`Gate`]);
     /// `None` once the lane is closed.
     pub(crate) fn with<T>(&self, use_it: impl FnOnce(&Connection) -> T) -> Option<T> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|open| use_it(&open.conn))
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|open| {
+            end_leftover_transaction(&open.conn);
+            use_it(&open.conn)
+        })
+    }
+
+    /// Counts a group the writer committed on the lane's connection.
+    pub(crate) fn count_commit(&self) {
+        self.committed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Closes the lane's connection (waiting for a write under way on it); later writes go to
     /// the writer.
     pub(crate) fn close(&self) {
         self.open.lock().unwrap_or_else(PoisonError::into_inner).take();
+    }
+}
+
+/// Rolls back a transaction left open on the lane's connection: only a panic between `BEGIN`
+/// and its end leaves one (the lock is then taken over, poisoned), and the next write must not
+/// run inside it.
+fn end_leftover_transaction(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
     }
 }
 
@@ -241,11 +278,16 @@ impl Lane {
                 bytes: u64::MAX,
                 busy_timeout: std::time::Duration::ZERO,
                 over_limit: Arc::default(),
-                tail: Arc::default(),
             },
+            busy_timeout: std::time::Duration::from_secs(5),
         };
-        let (checkpoints, _) = mpsc::channel(1);
+        let (checkpoints, _) = mpsc::channel(2);
         Self::open(settings, Arc::default(), Arc::default(), checkpoints).unwrap()
+    }
+
+    /// Transactions committed on the lane so far.
+    pub(crate) fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
     }
 }
 
@@ -304,7 +346,13 @@ mod tests {
         assert!(lane.try_write(&add("b")).is_none(), "declined while the writer holds the gate");
         lane.gate.give_back();
         assert_eq!(seq(lane.try_write(&add("b")).unwrap()), 2);
-        assert_eq!(count(&path), 2, "nothing written by the declined writes");
+        // The log over its limit: the writer takes the writes until it is cut back.
+        lane.wal.over_limit.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(lane.try_write(&add("c")).is_none(), "declined while the log is over its limit");
+        lane.wal.over_limit.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(seq(lane.try_write(&add("c")).unwrap()), 3);
+        assert_eq!(count(&path), 3, "nothing written by the declined writes");
+        assert_eq!(lane.committed(), 3);
     }
 
     #[tokio::test]
@@ -317,9 +365,13 @@ mod tests {
         assert!(lane.try_write(&add("a")).is_none());
         let delete = persist_core::args::Delete::thread(ThreadId::new("t").unwrap());
         assert!(lane.try_write(&Write::Persist(delete.into())).is_none(), "only adds and reserves");
-        // Refused before anything is written (over the content limit): answered here.
-        let large = Add::new(ThreadId::new("t").unwrap(), Role::User, Content::text("x".repeat(2 << 20)));
-        let refused = lane.try_write(&Write::Persist(large.into())).expect("answered on the lane");
+        // Large content is written by the writer, off the caller's thread.
+        let large = Add::new(ThreadId::new("t").unwrap(), Role::User, Content::text("x".repeat(100 << 10)));
+        assert!(lane.try_write(&Write::Persist(large.into())).is_none(), "large content goes to the writer");
+        // Refused before anything is written (metadata over the limit): answered here.
+        let mut noted = Add::new(ThreadId::new("t").unwrap(), Role::User, Content::text("noted"));
+        noted.metadata = persist_core::Metadata::new().with("note", serde_json::Value::String("x".repeat(1 << 17)));
+        let refused = lane.try_write(&Write::Persist(noted.into())).expect("answered on the lane");
         assert!(matches!(refused, Err(persist_core::PersistError::InvalidInput { .. })));
         assert_eq!(count(&path), 1);
         // No transaction left open: another connection writes.
@@ -327,6 +379,50 @@ mod tests {
         other.execute_batch("BEGIN IMMEDIATE; COMMIT;").unwrap();
         lane.close();
         assert!(lane.try_write(&add("b")).is_none(), "closed: every write goes to the writer");
+    }
+
+    /// Writes that find nothing else of the handle writing take the lane; with other callers
+    /// about, the writer's groups (small ones on the lane's connection too); either way, every
+    /// thread numbered without gaps.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_alone_and_together_use_the_lane_and_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::SqliteBackend::open(dir.path().join("mixed.db")).await.unwrap();
+        let lane = backend.shared.lane.clone().expect("a lane with the default durability");
+        use persist_core::Backend;
+        for i in 0..10 {
+            backend
+                .apply(Add::new(ThreadId::new("alone").unwrap(), Role::User, Content::text(format!("{i}"))).into())
+                .await
+                .unwrap();
+        }
+        assert_eq!(lane.committed(), 10, "a lone caller's adds all take the lane");
+        let mut tasks = tokio::task::JoinSet::new();
+        for caller in 0..8 {
+            let backend = backend.clone();
+            tasks.spawn(async move {
+                let thread = ThreadId::new(format!("t{caller}")).unwrap();
+                for i in 0..50_u64 {
+                    let add = Add::new(thread.clone(), Role::User, Content::text(format!("{i}")));
+                    assert_eq!(backend.apply(add.into()).await.unwrap().message().unwrap().seq, i + 1);
+                }
+            });
+        }
+        tasks.join_all().await;
+        assert!(lane.committed() > 10, "the lane took writes with callers about");
+        backend.close().await;
+        assert!(lane.with(|_| ()).is_none(), "closed with the handle");
+    }
+
+    #[tokio::test]
+    async fn no_lane_where_a_commit_waits_for_the_disk_nor_for_reads_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("full.db");
+        let full = crate::SqliteBackend::builder(&path).durability(crate::Durability::Full).open().await.unwrap();
+        assert!(full.shared.lane.is_none());
+        full.close().await;
+        let reads = crate::SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
+        assert!(reads.shared.lane.is_none());
     }
 
     #[tokio::test]
@@ -337,7 +433,9 @@ mod tests {
         let other = rusqlite::Connection::open(&path).unwrap();
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
         // Declined at once (busy), not after a busy wait: the writer waits, on its own thread.
+        let start = std::time::Instant::now();
         assert!(lane.try_write(&add("a")).is_none());
+        assert!(start.elapsed() < std::time::Duration::from_secs(2), "waited {:?}", start.elapsed());
         other.execute_batch("COMMIT").unwrap();
         assert_eq!(seq(lane.try_write(&add("a")).unwrap()), 1);
     }

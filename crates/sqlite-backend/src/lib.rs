@@ -4,9 +4,9 @@
 //!
 //! # Design
 //!
-//! - **One writer, many readers.** Every write goes to a single task that owns the only write
-//!   connection and applies writes in transactions that take the write lock before they read
-//!   anything (`BEGIN IMMEDIATE`, or a single statement in autocommit); reads use separate
+//! - **One writer at a time, many readers.** Every write is made by a single task (the writer)
+//!   or, for a lone caller, by the caller itself on the lane (below), never both at once, in
+//!   transactions that take the write lock before they read anything (`BEGIN IMMEDIATE`, or a single statement in autocommit); reads use separate
 //!   read-only connections (WAL lets them run alongside the writer): `get`, `get_thread` and
 //!   `list` on the caller's thread, on rusqlite connections kept idle between reads (a read
 //!   that meets a lock waits there up to the busy timeout), the others on a sqlx pool. Several
@@ -17,14 +17,17 @@
 //!   caller's add two thirds of its time. So an `add` or `reserve` made while nothing else of
 //!   the handle is writing (no write queued for the writer, no transaction of the writer's
 //!   open) runs where the caller polls, on a second write connection (rusqlite, "the lane"),
-//!   like a `Mutex` taken briefly: one insert of a few tens of microseconds, 0.90–0.93× a
-//!   hand-written rusqlite transaction (3× the writer's rate alone). The two connections never
+//!   like a `Mutex` taken briefly: one insert of a few tens of microseconds, 0.99–1.2× a
+//!   hand-written rusqlite transaction (3× the writer's rate alone); content over 64 KiB goes
+//!   to the writer. The two connections never
 //!   hold a transaction at once (an in-process gate), so neither waits on SQLite's lock for the
 //!   other. The lane answers only the message written: a repeat, a refusal to diagnose, a file
 //!   locked by another process (the lane never waits for a lock: its busy timeout is zero) or
-//!   any failure goes to the writer, which answers it as any write. Under load writes queue and
-//!   the writer commits them in groups, on the lane's connection too (the same statements,
-//!   without the hand-off). Not with [`Durability::Full`], where every commit waits for the
+//!   a failure before `COMMIT` goes to the writer, which answers it as any write (a failed
+//!   `COMMIT` is answered as the writer would: the write is not made again). Under load writes
+//!   queue and the writer commits them in groups, groups of up to 8 on the lane's connection
+//!   too (the same statements, without the hand-off; larger ones on sqlx's thread, where the
+//!   writer task is not held). Not with [`Durability::Full`], where every commit waits for the
 //!   disk, which a caller's thread must not.
 //! - **Group commit.** The writer takes every write queued since its last commit (up to
 //!   [`SqliteBackendBuilder::max_batch`]) and commits them in one transaction, answering each
@@ -51,9 +54,11 @@
 //!   the CPU's cache (every 1024 writes, a lone caller's adds ran ≈ 30% slower). The writer
 //!   keeps a 64 MiB page cache. A lone caller's writes on the lane ask for the same copy every
 //!   256 writes, on the second connection, alongside them; a copy covers what the log held when
-//!   it began, so the lane copies the few frames its writes added meanwhile itself, at its next
-//!   write: the log is then copied back whole and starts over at its beginning (otherwise, under
-//!   a steady caller, it never would, and would grow until cut back, at 0.6× the adds a second). When the log's file is over its limit
+//!   it began, so the second connection then copies the few frames written meanwhile with the
+//!   writes held off (a write arriving then goes to the writer): the log is copied back whole
+//!   and starts over at its beginning (otherwise, under a steady caller, it never would, and
+//!   would grow until cut back, at 0.6× the adds a second). The lane never copies the log back
+//!   itself (no automatic checkpoint on it): a caller's thread never waits for the disk. When the log's file is over its limit
 //!   ([`SqliteBackendBuilder::wal_size_limit`]), writes go to the writer, which cuts it back
 //!   under load; closing leaves the log copied back and empty.
 //! - **Writes survive a dropped caller.** Once a write is queued, the writer finishes it even if

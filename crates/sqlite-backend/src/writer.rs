@@ -1,6 +1,8 @@
-//! The single writer: one task owns the write connection and commits in groups.
+//! The writer: one task owns the write connection and commits in groups.
 //!
-//! Callers hand their write to the task over a channel and wait for its answer. The task takes
+//! Callers hand their write to the task over a channel and wait for its answer (unless a lone
+//! caller's insert takes the lane, `crate::lane`: the task and the lane never hold a
+//! transaction at once). The task takes
 //! whatever is queued (up to `max_batch`), applies it in one transaction and answers each
 //! caller only after it committed, so an answer means the write is durable. A lone caller never
 //! waits for company: the task starts as soon as one write is queued.
@@ -104,7 +106,7 @@ pub(crate) async fn run(
                 }
                 // Held from here until the last group committed meanwhile is answered.
                 gate.take().await;
-                commit(&mut conn, lane, &batch, &limits).await
+                commit(&mut conn, lane, &wal, &batch, &limits).await
             }
         };
         since_checkpoint += batch.len();
@@ -122,8 +124,10 @@ pub(crate) async fn run(
                     answer(&mut batch, answers);
                 } else {
                     let outcome = {
-                        let mut committing = pin!(commit(&mut conn, lane, &next, &limits));
-                        // One poll hands the next group to the connection's thread.
+                        let mut committing = pin!(commit(&mut conn, lane, &wal, &next, &limits));
+                        // One poll hands the next group to the connection's thread; a small
+                        // group of inserts it commits on the lane's connection, here (a few
+                        // hundred microseconds before the answers below go out).
                         let early = poll_fn(|cx| Poll::Ready(committing.as_mut().poll(cx))).await;
                         answer(&mut batch, answers);
                         match early {
@@ -139,7 +143,7 @@ pub(crate) async fn run(
             Err(Abort::Operation(_)) if batch.len() > 1 => {
                 let mut answers = Vec::with_capacity(batch.len());
                 for job in &batch {
-                    answers.push(match commit(&mut conn, lane, std::slice::from_ref(job), &limits).await {
+                    answers.push(match commit(&mut conn, lane, &wal, std::slice::from_ref(job), &limits).await {
                         Ok(mut answers) => answers.pop().unwrap_or_else(|| Err(lost())),
                         Err(abort) => Err(abort.into_error()),
                     });
@@ -206,10 +210,6 @@ pub(crate) async fn run(
             }
         }
     }
-    // Every write is in: the log is copied back whole and emptied (waiting briefly for a reader
-    // still on it), so the database file alone holds the store. Closing the last connection
-    // does the same, but not when that connection only reads.
-    wal.cut_back(&mut conn, wal.busy_timeout).await;
     let _ = conn.close().await;
 }
 
@@ -222,29 +222,44 @@ fn answer(batch: &mut Vec<Job>, answers: Vec<Result<Answer, PersistError>>) {
 }
 
 /// Copies the write-ahead log back into the database file on its own connection, whenever the
-/// writer asks, so the writer never stalls on it: a `PASSIVE` checkpoint runs alongside the
-/// writer and readers; then a log whose file is over its limit is cut back (see
-/// [`WalLimit`]). Ends when the writer ends.
-pub(crate) async fn checkpointer(mut conn: SqliteConnection, mut requests: mpsc::Receiver<Checkpoint>, wal: WalLimit) {
+/// writer or the lane asks, so neither stalls on it: a `PASSIVE` checkpoint runs alongside the
+/// writes and reads; then a log whose file is over its limit is cut back (see [`WalLimit`]).
+/// Ends when the writer ends (the lane's sender is gone by then, or goes with it): it is then
+/// the last connection that writes, and leaves the log copied back and empty.
+pub(crate) async fn checkpointer(
+    mut conn: SqliteConnection,
+    mut requests: mpsc::Receiver<Checkpoint>,
+    wal: WalLimit,
+    gate: Arc<Gate>,
+) {
     // Nothing here may wait on a lock: a checkpoint that finds one taken is tried again later.
     let _ = sqlx::raw_sql("PRAGMA busy_timeout = 0").execute(&mut conn).await;
     while let Some(request) = requests.recv().await {
-        // A cut asked for by the lane while a copy was pending (the channel holds one request)
-        // is made at the copy's turn.
-        if request == Checkpoint::Cut || wal.marked_over() {
+        if request == Checkpoint::Cut {
             wal.cut_back(&mut conn, Duration::ZERO).await;
             continue;
         }
-        let copied = checkpoint(&mut conn).await;
-        // A copy reports what the log held when it began: the frames the lane's writes added
-        // meanwhile are left for it (see [`WalLimit::tail`]).
-        wal.tail.store(true, Ordering::Relaxed);
+        let mut copied = checkpoint(&mut conn).await;
+        if request == Checkpoint::Whole {
+            // A copy covers what the log held when it began: the lane's writes meanwhile added
+            // frames. Those few are copied with the writes held off (the gate), so the log is
+            // copied back whole and the next write starts it over at its beginning. Under a
+            // steady caller it otherwise never does, and grows until it is cut back (0.6× the
+            // adds a second that way).
+            gate.take().await;
+            copied = checkpoint(&mut conn).await;
+            gate.give_back();
+        }
         // Only when writes have stopped: emptying the file takes the write lock, and under
         // load the writer would wait for it (a 20 ms stall at every checkpoint).
         if request == Checkpoint::Trim {
             wal.trim(&mut conn, copied).await;
         }
     }
+    // Every write is in: the log is copied back whole and emptied, so the database file alone
+    // holds the store. (Closing the last connection does the same, but not when that
+    // connection only reads.)
+    empty_the_log(&mut conn, &wal).await;
     let _ = conn.close().await;
 }
 
@@ -266,10 +281,13 @@ pub(crate) enum Checkpoint {
     Copy,
     /// No write came for a while: copy the log back and, if its file is over the limit, empty it.
     Trim,
+    /// Writes came from the lane: copy the log back, then what the lane's writes added
+    /// meanwhile with the writes held off, so that the log starts over.
+    Whole,
     /// The log's file is over its limit under the lane's writes: copy it back and empty it now,
     /// waiting briefly for readers, as the writer does for its own writes under load (see
-    /// [`WalLimit::cut_back`]). The lane's writes meanwhile find the file busy and go to the
-    /// writer, which waits for the cut.
+    /// [`WalLimit::cut_back`]). Meanwhile the lane declines writes (see
+    /// [`WalLimit::over_limit`]); the writer takes them, and waits for the cut.
     Cut,
 }
 
@@ -307,9 +325,6 @@ pub(crate) struct WalLimit {
     /// found under the limit): meanwhile writes go to the writer, so that the cut is not
     /// racing the lane's back-to-back transactions for the file's lock.
     pub(crate) over_limit: Arc<AtomicBool>,
-    /// Set by the checkpointer when a copy left frames behind (writes ran alongside it), taken
-    /// by the lane, which copies them (see [`Lane`]).
-    pub(crate) tail: Arc<AtomicBool>,
 }
 
 impl WalLimit {
@@ -326,13 +341,7 @@ impl WalLimit {
             bytes: self.bytes,
             busy_timeout: self.busy_timeout,
             over_limit: self.over_limit.clone(),
-            tail: self.tail.clone(),
         }
-    }
-
-    /// Whether a copy left frames behind since the last call.
-    pub(crate) fn take_tail(&self) -> bool {
-        self.tail.load(Ordering::Relaxed) && self.tail.swap(false, Ordering::Relaxed)
     }
 
     /// Whether the lane found the log over the limit and it is not cut back yet.
@@ -416,6 +425,7 @@ impl Abort {
 async fn commit(
     conn: &mut SqliteConnection,
     lane: Option<&Lane>,
+    wal: &WalLimit,
     jobs: &[Job],
     limits: &Limits,
 ) -> Result<Vec<Result<Answer, PersistError>>, Abort> {
@@ -425,19 +435,21 @@ async fn commit(
     }
     let committed = commit_group(conn, lane, jobs, limits).await;
     if committed.is_ok() {
-        empty_the_log(conn).await;
+        empty_the_log(conn, wal).await;
     }
     committed
 }
 
 /// Copies the write-ahead log back and empties it, trying again for about half a second while
-/// another connection holds what it needs (a checkpoint running alongside, a reader's snapshot).
-async fn empty_the_log(conn: &mut SqliteConnection) {
+/// another connection holds what it needs (a checkpoint running alongside, a reader's snapshot:
+/// a checkpoint that meets another one is refused at once, whatever the busy timeout).
+async fn empty_the_log(conn: &mut SqliteConnection, wal: &WalLimit) {
     for _ in 0..50 {
         // One row: (busy, log frames, frames checkpointed); busy 0 means the log was emptied.
         let done: Result<(i64, i64, i64), sqlx::Error> =
             sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
         if matches!(done, Ok((0, _, _))) {
+            wal.mark_under();
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;

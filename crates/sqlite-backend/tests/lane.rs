@@ -127,3 +127,21 @@ async fn a_lone_callers_log_starts_over_without_being_cut() {
     assert!(log < 24 << 20, "the log's file grew to {log} bytes");
     backend.close().await;
 }
+
+/// Closing leaves the store in the database file alone: the log copied back and empty, even
+/// when a copy of the checkpointer's was under way (a checkpoint that meets another is refused
+/// at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_leaves_the_log_empty() {
+    for writes in [1, 255, 256, 300, 600] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("closed.db");
+        let backend = SqliteBackend::open(&path).await.unwrap();
+        for i in 0..writes {
+            backend.apply(add("t", &format!("m{i}")).into()).await.unwrap();
+        }
+        backend.close().await;
+        let log = std::fs::metadata(dir.path().join("closed.db-wal")).map(|m| m.len()).unwrap_or(0);
+        assert_eq!(log, 0, "after {writes} writes, the log holds {log} bytes");
+    }
+}

@@ -17,7 +17,7 @@ use super::guard::*;
 use super::insert_sql::{APPLY_INBOX, INSERT_FINISHED, INSERT_ONE};
 use super::{Answer, Failure, OpResult, Write, aborted, refused, sql};
 use crate::Limits;
-use crate::lane::Lane;
+use crate::lane::{LANE_GROUP_MAX, Lane};
 
 mod lane;
 
@@ -64,8 +64,16 @@ pub(crate) async fn commit_inserts(
     }
     // On the lane's connection, in this thread, when the writer has one: no hand-off to sqlx's
     // connection thread and back.
-    let inserted = match lane.and_then(|lane| lane.with(|lane| group_on_lane(lane, &runnable)).flatten()) {
-        Some(inserted) => inserted,
+    // Larger groups go to sqlx's thread: the lane's work is done where the writer task runs,
+    // which it must not hold for long.
+    let lane = lane.filter(|_| runnable.len() <= LANE_GROUP_MAX);
+    let on_lane =
+        lane.and_then(|lane| lane.with(|conn| group_on_lane(conn, &runnable)).flatten().map(|rows| (lane, rows)));
+    let inserted = match on_lane {
+        Some((lane, inserted)) => {
+            lane.count_commit();
+            inserted
+        }
         None => match insert_query(conn, &runnable, true).await {
             Ok(inserted) => inserted,
             // Nothing was committed (see `insert_query`): the connection is outside any transaction.

@@ -354,6 +354,9 @@ mod tests {
         let other = Write::Persist(Delete::thread(ThreadId::new("shared").unwrap()).into());
         let not_inserts = commit_inserts(&mut conn, lane.as_ref(), &[&other], &limits()).await;
         assert!(not_inserts.is_none(), "not an insert-only group");
+        if let Some(lane) = lane {
+            assert_eq!(lane.committed(), 3, "the three groups committed on the lane's connection");
+        }
     }
 
     /// A turn of tenant `tenant` to its thread "shared", of messages with the ids `ids`.

@@ -34,9 +34,14 @@ pub(crate) fn insert_on_lane(conn: &rusqlite::Connection, args: &PersistArgs, li
     };
     let now = Timestamp::now();
     match one_on_lane(conn, &plan, now, false) {
-        Some(Some(written)) => OnLane::Answered(written.map(|message| Answer::Persist(plan.result(message, false)))),
-        // Nothing written (a repeat, a refusal) or a failure: nothing of it stays.
-        Some(None) | None => OnLane::Declined,
+        One::Committed(Some(written)) => {
+            OnLane::Answered(written.map(|message| Answer::Persist(plan.result(message, false))))
+        }
+        // `COMMIT` failed: whether it was made is not known for sure, so the write is not made
+        // again (a generated id would make it twice); the caller is told, as the writer would.
+        One::CommitFailed(error) => OnLane::Answered(Err(error)),
+        // Nothing written (a repeat, a refusal) or a failure before `COMMIT`: nothing stays.
+        One::Committed(None) | One::RolledBack => OnLane::Declined,
     }
 }
 
@@ -51,13 +56,25 @@ pub(in crate::ops) fn group_on_lane(
 ) -> Option<Vec<Option<Result<Message, PersistError>>>> {
     let now = Timestamp::now();
     if let [plan] = plans {
-        return one_on_lane(conn, plan, now, true).map(|written| vec![written]);
+        return match one_on_lane(conn, plan, now, true) {
+            One::Committed(written) => Some(vec![written]),
+            One::CommitFailed(error) => Some(vec![Some(Err(error))]),
+            One::RolledBack => None,
+        };
     }
     let rows = inbox_rows(plans, now).ok()?;
     // In autocommit, as on the writer's connection (no statement journal); the insert is the
-    // group's transaction: once it finished, the group is committed.
+    // group's transaction: once it finished, the group is committed. Refused for the file's
+    // lock, it did nothing; failed otherwise, whether it was made is not known for sure: its
+    // writes are answered the error, not made again.
     conn.prepare_cached("DELETE FROM persist_written").and_then(|mut clear| clear.execute(())).ok()?;
-    conn.prepare_cached(INBOX_INSERT).and_then(|mut insert| insert.execute([rows])).ok()?;
+    if let Err(error) = conn.prepare_cached(INBOX_INSERT).and_then(|mut insert| insert.execute([rows])) {
+        if crate::error::busy(&error) {
+            return None;
+        }
+        let error = crate::error::map_rusqlite("inserting messages", error);
+        return Some(plans.iter().map(|_| Some(Err(error.replicate()))).collect());
+    }
     let written = conn
         .prepare_cached(READ_REPORT)
         .and_then(|mut report| report.query_row((), |row| row.get::<_, Option<String>>(0)));
@@ -76,15 +93,20 @@ pub(in crate::ops) fn group_on_lane(
     })
 }
 
-/// One insert on the lane's connection in `BEGIN IMMEDIATE` … `COMMIT`: `Some(row)` once
-/// committed (`None` inside when nothing was inserted, committed only with `commit_empty`),
-/// `None` when it was rolled back.
-fn one_on_lane(
-    conn: &rusqlite::Connection,
-    plan: &Insert<'_>,
-    now: Timestamp,
-    commit_empty: bool,
-) -> Option<Option<Result<Message, PersistError>>> {
+/// What [`one_on_lane`] did.
+enum One {
+    /// Committed: the row written (`None` when nothing was inserted: a repeat, a refusal).
+    Committed(Option<Result<Message, PersistError>>),
+    /// Rolled back (nothing inserted, without `commit_empty`) or failed before `COMMIT`:
+    /// nothing stays.
+    RolledBack,
+    /// `COMMIT` itself failed, for another reason than the file's lock.
+    CommitFailed(PersistError),
+}
+
+/// One insert on the lane's connection in `BEGIN IMMEDIATE` … `COMMIT` (committed even when
+/// nothing was inserted only with `commit_empty`).
+fn one_on_lane(conn: &rusqlite::Connection, plan: &Insert<'_>, now: Timestamp, commit_empty: bool) -> One {
     // The seq and the stored parent of the row written.
     type Written = Option<(i64, Option<i64>)>;
     let written = (|| -> rusqlite::Result<Option<Written>> {
@@ -113,19 +135,28 @@ fn one_on_lane(
         if row.is_none() && !commit_empty {
             return Ok(None);
         }
-        conn.prepare_cached("COMMIT")?.execute(())?;
         Ok(Some(row))
     })();
-    let row = match written {
-        Ok(Some(row)) => row,
+    let committed = match written {
+        Ok(Some(row)) => conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute(())).map(|_| row),
         Ok(None) | Err(_) => {
             // Ends the transaction, if one is open; none being open is fine.
             let _ = conn.execute_batch("ROLLBACK");
-            return None;
+            return One::RolledBack;
+        }
+    };
+    let row = match committed {
+        Ok(row) => row,
+        Err(error) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            if crate::error::busy(&error) {
+                return One::RolledBack;
+            }
+            return One::CommitFailed(crate::error::map_rusqlite("committing", error));
         }
     };
     // Committed: an unreadable seq fails this answer only, as on the writer.
-    Some(row.map(|(seq, parent)| {
+    One::Committed(row.map(|(seq, parent)| {
         let seq = u64::try_from(seq).map_err(|_| crate::error::corrupt(format!("seq {seq}")))?;
         let parent = parent
             .map(|parent| u64::try_from(parent).map_err(|_| crate::error::corrupt(format!("parent_seq {parent}"))))
