@@ -171,9 +171,27 @@ enum Command {
     },
     /// Check every thread's counters against its messages (and a SQLite file's integrity).
     Check,
+    /// The store's schema against this build's migrations: `status`, or `up` to apply what it
+    /// lacks (for deployments that open stores with `migrate(false)`).
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
     /// List a thread's session bindings (every agent's, with their state); with --agent and
     /// --provider, resolve one: resume it, or start fresh and why.
     Sessions(SessionsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateCommand {
+    /// Print the store's schema version, this build's, and the migrations pending; changes
+    /// nothing.
+    Status,
+    /// Apply the migrations the store lacks (creating it when it does not exist); a store a
+    /// newer version of persist migrated is refused.
+    Up {
+        /// Print what would be applied, apply nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -341,6 +359,13 @@ async fn run(cli: Cli) -> CliResult {
                 commands::maintain::cleanup_stranded(store, &scope, older_than, options, json).await
             })
             .await
+        }
+        Command::Migrate(command) => {
+            refuse_all_tenants("migrate")?;
+            match command {
+                MigrateCommand::Status => commands::migrate::status(url, json).await,
+                MigrateCommand::Up { dry_run } => commands::migrate::up(url, dry_run, json).await,
+            }
         }
         Command::Check => {
             with_store(url, Mode::ReadOnly, async |store| commands::read::check(store, &scope, json).await).await

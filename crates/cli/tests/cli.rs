@@ -16,7 +16,7 @@ use persist::{
     TenantId, Thread, ThreadId,
 };
 use serde_json::{Value, json};
-use support::{block_on, ok, path_str, persist, run};
+use support::{block_on, ok, path_str, persist, postgres_url, run};
 
 /// Messages the seeded store holds outside its long thread.
 const SEEDED_MESSAGES: usize = 5;
@@ -283,19 +283,6 @@ fn an_interrupted_copy_resumes_without_duplicates() {
     assert!(ok(&["--url", path_str(&target), "--all-tenants", "check"]).contains(": ok"));
 }
 
-/// The PostgreSQL server of the tests: `$PERSIST_POSTGRES_URL`. Without it the test is skipped
-/// (with a notice), except in CI, where it is required.
-fn postgres_url() -> Option<String> {
-    match std::env::var("PERSIST_POSTGRES_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var_os("CI").is_some() => panic!("PERSIST_POSTGRES_URL is required in CI"),
-        Err(_) => {
-            eprintln!("SKIPPED copy through PostgreSQL: set PERSIST_POSTGRES_URL to run it");
-            None
-        }
-    }
-}
-
 /// A schema of its own for one test, dropped when the test ends (even by a panic).
 struct Schema {
     server: String,
@@ -331,7 +318,7 @@ impl Drop for Schema {
 
 #[test]
 fn copy_round_trips_through_postgres() {
-    let Some(server) = postgres_url() else {
+    let Some(server) = postgres_url("copy through PostgreSQL") else {
         return;
     };
     let schema = Schema::new(server);

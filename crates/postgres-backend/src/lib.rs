@@ -114,6 +114,7 @@ use crate::group::Inserts;
 use crate::pool::Pool;
 
 use crate::schema::{prepare_schema, split_schema, validate_schema};
+use persist_core::maintenance::SchemaStatus;
 
 /// Configures and connects a [`PostgresBackend`].
 #[derive(Debug, Clone)]
@@ -128,6 +129,8 @@ pub struct PostgresBackendBuilder {
     feed: Option<FeedRetention>,
     lock_timeout: Duration,
     statement_timeout: Duration,
+    /// Whether connecting applies the migrations the schema lacks (see [`migrate`](Self::migrate)).
+    migrate: bool,
 }
 
 impl PostgresBackendBuilder {
@@ -210,15 +213,35 @@ impl PostgresBackendBuilder {
         self
     }
 
-    /// Connects, creates the schema if needed and applies the embedded migrations (under an
-    /// advisory lock, so instances starting together take turns).
+    /// Whether connecting creates the schema and applies the migrations it lacks (default
+    /// `true`). With `false`, nothing of the schema is changed: connecting fails with
+    /// `Unsupported` unless the schema is exactly at this build's version, saying whether it is
+    /// behind (which migrations are pending: apply them with `persist migrate up`, or one
+    /// instance connecting with `true`) or ahead (a newer build migrated it). For deployments
+    /// where migrations are a step of their own, run before the new instances start (see
+    /// `docs/migrations.md`).
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Where the schema stands against this build's migrations, read on one connection without
+    /// changing anything (a schema that does not exist is at version 0, everything pending).
     ///
     /// # Errors
     ///
-    /// `InvalidInput` for a malformed URL, a parameter it does not know, or a bad schema name
-    /// (or one other than the URL's `schema=`); `Temporary` when the server cannot be reached;
-    /// `Unsupported` when the schema was written by a newer version of this crate.
-    pub async fn connect(mut self) -> Result<PostgresBackend> {
+    /// As [`connect`](Self::connect), for the URL and the schema's name; `Temporary` when the
+    /// server cannot be reached.
+    pub async fn schema_status(mut self) -> Result<SchemaStatus> {
+        let (options, schema) = self.target()?;
+        let mut conn = PgConnection::connect_with(&options).await.map_err(|e| map_sqlx("connecting", e))?;
+        let status = schema::status(&mut conn, &schema).await;
+        let _ = conn.close().await;
+        status
+    }
+
+    /// The connection options and the schema named by the URL and the builder.
+    fn target(&mut self) -> Result<(PgConnectOptions, String)> {
         let (url, named) = split_schema(&self.url)?;
         let schema = match (self.schema.take(), named) {
             (Some(set), Some(named)) if set != named => {
@@ -251,6 +274,21 @@ impl PostgresBackendBuilder {
             Some(_) => options,
             None => options.application_name("persist"),
         };
+        Ok((options, schema))
+    }
+
+    /// Connects, creates the schema if needed and applies the embedded migrations (under an
+    /// advisory lock, so instances starting together take turns); with
+    /// [`migrate(false)`](Self::migrate), only checks that the schema is at this build's version.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a malformed URL, a parameter it does not know, or a bad schema name
+    /// (or one other than the URL's `schema=`); `Temporary` when the server cannot be reached;
+    /// `Unsupported` when the schema was written by a newer version of this crate, or, with
+    /// `migrate(false)`, when it is not at this build's version.
+    pub async fn connect(mut self) -> Result<PostgresBackend> {
+        let (options, schema) = self.target()?;
         // A statement ends on the server within `statement_timeout`; its connection is given
         // a few seconds more to come back. Without a statement time-out, five minutes.
         let drain_timeout = match self.statement_timeout {
@@ -259,7 +297,14 @@ impl PostgresBackendBuilder {
         };
         let pool = Pool::new(options, self.max_connections, self.min_connections, self.acquire_timeout, drain_timeout);
         let mut conn = pool.acquire().await?;
-        let prepared = prepare_schema(&mut conn, &schema).await;
+        let prepared = if self.migrate {
+            prepare_schema(&mut conn, &schema).await
+        } else {
+            match schema::status(&mut conn, &schema).await {
+                Ok(status) => status.require_current(&format!("schema {schema}")),
+                Err(error) => Err(error),
+            }
+        };
         conn.release(&prepared);
         prepared?;
         let mut conn = pool.acquire().await?;
@@ -329,6 +374,7 @@ impl PostgresBackend {
             feed: Some(FeedRetention::default()),
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
+            migrate: true,
         }
     }
 

@@ -384,3 +384,57 @@ async fn a_failed_upgrade_to_branches_changes_nothing() {
     assert_eq!(tree_of(&backend, "g").await.1, Some(6));
     support::drop_schema(&schema).await;
 }
+
+/// `migrate(false)` changes nothing of a schema: one behind is refused saying what is pending
+/// (and left as it is), one that does not exist is not created, one a newer build migrated is
+/// refused; `schema_status` reads where each stands.
+#[tokio::test]
+async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is() {
+    let Some(schema) = shipped_schema(8, &[]).await else { return };
+    let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
+    let status = builder().schema_status().await.unwrap();
+    assert_eq!((status.applied, status.latest), (8, 9));
+    assert_eq!(
+        status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
+        [(9, "summaries")]
+    );
+    let refused = builder().migrate(false).connect().await.unwrap_err();
+    assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
+    let said = refused.to_string();
+    assert!(
+        said.contains(&format!("schema {schema} is at schema version 8, this build needs 9 (pending: 9 summaries)")),
+        "{said}"
+    );
+    assert_eq!(builder().schema_status().await.unwrap().applied, 8, "nothing applied");
+    // Migrated by an instance that does, then opened without migrating.
+    connect(&schema).await.unwrap().close().await;
+    let current = builder().schema_status().await.unwrap();
+    assert!(current.is_current() && current.pending.is_empty());
+    let opened = builder().migrate(false).connect().await.unwrap();
+    opened.apply(add("m", "after").into()).await.unwrap();
+    opened.close().await;
+    // A newer build's migration recorded: refused, whichever way it is opened.
+    let mut conn = support::admin().await.unwrap();
+    let newer = format!(
+        "INSERT INTO \"{schema}\"._sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99, 'from the future', true, '\\x00', 0)"
+    );
+    sqlx::raw_sql(AssertSqlSafe(newer)).execute(&mut conn).await.unwrap();
+    assert!(builder().schema_status().await.unwrap().is_ahead());
+    let refused = builder().migrate(false).connect().await.unwrap_err();
+    assert!(refused.to_string().contains("newer than this build's 9"), "{refused}");
+    // A schema that does not exist: version 0, not created.
+    let missing = support::schema_name();
+    let absent = PostgresBackend::builder(support::url()).schema(missing.clone());
+    assert_eq!(absent.schema_status().await.unwrap().applied, 0);
+    let refused = PostgresBackend::builder(support::url()).schema(missing.clone()).migrate(false).connect().await;
+    assert!(matches!(refused, Err(PersistError::Unsupported { .. })));
+    let created: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(&missing)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(!created, "the schema was not created");
+    conn.close().await.unwrap();
+    support::drop_schema(&schema).await;
+}

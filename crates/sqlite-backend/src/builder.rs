@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::feed::{FeedHub, FeedRetention};
+use persist_core::maintenance::SchemaStatus;
 use persist_core::{PersistError, Result};
-use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::error::{map_migrate, map_sqlx};
 
-use crate::migrations::MIGRATOR;
+use crate::migrations::{self, MIGRATOR};
 use crate::{Shared, SqliteBackend, check, direct, error, feed, lane, ops, writer};
 
 /// How hard a commit tries to reach the disk.
@@ -71,6 +72,7 @@ pub struct SqliteBackendBuilder {
     feed: Option<FeedRetention>,
     feed_poll: Duration,
     read_only: bool,
+    migrate: bool,
 }
 
 impl SqliteBackendBuilder {
@@ -90,6 +92,7 @@ impl SqliteBackendBuilder {
             feed: Some(FeedRetention::default()),
             feed_poll: Duration::from_millis(50),
             read_only: false,
+            migrate: true,
         }
     }
 
@@ -106,6 +109,36 @@ impl SqliteBackendBuilder {
     pub fn read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;
         self
+    }
+
+    /// Whether opening creates the file and applies the migrations it lacks (default `true`).
+    /// With `false`, the schema is not changed: opening fails with `Unsupported` unless the file
+    /// exists and is exactly at this build's schema version, saying whether it is behind (which
+    /// migrations are pending: apply them with `persist migrate up`, or open it once with
+    /// `true`) or ahead (a newer build migrated it). For deployments where upgrading the schema
+    /// is a step of its own (see `docs/migrations.md`).
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Where the file's schema stands against this build's migrations, read without changing
+    /// anything (a file that does not exist is at version 0, everything pending).
+    ///
+    /// # Errors
+    ///
+    /// `Backend` when the file cannot be read or is not a SQLite database.
+    pub async fn schema_status(self) -> Result<SchemaStatus> {
+        let path = self.path;
+        if !path.exists() {
+            return Ok(SchemaStatus::new(0, migrations::known()));
+        }
+        let options = SqliteConnectOptions::new().filename(&path).read_only(true).busy_timeout(self.busy_timeout);
+        let mut conn =
+            options.connect().await.map_err(|e| error::in_file(&path, map_sqlx("opening the database", e)))?;
+        let applied = applied_version(&mut conn).await.map_err(|e| error::in_file(&path, e));
+        let _ = conn.close().await;
+        Ok(SchemaStatus::new(applied?, migrations::known()))
     }
 
     /// Acknowledged-write durability (default [`Durability::Normal`]).
@@ -150,9 +183,10 @@ impl SqliteBackendBuilder {
         self
     }
 
-    /// Largest the write-ahead log's file stays (default 16 MiB). Under load, the writer looks
-    /// at its size every 32 writes and, when it is over, copies it back and empties it between
-    /// two groups, waiting up to 100 ms for readers still on its frames (readers that start
+    /// Largest the write-ahead log's file stays (default 16 MiB). Under load, the writer (and a
+    /// lone caller's lane) looks at its size every 32 writes and, when it is over, copies it
+    /// back and empties it between two writes, waiting up to 100 ms for readers still on its
+    /// frames (readers that start
     /// meanwhile read the database file), so readers coming and going without pause do not keep
     /// it growing. Behind a read that holds one snapshot longer, the log grows past the limit;
     /// after a second without writes, a second connection copies the log back and empties the
@@ -220,7 +254,8 @@ impl SqliteBackendBuilder {
     /// # Errors
     ///
     /// `Backend` when the file cannot be opened or is not a SQLite database (it is left
-    /// untouched); `Unsupported` when it was written by a newer version of this crate, or when
+    /// untouched); `Unsupported` when it was written by a newer version of this crate (or, with
+    /// `migrate(false)`, is missing or not at this build's version), or when
     /// the runtime has no time driver.
     pub async fn open(self) -> Result<SqliteBackend> {
         if self.read_only {
@@ -292,12 +327,16 @@ impl SqliteBackendBuilder {
         };
         let options = SqliteConnectOptions::new()
             .filename(&self.path)
-            .create_if_missing(true)
+            .create_if_missing(self.migrate)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(self.busy_timeout)
             .foreign_keys(true);
-        let mut writer = open_writer(&options, self.busy_timeout).await?;
+        let mut writer = if self.migrate {
+            open_writer(&options, self.busy_timeout).await?
+        } else {
+            open_current(&options, &self.path).await?
+        };
         if self.check_integrity {
             let damage = check::quick(&mut writer).await?;
             if !damage.is_empty() {
@@ -497,6 +536,39 @@ async fn open_writer(options: &SqliteConnectOptions, patience: Duration) -> Resu
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(50));
     }
+}
+
+/// Opens the writer connection on a file that must already be at this build's schema
+/// ([`SqliteBackendBuilder::migrate`] `false`).
+async fn open_current(options: &SqliteConnectOptions, path: &Path) -> Result<sqlx::SqliteConnection> {
+    if !path.exists() {
+        SchemaStatus::new(0, migrations::known()).require_current("the file (it does not exist)")?;
+    }
+    let mut writer = options.connect().await.map_err(|e| map_sqlx("opening the database", e))?;
+    let status = SchemaStatus::new(applied_version(&mut writer).await?, migrations::known());
+    if let Err(error) = status.require_current("the file") {
+        let _ = writer.close().await;
+        return Err(error);
+    }
+    Ok(writer)
+}
+
+/// The newest migration applied to the file (0: none, a file persist never set up).
+async fn applied_version(conn: &mut sqlx::SqliteConnection) -> Result<i64> {
+    let migrated: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| map_sqlx("reading the schema version", e))?;
+    if !migrated {
+        return Ok(0);
+    }
+    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("reading the schema version", e))?;
+    Ok(applied.unwrap_or(0))
 }
 
 /// Whether migration `version` is recorded as applied (by another process: this one's failed

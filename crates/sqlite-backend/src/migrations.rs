@@ -38,6 +38,11 @@ pub(crate) static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
     Migrator::with_migrations(migrations)
 });
 
+/// Every migration this build carries, for [`SchemaStatus`](persist_core::maintenance::SchemaStatus).
+pub(crate) fn known() -> impl Iterator<Item = persist_core::maintenance::SchemaMigration> {
+    FILES.iter().map(|&(version, description, _)| persist_core::maintenance::SchemaMigration::new(version, description))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

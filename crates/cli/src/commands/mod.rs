@@ -2,6 +2,7 @@
 
 pub(crate) mod copy;
 pub(crate) mod maintain;
+pub(crate) mod migrate;
 pub(crate) mod read;
 pub(crate) mod transfer;
 

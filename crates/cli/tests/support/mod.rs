@@ -45,3 +45,16 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
 pub(crate) fn path_str(path: &Path) -> &str {
     path.to_str().expect("a UTF-8 temporary path")
 }
+
+/// The PostgreSQL server of the tests: `$PERSIST_POSTGRES_URL`. Without it the test (`what`) is
+/// skipped with a notice, except in CI, where it is required.
+pub(crate) fn postgres_url(what: &str) -> Option<String> {
+    match std::env::var("PERSIST_POSTGRES_URL") {
+        Ok(url) => Some(url),
+        Err(_) if std::env::var_os("CI").is_some() => panic!("PERSIST_POSTGRES_URL is required in CI"),
+        Err(_) => {
+            eprintln!("SKIPPED {what}: set PERSIST_POSTGRES_URL to run it");
+            None
+        }
+    }
+}

@@ -105,3 +105,116 @@ pub struct RefusedCleanup {
     /// The refusal, in words (the error's message).
     pub reason: String,
 }
+
+/// Where a store's schema stands against the migrations a backend build carries: what
+/// `SqliteBackend::schema_status` and `PostgresBackend::schema_status` answer without changing
+/// anything, and what opening with `migrate(false)` requires to be current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaStatus {
+    /// The newest migration applied to the store (0: none, a store not made yet).
+    pub applied: i64,
+    /// The newest migration this build carries.
+    pub latest: i64,
+    /// The migrations this build would apply, oldest first.
+    pub pending: Vec<SchemaMigration>,
+}
+
+/// One migration of a backend's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SchemaMigration {
+    /// Its version: 1, 2, 3…
+    pub version: i64,
+    /// What it does, in a few words (its file's name).
+    pub description: String,
+}
+
+impl SchemaMigration {
+    /// Migration `version`, described by `description`.
+    pub fn new(version: i64, description: impl Into<String>) -> Self {
+        Self { version, description: description.into() }
+    }
+}
+
+impl SchemaStatus {
+    /// The status of a store at `applied` for a build whose migrations are `known` (every
+    /// version it carries, with its description): those after `applied` are pending.
+    pub fn new(applied: i64, known: impl IntoIterator<Item = SchemaMigration>) -> Self {
+        let known: Vec<SchemaMigration> = known.into_iter().collect();
+        let latest = known.iter().map(|migration| migration.version).max().unwrap_or(0);
+        let pending = known.into_iter().filter(|migration| migration.version > applied).collect();
+        Self { applied, latest, pending }
+    }
+
+    /// Whether the store is at this build's schema: nothing to apply, nothing newer.
+    pub fn is_current(&self) -> bool {
+        self.applied == self.latest
+    }
+
+    /// Whether a newer build migrated the store past what this one knows.
+    pub fn is_ahead(&self) -> bool {
+        self.applied > self.latest
+    }
+
+    /// Refuses a store that is not at this build's schema, saying which way and what to do:
+    /// `Unsupported`, naming `store` (a file, a schema).
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` when the store is behind (migrations pending) or ahead (a newer build
+    /// migrated it).
+    pub fn require_current(&self, store: &str) -> crate::Result<()> {
+        if self.is_current() {
+            return Ok(());
+        }
+        let what = if self.is_ahead() {
+            format!(
+                "{store} is at schema version {}, newer than this build's {}: a newer version of persist migrated \
+                 it; upgrade this one",
+                self.applied, self.latest
+            )
+        } else {
+            let pending: Vec<String> =
+                self.pending.iter().map(|m| format!("{} {}", m.version, m.description)).collect();
+            format!(
+                "{store} is at schema version {}, this build needs {} (pending: {}); migrate it first \
+                 (`persist migrate up`, or open it with `migrate(true)`)",
+                self.applied,
+                self.latest,
+                pending.join(", ")
+            )
+        };
+        Err(crate::PersistError::Unsupported { what: what.into() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SchemaMigration, SchemaStatus};
+    use crate::PersistError;
+
+    fn known() -> Vec<SchemaMigration> {
+        (1..=3).map(|v| SchemaMigration::new(v, format!("step {v}"))).collect()
+    }
+
+    #[test]
+    fn a_status_says_what_is_pending_and_refuses_a_store_behind_or_ahead() {
+        let current = SchemaStatus::new(3, known());
+        assert!(current.is_current() && current.pending.is_empty());
+        assert!(current.require_current("chat.db").is_ok());
+        let behind = SchemaStatus::new(1, known());
+        assert_eq!(behind.pending, vec![SchemaMigration::new(2, "step 2"), SchemaMigration::new(3, "step 3")]);
+        let error = behind.require_current("chat.db").unwrap_err();
+        assert!(matches!(error, PersistError::Unsupported { .. }));
+        assert!(
+            error.to_string().contains("schema version 1, this build needs 3 (pending: 2 step 2, 3 step 3)"),
+            "{error}"
+        );
+        let ahead = SchemaStatus::new(7, known());
+        assert!(ahead.is_ahead() && !ahead.is_current() && ahead.pending.is_empty());
+        assert!(ahead.require_current("chat.db").unwrap_err().to_string().contains("newer than this build's 3"));
+        let new = SchemaStatus::new(0, known());
+        assert_eq!(new.pending.len(), 3);
+    }
+}

@@ -233,6 +233,24 @@ impl<'a> Insert<'a> {
         Some(plan)
     }
 
+    /// This insert as row `index` of a group written at `now`: the parameters of its
+    /// statements (see [`InboxRow`]).
+    fn row(&self, index: usize, now: Timestamp) -> InboxRow<'_> {
+        (
+            index,
+            self.thread_id.as_str(),
+            tenant_key(self.tenant),
+            self.id.as_str(),
+            self.role.as_str(),
+            self.content.as_json(),
+            self.metadata.as_str(),
+            self.status.as_str(),
+            self.idempotency_key.map(IdempotencyKey::as_str),
+            now.as_micros(),
+            self.parent_param(),
+        )
+    }
+
     /// The `parent` parameter of the insert: NULL to follow the active leaf, `''` for a root,
     /// else the parent's id.
     fn parent_param(&self) -> Option<&'a str> {
@@ -401,25 +419,7 @@ pub(super) async fn insert_query(
 
 /// The inbox's one parameter: every row of `plans` as a JSON array, written at `now`.
 fn inbox_rows(plans: &[Insert<'_>], now: Timestamp) -> OpResult<String> {
-    let rows: Vec<InboxRow<'_>> = plans
-        .iter()
-        .enumerate()
-        .map(|(index, plan)| {
-            (
-                index,
-                plan.thread_id.as_str(),
-                tenant_key(plan.tenant),
-                plan.id.as_str(),
-                plan.role.as_str(),
-                plan.content.as_json(),
-                plan.metadata.as_str(),
-                plan.status.as_str(),
-                plan.idempotency_key.map(IdempotencyKey::as_str),
-                now.as_micros(),
-                plan.parent_param(),
-            )
-        })
-        .collect();
+    let rows: Vec<InboxRow<'_>> = plans.iter().enumerate().map(|(index, plan)| plan.row(index, now)).collect();
     serde_json::to_string(&rows).map_err(|e| aborted(PersistError::invalid("message", e.to_string())))
 }
 

@@ -2,13 +2,12 @@
 //! thread for a lone caller's write, and by the writer for its groups of inserts.
 
 use persist_core::branch::parent_from_stored;
-use persist_core::{IdempotencyKey, Message, PersistArgs, PersistError, Timestamp};
+use persist_core::{Message, PersistArgs, PersistError, Timestamp};
 
 use super::super::insert_sql::{INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
 use super::super::{Answer, Failure};
 use super::{Insert, from_report, inbox_rows};
 use crate::Limits;
-use crate::rows::tenant_key;
 
 /// What [`insert_on_lane`] made of a write.
 pub(crate) enum OnLane {
@@ -111,18 +110,9 @@ fn one_on_lane(conn: &rusqlite::Connection, plan: &Insert<'_>, now: Timestamp, c
     type Written = Option<(i64, Option<i64>)>;
     let written = (|| -> rusqlite::Result<Option<Written>> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute(())?;
-        let params = rusqlite::params![
-            plan.thread_id.as_str(),
-            tenant_key(plan.tenant),
-            plan.id.as_str(),
-            plan.role.as_str(),
-            plan.content.as_json(),
-            plan.metadata.as_str(),
-            plan.status.as_str(),
-            plan.idempotency_key.map(IdempotencyKey::as_str),
-            now.as_micros(),
-            plan.parent_param(),
-        ];
+        // The statements' ten parameters: the inbox row's, but its index.
+        let (_, thread, tenant, id, role, content, metadata, status, key, at, parent) = plan.row(0, now);
+        let params = rusqlite::params![thread, tenant, id, role, content.as_ref(), metadata, status, key, at, parent];
         conn.prepare_cached(INSERT_THREAD)?.execute(params)?;
         let row = {
             let mut message = conn.prepare_cached(INSERT_MESSAGE)?;

@@ -1,0 +1,64 @@
+//! `persist migrate status` and `persist migrate up [--dry-run]`, on a SQLite file and a
+//! PostgreSQL schema.
+
+mod support;
+
+use persist::Backend;
+use persist::sqlite::SqliteBackend;
+use support::{block_on, ok, path_str, postgres_url, run};
+
+#[test]
+fn migrate_reports_and_applies_a_sqlite_files_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    let url = path_str(&path);
+    let status = ok(&["--url", url, "migrate", "status"]);
+    assert!(status.contains("no schema yet"), "{status}");
+    assert!(status.contains("pending: 13 summaries"), "{status}");
+    let dry = ok(&["--url", url, "migrate", "up", "--dry-run"]);
+    assert!(dry.contains("would apply 1 schema") && dry.contains("still at schema version 0"), "{dry}");
+    assert!(!path.exists(), "a dry run creates nothing");
+    let applied = ok(&["--url", url, "migrate", "up"]);
+    assert!(applied.contains("applied 13 summaries") && applied.contains("now at schema version 13"), "{applied}");
+    let status: serde_json::Value = serde_json::from_str(&ok(&["--url", url, "--json", "migrate", "status"])).unwrap();
+    assert_eq!(status["applied"], 13);
+    assert_eq!(status["current"], true);
+    assert_eq!(status["pending"], serde_json::json!([]));
+    assert!(ok(&["--url", url, "migrate", "up"]).contains("up to date"));
+    // The store it made opens without migrating, and takes writes.
+    block_on(async {
+        let backend = SqliteBackend::builder(&path).migrate(false).open().await.unwrap();
+        let add = persist::args::Add::new(
+            persist::ThreadId::new("t").unwrap(),
+            persist::Role::User,
+            persist::Content::text("hello"),
+        );
+        backend.apply(add.into()).await.unwrap();
+        backend.close().await;
+    });
+    let memory = run(&["--url", "memory:", "migrate", "status"]);
+    assert!(!memory.status.success());
+}
+
+#[test]
+fn migrate_reports_and_applies_a_postgres_schema() {
+    let Some(server) = postgres_url("migrate on PostgreSQL") else { return };
+    let schema = format!("persist_cli_migrate_{}", std::process::id());
+    let url = format!("{server}?schema={schema}");
+    let status: serde_json::Value = serde_json::from_str(&ok(&["--url", &url, "--json", "migrate", "status"])).unwrap();
+    assert_eq!(status["applied"], 0);
+    assert_eq!(status["pending"].as_array().map(Vec::len), status["latest"].as_u64().map(|n| n as usize));
+    let dry: serde_json::Value =
+        serde_json::from_str(&ok(&["--url", &url, "--json", "migrate", "up", "--dry-run"])).unwrap();
+    assert_eq!(dry["applied_now"], serde_json::json!([]));
+    let applied: serde_json::Value = serde_json::from_str(&ok(&["--url", &url, "--json", "migrate", "up"])).unwrap();
+    assert_eq!(applied["applied_now"].as_array().map(Vec::len), status["pending"].as_array().map(Vec::len));
+    let after: serde_json::Value = serde_json::from_str(&ok(&["--url", &url, "--json", "migrate", "status"])).unwrap();
+    assert_eq!(after["current"], true);
+    block_on(async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop)).execute(&mut conn).await.unwrap();
+    });
+}

@@ -1,0 +1,53 @@
+//! Opening without migrating (`migrate(false)`): a file behind or ahead is refused, saying
+//! which way and what is pending, and left as it is; `schema_status` reads where it stands.
+
+mod support;
+
+use persist_core::{Backend, PersistError};
+use persist_sqlite::SqliteBackend;
+use support::{add, raw, shipped_schema};
+
+#[tokio::test]
+async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("behind.db");
+    sqlx::Connection::close(shipped_schema(&dir, &path, 12).await).await.unwrap();
+    let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
+    assert_eq!((status.applied, status.latest), (12, 13));
+    let pending: Vec<_> = status.pending.iter().map(|m| (m.version, m.description.as_str())).collect();
+    assert_eq!(pending, [(13, "summaries")]);
+    let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
+    assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
+    let said = refused.to_string();
+    assert!(said.contains("schema version 12, this build needs 13 (pending: 13 summaries)"), "{said}");
+    assert!(said.contains("persist migrate up"), "{said}");
+    assert_eq!(SqliteBackend::builder(&path).schema_status().await.unwrap().applied, 12, "nothing applied");
+
+    // Migrated by a handle that does, then opened without migrating.
+    SqliteBackend::open(&path).await.unwrap().close().await;
+    assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().is_current());
+    let opened = SqliteBackend::builder(&path).migrate(false).open().await.unwrap();
+    opened.apply(add("t", "after")).await.unwrap();
+    opened.close().await;
+
+    // A newer build's migration recorded: refused.
+    let mut conn = raw(&path).await;
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (99, 'from the future', 1, x'00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::Connection::close(conn).await.unwrap();
+    assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().is_ahead());
+    let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
+    assert!(refused.to_string().contains("newer than this build's 13"), "{refused}");
+
+    // A file that does not exist: version 0, not created.
+    let missing = dir.path().join("missing.db");
+    assert_eq!(SqliteBackend::builder(&missing).schema_status().await.unwrap().applied, 0);
+    let refused = SqliteBackend::builder(&missing).migrate(false).open().await.unwrap_err();
+    assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
+    assert!(!missing.exists(), "the file was not created");
+}
