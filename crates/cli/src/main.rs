@@ -13,7 +13,7 @@
 //! **The store** is `--url` (or `$PERSIST_URL`): `sqlite:PATH`, `sqlite://PATH`, a path ending
 //! in `.db`, or `postgres://…` / `postgresql://…` (`?schema=NAME` picks the schema). Commands
 //! that only read or maintain a store refuse a SQLite file that does not exist (`no store at
-//! PATH`) instead of creating an empty one; `import` and the target of `copy` create it.
+//! PATH`) instead of creating an empty one; `import`, the target of `copy` and `migrate up` create it.
 //!
 //! **Tenants.** A thread is `(tenant, thread_id)`. Commands reach the threads of `--tenant T`,
 //! or the threads without a tenant when it is not given; `--all-tenants` reaches every tenant's
@@ -34,7 +34,7 @@
 //! refused.
 //!
 //! **Output.** Tables and sentences for people; `--json` gives JSON lines for programs
-//! (`threads`, `show`, `check`, `sessions`, `prune`, `cleanup-stranded`, `import`, `copy`).
+//! (`threads`, `show`, `check`, `sessions`, `prune`, `cleanup-stranded`, `import`, `copy`, `migrate`).
 //! Progress of long work (export, import, copy, prune) goes to stderr: a live counter on a
 //! terminal, a line every 1000 items otherwise.
 //!
@@ -361,7 +361,10 @@ async fn run(cli: Cli) -> CliResult {
             .await
         }
         Command::Migrate(command) => {
-            refuse_all_tenants("migrate")?;
+            // The schema is the store's, not a tenant's.
+            if scope.tenant.is_some() || scope.all_tenants {
+                return Err(CliError::usage("--tenant and --all-tenants do not apply to `migrate`"));
+            }
             match command {
                 MigrateCommand::Status => commands::migrate::status(url, json).await,
                 MigrateCommand::Up { dry_run } => commands::migrate::up(url, dry_run, json).await,

@@ -5,7 +5,6 @@ mod support;
 
 use std::path::Path;
 use std::process::Output;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use persist::args::{Add, Delete, Reserve, Update, UpdateContent};
 use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT};
@@ -16,7 +15,7 @@ use persist::{
     TenantId, Thread, ThreadId,
 };
 use serde_json::{Value, json};
-use support::{block_on, ok, path_str, persist, postgres_url, run};
+use support::{Schema, block_on, ok, path_str, persist, postgres_url, run};
 
 /// Messages the seeded store holds outside its long thread.
 const SEEDED_MESSAGES: usize = 5;
@@ -281,39 +280,6 @@ fn an_interrupted_copy_resumes_without_duplicates() {
     assert_eq!(report["mismatches"], json!([]));
     assert_eq!(block_on(snapshot(&target)).unwrap(), block_on(snapshot(&source)).unwrap());
     assert!(ok(&["--url", path_str(&target), "--all-tenants", "check"]).contains(": ok"));
-}
-
-/// A schema of its own for one test, dropped when the test ends (even by a panic).
-struct Schema {
-    server: String,
-    name: String,
-}
-
-impl Schema {
-    fn new(server: String) -> Self {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        Self { server, name: format!("persist_cli_test_{}_{nanos}", std::process::id()) }
-    }
-
-    fn url(&self) -> String {
-        let separator = if self.server.contains('?') { '&' } else { '?' };
-        format!("{}{separator}schema={}", self.server, self.name)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        use sqlx::Connection;
-        let (server, name) = (self.server.clone(), self.name.clone());
-        block_on(async move {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-                // A name this test made: persist_cli_test_ and digits.
-                let statement = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
-                let _ = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await;
-                let _ = conn.close().await;
-            }
-        });
-    }
 }
 
 #[test]

@@ -234,7 +234,16 @@ impl PostgresBackendBuilder {
     /// server cannot be reached.
     pub async fn schema_status(mut self) -> Result<SchemaStatus> {
         let (options, schema) = self.target()?;
-        let mut conn = PgConnection::connect_with(&options).await.map_err(|e| map_sqlx("connecting", e))?;
+        let connecting = tokio::time::timeout(self.acquire_timeout, PgConnection::connect_with(&options));
+        let mut conn = match connecting.await {
+            Ok(connected) => connected.map_err(|e| map_sqlx("connecting to read the schema's version", e))?,
+            Err(_) => {
+                return Err(PersistError::temporary(format!(
+                    "connecting to read the schema's version: no answer within {:?}",
+                    self.acquire_timeout
+                )));
+            }
+        };
         let status = schema::status(&mut conn, &schema).await;
         let _ = conn.close().await;
         status

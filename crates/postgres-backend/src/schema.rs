@@ -90,8 +90,9 @@ pub(crate) async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Res
     migrated.and(reset.map(drop))
 }
 
-/// The newest migration applied to `schema` (0: none, or no such schema).
-pub(crate) async fn applied_version(conn: &mut PgConnection, schema: &str) -> Result<i64> {
+/// The migrations `schema` records: version, whether it succeeded, checksum (none: no such
+/// schema, or no migration table in it).
+async fn records(conn: &mut PgConnection, schema: &str) -> Result<Vec<(i64, bool, Vec<u8>)>> {
     // `to_regclass` answers NULL for a table that is not there, where a query of it would fail.
     let table = format!("\"{schema}\"._sqlx_migrations");
     let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
@@ -100,19 +101,19 @@ pub(crate) async fn applied_version(conn: &mut PgConnection, schema: &str) -> Re
         .await
         .map_err(|e| map_sqlx("reading the schema version", e))?;
     if exists.is_none() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     // The only SQL built from text: a schema name checked against [a-z_][a-z0-9_]*.
-    let query = format!("SELECT coalesce(max(version), 0) FROM {table} WHERE success");
-    sqlx::query_scalar(AssertSqlSafe(query))
-        .fetch_one(&mut *conn)
+    let query = format!("SELECT version, success, checksum FROM {table} ORDER BY version");
+    sqlx::query_as(AssertSqlSafe(query))
+        .fetch_all(&mut *conn)
         .await
         .map_err(|e| map_sqlx("reading the schema version", e))
 }
 
 /// Where `schema` stands against this build's migrations.
 pub(crate) async fn status(conn: &mut PgConnection, schema: &str) -> Result<SchemaStatus> {
-    Ok(SchemaStatus::new(applied_version(conn, schema).await?, crate::migrations::known()))
+    Ok(SchemaStatus::from_records(records(conn, schema).await?, crate::migrations::known()))
 }
 
 /// Refuses a schema name that is not 1 to 63 of `[a-z0-9_]`, not starting with a digit (the

@@ -402,7 +402,7 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
     let said = refused.to_string();
     assert!(
-        said.contains(&format!("schema {schema} is at schema version 8, this build needs 9 (pending: 9 summaries)")),
+        said.contains(&format!("schema {schema}: schema version 8, this build needs 9 (pending: 9 summaries)")),
         "{said}"
     );
     assert_eq!(builder().schema_status().await.unwrap().applied, 8, "nothing applied");

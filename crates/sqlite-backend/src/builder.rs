@@ -129,16 +129,8 @@ impl SqliteBackendBuilder {
     ///
     /// `Backend` when the file cannot be read or is not a SQLite database.
     pub async fn schema_status(self) -> Result<SchemaStatus> {
-        let path = self.path;
-        if !path.exists() {
-            return Ok(SchemaStatus::new(0, migrations::known()));
-        }
-        let options = SqliteConnectOptions::new().filename(&path).read_only(true).busy_timeout(self.busy_timeout);
-        let mut conn =
-            options.connect().await.map_err(|e| error::in_file(&path, map_sqlx("opening the database", e)))?;
-        let applied = applied_version(&mut conn).await.map_err(|e| error::in_file(&path, e));
-        let _ = conn.close().await;
-        Ok(SchemaStatus::new(applied?, migrations::known()))
+        let status = read_status(&self.path, self.busy_timeout).await?;
+        Ok(status.unwrap_or_else(|| SchemaStatus::from_records([], migrations::known())))
     }
 
     /// Acknowledged-write durability (default [`Durability::Normal`]).
@@ -258,6 +250,23 @@ impl SqliteBackendBuilder {
     /// `migrate(false)`, is missing or not at this build's version), or when
     /// the runtime has no time driver.
     pub async fn open(self) -> Result<SqliteBackend> {
+        if !self.migrate {
+            // Read on a connection that changes nothing (not even the journal mode) before the
+            // file is opened as usual.
+            let shown = self.path.display().to_string();
+            match read_status(&self.path, self.busy_timeout).await? {
+                Some(status) => status.require_current(&shown)?,
+                None => {
+                    return Err(PersistError::Unsupported {
+                        what: format!(
+                            "{shown} does not exist, and `migrate(false)` does not create it (`persist migrate up` \
+                             does)"
+                        )
+                        .into(),
+                    });
+                }
+            }
+        }
         if self.read_only {
             return self.open_read_only().await;
         }
@@ -335,7 +344,8 @@ impl SqliteBackendBuilder {
         let mut writer = if self.migrate {
             open_writer(&options, self.busy_timeout).await?
         } else {
-            open_current(&options, &self.path).await?
+            // Checked current before (see `open`).
+            options.connect().await.map_err(|e| map_sqlx("opening the database", e))?
         };
         if self.check_integrity {
             let damage = check::quick(&mut writer).await?;
@@ -538,23 +548,28 @@ async fn open_writer(options: &SqliteConnectOptions, patience: Duration) -> Resu
     }
 }
 
-/// Opens the writer connection on a file that must already be at this build's schema
-/// ([`SqliteBackendBuilder::migrate`] `false`).
-async fn open_current(options: &SqliteConnectOptions, path: &Path) -> Result<sqlx::SqliteConnection> {
-    if !path.exists() {
-        SchemaStatus::new(0, migrations::known()).require_current("the file (it does not exist)")?;
+/// Where the file at `path` stands against this build's migrations, read on a connection that
+/// changes nothing; `None` when there is no file.
+async fn read_status(path: &Path, busy_timeout: Duration) -> Result<Option<SchemaStatus>> {
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(PersistError::backend(format!("reading {}", path.display()), error)),
+        Ok(_) => {}
     }
-    let mut writer = options.connect().await.map_err(|e| map_sqlx("opening the database", e))?;
-    let status = SchemaStatus::new(applied_version(&mut writer).await?, migrations::known());
-    if let Err(error) = status.require_current("the file") {
-        let _ = writer.close().await;
-        return Err(error);
-    }
-    Ok(writer)
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(direct::needs_immutable(path))
+        .busy_timeout(busy_timeout);
+    let mut conn = options.connect().await.map_err(|e| error::in_file(path, map_sqlx("opening the database", e)))?;
+    let records = read_records(&mut conn).await.map_err(|e| error::in_file(path, e));
+    let _ = conn.close().await;
+    Ok(Some(SchemaStatus::from_records(records?, migrations::known())))
 }
 
-/// The newest migration applied to the file (0: none, a file persist never set up).
-async fn applied_version(conn: &mut sqlx::SqliteConnection) -> Result<i64> {
+/// The migrations the file records: version, whether it succeeded, checksum (none: a file
+/// persist never set up).
+async fn read_records(conn: &mut sqlx::SqliteConnection) -> Result<Vec<(i64, bool, Vec<u8>)>> {
     let migrated: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
     )
@@ -562,13 +577,12 @@ async fn applied_version(conn: &mut sqlx::SqliteConnection) -> Result<i64> {
     .await
     .map_err(|e| map_sqlx("reading the schema version", e))?;
     if !migrated {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(&mut *conn)
+    sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
         .await
-        .map_err(|e| map_sqlx("reading the schema version", e))?;
-    Ok(applied.unwrap_or(0))
+        .map_err(|e| map_sqlx("reading the schema version", e))
 }
 
 /// Whether migration `version` is recorded as applied (by another process: this one's failed

@@ -38,9 +38,14 @@ pub(crate) static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
     Migrator::with_migrations(migrations)
 });
 
-/// Every migration this build carries, for [`SchemaStatus`](persist_core::maintenance::SchemaStatus).
-pub(crate) fn known() -> impl Iterator<Item = persist_core::maintenance::SchemaMigration> {
-    FILES.iter().map(|&(version, description, _)| persist_core::maintenance::SchemaMigration::new(version, description))
+/// Every migration this build carries, with the checksum of its SQL, for
+/// [`SchemaStatus::from_records`](persist_core::maintenance::SchemaStatus::from_records).
+pub(crate) fn known() -> impl Iterator<Item = (persist_core::maintenance::SchemaMigration, Vec<u8>)> {
+    MIGRATOR.iter().map(|migration| {
+        let described =
+            persist_core::maintenance::SchemaMigration::new(migration.version, migration.description.as_ref());
+        (described, migration.checksum.to_vec())
+    })
 }
 
 #[cfg(test)]

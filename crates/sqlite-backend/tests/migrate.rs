@@ -12,6 +12,7 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("behind.db");
     sqlx::Connection::close(shipped_schema(&dir, &path, 12).await).await.unwrap();
+    let before = std::fs::read(&path).unwrap();
     let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
     assert_eq!((status.applied, status.latest), (12, 13));
     let pending: Vec<_> = status.pending.iter().map(|m| (m.version, m.description.as_str())).collect();
@@ -22,6 +23,13 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     assert!(said.contains("schema version 12, this build needs 13 (pending: 13 summaries)"), "{said}");
     assert!(said.contains("persist migrate up"), "{said}");
     assert_eq!(SqliteBackend::builder(&path).schema_status().await.unwrap().applied, 12, "nothing applied");
+    // Not even the journal mode: the refused file is as it was, no log made beside it.
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the refused file is unchanged");
+    assert!(!dir.path().join("behind.db-wal").exists());
+    // For reads only too: exactly this build's version, or refused.
+    let refused = SqliteBackend::builder(&path).read_only(true).migrate(false).open().await.unwrap_err();
+    assert!(refused.to_string().contains("this build needs 13"), "{refused}");
+    assert!(refused.to_string().contains("behind.db"), "names the file: {refused}");
 
     // Migrated by a handle that does, then opened without migrating.
     SqliteBackend::open(&path).await.unwrap().close().await;
@@ -30,8 +38,31 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     opened.apply(add("t", "after")).await.unwrap();
     opened.close().await;
 
-    // A newer build's migration recorded: refused.
+    // Another build's SQL recorded for a migration: refused.
     let mut conn = raw(&path).await;
+    let shipped: Vec<u8> = sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = 5")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 5").execute(&mut conn).await.unwrap();
+    assert_eq!(SqliteBackend::builder(&path).schema_status().await.unwrap().changed, [5]);
+    let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
+    assert!(refused.to_string().contains("migration 5 in the store differs"), "{refused}");
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = ?1 WHERE version = 5")
+        .bind(shipped)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // One recorded as failed part-way: refused, and pending.
+    sqlx::query("UPDATE _sqlx_migrations SET success = 0 WHERE version = 13").execute(&mut conn).await.unwrap();
+    let failed = SqliteBackend::builder(&path).schema_status().await.unwrap();
+    assert_eq!((failed.failed.clone(), failed.pending.len()), (vec![13], 1));
+    let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
+    assert!(refused.to_string().contains("migration 13 is recorded as failed"), "{refused}");
+    sqlx::query("UPDATE _sqlx_migrations SET success = 1 WHERE version = 13").execute(&mut conn).await.unwrap();
+    assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().is_current());
+
+    // A newer build's migration recorded: refused.
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
          VALUES (99, 'from the future', 1, x'00', 0)",

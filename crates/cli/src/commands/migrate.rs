@@ -33,28 +33,33 @@ pub(crate) async fn status(url: &str, json: bool) -> CliResult {
 /// Applies the migrations the store lacks (creating it when it does not exist), or with
 /// `dry_run` prints them and changes nothing. A store a newer build migrated is refused.
 pub(crate) async fn up(url: &str, dry_run: bool, json: bool) -> CliResult {
-    let (status, label) = read(url).await?;
-    if status.is_ahead() {
-        return Err(CliError::failed(format!("{label}: {}", describe(&status))));
+    let (before, label) = read(url).await?;
+    // Ahead, failed or changed: nothing this build may apply.
+    if before.is_ahead() || !before.failed.is_empty() || !before.changed.is_empty() {
+        return Err(CliError::failed(format!("{label}: {}", describe(&before))));
     }
-    if !dry_run && !status.pending.is_empty() {
+    let after = if dry_run || before.pending.is_empty() {
+        before.clone()
+    } else {
         migrate(url, &label).await?;
-    }
+        read(url).await?.0
+    };
+    // What this run applied (another migrator may have applied some meanwhile).
+    let applied_now: Vec<_> = before.pending.iter().filter(|migration| !after.pending.contains(migration)).collect();
     let mut out = stdout();
     if json {
-        let mut report = report(&status, Some(dry_run));
-        report["applied_now"] = json!(if dry_run { Vec::new() } else { versions(&status) });
+        let mut report = report(&after, Some(dry_run));
+        report["applied_now"] = json!(applied_now.iter().map(|migration| migration.version).collect::<Vec<_>>());
         write_line(&mut out, &report)?;
-    } else if status.pending.is_empty() {
-        writeln!(out, "{label}: {}", describe(&status))?;
+    } else if before.pending.is_empty() {
+        writeln!(out, "{label}: {}", describe(&before))?;
     } else {
-        let verb = if dry_run { "would apply" } else { "applied" };
-        for migration in &status.pending {
+        let (verb, listed) =
+            if dry_run { ("would apply", before.pending.iter().collect()) } else { ("applied", applied_now) };
+        for migration in listed {
             writeln!(out, "{verb} {} {}", migration.version, migration.description)?;
         }
-        let now = if dry_run { "still at" } else { "now at" };
-        let at = if dry_run { status.applied } else { status.latest };
-        writeln!(out, "{label}: {now} schema version {at} (this build's: {})", status.latest)?;
+        writeln!(out, "{label}: {}", describe(&after))?;
     }
     out.flush()?;
     Ok(())
@@ -97,27 +102,20 @@ async fn migrate(url: &str, label: &str) -> CliResult {
 
 /// One line saying where the schema stands.
 fn describe(status: &SchemaStatus) -> String {
-    if status.is_ahead() {
-        format!(
-            "schema version {}, newer than this build's {}: a newer version of persist migrated it; upgrade this one",
-            status.applied, status.latest
-        )
-    } else if status.is_current() {
+    if status.is_current() {
         format!("schema version {}, up to date", status.applied)
-    } else if status.applied == 0 {
+    } else if status.applied == 0 && status.failed.is_empty() {
         format!("no schema yet (this build's: {}); `persist migrate up` creates it", status.latest)
-    } else {
+    } else if status.failed.is_empty() && status.changed.is_empty() && !status.is_ahead() {
         format!(
             "schema version {}, this build's is {}: {} pending (`persist migrate up` applies them)",
             status.applied,
             status.latest,
             status.pending.len()
         )
+    } else {
+        status.problem().unwrap_or_default()
     }
-}
-
-fn versions(status: &SchemaStatus) -> Vec<i64> {
-    status.pending.iter().map(|migration| migration.version).collect()
 }
 
 /// The status as a JSON object.
@@ -133,6 +131,8 @@ fn report(status: &SchemaStatus, dry_run: Option<bool>) -> serde_json::Value {
         "current": status.is_current(),
         "ahead": status.is_ahead(),
         "pending": pending,
+        "failed": status.failed,
+        "changed": status.changed,
     });
     if let Some(dry_run) = dry_run {
         report["dry_run"] = json!(dry_run);

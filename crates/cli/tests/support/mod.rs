@@ -58,3 +58,36 @@ pub(crate) fn postgres_url(what: &str) -> Option<String> {
         }
     }
 }
+
+/// A schema of its own for one test, dropped when the test ends (even by a panic).
+pub(crate) struct Schema {
+    pub(crate) server: String,
+    pub(crate) name: String,
+}
+
+impl Schema {
+    pub(crate) fn new(server: String) -> Self {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        Self { server, name: format!("persist_cli_test_{}_{nanos}", std::process::id()) }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        let separator = if self.server.contains('?') { '&' } else { '?' };
+        format!("{}{separator}schema={}", self.server, self.name)
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        use sqlx::Connection;
+        let (server, name) = (self.server.clone(), self.name.clone());
+        block_on(async move {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+                // A name this test made: persist_cli_test_ and digits.
+                let statement = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await;
+                let _ = conn.close().await;
+            }
+        });
+    }
+}

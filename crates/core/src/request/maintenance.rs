@@ -107,8 +107,8 @@ pub struct RefusedCleanup {
 }
 
 /// Where a store's schema stands against the migrations a backend build carries: what
-/// `SqliteBackend::schema_status` and `PostgresBackend::schema_status` answer without changing
-/// anything, and what opening with `migrate(false)` requires to be current.
+/// `SqliteBackendBuilder::schema_status` and `PostgresBackendBuilder::schema_status` answer
+/// without changing anything, and what opening with `migrate(false)` requires to be current.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SchemaStatus {
@@ -116,8 +116,15 @@ pub struct SchemaStatus {
     pub applied: i64,
     /// The newest migration this build carries.
     pub latest: i64,
-    /// The migrations this build would apply, oldest first.
+    /// The migrations this build carries that the store lacks, oldest first (one skipped below
+    /// `applied` included).
     pub pending: Vec<SchemaMigration>,
+    /// Migrations the store records as failed part-way: it needs repair before any build opens
+    /// it.
+    pub failed: Vec<i64>,
+    /// Migrations the store records with other SQL than this build's (their checksums differ):
+    /// this build refuses the store.
+    pub changed: Vec<i64>,
 }
 
 /// One migration of a backend's schema.
@@ -138,18 +145,55 @@ impl SchemaMigration {
 }
 
 impl SchemaStatus {
-    /// The status of a store at `applied` for a build whose migrations are `known` (every
-    /// version it carries, with its description): those after `applied` are pending.
-    pub fn new(applied: i64, known: impl IntoIterator<Item = SchemaMigration>) -> Self {
+    /// The status of a store that applied the migrations `applied` (their versions, each
+    /// recorded as a success) for a build whose migrations are `known`: those of `known` not
+    /// applied are pending.
+    pub fn new(applied: impl IntoIterator<Item = i64>, known: impl IntoIterator<Item = SchemaMigration>) -> Self {
+        let applied: Vec<i64> = applied.into_iter().collect();
         let known: Vec<SchemaMigration> = known.into_iter().collect();
         let latest = known.iter().map(|migration| migration.version).max().unwrap_or(0);
-        let pending = known.into_iter().filter(|migration| migration.version > applied).collect();
-        Self { applied, latest, pending }
+        let pending = known.into_iter().filter(|migration| !applied.contains(&migration.version)).collect();
+        let applied = applied.into_iter().max().unwrap_or(0);
+        Self { applied, latest, pending, failed: Vec::new(), changed: Vec::new() }
     }
 
-    /// Whether the store is at this build's schema: nothing to apply, nothing newer.
+    /// The status of a store whose migrations table records `recorded` (version, whether it
+    /// succeeded, checksum of its SQL) for a build carrying `known` (each with its checksum):
+    /// pending, failed and changed migrations found.
+    pub fn from_records(
+        recorded: impl IntoIterator<Item = (i64, bool, Vec<u8>)>,
+        known: impl IntoIterator<Item = (SchemaMigration, Vec<u8>)>,
+    ) -> Self {
+        let recorded: Vec<(i64, bool, Vec<u8>)> = recorded.into_iter().collect();
+        let known: Vec<(SchemaMigration, Vec<u8>)> = known.into_iter().collect();
+        let failed = recorded.iter().filter(|(_, succeeded, _)| !succeeded).map(|(version, ..)| *version).collect();
+        let changed = recorded
+            .iter()
+            .filter(|(version, succeeded, checksum)| {
+                *succeeded && known.iter().any(|(migration, sum)| migration.version == *version && sum != checksum)
+            })
+            .map(|(version, ..)| *version)
+            .collect();
+        let applied = recorded.iter().filter(|(_, succeeded, _)| *succeeded).map(|(version, ..)| *version);
+        Self::new(applied, known.into_iter().map(|(migration, _)| migration)).with_failed(failed).with_changed(changed)
+    }
+
+    /// The same, with the migrations the store records as failed.
+    pub fn with_failed(mut self, versions: Vec<i64>) -> Self {
+        self.failed = versions;
+        self
+    }
+
+    /// The same, with the migrations the store records with other SQL than this build's.
+    pub fn with_changed(mut self, versions: Vec<i64>) -> Self {
+        self.changed = versions;
+        self
+    }
+
+    /// Whether the store is at this build's schema: nothing to apply, nothing newer, nothing
+    /// failed or changed.
     pub fn is_current(&self) -> bool {
-        self.applied == self.latest
+        self.applied == self.latest && self.pending.is_empty() && self.failed.is_empty() && self.changed.is_empty()
     }
 
     /// Whether a newer build migrated the store past what this one knows.
@@ -157,35 +201,53 @@ impl SchemaStatus {
         self.applied > self.latest
     }
 
-    /// Refuses a store that is not at this build's schema, saying which way and what to do:
+    /// What is wrong with the store for this build, in a few words; `None` when it is current.
+    pub fn problem(&self) -> Option<String> {
+        if let Some(version) = self.failed.first() {
+            return Some(format!(
+                "migration {version} is recorded as failed part-way: repair the store (its `_sqlx_migrations` row) \
+                 before opening it"
+            ));
+        }
+        if !self.changed.is_empty() {
+            let versions: Vec<String> = self.changed.iter().map(i64::to_string).collect();
+            return Some(format!(
+                "migration {} in the store differs from this build's: another build of persist made it",
+                versions.join(", ")
+            ));
+        }
+        if self.is_ahead() {
+            return Some(format!(
+                "schema version {}, newer than this build's {}: a newer version of persist migrated it; upgrade \
+                 this one",
+                self.applied, self.latest
+            ));
+        }
+        if self.pending.is_empty() {
+            return None;
+        }
+        let pending: Vec<String> = self.pending.iter().map(|m| format!("{} {}", m.version, m.description)).collect();
+        Some(format!(
+            "schema version {}, this build needs {} (pending: {}); migrate it first (`persist migrate up`, or open \
+             it with `migrate(true)`)",
+            self.applied,
+            self.latest,
+            pending.join(", ")
+        ))
+    }
+
+    /// Refuses a store that is not at this build's schema, saying why and what to do:
     /// `Unsupported`, naming `store` (a file, a schema).
     ///
     /// # Errors
     ///
-    /// `Unsupported` when the store is behind (migrations pending) or ahead (a newer build
-    /// migrated it).
+    /// `Unsupported` when the store is behind (migrations pending), ahead (a newer build
+    /// migrated it), or holds a failed or changed migration.
     pub fn require_current(&self, store: &str) -> crate::Result<()> {
-        if self.is_current() {
-            return Ok(());
+        match self.problem() {
+            None => Ok(()),
+            Some(problem) => Err(crate::PersistError::Unsupported { what: format!("{store}: {problem}").into() }),
         }
-        let what = if self.is_ahead() {
-            format!(
-                "{store} is at schema version {}, newer than this build's {}: a newer version of persist migrated \
-                 it; upgrade this one",
-                self.applied, self.latest
-            )
-        } else {
-            let pending: Vec<String> =
-                self.pending.iter().map(|m| format!("{} {}", m.version, m.description)).collect();
-            format!(
-                "{store} is at schema version {}, this build needs {} (pending: {}); migrate it first \
-                 (`persist migrate up`, or open it with `migrate(true)`)",
-                self.applied,
-                self.latest,
-                pending.join(", ")
-            )
-        };
-        Err(crate::PersistError::Unsupported { what: what.into() })
     }
 }
 
@@ -199,22 +261,43 @@ mod tests {
     }
 
     #[test]
-    fn a_status_says_what_is_pending_and_refuses_a_store_behind_or_ahead() {
-        let current = SchemaStatus::new(3, known());
+    fn a_status_says_what_is_pending_and_refuses_a_store_behind_ahead_failed_or_changed() {
+        let current = SchemaStatus::new([1, 2, 3], known());
         assert!(current.is_current() && current.pending.is_empty());
         assert!(current.require_current("chat.db").is_ok());
-        let behind = SchemaStatus::new(1, known());
+        let behind = SchemaStatus::new([1], known());
         assert_eq!(behind.pending, vec![SchemaMigration::new(2, "step 2"), SchemaMigration::new(3, "step 3")]);
         let error = behind.require_current("chat.db").unwrap_err();
         assert!(matches!(error, PersistError::Unsupported { .. }));
-        assert!(
-            error.to_string().contains("schema version 1, this build needs 3 (pending: 2 step 2, 3 step 3)"),
-            "{error}"
-        );
-        let ahead = SchemaStatus::new(7, known());
+        let said = error.to_string();
+        assert!(said.contains("chat.db: schema version 1, this build needs 3 (pending: 2 step 2, 3 step 3)"), "{said}");
+        // A version skipped below the newest applied is pending too.
+        let gap = SchemaStatus::new([1, 3], known());
+        assert_eq!((gap.applied, gap.pending.clone()), (3, vec![SchemaMigration::new(2, "step 2")]));
+        assert!(!gap.is_current());
+        let ahead = SchemaStatus::new([1, 2, 3, 7], known());
         assert!(ahead.is_ahead() && !ahead.is_current() && ahead.pending.is_empty());
         assert!(ahead.require_current("chat.db").unwrap_err().to_string().contains("newer than this build's 3"));
-        let new = SchemaStatus::new(0, known());
-        assert_eq!(new.pending.len(), 3);
+        let failed = SchemaStatus::new([1, 2], known()).with_failed(vec![3]);
+        assert!(
+            failed.require_current("chat.db").unwrap_err().to_string().contains("migration 3 is recorded as failed")
+        );
+        let changed = SchemaStatus::new([1, 2, 3], known()).with_changed(vec![2]);
+        assert!(!changed.is_current());
+        assert!(
+            changed.require_current("chat.db").unwrap_err().to_string().contains("migration 2 in the store differs")
+        );
+        let new = SchemaStatus::new([], known());
+        assert_eq!((new.applied, new.pending.len()), (0, 3));
+        // From a store's records: a failed row, a changed checksum.
+        let known_sums = || known().into_iter().map(|m| (m.clone(), vec![m.version as u8]));
+        let records = vec![(1, true, vec![1]), (2, true, vec![9]), (3, false, vec![3])];
+        let read = SchemaStatus::from_records(records, known_sums());
+        assert_eq!((read.applied, read.failed.clone(), read.changed.clone()), (2, vec![3], vec![2]));
+        assert_eq!(read.pending, vec![SchemaMigration::new(3, "step 3")]);
+        assert!(
+            SchemaStatus::from_records(vec![(1, true, vec![1]), (2, true, vec![2]), (3, true, vec![3])], known_sums())
+                .is_current()
+        );
     }
 }
