@@ -427,6 +427,20 @@ macro_rules! __stamp_tests {
 
 #[doc(hidden)]
 #[macro_export]
+macro_rules! __run_checks {
+    (($factory:expr) $($group:ident { $($check:ident),* $(,)? })*) => {
+        $($(
+            $crate::__private::run(
+                concat!(stringify!($group), "::", stringify!($check)),
+                |factory| $crate::$group::$check(factory),
+                &$factory,
+            );
+        )*)*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
 macro_rules! __list_checks {
     (() $($group:ident { $($check:ident),* $(,)? })*) => {
         &[$($((stringify!($group), stringify!($check)),)*)*]
@@ -435,6 +449,17 @@ macro_rules! __list_checks {
 
 /// Every check as `(group, name)`, in the order [`conformance_tests!`] stamps them.
 pub const CHECKS: &[(&str, &str)] = __for_each_check!(__list_checks,);
+
+/// Runs every conformance check in turn for the [`Factory`] expression given, in one test (a
+/// fresh runtime each), panicking at the first that fails: for a harness that watches a
+/// backend across the whole suite (the statements it sends, say), where
+/// [`conformance_tests!`] would spread the checks over many tests run in parallel.
+#[macro_export]
+macro_rules! run_all_checks {
+    ($factory:expr) => {
+        $crate::__for_each_check!(__run_checks, $factory);
+    };
+}
 
 /// Stamps out one `#[test]` per conformance check for the [`Factory`] expression given.
 ///

@@ -1,0 +1,643 @@
+-- persist schema for PostgreSQL, version 1.
+-- Times are microseconds since the Unix epoch (UTC), exact and the same as the SQLite backend's;
+-- read one with to_timestamp(created_at / 1e6).
+
+-- One row per conversation. Its row lock orders writers of the thread: every write locks it
+-- first, so seqs are assigned in commit order and writers of other threads never wait.
+CREATE TABLE threads (
+    thread_id     TEXT    COLLATE "C" NOT NULL PRIMARY KEY,  -- bytewise order, as every backend
+    tenant        TEXT,                             -- owner; NULL = created by trusted host code
+    title         TEXT,
+    metadata      JSONB   NOT NULL DEFAULT '{}',
+    version       BIGINT  NOT NULL DEFAULT 1,       -- +1 on every title/metadata change
+    created_at    BIGINT  NOT NULL,
+    updated_at    BIGINT  NOT NULL,                 -- last change to the thread or its messages
+    last_seq      BIGINT  NOT NULL DEFAULT 0,       -- highest seq ever assigned (never lowered)
+    message_count BIGINT  NOT NULL DEFAULT 0,       -- messages currently stored
+    deleted_at    BIGINT                            -- set = tombstone: later writes are refused
+);
+
+CREATE INDEX threads_by_activity ON threads (updated_at DESC, thread_id DESC) WHERE deleted_at IS NULL;
+
+-- One row per message; identity is (thread_id, message_id), never message_id alone.
+CREATE TABLE messages (
+    thread_id       TEXT    NOT NULL REFERENCES threads (thread_id),
+    message_id      TEXT    NOT NULL,
+    seq             BIGINT  NOT NULL,               -- 1, 2, 3… per thread, never reused
+    role            TEXT    NOT NULL,
+    content         JSONB   NOT NULL,               -- '[]' while reserved
+    metadata        JSONB   NOT NULL,
+    status          TEXT    NOT NULL CHECK (status IN ('reserved', 'complete')),
+    version         BIGINT  NOT NULL,
+    idempotency_key TEXT,
+    created_at      BIGINT  NOT NULL,
+    updated_at      BIGINT  NOT NULL,
+    PRIMARY KEY (thread_id, message_id),
+    UNIQUE (thread_id, seq),                        -- also serves listing by seq
+    UNIQUE (thread_id, idempotency_key)             -- a retried write finds its first copy
+);
+
+-- Finds reservations stranded by streams that never finished.
+CREATE INDEX messages_reserved_by_age ON messages (created_at) WHERE status = 'reserved';
+
+-- Which provider session each (agent, thread) resumes.
+CREATE TABLE session_bindings (
+    agent_id   TEXT   NOT NULL,
+    thread_id  TEXT   NOT NULL,
+    session_id TEXT   NOT NULL,
+    provider   TEXT   NOT NULL,
+    runtime_id TEXT,
+    work_dir   TEXT,
+    state      TEXT   NOT NULL CHECK (state IN ('active', 'reset', 'invalidated')),
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (agent_id, thread_id)
+);
+
+CREATE INDEX session_bindings_by_thread ON session_bindings (thread_id);
+-- next statement
+-- persist schema for PostgreSQL, version 2: the tenant is part of a thread's identity. A thread
+-- is (tenant, thread_id), so two tenants each have their own `general`; messages, idempotency
+-- keys and session bindings are keyed by it too. Until now every tenant shared one id space:
+-- one tenant's writes to an id another tenant used were refused (so it could probe which ids
+-- were taken, and squat an id before its owner).
+--
+-- `tenant` is '' for the threads without a tenant (no tenant id is empty), so every key is an
+-- ordinary NOT NULL column (a listing across tenants orders it bytewise, `COLLATE "C"`, as every
+-- id is ordered; the column keeps its collation, so a view of your own over it survives). Each
+-- thread keeps the tenant it had; its messages and its session bindings take that tenant (a binding of a thread that
+-- does not exist takes none). The migration runs in one transaction: all of it or nothing.
+
+UPDATE threads SET tenant = '' WHERE tenant IS NULL;
+ALTER TABLE threads
+    ALTER COLUMN tenant SET DEFAULT '',
+    ALTER COLUMN tenant SET NOT NULL;
+
+ALTER TABLE messages ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+UPDATE messages m SET tenant = t.tenant FROM threads t WHERE t.thread_id = m.thread_id AND t.tenant <> '';
+
+ALTER TABLE session_bindings ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+UPDATE session_bindings b SET tenant = t.tenant FROM threads t WHERE t.thread_id = b.thread_id AND t.tenant <> '';
+
+-- The keys, children first.
+ALTER TABLE messages
+    DROP CONSTRAINT messages_thread_id_fkey,
+    DROP CONSTRAINT messages_pkey,
+    DROP CONSTRAINT messages_thread_id_seq_key,
+    DROP CONSTRAINT messages_thread_id_idempotency_key_key;
+ALTER TABLE threads DROP CONSTRAINT threads_pkey;
+ALTER TABLE threads ADD PRIMARY KEY (tenant, thread_id);
+ALTER TABLE messages
+    ADD PRIMARY KEY (tenant, thread_id, message_id),
+    ADD UNIQUE (tenant, thread_id, seq),                 -- also serves listing by seq
+    ADD UNIQUE (tenant, thread_id, idempotency_key),     -- a retried write finds its first copy
+    ADD FOREIGN KEY (tenant, thread_id) REFERENCES threads (tenant, thread_id);
+ALTER TABLE session_bindings DROP CONSTRAINT session_bindings_pkey;
+ALTER TABLE session_bindings ADD PRIMARY KEY (tenant, agent_id, thread_id);
+
+-- Serves "a tenant's threads, most recently updated first". A listing across tenants (for
+-- operators) sorts instead: an index for it would cost every write to a thread one more entry.
+DROP INDEX threads_by_activity;
+CREATE INDEX threads_by_activity ON threads (tenant, updated_at DESC, thread_id DESC) WHERE deleted_at IS NULL;
+
+-- Deleting a thread removes its bindings.
+DROP INDEX session_bindings_by_thread;
+CREATE INDEX session_bindings_by_thread ON session_bindings (tenant, thread_id);
+-- next statement
+-- persist schema, version 3: the change feed. Every committed change of a message or of a
+-- thread's version or tombstone is one row of `persist_feed`, written by the triggers below in
+-- the transaction of the write: a write that rolls back leaves no event, a committed write
+-- always has its events.
+--
+-- Rows are numbered twice. `id` is taken when the row is written: the writers of one thread
+-- hold its row lock until they commit, so a thread's ids follow its commit order, but across
+-- threads a smaller id can commit later than a larger one, so a reader resuming "after id N"
+-- could miss it. `position` is given after commit by the sequencer (see `feed.rs`), one at a
+-- time under an advisory lock, to the committed rows still without one, in id order: positions
+-- are store-wide, in commit order, never reused, and a reader of "position > N" misses nothing.
+--
+-- `persist_feed_state` holds the newest position given (`head`), the newest removed by
+-- retention (`trimmed`: resuming from before it is a gap) and whether the feed records at all
+-- (`enabled`, set by the instance that connects last).
+--
+-- A thread delete marks the thread deleted before it removes the messages, so the messages
+-- it removes have no events of their own: the thread's delete says it all.
+
+CREATE TABLE persist_feed (
+    id         BIGSERIAL PRIMARY KEY,
+    position   BIGINT UNIQUE,                       -- NULL until sequenced
+    tenant     TEXT   NOT NULL,                     -- '' = no tenant
+    thread_id  TEXT   NOT NULL,
+    op         TEXT   NOT NULL,                     -- add, reserve, update_content, update, delete
+    message_id TEXT,                                -- NULL: the thread's own change
+    seq        BIGINT,
+    version    BIGINT NOT NULL,
+    removed    TEXT,                                -- message, thread (deletes only)
+    at         BIGINT NOT NULL DEFAULT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint
+);
+
+CREATE INDEX persist_feed_pending ON persist_feed (id) WHERE position IS NULL;
+CREATE INDEX persist_feed_by_thread ON persist_feed (tenant, thread_id, position) WHERE position IS NOT NULL;
+
+CREATE TABLE persist_feed_state (
+    id      INT     PRIMARY KEY CHECK (id = 1),
+    head    BIGINT  NOT NULL,
+    trimmed BIGINT  NOT NULL,
+    enabled BOOLEAN NOT NULL
+);
+
+INSERT INTO persist_feed_state (id, head, trimmed, enabled) VALUES (1, 0, 0, true);
+
+-- Messages: one trigger per statement, reading the statement's rows (a group of inserts or
+-- updates is one statement), each thread's in seq order.
+CREATE FUNCTION persist_feed_messages_inserted() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version)
+        SELECT tenant, thread_id, CASE status WHEN 'reserved' THEN 'reserve' ELSE 'add' END, message_id, seq, version
+          FROM written ORDER BY tenant, thread_id, seq;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER persist_feed_messages_inserted AFTER INSERT ON messages
+REFERENCING NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION persist_feed_messages_inserted();
+
+CREATE FUNCTION persist_feed_messages_updated() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version)
+        SELECT n.tenant, n.thread_id,
+               CASE WHEN n.content IS DISTINCT FROM o.content OR n.status IS DISTINCT FROM o.status
+                    THEN 'update_content' ELSE 'update' END,
+               n.message_id, n.seq, n.version
+          FROM written n JOIN was o USING (tenant, thread_id, message_id)
+         ORDER BY n.tenant, n.thread_id, n.seq;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER persist_feed_messages_updated AFTER UPDATE ON messages
+REFERENCING OLD TABLE AS was NEW TABLE AS written FOR EACH STATEMENT EXECUTE FUNCTION persist_feed_messages_updated();
+
+CREATE FUNCTION persist_feed_messages_deleted() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version, removed)
+        SELECT o.tenant, o.thread_id, 'delete', o.message_id, o.seq, o.version, 'message'
+          FROM was o JOIN threads t ON t.tenant = o.tenant AND t.thread_id = o.thread_id AND t.deleted_at IS NULL
+         ORDER BY o.tenant, o.thread_id, o.seq;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER persist_feed_messages_deleted AFTER DELETE ON messages
+REFERENCING OLD TABLE AS was FOR EACH STATEMENT EXECUTE FUNCTION persist_feed_messages_deleted();
+
+-- Threads: a row trigger whose condition is checked without calling it, so the updates every
+-- message write makes to its thread (counters, `updated_at`) cost nothing here.
+CREATE FUNCTION persist_feed_thread_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        IF TG_OP = 'DELETE' THEN
+            INSERT INTO persist_feed (tenant, thread_id, op, version, removed)
+            VALUES (OLD.tenant, OLD.thread_id, 'delete', OLD.version, 'thread');
+        ELSIF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN
+            INSERT INTO persist_feed (tenant, thread_id, op, version, removed)
+            VALUES (NEW.tenant, NEW.thread_id, 'delete', NEW.version, 'thread');
+        ELSE
+            INSERT INTO persist_feed (tenant, thread_id, op, version)
+            VALUES (NEW.tenant, NEW.thread_id, 'update', NEW.version);
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER persist_feed_thread_changed AFTER UPDATE OF version, deleted_at ON threads
+FOR EACH ROW WHEN (NEW.version IS DISTINCT FROM OLD.version OR (OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL))
+EXECUTE FUNCTION persist_feed_thread_changed();
+
+CREATE TRIGGER persist_feed_thread_removed AFTER DELETE ON threads
+FOR EACH ROW WHEN (OLD.deleted_at IS NULL) EXECUTE FUNCTION persist_feed_thread_changed();
+-- next statement
+-- persist schema, version 4: values set once per tenant and name (`SetOnce`), such as the
+-- check value of each encryption key, kept where every instance sharing the schema finds them.
+
+CREATE TABLE persist_values (
+    tenant TEXT NOT NULL,                           -- '' = no tenant
+    name   TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+-- next statement
+-- persist schema, version 5: interrupted replies. A message's status may be 'interrupted' (a
+-- reservation whose stream stopped before its end, its text so far kept), and each feed event
+-- of a message records the status the change left (NULL for deletes and the thread's own
+-- changes; events recorded before this version have none).
+--
+-- Both changes are to the catalog only: the wider check is added NOT VALID, so the table is not
+-- scanned under the migration's lock (every stored row passed the narrower check it replaces),
+-- and the feed's new column has no default, so no row is rewritten.
+
+ALTER TABLE messages
+    DROP CONSTRAINT messages_status_check,
+    ADD CONSTRAINT messages_status_check CHECK (status IN ('reserved', 'complete', 'interrupted')) NOT VALID;
+
+ALTER TABLE persist_feed ADD COLUMN status TEXT;   -- reserved, complete, interrupted (messages only)
+
+CREATE OR REPLACE FUNCTION persist_feed_messages_inserted() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version, status)
+        SELECT tenant, thread_id, CASE status WHEN 'reserved' THEN 'reserve' ELSE 'add' END, message_id, seq, version,
+               status
+          FROM written ORDER BY tenant, thread_id, seq;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION persist_feed_messages_updated() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version, status)
+        SELECT n.tenant, n.thread_id,
+               CASE WHEN n.content IS DISTINCT FROM o.content OR n.status IS DISTINCT FROM o.status
+                    THEN 'update_content' ELSE 'update' END,
+               n.message_id, n.seq, n.version, n.status
+          FROM written n JOIN was o USING (tenant, thread_id, message_id)
+         ORDER BY n.tenant, n.thread_id, n.seq;
+    END IF;
+    RETURN NULL;
+END $$;
+-- next statement
+-- persist schema, version 6: the idempotency key's index holds keyed messages only.
+--
+-- Version 2 made the key unique per thread with `UNIQUE (tenant, thread_id, idempotency_key)`,
+-- an index holding every message, keyed or not. Its first two columns are the thread's, so the
+-- planner could (and, with the statistics of a young table, did) serve "does this thread hold
+-- message M?" with it, reading every message of the thread and filtering on the id: an add cost
+-- more the longer its thread. Holding only keyed messages (`WHERE idempotency_key IS NOT NULL`),
+-- the index can serve only lookups by key, and a lookup by id takes the primary key. Keys stay
+-- unique per thread as before (the constraint already let any number of messages have none).
+--
+-- The index is built inside the migration's transaction: writes to `messages` wait for it.
+
+ALTER TABLE messages DROP CONSTRAINT messages_tenant_thread_id_idempotency_key_key;
+
+CREATE UNIQUE INDEX messages_by_idempotency_key ON messages (tenant, thread_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- next statement
+-- persist schema, version 7: live replies. A feed event of a content update that added to the
+-- end of a message's content (a streamed token, a stream's end, a heartbeat) records what it
+-- added, `delta` (JSON content blocks, as text), so that a follower adds it to the text it
+-- holds instead of reading the message again. The writer puts the delta of each content update
+-- in the message's row (`messages.delta`: NULL when the update replaced the content, or changed
+-- only metadata or role) with the version it brings the message to (`delta_version`), and the
+-- update trigger copies it into the event only when that is the row's new version: an update
+-- that does not set them (an instance of an earlier version, a statement of your own) leaves a
+-- delta that is not its own, which no event takes.
+--
+-- Retention clears the deltas of events older than its delta age (the event stays, saying
+-- "read the message"): `persist_feed_deltas` finds them without reading the whole feed.
+--
+-- Catalog changes only: the new columns have no default (no row is rewritten), the index is
+-- empty when made (no event has a delta yet), and one trigger function is replaced.
+
+ALTER TABLE messages ADD COLUMN delta TEXT;       -- the last content update's delta, JSON
+ALTER TABLE messages ADD COLUMN delta_version BIGINT;   -- the version that delta made
+ALTER TABLE persist_feed ADD COLUMN delta TEXT;   -- what an update_content added, JSON
+
+CREATE INDEX persist_feed_deltas ON persist_feed (at) WHERE delta IS NOT NULL;
+
+CREATE OR REPLACE FUNCTION persist_feed_messages_updated() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version, status, delta)
+        SELECT n.tenant, n.thread_id,
+               CASE WHEN n.content IS DISTINCT FROM o.content OR n.status IS DISTINCT FROM o.status
+                         OR (n.delta IS NOT NULL AND n.delta_version = n.version)
+                    THEN 'update_content' ELSE 'update' END,
+               n.message_id, n.seq, n.version, n.status,
+               CASE WHEN n.delta_version = n.version THEN n.delta END
+          FROM written n JOIN was o USING (tenant, thread_id, message_id)
+         ORDER BY n.tenant, n.thread_id, n.seq;
+    END IF;
+    RETURN NULL;
+END $$;
+-- next statement
+-- persist schema, version 8: branches. A thread is a tree of messages: each message follows
+-- a parent, and the thread names the last message of its active branch (`active_leaf`), which a
+-- message written without a parent follows. Each thread stays the line it was: its messages
+-- follow one another and its active leaf is its last message.
+--
+-- Most messages follow the message just before them in seq, so `parent_seq` is stored only
+-- where a message does not: NULL means "seq - 1" (or, at seq 1, a root), 0 a root elsewhere,
+-- any other value the parent's seq. A branch is then a few runs of consecutive seqs, and only
+-- the messages that start a run hold a value: the partial indexes below hold those alone, by
+-- seq with their parent (walking a branch up reads them, newest first, from the index alone)
+-- and by parent (a message's children other than the one just after it). A thread written as a line has no entry in either, and no message of
+-- it stores a byte more.
+--
+-- A feed event of an insert records the message's parent as it stores it (`parent`): a
+-- follower learns where a new branch starts.
+--
+-- `prev_leaf` is the active leaf an insert found under the thread's lock, returned by the
+-- insert's own statement to its message (the row returns only new values).
+--
+-- Columns are added without defaults (no row is rewritten); only the messages stored after a
+-- gap (whose seq - 1 was deleted) are given their parent, the message before them. The feed's
+-- update trigger is replaced first, to record only updates that move a message's version: that
+-- backfill, and a deleted message's children following its parent, are not writes of theirs.
+
+ALTER TABLE messages ADD COLUMN parent_seq BIGINT;   -- NULL: seq - 1 (a root at 1); 0: a root; else the parent
+ALTER TABLE threads ADD COLUMN active_leaf BIGINT;   -- the active branch's last message; NULL: none
+ALTER TABLE threads ADD COLUMN prev_leaf BIGINT;     -- the active leaf before the last insert
+ALTER TABLE persist_feed ADD COLUMN parent BIGINT;   -- an insert's parent_seq, as the message stores it
+
+CREATE OR REPLACE FUNCTION persist_feed_messages_inserted() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version, status, parent)
+        SELECT tenant, thread_id, CASE status WHEN 'reserved' THEN 'reserve' ELSE 'add' END, message_id, seq, version,
+               status, parent_seq
+          FROM written ORDER BY tenant, thread_id, seq;
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION persist_feed_messages_updated() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version, status, delta)
+        SELECT n.tenant, n.thread_id,
+               CASE WHEN n.content IS DISTINCT FROM o.content OR n.status IS DISTINCT FROM o.status
+                         OR (n.delta IS NOT NULL AND n.delta_version = n.version)
+                    THEN 'update_content' ELSE 'update' END,
+               n.message_id, n.seq, n.version, n.status,
+               CASE WHEN n.delta_version = n.version THEN n.delta END
+          FROM written n JOIN was o USING (tenant, thread_id, message_id)
+         WHERE n.version IS DISTINCT FROM o.version
+         ORDER BY n.tenant, n.thread_id, n.seq;
+    END IF;
+    RETURN NULL;
+END $$;
+
+UPDATE messages m
+   SET parent_seq = coalesce((SELECT max(p.seq) FROM messages p
+                               WHERE p.tenant = m.tenant AND p.thread_id = m.thread_id AND p.seq < m.seq), 0)
+ WHERE m.seq > 1
+   AND NOT EXISTS (SELECT 1 FROM messages p WHERE p.tenant = m.tenant AND p.thread_id = m.thread_id AND p.seq = m.seq - 1);
+
+UPDATE threads t
+   SET active_leaf = (SELECT max(m.seq) FROM messages m WHERE m.tenant = t.tenant AND m.thread_id = t.thread_id)
+ WHERE t.message_count > 0;
+
+CREATE INDEX messages_run_starts ON messages (tenant, thread_id, seq) INCLUDE (parent_seq) WHERE parent_seq IS NOT NULL;
+CREATE INDEX messages_run_starts_by_parent ON messages (tenant, thread_id, parent_seq) WHERE parent_seq IS NOT NULL;
+-- next statement
+-- persist schema, version 9: summaries and leases. A summary stands for a range of its thread
+-- (the messages of the branch ending at `through_seq`, from `from_seq` on): one per last
+-- message, so it is keyed by it. Its content and metadata are JSONB like a message's. A
+-- summary written is a feed event (op `summarize`, seq its last message).
+--
+-- A lease is a named, expiring claim on a thread (the instance compacting it), keyed by thread
+-- and name; it writes nothing of the thread.
+--
+-- Two tables are created; no existing row is read or rewritten, no lock is taken on another
+-- table.
+
+CREATE TABLE summaries (
+    tenant      TEXT   NOT NULL,                    -- '' = no tenant
+    thread_id   TEXT   NOT NULL,
+    through_seq BIGINT NOT NULL,                    -- the last message covered
+    from_seq    BIGINT NOT NULL,                    -- the first seq covered
+    content     JSONB  NOT NULL,
+    metadata    JSONB  NOT NULL,                    -- an object
+    created_at  BIGINT NOT NULL,                    -- microseconds since the epoch
+    PRIMARY KEY (tenant, thread_id, through_seq)
+);
+
+CREATE TABLE leases (
+    tenant     TEXT   NOT NULL,                     -- '' = no tenant
+    thread_id  TEXT   NOT NULL,
+    name       TEXT   NOT NULL,
+    holder     TEXT   NOT NULL,
+    expires_at BIGINT NOT NULL,                     -- microseconds since the epoch
+    PRIMARY KEY (tenant, thread_id, name)
+);
+
+CREATE FUNCTION persist_feed_summary_written() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    IF (SELECT enabled FROM persist_feed_state) THEN
+        INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version)
+        VALUES (NEW.tenant, NEW.thread_id, 'summarize', NULL, NEW.through_seq, 1);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER persist_feed_summary_written AFTER INSERT ON summaries
+FOR EACH ROW EXECUTE FUNCTION persist_feed_summary_written();
+-- next statement
+BEGIN; SELECT pg_advisory_xact_lock(1885696627, hashtext('{schema}')); WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed WHERE position IS NULL ORDER BY id LIMIT 10000), total AS (SELECT count(*) AS n FROM pending), head AS (UPDATE persist_feed_state SET head = head + (SELECT n FROM total) WHERE (SELECT n FROM total) > 0 RETURNING head - (SELECT n FROM total) AS base), done AS (UPDATE persist_feed f SET position = head.base + pending.n FROM pending, head WHERE f.id = pending.id RETURNING f.position) SELECT count(*) FROM done; COMMIT
+-- next statement
+COMMIT
+-- next statement
+CREATE SCHEMA IF NOT EXISTS "{schema}"
+-- next statement
+CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
+    success BOOLEAN NOT NULL,
+    checksum BYTEA NOT NULL,
+    execution_time BIGINT NOT NULL
+);
+-- next statement
+DELETE FROM leases WHERE tenant = $1 AND thread_id = $2
+-- next statement
+DELETE FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 AND (holder = $4 OR expires_at <= $5)
+-- next statement
+DELETE FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq <= $3 AND seq <> $4 RETURNING seq, message_id
+-- next statement
+DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 AND seq > $3 RETURNING seq, message_id
+-- next statement
+DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 RETURNING seq, message_id
+-- next statement
+DELETE FROM session_bindings WHERE tenant = $2 AND thread_id = $1
+-- next statement
+DELETE FROM summaries WHERE tenant = $1 AND thread_id = $2 AND through_seq < $3
+-- next statement
+DELETE FROM summaries WHERE tenant = $1 AND thread_id = $2 AND through_seq > $3
+-- next statement
+DELETE FROM threads WHERE tenant = $3 AND thread_id = $1 AND $2::bigint IS NOT NULL
+-- next statement
+DROP SCHEMA IF EXISTS "{schema}" CASCADE
+-- next statement
+INSERT INTO _sqlx_migrations ( version, description, success, checksum, execution_time )
+    VALUES ( $1, $2, TRUE, $3, -1 )
+-- next statement
+INSERT INTO leases AS l (tenant, thread_id, name, holder, expires_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, thread_id, name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at WHERE l.holder = excluded.holder OR l.expires_at <= $6 RETURNING holder, expires_at
+-- next statement
+INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, created_at, updated_at, parent_seq) SELECT $1, $2, u.id, u.seq, u.role, u.content::jsonb, u.metadata::jsonb, u.status, u.version, u.key, u.created_at, u.updated_at, u.parent FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::bigint[], $13::bigint[]) AS u(id, seq, role, content, metadata, status, version, key, created_at, updated_at, parent)
+-- next statement
+INSERT INTO session_bindings (tenant, agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (tenant, agent_id, thread_id) DO UPDATE SET session_id = excluded.session_id, provider = excluded.provider, runtime_id = excluded.runtime_id, work_dir = excluded.work_dir, state = excluded.state, created_at = excluded.created_at, updated_at = excluded.updated_at WHERE session_bindings.updated_at < excluded.updated_at
+-- next statement
+INSERT INTO summaries (tenant, thread_id, through_seq, from_seq, content, metadata, created_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, $7) ON CONFLICT DO NOTHING
+-- next statement
+INSERT INTO threads (tenant, thread_id, title, metadata, version, created_at, updated_at, last_seq, message_count) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, 0) ON CONFLICT (tenant, thread_id) DO NOTHING RETURNING thread_id, tenant, title, metadata::text AS metadata, version, created_at, updated_at, last_seq, message_count, active_leaf, deleted_at
+-- next statement
+INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, active_leaf) VALUES ($1, $2, $3, $3, $4, $4, $4) ON CONFLICT (tenant, thread_id) DO UPDATE SET last_seq = th.last_seq + $4, message_count = th.message_count + $4, updated_at = EXCLUDED.updated_at, active_leaf = th.last_seq + $4, prev_leaf = th.active_leaf WHERE th.deleted_at IS NULL RETURNING th.last_seq - $4, th.prev_leaf
+-- next statement
+LISTEN "persist_feed"
+-- next statement
+RESET lock_timeout; RESET statement_timeout
+-- next statement
+ROLLBACK
+-- next statement
+SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 AND deleted_at IS NULL FOR UPDATE
+-- next statement
+SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE
+-- next statement
+SELECT active_leaf FROM threads WHERE tenant = $1 AND thread_id = $2
+-- next statement
+SELECT agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at FROM session_bindings WHERE tenant = $1 AND thread_id = $2 ORDER BY agent_id COLLATE "C"
+-- next statement
+SELECT agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at FROM session_bindings WHERE tenant = $3 AND agent_id = $1 AND thread_id = $2
+-- next statement
+SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = $3) OR $3 < (SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2), false)
+-- next statement
+SELECT current_database()
+-- next statement
+SELECT deleted_at IS NOT NULL AS deleted, version FROM threads WHERE tenant = $2 AND thread_id = $1
+-- next statement
+SELECT deleted_at IS NOT NULL AS deleted, version, updated_at, active_leaf FROM threads WHERE tenant = $2 AND thread_id = $1 FOR UPDATE
+-- next statement
+SELECT deleted_at IS NOT NULL FROM threads WHERE tenant = $1 AND thread_id = $2 FOR SHARE
+-- next statement
+SELECT head FROM persist_feed_state
+-- next statement
+SELECT holder, expires_at FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 AND expires_at > $4
+-- next statement
+SELECT min(m.seq) FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) JOIN messages m ON m.tenant = $3 AND m.thread_id = $4 AND m.seq BETWEEN r.lo AND r.hi WHERE m.status = 'reserved'
+-- next statement
+SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2
+-- next statement
+SELECT pg_advisory_lock($1)
+-- next statement
+SELECT pg_advisory_unlock($1)
+-- next statement
+SELECT pg_notify('persist_feed', '{schema}')
+-- next statement
+SELECT seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = ANY($3)
+-- next statement
+SELECT seq FROM messages WHERE tenant = $2 AND thread_id = $1 AND seq = $3
+-- next statement
+SELECT seq, parent_seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND message_id = $3
+-- next statement
+SELECT seq, parent_seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND parent_seq IS NOT NULL AND seq <= $3 ORDER BY seq DESC LIMIT $4
+-- next statement
+SELECT tenant, thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE status = 'reserved' AND created_at < $1 AND updated_at < $1 AND ($3 OR tenant = $4) ORDER BY updated_at LIMIT $2
+-- next statement
+SELECT thread_id, from_seq, through_seq, content::text AS content, metadata::text AS metadata, created_at FROM summaries WHERE tenant = $1 AND thread_id = $2 AND through_seq <= $3 ORDER BY through_seq DESC LIMIT $4
+-- next statement
+SELECT thread_id, from_seq, through_seq, content::text AS content, metadata::text AS metadata, created_at FROM summaries WHERE tenant = $1 AND thread_id = $2 AND through_seq = $3
+-- next statement
+SELECT thread_id, from_seq, through_seq, content::text AS content, metadata::text AS metadata, created_at FROM summaries WHERE tenant = $1 AND thread_id = $2 AND through_seq > $3 ORDER BY through_seq LIMIT $4
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $1 AND thread_id = $2 AND idempotency_key IS NOT NULL AND idempotency_key = ANY($3) UNION SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $1 AND thread_id = $2 AND message_id = ANY($4)
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $1 AND thread_id = $2 AND message_id = ANY($3) UNION ALL SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = ANY($4) UNION ALL SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $1 AND thread_id = $2 AND idempotency_key IS NOT NULL AND idempotency_key = ANY($5)
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = coalesce($3, 0) + 1 AND parent_seq IS NULL UNION ALL SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $1 AND thread_id = $2 AND parent_seq = coalesce($3, 0) ORDER BY seq
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $3 AND thread_id = $1 AND idempotency_key = $2
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $3 AND thread_id = $1 AND message_id = $2
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $5 AND thread_id = $1 AND seq > $2 AND seq < $3 AND ($4 OR status <> 'reserved') ORDER BY seq ASC LIMIT $6
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $5 AND thread_id = $1 AND seq > $2 AND seq < $3 AND ($4 OR status <> 'reserved') ORDER BY seq DESC LIMIT $6
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages m WHERE tenant = $1 AND thread_id = $2 AND NOT EXISTS (SELECT 1 FROM messages c WHERE c.tenant = $1 AND c.thread_id = $2 AND c.seq = m.seq + 1 AND c.parent_seq IS NULL) AND NOT EXISTS (SELECT 1 FROM messages c WHERE c.tenant = $1 AND c.thread_id = $2 AND c.parent_seq = m.seq) ORDER BY seq
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) CROSS JOIN LATERAL (SELECT * FROM messages WHERE tenant = $3 AND thread_id = $4 AND seq BETWEEN r.lo AND r.hi OFFSET 0) m WHERE ($5 OR m.status <> 'reserved') ORDER BY m.seq ASC LIMIT $6
+-- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) CROSS JOIN LATERAL (SELECT * FROM messages WHERE tenant = $3 AND thread_id = $4 AND seq BETWEEN r.lo AND r.hi OFFSET 0) m WHERE ($5 OR m.status <> 'reserved') ORDER BY m.seq DESC LIMIT $6
+-- next statement
+SELECT thread_id, tenant, title, metadata::text AS metadata, version, created_at, updated_at, last_seq, message_count, active_leaf, deleted_at FROM threads WHERE deleted_at IS NULL AND ($1::text IS NULL OR TRUE) AND (updated_at, thread_id, tenant COLLATE "C") < ($2::bigint, $3::text, $6::text) AND NOT EXISTS (SELECT 1 FROM jsonb_each($4::jsonb) f WHERE (threads.metadata -> f.key) IS DISTINCT FROM f.value) ORDER BY updated_at DESC, thread_id DESC, tenant COLLATE "C" DESC LIMIT $5
+-- next statement
+SELECT thread_id, tenant, title, metadata::text AS metadata, version, created_at, updated_at, last_seq, message_count, active_leaf, deleted_at FROM threads WHERE deleted_at IS NULL AND tenant = $1 AND ($6::text IS NULL OR TRUE) AND (updated_at, thread_id) < ($2::bigint, $3::text) AND NOT EXISTS (SELECT 1 FROM jsonb_each($4::jsonb) f WHERE (threads.metadata -> f.key) IS DISTINCT FROM f.value) ORDER BY updated_at DESC, thread_id DESC LIMIT $5
+-- next statement
+SELECT thread_id, tenant, title, metadata::text AS metadata, version, created_at, updated_at, last_seq, message_count, active_leaf, deleted_at FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE
+-- next statement
+SELECT thread_id, tenant, title, metadata::text AS metadata, version, created_at, updated_at, last_seq, message_count, active_leaf, deleted_at FROM threads WHERE tenant = $2 AND thread_id = $1
+-- next statement
+SELECT to_regclass($1)::text
+-- next statement
+SELECT version FROM _sqlx_migrations WHERE success = false ORDER BY version LIMIT 1
+-- next statement
+SELECT version, checksum FROM _sqlx_migrations ORDER BY version
+-- next statement
+SET lock_timeout = 0; SET statement_timeout = 0
+-- next statement
+UNLISTEN *
+-- next statement
+UPDATE _sqlx_migrations
+    SET execution_time = $1
+    WHERE version = $2
+-- next statement
+UPDATE persist_feed_state SET head = CASE WHEN $1 AND NOT enabled THEN greatest(head, trimmed) + 1 ELSE head END, trimmed = CASE WHEN $1 AND NOT enabled THEN greatest(head, trimmed) + 1 ELSE trimmed END, enabled = $1
+-- next statement
+UPDATE session_bindings SET state = $4, updated_at = $5 WHERE tenant = $6 AND agent_id = $1 AND thread_id = $2 AND ($3::text IS NULL OR (session_id = $3 AND state = 'active'))
+-- next statement
+UPDATE threads SET deleted_at = $2, updated_at = $2, message_count = 0, active_leaf = NULL WHERE tenant = $3 AND thread_id = $1
+-- next statement
+UPDATE threads SET deleted_at = $3 WHERE tenant = $2 AND thread_id = $1
+-- next statement
+UPDATE threads SET deleted_at = coalesce(deleted_at, $2), updated_at = $2, message_count = 0, active_leaf = NULL, title = NULL, metadata = '{}' WHERE tenant = $3 AND thread_id = $1
+-- next statement
+UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4 WHERE tenant = $1 AND thread_id = $2
+-- next statement
+UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4, active_leaf = coalesce($5, (SELECT max(m.seq) FROM messages m WHERE m.tenant = $2 AND m.thread_id = $1)) WHERE tenant = $2 AND thread_id = $1
+-- next statement
+UPDATE threads SET metadata = (metadata || $2::jsonb) - $3::text[], title = CASE WHEN $4 THEN $5::text ELSE title END, version = version + 1, updated_at = $6, active_leaf = coalesce($9, active_leaf) WHERE tenant = $7 AND thread_id = $1 AND deleted_at IS NULL AND ($8::bigint IS NULL OR version = $8) RETURNING thread_id, tenant, title, metadata::text AS metadata, version, created_at, updated_at, last_seq, message_count, active_leaf, deleted_at
+-- next statement
+UPDATE threads SET version = $3, updated_at = $4, last_seq = $5, message_count = $6, active_leaf = CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $1 AND m.thread_id = $2 AND m.seq = $7) THEN $7 ELSE (SELECT max(m.seq) FROM messages m WHERE m.tenant = $1 AND m.thread_id = $2) END WHERE tenant = $1 AND thread_id = $2 RETURNING active_leaf
+-- next statement
+WITH RECURSIVE under(seq) AS ( SELECT $3::bigint UNION ALL SELECT m.seq FROM under u JOIN messages m ON m.tenant = $1 AND m.thread_id = $2 AND ((m.seq = u.seq + 1 AND m.parent_seq IS NULL) OR m.parent_seq = u.seq)) SELECT max(seq) FROM under
+-- next statement
+WITH d AS (DELETE FROM messages m WHERE m.tenant = $4 AND m.thread_id = $1 AND m.message_id = $2 AND ($3::bigint IS NULL OR m.version = $3) AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = $4 AND t.thread_id = $1 AND t.deleted_at IS NULL) RETURNING m.message_id, m.seq, CASE WHEN m.parent_seq IS NULL THEN nullif(m.seq - 1, 0) ELSE nullif(m.parent_seq, 0) END AS parent), older AS (SELECT EXISTS (SELECT 1 FROM messages o, d WHERE o.tenant = $4 AND o.thread_id = $1 AND o.seq < d.seq) AS has_older), next AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d, older WHERE m.tenant = $4 AND m.thread_id = $1 AND m.seq = d.seq + 1 AND m.parent_seq IS NULL AND older.has_older), later AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d, older WHERE m.tenant = $4 AND m.thread_id = $1 AND m.parent_seq = d.seq AND older.has_older), u AS (UPDATE threads t SET message_count = t.message_count - 1, updated_at = $5, active_leaf = CASE WHEN t.active_leaf <> d.seq THEN t.active_leaf ELSE coalesce((SELECT p.seq FROM messages p WHERE p.tenant = $4 AND p.thread_id = $1 AND p.seq = d.parent), (SELECT max(o.seq) FROM messages o WHERE o.tenant = $4 AND o.thread_id = $1 AND o.seq <> d.seq)) END FROM d WHERE t.tenant = $4 AND t.thread_id = $1) SELECT message_id FROM d
+-- next statement
+WITH i AS ( SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $10::boolean[]) AS i(thread_id, message_id, role, content, metadata, status, idempotency_key, tenant, root)), t AS ( INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, active_leaf, prev_leaf) SELECT i.tenant, i.thread_id, $9, $9, 1, 1, 1, NULL FROM i WHERE NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id AND m.message_id = i.message_id) AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id AND m.idempotency_key = i.idempotency_key) ORDER BY i.tenant COLLATE "C", i.thread_id COLLATE "C" ON CONFLICT (tenant, thread_id) DO UPDATE SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, updated_at = EXCLUDED.updated_at, active_leaf = th.last_seq + 1, prev_leaf = th.active_leaf WHERE th.deleted_at IS NULL RETURNING th.tenant, th.thread_id, th.last_seq, th.prev_leaf), m AS ( INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, created_at, updated_at, parent_seq) SELECT i.tenant, i.thread_id, i.message_id, t.last_seq, i.role, i.content::jsonb, i.metadata::jsonb, i.status, 1, i.idempotency_key, $9, $9, CASE WHEN i.root THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE CASE WHEN t.last_seq = 1 OR t.prev_leaf = t.last_seq - 1 THEN NULL ELSE coalesce(t.prev_leaf, 0) END END FROM i JOIN t ON t.tenant = i.tenant AND t.thread_id = i.thread_id RETURNING *) SELECT tenant, thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM m
+-- next statement
+WITH ins AS (INSERT INTO persist_values (tenant, name, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING value) SELECT value FROM ins UNION ALL SELECT value FROM persist_values WHERE tenant = $1 AND name = $2 LIMIT 1
+-- next statement
+WITH kept AS ( SELECT coalesce( (SELECT max(id) FROM persist_feed WHERE position IS NULL AND tenant = $2 AND thread_id = $1 AND message_id IS NULL AND removed = 'thread'), (SELECT id FROM persist_feed WHERE position IS NOT NULL AND tenant = $2 AND thread_id = $1 AND message_id IS NULL AND removed = 'thread' ORDER BY position DESC LIMIT 1)) AS id), numbered AS (DELETE FROM persist_feed WHERE tenant = $2 AND thread_id = $1 AND position IS NOT NULL AND id IS DISTINCT FROM (SELECT id FROM kept)) DELETE FROM persist_feed WHERE position IS NULL AND tenant = $2 AND thread_id = $1 AND id IS DISTINCT FROM (SELECT id FROM kept)
+-- next statement
+WITH p AS (SELECT seq FROM messages WHERE tenant = $9 AND thread_id = $1 AND message_id = $10), t AS ( UPDATE threads th SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, updated_at = $8, active_leaf = th.last_seq + 1, prev_leaf = p.seq FROM p WHERE th.tenant = $9 AND th.thread_id = $1 AND th.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 AND m.message_id = $2) AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 AND m.idempotency_key = $7) RETURNING th.last_seq, th.prev_leaf), m AS ( INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, created_at, updated_at, parent_seq) SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8, CASE WHEN t.last_seq = 1 OR t.prev_leaf = t.last_seq - 1 THEN NULL ELSE coalesce(t.prev_leaf, 0) END FROM t RETURNING *) SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM m
+-- next statement
+WITH s AS (SELECT head, trimmed, enabled FROM persist_feed_state) SELECT s.head, s.trimmed, s.enabled, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at, f.status, f.delta, f.parent FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE $1::text IS NOT NULL AND $2::text IS NULL AND position > $3 ORDER BY position LIMIT $4) f ON true
+-- next statement
+WITH s AS (SELECT head, trimmed, enabled FROM persist_feed_state) SELECT s.head, s.trimmed, s.enabled, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at, f.status, f.delta, f.parent FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE tenant = $1 AND $2::text IS NULL AND position > $3 ORDER BY position LIMIT $4) f ON true
+-- next statement
+WITH s AS (SELECT head, trimmed, enabled FROM persist_feed_state) SELECT s.head, s.trimmed, s.enabled, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at, f.status, f.delta, f.parent FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE tenant = $1 AND thread_id = $2 AND position > $3 ORDER BY position LIMIT $4) f ON true
+-- next statement
+WITH t AS ( INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, active_leaf) VALUES ($9, $1, $8, $8, 1, 1, 1) ON CONFLICT (tenant, thread_id) DO UPDATE SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, updated_at = EXCLUDED.updated_at, active_leaf = th.last_seq + 1, prev_leaf = th.active_leaf WHERE th.deleted_at IS NULL AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 AND m.message_id = $2) AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 AND m.idempotency_key = $7) RETURNING th.last_seq, th.prev_leaf), m AS ( INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, created_at, updated_at, parent_seq) SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8, CASE WHEN $10 THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE CASE WHEN t.last_seq = 1 OR t.prev_leaf = t.last_seq - 1 THEN NULL ELSE coalesce(t.prev_leaf, 0) END END FROM t RETURNING *) SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM m
+-- next statement
+WITH t AS (SELECT deleted_at FROM threads WHERE tenant = $8 AND thread_id = $2 FOR SHARE) INSERT INTO session_bindings (tenant, agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at) SELECT $8, $1, $2, $3, $4, $5::text, $6::text, 'active', $7, $7 WHERE NOT EXISTS (SELECT 1 FROM t WHERE deleted_at IS NOT NULL) ON CONFLICT (tenant, agent_id, thread_id) DO UPDATE SET session_id = EXCLUDED.session_id, provider = EXCLUDED.provider, runtime_id = EXCLUDED.runtime_id, work_dir = EXCLUDED.work_dir, state = 'active', updated_at = EXCLUDED.updated_at RETURNING agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at
+-- next statement
+WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $7 AND thread_id = $1 AND deleted_at IS NULL FOR UPDATE), m AS (UPDATE messages SET content = $3::jsonb, status = COALESCE($4, status), version = version + 1, updated_at = $5, delta = $10, delta_version = CASE WHEN $10::text IS NULL THEN NULL ELSE version + 1 END WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 AND ($6::bigint IS NULL OR version = $6) AND (status = 'reserved' OR (status = 'complete' AND $8) OR (status = 'interrupted' AND $9)) RETURNING *), u AS (UPDATE threads SET updated_at = $5 WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM m
+-- next statement
+WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $8 AND thread_id = $1 AND deleted_at IS NULL FOR UPDATE), m AS (UPDATE messages SET metadata = (metadata || $3::jsonb) - $4::text[], role = COALESCE($5::text, role), version = version + 1, updated_at = $6, delta = NULL, delta_version = NULL WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 AND ($7::bigint IS NULL OR version = $7) RETURNING *), u AS (UPDATE threads SET updated_at = $6 WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM m
+-- next statement
+WITH u AS ( SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $11::text[], $12::text[]) AS u(tenant, thread_id, message_id, content, status, expected, set, removed, role, over, delta)), t AS ( SELECT th.tenant, th.thread_id FROM threads th WHERE (th.tenant, th.thread_id) IN (SELECT tenant, thread_id FROM u) AND th.deleted_at IS NULL ORDER BY th.tenant COLLATE "C", th.thread_id COLLATE "C" FOR UPDATE), m AS ( UPDATE messages ms SET content = COALESCE(u.content::jsonb, ms.content), status = COALESCE(u.status, ms.status), metadata = (ms.metadata || u.set::jsonb) - ARRAY(SELECT jsonb_array_elements_text(u.removed::jsonb)), role = COALESCE(u.role, ms.role), version = ms.version + 1, updated_at = $10, delta = u.delta, delta_version = CASE WHEN u.delta IS NULL THEN NULL ELSE ms.version + 1 END FROM u WHERE ms.tenant = u.tenant AND ms.thread_id = u.thread_id AND ms.message_id = u.message_id AND (u.expected IS NULL OR ms.version = u.expected) AND ms.status = ANY (string_to_array(u.over, ',')) AND (ms.tenant, ms.thread_id) IN (SELECT tenant, thread_id FROM t) RETURNING ms.*), x AS (UPDATE threads SET updated_at = $10 WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM m)) SELECT tenant, thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM m
