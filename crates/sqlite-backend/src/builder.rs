@@ -383,8 +383,7 @@ impl SqliteBackendBuilder {
             .map_err(|e| map_sqlx("opening read connections", e))?;
         let checkpointer = options.connect().await.map_err(|e| map_sqlx("opening the database", e))?;
         let (jobs, queue) = mpsc::channel(self.queue_capacity);
-        // A copy and a cut may wait at once.
-        let (checkpoints, requests) = mpsc::channel(2);
+        let (checkpoints, requests) = mpsc::channel(1);
         let (stop, stopping) = mpsc::channel(1);
         let (writer_closed, closed) = watch::channel(false);
         let gate = Arc::new(lane::Gate::default());

@@ -31,12 +31,16 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::Limits;
 use crate::ops::{Answer, INBOX, OnLane, Write, insert_on_lane};
-use crate::writer::{CHECKPOINT_EVERY, Checkpoint, SIZE_CHECK_EVERY, WalLimit};
+use crate::writer::{CHECKPOINT_EVERY, Checkpoint, WalLimit};
 
 /// The most inserts the writer commits in one group on the lane's connection: the work is done
 /// where the writer task runs (about 10 µs a row), which it must not hold for long; larger groups
 /// go to sqlx's connection thread, where the hand-off is shared by many.
 pub(crate) const LANE_GROUP_MAX: usize = 8;
+
+/// Lane writes between two looks at the log's size (one `stat` of its file): a log over its
+/// limit is handed to the writer at most this many writes late.
+const SIZE_CHECK_EVERY: usize = 8;
 
 /// The largest content (JSON bytes) a lone caller writes on the lane; larger ones go to the
 /// writer, whose work is not done on the caller's thread.
@@ -214,8 +218,8 @@ impl Lane {
 
     /// Asks the checkpointer to copy the log back whole every [`CHECKPOINT_EVERY`] writes
     /// ([`Checkpoint::Whole`]: the caller does not wait for it), and looks at the log's size
-    /// every [`SIZE_CHECK_EVERY`]: over its limit, writes go to the writer until the
-    /// checkpointer ([`Checkpoint::Cut`]) or the writer has cut it back.
+    /// every [`SIZE_CHECK_EVERY`] writes: over its limit, writes go to the writer until it has cut it
+    /// back (see [`WalLimit::over_limit`]).
     fn after_commit(&self, checkpoints: &mpsc::Sender<Checkpoint>) {
         self.committed.fetch_add(1, Ordering::Relaxed);
         if self.since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1 >= CHECKPOINT_EVERY {
@@ -224,9 +228,7 @@ impl Lane {
         }
         if self.since_size_check.fetch_add(1, Ordering::Relaxed) + 1 >= SIZE_CHECK_EVERY {
             self.since_size_check.store(0, Ordering::Relaxed);
-            if self.wal.check() {
-                let _ = checkpoints.try_send(Checkpoint::Cut);
-            }
+            self.wal.check();
         }
     }
 
@@ -281,7 +283,7 @@ impl Lane {
             },
             busy_timeout: std::time::Duration::from_secs(5),
         };
-        let (checkpoints, _) = mpsc::channel(2);
+        let (checkpoints, _) = mpsc::channel(1);
         Self::open(settings, Arc::default(), Arc::default(), checkpoints).unwrap()
     }
 

@@ -74,6 +74,8 @@ pub(crate) async fn run(
     let mut since_checkpoint = 0;
     let mut since_size_check = 0;
     let mut size_check_every = SIZE_CHECK_EVERY;
+    // Whether the lane had found the log over its limit at the last look.
+    let mut was_marked = false;
     loop {
         // Asked to stop (or every handle is gone): no new write is queued from now on, and the
         // writes queued already are still written. Checked every turn: under steady load the
@@ -167,6 +169,13 @@ pub(crate) async fn run(
         // A group committing still holds the gate; otherwise it is taken for the upkeep below.
         let holding = committed.is_some();
         since_size_check += batch.len().max(1);
+        // The lane just found the log over its limit and stood aside: cut it back now, not 32
+        // writes later (later tries follow the pace below).
+        let marked = wal.marked_over();
+        if marked && !was_marked {
+            since_size_check = size_check_every;
+        }
+        was_marked = marked;
         // Under steady load a committed group is nearly always waiting for its answers here: a
         // cut delays them (up to its wait), only while the log is over its limit.
         if since_size_check >= size_check_every {
@@ -235,10 +244,6 @@ pub(crate) async fn checkpointer(
     // Nothing here may wait on a lock: a checkpoint that finds one taken is tried again later.
     let _ = sqlx::raw_sql("PRAGMA busy_timeout = 0").execute(&mut conn).await;
     while let Some(request) = requests.recv().await {
-        if request == Checkpoint::Cut {
-            wal.cut_back(&mut conn, Duration::ZERO).await;
-            continue;
-        }
         let mut copied = checkpoint(&mut conn).await;
         if request == Checkpoint::Whole {
             // A copy covers what the log held when it began: the lane's writes meanwhile added
@@ -284,11 +289,6 @@ pub(crate) enum Checkpoint {
     /// Writes came from the lane: copy the log back, then what the lane's writes added
     /// meanwhile with the writes held off, so that the log starts over.
     Whole,
-    /// The log's file is over its limit under the lane's writes: copy it back and empty it now,
-    /// waiting briefly for readers, as the writer does for its own writes under load (see
-    /// [`WalLimit::cut_back`]). Meanwhile the lane declines writes (see
-    /// [`WalLimit::over_limit`]); the writer takes them, and waits for the cut.
-    Cut,
 }
 
 /// What the writer is configured with.
@@ -322,8 +322,10 @@ pub(crate) struct WalLimit {
     /// The writer connection's busy timeout, set back after a cut.
     pub(crate) busy_timeout: std::time::Duration,
     /// Set by the lane when it finds the log over the limit, cleared once it is cut back (or
-    /// found under the limit): meanwhile writes go to the writer, so that the cut is not
-    /// racing the lane's back-to-back transactions for the file's lock.
+    /// found under the limit): meanwhile writes go to the writer, which cuts it back between
+    /// two of its own writes, as it always did under load. (A cut by the second connection
+    /// raced the lane's back-to-back transactions for the file's lock, then the writer's own
+    /// cut, and the log grew past four times its limit.)
     pub(crate) over_limit: Arc<AtomicBool>,
 }
 
@@ -351,12 +353,10 @@ impl WalLimit {
 
     /// Looks at the log's size (for the lane); over the limit, marks it so (see
     /// [`over_limit`](Self::over_limit)).
-    pub(crate) fn check(&self) -> bool {
-        let over = self.over();
-        if over {
+    pub(crate) fn check(&self) {
+        if self.over() {
             self.over_limit.store(true, Ordering::Relaxed);
         }
-        over
     }
 
     fn mark_under(&self) {
@@ -393,7 +393,11 @@ impl WalLimit {
     /// Empties a log that is over the limit and `copied` back whole.
     async fn trim(&self, conn: &mut SqliteConnection, copied: bool) {
         if copied && self.over() {
-            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_all(conn).await;
+            let done: Result<(i64, i64, i64), sqlx::Error> =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(conn).await;
+            if matches!(done, Ok((0, _, _))) {
+                self.mark_under();
+            }
         }
     }
 }
