@@ -92,10 +92,9 @@ async fn the_previous_versions_statements_prepare_on_the_migrated_schema() {
     let mut failed = Vec::new();
     let mut prepared = 0;
     for statement in recorded.split(SEPARATOR).map(str::trim).filter(|s| !s.is_empty()) {
-        // A migration's own SQL (it starts with its comment) is applied once, not sent again;
-        // several commands in one text cannot be prepared (each is one of the backend's own
+        // Several commands in one text cannot be prepared (each is one of the backend's own
         // fixed batches, `SET …; …`).
-        if statement.starts_with("--") || statement.trim_end_matches(';').contains(';') {
+        if statement.trim_end_matches(';').contains(';') {
             continue;
         }
         let sql = statement.replace(SCHEMA, &schema);
@@ -129,6 +128,9 @@ fn record_this_versions_statements() {
         .map(|text| text.split(SEPARATOR).map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
         .unwrap_or_default();
     all.extend(statements.lock().unwrap().iter().cloned());
+    // A migration's own SQL (it starts with its comment) is the migration file's: not a
+    // statement the backend sends again.
+    all.retain(|statement| !statement.starts_with("--"));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     let text: Vec<&str> = all.iter().map(String::as_str).collect();
     std::fs::write(&path, text.join(SEPARATOR) + "\n").unwrap();
