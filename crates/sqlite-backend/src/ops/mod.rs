@@ -568,8 +568,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_statement_rolls_the_whole_group_back() {
+        a_failing_statement_rolls_back(false).await;
+    }
+
+    /// On the lane's connection too: the group fails as a whole (the writer then runs each of
+    /// its writes alone), never answering its other writes the error.
+    #[tokio::test]
+    async fn a_failing_statement_on_the_lane_rolls_the_whole_group_back() {
+        a_failing_statement_rolls_back(true).await;
+    }
+
+    async fn a_failing_statement_rolls_back(on_lane: bool) {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = connection(&dir).await;
+        let lane = on_lane.then(|| crate::lane::Lane::for_tests(&dir.path().join("ops.db")));
         sqlx::query(
             "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages WHEN NEW.message_id = 'boom' \
              BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
@@ -578,11 +590,14 @@ mod tests {
         .await
         .unwrap();
         let (fine, boom) = (add_id("owner", "fine"), add_id("owner", "boom"));
-        let failed = commit_inserts(&mut conn, None, &[&fine, &boom], &limits()).await.unwrap();
-        assert!(matches!(failed, Err(Failure::Aborted(_))));
+        let failed = commit_inserts(&mut conn, lane.as_ref(), &[&fine, &boom], &limits()).await.unwrap();
+        assert!(matches!(failed, Err(Failure::Aborted(_))), "the group fails whole");
         assert_eq!(count(&mut conn).await, 0, "the write before the failure was rolled back");
-        // The connection is usable, outside any transaction.
-        commit_inserts(&mut conn, None, &[&fine], &limits()).await.unwrap().unwrap();
+        // The connections are usable, outside any transaction.
+        commit_inserts(&mut conn, lane.as_ref(), &[&fine], &limits()).await.unwrap().unwrap();
         assert_eq!(count(&mut conn).await, 1);
+        if let Some(lane) = lane {
+            assert_eq!(lane.committed(), 1, "only the second group committed on the lane");
+        }
     }
 }

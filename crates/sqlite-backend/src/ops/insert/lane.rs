@@ -63,17 +63,12 @@ pub(in crate::ops) fn group_on_lane(
     }
     let rows = inbox_rows(plans, now).ok()?;
     // In autocommit, as on the writer's connection (no statement journal); the insert is the
-    // group's transaction: once it finished, the group is committed. Refused for the file's
-    // lock, it did nothing; failed otherwise, whether it was made is not known for sure: its
-    // writes are answered the error, not made again.
+    // group's transaction: once it finished, the group is committed. Failed, nothing of it
+    // stays (a statement that fails in autocommit is rolled back whole, as the writer's own
+    // path holds): the writer runs the group on its connection, where the failure is answered
+    // as for any group (a write that breaks it fails alone).
     conn.prepare_cached("DELETE FROM persist_written").and_then(|mut clear| clear.execute(())).ok()?;
-    if let Err(error) = conn.prepare_cached(INBOX_INSERT).and_then(|mut insert| insert.execute([rows])) {
-        if crate::error::busy(&error) {
-            return None;
-        }
-        let error = crate::error::map_rusqlite("inserting messages", error);
-        return Some(plans.iter().map(|_| Some(Err(error.replicate()))).collect());
-    }
+    conn.prepare_cached(INBOX_INSERT).and_then(|mut insert| insert.execute([rows])).ok()?;
     let written = conn
         .prepare_cached(READ_REPORT)
         .and_then(|mut report| report.query_row((), |row| row.get::<_, Option<String>>(0)));
