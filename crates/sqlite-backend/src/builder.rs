@@ -8,13 +8,13 @@ use std::time::Duration;
 use persist_core::feed::{FeedHub, FeedRetention};
 use persist_core::maintenance::SchemaStatus;
 use persist_core::{PersistError, Result};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::error::{map_migrate, map_sqlx};
+use crate::error::map_sqlx;
 
-use crate::migrations::{self, MIGRATOR};
+use crate::migrations::{self, check_schema_version, open_writer, read_status};
 use crate::{Shared, SqliteBackend, check, direct, error, feed, lane, ops, writer};
 
 /// How hard a commit tries to reach the disk.
@@ -463,36 +463,6 @@ impl SqliteBackendBuilder {
     }
 }
 
-/// The oldest schema a read-only handle reads as it is (a file one upgrade behind may still be
-/// read, right after the upgrade of the crate, by `persist show` or `persist export`, when that
-/// upgrade changed nothing reads use): version 12 gave messages their parent and threads their
-/// active leaf, which every read of them selects.
-const OLDEST_READ_AS_IS: i64 = 12;
-
-/// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot
-/// migrate it.
-async fn check_schema_version(readers: &SqlitePool, path: &Path) -> Result<()> {
-    let latest = MIGRATOR.iter().map(|migration| migration.version).max().unwrap_or_default();
-    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-        .fetch_one(readers)
-        .await
-        .map_err(|e| error::in_file(path, map_sqlx("reading the schema version", e)))?;
-    let applied = applied.unwrap_or_default();
-    let why = match applied.cmp(&latest) {
-        std::cmp::Ordering::Equal => return Ok(()),
-        std::cmp::Ordering::Less if applied >= OLDEST_READ_AS_IS => return Ok(()),
-        std::cmp::Ordering::Less => "open it writable once to upgrade it",
-        std::cmp::Ordering::Greater => "a newer version of persist wrote it",
-    };
-    Err(PersistError::Unsupported {
-        what: format!(
-            "reading {} (schema version {applied}) for reads only: this version reads version {latest}; {why}",
-            path.display()
-        )
-        .into(),
-    })
-}
-
 /// Whether the current Tokio runtime has its time driver: Tokio panics when a timer is made
 /// without one, so the probe is made here, once, where its panic (and the message the panic
 /// hook prints) becomes a clear error, instead of in the writer task, where every later write
@@ -506,92 +476,6 @@ fn wal_path(path: &Path) -> PathBuf {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     PathBuf::from(wal)
-}
-
-/// Opens the writer connection and brings the schema up to date.
-///
-/// Two processes opening a new file at the same moment both set it up: the one that loses the
-/// race finds the file busy (switching it to WAL), a table another process just created, a
-/// migration it just recorded, or a migration that fails because the schema it was written for
-/// is gone: the other process applied that migration and newer ones meanwhile (the migrator
-/// reads which migrations are applied before it takes the file's lock). That one starts over on
-/// a fresh connection, where it finds what the other applied and goes on from there, for up to
-/// `patience` (the busy timeout). Any other failure is answered at once.
-async fn open_writer(options: &SqliteConnectOptions, patience: Duration) -> Result<sqlx::SqliteConnection> {
-    let deadline = std::time::Instant::now() + patience.max(Duration::from_secs(1));
-    let mut pause = Duration::from_millis(2);
-    loop {
-        let raced = match options.connect().await {
-            Ok(mut writer) => {
-                // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked
-                // bound keeps this future from being `Send` (sqlx documents it as the way around).
-                match MIGRATOR.run_direct(None, &mut writer, false).await {
-                    Ok(()) => return Ok(writer),
-                    Err(error) if error::raced_migration(&error) => map_migrate(error),
-                    Err(error @ sqlx::migrate::MigrateError::ExecuteMigration(_, version))
-                        if applied_elsewhere(&mut writer, version).await =>
-                    {
-                        map_migrate(error)
-                    }
-                    Err(error) => return Err(map_migrate(error)),
-                }
-            }
-            Err(error) if error::raced(&error) => map_sqlx("opening the database", error),
-            Err(error) => return Err(map_sqlx("opening the database", error)),
-        };
-        if std::time::Instant::now() + pause > deadline {
-            return Err(raced);
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(50));
-    }
-}
-
-/// Where the file at `path` stands against this build's migrations, read on a connection that
-/// changes nothing; `None` when there is no file.
-async fn read_status(path: &Path, busy_timeout: Duration) -> Result<Option<SchemaStatus>> {
-    match std::fs::metadata(path) {
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(PersistError::backend(format!("reading {}", path.display()), error)),
-        Ok(_) => {}
-    }
-    let options = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .immutable(direct::needs_immutable(path))
-        .busy_timeout(busy_timeout);
-    let mut conn = options.connect().await.map_err(|e| error::in_file(path, map_sqlx("opening the database", e)))?;
-    let records = read_records(&mut conn).await.map_err(|e| error::in_file(path, e));
-    let _ = conn.close().await;
-    Ok(Some(SchemaStatus::from_records(records?, migrations::known())))
-}
-
-/// The migrations the file records: version, whether it succeeded, checksum (none: a file
-/// persist never set up).
-async fn read_records(conn: &mut sqlx::SqliteConnection) -> Result<Vec<(i64, bool, Vec<u8>)>> {
-    let migrated: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| map_sqlx("reading the schema version", e))?;
-    if !migrated {
-        return Ok(Vec::new());
-    }
-    sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx("reading the schema version", e))
-}
-
-/// Whether migration `version` is recorded as applied (by another process: this one's failed
-/// and was rolled back).
-async fn applied_elsewhere(conn: &mut sqlx::SqliteConnection, version: i64) -> bool {
-    let applied = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM _sqlx_migrations WHERE version = ?1 AND success)")
-        .bind(version)
-        .fetch_one(&mut *conn)
-        .await;
-    matches!(applied, Ok(true))
 }
 
 /// Caps the database at `bytes` (whole pages) on the writer connection; answers the cap in
