@@ -12,7 +12,6 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
-use std::time::Duration;
 
 use persist_core::{PersistArgs, PersistError};
 use sqlx::{Connection, SqliteConnection};
@@ -190,7 +189,7 @@ pub(crate) async fn run(
                 if !holding {
                     gate.take().await;
                 }
-                let cut = wal.cut_back(&mut conn, wal.busy_timeout).await;
+                let cut = wal.cut_back(&mut conn).await;
                 if !holding {
                     gate.give_back();
                 }
@@ -370,14 +369,13 @@ impl WalLimit {
     /// without pause no longer keep the log growing. A reader holding one snapshot longer than
     /// the wait leaves it for the next cut.
     /// Answers whether the log was emptied.
-    /// `busy_timeout` is the connection's own, set back after the cut.
-    async fn cut_back(&self, conn: &mut SqliteConnection, busy_timeout: Duration) -> bool {
+    async fn cut_back(&self, conn: &mut SqliteConnection) -> bool {
         let wait = format!("PRAGMA busy_timeout = {}", Self::CUT_WAIT.as_millis());
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(wait)).execute(&mut *conn).await;
         // One row: (busy, log frames, frames copied); busy 0 means the log was emptied.
         let done: Result<(i64, i64, i64), sqlx::Error> =
             sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&mut *conn).await;
-        let back = format!("PRAGMA busy_timeout = {}", busy_timeout.as_millis());
+        let back = format!("PRAGMA busy_timeout = {}", self.busy_timeout.as_millis());
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(back)).execute(&mut *conn).await;
         let cut = matches!(done, Ok((0, _, _)));
         if cut {
