@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (160 in all):
+//! [`CHECKS`] lists every check by group and name (167 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -75,6 +75,7 @@
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
+//! | [`search`] | full-text search: the query rules (any order, case, phrases, prefixes, punctuation, no stemming, accents kept), text and tool results indexed (not reasoning, tool calls or placeholders), the index following every write (replace, delete, truncate, purge), newest-first cursor paging, scopes and filters, bad input, another handle's writes (gated on `search`) |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
 //! | [`sessions`] | bindings per (agent, thread): upsert keeps `created_at`, reset, provider/runtime guard with reasons, compare-and-set invalidate, races, deleted threads, a thread's bindings listed with their state (gated on `sessions`) |
 //! | [`maintenance`] | finding stranded reservations: only old ones, oldest first, limited |
@@ -109,6 +110,7 @@ pub mod once;
 pub mod pagination;
 pub mod reserve;
 pub mod restore;
+pub mod search;
 pub mod sessions;
 pub mod tenancy;
 pub mod threads;
@@ -383,6 +385,15 @@ macro_rules! __for_each_check {
                 check_deleted_thread_drops_and_refuses_bindings,
                 check_bad_binding_input_writes_nothing,
                 check_bindings_are_listed_per_thread_with_their_state,
+            }
+            search {
+                check_search_follows_the_query_rules,
+                check_search_reads_text_and_tool_results,
+                check_search_follows_every_write,
+                check_search_pages_newest_first,
+                check_search_scopes_and_filters,
+                check_search_refuses_bad_input,
+                check_search_finds_another_handles_writes,
             }
             maintenance {
                 check_stranded_finds_only_old_reservations,

@@ -4,6 +4,7 @@
 
 use persist_core::args::{Delete, Reserve, Update, UpdateContent};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads};
+use persist_core::search::Search;
 use persist_core::session::{Bind, InvalidateSession, ResetSession, Resolution, Resolve};
 use persist_core::{
     AgentId, Backend, Content, IdempotencyKey, Message, Metadata, PersistArgs, PersistError, PersistResult, Role,
@@ -197,6 +198,7 @@ async fn probe<B: Backend>(b: &B, id: &ThreadId, sessions: bool) -> Vec<String> 
         Update::thread(id.clone()).with_title(Some("t".into())).with_expected_version(1).with_context(c()).into(),
         Delete::message(id.clone(), m("m1")).with_expected_version(1).with_context(c()).into(),
         Delete::thread(id.clone()).with_expected_version(1).with_context(c()).into(),
+        Search::new("acme secret").in_thread(id.clone()).with_context(c()).into(),
     ];
     if sessions {
         requests.push(Resolve::new(agent.clone(), id.clone(), provider()).with_context(c()).into());
@@ -208,6 +210,7 @@ async fn probe<B: Backend>(b: &B, id: &ThreadId, sessions: bool) -> Vec<String> 
     requests.push(Reserve::new(id.clone(), Role::Assistant).with_id(m("m2")).with_context(c()).into());
     requests.push(text_add(id, "globex's").with_id(m("m1")).with_idempotency_key(key).with_context(c()).into());
     requests.push(GetThread::new(id.clone()).with_context(c()).into());
+    requests.push(Search::new("globex").in_thread(id.clone()).with_context(c()).into());
     if sessions {
         requests.push(Bind::new(agent.clone(), id.clone(), session, provider()).with_context(c()).into());
         requests.push(Resolve::new(agent, id.clone(), provider()).with_context(c()).into());
@@ -227,6 +230,10 @@ async fn probe<B: Backend>(b: &B, id: &ThreadId, sessions: bool) -> Vec<String> 
             PersistArgs::ResetSession(q) => b.reset_session(q).await.map(|r| format!("{r:?}")),
             PersistArgs::InvalidateSession(q) => b.invalidate_session(q).await.map(|r| format!("{r:?}")),
             PersistArgs::Bind(q) => b.bind(q).await.map(|binding| format!("{:?}", timeless_binding(binding))),
+            PersistArgs::Search(q) => b.search(q).await.map(|page| {
+                let hits: Vec<_> = page.items.into_iter().map(|h| (h.message_id, h.seq, h.snippet)).collect();
+                format!("{hits:?}")
+            }),
             write_request => write(b, write_request).await.map(|result| format!("{:?}", timeless_result(result))),
         };
         let text = match answer {

@@ -111,4 +111,4 @@ pub use self::request::args::{PersistArgs, Target};
 pub use self::request::result::{
     Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, TurnAppended, Updated,
 };
-pub use self::request::{args, branch, lease, lifecycle, maintenance, once, read, restore, session, summary};
+pub use self::request::{args, branch, lease, lifecycle, maintenance, once, read, restore, search, session, summary};

@@ -39,6 +39,7 @@ use persist_core::branch::{Branch, Branches, BranchesOf, ListBranches, unknown_m
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, MemoryFeed, ReadFeed};
 use persist_core::lease::{Lease, Leased};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor, newest_first};
+use persist_core::search::{Search, SearchCursor, SearchHit, SearchScope, indexed_text};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
     StoredBinding,
@@ -237,6 +238,37 @@ impl Backend for MemoryBackend {
         Ok(query.page(threads.into_iter().take(query.fetch_limit() as usize).cloned().collect()))
     }
 
+    async fn search(&self, query: Search) -> Result<Page<SearchHit, SearchCursor>> {
+        let parsed = query.query()?;
+        let state = self.lock();
+        let threads: Vec<&state::ThreadState> = match &query.scope {
+            SearchScope::Thread(thread) => state.visible(thread, query.tenant()).into_iter().collect(),
+            SearchScope::AcrossTenants => state.threads.values().collect(),
+            _ => state.threads.values().filter(|ts| ts.thread.tenant.as_ref() == query.tenant()).collect(),
+        };
+        let mut found = Vec::new();
+        for ts in threads {
+            let thread = &ts.thread;
+            if thread.is_deleted() || !thread.metadata.contains(&query.thread_filter) {
+                continue;
+            }
+            for record in ts.messages.iter() {
+                if record.status == Status::Reserved {
+                    continue;
+                }
+                let message = record.to_message(&thread.id)?;
+                if query.admits(thread.tenant.as_ref(), &message)
+                    && indexed_text(&message.content).is_some_and(|text| parsed.matches(&text))
+                {
+                    found.push((thread.tenant.clone(), message));
+                }
+            }
+        }
+        found.sort_unstable_by(persist_core::search::newest_first);
+        found.truncate(query.fetch_limit() as usize);
+        query.page(found)
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let state = self.lock();
         let Some(ts) = state.visible(&query.thread_id, query.tenant()) else {
@@ -273,6 +305,7 @@ impl Backend for MemoryBackend {
             .with_feed(feed)
             .with_branches(true)
             .with_summaries(true)
+            .with_search(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

@@ -88,6 +88,7 @@ mod pool;
 mod reads;
 mod rows;
 mod schema;
+mod search;
 mod statistics;
 mod summaries;
 
@@ -100,6 +101,7 @@ use persist_core::branch::{Branches, ListBranches};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
 use persist_core::lease::{Lease, Leased};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
+use persist_core::search::{Search, SearchCursor, SearchHit};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
     StoredBinding,
@@ -131,6 +133,8 @@ pub struct PostgresBackendBuilder {
     statement_timeout: Duration,
     /// Whether connecting applies the migrations the schema lacks (see [`migrate`](Self::migrate)).
     migrate: bool,
+    search_index: bool,
+    search_config: String,
 }
 
 impl PostgresBackendBuilder {
@@ -222,6 +226,30 @@ impl PostgresBackendBuilder {
     /// `docs/migrations.md`).
     pub fn migrate(mut self, migrate: bool) -> Self {
         self.migrate = migrate;
+        self
+    }
+
+    /// Keeps the full-text search index (default `true`; see `persist::search`): a GIN index
+    /// over the `tsvector` of every message's text, updated by every write in its transaction.
+    ///
+    /// The index is the schema's. Connecting with `true` builds it if it is missing
+    /// (`CREATE INDEX CONCURRENTLY`: writes go on meanwhile, and connecting waits as long as
+    /// the build takes, about a second per 100,000 messages); connecting with `false` drops it,
+    /// so writes cost nothing for it, and this instance answers searches `Unsupported`. An
+    /// instance with the index on still answers correctly while another has dropped it (by
+    /// reading every message's text: slowly).
+    pub fn search_index(mut self, keep: bool) -> Self {
+        self.search_index = keep;
+        self
+    }
+
+    /// The text search configuration the index and queries use (default `simple`: words
+    /// lowercased, no stemming, no stop words; `english` stems and drops English stop words).
+    /// It is the schema's: connecting with another one than the schema holds replaces it and
+    /// rebuilds the index (every instance should name the same). `InvalidInput` naming
+    /// `search_config` when connecting, for a name the database does not know.
+    pub fn search_config(mut self, config: impl Into<String>) -> Self {
+        self.search_config = config.into();
         self
     }
 
@@ -332,6 +360,10 @@ impl PostgresBackendBuilder {
         .map_err(|e| map_sqlx("turning the change feed on or off", e));
         conn.release(&enabled);
         enabled?;
+        let mut conn = pool.acquire().await?;
+        let indexed = search::keep_search_index(&mut conn, self.search_index, &self.search_config).await;
+        conn.release(&indexed);
+        indexed?;
         pool.fill().await?;
         let feed = self.feed.map(|retention| feed::Feed::start(&pool, &schema, retention));
         Ok(PostgresBackend {
@@ -341,6 +373,7 @@ impl PostgresBackendBuilder {
             updates: Arc::new(Inserts::new(self.max_insert_groups)),
             feed,
             statistics: Arc::default(),
+            search: self.search_index,
         })
     }
 }
@@ -362,6 +395,8 @@ pub struct PostgresBackend {
     feed: Option<Arc<feed::Feed>>,
     /// The inserts counted until the tables' first statistics are checked.
     statistics: Arc<statistics::FirstStatistics>,
+    /// Connected with the search index on.
+    search: bool,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -384,6 +419,8 @@ impl PostgresBackend {
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             migrate: true,
+            search_index: true,
+            search_config: "simple".to_owned(),
         }
     }
 
@@ -498,6 +535,14 @@ impl Backend for PostgresBackend {
         self.with(async |conn| reads::threads(conn, &query).await).await
     }
 
+    async fn search(&self, query: Search) -> Result<Page<SearchHit, SearchCursor>> {
+        if !self.search {
+            query.validate()?;
+            return Err(search::search_off());
+        }
+        self.with(async |conn| search::search(conn, &query).await).await
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let read = async |conn: &mut PgConnection| branches::branches(conn, &query).await;
         self.with(async |conn| branches::in_one_snapshot(conn, read).await).await
@@ -505,7 +550,8 @@ impl Backend for PostgresBackend {
 
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
-        caps.with_restore(true).with_feed(self.feed.is_some()).with_branches(true).with_summaries(true)
+        let caps = caps.with_restore(true).with_feed(self.feed.is_some()).with_branches(true);
+        caps.with_summaries(true).with_search(self.search)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

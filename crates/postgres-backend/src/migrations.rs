@@ -20,6 +20,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (7, "live replies", include_str!("../migrations/0007_live_replies.sql")),
     (8, "branches", include_str!("../migrations/0008_branches.sql")),
     (9, "summaries", include_str!("../migrations/0009_summaries.sql")),
+    (10, "search", include_str!("../migrations/0010_search.sql")),
 ];
 
 /// The migrations, in version order.

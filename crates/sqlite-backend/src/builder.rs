@@ -73,6 +73,7 @@ pub struct SqliteBackendBuilder {
     feed_poll: Duration,
     read_only: bool,
     migrate: bool,
+    search_index: bool,
 }
 
 impl SqliteBackendBuilder {
@@ -93,6 +94,7 @@ impl SqliteBackendBuilder {
             feed_poll: Duration::from_millis(50),
             read_only: false,
             migrate: true,
+            search_index: true,
         }
     }
 
@@ -231,6 +233,19 @@ impl SqliteBackendBuilder {
         self
     }
 
+    /// Keeps the full-text search index (default `true`; see `persist::search`): every write
+    /// that inserts, changes or removes a message's text updates it in the same transaction.
+    ///
+    /// Like the feed, the index is the file's: the handle that opens the file last decides.
+    /// Opening with `false` empties the index and stops keeping it (writes then cost nothing
+    /// for it), and a search through any handle answers `Unsupported` saying so; opening with
+    /// `true` again rebuilds it from every message, in the transaction that opens the file (as
+    /// long as building an index takes: about a second per 100,000 messages).
+    pub fn search_index(mut self, keep: bool) -> Self {
+        self.search_index = keep;
+        self
+    }
+
     /// How often a handle with subscribers looks for other processes' writes to the file
     /// (default 50 ms); its own writes wake its subscribers at once.
     pub fn feed_poll_interval(mut self, interval: Duration) -> Self {
@@ -320,6 +335,7 @@ impl SqliteBackendBuilder {
             retention: self.feed.unwrap_or_default(),
             busy_timeout: self.busy_timeout,
             read_only: true,
+            search: true,
         });
         Ok(SqliteBackend { shared })
     }
@@ -370,6 +386,7 @@ impl SqliteBackendBuilder {
         .execute(&mut writer)
         .await
         .map_err(|e| map_sqlx("turning the change feed on or off", e))?;
+        crate::search::keep_search_index(&mut writer, self.search_index).await?;
         let max_page_count = match self.max_database_bytes {
             Some(bytes) => Some(limit_size(&mut writer, bytes).await?),
             None => None,
@@ -446,6 +463,7 @@ impl SqliteBackendBuilder {
             retention,
             busy_timeout: self.busy_timeout,
             read_only: false,
+            search: self.search_index,
         });
         if let Some(hub) = hub {
             let pump = feed::Pump {

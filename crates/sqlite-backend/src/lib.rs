@@ -111,6 +111,7 @@ mod migrations;
 mod ops;
 mod reads;
 mod rows;
+mod search;
 mod summaries;
 mod writer;
 
@@ -130,6 +131,7 @@ use persist_core::branch::{Branches, ListBranches};
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
 use persist_core::lease::{Lease, Leased};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
+use persist_core::search::{Search, SearchCursor, SearchHit};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
     StoredBinding,
@@ -179,6 +181,8 @@ struct Shared {
     busy_timeout: Duration,
     /// Opened with [`SqliteBackendBuilder::read_only`]: no writer.
     read_only: bool,
+    /// The search index is kept (as far as this handle knows: a search reads the file's state).
+    search: bool,
 }
 
 impl fmt::Debug for SqliteBackend {
@@ -373,6 +377,10 @@ impl Backend for SqliteBackend {
         reads::threads(&self.shared.readers, &query).await
     }
 
+    async fn search(&self, query: Search) -> Result<Page<SearchHit, SearchCursor>> {
+        search::search(&self.shared.readers, &query).await
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         tokio::task::consume_budget().await;
         self.shared.direct.branches(&query)
@@ -380,7 +388,8 @@ impl Backend for SqliteBackend {
 
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
-        caps.with_restore(true).with_feed(self.shared.hub.is_some()).with_branches(true).with_summaries(true)
+        let caps = caps.with_restore(true).with_feed(self.shared.hub.is_some()).with_branches(true);
+        caps.with_summaries(true).with_search(self.shared.search)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

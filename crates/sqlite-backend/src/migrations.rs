@@ -32,6 +32,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (11, "live replies", include_str!("../migrations/0011_live_replies.sql")),
     (12, "branches", include_str!("../migrations/0012_branches.sql")),
     (13, "summaries", include_str!("../migrations/0013_summaries.sql")),
+    (14, "search", include_str!("../migrations/0014_search.sql")),
 ];
 
 /// The migrations, in version order.

@@ -46,12 +46,42 @@ macro_rules! same_node {
     };
 }
 
+/// Whether the metadata in `$column` contains the filter bound as one JSON object at `$filter`:
+/// for each of the filter's keys, the value equals the filter's: every node (path, kind, value)
+/// of one has its match in the other, numbers compared by value (`1` matches `1.0`, as on every
+/// backend).
+macro_rules! metadata_contains {
+    ($column:literal, $filter:literal) => {
+        concat!(
+            "NOT EXISTS (SELECT 1 FROM json_tree(",
+            $filter,
+            ") f WHERE f.parent IS NOT NULL AND NOT EXISTS ( \
+                    SELECT 1 FROM json_tree(",
+            $column,
+            ") m WHERE m.fullkey = f.fullkey AND ",
+            same_node!("m", "f"),
+            ")) \
+            AND NOT EXISTS (SELECT 1 FROM json_each(",
+            $filter,
+            ") k JOIN json_tree(",
+            $column,
+            ") m ON m.fullkey = k.fullkey \
+                        OR substr(m.fullkey, 1, length(k.fullkey) + 1) IN (k.fullkey || '.', k.fullkey || '[') \
+                    WHERE NOT EXISTS (SELECT 1 FROM json_tree(",
+            $filter,
+            ") f WHERE f.fullkey = m.fullkey AND ",
+            same_node!("f", "m"),
+            "))"
+        )
+    };
+}
+
+pub(crate) use {metadata_contains, same_node};
+
 /// The listing of threads: `$tenant` is the condition on the tenant, `$order` the `ORDER BY`.
 /// The cursor (`?2` updated_at, `?3` thread_id, `?6` tenant) continues after the last thread
 /// listed in newest-first order (ties by id, then tenant). The metadata filter is bound as one
-/// JSON object (`?4`): a thread matches when, for each of the filter's keys, the thread's value
-/// equals the filter's: every node (path, kind, value) of one has its match in the other,
-/// numbers compared by value (`1` matches `1.0`, as on every backend).
+/// JSON object (`?4`, see `metadata_contains`).
 macro_rules! threads_sql {
     ($tenant:literal, $order:literal) => {
         concat!(
@@ -62,18 +92,9 @@ macro_rules! threads_sql {
             " \
             AND (?2 IS NULL OR updated_at < ?2 OR (updated_at = ?2 AND (thread_id < ?3 \
                  OR (thread_id = ?3 AND tenant < ?6)))) \
-            AND NOT EXISTS (SELECT 1 FROM json_tree(?4) f WHERE f.parent IS NOT NULL AND NOT EXISTS ( \
-                    SELECT 1 FROM json_tree(threads.metadata) m \
-                     WHERE m.fullkey = f.fullkey AND ",
-            same_node!("m", "f"),
-            ")) \
-            AND NOT EXISTS (SELECT 1 FROM json_each(?4) k JOIN json_tree(threads.metadata) m \
-                     ON m.fullkey = k.fullkey \
-                        OR substr(m.fullkey, 1, length(k.fullkey) + 1) IN (k.fullkey || '.', k.fullkey || '[') \
-                    WHERE NOT EXISTS (SELECT 1 FROM json_tree(?4) f WHERE f.fullkey = m.fullkey AND ",
-            same_node!("f", "m"),
-            ")) \
-          ORDER BY ",
+            AND ",
+            metadata_contains!("threads.metadata", "?4"),
+            " ORDER BY ",
             $order,
             " LIMIT ?5"
         )

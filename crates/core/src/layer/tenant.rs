@@ -53,6 +53,7 @@ impl Interceptor for RequireTenant {
         let across = match &args {
             PersistArgs::Ping(_) => true,
             PersistArgs::Threads(query) => query.across_tenants,
+            PersistArgs::Search(query) => query.is_across_tenants(),
             PersistArgs::FindStranded(query) => query.across_tenants,
             PersistArgs::ReadFeed(query) => query.scope == FeedScope::Store,
             _ => false,

@@ -71,11 +71,13 @@ pub enum PersistOp {
     Compacted,
     /// Take, renew or give up a lease on a thread (see [`lease`](crate::lease)).
     Lease,
+    /// Search messages' text (see [`search`](crate::search)).
+    Search,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 25] = [
+    pub const ALL: [PersistOp; 26] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -101,6 +103,7 @@ impl PersistOp {
         Self::Summaries,
         Self::Compacted,
         Self::Lease,
+        Self::Search,
     ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
@@ -136,11 +139,13 @@ impl PersistOp {
             Self::Summaries => "summaries",
             Self::Compacted => "compacted",
             Self::Lease => "lease",
+            Self::Search => "search",
         }
     }
 
     /// Whether the operation only reads (`get`, `get_thread`, `list`, `threads`, `branches`,
-    /// `find_stranded`, `resolve`, `bindings`, `ping`, `read_feed`, `summaries`, `compacted`).
+    /// `find_stranded`, `resolve`, `bindings`, `ping`, `read_feed`, `summaries`, `compacted`,
+    /// `search`).
     pub const fn is_read(self) -> bool {
         matches!(
             self,
@@ -156,6 +161,7 @@ impl PersistOp {
                 | Self::ReadFeed
                 | Self::Summaries
                 | Self::Compacted
+                | Self::Search
         )
     }
 

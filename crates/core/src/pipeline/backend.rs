@@ -14,6 +14,7 @@ use crate::model::id::ThreadId;
 use crate::model::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Stranded, ThreadCursor};
 use crate::request::result::PersistResult;
+use crate::search::{Search, SearchCursor, SearchHit};
 use crate::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
@@ -57,6 +58,9 @@ pub struct Capabilities {
     /// [`Backend::compacted`] and [`Backend::lease`] answer. Without it, those requests are
     /// `Unsupported`.
     pub summaries: bool,
+    /// [`Backend::search`] answers (see [`search`](crate::search)). A backend whose index can
+    /// be turned off declares it only while it is on.
+    pub search: bool,
 }
 
 impl Capabilities {
@@ -104,6 +108,12 @@ impl Capabilities {
     /// Sets [`summaries`](Self::summaries).
     pub fn with_summaries(mut self, summaries: bool) -> Self {
         self.summaries = summaries;
+        self
+    }
+
+    /// Sets [`search`](Self::search).
+    pub fn with_search(mut self, search: bool) -> Self {
+        self.search = search;
         self
     }
 }
@@ -254,6 +264,22 @@ pub trait Backend: Send + Sync + 'static {
 
     /// What this backend supports beyond the required contract.
     fn capabilities(&self) -> Capabilities;
+
+    /// A page of the messages whose text matches a [`Search`], newest first (see
+    /// [`search`](crate::search) for the rules every backend keeps). A backend that searches
+    /// declares [`Capabilities::search`]; the default answers `Unsupported`.
+    ///
+    /// # Behavior
+    ///
+    /// `InvalidInput` per [`Search::query`]. Matches the context's tenant's messages (one
+    /// thread's, with [`SearchScope::Thread`](crate::search::SearchScope::Thread); every
+    /// tenant's [across tenants](crate::search::SearchScope::AcrossTenants)), complete or
+    /// interrupted, of live threads, passing [`Search::admits`] and the thread filter; answers
+    /// them through [`Search::page`] in the order of [`search::newest_first`](crate::search::newest_first).
+    fn search(&self, query: Search) -> impl Future<Output = Result<Page<SearchHit, SearchCursor>>> + Send {
+        let _ = query;
+        async { Err(PersistError::Unsupported { what: "search on this backend".into() }) }
+    }
 
     /// Reservations still `Reserved` with no write since the cutoff (`updated_at` before
     /// [`FindStranded::inactive_since`]), least recently active first (ties in any order), of
@@ -489,6 +515,10 @@ impl<B: Backend> Backend for Arc<B> {
 
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
+    }
+
+    fn search(&self, query: Search) -> impl Future<Output = Result<Page<SearchHit, SearchCursor>>> + Send {
+        (**self).search(query)
     }
 
     fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {

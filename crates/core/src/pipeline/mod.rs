@@ -216,6 +216,11 @@ impl Pipeline {
         threads, ListThreads, Threads => Threads, Page<Thread, ThreadCursor>, |page| page
     );
     typed_call!(
+        /// Searches the text of the request's tenant's messages (one thread's, or every
+        /// tenant's for operators), newest first; see [`search`](crate::search).
+        search, crate::search::Search, Search => Search, Page<crate::search::SearchHit, crate::search::SearchCursor>, |page| page
+    );
+    typed_call!(
         /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
         /// [`across_tenants`](FindStranded::across_tenants) (maintenance;
         /// [`cleanup_stranded`](Self::cleanup_stranded) marks them interrupted).
@@ -385,6 +390,13 @@ impl Backend for Pipeline {
 
     fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
         Pipeline::threads(self, query)
+    }
+
+    fn search(
+        &self,
+        query: crate::search::Search,
+    ) -> impl Future<Output = Result<Page<crate::search::SearchHit, crate::search::SearchCursor>>> + Send {
+        Pipeline::search(self, query)
     }
 
     fn branches(&self, query: ListBranches) -> impl Future<Output = Result<Branches>> + Send {

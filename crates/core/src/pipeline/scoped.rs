@@ -97,6 +97,23 @@ impl Scoped {
         self.pipeline.threads(request.with_context(self.context.renewed())).await
     }
 
+    /// Searches the text of the scope's messages (one of its threads, or all of them); see
+    /// [`search`](crate::search).
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for a search [across tenants](crate::search::SearchScope::AcrossTenants);
+    /// otherwise as [`Pipeline::search`].
+    pub async fn search(
+        &self,
+        request: crate::search::Search,
+    ) -> Result<Page<crate::search::SearchHit, crate::search::SearchCursor>> {
+        if request.is_across_tenants() {
+            return Err(across_tenants());
+        }
+        self.pipeline.search(request.with_context(self.context.renewed())).await
+    }
+
     /// Finds the scope's reservations nobody wrote to since a cutoff.
     ///
     /// # Errors
@@ -238,6 +255,7 @@ impl Scoped {
         let mut args = args.into();
         let refused = match &args {
             PersistArgs::Threads(query) => query.across_tenants,
+            PersistArgs::Search(query) => query.is_across_tenants(),
             PersistArgs::FindStranded(query) => query.across_tenants,
             PersistArgs::ReadFeed(query) => !within_tenant(query),
             _ => false,

@@ -15,6 +15,7 @@ pub mod read;
 mod repeat;
 pub mod restore;
 pub(crate) mod result;
+pub mod search;
 pub mod session;
 pub mod summary;
 pub(crate) mod turn;

@@ -10,6 +10,7 @@ use crate::model::op::PersistOp;
 use crate::model::{Message, Thread};
 use crate::read::{Page, Stranded, ThreadCursor};
 pub use crate::restore::Restored;
+use crate::search::{SearchCursor, SearchHit};
 use crate::session::{Resolution, SessionBinding, StoredBinding};
 use crate::summary::{Compacted, Summarized, Summary};
 
@@ -198,6 +199,9 @@ pub enum PersistResult {
     Compacted(Compacted),
     /// Who holds a lease after a `lease` request (`None`: nobody).
     Lease(Option<Leased>),
+    /// A page of a `search`.
+    #[serde(skip)]
+    Search(Page<SearchHit, SearchCursor>),
 }
 
 impl PersistResult {
@@ -229,6 +233,7 @@ impl PersistResult {
             Self::Summaries(_) => PersistOp::Summaries,
             Self::Compacted(_) => PersistOp::Compacted,
             Self::Lease(_) => PersistOp::Lease,
+            Self::Search(_) => PersistOp::Search,
         }
     }
 
@@ -304,6 +309,7 @@ impl PersistResult {
             Self::Feed(page) => Some(page.events.len()),
             Self::Summaries(page) => Some(page.items.len()),
             Self::Compacted(found) => Some(found.len()),
+            Self::Search(page) => Some(page.items.len()),
             _ => None,
         }
     }

@@ -17,6 +17,7 @@ use crate::request::lease::Lease;
 use crate::request::once::SetOnce;
 use crate::request::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
 pub use crate::request::restore::Restore;
+use crate::request::search::Search;
 use crate::request::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
 use crate::request::summary::{ListSummaries, ReadCompacted, Summarize};
 pub use crate::request::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage, TurnPlan};
@@ -108,6 +109,9 @@ pub enum PersistArgs {
     Compacted(ReadCompacted),
     /// Takes, renews or gives up a lease on a thread; see [`Lease`].
     Lease(Lease),
+    /// Searches messages' text; see [`Search`].
+    #[serde(skip)]
+    Search(Search),
 }
 
 impl PersistArgs {
@@ -139,6 +143,7 @@ impl PersistArgs {
             Self::Summaries(_) => PersistOp::Summaries,
             Self::Compacted(_) => PersistOp::Compacted,
             Self::Lease(_) => PersistOp::Lease,
+            Self::Search(_) => PersistOp::Search,
         }
     }
 
@@ -167,6 +172,7 @@ impl PersistArgs {
             Self::Compacted(a) => &a.thread_id,
             Self::Lease(a) => &a.thread_id,
             Self::ReadFeed(a) => return a.thread_id(),
+            Self::Search(a) => return a.thread_id(),
             Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) | Self::SetOnce(_) => return None,
         })
     }
@@ -280,6 +286,7 @@ impl PersistArgs {
             Self::Summaries(a) => &a.context,
             Self::Compacted(a) => &a.context,
             Self::Lease(a) => &a.context,
+            Self::Search(a) => &a.context,
         }
     }
 
@@ -311,6 +318,7 @@ impl PersistArgs {
             Self::Summaries(a) => &mut a.context,
             Self::Compacted(a) => &mut a.context,
             Self::Lease(a) => &mut a.context,
+            Self::Search(a) => &mut a.context,
         }
     }
 
@@ -480,7 +488,7 @@ impl From<ListThreads> for PersistArgs {
     }
 }
 
-into_args!(GetThread, FindStranded, ReadFeed);
+into_args!(GetThread, FindStranded, ReadFeed, Search);
 
 impl From<SetOnce> for PersistArgs {
     fn from(request: SetOnce) -> Self {

@@ -1,0 +1,84 @@
+-- persist schema, version 14: full-text search. `persist_search` is an FTS5 index of every
+-- message's text (see `persist::search`): contentless (it stores no copy of the text, only its
+-- index), keyed by the message's rowid, tokenized by `unicode61` with diacritics kept.
+-- `secure-delete` makes a deleted message's words leave the index's pages at once (with the
+-- writer's `secure_delete`, the file keeps no trace of a purged message's text).
+--
+-- What is indexed is the view `persist_search_texts`: the `text` of every block of type `text`
+-- and the `output` of every `tool_result` block (a string, or the `text` of the `text` blocks of
+-- an array), in order, joined by line breaks, cut at 65,536 characters; a message still
+-- `reserved` is not indexed. The triggers keep the index in the transaction of each write that
+-- inserts, changes or removes a message: the old text leaves it before a change (FTS5's
+-- `delete` takes the text that was indexed, read back through the view while the row still
+-- holds it), the new text enters after. `persist_search_state.enabled` turns them off (a
+-- handle opened with the index off empties it; one opened with it on rebuilds it).
+--
+-- The existing messages are indexed here, in the migration's transaction, as `CREATE INDEX`
+-- would (about a second per 100,000 messages on a laptop).
+
+CREATE VIRTUAL TABLE persist_search USING fts5(body, content = '', tokenize = 'unicode61 remove_diacritics 0');
+INSERT INTO persist_search (persist_search, rank) VALUES ('secure-delete', 1);
+
+CREATE TABLE persist_search_state (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    enabled INTEGER NOT NULL                        -- 1: the triggers keep the index
+) STRICT;
+INSERT INTO persist_search_state (id, enabled) VALUES (1, 1);
+
+CREATE VIEW persist_search_texts (message_rowid, body) AS
+SELECT m.rowid,
+       CASE json_type(m.content)
+           WHEN 'text' THEN substr(m.content ->> '$', 1, 65536)
+           WHEN 'array' THEN (
+               SELECT substr(group_concat(x, char(10) ORDER BY k, j), 1, 65536)
+                 FROM (SELECT b.key AS k, -1 AS j,
+                              CASE WHEN b.type <> 'object' THEN NULL
+                                   WHEN b.value ->> '$.type' = 'text' AND json_type(b.value, '$.text') = 'text'
+                                       THEN b.value ->> '$.text'
+                                   WHEN b.value ->> '$.type' = 'tool_result' AND json_type(b.value, '$.output') = 'text'
+                                       THEN b.value ->> '$.output'
+                              END AS x
+                         FROM json_each(m.content) b
+                       UNION ALL
+                       SELECT b.key, o.key, CASE WHEN o.type = 'object' AND o.value ->> '$.type' = 'text'
+                                                      AND json_type(o.value, '$.text') = 'text'
+                                                 THEN o.value ->> '$.text' END
+                         FROM json_each(m.content) b,
+                              json_each(CASE WHEN b.type = 'object' AND b.value ->> '$.type' = 'tool_result'
+                                                  AND json_type(b.value, '$.output') = 'array'
+                                             THEN b.value ->> '$.output' ELSE '[]' END) o)
+                WHERE x IS NOT NULL)
+       END
+  FROM messages m
+ WHERE m.status <> 'reserved';
+
+CREATE TRIGGER persist_search_inserted AFTER INSERT ON messages
+WHEN NEW.status <> 'reserved' AND (SELECT enabled FROM persist_search_state)
+BEGIN
+    INSERT INTO persist_search (rowid, body)
+    SELECT message_rowid, body FROM persist_search_texts WHERE message_rowid = NEW.rowid AND body IS NOT NULL;
+END;
+
+CREATE TRIGGER persist_search_replaced BEFORE UPDATE OF content, status ON messages
+WHEN OLD.status <> 'reserved' AND (SELECT enabled FROM persist_search_state)
+BEGIN
+    INSERT INTO persist_search (persist_search, rowid, body)
+    SELECT 'delete', message_rowid, body FROM persist_search_texts WHERE message_rowid = OLD.rowid AND body IS NOT NULL;
+END;
+
+CREATE TRIGGER persist_search_updated AFTER UPDATE OF content, status ON messages
+WHEN NEW.status <> 'reserved' AND (SELECT enabled FROM persist_search_state)
+BEGIN
+    INSERT INTO persist_search (rowid, body)
+    SELECT message_rowid, body FROM persist_search_texts WHERE message_rowid = NEW.rowid AND body IS NOT NULL;
+END;
+
+CREATE TRIGGER persist_search_deleted BEFORE DELETE ON messages
+WHEN OLD.status <> 'reserved' AND (SELECT enabled FROM persist_search_state)
+BEGIN
+    INSERT INTO persist_search (persist_search, rowid, body)
+    SELECT 'delete', message_rowid, body FROM persist_search_texts WHERE message_rowid = OLD.rowid AND body IS NOT NULL;
+END;
+
+INSERT INTO persist_search (rowid, body)
+SELECT message_rowid, body FROM persist_search_texts WHERE body IS NOT NULL;
