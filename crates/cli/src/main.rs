@@ -8,6 +8,7 @@
 //! persist --url sqlite:chat.db copy --to postgres://app@db/chat   # every tenant, then verified
 //! persist --url sqlite:chat.db prune --idle-for 90d --dry-run
 //! persist --url sqlite:chat.db check --all-tenants
+//! persist --url sqlite:chat.db --tenant acme search 'lisbon "rate limit" retr*'
 //! ```
 //!
 //! **The store** is `--url` (or `$PERSIST_URL`): `sqlite:PATH`, `sqlite://PATH`, a path ending
@@ -17,7 +18,7 @@
 //!
 //! **Tenants.** A thread is `(tenant, thread_id)`. Commands reach the threads of `--tenant T`,
 //! or the threads without a tenant when it is not given; `--all-tenants` reaches every tenant's
-//! (`threads`, `export`, `check`, `prune`, `cleanup-stranded`). `copy` copies every tenant
+//! (`threads`, `search`, `export`, `check`, `prune`, `cleanup-stranded`). `copy` copies every tenant
 //! unless `--tenant` names one; `import` keeps each thread's tenant unless `--tenant` names
 //! another one for all of them.
 //!
@@ -34,7 +35,8 @@
 //! refused.
 //!
 //! **Output.** Tables and sentences for people; `--json` gives JSON lines for programs
-//! (`threads`, `show`, `check`, `sessions`, `prune`, `cleanup-stranded`, `import`, `copy`, `migrate`).
+//! (`threads`, `show`, `search`, `check`, `sessions`, `prune`, `cleanup-stranded`, `import`, `copy`,
+//! `migrate`).
 //! Progress of long work (export, import, copy, prune) goes to stderr: a live counter on a
 //! terminal, a line every 1000 items otherwise.
 //!
@@ -71,7 +73,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use persist::read::{DEFAULT_PAGE_LIMIT, ThreadCursor};
-use persist::{AgentId, ProviderId, RuntimeId, TenantId, ThreadId};
+use persist::search::{DEFAULT_SEARCH_LIMIT, SearchCursor};
+use persist::{AgentId, ProviderId, Role, RuntimeId, TenantId, ThreadId};
 use serde_json::Value;
 
 use crate::commands::Scope;
@@ -81,7 +84,8 @@ use crate::commands::transfer::ExportOptions;
 use crate::error::{CliError, CliResult};
 use crate::store::{Mode, Store};
 use crate::text::{
-    parse_agent, parse_cursor, parse_duration, parse_filter, parse_provider, parse_runtime, parse_tenant, parse_thread,
+    parse_agent, parse_cursor, parse_duration, parse_filter, parse_provider, parse_role, parse_runtime,
+    parse_search_cursor, parse_tenant, parse_thread,
 };
 
 /// List, show, export, import, copy, prune and check persist conversation stores.
@@ -96,7 +100,7 @@ struct Cli {
     /// Reach this tenant's threads (default: the threads without a tenant).
     #[arg(long, global = true, value_name = "TENANT", value_parser = parse_tenant)]
     tenant: Option<TenantId>,
-    /// Reach every tenant's threads (threads, export, check, prune, cleanup-stranded).
+    /// Reach every tenant's threads (threads, search, export, check, prune, cleanup-stranded).
     #[arg(long, global = true)]
     all_tenants: bool,
     /// Print JSON lines instead of text.
@@ -171,6 +175,9 @@ enum Command {
     },
     /// Check every thread's counters against its messages (and a SQLite file's integrity).
     Check,
+    /// Find messages by the words of their text, newest first, one page at a time: every word
+    /// must occur (any order, any case), "a phrase" in order, pref* as a prefix.
+    Search(SearchArgs),
     /// The store's schema against this build's migrations: `status`, or `up` to apply what it
     /// lacks (for deployments that open stores with `migrate(false)`).
     #[command(subcommand)]
@@ -205,6 +212,24 @@ struct ThreadsArgs {
     /// Only threads whose metadata has KEY equal to VALUE (JSON, or else a string); repeatable.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_filter)]
     filter: Vec<(String, Value)>,
+}
+
+#[derive(Debug, Args)]
+struct SearchArgs {
+    /// What to find (quote it for the shell: 'rate "too many requests" retr*').
+    query: String,
+    /// Only this thread.
+    #[arg(long, value_parser = parse_thread)]
+    thread: Option<ThreadId>,
+    /// Only messages of this role (user, assistant, tool, system, …); repeatable.
+    #[arg(long, value_name = "ROLE", value_parser = parse_role)]
+    role: Vec<Role>,
+    /// Hits per page (1 to 1000).
+    #[arg(long, default_value_t = DEFAULT_SEARCH_LIMIT, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    limit: u32,
+    /// Continue after this cursor (printed with the previous page).
+    #[arg(long, value_name = "CURSOR", value_parser = parse_search_cursor)]
+    after: Option<SearchCursor>,
 }
 
 #[derive(Debug, Args)]
@@ -304,6 +329,22 @@ async fn run(cli: Cli) -> CliResult {
             let options = ThreadsOptions { limit: args.limit, after: args.after, filter: args.filter };
             let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys()?.as_ref());
             finish(store, async |store| commands::read::threads(store, &scope, options, json).await).await
+        }
+        Command::Search(args) => {
+            if args.thread.is_some() && scope.all_tenants {
+                return Err(CliError::usage(
+                    "--thread names one tenant's thread: pair it with --tenant, not --all-tenants",
+                ));
+            }
+            let options = commands::search::SearchOptions {
+                query: args.query,
+                thread: args.thread,
+                roles: args.role,
+                limit: args.limit,
+                after: args.after,
+            };
+            let store = Store::open(url, Mode::ReadOnly).await?;
+            finish(store, async |store| commands::search::search(store, &scope, options, json).await).await
         }
         Command::Show { thread, all, compacted } => {
             refuse_all_tenants("show")?;

@@ -51,6 +51,16 @@ pub(crate) fn parse_cursor(text: &str) -> Result<ThreadCursor, String> {
     text.parse().map_err(|e: persist::PersistError| e.to_string())
 }
 
+/// Parses a search's cursor.
+pub(crate) fn parse_search_cursor(text: &str) -> Result<persist::search::SearchCursor, String> {
+    text.parse().map_err(|e: persist::PersistError| e.to_string())
+}
+
+/// Parses a role.
+pub(crate) fn parse_role(text: &str) -> Result<persist::Role, String> {
+    persist::Role::new(text).map_err(|e| e.to_string())
+}
+
 /// Parses a thread id.
 pub(crate) fn parse_thread(text: &str) -> Result<ThreadId, String> {
     ThreadId::new(text).map_err(|e| e.to_string())

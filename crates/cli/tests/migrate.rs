@@ -14,14 +14,14 @@ fn migrate_reports_and_applies_a_sqlite_files_schema() {
     let url = path_str(&path);
     let status = ok(&["--url", url, "migrate", "status"]);
     assert!(status.contains("no schema yet"), "{status}");
-    assert!(status.contains("pending: 13 summaries"), "{status}");
+    assert!(status.contains("pending: 14 search"), "{status}");
     let dry = ok(&["--url", url, "migrate", "up", "--dry-run"]);
     assert!(dry.contains("would apply 1 schema") && dry.contains("no schema yet"), "{dry}");
     assert!(!path.exists(), "a dry run creates nothing");
     let applied = ok(&["--url", url, "migrate", "up"]);
-    assert!(applied.contains("applied 13 summaries") && applied.contains("schema version 13, up to date"), "{applied}");
+    assert!(applied.contains("applied 14 search") && applied.contains("schema version 14, up to date"), "{applied}");
     let status: serde_json::Value = serde_json::from_str(&ok(&["--url", url, "--json", "migrate", "status"])).unwrap();
-    assert_eq!(status["applied"], 13);
+    assert_eq!(status["applied"], 14);
     assert_eq!(status["current"], true);
     assert_eq!(status["pending"], serde_json::json!([]));
     assert!(ok(&["--url", url, "migrate", "up"]).contains("up to date"));

@@ -237,7 +237,10 @@ impl PostgresBackendBuilder {
     /// the build takes, about a second per 100,000 messages); connecting with `false` drops it,
     /// so writes cost nothing for it, and this instance answers searches `Unsupported`. An
     /// instance with the index on still answers correctly while another has dropped it (by
-    /// reading every message's text: slowly).
+    /// reading every message's text: slowly). An instance connecting with
+    /// [`migrate(false)`](Self::migrate) changes nothing of the schema, the index included: it
+    /// searches with the index the schema has (build it once with `persist migrate up`, or by
+    /// connecting one instance that migrates).
     pub fn search_index(mut self, keep: bool) -> Self {
         self.search_index = keep;
         self
@@ -360,10 +363,13 @@ impl PostgresBackendBuilder {
         .map_err(|e| map_sqlx("turning the change feed on or off", e));
         conn.release(&enabled);
         enabled?;
-        let mut conn = pool.acquire().await?;
-        let indexed = search::keep_search_index(&mut conn, self.search_index, &self.search_config).await;
-        conn.release(&indexed);
-        indexed?;
+        // An instance that never changes the schema (`migrate(false)`) leaves the index as it is.
+        if self.migrate {
+            let mut conn = pool.acquire().await?;
+            let indexed = search::keep_search_index(&mut conn, self.search_index, &self.search_config).await;
+            conn.release(&indexed);
+            indexed?;
+        }
         pool.fill().await?;
         let feed = self.feed.map(|retention| feed::Feed::start(&pool, &schema, retention));
         Ok(PostgresBackend {

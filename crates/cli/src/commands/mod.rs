@@ -4,6 +4,7 @@ pub(crate) mod copy;
 pub(crate) mod maintain;
 pub(crate) mod migrate;
 pub(crate) mod read;
+pub(crate) mod search;
 pub(crate) mod transfer;
 
 use std::future::Future;

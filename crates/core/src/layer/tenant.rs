@@ -3,7 +3,7 @@
 //! that have no tenant.
 //!
 //! Let through: health checks (`ping`), and the reads an operator makes explicitly across
-//! tenants (a thread listing or a stranded search `across_tenants`, the store's change feed),
+//! tenants (a thread listing, a search or a stranded search `across_tenants`, the store's change feed),
 //! so retention and indexers still run. Put it above the layers that make calls of their own
 //! without a tenant (`EncryptLayer` checks the ring key's check value that way).
 //!
