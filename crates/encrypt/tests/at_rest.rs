@@ -12,6 +12,7 @@ use persist::args::{Add, AppendTurn, Reserve, Restore, TurnMessage, Update, Upda
 use persist::encrypt::{AsStored, KeyId, KeyRing, SecretKey};
 use persist::memory::MemoryBackend;
 use persist::read::{GetMessage, GetThread, ListMessages, ListThreads};
+use persist::search::Search;
 use persist::sqlite::SqliteBackend;
 use persist::summary::Summarize;
 use persist::{
@@ -145,6 +146,33 @@ async fn no_clear_text_reaches_the_sqlite_file_or_its_log() {
         let found = file_holds(&path, MARKER) || file_holds(&wal, MARKER);
         assert_eq!(found, !sealed, "after closing, sealed: {sealed}");
     }
+}
+
+/// A store whose content the layer seals cannot be searched: through the layer a search is
+/// `Unsupported` (never an empty answer saying nothing matched), and the store's own index holds
+/// none of the sealed words (a search past the layer finds nothing, the file holds no word of
+/// the marker in any case).
+#[tokio::test]
+async fn a_search_through_the_layer_is_refused_and_the_index_holds_no_sealed_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("search.db");
+    let store = SqliteBackend::open(&path).await.unwrap();
+    let pipeline = support::encrypted(support::ring(), store.clone());
+    write_secrets(&pipeline, "visible-en").await;
+    let refused = pipeline.search(Search::new("secret")).await.unwrap_err();
+    assert!(matches!(&refused, PersistError::Unsupported { what } if what.contains("EncryptLayer")), "{refused:?}");
+    assert!(!pipeline.capabilities().search, "the stack says it does not search");
+    let raw = Pipeline::new(store.clone());
+    assert!(raw.search(Search::new("7f3a9c")).await.unwrap().items.is_empty(), "nothing sealed is indexed");
+    store.close().await;
+    let (word, wal) = ("7f3a9c", dir.path().join("search.db-wal"));
+    assert!(!file_holds(&path, word) && !file_holds(&wal, word), "no word of the marker in the file");
+    // The same writes in clear: the words are indexed (the check above could fail).
+    let clear_path = dir.path().join("clear.db");
+    let clear = SqliteBackend::open(&clear_path).await.unwrap();
+    write_secrets(&Pipeline::new(clear.clone()), "visible-en").await;
+    assert!(!Pipeline::new(clear.clone()).search(Search::new("7f3a9c")).await.unwrap().items.is_empty());
+    clear.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

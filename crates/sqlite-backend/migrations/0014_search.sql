@@ -7,7 +7,9 @@
 -- What is indexed is the view `persist_search_texts`: the `text` of every block of type `text`
 -- and the `output` of every `tool_result` block (a string, or the `text` of the `text` blocks of
 -- an array), in order, joined by line breaks, cut at 65,536 characters; a message still
--- `reserved` is not indexed. The triggers keep the index in the transaction of each write that
+-- `reserved` is not indexed (written with what SQLite 3.9 reads, `json_extract` and a plain
+-- `group_concat` over the blocks in their order, so older `sqlite3` shells still open the
+-- file). The triggers keep the index in the transaction of each write that
 -- inserts, changes or removes a message: the old text leaves it before a change (FTS5's
 -- `delete` takes the text that was indexed, read back through the view while the row still
 -- holds it), the new text enters after. `persist_search_state.enabled` turns them off (a
@@ -28,26 +30,24 @@ INSERT INTO persist_search_state (id, enabled) VALUES (1, 1);
 CREATE VIEW persist_search_texts (message_rowid, body) AS
 SELECT m.rowid,
        CASE json_type(m.content)
-           WHEN 'text' THEN substr(m.content ->> '$', 1, 65536)
+           WHEN 'text' THEN substr(json_extract(m.content, '$'), 1, 65536)
            WHEN 'array' THEN (
-               SELECT substr(group_concat(x, char(10) ORDER BY k, j), 1, 65536)
-                 FROM (SELECT b.key AS k, -1 AS j,
-                              CASE WHEN b.type <> 'object' THEN NULL
-                                   WHEN b.value ->> '$.type' = 'text' AND json_type(b.value, '$.text') = 'text'
-                                       THEN b.value ->> '$.text'
-                                   WHEN b.value ->> '$.type' = 'tool_result' AND json_type(b.value, '$.output') = 'text'
-                                       THEN b.value ->> '$.output'
+               SELECT substr(group_concat(x, char(10)), 1, 65536)
+                 FROM (SELECT CASE
+                                  WHEN b.type <> 'object' THEN NULL
+                                  WHEN json_extract(b.value, '$.type') = 'text'
+                                       AND json_type(b.value, '$.text') = 'text'
+                                      THEN json_extract(b.value, '$.text')
+                                  WHEN json_extract(b.value, '$.type') <> 'tool_result' THEN NULL
+                                  WHEN json_type(b.value, '$.output') = 'text'
+                                      THEN json_extract(b.value, '$.output')
+                                  WHEN json_type(b.value, '$.output') = 'array'
+                                      THEN (SELECT group_concat(json_extract(o.value, '$.text'), char(10))
+                                              FROM json_each(b.value, '$.output') o
+                                             WHERE o.type = 'object' AND json_extract(o.value, '$.type') = 'text'
+                                               AND json_type(o.value, '$.text') = 'text')
                               END AS x
-                         FROM json_each(m.content) b
-                       UNION ALL
-                       SELECT b.key, o.key, CASE WHEN o.type = 'object' AND o.value ->> '$.type' = 'text'
-                                                      AND json_type(o.value, '$.text') = 'text'
-                                                 THEN o.value ->> '$.text' END
-                         FROM json_each(m.content) b,
-                              json_each(CASE WHEN b.type = 'object' AND b.value ->> '$.type' = 'tool_result'
-                                                  AND json_type(b.value, '$.output') = 'array'
-                                             THEN b.value ->> '$.output' ELSE '[]' END) o)
-                WHERE x IS NOT NULL)
+                         FROM json_each(m.content) b))
        END
   FROM messages m
  WHERE m.status <> 'reserved';

@@ -29,8 +29,12 @@ pub(crate) fn layer(ring: KeyRing) -> EncryptLayer {
     EncryptLayer::new(ring).seal_metadata(["secret"]).seal_titles(true)
 }
 
+/// The stack over `backend`: it searches nothing (sealed content holds no text to index), and
+/// says so.
 pub(crate) fn encrypted<B: Backend>(ring: KeyRing, backend: B) -> Pipeline {
-    Pipeline::builder().layer(layer(ring)).build(backend)
+    let pipeline = Pipeline::builder().layer(layer(ring)).build(backend);
+    let capabilities = pipeline.capabilities().with_search(false);
+    pipeline.with_capabilities(capabilities)
 }
 
 /// A connection for bookkeeping, or `Unavailable` (outside CI) when there is no server.

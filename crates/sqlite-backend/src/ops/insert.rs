@@ -388,6 +388,10 @@ pub(super) async fn insert_query(
         }
     };
     drop(results);
+    if failed.is_some() && transaction {
+        // In autocommit, nothing rolls FTS5 back: its reader would stay open (see there).
+        super::release_search_reader(conn).await;
+    }
     let report = match (failed, report) {
         // Nothing of the insert stays: in autocommit it is the transaction, and inside the
         // caller's transaction a statement that fails is rolled back whole.
