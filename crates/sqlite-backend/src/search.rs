@@ -50,10 +50,19 @@ fn fts5_query(query: &SearchQuery) -> String {
 pub(crate) async fn search(pool: &SqlitePool, query: &Search) -> Result<Page<SearchHit, SearchCursor>> {
     let parsed = query.query()?;
     let mut conn = pool.acquire().await.map_err(|e| map_sqlx("searching", e))?;
-    let enabled: bool = sqlx::query_scalar("SELECT enabled FROM persist_search_state")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx("searching", e))?;
+    let enabled: bool = match sqlx::query_scalar("SELECT enabled FROM persist_search_state").fetch_one(&mut *conn).await
+    {
+        Ok(enabled) => enabled,
+        // A file of a version before search, read as it is by a read-only handle.
+        Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => {
+            return Err(PersistError::Unsupported {
+                what: "search on this file: its schema is of a version before search (14); open it writable \
+                       once to upgrade it, which indexes its messages"
+                    .into(),
+            });
+        }
+        Err(e) => return Err(map_sqlx("searching", e)),
+    };
     if !enabled {
         return Err(search_off());
     }

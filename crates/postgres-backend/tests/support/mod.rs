@@ -59,6 +59,37 @@ pub(crate) async fn available() -> bool {
     }
 }
 
+/// A new schema made by the shipped migrations up to schema `version` only, then `sql` run in
+/// it in turn; answers the schema's name (`None` without a server, outside CI).
+#[allow(dead_code)] // used by the upgrade and search tests
+pub(crate) async fn shipped_schema(version: u32, sql: &[&str]) -> Option<String> {
+    let mut conn = match admin().await {
+        Ok(conn) => conn,
+        Err(missing) => {
+            assert!(std::env::var_os("CI").is_none(), "{missing}");
+            return None;
+        }
+    };
+    let schema = schema_name();
+    // Test-made names only: persist_test_ + hex.
+    let setup = format!("CREATE SCHEMA \"{schema}\"; SET search_path TO \"{schema}\"");
+    sqlx::raw_sql(AssertSqlSafe(setup)).execute(&mut conn).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for file in std::fs::read_dir(&shipped).unwrap() {
+        let name = file.unwrap().file_name().into_string().unwrap();
+        if name[..4].parse::<u32>().unwrap() <= version {
+            std::fs::copy(shipped.join(&name), dir.path().join(&name)).unwrap();
+        }
+    }
+    sqlx::migrate::Migrator::new(dir.path()).await.unwrap().run(&mut conn).await.unwrap();
+    for sql in sql.iter().filter(|sql| !sql.is_empty()) {
+        sqlx::raw_sql(AssertSqlSafe((*sql).to_owned())).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+    Some(schema)
+}
+
 /// A fresh schema name.
 pub(crate) fn schema_name() -> String {
     format!("persist_test_{}", uuid::Uuid::now_v7().simple())

@@ -1,0 +1,129 @@
+//! Search on PostgreSQL beyond the conformance suite: a schema of the previous version indexed
+//! when this version connects, the index dropped and built again, a stemming configuration,
+//! the planner reading the index, and instances that do not migrate leaving it alone.
+
+mod support;
+
+use persist_core::args::Add;
+use persist_core::search::Search;
+use persist_core::{Backend, Content, Context, PersistError, Role, TenantId, ThreadId};
+use persist_postgres::{PostgresBackend, PostgresBackendBuilder};
+use sqlx::{AssertSqlSafe, Connection};
+use support::shipped_schema;
+
+fn builder(schema: &str) -> PostgresBackendBuilder {
+    PostgresBackend::builder(support::url()).schema(schema).max_connections(2)
+}
+
+async fn found(backend: &PostgresBackend, query: Search) -> Vec<String> {
+    backend.search(query).await.unwrap().items.into_iter().map(|hit| hit.snippet.text).collect()
+}
+
+/// Whether the schema has the search index, and whether it is valid.
+async fn index_of(schema: &str) -> Option<bool> {
+    let mut conn = support::admin().await.unwrap();
+    let valid = sqlx::query_scalar(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = 'messages_search'",
+    )
+    .bind(schema)
+    .fetch_optional(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    valid
+}
+
+/// Messages a version 9 schema holds (before search): text, a tool result, an interrupted
+/// reply, a placeholder.
+const MESSAGES_AT_VERSION_9: &str = "\
+    INSERT INTO threads (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+    VALUES ('acme', 'old', 1, 1, 4, 4); \
+    INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                          created_at, updated_at) VALUES \
+        ('acme', 'old', 'm1', 1, 'user', '[{\"type\":\"text\",\"text\":\"written before search\"}]', '{}', \
+         'complete', 1, 10, 10), \
+        ('acme', 'old', 'm2', 2, 'tool', \
+         '[{\"type\":\"tool_result\",\"call_id\":\"c\",\"output\":\"tool before\",\"is_error\":false}]', '{}', \
+         'complete', 1, 20, 20), \
+        ('acme', 'old', 'm3', 3, 'assistant', '[{\"type\":\"text\",\"text\":\"cut before\"}]', '{}', \
+         'interrupted', 2, 30, 30), \
+        ('acme', 'old', 'm4', 4, 'assistant', '[{\"type\":\"text\",\"text\":\"pending before\"}]', '{}', \
+         'reserved', 1, 40, 40);";
+
+/// A schema of version 9 with messages: connecting migrates it and builds the index over them
+/// (outside the migration, without blocking writes); every message but the placeholder is found.
+#[tokio::test]
+async fn a_version_9_schema_is_indexed_when_this_version_connects() {
+    let Some(schema) = shipped_schema(9, &[MESSAGES_AT_VERSION_9]).await else { return };
+    assert_eq!(index_of(&schema).await, None);
+    let backend = builder(&schema).connect().await.unwrap();
+    assert_eq!(index_of(&schema).await, Some(true), "built, and valid");
+    let acme = Context::new().with_tenant(TenantId::new("acme").unwrap());
+    let page = backend.search(Search::new("before").with_context(acme)).await.unwrap();
+    let seqs: Vec<u64> = page.items.iter().map(|hit| hit.seq).collect();
+    assert_eq!(seqs, [3, 2, 1]);
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
+
+/// Connected with the index off, the index is dropped and the instance answers searches
+/// `Unsupported`; an instance that does not migrate leaves the index as the schema has it;
+/// connected with it on again, it is built, writes made meanwhile included.
+#[tokio::test]
+async fn the_index_dropped_and_built_again() {
+    let Some(schema) = shipped_schema(10, &[]).await else { return };
+    let off = builder(&schema).search_index(false).connect().await.unwrap();
+    assert_eq!(index_of(&schema).await, None);
+    assert!(!off.capabilities().search);
+    off.apply(Add::new(ThreadId::new("t").unwrap(), Role::User, Content::text("while off")).into()).await.unwrap();
+    let refused = off.search(Search::new("off")).await.unwrap_err();
+    assert!(matches!(&refused, PersistError::Unsupported { what } if what.contains("search_index")), "{refused:?}");
+    off.close().await;
+
+    let unmigrated = builder(&schema).migrate(false).connect().await.unwrap();
+    assert_eq!(index_of(&schema).await, None, "migrate(false) changes nothing of the schema");
+    assert_eq!(found(&unmigrated, Search::new("off")).await, ["while off"], "found without the index, slowly");
+    unmigrated.close().await;
+
+    let on = builder(&schema).connect().await.unwrap();
+    assert_eq!(index_of(&schema).await, Some(true));
+    assert_eq!(found(&on, Search::new("off")).await, ["while off"]);
+    on.close().await;
+    support::drop_schema(&schema).await;
+}
+
+/// `search_config("english")` stems (and drops English stop words); the index is rebuilt with
+/// it, the planner reads it, and an unknown configuration is `InvalidInput`.
+#[tokio::test]
+async fn a_stemming_configuration_and_the_plan() {
+    let Some(schema) = shipped_schema(10, &[]).await else { return };
+    let simple = builder(&schema).connect().await.unwrap();
+    let add = |text: &str| Add::new(ThreadId::new("t").unwrap(), Role::User, Content::text(text)).into();
+    simple.apply(add("The runners were running")).await.unwrap();
+    assert!(found(&simple, Search::new("run")).await.is_empty(), "simple: no stemming");
+    simple.close().await;
+
+    let english = builder(&schema).search_config("english").connect().await.unwrap();
+    assert_eq!(index_of(&schema).await, Some(true), "rebuilt with the new configuration");
+    assert_eq!(found(&english, Search::new("run")).await, ["The runners were running"]);
+    let mut conn = support::admin().await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO \"{schema}\"; SET enable_seqscan = off")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN SELECT 1 FROM messages m WHERE persist_search_vector(m.content) @@ \
+         to_tsquery(persist_search_config(), 'run') AND m.status <> 'reserved'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert!(plan.iter().any(|line| line.contains("messages_search")), "the index serves the query: {plan:?}");
+    conn.close().await.unwrap();
+    english.close().await;
+
+    let unknown = builder(&schema).search_config("klingon").connect().await.unwrap_err();
+    assert!(matches!(unknown, PersistError::InvalidInput { field: "search_config", .. }), "{unknown:?}");
+    support::drop_schema(&schema).await;
+}
