@@ -25,6 +25,7 @@ mod memory;
 mod postgres;
 mod reads;
 mod report;
+mod search;
 mod sqlite;
 mod storage;
 mod streams;
@@ -134,6 +135,9 @@ fn main() {
     }
     if options.wants("compaction") {
         emit(compaction::run(&options));
+    }
+    if options.wants("search") {
+        emit(search::run(&options));
     }
     if options.wants("storage") {
         emit(storage::run(&options));

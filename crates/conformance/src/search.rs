@@ -108,6 +108,8 @@ pub async fn check_search_reads_text_and_tool_results<F: Factory>(factory: &F) -
     written(b, Add::new(thread.clone(), Role::User, Content::new(json!("plainstring content")))).await;
     let marked = json!([{"type": "text", "text": "cachedtext", "cache_control": {"type": "ephemeral"}}]);
     written(b, Add::new(thread.clone(), Role::User, Content::new(marked))).await;
+    let odd = json!([{"output": "typelessoutput"}, "barestring", {"type": "text", "text": 42}, 7]);
+    written(b, Add::new(thread.clone(), Role::User, Content::new(odd))).await;
     for (word, hits) in [
         ("visible", 1),
         ("toolstring", 1),
@@ -118,6 +120,9 @@ pub async fn check_search_reads_text_and_tool_results<F: Factory>(factory: &F) -
         ("callargument", 0),
         ("lookup", 0),
         ("imagedata", 0),
+        ("typelessoutput", 0),
+        ("barestring", 0),
+        ("42", 0),
     ] {
         assert_eq!(found(b, Search::new(word)).await.len(), hits, "{word}");
     }

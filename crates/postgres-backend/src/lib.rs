@@ -364,12 +364,14 @@ impl PostgresBackendBuilder {
         conn.release(&enabled);
         enabled?;
         // An instance that never changes the schema (`migrate(false)`) leaves the index as it is.
-        if self.migrate {
-            let mut conn = pool.acquire().await?;
-            let indexed = search::keep_search_index(&mut conn, self.search_index, &self.search_config).await;
-            conn.release(&indexed);
-            indexed?;
-        }
+        let mut conn = pool.acquire().await?;
+        let config = if self.migrate {
+            search::keep_search_index(&mut conn, self.search_index, &self.search_config).await
+        } else {
+            search::schema_config(&mut conn).await
+        };
+        conn.release(&config);
+        let search_sql: Arc<str> = Arc::from(search::search_sql(&config?));
         pool.fill().await?;
         let feed = self.feed.map(|retention| feed::Feed::start(&pool, &schema, retention));
         Ok(PostgresBackend {
@@ -380,6 +382,7 @@ impl PostgresBackendBuilder {
             feed,
             statistics: Arc::default(),
             search: self.search_index,
+            search_sql,
         })
     }
 }
@@ -403,6 +406,8 @@ pub struct PostgresBackend {
     statistics: Arc<statistics::FirstStatistics>,
     /// Connected with the search index on.
     search: bool,
+    /// The search statement, with the schema's text search configuration written out.
+    search_sql: Arc<str>,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -546,7 +551,7 @@ impl Backend for PostgresBackend {
             query.validate()?;
             return Err(search::search_off());
         }
-        self.with(async |conn| search::search(conn, &query).await).await
+        self.with(async |conn| search::search(conn, &self.search_sql, &query).await).await
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {

@@ -113,8 +113,8 @@ async fn a_stemming_configuration_and_the_plan() {
         .await
         .unwrap();
     let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN SELECT 1 FROM messages m WHERE persist_search_vector(m.content) @@ \
-         to_tsquery(persist_search_config(), 'run') AND m.status <> 'reserved'",
+        "EXPLAIN SELECT 1 FROM messages m WHERE persist_search_vector('pg_catalog.english', m.content) @@ \
+         to_tsquery('pg_catalog.english', 'run') AND m.status <> 'reserved'",
     )
     .fetch_all(&mut conn)
     .await

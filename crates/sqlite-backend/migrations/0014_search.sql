@@ -1,6 +1,7 @@
 -- persist schema, version 14: full-text search. `persist_search` is an FTS5 index of every
 -- message's text (see `persist::search`): contentless (it stores no copy of the text, only its
--- index), keyed by the message's rowid, tokenized by `unicode61` with diacritics kept.
+-- index), keyed by the message's rowid, tokenized by `unicode61` with diacritics kept, without
+-- the sizes of each row FTS5 keeps for its ranking (`columnsize = 0`: persist ranks hits itself).
 -- `secure-delete` makes a deleted message's words leave the index's pages at once (with the
 -- writer's `secure_delete`, the file keeps no trace of a purged message's text).
 --
@@ -18,7 +19,9 @@
 -- The existing messages are indexed here, in the migration's transaction, as `CREATE INDEX`
 -- would (about a second per 100,000 messages on a laptop).
 
-CREATE VIRTUAL TABLE persist_search USING fts5(body, content = '', tokenize = 'unicode61 remove_diacritics 0');
+CREATE VIRTUAL TABLE persist_search USING fts5(
+    body, content = '', columnsize = 0, tokenize = 'unicode61 remove_diacritics 0'
+);
 INSERT INTO persist_search (persist_search, rank) VALUES ('secure-delete', 1);
 
 CREATE TABLE persist_search_state (
@@ -38,7 +41,7 @@ SELECT m.rowid,
                                   WHEN json_extract(b.value, '$.type') = 'text'
                                        AND json_type(b.value, '$.text') = 'text'
                                       THEN json_extract(b.value, '$.text')
-                                  WHEN json_extract(b.value, '$.type') <> 'tool_result' THEN NULL
+                                  WHEN json_extract(b.value, '$.type') IS NOT 'tool_result' THEN NULL
                                   WHEN json_type(b.value, '$.output') = 'text'
                                       THEN json_extract(b.value, '$.output')
                                   WHEN json_type(b.value, '$.output') = 'array'

@@ -2,7 +2,7 @@ BEGIN; SELECT pg_advisory_xact_lock(1885696627, hashtext('{schema}')); WITH pend
 -- next statement
 COMMIT
 -- next statement
-CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages USING gin (persist_search_vector(content)) WHERE status <> 'reserved'
+CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages USING gin (persist_search_vector('pg_catalog.simple'::regconfig, content)) WHERE status <> 'reserved'
 -- next statement
 CREATE SCHEMA IF NOT EXISTS "{schema}"
 -- next statement
@@ -84,7 +84,7 @@ SELECT head FROM persist_feed_state
 -- next statement
 SELECT holder, expires_at FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 AND expires_at > $4
 -- next statement
-SELECT m.tenant, m.thread_id, m.message_id, m.seq, m.parent_seq, m.role, m.content::text AS content, m.metadata::text AS metadata, m.status, m.version, m.idempotency_key, m.created_at, m.updated_at FROM messages m WHERE persist_search_vector(m.content) @@ to_tsquery(persist_search_config(), $1::text) AND m.status <> 'reserved' AND ($2::text IS NULL OR m.tenant = $2) AND ($3::text IS NULL OR m.thread_id = $3) AND ($4::bigint IS NULL OR m.created_at >= $4) AND ($5::bigint IS NULL OR m.created_at < $5) AND ($6::text[] IS NULL OR m.role = ANY ($6)) AND ($8::bigint IS NULL OR (m.created_at, m.thread_id, m.tenant COLLATE "C", m.seq) < ($8, $9::text, $10::text, $11::bigint)) AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = m.tenant AND t.thread_id = m.thread_id AND t.deleted_at IS NULL AND ($7::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($7::jsonb) f WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value))) ORDER BY m.created_at DESC, m.thread_id DESC, m.tenant COLLATE "C" DESC, m.seq DESC LIMIT $12
+SELECT m.tenant, m.thread_id, m.message_id, m.seq, m.parent_seq, m.role, m.content::text AS content, m.metadata::text AS metadata, m.status, m.version, m.idempotency_key, m.created_at, m.updated_at FROM messages m WHERE persist_search_vector('pg_catalog.simple'::regconfig, m.content) @@ to_tsquery('pg_catalog.simple'::regconfig, $1::text) AND m.status <> 'reserved' AND ($2::text IS NULL OR m.tenant = $2) AND ($3::text IS NULL OR m.thread_id = $3) AND ($4::bigint IS NULL OR m.created_at >= $4) AND ($5::bigint IS NULL OR m.created_at < $5) AND ($6::text[] IS NULL OR m.role = ANY ($6)) AND ($8::bigint IS NULL OR (m.created_at, m.thread_id, m.tenant COLLATE "C", m.seq) < ($8, $9::text, $10::text, $11::bigint)) AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = m.tenant AND t.thread_id = m.thread_id AND t.deleted_at IS NULL AND ($7::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($7::jsonb) f WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value))) ORDER BY m.created_at DESC, m.thread_id DESC, m.tenant COLLATE "C" DESC, m.seq DESC LIMIT $12
 -- next statement
 SELECT min(m.seq) FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) JOIN messages m ON m.tenant = $3 AND m.thread_id = $4 AND m.seq BETWEEN r.lo AND r.hi WHERE m.status = 'reserved'
 -- next statement
