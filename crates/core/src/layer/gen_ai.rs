@@ -268,11 +268,11 @@ fn record_result(span: &Span, result: &PersistResult, record_content: bool) {
         _ => result.rows(),
     };
     if let Some(count) = count {
-        span.record("gen_ai.memory.record.count", count);
+        span.record("gen_ai.memory.record.count", i64::try_from(count).unwrap_or(i64::MAX));
     }
     if let [message] = written {
         span.record("gen_ai.memory.record.id", display(&message.id));
-        span.record("persist.message.seq", message.seq);
+        span.record("persist.message.seq", i64::try_from(message.seq).unwrap_or(i64::MAX));
     }
     if record_content && !written.is_empty() {
         let records: Vec<serde_json::Value> = written

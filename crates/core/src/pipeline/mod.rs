@@ -341,9 +341,29 @@ impl Pipeline {
         }
     }
 
-    /// The backend's capabilities.
+    /// The backend's capabilities (or those [`with_capabilities`](Self::with_capabilities)
+    /// declared).
     pub fn capabilities(&self) -> Capabilities {
         self.capabilities
+    }
+
+    /// The same stack, declaring `capabilities` instead of its backend's: for a stack whose
+    /// layers answer some requests the backend would (a stack with `EncryptLayer` searches
+    /// nothing, so it declares `search` off), so that code reading them (the conformance
+    /// suite, a host choosing what to offer) sees what the stack does.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{memory::MemoryBackend, Pipeline};
+    ///
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let without_search = pipeline.clone().with_capabilities(pipeline.capabilities().with_search(false));
+    /// assert!(pipeline.capabilities().search && !without_search.capabilities().search);
+    /// ```
+    pub fn with_capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.capabilities = capabilities;
+        self
     }
 
     /// The erased stack, for layers that forward to it.

@@ -58,12 +58,14 @@ fn accessors_cover_every_variant() {
         crate::summary::ListSummaries::new(thread()).into(),
         crate::summary::ReadCompacted::new(thread()).into(),
         super::Lease::take(thread(), "n", "h", std::time::Duration::from_secs(1)).unwrap().into(),
+        crate::search::Search::new("words").into(),
     ];
     let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
     assert_eq!(ops, PersistOp::ALL);
     for args in &all {
         let across_threads =
-            matches!(args.op(), PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping | PersistOp::SetOnce);
+            matches!(args.op(), PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping | PersistOp::SetOnce)
+                || matches!(args, PersistArgs::Search(search) if search.thread_id().is_none());
         assert_eq!(args.thread_id().is_none(), across_threads, "{:?}", args.op());
         assert!(args.thread_id().is_none_or(|t| *t == thread()));
     }
