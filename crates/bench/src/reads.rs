@@ -23,6 +23,7 @@ const THREADS: usize = 100;
 /// thread after another for each seq (arrival order), with rusqlite in one transaction.
 fn fill(path: &Path, per_thread: usize) {
     let mut conn = rusqlite::Connection::open(path).expect("rusqlite open");
+    conn.busy_timeout(std::time::Duration::from_secs(5)).expect("busy timeout");
     let tx = conn.transaction().expect("a transaction");
     let content = Content::text(format!("{TEXT} {TEXT} {TEXT}")).as_json().into_owned();
     let now = Timestamp::now().as_micros();
@@ -82,7 +83,8 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     let path = dir.path().join("reads.db");
     let per_thread = options.scale(1000, 100);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
-    drop(rt.block_on(SqliteBackend::open(&path)).expect("open"));
+    // Migrated, then closed: a handle dropped without `close` still holds the file a moment.
+    rt.block_on(async { SqliteBackend::open(&path).await.expect("open").close().await });
     fill(&path, per_thread);
     let backend = rt.block_on(SqliteBackend::open(&path)).expect("open");
     let conn = rusqlite::Connection::open(&path).expect("rusqlite open");

@@ -176,7 +176,8 @@ enum Command {
     /// Check every thread's counters against its messages (and a SQLite file's integrity).
     Check,
     /// Find messages by the words of their text, newest first, one page at a time: every word
-    /// must occur (any order, any case), "a phrase" in order, pref* as a prefix.
+    /// must occur (any order, any case), "a phrase" in order, pref* as a prefix. A store sealed
+    /// by EncryptLayer holds no text to find: with its keys (PERSIST_ENCRYPTION_KEYS), refused.
     Search(SearchArgs),
     /// The store's schema against this build's migrations: `status`, or `up` to apply what it
     /// lacks (for deployments that open stores with `migrate(false)`).
@@ -343,7 +344,7 @@ async fn run(cli: Cli) -> CliResult {
                 limit: args.limit,
                 after: args.after,
             };
-            let store = Store::open(url, Mode::ReadOnly).await?;
+            let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys()?.as_ref());
             finish(store, async |store| commands::search::search(store, &scope, options, json).await).await
         }
         Command::Show { thread, all, compacted } => {

@@ -151,12 +151,6 @@ impl Store {
         self.opened.as_ref().unwrap_or(&self.pipeline)
     }
 
-    /// The pipeline as stored, whatever keys were given (a search: sealed content holds no text
-    /// an index could find, and the layer refuses to search it).
-    pub(crate) fn as_stored(&self) -> &Pipeline {
-        &self.pipeline
-    }
-
     /// The SQLite backend, when the store is a SQLite file.
     pub(crate) fn sqlite(&self) -> Option<&SqliteBackend> {
         match &self.backend {

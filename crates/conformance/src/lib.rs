@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (167 in all):
+//! [`CHECKS`] lists every check by group and name (168 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -75,7 +75,7 @@
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
-//! | [`search`] | full-text search: the query rules (any order, case, phrases, prefixes, punctuation, no stemming, accents kept), text and tool results indexed (not reasoning, tool calls or placeholders), the index following every write (replace, delete, truncate, purge), newest-first cursor paging, scopes and filters, bad input, another handle's writes (gated on `search`) |
+//! | [`search`] | full-text search: the query rules (any order, case, phrases, prefixes, punctuation, no stemming, accents kept), text and tool results indexed (not reasoning, tool calls or placeholders), the index following every write (replace, delete, truncate, purge), newest-first cursor paging (ties bytewise), scopes and filters, bad input, another handle's writes (gated on `search`) |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
 //! | [`sessions`] | bindings per (agent, thread): upsert keeps `created_at`, reset, provider/runtime guard with reasons, compare-and-set invalidate, races, deleted threads, a thread's bindings listed with their state (gated on `sessions`) |
 //! | [`maintenance`] | finding stranded reservations: only old ones, oldest first, limited |
@@ -391,6 +391,7 @@ macro_rules! __for_each_check {
                 check_search_reads_text_and_tool_results,
                 check_search_follows_every_write,
                 check_search_pages_newest_first,
+                check_search_breaks_ties_bytewise,
                 check_search_scopes_and_filters,
                 check_search_refuses_bad_input,
                 check_search_finds_another_handles_writes,

@@ -8,9 +8,11 @@
 
 use std::time::Duration;
 
-use persist_core::args::{Add, Delete, Reserve, Update, UpdateContent};
+use persist_core::args::{Add, Delete, Reserve, Restore, Update, UpdateContent};
 use persist_core::search::{Search, SearchHit};
-use persist_core::{Backend, Content, Metadata, Part, PersistError, Role, Timestamp};
+use persist_core::{
+    Backend, Content, Message, MessageId, Metadata, Part, PersistError, Role, Status, Thread, Timestamp,
+};
 use serde_json::json;
 
 use crate::fixture::{add_text, assert_err, ctx, t, tenant, text_add, write, written};
@@ -217,6 +219,58 @@ pub async fn check_search_pages_newest_first<F: Factory>(factory: &F) -> Outcome
         assert!(hit.rank > 0.0 && hit.rank < 1.0, "rank {}", hit.rank);
         assert_eq!(hit.role, Role::User);
     }
+    store.finish().await
+}
+
+/// The restore of a thread of one message of `text`, written at `at`.
+pub(crate) fn restored_at(thread: &str, text: &str, at: Timestamp) -> Restore {
+    let id = t(thread);
+    let thread = Thread {
+        id: id.clone(),
+        tenant: None,
+        title: None,
+        metadata: Metadata::new(),
+        version: 1,
+        created_at: at,
+        updated_at: at,
+        last_seq: 1,
+        message_count: 1,
+        active_leaf: Some(1),
+        deleted_at: None,
+    };
+    let message = Message {
+        thread_id: id,
+        id: MessageId::new("only").unwrap(),
+        role: Role::User,
+        content: Content::text(text),
+        metadata: Metadata::new(),
+        status: Status::Complete,
+        seq: 1,
+        parent_seq: None,
+        version: 1,
+        idempotency_key: None,
+        created_at: at,
+        updated_at: at,
+    };
+    Restore::new(thread, vec![message])
+}
+
+/// Hits written at the same instant are ordered by thread id, descending, bytewise (not as a
+/// locale would: `ab` > `a-b` > `B` > `Ab`), on every backend, and a cursor continues between them.
+pub async fn check_search_breaks_ties_bytewise<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    if !store.caps().restore {
+        return store.skip(Outcome::Skipped("the backend does not declare `restore`")).await;
+    }
+    let b = store.b().as_ref();
+    let at = Timestamp::from_micros(1_700_000_000_000_000);
+    for thread in ["B", "ab", "a-b", "Ab"] {
+        write(b, restored_at(thread, "tieword", at)).await.expect("restore");
+    }
+    let order = |hits: Vec<SearchHit>| hits.into_iter().map(|h| h.thread_id.as_str().to_owned()).collect::<Vec<_>>();
+    assert_eq!(order(all_hits(b, Search::new("tieword").with_limit(100)).await), ["ab", "a-b", "B", "Ab"]);
+    assert_eq!(order(all_hits(b, Search::new("tieword").with_limit(1)).await), ["ab", "a-b", "B", "Ab"], "paged");
     store.finish().await
 }
 

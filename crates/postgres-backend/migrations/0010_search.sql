@@ -1,24 +1,25 @@
 -- persist schema for PostgreSQL, version 10: full-text search (see `persist::search`).
 --
--- `persist_search_vector(config, content)` is the `tsvector` of a message's text: the `text` of every
--- block of type `text` and the `output` of every `tool_result` block (a string, or the `text` of
--- the `text` blocks of an array), in order, joined by line breaks, cut at 65,536 characters,
--- with punctuation and white space (as the database's locale classifies them) turned into
--- spaces before the text search parser reads it, so that `e-mail`, `example.com` or `a_b` are
--- words apart as on every backend, read with the text search configuration `config`.
--- `persist_search_config()` names the schema's (`simple`: words lowercased, no stemming, no
--- stop words); an instance connecting with another one (`search_config`) replaces it and
--- rebuilds the index.
+-- `persist_search_vector(config, content)` is the `tsvector` of a message's text: the `text` of
+-- every block of type `text` and the `output` of every `tool_result` block (a string, or the
+-- `text` of the `text` blocks of an array), in order, joined by line breaks, cut at 65,536
+-- characters, with punctuation and white space (as the database's locale classifies them)
+-- turned into spaces before the text search parser reads it, so that `e-mail`, `example.com` or
+-- `a_b` are words apart as on every backend, read with the text search configuration `config`.
 --
--- The index itself, `messages_search` (GIN over the vector of every message not `reserved`, made
--- with the configuration written out: `persist_search_vector('pg_catalog.simple', content)`), is
--- built by each instance that connects with the index on, `CREATE INDEX CONCURRENTLY IF NOT
--- EXISTS` outside any transaction: writes go on while it is built, and this migration takes no
--- lock on `messages` (it creates two functions).
+-- `persist_search_state` holds whether the index is kept and with which configuration (`simple`:
+-- words lowercased, no stemming, no stop words). The index itself, `messages_search` (GIN over
+-- the vector of every message not `reserved`, the configuration written out in its expression),
+-- is built by instances that migrate as they connect, `CREATE INDEX CONCURRENTLY IF NOT EXISTS`
+-- outside any transaction: writes go on while it is built, and this migration takes no lock on
+-- `messages` (it creates a table and a function).
 
-CREATE FUNCTION persist_search_config() RETURNS regconfig
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-AS $$ SELECT 'pg_catalog.simple'::regconfig $$;
+CREATE TABLE persist_search_state (
+    id      INTEGER   PRIMARY KEY CHECK (id = 1),
+    enabled BOOLEAN   NOT NULL,                     -- the index is kept (built by instances that migrate)
+    config  REGCONFIG NOT NULL                      -- the text search configuration of the index and searches
+);
+INSERT INTO persist_search_state (id, enabled, config) VALUES (1, true, 'pg_catalog.simple');
 
 -- Only built-in functions, named whatever the search path: no `SET search_path`, which would
 -- cost every call a change of settings. PL/pgSQL walking the blocks with plain expressions (no

@@ -133,8 +133,8 @@ pub struct PostgresBackendBuilder {
     statement_timeout: Duration,
     /// Whether connecting applies the migrations the schema lacks (see [`migrate`](Self::migrate)).
     migrate: bool,
-    search_index: bool,
-    search_config: String,
+    search_index: Option<bool>,
+    search_config: Option<String>,
 }
 
 impl PostgresBackendBuilder {
@@ -229,30 +229,32 @@ impl PostgresBackendBuilder {
         self
     }
 
-    /// Keeps the full-text search index (default `true`; see `persist::search`): a GIN index
-    /// over the `tsvector` of every message's text, updated by every write in its transaction.
+    /// Turns the full-text search index on or off (see `persist::search`): a GIN index over the
+    /// `tsvector` of every message's text, kept by every write in its transaction.
     ///
-    /// The index is the schema's. Connecting with `true` builds it if it is missing
+    /// The setting is the schema's (on for a new schema): an instance that does not call this
+    /// keeps it as it is, so a tool connecting for a moment (the `persist` command line) never
+    /// turns it back on or off. Connecting with `true` builds the index if it is missing
     /// (`CREATE INDEX CONCURRENTLY`: writes go on meanwhile, and connecting waits as long as
-    /// the build takes, about a second per 100,000 messages); connecting with `false` drops it,
-    /// so writes cost nothing for it, and this instance answers searches `Unsupported`. An
-    /// instance with the index on still answers correctly while another has dropped it (by
-    /// reading every message's text: slowly). An instance connecting with
-    /// [`migrate(false)`](Self::migrate) changes nothing of the schema, the index included: it
-    /// searches with the index the schema has (build it once with `persist migrate up`, or by
-    /// connecting one instance that migrates).
+    /// the build takes, about a second per 100,000 messages, without the connection's
+    /// time-outs; instances connecting together take turns); with `false` it is dropped, so
+    /// writes cost nothing for it, and instances that connect afterwards answer searches
+    /// `Unsupported`. An instance connected while it was on still answers correctly after
+    /// another dropped it (by reading every message's text: slowly). An instance that does not
+    /// migrate ([`migrate(false)`](Self::migrate)) changes nothing: it searches as the schema's
+    /// settings say, and refuses (`InvalidInput`) settings of its own that differ.
     pub fn search_index(mut self, keep: bool) -> Self {
-        self.search_index = keep;
+        self.search_index = Some(keep);
         self
     }
 
-    /// The text search configuration the index and queries use (default `simple`: words
-    /// lowercased, no stemming, no stop words; `english` stems and drops English stop words).
-    /// It is the schema's: connecting with another one than the schema holds replaces it and
-    /// rebuilds the index (every instance should name the same). `InvalidInput` naming
+    /// The text search configuration of the index and of searches (a new schema's is `simple`:
+    /// words lowercased, no stemming, no stop words; `english` stems and drops English stop
+    /// words). The schema's too: an instance that does not call this uses the schema's;
+    /// connecting with another one replaces it and rebuilds the index. `InvalidInput` naming
     /// `search_config` when connecting, for a name the database does not know.
     pub fn search_config(mut self, config: impl Into<String>) -> Self {
-        self.search_config = config.into();
+        self.search_config = Some(config.into());
         self
     }
 
@@ -365,13 +367,11 @@ impl PostgresBackendBuilder {
         enabled?;
         // An instance that never changes the schema (`migrate(false)`) leaves the index as it is.
         let mut conn = pool.acquire().await?;
-        let config = if self.migrate {
-            search::keep_search_index(&mut conn, self.search_index, &self.search_config).await
-        } else {
-            search::schema_config(&mut conn).await
-        };
-        conn.release(&config);
-        let search_sql: Arc<str> = Arc::from(search::search_sql(&config?));
+        let wanted = search::SearchWanted { index: self.search_index, config: self.search_config.clone() };
+        let searching = search::prepare(&mut conn, &wanted, self.migrate).await;
+        conn.release(&searching);
+        let searching = searching?;
+        let search_sql: Arc<str> = Arc::from(search::search_sql(searching.config));
         pool.fill().await?;
         let feed = self.feed.map(|retention| feed::Feed::start(&pool, &schema, retention));
         Ok(PostgresBackend {
@@ -381,7 +381,7 @@ impl PostgresBackendBuilder {
             updates: Arc::new(Inserts::new(self.max_insert_groups)),
             feed,
             statistics: Arc::default(),
-            search: self.search_index,
+            search: searching.enabled,
             search_sql,
         })
     }
@@ -430,8 +430,8 @@ impl PostgresBackend {
             lock_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             migrate: true,
-            search_index: true,
-            search_config: "simple".to_owned(),
+            search_index: None,
+            search_config: None,
         }
     }
 

@@ -24,17 +24,19 @@ const SEARCH_SQL: &str = "\
        AND ($4::bigint IS NULL OR m.created_at >= $4) AND ($5::bigint IS NULL OR m.created_at < $5) \
        AND ($6::text[] IS NULL OR m.role = ANY ($6)) \
        AND ($8::bigint IS NULL \
-            OR (m.created_at, m.thread_id, m.tenant COLLATE \"C\", m.seq) < ($8, $9::text, $10::text, $11::bigint)) \
+            OR (m.created_at, m.thread_id COLLATE \"C\", m.tenant COLLATE \"C\", m.seq) \
+               < ($8, $9::text, $10::text, $11::bigint)) \
        AND EXISTS (SELECT 1 FROM threads t \
                     WHERE t.tenant = m.tenant AND t.thread_id = m.thread_id AND t.deleted_at IS NULL \
                       AND ($7::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($7::jsonb) f \
                                     WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value))) \
-     ORDER BY m.created_at DESC, m.thread_id DESC, m.tenant COLLATE \"C\" DESC, m.seq DESC \
+     ORDER BY m.created_at DESC, m.thread_id COLLATE \"C\" DESC, m.tenant COLLATE \"C\" DESC, m.seq DESC \
      LIMIT $12";
 
-/// The search statement of a store whose configuration is `config` (a schema-qualified name).
-pub(crate) fn search_sql(config: &str) -> String {
-    SEARCH_SQL.replace("{config}", &format!("{}::regconfig", quote_literal(config)))
+/// The search statement of a store whose text search configuration is the one of OID `config`
+/// (digits only: nothing of a name reaches the statement's text).
+pub(crate) fn search_sql(config: u32) -> String {
+    SEARCH_SQL.replace("{config}", &format!("'{config}'::regconfig"))
 }
 
 /// The `tsquery` of a parsed search: each word a quoted lexeme (`:*` for a prefix), a phrase
@@ -92,78 +94,123 @@ pub(crate) fn search_off() -> PersistError {
     PersistError::Unsupported { what: "search through this instance: it connected with `search_index(false)`".into() }
 }
 
-/// Makes the schema's index what this instance asks as it connects, and answers the schema's
-/// text search configuration (schema-qualified) that searches name: with `keep`, the
-/// configuration set to `config` (replaced, and the index rebuilt, when it was another) and the
-/// index built if missing or left invalid by a build that failed; without, the index dropped.
-/// Builds and drops run `CONCURRENTLY`, outside any transaction: writes go on meanwhile.
-pub(crate) async fn keep_search_index(conn: &mut PgConnection, keep: bool, config: &str) -> Result<String> {
-    let map = |e| map_sqlx("preparing the search index", e);
-    if !keep {
-        sqlx::query("DROP INDEX CONCURRENTLY IF EXISTS messages_search").execute(&mut *conn).await.map_err(map)?;
-        return schema_config(conn).await;
+/// The schema's search settings: whether the index is kept, and the OID of its text search
+/// configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SearchState {
+    pub(crate) enabled: bool,
+    pub(crate) config: u32,
+}
+
+/// What an instance asks of the schema's search settings (`None`: as the schema has them).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SearchWanted {
+    pub(crate) index: Option<bool>,
+    pub(crate) config: Option<String>,
+}
+
+async fn read_state(conn: &mut PgConnection) -> Result<SearchState> {
+    let (enabled, config): (bool, i64) =
+        sqlx::query_as("SELECT enabled, config::oid::bigint FROM persist_search_state")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| map_sqlx("reading the search settings", e))?;
+    Ok(SearchState { enabled, config: u32::try_from(config).unwrap_or_default() })
+}
+
+/// The OID of the text search configuration `name`.
+///
+/// # Errors
+///
+/// `InvalidInput` naming `search_config` for a name the database does not know.
+async fn config_oid(conn: &mut PgConnection, name: &str) -> Result<u32> {
+    match sqlx::query_scalar::<_, i64>("SELECT $1::text::regconfig::oid::bigint").bind(name).fetch_one(&mut *conn).await
+    {
+        Ok(oid) => Ok(u32::try_from(oid).unwrap_or_default()),
+        Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42704" | "42602" | "3F000")) => {
+            Err(PersistError::invalid(
+                "search_config",
+                format!("{name:?} is not a text search configuration of this database (see `\\dF` in psql)"),
+            ))
+        }
+        Err(e) => Err(map_sqlx("reading the search configuration", e)),
     }
-    // Whether it is the store's, and its name schema-qualified (written into the index's
-    // expression and every search). A name the database does not know fails the cast.
-    let named = sqlx::query_as(
-        "SELECT c.oid = persist_search_config(), quote_ident(n.nspname) || '.' || quote_ident(c.cfgname) \
-           FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace \
-          WHERE c.oid = $1::text::regconfig",
-    )
-    .bind(config)
-    .fetch_one(&mut *conn)
-    .await;
-    let (same, wanted): (bool, String) = match named {
-        Ok(named) => named,
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42704") => {
+}
+
+/// The schema's search settings as this instance leaves them, as it connects. An instance that
+/// does not `migrate` changes nothing: it reads them, and refuses settings of its own that
+/// differ. One that does applies what it asks (`None`: the schema's setting stays) and makes the
+/// index match: dropped when off or made with another configuration, built when on and missing
+/// or left invalid by a build that failed. Under an advisory lock per schema (instances
+/// connecting together take turns, so an invalid index seen here is a failed build, not
+/// another's under way), without the connection's time-outs (a build on a large table takes as
+/// long as it takes; writes go on meanwhile, `CONCURRENTLY`).
+pub(crate) async fn prepare(conn: &mut PgConnection, wanted: &SearchWanted, migrate: bool) -> Result<SearchState> {
+    let state = read_state(conn).await?;
+    let config = match &wanted.config {
+        Some(name) => config_oid(conn, name).await?,
+        None => state.config,
+    };
+    let target = SearchState { enabled: wanted.index.unwrap_or(state.enabled), config };
+    if !migrate {
+        if target != state {
             return Err(PersistError::invalid(
                 "search_config",
-                format!("{config:?} is not a text search configuration of this database (see `\\dF` in psql)"),
+                "differs from the schema's search settings, which an instance connecting with `migrate(false)` \
+                 does not change: connect one that migrates with these settings first",
             ));
         }
-        Err(e) => return Err(map(e)),
-    };
-    if !same {
-        // Another configuration: the schema's is replaced, and the index, made with the old
-        // one, goes (and is built again below).
-        let replace = format!(
-            "CREATE OR REPLACE FUNCTION persist_search_config() RETURNS regconfig \
-             LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT {}::regconfig $$",
-            quote_literal(&wanted)
-        );
-        sqlx::query("DROP INDEX CONCURRENTLY IF EXISTS messages_search").execute(&mut *conn).await.map_err(map)?;
-        sqlx::raw_sql(AssertSqlSafe(replace)).execute(&mut *conn).await.map_err(map)?;
+        return Ok(state);
     }
-    let invalid: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = to_regclass('messages_search') AND NOT i.indisvalid)",
+    let map = |e| map_sqlx("preparing the search index", e);
+    sqlx::raw_sql(
+        "SET lock_timeout = 0; SET statement_timeout = 0; \
+         SELECT pg_advisory_lock(hashtextextended('persist_search:' || current_schema(), 0))",
     )
-    .fetch_one(&mut *conn)
+    .execute(&mut *conn)
     .await
     .map_err(map)?;
-    if invalid {
+    let prepared = index_as(conn, state, target).await;
+    let released = sqlx::raw_sql(
+        "SELECT pg_advisory_unlock(hashtextextended('persist_search:' || current_schema(), 0)); \
+         RESET lock_timeout; RESET statement_timeout",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(map);
+    prepared.and(released.map(drop)).map(|()| target)
+}
+
+/// Under the lock: the settings written, the index made to match `target`.
+async fn index_as(conn: &mut PgConnection, state: SearchState, target: SearchState) -> Result<()> {
+    let map = |e| map_sqlx("preparing the search index", e);
+    // Read again under the lock: another instance may have changed them meanwhile.
+    let _ = state;
+    let state = read_state(conn).await?;
+    if state != target {
+        sqlx::query("UPDATE persist_search_state SET enabled = $1, config = $2::bigint::oid::regconfig")
+            .bind(target.enabled)
+            .bind(i64::from(target.config))
+            .execute(&mut *conn)
+            .await
+            .map_err(map)?;
+    }
+    let invalid: Option<bool> = sqlx::query_scalar(
+        "SELECT NOT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('messages_search')",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map)?;
+    if invalid.is_some() && (!target.enabled || invalid == Some(true) || state.config != target.config) {
         sqlx::query("DROP INDEX CONCURRENTLY IF EXISTS messages_search").execute(&mut *conn).await.map_err(map)?;
     }
-    let create = format!(
-        "CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages \
-         USING gin (persist_search_vector({}::regconfig, content)) WHERE status <> 'reserved'",
-        quote_literal(&wanted)
-    );
-    sqlx::query(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(map)?;
-    Ok(wanted)
-}
-
-/// The schema's text search configuration, schema-qualified.
-pub(crate) async fn schema_config(conn: &mut PgConnection) -> Result<String> {
-    sqlx::query_scalar(
-        "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.cfgname) \
-           FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE c.oid = persist_search_config()",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| map_sqlx("reading the search configuration", e))
-}
-
-/// `text` as an SQL string literal.
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
+    if target.enabled {
+        let create = format!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages \
+             USING gin (persist_search_vector('{}'::regconfig, content)) WHERE status <> 'reserved'",
+            target.config
+        );
+        sqlx::query(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(map)?;
+    }
+    Ok(())
 }

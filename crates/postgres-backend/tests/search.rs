@@ -67,9 +67,10 @@ async fn a_version_9_schema_is_indexed_when_this_version_connects() {
     support::drop_schema(&schema).await;
 }
 
-/// Connected with the index off, the index is dropped and the instance answers searches
-/// `Unsupported`; an instance that does not migrate leaves the index as the schema has it;
-/// connected with it on again, it is built, writes made meanwhile included.
+/// Connected with the index off, the index is dropped and instances answer searches
+/// `Unsupported`; instances that do not ask (a command line connecting for a moment) or do not
+/// migrate leave the schema's setting as it is; connected with it on again, it is built,
+/// writes made meanwhile included.
 #[tokio::test]
 async fn the_index_dropped_and_built_again() {
     let Some(schema) = shipped_schema(10, &[]).await else { return };
@@ -83,10 +84,16 @@ async fn the_index_dropped_and_built_again() {
 
     let unmigrated = builder(&schema).migrate(false).connect().await.unwrap();
     assert_eq!(index_of(&schema).await, None, "migrate(false) changes nothing of the schema");
-    assert_eq!(found(&unmigrated, Search::new("off")).await, ["while off"], "found without the index, slowly");
+    assert!(matches!(unmigrated.search(Search::new("off")).await, Err(PersistError::Unsupported { .. })));
     unmigrated.close().await;
+    let refused = builder(&schema).migrate(false).search_index(true).connect().await.unwrap_err();
+    assert!(matches!(refused, PersistError::InvalidInput { .. }), "{refused:?}");
+    let passing = builder(&schema).connect().await.unwrap();
+    assert_eq!(index_of(&schema).await, None, "an instance that does not ask leaves it off");
+    assert!(!passing.capabilities().search);
+    passing.close().await;
 
-    let on = builder(&schema).connect().await.unwrap();
+    let on = builder(&schema).search_index(true).connect().await.unwrap();
     assert_eq!(index_of(&schema).await, Some(true));
     assert_eq!(found(&on, Search::new("off")).await, ["while off"]);
     on.close().await;
@@ -107,6 +114,11 @@ async fn a_stemming_configuration_and_the_plan() {
     let english = builder(&schema).search_config("english").connect().await.unwrap();
     assert_eq!(index_of(&schema).await, Some(true), "rebuilt with the new configuration");
     assert_eq!(found(&english, Search::new("run")).await, ["The runners were running"]);
+    let passing = builder(&schema).migrate(false).connect().await.unwrap();
+    assert_eq!(found(&passing, Search::new("run")).await.len(), 1, "the schema's configuration, not simple");
+    passing.close().await;
+    let refused = builder(&schema).migrate(false).search_config("simple").connect().await.unwrap_err();
+    assert!(matches!(refused, PersistError::InvalidInput { .. }), "{refused:?}");
     let mut conn = support::admin().await.unwrap();
     sqlx::raw_sql(AssertSqlSafe(format!("SET search_path TO \"{schema}\"; SET enable_seqscan = off")))
         .execute(&mut conn)
@@ -126,4 +138,56 @@ async fn a_stemming_configuration_and_the_plan() {
     let unknown = builder(&schema).search_config("klingon").connect().await.unwrap_err();
     assert!(matches!(unknown, PersistError::InvalidInput { field: "search_config", .. }), "{unknown:?}");
     support::drop_schema(&schema).await;
+}
+
+/// Hits of one instant are ordered by thread id bytewise, as on every backend, even in a
+/// database whose collation orders text otherwise (one created with ICU's English collation:
+/// `B` before `ab` there, `ab` > `a-b` > `B` > `Ab` bytewise), and a cursor continues between
+/// them.
+#[tokio::test]
+async fn ties_are_broken_bytewise_whatever_the_collation() {
+    let Ok(mut admin) = support::admin().await else { return };
+    let database = format!("persist_icu_{}", std::process::id());
+    let create = format!(
+        "CREATE DATABASE \"{database}\" TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en' \
+         LOCALE 'C.UTF-8'"
+    );
+    sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut admin).await.unwrap();
+    let url = {
+        let base = support::url();
+        let (server, _) = base.rsplit_once('/').unwrap();
+        format!("{server}/{database}")
+    };
+    let backend = PostgresBackend::builder(url.clone()).max_connections(2).connect().await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let ordered: Vec<String> =
+        sqlx::query_scalar("SELECT x FROM unnest(ARRAY['B', 'ab']) x ORDER BY x").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(ordered, ["ab", "B"], "this database's collation is not bytewise");
+    sqlx::raw_sql(
+        "INSERT INTO threads (tenant, thread_id, created_at, updated_at, last_seq, message_count) \
+         SELECT '', id, 5, 5, 1, 1 FROM unnest(ARRAY['B', 'ab', 'a-b', 'Ab']) AS id; \
+         INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                               created_at, updated_at) \
+         SELECT '', id, 'm', 1, 'user', '[{\"type\":\"text\",\"text\":\"tieword\"}]', '{}', 'complete', 1, 5, 5 \
+           FROM unnest(ARRAY['B', 'ab', 'a-b', 'Ab']) AS id;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let mut order = Vec::new();
+    let mut query = Search::new("tieword").with_limit(1);
+    loop {
+        let page = backend.search(query.clone()).await.unwrap();
+        order.extend(page.items.iter().map(|hit| hit.thread_id.as_str().to_owned()));
+        if !page.has_more {
+            break;
+        }
+        query = query.with_cursor(page.next_cursor);
+    }
+    backend.close().await;
+    let drop = format!("DROP DATABASE \"{database}\" WITH (FORCE)");
+    sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+    assert_eq!(order, ["ab", "a-b", "B", "Ab"]);
 }

@@ -73,7 +73,7 @@ pub struct SqliteBackendBuilder {
     feed_poll: Duration,
     read_only: bool,
     migrate: bool,
-    search_index: bool,
+    search_index: Option<bool>,
 }
 
 impl SqliteBackendBuilder {
@@ -94,7 +94,7 @@ impl SqliteBackendBuilder {
             feed_poll: Duration::from_millis(50),
             read_only: false,
             migrate: true,
-            search_index: true,
+            search_index: None,
         }
     }
 
@@ -185,7 +185,9 @@ impl SqliteBackendBuilder {
     /// it growing. Behind a read that holds one snapshot longer, the log grows past the limit;
     /// after a second without writes, a second connection copies the log back and empties the
     /// file, without waiting for any lock. Without a limit, the file would keep its largest size
-    /// for good.
+    /// for good. One transaction larger than the limit grows it past the limit too: the search
+    /// index's segment merges (FTS5) write up to several MB in one now and then, under a steady
+    /// load of large messages.
     pub fn wal_size_limit(mut self, bytes: u64) -> Self {
         self.wal_size_limit = bytes;
         self
@@ -233,16 +235,18 @@ impl SqliteBackendBuilder {
         self
     }
 
-    /// Keeps the full-text search index (default `true`; see `persist::search`): every write
-    /// that inserts, changes or removes a message's text updates it in the same transaction.
+    /// Turns the full-text search index on or off (see `persist::search`): every write that
+    /// inserts, changes or removes a message's text updates it in the same transaction.
     ///
-    /// Like the feed, the index is the file's: the handle that opens the file last decides.
-    /// Opening with `false` empties the index and stops keeping it (writes then cost nothing
-    /// for it), and a search through any handle answers `Unsupported` saying so; opening with
-    /// `true` again rebuilds it from every message, in the transaction that opens the file (as
-    /// long as building an index takes: about a second per 100,000 messages).
+    /// The setting is the file's (on for a new file): a handle that does not call this keeps it
+    /// as it is, so a tool opening the file for a moment (the `persist` command line) never
+    /// turns it back on or off. Opening with `false` empties the index and stops keeping it
+    /// (writes then cost nothing for it), and a search through any handle answers
+    /// `Unsupported` saying so; opening with `true` again rebuilds it from every message, in the
+    /// transaction that opens the file (as long as building an index takes: about a second per
+    /// 100,000 messages).
     pub fn search_index(mut self, keep: bool) -> Self {
-        self.search_index = keep;
+        self.search_index = Some(keep);
         self
     }
 
@@ -314,6 +318,12 @@ impl SqliteBackendBuilder {
             readers.close().await;
             return Err(error);
         }
+        // What searches through this handle will find: none in a file of a version before
+        // search, none while the file's index is off.
+        let search = sqlx::query_scalar::<_, bool>("SELECT enabled FROM persist_search_state")
+            .fetch_one(&readers)
+            .await
+            .unwrap_or(false);
         // No writer: its queue is closed, and it counts as stopped.
         let (jobs, _) = mpsc::channel(1);
         let (stop, _) = mpsc::channel(1);
@@ -335,7 +345,7 @@ impl SqliteBackendBuilder {
             retention: self.feed.unwrap_or_default(),
             busy_timeout: self.busy_timeout,
             read_only: true,
-            search: true,
+            search,
         });
         Ok(SqliteBackend { shared })
     }
@@ -386,7 +396,7 @@ impl SqliteBackendBuilder {
         .execute(&mut writer)
         .await
         .map_err(|e| map_sqlx("turning the change feed on or off", e))?;
-        crate::search::keep_search_index(&mut writer, self.search_index).await?;
+        let search = crate::search::keep_search_index(&mut writer, self.search_index).await?;
         let max_page_count = match self.max_database_bytes {
             Some(bytes) => Some(limit_size(&mut writer, bytes).await?),
             None => None,
@@ -463,7 +473,7 @@ impl SqliteBackendBuilder {
             retention,
             busy_timeout: self.busy_timeout,
             read_only: false,
-            search: self.search_index,
+            search,
         });
         if let Some(hub) = hub {
             let pump = feed::Pump {

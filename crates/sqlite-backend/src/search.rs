@@ -50,8 +50,10 @@ fn fts5_query(query: &SearchQuery) -> String {
 pub(crate) async fn search(pool: &SqlitePool, query: &Search) -> Result<Page<SearchHit, SearchCursor>> {
     let parsed = query.query()?;
     let mut conn = pool.acquire().await.map_err(|e| map_sqlx("searching", e))?;
-    let enabled: bool = match sqlx::query_scalar("SELECT enabled FROM persist_search_state").fetch_one(&mut *conn).await
-    {
+    // The switch and the search read one snapshot: a handle turning the index off meanwhile
+    // makes this answer `Unsupported`, never an empty page.
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| map_sqlx("searching", e))?;
+    let enabled: bool = match sqlx::query_scalar("SELECT enabled FROM persist_search_state").fetch_one(&mut *tx).await {
         Ok(enabled) => enabled,
         // A file of a version before search, read as it is by a read-only handle.
         Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => {
@@ -84,9 +86,10 @@ pub(crate) async fn search(pool: &SqlitePool, query: &Search) -> Result<Page<Sea
         .bind(cursor.map(|c| tenant_key(c.tenant())))
         .bind(cursor.map(|c| rows::signed(c.seq())))
         .bind(i64::from(query.fetch_limit()))
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await
         .map_err(|e| map_sqlx("searching", e))?;
+    tx.commit().await.map_err(|e| map_sqlx("searching", e))?;
     let found = rows.iter().map(|row| Ok((rows::tenant(row)?, rows::message(row)?))).collect::<Result<Vec<_>>>()?;
     query.page(found)
 }
@@ -101,11 +104,15 @@ pub(crate) fn search_off() -> PersistError {
 }
 
 /// Turns the file's index on or off as this handle opens it (see
-/// [`SqliteBackendBuilder::search_index`](crate::SqliteBackendBuilder::search_index)): off, it
-/// is emptied and the triggers stop keeping it; on after being off, it is rebuilt from every
-/// message. One transaction: a handle opening meanwhile sees it before or after.
-pub(crate) async fn keep_search_index(conn: &mut SqliteConnection, keep: bool) -> Result<()> {
+/// [`SqliteBackendBuilder::search_index`](crate::SqliteBackendBuilder::search_index); `None`
+/// leaves it as it is): off, it is emptied and the triggers stop keeping it; on after being off,
+/// it is rebuilt from every message. One transaction: a handle opening meanwhile sees it before
+/// or after. Answers whether the index is kept.
+pub(crate) async fn keep_search_index(conn: &mut SqliteConnection, keep: Option<bool>) -> Result<bool> {
     let map = |e| map_sqlx("turning the search index on or off", e);
+    let Some(keep) = keep else {
+        return sqlx::query_scalar("SELECT enabled FROM persist_search_state").fetch_one(&mut *conn).await.map_err(map);
+    };
     let mut tx = sqlx::Connection::begin(conn).await.map_err(map)?;
     let changed = sqlx::query("UPDATE persist_search_state SET enabled = ?1 WHERE enabled <> ?1")
         .bind(keep)
@@ -128,5 +135,6 @@ pub(crate) async fn keep_search_index(conn: &mut SqliteConnection, keep: bool) -
             .map_err(map)?;
         }
     }
-    tx.commit().await.map_err(map)
+    tx.commit().await.map_err(map)?;
+    Ok(keep)
 }

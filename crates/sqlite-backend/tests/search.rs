@@ -95,8 +95,9 @@ async fn a_purged_message_leaves_no_word_in_the_file() {
 }
 
 /// Opened with the index off, the file's index is emptied and writes leave it alone; a search
-/// through any handle says so (never an empty page); opened with it on, it is rebuilt from
-/// every message, those written meanwhile included.
+/// through any handle says so (never an empty page); a handle that does not ask (a command line
+/// opening the file for a moment) leaves the setting as it is; opened with it on, the index is
+/// rebuilt from every message, those written meanwhile included.
 #[tokio::test]
 async fn the_index_turned_off_then_on_again_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
@@ -116,8 +117,17 @@ async fn the_index_turned_off_then_on_again_is_rebuilt() {
     assert!(rows <= 2, "the index holds no segment while off: {rows} rows");
     off.close().await;
 
-    let on = SqliteBackend::open(&path).await.unwrap();
+    let passing = SqliteBackend::open(&path).await.unwrap();
+    assert!(!passing.capabilities().search, "a handle that does not ask keeps it off");
+    passing.apply(add("t", "passing by")).await.unwrap();
+    passing.close().await;
+    let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
+    assert!(!reader.capabilities().search, "a reader says what the file has");
+    reader.close().await;
+
+    let on = SqliteBackend::builder(&path).search_index(true).open().await.unwrap();
     assert!(on.capabilities().search);
+    assert_eq!(found(&on, "passing").await, ["passing by"]);
     assert_eq!(found(&on, "off").await, ["while off", "before turning off"]);
     on.close().await;
 }

@@ -28,8 +28,8 @@ pub(crate) struct SearchOptions {
 }
 
 /// `persist search`: one page of hits of the scope (a tenant, the threads without one, or every
-/// tenant's with `--all-tenants`), with the cursor of the next page. The store's pipeline as
-/// stored: a search through the keys would be refused (sealed content holds no text to index).
+/// tenant's with `--all-tenants`), with the cursor of the next page. Through the keys when they
+/// are given: a store they seal holds no text to find, and the layer says so.
 pub(crate) async fn search(store: &Store, scope: &Scope, options: SearchOptions, json: bool) -> CliResult {
     let context = if scope.all_tenants { persist::Context::new() } else { scope.context() };
     let mut query = Search::new(options.query)
@@ -41,7 +41,7 @@ pub(crate) async fn search(store: &Store, scope: &Scope, options: SearchOptions,
     if let Some(thread) = options.thread {
         query = query.in_thread(thread);
     }
-    let page = store.as_stored().search(query).await?;
+    let page = store.keyed().search(query).await?;
     let next = page.next_cursor.filter(|_| page.has_more);
     let mut out = stdout();
     if json {

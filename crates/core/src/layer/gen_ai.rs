@@ -19,8 +19,8 @@
 //! - `gen_ai.provider.name` = `persist`, `gen_ai.operation.name` (memory operations);
 //! - `gen_ai.conversation.id`: the thread; `gen_ai.memory.store.id`: the store id, if set;
 //! - `gen_ai.memory.record.id`: the message (the one named, or the one written);
-//!   `gen_ai.memory.record.count`: how many messages a write wrote or removed, or a read
-//!   answered;
+//!   `gen_ai.memory.record.count`: how many messages a write wrote or removed (0 for one that
+//!   answered an earlier write's, 1 for a summary), or how many items a read answered;
 //! - `persist.operation`, `persist.tenant.id`, `persist.request.id`, `persist.message.seq`;
 //! - on failure `error.type` (the error's [code](crate::PersistError::code)) and
 //!   `otel.status_code` = `ERROR`.
@@ -262,8 +262,13 @@ where
 
 fn record_result(span: &Span, result: &PersistResult, record_content: bool) {
     let written = result.messages();
+    // How many messages a write wrote or removed (none when it answered an earlier write's), or
+    // how many items a read answered.
     let count = match result {
+        _ if result.is_deduplicated() => Some(0),
         PersistResult::Deleted(deleted) => Some(deleted.message_ids.len()),
+        PersistResult::Restored(restored) => Some(usize::try_from(restored.restored).unwrap_or(usize::MAX)),
+        PersistResult::Summarized(_) => Some(1),
         _ if !written.is_empty() => Some(written.len()),
         _ => result.rows(),
     };

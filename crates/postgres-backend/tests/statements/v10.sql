@@ -2,7 +2,7 @@ BEGIN; SELECT pg_advisory_xact_lock(1885696627, hashtext('{schema}')); WITH pend
 -- next statement
 COMMIT
 -- next statement
-CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages USING gin (persist_search_vector('pg_catalog.simple'::regconfig, content)) WHERE status <> 'reserved'
+CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages USING gin (persist_search_vector('3748'::regconfig, content)) WHERE status <> 'reserved'
 -- next statement
 CREATE SCHEMA IF NOT EXISTS "{schema}"
 -- next statement
@@ -60,15 +60,13 @@ SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 AND deleted_at IS NUL
 -- next statement
 SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE
 -- next statement
-SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indexrelid = to_regclass('messages_search') AND NOT i.indisvalid)
+SELECT NOT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('messages_search')
 -- next statement
 SELECT active_leaf FROM threads WHERE tenant = $1 AND thread_id = $2
 -- next statement
 SELECT agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at FROM session_bindings WHERE tenant = $1 AND thread_id = $2 ORDER BY agent_id COLLATE "C"
 -- next statement
 SELECT agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at FROM session_bindings WHERE tenant = $3 AND agent_id = $1 AND thread_id = $2
--- next statement
-SELECT c.oid = persist_search_config(), quote_ident(n.nspname) || '.' || quote_ident(c.cfgname) FROM pg_ts_config c JOIN pg_namespace n ON n.oid = c.cfgnamespace WHERE c.oid = $1::text::regconfig
 -- next statement
 SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = $3) OR $3 < (SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2), false)
 -- next statement
@@ -80,11 +78,13 @@ SELECT deleted_at IS NOT NULL AS deleted, version, updated_at, active_leaf FROM 
 -- next statement
 SELECT deleted_at IS NOT NULL FROM threads WHERE tenant = $1 AND thread_id = $2 FOR SHARE
 -- next statement
+SELECT enabled, config::oid::bigint FROM persist_search_state
+-- next statement
 SELECT head FROM persist_feed_state
 -- next statement
 SELECT holder, expires_at FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 AND expires_at > $4
 -- next statement
-SELECT m.tenant, m.thread_id, m.message_id, m.seq, m.parent_seq, m.role, m.content::text AS content, m.metadata::text AS metadata, m.status, m.version, m.idempotency_key, m.created_at, m.updated_at FROM messages m WHERE persist_search_vector('pg_catalog.simple'::regconfig, m.content) @@ to_tsquery('pg_catalog.simple'::regconfig, $1::text) AND m.status <> 'reserved' AND ($2::text IS NULL OR m.tenant = $2) AND ($3::text IS NULL OR m.thread_id = $3) AND ($4::bigint IS NULL OR m.created_at >= $4) AND ($5::bigint IS NULL OR m.created_at < $5) AND ($6::text[] IS NULL OR m.role = ANY ($6)) AND ($8::bigint IS NULL OR (m.created_at, m.thread_id, m.tenant COLLATE "C", m.seq) < ($8, $9::text, $10::text, $11::bigint)) AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = m.tenant AND t.thread_id = m.thread_id AND t.deleted_at IS NULL AND ($7::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($7::jsonb) f WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value))) ORDER BY m.created_at DESC, m.thread_id DESC, m.tenant COLLATE "C" DESC, m.seq DESC LIMIT $12
+SELECT m.tenant, m.thread_id, m.message_id, m.seq, m.parent_seq, m.role, m.content::text AS content, m.metadata::text AS metadata, m.status, m.version, m.idempotency_key, m.created_at, m.updated_at FROM messages m WHERE persist_search_vector('3748'::regconfig, m.content) @@ to_tsquery('3748'::regconfig, $1::text) AND m.status <> 'reserved' AND ($2::text IS NULL OR m.tenant = $2) AND ($3::text IS NULL OR m.thread_id = $3) AND ($4::bigint IS NULL OR m.created_at >= $4) AND ($5::bigint IS NULL OR m.created_at < $5) AND ($6::text[] IS NULL OR m.role = ANY ($6)) AND ($8::bigint IS NULL OR (m.created_at, m.thread_id COLLATE "C", m.tenant COLLATE "C", m.seq) < ($8, $9::text, $10::text, $11::bigint)) AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = m.tenant AND t.thread_id = m.thread_id AND t.deleted_at IS NULL AND ($7::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($7::jsonb) f WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value))) ORDER BY m.created_at DESC, m.thread_id COLLATE "C" DESC, m.tenant COLLATE "C" DESC, m.seq DESC LIMIT $12
 -- next statement
 SELECT min(m.seq) FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) JOIN messages m ON m.tenant = $3 AND m.thread_id = $4 AND m.seq BETWEEN r.lo AND r.hi WHERE m.status = 'reserved'
 -- next statement
@@ -93,6 +93,8 @@ SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2
 SELECT pg_advisory_lock($1)
 -- next statement
 SELECT pg_advisory_unlock($1)
+-- next statement
+SELECT pg_advisory_unlock(hashtextextended('persist_search:' || current_schema(), 0)); RESET lock_timeout; RESET statement_timeout
 -- next statement
 SELECT pg_notify('persist_feed', '{schema}')
 -- next statement
@@ -147,6 +149,8 @@ SELECT version FROM _sqlx_migrations WHERE success = false ORDER BY version LIMI
 SELECT version, checksum FROM _sqlx_migrations ORDER BY version
 -- next statement
 SET lock_timeout = 0; SET statement_timeout = 0
+-- next statement
+SET lock_timeout = 0; SET statement_timeout = 0; SELECT pg_advisory_lock(hashtextextended('persist_search:' || current_schema(), 0))
 -- next statement
 UNLISTEN *
 -- next statement

@@ -32,12 +32,24 @@
 //! - **PostgreSQL** splits the text on punctuation and white space as its database locale
 //!   classifies them, then lets its parser split what is left. In a database whose `LC_CTYPE`
 //!   is `C`, letters beyond ASCII are not lowercased, and punctuation beyond ASCII (`“`, `—`)
-//!   joins the words it touches. A word longer than 2,047 bytes is not indexed, and positions
-//!   past the 16,383rd word of a message all count as the last one (a phrase there may match
-//!   words that do not follow each other). A non-default text search configuration (a builder
-//!   option) stems words and drops its stop words.
+//!   joins the words it touches; in one whose collation is ICU's, the ASCII symbols
+//!   `$ + < = > ^ ` | ~` are not punctuation to it, and the parser may read them with what
+//!   follows (`x+3`: `x`, `+3`). A word longer than 2,047 bytes is not indexed; a `tsvector`
+//!   keeps at most 256 positions of a word and none past the 16,383rd word of a message, so in
+//!   a long text a phrase holding a word seen more often than that, or lying past that point,
+//!   may be missed or match words that do not follow each other. A non-default text search
+//!   configuration (a builder option) stems words and drops its stop words.
 //! - **SQLite** (FTS5's `unicode61` tokenizer, diacritics kept) splits on what Unicode 6.1 calls
 //!   neither a letter nor a number, and lowercases by Unicode 6.1's simple case folding.
+//! - **Beyond letters and digits of the common scripts** the reference's classes (Rust's
+//!   alphabetic and numeric) and the engines' differ: combining marks of some scripts
+//!   (Devanagari vowel signs), enclosed letters (`Ⓐ`), letters whose lowercase is two
+//!   characters (`İ`). A word holding them may be found on one backend and not another.
+//!
+//! SQLite's index keys each message by its row id in the `messages` table: a tool that renumbers
+//! rows (`.dump` without `--preserve-rowids` and a reload; `VACUUM` keeps them, which a test
+//! checks) leaves the index pointing at other rows: rebuild it by opening the file once with
+//! `search_index(false)`, then with `search_index(true)`.
 //!
 //! A store whose content an encryption layer seals cannot be searched (its index would hold
 //! nothing, or clear text): `EncryptLayer` answers a search `Unsupported`.
