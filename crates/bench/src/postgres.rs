@@ -216,7 +216,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
 /// 64 streams at once, each writing `replies` replies as reserve, 20 partial content updates
 /// and a final one, straight to the backend; answers replies/s (the baseline of grouping
 /// content updates as inserts are).
-async fn streams(backend: &PostgresBackend, replies: usize) -> f64 {
+pub(crate) async fn streams(backend: &PostgresBackend, replies: usize) -> f64 {
     use persist::Role;
     use persist::args::{Reserve, UpdateContent};
     let start = Instant::now();

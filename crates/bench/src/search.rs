@@ -150,6 +150,28 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let on = connect(&schemas[0], true).await.expect("connect");
         let off = connect(&schemas[1], false).await.expect("connect");
         rows.extend(write_cost("PostgreSQL", &on, &off, rounds, per_caller).await);
+        // Streamed replies: every token's update rewrites `content`, which the index's
+        // expression reads (no HOT update for it while the index is there, reserved or not).
+        let replies = options.scale(3, 1);
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            with.push(crate::postgres::streams(&on, replies).await);
+            without.push(crate::postgres::streams(&off, replies).await);
+        }
+        let mut ratios: Vec<f64> = with.iter().zip(&without).map(|(w, o)| w / o).collect();
+        rows.push(Row::new(
+            "search (PostgreSQL): 64 streams, index off (replies/s)",
+            (64 * replies) as u64,
+            median(&mut without.clone()),
+        ));
+        rows.push(
+            Row::new(
+                "search (PostgreSQL): 64 streams, index on (replies/s)",
+                (64 * replies) as u64,
+                median(&mut with.clone()),
+            )
+            .ratio(median(&mut ratios), "replies/s, index on / off"),
+        );
         on.close().await;
         off.close().await;
         let store = connect(&schemas[2], true).await.expect("connect");
