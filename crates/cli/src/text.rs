@@ -109,6 +109,23 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// `word` as one word of a shell command line: as it is when it holds nothing a shell reads,
+/// in single quotes otherwise (a cursor holding a tenant or thread id with a space, printed
+/// to be pasted after `--after`).
+pub(crate) fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-+:.,/@%=".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        return word.to_owned();
+    }
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// `text` without control characters but line breaks (each becomes a space): what a message
+/// holds, printed to a terminal, must not move its cursor or change its colours.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars().map(|c| if c.is_control() && c != '\n' { ' ' } else { c }).collect()
+}
+
 /// `text` cut to `max` characters (an ellipsis marks the cut), on one line.
 pub(crate) fn clip(text: &str, max: usize) -> String {
     let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
@@ -175,6 +192,14 @@ mod tests {
         assert_eq!(format_time(Timestamp::from_micros(0)), "1970-01-01T00:00:00Z");
         assert_eq!(format_time(Timestamp::from_micros(951_782_400_000_000)), "2000-02-29T00:00:00Z");
         assert_eq!(format_time(Timestamp::from_micros(-1)), "1969-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn shell_words_paste_back() {
+        assert_eq!(shell_word("17:3+3:acmet"), "17:3+3:acmet");
+        assert_eq!(shell_word("17:3+3:a bz"), "'17:3+3:a bz'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(printable("a\u{1b}[31mb\tc\nd\u{7}"), "a [31mb c\nd ");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::error::{CliError, CliResult};
 use crate::jsonl::{binding_line, message_line, summary_line, thread_line, write_line};
 use crate::keys;
 use crate::store::Store;
-use crate::text::{clip, format_time, table};
+use crate::text::{clip, format_time, printable, shell_word, table};
 
 /// What `threads` lists.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOption
             .collect();
         out.write_all(table(&["ID", "TENANT", "TITLE", "MESSAGES", "UPDATED_AT"], &rows).as_bytes())?;
         if let Some(cursor) = &next {
-            writeln!(out, "next page: --after {cursor}")?;
+            writeln!(out, "next page: --after {}", shell_word(&cursor.to_string()))?;
         }
     }
     out.flush()?;
@@ -223,7 +223,7 @@ fn transcript_line(message: &Message) -> String {
     } else {
         message.content.parts().iter().map(shown_part).collect::<Vec<_>>().join("")
     };
-    let text = text.lines().collect::<Vec<_>>().join("\n    ");
+    let text = printable(&text).lines().collect::<Vec<_>>().join("\n    ");
     format!("#{} {} [{}] {text}", message.seq, message.role, message.status.as_str())
 }
 

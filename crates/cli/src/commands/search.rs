@@ -10,7 +10,7 @@ use super::{Scope, stdout};
 use crate::error::CliResult;
 use crate::jsonl::write_line;
 use crate::store::Store;
-use crate::text::{clip, format_time, table};
+use crate::text::{clip, format_time, shell_word, table};
 
 /// What `search` asks.
 #[derive(Debug)]
@@ -73,7 +73,7 @@ pub(crate) async fn search(store: &Store, scope: &Scope, options: SearchOptions,
             .collect();
         out.write_all(table(&["THREAD", "TENANT", "SEQ", "ROLE", "CREATED_AT", "TEXT"], &rows).as_bytes())?;
         if let Some(cursor) = &next {
-            writeln!(out, "next page: --after {cursor}")?;
+            writeln!(out, "next page: --after {}", shell_word(&cursor.to_string()))?;
         }
     }
     out.flush()?;
