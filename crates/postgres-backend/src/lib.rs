@@ -79,6 +79,7 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod branches;
+mod builder;
 mod error;
 mod feed;
 mod group;
@@ -93,12 +94,10 @@ mod statistics;
 mod summaries;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use persist_core::branch::{Branches, ListBranches};
-use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
+use persist_core::feed::{FeedHub, FeedPage, ReadFeed};
 use persist_core::lease::{Lease, Leased};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::search::{Search, SearchCursor, SearchHit};
@@ -108,289 +107,13 @@ use persist_core::session::{
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::{Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, Thread};
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::error::map_sqlx;
 use crate::group::Inserts;
 use crate::pool::Pool;
 
-use crate::schema::{prepare_schema, split_schema, validate_schema};
-use persist_core::maintenance::SchemaStatus;
-
-/// Configures and connects a [`PostgresBackend`].
-#[derive(Debug, Clone)]
-pub struct PostgresBackendBuilder {
-    url: String,
-    /// Set by [`schema`](Self::schema); the URL's `schema=` otherwise, then `public`.
-    schema: Option<String>,
-    max_connections: u32,
-    min_connections: u32,
-    acquire_timeout: Duration,
-    max_insert_groups: usize,
-    feed: Option<FeedRetention>,
-    lock_timeout: Duration,
-    statement_timeout: Duration,
-    /// Whether connecting applies the migrations the schema lacks (see [`migrate`](Self::migrate)).
-    migrate: bool,
-    search_index: Option<bool>,
-    search_config: Option<String>,
-}
-
-impl PostgresBackendBuilder {
-    /// The schema holding persist's tables, created if missing (default: the URL's `schema=`,
-    /// else `public`). One database can host several independent stores in different schemas.
-    /// A URL naming another schema is refused when connecting.
-    pub fn schema(mut self, schema: impl Into<String>) -> Self {
-        self.schema = Some(schema.into());
-        self
-    }
-
-    /// Most connections this instance opens (default 10). Several instances share the server's
-    /// `max_connections`: keep the sum below it.
-    pub fn max_connections(mut self, connections: u32) -> Self {
-        self.max_connections = connections.max(1);
-        self
-    }
-
-    /// Connections opened on connect and kept open when idle (default 0); idle connections
-    /// beyond these are closed after 10 minutes unused.
-    pub fn min_connections(mut self, connections: u32) -> Self {
-        self.min_connections = connections;
-        self
-    }
-
-    /// Most groups of inserts (adds and reserves) this instance writes at once (default 4), and
-    /// as many groups of message updates (content, metadata, role), which have a lane of their
-    /// own.
-    ///
-    /// While that many are being written, further inserts queue and are written together, one
-    /// statement for the whole group (one plan, one commit, one round trip on the server), as
-    /// soon as a group finishes. About the server's CPU count is right: with 64 callers on a
-    /// 2-vCPU machine, the default wrote ≈ 2.7× as many messages a second as one statement per
-    /// insert. A lone caller's insert never waits: it runs at once, alone.
-    pub fn max_insert_groups(mut self, groups: usize) -> Self {
-        self.max_insert_groups = groups.max(1);
-        self
-    }
-
-    /// The change feed ([`persist_core::feed`]): `Some` keeps it with this retention (the
-    /// default: seven days, at most a million events), `None` turns it off. The feed is the
-    /// schema's: its events are written by the schema's triggers, whichever instance writes,
-    /// and the instance that connects last decides whether they record. Every instance applies
-    /// its own retention every few seconds, so the strictest wins.
-    ///
-    /// Never silently: while an instance connected with `None` keeps the schema's feed off, a
-    /// read of the feed through an instance that keeps one answers `Unsupported` saying so, and
-    /// when an instance turns the feed on again, a reader resuming from before gets `FeedGap`:
-    /// the writes made meanwhile have no events.
-    pub fn feed(mut self, retention: Option<FeedRetention>) -> Self {
-        self.feed = retention;
-        self
-    }
-
-    /// How long a write waits for a free connection before failing with a temporary error
-    /// (default 5 s).
-    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
-        self.acquire_timeout = timeout;
-        self
-    }
-
-    /// How long a statement waits on the server for a lock another session holds (a thread's
-    /// row, say) before it fails with a temporary error (default 5 s; zero waits forever).
-    /// PostgreSQL's `lock_timeout`, set on every connection this backend opens.
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// Longest a statement may run on the server before it is cancelled there, failing with a
-    /// temporary error (default 30 s; zero lets it run forever). PostgreSQL's
-    /// `statement_timeout`, set on every connection this backend opens; migrations run without
-    /// it (and without the lock time-out).
-    ///
-    /// It also bounds how long a cancelled operation's connection keeps its slot in the pool
-    /// (see [Connections](crate#connections)): the server ends the statement within this time,
-    /// and a connection not back 5 s later is closed.
-    pub fn statement_timeout(mut self, timeout: Duration) -> Self {
-        self.statement_timeout = timeout;
-        self
-    }
-
-    /// Whether connecting creates the schema and applies the migrations it lacks (default
-    /// `true`). With `false`, nothing of the schema is changed: connecting fails with
-    /// `Unsupported` unless the schema is exactly at this build's version, saying whether it is
-    /// behind (which migrations are pending: apply them with `persist migrate up`, or one
-    /// instance connecting with `true`) or ahead (a newer build migrated it). For deployments
-    /// where migrations are a step of their own, run before the new instances start (see
-    /// `docs/migrations.md`).
-    pub fn migrate(mut self, migrate: bool) -> Self {
-        self.migrate = migrate;
-        self
-    }
-
-    /// Turns the full-text search index on or off (see `persist::search`): a GIN index over the
-    /// `tsvector` of every message's text, kept by every write in its transaction.
-    ///
-    /// The setting is the schema's (on for a new schema): an instance that does not call this
-    /// keeps it as it is, so a tool connecting for a moment (the `persist` command line) never
-    /// turns it back on or off. Connecting with `true` builds the index if it is missing
-    /// (`CREATE INDEX CONCURRENTLY`: writes go on meanwhile, and connecting waits as long as
-    /// the build takes, about a second per 100,000 messages, without the connection's
-    /// time-outs; instances connecting together take turns); with `false` it is dropped, so
-    /// writes cost nothing for it, and instances that connect afterwards answer searches
-    /// `Unsupported`. An instance connected while it was on still answers correctly after
-    /// another dropped it (by reading every message's text: slowly). An instance that does not
-    /// migrate ([`migrate(false)`](Self::migrate)) changes nothing: it searches as the schema's
-    /// settings say, and refuses (`InvalidInput`) settings of its own that differ.
-    pub fn search_index(mut self, keep: bool) -> Self {
-        self.search_index = Some(keep);
-        self
-    }
-
-    /// The text search configuration of the index and of searches (a new schema's is `simple`:
-    /// words lowercased, no stemming, no stop words; `english` stems and drops English stop
-    /// words). The schema's too: an instance that does not call this uses the schema's;
-    /// connecting with another one replaces it and rebuilds the index. `InvalidInput` naming
-    /// `search_config` when connecting, for a name the database does not know.
-    pub fn search_config(mut self, config: impl Into<String>) -> Self {
-        self.search_config = Some(config.into());
-        self
-    }
-
-    /// Where the schema stands against this build's migrations, read on one connection without
-    /// changing anything (a schema that does not exist is at version 0, everything pending).
-    ///
-    /// # Errors
-    ///
-    /// As [`connect`](Self::connect), for the URL and the schema's name; `Temporary` when the
-    /// server cannot be reached.
-    pub async fn schema_status(mut self) -> Result<SchemaStatus> {
-        let (options, schema) = self.target()?;
-        let connecting = tokio::time::timeout(self.acquire_timeout, PgConnection::connect_with(&options));
-        let mut conn = match connecting.await {
-            Ok(connected) => connected.map_err(|e| map_sqlx("connecting to read the schema's version", e))?,
-            Err(_) => {
-                return Err(PersistError::temporary(format!(
-                    "connecting to read the schema's version: no answer within {:?}",
-                    self.acquire_timeout
-                )));
-            }
-        };
-        let status = schema::status(&mut conn, &schema).await;
-        let _ = conn.close().await;
-        status
-    }
-
-    /// The connection options and the schema named by the URL and the builder.
-    fn target(&mut self) -> Result<(PgConnectOptions, String)> {
-        let (url, named) = split_schema(&self.url)?;
-        let schema = match (self.schema.take(), named) {
-            (Some(set), Some(named)) if set != named => {
-                return Err(PersistError::invalid(
-                    "schema",
-                    format!("the builder names schema {set:?} and the URL schema={named:?}: one store, one name"),
-                ));
-            }
-            (set, named) => set.or(named).unwrap_or_else(|| "public".to_owned()),
-        };
-        validate_schema(&schema)?;
-        let options = PgConnectOptions::from_str(&url)
-            .map_err(|e| PersistError::invalid("url", e.to_string()))?
-            // Each execution is planned with its own values (a custom plan). A plan cached per
-            // connection (generic) would halve the server's time per add (≈ 0.2 ms to plan,
-            // ≈ 0.2 ms to run; 32 clients inserted ≈ 2 100/s with custom plans against ≈ 4 100/s
-            // with the generic one, pgbench on this machine), but it is planned once, with the
-            // statistics of that moment: on a fresh database (tables never analyzed) the
-            // planner looked messages up by `(thread_id, seq)` and filtered on the id, so each
-            // add scanned its whole thread and slowed as threads grew (≈ 1 000/s to ≈ 300/s
-            // over 15 000 adds) until the next ANALYZE.
-            .options([
-                ("search_path", schema.clone()),
-                ("plan_cache_mode", "force_custom_plan".to_owned()),
-                ("lock_timeout", millis(self.lock_timeout)),
-                ("statement_timeout", millis(self.statement_timeout)),
-            ]);
-        // Seen in `pg_stat_activity`, unless the URL or `PGAPPNAME` names the application.
-        let options = match options.get_application_name() {
-            Some(_) => options,
-            None => options.application_name("persist"),
-        };
-        Ok((options, schema))
-    }
-
-    /// Connects, creates the schema if needed and applies the embedded migrations (under an
-    /// advisory lock, so instances starting together take turns); with
-    /// [`migrate(false)`](Self::migrate), only checks that the schema is at this build's version.
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for a malformed URL, a parameter it does not know, or a bad schema name
-    /// (or one other than the URL's `schema=`); `Temporary` when the server cannot be reached;
-    /// `Unsupported` when the schema was written by a newer version of this crate, or, with
-    /// `migrate(false)`, when it is not at this build's version.
-    pub async fn connect(mut self) -> Result<PostgresBackend> {
-        let (options, schema) = self.target()?;
-        // A statement ends on the server within `statement_timeout`; its connection is given
-        // a few seconds more to come back. Without a statement time-out, five minutes.
-        let drain_timeout = match self.statement_timeout {
-            Duration::ZERO => Duration::from_secs(300),
-            timeout => timeout + Duration::from_secs(5),
-        };
-        let pool = Pool::new(options, self.max_connections, self.min_connections, self.acquire_timeout, drain_timeout);
-        let mut conn = pool.acquire().await?;
-        let prepared = if self.migrate {
-            prepare_schema(&mut conn, &schema).await
-        } else {
-            match schema::status(&mut conn, &schema).await {
-                Ok(status) => status.require_current(&format!("schema {schema}")),
-                Err(error) => Err(error),
-            }
-        };
-        conn.release(&prepared);
-        prepared?;
-        let mut conn = pool.acquire().await?;
-        // Turned on again after an instance turned it off, the feed records a gap (a position
-        // burned, and everything up to it counted as removed): the writes made meanwhile have
-        // no events, so a reader resuming from before is told (`FeedGap`).
-        let enabled = sqlx::query(
-            "UPDATE persist_feed_state \
-                SET head = CASE WHEN $1 AND NOT enabled THEN greatest(head, trimmed) + 1 ELSE head END, \
-                    trimmed = CASE WHEN $1 AND NOT enabled THEN greatest(head, trimmed) + 1 ELSE trimmed END, \
-                    enabled = $1",
-        )
-        .bind(self.feed.is_some())
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx("turning the change feed on or off", e));
-        conn.release(&enabled);
-        enabled?;
-        // An instance that never changes the schema (`migrate(false)`) leaves the index as it is.
-        let mut conn = pool.acquire().await?;
-        let wanted = search::SearchWanted { index: self.search_index, config: self.search_config.clone() };
-        let searching = search::prepare(&mut conn, &wanted, self.migrate).await;
-        conn.release(&searching);
-        let searching = searching?;
-        let search_sql: Arc<str> = Arc::from(search::search_sql(searching.config));
-        pool.fill().await?;
-        let feed = self.feed.map(|retention| feed::Feed::start(&pool, &schema, retention));
-        Ok(PostgresBackend {
-            pool,
-            schema,
-            inserts: Arc::new(Inserts::new(self.max_insert_groups)),
-            updates: Arc::new(Inserts::new(self.max_insert_groups)),
-            feed,
-            statistics: Arc::default(),
-            search: searching.enabled,
-            search_sql,
-        })
-    }
-}
-
-/// A duration as PostgreSQL's setting text, in milliseconds (`0` disables).
-fn millis(duration: Duration) -> String {
-    format!("{}ms", duration.as_millis())
-}
+pub use crate::builder::PostgresBackendBuilder;
 
 /// The PostgreSQL backend; see the [crate docs](crate). Cloning shares the pool.
 #[derive(Clone)]
@@ -419,20 +142,7 @@ impl fmt::Debug for PostgresBackend {
 impl PostgresBackend {
     /// A builder for the database at `url` (`postgres://user:password@host:port/database`).
     pub fn builder(url: impl Into<String>) -> PostgresBackendBuilder {
-        PostgresBackendBuilder {
-            url: url.into(),
-            schema: None,
-            max_connections: 10,
-            min_connections: 0,
-            acquire_timeout: Duration::from_secs(5),
-            max_insert_groups: 4,
-            feed: Some(FeedRetention::default()),
-            lock_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(30),
-            migrate: true,
-            search_index: None,
-            search_config: None,
-        }
+        PostgresBackendBuilder::new(url.into())
     }
 
     /// Connects to `url` with default settings (the schema its `schema=` names, else `public`).

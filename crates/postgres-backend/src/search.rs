@@ -170,7 +170,7 @@ pub(crate) async fn prepare(conn: &mut PgConnection, wanted: &SearchWanted, migr
     .execute(&mut *conn)
     .await
     .map_err(map)?;
-    let prepared = index_as(conn, state, target).await;
+    let prepared = index_as(conn, target).await;
     let released = sqlx::raw_sql(
         "SELECT pg_advisory_unlock(hashtextextended('persist_search:' || current_schema(), 0)); \
          RESET lock_timeout; RESET statement_timeout",
@@ -182,10 +182,9 @@ pub(crate) async fn prepare(conn: &mut PgConnection, wanted: &SearchWanted, migr
 }
 
 /// Under the lock: the settings written, the index made to match `target`.
-async fn index_as(conn: &mut PgConnection, state: SearchState, target: SearchState) -> Result<()> {
+async fn index_as(conn: &mut PgConnection, target: SearchState) -> Result<()> {
     let map = |e| map_sqlx("preparing the search index", e);
     // Read again under the lock: another instance may have changed them meanwhile.
-    let _ = state;
     let state = read_state(conn).await?;
     if state != target {
         sqlx::query("UPDATE persist_search_state SET enabled = $1, config = $2::bigint::oid::regconfig")
