@@ -136,3 +136,45 @@ async fn prune_and_cleanup_send_their_requests_in_the_context_they_were_given() 
     }
     assert!(seen.iter().any(|(_, principal, _, _)| principal.as_deref() == Some("acme-admin")));
 }
+
+#[tokio::test]
+async fn a_scoped_handle_gives_every_call_one_consistency_its_own_or_the_contexts() {
+    use persist::layer::from_fn;
+    use persist::{CommitPosition, Consistency};
+    use std::sync::{Arc, Mutex};
+
+    // What each request reaching the store carries.
+    let seen: Arc<Mutex<Vec<Option<Consistency>>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    let pipeline = Pipeline::builder()
+        .layer(from_fn(move |args, next| {
+            log.lock().unwrap().push(args.context().consistency().cloned());
+            next.run(args)
+        }))
+        .build(MemoryBackend::new());
+
+    let acme = scoped(&pipeline, "acme");
+    say(&acme, "general", "hi").await;
+    acme.list(ListMessages::new(id("general"))).await.unwrap();
+    acme.clone().get_thread(GetThread::new(id("general"))).await.unwrap();
+    // Another handle has one of its own; a context's own is kept.
+    say(&scoped(&pipeline, "acme"), "general", "hi").await;
+    let given = Consistency::after(CommitPosition::new(42));
+    say(&pipeline.scoped(Context::new().with_consistency(given.clone())), "general", "hi").await;
+    // A plain call carries none.
+    pipeline.add(Add::new(id("general"), Role::User, Content::text("plain"))).await.unwrap();
+
+    let seen: Vec<Option<Consistency>> = std::mem::take(&mut *seen.lock().unwrap());
+    let [Some(a), Some(b), Some(c), Some(other), Some(kept), None] = &seen[..] else { panic!("{seen:?}") };
+    assert!(a.same(b) && a.same(c), "one handle, one consistency");
+    assert!(!a.same(other));
+    assert!(kept.same(&given));
+
+    // Serialized, a context carries the position it must see (a queue, another process).
+    let json = serde_json::to_value(Context::new().with_consistency(given)).unwrap();
+    assert_eq!(json["read_after"], "0/2A");
+    let back: Context = serde_json::from_value(json).unwrap();
+    assert_eq!(back.consistency().and_then(Consistency::position), Some(CommitPosition::new(42)));
+    let plain = serde_json::to_value(Context::new()).unwrap();
+    assert!(plain.get("read_after").is_none());
+}

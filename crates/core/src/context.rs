@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
+use crate::consistency::{CommitPosition, Consistency};
 use crate::model::id::{RequestId, TenantId};
 
 /// What every request carries besides its operation: a request id, who is asking, and typed
@@ -46,6 +47,7 @@ struct ContextInner {
     request_id: OnceLock<RequestId>,
     tenant: Option<TenantId>,
     principal: Option<Arc<str>>,
+    consistency: Option<Consistency>,
     extensions: http::Extensions,
 }
 
@@ -102,7 +104,7 @@ impl Context {
         self.get().and_then(|inner| inner.principal.as_deref())
     }
 
-    /// The same tenant, principal and extensions, with a request id of its own (generated on
+    /// The same tenant, principal, consistency and extensions, with a request id of its own (generated on
     /// first use): for a handle that sends many requests on behalf of one caller.
     pub fn renewed(&self) -> Self {
         match self.get() {
@@ -110,6 +112,7 @@ impl Context {
             Some(inner) => Self::new().edit(|fresh| {
                 fresh.tenant = inner.tenant.clone();
                 fresh.principal = inner.principal.clone();
+                fresh.consistency = inner.consistency.clone();
                 fresh.extensions = inner.extensions.clone();
             }),
         }
@@ -119,6 +122,18 @@ impl Context {
     pub fn with_principal(self, principal: impl Into<Arc<str>>) -> Self {
         let principal = principal.into();
         self.edit(|inner| inner.principal = Some(principal))
+    }
+
+    /// The commits this request must see when a copy of the store answers it (see
+    /// [`Consistency`]); `None` asks for nothing beyond what the backend guarantees itself.
+    pub fn consistency(&self) -> Option<&Consistency> {
+        self.get().and_then(|inner| inner.consistency.as_ref())
+    }
+
+    /// Carries `consistency`: a backend that answers reads from copies of the store records
+    /// this request's writes in it, and answers its reads from a copy that has them.
+    pub fn with_consistency(self, consistency: Consistency) -> Self {
+        self.edit(|inner| inner.consistency = Some(consistency))
     }
 
     /// Typed values attached by the host or by layers.
@@ -152,15 +167,20 @@ struct ContextRepr {
     tenant: Option<TenantId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     principal: Option<Arc<str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    read_after: Option<CommitPosition>,
 }
 
-/// Serializes the request id, tenant and principal; extensions are process-local and skipped.
+/// Serializes the request id, tenant, principal and the position its
+/// [consistency](Context::consistency) must see (`read_after`), read back as a consistency of
+/// its own; extensions are process-local and skipped.
 impl Serialize for Context {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
         ContextRepr {
             request_id: self.request_id().clone(),
             tenant: self.tenant().cloned(),
             principal: self.get().and_then(|inner| inner.principal.clone()),
+            read_after: self.consistency().and_then(Consistency::position),
         }
         .serialize(serializer)
     }
@@ -173,6 +193,7 @@ impl<'de> Deserialize<'de> for Context {
             inner.request_id = OnceLock::from(repr.request_id);
             inner.tenant = repr.tenant;
             inner.principal = repr.principal;
+            inner.consistency = repr.read_after.map(Consistency::after);
         }))
     }
 }

@@ -60,7 +60,10 @@
 //
 // - `model/`: the data every part names: ids, JSON rules, content, metadata, messages and
 //   threads, pages, the error type, the operation labels.
-// - `context.rs`: the `Context` every request carries (request id, tenant, extensions).
+// - `consistency.rs`: commit positions, and the consistency a request carries so that a read
+//   from a lagging copy of the store still sees its caller's writes.
+// - `context.rs`: the `Context` every request carries (request id, tenant, consistency,
+//   extensions).
 // - `feed/`: the change feed: its events, reads and pages, retention, the in-memory feed, the
 //   hub that wakes subscribers, and subscriptions.
 // - `request/`: what a caller asks, family by family (`write`, `read`, `session`, `restore`,
@@ -77,6 +80,7 @@
 // - `layer/`: the ready-made layers, one folder or file each.
 mod model;
 
+mod consistency;
 mod context;
 
 pub mod feed;
@@ -93,6 +97,7 @@ pub mod live;
 
 pub mod layer;
 
+pub use self::consistency::{CommitPosition, Consistency};
 pub use self::context::Context;
 pub use self::model::error::{BoxError, PersistError, Result};
 pub use self::model::id::{

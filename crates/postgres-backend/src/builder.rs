@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use persist_core::feed::FeedRetention;
 use persist_core::maintenance::SchemaStatus;
-use persist_core::{PersistError, Result};
+use persist_core::{Consistency, PersistError, Result};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::error::map_sqlx;
 use crate::group::Inserts;
 use crate::pool::Pool;
+use crate::replicas::{Freshness, Replicas};
 use crate::schema::{self, prepare_schema, split_schema, validate_schema};
 use crate::{PostgresBackend, feed, search};
 
@@ -35,6 +36,11 @@ pub struct PostgresBackendBuilder {
     migrate: bool,
     search_index: Option<bool>,
     search_config: Option<String>,
+    /// The standbys' URLs (see [`replica`](Self::replica)).
+    replicas: Vec<String>,
+    replica_wait: Duration,
+    freshness: Freshness,
+    consistency: Option<Consistency>,
 }
 
 impl PostgresBackendBuilder {
@@ -53,6 +59,10 @@ impl PostgresBackendBuilder {
             migrate: true,
             search_index: None,
             search_config: None,
+            replicas: Vec::new(),
+            replica_wait: Duration::from_millis(500),
+            freshness: Freshness::Handle,
+            consistency: None,
         }
     }
 
@@ -176,6 +186,43 @@ impl PostgresBackendBuilder {
         self
     }
 
+    /// A hot standby of this database that answers reads (call again for each one): the
+    /// reads of messages, threads, branches, summaries and searches go to the standbys (in
+    /// turn), writes and every other request to the primary. See
+    /// [Replicas](crate#replicas).
+    ///
+    /// The URL names the standby's server (user, password, options as for the primary's); the
+    /// store's schema is the primary's, and a `schema=` naming another one is refused when
+    /// connecting (`InvalidInput` naming `replica`). A standby that cannot be reached when
+    /// connecting is no error: its reads go to the others or the primary until it answers.
+    pub fn replica(mut self, url: impl Into<String>) -> Self {
+        self.replicas.push(url.into());
+        self
+    }
+
+    /// How long a read waits for a standby to replay the writes it must see before the primary
+    /// answers it instead (default 500 ms; zero never waits). Reaching a standby is bounded by
+    /// the longer of this and a second.
+    pub fn replica_wait(mut self, wait: Duration) -> Self {
+        self.replica_wait = wait;
+        self
+    }
+
+    /// Which writes a read from a standby must see besides its request's
+    /// [`Consistency`] (default [`Freshness::Handle`]: every write of this handle).
+    pub fn freshness(mut self, freshness: Freshness) -> Self {
+        self.freshness = freshness;
+        self
+    }
+
+    /// The [`Consistency`] recording this handle's writes (default: one of its own). Handles
+    /// given clones of one consistency read each other's writes from the standbys, as one
+    /// handle reads its own.
+    pub fn consistency(mut self, consistency: Consistency) -> Self {
+        self.consistency = Some(consistency);
+        self
+    }
+
     /// Where the schema stands against this build's migrations, read on one connection without
     /// changing anything (a schema that does not exist is at version 0, everything pending).
     ///
@@ -213,8 +260,14 @@ impl PostgresBackendBuilder {
             (set, named) => set.or(named).unwrap_or_else(|| "public".to_owned()),
         };
         validate_schema(&schema)?;
-        let options = PgConnectOptions::from_str(&url)
-            .map_err(|e| PersistError::invalid("url", e.to_string()))?
+        let options = self.options(&url, "url", &schema)?;
+        Ok((options, schema))
+    }
+
+    /// The options of every connection to the server at `url` (`field` names it in errors).
+    fn options(&self, url: &str, field: &'static str, schema: &str) -> Result<PgConnectOptions> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| PersistError::invalid(field, e.to_string()))?
             // Each execution is planned with its own values (a custom plan). A plan cached per
             // connection (generic) would halve the server's time per add (≈ 0.2 ms to plan,
             // ≈ 0.2 ms to run; 32 clients inserted ≈ 2 100/s with custom plans against ≈ 4 100/s
@@ -224,17 +277,36 @@ impl PostgresBackendBuilder {
             // add scanned its whole thread and slowed as threads grew (≈ 1 000/s to ≈ 300/s
             // over 15 000 adds) until the next ANALYZE.
             .options([
-                ("search_path", schema.clone()),
+                ("search_path", schema.to_owned()),
                 ("plan_cache_mode", "force_custom_plan".to_owned()),
                 ("lock_timeout", millis(self.lock_timeout)),
                 ("statement_timeout", millis(self.statement_timeout)),
             ]);
         // Seen in `pg_stat_activity`, unless the URL or `PGAPPNAME` names the application.
-        let options = match options.get_application_name() {
+        Ok(match options.get_application_name() {
             Some(_) => options,
             None => options.application_name("persist"),
-        };
-        Ok((options, schema))
+        })
+    }
+
+    /// The standbys' pools (nothing opened yet).
+    fn replica_pools(&self, schema: &str, drain_timeout: Duration) -> Result<Vec<Pool>> {
+        let reach = self.replica_wait.max(Duration::from_secs(1));
+        let mut pools = Vec::with_capacity(self.replicas.len());
+        for url in &self.replicas {
+            let (url, named) = split_schema(url).map_err(|e| PersistError::invalid("replica", e.to_string()))?;
+            if let Some(named) = named.filter(|named| named != schema) {
+                return Err(PersistError::invalid(
+                    "replica",
+                    format!(
+                        "a replica's URL names schema={named:?}, the store's is {schema:?}: a standby holds the same store"
+                    ),
+                ));
+            }
+            let options = self.options(&url, "replica", schema)?;
+            pools.push(Pool::new(options, self.max_connections, 0, reach, drain_timeout));
+        }
+        Ok(pools)
     }
 
     /// Connects, creates the schema if needed and applies the embedded migrations (under an
@@ -255,6 +327,7 @@ impl PostgresBackendBuilder {
             Duration::ZERO => Duration::from_secs(300),
             timeout => timeout + Duration::from_secs(5),
         };
+        let replica_pools = self.replica_pools(&schema, drain_timeout)?;
         let pool = Pool::new(options, self.max_connections, self.min_connections, self.acquire_timeout, drain_timeout);
         let mut conn = pool.acquire().await?;
         let prepared = if self.migrate {
@@ -290,6 +363,17 @@ impl PostgresBackendBuilder {
         conn.release(&searching);
         let searching = searching?;
         let search_sql: Arc<str> = Arc::from(search::search_sql(searching.config));
+        let replicas = if replica_pools.is_empty() {
+            None
+        } else {
+            let mut conn = pool.acquire().await?;
+            let handle = self.consistency.take().unwrap_or_default();
+            let replicas = Replicas::new(replica_pools, &mut conn, self.replica_wait, self.freshness, handle).await;
+            conn.release(&replicas);
+            let replicas = replicas?;
+            replicas.connected(&pool).await?;
+            Some(Arc::new(replicas))
+        };
         pool.fill().await?;
         let feed = self.feed.map(|retention| feed::Feed::start(&pool, &schema, retention));
         Ok(PostgresBackend {
@@ -301,6 +385,7 @@ impl PostgresBackendBuilder {
             statistics: Arc::default(),
             search: searching.enabled,
             search_sql,
+            replicas,
         })
     }
 }

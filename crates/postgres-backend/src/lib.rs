@@ -58,6 +58,55 @@
 //! `persist` in `pg_stat_activity` unless the URL (or `PGAPPNAME`) gives an
 //! `application_name`.
 //!
+//! # Replicas
+//!
+//! With [`replica`](PostgresBackendBuilder::replica), hot standbys streaming from this
+//! database answer the reads of messages, threads, branches, summaries and searches; writes,
+//! session bindings, the change feed, the search for stranded reservations and pings stay on
+//! the primary (a stale session binding would resume a session another instance invalidated).
+//!
+//! Reads never go back in time past a write they must see. Each write, once committed, reads
+//! the primary's WAL position (one more round trip, only with replicas) and records it in the
+//! handle's [`Consistency`] and the request's
+//! ([`Context::consistency`]; a [`Scoped`](persist_core::Scoped) handle carries one for all its
+//! calls). A read must see the newer of the two (only the request's with
+//! [`Freshness::Request`]): a standby known to have replayed that far answers it; otherwise it
+//! waits for one to get there, up to [`replica_wait`](PostgresBackendBuilder::replica_wait),
+//! and then the primary answers. Across requests and instances, carry the position yourself:
+//!
+//! ```no_run
+//! use persist::{args::Add, read::ListMessages, CommitPosition, Consistency, Content, Context, Pipeline, Role, ThreadId};
+//! use persist::postgres::PostgresBackend;
+//!
+//! # async fn run() -> Result<(), persist::PersistError> {
+//! let backend = PostgresBackend::builder("postgres://app@primary.internal/chat")
+//!     .replica("postgres://app@standby-1.internal/chat")
+//!     .replica("postgres://app@standby-2.internal/chat")
+//!     .connect()
+//!     .await?;
+//! let pipeline = Pipeline::new(backend);
+//! let thread = ThreadId::new("t1")?;
+//!
+//! // A request that writes: its consistency records where the write committed.
+//! let seen = Consistency::new();
+//! let ctx = Context::new().with_consistency(seen.clone());
+//! pipeline.add(Add::new(thread.clone(), Role::User, Content::text("hi")).with_context(ctx)).await?;
+//! let cookie = seen.position().map(|position| position.to_string()); // e.g. "0/3A1F2C8"
+//!
+//! // A later request, on any instance, with the cookie: its reads see that write.
+//! let after: CommitPosition = cookie.as_deref().unwrap_or("0/0").parse()?;
+//! let ctx = Context::new().with_consistency(Consistency::after(after));
+//! let page = pipeline.list(ListMessages::new(thread).with_context(ctx)).await?;
+//! assert_eq!(page.items.len(), 1);
+//! # Ok(()) }
+//! ```
+//!
+//! A standby that cannot be reached, loses a connection or was promoted is left alone for a
+//! second (doubling while it keeps failing, up to thirty), its reads answered by the others or
+//! the primary; a read a standby cancels (a recovery conflict) is read again on the primary.
+//! [`PostgresBackend::replica_stats`] counts how reads were answered (also counted as
+//! `persist_replica_reads_total{outcome}` through the `metrics` facade).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -87,6 +136,7 @@ mod migrations;
 mod ops;
 mod pool;
 mod reads;
+mod replicas;
 mod rows;
 mod schema;
 mod search;
@@ -106,7 +156,10 @@ use persist_core::session::{
     StoredBinding,
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
-use persist_core::{Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, Thread};
+use persist_core::{
+    Backend, Capabilities, Consistency, Context, Message, Page, PersistArgs, PersistError, PersistResult, Result,
+    Thread,
+};
 use sqlx::{Connection, PgConnection};
 
 use crate::error::map_sqlx;
@@ -114,6 +167,7 @@ use crate::group::Inserts;
 use crate::pool::Pool;
 
 pub use crate::builder::PostgresBackendBuilder;
+pub use crate::replicas::{Freshness, ReplicaStats};
 
 /// The PostgreSQL backend; see the [crate docs](crate). Cloning shares the pool.
 #[derive(Clone)]
@@ -131,6 +185,8 @@ pub struct PostgresBackend {
     search: bool,
     /// The search statement, with the schema's text search configuration written out.
     search_sql: Arc<str>,
+    /// The hot standbys answering reads; `None` without any.
+    replicas: Option<Arc<replicas::Replicas>>,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -159,13 +215,23 @@ impl PostgresBackend {
         &self.schema
     }
 
-    /// Closes the pool, waiting for connections in use to be returned, and stops the change
-    /// feed's listener (closing its connection).
+    /// Closes the pool (and the standbys'), waiting for connections in use to be returned,
+    /// and stops the change feed's listener (closing its connection).
     pub async fn close(&self) {
         if let Some(feed) = &self.feed {
             feed.stop();
         }
         self.pool.close().await;
+        if let Some(replicas) = &self.replicas {
+            replicas.close().await;
+        }
+    }
+
+    /// How this handle's reads were answered since it connected: by a standby at once or after
+    /// waiting, or by the primary because none had replayed in time or none could answer
+    /// (all zero without [replicas](PostgresBackendBuilder::replica)).
+    pub fn replica_stats(&self) -> ReplicaStats {
+        self.replicas.as_ref().map(|replicas| replicas.stats()).unwrap_or_default()
     }
 
     /// Applies the change feed's retention now (it also runs every few seconds while anyone
@@ -200,6 +266,39 @@ impl PostgresBackend {
         }
     }
 
+    /// Records a committed write's position for the reads that must see it (with standbys).
+    async fn committed(&self, request: Option<&Consistency>) {
+        if let Some(replicas) = &self.replicas {
+            replicas.committed(&self.pool, request).await;
+        }
+    }
+
+    /// A write other than `apply`'s (sessions), its position recorded as `apply` does.
+    async fn write_on<T>(
+        &self,
+        context: &Context,
+        operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T>,
+    ) -> Result<T> {
+        let answer = self.with(operation).await;
+        if answer.is_ok() {
+            self.committed(context.consistency()).await;
+        }
+        answer
+    }
+
+    /// Runs a read that a standby may answer (see [Replicas](crate#replicas)) on a standby that
+    /// has what `context` must see, or on the primary.
+    async fn read<T>(
+        &self,
+        context: &Context,
+        read: impl AsyncFnOnce(&mut PgConnection) -> Result<T> + Clone,
+    ) -> Result<T> {
+        match &self.replicas {
+            Some(replicas) => replicas.read(&self.pool, context, read).await,
+            None => self.with(read).await,
+        }
+    }
+
     /// Runs `operation` on a connection of the pool, then gives the connection back (or
     /// closes it, if the operation lost it).
     async fn with<T>(&self, operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
@@ -216,9 +315,13 @@ fn feed_off() -> PersistError {
 
 impl Backend for PostgresBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
+        let request = self.replicas.as_ref().and(args.context().consistency().cloned());
         let answer = self.write(args).await;
         if let Some(feed) = &self.feed {
             feed.kick();
+        }
+        if answer.is_ok() {
+            self.committed(request.as_ref()).await;
         }
         answer
     }
@@ -235,25 +338,25 @@ impl Backend for PostgresBackend {
     }
 
     async fn get(&self, query: GetMessage) -> Result<Option<Message>> {
-        self.with(async |conn| reads::get(conn, &query).await).await
+        self.read(&query.context, async |conn| reads::get(conn, &query).await).await
     }
 
     async fn get_thread(&self, query: GetThread) -> Result<Option<Thread>> {
-        self.with(async |conn| reads::get_thread(conn, &query).await).await
+        self.read(&query.context, async |conn| reads::get_thread(conn, &query).await).await
     }
 
     async fn list(&self, query: ListMessages) -> Result<Page<Message>> {
         match &query.branch {
             Some(branch) => {
                 let read = async |conn: &mut PgConnection| branches::list_branch(conn, &query, branch).await;
-                self.with(async |conn| branches::in_one_snapshot(conn, read).await).await
+                self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
             }
-            None => self.with(async |conn| reads::list(conn, &query).await).await,
+            None => self.read(&query.context, async |conn| reads::list(conn, &query).await).await,
         }
     }
 
     async fn threads(&self, query: ListThreads) -> Result<Page<Thread, ThreadCursor>> {
-        self.with(async |conn| reads::threads(conn, &query).await).await
+        self.read(&query.context, async |conn| reads::threads(conn, &query).await).await
     }
 
     async fn search(&self, query: Search) -> Result<Page<SearchHit, SearchCursor>> {
@@ -261,12 +364,12 @@ impl Backend for PostgresBackend {
             query.validate()?;
             return Err(search::search_off());
         }
-        self.with(async |conn| search::search(conn, &self.search_sql, &query).await).await
+        self.read(&query.context, async |conn| search::search(conn, &self.search_sql, &query).await).await
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let read = async |conn: &mut PgConnection| branches::branches(conn, &query).await;
-        self.with(async |conn| branches::in_one_snapshot(conn, read).await).await
+        self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -276,12 +379,12 @@ impl Backend for PostgresBackend {
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {
-        self.with(async |conn| summaries::summaries(conn, &query).await).await
+        self.read(&query.context, async |conn| summaries::summaries(conn, &query).await).await
     }
 
     async fn compacted(&self, query: ReadCompacted) -> Result<Compacted> {
         let read = async |conn: &mut PgConnection| summaries::compacted(conn, &query).await;
-        self.with(async |conn| branches::in_one_snapshot(conn, read).await).await
+        self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
     }
 
     async fn lease(&self, lease: Lease) -> Result<Option<Leased>> {
@@ -302,7 +405,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
-        self.with(async |conn| ops::bind(conn, &bind).await).await
+        self.write_on(&bind.context, async |conn| ops::bind(conn, &bind).await).await
     }
 
     async fn resolve(&self, query: Resolve) -> Result<Resolution> {
@@ -316,13 +419,16 @@ impl Backend for PostgresBackend {
     async fn reset_session(&self, request: ResetSession) -> Result<bool> {
         let ResetSession { agent_id, thread_id, context, .. } = request;
         let tenant = context.tenant();
-        self.with(async |conn| ops::mark(conn, tenant, &agent_id, &thread_id, None, BindingState::Reset).await).await
+        self.write_on(&context, async |conn| {
+            ops::mark(conn, tenant, &agent_id, &thread_id, None, BindingState::Reset).await
+        })
+        .await
     }
 
     async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
         let InvalidateSession { agent_id, thread_id, session_id, context, .. } = request;
         let tenant = context.tenant();
-        self.with(async |conn| {
+        self.write_on(&context, async |conn| {
             ops::mark(conn, tenant, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
         })
         .await

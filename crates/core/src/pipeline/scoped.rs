@@ -21,7 +21,9 @@ use crate::session::{
 
 /// A [`Pipeline`] handle scoped to a [`Context`]: every write and read it sends carries that
 /// context (its tenant, principal and extensions, with a request id of its own per call),
-/// whatever context the request was built with. It offers no way to send an unscoped call, so
+/// whatever context the request was built with, and one [`Consistency`](crate::Consistency)
+/// (the context's, or one of the handle's own): its reads see its writes even when a copy of
+/// the store that lags answers them (replicas). It offers no way to send an unscoped call, so
 /// a request handler given a `Scoped` for the caller's tenant cannot forget the tenant.
 ///
 /// Nothing across tenants goes through it: a listing of threads, a search for stranded
@@ -66,6 +68,11 @@ macro_rules! scoped_call {
 
 impl Scoped {
     pub(crate) fn new(pipeline: Pipeline, context: Context) -> Self {
+        // The handle's calls see each other's writes, whichever copy of the store answers.
+        let context = match context.consistency() {
+            Some(_) => context,
+            None => context.with_consistency(crate::Consistency::new()),
+        };
         Self { pipeline, context }
     }
 

@@ -126,3 +126,65 @@ impl Factory for PostgresFactory {
         drop_schema(&schema).await;
     }
 }
+
+/// The replica-read tests' hot standby: `$PERSIST_POSTGRES_REPLICA_URL` (default
+/// `postgres://postgres@127.0.0.1:5433/test`, the standby `.ci/replica` starts).
+#[allow(dead_code)] // used by the replica tests
+pub(crate) const REPLICA_VARIABLE: &str = "PERSIST_POSTGRES_REPLICA_URL";
+
+#[allow(dead_code)] // used by the replica tests
+pub(crate) fn replica_url() -> String {
+    std::env::var(REPLICA_VARIABLE).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5433/test".to_owned())
+}
+
+/// A connection to the standby, or `Unavailable` (outside CI) when there is none; in CI a
+/// missing standby fails the tests.
+#[allow(dead_code)] // used by the replica tests
+pub(crate) async fn replica_admin() -> Result<PgConnection, BoxError> {
+    let url = replica_url();
+    let why = match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url)).await {
+        Ok(Ok(conn)) => return Ok(conn),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    if std::env::var_os("CI").is_some() {
+        return Err(format!("a PostgreSQL standby at {url} is required in CI (.ci/replica starts one): {why}").into());
+    }
+    static NOTICE: Once = Once::new();
+    NOTICE.call_once(|| {
+        use std::io::Write;
+        let notice = format!(
+            "SKIPPED PostgreSQL replica tests: no standby at {url} ({why}); run .ci/replica or set {REPLICA_VARIABLE}"
+        );
+        let _ = writeln!(std::io::stderr(), "{notice}");
+    });
+    Err(Box::new(Unavailable(format!("no PostgreSQL standby at {url}"))))
+}
+
+/// One schema per check, every handle reading from the standby; the handles of one schema
+/// share one consistency, so each reads the others' writes as its own.
+#[allow(dead_code)] // used by replica_conformance.rs
+pub(crate) struct ReplicaFactory;
+
+impl Factory for ReplicaFactory {
+    type Backend = PostgresBackend;
+    type Storage = (String, persist_core::Consistency);
+
+    async fn create(&self) -> Result<Self::Storage, BoxError> {
+        let _ = admin().await?.close().await;
+        let _ = replica_admin().await?.close().await;
+        Ok((schema_name(), persist_core::Consistency::new()))
+    }
+
+    async fn open(&self, (schema, seen): &Self::Storage) -> Result<PostgresBackend, BoxError> {
+        let builder = PostgresBackend::builder(url()).schema(schema.clone()).max_connections(8);
+        // Waits as long as a check may: a read the standby cannot answer in time is the
+        // primary's, so the checks pass either way; the replica tests count which answered.
+        let builder = builder.replica(replica_url()).consistency(seen.clone()).replica_wait(Duration::from_secs(2));
+        Ok(builder.connect().await?)
+    }
+
+    async fn dispose(&self, (schema, _): Self::Storage) {
+        drop_schema(&schema).await;
+    }
+}

@@ -7,6 +7,11 @@
 //! | `persist_content_bytes` | histogram | `op` (`add`, `update_content`): size of the content as JSON |
 //! | `persist_read_rows` | histogram | `op` (`get`, `get_thread`, `list`, `threads`, `find_stranded`): messages or threads a read answered |
 //!
+//! Beside these, the PostgreSQL backend with read replicas counts how its reads were answered,
+//! through the same `metrics` facade (so the same recorder), whether or not this layer is
+//! stacked: `persist_replica_reads_total` (counter; `outcome`: `replica`, `waited`, `lagging`,
+//! `down`).
+//!
 //! The handles are registered once, when the layer is created: install your recorder
 //! (`metrics::set_global_recorder`, an exporter) **before** building the pipeline. Without a
 //! recorder every handle is a no-op, and a write's duration is not timed at all: the layer
