@@ -136,6 +136,16 @@ impl Context {
         self.edit(|inner| inner.consistency = Some(consistency))
     }
 
+    /// The same context with a [`Consistency`] of its own when it carries none: the requests an
+    /// operation derives from it ([`renewed`](Self::renewed)) share it, so each sees the
+    /// writes before it even when a copy of the store that lags answers it.
+    pub(crate) fn consistent(self) -> Self {
+        match self.consistency() {
+            Some(_) => self,
+            None => self.with_consistency(Consistency::new()),
+        }
+    }
+
     /// Typed values attached by the host or by layers.
     pub fn extensions(&self) -> &http::Extensions {
         static EMPTY: std::sync::LazyLock<http::Extensions> = std::sync::LazyLock::new(http::Extensions::new);

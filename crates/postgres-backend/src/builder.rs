@@ -191,8 +191,9 @@ impl PostgresBackendBuilder {
     /// turn), writes and every other request to the primary. See
     /// [Replicas](crate#replicas).
     ///
-    /// The URL names the standby's server (user, password, options as for the primary's); the
-    /// store's schema is the primary's, and a `schema=` naming another one is refused when
+    /// The URL names one standby server (user, password, options as for the primary's; not a
+    /// load balancer in front of several, whose positions would mix); the store's schema is
+    /// the primary's, and a `schema=` naming another one is refused when
     /// connecting (`InvalidInput` naming `replica`). A standby that cannot be reached when
     /// connecting is no error: its reads go to the others or the primary until it answers.
     pub fn replica(mut self, url: impl Into<String>) -> Self {
@@ -368,7 +369,12 @@ impl PostgresBackendBuilder {
         } else {
             let mut conn = pool.acquire().await?;
             let handle = self.consistency.take().unwrap_or_default();
-            let replicas = Replicas::new(replica_pools, &mut conn, self.replica_wait, self.freshness, handle).await;
+            // A standby's read is bounded on this side too (a standby cut off by the network
+            // answers nothing, and its statement time-out never fires).
+            let read_limit =
+                (!self.statement_timeout.is_zero()).then(|| self.statement_timeout + Duration::from_secs(5));
+            let replicas =
+                Replicas::new(replica_pools, &mut conn, self.replica_wait, read_limit, self.freshness, handle).await;
             conn.release(&replicas);
             let replicas = replicas?;
             replicas.connected(&pool).await?;

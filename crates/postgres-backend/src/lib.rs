@@ -66,13 +66,15 @@
 //! the primary (a stale session binding would resume a session another instance invalidated).
 //!
 //! Reads never go back in time past a write they must see. Each write, once committed, reads
-//! the primary's WAL position (one more round trip, only with replicas) and records it in the
-//! handle's [`Consistency`] and the request's
+//! the primary's WAL position (one more round trip, only with replicas, shared by the writes
+//! committed together) and records it in the handle's [`Consistency`] and the request's
 //! ([`Context::consistency`]; a [`Scoped`](persist_core::Scoped) handle carries one for all its
-//! calls). A read must see the newer of the two (only the request's with
-//! [`Freshness::Request`]): a standby known to have replayed that far answers it; otherwise it
-//! waits for one to get there, up to [`replica_wait`](PostgresBackendBuilder::replica_wait),
-//! and then the primary answers. Across requests and instances, carry the position yourself:
+//! calls, as do live replies and the operations composed of several requests). A read must see
+//! the newer of the two (only the request's with [`Freshness::Request`]): a standby known to
+//! have replayed that far answers it; otherwise it waits for one to get there, up to
+//! [`replica_wait`](PostgresBackendBuilder::replica_wait), and then the primary answers. A
+//! write whose position was not read (it failed, its caller gave up) makes the next read ask
+//! the primary first. Across requests and instances, carry the position yourself:
 //!
 //! ```no_run
 //! use persist::{args::Add, read::ListMessages, CommitPosition, Consistency, Content, Context, Pipeline, Role, ThreadId};
@@ -101,11 +103,12 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A standby that cannot be reached, loses a connection or was promoted is left alone for a
-//! second (doubling while it keeps failing, up to thirty), its reads answered by the others or
-//! the primary; a read a standby cancels (a recovery conflict) is read again on the primary.
-//! [`PostgresBackend::replica_stats`] counts how reads were answered (also counted as
-//! `persist_replica_reads_total{outcome}` through the `metrics` facade).
+//! A standby that cannot be reached, loses a connection, does not answer within the statement
+//! time-out (plus 5 s) or was promoted is left alone for a second (doubling while it keeps
+//! failing, up to thirty), its reads answered by the others or the primary; a read a standby
+//! cancels (a recovery conflict) or that finds its pool full is read on the primary. One
+//! server per URL. [`PostgresBackend::replica_stats`] counts how reads were answered (also
+//! counted as `persist_replica_reads_total{outcome}` through the `metrics` facade).
 //!
 //! # Example
 //!
@@ -266,22 +269,15 @@ impl PostgresBackend {
         }
     }
 
-    /// Records a committed write's position for the reads that must see it (with standbys).
-    async fn committed(&self, request: Option<&Consistency>) {
-        if let Some(replicas) = &self.replicas {
-            replicas.committed(&self.pool, request).await;
-        }
-    }
-
-    /// A write other than `apply`'s (sessions), its position recorded as `apply` does.
-    async fn write_on<T>(
-        &self,
-        context: &Context,
-        operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T>,
-    ) -> Result<T> {
-        let answer = self.with(operation).await;
+    /// Runs `write`, recording its position for the reads that must see it (with standbys):
+    /// a write that fails or whose caller gives up before its position is read leaves it
+    /// unrecorded, and the next read asks the primary for its position first.
+    async fn recorded<T>(&self, request: Option<&Consistency>, write: impl Future<Output = Result<T>>) -> Result<T> {
+        let Some(replicas) = &self.replicas else { return write.await };
+        let pending = replicas.pending();
+        let answer = write.await;
         if answer.is_ok() {
-            self.committed(context.consistency()).await;
+            pending.committed(&self.pool, request).await;
         }
         answer
     }
@@ -316,21 +312,30 @@ fn feed_off() -> PersistError {
 impl Backend for PostgresBackend {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
         let request = self.replicas.as_ref().and(args.context().consistency().cloned());
-        let answer = self.write(args).await;
-        if let Some(feed) = &self.feed {
-            feed.kick();
-        }
-        if answer.is_ok() {
-            self.committed(request.as_ref()).await;
-        }
-        answer
+        let write = async {
+            let answer = self.write(args).await;
+            if let Some(feed) = &self.feed {
+                feed.kick();
+            }
+            answer
+        };
+        self.recorded(request.as_ref(), write).await
     }
 
     async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {
-        match &self.feed {
-            Some(feed) => feed.read(&self.pool, &query).await,
-            None => Err(feed_off()),
+        let page = match &self.feed {
+            Some(feed) => feed.read(&self.pool, &query).await?,
+            None => return Err(feed_off()),
+        };
+        // The feed is read on the primary: a request that goes on to read what its events name
+        // (a live reply's message) reads it from a standby that has it. Told of changes (events,
+        // or a first read of a feed that holds some), it must see them.
+        if let (Some(replicas), Some(request)) = (&self.replicas, query.context.consistency())
+            && (!page.events.is_empty() || (query.after == 0 && page.head > 0))
+        {
+            replicas.seen(&self.pool, request).await?;
         }
+        Ok(page)
     }
 
     fn feed_hub(&self) -> Option<FeedHub> {
@@ -405,7 +410,8 @@ impl Backend for PostgresBackend {
     }
 
     async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
-        self.write_on(&bind.context, async |conn| ops::bind(conn, &bind).await).await
+        let write = self.with(async |conn| ops::bind(conn, &bind).await);
+        self.recorded(bind.context.consistency(), write).await
     }
 
     async fn resolve(&self, query: Resolve) -> Result<Resolution> {
@@ -419,18 +425,17 @@ impl Backend for PostgresBackend {
     async fn reset_session(&self, request: ResetSession) -> Result<bool> {
         let ResetSession { agent_id, thread_id, context, .. } = request;
         let tenant = context.tenant();
-        self.write_on(&context, async |conn| {
-            ops::mark(conn, tenant, &agent_id, &thread_id, None, BindingState::Reset).await
-        })
-        .await
+        let write =
+            self.with(async |conn| ops::mark(conn, tenant, &agent_id, &thread_id, None, BindingState::Reset).await);
+        self.recorded(context.consistency(), write).await
     }
 
     async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
         let InvalidateSession { agent_id, thread_id, session_id, context, .. } = request;
         let tenant = context.tenant();
-        self.write_on(&context, async |conn| {
+        let write = self.with(async |conn| {
             ops::mark(conn, tenant, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
-        })
-        .await
+        });
+        self.recorded(context.consistency(), write).await
     }
 }

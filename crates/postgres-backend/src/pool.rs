@@ -111,7 +111,7 @@ impl Pool {
         let permit = match tokio::time::timeout(self.inner.acquire_timeout, permits.acquire_owned()).await {
             Ok(Ok(permit)) => permit,
             Ok(Err(_)) => return Err(closed()),
-            Err(_) => return Err(PersistError::temporary("no PostgreSQL connection became free in time")),
+            Err(_) => return Err(PersistError::temporary(BUSY)),
         };
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(closed());
@@ -304,6 +304,16 @@ fn retire(conn: PgConnection) {
             let _ = tokio::time::timeout(Duration::from_secs(5), conn.close()).await;
         });
     }
+}
+
+/// The error of an [`acquire`](Pool::acquire) that found every connection busy until its
+/// time-out: the server is there, the pool is full.
+const BUSY: &str = "no PostgreSQL connection became free in time";
+
+/// Whether `error` is an [`acquire`](Pool::acquire) that found every connection busy (not a
+/// server that cannot be reached).
+pub(crate) fn is_busy(error: &PersistError) -> bool {
+    matches!(error, PersistError::Temporary { message, source: None } if message == BUSY)
 }
 
 /// Whether `error` says the connection itself failed (lost, or the protocol broke), so it must

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 
+use persist::args::{Reserve, UpdateContent};
+use persist::live::{FollowReply, ReplyChunk};
 use persist::read::ListMessages;
 use persist::session::{Bind, Resolution, Resolve};
 use persist::{
@@ -97,20 +99,30 @@ async fn resume(standby: &mut PgConnection) {
     sqlx::query("SELECT pg_wal_replay_resume()").execute(&mut *standby).await.unwrap();
 }
 
-/// Waits until the standby has replayed everything the primary has flushed.
+/// Waits until the standby has replayed everything the primary has written: its WAL insert
+/// position now, taken back to the page boundary when it points past a page's header (as the
+/// backend takes the positions it records).
 async fn caught_up(standby: &mut PgConnection) {
     let mut primary = admin().await.unwrap();
-    let flushed: i64 = sqlx::query_scalar("SELECT (pg_current_wal_flush_lsn() - '0/0')::bigint")
-        .fetch_one(&mut primary)
-        .await
-        .unwrap();
+    let (inserted, block, segment): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint, current_setting('wal_block_size')::bigint, \
+                (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')",
+    )
+    .fetch_one(&mut primary)
+    .await
+    .unwrap();
     let _ = primary.close().await;
-    for _ in 0..1000 {
+    let target = match (inserted % segment, inserted % block) {
+        (40, _) => inserted - 40,
+        (in_segment, 24) if in_segment >= block => inserted - 24,
+        _ => inserted,
+    };
+    for _ in 0..2000 {
         let replayed: i64 = sqlx::query_scalar("SELECT (pg_last_wal_replay_lsn() - '0/0')::bigint")
             .fetch_one(&mut *standby)
             .await
             .unwrap();
-        if replayed >= flushed {
+        if replayed >= target {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -220,20 +232,20 @@ async fn a_position_carried_to_another_instance_is_awaited() {
     // Without it, the other instance reads the standby as it is.
     assert!(texts(&reader, ListMessages::new(thread.clone())).await.is_empty());
 
-    // With it, the read waits for the standby to replay the write (resumed 200 ms later),
-    // and the standby answers.
-    let resumer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        resume(&mut standby).await;
-        standby
-    });
-    let started = Instant::now();
+    // With it, the read waits for the standby to replay the write: still waiting 300 ms on,
+    // answered by the standby once it replays again.
     let ctx = Context::new().with_consistency(Consistency::after(cookie.parse::<CommitPosition>().unwrap()));
-    let page = texts(&reader, ListMessages::new(thread.clone()).with_context(ctx)).await;
-    assert_eq!(page, ["hello"]);
-    assert!(started.elapsed() >= Duration::from_millis(150), "{:?}", started.elapsed());
-    assert_eq!(reader_backend.replica_stats(), stats(1, 1, 0, 0));
-    resumer.await.unwrap();
+    let read = tokio::spawn({
+        let reader = reader.clone();
+        let thread = thread.clone();
+        async move { texts(&reader, ListMessages::new(thread).with_context(ctx)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!read.is_finished(), "the read waits for the standby");
+    resume(&mut standby).await;
+    assert_eq!(read.await.unwrap(), ["hello"]);
+    let now = reader_backend.replica_stats();
+    assert_eq!((now.replica + now.waited, now.lagging, now.down), (2, 0, 0), "{now:?}");
 
     drop_schema(&schema).await;
 }
@@ -283,6 +295,92 @@ async fn by_default_a_handle_reads_its_own_writes_and_those_of_handles_sharing_i
     assert!(matches!(resolved, Resolution::Resume(_)), "{resolved:?}");
 
     resume(&mut standby).await;
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_is_followed_through_another_instance_whose_standby_lags() {
+    let Some((_turn, mut standby)) = standby().await else { return };
+    let schema = schema_name();
+    // Reads that carry nothing take the standby as it is: the follower's reads of the reply
+    // must see what the feed (read on the primary) told of.
+    let connect = || {
+        PostgresBackend::builder(url())
+            .schema(schema.clone())
+            .replica(replica_url())
+            .replica_wait(Duration::from_millis(100))
+            .freshness(Freshness::Request)
+            .connect()
+    };
+    let generator = Pipeline::new(connect().await.unwrap());
+    let follower = Pipeline::new(connect().await.unwrap());
+    let thread = ThreadId::new("t").unwrap();
+    generator.add(add(&thread, "question")).await.unwrap();
+    caught_up(&mut standby).await;
+    pause(&mut standby).await;
+
+    let reply = generator.reserve(Reserve::new(thread.clone(), Role::Assistant)).await.unwrap().message;
+    let mut stream = follower.follow_reply(FollowReply::new(thread.clone(), reply.id.clone())).await.unwrap();
+    for token in ["hel", "lo"] {
+        let append = UpdateContent::appending(thread.clone(), reply.id.clone(), Content::text(token));
+        generator.update_content(append).await.unwrap();
+    }
+    generator.update_content(UpdateContent::finishing(thread.clone(), reply.id.clone())).await.unwrap();
+    let mut text = String::new();
+    loop {
+        match stream.next().await.unwrap() {
+            Some(ReplyChunk::Text { text: more, .. }) => text.push_str(&more),
+            Some(ReplyChunk::End(_)) => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(text, "hello");
+
+    resume(&mut standby).await;
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_caller_gave_up_is_seen_by_the_handles_next_read() {
+    let Some((_turn, mut standby)) = standby().await else { return };
+    let schema = schema_name();
+    let backend = PostgresBackend::builder(url())
+        .schema(schema.clone())
+        .replica(replica_url())
+        .replica_wait(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let pipeline = Pipeline::new(backend.clone());
+    let thread = ThreadId::new("t").unwrap();
+    pipeline.add(add(&thread, "first")).await.unwrap();
+    caught_up(&mut standby).await;
+    pause(&mut standby).await;
+
+    // The thread's row held by another session: the add waits on the server, its caller gives
+    // up, and the add commits once the row is free, its position never read.
+    let mut holder = admin().await.unwrap();
+    let lock = format!("BEGIN; SELECT 1 FROM \"{schema}\".threads WHERE thread_id = 't' FOR UPDATE");
+    sqlx::raw_sql(AssertSqlSafe(lock)).execute(&mut holder).await.unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), pipeline.add(add(&thread, "second"))).await;
+    assert!(gave_up.is_err(), "the add waits for the row");
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let count = format!("SELECT count(*) FROM \"{schema}\".messages");
+    for _ in 0..500 {
+        let count: i64 = sqlx::query_scalar(AssertSqlSafe(count.clone())).fetch_one(&mut holder).await.unwrap();
+        if count == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(on_standby(&mut standby, &schema).await, 1, "the standby does not have it");
+
+    // The handle's next read asks the primary where it is first, so it reads the write.
+    assert_eq!(texts(&pipeline, ListMessages::new(thread.clone())).await, ["first", "second"]);
+    assert_eq!(backend.replica_stats().lagging, 1);
+
+    resume(&mut standby).await;
+    backend.close().await;
     drop_schema(&schema).await;
 }
 
@@ -382,5 +480,21 @@ async fn a_standby_that_drops_its_connections_is_left_alone_for_a_second_then_re
     assert_eq!(backend.replica_stats(), stats(2, 0, 0, 2));
 
     backend.close().await;
+    drop_schema(&schema).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_url_of_another_schema_or_malformed_is_refused_when_connecting() {
+    if !support::available().await {
+        return;
+    }
+    let schema = schema_name();
+    for replica in [format!("{}?schema=another", replica_url()), "postgres://[::1".to_owned()] {
+        let refused = PostgresBackend::builder(url()).schema(schema.clone()).replica(replica.clone()).connect().await;
+        match refused {
+            Err(persist::PersistError::InvalidInput { field: "replica", .. }) => {}
+            other => panic!("{replica}: {other:?}"),
+        }
+    }
     drop_schema(&schema).await;
 }

@@ -148,7 +148,9 @@ impl Pipeline {
     /// `InvalidInput` (`from`) for an offset beyond the message's text; `Unsupported` on a
     /// backend without a feed; the store's errors. [`ReplyStream::next`] may fail too, and be
     /// asked again.
-    pub async fn follow_reply(&self, request: FollowReply) -> Result<ReplyStream> {
+    pub async fn follow_reply(&self, mut request: FollowReply) -> Result<ReplyStream> {
+        // The message is read after the feed told of it: from a copy of the store that has it.
+        request.context = request.context.consistent();
         // Subscribed first, read second: a write committed in between is in both, and its
         // event is skipped by version, never missed.
         let subscription = follow_thread(self, &request.thread_id, &request.context).await?;

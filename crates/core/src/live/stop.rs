@@ -75,6 +75,7 @@ impl Pipeline {
     /// `ThreadDeleted`; the store's errors.
     pub async fn stop_reply(&self, request: StopReply) -> Result<StopState> {
         let StopReply { thread_id, message_id, context } = request;
+        let context = context.consistent();
         for _ in 0..MAX_APPEND_JOINS {
             let message = read_message(self, &thread_id, &message_id, &context).await?;
             if let Some(state) = stop_state(&message) {
@@ -145,7 +146,10 @@ impl Pipeline {
     /// # Errors
     ///
     /// As [`follow_reply`](Self::follow_reply); the future answers the store's errors too.
-    pub async fn watch_stop(&self, request: StopReply) -> Result<StopSignal> {
+    pub async fn watch_stop(&self, mut request: StopReply) -> Result<StopSignal> {
+        // The message is read after the feed told of a change: from a copy of the store that
+        // has it.
+        request.context = request.context.consistent();
         let mut subscription = follow_thread(self, &request.thread_id, &request.context).await?;
         let first = read_message(self, &request.thread_id, &request.message_id, &request.context).await?;
         let pipeline = self.clone();

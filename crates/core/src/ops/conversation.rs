@@ -43,7 +43,8 @@ impl Pipeline {
     /// `InvalidInput` (`count`) for a count of 0 or above [`MAX_PAGE_LIMIT`]; `NotFound` for a
     /// thread that does not exist, `ThreadDeleted` for a deleted one; `Unreadable` (nothing
     /// removed) when one of the latest messages does not open; the first refused delete.
-    pub async fn pop(&self, pop: Pop) -> Result<Popped> {
+    pub async fn pop(&self, mut pop: Pop) -> Result<Popped> {
+        pop.context = pop.context.consistent();
         if pop.count == 0 || pop.count > MAX_PAGE_LIMIT {
             return Err(PersistError::invalid(
                 "count",

@@ -109,7 +109,9 @@ impl Pipeline {
     /// `InvalidInput` naming `target` when the target is the source, or exists and is not a
     /// fork of the source in progress; `ThreadDeleted` for a deleted target; otherwise the
     /// first error of a read or a write.
-    pub async fn fork(&self, fork: Fork) -> Result<ForkReport> {
+    pub async fn fork(&self, mut fork: Fork) -> Result<ForkReport> {
+        // Its reads see its writes, whichever copy of the store answers them.
+        fork.context = fork.context.consistent();
         let context = || fork.context.renewed();
         if fork.source == fork.target {
             return Err(PersistError::invalid("target", "a thread cannot be forked into itself"));
@@ -382,7 +384,8 @@ impl Pipeline {
     /// `InvalidInput` for a batch of 0 or over 1000 threads, or a prune that names neither an
     /// idle cutoff (`idle_for`, `idle_before`), `keep_latest` nor `covered`; the first error of a read or a write other than a target
     /// changed or gone meanwhile.
-    pub async fn prune(&self, prune: Prune) -> Result<PruneReport> {
+    pub async fn prune(&self, mut prune: Prune) -> Result<PruneReport> {
+        prune.context = prune.context.consistent();
         if prune.threads == 0 || prune.threads > MAX_PAGE_LIMIT {
             return Err(PersistError::invalid("threads", format!("must be between 1 and {MAX_PAGE_LIMIT}")));
         }

@@ -62,7 +62,7 @@ impl Pipeline {
     /// The first error of a find, or of a write other than a version conflict, a reservation
     /// gone or finished meanwhile, or a layer's refusal of one reservation.
     pub async fn cleanup_stranded(&self, cleanup: CleanupStranded) -> Result<CleanupReport> {
-        let context = cleanup.context.with_extension(Maintenance);
+        let context = cleanup.context.consistent().with_extension(Maintenance);
         let query = FindStranded::new(Timestamp::now().saturating_sub(cleanup.older_than))
             .with_limit(cleanup.limit)
             .across_tenants(cleanup.across_tenants)

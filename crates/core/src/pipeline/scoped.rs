@@ -69,11 +69,7 @@ macro_rules! scoped_call {
 impl Scoped {
     pub(crate) fn new(pipeline: Pipeline, context: Context) -> Self {
         // The handle's calls see each other's writes, whichever copy of the store answers.
-        let context = match context.consistency() {
-            Some(_) => context,
-            None => context.with_consistency(crate::Consistency::new()),
-        };
-        Self { pipeline, context }
+        Self { pipeline, context: context.consistent() }
     }
 
     /// The context every call carries (each with a request id of its own).

@@ -274,7 +274,8 @@ impl<C: Compactor> Compaction<C> {
     /// when the lease could not be taken (a race with its holder giving it up). The lease is
     /// given up either way (an error giving it up is left to its expiry).
     pub async fn compact(&self, pipeline: &Pipeline, thread: ThreadId, context: Context) -> Result<Compacted> {
-        let context = context.with_extension(Maintenance);
+        // Its reads see its lease and what was written before it, whichever copy answers.
+        let context = context.consistent().with_extension(Maintenance);
         let take = Lease::take(thread.clone(), LEASE_NAME, self.holder.clone(), self.lease_for)?;
         match pipeline.lease(take.with_context(context.renewed())).await? {
             Some(held) if held.holder == self.holder => {}
