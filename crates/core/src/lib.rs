@@ -77,6 +77,8 @@
 //   methods.
 // - `live/`: live replies, composed on the feed like `ops/`: a reply followed as a stream of
 //   text, a stop asked by any client and awaited by the generator.
+// - `shard/`: tenants placed on several stores, a backend over them (placement directory,
+//   answers across tenants merged).
 // - `layer/`: the ready-made layers, one folder or file each.
 mod model;
 
@@ -94,6 +96,8 @@ mod ops;
 pub use self::ops::compaction;
 
 pub mod live;
+
+pub mod shard;
 
 pub mod layer;
 

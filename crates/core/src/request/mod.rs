@@ -2,7 +2,8 @@
 //! ([`read`]), session requests ([`session`]), restores ([`restore`]), values set once
 //! ([`once`]), the composed operations' requests and reports ([`lifecycle`], [`maintenance`]),
 //! the one enum that carries any of them down the stack ([`args`]) and the one enum of answers
-//! ([`result`]). Every request embeds a [`Context`](crate::Context); the feed's requests are in
+//! ([`result`]), and how answers of several stores to one request across threads merge
+//! (`merge`). Every request embeds a [`Context`](crate::Context); the feed's requests are in
 //! [`feed`](crate::feed).
 
 pub mod args;
@@ -10,6 +11,7 @@ pub mod branch;
 pub mod lease;
 pub mod lifecycle;
 pub mod maintenance;
+pub(crate) mod merge;
 pub mod once;
 pub mod read;
 mod repeat;

@@ -1,0 +1,191 @@
+//! Where each tenant lives: the placement records, kept in a store every instance reads (the
+//! directory), and each instance's cache of them.
+//!
+//! A record is a thread of the directory's reserved tenant ([`DIRECTORY_TENANT`]) named after
+//! the tenant (`t:NAME`, `none` for the threads without a tenant). Its first message, written
+//! with one idempotency key by whichever instance writes the tenant first, names the shard the
+//! tenant was placed on: instances racing to place a tenant write one record and read the same
+//! answer. A move changes the record's metadata (`shard`, `moving_to`, `switching`) with
+//! compare-and-set on its version, and bumps the directory's epoch (the version of its `epoch`
+//! thread): instances read the epoch at most once per [`placement_ttl`] while they serve
+//! requests, and forget every placement they cached when it changed.
+//!
+//! [`placement_ttl`]: super::ShardsBuilder::placement_ttl
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::args::Add;
+use crate::context::Context;
+use crate::model::error::{PersistError, Result};
+use crate::model::id::{IdempotencyKey, TenantId, ThreadId};
+use crate::model::{Content, Role, Thread};
+use crate::pipeline::Pipeline;
+use crate::read::{GetThread, ListMessages};
+
+/// The tenant whose threads hold the directory's records, in the directory's store. A request
+/// through [`Shards`](super::Shards) that names it is refused, and listings across tenants
+/// leave it out.
+pub const DIRECTORY_TENANT: &str = "persist.shards";
+
+/// Where a tenant is, as its record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Placement {
+    /// The shard holding the tenant's threads: reads go there, and writes unless it is
+    /// [switching](Self::switching).
+    pub shard: String,
+    /// The shard a move is copying the tenant to.
+    pub moving_to: Option<String>,
+    /// A move is switching the tenant to [`moving_to`](Self::moving_to): writes are refused
+    /// (temporarily) until it is placed there.
+    pub switching: bool,
+    /// Whether a record says so (`false`: no record, the tenant's hashed shard).
+    pub recorded: bool,
+}
+
+impl Placement {
+    fn hashed(shard: String) -> Self {
+        Self { shard, moving_to: None, switching: false, recorded: false }
+    }
+
+    /// What `thread` (a record) and its first message's text say.
+    fn read(thread: &Thread, first: Option<String>) -> Result<Self> {
+        let text = |key: &str| thread.metadata.get(key).and_then(|value| value.as_str()).map(str::to_owned);
+        let shard = text("shard").or(first).ok_or_else(|| PersistError::Unreadable {
+            thread_id: thread.id.clone(),
+            message_id: None,
+            reason: "a placement record that names no shard".into(),
+        })?;
+        let switching = thread.metadata.get("switching").and_then(|value| value.as_bool()).unwrap_or(false);
+        Ok(Self { shard, moving_to: text("moving_to"), switching, recorded: true })
+    }
+}
+
+/// The tenant a record is about, as the record's thread id names it.
+pub(super) fn record_id(tenant: Option<&TenantId>) -> ThreadId {
+    let id = match tenant {
+        Some(tenant) => format!("t:{tenant}"),
+        None => "none".to_owned(),
+    };
+    // A tenant id is a valid id; two more bytes may pass the limit only for the longest ones.
+    ThreadId::new(&id).unwrap_or_else(|_| ThreadId::new(format!("h:{:016x}", fnv1a(id.as_bytes()))).expect("short"))
+}
+
+/// The directory and this instance's cache of it.
+pub(super) struct Directory {
+    store: Pipeline,
+    context: Context,
+    ttl: Duration,
+    cache: Mutex<Cache>,
+    /// One epoch read at a time.
+    checking: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Cache {
+    epoch: u64,
+    checked: Option<Instant>,
+    placements: HashMap<Option<TenantId>, Placement>,
+}
+
+impl Directory {
+    pub(super) fn new(store: Pipeline, ttl: Duration) -> Self {
+        let tenant = TenantId::new(DIRECTORY_TENANT).expect("a valid tenant id");
+        Self {
+            store,
+            context: Context::new().with_tenant(tenant),
+            ttl,
+            cache: Mutex::new(Cache::default()),
+            checking: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(super) fn store(&self) -> &Pipeline {
+        &self.store
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // Nothing panics while it is held.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Where `tenant` is: the cached placement (the epoch read again when it is older than the
+    /// TTL), else its record, else `hashed` (not recorded).
+    pub(super) async fn placement(&self, tenant: Option<&TenantId>, hashed: &str) -> Result<Placement> {
+        self.check_epoch().await?;
+        if let Some(placement) = self.cache().placements.get(&tenant.cloned()) {
+            return Ok(placement.clone());
+        }
+        let placement = self.read(tenant).await?.unwrap_or_else(|| Placement::hashed(hashed.to_owned()));
+        self.cache().placements.insert(tenant.cloned(), placement.clone());
+        Ok(placement)
+    }
+
+    /// Places `tenant` on `hashed` unless a record places it already: the record's placement.
+    pub(super) async fn place(&self, tenant: Option<&TenantId>, hashed: &str) -> Result<Placement> {
+        let add = Add::new(record_id(tenant), Role::System, Content::text(hashed))
+            .with_idempotency_key(IdempotencyKey::new("placement")?)
+            .with_context(self.context.renewed());
+        let first = self.store.add(add).await?.message.content.to_text();
+        let placement = match self.read(tenant).await? {
+            Some(placement) => placement,
+            None => Placement { recorded: true, ..Placement::hashed(first) },
+        };
+        self.cache().placements.insert(tenant.cloned(), placement.clone());
+        Ok(placement)
+    }
+
+    /// `tenant`'s record, if it has one.
+    async fn read(&self, tenant: Option<&TenantId>) -> Result<Option<Placement>> {
+        let id = record_id(tenant);
+        let get = GetThread::new(id.clone()).with_context(self.context.renewed());
+        let Some(thread) = self.store.get_thread(get).await? else { return Ok(None) };
+        if thread.is_deleted() {
+            return Ok(None);
+        }
+        let first = match thread.metadata.get("shard") {
+            Some(_) => None,
+            None => {
+                let list = ListMessages::new(id).with_limit(1).with_context(self.context.renewed());
+                self.store.list(list).await?.items.first().map(|message| message.content.to_text())
+            }
+        };
+        Placement::read(&thread, first).map(Some)
+    }
+
+    /// Reads the epoch when the last read is older than the TTL; a new epoch empties the cache.
+    async fn check_epoch(&self) -> Result<()> {
+        let fresh = |cache: &Cache| cache.checked.is_some_and(|at| at.elapsed() < self.ttl);
+        if fresh(&self.cache()) {
+            return Ok(());
+        }
+        let _checking = self.checking.lock().await;
+        if fresh(&self.cache()) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let get = GetThread::new(ThreadId::new("epoch")?).with_context(self.context.renewed());
+        let epoch = self.store.get_thread(get).await?.map_or(0, |thread| thread.version);
+        let mut cache = self.cache();
+        if cache.epoch != epoch {
+            cache.placements.clear();
+            cache.epoch = epoch;
+        }
+        cache.checked = Some(started);
+        Ok(())
+    }
+}
+
+/// FNV-1a, 64 bits, with MurmurHash3's finalizer (FNV alone leaves the high bits, which a
+/// comparison of scores reads first, mixed poorly by the last bytes): a hash that is the same
+/// in every process and every build.
+pub(super) fn fnv1a(bytes: &[u8]) -> u64 {
+    let hash = bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3));
+    let hash = (hash ^ (hash >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    let hash = (hash ^ (hash >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
