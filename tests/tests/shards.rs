@@ -269,3 +269,50 @@ fn a_builder_without_shards_or_with_a_name_twice_is_refused() {
         assert!(matches!(builder.build(), Err(PersistError::InvalidInput { field: "shards", .. })));
     }
 }
+
+#[tokio::test]
+async fn a_record_changed_in_the_directory_is_followed_once_the_epoch_moves() {
+    use persist::Metadata;
+    use persist::args::Update;
+    use persist::read::ListMessages;
+    use std::time::Duration;
+
+    let stores = Stores::new(&["a", "b"]);
+    let ttl = Duration::from_millis(50);
+    let instance = |names: &[&str]| {
+        let mut builder = Shards::builder(Pipeline::new(stores.directory.clone())).placement_ttl(ttl);
+        for name in names {
+            let (_, store) = stores.named.iter().find(|(named, _)| named == name).unwrap();
+            builder = builder.shard(*name, Pipeline::new(store.clone()));
+        }
+        builder.build().unwrap()
+    };
+    let shards = instance(&["a", "b"]);
+    let pipeline = Pipeline::new(shards.clone());
+    pipeline.add(say("general", "before", "acme")).await.unwrap();
+    let was = stores.holding("acme").await[0];
+    let other = if was == "a" { "b" } else { "a" };
+
+    // An operator places the tenant on the other shard by hand (its threads copied there
+    // first), and moves the directory's epoch.
+    let directory = Pipeline::new(stores.directory.clone());
+    let record = Update::thread(ThreadId::new("t:acme").unwrap())
+        .with_metadata(Metadata::new().with("shard", other.into()))
+        .with_context(ctx(DIRECTORY_TENANT));
+    directory.update(record).await.unwrap();
+    // Until the epoch moves, the instance keeps what it cached.
+    tokio::time::sleep(ttl * 2).await;
+    assert_eq!(shards.placement(Some(&tenant("acme"))).await.unwrap().shard, was);
+    let epoch = Add::new(ThreadId::new("epoch").unwrap(), Role::System, Content::text("acme"))
+        .with_context(ctx(DIRECTORY_TENANT));
+    directory.add(epoch).await.unwrap();
+    tokio::time::sleep(ttl * 2).await;
+    assert_eq!(shards.placement(Some(&tenant("acme"))).await.unwrap().shard, other);
+    pipeline.add(say("general", "after", "acme")).await.unwrap();
+    let on_other = Pipeline::new(stores.named.iter().find(|(name, _)| *name == other).unwrap().1.clone());
+    let list = ListMessages::new(ThreadId::new("general").unwrap()).with_context(ctx("acme"));
+    let texts: Vec<String> = on_other.list(list).await.unwrap().items.iter().map(|m| m.content.to_text()).collect();
+    assert_eq!(texts, ["after"]);
+    // A new instance reads the record as it is now.
+    assert_eq!(instance(&["a", "b"]).placement(Some(&tenant("acme"))).await.unwrap().shard, other);
+}

@@ -5,10 +5,10 @@
 //! the tenant (`t:NAME`, `none` for the threads without a tenant). Its first message, written
 //! with one idempotency key by whichever instance writes the tenant first, names the shard the
 //! tenant was placed on: instances racing to place a tenant write one record and read the same
-//! answer. A move changes the record's metadata (`shard`, `moving_to`, `switching`) with
-//! compare-and-set on its version, and bumps the directory's epoch (the version of its `epoch`
-//! thread): instances read the epoch at most once per [`placement_ttl`] while they serve
-//! requests, and forget every placement they cached when it changed.
+//! answer. The record's metadata `shard`, when set, overrides it (what moving a tenant will
+//! write, bumping the directory's epoch: the version of its `epoch` thread). Instances read the
+//! epoch at most once per [`placement_ttl`] while they serve requests, and forget every
+//! placement they cached when it changed.
 //!
 //! [`placement_ttl`]: super::ShardsBuilder::placement_ttl
 
@@ -33,21 +33,15 @@ pub const DIRECTORY_TENANT: &str = "persist.shards";
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Placement {
-    /// The shard holding the tenant's threads: reads go there, and writes unless it is
-    /// [switching](Self::switching).
+    /// The shard holding the tenant's threads.
     pub shard: String,
-    /// The shard a move is copying the tenant to.
-    pub moving_to: Option<String>,
-    /// A move is switching the tenant to [`moving_to`](Self::moving_to): writes are refused
-    /// (temporarily) until it is placed there.
-    pub switching: bool,
     /// Whether a record says so (`false`: no record, the tenant's hashed shard).
     pub recorded: bool,
 }
 
 impl Placement {
     fn hashed(shard: String) -> Self {
-        Self { shard, moving_to: None, switching: false, recorded: false }
+        Self { shard, recorded: false }
     }
 
     /// What `thread` (a record) and its first message's text say.
@@ -58,8 +52,7 @@ impl Placement {
             message_id: None,
             reason: "a placement record that names no shard".into(),
         })?;
-        let switching = thread.metadata.get("switching").and_then(|value| value.as_bool()).unwrap_or(false);
-        Ok(Self { shard, moving_to: text("moving_to"), switching, recorded: true })
+        Ok(Self { shard, recorded: true })
     }
 }
 

@@ -26,7 +26,11 @@
 //! across tenants leave its records out, so their pages may come out short (even empty) while
 //! more follow; go on from each page's cursor, as always.
 //!
-//! Moving a tenant between shards is not here yet: a record names one shard for good.
+//! Moving a tenant between shards is not here yet. By hand: copy its threads to the other
+//! shard (`persist --tenant NAME copy --to URL`) while nothing writes them, set the record's
+//! metadata `shard` (the thread `t:NAME` of the directory's tenant) to the other shard's
+//! name, and move the directory's epoch (add a message to its thread `epoch`): every instance
+//! follows within its TTL.
 //!
 //! # Example
 //!
@@ -227,20 +231,12 @@ impl Shards {
         self.store(&placement.shard)
     }
 
-    /// The store of `tenant`'s shard, for a write: the tenant placed first if it has no record;
-    /// refused (`Temporary`) while a move switches it.
+    /// The store of `tenant`'s shard, for a write: the tenant placed first if it has no record.
     async fn writing(&self, tenant: Option<&TenantId>) -> Result<&Pipeline> {
         self.refuse_hidden(tenant)?;
         let mut placement = self.placement(tenant).await?;
         if !placement.recorded {
             placement = self.inner.directory.place(tenant, &placement.shard).await?;
-        }
-        if placement.switching {
-            let to = placement.moving_to.as_deref().unwrap_or("another shard");
-            return Err(PersistError::temporary(format!(
-                "the tenant's threads are moving from shard {} to {to}: writes resume once it is placed there",
-                placement.shard
-            )));
         }
         self.store(&placement.shard)
     }
