@@ -107,14 +107,21 @@ async fn instances_racing_to_write_a_new_tenant_place_it_once() {
     // Each instance lists the shards in another order, with one of its own first: a tenant's
     // hash differs between them, so only the record makes them agree.
     let instances = [stores.instance(&["a", "b", "c"]), stores.instance(&["b", "c"]), stores.instance(&["c", "a"])];
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(9));
     let mut writes = Vec::new();
     for round in 0..3 {
         for (i, instance) in instances.iter().enumerate() {
             let pipeline = Pipeline::new(instance.clone());
+            let start = std::sync::Arc::clone(&start);
             writes.push(tokio::spawn(async move {
+                start.wait().await;
                 for t in 0..30 {
-                    // Some instance cannot reach the tenant's shard (it does not list it): refused.
-                    let _ = pipeline.add(say("general", &format!("{round}/{i}"), &format!("t{t}"))).await;
+                    match pipeline.add(say("general", &format!("{round}/{i}"), &format!("t{t}"))).await {
+                        Ok(_) => {}
+                        // Placed on a shard this instance does not list: it says so.
+                        Err(PersistError::Backend { message, .. }) if message.contains("does not have") => {}
+                        Err(other) => panic!("{other:?}"),
+                    }
                 }
             }));
         }
@@ -142,7 +149,7 @@ async fn a_shard_added_takes_only_new_tenants_and_tenants_spread_evenly() {
     }
     // 750 each if even; FNV-1a rendezvous gives every shard its share.
     assert!(counts.values().all(|count| (600..=900).contains(count)), "{counts:?}");
-    assert_eq!(three.hashed(None), three.hashed(None), "the threads without a tenant have a shard too");
+    assert!(["a", "b", "c"].contains(&three.hashed(None)), "the threads without a tenant have a shard too");
 }
 
 #[tokio::test]
@@ -248,7 +255,8 @@ async fn a_tenants_feed_and_a_live_reply_are_read_on_its_shard() {
     let finish = UpdateContent::finishing(thread.clone(), reply.id.clone()).with_context(ctx("globex"));
     writer.update_content(finish).await.unwrap();
     let mut text = String::new();
-    while let Some(chunk) = stream.next().await.unwrap() {
+    let wait = std::time::Duration::from_secs(10);
+    while let Some(chunk) = tokio::time::timeout(wait, stream.next()).await.expect("the reply goes on").unwrap() {
         match chunk {
             ReplyChunk::Text { text: more, .. } => text.push_str(&more),
             ReplyChunk::End(_) => break,
@@ -303,10 +311,13 @@ async fn a_record_changed_in_the_directory_is_followed_once_the_epoch_moves() {
     // Until the epoch moves, the instance keeps what it cached.
     tokio::time::sleep(ttl * 2).await;
     assert_eq!(shards.placement(Some(&tenant("acme"))).await.unwrap().shard, was);
-    let epoch = Add::new(ThreadId::new("epoch").unwrap(), Role::System, Content::text("acme"))
-        .with_context(ctx(DIRECTORY_TENANT));
-    directory.add(epoch).await.unwrap();
-    tokio::time::sleep(ttl * 2).await;
+    let move_epoch = async || {
+        let epoch = Add::new(ThreadId::new("epoch").unwrap(), Role::System, Content::text("acme"))
+            .with_context(ctx(DIRECTORY_TENANT));
+        directory.add(epoch).await.unwrap();
+        tokio::time::sleep(ttl * 2).await;
+    };
+    move_epoch().await;
     assert_eq!(shards.placement(Some(&tenant("acme"))).await.unwrap().shard, other);
     pipeline.add(say("general", "after", "acme")).await.unwrap();
     let on_other = Pipeline::new(stores.named.iter().find(|(name, _)| *name == other).unwrap().1.clone());
@@ -315,4 +326,68 @@ async fn a_record_changed_in_the_directory_is_followed_once_the_epoch_moves() {
     assert_eq!(texts, ["after"]);
     // A new instance reads the record as it is now.
     assert_eq!(instance(&["a", "b"]).placement(Some(&tenant("acme"))).await.unwrap().shard, other);
+
+    // And back: every later move of the epoch is followed too.
+    let back = Update::thread(ThreadId::new("t:acme").unwrap())
+        .with_metadata(Metadata::new().with("shard", was.into()))
+        .with_context(ctx(DIRECTORY_TENANT));
+    directory.update(back).await.unwrap();
+    move_epoch().await;
+    assert_eq!(shards.placement(Some(&tenant("acme"))).await.unwrap().shard, was);
+}
+
+#[tokio::test]
+async fn a_tenant_another_instance_places_is_read_where_it_placed_it() {
+    // Instances listing other shards hash a tenant differently; the record decides.
+    let stores = Stores::new(&["a", "b", "c"]);
+    let (left, right) = (stores.instance(&["a", "b"]), stores.instance(&["b", "c"]));
+    let name = (0..)
+        .map(|i| format!("tenant-{i}"))
+        .find(|name| left.hashed(Some(&tenant(name))) == "a" && right.hashed(Some(&tenant(name))) == "b")
+        .unwrap();
+    let (left, right) = (Pipeline::new(left), Pipeline::new(right));
+    let get = || GetThread::new(ThreadId::new("general").unwrap()).with_context(ctx(&name));
+    assert!(left.get_thread(get()).await.unwrap().is_none(), "nobody wrote it yet");
+    right.add(say("general", "hi", &name)).await.unwrap();
+    assert!(left.get_thread(get()).await.unwrap().is_some(), "read on b, where the record says");
+}
+
+#[tokio::test]
+async fn a_directory_that_cannot_be_read_leaves_the_cached_placements_in_use() {
+    use persist::layer::from_fn;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    let down = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&down);
+    let directory = Pipeline::builder()
+        .layer(from_fn(move |args, next| {
+            let down = flag.load(Ordering::SeqCst);
+            async move {
+                if down {
+                    return Err(PersistError::temporary("the directory is down"));
+                }
+                next.run(args).await
+            }
+        }))
+        .build(MemoryBackend::new());
+    let ttl = Duration::from_millis(20);
+    let shards = Shards::builder(directory)
+        .shard("a", Pipeline::new(MemoryBackend::new()))
+        .shard("b", Pipeline::new(MemoryBackend::new()))
+        .placement_ttl(ttl)
+        .build()
+        .unwrap();
+    let pipeline = Pipeline::new(shards);
+    pipeline.add(say("general", "hi", "acme")).await.unwrap();
+    down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(ttl * 2).await;
+    // A tenant it knows is served; one it does not waits for the directory.
+    pipeline.add(say("general", "again", "acme")).await.unwrap();
+    let unknown = pipeline.add(say("general", "hi", "globex")).await.unwrap_err();
+    assert!(unknown.is_temporary(), "{unknown:?}");
+    down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(ttl * 2).await;
+    pipeline.add(say("general", "hi", "globex")).await.unwrap();
 }

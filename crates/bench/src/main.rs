@@ -24,6 +24,7 @@ mod measure;
 mod memory;
 mod postgres;
 mod reads;
+mod replicas;
 mod report;
 mod search;
 mod sqlite;
@@ -120,6 +121,9 @@ fn main() {
     }
     if options.wants("postgres") {
         emit(postgres::run(&options));
+    }
+    if options.wants("standby") {
+        emit(replicas::run(&options));
     }
     if options.wants("encrypt") {
         emit(encrypt::run(&options));

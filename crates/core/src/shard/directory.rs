@@ -6,9 +6,11 @@
 //! with one idempotency key by whichever instance writes the tenant first, names the shard the
 //! tenant was placed on: instances racing to place a tenant write one record and read the same
 //! answer. The record's metadata `shard`, when set, overrides it (what moving a tenant will
-//! write, bumping the directory's epoch: the version of its `epoch` thread). Instances read the
-//! epoch at most once per [`placement_ttl`] while they serve requests, and forget every
-//! placement they cached when it changed.
+//! write, moving the directory's epoch: the `(version, last_seq)` of its `epoch` thread, which a
+//! message or a metadata patch moves). Instances read the epoch at most once per
+//! [`placement_ttl`] while they serve requests, and forget every placement they cached when
+//! it changed. A tenant without a record is not cached: its record, once another instance
+//! writes it, is read at once.
 //!
 //! [`placement_ttl`]: super::ShardsBuilder::placement_ttl
 
@@ -78,9 +80,14 @@ pub(super) struct Directory {
 
 #[derive(Default)]
 struct Cache {
-    epoch: u64,
+    /// The `epoch` thread's `(version, last_seq)`: a metadata change or a message moves it.
+    epoch: (u64, u64),
     checked: Option<Instant>,
+    /// Recorded placements only: a tenant without a record is looked up again each time (a
+    /// record another instance writes is seen at once, and names asked for never grow this).
     placements: HashMap<Option<TenantId>, Placement>,
+    /// Moves on every epoch change: a placement read before one is not cached after it.
+    generation: u64,
 }
 
 impl Directory {
@@ -108,16 +115,33 @@ impl Directory {
     /// TTL), else its record, else `hashed` (not recorded).
     pub(super) async fn placement(&self, tenant: Option<&TenantId>, hashed: &str) -> Result<Placement> {
         self.check_epoch().await?;
-        if let Some(placement) = self.cache().placements.get(&tenant.cloned()) {
-            return Ok(placement.clone());
+        let generation = {
+            let cache = self.cache();
+            if let Some(placement) = cache.placements.get(&tenant.cloned()) {
+                return Ok(placement.clone());
+            }
+            cache.generation
+        };
+        match self.read(tenant).await? {
+            Some(placement) => {
+                self.remember(tenant, &placement, generation);
+                Ok(placement)
+            }
+            None => Ok(Placement::hashed(hashed.to_owned())),
         }
-        let placement = self.read(tenant).await?.unwrap_or_else(|| Placement::hashed(hashed.to_owned()));
-        self.cache().placements.insert(tenant.cloned(), placement.clone());
-        Ok(placement)
+    }
+
+    /// Caches `placement`, read in `generation`, unless the epoch moved since.
+    fn remember(&self, tenant: Option<&TenantId>, placement: &Placement, generation: u64) {
+        let mut cache = self.cache();
+        if cache.generation == generation {
+            cache.placements.insert(tenant.cloned(), placement.clone());
+        }
     }
 
     /// Places `tenant` on `hashed` unless a record places it already: the record's placement.
     pub(super) async fn place(&self, tenant: Option<&TenantId>, hashed: &str) -> Result<Placement> {
+        let generation = self.cache().generation;
         let add = Add::new(record_id(tenant), Role::System, Content::text(hashed))
             .with_idempotency_key(IdempotencyKey::new("placement")?)
             .with_context(self.context.renewed());
@@ -126,7 +150,7 @@ impl Directory {
             Some(placement) => placement,
             None => Placement { recorded: true, ..Placement::hashed(first) },
         };
-        self.cache().placements.insert(tenant.cloned(), placement.clone());
+        self.remember(tenant, &placement, generation);
         Ok(placement)
     }
 
@@ -149,6 +173,8 @@ impl Directory {
     }
 
     /// Reads the epoch when the last read is older than the TTL; a new epoch empties the cache.
+    /// A directory that cannot be read leaves the cache as it is, for another TTL, once the
+    /// epoch was read before (the tenants cached go on being served; others wait for it).
     async fn check_epoch(&self) -> Result<()> {
         let fresh = |cache: &Cache| cache.checked.is_some_and(|at| at.elapsed() < self.ttl);
         if fresh(&self.cache()) {
@@ -160,11 +186,24 @@ impl Directory {
         }
         let started = Instant::now();
         let get = GetThread::new(ThreadId::new("epoch")?).with_context(self.context.renewed());
-        let epoch = self.store.get_thread(get).await?.map_or(0, |thread| thread.version);
+        let epoch = match self.store.get_thread(get).await {
+            Ok(thread) => thread.map_or((0, 0), |thread| (thread.version, thread.last_seq)),
+            Err(error) => {
+                let mut cache = self.cache();
+                return match cache.checked {
+                    Some(_) => {
+                        cache.checked = Some(started);
+                        Ok(())
+                    }
+                    None => Err(error),
+                };
+            }
+        };
         let mut cache = self.cache();
         if cache.epoch != epoch {
             cache.placements.clear();
             cache.epoch = epoch;
+            cache.generation += 1;
         }
         cache.checked = Some(started);
         Ok(())

@@ -14,8 +14,9 @@
 //!
 //! Requests across tenants go to every shard and their answers are merged: thread listings
 //! and searches newest first with one cursor, stranded reservations least recently active
-//! first; a ping succeeds when every shard (and the directory) answers. So `prune`,
-//! `cleanup_stranded` and the CLI's listings work across shards unchanged. A change-feed read
+//! first; a ping succeeds when every shard (and the directory) answers. So the operations
+//! composed of such requests (`Pipeline::prune`, `Pipeline::cleanup_stranded`) work across
+//! shards unchanged. A change-feed read
 //! of one thread or one tenant goes to the tenant's shard; the store-wide feed does not merge
 //! (each shard numbers its own events): it answers `Unsupported`, and an indexer follows each
 //! shard's feed.
@@ -26,11 +27,13 @@
 //! across tenants leave its records out, so their pages may come out short (even empty) while
 //! more follow; go on from each page's cursor, as always.
 //!
-//! Moving a tenant between shards is not here yet. By hand: copy its threads to the other
-//! shard (`persist --tenant NAME copy --to URL`) while nothing writes them, set the record's
-//! metadata `shard` (the thread `t:NAME` of the directory's tenant) to the other shard's
-//! name, and move the directory's epoch (add a message to its thread `epoch`): every instance
-//! follows within its TTL.
+//! Moving a tenant between shards is not here yet. By hand, while nothing writes the tenant:
+//! copy its threads to the other shard (`persist --tenant NAME copy --to URL`), set the
+//! record's metadata `shard` (the thread `t:NAME` of the directory's tenant) to the other
+//! shard's name, move the directory's epoch (add a message to its thread `epoch`; every
+//! instance follows within its TTL), then delete the tenant's threads from the old shard (until
+//! then, listings across tenants show them twice). The tenant's change-feed positions are the
+//! new shard's: its subscribers start again from that feed's head.
 //!
 //! # Example
 //!
@@ -263,7 +266,11 @@ impl Shards {
 
 impl Backend for Shards {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
-        let store = self.writing(args.context().tenant()).await?;
+        // A delete finds what is there: a tenant without a record has nothing to delete.
+        let store = match args {
+            PersistArgs::Delete(_) => self.reading(args.context().tenant()).await?,
+            _ => self.writing(args.context().tenant()).await?,
+        };
         store.apply(args).await
     }
 
@@ -331,12 +338,13 @@ impl Backend for Shards {
         self.reading(query.context.tenant()).await?.resolve(query).await
     }
 
+    /// Changes a binding that exists, on the tenant's shard (a tenant without a record has none).
     async fn reset_session(&self, request: ResetSession) -> Result<bool> {
-        self.writing(request.context.tenant()).await?.reset_session(request).await
+        self.reading(request.context.tenant()).await?.reset_session(request).await
     }
 
     async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
-        self.writing(request.context.tenant()).await?.invalidate_session(request).await
+        self.reading(request.context.tenant()).await?.invalidate_session(request).await
     }
 
     async fn bindings(&self, query: ListBindings) -> Result<Vec<StoredBinding>> {
