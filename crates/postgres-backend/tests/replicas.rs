@@ -20,7 +20,7 @@ use persist::session::{Bind, Resolution, Resolve};
 use persist::{
     AgentId, CommitPosition, Consistency, Content, Context, Pipeline, ProviderId, Role, SessionId, ThreadId, args::Add,
 };
-use persist_postgres::{Freshness, PostgresBackend, ReplicaStats};
+use persist_postgres::{Freshness, PostgresBackend, PostgresBackendBuilder, ReplicaStats};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use support::{admin, drop_schema, replica_admin, replica_url, schema_name, url};
 use tokio::sync::{Mutex, MutexGuard};
@@ -146,6 +146,11 @@ async fn texts(pipeline: &Pipeline, query: ListMessages) -> Vec<String> {
     page.items.iter().map(|message| message.content.to_text()).collect()
 }
 
+/// A handle on `schema` reading from the standby, waiting up to `wait` for it.
+fn reading(schema: &str, wait: Duration) -> PostgresBackendBuilder {
+    PostgresBackend::builder(url()).schema(schema.to_owned()).replica(replica_url()).replica_wait(wait)
+}
+
 fn stats(replica: u64, waited: u64, lagging: u64, down: u64) -> ReplicaStats {
     let mut stats = ReplicaStats::default();
     (stats.replica, stats.waited, stats.lagging, stats.down) = (replica, waited, lagging, down);
@@ -156,14 +161,7 @@ fn stats(replica: u64, waited: u64, lagging: u64, down: u64) -> ReplicaStats {
 async fn a_scoped_handle_reads_its_writes_from_a_paused_standby_through_the_primary() {
     let Some((_turn, mut standby)) = standby().await else { return };
     let schema = schema_name();
-    let backend = PostgresBackend::builder(url())
-        .schema(schema.clone())
-        .replica(replica_url())
-        .replica_wait(Duration::from_millis(300))
-        .freshness(Freshness::Request)
-        .connect()
-        .await
-        .unwrap();
+    let backend = reading(&schema, Duration::from_millis(300)).freshness(Freshness::Request).connect().await.unwrap();
     let pipeline = Pipeline::new(backend.clone());
     let scoped = pipeline.scoped(Context::new());
     let thread = ThreadId::new("t").unwrap();
@@ -208,14 +206,7 @@ async fn a_scoped_handle_reads_its_writes_from_a_paused_standby_through_the_prim
 async fn a_position_carried_to_another_instance_is_awaited() {
     let Some((_turn, mut standby)) = standby().await else { return };
     let schema = schema_name();
-    let connect = |wait| {
-        PostgresBackend::builder(url())
-            .schema(schema.clone())
-            .replica(replica_url())
-            .replica_wait(wait)
-            .freshness(Freshness::Request)
-            .connect()
-    };
+    let connect = |wait| reading(&schema, wait).freshness(Freshness::Request).connect();
     let writer = Pipeline::new(connect(Duration::from_millis(300)).await.unwrap());
     let reader_backend = connect(Duration::from_secs(20)).await.unwrap();
     let reader = Pipeline::new(reader_backend.clone());
@@ -256,10 +247,7 @@ async fn by_default_a_handle_reads_its_own_writes_and_those_of_handles_sharing_i
     let schema = schema_name();
     let shared = Consistency::new();
     let connect = |consistency: Option<Consistency>| {
-        let builder = PostgresBackend::builder(url())
-            .schema(schema.clone())
-            .replica(replica_url())
-            .replica_wait(Duration::from_millis(100));
+        let builder = reading(&schema, Duration::from_millis(100));
         match consistency {
             Some(consistency) => builder.consistency(consistency).connect(),
             None => builder.connect(),
@@ -304,14 +292,7 @@ async fn a_reply_is_followed_through_another_instance_whose_standby_lags() {
     let schema = schema_name();
     // Reads that carry nothing take the standby as it is: the follower's reads of the reply
     // must see what the feed (read on the primary) told of.
-    let connect = || {
-        PostgresBackend::builder(url())
-            .schema(schema.clone())
-            .replica(replica_url())
-            .replica_wait(Duration::from_millis(100))
-            .freshness(Freshness::Request)
-            .connect()
-    };
+    let connect = || reading(&schema, Duration::from_millis(100)).freshness(Freshness::Request).connect();
     let generator = Pipeline::new(connect().await.unwrap());
     let follower = Pipeline::new(connect().await.unwrap());
     let thread = ThreadId::new("t").unwrap();
@@ -344,13 +325,7 @@ async fn a_reply_is_followed_through_another_instance_whose_standby_lags() {
 async fn a_write_whose_caller_gave_up_is_seen_by_the_handles_next_read() {
     let Some((_turn, mut standby)) = standby().await else { return };
     let schema = schema_name();
-    let backend = PostgresBackend::builder(url())
-        .schema(schema.clone())
-        .replica(replica_url())
-        .replica_wait(Duration::from_millis(100))
-        .connect()
-        .await
-        .unwrap();
+    let backend = reading(&schema, Duration::from_millis(100)).connect().await.unwrap();
     let pipeline = Pipeline::new(backend.clone());
     let thread = ThreadId::new("t").unwrap();
     pipeline.add(add(&thread, "first")).await.unwrap();
@@ -392,14 +367,7 @@ async fn a_schema_the_standby_has_not_replayed_is_read_on_the_primary() {
     for freshness in [Freshness::Request, Freshness::Handle] {
         // Created by connecting, after the standby stopped replaying: the standby has no such
         // schema. A read of it is no error: the primary answers.
-        let backend = PostgresBackend::builder(url())
-            .schema(schema.clone())
-            .replica(replica_url())
-            .replica_wait(Duration::from_millis(50))
-            .freshness(freshness)
-            .connect()
-            .await
-            .unwrap();
+        let backend = reading(&schema, Duration::from_millis(50)).freshness(freshness).connect().await.unwrap();
         let pipeline = Pipeline::new(backend.clone());
         assert!(texts(&pipeline, ListMessages::new(ThreadId::new("t").unwrap())).await.is_empty());
         assert_eq!(backend.replica_stats(), stats(0, 0, 1, 0), "{freshness:?}");
