@@ -11,7 +11,7 @@ use persist::memory::MemoryBackend;
 use persist::read::{GetThread, ListThreads};
 use persist::search::{Search, SearchScope};
 use persist::shard::{DIRECTORY_TENANT, Shards};
-use persist::{Content, Context, PersistError, Pipeline, Role, TenantId, ThreadId};
+use persist::{Content, Context, PersistArgs, PersistError, PersistResult, Pipeline, Role, TenantId, ThreadId};
 
 fn tenant(name: &str) -> TenantId {
     TenantId::new(name).unwrap()
@@ -350,6 +350,37 @@ async fn a_tenant_another_instance_places_is_read_where_it_placed_it() {
     assert!(left.get_thread(get()).await.unwrap().is_none(), "nobody wrote it yet");
     right.add(say("general", "hi", &name)).await.unwrap();
     assert!(left.get_thread(get()).await.unwrap().is_some(), "read on b, where the record says");
+
+    // Two instances whose shards hash a tenant differently both find no record, and both
+    // place it: the second's placement (another shard's name under the same key) loses, and it
+    // writes where the first's record says. (Its directory is made to miss the record once:
+    // the race, every time.)
+    use persist::layer::from_fn;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let first = stores.instance(&["a", "b"]);
+    let missed = Arc::new(AtomicBool::new(false));
+    let miss = Arc::clone(&missed);
+    let directory = Pipeline::builder()
+        .layer(from_fn(move |args, next| {
+            let miss = matches!(&args, PersistArgs::GetThread(get) if get.thread_id.as_str().starts_with("t:"))
+                && !miss.swap(true, Ordering::SeqCst);
+            async move { if miss { Ok(PersistResult::Thread(None)) } else { next.run(args).await } }
+        }))
+        .build(stores.directory.clone());
+    let mut later = Shards::builder(directory);
+    for (name, store) in &stores.named {
+        later = later.shard(*name, Pipeline::new(store.clone()));
+    }
+    let later = later.build().unwrap();
+    let name = (0..)
+        .map(|i| format!("customer-{i}"))
+        .find(|name| first.hashed(Some(&tenant(name))) == "b" && later.hashed(Some(&tenant(name))) == "c")
+        .unwrap();
+    Pipeline::new(first).add(say("general", "one", &name)).await.unwrap();
+    Pipeline::new(later).add(say("general", "two", &name)).await.unwrap();
+    assert!(missed.load(Ordering::SeqCst), "the later instance missed the record once");
+    assert_eq!(stores.holding(&name).await, ["b"]);
 }
 
 #[tokio::test]

@@ -280,7 +280,9 @@ impl Replicas {
         let request = context.consistency().and_then(Consistency::position);
         let needed = match self.freshness {
             Freshness::Handle => request.max(self.handle.position()),
-            Freshness::Request => request.map(|request| request.max(self.floor.position().unwrap_or(request))),
+            // A request that carries a consistency, even one with no position yet (its first
+            // write was the one left unrecorded), sees the unrecorded writes.
+            Freshness::Request => context.consistency().and(request.max(self.floor.position())),
         };
         Ok(needed.map_or(Need::Nothing, Need::At))
     }

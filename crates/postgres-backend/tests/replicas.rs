@@ -324,20 +324,30 @@ async fn a_reply_is_followed_through_another_instance_whose_standby_lags() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_whose_caller_gave_up_is_seen_by_the_handles_next_read() {
     let Some((_turn, mut standby)) = standby().await else { return };
+    for freshness in [Freshness::Handle, Freshness::Request] {
+        gave_up(&mut standby, freshness).await;
+    }
+}
+
+/// A write whose caller gave up, then a read: through the pipeline with the handle's
+/// freshness, through a scoped handle (whose consistency has no position yet) with the
+/// request's.
+async fn gave_up(standby: &mut PgConnection, freshness: Freshness) {
     let schema = schema_name();
-    let backend = reading(&schema, Duration::from_millis(100)).connect().await.unwrap();
+    let backend = reading(&schema, Duration::from_millis(100)).freshness(freshness).connect().await.unwrap();
     let pipeline = Pipeline::new(backend.clone());
+    let scoped = pipeline.scoped(Context::new());
     let thread = ThreadId::new("t").unwrap();
     pipeline.add(add(&thread, "first")).await.unwrap();
-    caught_up(&mut standby).await;
-    pause(&mut standby).await;
+    caught_up(standby).await;
+    pause(standby).await;
 
     // The thread's row held by another session: the add waits on the server, its caller gives
     // up, and the add commits once the row is free, its position never read.
     let mut holder = admin().await.unwrap();
     let lock = format!("BEGIN; SELECT 1 FROM \"{schema}\".threads WHERE thread_id = 't' FOR UPDATE");
     sqlx::raw_sql(AssertSqlSafe(lock)).execute(&mut holder).await.unwrap();
-    let gave_up = tokio::time::timeout(Duration::from_millis(200), pipeline.add(add(&thread, "second"))).await;
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), scoped.add(add(&thread, "second"))).await;
     assert!(gave_up.is_err(), "the add waits for the row");
     sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
     let count = format!("SELECT count(*) FROM \"{schema}\".messages");
@@ -348,13 +358,18 @@ async fn a_write_whose_caller_gave_up_is_seen_by_the_handles_next_read() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(on_standby(&mut standby, &schema).await, 1, "the standby does not have it");
+    assert_eq!(on_standby(standby, &schema).await, 1, "the standby does not have it");
 
-    // The handle's next read asks the primary where it is first, so it reads the write.
-    assert_eq!(texts(&pipeline, ListMessages::new(thread.clone())).await, ["first", "second"]);
-    assert_eq!(backend.replica_stats().lagging, 1);
+    // The next read asks the primary where it is first, so it reads the write.
+    let page = match freshness {
+        Freshness::Handle => pipeline.list(ListMessages::new(thread.clone())).await.unwrap(),
+        _ => scoped.list(ListMessages::new(thread.clone())).await.unwrap(),
+    };
+    let texts: Vec<String> = page.items.iter().map(|message| message.content.to_text()).collect();
+    assert_eq!(texts, ["first", "second"], "{freshness:?}");
+    assert_eq!(backend.replica_stats().lagging, 1, "{freshness:?}");
 
-    resume(&mut standby).await;
+    resume(standby).await;
     backend.close().await;
     drop_schema(&schema).await;
 }

@@ -145,10 +145,22 @@ impl Directory {
         let add = Add::new(record_id(tenant), Role::System, Content::text(hashed))
             .with_idempotency_key(IdempotencyKey::new("placement")?)
             .with_context(self.context.renewed());
-        let first = self.store.add(add).await?.message.content.to_text();
-        let placement = match self.read(tenant).await? {
-            Some(placement) => placement,
-            None => Placement { recorded: true, ..Placement::hashed(first) },
+        let first = match self.store.add(add).await {
+            Ok(added) => Some(added.message.content.to_text()),
+            // Another instance, whose shards hash the tenant elsewhere, placed it first: its
+            // record stands.
+            Err(PersistError::IdempotencyKeyReused { .. }) => None,
+            Err(error) => return Err(error),
+        };
+        let placement = match (self.read(tenant).await?, first) {
+            (Some(placement), _) => placement,
+            (None, Some(first)) => Placement { recorded: true, ..Placement::hashed(first) },
+            (None, None) => {
+                return Err(PersistError::Backend {
+                    message: format!("the placement record {} was there and is gone", record_id(tenant)).into(),
+                    source: None,
+                });
+            }
         };
         self.remember(tenant, &placement, generation);
         Ok(placement)
