@@ -113,12 +113,6 @@ struct Standby {
     failing: Mutex<Option<(Instant, Duration)>>,
 }
 
-/// What a read must see.
-enum Need {
-    Nothing,
-    At(CommitPosition),
-}
-
 /// Where a read goes.
 enum Choice<'a> {
     Standby(&'a Standby, Outcome),
@@ -153,7 +147,7 @@ impl Pending {
     /// Records the position of the write, committed by now, in the handle's consistency and
     /// `request`'s.
     pub(crate) async fn committed(mut self, primary: &Pool, request: Option<&Consistency>) {
-        if let Ok(position) = self.replicas.position_after(primary, Instant::now()).await {
+        if let Ok(position) = self.replicas.position_now(primary).await {
             self.replicas.handle.observe(position);
             if let Some(request) = request {
                 request.observe(position);
@@ -218,8 +212,7 @@ impl Replicas {
     /// Records the primary's position now in the handle's consistency: what connecting wrote
     /// (the schema, its migrations) is seen by the handle's reads.
     pub(crate) async fn connected(&self, primary: &Pool) -> Result<()> {
-        self.handle.observe(self.position_after(primary, Instant::now()).await?);
-        Ok(())
+        self.seen(primary, &self.handle).await
     }
 
     pub(crate) fn stats(&self) -> ReplicaStats {
@@ -242,13 +235,14 @@ impl Replicas {
     /// Records in `request` the primary's position now: a request that read the change feed
     /// (on the primary) then reads the messages its events name from a standby that has them.
     pub(crate) async fn seen(&self, primary: &Pool, request: &Consistency) -> Result<()> {
-        request.observe(self.position_after(primary, Instant::now()).await?);
+        request.observe(self.position_now(primary).await?);
         Ok(())
     }
 
-    /// A primary position read that started after `after`: the end of every commit before it,
-    /// or later. Concurrent callers share reads.
-    async fn position_after(&self, primary: &Pool, after: Instant) -> Result<CommitPosition> {
+    /// A primary position read that started after this call: the end of every commit before
+    /// it, or later. Concurrent callers share reads.
+    async fn position_now(&self, primary: &Pool) -> Result<CommitPosition> {
+        let after = Instant::now();
         let mut latest = self.latest.lock().await;
         if let Some((started, position)) = *latest
             && started >= after
@@ -269,10 +263,10 @@ impl Replicas {
 
     /// What a read of `context` must see. With writes unrecorded, the primary's position is
     /// read first: every read that must see some write sees it from then on.
-    async fn needed(&self, primary: &Pool, context: &Context) -> Result<Need> {
+    async fn needed(&self, primary: &Pool, context: &Context) -> Result<Option<CommitPosition>> {
         let unrecorded = self.unrecorded.load(Ordering::Acquire);
         if unrecorded > self.covered.load(Ordering::Acquire) {
-            let position = self.position_after(primary, Instant::now()).await?;
+            let position = self.position_now(primary).await?;
             self.handle.observe(position);
             self.floor.observe(position);
             self.covered.fetch_max(unrecorded, Ordering::AcqRel);
@@ -284,7 +278,7 @@ impl Replicas {
             // write was the one left unrecorded), sees the unrecorded writes.
             Freshness::Request => context.consistency().and(request.max(self.floor.position())),
         };
-        Ok(needed.map_or(Need::Nothing, Need::At))
+        Ok(needed)
     }
 
     /// Runs `read` on a standby that has what `context` must see, or on the primary.
@@ -366,14 +360,11 @@ impl Replicas {
     /// A standby for a read that must see `needed`: one known to have replayed it (asked
     /// within the last second), else one that gets there within the wait; the primary
     /// otherwise.
-    async fn choose(&self, needed: Need) -> Choice<'_> {
+    async fn choose(&self, needed: Option<CommitPosition>) -> Choice<'_> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let count = self.standbys.len();
         let order = || (0..count).map(move |i| &self.standbys[(start + i) % count]);
-        let needed = match needed {
-            Need::At(position) => position.get(),
-            Need::Nothing => 0,
-        };
+        let needed = needed.map_or(0, CommitPosition::get);
         for standby in order() {
             if standby.usable() && standby.replayed.load(Ordering::Acquire) >= needed && standby.fresh() {
                 return Choice::Standby(standby, Outcome::Replica);

@@ -116,6 +116,27 @@ impl Capabilities {
         self.search = search;
         self
     }
+
+    /// What both can do: for a store made of others, each request going to one of them.
+    ///
+    /// ```
+    /// use persist::Capabilities;
+    ///
+    /// let both = Capabilities::new().with_durable(true).with_search(true).and(Capabilities::new().with_durable(true));
+    /// assert!(both.durable && !both.search);
+    /// ```
+    pub fn and(self, other: Self) -> Self {
+        Self {
+            durable: self.durable && other.durable,
+            shared_storage: self.shared_storage && other.shared_storage,
+            sessions: self.sessions && other.sessions,
+            restore: self.restore && other.restore,
+            feed: self.feed && other.feed,
+            branches: self.branches && other.branches,
+            summaries: self.summaries && other.summaries,
+            search: self.search && other.search,
+        }
+    }
 }
 
 /// What [`Backend::apply_now`] did with a write.

@@ -146,6 +146,12 @@ impl Directory {
             .with_idempotency_key(IdempotencyKey::new("placement")?)
             .with_context(self.context.renewed());
         let first = match self.store.add(add).await {
+            // Written now: the record is this placement (no move has changed it).
+            Ok(added) if !added.deduplicated => {
+                let placement = Placement { recorded: true, ..Placement::hashed(added.message.content.to_text()) };
+                self.remember(tenant, &placement, generation);
+                return Ok(placement);
+            }
             Ok(added) => Some(added.message.content.to_text()),
             // Another instance, whose shards hash the tenant elsewhere, placed it first: its
             // record stands.

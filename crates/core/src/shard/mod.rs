@@ -152,27 +152,8 @@ impl ShardsBuilder {
                 return Err(PersistError::invalid("shards", format!("shard {name:?} is named twice")));
             }
         }
-        let capabilities = self.shards.iter().map(|(_, store)| store.capabilities()).fold(
-            Capabilities::new()
-                .with_durable(true)
-                .with_shared_storage(true)
-                .with_sessions(true)
-                .with_restore(true)
-                .with_feed(true)
-                .with_branches(true)
-                .with_summaries(true)
-                .with_search(true),
-            |all, one| Capabilities {
-                durable: all.durable && one.durable,
-                shared_storage: all.shared_storage && one.shared_storage,
-                sessions: all.sessions && one.sessions,
-                restore: all.restore && one.restore,
-                feed: all.feed && one.feed,
-                branches: all.branches && one.branches,
-                summaries: all.summaries && one.summaries,
-                search: all.search && one.search,
-            },
-        );
+        let every = self.shards.iter().map(|(_, store)| store.capabilities()).reduce(Capabilities::and);
+        let capabilities = every.unwrap_or_default();
         // The store-wide feed does not merge across shards (each numbers its own events): a
         // feed is declared with one shard only, though each tenant's feed is read on its shard.
         let directory = self.directory.capabilities();
