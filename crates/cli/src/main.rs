@@ -9,6 +9,8 @@
 //! persist --url sqlite:chat.db prune --idle-for 90d --dry-run
 //! persist --url sqlite:chat.db check --all-tenants
 //! persist --url sqlite:chat.db --tenant acme search 'lisbon "rate limit" retr*'
+//! persist --url postgres://db/directory move-tenant acme --shard a=postgres://db1/chat \
+//!     --shard b=postgres://db2/chat --to b      # while the app runs; run again if stopped
 //! ```
 //!
 //! **The store** is `--url` (or `$PERSIST_URL`): `sqlite:PATH`, `sqlite://PATH`, a path ending
@@ -36,7 +38,7 @@
 //!
 //! **Output.** Tables and sentences for people; `--json` gives JSON lines for programs
 //! (`threads`, `show`, `search`, `check`, `sessions`, `prune`, `cleanup-stranded`, `import`, `copy`,
-//! `migrate`).
+//! `migrate`, `move-tenant`).
 //! Progress of long work (export, import, copy, prune) goes to stderr: a live counter on a
 //! terminal, a line every 1000 items otherwise.
 //!
@@ -186,6 +188,37 @@ enum Command {
     /// List a thread's session bindings (every agent's, with their state); with --agent and
     /// --provider, resolve one: resume it, or start fresh and why.
     Sessions(SessionsArgs),
+    /// Move a tenant to another shard of a deployment on several stores while the app runs:
+    /// copy its threads, switch its placement (its writes refused for at most --max-switch),
+    /// verify and erase what the old shard held. --url is the deployment's directory. Run again
+    /// after an interruption, it finishes the move.
+    MoveTenant(MoveTenantArgs),
+}
+
+#[derive(Debug, Args)]
+struct MoveTenantArgs {
+    /// The tenant to move.
+    #[arg(value_name = "TENANT", value_parser = parse_tenant)]
+    moved: TenantId,
+    /// The shard to move it to: its name, or its URL as --shard gives it.
+    #[arg(long, value_name = "NAME|URL")]
+    to: String,
+    /// A shard of the deployment, as NAME=URL with the name the app gives it; once per shard
+    /// (or comma-separated in PERSIST_SHARDS).
+    #[arg(long = "shard", value_name = "NAME=URL", env = "PERSIST_SHARDS", value_delimiter = ',')]
+    shards: Vec<String>,
+    /// The app's placement TTL (the longest of its instances'): each step waits this long for
+    /// every instance to see it.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    placement_ttl: Duration,
+    /// The longest time the tenant's writes are refused; a switch that takes longer lets them
+    /// through again and is tried anew.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    max_switch: Duration,
+    /// How long this run's claim on the move outlives it when it is killed (a second run waits
+    /// for it).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    claim_ttl: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -414,6 +447,20 @@ async fn run(cli: Cli) -> CliResult {
         }
         Command::Check => {
             with_store(url, Mode::ReadOnly, async |store| commands::read::check(store, &scope, json).await).await
+        }
+        Command::MoveTenant(args) => {
+            if scope.tenant.is_some() || scope.all_tenants {
+                return Err(CliError::usage("move-tenant names its tenant: drop --tenant and --all-tenants"));
+            }
+            let request = commands::shards::MoveRequest {
+                tenant: Some(args.moved),
+                to: args.to,
+                shards: args.shards,
+                placement_ttl: args.placement_ttl,
+                max_switch: args.max_switch,
+                claim_ttl: args.claim_ttl,
+            };
+            commands::shards::move_tenant(url, request, json).await
         }
         Command::Sessions(args) => {
             refuse_all_tenants("sessions")?;

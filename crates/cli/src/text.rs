@@ -6,33 +6,36 @@ use persist::read::ThreadCursor;
 use persist::{AgentId, ProviderId, RuntimeId, TenantId, ThreadId, Timestamp};
 use serde_json::Value;
 
-/// Parses a duration: numbers with a unit each, `s`, `m`, `h`, `d` or `w` (`30d`, `12h`,
-/// `90m`, `1h30m`).
+/// Parses a duration: numbers with a unit each, `ms`, `s`, `m`, `h`, `d` or `w` (`30d`, `12h`,
+/// `90m`, `1h30m`, `250ms`).
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("invalid duration `{text}`: expected a number and a unit (s, m, h, d, w), e.g. 30d, 12h");
+    let invalid =
+        || format!("invalid duration `{text}`: expected a number and a unit (ms, s, m, h, d, w), e.g. 30d, 12h");
     let mut total: u64 = 0;
     let mut digits = String::new();
-    for c in text.trim().chars() {
+    let mut chars = text.trim().chars().peekable();
+    while let Some(c) = chars.next() {
         if c.is_ascii_digit() {
             digits.push(c);
             continue;
         }
-        let unit: u64 = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 604_800,
+        let millis: u64 = match c {
+            'm' if chars.next_if_eq(&'s').is_some() => 1,
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
+            'w' => 604_800_000,
             _ => return Err(invalid()),
         };
         let amount: u64 = digits.parse().map_err(|_| invalid())?;
-        total = amount.checked_mul(unit).and_then(|secs| total.checked_add(secs)).ok_or_else(invalid)?;
+        total = amount.checked_mul(millis).and_then(|ms| total.checked_add(ms)).ok_or_else(invalid)?;
         digits.clear();
     }
     if !digits.is_empty() || text.trim().is_empty() {
         return Err(invalid());
     }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total))
 }
 
 /// Parses a thread filter `key=value`: the value is JSON when it parses as JSON (`n=1`,
@@ -174,6 +177,8 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("90m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         for bad in ["", "30", "d", "3x", "-1d", "99999999999999999999w"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }

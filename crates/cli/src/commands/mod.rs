@@ -5,6 +5,7 @@ pub(crate) mod maintain;
 pub(crate) mod migrate;
 pub(crate) mod read;
 pub(crate) mod search;
+pub(crate) mod shards;
 pub(crate) mod transfer;
 
 use std::future::Future;

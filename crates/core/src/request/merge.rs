@@ -53,6 +53,10 @@ pub(crate) fn search(
         let key = |h: &SearchHit| (h.created_at, h.thread_id.clone(), h.tenant.clone(), h.seq);
         key(b).cmp(&key(a))
     });
+    // A message two stores hold (a tenant being moved between shards) is one hit.
+    merged.dedup_by(|later, earlier| {
+        (&later.tenant, &later.thread_id, later.seq) == (&earlier.tenant, &earlier.thread_id, earlier.seq)
+    });
     let has_more = more || merged.len() > query.limit as usize;
     merged.truncate(query.limit as usize);
     let next_cursor =
@@ -65,11 +69,15 @@ pub(crate) fn search(
     page
 }
 
-/// Every store's stranded reservations, least recently active first, at most `limit`.
+/// Every store's stranded reservations, least recently active first, at most `limit`; one
+/// that two stores hold (a tenant being moved between shards) once, as last written.
 /// Reservations of `hidden` are left out.
 pub(crate) fn stranded(query: &FindStranded, lists: Vec<Vec<Stranded>>, hidden: Option<&TenantId>) -> Vec<Stranded> {
     let mut found: Vec<Stranded> =
         lists.into_iter().flatten().filter(|stranded| hidden.is_none() || stranded.tenant.as_ref() != hidden).collect();
+    let identity = |s: &Stranded| (s.tenant.clone(), s.message.thread_id.clone(), s.message.id.clone());
+    found.sort_by(|a, b| identity(a).cmp(&identity(b)).then(b.message.updated_at.cmp(&a.message.updated_at)));
+    found.dedup_by(|later, earlier| identity(later) == identity(earlier));
     found.sort_by_key(|stranded| stranded.message.updated_at);
     found.truncate(query.limit as usize);
     found

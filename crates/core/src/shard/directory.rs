@@ -5,9 +5,10 @@
 //! the tenant (`t:NAME`, `none` for the threads without a tenant). Its first message, written
 //! with one idempotency key by whichever instance writes the tenant first, names the shard the
 //! tenant was placed on: instances racing to place a tenant write one record and read the same
-//! answer. The record's metadata `shard`, when set, overrides it (what moving a tenant will
-//! write, moving the directory's epoch: the `(version, last_seq)` of its `epoch` thread, which a
-//! message or a metadata patch moves). Instances read the epoch at most once per
+//! answer. The record's metadata `shard`, when set, overrides it, and `move` tells of a move in
+//! progress (see [`Move`]); each change of either that routes requests elsewhere moves the
+//! directory's epoch: the `(version, last_seq)` of its `epoch` thread, which a message (one
+//! per step of a move, saying what changed) or a metadata patch moves. Instances read the epoch at most once per
 //! [`placement_ttl`] while they serve requests, and forget every placement they cached when
 //! it changed. A tenant without a record is not cached: its record, once another instance
 //! writes it, is read at once.
@@ -18,13 +19,16 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::args::Add;
+use serde_json::{Value, json};
+
+use crate::args::{Add, Update};
 use crate::context::Context;
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{IdempotencyKey, TenantId, ThreadId};
-use crate::model::{Content, Role, Thread};
+use crate::model::{Content, Metadata, Role, Thread, Timestamp};
 use crate::pipeline::Pipeline;
 use crate::read::{GetThread, ListMessages};
+use crate::request::result::Updated;
 
 /// The tenant whose threads hold the directory's records, in the directory's store. A request
 /// through [`Shards`](super::Shards) that names it is refused, and listings across tenants
@@ -39,22 +43,114 @@ pub struct Placement {
     pub shard: String,
     /// Whether a record says so (`false`: no record, the tenant's hashed shard).
     pub recorded: bool,
+    /// A move of the tenant to another shard, while one is in progress.
+    pub moving: Option<Move>,
+}
+
+/// A move of a tenant from one shard to another ([`Shards::move_tenant`](super::Shards::move_tenant)),
+/// as its record tells it while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Move {
+    /// The shard the tenant leaves.
+    pub from: String,
+    /// The shard the tenant goes to.
+    pub to: String,
+    /// Where the move stands.
+    pub state: MoveState,
+}
+
+/// The steps of a [`Move`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MoveState {
+    /// The tenant's threads are being copied to the new shard; it is read and written on the
+    /// old one.
+    Copying,
+    /// Writes of the tenant are refused ([`Temporary`](PersistError::Temporary)) until the
+    /// switch ends or `until` passes, while the last changes are copied; reads go on from the
+    /// old shard.
+    Switching {
+        /// When the switch began.
+        since: Timestamp,
+        /// When writes are let through again, to the old shard, if the switch has not ended.
+        until: Timestamp,
+    },
+    /// The tenant is read and written on the new shard; what the old one still holds is being
+    /// checked against it (what was written to it late carried over) and erased.
+    Cleaning {
+        /// When the switch that placed the tenant on the new shard began.
+        since: Timestamp,
+    },
+}
+
+impl MoveState {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Copying => "copying",
+            Self::Switching { .. } => "switching",
+            Self::Cleaning { .. } => "cleaning",
+        }
+    }
+}
+
+impl Move {
+    /// The record's `move` value.
+    pub(super) fn to_value(&self) -> Value {
+        let mut value = json!({ "from": self.from, "to": self.to, "state": self.state.name() });
+        match self.state {
+            MoveState::Copying => {}
+            MoveState::Switching { since, until } => {
+                value["since"] = json!(since.as_micros());
+                value["until"] = json!(until.as_micros());
+            }
+            MoveState::Cleaning { since } => value["since"] = json!(since.as_micros()),
+        }
+        value
+    }
+
+    fn from_value(value: &Value) -> Option<Self> {
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        let time = |key: &str| value.get(key).and_then(Value::as_i64).map(Timestamp::from_micros);
+        let state = match value.get("state").and_then(Value::as_str)? {
+            "copying" => MoveState::Copying,
+            "switching" => MoveState::Switching { since: time("since")?, until: time("until")? },
+            "cleaning" => MoveState::Cleaning { since: time("since")? },
+            _ => return None,
+        };
+        Some(Self { from: text("from")?, to: text("to")?, state })
+    }
 }
 
 impl Placement {
     fn hashed(shard: String) -> Self {
-        Self { shard, recorded: false }
+        Self { shard, recorded: false, moving: None }
+    }
+
+    /// When writes are refused until, while a switch runs.
+    pub(super) fn switching_until(&self) -> Option<Timestamp> {
+        match self.moving.as_ref()?.state {
+            MoveState::Switching { until, .. } => Some(until),
+            _ => None,
+        }
     }
 
     /// What `thread` (a record) and its first message's text say.
     fn read(thread: &Thread, first: Option<String>) -> Result<Self> {
-        let text = |key: &str| thread.metadata.get(key).and_then(|value| value.as_str()).map(str::to_owned);
-        let shard = text("shard").or(first).ok_or_else(|| PersistError::Unreadable {
+        let unreadable = |reason: &'static str| PersistError::Unreadable {
             thread_id: thread.id.clone(),
             message_id: None,
-            reason: "a placement record that names no shard".into(),
-        })?;
-        Ok(Self { shard, recorded: true })
+            reason: reason.into(),
+        };
+        let text = |key: &str| thread.metadata.get(key).and_then(|value| value.as_str()).map(str::to_owned);
+        let shard = text("shard").or(first).ok_or_else(|| unreadable("a placement record that names no shard"))?;
+        let moving = match thread.metadata.get("move") {
+            None | Some(Value::Null) => None,
+            Some(value) => {
+                Some(Move::from_value(value).ok_or_else(|| unreadable("a placement record's move is malformed"))?)
+            }
+        };
+        Ok(Self { shard, recorded: true, moving })
     }
 }
 
@@ -104,6 +200,16 @@ impl Directory {
 
     pub(super) fn store(&self) -> &Pipeline {
         &self.store
+    }
+
+    /// A context of the directory's tenant.
+    pub(super) fn context(&self) -> Context {
+        self.context.renewed()
+    }
+
+    /// How long this instance trusts its cached placements.
+    pub(super) fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     fn cache(&self) -> MutexGuard<'_, Cache> {
@@ -172,8 +278,25 @@ impl Directory {
         Ok(placement)
     }
 
+    /// `tenant`'s record, read now (not from the cache), and cached.
+    pub(super) async fn fresh(&self, tenant: Option<&TenantId>, hashed: &str) -> Result<Placement> {
+        let generation = self.cache().generation;
+        match self.read(tenant).await? {
+            Some(placement) => {
+                self.remember(tenant, &placement, generation);
+                Ok(placement)
+            }
+            None => Ok(Placement::hashed(hashed.to_owned())),
+        }
+    }
+
     /// `tenant`'s record, if it has one.
     async fn read(&self, tenant: Option<&TenantId>) -> Result<Option<Placement>> {
+        Ok(self.record(tenant).await?.map(|(_, placement)| placement))
+    }
+
+    /// `tenant`'s record thread (for its version) and what it says, if it has one.
+    pub(super) async fn record(&self, tenant: Option<&TenantId>) -> Result<Option<(Thread, Placement)>> {
         let id = record_id(tenant);
         let get = GetThread::new(id.clone()).with_context(self.context.renewed());
         let Some(thread) = self.store.get_thread(get).await? else { return Ok(None) };
@@ -187,7 +310,46 @@ impl Directory {
                 self.store.list(list).await?.items.first().map(|message| message.content.to_text())
             }
         };
-        Placement::read(&thread, first).map(Some)
+        let placement = Placement::read(&thread, first)?;
+        Ok(Some((thread, placement)))
+    }
+
+    /// Changes `tenant`'s record (at `version`, else `VersionConflict`) to place it on `shard`
+    /// with `moving`, then moves the epoch with a message saying so: every instance follows
+    /// within its TTL. Answers the record's thread after the change.
+    pub(super) async fn change(
+        &self,
+        tenant: Option<&TenantId>,
+        version: u64,
+        shard: &str,
+        moving: Option<&Move>,
+    ) -> Result<Thread> {
+        let patch =
+            Metadata::new().with("shard", json!(shard)).with("move", moving.map_or(Value::Null, Move::to_value));
+        let update = Update::thread(record_id(tenant))
+            .with_metadata(patch)
+            .with_expected_version(version)
+            .with_context(self.context.renewed());
+        let Updated::Thread(thread) = self.store.update(update).await? else {
+            return Err(PersistError::Backend { message: "a thread update answered a message".into(), source: None });
+        };
+        self.cache().placements.remove(&tenant.cloned());
+        self.bump(tenant, moving.map_or("placed", |moving| moving.state.name()), shard).await?;
+        Ok(thread)
+    }
+
+    /// Moves the epoch with a message saying what changed: every instance forgets its cached
+    /// placements within its TTL.
+    pub(super) async fn bump(&self, tenant: Option<&TenantId>, step: &str, shard: &str) -> Result<()> {
+        let who = tenant.map_or("(no tenant)", TenantId::as_str);
+        let add = Add::new(ThreadId::new("epoch")?, Role::System, Content::text(format!("{who}: {step} on {shard}")))
+            .with_context(self.context.renewed());
+        self.store.add(add).await.map(drop)
+    }
+
+    /// What a record's thread (as a change answered it) says.
+    pub(super) fn placement_of(&self, record: &Thread) -> Result<Placement> {
+        Placement::read(record, None)
     }
 
     /// Reads the epoch when the last read is older than the TTL; a new epoch empties the cache.

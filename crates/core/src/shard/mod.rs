@@ -27,13 +27,13 @@
 //! across tenants leave its records out, so their pages may come out short (even empty) while
 //! more follow; go on from each page's cursor, as always.
 //!
-//! Moving a tenant between shards is not here yet. By hand, while nothing writes the tenant:
-//! copy its threads to the other shard (`persist --tenant NAME copy --to URL`), set the
-//! record's metadata `shard` (the thread `t:NAME` of the directory's tenant) to the other
-//! shard's name, move the directory's epoch (add a message to its thread `epoch`; every
-//! instance follows within its TTL), then delete the tenant's threads from the old shard (until
-//! then, listings across tenants show them twice). The tenant's change-feed positions are the
-//! new shard's: its subscribers start again from that feed's head.
+//! [`Shards::move_tenant`] moves a tenant to another shard while the app runs: it copies the
+//! tenant's threads, refuses the tenant's writes for a bounded time while it switches the
+//! placement, then checks and erases what the old shard held; stopped anywhere, called again
+//! it finishes. Until it ends, both shards hold the tenant's threads: answers across tenants
+//! list each thread (search hit, stranded reservation) once, as last written. The tenant's
+//! change-feed positions are the new shard's: its subscribers start again from that feed's
+//! head. (`persist move-tenant` runs it from the command line.)
 //!
 //! # Example
 //!
@@ -63,6 +63,7 @@
 //! ```
 
 mod directory;
+mod moving;
 
 use std::fmt;
 use std::future::Future;
@@ -71,15 +72,16 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-pub use self::directory::{DIRECTORY_TENANT, Placement};
+pub use self::directory::{DIRECTORY_TENANT, Move, MoveState, Placement};
 use self::directory::{Directory, fnv1a};
+pub use self::moving::{MoveOptions, Moved};
 use crate::args::PersistArgs;
 use crate::branch::{Branches, ListBranches};
 use crate::feed::{FeedHub, FeedPage, FeedScope, ReadFeed};
 use crate::lease::{Lease, Leased};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::TenantId;
-use crate::model::{Message, Thread};
+use crate::model::{Message, Thread, Timestamp};
 use crate::pipeline::{Backend, Capabilities, Pipeline};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Stranded, ThreadCursor};
 use crate::request::merge;
@@ -215,11 +217,28 @@ impl Shards {
         self.store(&placement.shard)
     }
 
-    /// The store of `tenant`'s shard, for a write: the tenant placed first if it has no record.
-    async fn writing(&self, tenant: Option<&TenantId>) -> Result<&Pipeline> {
+    /// The store of `tenant`'s shard, for a write: the tenant placed first if it has no record
+    /// and `place` (a write that needs something there, such as a delete, does not place it),
+    /// refused while a switch of the tenant runs.
+    async fn writing(&self, tenant: Option<&TenantId>, place: bool) -> Result<&Pipeline> {
         self.refuse_hidden(tenant)?;
         let mut placement = self.placement(tenant).await?;
-        if !placement.recorded {
+        if placement.switching_until().is_some() {
+            // The cache may be a TTL old: the switch may have ended since.
+            placement = self.inner.directory.fresh(tenant, self.hashed(tenant)).await?;
+            if let (Some(until), Some(moving)) = (placement.switching_until(), &placement.moving)
+                && Timestamp::now() < until
+            {
+                let who = tenant.map_or_else(|| "the threads without a tenant".to_owned(), |t| format!("tenant {t}"));
+                let left =
+                    Duration::from_micros(until.as_micros().saturating_sub(Timestamp::now().as_micros()).max(0) as u64);
+                return Err(PersistError::temporary(format!(
+                    "{who} is moving from shard {:?} to {:?}: writes resume within {left:?}",
+                    moving.from, moving.to
+                )));
+            }
+        }
+        if place && !placement.recorded {
             placement = self.inner.directory.place(tenant, &placement.shard).await?;
         }
         self.store(&placement.shard)
@@ -248,10 +267,8 @@ impl Shards {
 impl Backend for Shards {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
         // A delete finds what is there: a tenant without a record has nothing to delete.
-        let store = match args {
-            PersistArgs::Delete(_) => self.reading(args.context().tenant()).await?,
-            _ => self.writing(args.context().tenant()).await?,
-        };
+        let place = !matches!(args, PersistArgs::Delete(_));
+        let store = self.writing(args.context().tenant(), place).await?;
         store.apply(args).await
     }
 
@@ -296,7 +313,7 @@ impl Backend for Shards {
     }
 
     async fn lease(&self, lease: Lease) -> Result<Option<Leased>> {
-        self.writing(lease.context.tenant()).await?.lease(lease).await
+        self.writing(lease.context.tenant(), true).await?.lease(lease).await
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -312,7 +329,7 @@ impl Backend for Shards {
     }
 
     async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
-        self.writing(bind.context.tenant()).await?.bind(bind).await
+        self.writing(bind.context.tenant(), true).await?.bind(bind).await
     }
 
     async fn resolve(&self, query: Resolve) -> Result<Resolution> {
@@ -321,11 +338,11 @@ impl Backend for Shards {
 
     /// Changes a binding that exists, on the tenant's shard (a tenant without a record has none).
     async fn reset_session(&self, request: ResetSession) -> Result<bool> {
-        self.reading(request.context.tenant()).await?.reset_session(request).await
+        self.writing(request.context.tenant(), false).await?.reset_session(request).await
     }
 
     async fn invalidate_session(&self, request: InvalidateSession) -> Result<bool> {
-        self.reading(request.context.tenant()).await?.invalidate_session(request).await
+        self.writing(request.context.tenant(), false).await?.invalidate_session(request).await
     }
 
     async fn bindings(&self, query: ListBindings) -> Result<Vec<StoredBinding>> {
