@@ -16,10 +16,11 @@
 //! and searches newest first with one cursor, stranded reservations least recently active
 //! first; a ping succeeds when every shard (and the directory) answers. So the operations
 //! composed of such requests (`Pipeline::prune`, `Pipeline::cleanup_stranded`) work across
-//! shards unchanged. A change-feed read
-//! of one thread or one tenant goes to the tenant's shard; the store-wide feed does not merge
-//! (each shard numbers its own events): it answers `Unsupported`, and an indexer follows each
-//! shard's feed.
+//! shards unchanged. A change-feed read of one thread or one tenant goes to the tenant's shard.
+//! The store-wide feed is every shard's, each numbering its own events: a position of one means
+//! nothing in another, so it is not read through a pipeline (`Unsupported` with more than one
+//! shard) but with [`Shards::read_store_feed`] and [`Shards::subscribe_store`], whose cursor
+//! ([`ShardsCursor`]) holds each shard's position.
 //!
 //! The directory's records are threads of a tenant of their own ([`DIRECTORY_TENANT`]), in the
 //! store given as the directory: best a store of its own (a small one: a record per tenant). One
@@ -63,6 +64,7 @@
 //! ```
 
 mod directory;
+mod feed;
 mod moving;
 
 use std::fmt;
@@ -74,6 +76,7 @@ use std::time::Duration;
 
 pub use self::directory::{DIRECTORY_TENANT, Move, MoveState, Placement};
 use self::directory::{Directory, fnv1a};
+pub use self::feed::{ShardEvent, ShardsCursor, ShardsFeedPage, ShardsSubscription};
 pub use self::moving::{MoveOptions, Moved};
 use crate::args::PersistArgs;
 use crate::branch::{Branches, ListBranches};
@@ -360,7 +363,8 @@ impl Backend for Shards {
                 return store.read_feed(query).await;
             }
             return Err(PersistError::Unsupported {
-                what: "the store-wide change feed across shards (each numbers its own events: read each shard's)"
+                what: "the store-wide change feed across shards through a pipeline (each numbers its own events): \
+                       read it with Shards::read_store_feed or Shards::subscribe_store"
                     .into(),
             });
         }
