@@ -112,7 +112,7 @@ async fn seed(store: &Pipeline, tenant_name: &str, threads: usize, messages: usi
         store.summarize(summary.with_context(ctx(tenant_name))).await.unwrap();
         let reserved =
             store.reserve(Reserve::new(thread.clone(), Role::Assistant).with_context(ctx(tenant_name))).await;
-        let update = UpdateContent::new(thread.clone(), reserved.unwrap().message.id, Content::text("so far"));
+        let update = UpdateContent::partial(thread.clone(), reserved.unwrap().message.id, Content::text("so far"));
         store.update_content(update.with_context(ctx(tenant_name))).await.unwrap();
         let title = Update::thread(thread.clone()).with_title(Some(format!("thread {t}")));
         store
@@ -167,6 +167,11 @@ async fn a_tenant_moves_whole_and_is_read_and_written_on_the_new_shard() {
     assert_eq!(snapshot(&app, "globex").await, globex);
     let again = shards.move_tenant(Some(&acme), &to, options()).await.unwrap();
     assert!(again.already && again.copied == 0 && again.erased == 0);
+    // And back: the old shard's tombstones of those threads give way to them.
+    let moved_on = snapshot(stores.store(&to), "acme").await;
+    let back = shards.move_tenant(Some(&acme), &from, options()).await.unwrap();
+    assert_eq!((back.copied, back.erased), (4, 4));
+    assert_eq!(snapshot(stores.store(&from), "acme").await, moved_on);
 }
 
 /// Writers on instances of their own append to their threads while the tenant moves, retrying
@@ -384,7 +389,7 @@ async fn a_move_stopped_before_any_of_its_requests_finishes_when_run_again() {
     let expected = snapshot(plain.store(&from), "acme").await;
     // Stopped before its first request, then its second, and so on, until a run ends; an
     // app's message written between two runs (unless the switch refuses it).
-    let options = options().claim_ttl(Duration::from_millis(100));
+    let options = options().claim_ttl(Duration::from_millis(200));
     let (mut stops, mut seen, mut written) = (0_i64, BTreeSet::new(), Vec::new());
     loop {
         budget.set(stops);
@@ -492,6 +497,30 @@ async fn writes_that_reach_the_old_shard_late_are_carried_or_stop_the_move() {
     assert_eq!(held[&id("thread-2")].1.last().unwrap().content.to_text(), "on the new shard");
     assert!(snapshot(old, "acme").await.is_empty());
 
+    // What the switch copied, then deleted or finished on the new shard, is not brought back
+    // or taken for a collision: a truncation, an erasure, a reply finished there.
+    let stores = Stores::memory(&["a", "b"]);
+    let app = Pipeline::new(stores.instance());
+    seed(&app, "acme", 3, 3).await;
+    let shards = stores.instance();
+    let from = shards.placement(Some(&acme)).await.unwrap().shard;
+    let to = stores.other_than(&shards, "acme").await;
+    stop_at(&stores, &to, |state| matches!(state, MoveState::Cleaning { .. }), &options()).await;
+    tokio::time::sleep(TTL * 2).await;
+    app.delete(persist::args::Delete::after(id("thread-0"), 1).with_context(ctx("acme"))).await.unwrap();
+    app.delete(persist::args::Delete::purge(id("thread-1")).freeing_id(true).with_context(ctx("acme"))).await.unwrap();
+    let reserved = snapshot(stores.store(&to), "acme").await[&id("thread-2")].1.last().unwrap().clone();
+    assert_eq!(reserved.status, persist::Status::Reserved);
+    let finish = UpdateContent::new(id("thread-2"), reserved.id.clone(), Content::text("finished"));
+    app.update_content(finish.with_context(ctx("acme"))).await.unwrap();
+    let after = snapshot(stores.store(&to), "acme").await;
+    let moved = shards.move_tenant(Some(&acme), &to, options()).await.unwrap();
+    assert_eq!((moved.carried, moved.erased), (0, 3));
+    assert_eq!(snapshot(stores.store(&to), "acme").await, after);
+    assert_eq!(after[&id("thread-0")].1.len(), 1);
+    assert!(!after.contains_key(&id("thread-1")));
+    assert!(snapshot(stores.store(&from), "acme").await.is_empty());
+
     // A late change of a message the new shard changed too: both copies kept, the move stopped.
     let stores = Stores::memory(&["a", "b"]);
     let app = Pipeline::new(stores.instance());
@@ -544,8 +573,9 @@ async fn one_mover_at_a_time_and_clear_refusals() {
     stop_at(&stores, &back, |state| matches!(state, MoveState::Switching { .. }), &options()).await;
     let error = shards.move_tenant(Some(&acme), &elsewhere, options()).await.unwrap_err();
     assert!(error.to_string().contains(&format!("{back:?}")), "{error}");
-    shards.move_tenant(Some(&acme), &back, options().claim_ttl(Duration::from_millis(100))).await.unwrap();
+    shards.move_tenant(Some(&acme), &back, options().claim_ttl(Duration::from_millis(200))).await.unwrap();
     let get = GetThread::new(id("thread-0")).with_context(ctx("acme"));
-    assert!(stores.store(&others[0]).get_thread(get.clone()).await.unwrap().is_none());
+    let left = stores.store(&others[0]).get_thread(get.clone()).await.unwrap();
+    assert!(left.is_some_and(|thread| thread.is_deleted() && thread.title.is_none()), "a tombstone, nothing else");
     assert!(stores.store(&back).get_thread(get).await.unwrap().is_some());
 }

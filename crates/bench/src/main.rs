@@ -26,6 +26,7 @@ mod postgres;
 mod reads;
 mod replicas;
 mod report;
+mod scaling;
 mod search;
 mod sqlite;
 mod storage;
@@ -145,6 +146,9 @@ fn main() {
     }
     if options.wants("storage") {
         emit(storage::run(&options));
+    }
+    if options.wants("scaling") {
+        emit(scaling::run(&options));
     }
     if !options.json {
         println!("{}", report::table(&rows));

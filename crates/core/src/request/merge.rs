@@ -25,7 +25,9 @@ pub(crate) fn threads(
         unreadable.extend(page.unreadable);
     }
     merged.sort_by(newest_first);
-    merged.dedup_by(|later, earlier| (&later.id, &later.tenant) == (&earlier.id, &earlier.tenant));
+    // A thread two stores hold (a tenant being moved between shards) once, as last written.
+    let mut seen = std::collections::HashSet::new();
+    merged.retain(|thread| seen.insert((thread.id.clone(), thread.tenant.clone())));
     let mut page = query.page(merged);
     page.has_more |= more;
     page.unreadable = unreadable;

@@ -15,13 +15,14 @@
 //!
 //! [`placement_ttl`]: super::ShardsBuilder::placement_ttl
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::args::{Add, Update};
+use super::copying::{Copied, CopiedThreads};
+use crate::args::{Add, Delete, Update};
 use crate::context::Context;
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{IdempotencyKey, TenantId, ThreadId};
@@ -156,9 +157,18 @@ impl Placement {
 
 /// The tenant a record is about, as the record's thread id names it.
 pub(super) fn record_id(tenant: Option<&TenantId>) -> ThreadId {
+    named("t", "none", tenant)
+}
+
+/// The thread holding what a switch of `tenant`'s move copied.
+fn copies_id(tenant: Option<&TenantId>) -> ThreadId {
+    named("c", "c:none", tenant)
+}
+
+fn named(prefix: &str, none: &str, tenant: Option<&TenantId>) -> ThreadId {
     let id = match tenant {
-        Some(tenant) => format!("t:{tenant}"),
-        None => "none".to_owned(),
+        Some(tenant) => format!("{prefix}:{tenant}"),
+        None => none.to_owned(),
     };
     // A tenant id is a valid id; two more bytes may pass the limit only for the longest ones.
     ThreadId::new(&id).unwrap_or_else(|_| ThreadId::new(format!("h:{:016x}", fnv1a(id.as_bytes()))).expect("short"))
@@ -345,6 +355,71 @@ impl Directory {
         let add = Add::new(ThreadId::new("epoch")?, Role::System, Content::text(format!("{who}: {step} on {shard}")))
             .with_context(self.context.renewed());
         self.store.add(add).await.map(drop)
+    }
+
+    /// Records what the switch that began at `since` copied of `tenant`'s threads (a
+    /// message per 200 threads, each naming the switch), for the cleaning after it.
+    pub(super) async fn save_copied(
+        &self,
+        tenant: Option<&TenantId>,
+        since: Timestamp,
+        copied: &CopiedThreads,
+    ) -> Result<()> {
+        let entries: Vec<_> = copied.iter().collect();
+        let mut chunks: Vec<&[(&ThreadId, &Copied)]> = entries.chunks(200).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        for chunk in chunks {
+            let map: serde_json::Map<String, Value> = chunk
+                .iter()
+                .map(|(id, copied)| Ok((id.to_string(), serde_json::to_value(copied)?)))
+                .collect::<std::result::Result<_, serde_json::Error>>()
+                .map_err(|e| PersistError::Backend {
+                    message: "a switch's record".into(),
+                    source: Some(Box::new(e)),
+                })?;
+            let add = Add::new(copies_id(tenant), Role::System, Content::text(Value::Object(map).to_string()))
+                .with_metadata(Metadata::new().with("since", json!(since.as_micros())))
+                .with_context(self.context.renewed());
+            self.store.add(add).await?;
+        }
+        Ok(())
+    }
+
+    /// What the switch that began at `since` copied of `tenant`'s threads, if it recorded it.
+    pub(super) async fn copied(&self, tenant: Option<&TenantId>, since: Timestamp) -> Result<Option<CopiedThreads>> {
+        let mut query = ListMessages::new(copies_id(tenant)).with_limit(crate::read::MAX_PAGE_LIMIT);
+        let mut found: Option<CopiedThreads> = None;
+        loop {
+            let page = self.store.list(query.clone().with_context(self.context.renewed())).await?;
+            for message in &page.items {
+                if message.metadata.get("since").and_then(Value::as_i64) != Some(since.as_micros()) {
+                    continue;
+                }
+                let unreadable = |reason: String| PersistError::Unreadable {
+                    thread_id: message.thread_id.clone(),
+                    message_id: Some(message.id.clone()),
+                    reason: reason.into(),
+                };
+                let map: BTreeMap<String, Copied> =
+                    serde_json::from_str(&message.content.to_text()).map_err(|e| unreadable(e.to_string()))?;
+                let into = found.get_or_insert_with(CopiedThreads::new);
+                for (id, copied) in map {
+                    into.insert(ThreadId::new(&id).map_err(|e| unreadable(e.to_string()))?, copied);
+                }
+            }
+            match query.next_page(&page) {
+                Some(next) => query = next,
+                None => return Ok(found),
+            }
+        }
+    }
+
+    /// Forgets what `tenant`'s switches copied (the move is over).
+    pub(super) async fn forget_copied(&self, tenant: Option<&TenantId>) -> Result<()> {
+        let purge = Delete::purge(copies_id(tenant)).freeing_id(true).with_context(self.context.renewed());
+        self.store.delete(purge).await.map(drop)
     }
 
     /// What a record's thread (as a change answered it) says.

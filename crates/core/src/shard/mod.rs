@@ -63,6 +63,7 @@
 //! # }).unwrap();
 //! ```
 
+mod copying;
 mod directory;
 mod feed;
 mod moving;
