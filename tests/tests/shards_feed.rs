@@ -187,3 +187,78 @@ async fn after_a_move_each_tenants_events_are_its_new_shards() {
     assert!(of_acme.iter().all(|e| e.event.change.op != PersistOp::Delete));
     assert_eq!(events.iter().filter(|e| e.event.change.tenant.as_ref() != Some(&acme)).count(), 2);
 }
+
+#[tokio::test]
+async fn a_follower_that_cached_a_switch_sees_the_new_shards_first_events() {
+    let (directory, a, b) = (MemoryBackend::new(), MemoryBackend::new(), MemoryBackend::new());
+    let instance = |ttl: Duration| {
+        let builder = Shards::builder(Pipeline::new(directory.clone())).placement_ttl(ttl);
+        builder.shard("a", Pipeline::new(a.clone())).shard("b", Pipeline::new(b.clone())).build().unwrap()
+    };
+    let (mover, follower) = (instance(Duration::from_millis(50)), instance(Duration::from_secs(60)));
+    let app = Pipeline::new(instance(Duration::from_millis(50)));
+    for i in 0..20 {
+        app.add(add("acme", &format!("t{i}"), "before")).await.unwrap();
+    }
+    let acme = TenantId::new("acme").unwrap();
+    let to = if mover.placement(Some(&acme)).await.unwrap().shard == "a" { "b" } else { "a" };
+    let moving = {
+        let (mover, acme) = (mover.clone(), acme.clone());
+        tokio::spawn(async move {
+            let options = MoveOptions::new().max_switch(Duration::from_millis(1_000));
+            mover.move_tenant(Some(&acme), to, options).await
+        })
+    };
+    // The follower reads the record while it says the tenant is switching, and keeps it (a
+    // long TTL).
+    loop {
+        let fresh = instance(Duration::from_millis(50)).placement(Some(&acme)).await.unwrap();
+        if fresh.moving.is_some_and(|m| matches!(m.state, persist::shard::MoveState::Switching { .. })) {
+            break;
+        }
+        assert!(!moving.is_finished(), "the move ended unseen");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let cached = follower.placement(Some(&acme)).await.unwrap();
+    assert!(cached.moving.is_some(), "{cached:?}");
+    let head = follower.store_feed_head().await.unwrap();
+    moving.await.unwrap().unwrap();
+    app.add(add("acme", "t0", "after")).await.unwrap();
+    let page = follower.read_store_feed(&head, 1000).await.unwrap();
+    let after: Vec<&ShardEvent> = page.events.iter().filter(|e| e.event.change.op == PersistOp::Add).collect();
+    assert_eq!(after.len(), 1, "{:?}", page.events);
+    assert_eq!(after[0].shard, to);
+}
+
+#[tokio::test]
+async fn the_tenant_named_none_and_the_threads_without_a_tenant_move_apart() {
+    let shards = memory_shards();
+    let pipeline = Pipeline::new(shards.clone());
+    let none = TenantId::new("none").unwrap();
+    pipeline.add(add("none", "general", "of the tenant named none")).await.unwrap();
+    let bare = Add::new(ThreadId::new("general").unwrap(), Role::User, Content::text("of no tenant"));
+    pipeline.add(bare).await.unwrap();
+    let options = MoveOptions::new().max_switch(Duration::from_millis(500)).claim_ttl(Duration::from_millis(300));
+    let elsewhere = |on: String| ["a", "b", "c"].into_iter().find(|name| *name != on).unwrap();
+    // The tenant named "none" stopped while cleaning; the threads without a tenant moved whole
+    // meanwhile; then the first move resumed: each kept its own record of what it copied.
+    let to_none = elsewhere(shards.placement(Some(&none)).await.unwrap().shard);
+    let mover = {
+        let (shards, none, options) = (shards.clone(), none.clone(), options.clone());
+        tokio::spawn(async move { shards.move_tenant(Some(&none), to_none, options).await })
+    };
+    loop {
+        let placed = shards.placement(Some(&none)).await.unwrap();
+        if placed.moving.is_some_and(|m| matches!(m.state, persist::shard::MoveState::Cleaning { .. })) {
+            mover.abort();
+            break;
+        }
+        assert!(!mover.is_finished(), "the move ended before cleaning");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let to_bare = elsewhere(shards.placement(None).await.unwrap().shard);
+    shards.move_tenant(None, to_bare, options.clone()).await.unwrap();
+    shards.move_tenant(Some(&none), to_none, options).await.unwrap();
+    assert_eq!(shards.placement(Some(&none)).await.unwrap().shard, to_none);
+    assert_eq!(shards.placement(None).await.unwrap().shard, to_bare);
+}

@@ -3,6 +3,7 @@
 //! old shard got late carried over before its copy is erased.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
@@ -342,14 +343,19 @@ pub(super) struct Cleaned {
 /// After the switch: carries what `old` got late (past what the switch `copied`) to `new`,
 /// and erases `old`'s threads of `tenant`, leaving tombstones (a write that still reaches the
 /// old shard is refused as `ThreadDeleted`, not taken and lost). The claim is renewed before
-/// each thread.
-pub(super) async fn clean(
+/// each thread; `record` records a thread carried as copied.
+pub(super) async fn clean<R, F>(
     old: &Pipeline,
     new: &Pipeline,
     tenant: Option<&TenantId>,
     copied: &CopiedThreads,
     claim: &Claim<'_>,
-) -> Result<Cleaned> {
+    record: R,
+) -> Result<Cleaned>
+where
+    R: Fn(CopiedThreads) -> F,
+    F: Future<Output = Result<()>> + Send,
+{
     let mut cleaned = Cleaned::default();
     let mut collisions: Vec<(ThreadId, String)> = Vec::new();
     for _ in 0..SETTLE_TRIES {
@@ -382,7 +388,12 @@ pub(super) async fn clean(
             };
             if let Some(carry) = carry {
                 match write(new, &copy, &carry.messages, &carry.bindings, &carry.summaries).await {
-                    Ok(()) => cleaned.carried += 1,
+                    Ok(()) => {
+                        // Carried: recorded as copied, so that a run resumed before the erase
+                        // below does not carry again what the new shard deletes meanwhile.
+                        record(CopiedThreads::from([(thread.id.clone(), Copied::of(&copy))])).await?;
+                        cleaned.carried += 1;
+                    }
                     Err(PersistError::ThreadDeleted { .. }) => {}
                     Err(PersistError::AlreadyExists { .. }) => {
                         collisions.push((thread.id.clone(), "a message written late collides with one there".into()));

@@ -162,7 +162,8 @@ pub(super) fn record_id(tenant: Option<&TenantId>) -> ThreadId {
 
 /// The thread holding what a switch of `tenant`'s move copied.
 fn copies_id(tenant: Option<&TenantId>) -> ThreadId {
-    named("c", "c:none", tenant)
+    // "c" alone: "c:none" is the tenant named "none".
+    named("c", "c", tenant)
 }
 
 fn named(prefix: &str, none: &str, tenant: Option<&TenantId>) -> ThreadId {

@@ -222,6 +222,7 @@ impl Shards {
             subscriptions: names.zip(subscriptions).collect(),
             cursor: after,
             turn: 0,
+            pending: None,
         })
     }
 }
@@ -245,7 +246,13 @@ impl<'a> Placed<'a> {
         if let Some(shard) = self.known.get(&tenant.cloned()) {
             return Ok(shard == name);
         }
-        let shard = self.shards.placement(tenant).await?.shard;
+        let mut placement = self.shards.placement(tenant).await?;
+        if placement.moving.is_some() {
+            // Cached while the tenant moves: the switch may have ended since (writers read the
+            // record at each write then, and write to the new shard at once).
+            placement = self.shards.inner.directory.fresh(tenant, self.shards.hashed(tenant)).await?;
+        }
+        let shard = placement.shard;
         let holds = shard == name;
         self.known.insert(tenant.cloned(), shard);
         Ok(holds)
@@ -259,6 +266,9 @@ pub struct ShardsSubscription {
     cursor: ShardsCursor,
     /// The shard asked first next time, so that a busy shard does not starve the others.
     turn: usize,
+    /// An event taken from a shard's subscription and not yet answered (the call that took it
+    /// was dropped, or failed deciding whether to show it): the next call answers it first.
+    pending: Option<(usize, FeedEvent)>,
 }
 
 impl fmt::Debug for ShardsSubscription {
@@ -276,10 +286,15 @@ impl ShardsSubscription {
     /// by), or the directory's. It can be asked again after an error.
     pub async fn next(&mut self) -> Result<ShardEvent> {
         loop {
-            let (index, event) = self.any().await?;
-            let name = self.subscriptions[index].0.clone();
+            if self.pending.is_none() {
+                self.pending = Some(self.any().await?);
+            }
+            let Some((index, event)) = &self.pending else { continue };
+            let name = self.subscriptions[*index].0.clone();
+            let holds = Placed::new(&self.shards).holds(&name, event.change.tenant.as_ref()).await?;
+            let Some((_, event)) = self.pending.take() else { continue };
             self.cursor.advance(&name, event.position);
-            if Placed::new(&self.shards).holds(&name, event.change.tenant.as_ref()).await? {
+            if holds {
                 return Ok(ShardEvent { shard: name, event });
             }
         }

@@ -285,7 +285,8 @@ impl Shards {
                             source: None,
                         });
                     };
-                    let cleaned = copying::clean(source, target, tenant, &copied, claim).await?;
+                    let save = |carried| async move { directory.save_copied(tenant, since, &carried).await };
+                    let cleaned = copying::clean(source, target, tenant, &copied, claim, save).await?;
                     moved.carried += cleaned.carried;
                     moved.erased += cleaned.erased;
                     directory.change(tenant, record.version, to, None).await?;
