@@ -13,7 +13,7 @@ use persist::postgres::PostgresBackend;
 use persist::shard::Shards;
 use persist::sqlite::SqliteBackend;
 use persist_conformance::{BoxError, Factory};
-use support::{DATABASES, database_url, databases, drop_schema, schema_name};
+use support::{DATABASES, database_url, databases, drop_schema, drop_shard_schemas, schema_name};
 
 /// A short TTL: the checks that reopen see placements as a new instance would.
 const TTL: Duration = Duration::from_millis(200);
@@ -67,10 +67,7 @@ impl Factory for PostgresShards {
     }
 
     async fn dispose(&self, schema: String) {
-        for database in DATABASES {
-            drop_schema(&database_url(database), &schema).await;
-        }
-        drop_schema(&database_url(DATABASES[0]), &format!("{schema}_d")).await;
+        drop_shard_schemas(&schema).await;
     }
 }
 

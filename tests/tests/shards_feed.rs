@@ -13,7 +13,7 @@ use persist::memory::MemoryBackend;
 use persist::postgres::PostgresBackend;
 use persist::shard::{MoveOptions, ShardEvent, Shards, ShardsCursor};
 use persist::{Content, Context, PersistError, PersistOp, Pipeline, Role, TenantId, ThreadId};
-use support::{DATABASES, database_url, databases, drop_schema, schema_name};
+use support::{DATABASES, database_url, databases, drop_shard_schemas, schema_name};
 
 fn add(tenant: &str, thread: &str, text: &str) -> Add {
     let ctx = Context::new().with_tenant(TenantId::new(tenant).unwrap());
@@ -110,19 +110,12 @@ async fn postgres_shards(schema: &str) -> Shards {
     builder.build().unwrap()
 }
 
-async fn drop_postgres(schema: &str) {
-    for database in DATABASES {
-        drop_schema(&database_url(database), schema).await;
-    }
-    drop_schema(&database_url(DATABASES[0]), &format!("{schema}_d")).await;
-}
-
 #[tokio::test]
 async fn every_event_once_with_one_cursor_across_postgres_databases() {
     let schema = schema_name();
     every_event_once_with_one_cursor(&postgres_shards(&schema).await).await;
     a_subscription_follows_every_shard_and_resumes(&postgres_shards(&schema).await).await;
-    drop_postgres(&schema).await;
+    drop_shard_schemas(&schema).await;
 }
 
 async fn a_subscription_follows_every_shard_and_resumes(shards: &Shards) {

@@ -26,7 +26,7 @@ use persist::{
     Thread, ThreadId,
 };
 use serde_json::json;
-use support::{DATABASES, database_url, databases, drop_schema, schema_name};
+use support::{DATABASES, database_url, databases, drop_schema, drop_shard_schemas, schema_name};
 
 /// A short TTL, so that each step's wait is short.
 const TTL: Duration = Duration::from_millis(50);
@@ -263,18 +263,11 @@ async fn postgres_stores(schema: &str) -> Stores {
     Stores { directory: Pipeline::new(directory.max_connections(4).connect().await.unwrap()), shards }
 }
 
-async fn drop_postgres(schema: &str) {
-    for database in DATABASES {
-        drop_schema(&database_url(database), schema).await;
-    }
-    drop_schema(&database_url(DATABASES[0]), &format!("{schema}_d")).await;
-}
-
 #[tokio::test]
 async fn writes_during_a_move_are_all_kept_across_postgres_databases() {
     let schema = schema_name();
     writes_during_a_move_are_all_kept(&postgres_stores(&schema).await).await;
-    drop_postgres(&schema).await;
+    drop_shard_schemas(&schema).await;
 }
 
 #[tokio::test]

@@ -72,3 +72,11 @@ pub(crate) async fn drop_schema(url: &str, schema: &str) {
         let _ = conn.close().await;
     }
 }
+
+/// Drops `schema` in each of the three databases, and the directory's `{schema}_d` in the first.
+pub(crate) async fn drop_shard_schemas(schema: &str) {
+    for database in DATABASES {
+        drop_schema(&database_url(database), schema).await;
+    }
+    drop_schema(&database_url(DATABASES[0]), &format!("{schema}_d")).await;
+}
