@@ -56,9 +56,9 @@
 //!
 //! **Errors and exit codes.** A failure prints one line, `error: …`, on stderr: exit code 2 for
 //! a command line that cannot be run as given, 1 for anything else (a `check` or a copy's
-//! verification that found problems included). Ctrl-C during an export, import, copy or
-//! prune stops it between two requests and exits with 130; import, copy and prune finish
-//! what is left when run again.
+//! verification that found problems included). Ctrl-C during an export, import, copy,
+//! prune or move-tenant stops it between two requests and exits with 130; import, copy,
+//! prune and move-tenant finish what is left when run again.
 
 mod checksum;
 mod commands;
