@@ -104,7 +104,7 @@ async fn bench_backend() -> (PostgresBackend, String) {
     (backend, schema)
 }
 
-async fn drop_schema(admin: &mut PgConnection, schema: &str) {
+pub(crate) async fn drop_schema(admin: &mut PgConnection, schema: &str) {
     let _ = sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).execute(admin).await;
 }
 

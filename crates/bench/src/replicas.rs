@@ -8,36 +8,17 @@ use std::time::{Duration, Instant};
 use persist::postgres::{Freshness, PostgresBackend};
 use persist::read::ListMessages;
 use persist::{Backend, Context, Order, Pipeline, ThreadId};
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
 
 use crate::Options;
 use crate::measure::{median, percentile, rate};
 use crate::postgres::url;
 use crate::report::Row;
-use crate::workload::{add, as_tasks};
+use crate::workload::{add, as_tasks, latest_50};
 
 fn replica_url() -> String {
     std::env::var("PERSIST_POSTGRES_REPLICA_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5433/test".to_owned())
-}
-
-/// `callers` tasks, each listing the latest 50 messages of one of `threads` threads `per_caller`
-/// times through `pipeline`: reads/s.
-async fn reads(pipeline: &Pipeline, threads: usize, callers: usize, per_caller: usize) -> f64 {
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for caller in 0..callers {
-        let pipeline = pipeline.clone();
-        tasks.spawn(async move {
-            let thread = ThreadId::new(format!("r-{}", caller % threads)).unwrap();
-            for _ in 0..per_caller {
-                let query = ListMessages::new(thread.clone()).with_order(Order::Desc).with_limit(50);
-                assert_eq!(pipeline.list(query).await.expect("list").items.len(), 50);
-            }
-        });
-    }
-    tasks.join_all().await;
-    rate(callers * per_caller, start.elapsed())
 }
 
 /// One caller adding to a thread and reading it back, `n` times, through `pipeline` (its
@@ -125,9 +106,9 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         for round in 0..rounds {
             for step in 0..2 {
                 if (round + step) % 2 == 0 {
-                    from_primary.push(reads(&primary_pipeline, threads, callers, per_caller).await);
+                    from_primary.push(latest_50(&primary_pipeline, "r-", threads, callers, per_caller).await);
                 } else {
-                    from_standby.push(reads(&standby_pipeline, threads, callers, per_caller).await);
+                    from_standby.push(latest_50(&standby_pipeline, "r-", threads, callers, per_caller).await);
                 }
             }
         }
@@ -142,7 +123,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         for backend in [&primary, &standby, &standby_reads] {
             backend.close().await;
         }
-        let _ = sqlx::query(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))).execute(&mut admin).await;
+        crate::postgres::drop_schema(&mut admin, &schema).await;
         vec![
             Row::new("postgres + standby: one caller, sequential adds (each reads its commit position)", (n * rounds) as u64, median(&mut one.1))
                 .ratio(one_ratio, "ops/s, with a standby / without"),

@@ -6,16 +6,15 @@ use std::time::{Duration, Instant};
 
 use persist::args::Add;
 use persist::postgres::PostgresBackend;
-use persist::read::ListMessages;
 use persist::shard::Shards;
-use persist::{Backend, Content, Context, Order, Pipeline, Role, TenantId, ThreadId};
+use persist::{Backend, Content, Context, Pipeline, Role, TenantId, ThreadId};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::Options;
 use crate::measure::{median, percentile, rate};
 use crate::postgres::url;
 use crate::report::Row;
-use crate::workload::{TEXT, as_tasks};
+use crate::workload::{TEXT, as_tasks, latest_50};
 
 const DATABASES: [&str; 2] = ["persist_bench_shard_1", "persist_bench_shard_2"];
 
@@ -51,24 +50,6 @@ async fn tenants_adding(pipeline: &Pipeline, callers: usize, per_caller: usize, 
     (rate(callers * per_caller, start.elapsed()), took)
 }
 
-/// `callers` tasks each listing the latest 50 of one of `threads` threads `per_caller` times.
-async fn reading(backend: &PostgresBackend, threads: usize, callers: usize, per_caller: usize) -> f64 {
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for caller in 0..callers {
-        let backend = backend.clone();
-        tasks.spawn(async move {
-            let thread = ThreadId::new(format!("read-{}", caller % threads)).unwrap();
-            for _ in 0..per_caller {
-                let query = ListMessages::new(thread.clone()).with_order(Order::Desc).with_limit(50);
-                assert_eq!(backend.list(query).await.expect("list").items.len(), 50);
-            }
-        });
-    }
-    tasks.join_all().await;
-    rate(callers * per_caller, start.elapsed())
-}
-
 async fn make_databases(admin: &mut PgConnection) {
     for database in DATABASES {
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
@@ -85,9 +66,7 @@ async fn make_databases(admin: &mut PgConnection) {
 
 async fn drop_schema(url: &str, schema: &str) {
     if let Ok(mut conn) = PgConnection::connect(url).await {
-        let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
-            .execute(&mut conn)
-            .await;
+        crate::postgres::drop_schema(&mut conn, schema).await;
         let _ = conn.close().await;
     }
 }
@@ -137,7 +116,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             seed.await;
         }
         for (callers, total) in [(64, options.scale(12_800, 1_280)), (512, options.scale(25_600, 2_560))] {
-            let reads = reading(&one, threads, callers, total / callers).await;
+            let reads = latest_50(&Pipeline::new(one.clone()), "read-", threads, callers, total / callers).await;
             rows.push(Row::new(
                 format!("scaling, postgres: one primary, {callers} callers reading the latest 50"),
                 total as u64,

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use persist::args::Add;
-use persist::{Backend, Content, MessageId, Role, ThreadId};
+use persist::read::ListMessages;
+use persist::{Backend, Content, MessageId, Order, Pipeline, Role, ThreadId};
 
 use crate::measure::rate;
 
@@ -42,4 +43,29 @@ pub(crate) async fn as_tasks<B: Backend + Clone>(
     }
     let latencies: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
     (rate(callers * per_caller, start.elapsed()), latencies)
+}
+
+/// `callers` tasks, each listing the latest 50 messages of one of `threads` threads (named
+/// `{prefix}{n}`) `per_caller` times through `pipeline`: reads/s.
+pub(crate) async fn latest_50(
+    pipeline: &Pipeline,
+    prefix: &'static str,
+    threads: usize,
+    callers: usize,
+    per_caller: usize,
+) -> f64 {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..callers {
+        let pipeline = pipeline.clone();
+        tasks.spawn(async move {
+            let thread = ThreadId::new(format!("{prefix}{}", caller % threads)).unwrap();
+            for _ in 0..per_caller {
+                let query = ListMessages::new(thread.clone()).with_order(Order::Desc).with_limit(50);
+                assert_eq!(pipeline.list(query).await.expect("list").items.len(), 50);
+            }
+        });
+    }
+    tasks.join_all().await;
+    rate(callers * per_caller, start.elapsed())
 }

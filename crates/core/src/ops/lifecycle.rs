@@ -262,7 +262,6 @@ impl Pipeline {
         up_to: Option<u64>,
         branch: Option<&Branch>,
     ) -> Result<Vec<Message>> {
-        let mut messages = Vec::new();
         let mut listing = ListMessages::new(thread.clone()).with_limit(MAX_PAGE_LIMIT).with_context(context.renewed());
         if let Some(up_to) = up_to {
             listing = listing.before(up_to.saturating_add(1));
@@ -270,14 +269,7 @@ impl Pipeline {
         if let Some(branch) = branch {
             listing = listing.on_branch(branch.clone());
         }
-        loop {
-            let page = self.list(listing.clone()).await?;
-            messages.extend(page.items.iter().cloned());
-            match listing.next_page(&page) {
-                Some(next) => listing = next,
-                None => return Ok(messages),
-            }
-        }
+        Ok(self.list_every(listing).await?.items)
     }
 
     /// The last message of the source's active branch, when the fork starts (`None`: no

@@ -290,6 +290,22 @@ impl Pipeline {
         Ok(Subscription::new(read, query, &hub, first))
     }
 
+    /// Every message `listing` reaches, page after page (from its position on, in its order),
+    /// with the items of every page that did not open.
+    pub(crate) async fn list_every(&self, mut listing: ListMessages) -> Result<Page<Message>> {
+        let mut every = Page::new(Vec::new(), None, false);
+        loop {
+            let page = self.list(listing.clone()).await?;
+            let next = listing.next_page(&page);
+            every.items.extend(page.items);
+            every.unreadable.extend(page.unreadable);
+            match next {
+                Some(next) => listing = next,
+                None => return Ok(every),
+            }
+        }
+    }
+
     /// The feed's newest position, read through the pipeline in `query`'s scope and context
     /// (its `after` and `limit` aside): where a client that has just read what it shows
     /// subscribes from, to miss nothing written after. A read from the feed's start that

@@ -3,10 +3,10 @@
 //! old shard got late carried over before its copy is erased.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
 
 use serde::{Deserialize, Serialize};
 
+use super::directory::Directory;
 use super::moving::Claim;
 use crate::args::{Delete, Restore};
 use crate::context::Context;
@@ -138,21 +138,14 @@ enum Settled {
 /// read (one whose last message was deleted alone is read by none, and cannot be written).
 async fn read_parts(store: &Pipeline, thread: Thread) -> Result<Copy> {
     let ctx = context(thread.tenant.as_ref());
-    let mut query = ListMessages::new(thread.id.clone())
+    let listing = ListMessages::new(thread.id.clone())
         .include_reserved(true)
         .with_limit(MAX_PAGE_LIMIT)
         .with_context(ctx.clone());
-    let mut messages = Vec::new();
-    loop {
-        let page = store.list(query.clone()).await?;
-        refuse_unreadable(&page.unreadable)?;
-        let next = query.next_page(&page);
-        messages.extend(page.items.into_iter().filter(|message| message.seq <= thread.last_seq));
-        match next {
-            Some(next) => query = next,
-            None => break,
-        }
-    }
+    let every = store.list_every(listing).await?;
+    refuse_unreadable(&every.unreadable)?;
+    // Messages added after the thread was read wait for the next read.
+    let messages: Vec<Message> = every.items.into_iter().filter(|message| message.seq <= thread.last_seq).collect();
     let bindings = store.bindings(ListBindings::new(thread.id.clone()).with_context(ctx.clone())).await?;
     let seqs: BTreeSet<u64> = messages.iter().map(|message| message.seq).collect();
     let oldest = seqs.first().copied().unwrap_or(u64::MAX);
@@ -218,6 +211,15 @@ async fn write_whole(store: &Pipeline, copy: &Copy) -> Result<()> {
         }
         other => other,
     }
+}
+
+/// [`write_whole`], then reads the thread back: it must be `copy`.
+async fn write_checked(store: &Pipeline, copy: &Copy) -> Result<()> {
+    write_whole(store, copy).await?;
+    if !holds(store, copy).await? {
+        return Err(mismatch(&copy.thread.id, "does not read back from the new shard as it was copied"));
+    }
+    Ok(())
 }
 
 /// Purges `thread` from `store` if it was not written since `updated_at` (when given):
@@ -314,13 +316,10 @@ pub(super) async fn sync(
             };
             if !brought {
                 erase(target, tenant, id, None, true).await?;
-                write_whole(target, &copy).await?;
+                write_checked(target, &copy).await?;
             }
         } else {
-            write_whole(target, &copy).await?;
-        }
-        if !holds(target, &copy).await? {
-            return Err(mismatch(id, "does not read back from the new shard as it was copied"));
+            write_checked(target, &copy).await?;
         }
         synced.threads.insert(id.clone(), Copied::of(&copy));
         synced.copied += 1;
@@ -343,19 +342,23 @@ pub(super) struct Cleaned {
 /// After the switch: carries what `old` got late (past what the switch `copied`) to `new`,
 /// and erases `old`'s threads of `tenant`, leaving tombstones (a write that still reaches the
 /// old shard is refused as `ThreadDeleted`, not taken and lost). The claim is renewed before
-/// each thread; `record` records a thread carried as copied.
-pub(super) async fn clean<R, F>(
+/// each thread; a thread carried is recorded in `directory` as copied by the switch of `since`.
+pub(super) async fn clean(
     old: &Pipeline,
     new: &Pipeline,
     tenant: Option<&TenantId>,
-    copied: &CopiedThreads,
     claim: &Claim<'_>,
-    record: R,
-) -> Result<Cleaned>
-where
-    R: Fn(CopiedThreads) -> F,
-    F: Future<Output = Result<()>> + Send,
-{
+    directory: &Directory,
+    since: Timestamp,
+) -> Result<Cleaned> {
+    let Some(mut copied) = directory.copied(tenant, since).await? else {
+        return Err(PersistError::Backend {
+            message: "the switch's record of what it copied is gone: the old shard's threads are kept; \
+                      compare and erase them by hand"
+                .into(),
+            source: None,
+        });
+    };
     let mut cleaned = Cleaned::default();
     let mut collisions: Vec<(ThreadId, String)> = Vec::new();
     for _ in 0..SETTLE_TRIES {
@@ -391,7 +394,9 @@ where
                     Ok(()) => {
                         // Carried: recorded as copied, so that a run resumed before the erase
                         // below does not carry again what the new shard deletes meanwhile.
-                        record(CopiedThreads::from([(thread.id.clone(), Copied::of(&copy))])).await?;
+                        let carried = CopiedThreads::from([(thread.id.clone(), Copied::of(&copy))]);
+                        directory.save_copied(tenant, since, &carried).await?;
+                        copied.extend(carried);
                         cleaned.carried += 1;
                     }
                     Err(PersistError::ThreadDeleted { .. }) => {}

@@ -277,16 +277,7 @@ impl Shards {
                         directory.bump(tenant, "cleaning", to).await?;
                     }
                     tokio::time::sleep(ttl + settle(ttl)).await;
-                    let Some(copied) = directory.copied(tenant, since).await? else {
-                        return Err(PersistError::Backend {
-                            message: "the switch's record of what it copied is gone: the old shard's threads are \
-                                      kept; compare and erase them by hand"
-                                .into(),
-                            source: None,
-                        });
-                    };
-                    let save = |carried| async move { directory.save_copied(tenant, since, &carried).await };
-                    let cleaned = copying::clean(source, target, tenant, &copied, claim, save).await?;
+                    let cleaned = copying::clean(source, target, tenant, claim, directory, since).await?;
                     moved.carried += cleaned.carried;
                     moved.erased += cleaned.erased;
                     directory.change(tenant, record.version, to, None).await?;
