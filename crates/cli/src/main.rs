@@ -233,6 +233,10 @@ enum MigrateCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Have a store migrated from an earlier version written in this build's compact form from
+    /// now on; run it once no instance of an earlier build uses the store (an earlier build
+    /// cannot read that form). A store this build created needs none.
+    Finish,
 }
 
 #[derive(Debug, Args)]
@@ -443,6 +447,7 @@ async fn run(cli: Cli) -> CliResult {
             match command {
                 MigrateCommand::Status => commands::migrate::status(url, json).await,
                 MigrateCommand::Up { dry_run } => commands::migrate::up(url, dry_run, json).await,
+                MigrateCommand::Finish => commands::migrate::finish(url, json).await,
             }
         }
         Command::Check => {

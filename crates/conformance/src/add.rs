@@ -1,6 +1,6 @@
 //! `add`: sequence numbers, versions, status, timestamps, thread creation, exact round trips.
 
-use persist_core::args::Add;
+use persist_core::args::{Add, Reserve, UpdateContent};
 use persist_core::{Content, IdempotencyKey, Metadata, Role, Status};
 use serde_json::json;
 
@@ -73,6 +73,61 @@ pub async fn check_content_and_metadata_round_trip_exactly<F: Factory>(factory: 
     // Non-array content is any JSON value too.
     let plain = written(b, Add::new(id.clone(), Role::User, Content::new(json!("just a string")))).await;
     assert_eq!(get(b, &id, &plain.id).await.unwrap().content.to_value(), json!("just a string"));
+    store.finish().await
+}
+
+/// A content of one text block (most messages; backends may store it as its text alone) comes
+/// back as the same content, whatever its text holds, through every path that writes content
+/// (add, reserve then finalize, replace); one that only looks like it (other escapes, other key
+/// order, a plain JSON string of the same text) comes back as itself, not as a text block.
+pub async fn check_text_contents_round_trip<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("texts");
+    let texts = [
+        "",
+        "plain words",
+        "quotes \" and \\ backslashes \\\" mixed",
+        "lines\nand\r\ntabs\t and controls \u{1}\u{8}\u{c}\u{1f}\u{7f}",
+        "héllo 👋 € \u{2028} \u{feff}",
+        r#"[{"text":"inner","type":"text"}]"#,
+        r#"","type":"text"},{"text":""#,
+        " leading and trailing space ",
+        "\"",
+    ];
+    for text in texts {
+        let content = Content::text(text);
+        let added = written(b, Add::new(id.clone(), Role::User, content.clone())).await;
+        let stored = get(b, &id, &added.id).await.unwrap();
+        assert_eq!((stored.content.to_text(), &stored.content), (text.to_owned(), &content), "added {text:?}");
+        let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+        written(b, UpdateContent::new(id.clone(), slot.id.clone(), content.clone())).await;
+        let finished = get(b, &id, &slot.id).await.unwrap();
+        assert_eq!((finished.content.to_text(), &finished.content), (text.to_owned(), &content), "finished {text:?}");
+    }
+    // Look-alikes: each comes back as the value written, a text block or not.
+    let look_alikes = [
+        json!("hi"),
+        json!([{"type": "text", "text": "hi"}]),
+        json!([{"text": "hi", "type": "text", "extra": 1}]),
+        json!([{"text": "hi", "type": "text"}, {"text": "again", "type": "text"}]),
+        json!([{"text": 5, "type": "text"}]),
+        json!(" hi"),
+    ];
+    for value in look_alikes {
+        let message = written(b, Add::new(id.clone(), Role::User, Content::new(value.clone()))).await;
+        assert_eq!(get(b, &id, &message.id).await.unwrap().content.to_value(), value);
+    }
+    let escaped = Content::from_json(r#"[{"text":"\u0068i","type":"text"}]"#).unwrap();
+    let message = written(b, Add::new(id.clone(), Role::User, escaped)).await;
+    assert_eq!(get(b, &id, &message.id).await.unwrap().content, Content::text("hi"));
+    // Replaced by a look-alike and back: each version reads as written.
+    let message = written(b, Add::new(id.clone(), Role::User, Content::text("hi"))).await;
+    for content in [Content::new(json!("hi")), Content::text("hi"), Content::new(json!("hi"))] {
+        let update = UpdateContent::new(id.clone(), message.id.clone(), content.clone());
+        written(b, update).await;
+        assert_eq!(get(b, &id, &message.id).await.unwrap().content.to_value(), content.to_value());
+    }
     store.finish().await
 }
 

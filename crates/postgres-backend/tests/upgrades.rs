@@ -163,7 +163,7 @@ async fn a_failed_upgrade_to_tenant_identity_changes_nothing() {
 }
 
 /// A version 4 schema holding a reply its stream left half written, upgraded when this version
-/// connects: every row and event kept (old events without a status), the reply can be marked
+/// connects: every row and event kept (old events read with the status their op says), the reply can be marked
 /// interrupted (its text kept, its event saying so), seqs go on, and the status is still
 /// checked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +183,11 @@ async fn a_version_4_schema_takes_interrupted_replies_and_keeps_every_row() {
     let backend = connect(&schema).await.unwrap();
     let events = backend.read_feed(ReadFeed::thread(thread("a"))).await.unwrap().events;
     let old: Vec<_> = events.iter().map(|e| (e.change.op, e.change.status)).collect();
-    assert_eq!(old, [(PersistOp::Add, None), (PersistOp::Reserve, None)], "old events kept, without a status");
+    assert_eq!(
+        old,
+        [(PersistOp::Add, Some(Status::Complete)), (PersistOp::Reserve, Some(Status::Reserved))],
+        "old events kept, read with the status their op says"
+    );
 
     let interrupt = UpdateContent::interrupted(thread("a"), "a2".parse().unwrap());
     let PersistResult::ContentUpdated(cut) = backend.apply(interrupt.into()).await.unwrap() else { panic!() };

@@ -8,8 +8,8 @@ use std::time::Duration;
 use persist_core::feed::{FeedHub, FeedRetention};
 use persist_core::maintenance::SchemaStatus;
 use persist_core::{PersistError, Result};
-use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::error::map_sqlx;
@@ -34,6 +34,9 @@ pub enum Durability {
 pub(crate) struct Limits {
     pub(crate) max_content_bytes: usize,
     pub(crate) max_metadata_bytes: usize,
+    /// Whether rows are written in their compact form: the store's format level is 1 (see
+    /// `migrations/0015`), read when the handle opens.
+    pub(crate) compact: bool,
 }
 
 /// Configures and opens a [`SqliteBackend`].
@@ -89,7 +92,7 @@ impl SqliteBackendBuilder {
             max_database_bytes: None,
             wal_size_limit: 16 << 20,
             check_integrity: false,
-            limits: Limits { max_content_bytes: 8 << 20, max_metadata_bytes: 256 << 10 },
+            limits: Limits { max_content_bytes: 8 << 20, max_metadata_bytes: 256 << 10, compact: false },
             feed: Some(FeedRetention::default()),
             feed_poll: Duration::from_millis(50),
             read_only: false,
@@ -133,6 +136,35 @@ impl SqliteBackendBuilder {
     pub async fn schema_status(self) -> Result<SchemaStatus> {
         let status = read_status(&self.path, self.busy_timeout).await?;
         Ok(status.unwrap_or_else(|| SchemaStatus::from_records([], migrations::known())))
+    }
+
+    /// Has a store migrated from an earlier version written in this build's compact form from
+    /// now on (see [`SchemaStatus::unfinished`]): run it once no instance of an earlier build
+    /// uses the file (an earlier build cannot read that form). Handles already open keep the form
+    /// they opened with until they are opened again. What `persist migrate finish` does; a store
+    /// this build created needs none. Answers the status after.
+    ///
+    /// # Errors
+    ///
+    /// `Unsupported` when the file does not exist or is not at this build's schema version
+    /// (apply the pending migrations first); `Backend` when it cannot be read or written.
+    pub async fn finish(self) -> Result<SchemaStatus> {
+        let shown = self.path.display().to_string();
+        match read_status(&self.path, self.busy_timeout).await? {
+            Some(status) => status.require_current(&shown)?,
+            None => {
+                return Err(PersistError::Unsupported {
+                    what: format!("{shown} does not exist: there is no store to finish").into(),
+                });
+            }
+        }
+        let options = SqliteConnectOptions::new().filename(&self.path).busy_timeout(self.busy_timeout);
+        let mut conn =
+            options.connect().await.map_err(|e| error::in_file(&self.path, map_sqlx("opening the database", e)))?;
+        let raised = migrations::raise_format(&mut conn).await;
+        let _ = conn.close().await;
+        raised.map_err(|e| error::in_file(&self.path, e))?;
+        self.schema_status().await
     }
 
     /// Acknowledged-write durability (default [`Durability::Normal`]).
@@ -350,7 +382,7 @@ impl SqliteBackendBuilder {
         Ok(SqliteBackend { shared })
     }
 
-    async fn open_writable(self) -> Result<SqliteBackend> {
+    async fn open_writable(mut self) -> Result<SqliteBackend> {
         if !timers_enabled() {
             return Err(PersistError::Unsupported {
                 what: "a Tokio runtime without its time driver: build it with `enable_time()` or `enable_all()`".into(),
@@ -367,6 +399,8 @@ impl SqliteBackendBuilder {
             .synchronous(synchronous)
             .busy_timeout(self.busy_timeout)
             .foreign_keys(true);
+        // A store this opening creates is written in this build's format from the start.
+        let new = self.migrate && migrations::is_new(&self.path, self.busy_timeout).await;
         let mut writer = if self.migrate {
             open_writer(&options, self.busy_timeout).await?
         } else {
@@ -382,6 +416,11 @@ impl SqliteBackendBuilder {
                 });
             }
         }
+        if new {
+            migrations::raise_format(&mut writer).await?;
+        }
+        self.limits.compact =
+            migrations::format_level(&mut writer).await?.is_some_and(|level| level >= migrations::FORMAT);
         sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
         // Turned on again after a handle turned it off, the feed records a gap: the writes made
         // meanwhile have no events, so a reader resuming from before is told (`FeedGap`).

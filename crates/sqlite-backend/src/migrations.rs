@@ -33,6 +33,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (12, "branches", include_str!("../migrations/0012_branches.sql")),
     (13, "summaries", include_str!("../migrations/0013_summaries.sql")),
     (14, "search", include_str!("../migrations/0014_search.sql")),
+    (15, "compact rows", include_str!("../migrations/0015_compact_rows.sql")),
 ];
 
 /// The migrations, in version order.
@@ -59,9 +60,9 @@ pub(crate) fn known() -> impl Iterator<Item = (persist_core::maintenance::Schema
 
 /// The oldest schema a read-only handle reads as it is (a file one upgrade behind may still be
 /// read, right after the upgrade of the crate, by `persist show` or `persist export`, when that
-/// upgrade changed nothing reads use): version 12 gave messages their parent and threads their
-/// active leaf, which every read of them selects.
-const OLDEST_READ_AS_IS: i64 = 12;
+/// upgrade changed nothing reads use): version 15 gave messages the form of their content,
+/// which every read of them selects (before it, version 12 gave them their parent).
+const OLDEST_READ_AS_IS: i64 = 15;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot
 /// migrate it.
@@ -141,8 +142,50 @@ pub(crate) async fn read_status(path: &Path, busy_timeout: Duration) -> Result<O
         .busy_timeout(busy_timeout);
     let mut conn = options.connect().await.map_err(|e| error::in_file(path, map_sqlx("opening the database", e)))?;
     let records = read_records(&mut conn).await.map_err(|e| error::in_file(path, e));
+    let level = format_level(&mut conn).await.map_err(|e| error::in_file(path, e));
     let _ = conn.close().await;
-    Ok(Some(SchemaStatus::from_records(records?, known())))
+    let level = level?;
+    Ok(Some(SchemaStatus::from_records(records?, known()).with_unfinished(level.is_some_and(|level| level < FORMAT))))
+}
+
+/// The format level this build writes (see `migrations/0015`: 1, compact rows).
+pub(crate) const FORMAT: i64 = 1;
+
+/// The store's format level; `None` before schema version 15 (no `persist_format`).
+pub(crate) async fn format_level(conn: &mut sqlx::SqliteConnection) -> Result<Option<i64>> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_format')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| map_sqlx("reading the store's format", e))?;
+    if !exists {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT level FROM persist_format")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("reading the store's format", e))
+}
+
+/// Whether the file at `path` holds no store yet (absent, empty, or never migrated): opening it
+/// creates one, written in this build's format from the start.
+pub(crate) async fn is_new(path: &Path, busy_timeout: Duration) -> bool {
+    match read_status(path, busy_timeout).await {
+        Ok(None) => true,
+        Ok(Some(status)) => status.applied == 0 && status.failed.is_empty() && status.changed.is_empty(),
+        Err(_) => false,
+    }
+}
+
+/// Raises the store's format to this build's (`FORMAT`) and answers whether it was lower.
+pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bool> {
+    let raised = sqlx::query("UPDATE persist_format SET level = ?1 WHERE level < ?1")
+        .bind(FORMAT)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("raising the store's format", e))?;
+    Ok(raised.rows_affected() > 0)
 }
 
 /// The migrations the file records: version, whether it succeeded, checksum (none: a file

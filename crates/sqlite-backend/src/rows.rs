@@ -1,5 +1,7 @@
 //! Rows to values and values to column text.
 
+use std::borrow::Cow;
+
 use persist_core::session::{BindingState, SessionBinding};
 use persist_core::{
     AgentId, Content, IdempotencyKey, Message, MessageId, Metadata, PersistError, ProviderId, Role, RuntimeId,
@@ -13,8 +15,8 @@ use crate::error::{corrupt, map_sqlx};
 /// The message columns, in the order [`message`] reads them by name.
 macro_rules! message_columns {
     () => {
-        "thread_id, message_id, seq, parent_seq, role, content, metadata, status, version, idempotency_key, \
-         created_at, updated_at"
+        "thread_id, message_id, seq, parent_seq, role, content, content_form, metadata, status, version, \
+         idempotency_key, created_at, updated_at"
     };
 }
 pub(crate) use message_columns;
@@ -102,8 +104,34 @@ fn metadata(text: &str) -> Result<Metadata, PersistError> {
     Metadata::try_from(value).map_err(|e| corrupt(e.to_string()))
 }
 
+/// The `content_form` of a content stored as one text block's JSON string literal (see
+/// [`stored_content`]).
+pub(crate) const TEXT_BLOCK: i64 = 1;
+
+/// What the `content` and `content_form` columns hold for `content`: with `compact` (the store's
+/// format level is 1, see `migrations/0015`), a content that is one text block as
+/// [`Content::text`] writes it is stored as its text's JSON string literal alone, form
+/// [`TEXT_BLOCK`]; any other content (and every content at level 0) as its JSON, form NULL.
+pub(crate) fn stored_content(content: &Content, compact: bool) -> (Cow<'_, str>, Option<i64>) {
+    match content.text_block_json() {
+        Some(literal) if compact => (Cow::Borrowed(literal), Some(TEXT_BLOCK)),
+        _ => (content.as_json(), None),
+    }
+}
+
+/// The content the `content` and `content_form` columns hold (see [`stored_content`]).
+fn content(row: &impl Cells) -> Result<Content, PersistError> {
+    let stored = text(row, "content")?;
+    let content = match row.int("content_form")? {
+        None => Content::from_json(stored),
+        Some(TEXT_BLOCK) => Content::from_json(format!(r#"[{{"text":{stored},"type":"text"}}]"#)),
+        Some(form) => return Err(corrupt(format!("unknown content_form {form}"))),
+    };
+    content.map_err(|e| corrupt(e.to_string()))
+}
+
 pub(crate) fn message(row: &impl Cells) -> Result<Message, PersistError> {
-    let content = Content::from_json(text(row, "content")?).map_err(|e| corrupt(e.to_string()))?;
+    let content = content(row)?;
     let status = text(row, "status")?;
     let status = Status::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
     Ok(Message {

@@ -15,7 +15,8 @@ use crate::rows::{self, json, tenant_key};
 /// the cursor (created_at, thread, tenant, seq), `?12` the fetch limit.
 const SEARCH_SQL: &str = concat!(
     "SELECT m.tenant AS tenant, m.thread_id AS thread_id, m.message_id AS message_id, m.seq AS seq, \
-            m.parent_seq AS parent_seq, m.role AS role, m.content AS content, m.metadata AS metadata, \
+            m.parent_seq AS parent_seq, m.role AS role, m.content AS content, \
+            m.content_form AS content_form, m.metadata AS metadata, \
             m.status AS status, m.version AS version, m.idempotency_key AS idempotency_key, \
             m.created_at AS created_at, m.updated_at AS updated_at \
        FROM persist_search s CROSS JOIN messages m ON m.rowid = s.rowid \
@@ -53,18 +54,10 @@ pub(crate) async fn search(pool: &SqlitePool, query: &Search) -> Result<Page<Sea
     // The switch and the search read one snapshot: a handle turning the index off meanwhile
     // makes this answer `Unsupported`, never an empty page.
     let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(|e| map_sqlx("searching", e))?;
-    let enabled: bool = match sqlx::query_scalar("SELECT enabled FROM persist_search_state").fetch_one(&mut *tx).await {
-        Ok(enabled) => enabled,
-        // A file of a version before search, read as it is by a read-only handle.
-        Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => {
-            return Err(PersistError::Unsupported {
-                what: "search on this file: its schema is of a version before search (14); open it writable \
-                       once to upgrade it, which indexes its messages"
-                    .into(),
-            });
-        }
-        Err(e) => return Err(map_sqlx("searching", e)),
-    };
+    let enabled: bool = sqlx::query_scalar("SELECT enabled FROM persist_search_state")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx("searching", e))?;
     if !enabled {
         return Err(search_off());
     }

@@ -26,20 +26,10 @@ const PAGE: &str = concat!(
     " FROM summaries WHERE tenant = ?2 AND thread_id = ?1 AND through_seq > ?3 ORDER BY through_seq LIMIT ?4"
 );
 
-/// Whether `error` says the file has no `summaries` table: a file of version 12 opened for
-/// reads only (see the builder's `OLDEST_READ_AS_IS`) has no summaries to read.
-fn no_table(error: &rusqlite::Error) -> bool {
-    error.to_string().contains("no such table: summaries")
-}
-
 /// The latest summary of the branch made of `runs` (its last message on them), if any.
 fn latest(conn: &Connection, thread: &str, tenant: &str, leaf: u64, runs: &[(u64, u64)]) -> Result<Option<Summary>> {
     let context = "reading the latest summary";
-    let mut statement = match conn.prepare_cached(LATEST_FIRST) {
-        Ok(statement) => statement,
-        Err(error) if no_table(&error) => return Ok(None),
-        Err(error) => return Err(map(context, error)),
-    };
+    let mut statement = conn.prepare_cached(LATEST_FIRST).map_err(|e| map(context, e))?;
     let mut found = statement.query((thread, tenant, signed(leaf))).map_err(|e| map(context, e))?;
     while let Some(row) = found.next().map_err(|e| map(context, e))? {
         let through: i64 = row.get("through_seq").map_err(|e| map(context, e))?;
@@ -58,11 +48,7 @@ impl DirectReads {
         let after = signed(query.after.unwrap_or(0));
         let items = self.with(|conn| {
             let context = "listing summaries";
-            let mut statement = match conn.prepare_cached(PAGE) {
-                Ok(statement) => statement,
-                Err(error) if no_table(&error) => return Ok(Vec::new()),
-                Err(error) => return Err(map(context, error)),
-            };
+            let mut statement = conn.prepare_cached(PAGE).map_err(|e| map(context, e))?;
             let mut found =
                 statement.query((thread, tenant, after, i64::from(query.limit) + 1)).map_err(|e| map(context, e))?;
             let mut items = Vec::new();

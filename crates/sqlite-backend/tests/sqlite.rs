@@ -262,7 +262,12 @@ async fn the_file_opens_in_the_sqlite3_shell() {
     };
     let tables = shell(".tables");
     assert!(tables.contains("threads") && tables.contains("messages"), "{tables}");
-    let row = shell("SELECT thread_id, seq, role, status, json_extract(content, '$[0].text') FROM messages;");
+    // A one-text-block content is stored as its text's JSON string (`content_form` 1).
+    let row = shell(
+        "SELECT thread_id, seq, role, status, \
+                CASE content_form WHEN 1 THEN json_extract(content, '$') ELSE json_extract(content, '$[0].text') END \
+           FROM messages;",
+    );
     assert_eq!(row.trim(), "support:7|1|user|complete|Hello from persist");
     let counters =
         shell("SELECT message_count, last_seq, deleted_at IS NULL FROM threads WHERE thread_id = 'support:7';");

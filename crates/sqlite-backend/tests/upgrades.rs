@@ -352,7 +352,7 @@ fn add_to(thread_id: &str, id: &str) -> PersistArgs {
 }
 
 /// A version 9 file holding a reply its stream left half written, opened by this version: every
-/// row and event kept (old events without a status), the reply can be marked interrupted (its
+/// row and event kept (old events read with the status their op says), the reply can be marked interrupted (its
 /// text kept, its event saying so), counters and seqs go on, a view of the user's own still reads
 /// `messages`, and the schema holds an interrupted message as every other.
 #[tokio::test]
@@ -380,7 +380,11 @@ async fn a_version_9_database_takes_interrupted_replies_and_keeps_every_row() {
     let backend = SqliteBackend::open(&path).await.unwrap();
     let events = backend.read_feed(ReadFeed::thread(thread("a"))).await.unwrap().events;
     let old: Vec<_> = events.iter().map(|e| (e.change.op, e.change.status)).collect();
-    assert_eq!(old, [(PersistOp::Add, None), (PersistOp::Reserve, None)], "old events kept, without a status");
+    assert_eq!(
+        old,
+        [(PersistOp::Add, Some(Status::Complete)), (PersistOp::Reserve, Some(Status::Reserved))],
+        "old events kept, read with the status their op says"
+    );
 
     let interrupt = UpdateContent::interrupted(thread("a"), "a2".parse().unwrap());
     let cut = match backend.apply(interrupt.into()).await.unwrap() {

@@ -12,6 +12,11 @@ use super::migrated;
 use crate::measure::rate;
 use crate::workload::TEXT;
 
+/// The benchmark's text as the backend stores one text block: its JSON string (`content_form` 1).
+fn stored_text() -> String {
+    Content::text(TEXT).text_block_json().expect("one text block").to_owned()
+}
+
 /// The same transaction our writer runs for one add, on a held connection.
 pub(super) struct HandWritten {
     conn: SqliteConnection,
@@ -33,15 +38,15 @@ impl HandWritten {
     }
 
     pub(super) async fn add(&mut self, thread: &str, id: &str) {
-        let content = Content::text(TEXT).as_json().into_owned();
+        let content = stored_text();
         let now = Timestamp::now().as_micros();
         // The transaction our writer sends for one add: one query, as it does.
         sqlx::query(
             "BEGIN IMMEDIATE; INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (tenant, thread_id) DO NOTHING; \
-             INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                   idempotency_key, created_at, updated_at) \
-             SELECT t.tenant, t.thread_id, ?, t.last_seq + 1, ?, ?, ?, ?, 1, ?, ?, ? \
+             INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, content_form, metadata, status, \
+                                   version, idempotency_key, created_at, updated_at) \
+             SELECT t.tenant, t.thread_id, ?, t.last_seq + 1, ?, ?, 1, ?, ?, 1, ?, ?, ? \
                FROM threads t WHERE t.tenant = ? AND t.thread_id = ? AND t.deleted_at IS NULL \
              ON CONFLICT DO NOTHING RETURNING ? AS plan, thread_id, message_id, seq, role, content, metadata, \
                        status, version, idempotency_key, created_at, updated_at; COMMIT;",
@@ -96,13 +101,15 @@ impl HeldRusqlite {
 
     pub(super) fn add(&mut self, thread: &str, id: &str) {
         use persist::sqlite::group_sql::{INSERT_MESSAGE, INSERT_THREAD};
-        let content = Content::text(TEXT).as_json().into_owned();
+        let content = stored_text();
         let now = Timestamp::now().as_micros();
         let conn = &self.conn;
         conn.prepare_cached("BEGIN IMMEDIATE").unwrap().execute(()).unwrap();
+        let form = Some(1_i64);
         let params =
-            rusqlite::params![thread, "", id, "user", content, "{}", "complete", None::<&str>, now, None::<&str>];
-        conn.prepare_cached(INSERT_THREAD).unwrap().execute(params).unwrap();
+            rusqlite::params![thread, "", id, "user", content, "{}", "complete", None::<&str>, now, None::<&str>, form];
+        // The thread's statement takes the first ten.
+        conn.prepare_cached(INSERT_THREAD).unwrap().execute(&params[..10]).unwrap();
         let _seq: i64 = conn.prepare_cached(INSERT_MESSAGE).unwrap().query_row(params, |row| row.get(0)).unwrap();
         conn.prepare_cached("COMMIT").unwrap().execute(()).unwrap();
         self.since_checkpoint += 1;
@@ -131,7 +138,7 @@ pub(super) fn rusqlite_rate(
     per_transaction: usize,
     round: usize,
 ) -> f64 {
-    let content = Content::text(TEXT).as_json().into_owned();
+    let content = stored_text();
     let start = Instant::now();
     for chunk in (0..n).collect::<Vec<_>>().chunks(per_transaction) {
         let tx = conn.transaction().unwrap();
@@ -144,9 +151,9 @@ pub(super) fn rusqlite_rate(
                 .unwrap();
             let mut message = tx
                 .prepare_cached(
-                    "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, \
-                                           version, idempotency_key, created_at, updated_at) \
-                     SELECT t.tenant, t.thread_id, ?2, t.last_seq + 1, 'user', ?3, '{}', 'complete', 1, NULL, ?4, ?4 \
+                    "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, content_form, metadata, \
+                                           status, version, idempotency_key, created_at, updated_at) \
+                     SELECT t.tenant, t.thread_id, ?2, t.last_seq + 1, 'user', ?3, 1, '{}', 'complete', 1, NULL, ?4, ?4 \
                        FROM threads t WHERE t.tenant = '' AND t.thread_id = ?1 AND t.deleted_at IS NULL \
                      ON CONFLICT DO NOTHING RETURNING seq",
                 )
@@ -183,7 +190,7 @@ pub(super) fn rusqlite_group_rate(path: &Path, n: usize, threads: usize, round: 
             let _ = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
     });
-    let content = Content::text(TEXT).as_json().into_owned();
+    let content = stored_text();
     let start = Instant::now();
     let mut since_checkpoint = 0;
     for first in (0..n).step_by(threads) {
@@ -204,7 +211,8 @@ pub(super) fn rusqlite_group_rate(path: &Path, n: usize, threads: usize, round: 
                     "complete",
                     null,
                     now,
-                    null
+                    null,
+                    1
                 ])
             })
             .collect();

@@ -1,6 +1,7 @@
-//! `persist migrate status` and `persist migrate up [--dry-run]`: a store's schema against the
-//! migrations this build carries, read without changing anything, and brought up to date as a
-//! step of its own (before instances that open with `migrate(false)` start).
+//! `persist migrate status`, `persist migrate up [--dry-run]` and `persist migrate finish`: a
+//! store's schema against the migrations this build carries, read without changing anything,
+//! brought up to date as a step of its own (before instances that open with `migrate(false)`
+//! start), and, once no instance of an earlier build runs, written in this build's form.
 
 use std::io::Write;
 
@@ -65,6 +66,34 @@ pub(crate) async fn up(url: &str, dry_run: bool, json: bool) -> CliResult {
     Ok(())
 }
 
+/// Has a store migrated from an earlier version written in this build's form from now on (see
+/// `SchemaStatus::unfinished`). Refused for a store with migrations pending; a PostgreSQL
+/// schema has nothing to finish.
+pub(crate) async fn finish(url: &str, json: bool) -> CliResult {
+    let (before, label) = read(url).await?;
+    let after = match Location::parse(url)? {
+        Location::Sqlite(path) => SqliteBackend::builder(&path)
+            .finish()
+            .await
+            .map_err(|e| CliError::context(format!("finishing {label}"), &e))?,
+        Location::Postgres { .. } if before.is_current() => before.clone(),
+        Location::Postgres { .. } => return Err(CliError::failed(format!("{label}: {}", describe(&before)))),
+        Location::Memory => return Err(CliError::failed("memory: has no schema to finish")),
+    };
+    let mut out = stdout();
+    if json {
+        let mut report = report(&after, None);
+        report["finished_now"] = json!(before.unfinished && !after.unfinished);
+        write_line(&mut out, &report)?;
+    } else if before.unfinished {
+        writeln!(out, "{label}: finished: written in this build's form from now on (open handles: once reopened)")?;
+    } else {
+        writeln!(out, "{label}: nothing to finish: {}", describe(&after))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// The status of the store at `url`, and its URL without a password.
 async fn read(url: &str) -> CliResult<(SchemaStatus, String)> {
     let label = redact(url.trim());
@@ -102,7 +131,13 @@ async fn migrate(url: &str, label: &str) -> CliResult {
 
 /// One line saying where the schema stands.
 fn describe(status: &SchemaStatus) -> String {
-    if status.is_current() {
+    if status.is_current() && status.unfinished {
+        format!(
+            "schema version {}, up to date; written as an earlier build reads it until `persist migrate finish` \
+             (run it once no instance of an earlier build uses the store)",
+            status.applied
+        )
+    } else if status.is_current() {
         format!("schema version {}, up to date", status.applied)
     } else if status.applied == 0 && status.failed.is_empty() {
         format!("no schema yet (this build's: {}); `persist migrate up` creates it", status.latest)
@@ -133,6 +168,7 @@ fn report(status: &SchemaStatus, dry_run: Option<bool>) -> serde_json::Value {
         "pending": pending,
         "failed": status.failed,
         "changed": status.changed,
+        "unfinished": status.unfinished,
     });
     if let Some(dry_run) = dry_run {
         report["dry_run"] = json!(dry_run);

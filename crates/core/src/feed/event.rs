@@ -56,7 +56,8 @@ pub struct StoredEvent<'a> {
     pub version: u64,
     /// `"message"`, `"thread"`, or none.
     pub removed: Option<&'a str>,
-    /// See [`Change::status`]: `"reserved"`, `"complete"`, `"interrupted"`, or none.
+    /// See [`Change::status`]: `"reserved"`, `"complete"`, `"interrupted"`, or none (for an
+    /// `add` or a `reserve`, the status its op says: `complete`, `reserved`).
     pub status: Option<&'a str>,
     /// See [`Change::delta`]: the appended content blocks as JSON text, or none.
     pub delta: Option<&'a str>,
@@ -103,7 +104,13 @@ impl FeedEvent {
             Some("thread") => Some(Removed::Thread),
             Some(other) => return Err(corrupt("removal", other)),
         };
-        let status = status.map(|text| Status::parse(text).ok_or_else(|| corrupt("status", text))).transpose()?;
+        // An insert's event may leave out the status its op says (stores in a compact format do).
+        let status = match (status, op) {
+            (Some(text), _) => Some(Status::parse(text).ok_or_else(|| corrupt("status", text))?),
+            (None, PersistOp::Add) => Some(Status::Complete),
+            (None, PersistOp::Reserve) => Some(Status::Reserved),
+            (None, _) => None,
+        };
         let delta = delta.map(|text| Content::from_json(text).map_err(|_| corrupt("delta", text))).transpose()?;
         let change = Change {
             tenant,

@@ -91,6 +91,45 @@ impl Content {
         Self(Repr::Json(Arc::from(json)))
     }
 
+    /// For a content that is exactly one text block, as [`Content::text`] writes it
+    /// (`[{"text":…,"type":"text"}]`, compact, keys in that order): its text's JSON string
+    /// literal, quotes included, as the content holds it. `None` for any other content.
+    ///
+    /// The content is that literal between `[{"text":` and `,"type":"text"}]`, byte for byte:
+    /// backends store most messages as the literal alone (the wrapper is 25 bytes a message, and
+    /// the literal is still JSON).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::Content;
+    ///
+    /// assert_eq!(Content::text("hi \"you\"").text_block_json(), Some(r#""hi \"you\"""#));
+    /// assert_eq!(Content::from_json(r#"[{"type":"text","text":"hi"}]"#).unwrap().text_block_json(), None);
+    /// assert_eq!(Content::from_json(r#"[{"text":"a","type":"text"},{"text":"b","type":"text"}]"#).unwrap().text_block_json(), None);
+    /// ```
+    pub fn text_block_json(&self) -> Option<&str> {
+        const HEAD: &str = r#"[{"text":"#;
+        const TAIL: &str = r#","type":"text"}]"#;
+        let Repr::Json(json) = &self.0 else { return None };
+        let literal = json.strip_prefix(HEAD)?.strip_suffix(TAIL)?;
+        // The content is JSON: the literal is one string when the string its first quote opens
+        // closes at its last byte (else it holds more, as `"a","type":"text"},{"text":"b"`).
+        let bytes = literal.as_bytes();
+        if bytes.first() != Some(&b'"') {
+            return None;
+        }
+        let mut i = 1;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' => i += 2,
+                b'"' => return (i == bytes.len() - 1).then_some(literal),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+
     /// The placeholder content of a reservation: an empty array.
     pub fn placeholder() -> Self {
         static PLACEHOLDER: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("[]"));

@@ -125,6 +125,11 @@ pub struct SchemaStatus {
     /// Migrations the store records with other SQL than this build's (their checksums differ):
     /// this build refuses the store.
     pub changed: Vec<i64>,
+    /// Whether the store is still written in the form an earlier build reads, where this build
+    /// writes a more compact one: the case of a store migrated from an earlier version, until
+    /// `persist migrate finish` (`SqliteBackendBuilder::finish`) is run once no instance of an
+    /// earlier build uses it. A store this build created is never unfinished.
+    pub unfinished: bool,
 }
 
 /// One migration of a backend's schema.
@@ -154,7 +159,7 @@ impl SchemaStatus {
         let latest = known.iter().map(|migration| migration.version).max().unwrap_or(0);
         let pending = known.into_iter().filter(|migration| !applied.contains(&migration.version)).collect();
         let applied = applied.into_iter().max().unwrap_or(0);
-        Self { applied, latest, pending, failed: Vec::new(), changed: Vec::new() }
+        Self { applied, latest, pending, failed: Vec::new(), changed: Vec::new(), unfinished: false }
     }
 
     /// The status of a store whose migrations table records `recorded` (version, whether it
@@ -187,6 +192,13 @@ impl SchemaStatus {
     /// The same, with the migrations the store records with other SQL than this build's.
     pub fn with_changed(mut self, versions: Vec<i64>) -> Self {
         self.changed = versions;
+        self
+    }
+
+    /// The same, saying whether the store is still written as an earlier build reads it (see
+    /// [`unfinished`](Self::unfinished)).
+    pub fn with_unfinished(mut self, unfinished: bool) -> Self {
+        self.unfinished = unfinished;
         self
     }
 

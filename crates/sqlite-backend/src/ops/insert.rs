@@ -192,6 +192,8 @@ pub(super) struct Insert<'a> {
     idempotency_key: Option<&'a IdempotencyKey>,
     tenant: Option<&'a TenantId>,
     parent: &'a Parent,
+    /// Whether the store takes the compact form of content (see [`rows::stored_content`]).
+    compact: bool,
 }
 
 impl<'a> Insert<'a> {
@@ -211,6 +213,7 @@ impl<'a> Insert<'a> {
                     idempotency_key: add.idempotency_key.as_ref(),
                     tenant: add.context.tenant(),
                     parent: &add.parent,
+                    compact: limits.compact,
                 })
             }),
             PersistArgs::Reserve(reserve) => args.validate().map_err(refused).and_then(|()| {
@@ -226,6 +229,7 @@ impl<'a> Insert<'a> {
                     idempotency_key: reserve.idempotency_key.as_ref(),
                     tenant: reserve.context.tenant(),
                     parent: &reserve.parent,
+                    compact: limits.compact,
                 })
             }),
             _ => return None,
@@ -236,18 +240,20 @@ impl<'a> Insert<'a> {
     /// This insert as row `index` of a group written at `now`: the parameters of its
     /// statements (see [`InboxRow`]).
     fn row(&self, index: usize, now: Timestamp) -> InboxRow<'_> {
+        let (content, form) = rows::stored_content(&self.content, self.compact);
         (
             index,
             self.thread_id.as_str(),
             tenant_key(self.tenant),
             self.id.as_str(),
             self.role.as_str(),
-            self.content.as_json(),
+            content,
             self.metadata.as_str(),
             self.status.as_str(),
             self.idempotency_key.map(IdempotencyKey::as_str),
             now.as_micros(),
             self.parent_param(),
+            form,
         )
     }
 
@@ -471,18 +477,20 @@ pub(super) async fn insert_one(
     plan: &Insert<'_>,
     now: Timestamp,
 ) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
+    let (content, form) = rows::stored_content(&plan.content, plan.compact);
     // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
     let inserted = sqlx::query(INSERT_ONE)
         .bind(plan.thread_id.as_str())
         .bind(tenant_key(plan.tenant))
         .bind(plan.id.as_str())
         .bind(plan.role.as_str())
-        .bind(plan.content.as_json())
+        .bind(content)
         .bind(plan.metadata.as_str())
         .bind(plan.status.as_str())
         .bind(plan.idempotency_key.map(IdempotencyKey::as_str))
         .bind(now.as_micros())
         .bind(plan.parent_param())
+        .bind(form)
         .fetch_all(&mut *conn)
         .await;
     let rows = match inserted {
@@ -508,6 +516,18 @@ pub(super) async fn insert_one(
 }
 
 /// One row of the inbox parameter: plan, thread, tenant, id, role, content, metadata, status,
-/// idempotency key, time, parent.
-pub(super) type InboxRow<'a> =
-    (usize, &'a str, &'a str, &'a str, &'a str, Cow<'a, str>, &'a str, &'a str, Option<&'a str>, i64, Option<&'a str>);
+/// idempotency key, time, parent, content form.
+pub(super) type InboxRow<'a> = (
+    usize,
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a str,
+    Cow<'a, str>,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    i64,
+    Option<&'a str>,
+    Option<i64>,
+);

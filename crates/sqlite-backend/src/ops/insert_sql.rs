@@ -12,12 +12,12 @@
 /// `RETURNING`, `$returning`).
 macro_rules! insert_one {
     ($thread:literal, $tenant:literal, $id:literal, $role:literal, $content:literal, $metadata:literal,
-     $status:literal, $key:literal, $now:literal, $parent:literal, $returning:literal) => {
+     $status:literal, $key:literal, $now:literal, $parent:literal, $form:literal, $returning:literal) => {
         concat!(
             insert_thread!($thread, $tenant, $now, $parent),
             "; ",
             insert_message!(
-                $thread, $tenant, $id, $role, $content, $metadata, $status, $key, $now, $parent, $returning
+                $thread, $tenant, $id, $role, $content, $metadata, $status, $key, $now, $parent, $form, $returning
             ),
             ";"
         )
@@ -49,16 +49,18 @@ macro_rules! insert_thread {
 /// The second statement of [`insert_one!`]: the message, numbered after the thread's last.
 macro_rules! insert_message {
     ($thread:literal, $tenant:literal, $id:literal, $role:literal, $content:literal, $metadata:literal,
-     $status:literal, $key:literal, $now:literal, $parent:literal, $returning:literal) => {
+     $status:literal, $key:literal, $now:literal, $parent:literal, $form:literal, $returning:literal) => {
         concat!(
-            "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                   idempotency_key, created_at, updated_at, parent_seq) \
+            "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, content_form, metadata, status, \
+                                   version, idempotency_key, created_at, updated_at, parent_seq) \
              SELECT t.tenant, t.thread_id, ",
             $id,
             ", t.last_seq + 1, ",
             $role,
             ", ",
             $content,
+            ", ",
+            $form,
             ", ",
             $metadata,
             ", ",
@@ -98,7 +100,7 @@ macro_rules! insert_message {
 /// trigger, no report table), the seq returned by the insert.
 pub(super) const INSERT_ONE: &str = concat!(
     "BEGIN IMMEDIATE; ",
-    insert_one!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", "?10", " RETURNING seq, parent_seq"),
+    insert_one!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", "?10", "?11", " RETURNING seq, parent_seq"),
     " COMMIT;"
 );
 
@@ -109,15 +111,15 @@ pub const INSERT_THREAD: &str = insert_thread!("?1", "?2", "?9", "?10");
 
 /// See [`INSERT_THREAD`].
 pub const INSERT_MESSAGE: &str =
-    insert_message!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", "?10", " RETURNING seq, parent_seq");
+    insert_message!("?1", "?2", "?3", "?4", "?5", "?6", "?7", "?8", "?9", "?10", "?11", " RETURNING seq, parent_seq");
 
 /// The insert of [`APPLY_INBOX`]: the rows of its one JSON array parameter, in order.
 macro_rules! inbox_insert {
     () => {
         "INSERT INTO persist_inbox (plan, thread_id, tenant, message_id, role, content, metadata, status, \
-                                    idempotency_key, now, parent) \
+                                    idempotency_key, now, parent, content_form) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, \
-                value ->> 7, value ->> 8, value ->> 9, value ->> 10 \
+                value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11 \
            FROM json_each(?) ORDER BY key;"
     };
 }
@@ -131,8 +133,8 @@ macro_rules! read_report {
 }
 
 /// Empties the report, applies the rows bound as one JSON array (`[[plan, thread_id, tenant,
-/// message_id, role, content, metadata, status, idempotency_key, now, parent], …]`) through the inbox,
-/// and reads the report back: three statements, one round trip. In autocommit the insert is
+/// message_id, role, content, metadata, status, idempotency_key, now, parent, content_form], …]`)
+/// through the inbox, and reads the report back: three statements, one round trip. In autocommit the insert is
 /// its own transaction, committed before the report is read: which statement finished tells a
 /// failed insert from a committed one whose report could not be read.
 pub(super) const APPLY_INBOX: &str = concat!("DELETE FROM persist_written; ", inbox_insert!(), " ", read_report!());
@@ -160,7 +162,8 @@ pub const INBOX: &str = concat!(
     CREATE TEMP TABLE IF NOT EXISTS persist_written (plan INTEGER NOT NULL, seq INTEGER NOT NULL, parent INTEGER); \
     CREATE TEMP VIEW IF NOT EXISTS persist_inbox AS \
         SELECT NULL AS plan, NULL AS thread_id, NULL AS tenant, NULL AS message_id, NULL AS role, NULL AS content, \
-               NULL AS metadata, NULL AS status, NULL AS idempotency_key, NULL AS now, NULL AS parent; \
+               NULL AS metadata, NULL AS status, NULL AS idempotency_key, NULL AS now, NULL AS parent, \
+               NULL AS content_form; \
     CREATE TEMP TRIGGER IF NOT EXISTS persist_inbox_insert INSTEAD OF INSERT ON persist_inbox \
     BEGIN ",
     insert_one!(
@@ -174,6 +177,7 @@ pub const INBOX: &str = concat!(
         "NEW.idempotency_key",
         "NEW.now",
         "NEW.parent",
+        "NEW.content_form",
         ""
     ),
     " INSERT INTO persist_written (plan, seq, parent) \

@@ -56,17 +56,18 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
         .map_err(sql("restoring the thread"))?;
     }
     for (message, metadata) in inserts {
+        let (content, form) = rows::stored_content(&message.content, limits.compact);
         sqlx::query(
             "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                   idempotency_key, created_at, updated_at, parent_seq) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                   idempotency_key, created_at, updated_at, parent_seq, content_form) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .bind(key)
         .bind(message.thread_id.as_str())
         .bind(message.id.as_str())
         .bind(signed(message.seq))
         .bind(message.role.as_str())
-        .bind(message.content.as_json())
+        .bind(content)
         .bind(metadata)
         .bind(message.status.as_str())
         .bind(signed(message.version))
@@ -74,6 +75,7 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
         .bind(message.created_at.as_micros())
         .bind(message.updated_at.as_micros())
         .bind(persist_core::branch::stored_parent(message.seq, message.parent_seq).map(signed))
+        .bind(form)
         .execute(&mut *conn)
         .await
         .map_err(sql("restoring a message"))?;

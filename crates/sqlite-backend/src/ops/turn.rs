@@ -150,12 +150,12 @@ const LOOK_UP: &str = "\
     WITH turn (turn_no, turn_tenant, turn_thread, turn_keys, turn_ids, turn_parent) AS ( \
         SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, value -> 4, value ->> 5 FROM json_each(?1)) \
     SELECT turn_no, NULL AS deleted, NULL AS parent_missing, thread_id, message_id, seq, parent_seq, role, \
-           content, metadata, status, version, idempotency_key, created_at, updated_at \
+           content, content_form, metadata, status, version, idempotency_key, created_at, updated_at \
       FROM turn CROSS JOIN json_each(turn_ids) AS wanted CROSS JOIN messages \
      WHERE tenant = turn_tenant AND thread_id = turn_thread AND message_id = wanted.value \
     UNION ALL \
-    SELECT turn_no, NULL, NULL, thread_id, message_id, seq, parent_seq, role, content, metadata, status, version, \
-           idempotency_key, created_at, updated_at \
+    SELECT turn_no, NULL, NULL, thread_id, message_id, seq, parent_seq, role, content, content_form, metadata, \
+           status, version, idempotency_key, created_at, updated_at \
       FROM turn CROSS JOIN json_each(turn_keys) AS wanted CROSS JOIN messages \
      WHERE tenant = turn_tenant AND thread_id = turn_thread AND idempotency_key = wanted.value \
     UNION ALL \
@@ -164,7 +164,7 @@ const LOOK_UP: &str = "\
            turn_parent IS NOT NULL AND turn_parent <> '' \
                AND NOT EXISTS (SELECT 1 FROM messages p WHERE p.tenant = turn_tenant AND p.thread_id = turn_thread \
                                  AND p.message_id = turn_parent), \
-           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
       FROM turn";
 
 /// One turn of [`LOOK_UP`]'s parameter: its index, tenant, thread, keys, ids and the parent

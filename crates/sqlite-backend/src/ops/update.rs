@@ -34,10 +34,12 @@ pub(super) async fn replace_content(
     limits: &Limits,
 ) -> OpResult<Message> {
     let content = limits.content(&update.content)?;
+    let (stored, form) = rows::stored_content(&content, limits.compact);
     let tenant = tenant_key(update.context.tenant());
     let row = sqlx::query(concat!(
         "UPDATE messages \
-            SET content = ?3, status = coalesce(?4, status), version = version + 1, updated_at = ?5, delta = ?10, \
+            SET content = ?3, content_form = ?11, status = coalesce(?4, status), version = version + 1, \
+                updated_at = ?5, delta = ?10, \
                 delta_version = CASE WHEN ?10 IS NULL THEN NULL ELSE version + 1 END \
           WHERE tenant = ?7 AND thread_id = ?1 AND message_id = ?2 AND (?6 IS NULL OR version = ?6) \
             AND (status = 'reserved' OR (status = 'complete' AND ?8) OR (status = 'interrupted' AND ?9)) \
@@ -48,7 +50,7 @@ pub(super) async fn replace_content(
     ))
     .bind(update.thread_id.as_str())
     .bind(update.message_id.as_str())
-    .bind(content.as_json())
+    .bind(stored)
     .bind(update.status_after().map(Status::as_str))
     .bind(Timestamp::now().as_micros())
     .bind(update.expected_version.map(signed))
@@ -56,6 +58,7 @@ pub(super) async fn replace_content(
     .bind(update.may_write_over(Status::Complete))
     .bind(update.may_write_over(Status::Interrupted))
     .bind(update.feed_delta().map(|delta| delta.as_json()))
+    .bind(form)
     .fetch_optional(&mut *conn)
     .await
     .map_err(sql("updating the content"))?;

@@ -105,10 +105,12 @@ fn one_on_lane(conn: &rusqlite::Connection, plan: &Insert<'_>, now: Timestamp, c
     type Written = Option<(i64, Option<i64>)>;
     let written = (|| -> rusqlite::Result<Option<Written>> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute(())?;
-        // The statements' ten parameters: the inbox row's, but its index.
-        let (_, thread, tenant, id, role, content, metadata, status, key, at, parent) = plan.row(0, now);
-        let params = rusqlite::params![thread, tenant, id, role, content.as_ref(), metadata, status, key, at, parent];
-        conn.prepare_cached(INSERT_THREAD)?.execute(params)?;
+        // The statements' eleven parameters: the inbox row's, but its index.
+        let (_, thread, tenant, id, role, content, metadata, status, key, at, parent, form) = plan.row(0, now);
+        let params =
+            rusqlite::params![thread, tenant, id, role, content.as_ref(), metadata, status, key, at, parent, form];
+        // The thread's statement takes the first ten (the content's form is the message's).
+        conn.prepare_cached(INSERT_THREAD)?.execute(&params[..10])?;
         let row = {
             let mut message = conn.prepare_cached(INSERT_MESSAGE)?;
             let mut rows = message.query(params)?;
