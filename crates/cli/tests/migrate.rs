@@ -79,6 +79,6 @@ fn migrate_reports_and_applies_a_postgres_schema() {
     assert_eq!(applied["current"], true, "the report is of the schema after: {applied}");
     assert_eq!(applied["pending"], serde_json::json!([]));
     let after: serde_json::Value = serde_json::from_str(&ok(&["--url", &url, "--json", "migrate", "status"])).unwrap();
-    assert!(ok(&["--url", &url, "migrate", "finish"]).contains("nothing to finish"), "a schema is finished");
+    assert!(ok(&["--url", &url, "migrate", "finish"]).contains("nothing to finish"), "a new schema is finished");
     assert_eq!(after["current"], true);
 }

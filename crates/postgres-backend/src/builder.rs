@@ -232,20 +232,42 @@ impl PostgresBackendBuilder {
     /// As [`connect`](Self::connect), for the URL and the schema's name; `Temporary` when the
     /// server cannot be reached.
     pub async fn schema_status(mut self) -> Result<SchemaStatus> {
-        let (options, schema) = self.target()?;
-        let connecting = tokio::time::timeout(self.acquire_timeout, PgConnection::connect_with(&options));
-        let mut conn = match connecting.await {
-            Ok(connected) => connected.map_err(|e| map_sqlx("connecting to read the schema's version", e))?,
-            Err(_) => {
-                return Err(PersistError::temporary(format!(
-                    "connecting to read the schema's version: no answer within {:?}",
-                    self.acquire_timeout
-                )));
-            }
-        };
+        let (mut conn, schema) = self.one_connection("connecting to read the schema's version").await?;
         let status = schema::status(&mut conn, &schema).await;
         let _ = conn.close().await;
         status
+    }
+
+    /// One connection to the schema, outside any pool, and the schema's name.
+    async fn one_connection(&mut self, context: &'static str) -> Result<(PgConnection, String)> {
+        let (options, schema) = self.target()?;
+        let connecting = tokio::time::timeout(self.acquire_timeout, PgConnection::connect_with(&options));
+        match connecting.await {
+            Ok(connected) => Ok((connected.map_err(|e| map_sqlx(context, e))?, schema)),
+            Err(_) => Err(PersistError::temporary(format!("{context}: no answer within {:?}", self.acquire_timeout))),
+        }
+    }
+
+    /// Has a schema migrated from an earlier version written in this build's compact form from
+    /// now on (see [`SchemaStatus::unfinished`]): run it once no instance of an earlier build
+    /// uses the schema (an earlier build cannot read that form). Every instance of this build
+    /// writes the compact form from its next write on. What `persist migrate finish` does; a
+    /// schema this build created needs none. Answers the status after.
+    ///
+    /// # Errors
+    ///
+    /// As [`schema_status`](Self::schema_status); `Unsupported` when the schema is not at this
+    /// build's version (apply the pending migrations first).
+    pub async fn finish(mut self) -> Result<SchemaStatus> {
+        let (mut conn, schema) = self.one_connection("connecting to finish the schema").await?;
+        let finished = async {
+            schema::status(&mut conn, &schema).await?.require_current(&format!("schema {schema}"))?;
+            schema::raise_format(&mut conn).await?;
+            schema::status(&mut conn, &schema).await
+        }
+        .await;
+        let _ = conn.close().await;
+        finished
     }
 
     /// The connection options and the schema named by the URL and the builder.

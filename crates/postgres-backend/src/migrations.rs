@@ -21,6 +21,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (8, "branches", include_str!("../migrations/0008_branches.sql")),
     (9, "summaries", include_str!("../migrations/0009_summaries.sql")),
     (10, "search", include_str!("../migrations/0010_search.sql")),
+    (11, "compact rows", include_str!("../migrations/0011_compact_rows.sql")),
 ];
 
 /// The migrations, in version order.

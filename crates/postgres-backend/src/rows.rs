@@ -13,8 +13,8 @@ use crate::error::{corrupt, map_sqlx};
 /// The message columns, JSON as text, in the names [`message`] reads.
 macro_rules! message_columns {
     () => {
-        "thread_id, message_id, seq, parent_seq, role, content::text AS content, metadata::text AS metadata, status, \
-         version, idempotency_key, created_at, updated_at"
+        "thread_id, message_id, seq, parent_seq, role, content::text AS content, content_form, \
+         metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at"
     };
 }
 pub(crate) use message_columns;
@@ -88,6 +88,22 @@ fn bad(error: PersistError) -> PersistError {
     corrupt(error.to_string())
 }
 
+/// The `content_form` of a content stored as its one text block's text alone (see
+/// `migrations/0011`).
+const TEXT_BLOCK: i16 = 1;
+
+/// The content the `content` and `content_form` columns hold: JSON, or one text block's text.
+fn content(row: &PgRow) -> Result<Content, PersistError> {
+    match get::<Option<i16>>(row, "content_form")? {
+        None => Ok(Content::new(json(row, "content")?)),
+        Some(TEXT_BLOCK) => match json(row, "content")? {
+            serde_json::Value::String(text) => Ok(Content::text(text)),
+            other => Err(corrupt(format!("a text block's content is not a string: {other}"))),
+        },
+        Some(form) => Err(corrupt(format!("unknown content_form {form}"))),
+    }
+}
+
 pub(crate) fn message(row: &PgRow) -> Result<Message, PersistError> {
     let status = get::<&str>(row, "status")?;
     let status = Status::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
@@ -96,7 +112,7 @@ pub(crate) fn message(row: &PgRow) -> Result<Message, PersistError> {
         thread_id: ThreadId::new(get::<&str>(row, "thread_id")?).map_err(bad)?,
         id: MessageId::new(get::<&str>(row, "message_id")?).map_err(bad)?,
         role: Role::new(get::<&str>(row, "role")?).map_err(bad)?,
-        content: Content::new(json(row, "content")?),
+        content: content(row)?,
         metadata: Metadata::try_from(json(row, "metadata")?).map_err(|e| corrupt(e.to_string()))?,
         status,
         seq: unsigned(row, "seq")?,

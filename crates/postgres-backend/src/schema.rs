@@ -79,9 +79,14 @@ pub(crate) async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Res
         .execute(&mut *conn)
         .await
         .map_err(|e| map_sqlx("preparing to migrate", e))?;
+    // A schema this connection creates is written in this build's format from the start.
+    let new = records(conn, schema).await?.is_empty();
     // `run_direct` is `run` without the `Acquire` indirection, whose higher-ranked bound keeps
     // this future from being `Send`.
-    let migrated = MIGRATOR.run_direct(None, &mut *conn, false).await.map_err(map_migrate);
+    let mut migrated = MIGRATOR.run_direct(None, &mut *conn, false).await.map_err(map_migrate);
+    if new && migrated.is_ok() {
+        migrated = raise_format(conn).await.map(drop);
+    }
     // Back to the connection's own settings (those it was opened with) before it is reused.
     let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
         .execute(&mut *conn)
@@ -113,7 +118,42 @@ async fn records(conn: &mut PgConnection, schema: &str) -> Result<Vec<(i64, bool
 
 /// Where `schema` stands against this build's migrations.
 pub(crate) async fn status(conn: &mut PgConnection, schema: &str) -> Result<SchemaStatus> {
-    Ok(SchemaStatus::from_records(records(conn, schema).await?, crate::migrations::known()))
+    let status = SchemaStatus::from_records(records(conn, schema).await?, crate::migrations::known());
+    let level = format_level(conn, schema).await?;
+    Ok(status.with_unfinished(level.is_some_and(|level| level < FORMAT)))
+}
+
+/// The format level this build writes (see `migrations/0011`: 1, compact rows).
+pub(crate) const FORMAT: i32 = 1;
+
+/// The schema's format level; `None` before schema version 11 (no `persist_format`).
+async fn format_level(conn: &mut PgConnection, schema: &str) -> Result<Option<i32>> {
+    let table = format!("\"{schema}\".persist_format");
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&table)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("reading the store's format", e))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    // The only SQL built from text: a schema name checked against [a-z_][a-z0-9_]*.
+    let query = format!("SELECT level FROM {table}");
+    sqlx::query_scalar(AssertSqlSafe(query))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("reading the store's format", e))
+}
+
+/// Raises the format of the schema the connection's `search_path` names to this build's
+/// (`FORMAT`); answers whether it was lower.
+pub(crate) async fn raise_format(conn: &mut PgConnection) -> Result<bool> {
+    let raised = sqlx::query("UPDATE persist_format SET level = $1 WHERE level < $1")
+        .bind(FORMAT)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("raising the store's format", e))?;
+    Ok(raised.rows_affected() > 0)
 }
 
 /// Refuses a schema name that is not 1 to 63 of `[a-z0-9_]`, not starting with a digit (the

@@ -15,7 +15,7 @@ use crate::rows::{self, json_text, signed, tenant_key};
 /// filter, `$8`–`$11` the cursor (created_at, thread, tenant, seq), `$12` the fetch limit. Each
 /// parameter is named with its type, so the server knows it whether it is used or not.
 const SEARCH_SQL: &str = "\
-    SELECT m.tenant, m.thread_id, m.message_id, m.seq, m.parent_seq, m.role, m.content::text AS content, \
+    SELECT m.tenant, m.thread_id, m.message_id, m.seq, m.parent_seq, m.role, m.content::text AS content, m.content_form, \
            m.metadata::text AS metadata, m.status, m.version, m.idempotency_key, m.created_at, m.updated_at \
       FROM messages m \
      WHERE persist_search_vector({config}, m.content) @@ to_tsquery({config}, $1::text) \

@@ -124,7 +124,7 @@ fn content(row: &impl Cells) -> Result<Content, PersistError> {
     let stored = text(row, "content")?;
     let content = match row.int("content_form")? {
         None => Content::from_json(stored),
-        Some(TEXT_BLOCK) => Content::from_json(format!(r#"[{{"text":{stored},"type":"text"}}]"#)),
+        Some(TEXT_BLOCK) => Content::from_text_block_json(stored),
         Some(form) => return Err(corrupt(format!("unknown content_form {form}"))),
     };
     content.map_err(|e| corrupt(e.to_string()))

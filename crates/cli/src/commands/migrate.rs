@@ -67,8 +67,7 @@ pub(crate) async fn up(url: &str, dry_run: bool, json: bool) -> CliResult {
 }
 
 /// Has a store migrated from an earlier version written in this build's form from now on (see
-/// `SchemaStatus::unfinished`). Refused for a store with migrations pending; a PostgreSQL
-/// schema has nothing to finish.
+/// `SchemaStatus::unfinished`). Refused for a store with migrations pending.
 pub(crate) async fn finish(url: &str, json: bool) -> CliResult {
     let (before, label) = read(url).await?;
     let after = match Location::parse(url)? {
@@ -76,8 +75,13 @@ pub(crate) async fn finish(url: &str, json: bool) -> CliResult {
             .finish()
             .await
             .map_err(|e| CliError::context(format!("finishing {label}"), &e))?,
-        Location::Postgres { .. } if before.is_current() => before.clone(),
-        Location::Postgres { .. } => return Err(CliError::failed(format!("{label}: {}", describe(&before)))),
+        Location::Postgres { url: conn, schema } => {
+            let mut builder = PostgresBackend::builder(conn);
+            if let Some(schema) = schema {
+                builder = builder.schema(schema);
+            }
+            builder.finish().await.map_err(|e| CliError::context(format!("finishing {label}"), &e))?
+        }
         Location::Memory => return Err(CliError::failed("memory: has no schema to finish")),
     };
     let mut out = stdout();

@@ -130,6 +130,21 @@ impl Content {
         None
     }
 
+    /// The content of one text block whose text's JSON string literal is `literal` (what
+    /// [`text_block_json`](Self::text_block_json) answers): backends read back with this what
+    /// they stored in that form.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming `content` when `literal` is not one JSON string.
+    pub fn from_text_block_json(literal: &str) -> Result<Self, PersistError> {
+        // One JSON value that starts with a quote: one string.
+        if !literal.starts_with('"') || serde_json::from_str::<serde::de::IgnoredAny>(literal).is_err() {
+            return Err(PersistError::invalid("content", "a text block's text is not one JSON string"));
+        }
+        Ok(Self(Repr::Json(Arc::from(format!(r#"[{{"text":{literal},"type":"text"}}]"#)))))
+    }
+
     /// The placeholder content of a reservation: an empty array.
     pub fn placeholder() -> Self {
         static PLACEHOLDER: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("[]"));

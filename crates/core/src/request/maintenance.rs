@@ -127,8 +127,9 @@ pub struct SchemaStatus {
     pub changed: Vec<i64>,
     /// Whether the store is still written in the form an earlier build reads, where this build
     /// writes a more compact one: the case of a store migrated from an earlier version, until
-    /// `persist migrate finish` (`SqliteBackendBuilder::finish`) is run once no instance of an
-    /// earlier build uses it. A store this build created is never unfinished.
+    /// `persist migrate finish` (`SqliteBackendBuilder::finish`, `PostgresBackendBuilder::finish`)
+    /// is run once no instance of an earlier build uses it. A store this build created is never
+    /// unfinished.
     pub unfinished: bool,
 }
 

@@ -116,8 +116,9 @@ macro_rules! insert_message {
             $($locked,)+
             ", m AS ( \
                 INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                      idempotency_key, created_at, updated_at, parent_seq) \
-                SELECT $9, $1, $2, t.last_seq, $3, $4::jsonb, $5::jsonb, $6, 1, $7, $8, $8, ",
+                                      idempotency_key, created_at, updated_at, content_form, parent_seq) \
+                SELECT $9, $1, $2, t.last_seq, $3, persist_stored_content($4::jsonb), $5::jsonb, $6, 1, $7, $8, $8, \
+                       persist_content_form($4::jsonb), ",
             $($parent,)+
             " FROM t RETURNING *) SELECT ",
             message_columns!(),
@@ -321,9 +322,9 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
             RETURNING th.tenant, th.thread_id, th.last_seq, th.prev_leaf), \
          m AS ( \
             INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                  idempotency_key, created_at, updated_at, parent_seq) \
-            SELECT i.tenant, i.thread_id, i.message_id, t.last_seq, i.role, i.content::jsonb, i.metadata::jsonb, \
-                   i.status, 1, i.idempotency_key, $9, $9, \
+                                  idempotency_key, created_at, updated_at, content_form, parent_seq) \
+            SELECT i.tenant, i.thread_id, i.message_id, t.last_seq, i.role, persist_stored_content(i.content::jsonb), \
+                   i.metadata::jsonb, i.status, 1, i.idempotency_key, $9, $9, persist_content_form(i.content::jsonb), \
                    CASE WHEN i.root THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ",
         stored_parent!("t"),
         " END FROM i JOIN t ON t.tenant = i.tenant AND t.thread_id = i.thread_id \

@@ -202,9 +202,10 @@ pub(super) async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[
         updated.push(m.updated_at.as_micros());
     }
     sqlx::query(
-        "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                               idempotency_key, created_at, updated_at, parent_seq) \
-         SELECT $1, $2, u.id, u.seq, u.role, u.content::jsonb, u.metadata::jsonb, u.status, u.version, u.key, \
+        "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, content_form, metadata, status, \
+                               version, idempotency_key, created_at, updated_at, parent_seq) \
+         SELECT $1, $2, u.id, u.seq, u.role, persist_stored_content(u.content::jsonb), \
+                persist_content_form(u.content::jsonb), u.metadata::jsonb, u.status, u.version, u.key, \
                 u.created_at, u.updated_at, u.parent \
            FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], \
                        $10::text[], $11::bigint[], $12::bigint[], $13::bigint[]) \

@@ -76,7 +76,9 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
              WHERE (th.tenant, th.thread_id) IN (SELECT tenant, thread_id FROM u) AND th.deleted_at IS NULL \
              ORDER BY th.tenant COLLATE \"C\", th.thread_id COLLATE \"C\" FOR UPDATE), \
          m AS ( \
-            UPDATE messages ms SET content = COALESCE(u.content::jsonb, ms.content), \
+            UPDATE messages ms SET content = COALESCE(persist_stored_content(u.content::jsonb), ms.content), \
+                   content_form = CASE WHEN u.content IS NULL THEN ms.content_form \
+                                       ELSE persist_content_form(u.content::jsonb) END, \
                    status = COALESCE(u.status, ms.status), \
                    metadata = (ms.metadata || u.set::jsonb) \
                               - ARRAY(SELECT jsonb_array_elements_text(u.removed::jsonb)), \
@@ -181,7 +183,8 @@ pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateCont
         let row = sqlx::query(concat!(
             "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $7 AND thread_id = $1 \
                            AND deleted_at IS NULL FOR UPDATE), \
-             m AS (UPDATE messages SET content = $3::jsonb, status = COALESCE($4, status), \
+             m AS (UPDATE messages SET content = persist_stored_content($3::jsonb), \
+                          content_form = persist_content_form($3::jsonb), status = COALESCE($4, status), \
                           version = version + 1, updated_at = $5, delta = $10, \
                           delta_version = CASE WHEN $10::text IS NULL THEN NULL ELSE version + 1 END \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
