@@ -22,6 +22,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (9, "summaries", include_str!("../migrations/0009_summaries.sql")),
     (10, "search", include_str!("../migrations/0010_search.sql")),
     (11, "compact rows", include_str!("../migrations/0011_compact_rows.sql")),
+    (12, "content form in plpgsql", include_str!("../migrations/0012_content_form_in_plpgsql.sql")),
 ];
 
 /// The migrations, in version order.

@@ -366,22 +366,24 @@ async fn a_failed_upgrade_to_branches_changes_nothing() {
 /// refused; `schema_status` reads where each stands.
 #[tokio::test]
 async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is() {
-    let Some(schema) = shipped_schema(10, &[]).await else { return };
+    let Some(schema) = shipped_schema(11, &[]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (10, 11));
+    assert_eq!((status.applied, status.latest), (11, 12));
     assert_eq!(
         status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
-        [(11, "compact rows")]
+        [(12, "content form in plpgsql")]
     );
     let refused = builder().migrate(false).connect().await.unwrap_err();
     assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
     let said = refused.to_string();
     assert!(
-        said.contains(&format!("schema {schema}: schema version 10, this build needs 11 (pending: 11 compact rows)")),
+        said.contains(&format!(
+            "schema {schema}: schema version 11, this build needs 12 (pending: 12 content form in plpgsql)"
+        )),
         "{said}"
     );
-    assert_eq!(builder().schema_status().await.unwrap().applied, 10, "nothing applied");
+    assert_eq!(builder().schema_status().await.unwrap().applied, 11, "nothing applied");
     // Migrated by an instance that does, then opened without migrating.
     connect(&schema).await.unwrap().close().await;
     let current = builder().schema_status().await.unwrap();
@@ -398,7 +400,7 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     sqlx::raw_sql(AssertSqlSafe(newer)).execute(&mut conn).await.unwrap();
     assert!(builder().schema_status().await.unwrap().is_ahead());
     let refused = builder().migrate(false).connect().await.unwrap_err();
-    assert!(refused.to_string().contains("newer than this build's 11"), "{refused}");
+    assert!(refused.to_string().contains("newer than this build's 12"), "{refused}");
     // A schema that does not exist: version 0, not created.
     let missing = support::schema_name();
     let absent = PostgresBackend::builder(support::url()).schema(missing.clone());

@@ -105,9 +105,9 @@ impl SqliteBackendBuilder {
     /// the change feed's state or a migration, so a file on a read-only filesystem, or one this
     /// process may not write, can be read. Writes are refused (`Rejected`), as are a feed's
     /// retention and subscriptions (feed reads work while the file's feed records). A file that
-    /// does not exist is not created; one whose schema lacks a change reads use (version 10
-    /// gave the feed's events a status), or is newer, is refused (`Unsupported`: open it
-    /// writable once to upgrade it). Where
+    /// does not exist is not created; one whose schema lacks a change reads use (version 15
+    /// gave messages the form of their content), or is newer, is refused (`Unsupported`: open
+    /// it writable once to upgrade it). Where
     /// SQLite cannot make the file's WAL index (a read-only filesystem) and no log lies beside
     /// the file, it is read as immutable (nobody can change it there; a log beside it, which
     /// may hold commits, makes the open fail instead).
@@ -140,9 +140,11 @@ impl SqliteBackendBuilder {
 
     /// Has a store migrated from an earlier version written in this build's compact form from
     /// now on (see [`SchemaStatus::unfinished`]): run it once no instance of an earlier build
-    /// uses the file (an earlier build cannot read that form). Handles already open keep the form
-    /// they opened with until they are opened again. What `persist migrate finish` does; a store
-    /// this build created needs none. Answers the status after.
+    /// uses the file (an earlier build cannot read that form). The feed's events take their
+    /// compact form at once (the file's triggers read the format at each write); a handle
+    /// already open writes contents in the form it opened with until it is opened again. What
+    /// `persist migrate finish` does; a store this build created needs none. Answers the status
+    /// after.
     ///
     /// # Errors
     ///

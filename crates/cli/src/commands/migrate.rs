@@ -90,7 +90,7 @@ pub(crate) async fn finish(url: &str, json: bool) -> CliResult {
         report["finished_now"] = json!(before.unfinished && !after.unfinished);
         write_line(&mut out, &report)?;
     } else if before.unfinished {
-        writeln!(out, "{label}: finished: written in this build's form from now on (open handles: once reopened)")?;
+        writeln!(out, "{label}: finished: written in this build's form from now on")?;
     } else {
         writeln!(out, "{label}: nothing to finish: {}", describe(&after))?;
     }

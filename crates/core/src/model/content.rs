@@ -15,8 +15,9 @@ use super::json::{self, MAX_JSON_DEPTH, check_depth};
 /// Held as compact JSON text behind an `Arc`: cloning is a reference-count increment (layers,
 /// and tower's retry, which clones requests, keep copies for free), a stored message costs
 /// little more than its JSON bytes, [`json_len`](Self::json_len) is free, and backends store
-/// and load the text without converting it. [`to_value`](Self::to_value) parses it when you
-/// need the tree. A reservation holds the [placeholder](Self::placeholder) `[]`.
+/// and load the text without parsing it (one text block, most messages, as its text's JSON
+/// string: see [`text_block_json`](Self::text_block_json)). [`to_value`](Self::to_value) parses
+/// it when you need the tree. A reservation holds the [placeholder](Self::placeholder) `[]`.
 ///
 /// # Example
 ///
@@ -137,9 +138,20 @@ impl Content {
     /// # Errors
     ///
     /// `InvalidInput` naming `content` when `literal` is not one JSON string.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::Content;
+    ///
+    /// assert_eq!(Content::from_text_block_json(r#""hi""#).unwrap(), Content::text("hi"));
+    /// for bad in [r#""hi" "#, r#""\ud800""#, r#""a","b""#, "5", ""] {
+    ///     assert!(Content::from_text_block_json(bad).is_err(), "{bad}");
+    /// }
+    /// ```
     pub fn from_text_block_json(literal: &str) -> Result<Self, PersistError> {
-        // One JSON value that starts with a quote: one string.
-        if !literal.starts_with('"') || serde_json::from_str::<serde::de::IgnoredAny>(literal).is_err() {
+        // One JSON string and nothing around it (parsed whole: its escapes checked too).
+        if !(literal.starts_with('"') && literal.ends_with('"')) || serde_json::from_str::<String>(literal).is_err() {
             return Err(PersistError::invalid("content", "a text block's text is not one JSON string"));
         }
         Ok(Self(Repr::Json(Arc::from(format!(r#"[{{"text":{literal},"type":"text"}}]"#)))))
