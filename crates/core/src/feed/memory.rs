@@ -202,8 +202,10 @@ mod tests {
             FeedRetention::forever().with_max_age(Some(Duration::ZERO)),
         ] {
             let mut feed = MemoryFeed::new(retention);
+            // A millisecond apart: two events of one microsecond are equally old (and neither
+            // older than the other by a zero age).
             for n in 1..=3 {
-                assert_eq!(feed.record(change(n), Timestamp::now()), n);
+                assert_eq!(feed.record(change(n), Timestamp::from_micros(1_000 * n as i64)), n);
             }
             let page = feed.read(&ReadFeed::across_tenants().after(2)).unwrap();
             assert_eq!(page.events.iter().map(|e| e.position).collect::<Vec<_>>(), [3]);
