@@ -181,8 +181,9 @@ enum Command {
     /// must occur (any order, any case), "a phrase" in order, pref* as a prefix. A store sealed
     /// by EncryptLayer holds no text to find: with its keys (PERSIST_ENCRYPTION_KEYS), refused.
     Search(SearchArgs),
-    /// The store's schema against this build's migrations: `status`, or `up` to apply what it
-    /// lacks (for deployments that open stores with `migrate(false)`).
+    /// The store's schema against this build's migrations: `status`, `up` to apply what it
+    /// lacks (for deployments that open stores with `migrate(false)`), `finish` once no instance
+    /// of an earlier build uses it.
     #[command(subcommand)]
     Migrate(MigrateCommand),
     /// List a thread's session bindings (every agent's, with their state); with --agent and

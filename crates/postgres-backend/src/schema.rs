@@ -139,20 +139,25 @@ async fn format_level(conn: &mut PgConnection, schema: &str) -> Result<Option<i3
     }
     // The only SQL built from text: a schema name checked against [a-z_][a-z0-9_]*.
     let query = format!("SELECT level FROM {table}");
-    sqlx::query_scalar(AssertSqlSafe(query))
+    // A store whose row is gone is written as the lowest level (`raise_format` puts it back).
+    let level: Option<i32> = sqlx::query_scalar(AssertSqlSafe(query))
         .fetch_optional(&mut *conn)
         .await
-        .map_err(|e| map_sqlx("reading the store's format", e))
+        .map_err(|e| map_sqlx("reading the store's format", e))?;
+    Ok(Some(level.unwrap_or(0)))
 }
 
 /// Raises the format of the schema the connection's `search_path` names to this build's
 /// (`FORMAT`); answers whether it was lower.
 pub(crate) async fn raise_format(conn: &mut PgConnection) -> Result<bool> {
-    let raised = sqlx::query("UPDATE persist_format SET level = $1 WHERE level < $1")
-        .bind(FORMAT)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx("raising the store's format", e))?;
+    let raised = sqlx::query(
+        "INSERT INTO persist_format AS f (id, level) VALUES (1, $1) \
+         ON CONFLICT (id) DO UPDATE SET level = EXCLUDED.level WHERE f.level < EXCLUDED.level",
+    )
+    .bind(FORMAT)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| map_sqlx("raising the store's format", e))?;
     Ok(raised.rows_affected() > 0)
 }
 

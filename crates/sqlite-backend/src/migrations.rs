@@ -76,7 +76,7 @@ pub(crate) async fn check_schema_version(readers: &SqlitePool, path: &Path) -> R
     let why = match applied.cmp(&latest) {
         std::cmp::Ordering::Equal => return Ok(()),
         std::cmp::Ordering::Less if applied >= OLDEST_READ_AS_IS => return Ok(()),
-        std::cmp::Ordering::Less => "open it writable once to upgrade it",
+        std::cmp::Ordering::Less => "open it writable once to upgrade it (`persist migrate up` does)",
         std::cmp::Ordering::Greater => "a newer version of persist wrote it",
     };
     Err(PersistError::Unsupported {
@@ -162,10 +162,12 @@ pub(crate) async fn format_level(conn: &mut sqlx::SqliteConnection) -> Result<Op
     if !exists {
         return Ok(None);
     }
-    sqlx::query_scalar("SELECT level FROM persist_format")
+    // A store whose row is gone is written as the lowest level (`raise_format` puts it back).
+    let level: Option<i64> = sqlx::query_scalar("SELECT level FROM persist_format")
         .fetch_optional(&mut *conn)
         .await
-        .map_err(|e| map_sqlx("reading the store's format", e))
+        .map_err(|e| map_sqlx("reading the store's format", e))?;
+    Ok(Some(level.unwrap_or(0)))
 }
 
 /// Whether the file at `path` holds no store yet (absent, empty, or never migrated): opening it
@@ -180,11 +182,14 @@ pub(crate) async fn is_new(path: &Path, busy_timeout: Duration) -> bool {
 
 /// Raises the store's format to this build's (`FORMAT`) and answers whether it was lower.
 pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bool> {
-    let raised = sqlx::query("UPDATE persist_format SET level = ?1 WHERE level < ?1")
-        .bind(FORMAT)
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx("raising the store's format", e))?;
+    let raised = sqlx::query(
+        "INSERT INTO persist_format (id, level) VALUES (1, ?1) \
+         ON CONFLICT (id) DO UPDATE SET level = excluded.level WHERE level < excluded.level",
+    )
+    .bind(FORMAT)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| map_sqlx("raising the store's format", e))?;
     Ok(raised.rows_affected() > 0)
 }
 

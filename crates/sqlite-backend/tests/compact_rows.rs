@@ -163,4 +163,10 @@ async fn a_version_14_file_is_written_as_before_until_it_is_finished() {
     assert_eq!(seqs, [4, 3, 1], "newest first: both forms indexed, the replaced text too");
     backend.close().await;
     assert!(!SqliteBackend::builder(&path).finish().await.unwrap().unfinished, "finishing again changes nothing");
+    // The format's row removed by hand: unfinished (written as the lowest level), and put back.
+    let mut conn = raw(&path).await;
+    sqlx::query("DELETE FROM persist_format").execute(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+    assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().unfinished);
+    assert!(!SqliteBackend::builder(&path).finish().await.unwrap().unfinished);
 }

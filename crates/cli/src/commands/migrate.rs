@@ -70,6 +70,12 @@ pub(crate) async fn up(url: &str, dry_run: bool, json: bool) -> CliResult {
 /// `SchemaStatus::unfinished`). Refused for a store with migrations pending.
 pub(crate) async fn finish(url: &str, json: bool) -> CliResult {
     let (before, label) = read(url).await?;
+    if !before.is_current() {
+        return Err(CliError::failed(format!(
+            "{label}: nothing to finish before it is up to date: {}",
+            describe(&before)
+        )));
+    }
     let after = match Location::parse(url)? {
         Location::Sqlite(path) => SqliteBackend::builder(&path)
             .finish()
@@ -82,7 +88,7 @@ pub(crate) async fn finish(url: &str, json: bool) -> CliResult {
             }
             builder.finish().await.map_err(|e| CliError::context(format!("finishing {label}"), &e))?
         }
-        Location::Memory => return Err(CliError::failed("memory: has no schema to finish")),
+        Location::Memory => return Err(CliError::failed("memory: has no schema")),
     };
     let mut out = stdout();
     if json {
@@ -110,7 +116,7 @@ async fn read(url: &str) -> CliResult<(SchemaStatus, String)> {
             }
             builder.schema_status().await
         }
-        Location::Memory => return Err(CliError::failed("memory: has no schema to migrate")),
+        Location::Memory => return Err(CliError::failed("memory: has no schema")),
     };
     let status = status.map_err(|e| CliError::context(format!("reading the schema of {label}"), &e))?;
     Ok((status, label))
