@@ -105,8 +105,8 @@ impl SqliteBackendBuilder {
     /// the change feed's state or a migration, so a file on a read-only filesystem, or one this
     /// process may not write, can be read. Writes are refused (`Rejected`), as are a feed's
     /// retention and subscriptions (feed reads work while the file's feed records). A file that
-    /// does not exist is not created; one whose schema lacks a change reads use (version 15
-    /// gave messages the form of their content), or is newer, is refused (`Unsupported`: open
+    /// does not exist is not created; one whose schema lacks a change reads use (version 16
+    /// gave the change feed its second table), or is newer, is refused (`Unsupported`: open
     /// it writable once to upgrade it). Where
     /// SQLite cannot make the file's WAL index (a read-only filesystem) and no log lies beside
     /// the file, it is read as immutable (nobody can change it there; a log beside it, which
@@ -141,7 +141,8 @@ impl SqliteBackendBuilder {
     /// Has a store migrated from an earlier version written in this build's compact form from
     /// now on (see [`SchemaStatus::unfinished`]): run it once no instance of an earlier build
     /// uses the file (an earlier build cannot read that form). The feed's events take their
-    /// compact form at once (the file's triggers read the format at each write); a handle
+    /// compact form at once (the file's triggers read the format at each write: from then on
+    /// they are rows of `persist_events`, which only this build reads); a handle
     /// already open writes contents in the form it opened with until it is opened again. What
     /// `persist migrate finish` does; a store this build created needs none. Answers the status
     /// after.
@@ -422,14 +423,15 @@ impl SqliteBackendBuilder {
             migrations::raise_format(&mut writer).await?;
         }
         self.limits.compact =
-            migrations::format_level(&mut writer).await?.is_some_and(|level| level >= migrations::FORMAT);
+            migrations::format_level(&mut writer).await?.is_some_and(|level| level >= migrations::COMPACT_CONTENTS);
         sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
         // Turned on again after a handle turned it off, the feed records a gap: the writes made
         // meanwhile have no events, so a reader resuming from before is told (`FeedGap`).
         sqlx::query(
             "UPDATE persist_feed_state \
                 SET trimmed = CASE WHEN ?1 AND NOT enabled \
-                                   THEN max(trimmed, coalesce((SELECT max(position) FROM persist_feed), 0)) + 1 \
+                                   THEN max(trimmed, coalesce((SELECT max(position) FROM persist_feed), 0), \
+                                            coalesce((SELECT max(position) FROM persist_events), 0)) + 1 \
                                    ELSE trimmed END, \
                     enabled = ?1",
         )

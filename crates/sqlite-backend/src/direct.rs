@@ -192,10 +192,12 @@ macro_rules! feed_columns {
     };
 }
 
-/// The feed's head (its newest position or, when retention removed every row, the newest it
-/// removed: the triggers number from there, migration 8) and the newest position retention
+/// The feed's head (its newest position in either of its tables, migration 16, or, when
+/// retention removed every row, the newest it removed: the triggers number from there,
+/// migration 8) and the newest position retention
 /// removed; and whether the file's feed records.
-pub(crate) const FEED_BOUNDS: &str = "SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), trimmed), \
+pub(crate) const FEED_BOUNDS: &str = "SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), \
+                                                 coalesce((SELECT max(position) FROM persist_events), 0), trimmed), \
                                              trimmed, enabled FROM persist_feed_state";
 
 impl DirectReads {
@@ -213,32 +215,55 @@ impl DirectReads {
             query.check_position(trimmed, head)?;
             let tenant = tenant_key(query.context.tenant());
             let (after, fetch) = (signed(query.after), i64::from(query.limit) + 1);
+            // The events are rows of two tables (migration 16): `persist_feed`, written until the
+            // store's format was 2, and `persist_events` (read through `persist_events_read`),
+            // one numbering of positions across both.
             let sql = match query.scope {
                 // The thread's chain, walked back from its newest event (kept by its row or, once
                 // the row is removed, by the thread's last delete) to where the reader resumes:
-                // the thread's own events, however many others' came between.
+                // the thread's own events, however many others' came between. Each link is in
+                // one of the two tables.
                 FeedScope::Thread(_) => concat!(
                     "WITH RECURSIVE chain(position) AS ( \
                          SELECT coalesce((SELECT feed_last FROM threads WHERE tenant = ?1 AND thread_id = ?2), \
-                                         (SELECT max(position) FROM persist_feed \
-                                           WHERE tenant = ?1 AND thread_id = ?2 AND message_id IS NULL)) \
+                                         nullif(max(coalesce((SELECT max(position) FROM persist_feed \
+                                                               WHERE tenant = ?1 AND thread_id = ?2 \
+                                                                 AND message_id IS NULL), 0), \
+                                                    coalesce((SELECT max(position) FROM persist_events \
+                                                               WHERE tenant = ?1 AND thread_id = ?2 \
+                                                                 AND thread IS NULL), 0)), 0)) \
                          UNION ALL \
-                         SELECT f.prev FROM chain c JOIN persist_feed f ON f.position = c.position WHERE f.prev > ?3) \
+                         SELECT f.prev FROM chain c JOIN persist_feed f ON f.position = c.position WHERE f.prev > ?3 \
+                         UNION ALL \
+                         SELECT e.prev FROM chain c JOIN persist_events e ON e.position = c.position \
+                          WHERE e.prev > ?3) \
                      SELECT ",
                     feed_columns!(),
                     " FROM chain c CROSS JOIN persist_feed f ON f.position = c.position \
-                      WHERE c.position > ?3 AND f.tenant = ?1 AND f.thread_id = ?2 ORDER BY f.position LIMIT ?4"
+                      WHERE c.position > ?3 AND f.tenant = ?1 AND f.thread_id = ?2 \
+                     UNION ALL SELECT ",
+                    feed_columns!(),
+                    " FROM chain c CROSS JOIN persist_events_read f ON f.position = c.position \
+                      WHERE c.position > ?3 AND f.tenant = ?1 AND f.thread_id = ?2 ORDER BY 1 LIMIT ?4"
                 ),
                 FeedScope::Tenant => concat!(
                     "SELECT ",
                     feed_columns!(),
-                    " FROM persist_feed f WHERE tenant = ?1 AND ?2 IS NULL AND position > ?3 ORDER BY position LIMIT ?4"
+                    " FROM persist_feed f WHERE tenant = ?1 AND ?2 IS NULL AND position > ?3 \
+                     UNION ALL SELECT ",
+                    feed_columns!(),
+                    " FROM persist_events_read f WHERE tenant = ?1 AND ?2 IS NULL AND position > ?3 \
+                     ORDER BY 1 LIMIT ?4"
                 ),
                 // Every tenant's: the tenant and thread parameters are bound all the same.
                 _ => concat!(
                     "SELECT ",
                     feed_columns!(),
-                    " FROM persist_feed f WHERE ?1 IS NOT NULL AND ?2 IS NULL AND position > ?3 ORDER BY position LIMIT ?4"
+                    " FROM persist_feed f WHERE ?1 IS NOT NULL AND ?2 IS NULL AND position > ?3 \
+                     UNION ALL SELECT ",
+                    feed_columns!(),
+                    " FROM persist_events_read f WHERE ?1 IS NOT NULL AND ?2 IS NULL AND position > ?3 \
+                     ORDER BY 1 LIMIT ?4"
                 ),
             };
             let mut statement = read.prepare_cached(sql).map_err(|e| map(context, e))?;
@@ -270,12 +295,14 @@ fn bounds(conn: &Connection) -> Result<(u64, u64, bool)> {
 /// One event of `feed_columns!()`.
 fn feed_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FeedEvent>> {
     let unsigned = |n: i64| u64::try_from(n).unwrap_or_default();
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let message_id = rows::unpacked_id(row, 4, &mut id)?;
     Ok(FeedEvent::from_stored(StoredEvent {
         position: unsigned(row.get(0)?),
         tenant: row.get_ref(1)?.as_str()?,
         thread_id: row.get_ref(2)?.as_str()?,
         op: row.get_ref(3)?.as_str()?,
-        message_id: row.get_ref(4)?.as_str_or_null()?,
+        message_id,
         seq: row.get::<_, Option<i64>>(5)?.map(unsigned),
         version: unsigned(row.get(6)?),
         removed: row.get_ref(7)?.as_str_or_null()?,

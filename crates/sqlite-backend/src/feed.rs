@@ -1,7 +1,7 @@
 //! The change feed's wake-ups and retention.
 //!
-//! Events are rows of `persist_feed`, written by triggers in each write's transaction
-//! (migrations 7 and 8). A pump per handle learns of new rows (its own writes, and other processes'
+//! Events are rows of `persist_events` (`persist_feed` in a store written before its format
+//! was 2), written by triggers in each write's transaction (migrations 7, 8 and 16). A pump per handle learns of new rows (its own writes, and other processes'
 //! on the same file) and wakes the subscribers of their scopes through the handle's
 //! [`FeedHub`]: it reads the feed's head when its handle committed a write, and every poll
 //! interval for the writes of other processes, then reads the new events and publishes them.
@@ -94,16 +94,18 @@ pub(crate) fn trim(
     }
     let Some(conn) = conn.as_mut() else { unreachable!("opened above") };
     if let Some(cutoff) = retention.delta_cutoff(Timestamp::now()) {
-        // Deltas past their age, in batches of their own (each statement its transaction).
-        while conn
-            .execute(
-                "UPDATE persist_feed SET delta = NULL WHERE rowid IN \
-                   (SELECT rowid FROM persist_feed WHERE delta IS NOT NULL AND at < ?1 LIMIT ?2)",
-                (cutoff.as_micros(), TRIM_BATCH),
-            )
-            .map_err(map)?
-            == usize::try_from(TRIM_BATCH).unwrap_or(usize::MAX)
-        {}
+        // Deltas past their age, in batches of their own (each statement its transaction), in
+        // each of the feed's tables (migration 16).
+        for sql in [
+            "UPDATE persist_feed SET delta = NULL WHERE rowid IN \
+               (SELECT rowid FROM persist_feed WHERE delta IS NOT NULL AND at < ?1 LIMIT ?2)",
+            "UPDATE persist_events SET delta = NULL WHERE rowid IN \
+               (SELECT rowid FROM persist_events WHERE delta IS NOT NULL AND at < ?1 LIMIT ?2)",
+        ] {
+            while conn.execute(sql, (cutoff.as_micros(), TRIM_BATCH)).map_err(map)?
+                == usize::try_from(TRIM_BATCH).unwrap_or(usize::MAX)
+            {}
+        }
     }
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
@@ -114,8 +116,10 @@ pub(crate) fn trim(
             // Everything before the first event young enough to keep.
             Some(cutoff) => tx
                 .query_row(
-                    "SELECT coalesce((SELECT position - 1 FROM persist_feed WHERE at >= ?1 ORDER BY position LIMIT 1), \
-                                     ?2)",
+                    "SELECT coalesce(min(coalesce((SELECT position FROM persist_feed WHERE at >= ?1 \
+                                                    ORDER BY position LIMIT 1), ?2 + 1), \
+                                         coalesce((SELECT position FROM persist_events WHERE at >= ?1 \
+                                                    ORDER BY position LIMIT 1), ?2 + 1)) - 1, ?2)",
                     (cutoff.as_micros(), head),
                     |row| row.get::<_, i64>(0),
                 )
@@ -129,6 +133,7 @@ pub(crate) fn trim(
         }
         let cutoff = wanted.min(trimmed + TRIM_BATCH);
         tx.execute("DELETE FROM persist_feed WHERE position <= ?1", [cutoff]).map_err(map)?;
+        tx.execute("DELETE FROM persist_events WHERE position <= ?1", [cutoff]).map_err(map)?;
         tx.execute("UPDATE persist_feed_state SET trimmed = max(trimmed, ?1)", [cutoff]).map_err(map)?;
         tx.commit().map_err(map)?;
         if cutoff == wanted {

@@ -34,6 +34,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (13, "summaries", include_str!("../migrations/0013_summaries.sql")),
     (14, "search", include_str!("../migrations/0014_search.sql")),
     (15, "compact rows", include_str!("../migrations/0015_compact_rows.sql")),
+    (16, "compact feed", include_str!("../migrations/0016_compact_feed.sql")),
 ];
 
 /// The migrations, in version order.
@@ -60,9 +61,9 @@ pub(crate) fn known() -> impl Iterator<Item = (persist_core::maintenance::Schema
 
 /// The oldest schema a read-only handle reads as it is (a file one upgrade behind may still be
 /// read, right after the upgrade of the crate, by `persist show` or `persist export`, when that
-/// upgrade changed nothing reads use): version 15 gave messages the form of their content,
-/// which every read of them selects (before it, version 12 gave them their parent).
-const OLDEST_READ_AS_IS: i64 = 15;
+/// upgrade changed nothing reads use): version 16 gave the change feed its second table, which
+/// every read of the feed reads (before it, version 15 gave messages the form of their content).
+const OLDEST_READ_AS_IS: i64 = 16;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot
 /// migrate it.
@@ -148,10 +149,15 @@ pub(crate) async fn read_status(path: &Path, busy_timeout: Duration) -> Result<O
     Ok(Some(SchemaStatus::from_records(records?, known()).with_unfinished(level.is_some_and(|level| level < FORMAT))))
 }
 
-/// The format level this build writes (see `migrations/0015`: 1, compact rows).
-pub(crate) const FORMAT: i64 = 1;
+/// The format level this build writes: 1, compact rows (`migrations/0015`); 2, the change
+/// feed's events in `persist_events` (`migrations/0016`).
+pub(crate) const FORMAT: i64 = 2;
 
-/// The store's format level; `None` before schema version 15 (no `persist_format`).
+/// The lowest format level at which contents are written in their compact form (1).
+pub(crate) const COMPACT_CONTENTS: i64 = 1;
+
+/// The store's format level (see [`FORMAT`]); `None` before schema version 15 (no
+/// `persist_format`).
 pub(crate) async fn format_level(conn: &mut sqlx::SqliteConnection) -> Result<Option<i64>> {
     let exists: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_format')",
@@ -181,7 +187,37 @@ pub(crate) async fn is_new(path: &Path, busy_timeout: Duration) -> bool {
 }
 
 /// Raises the store's format to this build's (`FORMAT`) and answers whether it was lower.
+///
+/// Format 2 names threads by their keys in the feed's events, so the threads made before
+/// version 16 get theirs first, in batches that each commit (`KEY_BATCH` threads a
+/// transaction: the file's lock is held briefly, writers go on between them); a run stopped
+/// part-way goes on from where it stopped.
 pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bool> {
+    loop {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_sqlx("keying the threads", e))?;
+        let keyed = sqlx::query(
+            "WITH batch(thread, n) AS MATERIALIZED ( \
+                 SELECT rowid, row_number() OVER (ORDER BY rowid) FROM threads WHERE key IS NULL \
+                  ORDER BY rowid LIMIT ?1) \
+             UPDATE threads SET key = s.thread_keys + b.n \
+               FROM batch b, persist_feed_state s WHERE threads.rowid = b.thread",
+        )
+        .bind(KEY_BATCH)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx("keying the threads", e))?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE persist_feed_state SET thread_keys = max(thread_keys, (SELECT coalesce(max(key), 0) FROM threads))",
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx("keying the threads", e))?;
+        tx.commit().await.map_err(|e| map_sqlx("keying the threads", e))?;
+        if keyed < KEY_BATCH as u64 {
+            break;
+        }
+    }
     let raised = sqlx::query(
         "INSERT INTO persist_format (id, level) VALUES (1, ?1) \
          ON CONFLICT (id) DO UPDATE SET level = excluded.level WHERE level < excluded.level",
@@ -192,6 +228,9 @@ pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bo
     .map_err(|e| map_sqlx("raising the store's format", e))?;
     Ok(raised.rows_affected() > 0)
 }
+
+/// Threads given their keys in one transaction by [`raise_format`].
+const KEY_BATCH: i64 = 1000;
 
 /// The migrations the file records: version, whether it succeeded, checksum (none: a file
 /// persist never set up).

@@ -30,6 +30,28 @@ macro_rules! thread_columns {
 }
 pub(crate) use thread_columns;
 
+/// A message id as the change feed's events store it (migration 16) in column `column` of
+/// `row`: a UUID in its canonical text as its 16 bytes, any other id as its text; `buffer`
+/// holds the text of a UUID.
+pub(crate) fn unpacked_id<'a>(
+    row: &'a rusqlite::Row<'_>,
+    column: usize,
+    buffer: &'a mut [u8; uuid::fmt::Hyphenated::LENGTH],
+) -> rusqlite::Result<Option<&'a str>> {
+    use rusqlite::types::{Type, ValueRef};
+    match row.get_ref(column)? {
+        ValueRef::Null => Ok(None),
+        ValueRef::Blob(bytes) => match uuid::Uuid::from_slice(bytes) {
+            Ok(uuid) => Ok(Some(uuid.hyphenated().encode_lower(buffer))),
+            Err(e) => Err(rusqlite::Error::FromSqlConversionFailure(column, Type::Blob, Box::new(e))),
+        },
+        value => value
+            .as_str()
+            .map(Some)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, value.data_type(), Box::new(e))),
+    }
+}
+
 /// A row of either driver, read by column name: sqlx's (the writer, the pooled reads) and
 /// rusqlite's (the reads on the caller's thread, see `direct`).
 pub(crate) trait Cells {

@@ -195,14 +195,13 @@ pub(super) async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, t
     // A freed id leaves the feed too (ids may carry personal data), all but the thread's
     // newest delete, which tells followers the thread is gone: its chain, from the newest event
     // the thread's row names, is erased.
-    let chain: Option<i64> = match delete.free_id {
-        true => sqlx::query_scalar("SELECT feed_last FROM threads WHERE tenant = ?2 AND thread_id = ?1")
+    let chain: Option<(Option<i64>, Option<i64>)> = match delete.free_id {
+        true => sqlx::query_as("SELECT feed_last, key FROM threads WHERE tenant = ?2 AND thread_id = ?1")
             .bind(delete.thread_id.as_str())
             .bind(tenant)
             .fetch_optional(&mut *conn)
             .await
-            .map_err(sql("reading the thread's feed"))?
-            .flatten(),
+            .map_err(sql("reading the thread's feed"))?,
         false => None,
     };
     sqlx::query(tombstone)
@@ -212,44 +211,82 @@ pub(super) async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, t
         .execute(&mut *conn)
         .await
         .map_err(sql("marking the thread deleted"))?;
-    if let Some(newest) = chain {
+    if let Some((Some(newest), key)) = chain {
+        erase_chain(conn, delete, tenant, newest, key).await?;
+    }
+    Ok(())
+}
+
+/// Erases a freed thread's events (its chain, from `newest`) but its newest delete, which then
+/// names the thread by tenant and id (its row, and with it its key, is gone).
+async fn erase_chain(
+    conn: &mut SqliteConnection,
+    delete: &Delete,
+    tenant: &str,
+    newest: i64,
+    key: Option<i64>,
+) -> OpResult<()> {
+    // The thread's newest delete, in either of the feed's tables (migration 16): by its names in
+    // `persist_feed` and once its row is gone, by its key while it is there.
+    macro_rules! kept {
+        () => {
+            "max(coalesce((SELECT max(position) FROM persist_feed \
+                            WHERE tenant = ?2 AND thread_id = ?1 AND message_id IS NULL AND removed = 'thread'), 0), \
+                 coalesce((SELECT max(position) FROM persist_events \
+                            WHERE thread = ?4 AND message_id IS NULL AND op = 6), 0), \
+                 coalesce((SELECT max(position) FROM persist_events \
+                            WHERE thread IS NULL AND tenant = ?2 AND thread_id = ?1 AND op = 6), 0))"
+        };
+    }
+    // The chain, from the newest event: its links run through both tables.
+    macro_rules! chain {
+        () => {
+            "WITH RECURSIVE chain(position) AS ( \
+                 SELECT ?3 \
+                 UNION SELECT f.prev FROM persist_feed f JOIN chain c ON f.position = c.position \
+                  WHERE f.prev IS NOT NULL \
+                 UNION SELECT e.prev FROM persist_events e JOIN chain c ON e.position = c.position \
+                  WHERE e.prev IS NOT NULL) "
+        };
+    }
+    let statements = [
         // With the feed off, no delete is kept, and the newest event may go: the head must not
         // move back (positions are never reused), so what goes counts as removed.
-        sqlx::query(
-            "UPDATE persist_feed_state SET trimmed = max(trimmed, coalesce((SELECT max(position) FROM persist_feed), 0)) \
-              WHERE NOT EXISTS (SELECT 1 FROM persist_feed WHERE tenant = ?2 AND thread_id = ?1 \
-                                   AND message_id IS NULL AND removed = 'thread')",
-        )
-        .bind(delete.thread_id.as_str())
-        .bind(tenant)
-        .execute(&mut *conn)
-        .await
-        .map_err(sql("erasing the thread's feed"))?;
-        sqlx::query(
-            "WITH RECURSIVE kept(position) AS ( \
-                 SELECT max(position) FROM persist_feed \
-                  WHERE tenant = ?2 AND thread_id = ?1 AND message_id IS NULL AND removed = 'thread'), \
-             chain(position) AS ( \
-                 SELECT ?3 UNION SELECT f.prev FROM persist_feed f JOIN chain c ON f.position = c.position \
-                  WHERE f.prev IS NOT NULL) \
-             DELETE FROM persist_feed \
-              WHERE position IN (SELECT position FROM chain) AND position IS NOT (SELECT position FROM kept)",
-        )
-        .bind(delete.thread_id.as_str())
-        .bind(tenant)
-        .bind(newest)
-        .execute(&mut *conn)
-        .await
-        .map_err(sql("erasing the thread's feed"))?;
-        sqlx::query(
-            "UPDATE persist_feed SET prev = NULL WHERE position = (SELECT max(position) FROM persist_feed \
-              WHERE tenant = ?2 AND thread_id = ?1 AND message_id IS NULL AND removed = 'thread')",
-        )
-        .bind(delete.thread_id.as_str())
-        .bind(tenant)
-        .execute(&mut *conn)
-        .await
-        .map_err(sql("erasing the thread's feed"))?;
+        concat!(
+            "UPDATE persist_feed_state \
+                SET trimmed = max(trimmed, coalesce((SELECT max(position) FROM persist_feed), 0), \
+                                           coalesce((SELECT max(position) FROM persist_events), 0)) \
+              WHERE ",
+            kept!(),
+            " = 0"
+        ),
+        // The older table's events first (they are the older ones: the walk from the newest
+        // still reaches them).
+        concat!(
+            chain!(),
+            "DELETE FROM persist_feed WHERE position IN (SELECT position FROM chain) AND position IS NOT ",
+            kept!()
+        ),
+        concat!(
+            chain!(),
+            "DELETE FROM persist_events WHERE position IN (SELECT position FROM chain) AND position IS NOT ",
+            kept!()
+        ),
+        concat!("UPDATE persist_feed SET prev = NULL WHERE position = ", kept!()),
+        concat!(
+            "UPDATE persist_events SET prev = NULL, thread = NULL, tenant = ?2, thread_id = ?1 WHERE position = ",
+            kept!()
+        ),
+    ];
+    for statement in statements {
+        sqlx::query(statement)
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .bind(newest)
+            .bind(key)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("erasing the thread's feed"))?;
     }
     Ok(())
 }
