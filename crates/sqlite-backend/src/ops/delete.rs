@@ -250,15 +250,16 @@ async fn erase_chain(
         };
     }
     let statements = [
-        // With the feed off, no delete is kept, and the newest event may go: the head must not
-        // move back (positions are never reused), so what goes counts as removed.
+        // With the feed off no delete is written, and the newest event may be one that goes
+        // (the kept delete, if any, is an older one): the head must not move back (positions
+        // are never reused), so what goes counts as removed.
         concat!(
-            "UPDATE persist_feed_state \
-                SET trimmed = max(trimmed, coalesce((SELECT max(position) FROM persist_feed), 0), \
-                                           coalesce((SELECT max(position) FROM persist_events), 0)) \
-              WHERE ",
-            kept!(),
-            " = 0"
+            chain!(),
+            "UPDATE persist_feed_state SET trimmed = max(trimmed, head.position) \
+               FROM (SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), \
+                                coalesce((SELECT max(position) FROM persist_events), 0)) AS position) head \
+              WHERE head.position IN (SELECT position FROM chain) AND head.position IS NOT ",
+            kept!()
         ),
         // The older table's events first (they are the older ones: the walk from the newest
         // still reaches them).
