@@ -33,9 +33,8 @@ fn fill(path: &Path, per_thread: usize) {
             .expect("prepare");
         let mut message = tx
             .prepare(
-                "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                       idempotency_key, created_at, updated_at) \
-                 VALUES ('', ?1, ?2, ?3, 'user', ?4, '{}', 'complete', 1, NULL, ?5, ?5)",
+                "INSERT INTO persist_messages (thread, message_id, seq, role, content, version, created_at) \
+                 VALUES ((SELECT key FROM threads WHERE tenant = '' AND thread_id = ?1), ?2, ?3, 0, ?4, 1, ?5)",
             )
             .expect("prepare");
         for t in 0..THREADS {
@@ -54,20 +53,32 @@ fn fill(path: &Path, per_thread: usize) {
 /// A row as our backend decodes it, by hand: the same `Message`.
 fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     let text = |i: usize| row.get::<_, String>(i);
-    let metadata: serde_json::Value = serde_json::from_str(&text(5)?).expect("metadata JSON");
+    // NULL for what most messages hold: `{}`, complete, an update time equal to creation's.
+    let metadata = match row.get::<_, Option<String>>(5)? {
+        Some(text) => Metadata::try_from(serde_json::from_str::<serde_json::Value>(&text).expect("metadata JSON"))
+            .expect("metadata"),
+        None => Metadata::default(),
+    };
     let key: Option<String> = row.get(8)?;
+    let created_at = Timestamp::from_micros(row.get(9)?);
     Ok(Message {
         thread_id: ThreadId::new(text(0)?).expect("id"),
         id: MessageId::new(text(1)?).expect("id"),
         seq: row.get::<_, i64>(2)? as u64,
-        role: Role::new(&text(3)?).expect("role"),
+        role: match row.get_ref(3)? {
+            rusqlite::types::ValueRef::Integer(0) => Role::User,
+            rusqlite::types::ValueRef::Integer(1) => Role::Assistant,
+            rusqlite::types::ValueRef::Integer(2) => Role::System,
+            rusqlite::types::ValueRef::Integer(3) => Role::Tool,
+            _ => Role::new(&text(3)?).expect("role"),
+        },
         content: Content::from_json(text(4)?).expect("content"),
-        metadata: Metadata::try_from(metadata).expect("metadata"),
-        status: Status::parse(&text(6)?).expect("status"),
+        metadata,
+        status: row.get::<_, Option<String>>(6)?.map_or(Status::Complete, |s| Status::parse(&s).expect("status")),
         version: row.get::<_, i64>(7)? as u64,
         idempotency_key: key.map(|k| IdempotencyKey::new(k).expect("key")),
-        created_at: Timestamp::from_micros(row.get(9)?),
-        updated_at: Timestamp::from_micros(row.get(10)?),
+        created_at,
+        updated_at: row.get::<_, Option<i64>>(10)?.map_or(created_at, Timestamp::from_micros),
         parent_seq: persist::branch::parent_from_stored(
             row.get::<_, i64>(2)? as u64,
             row.get::<_, Option<i64>>(11)?.map(|parent| parent as u64),
@@ -75,7 +86,7 @@ fn decode(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
     })
 }
 
-const COLUMNS: &str = "thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, \
+const COLUMNS: &str = "?1 AS thread_id, message_id, seq, role, content, metadata, status, version, idempotency_key, \
                        created_at, updated_at, parent_seq";
 
 pub(crate) fn run(options: &Options) -> Vec<Row> {
@@ -90,12 +101,16 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     let conn = rusqlite::Connection::open(&path).expect("rusqlite open");
     let mut list = conn
         .prepare(&format!(
-            "SELECT {COLUMNS} FROM messages WHERE tenant = '' AND thread_id = ?1 AND status = 'complete' \
+            "SELECT {COLUMNS} FROM persist_messages \
+              WHERE thread = (SELECT key FROM threads WHERE tenant = '' AND thread_id = ?1) AND status IS NULL \
              ORDER BY seq DESC LIMIT 50"
         ))
         .expect("prepare");
     let mut get = conn
-        .prepare(&format!("SELECT {COLUMNS} FROM messages WHERE tenant = '' AND thread_id = ?1 AND message_id = ?2"))
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM persist_messages \
+              WHERE thread = (SELECT key FROM threads WHERE tenant = '' AND thread_id = ?1) AND message_id = ?2"
+        ))
         .expect("prepare");
     let thread = |i: usize| ThreadId::new(format!("r-{}", (i * 37) % THREADS)).unwrap();
     let n = options.scale(2000, 200);

@@ -14,17 +14,17 @@ fn migrate_reports_and_applies_a_sqlite_files_schema() {
     let url = path_str(&path);
     let status = ok(&["--url", url, "migrate", "status"]);
     assert!(status.contains("no schema yet"), "{status}");
-    assert!(status.contains("pending: 16 compact feed"), "{status}");
+    assert!(status.contains("pending: 17 compact messages"), "{status}");
     let dry = ok(&["--url", url, "migrate", "up", "--dry-run"]);
     assert!(dry.contains("would apply 1 schema") && dry.contains("no schema yet"), "{dry}");
     assert!(!path.exists(), "a dry run creates nothing");
     let applied = ok(&["--url", url, "migrate", "up"]);
     assert!(
-        applied.contains("applied 16 compact feed") && applied.contains("schema version 16, up to date"),
+        applied.contains("applied 17 compact messages") && applied.contains("schema version 17, up to date"),
         "{applied}"
     );
     let status: serde_json::Value = serde_json::from_str(&ok(&["--url", url, "--json", "migrate", "status"])).unwrap();
-    assert_eq!(status["applied"], 16);
+    assert_eq!(status["applied"], 17);
     assert_eq!(status["current"], true);
     assert_eq!(status["pending"], serde_json::json!([]));
     assert!(ok(&["--url", url, "migrate", "up"]).contains("up to date"));

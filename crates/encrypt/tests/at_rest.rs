@@ -320,12 +320,13 @@ async fn a_clear_value_of_any_shape_where_a_sealed_one_belongs_is_refused() {
     let mut sql = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
     let get = || GetMessage::new(t.clone(), message.id.clone());
     for shape in ["[]", "{}", "null", "\"text\"", "1", "[{\"type\":\"text\",\"text\":\"planted\"}]"] {
-        let original: (String, String) = sqlx::query_as("SELECT content, metadata FROM messages WHERE message_id = ?")
-            .bind(message.id.as_str())
-            .fetch_one(&mut sql)
-            .await
-            .unwrap();
-        sqlx::query("UPDATE messages SET content = ? WHERE message_id = ?")
+        let original: (String, String) =
+            sqlx::query_as("SELECT content, metadata FROM persist_messages WHERE message_id = unhex(?, '-')")
+                .bind(message.id.as_str())
+                .fetch_one(&mut sql)
+                .await
+                .unwrap();
+        sqlx::query("UPDATE persist_messages SET content = ? WHERE message_id = unhex(?, '-')")
             .bind(shape)
             .bind(message.id.as_str())
             .execute(&mut sql)
@@ -337,7 +338,8 @@ async fn a_clear_value_of_any_shape_where_a_sealed_one_belongs_is_refused() {
         let lenient_read = lenient.get(get()).await.unwrap().unwrap();
         assert_eq!(lenient_read.content.as_json(), shape, "allowed clear values read as stored");
         sqlx::query(
-            "UPDATE messages SET content = ?, metadata = json_set(metadata, '$.secret', json(?)) WHERE message_id = ?",
+            "UPDATE persist_messages SET content = ?, metadata = json_set(metadata, '$.secret', json(?)) \
+              WHERE message_id = unhex(?, '-')",
         )
         .bind(&original.0)
         .bind(shape)
@@ -347,7 +349,7 @@ async fn a_clear_value_of_any_shape_where_a_sealed_one_belongs_is_refused() {
         .unwrap();
         assert_unreadable(sealed.get(get()).await, &format!("metadata {shape}"));
         lenient.get(get()).await.unwrap().unwrap();
-        sqlx::query("UPDATE messages SET metadata = ? WHERE message_id = ?")
+        sqlx::query("UPDATE persist_messages SET metadata = ? WHERE message_id = unhex(?, '-')")
             .bind(&original.1)
             .bind(message.id.as_str())
             .execute(&mut sql)

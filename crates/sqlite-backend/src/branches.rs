@@ -22,16 +22,17 @@ use persist_core::{Message, Order, Page, Result};
 use rusqlite::Connection;
 
 use crate::direct::{DirectReads, map};
-use crate::rows::{self, message_columns, signed, tenant_key};
+use crate::rows::{self, message_columns, packed_id, signed, tenant_key, thread_key};
 
 /// The messages that start a run (they store a parent) of thread `?1` of tenant `?2` with seq at
 /// most `?3`, newest first, at most `?4`: a chunk of a [`RunWalk`], read from the covering
 /// partial index alone. The index is named: with statistics of a thread whose messages nearly
 /// all start runs, the planner could prefer the index by parent and scan it whole.
-pub(crate) const RUN_STARTS: &str = "\
-    SELECT seq, parent_seq FROM messages INDEXED BY messages_run_starts \
-     WHERE tenant = ?2 AND thread_id = ?1 AND parent_seq IS NOT NULL AND seq <= ?3 \
-     ORDER BY seq DESC LIMIT ?4";
+pub(crate) const RUN_STARTS: &str = concat!(
+    "SELECT seq, parent_seq FROM persist_messages INDEXED BY persist_messages_run_starts WHERE thread = ",
+    thread_key!("?2", "?1"),
+    " AND parent_seq IS NOT NULL AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
+);
 
 /// Run starts read per statement of a walk: a branch of 1,000 messages that each start a run
 /// (ten branches written a message each in turn) is walked in one.
@@ -39,16 +40,18 @@ pub(crate) const CHUNK: usize = 10_000;
 
 /// The most recent message under seq `?3` of thread `?1` of tenant `?2` (the highest seq
 /// among it and its descendants): down the next seq of each run and every run start.
-pub(crate) const LATEST_UNDER: &str = "\
-    WITH RECURSIVE under(seq) AS ( \
-        SELECT ?3 \
+pub(crate) const LATEST_UNDER: &str = concat!(
+    "WITH RECURSIVE under(seq, thread) AS ( \
+        SELECT ?3, ",
+    thread_key!("?2", "?1"),
+    " UNION ALL \
+        SELECT m.seq, m.thread FROM under u CROSS JOIN persist_messages m \
+            ON m.thread = u.thread AND m.seq = u.seq + 1 AND m.parent_seq IS NULL \
         UNION ALL \
-        SELECT m.seq FROM under u CROSS JOIN messages m \
-            ON m.tenant = ?2 AND m.thread_id = ?1 AND m.seq = u.seq + 1 AND m.parent_seq IS NULL \
-        UNION ALL \
-        SELECT m.seq FROM under u CROSS JOIN messages m \
-            ON m.tenant = ?2 AND m.thread_id = ?1 AND m.parent_seq = u.seq) \
-    SELECT max(seq) FROM under";
+        SELECT m.seq, m.thread FROM under u CROSS JOIN persist_messages m \
+            ON m.thread = u.thread AND m.parent_seq = u.seq) \
+    SELECT max(seq) FROM under"
+);
 
 /// The rows of a page of a branch: the messages of the runs `?1` (a JSON array of `[lo, hi]`)
 /// of thread `?2` of tenant `?3`, placeholders only with `?4`, at most `?5`, in `$order`.
@@ -56,10 +59,11 @@ macro_rules! runs_sql {
     ($order:literal) => {
         concat!(
             "SELECT ",
-            message_columns!(),
-            " FROM json_each(?1) r CROSS JOIN messages m \
-              WHERE m.tenant = ?3 AND m.thread_id = ?2 AND m.seq BETWEEN r.value ->> 0 AND r.value ->> 1 \
-                AND (?4 OR m.status <> 'reserved') \
+            message_columns!("?2"),
+            " FROM json_each(?1) r CROSS JOIN persist_messages m \
+              WHERE m.thread = ",
+            thread_key!("?3", "?2"),
+            " AND m.seq BETWEEN r.value ->> 0 AND r.value ->> 1 AND (?4 OR m.status IS NOT 'reserved') \
               ORDER BY m.seq ",
             $order,
             " LIMIT ?5"
@@ -73,22 +77,27 @@ pub(crate) use runs_sql;
 /// when it stores none, and those that store 0).
 const CHILDREN: &str = concat!(
     "SELECT ",
-    message_columns!(),
-    " FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq = coalesce(?3, 0) + 1 AND parent_seq IS NULL \
+    message_columns!("?1"),
+    " FROM persist_messages WHERE thread = ",
+    thread_key!("?2", "?1"),
+    " AND seq = coalesce(?3, 0) + 1 AND parent_seq IS NULL \
      UNION ALL SELECT ",
-    message_columns!(),
-    " FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND parent_seq = coalesce(?3, 0) \
-     ORDER BY seq"
+    message_columns!("?1"),
+    " FROM persist_messages WHERE thread = ",
+    thread_key!("?2", "?1"),
+    " AND parent_seq = coalesce(?3, 0) ORDER BY seq"
 );
 
 /// The leaves of thread `?1` of tenant `?2` (messages no message follows), by seq.
 const LEAVES: &str = concat!(
     "SELECT ",
-    message_columns!(),
-    " FROM messages m WHERE tenant = ?2 AND thread_id = ?1 \
-        AND NOT EXISTS (SELECT 1 FROM messages c WHERE c.tenant = ?2 AND c.thread_id = ?1 \
+    message_columns!("?1"),
+    " FROM persist_messages m WHERE thread = ",
+    thread_key!("?2", "?1"),
+    " \
+        AND NOT EXISTS (SELECT 1 FROM persist_messages c WHERE c.thread = m.thread \
                            AND c.seq = m.seq + 1 AND c.parent_seq IS NULL) \
-        AND NOT EXISTS (SELECT 1 FROM messages c WHERE c.tenant = ?2 AND c.thread_id = ?1 \
+        AND NOT EXISTS (SELECT 1 FROM persist_messages c WHERE c.thread = m.thread \
                            AND c.parent_seq = m.seq) \
       ORDER BY seq"
 );
@@ -138,7 +147,12 @@ fn active_path(conn: &Connection, thread: &str, tenant: &str) -> Result<BTreeSet
 pub(crate) fn seq_of(conn: &Connection, thread: &str, tenant: &str, id: &str) -> Result<Option<(u64, Option<u64>)>> {
     let context = "finding a message";
     let mut statement = conn
-        .prepare_cached("SELECT seq, parent_seq FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND message_id = ?3")
+        .prepare_cached(concat!(
+            "SELECT seq, parent_seq FROM persist_messages WHERE thread = ",
+            thread_key!("?2", "?1"),
+            " AND message_id = ",
+            packed_id!("?3")
+        ))
         .map_err(|e| map(context, e))?;
     let mut found = statement.query((thread, tenant, id)).map_err(|e| map(context, e))?;
     match found.next().map_err(|e| map(context, e))? {

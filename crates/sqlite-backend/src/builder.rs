@@ -419,6 +419,13 @@ impl SqliteBackendBuilder {
                 });
             }
         }
+        // Reads and writes see `persist_messages` alone: the messages of an earlier version are
+        // copied there before this handle serves (by the build that migrates the store).
+        if self.migrate {
+            migrations::copy_messages(&mut writer).await?;
+        } else {
+            migrations::require_copied(&mut writer).await?;
+        }
         if new {
             migrations::raise_format(&mut writer).await?;
         }

@@ -35,7 +35,7 @@ pub(crate) async fn full(conn: &mut SqliteConnection) -> Result<CheckReport> {
     let rows: Vec<(String, i64, i64, i64, Option<i64>)> = sqlx::query_as(
         "SELECT CASE t.tenant WHEN '' THEN t.thread_id ELSE t.thread_id || ' of tenant ' || t.tenant END, \
                 t.message_count, t.last_seq, count(m.seq), max(m.seq) \
-           FROM threads t LEFT JOIN messages m ON m.tenant = t.tenant AND m.thread_id = t.thread_id \
+           FROM threads t LEFT JOIN persist_messages m ON m.thread = t.key \
           GROUP BY t.tenant, t.thread_id \
          HAVING t.message_count != count(m.seq) OR t.last_seq < coalesce(max(m.seq), 0) \
           ORDER BY t.tenant, t.thread_id",

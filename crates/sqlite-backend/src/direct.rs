@@ -19,7 +19,7 @@ use persist_core::read::{GetMessage, GetThread, ListMessages};
 use persist_core::{Message, Order, Page, PersistError, Result, Thread, ThreadId};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::rows::{self, message_columns, signed, tenant_key, thread_columns};
+use crate::rows::{self, message_columns, packed_id, signed, tenant_key, thread_columns, thread_key};
 
 /// Idle read connections, opened on demand, at most `max_idle` kept.
 pub(crate) struct DirectReads {
@@ -120,8 +120,11 @@ impl DirectReads {
             let mut statement = conn
                 .prepare_cached(concat!(
                     "SELECT ",
-                    message_columns!(),
-                    " FROM messages WHERE tenant = ?3 AND thread_id = ?1 AND message_id = ?2"
+                    message_columns!("?1"),
+                    " FROM persist_messages WHERE thread = ",
+                    thread_key!("?3", "?1"),
+                    " AND message_id = ",
+                    packed_id!("?2")
                 ))
                 .map_err(|e| map("reading a message", e))?;
             let mut found = statement

@@ -329,7 +329,7 @@ mod tests {
 
     fn count(path: &std::path::Path) -> i64 {
         let conn = rusqlite::Connection::open(path).unwrap();
-        conn.query_row("SELECT count(*) FROM messages", (), |row| row.get(0)).unwrap()
+        conn.query_row("SELECT count(*) FROM persist_messages", (), |row| row.get(0)).unwrap()
     }
 
     #[tokio::test]

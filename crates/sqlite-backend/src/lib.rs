@@ -68,18 +68,22 @@
 //!   [`Durability::Full`] (`synchronous=FULL`: also survives power loss, slower).
 //! - Several handles (in one process or several) may open one file: the database's write lock
 //!   and `busy_timeout` serialize their writers.
-//! - **Messages in arrival order.** The `messages` table is a rowid table (schema version 5):
-//!   the rows a group commit writes share the table's last pages, and only small index entries
-//!   go to each thread's part of an index: `(tenant, thread_id, message_id)` and
-//!   `(tenant, thread_id, seq)`, both unique (schema version 6: a thread is `(tenant,
-//!   thread_id)`, `tenant` `''` for the threads without one), and the idempotency key's for a message that has one. Keyed by `(thread_id,
-//!   message_id)` before, a group of 64 messages on 64 threads wrote 3.0 to 3.9 pages per
-//!   message; 2.2 to 2.7 now. Reads pay for it: a thread's messages are spread over the table,
-//!   so listing a page of them reads more pages (about a quarter fewer lists a second in the
-//!   benchmark, on 128 threads written at once).
+//! - **Messages in arrival order, in compact rows.** Messages are rows of `persist_messages`
+//!   (schema version 17; the table `messages` before), a rowid table: the rows a group commit
+//!   writes share the table's last pages, and only small index entries go to each thread's part
+//!   of its two unique indexes, `(thread, message_id)` and `(thread, seq)`, and the idempotency
+//!   key's for a message that has one. A row names its thread by the thread's key
+//!   (`threads.key`, a number given to each thread once, never to another) instead of its tenant
+//!   and id, stores a message id that is a UUID in its canonical text as its 16 bytes, and NULL
+//!   for what most messages hold (`metadata` `{}`, `status` complete, `updated_at` equal to
+//!   `created_at`). Keyed by `(thread_id, message_id)` before version 5, a group of 64 messages
+//!   on 64 threads wrote 3.0 to 3.9 pages per message; 2.2 to 2.7 after. Reads pay for it: a
+//!   thread's messages are spread over the table, so listing a page of them reads more pages
+//!   (about a quarter fewer lists a second in the benchmark, on 128 threads written at once).
 //!
-//! The file is readable with the `sqlite3` shell: tables `threads` and `messages`, JSON in text
-//! columns, times in microseconds since the Unix epoch.
+//! The file is readable with the `sqlite3` shell: tables `threads` and `persist_messages` (joined
+//! on `threads.key = persist_messages.thread`), JSON in text columns, times in microseconds since
+//! the Unix epoch.
 //!
 //! # Example
 //!

@@ -16,6 +16,7 @@ use sqlx::{ConnectOptions, Connection, SqlStr};
 
 use crate::direct;
 use crate::error::{self, map_migrate, map_sqlx};
+use crate::rows::{packed_id, packed_role};
 
 /// Each file of `migrations/`: its version, its description (the words of its name) and its SQL.
 const FILES: &[(i64, &str, &str)] = &[
@@ -35,6 +36,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (14, "search", include_str!("../migrations/0014_search.sql")),
     (15, "compact rows", include_str!("../migrations/0015_compact_rows.sql")),
     (16, "compact feed", include_str!("../migrations/0016_compact_feed.sql")),
+    (17, "compact messages", include_str!("../migrations/0017_compact_messages.sql")),
 ];
 
 /// The migrations, in version order.
@@ -62,8 +64,9 @@ pub(crate) fn known() -> impl Iterator<Item = (persist_core::maintenance::Schema
 /// The oldest schema a read-only handle reads as it is (a file one upgrade behind may still be
 /// read, right after the upgrade of the crate, by `persist show` or `persist export`, when that
 /// upgrade changed nothing reads use): version 16 gave the change feed its second table, which
-/// every read of the feed reads (before it, version 15 gave messages the form of their content).
-const OLDEST_READ_AS_IS: i64 = 16;
+/// every read of the feed reads; version 17 moved messages to `persist_messages`, which every
+/// read of messages reads.
+const OLDEST_READ_AS_IS: i64 = 17;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot
 /// migrate it.
@@ -75,9 +78,14 @@ pub(crate) async fn check_schema_version(readers: &SqlitePool, path: &Path) -> R
         .map_err(|e| error::in_file(path, map_sqlx("reading the schema version", e)))?;
     let applied = applied.unwrap_or_default();
     let why = match applied.cmp(&latest) {
-        std::cmp::Ordering::Equal => return Ok(()),
-        std::cmp::Ordering::Less if applied >= OLDEST_READ_AS_IS => return Ok(()),
-        std::cmp::Ordering::Less => "open it writable once to upgrade it (`persist migrate up` does)",
+        std::cmp::Ordering::Equal | std::cmp::Ordering::Less if applied >= OLDEST_READ_AS_IS => {
+            let mut conn =
+                readers.acquire().await.map_err(|e| error::in_file(path, map_sqlx("reading the schema", e)))?;
+            return require_copied(&mut conn).await.map_err(|e| error::in_file(path, e));
+        }
+        std::cmp::Ordering::Equal | std::cmp::Ordering::Less => {
+            "open it writable once to upgrade it (`persist migrate up` does)"
+        }
         std::cmp::Ordering::Greater => "a newer version of persist wrote it",
     };
     Err(PersistError::Unsupported {
@@ -150,8 +158,12 @@ pub(crate) async fn read_status(path: &Path, busy_timeout: Duration) -> Result<O
 }
 
 /// The format level this build writes: 1, compact rows (`migrations/0015`); 2, the change
-/// feed's events in `persist_events` (`migrations/0016`).
-pub(crate) const FORMAT: i64 = 2;
+/// feed's events in `persist_events` (`migrations/0016`); 3, messages in `persist_messages`
+/// alone (`migrations/0017`: `messages` and its mirrors gone, see `sql/finish_messages.sql`).
+pub(crate) const FORMAT: i64 = 3;
+
+/// The format level at which `persist_messages` stands alone (see [`FORMAT`]).
+const MESSAGES_ALONE: i64 = 3;
 
 /// The lowest format level at which contents are written in their compact form (1).
 pub(crate) const COMPACT_CONTENTS: i64 = 1;
@@ -188,11 +200,56 @@ pub(crate) async fn is_new(path: &Path, busy_timeout: Duration) -> bool {
 
 /// Raises the store's format to this build's (`FORMAT`) and answers whether it was lower.
 ///
-/// Format 2 names threads by their keys in the feed's events, so the threads made before
-/// version 16 get theirs first, in batches that each commit (`KEY_BATCH` threads a
-/// transaction: the file's lock is held briefly, writers go on between them); a run stopped
-/// part-way goes on from where it stopped.
+/// Format 2 names threads by their keys in the feed's events, format 3 hands messages over to
+/// `persist_messages` alone: the threads made before version 16 get their keys and the earlier
+/// messages are copied first (see [`copy_messages`]), then one transaction moves the triggers
+/// of `messages` to it and drops the mirrors between the two, and `messages` is emptied in
+/// batches and dropped. A run stopped part-way goes on from where it stopped.
 pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bool> {
+    copy_messages(conn).await?;
+    let context = "raising the store's format";
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_sqlx(context, e))?;
+    // Handed over once: the mirrors go with it (a format row removed by hand afterwards is put
+    // back, nothing else).
+    let mirrored: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'persist_mirror_inserted')",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| map_sqlx(context, e))?;
+    if mirrored {
+        sqlx::raw_sql(FINISH_MESSAGES).execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
+    }
+    let raised = sqlx::query(
+        "INSERT INTO persist_format (id, level) VALUES (1, ?1) \
+         ON CONFLICT (id) DO UPDATE SET level = excluded.level WHERE level < excluded.level",
+    )
+    .bind(FORMAT)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| map_sqlx(context, e))?;
+    tx.commit().await.map_err(|e| map_sqlx(context, e))?;
+    drop_messages(conn).await?;
+    Ok(raised.rows_affected() > 0)
+}
+
+/// The statements that hand messages over to `persist_messages` alone (format 3).
+const FINISH_MESSAGES: &str = include_str!("../sql/finish_messages.sql");
+
+/// Rows (threads keyed, messages copied or removed) a transaction of [`raise_format`] and
+/// [`copy_messages`] takes.
+const BATCH: i64 = 1000;
+
+/// Gives the threads made before version 16 their keys, in batches that each commit (`BATCH`
+/// threads a transaction: the file's lock is held briefly, writers go on between them).
+async fn key_threads(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    let unkeyed: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM threads WHERE key IS NULL)")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("keying the threads", e))?;
+    if !unkeyed {
+        return Ok(());
+    }
     loop {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_sqlx("keying the threads", e))?;
         let keyed = sqlx::query(
@@ -202,7 +259,7 @@ pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bo
              UPDATE threads SET key = s.thread_keys + b.n \
                FROM batch b, persist_feed_state s WHERE threads.rowid = b.thread",
         )
-        .bind(KEY_BATCH)
+        .bind(BATCH)
         .execute(&mut *tx)
         .await
         .map_err(|e| map_sqlx("keying the threads", e))?
@@ -214,23 +271,121 @@ pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bo
         .await
         .map_err(|e| map_sqlx("keying the threads", e))?;
         tx.commit().await.map_err(|e| map_sqlx("keying the threads", e))?;
-        if keyed < KEY_BATCH as u64 {
+        if keyed < BATCH as u64 {
             break;
         }
     }
-    let raised = sqlx::query(
-        "INSERT INTO persist_format (id, level) VALUES (1, ?1) \
-         ON CONFLICT (id) DO UPDATE SET level = excluded.level WHERE level < excluded.level",
-    )
-    .bind(FORMAT)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| map_sqlx("raising the store's format", e))?;
-    Ok(raised.rows_affected() > 0)
+    Ok(())
 }
 
-/// Threads given their keys in one transaction by [`raise_format`].
-const KEY_BATCH: i64 = 1000;
+/// Copies the messages written before version 17 from `messages` to `persist_messages`, in
+/// batches that each commit (`persist_copy` records how far; what was written since is kept
+/// in step by the mirrors of `migrations/0017`), the threads made before version 16 keyed
+/// first ([`key_threads`]). Nothing to do once complete. Run by the build
+/// that migrated the store, before it serves: its reads and writes see `persist_messages` alone.
+pub(crate) async fn copy_messages(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    key_threads(conn).await?;
+    if require_copied(conn).await.is_ok() {
+        return Ok(());
+    }
+    let context = "copying messages to persist_messages";
+    loop {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_sqlx(context, e))?;
+        let (upto, done): (i64, i64) = sqlx::query_as("SELECT upto, done FROM persist_copy")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx(context, e))?;
+        if done >= upto {
+            return tx.commit().await.map_err(|e| map_sqlx(context, e));
+        }
+        let through: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(rowid), ?2) FROM (SELECT rowid FROM messages WHERE rowid > ?1 AND rowid <= ?2 \
+                                                    ORDER BY rowid LIMIT ?3)",
+        )
+        .bind(done)
+        .bind(upto)
+        .bind(BATCH)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx(context, e))?;
+        sqlx::query(COPY_MESSAGES)
+            .bind(done)
+            .bind(through)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx(context, e))?;
+        sqlx::query("UPDATE persist_copy SET done = ?1")
+            .bind(through)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx(context, e))?;
+        tx.commit().await.map_err(|e| map_sqlx(context, e))?;
+    }
+}
+
+/// The rows of `messages` with rowids in `(?1, ?2]`, as `persist_messages` holds them (the same
+/// mapping as the mirror `persist_mirror_inserted` of `migrations/0017`).
+const COPY_MESSAGES: &str = concat!(
+    "INSERT INTO persist_messages (row, thread, message_id, seq, role, content, content_form, metadata, status, \
+                                  version, idempotency_key, created_at, updated_at, delta, delta_version, parent_seq) \
+     SELECT m.rowid, t.key, ",
+    packed_id!("m.message_id"),
+    ", m.seq, ",
+    packed_role!("m.role"),
+    ", m.content, m.content_form, nullif(m.metadata, '{}'), nullif(m.status, 'complete'), m.version, \
+            m.idempotency_key, m.created_at, nullif(m.updated_at, m.created_at), m.delta, m.delta_version, \
+            m.parent_seq \
+       FROM messages m JOIN threads t ON t.tenant = m.tenant AND t.thread_id = m.thread_id \
+      WHERE m.rowid > ?1 AND m.rowid <= ?2 \
+         ON CONFLICT DO NOTHING"
+);
+
+/// Refuses a store whose messages are not all copied to `persist_messages` yet (see
+/// [`copy_messages`]): a store migrated to version 17 by a build stopped before it finished.
+pub(crate) async fn require_copied(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    let (upto, done): (i64, i64) = sqlx::query_as("SELECT upto, done FROM persist_copy")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("reading how far messages are copied", e))?;
+    if done >= upto {
+        return Ok(());
+    }
+    Err(PersistError::Unsupported {
+        what: format!(
+            "the store's messages are being copied to their version 17 table ({done} of {upto} rows by rowid): \
+             `persist migrate up` (or opening it with `migrate(true)`) completes the copy"
+        )
+        .into(),
+    })
+}
+
+/// Empties `messages` in batches that each commit, then drops it: once the store's format is 3,
+/// nothing reads it (nor has triggers on it). Nothing to do once it is gone.
+async fn drop_messages(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+    let context = "removing the table messages";
+    loop {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages') \
+                AND (SELECT level FROM persist_format) >= ?1",
+        )
+        .bind(MESSAGES_ALONE)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx(context, e))?;
+        if !exists {
+            return Ok(());
+        }
+        let removed = sqlx::query("DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages LIMIT ?1)")
+            .bind(BATCH)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| map_sqlx(context, e))?
+            .rows_affected();
+        if removed == 0 {
+            sqlx::query("DROP TABLE messages").execute(&mut *conn).await.map_err(|e| map_sqlx(context, e))?;
+        }
+    }
+}
 
 /// The migrations the file records: version, whether it succeeded, checksum (none: a file
 /// persist never set up).

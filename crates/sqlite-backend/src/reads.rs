@@ -13,9 +13,10 @@ macro_rules! list_sql {
     ($order:literal) => {
         concat!(
             "SELECT ",
-            message_columns!(),
-            " FROM messages WHERE tenant = ?5 AND thread_id = ?1 AND seq > ?2 AND seq < ?3 \
-                AND (?4 OR status <> 'reserved') \
+            message_columns!("?1"),
+            " FROM persist_messages WHERE thread = ",
+            thread_key!("?5", "?1"),
+            " AND seq > ?2 AND seq < ?3 AND (?4 OR status IS NOT 'reserved') \
               ORDER BY seq ",
             $order,
             " LIMIT ?6"
@@ -157,10 +158,12 @@ pub(crate) async fn bindings(pool: &SqlitePool, query: &ListBindings) -> Result<
 pub(crate) async fn stranded(pool: &SqlitePool, query: &FindStranded) -> Result<Vec<Stranded>> {
     query.validate()?;
     let rows = sqlx::query(concat!(
-        "SELECT tenant, ",
-        message_columns!(),
-        " FROM messages WHERE status = 'reserved' AND created_at < ?1 AND updated_at < ?1 AND (?3 OR tenant = ?4) \
-          ORDER BY updated_at LIMIT ?2"
+        "SELECT (SELECT k.tenant FROM threads k WHERE k.key = thread) AS tenant, ",
+        message_columns!(keyed),
+        " FROM persist_messages \
+          WHERE status = 'reserved' AND created_at < ?1 AND coalesce(updated_at, created_at) < ?1 \
+            AND (?3 OR thread IN (SELECT key FROM threads WHERE tenant = ?4)) \
+          ORDER BY coalesce(updated_at, created_at) LIMIT ?2"
     ))
     .bind(query.inactive_since.as_micros())
     .bind(i64::from(query.limit))

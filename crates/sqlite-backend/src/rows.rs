@@ -12,14 +12,80 @@ use sqlx::sqlite::SqliteRow;
 
 use crate::error::{corrupt, map_sqlx};
 
-/// The message columns, in the order [`message`] reads them by name.
+/// The columns of `persist_messages` (`migrations/0017`) [`message`] reads by name, the thread's
+/// id given by `$thread_id`, the statement's parameter for a statement on one thread, or, with
+/// `keyed` (a statement over several threads), looked up by the row's `thread` key.
 macro_rules! message_columns {
-    () => {
-        "thread_id, message_id, seq, parent_seq, role, content, content_form, metadata, status, version, \
-         idempotency_key, created_at, updated_at"
+    (keyed) => {
+        message_columns!("(SELECT k.thread_id FROM threads k WHERE k.key = thread)")
+    };
+    ($thread_id:literal) => {
+        concat!(
+            $thread_id,
+            " AS thread_id, message_id, seq, parent_seq, role, content, content_form, metadata, status, version, \
+             idempotency_key, created_at, updated_at"
+        )
     };
 }
 pub(crate) use message_columns;
+
+/// The key (`threads.key`) of the thread `(tenant, thread_id)`, the value of a
+/// `persist_messages.thread` column: NULL when there is no such thread.
+macro_rules! thread_key {
+    ($tenant:literal, $thread_id:literal) => {
+        concat!("(SELECT key FROM threads WHERE tenant = ", $tenant, " AND thread_id = ", $thread_id, ")")
+    };
+}
+pub(crate) use thread_key;
+
+/// A role as `persist_messages` stores it: the four common roles as the numbers 0 to 3, any
+/// other by its name (see [`Cells::role`]).
+macro_rules! packed_role {
+    ($role:literal) => {
+        concat!(
+            "CASE ",
+            $role,
+            " WHEN 'user' THEN 0 WHEN 'assistant' THEN 1 WHEN 'system' THEN 2 WHEN 'tool' THEN 3 \
+                  ELSE ",
+            $role,
+            " END"
+        )
+    };
+}
+pub(crate) use packed_role;
+
+/// A message id as `persist_messages` (and the feed's `persist_events`) store it: a UUID in its
+/// canonical text (36 lowercase characters) as its 16 bytes, any other id as its text (the same
+/// test as the triggers of `migrations/0016` and `0017`).
+macro_rules! packed_id {
+    ($id:literal) => {
+        concat!(
+            "CASE WHEN length(",
+            $id,
+            ") = 36 AND ",
+            $id,
+            " NOT GLOB '*[^0-9a-f-]*' \
+                   AND substr(",
+            $id,
+            ", 9, 1) || substr(",
+            $id,
+            ", 14, 1) || substr(",
+            $id,
+            ", 19, 1) \
+                       || substr(",
+            $id,
+            ", 24, 1) = '----' AND length(unhex(",
+            $id,
+            ", '-')) = 16 \
+              THEN unhex(",
+            $id,
+            ", '-') ELSE ",
+            $id,
+            " END"
+        )
+    };
+}
+pub(crate) use packed_id;
 
 /// The thread columns.
 macro_rules! thread_columns {
@@ -59,6 +125,33 @@ pub(crate) trait Cells {
     fn text(&self, column: &'static str) -> Result<Option<&str>, PersistError>;
     /// The integer in `column` (`None` for NULL).
     fn int(&self, column: &'static str) -> Result<Option<i64>, PersistError>;
+    /// The message id in `column`, stored as [`packed_id!`] stores it.
+    fn message_id(&self, column: &'static str) -> Result<MessageId, PersistError>;
+    /// The role in `column`, stored as [`packed_role!`] stores it.
+    fn role(&self, column: &'static str) -> Result<Role, PersistError> {
+        let role = match self.int(column) {
+            Ok(Some(0)) => return Ok(Role::User),
+            Ok(Some(1)) => return Ok(Role::Assistant),
+            Ok(Some(2)) => return Ok(Role::System),
+            Ok(Some(3)) => return Ok(Role::Tool),
+            Ok(Some(code)) => return Err(corrupt(format!("{column}: unknown role {code}"))),
+            _ => self.text(column)?.ok_or_else(|| corrupt(format!("{column} is NULL")))?,
+        };
+        Role::new(role).map_err(|e| corrupt(e.to_string()))
+    }
+}
+
+/// The message id of a stored value: 16 bytes are a UUID (its canonical text), any text the id.
+fn unpack(column: &str, bytes: Option<&[u8]>, text: Option<&str>) -> Result<MessageId, PersistError> {
+    let id = match (bytes, text) {
+        (Some(bytes), _) => {
+            let uuid = uuid::Uuid::from_slice(bytes).map_err(|e| corrupt(format!("{column}: {e}")))?;
+            MessageId::new(uuid.hyphenated().encode_lower(&mut [0; uuid::fmt::Hyphenated::LENGTH]))
+        }
+        (None, Some(text)) => MessageId::new(text),
+        (None, None) => return Err(corrupt(format!("{column} is NULL"))),
+    };
+    id.map_err(|e| corrupt(e.to_string()))
 }
 
 impl Cells for SqliteRow {
@@ -69,6 +162,17 @@ impl Cells for SqliteRow {
     fn int(&self, column: &'static str) -> Result<Option<i64>, PersistError> {
         self.try_get(column).map_err(|e| map_sqlx("reading a row", e))
     }
+
+    fn message_id(&self, column: &'static str) -> Result<MessageId, PersistError> {
+        use sqlx::{TypeInfo, ValueRef};
+        let value = self.try_get_raw(column).map_err(|e| map_sqlx("reading a row", e))?;
+        if !value.is_null() && value.type_info().name() == "BLOB" {
+            let bytes: &[u8] = self.try_get(column).map_err(|e| map_sqlx("reading a row", e))?;
+            unpack(column, Some(bytes), None)
+        } else {
+            unpack(column, None, self.text(column)?)
+        }
+    }
 }
 
 impl Cells for rusqlite::Row<'_> {
@@ -77,6 +181,13 @@ impl Cells for rusqlite::Row<'_> {
         match value {
             rusqlite::types::ValueRef::Null => Ok(None),
             value => value.as_str().map(Some).map_err(|e| corrupt(format!("{column}: {e}"))),
+        }
+    }
+
+    fn message_id(&self, column: &'static str) -> Result<MessageId, PersistError> {
+        match self.get_ref(column).map_err(|e| PersistError::backend("reading a row", e))? {
+            rusqlite::types::ValueRef::Blob(bytes) => unpack(column, Some(bytes), None),
+            _ => unpack(column, None, self.text(column)?),
         }
     }
 
@@ -154,14 +265,18 @@ fn content(row: &impl Cells) -> Result<Content, PersistError> {
 
 pub(crate) fn message(row: &impl Cells) -> Result<Message, PersistError> {
     let content = content(row)?;
-    let status = text(row, "status")?;
-    let status = Status::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
+    // `persist_messages` stores NULL for what most messages hold (`migrations/0017`).
+    let status = match row.text("status")? {
+        None => Status::Complete,
+        Some(status) => Status::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?,
+    };
+    let created_at = Timestamp::from_micros(int(row, "created_at")?);
     Ok(Message {
         thread_id: ThreadId::new(text(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
-        id: MessageId::new(text(row, "message_id")?).map_err(|e| corrupt(e.to_string()))?,
-        role: Role::new(text(row, "role")?).map_err(|e| corrupt(e.to_string()))?,
+        id: row.message_id("message_id")?,
+        role: row.role("role")?,
         content,
-        metadata: metadata(text(row, "metadata")?)?,
+        metadata: row.text("metadata")?.map_or_else(|| Ok(Metadata::default()), metadata)?,
         status,
         seq: unsigned(int(row, "seq")?, "seq")?,
         parent_seq: parent(row, "seq", "parent_seq")?,
@@ -171,8 +286,8 @@ pub(crate) fn message(row: &impl Cells) -> Result<Message, PersistError> {
             .map(IdempotencyKey::new)
             .transpose()
             .map_err(|e| corrupt(e.to_string()))?,
-        created_at: Timestamp::from_micros(int(row, "created_at")?),
-        updated_at: Timestamp::from_micros(int(row, "updated_at")?),
+        created_at,
+        updated_at: row.int("updated_at")?.map_or(created_at, Timestamp::from_micros),
     })
 }
 

@@ -7,30 +7,30 @@ use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::error::map_sqlx;
 use crate::reads::{metadata_contains, same_node};
-use crate::rows::{self, json, tenant_key};
+use crate::rows::{self, json, packed_role, tenant_key};
 
 /// A search: the FTS5 index drives (`CROSS JOIN` keeps it first), each match read by rowid and
 /// checked against the filters: `?2` tenant (NULL across tenants), `?3` thread, `?4`/`?5` the
 /// time range, `?6` the roles (a JSON array, NULL for any), `?7` the thread filter, `?8`–`?11`
 /// the cursor (created_at, thread, tenant, seq), `?12` the fetch limit.
 const SEARCH_SQL: &str = concat!(
-    "SELECT m.tenant AS tenant, m.thread_id AS thread_id, m.message_id AS message_id, m.seq AS seq, \
+    "SELECT t.tenant AS tenant, t.thread_id AS thread_id, m.message_id AS message_id, m.seq AS seq, \
             m.parent_seq AS parent_seq, m.role AS role, m.content AS content, \
             m.content_form AS content_form, m.metadata AS metadata, \
             m.status AS status, m.version AS version, m.idempotency_key AS idempotency_key, \
             m.created_at AS created_at, m.updated_at AS updated_at \
-       FROM persist_search s CROSS JOIN messages m ON m.rowid = s.rowid \
-      WHERE persist_search MATCH ?1 AND m.status <> 'reserved' \
-        AND (?2 IS NULL OR m.tenant = ?2) AND (?3 IS NULL OR m.thread_id = ?3) \
+       FROM persist_search s CROSS JOIN persist_messages m ON m.row = s.rowid CROSS JOIN threads t ON t.key = m.thread \
+      WHERE persist_search MATCH ?1 AND m.status IS NOT 'reserved' \
+        AND (?2 IS NULL OR t.tenant = ?2) AND (?3 IS NULL OR t.thread_id = ?3) \
         AND (?4 IS NULL OR m.created_at >= ?4) AND (?5 IS NULL OR m.created_at < ?5) \
-        AND (?6 IS NULL OR m.role IN (SELECT value FROM json_each(?6))) \
-        AND (?8 IS NULL OR (m.created_at, m.thread_id, m.tenant, m.seq) < (?8, ?9, ?10, ?11)) \
-        AND EXISTS (SELECT 1 FROM threads \
-                     WHERE threads.tenant = m.tenant AND threads.thread_id = m.thread_id \
-                       AND threads.deleted_at IS NULL AND (?7 IS NULL OR ",
-    metadata_contains!("threads.metadata", "?7"),
-    ")) \
-      ORDER BY m.created_at DESC, m.thread_id DESC, m.tenant DESC, m.seq DESC LIMIT ?12"
+        AND (?6 IS NULL OR m.role IN (SELECT ",
+    packed_role!("value"),
+    " FROM json_each(?6))) \
+        AND (?8 IS NULL OR (m.created_at, t.thread_id, t.tenant, m.seq) < (?8, ?9, ?10, ?11)) \
+        AND t.deleted_at IS NULL AND (?7 IS NULL OR ",
+    metadata_contains!("t.metadata", "?7"),
+    ") \
+      ORDER BY m.created_at DESC, t.thread_id DESC, t.tenant DESC, m.seq DESC LIMIT ?12"
 );
 
 /// The FTS5 query of a parsed search: each term a quoted string (a phrase of its words, which

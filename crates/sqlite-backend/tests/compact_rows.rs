@@ -18,7 +18,8 @@ use support::{add, raw, shipped_schema, thread};
 /// status, in order.
 async fn stored(path: &std::path::Path) -> (Vec<(String, Option<i64>)>, Vec<(String, Option<String>)>) {
     let mut conn = raw(path).await;
-    let rows = sqlx::query_as("SELECT content, content_form FROM messages ORDER BY seq").fetch_all(&mut conn).await;
+    let rows =
+        sqlx::query_as("SELECT content, content_form FROM persist_messages ORDER BY seq").fetch_all(&mut conn).await;
     // Events of either table (migration 16), their ops as `persist_feed` names them.
     let events = sqlx::query_as(
         "SELECT op, status FROM (SELECT position, op, status FROM persist_feed \

@@ -147,10 +147,12 @@ async fn an_update_that_sets_no_delta_records_none() {
     backend.apply(token.into()).await.unwrap();
     let mut raw =
         <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-    sqlx::query("UPDATE messages SET content = '[{\"type\":\"text\",\"text\":\"one two\"}]', version = version + 1")
-        .execute(&mut raw)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE persist_messages SET content = '[{\"type\":\"text\",\"text\":\"one two\"}]', version = version + 1",
+    )
+    .execute(&mut raw)
+    .await
+    .unwrap();
     sqlx::Connection::close(raw).await.unwrap();
     let events = backend.read_feed(ReadFeed::thread(thread)).await.unwrap().events;
     let deltas: Vec<_> = events.iter().map(|e| e.change.delta.as_ref().map(Content::to_text)).collect();

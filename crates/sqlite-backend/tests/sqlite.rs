@@ -145,7 +145,7 @@ async fn a_write_that_breaks_its_group_fails_alone_while_groups_overlap() {
     let backend = Arc::new(SqliteBackend::open(&path).await.unwrap());
     let mut conn = raw(&path).await;
     sqlx::query(
-        "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages WHEN NEW.content LIKE '%boom%' \
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON persist_messages WHEN NEW.content LIKE '%boom%' \
          BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
     )
     .execute(&mut conn)
@@ -261,14 +261,16 @@ async fn the_file_opens_in_the_sqlite3_shell() {
         String::from_utf8(out.stdout).unwrap()
     };
     let tables = shell(".tables");
-    assert!(tables.contains("threads") && tables.contains("messages"), "{tables}");
-    // A one-text-block content is stored as its text's JSON string (`content_form` 1).
+    assert!(tables.contains("threads") && tables.contains("persist_messages"), "{tables}");
+    // A one-text-block content is stored as its text's JSON string (`content_form` 1); a
+    // message's thread by its key, a user's role as 0, a complete one's status as NULL.
     let row = shell(
-        "SELECT thread_id, seq, role, status, \
-                CASE content_form WHEN 1 THEN json_extract(content, '$') ELSE json_extract(content, '$[0].text') END \
-           FROM messages;",
+        "SELECT t.thread_id, m.seq, m.role, coalesce(m.status, 'complete'), \
+                CASE m.content_form WHEN 1 THEN json_extract(m.content, '$') \
+                                    ELSE json_extract(m.content, '$[0].text') END \
+           FROM persist_messages m JOIN threads t ON t.key = m.thread;",
     );
-    assert_eq!(row.trim(), "support:7|1|user|complete|Hello from persist");
+    assert_eq!(row.trim(), "support:7|1|0|complete|Hello from persist");
     let counters =
         shell("SELECT message_count, last_seq, deleted_at IS NULL FROM threads WHERE thread_id = 'support:7';");
     assert_eq!(counters.trim(), "1|1|1");
@@ -301,7 +303,7 @@ async fn checkpointed(callers: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&mut raw(&path).await).await.unwrap();
+        sqlx::query_scalar("SELECT count(*) FROM persist_messages").fetch_one(&mut raw(&path).await).await.unwrap();
     assert_eq!(count, 1100);
 }
 
@@ -535,7 +537,7 @@ async fn close_finishes_queued_writes_and_frees_the_file_at_once() {
     // Every connection is closed: another client takes the file's exclusive lock at once.
     let mut other = raw(&path).await;
     sqlx::raw_sql("PRAGMA busy_timeout = 0; BEGIN EXCLUSIVE; COMMIT").execute(&mut other).await.unwrap();
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(&mut other).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM persist_messages").fetch_one(&mut other).await.unwrap();
     assert_eq!(count as usize, written, "every answered write is stored, no other");
 }
 
@@ -560,7 +562,7 @@ async fn the_write_ahead_log_is_cut_back_to_its_limit() {
     let big = |i: usize| add("t", &format!("{i} {}", "x".repeat(256 << 10)));
     // A long read keeps the log from being copied back and restarted: it grows past 12 MB.
     let mut reader = raw(&path).await;
-    sqlx::raw_sql("BEGIN; SELECT count(*) FROM messages;").execute(&mut reader).await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT count(*) FROM persist_messages;").execute(&mut reader).await.unwrap();
     for i in 0..48 {
         backend.apply(big(i)).await.unwrap();
     }

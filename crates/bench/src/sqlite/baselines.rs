@@ -44,11 +44,11 @@ impl HandWritten {
         sqlx::query(
             "BEGIN IMMEDIATE; INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES (?, ?, ?, ?) \
              ON CONFLICT (tenant, thread_id) DO NOTHING; \
-             INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, content_form, metadata, status, \
-                                   version, idempotency_key, created_at, updated_at) \
-             SELECT t.tenant, t.thread_id, ?, t.last_seq + 1, ?, ?, 1, ?, ?, 1, ?, ?, ? \
+             INSERT INTO persist_messages (thread, message_id, seq, role, content, content_form, metadata, status, \
+                                           version, idempotency_key, created_at) \
+             SELECT t.key, ?, t.last_seq + 1, ?, ?, 1, ?, ?, 1, ?, ? \
                FROM threads t WHERE t.tenant = ? AND t.thread_id = ? AND t.deleted_at IS NULL \
-             ON CONFLICT DO NOTHING RETURNING ? AS plan, thread_id, message_id, seq, role, content, metadata, \
+             ON CONFLICT DO NOTHING RETURNING ? AS plan, message_id, seq, role, content, metadata, \
                        status, version, idempotency_key, created_at, updated_at; COMMIT;",
         )
         .bind("")
@@ -56,12 +56,11 @@ impl HandWritten {
         .bind(now)
         .bind(now)
         .bind(id)
-        .bind("user")
+        .bind(0_i64)
         .bind(&content)
-        .bind("{}")
-        .bind("complete")
         .bind(None::<&str>)
-        .bind(now)
+        .bind(None::<&str>)
+        .bind(None::<&str>)
         .bind(now)
         .bind("")
         .bind(thread)
@@ -151,9 +150,9 @@ pub(super) fn rusqlite_rate(
                 .unwrap();
             let mut message = tx
                 .prepare_cached(
-                    "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, content_form, metadata, \
-                                           status, version, idempotency_key, created_at, updated_at) \
-                     SELECT t.tenant, t.thread_id, ?2, t.last_seq + 1, 'user', ?3, 1, '{}', 'complete', 1, NULL, ?4, ?4 \
+                    "INSERT INTO persist_messages (thread, message_id, seq, role, content, content_form, version, \
+                                                   created_at) \
+                     SELECT t.key, ?2, t.last_seq + 1, 0, ?3, 1, 1, ?4 \
                        FROM threads t WHERE t.tenant = '' AND t.thread_id = ?1 AND t.deleted_at IS NULL \
                      ON CONFLICT DO NOTHING RETURNING seq",
                 )

@@ -6,18 +6,18 @@ use sqlx::SqliteConnection;
 
 use super::guard::*;
 use super::{Failure, OpResult, aborted, refused, sql};
-use crate::rows::{signed, tenant_key};
+use crate::rows::{packed_id, signed, tenant_key, thread_key};
 
 pub(super) async fn delete_message(conn: &mut SqliteConnection, delete: &Delete, id: &MessageId) -> OpResult<Deleted> {
     let now = Timestamp::now().as_micros();
     let tenant = delete.context.tenant();
-    let removed = sqlx::query(
-        "DELETE FROM messages \
-          WHERE tenant = ?4 AND thread_id = ?1 AND message_id = ?2 AND (?3 IS NULL OR version = ?3) \
-            AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = ?4 AND t.thread_id = ?1 \
-                                                  AND t.deleted_at IS NULL) \
-         RETURNING message_id",
-    )
+    let removed = sqlx::query(concat!(
+        "DELETE FROM persist_messages \
+              WHERE thread = (SELECT key FROM threads WHERE tenant = ?4 AND thread_id = ?1 AND deleted_at IS NULL) \
+                AND message_id = ",
+        packed_id!("?2"),
+        " AND (?3 IS NULL OR version = ?3) RETURNING seq"
+    ))
     .bind(delete.thread_id.as_str())
     .bind(id.as_str())
     .bind(delete.expected_version.map(signed))
@@ -73,23 +73,26 @@ pub(super) async fn truncate(
         }
         other => other,
     };
-    let removed =
-        sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq > ?3 RETURNING seq, message_id")
-            .bind(delete.thread_id.as_str())
-            .bind(tenant)
-            .bind(signed(seq))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(sql("truncating the thread"))?;
+    let removed = sqlx::query(concat!(
+        "DELETE FROM persist_messages WHERE thread = ",
+        thread_key!("?2", "?1"),
+        " AND seq > ?3 RETURNING seq, message_id"
+    ))
+    .bind(delete.thread_id.as_str())
+    .bind(tenant)
+    .bind(signed(seq))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(sql("truncating the thread"))?;
     let ids = removed_ids(&removed)?;
     if ids.is_empty() {
         return Ok(gone);
     }
     sqlx::query(
         "UPDATE threads SET version = version + 1, updated_at = ?3, \
-                active_leaf = coalesce((SELECT m.seq FROM messages m WHERE m.tenant = ?2 AND m.thread_id = ?1 \
-                                                                      AND m.seq = ?4), \
-                                       (SELECT max(m.seq) FROM messages m WHERE m.tenant = ?2 AND m.thread_id = ?1)) \
+                active_leaf = coalesce((SELECT m.seq FROM persist_messages m WHERE m.thread = threads.key \
+                                                                              AND m.seq = ?4), \
+                                       (SELECT max(m.seq) FROM persist_messages m WHERE m.thread = threads.key)) \
           WHERE tenant = ?2 AND thread_id = ?1",
     )
     .bind(delete.thread_id.as_str())
@@ -104,17 +107,17 @@ pub(super) async fn truncate(
 
 /// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order.
 pub(super) fn removed_ids(rows: &[sqlx::sqlite::SqliteRow]) -> OpResult<Vec<MessageId>> {
+    use crate::rows::Cells;
     use sqlx::Row;
-    let mut removed: Vec<(i64, String)> = rows
+    let mut removed: Vec<(i64, MessageId)> = rows
         .iter()
-        .map(|row| Ok((row.try_get::<i64, _>(0)?, row.try_get::<String, _>(1)?)))
-        .collect::<Result<_, sqlx::Error>>()
-        .map_err(sql("reading deleted ids"))?;
-    removed.sort_unstable();
-    removed
-        .into_iter()
-        .map(|(_, id)| MessageId::new(id).map_err(|e| aborted(crate::error::corrupt(e.to_string()))))
-        .collect()
+        .map(|row| {
+            let seq = row.try_get::<i64, _>("seq").map_err(sql("reading deleted ids"))?;
+            Ok((seq, row.message_id("message_id").map_err(aborted)?))
+        })
+        .collect::<OpResult<_>>()?;
+    removed.sort_unstable_by_key(|&(seq, _)| seq);
+    Ok(removed.into_iter().map(|(_, id)| id).collect())
 }
 
 pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult<Deleted> {
@@ -157,12 +160,16 @@ pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) 
         .execute(&mut *conn)
         .await
         .map_err(sql("marking the thread as being deleted"))?;
-    let removed = sqlx::query("DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 RETURNING seq, message_id")
-        .bind(delete.thread_id.as_str())
-        .bind(tenant)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(sql("deleting the thread's messages"))?;
+    let removed = sqlx::query(concat!(
+        "DELETE FROM persist_messages WHERE thread = ",
+        thread_key!("?2", "?1"),
+        " RETURNING seq, message_id"
+    ))
+    .bind(delete.thread_id.as_str())
+    .bind(tenant)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(sql("deleting the thread's messages"))?;
     let ids = removed_ids(&removed)?;
     sqlx::query("DELETE FROM session_bindings WHERE tenant = ?2 AND thread_id = ?1")
         .bind(delete.thread_id.as_str())

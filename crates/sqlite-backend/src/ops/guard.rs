@@ -6,7 +6,7 @@ use persist_core::{Message, MessageId, PersistError, TenantId, ThreadId};
 use sqlx::SqliteConnection;
 
 use super::{Failure, OpResult, aborted, refused, sql};
-use crate::rows::{self, message_columns, tenant_key, thread_columns};
+use crate::rows::{self, message_columns, packed_id, tenant_key, thread_columns, thread_key};
 
 pub(super) async fn find_message(
     conn: &mut SqliteConnection,
@@ -16,8 +16,11 @@ pub(super) async fn find_message(
 ) -> OpResult<Option<Message>> {
     let row = sqlx::query(concat!(
         "SELECT ",
-        message_columns!(),
-        " FROM messages WHERE tenant = ?3 AND thread_id = ?1 AND message_id = ?2"
+        message_columns!("?1"),
+        " FROM persist_messages WHERE thread = ",
+        thread_key!("?3", "?1"),
+        " AND message_id = ",
+        packed_id!("?2")
     ))
     .bind(thread_id.as_str())
     .bind(id.as_str())

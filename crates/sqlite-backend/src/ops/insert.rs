@@ -23,7 +23,7 @@ mod lane;
 
 use self::lane::group_on_lane;
 pub(crate) use self::lane::{OnLane, insert_on_lane};
-use crate::rows::{self, message_columns, tenant_key};
+use crate::rows::{self, message_columns, tenant_key, thread_key};
 
 /// Commits a group made only of `add`s and `reserve`s in **one** round trip: every insert in
 /// one statement that is its own transaction (see [`insert_query`]). `None` when the group
@@ -314,8 +314,10 @@ impl<'a> Insert<'a> {
         if let Some(key) = self.idempotency_key {
             let existing = sqlx::query(concat!(
                 "SELECT ",
-                message_columns!(),
-                " FROM messages WHERE tenant = ?3 AND thread_id = ?1 AND idempotency_key = ?2"
+                message_columns!("?1"),
+                " FROM persist_messages WHERE thread = ",
+                thread_key!("?3", "?1"),
+                " AND idempotency_key = ?2"
             ))
             .bind(self.thread_id.as_str())
             .bind(key.as_str())

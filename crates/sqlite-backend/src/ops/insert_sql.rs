@@ -1,6 +1,8 @@
 //! The SQL of inserts: one insert's statements (bound directly for a group of one, or run by
 //! the writer connection's inbox trigger for a group), the inbox itself and its report.
 
+use crate::rows::{packed_id, packed_role};
+
 /// One insert: the thread `(tenant, thread_id)` is created if absent (not for a message that
 /// names its parent: that thread must hold it), then the message is inserted unless the thread
 /// is deleted, its id or idempotency key is taken, or the parent it names is not in the thread.
@@ -51,24 +53,22 @@ macro_rules! insert_message {
     ($thread:literal, $tenant:literal, $id:literal, $role:literal, $content:literal, $metadata:literal,
      $status:literal, $key:literal, $now:literal, $parent:literal, $form:literal, $returning:literal) => {
         concat!(
-            "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, content_form, metadata, status, \
-                                   version, idempotency_key, created_at, updated_at, parent_seq) \
-             SELECT t.tenant, t.thread_id, ",
-            $id,
+            "INSERT INTO persist_messages (thread, message_id, seq, role, content, content_form, metadata, status, \
+                                           version, idempotency_key, created_at, parent_seq) \
+             SELECT t.key, ",
+            packed_id!($id),
             ", t.last_seq + 1, ",
-            $role,
+            packed_role!($role),
             ", ",
             $content,
             ", ",
             $form,
-            ", ",
+            ", nullif(",
             $metadata,
-            ", ",
+            ", '{}'), nullif(",
             $status,
-            ", 1, ",
+            ", 'complete'), 1, ",
             $key,
-            ", ",
-            $now,
             ", ",
             $now,
             ", CASE WHEN ",
@@ -79,9 +79,8 @@ macro_rules! insert_message {
             $parent,
             " = '' THEN CASE WHEN t.last_seq > 0 THEN 0 END \
                     ELSE nullif(p.seq, t.last_seq) END \
-               FROM threads t LEFT JOIN messages p ON p.tenant = t.tenant AND p.thread_id = t.thread_id \
-                                                   AND p.message_id = ",
-            $parent,
+               FROM threads t LEFT JOIN persist_messages p ON p.thread = t.key AND p.message_id = ",
+            packed_id!($parent),
             " WHERE t.tenant = ",
             $tenant,
             " AND t.thread_id = ",
@@ -182,7 +181,7 @@ pub const INBOX: &str = concat!(
     ),
     " INSERT INTO persist_written (plan, seq, parent) \
              SELECT NEW.plan, m.seq, m.parent_seq FROM threads t \
-               JOIN messages m ON m.tenant = t.tenant AND m.thread_id = t.thread_id AND m.seq = t.last_seq \
+               JOIN persist_messages m ON m.thread = t.key AND m.seq = t.last_seq \
               WHERE t.tenant = NEW.tenant AND t.thread_id = NEW.thread_id AND changes() > 0; \
     END;"
 );

@@ -9,7 +9,7 @@ use sqlx::SqliteConnection;
 
 use super::{OpResult, aborted, find_thread, refused, sql};
 use crate::Limits;
-use crate::rows::{self, message_columns, signed, tenant_key};
+use crate::rows::{self, message_columns, packed_id, packed_role, signed, tenant_key, thread_key};
 
 /// Restores a thread and its messages (validated by the caller); a refusal comes before the
 /// first write.
@@ -57,11 +57,16 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
     }
     for (message, metadata) in inserts {
         let (content, form) = rows::stored_content(&message.content, limits.compact);
-        sqlx::query(
-            "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
-                                   idempotency_key, created_at, updated_at, parent_seq, content_form) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        )
+        sqlx::query(concat!(
+            "INSERT INTO persist_messages (thread, message_id, seq, role, content, metadata, status, version, \
+                                               idempotency_key, created_at, updated_at, parent_seq, content_form) \
+                 SELECT key, ",
+            packed_id!("?3"),
+            ", ?4, ",
+            packed_role!("?5"),
+            ", ?6, nullif(?7, '{}'), nullif(?8, 'complete'), ?9, ?10, ?11, nullif(?12, ?11), ?13, ?14 \
+                   FROM threads WHERE tenant = ?1 AND thread_id = ?2"
+        ))
         .bind(key)
         .bind(message.thread_id.as_str())
         .bind(message.id.as_str())
@@ -86,9 +91,9 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
     if inserted > 0 || stored.as_ref().is_some_and(|s| *s != thread) {
         let leaf: Option<i64> = sqlx::query_scalar(
             "UPDATE threads SET version = ?3, updated_at = ?4, last_seq = ?5, \
-                    active_leaf = CASE WHEN EXISTS (SELECT 1 FROM messages m WHERE m.tenant = ?1 AND m.thread_id = ?2 \
-                                                      AND m.seq = ?6) THEN ?6 \
-                                       ELSE (SELECT max(m.seq) FROM messages m WHERE m.tenant = ?1 AND m.thread_id = ?2) \
+                    active_leaf = CASE WHEN EXISTS (SELECT 1 FROM persist_messages m WHERE m.thread = threads.key \
+                                                                                      AND m.seq = ?6) THEN ?6 \
+                                       ELSE (SELECT max(m.seq) FROM persist_messages m WHERE m.thread = threads.key) \
                                   END \
               WHERE tenant = ?1 AND thread_id = ?2 RETURNING active_leaf",
         )
@@ -115,25 +120,29 @@ async fn check_parents(conn: &mut SqliteConnection, tenant: &str, restore: &Rest
     let elsewhere: BTreeSet<u64> =
         restore.messages.iter().filter_map(|m| m.parent_seq).filter(|p| !incoming.contains(p)).collect();
     for parent in elsewhere {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT seq FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND seq = ?3")
-                .bind(tenant)
-                .bind(restore.thread.id.as_str())
-                .bind(signed(parent))
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(sql("looking up a restored message's parent"))?;
+        let found: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT seq FROM persist_messages WHERE thread = ",
+            thread_key!("?1", "?2"),
+            " AND seq = ?3"
+        ))
+        .bind(tenant)
+        .bind(restore.thread.id.as_str())
+        .bind(signed(parent))
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sql("looking up a restored message's parent"))?;
         if found.is_some() {
             stored.insert(parent);
         }
     }
     // The thread's oldest message: a parent before it is history `Delete::covered` removed.
-    let oldest: Option<i64> = sqlx::query_scalar("SELECT min(seq) FROM messages WHERE tenant = ?1 AND thread_id = ?2")
-        .bind(tenant)
-        .bind(restore.thread.id.as_str())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(sql("looking up a restored thread's oldest message"))?;
+    let oldest: Option<i64> =
+        sqlx::query_scalar(concat!("SELECT min(seq) FROM persist_messages WHERE thread = ", thread_key!("?1", "?2")))
+            .bind(tenant)
+            .bind(restore.thread.id.as_str())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sql("looking up a restored thread's oldest message"))?;
     stored.extend(oldest.and_then(|seq| u64::try_from(seq).ok()));
     persist_core::branch::check_parents(&restore.messages, &stored).map_err(refused)
 }
@@ -177,14 +186,21 @@ async fn restore_bindings(conn: &mut SqliteConnection, tenant: &str, restore: &R
 async fn judge(conn: &mut SqliteConnection, tenant: &str, incoming: &Message) -> OpResult<Verdict> {
     let found = sqlx::query(concat!(
         "SELECT ",
-        message_columns!(),
-        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND message_id = ?3 \
+        message_columns!("?2"),
+        " FROM persist_messages WHERE thread = ",
+        thread_key!("?1", "?2"),
+        " AND message_id = ",
+        packed_id!("?3"),
+        " UNION SELECT ",
+        message_columns!("?2"),
+        " FROM persist_messages WHERE thread = ",
+        thread_key!("?1", "?2"),
+        " AND seq = ?4 \
          UNION SELECT ",
-        message_columns!(),
-        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND seq = ?4 \
-         UNION SELECT ",
-        message_columns!(),
-        " FROM messages WHERE tenant = ?1 AND thread_id = ?2 AND idempotency_key = ?5"
+        message_columns!("?2"),
+        " FROM persist_messages WHERE thread = ",
+        thread_key!("?1", "?2"),
+        " AND idempotency_key = ?5"
     ))
     .bind(tenant)
     .bind(incoming.thread_id.as_str())

@@ -14,7 +14,7 @@ use super::guard::find_thread;
 use super::{OpResult, aborted, refused, sql};
 use crate::Limits;
 use crate::branches::{CHUNK, RUN_STARTS};
-use crate::rows::{self, signed, summary_columns, tenant_key};
+use crate::rows::{self, signed, summary_columns, tenant_key, thread_key};
 
 /// The runs of the branch of `thread`/`tenant` ending at `leaf`, ascending (see [`RunWalk`]),
 /// walked in the writer's transaction.
@@ -84,10 +84,13 @@ pub(super) async fn summarize(conn: &mut SqliteConnection, args: &Summarize, lim
         return args.against_stored(rows::summary(&row).map_err(aborted)?).map_err(refused);
     }
     // A message of the thread, or history before its oldest (what retention left); not a gap.
-    let ends: bool = sqlx::query_scalar(
-        "SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq = ?3) \
-                         OR ?3 < (SELECT min(seq) FROM messages WHERE tenant = ?2 AND thread_id = ?1), 0)",
-    )
+    let ends: bool = sqlx::query_scalar(concat!(
+        "SELECT coalesce(EXISTS (SELECT 1 FROM persist_messages WHERE thread = ",
+        thread_key!("?2", "?1"),
+        " AND seq = ?3) OR ?3 < (SELECT min(seq) FROM persist_messages WHERE thread = ",
+        thread_key!("?2", "?1"),
+        "), 0)"
+    ))
     .bind(thread)
     .bind(tenant)
     .bind(signed(args.through_seq))
@@ -100,11 +103,11 @@ pub(super) async fn summarize(conn: &mut SqliteConnection, args: &Summarize, lim
     let runs = runs(conn, thread, tenant, args.through_seq).await?;
     let covered = BranchWindow::new(runs, Some(args.from_seq - 1), None, false).take(u64::MAX);
     let covered = rows::json(&covered).map_err(aborted)?;
-    let reserved: Option<i64> = sqlx::query_scalar(
-        "SELECT min(m.seq) FROM json_each(?1) r CROSS JOIN messages m \
-          WHERE m.tenant = ?3 AND m.thread_id = ?2 AND m.seq BETWEEN r.value ->> 0 AND r.value ->> 1 \
-            AND m.status = 'reserved'",
-    )
+    let reserved: Option<i64> = sqlx::query_scalar(concat!(
+        "SELECT min(m.seq) FROM json_each(?1) r CROSS JOIN persist_messages m WHERE m.thread = ",
+        thread_key!("?3", "?2"),
+        " AND m.seq BETWEEN r.value ->> 0 AND r.value ->> 1 AND m.status = 'reserved'"
+    ))
     .bind(covered)
     .bind(thread)
     .bind(tenant)
@@ -142,12 +145,13 @@ pub(super) async fn delete_covered(conn: &mut SqliteConnection, delete: &Delete,
     let Some(through) = latest_through(conn, thread, tenant, leaf).await? else { return Ok(gone) };
     let (through, leaf) = (signed(through), signed(leaf));
     // The messages left whose parent goes: each keeps the parent it stores.
-    let kept: Vec<(i64, Option<i64>)> = sqlx::query_as(
-        "SELECT seq, parent_seq FROM messages \
-          WHERE tenant = ?2 AND thread_id = ?1 AND (seq > ?3 OR seq = ?4) \
-            AND ((parent_seq IS NULL AND seq > 1 AND seq - 1 <= ?3 AND seq - 1 <> ?4) \
-                 OR (parent_seq BETWEEN 1 AND ?3 AND parent_seq <> ?4))",
-    )
+    let kept: Vec<(i64, Option<i64>)> = sqlx::query_as(concat!(
+        "SELECT seq, parent_seq FROM persist_messages WHERE thread = ",
+        thread_key!("?2", "?1"),
+        " AND (seq > ?3 OR seq = ?4) \
+               AND ((parent_seq IS NULL AND seq > 1 AND seq - 1 <= ?3 AND seq - 1 <> ?4) \
+                    OR (parent_seq BETWEEN 1 AND ?3 AND parent_seq <> ?4))"
+    ))
     .bind(thread)
     .bind(tenant)
     .bind(through)
@@ -155,9 +159,11 @@ pub(super) async fn delete_covered(conn: &mut SqliteConnection, delete: &Delete,
     .fetch_all(&mut *conn)
     .await
     .map_err(sql("reading the parents kept"))?;
-    let removed = sqlx::query(
-        "DELETE FROM messages WHERE tenant = ?2 AND thread_id = ?1 AND seq <= ?3 AND seq <> ?4 RETURNING seq, message_id",
-    )
+    let removed = sqlx::query(concat!(
+        "DELETE FROM persist_messages WHERE thread = ",
+        thread_key!("?2", "?1"),
+        " AND seq <= ?3 AND seq <> ?4 RETURNING seq, message_id"
+    ))
     .bind(thread)
     .bind(tenant)
     .bind(through)
@@ -179,14 +185,18 @@ pub(super) async fn delete_covered(conn: &mut SqliteConnection, delete: &Delete,
         .await
         .map_err(sql("removing older summaries"))?;
     for (seq, parent) in kept {
-        sqlx::query("UPDATE messages SET parent_seq = ?4 WHERE tenant = ?2 AND thread_id = ?1 AND seq = ?3")
-            .bind(thread)
-            .bind(tenant)
-            .bind(seq)
-            .bind(parent)
-            .execute(&mut *conn)
-            .await
-            .map_err(sql("keeping a parent"))?;
+        sqlx::query(concat!(
+            "UPDATE persist_messages SET parent_seq = ?4 WHERE thread = ",
+            thread_key!("?2", "?1"),
+            " AND seq = ?3"
+        ))
+        .bind(thread)
+        .bind(tenant)
+        .bind(seq)
+        .bind(parent)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("keeping a parent"))?;
     }
     sqlx::query("UPDATE threads SET version = version + 1, updated_at = ?3 WHERE tenant = ?2 AND thread_id = ?1")
         .bind(thread)

@@ -88,7 +88,7 @@ fn add_id(tenant: &str, id: &str) -> Write {
 }
 
 async fn count(conn: &mut SqliteConnection) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM messages").fetch_one(conn).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM persist_messages").fetch_one(conn).await.unwrap()
 }
 
 #[tokio::test]
@@ -281,10 +281,13 @@ async fn a_turn_row_left_unwritten_aborts_the_group() {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = connection(&dir).await;
     // A row the rules would take, dropped silently: the turn was decided on what did not hold.
-    sqlx::query("CREATE TRIGGER drop_lost BEFORE INSERT ON messages WHEN NEW.message_id = 'lost' BEGIN SELECT RAISE(IGNORE); END")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER drop_lost BEFORE INSERT ON persist_messages WHEN NEW.message_id = 'lost' \
+         BEGIN SELECT RAISE(IGNORE); END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     let (fine, broken) = (add_id("owner", "fine"), turn("other", &["kept", "lost"]));
     let mut tx = conn.begin().await.unwrap();
     let failed = apply_batch(&mut tx, &[&fine, &broken], &limits()).await;
@@ -359,7 +362,7 @@ async fn a_failing_statement_rolls_back(on_lane: bool) {
     let mut conn = connection(&dir).await;
     let lane = on_lane.then(|| crate::lane::Lane::for_tests(&dir.path().join("ops.db")));
     sqlx::query(
-        "CREATE TRIGGER refuse_boom BEFORE INSERT ON messages WHEN NEW.message_id = 'boom' \
+        "CREATE TRIGGER refuse_boom BEFORE INSERT ON persist_messages WHEN NEW.message_id = 'boom' \
          BEGIN SELECT RAISE(ABORT, 'boom refused'); END",
     )
     .execute(&mut conn)

@@ -17,7 +17,7 @@ use sqlx::SqliteConnection;
 use super::insert::{Insert, insert_many};
 use super::{OpResult, Write, aborted, refused, sql};
 use crate::Limits;
-use crate::rows::{self, tenant_key};
+use crate::rows::{self, packed_id, tenant_key};
 
 /// Writes every message of `turn` or none, deciding it first in this transaction: a repeat
 /// answers the stored messages, a refusal writes nothing; then the rows go in through the inbox
@@ -146,26 +146,30 @@ fn decide(turn: &AppendTurn, plan: &TurnPlan, found: Found) -> Result<Option<Tur
 /// the parent it names is missing. The turns travel as one JSON array, `[[index, tenant,
 /// thread_id, [keys], [ids], parent], …]`; `CROSS JOIN` keeps SQLite from reading a thread's
 /// every message: each key and id is one index search.
-const LOOK_UP: &str = "\
-    WITH turn (turn_no, turn_tenant, turn_thread, turn_keys, turn_ids, turn_parent) AS ( \
-        SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, value -> 4, value ->> 5 FROM json_each(?1)) \
-    SELECT turn_no, NULL AS deleted, NULL AS parent_missing, thread_id, message_id, seq, parent_seq, role, \
-           content, content_form, metadata, status, version, idempotency_key, created_at, updated_at \
-      FROM turn CROSS JOIN json_each(turn_ids) AS wanted CROSS JOIN messages \
-     WHERE tenant = turn_tenant AND thread_id = turn_thread AND message_id = wanted.value \
-    UNION ALL \
-    SELECT turn_no, NULL, NULL, thread_id, message_id, seq, parent_seq, role, content, content_form, metadata, \
+const LOOK_UP: &str = concat!(
+    "WITH turn (turn_no, turn_tenant, turn_thread, turn_keys, turn_ids, turn_parent, turn_key) AS ( \
+        SELECT value ->> 0, value ->> 1, value ->> 2, value -> 3, value -> 4, value ->> 5, \
+               (SELECT key FROM threads WHERE tenant = value ->> 1 AND thread_id = value ->> 2) \
+          FROM json_each(?1)) \
+    SELECT turn_no, NULL AS deleted, NULL AS parent_missing, turn_thread AS thread_id, message_id, seq, parent_seq, \
+           role, content, content_form, metadata, status, version, idempotency_key, created_at, updated_at \
+      FROM turn CROSS JOIN json_each(turn_ids) AS wanted CROSS JOIN persist_messages \
+     WHERE thread = turn_key AND message_id = ",
+    packed_id!("wanted.value"),
+    " UNION ALL \
+    SELECT turn_no, NULL, NULL, turn_thread, message_id, seq, parent_seq, role, content, content_form, metadata, \
            status, version, idempotency_key, created_at, updated_at \
-      FROM turn CROSS JOIN json_each(turn_keys) AS wanted CROSS JOIN messages \
-     WHERE tenant = turn_tenant AND thread_id = turn_thread AND idempotency_key = wanted.value \
+      FROM turn CROSS JOIN json_each(turn_keys) AS wanted CROSS JOIN persist_messages \
+     WHERE thread = turn_key AND idempotency_key = wanted.value \
     UNION ALL \
-    SELECT turn_no, EXISTS (SELECT 1 FROM threads t WHERE t.tenant = turn_tenant AND t.thread_id = turn_thread \
-                              AND t.deleted_at IS NOT NULL), \
+    SELECT turn_no, EXISTS (SELECT 1 FROM threads t WHERE t.key = turn_key AND t.deleted_at IS NOT NULL), \
            turn_parent IS NOT NULL AND turn_parent <> '' \
-               AND NOT EXISTS (SELECT 1 FROM messages p WHERE p.tenant = turn_tenant AND p.thread_id = turn_thread \
-                                 AND p.message_id = turn_parent), \
-           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
-      FROM turn";
+               AND NOT EXISTS (SELECT 1 FROM persist_messages p WHERE p.thread = turn_key \
+                                 AND p.message_id = ",
+    packed_id!("turn_parent"),
+    "), NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
+      FROM turn"
+);
 
 /// One turn of [`LOOK_UP`]'s parameter: its index, tenant, thread, keys, ids and the parent
 /// it names (`None`: the active leaf, `""`: a root).

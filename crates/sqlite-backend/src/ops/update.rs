@@ -8,7 +8,7 @@ use sqlx::SqliteConnection;
 use super::guard::*;
 use super::{OpResult, aborted, refused, sql};
 use crate::Limits;
-use crate::rows::{self, message_columns, signed, tenant_key, thread_columns};
+use crate::rows::{self, message_columns, packed_id, packed_role, signed, tenant_key, thread_columns};
 
 pub(super) async fn update_content(
     conn: &mut SqliteConnection,
@@ -37,16 +37,18 @@ pub(super) async fn replace_content(
     let (stored, form) = rows::stored_content(&content, limits.compact);
     let tenant = tenant_key(update.context.tenant());
     let row = sqlx::query(concat!(
-        "UPDATE messages \
-            SET content = ?3, content_form = ?11, status = coalesce(?4, status), version = version + 1, \
-                updated_at = ?5, delta = ?10, \
+        "UPDATE persist_messages \
+            SET content = ?3, content_form = ?11, \
+                status = CASE WHEN ?4 IS NULL THEN status ELSE nullif(?4, 'complete') END, \
+                version = version + 1, updated_at = ?5, delta = ?10, \
                 delta_version = CASE WHEN ?10 IS NULL THEN NULL ELSE version + 1 END \
-          WHERE tenant = ?7 AND thread_id = ?1 AND message_id = ?2 AND (?6 IS NULL OR version = ?6) \
-            AND (status = 'reserved' OR (status = 'complete' AND ?8) OR (status = 'interrupted' AND ?9)) \
-            AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = ?7 AND t.thread_id = ?1 \
-                                                  AND t.deleted_at IS NULL) \
+          WHERE thread = (SELECT key FROM threads WHERE tenant = ?7 AND thread_id = ?1 AND deleted_at IS NULL) \
+            AND message_id = ",
+        packed_id!("?2"),
+        " AND (?6 IS NULL OR version = ?6) \
+            AND (status = 'reserved' OR (status IS NULL AND ?8) OR (status = 'interrupted' AND ?9)) \
          RETURNING ",
-        message_columns!()
+        message_columns!("?1")
     ))
     .bind(update.thread_id.as_str())
     .bind(update.message_id.as_str())
@@ -101,10 +103,15 @@ pub(super) async fn update_message(
     }
     let role = update.role.as_ref().unwrap_or(&message.role);
     let row = sqlx::query(concat!(
-        "UPDATE messages SET metadata = ?3, role = ?4, version = version + 1, updated_at = ?5, delta = NULL, \
+        "UPDATE persist_messages \
+            SET metadata = nullif(?3, '{}'), role = ",
+        packed_role!("?4"),
+        ", version = version + 1, updated_at = ?5, delta = NULL, \
                 delta_version = NULL \
-          WHERE tenant = ?6 AND thread_id = ?1 AND message_id = ?2 RETURNING ",
-        message_columns!()
+          WHERE thread = (SELECT key FROM threads WHERE tenant = ?6 AND thread_id = ?1) AND message_id = ",
+        packed_id!("?2"),
+        " RETURNING ",
+        message_columns!("?1")
     ))
     .bind(update.thread_id.as_str())
     .bind(id.as_str())
