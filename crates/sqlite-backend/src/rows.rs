@@ -128,17 +128,7 @@ pub(crate) trait Cells {
     /// The message id in `column`, stored as [`packed_id!`] stores it.
     fn message_id(&self, column: &'static str) -> Result<MessageId, PersistError>;
     /// The role in `column`, stored as [`packed_role!`] stores it.
-    fn role(&self, column: &'static str) -> Result<Role, PersistError> {
-        let role = match self.int(column) {
-            Ok(Some(0)) => return Ok(Role::User),
-            Ok(Some(1)) => return Ok(Role::Assistant),
-            Ok(Some(2)) => return Ok(Role::System),
-            Ok(Some(3)) => return Ok(Role::Tool),
-            Ok(Some(code)) => return Err(corrupt(format!("{column}: unknown role {code}"))),
-            _ => self.text(column)?.ok_or_else(|| corrupt(format!("{column} is NULL")))?,
-        };
-        Role::new(role).map_err(|e| corrupt(e.to_string()))
-    }
+    fn role(&self, column: &'static str) -> Result<Role, PersistError>;
 }
 
 /// The message id of a stored value: 16 bytes are a UUID (its canonical text), any text the id.
@@ -173,30 +163,87 @@ impl Cells for SqliteRow {
             unpack(column, None, self.text(column)?)
         }
     }
+
+    fn role(&self, column: &'static str) -> Result<Role, PersistError> {
+        match self.try_get::<Option<i64>, _>(column) {
+            Ok(Some(code)) => role_of(column, code),
+            _ => Role::new(text(self, column)?).map_err(|e| corrupt(e.to_string())),
+        }
+    }
 }
 
 impl Cells for rusqlite::Row<'_> {
     fn text(&self, column: &'static str) -> Result<Option<&str>, PersistError> {
-        let value = self.get_ref(column).map_err(|e| PersistError::backend("reading a row", e))?;
-        match value {
+        match cell(self, column)? {
             rusqlite::types::ValueRef::Null => Ok(None),
             value => value.as_str().map(Some).map_err(|e| corrupt(format!("{column}: {e}"))),
         }
     }
 
-    fn message_id(&self, column: &'static str) -> Result<MessageId, PersistError> {
-        match self.get_ref(column).map_err(|e| PersistError::backend("reading a row", e))? {
-            rusqlite::types::ValueRef::Blob(bytes) => unpack(column, Some(bytes), None),
-            _ => unpack(column, None, self.text(column)?),
-        }
-    }
-
     fn int(&self, column: &'static str) -> Result<Option<i64>, PersistError> {
-        let value = self.get_ref(column).map_err(|e| PersistError::backend("reading a row", e))?;
-        match value {
+        match cell(self, column)? {
             rusqlite::types::ValueRef::Null => Ok(None),
             value => value.as_i64().map(Some).map_err(|e| corrupt(format!("{column}: {e}"))),
         }
+    }
+
+    fn message_id(&self, column: &'static str) -> Result<MessageId, PersistError> {
+        match cell(self, column)? {
+            rusqlite::types::ValueRef::Blob(bytes) => unpack(column, Some(bytes), None),
+            rusqlite::types::ValueRef::Null => unpack(column, None, None),
+            value => unpack(column, None, Some(value.as_str().map_err(|e| corrupt(format!("{column}: {e}")))?)),
+        }
+    }
+
+    fn role(&self, column: &'static str) -> Result<Role, PersistError> {
+        match cell(self, column)? {
+            rusqlite::types::ValueRef::Integer(code) => role_of(column, code),
+            rusqlite::types::ValueRef::Text(name) => {
+                Role::new(std::str::from_utf8(name).map_err(|e| corrupt(format!("{column}: {e}")))?)
+                    .map_err(|e| corrupt(e.to_string()))
+            }
+            other => Err(corrupt(format!("{column}: a role of type {}", other.data_type()))),
+        }
+    }
+}
+
+/// The value in `column` of a rusqlite row. rusqlite finds a column by name by asking SQLite
+/// for each column's name in turn until one matches (a call and a UTF-8 check each); a
+/// message's columns are first looked for where [`message_columns!`] puts them (one call).
+fn cell<'r>(row: &'r rusqlite::Row<'_>, column: &'static str) -> Result<rusqlite::types::ValueRef<'r>, PersistError> {
+    let placed = match column {
+        "thread_id" => 0,
+        "message_id" => 1,
+        "seq" => 2,
+        "parent_seq" => 3,
+        "role" => 4,
+        "content" => 5,
+        "content_form" => 6,
+        "metadata" => 7,
+        "status" => 8,
+        "version" => 9,
+        "idempotency_key" => 10,
+        "created_at" => 11,
+        "updated_at" => 12,
+        _ => usize::MAX,
+    };
+    let statement = row.as_ref();
+    let found = if placed < statement.column_count() && statement.column_name(placed).is_ok_and(|name| name == column) {
+        row.get_ref(placed)
+    } else {
+        row.get_ref(column)
+    };
+    found.map_err(|e| PersistError::backend("reading a row", e))
+}
+
+/// The role a number stands for (see [`packed_role!`]).
+fn role_of(column: &str, code: i64) -> Result<Role, PersistError> {
+    match code {
+        0 => Ok(Role::User),
+        1 => Ok(Role::Assistant),
+        2 => Ok(Role::System),
+        3 => Ok(Role::Tool),
+        code => Err(corrupt(format!("{column}: unknown role {code}"))),
     }
 }
 
