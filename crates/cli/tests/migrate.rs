@@ -82,3 +82,47 @@ fn migrate_reports_and_applies_a_postgres_schema() {
     assert!(ok(&["--url", &url, "migrate", "finish"]).contains("nothing to finish"), "a new schema is finished");
     assert_eq!(after["current"], true);
 }
+
+/// A SQLite file whose version 17 was applied but whose copy of messages did not complete (the
+/// migrating process stopped): `status` shows 17 pending, `up` completes the copy, and the
+/// messages read as before.
+#[test]
+fn migrate_up_completes_an_interrupted_copy_of_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("half.db");
+    let url = path_str(&path);
+    block_on(async {
+        use sqlx::Connection;
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sqlite-backend/migrations");
+        let upto = |version: u32| {
+            let only = dir.path().join(format!("migrations-{version}"));
+            std::fs::create_dir(&only).unwrap();
+            for file in std::fs::read_dir(&shipped).unwrap() {
+                let name = file.unwrap().file_name().into_string().unwrap();
+                if name[..4].parse::<u32>().unwrap() <= version {
+                    std::fs::copy(shipped.join(&name), only.join(&name)).unwrap();
+                }
+            }
+            only
+        };
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", path.display())).await.unwrap();
+        sqlx::migrate::Migrator::new(upto(16).as_path()).await.unwrap().run(&mut conn).await.unwrap();
+        sqlx::raw_sql(
+            "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', 't', 1, 1); \
+             INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                                   created_at, updated_at) \
+                 VALUES ('', 't', 'a', 1, 'user', '\"kept across the copy\"', '{}', 'complete', 1, 1, 1);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::migrate::Migrator::new(upto(17).as_path()).await.unwrap().run(&mut conn).await.unwrap();
+        conn.close().await.unwrap();
+    });
+    let status = ok(&["--url", url, "migrate", "status"]);
+    assert!(status.contains("pending: 17 compact messages"), "{status}");
+    let applied = ok(&["--url", url, "migrate", "up"]);
+    assert!(applied.contains("applied 17 compact messages") && applied.contains("up to date"), "{applied}");
+    let shown = ok(&["--url", url, "show", "t"]);
+    assert!(shown.contains("kept across the copy"), "{shown}");
+}

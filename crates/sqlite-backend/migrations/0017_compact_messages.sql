@@ -46,11 +46,13 @@ CREATE INDEX persist_messages_run_starts_by_parent ON persist_messages (thread, 
     WHERE parent_seq IS NOT NULL;
 
 -- How far the copy of the messages written before this migration has come: rowids of
--- `messages` up to `done` are copied; it is complete when `done` reaches `upto`.
+-- `messages` up to `done` are copied; it is complete when `done` reaches `upto`. `draining` is
+-- set only inside a transaction of the finish that empties `messages` (its rows may go then).
 CREATE TABLE persist_copy (
-    id   INTEGER PRIMARY KEY CHECK (id = 1),
-    upto INTEGER NOT NULL,
-    done INTEGER NOT NULL
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    upto     INTEGER NOT NULL,
+    done     INTEGER NOT NULL,
+    draining INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 INSERT INTO persist_copy (id, upto, done) VALUES (1, (SELECT coalesce(max(rowid), 0) FROM messages), 0);
 

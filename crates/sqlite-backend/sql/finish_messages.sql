@@ -21,6 +21,23 @@ DROP TRIGGER messages_counters_on_insert;
 DROP TRIGGER messages_touch_thread_on_update;
 DROP TRIGGER persist_feed_message_deleted;
 
+-- An instance of version 16 still running after the store is finished would write rows that
+-- nothing reads any more: its writes fail instead, until `messages` is gone (then for want of
+-- the table). Its rows go only while the finish empties it.
+CREATE TRIGGER persist_finished_inserted BEFORE INSERT ON messages
+BEGIN
+    SELECT RAISE(ABORT, 'this store is finished for persist schema 17: messages live in persist_messages, which this build does not write; stop it (every instance must run schema 17 or later)');
+END;
+CREATE TRIGGER persist_finished_updated BEFORE UPDATE ON messages
+BEGIN
+    SELECT RAISE(ABORT, 'this store is finished for persist schema 17: messages live in persist_messages, which this build does not write; stop it (every instance must run schema 17 or later)');
+END;
+CREATE TRIGGER persist_finished_deleted BEFORE DELETE ON messages
+WHEN NOT (SELECT draining FROM persist_copy)
+BEGIN
+    SELECT RAISE(ABORT, 'this store is finished for persist schema 17: messages live in persist_messages, which this build does not write; stop it (every instance must run schema 17 or later)');
+END;
+
 DROP VIEW persist_search_texts;
 CREATE VIEW persist_search_texts (message_rowid, body) AS
 SELECT m.row,

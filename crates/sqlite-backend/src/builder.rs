@@ -428,6 +428,9 @@ impl SqliteBackendBuilder {
         }
         if new {
             migrations::raise_format(&mut writer).await?;
+        } else if self.migrate {
+            // A finish stopped while it emptied `messages` goes on.
+            migrations::drop_messages(&mut writer).await?;
         }
         self.limits.compact =
             migrations::format_level(&mut writer).await?.is_some_and(|level| level >= migrations::COMPACT_CONTENTS);

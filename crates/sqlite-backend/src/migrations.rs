@@ -152,9 +152,50 @@ pub(crate) async fn read_status(path: &Path, busy_timeout: Duration) -> Result<O
     let mut conn = options.connect().await.map_err(|e| error::in_file(path, map_sqlx("opening the database", e)))?;
     let records = read_records(&mut conn).await.map_err(|e| error::in_file(path, e));
     let level = format_level(&mut conn).await.map_err(|e| error::in_file(path, e));
+    let copying = copying(&mut conn).await.map_err(|e| error::in_file(path, e));
     let _ = conn.close().await;
     let level = level?;
-    Ok(Some(SchemaStatus::from_records(records?, known()).with_unfinished(level.is_some_and(|level| level < FORMAT))))
+    let mut status =
+        SchemaStatus::from_records(records?, known()).with_unfinished(level.is_some_and(|level| level < FORMAT));
+    // Version 17 is applied once its copy of messages is complete (see `copy_messages`): until
+    // then it is pending, so `migrate up` (or an opening that migrates) completes it, and an
+    // instance that does not migrate refuses the store as it refuses one behind.
+    if copying?
+        && status.pending.is_empty()
+        && status.failed.is_empty()
+        && status.changed.is_empty()
+        && let Some((described, _)) = known().find(|(migration, _)| migration.version == COPIED_BY)
+    {
+        status.applied = COPIED_BY - 1;
+        status.pending.push(described);
+    }
+    Ok(Some(status))
+}
+
+/// The migration whose copy of messages must be complete before a build reads the store.
+const COPIED_BY: i64 = 17;
+
+/// Whether a copy of messages to `persist_messages` is under way (see [`copy_messages`]).
+async fn copying(conn: &mut sqlx::SqliteConnection) -> Result<bool> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_copy')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(|e| map_sqlx("reading how far messages are copied", e))?;
+    if !exists {
+        return Ok(false);
+    }
+    let (upto, done) = copy_progress(conn).await?;
+    Ok(done < upto)
+}
+
+/// How far the copy of messages has come: the highest rowid to copy, the highest copied.
+async fn copy_progress(conn: &mut sqlx::SqliteConnection) -> Result<(i64, i64)> {
+    sqlx::query_as("SELECT upto, done FROM persist_copy")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("reading how far messages are copied", e))
 }
 
 /// The format level this build writes: 1, compact rows (`migrations/0015`); 2, the change
@@ -308,6 +349,25 @@ pub(crate) async fn copy_messages(conn: &mut sqlx::SqliteConnection) -> Result<(
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| map_sqlx(context, e))?;
+        // A message whose thread row is missing (written with foreign keys off) has no key to
+        // be named by: refused, saying which, rather than left behind.
+        let orphan: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT m.rowid, m.tenant, m.thread_id FROM messages m \
+              WHERE m.rowid > ?1 AND m.rowid <= ?2 \
+                AND NOT EXISTS (SELECT 1 FROM threads t WHERE t.tenant = m.tenant AND t.thread_id = m.thread_id) \
+              LIMIT 1",
+        )
+        .bind(done)
+        .bind(through)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx(context, e))?;
+        if let Some((rowid, tenant, thread)) = orphan {
+            return Err(crate::error::corrupt(format!(
+                "message rowid {rowid} of `messages` names the thread {thread:?} (tenant {tenant:?}), which has no \
+                 row in `threads`: add the thread's row or remove its messages, then upgrade again"
+            )));
+        }
         sqlx::query(COPY_MESSAGES)
             .bind(done)
             .bind(through)
@@ -335,7 +395,7 @@ const COPY_MESSAGES: &str = concat!(
     ", m.content, m.content_form, nullif(m.metadata, '{}'), nullif(m.status, 'complete'), m.version, \
             m.idempotency_key, m.created_at, nullif(m.updated_at, m.created_at), m.delta, m.delta_version, \
             m.parent_seq \
-       FROM messages m JOIN threads t ON t.tenant = m.tenant AND t.thread_id = m.thread_id \
+        FROM messages m JOIN threads t ON t.tenant = m.tenant AND t.thread_id = m.thread_id \
       WHERE m.rowid > ?1 AND m.rowid <= ?2 \
          ON CONFLICT DO NOTHING"
 );
@@ -343,10 +403,7 @@ const COPY_MESSAGES: &str = concat!(
 /// Refuses a store whose messages are not all copied to `persist_messages` yet (see
 /// [`copy_messages`]): a store migrated to version 17 by a build stopped before it finished.
 pub(crate) async fn require_copied(conn: &mut sqlx::SqliteConnection) -> Result<()> {
-    let (upto, done): (i64, i64) = sqlx::query_as("SELECT upto, done FROM persist_copy")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx("reading how far messages are copied", e))?;
+    let (upto, done) = copy_progress(conn).await?;
     if done >= upto {
         return Ok(());
     }
@@ -359,31 +416,39 @@ pub(crate) async fn require_copied(conn: &mut sqlx::SqliteConnection) -> Result<
     })
 }
 
+/// Whether `messages` is still there once the store's format is `?1` (3) or more.
+const LEFT_TO_DROP: &str = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages') \
+                                   AND coalesce((SELECT level FROM persist_format), 0) >= ?1";
+
 /// Empties `messages` in batches that each commit, then drops it: once the store's format is 3,
-/// nothing reads it (nor has triggers on it). Nothing to do once it is gone.
-async fn drop_messages(conn: &mut sqlx::SqliteConnection) -> Result<()> {
+/// nothing reads it (its triggers refuse the writes of an instance of version 16 still
+/// running, but for these deletes). Nothing to do once it is gone; a finish stopped part-way
+/// goes on at the next opening.
+pub(crate) async fn drop_messages(conn: &mut sqlx::SqliteConnection) -> Result<()> {
     let context = "removing the table messages";
+    let left = sqlx::query_scalar(LEFT_TO_DROP).bind(MESSAGES_ALONE);
+    if !left.fetch_one(&mut *conn).await.map_err(|e| map_sqlx(context, e))? {
+        return Ok(());
+    }
     loop {
-        let exists: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages') \
-                AND (SELECT level FROM persist_format) >= ?1",
-        )
-        .bind(MESSAGES_ALONE)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx(context, e))?;
-        if !exists {
-            return Ok(());
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_sqlx(context, e))?;
+        let left = sqlx::query_scalar(LEFT_TO_DROP).bind(MESSAGES_ALONE);
+        if !left.fetch_one(&mut *tx).await.map_err(|e| map_sqlx(context, e))? {
+            return tx.commit().await.map_err(|e| map_sqlx(context, e));
         }
+        let draining = |on: bool| sqlx::query("UPDATE persist_copy SET draining = ?1").bind(on);
+        draining(true).execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
         let removed = sqlx::query("DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages LIMIT ?1)")
             .bind(BATCH)
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await
             .map_err(|e| map_sqlx(context, e))?
             .rows_affected();
+        draining(false).execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
         if removed == 0 {
-            sqlx::query("DROP TABLE messages").execute(&mut *conn).await.map_err(|e| map_sqlx(context, e))?;
+            sqlx::query("DROP TABLE IF EXISTS messages").execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
         }
+        tx.commit().await.map_err(|e| map_sqlx(context, e))?;
     }
 }
 

@@ -20,10 +20,13 @@ use support::{add, raw, shipped_schema, thread};
 const UUID: &str = "0191d5a8-7c3e-7c11-9a2b-5f6e7d8c9b0a";
 
 /// Messages of the threads `t0` … `t4` as version 16 writes them (its triggers number, feed
-/// and index them), 2,600 in all: more than two batches of the copy. `t0`'s first is a UUID,
-/// its second reserved with metadata, its third updated after its creation.
-async fn version_16_file(dir: &tempfile::TempDir, path: &std::path::Path) {
+/// and index them) in a store of format `level` (0: migrated from version 14, its feed in
+/// `persist_feed`; 2: finished, in `persist_events`), 2,600 in all: more than two batches of
+/// the copy. `t0`'s first is a UUID, its second reserved with metadata, its third updated after
+/// its creation.
+async fn version_16_file(dir: &tempfile::TempDir, path: &std::path::Path, level: i64) {
     let mut conn = shipped_schema(dir, path, 16).await;
+    sqlx::query("UPDATE persist_format SET level = ?1").bind(level).execute(&mut conn).await.unwrap();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "INSERT INTO threads (tenant, thread_id, created_at, updated_at) \
              WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4) SELECT '', 't' || i, 1, 1 FROM n; \
@@ -77,11 +80,46 @@ async fn counters_agree(backend: &SqliteBackend) {
     assert!(report.counters.is_empty(), "{report:?}");
 }
 
+/// `messages` and `persist_messages` hold the same rows, mapped (checked before finishing).
+async fn tables_agree(path: &std::path::Path) {
+    let mut conn = raw(path).await;
+    let differ: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM messages) - (SELECT count(*) FROM persist_messages) \
+              + (SELECT count(*) FROM messages m JOIN threads t ON t.tenant = m.tenant AND t.thread_id = m.thread_id \
+                  WHERE NOT EXISTS (SELECT 1 FROM persist_messages p \
+                                     WHERE p.row = m.rowid AND p.thread = t.key AND p.seq = m.seq \
+                                       AND p.message_id = CASE WHEN length(m.message_id) = 36 \
+                                                               THEN unhex(m.message_id, '-') ELSE m.message_id END \
+                                       AND p.role IS (CASE m.role WHEN 'user' THEN 0 WHEN 'assistant' THEN 1 \
+                                                                  WHEN 'system' THEN 2 WHEN 'tool' THEN 3 \
+                                                                  ELSE m.role END) \
+                                       AND p.content = m.content AND p.content_form IS m.content_form \
+                                       AND coalesce(p.metadata, '{}') = m.metadata \
+                                       AND coalesce(p.status, 'complete') = m.status AND p.version = m.version \
+                                       AND coalesce(p.updated_at, p.created_at) = m.updated_at \
+                                       AND p.parent_seq IS m.parent_seq))",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(differ, 0, "the two tables differ");
+}
+
 #[tokio::test]
 async fn a_version_16_file_is_copied_and_kept_in_step_until_finished() {
+    kept_in_step(0).await;
+}
+
+#[tokio::test]
+async fn a_finished_version_16_file_is_copied_and_kept_in_step_until_finished() {
+    kept_in_step(2).await;
+}
+
+async fn kept_in_step(level: i64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v16.db");
-    version_16_file(&dir, &path).await;
+    version_16_file(&dir, &path, level).await;
 
     let backend = SqliteBackend::builder(&path).feed(Some(Default::default())).open().await.unwrap();
     assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().unfinished);
@@ -128,7 +166,11 @@ async fn a_version_16_file_is_copied_and_kept_in_step_until_finished() {
                                created_at, updated_at) \
              VALUES ('', 'made-by-16', 'first', 1, 'user', '\"in a new thread\"', '{}', 'complete', 1, 50, 50); \
          UPDATE messages SET content = '\"edited again\"', version = 3, updated_at = 60 WHERE message_id = 'edited'; \
-         DELETE FROM messages WHERE message_id = 'm0';",
+         DELETE FROM messages WHERE message_id = 'm0'; \
+         INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                               created_at, updated_at) \
+             VALUES ('', 'made-by-16', '7f000000-0000-4000-8000-000000000016', 2, 'tool', '\"a uuid of 16\"', \
+                     '{}', 'complete', 1, 51, 51);",
     )
     .execute(&mut conn)
     .await
@@ -140,6 +182,8 @@ async fn a_version_16_file_is_copied_and_kept_in_step_until_finished() {
     let edited = backend.get(get("t0", "edited")).await.unwrap().unwrap();
     assert_eq!((edited.content.to_text().as_str(), edited.version), ("edited again", 3));
     assert!(backend.get(get("t1", "m0")).await.unwrap().is_none());
+    let by_uuid = backend.get(get("made-by-16", "7f000000-0000-4000-8000-000000000016")).await.unwrap().unwrap();
+    assert_eq!((by_uuid.seq, by_uuid.role.as_str()), (2, "tool"));
 
     // This build writes `persist_messages`; version 16 reads each in its form.
     backend.apply(add("t0", "new build")).await.unwrap();
@@ -152,6 +196,10 @@ async fn a_version_16_file_is_copied_and_kept_in_step_until_finished() {
         .unwrap();
     backend.apply(UpdateContent::new(thread("t0"), reply.clone(), Content::text("answered")).into()).await.unwrap();
     backend.apply(Delete::message(thread("t0"), MessageId::new("reserved").unwrap()).into()).await.unwrap();
+    // A thread cut after its 600th message, another deleted whole.
+    backend.apply(Delete::after(thread("t2"), 600).into()).await.unwrap();
+    backend.apply(Delete::thread(thread("t3")).into()).await.unwrap();
+    tables_agree(&path).await;
     let old = old_rows(&path).await;
     let ids: Vec<_> =
         old.iter().map(|(id, seq, status, metadata)| (id.as_str(), *seq, status.as_str(), metadata.as_str())).collect();
@@ -166,19 +214,20 @@ async fn a_version_16_file_is_copied_and_kept_in_step_until_finished() {
     let events = backend.read_feed(ReadFeed::across_tenants().after(before)).await.unwrap().events;
     let ops: Vec<_> = events.iter().map(|e| (e.change.op.as_str(), e.change.thread_id.as_str().to_owned())).collect();
     let op = |op: &'static str, t: &str| (op, t.to_owned());
-    assert_eq!(
-        ops,
-        [
-            op("add", "t0"),
-            op("add", "made-by-16"),
-            op("update_content", "t0"),
-            op("delete", "t1"),
-            op("add", "t0"),
-            op("reserve", "t0"),
-            op("update_content", "t0"),
-            op("delete", "t0"),
-        ]
-    );
+    let mut expected = vec![
+        op("add", "t0"),
+        op("add", "made-by-16"),
+        op("update_content", "t0"),
+        op("delete", "t1"),
+        op("add", "made-by-16"),
+        op("add", "t0"),
+        op("reserve", "t0"),
+        op("update_content", "t0"),
+        op("delete", "t0"),
+    ];
+    expected.extend((601..=649).map(|_| op("delete", "t2")));
+    expected.extend([op("update", "t2"), op("delete", "t3")]);
+    assert_eq!(ops, expected);
     counters_agree(&backend).await;
     let hits = |backend: SqliteBackend, words: &'static str| async move {
         backend
@@ -192,7 +241,9 @@ async fn a_version_16_file_is_copied_and_kept_in_step_until_finished() {
     };
     assert_eq!(hits(backend.clone(), "old build").await, ["from-16"]);
     assert_eq!(hits(backend.clone(), "answered").await, [reply.to_string()]);
-    assert_eq!(hits(backend.clone(), "edited").await, ["edited"], "the replaced words gone");
+    assert_eq!(hits(backend.clone(), "edited").await, ["edited"]);
+    assert!(hits(backend.clone(), "words").await.is_empty(), "the replaced words gone from the index");
+    assert_eq!(hits(backend.clone(), "uuid of").await, ["7f000000-0000-4000-8000-000000000016"]);
     backend.close().await;
 
     // Finished: `messages` and the mirrors gone, every row read as before, writes fed once.
@@ -225,16 +276,18 @@ async fn a_version_16_file_is_copied_and_kept_in_step_until_finished() {
     backend.close().await;
 }
 
-/// Version 17 applied without the copy (a build stopped before it finished it): a handle that
-/// does not migrate, and one for reads only, refuse it, saying why; one that migrates completes
-/// the copy, after which both open it.
+/// Version 17 applied without the copy (a build stopped before it finished it) to a store of
+/// version 15, whose thread has no key: version 16 writing to it meanwhile keys it and is
+/// mirrored. The status says 17 is pending; a handle that does not migrate, and one for reads
+/// only, refuse the store, saying why; one that migrates completes the copy, after which both
+/// open it and read every message.
 #[tokio::test]
 async fn a_store_whose_copy_is_not_complete_is_refused_until_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("half.db");
-    let mut conn = shipped_schema(&dir, &path, 16).await;
+    let mut conn = shipped_schema(&dir, &path, 15).await;
     sqlx::raw_sql(
-        "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', 't', 1, 1); \
+        "INSERT INTO threads (tenant, thread_id, created_at, updated_at) VALUES ('', 't', 1, 1), ('', 'u', 1, 1); \
          INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                                created_at, updated_at) \
              VALUES ('', 't', 'a', 1, 'user', '\"one\"', '{}', 'complete', 1, 1, 1);",
@@ -244,20 +297,40 @@ async fn a_store_whose_copy_is_not_complete_is_refused_until_it_is() {
     .unwrap();
     conn.close().await.unwrap();
     let dir17 = tempfile::tempdir().unwrap();
-    let conn = shipped_schema(&dir17, &path, 17).await;
+    let mut conn = shipped_schema(&dir17, &path, 17).await;
+    sqlx::raw_sql(
+        "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                               created_at, updated_at) \
+             VALUES ('', 'u', 'b', 1, 'user', '\"two\"', '{}', 'complete', 1, 2, 2);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let keys: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT thread_id, key FROM threads ORDER BY rowid").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(keys, [("t".to_owned(), None), ("u".to_owned(), Some(1))], "keyed as version 16 wrote to it");
     conn.close().await.unwrap();
+
+    let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
+    assert_eq!((status.applied, status.pending.len(), status.pending[0].version), (16, 1, 17));
+    let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
+    assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("pending: 17 compact messages"), "{refused}");
+    let refused = SqliteBackend::builder(&path).read_only(true).open().await.unwrap_err();
+    assert!(refused.to_string().contains("being copied"), "{refused}");
+    assert!(refused.to_string().contains("persist migrate up"), "{refused}");
+    SqliteBackend::open(&path).await.unwrap().close().await;
     assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().is_current());
     for read_only in [false, true] {
-        let refused = SqliteBackend::builder(&path).migrate(false).read_only(read_only).open().await.unwrap_err();
-        assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
-        assert!(refused.to_string().contains("being copied"), "{refused}");
-        assert!(refused.to_string().contains("persist migrate up"), "{refused}");
-    }
-    SqliteBackend::open(&path).await.unwrap().close().await;
-    for read_only in [false, true] {
         let backend = SqliteBackend::builder(&path).migrate(false).read_only(read_only).open().await.unwrap();
-        let found = backend.get(GetMessage::new(thread("t"), MessageId::new("a").unwrap())).await.unwrap();
-        assert_eq!(found.unwrap().content.to_text(), "one");
+        let get = |t: &str, id: &str| GetMessage::new(thread(t), MessageId::new(id).unwrap());
+        assert_eq!(backend.get(get("t", "a")).await.unwrap().unwrap().content.to_text(), "one");
+        assert_eq!(backend.get(get("u", "b")).await.unwrap().unwrap().content.to_text(), "two");
         backend.close().await;
     }
+    let mut conn = raw(&path).await;
+    let keys: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT thread_id, key FROM threads ORDER BY rowid").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(keys, [("t".to_owned(), Some(2)), ("u".to_owned(), Some(1))]);
+    conn.close().await.unwrap();
 }
