@@ -12,7 +12,8 @@
 -- splice branches and keep the search index stay on `messages`, as version 16 made them; the
 -- messages written before this migration are copied by the build that applied it, in batches
 -- that each commit (`persist_copy` says how far), before it serves. Finishing the store moves
--- those triggers to `persist_messages`, drops the mirrors and empties and drops `messages`.
+-- those triggers to `persist_messages`, drops the mirrors, renames `messages` (a statement of
+-- version 16 then fails: no such table) and empties and drops it.
 --
 -- The threads made before version 16 get their keys before the copy, in batches of their own;
 -- one that version 16 writes a message to first gets its key then (`persist_mirror_inserted`).
@@ -46,13 +47,11 @@ CREATE INDEX persist_messages_run_starts_by_parent ON persist_messages (thread, 
     WHERE parent_seq IS NOT NULL;
 
 -- How far the copy of the messages written before this migration has come: rowids of
--- `messages` up to `done` are copied; it is complete when `done` reaches `upto`. `draining` is
--- set only inside a transaction of the finish that empties `messages` (its rows may go then).
+-- `messages` up to `done` are copied; it is complete when `done` reaches `upto`.
 CREATE TABLE persist_copy (
-    id       INTEGER PRIMARY KEY CHECK (id = 1),
-    upto     INTEGER NOT NULL,
-    done     INTEGER NOT NULL,
-    draining INTEGER NOT NULL DEFAULT 0
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    upto INTEGER NOT NULL,
+    done INTEGER NOT NULL
 ) STRICT;
 INSERT INTO persist_copy (id, upto, done) VALUES (1, (SELECT coalesce(max(rowid), 0) FROM messages), 0);
 

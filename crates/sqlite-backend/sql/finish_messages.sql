@@ -1,6 +1,8 @@
 -- Finishing a store of schema version 17 (format 3): `persist_messages` takes over from
 -- `messages` (see migrations/0017). Run in one transaction once every message is copied and no
--- instance of version 16 runs the store; `messages` is emptied after it, in batches, and dropped.
+-- instance of version 16 runs the store. `messages` is renamed `persist_messages_retired`, so a
+-- statement of an instance of version 16 still running fails (no such table) instead of
+-- reading or writing rows nothing reads any more; it is emptied after, in batches, and dropped.
 -- The triggers below are those of `messages` (versions 12 to 16), with the thread named by its
 -- key and the feed's events always in `persist_events` (format 2 and above).
 
@@ -20,23 +22,6 @@ DROP TRIGGER persist_search_deleted;
 DROP TRIGGER messages_counters_on_insert;
 DROP TRIGGER messages_touch_thread_on_update;
 DROP TRIGGER persist_feed_message_deleted;
-
--- An instance of version 16 still running after the store is finished would write rows that
--- nothing reads any more: its writes fail instead, until `messages` is gone (then for want of
--- the table). Its rows go only while the finish empties it.
-CREATE TRIGGER persist_finished_inserted BEFORE INSERT ON messages
-BEGIN
-    SELECT RAISE(ABORT, 'this store is finished for persist schema 17: messages live in persist_messages, which this build does not write; stop it (every instance must run schema 17 or later)');
-END;
-CREATE TRIGGER persist_finished_updated BEFORE UPDATE ON messages
-BEGIN
-    SELECT RAISE(ABORT, 'this store is finished for persist schema 17: messages live in persist_messages, which this build does not write; stop it (every instance must run schema 17 or later)');
-END;
-CREATE TRIGGER persist_finished_deleted BEFORE DELETE ON messages
-WHEN NOT (SELECT draining FROM persist_copy)
-BEGIN
-    SELECT RAISE(ABORT, 'this store is finished for persist schema 17: messages live in persist_messages, which this build does not write; stop it (every instance must run schema 17 or later)');
-END;
 
 DROP VIEW persist_search_texts;
 CREATE VIEW persist_search_texts (message_rowid, body) AS
@@ -169,3 +154,5 @@ BEGIN
      WHERE t.key = OLD.thread;
     UPDATE threads SET feed_last = last_insert_rowid() WHERE key = OLD.thread;
 END;
+
+ALTER TABLE messages RENAME TO persist_messages_retired;

@@ -161,6 +161,7 @@ pub(crate) async fn read_status(path: &Path, busy_timeout: Duration) -> Result<O
     // then it is pending, so `migrate up` (or an opening that migrates) completes it, and an
     // instance that does not migrate refuses the store as it refuses one behind.
     if copying?
+        && !status.is_ahead()
         && status.pending.is_empty()
         && status.failed.is_empty()
         && status.changed.is_empty()
@@ -203,9 +204,6 @@ async fn copy_progress(conn: &mut sqlx::SqliteConnection) -> Result<(i64, i64)> 
 /// alone (`migrations/0017`: `messages` and its mirrors gone, see `sql/finish_messages.sql`).
 pub(crate) const FORMAT: i64 = 3;
 
-/// The format level at which `persist_messages` stands alone (see [`FORMAT`]).
-const MESSAGES_ALONE: i64 = 3;
-
 /// The lowest format level at which contents are written in their compact form (1).
 pub(crate) const COMPACT_CONTENTS: i64 = 1;
 
@@ -244,8 +242,8 @@ pub(crate) async fn is_new(path: &Path, busy_timeout: Duration) -> bool {
 /// Format 2 names threads by their keys in the feed's events, format 3 hands messages over to
 /// `persist_messages` alone: the threads made before version 16 get their keys and the earlier
 /// messages are copied first (see [`copy_messages`]), then one transaction moves the triggers
-/// of `messages` to it and drops the mirrors between the two, and `messages` is emptied in
-/// batches and dropped. A run stopped part-way goes on from where it stopped.
+/// of `messages` to it, drops the mirrors between the two and renames `messages`, which is
+/// emptied in batches and dropped. A run stopped part-way goes on from where it stopped.
 pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bool> {
     copy_messages(conn).await?;
     let context = "raising the store's format";
@@ -416,37 +414,39 @@ pub(crate) async fn require_copied(conn: &mut sqlx::SqliteConnection) -> Result<
     })
 }
 
-/// Whether `messages` is still there once the store's format is `?1` (3) or more.
-const LEFT_TO_DROP: &str = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages') \
-                                   AND coalesce((SELECT level FROM persist_format), 0) >= ?1";
+/// Whether the table `messages` was renamed to at finish is still there.
+const LEFT_TO_DROP: &str =
+    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_messages_retired')";
 
-/// Empties `messages` in batches that each commit, then drops it: once the store's format is 3,
-/// nothing reads it (its triggers refuse the writes of an instance of version 16 still
-/// running, but for these deletes). Nothing to do once it is gone; a finish stopped part-way
-/// goes on at the next opening.
+/// Empties `persist_messages_retired` (`messages`, renamed as the store was finished: nothing
+/// reads it, and a statement of version 16 finds no table) in batches that each commit, then
+/// drops it. Nothing to do once it is gone; a finish stopped part-way goes on at the next
+/// opening that migrates.
 pub(crate) async fn drop_messages(conn: &mut sqlx::SqliteConnection) -> Result<()> {
     let context = "removing the table messages";
-    let left = sqlx::query_scalar(LEFT_TO_DROP).bind(MESSAGES_ALONE);
+    let left = sqlx::query_scalar(LEFT_TO_DROP);
     if !left.fetch_one(&mut *conn).await.map_err(|e| map_sqlx(context, e))? {
         return Ok(());
     }
     loop {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_sqlx(context, e))?;
-        let left = sqlx::query_scalar(LEFT_TO_DROP).bind(MESSAGES_ALONE);
+        let left = sqlx::query_scalar(LEFT_TO_DROP);
         if !left.fetch_one(&mut *tx).await.map_err(|e| map_sqlx(context, e))? {
             return tx.commit().await.map_err(|e| map_sqlx(context, e));
         }
-        let draining = |on: bool| sqlx::query("UPDATE persist_copy SET draining = ?1").bind(on);
-        draining(true).execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
-        let removed = sqlx::query("DELETE FROM messages WHERE rowid IN (SELECT rowid FROM messages LIMIT ?1)")
-            .bind(BATCH)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| map_sqlx(context, e))?
-            .rows_affected();
-        draining(false).execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
+        let removed = sqlx::query(
+            "DELETE FROM persist_messages_retired WHERE rowid IN (SELECT rowid FROM persist_messages_retired LIMIT ?1)",
+        )
+        .bind(BATCH)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx(context, e))?
+        .rows_affected();
         if removed == 0 {
-            sqlx::query("DROP TABLE IF EXISTS messages").execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
+            sqlx::query("DROP TABLE IF EXISTS persist_messages_retired")
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| map_sqlx(context, e))?;
         }
         tx.commit().await.map_err(|e| map_sqlx(context, e))?;
     }

@@ -83,9 +83,14 @@ async fn counters_agree(backend: &SqliteBackend) {
 /// `messages` and `persist_messages` hold the same rows, mapped (checked before finishing).
 async fn tables_agree(path: &std::path::Path) {
     let mut conn = raw(path).await;
+    let (old, new): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM persist_messages)")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(old, new, "as many rows in both tables");
     let differ: i64 = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM messages) - (SELECT count(*) FROM persist_messages) \
-              + (SELECT count(*) FROM messages m JOIN threads t ON t.tenant = m.tenant AND t.thread_id = m.thread_id \
+        "SELECT count(*) FROM messages m JOIN threads t ON t.tenant = m.tenant AND t.thread_id = m.thread_id \
                   WHERE NOT EXISTS (SELECT 1 FROM persist_messages p \
                                      WHERE p.row = m.rowid AND p.thread = t.key AND p.seq = m.seq \
                                        AND p.message_id = CASE WHEN length(m.message_id) = 36 \
@@ -96,8 +101,10 @@ async fn tables_agree(path: &std::path::Path) {
                                        AND p.content = m.content AND p.content_form IS m.content_form \
                                        AND coalesce(p.metadata, '{}') = m.metadata \
                                        AND coalesce(p.status, 'complete') = m.status AND p.version = m.version \
+                                       AND p.created_at = m.created_at \
                                        AND coalesce(p.updated_at, p.created_at) = m.updated_at \
-                                       AND p.parent_seq IS m.parent_seq))",
+                                       AND p.idempotency_key IS m.idempotency_key AND p.delta IS m.delta \
+                                       AND p.delta_version IS m.delta_version AND p.parent_seq IS m.parent_seq)",
     )
     .fetch_one(&mut conn)
     .await
@@ -256,6 +263,16 @@ async fn kept_in_step(level: i64) {
     .await
     .unwrap();
     assert!(left.is_empty(), "{left:?}");
+    // An instance of version 16 still running finds no table to write to, or to read.
+    let late = sqlx::query(
+        "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                               created_at, updated_at) \
+             VALUES ('', 't0', 'too-late', 99, 'user', '\"lost?\"', '{}', 'complete', 1, 70, 70)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap_err();
+    assert!(late.to_string().contains("no such table: messages"), "{late}");
     conn.close().await.unwrap();
     let backend = SqliteBackend::open(&path).await.unwrap();
     let t0: Vec<_> = backend.list(ListMessages::new(thread("t0"))).await.unwrap().items;
@@ -333,4 +350,72 @@ async fn a_store_whose_copy_is_not_complete_is_refused_until_it_is() {
         sqlx::query_as("SELECT thread_id, key FROM threads ORDER BY rowid").fetch_all(&mut conn).await.unwrap();
     assert_eq!(keys, [("t".to_owned(), Some(2)), ("u".to_owned(), Some(1))]);
     conn.close().await.unwrap();
+}
+
+/// A finish stopped while it emptied the old table (renamed `persist_messages_retired`) goes on
+/// at the next opening that migrates; until then, freeing a thread's id removes the thread's
+/// rows there first (their foreign key names the thread's row).
+#[tokio::test]
+async fn a_finish_stopped_while_emptying_the_old_table_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("draining.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    backend.apply(add("kept", "a message")).await.unwrap();
+    backend.apply(add("freed", "another")).await.unwrap();
+    backend.close().await;
+    let mut conn = raw(&path).await;
+    sqlx::raw_sql(
+        "CREATE TABLE persist_messages_retired (tenant TEXT NOT NULL, thread_id TEXT NOT NULL, message_id TEXT, \
+                                                FOREIGN KEY (tenant, thread_id) REFERENCES threads (tenant, thread_id)); \
+         CREATE INDEX retired_by_thread ON persist_messages_retired (tenant, thread_id); \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+         INSERT INTO persist_messages_retired SELECT '', CASE i % 2 WHEN 0 THEN 'kept' ELSE 'freed' END, i FROM n;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let retired = || async {
+        let mut conn = raw(&path).await;
+        let left: Option<i64> = sqlx::query_scalar("SELECT count(*) FROM persist_messages_retired")
+            .fetch_optional(&mut conn)
+            .await
+            .ok()
+            .flatten();
+        conn.close().await.unwrap();
+        left
+    };
+    let untouched = SqliteBackend::builder(&path).migrate(false).open().await.unwrap();
+    untouched.apply(Delete::purge(thread("freed")).freeing_id(true).into()).await.unwrap();
+    untouched.close().await;
+    assert_eq!(retired().await, Some(1250), "the freed thread's rows gone with it");
+    SqliteBackend::open(&path).await.unwrap().close().await;
+    assert_eq!(retired().await, None, "emptied and dropped");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let kept = backend.list(ListMessages::new(thread("kept"))).await.unwrap().items;
+    assert_eq!(kept.len(), 1);
+    backend.close().await;
+}
+
+/// A message of version 16 whose thread has no row (written with foreign keys off) cannot be
+/// named by its thread's key: the copy refuses it, saying which, and copies nothing past it.
+#[tokio::test]
+async fn a_message_without_its_thread_row_is_refused_by_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orphan.db");
+    let mut conn = shipped_schema(&dir, &path, 16).await;
+    sqlx::raw_sql(
+        "PRAGMA foreign_keys = OFF; \
+         INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
+                               created_at, updated_at) \
+             VALUES ('', 'nowhere', 'lost', 1, 'user', '\"orphan\"', '{}', 'complete', 1, 1, 1);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let refused = SqliteBackend::open(&path).await.unwrap_err();
+    let said = refused.to_string();
+    assert!(said.contains("\"nowhere\"") && said.contains("has no row in `threads`"), "{said}");
+    assert!(!SqliteBackend::builder(&path).schema_status().await.unwrap().is_current(), "17 still pending");
 }

@@ -182,9 +182,33 @@ pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) 
     Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 
+/// Removes the thread's rows from `persist_messages_retired` (`messages` of schema 16, renamed
+/// as the store was finished, while it is being emptied): its foreign key names the thread's
+/// row, which freeing the id removes.
+async fn forget_retired(conn: &mut SqliteConnection, delete: &Delete, tenant: &str) -> OpResult<()> {
+    let retired: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_messages_retired')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(sql("looking for the retired messages table"))?;
+    if retired {
+        sqlx::query("DELETE FROM persist_messages_retired WHERE tenant = ?1 AND thread_id = ?2")
+            .bind(tenant)
+            .bind(delete.thread_id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("removing a freed thread's retired messages"))?;
+    }
+    Ok(())
+}
+
 /// Leaves the thread's tombstone; a purge clears what it said, or removes it to free the id.
 pub(super) async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, tenant: &str) -> OpResult<()> {
     let now = Timestamp::now().as_micros();
+    if delete.free_id {
+        forget_retired(conn, delete, tenant).await?;
+    }
     let tombstone = match (delete.purge, delete.free_id) {
         (_, true) => "DELETE FROM threads WHERE tenant = ?3 AND thread_id = ?1 AND ?2 IS NOT NULL",
         (true, false) => {
