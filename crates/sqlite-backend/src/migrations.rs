@@ -153,10 +153,16 @@ pub(crate) async fn read_status(path: &Path, busy_timeout: Duration) -> Result<O
     let records = read_records(&mut conn).await.map_err(|e| error::in_file(path, e));
     let level = format_level(&mut conn).await.map_err(|e| error::in_file(path, e));
     let copying = copying(&mut conn).await.map_err(|e| error::in_file(path, e));
+    let retired = sqlx::query_scalar::<_, bool>(LEFT_TO_DROP)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|e| error::in_file(path, map_sqlx("reading the schema", e)));
     let _ = conn.close().await;
     let level = level?;
-    let mut status =
-        SchemaStatus::from_records(records?, known()).with_unfinished(level.is_some_and(|level| level < FORMAT));
+    // A finish stopped while it emptied the old table of messages is not done yet: finishing
+    // again (or an opening that migrates) goes on with it.
+    let unfinished = level.is_some_and(|level| level < FORMAT) || retired?;
+    let mut status = SchemaStatus::from_records(records?, known()).with_unfinished(unfinished);
     // Version 17 is applied once its copy of messages is complete (see `copy_messages`): until
     // then it is pending, so `migrate up` (or an opening that migrates) completes it, and an
     // instance that does not migrate refuses the store as it refuses one behind.

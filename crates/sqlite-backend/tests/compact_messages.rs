@@ -385,12 +385,14 @@ async fn a_finish_stopped_while_emptying_the_old_table_goes_on() {
         conn.close().await.unwrap();
         left
     };
+    assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().unfinished, "the finish is not done");
     let untouched = SqliteBackend::builder(&path).migrate(false).open().await.unwrap();
     untouched.apply(Delete::purge(thread("freed")).freeing_id(true).into()).await.unwrap();
     untouched.close().await;
     assert_eq!(retired().await, Some(1250), "the freed thread's rows gone with it");
     SqliteBackend::open(&path).await.unwrap().close().await;
     assert_eq!(retired().await, None, "emptied and dropped");
+    assert!(!SqliteBackend::builder(&path).schema_status().await.unwrap().unfinished);
     let backend = SqliteBackend::open(&path).await.unwrap();
     let kept = backend.list(ListMessages::new(thread("kept"))).await.unwrap().items;
     assert_eq!(kept.len(), 1);

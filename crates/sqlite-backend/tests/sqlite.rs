@@ -607,7 +607,7 @@ async fn the_log_stays_bounded_while_readers_come_and_go() {
             reads
         }));
     }
-    let mut largest = 0;
+    let (mut largest, mut last, mut cuts) = (0, 0, 0);
     let started = std::time::Instant::now();
     let mut i = 0;
     // Six seconds of writes, a 16 KiB message at a time, the readers reading all along.
@@ -615,16 +615,27 @@ async fn the_log_stays_bounded_while_readers_come_and_go() {
         backend.apply(add("busy", &format!("{i} {}", "x".repeat(16 << 10)))).await.unwrap();
         i += 1;
         if started.elapsed() > Duration::from_secs(3) {
-            largest = largest.max(wal());
+            let now = wal();
+            largest = largest.max(now);
+            // The log's file only shrinks when it is cut back (restarted and truncated).
+            if now < last {
+                cuts += 1;
+            }
+            last = now;
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let reads: u64 = futures_sum(readers).await;
     assert!(reads > 100 && i > 100, "the load ran: {reads} reads, {i} writes");
-    eprintln!("the log under load: at most {largest} bytes (limit {limit}), {i} writes, {reads} reads");
-    // Unbounded, it reached 20× the limit in these six seconds; a cut that meets a reader
-    // slower than its wait (a busy machine) is made at the next look, 32 writes later.
-    assert!(largest <= 4 * limit, "the log reached {largest} bytes under load, over 4× its {limit} limit");
+    eprintln!("the log under load: at most {largest} bytes (limit {limit}), cut {cuts} times");
+    eprintln!("the load: {i} writes, {reads} reads");
+    // Unbounded, it was never cut and reached 20× the limit in these six seconds. Cut back
+    // under the load it peaks at 1–3× on an idle machine; a cut that meets a reader slower than
+    // its wait is made at the next look, 32 writes later, so a machine busy with other work
+    // sees higher peaks (5.4× once, in a CI run beside a benchmark): what is held is that the
+    // log is cut back while the readers read, and stays well under what unbounded reaches.
+    assert!(cuts > 0, "the log was never cut back under load (at most {largest} bytes, limit {limit})");
+    assert!(largest <= 8 * limit, "the log reached {largest} bytes under load, over 8× its {limit} limit");
 }
 
 async fn futures_sum(tasks: Vec<tokio::task::JoinHandle<u64>>) -> u64 {
