@@ -553,12 +553,14 @@ async fn one_mover_at_a_time_and_clear_refusals() {
     invalid(shards.move_tenant(Some(&acme), &others[0], short).await.unwrap_err(), "max_switch");
     let directory = tenant(persist::shard::DIRECTORY_TENANT);
     invalid(shards.move_tenant(Some(&directory), &others[0], options()).await.unwrap_err(), "tenant");
-    // A claim held by another mover (one that was killed) is waited for.
+    // A claim held by another mover (one that was killed) is waited for, however long against
+    // this mover's own claim: its time runs from when it holds it.
     let claim = Lease::take(id("t:acme"), "move", "someone else", Duration::from_millis(300)).unwrap();
     let held = stores.directory.lease(claim.with_context(ctx(persist::shard::DIRECTORY_TENANT))).await.unwrap();
     assert_eq!(held.unwrap().holder, "someone else");
     let started = Instant::now();
-    let moved = shards.move_tenant(Some(&acme), &others[0], options()).await.unwrap();
+    let short_claim = options().claim_ttl(Duration::from_millis(200));
+    let moved = shards.move_tenant(Some(&acme), &others[0], short_claim).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(250), "{:?}", started.elapsed());
     assert_eq!((moved.to.as_str(), moved.erased), (others[0].as_str(), 1));
     // A move to one shard in progress: a move to another is refused until it is finished.

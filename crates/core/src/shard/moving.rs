@@ -341,7 +341,13 @@ impl<'a> Claim<'a> {
                     tracing::info!(holder = %held.holder, "another mover holds the tenant's move: waiting for its claim");
                     tokio::time::sleep(Duration::from_micros(left as u64)).await;
                 }
-                _ => return Ok(claim),
+                _ => {
+                    // Held from now: a wait for another mover's claim is not time this one
+                    // went without renewing (its first renewal failed after a wait longer
+                    // than its own claim).
+                    *claim.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+                    return Ok(claim);
+                }
             }
         }
     }
