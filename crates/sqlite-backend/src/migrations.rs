@@ -153,10 +153,8 @@ pub(crate) async fn read_status(path: &Path, busy_timeout: Duration) -> Result<O
     let records = read_records(&mut conn).await.map_err(|e| error::in_file(path, e));
     let level = format_level(&mut conn).await.map_err(|e| error::in_file(path, e));
     let copying = copying(&mut conn).await.map_err(|e| error::in_file(path, e));
-    let retired = sqlx::query_scalar::<_, bool>(LEFT_TO_DROP)
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| error::in_file(path, map_sqlx("reading the schema", e)));
+    let retired =
+        has(&mut conn, "table", RETIRED).await.map_err(|e| error::in_file(path, map_sqlx("reading the schema", e)));
     let _ = conn.close().await;
     let level = level?;
     // A finish stopped while it emptied the old table of messages is not done yet: finishing
@@ -184,13 +182,8 @@ const COPIED_BY: i64 = 17;
 
 /// Whether a copy of messages to `persist_messages` is under way (see [`copy_messages`]).
 async fn copying(conn: &mut sqlx::SqliteConnection) -> Result<bool> {
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_copy')",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| map_sqlx("reading how far messages are copied", e))?;
-    if !exists {
+    let exists = has(&mut *conn, "table", "persist_copy").await;
+    if !exists.map_err(|e| map_sqlx("reading how far messages are copied", e))? {
         return Ok(false);
     }
     let (upto, done) = copy_progress(conn).await?;
@@ -216,13 +209,8 @@ pub(crate) const COMPACT_CONTENTS: i64 = 1;
 /// The store's format level (see [`FORMAT`]); `None` before schema version 15 (no
 /// `persist_format`).
 pub(crate) async fn format_level(conn: &mut sqlx::SqliteConnection) -> Result<Option<i64>> {
-    let exists: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_format')",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| map_sqlx("reading the store's format", e))?;
-    if !exists {
+    let exists = has(&mut *conn, "table", "persist_format").await;
+    if !exists.map_err(|e| map_sqlx("reading the store's format", e))? {
         return Ok(None);
     }
     // A store whose row is gone is written as the lowest level (`raise_format` puts it back).
@@ -256,12 +244,7 @@ pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bo
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_sqlx(context, e))?;
     // Handed over once: the mirrors go with it (a format row removed by hand afterwards is put
     // back, nothing else).
-    let mirrored: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'persist_mirror_inserted')",
-    )
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(|e| map_sqlx(context, e))?;
+    let mirrored = has(&mut *tx, "trigger", "persist_mirror_inserted").await.map_err(|e| map_sqlx(context, e))?;
     if mirrored {
         sqlx::raw_sql(FINISH_MESSAGES).execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
     }
@@ -420,9 +403,21 @@ pub(crate) async fn require_copied(conn: &mut sqlx::SqliteConnection) -> Result<
     })
 }
 
-/// Whether the table `messages` was renamed to at finish is still there.
-const LEFT_TO_DROP: &str =
-    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_messages_retired')";
+/// The table `messages` is renamed to at finish, until it is emptied and dropped.
+pub(crate) const RETIRED: &str = "persist_messages_retired";
+
+/// Whether the schema holds the object `name` of type `kind` (`table`, `trigger`).
+pub(crate) async fn has<'e>(
+    conn: impl sqlx::SqliteExecutor<'e>,
+    kind: &'static str,
+    name: &'static str,
+) -> std::result::Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = ?1 AND name = ?2)")
+        .bind(kind)
+        .bind(name)
+        .fetch_one(conn)
+        .await
+}
 
 /// Empties `persist_messages_retired` (`messages`, renamed as the store was finished: nothing
 /// reads it, and a statement of version 16 finds no table) in batches that each commit, then
@@ -430,14 +425,12 @@ const LEFT_TO_DROP: &str =
 /// opening that migrates.
 pub(crate) async fn drop_messages(conn: &mut sqlx::SqliteConnection) -> Result<()> {
     let context = "removing the table messages";
-    let left = sqlx::query_scalar(LEFT_TO_DROP);
-    if !left.fetch_one(&mut *conn).await.map_err(|e| map_sqlx(context, e))? {
+    if !has(&mut *conn, "table", RETIRED).await.map_err(|e| map_sqlx(context, e))? {
         return Ok(());
     }
     loop {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(|e| map_sqlx(context, e))?;
-        let left = sqlx::query_scalar(LEFT_TO_DROP);
-        if !left.fetch_one(&mut *tx).await.map_err(|e| map_sqlx(context, e))? {
+        if !has(&mut *tx, "table", RETIRED).await.map_err(|e| map_sqlx(context, e))? {
             return tx.commit().await.map_err(|e| map_sqlx(context, e));
         }
         let removed = sqlx::query(
@@ -461,13 +454,8 @@ pub(crate) async fn drop_messages(conn: &mut sqlx::SqliteConnection) -> Result<(
 /// The migrations the file records: version, whether it succeeded, checksum (none: a file
 /// persist never set up).
 async fn read_records(conn: &mut sqlx::SqliteConnection) -> Result<Vec<(i64, bool, Vec<u8>)>> {
-    let migrated: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(|e| map_sqlx("reading the schema version", e))?;
-    if !migrated {
+    let migrated = has(&mut *conn, "table", "_sqlx_migrations").await;
+    if !migrated.map_err(|e| map_sqlx("reading the schema version", e))? {
         return Ok(Vec::new());
     }
     sqlx::query_as("SELECT version, success, checksum FROM _sqlx_migrations ORDER BY version")

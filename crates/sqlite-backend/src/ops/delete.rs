@@ -186,12 +186,9 @@ pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) 
 /// as the store was finished, while it is being emptied): its foreign key names the thread's
 /// row, which freeing the id removes.
 async fn forget_retired(conn: &mut SqliteConnection, delete: &Delete, tenant: &str) -> OpResult<()> {
-    let retired: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_messages_retired')",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(sql("looking for the retired messages table"))?;
+    let retired = crate::migrations::has(&mut *conn, "table", crate::migrations::RETIRED)
+        .await
+        .map_err(sql("looking for the retired messages table"))?;
     if retired {
         sqlx::query("DELETE FROM persist_messages_retired WHERE tenant = ?1 AND thread_id = ?2")
             .bind(tenant)
