@@ -130,6 +130,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod activity;
 mod branches;
 mod builder;
 mod error;

@@ -89,7 +89,9 @@ macro_rules! threads_sql {
 
 pub(crate) async fn threads(conn: &mut PgConnection, query: &ListThreads) -> Result<Page<Thread, ThreadCursor>> {
     query.validate()?;
-    // A tenant's listing reads the index by (tenant, updated_at, thread_id); a listing across
+    // A tenant's listing reads the index by (tenant, active_second, thread_id), each second's
+    // threads sorted by `updated_at` as it goes (an incremental sort: `active_second` is
+    // `updated_at / 1000000`, so the order is `updated_at DESC, thread_id DESC`); a listing across
     // tenants (for operators) sorts. Without a cursor, a bound past every thread: the bound is
     // always an index condition. Each statement names every parameter (`… IS NULL OR TRUE`
     // for the one it does not use), so the server knows each one's type.
@@ -102,8 +104,8 @@ pub(crate) async fn threads(conn: &mut PgConnection, query: &ListThreads) -> Res
     } else {
         threads_sql!(
             "tenant = $1 AND ($6::text IS NULL OR TRUE)",
-            "(updated_at, thread_id) < ($2::bigint, $3::text)",
-            "updated_at DESC, thread_id DESC"
+            "active_second <= $2::bigint / 1000000 AND (updated_at, thread_id) < ($2::bigint, $3::text)",
+            "active_second DESC, updated_at DESC, thread_id DESC"
         )
     };
     let cursor = query.cursor.as_ref();

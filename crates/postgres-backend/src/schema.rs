@@ -6,6 +6,7 @@ use sqlx::{AssertSqlSafe, PgConnection};
 
 use persist_core::maintenance::SchemaStatus;
 
+use crate::activity;
 use crate::error::{map_migrate, map_sqlx};
 use crate::migrations::MIGRATOR;
 
@@ -87,6 +88,9 @@ pub(crate) async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Res
     if new && migrated.is_ok() {
         migrated = raise_format(conn).await.map(drop);
     }
+    if migrated.is_ok() {
+        migrated = crate::activity::complete(conn).await;
+    }
     // Back to the connection's own settings (those it was opened with) before it is reused.
     let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
         .execute(&mut *conn)
@@ -118,8 +122,23 @@ async fn records(conn: &mut PgConnection, schema: &str) -> Result<Vec<(i64, bool
 
 /// Where `schema` stands against this build's migrations.
 pub(crate) async fn status(conn: &mut PgConnection, schema: &str) -> Result<SchemaStatus> {
-    let status = SchemaStatus::from_records(records(conn, schema).await?, crate::migrations::known());
+    let mut status = SchemaStatus::from_records(records(conn, schema).await?, crate::migrations::known());
     let level = format_level(conn, schema).await?;
+    // Version 13 is applied once its threads' index is built (see `activity.rs`): until then
+    // it is pending, so `migrate up` (or an instance that migrates) completes it, and one that
+    // does not refuses the store as it refuses one behind.
+    if status.applied >= activity::VERSION
+        && !status.is_ahead()
+        && status.pending.is_empty()
+        && status.failed.is_empty()
+        && status.changed.is_empty()
+        && !activity::completed(conn, schema).await?
+        && let Some((described, _)) =
+            crate::migrations::known().find(|(migration, _)| migration.version == activity::VERSION)
+    {
+        status.applied = activity::VERSION - 1;
+        status.pending.push(described);
+    }
     Ok(status.with_unfinished(level.is_some_and(|level| level < FORMAT)))
 }
 

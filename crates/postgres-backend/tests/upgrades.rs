@@ -369,17 +369,18 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     let Some(schema) = shipped_schema(11, &[]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (11, 12));
+    assert_eq!((status.applied, status.latest), (11, 13));
     assert_eq!(
         status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
-        [(12, "content form in plpgsql")]
+        [(12, "content form in plpgsql"), (13, "thread activity by second")]
     );
     let refused = builder().migrate(false).connect().await.unwrap_err();
     assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
     let said = refused.to_string();
     assert!(
         said.contains(&format!(
-            "schema {schema}: schema version 11, this build needs 12 (pending: 12 content form in plpgsql)"
+            "schema {schema}: schema version 11, this build needs 13 (pending: 12 content form in plpgsql, \
+             13 thread activity by second)"
         )),
         "{said}"
     );
@@ -400,7 +401,7 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     sqlx::raw_sql(AssertSqlSafe(newer)).execute(&mut conn).await.unwrap();
     assert!(builder().schema_status().await.unwrap().is_ahead());
     let refused = builder().migrate(false).connect().await.unwrap_err();
-    assert!(refused.to_string().contains("newer than this build's 12"), "{refused}");
+    assert!(refused.to_string().contains("newer than this build's 13"), "{refused}");
     // A schema that does not exist: version 0, not created.
     let missing = support::schema_name();
     let absent = PostgresBackend::builder(support::url()).schema(missing.clone());
@@ -414,5 +415,95 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
         .unwrap();
     assert!(!created, "the schema was not created");
     conn.close().await.unwrap();
+    support::drop_schema(&schema).await;
+}
+
+/// Threads of one tenant as version 12 stored them: two in the same microsecond, three in one
+/// second, one the second before, one after, and a tombstone.
+const ACTIVITY_AT_VERSION_12: &str = "\
+    INSERT INTO threads (tenant, thread_id, created_at, updated_at, deleted_at) VALUES \
+        ('acme', 'a', 1, 5000000, NULL), ('acme', 'b', 1, 5500000, NULL), ('acme', 'c', 1, 4900000, NULL), \
+        ('acme', 'd', 1, 6000001, NULL), ('acme', 'e', 1, 5500000, NULL), ('acme', 'gone', 1, 7000000, 7000000), \
+        ('globex', 'z', 1, 9000000, NULL); \
+    INSERT INTO threads (tenant, thread_id, created_at, updated_at) \
+    SELECT 'bulk', 'b' || i, 1, i * 1000 FROM generate_series(1, 2500) i;";
+
+/// Version 13 lists a tenant's threads from an index of the second of their last activity: the
+/// order is still `updated_at DESC, thread_id DESC`, page after page, ties in one second and in
+/// one microsecond included; and a message write updates its thread in place (a HOT update, no
+/// new index entry), where version 12's could not (its index held `updated_at`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_12_schema_lists_threads_by_activity_and_updates_them_in_place() {
+    let Some(schema) = shipped_schema(12, &[ACTIVITY_AT_VERSION_12]).await else { return };
+    let backend = connect(&schema).await.unwrap();
+    let mut listed = Vec::new();
+    let mut query = ListThreads::new().with_limit(2).with_context(tenant("acme"));
+    loop {
+        let page = backend.threads(query.clone()).await.unwrap();
+        listed.extend(page.items.iter().map(|t| t.id.as_str().to_owned()));
+        match page.next_cursor.filter(|_| page.has_more) {
+            Some(cursor) => query = query.with_cursor(Some(cursor)),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ["d", "e", "b", "a", "c"]);
+    let mut conn = support::admin().await.unwrap();
+    let unset =
+        format!("SELECT count(*) FROM \"{schema}\".threads WHERE active_second IS DISTINCT FROM updated_at / 1000000");
+    let unset: i64 = sqlx::query_scalar(AssertSqlSafe(unset)).fetch_one(&mut conn).await.unwrap();
+    assert_eq!(unset, 0, "every thread stored before has its second, over several batches");
+    let indexes =
+        format!("SELECT indexname::text FROM pg_indexes WHERE schemaname = '{schema}' AND tablename = 'threads'");
+    let mut indexes: Vec<String> = sqlx::query_scalar(AssertSqlSafe(indexes)).fetch_all(&mut conn).await.unwrap();
+    indexes.sort();
+    assert_eq!(indexes, ["threads_by_active_second", "threads_pkey"]);
+
+    let writes = 20;
+    for n in 0..writes {
+        backend.apply(add("hot", &format!("message {n}")).with_context(tenant("acme")).into()).await.unwrap();
+    }
+    backend.close().await;
+    // Each server process adds its counts to the statistics as it exits: wait for all of them.
+    let counts =
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'threads'";
+    let mut updates = (0, 0);
+    for _ in 0..100 {
+        updates = sqlx::query_as(counts).bind(&schema).fetch_one(&mut conn).await.unwrap();
+        if updates.0 >= writes - 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (updated, hot): (i64, i64) = updates;
+    assert!(updated >= writes - 1, "every add after the first updates the thread: {updates:?}");
+    // A fifth of the page is free for new versions: at least ten fit without pruning, and at
+    // most one of these writes crosses a second.
+    assert!(hot >= 10, "updated in place: {updates:?}");
+    conn.close().await.unwrap();
+    support::drop_schema(&schema).await;
+}
+
+/// Version 13's SQL recorded, its index not built yet (an instance stopped while it gave the
+/// threads their second, or a schema migrated by hand): the version reads as pending, an
+/// instance that does not migrate refuses the store, one that does completes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_13_reads_as_pending_until_its_index_is_built() {
+    let Some(schema) = shipped_schema(13, &[ACTIVITY_AT_VERSION_12]).await else { return };
+    let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
+    let status = builder().schema_status().await.unwrap();
+    assert_eq!((status.applied, status.latest), (12, 13));
+    assert_eq!(
+        status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
+        [(13, "thread activity by second")]
+    );
+    let refused = builder().migrate(false).connect().await.unwrap_err();
+    assert!(refused.to_string().contains("(pending: 13 thread activity by second)"), "{refused}");
+    let backend = builder().connect().await.unwrap();
+    let page = backend.threads(ListThreads::new().with_context(tenant("acme"))).await.unwrap();
+    let listed: Vec<_> = page.items.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(listed, ["d", "e", "b", "a", "c"]);
+    backend.close().await;
+    assert!(builder().schema_status().await.unwrap().is_current());
+    builder().migrate(false).connect().await.unwrap().close().await;
     support::drop_schema(&schema).await;
 }

@@ -118,8 +118,9 @@ pub struct SchemaStatus {
     pub latest: i64,
     /// The migrations this build carries that the store lacks, oldest first (one skipped below
     /// `applied` included). A migration whose work goes on after its SQL is recorded (SQLite's
-    /// version 17 copies messages in batches) stays pending, and `applied` below it, until that
-    /// work is done.
+    /// version 17 copies messages in batches; PostgreSQL's version 13 gives the threads stored
+    /// before it their second of activity in batches and builds an index concurrently) stays
+    /// pending, and `applied` below it, until that work is done.
     pub pending: Vec<SchemaMigration>,
     /// Migrations the store records as failed part-way: it needs repair before any build opens
     /// it.
