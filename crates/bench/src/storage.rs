@@ -1,7 +1,8 @@
 //! Bytes per message on disk: 100,000 messages of about 300 bytes of text (100 threads written
 //! interleaved, as messages arrive; ids generated, the feed on with its default retention),
 //! written through the backend; SQLite's file and log after a checkpoint, PostgreSQL's
-//! `pg_total_relation_size` of every table of the store's schema (indexes and TOAST included).
+//! `pg_total_relation_size` of every table of the store's schema (indexes and TOAST included)
+//! once every event of the feed has its position.
 //! Both without their full-text search index (the targets' store: what a message costs to
 //! keep); SQLite once more as opened by default, with it (what search adds, a plain figure).
 //! `PERSIST_BENCH_KEEP=PATH` keeps a copy of the SQLite file (the default one) there, to see where
@@ -10,6 +11,7 @@
 use std::time::Instant;
 
 use persist::args::Add;
+use persist::feed::ReadFeed;
 use persist::{Backend, Content, Role, ThreadId};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -100,6 +102,15 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             .await
             .expect("connect");
         let rate = write(&postgres, per_thread).await;
+        // Every event numbered, as a store's are within seconds of its writes (a pass numbers
+        // at most 10,000, and giving an event its number writes a new version of its row): the
+        // figure does not hang on how far the sequencer got when the writes ended.
+        for _ in 0..=messages / 10_000 {
+            let feed = postgres.read_feed(ReadFeed::across_tenants().with_limit(1)).await.expect("read the feed");
+            if feed.head >= messages as u64 {
+                break;
+            }
+        }
         postgres.close().await;
         let _ = sqlx::query("CHECKPOINT").execute(&mut admin).await;
         let sizes: Vec<(String, i64)> = sqlx::query_as(
