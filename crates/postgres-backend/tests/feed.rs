@@ -155,3 +155,35 @@ async fn deltas_go_after_their_age_and_their_events_stay() {
     backend.close().await;
     support::drop_schema(&schema).await;
 }
+
+/// An instance that writes without a pause (a write at least every 10 ms, each announced) still
+/// numbers its events and applies retention every few seconds: the notifications, always due
+/// first, once kept both from ever running while the writes went on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_while_writes_keep_coming() {
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let keep_ten = FeedRetention::forever().with_max_events(Some(10));
+    let backend = PostgresBackend::builder(support::url()).schema(schema.clone()).feed(Some(keep_ten)).connect().await;
+    let backend = backend.unwrap();
+    let thread = ThreadId::new("busy").unwrap();
+    let mut admin = support::admin().await.unwrap();
+    let trimmed = format!("SELECT trimmed FROM \"{schema}\".persist_feed_state");
+    let started = std::time::Instant::now();
+    let mut seen: i64 = 0;
+    // Retention's first run is due 5 s after connecting; 15 s of writes leave it room.
+    while started.elapsed() < std::time::Duration::from_secs(15) {
+        for n in 0..10 {
+            backend.apply(Add::new(thread.clone(), Role::User, Content::text(format!("{n}"))).into()).await.unwrap();
+        }
+        seen = sqlx::query_scalar(sqlx::AssertSqlSafe(trimmed.clone())).fetch_one(&mut admin).await.unwrap();
+        if seen > 0 {
+            break;
+        }
+    }
+    assert!(seen > 0, "retention ran while the writes went on");
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}
