@@ -22,17 +22,19 @@ pub(crate) const VERSION: i64 = 13;
 /// Threads given their second per transaction.
 const BATCH: i64 = 1_000;
 
-/// Whether the second step is done in `schema`: its index exists and is valid.
+/// Whether the second step is done in `schema`: its index exists and is valid, and the index it
+/// replaces is gone (while that one is kept up, no update of a thread is HOT).
 pub(crate) async fn completed(conn: &mut PgConnection, schema: &str) -> Result<bool> {
-    let valid: Option<bool> = sqlx::query_scalar(
-        "SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(format('%I.%I', $1::text, \
-         'threads_by_active_second'))",
+    sqlx::query_scalar(
+        "SELECT coalesce((SELECT i.indisvalid FROM pg_index i \
+                           WHERE i.indexrelid = to_regclass(format('%I.%I', $1::text, 'threads_by_active_second'))), \
+                         false) \
+            AND to_regclass(format('%I.%I', $1::text, 'threads_by_activity')) IS NULL",
     )
     .bind(schema)
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
-    .map_err(|e| map_sqlx("reading the threads' activity index", e))?;
-    Ok(valid == Some(true))
+    .map_err(|e| map_sqlx("reading the threads' activity index", e))
 }
 
 /// Completes version 13 in the schema the connection's `search_path` names (migrated to 13 or
@@ -40,18 +42,21 @@ pub(crate) async fn completed(conn: &mut PgConnection, schema: &str) -> Result<b
 /// schema: instances connecting together take turns, so an invalid index seen here is a build
 /// that failed, not another's under way.
 pub(crate) async fn complete(conn: &mut PgConnection) -> Result<()> {
-    let map = |e| map_sqlx("indexing the threads by activity", e);
-    sqlx::query("SELECT pg_advisory_lock(hashtextextended('persist_activity:' || current_schema(), 0))")
-        .execute(&mut *conn)
-        .await
-        .map_err(map)?;
+    if done(conn).await? {
+        return Ok(());
+    }
+    crate::schema::advisory_lock(conn, "persist_activity").await?;
     let done = under_lock(conn).await;
-    let released =
-        sqlx::query("SELECT pg_advisory_unlock(hashtextextended('persist_activity:' || current_schema(), 0))")
-            .execute(&mut *conn)
-            .await
-            .map_err(map);
-    done.and(released.map(drop))
+    done.and(crate::schema::advisory_unlock(conn, "persist_activity").await)
+}
+
+/// Whether the schema the connection's `search_path` names has its new index and not the old.
+async fn done(conn: &mut PgConnection) -> Result<bool> {
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx("reading the threads' activity index", e))?;
+    completed(conn, &schema).await
 }
 
 async fn under_lock(conn: &mut PgConnection) -> Result<()> {
@@ -70,7 +75,7 @@ async fn under_lock(conn: &mut PgConnection) -> Result<()> {
             let last: Option<(String, String)> = sqlx::query_as(
                 "WITH batch AS ( \
                     SELECT tenant, thread_id FROM threads WHERE (tenant, thread_id) > ($1, $2) \
-                     ORDER BY tenant, thread_id LIMIT $3), \
+                     ORDER BY tenant, thread_id LIMIT $3 FOR NO KEY UPDATE), \
                  given AS ( \
                     UPDATE threads t SET active_second = t.updated_at / 1000000 FROM batch \
                      WHERE t.tenant = batch.tenant AND t.thread_id = batch.thread_id \
@@ -94,15 +99,23 @@ async fn under_lock(conn: &mut PgConnection) -> Result<()> {
                 .await
                 .map_err(map)?;
         }
-        sqlx::query(
+        // Concurrently where there are threads (writes go on while it is built). A build
+        // `CONCURRENTLY` waits for every older snapshot of the database, whoever holds it: on
+        // an empty table (a new store) it is built at once instead, under a lock nobody waits
+        // for long.
+        let empty: bool =
+            sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM threads)").fetch_one(&mut *conn).await.map_err(map)?;
+        let create = if empty {
+            "CREATE INDEX IF NOT EXISTS threads_by_active_second \
+                ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL"
+        } else {
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS threads_by_active_second \
-                ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL",
-        )
-        .execute(&mut *conn)
-        .await
-        .map_err(map)?;
+                ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL"
+        };
+        sqlx::query(create).execute(&mut *conn).await.map_err(map)?;
     }
     if old {
+        // (An index a build left invalid is dropped the same way.)
         sqlx::query("DROP INDEX CONCURRENTLY IF EXISTS threads_by_activity").execute(&mut *conn).await.map_err(map)?;
     }
     Ok(())

@@ -180,6 +180,38 @@ pub(crate) async fn raise_format(conn: &mut PgConnection) -> Result<bool> {
     Ok(raised.rows_affected() > 0)
 }
 
+/// Takes the session-level advisory lock named `name` in the schema the connection's
+/// `search_path` names (`name` and the schema hashed together), waiting as long as it takes.
+///
+/// It polls `pg_try_advisory_lock` (every 50 ms) instead of waiting inside `pg_advisory_lock`:
+/// a session waiting in a statement holds a snapshot meanwhile, and the lock's holder building
+/// an index `CONCURRENTLY` waits for every older snapshot: each would wait for the other, and
+/// the server would end one of them as a deadlock.
+pub(crate) async fn advisory_lock(conn: &mut PgConnection, name: &str) -> Result<()> {
+    loop {
+        let taken: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1 || ':' || current_schema(), 0))")
+                .bind(name)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| map_sqlx("taking a schema lock", e))?;
+        if taken {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Releases the lock [`advisory_lock`] took.
+pub(crate) async fn advisory_unlock(conn: &mut PgConnection, name: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1 || ':' || current_schema(), 0))")
+        .bind(name)
+        .execute(&mut *conn)
+        .await
+        .map(drop)
+        .map_err(|e| map_sqlx("releasing a schema lock", e))
+}
+
 /// Refuses a schema name that is not 1 to 63 of `[a-z0-9_]`, not starting with a digit (the
 /// name is put in SQL text).
 pub(crate) fn validate_schema(schema: &str) -> Result<()> {

@@ -163,22 +163,16 @@ pub(crate) async fn prepare(conn: &mut PgConnection, wanted: &SearchWanted, migr
         return Ok(state);
     }
     let map = |e| map_sqlx("preparing the search index", e);
-    sqlx::raw_sql(
-        "SET lock_timeout = 0; SET statement_timeout = 0; \
-         SELECT pg_advisory_lock(hashtextextended('persist_search:' || current_schema(), 0))",
-    )
-    .execute(&mut *conn)
-    .await
-    .map_err(map)?;
-    let prepared = index_as(conn, target).await;
-    let released = sqlx::raw_sql(
-        "SELECT pg_advisory_unlock(hashtextextended('persist_search:' || current_schema(), 0)); \
-         RESET lock_timeout; RESET statement_timeout",
-    )
-    .execute(&mut *conn)
-    .await
-    .map_err(map);
-    prepared.and(released.map(drop)).map(|()| target)
+    sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0").execute(&mut *conn).await.map_err(map)?;
+    let prepared = match crate::schema::advisory_lock(conn, "persist_search").await {
+        Ok(()) => {
+            let prepared = index_as(conn, target).await;
+            prepared.and(crate::schema::advisory_unlock(conn, "persist_search").await)
+        }
+        Err(error) => Err(error),
+    };
+    let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout").execute(&mut *conn).await.map_err(map);
+    prepared.and(reset.map(drop)).map(|()| target)
 }
 
 /// Under the lock: the settings written, the index made to match `target`.

@@ -507,3 +507,42 @@ async fn version_13_reads_as_pending_until_its_index_is_built() {
     builder().migrate(false).connect().await.unwrap().close().await;
     support::drop_schema(&schema).await;
 }
+
+/// Instances that start together on a schema of version 12 (threads to give their second, the
+/// index built concurrently) all connect: those waiting for the one that builds it wait outside
+/// any statement, so the build, which waits for every older snapshot, does not wait for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_together_all_complete_version_13() {
+    let Some(schema) = shipped_schema(12, &[ACTIVITY_AT_VERSION_12]).await else { return };
+    let (a, b, c) = tokio::join!(connect(&schema), connect(&schema), connect(&schema));
+    for backend in [a, b, c] {
+        backend.unwrap().close().await;
+    }
+    let status = PostgresBackend::builder(support::url()).schema(schema.clone()).schema_status().await.unwrap();
+    assert!(status.is_current(), "{status:?}");
+    support::drop_schema(&schema).await;
+}
+
+/// Version 13 stopped after its index was built but before the old one was dropped: still
+/// pending (kept up, the old index would keep every update of a thread from being HOT), and the
+/// next instance that migrates drops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_13_is_pending_while_the_old_index_stays() {
+    let built = "UPDATE threads SET active_second = updated_at / 1000000; \
+                 CREATE INDEX threads_by_active_second ON threads (tenant, active_second DESC, thread_id DESC) \
+                  WHERE deleted_at IS NULL";
+    let Some(schema) = shipped_schema(13, &[ACTIVITY_AT_VERSION_12, built]).await else { return };
+    let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
+    let status = builder().schema_status().await.unwrap();
+    assert_eq!((status.applied, status.pending.len()), (12, 1), "{status:?}");
+    builder().connect().await.unwrap().close().await;
+    assert!(builder().schema_status().await.unwrap().is_current());
+    let mut conn = support::admin().await.unwrap();
+    let indexes =
+        format!("SELECT indexname::text FROM pg_indexes WHERE schemaname = '{schema}' AND tablename = 'threads'");
+    let mut indexes: Vec<String> = sqlx::query_scalar(AssertSqlSafe(indexes)).fetch_all(&mut conn).await.unwrap();
+    indexes.sort();
+    assert_eq!(indexes, ["threads_by_active_second", "threads_pkey"]);
+    conn.close().await.unwrap();
+    support::drop_schema(&schema).await;
+}

@@ -4,7 +4,7 @@ COMMIT
 -- next statement
 CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages USING gin (persist_search_vector('3748'::regconfig, content)) WHERE status <> 'reserved'
 -- next statement
-CREATE INDEX CONCURRENTLY IF NOT EXISTS threads_by_active_second ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL
+CREATE INDEX IF NOT EXISTS threads_by_active_second ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL
 -- next statement
 CREATE SCHEMA IF NOT EXISTS "{schema}"
 -- next statement
@@ -68,6 +68,8 @@ SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 AND deleted_at IS NUL
 -- next statement
 SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE
 -- next statement
+SELECT NOT EXISTS (SELECT 1 FROM threads)
+-- next statement
 SELECT NOT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('messages_search')
 -- next statement
 SELECT active_leaf FROM threads WHERE tenant = $1 AND thread_id = $2
@@ -76,9 +78,13 @@ SELECT agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, c
 -- next statement
 SELECT agent_id, thread_id, session_id, provider, runtime_id, work_dir, state, created_at, updated_at FROM session_bindings WHERE tenant = $3 AND agent_id = $1 AND thread_id = $2
 -- next statement
+SELECT coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(format('%I.%I', $1::text, 'threads_by_active_second'))), false) AND to_regclass(format('%I.%I', $1::text, 'threads_by_activity')) IS NULL
+-- next statement
 SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = $3) OR $3 < (SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2), false)
 -- next statement
 SELECT current_database()
+-- next statement
+SELECT current_schema()
 -- next statement
 SELECT deleted_at IS NOT NULL AS deleted, version FROM threads WHERE tenant = $2 AND thread_id = $1
 -- next statement
@@ -100,15 +106,13 @@ SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2
 -- next statement
 SELECT pg_advisory_lock($1)
 -- next statement
-SELECT pg_advisory_lock(hashtextextended('persist_activity:' || current_schema(), 0))
--- next statement
 SELECT pg_advisory_unlock($1)
 -- next statement
-SELECT pg_advisory_unlock(hashtextextended('persist_activity:' || current_schema(), 0))
--- next statement
-SELECT pg_advisory_unlock(hashtextextended('persist_search:' || current_schema(), 0)); RESET lock_timeout; RESET statement_timeout
+SELECT pg_advisory_unlock(hashtextextended($1 || ':' || current_schema(), 0))
 -- next statement
 SELECT pg_notify('persist_feed', '{schema}')
+-- next statement
+SELECT pg_try_advisory_lock(hashtextextended($1 || ':' || current_schema(), 0))
 -- next statement
 SELECT seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = ANY($3)
 -- next statement
@@ -164,8 +168,6 @@ SELECT version, success, checksum FROM "{schema}"._sqlx_migrations ORDER BY vers
 -- next statement
 SET lock_timeout = 0; SET statement_timeout = 0
 -- next statement
-SET lock_timeout = 0; SET statement_timeout = 0; SELECT pg_advisory_lock(hashtextextended('persist_search:' || current_schema(), 0))
--- next statement
 UNLISTEN *
 -- next statement
 UPDATE _sqlx_migrations
@@ -192,7 +194,7 @@ UPDATE threads SET version = $3, updated_at = $4, last_seq = $5, message_count =
 -- next statement
 WITH RECURSIVE under(seq) AS ( SELECT $3::bigint UNION ALL SELECT m.seq FROM under u JOIN messages m ON m.tenant = $1 AND m.thread_id = $2 AND ((m.seq = u.seq + 1 AND m.parent_seq IS NULL) OR m.parent_seq = u.seq)) SELECT max(seq) FROM under
 -- next statement
-WITH batch AS ( SELECT tenant, thread_id FROM threads WHERE (tenant, thread_id) > ($1, $2) ORDER BY tenant, thread_id LIMIT $3), given AS ( UPDATE threads t SET active_second = t.updated_at / 1000000 FROM batch WHERE t.tenant = batch.tenant AND t.thread_id = batch.thread_id AND t.active_second IS DISTINCT FROM t.updated_at / 1000000) SELECT tenant, thread_id FROM batch ORDER BY tenant DESC, thread_id DESC LIMIT 1
+WITH batch AS ( SELECT tenant, thread_id FROM threads WHERE (tenant, thread_id) > ($1, $2) ORDER BY tenant, thread_id LIMIT $3 FOR NO KEY UPDATE), given AS ( UPDATE threads t SET active_second = t.updated_at / 1000000 FROM batch WHERE t.tenant = batch.tenant AND t.thread_id = batch.thread_id AND t.active_second IS DISTINCT FROM t.updated_at / 1000000) SELECT tenant, thread_id FROM batch ORDER BY tenant DESC, thread_id DESC LIMIT 1
 -- next statement
 WITH d AS (DELETE FROM messages m WHERE m.tenant = $4 AND m.thread_id = $1 AND m.message_id = $2 AND ($3::bigint IS NULL OR m.version = $3) AND EXISTS (SELECT 1 FROM threads t WHERE t.tenant = $4 AND t.thread_id = $1 AND t.deleted_at IS NULL) RETURNING m.message_id, m.seq, CASE WHEN m.parent_seq IS NULL THEN nullif(m.seq - 1, 0) ELSE nullif(m.parent_seq, 0) END AS parent), older AS (SELECT EXISTS (SELECT 1 FROM messages o, d WHERE o.tenant = $4 AND o.thread_id = $1 AND o.seq < d.seq) AS has_older), next AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d, older WHERE m.tenant = $4 AND m.thread_id = $1 AND m.seq = d.seq + 1 AND m.parent_seq IS NULL AND older.has_older), later AS (UPDATE messages m SET parent_seq = coalesce(d.parent, 0) FROM d, older WHERE m.tenant = $4 AND m.thread_id = $1 AND m.parent_seq = d.seq AND older.has_older), u AS (UPDATE threads t SET message_count = t.message_count - 1, updated_at = $5, active_leaf = CASE WHEN t.active_leaf <> d.seq THEN t.active_leaf ELSE coalesce((SELECT p.seq FROM messages p WHERE p.tenant = $4 AND p.thread_id = $1 AND p.seq = d.parent), (SELECT max(o.seq) FROM messages o WHERE o.tenant = $4 AND o.thread_id = $1 AND o.seq <> d.seq)) END FROM d WHERE t.tenant = $4 AND t.thread_id = $1) SELECT message_id FROM d
 -- next statement
