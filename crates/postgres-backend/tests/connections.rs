@@ -184,3 +184,21 @@ async fn a_failed_connect_names_the_server_and_its_cause() {
     assert!(text.contains("127.0.0.1:1") && text.to_lowercase().contains("refused"), "{text}");
     assert!(!text.contains("lost") && refused.is_temporary(), "{text}");
 }
+
+/// A new store is made, its indexes included, while another session of the database holds an
+/// old snapshot (an idle transaction of some other application): its tables are empty, so its
+/// indexes are built at once, where a build `CONCURRENTLY` would wait for that transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_store_connects_beside_an_open_transaction() {
+    if !support::available().await {
+        return;
+    }
+    let mut other = support::admin().await.unwrap();
+    sqlx::raw_sql("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1").execute(&mut other).await.unwrap();
+    let schema = support::schema_name();
+    let connecting = PostgresBackend::builder(support::url()).schema(schema.clone()).connect();
+    let connected = tokio::time::timeout(Duration::from_secs(30), connecting).await;
+    sqlx::raw_sql("COMMIT").execute(&mut other).await.unwrap();
+    connected.expect("connected without waiting for the open transaction").unwrap().close().await;
+    support::drop_schema(&schema).await;
+}

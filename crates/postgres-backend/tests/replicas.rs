@@ -62,14 +62,30 @@ fn counted(outcome: &str) -> u64 {
     OUTCOMES.0.lock().unwrap().get(outcome).map_or(0, |count| count.load(Ordering::Relaxed))
 }
 
-/// This test's turn (the recorder installed).
-async fn turn() -> MutexGuard<'static, ()> {
+/// A test's turn with the standby (they pause and resume its replay): within this process (the
+/// mutex), and across processes, for runners that run each test in a process of its own (an
+/// advisory lock on the primary, held by a session of its own until the turn is dropped).
+struct Turn {
+    _here: MutexGuard<'static, ()>,
+    _across: Option<PgConnection>,
+}
+
+async fn turn() -> Turn {
     LazyLock::force(&OUTCOMES);
-    TURNS.lock().await
+    let here = TURNS.lock().await;
+    let across = match admin().await {
+        Ok(mut conn) => {
+            // "pers", "stby".
+            sqlx::query("SELECT pg_advisory_lock(1885696627, 1937007225)").execute(&mut conn).await.unwrap();
+            Some(conn)
+        }
+        Err(_) => None,
+    };
+    Turn { _here: here, _across: across }
 }
 
 /// The standby, replaying, with this test's turn; `None` without one outside CI.
-async fn standby() -> Option<(MutexGuard<'static, ()>, PgConnection)> {
+async fn standby() -> Option<(Turn, PgConnection)> {
     let turn = turn().await;
     let mut standby = match replica_admin().await {
         Ok(conn) => conn,

@@ -4,6 +4,8 @@ COMMIT
 -- next statement
 CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages USING gin (persist_search_vector('3748'::regconfig, content)) WHERE status <> 'reserved'
 -- next statement
+CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (persist_search_vector('3748'::regconfig, content)) WHERE status <> 'reserved'
+-- next statement
 CREATE INDEX IF NOT EXISTS threads_by_active_second ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL
 -- next statement
 CREATE SCHEMA IF NOT EXISTS "{schema}"
@@ -67,6 +69,8 @@ SELECT (SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass('th
 SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 AND deleted_at IS NULL FOR UPDATE
 -- next statement
 SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE
+-- next statement
+SELECT NOT EXISTS (SELECT 1 FROM messages)
 -- next statement
 SELECT NOT EXISTS (SELECT 1 FROM threads)
 -- next statement
