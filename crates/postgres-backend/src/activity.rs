@@ -37,26 +37,17 @@ pub(crate) async fn completed(conn: &mut PgConnection, schema: &str) -> Result<b
     .map_err(|e| map_sqlx("reading the threads' activity index", e))
 }
 
-/// Completes version 13 in the schema the connection's `search_path` names (migrated to 13 or
-/// later), without the connection's time-outs (set by the caller), under an advisory lock per
+/// Completes version 13 in `schema`, the one the connection's `search_path` names (migrated to
+/// 13 or later), without the connection's time-outs (set by the caller), under an advisory lock per
 /// schema: instances connecting together take turns, so an invalid index seen here is a build
 /// that failed, not another's under way.
-pub(crate) async fn complete(conn: &mut PgConnection) -> Result<()> {
-    if done(conn).await? {
+pub(crate) async fn complete(conn: &mut PgConnection, schema: &str) -> Result<()> {
+    if completed(conn, schema).await? {
         return Ok(());
     }
     crate::schema::advisory_lock(conn, "persist_activity").await?;
     let done = under_lock(conn).await;
     done.and(crate::schema::advisory_unlock(conn, "persist_activity").await)
-}
-
-/// Whether the schema the connection's `search_path` names has its new index and not the old.
-async fn done(conn: &mut PgConnection) -> Result<bool> {
-    let schema: String = sqlx::query_scalar("SELECT current_schema()")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| map_sqlx("reading the threads' activity index", e))?;
-    completed(conn, &schema).await
 }
 
 async fn under_lock(conn: &mut PgConnection) -> Result<()> {
@@ -99,20 +90,13 @@ async fn under_lock(conn: &mut PgConnection) -> Result<()> {
                 .await
                 .map_err(map)?;
         }
-        // Concurrently where there are threads (writes go on while it is built). A build
-        // `CONCURRENTLY` waits for every older snapshot of the database, whoever holds it: on
-        // an empty table (a new store) it is built at once instead, under a lock nobody waits
-        // for long.
-        let empty: bool =
-            sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM threads)").fetch_one(&mut *conn).await.map_err(map)?;
-        let create = if empty {
-            "CREATE INDEX IF NOT EXISTS threads_by_active_second \
-                ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL"
-        } else {
-            "CREATE INDEX CONCURRENTLY IF NOT EXISTS threads_by_active_second \
-                ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL"
-        };
-        sqlx::query(create).execute(&mut *conn).await.map_err(map)?;
+        crate::schema::create_index(
+            conn,
+            "threads",
+            "IF NOT EXISTS threads_by_active_second \
+                ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL",
+        )
+        .await?;
     }
     if old {
         // (An index a build left invalid is dropped the same way.)

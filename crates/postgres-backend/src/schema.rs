@@ -89,7 +89,7 @@ pub(crate) async fn prepare_schema(conn: &mut PgConnection, schema: &str) -> Res
         migrated = raise_format(conn).await.map(drop);
     }
     if migrated.is_ok() {
-        migrated = crate::activity::complete(conn).await;
+        migrated = activity::complete(conn, schema).await;
     }
     // Back to the connection's own settings (those it was opened with) before it is reused.
     let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
@@ -128,16 +128,11 @@ pub(crate) async fn status(conn: &mut PgConnection, schema: &str) -> Result<Sche
     // it is pending, so `migrate up` (or an instance that migrates) completes it, and one that
     // does not refuses the store as it refuses one behind.
     if status.applied >= activity::VERSION
-        && !status.is_ahead()
-        && status.pending.is_empty()
-        && status.failed.is_empty()
-        && status.changed.is_empty()
         && !activity::completed(conn, schema).await?
         && let Some((described, _)) =
             crate::migrations::known().find(|(migration, _)| migration.version == activity::VERSION)
     {
-        status.applied = activity::VERSION - 1;
-        status.pending.push(described);
+        status = status.with_work_left(described);
     }
     Ok(status.with_unfinished(level.is_some_and(|level| level < FORMAT)))
 }
@@ -178,6 +173,23 @@ pub(crate) async fn raise_format(conn: &mut PgConnection) -> Result<bool> {
     .await
     .map_err(|e| map_sqlx("raising the store's format", e))?;
     Ok(raised.rows_affected() > 0)
+}
+
+/// Builds an index the instances that migrate make themselves: `definition` is what follows
+/// `CREATE INDEX [CONCURRENTLY]` (`IF NOT EXISTS name ON table …`). Concurrently when `table`
+/// holds rows (writes go on while it is built); on an empty table (a new store) at once, under
+/// a lock nobody waits for long: a build `CONCURRENTLY` waits for every older snapshot of the
+/// database, whoever holds it (an idle transaction of another application would hold it up).
+pub(crate) async fn create_index(conn: &mut PgConnection, table: &'static str, definition: &str) -> Result<()> {
+    let map = |e| map_sqlx("building an index", e);
+    // Names and definitions are this crate's constants (and a configuration's oid).
+    let empty: bool = sqlx::query_scalar(AssertSqlSafe(format!("SELECT NOT EXISTS (SELECT 1 FROM {table})")))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(map)?;
+    let how = if empty { "" } else { "CONCURRENTLY " };
+    sqlx::query(AssertSqlSafe(format!("CREATE INDEX {how}{definition}"))).execute(&mut *conn).await.map_err(map)?;
+    Ok(())
 }
 
 /// Takes the session-level advisory lock named `name` in the schema the connection's

@@ -198,20 +198,12 @@ async fn index_as(conn: &mut PgConnection, target: SearchState) -> Result<()> {
         sqlx::query("DROP INDEX CONCURRENTLY IF EXISTS messages_search").execute(&mut *conn).await.map_err(map)?;
     }
     if target.enabled {
-        // Concurrently where there are messages (writes go on while it is built). A build
-        // `CONCURRENTLY` waits for every older snapshot of the database, whoever holds it: on an
-        // empty table (a new store) it is built at once instead.
-        let empty: bool = sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM messages)")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(map)?;
-        let create = format!(
-            "CREATE INDEX {}IF NOT EXISTS messages_search ON messages \
+        let definition = format!(
+            "IF NOT EXISTS messages_search ON messages \
              USING gin (persist_search_vector('{}'::regconfig, content)) WHERE status <> 'reserved'",
-            if empty { "" } else { "CONCURRENTLY " },
             target.config
         );
-        sqlx::query(AssertSqlSafe(create)).execute(&mut *conn).await.map_err(map)?;
+        crate::schema::create_index(conn, "messages", &definition).await?;
     }
     Ok(())
 }

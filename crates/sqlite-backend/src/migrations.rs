@@ -164,15 +164,8 @@ pub(crate) async fn read_status(path: &Path, busy_timeout: Duration) -> Result<O
     // Version 17 is applied once its copy of messages is complete (see `copy_messages`): until
     // then it is pending, so `migrate up` (or an opening that migrates) completes it, and an
     // instance that does not migrate refuses the store as it refuses one behind.
-    if copying?
-        && !status.is_ahead()
-        && status.pending.is_empty()
-        && status.failed.is_empty()
-        && status.changed.is_empty()
-        && let Some((described, _)) = known().find(|(migration, _)| migration.version == COPIED_BY)
-    {
-        status.applied = COPIED_BY - 1;
-        status.pending.push(described);
+    if copying? && let Some((described, _)) = known().find(|(migration, _)| migration.version == COPIED_BY) {
+        status = status.with_work_left(described);
     }
     Ok(Some(status))
 }

@@ -206,6 +206,25 @@ impl SchemaStatus {
         self
     }
 
+    /// The same, with `migration`, recorded as applied, counted as pending: its SQL ran, but the
+    /// work it leaves to the build that applied it (SQLite's version 17 copies messages in
+    /// batches; PostgreSQL's version 13 builds an index concurrently) is not done, so the store
+    /// is not at that version yet. Only for a store that records `migration` and is otherwise
+    /// in order (nothing newer, pending, failed or changed): `applied` goes back to just below
+    /// it, and it joins `pending`.
+    pub fn with_work_left(mut self, migration: SchemaMigration) -> Self {
+        if self.applied >= migration.version
+            && !self.is_ahead()
+            && self.pending.is_empty()
+            && self.failed.is_empty()
+            && self.changed.is_empty()
+        {
+            self.applied = migration.version - 1;
+            self.pending.push(migration);
+        }
+        self
+    }
+
     /// Whether the store is at this build's schema: nothing to apply, nothing newer, nothing
     /// failed or changed.
     pub fn is_current(&self) -> bool {

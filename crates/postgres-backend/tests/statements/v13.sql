@@ -88,8 +88,6 @@ SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = $1 AND thread_id =
 -- next statement
 SELECT current_database()
 -- next statement
-SELECT current_schema()
--- next statement
 SELECT deleted_at IS NOT NULL AS deleted, version FROM threads WHERE tenant = $2 AND thread_id = $1
 -- next statement
 SELECT deleted_at IS NOT NULL AS deleted, version, updated_at, active_leaf FROM threads WHERE tenant = $2 AND thread_id = $1 FOR UPDATE
