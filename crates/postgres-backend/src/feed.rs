@@ -39,6 +39,12 @@ use crate::rows::tenant_key;
 const CHANNEL: &str = "persist_feed";
 /// The advisory lock class of sequencing passes (the schema's hash is the other half).
 const LOCK_CLASS: i32 = 0x7065_7273; // "pers"
+/// Takes the sequencing lock of the schema the connection's `search_path` names, until the
+/// transaction ends: a statement that removes events of one thread takes it first, so that no
+/// pass numbers one of them between the statement's snapshot and its delete (a row numbered
+/// meanwhile would no longer match the delete of pending rows, nor have matched the delete of
+/// numbered ones, and would stay; or the two would wait on each other's rows).
+pub(crate) const LOCK_PASSES: &str = "SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema()))";
 /// Most events one pass (one transaction) numbers.
 const PASS_LIMIT: u32 = 10_000;
 /// How often an instance with subscribers sequences and reads without a notification.
@@ -506,5 +512,16 @@ impl Listener {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erasing_takes_the_lock_the_passes_take() {
+        let passes = format!("SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext(");
+        assert!(LOCK_PASSES.starts_with(&passes), "{LOCK_PASSES}");
     }
 }

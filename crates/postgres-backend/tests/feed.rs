@@ -3,7 +3,7 @@
 
 mod support;
 
-use persist::args::Add;
+use persist::args::{Add, Delete};
 use persist::feed::{FeedRetention, ReadFeed};
 use persist::postgres::PostgresBackend;
 use persist::{Backend, Content, PersistError, Role, ThreadId};
@@ -185,5 +185,67 @@ async fn retention_runs_while_writes_keep_coming() {
     }
     assert!(seen > 0, "retention ran while the writes went on");
     backend.close().await;
+    support::drop_schema(&schema).await;
+}
+
+/// A purge that frees its id erases the thread's events while another instance's passes
+/// number them: none escapes the erase (an event numbered between the erase's snapshot and its
+/// delete matched neither the delete of pending events nor that of numbered ones), and neither
+/// statement waits on the other's rows (the server would end one of them as a deadlock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freed_id_leaves_no_event_behind_while_passes_number_them() {
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let connect = || PostgresBackend::builder(support::url()).schema(schema.clone()).connect();
+    let (writer, reader) = (connect().await.unwrap(), connect().await.unwrap());
+    let mut admin = support::admin().await.unwrap();
+    let elsewhere = ThreadId::new("elsewhere").unwrap();
+    writer.apply(Add::new(elsewhere.clone(), Role::User, Content::text("hi")).into()).await.unwrap();
+    for round in 0..12u64 {
+        let name = format!("secret-{round}");
+        let thread = ThreadId::new(name.clone()).unwrap();
+        writer.apply(Add::new(thread.clone(), Role::User, Content::text("first")).into()).await.unwrap();
+        // Events enough for two passes, pending: written past the backend, nobody announced them.
+        let bulk = format!(
+            "INSERT INTO \"{schema}\".messages (tenant, thread_id, message_id, seq, role, content, metadata, \
+                                                status, version, created_at, updated_at) \
+             SELECT '', '{name}', 'm' || n, n + 1, 'user', '[]', '{{}}', 'complete', 1, 0, 0 \
+               FROM generate_series(1, 15000) AS n"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(bulk)).execute(&mut admin).await.unwrap();
+        // The pass and the erase start a few milliseconds apart, one way or the other.
+        let lag = std::time::Duration::from_millis(round / 2 * 15);
+        let read = async {
+            if round % 2 == 1 {
+                tokio::time::sleep(lag).await;
+            }
+            reader.read_feed(ReadFeed::thread(elsewhere.clone())).await
+        };
+        let purge = async {
+            if round % 2 == 0 {
+                tokio::time::sleep(lag).await;
+            }
+            writer.apply(Delete::purge(thread.clone()).freeing_id(true).into()).await
+        };
+        let (read, purge) = tokio::join!(read, purge);
+        read.unwrap();
+        purge.unwrap();
+        let left: Vec<(Option<String>, Option<String>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT message_id, removed FROM \"{schema}\".persist_feed WHERE thread_id = '{name}'"
+        )))
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+        let first: Vec<_> = left.iter().take(3).collect();
+        assert!(
+            left == [(None, Some("thread".to_owned()))],
+            "round {round}: {} events left, the thread's delete alone expected; first {first:?}",
+            left.len()
+        );
+    }
+    writer.close().await;
+    reader.close().await;
     support::drop_schema(&schema).await;
 }

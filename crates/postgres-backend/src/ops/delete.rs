@@ -281,6 +281,11 @@ pub(super) async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant:
     if delete.free_id {
         // A freed id leaves the feed too (ids may carry personal data), all but the thread's
         // newest delete, which tells followers the thread is gone.
+        // No pass numbers the thread's events while they are erased (see `LOCK_PASSES`).
+        sqlx::query(crate::feed::LOCK_PASSES)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("waiting for the change feed's numbering"))?;
         // Numbered and pending events apart, each through its own partial index (a purge must
         // not scan the whole feed while it holds the thread's lock).
         sqlx::query(

@@ -112,6 +112,8 @@ SELECT pg_advisory_unlock($1)
 -- next statement
 SELECT pg_advisory_unlock(hashtextextended($1 || ':' || current_schema(), 0))
 -- next statement
+SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema()))
+-- next statement
 SELECT pg_notify('persist_feed', '{schema}')
 -- next statement
 SELECT pg_try_advisory_lock(hashtextextended($1 || ':' || current_schema(), 0))
