@@ -19,6 +19,53 @@ macro_rules! message_columns {
 }
 pub(crate) use message_columns;
 
+/// What a statement stores in `content` for a content parameter `$c` with its flag `$b` (see
+/// [`content_param`]): a text block's text alone in a finished store (format 1 and later: a
+/// build that reads the form runs everywhere), else the content as JSON.
+///
+/// The store's format is read by the statement itself (a subquery run once a statement,
+/// whatever its rows), so an instance never writes a form its store cannot read yet however long
+/// ago it connected. The server functions of version 11 (`persist_stored_content`, kept for the
+/// statements of builds before) did the same per row at about 15 µs a row: three calls of a
+/// function that sets its `search_path`, about a tenth of one caller's adds.
+macro_rules! stored_content {
+    ($c:literal, $b:literal) => {
+        concat!(
+            "CASE WHEN ",
+            $b,
+            " AND (SELECT level FROM persist_format) >= 1 THEN ",
+            $c,
+            "::jsonb \
+                  WHEN ",
+            $b,
+            " THEN jsonb_build_array(jsonb_build_object('text', ",
+            $c,
+            "::jsonb, 'type', 'text')) \
+                  ELSE ",
+            $c,
+            "::jsonb END"
+        )
+    };
+}
+pub(crate) use stored_content;
+
+/// The `content_form` a statement stores beside [`stored_content!`]'s content.
+macro_rules! stored_form {
+    ($b:literal) => {
+        concat!("CASE WHEN ", $b, " AND (SELECT level FROM persist_format) >= 1 THEN 1::smallint END")
+    };
+}
+pub(crate) use stored_form;
+
+/// A content as the statements of [`stored_content!`] take it: one text block's text as its JSON
+/// string literal and `true`, or the content's JSON and `false`.
+pub(crate) fn content_param(content: &Content) -> (std::borrow::Cow<'_, str>, bool) {
+    match content.text_block_json() {
+        Some(literal) => (std::borrow::Cow::Borrowed(literal), true),
+        None => (content.as_json(), false),
+    }
+}
+
 /// The thread columns.
 macro_rules! thread_columns {
     () => {

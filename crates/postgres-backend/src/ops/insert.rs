@@ -12,7 +12,7 @@ use sqlx::{Connection, PgConnection};
 use super::guard::{find_message, writable_thread};
 use super::{GroupAnswer, RACE_ATTEMPTS, group_answer, raced};
 use crate::error::{is_unique_violation, map_sqlx};
-use crate::rows::{self, json_text, message_columns, tenant_key};
+use crate::rows::{self, json_text, message_columns, stored_content, stored_form, tenant_key};
 
 /// An add or a reserve (checked by [`check`]); `fixed` is the id to write when the request
 /// names none (generated otherwise). A refusal still names only the id the request named.
@@ -107,8 +107,8 @@ macro_rules! id_and_key_free {
 
 /// An insert's statement: the CTEs `$locked` lock the thread's row and move its `last_seq`,
 /// the last of them `t` returning `last_seq` and `prev_leaf`; then the message (thread `$1`, id
-/// `$2`, role `$3`, content `$4`, metadata `$5`, status `$6`, key `$7`, time `$8`, tenant `$9`)
-/// is inserted with that seq and the stored parent `$parent`, and answered.
+/// `$2`, role `$3`, content `$4` with its flag `$11` (see `rows::content_param`), metadata `$5`,
+/// status `$6`, key `$7`, time `$8`, tenant `$9`) is inserted with that seq and the stored parent `$parent`, and answered.
 macro_rules! insert_message {
     ($($locked:expr),+; $($parent:expr),+) => {
         concat!(
@@ -117,8 +117,11 @@ macro_rules! insert_message {
             ", m AS ( \
                 INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                                       idempotency_key, created_at, updated_at, content_form, parent_seq) \
-                SELECT $9, $1, $2, t.last_seq, $3, persist_stored_content($4::jsonb), $5::jsonb, $6, 1, $7, $8, $8, \
-                       persist_content_form($4::jsonb), ",
+                SELECT $9, $1, $2, t.last_seq, $3, ",
+            stored_content!("$4", "$11"),
+            ", $5::jsonb, $6, 1, $7, $8, $8, ",
+            stored_form!("$11"),
+            ", ",
             $($parent,)+
             " FROM t RETURNING *) SELECT ",
             message_columns!(),
@@ -136,7 +139,7 @@ pub(super) async fn insert(
     args: &PersistArgs,
     fixed: Option<&MessageId>,
 ) -> Result<(Message, bool), PersistError> {
-    let content = new.content.as_json();
+    let (content, text_block) = rows::content_param(&new.content);
     let metadata = json_text(new.metadata)?;
     let tenant = tenant_key(new.tenant);
     let key = new.idempotency_key.map(IdempotencyKey::as_str);
@@ -178,6 +181,7 @@ pub(super) async fn insert(
         .bind(Timestamp::now().as_micros())
         .bind(tenant)
         .bind(matches!(new.parent, Parent::Root))
+        .bind(text_block)
         .fetch_optional(&mut *conn)
         .await;
         match inserted {
@@ -228,6 +232,7 @@ async fn insert_child_locked(
         .execute(&mut *tx)
         .await
         .map_err(|e| map_sqlx("locking the thread", e))?;
+    let (content, text_block) = rows::content_param(&new.content);
     let inserted = sqlx::query(insert_message!(
         "p AS (SELECT seq FROM messages WHERE tenant = $9 AND thread_id = $1 AND message_id = $10), \
          t AS ( \
@@ -243,13 +248,14 @@ async fn insert_child_locked(
     .bind(new.thread_id.as_str())
     .bind(id.as_str())
     .bind(new.role.as_str())
-    .bind(new.content.as_json())
+    .bind(&content)
     .bind(json_text(new.metadata)?)
     .bind(new.status.as_str())
     .bind(new.idempotency_key.map(IdempotencyKey::as_str))
     .bind(Timestamp::now().as_micros())
     .bind(tenant)
     .bind(parent.as_str())
+    .bind(text_block)
     .fetch_optional(&mut *tx)
     .await
     .map_err(|e| map_sqlx("inserting the message", e))?;
@@ -286,7 +292,9 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
         columns.thread_id.push(new.thread_id.as_str());
         columns.message_id.push(new.message_id.unwrap_or(id).as_str());
         columns.role.push(new.role.as_str());
-        columns.content.push(new.content.as_json().into_owned());
+        let (content, text_block) = rows::content_param(&new.content);
+        columns.content.push(content.into_owned());
+        columns.text_block.push(text_block);
         columns.metadata.push(json_text(new.metadata)?);
         columns.status.push(new.status.as_str());
         columns.idempotency_key.push(new.idempotency_key.map(IdempotencyKey::as_str));
@@ -303,8 +311,9 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
     let rows = sqlx::query(concat!(
         "WITH i AS ( \
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                                 $7::text[], $8::text[], $10::boolean[]) \
-                AS i(thread_id, message_id, role, content, metadata, status, idempotency_key, tenant, root)), \
+                                 $7::text[], $8::text[], $10::boolean[], $11::boolean[]) \
+                AS i(thread_id, message_id, role, content, metadata, status, idempotency_key, tenant, root, \
+                     text_block)), \
          t AS ( \
             INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, \
                                        active_leaf, prev_leaf) \
@@ -323,9 +332,11 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
          m AS ( \
             INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, metadata, status, version, \
                                   idempotency_key, created_at, updated_at, content_form, parent_seq) \
-            SELECT i.tenant, i.thread_id, i.message_id, t.last_seq, i.role, persist_stored_content(i.content::jsonb), \
-                   i.metadata::jsonb, i.status, 1, i.idempotency_key, $9, $9, persist_content_form(i.content::jsonb), \
-                   CASE WHEN i.root THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ",
+            SELECT i.tenant, i.thread_id, i.message_id, t.last_seq, i.role, ",
+        stored_content!("i.content", "i.text_block"),
+        ", i.metadata::jsonb, i.status, 1, i.idempotency_key, $9, $9, ",
+        stored_form!("i.text_block"),
+        ", CASE WHEN i.root THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ",
         stored_parent!("t"),
         " END FROM i JOIN t ON t.tenant = i.tenant AND t.thread_id = i.thread_id \
             RETURNING *) \
@@ -343,6 +354,7 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
     .bind(&columns.tenant)
     .bind(Timestamp::now().as_micros())
     .bind(&columns.root)
+    .bind(&columns.text_block)
     .fetch_all(&mut *conn)
     .await;
     group_answer("inserting a group of messages", rows)
@@ -361,6 +373,8 @@ pub(super) struct GroupColumns<'a> {
     tenant: Vec<&'a str>,
     /// The insert makes a root ([`Parent::Root`]).
     root: Vec<bool>,
+    /// `content` is one text block's text (see `rows::content_param`).
+    text_block: Vec<bool>,
 }
 
 /// Why an insert wrote nothing: `None` when the state changed meanwhile (try again).

@@ -9,7 +9,7 @@ use persist_core::{IdempotencyKey, Message, PersistError, Restored, RuntimeId, T
 use sqlx::{Connection, PgConnection};
 
 use crate::error::map_sqlx;
-use crate::rows::{self, json_text, message_columns, signed, tenant_key, thread_columns};
+use crate::rows::{self, json_text, message_columns, signed, stored_content, stored_form, tenant_key, thread_columns};
 
 fn sql(context: &'static str) -> impl FnOnce(sqlx::Error) -> PersistError {
     move |e| map_sqlx(context, e)
@@ -188,12 +188,15 @@ pub(super) async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[
     let (mut roles, mut contents, mut metadata, mut statuses, mut keys) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut parents = Vec::with_capacity(messages.len());
+    let mut text_blocks = Vec::with_capacity(messages.len());
     for m in messages {
         ids.push(m.id.as_str());
         seqs.push(signed(m.seq));
         parents.push(persist_core::branch::stored_parent(m.seq, m.parent_seq).map(signed));
         roles.push(m.role.as_str());
-        contents.push(m.content.as_json().into_owned());
+        let (content, text_block) = rows::content_param(&m.content);
+        contents.push(content.into_owned());
+        text_blocks.push(text_block);
         metadata.push(json_text(&m.metadata)?);
         statuses.push(m.status.as_str());
         versions.push(signed(m.version));
@@ -201,16 +204,18 @@ pub(super) async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[
         created.push(m.created_at.as_micros());
         updated.push(m.updated_at.as_micros());
     }
-    sqlx::query(
+    sqlx::query(concat!(
         "INSERT INTO messages (tenant, thread_id, message_id, seq, role, content, content_form, metadata, status, \
                                version, idempotency_key, created_at, updated_at, parent_seq) \
-         SELECT $1, $2, u.id, u.seq, u.role, persist_stored_content(u.content::jsonb), \
-                persist_content_form(u.content::jsonb), u.metadata::jsonb, u.status, u.version, u.key, \
-                u.created_at, u.updated_at, u.parent \
+         SELECT $1, $2, u.id, u.seq, u.role, ",
+        stored_content!("u.content", "u.text_block"),
+        ", ",
+        stored_form!("u.text_block"),
+        ", u.metadata::jsonb, u.status, u.version, u.key, u.created_at, u.updated_at, u.parent \
            FROM UNNEST($3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], \
-                       $10::text[], $11::bigint[], $12::bigint[], $13::bigint[]) \
-             AS u(id, seq, role, content, metadata, status, version, key, created_at, updated_at, parent)",
-    )
+                       $10::text[], $11::bigint[], $12::bigint[], $13::bigint[], $14::boolean[]) \
+             AS u(id, seq, role, content, metadata, status, version, key, created_at, updated_at, parent, text_block)",
+    ))
     .bind(tenant)
     .bind(first.thread_id.as_str())
     .bind(ids)
@@ -224,6 +229,7 @@ pub(super) async fn insert_all(tx: &mut PgConnection, tenant: &str, messages: &[
     .bind(created)
     .bind(updated)
     .bind(parents)
+    .bind(text_blocks)
     .execute(&mut *tx)
     .await
     .map_err(sql("restoring messages"))?;

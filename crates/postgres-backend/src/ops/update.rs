@@ -12,7 +12,7 @@ use super::guard::{diagnose_message, find_message, writable_thread};
 use super::{GroupAnswer, RACE_ATTEMPTS, group_answer, raced};
 use crate::branches::switched_leaf;
 use crate::error::map_sqlx;
-use crate::rows::{self, json_text, message_columns, signed, tenant_key, thread_columns};
+use crate::rows::{self, json_text, message_columns, signed, stored_content, stored_form, tenant_key, thread_columns};
 
 /// Several message updates (content replacements and metadata/role patches, each of another
 /// message) in one statement: the threads' rows locked in key order (as every write locks
@@ -23,13 +23,14 @@ use crate::rows::{self, json_text, message_columns, signed, tenant_key, thread_c
 pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]) -> GroupAnswer {
     let mut tenant = Vec::with_capacity(group.len());
     let (mut thread_id, mut message_id, mut content, mut delta) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut text_block = Vec::with_capacity(group.len());
     let (mut status, mut over, mut expected, mut set, mut removed, mut role) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for args in group {
         let (id, new_content, new_delta, after, over_statuses, patch, new_role, version) = match args {
             PersistArgs::UpdateContent(u) if !u.append => (
                 &u.message_id,
-                Some(u.content.as_json().into_owned()),
+                Some(rows::content_param(&u.content)),
                 u.feed_delta().map(|delta| delta.as_json().into_owned()),
                 u.status_after().map(Status::as_str),
                 written_over(u),
@@ -57,7 +58,8 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
         tenant.push(tenant_key(args.context().tenant()));
         thread_id.push(args.thread_id().map_or("", ThreadId::as_str));
         message_id.push(id.as_str());
-        content.push(new_content);
+        text_block.push(new_content.as_ref().is_some_and(|(_, text_block)| *text_block));
+        content.push(new_content.map(|(content, _)| content.into_owned()));
         delta.push(new_delta);
         status.push(after);
         over.push(over_statuses);
@@ -69,16 +71,20 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
     let rows = sqlx::query(concat!(
         "WITH u AS ( \
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], \
-                                 $7::text[], $8::text[], $9::text[], $11::text[], $12::text[]) \
-                AS u(tenant, thread_id, message_id, content, status, expected, set, removed, role, over, delta)), \
+                                 $7::text[], $8::text[], $9::text[], $11::text[], $12::text[], $13::boolean[]) \
+                AS u(tenant, thread_id, message_id, content, status, expected, set, removed, role, over, delta, \
+                     text_block)), \
          t AS ( \
             SELECT th.tenant, th.thread_id FROM threads th \
              WHERE (th.tenant, th.thread_id) IN (SELECT tenant, thread_id FROM u) AND th.deleted_at IS NULL \
              ORDER BY th.tenant COLLATE \"C\", th.thread_id COLLATE \"C\" FOR UPDATE), \
          m AS ( \
-            UPDATE messages ms SET content = COALESCE(persist_stored_content(u.content::jsonb), ms.content), \
-                   content_form = CASE WHEN u.content IS NULL THEN ms.content_form \
-                                       ELSE persist_content_form(u.content::jsonb) END, \
+            UPDATE messages ms SET content = COALESCE(",
+        stored_content!("u.content", "u.text_block"),
+        ", ms.content), \
+                   content_form = CASE WHEN u.content IS NULL THEN ms.content_form ELSE ",
+        stored_form!("u.text_block"),
+        " END, \
                    status = COALESCE(u.status, ms.status), \
                    metadata = (ms.metadata || u.set::jsonb) \
                               - ARRAY(SELECT jsonb_array_elements_text(u.removed::jsonb)), \
@@ -108,6 +114,7 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
     .bind(Timestamp::now().as_micros())
     .bind(&over)
     .bind(&delta)
+    .bind(&text_block)
     .fetch_all(&mut *conn)
     .await;
     group_answer("updating a group of messages", rows)
@@ -177,14 +184,17 @@ pub(super) async fn append_locked(tx: &mut PgConnection, update: &UpdateContent)
 }
 
 pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateContent) -> Result<Message, PersistError> {
-    let content = update.content.as_json();
+    let (content, text_block) = rows::content_param(&update.content);
     let tenant = tenant_key(update.context.tenant());
     for _ in 0..RACE_ATTEMPTS {
         let row = sqlx::query(concat!(
             "WITH t AS (SELECT tenant, thread_id FROM threads WHERE tenant = $7 AND thread_id = $1 \
                            AND deleted_at IS NULL FOR UPDATE), \
-             m AS (UPDATE messages SET content = persist_stored_content($3::jsonb), \
-                          content_form = persist_content_form($3::jsonb), status = COALESCE($4, status), \
+             m AS (UPDATE messages SET content = ",
+            stored_content!("$3", "$11"),
+            ", content_form = ",
+            stored_form!("$11"),
+            ", status = COALESCE($4, status), \
                           version = version + 1, updated_at = $5, delta = $10, \
                           delta_version = CASE WHEN $10::text IS NULL THEN NULL ELSE version + 1 END \
                     WHERE (tenant, thread_id) IN (SELECT tenant, thread_id FROM t) AND message_id = $2 \
@@ -208,6 +218,7 @@ pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateCont
         .bind(update.may_write_over(Status::Complete))
         .bind(update.may_write_over(Status::Interrupted))
         .bind(update.feed_delta().map(|delta| delta.as_json()))
+        .bind(text_block)
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("updating the content", e))?;
