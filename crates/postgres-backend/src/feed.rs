@@ -37,11 +37,10 @@ use crate::rows::tenant_key;
 
 /// The notification channel, shared by every schema: the payload names the schema.
 const CHANNEL: &str = "persist_feed";
-/// The advisory lock class of sequencing passes (the schema's hash is the other half).
-const LOCK_CLASS: i32 = 0x7065_7273; // "pers"
-/// Takes the sequencing lock of the schema the connection's `search_path` names, until the
-/// transaction ends: a statement that removes events of one thread takes it first, so that no
-/// pass numbers one of them between the statement's snapshot and its delete (a row numbered
+/// Takes the sequencing lock of the schema the connection's `search_path` names (the class
+/// 0x70657273, "pers", and the schema's hash), until the transaction ends. Passes and retention
+/// hold it; a statement that removes events of one thread takes it first, so that no pass
+/// numbers one of them between the statement's snapshot and its delete (a row numbered
 /// meanwhile would no longer match the delete of pending rows, nor have matched the delete of
 /// numbered ones, and would stay; or the two would wait on each other's rows).
 pub(crate) const LOCK_PASSES: &str = "SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema()))";
@@ -67,8 +66,6 @@ pub(crate) struct Feed {
     /// Tells the background tasks to stop: the backend was closed or dropped.
     stop: watch::Sender<bool>,
     sequence_sql: String,
-    /// Takes the sequencing lock: retention holds it too.
-    lock_sql: String,
 }
 
 impl Drop for Feed {
@@ -80,10 +77,8 @@ impl Drop for Feed {
 impl Feed {
     /// The feed of `schema`, its sequencer started on `pool`.
     pub(crate) fn start(pool: &Pool, schema: &str, retention: FeedRetention) -> Arc<Self> {
-        let lock = format!("SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext('{schema}'))");
-        // The schema name is checked against [a-z_][a-z0-9_]*: safe to quote into SQL.
         let sequence_sql = format!(
-            "BEGIN; {lock}; \
+            "BEGIN; {LOCK_PASSES}; \
              WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed \
                                WHERE position IS NULL ORDER BY id LIMIT {PASS_LIMIT}), \
                   total AS (SELECT count(*) AS n FROM pending), \
@@ -103,14 +98,13 @@ impl Feed {
             listener: Mutex::new(false),
             stop,
             sequence_sql,
-            lock_sql: lock,
         });
         let background = Background {
             pool: pool.clone(),
             kick: Arc::clone(&feed.kick),
+            // The schema name is checked against [a-z_][a-z0-9_]*: safe to quote into SQL.
             notify_sql: format!("SELECT pg_notify('{CHANNEL}', '{schema}')"),
             sequence_sql: feed.sequence_sql.clone(),
-            lock_sql: feed.lock_sql.clone(),
             retention,
         };
         tokio::spawn(background.run(stopped));
@@ -145,7 +139,7 @@ impl Feed {
     pub(crate) async fn trim(&self, pool: &Pool) -> Result<u64> {
         let mut conn = pool.acquire().await?;
         let answer = match sequence(&mut conn, &self.sequence_sql).await {
-            Ok(_) => trim(&mut conn, &self.lock_sql, &self.retention).await,
+            Ok(_) => trim(&mut conn, &self.retention).await,
             Err(e) => Err(e),
         };
         conn.release(&answer);
@@ -185,7 +179,6 @@ struct Background {
     kick: Arc<Notify>,
     notify_sql: String,
     sequence_sql: String,
-    lock_sql: String,
     retention: FeedRetention,
 }
 
@@ -225,7 +218,7 @@ impl Background {
                 let mut announce = owed;
                 if due {
                     announce |= sequence(&mut conn, &self.sequence_sql).await? > 0;
-                    trim(&mut conn, &self.lock_sql, &self.retention).await?;
+                    trim(&mut conn, &self.retention).await?;
                 }
                 if announce {
                     // A transaction of its own that writes no table.
@@ -357,8 +350,8 @@ fn event(row: &sqlx::postgres::PgRow, position: u64) -> std::result::Result<Resu
 }
 
 /// Removes what `retention` no longer keeps, in one transaction under the sequencing lock (so
-/// no pass numbers events meanwhile); answers the newest position removed. `lock` takes it.
-async fn trim(conn: &mut PgConnection, lock: &str, retention: &FeedRetention) -> Result<u64> {
+/// no pass numbers events meanwhile); answers the newest position removed.
+async fn trim(conn: &mut PgConnection, retention: &FeedRetention) -> Result<u64> {
     use sqlx::Connection;
     let sql = |e| map_sqlx("trimming the change feed", e);
     if let Some(cutoff) = retention.delta_cutoff(Timestamp::now()) {
@@ -382,7 +375,7 @@ async fn trim(conn: &mut PgConnection, lock: &str, retention: &FeedRetention) ->
     }
     let mut tx = conn.begin().await.map_err(sql)?;
     let outcome = async {
-        sqlx::query(AssertSqlSafe(lock.to_owned())).execute(&mut *tx).await.map_err(sql)?;
+        sqlx::query(LOCK_PASSES).execute(&mut *tx).await.map_err(sql)?;
         let (head, trimmed): (i64, i64) =
             sqlx::query_as("SELECT head, trimmed FROM persist_feed_state").fetch_one(&mut *tx).await.map_err(sql)?;
         let by_count =
@@ -512,16 +505,5 @@ impl Listener {
                 return Ok(());
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn erasing_takes_the_lock_the_passes_take() {
-        let passes = format!("SELECT pg_advisory_xact_lock({LOCK_CLASS}, hashtext(");
-        assert!(LOCK_PASSES.starts_with(&passes), "{LOCK_PASSES}");
     }
 }

@@ -164,13 +164,12 @@ pub(crate) async fn prepare(conn: &mut PgConnection, wanted: &SearchWanted, migr
     }
     let map = |e| map_sqlx("preparing the search index", e);
     sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0").execute(&mut *conn).await.map_err(map)?;
-    let prepared = match crate::schema::advisory_lock(conn, "persist_search").await {
-        Ok(()) => {
-            let prepared = index_as(conn, target).await;
-            prepared.and(crate::schema::advisory_unlock(conn, "persist_search").await)
-        }
-        Err(error) => Err(error),
-    };
+    let prepared = async {
+        crate::schema::advisory_lock(conn, "persist_search").await?;
+        let prepared = index_as(conn, target).await;
+        prepared.and(crate::schema::advisory_unlock(conn, "persist_search").await)
+    }
+    .await;
     let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout").execute(&mut *conn).await.map_err(map);
     prepared.and(reset.map(drop)).map(|()| target)
 }

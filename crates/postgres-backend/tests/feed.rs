@@ -8,6 +8,19 @@ use persist::feed::{FeedRetention, ReadFeed};
 use persist::postgres::PostgresBackend;
 use persist::{Backend, Content, PersistError, Role, ThreadId};
 
+/// Inserts `count` messages after the first into thread `thread` (no tenant) of `schema` in one
+/// statement, past the backend: their events are committed and nobody announced them.
+async fn add_past_the_backend(admin: &mut sqlx::PgConnection, schema: &str, thread: &str, count: u32) {
+    // Test-made names only: persist_test_ + hex, and the tests' own thread names.
+    let bulk = format!(
+        "INSERT INTO \"{schema}\".messages (tenant, thread_id, message_id, seq, role, content, metadata, status, \
+                                            version, created_at, updated_at) \
+         SELECT '', '{thread}', 'm' || n, n + 1, 'user', '[]', '{{}}', 'complete', 1, 0, 0 \
+           FROM generate_series(1, {count}) AS n"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(bulk)).execute(admin).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_numbers_every_event_committed_before_it_however_many() {
     if !support::available().await {
@@ -19,14 +32,7 @@ async fn a_read_numbers_every_event_committed_before_it_however_many() {
     backend.apply(Add::new(thread.clone(), Role::User, Content::text("first")).into()).await.unwrap();
     // More events than one numbering pass takes, committed by one statement nobody announced
     // (written past the backend, as another instance that died before its notification).
-    let mut admin = support::admin().await.unwrap();
-    let bulk = format!(
-        "INSERT INTO \"{schema}\".messages (tenant, thread_id, message_id, seq, role, content, metadata, status, \
-                                            version, created_at, updated_at) \
-         SELECT '', 'bulk', 'm' || n, n + 1, 'user', '[]', '{{}}', 'complete', 1, 0, 0 \
-           FROM generate_series(1, 10050) AS n"
-    );
-    sqlx::raw_sql(sqlx::AssertSqlSafe(bulk)).execute(&mut admin).await.unwrap();
+    add_past_the_backend(&mut support::admin().await.unwrap(), &schema, "bulk", 10_050).await;
     let page = backend.read_feed(ReadFeed::thread(thread).after(10_000).with_limit(1000)).await.unwrap();
     assert_eq!(page.head, 10_051, "every event committed before the read is numbered");
     assert_eq!(page.events.len(), 51);
@@ -208,13 +214,7 @@ async fn a_freed_id_leaves_no_event_behind_while_passes_number_them() {
         let thread = ThreadId::new(name.clone()).unwrap();
         writer.apply(Add::new(thread.clone(), Role::User, Content::text("first")).into()).await.unwrap();
         // Events enough for two passes, pending: written past the backend, nobody announced them.
-        let bulk = format!(
-            "INSERT INTO \"{schema}\".messages (tenant, thread_id, message_id, seq, role, content, metadata, \
-                                                status, version, created_at, updated_at) \
-             SELECT '', '{name}', 'm' || n, n + 1, 'user', '[]', '{{}}', 'complete', 1, 0, 0 \
-               FROM generate_series(1, 15000) AS n"
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(bulk)).execute(&mut admin).await.unwrap();
+        add_past_the_backend(&mut admin, &schema, &name, 15_000).await;
         // The pass and the erase start a few milliseconds apart, one way or the other.
         let lag = std::time::Duration::from_millis(round / 2 * 15);
         let read = async {

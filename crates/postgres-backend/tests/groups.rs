@@ -107,6 +107,22 @@ impl Held {
     }
 }
 
+/// The stored content (as text) and form of the message of each thread named (no tenant; the
+/// threads' first message), in the order named: what a group's statement wrote.
+async fn stored_forms(schema: &str, threads: &[&str]) -> Vec<(String, Option<i16>)> {
+    let mut admin = support::admin().await.unwrap();
+    let mut forms = Vec::new();
+    for name in threads {
+        // Test-made names only: persist_test_ + hex, and the tests' own thread names.
+        let query = format!(
+            "SELECT content::text, content_form FROM \"{schema}\".messages \
+              WHERE tenant = '' AND thread_id = '{name}' AND seq = 1"
+        );
+        forms.push(sqlx::query_as(AssertSqlSafe(query)).fetch_one(&mut admin).await.unwrap());
+    }
+    forms
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
     let Some((backend, schema)) = grouping(4, 1).await else { return };
@@ -154,6 +170,9 @@ async fn queued_inserts_are_written_together_and_answered_as_if_alone() {
     assert_eq!((a.seq, b.seq, a.content.to_text().as_str(), b.content.to_text().as_str()), (1, 1, "a", "b"));
     let c = written(&answers["new-c"]).0;
     assert_eq!((c.seq, c.status), (1, Status::Reserved));
+    // A new store's rows are compact: a text block as its text alone, a placeholder as JSON.
+    let forms = stored_forms(&schema, &["new-a", "new-c"]).await;
+    assert_eq!(forms, [("\"a\"".to_owned(), Some(1)), ("[]".to_owned(), None)]);
     // Written together: one statement, one time for all of them.
     assert!(a.created_at == b.created_at && b.created_at == c.created_at, "the queued inserts were one group");
     let mut same = [written(&answers["same-1"]).0.seq, written(&answers["same-2"]).0.seq];
@@ -438,6 +457,9 @@ async fn queued_content_updates_are_written_together_and_answered_as_if_alone() 
         Metadata::new().with("keep", serde_json::json!(1)).with("new", serde_json::json!("n"))
     );
     assert_eq!((patched.role.clone(), patched.version), (Role::Tool, 3));
+    // Content written compact; a metadata update leaves the content and its form as they were.
+    let forms = stored_forms(&schema, &["ua", "umeta"]).await;
+    assert_eq!(forms, [("\"a\"".to_owned(), Some(1)), ("[]".to_owned(), None)]);
     let (ua, ub) = (updated(&answers["a"]), updated(&answers["b"]));
     assert_eq!(patched.updated_at, ua.updated_at, "a metadata patch is grouped with content updates");
     assert_eq!((ua.content.to_text(), ua.status, ua.version), ("a".to_owned(), Status::Reserved, 2));

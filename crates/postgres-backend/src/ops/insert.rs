@@ -108,7 +108,8 @@ macro_rules! id_and_key_free {
 /// An insert's statement: the CTEs `$locked` lock the thread's row and move its `last_seq`,
 /// the last of them `t` returning `last_seq` and `prev_leaf`; then the message (thread `$1`, id
 /// `$2`, role `$3`, content `$4` with its flag `$11` (see `rows::content_param`), metadata `$5`,
-/// status `$6`, key `$7`, time `$8`, tenant `$9`) is inserted with that seq and the stored parent `$parent`, and answered.
+/// status `$6`, key `$7`, time `$8`, tenant `$9`) is inserted with that seq and the stored
+/// parent `$parent`, and answered.
 macro_rules! insert_message {
     ($($locked:expr),+; $($parent:expr),+) => {
         concat!(
