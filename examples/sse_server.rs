@@ -41,6 +41,11 @@
 //!   reply with the text it had, and every stream of it ends with `text-end`, then
 //!   `abort` (`{"type": "abort", "reason": "stopped"}`) instead of `finish`.
 //!
+//! One reply is generated at a time per thread, across instances: a `POST /api/chat` while the
+//! thread's reply is still being generated (or racing another `POST` to the same thread) is
+//! `409 Conflict`, and writes nothing; the same `POST` sent again (the same last message id)
+//! follows the reply the first one started.
+//!
 //! A reply's streams read it with [`Pipeline::follow_reply`]: its text so far, then each
 //! token's delta from the change feed as it commits (no read of the message per token), so one
 //! instance serves a reply another instance generates. `examples/node` holds a test of these
@@ -89,7 +94,7 @@ use persist::feed::{FeedEvent, ReadFeed, Subscription};
 use persist::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, StopReply, StopState};
 use persist::memory::MemoryBackend;
 use persist::postgres::PostgresBackend;
-use persist::read::{ListMessages, MAX_PAGE_LIMIT};
+use persist::read::{GetThread, ListMessages, MAX_PAGE_LIMIT};
 use persist::sqlite::SqliteBackend;
 use persist::{BoxError, Content, Message, MessageId, PersistError, Pipeline, Role, ThreadId};
 use persist::{IdempotencyKey, Order, Status};
@@ -316,20 +321,37 @@ async fn chat(State(pipeline): State<Pipeline>, Json(request): Json<ChatRequest>
         return Err(PersistError::invalid("messages", "the last message must be the user's").into());
     };
     let text: String = turn.parts.iter().filter(|p| p["type"] == "text").filter_map(|p| p["text"].as_str()).collect();
-    if let Some(latest) = latest_reply(&pipeline, &thread).await?
-        && latest.status == Status::Reserved
-    {
-        return Err(PersistError::invalid("messages", "the thread's reply is still being generated").into());
-    }
-    // The user's turn and the reply's reservation in one write: a resume or a stop never
-    // finds the turn without its reply. The client's message id keys it: a retried POST
-    // stores it once (and starts no second generation).
+    // The client's message id keys the turn: a retried POST stores it once, starts no second
+    // generation, and follows the reply the first one started.
     let key = IdempotencyKey::new(format!("ui-{}", turn.id))?;
+    // One generation at a time per thread, on every instance. The thread's last seq is read
+    // before the check, and names the reply: of two POSTs racing past the check, both name
+    // their reply after the same seq, and the second's turn, its id taken, writes nothing
+    // (`AlreadyExists`: 409).
+    let last_seq = pipeline.get_thread(GetThread::new(thread.clone())).await?.map_or(0, |t| t.last_seq);
+    let reply_key = format!("{key}#1");
+    let newest = pipeline.list(newest_messages(&thread)).await?.items;
+    if let Some(retried) = newest.iter().find(|m| m.idempotency_key.as_ref().is_some_and(|k| k.as_str() == reply_key)) {
+        return ui_stream(&pipeline, thread, retried.id.clone()).await;
+    }
+    if newest.iter().any(|m| m.role == Role::Assistant && m.status == Status::Reserved) {
+        return Err(ApiError::Conflict("the thread's reply is still being generated"));
+    }
+    let reply_id = MessageId::derive(&thread, "ui-reply-after", &last_seq.to_string());
+    let reply = TurnMessage::reservation(Role::Assistant)
+        .with_id(reply_id)
+        .with_metadata(persist::Metadata::new().with("ui.turn", serde_json::json!(turn.id)));
+    // The user's turn and the reply's reservation in one write: a resume or a stop never
+    // finds the turn without its reply.
     let write = AppendTurn::new(thread.clone())
         .with_message(TurnMessage::new(Role::User, Content::text(&text)))
-        .with_reply(Role::Assistant)
+        .with_message(reply)
         .with_idempotency_key(key);
-    let written = pipeline.append_turn(write).await?;
+    let written = pipeline.append_turn(write).await.map_err(|error| match error {
+        // The reply's id taken: another POST's turn came first.
+        PersistError::AlreadyExists { .. } => ApiError::Conflict("the thread's reply is still being generated"),
+        other => other.into(),
+    })?;
     let reply = written.messages.last().cloned().ok_or_else(|| PersistError::invalid("messages", "no reply"))?;
     if !written.deduplicated {
         tokio::spawn(generate(pipeline.clone(), thread.clone(), reply.id.clone(), canned));
@@ -389,10 +411,14 @@ async fn stop_chat(State(pipeline): State<Pipeline>, Path(id): Path<String>) -> 
     Ok(Json(answer).into_response())
 }
 
+/// The thread's 20 newest messages, newest first, reservations included.
+fn newest_messages(thread: &ThreadId) -> ListMessages {
+    ListMessages::new(thread.clone()).with_order(Order::Desc).include_reserved(true).with_limit(20)
+}
+
 /// The thread's newest assistant message, if any.
 async fn latest_reply(pipeline: &Pipeline, thread: &ThreadId) -> Result<Option<Message>, PersistError> {
-    let newest = ListMessages::new(thread.clone()).with_order(Order::Desc).include_reserved(true).with_limit(20);
-    let page = pipeline.list(newest).await?;
+    let page = pipeline.list(newest_messages(thread)).await?;
     Ok(page.items.into_iter().find(|m| m.role == Role::Assistant))
 }
 
@@ -470,19 +496,27 @@ async fn next_ui_chunk(mut state: UiStream) -> Option<(Result<Event, BoxError>, 
     }
 }
 
-/// A persist error as an HTTP answer: the status its kind calls for, its message as text.
+/// An HTTP answer of failure: a persist error, with the status its kind calls for and its
+/// message as text, or a conflict of the server's own.
 #[derive(Debug)]
-struct ApiError(PersistError);
+enum ApiError {
+    Persist(PersistError),
+    Conflict(&'static str),
+}
 
 impl From<PersistError> for ApiError {
     fn from(error: PersistError) -> Self {
-        Self(error)
+        Self::Persist(error)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match &self.0 {
+        let error = match self {
+            Self::Persist(error) => error,
+            Self::Conflict(reason) => return (StatusCode::CONFLICT, reason).into_response(),
+        };
+        let status = match &error {
             PersistError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
             PersistError::NotFound { .. } => StatusCode::NOT_FOUND,
             PersistError::ThreadDeleted { .. } => StatusCode::GONE,
@@ -491,6 +525,6 @@ impl IntoResponse for ApiError {
             error if error.is_temporary() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, self.0.to_string()).into_response()
+        (status, error.to_string()).into_response()
     }
 }

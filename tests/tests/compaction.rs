@@ -255,3 +255,37 @@ async fn the_layer_notes_a_thread_once_a_reply_ends_not_for_each_token() {
     assert_eq!(noted.len(), 1, "the reply's end and the add: one note while queued");
     assert!(matches!(noted[0], (ref t, Ok(Compacted::WithinBudget)) if *t == thread));
 }
+
+/// A compactor slower than the lease: the run renews the lease while it works, so a second
+/// instance finds the thread busy all along, and one summary is written.
+#[tokio::test]
+async fn a_slow_compactor_keeps_its_lease_while_it_works() {
+    struct Slow;
+    impl Compactor for Slow {
+        fn name(&self) -> &str {
+            "slow"
+        }
+
+        async fn compact(&self, input: CompactionInput<'_>) -> Result<Content, BoxError> {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            KeepLastText::new(1).compact(input).await
+        }
+    }
+    let (store, thread) = long_thread_store();
+    fill(&store, &thread, 8).await;
+    let lease = Duration::from_millis(200);
+    let slow = Compaction::new(Slow, Budget::messages(3)).keep_recent(1).holder("slow").lease_for(lease);
+    let other =
+        Compaction::new(KeepLastText::new(1), Budget::messages(3)).keep_recent(1).holder("other").lease_for(lease);
+    let running = tokio::spawn({
+        let (store, thread) = (store.clone(), thread.clone());
+        async move { slow.compact(&store, thread, Context::new()).await }
+    });
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(110)).await;
+        let tried = other.compact(&store, thread.clone(), Context::new()).await.unwrap();
+        assert!(matches!(&tried, Compacted::Busy(held) if held.holder == "slow"), "{tried:?}");
+    }
+    assert!(matches!(running.await.unwrap().unwrap(), Compacted::Summarized(_)));
+    assert_eq!(store.summaries(ListSummaries::new(thread)).await.unwrap().items.len(), 1);
+}

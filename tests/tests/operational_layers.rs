@@ -785,6 +785,12 @@ async fn cleanup_of_stranded_reservations_runs_through_the_pipeline_and_its_rout
 
     let routed = pipeline.reserve(Reserve::new(thread("scratch:1"), Role::Assistant)).await.unwrap().message;
     let local = pipeline.reserve(Reserve::new(thread("main"), Role::Assistant)).await.unwrap().message;
+    // Their streams wrote a token each (a blank reservation is deleted, not marked).
+    for reply in [&routed, &local] {
+        let token = UpdateContent::appending(reply.thread_id.clone(), reply.id.clone(), Content::text("Hal"));
+        pipeline.update_content(token).await.unwrap();
+    }
+    observed.lock().unwrap().clear();
     let kept = pipeline.add(keyed_add("main", "complete")).await.unwrap().message;
     tokio::time::sleep(Duration::from_millis(20)).await;
     let young = pipeline.reserve(Reserve::new(thread("main"), Role::Assistant)).await.unwrap().message;
@@ -927,6 +933,11 @@ async fn cleanup_goes_on_past_a_reservation_a_layer_refuses() {
     let pipeline = Pipeline::new(store.clone());
     let blocked = pipeline.reserve(Reserve::new(thread("blocked"), Role::Assistant)).await.unwrap().message;
     let free = pipeline.reserve(Reserve::new(thread("free"), Role::Assistant)).await.unwrap().message;
+    for reply in [&blocked, &free] {
+        let token = UpdateContent::appending(reply.thread_id.clone(), reply.id.clone(), Content::text("Hal"));
+        pipeline.update_content(token).await.unwrap();
+    }
+    let blocked = pipeline.get(GetMessage::new(thread("blocked"), blocked.id)).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let guarded = Pipeline::builder()
         .layer(persist::layer::from_fn(|args: PersistArgs, next| async move {

@@ -68,7 +68,9 @@ async fn a_scoped_handle_forks_restores_binds_and_prunes_within_its_tenant() {
     let other = acme.prune(Prune::new().with_keep_latest(1).only_tenant(Some(tenant("globex")))).await;
     assert!(matches!(other, Err(PersistError::Rejected { .. })), "{other:?}");
     for handle in [&acme, &globex] {
-        handle.reserve(Reserve::new(id("general"), Role::Assistant)).await.unwrap();
+        let reply = handle.reserve(Reserve::new(id("general"), Role::Assistant)).await.unwrap().message;
+        let token = persist::args::UpdateContent::appending(id("general"), reply.id, persist::Content::text("Hal"));
+        handle.update_content(token).await.unwrap();
     }
     let cleaned = acme.cleanup_stranded(CleanupStranded::new(Duration::ZERO)).await.unwrap();
     assert_eq!(cleaned.interrupted.len(), 1, "acme's reservation only");
@@ -109,7 +111,9 @@ async fn prune_and_cleanup_send_their_requests_in_the_context_they_were_given() 
     for text in ["one", "two", "three"] {
         say(&acme, "general", text).await;
     }
-    acme.reserve(Reserve::new(id("general"), Role::Assistant)).await.unwrap();
+    let reply = acme.reserve(Reserve::new(id("general"), Role::Assistant)).await.unwrap().message;
+    let token = persist::args::UpdateContent::appending(id("general"), reply.id, persist::Content::text("Hal"));
+    acme.update_content(token).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     seen.lock().unwrap().clear();
 

@@ -347,3 +347,60 @@ fn parse_event(block: &[u8]) -> Option<Received> {
     }
     (event.id.is_some() || event.name.is_some() || event.data.is_some()).then_some(event)
 }
+
+/// Two `POST /api/chat` to one thread at once, through two instances: one generates, the other
+/// is `409 Conflict` and writes nothing; the winner's `POST` sent again follows its reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_chat_posts_to_one_thread_generate_one_reply() {
+    let Some(conn) = admin().await else { return };
+    let _ = conn.close().await;
+    let suffix = unique();
+    let schema = format!("persist_test_sse_{suffix}");
+    let outcome = tokio::spawn(one_generation(schema.clone(), format!("chat-{suffix}"))).await;
+    drop_schema(&schema).await;
+    if let Err(failure) = outcome {
+        if failure.is_panic() {
+            std::panic::resume_unwind(failure.into_panic());
+        }
+        panic!("the test did not finish: {failure}");
+    }
+}
+
+async fn one_generation(schema: String, thread: String) {
+    let a = Instance::start(&schema).await;
+    let b = Instance::start(&schema).await;
+    let http = reqwest::Client::builder().no_proxy().build().expect("an HTTP client");
+    let post = |addr: SocketAddr, turn: &str| {
+        let body = serde_json::json!({
+            "id": thread,
+            "messages": [{"id": turn, "role": "user", "parts": [{"type": "text", "text": "hello"}]}],
+            "persist": {"tokens": 5, "delay_ms": 40},
+        });
+        http.post(format!("http://{addr}/api/chat"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    for round in 0..3 {
+        let (first, second) = tokio::join!(post(a.addr, &format!("u{round}a")), post(b.addr, &format!("u{round}b")));
+        let (first, second) = (first.expect("an answer"), second.expect("an answer"));
+        let mut statuses = [first.status().as_u16(), second.status().as_u16()];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 409], "round {round}: one generates, the other is refused");
+        let winner = if first.status().is_success() { format!("u{round}a") } else { format!("u{round}b") };
+        let (winning, losing) = if first.status().is_success() { (first, second) } else { (second, first) };
+        assert!(losing.text().await.unwrap().contains("still being generated"));
+        // Sent again while it generates: the same reply, followed.
+        let again = post(a.addr, &winner).await.expect("an answer");
+        assert_eq!(again.status().as_u16(), 200, "a retried POST follows its reply");
+        let (streamed, retried) = (winning.text().await.unwrap(), again.text().await.unwrap());
+        assert!(streamed.contains("\"type\":\"finish\"") && retried.contains("\"type\":\"finish\""), "{retried}");
+    }
+    let listing = persist::read::ListMessages::new(ThreadId::new(&thread).unwrap()).include_reserved(true);
+    let messages = a.pipeline.list(listing).await.expect("the thread").items;
+    let roles: Vec<&str> = messages.iter().map(|m| m.role.as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "user", "assistant", "user", "assistant"], "one turn a round");
+    assert!(messages.iter().all(|m| m.status == Status::Complete), "{messages:?}");
+    a.stop().await;
+    b.stop().await;
+}

@@ -20,6 +20,8 @@ pub(crate) struct Sealing {
     pub(crate) metadata: Vec<String>,
     /// `--seal-titles`.
     pub(crate) titles: bool,
+    /// `--allow-clear-values`.
+    pub(crate) allow_clear: bool,
 }
 
 /// The layer the keys of `$PERSIST_ENCRYPTION_KEYS` make, configured as `sealing` says;
@@ -43,14 +45,20 @@ pub(crate) fn from_env(sealing: &Sealing) -> CliResult<Option<EncryptLayer>> {
 
 fn layer(text: &str, sealing: &Sealing) -> CliResult<Option<EncryptLayer>> {
     if text.trim().is_empty() {
-        if !sealing.metadata.is_empty() || sealing.titles {
-            return Err(CliError::usage(format!("--seal-metadata and --seal-titles need the keys: set {KEYS_VAR}")));
+        if !sealing.metadata.is_empty() || sealing.titles || sealing.allow_clear {
+            return Err(CliError::usage(format!(
+                "--seal-metadata, --seal-titles and --allow-clear-values need the keys: set {KEYS_VAR}"
+            )));
         }
         return Ok(None);
     }
     // The error names the entry's shape, never the key text.
     let ring = KeyRing::from_text(text).map_err(|e| CliError::usage(format!("{KEYS_VAR}: {e}")))?;
-    Ok(Some(EncryptLayer::new(ring).seal_metadata(sealing.metadata.iter().cloned()).seal_titles(sealing.titles)))
+    let layer = EncryptLayer::new(ring)
+        .seal_metadata(sealing.metadata.iter().cloned())
+        .seal_titles(sealing.titles)
+        .allow_clear_values(sealing.allow_clear);
+    Ok(Some(layer))
 }
 
 /// Whether `value` is a value sealed by `EncryptLayer`: `{"persist:sealed": "v1.…"}`.
@@ -87,12 +95,14 @@ mod tests {
     #[test]
     fn keys_make_a_layer_and_bad_text_is_a_usage_error() {
         assert!(layer("", &Sealing::default()).unwrap().is_none());
-        assert!(layer(KEY, &Sealing { metadata: vec!["email".into()], titles: true }).unwrap().is_some());
+        assert!(
+            layer(KEY, &Sealing { metadata: vec!["email".into()], titles: true, allow_clear: true }).unwrap().is_some()
+        );
         let error = layer("k1:not-base64", &Sealing::default()).unwrap_err();
         assert_eq!(error.exit_code(), 2);
         assert!(error.to_string().starts_with("PERSIST_ENCRYPTION_KEYS: invalid"), "{error}");
         assert!(!error.to_string().contains("not-base64"), "the key text is never echoed: {error}");
-        let without = layer(" ", &Sealing { metadata: Vec::new(), titles: true }).unwrap_err();
+        let without = layer(" ", &Sealing { metadata: Vec::new(), titles: true, allow_clear: false }).unwrap_err();
         assert!(without.to_string().contains("need the keys"), "{without}");
     }
 }

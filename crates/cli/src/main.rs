@@ -31,7 +31,8 @@
 //! app's layer would and refuses, before writing a thread, a value that does not open for its
 //! place (wrong keys, another tenant's envelope), before the request that would write it. Tell the CLI what the app's layer seals
 //! besides content: `--seal-metadata KEY,…` and `--seal-titles` (or `$PERSIST_SEAL_METADATA`,
-//! `$PERSIST_SEAL_TITLES`). Keys are the ring's (tenants' keys derived from it); a tenant's own
+//! `$PERSIST_SEAL_TITLES`), and `--allow-clear-values` to read values written in clear before
+//! the layer was added. Keys are the ring's (tenants' keys derived from it); a tenant's own
 //! keys (`KeyRing::add_tenant_key`) are not read from the environment. Without keys, `show`
 //! marks sealed values `(sealed)`, and an import that would move envelopes to another tenant is
 //! refused.
@@ -115,6 +116,11 @@ struct Cli {
     /// The app's EncryptLayer seals thread titles (with PERSIST_ENCRYPTION_KEYS).
     #[arg(long, global = true, env = "PERSIST_SEAL_TITLES")]
     seal_titles: bool,
+    /// Read values written in clear before the app's EncryptLayer was added, as the app does
+    /// with `allow_clear_values(true)` (with PERSIST_ENCRYPTION_KEYS; without it they are refused
+    /// as unreadable).
+    #[arg(long, global = true, env = "PERSIST_ALLOW_CLEAR_VALUES")]
+    allow_clear_values: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -351,7 +357,8 @@ async fn run(cli: Cli) -> CliResult {
     if cli.tenant.is_some() && cli.all_tenants {
         return Err(CliError::usage("--tenant and --all-tenants exclude each other"));
     }
-    let sealing = keys::Sealing { metadata: cli.seal_metadata, titles: cli.seal_titles };
+    let sealing =
+        keys::Sealing { metadata: cli.seal_metadata, titles: cli.seal_titles, allow_clear: cli.allow_clear_values };
     // Read by the commands that open or seal values only: the others never see a bad key.
     let keys = || keys::from_env(&sealing);
     let scope = Scope { tenant: cli.tenant, all_tenants: cli.all_tenants };

@@ -1,12 +1,6 @@
-//! Opening a store from its URL.
-//!
-//! | URL | store |
-//! |---|---|
-//! | `sqlite:PATH`, `sqlite://PATH` (`sqlite:///abs/path`), or a `PATH` ending in `.db`, `.sqlite` or `.sqlite3` | a SQLite file |
-//! | `postgres://…`, `postgresql://…` | a PostgreSQL database; `schema=NAME` in the query string picks the schema (default `public`) |
-//! | `memory:` | an empty in-process store, gone when the command ends (for trying commands) |
-
-use std::path::{Path, PathBuf};
+//! Opening a store from its URL, parsed as the library parses it (see `persist::store_url`):
+//! `sqlite:PATH` or a `PATH` ending in `.db`, `postgres://…?schema=NAME`, or `memory:` (an empty
+//! in-process store, gone when the command ends, for trying commands).
 
 use persist::Pipeline;
 use persist::encrypt::EncryptLayer;
@@ -16,52 +10,15 @@ use persist::sqlite::SqliteBackend;
 
 use crate::error::{CliError, CliResult};
 
-/// Where a store is, parsed from its URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Location {
-    /// A SQLite file.
-    Sqlite(PathBuf),
-    /// A PostgreSQL database: the URL without `schema=`, and the schema it named.
-    Postgres {
-        /// The connection URL, as sqlx reads it.
-        url: String,
-        /// The schema of the store, when the URL named one.
-        schema: Option<String>,
-    },
-    /// An empty in-process store.
-    Memory,
-}
+/// Where a store is: the URL parsed as the library parses it ([`persist::StoreUrl`]).
+pub(crate) use persist::StoreUrl as Location;
 
-impl Location {
-    /// Parses a store URL.
-    pub(crate) fn parse(url: &str) -> CliResult<Self> {
-        let url = url.trim();
-        if let Some(rest) = url.strip_prefix("sqlite:") {
-            let path = rest.strip_prefix("//").unwrap_or(rest);
-            if path.is_empty() {
-                return Err(CliError::failed(format!("invalid store URL {url}: no file after `sqlite:`")));
-            }
-            return Ok(Self::Sqlite(PathBuf::from(path)));
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let (url, schema) = take_schema(url);
-            return Ok(Self::Postgres { url, schema });
-        }
-        if url == "memory:" {
-            return Ok(Self::Memory);
-        }
-        let is_sqlite_file = Path::new(url)
-            .extension()
-            .and_then(|ext| ext.to_str())
-            .is_some_and(|ext| matches!(ext, "db" | "sqlite" | "sqlite3"));
-        if is_sqlite_file && !url.contains("://") {
-            return Ok(Self::Sqlite(PathBuf::from(url)));
-        }
-        Err(CliError::failed(format!(
-            "unsupported store URL {}: expected sqlite:PATH, a PATH ending in .db, postgres://… or memory:",
-            redact(url)
-        )))
-    }
+/// Parses a store URL as the library does, its refusal as the command's.
+pub(crate) fn parse(url: &str) -> CliResult<Location> {
+    Location::parse(url).map_err(|error| match error {
+        persist::PersistError::InvalidInput { reason, .. } => CliError::failed(reason),
+        other => CliError::failed(other),
+    })
 }
 
 /// Whether a command may create the store it opens.
@@ -105,7 +62,7 @@ impl Store {
     /// `mode` is `Mode::Existing`; whatever the backend answers when it cannot open.
     pub(crate) async fn open(url: &str, mode: Mode) -> CliResult<Self> {
         let label = redact(url.trim());
-        match Location::parse(url)? {
+        match parse(url)? {
             Location::Sqlite(path) => {
                 if mode != Mode::CreateIfMissing && !path.exists() {
                     return Err(CliError::failed(format!("no store at {}", path.display())));
@@ -130,6 +87,7 @@ impl Store {
                 Ok(Self::new(Pipeline::new(backend.clone()), label, Handle::Postgres(backend)))
             }
             Location::Memory => Ok(Self::new(Pipeline::new(MemoryBackend::new()), label, Handle::Memory)),
+            other => Err(CliError::failed(format!("{other}: no backend for this store in this build"))),
         }
     }
 
@@ -190,82 +148,4 @@ async fn holds_a_store(url: &str, schema: &str, label: &str) -> CliResult {
     }
 }
 
-/// Splits `schema=NAME` off a PostgreSQL URL's query string.
-fn take_schema(url: &str) -> (String, Option<String>) {
-    let Some((base, query)) = url.split_once('?') else {
-        return (url.to_owned(), None);
-    };
-    let mut schema = None;
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        match pair.strip_prefix("schema=") {
-            Some(name) => schema = Some(name.to_owned()),
-            None => kept.push(pair),
-        }
-    }
-    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
-    (url, schema)
-}
-
-/// `url` without a password: `user:secret@host` becomes `user@host`, and a `password=`
-/// parameter is dropped.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, query)) => (rest, Some(query)),
-        None => (rest, None),
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
-            format!("{user}@{host}")
-        }
-        None => authority.to_owned(),
-    };
-    let mut redacted = format!("{scheme}://{authority}{path}");
-    if let Some(query) = query {
-        let kept: Vec<&str> = query.split('&').filter(|pair| !pair.starts_with("password=")).collect();
-        if !kept.is_empty() {
-            redacted.push('?');
-            redacted.push_str(&kept.join("&"));
-        }
-    }
-    redacted
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_name_their_backend() {
-        assert_eq!(Location::parse("sqlite:chat.db").unwrap(), Location::Sqlite("chat.db".into()));
-        assert_eq!(Location::parse("sqlite://chat").unwrap(), Location::Sqlite("chat".into()));
-        assert_eq!(Location::parse("sqlite:///tmp/chat").unwrap(), Location::Sqlite("/tmp/chat".into()));
-        assert_eq!(Location::parse("data/chat.db").unwrap(), Location::Sqlite("data/chat.db".into()));
-        assert_eq!(Location::parse("memory:").unwrap(), Location::Memory);
-        assert_eq!(
-            Location::parse("postgres://u:p@h/db?sslmode=disable&schema=s1").unwrap(),
-            Location::Postgres { url: "postgres://u:p@h/db?sslmode=disable".into(), schema: Some("s1".into()) }
-        );
-        assert_eq!(
-            Location::parse("postgresql://h/db").unwrap(),
-            Location::Postgres { url: "postgresql://h/db".into(), schema: None }
-        );
-        for bad in ["mysql://h/db", "chat.txt", "", "sqlite:"] {
-            assert!(Location::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact("postgres://app:secret@db:5432/chat"), "postgres://app@db:5432/chat");
-        assert_eq!(redact("postgres://db/chat?password=x&schema=s"), "postgres://db/chat?schema=s");
-        assert_eq!(redact("postgres://app@db/chat"), "postgres://app@db/chat");
-        assert_eq!(redact("sqlite:chat.db"), "sqlite:chat.db");
-    }
-}
+pub(crate) use persist::store_url::redact;

@@ -59,9 +59,11 @@ pub(crate) fn parse_search_cursor(text: &str) -> Result<persist::search::SearchC
     text.parse().map_err(|e: persist::PersistError| e.to_string())
 }
 
-/// Parses a role.
+/// Parses a role: the four persist names in any case (`Assistant` is `assistant`); any other
+/// role as written (roles of an app's own are matched exactly, as stored).
 pub(crate) fn parse_role(text: &str) -> Result<persist::Role, String> {
-    persist::Role::new(text).map_err(|e| e.to_string())
+    let known = ["user", "assistant", "system", "tool"].into_iter().find(|name| name.eq_ignore_ascii_case(text));
+    persist::Role::new(known.unwrap_or(text)).map_err(|e| e.to_string())
 }
 
 /// Parses a thread id.
@@ -182,6 +184,14 @@ mod tests {
         for bad in ["", "30", "d", "3x", "-1d", "99999999999999999999w"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn roles_of_persist_in_any_case_others_as_written() {
+        assert_eq!(parse_role("Assistant").unwrap().as_str(), "assistant");
+        assert_eq!(parse_role("TOOL").unwrap().as_str(), "tool");
+        assert_eq!(parse_role("Critic").unwrap().as_str(), "Critic");
+        assert!(parse_role("").is_err());
     }
 
     #[test]

@@ -183,6 +183,30 @@ fn threads_pages_with_a_cursor_and_filters() {
 }
 
 #[test]
+fn an_empty_listing_says_where_the_tenants_threads_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tenants.db");
+    block_on(async {
+        let backend = SqliteBackend::open(&path).await?;
+        let acme = Context::new().with_tenant(TenantId::new("acme")?);
+        let add = Add::new(ThreadId::new("t")?, Role::User, Content::text("hi")).with_context(acme);
+        Pipeline::new(backend.clone()).add(add).await?;
+        backend.close().await;
+        Ok::<_, PersistError>(())
+    })
+    .unwrap();
+    let url = path_str(&path);
+    let untenanted = ok(&["--url", url, "threads"]);
+    assert!(untenanted.contains("no threads without a tenant") && untenanted.contains("--tenant NAME"), "{untenanted}");
+    assert!(ok(&["--url", url, "--tenant", "acme", "threads"]).contains("acme"));
+    let other = ok(&["--url", url, "--tenant", "globex", "threads"]);
+    assert_eq!(other.trim(), "no threads", "a tenant named is listed as asked");
+    let empty = dir.path().join("empty.db");
+    block_on(async { Ok::<_, PersistError>(SqliteBackend::open(&empty).await?.close().await) }).unwrap();
+    assert_eq!(ok(&["--url", path_str(&empty), "threads"]).trim(), "no threads");
+}
+
+#[test]
 fn importing_twice_writes_nothing_the_second_time() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source.db");
@@ -351,19 +375,41 @@ fn cleanup_stranded_interrupts_old_reservations_only() {
         snapshot.iter().flat_map(|(_, m, _)| m).filter(|m| m.status == status).count()
     };
     assert_eq!(with_status(persist::Status::Reserved), 1, "the seed leaves one reservation");
+    // Its stream wrote a token; another reservation's stream died before its first.
+    block_on(async {
+        let backend = SqliteBackend::open(&source).await?;
+        let store = Pipeline::new(backend.clone());
+        let order = ThreadId::new("support:1042")?;
+        let listing = ListMessages::new(order.clone()).include_reserved(true);
+        let open = store.list(listing).await?.items.into_iter().find(|m| m.status == persist::Status::Reserved);
+        let open = open.expect("the seed's reservation");
+        store.update_content(UpdateContent::appending(order, open.id, Content::text("Checking"))).await?;
+        store.reserve(Reserve::new(ThreadId::new("support:2")?, Role::Assistant)).await?;
+        backend.close().await;
+        Ok::<_, PersistError>(())
+    })
+    .unwrap();
     let kept = ok(&["--url", url, "cleanup-stranded", "--older-than", "1h", "--json"]);
     let kept: Value = serde_json::from_str(kept.trim()).unwrap();
-    assert_eq!(kept["interrupted"], json!([]), "a recent reservation is not stranded");
+    assert_eq!(
+        (&kept["interrupted"], &kept["deleted"]),
+        (&json!([]), &json!([])),
+        "recent reservations are not stranded"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     // A dry run names what would be cleaned and writes nothing.
     let dry = ok(&["--url", url, "cleanup-stranded", "--older-than", "1s", "--dry-run"]);
     assert!(dry.contains("would mark interrupted reservation") && dry.contains("nothing written"), "{dry}");
-    assert_eq!(with_status(persist::Status::Reserved), 1, "a dry run writes nothing");
+    assert!(dry.contains("would delete reservation") && dry.contains("(its stream wrote nothing)"), "{dry}");
+    assert!(dry.contains("would mark interrupted 1 and delete 1 (nothing streamed)"), "{dry}");
+    assert_eq!(with_status(persist::Status::Reserved), 2, "a dry run writes nothing");
     let report = ok(&["--url", url, "cleanup-stranded", "--older-than", "1s", "--json"]);
     let report: Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!(report["interrupted"].as_array().map(Vec::len), Some(1), "{report}");
     assert_eq!(report["interrupted"][0]["thread"], "support:1042");
     assert_eq!(report["interrupted"][0]["status"], "interrupted");
+    assert_eq!(report["deleted"].as_array().map(Vec::len), Some(1), "the blank one: {report}");
+    assert_eq!(report["deleted"][0]["thread"], "support:2");
     assert_eq!((with_status(persist::Status::Reserved), with_status(persist::Status::Interrupted)), (0, 1));
     let shown = ok(&["--url", url, "show", "support:1042"]);
     assert!(shown.contains("assistant [interrupted]"), "{shown}");
@@ -587,7 +633,11 @@ const WRONG_KEYS: &str = "k1:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 /// Runs `persist ARGS` with `$PERSIST_ENCRYPTION_KEYS` set to `keys` (unset for `None`).
 fn run_keyed(keys: Option<&str>, args: &[&str]) -> Output {
     let mut command = persist();
-    command.env_remove("PERSIST_ENCRYPTION_KEYS").env_remove("PERSIST_SEAL_METADATA").env_remove("PERSIST_SEAL_TITLES");
+    command
+        .env_remove("PERSIST_ENCRYPTION_KEYS")
+        .env_remove("PERSIST_SEAL_METADATA")
+        .env_remove("PERSIST_SEAL_TITLES")
+        .env_remove("PERSIST_ALLOW_CLEAR_VALUES");
     if let Some(keys) = keys {
         command.env("PERSIST_ENCRYPTION_KEYS", keys);
     }
@@ -624,6 +674,35 @@ async fn seed_sealed(path: &Path) -> Result<(), PersistError> {
     app.update(title.with_context(acme)).await?;
     backend.close().await;
     Ok(())
+}
+
+/// A store written in clear before the app added its `EncryptLayer`, then sealed from there:
+/// with the keys, the clear message is refused as unreadable unless `--allow-clear-values`
+/// says the app allows such values, which then reads both.
+#[test]
+fn clear_values_written_before_encryption_are_read_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("mixed.db");
+    block_on(async {
+        use persist::encrypt::{EncryptLayer, KeyRing};
+        let backend = SqliteBackend::open(&db).await?;
+        let thread = ThreadId::new("order")?;
+        let before = Add::new(thread.clone(), Role::User, Content::text("written before encryption"));
+        Pipeline::new(backend.clone()).add(before).await?;
+        let layer = EncryptLayer::new(KeyRing::from_text(KEYS)?).allow_clear_values(true);
+        let app = Pipeline::builder().layer(layer).build(backend.clone());
+        app.add(Add::new(thread, Role::Assistant, Content::text("sealed at rest"))).await?;
+        backend.close().await;
+        Ok::<_, PersistError>(())
+    })
+    .unwrap();
+    let url = path_str(&db);
+    let (stderr, code) = error_of(run_keyed(Some(KEYS), &["--url", url, "show", "order"]));
+    assert!(code == 1 && stderr.contains("does not open"), "{stderr}");
+    let shown = stdout_of(run_keyed(Some(KEYS), &["--url", url, "--allow-clear-values", "show", "order"]));
+    assert!(shown.contains("written before encryption") && shown.contains("sealed at rest"), "{shown}");
+    let (stderr, code) = error_of(run_keyed(None, &["--url", url, "--allow-clear-values", "show", "order"]));
+    assert!(code == 2 && stderr.contains("PERSIST_ENCRYPTION_KEYS"), "{stderr}");
 }
 
 /// With the keys in the environment, `show` and `export --clear` read a sealed store in clear;

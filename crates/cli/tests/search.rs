@@ -36,6 +36,8 @@ fn check_searches(url: &str) {
 
     let assistant = ok(&["--url", url, "--tenant", "acme", "search", "sunny lisb*", "--role", "assistant"]);
     assert!(assistant.contains("**Lisbon** will be **sunny**") && assistant.lines().count() == 2, "{assistant}");
+    let capitalized = ok(&["--url", url, "--tenant", "acme", "search", "sunny lisb*", "--role", "Assistant"]);
+    assert_eq!(capitalized, assistant, "persist's roles in any case");
     let thread = ok(&["--url", url, "--tenant", "acme", "search", "lisbon", "--thread", "trip", "--json"]);
     let hits: Vec<serde_json::Value> = thread.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(hits.len(), 2, "{thread}");

@@ -501,3 +501,231 @@ pub async fn check_a_lease_has_one_holder_at_a_time<F: Factory>(factory: &F) -> 
     assert_eq!(held_by(&b.lease(take("g", minute)).await.expect("after the delete")), Some("g".into()));
     store.finish().await
 }
+
+/// A compaction never folds a tool call into its summary while a result of it stays out (a
+/// provider refuses a result whose call it cannot see): with three turns of user, call, result
+/// and answer and the last two kept, the boundary moves before the third call. A call whose
+/// turn is still open (no user message after it, its tool perhaps running) is not folded
+/// either; one a user message followed unanswered was abandoned and folds. Read compacted
+/// through `ToolCallsLayer` with `ProviderHistory`, what follows the summary is as it is stored,
+/// and a summary written without the rule (by hand, or by an older build) reads without the
+/// orphan it left.
+pub async fn check_a_compaction_keeps_tool_calls_with_their_results<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::Part;
+    use persist_core::args::Add;
+    use persist_core::compaction::{Budget, Compacted as Outcome_, Compaction, KeepLastText};
+    use persist_core::layer::{ProviderHistory, ToolCallsLayer};
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b();
+    let p = persist_core::Pipeline::builder().layer(ToolCallsLayer::new()).build(Arc::clone(b));
+    let say = |thread: &ThreadId, role, part: Part| Add::new(thread.clone(), role, Content::from_parts([part]));
+    let turns = |thread: ThreadId, n: usize| {
+        let p = p.clone();
+        async move {
+            for k in 1..=n {
+                let call = format!("call_{k}");
+                p.add(say(&thread, Role::User, Part::text(format!("q{k}")))).await.expect("user");
+                let asked = Part::tool_call(call.as_str(), "lookup", serde_json::json!({"k": k}));
+                p.add(say(&thread, Role::Assistant, asked)).await.expect("call");
+                let result = Part::tool_result(call.as_str(), serde_json::json!(k));
+                p.add(say(&thread, Role::Tool, result)).await.expect("result");
+                p.add(say(&thread, Role::Assistant, Part::text(format!("a{k}")))).await.expect("answer");
+            }
+        }
+    };
+    let id = t("tool-pairs");
+    turns(id.clone(), 3).await;
+    let compaction = Compaction::new(KeepLastText::new(2), Budget::messages(4)).keep_recent(2);
+    let summary = match compaction.compact(&p, id.clone(), persist_core::Context::new()).await {
+        Ok(Outcome_::Summarized(summary)) => summary,
+        other => panic!("expected a summary, got {other:?}"),
+    };
+    assert_eq!(summary.through_seq, 9, "the boundary moved before the third call (seq 10)");
+    let read = p.compacted(ReadCompacted::new(id.clone())).await.expect("compacted");
+    assert_eq!(read.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [10, 11, 12]);
+    let ready =
+        ReadCompacted::new(id.clone()).with_context(persist_core::Context::new().with_extension(ProviderHistory));
+    assert_eq!(p.compacted(ready.clone()).await.expect("compacted").messages, read.messages, "clean as stored");
+
+    // An open turn: its call is kept out of the summary until a result or a user message.
+    let open = t("tool-open");
+    turns(open.clone(), 1).await;
+    p.add(say(&open, Role::User, Part::text("q2"))).await.expect("user");
+    p.add(say(&open, Role::Assistant, Part::tool_call("slow", "lookup", serde_json::json!({})))).await.expect("call");
+    let eager = Compaction::new(KeepLastText::new(2), Budget::messages(1)).keep_recent(0);
+    let Ok(Outcome_::Summarized(before_call)) = eager.compact(&p, open.clone(), persist_core::Context::new()).await
+    else {
+        panic!("a summary of what comes before the open call")
+    };
+    assert_eq!(before_call.through_seq, 5, "the open call (seq 6) stays out");
+    // Abandoned: the user wrote again without its result (the layer answers it as interrupted,
+    // so it is answered; without the layer it would stay unanswered and fold all the same).
+    p.add(say(&open, Role::User, Part::text("q3"))).await.expect("user");
+    let Ok(Outcome_::Summarized(all)) = eager.compact(&p, open.clone(), persist_core::Context::new()).await else {
+        panic!("a summary of everything")
+    };
+    assert_eq!(all.through_seq, 8, "call, its answer and the user message fold together");
+    let raw_open = t("tool-raw-open");
+    let raw = persist_core::Pipeline::new(Arc::clone(b));
+    raw.add(say(&raw_open, Role::Assistant, Part::tool_call("lost", "lookup", serde_json::json!({}))))
+        .await
+        .expect("call");
+    raw.add(say(&raw_open, Role::User, Part::text("hello?"))).await.expect("user");
+    let Ok(Outcome_::Summarized(folded)) = eager.compact(&raw, raw_open.clone(), persist_core::Context::new()).await
+    else {
+        panic!("an abandoned call folds")
+    };
+    assert_eq!(folded.through_seq, 2);
+
+    // A summary that split a pair (written by hand here): the orphan result is left out.
+    let split = t("tool-split");
+    turns(split.clone(), 2).await;
+    summarize(b.as_ref(), summary_of(&split, 6, "up to the second call")).await.expect("summary");
+    let ready =
+        ReadCompacted::new(split.clone()).with_context(persist_core::Context::new().with_extension(ProviderHistory));
+    let read = p.compacted(ready).await.expect("compacted");
+    assert_eq!(read.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [8], "the orphan result (7) is left out");
+    let plain = p.compacted(ReadCompacted::new(split)).await.expect("compacted");
+    assert_eq!(plain.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [7, 8], "as stored without the extension");
+    store.finish().await
+}
+
+/// A reply whose generator died mid-stream does not stop the thread's compaction for good: a
+/// run settles the tail's replies silent for longer than `settle_after` (through the pipeline,
+/// as a cleanup would: interrupted with their text, or deleted when their stream wrote
+/// nothing) and folds past them; a reply still written to is never settled, and with
+/// `settle_after(None)` nothing is settled.
+pub async fn check_a_compaction_settles_a_reply_its_generator_left<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::Status;
+    use persist_core::compaction::{Budget, Compacted as Outcome_, Compaction, KeepLastText};
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b();
+    let p = persist_core::Pipeline::new(Arc::clone(b));
+    let id = t("dead-generator");
+    add_text(b.as_ref(), &id, "q1").await;
+    let dead = written(b.as_ref(), Reserve::new(id.clone(), Role::Assistant)).await; // 2
+    let token = UpdateContent::appending(id.clone(), dead.id.clone(), Content::text("Half an ans"));
+    written(b.as_ref(), token).await;
+    let blank = written(b.as_ref(), Reserve::new(id.clone(), Role::Assistant)).await; // 3
+    for text in ["q2", "q3", "q4", "q5"] {
+        add_text(b.as_ref(), &id, text).await; // 4..7
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let alive = written(b.as_ref(), Reserve::new(id.clone(), Role::Assistant)).await; // 8, written to just now
+    add_text(b.as_ref(), &id, "q6").await; // 9
+    let context = persist_core::Context::new();
+    let waiting = Compaction::new(KeepLastText::new(2), Budget::messages(3)).keep_recent(1).settle_after(None);
+    let outcome = waiting.compact(&p, id.clone(), context.clone()).await.expect("compact");
+    match outcome {
+        Outcome_::Summarized(summary) => assert_eq!(summary.through_seq, 1, "nothing past the first reply"),
+        other => panic!("expected a summary of the first message, got {other:?}"),
+    }
+    let settling = Compaction::new(KeepLastText::new(2), Budget::messages(3))
+        .keep_recent(1)
+        .settle_after(Some(Duration::from_millis(100)));
+    let Ok(Outcome_::Summarized(summary)) = settling.compact(&p, id.clone(), context.clone()).await else {
+        panic!("a summary past the dead replies")
+    };
+    assert_eq!(summary.through_seq, 7, "folded up to the reply still being written (8)");
+    let settled = crate::fixture::get(b.as_ref(), &id, &dead.id).await.expect("kept, interrupted");
+    assert_eq!((settled.status, settled.content.to_text()), (Status::Interrupted, "Half an ans".to_owned()));
+    assert!(crate::fixture::get(b.as_ref(), &id, &blank.id).await.is_none(), "the blank reply is deleted");
+    let still = crate::fixture::get(b.as_ref(), &id, &alive.id).await.expect("the live reply");
+    assert_eq!(still.status, Status::Reserved, "a reply written to within the silence is left alone");
+    store.finish().await
+}
+
+/// A fork carries the summaries of what it copies, their ranges in the new thread's seqs, so
+/// its compacted read holds what the source's did: after retention removed what a summary
+/// covers too (its range then starts at the first message copied). A fork run again writes
+/// none twice; a summary ending past the fork's last seq stays behind.
+pub async fn check_a_fork_carries_the_summaries_of_what_it_copies<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::args::Delete;
+    use persist_core::lifecycle::Fork;
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b();
+    let p = persist_core::Pipeline::new(Arc::clone(b));
+    let id = t("fork-summarized");
+    fill_to(b.as_ref(), &id, 9).await;
+    summarize(b.as_ref(), summary_of(&id, 3, "1 to 3")).await.expect("summary");
+    summarize(b.as_ref(), summary_of(&id, 6, "2 to 6").from_seq(2)).await.expect("summary");
+    summarize(b.as_ref(), summary_of(&id, 8, "1 to 8")).await.expect("summary");
+    let whole = t("fork-summarized-7");
+    let report = p.fork(Fork::new(id.clone(), whole.clone()).up_to(7)).await.expect("fork");
+    assert_eq!((report.copied, report.summaries), (7, 2), "the summary ending at 8 stays behind");
+    let ranges: Vec<_> = summaries_of(b.as_ref(), None, &whole)
+        .await
+        .iter()
+        .map(|s| (s.from_seq, s.through_seq, s.content.to_text()))
+        .collect();
+    assert_eq!(ranges, [(1, 3, "1 to 3".to_owned()), (2, 6, "2 to 6".to_owned())]);
+    let read = compacted(b.as_ref(), &whole).await;
+    assert_eq!(shape(&read), (Some(6), vec![7]));
+    let again = p.fork(Fork::new(id.clone(), whole.clone()).up_to(7)).await.expect("fork again");
+    assert_eq!((again.copied, again.summaries), (0, 0), "nothing twice");
+
+    // Retention removed from the start: a summary's range begins at the first message copied.
+    let from_five = t("fork-summarized-5");
+    fill_to(b.as_ref(), &from_five, 8).await;
+    summarize(b.as_ref(), summary_of(&from_five, 6, "1 to 6")).await.expect("summary");
+    for message in all_messages(b, &from_five).await.iter().take(4) {
+        p.delete(Delete::message(from_five.clone(), message.id.clone())).await.expect("retention of 1 to 4");
+    }
+    let kept = t("fork-summarized-kept");
+    let report = p.fork(Fork::new(from_five.clone(), kept.clone())).await.expect("fork");
+    assert_eq!((report.copied, report.summaries, report.summaries_behind), (4, 1, 0), "5 to 8, and 1 to 6");
+    let read = compacted(b.as_ref(), &kept).await;
+    assert_eq!(shape(&read), (Some(2), vec![3, 4]));
+    assert_eq!(read.summary.map(|s| (s.from_seq, s.content)), Some((1, Content::text("1 to 6"))));
+
+    // Retention removed all the latest summary covers, its last message too: no place for it.
+    p.delete(Delete::covered(id.clone())).await.expect("retention");
+    let report = p.fork(Fork::new(id.clone(), t("fork-summarized-9"))).await.expect("fork");
+    assert_eq!((report.copied, report.summaries, report.summaries_behind), (1, 0, 1), "9 alone; 1 to 8 behind");
+    store.finish().await
+}
+
+/// A summary replaced (`Summarize::replacing`, what a key rotation writes) keeps its range and
+/// time and takes the new content and metadata, without a second feed event; a replacement of
+/// a range no summary covers is `NotFound`, of another range ending at the same message
+/// `InvalidInput`, and neither writes anything.
+pub async fn check_a_summary_is_replaced_in_place<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::Metadata;
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b();
+    let id = t("replaced");
+    fill_to(b.as_ref(), &id, 4).await;
+    let first = summarize(b.as_ref(), summary_of(&id, 3, "before").from_seq(2)).await.expect("summary").summary;
+    let head = match store.caps().feed {
+        true => Some(b.read_feed(ReadFeed::across_tenants()).await.expect("the feed's head").head),
+        false => None,
+    };
+    let metadata = Metadata::new().with("form", serde_json::json!("new"));
+    let replace = summary_of(&id, 3, "after").from_seq(2).with_metadata(metadata.clone()).replacing();
+    let replaced = summarize(b.as_ref(), replace).await.expect("replaced");
+    assert!(!replaced.deduplicated);
+    let expected = (2, 3, Content::text("after"), metadata, first.created_at);
+    let shape_of = |s: &Summary| (s.from_seq, s.through_seq, s.content.clone(), s.metadata.clone(), s.created_at);
+    assert_eq!(shape_of(&replaced.summary), expected);
+    let listed = summaries_of(b.as_ref(), None, &id).await;
+    assert_eq!(listed.iter().map(shape_of).collect::<Vec<_>>(), [expected], "one summary, replaced");
+    assert_eq!(compacted(b.as_ref(), &id).await.summary.map(|s| s.content), Some(Content::text("after")));
+    assert_err!(
+        summarize(b.as_ref(), summary_of(&id, 4, "none there").replacing()).await,
+        PersistError::NotFound { .. }
+    );
+    assert_err!(
+        summarize(b.as_ref(), summary_of(&id, 3, "other range").from_seq(1).replacing()).await,
+        PersistError::InvalidInput { .. }
+    );
+    assert_eq!(summaries_of(b.as_ref(), None, &id).await.len(), 1, "nothing written");
+    if let Some(head) = head {
+        let page = b.read_feed(ReadFeed::thread(id.clone()).after(head)).await.expect("the feed");
+        assert!(page.events.is_empty(), "a replacement is no new summary: {:?}", page.events);
+    }
+    store.finish().await
+}

@@ -28,7 +28,7 @@ macro_rules! gate {
 const WITHIN: Duration = Duration::from_secs(10);
 
 /// Every event of a thread (without a tenant), through `pipeline`.
-async fn events_of(pipeline: &Pipeline, thread: &str) -> Vec<FeedEvent> {
+pub(crate) async fn events_of(pipeline: &Pipeline, thread: &str) -> Vec<FeedEvent> {
     let mut query = ReadFeed::thread(t(thread));
     let mut events = Vec::new();
     loop {

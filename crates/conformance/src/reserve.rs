@@ -127,6 +127,60 @@ pub async fn check_appending_updates_join_the_content<F: Factory>(factory: &F) -
     store.finish().await
 }
 
+/// Reasoning streamed token by token stays one reasoning part, as text does: an append of a
+/// reasoning block joins the reasoning block the content ends with. Text after reasoning starts
+/// a text part (and reasoning after text a reasoning part), a reasoning block with a field of
+/// its own (a signature) stands alone, and a tool call is a part of its own each time. What a
+/// follower rebuilds from the feed's deltas is the content stored.
+pub async fn check_streamed_reasoning_stays_one_part<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::Part;
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("reasoning");
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+    let append = |part: Part| UpdateContent::appending(id.clone(), slot.id.clone(), Content::from_parts([part]));
+    for token in ["The user ", "asks about ", "the weather."] {
+        written(b, append(Part::reasoning(token))).await;
+    }
+    let after_reasoning = get(b, &id, &slot.id).await.unwrap();
+    assert_eq!(after_reasoning.content.parts(), [Part::reasoning("The user asks about the weather.")]);
+    written(b, append(Part::tool_call("c1", "weather", json!({"city": "Lisbon"})))).await;
+    for token in ["Checking ", "now."] {
+        written(b, append(Part::text(token))).await;
+    }
+    for token in ["Sunny, ", "it says."] {
+        written(b, append(Part::reasoning(token))).await;
+    }
+    let signed = json!({"type": "reasoning", "text": " Signed.", "signature": "sig"});
+    written(b, UpdateContent::appending(id.clone(), slot.id.clone(), Content::new(json!([signed.clone()])))).await;
+    written(b, append(Part::reasoning(" After."))).await;
+    let done = written(b, UpdateContent::finishing(id.clone(), slot.id.clone())).await;
+    assert_eq!(
+        done.content.parts(),
+        [
+            Part::reasoning("The user asks about the weather."),
+            Part::tool_call("c1", "weather", json!({"city": "Lisbon"})),
+            Part::text("Checking now."),
+            Part::reasoning("Sunny, it says."),
+            Part::Other(signed),
+            Part::reasoning(" After."),
+        ],
+        "one part per run of a kind that streams"
+    );
+    assert_eq!(get(b, &id, &slot.id).await.unwrap(), done);
+    if store.caps().feed {
+        let pipeline = persist_core::Pipeline::new(std::sync::Arc::clone(b));
+        let mut rebuilt = slot.content.clone();
+        for event in crate::live::events_of(&pipeline, "reasoning").await {
+            if let Some(delta) = &event.change.delta {
+                rebuilt = rebuilt.appended(delta).expect("deltas are content blocks");
+            }
+        }
+        assert_eq!(rebuilt, done.content, "a follower's deltas rebuild one part per run");
+    }
+    store.finish().await
+}
+
 /// A streamed reply cannot be finished by accident, nor reopened: `appending` and `partial`
 /// leave the message reserved, `finishing` completes it with what its appends left, and a
 /// complete message (finalized, or written by `add`) refuses appends and partial replacements

@@ -135,6 +135,31 @@ pub async fn check_provider_history_has_no_orphans<F: Factory>(factory: &F) -> O
     store.finish().await
 }
 
+/// A reply interrupted before its first token (or any message that says nothing) is left out of
+/// a provider's history, which would refuse an empty message; a plain list still has it.
+pub async fn check_provider_history_leaves_out_blank_replies<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::Status;
+    use persist_core::args::{Reserve, UpdateContent};
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = with_layer(b, Unanswered::Interrupt);
+    let id = t("blank");
+    p.add(say(&id, Role::User, vec![Part::text("q")])).await.expect("user");
+    let reply = p.reserve(Reserve::new(id.clone(), Role::Assistant)).await.expect("reserve").message;
+    let cut = p.update_content(UpdateContent::interrupted(id.clone(), reply.id.clone())).await.expect("interrupt");
+    assert_eq!((cut.message.status, cut.message.content.is_blank()), (Status::Interrupted, true));
+    let empty_text = p.add(say(&id, Role::Assistant, vec![Part::text("")])).await.expect("an empty text").message;
+    p.add(say(&id, Role::User, vec![Part::text("again?")])).await.expect("user");
+    let history = ListMessages::new(id.clone()).with_context(Context::new().with_extension(ProviderHistory));
+    let page = p.list(history).await.expect("list");
+    let texts: Vec<String> = page.items.iter().map(|m| m.content.to_text()).collect();
+    assert_eq!(texts, ["q", "again?"], "blank messages are left out");
+    let plain = p.list(ListMessages::new(id.clone())).await.expect("list");
+    let ids: Vec<_> = plain.items.iter().map(|m| m.id.clone()).collect();
+    assert!(ids.contains(&reply.id) && ids.contains(&empty_text.id), "as stored without the extension");
+    store.finish().await
+}
+
 /// A turn is checked message by message: a result may answer a call of an earlier message of
 /// the turn; a stray result refuses the whole turn; a user message after unanswered calls gets
 /// its synthetic answer inside the turn (one transaction, consecutive seqs), or refuses the turn

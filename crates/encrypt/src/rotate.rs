@@ -4,6 +4,7 @@
 use persist_core::args::{Update, UpdateContent};
 use persist_core::maintenance::Maintenance;
 use persist_core::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT, ThreadCursor};
+use persist_core::summary::{ListSummaries, Summarize};
 use persist_core::{Context, Message, Metadata, PersistError, Pipeline, Result, Status, Thread};
 
 use crate::AsStored;
@@ -60,7 +61,7 @@ pub struct RotationReport {
     pub threads: usize,
     /// Messages looked at.
     pub messages: usize,
-    /// Messages and threads sealed again with the current key.
+    /// Messages, summaries and threads sealed again with the current key.
     pub resealed: usize,
     /// Messages and threads that changed or went between reading and re-sealing (a writer
     /// sealed them with the key current then, or deleted them): left as they are.
@@ -75,9 +76,9 @@ pub struct RotationReport {
 }
 
 impl EncryptLayer {
-    /// Re-seals, **through `pipeline`** (a stack that holds this layer), every message and
-    /// thread of one batch that holds a value sealed with a key other than its tenant's current
-    /// one, or a clear value where a sealed one belongs (when
+    /// Re-seals, **through `pipeline`** (a stack that holds this layer), every message, summary
+    /// and thread of one batch that holds a value sealed with a key other than its tenant's
+    /// current one, or a clear value where a sealed one belongs (when
     /// [`allow_clear_values`](Self::allow_clear_values) lets them be read). After adding a key
     /// to the ring, run batches until the report says `done`.
     ///
@@ -85,7 +86,8 @@ impl EncryptLayer {
     /// opened here and written back in the clear with the version read
     /// (`update_content` keeping a message's status: a final replacement of a complete one, an
     /// interrupting one of an interrupted one, a partial one of a reservation; `update` for
-    /// metadata and titles), so this layer seals it with the current key, every layer sees the
+    /// metadata and titles; a summary replaced by itself, [`Summarize::replacing`]), so this
+    /// layer seals it with the current key, every layer sees the
     /// writes (marked [`Maintenance`]), and a message written meanwhile is never overwritten
     /// (counted `skipped`: its writer sealed it with the key current then).
     ///
@@ -180,6 +182,48 @@ impl EncryptLayer {
             report.messages += page.items.len();
             for message in &page.items {
                 self.rotate_message(pipeline, thread, message, &current, report).await?;
+            }
+            match listing.next_page(&page) {
+                Some(next) => listing = next,
+                None => break,
+            }
+        }
+        self.rotate_summaries(pipeline, thread, &current, report).await
+    }
+
+    /// Re-seals the thread's [summaries](persist_core::summary) sealed with another key (or
+    /// clear, when clear values are allowed): each replaced by the same summary sealed with the
+    /// current key ([`Summarize::replacing`]), its range and time kept.
+    async fn rotate_summaries(
+        &self,
+        pipeline: &Pipeline,
+        thread: &Thread,
+        current: &crate::KeyId,
+        report: &mut RotationReport,
+    ) -> Result<()> {
+        let sealer = &self.sealer;
+        let context = || Context::new().with_extension(Maintenance).for_tenant(thread.tenant.clone());
+        let mut listing = ListSummaries::new(thread.id.clone()).with_limit(MAX_PAGE_LIMIT);
+        loop {
+            let page = pipeline.summaries(listing.clone().with_context(context().with_extension(AsStored))).await?;
+            for summary in &page.items {
+                if !sealer.stale_in_summary(summary, current) {
+                    continue;
+                }
+                let clear = match sealer.open_summary(thread.tenant.as_ref(), summary.clone()) {
+                    Ok(clear) => clear,
+                    Err(PersistError::Unreadable { .. }) => {
+                        report.unreadable += 1;
+                        continue;
+                    }
+                    Err(error) => return Err(error),
+                };
+                let again = Summarize::new(thread.id.clone(), clear.through_seq, clear.content)
+                    .from_seq(clear.from_seq)
+                    .with_metadata(clear.metadata)
+                    .replacing()
+                    .with_context(context());
+                count(pipeline.summarize(again).await.map(drop), report)?;
             }
             match listing.next_page(&page) {
                 Some(next) => listing = next,

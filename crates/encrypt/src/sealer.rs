@@ -450,6 +450,13 @@ impl Sealer {
         Stale { content, metadata, title: false }
     }
 
+    /// Whether a summary holds a value sealed with a key other than `current`, or clear where
+    /// it should be sealed: what a rotation re-seals.
+    pub(crate) fn stale_in_summary(&self, summary: &persist_core::summary::Summary, current: &KeyId) -> bool {
+        stale(sealed_text_in(&summary.content.as_json()), current)
+            || !self.stale_metadata(&summary.metadata, current).is_empty()
+    }
+
     pub(crate) fn stale_in_thread(&self, thread: &Thread, current: &KeyId) -> Stale {
         let title =
             self.titles && thread.title.as_ref().is_some_and(|title| stale(title.strip_prefix(TITLE_PREFIX), current));

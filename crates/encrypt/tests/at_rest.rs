@@ -485,9 +485,10 @@ async fn a_restore_of_sealed_values_keeps_them_and_refuses_what_would_not_open()
 }
 
 /// A cleanup sent through a stack without the layer (the command line's, a maintenance job's)
-/// marks interrupted a reservation that never got a token: its placeholder `[]` stays clear,
-/// says nothing, and reads through the layer as the interrupted empty reply it is; one that got
-/// tokens keeps its sealed text, which opens.
+/// deletes a reservation that never got a token and marks interrupted one that got tokens: it
+/// keeps its sealed text, which opens. A reservation marked interrupted below the layer before
+/// any token keeps its placeholder `[]` clear, says nothing, and reads through the layer as the
+/// interrupted empty reply it is.
 #[tokio::test]
 async fn a_reservation_interrupted_below_the_layer_still_reads() {
     use persist::maintenance::CleanupStranded;
@@ -499,12 +500,15 @@ async fn a_reservation_interrupted_below_the_layer_still_reads() {
     sealed.update_content(token).await.unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let report = raw.cleanup_stranded(CleanupStranded::new(Duration::from_millis(1))).await.unwrap();
-    assert_eq!(report.interrupted.len(), 2);
+    assert_eq!((report.interrupted.len(), report.deleted.len()), (1, 1));
+    assert_eq!(report.deleted[0].message.id, empty.id, "the blank one is deleted");
+    let empty = sealed.reserve(Reserve::new(id.clone(), Role::Assistant)).await.unwrap().message;
+    raw.update_content(UpdateContent::interrupted(id.clone(), empty.id.clone())).await.unwrap();
     let listed = sealed.list(ListMessages::new(id.clone())).await.unwrap();
     assert!(listed.unreadable.is_empty(), "{:?}", listed.unreadable);
     let read: Vec<_> = listed.items.iter().map(|m| (m.id.clone(), m.status, m.content.to_text())).collect();
     assert_eq!(
         read,
-        [(empty.id, Status::Interrupted, String::new()), (begun.id, Status::Interrupted, MARKER.to_owned())]
+        [(begun.id, Status::Interrupted, MARKER.to_owned()), (empty.id, Status::Interrupted, String::new())]
     );
 }

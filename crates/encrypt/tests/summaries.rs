@@ -45,3 +45,46 @@ async fn a_summary_is_sealed_bound_to_its_place_and_read_compacted_in_clear() {
     let page = sealed.summaries(ListSummaries::new(t.clone())).await.unwrap();
     assert_eq!((page.items.len(), page.unreadable.len()), (1, 1), "the one at 2 opens, the one at 3 is named");
 }
+
+/// A key rotation re-seals summaries too: after it, the ring without the old key still reads
+/// the compacted thread (before, summaries kept the old key's envelopes and no longer opened
+/// once it was shredded). Range and time stay as they were.
+#[tokio::test]
+async fn a_rotation_reseals_summaries_and_the_old_key_can_go() {
+    use persist::encrypt::{EncryptLayer, KeyId, KeyRing, RotateKeys, SecretKey};
+    let ring = support::ring();
+    let dir = tempfile::tempdir().unwrap();
+    let store = persist::sqlite::SqliteBackend::open(dir.path().join("rotate.db")).await.unwrap();
+    let encryption = support::layer(ring.clone());
+    let sealed = persist::Pipeline::builder().layer(encryption.clone()).build(store.clone());
+    let t = thread("t");
+    for text in ["a", "b", "c"] {
+        sealed.add(Add::new(t.clone(), Role::User, Content::text(text))).await.unwrap();
+    }
+    let secret = Metadata::new().with("secret", json!("s"));
+    let summary = Summarize::new(t.clone(), 2, Content::text("a and b")).with_metadata(secret.clone());
+    let before = sealed.summarize(summary).await.unwrap().summary;
+
+    ring.add_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32])).unwrap();
+    let mut batch = RotateKeys::new();
+    let mut resealed = 0;
+    loop {
+        let report = encryption.rotate(&sealed, batch.clone()).await.unwrap();
+        resealed += report.resealed;
+        if report.done {
+            break;
+        }
+        batch = batch.with_cursor(report.next_cursor);
+    }
+    assert_eq!(resealed, 4, "three messages and the summary");
+    let again = encryption.rotate(&sealed, RotateKeys::new()).await.unwrap();
+    assert_eq!(again.resealed, 0, "nothing left to re-seal");
+
+    let only_new = KeyRing::new().with_key(KeyId::new("k2").unwrap(), SecretKey::new([22; 32])).unwrap();
+    let fresh = persist::Pipeline::builder().layer(EncryptLayer::new(only_new).seal_metadata(["secret"])).build(store);
+    let found = fresh.compacted(ReadCompacted::new(t.clone())).await.unwrap();
+    assert!(found.unreadable.is_empty(), "{found:?}");
+    let summary = found.summary.expect("the summary opens with the new key alone");
+    assert_eq!((summary.content.to_text(), summary.metadata), ("a and b".to_owned(), secret));
+    assert_eq!((summary.from_seq, summary.through_seq, summary.created_at), (1, 2, before.created_at));
+}

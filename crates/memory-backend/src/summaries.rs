@@ -55,7 +55,14 @@ impl State {
             None => return Err(args.no_such_message()),
         };
         if let Some(stored) = ts.summaries.get(&args.through_seq) {
-            return args.against_stored(stored.clone());
+            let answer = args.against_stored(stored.clone())?;
+            if !answer.deduplicated {
+                ts.summaries.insert(args.through_seq, answer.summary.clone());
+            }
+            return Ok(answer);
+        }
+        if args.replace {
+            return Err(args.no_summary_to_replace());
         }
         // A message of the thread, or history before its oldest (what `Delete::covered` left).
         let oldest = ts.messages.iter().next().map_or(0, |r| r.seq);

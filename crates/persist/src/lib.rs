@@ -9,6 +9,9 @@
 //! | `postgres` | no | `postgres::PostgresBackend`: many app instances sharing one database |
 //! | `encryption` | no | `encrypt::EncryptLayer`: content and chosen metadata sealed at rest |
 //!
+//! [`open`] opens a store from its URL (`sqlite:chat.db`, `postgres://…?schema=chat`, `memory:`),
+//! as the `persist` command line does; see [`store_url`].
+//!
 //! See the [`persist_core`] docs for the pipeline, the layers and the backend contract.
 //!
 //! # Example
@@ -28,6 +31,9 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 pub use persist_core::*;
+
+pub mod store_url;
+pub use self::store_url::{StoreUrl, open};
 
 /// The in-memory backend (feature `memory`).
 #[cfg(feature = "memory")]

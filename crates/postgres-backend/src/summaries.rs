@@ -149,7 +149,26 @@ async fn summarize_locked(tx: &mut PgConnection, args: &Summarize) -> Result<Sum
         Some(false) => {}
     }
     if let Some(stored) = stored(tx, tenant, args).await? {
-        return args.against_stored(stored);
+        let answer = args.against_stored(stored)?;
+        if !answer.deduplicated {
+            // A replacement: the same range, said in another form.
+            sqlx::query(
+                "UPDATE summaries SET content = $4::jsonb, metadata = $5::jsonb \
+                  WHERE tenant = $1 AND thread_id = $2 AND through_seq = $3",
+            )
+            .bind(tenant)
+            .bind(thread)
+            .bind(signed(args.through_seq))
+            .bind(answer.summary.content.as_json())
+            .bind(json_text(&answer.summary.metadata)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(sql("replacing a summary"))?;
+        }
+        return Ok(answer);
+    }
+    if args.replace {
+        return Err(args.no_summary_to_replace());
     }
     // A message of the thread, or history before its oldest (what retention left); not a gap.
     let ends: bool = sqlx::query_scalar(

@@ -369,18 +369,18 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     let Some(schema) = shipped_schema(11, &[]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (11, 13));
+    assert_eq!((status.applied, status.latest), (11, 14));
     assert_eq!(
         status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
-        [(12, "content form in plpgsql"), (13, "thread activity by second")]
+        [(12, "content form in plpgsql"), (13, "thread activity by second"), (14, "messages view")]
     );
     let refused = builder().migrate(false).connect().await.unwrap_err();
     assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
     let said = refused.to_string();
     assert!(
         said.contains(&format!(
-            "schema {schema}: schema version 11, this build needs 13 (pending: 12 content form in plpgsql, \
-             13 thread activity by second)"
+            "schema {schema}: schema version 11, this build needs 14 (pending: 12 content form in plpgsql, \
+             13 thread activity by second, 14 messages view)"
         )),
         "{said}"
     );
@@ -401,7 +401,7 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     sqlx::raw_sql(AssertSqlSafe(newer)).execute(&mut conn).await.unwrap();
     assert!(builder().schema_status().await.unwrap().is_ahead());
     let refused = builder().migrate(false).connect().await.unwrap_err();
-    assert!(refused.to_string().contains("newer than this build's 13"), "{refused}");
+    assert!(refused.to_string().contains("newer than this build's 14"), "{refused}");
     // A schema that does not exist: version 0, not created.
     let missing = support::schema_name();
     let absent = PostgresBackend::builder(support::url()).schema(missing.clone());
@@ -491,13 +491,13 @@ async fn version_13_reads_as_pending_until_its_index_is_built() {
     let Some(schema) = shipped_schema(13, &[ACTIVITY_AT_VERSION_12]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (12, 13));
+    assert_eq!((status.applied, status.latest), (12, 14));
     assert_eq!(
         status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
-        [(13, "thread activity by second")]
+        [(13, "thread activity by second"), (14, "messages view")]
     );
     let refused = builder().migrate(false).connect().await.unwrap_err();
-    assert!(refused.to_string().contains("(pending: 13 thread activity by second)"), "{refused}");
+    assert!(refused.to_string().contains("(pending: 13 thread activity by second, 14 messages view)"), "{refused}");
     let backend = builder().connect().await.unwrap();
     let page = backend.threads(ListThreads::new().with_context(tenant("acme"))).await.unwrap();
     let listed: Vec<_> = page.items.iter().map(|t| t.id.as_str()).collect();
@@ -534,7 +534,7 @@ async fn version_13_is_pending_while_the_old_index_stays() {
     let Some(schema) = shipped_schema(13, &[ACTIVITY_AT_VERSION_12, built]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.pending.len()), (12, 1), "{status:?}");
+    assert_eq!((status.applied, status.pending.len()), (12, 2), "13's work, and 14: {status:?}");
     builder().connect().await.unwrap().close().await;
     assert!(builder().schema_status().await.unwrap().is_current());
     let mut conn = support::admin().await.unwrap();

@@ -37,6 +37,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (15, "compact rows", include_str!("../migrations/0015_compact_rows.sql")),
     (16, "compact feed", include_str!("../migrations/0016_compact_feed.sql")),
     (17, "compact messages", include_str!("../migrations/0017_compact_messages.sql")),
+    (18, "messages view", include_str!("../migrations/0018_messages_view.sql")),
 ];
 
 /// The migrations, in version order.
@@ -65,7 +66,7 @@ pub(crate) fn known() -> impl Iterator<Item = (persist_core::maintenance::Schema
 /// read, right after the upgrade of the crate, by `persist show` or `persist export`, when that
 /// upgrade changed nothing reads use): version 16 gave the change feed its second table, which
 /// every read of the feed reads; version 17 moved messages to `persist_messages`, which every
-/// read of messages reads.
+/// read of messages reads. Version 18 added a view no read uses.
 const OLDEST_READ_AS_IS: i64 = 17;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot

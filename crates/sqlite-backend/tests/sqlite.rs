@@ -237,10 +237,13 @@ async fn full_durability_opens_and_writes() {
     assert_eq!(mode, "wal");
 }
 
-/// The file is self-explanatory to the stock `sqlite3` shell. Required in CI (which installs
-/// it); skipped with a notice elsewhere when the shell is missing.
+/// The file is self-explanatory to the stock `sqlite3` shell: `messages_view` reads every
+/// message back with text ids, role and status names and its content's JSON, whatever compact
+/// form its row has, the same values the backend reads. Required in CI (which installs the
+/// shell); skipped with a notice elsewhere when the shell is missing.
 #[tokio::test]
 async fn the_file_opens_in_the_sqlite3_shell() {
+    use persist_core::{Context, MessageId, Part, TenantId};
     let Ok(version) = std::process::Command::new("sqlite3").arg("-version").output() else {
         assert!(std::env::var_os("CI").is_none(), "CI must install the sqlite3 shell");
         eprintln!("skipped: no `sqlite3` on PATH (apt-get install sqlite3)");
@@ -252,29 +255,103 @@ async fn the_file_opens_in_the_sqlite3_shell() {
     let backend = SqliteBackend::open(&path).await.unwrap();
     let result = backend.apply(add("support:7", "Hello from persist")).await.unwrap();
     assert!(matches!(result, PersistResult::Added(_)));
+    let acme = Context::new().with_tenant(TenantId::new("acme").unwrap());
+    let call =
+        Content::from_parts([Part::text("Looking."), Part::tool_call("c1", "weather", json!({"city": "Lisbon"}))]);
+    let uuid = MessageId::new("0192f7a4-5b6c-7d8e-9fab-0123456789ab").unwrap();
+    let asked = Add::new(thread("support:7"), Role::Assistant, call.clone())
+        .with_id(uuid.clone())
+        .with_metadata(Metadata::new().with("model", json!("m1")))
+        .with_context(acme.clone());
+    backend.apply(asked.into()).await.unwrap();
+    let reply = Reserve::new(thread("support:7"), Role::new("critic").unwrap()).with_context(acme.clone());
+    backend.apply(reply.into()).await.unwrap();
+    let mut written = Vec::new();
+    for context in [Context::new(), acme] {
+        let listed = backend.list(ListMessages::new(thread("support:7")).include_reserved(true).with_context(context));
+        written.extend(listed.await.unwrap().items);
+    }
     drop(backend);
     tokio::time::sleep(Duration::from_millis(50)).await;
 
     let shell = |sql: &str| {
-        let out = std::process::Command::new("sqlite3").arg(&path).arg(sql).output().unwrap();
+        let out = std::process::Command::new("sqlite3").arg("-json").arg(&path).arg(sql).output().unwrap();
         assert!(out.status.success(), "sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8(out.stdout).unwrap()
     };
-    let tables = shell(".tables");
-    assert!(tables.contains("threads") && tables.contains("persist_messages"), "{tables}");
-    // A one-text-block content is stored as its text's JSON string (`content_form` 1); a
-    // message's thread by its key, a user's role as 0, a complete one's status as NULL.
-    let row = shell(
-        "SELECT t.thread_id, m.seq, m.role, coalesce(m.status, 'complete'), \
-                CASE m.content_form WHEN 1 THEN json_extract(m.content, '$') \
-                                    ELSE json_extract(m.content, '$[0].text') END \
-           FROM persist_messages m JOIN threads t ON t.key = m.thread;",
+    let tables = shell("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') ORDER BY name;");
+    assert!(tables.contains("\"threads\"") && tables.contains("\"messages_view\""), "{tables}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&shell(
+        "SELECT tenant, thread_id, message_id, seq, parent_seq, role, status, content, metadata, version, \
+                idempotency_key, created_at, updated_at \
+           FROM messages_view ORDER BY tenant IS NOT NULL, seq;",
+    ))
+    .unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let tenants = [None, Some("acme"), Some("acme")];
+    for ((row, message), tenant) in rows.iter().zip(&written).zip(tenants) {
+        assert_eq!(row["tenant"].as_str(), tenant);
+        assert_eq!(row["thread_id"], "support:7");
+        assert_eq!(row["message_id"].as_str(), Some(message.id.as_str()), "{row}");
+        assert_eq!(row["seq"].as_u64(), Some(message.seq));
+        assert_eq!(row["parent_seq"].as_u64(), message.parent_seq);
+        assert_eq!(row["role"].as_str(), Some(message.role.as_str()));
+        assert_eq!(row["status"].as_str(), Some(message.status.as_str()));
+        let content: serde_json::Value = serde_json::from_str(row["content"].as_str().unwrap()).unwrap();
+        assert_eq!(Content::new(content), message.content, "{row}");
+        let metadata: serde_json::Value = serde_json::from_str(row["metadata"].as_str().unwrap()).unwrap();
+        assert_eq!(metadata, serde_json::Value::Object(message.metadata.as_map().clone()));
+        assert_eq!(row["version"].as_u64(), Some(message.version));
+        assert_eq!(row["created_at"].as_i64(), Some(message.created_at.as_micros()));
+        assert_eq!(row["updated_at"].as_i64(), Some(message.updated_at.as_micros()));
+    }
+    assert_eq!(rows[0]["content"], r#"[{"type":"text","text":"Hello from persist"}]"#);
+    assert_eq!(rows[1]["message_id"], uuid.as_str(), "a UUID id stored as 16 bytes reads as its text");
+    assert_eq!((&rows[2]["role"], &rows[2]["status"]), (&json!("critic"), &json!("reserved")));
+    let counters = shell(
+        "SELECT message_count, last_seq, deleted_at IS NULL AS live FROM threads WHERE thread_id = 'support:7' AND tenant = '';",
     );
-    assert_eq!(row.trim(), "support:7|1|0|complete|Hello from persist");
-    let counters =
-        shell("SELECT message_count, last_seq, deleted_at IS NULL FROM threads WHERE thread_id = 'support:7';");
-    assert_eq!(counters.trim(), "1|1|1");
-    assert_eq!(shell("PRAGMA integrity_check;").trim(), "ok");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&counters).unwrap(),
+        json!([{"message_count": 1, "last_seq": 1, "live": 1}])
+    );
+    // Read only: a write to the view is refused, and nothing changes.
+    let out = std::process::Command::new("sqlite3").arg(&path).arg("DELETE FROM messages_view;").output().unwrap();
+    assert!(!out.status.success(), "a view takes no writes");
+    assert_eq!(shell("SELECT count(*) AS n FROM messages_view;").trim(), r#"[{"n":3}]"#);
+    assert_eq!(shell("PRAGMA integrity_check;").trim(), r#"[{"integrity_check":"ok"}]"#);
+}
+
+/// A handle for reads only reads a file one schema version behind as it is (the binary upgraded,
+/// the store not yet migrated: `persist show` must still work); opened writable, the file is
+/// brought up to date.
+#[tokio::test]
+async fn a_file_one_version_behind_is_read_for_reads_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("behind.db");
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    backend.apply(add("t", "written at the version before")).await.unwrap();
+    backend.close().await;
+    // Back to version 17: what version 18 added (a view) gone, its record too.
+    let mut conn = raw(&path).await;
+    sqlx::raw_sql("DROP VIEW messages_view; DELETE FROM _sqlx_migrations WHERE version = 18;")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
+    assert_eq!((status.applied, status.latest), (17, 18));
+
+    let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
+    let page = reader.list(ListMessages::new(thread("t"))).await.unwrap();
+    assert_eq!(page.items[0].content, Content::text("written at the version before"));
+    reader.close().await;
+    assert_eq!(SqliteBackend::builder(&path).schema_status().await.unwrap().applied, 17, "read, not migrated");
+    SqliteBackend::open(&path).await.unwrap().close().await;
+    let mut conn = raw(&path).await;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM messages_view").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(rows, 1, "migrated: the view is back");
+    conn.close().await.unwrap();
 }
 
 /// Adds 1100 messages of 2 KB from `callers` tasks, then waits for the database file to grow

@@ -125,7 +125,7 @@ pub(crate) async fn cleanup_stranded(
     if !scope.all_tenants {
         cleanup = cleanup.only_tenant(scope.tenant.clone());
     }
-    let mut cleaned: Vec<Stranded> = Vec::new();
+    let (mut interrupted, mut deleted): (Vec<Stranded>, Vec<Stranded>) = (Vec::new(), Vec::new());
     let mut skipped = 0usize;
     let mut refused = Vec::new();
     let work = async {
@@ -136,8 +136,8 @@ pub(crate) async fn cleanup_stranded(
             skipped += report.skipped;
             // Found again by the next batch: kept once.
             refused = report.refused;
-            cleaned.extend(report.interrupted);
-            cleaned.extend(report.deleted);
+            interrupted.extend(report.interrupted);
+            deleted.extend(report.deleted);
             // A full batch may leave more behind; a batch that cleaned nothing will not change.
             if handled < MAX_PAGE_LIMIT as usize || done == 0 {
                 return Ok::<(), CliError>(());
@@ -145,11 +145,11 @@ pub(crate) async fn cleanup_stranded(
         }
     };
     interruptible(RUN_AGAIN, work).await?;
-    let (label, verb) = if delete { ("deleted", "deleted") } else { ("interrupted", "marked interrupted") };
     let mut out = stdout();
     if json {
         let mut report = json!({ "skipped": skipped });
-        report[label] = cleaned.iter().map(stranded_json).collect();
+        report["interrupted"] = interrupted.iter().map(stranded_json).collect();
+        report["deleted"] = deleted.iter().map(stranded_json).collect();
         report["refused"] = refused
             .iter()
             .map(|r: &persist::maintenance::RefusedCleanup| {
@@ -160,14 +160,22 @@ pub(crate) async fn cleanup_stranded(
             .collect();
         write_line(&mut out, &report)?;
     } else {
-        for stranded in &cleaned {
-            writeln!(out, "{verb} {}", stranded_line(stranded))?;
+        for stranded in &interrupted {
+            writeln!(out, "marked interrupted {}", stranded_line(stranded))?;
+        }
+        for stranded in &deleted {
+            writeln!(out, "deleted {}{}", stranded_line(stranded), blank_note(delete, stranded))?;
         }
         for refusal in &refused {
             writeln!(out, "refused {}: {}", stranded_line(&refusal.stranded), refusal.reason)?;
         }
         let refused = if refused.is_empty() { String::new() } else { format!("; {} refused", refused.len()) };
-        writeln!(out, "{verb} {} stranded reservations; {skipped} kept (written meanwhile){refused}", cleaned.len())?;
+        let counts = match (delete, deleted.len()) {
+            (true, n) => format!("deleted {n}"),
+            (false, 0) => format!("marked interrupted {}", interrupted.len()),
+            (false, n) => format!("marked interrupted {}, deleted {n} (nothing streamed)", interrupted.len()),
+        };
+        writeln!(out, "{counts} stranded reservations; {skipped} kept (written meanwhile){refused}")?;
     }
     out.flush()?;
     Ok(())
@@ -180,6 +188,12 @@ pub(crate) struct StrandedOptions {
     pub(crate) delete: bool,
     /// Report, write nothing.
     pub(crate) dry_run: bool,
+}
+
+/// Why a reservation a cleanup marking interrupted deleted was deleted: its stream wrote
+/// nothing (see `Content::is_blank`).
+fn blank_note(deleting: bool, stranded: &Stranded) -> &'static str {
+    if !deleting && stranded.message.content.is_blank() { " (its stream wrote nothing)" } else { "" }
 }
 
 /// A stranded reservation as a JSON line's item.
@@ -220,18 +234,29 @@ async fn stranded_dry_run(store: &Store, scope: &Scope, older_than: Duration, de
     let query =
         FindStranded::new(cutoff).with_limit(MAX_PAGE_LIMIT).across_tenants(scope.all_tenants).with_context(context);
     let found = store.pipeline.find_stranded(query).await?;
-    let (label, verb) = if delete { ("would_delete", "delete") } else { ("would_interrupt", "mark interrupted") };
+    // As the cleanup decides: deleted when asked, or when its stream wrote nothing.
+    let (deleting, interrupting): (Vec<&Stranded>, Vec<&Stranded>) =
+        found.iter().partition(|stranded| delete || stranded.message.content.is_blank());
     let mut out = stdout();
     if json {
         let mut report = json!({ "dry_run": true });
-        report[label] = found.iter().map(stranded_json).collect();
+        report["would_interrupt"] = interrupting.iter().map(|s| stranded_json(s)).collect();
+        report["would_delete"] = deleting.iter().map(|s| stranded_json(s)).collect();
         write_line(&mut out, &report)?;
     } else {
-        for stranded in &found {
-            writeln!(out, "would {verb} {}", stranded_line(stranded))?;
+        for stranded in &interrupting {
+            writeln!(out, "would mark interrupted {}", stranded_line(stranded))?;
+        }
+        for stranded in &deleting {
+            writeln!(out, "would delete {}{}", stranded_line(stranded), blank_note(delete, stranded))?;
         }
         let more = if found.len() == MAX_PAGE_LIMIT as usize { " (the first page; more may follow)" } else { "" };
-        writeln!(out, "dry run: would {verb} {} stranded reservations{more}; nothing written", found.len())?;
+        let counts = match (delete, interrupting.len(), deleting.len()) {
+            (true, _, n) => format!("delete {n}"),
+            (false, n, 0) => format!("mark interrupted {n}"),
+            (false, n, d) => format!("mark interrupted {n} and delete {d} (nothing streamed)"),
+        };
+        writeln!(out, "dry run: would {counts} stranded reservations{more}; nothing written")?;
     }
     out.flush()?;
     Ok(())

@@ -13,7 +13,7 @@ use serde_json::json;
 use super::stdout;
 use crate::error::{CliError, CliResult};
 use crate::jsonl::write_line;
-use crate::store::{Location, redact};
+use crate::store::{self, Location, redact};
 
 /// Prints where the store's schema stands.
 pub(crate) async fn status(url: &str, json: bool) -> CliResult {
@@ -76,7 +76,7 @@ pub(crate) async fn finish(url: &str, json: bool) -> CliResult {
             describe(&before)
         )));
     }
-    let after = match Location::parse(url)? {
+    let after = match store::parse(url)? {
         Location::Sqlite(path) => SqliteBackend::builder(&path)
             .finish()
             .await
@@ -88,7 +88,7 @@ pub(crate) async fn finish(url: &str, json: bool) -> CliResult {
             }
             builder.finish().await.map_err(|e| CliError::context(format!("finishing {label}"), &e))?
         }
-        Location::Memory => return Err(CliError::failed("memory: has no schema")),
+        _ => return Err(CliError::failed(format!("{label}: an in-process store has no schema"))),
     };
     let mut out = stdout();
     if json {
@@ -107,7 +107,7 @@ pub(crate) async fn finish(url: &str, json: bool) -> CliResult {
 /// The status of the store at `url`, and its URL without a password.
 async fn read(url: &str) -> CliResult<(SchemaStatus, String)> {
     let label = redact(url.trim());
-    let status = match Location::parse(url)? {
+    let status = match store::parse(url)? {
         Location::Sqlite(path) => SqliteBackend::builder(&path).schema_status().await,
         Location::Postgres { url: conn, schema } => {
             let mut builder = PostgresBackend::builder(conn);
@@ -116,7 +116,7 @@ async fn read(url: &str) -> CliResult<(SchemaStatus, String)> {
             }
             builder.schema_status().await
         }
-        Location::Memory => return Err(CliError::failed("memory: has no schema")),
+        _ => return Err(CliError::failed(format!("{label}: an in-process store has no schema"))),
     };
     let status = status.map_err(|e| CliError::context(format!("reading the schema of {label}"), &e))?;
     Ok((status, label))
@@ -125,7 +125,7 @@ async fn read(url: &str) -> CliResult<(SchemaStatus, String)> {
 /// Opens the store the way an app does, which applies what it lacks, then closes it.
 async fn migrate(url: &str, label: &str) -> CliResult {
     let failed = |e: persist::PersistError| CliError::context(format!("migrating {label}"), &e);
-    match Location::parse(url)? {
+    match store::parse(url)? {
         Location::Sqlite(path) => SqliteBackend::builder(&path).open().await.map_err(failed)?.close().await,
         Location::Postgres { url: conn, schema } => {
             let mut builder = PostgresBackend::builder(conn).max_connections(1);
@@ -134,7 +134,7 @@ async fn migrate(url: &str, label: &str) -> CliResult {
             }
             builder.connect().await.map_err(failed)?.close().await;
         }
-        Location::Memory => return Err(CliError::failed("memory: has no schema to migrate")),
+        _ => return Err(CliError::failed(format!("{label}: an in-process store has no schema to migrate"))),
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! Commands that only read: `threads`, `show`, `check`, `sessions`.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use persist::branch::{Branches, ListBranches};
@@ -29,6 +30,8 @@ pub(crate) struct ThreadsOptions {
 
 /// `persist threads`: one page of threads, newest first, and the cursor of the next page.
 pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOptions, json: bool) -> CliResult {
+    // A later page or a filter may be empty where the tenant's threads are not: no hint then.
+    let narrowed = options.after.is_some() || !options.filter.is_empty();
     let filter = options.filter.into_iter().fold(Metadata::new(), |filter, (key, value)| filter.with(key, value));
     let listing = scope.listing().with_limit(options.limit).with_cursor(options.after).with_filter(filter);
     let page = store.keyed().threads(listing).await?;
@@ -42,7 +45,7 @@ pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOption
             write_line(&mut out, &json!({ "kind": "next_cursor", "cursor": cursor.to_string() }))?;
         }
     } else if page.items.is_empty() {
-        writeln!(out, "no threads")?;
+        writeln!(out, "no threads{}", empty_hint(store, scope, narrowed).await?)?;
     } else {
         let rows: Vec<Vec<String>> = page
             .items
@@ -64,6 +67,21 @@ pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOption
     }
     out.flush()?;
     super::refuse_unreadable(&page.unreadable)
+}
+
+/// Why an empty first page of threads may not mean an empty store: without `--tenant`, only
+/// the threads without a tenant are listed; when some tenant has threads, say how to reach them.
+async fn empty_hint(store: &Store, scope: &Scope, narrowed: bool) -> CliResult<&'static str> {
+    if narrowed || scope.all_tenants || scope.tenant.is_some() {
+        return Ok("");
+    }
+    let any = persist::read::ListThreads::new().across_tenants(true).with_limit(1);
+    let page = store.keyed().threads(any).await?;
+    Ok(if page.items.is_empty() && page.unreadable.is_empty() {
+        ""
+    } else {
+        " without a tenant (tenants' threads are listed with --tenant NAME, or --all-tenants)"
+    })
 }
 
 /// A title as `threads` and `show` print it: a sealed one as `(sealed)`, none as `-`.
@@ -103,6 +121,9 @@ pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, all:
     // are read only when there are others.
     let branched =
         !json && branches(store.keyed(), &thread, ListBranches::leaves(thread.id.clone())).await?.items.len() > 1;
+    // Read once for the whole transcript (a read of each message's siblings cost a pass over
+    // the thread per message: quadratic on long branched threads).
+    let alternatives = if branched && !all { alternatives(store.keyed(), &thread).await? } else { HashMap::new() };
     let mut shown = 0;
     while let Some(page) = pages.next_page(store.keyed()).await? {
         for message in &page {
@@ -114,12 +135,8 @@ pub(crate) async fn show(store: &Store, scope: &Scope, thread_id: ThreadId, all:
             if all {
                 let parent = message.parent_seq.map_or_else(|| "root".to_owned(), |parent| format!("after #{parent}"));
                 line = line.replacen(']', &format!("] ({parent})"), 1);
-            } else if branched {
-                let siblings = ListBranches::siblings(thread.id.clone(), message.id.clone());
-                let siblings = branches(store.keyed(), &thread, siblings).await?.items;
-                if let (n @ 2.., Some(at)) = (siblings.len(), siblings.iter().position(|m| m.seq == message.seq)) {
-                    line = line.replacen(']', &format!("] ({}/{n})", at + 1), 1);
-                }
+            } else if let Some((at, n)) = alternatives.get(&message.seq) {
+                line = line.replacen(']', &format!("] ({at}/{n})"), 1);
             }
             writeln!(out, "{line}")?;
         }
@@ -188,6 +205,26 @@ fn summary_text(summary: &Summary) -> String {
         summary.content.to_text()
     };
     format!("summary #{}..#{}{by}: {text}", summary.from_seq, summary.through_seq)
+}
+
+/// Where each message with siblings (messages of the same parent) stands among them, by seq:
+/// `(its place from 1, how many)`; from one pass over the thread's messages.
+async fn alternatives(pipeline: &persist::Pipeline, thread: &Thread) -> CliResult<HashMap<u64, (usize, usize)>> {
+    let mut children: HashMap<Option<u64>, Vec<u64>> = HashMap::new();
+    let mut pages = MessagePages::of(thread);
+    while let Some(page) = pages.next_page(pipeline).await? {
+        for message in &page {
+            children.entry(message.parent_seq).or_default().push(message.seq);
+        }
+    }
+    let mut places = HashMap::new();
+    for seqs in children.into_values().filter(|seqs| seqs.len() > 1) {
+        // Pages come in seq order: each list is sorted.
+        for (at, seq) in seqs.iter().enumerate() {
+            places.insert(*seq, (at + 1, seqs.len()));
+        }
+    }
+    Ok(places)
 }
 
 /// A `branches` read of `thread`, in its tenant.

@@ -84,7 +84,11 @@ pub fn import(messages: &[Value]) -> Result<Vec<TurnMessage>, PersistError> {
 /// );
 /// ```
 pub fn export<M: Exportable>(messages: &[M]) -> Vec<Value> {
-    messages.iter().filter(|message| *message.role() != Role::System).map(export_message).collect()
+    messages
+        .iter()
+        .filter(|message| *message.role() != Role::System && super::reaches_provider(*message))
+        .map(export_message)
+        .collect()
 }
 
 /// The `system` parameter of a request: the text of the system messages as text blocks, in

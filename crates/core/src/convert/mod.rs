@@ -58,7 +58,11 @@
 //! still `streaming`) is kept with the other fields and written back. On export, a message
 //! [`Reserved`](Status::Reserved) or [`Interrupted`](Status::Interrupted) says so where the
 //! format has a place; where it has none (Chat, Anthropic) it is written as what was streamed
-//! before it stopped, with nothing marking it.
+//! before it stopped, with nothing marking it, except a message not complete that says nothing
+//! (a reply interrupted before its first token, a placeholder: [`Content::is_blank`]): where
+//! nothing can mark it, it would reach the provider as an empty message, which Chat Completions
+//! and Anthropic refuse, so those exports leave it out. Responses (`status`) and Vercel UI
+//! (part `state`) keep it, marked.
 //!
 //! # Example
 //!
@@ -185,6 +189,12 @@ impl Exportable for TurnMessage {
     }
 }
 
+/// Whether a message goes into a provider's request: not one cut short (or still streaming)
+/// with nothing in it, which the provider would refuse as an empty message.
+fn reaches_provider(message: &impl Exportable) -> bool {
+    message.status() == Status::Complete || !message.content().is_blank()
+}
+
 /// The media type of a file whose type is not known (a URL or a provider's file id).
 const UNKNOWN_MEDIA_TYPE: &str = "application/octet-stream";
 
@@ -284,6 +294,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_reply_cut_before_its_first_token_reaches_no_provider() {
+        let mut cut = TurnMessage::new(Role::Assistant, Content::placeholder());
+        cut.status = Status::Interrupted;
+        let mut empty_text = TurnMessage::new(Role::Assistant, Content::text(""));
+        empty_text.status = Status::Reserved;
+        let question = TurnMessage::new(Role::User, Content::text("Hi"));
+        let messages = [question.clone(), cut.clone(), empty_text];
+        assert_eq!(anthropic::export(&messages), anthropic::export(std::slice::from_ref(&question)));
+        assert_eq!(openai_chat::export(&messages), openai_chat::export(std::slice::from_ref(&question)));
+        assert_eq!(openai_responses::export(&messages).len(), 3, "marked with its status");
+        assert_eq!(vercel_ui::export(&messages).len(), 3, "a UI shows the interruption");
+        // Complete messages go as they are, and so does a cut reply that said something.
+        let mut partial = TurnMessage::new(Role::Assistant, Content::text("It is"));
+        partial.status = Status::Interrupted;
+        let complete_empty = TurnMessage::new(Role::Assistant, Content::placeholder());
+        assert_eq!(openai_chat::export(&[partial, complete_empty]).len(), 2);
+    }
 
     #[test]
     fn data_urls_name_their_media_type() {

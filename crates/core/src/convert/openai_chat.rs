@@ -89,7 +89,7 @@ pub fn import(messages: &[serde_json::Value]) -> Result<Vec<TurnMessage>, Persis
 /// );
 /// ```
 pub fn export<M: Exportable>(messages: &[M]) -> Vec<Value> {
-    messages.iter().flat_map(export_message).collect()
+    messages.iter().filter(|message| super::reaches_provider(*message)).flat_map(export_message).collect()
 }
 
 fn export_message(message: &impl Exportable) -> Vec<Value> {

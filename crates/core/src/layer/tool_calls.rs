@@ -17,10 +17,13 @@
 //! - an [`AppendTurn`] is checked message by message, as if each were
 //!   added in order (a result may answer a call of an earlier message of the turn), and the
 //!   synthetic answer, when one is needed, is written inside the turn, in its transaction;
-//! - a `list` whose context carries [`ProviderHistory`] answers its page without orphans: a call
-//!   without its result in the page, or a result without its call, is left out of its message
-//!   (and a message left with no content is left out), so the page can be given to a provider as
-//!   it is. Read a window that starts at a user message, so a turn is not cut in two.
+//! - a `list` or a [compacted read](crate::summary::ReadCompacted) whose context carries
+//!   [`ProviderHistory`] answers its messages without orphans: a call without its result among
+//!   them, or a result without its call (one folded into the summary before compactions kept
+//!   pairs together), is left out of its message, and a message left with no content, or that
+//!   said nothing ([`Content::is_blank`]: a reply interrupted before its first token), is left
+//!   out, so the messages can be given to a provider as they are. Read a window that starts at a
+//!   user message, so a turn is not cut in two.
 //!
 //! The checks read the thread through the layers below, newest first: a result's call is looked
 //! for until it is found (usually in the same turn, one page), the calls of the current turn back
@@ -63,7 +66,7 @@ use crate::args::{Add, AppendTurn, PersistArgs, TurnMessage};
 use crate::branch::{Branch, Parent};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, ThreadId};
-use crate::read::{ListMessages, Order, Page};
+use crate::read::{ListMessages, Order};
 use crate::{Content, Context, IdempotencyKey, Message, Metadata, Part, PersistResult, Role};
 
 /// What to do with calls left without a result when the next user message comes.
@@ -143,7 +146,21 @@ where
             PersistArgs::List(query) if query.context.extensions().get::<ProviderHistory>().is_some() => {
                 Box::pin(async move {
                     match inner.oneshot(query.into()).await? {
-                        PersistResult::Messages(page) => Ok(PersistResult::Messages(without_orphans(page))),
+                        PersistResult::Messages(mut page) => {
+                            page.items = provider_ready(page.items);
+                            Ok(PersistResult::Messages(page))
+                        }
+                        other => Ok(other),
+                    }
+                })
+            }
+            PersistArgs::Compacted(read) if read.context.extensions().get::<ProviderHistory>().is_some() => {
+                Box::pin(async move {
+                    match inner.oneshot(read.into()).await? {
+                        PersistResult::Compacted(mut compacted) => {
+                            compacted.messages = provider_ready(compacted.messages);
+                            Ok(PersistResult::Compacted(compacted))
+                        }
                         other => Ok(other),
                     }
                 })
@@ -460,11 +477,12 @@ where
     Ok(())
 }
 
-/// The page with every tool call that has no result in it, and every result whose call is not
-/// in it, left out (and a message left with nothing, left out).
-fn without_orphans(mut page: Page<Message>) -> Page<Message> {
+/// The messages with every tool call that has no result among them, and every result whose
+/// call is not among them, left out, and a message left with nothing (or that said nothing: a
+/// reply cut before its first token, see [`Content::is_blank`]) left out.
+fn provider_ready(mut messages: Vec<Message>) -> Vec<Message> {
     let (mut calls, mut results) = (HashSet::new(), HashSet::new());
-    for message in &page.items {
+    for message in &messages {
         for part in message.content.parts() {
             match part {
                 Part::ToolCall { id, .. } => {
@@ -482,7 +500,10 @@ fn without_orphans(mut page: Page<Message>) -> Page<Message> {
         Part::ToolResult { call_id, .. } => !calls.contains(call_id),
         _ => false,
     };
-    page.items.retain_mut(|message| {
+    messages.retain_mut(|message| {
+        if message.content.is_blank() {
+            return false;
+        }
         let parts = message.content.parts();
         if !parts.iter().any(&orphan) {
             return true;
@@ -494,5 +515,5 @@ fn without_orphans(mut page: Page<Message>) -> Page<Message> {
         message.content = Content::from_parts(kept);
         true
     });
-    page
+    messages
 }

@@ -168,6 +168,35 @@ impl Content {
         matches!(&self.0, Repr::Json(text) if text.trim() == "[]")
     }
 
+    /// Whether the content says nothing a reader or a model could take: the placeholder `[]`,
+    /// or only [text](crate::Part::Text) and [reasoning](crate::Part::Reasoning) blocks with no
+    /// text (a reply cut short before its first token). Providers refuse a message with such
+    /// content, so [cleanup](crate::Pipeline::cleanup_stranded) deletes a stranded reservation
+    /// that is blank, provider-ready reads ([`ProviderHistory`](crate::layer::ProviderHistory))
+    /// and the Chat Completions and Anthropic exports leave blank messages out.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{Content, Part};
+    ///
+    /// assert!(Content::placeholder().is_blank());
+    /// assert!(Content::from_parts([Part::text(""), Part::reasoning("")]).is_blank());
+    /// assert!(!Content::text("Hi").is_blank());
+    /// assert!(!Content::new(serde_json::json!("")).is_blank(), "a string is not blocks");
+    /// ```
+    pub fn is_blank(&self) -> bool {
+        if self.is_placeholder() {
+            return true;
+        }
+        match self.to_value() {
+            Value::Array(blocks) => {
+                blocks.iter().all(|block| streamed_block(block).is_some_and(|(_, text)| text.is_empty()))
+            }
+            _ => false,
+        }
+    }
+
     /// The content as compact JSON text (as given, for [`from_json`](Self::from_json)).
     pub fn as_json(&self) -> Cow<'_, str> {
         match &self.0 {
@@ -230,10 +259,16 @@ impl Content {
     }
 
     /// This content's blocks followed by `tail`'s: what an appending
-    /// [`UpdateContent`](crate::args::UpdateContent) stores. When this content ends with a
-    /// text block and `tail` starts with one (`{"type": "text", "text": …}` and nothing else),
-    /// the two texts are joined into one block, so a reply streamed token by token stays one
-    /// text block. The placeholder `[]` followed by `tail` is `tail`.
+    /// [`UpdateContent`](crate::args::UpdateContent) stores. Where this content ends with a
+    /// block that streams and `tail` starts with a block of the same kind, the two are joined
+    /// into one block, so a reply streamed token by token stays one block of each kind, as the
+    /// providers' SDKs join their deltas into the part they opened. The blocks that stream are
+    /// a [text](crate::Part::Text) block (`{"type": "text", "text": …}` and nothing else) and
+    /// a [reasoning](crate::Part::Reasoning) block (`{"type": "reasoning", "text": …}` and
+    /// nothing else). Every other block stands alone: a tool call, a result or a file is a
+    /// whole part each time it is appended, and a block with a field of its own (a reasoning
+    /// block's `signature`) ends the part it follows. Text after reasoning (or reasoning after
+    /// text) starts a new block. The placeholder `[]` followed by `tail` is `tail`.
     ///
     /// # Errors
     ///
@@ -242,10 +277,15 @@ impl Content {
     /// # Example
     ///
     /// ```
-    /// use persist::Content;
+    /// use persist::{Content, Part};
     ///
     /// let joined = Content::text("Hel").appended(&Content::text("lo")).unwrap();
     /// assert_eq!(joined, Content::text("Hello"));
+    /// let thinking = Content::from_parts([Part::reasoning("Let me ")]);
+    /// let thought = thinking.appended(&Content::from_parts([Part::reasoning("think.")])).unwrap();
+    /// assert_eq!(thought, Content::from_parts([Part::reasoning("Let me think.")]));
+    /// let answered = thought.appended(&Content::text("Yes.")).unwrap();
+    /// assert_eq!(answered.parts(), [Part::reasoning("Let me think."), Part::text("Yes.")]);
     /// assert_eq!(Content::placeholder().appended(&Content::text("hi")).unwrap(), Content::text("hi"));
     /// assert!(Content::new(serde_json::json!("plain")).appended(&Content::text("x")).is_err());
     /// ```
@@ -271,8 +311,8 @@ impl Content {
             for (i, block) in more.into_iter().enumerate() {
                 // Only where two parts meet: a part's own blocks stay as they are.
                 if i == 0
-                    && let Some(next) = text_of_block(&block)
-                    && let Some(text) = blocks.last_mut().and_then(text_of_block_mut)
+                    && let Some((kind, next)) = streamed_block(&block)
+                    && let Some(text) = blocks.last_mut().and_then(|last| streamed_text_mut(last, kind))
                 {
                     text.push_str(next);
                     continue;
@@ -300,15 +340,23 @@ impl Content {
     }
 }
 
-/// The text of a block that is a text block and nothing else: `{"type": "text", "text": …}`.
-fn text_of_block(block: &Value) -> Option<&str> {
+/// The kinds of block an append joins to the block before it when it is of the same kind: they
+/// stream, token by token.
+const STREAMED_KINDS: [&str; 2] = ["text", "reasoning"];
+
+/// The kind and text of a block that streams (see [`Content::appended`]): `{"type": <kind>,
+/// "text": …}` and nothing else.
+fn streamed_block(block: &Value) -> Option<(&str, &str)> {
     let map = block.as_object()?;
-    (map.len() == 2 && map.get("type")?.as_str()? == "text").then(|| map.get("text")?.as_str())?
+    let kind = map.get("type")?.as_str()?;
+    (map.len() == 2 && STREAMED_KINDS.contains(&kind)).then(|| Some((kind, map.get("text")?.as_str()?)))?
 }
 
-/// The text of a text block, to add to.
-fn text_of_block_mut(block: &mut Value) -> Option<&mut String> {
-    text_of_block(block)?;
+/// The text of a block that streams and is of `kind`, to add to.
+fn streamed_text_mut<'a>(block: &'a mut Value, kind: &str) -> Option<&'a mut String> {
+    if streamed_block(block)?.0 != kind {
+        return None;
+    }
     match block.get_mut("text") {
         Some(Value::String(text)) => Some(text),
         _ => None,

@@ -15,6 +15,7 @@ use crate::model::{Message, Metadata, Status, Thread, Timestamp};
 use crate::pipeline::Pipeline;
 use crate::read::{GetThread, ListMessages, ListThreads, MAX_PAGE_LIMIT};
 use crate::request::write::{Add, Delete, Reserve, Update, UpdateContent};
+use crate::summary::{ListSummaries, Summarize};
 
 /// The refusal of a fork run again whose source completed `late` after later messages were
 /// copied.
@@ -67,7 +68,11 @@ impl Pipeline {
     /// content, metadata and idempotency key, in seq order (the new thread numbers them
     /// `1, 2, …`), an [interrupted](crate::Status::Interrupted) one reserved then marked
     /// interrupted with its content; reservations still streaming are not copied. The new thread records where it
-    /// came from in its metadata, under [`FORKED_FROM`]. A thread with [branches](crate::branch)
+    /// came from in its metadata, under [`FORKED_FROM`]; the source's [summaries](crate::summary)
+    /// of what was copied are written to it too (their ranges in its seqs), so its compacted read
+    /// holds what they held (one ending before the first message copied, where retention removed
+    /// what it covers, has no place in the new thread: counted in
+    /// [`ForkReport::summaries_behind`]). A thread with [branches](crate::branch)
     /// is copied as the tree it is: each copy follows the copy of its parent (of its nearest
     /// ancestor copied), and the fork's active branch ends where the source's does;
     /// [`Fork::on_branch`] copies one branch, as a line.
@@ -158,6 +163,8 @@ impl Pipeline {
         let tree = self.capabilities().branches && branch.is_none();
         let mut attach: HashMap<u64, Option<MessageId>> = HashMap::new();
         let (mut last, mut branched) = (None::<MessageId>, false);
+        // The source's seq of each message copied (or found copied), in seq order.
+        let mut copied_from: Vec<(u64, MessageId)> = Vec::new();
         let mut listing = ListMessages::new(fork.source.clone())
             .before(up_to.saturating_add(1))
             .include_reserved(tree)
@@ -208,6 +215,7 @@ impl Pipeline {
                     Err(error) => return Err(error),
                 }
                 attach.insert(message.seq, Some(message.id.clone()));
+                copied_from.push((message.seq, message.id.clone()));
                 last = Some(message.id.clone());
                 if !recorded {
                     let mark = Update::thread(fork.target.clone())
@@ -222,6 +230,7 @@ impl Pipeline {
                 None => break,
             }
         }
+        (report.summaries, report.summaries_behind) = self.copy_summaries(&fork, up_to, &copied_from).await?;
         let source_leaf = source.active_leaf.filter(|&leaf| leaf <= up_to);
         if let Some(Some(leaf)) =
             source_leaf.and_then(|leaf| attach.get(&leaf)).filter(|leaf| branched && **leaf != last)
@@ -230,6 +239,58 @@ impl Pipeline {
             self.update(switch.with_context(context())).await?;
         }
         Ok(report)
+    }
+
+    /// Writes to `fork.target` each summary of the source whose last message is among the copies
+    /// (`copied_from`: each copied message's seq in the source, ascending), its range mapped to
+    /// the copies' seqs: from the first copy at or after its first seq, through the copy of its
+    /// last message. Summaries ending past `up_to`, or at a message not copied (another branch
+    /// than the one forked), are left. Idempotent per range, as every summary: a fork run again
+    /// writes none twice. Answers how many it wrote (not found written), and how many end before
+    /// the first copy (in history the new thread does not have).
+    async fn copy_summaries(
+        &self,
+        fork: &Fork,
+        up_to: u64,
+        copied_from: &[(u64, MessageId)],
+    ) -> Result<(usize, usize)> {
+        let Some(&(first_copied, _)) = copied_from.first() else { return Ok((0, 0)) };
+        let mut summaries = Vec::new();
+        let mut listing = ListSummaries::new(fork.source.clone()).with_limit(MAX_PAGE_LIMIT);
+        loop {
+            let page = self.summaries(listing.clone().with_context(fork.context.renewed())).await?;
+            summaries.extend(page.items.iter().filter(|summary| summary.through_seq <= up_to).cloned());
+            match listing.next_page(&page) {
+                Some(next) => listing = next,
+                None => break,
+            }
+        }
+        let behind = summaries.iter().filter(|summary| summary.through_seq < first_copied).count();
+        if summaries.len() == behind {
+            return Ok((0, behind));
+        }
+        let in_target: HashMap<MessageId, u64> = self
+            .all_messages(&fork.target, &fork.context, None, None)
+            .await?
+            .into_iter()
+            .map(|message| (message.id, message.seq))
+            .collect();
+        let copy_of = |source_seq: u64| copied_from.binary_search_by_key(&source_seq, |(seq, _)| *seq);
+        let mut written = 0;
+        for summary in summaries {
+            let Ok(last) = copy_of(summary.through_seq) else { continue };
+            let first = copy_of(summary.from_seq).unwrap_or_else(|at| at);
+            let seq_of = |index: usize| copied_from.get(index).and_then(|(_, id)| in_target.get(id)).copied();
+            let (Some(from), Some(through)) = (seq_of(first), seq_of(last)) else { continue };
+            let copy = Summarize::new(fork.target.clone(), through, summary.content)
+                .from_seq(from)
+                .with_metadata(summary.metadata)
+                .with_context(fork.context.renewed());
+            if !self.summarize(copy).await?.deduplicated {
+                written += 1;
+            }
+        }
+        Ok((written, behind))
     }
 
     /// Refuses to resume a fork when a message of the source up to `up_to` is missing from it

@@ -3,8 +3,8 @@
 
 use crate::args::UpdateContent;
 use crate::maintenance::{CleanupReport, CleanupStranded, Maintenance, RefusedCleanup, Stranding};
-use crate::model::Timestamp;
 use crate::model::error::{PersistError, Result};
+use crate::model::{Message, Timestamp};
 use crate::pipeline::Pipeline;
 use crate::read::{FindStranded, Stranded};
 use crate::request::write::Delete;
@@ -21,7 +21,10 @@ impl Pipeline {
     ///
     /// - by default ([`Stranding::Interrupt`]) an [`UpdateContent::interrupted`]: the reply
     ///   becomes [`Interrupted`](crate::Status::Interrupted) with the text its stream wrote,
-    ///   and reads list it;
+    ///   and reads list it; a reservation its stream wrote nothing to
+    ///   ([`Content::is_blank`](crate::Content::is_blank): its generator died before the first
+    ///   token) is deleted instead, as nothing the user saw is lost and a model provider would
+    ///   refuse an empty reply (reported in [`CleanupReport::deleted`]);
     /// - with [`CleanupStranded::deleting`], a `delete`, its text lost.
     ///
     /// Each write expects the version found, so a reservation written to in the meantime is
@@ -70,32 +73,14 @@ impl Pipeline {
         let found = self.find_stranded(query).await?;
         let mut report = CleanupReport::default();
         for stranded in found {
-            let message = &stranded.message;
             let context = context.renewed().for_tenant(stranded.tenant.clone());
-            let answer = match cleanup.stranding {
-                Stranding::Interrupt => {
-                    let interrupt = UpdateContent::interrupted(message.thread_id.clone(), message.id.clone())
-                        .with_expected_version(message.version)
-                        .with_context(context);
-                    self.update_content(interrupt).await.map(|written| {
-                        let tenant = stranded.tenant.clone();
-                        report.interrupted.push(Stranded::new(tenant, written.message));
-                    })
+            match self.settle_stranded(&stranded.message, cleanup.stranding, context).await {
+                Ok(Settled::Interrupted(written)) => {
+                    report.interrupted.push(Stranded::new(stranded.tenant.clone(), written));
                 }
-                Stranding::Delete => {
-                    let delete = Delete::message(message.thread_id.clone(), message.id.clone())
-                        .with_expected_version(message.version)
-                        .with_context(context);
-                    self.delete(delete).await.map(|deleted| {
-                        // Gone meanwhile (another cleanup, a delete): nothing of ours to report.
-                        if deleted.message_ids.contains(&message.id) {
-                            report.deleted.push(stranded.clone());
-                        }
-                    })
-                }
-            };
-            match answer {
-                Ok(()) => {}
+                Ok(Settled::Deleted) => report.deleted.push(stranded),
+                // Gone meanwhile (another cleanup, a delete): nothing of ours to report.
+                Ok(Settled::Gone) => {}
                 // Written to, finished or gone meanwhile: kept as it is.
                 Err(error) if error.is_changed_or_gone() => report.skipped += 1,
                 // This reservation's own refusal (its tenant's keys destroyed, a policy): one
@@ -107,5 +92,42 @@ impl Pipeline {
             }
         }
         Ok(report)
+    }
+}
+
+/// What [`Pipeline::settle_stranded`] did with one reservation.
+#[derive(Debug)]
+pub(crate) enum Settled {
+    /// Marked interrupted: the message as written.
+    Interrupted(Message),
+    /// Deleted by this call.
+    Deleted,
+    /// Deleted already (another cleanup, a delete).
+    Gone,
+}
+
+impl Pipeline {
+    /// Settles one stranded reservation `message` (found at its version) through the whole
+    /// stack, in `context` (its thread's tenant): marked interrupted, or deleted when `stranding`
+    /// says so or when its stream wrote nothing ([`Content::is_blank`](crate::Content::is_blank):
+    /// nothing the user saw is lost, and a provider would refuse the empty reply). The write
+    /// expects the version found: one written to meanwhile is kept (a `VersionConflict`).
+    pub(crate) async fn settle_stranded(
+        &self,
+        message: &Message,
+        stranding: Stranding,
+        context: crate::Context,
+    ) -> Result<Settled> {
+        if stranding == Stranding::Interrupt && !message.content.is_blank() {
+            let interrupt = UpdateContent::interrupted(message.thread_id.clone(), message.id.clone())
+                .with_expected_version(message.version)
+                .with_context(context);
+            return Ok(Settled::Interrupted(self.update_content(interrupt).await?.message));
+        }
+        let delete = Delete::message(message.thread_id.clone(), message.id.clone())
+            .with_expected_version(message.version)
+            .with_context(context);
+        let deleted = self.delete(delete).await?;
+        Ok(if deleted.message_ids.contains(&message.id) { Settled::Deleted } else { Settled::Gone })
     }
 }

@@ -199,6 +199,43 @@ impl Scoped {
         watch_stop, StopReply => StopSignal
     );
 
+    /// Compacts one of the scope's threads once, if its tail is over the budget; see
+    /// [`Compaction::compact`](crate::compaction::Compaction::compact). Every request of the run
+    /// carries the scope's context, so it reads, leases and summarizes the scope's thread and no
+    /// other tenant's.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::compaction::{Budget, Compacted, Compaction, KeepLastText};
+    /// use persist::{args::Add, summary::ReadCompacted, Content, Context, Pipeline, Role, TenantId, ThreadId};
+    /// use persist::memory::MemoryBackend;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let acme = pipeline.scoped(Context::new().with_tenant(TenantId::new("acme")?));
+    /// let thread = ThreadId::new("general")?;
+    /// for i in 1..=6 {
+    ///     acme.add(Add::new(thread.clone(), Role::User, Content::text(format!("m{i}")))).await?;
+    /// }
+    /// let compaction = Compaction::new(KeepLastText::new(2), Budget::messages(4)).keep_recent(1);
+    /// assert!(matches!(acme.compact(&compaction, thread.clone()).await?, Compacted::Summarized(_)));
+    /// assert_eq!(acme.compacted(ReadCompacted::new(thread)).await?.messages.len(), 1);
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Compaction::compact`](crate::compaction::Compaction::compact).
+    pub async fn compact<C: crate::compaction::Compactor>(
+        &self,
+        compaction: &crate::compaction::Compaction<C>,
+        thread: crate::ThreadId,
+    ) -> Result<crate::compaction::Compacted> {
+        compaction.compact(&self.pipeline, thread, self.context.renewed()).await
+    }
+
     /// One batch of retention over the scope's threads; see [`Pipeline::prune`]. A prune made
     /// for every tenant (the default of [`Prune::new`]) is confined to the scope's.
     ///

@@ -76,6 +76,14 @@ pub struct ForkReport {
     pub already: usize,
     /// The last seq of the source the fork copied from.
     pub up_to: u64,
+    /// Summaries of the source written to the new thread by this run (see
+    /// [`Pipeline::fork`](crate::Pipeline::fork)).
+    pub summaries: usize,
+    /// Summaries of the source ending before the first message the fork copied (retention
+    /// removed what they cover, their last message with it): the new thread starts at seq 1,
+    /// with no place before it, so they are not carried. The source's compacted read still
+    /// answers them.
+    pub summaries_behind: usize,
 }
 
 /// Retention: prunes threads with no activity for an age, and/or keeps only the latest

@@ -16,7 +16,9 @@ pub struct Maintenance;
 #[non_exhaustive]
 pub enum Stranding {
     /// Marks it [`Interrupted`](crate::Status::Interrupted), keeping the text its stream wrote
-    /// (the default): readers see the reply was cut short, and what it said so far.
+    /// (the default): readers see the reply was cut short, and what it said so far. One its
+    /// stream wrote nothing to ([`Content::is_blank`](crate::Content::is_blank)) is deleted:
+    /// there is nothing to keep, and providers refuse an empty message.
     #[default]
     Interrupt,
     /// Deletes it, with whatever its stream wrote.
@@ -85,7 +87,8 @@ pub struct CleanupReport {
     /// The reservations marked interrupted, as written (status `Interrupted`, the text their
     /// streams wrote, each with its thread's tenant).
     pub interrupted: Vec<Stranded>,
-    /// The reservations deleted ([`Stranding::Delete`]), as they were found.
+    /// The reservations deleted ([`Stranding::Delete`], or blank ones: see
+    /// [`Stranding::Interrupt`]), as they were found.
     pub deleted: Vec<Stranded>,
     /// Reservations that changed between finding and cleaning (written to, finalized): kept as
     /// they are.
@@ -210,17 +213,20 @@ impl SchemaStatus {
     /// work it leaves to the build that applied it (SQLite's version 17 copies messages in
     /// batches; PostgreSQL's version 13 builds an index concurrently) is not done, so the store
     /// is not at that version yet. Only for a store that records `migration` and is otherwise
-    /// in order (nothing newer, pending, failed or changed): `applied` goes back to just below
-    /// it, and it joins `pending`.
+    /// in order (nothing newer than this build, nothing older than `migration` pending, nothing
+    /// failed or changed): `applied` goes back to just below it, and it joins `pending`, first
+    /// (a later migration, applied or not, stays behind it).
     pub fn with_work_left(mut self, migration: SchemaMigration) -> Self {
-        if self.applied >= migration.version
+        let recorded =
+            self.applied >= migration.version && !self.pending.iter().any(|m| m.version == migration.version);
+        if recorded
             && !self.is_ahead()
-            && self.pending.is_empty()
+            && self.pending.iter().all(|m| m.version > migration.version)
             && self.failed.is_empty()
             && self.changed.is_empty()
         {
             self.applied = migration.version - 1;
-            self.pending.push(migration);
+            self.pending.insert(0, migration);
         }
         self
     }
@@ -334,5 +340,26 @@ mod tests {
             SchemaStatus::from_records(vec![(1, true, vec![1]), (2, true, vec![2]), (3, true, vec![3])], known_sums())
                 .is_current()
         );
+    }
+
+    #[test]
+    fn a_migration_with_work_left_is_pending_before_the_ones_after_it() {
+        let step = |v| SchemaMigration::new(v, format!("step {v}"));
+        // The newest applied: it goes back to pending.
+        let last = SchemaStatus::new([1, 2, 3], known()).with_work_left(step(3));
+        assert_eq!((last.applied, last.pending.clone()), (2, vec![step(3)]));
+        // A later migration not applied yet stays pending after it.
+        let later_pending = SchemaStatus::new([1, 2], known()).with_work_left(step(2));
+        assert_eq!((later_pending.applied, later_pending.pending.clone()), (1, vec![step(2), step(3)]));
+        // Applied after it (its SQL ran in the same migration run): the store is below it still.
+        let later_applied = SchemaStatus::new([1, 2, 3], known()).with_work_left(step(2));
+        assert_eq!((later_applied.applied, later_applied.pending.clone()), (1, vec![step(2)]));
+        // Not recorded, or an older one pending, failed, changed, ahead: as it was.
+        let not_yet = SchemaStatus::new([1], known());
+        assert_eq!(not_yet.clone().with_work_left(step(2)), not_yet);
+        let gap = SchemaStatus::new([1, 3], known());
+        assert_eq!(gap.clone().with_work_left(step(3)), gap);
+        let ahead = SchemaStatus::new([1, 2, 3, 7], known());
+        assert_eq!(ahead.clone().with_work_left(step(3)), ahead);
     }
 }

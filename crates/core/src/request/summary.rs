@@ -123,6 +123,10 @@ pub struct Summarize {
     /// now, by the store's clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    /// Replace the content and metadata of the stored summary of this range instead of writing
+    /// a new one (see [`replacing`](Self::replacing)).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace: bool,
     /// Request context: its tenant names the thread's tenant.
     #[serde(default)]
     pub context: Context,
@@ -138,6 +142,7 @@ impl Summarize {
             content,
             metadata: Metadata::new(),
             created_at: None,
+            replace: false,
             context: Context::new(),
         }
     }
@@ -157,6 +162,39 @@ impl Summarize {
     /// Keeps `created_at` as the summary's time (an import of an export).
     pub fn created_at(mut self, created_at: Timestamp) -> Self {
         self.created_at = Some(created_at);
+        self
+    }
+
+    /// Replaces the content and metadata of the summary stored for this range (the same
+    /// `from_seq` and `through_seq`), keeping its time: what a key rotation writes to seal a
+    /// summary again with the current key. A summary is otherwise written once (a second write
+    /// of its range answers the first); this is the one way to change it, and it says the same
+    /// thing in another form. No feed event: readers see no change.
+    ///
+    /// # Errors
+    ///
+    /// At the store: `NotFound` when no summary of the range is stored (retention or a
+    /// truncation took it); `InvalidInput` when the summary ending at `through_seq` covers
+    /// another range.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::{args::Add, summary::Summarize, memory::MemoryBackend, Content, Pipeline, Role, ThreadId};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let store = Pipeline::new(MemoryBackend::new());
+    /// let thread = ThreadId::new("t1")?;
+    /// store.add(Add::new(thread.clone(), Role::User, Content::text("hi"))).await?;
+    /// store.summarize(Summarize::new(thread.clone(), 1, Content::text("a greeting"))).await?;
+    /// let again = Summarize::new(thread.clone(), 1, Content::text("A greeting.")).replacing();
+    /// let written = store.summarize(again).await?;
+    /// assert_eq!((written.deduplicated, written.summary.content), (false, Content::text("A greeting.")));
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn replacing(mut self) -> Self {
+        self.replace = true;
         self
     }
 
@@ -211,12 +249,20 @@ impl Summarize {
     }
 
     /// The answer when a summary ends at the same message already: `stored` itself
-    /// (deduplicated) for the same range, `InvalidInput` for another.
+    /// (deduplicated) for the same range, or (a [replacement](Self::replacing)) the summary to
+    /// store in its place, not deduplicated; `InvalidInput` for another range.
     ///
     /// # Errors
     ///
     /// [`PersistError::InvalidInput`] naming the range stored.
     pub fn against_stored(&self, stored: Summary) -> Result<Summarized> {
+        if stored.same_range(self) && self.replace {
+            let created_at = stored.created_at;
+            return Ok(Summarized::new(
+                Summary { content: self.content.clone(), metadata: self.metadata.clone(), created_at, ..stored },
+                false,
+            ));
+        }
         if stored.same_range(self) {
             return Ok(Summarized::new(stored, true));
         }
@@ -227,6 +273,11 @@ impl Summarize {
                 stored.from_seq, stored.through_seq
             ),
         ))
+    }
+
+    /// The refusal of a [replacement](Self::replacing) of a range no summary covers.
+    pub fn no_summary_to_replace(&self) -> PersistError {
+        PersistError::not_found(&self.thread_id, None)
     }
 
     /// The refusal of a range whose last message the thread does not have.

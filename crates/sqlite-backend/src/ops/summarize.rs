@@ -81,7 +81,23 @@ pub(super) async fn summarize(conn: &mut SqliteConnection, args: &Summarize, lim
     .await
     .map_err(sql("reading a summary"))?;
     if let Some(row) = stored {
-        return args.against_stored(rows::summary(&row).map_err(aborted)?).map_err(refused);
+        let answer = args.against_stored(rows::summary(&row).map_err(aborted)?).map_err(refused)?;
+        if !answer.deduplicated {
+            // A replacement: the same range, said in another form.
+            sqlx::query("UPDATE summaries SET content = ?4, metadata = ?5 WHERE tenant = ?2 AND thread_id = ?1 AND through_seq = ?3")
+                .bind(thread)
+                .bind(tenant)
+                .bind(signed(args.through_seq))
+                .bind(content.as_json())
+                .bind(metadata)
+                .execute(&mut *conn)
+                .await
+                .map_err(sql("replacing a summary"))?;
+        }
+        return Ok(answer);
+    }
+    if args.replace {
+        return Err(refused(args.no_summary_to_replace()));
     }
     // A message of the thread, or history before its oldest (what retention left); not a gap.
     let ends: bool = sqlx::query_scalar(concat!(

@@ -54,6 +54,10 @@ use crate::model::Status;
 use crate::summary::{ReadCompacted, Summarize, Summary};
 use crate::{BoxError, Content, Context, Message, Metadata, PersistError, Pipeline, Result, ThreadId};
 
+/// How long a reply of the tail may go without a write before a compaction settles it; see
+/// [`Compaction::settle_after`].
+pub const DEFAULT_SETTLE_AFTER: Duration = Duration::from_secs(600);
+
 /// The name of the lease a compaction takes on its thread.
 pub const LEASE_NAME: &str = "persist.compaction";
 /// The metadata key a summary written by [`Compaction`] names its compactor under.
@@ -211,6 +215,7 @@ pub struct Compaction<C> {
     keep_recent: usize,
     holder: String,
     lease_for: Duration,
+    settle_after: Option<Duration>,
 }
 
 impl<C> fmt::Debug for Compaction<C> {
@@ -220,6 +225,7 @@ impl<C> fmt::Debug for Compaction<C> {
             .field("keep_recent", &self.keep_recent)
             .field("holder", &self.holder)
             .field("lease_for", &self.lease_for)
+            .field("settle_after", &self.settle_after)
             .finish_non_exhaustive()
     }
 }
@@ -227,7 +233,8 @@ impl<C> fmt::Debug for Compaction<C> {
 impl<C: Compactor> Compaction<C> {
     /// Compacts with `compactor` when the tail is over `budget`, keeping the 4 most recent
     /// messages as they are, as a holder of a name of its own (a random id per instance),
-    /// leasing the thread for 5 minutes.
+    /// leasing the thread for 5 minutes, settling replies silent for 10 minutes (see
+    /// [`settle_after`](Self::settle_after)).
     pub fn new(compactor: C, budget: Budget) -> Self {
         Self {
             compactor,
@@ -235,7 +242,24 @@ impl<C: Compactor> Compaction<C> {
             keep_recent: 4,
             holder: format!("persist-{}", uuid::Uuid::now_v7()),
             lease_for: Duration::from_secs(300),
+            settle_after: Some(DEFAULT_SETTLE_AFTER),
         }
+    }
+
+    /// Settles the replies of the tail that nobody wrote to for `silence` before compacting, as
+    /// [`cleanup_stranded`](Pipeline::cleanup_stranded) would (through the pipeline, expecting
+    /// the version read): marked [`Interrupted`](crate::Status::Interrupted) with what their
+    /// stream wrote, or deleted when it wrote nothing. A compaction never folds past a reply
+    /// still `Reserved`, so without this a reply whose generator died would stop the thread's
+    /// compaction until an operator ran a cleanup, while its tail grew with every message.
+    /// A generator that waits longer than `silence` (a slow tool) keeps its reply alive with
+    /// [heartbeats](crate::args::UpdateContent::heartbeat). `None` settles nothing: a reply
+    /// left reserved is then reported at each run (`tracing` warning) and the run answers
+    /// [`Compacted::NothingSettled`] when it is the first message it could fold. Default: 10
+    /// minutes.
+    pub fn settle_after(mut self, silence: Option<Duration>) -> Self {
+        self.settle_after = silence;
+        self
     }
 
     /// Keeps the `n` most recent messages out of every summary (a model then sees them as
@@ -251,8 +275,9 @@ impl<C: Compactor> Compaction<C> {
         self
     }
 
-    /// How long a run may hold a thread's lease (at most a day): after that, an instance that
-    /// died while compacting no longer keeps the others out. Longer than a compactor takes.
+    /// How long a thread's lease lasts without renewal (at most a day): after that, an instance
+    /// that died while compacting no longer keeps the others out. A run renews it every third
+    /// of this while its compactor works, so a compactor may take longer than this.
     pub fn lease_for(mut self, duration: Duration) -> Self {
         self.lease_for = duration;
         self
@@ -277,12 +302,12 @@ impl<C: Compactor> Compaction<C> {
         // Its reads see its lease and what was written before it, whichever copy answers.
         let context = context.consistent().with_extension(Maintenance);
         let take = Lease::take(thread.clone(), LEASE_NAME, self.holder.clone(), self.lease_for)?;
-        match pipeline.lease(take.with_context(context.renewed())).await? {
+        match pipeline.lease(take.clone().with_context(context.renewed())).await? {
             Some(held) if held.holder == self.holder => {}
             Some(held) => return Ok(Compacted::Busy(held)),
             None => return Err(PersistError::temporary("the thread's compaction lease was not taken; try again")),
         }
-        let outcome = self.compact_leased(pipeline, &thread, &context).await;
+        let outcome = self.renewing(pipeline, &take, &context, self.compact_leased(pipeline, &thread, &context)).await;
         let give_up = Lease::give_up(thread, LEASE_NAME, self.holder.clone())?;
         if let Err(error) = pipeline.lease(give_up.with_context(context.renewed())).await {
             tracing::warn!(%error, "giving up a compaction lease; it expires on its own");
@@ -290,9 +315,38 @@ impl<C: Compactor> Compaction<C> {
         outcome
     }
 
+    /// Runs `work` while renewing the lease `take` took, every third of its time, so a
+    /// compactor slower than [`lease_for`](Self::lease_for) keeps the thread: another instance
+    /// never takes it while this run is alive. A renewal another holder answered (the lease ran
+    /// out between two renewals, and was taken) stops the work before it writes anything:
+    /// [`Compacted::Busy`]. A renewal that fails stops it with its error.
+    async fn renewing(
+        &self,
+        pipeline: &Pipeline,
+        take: &Lease,
+        context: &Context,
+        work: impl Future<Output = Result<Compacted>>,
+    ) -> Result<Compacted> {
+        let every = (self.lease_for / 3).max(Duration::from_millis(10));
+        let mut work = std::pin::pin!(work);
+        loop {
+            match tokio::time::timeout(every, &mut work).await {
+                Ok(outcome) => return outcome,
+                Err(_) => match pipeline.lease(take.clone().with_context(context.renewed())).await? {
+                    Some(held) if held.holder == self.holder => {}
+                    Some(held) => return Ok(Compacted::Busy(held)),
+                    None => return Err(PersistError::temporary("the thread's compaction lease was lost; try again")),
+                },
+            }
+        }
+    }
+
     async fn compact_leased(&self, pipeline: &Pipeline, thread: &ThreadId, context: &Context) -> Result<Compacted> {
-        let read = ReadCompacted::new(thread.clone()).include_reserved(true).with_context(context.renewed());
-        let read = pipeline.compacted(read).await?;
+        let compacted = ReadCompacted::new(thread.clone()).include_reserved(true);
+        let mut read = pipeline.compacted(compacted.clone().with_context(context.renewed())).await?;
+        if self.settle_silent(pipeline, &read.messages, context).await? {
+            read = pipeline.compacted(compacted.with_context(context.renewed())).await?;
+        }
         // What does not open (a wrong key, a tampered value) would be covered unread, or a
         // previous summary lost: nothing is written.
         if let Some(item) = read.unreadable.first() {
@@ -305,9 +359,10 @@ impl<C: Compactor> Compaction<C> {
         if !self.budget.is_over(&read.messages) {
             return Ok(Compacted::WithinBudget);
         }
-        // Settled messages only, and never the most recent.
+        // Settled messages only, never the most recent, and never a call without its results.
         let settled = read.messages.iter().take_while(|m| m.status != Status::Reserved).count();
         let foldable = settled.min(read.messages.len().saturating_sub(self.keep_recent));
+        let foldable = boundary_keeping_tool_pairs(&read.messages, foldable);
         let Some(last) = foldable.checked_sub(1).map(|i| &read.messages[i]) else {
             return Ok(Compacted::NothingSettled);
         };
@@ -329,6 +384,83 @@ impl<C: Compactor> Compaction<C> {
             .with_metadata(metadata)
             .with_context(context.renewed());
         Ok(Compacted::Summarized(pipeline.summarize(summarize).await?.summary))
+    }
+}
+
+/// The latest boundary at or before `limit` (the first `n` of `messages` folded) that splits no
+/// tool call from its results: a provider refuses a history whose result answers a call it
+/// cannot see (one folded into the summary), and a call whose result never follows. A call
+/// answered later in `messages` keeps the boundary at or before it; so does a call not answered
+/// yet while its turn is open (no user message after it: its tool may still be running), whose
+/// result would otherwise come after the summary that folded the call. A call a user message
+/// followed unanswered was abandoned, and folds.
+fn boundary_keeping_tool_pairs(messages: &[Message], limit: usize) -> usize {
+    use std::collections::HashMap;
+    // Each call's message, and the last message answering it.
+    let mut calls: HashMap<String, (usize, Option<usize>)> = HashMap::new();
+    for (index, message) in messages.iter().enumerate() {
+        for part in message.content.parts() {
+            match part {
+                crate::Part::ToolCall { id, .. } => {
+                    calls.entry(id).or_insert((index, None));
+                }
+                crate::Part::ToolResult { call_id, .. } => {
+                    if let Some((_, answered)) = calls.get_mut(&call_id) {
+                        *answered = Some(index);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let last_user = messages.iter().rposition(|m| m.role == crate::Role::User);
+    let spans: Vec<(usize, usize)> = calls
+        .into_values()
+        .filter_map(|(call, answered)| match answered {
+            Some(result) => Some((call, result)),
+            // Open: a result may still come after everything read.
+            None if last_user.is_none_or(|user| user < call) => Some((call, usize::MAX)),
+            None => None,
+        })
+        .collect();
+    // A boundary inside a span moves before its call, which may put it inside another span.
+    let mut boundary = limit;
+    while let Some(&(call, _)) = spans.iter().find(|&&(call, last)| call < boundary && boundary <= last) {
+        boundary = call;
+    }
+    boundary
+}
+
+impl<C> Compaction<C> {
+    /// Settles the replies among `messages` silent for longer than `settle_after` (see there);
+    /// whether any was settled. Each reply kept reserved is reported.
+    async fn settle_silent(&self, pipeline: &Pipeline, messages: &[Message], context: &Context) -> Result<bool> {
+        let mut settled = false;
+        let now = crate::Timestamp::now();
+        for reply in messages.iter().filter(|m| m.status == Status::Reserved) {
+            let silent = self.settle_after.filter(|&silence| reply.updated_at < now.saturating_sub(silence));
+            if silent.is_none() {
+                if self.settle_after.is_none() {
+                    tracing::warn!(
+                        thread = %reply.thread_id, message = %reply.id, seq = reply.seq,
+                        "a reply still reserved keeps the compaction from folding past it; settle it \
+                         (cleanup_stranded) if its generator died"
+                    );
+                }
+                continue;
+            }
+            let stranding = crate::maintenance::Stranding::Interrupt;
+            match pipeline.settle_stranded(reply, stranding, context.renewed()).await {
+                Ok(_) => {
+                    tracing::info!(thread = %reply.thread_id, message = %reply.id, seq = reply.seq, "a silent reply settled");
+                    settled = true;
+                }
+                // Written to meanwhile: alive after all.
+                Err(error) if error.is_changed_or_gone() => settled = true,
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(settled)
     }
 }
 
