@@ -202,7 +202,11 @@ fn an_empty_listing_says_where_the_tenants_threads_are() {
     let other = ok(&["--url", url, "--tenant", "globex", "threads"]);
     assert_eq!(other.trim(), "no threads", "a tenant named is listed as asked");
     let empty = dir.path().join("empty.db");
-    block_on(async { Ok::<_, PersistError>(SqliteBackend::open(&empty).await?.close().await) }).unwrap();
+    block_on(async {
+        SqliteBackend::open(&empty).await?.close().await;
+        Ok::<_, PersistError>(())
+    })
+    .unwrap();
     assert_eq!(ok(&["--url", path_str(&empty), "threads"]).trim(), "no threads");
 }
 
