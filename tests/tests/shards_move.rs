@@ -536,6 +536,58 @@ async fn writes_that_reach_the_old_shard_late_are_carried_or_stop_the_move() {
     assert!(matches!(state(&stores, "acme").await, Some(MoveState::Cleaning { .. })));
 }
 
+/// A session binding that reaches the old shard after the cleaning read a thread, and before
+/// its purge: the purge expects what it read, so it is refused, and the next pass carries the
+/// binding over before it erases the thread (a binding moves no `updated_at`: it was erased).
+#[tokio::test]
+async fn a_binding_written_between_the_cleaning_read_and_the_purge_is_carried() {
+    use persist::PersistArgs;
+    let (raw_a, raw_b) = (MemoryBackend::new(), MemoryBackend::new());
+    let sneaked = Arc::new(AtomicBool::new(false));
+    // A write on its way since before the switch, landing just before the old copy's purge.
+    let sneaking = |raw: MemoryBackend| {
+        let (sneaked, below) = (sneaked.clone(), raw.clone());
+        let layer = persist::layer::from_fn(move |args: PersistArgs, next| {
+            let (raw, sneaked) = (below.clone(), sneaked.clone());
+            async move {
+                if let PersistArgs::Delete(delete) = &args
+                    && delete.purge
+                    && !delete.free_id
+                    && delete.thread_id.as_str() == "thread-0"
+                    && !sneaked.swap(true, Ordering::SeqCst)
+                {
+                    let bind = Bind::new(
+                        AgentId::new("late-agent").unwrap(),
+                        id("thread-0"),
+                        SessionId::new("sneaked-in").unwrap(),
+                        ProviderId::new("provider").unwrap(),
+                    );
+                    Pipeline::new(raw).bind(bind.with_context(ctx("acme"))).await.unwrap();
+                }
+                next.run(args).await
+            }
+        });
+        Pipeline::builder().layer(layer).build(raw)
+    };
+    let stores = Stores {
+        directory: Pipeline::new(MemoryBackend::new()),
+        shards: vec![("a".to_owned(), sneaking(raw_a)), ("b".to_owned(), sneaking(raw_b))],
+    };
+    let app = Pipeline::new(stores.instance());
+    seed(&app, "acme", 2, 2).await;
+    let shards = stores.instance();
+    let acme = tenant("acme");
+    let from = shards.placement(Some(&acme)).await.unwrap().shard;
+    let to = stores.other_than(&shards, "acme").await;
+    let moved = shards.move_tenant(Some(&acme), &to, options()).await.unwrap();
+    assert!(sneaked.load(Ordering::SeqCst), "the binding was written before the purge");
+    assert_eq!((moved.carried, moved.erased), (1, 2), "thread-0 carried once its purge was refused");
+    let held = snapshot(stores.store(&to), "acme").await;
+    let sessions: Vec<&str> = held[&id("thread-0")].2.iter().map(|b| b.binding.session_id.as_str()).collect();
+    assert!(sessions.contains(&"sneaked-in"), "{sessions:?}");
+    assert!(snapshot(stores.store(&from), "acme").await.is_empty());
+}
+
 #[tokio::test]
 async fn one_mover_at_a_time_and_clear_refusals() {
     let stores = Stores::memory(&["a", "b", "c"]);

@@ -10,6 +10,7 @@
 #[path = "../../examples/sse_server.rs"]
 mod sse_server;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -62,14 +63,15 @@ fn unique() -> String {
     format!("{:x}_{nanos:x}", std::process::id())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_of_one_instance_follows_writes_made_through_another_and_resumes_where_it_stopped() {
+/// Runs `test` with a fresh schema's name and a fresh thread id (`thread` and a suffix), in a
+/// task of its own, so the schema is dropped whether it passes or panics; nothing without a
+/// server, outside CI.
+async fn in_fresh_schema<F: Future<Output = ()> + Send + 'static>(thread: &str, test: impl FnOnce(String, String) -> F) {
     let Some(conn) = admin().await else { return };
     let _ = conn.close().await;
     let suffix = unique();
     let schema = format!("persist_test_sse_{suffix}");
-    // In a task of its own, so the schema is dropped whether it passes or panics.
-    let outcome = tokio::spawn(two_instances(schema.clone(), format!("t-{suffix}"))).await;
+    let outcome = tokio::spawn(test(schema.clone(), format!("{thread}-{suffix}"))).await;
     drop_schema(&schema).await;
     if let Err(failure) = outcome {
         if failure.is_panic() {
@@ -77,6 +79,11 @@ async fn a_client_of_one_instance_follows_writes_made_through_another_and_resume
         }
         panic!("the test did not finish: {failure}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_one_instance_follows_writes_made_through_another_and_resumes_where_it_stopped() {
+    in_fresh_schema("t", two_instances).await;
 }
 
 async fn two_instances(schema: String, thread: String) {
@@ -352,18 +359,7 @@ fn parse_event(block: &[u8]) -> Option<Received> {
 /// is `409 Conflict` and writes nothing; the winner's `POST` sent again follows its reply.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_chat_posts_to_one_thread_generate_one_reply() {
-    let Some(conn) = admin().await else { return };
-    let _ = conn.close().await;
-    let suffix = unique();
-    let schema = format!("persist_test_sse_{suffix}");
-    let outcome = tokio::spawn(one_generation(schema.clone(), format!("chat-{suffix}"))).await;
-    drop_schema(&schema).await;
-    if let Err(failure) = outcome {
-        if failure.is_panic() {
-            std::panic::resume_unwind(failure.into_panic());
-        }
-        panic!("the test did not finish: {failure}");
-    }
+    in_fresh_schema("chat", one_generation).await;
 }
 
 async fn one_generation(schema: String, thread: String) {

@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (175 in all):
+//! [`CHECKS`] lists every check by group and name (176 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -64,7 +64,7 @@
 //! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
 //! | [`turns`] | a whole turn in one write: consecutive seqs, a reservation last, idempotent as a whole (turn key, own keys, ids), refused whole (bad message, taken id or key, reused turn key, deleted thread, limits), one feed event per message, never interleaved with racing writers |
 //! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
-//! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; purge (erased tombstone, freed id) |
+//! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; purge (erased tombstone, freed id); a thread delete expecting what it read (its time, its summaries and bindings) |
 //! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning (gated on `restore`) |
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
 //! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, branches page by seq, deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
@@ -261,6 +261,7 @@ macro_rules! __for_each_check {
                 check_purge_can_free_the_id,
                 check_purge_of_a_deleted_thread_erases_its_tombstone,
                 check_a_thread_delete_can_expect_no_write_since,
+                check_a_thread_delete_can_expect_its_summaries_and_bindings,
                 check_pop_and_clear_keep_the_thread,
                 check_pop_keeps_a_message_written_meanwhile,
                 check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes,

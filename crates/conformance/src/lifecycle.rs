@@ -392,6 +392,58 @@ pub async fn check_a_thread_delete_can_expect_no_write_since<F: Factory>(factory
     store.finish().await
 }
 
+/// A thread delete can expect the thread's summaries and session bindings as read
+/// (`expected_attached`): a binding (or a summary) written since, which moves no `updated_at`,
+/// makes it a `VersionConflict` that deletes nothing, instead of erasing what nobody read.
+pub async fn check_a_thread_delete_can_expect_its_summaries_and_bindings<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::args::{Attached, Delete};
+    use persist_core::session::{Bind, ListBindings};
+    use persist_core::{AgentId, ProviderId, SessionId};
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let id = t("attached");
+    for text in ["one", "two"] {
+        add_text(b.as_ref(), &id, text).await;
+    }
+    let bind = |agent: &str| {
+        let agent = AgentId::new(agent).expect("agent");
+        Bind::new(agent, id.clone(), SessionId::new("s1").expect("session"), ProviderId::new("p").expect("provider"))
+    };
+    p.bind(bind("first")).await.expect("bind");
+    if store.caps().summaries {
+        let summary = persist_core::summary::Summarize::new(id.clone(), 1, Content::text("one"));
+        p.summarize(summary).await.expect("summary");
+    }
+    let read = |p: Pipeline, id: persist_core::ThreadId| async move {
+        let bindings = p.bindings(ListBindings::new(id.clone())).await.expect("bindings");
+        let summaries = p.summaries(persist_core::summary::ListSummaries::new(id)).await;
+        let ends =
+            summaries.map(|page| page.items.iter().map(|s| s.through_seq).collect::<Vec<_>>()).unwrap_or_default();
+        Attached::new(ends, bindings.into_iter().map(|b| (b.binding.agent_id, b.binding.updated_at)))
+    };
+    let before = (thread(b, &id).await.unwrap(), read(p.clone(), id.clone()).await);
+    assert_eq!(before.1.len(), 1 + usize::from(store.caps().summaries));
+    p.bind(bind("second")).await.expect("a binding written after the read");
+    let stale = Delete::purge(id.clone())
+        .with_expected_updated_at(before.0.updated_at)
+        .with_expected_attached(before.1.clone());
+    assert_err!(p.delete(stale).await, PersistError::VersionConflict { message_id: None, .. });
+    assert_eq!(all_messages(b, &id).await.len(), 2, "nothing deleted");
+    assert_eq!(p.bindings(ListBindings::new(id.clone())).await.expect("bindings").len(), 2, "both bindings kept");
+    let now = (thread(b, &id).await.unwrap(), read(p.clone(), id.clone()).await);
+    let current = Delete::purge(id.clone()).with_expected_updated_at(now.0.updated_at).with_expected_attached(now.1);
+    p.delete(current).await.expect("deleted, as read");
+    assert!(thread(b, &id).await.unwrap().is_deleted());
+    let mut on_message = Delete::message(id.clone(), persist_core::MessageId::new("m").unwrap());
+    on_message.expected_attached = Some(Attached::default());
+    assert_err!(
+        crate::fixture::write(b, on_message).await,
+        PersistError::InvalidInput { field: "expected_attached", .. }
+    );
+    store.finish().await
+}
+
 /// A fork resumes up to the seq it recorded even when its source grew since; it refuses an
 /// empty target and its own source (a fork back onto the thread it came from).
 pub async fn check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes<F: Factory>(factory: &F) -> Outcome {

@@ -449,6 +449,17 @@ impl State {
                 if let Some(conflict) = args.updated_at_conflict(ts.thread.updated_at) {
                     return Err(conflict);
                 }
+                if args.expected_attached.is_some() {
+                    let thread = key(tenant, &args.thread_id);
+                    let bindings = self.bindings.iter().filter(|((bound, _), _)| thread.equivalent(bound));
+                    let stored = persist_core::args::Attached::new(
+                        ts.summaries.keys().copied(),
+                        bindings.map(|((_, agent), (binding, _))| (agent.clone(), binding.updated_at)),
+                    );
+                    if let Some(conflict) = args.attached_conflict(&stored) {
+                        return Err(conflict);
+                    }
+                }
                 let ids = ts.messages.iter().map(Record::id).collect::<Result<Vec<_>>>()?;
                 if feeding {
                     let (thread, version) = (args.thread_id.clone(), ts.thread.version);

@@ -176,6 +176,67 @@ impl Delete {
     }
 }
 
+impl Delete {
+    /// The refusal of a thread delete whose [`expected_attached`](Self::expected_attached) is
+    /// not what the thread holds (`stored`); `None` when it is (or names nothing). For backends.
+    pub fn attached_conflict(&self, stored: &Attached) -> Option<PersistError> {
+        let expected = self.expected_attached.as_ref().filter(|&expected| expected != stored)?;
+        Some(PersistError::VersionConflict {
+            thread_id: self.thread_id.clone(),
+            message_id: None,
+            expected: expected.len() as u64,
+            actual: stored.len() as u64,
+        })
+    }
+}
+
+/// What a thread holds beside its messages and its own fields: its summaries, by the seq each
+/// ends at, and its session bindings, by agent with the time each was last written; see
+/// [`Delete::with_expected_attached`].
+///
+/// # Example
+///
+/// ```
+/// use persist::args::Attached;
+/// use persist::{AgentId, Timestamp};
+///
+/// let read = Attached::new([7, 3], [(AgentId::new("bot")?, Timestamp::from_micros(5))]);
+/// assert_eq!(read.summaries, [3, 7], "in order, whatever order they were given in");
+/// # Ok::<_, persist::PersistError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Attached {
+    /// The seq each summary ends at, ascending.
+    pub summaries: Vec<u64>,
+    /// Each binding's agent and the time it was last written, by agent.
+    pub bindings: Vec<(crate::AgentId, crate::Timestamp)>,
+}
+
+impl Attached {
+    /// Summaries ending at `summaries` and bindings of `bindings`, in any order.
+    pub fn new(
+        summaries: impl IntoIterator<Item = u64>,
+        bindings: impl IntoIterator<Item = (crate::AgentId, crate::Timestamp)>,
+    ) -> Self {
+        let mut summaries: Vec<u64> = summaries.into_iter().collect();
+        summaries.sort_unstable();
+        let mut bindings: Vec<_> = bindings.into_iter().collect();
+        bindings.sort();
+        Self { summaries, bindings }
+    }
+
+    /// How many summaries and bindings.
+    pub fn len(&self) -> usize {
+        self.summaries.len() + self.bindings.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What an [`Update`] or a [`Delete`] applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -308,6 +369,10 @@ pub struct Delete {
     /// `updated_at`). The conflict's `expected` and `actual` are then times in microseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_updated_at: Option<crate::Timestamp>,
+    /// A thread delete only: fail with `VersionConflict` unless the thread's summaries and
+    /// session bindings are these (see [`with_expected_attached`](Self::with_expected_attached)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_attached: Option<Attached>,
     /// Erase the thread for good; see [`Delete::purge`].
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub purge: bool,
@@ -456,6 +521,18 @@ impl Delete {
         self
     }
 
+    /// Deletes the thread only if its summaries and session bindings are still `attached` (read
+    /// with the thread): a summary or a binding written since would go with the thread unread
+    /// (neither moves the thread's `updated_at`). With
+    /// [`with_expected_updated_at`](Self::with_expected_updated_at), nothing of the thread can
+    /// be written between a read and the delete and be lost: what moving a tenant between
+    /// shards needs before it erases the old copy. The conflict's `expected` and `actual` are
+    /// then how many summaries and bindings the thread holds.
+    pub fn with_expected_attached(mut self, attached: Attached) -> Self {
+        self.expected_attached = Some(attached);
+        self
+    }
+
     /// With [`purge`](Self::purge): whether the tombstone goes too, freeing the id.
     ///
     /// The change feed forgets the id too (ids often carry personal data: an email, a phone
@@ -473,6 +550,7 @@ impl Delete {
             target,
             expected_version: None,
             expected_updated_at: None,
+            expected_attached: None,
             purge: false,
             free_id: false,
             context: Context::new(),

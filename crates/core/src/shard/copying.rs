@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::directory::Directory;
 use super::moving::Claim;
-use crate::args::{Delete, Restore};
+use crate::args::{Attached, Delete, Restore};
 use crate::context::Context;
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{TenantId, ThreadId};
@@ -222,20 +222,41 @@ async fn write_checked(store: &Pipeline, copy: &Copy) -> Result<()> {
     Ok(())
 }
 
-/// Purges `thread` from `store` if it was not written since `updated_at` (when given):
-/// `free_id` leaves no tombstone.
+/// Purges `thread` from `store` if it was not written since it was read (when `read` gives
+/// what was read: its `updated_at`, and the summaries and bindings it held): `free_id` leaves
+/// no tombstone.
 async fn erase(
     store: &Pipeline,
     tenant: Option<&TenantId>,
     thread: &ThreadId,
-    updated_at: Option<Timestamp>,
+    read: Option<(Timestamp, Attached)>,
     free_id: bool,
 ) -> Result<()> {
     let mut delete = Delete::purge(thread.clone()).freeing_id(free_id).with_context(context(tenant));
-    if let Some(updated_at) = updated_at {
-        delete = delete.with_expected_updated_at(updated_at);
+    if let Some((updated_at, attached)) = read {
+        delete = delete.with_expected_updated_at(updated_at).with_expected_attached(attached);
     }
     store.delete(delete).await.map(drop)
+}
+
+/// Every summary (by the seq it ends at) and session binding (by agent and last write) of
+/// `thread` in `store`, none left out: what a purge of it expects to erase (a summary or a
+/// binding written later, which moves no `updated_at`, would be erased unread otherwise).
+async fn attached(store: &Pipeline, thread: &Thread) -> Result<Attached> {
+    let ctx = context(thread.tenant.as_ref());
+    let bindings = store.bindings(ListBindings::new(thread.id.clone()).with_context(ctx.clone())).await?;
+    let mut query = ListSummaries::new(thread.id.clone()).with_limit(MAX_PAGE_LIMIT).with_context(ctx);
+    let mut ends = Vec::new();
+    loop {
+        let page = store.summaries(query.clone()).await?;
+        ends.extend(page.items.iter().map(|summary| summary.through_seq));
+        match query.next_page(&page) {
+            Some(next) => query = next,
+            None => break,
+        }
+    }
+    let bindings = bindings.into_iter().map(|stored| (stored.binding.agent_id, stored.binding.updated_at));
+    Ok(Attached::new(ends, bindings))
 }
 
 /// Whether `store` holds `copy` as it is.
@@ -369,6 +390,8 @@ pub(super) async fn clean(
         }
         for thread in left {
             claim.renew().await?;
+            // Read before the copy: what is written after it is refused by the purge below.
+            let held = attached(old, thread).await?;
             let Settled::Read(copy) = read(old, thread).await? else { continue };
             let copy = *copy;
             let get = GetThread::new(thread.id.clone()).with_context(context(tenant));
@@ -407,7 +430,7 @@ pub(super) async fn clean(
                     Err(error) => return Err(error),
                 }
             }
-            match erase(old, tenant, &thread.id, Some(copy.thread.updated_at), false).await {
+            match erase(old, tenant, &thread.id, Some((copy.thread.updated_at, held)), false).await {
                 Ok(()) => cleaned.erased += 1,
                 // Written since it was read: the next pass reads it again.
                 Err(PersistError::VersionConflict { .. }) => {}

@@ -1,11 +1,11 @@
 //! Deletes: a message, a truncation, a whole thread (and a purge), each under the thread's lock.
 
-use persist_core::args::Delete;
-use persist_core::{Deleted, MessageId, PersistError, Target, Timestamp};
+use persist_core::args::{Attached, Delete};
+use persist_core::{AgentId, Deleted, MessageId, PersistError, Target, Timestamp};
 use sqlx::{Connection, PgConnection, Row};
 
 use super::guard::diagnose_message;
-use crate::error::map_sqlx;
+use crate::error::{corrupt, map_sqlx};
 use crate::rows::{signed, tenant_key};
 
 pub(super) async fn delete_message(
@@ -216,6 +216,12 @@ pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete)
     if let Some(conflict) = delete.updated_at_conflict(Timestamp::from_micros(updated_at)) {
         return Err(conflict);
     }
+    // Binds and summaries take the thread's row FOR SHARE: none commits while it is locked.
+    if delete.expected_attached.is_some()
+        && let Some(conflict) = delete.attached_conflict(&attached(tx, delete, tenant).await?)
+    {
+        return Err(conflict);
+    }
     // The tombstone first: the change feed then records the thread's delete, and not each
     // message it removes.
     sqlx::query("UPDATE threads SET deleted_at = $3 WHERE tenant = $2 AND thread_id = $1")
@@ -307,4 +313,28 @@ pub(super) async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant:
         .map_err(sql("erasing the thread's feed"))?;
     }
     Ok(())
+}
+
+/// The summaries and session bindings the thread of `delete` holds (see
+/// [`Delete::with_expected_attached`]).
+async fn attached(tx: &mut PgConnection, delete: &Delete, tenant: &str) -> Result<Attached, PersistError> {
+    let summaries: Vec<i64> =
+        sqlx::query_scalar("SELECT through_seq FROM summaries WHERE tenant = $1 AND thread_id = $2")
+            .bind(tenant)
+            .bind(delete.thread_id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx("reading the thread's summaries", e))?;
+    let bindings: Vec<(String, i64)> =
+        sqlx::query_as("SELECT agent_id, updated_at FROM session_bindings WHERE tenant = $1 AND thread_id = $2")
+            .bind(tenant)
+            .bind(delete.thread_id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| map_sqlx("reading the thread's session bindings", e))?;
+    let bindings = bindings
+        .into_iter()
+        .map(|(agent, at)| Ok((AgentId::new(agent).map_err(|e| corrupt(e.to_string()))?, Timestamp::from_micros(at))))
+        .collect::<Result<Vec<_>, PersistError>>()?;
+    Ok(Attached::new(summaries.into_iter().map(|seq| seq.max(0) as u64), bindings))
 }

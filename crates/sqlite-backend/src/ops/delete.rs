@@ -1,11 +1,12 @@
 //! Deletes: a message, the messages after a seq (truncation), a whole thread (and a purge).
 
-use persist_core::args::Delete;
-use persist_core::{Deleted, MessageId, PersistError, Target, TenantId, ThreadId, Timestamp};
+use persist_core::args::{Attached, Delete};
+use persist_core::{AgentId, Deleted, MessageId, PersistError, Target, TenantId, ThreadId, Timestamp};
 use sqlx::SqliteConnection;
 
 use super::guard::*;
 use super::{Failure, OpResult, aborted, refused, sql};
+use crate::error::corrupt;
 use crate::rows::{packed_id, signed, tenant_key, thread_key};
 
 pub(super) async fn delete_message(conn: &mut SqliteConnection, delete: &Delete, id: &MessageId) -> OpResult<Deleted> {
@@ -142,6 +143,11 @@ pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) 
         }));
     }
     if let Some(conflict) = delete.updated_at_conflict(thread.updated_at) {
+        return Err(refused(conflict));
+    }
+    if delete.expected_attached.is_some()
+        && let Some(conflict) = delete.attached_conflict(&attached(conn, delete, tenant).await?)
+    {
         return Err(refused(conflict));
     }
     if let Target::MessagesAfter(seq) = delete.target {
@@ -318,4 +324,29 @@ async fn erase_chain(
             .map_err(sql("erasing the thread's feed"))?;
     }
     Ok(())
+}
+
+/// The summaries and session bindings the thread of `delete` holds (see
+/// [`Delete::with_expected_attached`]).
+async fn attached(conn: &mut SqliteConnection, delete: &Delete, tenant: &str) -> OpResult<Attached> {
+    let summaries: Vec<i64> =
+        sqlx::query_scalar("SELECT through_seq FROM summaries WHERE tenant = ?2 AND thread_id = ?1")
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql("reading the thread's summaries"))?;
+    let bindings: Vec<(String, i64)> =
+        sqlx::query_as("SELECT agent_id, updated_at FROM session_bindings WHERE tenant = ?2 AND thread_id = ?1")
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(sql("reading the thread's session bindings"))?;
+    let bindings = bindings
+        .into_iter()
+        .map(|(agent, at)| Ok((AgentId::new(agent).map_err(|e| corrupt(e.to_string()))?, Timestamp::from_micros(at))))
+        .collect::<Result<Vec<_>, PersistError>>()
+        .map_err(aborted)?;
+    Ok(Attached::new(summaries.into_iter().map(|seq| seq.max(0) as u64), bindings))
 }

@@ -23,7 +23,8 @@ use crate::request::summary::{ListSummaries, ReadCompacted, Summarize};
 pub use crate::request::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage, TurnPlan};
 use crate::request::write::nul;
 pub use crate::request::write::{
-    Add, Delete, MAX_APPEND_JOINS, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent, appends_kept_racing,
+    Add, Attached, Delete, MAX_APPEND_JOINS, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent,
+    appends_kept_racing,
 };
 
 /// One write request, as it travels through the pipeline.
@@ -386,6 +387,9 @@ impl PersistArgs {
             }
             if delete.expected_updated_at.is_some() && delete.target != Target::Thread {
                 return Err(PersistError::invalid("expected_updated_at", "applies to a thread delete only"));
+            }
+            if delete.expected_attached.is_some() && delete.target != Target::Thread {
+                return Err(PersistError::invalid("expected_attached", "applies to a thread delete only"));
             }
             if delete.free_id && !delete.purge {
                 return Err(PersistError::invalid("free_id", "applies to a purge only"));
