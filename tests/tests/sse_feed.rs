@@ -66,7 +66,10 @@ fn unique() -> String {
 /// Runs `test` with a fresh schema's name and a fresh thread id (`thread` and a suffix), in a
 /// task of its own, so the schema is dropped whether it passes or panics; nothing without a
 /// server, outside CI.
-async fn in_fresh_schema<F: Future<Output = ()> + Send + 'static>(thread: &str, test: impl FnOnce(String, String) -> F) {
+async fn in_fresh_schema<F: Future<Output = ()> + Send + 'static>(
+    thread: &str,
+    test: impl FnOnce(String, String) -> F,
+) {
     let Some(conn) = admin().await else { return };
     let _ = conn.close().await;
     let suffix = unique();

@@ -116,7 +116,8 @@ impl Shards {
     ///    thread the old shard still holds is compared with the new shard's: what was written to
     ///    the old one late (a write already on its way when the switch began: past what the
     ///    switch recorded it copied) is carried over, then the old copy is purged (refused if
-    ///    the thread changed since it was read: it is checked again), leaving a tombstone, so
+    ///    the thread, one of its summaries or one of its session bindings changed since it was
+    ///    read: it is checked again, and what came late is carried), leaving a tombstone, so
     ///    that a write that still reaches the old shard is refused (`ThreadDeleted`), never
     ///    taken and lost. What the switch copied and the new shard deleted since stays deleted. A
     ///    late change that collides with a change made on the new shard since (the same message
