@@ -58,6 +58,10 @@ use crate::{BoxError, Content, Context, Message, Metadata, PersistError, Pipelin
 /// [`Compaction::settle_after`].
 pub const DEFAULT_SETTLE_AFTER: Duration = Duration::from_secs(600);
 
+/// How long a run renews its lease while its compactor works (see
+/// [`Compaction::lease_for`]): longer than any summarization should take.
+pub const MAX_RENEWED: Duration = Duration::from_secs(3600);
+
 /// The name of the lease a compaction takes on its thread.
 pub const LEASE_NAME: &str = "persist.compaction";
 /// The metadata key a summary written by [`Compaction`] names its compactor under.
@@ -253,8 +257,8 @@ impl<C: Compactor> Compaction<C> {
     /// still `Reserved`, so without this a reply whose generator died would stop the thread's
     /// compaction until an operator ran a cleanup, while its tail grew with every message.
     /// A generator that waits longer than `silence` (a slow tool) keeps its reply alive with
-    /// [heartbeats](crate::args::UpdateContent::heartbeat). `None` settles nothing: a reply
-    /// left reserved is then reported at each run (`tracing` warning) and the run answers
+    /// [heartbeats](crate::args::UpdateContent::heartbeat). `None` settles nothing: the first
+    /// reply left reserved is then reported at each run (`tracing` warning) and the run answers
     /// [`Compacted::NothingSettled`] when it is the first message it could fold. Default: 10
     /// minutes.
     pub fn settle_after(mut self, silence: Option<Duration>) -> Self {
@@ -319,7 +323,9 @@ impl<C: Compactor> Compaction<C> {
     /// compactor slower than [`lease_for`](Self::lease_for) keeps the thread: another instance
     /// never takes it while this run is alive. A renewal another holder answered (the lease ran
     /// out between two renewals, and was taken) stops the work before it writes anything:
-    /// [`Compacted::Busy`]. A renewal that fails stops it with its error.
+    /// [`Compacted::Busy`]. A renewal that fails stops it with its error. Renewals end after
+    /// [`MAX_RENEWED`]: a compactor that hangs does not keep the thread from the others for
+    /// good (its lease then runs out, and the run goes on unrenewed).
     async fn renewing(
         &self,
         pipeline: &Pipeline,
@@ -328,8 +334,13 @@ impl<C: Compactor> Compaction<C> {
         work: impl Future<Output = Result<Compacted>>,
     ) -> Result<Compacted> {
         let every = (self.lease_for / 3).max(Duration::from_millis(10));
+        let until = std::time::Instant::now() + MAX_RENEWED;
         let mut work = std::pin::pin!(work);
         loop {
+            if std::time::Instant::now() >= until {
+                tracing::warn!(thread = %take.thread_id, "a compactor ran past its renewals; its lease runs out");
+                return work.await;
+            }
             match tokio::time::timeout(every, &mut work).await {
                 Ok(outcome) => return outcome,
                 Err(_) => match pipeline.lease(take.clone().with_context(context.renewed())).await? {
@@ -437,16 +448,19 @@ impl<C> Compaction<C> {
     async fn settle_silent(&self, pipeline: &Pipeline, messages: &[Message], context: &Context) -> Result<bool> {
         let mut settled = false;
         let now = crate::Timestamp::now();
+        let Some(silence) = self.settle_after else {
+            // The first reply still reserved is what keeps the run from folding past it.
+            if let Some(reply) = messages.iter().find(|m| m.status == Status::Reserved) {
+                tracing::warn!(
+                    thread = %reply.thread_id, message = %reply.id, seq = reply.seq,
+                    "a reply still reserved keeps the compaction from folding past it; settle it \
+                     (cleanup_stranded) if its generator died"
+                );
+            }
+            return Ok(false);
+        };
         for reply in messages.iter().filter(|m| m.status == Status::Reserved) {
-            let silent = self.settle_after.filter(|&silence| reply.updated_at < now.saturating_sub(silence));
-            if silent.is_none() {
-                if self.settle_after.is_none() {
-                    tracing::warn!(
-                        thread = %reply.thread_id, message = %reply.id, seq = reply.seq,
-                        "a reply still reserved keeps the compaction from folding past it; settle it \
-                         (cleanup_stranded) if its generator died"
-                    );
-                }
+            if reply.updated_at >= now.saturating_sub(silence) {
                 continue;
             }
             let stranding = crate::maintenance::Stranding::Interrupt;
