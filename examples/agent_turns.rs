@@ -11,6 +11,7 @@ use std::time::Duration;
 use persist::args::{AppendTurn, TurnMessage, UpdateContent};
 use persist::layer::{ProviderHistory, ToolCallsLayer};
 use persist::maintenance::CleanupStranded;
+use persist::prelude::*;
 use persist::read::ListMessages;
 use persist::sqlite::SqliteBackend;
 use persist::{Content, Context, IdempotencyKey, Part, Pipeline, Role, Status, ThreadId};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use persist::args::{Add, Delete};
 use persist::layer::ObserveLayer;
 use persist::lifecycle::{Fork, Prune};
+use persist::prelude::*;
 use persist::read::{GetThread, ListMessages};
 use persist::sqlite::SqliteBackend;
 use persist::{Content, PersistError, PersistResult, Pipeline, Role, ThreadId};

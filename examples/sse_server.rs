@@ -94,6 +94,7 @@ use persist::feed::{FeedEvent, ReadFeed, Subscription};
 use persist::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, StopReply, StopState};
 use persist::memory::MemoryBackend;
 use persist::postgres::PostgresBackend;
+use persist::prelude::*;
 use persist::read::{GetThread, ListMessages, MAX_PAGE_LIMIT};
 use persist::sqlite::SqliteBackend;
 use persist::{BoxError, Content, Message, MessageId, PersistError, Pipeline, Role, ThreadId};

@@ -6,6 +6,7 @@ use persist::args::{Reserve, UpdateContent};
 use persist::feed::FeedRetention;
 use persist::live::{FollowReply, ReplyChunk, ReplyEnd, StopReply, StopState};
 use persist::memory::MemoryBackend;
+use persist::prelude::*;
 use persist::{Content, MessageId, Pipeline, Role, ThreadId};
 
 /// A store whose feed keeps its two newest events: any follower that waits falls behind.

@@ -13,6 +13,7 @@ use persist::layer::{
 };
 use persist::maintenance::{CleanupStranded, Maintenance};
 use persist::memory::MemoryBackend;
+use persist::prelude::*;
 use persist::read::{GetMessage, GetThread, ListMessages};
 use persist::{
     Backend, Capabilities, Content, Context, IdempotencyKey, Message, MessageId, Metadata, Page, PersistArgs,

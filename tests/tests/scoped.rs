@@ -9,6 +9,7 @@ use persist::layer::RequireTenantLayer;
 use persist::lifecycle::{Fork, Prune};
 use persist::maintenance::CleanupStranded;
 use persist::memory::MemoryBackend;
+use persist::prelude::*;
 use persist::read::{GetThread, ListMessages, ListThreads};
 use persist::session::{Bind, ListBindings};
 use persist::{

@@ -12,6 +12,7 @@ use persist::lifecycle::{Fork, Prune};
 use persist::maintenance::CleanupStranded;
 use persist::once::SetOnce;
 use persist::postgres::{PostgresBackend, PostgresBackendBuilder};
+use persist::prelude::*;
 use persist::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads};
 use persist::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
 use persist::sqlite::{SqliteBackend, SqliteBackendBuilder};

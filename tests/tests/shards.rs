@@ -8,6 +8,7 @@ use persist::args::{Add, Reserve, UpdateContent};
 use persist::feed::ReadFeed;
 use persist::live::{FollowReply, ReplyChunk};
 use persist::memory::MemoryBackend;
+use persist::prelude::*;
 use persist::read::{GetThread, ListThreads};
 use persist::search::{Search, SearchScope};
 use persist::shard::{DIRECTORY_TENANT, Shards};

@@ -13,7 +13,7 @@ use std::time::Instant;
 use persist::args::Restore;
 use persist::branch::Branch;
 use persist::read::ListMessages;
-use persist::{Backend, Content, Message, MessageId, Metadata, Role, Status, Thread, ThreadId, Timestamp};
+use persist::{Backend, Content, Message, MessageId, Role, Thread, ThreadId, Timestamp};
 
 use crate::Options;
 use crate::measure::median;
@@ -66,35 +66,15 @@ pub(crate) async fn restore_thread(
     parent: impl Fn(u64) -> Option<u64>,
 ) {
     let at = Timestamp::now();
-    let thread = Thread {
-        id: id.clone(),
-        tenant: None,
-        title: None,
-        metadata: Metadata::new(),
-        version: 1,
-        created_at: at,
-        updated_at: at,
-        last_seq: count,
-        message_count: count,
-        active_leaf: Some(count),
-        deleted_at: None,
-    };
+    let thread = Thread::stored(id.clone(), count, at);
     let text = "x".repeat(300);
     for first in (1..=count).step_by(1000) {
         let messages = (first..(first + 1000).min(count + 1))
-            .map(|seq| Message {
-                thread_id: id.clone(),
-                id: MessageId::new(format!("m{seq}")).unwrap(),
-                role: if seq % 2 == 0 { Role::Assistant } else { Role::User },
-                content: Content::text(text.clone()),
-                metadata: Metadata::new(),
-                status: Status::Complete,
-                seq,
-                parent_seq: parent(seq),
-                version: 1,
-                idempotency_key: None,
-                created_at: at,
-                updated_at: at,
+            .map(|seq| {
+                let role = if seq % 2 == 0 { Role::Assistant } else { Role::User };
+                let message_id = MessageId::new(format!("m{seq}")).unwrap();
+                let content = Content::text(text.clone());
+                Message { parent_seq: parent(seq), ..Message::stored(id.clone(), message_id, seq, role, content, at) }
             })
             .collect();
         backend.apply(Restore::new(thread.clone(), messages).into()).await.expect("restore");

@@ -13,6 +13,7 @@ use persist::args::{Reserve, UpdateContent};
 use persist::feed::ReadFeed;
 use persist::layer::ObserveLayer;
 use persist::live::{FollowReply, ReplyChunk};
+use persist::prelude::*;
 use persist::read::GetMessage;
 use persist::sqlite::SqliteBackend;
 use persist::{Content, MessageId, PersistResult, Pipeline, Role, ThreadId};

@@ -28,6 +28,7 @@ mod replicas;
 mod report;
 mod scaling;
 mod search;
+mod serve;
 mod sqlite;
 mod storage;
 mod streams;
@@ -143,6 +144,9 @@ fn main() {
     }
     if options.wants("search") {
         emit(search::run(&options));
+    }
+    if options.wants("serve") {
+        emit(serve::run(&options));
     }
     if options.wants("storage") {
         emit(storage::run(&options));

@@ -14,7 +14,7 @@
 //!
 //! - **header**, the first line: `schema_version` (2), `source` (the store's URL without its
 //!   password), `tenant` (the `--tenant` of the export, or null), `all_tenants` (whether the
-//!   export spans every tenant), `thread` (the one thread exported, or null), `exported_at`
+//!   export spans every tenant: `--across-tenants`), `thread` (the one thread exported, or null), `exported_at`
 //!   (microseconds since the Unix epoch). A header may appear again later (exports
 //!   concatenated); each must have schema version 1 or 2.
 //! - **thread**: every field of a stored thread (`persist::Thread`), then its messages; its
@@ -77,8 +77,10 @@ pub(crate) struct Header<'a> {
     source: &'a str,
     /// The tenant exported (`--tenant`).
     tenant: Option<&'a TenantId>,
-    /// Whether every tenant's threads were exported.
-    all_tenants: bool,
+    /// Whether every tenant's threads were exported (`--across-tenants`; the format's name
+    /// for it is fixed with its version 2).
+    #[serde(rename = "all_tenants")]
+    across_tenants: bool,
     /// The one thread exported, if the export names one.
     thread: Option<&'a ThreadId>,
     /// When the export started, in microseconds since the Unix epoch.
@@ -90,7 +92,7 @@ impl<'a> Header<'a> {
     pub(crate) fn new(
         source: &'a str,
         tenant: Option<&'a TenantId>,
-        all_tenants: bool,
+        across_tenants: bool,
         thread: Option<&'a ThreadId>,
     ) -> Self {
         Self {
@@ -98,7 +100,7 @@ impl<'a> Header<'a> {
             schema_version: SCHEMA_VERSION,
             source,
             tenant,
-            all_tenants,
+            across_tenants,
             thread,
             exported_at: Timestamp::now().as_micros(),
         }

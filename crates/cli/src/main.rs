@@ -7,8 +7,9 @@
 //! persist --url sqlite:new.db import chat.jsonl             # idempotent: run it again to finish it
 //! persist --url sqlite:chat.db copy --to postgres://app@db/chat   # every tenant, then verified
 //! persist --url sqlite:chat.db prune --idle-for 90d --dry-run
-//! persist --url sqlite:chat.db check --all-tenants
+//! persist --url sqlite:chat.db check --across-tenants
 //! persist --url sqlite:chat.db --tenant acme search 'lisbon "rate limit" retr*'
+//! PERSIST_SERVE_KEYS=acme:sk-acme-0123456789abcdef persist --url sqlite:chat.db serve
 //! persist --url postgres://db/directory move-tenant acme --shard a=postgres://db1/chat \
 //!     --shard b=postgres://db2/chat --to b      # while the app runs; run again if stopped
 //! ```
@@ -19,7 +20,7 @@
 //! PATH`) instead of creating an empty one; `import`, the target of `copy` and `migrate up` create it.
 //!
 //! **Tenants.** A thread is `(tenant, thread_id)`. Commands reach the threads of `--tenant T`,
-//! or the threads without a tenant when it is not given; `--all-tenants` reaches every tenant's
+//! or the threads without a tenant when it is not given; `--across-tenants` reaches every tenant's
 //! (`threads`, `search`, `export`, `check`, `prune`, `cleanup-stranded`). `copy` copies every tenant
 //! unless `--tenant` names one; `import` keeps each thread's tenant unless `--tenant` names
 //! another one for all of them.
@@ -104,8 +105,9 @@ struct Cli {
     #[arg(long, global = true, value_name = "TENANT", value_parser = parse_tenant)]
     tenant: Option<TenantId>,
     /// Reach every tenant's threads (threads, search, export, check, prune, cleanup-stranded).
-    #[arg(long, global = true)]
-    all_tenants: bool,
+    /// `--all-tenants`, its earlier name, still works.
+    #[arg(long, global = true, alias = "all-tenants")]
+    across_tenants: bool,
     /// Print JSON lines instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -145,7 +147,7 @@ enum Command {
         #[arg(long)]
         compacted: bool,
     },
-    /// Write one thread, the tenant's threads (--all) or the whole store (--all-tenants) as JSONL.
+    /// Write one thread, the tenant's threads (--all) or the whole store (--across-tenants) as JSONL.
     Export(ExportArgs),
     /// Restore the threads of a JSONL export (FILE, or - for stdin); idempotent.
     Import {
@@ -200,6 +202,54 @@ enum Command {
     /// verify and erase what the old shard held. --url is the deployment's directory. Run again
     /// after an interruption, it finishes the move.
     MoveTenant(MoveTenantArgs),
+    /// Serve OpenAI's Conversations API on the store, for the `openai` SDKs and the OpenAI
+    /// Agents SDK's session (base URL `http://ADDR/v1`), until Ctrl-C or SIGTERM.
+    ///
+    /// Callers are known by API keys, each a tenant: `TENANT:KEY` entries in $PERSIST_SERVE_KEYS
+    /// (comma-separated; never a flag, which the process list would show) and/or --keys-file; or
+    /// by --tenant-header behind a gateway; or not at all with --no-auth (one tenant: --tenant).
+    /// The store is --url / $PERSIST_URL (a SQLite file is created when missing); values are
+    /// sealed with $PERSIST_ENCRYPTION_KEYS when it is set, as the other commands do.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The address to listen on.
+    #[arg(long, env = "PERSIST_SERVE_ADDR", value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+    addr: std::net::SocketAddr,
+    /// A file of API keys, one TENANT:KEY a line (# starts a comment); with those of
+    /// $PERSIST_SERVE_KEYS.
+    #[arg(long, env = "PERSIST_SERVE_KEYS_FILE", value_name = "FILE")]
+    keys_file: Option<PathBuf>,
+    /// Behind a gateway that authenticates callers: the tenant is this header's value (the
+    /// server must be reachable only through the gateway).
+    #[arg(long, env = "PERSIST_SERVE_TENANT_HEADER", value_name = "NAME")]
+    tenant_header: Option<String>,
+    /// No authentication: every request is --tenant's (or the threads without a tenant). For a
+    /// private interface used by one app.
+    #[arg(long, env = "PERSIST_SERVE_NO_AUTH")]
+    no_auth: bool,
+    /// The largest request body; a larger one is 413, refused before it is read.
+    #[arg(long, env = "PERSIST_SERVE_MAX_BODY_BYTES", value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
+    max_body_bytes: usize,
+    /// The most items one items.create writes (at most 256; a conversation's create takes 20).
+    #[arg(long, env = "PERSIST_SERVE_MAX_ITEMS", value_name = "N", default_value_t = 256,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_items: u16,
+    /// How long a request waits for the store before answering 503 with retry-after.
+    #[arg(long, env = "PERSIST_SERVE_STORE_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    store_timeout: Duration,
+    /// The most requests answered at once; more are 429 with retry-after.
+    #[arg(long, env = "PERSIST_SERVE_MAX_CONCURRENT_REQUESTS", value_name = "N", default_value_t = 512)]
+    max_concurrent_requests: usize,
+    /// The log on stderr, a line per request and event: text, or json (a JSON object a line).
+    #[arg(long, env = "PERSIST_LOG_FORMAT", value_name = "FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    log_format: String,
+    /// The least severe events logged: error, warn, info, debug or trace.
+    #[arg(long, env = "PERSIST_LOG_LEVEL", value_name = "LEVEL", default_value = "info")]
+    log_level: tracing::Level,
 }
 
 #[derive(Debug, Args)]
@@ -354,17 +404,17 @@ async fn run(cli: Cli) -> CliResult {
     let Some(url) = cli.url.as_deref() else {
         return Err(CliError::usage("no store: pass --url URL or set PERSIST_URL"));
     };
-    if cli.tenant.is_some() && cli.all_tenants {
-        return Err(CliError::usage("--tenant and --all-tenants exclude each other"));
+    if cli.tenant.is_some() && cli.across_tenants {
+        return Err(CliError::usage("--tenant and --across-tenants exclude each other"));
     }
     let sealing =
         keys::Sealing { metadata: cli.seal_metadata, titles: cli.seal_titles, allow_clear: cli.allow_clear_values };
     // Read by the commands that open or seal values only: the others never see a bad key.
     let keys = || keys::from_env(&sealing);
-    let scope = Scope { tenant: cli.tenant, all_tenants: cli.all_tenants };
-    let refuse_all_tenants = |command: &str| {
-        if scope.all_tenants {
-            Err(CliError::usage(format!("--all-tenants does not apply to `{command}`")))
+    let scope = Scope { tenant: cli.tenant, across_tenants: cli.across_tenants };
+    let refuse_across_tenants = |command: &str| {
+        if scope.across_tenants {
+            Err(CliError::usage(format!("--across-tenants does not apply to `{command}`")))
         } else {
             Ok(())
         }
@@ -377,9 +427,9 @@ async fn run(cli: Cli) -> CliResult {
             finish(store, async |store| commands::read::threads(store, &scope, options, json).await).await
         }
         Command::Search(args) => {
-            if args.thread.is_some() && scope.all_tenants {
+            if args.thread.is_some() && scope.across_tenants {
                 return Err(CliError::usage(
-                    "--thread names one tenant's thread: pair it with --tenant, not --all-tenants",
+                    "--thread names one tenant's thread: pair it with --tenant, not --across-tenants",
                 ));
             }
             let options = commands::search::SearchOptions {
@@ -393,7 +443,7 @@ async fn run(cli: Cli) -> CliResult {
             finish(store, async |store| commands::search::search(store, &scope, options, json).await).await
         }
         Command::Show { thread, all, compacted } => {
-            refuse_all_tenants("show")?;
+            refuse_across_tenants("show")?;
             let store = Store::open(url, Mode::ReadOnly).await?.with_keys(keys()?.as_ref());
             match compacted {
                 true => {
@@ -414,12 +464,12 @@ async fn run(cli: Cli) -> CliResult {
             finish(store, async |store| commands::transfer::export(store, &scope, options).await).await
         }
         Command::Import { input, max_line_bytes } => {
-            refuse_all_tenants("import")?;
+            refuse_across_tenants("import")?;
             commands::transfer::import(url, &scope, keys()?.as_ref(), &input, max_line_bytes, json).await
         }
         Command::Copy { to } => {
             // Every tenant, unless --tenant names one.
-            let scope = Scope { tenant: scope.tenant.clone(), all_tenants: scope.tenant.is_none() };
+            let scope = Scope { tenant: scope.tenant.clone(), across_tenants: scope.tenant.is_none() };
             let source = Store::open(url, Mode::ReadOnly).await?;
             let target = match Store::open(&to, Mode::CreateIfMissing).await {
                 Ok(target) => target,
@@ -449,8 +499,8 @@ async fn run(cli: Cli) -> CliResult {
         }
         Command::Migrate(command) => {
             // The schema is the store's, not a tenant's.
-            if scope.tenant.is_some() || scope.all_tenants {
-                return Err(CliError::usage("--tenant and --all-tenants do not apply to `migrate`"));
+            if scope.tenant.is_some() || scope.across_tenants {
+                return Err(CliError::usage("--tenant and --across-tenants do not apply to `migrate`"));
             }
             match command {
                 MigrateCommand::Status => commands::migrate::status(url, json).await,
@@ -462,8 +512,8 @@ async fn run(cli: Cli) -> CliResult {
             with_store(url, Mode::ReadOnly, async |store| commands::read::check(store, &scope, json).await).await
         }
         Command::MoveTenant(args) => {
-            if scope.tenant.is_some() || scope.all_tenants {
-                return Err(CliError::usage("move-tenant names its tenant: drop --tenant and --all-tenants"));
+            if scope.tenant.is_some() || scope.across_tenants {
+                return Err(CliError::usage("move-tenant names its tenant: drop --tenant and --across-tenants"));
             }
             let request = commands::shards::MoveRequest {
                 tenant: Some(args.moved),
@@ -475,8 +525,27 @@ async fn run(cli: Cli) -> CliResult {
             };
             commands::shards::move_tenant(url, request, json).await
         }
+        Command::Serve(args) => {
+            refuse_across_tenants("serve")?;
+            let options = commands::serve::ServeOptions {
+                addr: args.addr,
+                keys_file: args.keys_file,
+                tenant_header: args.tenant_header,
+                no_auth: args.no_auth,
+                tenant: scope.tenant,
+                limits: commands::serve::limits(
+                    args.max_body_bytes,
+                    usize::from(args.max_items),
+                    args.store_timeout,
+                    args.max_concurrent_requests,
+                ),
+                json_logs: args.log_format == "json",
+                log_level: args.log_level,
+            };
+            commands::serve::serve(url, keys()?, options).await
+        }
         Command::Sessions(args) => {
-            refuse_all_tenants("sessions")?;
+            refuse_across_tenants("sessions")?;
             let resolve = args.agent.zip(args.provider);
             let query = SessionQuery { thread: args.thread, resolve, runtime: args.runtime };
             with_store(url, Mode::ReadOnly, async |store| commands::read::sessions(store, &scope, query, json).await)

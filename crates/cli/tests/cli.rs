@@ -127,7 +127,7 @@ fn export_then_import_restores_every_thread_exactly() {
     let source = dir.path().join("source.db");
     block_on(seed(&source, 1005)).unwrap();
     let export = dir.path().join("all.jsonl");
-    ok(&["--url", path_str(&source), "--all-tenants", "export", "-o", path_str(&export)]);
+    ok(&["--url", path_str(&source), "--across-tenants", "export", "-o", path_str(&export)]);
 
     let lines: Vec<Value> = std::fs::read_to_string(&export)
         .unwrap()
@@ -146,7 +146,7 @@ fn export_then_import_restores_every_thread_exactly() {
     assert_eq!(original.len(), 3);
     assert_eq!(block_on(snapshot(&target)).unwrap(), original);
 
-    assert!(ok(&["--url", path_str(&target), "--all-tenants", "check"]).contains(": ok"));
+    assert!(ok(&["--url", path_str(&target), "--across-tenants", "check"]).contains(": ok"));
     let transcript = ok(&["--url", path_str(&target), "show", "support:1042"]);
     assert!(transcript.contains("#1 user [complete] Where is my order?"), "{transcript}");
     assert!(transcript.contains("[reserved]"), "{transcript}");
@@ -168,12 +168,12 @@ fn threads_pages_with_a_cursor_and_filters() {
     let source = dir.path().join("source.db");
     block_on(seed(&source, 3)).unwrap();
     let url = path_str(&source);
-    let first = ok(&["--url", url, "--all-tenants", "threads", "--limit", "2"]);
+    let first = ok(&["--url", url, "--across-tenants", "threads", "--limit", "2"]);
     let cursor = first
         .lines()
         .find_map(|line| line.strip_prefix("next page: --after "))
         .unwrap_or_else(|| panic!("a cursor: {first}"));
-    let rest = ok(&["--url", url, "--all-tenants", "threads", "--limit", "2", "--after", cursor, "--json"]);
+    let rest = ok(&["--url", url, "--across-tenants", "threads", "--limit", "2", "--after", cursor, "--json"]);
     let rest: Vec<Value> = rest.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     assert_eq!(rest.len(), 1, "the third thread, and no further cursor: {rest:?}");
     assert_eq!(rest[0]["kind"], "thread");
@@ -216,7 +216,7 @@ fn importing_twice_writes_nothing_the_second_time() {
     let source = dir.path().join("source.db");
     block_on(seed(&source, 3)).unwrap();
     let export = dir.path().join("all.jsonl");
-    ok(&["--url", path_str(&source), "--all-tenants", "export", "-o", path_str(&export)]);
+    ok(&["--url", path_str(&source), "--across-tenants", "export", "-o", path_str(&export)]);
     let target = dir.path().join("target.db");
     let first = ok(&["--url", path_str(&target), "import", path_str(&export)]);
     assert!(first.contains(&format!("restored {} messages", SEEDED_MESSAGES + 3)), "{first}");
@@ -257,7 +257,7 @@ fn a_torn_last_line_is_skipped_and_the_rest_imported() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source.db");
     block_on(seed(&source, 3)).unwrap();
-    let export = ok(&["--url", path_str(&source), "--all-tenants", "export"]);
+    let export = ok(&["--url", path_str(&source), "--across-tenants", "export"]);
     // An export interrupted in the middle of a message's line: what came before it, and half
     // of it.
     let lines: Vec<&str> = export.lines().collect();
@@ -286,7 +286,7 @@ fn an_interrupted_copy_resumes_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source.db");
     block_on(seed(&source, 1005)).unwrap();
-    let export = ok(&["--url", path_str(&source), "--all-tenants", "export"]);
+    let export = ok(&["--url", path_str(&source), "--across-tenants", "export"]);
     // What an interrupted copy leaves: the first half of the store, a transaction at a time.
     let lines: Vec<&str> = export.lines().collect();
     let half = lines[..lines.len() / 2].join("\n") + "\n";
@@ -307,7 +307,7 @@ fn an_interrupted_copy_resumes_without_duplicates() {
     );
     assert_eq!(report["mismatches"], json!([]));
     assert_eq!(block_on(snapshot(&target)).unwrap(), block_on(snapshot(&source)).unwrap());
-    assert!(ok(&["--url", path_str(&target), "--all-tenants", "check"]).contains(": ok"));
+    assert!(ok(&["--url", path_str(&target), "--across-tenants", "check"]).contains(": ok"));
 }
 
 #[test]
@@ -325,7 +325,7 @@ fn copy_round_trips_through_postgres() {
     let again = ok(&["--url", &schema.url(), "copy", "--to", path_str(&back)]);
     assert!(again.contains("verified"), "{again}");
     assert_eq!(block_on(snapshot(&back)).unwrap(), block_on(snapshot(&source)).unwrap());
-    assert!(ok(&["--url", &schema.url(), "--all-tenants", "check"]).contains(": ok"));
+    assert!(ok(&["--url", &schema.url(), "--across-tenants", "check"]).contains(": ok"));
 
     // A schema that holds no store is refused, not created empty.
     let typo = Schema::new(schema.server.clone());
@@ -342,7 +342,7 @@ fn prune_dry_run_reports_and_deletes_nothing() {
     block_on(seed(&source, 5)).unwrap();
     let before = block_on(snapshot(&source)).unwrap();
     let url = path_str(&source);
-    let report = ok(&["--url", url, "--all-tenants", "prune", "--keep-latest", "2", "--dry-run", "--json"]);
+    let report = ok(&["--url", url, "--across-tenants", "prune", "--keep-latest", "2", "--dry-run", "--json"]);
     let report: Value = serde_json::from_str(report.trim()).unwrap();
     // support:1042 keeps 2 of 4, long keeps 2 of 5.
     assert_eq!(report["deleted_messages"], 5, "{report}");
@@ -350,7 +350,7 @@ fn prune_dry_run_reports_and_deletes_nothing() {
     assert_eq!(block_on(snapshot(&source)).unwrap(), before);
 
     // Run for real, it deletes what the dry run reported, and keeps the latest two.
-    let report = ok(&["--url", url, "--all-tenants", "prune", "--keep-latest", "2", "--json"]);
+    let report = ok(&["--url", url, "--across-tenants", "prune", "--keep-latest", "2", "--json"]);
     let report: Value = serde_json::from_str(report.trim()).unwrap();
     assert_eq!((report["deleted_messages"].as_u64(), report["dry_run"].as_bool()), (Some(5), Some(false)));
     let after = block_on(snapshot(&source)).unwrap();
@@ -493,34 +493,19 @@ async fn seed_big(path: &Path, count: u64) -> Result<(), PersistError> {
     let store = Pipeline::new(backend.clone());
     let id = ThreadId::new("big")?;
     let at = persist::Timestamp::now();
-    let thread = Thread {
-        id: id.clone(),
-        tenant: None,
-        title: None,
-        metadata: Metadata::new(),
-        version: 1,
-        created_at: at,
-        updated_at: at,
-        last_seq: count,
-        message_count: count,
-        active_leaf: Some(count),
-        deleted_at: None,
-    };
+    let thread = Thread::stored(id.clone(), count, at);
     for first in (1..=count).step_by(1000) {
         let messages = (first..(first + 1000).min(count + 1))
-            .map(|seq| Message {
-                thread_id: id.clone(),
-                id: persist::MessageId::new(format!("m{seq}")).unwrap(),
-                role: Role::User,
-                content: Content::text(format!("message {seq}: {}", "lorem ipsum ".repeat(20))),
-                metadata: Metadata::new(),
-                status: persist::Status::Complete,
-                seq,
-                parent_seq: seq.checked_sub(1).filter(|&parent| parent > 0),
-                version: 1,
-                idempotency_key: None,
-                created_at: at,
-                updated_at: at,
+            .map(|seq| {
+                let content = Content::text(format!("message {seq}: {}", "lorem ipsum ".repeat(20)));
+                Message::stored(
+                    id.clone(),
+                    persist::MessageId::new(format!("m{seq}")).unwrap(),
+                    seq,
+                    Role::User,
+                    content,
+                    at,
+                )
             })
             .collect();
         store.restore(persist::args::Restore::new(thread.clone(), messages)).await?;
@@ -602,7 +587,7 @@ fn read_commands_work_on_a_read_only_filesystem() {
     let store = path_str(&store);
     assert!(ok(&["--url", store, "threads"]).contains("support:1042"));
     assert!(ok(&["--url", store, "show", "support:1042"]).contains("Where is my order?"));
-    assert!(ok(&["--url", store, "export", "--all-tenants"]).contains("\"kind\":\"end\""));
+    assert!(ok(&["--url", store, "export", "--across-tenants"]).contains("\"kind\":\"end\""));
     ok(&["--url", store, "check"]);
     let (stderr, _) = fails(&["--url", store, "prune", "--keep-latest", "1"]);
     assert!(stderr.contains(store) && stderr.contains("read_only"), "{stderr}");

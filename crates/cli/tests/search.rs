@@ -1,5 +1,5 @@
 //! `persist search QUERY`: a tenant's hits as a table or JSON lines, newest first, paged with
-//! the printed cursor; `--thread`, `--role`, `--all-tenants`; bad queries refused; PostgreSQL
+//! the printed cursor; `--thread`, `--role`, `--across-tenants`; bad queries refused; PostgreSQL
 //! too.
 
 mod support;
@@ -55,14 +55,16 @@ fn check_searches(url: &str) {
     assert_eq!(hit["thread_id"], "trip");
     assert_eq!(hit["role"], "assistant", "the second newest: {second}");
 
-    let everyone = ok(&["--url", url, "--all-tenants", "search", "lisbon"]);
+    let everyone = ok(&["--url", url, "--across-tenants", "search", "lisbon"]);
+    // The flag's earlier name still works.
+    assert_eq!(ok(&["--url", url, "--all-tenants", "search", "lisbon"]), everyone);
     assert_eq!(everyone.lines().count(), 5, "every tenant's, for operators: {everyone}");
     assert_eq!(ok(&["--url", url, "search", "lisbon"]).trim(), "no messages found", "no tenant is a tenant");
 
     let refused = run(&["--url", url, "--tenant", "acme", "search", " -- "]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("query"), "names the query");
-    let refused = run(&["--url", url, "--all-tenants", "search", "x", "--thread", "trip"]);
+    let refused = run(&["--url", url, "--across-tenants", "search", "x", "--thread", "trip"]);
     assert_eq!(refused.status.code(), Some(2), "a thread is one tenant's");
 }
 

@@ -10,6 +10,7 @@ use persist_core::args::{AppendTurn, TurnMessage, Update};
 use persist_core::branch::{Branch, Parent, Switch};
 use persist_core::read::ListMessages;
 use persist_core::{Backend, Content, Message, MessageId, PersistError, Role, ThreadId};
+use persist_ops::PipelineExt;
 
 use crate::branches::{active, assert_tree, reply_to};
 use crate::fixture::{add_text, all_messages, assert_err, t, text_add, thread, write, written};
@@ -19,7 +20,7 @@ use crate::{Factory, Outcome};
 macro_rules! gate {
     ($store:ident) => {
         if !$store.caps().branches {
-            return $store.skip(Outcome::Skipped("the backend does not declare `branches`")).await;
+            return $store.skip($crate::Outcome::Skipped("the backend does not declare `branches`")).await;
         }
     };
 }
@@ -39,7 +40,7 @@ pub async fn check_a_fork_of_a_tree_keeps_its_shape<F: Factory>(factory: &F) -> 
     written(b, text_add(&id, "edited q").with_parent(Parent::Root)).await; // 5
     write(b, Update::thread(id.clone()).with_switch(Switch::Through(first.id.clone()))).await.expect("switch");
     let copy = t("tree-forked");
-    let report = pipeline.fork(persist_core::lifecycle::Fork::new(id.clone(), copy.clone())).await.expect("fork");
+    let report = pipeline.fork(persist_ops::lifecycle::Fork::new(id.clone(), copy.clone())).await.expect("fork");
     assert_eq!(report.copied, 5);
     let by_id = |messages: Vec<Message>| {
         let seqs: BTreeMap<u64, MessageId> = messages.iter().map(|m| (m.seq, m.id.clone())).collect();
@@ -70,7 +71,7 @@ pub async fn check_a_fork_copies_one_branch<F: Factory>(factory: &F) -> Outcome 
 
     let copy = t("fork-of-first");
     let fork =
-        persist_core::lifecycle::Fork::new(id.clone(), copy.clone()).on_branch(Branch::EndingAt(follow_up.id.clone()));
+        persist_ops::lifecycle::Fork::new(id.clone(), copy.clone()).on_branch(Branch::EndingAt(follow_up.id.clone()));
     let report = pipeline.fork(fork.clone()).await.expect("fork a branch");
     assert_eq!(report.copied, 3);
     let copied = all_messages(b, &copy).await;
@@ -78,13 +79,13 @@ pub async fn check_a_fork_copies_one_branch<F: Factory>(factory: &F) -> Outcome 
     assert_eq!(ids, [question.id.clone(), first.id.clone(), follow_up.id.clone()]);
     let line: Vec<_> = copied.iter().map(|m| (m.seq, m.parent_seq)).collect();
     assert_eq!(line, [(1, None), (2, Some(1)), (3, Some(2))], "the copy is one line");
-    let origin = thread(b, &copy).await.unwrap().metadata.get(persist_core::lifecycle::FORKED_FROM).cloned();
+    let origin = thread(b, &copy).await.unwrap().metadata.get(persist_ops::lifecycle::FORKED_FROM).cloned();
     assert_eq!(origin.and_then(|o| o.get("leaf").cloned()), Some(serde_json::json!(follow_up.id.as_str())));
     let again = pipeline.fork(fork).await.expect("fork again");
     assert_eq!((again.copied, again.already), (0, 3), "run again, nothing is copied twice");
 
     let active = t("fork-of-active");
-    let fork = persist_core::lifecycle::Fork::new(id.clone(), active.clone()).on_branch(Branch::Active);
+    let fork = persist_ops::lifecycle::Fork::new(id.clone(), active.clone()).on_branch(Branch::Active);
     pipeline.fork(fork).await.expect("fork the active branch");
     let ids: Vec<_> = all_messages(b, &active).await.into_iter().map(|m| m.id).collect();
     assert_eq!(ids, [question.id, second.id]);
@@ -109,7 +110,7 @@ pub async fn check_keep_latest_counts_along_the_active_branch<F: Factory>(factor
         add_text(b.as_ref(), &id, &format!("n{i}")).await; // 6, 7, 8 after 5
     }
     assert_eq!(active(b.as_ref(), &id).await, [1, 5, 6, 7, 8]);
-    let rule = persist_core::lifecycle::Prune::new().with_keep_latest(3);
+    let rule = persist_ops::lifecycle::Prune::new().with_keep_latest(3);
     pipeline.prune(rule).await.expect("prune");
     let kept: Vec<u64> = all_messages(b, &id).await.iter().map(|m| m.seq).collect();
     assert_eq!(kept, [6, 7, 8], "the latest three of the active branch; older ones of any branch go");
@@ -161,8 +162,8 @@ pub async fn check_feed_events_name_the_branch_change<F: Factory>(factory: &F) -
 /// though the old branch holds a result; a user message on a branch whose call is open gets the
 /// synthetic answer on that branch, and follows it.
 pub async fn check_tool_calls_are_checked_along_their_branch<F: Factory>(factory: &F) -> Outcome {
-    use persist_core::layer::{ToolCallsLayer, Unanswered};
     use persist_core::{Part, Pipeline};
+    use persist_layer::{ToolCallsLayer, Unanswered};
     use serde_json::json;
 
     let store = crate::fixture::open!(factory);
@@ -207,7 +208,7 @@ pub async fn check_pop_takes_the_latest_of_the_active_branch<F: Factory>(factory
     add_text(b.as_ref(), &id, "u2").await; // 3
     written(b, reply_to(&id, &question, "a2")).await; // 4
     write(b, Update::thread(id.clone()).with_switch(Switch::Through(first.id))).await.expect("switch back");
-    let popped = pipeline.pop(persist_core::lifecycle::Pop::new(id.clone()).with_count(1)).await.expect("pop");
+    let popped = pipeline.pop(persist_ops::lifecycle::Pop::new(id.clone()).with_count(1)).await.expect("pop");
     assert_eq!(popped.messages.iter().map(|m| m.seq).collect::<Vec<_>>(), [3], "the active branch's latest");
     assert_eq!(active(b.as_ref(), &id).await, [1, 2]);
     let left: Vec<u64> = all_messages(b, &id).await.iter().map(|m| m.seq).collect();

@@ -22,7 +22,7 @@ use crate::{Factory, Outcome};
 macro_rules! gate {
     ($store:ident) => {
         if !$store.caps().branches {
-            return $store.skip(Outcome::Skipped("the backend does not declare `branches`")).await;
+            return $store.skip($crate::Outcome::Skipped("the backend does not declare `branches`")).await;
         }
     };
 }

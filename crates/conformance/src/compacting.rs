@@ -1,4 +1,4 @@
-//! A compaction run ([`Compaction::compact`](persist_core::compaction::Compaction::compact))
+//! A compaction run ([`Compaction::compact`](persist_ops::compaction::Compaction::compact))
 //! over the backend, through a pipeline (gated on `summaries`): its boundary never splits a
 //! tool call from its results, and a reply its generator left does not stop it.
 
@@ -24,8 +24,8 @@ use crate::{Factory, Outcome};
 pub async fn check_a_compaction_keeps_tool_calls_with_their_results<F: Factory>(factory: &F) -> Outcome {
     use persist_core::Part;
     use persist_core::args::Add;
-    use persist_core::compaction::{Budget, Compacted as Outcome_, Compaction, KeepLastText};
-    use persist_core::layer::{ProviderHistory, ToolCallsLayer};
+    use persist_layer::{ProviderHistory, ToolCallsLayer};
+    use persist_ops::compaction::{Budget, Compaction, KeepLastText, Outcome};
     let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b();
@@ -49,7 +49,7 @@ pub async fn check_a_compaction_keeps_tool_calls_with_their_results<F: Factory>(
     turns(id.clone(), 3).await;
     let compaction = Compaction::new(KeepLastText::new(2), Budget::messages(4)).keep_recent(2);
     let summary = match compaction.compact(&p, id.clone(), persist_core::Context::new()).await {
-        Ok(Outcome_::Summarized(summary)) => summary,
+        Ok(Outcome::Summarized(summary)) => summary,
         other => panic!("expected a summary, got {other:?}"),
     };
     assert_eq!(summary.through_seq, 9, "the boundary moved before the third call (seq 10)");
@@ -65,7 +65,7 @@ pub async fn check_a_compaction_keeps_tool_calls_with_their_results<F: Factory>(
     p.add(say(&open, Role::User, Part::text("q2"))).await.expect("user");
     p.add(say(&open, Role::Assistant, Part::tool_call("slow", "lookup", serde_json::json!({})))).await.expect("call");
     let eager = Compaction::new(KeepLastText::new(2), Budget::messages(1)).keep_recent(0);
-    let Ok(Outcome_::Summarized(before_call)) = eager.compact(&p, open.clone(), persist_core::Context::new()).await
+    let Ok(Outcome::Summarized(before_call)) = eager.compact(&p, open.clone(), persist_core::Context::new()).await
     else {
         panic!("a summary of what comes before the open call")
     };
@@ -73,7 +73,7 @@ pub async fn check_a_compaction_keeps_tool_calls_with_their_results<F: Factory>(
     // Abandoned: the user wrote again without its result (the layer answers it as interrupted,
     // so it is answered; without the layer it would stay unanswered and fold all the same).
     p.add(say(&open, Role::User, Part::text("q3"))).await.expect("user");
-    let Ok(Outcome_::Summarized(all)) = eager.compact(&p, open.clone(), persist_core::Context::new()).await else {
+    let Ok(Outcome::Summarized(all)) = eager.compact(&p, open.clone(), persist_core::Context::new()).await else {
         panic!("a summary of everything")
     };
     assert_eq!(all.through_seq, 8, "call, its answer and the user message fold together");
@@ -83,7 +83,7 @@ pub async fn check_a_compaction_keeps_tool_calls_with_their_results<F: Factory>(
         .await
         .expect("call");
     raw.add(say(&raw_open, Role::User, Part::text("hello?"))).await.expect("user");
-    let Ok(Outcome_::Summarized(folded)) = eager.compact(&raw, raw_open.clone(), persist_core::Context::new()).await
+    let Ok(Outcome::Summarized(folded)) = eager.compact(&raw, raw_open.clone(), persist_core::Context::new()).await
     else {
         panic!("an abandoned call folds")
     };
@@ -109,7 +109,7 @@ pub async fn check_a_compaction_keeps_tool_calls_with_their_results<F: Factory>(
 /// `settle_after(None)` nothing is settled.
 pub async fn check_a_compaction_settles_a_reply_its_generator_left<F: Factory>(factory: &F) -> Outcome {
     use persist_core::Status;
-    use persist_core::compaction::{Budget, Compacted as Outcome_, Compaction, KeepLastText};
+    use persist_ops::compaction::{Budget, Compaction, KeepLastText, Outcome};
     let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b();
@@ -123,20 +123,25 @@ pub async fn check_a_compaction_settles_a_reply_its_generator_left<F: Factory>(f
     for text in ["q2", "q3", "q4", "q5"] {
         add_text(b.as_ref(), &id, text).await; // 4..7
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let alive = written(b.as_ref(), Reserve::new(id.clone(), Role::Assistant)).await; // 8, written to just now
+    // Silent for longer than the settling run's `settle_after` (300 ms) by a margin a loaded
+    // machine keeps.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let alive = written(b.as_ref(), Reserve::new(id.clone(), Role::Assistant)).await; // 8
     add_text(b.as_ref(), &id, "q6").await; // 9
     let context = persist_core::Context::new();
     let waiting = Compaction::new(KeepLastText::new(2), Budget::messages(3)).keep_recent(1).settle_after(None);
     let outcome = waiting.compact(&p, id.clone(), context.clone()).await.expect("compact");
     match outcome {
-        Outcome_::Summarized(summary) => assert_eq!(summary.through_seq, 1, "nothing past the first reply"),
+        Outcome::Summarized(summary) => assert_eq!(summary.through_seq, 1, "nothing past the first reply"),
         other => panic!("expected a summary of the first message, got {other:?}"),
     }
+    // The live reply's generator writes a token just before the run: silent for far less than
+    // `settle_after`, however slow the machine.
+    written(b.as_ref(), UpdateContent::appending(id.clone(), alive.id.clone(), Content::text("Stil"))).await;
     let settling = Compaction::new(KeepLastText::new(2), Budget::messages(3))
         .keep_recent(1)
-        .settle_after(Some(Duration::from_millis(100)));
-    let Ok(Outcome_::Summarized(summary)) = settling.compact(&p, id.clone(), context.clone()).await else {
+        .settle_after(Some(Duration::from_millis(300)));
+    let Ok(Outcome::Summarized(summary)) = settling.compact(&p, id.clone(), context.clone()).await else {
         panic!("a summary past the dead replies")
     };
     assert_eq!(summary.through_seq, 7, "folded up to the reply still being written (8)");

@@ -16,6 +16,7 @@ use persist_core::feed::ReadFeed;
 use persist_core::lease::{Lease, Leased};
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summarize, Summarized, Summary};
 use persist_core::{Backend, Content, PersistError, PersistOp, PersistResult, Role, TenantId, ThreadId};
+use persist_ops::PipelineExt;
 use tokio::sync::Barrier;
 
 use crate::branches::reply_to;
@@ -26,7 +27,9 @@ use crate::{Factory, Outcome};
 macro_rules! gate {
     ($store:ident) => {
         if !$store.caps().summaries || !$store.caps().branches {
-            return $store.skip(Outcome::Skipped("the backend does not declare `summaries` and `branches`")).await;
+            return $store
+                .skip($crate::Outcome::Skipped("the backend does not declare `summaries` and `branches`"))
+                .await;
         }
     };
 }
@@ -287,14 +290,14 @@ pub async fn check_retention_of_covered_messages_keeps_the_compacted_read<F: Fac
     }
     summarize(b.as_ref(), summary_of(&kept, 4, "m1 to m4")).await.expect("summarize");
     let pipeline = persist_core::Pipeline::new(Arc::clone(b));
-    pipeline.prune(persist_core::lifecycle::Prune::new().with_keep_latest(2)).await.expect("prune");
+    pipeline.prune(persist_ops::lifecycle::Prune::new().with_keep_latest(2)).await.expect("prune");
     let left = all_messages(b, &kept).await;
     assert_eq!(left.iter().map(|m| (m.seq, m.parent_seq)).collect::<Vec<_>>(), [(5, Some(4)), (6, Some(5))]);
     assert_eq!(shape(&compacted(b.as_ref(), &kept).await), (Some(4), vec![5, 6]));
     // Store-wide retention of covered messages: a dry run counts, the run removes.
     fill_to(b.as_ref(), &kept, 9).await;
     summarize(b.as_ref(), summary_of(&kept, 8, "m1 to m8")).await.expect("summarize");
-    let rule = persist_core::lifecycle::Prune::new().with_covered(true);
+    let rule = persist_ops::lifecycle::Prune::new().with_covered(true);
     let dry = pipeline.prune(rule.clone().dry_run(true)).await.expect("a dry run");
     assert_eq!(all_messages(b, &kept).await.len(), 5, "a dry run deletes nothing");
     let done = pipeline.prune(rule).await.expect("prune covered");
@@ -303,7 +306,7 @@ pub async fn check_retention_of_covered_messages_keeps_the_compacted_read<F: Fac
     let both = t("covered-and-latest");
     fill_to(b.as_ref(), &both, 10).await;
     summarize(b.as_ref(), summary_of(&both, 8, "m1 to m8")).await.expect("summarize");
-    let rule = persist_core::lifecycle::Prune::new().with_covered(true).with_keep_latest(3).only_tenant(None);
+    let rule = persist_ops::lifecycle::Prune::new().with_covered(true).with_keep_latest(3).only_tenant(None);
     let dry = pipeline.prune(rule.clone().dry_run(true)).await.expect("a dry run");
     let done = pipeline.prune(rule).await.expect("prune both");
     assert_eq!((dry.deleted_messages, done.deleted_messages), (8, 8));
@@ -510,7 +513,7 @@ pub async fn check_a_lease_has_one_holder_at_a_time<F: Factory>(factory: &F) -> 
 /// none twice; a summary ending past the fork's last seq stays behind.
 pub async fn check_a_fork_carries_the_summaries_of_what_it_copies<F: Factory>(factory: &F) -> Outcome {
     use persist_core::args::Delete;
-    use persist_core::lifecycle::Fork;
+    use persist_ops::lifecycle::Fork;
     let store = crate::fixture::open!(factory);
     gate!(store);
     let b = store.b();

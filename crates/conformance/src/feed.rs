@@ -15,7 +15,7 @@ use crate::{Factory, Outcome};
 macro_rules! gate {
     ($store:ident) => {
         if !$store.caps().feed {
-            return $store.skip(Outcome::Skipped("the backend does not declare `feed`")).await;
+            return $store.skip($crate::Outcome::Skipped("the backend does not declare `feed`")).await;
         }
     };
 }

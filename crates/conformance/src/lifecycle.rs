@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::args::{Reserve, UpdateContent};
-use persist_core::lifecycle::{FORKED_FROM, Fork, Prune};
 use persist_core::{Backend, Content, IdempotencyKey, Message, Metadata, PersistError, Pipeline, Role, Status};
+use persist_ops::PipelineExt;
+use persist_ops::lifecycle::{FORKED_FROM, Fork, Prune};
 use serde_json::json;
 use tokio::sync::Barrier;
 
@@ -483,7 +484,7 @@ pub async fn check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes<F
 /// message and keeps the thread (title, `last_seq`: the next message comes after).
 pub async fn check_pop_and_clear_keep_the_thread<F: Factory>(factory: &F) -> Outcome {
     use persist_core::args::{Delete, Update};
-    use persist_core::lifecycle::Pop;
+    use persist_ops::lifecycle::Pop;
     let store = crate::fixture::open!(factory);
     let b = store.b();
     let p = pipeline(b);
@@ -522,9 +523,9 @@ pub async fn check_pop_and_clear_keep_the_thread<F: Factory>(factory: &F) -> Out
 /// pop says so (`VersionConflict`); what it removed before stays removed.
 pub async fn check_pop_keeps_a_message_written_meanwhile<F: Factory>(factory: &F) -> Outcome {
     use persist_core::args::Update;
-    use persist_core::layer::from_fn;
-    use persist_core::lifecycle::Pop;
     use persist_core::{PersistArgs, PersistOp};
+    use persist_layer::from_fn;
+    use persist_ops::lifecycle::Pop;
     let store = crate::fixture::open!(factory);
     let b = store.b();
     let id = t("raced");

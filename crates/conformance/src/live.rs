@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use persist_core::args::{Delete, Reserve, Update, UpdateContent};
 use persist_core::feed::{FeedEvent, ReadFeed};
-use persist_core::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, STOP_KEY, StopReply, StopState};
 use persist_core::read::FindStranded;
 use persist_core::{Backend, Content, Metadata, PersistError, PersistOp, Pipeline, Role, Status, Timestamp};
+use persist_ops::PipelineExt;
+use persist_ops::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, STOP_KEY, StopReply, StopState};
 use serde_json::json;
 
 use crate::fixture::{assert_err, ctx, get, m, t, tenant, write, written};
@@ -20,7 +21,7 @@ use crate::{Factory, Outcome};
 macro_rules! gate {
     ($store:ident) => {
         if !$store.caps().feed {
-            return $store.skip(Outcome::Skipped("the backend does not declare `feed`")).await;
+            return $store.skip($crate::Outcome::Skipped("the backend does not declare `feed`")).await;
         }
     };
 }

@@ -6,9 +6,10 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use persist_core::args::{Reserve, UpdateContent};
-use persist_core::maintenance::CleanupStranded;
 use persist_core::read::{FindStranded, ListMessages};
 use persist_core::{Backend, Content, Pipeline, Role, Status, Timestamp};
+use persist_ops::PipelineExt;
+use persist_ops::maintenance::CleanupStranded;
 
 use crate::fixture::{add_text, get, t, written};
 use crate::{Factory, Outcome};

@@ -19,7 +19,7 @@ use crate::{Factory, Outcome};
 macro_rules! gate {
     ($store:ident) => {
         if !$store.caps().restore {
-            return $store.skip(Outcome::Skipped("the backend does not declare `restore`")).await;
+            return $store.skip($crate::Outcome::Skipped("the backend does not declare `restore`")).await;
         }
     };
 }

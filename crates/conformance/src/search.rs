@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use persist_core::args::{Add, Delete, Reserve, Restore, Update, UpdateContent};
 use persist_core::search::{Search, SearchHit};
-use persist_core::{
-    Backend, Content, Message, MessageId, Metadata, Part, PersistError, Role, Status, Thread, Timestamp,
-};
+use persist_core::{Backend, Content, Message, MessageId, Metadata, Part, PersistError, Role, Thread, Timestamp};
 use serde_json::json;
 
 use crate::fixture::{add_text, assert_err, ctx, t, tenant, text_add, write, written};
@@ -22,7 +20,7 @@ use crate::{Factory, Outcome};
 macro_rules! gate {
     ($store:ident) => {
         if !$store.caps().search {
-            return $store.skip(Outcome::Skipped("the backend does not declare `search`")).await;
+            return $store.skip($crate::Outcome::Skipped("the backend does not declare `search`")).await;
         }
     };
 }
@@ -225,33 +223,8 @@ pub async fn check_search_pages_newest_first<F: Factory>(factory: &F) -> Outcome
 /// The restore of a thread of one message of `text`, written at `at`.
 pub(crate) fn restored_at(thread: &str, text: &str, at: Timestamp) -> Restore {
     let id = t(thread);
-    let thread = Thread {
-        id: id.clone(),
-        tenant: None,
-        title: None,
-        metadata: Metadata::new(),
-        version: 1,
-        created_at: at,
-        updated_at: at,
-        last_seq: 1,
-        message_count: 1,
-        active_leaf: Some(1),
-        deleted_at: None,
-    };
-    let message = Message {
-        thread_id: id,
-        id: MessageId::new("only").unwrap(),
-        role: Role::User,
-        content: Content::text(text),
-        metadata: Metadata::new(),
-        status: Status::Complete,
-        seq: 1,
-        parent_seq: None,
-        version: 1,
-        idempotency_key: None,
-        created_at: at,
-        updated_at: at,
-    };
+    let thread = Thread::stored(id.clone(), 1, at);
+    let message = Message::stored(id, MessageId::new("only").unwrap(), 1, Role::User, Content::text(text), at);
     Restore::new(thread, vec![message])
 }
 

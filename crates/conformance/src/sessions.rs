@@ -56,7 +56,7 @@ fn fresh(reason: FreshReason, work_dir: Option<&str>) -> Resolution {
 macro_rules! gate {
     ($store:ident) => {
         if !$store.caps().sessions {
-            return $store.skip(Outcome::Skipped("the backend does not declare `sessions`")).await;
+            return $store.skip($crate::Outcome::Skipped("the backend does not declare `sessions`")).await;
         }
     };
 }

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use persist_core::args::Add;
-use persist_core::layer::{ProviderHistory, ToolCallsLayer, Unanswered};
 use persist_core::read::ListMessages;
 use persist_core::{Backend, Content, Context, IdempotencyKey, Part, PersistError, Pipeline, Role, ThreadId};
+use persist_layer::{ProviderHistory, ToolCallsLayer, Unanswered};
 use serde_json::json;
 
 use crate::fixture::{all_messages, assert_err, t};

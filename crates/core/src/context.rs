@@ -139,7 +139,7 @@ impl Context {
     /// The same context with a [`Consistency`] of its own when it carries none: the requests an
     /// operation derives from it ([`renewed`](Self::renewed)) share it, so each sees the
     /// writes before it even when a copy of the store that lags answers it.
-    pub(crate) fn consistent(self) -> Self {
+    pub fn consistent(self) -> Self {
         match self.consistency() {
             Some(_) => self,
             None => self.with_consistency(Consistency::new()),
@@ -208,14 +208,22 @@ impl<'de> Deserialize<'de> for Context {
     }
 }
 
-/// `with_context`, the setter every request has.
+/// `with_context`, the setter every request has: for request types of crates built on this one
+/// (each holds its context in a field named `context`).
+#[doc(hidden)]
+#[macro_export]
 macro_rules! context_setter {
     () => {
-        /// Replaces the request's [`Context`](crate::Context).
-        pub fn with_context(mut self, context: crate::Context) -> Self {
+        /// Replaces the request's `Context`.
+        pub fn with_context(mut self, context: $crate::Context) -> Self {
             self.context = context;
             self
         }
     };
 }
-pub(crate) use context_setter;
+pub(crate) use crate::context_setter;
+
+/// A context extension marking writes the framework itself issued for maintenance, so layers
+/// (audit, policy) can tell them from user writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Maintenance;

@@ -1,4 +1,4 @@
-//! Store AI-agent conversations through a tower middleware pipeline.
+//! The contract of persist: what backends, layers and composed operations build on.
 //!
 //! Every write is a typed [`PersistArgs`] (`add`, `reserve`, `update_content`, `update`,
 //! `delete`) that flows through the layers a host app stacked, down to a [`Terminal`] that
@@ -10,37 +10,44 @@
 //!   PersistResult ◀───────────────────────────────────────┘   (memory, SQLite, PostgreSQL)
 //! ```
 //!
-//! Layers observe (indexing, audit), rewrite, redirect ([`layer::route`]) or short-circuit
-//! ([`layer::intercept`]) any request. **Every call goes through the layers**: reads
-//! ([`Pipeline::get`], [`Pipeline::list`], [`Pipeline::threads`], …), session requests
-//! ([`Pipeline::bind`], [`Pipeline::resolve`], …) and [`Pipeline::ping`] are `PersistArgs`
-//! variants too, answered by `PersistResult` variants. One request type is the shape in which
-//! a layer written for writes only (a `from_fn` closure, a `Service<PersistArgs>`) still
-//! composes: what it does not match it passes on to the next layer, with no code for reads.
+//! This crate holds that contract and nothing built on it: the model (ids, [`Content`] and its
+//! [`Part`]s, [`Message`], [`Thread`], [`Metadata`], [`PersistError`]), the [`Context`] every
+//! request carries and its [`Consistency`], the requests family by family ([`args`], [`read`],
+//! [`session`], [`restore`], [`once`], [`lease`], [`summary`], [`branch`], [`search`]) and
+//! their answers, the change [`feed`], the [`Backend`] trait with its [`Capabilities`], the
+//! [`Terminal`], and the [`Pipeline`] (with its tenant-bound [`Scoped`] handle) that sends any
+//! request through a stack of `tower` layers. [`schema`] is where a store's schema stands;
+//! [`raw`] is what crates built on this one need and an app does not.
 //!
-//! A thread's identity is `(tenant, thread_id)`: the tenant of a request's [`Context`] names
-//! its namespace (see [`Context`]). A thread's lifecycle goes through the layers too:
-//! truncation and purge are deletes ([`args::Delete::after`], [`args::Delete::purge`]), fork
-//! and retention are composed of ordinary requests ([`lifecycle`]).
+//! **Every call goes through the layers**: reads ([`Pipeline::get`], [`Pipeline::list`],
+//! [`Pipeline::threads`], …), session requests ([`Pipeline::bind`], [`Pipeline::resolve`], …) and
+//! [`Pipeline::ping`] are `PersistArgs` variants too, answered by `PersistResult` variants. One
+//! request type is the shape in which a layer written for writes only (a `Service<PersistArgs>`)
+//! still composes: what it does not match it passes on to the next layer, with no code for
+//! reads. A thread's identity is `(tenant, thread_id)`: the tenant of a request's [`Context`]
+//! names its namespace.
 //!
-//! # Writing a plugin
+//! Who depends on it: each backend (`persist-memory`, `persist-sqlite`, `persist-postgres`),
+//! encryption at rest (`persist-encrypt`), and the crates of features above it: converters
+//! (`persist-convert`), composed operations and live replies (`persist-ops`), the ready-made
+//! layers (`persist-layer`), shards (`persist-shard`). An app depends on the facade `persist`,
+//! which re-exports all of them under one set of paths.
 //!
-//! 1. [`layer::from_fn()`]: an async closure, like axum's `from_fn`;
-//! 2. [`layer::ObserveLayer`]: hook closures that only watch;
-//! 3. a `tower::Layer` + `Service` + pin-projected future, for layers that must cost nothing.
+//! # Writing a backend
+//!
+//! Implement [`Backend`] (its [`Capabilities`] say what it supports; what it does not is refused
+//! with `Unsupported`), and run the conformance suite (`persist-conformance`) on it: the same
+//! input must get the same answer on every backend.
 //!
 //! # Example
 //!
 //! ```
-//! use persist::{args::{Add, Reserve, UpdateContent}, layer::ObserveLayer, read::ListMessages};
-//! use persist::{Content, PersistArgs, Pipeline, Role, ThreadId};
+//! use persist::{args::{Add, Reserve, UpdateContent}, read::ListMessages};
+//! use persist::{Content, Pipeline, Role, ThreadId};
 //! use persist::memory::MemoryBackend;
 //!
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! let pipeline = Pipeline::builder()
-//!     .layer(ObserveLayer::new().on_args(|args: &PersistArgs| println!("{} {:?}", args.op(), args.thread_id())))
-//!     .build(MemoryBackend::new());
-//!
+//! let pipeline = Pipeline::new(MemoryBackend::new());
 //! let thread = ThreadId::new("chat-1")?;
 //! pipeline.add(Add::new(thread.clone(), Role::User, Content::text("Hello"))).await?;
 //! let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
@@ -67,19 +74,17 @@
 // - `feed/`: the change feed: its events, reads and pages, retention, the in-memory feed, the
 //   hub that wakes subscribers, and subscriptions.
 // - `request/`: what a caller asks, family by family (`write`, `read`, `session`, `restore`,
-//   `once`, the requests of `lifecycle` and `maintenance`), the `PersistArgs` enum that carries
-//   any of them (`args`), the rules of repeats, and the answers (`result`).
-// - `convert/`: converters between messages and the formats apps already hold (OpenAI
-//   Responses and Chat, Anthropic, Vercel UI), keeping what a format carries beyond the parts.
+//   `once`, `lease`, `summary`, `branch`, `search`), the `PersistArgs` enum that carries any of
+//   them (`args`), the rules of repeats, and the answers (`result`).
+// - `schema.rs`: where a store's schema stands against a backend build's migrations.
 // - `pipeline/`: the `Backend` trait, the `Terminal` over it, the `PipelineBuilder` that stacks
 //   layers, the `Pipeline` handle and its typed calls, the tenant-bound `Scoped` handle.
-// - `ops/`: operations composed of several requests (fork, prune, cleanup), as `Pipeline`
-//   methods.
-// - `live/`: live replies, composed on the feed like `ops/`: a reply followed as a stream of
-//   text, a stop asked by any client and awaited by the generator.
-// - `shard/`: tenants placed on several stores, a backend over them (placement directory,
-//   answers across tenants merged).
-// - `layer/`: the ready-made layers, one folder or file each.
+// - `raw.rs`: what crates built on this one (backends, layers, composed operations) need and an
+//   app does not.
+//
+// Features built on the contract live in crates above it: converters (`persist-convert`),
+// composed operations and live replies (`persist-ops`), layers (`persist-layer`), shards
+// (`persist-shard`).
 mod model;
 
 mod consistency;
@@ -87,22 +92,14 @@ mod context;
 
 pub mod feed;
 mod request;
-
-pub mod convert;
+pub mod schema;
 
 mod pipeline;
 
-mod ops;
-pub use self::ops::compaction;
-
-pub mod live;
-
-pub mod shard;
-
-pub mod layer;
+pub mod raw;
 
 pub use self::consistency::{CommitPosition, Consistency};
-pub use self::context::Context;
+pub use self::context::{Context, Maintenance};
 pub use self::model::error::{BoxError, PersistError, Result};
 pub use self::model::id::{
     AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, RuntimeId, SessionId, TenantId, ThreadId,
@@ -120,4 +117,4 @@ pub use self::request::args::{PersistArgs, Target};
 pub use self::request::result::{
     Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, TurnAppended, Updated,
 };
-pub use self::request::{args, branch, lease, lifecycle, maintenance, once, read, restore, search, session, summary};
+pub use self::request::{args, branch, lease, once, read, restore, search, session, summary};

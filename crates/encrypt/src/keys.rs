@@ -304,7 +304,7 @@ impl KeyRing {
     }
 
     fn destroyed(tenant: Option<&TenantId>) -> PersistError {
-        let name = tenant.map_or("", TenantId::as_str);
+        let name = persist_core::raw::tenant_key(tenant);
         PersistError::rejected(format!("the keys of tenant {name} were destroyed"))
     }
 

@@ -1,8 +1,8 @@
 //! Key rotation through the pipeline: every value sealed with an old key is sealed again with
 //! the current one.
 
+use persist_core::Maintenance;
 use persist_core::args::{Update, UpdateContent};
-use persist_core::maintenance::Maintenance;
 use persist_core::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT, ThreadCursor};
 use persist_core::summary::{ListSummaries, Summarize};
 use persist_core::{Context, Message, Metadata, PersistError, Pipeline, Result, Status, Thread};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use persist::args::{Add, AppendTurn, Reserve, Restore, TurnMessage, Update, UpdateContent};
 use persist::encrypt::{AsStored, KeyId, KeyRing, SecretKey};
 use persist::memory::MemoryBackend;
+use persist::prelude::*;
 use persist::read::{GetMessage, GetThread, ListMessages, ListThreads};
 use persist::search::Search;
 use persist::sqlite::SqliteBackend;
@@ -87,31 +88,23 @@ async fn write_secrets(pipeline: &Pipeline, visible: &str) {
 async fn restore_secrets(pipeline: &Pipeline) {
     let secret = || Metadata::new().with("secret", json!(format!("{MARKER} restored")));
     let thread = Thread {
-        id: thread("restored"),
-        tenant: None,
         title: Some(format!("{MARKER} restored title")),
         metadata: secret(),
         version: 2,
-        created_at: Timestamp::from_micros(1_000),
         updated_at: Timestamp::from_micros(2_000),
-        last_seq: 1,
-        message_count: 1,
-        active_leaf: Some(1),
-        deleted_at: None,
+        ..Thread::stored(thread("restored"), 1, Timestamp::from_micros(1_000))
     };
+    let content = Content::text(format!("{MARKER} restored content"));
     let message = Message {
-        thread_id: thread.id.clone(),
-        id: MessageId::new("imported").unwrap(),
-        role: Role::User,
-        content: Content::text(format!("{MARKER} restored content")),
         metadata: secret(),
-        status: Status::Complete,
-        seq: 1,
-        parent_seq: None,
-        version: 1,
-        idempotency_key: None,
-        created_at: Timestamp::from_micros(1_000),
-        updated_at: Timestamp::from_micros(1_000),
+        ..Message::stored(
+            thread.id.clone(),
+            MessageId::new("imported").unwrap(),
+            1,
+            Role::User,
+            content,
+            thread.created_at,
+        )
     };
     let first = pipeline.restore(Restore::new(thread.clone(), vec![message.clone()])).await.unwrap();
     assert_eq!((first.restored, first.present, &first.thread), (1, 0, &thread), "answered opened");

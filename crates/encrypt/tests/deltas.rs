@@ -7,6 +7,7 @@ use persist::args::{Reserve, UpdateContent};
 use persist::feed::ReadFeed;
 use persist::live::{FollowReply, ReplyChunk};
 use persist::memory::MemoryBackend;
+use persist::prelude::*;
 use persist::read::GetMessage;
 use persist::{Content, Message, Pipeline, Role, ThreadId};
 

@@ -361,20 +361,8 @@ mod tests {
     use super::*;
 
     fn message(id: &str) -> Message {
-        Message {
-            thread_id: ThreadId::new("t").unwrap(),
-            id: MessageId::new(id).unwrap(),
-            role: Role::Assistant,
-            content: Content::text("hi"),
-            metadata: Metadata::new(),
-            status: Status::Complete,
-            seq: 1,
-            parent_seq: None,
-            version: 1,
-            idempotency_key: None,
-            created_at: Timestamp::now(),
-            updated_at: Timestamp::now(),
-        }
+        let (thread, id) = (ThreadId::new("t").unwrap(), MessageId::new(id).unwrap());
+        Message::stored(thread, id, 1, Role::Assistant, Content::text("hi"), Timestamp::now())
     }
 
     #[test]

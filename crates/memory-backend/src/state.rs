@@ -70,7 +70,7 @@ impl Hash for ThreadKey {
 impl Hash for ThreadRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.id.as_str().hash(state);
-        self.tenant.map_or("", TenantId::as_str).hash(state);
+        persist_core::raw::tenant_key(self.tenant).hash(state);
     }
 }
 
@@ -501,7 +501,8 @@ impl State {
                     ts.messages.remove(id);
                 }
                 ts.thread.active_leaf = ts.messages.splice(&removed, ts.thread.active_leaf);
-                crate::summaries::truncate(&mut ts.summaries, *seq);
+                // The summaries a truncation after `seq` leaves: those ending at or before it.
+                ts.summaries.retain(|&through, _| through <= *seq);
                 ts.thread.version += 1;
                 if feeding {
                     let (thread, version) = (args.thread_id.clone(), ts.thread.version);

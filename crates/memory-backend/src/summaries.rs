@@ -1,7 +1,7 @@
 //! Summaries and leases in memory: a thread's summaries by the seq of their last message, the
 //! compacted read, retention of what a summary covers, and leases per thread and name.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use persist_core::args::Delete;
 use persist_core::branch::{Branch, unknown_message};
@@ -194,9 +194,4 @@ impl State {
         let lower = after.map_or(0, |after| after.saturating_add(1));
         ts.summaries.range(lower..).map(|(_, s)| s.clone()).take(take).collect()
     }
-}
-
-/// The summaries a truncation after `seq` leaves.
-pub(crate) fn truncate(summaries: &mut BTreeMap<u64, Summary>, seq: u64) {
-    summaries.retain(|&through, _| through <= seq);
 }

@@ -45,9 +45,9 @@ pub(crate) async fn complete(conn: &mut PgConnection, schema: &str) -> Result<()
     if completed(conn, schema).await? {
         return Ok(());
     }
-    crate::schema::advisory_lock(conn, "persist_activity").await?;
+    crate::ddl::advisory_lock(conn, "persist_activity").await?;
     let done = under_lock(conn).await;
-    done.and(crate::schema::advisory_unlock(conn, "persist_activity").await)
+    done.and(crate::ddl::advisory_unlock(conn, "persist_activity").await)
 }
 
 async fn under_lock(conn: &mut PgConnection) -> Result<()> {
@@ -90,7 +90,7 @@ async fn under_lock(conn: &mut PgConnection) -> Result<()> {
                 .await
                 .map_err(map)?;
         }
-        crate::schema::create_index(
+        crate::ddl::create_index(
             conn,
             "threads",
             "IF NOT EXISTS threads_by_active_second \

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::feed::FeedRetention;
-use persist_core::maintenance::SchemaStatus;
+use persist_core::schema::SchemaStatus;
 use persist_core::{Consistency, PersistError, Result};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};

@@ -57,26 +57,7 @@ pub(crate) fn map_connect(server: &str, error: sqlx::Error) -> PersistError {
 
 /// Maps a migration error; a schema newer than this build is refused with a clear message.
 pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
-    match error {
-        MigrateError::VersionMissing(version) => PersistError::Unsupported {
-            what: format!(
-                "the database has schema version {version}, which this persist-postgres does not know; \
-                 it was written by a newer version. Upgrade persist-postgres (nothing was changed)"
-            )
-            .into(),
-        },
-        MigrateError::VersionMismatch(version) => PersistError::Unsupported {
-            what: format!("schema migration {version} in the database differs from this build's; refusing to use it")
-                .into(),
-        },
-        MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _) => {
-            map_sqlx("applying schema migrations", error)
-        }
-        other => PersistError::backend("applying schema migrations", other),
-    }
+    persist_sql::map_migrate("persist-postgres", error, map_sqlx)
 }
 
-/// A stored value that cannot be read back.
-pub(crate) fn corrupt(what: impl Into<String>) -> PersistError {
-    PersistError::Backend { message: format!("corrupt row: {}", what.into()).into(), source: None }
-}
+pub(crate) use persist_sql::corrupt;

@@ -133,6 +133,7 @@
 mod activity;
 mod branches;
 mod builder;
+mod ddl;
 mod error;
 mod feed;
 mod group;

@@ -108,16 +108,11 @@ pub(crate) fn parent(row: &PgRow) -> Result<Option<u64>, PersistError> {
     Ok(persist_core::branch::parent_from_stored(unsigned(row, "seq")?, optional(row, "parent_seq")?))
 }
 
-pub(crate) fn tenant_key(tenant: Option<&TenantId>) -> &str {
-    tenant.map_or("", TenantId::as_str)
-}
+pub(crate) use persist_core::raw::tenant_key;
 
 /// The tenant a `tenant` column holds.
 pub(crate) fn tenant(row: &PgRow) -> Result<Option<TenantId>, PersistError> {
-    match get::<&str>(row, "tenant")? {
-        "" => Ok(None),
-        tenant => TenantId::new(tenant).map(Some).map_err(bad),
-    }
+    persist_core::raw::tenant_from_key(get::<&str>(row, "tenant")?).map_err(bad)
 }
 
 /// A version or seq as PostgreSQL's `BIGINT`.
@@ -227,4 +222,15 @@ pub(crate) fn summary(row: &PgRow) -> Result<persist_core::summary::Summary, Per
         Metadata::try_from(json(row, "metadata")?).map_err(|e| corrupt(e.to_string()))?,
         Timestamp::from_micros(get(row, "created_at")?),
     ))
+}
+
+/// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order.
+pub(crate) fn removed_ids(rows: &[PgRow]) -> Result<Vec<MessageId>, PersistError> {
+    let mut removed = rows
+        .iter()
+        .map(|row| Ok((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("message_id")?)))
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(|e| map_sqlx("reading deleted ids", e))?;
+    removed.sort_unstable();
+    removed.into_iter().map(|(_, id)| MessageId::new(id).map_err(|e| corrupt(e.to_string()))).collect()
 }

@@ -165,9 +165,9 @@ pub(crate) async fn prepare(conn: &mut PgConnection, wanted: &SearchWanted, migr
     let map = |e| map_sqlx("preparing the search index", e);
     sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0").execute(&mut *conn).await.map_err(map)?;
     let prepared = async {
-        crate::schema::advisory_lock(conn, "persist_search").await?;
+        crate::ddl::advisory_lock(conn, "persist_search").await?;
         let prepared = index_as(conn, target).await;
-        prepared.and(crate::schema::advisory_unlock(conn, "persist_search").await)
+        prepared.and(crate::ddl::advisory_unlock(conn, "persist_search").await)
     }
     .await;
     let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout").execute(&mut *conn).await.map_err(map);
@@ -202,7 +202,7 @@ async fn index_as(conn: &mut PgConnection, target: SearchState) -> Result<()> {
              USING gin (persist_search_vector('{}'::regconfig, content)) WHERE status <> 'reserved'",
             target.config
         );
-        crate::schema::create_index(conn, "messages", &definition).await?;
+        crate::ddl::create_index(conn, "messages", &definition).await?;
     }
     Ok(())
 }

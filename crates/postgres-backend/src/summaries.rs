@@ -253,7 +253,7 @@ pub(crate) async fn delete_covered_locked(
     .fetch_all(&mut *tx)
     .await
     .map_err(sql("removing covered messages"))?;
-    let ids = crate::ops::removed_ids(&removed)?;
+    let ids = rows::removed_ids(&removed)?;
     if ids.is_empty() {
         return Ok(gone);
     }

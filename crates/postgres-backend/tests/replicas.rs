@@ -15,6 +15,7 @@ use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, Share
 
 use persist::args::{Reserve, UpdateContent};
 use persist::live::{FollowReply, ReplyChunk};
+use persist::prelude::*;
 use persist::read::ListMessages;
 use persist::session::{Bind, Resolution, Resolve};
 use persist::{

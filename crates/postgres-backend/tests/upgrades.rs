@@ -5,6 +5,7 @@ mod support;
 
 use support::shipped_schema;
 
+use persist::prelude::*;
 use persist_core::args::{Add, Delete};
 use persist_core::read::{GetThread, ListMessages, ListThreads};
 use persist_core::session::{Resolution, Resolve};
@@ -260,9 +261,9 @@ async fn a_version_5_schema_keeps_its_keys_in_an_index_of_keyed_messages_only() 
 /// the reply's next tokens recorded with what they added, its followers streaming them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_6_schema_records_what_each_append_adds() {
+    use persist::live::{FollowReply, ReplyChunk, ReplyEnd};
     use persist_core::args::UpdateContent;
     use persist_core::feed::ReadFeed;
-    use persist_core::live::{FollowReply, ReplyChunk, ReplyEnd};
     use persist_core::{PersistOp, Pipeline};
 
     let rows = "\

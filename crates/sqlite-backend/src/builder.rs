@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use persist_core::feed::{FeedHub, FeedRetention};
-use persist_core::maintenance::SchemaStatus;
+use persist_core::schema::SchemaStatus;
 use persist_core::{PersistError, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
@@ -465,9 +465,9 @@ impl SqliteBackendBuilder {
         let (checkpoints, requests) = mpsc::channel(1);
         let (stop, stopping) = mpsc::channel(1);
         let (writer_closed, closed) = watch::channel(false);
-        let gate = Arc::new(lane::Gate::default());
+        let gate = Arc::new(crate::gate::Gate::default());
         let queued = Arc::new(lane::Queued::default());
-        let wal = writer::WalLimit {
+        let wal = crate::wal::WalLimit {
             path: wal_path(&self.path),
             bytes: self.wal_size_limit,
             busy_timeout: self.busy_timeout,
@@ -498,7 +498,7 @@ impl SqliteBackendBuilder {
         };
         let wal = checkpointer_wal;
         tokio::spawn(async move {
-            let checkpointer = tokio::spawn(writer::checkpointer(checkpointer, requests, wal, gate));
+            let checkpointer = tokio::spawn(crate::wal::checkpointer(checkpointer, requests, wal, gate));
             writer::run(writer, queue, checkpoints, stopping, settings).await;
             // Closed once both of the writer's connections are.
             let _ = checkpointer.await;

@@ -195,14 +195,6 @@ macro_rules! feed_columns {
     };
 }
 
-/// The feed's head (its newest position in either of its tables, migration 16, or, when
-/// retention removed every row, the newest it removed: the triggers number from there,
-/// migration 8) and the newest position retention
-/// removed; and whether the file's feed records.
-pub(crate) const FEED_BOUNDS: &str = "SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), \
-                                                 coalesce((SELECT max(position) FROM persist_events), 0), trimmed), \
-                                             trimmed, enabled FROM persist_feed_state";
-
 impl DirectReads {
     /// The change-feed events `query` asks for, read in one transaction with the bounds they
     /// are checked against.
@@ -288,7 +280,7 @@ impl DirectReads {
 
 fn bounds(conn: &Connection) -> Result<(u64, u64, bool)> {
     let context = "reading the change feed's bounds";
-    let mut statement = conn.prepare_cached(FEED_BOUNDS).map_err(|e| map(context, e))?;
+    let mut statement = conn.prepare_cached(crate::feed::FEED_BOUNDS).map_err(|e| map(context, e))?;
     let (head, trimmed, enabled) = statement
         .query_row((), |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?, row.get::<_, bool>(2)?)))
         .map_err(|e| map(context, e))?;

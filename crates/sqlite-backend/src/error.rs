@@ -73,29 +73,10 @@ pub(crate) fn busy(error: &rusqlite::Error) -> bool {
 
 /// Maps a migration error; a schema newer than this build is refused with a clear message.
 pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
-    match error {
-        MigrateError::VersionMissing(version) => PersistError::Unsupported {
-            what: format!(
-                "the database has schema version {version}, which this persist-sqlite does not know; \
-                 it was written by a newer version. Upgrade persist-sqlite to open it (nothing was changed)"
-            )
-            .into(),
-        },
-        MigrateError::VersionMismatch(version) => PersistError::Unsupported {
-            what: format!("schema migration {version} in the database differs from this build's; refusing to open it")
-                .into(),
-        },
-        MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _) => {
-            map_sqlx("applying schema migrations", error)
-        }
-        other => PersistError::backend("applying schema migrations", other),
-    }
+    persist_sql::map_migrate("persist-sqlite", error, map_sqlx)
 }
 
-/// A stored value that cannot be read back (a corrupted row, or a file edited by hand).
-pub(crate) fn corrupt(what: impl Into<String>) -> PersistError {
-    PersistError::Backend { message: format!("corrupt row: {}", what.into()).into(), source: None }
-}
+pub(crate) use persist_sql::corrupt;
 
 /// Whether `error` is what losing a race to set up a new file looks like: the file busy (another
 /// process switching it to WAL or migrating), a table or index another process just created or

@@ -20,6 +20,14 @@ use tokio::sync::Notify;
 
 use crate::Shared;
 
+/// The feed's head (its newest position in either of its tables, migration 16, or, when
+/// retention removed every row, the newest it removed: the triggers number from there,
+/// migration 8) and the newest position retention
+/// removed; and whether the file's feed records.
+pub(crate) const FEED_BOUNDS: &str = "SELECT max(coalesce((SELECT max(position) FROM persist_feed), 0), \
+                                                 coalesce((SELECT max(position) FROM persist_events), 0), trimmed), \
+                                             trimmed, enabled FROM persist_feed_state";
+
 /// How often retention runs.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// Most events one retention transaction removes.
@@ -110,7 +118,7 @@ pub(crate) fn trim(
     loop {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(map)?;
         let (head, trimmed): (i64, i64) =
-            tx.query_row(crate::direct::FEED_BOUNDS, (), |row| Ok((row.get(0)?, row.get(1)?))).map_err(map)?;
+            tx.query_row(FEED_BOUNDS, (), |row| Ok((row.get(0)?, row.get(1)?))).map_err(map)?;
         let by_count = retention.count_cutoff(u64::try_from(head).unwrap_or_default());
         let by_age = match retention.age_cutoff(Timestamp::now()) {
             // Everything before the first event young enough to keep.

@@ -22,21 +22,17 @@
 //! [`Durability::Full`]: crate::Durability::Full
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use persist_core::{PersistArgs, PersistError};
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::Limits;
-use crate::ops::{Answer, INBOX, OnLane, Write, insert_on_lane};
-use crate::writer::{CHECKPOINT_EVERY, Checkpoint, WalLimit};
-
-/// The most inserts the writer commits in one group on the lane's connection: the work is done
-/// where the writer task runs (about 10 µs a row), which it must not hold for long; larger groups
-/// go to sqlx's connection thread, where the hand-off is shared by many.
-pub(crate) const LANE_GROUP_MAX: usize = 8;
+use crate::gate::{Gate, Held};
+use crate::ops::{Answer, GroupConnection, INBOX, OnLane, Write, insert_on_lane};
+use crate::wal::{CHECKPOINT_EVERY, Checkpoint, WalLimit};
 
 /// Lane writes between two looks at the log's size (one `stat` of its file): a log over its
 /// limit is handed to the writer at most this many writes late.
@@ -45,47 +41,6 @@ const SIZE_CHECK_EVERY: usize = 8;
 /// The largest content (JSON bytes) a lone caller writes on the lane; larger ones go to the
 /// writer, whose work is not done on the caller's thread.
 const LANE_CONTENT_MAX: usize = 64 << 10;
-
-/// Which of the handle's two write connections may hold a transaction: the writer task's or
-/// the lane's, never both, so neither waits on SQLite's lock for the other (a wait there is a
-/// sleep of a millisecond or more).
-#[derive(Debug, Default)]
-pub(crate) struct Gate {
-    held: AtomicBool,
-    released: Notify,
-}
-
-impl Gate {
-    /// Takes the gate if nobody holds it.
-    pub(crate) fn try_take(&self) -> bool {
-        self.held.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok()
-    }
-
-    /// Takes the gate, waiting for whoever holds it: the lane's write under way (one insert),
-    /// the writer's group, or the checkpointer copying the last frames of the log back.
-    pub(crate) async fn take(&self) {
-        while !self.try_take() {
-            // A release between the failed take and this wait leaves a permit: no wake-up lost.
-            // Each release wakes one waiter (of two at most: the writer and the checkpointer),
-            // which, holding the gate in turn, wakes the other when it gives it back.
-            self.released.notified().await;
-        }
-    }
-
-    pub(crate) fn give_back(&self) {
-        self.held.store(false, Ordering::Release);
-        self.released.notify_one();
-    }
-}
-
-/// The gate, taken by the lane for one write.
-struct Held<'a>(&'a Gate);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.give_back();
-    }
-}
 
 /// Counts the handle's writes queued for the writer and not yet answered: while any is, a
 /// write does not take the lane, so it is never committed before a write queued earlier (one
@@ -232,20 +187,6 @@ impl Lane {
         }
     }
 
-    /// Runs `use_it` on the lane's connection, for the writer (which holds the [`Gate`]);
-    /// `None` once the lane is closed.
-    pub(crate) fn with<T>(&self, use_it: impl FnOnce(&Connection) -> T) -> Option<T> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|open| {
-            end_leftover_transaction(&open.conn);
-            use_it(&open.conn)
-        })
-    }
-
-    /// Counts a group the writer committed on the lane's connection.
-    pub(crate) fn count_commit(&self) {
-        self.committed.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Closes the lane's connection (waiting for a write under way on it); later writes go to
     /// the writer.
     pub(crate) fn close(&self) {
@@ -264,6 +205,22 @@ fn end_leftover_transaction(conn: &Connection) {
 
 fn opening(error: rusqlite::Error) -> PersistError {
     PersistError::backend("opening the caller's write connection", error)
+}
+
+impl GroupConnection for Lane {
+    /// Runs `use_it` on the lane's connection, for the writer (which holds the [`Gate`]);
+    /// `None` once the lane is closed.
+    fn with<T>(&self, use_it: impl FnOnce(&Connection) -> T) -> Option<T> {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|open| {
+            end_leftover_transaction(&open.conn);
+            use_it(&open.conn)
+        })
+    }
+
+    /// Counts a group the writer committed on the lane's connection.
+    fn count_commit(&self) {
+        self.committed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]
@@ -295,6 +252,7 @@ impl Lane {
 
 #[cfg(test)]
 mod tests {
+    use crate::ops::GroupConnection;
     use persist_core::args::Add;
     use persist_core::{Content, MessageId, PersistResult, Role, ThreadId};
     use sqlx::{ConnectOptions, Connection};

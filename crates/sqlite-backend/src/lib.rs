@@ -110,6 +110,7 @@ mod check;
 mod direct;
 mod error;
 mod feed;
+mod gate;
 mod lane;
 mod migrations;
 mod ops;
@@ -117,6 +118,7 @@ mod reads;
 mod rows;
 mod search;
 mod summaries;
+mod wal;
 mod writer;
 
 /// The SQL of a group commit, for `persist-bench` to run the same statement with nothing

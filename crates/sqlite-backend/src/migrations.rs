@@ -3,16 +3,15 @@
 //! without the macro, whose compile-time copy of the database driver doubled the work of a
 //! fresh build; and how a file's schema is read, checked and brought up to date on open.
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use persist_core::maintenance::SchemaStatus;
+use persist_core::schema::SchemaStatus;
 use persist_core::{PersistError, Result};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
-use sqlx::{ConnectOptions, Connection, SqlStr};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::direct;
 use crate::error::{self, map_migrate, map_sqlx};
@@ -41,25 +40,11 @@ const FILES: &[(i64, &str, &str)] = &[
 ];
 
 /// The migrations, in version order.
-pub(crate) static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| {
-    let migrations = FILES
-        .iter()
-        .map(|&(version, description, sql)| {
-            let no_tx = sql.starts_with("-- no-transaction");
-            Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, SqlStr::from_static(sql), no_tx)
-        })
-        .collect();
-    Migrator::with_migrations(migrations)
-});
+pub(crate) static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| persist_sql::migrator(FILES));
 
-/// Every migration this build carries, with the checksum of its SQL, for
-/// [`SchemaStatus::from_records`](persist_core::maintenance::SchemaStatus::from_records).
-pub(crate) fn known() -> impl Iterator<Item = (persist_core::maintenance::SchemaMigration, Vec<u8>)> {
-    MIGRATOR.iter().map(|migration| {
-        let described =
-            persist_core::maintenance::SchemaMigration::new(migration.version, migration.description.as_ref());
-        (described, migration.checksum.to_vec())
-    })
+/// Every migration this build carries, with the checksum of its SQL.
+pub(crate) fn known() -> impl Iterator<Item = (persist_core::schema::SchemaMigration, Vec<u8>)> {
+    persist_sql::known(&MIGRATOR)
 }
 
 /// The oldest schema a read-only handle reads as it is (a file one upgrade behind may still be

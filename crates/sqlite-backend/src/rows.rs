@@ -259,18 +259,12 @@ fn unsigned(value: i64, column: &str) -> Result<u64, PersistError> {
     u64::try_from(value).map_err(|_| corrupt(format!("{column} is negative ({value})")))
 }
 
-/// The `tenant` column's value: the tenant's id, `''` for the threads without a tenant (no
-/// tenant id is empty, so every key column is an ordinary `NOT NULL` one).
-pub(crate) fn tenant_key(tenant: Option<&TenantId>) -> &str {
-    tenant.map_or("", TenantId::as_str)
-}
+/// The `tenant` column's value: the tenant's id, `''` for the threads without a tenant.
+pub(crate) use persist_core::raw::tenant_key;
 
 /// The tenant a `tenant` column holds.
 pub(crate) fn tenant(row: &impl Cells) -> Result<Option<TenantId>, PersistError> {
-    match text(row, "tenant")? {
-        "" => Ok(None),
-        tenant => TenantId::new(tenant).map(Some).map_err(|e| corrupt(e.to_string())),
-    }
+    persist_core::raw::tenant_from_key(text(row, "tenant")?).map_err(|e| corrupt(e.to_string()))
 }
 
 pub(crate) fn signed(value: u64) -> i64 {

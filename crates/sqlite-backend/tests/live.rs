@@ -9,9 +9,10 @@
 use std::process::Command;
 use std::time::Duration;
 
+use persist::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, StopReply, StopState};
+use persist::prelude::*;
 use persist_core::args::{Reserve, UpdateContent};
 use persist_core::feed::{FeedEvent, FeedRetention, ReadFeed};
-use persist_core::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, StopReply, StopState};
 use persist_core::read::GetMessage;
 use persist_core::{Backend, Content, MessageId, Pipeline, Role, Status, ThreadId};
 use persist_sqlite::SqliteBackend;

@@ -4,6 +4,7 @@
 
 mod support;
 
+use persist::prelude::*;
 use persist_core::args::{Add, Delete};
 use persist_core::feed::ReadFeed;
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads};
@@ -417,8 +418,8 @@ async fn a_version_9_database_takes_interrupted_replies_and_keeps_every_row() {
 /// delta).
 #[tokio::test]
 async fn a_version_10_database_records_what_each_append_adds() {
+    use persist::live::{FollowReply, ReplyChunk, ReplyEnd};
     use persist_core::args::UpdateContent;
-    use persist_core::live::{FollowReply, ReplyChunk, ReplyEnd};
     use persist_core::{PersistError, Pipeline};
 
     let dir = tempfile::tempdir().unwrap();

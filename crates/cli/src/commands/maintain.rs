@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
+use persist::PipelineExt;
 use persist::lifecycle::Prune;
 use persist::maintenance::CleanupStranded;
 use persist::read::{FindStranded, MAX_PAGE_LIMIT, Stranded};
@@ -49,7 +50,7 @@ pub(crate) async fn prune(store: &Store, scope: &Scope, options: PruneOptions, j
         prune = prune.with_keep_latest(keep);
     }
     prune = prune.with_covered(options.covered);
-    if !scope.all_tenants {
+    if !scope.across_tenants {
         prune = prune.only_tenant(scope.tenant.clone());
     }
     let mut totals = PruneTotals::default();
@@ -122,7 +123,7 @@ pub(crate) async fn cleanup_stranded(
     if delete {
         cleanup = cleanup.deleting();
     }
-    if !scope.all_tenants {
+    if !scope.across_tenants {
         cleanup = cleanup.only_tenant(scope.tenant.clone());
     }
     let (mut interrupted, mut deleted): (Vec<Stranded>, Vec<Stranded>) = (Vec::new(), Vec::new());
@@ -230,9 +231,9 @@ fn stranded_line(stranded: &Stranded) -> String {
 /// most a page of them), found as the cleanup finds them; nothing is written.
 async fn stranded_dry_run(store: &Store, scope: &Scope, older_than: Duration, delete: bool, json: bool) -> CliResult {
     let cutoff = Timestamp::now().saturating_sub(older_than);
-    let context = if scope.all_tenants { persist::Context::new() } else { scope.context() };
+    let context = if scope.across_tenants { persist::Context::new() } else { scope.context() };
     let query =
-        FindStranded::new(cutoff).with_limit(MAX_PAGE_LIMIT).across_tenants(scope.all_tenants).with_context(context);
+        FindStranded::new(cutoff).with_limit(MAX_PAGE_LIMIT).across_tenants(scope.across_tenants).with_context(context);
     let found = store.pipeline.find_stranded(query).await?;
     // As the cleanup decides: deleted when asked, or when its stream wrote nothing.
     let (deleting, interrupting): (Vec<&Stranded>, Vec<&Stranded>) =

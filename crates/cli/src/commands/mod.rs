@@ -5,6 +5,7 @@ pub(crate) mod maintain;
 pub(crate) mod migrate;
 pub(crate) mod read;
 pub(crate) mod search;
+pub(crate) mod serve;
 pub(crate) mod shards;
 pub(crate) mod transfer;
 
@@ -19,13 +20,13 @@ use persist::{Context, Message, Pipeline, TenantId, Thread};
 use crate::error::{CliError, CliResult};
 
 /// Whose threads a command reaches: one tenant's (`--tenant`, or the threads without a tenant
-/// when it is not given), or every tenant's (`--all-tenants`).
+/// when it is not given), or every tenant's (`--across-tenants`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Scope {
     /// The tenant named by `--tenant`.
     pub(crate) tenant: Option<TenantId>,
-    /// `--all-tenants`.
-    pub(crate) all_tenants: bool,
+    /// `--across-tenants`.
+    pub(crate) across_tenants: bool,
 }
 
 impl Scope {
@@ -36,8 +37,8 @@ impl Scope {
 
     /// The first page of this scope's threads, newest first.
     pub(crate) fn listing(&self) -> ListThreads {
-        let context = if self.all_tenants { Context::new() } else { self.context() };
-        ListThreads::new().across_tenants(self.all_tenants).with_context(context)
+        let context = if self.across_tenants { Context::new() } else { self.context() };
+        ListThreads::new().across_tenants(self.across_tenants).with_context(context)
     }
 
     /// Every thread of this scope, a page at a time.

@@ -72,7 +72,7 @@ pub(crate) async fn threads(store: &Store, scope: &Scope, options: ThreadsOption
 /// Why an empty first page of threads may not mean an empty store: without `--tenant`, only
 /// the threads without a tenant are listed; when some tenant has threads, say how to reach them.
 async fn empty_hint(store: &Store, scope: &Scope, narrowed: bool) -> CliResult<&'static str> {
-    if narrowed || scope.all_tenants || scope.tenant.is_some() {
+    if narrowed || scope.across_tenants || scope.tenant.is_some() {
         return Ok("");
     }
     let any = persist::read::ListThreads::new().across_tenants(true).with_limit(1);
@@ -80,7 +80,7 @@ async fn empty_hint(store: &Store, scope: &Scope, narrowed: bool) -> CliResult<&
     Ok(if page.items.is_empty() && page.unreadable.is_empty() {
         ""
     } else {
-        " without a tenant (tenants' threads are listed with --tenant NAME, or --all-tenants)"
+        " without a tenant (tenants' threads are listed with --tenant NAME, or --across-tenants)"
     })
 }
 

@@ -28,12 +28,12 @@ pub(crate) struct SearchOptions {
 }
 
 /// `persist search`: one page of hits of the scope (a tenant, the threads without one, or every
-/// tenant's with `--all-tenants`), with the cursor of the next page. Through the keys when they
+/// tenant's with `--across-tenants`), with the cursor of the next page. Through the keys when they
 /// are given: a store they seal holds no text to find, and the layer says so.
 pub(crate) async fn search(store: &Store, scope: &Scope, options: SearchOptions, json: bool) -> CliResult {
-    let context = if scope.all_tenants { persist::Context::new() } else { scope.context() };
+    let context = if scope.across_tenants { persist::Context::new() } else { scope.context() };
     let mut query = Search::new(options.query)
-        .across_tenants(scope.all_tenants)
+        .across_tenants(scope.across_tenants)
         .with_roles(options.roles)
         .with_limit(options.limit)
         .with_cursor(options.after)

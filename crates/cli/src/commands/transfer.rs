@@ -39,16 +39,16 @@ pub(crate) struct ExportOptions {
 }
 
 /// `persist export`: one thread, the tenant's threads (`--all`) or every tenant's
-/// (`--all-tenants`) as JSONL. Values as the store's [`keyed`](Store::keyed) pipeline answers
+/// (`--across-tenants`) as JSONL. Values as the store's [`keyed`](Store::keyed) pipeline answers
 /// them: in clear when it was given keys (`--clear`), and then every one, or no export.
 pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions) -> CliResult {
-    match (&options.thread, options.all || scope.all_tenants) {
+    match (&options.thread, options.all || scope.across_tenants) {
         (Some(_), true) => {
-            return Err(CliError::usage("name a THREAD or pass --all / --all-tenants, not both"));
+            return Err(CliError::usage("name a THREAD or pass --all / --across-tenants, not both"));
         }
         (None, false) => {
             return Err(CliError::usage(
-                "name a THREAD, or pass --all (the tenant's threads) or --all-tenants (the whole store)",
+                "name a THREAD, or pass --all (the tenant's threads) or --across-tenants (the whole store)",
             ));
         }
         _ => {}
@@ -63,7 +63,7 @@ pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions)
         Some(partial) => Box::new(BufWriter::new(partial.file()?)),
         None => Box::new(stdout()),
     };
-    let header = Header::new(&store.label, scope.tenant.as_ref(), scope.all_tenants, options.thread.as_ref());
+    let header = Header::new(&store.label, scope.tenant.as_ref(), scope.across_tenants, options.thread.as_ref());
     write_line(&mut out, &header)?;
     let mut progress = Progress::new("messages exported");
     let mut counts = Counts::default();

@@ -8,6 +8,19 @@ use crate::model::id::{MessageId, TenantId, ThreadId};
 use crate::model::op::PersistOp;
 use crate::model::{Content, Status, Timestamp};
 
+/// Which events a [`ReadFeed`](super::ReadFeed) reads, or a subscriber is woken for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FeedScope {
+    /// One thread of the context's tenant.
+    Thread(ThreadId),
+    /// Every thread of the context's tenant.
+    Tenant,
+    /// Every thread of every tenant (operators, indexers), as the other reads across tenants
+    /// say it (`ListThreads::across_tenants`, `SearchScope::AcrossTenants`).
+    AcrossTenants,
+}
+
 /// What a delete event removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,10 +106,7 @@ impl FeedEvent {
             message: format!("the change feed holds an unreadable {what} at position {position}: {value:?}").into(),
             source: None,
         };
-        let tenant = match tenant {
-            "" => None,
-            name => Some(TenantId::new(name).map_err(|_| corrupt("tenant", name))?),
-        };
+        let tenant = crate::model::id_checks::tenant_from_key(tenant).map_err(|_| corrupt("tenant", tenant))?;
         let op: PersistOp = op.parse().map_err(|_| corrupt("op", op))?;
         let removed = match removed {
             None => None,
@@ -123,7 +133,9 @@ impl FeedEvent {
             status,
             delta,
             parent_seq: match (op, seq) {
-                (PersistOp::Add | PersistOp::Reserve, Some(seq)) => crate::branch::parent_from_stored(seq, parent),
+                (PersistOp::Add | PersistOp::Reserve, Some(seq)) => {
+                    crate::model::message::parent_from_stored(seq, parent)
+                }
                 _ => None,
             },
         };

@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
-use super::event::FeedEvent;
-use super::read::FeedScope;
+use super::event::{FeedEvent, FeedScope};
 use crate::model::id::{TenantId, ThreadId};
 
 type Key = (Option<TenantId>, Option<ThreadId>);
@@ -85,7 +84,7 @@ impl FeedHub {
     pub(super) fn watch(&self, scope: &FeedScope, tenant: Option<TenantId>) -> watch::Receiver<u64> {
         let mut watches = self.lock();
         match scope {
-            FeedScope::Store => watches.store.get_or_insert_with(|| watch::channel(0).0).subscribe(),
+            FeedScope::AcrossTenants => watches.store.get_or_insert_with(|| watch::channel(0).0).subscribe(),
             FeedScope::Tenant => {
                 watches.scopes.entry((tenant, None)).or_insert_with(|| watch::channel(0).0).subscribe()
             }

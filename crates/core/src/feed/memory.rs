@@ -2,8 +2,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use super::event::FeedScope;
 use super::event::{Change, FeedEvent, Removed};
-use super::read::{FeedPage, FeedScope, ReadFeed};
+use super::read::{FeedPage, ReadFeed};
 use super::retention::FeedRetention;
 use crate::model::Timestamp;
 use crate::model::error::Result;

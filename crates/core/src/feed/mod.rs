@@ -22,7 +22,7 @@
 //! reads it (through the pipeline, so a decrypting layer opens it). The exception is an
 //! update that added to the end of the content (a streamed token): its event carries the
 //! content added ([`Change::delta`]), so a follower of a reply streams tokens without reading
-//! the message ([`live`](crate::live) builds on it).
+//! the message (live replies, in persist-ops, build on it).
 //!
 //! # Example
 //!
@@ -52,9 +52,9 @@ mod read;
 mod retention;
 pub(crate) mod subscription;
 
-pub use self::event::{Change, FeedEvent, Removed, StoredEvent};
+pub use self::event::{Change, FeedEvent, FeedScope, Removed, StoredEvent};
 pub use self::hub::FeedHub;
 pub use self::memory::MemoryFeed;
-pub use self::read::{FeedPage, FeedScope, ReadFeed};
+pub use self::read::{FeedPage, ReadFeed};
 pub use self::retention::FeedRetention;
 pub use self::subscription::Subscription;

@@ -3,24 +3,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::event::FeedEvent;
+use super::event::{FeedEvent, FeedScope};
 use super::hub::FeedHub;
 use crate::context::{Context, context_setter};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{TenantId, ThreadId};
 use crate::model::page::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
-
-/// Which events a [`ReadFeed`] reads.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum FeedScope {
-    /// One thread of the context's tenant.
-    Thread(ThreadId),
-    /// Every thread of the context's tenant.
-    Tenant,
-    /// Every thread of every tenant (operators, indexers).
-    Store,
-}
 
 /// Reads the events after a position, oldest first.
 ///
@@ -58,7 +46,7 @@ impl ReadFeed {
 
     /// The events of every thread of every tenant: for operators, who say so explicitly.
     pub fn across_tenants() -> Self {
-        Self::new(FeedScope::Store)
+        Self::new(FeedScope::AcrossTenants)
     }
 
     fn new(scope: FeedScope) -> Self {
@@ -83,14 +71,14 @@ impl ReadFeed {
     pub fn thread_id(&self) -> Option<&ThreadId> {
         match &self.scope {
             FeedScope::Thread(id) => Some(id),
-            FeedScope::Tenant | FeedScope::Store => None,
+            FeedScope::Tenant | FeedScope::AcrossTenants => None,
         }
     }
 
     /// The tenant whose events are read: the context's, `None` across tenants.
     pub fn tenant_read(&self) -> Option<&TenantId> {
         match self.scope {
-            FeedScope::Store => None,
+            FeedScope::AcrossTenants => None,
             FeedScope::Thread(_) | FeedScope::Tenant => self.context.tenant(),
         }
     }
@@ -103,7 +91,7 @@ impl ReadFeed {
     /// Whether an event of thread `thread_id` of `tenant` is in this read's scope.
     pub(super) fn covers_change(&self, tenant: Option<&TenantId>, thread_id: &ThreadId) -> bool {
         match &self.scope {
-            FeedScope::Store => true,
+            FeedScope::AcrossTenants => true,
             FeedScope::Tenant => tenant == self.context.tenant(),
             FeedScope::Thread(id) => tenant == self.context.tenant() && thread_id == id,
         }

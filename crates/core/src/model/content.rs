@@ -171,8 +171,8 @@ impl Content {
     /// Whether the content says nothing a reader or a model could take: the placeholder `[]`,
     /// or only [text](crate::Part::Text) and [reasoning](crate::Part::Reasoning) blocks with no
     /// text (a reply cut short before its first token). Providers refuse a message with such
-    /// content, so [cleanup](crate::Pipeline::cleanup_stranded) deletes a stranded reservation
-    /// that is blank, provider-ready reads ([`ProviderHistory`](crate::layer::ProviderHistory))
+    /// content, so cleanup (`cleanup_stranded`, persist-ops) deletes a stranded reservation
+    /// that is blank, provider-ready reads (`ProviderHistory` (persist-layer))
     /// and the Chat Completions and Anthropic exports leave blank messages out.
     ///
     /// # Example

@@ -272,7 +272,9 @@ impl PersistError {
         Self::CODES[self.code_index()]
     }
 
-    pub(crate) fn code_index(&self) -> usize {
+    /// The position of [`code`](Self::code) in [`CODES`](Self::CODES), for tables indexed by
+    /// error kind.
+    pub fn code_index(&self) -> usize {
         match self {
             Self::InvalidInput { .. } => 0,
             Self::NotFound { .. } => 1,

@@ -1,4 +1,5 @@
-//! Validated opaque identifiers.
+//! Validated opaque identifiers (the checks, and the constructors that run them, are in
+//! `id_checks`).
 //!
 //! Every identifier in persist is a short string checked once, at construction: non-empty, at
 //! most [`MAX_ID_BYTES`] bytes, no control characters. Backends can therefore bind ids into
@@ -6,52 +7,23 @@
 
 use std::borrow::Borrow;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::model::error::PersistError;
+use serde::{Serialize, Serializer};
 
 /// The longest identifier accepted, in bytes.
 pub const MAX_ID_BYTES: usize = 255;
 
-/// Checks the shared identifier rules, naming `field` in the error.
-pub(crate) fn validate_id(field: &'static str, value: &str) -> Result<(), PersistError> {
-    if value.is_empty() {
-        return Err(PersistError::invalid(field, "must not be empty"));
-    }
-    if value.len() > MAX_ID_BYTES {
-        return Err(PersistError::invalid(field, format!("is {} bytes, the limit is {MAX_ID_BYTES}", value.len())));
-    }
-    if value.chars().any(char::is_control) {
-        return Err(PersistError::invalid(field, "must not contain control characters"));
-    }
-    Ok(())
-}
-
-macro_rules! validated_id {
-    ($(#[$doc:meta])* $name:ident, $field:literal) => {
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         ///
         /// Cloning is cheap (a reference count). Construction validates: non-empty, at most
         /// [`MAX_ID_BYTES`] bytes, no control characters.
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Arc<str>);
+        pub struct $name(pub(in crate::model) Arc<str>);
 
         impl $name {
-            /// Validates `value` and wraps it.
-            ///
-            /// # Errors
-            ///
-            /// [`PersistError::InvalidInput`] naming the field when `value` is empty, longer
-            /// than [`MAX_ID_BYTES`] bytes or contains a control character.
-            pub fn new(value: impl AsRef<str>) -> Result<Self, PersistError> {
-                let value = value.as_ref();
-                validate_id($field, value)?;
-                Ok(Self(Arc::from(value)))
-            }
-
             /// The identifier as a string slice.
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -67,30 +39,6 @@ macro_rules! validated_id {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.pad(&self.0)
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = PersistError;
-
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                Self::new(s)
-            }
-        }
-
-        impl TryFrom<&str> for $name {
-            type Error = PersistError;
-
-            fn try_from(value: &str) -> Result<Self, Self::Error> {
-                Self::new(value)
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = PersistError;
-
-            fn try_from(value: String) -> Result<Self, Self::Error> {
-                Self::new(value)
             }
         }
 
@@ -111,67 +59,51 @@ macro_rules! validated_id {
                 serializer.serialize_str(&self.0)
             }
         }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                Self::new(raw).map_err(serde::de::Error::custom)
-            }
-        }
     };
 }
 
-validated_id!(
+id_type!(
     /// Identifies a thread (a conversation).
-    ThreadId,
-    "thread_id"
+    ThreadId
 );
-validated_id!(
+id_type!(
     /// Identifies a message inside its thread.
     ///
     /// A message's identity is always the pair `(ThreadId, MessageId)`: the same `MessageId`
     /// in two threads names two different messages.
-    MessageId,
-    "message_id"
+    MessageId
 );
-validated_id!(
+id_type!(
     /// Identifies a tenant: the namespace of its threads, whose identity is
     /// `(tenant, thread_id)`; see [`Context::tenant`](crate::Context).
-    TenantId,
-    "tenant"
+    TenantId
 );
-validated_id!(
+id_type!(
     /// A caller-chosen key that makes `add` and `reserve` safe to retry.
     ///
     /// Unique per thread: a second write with the same key in the same thread returns the
     /// first write's message instead of creating another.
-    IdempotencyKey,
-    "idempotency_key"
+    IdempotencyKey
 );
-validated_id!(
+id_type!(
     /// Identifies one request as it travels through the pipeline (for logs and traces).
-    RequestId,
-    "request_id"
+    RequestId
 );
-validated_id!(
+id_type!(
     /// Identifies an agent, for [session bindings](crate::session).
-    AgentId,
-    "agent_id"
+    AgentId
 );
-validated_id!(
+id_type!(
     /// A provider's session id (what a CLI's `--resume` takes).
-    SessionId,
-    "session_id"
+    SessionId
 );
-validated_id!(
+id_type!(
     /// Names the provider that issued a session (`"claude-cli"`, `"openai-responses"`, …).
-    ProviderId,
-    "provider"
+    ProviderId
 );
-validated_id!(
+id_type!(
     /// Names the runtime a session lives in (a machine, a container, a CLI install).
-    RuntimeId,
-    "runtime_id"
+    RuntimeId
 );
 
 impl MessageId {
@@ -235,6 +167,7 @@ impl RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::error::PersistError;
 
     #[test]
     fn accepts_ordinary_ids() {

@@ -113,12 +113,12 @@ pub enum Status {
     /// A reservation whose stream stopped before its final write (the generator crashed, the
     /// client went away): the content is what the stream wrote, kept for the reader, who can be
     /// told the reply was cut short. Set by [`UpdateContent::interrupted`] (the host saw its
-    /// stream fail) or by [`Pipeline::cleanup_stranded`] (nobody wrote to the reservation for a
-    /// while). Read like a complete message (reads leave out only `Reserved` ones by default);
-    /// no more tokens are taken, a final replacement still completes it.
+    /// stream fail) or by a cleanup of stranded reservations (`cleanup_stranded`, in
+    /// `persist-ops`: nobody wrote to the reservation for a while). Read like a complete
+    /// message (reads leave out only `Reserved` ones by default); no more tokens are taken, a
+    /// final replacement still completes it.
     ///
     /// [`UpdateContent::interrupted`]: crate::args::UpdateContent::interrupted
-    /// [`Pipeline::cleanup_stranded`]: crate::Pipeline::cleanup_stranded
     Interrupted,
 }
 
@@ -240,6 +240,29 @@ pub struct Message {
     pub updated_at: Timestamp,
 }
 
+impl Message {
+    /// A complete message as a store holds one it wrote at `seq` of `thread_id`: version 1,
+    /// following the message before it (a root at seq 1), without metadata or an idempotency
+    /// key, written `at`. For backends that build rows, restores and tests: every field is
+    /// public, to set what differs.
+    pub fn stored(thread_id: ThreadId, id: MessageId, seq: u64, role: Role, content: Content, at: Timestamp) -> Self {
+        Self {
+            thread_id,
+            id,
+            role,
+            content,
+            metadata: Metadata::new(),
+            status: Status::Complete,
+            seq,
+            parent_seq: seq.checked_sub(1).filter(|&parent| parent > 0),
+            version: 1,
+            idempotency_key: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 /// A thread: the conversation messages belong to. Created by its first write.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Thread {
@@ -273,8 +296,51 @@ pub struct Thread {
 }
 
 impl Thread {
+    /// A thread as a store holds one whose messages are seqs `1..=last_seq`, one after the
+    /// other on a single branch, none deleted: version 1, no tenant, title or metadata, created
+    /// and last changed `at`. For backends that build threads, restores and tests: every field
+    /// is public, to set what differs.
+    pub fn stored(id: ThreadId, last_seq: u64, at: Timestamp) -> Self {
+        Self {
+            id,
+            tenant: None,
+            title: None,
+            metadata: Metadata::new(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+            last_seq,
+            message_count: last_seq,
+            active_leaf: (last_seq > 0).then_some(last_seq),
+            deleted_at: None,
+        }
+    }
+
     /// Whether the thread is a tombstone.
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
+    }
+}
+
+/// A parent as a SQL backend stores it, compactly: `None` (NULL) when the message follows the
+/// message just before it in seq (`seq - 1`, most messages) or is the root at seq 1, `Some(0)`
+/// for any other root, `Some(parent)` otherwise. Only the messages that start a run of
+/// consecutive seqs then hold a value, which a partial index can hold alone; see
+/// [`parent_from_stored`].
+pub fn stored_parent(seq: u64, parent: Option<u64>) -> Option<u64> {
+    match parent {
+        None if seq == 1 => None,
+        None => Some(0),
+        Some(parent) if parent + 1 == seq => None,
+        Some(parent) => Some(parent),
+    }
+}
+
+/// The parent of the message at `seq` whose stored form is `stored` (see [`stored_parent`]).
+pub fn parent_from_stored(seq: u64, stored: Option<u64>) -> Option<u64> {
+    match stored {
+        None => seq.checked_sub(1).filter(|&parent| parent > 0),
+        Some(0) => None,
+        Some(parent) => Some(parent),
     }
 }

@@ -6,6 +6,7 @@
 pub(crate) mod content;
 pub(crate) mod error;
 pub(crate) mod id;
+pub(crate) mod id_checks;
 pub(crate) mod json;
 pub(crate) mod message;
 pub(crate) mod metadata;

@@ -107,7 +107,7 @@ impl PersistOp {
     ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
-    pub(crate) const fn index(self) -> usize {
+    pub const fn index(self) -> usize {
         self as usize
     }
 

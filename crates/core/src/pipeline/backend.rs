@@ -579,4 +579,5 @@ impl<B: Backend> Backend for Arc<B> {
     }
 }
 
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed future that can be sent between threads, as backends and layers answer.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

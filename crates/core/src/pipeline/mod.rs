@@ -6,10 +6,10 @@
 
 mod backend;
 mod builder;
-mod scoped;
+pub(crate) mod scoped;
 mod terminal;
 
-pub(crate) use self::backend::BoxFuture;
+pub use self::backend::BoxFuture;
 pub use self::backend::{ApplyNow, Backend, Capabilities};
 use self::builder::ErasedStack;
 pub use self::builder::PipelineBuilder;
@@ -147,7 +147,7 @@ impl Pipeline {
     );
     typed_call!(
         /// Writes a message's content (see [`UpdateContent`]); answers the message as stored,
-        /// or, for an update a [`CoalesceLayer`](crate::layer::CoalesceLayer) held back, as
+        /// or, for an update a `CoalesceLayer` (persist-layer) held back, as
         /// last written ([`ContentUpdated::coalesced`]).
         update_content, UpdateContent, UpdateContent => ContentUpdated, ContentUpdated, |r| r
     );
@@ -223,7 +223,7 @@ impl Pipeline {
     typed_call!(
         /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
         /// [`across_tenants`](FindStranded::across_tenants) (maintenance;
-        /// [`cleanup_stranded`](Self::cleanup_stranded) marks them interrupted).
+        /// `cleanup_stranded`, in `persist-ops`, marks them interrupted).
         find_stranded, FindStranded, FindStranded => Stranded, Vec<Stranded>, |found| found
     );
     typed_call!(

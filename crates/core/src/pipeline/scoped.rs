@@ -5,9 +5,6 @@ use std::future::Future;
 use crate::args::{Add, AppendTurn, Context, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
 use crate::branch::{Branches, ListBranches};
 use crate::feed::{FeedPage, FeedScope, ReadFeed, Subscription};
-use crate::lifecycle::{Fork, ForkReport, Pop, Popped, Prune, PruneReport};
-use crate::live::{FollowReply, ReplyStream, StopReply, StopSignal, StopState};
-use crate::maintenance::{CleanupReport, CleanupStranded};
 use crate::model::error::{PersistError, Result};
 use crate::model::{Message, Thread};
 use crate::pipeline::Capabilities;
@@ -70,6 +67,10 @@ impl Scoped {
     pub(crate) fn new(pipeline: Pipeline, context: Context) -> Self {
         // The handle's calls see each other's writes, whichever copy of the store answers.
         Self { pipeline, context: context.consistent() }
+    }
+
+    pub(crate) fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     /// The context every call carries (each with a request id of its own).
@@ -187,84 +188,6 @@ impl Scoped {
         another tenant is refused (`InvalidInput` naming `tenant`). */
         restore, Restore => Restored
     );
-    scoped_call!(/** Copies one of the scope's threads into a new thread of the scope; see [`Pipeline::fork`]. */ fork, Fork => ForkReport);
-    scoped_call!(/** Removes the latest messages of one of the scope's threads; see [`Pipeline::pop`]. */ pop, Pop => Popped);
-    scoped_call!(
-        /** Follows one of the scope's messages as a stream of text; see [`Pipeline::follow_reply`]. */
-        follow_reply, FollowReply => ReplyStream
-    );
-    scoped_call!(/** Asks the generation of one of the scope's replies to stop; see [`Pipeline::stop_reply`]. */ stop_reply, StopReply => StopState);
-    scoped_call!(
-        /** Watches for a stop of one of the scope's replies; see [`Pipeline::watch_stop`]. */
-        watch_stop, StopReply => StopSignal
-    );
-
-    /// Compacts one of the scope's threads once, if its tail is over the budget; see
-    /// [`Compaction::compact`](crate::compaction::Compaction::compact). Every request of the run
-    /// carries the scope's context, so it reads, leases and summarizes the scope's thread and no
-    /// other tenant's.
-    ///
-    /// # Example
-    ///
-    /// ```
-    /// use persist::compaction::{Budget, Compacted, Compaction, KeepLastText};
-    /// use persist::{args::Add, summary::ReadCompacted, Content, Context, Pipeline, Role, TenantId, ThreadId};
-    /// use persist::memory::MemoryBackend;
-    ///
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// let pipeline = Pipeline::new(MemoryBackend::new());
-    /// let acme = pipeline.scoped(Context::new().with_tenant(TenantId::new("acme")?));
-    /// let thread = ThreadId::new("general")?;
-    /// for i in 1..=6 {
-    ///     acme.add(Add::new(thread.clone(), Role::User, Content::text(format!("m{i}")))).await?;
-    /// }
-    /// let compaction = Compaction::new(KeepLastText::new(2), Budget::messages(4)).keep_recent(1);
-    /// assert!(matches!(acme.compact(&compaction, thread.clone()).await?, Compacted::Summarized(_)));
-    /// assert_eq!(acme.compacted(ReadCompacted::new(thread)).await?.messages.len(), 1);
-    /// # Ok::<_, persist::PersistError>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// As [`Compaction::compact`](crate::compaction::Compaction::compact).
-    pub async fn compact<C: crate::compaction::Compactor>(
-        &self,
-        compaction: &crate::compaction::Compaction<C>,
-        thread: crate::ThreadId,
-    ) -> Result<crate::compaction::Compacted> {
-        compaction.compact(&self.pipeline, thread, self.context.renewed()).await
-    }
-
-    /// One batch of retention over the scope's threads; see [`Pipeline::prune`]. A prune made
-    /// for every tenant (the default of [`Prune::new`]) is confined to the scope's.
-    ///
-    /// # Errors
-    ///
-    /// `Rejected` for a prune of another tenant; otherwise as [`Pipeline::prune`].
-    pub async fn prune(&self, prune: Prune) -> Result<PruneReport> {
-        let tenant = self.context.tenant().cloned();
-        if !prune.across_tenants && prune.context.tenant() != tenant.as_ref() {
-            return Err(across_tenants());
-        }
-        self.pipeline.prune(prune.with_context(self.context.renewed()).only_tenant(tenant)).await
-    }
-
-    /// Cleans up the scope's stranded reservations; see [`Pipeline::cleanup_stranded`]. A cleanup
-    /// made for every tenant (the default of [`CleanupStranded::new`]) is confined to the
-    /// scope's.
-    ///
-    /// # Errors
-    ///
-    /// `Rejected` for a cleanup of another tenant; otherwise as [`Pipeline::cleanup_stranded`].
-    pub async fn cleanup_stranded(&self, cleanup: CleanupStranded) -> Result<CleanupReport> {
-        let tenant = self.context.tenant().cloned();
-        if !cleanup.across_tenants && cleanup.context.tenant() != tenant.as_ref() {
-            return Err(across_tenants());
-        }
-        self.pipeline.cleanup_stranded(cleanup.with_context(self.context.renewed()).only_tenant(tenant)).await
-    }
-
     /// What the store behind the pipeline can do; see [`Pipeline::capabilities`].
     pub fn capabilities(&self) -> Capabilities {
         self.pipeline.capabilities()
@@ -316,7 +239,7 @@ fn within_tenant(query: &ReadFeed) -> bool {
     matches!(query.scope, FeedScope::Thread(_) | FeedScope::Tenant)
 }
 
-fn across_tenants() -> PersistError {
+pub(crate) fn across_tenants() -> PersistError {
     PersistError::rejected("a request across tenants is for operators: not through a scoped handle")
 }
 

@@ -24,6 +24,7 @@
 //! [`Message::parent_seq`]: crate::Message::parent_seq
 //! [`Thread::active_leaf`]: crate::Thread::active_leaf
 
+pub use crate::model::message::{parent_from_stored, stored_parent};
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
@@ -255,29 +256,6 @@ impl Tree {
             }
         }
         latest
-    }
-}
-
-/// A parent as a SQL backend stores it, compactly: `None` (NULL) when the message follows the
-/// message just before it in seq (`seq - 1`, most messages) or is the root at seq 1, `Some(0)`
-/// for any other root, `Some(parent)` otherwise. Only the messages that start a run of
-/// consecutive seqs then hold a value, which a partial index can hold alone; see
-/// [`parent_from_stored`].
-pub fn stored_parent(seq: u64, parent: Option<u64>) -> Option<u64> {
-    match parent {
-        None if seq == 1 => None,
-        None => Some(0),
-        Some(parent) if parent + 1 == seq => None,
-        Some(parent) => Some(parent),
-    }
-}
-
-/// The parent of the message at `seq` whose stored form is `stored` (see [`stored_parent`]).
-pub fn parent_from_stored(seq: u64, stored: Option<u64>) -> Option<u64> {
-    match stored {
-        None => seq.checked_sub(1).filter(|&parent| parent > 0),
-        Some(0) => None,
-        Some(parent) => Some(parent),
     }
 }
 

@@ -13,7 +13,7 @@ use crate::search::{Search, SearchCursor, SearchHit};
 /// thread's cursor) lists it. Threads of `hidden` (a tenant a store keeps for itself) are left
 /// out of the page after its cursor is set, so a page may be short (even empty) while more
 /// follow: a caller goes on from its cursor as from any page.
-pub(crate) fn threads(
+pub fn threads(
     query: &ListThreads,
     pages: Vec<Page<Thread, ThreadCursor>>,
     hidden: Option<&TenantId>,
@@ -40,7 +40,7 @@ pub(crate) fn threads(
 /// One page of hits from every store's page: newest first with one cursor (as [`threads`]
 /// merges listings; a hit is a message, held by one store). Hits of `hidden` are left out
 /// after the cursor is set, as [`threads`] leaves threads out.
-pub(crate) fn search(
+pub fn search(
     query: &Search,
     pages: Vec<Page<SearchHit, SearchCursor>>,
     hidden: Option<&TenantId>,
@@ -74,7 +74,7 @@ pub(crate) fn search(
 /// Every store's stranded reservations, least recently active first, at most `limit`; one
 /// that two stores hold (a tenant being moved between shards) once, as last written.
 /// Reservations of `hidden` are left out.
-pub(crate) fn stranded(query: &FindStranded, lists: Vec<Vec<Stranded>>, hidden: Option<&TenantId>) -> Vec<Stranded> {
+pub fn stranded(query: &FindStranded, lists: Vec<Vec<Stranded>>, hidden: Option<&TenantId>) -> Vec<Stranded> {
     let mut found: Vec<Stranded> =
         lists.into_iter().flatten().filter(|stranded| hidden.is_none() || stranded.tenant.as_ref() != hidden).collect();
     let identity = |s: &Stranded| (s.tenant.clone(), s.message.thread_id.clone(), s.message.id.clone());

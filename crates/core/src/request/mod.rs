@@ -1,17 +1,15 @@
 //! What a caller asks, family by family, and what comes back: the writes ([`write`]), reads
 //! ([`read`]), session requests ([`session`]), restores ([`restore`]), values set once
-//! ([`once`]), the composed operations' requests and reports ([`lifecycle`], [`maintenance`]),
-//! the one enum that carries any of them down the stack ([`args`]) and the one enum of answers
-//! ([`result`]), and how answers of several stores to one request across threads merge
-//! (`merge`). Every request embeds a [`Context`](crate::Context); the feed's requests are in
+//! ([`once`]), leases ([`lease`]), summaries ([`summary`]), branches ([`branch`]), search
+//! ([`search`]), the one enum that carries any of them down the stack ([`args`]) and the one
+//! enum of answers ([`result`]), and how answers of several stores to one request across
+//! threads merge ([`merge`]). Every request embeds a [`Context`](crate::Context); the feed's requests are in
 //! [`feed`](crate::feed).
 
 pub mod args;
 pub mod branch;
 pub mod lease;
-pub mod lifecycle;
-pub mod maintenance;
-pub(crate) mod merge;
+pub mod merge;
 pub mod once;
 pub mod read;
 mod repeat;

@@ -440,7 +440,7 @@ impl Default for ListThreads {
 
 /// Finds placeholders still `Reserved` with no activity since a cutoff (stranded by a stream
 /// that never finished), least recently active first; see
-/// [`Pipeline::cleanup_stranded`](crate::Pipeline::cleanup_stranded).
+/// `cleanup_stranded` (persist-ops), which cleans what this finds.
 ///
 /// Activity is any write to the message (`updated_at`): a stream that keeps sending partial
 /// content updates is never stranded, however long it has been running. (Backends can search

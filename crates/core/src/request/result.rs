@@ -78,7 +78,7 @@ pub struct ContentUpdated {
     /// The message after the update.
     pub message: Message,
     /// The update was held back by a
-    /// [`CoalesceLayer`](crate::layer::CoalesceLayer), to be written with later ones: `message`
+    /// `CoalesceLayer` (persist-layer), to be written with later ones: `message`
     /// is the message as last written, with this update's content for a replacement (its
     /// version is the one written last, which the layer's later write moves).
     #[serde(default)]

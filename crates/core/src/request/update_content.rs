@@ -116,7 +116,7 @@ impl UpdateContent {
     }
 
     /// A streamed reply's text so far, replacing the stored content without finalizing (what a
-    /// host that resends the whole text writes; [`CoalesceLayer`](crate::layer::CoalesceLayer)
+    /// host that resends the whole text writes; `CoalesceLayer` (persist-layer)
     /// keeps the latest of them).
     pub fn partial(thread_id: ThreadId, message_id: MessageId, content: impl Into<Content>) -> Self {
         Self { finalize: false, ..Self::new(thread_id, message_id, content) }
@@ -157,7 +157,7 @@ impl UpdateContent {
 
     /// A generator's sign of life: an append of nothing that leaves `(thread_id, message_id)`
     /// as it is but for its version and last write time, so
-    /// [`cleanup_stranded`](crate::Pipeline::cleanup_stranded), which finds reservations by
+    /// `cleanup_stranded` (persist-ops), which finds reservations by
     /// silence, leaves it alone while its generator waits on something slow (a tool, a model's
     /// first token). The tokens a generator appends renew it the same way; the feed records
     /// a heartbeat as an `update_content` whose delta is empty.

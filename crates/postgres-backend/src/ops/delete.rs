@@ -151,7 +151,7 @@ pub(super) async fn truncate_locked(
             .fetch_all(&mut *tx)
             .await
             .map_err(sql("truncating the thread"))?;
-    let ids = removed_ids(&removed)?;
+    let ids = crate::rows::removed_ids(&removed)?;
     if !ids.is_empty() {
         sqlx::query(
             "UPDATE threads SET message_count = message_count - $3, version = version + 1, updated_at = $4, \
@@ -237,7 +237,7 @@ pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete)
         .fetch_all(&mut *tx)
         .await
         .map_err(sql("deleting the thread's messages"))?;
-    let ids = removed_ids(&removed)?;
+    let ids = crate::rows::removed_ids(&removed)?;
     sqlx::query("DELETE FROM session_bindings WHERE tenant = $2 AND thread_id = $1")
         .bind(delete.thread_id.as_str())
         .bind(tenant)
@@ -247,17 +247,6 @@ pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete)
     crate::summaries::remove_after(tx, delete, None).await?;
     mark_deleted(tx, delete, tenant).await?;
     Ok(Deleted::new(delete.thread_id.clone(), ids))
-}
-
-/// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order.
-pub(crate) fn removed_ids(rows: &[sqlx::postgres::PgRow]) -> Result<Vec<MessageId>, PersistError> {
-    let mut removed = rows
-        .iter()
-        .map(|row| Ok((row.try_get::<i64, _>("seq")?, row.try_get::<String, _>("message_id")?)))
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(|e| map_sqlx("reading deleted ids", e))?;
-    removed.sort_unstable();
-    removed.into_iter().map(|(_, id)| MessageId::new(id).map_err(|e| crate::error::corrupt(e.to_string()))).collect()
 }
 
 /// Leaves the thread's tombstone; a purge clears what it said, or removes it to free the id.

@@ -19,7 +19,6 @@ mod update;
 use persist_core::{ContentUpdated, Message, PersistArgs, PersistError, PersistResult, Target, TenantId, Updated};
 use sqlx::PgConnection;
 
-pub(crate) use self::delete::removed_ids;
 use self::delete::{delete_message, delete_thread};
 pub(crate) use self::insert::{apply_insert, insert_group};
 use self::session::set_once;

@@ -85,7 +85,7 @@ pub(super) async fn truncate(
     .fetch_all(&mut *conn)
     .await
     .map_err(sql("truncating the thread"))?;
-    let ids = removed_ids(&removed)?;
+    let ids = super::removed_ids(&removed)?;
     if ids.is_empty() {
         return Ok(gone);
     }
@@ -104,21 +104,6 @@ pub(super) async fn truncate(
     .await
     .map_err(sql("touching the truncated thread"))?;
     Ok(Deleted::new(delete.thread_id.clone(), ids))
-}
-
-/// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order.
-pub(super) fn removed_ids(rows: &[sqlx::sqlite::SqliteRow]) -> OpResult<Vec<MessageId>> {
-    use crate::rows::Cells;
-    use sqlx::Row;
-    let mut removed: Vec<(i64, MessageId)> = rows
-        .iter()
-        .map(|row| {
-            let seq = row.try_get::<i64, _>("seq").map_err(sql("reading deleted ids"))?;
-            Ok((seq, row.message_id("message_id").map_err(aborted)?))
-        })
-        .collect::<OpResult<_>>()?;
-    removed.sort_unstable_by_key(|&(seq, _)| seq);
-    Ok(removed.into_iter().map(|(_, id)| id).collect())
 }
 
 pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult<Deleted> {
@@ -176,7 +161,7 @@ pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) 
     .fetch_all(&mut *conn)
     .await
     .map_err(sql("deleting the thread's messages"))?;
-    let ids = removed_ids(&removed)?;
+    let ids = super::removed_ids(&removed)?;
     sqlx::query("DELETE FROM session_bindings WHERE tenant = ?2 AND thread_id = ?1")
         .bind(delete.thread_id.as_str())
         .bind(tenant)

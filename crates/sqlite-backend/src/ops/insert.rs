@@ -17,13 +17,28 @@ use super::guard::*;
 use super::insert_sql::{APPLY_INBOX, INSERT_FINISHED, INSERT_ONE};
 use super::{Answer, Failure, OpResult, Write, aborted, refused, sql};
 use crate::Limits;
-use crate::lane::{LANE_GROUP_MAX, Lane};
 
-mod lane;
+mod on_lane;
 
-use self::lane::group_on_lane;
-pub(crate) use self::lane::{OnLane, insert_on_lane};
+use self::on_lane::group_on_lane;
+pub(crate) use self::on_lane::{OnLane, insert_on_lane};
 use crate::rows::{self, message_columns, tenant_key, thread_key};
+
+/// A connection where a small group of inserts commits without a hand-off to sqlx's
+/// connection thread: the lane's (`crate::lane::Lane`), when the handle has one. Here, so that
+/// the inserts need not know the lane, which builds on them.
+pub(crate) trait GroupConnection {
+    /// Runs `use_it` on the connection; `None` when it is closed.
+    fn with<T>(&self, use_it: impl FnOnce(&rusqlite::Connection) -> T) -> Option<T>;
+
+    /// Counts a group committed on it.
+    fn count_commit(&self);
+}
+
+/// The most inserts the writer commits in one group on the lane's connection: the work is done
+/// where the writer task runs (about 10 µs a row), which it must not hold for long; larger groups
+/// go to sqlx's connection thread, where the hand-off is shared by many.
+pub(crate) const LANE_GROUP_MAX: usize = 8;
 
 /// Commits a group made only of `add`s and `reserve`s in **one** round trip: every insert in
 /// one statement that is its own transaction (see [`insert_query`]). `None` when the group
@@ -34,7 +49,7 @@ use crate::rows::{self, message_columns, tenant_key, thread_key};
 /// repeat or a refusal) answers per write and never fails the group.
 pub(crate) async fn commit_inserts(
     conn: &mut SqliteConnection,
-    lane: Option<&Lane>,
+    lane: Option<&impl GroupConnection>,
     writes: &[&Write],
     limits: &Limits,
 ) -> Option<OpResult<Vec<Result<Answer, PersistError>>>> {

@@ -18,15 +18,15 @@ mod update;
 
 use persist_core::session::{Bind, BindingState, SessionBinding};
 use persist_core::{
-    AgentId, ContentUpdated, Metadata, PersistArgs, PersistError, PersistResult, SessionId, Target, TenantId, ThreadId,
-    Timestamp, Updated,
+    AgentId, ContentUpdated, MessageId, Metadata, PersistArgs, PersistError, PersistResult, SessionId, Target,
+    TenantId, ThreadId, Timestamp, Updated,
 };
 use sqlx::SqliteConnection;
 
 use self::delete::{delete_message, delete_thread};
 pub(crate) use self::guard::find_thread;
+pub(crate) use self::insert::{GroupConnection, OnLane, commit_inserts, insert_on_lane};
 use self::insert::{Insert, Run, insert_many, pending};
-pub(crate) use self::insert::{OnLane, commit_inserts, insert_on_lane};
 pub use self::insert_sql::{INBOX, INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
 use self::session::{bind_session, set_once};
 use self::update::{update_content, update_message, update_thread};
@@ -51,6 +51,22 @@ pub(crate) fn sql(context: &'static str) -> impl FnOnce(sqlx::Error) -> Failure 
 
 pub(crate) fn aborted(error: PersistError) -> Failure {
     Failure::Aborted(error)
+}
+
+/// The ids of `DELETE … RETURNING seq, message_id` rows, in `seq` order (deletes and
+/// summaries' removals read them).
+pub(crate) fn removed_ids(rows: &[sqlx::sqlite::SqliteRow]) -> OpResult<Vec<MessageId>> {
+    use crate::rows::Cells;
+    use sqlx::Row;
+    let mut removed: Vec<(i64, MessageId)> = rows
+        .iter()
+        .map(|row| {
+            let seq = row.try_get::<i64, _>("seq").map_err(sql("reading deleted ids"))?;
+            Ok((seq, row.message_id("message_id").map_err(aborted)?))
+        })
+        .collect::<OpResult<_>>()?;
+    removed.sort_unstable_by_key(|&(seq, _)| seq);
+    Ok(removed.into_iter().map(|(_, id)| id).collect())
 }
 
 pub(crate) fn refused(error: PersistError) -> Failure {

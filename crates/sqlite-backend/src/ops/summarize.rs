@@ -9,8 +9,8 @@ use persist_core::summary::{Summarize, Summarized, on_runs};
 use persist_core::{Deleted, PersistError, Thread, Timestamp};
 use sqlx::SqliteConnection;
 
-use super::delete::removed_ids;
 use super::guard::find_thread;
+use super::removed_ids;
 use super::{OpResult, aborted, refused, sql};
 use crate::Limits;
 use crate::branches::{CHUNK, RUN_STARTS};

@@ -319,7 +319,8 @@ async fn a_report_that_cannot_be_read_fails_the_answers_of_a_committed_group() {
     let mut conn = connection(&dir).await;
     break_the_report(&mut conn).await;
     let (first, second) = (add_id("owner", "first"), add_id("owner", "second"));
-    let answers = commit_inserts(&mut conn, None, &[&first, &second], &limits()).await.unwrap().unwrap();
+    let answers =
+        commit_inserts(&mut conn, None::<&crate::lane::Lane>, &[&first, &second], &limits()).await.unwrap().unwrap();
     for answer in &answers {
         match answer {
             Err(PersistError::Backend { message, .. }) => {

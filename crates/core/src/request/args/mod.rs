@@ -3,8 +3,11 @@
 //! session requests, the feed's reads and [`SetOnce`]), with the accessors layers use and the
 //! validation every backend applies; and the [`Context`] each request carries.
 
+mod plan;
+
 use serde::{Deserialize, Serialize};
 
+pub use self::plan::TurnPlan;
 pub use crate::context::Context;
 use crate::feed::ReadFeed;
 use crate::model::error::PersistError;
@@ -20,7 +23,7 @@ pub use crate::request::restore::Restore;
 use crate::request::search::Search;
 use crate::request::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
 use crate::request::summary::{ListSummaries, ReadCompacted, Summarize};
-pub use crate::request::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage, TurnPlan};
+pub use crate::request::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage};
 use crate::request::write::nul;
 pub use crate::request::write::{
     Add, Attached, Delete, MAX_APPEND_JOINS, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent,

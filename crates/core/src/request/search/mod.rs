@@ -89,6 +89,7 @@ pub use self::text::{
 use crate::context::{Context, context_setter};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, TenantId, ThreadId};
+use crate::model::id_checks::tenant_key;
 use crate::model::page::{Page, lookahead, validate_limit};
 use crate::model::{Message, Metadata, Role, Timestamp};
 
@@ -311,7 +312,7 @@ pub fn newest_first(a: &(Option<TenantId>, Message), b: &(Option<TenantId>, Mess
 }
 
 fn key<'a>(tenant: &'a Option<TenantId>, m: &'a Message) -> (Timestamp, &'a str, &'a str, u64) {
-    (m.created_at, m.thread_id.as_str(), tenant.as_ref().map_or("", TenantId::as_str), m.seq)
+    (m.created_at, m.thread_id.as_str(), tenant_key(tenant.as_ref()), m.seq)
 }
 
 /// One message a [`Search`] found.
@@ -396,9 +397,8 @@ impl SearchCursor {
 
     /// Whether `message` (of `tenant`) comes after the cursor in the search's order.
     pub fn is_after(&self, tenant: Option<&TenantId>, message: &Message) -> bool {
-        let tenant = tenant.map_or("", TenantId::as_str);
-        let mine =
-            (self.created_at, self.thread_id.as_str(), self.tenant.as_ref().map_or("", TenantId::as_str), self.seq);
+        let tenant = tenant_key(tenant);
+        let mine = (self.created_at, self.thread_id.as_str(), tenant_key(self.tenant.as_ref()), self.seq);
         (message.created_at, message.thread_id.as_str(), tenant, message.seq) < mine
     }
 }
@@ -406,7 +406,7 @@ impl SearchCursor {
 impl fmt::Display for SearchCursor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let micros = self.created_at.as_micros();
-        let tenant = self.tenant.as_ref().map_or("", TenantId::as_str);
+        let tenant = tenant_key(self.tenant.as_ref());
         let marker = if self.tenant.is_some() { "+" } else { "-" };
         write!(f, "{micros}:{}{marker}{}:{tenant}{}", self.seq, tenant.len(), self.thread_id)
     }

@@ -1,0 +1,67 @@
+//! Ready-made layers and the three ways to write your own.
+//!
+//! From easiest to most control:
+//!
+//! 1. [`from_fn()`]: an async closure `|args, next| async move { next.run(args).await }`.
+//! 2. [`ObserveLayer`] with hook closures ([`OnArgs`], [`OnResult`], [`OnError`]) to watch
+//!    without changing anything.
+//! 3. A full `tower::Layer` + `Service` + pin-projected response future, as the modules
+//!    here are written (see `examples/custom_layer.rs`).
+//!
+//! Ready-made, each in its own module: [`observe`], [`route`] (redirect to another stack),
+//! [`intercept`] (short-circuit), [`retry`], [`timeout`], [`detach`] (finish writes whose
+//! caller left), [`trace`], [`metrics`], [`events`], [`validate`], [`chaos`], [`mirror`],
+//! [`coalesce`] (streamed replies at the cost of a final write), [`tenant`] (refuse requests
+//! without a tenant), [`tool_calls`] (no orphan tool calls or results), [`compact`] (summaries
+//! written in the background when a thread's tail outgrows a budget).
+//!
+//! # Recommended order
+//!
+//! ```text
+//! Trace → Metrics → Events → Validate → Retry → Timeout → (your layers, Route) → Detach → backend
+//! ```
+//!
+//! Observe everything first (trace and count what callers see, publish only what committed),
+//! refuse bad input before retrying anything, retry outside the per-attempt timeout, and finish
+//! writes that reached the backend even when the caller gave up.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+pub mod chaos;
+pub mod coalesce;
+pub mod compact;
+pub mod detach;
+pub mod events;
+pub mod from_fn;
+pub mod gen_ai;
+pub mod intercept;
+pub mod metrics;
+pub mod mirror;
+pub mod observe;
+pub mod retry;
+pub mod route;
+pub mod tenant;
+pub mod timeout;
+pub mod tool_calls;
+pub mod trace;
+pub mod validate;
+
+pub use self::chaos::ChaosLayer;
+pub use self::coalesce::CoalesceLayer;
+pub use self::compact::{CompactLayer, CompactWorker};
+pub use self::detach::DetachLayer;
+pub use self::events::{Committed, Events, EventsLayer};
+pub use self::from_fn::{FromFnLayer, Next, from_fn};
+pub use self::gen_ai::GenAiTraceLayer;
+pub use self::intercept::{Decision, InterceptLayer, Interceptor};
+pub use self::metrics::MetricsLayer;
+pub use self::mirror::MirrorLayer;
+pub use self::observe::{ObserveLayer, OnArgs, OnError, OnResult};
+pub use self::retry::{RetryLayer, RetryPolicy};
+pub use self::route::RouteLayer;
+pub use self::tenant::RequireTenantLayer;
+pub use self::timeout::TimeoutLayer;
+pub use self::tool_calls::{ProviderHistory, ToolCallsLayer, Unanswered};
+pub use self::trace::TraceLayer;
+pub use self::validate::{Limits, ValidateLayer};

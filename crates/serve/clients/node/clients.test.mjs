@@ -1,0 +1,104 @@
+// The official `openai` Node SDK and `@openai/agents`' OpenAIConversationsSession against
+// `persist serve`, unmodified. Run by .ci/run against two instances on one PostgreSQL store
+// (PERSIST_SERVE_A, PERSIST_SERVE_B) and one on SQLite (PERSIST_SERVE_SQLITE), base URLs ending
+// in /v1; PERSIST_SERVE_KEY is a tenant's key, PERSIST_SERVE_OTHER_KEY another tenant's.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import OpenAI from 'openai';
+import { OpenAIConversationsSession } from '@openai/agents';
+
+const { PERSIST_SERVE_A: A, PERSIST_SERVE_B: B, PERSIST_SERVE_SQLITE: SQLITE } = process.env;
+const KEY = process.env.PERSIST_SERVE_KEY;
+const OTHER_KEY = process.env.PERSIST_SERVE_OTHER_KEY;
+
+const TOOL_TURN = [
+  { type: 'reasoning', id: 'rs_persist_js', summary: [{ type: 'summary_text', text: 'Look it up.' }] },
+  { type: 'function_call', call_id: 'call_js', name: 'weather', arguments: '{"city":"Lisbon"}' },
+  { type: 'function_call_output', call_id: 'call_js', output: '21C' },
+  { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'It is 21C.', annotations: [] }] },
+];
+
+async function collect(iterable) {
+  const out = [];
+  for await (const item of iterable) out.push(item);
+  return out;
+}
+
+for (const [name, base, otherBase] of [['two instances on PostgreSQL', A, B], ['SQLite', SQLITE, SQLITE]]) {
+  test(`every endpoint through the SDK, ${name}`, async () => {
+    const a = new OpenAI({ baseURL: base, apiKey: KEY });
+    const b = new OpenAI({ baseURL: otherBase, apiKey: KEY });
+    const conversation = await a.conversations.create({
+      items: [{ role: 'user', content: 'Olá!' }],
+      metadata: { topic: 'demo' },
+    });
+    assert.match(conversation.id, /^conv_/);
+    assert.deepEqual(await b.conversations.retrieve(conversation.id), conversation);
+
+    const created = await a.conversations.items.create(conversation.id, { items: TOOL_TURN });
+    assert.equal(created.data.length, 4);
+    assert.equal(created.has_more, false);
+    assert.equal(created.data[0].id, 'rs_persist_js');
+    const call = created.data[1];
+    assert.equal(call.call_id, 'call_js');
+    assert.match(call.id, /^fc_/);
+
+    // The SDK's auto-paging, both orders, on the other instance.
+    const asc = await collect(b.conversations.items.list(conversation.id, { limit: 2, order: 'asc' }));
+    assert.equal(asc.length, 5);
+    assert.deepEqual(asc[0].content, [{ type: 'input_text', text: 'Olá!' }]);
+    assert.deepEqual(asc.slice(1), created.data);
+    const desc = await collect(b.conversations.items.list(conversation.id, { limit: 3 }));
+    assert.deepEqual(desc, [...asc].reverse());
+
+    assert.deepEqual(await b.conversations.items.retrieve(call.id, { conversation_id: conversation.id }), call);
+    const parent = await a.conversations.items.delete(call.id, { conversation_id: conversation.id });
+    assert.equal(parent.id, conversation.id);
+    await assert.rejects(b.conversations.items.retrieve(call.id, { conversation_id: conversation.id }), OpenAI.NotFoundError);
+
+    const updated = await b.conversations.update(conversation.id, { metadata: { topic: 'weather' } });
+    assert.deepEqual(updated.metadata, { topic: 'weather' });
+
+    const other = new OpenAI({ baseURL: base, apiKey: OTHER_KEY });
+    await assert.rejects(other.conversations.retrieve(conversation.id), OpenAI.NotFoundError);
+    const stranger = new OpenAI({ baseURL: base, apiKey: 'sk-not-a-key-of-this-server', maxRetries: 0 });
+    await assert.rejects(stranger.conversations.retrieve(conversation.id), OpenAI.AuthenticationError);
+    await assert.rejects(
+      a.conversations.items.create(conversation.id, { items: [{ type: 'no_such_item' }] }),
+      (error) => error instanceof OpenAI.BadRequestError && error.param === 'items[0].type',
+    );
+
+    const deleted = await a.conversations.delete(conversation.id);
+    assert.equal(deleted.deleted, true);
+    await assert.rejects(b.conversations.retrieve(conversation.id), OpenAI.NotFoundError);
+  });
+
+  test(`the Agents SDK session, ${name}`, async () => {
+    const session = new OpenAIConversationsSession({ client: new OpenAI({ baseURL: base, apiKey: KEY }) });
+    assert.deepEqual(await session.getItems(), []);
+    // The JS session sends a run's items in one request, more than 20 here.
+    const questions = Array.from({ length: 22 }, (_, n) => ({ type: 'message', role: 'user', content: `q${n}` }));
+    await session.addItems([
+      ...questions,
+      { type: 'function_call', callId: 'call_s', name: 'f', arguments: '{}', status: 'completed' },
+      { type: 'function_call_result', callId: 'call_s', name: 'f', status: 'completed', output: { type: 'text', text: '42' } },
+      { type: 'message', role: 'assistant', status: 'completed', content: [{ type: 'output_text', text: 'done' }] },
+    ]);
+    const conversationId = await session.getSessionId();
+    const other = new OpenAIConversationsSession({
+      conversationId,
+      client: new OpenAI({ baseURL: otherBase, apiKey: KEY }),
+    });
+    const items = await other.getItems();
+    assert.equal(items.length, 25);
+    assert.equal(items[22].callId, 'call_s');
+    assert.equal(items[24].content[0].text, 'done');
+    const latest = await other.getItems(2);
+    assert.deepEqual(latest, items.slice(-2));
+    const popped = await session.popItem();
+    assert.deepEqual(popped, items[24]);
+    assert.equal((await other.getItems()).length, 24);
+    await session.clearSession();
+    await assert.rejects(new OpenAI({ baseURL: base, apiKey: KEY }).conversations.retrieve(conversationId), OpenAI.NotFoundError);
+  });
+}

@@ -1,0 +1,403 @@
+//! The eight routes of the Conversations API.
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use persist_convert::openai_responses;
+use persist_core::args::{AppendTurn, Delete, Restore, TurnMessage, Update};
+use persist_core::branch::Branch;
+use persist_core::read::{GetMessage, GetThread, ListMessages};
+use persist_core::{IdempotencyKey, Message, MessageId, Metadata, Order, PersistError, Thread, ThreadId, Timestamp};
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+use crate::idempotency::{self, Minter};
+use crate::{Caller, JsonObject, Params, items};
+
+/// The thread metadata key a conversation's `metadata` is kept under (replaced whole by an
+/// update, so the thread's other metadata stays).
+pub const METADATA_KEY: &str = "persist.serve.metadata";
+
+/// The thread metadata key under which a create sent with an `Idempotency-Key` keeps a
+/// fingerprint of its body, to tell its retry from another request with the same key.
+const REQUEST_KEY: &str = "persist.serve.request";
+
+/// The most items a create of a conversation takes, as the API does.
+pub const MAX_CREATE_ITEMS: usize = 20;
+
+/// The most metadata pairs, and the longest key and value, in characters.
+const MAX_METADATA: (usize, usize, usize) = (16, 64, 512);
+
+/// The conversation as the API answers it.
+pub(crate) fn conversation(thread: &Thread) -> Value {
+    json!({
+        "id": thread.id.as_str(),
+        "object": "conversation",
+        "created_at": thread.created_at.as_micros().div_euclid(1_000_000),
+        "metadata": thread.metadata.get(METADATA_KEY).cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// Refuses a body field the route does not take, as the API does.
+fn known_fields(body: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
+    match body.keys().find(|key| !known.contains(&key.as_str())) {
+        Some(key) => Err(ApiError::invalid(key.clone(), format!("Unknown parameter: '{key}'."))),
+        None => Ok(()),
+    }
+}
+
+/// A conversation's `metadata`: up to 16 pairs of strings; `null` is none.
+fn metadata_of(value: Option<&Value>) -> Result<Value, ApiError> {
+    let (pairs, key_chars, value_chars) = MAX_METADATA;
+    let bad = |why: String| ApiError::invalid("metadata", format!("Invalid 'metadata': {why}"));
+    let map = match value {
+        None | Some(Value::Null) => return Ok(json!({})),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(bad("expected an object of string values".into())),
+    };
+    if map.len() > pairs {
+        return Err(bad(format!("at most {pairs} pairs, this has {}", map.len())));
+    }
+    for (key, value) in map {
+        let Value::String(text) = value else { return Err(bad(format!("the value of '{key}' is not a string"))) };
+        if key.chars().count() > key_chars || key.is_empty() {
+            return Err(bad(format!("a key is 1 to {key_chars} characters")));
+        }
+        if text.chars().count() > value_chars {
+            return Err(bad(format!("the value of '{key}' is over {value_chars} characters")));
+        }
+        if key.contains('\0') || text.contains('\0') {
+            return Err(bad("a key or value holds a NUL character".into()));
+        }
+    }
+    Ok(Value::Object(map.clone()))
+}
+
+/// The conversation `id` names, when the caller's tenant has it (a malformed id has none).
+pub(crate) async fn find(caller: &Caller, id: &str) -> Result<Thread, ApiError> {
+    let Ok(thread_id) = ThreadId::new(id) else { return Err(ApiError::no_conversation(id)) };
+    match caller.run(Some(id), caller.store.get_thread(GetThread::new(thread_id))).await? {
+        Some(thread) if thread.deleted_at.is_none() => Ok(thread),
+        _ => Err(ApiError::no_conversation(id)),
+    }
+}
+
+/// The items of a request, made whole, checked and as the messages of a turn.
+fn turn_of(raw: &[Value], minter: &mut Minter) -> Result<(Vec<TurnMessage>, Vec<MessageId>), ApiError> {
+    let mut mint = |prefix: &str| minter.mint(prefix);
+    let mut whole = Vec::with_capacity(raw.len());
+    let mut ids = Vec::with_capacity(raw.len());
+    for (index, item) in raw.iter().enumerate() {
+        let item = items::canonical(item, index, &mut mint)?;
+        let id = item["id"].as_str().unwrap_or_default().to_owned();
+        if ids.iter().any(|seen: &MessageId| seen.as_str() == id) {
+            return Err(ApiError::invalid(format!("items[{index}].id"), format!("The id '{id}' is given twice.")));
+        }
+        ids.push(MessageId::new(&id).map_err(|_| ApiError::invalid(format!("items[{index}].id"), "Invalid id."))?);
+        whole.push(item);
+    }
+    let turn = openai_responses::import(&whole).map_err(|error| match error {
+        PersistError::InvalidInput { reason, .. } => ApiError::invalid("items", format!("Invalid 'items': {reason}")),
+        other => ApiError::from_store(other, None),
+    })?;
+    Ok((turn, ids))
+}
+
+/// The items array of a body, `min..=max` of them.
+fn items_field(body: &Map<String, Value>, min: usize, max: usize) -> Result<&[Value], ApiError> {
+    match body.get("items") {
+        None | Some(Value::Null) if min == 0 => Ok(&[]),
+        None | Some(Value::Null) => Err(ApiError::invalid("items", "Missing required parameter: 'items'.")),
+        Some(Value::Array(items)) if items.len() > max => Err(ApiError::invalid(
+            "items",
+            format!(
+                "Invalid 'items': array too long. Expected an array with maximum length {max}, but got an array with length {} instead.",
+                items.len()
+            ),
+        )),
+        Some(Value::Array(items)) if items.len() < min => Err(ApiError::invalid(
+            "items",
+            format!("Invalid 'items': empty array. Expected an array with minimum length {min}."),
+        )),
+        Some(Value::Array(items)) => Ok(items),
+        Some(_) => Err(ApiError::invalid("items", "Invalid 'items': expected an array of items.")),
+    }
+}
+
+/// `POST /v1/conversations`: a conversation, its items and metadata written in one step.
+pub(crate) async fn create(
+    caller: Caller,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    known_fields(&body, &["items", "metadata"])?;
+    let metadata = metadata_of(body.get("metadata"))?;
+    let raw = items_field(&body, 0, MAX_CREATE_ITEMS)?;
+    let key = idempotency::key(&headers)?;
+    let tenant = caller.tenant.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default();
+    let mut minter = Minter::new(key.as_deref(), &[&tenant, "conversations.create"]);
+    let id = minter.mint("conv");
+    let (turn, ids) = turn_of(raw, &mut minter)?;
+    let thread_id = ThreadId::new(&id).map_err(|e| ApiError::internal(e.to_string()))?;
+    let fingerprint = idempotency::fingerprint(&Value::Object(body.clone()));
+
+    if key.is_some()
+        && let Some(existing) = replayed(&caller, &thread_id, &fingerprint, key.as_deref()).await?
+    {
+        return Ok(caller.answer(StatusCode::OK, &conversation(&existing)));
+    }
+    let now = Timestamp::now();
+    let mut thread = Thread::stored(thread_id.clone(), turn.len() as u64, now);
+    thread.tenant = caller.tenant.clone();
+    thread.metadata = Metadata::new().with(METADATA_KEY, metadata);
+    if key.is_some() {
+        thread.metadata = thread.metadata.with(REQUEST_KEY, fingerprint.clone().into());
+    }
+    let messages: Vec<Message> = turn
+        .into_iter()
+        .zip(ids)
+        .enumerate()
+        .map(|(index, (message, id))| {
+            let mut stored =
+                Message::stored(thread_id.clone(), id, index as u64 + 1, message.role, message.content, now);
+            stored.metadata = message.metadata;
+            stored
+        })
+        .collect();
+    let restore = Restore::new(thread.clone(), messages);
+    match caller.run(Some(&id), caller.store.restore(restore)).await {
+        Ok(_) => {}
+        // A retry that raced the first request: answer what the first one made.
+        Err(error) if key.is_some() && error.status() == StatusCode::CONFLICT => {
+            if let Some(existing) = replayed(&caller, &thread_id, &fingerprint, key.as_deref()).await? {
+                return Ok(caller.answer(StatusCode::OK, &conversation(&existing)));
+            }
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    }
+    let stored = find(&caller, &id).await?;
+    Ok(caller.answer(StatusCode::OK, &conversation(&stored)))
+}
+
+/// The conversation a keyed create made already, when there is one: the same body answers it,
+/// another body is 422, and a conversation deleted since is 409 (its id is never used again).
+async fn replayed(
+    caller: &Caller,
+    thread_id: &ThreadId,
+    fingerprint: &str,
+    key: Option<&str>,
+) -> Result<Option<Thread>, ApiError> {
+    let found =
+        caller.run(Some(thread_id.as_str()), caller.store.get_thread(GetThread::new(thread_id.clone()))).await?;
+    let Some(thread) = found else { return Ok(None) };
+    let key = key.unwrap_or_default();
+    if thread.deleted_at.is_some() {
+        return Err(ApiError::conflict(
+            format!("The conversation the Idempotency-Key '{key}' created was deleted; use another key."),
+            false,
+        ));
+    }
+    if thread.metadata.get(REQUEST_KEY).and_then(Value::as_str) != Some(fingerprint) {
+        return Err(ApiError::key_reused(key));
+    }
+    Ok(Some(thread))
+}
+
+/// `GET /v1/conversations/{id}`.
+pub(crate) async fn retrieve(caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let thread = find(&caller, &id).await?;
+    Ok(caller.answer(StatusCode::OK, &conversation(&thread)))
+}
+
+/// `POST /v1/conversations/{id}`: the metadata replaced whole.
+pub(crate) async fn update(
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    known_fields(&body, &["metadata"])?;
+    if !body.contains_key("metadata") {
+        return Err(ApiError::invalid("metadata", "Missing required parameter: 'metadata'."));
+    }
+    let metadata = metadata_of(body.get("metadata"))?;
+    let thread = find(&caller, &id).await?;
+    let patch = Update::thread(thread.id.clone()).with_metadata(Metadata::new().with(METADATA_KEY, metadata));
+    let updated = caller.run(Some(&id), caller.store.update(patch)).await?;
+    let thread = match updated {
+        persist_core::Updated::Thread(thread) => thread,
+        _ => find(&caller, &id).await?,
+    };
+    Ok(caller.answer(StatusCode::OK, &conversation(&thread)))
+}
+
+/// `DELETE /v1/conversations/{id}`: the conversation and its items.
+pub(crate) async fn delete(caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let thread = find(&caller, &id).await?;
+    caller.run(Some(&id), caller.store.delete(Delete::thread(thread.id))).await?;
+    Ok(caller.answer(StatusCode::OK, &json!({"id": id, "object": "conversation.deleted", "deleted": true})))
+}
+
+/// A list object of `items`.
+pub(crate) fn list(items: Vec<Value>, has_more: bool) -> Value {
+    let first = items.first().and_then(|item| item.get("id")).cloned().unwrap_or(Value::Null);
+    let last = items.last().and_then(|item| item.get("id")).cloned().unwrap_or(Value::Null);
+    json!({"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": has_more})
+}
+
+/// `POST /v1/conversations/{id}/items`: the items written as one turn, all or none.
+pub(crate) async fn create_items(
+    caller: Caller,
+    Path(id): Path<String>,
+    params: Params,
+    headers: HeaderMap,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    params.check_include()?;
+    known_fields(&body, &["items"])?;
+    let raw = items_field(&body, 1, caller.limits().max_items)?;
+    let key = idempotency::key(&headers)?;
+    let thread = find(&caller, &id).await?;
+    let mut minter = Minter::new(key.as_deref(), &[&id, "items.create"]);
+    let (turn, _) = turn_of(raw, &mut minter)?;
+    let mut append = AppendTurn::of(thread.id, turn);
+    if let Some(key) = &key {
+        let key = IdempotencyKey::new(format!("{}{key}", crate::KEY_PREFIX))
+            .map_err(|_| ApiError::invalid("Idempotency-Key", "Invalid Idempotency-Key."))?;
+        append = append.with_idempotency_key(key);
+    }
+    let appended = caller.run(Some(&id), caller.store.append_turn(append)).await?;
+    let written: Vec<Value> = appended.messages.iter().flat_map(items::of_message).collect();
+    Ok(caller.answer(StatusCode::OK, &list(written, false)))
+}
+
+/// `GET /v1/conversations/{id}/items`: a page, `after` an item id in the page's order.
+pub(crate) async fn list_items(caller: Caller, Path(id): Path<String>, params: Params) -> Result<Response, ApiError> {
+    params.check_include()?;
+    let limit = params.limit()?;
+    let order = match params.get("order") {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(other) => {
+            return Err(ApiError::invalid("order", format!("Invalid 'order': '{other}'. Expected 'asc' or 'desc'.")));
+        }
+    };
+    // The conversation is read only when the page alone cannot say it is the caller's: a page
+    // with items is (the listing is the tenant's), an empty one may be of no conversation.
+    let Ok(thread_id) = ThreadId::new(&id) else { return Err(ApiError::no_conversation(&id)) };
+    let mut query = ListMessages::new(thread_id.clone())
+        .on_branch(Branch::Active)
+        .with_limit(limit)
+        .with_order(order)
+        .include_reserved(true);
+    if let Some(after) = params.get("after") {
+        let Some(seq) = seq_of(&caller, &thread_id, after).await? else {
+            find(&caller, &id).await?;
+            return Err(ApiError::invalid(
+                "after",
+                format!("Invalid 'after': no item '{after}' in this conversation."),
+            ));
+        };
+        query = match order {
+            Order::Asc => query.after(seq),
+            Order::Desc => query.before(seq),
+        };
+    }
+    let page = caller.run(Some(&id), caller.store.list(query)).await?;
+    if page.items.is_empty() {
+        find(&caller, &id).await?;
+    }
+    let data = items_of(&page.items, order == Order::Desc);
+    Ok(caller.answer(StatusCode::OK, &list(data, page.has_more)))
+}
+
+/// The items of `messages`, in their order; `newest_first` turns each message's items around
+/// too (a message may read as several items).
+pub(crate) fn items_of(messages: &[Message], newest_first: bool) -> Vec<Value> {
+    let mut data = Vec::new();
+    for message in messages {
+        let mut items = items::of_message(message);
+        if newest_first {
+            items.reverse();
+        }
+        data.extend(items);
+    }
+    data
+}
+
+/// The `seq` of the message an item id names, in `thread`.
+async fn seq_of(caller: &Caller, thread: &ThreadId, item: &str) -> Result<Option<u64>, ApiError> {
+    Ok(message_of(caller, thread, item).await?.map(|(message, _)| message.seq))
+}
+
+/// The message an item id names and which of its items, in `thread`.
+async fn message_of(caller: &Caller, thread: &ThreadId, item: &str) -> Result<Option<(Message, usize)>, ApiError> {
+    let conversation = thread.as_str();
+    let get = |id: &str| {
+        let id = MessageId::new(id).ok();
+        let thread_id = thread.clone();
+        async move {
+            match id {
+                Some(id) => caller.run(Some(conversation), caller.store.get(GetMessage::new(thread_id, id))).await,
+                None => Ok(None),
+            }
+        }
+    };
+    if let Some(message) = get(item).await? {
+        return Ok(Some((message, 0)));
+    }
+    if let Some((base, n)) = items::split_id(item)
+        && let Some(message) = get(base).await?
+    {
+        return Ok(Some((message, n)));
+    }
+    Ok(None)
+}
+
+/// `GET /v1/conversations/{id}/items/{item_id}`.
+pub(crate) async fn retrieve_item(
+    caller: Caller,
+    Path((id, item_id)): Path<(String, String)>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    params.check_include()?;
+    let Ok(thread_id) = ThreadId::new(&id) else { return Err(ApiError::no_conversation(&id)) };
+    // A message found is the caller's (the read is the tenant's); only a miss asks whether the
+    // conversation is there at all.
+    let found = message_of(&caller, &thread_id, &item_id).await?;
+    match found.and_then(|(message, n)| items::of_message(&message).into_iter().nth(n)) {
+        Some(item) => Ok(caller.answer(StatusCode::OK, &item)),
+        None => {
+            find(&caller, &id).await?;
+            Err(ApiError::no_item(&id, &item_id))
+        }
+    }
+}
+
+/// `DELETE /v1/conversations/{id}/items/{item_id}`: answers the conversation. Of two deletes
+/// of one item, one removes it and the other is 404.
+pub(crate) async fn delete_item(
+    caller: Caller,
+    Path((id, item_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let Ok(thread_id) = ThreadId::new(&id) else { return Err(ApiError::no_conversation(&id)) };
+    let Ok(message_id) = MessageId::new(&item_id) else {
+        find(&caller, &id).await?;
+        return Err(ApiError::no_item(&id, &item_id));
+    };
+    let removed = caller.run(Some(&id), caller.store.delete(Delete::message(thread_id.clone(), message_id))).await?;
+    if removed.message_ids.is_empty() {
+        find(&caller, &id).await?;
+        if let Some((message, n)) = message_of(&caller, &thread_id, &item_id).await?
+            && n > 0
+        {
+            return Err(ApiError::invalid(
+                "item_id",
+                format!("The item '{item_id}' is part of the message '{}', which is deleted whole.", message.id),
+            ));
+        }
+        return Err(ApiError::no_item(&id, &item_id));
+    }
+    let thread = find(&caller, &id).await?;
+    Ok(caller.answer(StatusCode::OK, &conversation(&thread)))
+}

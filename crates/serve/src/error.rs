@@ -1,0 +1,251 @@
+//! Errors as OpenAI's SDKs read them: `{"error": {"message", "type", "param", "code"}}` with the
+//! status each SDK maps to its exception class.
+
+use std::borrow::Cow;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use persist_core::PersistError;
+use serde_json::json;
+
+/// A refused request, answered as OpenAI's API answers one: its status and the `error` object.
+///
+/// | status | `type` | when | the SDKs raise |
+/// |---|---|---|---|
+/// | 400 | `invalid_request_error` | a malformed body, query or item; nothing was stored | `BadRequestError` |
+/// | 401 | `authentication_error` | no bearer key, or a key the server does not know | `AuthenticationError` |
+/// | 403 | `permission_error` | a layer of the server's pipeline refused the request | `PermissionDeniedError` |
+/// | 404 | `invalid_request_error` | no such conversation or item *for this key* (another tenant's is 404 too) | `NotFoundError` |
+/// | 409 | `conflict_error` | an item id the conversation holds already; a write that lost a race | `ConflictError` |
+/// | 413 | `invalid_request_error` | a body over the server's limit, refused before it is read whole | `APIStatusError` |
+/// | 422 | `invalid_request_error` | an `Idempotency-Key` used before for a different request | `UnprocessableEntityError` |
+/// | 429 | `rate_limit_error` | more requests at once than the server takes | `RateLimitError` |
+/// | 500 | `server_error` | a stored value that cannot be read, a failure of the store | `InternalServerError` |
+/// | 503 | `server_error` | the store is down or slower than the server's timeout | `InternalServerError` |
+///
+/// The SDKs retry 409, 429 and 5xx by default; an error that a retry cannot fix says so with
+/// `x-should-retry: false`, and 429 and 503 carry `retry-after`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: Cow<'static, str>,
+    param: Option<Cow<'static, str>>,
+    code: Option<&'static str>,
+    retry_after: Option<u64>,
+    should_retry: Option<bool>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, kind, message: message.into(), param: None, code: None, retry_after: None, should_retry: None }
+    }
+
+    /// 400: the request is malformed; `param` names what is wrong.
+    pub fn invalid(param: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+        let mut error = Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message);
+        error.param = Some(param.into());
+        error
+    }
+
+    /// 404 for a conversation this caller cannot see.
+    pub fn no_conversation(id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("Conversation with id '{id}' not found."))
+            .with_code("not_found")
+    }
+
+    /// 404 for an item the conversation does not hold.
+    pub fn no_item(conversation: &str, item: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("Item with id '{item}' not found in conversation '{conversation}'."),
+        )
+        .with_code("not_found")
+    }
+
+    /// 404 for a path the API does not have.
+    pub(crate) fn no_route(method: &str, path: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("Invalid URL ({method} {path})"))
+            .with_code("unknown_url")
+    }
+
+    /// 401: no key, or a key the server does not know.
+    pub(crate) fn unauthenticated(message: &'static str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message).with_code("invalid_api_key")
+    }
+
+    /// 413: the body is over `limit` bytes.
+    pub(crate) fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("The request body is over this server's limit of {limit} bytes."),
+        )
+        .with_code("request_too_large")
+        .no_retry()
+    }
+
+    /// 409: the request lost to another write, or names an id that is taken.
+    pub(crate) fn conflict(message: impl Into<Cow<'static, str>>, retry: bool) -> Self {
+        let error = Self::new(StatusCode::CONFLICT, "conflict_error", message).with_code("conflict");
+        if retry { error } else { error.no_retry() }
+    }
+
+    /// 422: an idempotency key sent before with a different request.
+    pub(crate) fn key_reused(key: &str) -> Self {
+        let mut error = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request_error",
+            format!("The Idempotency-Key '{key}' was used before with a different request; nothing was written."),
+        )
+        .with_code("idempotency_key_reused");
+        error.param = Some("Idempotency-Key".into());
+        error
+    }
+
+    /// 429: more requests in flight than the server takes.
+    pub(crate) fn busy(limit: usize) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            format!("This server is answering {limit} requests already; retry shortly."),
+        )
+        .with_code("too_many_requests");
+        error.retry_after = Some(1);
+        error
+    }
+
+    /// 503: the store did not answer in time, or is down; retrying later may succeed.
+    pub(crate) fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        let mut error =
+            Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message).with_code("store_unavailable");
+        error.retry_after = Some(1);
+        error
+    }
+
+    /// 500: something a retry will not fix.
+    pub(crate) fn internal(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message).with_code("server_error").no_retry()
+    }
+
+    fn with_code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    fn no_retry(mut self) -> Self {
+        self.should_retry = Some(false);
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The `type` of the error object.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// The `message` of the error object.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The `param` of the error object: the field at fault, when one is.
+    pub fn param(&self) -> Option<&str> {
+        self.param.as_deref()
+    }
+
+    /// The `code` of the error object.
+    pub fn code(&self) -> Option<&'static str> {
+        self.code
+    }
+
+    /// The error a store's refusal is answered with, for a request on `conversation`.
+    pub(crate) fn from_store(error: PersistError, conversation: Option<&str>) -> Self {
+        match error {
+            PersistError::InvalidInput { field, reason } => {
+                Self::invalid(field, format!("Invalid '{field}': {reason}")).with_code("invalid_value")
+            }
+            PersistError::NotFound { thread_id, message_id: Some(message) } => {
+                Self::no_item(thread_id.as_str(), message.as_str())
+            }
+            PersistError::NotFound { thread_id, message_id: None } | PersistError::ThreadDeleted { thread_id } => {
+                Self::no_conversation(conversation.unwrap_or(thread_id.as_str()))
+            }
+            PersistError::AlreadyExists { message_id, .. } => Self::conflict(
+                format!(
+                    "The conversation already holds an item with id '{message_id}'; item ids are unique in a conversation."
+                ),
+                false,
+            ),
+            PersistError::IdempotencyKeyReused { idempotency_key, .. } => Self::key_reused(
+                idempotency_key.as_str().strip_prefix(crate::KEY_PREFIX).unwrap_or(idempotency_key.as_str()),
+            ),
+            error @ (PersistError::VersionConflict { .. } | PersistError::MessageComplete { .. }) => {
+                Self::conflict(error.to_string(), true)
+            }
+            PersistError::Rejected { reason } => {
+                Self::new(StatusCode::FORBIDDEN, "permission_error", reason).with_code("rejected").no_retry()
+            }
+            PersistError::Unsupported { what } => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                format!("Not supported by this server: {what}"),
+            )
+            .with_code("unsupported"),
+            error @ (PersistError::Timeout { .. } | PersistError::Temporary { .. }) => {
+                Self::unavailable(format!("The store is unavailable: {error}"))
+            }
+            error @ PersistError::Unreadable { .. } => Self::internal(error.to_string()),
+            error => {
+                tracing::error!(%error, "the store failed");
+                Self::internal("The store failed to answer; the server's log has the cause.")
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.kind, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }});
+        let mut response = (self.status, crate::json_body(&body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(retry) = self.should_retry {
+            headers.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+        }
+        response
+    }
+}
+
+impl ApiError {
+    /// 404 for a pop of a conversation with no item.
+    pub(crate) fn empty(conversation: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("Conversation '{conversation}' has no items."),
+        )
+        .with_code("conversation_empty")
+    }
+}

@@ -1,0 +1,485 @@
+//! OpenAI's **Conversations API** served on any persist pipeline, so apps in Python and
+//! TypeScript store their conversations in persist with the clients they already have: the
+//! official `openai` SDKs (`client.conversations`, `client.conversations.items`) and the OpenAI
+//! Agents SDK's `OpenAIConversationsSession`, unmodified, pointed at this server's `base_url`.
+//!
+//! The server is a host app of persist: every request becomes typed requests through the
+//! [`Pipeline`] it is given, so the layers stacked there (tracing, GenAI spans, encryption,
+//! audit) see every call, and several instances share one PostgreSQL store.
+//!
+//! # The standard API
+//!
+//! | route | answers |
+//! |---|---|
+//! | `POST /v1/conversations` | a conversation, with up to 20 `items` and `metadata` |
+//! | `GET /v1/conversations/{id}` | the conversation |
+//! | `POST /v1/conversations/{id}` | the conversation with its `metadata` replaced |
+//! | `DELETE /v1/conversations/{id}` | `{"id", "object": "conversation.deleted", "deleted": true}` |
+//! | `POST /v1/conversations/{id}/items` | the items written, as a list |
+//! | `GET /v1/conversations/{id}/items` | a page of items: `after`, `limit` (1–100, default 20), `order` (`asc`, `desc`: the default), `include` |
+//! | `GET /v1/conversations/{id}/items/{item_id}` | the item |
+//! | `DELETE /v1/conversations/{id}/items/{item_id}` | the conversation |
+//!
+//! A conversation is a persist thread (its id the thread's, `conv_…`), and each item a message
+//! of it, written through the [Responses converter](persist_convert::openai_responses):
+//! messages, function calls and their outputs, reasoning and the other tool items are typed
+//! parts, and every field the API has is kept and read back as it was written. Items are made
+//! whole as the API stores them: a message without `type` gets one, a `content` string
+//! becomes one text part, `status` is `completed` where the SDKs need one, and an item without
+//! an `id` gets one (`msg_…`, `fc_…`, `rs_…`, …). An `id` the client gives is kept, and is
+//! unique in its conversation (a second item with it is 409, not retried). The items of a
+//! request are written as one turn: all of them or none.
+//!
+//! The page's `last_id` is the cursor the SDKs send back as `after`, in the page's order, and
+//! `has_more` is always a boolean, so both SDKs' auto-paging reads every item once. A
+//! conversation's metadata is up to 16 string pairs (keys up to 64 characters, values up to
+//! 512), replaced whole by an update. A deleted conversation is gone with its items: 404
+//! afterwards, its id never used again.
+//!
+//! `items.create` takes up to [`Limits::max_items`] items (256 by default), not the API's
+//! 20: `@openai/agents`'s session sends a whole run's items in one request, and the Python
+//! session splits them in twenties. The create of a conversation takes 20, as the API does.
+//!
+//! # Beyond the API
+//!
+//! Under their own paths, so no standard response changes:
+//!
+//! - `GET /v1/persist/conversations?after=CURSOR&limit=N`: the caller's conversations, most
+//!   recently changed first, with `next_cursor` (the API cannot list them).
+//! - `POST /v1/persist/conversations/{id}/items/pop`: removes the newest item and answers it,
+//!   atomically: concurrent callers each get a different item (the Agents SDK's `pop_item` lists
+//!   the newest item and then deletes it, so two callers can be handed the same one; their
+//!   second delete is a clean 404).
+//! - `Idempotency-Key` on every `POST`: a request sent again with the same key (within the
+//!   conversation for items, the tenant for a create) writes nothing twice and answers what the
+//!   first one did; the same key with another body is 422. The SDKs send none of their own:
+//!   pass one with `extra_headers` (Python) or `headers` (Node).
+//! - `GET /v1/persist/search?q=WORDS&conversation=ID`: the caller's items whose text holds
+//!   every word, newest first, with a snippet (not on a store sealed by an encryption layer).
+//! - `GET /v1/persist/conversations/{id}/compacted`: the latest summary a compaction wrote and
+//!   the items after it: what a model is given of a long conversation.
+//! - `GET /v1/persist/conversations/{id}/branches?item_id=ID` (an item's alternatives, or the
+//!   end of every branch) and `POST /v1/persist/conversations/{id}/branches/switch` with
+//!   `{"item_id"}`: the branches a host wrote (an edit, a regenerated reply). The standard
+//!   listing shows the conversation's active branch.
+//! - `GET /v1/persist/conversations/{id}/events`: the conversation's change feed as
+//!   Server-Sent Events, resumed after `Last-Event-ID`, on any instance.
+//! - `GET /v1/persist/conversations/{id}/items/{item_id}/stream` and `POST …/stop`: a reply a
+//!   host is still writing into (a reservation it streams), followed as Server-Sent Events from
+//!   any instance, resumed after `Last-Event-ID` (a character offset), and stopped on whichever
+//!   instance generates it.
+//! - `GET /health` (the process answers) and `GET /ready` (the store answers a ping in time).
+//!
+//! # Auth and tenancy
+//!
+//! [`Auth::Keys`]: `Authorization: Bearer KEY`, each key a tenant ([`ApiKeys`]); no key or an
+//! unknown one is 401, compared in constant time, never logged. A conversation of another
+//! tenant is 404, as one that does not exist. Behind a gateway that authenticates callers,
+//! [`Auth::TenantHeader`] takes the tenant from a header the gateway sets.
+//!
+//! # Errors
+//!
+//! As OpenAI's SDKs expect them ([`ApiError`]): `{"error": {"message", "type", "param",
+//! "code"}}`, with the status each SDK raises its exception for. A body over
+//! [`Limits::max_body_bytes`] is refused before it is read whole; a refused request stores
+//! nothing; a store that is down or slower than [`Limits::store_timeout`] answers 503 with
+//! `retry-after`, never a hang.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use persist::{Pipeline, TenantId};
+//! use persist::sqlite::SqliteBackend;
+//! use persist_serve::{ApiKeys, Auth, Server};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let backend = SqliteBackend::open("chat.db").await?;
+//! let keys = ApiKeys::new().with_key(TenantId::new("acme")?, "sk-acme-0123456789abcdef")?;
+//! let server = Server::new(Pipeline::new(backend), Auth::Keys(keys));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! // Until Ctrl-C; requests in flight finish first.
+//! server.serve(listener, async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A host with its own axum app mounts [`Server::router`] instead.
+
+#![forbid(unsafe_code)]
+
+mod auth;
+mod conversations;
+mod error;
+mod extensions;
+mod idempotency;
+mod items;
+mod live;
+mod views;
+
+/// What the server puts before a client's `Idempotency-Key` when it hands it to persist, keeping
+/// its keys apart from those of other writers of the same store.
+const KEY_PREFIX: &str = "serve:";
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use persist_core::{Context, PersistError, Pipeline, Scoped, TenantId};
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+
+pub use auth::{ApiKeys, Auth, MIN_KEY_BYTES};
+pub use axum::http::HeaderName;
+pub use conversations::{MAX_CREATE_ITEMS, METADATA_KEY};
+pub use error::ApiError;
+pub use idempotency::MAX_KEY_BYTES;
+pub use items::MAX_STRING_BYTES;
+
+/// The limits a server holds every request to.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Limits {
+    /// The largest request body, in bytes; a larger one is 413, refused before it is read whole
+    /// (by its `Content-Length` when it has one). 16 MiB by default.
+    pub max_body_bytes: usize,
+    /// The most items one `items.create` writes (a conversation's create takes 20, as the API
+    /// does). 256 by default, persist's turn limit.
+    pub max_items: usize,
+    /// How long a request waits for the store before answering 503 (with `retry-after`). 10 s
+    /// by default.
+    pub store_timeout: Duration,
+    /// The most requests answered at once; more are 429 (with `retry-after`). 512 by default.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024 * 1024,
+            max_items: persist_core::args::MAX_TURN_MESSAGES,
+            store_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 512,
+        }
+    }
+}
+
+impl Limits {
+    /// Sets [`max_body_bytes`](Self::max_body_bytes).
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Sets [`max_items`](Self::max_items) (at most persist's turn limit, 256).
+    pub fn with_max_items(mut self, items: usize) -> Self {
+        self.max_items = items.clamp(1, persist_core::args::MAX_TURN_MESSAGES);
+        self
+    }
+
+    /// Sets [`store_timeout`](Self::store_timeout).
+    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// Sets [`max_concurrent_requests`](Self::max_concurrent_requests).
+    pub fn with_max_concurrent_requests(mut self, requests: usize) -> Self {
+        self.max_concurrent_requests = requests.max(1);
+        self
+    }
+}
+
+/// The Conversations API over a pipeline: [`router`](Self::router) to mount it,
+/// [`serve`](Self::serve) to run it.
+#[derive(Debug, Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    pipeline: Pipeline,
+    auth: Auth,
+    limits: Limits,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Server {
+    /// A server of `pipeline`'s conversations, its callers known by `auth`, with the default
+    /// [`Limits`].
+    pub fn new(pipeline: Pipeline, auth: Auth) -> Self {
+        Self::build(pipeline, auth, Limits::default())
+    }
+
+    fn build(pipeline: Pipeline, auth: Auth, limits: Limits) -> Self {
+        let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
+        Self { shared: Arc::new(Shared { pipeline, auth, limits, in_flight }) }
+    }
+
+    /// The same server with `limits`.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self::build(self.shared.pipeline.clone(), self.shared.auth.clone(), limits)
+    }
+
+    /// The limits it holds requests to.
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Every route, for a host to serve or to nest in its own axum app.
+    pub fn router(&self) -> Router {
+        let api = Router::new()
+            .route("/v1/conversations", post(conversations::create))
+            .route(
+                "/v1/conversations/{id}",
+                get(conversations::retrieve).post(conversations::update).delete(conversations::delete),
+            )
+            .route("/v1/conversations/{id}/items", get(conversations::list_items).post(conversations::create_items))
+            .route(
+                "/v1/conversations/{id}/items/{item_id}",
+                get(conversations::retrieve_item).delete(conversations::delete_item),
+            )
+            .route("/v1/persist/conversations", get(extensions::list_conversations))
+            .route("/v1/persist/conversations/{id}/items/pop", post(extensions::pop))
+            .route("/v1/persist/conversations/{id}/compacted", get(views::compacted))
+            .route("/v1/persist/conversations/{id}/branches", get(views::branches))
+            .route("/v1/persist/conversations/{id}/branches/switch", post(views::switch))
+            .route("/v1/persist/conversations/{id}/events", get(views::events))
+            .route("/v1/persist/search", get(views::search))
+            .route("/v1/persist/conversations/{id}/items/{item_id}/stream", get(live::stream_item))
+            .route("/v1/persist/conversations/{id}/items/{item_id}/stop", post(live::stop_item))
+            .route("/health", get(health))
+            .route("/ready", get(ready))
+            .fallback(no_route)
+            .method_not_allowed_fallback(no_route);
+        api.layer(axum::middleware::from_fn_with_state(self.clone(), admit)).with_state(self.clone())
+    }
+
+    /// Serves [`router`](Self::router) on `listener` until `shutdown` completes; the requests
+    /// in flight then finish before it returns.
+    ///
+    /// # Errors
+    ///
+    /// What accepting connections fails with.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+    }
+}
+
+/// Every request: admitted when the server has room (else 429), logged when answered (method,
+/// route, status, time, tenant; never a key or a body).
+async fn admit(State(server): State<Server>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let Ok(_permit) = server.shared.in_flight.clone().try_acquire_owned() else {
+        tracing::warn!(%method, %path, "refused: too many requests at once");
+        return ApiError::busy(server.shared.limits.max_concurrent_requests).into_response();
+    };
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    let tenant = response.extensions().get::<Tenant>().and_then(|t| t.0.clone());
+    let tenant = tenant.as_ref().map(TenantId::as_str);
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, micros, tenant, "answered");
+    } else {
+        tracing::info!(%method, %path, status, micros, tenant, "answered");
+    }
+    response
+}
+
+/// The tenant a response was for, for the log.
+#[derive(Debug, Clone)]
+struct Tenant(Option<TenantId>);
+
+/// A request's caller: its tenant, and the pipeline scoped to it.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub(crate) tenant: Option<TenantId>,
+    pub(crate) store: Scoped,
+    timeout: Duration,
+    limits: Limits,
+}
+
+impl FromRequestParts<Server> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, ApiError> {
+        let tenant = server.shared.auth.tenant(&parts.headers)?;
+        let context = Context::new().for_tenant(tenant.clone()).with_principal("persist-serve");
+        Ok(Self {
+            store: server.shared.pipeline.scoped(context),
+            tenant,
+            timeout: server.shared.limits.store_timeout,
+            limits: server.shared.limits.clone(),
+        })
+    }
+}
+
+impl Caller {
+    /// A call to the store, in at most the server's timeout (503 after it), its refusal as the
+    /// API's error for a request on `conversation`.
+    pub(crate) async fn run<T>(
+        &self,
+        conversation: Option<&str>,
+        call: impl Future<Output = Result<T, PersistError>>,
+    ) -> Result<T, ApiError> {
+        self.within(call).await?.map_err(|error| ApiError::from_store(error, conversation))
+    }
+
+    /// A call to the store in at most the server's timeout (503 after it), its refusal left
+    /// to the caller to read.
+    pub(crate) async fn within<T>(
+        &self,
+        call: impl Future<Output = Result<T, PersistError>>,
+    ) -> Result<Result<T, PersistError>, ApiError> {
+        tokio::time::timeout(self.timeout, call).await.map_err(|_| {
+            ApiError::unavailable(format!(
+                "The store did not answer within {} ms; retry later.",
+                self.timeout.as_millis()
+            ))
+        })
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// A JSON response, marked with the caller's tenant for the log.
+    pub(crate) fn answer(&self, status: StatusCode, body: &Value) -> Response {
+        let mut response =
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json_body(body))
+                .into_response();
+        response.extensions_mut().insert(Tenant(self.tenant.clone()));
+        response
+    }
+}
+
+/// A value's JSON text.
+pub(crate) fn json_body(value: &Value) -> String {
+    value.to_string()
+}
+
+/// A request's body as a JSON object: an empty body is `{}`. Over `limit` bytes it is 413,
+/// refused by its `Content-Length` before any of it is read, else as soon as the bytes read
+/// pass the limit.
+async fn read_object(headers: &HeaderMap, body: Body, limit: usize) -> Result<Map<String, Value>, ApiError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let too_large = std::error::Error::source(&error)
+            .is_some_and(|source| source.to_string().contains("length limit"))
+            || error.to_string().contains("length limit");
+        if too_large {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::invalid("body", "The request body could not be read.")
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::invalid("body", "The request body is a JSON object.")),
+        Err(error) => {
+            Err(ApiError::invalid("body", format!("We could not parse the JSON body of your request ({error}).")))
+        }
+    }
+}
+
+/// A request's query string as its pairs, repeated keys (`include[]=a&include[]=b`) included,
+/// which a struct of fields cannot take.
+#[derive(Debug)]
+pub(crate) struct Params(Vec<(String, String)>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
+            .map(Self)
+            .map_err(|_| ApiError::invalid("query", "The query string is malformed."))
+    }
+}
+
+impl Params {
+    /// The last value given for `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    }
+
+    /// `limit`: 1 to 100, 20 when absent.
+    pub(crate) fn limit(&self) -> Result<u32, ApiError> {
+        match self.get("limit") {
+            None => Ok(20),
+            Some(text) => text.parse::<u32>().ok().filter(|limit| (1..=100).contains(limit)).ok_or_else(|| {
+                ApiError::invalid("limit", format!("Invalid 'limit': '{text}'. Expected an integer from 1 to 100."))
+            }),
+        }
+    }
+
+    /// Checks each `include` value (the server answers every stored field, so they change
+    /// nothing else).
+    pub(crate) fn check_include(&self) -> Result<(), ApiError> {
+        for (key, value) in &self.0 {
+            if (key == "include[]" || key == "include") && !items::INCLUDABLE.contains(&value.as_str()) {
+                return Err(ApiError::invalid(
+                    "include",
+                    format!("Invalid value: '{value}'. Supported values are: {}.", items::INCLUDABLE.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request's body as a JSON object (an empty body is `{}`), read within the server's
+/// [`Limits::max_body_bytes`]: see [`read_object`].
+#[derive(Debug)]
+pub(crate) struct JsonObject(pub(crate) Map<String, Value>);
+
+impl FromRequest<Server> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, server: &Server) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        read_object(&parts.headers, body, server.shared.limits.max_body_bytes).await.map(Self)
+    }
+}
+
+async fn no_route(request: Request) -> ApiError {
+    ApiError::no_route(request.method().as_str(), request.uri().path())
+}
+
+async fn health() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+}
+
+async fn ready(State(server): State<Server>) -> Response {
+    let ping = tokio::time::timeout(server.shared.limits.store_timeout, server.shared.pipeline.ping()).await;
+    match ping {
+        Ok(Ok(())) => ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ready"}"#).into_response(),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "not ready: the store refused a ping");
+            ApiError::unavailable("The store does not answer.").into_response()
+        }
+        Err(_) => ApiError::unavailable("The store did not answer a ping in time.").into_response(),
+    }
+}

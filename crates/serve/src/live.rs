@@ -1,0 +1,98 @@
+//! Live replies under `/v1/persist/`: an item still being generated (a reply a host reserved
+//! and streams into), followed as Server-Sent Events from any instance, resumed from where a
+//! client stopped, and stopped.
+
+use std::convert::Infallible;
+
+use axum::extract::Path;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+use persist_core::{MessageId, ThreadId};
+use persist_ops::PipelineExt;
+use persist_ops::live::{FollowReply, ReplyChunk, ReplyStream, StopReply, StopState};
+use serde_json::json;
+
+use crate::conversations::find;
+use crate::error::ApiError;
+use crate::{Caller, Params};
+
+/// The conversation and item a path names, as ids (a malformed one is no such item).
+fn ids(id: &str, item: &str) -> Result<(ThreadId, MessageId), ApiError> {
+    let thread = ThreadId::new(id).map_err(|_| ApiError::no_conversation(id))?;
+    let message = MessageId::new(item).map_err(|_| ApiError::no_item(id, item))?;
+    Ok((thread, message))
+}
+
+/// `GET /v1/persist/conversations/{id}/items/{item_id}/stream`: the item's text as it is
+/// written, from character `Last-Event-ID` (what a reconnecting `EventSource` sends), else
+/// `?from=N`, else its start. Events: `text` (`{"offset", "text"}`, its `id` the offset after
+/// it), `replaced` (`{"text"}`: the whole text, when a final write rewrote it) and `end`
+/// (`{"status"}`: `complete`, `interrupted`, `stopped` or `deleted`), which ends the stream. A
+/// reply generated on one instance is followed on any other.
+pub(crate) async fn stream_item(
+    caller: Caller,
+    Path((id, item_id)): Path<(String, String)>,
+    params: Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let offset = |text: &str, param: &'static str| {
+        text.trim().parse::<u64>().map_err(|_| {
+            ApiError::invalid(param, format!("Invalid '{param}': an offset is a whole number of characters."))
+        })
+    };
+    let from = match headers.get("last-event-id").map(|value| value.to_str().unwrap_or("-")) {
+        Some(text) => offset(text, "Last-Event-ID")?,
+        None => params.get("from").map(|text| offset(text, "from")).transpose()?.unwrap_or(0),
+    };
+    let (thread, message) = ids(&id, &item_id)?;
+    find(&caller, &id).await?;
+    let follow = FollowReply::new(thread, message).from(from);
+    let follower = caller.run(Some(&id), caller.store.follow_reply(follow)).await?;
+    let events = stream::unfold(Some(Box::new(follower)), next_chunk);
+    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
+    response.extensions_mut().insert(crate::Tenant(caller.tenant.clone()));
+    Ok(response)
+}
+
+async fn next_chunk(state: Option<Box<ReplyStream>>) -> Option<(Result<Event, Infallible>, Option<Box<ReplyStream>>)> {
+    let mut follower = state?;
+    // The store failed: the stream ends, and the client resumes from the last id it got.
+    let chunk = follower.next().await.ok()??;
+    let event = match chunk {
+        ReplyChunk::Text { offset, text } => {
+            let end = offset + text.chars().count() as u64;
+            Event::default().event("text").id(end.to_string()).data(json!({"offset": offset, "text": text}).to_string())
+        }
+        ReplyChunk::Replaced { text } => {
+            let end = text.chars().count() as u64;
+            Event::default().event("replaced").id(end.to_string()).data(json!({"text": text}).to_string())
+        }
+        ReplyChunk::End(end) => {
+            let status = serde_json::to_value(end).unwrap_or_default();
+            return Some((Ok(Event::default().event("end").data(json!({"status": status}).to_string())), None));
+        }
+        // A kind of chunk added later: what it says is in the item, which a client reads.
+        _ => Event::default().comment("chunk"),
+    };
+    Some((Ok(event), Some(follower)))
+}
+
+/// `POST /v1/persist/conversations/{id}/items/{item_id}/stop`: asks the generation of a reply
+/// to stop, on whichever instance it runs: `{"stopped": true}`, or `{"stopped": false,
+/// "status": …}` when it had ended (`complete`, `interrupted`, `stopped`, `deleted`).
+pub(crate) async fn stop_item(
+    caller: Caller,
+    Path((id, item_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let (thread, message) = ids(&id, &item_id)?;
+    find(&caller, &id).await?;
+    let state = caller.run(Some(&id), caller.store.stop_reply(StopReply::new(thread, message))).await?;
+    let answer = match state {
+        StopState::Requested => json!({"stopped": true}),
+        StopState::Ended(end) => json!({"stopped": false, "status": end}),
+        _ => json!({"stopped": false}),
+    };
+    Ok(caller.answer(StatusCode::OK, &answer))
+}

@@ -1,0 +1,106 @@
+//! What persist's SQL backends (`persist-sqlite`, `persist-postgres`) share, over sqlx without a
+//! driver: their migrations embedded as `sqlx::migrate!` would embed them, built without the
+//! macro (whose compile-time copy of the database driver doubled a fresh build's work), what
+//! the store's record of them means for this build, and the errors of running them.
+//!
+//! A backend of its own can use it too: it depends on the contract (`persist-core`) and sqlx's
+//! migration types only.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+use std::borrow::Cow;
+
+use persist_core::PersistError;
+use persist_core::schema::SchemaMigration;
+use sqlx::SqlStr;
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+
+/// One embedded migration file: its version, its description (the words of its name) and its
+/// SQL (`include_str!` of the file). A file whose SQL starts with `-- no-transaction` runs
+/// outside a transaction, as sqlx's macro reads it.
+pub type MigrationFile = (i64, &'static str, &'static str);
+
+/// The migrations of `files`, in version order: the same versions, SQL and checksums as
+/// `sqlx::migrate!` gives, so a store either migrated opens as it is.
+pub fn migrator(files: &'static [MigrationFile]) -> Migrator {
+    let migrations = files
+        .iter()
+        .map(|&(version, description, sql)| {
+            let no_tx = sql.starts_with("-- no-transaction");
+            Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, SqlStr::from_static(sql), no_tx)
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// Every migration of `migrator`, with the checksum of its SQL, for
+/// [`SchemaStatus::from_records`](persist_core::schema::SchemaStatus::from_records).
+pub fn known(migrator: &Migrator) -> impl Iterator<Item = (SchemaMigration, Vec<u8>)> + '_ {
+    migrator.iter().map(|migration| {
+        (SchemaMigration::new(migration.version, migration.description.as_ref()), migration.checksum.to_vec())
+    })
+}
+
+/// Maps a failure to run the migrations of `backend` (its crate's name, for the advice): a
+/// schema newer than this build, or a migration whose SQL differs from this build's, is refused
+/// with `Unsupported` saying what to do; a statement that failed is mapped by `map_sqlx`, the
+/// backend's own mapping of its driver's errors.
+pub fn map_migrate(
+    backend: &str,
+    error: MigrateError,
+    map_sqlx: impl FnOnce(&'static str, sqlx::Error) -> PersistError,
+) -> PersistError {
+    match error {
+        MigrateError::VersionMissing(version) => PersistError::Unsupported {
+            what: format!(
+                "the database has schema version {version}, which this {backend} does not know; it was written by a \
+                 newer version. Upgrade {backend} to open it (nothing was changed)"
+            )
+            .into(),
+        },
+        MigrateError::VersionMismatch(version) => PersistError::Unsupported {
+            what: format!("schema migration {version} in the database differs from this build's; refusing to open it")
+                .into(),
+        },
+        MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _) => {
+            map_sqlx("applying schema migrations", error)
+        }
+        other => PersistError::backend("applying schema migrations", other),
+    }
+}
+
+/// A stored value that cannot be read back (a corrupted row, a store edited by hand).
+pub fn corrupt(what: impl Into<String>) -> PersistError {
+    PersistError::Backend { message: format!("corrupt row: {}", what.into()).into(), source: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static FILES: &[MigrationFile] =
+        &[(1, "schema", "CREATE TABLE t (x INTEGER);"), (2, "index", "-- no-transaction\nCREATE INDEX i ON t (x);")];
+
+    #[test]
+    fn files_become_migrations_in_order_with_their_checksums() {
+        let migrator = migrator(FILES);
+        let versions: Vec<(i64, bool)> = migrator.iter().map(|m| (m.version, m.no_tx)).collect();
+        assert_eq!(versions, [(1, false), (2, true)]);
+        let known: Vec<(SchemaMigration, Vec<u8>)> = known(&migrator).collect();
+        assert_eq!(known[1].0, SchemaMigration::new(2, "index"));
+        assert_eq!(known[0].1, migrator.iter().next().unwrap().checksum.to_vec());
+        assert_ne!(known[0].1, known[1].1);
+    }
+
+    #[test]
+    fn a_newer_or_changed_schema_is_refused_saying_what_to_do() {
+        let unused = |_: &'static str, _: sqlx::Error| unreachable!("no statement failed");
+        let newer = map_migrate("persist-sqlite", MigrateError::VersionMissing(9), unused);
+        assert!(matches!(newer, PersistError::Unsupported { .. }));
+        assert!(newer.to_string().contains("Upgrade persist-sqlite to open it"), "{newer}");
+        let changed = map_migrate("persist-postgres", MigrateError::VersionMismatch(3), unused);
+        assert!(changed.to_string().contains("migration 3 in the database differs"), "{changed}");
+        assert!(corrupt("seq is negative").to_string().contains("corrupt row: seq is negative"));
+    }
+}

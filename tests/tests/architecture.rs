@@ -1,0 +1,231 @@
+//! The shape of the workspace, checked: the contract depends on no feature, the backends and
+//! encryption depend on the contract only, and no crate's modules import each other in a circle.
+//!
+//! Imports are read from the sources (`crate::a::b`, `super::a`), outside comments and the
+//! `#[cfg(test)] mod tests` that ends a file or a `tests.rs` of its own (a braced group, `crate::feed::{hub, read}`, counts
+//! as the module it is in), at two depths: a crate's top-level modules
+//! (`crate::feed`), and the modules inside them (`crate::feed::hub`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace holds tests/").to_path_buf()
+}
+
+/// The workspace crates a crate's `[dependencies]` name (`persist…`), not its dev-dependencies.
+fn dependencies(crate_dir: &str) -> BTreeSet<String> {
+    let manifest = fs::read_to_string(workspace().join(crate_dir).join("Cargo.toml")).unwrap();
+    let mut section = String::new();
+    let mut found = BTreeSet::new();
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            section = line.to_owned();
+        } else if section == "[dependencies]" && line.starts_with("persist") {
+            found.insert(line.split([' ', '=']).next().unwrap().to_owned());
+        }
+    }
+    found
+}
+
+#[test]
+fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
+    assert_eq!(dependencies("crates/core"), BTreeSet::new());
+    let contract_only = BTreeSet::from(["persist-core".to_owned()]);
+    for crate_dir in
+        ["crates/memory-backend", "crates/encrypt", "crates/convert", "crates/ops", "crates/shard", "crates/sql"]
+    {
+        assert_eq!(dependencies(crate_dir), contract_only, "{crate_dir}");
+    }
+    // The SQL backends share what they repeat in `persist-sql`, itself on the contract only.
+    let sql = BTreeSet::from(["persist-core".to_owned(), "persist-sql".to_owned()]);
+    for crate_dir in ["crates/sqlite-backend", "crates/postgres-backend"] {
+        assert_eq!(dependencies(crate_dir), sql, "{crate_dir}");
+    }
+    assert_eq!(dependencies("crates/layer"), BTreeSet::from(["persist-core".to_owned(), "persist-ops".to_owned()]));
+    // The server's items are Responses items and its live replies the operations': the contract
+    // and those features, no backend.
+    let serve = ["persist-convert", "persist-core", "persist-ops"].map(str::to_owned);
+    assert_eq!(dependencies("crates/serve"), BTreeSet::from(serve));
+}
+
+/// A module's path in its crate: `src/feed/hub.rs` is `feed::hub`, `src/feed/mod.rs` is `feed`.
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let relative = file.strip_prefix(src).unwrap().with_extension("");
+    let mut path: Vec<String> = relative.iter().map(|part| part.to_string_lossy().into_owned()).collect();
+    if matches!(path.last().map(String::as_str), Some("mod" | "lib")) {
+        path.pop();
+    }
+    path
+}
+
+fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, found);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// The identifiers after each `prefix` in `code` (`crate::feed::hub` → `["feed", "hub"]`).
+fn paths_after<'a>(code: &'a str, prefix: &str) -> Vec<Vec<&'a str>> {
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices(prefix) {
+        let before = code[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+            continue;
+        }
+        let rest = &code[at + prefix.len()..];
+        let mut path = Vec::new();
+        for segment in rest.split("::") {
+            let name: &str = &segment[..segment
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()))
+                .unwrap_or(segment.len())];
+            if name.is_empty() {
+                break;
+            }
+            path.push(name);
+            if name.len() != segment.len() {
+                break;
+            }
+        }
+        found.push(path);
+    }
+    found
+}
+
+/// Each module (at `depth`) and the modules of the same crate it imports.
+fn imports(crate_dir: &str, depth: usize) -> BTreeMap<Vec<String>, BTreeSet<Vec<String>>> {
+    let src = workspace().join(crate_dir).join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    let mut graph: BTreeMap<Vec<String>, BTreeSet<Vec<String>>> = BTreeMap::new();
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap();
+        let text = text.split("#[cfg(test)]\nmod tests").next().unwrap();
+        let code: String =
+            text.lines().filter(|line| !line.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+        let module = module_of(&src, &file);
+        if module.is_empty() || module.last().is_some_and(|name| name == "tests") {
+            continue; // the crate root (what it declares is everyone's), or a module of tests
+        }
+        let from: Vec<String> = module.iter().take(depth).cloned().collect();
+        let mut targets: Vec<Vec<String>> =
+            paths_after(&code, "crate::").into_iter().map(|p| p.iter().map(|s| s.to_string()).collect()).collect();
+        for path in paths_after(&code, "super::") {
+            // `super` of `feed::hub` is `feed`, whichever file holds it.
+            let mut target = module[..module.len() - 1].to_vec();
+            target.extend(path.iter().map(|s| s.to_string()));
+            targets.push(target);
+        }
+        for target in targets {
+            let to: Vec<String> = target.into_iter().take(depth).collect();
+            if !to.is_empty() && !from.starts_with(&to) && !to.starts_with(&from) {
+                graph.entry(from.clone()).or_default().insert(to);
+            }
+        }
+    }
+    graph
+}
+
+/// The module circles of a graph (its strongly connected components of two or more), each
+/// sorted, as `a ↔ b ↔ c`.
+fn circles(graph: &BTreeMap<Vec<String>, BTreeSet<Vec<String>>>) -> BTreeSet<String> {
+    let nodes: BTreeSet<&Vec<String>> = graph.keys().chain(graph.values().flatten()).collect();
+    let reach = |from: &Vec<String>| {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![from.clone()];
+        while let Some(node) = stack.pop() {
+            for next in graph.get(&node).into_iter().flatten() {
+                if seen.insert(next.clone()) {
+                    stack.push(next.clone());
+                }
+            }
+        }
+        seen
+    };
+    let reached: BTreeMap<&Vec<String>, BTreeSet<Vec<String>>> = nodes.iter().map(|n| (*n, reach(n))).collect();
+    let mut found = BTreeSet::new();
+    for node in &nodes {
+        let mut circle: Vec<String> = nodes
+            .iter()
+            .filter(|other| reached[*node].contains(**other) && reached[**other].contains(*node))
+            .map(|other| other.join("::"))
+            .collect();
+        if circle.len() > 1 {
+            circle.sort();
+            found.insert(circle.join(" ↔ "));
+        }
+    }
+    found
+}
+
+#[test]
+fn no_crate_imports_its_own_modules_in_a_circle() {
+    let crates = [
+        "crates/core",
+        "crates/ops",
+        "crates/layer",
+        "crates/convert",
+        "crates/shard",
+        "crates/encrypt",
+        "crates/memory-backend",
+        "crates/sqlite-backend",
+        "crates/postgres-backend",
+        "crates/sql",
+        "crates/serve",
+        "crates/conformance",
+        "crates/cli",
+        "crates/persist",
+    ];
+    let mut found = BTreeSet::new();
+    for crate_dir in crates {
+        for depth in [1, 2] {
+            for circle in circles(&imports(crate_dir, depth)) {
+                found.insert((crate_dir, circle));
+            }
+        }
+    }
+    assert!(found.is_empty(), "modules importing each other in a circle: {found:?}");
+}
+
+#[test]
+fn the_reader_finds_a_circle() {
+    let graph = BTreeMap::from([
+        (vec!["a".to_owned()], BTreeSet::from([vec!["b".to_owned()]])),
+        (vec!["b".to_owned()], BTreeSet::from([vec!["a".to_owned()], vec!["c".to_owned()]])),
+    ]);
+    assert_eq!(circles(&graph), BTreeSet::from(["a ↔ b".to_owned()]));
+    assert_eq!(paths_after("use crate::feed::{hub, read};", "crate::"), vec![vec!["feed"]]);
+    assert_eq!(paths_after("x = $crate::Context; crate::model::id::ThreadId", "crate::"), vec![vec!["model", "id"]]);
+}
+
+#[test]
+fn the_contract_reads_top_to_bottom() {
+    // The order `persist-core`'s lib.rs declares and explains; what it re-exports at its root
+    // (`crate::args`, `crate::context_setter`) counts as the module that defines it.
+    let order = ["model", "consistency", "context", "feed", "request", "schema", "pipeline", "raw"];
+    let position = |name: &str| {
+        let defined_in = match name {
+            "args" | "branch" | "lease" | "once" | "read" | "restore" | "search" | "session" | "summary" => "request",
+            "context_setter" => "context",
+            other => other,
+        };
+        order.iter().position(|module| *module == defined_in)
+    };
+    let mut back_up = Vec::new();
+    for (from, imported) in imports("crates/core", 1) {
+        let at = position(&from[0]).unwrap_or_else(|| panic!("{from:?} is not in the contract's order"));
+        for to in imported {
+            if position(&to[0]).is_none_or(|other| other > at) {
+                back_up.push(format!("{} → {}", from[0], to[0]));
+            }
+        }
+    }
+    assert!(back_up.is_empty(), "imports running back up the contract: {back_up:?}");
+}
