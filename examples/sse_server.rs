@@ -23,37 +23,21 @@
 //!   first, so a write after it is in the listing or after the head, never lost in between)
 //!   and the thread's messages, replies still being streamed included.
 //!
-//! The Vercel AI SDK's chat protocol, for its own client (`useChat`, `DefaultChatTransport`):
+//! The Vercel AI SDK's chat protocol, for its own client (`useChat`, `DefaultChatTransport`),
+//! is persist's [`Chat`] (`persist::serve::ui`) mounted on the same app: `POST /api/chat`
+//! (a turn or a `regenerate`), `GET /api/chat/{id}/stream` (resume, on any instance) and
+//! `POST /api/chat/{id}/stop`, with text, reasoning and tool parts, one generation per thread
+//! across instances, and a reply whose generator died settled by silence. This example's
+//! generator is [`canned`]: the request body's `persist` field says what it writes
+//! (`{"tokens": N, "delay_ms": D, "reasoning": bool, "tool": bool}`; 20 tokens 50 ms apart
+//! when absent): optionally a reasoning part and a tool call with its result, then `token0
+//! token1 …`, one token every `D` ms. `examples/node` holds a test of these routes with the
+//! `ai` package's own client.
 //!
-//! - `POST /api/chat` with the transport's body (`{"id": THREAD, "messages": [...]}`): stores
-//!   the last message (the user's turn), reserves the reply and starts generating it in a task
-//!   of its own (a canned reply of `persist.tokens` tokens, `token0 token1 …`, one every
-//!   `persist.delay_ms` ms; 20 and 50 when the body has no `persist`), then answers the reply as
-//!   a UI message stream: SSE `data:` lines `start` (with the reply's id), `text-start`, a
-//!   `text-delta` per token, `text-end`, `finish`, then `[DONE]`, with the header
-//!   `x-vercel-ai-ui-message-stream: v1`. The generation goes on when the client goes away.
-//! - `GET /api/chat/{id}/stream` (the transport's resume): the thread's latest reply, on any
-//!   instance, replayed from its start (the client rebuilds the message of that id from the
-//!   stream: each character once) and followed to its end; `204` when the thread has no reply.
-//! - `POST /api/chat/{id}/stop`: asks the generation of the thread's latest reply to stop, on
-//!   whichever instance it runs: `{"stopped": true}`, or `{"stopped": false, "status": "complete"}`
-//!   (or `"stopped"`, `"interrupted"`, `"deleted"`) when it had ended. The generator ends the
-//!   reply with the text it had, and every stream of it ends with `text-end`, then
-//!   `abort` (`{"type": "abort", "reason": "stopped"}`) instead of `finish`.
-//!
-//! One reply is generated at a time per thread, across instances: a `POST /api/chat` while the
-//! thread's reply is still being generated (or racing another `POST` to the same thread) is
-//! `409 Conflict`, and writes nothing; the same `POST` sent again (the same last message id)
-//! follows the reply the first one started.
-//!
-//! A reply's streams read it with [`Pipeline::follow_reply`]: its text so far, then each
-//! token's delta from the change feed as it commits (no read of the message per token), so one
-//! instance serves a reply another instance generates. `examples/node` holds a test of these
-//! routes with the `ai` package's own client.
-//!
-//! Errors are plain text: 400 for an invalid request (a thread id, a `Last-Event-ID`, a
-//! position beyond the feed's head), 404 for a missing message, 410 for a deleted thread, 409
-//! for a conflicting write, 503 when the store is busy (retry), 500 otherwise.
+//! The feed routes' errors are plain text: 400 for an invalid request (a thread id, a
+//! `Last-Event-ID`, a position beyond the feed's head), 404 for a missing message, 410 for a
+//! deleted thread, 409 for a conflicting write, 503 when the store is busy (retry), 500
+//! otherwise.
 //!
 //! # Run
 //!
@@ -83,22 +67,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::stream;
-use std::collections::VecDeque;
 use std::time::Duration;
 
-use persist::args::{Add, AppendTurn, Reserve, TurnMessage, UpdateContent};
+use persist::args::{Add, Reserve, UpdateContent};
 use persist::feed::{FeedEvent, ReadFeed, Subscription};
-use persist::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, StopReply, StopState};
 use persist::memory::MemoryBackend;
 use persist::postgres::PostgresBackend;
-use persist::prelude::*;
-use persist::read::{GetThread, ListMessages, MAX_PAGE_LIMIT};
+use persist::read::{ListMessages, MAX_PAGE_LIMIT};
+use persist::serve::ui::{Chat, Generation};
 use persist::sqlite::SqliteBackend;
 use persist::{BoxError, Content, Message, MessageId, PersistError, Pipeline, Role, ThreadId};
-use persist::{IdempotencyKey, Order, Status};
 use serde::{Deserialize, Serialize};
 
 /// The server's routes over `pipeline` (see the module docs).
@@ -109,10 +90,8 @@ pub fn app(pipeline: Pipeline) -> Router {
     Router::new()
         .route("/threads/{id}/events", get(follow_thread))
         .route("/threads/{id}/messages", get(list_messages).post(post_turn))
-        .route("/api/chat", post(chat))
-        .route("/api/chat/{id}/stream", get(resume_chat))
-        .route("/api/chat/{id}/stop", post(stop_chat))
-        .with_state(pipeline)
+        .with_state(pipeline.clone())
+        .merge(Chat::new(pipeline, canned).router())
 }
 
 #[tokio::main]
@@ -278,246 +257,69 @@ async fn list_messages(State(pipeline): State<Pipeline>, Path(id): Path<String>)
     Ok(Json(Transcript { head, messages }))
 }
 
-/// The body `DefaultChatTransport` posts: the chat's id (the thread), its messages (the last
-/// is the user's new turn), and this example's knob for its canned reply.
-#[derive(Debug, Deserialize)]
-struct ChatRequest {
-    id: String,
-    messages: Vec<UiMessage>,
-    #[serde(default)]
-    persist: Option<CannedReply>,
-}
-
-/// A message as the AI SDK's client sends it: its id, role and parts.
-#[derive(Debug, Deserialize)]
-struct UiMessage {
-    id: String,
-    role: String,
-    #[serde(default)]
-    parts: Vec<serde_json::Value>,
-}
-
-/// How the canned reply streams: `tokens` tokens, one every `delay_ms` milliseconds.
+/// How the canned reply streams (the request body's `persist` field).
 #[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
 struct CannedReply {
     tokens: u32,
     delay_ms: u64,
+    /// A reasoning part first.
+    reasoning: bool,
+    /// A tool call and its result before the text.
+    tool: bool,
 }
 
 impl Default for CannedReply {
     fn default() -> Self {
-        Self { tokens: 20, delay_ms: 50 }
+        Self { tokens: 20, delay_ms: 50, reasoning: false, tool: false }
     }
 }
 
-/// `POST /api/chat`: the user's turn, a reply generated in a task of its own, and the reply's
-/// UI message stream.
-async fn chat(State(pipeline): State<Pipeline>, Json(request): Json<ChatRequest>) -> Result<Response, ApiError> {
-    let thread = ThreadId::new(request.id)?;
-    let canned = request.persist.unwrap_or_default();
+/// The example's model: writes the reply the request's `persist` field asks for, token by
+/// token, as a model's stream would. A stop drops it at its next `.await`.
+async fn canned(generation: Generation) -> Result<(), BoxError> {
+    let canned: CannedReply = match generation.body.get("persist") {
+        Some(value) => serde_json::from_value(value.clone())?,
+        None => CannedReply::default(),
+    };
     if !(1..=10_000).contains(&canned.tokens) || canned.delay_ms > 10_000 {
-        return Err(PersistError::invalid("persist", "tokens must be 1 to 10000, delay_ms at most 10000").into());
+        return Err("persist: tokens must be 1 to 10000, delay_ms at most 10000".into());
     }
-    let Some(turn) = request.messages.last().filter(|m| m.role == "user") else {
-        return Err(PersistError::invalid("messages", "the last message must be the user's").into());
-    };
-    let text: String = turn.parts.iter().filter(|p| p["type"] == "text").filter_map(|p| p["text"].as_str()).collect();
-    // The client's message id keys the turn: a retried POST stores it once, starts no second
-    // generation, and follows the reply the first one started.
-    let key = IdempotencyKey::new(format!("ui-{}", turn.id))?;
-    // One generation at a time per thread, on every instance. The thread's last seq is read
-    // before the check, and names the reply: of two POSTs racing past the check, both name
-    // their reply after the same seq, and the second's turn, its id taken, writes nothing
-    // (`AlreadyExists`: 409).
-    let last_seq = pipeline.get_thread(GetThread::new(thread.clone())).await?.map_or(0, |t| t.last_seq);
-    let reply_key = format!("{key}#1");
-    let newest = pipeline.list(newest_messages(&thread)).await?.items;
-    if let Some(retried) = newest.iter().find(|m| m.idempotency_key.as_ref().is_some_and(|k| k.as_str() == reply_key)) {
-        return ui_stream(&pipeline, thread, retried.id.clone()).await;
+    let reply = &generation.reply;
+    let pause = || tokio::time::sleep(Duration::from_millis(canned.delay_ms));
+    if canned.reasoning {
+        for piece in ["The user ", "said something; ", "answer with tokens."] {
+            pause().await;
+            reply.reasoning(piece).await?;
+        }
     }
-    if newest.iter().any(|m| m.role == Role::Assistant && m.status == Status::Reserved) {
-        return Err(ApiError::Conflict("the thread's reply is still being generated"));
+    if canned.tool {
+        let asked = generation.history.len().to_string();
+        reply.tool_call("call-count", "count", serde_json::json!({"messages": asked})).await?;
+        pause().await;
+        reply.tool_result("call-count", serde_json::json!({"count": canned.tokens})).await?;
     }
-    let reply_id = MessageId::derive(&thread, "ui-reply-after", &last_seq.to_string());
-    let reply = TurnMessage::reservation(Role::Assistant)
-        .with_id(reply_id)
-        .with_metadata(persist::Metadata::new().with("ui.turn", serde_json::json!(turn.id)));
-    // The user's turn and the reply's reservation in one write: a resume or a stop never
-    // finds the turn without its reply.
-    let write = AppendTurn::new(thread.clone())
-        .with_message(TurnMessage::new(Role::User, Content::text(&text)))
-        .with_message(reply)
-        .with_idempotency_key(key);
-    let written = pipeline.append_turn(write).await.map_err(|error| match error {
-        // The reply's id taken: another POST's turn came first.
-        PersistError::AlreadyExists { .. } => ApiError::Conflict("the thread's reply is still being generated"),
-        other => other.into(),
-    })?;
-    let reply = written.messages.last().cloned().ok_or_else(|| PersistError::invalid("messages", "no reply"))?;
-    if !written.deduplicated {
-        tokio::spawn(generate(pipeline.clone(), thread.clone(), reply.id.clone(), canned));
-    }
-    ui_stream(&pipeline, thread, reply.id).await
-}
-
-/// Writes the canned reply token by token, watching for a stop beside each token (as a
-/// generator does beside its model call); a stop ends the reply with the text it had.
-async fn generate(pipeline: Pipeline, thread: ThreadId, reply: MessageId, canned: CannedReply) {
-    let interrupt = UpdateContent::interrupted(thread.clone(), reply.clone());
-    let Ok(mut stop) = pipeline.watch_stop(StopReply::new(thread.clone(), reply.clone())).await else {
-        let _ = pipeline.update_content(interrupt).await;
-        return;
-    };
     for n in 0..canned.tokens {
-        tokio::select! {
-            biased;
-            _ = &mut stop => {
-                let _ = pipeline.update_content(interrupt).await;
-                return;
-            }
-            () = tokio::time::sleep(Duration::from_millis(canned.delay_ms)) => {}
-        }
-        let piece = if n == 0 { "token0".to_owned() } else { format!(" token{n}") };
-        let token = UpdateContent::appending(thread.clone(), reply.clone(), Content::text(piece));
-        if pipeline.update_content(token.with_finalize(n + 1 == canned.tokens)).await.is_err() {
-            // The store failed (or someone ended the reply): keep what was written.
-            let _ = pipeline.update_content(interrupt).await;
-            return;
-        }
+        pause().await;
+        reply.text(if n == 0 { "token0".to_owned() } else { format!(" token{n}") }).await?;
     }
-}
-
-/// `GET /api/chat/{id}/stream`: the thread's latest reply, replayed from its start and
-/// followed to its end; 204 when there is none.
-async fn resume_chat(State(pipeline): State<Pipeline>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let thread = ThreadId::new(id)?;
-    match latest_reply(&pipeline, &thread).await? {
-        Some(reply) => ui_stream(&pipeline, thread, reply.id).await,
-        None => Ok(StatusCode::NO_CONTENT.into_response()),
-    }
-}
-
-/// `POST /api/chat/{id}/stop`: asks the generation of the thread's latest reply to stop.
-async fn stop_chat(State(pipeline): State<Pipeline>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let thread = ThreadId::new(id)?;
-    let Some(reply) = latest_reply(&pipeline, &thread).await? else {
-        let none = serde_json::json!({ "stopped": false, "status": "none" });
-        return Ok((StatusCode::NOT_FOUND, Json(none)).into_response());
-    };
-    let answer = match pipeline.stop_reply(StopReply::new(thread, reply.id)).await? {
-        StopState::Requested => serde_json::json!({ "stopped": true }),
-        StopState::Ended(end) => serde_json::json!({ "stopped": false, "status": end }),
-        other => serde_json::json!({ "stopped": false, "status": format!("{other:?}") }),
-    };
-    Ok(Json(answer).into_response())
-}
-
-/// The thread's 20 newest messages, newest first, reservations included.
-fn newest_messages(thread: &ThreadId) -> ListMessages {
-    ListMessages::new(thread.clone()).with_order(Order::Desc).include_reserved(true).with_limit(20)
-}
-
-/// The thread's newest assistant message, if any.
-async fn latest_reply(pipeline: &Pipeline, thread: &ThreadId) -> Result<Option<Message>, PersistError> {
-    let page = pipeline.list(newest_messages(thread)).await?;
-    Ok(page.items.into_iter().find(|m| m.role == Role::Assistant))
-}
-
-/// The reply `(thread, reply)` as a UI message stream, from its first character.
-async fn ui_stream(pipeline: &Pipeline, thread: ThreadId, reply: MessageId) -> Result<Response, ApiError> {
-    let follower = pipeline.follow_reply(FollowReply::new(thread, reply.clone())).await?;
-    let queue = VecDeque::from([
-        ui_chunk(serde_json::json!({ "type": "start", "messageId": reply })),
-        ui_chunk(serde_json::json!({ "type": "text-start", "id": TEXT_PART })),
-    ]);
-    let events = stream::unfold(UiStream { follower: Some(Box::new(follower)), queue }, next_ui_chunk);
-    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
-    let headers = response.headers_mut();
-    headers.insert("x-vercel-ai-ui-message-stream", axum::http::HeaderValue::from_static("v1"));
-    headers.insert("x-accel-buffering", axum::http::HeaderValue::from_static("no"));
-    Ok(response)
-}
-
-/// The id of the stream's one text part.
-const TEXT_PART: &str = "text-0";
-
-/// Where a UI message stream is: the chunks ready to send, and the reply followed until its end.
-struct UiStream {
-    follower: Option<Box<ReplyStream>>,
-    queue: VecDeque<Event>,
-}
-
-fn ui_chunk(chunk: serde_json::Value) -> Event {
-    Event::default().data(chunk.to_string())
-}
-
-/// The stream's next SSE event; `None` ends the response.
-async fn next_ui_chunk(mut state: UiStream) -> Option<(Result<Event, BoxError>, UiStream)> {
-    loop {
-        if let Some(event) = state.queue.pop_front() {
-            return Some((Ok(event), state));
-        }
-        let follower = state.follower.as_mut()?;
-        let chunk = match follower.next().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => {
-                state.follower = None;
-                continue;
-            }
-            // The store failed: the response ends with an error, and the client resumes.
-            Err(error) => {
-                state.follower = None;
-                return Some((Err(error.into()), state));
-            }
-        };
-        let mut end = |ending: serde_json::Value| {
-            state.queue.push_back(ui_chunk(serde_json::json!({ "type": "text-end", "id": TEXT_PART })));
-            state.queue.push_back(ui_chunk(ending));
-            state.queue.push_back(Event::default().data("[DONE]"));
-        };
-        match chunk {
-            ReplyChunk::Text { text, .. } => {
-                let delta = serde_json::json!({ "type": "text-delta", "id": TEXT_PART, "delta": text });
-                state.queue.push_back(ui_chunk(delta));
-                continue;
-            }
-            ReplyChunk::End(ReplyEnd::Complete) => end(serde_json::json!({ "type": "finish", "finishReason": "stop" })),
-            ReplyChunk::End(ReplyEnd::Stopped) => end(serde_json::json!({ "type": "abort", "reason": "stopped" })),
-            // The protocol cannot take text back: a rewritten reply is reloaded by the client.
-            ReplyChunk::Replaced { .. } => {
-                end(serde_json::json!({ "type": "error", "errorText": "the reply was rewritten: reload the chat" }))
-            }
-            ReplyChunk::End(other) => {
-                let text = format!("the reply ended {}", serde_json::json!(other));
-                end(serde_json::json!({ "type": "error", "errorText": text }))
-            }
-            _ => continue,
-        }
-        state.follower = None;
-    }
+    Ok(())
 }
 
 /// An HTTP answer of failure: a persist error, with the status its kind calls for and its
-/// message as text, or a conflict of the server's own.
+/// message as text.
 #[derive(Debug)]
-enum ApiError {
-    Persist(PersistError),
-    Conflict(&'static str),
-}
+struct ApiError(PersistError);
 
 impl From<PersistError> for ApiError {
     fn from(error: PersistError) -> Self {
-        Self::Persist(error)
+        Self(error)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let error = match self {
-            Self::Persist(error) => error,
-            Self::Conflict(reason) => return (StatusCode::CONFLICT, reason).into_response(),
-        };
-        let status = match &error {
+        let status = match &self.0 {
             PersistError::InvalidInput { .. } => StatusCode::BAD_REQUEST,
             PersistError::NotFound { .. } => StatusCode::NOT_FOUND,
             PersistError::ThreadDeleted { .. } => StatusCode::GONE,
@@ -526,6 +328,6 @@ impl IntoResponse for ApiError {
             error if error.is_temporary() => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, error.to_string()).into_response()
+        (status, self.0.to_string()).into_response()
     }
 }

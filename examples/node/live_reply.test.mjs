@@ -410,3 +410,104 @@ test('wire format: headers, chunks, [DONE]; nothing to resume is 204', { timeout
     session.end();
   }
 });
+
+/** The parts of a UI message as a client shows them (fields left undefined by the SDK dropped). */
+function shown(message) {
+  return JSON.parse(JSON.stringify(message.parts));
+}
+
+test('reasoning and a tool call with its result stream as parts, and replay the same on B', { timeout: 30_000 }, async () => {
+  const session = new Session();
+  try {
+    const id = threadId('tools');
+    const n = 5;
+    const transport = new SplitTransport({
+      send: transportTo(A, session, { tokens: n, delay_ms: 20, reasoning: true, tool: true }),
+      reconnect: transportTo(B, session),
+    });
+    const chat = new Chat({ id, transport });
+    await within('the reply to end', chat.sendMessage({ text: 'Count, and show your work.' }));
+    assertEndedCleanly(chat, 'chat');
+
+    const parts = shown(assistantOf(chat));
+    assert.deepEqual(
+      parts.map((part) => part.type),
+      ['reasoning', 'tool-count', 'text'],
+      'one reasoning part (its deltas joined), the tool part, one text part',
+    );
+    assert.equal(parts[0].text, 'The user said something; answer with tokens.');
+    assert.equal(parts[0].state, 'done');
+    assert.deepEqual(
+      { toolCallId: parts[1].toolCallId, state: parts[1].state, input: parts[1].input, output: parts[1].output },
+      { toolCallId: 'call-count', state: 'output-available', input: { messages: '1' }, output: { count: n } },
+    );
+    assert.equal(parts[2].text, expectedReply(n));
+    const types = transport.sent[0].map((chunk) => chunk.type).join(',');
+    assert.match(
+      types,
+      /^start,reasoning-start,(reasoning-delta,)+reasoning-end,tool-input-available,tool-output-available,text-start,(text-delta,)+text-end,finish$/,
+      types,
+    );
+
+    // A reloaded page resuming through B rebuilds the same message from the store.
+    const reloaded = new Chat({ id, transport: new SplitTransport({ send: transportTo(B, session), reconnect: transportTo(B, session) }) });
+    await within('the replay', reloaded.resumeStream());
+    assertEndedCleanly(reloaded, 'reloaded chat');
+    assert.deepEqual(shown(assistantOf(reloaded)), parts, 'the replay shows the same parts');
+  } finally {
+    session.end();
+  }
+});
+
+test("regenerate (the SDK's own) writes a sibling reply on B; the first stays readable", { timeout: 30_000 }, async () => {
+  const session = new Session();
+  try {
+    const id = threadId('regenerate');
+    const transport = new SplitTransport({
+      send: transportTo(A, session, { tokens: 3, delay_ms: 10 }),
+      reconnect: transportTo(B, session),
+    });
+    const chat = new Chat({ id, transport });
+    await within('the first reply', chat.sendMessage({ text: 'Say three tokens.' }));
+    assertEndedCleanly(chat, 'first reply');
+    const first = assistantOf(chat).id;
+
+    // The same chat regenerates through the other instance, with a longer canned reply.
+    transport.send = transportTo(B, session, { tokens: 4, delay_ms: 10 });
+    await within('the regenerated reply', chat.regenerate());
+    assertEndedCleanly(chat, 'regenerated reply');
+    assert.deepEqual(chat.messages.map((message) => message.role), ['user', 'assistant']);
+    const second = assistantOf(chat).id;
+    assert.notEqual(second, first, 'a new reply');
+    assert.equal(textOf(assistantOf(chat)), expectedReply(4));
+
+    // In the store: both replies, siblings answering the same user message.
+    const stored = await (await session.fetch(`${A}/threads/${encodeURIComponent(id)}/messages`)).json();
+    const byId = new Map(stored.messages.map((message) => [message.id, message]));
+    assert.equal(byId.get(first)?.status, 'complete', 'the first reply is kept');
+    assert.equal(byId.get(second)?.status, 'complete');
+    assert.equal(byId.get(second).parent_seq, byId.get(first).parent_seq, 'siblings');
+    const user = stored.messages.find((message) => message.role === 'user');
+    assert.equal(byId.get(first).parent_seq, user.seq, 'both answer the user message');
+
+    // Resuming the chat gives the regenerated reply.
+    const reloaded = new Chat({ id, transport: new SplitTransport({ send: transportTo(A, session), reconnect: transportTo(A, session) }) });
+    await within('the replay', reloaded.resumeStream());
+    assert.equal(assistantOf(reloaded).id, second);
+
+    // A regenerate while a reply is being generated is refused, and writes nothing.
+    const busy = new Chat({ id, transport: transportTo(A, session, { tokens: 100, delay_ms: 50 }) });
+    const generating = busy.sendMessage({ text: 'Count at length.' });
+    await waitForTokens(busy, 100, 1, 'long reply');
+    const refused = await session.fetch(`${B}/api/chat`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id, messages: [], trigger: 'regenerate-message' }),
+    });
+    assert.equal(refused.status, 409, await refused.clone().text());
+    await postStop(B, id, session);
+    await within('the long reply to stop', generating);
+  } finally {
+    session.end();
+  }
+});

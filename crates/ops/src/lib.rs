@@ -44,7 +44,7 @@ pub mod maintenance;
 
 use self::compaction::{Compaction, Compactor, Outcome};
 use self::lifecycle::{Fork, ForkReport, Pop, Popped, Prune, PruneReport};
-use self::live::{FollowReply, ReplyStream, StopReply, StopSignal, StopState};
+use self::live::{FollowParts, FollowReply, PartStream, ReplyStream, StopReply, StopSignal, StopState};
 use self::maintenance::{CleanupReport, CleanupStranded};
 
 mod sealed {
@@ -272,6 +272,51 @@ pub trait PipelineExt: sealed::Sealed {
     /// asked again.
     fn follow_reply(&self, request: FollowReply) -> impl Future<Output = Result<ReplyStream>> + Send;
 
+    /// Follows one message as a stream of its [parts](persist_core::Part): from
+    /// [`from`](FollowParts::from) on, then what each write adds as it commits (a token as a
+    /// [`Delta`](live::PartChunk::Delta) of the text or reasoning part it joins, a tool call,
+    /// its result or a file as a [`Part`](live::PartChunk::Part)), then how it ended. What a
+    /// UI that shows reasoning and tool calls as they happen follows (the AI SDK's UI message
+    /// stream in `persist-serve`); reads and costs as [`follow_reply`](Self::follow_reply).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::args::{Reserve, UpdateContent};
+    /// use persist::live::{FollowParts, PartChunk, PartOffset, ReplyEnd};
+    /// use persist::prelude::*;
+    /// use persist::{memory::MemoryBackend, Content, Part, Pipeline, Role, ThreadId};
+    /// use serde_json::json;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let thread = ThreadId::new("t1")?;
+    /// let reply = pipeline.reserve(Reserve::new(thread.clone(), Role::Assistant)).await?.message;
+    /// let append = |part| UpdateContent::appending(thread.clone(), reply.id.clone(), Content::from_parts([part]));
+    /// pipeline.update_content(append(Part::reasoning("Weather: "))).await?;
+    ///
+    /// let mut parts = pipeline.follow_parts(FollowParts::new(thread.clone(), reply.id.clone())).await?;
+    /// assert_eq!(parts.next().await?, Some(PartChunk::Part { index: 0, part: Part::reasoning("Weather: ") }));
+    /// pipeline.update_content(append(Part::reasoning("ask the tool."))).await?;
+    /// let call = Part::tool_call("c1", "weather", json!({"city": "Oslo"}));
+    /// pipeline.update_content(append(call.clone()).with_finalize(true)).await?;
+    ///
+    /// let added = Part::reasoning("ask the tool.");
+    /// assert_eq!(parts.next().await?, Some(PartChunk::Delta { index: 0, offset: 9, added }));
+    /// assert_eq!(parts.next().await?, Some(PartChunk::Part { index: 1, part: call }));
+    /// assert_eq!(parts.offset(), PartOffset::before(2));
+    /// assert_eq!(parts.next().await?, Some(PartChunk::End(ReplyEnd::Complete)));
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`follow_reply`](Self::follow_reply); `InvalidInput` (`from`) for a place that is not
+    /// in the message's parts (beyond them, or characters into a part that is not text or
+    /// reasoning).
+    fn follow_parts(&self, request: FollowParts) -> impl Future<Output = Result<PartStream>> + Send;
+
     /// Asks the generation of a reply to stop: records the request in the message (metadata
     /// key [`STOP_KEY`](live::STOP_KEY), an `update` through the pipeline, so every layer and the feed see
     /// it), where the generator's [`watch_stop`](Self::watch_stop) finds it, on whichever
@@ -396,6 +441,10 @@ impl PipelineExt for Pipeline {
         live::follow::follow_reply(self, request)
     }
 
+    fn follow_parts(&self, request: FollowParts) -> impl Future<Output = Result<PartStream>> + Send {
+        live::parts::follow_parts(self, request)
+    }
+
     fn stop_reply(&self, request: StopReply) -> impl Future<Output = Result<StopState>> + Send {
         live::stop::stop_reply(self, request)
     }
@@ -450,6 +499,10 @@ impl PipelineExt for Scoped {
 
     fn follow_reply(&self, request: FollowReply) -> impl Future<Output = Result<ReplyStream>> + Send {
         scoped_pipeline(self).follow_reply(request.with_context(self.context().renewed()))
+    }
+
+    fn follow_parts(&self, request: FollowParts) -> impl Future<Output = Result<PartStream>> + Send {
+        scoped_pipeline(self).follow_parts(request.with_context(self.context().renewed()))
     }
 
     fn stop_reply(&self, request: StopReply) -> impl Future<Output = Result<StopState>> + Send {

@@ -114,6 +114,7 @@ mod extensions;
 mod idempotency;
 mod items;
 mod live;
+pub mod ui;
 mod views;
 
 /// What the server puts before a client's `Idempotency-Key` when it hands it to persist, keeping
@@ -376,7 +377,7 @@ pub(crate) fn json_body(value: &Value) -> String {
 /// A request's body as a JSON object: an empty body is `{}`. Over `limit` bytes it is 413,
 /// refused by its `Content-Length` before any of it is read, else as soon as the bytes read
 /// pass the limit.
-async fn read_object(headers: &HeaderMap, body: Body, limit: usize) -> Result<Map<String, Value>, ApiError> {
+pub(crate) async fn read_object(headers: &HeaderMap, body: Body, limit: usize) -> Result<Map<String, Value>, ApiError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {

@@ -62,10 +62,15 @@
 //! ```
 
 pub(crate) mod follow;
+mod follower;
+pub(crate) mod parts;
 pub(crate) mod stop;
 
-pub use self::follow::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream};
+pub use self::follow::{FollowReply, ReplyChunk, ReplyStream};
+pub use self::parts::{FollowParts, PartChunk, PartOffset, PartStream};
 pub use self::stop::{STOP_KEY, StopReply, StopSignal, StopState};
+
+use serde::{Deserialize, Serialize};
 
 use persist_core::Context;
 use persist_core::Pipeline;
@@ -74,6 +79,23 @@ use persist_core::read::GetMessage;
 use persist_core::{Message, Status};
 use persist_core::{MessageId, ThreadId};
 use persist_core::{PersistError, Result};
+
+/// How a reply ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ReplyEnd {
+    /// Finished: [`Status::Complete`].
+    Complete,
+    /// Cut short, its text so far kept: [`Status::Interrupted`] (its generator failed, or went
+    /// silent and [`cleanup_stranded`](crate::PipelineExt::cleanup_stranded) marked it).
+    Interrupted,
+    /// Cut short because a client asked ([`PipelineExt::stop_reply`](crate::PipelineExt::stop_reply)): interrupted, with a stop
+    /// recorded.
+    Stopped,
+    /// The message or its thread was deleted.
+    Deleted,
+}
 
 /// How a message that is no longer streaming ended: `None` while it is
 /// [`Reserved`](Status::Reserved).

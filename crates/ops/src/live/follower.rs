@@ -1,0 +1,208 @@
+//! What following a message takes, whatever a client is told of it: a subscription to its
+//! thread's feed, the version known, catching up after a gap. A [`View`] turns what changed
+//! into chunks: text ([`ReplyStream`](super::ReplyStream)) or parts
+//! ([`PartStream`](super::PartStream)).
+
+use std::collections::VecDeque;
+
+use super::{ReplyEnd, ending, follow_thread, read_message};
+use persist_core::feed::{FeedEvent, Removed, Subscription};
+use persist_core::{Content, Context, Message, MessageId, PersistError, PersistOp, Pipeline, Result, Status, ThreadId};
+
+/// What a follower keeps of the message, and the chunks it tells a client.
+pub(crate) trait View {
+    /// What a client is told.
+    type Chunk;
+
+    /// `delta` was appended to the content: queue what it adds.
+    fn grow(&mut self, delta: &Content, queued: &mut VecDeque<Self::Chunk>);
+
+    /// The content is now `content` (read after changes this view did not see): queue what it
+    /// adds, or that it was replaced.
+    fn settle(&mut self, content: &Content, queued: &mut VecDeque<Self::Chunk>);
+
+    /// The chunk that tells of the message's end.
+    fn end(end: ReplyEnd) -> Self::Chunk;
+
+    /// `chunk` is handed to the client: where the client is now. Whether it was the end.
+    fn yielded(&mut self, chunk: &Self::Chunk) -> bool;
+}
+
+/// The message followed.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) thread_id: ThreadId,
+    pub(crate) message_id: MessageId,
+    pub(crate) context: Context,
+}
+
+/// One message followed through the feed, told through `V`.
+pub(crate) struct Follower<V: View> {
+    pipeline: Pipeline,
+    pub(crate) target: Target,
+    subscription: Subscription,
+    pub(crate) view: V,
+    /// The message's version that `view` is of.
+    pub(crate) version: u64,
+    queued: VecDeque<V::Chunk>,
+    pub(crate) ended: bool,
+    /// An event taken from the feed whose reads failed (or were cancelled): taken again first.
+    unread: Option<FeedEvent>,
+    /// Fell behind the feed's retention and followed again: the message is to be read.
+    behind: bool,
+}
+
+/// Subscribes to `target`'s thread, then reads the message: a write committed in between is in
+/// both, and its event is skipped by version, never missed. The message is read after the
+/// feed told of it: from a copy of the store that has it.
+pub(crate) async fn start(pipeline: &Pipeline, mut target: Target) -> Result<(Subscription, Message, Target)> {
+    target.context = target.context.consistent();
+    let subscription = follow_thread(pipeline, &target.thread_id, &target.context).await?;
+    let message = read_message(pipeline, &target.thread_id, &target.message_id, &target.context).await?;
+    Ok((subscription, message, target))
+}
+
+impl<V: View> Follower<V> {
+    /// A follower at `message` as read (its subscription made before the read), `queued` what
+    /// the client is told first; the message's end follows them when it had ended.
+    pub(crate) fn new(
+        pipeline: Pipeline,
+        target: Target,
+        subscription: Subscription,
+        message: &Message,
+        view: V,
+        mut queued: VecDeque<V::Chunk>,
+    ) -> Self {
+        if let Some(end) = ending(message) {
+            queued.push_back(V::end(end));
+        }
+        Self {
+            pipeline,
+            target,
+            subscription,
+            view,
+            version: message.version,
+            queued,
+            ended: false,
+            unread: None,
+            behind: false,
+        }
+    }
+
+    /// The next chunk, waiting for the message to change; `None` after its end. An error
+    /// leaves the follower where it was: asked again, it goes on.
+    pub(crate) async fn next(&mut self) -> Result<Option<V::Chunk>> {
+        loop {
+            if let Some(chunk) = self.queued.pop_front() {
+                self.ended |= self.view.yielded(&chunk);
+                return Ok(Some(chunk));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            // What an error or a cancelled call left undone is done first: nothing is changed
+            // before the reads it needs succeed, so it can always be done again.
+            if self.behind {
+                self.catch_up().await?;
+                self.behind = false;
+                continue;
+            }
+            let event = match self.unread.take() {
+                Some(event) => event,
+                None => match self.subscription.next().await {
+                    Ok(event) => event,
+                    // Fell behind the feed's retention: follow again from the head, and read
+                    // the message once to catch up.
+                    Err(PersistError::FeedGap { .. }) => {
+                        self.behind = true;
+                        let (thread, context) = (&self.target.thread_id, &self.target.context);
+                        self.subscription = follow_thread(&self.pipeline, thread, context).await?;
+                        continue;
+                    }
+                    Err(other) => return Err(other),
+                },
+            };
+            self.unread = Some(event.clone());
+            self.take(&event).await?;
+            self.unread = None;
+        }
+    }
+
+    /// Queues what `event` tells of the message; changes nothing unless it succeeds.
+    async fn take(&mut self, event: &FeedEvent) -> Result<()> {
+        let change = &event.change;
+        if change.removed == Some(Removed::Thread) {
+            self.queued.push_back(V::end(ReplyEnd::Deleted));
+            return Ok(());
+        }
+        if change.message_id.as_ref() != Some(&self.target.message_id) {
+            return Ok(());
+        }
+        // A removal carries the message's last version: told before the version is compared.
+        if change.removed == Some(Removed::Message) {
+            self.queued.push_back(V::end(ReplyEnd::Deleted));
+            return Ok(());
+        }
+        if change.version <= self.version {
+            return Ok(());
+        }
+        let next = change.version == self.version + 1;
+        match (change.op, &change.delta, change.status) {
+            // Metadata or role: the content is as it was.
+            (PersistOp::Update, _, _) if next => self.version = change.version,
+            // A token, or a stream's end that says it was complete: nothing to read.
+            (PersistOp::UpdateContent, Some(delta), Some(status @ (Status::Reserved | Status::Complete))) if next => {
+                self.version = change.version;
+                self.view.grow(delta, &mut self.queued);
+                if status == Status::Complete {
+                    self.queued.push_back(V::end(ReplyEnd::Complete));
+                }
+            }
+            // Interrupted: whether by a stop is told by the message's metadata. The message is
+            // read first (it may have changed since), then the delta taken, then what the read
+            // shows beyond it.
+            (PersistOp::UpdateContent, Some(delta), Some(_)) if next => {
+                let read = self.read().await;
+                self.version = change.version;
+                self.view.grow(delta, &mut self.queued);
+                self.settle(read)?;
+            }
+            // A replacement, a delta dropped by retention, or events this stream did not see.
+            _ => self.catch_up().await?,
+        }
+        Ok(())
+    }
+
+    /// Reads the message and queues what changed since the content known.
+    async fn catch_up(&mut self) -> Result<()> {
+        let read = self.read().await;
+        self.settle(read)
+    }
+
+    /// Queues what `read` of the message shows beyond the content known, and its end if it
+    /// ended; a message gone ends the stream `Deleted`.
+    fn settle(&mut self, read: Result<Message>) -> Result<()> {
+        let message = match read {
+            Ok(message) => message,
+            Err(PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. }) => {
+                self.queued.push_back(V::end(ReplyEnd::Deleted));
+                return Ok(());
+            }
+            Err(other) => return Err(other),
+        };
+        if message.version > self.version {
+            self.view.settle(&message.content, &mut self.queued);
+            self.version = message.version;
+        }
+        if let Some(end) = ending(&message) {
+            self.queued.push_back(V::end(end));
+        }
+        Ok(())
+    }
+
+    /// The message as stored.
+    async fn read(&self) -> Result<Message> {
+        let target = &self.target;
+        read_message(&self.pipeline, &target.thread_id, &target.message_id, &target.context).await
+    }
+}
