@@ -25,7 +25,11 @@ async fn tools(generation: Generation) -> Result<(), persist::BoxError> {
 }
 
 async fn serve(pipeline: Pipeline) -> String {
-    let chat = Chat::new(pipeline, tools).with_settle_after(Duration::from_millis(300));
+    serve_with(pipeline, tools).await
+}
+
+async fn serve_with(pipeline: Pipeline, generate: impl persist_serve::ui::Generate) -> String {
+    let chat = Chat::new(pipeline, generate).with_settle_after(Duration::from_millis(300));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum_serve(listener, chat.router()).await });
@@ -175,6 +179,30 @@ async fn regenerate_writes_a_sibling_on_a_branch_of_its_own() {
         assert_eq!(post(&http, &base, &unknown).send().await.unwrap().status(), 404);
         let bad = json!({"id": "r", "messages": [], "trigger": "edit"});
         assert_eq!(post(&http, &base, &bad).send().await.unwrap().status(), 400);
+    })
+    .await;
+}
+
+/// Thinks for longer than the silence allowance before its first token.
+async fn slow(generation: Generation) -> Result<(), persist::BoxError> {
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    generation.reply.text("Done thinking.").await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_running_generation_is_renewed_and_never_settled() {
+    on_every_backend(async |pipeline| {
+        let base = serve_with(pipeline, slow).await;
+        let http = reqwest::Client::new();
+        let first = tokio::spawn(post(&http, &base, &turn("slow", "u1")).send());
+        // Past the 300 ms allowance, the generator still silent: its reply was renewed, so a
+        // second turn finds it alive.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let second = post(&http, &base, &turn("slow", "u2")).send().await.unwrap();
+        assert_eq!(second.status(), 409, "the reply being generated was not taken for a dead one");
+        let first = chunks(&events(first.await.unwrap().unwrap()).await);
+        assert_eq!(types(&first), ["start", "text-start", "text-delta", "text-end", "finish"]);
     })
     .await;
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::ReplyEnd;
-use super::follower::{self, Follower, Target, View};
+use super::follower::{self, Follower, View};
 use persist_core::Pipeline;
 use persist_core::{Content, Context, context_setter};
 use persist_core::{MessageId, ThreadId};
@@ -87,24 +87,14 @@ pub struct ReplyStream {
 
 impl fmt::Debug for ReplyStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReplyStream")
-            .field("request", &self.request)
-            .field("offset", &self.follower.view.yielded)
-            .field("version", &self.follower.version)
-            .field("ended", &self.follower.ended)
-            .finish_non_exhaustive()
+        self.follower.debug_as(f, "ReplyStream", &self.request, &self.follower.view.yielded)
     }
 }
 
 /// See [`PipelineExt::follow_reply`](crate::PipelineExt::follow_reply).
 pub(crate) async fn follow_reply(pipeline: &Pipeline, mut request: FollowReply) -> Result<ReplyStream> {
-    let target = Target {
-        thread_id: request.thread_id.clone(),
-        message_id: request.message_id.clone(),
-        context: request.context.clone(),
-    };
-    let (subscription, message, target) = follower::start(pipeline, target).await?;
-    request.context = target.context.clone();
+    let (subscription, message, target) =
+        follower::start(pipeline, &request.thread_id, &request.message_id, &mut request.context).await?;
     let text = message.content.to_text();
     let chars = text.chars().count() as u64;
     if request.from > chars {

@@ -4,6 +4,7 @@
 //! ([`PartStream`](super::PartStream)).
 
 use std::collections::VecDeque;
+use std::fmt;
 
 use super::{ReplyEnd, ending, follow_thread, read_message};
 use persist_core::feed::{FeedEvent, Removed, Subscription};
@@ -43,26 +44,49 @@ pub(crate) struct Follower<V: View> {
     subscription: Subscription,
     pub(crate) view: V,
     /// The message's version that `view` is of.
-    pub(crate) version: u64,
+    version: u64,
     queued: VecDeque<V::Chunk>,
-    pub(crate) ended: bool,
+    ended: bool,
     /// An event taken from the feed whose reads failed (or were cancelled): taken again first.
     unread: Option<FeedEvent>,
     /// Fell behind the feed's retention and followed again: the message is to be read.
     behind: bool,
 }
 
-/// Subscribes to `target`'s thread, then reads the message: a write committed in between is in
-/// both, and its event is skipped by version, never missed. The message is read after the
-/// feed told of it: from a copy of the store that has it.
-pub(crate) async fn start(pipeline: &Pipeline, mut target: Target) -> Result<(Subscription, Message, Target)> {
-    target.context = target.context.consistent();
+/// Subscribes to the thread, then reads the message: a write committed in between is in both,
+/// and its event is skipped by version, never missed. The message is read after the feed told
+/// of it, from a copy of the store that has it: `context` is made consistent for that (the
+/// request's own, which the stream keeps).
+pub(crate) async fn start(
+    pipeline: &Pipeline,
+    thread_id: &ThreadId,
+    message_id: &MessageId,
+    context: &mut Context,
+) -> Result<(Subscription, Message, Target)> {
+    *context = std::mem::take(context).consistent();
+    let target = Target { thread_id: thread_id.clone(), message_id: message_id.clone(), context: context.clone() };
     let subscription = follow_thread(pipeline, &target.thread_id, &target.context).await?;
     let message = read_message(pipeline, &target.thread_id, &target.message_id, &target.context).await?;
     Ok((subscription, message, target))
 }
 
 impl<V: View> Follower<V> {
+    /// A stream's `Debug`: its name, its request, where its client is, and the follower's state.
+    pub(crate) fn debug_as(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        name: &str,
+        request: &dyn fmt::Debug,
+        offset: &dyn fmt::Debug,
+    ) -> fmt::Result {
+        f.debug_struct(name)
+            .field("request", request)
+            .field("offset", offset)
+            .field("version", &self.version)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+
     /// A follower at `message` as read (its subscription made before the read), `queued` what
     /// the client is told first; the message's end follows them when it had ended.
     pub(crate) fn new(

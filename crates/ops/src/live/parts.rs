@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::ReplyEnd;
-use super::follower::{self, Follower, Target, View};
+use super::follower::{self, Follower, View};
 use persist_core::Pipeline;
 use persist_core::{Content, Context, Part, context_setter};
 use persist_core::{MessageId, ThreadId};
@@ -159,24 +159,14 @@ pub struct PartStream {
 
 impl fmt::Debug for PartStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PartStream")
-            .field("request", &self.request)
-            .field("offset", &self.follower.view.yielded)
-            .field("version", &self.follower.version)
-            .field("ended", &self.follower.ended)
-            .finish_non_exhaustive()
+        self.follower.debug_as(f, "PartStream", &self.request, &self.follower.view.yielded)
     }
 }
 
 /// See [`PipelineExt::follow_parts`](crate::PipelineExt::follow_parts).
 pub(crate) async fn follow_parts(pipeline: &Pipeline, mut request: FollowParts) -> Result<PartStream> {
-    let target = Target {
-        thread_id: request.thread_id.clone(),
-        message_id: request.message_id.clone(),
-        context: request.context.clone(),
-    };
-    let (subscription, message, target) = follower::start(pipeline, target).await?;
-    request.context = target.context.clone();
+    let (subscription, message, target) =
+        follower::start(pipeline, &request.thread_id, &request.message_id, &mut request.context).await?;
     let parts = message.content.parts();
     let from = request.from;
     let beyond =

@@ -222,7 +222,21 @@ impl<G: Generate> Chat<G> {
         Ok(self.pipeline.scoped(Context::new().for_tenant(tenant).with_principal("persist-serve/ui")))
     }
 
-    /// The thread's newest messages (its active branch, newest first), each reply whose
+    /// The caller's handle, the chat `id` names, and its newest reply (after
+    /// [`newest`](Self::newest) settled the silent ones), if it has one.
+    async fn newest_reply(
+        &self,
+        headers: &HeaderMap,
+        id: &str,
+    ) -> Result<(Scoped, ThreadId, Option<Message>), ApiError> {
+        let store = self.store(headers)?;
+        let thread = thread_of(Some(id))?;
+        let newest = self.newest(&store, &thread).await?;
+        let reply = newest.into_iter().find(|m| m.role == Role::Assistant);
+        Ok((store, thread, reply))
+    }
+
+    /// The thread's newest messages (of every branch, newest first), each reply whose
     /// generator went silent for [`settle_after`](Self::with_settle_after) first marked
     /// interrupted.
     async fn newest(&self, store: &Scoped, thread: &ThreadId) -> Result<Vec<Message>, ApiError> {
@@ -435,8 +449,6 @@ async fn resume<G: Generate>(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let store = chat.store(&headers)?;
-    let thread = thread_of(Some(&id))?;
     let from = match headers.get("last-event-id") {
         Some(value) => value
             .to_str()
@@ -445,8 +457,8 @@ async fn resume<G: Generate>(
             .ok_or_else(|| ApiError::invalid("Last-Event-ID", "A place in a reply's parts: PART or PART.CHARS."))?,
         None => PartOffset::START,
     };
-    let newest = chat.newest(&store, &thread).await?;
-    match newest.into_iter().find(|m| m.role == Role::Assistant) {
+    let (store, thread, newest) = chat.newest_reply(&headers, &id).await?;
+    match newest {
         Some(reply) => follow(&store, thread, reply.id, from).await,
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }
@@ -458,10 +470,8 @@ async fn stop<G: Generate>(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let store = chat.store(&headers)?;
-    let thread = thread_of(Some(&id))?;
-    let newest = chat.newest(&store, &thread).await?;
-    let Some(reply) = newest.into_iter().find(|m| m.role == Role::Assistant) else {
+    let (store, thread, newest) = chat.newest_reply(&headers, &id).await?;
+    let Some(reply) = newest else {
         let none = json!({"stopped": false, "status": "none"});
         return Ok(json_response(StatusCode::NOT_FOUND, &none));
     };
