@@ -12,16 +12,19 @@
 //! layer's name) runs just that memory variant, `PERSIST_BENCH_N` adds, for `perf` or `callgrind`;
 //! `sqlite-one`, `sqlite-threads` or `sqlite-tasks` runs one SQLite caller, or 64 callers on
 //! OS threads or as tasks, on a fresh database; `postgres-one` or `postgres-tasks` the same
-//! for PostgreSQL; `streams-final`, `streams-reserve-final`, `streams-coalesced`,
+//! for PostgreSQL; `full-ours-search`, `full-ours-plain`, `full-rusqlite-search` or
+//! `full-rusqlite-plain` one caller at `synchronous=FULL`; `streams-final`, `streams-reserve-final`, `streams-coalesced`,
 //! `streams-appends` or `streams-every` one way of writing 64 streamed replies.
 
 mod branches;
 mod compaction;
+mod durability;
 mod encrypt;
 mod feed;
 mod live;
 mod measure;
 mod memory;
+mod peers;
 mod postgres;
 mod reads;
 mod replicas;
@@ -77,6 +80,8 @@ fn main() {
     if let Ok(variant) = std::env::var("PERSIST_BENCH_PROFILE") {
         if let Some(variant) = variant.strip_prefix("streams-") {
             streams::profile(variant);
+        } else if let Some(variant) = variant.strip_prefix("full-") {
+            durability::profile(variant);
         } else if let Some(variant) = variant.strip_prefix("sqlite-") {
             sqlite::profile(variant);
         } else if let Some(variant) = variant.strip_prefix("postgres-") {
@@ -110,6 +115,12 @@ fn main() {
     }
     if options.wants("sqlite") {
         emit(sqlite::run(&options));
+    }
+    if options.wants("durability") {
+        emit(durability::run(&options));
+    }
+    if options.wants("peers") {
+        emit(peers::run(&options));
     }
     if options.wants("turns") {
         emit(turns::run(&options));

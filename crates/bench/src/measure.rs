@@ -26,6 +26,11 @@ pub(crate) fn percentile(latencies: &mut [Duration], p: f64) -> f64 {
     latencies[rank.min(latencies.len() - 1)].as_secs_f64() * 1e6
 }
 
+/// The median and the 99th percentile of latencies, in microseconds.
+pub(crate) fn p50_p99(latencies: &mut [Duration]) -> (f64, f64) {
+    (percentile(latencies, 50.0), percentile(latencies, 99.0))
+}
+
 /// Ops per second of `ops` done in `elapsed`.
 pub(crate) fn rate(ops: usize, elapsed: Duration) -> f64 {
     ops as f64 / elapsed.as_secs_f64()

@@ -14,7 +14,7 @@ use persist::{Context, Order, Pipeline, TenantId, ThreadId};
 use serde_json::{Value, json};
 
 use crate::Options;
-use crate::measure::{median, percentile, rate};
+use crate::measure::{median, p50_p99, rate};
 use crate::report::{Row, Target};
 
 const CLIENTS: usize = 64;
@@ -138,6 +138,7 @@ async fn measure(store: &str, pipeline: Pipeline, bases: Vec<String>, rounds: us
         latencies.append(&mut lat);
     }
     let ops = (CLIENTS * per_client) as u64;
+    let (p50, p99) = p50_p99(&mut latencies);
     rows.push(Row::new(
         format!("serve ({store}): items.create of 1, 64 clients, in process"),
         ops,
@@ -149,7 +150,7 @@ async fn measure(store: &str, pipeline: Pipeline, bases: Vec<String>, rounds: us
             ops,
             median(&mut over_http),
         )
-        .latency(percentile(&mut latencies, 0.50), percentile(&mut latencies, 0.99))
+        .latency(p50, p99)
         .ratio(median(&mut ratios), "in process / over HTTP")
         .target(Target::RatioAtMost(1.5)),
     );
@@ -186,6 +187,7 @@ async fn measure(store: &str, pipeline: Pipeline, bases: Vec<String>, rounds: us
         ratios.push(direct_rate / http_rate);
         latencies.append(&mut lat);
     }
+    let (p50, p99) = p50_p99(&mut latencies);
     rows.push(Row::new(
         format!("serve ({store}): items.list of 20, 64 clients, in process"),
         ops,
@@ -197,7 +199,7 @@ async fn measure(store: &str, pipeline: Pipeline, bases: Vec<String>, rounds: us
             ops,
             median(&mut over_http),
         )
-        .latency(percentile(&mut latencies, 0.50), percentile(&mut latencies, 0.99))
+        .latency(p50, p99)
         .ratio(median(&mut ratios), "in process / over HTTP")
         .target(Target::RatioAtMost(1.5)),
     );

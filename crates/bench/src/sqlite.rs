@@ -18,6 +18,8 @@ use crate::workload::{add, as_tasks};
 
 mod baselines;
 
+pub(crate) use self::baselines::HeldRusqlite as HeldConnection;
+
 use self::baselines::{HandWritten, HeldRusqlite, rusqlite_connection, rusqlite_group_rate, rusqlite_rate};
 
 fn runtime(workers: usize) -> tokio::runtime::Runtime {
@@ -25,7 +27,7 @@ fn runtime(workers: usize) -> tokio::runtime::Runtime {
 }
 
 /// A database file with persist's schema applied.
-pub(super) async fn migrated(path: &Path) {
+pub(crate) async fn migrated(path: &Path) {
     drop(SqliteBackend::open(path).await.expect("open"));
 }
 

@@ -473,28 +473,28 @@ impl SqliteBackendBuilder {
             busy_timeout: self.busy_timeout,
             over_limit: Arc::default(),
         };
-        let lane = match self.durability {
-            Durability::Normal => {
-                let settings = lane::LaneSettings {
-                    path: self.path.clone(),
-                    synchronous: "NORMAL",
-                    max_page_count,
-                    limits: self.limits,
-                    wal: wal.share(),
-                    busy_timeout: self.busy_timeout,
-                };
-                Some(Arc::new(lane::Lane::open(settings, gate.clone(), queued.clone(), checkpoints.clone())?))
-            }
-            // Every commit waits for the disk: not on a caller's thread.
-            Durability::Full => None,
+        let synchronous = match self.durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
         };
+        let settings = lane::LaneSettings {
+            path: self.path.clone(),
+            synchronous,
+            max_page_count,
+            limits: self.limits,
+            wal: wal.share(),
+            busy_timeout: self.busy_timeout,
+        };
+        let lane = Arc::new(lane::Lane::open(settings, gate.clone(), queued.clone(), checkpoints.clone())?);
         let checkpointer_wal = wal.share();
         let settings = writer::Settings {
             limits: self.limits,
             max_batch: self.max_batch,
             wal,
             gate: gate.clone(),
-            lane: lane.clone(),
+            // With `Durability::Full` a commit waits for the disk: not on the writer task's
+            // thread, which is the runtime's.
+            lane: (self.durability == Durability::Normal).then(|| lane.clone()),
         };
         let wal = checkpointer_wal;
         tokio::spawn(async move {
@@ -511,6 +511,10 @@ impl SqliteBackendBuilder {
         let hub = self.feed.map(|_| FeedHub::new());
         let feed_wake = Arc::new(Notify::new());
         let retention = self.feed.unwrap_or_default();
+        let lane = Some(match self.durability {
+            Durability::Normal => lane::CallerLane::OnCaller(lane),
+            Durability::Full => lane::CallerLane::InPlace(lane),
+        });
         let shared = Arc::new(Shared {
             jobs,
             queued,

@@ -31,6 +31,11 @@ impl Gate {
         }
     }
 
+    /// Whether somebody holds the gate now.
+    pub(crate) fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
+
     pub(crate) fn give_back(&self) {
         self.held.store(false, Ordering::Release);
         self.released.notify_one();

@@ -16,8 +16,10 @@
 //! `COMMIT`: it rolls back and the write goes to the writer, which answers it as any write. A
 //! failed `COMMIT` is answered here, as the writer would (made again, an add with a generated id
 //! could be made twice). Content over 64 KiB goes to the writer. The lane never copies the log
-//! back itself; with [`Durability::Full`] there is no lane: every commit waits for the disk,
-//! which a caller's thread must not.
+//! back itself. With [`Durability::Full`] every commit waits for the disk, so the caller's
+//! thread first tells the runtime (`block_in_place`, which moves the thread's other tasks to
+//! another thread), on a multi-thread runtime only; and the writer never commits its groups on
+//! the lane's connection, which would hold the runtime's thread it runs on.
 //!
 //! [`Durability::Full`]: crate::Durability::Full
 
@@ -63,6 +65,44 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.0.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// How a caller uses the lane.
+pub(crate) enum CallerLane {
+    /// Where the caller polls: a commit does not wait for the disk (`Durability::Normal`).
+    OnCaller(Arc<Lane>),
+    /// A commit waits for the disk (`Durability::Full`): on the caller's thread, told to the
+    /// runtime first (`block_in_place`: the thread's other tasks move to another), so no other
+    /// task waits behind the disk and the caller is not woken by another thread. Only on a
+    /// multi-thread runtime; elsewhere the writer takes the write.
+    InPlace(Arc<Lane>),
+}
+
+impl CallerLane {
+    /// See [`Lane::try_write`].
+    pub(crate) fn try_write(&self, write: &Write) -> Option<Result<Answer, PersistError>> {
+        match self {
+            Self::OnCaller(lane) => lane.try_write(write),
+            Self::InPlace(lane) => {
+                use tokio::runtime::{Handle, RuntimeFlavor};
+                let multi = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+                if !multi || !lane.may_take() {
+                    return None;
+                }
+                tokio::task::block_in_place(|| lane.try_write(write))
+            }
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        self.lane().close();
+    }
+
+    pub(crate) fn lane(&self) -> &Arc<Lane> {
+        match self {
+            Self::OnCaller(lane) | Self::InPlace(lane) => lane,
+        }
     }
 }
 
@@ -146,7 +186,7 @@ impl Lane {
             Write::Persist(args @ PersistArgs::Reserve(_)) => args,
             _ => return None,
         };
-        if self.wal.marked_over() || self.queued.0.load(Ordering::SeqCst) != 0 || !self.gate.try_take() {
+        if !self.may_take() || !self.gate.try_take() {
             return None;
         }
         // Given back however this ends, a panic included: the writer waits for it.
@@ -169,6 +209,13 @@ impl Lane {
             OnLane::Answered(answer) => Some(answer),
             OnLane::Declined => None,
         }
+    }
+
+    /// Whether a write could take the lane now: the log under its limit, no write queued for
+    /// the writer, nobody holding the gate (a look only: [`try_write`](Self::try_write) takes
+    /// the gate).
+    fn may_take(&self) -> bool {
+        !self.wal.marked_over() && self.queued.0.load(Ordering::SeqCst) == 0 && !self.gate.is_held()
     }
 
     /// Asks the checkpointer to copy the log back whole every [`CHECKPOINT_EVERY`] writes
@@ -348,7 +395,7 @@ mod tests {
     async fn callers_alone_and_together_use_the_lane_and_the_writer() {
         let dir = tempfile::tempdir().unwrap();
         let backend = crate::SqliteBackend::open(dir.path().join("mixed.db")).await.unwrap();
-        let lane = backend.shared.lane.clone().expect("a lane with the default durability");
+        let lane = backend.shared.lane.as_ref().expect("a lane with the default durability").lane().clone();
         use persist_core::Backend;
         for i in 0..10 {
             backend
@@ -374,13 +421,41 @@ mod tests {
         assert!(lane.with(|_| ()).is_none(), "closed with the handle");
     }
 
-    #[tokio::test]
-    async fn no_lane_where_a_commit_waits_for_the_disk_nor_for_reads_only() {
+    /// At `Durability::Full` a lone caller's adds commit on its own thread, the runtime told
+    /// first (`block_in_place`), on a multi-thread runtime only: on a current-thread runtime
+    /// the only thread would wait for the disk, so the writer takes them.
+    #[test]
+    fn where_a_commit_waits_for_the_disk_the_lane_runs_in_place_on_a_multi_thread_runtime() {
+        use persist_core::Backend;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("full.db");
-        let full = crate::SqliteBackend::builder(&path).durability(crate::Durability::Full).open().await.unwrap();
-        assert!(full.shared.lane.is_none());
-        full.close().await;
+        let adds = |backend: crate::SqliteBackend, thread: &'static str| async move {
+            for i in 0..5_u64 {
+                let add = Add::new(ThreadId::new(thread).unwrap(), Role::User, Content::text(format!("{i}")));
+                assert_eq!(backend.apply(add.into()).await.unwrap().message().unwrap().seq, i + 1);
+            }
+        };
+        let multi = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let full =
+            multi.block_on(crate::SqliteBackend::builder(&path).durability(crate::Durability::Full).open()).unwrap();
+        let lane = full.shared.lane.as_ref().expect("a lane at Durability::Full").lane().clone();
+        assert!(matches!(full.shared.lane, Some(super::CallerLane::InPlace(_))));
+        // In a task, on a worker, as a server's handlers run; and in `block_on`, not a worker.
+        multi.block_on(multi.spawn(adds(full.clone(), "worker"))).unwrap();
+        assert_eq!(lane.committed(), 5, "a lone caller's adds on the lane");
+        multi.block_on(adds(full.clone(), "block-on"));
+        assert_eq!(lane.committed(), 10);
+        let single = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        single.block_on(adds(full.clone(), "current-thread"));
+        assert_eq!(lane.committed(), 10, "not on a current-thread runtime: the writer's");
+        multi.block_on(full.close());
+    }
+
+    #[tokio::test]
+    async fn no_lane_for_reads_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reads.db");
+        crate::SqliteBackend::open(&path).await.unwrap().close().await;
         let reads = crate::SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
         assert!(reads.shared.lane.is_none());
     }

@@ -76,7 +76,7 @@ impl HandWritten {
 /// writer's settings: no automatic checkpoint on commit, the log copied back by a second
 /// connection on its own thread every 256 commits. What one caller could reach with nothing
 /// around SQLite.
-pub(super) struct HeldRusqlite {
+pub(crate) struct HeldRusqlite {
     conn: rusqlite::Connection,
     since_checkpoint: usize,
     wake: std::sync::mpsc::SyncSender<()>,
@@ -84,10 +84,17 @@ pub(super) struct HeldRusqlite {
 
 impl HeldRusqlite {
     pub(super) fn open(path: &Path) -> Self {
+        Self::open_with(path, "NORMAL")
+    }
+
+    /// The same on a connection at `synchronous` (`NORMAL` as our default, or `FULL`).
+    pub(crate) fn open_with(path: &Path, synchronous: &str) -> Self {
         let conn = rusqlite_connection(path);
+        conn.pragma_update(None, "synchronous", synchronous).unwrap();
         conn.execute_batch("PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384; PRAGMA secure_delete = ON;")
             .unwrap();
         let checkpointer = rusqlite_connection(path);
+        checkpointer.pragma_update(None, "synchronous", synchronous).unwrap();
         let (wake, wakes) = std::sync::mpsc::sync_channel::<()>(1);
         // Ends with the connection (its channel's sender).
         std::thread::spawn(move || {
@@ -98,7 +105,7 @@ impl HeldRusqlite {
         Self { conn, since_checkpoint: 0, wake }
     }
 
-    pub(super) fn add(&mut self, thread: &str, id: &str) {
+    pub(crate) fn add(&mut self, thread: &str, id: &str) {
         use persist::sqlite::group_sql::{INSERT_MESSAGE, INSERT_THREAD};
         let content = stored_text();
         let now = Timestamp::now().as_micros();
