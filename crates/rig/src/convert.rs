@@ -81,10 +81,32 @@ pub fn to_turn_message(message: &Message) -> Result<TurnMessage, ConvertError> {
     Ok(stored)
 }
 
+/// The tools named by the calls among `messages`, by call id: a tool result written by another
+/// format (the Responses API's `function_call_output`, say) has no tool name, which rig's
+/// result carries.
+pub fn tool_names<'a>(messages: impl IntoIterator<Item = &'a Stored>) -> ToolNames {
+    let mut names = ToolNames::default();
+    for message in messages {
+        for part in message.content.tool_calls() {
+            if let Some(call) = part.as_tool_call() {
+                names.0.insert(call.id.to_owned(), call.name.to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// Tool names by call id; see [`tool_names`].
+#[derive(Debug, Clone, Default)]
+pub struct ToolNames(std::collections::HashMap<String, String>);
+
 /// A stored message as rig's message; `None` when nothing of it reads as rig content (a
 /// message of another format with no text, say). A part rig has no block for (a file, another
-/// format's own block) is left out.
-pub fn to_rig(message: &Stored) -> Option<Message> {
+/// format's own block) is left out. A message another format wrote reads as rig's too: a tool
+/// result takes the name of its call from `names`, and an output or arguments of another shape
+/// take rig's (text as a text block, other JSON as a JSON block; arguments that are JSON text
+/// parsed, any others kept as rig keeps arguments that do not parse).
+pub fn to_rig(message: &Stored, names: &ToolNames) -> Option<Message> {
     let kept = message.metadata.get(KEPT_KEY);
     let kept_part = |index: usize| -> Map<String, Value> {
         kept.and_then(|k| k.get("parts"))
@@ -103,7 +125,7 @@ pub fn to_rig(message: &Stored) -> Option<Message> {
             let content: Vec<Value> = parts
                 .iter()
                 .enumerate()
-                .filter_map(|(i, part)| block_of(part, &kept_part(i), false))
+                .filter_map(|(i, part)| block_of(part, &kept_part(i), false).map(|b| foreign(b, names)))
                 .filter(|block| serde_json::from_value::<AssistantContent>(block.clone()).is_ok())
                 .collect();
             if content.is_empty() {
@@ -118,7 +140,7 @@ pub fn to_rig(message: &Stored) -> Option<Message> {
             let content: Vec<UserContent> = parts
                 .iter()
                 .enumerate()
-                .filter_map(|(i, part)| block_of(part, &kept_part(i), true))
+                .filter_map(|(i, part)| block_of(part, &kept_part(i), true).map(|b| foreign(b, names)))
                 .filter_map(|block| serde_json::from_value(block).ok())
                 .collect();
             (!content.is_empty()).then_some(Message::User { content })
@@ -201,6 +223,57 @@ fn block_of(part: &Part, kept: &Map<String, Value>, user_side: bool) -> Option<V
         }
     }
     Some(block)
+}
+
+/// A block as rig reads it when another format wrote its part: a tool result without rig's
+/// tool name takes its call's, an output that is not rig's list of result blocks becomes one,
+/// and arguments that are not an object become one (JSON text parsed, anything else kept as
+/// rig keeps arguments that do not parse). A block rig wrote is left as it is.
+fn foreign(mut block: Value, names: &ToolNames) -> Value {
+    let Some(object) = block.as_object_mut() else { return block };
+    match object.get("type").and_then(Value::as_str) {
+        Some("toolresult") => {
+            if !object.contains_key("name") {
+                let call = object.get("call").and_then(call_id).map(|(id, _)| id);
+                let name = call.and_then(|id| names.0.get(&id).cloned()).unwrap_or_else(|| "unknown".to_owned());
+                object.insert("name".into(), name.into());
+            }
+            let output = object.remove("content").unwrap_or(Value::Null);
+            let content = match output {
+                Value::Array(items) if items.iter().all(|item| item.get("type").is_some()) => Value::Array(items),
+                Value::String(text) => json!([{"type": "text", "text": text}]),
+                other => json!([{"type": "json", "value": other}]),
+            };
+            object.insert("content".into(), content);
+        }
+        Some("toolcall") => {
+            if let Some(Value::Object(function)) = object.get_mut("function") {
+                match function.get("arguments") {
+                    Some(Value::Object(_)) => {}
+                    Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                        Ok(Value::Object(parsed)) => {
+                            function.insert("arguments".into(), Value::Object(parsed));
+                        }
+                        _ => {
+                            let text = text.clone();
+                            function.insert("arguments".into(), json!({}));
+                            function.insert("invalid_arguments".into(), text.into());
+                        }
+                    },
+                    Some(Value::Null) | None => {
+                        function.insert("arguments".into(), json!({}));
+                    }
+                    Some(other) => {
+                        let text = other.to_string();
+                        function.insert("arguments".into(), json!({}));
+                        function.insert("invalid_arguments".into(), text.into());
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    block
 }
 
 /// Whether `part` with `kept` gives `block` back, as rig reads and writes it.

@@ -141,7 +141,8 @@ impl PersistMemory {
             }
         };
         let place = stored.last().map_or(0, |message| message.seq);
-        loaded.extend(stored.iter().filter_map(convert::to_rig));
+        let names = convert::tool_names(&stored);
+        loaded.extend(stored.iter().filter_map(|message| convert::to_rig(message, &names)));
         Ok((loaded, place))
     }
 

@@ -98,3 +98,41 @@ async fn the_model_view_is_the_summary_and_the_tail() {
     let all = PersistMemory::new(&pipeline).with_view(View::Transcript).load(&id).await.unwrap();
     assert_eq!(all.len(), 4, "the transcript keeps everything");
 }
+
+/// A conversation another format wrote (here the Responses API's items, as `persist serve`
+/// stores them) reads as rig's messages: the call with its arguments, the result with its
+/// call's tool name.
+#[tokio::test]
+async fn a_conversation_another_format_wrote_reads_as_rig_messages() {
+    use persist::args::AppendTurn;
+    use persist::convert::openai_responses;
+    let pipeline = Pipeline::new(persist_memory::MemoryBackend::new());
+    let items = [
+        json!({"role": "user", "content": "What is 1 + 2?"}),
+        json!({"type": "function_call", "call_id": "call_7", "name": "add", "arguments": "{\"x\":1,\"y\":2}"}),
+        json!({"type": "function_call_output", "call_id": "call_7", "output": "3"}),
+        json!({"role": "assistant", "content": "1 + 2 = 3"}),
+    ];
+    let turn = openai_responses::import(&items).expect("Responses items");
+    pipeline.append_turn(AppendTurn::of(ThreadId::new("from-openai").unwrap(), turn)).await.unwrap();
+    let loaded = PersistMemory::new(&pipeline).with_view(View::Transcript).load(&"from-openai".into()).await.unwrap();
+    let call = loaded.iter().find_map(|m| match m {
+        Message::Assistant(a) => a.tool_calls().next().cloned(),
+        _ => None,
+    });
+    let call = call.expect("the call reads as rig's");
+    assert_eq!(call.id.to_string(), "call_7");
+    assert_eq!(call.function.name.as_str(), "add");
+    assert_eq!(serde_json::Value::Object(call.function.arguments.clone()), json!({"x": 1, "y": 2}));
+    let result = loaded.iter().find_map(|m| match m {
+        Message::User { content } => content.iter().find_map(|c| match c {
+            UserContent::ToolResult(result) => Some(result.clone()),
+            _ => None,
+        }),
+        _ => None,
+    });
+    let result = result.expect("the result reads as rig's");
+    assert_eq!((result.call.to_string(), result.name.as_str()), ("call_7".to_owned(), "add"));
+    assert_eq!(result.content.first().and_then(ToolResultContent::as_text), Some("3"));
+    assert_eq!(loaded.len(), 4, "{loaded:?}");
+}
