@@ -69,6 +69,10 @@ pub enum View {
     Transcript,
 }
 
+/// The most conversations whose place a memory remembers; past it, one is forgotten for each
+/// new one (its next append without a load reads the conversation's newest message instead).
+const MAX_PLACES: usize = 4096;
+
 /// The namespace of the idempotency keys this memory derives.
 const NAMESPACE: Uuid = Uuid::from_u128(0x3d1c_77a2_9e0b_4f57_b1c4_5a26_e8f0_9d13);
 
@@ -78,7 +82,7 @@ pub struct PersistMemory {
     store: Scoped,
     view: View,
     /// Per conversation, the number of the last message a load saw: the place the next
-    /// append follows, part of its idempotency key.
+    /// append follows, part of its idempotency key. At most [`MAX_PLACES`] conversations.
     places: Arc<Mutex<HashMap<String, u64>>>,
 }
 
@@ -110,9 +114,19 @@ impl PersistMemory {
     fn set_place(&self, id: &ConversationId, place: Option<u64>) {
         let mut places = self.places.lock().unwrap_or_else(PoisonError::into_inner);
         match place {
-            Some(place) => places.insert(id.as_ref().to_owned(), place),
-            None => places.remove(id.as_ref()),
-        };
+            Some(place) => {
+                if places.len() >= MAX_PLACES && !places.contains_key(id.as_ref()) {
+                    let forgotten = places.keys().next().cloned();
+                    if let Some(forgotten) = forgotten {
+                        places.remove(&forgotten);
+                    }
+                }
+                places.insert(id.as_ref().to_owned(), place);
+            }
+            None => {
+                places.remove(id.as_ref());
+            }
+        }
     }
 
     async fn load_messages(&self, thread: ThreadId) -> Result<(Vec<Message>, u64), PersistError> {
@@ -222,5 +236,23 @@ impl ConversationMemory for PersistMemory {
             self.set_place(conversation_id, None);
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_places_remembered_are_bounded() {
+        let memory = PersistMemory::new(&Pipeline::new(persist_memory::MemoryBackend::new()));
+        for n in 0..MAX_PLACES + 10 {
+            memory.set_place(&format!("c{n}").into(), Some(n as u64));
+        }
+        assert_eq!(memory.places.lock().unwrap().len(), MAX_PLACES);
+        let newest = format!("c{}", MAX_PLACES + 9).into();
+        assert_eq!(memory.place(&newest), Some((MAX_PLACES + 9) as u64), "the newest is kept");
+        memory.set_place(&newest, None);
+        assert_eq!(memory.place(&newest), None);
     }
 }
