@@ -34,7 +34,8 @@ fn dependencies(crate_dir: &str) -> BTreeSet<String> {
 fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
     assert_eq!(dependencies("crates/core"), BTreeSet::new());
     let contract_only = BTreeSet::from(["persist-core".to_owned()]);
-    // A framework's adapter (`persist-rig`) too: it works on any pipeline, whatever its backend.
+    // A framework's adapter (`persist-rig`, `persist-adk`) too: it works on any pipeline,
+    // whatever its backend.
     for crate_dir in [
         "crates/memory-backend",
         "crates/encrypt",
@@ -43,6 +44,7 @@ fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
         "crates/shard",
         "crates/sql",
         "crates/rig",
+        "crates/adk",
     ] {
         assert_eq!(dependencies(crate_dir), contract_only, "{crate_dir}");
     }

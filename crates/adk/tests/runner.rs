@@ -5,7 +5,6 @@
 //! leaves no call the next model request would be given without its response.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,71 +18,16 @@ use adk_runner::Runner;
 use adk_session::{CreateRequest, GetRequest, SessionService};
 use async_trait::async_trait;
 use futures::StreamExt;
-use persist::Pipeline;
 use persist_adk::{PersistSessionService, View};
 use serde_json::{Value, json};
+use support::{Store, stores};
+
+mod support;
 
 const APP: &str = "calculator";
 
 /// Numbers the calls the scripted model makes.
 static CALLS: AtomicU64 = AtomicU64::new(1);
-
-/// Where a store is, as a child process is told.
-#[derive(Debug, Clone)]
-enum Store {
-    Sqlite(PathBuf),
-    Postgres { url: String, schema: String },
-}
-
-impl Store {
-    fn to_env(&self) -> String {
-        match self {
-            Self::Sqlite(path) => format!("sqlite:{}", path.display()),
-            Self::Postgres { url, schema } => format!("postgres:{schema}:{url}"),
-        }
-    }
-
-    fn from_env(text: &str) -> Self {
-        if let Some(path) = text.strip_prefix("sqlite:") {
-            return Self::Sqlite(path.into());
-        }
-        let (schema, url) = text.strip_prefix("postgres:").and_then(|rest| rest.split_once(':')).expect("a store");
-        Self::Postgres { url: url.into(), schema: schema.into() }
-    }
-
-    async fn open(&self) -> Pipeline {
-        match self {
-            Self::Sqlite(path) => Pipeline::new(persist::sqlite::SqliteBackend::open(path).await.expect("open")),
-            Self::Postgres { url, schema } => Pipeline::new(
-                persist::postgres::PostgresBackend::builder(url)
-                    .schema(schema)
-                    .max_connections(4)
-                    .connect()
-                    .await
-                    .expect("connect"),
-            ),
-        }
-    }
-}
-
-/// SQLite in `dir`, and PostgreSQL at `$PERSIST_POSTGRES_URL` in a fresh schema (required
-/// when `CI` is set, skipped otherwise).
-async fn stores(dir: &tempfile::TempDir, name: &str) -> Vec<Store> {
-    let mut stores = vec![Store::Sqlite(dir.path().join(format!("{name}.db")))];
-    let url =
-        std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let schema = format!("persist_adk_{nanos:x}_{}", std::process::id());
-    match persist::postgres::PostgresBackend::builder(&url).connect().await {
-        Ok(backend) => {
-            backend.close().await;
-            stores.push(Store::Postgres { url, schema });
-        }
-        Err(error) if std::env::var_os("CI").is_some() => panic!("PostgreSQL at {url} is required in CI: {error}"),
-        Err(error) => eprintln!("SKIPPED the PostgreSQL run: {error}; set PERSIST_POSTGRES_URL"),
-    }
-    stores
-}
 
 /// A model that calls `add` when asked to add, answers a function's response with the sum,
 /// and otherwise says how many earlier contents it was given. Keeps every request's contents.
