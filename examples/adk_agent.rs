@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use adk_agent::LlmAgentBuilder;
 use adk_core::{
-    Agent, Content, Llm, LlmRequest, LlmResponse, LlmResponseStream, Part, Result, SessionId, Tool, ToolContext,
-    UserId,
+    Agent, Content, Llm, LlmRequest, LlmResponse, LlmResponseStream, Part, Result, SessionId, Tool, ToolContext, UserId,
 };
 use adk_runner::Runner;
 use adk_session::{CreateRequest, GetRequest, SessionService};
@@ -83,7 +82,8 @@ impl Tool for Add {
 }
 
 fn runner(sessions: Arc<dyn SessionService>, model: Arc<Scripted>) -> Result<Runner> {
-    let agent = LlmAgentBuilder::new("calculator").model(model).tool(Arc::new(Add)).output_key("last_answer").build()?;
+    let agent =
+        LlmAgentBuilder::new("calculator").model(model).tool(Arc::new(Add)).output_key("last_answer").build()?;
     Runner::builder().app_name("calculator").agent(Arc::new(agent) as Arc<dyn Agent>).session_service(sessions).build()
 }
 
