@@ -267,4 +267,49 @@ mod tests {
         let gemini = AdkPart::FunctionCall { name: "f".into(), args: json!({}), id: None, thought_signature: None };
         assert!(typed(&gemini).is_none());
     }
+
+    #[test]
+    fn messages_another_format_wrote_read_as_events() {
+        use persist_core::{Message, MessageId, ThreadId, Timestamp};
+        let thread = ThreadId::new("t").unwrap();
+        let at = Timestamp::from_micros(1_700_000_000_000_000);
+        let stored = |seq: u64, role: Role, parts: Vec<Part>| {
+            Message::stored(
+                thread.clone(),
+                MessageId::new(format!("m{seq}")).unwrap(),
+                seq,
+                role,
+                Content::from_parts(parts),
+                at,
+            )
+        };
+        let messages = [
+            stored(1, Role::User, vec![Part::Text { text: "2 + 3?".into() }]),
+            stored(
+                2,
+                Role::Assistant,
+                vec![Part::ToolCall { id: "c1".into(), name: "add".into(), arguments: json!({"a": 2}) }],
+            ),
+            stored(
+                3,
+                Role::Tool,
+                vec![Part::ToolResult { call_id: "c1".into(), output: json!({"sum": 5}), is_error: false }],
+            ),
+        ];
+        let names = tool_names(&messages);
+        let events: Vec<Event> = messages.iter().filter_map(|message| to_event(message, &names)).collect();
+        let authors: Vec<&str> = events.iter().map(|event| event.author.as_str()).collect();
+        assert_eq!(authors, ["user", "model", "model"]);
+        assert_eq!(events[0].id, "m1");
+        assert_eq!(events[0].timestamp, timestamp(at));
+        let Some(AdkPart::FunctionResponse { function_response, id, .. }) =
+            events[2].llm_response.content.as_ref().and_then(|content| content.parts.first())
+        else {
+            panic!("a function response: {:?}", events[2]);
+        };
+        assert_eq!((function_response.name.as_str(), id.as_deref()), ("add", Some("c1")), "named by its call");
+        assert_eq!(function_response.response, json!({"sum": 5}));
+        // A message with nothing adk reads is no event.
+        assert!(to_event(&stored(4, Role::Assistant, vec![]), &names).is_none());
+    }
 }
