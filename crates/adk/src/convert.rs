@@ -21,12 +21,10 @@
 //! a user's message is authored `"user"`, anything else `"model"`; a tool result takes its
 //! call's function name.
 
-use std::collections::HashMap;
-
 use adk_core::{Content as AdkContent, Event, FunctionResponseData, Part as AdkPart};
 use chrono::{DateTime, Utc};
 use persist_core::args::TurnMessage;
-use persist_core::{Content, Message as Stored, MessageId, Metadata, Part, Role};
+use persist_core::{Content, Message as Stored, MessageId, Metadata, Part, Role, ToolNames};
 use serde_json::{Map, Value, json};
 
 /// The metadata key of what typed parts have no place for.
@@ -150,7 +148,7 @@ fn rebuild(part: &Part, kept: &Map<String, Value>, names: &ToolNames) -> Option<
                     serde_json::from_value(Value::Object(fields)).ok()?
                 }
                 // Another format's result: its call names the function.
-                _ => FunctionResponseData::new(names.0.get(call_id).cloned().unwrap_or_default(), output.clone()),
+                _ => FunctionResponseData::new(names.get(call_id).unwrap_or_default().to_owned(), output.clone()),
             };
             AdkPart::FunctionResponse {
                 function_response,
@@ -167,23 +165,6 @@ fn rebuild(part: &Part, kept: &Map<String, Value>, names: &ToolNames) -> Option<
         // A kind of part newer than this crate: adk has no block for it.
         _ => return None,
     })
-}
-
-/// Function names by call id, for results another format wrote (which name no function).
-#[derive(Debug, Clone, Default)]
-pub struct ToolNames(HashMap<String, String>);
-
-/// The functions named by the calls among `messages`, by call id.
-pub fn tool_names<'a>(messages: impl IntoIterator<Item = &'a Stored>) -> ToolNames {
-    let mut names = ToolNames::default();
-    for message in messages {
-        for part in message.content.tool_calls() {
-            if let Some(call) = part.as_tool_call() {
-                names.0.insert(call.id.to_owned(), call.name.to_owned());
-            }
-        }
-    }
-    names
 }
 
 /// A stored message as an adk event; `None` for a message that is not one and has nothing adk
@@ -296,7 +277,7 @@ mod tests {
                 vec![Part::ToolResult { call_id: "c1".into(), output: json!({"sum": 5}), is_error: false }],
             ),
         ];
-        let names = tool_names(&messages);
+        let names: ToolNames = messages.iter().map(|m| &m.content).collect();
         let events: Vec<Event> = messages.iter().filter_map(|message| to_event(message, &names)).collect();
         let authors: Vec<&str> = events.iter().map(|event| event.author.as_str()).collect();
         assert_eq!(authors, ["user", "model", "model"]);

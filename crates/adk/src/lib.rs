@@ -82,6 +82,7 @@ use persist_core::args::{AppendTurn, Delete, Restore, Update};
 use persist_core::read::{GetThread, ListMessages, ListThreads};
 use persist_core::{
     Context, IdempotencyKey, Message, Metadata, Order, PersistError, Pipeline, Scoped, Thread, ThreadId, Timestamp,
+    ToolNames,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -278,7 +279,7 @@ impl PersistSessionService {
             }
             stored.reverse();
         }
-        let names = convert::tool_names(&stored);
+        let names: ToolNames = stored.iter().map(|message| &message.content).collect();
         let mut events: Vec<Event> = stored.iter().filter_map(|message| convert::to_event(message, &names)).collect();
         if let Some(after) = after {
             events.retain(|event| event.timestamp >= after);

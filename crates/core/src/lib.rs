@@ -107,7 +107,7 @@ pub use self::model::id::{
 pub use self::model::op::PersistOp;
 pub use self::model::{
     Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Message, Metadata, Part, Role, Status, Thread, Timestamp, ToolCallRef,
-    ToolResultRef,
+    ToolNames, ToolResultRef,
 };
 pub use self::pipeline::{
     ApplyNow, Backend, BoxPersistService, Capabilities, Pipeline, PipelineBuilder, Scoped, Terminal, TerminalFuture,

@@ -16,7 +16,7 @@
 //! message written.
 
 use persist_core::args::TurnMessage;
-use persist_core::{Content, Message as Stored, Metadata, Part, Role};
+use persist_core::{Content, Message as Stored, Metadata, Part, Role, ToolNames};
 use rig_core::completion::Message;
 use rig_core::message::{AssistantContent, UserContent};
 use serde_json::{Map, Value, json};
@@ -80,25 +80,6 @@ pub fn to_turn_message(message: &Message) -> Result<TurnMessage, ConvertError> {
     }
     Ok(stored)
 }
-
-/// The tools named by the calls among `messages`, by call id: a tool result written by another
-/// format (the Responses API's `function_call_output`, say) has no tool name, which rig's
-/// result carries.
-pub fn tool_names<'a>(messages: impl IntoIterator<Item = &'a Stored>) -> ToolNames {
-    let mut names = ToolNames::default();
-    for message in messages {
-        for part in message.content.tool_calls() {
-            if let Some(call) = part.as_tool_call() {
-                names.0.insert(call.id.to_owned(), call.name.to_owned());
-            }
-        }
-    }
-    names
-}
-
-/// Tool names by call id; see [`tool_names`].
-#[derive(Debug, Clone, Default)]
-pub struct ToolNames(std::collections::HashMap<String, String>);
 
 /// A stored message as rig's message; `None` when nothing of it reads as rig content (a
 /// message of another format with no text, say). A part rig has no block for (a file, another
@@ -235,7 +216,8 @@ fn foreign(mut block: Value, names: &ToolNames) -> Value {
         Some("toolresult") => {
             if !object.contains_key("name") {
                 let call = object.get("call").and_then(call_id).map(|(id, _)| id);
-                let name = call.and_then(|id| names.0.get(&id).cloned()).unwrap_or_else(|| "unknown".to_owned());
+                let name =
+                    call.and_then(|id| names.get(&id).map(str::to_owned)).unwrap_or_else(|| "unknown".to_owned());
                 object.insert("name".into(), name.into());
             }
             let output = object.remove("content").unwrap_or(Value::Null);

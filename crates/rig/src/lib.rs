@@ -49,7 +49,9 @@ use persist_core::args::{AppendTurn, Delete};
 use persist_core::branch::Branch;
 use persist_core::read::ListMessages;
 use persist_core::summary::ReadCompacted;
-use persist_core::{Context, IdempotencyKey, Message as Stored, Order, PersistError, Pipeline, Scoped, ThreadId};
+use persist_core::{
+    Context, IdempotencyKey, Message as Stored, Order, PersistError, Pipeline, Scoped, ThreadId, ToolNames,
+};
 use rig_core::completion::Message;
 use rig_core::id::ConversationId;
 use rig_core::memory::{ConversationMemory, MemoryError};
@@ -155,7 +157,7 @@ impl PersistMemory {
             }
         };
         let place = stored.last().map_or(0, |message| message.seq);
-        let names = convert::tool_names(&stored);
+        let names: ToolNames = stored.iter().map(|message| &message.content).collect();
         loaded.extend(stored.iter().filter_map(|message| convert::to_rig(message, &names)));
         Ok((loaded, place))
     }

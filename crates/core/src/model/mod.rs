@@ -18,4 +18,4 @@ pub use self::content::Content;
 pub use self::json::MAX_JSON_DEPTH;
 pub use self::message::{MAX_ROLE_BYTES, Message, Role, Status, Thread, Timestamp};
 pub use self::metadata::Metadata;
-pub use self::part::{Part, ToolCallRef, ToolResultRef};
+pub use self::part::{Part, ToolCallRef, ToolNames, ToolResultRef};

@@ -291,6 +291,55 @@ impl Content {
     }
 }
 
+/// The tool named by each call among some messages' contents, by call id.
+///
+/// A tool result written by one format may be read by another that wants the tool's name with
+/// the result (rig, adk-rust, swiftide), while the result part itself names only its call (the
+/// Responses API's `function_call_output` carries no name). Collect the names from the calls,
+/// then look each result's call up.
+///
+/// ```
+/// use persist::{Content, Part, ToolNames};
+/// use serde_json::json;
+///
+/// let call = Content::from_parts([Part::tool_call("call_1", "get_weather", json!({}))]);
+/// let result = Content::from_parts([Part::tool_result("call_1", json!("sunny"))]);
+/// let names: ToolNames = [&call, &result].into_iter().collect();
+/// assert_eq!(names.get("call_1"), Some("get_weather"));
+/// assert_eq!(names.get("call_2"), None);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolNames(std::collections::HashMap<String, String>);
+
+impl ToolNames {
+    /// No names yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the names of the calls among `content`'s parts (a later call with the same id wins).
+    pub fn add(&mut self, content: &Content) {
+        for part in content.parts() {
+            if let Part::ToolCall { id, name, .. } = part {
+                self.0.insert(id, name);
+            }
+        }
+    }
+
+    /// The tool the call `call_id` named, if one of the contents added holds that call.
+    pub fn get(&self, call_id: &str) -> Option<&str> {
+        self.0.get(call_id).map(String::as_str)
+    }
+}
+
+impl<'a> FromIterator<&'a Content> for ToolNames {
+    fn from_iter<I: IntoIterator<Item = &'a Content>>(contents: I) -> Self {
+        let mut names = Self::new();
+        contents.into_iter().for_each(|content| names.add(content));
+        names
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
