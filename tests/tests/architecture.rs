@@ -34,7 +34,7 @@ fn dependencies(crate_dir: &str) -> BTreeSet<String> {
 fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
     assert_eq!(dependencies("crates/core"), BTreeSet::new());
     let contract_only = BTreeSet::from(["persist-core".to_owned()]);
-    // A framework's adapter (`persist-rig`, `persist-adk`) too: it works on any pipeline,
+    // A framework's adapter (`persist-rig`, `persist-adk`, `persist-swiftide`) too: it works on any pipeline,
     // whatever its backend.
     for crate_dir in [
         "crates/memory-backend",
@@ -45,6 +45,7 @@ fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
         "crates/sql",
         "crates/rig",
         "crates/adk",
+        "crates/swiftide",
     ] {
         assert_eq!(dependencies(crate_dir), contract_only, "{crate_dir}");
     }
@@ -189,6 +190,9 @@ fn no_crate_imports_its_own_modules_in_a_circle() {
         "crates/sql",
         "crates/serve",
         "crates/rig",
+        "crates/adk",
+        "crates/swiftide",
+        "crates/testkit",
         "crates/conformance",
         "crates/cli",
         "crates/persist",

@@ -5,7 +5,6 @@
 //! leaves no call the next model request would be given without its response.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,10 +18,8 @@ use adk_session::{CreateRequest, GetRequest, SessionService};
 use async_trait::async_trait;
 use futures::StreamExt;
 use persist_adk::{PersistSessionService, View};
+use persist_testkit::{child, stores};
 use serde_json::{Value, json};
-use support::{Store, stores};
-
-mod support;
 
 const APP: &str = "calculator";
 
@@ -84,7 +81,7 @@ impl Tool for AddTool {
     }
 
     async fn execute(&self, ctx: Arc<dyn ToolContext>, args: Value) -> AdkResult<Value> {
-        if std::env::var("PERSIST_ADK_CHILD").as_deref() == Ok("die") {
+        if child().is_some_and(|(mode, _)| mode == "die") {
             std::process::abort();
         }
         let mut actions = ctx.actions();
@@ -241,25 +238,14 @@ async fn an_adk_runner_holds_a_conversation_with_function_calls_in_persist_and_a
     }
 }
 
-/// The child processes of the test below: `PERSIST_ADK_CHILD=run|die`, the store in
-/// `PERSIST_ADK_STORE`. Does nothing when run as a test of its own.
+/// The child processes of the test below, in mode `run` or `die` (see
+/// `persist_testkit::child`). Does nothing when run as a test of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn child() {
-    let (Ok(mode), Ok(store)) = (std::env::var("PERSIST_ADK_CHILD"), std::env::var("PERSIST_ADK_STORE")) else {
-        return;
-    };
-    let sessions: Arc<dyn SessionService> = Arc::new(PersistSessionService::new(&Store::from_env(&store).open().await));
+async fn child_process() {
+    let Some((mode, store)) = child() else { return };
+    let sessions: Arc<dyn SessionService> = Arc::new(PersistSessionService::new(&store.open().await));
     let words = if mode == "die" { "Please add 2 and 3 again." } else { "Please add 2 and 3." };
     prompt(&runner_of(sessions, Scripted::default()), "bob", "shared", words).await;
-}
-
-fn run_child(mode: &str, store: &Store) -> std::process::ExitStatus {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("PERSIST_ADK_CHILD", mode)
-        .env("PERSIST_ADK_STORE", store.to_env())
-        .status()
-        .expect("the child runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,12 +255,12 @@ async fn other_processes_share_sessions_and_one_killed_while_its_tool_runs_leave
         let pipeline = store.open().await;
         let sessions: Arc<dyn SessionService> = Arc::new(PersistSessionService::new(&pipeline));
         create(sessions.as_ref(), "bob", "shared", HashMap::new()).await;
-        assert!(run_child("run", &store).success(), "{store:?}: the first process's run");
+        assert!(store.run_child("child_process", "run").success(), "{store:?}: the first process's run");
         let words = spoken(&get(sessions.as_ref(), "bob", "shared").await.events().all());
         assert_eq!(words, ["Please add 2 and 3.", "<call add>", "<response add>", "The sum is 5."], "{store:?}");
 
         // A second process asks the model, which calls the tool, and dies while it runs.
-        assert!(!run_child("die", &store).success(), "{store:?}: the second process was killed");
+        assert!(!store.run_child("child_process", "die").success(), "{store:?}: the second process was killed");
         let transcript = PersistSessionService::new(&pipeline).with_view(View::Transcript);
         let words = spoken(&get(&transcript, "bob", "shared").await.events().all());
         assert_eq!(words[4..], ["Please add 2 and 3 again.", "<call add>"], "{store:?}: what the killed run wrote");

@@ -13,10 +13,8 @@ use persist::args::AppendTurn;
 use persist::read::ListThreads;
 use persist::{Context, Metadata, Pipeline, TenantId};
 use persist_adk::PersistSessionService;
+use persist_testkit::stores;
 use serde_json::{Value, json};
-use support::stores;
-
-mod support;
 
 /// One pipeline per backend, and a second pipeline on the same store (another instance).
 async fn backends(dir: &tempfile::TempDir) -> Vec<(String, Pipeline, Pipeline)> {

@@ -4,11 +4,9 @@
 //! process killed between the model call and the append leaves nothing behind, and the rerun
 //! writes the turn once.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use persist::{Pipeline, ThreadId};
 use persist_rig::{PersistMemory, View};
+use persist_testkit::{Store, child, stores};
 use rig_agent::AgentBuilder;
 use rig_agent::test_utils::{MockAddTool, MockCompletionModel, MockTurn};
 use rig_core::completion::Message;
@@ -16,65 +14,6 @@ use rig_core::memory::{ConversationMemory, MemoryError};
 use rig_core::message::{AssistantContent, UserContent};
 use rig_core::wasm_compat::WasmBoxedFuture;
 use serde_json::json;
-
-/// Where a store is, as a child process is told.
-#[derive(Debug, Clone)]
-enum Store {
-    Sqlite(PathBuf),
-    Postgres { url: String, schema: String },
-}
-
-impl Store {
-    fn to_env(&self) -> String {
-        match self {
-            Self::Sqlite(path) => format!("sqlite:{}", path.display()),
-            Self::Postgres { url, schema } => format!("postgres:{schema}:{url}"),
-        }
-    }
-
-    fn from_env(text: &str) -> Self {
-        if let Some(path) = text.strip_prefix("sqlite:") {
-            return Self::Sqlite(path.into());
-        }
-        let rest = text.strip_prefix("postgres:").expect("a store");
-        let (schema, url) = rest.split_once(':').expect("schema:url");
-        Self::Postgres { url: url.into(), schema: schema.into() }
-    }
-
-    async fn open(&self) -> Pipeline {
-        match self {
-            Self::Sqlite(path) => Pipeline::new(persist::sqlite::SqliteBackend::open(path).await.expect("open")),
-            Self::Postgres { url, schema } => Pipeline::new(
-                persist::postgres::PostgresBackend::builder(url)
-                    .schema(schema)
-                    .max_connections(4)
-                    .connect()
-                    .await
-                    .expect("connect"),
-            ),
-        }
-    }
-}
-
-/// SQLite in `dir`, and PostgreSQL at `$PERSIST_POSTGRES_URL` in a fresh schema (required
-/// when `CI` is set, skipped otherwise).
-async fn stores(dir: &tempfile::TempDir) -> Vec<Store> {
-    let mut stores = vec![Store::Sqlite(dir.path().join("rig.db"))];
-    let url =
-        std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    let schema = format!("persist_rig_{nanos:x}_{}", std::process::id());
-    let store = Store::Postgres { url: url.clone(), schema };
-    match persist::postgres::PostgresBackend::builder(&url).connect().await {
-        Ok(backend) => {
-            backend.close().await;
-            stores.push(store);
-        }
-        Err(error) if std::env::var_os("CI").is_some() => panic!("PostgreSQL at {url} is required in CI: {error}"),
-        Err(error) => eprintln!("SKIPPED the PostgreSQL run: {error}; set PERSIST_POSTGRES_URL"),
-    }
-    stores
-}
 
 /// The first turn's script: the model calls `add`, then answers with its result.
 fn adding() -> Vec<MockTurn> {
@@ -113,7 +52,7 @@ async fn transcript(pipeline: &Pipeline, conversation: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rig_agent_holds_a_conversation_with_tool_calls_in_persist() {
     let dir = tempfile::tempdir().unwrap();
-    for store in stores(&dir).await {
+    for store in stores(&dir, "rig").await {
         let pipeline = store.open().await;
         let memory = PersistMemory::new(&pipeline);
         let model = MockCompletionModel::from_turns(adding());
@@ -156,7 +95,7 @@ async fn a_rig_agent_holds_a_conversation_with_tool_calls_in_persist() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_sent_again_writes_nothing_twice_and_the_same_words_later_are_a_new_turn() {
     let dir = tempfile::tempdir().unwrap();
-    for store in stores(&dir).await {
+    for store in stores(&dir, "rig").await {
         let pipeline = store.open().await;
         let id = "c2".into();
         // The run's memory and, standing for its retry (the acknowledgement lost), a memory
@@ -201,14 +140,12 @@ impl ConversationMemory for DiesBeforeAppend {
     }
 }
 
-/// The child processes of the test below: `PERSIST_RIG_CHILD=run|die`, the store in
-/// `PERSIST_RIG_STORE`. Does nothing when run as a test of its own.
+/// The child processes of the test below, in mode `run` or `die` (see
+/// `persist_testkit::child`). Does nothing when run as a test of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn child() {
-    let (Ok(mode), Ok(store)) = (std::env::var("PERSIST_RIG_CHILD"), std::env::var("PERSIST_RIG_STORE")) else {
-        return;
-    };
-    let pipeline = Store::from_env(&store).open().await;
+async fn child_process() {
+    let Some((mode, store)) = child() else { return };
+    let pipeline = store.open().await;
     let memory = PersistMemory::new(&pipeline);
     let model = MockCompletionModel::from_turns(adding());
     let prompt = if mode == "die" { "And 1 + 2 again?" } else { "What is 1 + 2?" };
@@ -218,25 +155,16 @@ async fn child() {
     agent.prompt(prompt).conversation("shared").max_turns(3).await.expect("a run");
 }
 
-fn run_child(mode: &str, store: &Store) -> std::process::ExitStatus {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("PERSIST_RIG_CHILD", mode)
-        .env("PERSIST_RIG_STORE", store.to_env())
-        .status()
-        .expect("the child runs")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_processes_share_the_store_and_one_killed_before_its_append_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    for store in stores(&dir).await {
+    for store in stores(&dir, "rig").await {
         // Made here first (the schema, the migrations), then written by another process.
         let pipeline = store.open().await;
-        assert!(run_child("run", &store).success(), "{store:?}: the first process's run");
+        assert!(store.run_child("child_process", "run").success(), "{store:?}: the first process's run");
         assert_eq!(transcript(&pipeline, "shared").await, ["What is 1 + 2?", "<call add>", "<result>", "1 + 2 = 3"]);
         // A second process calls the model (and the tool), then dies as it appends.
-        assert!(!run_child("die", &store).success(), "{store:?}: the second process was killed");
+        assert!(!store.run_child("child_process", "die").success(), "{store:?}: the second process was killed");
         assert_eq!(transcript(&pipeline, "shared").await.len(), 4, "{store:?}: nothing of the killed run");
         // Rerun here: the turn is written once, its call with its result.
         let model = MockCompletionModel::from_turns(adding());
