@@ -9,10 +9,12 @@
 //!   thread, created by its first message.
 //! - **A write is one atomic turn**: `extend` writes its messages in one transaction, all or
 //!   none (up to persist's 256 messages a turn; a longer batch is written 256 at a time).
-//! - **A write is idempotent**: its key is derived from the thread, the place it follows (the
-//!   last message this history read or wrote) and the messages themselves, so the same write
-//!   sent again (its acknowledgement lost) writes nothing twice, while the same words said
-//!   again later are new messages.
+//! - **A write is idempotent**: its key is derived from the history (a value of its own, which
+//!   its clones share), the place it follows (the thread's highest message number when it
+//!   first wrote, then its own last write) and the messages themselves, so the same write sent
+//!   again (its acknowledgement lost) writes nothing twice, while the same words said again
+//!   later, or again after an `overwrite` dropped them, or by another history (another
+//!   process), are new messages.
 //! - **`overwrite` keeps what it replaces**: the messages the new history shares with the old
 //!   stay; the rest is written as a new branch from there (a history cut short, as swiftide's
 //!   `redrive` does, only moves the branch's end back). One write, so a reader sees the old
@@ -61,7 +63,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use persist_core::args::{AppendTurn, Delete, MAX_TURN_MESSAGES, Update};
 use persist_core::branch::{Branch, Parent, Switch};
-use persist_core::read::ListMessages;
+use persist_core::read::{GetThread, ListMessages};
 use persist_core::summary::ReadCompacted;
 use persist_core::{
     Context, IdempotencyKey, Message as Stored, MessageId, Order, PersistError, Pipeline, Scoped, ThreadId, ToolNames,
@@ -96,8 +98,12 @@ pub struct PersistHistory {
     store: Scoped,
     thread: ThreadId,
     view: View,
-    /// The seq of the last message this history read or wrote: the place its next write
-    /// follows, part of its idempotency key.
+    /// This history's own part of its keys (its clones share it): another history's write of
+    /// the same words at the same place is a write of its own.
+    writer: Uuid,
+    /// The place this history's next write follows, part of its idempotency key: the seq of
+    /// its last write, or the thread's highest seq when it last looked (its first write, an
+    /// overwrite). A thread's seqs only grow, so a place is never used twice for two writes.
     place: Arc<Mutex<Option<u64>>>,
 }
 
@@ -125,7 +131,7 @@ impl PersistHistory {
 
     /// The history of `thread` on a scoped handle: the thread is the handle's tenant's.
     pub fn scoped(store: Scoped, thread: ThreadId) -> Self {
-        Self { store, thread, view: View::default(), place: Arc::default() }
+        Self { store, thread, view: View::default(), writer: Uuid::now_v7(), place: Arc::default() }
     }
 
     /// What `history` gives (default [`View::Model`]).
@@ -223,6 +229,8 @@ impl PersistHistory {
         let mut seed = Vec::with_capacity(body.len() + 64);
         seed.extend_from_slice(self.thread.as_str().as_bytes());
         seed.push(0x1f);
+        seed.extend_from_slice(self.writer.as_bytes());
+        seed.push(0x1f);
         seed.extend_from_slice(place.to_string().as_bytes());
         seed.push(0x1f);
         seed.extend_from_slice(&body);
@@ -234,20 +242,15 @@ impl PersistHistory {
         if items.is_empty() {
             return Ok(());
         }
-        // The place this write follows: what this history last read or wrote, else the
-        // branch's last message now (a write with no read before it in this process).
+        // The place this write follows: this history's last write, else the thread's highest
+        // seq now, kept before the write so that the write sent again has the same key.
         let mut place = match self.place() {
             Some(place) => place,
             None => {
-                let newest = ListMessages::new(self.thread.clone())
-                    .on_branch(Branch::Active)
-                    .with_order(Order::Desc)
-                    .with_limit(1);
-                match self.store.list(newest).await {
-                    Ok(page) => page.items.first().map_or(0, |message| message.seq),
-                    Err(PersistError::NotFound { .. }) => 0,
-                    Err(error) => return Err(error),
-                }
+                let thread = self.store.get_thread(GetThread::new(self.thread.clone())).await?;
+                let place = thread.map_or(0, |thread| thread.last_seq);
+                self.set_place(Some(place));
+                place
             }
         };
         for chunk in items.chunks(MAX_TURN_MESSAGES) {
@@ -265,7 +268,6 @@ impl PersistHistory {
         let read = self.read(self.view).await?;
         let shared = read.items.iter().zip(&items).take_while(|((old, _), new)| old == *new).count();
         if shared == read.items.len() && shared == items.len() {
-            self.set_place(read.leaf);
             return Ok(());
         }
         // Keep the longest shared run that ends where a branch can end (not inside a stored
@@ -282,8 +284,10 @@ impl PersistHistory {
             (Some(anchor), true) => {
                 let updated =
                     self.store.update(Update::thread(self.thread.clone()).with_switch(Switch::To(anchor))).await?;
+                // Past every seq the thread used: the messages written next are new, even
+                // those equal to the ones the switch left behind.
                 self.set_place(match updated {
-                    Updated::Thread(thread) => thread.active_leaf,
+                    Updated::Thread(thread) => Some(thread.last_seq),
                     _ => None,
                 });
             }
@@ -331,7 +335,6 @@ impl MessageHistory for PersistHistory {
     /// The history as the history's [`View`] gives it.
     async fn history(&self) -> anyhow::Result<Vec<ChatMessage>> {
         let read = self.read(self.view).await?;
-        self.set_place(read.leaf);
         Ok(read.items.into_iter().map(|(item, _)| item).collect())
     }
 

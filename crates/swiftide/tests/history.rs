@@ -1,16 +1,24 @@
-//! `PersistHistory`'s contract, on memory, SQLite and PostgreSQL: a write sent again writes
-//! nothing twice; `extend` is all or none; an overwrite keeps what it shares, moves the
-//! branch's end back or writes a new branch, and keeps what it replaces; swiftide's `redrive`
-//! works on it; tenants are apart; a deleted thread is not written again.
+//! `PersistHistory`'s contract, on memory, SQLite and PostgreSQL: a write sent again after its
+//! answer was lost writes nothing twice, and the same words said again are new messages;
+//! `extend` is all or none; an overwrite keeps what it shares, moves the branch's end back or
+//! writes a new branch, and keeps what it replaces; swiftide's `redrive` works on it; tenants
+//! are apart; a deleted thread is not written again.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 
 use persist::args::Delete;
 use persist::read::{GetThread, ListMessages};
-use persist::{Context, PersistError, Pipeline, TenantId, ThreadId};
+use persist::{Context, PersistArgs, PersistError, PersistResult, Pipeline, TenantId, ThreadId};
 use persist_swiftide::{PersistHistory, View};
 use persist_testkit::stores;
 use swiftide_agents::DefaultContext;
 use swiftide_core::chat_completion::{ChatMessage, ToolCall, ToolOutput};
 use swiftide_core::{AgentContext, MessageHistory};
+use tower::{Layer, Service};
 
 /// The pipelines a test runs on: memory, then SQLite and PostgreSQL.
 async fn pipelines(dir: &tempfile::TempDir, name: &str) -> Vec<(String, Pipeline)> {
@@ -44,24 +52,88 @@ async fn version(pipeline: &Pipeline, thread: &str) -> u64 {
     thread.expect("the thread").version
 }
 
+/// Loses the answer of the next `lose` turn writes: the write is applied, and its caller told
+/// it failed (a connection cut as the commit's answer came back).
+#[derive(Clone)]
+struct LosesAnswers {
+    lose: Arc<AtomicUsize>,
+}
+
+impl<S> Layer<S> for LosesAnswers {
+    type Service = LosingAnswers<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LosingAnswers { inner, lose: self.lose.clone() }
+    }
+}
+
+#[derive(Clone)]
+struct LosingAnswers<S> {
+    inner: S,
+    lose: Arc<AtomicUsize>,
+}
+
+impl<S> Service<PersistArgs> for LosingAnswers<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+    S::Future: Send + 'static,
+{
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = Pin<Box<dyn Future<Output = Result<PersistResult, PersistError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), PersistError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        let lose = matches!(args, PersistArgs::AppendTurn(_))
+            && self.lose.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1)).is_ok();
+        let answer = self.inner.call(args);
+        Box::pin(async move {
+            match answer.await {
+                Ok(_) if lose => Err(PersistError::temporary("the answer was lost")),
+                other => other,
+            }
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_sent_again_writes_nothing_twice_and_words_said_again_later_are_new() {
+async fn a_write_sent_again_after_its_answer_was_lost_writes_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, pipeline) in pipelines(&dir, "swiftide_retry").await {
-        let first = history(&pipeline, "retry");
-        first.push_owned(user("hello")).await.unwrap();
-        // Two instances that read the same place; the second sends the same message (the first's
-        // write retried after its acknowledgement was lost): written once.
-        let (a, b) = (history(&pipeline, "retry"), history(&pipeline, "retry"));
-        a.history().await.unwrap();
-        b.history().await.unwrap();
-        a.extend_owned(vec![said("hi"), user("how are you?")]).await.unwrap();
-        b.extend_owned(vec![said("hi"), user("how are you?")]).await.unwrap();
-        assert_eq!(a.history().await.unwrap(), [user("hello"), said("hi"), user("how are you?")], "{name}");
-        // The same words again, after the place moved on: new messages.
-        a.push_owned(user("how are you?")).await.unwrap();
-        a.push_owned(user("how are you?")).await.unwrap();
-        assert_eq!(stored(&pipeline, "retry").await, 5, "{name}");
+    let sqlite = persist::sqlite::SqliteBackend::open(dir.path().join("lost.db")).await.unwrap();
+    let layer = LosesAnswers { lose: Arc::default() };
+    let over_memory = Pipeline::builder().layer(layer.clone()).build(persist_memory::MemoryBackend::new());
+    let over_sqlite = Pipeline::builder().layer(layer.clone()).build(sqlite);
+    for (name, pipeline) in [("memory", over_memory), ("SQLite", over_sqlite)] {
+        let history = history(&pipeline, "lost");
+        // The first write of this history, and a later one: each answer lost, each sent again.
+        for batch in [vec![user("hello"), said("hi")], vec![user("how are you?")]] {
+            layer.lose.store(1, Ordering::SeqCst);
+            let lost = history.extend_owned(batch.clone()).await.expect_err("the answer was lost");
+            assert!(matches!(lost.downcast_ref(), Some(PersistError::Temporary { .. })), "{name}: {lost}");
+            history.extend_owned(batch).await.expect("sent again");
+        }
+        assert_eq!(history.history().await.unwrap(), [user("hello"), said("hi"), user("how are you?")], "{name}");
+        assert_eq!(stored(&pipeline, "lost").await, 3, "{name}: written once");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_words_said_again_are_new_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, pipeline) in pipelines(&dir, "swiftide_again").await {
+        let (first, second) = (history(&pipeline, "again"), history(&pipeline, "again"));
+        first.push_owned(user("how are you?")).await.unwrap();
+        first.push_owned(user("how are you?")).await.unwrap();
+        // Another history of the thread (another process) writing the same words at the same
+        // place: its own message, as is the first history's next one.
+        second.push_owned(user("how are you?")).await.unwrap();
+        first.push_owned(user("how are you?")).await.unwrap();
+        let third = history(&pipeline, "again");
+        third.push_owned(user("how are you?")).await.unwrap();
+        assert_eq!(first.history().await.unwrap(), vec![user("how are you?"); 5], "{name}");
     }
 }
 
@@ -119,9 +191,13 @@ async fn an_overwrite_keeps_what_it_shares_and_what_it_replaces() {
         // Nothing: the thread emptied; what comes next never reuses a number.
         history.overwrite(Vec::new()).await.unwrap();
         assert!(history.history().await.unwrap().is_empty(), "{name}");
-        history.push_owned(user("again")).await.unwrap();
+        history.overwrite(start.clone()).await.unwrap();
+        assert_eq!(history.history().await.unwrap(), start, "{name}: the first messages again, written again");
         let page = pipeline.list(ListMessages::new(ThreadId::new("over").unwrap())).await.unwrap();
-        assert!(page.items[0].seq > 8, "{name}: a new number");
+        assert!(page.items[0].seq > 8, "{name}: new numbers");
+        history.overwrite(Vec::new()).await.unwrap();
+        history.push_owned(start[0].clone()).await.unwrap();
+        assert_eq!(history.history().await.unwrap(), start[..1], "{name}: a push after a clear is written");
     }
 }
 
@@ -147,8 +223,19 @@ async fn swiftide_redrive_drops_the_last_completion_from_the_branch() {
             ChatMessage::ToolOutput(call, ToolOutput::fail("flaky")),
         ];
         assert_eq!(context.history().await.unwrap(), before, "{name}");
-        assert_eq!(context.next_completion().await.unwrap(), Some(before), "{name}: the completion again");
+        assert_eq!(context.next_completion().await.unwrap(), Some(before.clone()), "{name}: the completion again");
         assert_eq!(stored(&pipeline, "redrive").await, 5, "{name}: the dropped answer stays on its branch");
+        // The model answers the same again: a new message, not the dropped one found again.
+        context.add_message(said("garbled")).await.unwrap();
+        let again = [before, vec![said("garbled")]].concat();
+        assert_eq!(context.history().await.unwrap(), again, "{name}");
+        assert_eq!(stored(&pipeline, "redrive").await, 6, "{name}");
+        // So does a history of another process, which never wrote here.
+        let other = history(&pipeline, "redrive");
+        other.overwrite(again[..4].to_vec()).await.unwrap();
+        other.push_owned(said("garbled")).await.unwrap();
+        assert_eq!(other.history().await.unwrap(), again, "{name}");
+        assert_eq!(stored(&pipeline, "redrive").await, 7, "{name}");
     }
 }
 
