@@ -76,6 +76,7 @@
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
+//! | [`vectors`] | embeddings and recall: nearest first by cosine (ties by thread and seq), scopes (thread, tenant, a user's threads by metadata) and filters (roles, time, status), never another tenant's, a model's dimensions fixed per tenant and every mismatch refused, vectors removed with their messages (deletes, truncation, clear, purge, a change of content), hybrid recall fused with full text and neighbours (gated on `vectors`) |
 //! | [`search`] | full-text search: the query rules (any order, case, phrases, prefixes, punctuation, no stemming, accents kept), text and tool results indexed (not reasoning, tool calls or placeholders), the index following every write (replace, delete, truncate, purge), newest-first cursor paging (ties bytewise), scopes and filters, bad input, another handle's writes (gated on `search`) |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
 //! | [`sessions`] | bindings per (agent, thread): upsert keeps `created_at`, reset, provider/runtime guard with reasons, compare-and-set invalidate, races, deleted threads, a thread's bindings listed with their state (gated on `sessions`) |
@@ -120,6 +121,7 @@ pub mod tool_calls;
 pub mod truncate;
 pub mod turns;
 pub mod update;
+pub mod vectors;
 pub mod versions;
 
 /// Makes isolated storage for each check and opens handles on it.
@@ -407,6 +409,13 @@ macro_rules! __for_each_check {
                 check_search_scopes_and_filters,
                 check_search_refuses_bad_input,
                 check_search_finds_another_handles_writes,
+            }
+            vectors {
+                check_nearest_ranks_by_cosine_within_its_scope,
+                check_nearest_never_leaves_its_tenant,
+                check_mismatched_models_and_dimensions_are_refused,
+                check_vectors_go_with_their_messages,
+                check_hybrid_recall_fuses_vectors_and_text,
             }
             maintenance {
                 check_stranded_finds_only_old_reservations,

@@ -74,7 +74,7 @@
 // - `feed/`: the change feed: its events, reads and pages, retention, the in-memory feed, the
 //   hub that wakes subscribers, and subscriptions.
 // - `request/`: what a caller asks, family by family (`write`, `read`, `session`, `restore`,
-//   `once`, `lease`, `summary`, `branch`, `search`), the `PersistArgs` enum that carries any of
+//   `once`, `lease`, `summary`, `branch`, `search`, `vector`), the `PersistArgs` enum that carries any of
 //   them (`args`), the rules of repeats, and the answers (`result`).
 // - `schema.rs`: where a store's schema stands against a backend build's migrations.
 // - `pipeline/`: the `Backend` trait, the `Terminal` over it, the `PipelineBuilder` that stacks
@@ -117,4 +117,4 @@ pub use self::request::args::{PersistArgs, Target};
 pub use self::request::result::{
     Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, TurnAppended, Updated,
 };
-pub use self::request::{args, branch, lease, once, read, restore, search, session, summary};
+pub use self::request::{args, branch, lease, once, read, restore, search, session, summary, vector};

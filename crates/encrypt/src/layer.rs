@@ -54,6 +54,7 @@ impl fmt::Debug for EncryptLayer {
             .field("metadata_keys", &self.sealer.metadata_keys)
             .field("titles", &self.sealer.titles)
             .field("allow_clear", &self.sealer.allow_clear)
+            .field("clear_vectors", &self.sealer.clear_vectors)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +68,7 @@ impl EncryptLayer {
             metadata_keys: BTreeSet::new(),
             titles: false,
             allow_clear: false,
+            clear_vectors: false,
             checked: Arc::default(),
         })
     }
@@ -103,6 +105,16 @@ impl EncryptLayer {
     /// [`rotate`](Self::rotate) seals such values.
     pub fn allow_clear_values(self, allow: bool) -> Self {
         self.edit(|sealer| sealer.allow_clear = allow)
+    }
+
+    /// Whether embeddings may be written and compared (`embed` and `nearest`, see
+    /// `persist::vector`) through this layer: `false` by default, and both are refused with
+    /// `Unsupported`. A vector is stored in the clear, and it leaks what its message means (close
+    /// texts have close vectors; a vector can be matched against guesses, or inverted into text
+    /// like the original): turn this on only where the vectors' store is trusted as the clear text
+    /// would be.
+    pub fn clear_vectors(self, allow: bool) -> Self {
+        self.edit(|sealer| sealer.clear_vectors = allow)
     }
 }
 

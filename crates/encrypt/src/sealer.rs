@@ -27,6 +27,8 @@ pub(crate) struct Sealer {
     pub(crate) metadata_keys: BTreeSet<String>,
     pub(crate) titles: bool,
     pub(crate) allow_clear: bool,
+    /// Embeddings may be written and compared in the clear (see `EncryptLayer::clear_vectors`).
+    pub(crate) clear_vectors: bool,
     /// The keys whose check value this instance verified (see `check`).
     pub(crate) checked: Arc<crate::check::Checked>,
 }
@@ -166,6 +168,13 @@ impl Sealer {
                 return Err(PersistError::Unsupported {
                     what: "search through EncryptLayer: message content is sealed before it reaches the store, \
                            so the store's search index holds none of its text"
+                        .into(),
+                });
+            }
+            PersistArgs::Embed(_) | PersistArgs::Nearest(_) if !self.clear_vectors => {
+                return Err(PersistError::Unsupported {
+                    what: "embeddings through EncryptLayer: a vector tells what its message means, and the layer \
+                           seals meaning; `EncryptLayer::clear_vectors(true)` stores them in the clear"
                         .into(),
                 });
             }
@@ -368,6 +377,15 @@ impl Sealer {
                 PersistResult::Summaries(page)
             }
             PersistResult::Compacted(found) => PersistResult::Compacted(self.open_compacted(tenant, found)?),
+            PersistResult::Nearest(found) => PersistResult::Nearest(
+                found
+                    .into_iter()
+                    .map(|mut hit| {
+                        hit.message = self.open_message(hit.tenant.as_ref(), hit.message)?;
+                        Ok(hit)
+                    })
+                    .collect::<Result<_>>()?,
+            ),
             other => other,
         })
     }

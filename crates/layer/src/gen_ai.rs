@@ -113,7 +113,8 @@ pub fn memory_operation(op: PersistOp) -> Option<&'static str> {
         | PersistOp::UpdateContent
         | PersistOp::Update
         | PersistOp::Restore
-        | PersistOp::Summarize => "update_memory",
+        | PersistOp::Summarize
+        | PersistOp::Embed => "update_memory",
         PersistOp::Delete => "delete_memory",
         PersistOp::Get
         | PersistOp::GetThread
@@ -123,6 +124,7 @@ pub fn memory_operation(op: PersistOp) -> Option<&'static str> {
         | PersistOp::Summaries
         | PersistOp::Compacted
         | PersistOp::Search
+        | PersistOp::Nearest
         | PersistOp::ReadFeed => "search_memory",
         _ => return None,
     })

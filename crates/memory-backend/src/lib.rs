@@ -26,6 +26,7 @@
 mod messages;
 mod state;
 mod summaries;
+mod vectors;
 
 use self::messages::Record;
 
@@ -45,6 +46,7 @@ use persist_core::session::{
     StoredBinding,
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
+use persist_core::vector::{Nearest, Neighbour};
 use persist_core::{
     AgentId, ApplyNow, Backend, Capabilities, Message, Order, Page, PersistArgs, PersistError, PersistResult, Result,
     SessionId, Status, Target, TenantId, Thread, ThreadId, Timestamp,
@@ -269,6 +271,10 @@ impl Backend for MemoryBackend {
         query.page(found)
     }
 
+    async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
+        self.lock().nearest(&query)
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let state = self.lock();
         let Some(ts) = state.visible(&query.thread_id, query.tenant()) else {
@@ -306,6 +312,7 @@ impl Backend for MemoryBackend {
             .with_branches(true)
             .with_summaries(true)
             .with_search(true)
+            .with_vectors(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

@@ -8,6 +8,7 @@
 //! box. Reads build the [`Message`] back; content is shared, never copied.
 
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
@@ -40,12 +41,18 @@ struct Extra {
     role: Option<Role>,
     metadata: Metadata,
     idempotency_key: Option<IdempotencyKey>,
+    /// The message's embeddings, one per model: unit vectors.
+    embeddings: Vec<(String, Arc<[f32]>)>,
 }
 
 /// One of the four common roles; a custom role is in `extra.role` and overrides this.
 impl Extra {
     fn is_empty(&self) -> bool {
-        self.id.is_none() && self.role.is_none() && self.metadata.is_empty() && self.idempotency_key.is_none()
+        self.id.is_none()
+            && self.role.is_none()
+            && self.metadata.is_empty()
+            && self.idempotency_key.is_none()
+            && self.embeddings.is_empty()
     }
 }
 
@@ -103,6 +110,7 @@ impl Record {
             role: custom_role,
             metadata: message.metadata.clone(),
             idempotency_key: message.idempotency_key.clone(),
+            embeddings: Vec::new(),
         };
         Self {
             seq: message.seq,
@@ -172,6 +180,29 @@ impl Record {
         let mut extra = self.take_extra();
         extra.metadata.merge(patch);
         self.keep(extra);
+    }
+
+    /// The unit vector of `model`, if the message has one.
+    pub(crate) fn embedding(&self, model: &str) -> Option<&[f32]> {
+        let extra = self.extra.as_ref()?;
+        extra.embeddings.iter().find(|(m, _)| m == model).map(|(_, vector)| &**vector)
+    }
+
+    /// Stores `unit` as the message's vector of `model`, replacing the one it had.
+    pub(crate) fn set_embedding(&mut self, model: &str, unit: Arc<[f32]>) {
+        let mut extra = self.take_extra();
+        extra.embeddings.retain(|(m, _)| m != model);
+        extra.embeddings.push((model.to_owned(), unit));
+        self.keep(extra);
+    }
+
+    /// Drops the message's embeddings (its content changed).
+    pub(crate) fn clear_embeddings(&mut self) {
+        if self.extra.as_ref().is_some_and(|extra| !extra.embeddings.is_empty()) {
+            let mut extra = self.take_extra();
+            extra.embeddings.clear();
+            self.keep(extra);
+        }
     }
 
     fn set_role_in(&mut self, role: &Role, extra: &mut Extra) {

@@ -37,6 +37,8 @@ pub(crate) struct State {
     pub(crate) values: HashMap<(Option<TenantId>, String), String>,
     /// The leases held, per thread and name.
     pub(crate) leases: HashMap<(ThreadKey, String), persist_core::lease::Leased>,
+    /// Each model's dimensions, per tenant (fixed by its first vector).
+    pub(crate) models: HashMap<(Option<TenantId>, String), usize>,
 }
 
 /// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
@@ -202,6 +204,7 @@ impl State {
             PersistArgs::Delete(delete) => Ok(state.delete(delete, now)?.into()),
             PersistArgs::Restore(restore) => Ok(state.restore(restore)?.into()),
             PersistArgs::Summarize(summarize) => Ok(PersistResult::Summarized(state.summarize(summarize, now)?)),
+            PersistArgs::Embed(embed) => Ok(PersistResult::Embedded(state.embed(embed)?)),
             PersistArgs::SetOnce(request) => {
                 request.validate()?;
                 let key = (request.context.tenant().cloned(), request.name.clone());
@@ -351,6 +354,10 @@ impl State {
         }
         let status = args.status_after().unwrap_or(record.status);
         let changed = record.content != args.content || record.status != status;
+        if record.content != args.content {
+            // The vectors described the content it held.
+            record.clear_embeddings();
+        }
         record.content = args.content.clone();
         record.status = status;
         record.version += 1;

@@ -95,10 +95,20 @@ pub mod shard {
     pub use persist_shard::*;
 }
 
+/// Semantic recall (feature `recall`): the app's embedder, a layer that embeds what is
+/// written, recall by vectors and full text with neighbours; see [`vector`] for what the stores
+/// keep.
+#[cfg(feature = "recall")]
+pub mod recall {
+    pub use persist_recall::*;
+}
+
 /// What an app using persist imports: `use persist::prelude::*;` brings in the traits whose
 /// methods it calls ([`PipelineExt`]: fork, prune, pop, cleanup, compaction, live replies).
 pub mod prelude {
     pub use persist_ops::PipelineExt;
+    #[cfg(feature = "recall")]
+    pub use persist_recall::RecallExt;
 }
 
 pub mod store_url;

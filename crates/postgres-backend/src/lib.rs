@@ -147,6 +147,7 @@ mod schema;
 mod search;
 mod statistics;
 mod summaries;
+mod vectors;
 
 use std::fmt;
 use std::sync::Arc;
@@ -161,6 +162,7 @@ use persist_core::session::{
     StoredBinding,
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
+use persist_core::vector::{Nearest, Neighbour};
 use persist_core::{
     Backend, Capabilities, Consistency, Context, Message, Page, PersistArgs, PersistError, PersistResult, Result,
     Thread,
@@ -374,6 +376,11 @@ impl Backend for PostgresBackend {
         self.read(&query.context, async |conn| search::search(conn, &self.search_sql, &query).await).await
     }
 
+    async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
+        let read = async |conn: &mut PgConnection| vectors::nearest(conn, &query).await;
+        self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let read = async |conn: &mut PgConnection| branches::branches(conn, &query).await;
         self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
@@ -382,7 +389,7 @@ impl Backend for PostgresBackend {
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
         let caps = caps.with_restore(true).with_feed(self.feed.is_some()).with_branches(true);
-        caps.with_summaries(true).with_search(self.search)
+        caps.with_summaries(true).with_search(self.search).with_vectors(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

@@ -23,6 +23,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (12, "content form in plpgsql", include_str!("../migrations/0012_content_form_in_plpgsql.sql")),
     (13, "thread activity by second", include_str!("../migrations/0013_thread_activity_by_second.sql")),
     (14, "messages view", include_str!("../migrations/0014_messages_view.sql")),
+    (15, "embeddings", include_str!("../migrations/0015_embeddings.sql")),
 ];
 
 /// The migrations, in version order.

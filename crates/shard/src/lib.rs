@@ -98,6 +98,7 @@ use persist_core::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
+use persist_core::vector::{Nearest, Neighbour};
 use persist_core::{Backend, Capabilities, Pipeline};
 use persist_core::{Message, Thread, Timestamp};
 use persist_core::{PersistError, Result};
@@ -277,7 +278,7 @@ impl Shards {
 impl Backend for Shards {
     async fn apply(&self, args: PersistArgs) -> Result<PersistResult> {
         // A delete finds what is there: a tenant without a record has nothing to delete.
-        let place = !matches!(args, PersistArgs::Delete(_));
+        let place = !matches!(args, PersistArgs::Delete(_) | PersistArgs::Embed(_));
         let store = self.writing(args.context().tenant(), place).await?;
         store.apply(args).await
     }
@@ -308,6 +309,10 @@ impl Backend for Shards {
         }
         let pages = every(self.stores().map(|store| boxed(store.search(query.clone())))).await?;
         Ok(merge::search(&query, pages, Some(&self.inner.hidden)))
+    }
+
+    async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
+        self.reading(query.context.tenant()).await?.nearest(query).await
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {

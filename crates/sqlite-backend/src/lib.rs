@@ -122,6 +122,7 @@ mod reads;
 mod rows;
 mod search;
 mod summaries;
+mod vectors;
 mod wal;
 mod writer;
 
@@ -147,6 +148,7 @@ use persist_core::session::{
     StoredBinding,
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
+use persist_core::vector::{Nearest, Neighbour};
 use persist_core::{
     AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId,
     TenantId, Thread, ThreadId,
@@ -390,6 +392,14 @@ impl Backend for SqliteBackend {
         search::search(&self.shared.readers, &query).await
     }
 
+    /// An exact scan, on a blocking thread: a user's thousands of vectors take milliseconds.
+    async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
+        let shared = Arc::clone(&self.shared);
+        tokio::task::spawn_blocking(move || vectors::nearest(&shared.direct, &query))
+            .await
+            .map_err(|e| PersistError::backend("finding the nearest messages", e))?
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         tokio::task::consume_budget().await;
         self.shared.direct.branches(&query)
@@ -398,7 +408,7 @@ impl Backend for SqliteBackend {
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
         let caps = caps.with_restore(true).with_feed(self.shared.hub.is_some()).with_branches(true);
-        caps.with_summaries(true).with_search(self.shared.search)
+        caps.with_summaries(true).with_search(self.shared.search).with_vectors(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

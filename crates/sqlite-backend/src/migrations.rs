@@ -37,6 +37,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (16, "compact feed", include_str!("../migrations/0016_compact_feed.sql")),
     (17, "compact messages", include_str!("../migrations/0017_compact_messages.sql")),
     (18, "messages view", include_str!("../migrations/0018_messages_view.sql")),
+    (19, "embeddings", include_str!("../migrations/0019_embeddings.sql")),
 ];
 
 /// The migrations, in version order.

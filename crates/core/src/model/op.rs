@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 26);
+/// assert_eq!(PersistOp::ALL.len(), 28);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -73,11 +73,15 @@ pub enum PersistOp {
     Lease,
     /// Search messages' text (see [`search`](crate::search)).
     Search,
+    /// Write a message's embedding (see [`vector`](crate::vector)).
+    Embed,
+    /// Find the messages nearest a vector (see [`vector`](crate::vector)).
+    Nearest,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 26] = [
+    pub const ALL: [PersistOp; 28] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -104,6 +108,8 @@ impl PersistOp {
         Self::Compacted,
         Self::Lease,
         Self::Search,
+        Self::Embed,
+        Self::Nearest,
     ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
@@ -140,6 +146,8 @@ impl PersistOp {
             Self::Compacted => "compacted",
             Self::Lease => "lease",
             Self::Search => "search",
+            Self::Embed => "embed",
+            Self::Nearest => "nearest",
         }
     }
 
@@ -162,6 +170,7 @@ impl PersistOp {
                 | Self::Summaries
                 | Self::Compacted
                 | Self::Search
+                | Self::Nearest
         )
     }
 

@@ -19,6 +19,7 @@ use crate::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
 use crate::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
+use crate::vector::{Nearest, Neighbour};
 
 /// What a backend can do beyond the required contract; the conformance suite gates its
 /// optional checks on these.
@@ -61,6 +62,8 @@ pub struct Capabilities {
     /// [`Backend::search`] answers (see [`search`](crate::search)). A backend whose index can
     /// be turned off declares it only while it is on.
     pub search: bool,
+    /// Stores embeddings and answers [`Nearest`] (see [`vector`](crate::vector)).
+    pub vectors: bool,
 }
 
 impl Capabilities {
@@ -117,6 +120,12 @@ impl Capabilities {
         self
     }
 
+    /// Sets [`vectors`](Self::vectors).
+    pub fn with_vectors(mut self, vectors: bool) -> Self {
+        self.vectors = vectors;
+        self
+    }
+
     /// What both can do: for a store made of others, each request going to one of them.
     ///
     /// ```
@@ -135,6 +144,7 @@ impl Capabilities {
             branches: self.branches && other.branches,
             summaries: self.summaries && other.summaries,
             search: self.search && other.search,
+            vectors: self.vectors && other.vectors,
         }
     }
 }
@@ -285,6 +295,28 @@ pub trait Backend: Send + Sync + 'static {
 
     /// What this backend supports beyond the required contract.
     fn capabilities(&self) -> Capabilities;
+
+    /// The messages whose embeddings are nearest a [`Nearest`]'s query, most similar first (see
+    /// [`vector`](crate::vector) for the rules every backend keeps). A backend that stores
+    /// embeddings declares [`Capabilities::vectors`] and answers
+    /// [`Embed`](crate::vector::Embed) in [`apply`](Self::apply); the default answers
+    /// `Unsupported`.
+    ///
+    /// # Behavior
+    ///
+    /// `InvalidInput` per [`Nearest::validate`], for a query of another length than its model's
+    /// vectors in the tenant ([`vector::dimensions_mismatch`](crate::vector::dimensions_mismatch)),
+    /// and for a model no vector of the tenant uses while others do
+    /// ([`vector::unknown_model`](crate::vector::unknown_model)). Compares the query's unit
+    /// vector with every stored vector of its model in scope (the context's tenant; one thread
+    /// with [`Nearest::thread_id`]; threads whose metadata contains the thread filter), of
+    /// messages passing [`Nearest::admits`] in live threads, by
+    /// [`vector::similarity`](crate::vector::similarity), and answers through
+    /// [`Nearest::answer`].
+    fn nearest(&self, query: Nearest) -> impl Future<Output = Result<Vec<Neighbour>>> + Send {
+        let _ = query;
+        async { Err(PersistError::Unsupported { what: "embeddings and nearest reads on this backend".into() }) }
+    }
 
     /// A page of the messages whose text matches a [`Search`], newest first (see
     /// [`search`](crate::search) for the rules every backend keeps). A backend that searches
@@ -540,6 +572,10 @@ impl<B: Backend> Backend for Arc<B> {
 
     fn search(&self, query: Search) -> impl Future<Output = Result<Page<SearchHit, SearchCursor>>> + Send {
         (**self).search(query)
+    }
+
+    fn nearest(&self, query: Nearest) -> impl Future<Output = Result<Vec<Neighbour>>> + Send {
+        (**self).nearest(query)
     }
 
     fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {

@@ -221,6 +221,15 @@ impl Pipeline {
         search, crate::search::Search, Search => Search, Page<crate::search::SearchHit, crate::search::SearchCursor>, |page| page
     );
     typed_call!(
+        /// Writes a message's embedding (its vector and model); see [`vector`](crate::vector).
+        embed, crate::vector::Embed, Embed => Embedded, crate::vector::Embedded, |r| r
+    );
+    typed_call!(
+        /// Finds the request's tenant's messages whose embeddings are nearest its vector, most
+        /// similar first; see [`vector`](crate::vector).
+        nearest, crate::vector::Nearest, Nearest => Nearest, Vec<crate::vector::Neighbour>, |found| found
+    );
+    typed_call!(
         /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
         /// [`across_tenants`](FindStranded::across_tenants) (maintenance;
         /// `cleanup_stranded`, in `persist-ops`, marks them interrupted).
@@ -437,6 +446,13 @@ impl Backend for Pipeline {
 
     fn branches(&self, query: ListBranches) -> impl Future<Output = Result<Branches>> + Send {
         Pipeline::branches(self, query)
+    }
+
+    fn nearest(
+        &self,
+        query: crate::vector::Nearest,
+    ) -> impl Future<Output = Result<Vec<crate::vector::Neighbour>>> + Send {
+        Pipeline::nearest(self, query)
     }
 
     fn summaries(

@@ -88,6 +88,8 @@ impl Scoped {
     scoped_call!(/** Reads one thread. */ get_thread, GetThread => Option<Thread>);
     scoped_call!(/** Lists a page of a thread's messages. */ list, ListMessages => Page<Message>);
     scoped_call!(/** Lists a message's siblings or a thread's leaves; see [`Pipeline::branches`]. */ branches, ListBranches => Branches);
+    scoped_call!(/** Writes a message's embedding; see [`Pipeline::embed`]. */ embed, crate::vector::Embed => crate::vector::Embedded);
+    scoped_call!(/** Finds the scope's messages nearest a vector; see [`Pipeline::nearest`]. */ nearest, crate::vector::Nearest => Vec<crate::vector::Neighbour>);
     /// Lists a page of the scope's threads.
     ///
     /// # Errors

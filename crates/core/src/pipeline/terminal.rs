@@ -130,6 +130,10 @@ impl<B: Backend> Future for TerminalFuture<B> {
                     let what = format!("`{}` (summaries and leases) on this backend", args.op());
                     return Poll::Ready(Err(PersistError::Unsupported { what: what.into() }));
                 }
+                State::Start { backend, args } if args.uses_vectors() && !backend.capabilities().vectors => {
+                    let what = format!("`{}` (embeddings) on this backend", args.op());
+                    return Poll::Ready(Err(PersistError::Unsupported { what: what.into() }));
+                }
                 // Reads, session requests and pings go to the backend method of the same name.
                 State::Start { backend, args } if !args.op().is_message_write() => {
                     this.state = State::Waiting(answer(backend, args));
@@ -162,6 +166,7 @@ fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, 
             PersistArgs::List(query) => PersistResult::Messages(backend.list(query).await?),
             PersistArgs::Threads(query) => PersistResult::Threads(backend.threads(query).await?),
             PersistArgs::Search(query) => PersistResult::Search(backend.search(query).await?),
+            PersistArgs::Nearest(query) => PersistResult::Nearest(backend.nearest(query).await?),
             PersistArgs::Branches(query) => PersistResult::Branches(backend.branches(query).await?),
             PersistArgs::FindStranded(query) => PersistResult::Stranded(backend.stranded(query).await?),
             PersistArgs::Resolve(query) => PersistResult::Resolved(backend.resolve(query).await?),

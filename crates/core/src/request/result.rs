@@ -13,6 +13,7 @@ pub use crate::restore::Restored;
 use crate::search::{SearchCursor, SearchHit};
 use crate::session::{Resolution, SessionBinding, StoredBinding};
 use crate::summary::{Compacted, Summarized, Summary};
+use crate::vector::{Embedded, Neighbour};
 
 /// Answer to an `add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -202,6 +203,11 @@ pub enum PersistResult {
     /// A page of a `search`.
     #[serde(skip)]
     Search(Page<SearchHit, SearchCursor>),
+    /// The embedding an `embed` wrote.
+    Embedded(Embedded),
+    /// The messages a `nearest` found, most similar first.
+    #[serde(skip)]
+    Nearest(Vec<Neighbour>),
 }
 
 impl PersistResult {
@@ -234,6 +240,8 @@ impl PersistResult {
             Self::Compacted(_) => PersistOp::Compacted,
             Self::Lease(_) => PersistOp::Lease,
             Self::Search(_) => PersistOp::Search,
+            Self::Embedded(_) => PersistOp::Embed,
+            Self::Nearest(_) => PersistOp::Nearest,
         }
     }
 
@@ -291,6 +299,7 @@ impl PersistResult {
             Self::TurnAppended(r) => &r.thread_id,
             Self::Bound(b) => &b.thread_id,
             Self::Summarized(r) => &r.summary.thread_id,
+            Self::Embedded(r) => &r.thread_id,
             _ => return None,
         })
     }
@@ -310,6 +319,7 @@ impl PersistResult {
             Self::Summaries(page) => Some(page.items.len()),
             Self::Compacted(found) => Some(found.len()),
             Self::Search(page) => Some(page.items.len()),
+            Self::Nearest(found) => Some(found.len()),
             _ => None,
         }
     }

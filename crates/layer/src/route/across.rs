@@ -1,4 +1,4 @@
-//! Requests across threads (`threads`, `search`, `find_stranded`, `ping`) through a route: every store
+//! Requests across threads (`threads`, `search`, `nearest`, `find_stranded`, `ping`) through a route: every store
 //! the route reaches answers, and the answers are merged into one.
 
 use tower::ServiceExt;
@@ -10,7 +10,10 @@ use persist_core::{PersistArgs, PersistError, PersistOp, PersistResult};
 /// Whether a request of `op` that names no thread goes to every store and the answers are
 /// merged: not a change-feed read, whose positions are each store's own.
 pub(super) fn merges(op: PersistOp) -> bool {
-    matches!(op, PersistOp::Threads | PersistOp::Search | PersistOp::FindStranded | PersistOp::Ping)
+    matches!(
+        op,
+        PersistOp::Threads | PersistOp::Search | PersistOp::Nearest | PersistOp::FindStranded | PersistOp::Ping
+    )
 }
 
 /// Sends `args` to every store (the inner stack's answer first, then each target's, in route
@@ -43,6 +46,16 @@ where
                 other => Err(mismatched(PersistOp::Search, &other)),
             });
             Ok(PersistResult::Search(merge::search(&query, pages.collect::<Result<_, _>>()?, None)))
+        }
+        PersistArgs::Nearest(query) => {
+            let mut found = Vec::new();
+            for answer in answers {
+                match answer {
+                    PersistResult::Nearest(hits) => found.extend(hits),
+                    other => return Err(mismatched(PersistOp::Nearest, &other)),
+                }
+            }
+            Ok(PersistResult::Nearest(query.answer(found)))
         }
         PersistArgs::FindStranded(query) => {
             let lists = answers.into_iter().map(|answer| match answer {

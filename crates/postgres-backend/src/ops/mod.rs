@@ -68,6 +68,7 @@ pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<
             Ok(PersistResult::Summarized(crate::summaries::summarize(conn, summarize).await?))
         }
         PersistArgs::Lease(lease) => Ok(PersistResult::Lease(crate::summaries::lease(conn, lease).await?)),
+        PersistArgs::Embed(embed) => Ok(PersistResult::Embedded(crate::vectors::embed(conn, embed).await?)),
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
     }
 }

@@ -7,6 +7,7 @@
 //! guarded statement touches no row, a diagnosis query says which rule refused it.
 
 mod delete;
+mod embed;
 mod guard;
 mod insert;
 mod insert_sql;
@@ -152,6 +153,7 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
             Ok(PersistResult::Summarized(self::summarize::summarize(conn, summarize, limits).await?))
         }
         PersistArgs::Lease(lease) => Ok(PersistResult::Lease(self::summarize::lease(conn, lease).await?)),
+        PersistArgs::Embed(embed) => Ok(PersistResult::Embedded(self::embed::embed(conn, embed).await?)),
         other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
     }
 }

@@ -24,6 +24,7 @@ use crate::request::search::Search;
 use crate::request::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
 use crate::request::summary::{ListSummaries, ReadCompacted, Summarize};
 pub use crate::request::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage};
+use crate::request::vector::{Embed, Nearest};
 use crate::request::write::nul;
 pub use crate::request::write::{
     Add, Attached, Delete, MAX_APPEND_JOINS, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent,
@@ -116,6 +117,11 @@ pub enum PersistArgs {
     /// Searches messages' text; see [`Search`].
     #[serde(skip)]
     Search(Search),
+    /// Writes a message's embedding; see [`Embed`].
+    Embed(Embed),
+    /// Finds the messages nearest a vector; see [`Nearest`].
+    #[serde(skip)]
+    Nearest(Nearest),
 }
 
 impl PersistArgs {
@@ -148,6 +154,8 @@ impl PersistArgs {
             Self::Compacted(_) => PersistOp::Compacted,
             Self::Lease(_) => PersistOp::Lease,
             Self::Search(_) => PersistOp::Search,
+            Self::Embed(_) => PersistOp::Embed,
+            Self::Nearest(_) => PersistOp::Nearest,
         }
     }
 
@@ -177,6 +185,8 @@ impl PersistArgs {
             Self::Lease(a) => &a.thread_id,
             Self::ReadFeed(a) => return a.thread_id(),
             Self::Search(a) => return a.thread_id(),
+            Self::Embed(a) => &a.thread_id,
+            Self::Nearest(a) => return a.thread_id.as_ref(),
             Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) | Self::SetOnce(_) => return None,
         })
     }
@@ -191,6 +201,7 @@ impl PersistArgs {
             Self::Delete(a) => a.target.message_id(),
             Self::Get(a) => Some(&a.message_id),
             Self::Branches(a) => a.message_id(),
+            Self::Embed(a) => Some(&a.message_id),
             _ => None,
         }
     }
@@ -243,6 +254,12 @@ impl PersistArgs {
         }
     }
 
+    /// Whether the request needs a backend with
+    /// [`Capabilities::vectors`](crate::Capabilities::vectors): `embed` and `nearest`.
+    pub fn uses_vectors(&self) -> bool {
+        matches!(self, Self::Embed(_) | Self::Nearest(_))
+    }
+
     /// The content being written, for `add` and `update_content`.
     pub fn content(&self) -> Option<&Content> {
         match self {
@@ -291,6 +308,8 @@ impl PersistArgs {
             Self::Compacted(a) => &a.context,
             Self::Lease(a) => &a.context,
             Self::Search(a) => &a.context,
+            Self::Embed(a) => &a.context,
+            Self::Nearest(a) => &a.context,
         }
     }
 
@@ -323,6 +342,8 @@ impl PersistArgs {
             Self::Compacted(a) => &mut a.context,
             Self::Lease(a) => &mut a.context,
             Self::Search(a) => &mut a.context,
+            Self::Embed(a) => &mut a.context,
+            Self::Nearest(a) => &mut a.context,
         }
     }
 
@@ -354,6 +375,12 @@ impl PersistArgs {
         }
         if let Self::Lease(lease) = self {
             return lease.validate();
+        }
+        if let Self::Embed(embed) = self {
+            return embed.validate();
+        }
+        if let Self::Nearest(query) = self {
+            return query.validate();
         }
         if let Some(content) = self.content() {
             content.check_depth()?;
@@ -495,7 +522,7 @@ impl From<ListThreads> for PersistArgs {
     }
 }
 
-into_args!(GetThread, FindStranded, ReadFeed, Search);
+into_args!(GetThread, FindStranded, ReadFeed, Search, Embed, Nearest);
 
 impl From<SetOnce> for PersistArgs {
     fn from(request: SetOnce) -> Self {

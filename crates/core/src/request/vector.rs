@@ -1,0 +1,507 @@
+//! Embeddings as data: a message's [`Embedding`] written by [`Embed`], and [`Nearest`], the read
+//! that finds the messages whose embeddings are closest to a query's.
+//!
+//! # What is stored
+//!
+//! An embedding is a model id, its dimensions and a vector of `f32`, stored beside its message:
+//! one per message and model (an `Embed` of the same model again replaces it, which is how a
+//! background job re-embeds). It is written through the pipeline like any write, confined to its
+//! tenant (a message of another tenant is `NotFound`), and it goes with its message: a delete of
+//! the message or its thread, a clear, a purge, retention and truncation remove it in their own
+//! transaction, and a write that changes the content of a finished message removes it (its
+//! meaning changed; embed the new content). A reservation's content is not final: embedding it is
+//! refused.
+//!
+//! Within a tenant a model has one dimension: the first vector of a model fixes it, and a vector
+//! or a query of that model with another length is `InvalidInput`, as is a query of a model no
+//! stored vector of the tenant uses while others do. Nothing is ever compared across models or
+//! lengths (a store written with one and read with another answers an error, never a silent
+//! nonsense ranking).
+//!
+//! # Nearest
+//!
+//! [`Nearest`] answers up to `limit` messages, most similar first, by cosine similarity (vectors
+//! are stored normalized, so it is their dot product), ties by thread id and seq; complete or
+//! interrupted messages only, of live threads, of the context's tenant: one thread, every thread
+//! of the tenant, or the threads whose metadata holds a filter (a user's or a resource's, as the
+//! host names it: [`Nearest::for_resource`]). Every backend ranks exactly (an exact scan of the
+//! scope's vectors), so the same store answers the same hits everywhere.
+//!
+//! A store whose content an encryption layer seals refuses these requests unless the host opts in
+//! to clear vectors: a vector leaks what its text means.
+//!
+//! # Example
+//!
+//! ```
+//! use persist::memory::MemoryBackend;
+//! use persist::vector::{Embed, Embedding, Nearest};
+//! use persist::{args::Add, Content, Pipeline, Role, ThreadId};
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let pipeline = Pipeline::builder().build(MemoryBackend::new());
+//! let thread = ThreadId::new("trip")?;
+//! let added = pipeline.add(Add::new(thread.clone(), Role::User, Content::text("Lisbon in May?"))).await?;
+//! let vector = Embedding::new("my-model", vec![0.9, 0.1, 0.0]);
+//! pipeline.embed(Embed::new(thread.clone(), added.message.id.clone(), vector)).await?;
+//!
+//! let found = pipeline.nearest(Nearest::new(Embedding::new("my-model", vec![1.0, 0.0, 0.0]))).await?;
+//! assert_eq!(found[0].message.id, added.message.id);
+//! assert!(found[0].score > 0.99);
+//! # Ok::<_, persist::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::{Context, context_setter};
+use crate::model::error::{PersistError, Result};
+use crate::model::id::{MessageId, TenantId, ThreadId};
+use crate::model::{Message, Metadata, Role, Status, Timestamp};
+
+/// The most dimensions a vector may have.
+pub const MAX_DIMENSIONS: usize = 4096;
+
+/// The longest model id accepted, in bytes.
+pub const MAX_MODEL_BYTES: usize = 255;
+
+/// The most hits a [`Nearest`] answers.
+pub const MAX_NEAREST: u32 = 1000;
+
+/// The default number of hits of a [`Nearest`].
+pub const DEFAULT_NEAREST: u32 = 10;
+
+/// A vector and the model that made it.
+///
+/// # Example
+///
+/// ```
+/// use persist::vector::Embedding;
+///
+/// let embedding = Embedding::new("text-embedding-3-small", vec![3.0, 4.0]);
+/// assert_eq!(embedding.dimensions(), 2);
+/// assert_eq!(embedding.unit()?, vec![0.6, 0.8]);
+/// assert!(Embedding::new("m", vec![0.0, 0.0]).validate().is_err());
+/// # Ok::<_, persist::PersistError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embedding {
+    model: String,
+    vector: Arc<[f32]>,
+}
+
+impl Embedding {
+    /// `vector`, made by `model`.
+    pub fn new(model: impl Into<String>, vector: impl Into<Arc<[f32]>>) -> Self {
+        Self { model: model.into(), vector: vector.into() }
+    }
+
+    /// The model's id.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// The vector.
+    pub fn vector(&self) -> &[f32] {
+        &self.vector
+    }
+
+    /// The vector's length.
+    pub fn dimensions(&self) -> usize {
+        self.vector.len()
+    }
+
+    /// Checks the embedding: a model id of 1 to [`MAX_MODEL_BYTES`] bytes without control
+    /// characters, 1 to [`MAX_DIMENSIONS`] dimensions, every number finite, not all zero (a zero
+    /// vector has no direction to compare).
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] naming `embedding`.
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |reason: String| Err(PersistError::invalid("embedding", reason));
+        if self.model.is_empty() || self.model.len() > MAX_MODEL_BYTES {
+            return invalid(format!("its model id must be 1 to {MAX_MODEL_BYTES} bytes, got {}", self.model.len()));
+        }
+        if self.model.chars().any(char::is_control) {
+            return invalid("its model id holds a control character".into());
+        }
+        if self.vector.is_empty() || self.vector.len() > MAX_DIMENSIONS {
+            return invalid(format!("must have 1 to {MAX_DIMENSIONS} dimensions, got {}", self.vector.len()));
+        }
+        if let Some(at) = self.vector.iter().position(|x| !x.is_finite()) {
+            return invalid(format!("dimension {at} is not a finite number"));
+        }
+        if self.vector.iter().all(|&x| x == 0.0) {
+            return invalid("is all zeros: it has no direction to compare".into());
+        }
+        Ok(())
+    }
+
+    /// The vector scaled to length 1 (what stores keep and compare), computed in `f64`.
+    ///
+    /// # Errors
+    ///
+    /// As [`validate`](Self::validate).
+    pub fn unit(&self) -> Result<Vec<f32>> {
+        self.validate()?;
+        let norm = self.vector.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+        Ok(self.vector.iter().map(|&x| (f64::from(x) / norm) as f32).collect())
+    }
+}
+
+/// The dot product of two vectors of one length (of unit vectors: their cosine similarity),
+/// summed in `f64` and in order, so every backend that scans computes the same number.
+pub fn similarity(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum::<f64>() as f32
+}
+
+/// A vector as stored in a column of bytes: each number's 4 bytes, little-endian.
+pub fn to_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// A vector read back from [`to_bytes`]; `None` when the length is not a multiple of 4.
+pub fn from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+/// The error of a vector or query whose length is not its model's in this store.
+pub fn dimensions_mismatch(model: &str, stored: usize, given: usize) -> PersistError {
+    PersistError::invalid(
+        "embedding",
+        format!("model `{model}` has {stored} dimensions in this store; this vector has {given}"),
+    )
+}
+
+/// The error of a query of a model no stored vector uses, while `others` are stored.
+pub fn unknown_model(model: &str, others: &[String]) -> PersistError {
+    PersistError::invalid(
+        "embedding",
+        format!(
+            "no vector of model `{model}` is stored here (the stored ones are of {}): \
+             a query is compared with vectors of its own model only",
+            others.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+        ),
+    )
+}
+
+/// Writes a message's embedding; see the [module docs](self).
+///
+/// Answers [`Embedded`]. Errors: `NotFound` when the message does not exist in the context's
+/// tenant; `VersionConflict` when [`expected_version`](Self::expected_version) is set and the
+/// message has moved on (its embedding would describe content it no longer holds);
+/// `InvalidInput` for a bad vector, one of another length than the model's in this tenant, or a
+/// message still `Reserved`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Embed {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The message.
+    pub message_id: MessageId,
+    /// The vector and its model.
+    pub embedding: Embedding,
+    /// Write only if the message is at this version (the one whose content was embedded).
+    pub expected_version: Option<u64>,
+    /// Who is asking.
+    #[serde(skip)]
+    pub context: Context,
+}
+
+impl Embed {
+    /// The embedding of message `message_id` of `thread_id`.
+    pub fn new(thread_id: ThreadId, message_id: MessageId, embedding: Embedding) -> Self {
+        Self { thread_id, message_id, embedding, expected_version: None, context: Context::new() }
+    }
+
+    /// Writes only if the message is at `version`.
+    pub fn with_expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    context_setter!();
+
+    /// Checks the request; backends call this first.
+    ///
+    /// # Errors
+    ///
+    /// As [`Embedding::validate`].
+    pub fn validate(&self) -> Result<()> {
+        self.embedding.validate()
+    }
+
+    /// The error of embedding a reservation.
+    pub fn reserved(&self) -> PersistError {
+        PersistError::invalid(
+            "message_id",
+            format!("{} is still reserved: embed its content once it is finished", self.message_id),
+        )
+    }
+
+    /// The error of a message at another version than [`expected_version`](Self::expected_version).
+    pub fn conflict(&self, actual: u64) -> PersistError {
+        PersistError::VersionConflict {
+            thread_id: self.thread_id.clone(),
+            message_id: Some(self.message_id.clone()),
+            expected: self.expected_version.unwrap_or_default(),
+            actual,
+        }
+    }
+}
+
+/// Answer to an [`Embed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Embedded {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The message.
+    pub message_id: MessageId,
+    /// The message's version the embedding describes.
+    pub version: u64,
+}
+
+impl Embedded {
+    /// The answer for message `message_id` of `thread_id` at `version`.
+    pub fn new(thread_id: ThreadId, message_id: MessageId, version: u64) -> Self {
+        Self { thread_id, message_id, version }
+    }
+}
+
+/// Finds the messages whose embeddings are nearest a query's; see the [module docs](self).
+///
+/// # Example
+///
+/// ```
+/// use persist::vector::{Embedding, Nearest};
+/// use persist::{Role, ThreadId};
+///
+/// let query = Nearest::new(Embedding::new("m", vec![0.1, 0.2]))
+///     .for_resource("user_id", "u_42")
+///     .with_roles([Role::User])
+///     .with_limit(5);
+/// assert_eq!(query.thread_filter.get("user_id"), Some(&"u_42".into()));
+/// assert!(query.validate().is_ok());
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Nearest {
+    /// The query's vector and model.
+    pub query: Embedding,
+    /// Only this thread's messages (every thread of the tenant when `None`).
+    pub thread_id: Option<ThreadId>,
+    /// Only messages of threads whose metadata contains every key of this object with an equal
+    /// value (as [`ListThreads::with_filter`](crate::read::ListThreads::with_filter)).
+    pub thread_filter: Metadata,
+    /// Only messages of these roles (any role when empty).
+    pub roles: Vec<Role>,
+    /// Only messages created at or after this instant.
+    pub since: Option<Timestamp>,
+    /// Only messages created before this instant.
+    pub until: Option<Timestamp>,
+    /// Only interrupted messages (`Some(true)`), only complete ones (`Some(false)`), or both.
+    pub interrupted: Option<bool>,
+    /// How many hits, 1 to [`MAX_NEAREST`] (default [`DEFAULT_NEAREST`]).
+    pub limit: u32,
+    /// Who is asking: its tenant's messages are searched.
+    pub context: Context,
+}
+
+impl Nearest {
+    /// The [`DEFAULT_NEAREST`] messages of the context's tenant nearest `query`.
+    pub fn new(query: Embedding) -> Self {
+        Self {
+            query,
+            thread_id: None,
+            thread_filter: Metadata::new(),
+            roles: Vec::new(),
+            since: None,
+            until: None,
+            interrupted: None,
+            limit: DEFAULT_NEAREST,
+            context: Context::new(),
+        }
+    }
+
+    /// Only messages of `thread_id`.
+    pub fn in_thread(mut self, thread_id: ThreadId) -> Self {
+        self.thread_id = Some(thread_id);
+        self
+    }
+
+    /// Only messages of threads whose metadata contains `filter`.
+    pub fn with_thread_filter(mut self, filter: Metadata) -> Self {
+        self.thread_filter = filter;
+        self
+    }
+
+    /// Only messages of the threads whose metadata `key` is `value` (a user's or a resource's
+    /// threads, as the host marks them).
+    pub fn for_resource(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.thread_filter = std::mem::take(&mut self.thread_filter).with(key, value.into());
+        self
+    }
+
+    /// Only messages of `roles`.
+    pub fn with_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.roles = roles.into_iter().collect();
+        self
+    }
+
+    /// Only messages created at or after `since`.
+    pub fn since(mut self, since: Timestamp) -> Self {
+        self.since = Some(since);
+        self
+    }
+
+    /// Only messages created before `until`.
+    pub fn until(mut self, until: Timestamp) -> Self {
+        self.until = Some(until);
+        self
+    }
+
+    /// Only interrupted messages (`true`) or only complete ones (`false`).
+    pub fn only_interrupted(mut self, interrupted: bool) -> Self {
+        self.interrupted = Some(interrupted);
+        self
+    }
+
+    /// How many hits.
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    context_setter!();
+
+    /// The tenant searched (the context's).
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.context.tenant()
+    }
+
+    /// Checks the request; backends call this first.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] for a bad query vector (`embedding`), a limit of 0 or over
+    /// [`MAX_NEAREST`] (`limit`), a time range that holds no instant (`until`), or a filter no
+    /// metadata can hold (`thread_filter`).
+    pub fn validate(&self) -> Result<()> {
+        self.query.validate()?;
+        if self.limit == 0 || self.limit > MAX_NEAREST {
+            return Err(PersistError::invalid(
+                "limit",
+                format!("must be between 1 and {MAX_NEAREST}, got {}", self.limit),
+            ));
+        }
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && until <= since
+        {
+            return Err(PersistError::invalid("until", "is not after `since`: the range holds no instant"));
+        }
+        self.thread_filter.check_depth().map_err(|_| PersistError::invalid("thread_filter", "is nested too deep"))?;
+        if self.thread_filter.has_nul() {
+            return Err(crate::request::write::nul("thread_filter"));
+        }
+        Ok(())
+    }
+
+    /// Whether a message passes the filters other than its thread's (role, time range,
+    /// status): what a backend that scans applies.
+    pub fn admits(&self, message: &Message) -> bool {
+        let status_ok = match self.interrupted {
+            None => message.status != Status::Reserved,
+            Some(true) => message.status == Status::Interrupted,
+            Some(false) => message.status == Status::Complete,
+        };
+        status_ok
+            && (self.roles.is_empty() || self.roles.contains(&message.role))
+            && self.since.is_none_or(|since| message.created_at >= since)
+            && self.until.is_none_or(|until| message.created_at < until)
+    }
+
+    /// The answer from `scored` candidates (each with its thread's tenant and its similarity):
+    /// the [`limit`](Self::limit) best, most similar first, ties by thread id and seq.
+    pub fn answer(&self, mut scored: Vec<Neighbour>) -> Vec<Neighbour> {
+        scored.sort_by(nearest_first);
+        scored.truncate(self.limit as usize);
+        scored
+    }
+}
+
+/// The order of hits: most similar first, ties by thread id, then seq, ascending.
+pub fn nearest_first(a: &Neighbour, b: &Neighbour) -> std::cmp::Ordering {
+    b.score
+        .total_cmp(&a.score)
+        .then_with(|| a.message.thread_id.as_str().cmp(b.message.thread_id.as_str()))
+        .then(a.message.seq.cmp(&b.message.seq))
+}
+
+/// A message a [`Nearest`] found.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Neighbour {
+    /// The tenant of the message's thread, if any.
+    pub tenant: Option<TenantId>,
+    /// The message.
+    pub message: Message,
+    /// Its cosine similarity to the query, from -1 to 1 (higher is nearer).
+    pub score: f32,
+}
+
+impl Neighbour {
+    /// `message`, of `tenant`, at `score`.
+    pub fn new(tenant: Option<TenantId>, message: Message, score: f32) -> Self {
+        Self { tenant, message, score }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(result: Result<()>) -> &'static str {
+        match result.unwrap_err() {
+            PersistError::InvalidInput { field, .. } => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_vectors_are_refused_by_name() {
+        assert!(Embedding::new("m", vec![1.0]).validate().is_ok());
+        for bad in [
+            Embedding::new("", vec![1.0]),
+            Embedding::new("m\n", vec![1.0]),
+            Embedding::new("m".repeat(256), vec![1.0]),
+            Embedding::new("m", Vec::new()),
+            Embedding::new("m", vec![1.0; MAX_DIMENSIONS + 1]),
+            Embedding::new("m", vec![1.0, f32::NAN]),
+            Embedding::new("m", vec![f32::INFINITY]),
+            Embedding::new("m", vec![0.0, -0.0]),
+        ] {
+            assert_eq!(field(bad.validate()), "embedding", "{bad:?}");
+        }
+        let query = Nearest::new(Embedding::new("m", vec![1.0]));
+        assert_eq!(field(query.clone().with_limit(0).validate()), "limit");
+        assert_eq!(field(query.clone().with_limit(MAX_NEAREST + 1).validate()), "limit");
+        let at = Timestamp::from_micros(5);
+        assert_eq!(field(query.since(at).until(at).validate()), "until");
+    }
+
+    #[test]
+    fn vectors_round_trip_as_bytes_and_compare_as_cosines() {
+        let unit = Embedding::new("m", vec![3.0, -4.0, 0.0]).unit().unwrap();
+        assert_eq!(from_bytes(&to_bytes(&unit)).unwrap(), unit);
+        assert!(from_bytes(&[0, 1, 2]).is_none());
+        assert!((similarity(&unit, &unit) - 1.0).abs() < 1e-6);
+        let opposite: Vec<f32> = unit.iter().map(|x| -x).collect();
+        assert!((similarity(&unit, &opposite) + 1.0).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,79 @@
+//! Embeddings and nearest reads: vectors kept in their messages' records (so whatever removes a
+//! message removes them), each model's dimensions per tenant, an exact scan.
+
+use std::sync::Arc;
+
+use persist_core::vector::{Embed, Embedded, Nearest, Neighbour, dimensions_mismatch, similarity, unknown_model};
+use persist_core::{PersistError, Result, Status};
+
+use crate::state::State;
+
+impl State {
+    pub(crate) fn embed(&mut self, embed: &Embed) -> Result<Embedded> {
+        let unit: Arc<[f32]> = embed.embedding.unit()?.into();
+        let tenant = embed.context.tenant();
+        let model = embed.embedding.model();
+        if let Some(&stored) = self.models.get(&(tenant.cloned(), model.to_owned()))
+            && stored != unit.len()
+        {
+            return Err(dimensions_mismatch(model, stored, unit.len()));
+        }
+        let missing = || PersistError::not_found(&embed.thread_id, Some(&embed.message_id));
+        let ts = self.writable(&embed.thread_id, tenant, Some(&embed.message_id)).map_err(|error| match error {
+            // The thread's messages are gone with it.
+            PersistError::ThreadDeleted { .. } => missing(),
+            other => other,
+        })?;
+        let record = ts.messages.by_id_mut(&embed.message_id).ok_or_else(missing)?;
+        if record.status == Status::Reserved {
+            return Err(embed.reserved());
+        }
+        if embed.expected_version.is_some_and(|expected| expected != record.version) {
+            return Err(embed.conflict(record.version));
+        }
+        let dims = unit.len();
+        record.set_embedding(model, unit);
+        let version = record.version;
+        self.models.entry((tenant.cloned(), model.to_owned())).or_insert(dims);
+        Ok(Embedded::new(embed.thread_id.clone(), embed.message_id.clone(), version))
+    }
+
+    pub(crate) fn nearest(&self, query: &Nearest) -> Result<Vec<Neighbour>> {
+        query.validate()?;
+        let tenant = query.tenant();
+        let model = query.query.model();
+        match self.models.get(&(tenant.cloned(), model.to_owned())) {
+            Some(&stored) if stored != query.query.dimensions() => {
+                return Err(dimensions_mismatch(model, stored, query.query.dimensions()));
+            }
+            Some(_) => {}
+            None => {
+                let mut others: Vec<String> =
+                    self.models.keys().filter(|(t, _)| t.as_ref() == tenant).map(|(_, m)| m.clone()).collect();
+                if others.is_empty() {
+                    return Ok(Vec::new());
+                }
+                others.sort();
+                return Err(unknown_model(model, &others));
+            }
+        }
+        let unit = query.query.unit()?;
+        let threads = self.threads.values().filter(|ts| {
+            ts.thread.tenant.as_ref() == tenant
+                && !ts.thread.is_deleted()
+                && query.thread_id.as_ref().is_none_or(|id| id == &ts.thread.id)
+                && ts.thread.metadata.contains(&query.thread_filter)
+        });
+        let mut scored = Vec::new();
+        for ts in threads {
+            for record in ts.messages.iter() {
+                let Some(vector) = record.embedding(model) else { continue };
+                let message = record.to_message(&ts.thread.id)?;
+                if query.admits(&message) {
+                    scored.push(Neighbour::new(tenant.cloned(), message, similarity(&unit, vector)));
+                }
+            }
+        }
+        Ok(query.answer(scored))
+    }
+}

@@ -1,0 +1,49 @@
+//! Semantic recall for persist: the earlier messages most like a new one, by their embeddings,
+//! in a thread, a tenant or a user's threads, with their neighbours, for a model's context.
+//!
+//! persist owns the data and the app owns the model: the stores keep each message's vector
+//! ([`persist_core::vector`]: written by an `Embed` request, removed with its message, compared
+//! exactly), and this crate adds what runs on top:
+//!
+//! - [`Embedder`]: the app's embedding model, which persist calls; [`HashEmbedder`], a
+//!   deterministic one (feature hashing) for tests and examples;
+//! - [`AutoEmbedLayer`]: embeds what is written, as it is written, through the pipeline;
+//! - [`RecallExt::recall`]: a [`Recall`] read: nearest by vector, fused with full-text search by
+//!   reciprocal rank fusion when given keywords, each hit with the messages around it.
+//!
+//! # Example
+//!
+//! ```
+//! use persist::memory::MemoryBackend;
+//! use persist::recall::{AutoEmbedLayer, HashEmbedder, Recall, RecallExt};
+//! use persist::args::{Add, Update};
+//! use persist::{Content, Context, Metadata, Pipeline, Role, TenantId, ThreadId};
+//! use serde_json::json;
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let embedder = HashEmbedder::new(384);
+//! let pipeline = Pipeline::builder().layer(AutoEmbedLayer::new(embedder.clone())).build(MemoryBackend::new());
+//! let acme = pipeline.scoped(Context::new().with_tenant(TenantId::new("acme")?));
+//!
+//! // Two threads of one user (the host marks a thread's user in its metadata).
+//! for (thread, text) in [("monday", "My flight to Lisbon leaves at 9"), ("tuesday", "Remind me to water the plants")] {
+//!     let thread = ThreadId::new(thread)?;
+//!     acme.add(Add::new(thread.clone(), Role::User, Content::text(text))).await?;
+//!     acme.update(Update::thread(thread).with_metadata(Metadata::new().with("user_id", json!("u1")))).await?;
+//! }
+//! let found = acme.recall(&embedder, Recall::new("when is my flight?").for_resource("user_id", "u1").with_limit(1)).await?;
+//! assert_eq!(found.hits[0].message.thread_id.as_str(), "monday");
+//! # Ok::<_, persist::PersistError>(())
+//! # }).unwrap();
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
+mod embedder;
+mod layer;
+mod recall;
+
+pub use self::embedder::{Embedder, HashEmbedder};
+pub use self::layer::{AutoEmbed, AutoEmbedLayer};
+pub use self::recall::{MAX_MESSAGE_RANGE, MAX_RECALL, RRF_K, Recall, RecallExt, RecallHit, Recalled};

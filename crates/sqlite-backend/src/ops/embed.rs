@@ -1,0 +1,74 @@
+//! `embed`: a message's vector, stored beside it (the tables of version 19).
+
+use persist_core::PersistError;
+use persist_core::vector::{Embed, Embedded, dimensions_mismatch, to_bytes};
+use sqlx::{Row, SqliteConnection};
+
+use super::{OpResult, refused, sql};
+use crate::rows::{packed_id, tenant_key, thread_key};
+
+pub(super) async fn embed(conn: &mut SqliteConnection, embed: &Embed) -> OpResult<Embedded> {
+    let unit = embed.embedding.unit().map_err(refused)?;
+    let tenant = tenant_key(embed.context.tenant());
+    let model = embed.embedding.model();
+    let stored: Option<i64> =
+        sqlx::query_scalar("SELECT dims FROM persist_embedding_models WHERE tenant = ?1 AND model = ?2")
+            .bind(tenant)
+            .bind(model)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sql("reading a model's dimensions"))?;
+    if let Some(stored) = stored.and_then(|dims| usize::try_from(dims).ok())
+        && stored != unit.len()
+    {
+        return Err(refused(dimensions_mismatch(model, stored, unit.len())));
+    }
+    // A deleted thread's messages are gone with it: its key finds none.
+    let row = sqlx::query(concat!(
+        "SELECT m.row AS row, m.thread AS thread, m.status AS status, m.version AS version \
+           FROM persist_messages m \
+          WHERE m.thread = ",
+        thread_key!("?3", "?1"),
+        " AND m.message_id = ",
+        packed_id!("?2"),
+        " AND NOT EXISTS (SELECT 1 FROM threads t WHERE t.key = m.thread AND t.deleted_at IS NOT NULL)"
+    ))
+    .bind(embed.thread_id.as_str())
+    .bind(embed.message_id.as_str())
+    .bind(tenant)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sql("reading the message to embed"))?
+    .ok_or_else(|| refused(PersistError::not_found(&embed.thread_id, Some(&embed.message_id))))?;
+    let read = |column: &'static str| row.try_get::<i64, _>(column).map_err(sql("reading the message to embed"));
+    let (message_row, thread) = (read("row")?, read("thread")?);
+    let version = u64::try_from(read("version")?).unwrap_or_default();
+    let status: Option<String> = row.try_get("status").map_err(sql("reading the message to embed"))?;
+    if status.as_deref() == Some("reserved") {
+        return Err(refused(embed.reserved()));
+    }
+    if embed.expected_version.is_some_and(|expected| expected != version) {
+        return Err(refused(embed.conflict(version)));
+    }
+    sqlx::query(
+        "INSERT INTO persist_embedding_models (tenant, model, dims) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(model)
+    .bind(i64::try_from(unit.len()).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await
+    .map_err(sql("recording a model's dimensions"))?;
+    sqlx::query(
+        "INSERT INTO persist_embeddings (row, model, thread, vector) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (row, model) DO UPDATE SET vector = excluded.vector",
+    )
+    .bind(message_row)
+    .bind(model)
+    .bind(thread)
+    .bind(to_bytes(&unit))
+    .execute(&mut *conn)
+    .await
+    .map_err(sql("writing an embedding"))?;
+    Ok(Embedded::new(embed.thread_id.clone(), embed.message_id.clone(), version))
+}

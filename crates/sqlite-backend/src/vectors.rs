@@ -1,0 +1,168 @@
+//! `nearest` (see `persist::vector`): an exact scan of the scope's vectors of one model, on a
+//! rusqlite read connection (each vector compared where SQLite hands its bytes over, never
+//! copied), keeping the best `limit`; then the messages of those, by row.
+//!
+//! An exact scan is what `sqlite-vec`'s `vec0` tables do too (a brute-force pass over the
+//! vectors, in C): at the sizes one user's conversations reach it answers in milliseconds
+//! (BENCHMARKS.md, "Recall"), and it needs no extension loaded into the connection.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use persist_core::Result;
+use persist_core::vector::{Nearest, Neighbour, dimensions_mismatch, unknown_model};
+use rusqlite::types::ValueRef;
+
+use crate::direct::{DirectReads, map};
+use crate::reads::{metadata_contains, same_node};
+use crate::rows::{self, json, packed_role, tenant_key};
+
+/// The scope's vectors of model `?2`: threads of tenant `?1` (one thread `?3`; a metadata filter
+/// `?4`), live, then each thread's vectors, then their messages' filters: `?5`/`?6` the time range,
+/// `?7` the roles (a JSON array), `?8` 1 for interrupted only, 0 for complete only.
+const SCAN_SQL: &str = concat!(
+    "SELECT e.row, e.vector, t.thread_id, m.seq \
+       FROM threads t CROSS JOIN persist_embeddings e ON e.thread = t.key AND e.model = ?2 \
+            CROSS JOIN persist_messages m ON m.row = e.row \
+      WHERE t.tenant = ?1 AND t.deleted_at IS NULL AND (?3 IS NULL OR t.thread_id = ?3) \
+        AND (?4 IS NULL OR ",
+    metadata_contains!("t.metadata", "?4"),
+    ") AND m.status IS NOT 'reserved' \
+        AND (?8 IS NULL OR (?8 = 1) = (m.status IS 'interrupted')) \
+        AND (?5 IS NULL OR m.created_at >= ?5) AND (?6 IS NULL OR m.created_at < ?6) \
+        AND (?7 IS NULL OR m.role IN (SELECT ",
+    packed_role!("value"),
+    " FROM json_each(?7)))"
+);
+
+/// A message found by its row, with its thread's id.
+const MESSAGE_SQL: &str = concat!(
+    "SELECT t.thread_id AS thread_id, m.message_id, m.seq, m.parent_seq, m.role, m.content, m.content_form, \
+            m.metadata, m.status, m.version, m.idempotency_key, m.created_at, m.updated_at \
+       FROM persist_messages m JOIN threads t ON t.key = m.thread WHERE m.row = ?1"
+);
+
+/// A vector compared: its score, and what breaks ties (thread id, then seq, ascending).
+struct Candidate {
+    score: f32,
+    thread_id: String,
+    seq: i64,
+    row: i64,
+}
+
+/// Better first: a higher score, then a smaller thread id and seq. The heap keeps the worst of
+/// the best on top.
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then_with(|| self.thread_id.cmp(&other.thread_id))
+            .then(self.seq.cmp(&other.seq))
+    }
+}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Candidate {}
+
+/// The dot product of `unit` and a stored vector's bytes (as `persist_core::vector::similarity`
+/// computes it); `None` when the bytes are not a vector of `unit`'s length.
+fn score(unit: &[f32], bytes: &[u8]) -> Option<f32> {
+    if bytes.len() != unit.len() * 4 {
+        return None;
+    }
+    let sum: f64 = bytes
+        .chunks_exact(4)
+        .zip(unit)
+        .map(|(b, &q)| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])) * f64::from(q))
+        .sum();
+    Some(sum as f32)
+}
+
+pub(crate) fn nearest(direct: &DirectReads, query: &Nearest) -> Result<Vec<Neighbour>> {
+    query.validate()?;
+    let unit = query.query.unit()?;
+    let tenant = tenant_key(query.tenant());
+    let model = query.query.model();
+    let failed = |e| map("finding the nearest messages", e);
+    direct.with(|conn| {
+        // One snapshot for the model's dimensions, the scan and the messages.
+        let tx = conn.unchecked_transaction().map_err(failed)?;
+        let stored: Option<i64> = tx
+            .prepare_cached("SELECT dims FROM persist_embedding_models WHERE tenant = ?1 AND model = ?2")
+            .and_then(|mut s| s.query_row((tenant, model), |row| row.get(0)).map(Some))
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(failed)?;
+        match stored.map(|dims| usize::try_from(dims).unwrap_or_default()) {
+            Some(dims) if dims != unit.len() => return Err(dimensions_mismatch(model, dims, unit.len())),
+            Some(_) => {}
+            None => {
+                let mut statement = tx
+                    .prepare_cached("SELECT model FROM persist_embedding_models WHERE tenant = ?1 ORDER BY model")
+                    .map_err(failed)?;
+                let others = statement
+                    .query_map([tenant], |row| row.get::<_, String>(0))
+                    .and_then(Iterator::collect::<rusqlite::Result<Vec<String>>>)
+                    .map_err(failed)?;
+                return if others.is_empty() { Ok(Vec::new()) } else { Err(unknown_model(model, &others)) };
+            }
+        }
+        let roles = (!query.roles.is_empty())
+            .then(|| serde_json::Value::from(query.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()).to_string());
+        let filter = (!query.thread_filter.is_empty()).then(|| json(&query.thread_filter)).transpose()?;
+        let mut statement = tx.prepare_cached(SCAN_SQL).map_err(failed)?;
+        let mut found = statement
+            .query(rusqlite::params![
+                tenant,
+                model,
+                query.thread_id.as_ref().map(|t| t.as_str()),
+                filter,
+                query.since.map(|t| t.as_micros()),
+                query.until.map(|t| t.as_micros()),
+                roles,
+                query.interrupted.map(i64::from),
+            ])
+            .map_err(failed)?;
+        let limit = query.limit as usize;
+        let mut best: BinaryHeap<Candidate> = BinaryHeap::with_capacity(limit + 1);
+        while let Some(row) = found.next().map_err(failed)? {
+            let ValueRef::Blob(bytes) = row.get_ref(1).map_err(failed)? else { continue };
+            let Some(score) = score(&unit, bytes) else { continue };
+            if best.len() == limit && best.peek().is_some_and(|worst| score < worst.score) {
+                continue;
+            }
+            let thread_id = row.get::<_, String>(2).map_err(failed)?;
+            best.push(Candidate {
+                score,
+                thread_id,
+                seq: row.get(3).map_err(failed)?,
+                row: row.get(0).map_err(failed)?,
+            });
+            if best.len() > limit {
+                best.pop();
+            }
+        }
+        drop(found);
+        let mut read = tx.prepare_cached(MESSAGE_SQL).map_err(failed)?;
+        let tenant = query.tenant().cloned();
+        let mut neighbours = Vec::with_capacity(best.len());
+        for candidate in best.into_sorted_vec() {
+            let mut rows_found = read.query([candidate.row]).map_err(failed)?;
+            if let Some(row) = rows_found.next().map_err(failed)? {
+                neighbours.push(Neighbour::new(tenant.clone(), rows::message(row)?, candidate.score));
+            }
+        }
+        Ok(query.answer(neighbours))
+    })
+}
