@@ -35,7 +35,7 @@ fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
     assert_eq!(dependencies("crates/core"), BTreeSet::new());
     let contract_only = BTreeSet::from(["persist-core".to_owned()]);
     // A framework's adapter (`persist-rig`, `persist-adk`, `persist-swiftide`) too: it works on any pipeline,
-    // whatever its backend.
+    // whatever its backend; and recall, which composes the contract's requests.
     for crate_dir in [
         "crates/memory-backend",
         "crates/encrypt",
@@ -46,6 +46,7 @@ fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
         "crates/rig",
         "crates/adk",
         "crates/swiftide",
+        "crates/recall",
     ] {
         assert_eq!(dependencies(crate_dir), contract_only, "{crate_dir}");
     }
@@ -192,6 +193,7 @@ fn no_crate_imports_its_own_modules_in_a_circle() {
         "crates/rig",
         "crates/adk",
         "crates/swiftide",
+        "crates/recall",
         "crates/testkit",
         "crates/conformance",
         "crates/cli",
@@ -226,7 +228,9 @@ fn the_contract_reads_top_to_bottom() {
     let order = ["model", "consistency", "context", "feed", "request", "schema", "pipeline", "raw"];
     let position = |name: &str| {
         let defined_in = match name {
-            "args" | "branch" | "lease" | "once" | "read" | "restore" | "search" | "session" | "summary" => "request",
+            "args" | "branch" | "lease" | "once" | "read" | "restore" | "search" | "session" | "summary" | "vector" => {
+                "request"
+            }
             "context_setter" => "context",
             other => other,
         };

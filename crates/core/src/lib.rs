@@ -84,7 +84,7 @@
 //
 // Features built on the contract live in crates above it: converters (`persist-convert`),
 // composed operations and live replies (`persist-ops`), layers (`persist-layer`), shards
-// (`persist-shard`).
+// (`persist-shard`), recall (`persist-recall`).
 mod model;
 
 mod consistency;

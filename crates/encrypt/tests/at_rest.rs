@@ -505,3 +505,32 @@ async fn a_reservation_interrupted_below_the_layer_still_reads() {
         [(begun.id, Status::Interrupted, MARKER.to_owned()), (empty.id, Status::Interrupted, String::new())]
     );
 }
+
+/// A vector tells what its message means: through the layer, `embed` and `nearest` are
+/// `Unsupported` unless the host allows clear vectors; then they work, and what `nearest` finds
+/// reads opened.
+#[tokio::test]
+async fn vectors_through_the_layer_are_refused_unless_clear_vectors_are_allowed() {
+    use persist::vector::{Embed, Embedding, Nearest};
+    let store = MemoryBackend::new();
+    let sealed = support::encrypted(support::ring(), store.clone());
+    let id = thread("vectors");
+    let added = sealed.add(Add::new(id.clone(), Role::User, Content::text("a secret plan"))).await.unwrap();
+    let embed = Embed::new(id.clone(), added.message.id.clone(), Embedding::new("m", vec![1.0, 0.0]));
+    for refused in [
+        sealed.embed(embed.clone()).await.unwrap_err(),
+        sealed.nearest(Nearest::new(Embedding::new("m", vec![1.0, 0.0]))).await.unwrap_err(),
+    ] {
+        assert!(
+            matches!(&refused, PersistError::Unsupported { what } if what.contains("clear_vectors")),
+            "{refused:?}"
+        );
+    }
+    let allowed = Pipeline::builder().layer(support::layer(support::ring()).clear_vectors(true)).build(store.clone());
+    allowed.embed(embed).await.unwrap();
+    let found = allowed.nearest(Nearest::new(Embedding::new("m", vec![1.0, 0.1]))).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].message.content, Content::text("a secret plan"), "opened on the way up");
+    let raw = Pipeline::new(store).nearest(Nearest::new(Embedding::new("m", vec![1.0, 0.1]))).await.unwrap();
+    assert_ne!(raw[0].message.content, Content::text("a secret plan"), "sealed in the store");
+}

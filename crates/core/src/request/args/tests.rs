@@ -59,13 +59,16 @@ fn accessors_cover_every_variant() {
         crate::summary::ReadCompacted::new(thread()).into(),
         super::Lease::take(thread(), "n", "h", std::time::Duration::from_secs(1)).unwrap().into(),
         crate::search::Search::new("words").into(),
+        crate::vector::Embed::new(thread(), m.clone(), crate::vector::Embedding::new("e", vec![1.0])).into(),
+        crate::vector::Nearest::new(crate::vector::Embedding::new("e", vec![1.0])).into(),
     ];
     let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
     assert_eq!(ops, PersistOp::ALL);
     for args in &all {
         let across_threads =
             matches!(args.op(), PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping | PersistOp::SetOnce)
-                || matches!(args, PersistArgs::Search(search) if search.thread_id().is_none());
+                || matches!(args, PersistArgs::Search(search) if search.thread_id().is_none())
+                || matches!(args, PersistArgs::Nearest(query) if query.thread_id.is_none());
         assert_eq!(args.thread_id().is_none(), across_threads, "{:?}", args.op());
         assert!(args.thread_id().is_none_or(|t| *t == thread()));
     }

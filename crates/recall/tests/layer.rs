@@ -1,0 +1,119 @@
+//! `AutoEmbedLayer` on the embedded default (SQLite): what it embeds and what it leaves, a
+//! repeat, a streamed reply, a failing embedder, tenants; recall through a `Scoped` handle.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use persist::args::{Add, AppendTurn, Reserve, TurnMessage, UpdateContent};
+use persist::raw::BoxFuture;
+use persist::recall::{AutoEmbedLayer, Embedder, HashEmbedder, Recall, RecallExt};
+use persist::sqlite::SqliteBackend;
+use persist::vector::{Embedding, Nearest};
+use persist::{Content, Context, IdempotencyKey, Part, PersistError, Pipeline, Role, TenantId, ThreadId};
+
+/// A `HashEmbedder` that fails while `down` is set.
+#[derive(Clone)]
+struct Flaky {
+    inner: HashEmbedder,
+    down: Arc<AtomicBool>,
+}
+
+impl Embedder for Flaky {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, persist::Result<Vec<Vec<f32>>>> {
+        if self.down.load(Ordering::SeqCst) {
+            return Box::pin(async { Err(PersistError::temporary("the embedding service is down")) });
+        }
+        self.inner.embed(texts)
+    }
+}
+
+fn thread(id: &str) -> ThreadId {
+    ThreadId::new(id).unwrap()
+}
+
+async fn embedded(pipeline: &Pipeline, embedder: &HashEmbedder, thread: &ThreadId) -> Vec<String> {
+    let query = Embedding::new(embedder.model(), embedder.vector("anything at all").unwrap());
+    let found = pipeline.nearest(Nearest::new(query).in_thread(thread.clone()).with_limit(100)).await.unwrap();
+    let mut texts: Vec<String> =
+        found.into_iter().map(|n| persist::search::indexed_text(&n.message.content).unwrap_or_default()).collect();
+    texts.sort();
+    texts
+}
+
+#[tokio::test]
+async fn the_layer_embeds_what_is_finished_and_written_once_it_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteBackend::open(dir.path().join("recall.db")).await.unwrap();
+    let embedder = HashEmbedder::new(64);
+    let flaky = Flaky { inner: embedder.clone(), down: Arc::default() };
+    let pipeline = Pipeline::builder().layer(AutoEmbedLayer::new(flaky.clone())).build(store.clone());
+    let t = thread("t");
+
+    pipeline.add(Add::new(t.clone(), Role::User, Content::text("plain add"))).await.unwrap();
+    let turn = AppendTurn::of(
+        t.clone(),
+        [
+            TurnMessage::new(Role::User, Content::text("turn question")),
+            TurnMessage::new(Role::Assistant, Content::from_parts([Part::reasoning("thinking only")])),
+            TurnMessage::new(
+                Role::Tool,
+                Content::from_parts([Part::tool_result("c1", serde_json::json!("tool output"))]),
+            ),
+        ],
+    );
+    pipeline.append_turn(turn).await.unwrap();
+    let reply = pipeline.reserve(Reserve::new(t.clone(), Role::Assistant)).await.unwrap().message;
+    let token = UpdateContent::appending(t.clone(), reply.id.clone(), Content::text("streamed "));
+    pipeline.update_content(token).await.unwrap();
+    assert_eq!(
+        embedded(&pipeline, &embedder, &t).await,
+        ["plain add", "tool output", "turn question"],
+        "no text, or not finished: none"
+    );
+    let last = UpdateContent::new(t.clone(), reply.id.clone(), Content::text("streamed answer"));
+    pipeline.update_content(last).await.unwrap();
+    assert_eq!(embedded(&pipeline, &embedder, &t).await.len(), 4, "the reply once final");
+
+    // The embedder fails: the write stands, without a vector; its repeat (a retry whose first
+    // answer was lost) embeds it.
+    flaky.down.store(true, Ordering::SeqCst);
+    let key = IdempotencyKey::new("k1").unwrap();
+    let add = Add::new(t.clone(), Role::User, Content::text("written while down")).with_idempotency_key(key);
+    let first = pipeline.add(add.clone()).await.unwrap();
+    assert!(!first.deduplicated);
+    assert_eq!(embedded(&pipeline, &embedder, &t).await.len(), 4);
+    flaky.down.store(false, Ordering::SeqCst);
+    let again = pipeline.add(add).await.unwrap();
+    assert!(again.deduplicated);
+    assert_eq!(embedded(&pipeline, &embedder, &t).await.len(), 5, "a repeat is embedded too");
+    store.close().await;
+}
+
+#[tokio::test]
+async fn recall_through_a_scoped_handle_stays_in_its_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteBackend::open(dir.path().join("tenants.db")).await.unwrap();
+    let embedder = HashEmbedder::new(128);
+    let pipeline = Pipeline::builder().layer(AutoEmbedLayer::new(embedder.clone())).build(store.clone());
+    let scoped = |name: &str| pipeline.scoped(Context::new().with_tenant(TenantId::new(name).unwrap()));
+    let (acme, globex) = (scoped("acme"), scoped("globex"));
+    let t = thread("general");
+    acme.add(Add::new(t.clone(), Role::User, Content::text("acme launches the rocket on Tuesday"))).await.unwrap();
+    globex.add(Add::new(t.clone(), Role::User, Content::text("globex launches the rocket on Monday"))).await.unwrap();
+    let found =
+        acme.recall(&embedder, Recall::new("when is the rocket launch?").with_keywords("rocket")).await.unwrap();
+    assert_eq!(found.hits.len(), 1);
+    assert_eq!(found.hits[0].message.content.to_text(), "acme launches the rocket on Tuesday");
+    assert!(found.hits[0].tenant.as_ref().is_some_and(|t| t.as_str() == "acme"));
+    // A query of another model than the stored one is refused, never ranked.
+    let other = HashEmbedder::new(32);
+    let refused = acme.recall(&other, Recall::new("rocket")).await.unwrap_err();
+    assert!(matches!(refused, PersistError::InvalidInput { field: "embedding", .. }), "{refused:?}");
+    let empty = acme.recall(&embedder, Recall::new("  ")).await.unwrap_err();
+    assert!(matches!(empty, PersistError::InvalidInput { field: "text", .. }));
+    store.close().await;
+}
