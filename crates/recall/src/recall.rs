@@ -288,7 +288,7 @@ pub trait RecallExt: sealed::Sealed {
     /// with [`ListMessages`]. Complete or interrupted messages only, of the context's tenant (a
     /// `Scoped` handle's).
     ///
-    /// The full-text side ranks the newest [`candidates`](Recall::candidates) messages holding
+    /// The full-text side ranks the newest [`candidates`](Recall#structfield.candidates) messages holding
     /// every keyword by their density of them ([`SearchHit::rank`](persist_core::search::SearchHit::rank)).
     ///
     /// # Example

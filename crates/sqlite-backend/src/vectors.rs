@@ -36,11 +36,9 @@ const SCAN_SQL: &str = concat!(
 );
 
 /// A message found by its row, with its thread's id.
-const MESSAGE_SQL: &str = concat!(
-    "SELECT t.thread_id AS thread_id, m.message_id, m.seq, m.parent_seq, m.role, m.content, m.content_form, \
-            m.metadata, m.status, m.version, m.idempotency_key, m.created_at, m.updated_at \
-       FROM persist_messages m JOIN threads t ON t.key = m.thread WHERE m.row = ?1"
-);
+const MESSAGE_SQL: &str = "SELECT t.thread_id AS thread_id, m.message_id, m.seq, m.parent_seq, m.role, m.content, \
+            m.content_form, m.metadata, m.status, m.version, m.idempotency_key, m.created_at, m.updated_at \
+       FROM persist_messages m JOIN threads t ON t.key = m.thread WHERE m.row = ?1";
 
 /// A vector compared: its score, and what breaks ties (thread id, then seq, ascending).
 struct Candidate {
