@@ -102,7 +102,8 @@ pub use self::consistency::{CommitPosition, Consistency};
 pub use self::context::{Context, Maintenance};
 pub use self::model::error::{BoxError, PersistError, Result};
 pub use self::model::id::{
-    AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, RuntimeId, SessionId, TenantId, ThreadId,
+    AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, ResourceId, RuntimeId, SessionId,
+    TenantId, ThreadId,
 };
 pub use self::model::op::PersistOp;
 pub use self::model::{
@@ -117,4 +118,4 @@ pub use self::request::args::{PersistArgs, Target};
 pub use self::request::result::{
     Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, TurnAppended, Updated,
 };
-pub use self::request::{args, branch, lease, once, read, restore, search, session, summary, vector};
+pub use self::request::{args, branch, lease, once, read, restore, search, session, summary, vector, working};

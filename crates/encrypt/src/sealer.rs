@@ -178,6 +178,15 @@ impl Sealer {
                         .into(),
                 });
             }
+            // A patch is applied by the store to the document it holds, which it could not read
+            // sealed.
+            PersistArgs::ReadMemory(_) | PersistArgs::WriteMemory(_) => {
+                return Err(PersistError::Unsupported {
+                    what: "working memory through EncryptLayer: its documents are patched by the store, which \
+                           cannot read sealed values"
+                        .into(),
+                });
+            }
             PersistArgs::Threads(query) => {
                 if let Some(key) = query.filter.as_map().keys().find(|k| self.metadata_keys.contains(*k)) {
                     return Err(PersistError::invalid(

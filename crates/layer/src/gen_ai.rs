@@ -114,7 +114,8 @@ pub fn memory_operation(op: PersistOp) -> Option<&'static str> {
         | PersistOp::Update
         | PersistOp::Restore
         | PersistOp::Summarize
-        | PersistOp::Embed => "update_memory",
+        | PersistOp::Embed
+        | PersistOp::WriteMemory => "update_memory",
         PersistOp::Delete => "delete_memory",
         PersistOp::Get
         | PersistOp::GetThread
@@ -125,6 +126,7 @@ pub fn memory_operation(op: PersistOp) -> Option<&'static str> {
         | PersistOp::Compacted
         | PersistOp::Search
         | PersistOp::Nearest
+        | PersistOp::ReadMemory
         | PersistOp::ReadFeed => "search_memory",
         _ => return None,
     })

@@ -27,6 +27,7 @@ mod messages;
 mod state;
 mod summaries;
 mod vectors;
+mod working;
 
 use self::messages::Record;
 
@@ -47,6 +48,7 @@ use persist_core::session::{
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::vector::{Nearest, Neighbour};
+use persist_core::working::{ReadMemory, WorkingMemory};
 use persist_core::{
     AgentId, ApplyNow, Backend, Capabilities, Message, Order, Page, PersistArgs, PersistError, PersistResult, Result,
     SessionId, Status, Target, TenantId, Thread, ThreadId, Timestamp,
@@ -275,6 +277,10 @@ impl Backend for MemoryBackend {
         self.lock().nearest(&query)
     }
 
+    async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {
+        Ok(self.lock().read_memory(&query))
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let state = self.lock();
         let Some(ts) = state.visible(&query.thread_id, query.tenant()) else {
@@ -313,6 +319,7 @@ impl Backend for MemoryBackend {
             .with_summaries(true)
             .with_search(true)
             .with_vectors(true)
+            .with_working_memory(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub(crate) leases: HashMap<(ThreadKey, String), persist_core::lease::Leased>,
     /// Each model's dimensions, per tenant (fixed by its first vector).
     pub(crate) models: HashMap<(Option<TenantId>, String), usize>,
+    /// Working memory documents, per tenant and resource.
+    pub(crate) memories: HashMap<(Option<TenantId>, persist_core::ResourceId), persist_core::working::WorkingMemory>,
 }
 
 /// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
@@ -205,6 +207,7 @@ impl State {
             PersistArgs::Restore(restore) => Ok(state.restore(restore)?.into()),
             PersistArgs::Summarize(summarize) => Ok(PersistResult::Summarized(state.summarize(summarize, now)?)),
             PersistArgs::Embed(embed) => Ok(PersistResult::Embedded(state.embed(embed)?)),
+            PersistArgs::WriteMemory(write) => Ok(PersistResult::MemoryWritten(state.write_memory(write, now)?)),
             PersistArgs::SetOnce(request) => {
                 request.validate()?;
                 let key = (request.context.tenant().cloned(), request.name.clone());

@@ -148,6 +148,7 @@ mod search;
 mod statistics;
 mod summaries;
 mod vectors;
+mod working;
 
 use std::fmt;
 use std::sync::Arc;
@@ -163,6 +164,7 @@ use persist_core::session::{
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::vector::{Nearest, Neighbour};
+use persist_core::working::{ReadMemory, WorkingMemory};
 use persist_core::{
     Backend, Capabilities, Consistency, Context, Message, Page, PersistArgs, PersistError, PersistResult, Result,
     Thread,
@@ -381,6 +383,10 @@ impl Backend for PostgresBackend {
         self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
     }
 
+    async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {
+        self.read(&query.context, async |conn| working::read_memory(conn, &query).await).await
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let read = async |conn: &mut PgConnection| branches::branches(conn, &query).await;
         self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
@@ -389,7 +395,7 @@ impl Backend for PostgresBackend {
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
         let caps = caps.with_restore(true).with_feed(self.feed.is_some()).with_branches(true);
-        caps.with_summaries(true).with_search(self.search).with_vectors(true)
+        caps.with_summaries(true).with_search(self.search).with_vectors(true).with_working_memory(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

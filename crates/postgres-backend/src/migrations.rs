@@ -24,6 +24,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (13, "thread activity by second", include_str!("../migrations/0013_thread_activity_by_second.sql")),
     (14, "messages view", include_str!("../migrations/0014_messages_view.sql")),
     (15, "embeddings", include_str!("../migrations/0015_embeddings.sql")),
+    (16, "working memory", include_str!("../migrations/0016_working_memory.sql")),
 ];
 
 /// The migrations, in version order.

@@ -99,6 +99,7 @@ use persist_core::session::{
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::vector::{Nearest, Neighbour};
+use persist_core::working::{ReadMemory, WorkingMemory};
 use persist_core::{Backend, Capabilities, Pipeline};
 use persist_core::{Message, Thread, Timestamp};
 use persist_core::{PersistError, Result};
@@ -313,6 +314,10 @@ impl Backend for Shards {
 
     async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
         self.reading(query.context.tenant()).await?.nearest(query).await
+    }
+
+    async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {
+        self.reading(query.context.tenant()).await?.read_memory(query).await
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {

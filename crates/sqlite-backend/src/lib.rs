@@ -124,6 +124,7 @@ mod search;
 mod summaries;
 mod vectors;
 mod wal;
+mod working;
 mod writer;
 
 /// The SQL of a group commit, for `persist-bench` to run the same statement with nothing
@@ -149,6 +150,7 @@ use persist_core::session::{
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::vector::{Nearest, Neighbour};
+use persist_core::working::{ReadMemory, WorkingMemory};
 use persist_core::{
     AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId,
     TenantId, Thread, ThreadId,
@@ -400,6 +402,10 @@ impl Backend for SqliteBackend {
             .map_err(|e| PersistError::backend("finding the nearest messages", e))?
     }
 
+    async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {
+        working::read_memory(&self.shared.readers, &query).await
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         tokio::task::consume_budget().await;
         self.shared.direct.branches(&query)
@@ -408,7 +414,8 @@ impl Backend for SqliteBackend {
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
         let caps = caps.with_restore(true).with_feed(self.shared.hub.is_some()).with_branches(true);
-        caps.with_summaries(true).with_search(self.shared.search).with_vectors(true)
+        let caps = caps.with_summaries(true).with_search(self.shared.search).with_vectors(true);
+        caps.with_working_memory(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

@@ -38,6 +38,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (17, "compact messages", include_str!("../migrations/0017_compact_messages.sql")),
     (18, "messages view", include_str!("../migrations/0018_messages_view.sql")),
     (19, "embeddings", include_str!("../migrations/0019_embeddings.sql")),
+    (20, "working memory", include_str!("../migrations/0020_working_memory.sql")),
 ];
 
 /// The migrations, in version order.

@@ -332,28 +332,25 @@ async fn a_file_one_version_behind_is_read_for_reads_only() {
     let backend = SqliteBackend::open(&path).await.unwrap();
     backend.apply(add("t", "written at the version before")).await.unwrap();
     backend.close().await;
-    // Back to version 18: what version 19 added (two tables, their triggers) gone, its record too.
+    // Back to version 19: what version 20 added (a table) gone, its record too.
     let mut conn = raw(&path).await;
-    sqlx::raw_sql(
-        "DROP TRIGGER persist_embeddings_message_deleted; DROP TRIGGER persist_embeddings_content_changed; \
-         DROP TABLE persist_embeddings; DROP TABLE persist_embedding_models; \
-         DELETE FROM _sqlx_migrations WHERE version = 19;",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    sqlx::raw_sql("DROP TABLE persist_working_memory; DELETE FROM _sqlx_migrations WHERE version = 20;")
+        .execute(&mut conn)
+        .await
+        .unwrap();
     conn.close().await.unwrap();
     let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (18, 19));
+    assert_eq!((status.applied, status.latest), (19, 20));
 
     let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
     let page = reader.list(ListMessages::new(thread("t"))).await.unwrap();
     assert_eq!(page.items[0].content, Content::text("written at the version before"));
     reader.close().await;
-    assert_eq!(SqliteBackend::builder(&path).schema_status().await.unwrap().applied, 18, "read, not migrated");
+    assert_eq!(SqliteBackend::builder(&path).schema_status().await.unwrap().applied, 19, "read, not migrated");
     SqliteBackend::open(&path).await.unwrap().close().await;
     let mut conn = raw(&path).await;
-    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM persist_embeddings").fetch_one(&mut conn).await.unwrap();
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM persist_working_memory").fetch_one(&mut conn).await.unwrap();
     assert_eq!(rows, 0, "migrated: the table is back");
     conn.close().await.unwrap();
 }

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::model::id::{IdempotencyKey, MessageId, ThreadId};
+use crate::model::id::{IdempotencyKey, MessageId, ResourceId, ThreadId};
 use crate::model::op::PersistOp;
 
 /// A boxed error usable as a [`PersistError`] source.
@@ -100,6 +100,18 @@ pub enum PersistError {
         message_id: MessageId,
         /// Its stored status: `Complete` or `Interrupted`.
         status: crate::Status,
+    },
+
+    /// A [working memory](crate::working) write expected another version of its document (`0`:
+    /// never written); nothing was written.
+    #[error("version conflict on the working memory of {resource}: expected {expected}, found {actual}")]
+    DocumentConflict {
+        /// What the document is about.
+        resource: ResourceId,
+        /// The version the request expected.
+        expected: u64,
+        /// The version stored.
+        actual: u64,
     },
 
     /// The thread was deleted; writes to it are refused so it cannot be resurrected.
@@ -209,7 +221,7 @@ fn fmt_message(message_id: &Option<MessageId>) -> String {
 
 impl PersistError {
     /// Every value [`code`](Self::code) can return.
-    pub const CODES: [&'static str; 15] = [
+    pub const CODES: [&'static str; 16] = [
         "invalid_input",
         "not_found",
         "already_exists",
@@ -225,6 +237,7 @@ impl PersistError {
         "unreadable",
         "feed_gap",
         "message_complete",
+        "document_conflict",
     ];
 
     /// The HTTP status an API answers this error with, as HTTP APIs commonly map them:
@@ -234,7 +247,7 @@ impl PersistError {
     /// | `InvalidInput` | 400 Bad Request |
     /// | `Rejected` | 403 Forbidden |
     /// | `NotFound` | 404 Not Found |
-    /// | `AlreadyExists`, `VersionConflict`, `MessageComplete` | 409 Conflict |
+    /// | `AlreadyExists`, `VersionConflict`, `DocumentConflict`, `MessageComplete` | 409 Conflict |
     /// | `ThreadDeleted`, `FeedGap` | 410 Gone (reload, then follow from the head) |
     /// | `IdempotencyKeyReused` | 422 Unprocessable Content |
     /// | `Unsupported` | 501 Not Implemented |
@@ -257,7 +270,10 @@ impl PersistError {
             Self::InvalidInput { .. } => 400,
             Self::Rejected { .. } => 403,
             Self::NotFound { .. } => 404,
-            Self::AlreadyExists { .. } | Self::VersionConflict { .. } | Self::MessageComplete { .. } => 409,
+            Self::AlreadyExists { .. }
+            | Self::VersionConflict { .. }
+            | Self::DocumentConflict { .. }
+            | Self::MessageComplete { .. } => 409,
             Self::ThreadDeleted { .. } | Self::FeedGap { .. } => 410,
             Self::IdempotencyKeyReused { .. } => 422,
             Self::Unsupported { .. } => 501,
@@ -291,16 +307,18 @@ impl PersistError {
             Self::Unreadable { .. } => 12,
             Self::FeedGap { .. } => 13,
             Self::MessageComplete { .. } => 14,
+            Self::DocumentConflict { .. } => 15,
         }
     }
 
     /// Whether a write was refused because what it addressed changed or went since it was read
-    /// (`VersionConflict`, `NotFound`, `ThreadDeleted`, `MessageComplete`): maintenance that
+    /// (`VersionConflict`, `DocumentConflict`, `NotFound`, `ThreadDeleted`, `MessageComplete`): maintenance that
     /// writes back what it read (retention, a key rotation) leaves such a target as it is.
     pub fn is_changed_or_gone(&self) -> bool {
         matches!(
             self,
             Self::VersionConflict { .. }
+                | Self::DocumentConflict { .. }
                 | Self::NotFound { .. }
                 | Self::ThreadDeleted { .. }
                 | Self::MessageComplete { .. }

@@ -105,6 +105,11 @@ id_type!(
     /// Names the runtime a session lives in (a machine, a container, a CLI install).
     RuntimeId
 );
+id_type!(
+    /// Names what a [working memory](crate::working) document is about: a user, an agent, a
+    /// project, as the host names it (within the request's tenant).
+    ResourceId
+);
 
 impl MessageId {
     /// A fresh time-ordered id (UUIDv7, hyphenated).

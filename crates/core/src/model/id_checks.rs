@@ -8,7 +8,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::model::error::PersistError;
 use crate::model::id::{
-    AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, RuntimeId, SessionId, TenantId, ThreadId,
+    AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, ResourceId, RuntimeId, SessionId,
+    TenantId, ThreadId,
 };
 
 /// Checks the shared identifier rules, naming `field` in the error.
@@ -83,6 +84,7 @@ checked_id!(AgentId, "agent_id");
 checked_id!(SessionId, "session_id");
 checked_id!(ProviderId, "provider");
 checked_id!(RuntimeId, "runtime_id");
+checked_id!(ResourceId, "resource");
 
 /// A tenant as a store keys it: its id, or `''` for the threads without a tenant (no tenant id is
 /// empty, so a key column is an ordinary `NOT NULL` one and `(tenant, thread_id)` an ordinary

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 28);
+/// assert_eq!(PersistOp::ALL.len(), 30);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -77,11 +77,15 @@ pub enum PersistOp {
     Embed,
     /// Find the messages nearest a vector (see [`vector`](crate::vector)).
     Nearest,
+    /// Read a working memory document (see [`working`](crate::working)).
+    ReadMemory,
+    /// Change a working memory document (see [`working`](crate::working)).
+    WriteMemory,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 28] = [
+    pub const ALL: [PersistOp; 30] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -110,6 +114,8 @@ impl PersistOp {
         Self::Search,
         Self::Embed,
         Self::Nearest,
+        Self::ReadMemory,
+        Self::WriteMemory,
     ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
@@ -148,6 +154,8 @@ impl PersistOp {
             Self::Search => "search",
             Self::Embed => "embed",
             Self::Nearest => "nearest",
+            Self::ReadMemory => "read_memory",
+            Self::WriteMemory => "write_memory",
         }
     }
 
@@ -171,6 +179,7 @@ impl PersistOp {
                 | Self::Compacted
                 | Self::Search
                 | Self::Nearest
+                | Self::ReadMemory
         )
     }
 

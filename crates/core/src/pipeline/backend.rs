@@ -20,6 +20,7 @@ use crate::session::{
 };
 use crate::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use crate::vector::{Nearest, Neighbour};
+use crate::working::{ReadMemory, WorkingMemory};
 
 /// What a backend can do beyond the required contract; the conformance suite gates its
 /// optional checks on these.
@@ -64,6 +65,8 @@ pub struct Capabilities {
     pub search: bool,
     /// Stores embeddings and answers [`Nearest`] (see [`vector`](crate::vector)).
     pub vectors: bool,
+    /// Keeps working memory documents (see [`working`](crate::working)).
+    pub working_memory: bool,
 }
 
 impl Capabilities {
@@ -126,6 +129,12 @@ impl Capabilities {
         self
     }
 
+    /// Sets [`working_memory`](Self::working_memory).
+    pub fn with_working_memory(mut self, working_memory: bool) -> Self {
+        self.working_memory = working_memory;
+        self
+    }
+
     /// What both can do: for a store made of others, each request going to one of them.
     ///
     /// ```
@@ -145,6 +154,7 @@ impl Capabilities {
             summaries: self.summaries && other.summaries,
             search: self.search && other.search,
             vectors: self.vectors && other.vectors,
+            working_memory: self.working_memory && other.working_memory,
         }
     }
 }
@@ -295,6 +305,17 @@ pub trait Backend: Send + Sync + 'static {
 
     /// What this backend supports beyond the required contract.
     fn capabilities(&self) -> Capabilities;
+
+    /// The working memory document of the request's tenant and resource; `None` when it was
+    /// never written. A backend that keeps them declares [`Capabilities::working_memory`] and
+    /// answers [`WriteMemory`](crate::working::WriteMemory) in [`apply`](Self::apply),
+    /// applying [`WriteMemory::apply`](crate::working::WriteMemory::apply) to the document as it
+    /// holds it inside the write (so concurrent patches are never lost); the default answers
+    /// `Unsupported`.
+    fn read_memory(&self, query: ReadMemory) -> impl Future<Output = Result<Option<WorkingMemory>>> + Send {
+        let _ = query;
+        async { Err(PersistError::Unsupported { what: "working memory on this backend".into() }) }
+    }
 
     /// The messages whose embeddings are nearest a [`Nearest`]'s query, most similar first (see
     /// [`vector`](crate::vector) for the rules every backend keeps). A backend that stores
@@ -576,6 +597,10 @@ impl<B: Backend> Backend for Arc<B> {
 
     fn nearest(&self, query: Nearest) -> impl Future<Output = Result<Vec<Neighbour>>> + Send {
         (**self).nearest(query)
+    }
+
+    fn read_memory(&self, query: ReadMemory) -> impl Future<Output = Result<Option<WorkingMemory>>> + Send {
+        (**self).read_memory(query)
     }
 
     fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {

@@ -230,6 +230,16 @@ impl Pipeline {
         nearest, crate::vector::Nearest, Nearest => Nearest, Vec<crate::vector::Neighbour>, |found| found
     );
     typed_call!(
+        /// Reads the request's tenant's working memory document of a resource (`None`: never
+        /// written); see [`working`](crate::working).
+        read_memory, crate::working::ReadMemory, ReadMemory => Memory, Option<crate::working::WorkingMemory>, |found| found
+    );
+    typed_call!(
+        /// Patches or replaces the request's tenant's working memory document of a resource,
+        /// inside the store's write; see [`working`](crate::working).
+        write_memory, crate::working::WriteMemory, WriteMemory => MemoryWritten, crate::working::WorkingMemory, |written| written
+    );
+    typed_call!(
         /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
         /// [`across_tenants`](FindStranded::across_tenants) (maintenance;
         /// `cleanup_stranded`, in `persist-ops`, marks them interrupted).
@@ -453,6 +463,13 @@ impl Backend for Pipeline {
         query: crate::vector::Nearest,
     ) -> impl Future<Output = Result<Vec<crate::vector::Neighbour>>> + Send {
         Pipeline::nearest(self, query)
+    }
+
+    fn read_memory(
+        &self,
+        query: crate::working::ReadMemory,
+    ) -> impl Future<Output = Result<Option<crate::working::WorkingMemory>>> + Send {
+        Pipeline::read_memory(self, query)
     }
 
     fn summaries(

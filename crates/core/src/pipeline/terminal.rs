@@ -134,6 +134,12 @@ impl<B: Backend> Future for TerminalFuture<B> {
                     let what = format!("`{}` (embeddings) on this backend", args.op());
                     return Poll::Ready(Err(PersistError::Unsupported { what: what.into() }));
                 }
+                State::Start { backend, args }
+                    if args.uses_working_memory() && !backend.capabilities().working_memory =>
+                {
+                    let what = format!("`{}` (working memory) on this backend", args.op());
+                    return Poll::Ready(Err(PersistError::Unsupported { what: what.into() }));
+                }
                 // Reads, session requests and pings go to the backend method of the same name.
                 State::Start { backend, args } if !args.op().is_message_write() => {
                     this.state = State::Waiting(answer(backend, args));
@@ -167,6 +173,7 @@ fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, 
             PersistArgs::Threads(query) => PersistResult::Threads(backend.threads(query).await?),
             PersistArgs::Search(query) => PersistResult::Search(backend.search(query).await?),
             PersistArgs::Nearest(query) => PersistResult::Nearest(backend.nearest(query).await?),
+            PersistArgs::ReadMemory(query) => PersistResult::Memory(backend.read_memory(query).await?),
             PersistArgs::Branches(query) => PersistResult::Branches(backend.branches(query).await?),
             PersistArgs::FindStranded(query) => PersistResult::Stranded(backend.stranded(query).await?),
             PersistArgs::Resolve(query) => PersistResult::Resolved(backend.resolve(query).await?),

@@ -1,7 +1,7 @@
 //! What a caller asks, family by family, and what comes back: the writes ([`write`]), reads
 //! ([`read`]), session requests ([`session`]), restores ([`restore`]), values set once
 //! ([`once`]), leases ([`lease`]), summaries ([`summary`]), branches ([`branch`]), search
-//! ([`search`]), embeddings and nearest neighbours ([`vector`]), the one enum that carries any of them down the stack ([`args`]) and the one
+//! ([`search`]), embeddings and nearest neighbours ([`vector`]), working memory ([`working`]), the one enum that carries any of them down the stack ([`args`]) and the one
 //! enum of answers ([`result`]), and how answers of several stores to one request across
 //! threads merge ([`merge`]). Every request embeds a [`Context`](crate::Context); the feed's requests are in
 //! [`feed`](crate::feed).
@@ -21,4 +21,5 @@ pub mod summary;
 pub(crate) mod turn;
 pub(crate) mod update_content;
 pub mod vector;
+pub mod working;
 pub(crate) mod write;

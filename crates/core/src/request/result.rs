@@ -14,6 +14,7 @@ use crate::search::{SearchCursor, SearchHit};
 use crate::session::{Resolution, SessionBinding, StoredBinding};
 use crate::summary::{Compacted, Summarized, Summary};
 use crate::vector::{Embedded, Neighbour};
+use crate::working::WorkingMemory;
 
 /// Answer to an `add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +209,11 @@ pub enum PersistResult {
     /// The messages a `nearest` found, most similar first.
     #[serde(skip)]
     Nearest(Vec<Neighbour>),
+    /// The working memory document a `read_memory` read (`None`: never written).
+    #[serde(skip)]
+    Memory(Option<WorkingMemory>),
+    /// The working memory document a `write_memory` left.
+    MemoryWritten(WorkingMemory),
 }
 
 impl PersistResult {
@@ -242,6 +248,8 @@ impl PersistResult {
             Self::Search(_) => PersistOp::Search,
             Self::Embedded(_) => PersistOp::Embed,
             Self::Nearest(_) => PersistOp::Nearest,
+            Self::Memory(_) => PersistOp::ReadMemory,
+            Self::MemoryWritten(_) => PersistOp::WriteMemory,
         }
     }
 
@@ -320,6 +328,7 @@ impl PersistResult {
             Self::Compacted(found) => Some(found.len()),
             Self::Search(page) => Some(page.items.len()),
             Self::Nearest(found) => Some(found.len()),
+            Self::Memory(found) => Some(usize::from(found.is_some())),
             _ => None,
         }
     }

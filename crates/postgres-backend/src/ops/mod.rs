@@ -69,6 +69,9 @@ pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<
         }
         PersistArgs::Lease(lease) => Ok(PersistResult::Lease(crate::summaries::lease(conn, lease).await?)),
         PersistArgs::Embed(embed) => Ok(PersistResult::Embedded(crate::vectors::embed(conn, embed).await?)),
+        PersistArgs::WriteMemory(write) => {
+            Ok(PersistResult::MemoryWritten(crate::working::write_memory(conn, write).await?))
+        }
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
     }
 }

@@ -16,6 +16,7 @@ mod session;
 mod summarize;
 mod turn;
 mod update;
+mod working;
 
 use persist_core::session::{Bind, BindingState, SessionBinding};
 use persist_core::{
@@ -154,6 +155,9 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
         }
         PersistArgs::Lease(lease) => Ok(PersistResult::Lease(self::summarize::lease(conn, lease).await?)),
         PersistArgs::Embed(embed) => Ok(PersistResult::Embedded(self::embed::embed(conn, embed).await?)),
+        PersistArgs::WriteMemory(write) => {
+            Ok(PersistResult::MemoryWritten(self::working::write_memory(conn, write).await?))
+        }
         other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
     }
 }

@@ -25,6 +25,7 @@ use crate::request::session::{Bind, InvalidateSession, ListBindings, ResetSessio
 use crate::request::summary::{ListSummaries, ReadCompacted, Summarize};
 pub use crate::request::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage};
 use crate::request::vector::{Embed, Nearest};
+use crate::request::working::{ReadMemory, WriteMemory};
 use crate::request::write::nul;
 pub use crate::request::write::{
     Add, Attached, Delete, MAX_APPEND_JOINS, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent,
@@ -122,6 +123,11 @@ pub enum PersistArgs {
     /// Finds the messages nearest a vector; see [`Nearest`].
     #[serde(skip)]
     Nearest(Nearest),
+    /// Reads a working memory document; see [`ReadMemory`].
+    #[serde(skip)]
+    ReadMemory(ReadMemory),
+    /// Changes a working memory document; see [`WriteMemory`].
+    WriteMemory(WriteMemory),
 }
 
 impl PersistArgs {
@@ -156,6 +162,8 @@ impl PersistArgs {
             Self::Search(_) => PersistOp::Search,
             Self::Embed(_) => PersistOp::Embed,
             Self::Nearest(_) => PersistOp::Nearest,
+            Self::ReadMemory(_) => PersistOp::ReadMemory,
+            Self::WriteMemory(_) => PersistOp::WriteMemory,
         }
     }
 
@@ -187,7 +195,12 @@ impl PersistArgs {
             Self::Search(a) => return a.thread_id(),
             Self::Embed(a) => &a.thread_id,
             Self::Nearest(a) => return a.thread_id.as_ref(),
-            Self::Threads(_) | Self::FindStranded(_) | Self::Ping(_) | Self::SetOnce(_) => return None,
+            Self::Threads(_)
+            | Self::FindStranded(_)
+            | Self::Ping(_)
+            | Self::SetOnce(_)
+            | Self::ReadMemory(_)
+            | Self::WriteMemory(_) => return None,
         })
     }
 
@@ -260,6 +273,13 @@ impl PersistArgs {
         matches!(self, Self::Embed(_) | Self::Nearest(_))
     }
 
+    /// Whether the request needs a backend with
+    /// [`Capabilities::working_memory`](crate::Capabilities::working_memory): `read_memory` and
+    /// `write_memory`.
+    pub fn uses_working_memory(&self) -> bool {
+        matches!(self, Self::ReadMemory(_) | Self::WriteMemory(_))
+    }
+
     /// The content being written, for `add` and `update_content`.
     pub fn content(&self) -> Option<&Content> {
         match self {
@@ -310,6 +330,8 @@ impl PersistArgs {
             Self::Search(a) => &a.context,
             Self::Embed(a) => &a.context,
             Self::Nearest(a) => &a.context,
+            Self::ReadMemory(a) => &a.context,
+            Self::WriteMemory(a) => &a.context,
         }
     }
 
@@ -344,6 +366,8 @@ impl PersistArgs {
             Self::Search(a) => &mut a.context,
             Self::Embed(a) => &mut a.context,
             Self::Nearest(a) => &mut a.context,
+            Self::ReadMemory(a) => &mut a.context,
+            Self::WriteMemory(a) => &mut a.context,
         }
     }
 
@@ -381,6 +405,9 @@ impl PersistArgs {
         }
         if let Self::Nearest(query) = self {
             return query.validate();
+        }
+        if let Self::WriteMemory(write) = self {
+            return write.validate();
         }
         if let Some(content) = self.content() {
             content.check_depth()?;
@@ -522,7 +549,7 @@ impl From<ListThreads> for PersistArgs {
     }
 }
 
-into_args!(GetThread, FindStranded, ReadFeed, Search, Embed, Nearest);
+into_args!(GetThread, FindStranded, ReadFeed, Search, Embed, Nearest, ReadMemory, WriteMemory);
 
 impl From<SetOnce> for PersistArgs {
     fn from(request: SetOnce) -> Self {

@@ -61,14 +61,22 @@ fn accessors_cover_every_variant() {
         crate::search::Search::new("words").into(),
         crate::vector::Embed::new(thread(), m.clone(), crate::vector::Embedding::new("e", vec![1.0])).into(),
         crate::vector::Nearest::new(crate::vector::Embedding::new("e", vec![1.0])).into(),
+        crate::working::ReadMemory::new(crate::ResourceId::new("r").unwrap()).into(),
+        crate::working::WriteMemory::clear(crate::ResourceId::new("r").unwrap()).into(),
     ];
     let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
     assert_eq!(ops, PersistOp::ALL);
     for args in &all {
-        let across_threads =
-            matches!(args.op(), PersistOp::Threads | PersistOp::FindStranded | PersistOp::Ping | PersistOp::SetOnce)
-                || matches!(args, PersistArgs::Search(search) if search.thread_id().is_none())
-                || matches!(args, PersistArgs::Nearest(query) if query.thread_id.is_none());
+        let across_threads = matches!(
+            args.op(),
+            PersistOp::Threads
+                | PersistOp::FindStranded
+                | PersistOp::Ping
+                | PersistOp::SetOnce
+                | PersistOp::ReadMemory
+                | PersistOp::WriteMemory
+        ) || matches!(args, PersistArgs::Search(search) if search.thread_id().is_none())
+            || matches!(args, PersistArgs::Nearest(query) if query.thread_id.is_none());
         assert_eq!(args.thread_id().is_none(), across_threads, "{:?}", args.op());
         assert!(args.thread_id().is_none_or(|t| *t == thread()));
     }

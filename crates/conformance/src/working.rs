@@ -1,0 +1,157 @@
+//! Working memory (gated on `working_memory`): a document per tenant and resource, patched
+//! (JSON merge patch) and replaced inside the store's write, versioned, compare-and-set with an
+//! expected version; concurrent patches through two handles never lost; tenants apart; bad input
+//! refused with nothing written.
+
+use std::sync::Arc;
+
+use persist_core::working::{MAX_DOCUMENT_BYTES, ReadMemory, WorkingMemory, WriteMemory};
+use persist_core::{Backend, Metadata, PersistError, PersistResult, ResourceId, TenantId};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::fixture::{assert_err, ctx, tenant, write};
+use crate::{Factory, Outcome};
+
+/// Skips a check on a backend that does not declare `working_memory`.
+macro_rules! gate {
+    ($store:ident) => {
+        if !$store.caps().working_memory {
+            return $store.skip($crate::Outcome::Skipped("the backend does not declare `working_memory`")).await;
+        }
+    };
+}
+
+fn resource(id: &str) -> ResourceId {
+    ResourceId::new(id).expect("resource id")
+}
+
+fn doc(value: Value) -> Metadata {
+    Metadata::try_from(value).expect("an object")
+}
+
+async fn read<B: Backend>(b: &B, tenant: Option<&TenantId>, id: &str) -> Option<WorkingMemory> {
+    b.read_memory(ReadMemory::new(resource(id)).with_context(ctx(tenant))).await.expect("read_memory")
+}
+
+async fn change<B: Backend>(b: &B, request: WriteMemory) -> Result<WorkingMemory, PersistError> {
+    match write(b, request).await? {
+        PersistResult::MemoryWritten(written) => Ok(written),
+        other => panic!("write_memory answered {other:?}"),
+    }
+}
+
+/// A document never written reads `None`; a patch creates it (version 1) and merges into it
+/// (objects key by key, `null` removing), a replace writes it whole, a clear leaves `{}`; the
+/// version moves by one a write, the creation time stays; what a write answers is what a read
+/// finds.
+pub async fn check_working_memory_patches_and_replaces<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b().as_ref();
+    assert!(read(b, None, "u1").await.is_none());
+    let first = change(b, WriteMemory::patch(resource("u1"), doc(json!({"name": "Ada", "diet": {"vegan": true}}))))
+        .await
+        .expect("patch");
+    assert_eq!((first.version, first.document.clone()), (1, doc(json!({"name": "Ada", "diet": {"vegan": true}}))));
+    let patch = doc(json!({"diet": {"nuts": false}, "name": null, "langs": ["en", "pt"], "n": 1.5}));
+    let second = change(b, WriteMemory::patch(resource("u1"), patch)).await.expect("patch");
+    let expected = doc(json!({"diet": {"vegan": true, "nuts": false}, "langs": ["en", "pt"], "n": 1.5}));
+    assert_eq!((second.version, &second.document), (2, &expected));
+    assert_eq!(second.created_at, first.created_at);
+    assert!(second.updated_at >= first.updated_at);
+    assert_eq!(read(b, None, "u1").await.as_ref(), Some(&second), "a read finds what the write answered");
+    let replaced =
+        change(b, WriteMemory::replace(resource("u1"), doc(json!({"only": "this"})))).await.expect("replace");
+    assert_eq!((replaced.version, replaced.document), (3, doc(json!({"only": "this"}))));
+    let cleared = change(b, WriteMemory::clear(resource("u1"))).await.expect("clear");
+    assert_eq!((cleared.version, cleared.document.is_empty()), (4, true));
+    assert_eq!(read(b, None, "u1").await.map(|m| m.version), Some(4));
+    assert!(read(b, None, "u2").await.is_none(), "another resource is another document");
+    store.finish().await
+}
+
+/// With an expected version a write is a compare-and-set: `0` writes only a document never
+/// written; a stale version is `DocumentConflict` naming both versions, and nothing is written.
+pub async fn check_working_memory_expected_version_is_compare_and_set<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b().as_ref();
+    let create = || WriteMemory::replace(resource("cas"), doc(json!({"v": 1}))).with_expected_version(0);
+    change(b, create()).await.expect("created");
+    assert_err!(change(b, create()).await, PersistError::DocumentConflict { expected: 0, actual: 1, .. });
+    let stale = WriteMemory::patch(resource("cas"), doc(json!({"v": 2}))).with_expected_version(7);
+    assert_err!(change(b, stale).await, PersistError::DocumentConflict { expected: 7, actual: 1, .. });
+    let fresh = WriteMemory::patch(resource("cas"), doc(json!({"v": 2}))).with_expected_version(1);
+    assert_eq!(change(b, fresh).await.expect("current").version, 2);
+    let found = read(b, None, "cas").await.expect("written");
+    assert_eq!((found.version, found.document), (2, doc(json!({"v": 2}))), "refusals wrote nothing");
+    let never = WriteMemory::patch(resource("never"), doc(json!({"v": 1}))).with_expected_version(3);
+    assert_err!(change(b, never).await, PersistError::DocumentConflict { expected: 3, actual: 0, .. });
+    assert!(read(b, None, "never").await.is_none(), "a refused first write leaves nothing");
+    store.finish().await
+}
+
+/// Patches of different keys raced through two independent handles (one where the store has
+/// no second) all survive: the document holds every key, its version counts every write.
+pub async fn check_racing_patches_are_never_lost<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let handles = store.racing_handles().await;
+    let mut tasks = JoinSet::new();
+    for i in 0..40 {
+        let b = Arc::clone(&handles[i % handles.len()]);
+        tasks.spawn(async move {
+            let patch = doc(json!({ format!("k{i}"): i, "shared": {format!("s{i}"): true} }));
+            change(b.as_ref(), WriteMemory::patch(resource("raced"), patch)).await.expect("patch");
+        });
+    }
+    tasks.join_all().await;
+    let found = read(store.b().as_ref(), None, "raced").await.expect("written");
+    assert_eq!(found.version, 40);
+    assert_eq!(found.document.len(), 41, "every key and the shared object");
+    let shared = found.document.get("shared").and_then(Value::as_object).map_or(0, |s| s.len());
+    assert_eq!(shared, 40, "nested patches merged too");
+    store.finish().await
+}
+
+/// One resource id in two tenants (and in none) is three documents: each reads and writes only
+/// its own.
+pub async fn check_working_memory_is_per_tenant<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b().as_ref();
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    for (who, name) in [(Some(&acme), "acme"), (Some(&globex), "globex"), (None, "none")] {
+        let request = WriteMemory::patch(resource("user"), doc(json!({"who": name}))).with_context(ctx(who));
+        assert_eq!(change(b, request).await.expect("patch").version, 1, "{name}");
+    }
+    for (who, name) in [(Some(&acme), "acme"), (Some(&globex), "globex"), (None, "none")] {
+        let found = read(b, who, "user").await.expect("written");
+        assert_eq!((found.document, found.tenant.as_ref()), (doc(json!({"who": name})), who));
+    }
+    store.finish().await
+}
+
+/// A document over the size limit once patched, nested too deep or holding U+0000 is
+/// `InvalidInput` naming `document`, and nothing is written.
+pub async fn check_working_memory_refuses_bad_input<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b().as_ref();
+    let half = "x".repeat(MAX_DOCUMENT_BYTES / 2 + 16);
+    change(b, WriteMemory::patch(resource("big"), doc(json!({"a": half.clone()})))).await.expect("half");
+    let too_big = WriteMemory::patch(resource("big"), doc(json!({"b": half})));
+    assert_err!(change(b, too_big).await, PersistError::InvalidInput { field: "document", .. });
+    let mut deep = json!(1);
+    for _ in 0..200 {
+        deep = json!({ "d": deep });
+    }
+    let refused = change(b, WriteMemory::replace(resource("big"), doc(deep))).await;
+    assert_err!(refused, PersistError::InvalidInput { field: "document", .. });
+    let nul = WriteMemory::replace(resource("big"), doc(json!({"a": "x\u{0}y"})));
+    assert_err!(change(b, nul).await, PersistError::InvalidInput { field: "document", .. });
+    let found = read(b, None, "big").await.expect("written");
+    assert_eq!((found.version, found.document.len()), (1, 1), "nothing refused was written");
+    store.finish().await
+}

@@ -1,0 +1,23 @@
+//! Working memory documents, per tenant and resource, changed under the store's lock.
+
+use persist_core::working::{ReadMemory, WorkingMemory, WriteMemory};
+use persist_core::{Result, Timestamp};
+
+use crate::state::State;
+
+impl State {
+    pub(crate) fn write_memory(&mut self, write: &WriteMemory, now: Timestamp) -> Result<WorkingMemory> {
+        let key = (write.tenant().cloned(), write.resource.clone());
+        let stored = self.memories.get(&key);
+        let version = stored.map_or(0, |m| m.version);
+        let document = write.apply(stored.map(|m| &m.document), version)?;
+        let created_at = stored.map_or(now, |m| m.created_at);
+        let written = WorkingMemory::new(key.0.clone(), key.1.clone(), document, version + 1, created_at, now);
+        self.memories.insert(key, written.clone());
+        Ok(written)
+    }
+
+    pub(crate) fn read_memory(&self, query: &ReadMemory) -> Option<WorkingMemory> {
+        self.memories.get(&(query.tenant().cloned(), query.resource.clone())).cloned()
+    }
+}

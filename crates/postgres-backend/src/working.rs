@@ -1,0 +1,82 @@
+//! Working memory (see `persist::working`): a document per tenant and resource (the table of
+//! version 16). A write is a short transaction: the row made if absent (at version 0, which no
+//! read shows), locked, changed as the core says, written back.
+
+use persist_core::working::{ReadMemory, WorkingMemory, WriteMemory};
+use persist_core::{Metadata, PersistError, Result, Timestamp};
+use sqlx::{Acquire, PgConnection, Row};
+
+use crate::error::map_sqlx;
+use crate::rows::{json_text, tenant_key};
+
+fn parse(text: &str) -> Result<Metadata> {
+    serde_json::from_str(text).map_err(|e| PersistError::backend("reading the working memory", e))
+}
+
+pub(crate) async fn write_memory(conn: &mut PgConnection, write: &WriteMemory) -> Result<WorkingMemory> {
+    let tenant = tenant_key(write.tenant());
+    let failed = |e| map_sqlx("writing the working memory", e);
+    let now = Timestamp::now();
+    let mut tx = conn.begin().await.map_err(failed)?;
+    sqlx::query(
+        "INSERT INTO persist_working_memory (tenant, resource, document, version, created_at, updated_at) \
+         VALUES ($1, $2, '{}', 0, $3, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(write.resource.as_str())
+    .bind(now.as_micros())
+    .execute(&mut *tx)
+    .await
+    .map_err(failed)?;
+    let row = sqlx::query(
+        "SELECT document, version, created_at FROM persist_working_memory \
+          WHERE tenant = $1 AND resource = $2 FOR UPDATE",
+    )
+    .bind(tenant)
+    .bind(write.resource.as_str())
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(failed)?;
+    let version = u64::try_from(row.try_get::<i64, _>("version").map_err(failed)?).unwrap_or_default();
+    let stored = if version == 0 { None } else { Some(parse(row.try_get("document").map_err(failed)?)?) };
+    let created_at =
+        if version == 0 { now } else { Timestamp::from_micros(row.try_get("created_at").map_err(failed)?) };
+    // Refused: the transaction rolls back, and a row it made goes with it.
+    let document = write.apply(stored.as_ref(), version)?;
+    sqlx::query(
+        "UPDATE persist_working_memory SET document = $3, version = $4, created_at = $5, updated_at = $6 \
+          WHERE tenant = $1 AND resource = $2",
+    )
+    .bind(tenant)
+    .bind(write.resource.as_str())
+    .bind(json_text(&document)?)
+    .bind(i64::try_from(version + 1).unwrap_or(i64::MAX))
+    .bind(created_at.as_micros())
+    .bind(now.as_micros())
+    .execute(&mut *tx)
+    .await
+    .map_err(failed)?;
+    tx.commit().await.map_err(failed)?;
+    let tenant = write.tenant().cloned();
+    Ok(WorkingMemory::new(tenant, write.resource.clone(), document, version + 1, created_at, now))
+}
+
+pub(crate) async fn read_memory(conn: &mut PgConnection, query: &ReadMemory) -> Result<Option<WorkingMemory>> {
+    let failed = |e| map_sqlx("reading the working memory", e);
+    let row = sqlx::query(
+        "SELECT document, version, created_at, updated_at FROM persist_working_memory \
+          WHERE tenant = $1 AND resource = $2 AND version > 0",
+    )
+    .bind(tenant_key(query.tenant()))
+    .bind(query.resource.as_str())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(failed)?;
+    let Some(row) = row else { return Ok(None) };
+    let document = parse(row.try_get("document").map_err(failed)?)?;
+    let version = u64::try_from(row.try_get::<i64, _>("version").map_err(failed)?).unwrap_or_default();
+    let at = |column: &str| row.try_get::<i64, _>(column).map(Timestamp::from_micros).map_err(failed);
+    let (created_at, updated_at) = (at("created_at")?, at("updated_at")?);
+    let tenant = query.tenant().cloned();
+    Ok(Some(WorkingMemory::new(tenant, query.resource.clone(), document, version, created_at, updated_at)))
+}
