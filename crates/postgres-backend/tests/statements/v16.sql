@@ -108,6 +108,8 @@ SELECT document, version, created_at FROM persist_working_memory WHERE tenant = 
 -- next statement
 SELECT document, version, created_at, updated_at FROM persist_working_memory WHERE tenant = $1 AND resource = $2 AND version > 0
 -- next statement
+SELECT e.thread_id, e.message_id, m.seq, e.vector FROM persist_embeddings e JOIN messages m ON m.tenant = e.tenant AND m.thread_id = e.thread_id AND m.message_id = e.message_id JOIN threads t ON t.tenant = e.tenant AND t.thread_id = e.thread_id WHERE e.tenant = $2 AND e.model = $1 AND ($3::text IS NULL OR e.thread_id = $3) AND t.deleted_at IS NULL AND ($4::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($4::jsonb) f WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value)) AND m.status <> 'reserved' AND ($8::boolean IS NULL OR (m.status = 'interrupted') = $8) AND ($5::bigint IS NULL OR m.created_at >= $5) AND ($6::bigint IS NULL OR m.created_at < $6) AND ($7::text[] IS NULL OR m.role = ANY ($7))
+-- next statement
 SELECT enabled, config::oid::bigint FROM persist_search_state
 -- next statement
 SELECT head FROM persist_feed_state
@@ -166,13 +168,13 @@ SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, c
 -- next statement
 SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, content_form, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE tenant = $5 AND thread_id = $1 AND seq > $2 AND seq < $3 AND ($4 OR status <> 'reserved') ORDER BY seq DESC LIMIT $6
 -- next statement
+SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, content_form, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages m JOIN unnest($2::text[], $3::text[]) AS k(thread_id, message_id) USING (thread_id, message_id) WHERE m.tenant = $1
+-- next statement
 SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, content_form, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages m WHERE tenant = $1 AND thread_id = $2 AND NOT EXISTS (SELECT 1 FROM messages c WHERE c.tenant = $1 AND c.thread_id = $2 AND c.seq = m.seq + 1 AND c.parent_seq IS NULL) AND NOT EXISTS (SELECT 1 FROM messages c WHERE c.tenant = $1 AND c.thread_id = $2 AND c.parent_seq = m.seq) ORDER BY seq
 -- next statement
 SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, content_form, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) CROSS JOIN LATERAL (SELECT * FROM messages WHERE tenant = $3 AND thread_id = $4 AND seq BETWEEN r.lo AND r.hi OFFSET 0) m WHERE ($5 OR m.status <> 'reserved') ORDER BY m.seq ASC LIMIT $6
 -- next statement
 SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, content_form, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) CROSS JOIN LATERAL (SELECT * FROM messages WHERE tenant = $3 AND thread_id = $4 AND seq BETWEEN r.lo AND r.hi OFFSET 0) m WHERE ($5 OR m.status <> 'reserved') ORDER BY m.seq DESC LIMIT $6
--- next statement
-SELECT thread_id, message_id, seq, parent_seq, role, content::text AS content, content_form, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at, vector FROM ( SELECT m.*, e.vector, (SELECT sum(a::float8 * b::float8) FROM unnest(e.vector, $1::real[]) AS u(a, b)) AS score FROM persist_embeddings e JOIN messages m ON m.tenant = e.tenant AND m.thread_id = e.thread_id AND m.message_id = e.message_id JOIN threads t ON t.tenant = e.tenant AND t.thread_id = e.thread_id WHERE e.tenant = $3 AND e.model = $2 AND ($4::text IS NULL OR e.thread_id = $4) AND t.deleted_at IS NULL AND ($5::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($5::jsonb) f WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value)) AND m.status <> 'reserved' AND ($10::boolean IS NULL OR (m.status = 'interrupted') = $10) AND ($6::bigint IS NULL OR m.created_at >= $6) AND ($7::bigint IS NULL OR m.created_at < $7) AND ($8::text[] IS NULL OR m.role = ANY ($8)) ORDER BY score DESC, m.thread_id COLLATE "C", m.seq LIMIT $9) found
 -- next statement
 SELECT thread_id, tenant, title, metadata::text AS metadata, version, created_at, updated_at, last_seq, message_count, active_leaf, deleted_at FROM threads WHERE deleted_at IS NULL AND ($1::text IS NULL OR TRUE) AND (updated_at, thread_id, tenant COLLATE "C") < ($2::bigint, $3::text, $6::text) AND NOT EXISTS (SELECT 1 FROM jsonb_each($4::jsonb) f WHERE (threads.metadata -> f.key) IS DISTINCT FROM f.value) ORDER BY updated_at DESC, thread_id DESC, tenant COLLATE "C" DESC LIMIT $5
 -- next statement

@@ -25,7 +25,7 @@ pub(super) async fn embed(conn: &mut SqliteConnection, embed: &Embed) -> OpResul
     }
     // A deleted thread's messages are gone with it: its key finds none.
     let row = sqlx::query(concat!(
-        "SELECT m.row AS row, m.thread AS thread, m.status AS status, m.version AS version \
+        "SELECT m.row AS row, m.thread AS thread, m.seq AS seq, m.status AS status, m.version AS version \
            FROM persist_messages m \
           WHERE m.thread = ",
         thread_key!("?3", "?1"),
@@ -41,7 +41,7 @@ pub(super) async fn embed(conn: &mut SqliteConnection, embed: &Embed) -> OpResul
     .map_err(sql("reading the message to embed"))?
     .ok_or_else(|| refused(PersistError::not_found(&embed.thread_id, Some(&embed.message_id))))?;
     let read = |column: &'static str| row.try_get::<i64, _>(column).map_err(sql("reading the message to embed"));
-    let (message_row, thread) = (read("row")?, read("thread")?);
+    let (message_row, thread, seq) = (read("row")?, read("thread")?, read("seq")?);
     let version = u64::try_from(read("version")?).unwrap_or_default();
     let status: Option<String> = row.try_get("status").map_err(sql("reading the message to embed"))?;
     if status.as_deref() == Some("reserved") {
@@ -60,12 +60,13 @@ pub(super) async fn embed(conn: &mut SqliteConnection, embed: &Embed) -> OpResul
     .await
     .map_err(sql("recording a model's dimensions"))?;
     sqlx::query(
-        "INSERT INTO persist_embeddings (row, model, thread, vector) VALUES (?1, ?2, ?3, ?4) \
+        "INSERT INTO persist_embeddings (row, model, thread, seq, vector) VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT (row, model) DO UPDATE SET vector = excluded.vector",
     )
     .bind(message_row)
     .bind(model)
     .bind(thread)
+    .bind(seq)
     .bind(to_bytes(&unit))
     .execute(&mut *conn)
     .await

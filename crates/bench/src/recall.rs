@@ -1,0 +1,224 @@
+//! Recall: `nearest` top-10 over one user's messages (384 dimensions, 10k and 100k messages
+//! across 100 threads, beside another user's as many) on SQLite and PostgreSQL, p50/p99, against
+//! an exact scan of the same vectors in this process (the engine limit: no store, no SQL); what
+//! an add with its embedding costs against an add alone (one caller, interleaved rounds); and
+//! the bytes an embedded message adds.
+
+use std::time::Instant;
+
+use persist::args::{Add, Update};
+use persist::postgres::PostgresBackend;
+use persist::sqlite::SqliteBackend;
+use persist::vector::{Embed, Embedding, Nearest, similarity};
+use persist::{Backend, Content, MessageId, Metadata, PersistResult, Role, ThreadId};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+use crate::Options;
+use crate::measure::{median, p50_p99, rate};
+use crate::report::{Row, Target};
+
+const DIMS: usize = 384;
+const MODEL: &str = "bench-384";
+const THREADS: usize = 100;
+
+/// The `n`th unit vector of a fixed sequence (the same in every run and for every store).
+fn vector(n: u64) -> Vec<f32> {
+    let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v: Vec<f32> = (0..DIMS)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
+
+fn user_thread(user: usize, i: usize) -> ThreadId {
+    ThreadId::new(format!("u{user}-t{}", i % THREADS)).unwrap()
+}
+
+/// `total` messages of each of two users, each with its vector, written by 64 callers.
+async fn fill<B: Backend + Clone>(backend: &B, total: usize) {
+    for user in 0..2 {
+        for i in 0..THREADS {
+            let tag = Metadata::new().with("user_id", serde_json::json!(format!("u{user}")));
+            let add = Add::new(user_thread(user, i), Role::User, Content::text("opening"));
+            backend.apply(add.into()).await.expect("add");
+            backend.apply(Update::thread(user_thread(user, i)).with_metadata(tag).into()).await.expect("tag");
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for caller in 0..64 {
+            let backend = backend.clone();
+            tasks.spawn(async move {
+                for i in (caller..total).step_by(64) {
+                    let thread = user_thread(user, i);
+                    let text = format!("message {i} of user {user}: about fifteen words of text, as others");
+                    let added = backend.apply(Add::new(thread.clone(), Role::User, Content::text(text)).into());
+                    let PersistResult::Added(added) = added.await.expect("add") else { panic!("not an add") };
+                    let embedding = Embedding::new(MODEL, vector((user * total + i) as u64));
+                    backend.apply(Embed::new(thread, added.message.id, embedding).into()).await.expect("embed");
+                }
+            });
+        }
+        tasks.join_all().await;
+    }
+}
+
+/// `n` queries of user 0's messages through the store, then the same over the vectors held here.
+async fn latency<B: Backend>(store: &str, backend: &B, total: usize, n: usize) -> Vec<Row> {
+    let query = |i: usize| vector(1_000_000_000 + i as u64);
+    let mut stored = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        let nearest = Nearest::new(Embedding::new(MODEL, query(i))).for_resource("user_id", "u0").with_limit(10);
+        let found = backend.nearest(nearest).await.expect("nearest");
+        assert_eq!(found.len(), 10);
+        stored.push(t.elapsed());
+    }
+    let store_rate = rate(n, start.elapsed());
+    // The engine limit: the same vectors in memory, scanned by the same arithmetic.
+    let held: Vec<Vec<f32>> = (0..total).map(|i| vector(i as u64)).collect();
+    let mut scanned = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let q = query(i);
+        let t = Instant::now();
+        let mut scores: Vec<(f32, usize)> = held.iter().enumerate().map(|(at, v)| (similarity(&q, v), at)).collect();
+        scores.select_nth_unstable_by(9, |a, b| b.0.total_cmp(&a.0));
+        std::hint::black_box(&scores[..10]);
+        scanned.push(t.elapsed());
+    }
+    let scan_rate = rate(n, start.elapsed());
+    let (s50, s99) = p50_p99(&mut stored);
+    let (e50, e99) = p50_p99(&mut scanned);
+    vec![
+        Row::new(format!("recall: exact scan in this process, {total} vectors of one user"), n as u64, scan_rate)
+            .latency(e50, e99),
+        Row::new(format!("recall ({store}): nearest top-10 of {total} messages of one user"), n as u64, store_rate)
+            .latency(s50, s99)
+            .ratio(s50 / e50, "p50, the store / the scan in this process"),
+    ]
+}
+
+/// One caller: `n` adds alone against `n` adds each followed by its `embed`, interleaved rounds.
+async fn write_cost<B: Backend>(store: &str, backend: &B, rounds: usize, n: usize) -> Vec<Row> {
+    let (mut alone, mut embedded) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let thread = ThreadId::new(format!("cost-plain-{round}")).unwrap();
+        let start = Instant::now();
+        for i in 0..n {
+            backend
+                .apply(Add::new(thread.clone(), Role::User, Content::text(format!("plain {i}"))).into())
+                .await
+                .unwrap();
+        }
+        alone.push(rate(n, start.elapsed()));
+        let thread = ThreadId::new(format!("cost-embedded-{round}")).unwrap();
+        let start = Instant::now();
+        for i in 0..n {
+            let id = MessageId::generate();
+            let add = Add::new(thread.clone(), Role::User, Content::text(format!("plain {i}"))).with_id(id.clone());
+            backend.apply(add.into()).await.unwrap();
+            let embed = Embed::new(thread.clone(), id, Embedding::new(MODEL, vector(i as u64)));
+            backend.apply(embed.into()).await.unwrap();
+        }
+        embedded.push(rate(n, start.elapsed()));
+    }
+    let mut ratios: Vec<f64> = alone.iter().zip(&embedded).map(|(a, e)| a / e).collect();
+    vec![
+        Row::new(format!("recall ({store}): one caller, adds alone"), n as u64, median(&mut alone.clone())),
+        Row::new(
+            format!("recall ({store}): one caller, adds each with its embed"),
+            n as u64,
+            median(&mut embedded.clone()),
+        )
+        .ratio(median(&mut ratios), "time of an add with its embedding / alone")
+        .target(Target::RatioAtMost(1.3)),
+    ]
+}
+
+fn bytes_row(store: &str, bytes: u64, messages: usize) -> Row {
+    let per = bytes as f64 / messages as f64;
+    Row::new(format!("recall ({store}): bytes an embedded message adds ({DIMS} dims)"), messages as u64, 0.0)
+        .note(format!("{per:.0} B per message"))
+}
+
+pub(crate) fn run(options: &Options) -> Vec<Row> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    let sizes: Vec<usize> = if options.quick { vec![2_000] } else { vec![10_000, 100_000] };
+    let queries = options.scale(50, 10);
+    let (rounds, writes) = (options.scale(5, 2), options.scale(1_000, 100));
+    rt.block_on(async {
+        let mut rows = Vec::new();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let costs = SqliteBackend::open(dir.path().join("cost.db")).await.expect("open");
+        rows.extend(write_cost("SQLite", &costs, rounds, writes).await);
+        costs.close().await;
+        for &total in &sizes {
+            let path = dir.path().join(format!("recall-{total}.db"));
+            let store = SqliteBackend::open(&path).await.expect("open");
+            fill(&store, total).await;
+            rows.extend(latency("SQLite", &store, total, queries).await);
+            store.close().await;
+            // The same messages without their vectors: the file's difference is theirs.
+            let plain = SqliteBackend::open(dir.path().join(format!("plain-{total}.db"))).await.expect("open");
+            let sized = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+            fill_plain(&plain, total).await;
+            plain.close().await;
+            let bytes = sized(&path).saturating_sub(sized(&dir.path().join(format!("plain-{total}.db"))));
+            rows.push(bytes_row("SQLite", bytes, 2 * total));
+        }
+
+        let url = crate::postgres::url();
+        let Ok(mut admin) = PgConnection::connect(&url).await else {
+            rows.push(Row::skipped("recall (PostgreSQL)", format!("skipped: no server at {url}")));
+            return rows;
+        };
+        let schema = format!("persist_bench_recall_{}", std::process::id());
+        let connect =
+            |schema: String| PostgresBackend::builder(url.clone()).schema(schema).max_connections(8).connect();
+        let costs = connect(format!("{schema}_cost")).await.expect("connect");
+        rows.extend(write_cost("PostgreSQL", &costs, rounds, writes).await);
+        costs.close().await;
+        for &total in &sizes {
+            let name = format!("{schema}_{total}");
+            let store = connect(name.clone()).await.expect("connect");
+            fill(&store, total).await;
+            let analyze = format!("ANALYZE \"{name}\".persist_embeddings; ANALYZE \"{name}\".messages");
+            sqlx::raw_sql(AssertSqlSafe(analyze)).execute(&mut admin).await.expect("analyze");
+            rows.extend(latency("PostgreSQL", &store, total, queries).await);
+            let size = format!("SELECT pg_total_relation_size('\"{name}\".persist_embeddings')::bigint");
+            let bytes: i64 = sqlx::query_scalar(AssertSqlSafe(size)).fetch_one(&mut admin).await.expect("size");
+            rows.push(bytes_row("PostgreSQL", u64::try_from(bytes).unwrap_or_default(), 2 * total));
+            store.close().await;
+        }
+        for suffix in ["cost".to_owned()].into_iter().chain(sizes.iter().map(ToString::to_string)) {
+            let drop = format!("DROP SCHEMA IF EXISTS \"{schema}_{suffix}\" CASCADE");
+            let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut admin).await;
+        }
+        rows
+    })
+}
+
+/// The messages [`fill`] writes, without their vectors.
+async fn fill_plain<B: Backend + Clone>(backend: &B, total: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for caller in 0..64 {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            for user in 0..2 {
+                for i in (caller..total).step_by(64) {
+                    let text = format!("message {i} of user {user}: about fifteen words of text, as others");
+                    let add = Add::new(user_thread(user, i), Role::User, Content::text(text));
+                    backend.apply(add.into()).await.expect("add");
+                }
+            }
+        });
+    }
+    tasks.join_all().await;
+}
