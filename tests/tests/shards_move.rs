@@ -174,6 +174,36 @@ async fn a_tenant_moves_whole_and_is_read_and_written_on_the_new_shard() {
     assert_eq!(snapshot(stores.store(&from), "acme").await, moved_on);
 }
 
+/// A tenant's working memory documents move with it: read and patched on the new shard after
+/// the move, other tenants' left where they are.
+#[tokio::test]
+async fn a_tenants_working_memory_moves_with_it() {
+    use persist::working::{ReadMemory, WriteMemory};
+    let stores = Stores::memory(&["a", "b"]);
+    let app = Pipeline::new(stores.instance());
+    seed(&app, "acme", 1, 1).await;
+    let doc = |v: serde_json::Value| persist::Metadata::try_from(v).unwrap();
+    let user = persist::ResourceId::new("user:1").unwrap();
+    for (who, name) in [("acme", "Ada"), ("globex", "Grace")] {
+        let patch = WriteMemory::patch(user.clone(), doc(serde_json::json!({"name": name}))).with_context(ctx(who));
+        app.write_memory(patch).await.unwrap();
+    }
+    let shards = stores.instance();
+    let acme = tenant("acme");
+    let to = stores.other_than(&shards, "acme").await;
+    shards.move_tenant(Some(&acme), &to, options()).await.unwrap();
+    let there = stores.store(&to).read_memory(ReadMemory::new(user.clone()).with_context(ctx("acme"))).await.unwrap();
+    assert_eq!(there.map(|m| m.document), Some(doc(serde_json::json!({"name": "Ada"}))));
+    tokio::time::sleep(TTL * 2).await;
+    let patch = WriteMemory::patch(user.clone(), doc(serde_json::json!({"city": "Lisbon"}))).with_context(ctx("acme"));
+    app.write_memory(patch).await.unwrap();
+    let read = |who| ReadMemory::new(user.clone()).with_context(ctx(who));
+    let after = stores.store(&to).read_memory(read("acme")).await.unwrap().expect("on the new shard");
+    assert_eq!(after.document, doc(serde_json::json!({"name": "Ada", "city": "Lisbon"})));
+    let globex = app.read_memory(read("globex")).await.unwrap().expect("untouched");
+    assert_eq!(globex.document, doc(serde_json::json!({"name": "Grace"})));
+}
+
 /// Writers on instances of their own append to their threads while the tenant moves, retrying
 /// refused writes; every acknowledged message is then on the new shard once, the old shard
 /// holds nothing, and writes were refused for less than `max_switch`.

@@ -9,7 +9,8 @@
 //! {"kind":"message","thread_id":"support:1042","id":"0190…","role":"user","content":[{"text":"Where is my order?","type":"text"}],"metadata":{},"status":"complete","seq":1,"parent_seq":null,"version":1,"idempotency_key":"turn-1","created_at":…,"updated_at":…}
 //! {"kind":"summary","thread_id":"support:1042","from_seq":1,"through_seq":3,"content":[{"text":"The user asked where order 1042 is.","type":"text"}],"metadata":{},"created_at":…}
 //! {"kind":"binding","agent_id":"support-bot","thread_id":"support:1042","session_id":"sess-9","provider":"claude-cli","runtime_id":null,"work_dir":"/srv/w/1042","created_at":…,"updated_at":…,"state":"active"}
-//! {"kind":"end","threads":1,"messages":1,"bindings":1,"summaries":1}
+//! {"kind":"working_memory","tenant":null,"resource":"user:42","document":{"name":"Ada"},"version":3,"created_at":…,"updated_at":…}
+//! {"kind":"end","threads":1,"messages":1,"bindings":1,"summaries":1,"memories":1}
 //! ```
 //!
 //! - **header**, the first line: `schema_version` (2), `source` (the store's URL without its
@@ -31,8 +32,12 @@
 //!   says.
 //! - **binding**: a session binding of the thread (`persist::session::StoredBinding`: which
 //!   provider session an agent resumes, and its state), after the thread's messages.
-//! - **end**, the last line: how many threads, messages, bindings and summaries the export
-//!   holds (`summaries` absent: none). An
+//! - **working_memory**: a working memory document (`persist::working::WorkingMemory`), after
+//!   every thread, in an export of a tenant (`--all`) or of the store (`--across-tenants`).
+//!   Added within version 2, as summaries were. Imported as the document's content; the store
+//!   numbers its own versions.
+//! - **end**, the last line: how many threads, messages, bindings, summaries and working memory
+//!   documents the export holds (`summaries` or `memories` absent: none). An
 //!   export cut short anywhere, even between two lines, has no end line: import warns and says
 //!   so in its report.
 //!
@@ -49,6 +54,7 @@ use std::io::Write;
 
 use persist::session::StoredBinding;
 use persist::summary::Summary;
+use persist::working::WorkingMemory;
 use persist::{Message, TenantId, Thread, ThreadId, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -107,6 +113,11 @@ impl<'a> Header<'a> {
     }
 }
 
+/// The line of a working memory document.
+pub(crate) fn memory_line(memory: &WorkingMemory) -> impl Serialize + '_ {
+    Tagged { kind: "working_memory", item: memory }
+}
+
 /// A stored value with its line's `kind` in front.
 #[derive(Debug, Serialize)]
 pub(crate) struct Tagged<'a, T> {
@@ -153,6 +164,8 @@ pub(crate) enum Item {
     Binding(Box<StoredBinding>),
     /// A summary of the last thread read.
     Summary(Box<Summary>),
+    /// A working memory document.
+    Memory(Box<WorkingMemory>),
 }
 
 /// Only the `kind` of a line (the rest is checked to be JSON, and ignored).
@@ -192,6 +205,8 @@ pub(crate) struct Counts {
     pub(crate) bindings: u64,
     #[serde(default)]
     pub(crate) summaries: u64,
+    #[serde(default)]
+    pub(crate) memories: u64,
 }
 
 /// The last line of an export.
@@ -321,6 +336,15 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                     self.follows_its_thread("summary", &summary.thread_id)?;
                     self.counts.summaries += 1;
                     return Ok(Some(Item::Summary(Box::new(summary))));
+                }
+                Some("working_memory") => {
+                    let memory: WorkingMemory = serde_json::from_str(&text).map_err(|e| {
+                        CliError::failed(format!("line {}: not a working memory document: {e}", self.line))
+                    })?;
+                    // Not a thread's: what follows it belongs to no thread.
+                    self.current = None;
+                    self.counts.memories += 1;
+                    return Ok(Some(Item::Memory(Box::new(memory))));
                 }
                 Some("end") => {
                     let end: Counts = serde_json::from_str(&text)

@@ -806,3 +806,52 @@ fn show_prints_tool_calls_results_and_reasoning() {
         assert!(transcript.lines().any(|shown| shown.trim_end() == line), "{line:?} not in {transcript}");
     }
 }
+
+/// Working memory documents travel with an export of a tenant or of the store: imported as they
+/// were (each into its tenant, or into `--tenant`'s), and not written again by a second import.
+#[test]
+fn working_memory_is_exported_and_imported() {
+    use persist::working::{ListMemories, WriteMemory};
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("memory.db");
+    let doc = |v: Value| Metadata::try_from(v).unwrap();
+    block_on(async {
+        let pipeline = Pipeline::new(SqliteBackend::open(&source).await?);
+        pipeline.add(Add::new(ThreadId::new("t")?, Role::User, Content::text("hi"))).await?;
+        for (tenant, name) in [(Some("acme"), "Ada"), (None, "Nobody")] {
+            let context = Context::new().for_tenant(tenant.map(TenantId::new).transpose()?);
+            let resource = persist::ResourceId::new("user:1")?;
+            let write = WriteMemory::patch(resource, doc(json!({"name": name, "n": 1.5}))).with_context(context);
+            pipeline.write_memory(write).await?;
+        }
+        Ok::<_, PersistError>(())
+    })
+    .unwrap();
+    let export = dir.path().join("all.jsonl");
+    ok(&["--url", path_str(&source), "--across-tenants", "export", "-o", path_str(&export)]);
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(text.lines().filter(|line| line.contains(r#""kind":"working_memory""#)).count(), 2, "{text}");
+    assert!(text.lines().last().unwrap().contains(r#""memories":2"#), "{text}");
+    let target = dir.path().join("imported.db");
+    let first: Value =
+        serde_json::from_str(ok(&["--url", path_str(&target), "import", path_str(&export), "--json"]).trim()).unwrap();
+    assert_eq!(first["working_memory"], 2);
+    let again: Value =
+        serde_json::from_str(ok(&["--url", path_str(&target), "import", path_str(&export), "--json"]).trim()).unwrap();
+    assert_eq!(again["working_memory"], 0, "the same documents are not written again");
+    let moved = dir.path().join("moved.db");
+    ok(&["--url", path_str(&moved), "--tenant", "globex", "import", path_str(&export)]);
+    let listed = |path: &Path, tenant: Option<&str>| {
+        block_on(async {
+            let pipeline = Pipeline::new(SqliteBackend::open(path).await?);
+            let context = Context::new().for_tenant(tenant.map(TenantId::new).transpose()?);
+            let page =
+                pipeline.memories(ListMemories::new().across_tenants(tenant.is_none()).with_context(context)).await?;
+            Ok::<_, PersistError>(page.items.into_iter().map(|m| (m.tenant, m.document)).collect::<Vec<_>>())
+        })
+        .unwrap()
+    };
+    assert_eq!(listed(&target, None), listed(&source, None), "every tenant's, as they were");
+    let globex = listed(&moved, Some("globex"));
+    assert_eq!(globex.len(), 1, "two documents of one resource into one tenant: the last one read");
+}

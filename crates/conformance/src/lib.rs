@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (186 in all):
+//! [`CHECKS`] lists every check by group and name (187 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -425,6 +425,7 @@ macro_rules! __for_each_check {
                 check_racing_patches_are_never_lost,
                 check_working_memory_is_per_tenant,
                 check_working_memory_refuses_bad_input,
+                check_working_memory_lists_by_tenant_and_resource,
             }
             maintenance {
                 check_stranded_finds_only_old_reservations,

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use persist_core::working::{MAX_DOCUMENT_BYTES, ReadMemory, WorkingMemory, WriteMemory};
+use persist_core::working::{ListMemories, MAX_DOCUMENT_BYTES, ReadMemory, WorkingMemory, WriteMemory};
 use persist_core::{Backend, Metadata, PersistError, PersistResult, ResourceId, TenantId};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -153,5 +153,43 @@ pub async fn check_working_memory_refuses_bad_input<F: Factory>(factory: &F) -> 
     assert_err!(change(b, nul).await, PersistError::InvalidInput { field: "document", .. });
     let found = read(b, None, "big").await.expect("written");
     assert_eq!((found.version, found.document.len()), (1, 1), "nothing refused was written");
+    store.finish().await
+}
+
+/// A listing pages the tenant's documents by resource (bytewise), every tenant's for operators
+/// (by tenant, then resource), each as a read finds it.
+pub async fn check_working_memory_lists_by_tenant_and_resource<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b().as_ref();
+    let acme = tenant("acme");
+    for id in ["b", "a", "c", "B"] {
+        let request = WriteMemory::patch(resource(id), doc(json!({"id": id}))).with_context(ctx(Some(&acme)));
+        change(b, request).await.expect("patch");
+    }
+    change(b, WriteMemory::patch(resource("z"), doc(json!({"id": "z"})))).await.expect("no tenant");
+    let mut listing = ListMemories::new().with_limit(3).with_context(ctx(Some(&acme)));
+    let mut seen = Vec::new();
+    loop {
+        let page = b.memories(listing.clone()).await.expect("list");
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|m| m.resource.as_str().to_owned()));
+        if !page.has_more {
+            break;
+        }
+        listing = listing.with_cursor(page.next_cursor);
+    }
+    assert_eq!(seen, ["B", "a", "b", "c"], "the tenant's, bytewise");
+    let first = b.memories(ListMemories::new().with_context(ctx(Some(&acme)))).await.expect("list").items.remove(0);
+    assert_eq!(Some(first), read(b, Some(&acme), "B").await, "as a read finds it");
+    let every = b.memories(ListMemories::new().across_tenants(true)).await.expect("list").items;
+    let keys: Vec<(Option<String>, String)> = every
+        .iter()
+        .map(|m| (m.tenant.as_ref().map(|t| t.as_str().to_owned()), m.resource.as_str().to_owned()))
+        .collect();
+    assert_eq!(keys.first(), Some(&(None, "z".to_owned())), "no tenant ('') first");
+    assert_eq!(keys.len(), 5);
+    let mine = b.memories(ListMemories::new()).await.expect("list").items;
+    assert_eq!(mine.len(), 1, "no tenant: its own only");
     store.finish().await
 }

@@ -55,6 +55,7 @@ impl Interceptor for RequireTenant {
             PersistArgs::Threads(query) => query.across_tenants,
             PersistArgs::Search(query) => query.is_across_tenants(),
             PersistArgs::FindStranded(query) => query.across_tenants,
+            PersistArgs::Memories(query) => query.across_tenants,
             PersistArgs::ReadFeed(query) => query.scope == FeedScope::AcrossTenants,
             _ => false,
         };

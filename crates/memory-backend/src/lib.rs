@@ -48,7 +48,7 @@ use persist_core::session::{
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::vector::{Nearest, Neighbour};
-use persist_core::working::{ReadMemory, WorkingMemory};
+use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 use persist_core::{
     AgentId, ApplyNow, Backend, Capabilities, Message, Order, Page, PersistArgs, PersistError, PersistResult, Result,
     SessionId, Status, Target, TenantId, Thread, ThreadId, Timestamp,
@@ -279,6 +279,10 @@ impl Backend for MemoryBackend {
 
     async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {
         Ok(self.lock().read_memory(&query))
+    }
+
+    async fn memories(&self, query: ListMemories) -> Result<Page<WorkingMemory, MemoryCursor>> {
+        self.lock().memories(&query)
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {

@@ -1,7 +1,7 @@
 //! Working memory documents, per tenant and resource, changed under the store's lock.
 
-use persist_core::working::{ReadMemory, WorkingMemory, WriteMemory};
-use persist_core::{Result, Timestamp};
+use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory, WriteMemory};
+use persist_core::{Page, Result, Timestamp};
 
 use crate::state::State;
 
@@ -19,5 +19,17 @@ impl State {
 
     pub(crate) fn read_memory(&self, query: &ReadMemory) -> Option<WorkingMemory> {
         self.memories.get(&(query.tenant().cloned(), query.resource.clone())).cloned()
+    }
+
+    pub(crate) fn memories(&self, query: &ListMemories) -> Result<Page<WorkingMemory, MemoryCursor>> {
+        query.validate()?;
+        let mut found: Vec<&WorkingMemory> =
+            self.memories.values().filter(|m| query.admits(m.tenant.as_ref(), &m.resource)).collect();
+        found.sort_by(|a, b| {
+            let key =
+                |m: &WorkingMemory| (persist_core::raw::tenant_key(m.tenant.as_ref()).to_owned(), m.resource.clone());
+            key(a).cmp(&key(b))
+        });
+        Ok(query.page(found.into_iter().take(query.limit as usize + 1).cloned().collect()))
     }
 }

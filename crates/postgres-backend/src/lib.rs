@@ -164,7 +164,7 @@ use persist_core::session::{
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::vector::{Nearest, Neighbour};
-use persist_core::working::{ReadMemory, WorkingMemory};
+use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 use persist_core::{
     Backend, Capabilities, Consistency, Context, Message, Page, PersistArgs, PersistError, PersistResult, Result,
     Thread,
@@ -385,6 +385,10 @@ impl Backend for PostgresBackend {
 
     async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {
         self.read(&query.context, async |conn| working::read_memory(conn, &query).await).await
+    }
+
+    async fn memories(&self, query: ListMemories) -> Result<Page<WorkingMemory, MemoryCursor>> {
+        self.read(&query.context, async |conn| working::memories(conn, &query).await).await
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {

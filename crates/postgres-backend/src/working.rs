@@ -2,12 +2,12 @@
 //! version 16). A write is a short transaction: the row made if absent (at version 0, which no
 //! read shows), locked, changed as the core says, written back.
 
-use persist_core::working::{ReadMemory, WorkingMemory, WriteMemory};
-use persist_core::{Metadata, PersistError, Result, Timestamp};
+use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory, WriteMemory};
+use persist_core::{Metadata, Page, PersistError, Result, Timestamp};
 use sqlx::{Acquire, PgConnection, Row};
 
 use crate::error::map_sqlx;
-use crate::rows::{json_text, tenant_key};
+use crate::rows::{self, json_text, tenant_key};
 
 fn parse(text: &str) -> Result<Metadata> {
     serde_json::from_str(text).map_err(|e| PersistError::backend("reading the working memory", e))
@@ -79,4 +79,46 @@ pub(crate) async fn read_memory(conn: &mut PgConnection, query: &ReadMemory) -> 
     let (created_at, updated_at) = (at("created_at")?, at("updated_at")?);
     let tenant = query.tenant().cloned();
     Ok(Some(WorkingMemory::new(tenant, query.resource.clone(), document, version, created_at, updated_at)))
+}
+
+/// A page of documents: tenant `$1` (NULL across tenants), after the cursor `$2`/`$3` (tenant key,
+/// resource), by tenant then resource, bytewise.
+pub(crate) async fn memories(
+    conn: &mut PgConnection,
+    query: &ListMemories,
+) -> Result<Page<WorkingMemory, MemoryCursor>> {
+    query.validate()?;
+    let failed = |e| map_sqlx("listing working memory", e);
+    let cursor = query.cursor.as_ref();
+    let found = sqlx::query(
+        "SELECT tenant, resource, document, version, created_at, updated_at FROM persist_working_memory \
+          WHERE version > 0 AND ($1::text IS NULL OR tenant = $1) \
+            AND ($2::text IS NULL OR (tenant COLLATE \"C\", resource COLLATE \"C\") > ($2, $3::text)) \
+          ORDER BY tenant COLLATE \"C\", resource COLLATE \"C\" LIMIT $4",
+    )
+    .bind((!query.across_tenants).then(|| tenant_key(query.tenant())))
+    .bind(cursor.map(|c| tenant_key(c.tenant())))
+    .bind(cursor.map(|c| c.resource().as_str()))
+    .bind(i64::from(query.limit) + 1)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(failed)?;
+    let mut items = Vec::with_capacity(found.len());
+    for row in &found {
+        let document = parse(row.try_get("document").map_err(failed)?)?;
+        let resource: &str = row.try_get("resource").map_err(failed)?;
+        let resource =
+            persist_core::ResourceId::new(resource).map_err(|e| PersistError::backend("reading a resource id", e))?;
+        let version = u64::try_from(row.try_get::<i64, _>("version").map_err(failed)?).unwrap_or_default();
+        let at = |column: &str| row.try_get::<i64, _>(column).map(Timestamp::from_micros).map_err(failed);
+        items.push(WorkingMemory::new(
+            rows::tenant(row)?,
+            resource,
+            document,
+            version,
+            at("created_at")?,
+            at("updated_at")?,
+        ));
+    }
+    Ok(query.page(items))
 }

@@ -13,6 +13,7 @@ use persist_core::read::{GetThread, ListMessages, ListThreads, MAX_PAGE_LIMIT, U
 use persist_core::restore::MAX_RESTORE_MESSAGES;
 use persist_core::session::{ListBindings, StoredBinding};
 use persist_core::summary::{ListSummaries, Summarize, Summary};
+use persist_core::working::{ListMemories, ReadMemory, WriteMemory};
 use persist_core::{Message, Thread, Timestamp};
 use persist_core::{PersistError, Result};
 use persist_core::{TenantId, ThreadId};
@@ -313,7 +314,42 @@ pub(super) async fn sync(
     for id in held.keys() {
         erase(target, tenant, id, None, true).await?;
     }
+    sync_memories(source, target, tenant).await?;
     Ok(synced)
+}
+
+/// Writes each working memory document of `tenant` that `target` does not hold as `source` does
+/// (the target's version expected: a write racing this one is not overwritten, and the next pass
+/// copies again, and the switch's pass, with writes refused, copies exactly). Nothing when either
+/// store keeps none.
+async fn sync_memories(source: &Pipeline, target: &Pipeline, tenant: Option<&TenantId>) -> Result<()> {
+    if !source.capabilities().working_memory || !target.capabilities().working_memory {
+        return Ok(());
+    }
+    let mut listing = ListMemories::new().with_limit(MAX_PAGE_LIMIT).with_context(context(tenant));
+    loop {
+        let page = source.memories(listing.clone()).await?;
+        for memory in &page.items {
+            let read = ReadMemory::new(memory.resource.clone()).with_context(context(tenant));
+            let there = target.read_memory(read).await?;
+            if there.as_ref().is_some_and(|there| there.document == memory.document) {
+                continue;
+            }
+            let version = there.map_or(0, |there| there.version);
+            let write = WriteMemory::replace(memory.resource.clone(), memory.document.clone())
+                .with_expected_version(version)
+                .with_context(context(tenant));
+            match target.write_memory(write).await {
+                // Written meanwhile: the next pass compares again.
+                Ok(_) | Err(PersistError::DocumentConflict { .. }) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if !page.has_more {
+            return Ok(());
+        }
+        listing = listing.with_cursor(page.next_cursor);
+    }
 }
 
 /// What [`clean`] did.

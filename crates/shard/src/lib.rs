@@ -99,7 +99,7 @@ use persist_core::session::{
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::vector::{Nearest, Neighbour};
-use persist_core::working::{ReadMemory, WorkingMemory};
+use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 use persist_core::{Backend, Capabilities, Pipeline};
 use persist_core::{Message, Thread, Timestamp};
 use persist_core::{PersistError, Result};
@@ -318,6 +318,16 @@ impl Backend for Shards {
 
     async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {
         self.reading(query.context.tenant()).await?.read_memory(query).await
+    }
+
+    async fn memories(&self, query: ListMemories) -> Result<Page<WorkingMemory, MemoryCursor>> {
+        if !query.across_tenants {
+            return self.reading(query.context.tenant()).await?.memories(query).await;
+        }
+        let pages = every(self.stores().map(|store| boxed(store.memories(query.clone())))).await?;
+        let hidden = &self.inner.hidden;
+        let found = pages.into_iter().flat_map(|page| page.items).filter(|m| m.tenant.as_ref() != Some(hidden));
+        Ok(query.page(found.collect()))
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {

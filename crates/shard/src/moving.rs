@@ -101,7 +101,9 @@ impl Shards {
     ///
     /// 1. **Copying.** Every thread of the tenant is copied from the old shard to the new one
     ///    (messages of every branch with their ids, seqs, versions and times, session bindings,
-    ///    summaries), then read back and compared; a thread that differs in the new shard (changed
+    ///    summaries), then read back and compared, and every working memory document the new
+    ///    shard does not hold as the old one does is written there (its content: the new shard
+    ///    numbers its versions); a thread that differs in the new shard (changed
     ///    since an earlier pass) is erased there and copied again, one the old shard no longer
     ///    lists is erased from the new one. Passes repeat (at most three) until one finds nothing
     ///    changed. The tenant is read and written on the old shard meanwhile.
@@ -132,7 +134,8 @@ impl Shards {
     /// instance's TTL for the others to see each step. The shards' stores should read from
     /// their primaries (a standby may not have the last writes yet). Tombstones of threads
     /// deleted before the move are not carried (no listing reaches them), nor leases; the old
-    /// shard keeps a tombstone of each thread moved (a later move back erases them); its change
+    /// shard keeps a tombstone of each thread moved (a later move back erases them) and its copy
+    /// of the working memory documents, unreachable once the tenant is placed; its change
     /// feed tells of the erasures, and the tenant's feed positions are the new shard's.
     ///
     /// # Errors

@@ -150,7 +150,7 @@ use persist_core::session::{
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use persist_core::vector::{Nearest, Neighbour};
-use persist_core::working::{ReadMemory, WorkingMemory};
+use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 use persist_core::{
     AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId,
     TenantId, Thread, ThreadId,
@@ -404,6 +404,10 @@ impl Backend for SqliteBackend {
 
     async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {
         working::read_memory(&self.shared.readers, &query).await
+    }
+
+    async fn memories(&self, query: ListMemories) -> Result<Page<WorkingMemory, MemoryCursor>> {
+        working::memories(&self.shared.readers, &query).await
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {

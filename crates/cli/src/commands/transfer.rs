@@ -10,6 +10,7 @@ use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
 use persist::session::StoredBinding;
 use persist::summary::Summary;
+use persist::working::{ListMemories, ReadMemory, WorkingMemory, WriteMemory};
 use persist::{Message, TenantId, Thread, ThreadId};
 use serde_json::json;
 use tokio::io::{AsyncBufRead, BufReader};
@@ -17,7 +18,7 @@ use tokio::io::{AsyncBufRead, BufReader};
 use super::{MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout, summaries_of};
 use crate::error::{CliError, CliResult, describe, note};
 use crate::jsonl::{
-    Counts, End, Header, Item, Reader, binding_line, message_line, summary_line, thread_line, write_line,
+    Counts, End, Header, Item, Reader, binding_line, memory_line, message_line, summary_line, thread_line, write_line,
 };
 use crate::keys;
 use crate::progress::Progress;
@@ -82,6 +83,7 @@ pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions)
                         export_thread(store, thread, options.clear, &mut out, &mut progress, &mut counts).await?;
                     }
                 }
+                export_memories(store, scope, &mut out, &mut counts).await?;
             }
         }
         write_line(&mut out, &End::new(counts))?;
@@ -95,8 +97,8 @@ pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions)
     }
     progress.finish();
     note(format!(
-        "exported {} threads, {} messages, {} session bindings, {} summaries",
-        counts.threads, counts.messages, counts.bindings, counts.summaries
+        "exported {} threads, {} messages, {} session bindings, {} summaries, {} working memory documents",
+        counts.threads, counts.messages, counts.bindings, counts.summaries, counts.memories
     ));
     Ok(())
 }
@@ -199,6 +201,42 @@ async fn export_thread(
     Ok(())
 }
 
+/// Writes the scope's working memory documents (the tenant's, or every tenant's), from the store
+/// as it holds them (no layer seals them). A store that keeps none writes none.
+async fn export_memories(store: &Store, scope: &Scope, out: &mut impl Write, counts: &mut Counts) -> CliResult {
+    if !store.pipeline.capabilities().working_memory {
+        return Ok(());
+    }
+    let mut listing = ListMemories::new().across_tenants(scope.across_tenants).with_context(scope.context());
+    loop {
+        let page = store.pipeline.memories(listing.clone()).await?;
+        for memory in &page.items {
+            write_line(out, &memory_line(memory))?;
+            counts.memories += 1;
+        }
+        if !page.has_more {
+            return Ok(());
+        }
+        listing = listing.with_cursor(page.next_cursor);
+    }
+}
+
+/// Writes a working memory document read from an export into its tenant (the scope's with
+/// `--tenant`) unless the store holds the same document already: answers whether it wrote.
+async fn import_memory(store: &Store, scope: &Scope, memory: WorkingMemory) -> CliResult<bool> {
+    let tenant = scope.tenant.clone().or(memory.tenant);
+    let context = persist::Context::new().for_tenant(tenant);
+    let read = ReadMemory::new(memory.resource.clone()).with_context(context.clone());
+    let stored = store.pipeline.read_memory(read).await?;
+    if stored.as_ref().is_some_and(|stored| stored.document == memory.document) {
+        return Ok(false);
+    }
+    let version = stored.map_or(0, |stored| stored.version);
+    let write = WriteMemory::replace(memory.resource, memory.document).with_expected_version(version);
+    store.pipeline.write_memory(write.with_context(context)).await?;
+    Ok(true)
+}
+
 /// The failure of an export in clear that met a value the keys left sealed.
 fn still_sealed(what: &str) -> CliError {
     CliError::failed(format!(
@@ -215,6 +253,7 @@ struct Totals {
     present: u64,
     bindings: u64,
     summaries: u64,
+    memories: u64,
 }
 
 /// A thread being imported: its messages wait here until a request's worth is read.
@@ -357,6 +396,12 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                     }
                     current.summaries.push(*summary);
                 }
+                Item::Memory(memory) => {
+                    if let Some(done) = pending.take() {
+                        done.finish(store, &mut totals, &mut progress).await?;
+                    }
+                    totals.memories += u64::from(import_memory(store, scope, *memory).await?);
+                }
                 Item::Binding(binding) => {
                     // The reader refuses a binding before any thread line.
                     let Some(current) = pending.as_mut() else {
@@ -386,6 +431,7 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
             "present": totals.present,
             "bindings": totals.bindings,
             "summaries": totals.summaries,
+            "working_memory": totals.memories,
             "skipped_lines": skipped,
             "complete": complete.is_ok(),
         });
@@ -394,8 +440,8 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
         writeln!(
             out,
             "imported {} threads: restored {} messages, {} already present, {} session bindings, {} summaries, \
-             {skipped} lines skipped",
-            totals.threads, totals.restored, totals.present, totals.bindings, totals.summaries
+             {} working memory documents written, {skipped} lines skipped",
+            totals.threads, totals.restored, totals.present, totals.bindings, totals.summaries, totals.memories
         )?;
     }
     out.flush()?;

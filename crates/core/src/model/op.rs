@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 30);
+/// assert_eq!(PersistOp::ALL.len(), 31);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -81,11 +81,13 @@ pub enum PersistOp {
     ReadMemory,
     /// Change a working memory document (see [`working`](crate::working)).
     WriteMemory,
+    /// List working memory documents (see [`working`](crate::working)).
+    ListMemories,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 30] = [
+    pub const ALL: [PersistOp; 31] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -116,6 +118,7 @@ impl PersistOp {
         Self::Nearest,
         Self::ReadMemory,
         Self::WriteMemory,
+        Self::ListMemories,
     ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
@@ -156,6 +159,7 @@ impl PersistOp {
             Self::Nearest => "nearest",
             Self::ReadMemory => "read_memory",
             Self::WriteMemory => "write_memory",
+            Self::ListMemories => "list_memories",
         }
     }
 
@@ -180,6 +184,7 @@ impl PersistOp {
                 | Self::Search
                 | Self::Nearest
                 | Self::ReadMemory
+                | Self::ListMemories
         )
     }
 

@@ -20,7 +20,7 @@ use crate::session::{
 };
 use crate::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
 use crate::vector::{Nearest, Neighbour};
-use crate::working::{ReadMemory, WorkingMemory};
+use crate::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 
 /// What a backend can do beyond the required contract; the conformance suite gates its
 /// optional checks on these.
@@ -317,6 +317,13 @@ pub trait Backend: Send + Sync + 'static {
         async { Err(PersistError::Unsupported { what: "working memory on this backend".into() }) }
     }
 
+    /// A page of working memory documents, by tenant then resource (see [`ListMemories`]). The
+    /// default answers `Unsupported`.
+    fn memories(&self, query: ListMemories) -> impl Future<Output = Result<Page<WorkingMemory, MemoryCursor>>> + Send {
+        let _ = query;
+        async { Err(PersistError::Unsupported { what: "working memory on this backend".into() }) }
+    }
+
     /// The messages whose embeddings are nearest a [`Nearest`]'s query, most similar first (see
     /// [`vector`](crate::vector) for the rules every backend keeps). A backend that stores
     /// embeddings declares [`Capabilities::vectors`] and answers
@@ -601,6 +608,10 @@ impl<B: Backend> Backend for Arc<B> {
 
     fn read_memory(&self, query: ReadMemory) -> impl Future<Output = Result<Option<WorkingMemory>>> + Send {
         (**self).read_memory(query)
+    }
+
+    fn memories(&self, query: ListMemories) -> impl Future<Output = Result<Page<WorkingMemory, MemoryCursor>>> + Send {
+        (**self).memories(query)
     }
 
     fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {

@@ -240,6 +240,11 @@ impl Pipeline {
         write_memory, crate::working::WriteMemory, WriteMemory => MemoryWritten, crate::working::WorkingMemory, |written| written
     );
     typed_call!(
+        /// Lists a page of working memory documents (the request's tenant's, or every tenant's
+        /// for operators); see [`ListMemories`](crate::working::ListMemories).
+        memories, crate::working::ListMemories, ListMemories => Memories, Page<crate::working::WorkingMemory, crate::working::MemoryCursor>, |page| page
+    );
+    typed_call!(
         /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
         /// [`across_tenants`](FindStranded::across_tenants) (maintenance;
         /// `cleanup_stranded`, in `persist-ops`, marks them interrupted).
@@ -470,6 +475,13 @@ impl Backend for Pipeline {
         query: crate::working::ReadMemory,
     ) -> impl Future<Output = Result<Option<crate::working::WorkingMemory>>> + Send {
         Pipeline::read_memory(self, query)
+    }
+
+    fn memories(
+        &self,
+        query: crate::working::ListMemories,
+    ) -> impl Future<Output = Result<Page<crate::working::WorkingMemory, crate::working::MemoryCursor>>> + Send {
+        Pipeline::memories(self, query)
     }
 
     fn summaries(

@@ -122,6 +122,22 @@ impl Scoped {
         self.pipeline.search(request.with_context(self.context.renewed())).await
     }
 
+    /// Lists the tenant's working memory documents; see [`Pipeline::memories`].
+    ///
+    /// # Errors
+    ///
+    /// `Rejected` for a listing [across tenants](crate::working::ListMemories::across_tenants);
+    /// otherwise as [`Pipeline::memories`].
+    pub async fn memories(
+        &self,
+        request: crate::working::ListMemories,
+    ) -> Result<Page<crate::working::WorkingMemory, crate::working::MemoryCursor>> {
+        if request.across_tenants {
+            return Err(across_tenants());
+        }
+        self.pipeline.memories(request.with_context(self.context.renewed())).await
+    }
+
     /// Finds the scope's reservations nobody wrote to since a cutoff.
     ///
     /// # Errors
@@ -224,6 +240,7 @@ impl Scoped {
             PersistArgs::Threads(query) => query.across_tenants,
             PersistArgs::Search(query) => query.is_across_tenants(),
             PersistArgs::FindStranded(query) => query.across_tenants,
+            PersistArgs::Memories(query) => query.across_tenants,
             PersistArgs::ReadFeed(query) => !within_tenant(query),
             _ => false,
         };

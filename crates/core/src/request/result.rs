@@ -14,7 +14,7 @@ use crate::search::{SearchCursor, SearchHit};
 use crate::session::{Resolution, SessionBinding, StoredBinding};
 use crate::summary::{Compacted, Summarized, Summary};
 use crate::vector::{Embedded, Neighbour};
-use crate::working::WorkingMemory;
+use crate::working::{MemoryCursor, WorkingMemory};
 
 /// Answer to an `add`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +214,9 @@ pub enum PersistResult {
     Memory(Option<WorkingMemory>),
     /// The working memory document a `write_memory` left.
     MemoryWritten(WorkingMemory),
+    /// A page of `list_memories`.
+    #[serde(skip)]
+    Memories(Page<WorkingMemory, MemoryCursor>),
 }
 
 impl PersistResult {
@@ -250,6 +253,7 @@ impl PersistResult {
             Self::Nearest(_) => PersistOp::Nearest,
             Self::Memory(_) => PersistOp::ReadMemory,
             Self::MemoryWritten(_) => PersistOp::WriteMemory,
+            Self::Memories(_) => PersistOp::ListMemories,
         }
     }
 
@@ -329,6 +333,7 @@ impl PersistResult {
             Self::Search(page) => Some(page.items.len()),
             Self::Nearest(found) => Some(found.len()),
             Self::Memory(found) => Some(usize::from(found.is_some())),
+            Self::Memories(page) => Some(page.items.len()),
             _ => None,
         }
     }

@@ -108,6 +108,116 @@ impl ReadMemory {
     }
 }
 
+/// Lists working memory documents: the context's tenant's, or every tenant's for operators
+/// (never through a [`Scoped`](crate::Scoped) handle), by tenant then resource, bytewise; what
+/// an export or a copy of a tenant reads.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ListMemories {
+    /// Continue after this document (the previous page's last).
+    pub cursor: Option<MemoryCursor>,
+    /// Page size, 1 to [`MAX_PAGE_LIMIT`](crate::read::MAX_PAGE_LIMIT) (default 100).
+    pub limit: u32,
+    /// Every tenant's documents instead of the context's tenant's.
+    pub across_tenants: bool,
+    /// Who is asking: its tenant's documents are listed.
+    pub context: Context,
+}
+
+impl Default for ListMemories {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ListMemories {
+    /// The first page of the context's tenant's documents.
+    pub fn new() -> Self {
+        Self { cursor: None, limit: crate::read::DEFAULT_PAGE_LIMIT, across_tenants: false, context: Context::new() }
+    }
+
+    /// Continues after `cursor`.
+    pub fn with_cursor(mut self, cursor: Option<MemoryCursor>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+
+    /// Page size.
+    pub fn with_limit(mut self, limit: u32) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Every tenant's documents (`true`: operators only), or the context's tenant's.
+    pub fn across_tenants(mut self, across: bool) -> Self {
+        self.across_tenants = across;
+        self
+    }
+
+    context_setter!();
+
+    /// The tenant listed (the context's), unless the listing is across tenants.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.context.tenant()
+    }
+
+    /// Checks the request; backends call this first.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a limit of 0 or over the maximum (`limit`).
+    pub fn validate(&self) -> Result<()> {
+        crate::model::page::validate_limit(self.limit)
+    }
+
+    /// Whether a document (of `tenant`, about `resource`) is in the listing after its cursor:
+    /// what a backend that scans applies.
+    pub fn admits(&self, tenant: Option<&TenantId>, resource: &ResourceId) -> bool {
+        (self.across_tenants || tenant == self.tenant())
+            && self.cursor.as_ref().is_none_or(|cursor| cursor.precedes(tenant, resource))
+    }
+
+    /// The page of up to `limit + 1` documents, in the listing's order.
+    pub fn page(&self, mut fetched: Vec<WorkingMemory>) -> crate::Page<WorkingMemory, MemoryCursor> {
+        fetched.sort_by(|a, b| order(a).cmp(&order(b)));
+        crate::model::page::lookahead(fetched, self.limit, |m| MemoryCursor::new(m.tenant.clone(), m.resource.clone()))
+    }
+}
+
+fn order(memory: &WorkingMemory) -> (&str, &str) {
+    (crate::model::id_checks::tenant_key(memory.tenant.as_ref()), memory.resource.as_str())
+}
+
+/// Where a [`ListMemories`] page stopped: its last document's tenant and resource.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MemoryCursor {
+    tenant: Option<TenantId>,
+    resource: ResourceId,
+}
+
+impl MemoryCursor {
+    /// The cursor just past the document of `tenant` about `resource`.
+    pub fn new(tenant: Option<TenantId>, resource: ResourceId) -> Self {
+        Self { tenant, resource }
+    }
+
+    /// The last document's tenant.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.tenant.as_ref()
+    }
+
+    /// The last document's resource.
+    pub fn resource(&self) -> &ResourceId {
+        &self.resource
+    }
+
+    /// Whether the document of `tenant` about `resource` comes after this cursor.
+    pub fn precedes(&self, tenant: Option<&TenantId>, resource: &ResourceId) -> bool {
+        let mine = (crate::model::id_checks::tenant_key(self.tenant.as_ref()), self.resource.as_str());
+        (crate::model::id_checks::tenant_key(tenant), resource.as_str()) > mine
+    }
+}
+
 /// How a [`WriteMemory`] changes the document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]

@@ -146,6 +146,8 @@ SELECT seq, parent_seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND me
 -- next statement
 SELECT seq, parent_seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND parent_seq IS NOT NULL AND seq <= $3 ORDER BY seq DESC LIMIT $4
 -- next statement
+SELECT tenant, resource, document, version, created_at, updated_at FROM persist_working_memory WHERE version > 0 AND ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR (tenant COLLATE "C", resource COLLATE "C") > ($2, $3::text)) ORDER BY tenant COLLATE "C", resource COLLATE "C" LIMIT $4
+-- next statement
 SELECT tenant, thread_id, message_id, seq, parent_seq, role, content::text AS content, content_form, metadata::text AS metadata, status, version, idempotency_key, created_at, updated_at FROM messages WHERE status = 'reserved' AND created_at < $1 AND updated_at < $1 AND ($3 OR tenant = $4) ORDER BY updated_at LIMIT $2
 -- next statement
 SELECT thread_id, from_seq, through_seq, content::text AS content, metadata::text AS metadata, created_at FROM summaries WHERE tenant = $1 AND thread_id = $2 AND through_seq <= $3 ORDER BY through_seq DESC LIMIT $4

@@ -25,7 +25,7 @@ use crate::request::session::{Bind, InvalidateSession, ListBindings, ResetSessio
 use crate::request::summary::{ListSummaries, ReadCompacted, Summarize};
 pub use crate::request::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage};
 use crate::request::vector::{Embed, Nearest};
-use crate::request::working::{ReadMemory, WriteMemory};
+use crate::request::working::{ListMemories, ReadMemory, WriteMemory};
 use crate::request::write::nul;
 pub use crate::request::write::{
     Add, Attached, Delete, MAX_APPEND_JOINS, MAX_TITLE_BYTES, Reserve, Target, Update, UpdateContent,
@@ -128,6 +128,9 @@ pub enum PersistArgs {
     ReadMemory(ReadMemory),
     /// Changes a working memory document; see [`WriteMemory`].
     WriteMemory(WriteMemory),
+    /// Lists working memory documents; see [`ListMemories`].
+    #[serde(skip)]
+    Memories(ListMemories),
 }
 
 impl PersistArgs {
@@ -164,6 +167,7 @@ impl PersistArgs {
             Self::Nearest(_) => PersistOp::Nearest,
             Self::ReadMemory(_) => PersistOp::ReadMemory,
             Self::WriteMemory(_) => PersistOp::WriteMemory,
+            Self::Memories(_) => PersistOp::ListMemories,
         }
     }
 
@@ -200,7 +204,8 @@ impl PersistArgs {
             | Self::Ping(_)
             | Self::SetOnce(_)
             | Self::ReadMemory(_)
-            | Self::WriteMemory(_) => return None,
+            | Self::WriteMemory(_)
+            | Self::Memories(_) => return None,
         })
     }
 
@@ -274,10 +279,10 @@ impl PersistArgs {
     }
 
     /// Whether the request needs a backend with
-    /// [`Capabilities::working_memory`](crate::Capabilities::working_memory): `read_memory` and
-    /// `write_memory`.
+    /// [`Capabilities::working_memory`](crate::Capabilities::working_memory): `read_memory`,
+    /// `write_memory` and `list_memories`.
     pub fn uses_working_memory(&self) -> bool {
-        matches!(self, Self::ReadMemory(_) | Self::WriteMemory(_))
+        matches!(self, Self::ReadMemory(_) | Self::WriteMemory(_) | Self::Memories(_))
     }
 
     /// The content being written, for `add` and `update_content`.
@@ -332,6 +337,7 @@ impl PersistArgs {
             Self::Nearest(a) => &a.context,
             Self::ReadMemory(a) => &a.context,
             Self::WriteMemory(a) => &a.context,
+            Self::Memories(a) => &a.context,
         }
     }
 
@@ -368,6 +374,7 @@ impl PersistArgs {
             Self::Nearest(a) => &mut a.context,
             Self::ReadMemory(a) => &mut a.context,
             Self::WriteMemory(a) => &mut a.context,
+            Self::Memories(a) => &mut a.context,
         }
     }
 
@@ -408,6 +415,9 @@ impl PersistArgs {
         }
         if let Self::WriteMemory(write) = self {
             return write.validate();
+        }
+        if let Self::Memories(query) = self {
+            return query.validate();
         }
         if let Some(content) = self.content() {
             content.check_depth()?;
@@ -550,6 +560,12 @@ impl From<ListThreads> for PersistArgs {
 }
 
 into_args!(GetThread, FindStranded, ReadFeed, Search, Embed, Nearest, ReadMemory, WriteMemory);
+
+impl From<ListMemories> for PersistArgs {
+    fn from(query: ListMemories) -> Self {
+        Self::Memories(query)
+    }
+}
 
 impl From<SetOnce> for PersistArgs {
     fn from(request: SetOnce) -> Self {

@@ -63,6 +63,7 @@ fn accessors_cover_every_variant() {
         crate::vector::Nearest::new(crate::vector::Embedding::new("e", vec![1.0])).into(),
         crate::working::ReadMemory::new(crate::ResourceId::new("r").unwrap()).into(),
         crate::working::WriteMemory::clear(crate::ResourceId::new("r").unwrap()).into(),
+        crate::working::ListMemories::new().into(),
     ];
     let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
     assert_eq!(ops, PersistOp::ALL);
@@ -75,6 +76,7 @@ fn accessors_cover_every_variant() {
                 | PersistOp::SetOnce
                 | PersistOp::ReadMemory
                 | PersistOp::WriteMemory
+                | PersistOp::ListMemories
         ) || matches!(args, PersistArgs::Search(search) if search.thread_id().is_none())
             || matches!(args, PersistArgs::Nearest(query) if query.thread_id.is_none());
         assert_eq!(args.thread_id().is_none(), across_threads, "{:?}", args.op());
