@@ -34,8 +34,8 @@
 //!   provider session an agent resumes, and its state), after the thread's messages.
 //! - **working_memory**: a working memory document (`persist::working::WorkingMemory`), after
 //!   every thread, in an export of a tenant (`--all`) or of the store (`--across-tenants`).
-//!   Added within version 2, as summaries were. Imported as the document's content; the store
-//!   numbers its own versions.
+//!   Added within version 2, as summaries were. Imported at its version when the store's is
+//!   lower, else as the next of the store's own.
 //! - **end**, the last line: how many threads, messages, bindings, summaries and working memory
 //!   documents the export holds (`summaries` or `memories` absent: none). An
 //!   export cut short anywhere, even between two lines, has no end line: import warns and says

@@ -72,7 +72,8 @@ pub async fn check_working_memory_patches_and_replaces<F: Factory>(factory: &F) 
 }
 
 /// With an expected version a write is a compare-and-set: `0` writes only a document never
-/// written; a stale version is `DocumentConflict` naming both versions, and nothing is written.
+/// written; a stale version is `DocumentConflict` naming both versions, and nothing is written. A
+/// restore writes at its own version, only above the stored one.
 pub async fn check_working_memory_expected_version_is_compare_and_set<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
     gate!(store);
@@ -86,6 +87,17 @@ pub async fn check_working_memory_expected_version_is_compare_and_set<F: Factory
     assert_eq!(change(b, fresh).await.expect("current").version, 2);
     let found = read(b, None, "cas").await.expect("written");
     assert_eq!((found.version, found.document), (2, doc(json!({"v": 2}))), "refusals wrote nothing");
+    // A restore writes at its own version, above the stored one only.
+    let restored = change(b, WriteMemory::restore(resource("cas"), doc(json!({"r": 1})), 9)).await.expect("restore");
+    assert_eq!((restored.version, restored.document), (9, doc(json!({"r": 1}))));
+    let behind = WriteMemory::restore(resource("cas"), doc(json!({"r": 2})), 9);
+    assert_err!(change(b, behind).await, PersistError::DocumentConflict { expected: 9, actual: 9, .. });
+    let next = change(b, WriteMemory::patch(resource("cas"), doc(json!({"r": 3})))).await.expect("patch");
+    assert_eq!(next.version, 10, "the versions go on from the restored one");
+    let fresh = change(b, WriteMemory::restore(resource("restored"), doc(json!({"x": 1})), 4)).await.expect("restore");
+    assert_eq!(fresh.version, 4, "a document never written takes the restored version");
+    let zero = WriteMemory::restore(resource("zero"), doc(json!({})), 0);
+    assert_err!(change(b, zero).await, PersistError::InvalidInput { field: "version", .. });
     let never = WriteMemory::patch(resource("never"), doc(json!({"v": 1}))).with_expected_version(3);
     assert_err!(change(b, never).await, PersistError::DocumentConflict { expected: 3, actual: 0, .. });
     assert!(read(b, None, "never").await.is_none(), "a refused first write leaves nothing");

@@ -171,6 +171,15 @@ impl Sealer {
                         .into(),
                 });
             }
+            PersistArgs::Nearest(query)
+                if self.clear_vectors
+                    && query.thread_filter.as_map().keys().any(|k| self.metadata_keys.contains(k)) =>
+            {
+                return Err(PersistError::invalid(
+                    "thread_filter",
+                    "names a sealed metadata key: a filter cannot compare it",
+                ));
+            }
             PersistArgs::Embed(_) | PersistArgs::Nearest(_) if !self.clear_vectors => {
                 return Err(PersistError::Unsupported {
                     what: "embeddings through EncryptLayer: a vector tells what its message means, and the layer \

@@ -534,3 +534,17 @@ async fn vectors_through_the_layer_are_refused_unless_clear_vectors_are_allowed(
     let raw = Pipeline::new(store).nearest(Nearest::new(Embedding::new("m", vec![1.0, 0.1]))).await.unwrap();
     assert_ne!(raw[0].message.content, Content::text("a secret plan"), "sealed in the store");
 }
+
+/// With clear vectors allowed, a nearest read filtering threads on a sealed metadata key is
+/// refused (the store would compare ciphertext and find nothing), as a thread listing is.
+#[tokio::test]
+async fn a_nearest_filter_on_a_sealed_key_is_refused() {
+    use persist::vector::{Embedding, Nearest};
+    let layer = support::layer(support::ring()).seal_metadata(["user_id"]).clear_vectors(true);
+    let pipeline = Pipeline::builder().layer(layer).build(MemoryBackend::new());
+    let query = Nearest::new(Embedding::new("m", vec![1.0])).for_resource("user_id", "u1");
+    let refused = pipeline.nearest(query).await.unwrap_err();
+    assert!(matches!(refused, PersistError::InvalidInput { field: "thread_filter", .. }), "{refused:?}");
+    let clear = Nearest::new(Embedding::new("m", vec![1.0])).for_resource("plan", "pro");
+    assert!(pipeline.nearest(clear).await.unwrap().is_empty());
+}

@@ -10,9 +10,9 @@ impl State {
         let key = (write.tenant().cloned(), write.resource.clone());
         let stored = self.memories.get(&key);
         let version = stored.map_or(0, |m| m.version);
-        let document = write.apply(stored.map(|m| &m.document), version)?;
+        let (document, version) = write.apply(stored.map(|m| &m.document), version)?;
         let created_at = stored.map_or(now, |m| m.created_at);
-        let written = WorkingMemory::new(key.0.clone(), key.1.clone(), document, version + 1, created_at, now);
+        let written = WorkingMemory::new(key.0.clone(), key.1.clone(), document, version, created_at, now);
         self.memories.insert(key, written.clone());
         Ok(written)
     }

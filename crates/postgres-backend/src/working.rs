@@ -42,7 +42,7 @@ pub(crate) async fn write_memory(conn: &mut PgConnection, write: &WriteMemory) -
     let created_at =
         if version == 0 { now } else { Timestamp::from_micros(row.try_get("created_at").map_err(failed)?) };
     // Refused: the transaction rolls back, and a row it made goes with it.
-    let document = write.apply(stored.as_ref(), version)?;
+    let (document, version) = write.apply(stored.as_ref(), version)?;
     sqlx::query(
         "UPDATE persist_working_memory SET document = $3, version = $4, created_at = $5, updated_at = $6 \
           WHERE tenant = $1 AND resource = $2",
@@ -50,7 +50,7 @@ pub(crate) async fn write_memory(conn: &mut PgConnection, write: &WriteMemory) -
     .bind(tenant)
     .bind(write.resource.as_str())
     .bind(json_text(&document)?)
-    .bind(i64::try_from(version + 1).unwrap_or(i64::MAX))
+    .bind(i64::try_from(version).unwrap_or(i64::MAX))
     .bind(created_at.as_micros())
     .bind(now.as_micros())
     .execute(&mut *tx)
@@ -58,7 +58,7 @@ pub(crate) async fn write_memory(conn: &mut PgConnection, write: &WriteMemory) -
     .map_err(failed)?;
     tx.commit().await.map_err(failed)?;
     let tenant = write.tenant().cloned();
-    Ok(WorkingMemory::new(tenant, write.resource.clone(), document, version + 1, created_at, now))
+    Ok(WorkingMemory::new(tenant, write.resource.clone(), document, version, created_at, now))
 }
 
 pub(crate) async fn read_memory(conn: &mut PgConnection, query: &ReadMemory) -> Result<Option<WorkingMemory>> {

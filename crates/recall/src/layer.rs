@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use persist_core::raw::BoxFuture;
+use persist_core::read::GetMessage;
 use persist_core::search::indexed_text;
 use persist_core::vector::{Embed, Embedding};
 use persist_core::{Message, PersistArgs, PersistError, PersistResult, Status};
@@ -14,8 +15,9 @@ use crate::embedder::Embedder;
 
 /// Embeds every message written through it (an `add`, each message of a turn, a reply once its
 /// content is final) with the app's [`Embedder`], and writes the vectors through the rest of the
-/// stack as [`Embed`] requests, each expecting the version it embedded (a message changed
-/// meanwhile is left to the write that changed it).
+/// stack as [`Embed`] requests, each expecting the version it embedded (a message whose content
+/// changed meanwhile is left to the write that changed it; one whose metadata or role changed is
+/// embedded at its new version).
 ///
 /// A message is embedded by its [indexed text](persist_core::search::indexed_text) (text and
 /// tool results); one without is skipped. A repeat answered `deduplicated` is embedded too: the
@@ -139,6 +141,17 @@ where
     }
 }
 
+/// Sends `args` through `inner` once it is ready.
+async fn call<S>(inner: &mut S, args: PersistArgs) -> Result<PersistResult, PersistError>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    match inner.ready().await {
+        Ok(ready) => ready.call(args).await,
+        Err(error) => Err(error),
+    }
+}
+
 /// Embeds `wanted` and writes each vector; failures are logged, never answered.
 async fn write_vectors<S>(
     mut inner: S,
@@ -161,16 +174,33 @@ async fn write_vectors<S>(
         }
     };
     for ((message, _), vector) in wanted.iter().zip(vectors) {
-        let embed = Embed::new(message.thread_id.clone(), message.id.clone(), Embedding::new(embedder.model(), vector))
-            .with_expected_version(message.version)
-            .with_context(context.renewed());
-        let written = match inner.ready().await {
-            Ok(ready) => ready.call(embed.into()).await,
-            Err(error) => Err(error),
-        };
+        let embedding = Embedding::new(embedder.model(), vector);
+        let mut version = message.version;
+        let mut written;
+        let mut tries = 0;
+        loop {
+            let embed = Embed::new(message.thread_id.clone(), message.id.clone(), embedding.clone())
+                .with_expected_version(version)
+                .with_context(context.renewed());
+            written = call(&mut inner, embed.into()).await;
+            tries += 1;
+            let Err(PersistError::VersionConflict { .. }) = &written else { break };
+            // Changed since. A change of its metadata or role keeps what was embedded: the vector
+            // is still its content's, at the new version. A change of its content is embedded
+            // by the write that made it.
+            let get = GetMessage::new(message.thread_id.clone(), message.id.clone()).with_context(context.renewed());
+            match call(&mut inner, get.into()).await {
+                Ok(PersistResult::Message(Some(now))) if now.content == message.content && tries < 3 => {
+                    version = now.version;
+                }
+                _ => {
+                    written = Ok(PersistResult::Message(None));
+                    break;
+                }
+            }
+        }
         match written {
-            // Changed since: the write that changed it embeds it again.
-            Ok(_) | Err(PersistError::VersionConflict { .. }) => {}
+            Ok(_) => {}
             Err(error) => tracing::warn!(
                 target: "persist::recall",
                 %error,

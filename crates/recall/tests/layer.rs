@@ -117,3 +117,59 @@ async fn recall_through_a_scoped_handle_stays_in_its_tenant() {
     assert!(matches!(empty, PersistError::InvalidInput { field: "text", .. }));
     store.close().await;
 }
+
+/// Below the embedding layer: after each add commits, another writer changes the message's
+/// metadata (its version moves, its content stays).
+#[derive(Clone)]
+struct Retag<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<persist::PersistArgs> for Retag<S>
+where
+    S: tower::Service<persist::PersistArgs, Response = persist::PersistResult, Error = PersistError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = persist::PersistResult;
+    type Error = PersistError;
+    type Future = persist::raw::BoxFuture<'static, persist::Result<persist::PersistResult>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<persist::Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: persist::PersistArgs) -> Self::Future {
+        use tower::ServiceExt;
+        let mut inner = self.inner.clone();
+        let answer = self.inner.call(args);
+        Box::pin(async move {
+            let result = answer.await?;
+            if let persist::PersistResult::Added(added) = &result {
+                let tag = persist::Metadata::new().with("seen", serde_json::json!(true));
+                let update = persist::args::Update::message(added.message.thread_id.clone(), added.message.id.clone())
+                    .with_metadata(tag);
+                inner.ready().await?.call(update.into()).await?;
+            }
+            Ok(result)
+        })
+    }
+}
+
+/// A change of metadata between a message's write and its embedding (its version moved, its
+/// content did not): the vector is written at the new version, not dropped.
+#[tokio::test]
+async fn a_message_retagged_before_its_embedding_still_gets_its_vector() {
+    let embedder = HashEmbedder::new(64);
+    let pipeline = Pipeline::builder()
+        .layer(AutoEmbedLayer::new(embedder.clone()))
+        .layer(tower::layer::layer_fn(|inner| Retag { inner }))
+        .build(persist::memory::MemoryBackend::new());
+    let t = thread("retagged");
+    let added = pipeline.add(Add::new(t.clone(), Role::User, Content::text("retagged right away"))).await.unwrap();
+    assert_eq!(added.message.version, 1);
+    let found = embedded(&pipeline, &embedder, &t).await;
+    assert_eq!(found, ["retagged right away"]);
+}

@@ -318,8 +318,9 @@ pub(super) async fn sync(
     Ok(synced)
 }
 
-/// Writes each working memory document of `tenant` that `target` does not hold as `source` does
-/// (the target's version expected: a write racing this one is not overwritten, and the next pass
+/// Writes each working memory document of `tenant` that `target` does not hold as `source` does,
+/// at the source's version (the target's version expected: a write racing this one is not
+/// overwritten, and the next pass
 /// copies again, and the switch's pass, with writes refused, copies exactly). Nothing when either
 /// store keeps none.
 async fn sync_memories(source: &Pipeline, target: &Pipeline, tenant: Option<&TenantId>) -> Result<()> {
@@ -336,10 +337,14 @@ async fn sync_memories(source: &Pipeline, target: &Pipeline, tenant: Option<&Ten
                 continue;
             }
             let version = there.map_or(0, |there| there.version);
-            let write = WriteMemory::replace(memory.resource.clone(), memory.document.clone())
-                .with_expected_version(version)
-                .with_context(context(tenant));
-            match target.write_memory(write).await {
+            // At the source's version (an expected version read there stays meaningful here);
+            // a target already past it (a stale copy written since) takes the next of its own.
+            let write = if memory.version > version {
+                WriteMemory::restore(memory.resource.clone(), memory.document.clone(), memory.version)
+            } else {
+                WriteMemory::replace(memory.resource.clone(), memory.document.clone())
+            };
+            match target.write_memory(write.with_expected_version(version).with_context(context(tenant))).await {
                 // Written meanwhile: the next pass compares again.
                 Ok(_) | Err(PersistError::DocumentConflict { .. }) => {}
                 Err(error) => return Err(error),

@@ -325,9 +325,35 @@ impl Backend for Shards {
             return self.reading(query.context.tenant()).await?.memories(query).await;
         }
         let pages = every(self.stores().map(|store| boxed(store.memories(query.clone())))).await?;
-        let hidden = &self.inner.hidden;
-        let found = pages.into_iter().flat_map(|page| page.items).filter(|m| m.tenant.as_ref() != Some(hidden));
-        Ok(query.page(found.collect()))
+        let names: Vec<&str> = self.inner.shards.iter().map(|(name, _)| name.as_str()).collect();
+        // A shard a tenant was moved from keeps its copy: each tenant's documents are its shard's.
+        let key = |m: &WorkingMemory| (persist_core::raw::tenant_key(m.tenant.as_ref()).to_owned(), m.resource.clone());
+        // A store whose page stopped short holds more after its last document: the merged page
+        // ends there (a cursor past it would skip them).
+        let bound = pages.iter().filter(|page| page.has_more).filter_map(|page| page.items.last().map(key)).min();
+        let mut found = Vec::new();
+        let mut cut = false;
+        for (name, page) in names.into_iter().zip(pages) {
+            for memory in page.items {
+                if bound.as_ref().is_some_and(|bound| key(&memory) > *bound) {
+                    cut = true;
+                    continue;
+                }
+                let tenant = memory.tenant.as_ref();
+                if tenant != Some(&self.inner.hidden) && self.placement(tenant).await?.shard == name {
+                    found.push(memory);
+                }
+            }
+        }
+        let mut page = query.page(found);
+        page.has_more |= cut || bound.is_some();
+        if page.has_more && page.next_cursor.is_none() {
+            // Every document up to the bound was another shard's copy: continue after the bound.
+            page.next_cursor = bound.map(|(tenant, resource)| {
+                MemoryCursor::new(persist_core::raw::tenant_from_key(&tenant).ok().flatten(), resource)
+            });
+        }
+        Ok(page)
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {

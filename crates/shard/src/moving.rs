@@ -102,8 +102,7 @@ impl Shards {
     /// 1. **Copying.** Every thread of the tenant is copied from the old shard to the new one
     ///    (messages of every branch with their ids, seqs, versions and times, session bindings,
     ///    summaries), then read back and compared, and every working memory document the new
-    ///    shard does not hold as the old one does is written there (its content: the new shard
-    ///    numbers its versions); a thread that differs in the new shard (changed
+    ///    shard does not hold as the old one does is written there, at its version; a thread that differs in the new shard (changed
     ///    since an earlier pass) is erased there and copied again, one the old shard no longer
     ///    lists is erased from the new one. Passes repeat (at most three) until one finds nothing
     ///    changed. The tenant is read and written on the old shard meanwhile.

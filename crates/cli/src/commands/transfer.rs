@@ -222,7 +222,8 @@ async fn export_memories(store: &Store, scope: &Scope, out: &mut impl Write, cou
 }
 
 /// Writes a working memory document read from an export into its tenant (the scope's with
-/// `--tenant`) unless the store holds the same document already: answers whether it wrote.
+/// `--tenant`) unless the store holds the same document already, at its exported version when
+/// the store's is lower: answers whether it wrote.
 async fn import_memory(store: &Store, scope: &Scope, memory: WorkingMemory) -> CliResult<bool> {
     let tenant = scope.tenant.clone().or(memory.tenant);
     let context = persist::Context::new().for_tenant(tenant);
@@ -232,8 +233,14 @@ async fn import_memory(store: &Store, scope: &Scope, memory: WorkingMemory) -> C
         return Ok(false);
     }
     let version = stored.map_or(0, |stored| stored.version);
-    let write = WriteMemory::replace(memory.resource, memory.document).with_expected_version(version);
-    store.pipeline.write_memory(write.with_context(context)).await?;
+    // At its exported version, when the store is behind it: an expected version read before
+    // the export stays meaningful.
+    let write = if memory.version > version {
+        WriteMemory::restore(memory.resource, memory.document, memory.version)
+    } else {
+        WriteMemory::replace(memory.resource, memory.document)
+    };
+    store.pipeline.write_memory(write.with_expected_version(version).with_context(context)).await?;
     Ok(true)
 }
 

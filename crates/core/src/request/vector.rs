@@ -12,9 +12,10 @@
 //! meaning changed; embed the new content). A reservation's content is not final: embedding it is
 //! refused.
 //!
-//! Within a tenant a model has one dimension: the first vector of a model fixes it, and a vector
-//! or a query of that model with another length is `InvalidInput`, as is a query of a model no
-//! stored vector of the tenant uses while others do. Nothing is ever compared across models or
+//! Within a tenant a model has one dimension: the first vector of a model fixes it (for good:
+//! the store keeps each model's dimensions after its vectors are gone), and a vector or a query
+//! of that model with another length is `InvalidInput`, as is a query of a model the tenant never
+//! stored a vector of while it stored others'. Nothing is ever compared across models or
 //! lengths (a store written with one and read with another answers an error, never a silent
 //! nonsense ranking).
 //!

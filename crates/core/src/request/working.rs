@@ -16,8 +16,9 @@
 //! (`with_expected_version(0)`: only if nobody wrote it yet). Clearing it writes `{}`.
 //!
 //! The document is a JSON object of at most [`MAX_DOCUMENT_BYTES`] as written (after the
-//! patch), stored as its exact text (numbers as written, on every backend), confined to the
-//! request's tenant like a thread.
+//! patch), stored as the JSON text of the parsed document (on PostgreSQL too: `text`, not
+//! `jsonb`, so every backend answers the values `serde_json` parsed, the same way), confined to
+//! the request's tenant like a thread.
 //!
 //! # Example
 //!
@@ -228,6 +229,15 @@ pub enum MemoryChange {
     Patch(Metadata),
     /// The whole document.
     Replace(Metadata),
+    /// The whole document at a version of its own, above the stored one: how an import or a
+    /// copy writes a document as its source held it, so that an expected version read from the
+    /// source never matches an older state here.
+    Restore {
+        /// The document.
+        document: Metadata,
+        /// Its version.
+        version: u64,
+    },
 }
 
 /// Changes a working memory document; see the [module docs](self). Answers the document as
@@ -266,6 +276,12 @@ impl WriteMemory {
         Self::replace(resource, Metadata::new())
     }
 
+    /// Writes `document` at `version` (as a source store held it), if the stored document is
+    /// at a lower version (never written: 0); `DocumentConflict` otherwise.
+    pub fn restore(resource: ResourceId, document: Metadata, version: u64) -> Self {
+        Self::new(resource, MemoryChange::Restore { document, version })
+    }
+
     fn new(resource: ResourceId, change: MemoryChange) -> Self {
         Self { resource, change, expected_version: None, context: Context::new() }
     }
@@ -290,7 +306,11 @@ impl WriteMemory {
     /// `InvalidInput` naming `document` for a patch or document nested too deep, holding
     /// U+0000, or larger than [`MAX_DOCUMENT_BYTES`] by itself.
     pub fn validate(&self) -> Result<()> {
-        let (MemoryChange::Patch(value) | MemoryChange::Replace(value)) = &self.change;
+        let (MemoryChange::Patch(value) | MemoryChange::Replace(value) | MemoryChange::Restore { document: value, .. }) =
+            &self.change;
+        if let MemoryChange::Restore { version: 0, .. } = &self.change {
+            return Err(PersistError::invalid("version", "a document's versions start at 1"));
+        }
         value.check_depth().map_err(|_| PersistError::invalid("document", "is nested too deep"))?;
         if value.has_nul() {
             return Err(crate::request::write::nul("document"));
@@ -298,33 +318,42 @@ impl WriteMemory {
         check_size(value)
     }
 
-    /// The document this write leaves, from the stored one (`None`: never written) and its
-    /// version: what every backend applies inside its write.
+    /// The document this write leaves and its version, from the stored one (`None`: never
+    /// written) and its version: what every backend applies inside its write.
     ///
     /// # Errors
     ///
-    /// `DocumentConflict` as [`expected_version`](Self::expected_version) says; `InvalidInput`
-    /// naming `document` when the result is larger than [`MAX_DOCUMENT_BYTES`].
-    pub fn apply(&self, stored: Option<&Metadata>, version: u64) -> Result<Metadata> {
+    /// `DocumentConflict` as [`expected_version`](Self::expected_version) says, or for a
+    /// [restore](MemoryChange::Restore) at or below the stored version; `InvalidInput` naming
+    /// `document` when the result is larger than [`MAX_DOCUMENT_BYTES`].
+    pub fn apply(&self, stored: Option<&Metadata>, version: u64) -> Result<(Metadata, u64)> {
         if let Some(expected) = self.expected_version
             && expected != version
         {
             return Err(self.conflict(version));
         }
-        let document = match &self.change {
-            MemoryChange::Replace(document) => document.clone(),
+        let (document, next) = match &self.change {
+            MemoryChange::Restore { document, version: restored } => {
+                if *restored <= version {
+                    let resource = self.resource.clone();
+                    return Err(PersistError::DocumentConflict { resource, expected: *restored, actual: version });
+                }
+                (document.clone(), *restored)
+            }
+            MemoryChange::Replace(document) => (document.clone(), version + 1),
             MemoryChange::Patch(patch) => {
                 let mut target = Value::Object(stored.map(|d| d.as_map().clone()).unwrap_or_default());
                 merge_patch(&mut target, &Value::Object(patch.as_map().clone()));
-                match target {
+                let document = match target {
                     Value::Object(map) => Metadata::from(map),
                     // A patch that is an object leaves an object.
                     _ => Metadata::new(),
-                }
+                };
+                (document, version + 1)
             }
         };
         check_size(&document)?;
-        Ok(document)
+        Ok((document, next))
     }
 
     /// The error of a document at `actual` when the write expected another version.
@@ -414,7 +443,11 @@ mod tests {
         let doc = |v: Value| Metadata::try_from(v).unwrap();
         let patch = WriteMemory::patch(user.clone(), doc(json!({"b": 2}))).with_expected_version(3);
         assert!(matches!(patch.apply(None, 0), Err(PersistError::DocumentConflict { expected: 3, actual: 0, .. })));
-        assert_eq!(patch.apply(Some(&doc(json!({"a": 1}))), 3).unwrap(), doc(json!({"a": 1, "b": 2})));
+        assert_eq!(patch.apply(Some(&doc(json!({"a": 1}))), 3).unwrap(), (doc(json!({"a": 1, "b": 2})), 4));
+        let restore = WriteMemory::restore(user.clone(), doc(json!({"r": 1})), 7);
+        assert_eq!(restore.apply(None, 0).unwrap(), (doc(json!({"r": 1})), 7));
+        assert!(matches!(restore.apply(None, 7), Err(PersistError::DocumentConflict { expected: 7, actual: 7, .. })));
+        assert!(WriteMemory::restore(user.clone(), doc(json!({})), 0).validate().is_err());
         let big = doc(json!({"x": "y".repeat(MAX_DOCUMENT_BYTES)}));
         assert!(matches!(
             WriteMemory::replace(user.clone(), big.clone()).validate(),

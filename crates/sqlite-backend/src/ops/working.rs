@@ -29,7 +29,7 @@ pub(super) async fn write_memory(conn: &mut SqliteConnection, write: &WriteMemor
         }
         None => (None, 0, None),
     };
-    let written = write.apply(document.as_ref(), version).map_err(refused)?;
+    let (written, version) = write.apply(document.as_ref(), version).map_err(refused)?;
     let now = Timestamp::now();
     let created_at = created_at.map_or(now, Timestamp::from_micros);
     sqlx::query(
@@ -41,12 +41,12 @@ pub(super) async fn write_memory(conn: &mut SqliteConnection, write: &WriteMemor
     .bind(tenant)
     .bind(write.resource.as_str())
     .bind(json(&written).map_err(aborted)?)
-    .bind(i64::try_from(version + 1).unwrap_or(i64::MAX))
+    .bind(i64::try_from(version).unwrap_or(i64::MAX))
     .bind(created_at.as_micros())
     .bind(now.as_micros())
     .execute(&mut *conn)
     .await
     .map_err(sql("writing the working memory"))?;
     let tenant = write.tenant().cloned();
-    Ok(WorkingMemory::new(tenant, write.resource.clone(), written, version + 1, created_at, now))
+    Ok(WorkingMemory::new(tenant, write.resource.clone(), written, version, created_at, now))
 }
