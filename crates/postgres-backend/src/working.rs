@@ -3,7 +3,8 @@
 //! read shows), locked, changed as the core says, written back.
 
 use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory, WriteMemory};
-use persist_core::{Metadata, Page, PersistError, Result, Timestamp};
+use persist_core::{Metadata, Page, PersistError, ResourceId, Result, Timestamp};
+use sqlx::postgres::PgRow;
 use sqlx::{Acquire, PgConnection, Row};
 
 use crate::error::map_sqlx;
@@ -61,24 +62,28 @@ pub(crate) async fn write_memory(conn: &mut PgConnection, write: &WriteMemory) -
     Ok(WorkingMemory::new(tenant, write.resource.clone(), document, version, created_at, now))
 }
 
-pub(crate) async fn read_memory(conn: &mut PgConnection, query: &ReadMemory) -> Result<Option<WorkingMemory>> {
+/// The document of a row of `tenant, resource, document, version, created_at, updated_at`.
+fn memory(row: &PgRow) -> Result<WorkingMemory> {
     let failed = |e| map_sqlx("reading the working memory", e);
+    let document = parse(row.try_get("document").map_err(failed)?)?;
+    let resource = ResourceId::new(row.try_get::<&str, _>("resource").map_err(failed)?)
+        .map_err(|e| PersistError::backend("reading a resource id", e))?;
+    let version = u64::try_from(row.try_get::<i64, _>("version").map_err(failed)?).unwrap_or_default();
+    let at = |column: &str| row.try_get::<i64, _>(column).map(Timestamp::from_micros).map_err(failed);
+    Ok(WorkingMemory::new(rows::tenant(row)?, resource, document, version, at("created_at")?, at("updated_at")?))
+}
+
+pub(crate) async fn read_memory(conn: &mut PgConnection, query: &ReadMemory) -> Result<Option<WorkingMemory>> {
     let row = sqlx::query(
-        "SELECT document, version, created_at, updated_at FROM persist_working_memory \
+        "SELECT tenant, resource, document, version, created_at, updated_at FROM persist_working_memory \
           WHERE tenant = $1 AND resource = $2 AND version > 0",
     )
     .bind(tenant_key(query.tenant()))
     .bind(query.resource.as_str())
     .fetch_optional(&mut *conn)
     .await
-    .map_err(failed)?;
-    let Some(row) = row else { return Ok(None) };
-    let document = parse(row.try_get("document").map_err(failed)?)?;
-    let version = u64::try_from(row.try_get::<i64, _>("version").map_err(failed)?).unwrap_or_default();
-    let at = |column: &str| row.try_get::<i64, _>(column).map(Timestamp::from_micros).map_err(failed);
-    let (created_at, updated_at) = (at("created_at")?, at("updated_at")?);
-    let tenant = query.tenant().cloned();
-    Ok(Some(WorkingMemory::new(tenant, query.resource.clone(), document, version, created_at, updated_at)))
+    .map_err(|e| map_sqlx("reading the working memory", e))?;
+    row.as_ref().map(memory).transpose()
 }
 
 /// A page of documents: tenant `$1` (NULL across tenants), after the cursor `$2`/`$3` (tenant key,
@@ -88,7 +93,6 @@ pub(crate) async fn memories(
     query: &ListMemories,
 ) -> Result<Page<WorkingMemory, MemoryCursor>> {
     query.validate()?;
-    let failed = |e| map_sqlx("listing working memory", e);
     let cursor = query.cursor.as_ref();
     let found = sqlx::query(
         "SELECT tenant, resource, document, version, created_at, updated_at FROM persist_working_memory \
@@ -102,23 +106,6 @@ pub(crate) async fn memories(
     .bind(i64::from(query.limit) + 1)
     .fetch_all(&mut *conn)
     .await
-    .map_err(failed)?;
-    let mut items = Vec::with_capacity(found.len());
-    for row in &found {
-        let document = parse(row.try_get("document").map_err(failed)?)?;
-        let resource: &str = row.try_get("resource").map_err(failed)?;
-        let resource =
-            persist_core::ResourceId::new(resource).map_err(|e| PersistError::backend("reading a resource id", e))?;
-        let version = u64::try_from(row.try_get::<i64, _>("version").map_err(failed)?).unwrap_or_default();
-        let at = |column: &str| row.try_get::<i64, _>(column).map(Timestamp::from_micros).map_err(failed);
-        items.push(WorkingMemory::new(
-            rows::tenant(row)?,
-            resource,
-            document,
-            version,
-            at("created_at")?,
-            at("updated_at")?,
-        ));
-    }
-    Ok(query.page(items))
+    .map_err(|e| map_sqlx("listing working memory", e))?;
+    Ok(query.page(found.iter().map(memory).collect::<Result<_>>()?))
 }

@@ -175,39 +175,43 @@ async fn write_vectors<S>(
     };
     for ((message, _), vector) in wanted.iter().zip(vectors) {
         let embedding = Embedding::new(embedder.model(), vector);
-        let mut version = message.version;
-        let mut written;
-        let mut tries = 0;
-        loop {
-            let embed = Embed::new(message.thread_id.clone(), message.id.clone(), embedding.clone())
-                .with_expected_version(version)
-                .with_context(context.renewed());
-            written = call(&mut inner, embed.into()).await;
-            tries += 1;
-            let Err(PersistError::VersionConflict { .. }) = &written else { break };
-            // Changed since. A change of its metadata or role keeps what was embedded: the vector
-            // is still its content's, at the new version. A change of its content is embedded
-            // by the write that made it.
-            let get = GetMessage::new(message.thread_id.clone(), message.id.clone()).with_context(context.renewed());
-            match call(&mut inner, get.into()).await {
-                Ok(PersistResult::Message(Some(now))) if now.content == message.content && tries < 3 => {
-                    version = now.version;
-                }
-                _ => {
-                    written = Ok(PersistResult::Message(None));
-                    break;
-                }
-            }
-        }
-        match written {
-            Ok(_) => {}
-            Err(error) => tracing::warn!(
+        if let Err(error) = write_vector(&mut inner, context, message, embedding).await {
+            tracing::warn!(
                 target: "persist::recall",
                 %error,
                 thread = %message.thread_id,
                 message = %message.id,
                 "writing a message's vector failed; it has none"
-            ),
+            );
         }
     }
+}
+
+/// Writes `embedding` of `message`, expecting its version. Changed since: a change of its
+/// metadata or role kept what was embedded, so the vector is written at the new version (three
+/// tries); a change of its content is embedded by the write that made it, and this one is done.
+async fn write_vector<S>(
+    inner: &mut S,
+    context: &persist_core::Context,
+    message: &Message,
+    embedding: Embedding,
+) -> Result<(), PersistError>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    let (thread, id) = (&message.thread_id, &message.id);
+    let mut version = message.version;
+    for _ in 0..3 {
+        let embed = Embed::new(thread.clone(), id.clone(), embedding.clone()).with_expected_version(version);
+        match call(inner, embed.with_context(context.renewed()).into()).await {
+            Err(PersistError::VersionConflict { .. }) => {}
+            written => return written.map(drop),
+        }
+        let get = GetMessage::new(thread.clone(), id.clone()).with_context(context.renewed());
+        match call(inner, get.into()).await? {
+            PersistResult::Message(Some(now)) if now.content == message.content => version = now.version,
+            _ => return Ok(()),
+        }
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@
 
 mod backend;
 mod builder;
+mod capabilities;
 pub(crate) mod scoped;
 mod terminal;
 

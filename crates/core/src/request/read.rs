@@ -546,6 +546,21 @@ impl Ping {
     context_setter!();
 }
 
+/// Checks what reads across threads share: a time range `[since, until)` that holds an instant
+/// (`InvalidInput` naming `until`), and a thread filter metadata can hold (`thread_filter`).
+pub(crate) fn check_window(since: Option<Timestamp>, until: Option<Timestamp>, thread_filter: &Metadata) -> Result<()> {
+    if let (Some(since), Some(until)) = (since, until)
+        && until <= since
+    {
+        return Err(PersistError::invalid("until", "is not after `since`: the range holds no instant"));
+    }
+    thread_filter.check_depth().map_err(|_| PersistError::invalid("thread_filter", "is nested too deep"))?;
+    if thread_filter.has_nul() {
+        return Err(crate::request::write::nul("thread_filter"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

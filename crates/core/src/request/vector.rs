@@ -415,16 +415,7 @@ impl Nearest {
                 format!("must be between 1 and {MAX_NEAREST}, got {}", self.limit),
             ));
         }
-        if let (Some(since), Some(until)) = (self.since, self.until)
-            && until <= since
-        {
-            return Err(PersistError::invalid("until", "is not after `since`: the range holds no instant"));
-        }
-        self.thread_filter.check_depth().map_err(|_| PersistError::invalid("thread_filter", "is nested too deep"))?;
-        if self.thread_filter.has_nul() {
-            return Err(crate::request::write::nul("thread_filter"));
-        }
-        Ok(())
+        crate::request::read::check_window(self.since, self.until, &self.thread_filter)
     }
 
     /// Whether a message passes the filters other than its thread's (role, time range,

@@ -106,8 +106,6 @@ SELECT dims FROM persist_embedding_models WHERE tenant = $1 AND model = $2
 -- next statement
 SELECT document, version, created_at FROM persist_working_memory WHERE tenant = $1 AND resource = $2 FOR UPDATE
 -- next statement
-SELECT document, version, created_at, updated_at FROM persist_working_memory WHERE tenant = $1 AND resource = $2 AND version > 0
--- next statement
 SELECT e.thread_id, e.message_id, m.seq, e.vector FROM persist_embeddings e JOIN messages m ON m.tenant = e.tenant AND m.thread_id = e.thread_id AND m.message_id = e.message_id JOIN threads t ON t.tenant = e.tenant AND t.thread_id = e.thread_id WHERE e.tenant = $2 AND e.model = $1 AND ($3::text IS NULL OR e.thread_id = $3) AND t.deleted_at IS NULL AND ($4::jsonb IS NULL OR NOT EXISTS (SELECT 1 FROM jsonb_each($4::jsonb) f WHERE (t.metadata -> f.key) IS DISTINCT FROM f.value)) AND m.status <> 'reserved' AND ($8::boolean IS NULL OR (m.status = 'interrupted') = $8) AND ($5::bigint IS NULL OR m.created_at >= $5) AND ($6::bigint IS NULL OR m.created_at < $6) AND ($7::text[] IS NULL OR m.role = ANY ($7))
 -- next statement
 SELECT enabled, config::oid::bigint FROM persist_search_state
@@ -145,6 +143,8 @@ SELECT seq FROM messages WHERE tenant = $2 AND thread_id = $1 AND seq = $3
 SELECT seq, parent_seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND message_id = $3
 -- next statement
 SELECT seq, parent_seq FROM messages WHERE tenant = $1 AND thread_id = $2 AND parent_seq IS NOT NULL AND seq <= $3 ORDER BY seq DESC LIMIT $4
+-- next statement
+SELECT tenant, resource, document, version, created_at, updated_at FROM persist_working_memory WHERE tenant = $1 AND resource = $2 AND version > 0
 -- next statement
 SELECT tenant, resource, document, version, created_at, updated_at FROM persist_working_memory WHERE version > 0 AND ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR (tenant COLLATE "C", resource COLLATE "C") > ($2, $3::text)) ORDER BY tenant COLLATE "C", resource COLLATE "C" LIMIT $4
 -- next statement

@@ -251,20 +251,12 @@ impl Search {
     pub fn query(&self) -> Result<SearchQuery> {
         let parsed = SearchQuery::parse(&self.text)?;
         validate_limit(self.limit)?;
-        if let (Some(since), Some(until)) = (self.since, self.until)
-            && until <= since
-        {
-            return Err(PersistError::invalid("until", "is not after `since`: the range holds no instant"));
-        }
+        crate::request::read::check_window(self.since, self.until, &self.thread_filter)?;
         if let Some(cursor) = &self.cursor
             && !self.is_across_tenants()
             && cursor.tenant.as_ref() != self.tenant()
         {
             return Err(PersistError::invalid("cursor", "continues another tenant's search"));
-        }
-        self.thread_filter.check_depth().map_err(|_| PersistError::invalid("thread_filter", "is nested too deep"))?;
-        if self.thread_filter.has_nul() {
-            return Err(crate::request::write::nul("thread_filter"));
         }
         Ok(parsed)
     }
