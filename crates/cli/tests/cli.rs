@@ -855,3 +855,45 @@ fn working_memory_is_exported_and_imported() {
     let globex = listed(&moved, Some("globex"));
     assert_eq!(globex.len(), 1, "two documents of one resource into one tenant: the last one read");
 }
+
+/// `persist copy` takes working memory documents along (every tenant's, at their versions),
+/// verifies them, and writes none twice.
+#[test]
+fn copy_takes_working_memory_along() {
+    use persist::working::{ReadMemory, WriteMemory};
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("memory.db");
+    let doc = |v: Value| Metadata::try_from(v).unwrap();
+    block_on(async {
+        let pipeline = Pipeline::new(SqliteBackend::open(&source).await?);
+        pipeline.add(Add::new(ThreadId::new("t")?, Role::User, Content::text("hi"))).await?;
+        for (tenant, name) in [(Some("acme"), "Ada"), (None, "Nobody")] {
+            let context = Context::new().for_tenant(tenant.map(TenantId::new).transpose()?);
+            let resource = persist::ResourceId::new("user:1")?;
+            for n in 0..3 {
+                let write = WriteMemory::patch(resource.clone(), doc(json!({"name": name, "n": n})));
+                pipeline.write_memory(write.with_context(context.clone())).await?;
+            }
+        }
+        Ok::<_, PersistError>(())
+    })
+    .unwrap();
+    let target = dir.path().join("copy.db");
+    let report: Value =
+        serde_json::from_str(ok(&["--url", path_str(&source), "copy", "--to", path_str(&target), "--json"]).trim())
+            .unwrap();
+    assert_eq!((report["working_memory"].clone(), report["memories_written"].clone()), (json!(2), json!(2)));
+    assert_eq!(report["mismatches"], json!([]));
+    let again: Value =
+        serde_json::from_str(ok(&["--url", path_str(&source), "copy", "--to", path_str(&target), "--json"]).trim())
+            .unwrap();
+    assert_eq!(again["memories_written"], 0, "the same documents are not written again");
+    let copied = block_on(async {
+        let pipeline = Pipeline::new(SqliteBackend::open(&target).await?);
+        let acme = Context::new().for_tenant(Some(TenantId::new("acme")?));
+        let read = ReadMemory::new(persist::ResourceId::new("user:1")?).with_context(acme);
+        Ok::<_, PersistError>(pipeline.read_memory(read).await?.expect("copied"))
+    })
+    .unwrap();
+    assert_eq!((copied.version, copied.document.get("n")), (3, Some(&json!(2))), "at the source's version");
+}

@@ -24,11 +24,12 @@ fn migrate_reports_and_applies_a_sqlite_files_schema() {
             && applied.contains("applied 18 messages view")
             && applied.contains("applied 19 embeddings")
             && applied.contains("applied 20 working memory")
-            && applied.contains("schema version 20, up to date"),
+            && applied.contains("applied 21 working memory feed")
+            && applied.contains("schema version 21, up to date"),
         "{applied}"
     );
     let status: serde_json::Value = serde_json::from_str(&ok(&["--url", url, "--json", "migrate", "status"])).unwrap();
-    assert_eq!(status["applied"], 20);
+    assert_eq!(status["applied"], 21);
     assert_eq!(status["current"], true);
     assert_eq!(status["pending"], serde_json::json!([]));
     assert!(ok(&["--url", url, "migrate", "up"]).contains("up to date"));

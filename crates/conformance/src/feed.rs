@@ -111,7 +111,10 @@ pub async fn check_feed_records_each_committed_write_in_order<F: Factory>(factor
         [complete, reserved, reserved, complete, complete, None, None, reserved, Some(Status::Interrupted)],
         "each message's event tells the status it left"
     );
-    assert!(events.iter().all(|e| e.change.tenant.as_ref() == Some(&owner) && e.change.thread_id == id), "{events:?}");
+    assert!(
+        events.iter().all(|e| e.change.tenant.as_ref() == Some(&owner) && e.change.thread_id.as_ref() == Some(&id)),
+        "{events:?}"
+    );
     assert!(events.windows(2).all(|w| w[0].at <= w[1].at), "times follow positions");
     let page = b.read_feed(ReadFeed::thread(id).with_context(c())).await.unwrap();
     assert_eq!(page.head, events.last().unwrap().position, "the head is the newest position");
@@ -207,16 +210,17 @@ pub async fn check_feed_follows_a_thread_id_across_a_freed_and_reused_id<F: Fact
     let add_of = |id: &str| (PersistOp::Add, Some(id.to_owned()), None);
     let thread_delete = (PersistOp::Delete, None, Some(Removed::Thread));
     assert_eq!(ops(&whole), [thread_delete.clone(), add_of("second-1")], "the freed thread's events are erased");
-    assert!(whole.iter().all(|e| e.change.thread_id == reused), "{whole:?}");
+    assert!(whole.iter().all(|e| e.change.thread_id.as_ref() == Some(&reused)), "{whole:?}");
     assert_eq!(whole[1].change.seq, Some(1), "the new thread numbers from 1");
     let resumed = all_events(b.as_ref(), ReadFeed::thread(reused.clone()).after(before)).await;
     assert_eq!(ops(&resumed), [thread_delete.clone(), add_of("second-1")]);
     let removed = all_events(b.as_ref(), ReadFeed::thread(tombstoned.clone()).after(start)).await;
     assert_eq!(ops(&removed), [thread_delete], "one delete, the tombstone's; its add erased");
     let everything = all_events(b.as_ref(), ReadFeed::across_tenants().after(start)).await;
-    let of_tombstoned: Vec<_> = everything.iter().filter(|e| e.change.thread_id == tombstoned).collect();
+    let of_tombstoned: Vec<_> =
+        everything.iter().filter(|e| e.change.thread_id.as_ref() == Some(&tombstoned)).collect();
     assert_eq!(of_tombstoned.len(), 1, "only the delete names the freed id, store-wide: {of_tombstoned:?}");
-    let of_reused = everything.iter().filter(|e| e.change.thread_id == reused).count();
+    let of_reused = everything.iter().filter(|e| e.change.thread_id.as_ref() == Some(&reused)).count();
     assert_eq!(of_reused, 2, "the purge's delete and the new thread's add");
     let busy_events = all_events(b.as_ref(), ReadFeed::thread(busy).after(start)).await;
     assert_eq!(ops(&busy_events), [add_of("busy-1"), add_of("busy-2"), add_of("busy-3")]);
@@ -259,7 +263,10 @@ pub async fn check_feed_resumes_exactly_after_a_position<F: Factory>(factory: &F
     let store_wide = all_events(b.as_ref(), ReadFeed::across_tenants()).await;
     assert_eq!(store_wide.len(), 10);
     assert_ordered(&store_wide);
-    assert!(store_wide.iter().filter(|e| e.change.thread_id == id).eq(all.iter()), "a thread's events are the store's");
+    assert!(
+        store_wide.iter().filter(|e| e.change.thread_id.as_ref() == Some(&id)).eq(all.iter()),
+        "a thread's events are the store's"
+    );
     store.finish().await
 }
 

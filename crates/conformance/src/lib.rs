@@ -51,7 +51,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (187 in all):
+//! [`CHECKS`] lists every check by group and name (189 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -76,8 +76,8 @@
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
-//! | [`vectors`] | embeddings and recall: nearest first by cosine (ties by thread and seq), scopes (thread, tenant, a user's threads by metadata) and filters (roles, time, status), never another tenant's, a model's dimensions fixed per tenant and every mismatch refused, vectors removed with their messages (deletes, truncation, clear, purge, a change of content), hybrid recall fused with full text and neighbours (gated on `vectors`) |
-//! | [`working`] | working memory: a document per tenant and resource, patched (JSON merge patch) and replaced inside the store's write, versioned, compare-and-set with an expected version, racing patches through two handles never lost, tenants apart, bad input refused (gated on `working_memory`) |
+//! | [`vectors`] | embeddings and recall: nearest first by cosine (ties by thread and seq), scopes (thread, tenant, a user's threads by metadata) and filters (roles, time, status), never another tenant's, a model's dimensions fixed per tenant and every mismatch refused, vectors written in their message's own write (an add's, a turn's) or refused with it, vectors removed with their messages (deletes, truncation, clear, purge, a change of content), hybrid recall fused with full text and neighbours (gated on `vectors`) |
+//! | [`working`] | working memory: a document per tenant and resource, patched (JSON merge patch) and replaced inside the store's write, versioned, compare-and-set with an expected version, racing patches through two handles never lost, tenants apart, bad input refused, each write an event of its resource in the change feed (gated on `working_memory`) |
 //! | [`search`] | full-text search: the query rules (any order, case, phrases, prefixes, punctuation, no stemming, accents kept), text and tool results indexed (not reasoning, tool calls or placeholders), the index following every write (replace, delete, truncate, purge), newest-first cursor paging (ties bytewise), scopes and filters, bad input, another handle's writes (gated on `search`) |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
 //! | [`sessions`] | bindings per (agent, thread): upsert keeps `created_at`, reset, provider/runtime guard with reasons, compare-and-set invalidate, races, deleted threads, a thread's bindings listed with their state (gated on `sessions`) |
@@ -417,6 +417,7 @@ macro_rules! __for_each_check {
                 check_nearest_never_leaves_its_tenant,
                 check_mismatched_models_and_dimensions_are_refused,
                 check_vectors_go_with_their_messages,
+                check_embeddings_are_written_with_their_messages,
                 check_hybrid_recall_fuses_vectors_and_text,
             }
             working {
@@ -426,6 +427,7 @@ macro_rules! __for_each_check {
                 check_working_memory_is_per_tenant,
                 check_working_memory_refuses_bad_input,
                 check_working_memory_lists_by_tenant_and_resource,
+                check_working_memory_writes_are_in_the_feed,
             }
             maintenance {
                 check_stranded_finds_only_old_reservations,

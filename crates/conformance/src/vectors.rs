@@ -181,6 +181,99 @@ pub async fn check_mismatched_models_and_dimensions_are_refused<F: Factory>(fact
     store.finish().await
 }
 
+/// An embedding written with its message (an add's, a turn's) is stored in the same write: found
+/// at once, after a named parent too; a vector the store refuses (another length than its
+/// model's, checked before anything else, a repeat included) refuses the whole write and nothing
+/// is written (no message, no thread, no model's dimensions fixed); a repeat writes no vector; a
+/// turn is refused whole for one bad vector, for two lengths of one model, or for a
+/// reservation's embedding.
+pub async fn check_embeddings_are_written_with_their_messages<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b().as_ref();
+    let (thread, fresh) = (t("with"), t("with-new"));
+    let key = persist_core::IdempotencyKey::new("with-1").expect("key");
+    let first =
+        written(b, text_add(&thread, "first").with_embedding(v(&[1.0, 0.0, 0.0])).with_idempotency_key(key.clone()))
+            .await;
+    let found = nearest(b, Nearest::new(v(&[1.0, 0.0, 0.0]))).await;
+    assert_eq!(texts(&found), ["first"], "written with the message");
+    let child = text_add(&thread, "after first").with_parent(first.id.clone()).with_embedding(v(&[0.0, 1.0, 0.0]));
+    written(b, child).await;
+    assert_eq!(nearest(b, Nearest::new(v(&[0.0, 1.0, 0.0]))).await[0].message.content.to_text(), "after first");
+
+    // Refused whole, before anything else.
+    let before = crate::fixture::snapshot(b, &[&thread, &fresh]).await;
+    let refused = write(b, text_add(&fresh, "two numbers").with_embedding(v(&[1.0, 2.0]))).await;
+    assert_err!(refused, PersistError::InvalidInput { field: "embedding", ref reason } if reason.contains("has 2"));
+    let repeat_of_another_length =
+        write(b, text_add(&thread, "first").with_embedding(v(&[1.0, 2.0])).with_idempotency_key(key.clone())).await;
+    assert_err!(repeat_of_another_length, PersistError::InvalidInput { field: "embedding", .. });
+    let nan = write(b, text_add(&fresh, "nan").with_embedding(v(&[f32::NAN, 1.0, 1.0]))).await;
+    assert_err!(nan, PersistError::InvalidInput { field: "embedding", .. });
+    assert_eq!(crate::fixture::snapshot(b, &[&thread, &fresh]).await, before, "nothing refused was written");
+
+    // A repeat writes nothing, its vector neither.
+    let repeat =
+        write(b, text_add(&thread, "first").with_embedding(v(&[0.0, 0.0, 1.0])).with_idempotency_key(key)).await;
+    assert!(matches!(repeat, Ok(ref r) if r.is_deduplicated()), "{repeat:?}");
+    assert!(nearest(b, Nearest::new(v(&[0.0, 0.0, 1.0]))).await[0].score < 0.01, "the stored vector stands");
+
+    // A refused add fixes no model's dimensions.
+    let gone = t("with-gone");
+    add_text(b, &gone, "x").await;
+    write(b, persist_core::args::Delete::thread(gone.clone())).await.expect("delete thread");
+    let on_tombstone = write(b, text_add(&gone, "y").with_embedding(Embedding::new("new", vec![1.0, 1.0]))).await;
+    assert_err!(on_tombstone, PersistError::ThreadDeleted { .. });
+    written(b, text_add(&fresh, "five").with_embedding(Embedding::new("new", vec![1.0; 5]))).await;
+
+    // A turn: its vectors with its messages; refused whole.
+    use persist_core::args::{AppendTurn, TurnMessage};
+    let said = |text: &str, vector: &[f32]| TurnMessage::new(Role::User, Content::text(text)).with_embedding(v(vector));
+    let turn =
+        AppendTurn::of(thread.clone(), [said("turn one", &[0.0, 0.0, 1.0]), said("turn two", &[0.0, 0.0, -1.0])])
+            .with_reply(Role::Assistant);
+    write(b, turn).await.expect("turn");
+    let found = nearest(b, Nearest::new(v(&[0.0, 0.0, 1.0])).in_thread(thread.clone()).with_limit(10)).await;
+    assert_eq!(found.len(), 4, "{:?}", texts(&found));
+    assert_eq!((texts(&found)[0].as_str(), texts(&found)[3].as_str()), ("turn one", "turn two"));
+    let before = crate::fixture::snapshot(b, &[&thread]).await;
+    for (turn, why) in [
+        (
+            AppendTurn::of(
+                thread.clone(),
+                [TurnMessage::new(Role::User, Content::text("plain")), said("short", &[1.0, 1.0])],
+            ),
+            "the store's length",
+        ),
+        (
+            AppendTurn::of(
+                thread.clone(),
+                [
+                    TurnMessage::new(Role::User, Content::text("a")).with_embedding(Embedding::new("z", vec![1.0])),
+                    TurnMessage::new(Role::User, Content::text("b"))
+                        .with_embedding(Embedding::new("z", vec![1.0, 2.0])),
+                ],
+            ),
+            "two lengths of one model",
+        ),
+        (
+            AppendTurn::of(
+                thread.clone(),
+                [TurnMessage::reservation(Role::Assistant).with_embedding(v(&[1.0, 1.0, 1.0]))],
+            ),
+            "a reservation's",
+        ),
+    ] {
+        let refused = write(b, turn).await;
+        assert!(matches!(refused, Err(PersistError::InvalidInput { field: "embedding", .. })), "{why}: {refused:?}");
+    }
+    assert_eq!(crate::fixture::snapshot(b, &[&thread]).await, before, "nothing of a refused turn was written");
+    // Model `z` was fixed by nothing: any length is its first.
+    written(b, text_add(&fresh, "z").with_embedding(Embedding::new("z", vec![1.0, 2.0, 3.0]))).await;
+    store.finish().await
+}
+
 /// A vector goes with its message: a delete, a truncation, a clear, a thread delete and a purge
 /// remove it, as does a change of the content (not of metadata or role); a freed id's new
 /// message has none.

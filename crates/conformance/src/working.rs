@@ -205,3 +205,66 @@ pub async fn check_working_memory_lists_by_tenant_and_resource<F: Factory>(facto
     assert_eq!(mine.len(), 1, "no tenant: its own only");
     store.finish().await
 }
+
+/// Working memory in the change feed (with `feed` too): each write of a document is one event
+/// of its resource (op `write_memory`, its new version, no thread), read by the document's own
+/// scope, by its tenant's and across tenants, never by a thread's or another tenant's; a
+/// refused write has none; a subscriber to the document is woken by its writes (and not by a
+/// thread's of the same name).
+pub async fn check_working_memory_writes_are_in_the_feed<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::feed::{FeedEvent, ReadFeed};
+    use persist_core::{PersistOp, ThreadId};
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    if !store.caps().feed {
+        return store.skip(Outcome::Skipped("the backend does not declare `feed`")).await;
+    }
+    let b = store.b().as_ref();
+    let acme = tenant("feed-acme");
+    let events = async |query: ReadFeed| -> Vec<FeedEvent> { b.read_feed(query).await.expect("read_feed").events };
+    let start = b.read_feed(ReadFeed::across_tenants().with_limit(1000)).await.expect("read_feed").head;
+    let user = resource("user:1");
+    // A thread of the same name as the resource: a thread's read never holds the document's.
+    crate::fixture::add_text(b, &ThreadId::new("user:1").expect("id"), "hi").await;
+    change(b, WriteMemory::patch(user.clone(), doc(json!({"a": 1})))).await.expect("patch");
+    change(b, WriteMemory::clear(user.clone())).await.expect("clear");
+    let stale = change(b, WriteMemory::clear(user.clone()).with_expected_version(1)).await;
+    assert_err!(stale, PersistError::DocumentConflict { .. });
+    change(b, WriteMemory::patch(resource("user:2"), doc(json!({"b": 2})))).await.expect("another");
+    change(b, WriteMemory::patch(user.clone(), doc(json!({"c": 3}))).with_context(ctx(Some(&acme))))
+        .await
+        .expect("acme");
+
+    let own = events(ReadFeed::memory(user.clone()).after(start)).await;
+    let seen: Vec<_> = own.iter().map(|e| (e.change.op, e.change.version, e.change.resource.clone())).collect();
+    let at = |version| (PersistOp::WriteMemory, version, Some(user.clone()));
+    assert_eq!(seen, [at(1), at(2)], "one event per write, none for the refused one");
+    assert!(
+        own.iter().all(|e| e.change.thread_id.is_none() && e.change.message_id.is_none() && e.change.tenant.is_none())
+    );
+    assert!(own.windows(2).all(|w| w[0].position < w[1].position));
+    let tenant_wide = events(ReadFeed::tenant().after(start)).await;
+    assert_eq!(tenant_wide.len(), 4, "the thread's add and three writes: {tenant_wide:?}");
+    let thread = events(ReadFeed::thread(ThreadId::new("user:1").expect("id")).after(start)).await;
+    assert!(thread.iter().all(|e| e.change.op == PersistOp::Add), "a thread's read holds no document's: {thread:?}");
+    let in_acme = events(ReadFeed::memory(user.clone()).after(start).with_context(ctx(Some(&acme)))).await;
+    assert_eq!(in_acme.iter().map(|e| e.change.tenant.clone()).collect::<Vec<_>>(), [Some(acme.clone())]);
+    let everything = events(ReadFeed::across_tenants().after(start).with_limit(1000)).await;
+    assert_eq!(everything.iter().filter(|e| e.change.op == PersistOp::WriteMemory).count(), 4);
+    // Read back with the page's own bounds: limit and resume.
+    let first = b.read_feed(ReadFeed::memory(user.clone()).after(start).with_limit(1)).await.expect("read_feed");
+    assert!(first.has_more && first.events.len() == 1);
+    let rest = events(ReadFeed::memory(user.clone()).after(first.events[0].position)).await;
+    assert_eq!(rest.len(), 1);
+
+    // A subscriber to the document is woken by its writes, not by a thread's of its name.
+    let pipeline = persist_core::Pipeline::new(Arc::clone(store.b()));
+    let head = b.read_feed(ReadFeed::across_tenants()).await.expect("read_feed").head;
+    let mut following = pipeline.subscribe(ReadFeed::memory(user.clone()).after(head)).await.expect("subscribe");
+    crate::fixture::add_text(b, &ThreadId::new("user:1").expect("id"), "again").await;
+    change(b, WriteMemory::patch(user.clone(), doc(json!({"d": 4})))).await.expect("patch");
+    let woken = tokio::time::timeout(std::time::Duration::from_secs(10), following.next()).await;
+    let event = woken.expect("woken by the document's write").expect("an event");
+    assert_eq!((event.change.op, event.change.version), (PersistOp::WriteMemory, 3));
+    store.finish().await
+}

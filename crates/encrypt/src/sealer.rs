@@ -130,6 +130,14 @@ impl Sealer {
             // too deep or holding U+0000 would look fine.
             args.validate()?;
         }
+        // An add's or a turn's embedding too.
+        if args.uses_vectors() && !self.clear_vectors {
+            return Err(PersistError::Unsupported {
+                what: "embeddings through EncryptLayer: a vector tells what its message means, and the layer \
+                       seals meaning; `EncryptLayer::clear_vectors(true)` stores them in the clear"
+                    .into(),
+            });
+        }
         let tenant = plan.tenant.clone();
         let tenant = tenant.as_ref();
         match &mut args {
@@ -179,13 +187,6 @@ impl Sealer {
                     "thread_filter",
                     "names a sealed metadata key: a filter cannot compare it",
                 ));
-            }
-            PersistArgs::Embed(_) | PersistArgs::Nearest(_) if !self.clear_vectors => {
-                return Err(PersistError::Unsupported {
-                    what: "embeddings through EncryptLayer: a vector tells what its message means, and the layer \
-                           seals meaning; `EncryptLayer::clear_vectors(true)` stores them in the clear"
-                        .into(),
-                });
             }
             // A patch is applied by the store to the document it holds, which it could not read
             // sealed.
@@ -245,13 +246,14 @@ impl Sealer {
     fn open_feed(&self, mut page: FeedPage) -> FeedPage {
         for event in &mut page.events {
             let change = &mut event.change;
-            let (Some(delta), Some(message)) = (change.delta.take(), change.message_id.as_ref()) else {
+            let (Some(delta), Some(message), Some(thread)) =
+                (change.delta.take(), change.message_id.as_ref(), change.thread_id.as_ref())
+            else {
                 continue;
             };
             let version = change.version.to_string();
             let tenant = change.tenant.as_ref();
-            let place =
-                Place { tenant, thread: &change.thread_id, message: Some(message), field: Field::Delta(&version) };
+            let place = Place { tenant, thread, message: Some(message), field: Field::Delta(&version) };
             change.delta = match sealed_text_in(&delta.as_json()) {
                 Some(text) => envelope::open(&*self.keys, &place, text)
                     .ok()

@@ -112,6 +112,8 @@ pub(crate) struct Insert {
     pub(crate) idempotency_key: Option<IdempotencyKey>,
     pub(crate) tenant: Option<TenantId>,
     pub(crate) parent: Parent,
+    /// Written with the message.
+    pub(crate) embedding: Option<persist_core::vector::Embedding>,
 }
 
 impl Insert {
@@ -128,6 +130,7 @@ impl Insert {
                 idempotency_key: add.idempotency_key.clone(),
                 tenant: add.context.tenant().cloned(),
                 parent: add.parent.clone(),
+                embedding: add.embedding.clone(),
             },
             PersistArgs::Reserve(reserve) => Insert {
                 thread_id: reserve.thread_id.clone(),
@@ -139,6 +142,7 @@ impl Insert {
                 idempotency_key: reserve.idempotency_key.clone(),
                 tenant: reserve.context.tenant().cloned(),
                 parent: reserve.parent.clone(),
+                embedding: None,
             },
             other => return Err(PersistError::Unsupported { what: format!("an insert of `{}`", other.op()).into() }),
         })
@@ -207,7 +211,11 @@ impl State {
             PersistArgs::Restore(restore) => Ok(state.restore(restore)?.into()),
             PersistArgs::Summarize(summarize) => Ok(PersistResult::Summarized(state.summarize(summarize, now)?)),
             PersistArgs::Embed(embed) => Ok(PersistResult::Embedded(state.embed(embed)?)),
-            PersistArgs::WriteMemory(write) => Ok(PersistResult::MemoryWritten(state.write_memory(write, now)?)),
+            PersistArgs::WriteMemory(write) => {
+                let written = state.write_memory(write, now)?;
+                state.changed(|| Change::memory(written.tenant.clone(), written.resource.clone(), written.version));
+                Ok(PersistResult::MemoryWritten(written))
+            }
             PersistArgs::SetOnce(request) => {
                 request.validate()?;
                 let key = (request.context.tenant().cloned(), request.name.clone());
@@ -238,6 +246,9 @@ impl State {
     /// refusal leaves the store as it was.
     pub(crate) fn append_turn(&mut self, turn: &AppendTurn, now: Timestamp) -> Result<TurnAppended> {
         let plan = turn.plan()?;
+        // Refused before anything else, as every store does (see `Add::with_embedding`).
+        let embeddings: Vec<_> = turn.messages.iter().filter_map(|m| m.embedding.as_ref()).collect();
+        self.check_embeddings(turn.context.tenant(), &embeddings)?;
         let mut stored = Vec::new();
         if let Some(ts) = self.threads.get(&key(turn.context.tenant(), &turn.thread_id)) {
             if ts.thread.is_deleted() {
@@ -262,6 +273,9 @@ impl State {
     }
 
     pub(crate) fn insert(&mut self, new: Insert, args: &PersistArgs, now: Timestamp) -> Result<(Message, bool)> {
+        // Refused before anything else, as every store does (see `Add::with_embedding`).
+        let unit =
+            new.embedding.as_ref().map(|embedding| self.checked_unit(new.tenant.as_ref(), embedding)).transpose()?;
         let ts = match self.threads.entry_ref(&key(new.tenant.as_ref(), &new.thread_id)) {
             EntryRef::Occupied(entry) => {
                 let ts = entry.into_mut();
@@ -329,7 +343,13 @@ impl State {
         ts.thread.active_leaf = Some(seq);
         ts.thread.message_count += 1;
         ts.thread.updated_at = now;
-        ts.messages.insert(Record::new(&message));
+        let mut record = Record::new(&message);
+        if let (Some(embedding), Some(unit)) = (&new.embedding, unit) {
+            record.set_embedding(embedding.model(), unit);
+            let model = (new.tenant.clone(), embedding.model().to_owned());
+            self.models.entry(model).or_insert(embedding.dimensions());
+        }
+        ts.messages.insert(record);
         Ok((message, false))
     }
 

@@ -3,21 +3,34 @@
 
 use std::sync::Arc;
 
-use persist_core::vector::{Embed, Embedded, Nearest, Neighbour, dimensions_mismatch, similarity, unknown_model};
-use persist_core::{PersistError, Result, Status};
+use persist_core::vector::{
+    Embed, Embedded, Embedding, Nearest, Neighbour, dimensions_mismatch, similarity, unknown_model,
+};
+use persist_core::{PersistError, Result, Status, TenantId};
 
 use crate::state::State;
 
 impl State {
+    /// `embedding` scaled to length 1, once it is known to agree with its model's dimensions in
+    /// `tenant`.
+    pub(crate) fn checked_unit(&self, tenant: Option<&TenantId>, embedding: &Embedding) -> Result<Arc<[f32]>> {
+        let unit: Arc<[f32]> = embedding.unit()?.into();
+        let model = embedding.model();
+        match self.models.get(&(tenant.cloned(), model.to_owned())) {
+            Some(&stored) if stored != unit.len() => Err(dimensions_mismatch(model, stored, unit.len())),
+            _ => Ok(unit),
+        }
+    }
+
+    /// Refuses the embeddings of a turn the store would refuse (see [`checked_unit`](Self::checked_unit)).
+    pub(crate) fn check_embeddings(&self, tenant: Option<&TenantId>, embeddings: &[&Embedding]) -> Result<()> {
+        embeddings.iter().try_for_each(|embedding| self.checked_unit(tenant, embedding).map(drop))
+    }
+
     pub(crate) fn embed(&mut self, embed: &Embed) -> Result<Embedded> {
-        let unit: Arc<[f32]> = embed.embedding.unit()?.into();
         let tenant = embed.context.tenant();
         let model = embed.embedding.model();
-        if let Some(&stored) = self.models.get(&(tenant.cloned(), model.to_owned()))
-            && stored != unit.len()
-        {
-            return Err(dimensions_mismatch(model, stored, unit.len()));
-        }
+        let unit = self.checked_unit(tenant, &embed.embedding)?;
         let missing = || PersistError::not_found(&embed.thread_id, Some(&embed.message_id));
         let ts = self.writable(&embed.thread_id, tenant, Some(&embed.message_id)).map_err(|error| match error {
             // The thread's messages are gone with it.

@@ -288,7 +288,7 @@ async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
             concat!(
                 "WITH s AS (SELECT head, trimmed, enabled FROM persist_feed_state) \
                  SELECT s.head, s.trimmed, s.enabled, f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, \
-                        f.version, f.removed, f.at, f.status, f.delta, f.parent \
+                        f.version, f.removed, f.at, f.status, f.delta, f.parent, f.resource \
                    FROM s LEFT JOIN LATERAL (SELECT * FROM persist_feed WHERE ",
                 $scope,
                 " AND position > $3 ORDER BY position LIMIT $4) f ON true"
@@ -298,12 +298,15 @@ async fn read(conn: &mut PgConnection, query: &ReadFeed) -> Result<FeedPage> {
     let sql = match query.scope {
         FeedScope::Thread(_) => events_where!("tenant = $1 AND thread_id = $2"),
         FeedScope::Tenant => events_where!("tenant = $1 AND $2::text IS NULL"),
+        // One document's (migration 17).
+        FeedScope::Memory(_) => events_where!("resource IS NOT NULL AND tenant = $1 AND resource = $2"),
         // Every tenant's: the tenant and thread parameters are bound all the same.
         _ => events_where!("$1::text IS NOT NULL AND $2::text IS NULL"),
     };
     let rows = sqlx::query(sql)
         .bind(tenant_key(query.context.tenant()))
-        .bind(query.thread_id().map(|id| id.as_str()))
+        // The one subject read: a thread's id, or a document's resource.
+        .bind(query.thread_id().map(|id| id.as_str()).or(query.resource().map(|r| r.as_str())))
         .bind(i64::try_from(query.after).unwrap_or(i64::MAX))
         .bind(i64::from(query.limit) + 1)
         .fetch_all(&mut *conn)
@@ -337,6 +340,7 @@ fn event(row: &sqlx::postgres::PgRow, position: u64) -> std::result::Result<Resu
         position,
         tenant: row.try_get("tenant")?,
         thread_id: row.try_get("thread_id")?,
+        resource: row.try_get("resource")?,
         op: row.try_get("op")?,
         message_id: row.try_get("message_id")?,
         seq: row.try_get::<Option<i64>, _>("seq")?.map(unsigned),

@@ -25,6 +25,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (14, "messages view", include_str!("../migrations/0014_messages_view.sql")),
     (15, "embeddings", include_str!("../migrations/0015_embeddings.sql")),
     (16, "working memory", include_str!("../migrations/0016_working_memory.sql")),
+    (17, "working memory feed", include_str!("../migrations/0017_working_memory_feed.sql")),
 ];
 
 /// The migrations, in version order.

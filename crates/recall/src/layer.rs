@@ -13,21 +13,23 @@ use tower::{Layer, Service, ServiceExt};
 
 use crate::embedder::Embedder;
 
-/// Embeds every message written through it (an `add`, each message of a turn, a reply once its
-/// content is final) with the app's [`Embedder`], and writes the vectors through the rest of the
-/// stack as [`Embed`] requests, each expecting the version it embedded (a message whose content
-/// changed meanwhile is left to the write that changed it; one whose metadata or role changed is
-/// embedded at its new version).
+/// Embeds every message written through it with the app's [`Embedder`]: an `add` and each
+/// message of a turn before they are written, their vectors then stored **in the message's own
+/// transaction** ([`Add::with_embedding`](persist_core::args::Add::with_embedding)); a reply
+/// streamed into a reservation once its content is final, after that write, as an [`Embed`]
+/// expecting the version it embedded (a message whose content changed meanwhile is left to the
+/// write that changed it; one whose metadata or role changed is embedded at its new version).
 ///
 /// A message is embedded by its [indexed text](persist_core::search::indexed_text) (text and
-/// tool results); one without is skipped. A repeat answered `deduplicated` is embedded too: the
+/// tool results); one without is skipped, as is one the caller gave an embedding already. A
+/// repeat answered `deduplicated` writes nothing, so its vectors follow as [`Embed`]s: the
 /// caller whose first answer was lost may be the one who wrote it.
 ///
-/// The write's answer stands whatever happens to its embedding: the vectors are written after
-/// the message commits, in writes of their own, so an embedder that fails (or a process that
-/// stops in between) leaves the message without one, and the failure is logged (`warn`,
-/// target `persist::recall`). An app that must have every vector re-embeds what recall misses
-/// with [`Embed`] (the same request a background job uses to move to a new model).
+/// The write's answer stands whatever happens to its embedding: an embedder that fails, or a
+/// vector the store refuses (another length than its model's there), is logged (`warn`, target
+/// `persist::recall`) and the write goes on without it. An app that must have every vector
+/// re-embeds what recall misses with [`Embed`] (the same request a background job uses to move
+/// to a new model).
 ///
 /// Place it **before** (outside) an `EncryptLayer`, which must allow
 /// [`clear_vectors`](https://docs.rs/persist-encrypt): it embeds the clear text the caller wrote.
@@ -121,7 +123,6 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        let embeds = matches!(args, PersistArgs::Add(_) | PersistArgs::AppendTurn(_) | PersistArgs::UpdateContent(_));
         // The ready service takes this call; a clone writes the vectors later.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -129,16 +130,86 @@ where
         let embedder = Arc::clone(&self.embedder);
         let context = args.context().renewed();
         Box::pin(async move {
-            let result = inner.call(args).await?;
-            if embeds {
-                let wanted = finished(&result);
-                if !wanted.is_empty() {
-                    write_vectors(later, &*embedder, &context, &wanted).await;
+            match args {
+                PersistArgs::Add(_) | PersistArgs::AppendTurn(_) => {
+                    let (with, plain) = with_vectors(&*embedder, args).await;
+                    let result = match (inner.call(with).await, plain) {
+                        // The store refused a vector (another length than its model's there):
+                        // the messages are written without.
+                        (Err(PersistError::InvalidInput { field: "embedding", reason }), Some(plain)) => {
+                            tracing::warn!(target: "persist::recall", %reason, "the store refused the vectors; the messages are written without");
+                            call(&mut later.clone(), plain).await?
+                        }
+                        (result, _) => result?,
+                    };
+                    // A repeat wrote nothing, its vectors neither.
+                    if result.is_deduplicated() {
+                        let wanted = finished(&result);
+                        if !wanted.is_empty() {
+                            write_vectors(later, &*embedder, &context, &wanted).await;
+                        }
+                    }
+                    Ok(result)
                 }
+                PersistArgs::UpdateContent(_) => {
+                    let result = inner.call(args).await?;
+                    let wanted = finished(&result);
+                    if !wanted.is_empty() {
+                        write_vectors(later, &*embedder, &context, &wanted).await;
+                    }
+                    Ok(result)
+                }
+                other => inner.call(other).await,
             }
-            Ok(result)
         })
     }
+}
+
+/// `args` (an `add` or a turn) with the embedding of each message that has text to embed and
+/// none yet, and `args` as it came when any was added (to write without them if the store
+/// refuses them). An embedder that fails leaves them out, logged.
+async fn with_vectors(embedder: &dyn Embedder, mut args: PersistArgs) -> (PersistArgs, Option<PersistArgs>) {
+    let texts: Vec<String> = match &args {
+        PersistArgs::Add(add) if add.embedding.is_none() => indexed_text(&add.content).into_iter().collect(),
+        PersistArgs::AppendTurn(turn) => turn
+            .messages
+            .iter()
+            .filter(|m| m.status == Status::Complete && m.embedding.is_none())
+            .filter_map(|m| indexed_text(&m.content))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if texts.is_empty() {
+        return (args, None);
+    }
+    let vectors = match embedder.embed(&texts).await {
+        Ok(vectors) if vectors.len() == texts.len() => vectors,
+        Ok(vectors) => {
+            tracing::warn!(target: "persist::recall", asked = texts.len(), got = vectors.len(), "the embedder answered another number of vectors; the messages are written without");
+            return (args, None);
+        }
+        Err(error) => {
+            tracing::warn!(target: "persist::recall", %error, "embedding messages failed; they are written without a vector");
+            return (args, None);
+        }
+    };
+    let plain = args.clone();
+    let mut vectors = vectors.into_iter().map(|vector| Embedding::new(embedder.model(), vector));
+    match &mut args {
+        PersistArgs::Add(add) => add.embedding = vectors.next(),
+        PersistArgs::AppendTurn(turn) => {
+            for message in turn.messages.iter_mut() {
+                if message.status == Status::Complete
+                    && message.embedding.is_none()
+                    && indexed_text(&message.content).is_some()
+                {
+                    message.embedding = vectors.next();
+                }
+            }
+        }
+        _ => {}
+    }
+    (args, Some(plain))
 }
 
 /// Sends `args` through `inner` once it is ready.

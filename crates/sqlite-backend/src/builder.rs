@@ -359,6 +359,13 @@ impl SqliteBackendBuilder {
             .fetch_one(&readers)
             .await
             .unwrap_or(false);
+        // Whether its feed can be read as this version reads it (an older file's cannot).
+        let feed_readable = sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('persist_events') WHERE name = 'resource')",
+        )
+        .fetch_one(&readers)
+        .await
+        .unwrap_or(false);
         // No writer: its queue is closed, and it counts as stopped.
         let (jobs, _) = mpsc::channel(1);
         let (stop, _) = mpsc::channel(1);
@@ -381,6 +388,7 @@ impl SqliteBackendBuilder {
             busy_timeout: self.busy_timeout,
             read_only: true,
             search,
+            feed_readable,
         });
         Ok(SqliteBackend { shared })
     }
@@ -530,6 +538,7 @@ impl SqliteBackendBuilder {
             busy_timeout: self.busy_timeout,
             read_only: false,
             search,
+            feed_readable: true,
         });
         if let Some(hub) = hub {
             let pump = feed::Pump {

@@ -191,7 +191,7 @@ impl DirectReads {
 macro_rules! feed_columns {
     () => {
         "f.position, f.tenant, f.thread_id, f.op, f.message_id, f.seq, f.version, f.removed, f.at, f.status, f.delta, \
-         f.parent"
+         f.parent, f.resource"
     };
 }
 
@@ -250,6 +250,15 @@ impl DirectReads {
                     " FROM persist_events_read f WHERE tenant = ?1 AND ?2 IS NULL AND position > ?3 \
                      ORDER BY 1 LIMIT ?4"
                 ),
+                // One document's: its own events (migration 21), by their index.
+                FeedScope::Memory(_) => concat!(
+                    "SELECT ",
+                    feed_columns!(),
+                    " FROM persist_events_read f WHERE f.position IN \
+                         (SELECT position FROM persist_events WHERE resource IS NOT NULL AND tenant = ?1 \
+                             AND resource = ?2 AND position > ?3 ORDER BY position LIMIT ?4) \
+                     ORDER BY 1"
+                ),
                 // Every tenant's: the tenant and thread parameters are bound all the same.
                 _ => concat!(
                     "SELECT ",
@@ -262,7 +271,8 @@ impl DirectReads {
                 ),
             };
             let mut statement = read.prepare_cached(sql).map_err(|e| map(context, e))?;
-            let thread = query.thread_id().map(ThreadId::as_str);
+            // The one subject read: a thread's id, or a document's resource.
+            let thread = query.thread_id().map(ThreadId::as_str).or(query.resource().map(|r| r.as_str()));
             let mut found = statement.query((tenant, thread, after, fetch)).map_err(|e| map(context, e))?;
             let mut events = Vec::new();
             while let Some(row) = found.next().map_err(|e| map(context, e))? {
@@ -295,7 +305,8 @@ fn feed_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<FeedEvent>> {
     Ok(FeedEvent::from_stored(StoredEvent {
         position: unsigned(row.get(0)?),
         tenant: row.get_ref(1)?.as_str()?,
-        thread_id: row.get_ref(2)?.as_str()?,
+        thread_id: row.get_ref(2)?.as_str_or_null()?,
+        resource: row.get_ref(12)?.as_str_or_null()?,
         op: row.get_ref(3)?.as_str()?,
         message_id,
         seq: row.get::<_, Option<i64>>(5)?.map(unsigned),

@@ -196,6 +196,9 @@ struct Shared {
     read_only: bool,
     /// The search index is kept (as far as this handle knows: a search reads the file's state).
     search: bool,
+    /// The file's feed has what every read of the feed reads (schema version 21): false only for
+    /// a read-only handle on an older file.
+    feed_readable: bool,
 }
 
 impl fmt::Debug for SqliteBackend {
@@ -359,6 +362,16 @@ impl Backend for SqliteBackend {
     async fn read_feed(&self, query: ReadFeed) -> Result<FeedPage> {
         if self.shared.hub.is_none() && !self.shared.read_only {
             return Err(feed_off());
+        }
+        if !self.shared.feed_readable {
+            return Err(PersistError::Unsupported {
+                what: format!(
+                    "the change feed of {} for reads only: its schema is older than version 21 (the feed's \
+                     events of working memory); open it writable once to upgrade it (`persist migrate up` does)",
+                    self.shared.path.display()
+                )
+                .into(),
+            });
         }
         tokio::task::consume_budget().await;
         self.shared.direct.feed(&query)

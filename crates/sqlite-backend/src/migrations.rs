@@ -39,6 +39,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (18, "messages view", include_str!("../migrations/0018_messages_view.sql")),
     (19, "embeddings", include_str!("../migrations/0019_embeddings.sql")),
     (20, "working memory", include_str!("../migrations/0020_working_memory.sql")),
+    (21, "working memory feed", include_str!("../migrations/0021_working_memory_feed.sql")),
 ];
 
 /// The migrations, in version order.
@@ -53,7 +54,9 @@ pub(crate) fn known() -> impl Iterator<Item = (persist_core::schema::SchemaMigra
 /// read, right after the upgrade of the crate, by `persist show` or `persist export`, when that
 /// upgrade changed nothing reads use): version 16 gave the change feed its second table, which
 /// every read of the feed reads; version 17 moved messages to `persist_messages`, which every
-/// read of messages reads. Version 18 added a view no read uses.
+/// read of messages reads. Versions 18 to 20 added what no earlier read uses; version 21 gave
+/// the feed's rows a resource (working memory's events), which every read of the feed reads: a
+/// read-only handle on an older file refuses feed reads only.
 const OLDEST_READ_AS_IS: i64 = 17;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot

@@ -38,7 +38,7 @@ fn told(events: &[FeedEvent]) -> Vec<(u64, String, PersistOp, Option<String>)> {
         .map(|e| {
             (
                 e.position,
-                e.change.thread_id.to_string(),
+                e.change.thread_id.as_ref().map(ToString::to_string).unwrap_or_default(),
                 e.change.op,
                 e.change.message_id.as_ref().map(|m| m.to_string()),
             )

@@ -152,3 +152,41 @@ async fn closing_leaves_the_log_empty() {
         assert_eq!(log, 0, "after {writes} writes, the log holds {log} bytes");
     }
 }
+
+/// Adds carrying embeddings from many callers at once (on the lane, and in the writer's groups
+/// through the inbox of vectors): each vector stored with its message; a vector of another
+/// length refused alone, leaving neither message nor thread, the group's other writes written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_written_in_groups_go_with_their_messages_or_refuse_them() {
+    use persist_core::vector::{Embedding, Nearest};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path().join("vectors.db")).await.unwrap();
+    backend.apply(add("fix", "fix").with_embedding(Embedding::new("m", vec![1.0; 4])).into()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let backend = backend.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every tenth asks for another length, on a thread of its own.
+            let (thread, dims) = if i % 10 == 0 { (format!("bad-{i}"), 3) } else { (format!("t{}", i % 7), 4) };
+            let vector: Vec<f32> = (0..dims).map(|d| if d == i % 4 { 1.0 } else { 0.01 }).collect();
+            let add = add(&thread, &format!("m{i}")).with_embedding(Embedding::new("m", vector));
+            backend.apply(add.into()).await
+        }));
+    }
+    let mut refused = 0;
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok(written) => assert!(i % 10 != 0 && written.message().is_some()),
+            Err(persist_core::PersistError::InvalidInput { field: "embedding", .. }) if i % 10 == 0 => refused += 1,
+            Err(other) => panic!("write {i}: {other}"),
+        }
+    }
+    assert_eq!(refused, 20);
+    let found = backend.nearest(Nearest::new(Embedding::new("m", vec![1.0; 4])).with_limit(1000)).await.unwrap();
+    assert_eq!(found.len(), 181, "every written message has its vector");
+    for i in (0..200).step_by(10) {
+        let thread = persist_core::read::GetThread::new(ThreadId::new(format!("bad-{i}")).unwrap());
+        assert!(backend.get_thread(thread).await.unwrap().is_none(), "a refused add makes no thread");
+    }
+    backend.close().await;
+}

@@ -332,27 +332,44 @@ async fn a_file_one_version_behind_is_read_for_reads_only() {
     let backend = SqliteBackend::open(&path).await.unwrap();
     backend.apply(add("t", "written at the version before")).await.unwrap();
     backend.close().await;
-    // Back to version 19: what version 20 added (a table) gone, its record too.
+    // Back to version 20: what version 21 added (a column of each feed table, an index, two
+    // triggers, the view made again) gone, its record too.
     let mut conn = raw(&path).await;
-    sqlx::raw_sql("DROP TABLE persist_working_memory; DELETE FROM _sqlx_migrations WHERE version = 20;")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "DROP TRIGGER persist_working_memory_inserted; DROP TRIGGER persist_working_memory_updated; \
+         DROP VIEW persist_events_read; DROP INDEX persist_events_by_resource; \
+         ALTER TABLE persist_events DROP COLUMN resource; ALTER TABLE persist_feed DROP COLUMN resource; \
+         CREATE VIEW persist_events_read AS \
+         SELECT e.position, coalesce(e.tenant, t.tenant) AS tenant, coalesce(e.thread_id, t.thread_id) AS thread_id, \
+                CASE e.op WHEN 0 THEN 'add' WHEN 1 THEN 'reserve' WHEN 2 THEN 'update_content' WHEN 3 THEN 'update' \
+                          WHEN 5 THEN 'summarize' ELSE 'delete' END AS op, \
+                e.message_id, e.seq, e.version, CASE e.op WHEN 4 THEN 'message' WHEN 6 THEN 'thread' END AS removed, \
+                e.at, e.prev, e.status, e.delta, e.parent \
+           FROM persist_events e LEFT JOIN threads t ON t.key = e.thread; \
+         DELETE FROM _sqlx_migrations WHERE version = 21;",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
     conn.close().await.unwrap();
     let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (19, 20));
+    assert_eq!((status.applied, status.latest), (20, 21));
 
     let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
     let page = reader.list(ListMessages::new(thread("t"))).await.unwrap();
     assert_eq!(page.items[0].content, Content::text("written at the version before"));
+    let feed = reader.read_feed(persist_core::feed::ReadFeed::tenant()).await;
+    assert!(
+        matches!(&feed, Err(PersistError::Unsupported { what }) if what.contains("version 21")),
+        "the feed of an older file is refused, with why: {feed:?}"
+    );
     reader.close().await;
-    assert_eq!(SqliteBackend::builder(&path).schema_status().await.unwrap().applied, 19, "read, not migrated");
+    assert_eq!(SqliteBackend::builder(&path).schema_status().await.unwrap().applied, 20, "read, not migrated");
     SqliteBackend::open(&path).await.unwrap().close().await;
-    let mut conn = raw(&path).await;
-    let rows: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM persist_working_memory").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(rows, 0, "migrated: the table is back");
-    conn.close().await.unwrap();
+    let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
+    let events = reader.read_feed(persist_core::feed::ReadFeed::tenant()).await.unwrap().events;
+    assert_eq!(events.len(), 1, "migrated: the feed reads again");
+    reader.close().await;
 }
 
 /// Adds 1100 messages of 2 KB from `callers` tasks, then waits for the database file to grow

@@ -14,6 +14,10 @@
 //! a binding the target changed at the same time or later is kept (the newest wins), and
 //! reported by the verification. Bindings of threads that do not exist are not copied.
 //!
+//! Working memory documents follow the threads: each the target does not hold as it is, written
+//! at the source's version when the target's is lower (as `persist import` writes them), then
+//! read back and compared.
+//!
 //! Threads are found by listing the source, newest first: a thread written while the copy runs
 //! moves ahead of the listing and may be missed; a later run copies it.
 
@@ -23,6 +27,7 @@ use persist::args::Restore;
 use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
 use persist::session::StoredBinding;
+use persist::working::{ListMemories, ReadMemory, WorkingMemory};
 use persist::{Context, Message, TenantId, Thread, ThreadId};
 use serde_json::json;
 
@@ -52,6 +57,8 @@ struct Totals {
     present: u64,
     bindings: u64,
     summaries: u64,
+    /// Working memory documents written.
+    memories: u64,
 }
 
 /// `persist copy --to URL`: copies every thread of the scope (every tenant's, unless `--tenant`
@@ -71,7 +78,9 @@ pub(crate) async fn copy(source: &Store, target: &Store, scope: &Scope, json: bo
     };
     interruptible(RUN_AGAIN, work).await?;
     progress.finish();
-    let mismatches = interruptible(RUN_AGAIN, verify(target, &copied)).await?;
+    let documents = interruptible(RUN_AGAIN, copy_memories(source, target, scope, &mut totals)).await?;
+    let mut mismatches = interruptible(RUN_AGAIN, verify(target, &copied)).await?;
+    mismatches.extend(interruptible(RUN_AGAIN, verify_memories(target, &documents)).await?);
     let messages: u64 = copied.iter().map(|thread| thread.source.count()).sum();
     let mut out = stdout();
     if json {
@@ -82,6 +91,8 @@ pub(crate) async fn copy(source: &Store, target: &Store, scope: &Scope, json: bo
             "present": totals.present,
             "bindings": totals.bindings,
             "summaries": totals.summaries,
+            "working_memory": documents.len(),
+            "memories_written": totals.memories,
             "mismatches": mismatches,
         });
         write_line(&mut out, &report)?;
@@ -89,25 +100,30 @@ pub(crate) async fn copy(source: &Store, target: &Store, scope: &Scope, json: bo
         writeln!(
             out,
             "copied {} threads, {messages} messages: restored {}, {} already present; {} session bindings, {} \
-             summaries written",
+             summaries written; {} working memory documents, {} written",
             copied.len(),
             totals.restored,
             totals.present,
             totals.bindings,
-            totals.summaries
+            totals.summaries,
+            documents.len(),
+            totals.memories
         )?;
         for mismatch in &mismatches {
             writeln!(out, "mismatch: {mismatch}")?;
         }
         if mismatches.is_empty() {
-            writeln!(out, "verified: every thread has the same messages in the target")?;
+            writeln!(out, "verified: every thread has the same messages in the target, every document the same text")?;
         }
     }
     out.flush()?;
     if mismatches.is_empty() {
         Ok(())
     } else {
-        Err(CliError::failed(format!("verification failed: {} threads differ in the target", mismatches.len())))
+        Err(CliError::failed(format!(
+            "verification failed: {} threads or documents differ in the target",
+            mismatches.len()
+        )))
     }
 }
 
@@ -227,5 +243,57 @@ async fn verify(target: &Store, copied: &[Copied]) -> CliResult<Vec<String>> {
         progress.add(1);
     }
     progress.finish();
+    Ok(mismatches)
+}
+
+/// Copies the scope's working memory documents (the tenant's, or every tenant's) the target does
+/// not hold as they are; answers every document read from the source. A source that keeps none
+/// copies none; a target that keeps none is refused when there is one to copy.
+async fn copy_memories(
+    source: &Store,
+    target: &Store,
+    scope: &Scope,
+    totals: &mut Totals,
+) -> CliResult<Vec<WorkingMemory>> {
+    let mut read = Vec::new();
+    if !source.pipeline.capabilities().working_memory {
+        return Ok(read);
+    }
+    let mut listing = ListMemories::new().across_tenants(scope.across_tenants).with_context(scope.context());
+    loop {
+        let page = source.pipeline.memories(listing.clone()).await?;
+        for memory in page.items {
+            if !target.pipeline.capabilities().working_memory {
+                return Err(CliError::failed(
+                    "the source holds working memory documents and the target keeps none (its backend does not \
+                     declare `working_memory`)",
+                ));
+            }
+            if super::transfer::import_memory(target, scope, memory.clone()).await? {
+                totals.memories += 1;
+            }
+            read.push(memory);
+        }
+        if !page.has_more {
+            return Ok(read);
+        }
+        listing = listing.with_cursor(page.next_cursor);
+    }
+}
+
+/// Each document read from the source, read back from the target: a mismatch per document the
+/// target holds otherwise (a writer of the target may have changed it since).
+async fn verify_memories(target: &Store, documents: &[WorkingMemory]) -> CliResult<Vec<String>> {
+    let mut mismatches = Vec::new();
+    for memory in documents {
+        let context = Context::new().for_tenant(memory.tenant.clone());
+        let read = ReadMemory::new(memory.resource.clone()).with_context(context);
+        let held = target.pipeline.read_memory(read).await?;
+        if held.as_ref().is_none_or(|held| held.document != memory.document) {
+            let tenant = memory.tenant.as_ref().map_or("(no tenant)", TenantId::as_str);
+            mismatches
+                .push(format!("working memory {} of {tenant}: the target holds another document", memory.resource));
+        }
+    }
     Ok(mismatches)
 }

@@ -224,7 +224,7 @@ async fn export_memories(store: &Store, scope: &Scope, out: &mut impl Write, cou
 /// Writes a working memory document read from an export into its tenant (the scope's with
 /// `--tenant`) unless the store holds the same document already, at its exported version when
 /// the store's is lower: answers whether it wrote.
-async fn import_memory(store: &Store, scope: &Scope, memory: WorkingMemory) -> CliResult<bool> {
+pub(super) async fn import_memory(store: &Store, scope: &Scope, memory: WorkingMemory) -> CliResult<bool> {
     let tenant = scope.tenant.clone().or(memory.tenant);
     let context = persist::Context::new().for_tenant(tenant);
     let read = ReadMemory::new(memory.resource.clone()).with_context(context.clone());

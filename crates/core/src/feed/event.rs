@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::error::{PersistError, Result};
-use crate::model::id::{MessageId, TenantId, ThreadId};
+use crate::model::id::{MessageId, ResourceId, TenantId, ThreadId};
 use crate::model::op::PersistOp;
 use crate::model::{Content, Status, Timestamp};
 
@@ -19,6 +19,20 @@ pub enum FeedScope {
     /// Every thread of every tenant (operators, indexers), as the other reads across tenants
     /// say it (`ListThreads::across_tenants`, `SearchScope::AcrossTenants`).
     AcrossTenants,
+    /// The working memory document of one resource of the context's tenant (see
+    /// [`working`](crate::working)).
+    Memory(ResourceId),
+}
+
+/// What an event is of: a thread, or a working memory document. For backends and the feed's
+/// bookkeeping (a thread's or a document's events kept apart).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Subject {
+    /// A thread: its messages, its own fields.
+    Thread(ThreadId),
+    /// A working memory document.
+    Memory(ResourceId),
 }
 
 /// What a delete event removed.
@@ -57,8 +71,10 @@ pub struct StoredEvent<'a> {
     pub position: u64,
     /// The tenant's id, `""` for none.
     pub tenant: &'a str,
-    /// See [`Change::thread_id`].
-    pub thread_id: &'a str,
+    /// See [`Change::thread_id`]: `None` for a working memory event.
+    pub thread_id: Option<&'a str>,
+    /// See [`Change::resource`]: the document's resource, for a working memory event.
+    pub resource: Option<&'a str>,
     /// The op's label.
     pub op: &'a str,
     /// See [`Change::message_id`].
@@ -92,6 +108,7 @@ impl FeedEvent {
             position,
             tenant,
             thread_id,
+            resource,
             op,
             message_id,
             seq,
@@ -122,9 +139,15 @@ impl FeedEvent {
             (None, _) => None,
         };
         let delta = delta.map(|text| Content::from_json(text).map_err(|_| corrupt("delta", text))).transpose()?;
+        let thread_id = thread_id.map(|id| ThreadId::new(id).map_err(|_| corrupt("thread id", id))).transpose()?;
+        let resource = resource.map(|id| ResourceId::new(id).map_err(|_| corrupt("resource", id))).transpose()?;
+        if thread_id.is_some() == resource.is_some() {
+            return Err(corrupt("subject (a thread or a resource, one of them)", op.as_str()));
+        }
         let change = Change {
             tenant,
-            thread_id: ThreadId::new(thread_id).map_err(|_| corrupt("thread id", thread_id))?,
+            thread_id,
+            resource,
             op,
             message_id: message_id.map(|id| MessageId::new(id).map_err(|_| corrupt("message id", id))).transpose()?,
             seq,
@@ -144,7 +167,7 @@ impl FeedEvent {
 
     /// Whether this event is of the thread `(tenant, thread_id)`.
     pub fn is_in(&self, tenant: Option<&TenantId>, thread_id: &ThreadId) -> bool {
-        self.change.tenant.as_ref() == tenant && &self.change.thread_id == thread_id
+        self.change.tenant.as_ref() == tenant && self.change.thread_id.as_ref() == Some(thread_id)
     }
 }
 
@@ -157,14 +180,21 @@ impl FeedEvent {
 /// version (title, metadata, a truncation), [`Delete`](PersistOp::Delete) with
 /// [`removed`](Self::removed), and [`Summarize`](PersistOp::Summarize) for a summary written
 /// (its [`seq`](Self::seq) the last message it covers, no message id: read it with
-/// [`ListSummaries`](crate::summary::ListSummaries)).
+/// [`ListSummaries`](crate::summary::ListSummaries)). A working memory document written is
+/// [`WriteMemory`](PersistOp::WriteMemory), of its [`resource`](Self::resource) (no thread) at its
+/// new version: read the document for what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Change {
-    /// The tenant of the thread written.
+    /// The tenant of the thread (or document) written.
     pub tenant: Option<TenantId>,
-    /// The thread written.
-    pub thread_id: ThreadId,
+    /// The thread written; `None` for a working memory document's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread_id: Option<ThreadId>,
+    /// The working memory document written (see [`working`](crate::working)); `None` for a
+    /// thread's change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceId>,
     /// The kind of change; see the type's docs.
     pub op: PersistOp,
     /// The message changed; `None` when the change is the thread's own.
@@ -218,7 +248,8 @@ impl Change {
         let message_id = Some(message_id);
         Self {
             tenant,
-            thread_id,
+            thread_id: Some(thread_id),
+            resource: None,
             op,
             message_id,
             seq: Some(seq),
@@ -253,7 +284,8 @@ impl Change {
         let removed = (op == PersistOp::Delete).then_some(Removed::Thread);
         Self {
             tenant,
-            thread_id,
+            thread_id: Some(thread_id),
+            resource: None,
             op,
             message_id: None,
             seq: None,
@@ -271,6 +303,34 @@ impl Change {
         let mut change = Self::thread(tenant, thread_id, PersistOp::Summarize, 1);
         change.seq = Some(through_seq);
         change
+    }
+
+    /// A working memory document of `resource` written, now at `version` (see
+    /// [`working`](crate::working)).
+    pub fn memory(tenant: Option<TenantId>, resource: ResourceId, version: u64) -> Self {
+        Self {
+            tenant,
+            thread_id: None,
+            resource: Some(resource),
+            op: PersistOp::WriteMemory,
+            message_id: None,
+            seq: None,
+            version,
+            removed: None,
+            status: None,
+            delta: None,
+            parent_seq: None,
+        }
+    }
+
+    /// What the change is of: its thread, or its document (`None` for a change that names
+    /// neither, which no backend records).
+    pub fn subject(&self) -> Option<Subject> {
+        match (&self.thread_id, &self.resource) {
+            (Some(thread), _) => Some(Subject::Thread(thread.clone())),
+            (None, Some(resource)) => Some(Subject::Memory(resource.clone())),
+            (None, None) => None,
+        }
     }
 
     /// The event at `position`, recorded `at`.

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
-use super::event::{FeedEvent, FeedScope};
-use crate::model::id::{TenantId, ThreadId};
+use super::event::{FeedEvent, FeedScope, Subject};
+use crate::model::id::TenantId;
 
-type Key = (Option<TenantId>, Option<ThreadId>);
+type Key = (Option<TenantId>, Option<Subject>);
 
 /// Wake-ups for subscribers of one backend's feed: the backend publishes the events it knows
 /// are committed (its own writes, and what it learns of other processes' or instances'), and
-/// each subscriber waits for its scope only (one thread, one tenant, or the store).
+/// each subscriber waits for its scope only (one thread or document, one tenant, or the store).
 ///
 /// The feed's table (or memory) is the truth: a wake-up only says "read again", so a lost or
 /// repeated one loses or repeats nothing. Cloning shares the hub.
@@ -68,10 +68,7 @@ impl FeedHub {
             if watches.scopes.is_empty() {
                 continue;
             }
-            for key in [
-                (event.change.tenant.clone(), None),
-                (event.change.tenant.clone(), Some(event.change.thread_id.clone())),
-            ] {
+            for key in [(event.change.tenant.clone(), None), (event.change.tenant.clone(), event.change.subject())] {
                 if let Some(sender) = watches.scopes.get(&key) {
                     raise(sender, event.position);
                 }
@@ -89,7 +86,11 @@ impl FeedHub {
                 watches.scopes.entry((tenant, None)).or_insert_with(|| watch::channel(0).0).subscribe()
             }
             FeedScope::Thread(id) => {
-                let key = (tenant, Some(id.clone()));
+                let key = (tenant, Some(Subject::Thread(id.clone())));
+                watches.scopes.entry(key).or_insert_with(|| watch::channel(0).0).subscribe()
+            }
+            FeedScope::Memory(resource) => {
+                let key = (tenant, Some(Subject::Memory(resource.clone())));
                 watches.scopes.entry(key).or_insert_with(|| watch::channel(0).0).subscribe()
             }
         }

@@ -2,8 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::event::FeedScope;
-use super::event::{Change, FeedEvent, Removed};
+use super::event::{Change, FeedEvent, Removed, Subject};
 use super::read::{FeedPage, ReadFeed};
 use super::retention::FeedRetention;
 use crate::model::Timestamp;
@@ -20,8 +19,9 @@ pub struct MemoryFeed {
     /// Every event kept, with its time: positions `trimmed + 1 ..= head`, one after another;
     /// `None` where an event was erased (see [`erase_thread`](Self::erase_thread)).
     events: VecDeque<(Option<Change>, Timestamp)>,
-    /// Each thread's positions among `events`, oldest first (some may be trimmed already).
-    threads: HashMap<(Option<TenantId>, ThreadId), VecDeque<u64>>,
+    /// Each thread's (and working memory document's) positions among `events`, oldest first
+    /// (some may be trimmed already).
+    threads: HashMap<(Option<TenantId>, Subject), VecDeque<u64>>,
     head: u64,
     trimmed: u64,
     /// The newest position whose delta age passed: every event up to it has no delta.
@@ -39,8 +39,9 @@ impl MemoryFeed {
     /// publish it once the write is visible).
     pub fn record(&mut self, change: Change, at: Timestamp) -> u64 {
         self.head += 1;
-        let key = (change.tenant.clone(), change.thread_id.clone());
-        self.threads.entry(key).or_default().push_back(self.head);
+        if let Some(subject) = change.subject() {
+            self.threads.entry((change.tenant.clone(), subject)).or_default().push_back(self.head);
+        }
         self.events.push_back((Some(change), at));
         let cutoff = self.retention.count_cutoff(self.head);
         let age = self.retention.age_cutoff(at);
@@ -49,8 +50,10 @@ impl MemoryFeed {
             && let Some((_, first_at)) = self.events.front()
             && (self.trimmed < cutoff || age.is_some_and(|age| *first_at < age))
         {
-            if let Some((Some(first), _)) = self.events.pop_front() {
-                let key = (first.tenant, first.thread_id);
+            if let Some((Some(first), _)) = self.events.pop_front()
+                && let Some(subject) = first.subject()
+            {
+                let key = (first.tenant, subject);
                 if let Some(positions) = self.threads.get_mut(&key) {
                     positions.pop_front();
                     if positions.is_empty() {
@@ -80,7 +83,7 @@ impl MemoryFeed {
     /// but its newest thread delete: a follower still learns that the thread is gone. Positions
     /// stay as they were; readers skip the erased ones.
     pub fn erase_thread(&mut self, tenant: Option<&TenantId>, thread_id: &ThreadId) {
-        let key = (tenant.cloned(), thread_id.clone());
+        let key = (tenant.cloned(), Subject::Thread(thread_id.clone()));
         let Some(positions) = self.threads.remove(&key) else {
             return;
         };
@@ -122,8 +125,8 @@ impl MemoryFeed {
         query.validate()?;
         query.check_position(self.trimmed, self.head)?;
         let take = query.limit as usize + 1;
-        let fetched = if let FeedScope::Thread(id) = &query.scope {
-            let key = (query.context.tenant().cloned(), id.clone());
+        let fetched = if let Some(subject) = query.subject() {
+            let key = (query.context.tenant().cloned(), subject);
             let positions = self.threads.get(&key);
             positions
                 .into_iter()
@@ -138,7 +141,7 @@ impl MemoryFeed {
                 .zip(&self.events)
                 .skip(start)
                 .filter_map(|(position, (change, at))| change.as_ref().map(|change| (position, change, at)))
-                .filter(|(_, change, _)| query.covers_change(change.tenant.as_ref(), &change.thread_id))
+                .filter(|(_, change, _)| query.covers_change(change.tenant.as_ref(), change.subject().as_ref()))
                 .take(take)
                 .map(|(position, change, at)| change.clone().at(position, *at))
                 .collect()

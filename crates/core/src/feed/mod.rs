@@ -1,14 +1,15 @@
 //! The change feed: every committed write, in order, from a position a subscriber resumes at.
 //!
 //! A backend that keeps a feed ([`Capabilities::feed`](crate::Capabilities::feed)) records a
-//! [`FeedEvent`] for each message inserted, changed or removed and for each change of a
-//! thread's version or tombstone, **in the same transaction as the write**: a write that rolled
+//! [`FeedEvent`] for each message inserted, changed or removed, for each change of a thread's
+//! version or tombstone, and for each working memory document written (of its resource, not of
+//! a thread: [`FeedScope::Memory`], [`Change::resource`]), **in the same transaction as the write**: a write that rolled
 //! back has no event, a committed write always has one. Events are numbered by a store-wide
 //! `position` (1, 2, 3…, in commit order, never reused) that a subscriber keeps and resumes
 //! from, as SSE's `Last-Event-ID`.
 //!
-//! - [`ReadFeed`] reads the events after a position: of one thread, of the context's tenant,
-//!   or of the whole store ([`across_tenants`](ReadFeed::across_tenants)). It goes through the
+//! - [`ReadFeed`] reads the events after a position: of one thread, of one working memory
+//!   document, of the context's tenant, or of the whole store ([`across_tenants`](ReadFeed::across_tenants)). It goes through the
 //!   pipeline like any read, so layers see it and the context's tenant scopes it.
 //! - [`Pipeline::subscribe`](crate::Pipeline::subscribe) follows a scope: it reads through the
 //!   pipeline whenever the backend's [`FeedHub`] says that scope has new events, so a
@@ -52,7 +53,7 @@ mod read;
 mod retention;
 pub(crate) mod subscription;
 
-pub use self::event::{Change, FeedEvent, FeedScope, Removed, StoredEvent};
+pub use self::event::{Change, FeedEvent, FeedScope, Removed, StoredEvent, Subject};
 pub use self::hub::FeedHub;
 pub use self::memory::MemoryFeed;
 pub use self::read::{FeedPage, ReadFeed};

@@ -3,11 +3,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::event::{FeedEvent, FeedScope};
+use super::event::{FeedEvent, FeedScope, Subject};
 use super::hub::FeedHub;
 use crate::context::{Context, context_setter};
 use crate::model::error::{PersistError, Result};
-use crate::model::id::{TenantId, ThreadId};
+use crate::model::id::{ResourceId, TenantId, ThreadId};
 use crate::model::page::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT};
 
 /// Reads the events after a position, oldest first.
@@ -29,7 +29,8 @@ pub struct ReadFeed {
     pub after: u64,
     /// At most this many events (default 100, at most 1000).
     pub limit: u32,
-    /// Who is asking: its tenant scopes [`FeedScope::Thread`] and [`FeedScope::Tenant`].
+    /// Who is asking: its tenant scopes [`FeedScope::Thread`], [`FeedScope::Memory`] and
+    /// [`FeedScope::Tenant`].
     pub context: Context,
 }
 
@@ -39,12 +40,18 @@ impl ReadFeed {
         Self::new(FeedScope::Thread(thread_id))
     }
 
-    /// The events of every thread of the context's tenant.
+    /// The events of the working memory document of `resource` (of the context's tenant).
+    pub fn memory(resource: ResourceId) -> Self {
+        Self::new(FeedScope::Memory(resource))
+    }
+
+    /// The events of every thread and working memory document of the context's tenant.
     pub fn tenant() -> Self {
         Self::new(FeedScope::Tenant)
     }
 
-    /// The events of every thread of every tenant: for operators, who say so explicitly.
+    /// The events of every thread and document of every tenant: for operators, who say so
+    /// explicitly.
     pub fn across_tenants() -> Self {
         Self::new(FeedScope::AcrossTenants)
     }
@@ -71,7 +78,25 @@ impl ReadFeed {
     pub fn thread_id(&self) -> Option<&ThreadId> {
         match &self.scope {
             FeedScope::Thread(id) => Some(id),
-            FeedScope::Tenant | FeedScope::AcrossTenants => None,
+            _ => None,
+        }
+    }
+
+    /// The document read, for [`FeedScope::Memory`].
+    pub fn resource(&self) -> Option<&ResourceId> {
+        match &self.scope {
+            FeedScope::Memory(resource) => Some(resource),
+            _ => None,
+        }
+    }
+
+    /// What one subject's read is of: a thread, a document (`None` for a tenant's or the
+    /// store's).
+    pub fn subject(&self) -> Option<Subject> {
+        match &self.scope {
+            FeedScope::Thread(id) => Some(Subject::Thread(id.clone())),
+            FeedScope::Memory(resource) => Some(Subject::Memory(resource.clone())),
+            _ => None,
         }
     }
 
@@ -79,21 +104,23 @@ impl ReadFeed {
     pub fn tenant_read(&self) -> Option<&TenantId> {
         match self.scope {
             FeedScope::AcrossTenants => None,
-            FeedScope::Thread(_) | FeedScope::Tenant => self.context.tenant(),
+            _ => self.context.tenant(),
         }
     }
 
     /// Whether `event` is in this read's scope (its position aside).
     pub fn covers(&self, event: &FeedEvent) -> bool {
-        self.covers_change(event.change.tenant.as_ref(), &event.change.thread_id)
+        self.covers_change(event.change.tenant.as_ref(), event.change.subject().as_ref())
     }
 
-    /// Whether an event of thread `thread_id` of `tenant` is in this read's scope.
-    pub(super) fn covers_change(&self, tenant: Option<&TenantId>, thread_id: &ThreadId) -> bool {
+    /// Whether an event of `subject` of `tenant` is in this read's scope.
+    pub(super) fn covers_change(&self, tenant: Option<&TenantId>, subject: Option<&Subject>) -> bool {
         match &self.scope {
             FeedScope::AcrossTenants => true,
             FeedScope::Tenant => tenant == self.context.tenant(),
-            FeedScope::Thread(id) => tenant == self.context.tenant() && thread_id == id,
+            FeedScope::Thread(_) | FeedScope::Memory(_) => {
+                tenant == self.context.tenant() && subject == self.subject().as_ref()
+            }
         }
     }
 

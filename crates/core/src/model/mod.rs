@@ -1,9 +1,10 @@
-//! The data every part names: ids, JSON and its rules, content, metadata, messages and threads,
-//! pages of them, the one error type and the operation labels. Nothing here knows of requests
-//! or of the pipeline. (Ids and the error refer to each other: an id that does not validate is a
+//! The data every part names: ids, JSON and its rules, content, metadata, embeddings, messages
+//! and threads, pages of them, the one error type and the operation labels. Nothing here knows
+//! of requests or of the pipeline. (Ids and the error refer to each other: an id that does not validate is a
 //! `PersistError`, and an error names the ids it concerns.)
 
 pub(crate) mod content;
+pub(crate) mod embedding;
 pub(crate) mod error;
 pub(crate) mod id;
 pub(crate) mod id_checks;

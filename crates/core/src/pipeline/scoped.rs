@@ -255,9 +255,10 @@ impl Scoped {
     }
 }
 
-/// Whether a feed read stays in its context's tenant (one of its threads, or all of them).
+/// Whether a feed read stays in its context's tenant (one of its threads or documents, or all
+/// of them).
 fn within_tenant(query: &ReadFeed) -> bool {
-    matches!(query.scope, FeedScope::Thread(_) | FeedScope::Tenant)
+    matches!(query.scope, FeedScope::Thread(_) | FeedScope::Memory(_) | FeedScope::Tenant)
 }
 
 pub(crate) fn across_tenants() -> PersistError {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::branch::Parent;
 use super::write::Add;
 use crate::context::{Context, context_setter};
+use crate::model::embedding::Embedding;
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{IdempotencyKey, MessageId, ThreadId};
 use crate::model::{Content, Metadata, Role, Status};
@@ -185,6 +186,10 @@ pub struct TurnMessage {
     pub idempotency_key: Option<IdempotencyKey>,
     /// `Complete` for a message, `Reserved` for the reply a turn ends with.
     pub status: Status,
+    /// The message's embedding, written with it (see [`Add::with_embedding`]); a reservation
+    /// has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Embedding>,
 }
 
 impl TurnMessage {
@@ -197,6 +202,7 @@ impl TurnMessage {
             metadata: Metadata::new(),
             idempotency_key: None,
             status: Status::Complete,
+            embedding: None,
         }
     }
 
@@ -224,6 +230,13 @@ impl TurnMessage {
         self
     }
 
+    /// Writes `embedding` with the message, in the turn's transaction (see
+    /// [`Add::with_embedding`]); not for a reservation.
+    pub fn with_embedding(mut self, embedding: Embedding) -> Self {
+        self.embedding = Some(embedding);
+        self
+    }
+
     /// The message an [`Add`] would write, as a turn's message (its thread and context left
     /// behind).
     pub fn from_add(add: Add) -> Self {
@@ -234,6 +247,7 @@ impl TurnMessage {
             metadata: add.metadata,
             idempotency_key: add.idempotency_key,
             status: Status::Complete,
+            embedding: add.embedding,
         }
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::branch::{Parent, Switch};
 use crate::context::{Context, context_setter};
+use crate::model::embedding::Embedding;
 use crate::model::error::PersistError;
 use crate::model::id::{IdempotencyKey, MessageId, ThreadId};
 use crate::model::{Content, Metadata, Role};
@@ -45,6 +46,10 @@ pub struct Add {
     /// unless set (see [`branch`](crate::branch)).
     #[serde(default, skip_serializing_if = "Parent::is_active")]
     pub parent: Parent,
+    /// The message's embedding, written in the message's own transaction (see
+    /// [`with_embedding`](Self::with_embedding)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Embedding>,
     /// Request context.
     pub context: Context,
 }
@@ -60,6 +65,7 @@ impl Add {
             metadata: Metadata::new(),
             idempotency_key: None,
             parent: Parent::Active,
+            embedding: None,
             context: Context::new(),
         }
     }
@@ -79,6 +85,35 @@ impl Add {
     /// Sets the idempotency key.
     pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
         self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Writes `embedding` with the message, in the same transaction: the message and its vector
+    /// are stored together or not at all (see [`vector`](crate::vector)). It needs a backend
+    /// with [`Capabilities::vectors`](crate::Capabilities::vectors). A vector the store refuses
+    /// (another length than its model's in this tenant) refuses the whole add, whatever else
+    /// the add would have met (a repeat included); a repeat answered `deduplicated` writes
+    /// nothing, its embedding included.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::memory::MemoryBackend;
+    /// use persist::vector::{Embedding, Nearest};
+    /// use persist::{args::Add, Content, Pipeline, Role, ThreadId};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let add = Add::new(ThreadId::new("t1")?, Role::User, Content::text("Lisbon in May?"))
+    ///     .with_embedding(Embedding::new("my-model", vec![0.9, 0.1]));
+    /// let added = pipeline.add(add).await?;
+    /// let found = pipeline.nearest(Nearest::new(Embedding::new("my-model", vec![1.0, 0.0]))).await?;
+    /// assert_eq!(found[0].message.id, added.message.id);
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn with_embedding(mut self, embedding: Embedding) -> Self {
+        self.embedding = Some(embedding);
         self
     }
 

@@ -3,6 +3,7 @@
 
 use persist_core::args::{Add, Reserve};
 use persist_core::branch::{Parent, unknown_message};
+use persist_core::vector::{Embedding, dimensions_mismatch, to_bytes};
 use persist_core::{
     Added, Content, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved,
     Role, Status, TenantId, ThreadId, Timestamp,
@@ -44,6 +45,8 @@ pub(super) struct Insert<'a> {
     idempotency_key: Option<&'a IdempotencyKey>,
     tenant: Option<&'a TenantId>,
     parent: &'a Parent,
+    /// The embedding written with the message.
+    embedding: Option<&'a Embedding>,
 }
 
 impl<'a> Insert<'a> {
@@ -58,6 +61,7 @@ impl<'a> Insert<'a> {
             idempotency_key: add.idempotency_key.as_ref(),
             tenant: add.context.tenant(),
             parent: &add.parent,
+            embedding: add.embedding.as_ref(),
         }
     }
 
@@ -72,6 +76,7 @@ impl<'a> Insert<'a> {
             idempotency_key: reserve.idempotency_key.as_ref(),
             tenant: reserve.context.tenant(),
             parent: &reserve.parent,
+            embedding: None,
         }
     }
 }
@@ -112,6 +117,10 @@ macro_rules! id_and_key_free {
 /// parent `$parent`, and answered.
 macro_rules! insert_message {
     ($($locked:expr),+; $($parent:expr),+) => {
+        insert_message!(@then ""; $($locked),+; $($parent),+)
+    };
+    // `$then`: more CTEs, after the message's `m`.
+    (@then $then:expr; $($locked:expr),+; $($parent:expr),+) => {
         concat!(
             "WITH ",
             $($locked,)+
@@ -124,39 +133,28 @@ macro_rules! insert_message {
             stored_form!("$11"),
             ", ",
             $($parent,)+
-            " FROM t RETURNING *) SELECT ",
+            " FROM t RETURNING *)",
+            $then,
+            " SELECT ",
             message_columns!(),
             " FROM m"
         )
     };
 }
 
-/// Bumps the thread's `last_seq` under its row lock (creating the thread on its first write)
-/// and inserts the message with that seq, unless the thread refuses the write or the id or
-/// key is taken; then a diagnosis answers the repeat or the refusal.
-pub(super) async fn insert(
-    conn: &mut PgConnection,
-    new: Insert<'_>,
-    args: &PersistArgs,
-    fixed: Option<&MessageId>,
-) -> Result<(Message, bool), PersistError> {
-    let (content, text_block) = rows::content_param(&new.content);
-    let metadata = json_text(new.metadata)?;
-    let tenant = tenant_key(new.tenant);
-    let key = new.idempotency_key.map(IdempotencyKey::as_str);
-    let generated;
-    let id = match new.message_id.or(fixed) {
-        Some(id) => id,
-        None => {
-            generated = MessageId::generate();
-            &generated
-        }
+/// The CTE of an insert that writes an embedding: the vector `$13` of model `$12` beside the
+/// message `m` (its model's dimensions were checked before, see [`vector_dims`]).
+macro_rules! vector_cte {
+    () => {
+        ", e AS (INSERT INTO persist_embeddings (tenant, thread_id, message_id, model, vector) \
+                 SELECT tenant, thread_id, message_id, $12, $13 FROM m)"
     };
-    if let Parent::Message(parent) = new.parent {
-        return insert_child(conn, &new, parent, args, id).await;
-    }
-    for _ in 0..RACE_ATTEMPTS {
-        let inserted = sqlx::query(insert_message!(
+}
+
+/// The CTEs of [`insert`]'s statement: the thread's row created or locked, its `last_seq` bumped.
+macro_rules! insert_locked {
+    () => {
+        concat!(
             "t AS ( \
                 INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, \
                                            active_leaf) \
@@ -167,25 +165,84 @@ pub(super) async fn insert(
                        prev_leaf = th.active_leaf \
                  WHERE th.deleted_at IS NULL AND ",
             id_and_key_free!(),
-            " RETURNING th.last_seq, th.prev_leaf)";
-            "CASE WHEN $10 THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ",
-            stored_parent!("t"),
-            " END"
-        ))
-        .bind(new.thread_id.as_str())
-        .bind(id.as_str())
-        .bind(new.role.as_str())
-        .bind(&content)
-        .bind(&metadata)
-        .bind(new.status.as_str())
-        .bind(key)
-        .bind(Timestamp::now().as_micros())
-        .bind(tenant)
-        .bind(matches!(new.parent, Parent::Root))
-        .bind(text_block)
-        .fetch_optional(&mut *conn)
-        .await;
-        match inserted {
+            " RETURNING th.last_seq, th.prev_leaf)"
+        )
+    };
+}
+
+/// The stored parent of [`insert`]'s message: a root (`$10`), else after the active leaf.
+macro_rules! insert_parent {
+    () => {
+        concat!("CASE WHEN $10 THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ", stored_parent!("t"), " END")
+    };
+}
+
+/// [`insert`]'s statement.
+const INSERT: &str = insert_message!(insert_locked!(); insert_parent!());
+
+/// [`insert`]'s statement, writing an embedding too.
+const INSERT_VECTOR: &str = insert_message!(@then vector_cte!(); insert_locked!(); insert_parent!());
+
+/// The CTEs of [`insert_child`]'s statement: the parent `$10` read, the thread's row moved.
+macro_rules! child_locked {
+    () => {
+        concat!(
+            "p AS (SELECT seq FROM messages WHERE tenant = $9 AND thread_id = $1 AND message_id = $10), \
+             t AS ( \
+                UPDATE threads th \
+                   SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, updated_at = $8, \
+                       active_leaf = th.last_seq + 1, prev_leaf = p.seq \
+                  FROM p \
+                 WHERE th.tenant = $9 AND th.thread_id = $1 AND th.deleted_at IS NULL AND ",
+            id_and_key_free!(),
+            " RETURNING th.last_seq, th.prev_leaf)"
+        )
+    };
+}
+
+/// [`insert_child`]'s statement.
+const INSERT_CHILD: &str = insert_message!(child_locked!(); stored_parent!("t"));
+
+/// [`insert_child`]'s statement, writing an embedding too.
+const INSERT_CHILD_VECTOR: &str = insert_message!(@then vector_cte!(); child_locked!(); stored_parent!("t"));
+
+/// Bumps the thread's `last_seq` under its row lock (creating the thread on its first write)
+/// and inserts the message with that seq, unless the thread refuses the write or the id or
+/// key is taken; then a diagnosis answers the repeat or the refusal.
+///
+/// With an embedding: its model's dimensions are checked first (a refusal before anything else,
+/// as every store answers), and the vector is written in the message's statement. The first
+/// vector of a model in a tenant fixes its dimensions in a transaction of its own, with the message.
+pub(super) async fn insert(
+    conn: &mut PgConnection,
+    new: Insert<'_>,
+    args: &PersistArgs,
+    fixed: Option<&MessageId>,
+) -> Result<(Message, bool), PersistError> {
+    let generated;
+    let id = match new.message_id.or(fixed) {
+        Some(id) => id,
+        None => {
+            generated = MessageId::generate();
+            &generated
+        }
+    };
+    let vector = match new.embedding {
+        Some(embedding) => Some(Vector::of(embedding)?),
+        None => None,
+    };
+    if let Parent::Message(parent) = new.parent {
+        return insert_child(conn, &new, parent, args, id, vector.as_ref()).await;
+    }
+    if let Some(vector) = &vector {
+        match vector_dims(conn, new.tenant, vector).await? {
+            Some(()) => {}
+            // The model's first vector in the tenant.
+            None => return insert_first_vector(conn, &new, args, id, vector).await,
+        }
+    }
+    for _ in 0..RACE_ATTEMPTS {
+        match insert_once(conn, &new, id, vector.as_ref()).await {
             Ok(Some(row)) => return Ok((rows::message(&row)?, false)),
             Ok(None) => {
                 if let Some(answer) = diagnose_insert(conn, &new, id, args).await? {
@@ -200,6 +257,133 @@ pub(super) async fn insert(
     Err(raced())
 }
 
+/// An embedding as an insert writes it: its model, its unit vector's bytes and length.
+pub(super) struct Vector<'a> {
+    model: &'a str,
+    bytes: Vec<u8>,
+    dims: usize,
+}
+
+impl<'a> Vector<'a> {
+    pub(super) fn of(embedding: &'a Embedding) -> Result<Self, PersistError> {
+        let unit = embedding.unit()?;
+        Ok(Self { model: embedding.model(), bytes: to_bytes(&unit), dims: unit.len() })
+    }
+
+    pub(super) fn model(&self) -> &'a str {
+        self.model
+    }
+
+    pub(super) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// Whether `vector`'s model has its dimensions in `tenant` (`None`: it has none yet); refused
+/// when they are another length.
+async fn vector_dims(
+    conn: &mut PgConnection,
+    tenant: Option<&TenantId>,
+    vector: &Vector<'_>,
+) -> Result<Option<()>, PersistError> {
+    let stored: Option<i32> =
+        sqlx::query_scalar("SELECT dims FROM persist_embedding_models WHERE tenant = $1 AND model = $2")
+            .bind(tenant_key(tenant))
+            .bind(vector.model)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| map_sqlx("reading a model's dimensions", e))?;
+    match stored.map(|dims| usize::try_from(dims).unwrap_or_default()) {
+        Some(dims) if dims != vector.dims => Err(dimensions_mismatch(vector.model, dims, vector.dims)),
+        Some(_) => Ok(Some(())),
+        None => Ok(None),
+    }
+}
+
+/// Fixes `vector`'s model's dimensions in `tenant` inside the caller's transaction (a
+/// concurrent first vector of another length waits for this one's commit, then finds it);
+/// refused when another length is stored.
+pub(super) async fn fix_dims(
+    tx: &mut PgConnection,
+    tenant: Option<&TenantId>,
+    vector: &Vector<'_>,
+) -> Result<(), PersistError> {
+    sqlx::query(
+        "INSERT INTO persist_embedding_models (tenant, model, dims) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant_key(tenant))
+    .bind(vector.model)
+    .bind(i32::try_from(vector.dims).unwrap_or(i32::MAX))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| map_sqlx("recording a model's dimensions", e))?;
+    match vector_dims(tx, tenant, vector).await? {
+        Some(()) => Ok(()),
+        None => Err(PersistError::Backend { message: "a model's dimensions were not recorded".into(), source: None }),
+    }
+}
+
+/// [`insert`]'s statement, once.
+async fn insert_once(
+    conn: &mut PgConnection,
+    new: &Insert<'_>,
+    id: &MessageId,
+    vector: Option<&Vector<'_>>,
+) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
+    let (content, text_block) = rows::content_param(&new.content);
+    let metadata = json_text(new.metadata).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let query = sqlx::query(if vector.is_some() { INSERT_VECTOR } else { INSERT })
+        .bind(new.thread_id.as_str())
+        .bind(id.as_str())
+        .bind(new.role.as_str())
+        .bind(content)
+        .bind(metadata)
+        .bind(new.status.as_str())
+        .bind(new.idempotency_key.map(IdempotencyKey::as_str))
+        .bind(Timestamp::now().as_micros())
+        .bind(tenant_key(new.tenant))
+        .bind(matches!(new.parent, Parent::Root))
+        .bind(text_block);
+    let query = match vector {
+        Some(vector) => query.bind(vector.model).bind(&vector.bytes[..]),
+        None => query,
+    };
+    query.fetch_optional(&mut *conn).await
+}
+
+/// [`insert`] of the first vector of a model in a tenant: its dimensions fixed and the message
+/// written in one transaction, so that a refused insert fixes nothing.
+async fn insert_first_vector(
+    conn: &mut PgConnection,
+    new: &Insert<'_>,
+    args: &PersistArgs,
+    id: &MessageId,
+    vector: &Vector<'_>,
+) -> Result<(Message, bool), PersistError> {
+    for _ in 0..RACE_ATTEMPTS {
+        let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the insert", e))?;
+        fix_dims(&mut tx, new.tenant, vector).await?;
+        let answer = match insert_once(&mut tx, new, id, Some(vector)).await {
+            Ok(Some(row)) => Some(rows::message(&row).map(|message| (message, false))),
+            Ok(None) => diagnose_insert(&mut tx, new, id, args).await?,
+            Err(error) if is_unique_violation(&error) => None,
+            Err(error) => Some(Err(map_sqlx("inserting the message", error))),
+        };
+        match answer {
+            Some(Ok((message, false))) => {
+                tx.commit().await.map_err(|e| map_sqlx("committing the insert", e))?;
+                return Ok((message, false));
+            }
+            Some(answer) => {
+                tx.rollback().await.map_err(|e| map_sqlx("ending the insert", e))?;
+                return answer;
+            }
+            None => tx.rollback().await.map_err(|e| map_sqlx("ending the insert", e))?,
+        }
+    }
+    Err(raced())
+}
+
 /// An insert after a named message: a transaction that takes the thread's lock first, so that
 /// the parent is read after every earlier writer of the thread committed (a message deleted
 /// meanwhile is not found), then inserts as [`insert`] does.
@@ -209,9 +393,16 @@ async fn insert_child(
     parent: &MessageId,
     args: &PersistArgs,
     id: &MessageId,
+    vector: Option<&Vector<'_>>,
 ) -> Result<(Message, bool), PersistError> {
     let mut tx = conn.begin().await.map_err(|e| map_sqlx("starting the insert", e))?;
-    let answer = insert_child_locked(&mut tx, new, parent, args, id).await;
+    let answer = match vector {
+        Some(vector) => match fix_dims(&mut tx, new.tenant, vector).await {
+            Ok(()) => insert_child_locked(&mut tx, new, parent, args, id, Some(vector)).await,
+            Err(refused) => Err(refused),
+        },
+        None => insert_child_locked(&mut tx, new, parent, args, id, None).await,
+    };
     match &answer {
         Ok((_, false)) => tx.commit().await.map_err(|e| map_sqlx("committing the insert", e))?,
         _ => tx.rollback().await.map_err(|e| map_sqlx("ending the insert", e))?,
@@ -225,6 +416,7 @@ async fn insert_child_locked(
     parent: &MessageId,
     args: &PersistArgs,
     id: &MessageId,
+    vector: Option<&Vector<'_>>,
 ) -> Result<(Message, bool), PersistError> {
     let tenant = tenant_key(new.tenant);
     sqlx::query("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE")
@@ -234,32 +426,23 @@ async fn insert_child_locked(
         .await
         .map_err(|e| map_sqlx("locking the thread", e))?;
     let (content, text_block) = rows::content_param(&new.content);
-    let inserted = sqlx::query(insert_message!(
-        "p AS (SELECT seq FROM messages WHERE tenant = $9 AND thread_id = $1 AND message_id = $10), \
-         t AS ( \
-            UPDATE threads th \
-               SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, updated_at = $8, \
-                   active_leaf = th.last_seq + 1, prev_leaf = p.seq \
-              FROM p \
-             WHERE th.tenant = $9 AND th.thread_id = $1 AND th.deleted_at IS NULL AND ",
-        id_and_key_free!(),
-        " RETURNING th.last_seq, th.prev_leaf)";
-        stored_parent!("t")
-    ))
-    .bind(new.thread_id.as_str())
-    .bind(id.as_str())
-    .bind(new.role.as_str())
-    .bind(&content)
-    .bind(json_text(new.metadata)?)
-    .bind(new.status.as_str())
-    .bind(new.idempotency_key.map(IdempotencyKey::as_str))
-    .bind(Timestamp::now().as_micros())
-    .bind(tenant)
-    .bind(parent.as_str())
-    .bind(text_block)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(|e| map_sqlx("inserting the message", e))?;
+    let query = sqlx::query(if vector.is_some() { INSERT_CHILD_VECTOR } else { INSERT_CHILD })
+        .bind(new.thread_id.as_str())
+        .bind(id.as_str())
+        .bind(new.role.as_str())
+        .bind(&content)
+        .bind(json_text(new.metadata)?)
+        .bind(new.status.as_str())
+        .bind(new.idempotency_key.map(IdempotencyKey::as_str))
+        .bind(Timestamp::now().as_micros())
+        .bind(tenant)
+        .bind(parent.as_str())
+        .bind(text_block);
+    let query = match vector {
+        Some(vector) => query.bind(vector.model).bind(&vector.bytes[..]),
+        None => query,
+    };
+    let inserted = query.fetch_optional(&mut *tx).await.map_err(|e| map_sqlx("inserting the message", e))?;
     if let Some(row) = inserted {
         return Ok((rows::message(&row)?, false));
     }

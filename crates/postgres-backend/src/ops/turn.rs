@@ -6,6 +6,7 @@ use persist_core::branch::{Parent, unknown_message};
 use persist_core::{IdempotencyKey, MessageId, PersistError, Timestamp, TurnAppended};
 use sqlx::{Connection, PgConnection};
 
+use super::insert::{Vector, fix_dims};
 use super::restore::insert_all;
 use crate::error::map_sqlx;
 use crate::rows::{self, message_columns, signed, tenant_key};
@@ -43,6 +44,15 @@ async fn append_locked(
     plan: &TurnPlan,
 ) -> Result<TurnAppended, PersistError> {
     let tenant = tenant_key(turn.context.tenant());
+    // Refused before anything else, as every store does (see `Add::with_embedding`).
+    let mut vectors = Vec::new();
+    for embedding in turn.messages.iter().map(|m| m.embedding.as_ref()) {
+        let vector = embedding.map(Vector::of).transpose()?;
+        if let Some(vector) = &vector {
+            fix_dims(tx, turn.context.tenant(), vector).await?;
+        }
+        vectors.push(vector);
+    }
     let count = signed(plan.writes().len() as u64);
     let now = Timestamp::now();
     // Creates the thread or takes its row lock, moving `last_seq` past the turn's seqs and the
@@ -109,5 +119,28 @@ async fn append_locked(
     };
     let messages = plan.messages_after(base, parent, now);
     insert_all(tx, tenant, &messages.iter().collect::<Vec<_>>()).await?;
+    let (mut ids, mut models, mut bytes) = (Vec::new(), Vec::new(), Vec::new());
+    for (message, vector) in messages.iter().zip(&vectors) {
+        if let Some(vector) = vector {
+            ids.push(message.id.as_str());
+            models.push(vector.model());
+            bytes.push(vector.bytes());
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO persist_embeddings (tenant, thread_id, message_id, model, vector) \
+             SELECT $1, $2, v.message_id, v.model, v.vector FROM unnest($3::text[], $4::text[], $5::bytea[]) \
+                 AS v(message_id, model, vector)",
+        )
+        .bind(tenant)
+        .bind(turn.thread_id.as_str())
+        .bind(ids)
+        .bind(models)
+        .bind(bytes)
+        .execute(&mut *tx)
+        .await
+        .map_err(sql("writing the turn's embeddings"))?;
+    }
     Ok(TurnAppended::new(turn.thread_id.clone(), messages, false))
 }

@@ -7,6 +7,30 @@ use sqlx::{Row, SqliteConnection};
 use super::{OpResult, refused, sql};
 use crate::rows::{packed_id, tenant_key, thread_key};
 
+/// Refuses embeddings of a model whose dimensions in `tenant` are another length (a turn's, before
+/// anything of it is written).
+pub(super) async fn check_vectors(
+    conn: &mut SqliteConnection,
+    tenant: Option<&persist_core::TenantId>,
+    embeddings: &[&persist_core::vector::Embedding],
+) -> OpResult<()> {
+    for embedding in embeddings {
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT dims FROM persist_embedding_models WHERE tenant = ?1 AND model = ?2")
+                .bind(tenant_key(tenant))
+                .bind(embedding.model())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(sql("reading a model's dimensions"))?;
+        if let Some(stored) = stored.and_then(|dims| usize::try_from(dims).ok())
+            && stored != embedding.dimensions()
+        {
+            return Err(refused(dimensions_mismatch(embedding.model(), stored, embedding.dimensions())));
+        }
+    }
+    Ok(())
+}
+
 pub(super) async fn embed(conn: &mut SqliteConnection, embed: &Embed) -> OpResult<Embedded> {
     let unit = embed.embedding.unit().map_err(refused)?;
     let tenant = tenant_key(embed.context.tenant());

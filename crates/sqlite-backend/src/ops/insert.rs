@@ -7,6 +7,7 @@ use std::future::poll_fn;
 use sqlx::Either;
 
 use persist_core::branch::{Parent, parent_from_stored, unknown_message};
+use persist_core::vector::{dimensions_mismatch, to_bytes};
 use persist_core::{
     Added, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved, Status,
     TenantId, ThreadId, Timestamp, TurnAppended,
@@ -14,7 +15,7 @@ use persist_core::{
 use sqlx::SqliteConnection;
 
 use super::guard::*;
-use super::insert_sql::{APPLY_INBOX, INSERT_FINISHED, INSERT_ONE};
+use super::insert_sql::{APPLY_INBOX, APPLY_INBOX_VECTORS, INSERT_FINISHED, INSERT_ONE, INSERT_ONE_VECTOR};
 use super::{Answer, Failure, OpResult, Write, aborted, refused, sql};
 use crate::Limits;
 
@@ -209,6 +210,8 @@ pub(super) struct Insert<'a> {
     parent: &'a Parent,
     /// Whether the store takes the compact form of content (see [`rows::stored_content`]).
     compact: bool,
+    /// The embedding written with the message: its model and unit vector.
+    vector: Option<(&'a str, Vec<f32>)>,
 }
 
 impl<'a> Insert<'a> {
@@ -229,6 +232,10 @@ impl<'a> Insert<'a> {
                     tenant: add.context.tenant(),
                     parent: &add.parent,
                     compact: limits.compact,
+                    vector: match &add.embedding {
+                        Some(embedding) => Some((embedding.model(), embedding.unit().map_err(refused)?)),
+                        None => None,
+                    },
                 })
             }),
             PersistArgs::Reserve(reserve) => args.validate().map_err(refused).and_then(|()| {
@@ -245,6 +252,7 @@ impl<'a> Insert<'a> {
                     tenant: reserve.context.tenant(),
                     parent: &reserve.parent,
                     compact: limits.compact,
+                    vector: None,
                 })
             }),
             _ => return None,
@@ -269,7 +277,32 @@ impl<'a> Insert<'a> {
             now.as_micros(),
             self.parent_param(),
             form,
+            self.vector.as_ref().map(|(model, _)| *model),
+            self.vector.as_ref().map(|(_, unit)| unit.len()),
+            self.vector.as_ref().map(|(_, unit)| hex(&to_bytes(unit))),
         )
+    }
+
+    /// Whether the insert writes an embedding with its message.
+    pub(super) fn has_vector(&self) -> bool {
+        self.vector.is_some()
+    }
+
+    /// The refusal of this insert's vector by the store: another length than its model's in
+    /// the tenant (see `persist::vector`).
+    async fn vector_refused(&self, conn: &mut SqliteConnection) -> OpResult<Option<PersistError>> {
+        let Some((model, unit)) = &self.vector else { return Ok(None) };
+        let stored: Option<i64> =
+            sqlx::query_scalar("SELECT dims FROM persist_embedding_models WHERE tenant = ?1 AND model = ?2")
+                .bind(tenant_key(self.tenant))
+                .bind(*model)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(sql("reading a model's dimensions"))?;
+        Ok(stored
+            .and_then(|dims| usize::try_from(dims).ok())
+            .filter(|&dims| dims != unit.len())
+            .map(|dims| dimensions_mismatch(model, dims, unit.len())))
     }
 
     /// The `parent` parameter of the insert: NULL to follow the active leaf, `''` for a root,
@@ -324,6 +357,10 @@ impl<'a> Insert<'a> {
 
     /// Why nothing was inserted: the thread refused the write, or it repeats an earlier one.
     async fn diagnose(&self, conn: &mut SqliteConnection) -> OpResult<(Message, bool)> {
+        // Refused before anything else, as every store does (see `Add::with_embedding`).
+        if let Some(refusal) = self.vector_refused(conn).await? {
+            return Err(refused(refusal));
+        }
         let requested = self.args.message_id();
         writable_thread(conn, self.thread_id, self.tenant, requested).await?;
         if let Some(key) = self.idempotency_key {
@@ -400,7 +437,8 @@ pub(super) async fn insert_query(
     // left SQLite's thread idle between groups: ≈ 12% fewer writes/s); each answers as it
     // finishes: the `DELETE`, the insert, then the report's row and its end. How many finished
     // tells a failed insert from a committed one whose report could not be read.
-    let mut results = sqlx::Executor::fetch_many(&mut *conn, sqlx::query(APPLY_INBOX).bind(rows));
+    let apply = if plans.iter().any(Insert::has_vector) { APPLY_INBOX_VECTORS } else { APPLY_INBOX };
+    let mut results = sqlx::Executor::fetch_many(&mut *conn, sqlx::query(apply).bind(rows));
     let (mut finished, mut report) = (0, None);
     let failed = loop {
         match poll_fn(|cx| results.as_mut().poll_next(cx)).await {
@@ -496,7 +534,7 @@ pub(super) async fn insert_one(
 ) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
     let (content, form) = rows::stored_content(&plan.content, plan.compact);
     // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
-    let inserted = sqlx::query(INSERT_ONE)
+    let query = sqlx::query(if plan.vector.is_some() { INSERT_ONE_VECTOR } else { INSERT_ONE })
         .bind(plan.thread_id.as_str())
         .bind(tenant_key(plan.tenant))
         .bind(plan.id.as_str())
@@ -507,9 +545,14 @@ pub(super) async fn insert_one(
         .bind(plan.idempotency_key.map(IdempotencyKey::as_str))
         .bind(now.as_micros())
         .bind(plan.parent_param())
-        .bind(form)
-        .fetch_all(&mut *conn)
-        .await;
+        .bind(form);
+    let query = match &plan.vector {
+        Some((model, unit)) => {
+            query.bind(*model).bind(i64::try_from(unit.len()).unwrap_or(i64::MAX)).bind(to_bytes(unit))
+        }
+        None => query,
+    };
+    let inserted = query.fetch_all(&mut *conn).await;
     let rows = match inserted {
         Ok(rows) => rows,
         Err(error) => {
@@ -533,7 +576,8 @@ pub(super) async fn insert_one(
 }
 
 /// One row of the inbox parameter: plan, thread, tenant, id, role, content, metadata, status,
-/// idempotency key, time, parent, content form.
+/// idempotency key, time, parent, content form; then the embedding's model, dimensions and
+/// vector in hex (read by the inbox of vectors only).
 pub(super) type InboxRow<'a> = (
     usize,
     &'a str,
@@ -547,4 +591,18 @@ pub(super) type InboxRow<'a> = (
     i64,
     Option<&'a str>,
     Option<i64>,
+    Option<&'a str>,
+    Option<usize>,
+    Option<String>,
 );
+
+/// `bytes` in lowercase hex, as SQLite's `unhex` reads it.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for &byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 15)]));
+    }
+    text
+}

@@ -28,6 +28,9 @@ pub(super) async fn append_turn(
     limits: &Limits,
 ) -> OpResult<TurnAppended> {
     let plan = turn.plan().map_err(refused)?;
+    // Refused before anything else, as every store does (see `Add::with_embedding`).
+    let embeddings: Vec<_> = turn.messages.iter().filter_map(|m| m.embedding.as_ref()).collect();
+    super::embed::check_vectors(conn, turn.context.tenant(), &embeddings).await?;
     let found = look_up(conn, &[(turn, &plan)]).await?.pop().unwrap_or_default();
     if let Some(repeat) = decide(turn, &plan, found).map_err(refused)? {
         return Ok(repeat);
@@ -81,8 +84,13 @@ pub(super) async fn decide_ahead(conn: &mut SqliteConnection, writes: &[&Write])
             && first
             && !every_thread
         {
+            let embeddings: Vec<_> = turn.messages.iter().filter_map(|m| m.embedding.as_ref()).collect();
             match turn.plan() {
-                Ok(plan) => turns.push((index, turn, plan)),
+                Ok(plan) => match super::embed::check_vectors(conn, turn.context.tenant(), &embeddings).await {
+                    Ok(()) => turns.push((index, turn, plan)),
+                    Err(super::Failure::Refused(error)) => ahead.answered[index] = Some(Err(error)),
+                    Err(aborted) => return Err(aborted),
+                },
                 Err(error) => ahead.answered[index] = Some(Err(error)),
             }
         }

@@ -273,9 +273,23 @@ impl PersistArgs {
     }
 
     /// Whether the request needs a backend with
-    /// [`Capabilities::vectors`](crate::Capabilities::vectors): `embed` and `nearest`.
+    /// [`Capabilities::vectors`](crate::Capabilities::vectors): `embed`, `nearest`, and an
+    /// `add` or a turn that writes an embedding with its messages.
     pub fn uses_vectors(&self) -> bool {
-        matches!(self, Self::Embed(_) | Self::Nearest(_))
+        match self {
+            Self::Add(add) => add.embedding.is_some(),
+            Self::AppendTurn(turn) => turn.messages.iter().any(|m| m.embedding.is_some()),
+            other => matches!(other, Self::Embed(_) | Self::Nearest(_)),
+        }
+    }
+
+    /// The embeddings this write stores with its messages (an `add`'s, a turn's), in order.
+    pub fn embeddings(&self) -> Vec<&crate::request::vector::Embedding> {
+        match self {
+            Self::Add(add) => add.embedding.iter().collect(),
+            Self::AppendTurn(turn) => turn.messages.iter().filter_map(|m| m.embedding.as_ref()).collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Whether the request needs a backend with
@@ -418,6 +432,11 @@ impl PersistArgs {
         }
         if let Self::Memories(query) = self {
             return query.validate();
+        }
+        if let Self::Add(add) = self
+            && let Some(embedding) = &add.embedding
+        {
+            embedding.validate()?;
         }
         if let Some(content) = self.content() {
             content.check_depth()?;

@@ -93,6 +93,8 @@ impl AppendTurn {
         }
         let mut ids = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
+        // A model has one length, in the turn as in the store.
+        let mut dimensions = std::collections::HashMap::new();
         for (index, message) in self.messages.iter().enumerate() {
             let at = |field: &'static str, why: String| {
                 PersistError::invalid(field, format!("message {index} of the turn: {why}"))
@@ -101,6 +103,9 @@ impl AppendTurn {
                 Status::Complete => {}
                 Status::Reserved if index + 1 != count => {
                     return Err(at("status", "only the last message of a turn may be a reservation".into()));
+                }
+                Status::Reserved if message.embedding.is_some() => {
+                    return Err(at("embedding", "a reservation has no content to embed yet".into()));
                 }
                 Status::Reserved if !message.content.is_placeholder() => {
                     return Err(at("content", "a reservation has no content yet (the placeholder `[]`)".into()));
@@ -127,6 +132,22 @@ impl AppendTurn {
             {
                 return Err(at("idempotency_key", format!("{key} is given to two messages of the turn")));
             }
+            if let Some(embedding) = &message.embedding {
+                match dimensions.insert(embedding.model(), embedding.dimensions()) {
+                    Some(other) if other != embedding.dimensions() => {
+                        return Err(at(
+                            "embedding",
+                            format!(
+                                "model `{}` has {other} dimensions in an earlier message of the turn; this vector \
+                                 has {}",
+                                embedding.model(),
+                                embedding.dimensions()
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
         }
         Ok(())
     }
@@ -146,6 +167,7 @@ impl TurnMessage {
         let mut add = Add::new(thread_id, self.role.clone(), self.content.clone()).with_metadata(self.metadata.clone());
         add.message_id = self.message_id.clone();
         add.idempotency_key = key;
+        add.embedding = self.embedding.clone();
         add.context = context;
         add.into()
     }

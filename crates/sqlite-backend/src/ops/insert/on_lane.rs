@@ -4,7 +4,10 @@
 use persist_core::branch::parent_from_stored;
 use persist_core::{Message, PersistArgs, PersistError, Timestamp};
 
-use super::super::insert_sql::{INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
+use super::super::insert_sql::{
+    INBOX_INSERT, INBOX_VECTORS_INSERT, INSERT_MESSAGE, INSERT_MESSAGE_VECTOR, INSERT_THREAD, INSERT_THREAD_VECTOR,
+    INSERT_VECTOR_MODEL, INSERT_VECTOR_ROW, READ_REPORT,
+};
 use super::super::{Answer, Failure};
 use super::{Insert, from_report, inbox_rows};
 use crate::Limits;
@@ -68,7 +71,8 @@ pub(in crate::ops) fn group_on_lane(
     // path holds): the writer runs the group on its connection, where the failure is answered
     // as for any group (a write that breaks it fails alone).
     conn.prepare_cached("DELETE FROM persist_written").and_then(|mut clear| clear.execute(())).ok()?;
-    conn.prepare_cached(INBOX_INSERT).and_then(|mut insert| insert.execute([rows])).ok()?;
+    let insert = if plans.iter().any(Insert::has_vector) { INBOX_VECTORS_INSERT } else { INBOX_INSERT };
+    conn.prepare_cached(insert).and_then(|mut insert| insert.execute([rows])).ok()?;
     let written = conn
         .prepare_cached(READ_REPORT)
         .and_then(|mut report| report.query_row((), |row| row.get::<_, Option<String>>(0)));
@@ -105,20 +109,45 @@ fn one_on_lane(conn: &rusqlite::Connection, plan: &Insert<'_>, now: Timestamp, c
     type Written = Option<(i64, Option<i64>)>;
     let written = (|| -> rusqlite::Result<Option<Written>> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute(())?;
-        // The statements' eleven parameters: the inbox row's, but its index.
-        let (_, thread, tenant, id, role, content, metadata, status, key, at, parent, form) = plan.row(0, now);
-        let params =
-            rusqlite::params![thread, tenant, id, role, content.as_ref(), metadata, status, key, at, parent, form];
-        // The thread's statement takes the first ten (the content's form is the message's).
-        conn.prepare_cached(INSERT_THREAD)?.execute(&params[..10])?;
+        // The statements' parameters: the inbox row's, but its index (and the vector as bytes).
+        let (_, thread, tenant, id, role, content, metadata, status, key, at, parent, form, model, dims, _) =
+            plan.row(0, now);
+        let vector = plan.vector.as_ref().map(|(_, unit)| persist_core::vector::to_bytes(unit));
+        let dims = dims.map(|dims| i64::try_from(dims).unwrap_or(i64::MAX));
+        let params = rusqlite::params![
+            thread,
+            tenant,
+            id,
+            role,
+            content.as_ref(),
+            metadata,
+            status,
+            key,
+            at,
+            parent,
+            form,
+            model,
+            dims,
+            vector
+        ];
+        // The thread's statement takes the first ten (the content's form is the message's), the
+        // message's eleven; thirteen each with the vector's guard.
+        let guarded = vector.is_some();
+        let (sql, count) = if guarded { (INSERT_THREAD_VECTOR, 13) } else { (INSERT_THREAD, 10) };
+        conn.prepare_cached(sql)?.execute(&params[..count])?;
         let row = {
-            let mut message = conn.prepare_cached(INSERT_MESSAGE)?;
-            let mut rows = message.query(params)?;
+            let (sql, count) = if guarded { (INSERT_MESSAGE_VECTOR, 13) } else { (INSERT_MESSAGE, 11) };
+            let mut message = conn.prepare_cached(sql)?;
+            let mut rows = message.query(&params[..count])?;
             match rows.next()? {
                 Some(row) => Some((row.get(0)?, row.get(1)?)),
                 None => None,
             }
         };
+        if row.is_some() && vector.is_some() {
+            conn.prepare_cached(INSERT_VECTOR_ROW)?.execute(params)?;
+            conn.prepare_cached(INSERT_VECTOR_MODEL)?.execute(&params[..13])?;
+        }
         if row.is_none() && !commit_empty {
             return Ok(None);
         }
