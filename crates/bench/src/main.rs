@@ -160,6 +160,9 @@ fn main() {
     if options.wants("recall") {
         emit(recall::run(&options));
     }
+    if options.wants("embedding") {
+        emit(recall::run_writes(&options));
+    }
     if options.wants("serve") {
         emit(serve::run(&options));
     }

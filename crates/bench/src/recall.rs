@@ -167,13 +167,9 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let sizes: Vec<usize> = if options.quick { vec![2_000] } else { vec![10_000, 100_000] };
     let queries = options.scale(50, 10);
-    let (rounds, writes) = (options.scale(5, 2), options.scale(1_000, 100));
     rt.block_on(async {
         let mut rows = Vec::new();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let costs = SqliteBackend::open(dir.path().join("cost.db")).await.expect("open");
-        rows.extend(write_cost("SQLite", &costs, rounds, writes).await);
-        costs.close().await;
         for &total in &sizes {
             let path = dir.path().join(format!("recall-{total}.db"));
             let store = SqliteBackend::open(&path).await.expect("open");
@@ -197,9 +193,6 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let schema = format!("persist_bench_recall_{}", std::process::id());
         let connect =
             |schema: String| PostgresBackend::builder(url.clone()).schema(schema).max_connections(8).connect();
-        let costs = connect(format!("{schema}_cost")).await.expect("connect");
-        rows.extend(write_cost("PostgreSQL", &costs, rounds, writes).await);
-        costs.close().await;
         for &total in &sizes {
             let name = format!("{schema}_{total}");
             let store = connect(name.clone()).await.expect("connect");
@@ -212,7 +205,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             rows.push(bytes_row("PostgreSQL", u64::try_from(bytes).unwrap_or_default(), 2 * total));
             store.close().await;
         }
-        for suffix in ["cost".to_owned()].into_iter().chain(sizes.iter().map(ToString::to_string)) {
+        for suffix in sizes.iter().map(ToString::to_string) {
             let drop = format!("DROP SCHEMA IF EXISTS \"{schema}_{suffix}\" CASCADE");
             let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut admin).await;
         }
@@ -236,4 +229,36 @@ async fn fill_plain<B: Backend + Clone>(backend: &B, total: usize) {
         });
     }
     tasks.join_all().await;
+}
+
+/// `--only embedding`: the write cost of an embedding carried by its add (and of one written
+/// after it), one caller, on SQLite and PostgreSQL; apart from the recall reads, whose fills take
+/// minutes.
+pub(crate) fn run_writes(options: &Options) -> Vec<Row> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    let (rounds, writes) = (options.scale(5, 2), options.scale(1_000, 100));
+    rt.block_on(async {
+        let mut rows = Vec::new();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let costs = SqliteBackend::open(dir.path().join("cost.db")).await.expect("open");
+        rows.extend(write_cost("SQLite", &costs, rounds, writes).await);
+        costs.close().await;
+        let url = crate::postgres::url();
+        let Ok(mut admin) = PgConnection::connect(&url).await else {
+            rows.push(Row::skipped("recall (PostgreSQL)", format!("skipped: no server at {url}")));
+            return rows;
+        };
+        let schema = format!("persist_bench_embedding_{}", std::process::id());
+        let costs = PostgresBackend::builder(url.clone())
+            .schema(schema.clone())
+            .max_connections(8)
+            .connect()
+            .await
+            .expect("connect");
+        rows.extend(write_cost("PostgreSQL", &costs, rounds, writes).await);
+        costs.close().await;
+        let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+        sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await.expect("drop the schema");
+        rows
+    })
 }

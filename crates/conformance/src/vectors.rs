@@ -184,9 +184,9 @@ pub async fn check_mismatched_models_and_dimensions_are_refused<F: Factory>(fact
 /// An embedding written with its message (an add's, a turn's) is stored in the same write: found
 /// at once, after a named parent too; a vector the store refuses (another length than its
 /// model's, checked before anything else, a repeat included) refuses the whole write and nothing
-/// is written (no message, no thread, no model's dimensions fixed); a repeat writes no vector; a
-/// turn is refused whole for one bad vector, for two lengths of one model, or for a
-/// reservation's embedding.
+/// is written (no message, no thread, no model's dimensions fixed, by an add or a turn); a repeat
+/// writes no vector; a turn is refused whole for one bad vector, for two lengths of one model, or
+/// for a reservation's embedding.
 pub async fn check_embeddings_are_written_with_their_messages<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
     gate!(store);
@@ -220,11 +220,14 @@ pub async fn check_embeddings_are_written_with_their_messages<F: Factory>(factor
     assert!(nearest(b, Nearest::new(v(&[0.0, 0.0, 1.0]))).await[0].score < 0.01, "the stored vector stands");
 
     // A refused add fixes no model's dimensions.
+    // (A vector of its own first: split stores each fix their own models.)
     let gone = t("with-gone");
-    add_text(b, &gone, "x").await;
+    written(b, text_add(&gone, "x").with_embedding(Embedding::new("g", vec![1.0, 2.0, 3.0]))).await;
     write(b, persist_core::args::Delete::thread(gone.clone())).await.expect("delete thread");
     let on_tombstone = write(b, text_add(&gone, "y").with_embedding(Embedding::new("new", vec![1.0, 1.0]))).await;
     assert_err!(on_tombstone, PersistError::ThreadDeleted { .. });
+    let wrong_on_tombstone = write(b, text_add(&gone, "y").with_embedding(Embedding::new("g", vec![1.0, 2.0]))).await;
+    assert_err!(wrong_on_tombstone, PersistError::InvalidInput { field: "embedding", .. });
     written(b, text_add(&fresh, "five").with_embedding(Embedding::new("new", vec![1.0; 5]))).await;
 
     // A turn: its vectors with its messages; refused whole.
@@ -268,9 +271,26 @@ pub async fn check_embeddings_are_written_with_their_messages<F: Factory>(factor
         let refused = write(b, turn).await;
         assert!(matches!(refused, Err(PersistError::InvalidInput { field: "embedding", .. })), "{why}: {refused:?}");
     }
+    // Refused by the store, or by a deleted thread, after another new model: that one is not
+    // fixed either.
+    let new_then_wrong = AppendTurn::of(
+        thread.clone(),
+        [
+            TurnMessage::new(Role::User, Content::text("q")).with_embedding(Embedding::new("q", vec![1.0, 2.0])),
+            said("wrong", &[1.0, 2.0]),
+        ],
+    );
+    assert_err!(write(b, new_then_wrong).await, PersistError::InvalidInput { field: "embedding", .. });
+    let on_tombstone = AppendTurn::of(
+        gone.clone(),
+        [TurnMessage::new(Role::User, Content::text("r")).with_embedding(Embedding::new("r", vec![1.0, 2.0]))],
+    );
+    assert_err!(write(b, on_tombstone).await, PersistError::ThreadDeleted { .. });
     assert_eq!(crate::fixture::snapshot(b, &[&thread]).await, before, "nothing of a refused turn was written");
-    // Model `z` was fixed by nothing: any length is its first.
-    written(b, text_add(&fresh, "z").with_embedding(Embedding::new("z", vec![1.0, 2.0, 3.0]))).await;
+    // Models `z`, `q` and `r` were fixed by nothing: any length is their first.
+    for model in ["z", "q", "r"] {
+        written(b, text_add(&fresh, model).with_embedding(Embedding::new(model, vec![1.0, 2.0, 3.0]))).await;
+    }
     store.finish().await
 }
 

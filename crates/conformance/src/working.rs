@@ -209,8 +209,8 @@ pub async fn check_working_memory_lists_by_tenant_and_resource<F: Factory>(facto
 /// Working memory in the change feed (with `feed` too): each write of a document is one event
 /// of its resource (op `write_memory`, its new version, no thread), read by the document's own
 /// scope, by its tenant's and across tenants, never by a thread's or another tenant's; a
-/// refused write has none; a subscriber to the document is woken by its writes (and not by a
-/// thread's of the same name).
+/// refused write has none; a subscriber to the document receives its writes (not a thread's of
+/// the same name).
 pub async fn check_working_memory_writes_are_in_the_feed<F: Factory>(factory: &F) -> Outcome {
     use persist_core::feed::{FeedEvent, ReadFeed};
     use persist_core::{PersistOp, ThreadId};
@@ -257,7 +257,7 @@ pub async fn check_working_memory_writes_are_in_the_feed<F: Factory>(factory: &F
     let rest = events(ReadFeed::memory(user.clone()).after(first.events[0].position)).await;
     assert_eq!(rest.len(), 1);
 
-    // A subscriber to the document is woken by its writes, not by a thread's of its name.
+    // A subscriber to the document receives its writes, not a thread's of its name.
     let pipeline = persist_core::Pipeline::new(Arc::clone(store.b()));
     let head = b.read_feed(ReadFeed::across_tenants()).await.expect("read_feed").head;
     let mut following = pipeline.subscribe(ReadFeed::memory(user.clone()).after(head)).await.expect("subscribe");

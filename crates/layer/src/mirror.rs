@@ -160,7 +160,17 @@ where
                 mirror.stats.in_flight.fetch_add(1, Ordering::AcqRel);
                 tokio::spawn(async move {
                     let op = shadow.op();
-                    if let Err(error) = mirror.target.clone().oneshot(shadow).await {
+                    let plain = shadow.without_embeddings();
+                    let mut written = mirror.target.clone().oneshot(shadow).await;
+                    // A mirror that keeps no vectors (or other lengths) still gets the messages.
+                    if let (
+                        Err(PersistError::Unsupported { .. } | PersistError::InvalidInput { field: "embedding", .. }),
+                        Some(plain),
+                    ) = (&written, plain)
+                    {
+                        written = mirror.target.clone().oneshot(plain).await;
+                    }
+                    if let Err(error) = written {
                         mirror.stats.failures.fetch_add(1, Ordering::Relaxed);
                         if let Some(hook) = &mirror.on_error {
                             hook(op, &error);

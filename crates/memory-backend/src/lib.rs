@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod inserts;
 mod messages;
 mod state;
 mod summaries;

@@ -4,17 +4,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 
-use hashbrown::hash_map::EntryRef;
 use hashbrown::{Equivalent, HashMap};
-use persist_core::args::{AppendTurn, Delete, Restore, Update, UpdateContent};
-use persist_core::branch::{Parent, Switch, check_parents, unknown_message};
+use persist_core::args::{Delete, Restore, Update, UpdateContent};
+use persist_core::branch::{Switch, check_parents, unknown_message};
 use persist_core::feed::{Change, MemoryFeed};
 use persist_core::restore::{Verdict, merged_thread};
 use persist_core::session::{BindingState, SessionBinding, StoredBinding};
 use persist_core::{
-    Added, AgentId, Content, ContentUpdated, Deleted, IdempotencyKey, Message, MessageId, PersistArgs, PersistError,
-    PersistOp, PersistResult, Reserved, Restored, Result, Status, Target, TenantId, Thread, ThreadId, Timestamp,
-    TurnAppended, Updated,
+    Added, AgentId, ContentUpdated, Deleted, Message, MessageId, PersistArgs, PersistError, PersistOp, PersistResult,
+    Reserved, Restored, Result, Status, Target, TenantId, Thread, ThreadId, Timestamp, Updated,
 };
 
 use crate::messages::{Messages, Record};
@@ -101,54 +99,6 @@ pub(crate) struct ThreadState {
     pub(crate) summaries: BTreeMap<u64, persist_core::summary::Summary>,
 }
 
-/// The fields `add` and `reserve` share.
-pub(crate) struct Insert {
-    pub(crate) thread_id: ThreadId,
-    pub(crate) message_id: Option<MessageId>,
-    pub(crate) role: persist_core::Role,
-    pub(crate) content: Content,
-    pub(crate) metadata: persist_core::Metadata,
-    pub(crate) status: Status,
-    pub(crate) idempotency_key: Option<IdempotencyKey>,
-    pub(crate) tenant: Option<TenantId>,
-    pub(crate) parent: Parent,
-    /// Written with the message.
-    pub(crate) embedding: Option<persist_core::vector::Embedding>,
-}
-
-impl Insert {
-    /// The insert of an `add` or a `reserve`.
-    fn of(args: &PersistArgs) -> Result<Self> {
-        Ok(match args {
-            PersistArgs::Add(add) => Insert {
-                thread_id: add.thread_id.clone(),
-                message_id: add.message_id.clone(),
-                role: add.role.clone(),
-                content: add.content.clone(),
-                metadata: add.metadata.clone(),
-                status: Status::Complete,
-                idempotency_key: add.idempotency_key.clone(),
-                tenant: add.context.tenant().cloned(),
-                parent: add.parent.clone(),
-                embedding: add.embedding.clone(),
-            },
-            PersistArgs::Reserve(reserve) => Insert {
-                thread_id: reserve.thread_id.clone(),
-                message_id: reserve.message_id.clone(),
-                role: reserve.role.clone(),
-                content: Content::placeholder(),
-                metadata: reserve.metadata.clone(),
-                status: Status::Reserved,
-                idempotency_key: reserve.idempotency_key.clone(),
-                tenant: reserve.context.tenant().cloned(),
-                parent: reserve.parent.clone(),
-                embedding: None,
-            },
-            other => return Err(PersistError::Unsupported { what: format!("an insert of `{}`", other.op()).into() }),
-        })
-    }
-}
-
 /// The change `op` made to `message`, leaving it as it is.
 fn change_of(op: PersistOp, context: &persist_core::Context, message: &Message) -> Change {
     let (thread, id) = (message.thread_id.clone(), message.id.clone());
@@ -174,7 +124,7 @@ impl State {
         let state = self;
         match args {
             PersistArgs::Add(_) | PersistArgs::Reserve(_) => {
-                let (message, dedup) = state.insert(Insert::of(args)?, args, now)?;
+                let (message, dedup) = state.insert_write(args, now)?;
                 if !dedup {
                     state.message_changed(args.op(), args.context(), &message);
                 }
@@ -240,117 +190,6 @@ impl State {
             Some(ts) => Ok(ts),
             None => Err(PersistError::not_found(thread_id, message_id)),
         }
-    }
-
-    /// Writes a whole turn, or answers its repeat: decided before anything is written, so a
-    /// refusal leaves the store as it was.
-    pub(crate) fn append_turn(&mut self, turn: &AppendTurn, now: Timestamp) -> Result<TurnAppended> {
-        let plan = turn.plan()?;
-        // Refused before anything else, as every store does (see `Add::with_embedding`).
-        let embeddings: Vec<_> = turn.messages.iter().filter_map(|m| m.embedding.as_ref()).collect();
-        self.check_embeddings(turn.context.tenant(), &embeddings)?;
-        let mut stored = Vec::new();
-        if let Some(ts) = self.threads.get(&key(turn.context.tenant(), &turn.thread_id)) {
-            if ts.thread.is_deleted() {
-                return Err(PersistError::ThreadDeleted { thread_id: turn.thread_id.clone() });
-            }
-            let by_key = plan.keys().iter().filter_map(|k| ts.messages.by_key(k));
-            for record in by_key.chain(plan.ids().iter().filter_map(|id| ts.messages.by_id(id))) {
-                stored.push(record.to_message(&turn.thread_id)?);
-            }
-        }
-        if let Some(repeat) = plan.decide(stored)? {
-            return Ok(TurnAppended::new(turn.thread_id.clone(), repeat, true));
-        }
-        let mut written = Vec::with_capacity(plan.writes().len());
-        for write in plan.writes() {
-            // Cannot be refused now: the thread is writable, and no key or id is taken.
-            let (message, _) = self.insert(Insert::of(write)?, write, now)?;
-            self.message_changed(write.op(), &turn.context, &message);
-            written.push(message);
-        }
-        Ok(TurnAppended::new(turn.thread_id.clone(), written, false))
-    }
-
-    pub(crate) fn insert(&mut self, new: Insert, args: &PersistArgs, now: Timestamp) -> Result<(Message, bool)> {
-        // Refused before anything else, as every store does (see `Add::with_embedding`).
-        let unit =
-            new.embedding.as_ref().map(|embedding| self.checked_unit(new.tenant.as_ref(), embedding)).transpose()?;
-        let ts = match self.threads.entry_ref(&key(new.tenant.as_ref(), &new.thread_id)) {
-            EntryRef::Occupied(entry) => {
-                let ts = entry.into_mut();
-                if ts.thread.is_deleted() {
-                    return Err(PersistError::ThreadDeleted { thread_id: new.thread_id });
-                }
-                if let Some(record) = new.idempotency_key.as_ref().and_then(|key| ts.messages.by_key(key)) {
-                    return Ok((record.to_message(&new.thread_id)?.keyed_repeat(args)?, true));
-                }
-                if let Some(record) = new.message_id.as_ref().and_then(|id| ts.messages.by_id(id)) {
-                    let existing = record.to_message(&new.thread_id)?;
-                    if existing.is_repeat_of(args) {
-                        return Ok((existing, true));
-                    }
-                    return Err(PersistError::AlreadyExists { thread_id: new.thread_id, message_id: existing.id });
-                }
-                ts
-            }
-            EntryRef::Vacant(entry) => {
-                if let Parent::Message(parent) = &new.parent {
-                    return Err(unknown_message(&new.thread_id, parent));
-                }
-                entry.insert(ThreadState {
-                    thread: Thread {
-                        id: new.thread_id.clone(),
-                        tenant: new.tenant.clone(),
-                        title: None,
-                        metadata: persist_core::Metadata::new(),
-                        version: 1,
-                        created_at: now,
-                        updated_at: now,
-                        last_seq: 0,
-                        message_count: 0,
-                        active_leaf: None,
-                        deleted_at: None,
-                    },
-                    messages: Messages::default(),
-                    summaries: BTreeMap::new(),
-                })
-            }
-        };
-        let parent_seq = match &new.parent {
-            Parent::Root => None,
-            Parent::Message(parent) => {
-                Some(ts.messages.by_id(parent).ok_or_else(|| unknown_message(&new.thread_id, parent))?.seq)
-            }
-            _ => ts.thread.active_leaf,
-        };
-        let seq = ts.thread.last_seq + 1;
-        let message = Message {
-            thread_id: new.thread_id,
-            id: new.message_id.unwrap_or_else(MessageId::generate),
-            role: new.role,
-            content: new.content,
-            metadata: new.metadata,
-            status: new.status,
-            seq,
-            parent_seq,
-            version: 1,
-            idempotency_key: new.idempotency_key,
-            created_at: now,
-            updated_at: now,
-        };
-        ts.thread.last_seq = seq;
-        ts.thread.active_leaf = Some(seq);
-        ts.thread.message_count += 1;
-        ts.thread.updated_at = now;
-        let mut record = Record::new(&message);
-        if let (Some(embedding), Some(unit)) = (&new.embedding, unit) {
-            record.set_embedding(embedding.model(), unit);
-            let model = (new.tenant.clone(), embedding.model().to_owned());
-            self.models.entry(model).or_insert(embedding.dimensions());
-        }
-        ts.messages.insert(record);
-        Ok((message, false))
     }
 
     /// The message written, and whether its content or status changed (the feed tells a write

@@ -153,8 +153,7 @@ impl PostgresBackend {
             ids.push(queued.args.message_id().cloned().unwrap_or_else(MessageId::generate));
             // One insert per thread in a group: a thread's row is updated once per statement. An
             // insert after a named message runs alone (it reads its parent under the lock).
-            let named_parent =
-                matches!(queued.args.parent(), persist_core::branch::Parent::Message(_)) || queued.args.uses_vectors();
+            let named_parent = matches!(queued.args.parent(), persist_core::branch::Parent::Message(_));
             if !named_parent
                 && threads.insert((queued.args.context().tenant().cloned(), queued.args.thread_id().cloned()))
             {

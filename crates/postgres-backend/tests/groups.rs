@@ -488,3 +488,48 @@ async fn queued_content_updates_are_written_together_and_answered_as_if_alone() 
     backend.close().await;
     support::drop_schema(&schema).await;
 }
+
+/// Queued adds carrying embeddings are written in one group with their vectors when their
+/// model's length is known; a first vector of a model, or one of another length, runs alone
+/// (fixing the length, or refused with nothing written).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_adds_carry_their_vectors_in_the_group() {
+    use persist_core::vector::{Embedding, Nearest};
+    let Some((backend, schema)) = grouping(4, 1).await else { return };
+    let m = |vector: &[f32]| Embedding::new("m", vector.to_vec());
+    backend.apply(add("fixed", "fixes m").with_embedding(m(&[1.0, 0.0, 0.0])).into()).await.unwrap();
+    let held = hold_turn(&backend, &schema).await;
+    let requests: Vec<(&str, PersistArgs)> = vec![
+        ("a", add("va", "a").with_embedding(m(&[0.0, 1.0, 0.0])).into()),
+        ("b", add("vb", "b").with_embedding(m(&[0.0, 0.0, 1.0])).into()),
+        ("plain", add("vc", "c").into()),
+        ("first", add("vd", "d").with_embedding(Embedding::new("new", vec![1.0, 1.0])).into()),
+        ("wrong", add("ve", "e").with_embedding(m(&[1.0, 1.0])).into()),
+    ];
+    let mut calls = tokio::task::JoinSet::new();
+    for (name, args) in requests {
+        let backend = backend.clone();
+        calls.spawn(async move { (name, backend.apply(args).await) });
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    held.release().await.unwrap();
+    let mut answers = std::collections::HashMap::new();
+    for (name, answer) in calls.join_all().await {
+        answers.insert(name, answer);
+    }
+    let (a, b, c) = (written(&answers["a"]).0, written(&answers["b"]).0, written(&answers["plain"]).0);
+    assert!(a.created_at == b.created_at && b.created_at == c.created_at, "one group");
+    assert!(written(&answers["first"]).0.created_at != a.created_at, "a model's first vector ran alone");
+    assert!(
+        matches!(answers["wrong"], Err(PersistError::InvalidInput { field: "embedding", .. })),
+        "{:?}",
+        answers["wrong"]
+    );
+    assert!(backend.get_thread(GetThread::new(thread("ve"))).await.unwrap().is_none(), "nothing of it written");
+    let found = backend.nearest(Nearest::new(m(&[0.0, 1.0, 0.0])).with_limit(10)).await.unwrap();
+    let texts: Vec<String> = found.iter().map(|n| n.message.content.to_text()).collect();
+    assert_eq!(texts, ["a", "fixes m", "b"], "each vector with its message");
+    assert_eq!(backend.nearest(Nearest::new(Embedding::new("new", vec![1.0, 0.0]))).await.unwrap().len(), 1);
+    backend.close().await;
+    support::drop_schema(&schema).await;
+}

@@ -1,5 +1,6 @@
 //! [`AutoEmbedLayer`]: embeds what is written, as it is written.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
@@ -25,9 +26,10 @@ use crate::embedder::Embedder;
 /// repeat answered `deduplicated` writes nothing, so its vectors follow as [`Embed`]s: the
 /// caller whose first answer was lost may be the one who wrote it.
 ///
-/// The write's answer stands whatever happens to its embedding: an embedder that fails, or a
-/// vector the store refuses (another length than its model's there), is logged (`warn`, target
-/// `persist::recall`) and the write goes on without it. An app that must have every vector
+/// The write's answer stands whatever happens to its embedding: an embedder that fails, or
+/// vectors the rest of the stack refuses (`Unsupported`: a store without vectors, an encryption
+/// layer that keeps them out; another length than the model's there), is logged (`warn`, target
+/// `persist::recall`) and the write goes on without them. An app that must have every vector
 /// re-embeds what recall misses with [`Embed`] (the same request a background job uses to move
 /// to a new model).
 ///
@@ -132,21 +134,28 @@ where
         Box::pin(async move {
             match args {
                 PersistArgs::Add(_) | PersistArgs::AppendTurn(_) => {
-                    let (with, plain) = with_vectors(&*embedder, args).await;
+                    let Embedded { args: with, plain, vectors } = with_vectors(&*embedder, args).await;
                     let result = match (inner.call(with).await, plain) {
-                        // The store refused a vector (another length than its model's there):
+                        // The stack refused the vectors (a store without them, an encryption
+                        // layer that keeps them out, another length than the model's there):
                         // the messages are written without.
-                        (Err(PersistError::InvalidInput { field: "embedding", reason }), Some(plain)) => {
-                            tracing::warn!(target: "persist::recall", %reason, "the store refused the vectors; the messages are written without");
+                        (
+                            Err(
+                                error @ (PersistError::Unsupported { .. }
+                                | PersistError::InvalidInput { field: "embedding", .. }),
+                            ),
+                            Some(plain),
+                        ) => {
+                            tracing::warn!(target: "persist::recall", %error, "the vectors were refused; the messages are written without");
                             call(&mut later.clone(), plain).await?
                         }
                         (result, _) => result?,
                     };
-                    // A repeat wrote nothing, its vectors neither.
+                    // A repeat wrote nothing, its vectors neither: they follow, as computed.
                     if result.is_deduplicated() {
                         let wanted = finished(&result);
                         if !wanted.is_empty() {
-                            write_vectors(later, &*embedder, &context, &wanted).await;
+                            write_vectors(later, &*embedder, &context, &wanted, vectors).await;
                         }
                     }
                     Ok(result)
@@ -155,7 +164,7 @@ where
                     let result = inner.call(args).await?;
                     let wanted = finished(&result);
                     if !wanted.is_empty() {
-                        write_vectors(later, &*embedder, &context, &wanted).await;
+                        write_vectors(later, &*embedder, &context, &wanted, HashMap::new()).await;
                     }
                     Ok(result)
                 }
@@ -165,10 +174,20 @@ where
     }
 }
 
+/// An `add` or a turn with its messages' vectors: see [`with_vectors`].
+struct Embedded {
+    /// The write, each message that has text to embed and no embedding yet given one.
+    args: PersistArgs,
+    /// The write as it came, when any vector was added (to write without them if they are
+    /// refused).
+    plain: Option<PersistArgs>,
+    /// Each text embedded, with its vector.
+    vectors: HashMap<String, Vec<f32>>,
+}
+
 /// `args` (an `add` or a turn) with the embedding of each message that has text to embed and
-/// none yet, and `args` as it came when any was added (to write without them if the store
-/// refuses them). An embedder that fails leaves them out, logged.
-async fn with_vectors(embedder: &dyn Embedder, mut args: PersistArgs) -> (PersistArgs, Option<PersistArgs>) {
+/// none yet. An embedder that fails leaves them out, logged.
+async fn with_vectors(embedder: &dyn Embedder, mut args: PersistArgs) -> Embedded {
     let texts: Vec<String> = match &args {
         PersistArgs::Add(add) if add.embedding.is_none() => indexed_text(&add.content).into_iter().collect(),
         PersistArgs::AppendTurn(turn) => turn
@@ -179,37 +198,38 @@ async fn with_vectors(embedder: &dyn Embedder, mut args: PersistArgs) -> (Persis
             .collect(),
         _ => Vec::new(),
     };
+    let unchanged = |args| Embedded { args, plain: None, vectors: HashMap::new() };
     if texts.is_empty() {
-        return (args, None);
+        return unchanged(args);
     }
     let vectors = match embedder.embed(&texts).await {
         Ok(vectors) if vectors.len() == texts.len() => vectors,
         Ok(vectors) => {
             tracing::warn!(target: "persist::recall", asked = texts.len(), got = vectors.len(), "the embedder answered another number of vectors; the messages are written without");
-            return (args, None);
+            return unchanged(args);
         }
         Err(error) => {
             tracing::warn!(target: "persist::recall", %error, "embedding messages failed; they are written without a vector");
-            return (args, None);
+            return unchanged(args);
         }
     };
     let plain = args.clone();
-    let mut vectors = vectors.into_iter().map(|vector| Embedding::new(embedder.model(), vector));
+    let mut given = vectors.iter().map(|vector| Embedding::new(embedder.model(), vector.clone()));
     match &mut args {
-        PersistArgs::Add(add) => add.embedding = vectors.next(),
+        PersistArgs::Add(add) => add.embedding = given.next(),
         PersistArgs::AppendTurn(turn) => {
             for message in turn.messages.iter_mut() {
                 if message.status == Status::Complete
                     && message.embedding.is_none()
                     && indexed_text(&message.content).is_some()
                 {
-                    message.embedding = vectors.next();
+                    message.embedding = given.next();
                 }
             }
         }
         _ => {}
     }
-    (args, Some(plain))
+    Embedded { args, plain: Some(plain), vectors: texts.into_iter().zip(vectors).collect() }
 }
 
 /// Sends `args` through `inner` once it is ready.
@@ -223,28 +243,33 @@ where
     }
 }
 
-/// Embeds `wanted` and writes each vector; failures are logged, never answered.
+/// Embeds `wanted` (but the texts `known` holds the vectors of) and writes each vector; failures
+/// are logged, never answered.
 async fn write_vectors<S>(
     mut inner: S,
     embedder: &dyn Embedder,
     context: &persist_core::Context,
     wanted: &[(&Message, String)],
+    mut known: HashMap<String, Vec<f32>>,
 ) where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
 {
-    let texts: Vec<String> = wanted.iter().map(|(_, text)| text.clone()).collect();
-    let vectors = match embedder.embed(&texts).await {
-        Ok(vectors) if vectors.len() == texts.len() => vectors,
-        Ok(vectors) => {
-            tracing::warn!(target: "persist::recall", asked = texts.len(), got = vectors.len(), "the embedder answered another number of vectors; none written");
-            return;
+    let texts: Vec<String> = wanted.iter().map(|(_, text)| text.clone()).filter(|t| !known.contains_key(t)).collect();
+    if !texts.is_empty() {
+        match embedder.embed(&texts).await {
+            Ok(vectors) if vectors.len() == texts.len() => known.extend(texts.into_iter().zip(vectors)),
+            Ok(vectors) => {
+                tracing::warn!(target: "persist::recall", asked = texts.len(), got = vectors.len(), "the embedder answered another number of vectors; none written");
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(target: "persist::recall", %error, "embedding written messages failed; they have no vector");
+                return;
+            }
         }
-        Err(error) => {
-            tracing::warn!(target: "persist::recall", %error, "embedding written messages failed; they have no vector");
-            return;
-        }
-    };
-    for ((message, _), vector) in wanted.iter().zip(vectors) {
+    }
+    for (message, text) in wanted {
+        let Some(vector) = known.get(text).cloned() else { continue };
         let embedding = Embedding::new(embedder.model(), vector);
         if let Err(error) = write_vector(&mut inner, context, message, embedding).await {
             tracing::warn!(

@@ -285,15 +285,15 @@ impl Pipeline {
         set_once, crate::once::SetOnce, SetOnce => Value, String, |value| value
     );
 
-    /// Follows a scope of the change feed (one thread, the context's tenant, or every tenant)
-    /// from `query.after`: [`Subscription::next`] answers each event in scope once, in order,
+    /// Follows a scope of the change feed (one thread, one working memory document, the
+    /// context's tenant, or every tenant) from `query.after`: [`Subscription::next`] answers each event in scope once, in order,
     /// waiting for the next.
     ///
     /// Every read goes through the layers as a [`ReadFeed`] with the query's context (a layer
     /// that scopes tenants scopes subscriptions too). Between reads the subscription waits for
     /// the wake-up of its scope ([`Backend::feed_hub`]) from the store that answered its first
-    /// read (the one a route sends its reads to): writes of other threads do
-    /// not wake a thread's subscriber, and a slow subscriber reads at its own pace from the
+    /// read (the one a route sends its reads to): writes of other threads (or documents) do
+    /// not wake a thread's (or a document's) subscriber, and a slow subscriber reads at its own pace from the
     /// stored feed, never holding up writers or other subscribers. To follow from now on,
     /// subscribe after the [`head`](FeedPage::head) of a read.
     ///

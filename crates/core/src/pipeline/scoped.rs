@@ -151,8 +151,8 @@ impl Scoped {
         self.pipeline.find_stranded(request.with_context(self.context.renewed())).await
     }
 
-    /// Reads the change-feed events of one of the scope's threads, or of all of them
-    /// ([`ReadFeed::tenant`]).
+    /// Reads the change-feed events of one of the scope's threads or working memory documents
+    /// ([`ReadFeed::memory`]), or of all of them ([`ReadFeed::tenant`]).
     ///
     /// # Errors
     ///
@@ -165,7 +165,7 @@ impl Scoped {
         self.pipeline.read_feed(query.with_context(self.context.renewed())).await
     }
 
-    /// The feed's newest position in one of the scope's threads, or all of them; see
+    /// The feed's newest position in one of the scope's threads or documents, or all of them; see
     /// [`Pipeline::feed_head`].
     ///
     /// # Errors
@@ -179,7 +179,7 @@ impl Scoped {
         self.pipeline.feed_head(query.with_context(self.context.renewed())).await
     }
 
-    /// Follows one of the scope's threads, or all of them ([`ReadFeed::tenant`]); every read
+    /// Follows one of the scope's threads or documents, or all of them ([`ReadFeed::tenant`]); every read
     /// the subscription makes carries the scope's context. See [`Pipeline::subscribe`].
     ///
     /// # Errors

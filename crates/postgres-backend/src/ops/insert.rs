@@ -456,7 +456,8 @@ async fn insert_child_locked(
 /// The inserts of a group (adds and reserves checked by [`check`], each for a different
 /// thread `(tenant, thread_id)`, each with the id it writes) in one statement: per insert, what
 /// [`insert`]'s statement does (the thread's row created or locked and its `last_seq` bumped,
-/// the message inserted unless the thread is deleted or its id or key is taken). The threads'
+/// the message inserted, with its vector when it carries one, unless the thread is deleted, its
+/// id or key is taken, or its vector's model has no length yet or another one in the tenant). The threads'
 /// rows are locked in bytewise `(tenant, thread_id)` order, so groups running at once cannot
 /// deadlock.
 ///
@@ -483,6 +484,17 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
         columns.status.push(new.status.as_str());
         columns.idempotency_key.push(new.idempotency_key.map(IdempotencyKey::as_str));
         columns.tenant.push(tenant_key(new.tenant));
+        // A vector goes in with its message when its model's length in the tenant is known to
+        // be its own; otherwise (a first vector, another length) the insert writes nothing here
+        // and runs alone, which fixes the length or refuses it.
+        match new.embedding.map(Vector::of).transpose() {
+            Ok(vector) => {
+                columns.model.push(vector.as_ref().map(|v| v.model));
+                columns.dims.push(vector.as_ref().map(|v| i32::try_from(v.dims).unwrap_or(i32::MAX)));
+                columns.vector.push(vector.map(|v| v.bytes));
+            }
+            Err(refused) => return Ok(Err(refused)),
+        }
         columns.root.push(match new.parent {
             Parent::Root => true,
             // Run alone by the group's writer (it reads its parent under the lock).
@@ -495,9 +507,10 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
     let rows = sqlx::query(concat!(
         "WITH i AS ( \
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                                 $7::text[], $8::text[], $10::boolean[], $11::boolean[]) \
+                                 $7::text[], $8::text[], $10::boolean[], $11::boolean[], $12::text[], $13::int[], \
+                                 $14::bytea[]) \
                 AS i(thread_id, message_id, role, content, metadata, status, idempotency_key, tenant, root, \
-                     text_block)), \
+                     text_block, model, dims, vector)), \
          t AS ( \
             INSERT INTO threads AS th (tenant, thread_id, created_at, updated_at, last_seq, message_count, \
                                        active_leaf, prev_leaf) \
@@ -506,6 +519,8 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
                                                           AND m.message_id = i.message_id) \
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id \
                                                           AND m.idempotency_key = i.idempotency_key) \
+               AND (i.model IS NULL OR EXISTS (SELECT 1 FROM persist_embedding_models r \
+                                                WHERE r.tenant = i.tenant AND r.model = i.model AND r.dims = i.dims)) \
              ORDER BY i.tenant COLLATE \"C\", i.thread_id COLLATE \"C\" \
             ON CONFLICT (tenant, thread_id) DO UPDATE \
                SET last_seq = th.last_seq + 1, message_count = th.message_count + 1, \
@@ -523,7 +538,11 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
         ", CASE WHEN i.root THEN CASE WHEN t.last_seq > 1 THEN 0 END ELSE ",
         stored_parent!("t"),
         " END FROM i JOIN t ON t.tenant = i.tenant AND t.thread_id = i.thread_id \
-            RETURNING *) \
+            RETURNING *), \
+         e AS ( \
+            INSERT INTO persist_embeddings (tenant, thread_id, message_id, model, vector) \
+            SELECT m.tenant, m.thread_id, m.message_id, i.model, i.vector \
+              FROM m JOIN i ON i.tenant = m.tenant AND i.thread_id = m.thread_id WHERE i.model IS NOT NULL) \
          SELECT tenant, ",
         message_columns!(),
         " FROM m"
@@ -539,6 +558,9 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
     .bind(Timestamp::now().as_micros())
     .bind(&columns.root)
     .bind(&columns.text_block)
+    .bind(&columns.model)
+    .bind(&columns.dims)
+    .bind(&columns.vector)
     .fetch_all(&mut *conn)
     .await;
     group_answer("inserting a group of messages", rows)
@@ -559,6 +581,10 @@ pub(super) struct GroupColumns<'a> {
     root: Vec<bool>,
     /// `content` is one text block's text (see `rows::content_param`).
     text_block: Vec<bool>,
+    /// The embedding's model, its length and its unit vector's bytes, when the add carries one.
+    model: Vec<Option<&'a str>>,
+    dims: Vec<Option<i32>>,
+    vector: Vec<Option<Vec<u8>>>,
 }
 
 /// Why an insert wrote nothing: `None` when the state changed meanwhile (try again).

@@ -45,13 +45,15 @@ async fn append_locked(
 ) -> Result<TurnAppended, PersistError> {
     let tenant = tenant_key(turn.context.tenant());
     // Refused before anything else, as every store does (see `Add::with_embedding`).
-    let mut vectors = Vec::new();
-    for embedding in turn.messages.iter().map(|m| m.embedding.as_ref()) {
-        let vector = embedding.map(Vector::of).transpose()?;
-        if let Some(vector) = &vector {
-            fix_dims(tx, turn.context.tenant(), vector).await?;
-        }
-        vectors.push(vector);
+    let vectors: Vec<Option<Vector<'_>>> =
+        turn.messages.iter().map(|m| m.embedding.as_ref().map(Vector::of).transpose()).collect::<Result<_, _>>()?;
+    // Each model once (the turn's checks gave it one length), in one order for every writer: two
+    // turns fixing the same new models cannot wait on each other.
+    let mut models: Vec<&Vector<'_>> = vectors.iter().flatten().collect();
+    models.sort_by_key(|vector| vector.model());
+    models.dedup_by_key(|vector| vector.model());
+    for vector in models {
+        fix_dims(tx, turn.context.tenant(), vector).await?;
     }
     let count = signed(plan.writes().len() as u64);
     let now = Timestamp::now();

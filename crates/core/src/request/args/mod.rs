@@ -283,13 +283,20 @@ impl PersistArgs {
         }
     }
 
-    /// The embeddings this write stores with its messages (an `add`'s, a turn's), in order.
-    pub fn embeddings(&self) -> Vec<&crate::request::vector::Embedding> {
-        match self {
-            Self::Add(add) => add.embedding.iter().collect(),
-            Self::AppendTurn(turn) => turn.messages.iter().filter_map(|m| m.embedding.as_ref()).collect(),
-            _ => Vec::new(),
+    /// This write without the embeddings it carries (an `add`'s, a turn's messages'), for a
+    /// store that refuses them (see [`Add::with_embedding`]); `None` when it carries none.
+    pub fn without_embeddings(&self) -> Option<Self> {
+        let mut plain = match self {
+            Self::Add(add) if add.embedding.is_some() => self.clone(),
+            Self::AppendTurn(turn) if turn.messages.iter().any(|m| m.embedding.is_some()) => self.clone(),
+            _ => return None,
+        };
+        match &mut plain {
+            Self::Add(add) => add.embedding = None,
+            Self::AppendTurn(turn) => turn.messages.iter_mut().for_each(|m| m.embedding = None),
+            _ => {}
         }
+        Some(plain)
     }
 
     /// Whether the request needs a backend with

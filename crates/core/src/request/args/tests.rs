@@ -136,3 +136,38 @@ fn request_id_is_stable_across_clones_once_read() {
     let id = ctx.request_id().clone();
     assert_eq!(ctx.clone().request_id(), &id);
 }
+
+#[test]
+fn an_embedding_travels_with_its_write_and_is_checked_there() {
+    use crate::request::turn::{AppendTurn, TurnMessage};
+    use crate::request::vector::Embedding;
+    let plain: PersistArgs = Add::new(thread(), Role::User, Content::text("hi")).into();
+    assert!(!plain.uses_vectors());
+    let add = Add::new(thread(), Role::User, Content::text("hi")).with_embedding(Embedding::new("m", vec![1.0, 2.0]));
+    let args: PersistArgs = add.into();
+    assert!(args.uses_vectors() && args.validate().is_ok());
+    let back: PersistArgs = serde_json::from_str(&serde_json::to_string(&args).unwrap()).unwrap();
+    assert!(matches!(&back, PersistArgs::Add(add) if add.embedding == Some(Embedding::new("m", vec![1.0, 2.0]))));
+    let text = serde_json::to_string(&plain).unwrap();
+    assert!(!text.contains("embedding"), "none: not written out ({text})");
+
+    let embedded =
+        |vector: Vec<f32>| TurnMessage::new(Role::User, Content::text("x")).with_embedding(Embedding::new("m", vector));
+    let invalid = |turn: AppendTurn| match PersistArgs::from(turn).validate() {
+        Err(PersistError::InvalidInput { field, reason }) => (field, reason.into_owned()),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    };
+    let zero = Add::new(thread(), Role::User, Content::text("hi")).with_embedding(Embedding::new("m", vec![0.0]));
+    assert!(matches!(PersistArgs::from(zero).validate(), Err(PersistError::InvalidInput { field: "embedding", .. })));
+    let (field, reason) = invalid(AppendTurn::of(thread(), [embedded(vec![1.0]), embedded(vec![1.0, 2.0])]));
+    assert!(field == "embedding" && reason.contains("message 1") && reason.contains("earlier message"), "{reason}");
+    let reply = TurnMessage::reservation(Role::Assistant).with_embedding(Embedding::new("m", vec![1.0]));
+    let (field, reason) = invalid(AppendTurn::of(thread(), [embedded(vec![1.0]), reply]));
+    assert!(field == "embedding" && reason.contains("reservation"), "{reason}");
+    let turn: PersistArgs = AppendTurn::of(thread(), [embedded(vec![1.0]), embedded(vec![2.0])]).into();
+    assert!(turn.uses_vectors() && turn.validate().is_ok());
+    let plain_turn = turn.without_embeddings().expect("it carries some");
+    assert!(!plain_turn.uses_vectors() && plain_turn.without_embeddings().is_none());
+    assert!(!args.without_embeddings().expect("it carries one").uses_vectors());
+    assert!(plain.without_embeddings().is_none());
+}

@@ -24,7 +24,8 @@ pub(crate) enum OnLane {
 }
 
 /// Applies an `add` or `reserve` on the caller's lane (`crate::lane`), a rusqlite connection
-/// used on the caller's thread: the statements of [`INSERT_ONE`] one at a time. Only the common
+/// used on the caller's thread: the statements of [`INSERT_ONE`] (or [`INSERT_ONE_VECTOR`], for
+/// an add carrying its embedding) one at a time. Only the common
 /// case is answered here, the message written; anything else is rolled back and
 /// [`Declined`](OnLane::Declined), so that one place, the writer, answers repeats, refusals and
 /// failures.
