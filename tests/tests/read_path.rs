@@ -242,3 +242,29 @@ async fn a_scoped_handle_never_reaches_another_tenant() {
     request_ids.dedup();
     assert_eq!(request_ids.len(), ids.len(), "each call has a request id of its own");
 }
+
+#[tokio::test]
+async fn nearest_across_routed_stores_skips_a_store_without_the_model() {
+    use persist::vector::{Embedding, Nearest};
+    let (scratch, main) = (Pipeline::new(MemoryBackend::new()), MemoryBackend::new());
+    let pipeline = routed(&scratch, &main);
+    let with = |text: &str, thread_id: &str, model: &str| {
+        add(thread_id, text).with_embedding(Embedding::new(model, vec![1.0, 0.5]))
+    };
+    // The main store holds `small` only, the scratch store `large` and `small`.
+    pipeline.add(with("main", "main", "small")).await.unwrap();
+    let large = pipeline.add(with("draft", "scratch:1", "large")).await.unwrap().message;
+    pipeline.add(with("draft 2", "scratch:1", "small")).await.unwrap();
+    let found = pipeline.nearest(Nearest::new(Embedding::new("large", vec![1.0, 0.5]))).await.unwrap();
+    assert_eq!(found.iter().map(|n| n.message.id.clone()).collect::<Vec<_>>(), [large.id]);
+    assert_eq!(pipeline.nearest(Nearest::new(Embedding::new("small", vec![1.0, 0.5]))).await.unwrap().len(), 2);
+    // Filtered to where the model has no vector: no hits, not a refusal.
+    let elsewhere = Nearest::new(Embedding::new("large", vec![1.0, 0.5])).with_roles([Role::Assistant]);
+    assert!(pipeline.nearest(elsewhere).await.unwrap().is_empty());
+    // No store holds it: refused, as one store alone refuses it.
+    let unknown = pipeline.nearest(Nearest::new(Embedding::new("other", vec![1.0, 0.5]))).await;
+    assert!(matches!(unknown, Err(persist::PersistError::InvalidInput { field: "model", .. })), "{unknown:?}");
+    // Another length than the model's is still a bad query.
+    let wrong = pipeline.nearest(Nearest::new(Embedding::new("large", vec![1.0, 0.5, 0.1]))).await;
+    assert!(matches!(wrong, Err(persist::PersistError::InvalidInput { field: "embedding", .. })), "{wrong:?}");
+}

@@ -1,29 +1,37 @@
-//! The export format, JSONL version 2: what `persist export` writes and `persist import` reads
-//! (version 1 files too).
+//! The export format, JSONL version 3: what `persist export` writes and `persist import` reads
+//! (version 1 and 2 files too).
 //!
 //! One JSON object per line, each with a `"kind"`:
 //!
 //! ```text
-//! {"kind":"header","schema_version":2,"source":"sqlite:chat.db","tenant":null,"all_tenants":false,"thread":null,"exported_at":1767225600000000}
+//! {"kind":"header","schema_version":3,"source":"sqlite:chat.db","tenant":null,"all_tenants":false,"thread":null,"exported_at":1767225600000000}
 //! {"kind":"thread","id":"support:1042","tenant":null,"title":"Order 1042","metadata":{},"version":2,"created_at":…,"updated_at":…,"last_seq":4,"message_count":3,"active_leaf":4,"deleted_at":null}
-//! {"kind":"message","thread_id":"support:1042","id":"0190…","role":"user","content":[{"text":"Where is my order?","type":"text"}],"metadata":{},"status":"complete","seq":1,"parent_seq":null,"version":1,"idempotency_key":"turn-1","created_at":…,"updated_at":…}
+//! {"kind":"message","thread_id":"support:1042","id":"0190…","role":"user","content":[{"text":"Where is my order?","type":"text"}],"metadata":{},"status":"complete","seq":1,"parent_seq":null,"version":1,"idempotency_key":"turn-1","created_at":…,"updated_at":…,"embeddings":[{"model":"text-embedding-3-small","vector":[0.6,0.8]}]}
 //! {"kind":"summary","thread_id":"support:1042","from_seq":1,"through_seq":3,"content":[{"text":"The user asked where order 1042 is.","type":"text"}],"metadata":{},"created_at":…}
 //! {"kind":"binding","agent_id":"support-bot","thread_id":"support:1042","session_id":"sess-9","provider":"claude-cli","runtime_id":null,"work_dir":"/srv/w/1042","created_at":…,"updated_at":…,"state":"active"}
 //! {"kind":"working_memory","tenant":null,"resource":"user:42","document":{"name":"Ada"},"version":3,"created_at":…,"updated_at":…}
-//! {"kind":"end","threads":1,"messages":1,"bindings":1,"summaries":1,"memories":1}
+//! {"kind":"end","threads":1,"messages":1,"bindings":1,"summaries":1,"memories":1,"embeddings":1}
 //! ```
 //!
-//! - **header**, the first line: `schema_version` (2), `source` (the store's URL without its
+//! - **header**, the first line: `schema_version` (3), `source` (the store's URL without its
 //!   password), `tenant` (the `--tenant` of the export, or null), `all_tenants` (whether the
 //!   export spans every tenant: `--across-tenants`), `thread` (the one thread exported, or null), `exported_at`
 //!   (microseconds since the Unix epoch). A header may appear again later (exports
-//!   concatenated); each must have schema version 1 or 2.
+//!   concatenated); each must have schema version 1, 2 or 3.
 //! - **thread**: every field of a stored thread (`persist::Thread`), then its messages; its
 //!   `active_leaf` is the seq of the last message of its active branch.
 //! - **message**: every field of a stored message (`persist::Message`), in seq order, after
 //!   its thread's line; reservations included, with their status; `parent_seq` is the seq of
-//!   the message it follows in its thread's tree (`null` for a root), always present.
+//!   the message it follows in its thread's tree (`null` for a root), always present;
+//!   `embeddings` (version 3), when the message has vectors: each stored vector with its model
+//!   (`persist::vector::Embedding`: `model`, and `vector`, its numbers as stored, scaled to
+//!   length 1, each written as the shortest decimal that reads back as the same `f32`), by
+//!   model. The first vector of a model fixes its dimensions in the store imported into, as it
+//!   did in the store exported.
 //!
+//! Version 3 added the vectors. It is a version, not a kind added within one, so that an older
+//! `persist import`, which would skip a field or a kind it does not know, refuses the file
+//! instead of restoring it without its vectors.
 //! Version 1 (before branches) had no `active_leaf` and no `parent_seq`: its threads are lines,
 //! each message following the one before it in the file, and so they are imported.
 //! - **summary**: a summary of the thread (`persist::summary::Summary`: the range it covers, by
@@ -36,8 +44,9 @@
 //!   every thread, in an export of a tenant (`--all`) or of the store (`--across-tenants`).
 //!   Added within version 2, as summaries were. Imported at its version when the store's is
 //!   lower, else as the next of the store's own.
-//! - **end**, the last line: how many threads, messages, bindings, summaries and working memory
-//!   documents the export holds (`summaries` or `memories` absent: none). An
+//! - **end**, the last line: how many threads, messages, bindings, summaries, working memory
+//!   documents and vectors the export holds (`summaries`, `memories` or `embeddings` absent:
+//!   none). An
 //!   export cut short anywhere, even between two lines, has no end line: import warns and says
 //!   so in its report.
 //!
@@ -54,6 +63,7 @@ use std::io::Write;
 
 use persist::session::StoredBinding;
 use persist::summary::Summary;
+use persist::vector::Embedding;
 use persist::working::WorkingMemory;
 use persist::{Message, TenantId, Thread, ThreadId, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -66,8 +76,8 @@ use crate::error::{CliError, CliResult, note};
 /// store takes by default (8 MiB), with room for its metadata and JSON escapes.
 pub(crate) const DEFAULT_MAX_LINE_BYTES: u64 = 16 << 20;
 
-/// The format version this build writes (and reads, with version 1).
-pub(crate) const SCHEMA_VERSION: u64 = 2;
+/// The format version this build writes (and reads, with versions 1 and 2).
+pub(crate) const SCHEMA_VERSION: u64 = 3;
 
 /// The oldest format version this build reads: version 1, before branches.
 const OLDEST_SCHEMA_VERSION: u64 = 1;
@@ -131,9 +141,24 @@ pub(crate) fn thread_line(thread: &Thread) -> Tagged<'_, Thread> {
     Tagged { kind: "thread", item: thread }
 }
 
-/// A message's line.
-pub(crate) fn message_line(message: &Message) -> Tagged<'_, Message> {
-    Tagged { kind: "message", item: message }
+/// A message's line (without vectors: what a listing prints).
+pub(crate) fn message_line(message: &Message) -> MessageLine<'_> {
+    message_line_with(message, &[])
+}
+
+/// A message's line, with its vectors (an export's).
+pub(crate) fn message_line_with<'a>(message: &'a Message, embeddings: &'a [Embedding]) -> MessageLine<'a> {
+    MessageLine { kind: "message", message, embeddings }
+}
+
+/// A message's line: the message's fields, then its vectors (none: no `embeddings` field).
+#[derive(Debug, Serialize)]
+pub(crate) struct MessageLine<'a> {
+    kind: &'static str,
+    #[serde(flatten)]
+    message: &'a Message,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    embeddings: &'a [Embedding],
 }
 
 /// A summary's line.
@@ -158,8 +183,8 @@ pub(crate) fn write_line(out: &mut impl Write, value: &impl Serialize) -> CliRes
 pub(crate) enum Item {
     /// A thread; its messages follow.
     Thread(Box<Thread>),
-    /// A message of the last thread read.
-    Message(Box<Message>),
+    /// A message of the last thread read, and its vectors.
+    Message(Box<Message>, Vec<Embedding>),
     /// A session binding of the last thread read.
     Binding(Box<StoredBinding>),
     /// A summary of the last thread read.
@@ -207,6 +232,8 @@ pub(crate) struct Counts {
     pub(crate) summaries: u64,
     #[serde(default)]
     pub(crate) memories: u64,
+    #[serde(default)]
+    pub(crate) embeddings: u64,
 }
 
 /// The last line of an export.
@@ -274,7 +301,7 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
         }
     }
 
-    /// Reads and checks the header: the first line must be one, of schema version 1 or 2.
+    /// Reads and checks the header: the first line must be one, of schema version 1 to 3.
     pub(crate) async fn header(&mut self) -> CliResult {
         let Some((text, _)) = self.next_line().await? else {
             return Err(CliError::failed("the input is empty: not a persist export"));
@@ -317,11 +344,12 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
                     return Ok(Some(Item::Thread(Box::new(thread))));
                 }
                 Some("message") => {
-                    let message = self.message(&text)?;
+                    let (message, embeddings) = self.message(&text)?;
                     self.follows_its_thread("message", &message.thread_id)?;
                     self.previous_seq = Some(message.seq);
                     self.counts.messages += 1;
-                    return Ok(Some(Item::Message(Box::new(message))));
+                    self.counts.embeddings += embeddings.len() as u64;
+                    return Ok(Some(Item::Message(Box::new(message), embeddings)));
                 }
                 Some("binding") => {
                     let binding: StoredBinding = serde_json::from_str(&text)
@@ -369,24 +397,39 @@ impl<R: AsyncBufRead + Unpin> Reader<R> {
 }
 
 impl<R> Reader<R> {
-    /// A message line: in version 2 its `parent_seq` must be there (`null` for a root: a line
-    /// without it is refused, never read as a root); in version 1 the message follows the one
-    /// before it in its thread.
-    fn message(&self, text: &str) -> CliResult<Message> {
+    /// A message line and its vectors: from version 2 its `parent_seq` must be there (`null`
+    /// for a root: a line without it is refused, never read as a root); in version 1 the message
+    /// follows the one before it in its thread. Vectors (version 3) are checked as a store
+    /// checks them, so a bad one names its line.
+    fn message(&self, text: &str) -> CliResult<(Message, Vec<Embedding>)> {
         let not_a_message = |e: serde_json::Error| CliError::failed(format!("line {}: not a message: {e}", self.line));
+        let mut value: Value = serde_json::from_str(text).map_err(not_a_message)?;
+        let embeddings = match value.as_object_mut().and_then(|line| line.remove("embeddings")) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(found) => {
+                let embeddings: Vec<Embedding> = serde_json::from_value(found).map_err(|e| {
+                    CliError::failed(format!("line {}: the message's embeddings are not vectors: {e}", self.line))
+                })?;
+                for embedding in &embeddings {
+                    embedding.validate().map_err(|e| {
+                        CliError::failed(format!("line {}: a vector of model `{}`: {e}", self.line, embedding.model()))
+                    })?;
+                }
+                embeddings
+            }
+        };
         if self.version == OLDEST_SCHEMA_VERSION {
-            let mut message: Message = serde_json::from_str(text).map_err(not_a_message)?;
+            let mut message: Message = serde_json::from_value(value).map_err(not_a_message)?;
             message.parent_seq = self.previous_seq;
-            return Ok(message);
+            return Ok((message, embeddings));
         }
-        let value: Value = serde_json::from_str(text).map_err(not_a_message)?;
         if value.get("parent_seq").is_none() {
             return Err(CliError::failed(format!(
                 "line {}: a message without parent_seq (schema_version {} writes it, null for a root)",
                 self.line, self.version
             )));
         }
-        serde_json::from_value(value).map_err(not_a_message)
+        Ok((serde_json::from_value(value).map_err(not_a_message)?, embeddings))
     }
 
     /// Whether the input read whole: its (last) export ended with an end line stating what
@@ -395,13 +438,15 @@ impl<R> Reader<R> {
         match self.end {
             None => Err("the input has no end line: the export may have been cut short".to_owned()),
             Some(end) if end != self.counts => Err(format!(
-                "the end line counts {} threads, {} messages and {} bindings, {} / {} / {} were read",
+                "the end line counts {} threads, {} messages, {} bindings and {} vectors, {} / {} / {} / {} were read",
                 end.threads,
                 end.messages,
                 end.bindings,
+                end.embeddings,
                 self.counts.threads,
                 self.counts.messages,
-                self.counts.bindings
+                self.counts.bindings,
+                self.counts.embeddings
             )),
             Some(_) => Ok(()),
         }
@@ -467,7 +512,7 @@ mod tests {
     fn reads_threads_messages_and_bindings_and_skips_unknown_kinds() {
         let input = format!("{HEADER}\n{THREAD}\n{{\"kind\":\"later\"}}\n\n{MESSAGE}\n{BINDING}\n");
         let (items, skipped) = block_on(read_all(&input)).unwrap();
-        assert!(matches!(items.as_slice(), [Item::Thread(_), Item::Message(_), Item::Binding(_)]));
+        assert!(matches!(items.as_slice(), [Item::Thread(_), Item::Message(..), Item::Binding(_)]));
         assert_eq!(skipped, 1);
         let error = block_on(read_all(&format!("{HEADER}\n{BINDING}\n"))).unwrap_err();
         assert!(error.to_string().contains("a binding before any thread"), "{error}");
@@ -501,7 +546,7 @@ mod tests {
 
     fn message(item: &Item) -> &Message {
         match item {
-            Item::Message(message) => message,
+            Item::Message(message, _) => message,
             other => panic!("not a message: {other:?}"),
         }
     }
@@ -532,11 +577,52 @@ mod tests {
 
     #[test]
     fn refuses_other_versions_and_orphan_messages() {
-        let v3 = HEADER.replace("\"schema_version\":1", "\"schema_version\":3");
-        let error = block_on(read_all(&format!("{v3}\n"))).unwrap_err();
-        assert_eq!(error.to_string(), "unsupported schema_version 3 (this persist reads 1 to 2)");
+        let v4 = HEADER.replace("\"schema_version\":1", "\"schema_version\":4");
+        let error = block_on(read_all(&format!("{v4}\n"))).unwrap_err();
+        assert_eq!(error.to_string(), "unsupported schema_version 4 (this persist reads 1 to 3)");
         assert!(block_on(read_all(&format!("{THREAD}\n"))).is_err());
         let error = block_on(read_all(&format!("{HEADER}\n{MESSAGE}\n"))).unwrap_err();
         assert!(error.to_string().contains("before any thread"), "{error}");
+    }
+
+    /// Version 3: a message line carries its vectors, each number written so that it reads back
+    /// as the same `f32`, and the end line counts them.
+    #[test]
+    fn a_version_3_message_carries_its_vectors_exactly() {
+        let numbers = vec![0.1, -0.70710677, 0.33333334, f32::MIN_POSITIVE, 1e-45, 16_777_217.0, -3.4028235e38];
+        let vectors = [Embedding::new("b", numbers.clone()), Embedding::new("a", vec![0.6, 0.8])];
+        let v2 = HEADER.replace("\"schema_version\":1", "\"schema_version\":2");
+        let with_parent = MESSAGE.replace("\"seq\":1", "\"seq\":1,\"parent_seq\":null");
+        let (items, _) = block_on(read_all(&format!("{v2}\n{THREAD}\n{with_parent}\n"))).unwrap();
+        let Item::Message(message, none) = &items[1] else { panic!("a message: {items:?}") };
+        assert!(none.is_empty(), "a version 2 message has no vectors");
+
+        let mut line = Vec::new();
+        write_line(&mut line, &message_line_with(message, &vectors)).unwrap();
+        let line = String::from_utf8(line).unwrap();
+        assert!(line.contains(r#""embeddings":[{"model":"b","vector":[0.1,-0.70710677,"#), "{line}");
+        let plain = serde_json::to_string(&message_line(message)).unwrap();
+        assert!(!plain.contains("embeddings"), "no vectors, no field: {plain}");
+        let v3 = HEADER.replace("\"schema_version\":1", "\"schema_version\":3");
+        let end = r#"{"kind":"end","threads":1,"messages":1,"bindings":0,"embeddings":2}"#;
+        let input = format!("{v3}\n{THREAD}\n{line}{end}\n");
+        let mut reader = Reader::new(input.as_bytes(), DEFAULT_MAX_LINE_BYTES);
+        let read = block_on(async {
+            reader.header().await.unwrap();
+            let mut items = Vec::new();
+            while let Some(item) = reader.next_item().await.unwrap() {
+                items.push(item);
+            }
+            items
+        });
+        let Some(Item::Message(again, embeddings)) = read.into_iter().nth(1) else { panic!("a message") };
+        assert_eq!(again, *message);
+        let bits = |e: &Embedding| (e.model().to_owned(), e.vector().iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+        assert_eq!(embeddings.iter().map(bits).collect::<Vec<_>>(), vectors.iter().map(bits).collect::<Vec<_>>());
+        assert_eq!(reader.complete(), Ok(()), "the end line counts the vectors read");
+
+        let bad = line.replace("[0.6,0.8]", "[0.0,0.0]");
+        let error = block_on(read_all(&format!("{v3}\n{THREAD}\n{bad}"))).unwrap_err();
+        assert!(error.to_string().starts_with("line 3: a vector of model `a`"), "{error}");
     }
 }

@@ -99,7 +99,8 @@ struct Cli {
     /// The store: sqlite:PATH, sqlite://PATH, a PATH ending in .db, postgres://… or
     /// postgresql://… (?schema=NAME picks the schema), or memory: (an empty in-memory store,
     /// for trying commands out).
-    #[arg(long, global = true, env = "PERSIST_URL", value_name = "URL")]
+    // Its value is never printed: it may hold a password.
+    #[arg(long, global = true, env = "PERSIST_URL", hide_env_values = true, value_name = "URL")]
     url: Option<String>,
     /// Reach this tenant's threads (default: the threads without a tenant).
     #[arg(long, global = true, value_name = "TENANT", value_parser = parse_tenant)]
@@ -209,7 +210,8 @@ enum Command {
     /// (comma-separated; never a flag, which the process list would show) and/or --keys-file; or
     /// by --tenant-header behind a gateway; or not at all with --no-auth (one tenant: --tenant).
     /// The store is --url / $PERSIST_URL (a SQLite file is created when missing); values are
-    /// sealed with $PERSIST_ENCRYPTION_KEYS when it is set, as the other commands do.
+    /// sealed with $PERSIST_ENCRYPTION_KEYS when it is set, as the other commands do. A body
+    /// must be sent as application/json (else 415).
     Serve(ServeArgs),
 }
 
@@ -220,16 +222,22 @@ struct ServeArgs {
     addr: std::net::SocketAddr,
     /// A file of API keys, one TENANT:KEY a line (# starts a comment); with those of
     /// $PERSIST_SERVE_KEYS.
-    #[arg(long, env = "PERSIST_SERVE_KEYS_FILE", value_name = "FILE")]
+    #[arg(long, env = "PERSIST_SERVE_KEYS_FILE", hide_env_values = true, value_name = "FILE")]
     keys_file: Option<PathBuf>,
     /// Behind a gateway that authenticates callers: the tenant is this header's value (the
-    /// server must be reachable only through the gateway).
+    /// server must be reachable only through the gateway, which replaces the client's header:
+    /// two of it, or a value with a comma, is 401).
     #[arg(long, env = "PERSIST_SERVE_TENANT_HEADER", value_name = "NAME")]
     tenant_header: Option<String>,
     /// No authentication: every request is --tenant's (or the threads without a tenant). For a
-    /// private interface used by one app.
+    /// private interface used by one app; see --allow-host.
     #[arg(long, env = "PERSIST_SERVE_NO_AUTH")]
     no_auth: bool,
+    /// Without keys (--tenant-header, --no-auth), a host name requests may name in Host and
+    /// Origin besides localhost, 127.0.0.1, [::1] and --addr's address (others are 403, against
+    /// DNS rebinding and cross-site requests); repeatable, or comma-separated; * allows any.
+    #[arg(long = "allow-host", env = "PERSIST_SERVE_ALLOW_HOSTS", value_name = "NAME", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
     /// The largest request body; a larger one is 413, refused before it is read.
     #[arg(long, env = "PERSIST_SERVE_MAX_BODY_BYTES", value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
     max_body_bytes: usize,
@@ -262,7 +270,13 @@ struct MoveTenantArgs {
     to: String,
     /// A shard of the deployment, as NAME=URL with the name the app gives it; once per shard
     /// (or comma-separated in PERSIST_SHARDS).
-    #[arg(long = "shard", value_name = "NAME=URL", env = "PERSIST_SHARDS", value_delimiter = ',')]
+    #[arg(
+        long = "shard",
+        value_name = "NAME=URL",
+        env = "PERSIST_SHARDS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     shards: Vec<String>,
     /// The app's placement TTL (the longest of its instances'): each step waits this long for
     /// every instance to see it.
@@ -532,6 +546,7 @@ async fn run(cli: Cli) -> CliResult {
                 keys_file: args.keys_file,
                 tenant_header: args.tenant_header,
                 no_auth: args.no_auth,
+                allowed_hosts: args.allowed_hosts,
                 tenant: scope.tenant,
                 limits: commands::serve::limits(
                     args.max_body_bytes,

@@ -72,7 +72,7 @@ fn export_and_import_keep_parents_and_the_active_leaf() {
     block_on(seed(&source)).unwrap();
     ok(&["--url", path_str(&source), "export", "trip", "-o", path_str(&export)]);
     let lines = std::fs::read_to_string(&export).unwrap();
-    assert!(lines.contains("\"schema_version\":2") && lines.contains("\"parent_seq\":1"), "{lines}");
+    assert!(lines.contains("\"schema_version\":3") && lines.contains("\"parent_seq\":1"), "{lines}");
     ok(&["--url", path_str(&target), "import", path_str(&export)]);
 
     let (thread, messages) = block_on(stored(&source)).unwrap();

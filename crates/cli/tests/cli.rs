@@ -135,7 +135,7 @@ fn export_then_import_restores_every_thread_exactly() {
         .map(|line| serde_json::from_str(line).expect("every line is JSON"))
         .collect();
     assert_eq!(lines[0]["kind"], "header");
-    assert_eq!(lines[0]["schema_version"], 2);
+    assert_eq!(lines[0]["schema_version"], 3);
     assert_eq!(lines.iter().filter(|line| line["kind"] == "thread").count(), 3, "the tombstone is not exported");
     assert_eq!(lines.iter().filter(|line| line["kind"] == "message").count(), SEEDED_MESSAGES + 1005);
 
@@ -458,9 +458,9 @@ fn failures_are_one_line_errors() {
     assert!(stderr.contains("nothing.jsonl"), "{stderr}");
 
     let future = dir.path().join("future.jsonl");
-    std::fs::write(&future, "{\"kind\":\"header\",\"schema_version\":3}\n{\"kind\":\"thread\"}\n").unwrap();
+    std::fs::write(&future, "{\"kind\":\"header\",\"schema_version\":4}\n{\"kind\":\"thread\"}\n").unwrap();
     let (stderr, _) = fails(&["--url", store, "import", path_str(&future)]);
-    assert!(stderr.contains("unsupported schema_version 3 (this persist reads 1 to 2)"), "{stderr}");
+    assert!(stderr.contains("unsupported schema_version 4 (this persist reads 1 to 3)"), "{stderr}");
 
     // An endless line: refused at the limit, with its number, memory bounded by the limit.
     let (stderr, code) = fails(&["--url", store, "import", "/dev/zero", "--max-line-bytes", "100000"]);
@@ -896,4 +896,106 @@ fn copy_takes_working_memory_along() {
     })
     .unwrap();
     assert_eq!((copied.version, copied.document.get("n")), (3, Some(&json!(2))), "at the source's version");
+}
+
+#[test]
+fn no_password_or_key_is_printed_by_help_or_errors() {
+    const PASSWORD: &str = "s3cret-pw-4711";
+    const API_KEY: &str = "sk-acme-secret-0123456789";
+    let url = format!("postgres://app:{PASSWORD}@127.0.0.1:1/chat");
+    let shards = format!("a=postgres://app:{PASSWORD}@127.0.0.1:1/a,b=postgres://app:{PASSWORD}@127.0.0.1:1/b");
+    let keys_file = format!("/run/secrets/{PASSWORD}.keys");
+    let run_with = |args: &[&str]| {
+        let mut command = persist();
+        command
+            .env("PERSIST_URL", &url)
+            .env("PERSIST_SHARDS", &shards)
+            .env("PERSIST_SERVE_KEYS", format!("acme:{API_KEY}"))
+            .env("PERSIST_SERVE_KEYS_FILE", &keys_file)
+            .env_remove("PERSIST_ENCRYPTION_KEYS");
+        let output = command.args(args).output().expect("the binary runs");
+        let printed = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(
+            !printed.contains(PASSWORD) && !printed.contains(API_KEY),
+            "persist {args:?} printed a secret: {printed}"
+        );
+        printed
+    };
+    for help in [&["--help"][..], &["serve", "--help"], &["move-tenant", "--help"], &["threads", "-h"]] {
+        let printed = run_with(help);
+        assert!(printed.contains("PERSIST_URL"), "the variable is named, its value is not: {printed}");
+    }
+    assert!(run_with(&["move-tenant", "--help"]).contains("PERSIST_SHARDS"));
+    assert!(run_with(&["serve", "--help"]).contains("PERSIST_SERVE_KEYS_FILE"));
+    // Errors that name the store: an unreachable server, a malformed URL, the URL as a flag.
+    let refused = run_with(&["threads"]);
+    assert!(refused.contains("error:") && refused.contains("127.0.0.1:1"), "{refused}");
+    run_with(&["--url", &format!("postgres://app:{PASSWORD}@127.0.0.1:notaport/chat"), "threads"]);
+    run_with(&["--url", &format!("mysql://app:{PASSWORD}@127.0.0.1/chat"), "threads"]);
+    run_with(&["--url", &url, "check"]);
+    let mut serve = persist();
+    let output = serve
+        .env("PERSIST_URL", &url)
+        .env("PERSIST_SERVE_KEYS", format!("acme:{API_KEY}"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .output()
+        .expect("the binary runs");
+    let printed = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && printed.contains("error:"), "{printed}");
+    assert!(!printed.contains(PASSWORD) && !printed.contains(API_KEY), "{printed}");
+    run_with(&["move-tenant", "acme", "--to", "b"]);
+}
+
+/// A request to `addr` as raw HTTP/1.1, and the status of its answer.
+fn status_of(addr: &str, request: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split(' ').nth(1).and_then(|status| status.parse().ok()).unwrap_or_else(|| panic!("{answer}"))
+}
+
+/// A process killed when dropped, even by a failed assertion.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_without_keys_answers_its_hosts_and_json_bodies_only() {
+    use std::io::BufRead;
+    let server = std::process::Command::new(env!("CARGO_BIN_EXE_persist"))
+        .args(["--url", "memory:", "serve", "--no-auth", "--addr", "127.0.0.1:0", "--allow-host", "chat.internal"])
+        .env("PERSIST_SERVE_ALLOW_HOSTS", "other.internal")
+        .env_remove("PERSIST_SERVE_KEYS")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut server = Running(server);
+    let mut stderr = std::io::BufReader::new(server.0.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("http://") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "persist serve ended before it served");
+    }
+    let addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
+    let get =
+        |host: &str| format!("GET /v1/persist/conversations HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let statuses: Vec<u16> = [&addr, "localhost", "chat.internal:8080", "rebind.example", "other.internal"]
+        .iter()
+        .map(|host| status_of(&addr, &get(host)))
+        .collect();
+    let post = |content_type: &str| {
+        format!(
+            "POST /v1/conversations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+    };
+    assert_eq!(statuses, [200, 200, 200, 403, 403], "--allow-host adds a name (the flag overrides the variable)");
+    let posted = (status_of(&addr, &post("text/plain")), status_of(&addr, &post("application/json")));
+    assert_eq!(posted, (415, 200));
 }

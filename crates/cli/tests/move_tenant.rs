@@ -1,7 +1,7 @@
 //! `persist move-tenant`: a tenant moved between shards (three PostgreSQL databases; a SQLite
 //! file and a PostgreSQL schema) while an app writes, the command killed (SIGKILL) again and
 //! again along the way, then run to its end: every message once on the new shard, nothing
-//! left on the old one.
+//! left on the old one; and a tenant's vectors moved with it, its recall answering as before.
 
 mod support;
 
@@ -14,6 +14,7 @@ use persist::postgres::PostgresBackend;
 use persist::read::{ListMessages, ListThreads};
 use persist::shard::Shards;
 use persist::sqlite::SqliteBackend;
+use persist::vector::{Embed, Embedding, ListEmbeddings, Nearest};
 use persist::{Content, Context, PersistError, Pipeline, Role, TenantId, ThreadId};
 use sqlx::Connection;
 use support::{Schema, block_on, ok, path_str, postgres_url, run};
@@ -178,6 +179,100 @@ fn a_tenant_moves_from_a_sqlite_file_to_postgres_through_kills() {
         (builder.shard("file", file.clone()).shard("server", server.clone()).build().unwrap(), vec![file, server])
     };
     move_with_kills(path_str(&directory), &shards, open);
+}
+
+/// A vector of model `m` (3 dimensions) for the `i`th message.
+fn vector(i: usize) -> Vec<f32> {
+    let x = i as f32;
+    vec![(x * 0.7).sin(), (x * 0.3).cos(), 1.0 / (1.0 + x)]
+}
+
+/// What `acme`'s nearest reads answer in `store`: each hit's thread, message and score's bits.
+async fn recall(store: &Pipeline) -> Vec<Vec<(String, String, u32)>> {
+    let mut answers = Vec::new();
+    for query in [vector(2), vector(25), vec![0.0, 0.0, 1.0]] {
+        let nearest = Nearest::new(Embedding::new("m", query)).with_limit(100).with_context(ctx());
+        let found = store.nearest(nearest).await.unwrap();
+        answers.push(
+            found
+                .iter()
+                .map(|n| (n.message.thread_id.to_string(), n.message.id.to_string(), n.score.to_bits()))
+                .collect(),
+        );
+    }
+    answers
+}
+
+/// A tenant moved keeps its recall: the new shard holds each message's vectors (the same
+/// numbers) and answers the nearest reads the old one did, hit for hit, with each model's
+/// dimensions fixed there; the old shard keeps none. From a SQLite file to PostgreSQL (to
+/// another file without a server).
+#[test]
+fn a_moved_tenant_keeps_its_recall() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, other, directory) =
+        (dir.path().join("recall.db"), dir.path().join("recall-other.db"), dir.path().join("recall-directory.db"));
+    let schema = postgres_url("move-tenant with vectors to PostgreSQL").map(Schema::new);
+    let other_url = schema.as_ref().map_or_else(|| path_str(&other).to_owned(), Schema::url);
+    let shards = [("file", path_str(&file).to_owned()), ("other", other_url)];
+    let open = async || {
+        let file = Pipeline::new(SqliteBackend::open(&file).await.unwrap());
+        let other = match &schema {
+            Some(schema) => {
+                let backend = PostgresBackend::builder(&schema.server).schema(&schema.name).max_connections(2);
+                Pipeline::new(backend.connect().await.unwrap())
+            }
+            None => Pipeline::new(SqliteBackend::open(&other).await.unwrap()),
+        };
+        let directory = Pipeline::new(SqliteBackend::open(&directory).await.unwrap());
+        let builder = Shards::builder(directory).placement_ttl(Duration::from_millis(100));
+        (builder.shard("file", file.clone()).shard("other", other.clone()).build().unwrap(), vec![file, other])
+    };
+    let (from, to, before) = block_on(async {
+        let (instance, _) = open().await;
+        let app = Pipeline::new(instance.clone());
+        for t in 0..3 {
+            let thread = ThreadId::new(format!("thread-{t}")).unwrap();
+            for m in 0..10 {
+                let text = Content::text(format!("{t}/{m}"));
+                let add =
+                    Add::new(thread.clone(), Role::User, text).with_embedding(Embedding::new("m", vector(t * 10 + m)));
+                let added = app.add(add.with_context(ctx())).await.unwrap().message;
+                if m % 3 == 0 {
+                    let second = Embed::new(thread.clone(), added.id, Embedding::new("n", vec![1.0, m as f32]));
+                    app.embed(second.with_context(ctx())).await.unwrap();
+                }
+            }
+        }
+        let from = instance.placement(Some(&TenantId::new("acme").unwrap())).await.unwrap().shard;
+        let to = if from == "file" { "other" } else { "file" };
+        (from, to, recall(&app).await)
+    });
+    assert!(before.iter().all(|hits| hits.len() == 30));
+    let mut args = vec!["--url", path_str(&directory), "move-tenant", "acme"];
+    let flags: Vec<String> = shards.iter().map(|(name, url)| format!("{name}={url}")).collect();
+    for flag in &flags {
+        args.extend(["--shard", flag.as_str()]);
+    }
+    args.extend(["--to", to, "--placement-ttl", "100ms", "--claim-ttl", "300ms", "--max-switch", "3s"]);
+    ok(&args);
+    block_on(async {
+        let (instance, stores) = open().await;
+        let index = |name: &str| shards.iter().position(|(named, _)| *named == name).unwrap();
+        let (old, new) = (&stores[index(&from)], &stores[index(to)]);
+        assert_eq!(recall(new).await, before, "the new shard answers as the old one did");
+        assert_eq!(recall(&Pipeline::new(instance)).await, before, "and so do the shards, placed there");
+        let mut vectors = 0;
+        for t in 0..3 {
+            let query = ListEmbeddings::new(ThreadId::new(format!("thread-{t}")).unwrap()).with_context(ctx());
+            vectors += new.embeddings(query.clone()).await.unwrap().items.len();
+            assert!(old.embeddings(query).await.unwrap().items.is_empty(), "none left on the old shard");
+        }
+        assert_eq!(vectors, 3 * (10 + 4), "each model's vectors");
+        let longer = Nearest::new(Embedding::new("m", vec![1.0; 4])).with_context(ctx());
+        let refused = new.nearest(longer).await.unwrap_err();
+        assert!(matches!(refused, PersistError::InvalidInput { field: "embedding", .. }), "{refused:?}");
+    });
 }
 
 #[test]

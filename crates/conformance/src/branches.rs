@@ -318,6 +318,60 @@ pub async fn check_a_branch_pages_by_seq_both_ways<F: Factory>(factory: &F) -> O
     store.finish().await
 }
 
+/// A branch listed by role: only its messages of those roles, in full pages both ways however
+/// many messages of other roles lie between, with bounds and placeholders as any branch
+/// listing; another branch's messages of the roles are not listed. (How a reader finds a
+/// compacted thread's system prompts and the summary's last message without reading what it
+/// covers.)
+pub async fn check_a_branch_lists_by_role<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b();
+    let id = t("roles-branch");
+    let say = |role: Role, text: &str| persist_core::args::Add::new(id.clone(), role, Content::text(text));
+    written(b, say(Role::System, "s1")).await; // 1
+    let question = written(b, say(Role::User, "u1")).await; // 2
+    written(b, say(Role::System, "s-old")).await; // 3
+    let old = written(b, say(Role::Assistant, "a-old")).await; // 4
+    written(b, say(Role::System, "s-new").with_parent(question.id.clone())).await; // 5, the active branch now
+    for n in 6..=36 {
+        let role = if n % 2 == 0 { Role::User } else { Role::Assistant };
+        written(b, say(role, &format!("m{n}"))).await;
+    }
+    written(b, say(Role::System, "s-late")).await; // 37
+    written(b, Reserve::new(id.clone(), Role::System)).await; // 38, reserved
+    let list = |branch: Branch, roles: &[Role]| {
+        ListMessages::new(id.clone()).on_branch(branch).with_roles(roles.iter().cloned())
+    };
+    let system = || list(Branch::Active, &[Role::System]);
+    for limit in [1, 2, 3, 50] {
+        let query = system().with_limit(limit);
+        assert_eq!(crate::pagination::listed(b.as_ref(), query.clone()).await, [1, 5, 37], "limit {limit}");
+        let down = crate::pagination::listed(b.as_ref(), query.with_order(Order::Desc)).await;
+        assert_eq!(down, [37, 5, 1], "limit {limit}, descending");
+    }
+    let with_reserved = system().include_reserved(true).with_limit(2);
+    assert_eq!(crate::pagination::listed(b.as_ref(), with_reserved.clone()).await, [1, 5, 37, 38]);
+    let down = crate::pagination::listed(b.as_ref(), with_reserved.with_order(Order::Desc)).await;
+    assert_eq!(down, [38, 37, 5, 1]);
+    assert_eq!(crate::pagination::listed(b.as_ref(), system().before(37)).await, [1, 5]);
+    assert_eq!(crate::pagination::listed(b.as_ref(), system().after(1).with_limit(1)).await, [5, 37]);
+    assert_eq!(crate::pagination::listed(b.as_ref(), system().after(5).before(37)).await, Vec::<u64>::new());
+    let none = b.list(list(Branch::Active, &[Role::Tool])).await.expect("list");
+    assert!(none.items.is_empty() && !none.has_more && none.next_cursor.is_none());
+    let assistant = list(Branch::Active, &[Role::Assistant]).with_limit(4).with_order(Order::Desc);
+    assert_eq!(crate::pagination::listed(b.as_ref(), assistant).await, (7..=35).rev().step_by(2).collect::<Vec<_>>());
+    // The branch left behind: its own system message, not the active branch's.
+    let old_branch = Branch::EndingAt(old.id.clone());
+    assert_eq!(crate::pagination::listed(b.as_ref(), list(old_branch.clone(), &[Role::System])).await, [1, 3]);
+    assert_eq!(crate::pagination::listed(b.as_ref(), list(old_branch, &[Role::Assistant])).await, [4]);
+    // The last message up to a seq, whatever its role: one message read.
+    let last = ListMessages::new(id.clone()).on_branch(Branch::Active).before(37).with_order(Order::Desc).with_limit(1);
+    let page = b.list(last).await.expect("list");
+    assert_eq!((page.items.iter().map(|m| m.seq).collect::<Vec<_>>(), page.has_more), (vec![36], true));
+    store.finish().await
+}
+
 /// Deleting a message takes it out of its branch: its children follow its parent, a branch
 /// that ended at it ends at its parent; a truncation removes the later messages of every
 /// branch, the active one then ending at its last message kept.

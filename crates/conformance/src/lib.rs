@@ -4,7 +4,9 @@
 //! topic in the modules below, and [`conformance_tests!`] stamps out one named `#[test]` per
 //! check, so a failure names the rule it broke. Memory, SQLite and PostgreSQL run it, and so
 //! does every reference stack of layers: a layer that should not change behaviour provably
-//! does not.
+//! does not. So does a minimal backend (the required [`Backend`] methods alone, no optional
+//! capability, as a host's own backend may be): it shows which groups apply to such a backend,
+//! and that the composed operations work on it or refuse clearly.
 //!
 //! # Running it on your backend
 //!
@@ -51,7 +53,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (189 in all):
+//! [`CHECKS`] lists every check by group and name (193 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -64,19 +66,19 @@
 //! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
 //! | [`turns`] | a whole turn in one write: consecutive seqs, a reservation last, idempotent as a whole (turn key, own keys, ids), refused whole (bad message, taken id or key, reused turn key, deleted thread, limits), one feed event per message, never interleaved with racing writers |
 //! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
-//! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; purge (erased tombstone, freed id); a thread delete expecting what it read (its time, its summaries and bindings) |
+//! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; pop, retention, cleanup and fork on a backend with no optional capability, what needs one refused `Unsupported`; purge (erased tombstone, freed id); a thread delete expecting what it read (its time, its summaries and bindings) |
 //! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning (gated on `restore`) |
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
-//! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, branches page by seq, deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
+//! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, branches page by seq (all roles or some), deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
 //! | [`branch_ops`] | branches in the operations built on messages: a fork copies a tree as it is or one branch as a line, `keep_latest` and `pop` count along the active branch, feed events of inserts name their parent, `ToolCallsLayer` checks along the branch a write extends (gated on `branches`) |
 //! | [`compaction`] | summaries as data: a summary stands for a range of its thread and moves no message, the compacted read answers the latest summary of a branch and what follows it, the same range twice is one summary, range rules, retention of covered messages keeps the compacted read, truncations and thread deletes take summaries along, summaries racing appends through two handles, tenancy, leases with one holder at a time, forks carry summaries, a summary replaced in place (gated on `summaries`) |
 //! | [`compacting`] | a compaction run never splits a tool call from its results and settles a reply its generator left (gated on `summaries`) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles, appends to one reply through two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
-//! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, stability under concurrent adds |
+//! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, role filtering (full pages, both orders, bounds, placeholders, a role no message has), stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
-//! | [`vectors`] | embeddings and recall: nearest first by cosine (ties by thread and seq), scopes (thread, tenant, a user's threads by metadata) and filters (roles, time, status), never another tenant's, a model's dimensions fixed per tenant and every mismatch refused, vectors written in their message's own write (an add's, a turn's) or refused with it, vectors removed with their messages (deletes, truncation, clear, purge, a change of content), hybrid recall fused with full text and neighbours (gated on `vectors`) |
+//! | [`vectors`] | embeddings and recall: nearest first by cosine (ties by thread and seq), scopes (thread, tenant, a user's threads by metadata) and filters (roles, time, status), never another tenant's, a model's dimensions fixed per tenant and every mismatch refused, vectors written in their message's own write (an add's, a turn's) or refused with it, vectors removed with their messages (deletes, truncation, clear, purge, a change of content), hybrid recall fused with full text and neighbours, a thread's vectors listed as stored (gated on `vectors`) |
 //! | [`working`] | working memory: a document per tenant and resource, patched (JSON merge patch) and replaced inside the store's write, versioned, compare-and-set with an expected version, racing patches through two handles never lost, tenants apart, bad input refused, each write an event of its resource in the change feed (gated on `working_memory`) |
 //! | [`search`] | full-text search: the query rules (any order, case, phrases, prefixes, punctuation, no stemming, accents kept), text and tool results indexed (not reasoning, tool calls or placeholders), the index following every write (replace, delete, truncate, purge), newest-first cursor paging (ties bytewise), scopes and filters, bad input, another handle's writes (gated on `search`) |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
@@ -268,6 +270,7 @@ macro_rules! __for_each_check {
                 check_purge_of_a_deleted_thread_erases_its_tombstone,
                 check_a_thread_delete_can_expect_no_write_since,
                 check_a_thread_delete_can_expect_its_summaries_and_bindings,
+                check_composed_operations_work_or_refuse_by_capability,
                 check_pop_and_clear_keep_the_thread,
                 check_pop_keeps_a_message_written_meanwhile,
                 check_fork_resumes_up_to_its_recorded_seq_and_refuses_look_alikes,
@@ -316,6 +319,7 @@ macro_rules! __for_each_check {
                 check_a_switch_moves_the_active_leaf_like_a_versioned_update,
                 check_a_message_the_thread_does_not_have_is_not_found,
                 check_a_branch_pages_by_seq_both_ways,
+                check_a_branch_lists_by_role,
                 check_deletes_splice_messages_out_of_their_branch,
                 check_a_switch_racing_an_append_keeps_a_tree,
                 check_racing_regenerates_both_become_siblings,
@@ -368,6 +372,7 @@ macro_rules! __for_each_check {
                 check_list_pages_ascending,
                 check_list_pages_descending,
                 check_list_excludes_reserved_unless_asked,
+                check_list_filters_by_role,
                 check_list_respects_both_bounds,
                 check_pagination_is_stable_under_concurrent_adds,
                 check_list_of_missing_thread_is_empty,
@@ -419,6 +424,7 @@ macro_rules! __for_each_check {
                 check_vectors_go_with_their_messages,
                 check_embeddings_are_written_with_their_messages,
                 check_hybrid_recall_fuses_vectors_and_text,
+                check_embeddings_are_listed_as_stored,
             }
             working {
                 check_working_memory_patches_and_replaces,

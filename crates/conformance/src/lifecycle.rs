@@ -401,6 +401,7 @@ pub async fn check_a_thread_delete_can_expect_its_summaries_and_bindings<F: Fact
     use persist_core::session::{Bind, ListBindings};
     use persist_core::{AgentId, ProviderId, SessionId};
     let store = crate::fixture::open!(factory);
+    crate::sessions::gate!(store);
     let b = store.b();
     let p = pipeline(b);
     let id = t("attached");
@@ -554,5 +555,48 @@ pub async fn check_pop_keeps_a_message_written_meanwhile<F: Factory>(factory: &F
     let left = all_messages(b.as_ref(), &id).await;
     assert_eq!(left.len(), 1, "the newer one was removed, the patched one kept");
     assert_eq!((left[0].id.clone(), left[0].metadata.get("edited")), (first.id, Some(&json!(true))));
+    store.finish().await
+}
+
+/// The operations composed of requests work on whatever the backend declares, or refuse
+/// clearly: pop, retention, cleanup and fork on every backend (a fork copies no summaries from
+/// a store that keeps none); retention of what summaries cover without `summaries`, and
+/// following a reply without `feed` (unless the store follows its parts' feeds), are
+/// `Unsupported` and change nothing.
+pub async fn check_composed_operations_work_or_refuse_by_capability<F: Factory>(factory: &F) -> Outcome {
+    use persist_ops::lifecycle::Pop;
+    use persist_ops::live::FollowReply;
+    use persist_ops::maintenance::CleanupStranded;
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let p = pipeline(b);
+    let caps = store.caps();
+    let id = t("composed");
+    for text in ["one", "two", "three", "four"] {
+        add_text(b.as_ref(), &id, text).await;
+    }
+    let popped = p.pop(Pop::new(id.clone())).await.expect("pop");
+    assert_eq!(popped.messages.iter().map(|m| m.content.to_text()).collect::<Vec<_>>(), ["four"]);
+    let pruned = p.prune(Prune::new().with_keep_latest(2)).await.expect("retention");
+    assert_eq!(pruned.deleted_messages, 1);
+    let forked = p.fork(Fork::new(id.clone(), t("composed-fork"))).await.expect("fork");
+    assert_eq!((forked.copied, forked.summaries), (2, 0));
+    let cleaned = p.cleanup_stranded(CleanupStranded::new(Duration::ZERO)).await.expect("cleanup");
+    assert!(cleaned.interrupted.is_empty() && cleaned.deleted.is_empty());
+    if !caps.summaries {
+        let covered = p.prune(Prune::new().with_covered(true)).await;
+        assert_err!(covered, PersistError::Unsupported { .. });
+    }
+    if !caps.feed {
+        let reply = written(b, Reserve::new(id.clone(), Role::Assistant)).await;
+        // A store of stores may follow its parts' feeds without declaring one of its own.
+        let followed = p.follow_reply(FollowReply::new(id.clone(), reply.id.clone())).await;
+        assert!(
+            matches!(followed, Ok(_) | Err(PersistError::Unsupported { .. })),
+            "following without a feed works or is Unsupported"
+        );
+        let still = all_messages(b, &id).await;
+        assert_eq!(still.len(), 3, "the reservation, and nothing else, was written");
+    }
     store.finish().await
 }

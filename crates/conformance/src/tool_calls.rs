@@ -79,7 +79,22 @@ pub async fn check_unanswered_calls_are_interrupted_or_refused<F: Factory>(facto
     let bad = say(&id, Role::User, vec![Part::text("nul \u{0}")]);
     assert_err!(heal.add(bad).await, PersistError::InvalidInput { field: "content", .. });
     assert_eq!(all_messages(b.as_ref(), &id).await.len(), 3);
-    let next = heal.add(say(&id, Role::User, vec![Part::text("still there?")])).await.expect("user");
+    // Nor does one the store refuses (its id is taken): the answer and the message are one turn.
+    let taken = all_messages(b.as_ref(), &id).await[1].id.clone();
+    let refused = say(&id, Role::User, vec![Part::text("hi")]).with_id(taken);
+    assert_err!(heal.add(refused).await, PersistError::AlreadyExists { .. });
+    assert_eq!(all_messages(b.as_ref(), &id).await.len(), 3, "no synthetic answer left behind");
+    let key = IdempotencyKey::new("user-4").expect("key");
+    let next = say(&id, Role::User, vec![Part::text("still there?")]).with_idempotency_key(key);
+    let next = heal.add(next.clone()).await.expect("user");
+    assert!(!next.deduplicated);
+    // Sent again: the turn it was written in answers, nothing is written twice.
+    let again = heal.add(
+        say(&id, Role::User, vec![Part::text("still there?")])
+            .with_idempotency_key(IdempotencyKey::new("user-4").expect("key")),
+    );
+    let again = again.await.expect("a retried user message");
+    assert!(again.deduplicated && again.message == next.message, "{again:?}");
     let messages = all_messages(b.as_ref(), &id).await;
     assert_eq!(messages.len(), 5);
     let synthetic = &messages[3];

@@ -2,10 +2,11 @@
 //! thread and seq; scopes (a thread, a tenant, a user's threads by metadata) and filters (roles,
 //! time, status); never another tenant's; a model's dimensions fixed per tenant and every
 //! mismatch refused; vectors removed with their messages by every write that removes them or
-//! changes their content; hybrid recall (vectors fused with full text) and neighbours.
+//! changes their content; hybrid recall (vectors fused with full text) and neighbours; a thread's
+//! vectors listed as stored, so a copy writes the same numbers.
 
 use persist_core::args::{Delete, Reserve, Update, UpdateContent};
-use persist_core::vector::{Embed, Embedding, Nearest, Neighbour};
+use persist_core::vector::{Embed, Embedding, ListEmbeddings, Nearest, Neighbour, StoredEmbedding};
 use persist_core::{Backend, Content, Message, Metadata, PersistError, PersistResult, Pipeline, Role, Status};
 use persist_recall::{Embedder, HashEmbedder, Recall, RecallExt};
 use serde_json::json;
@@ -158,7 +159,7 @@ pub async fn check_mismatched_models_and_dimensions_are_refused<F: Factory>(fact
     let query = b.nearest(Nearest::new(v(&[1.0; 4]))).await;
     assert_err!(query, PersistError::InvalidInput { field: "embedding", .. });
     let other_model = b.nearest(Nearest::new(Embedding::new("other", vec![1.0, 0.0, 0.0]))).await;
-    assert_err!(other_model, PersistError::InvalidInput { field: "embedding", ref reason } if reason.contains("`m`"));
+    assert_err!(other_model, PersistError::InvalidInput { field: "model", ref reason } if reason.contains("`m`"));
     for bad in [vec![], vec![0.0, 0.0, 0.0], vec![f32::NAN, 1.0, 1.0]] {
         let refused = write(b, Embed::new(thread.clone(), second.id.clone(), Embedding::new("m", bad.clone()))).await;
         assert_err!(refused, PersistError::InvalidInput { field: "embedding", .. });
@@ -395,5 +396,73 @@ pub async fn check_hybrid_recall_fuses_vectors_and_text<F: Factory>(factory: &F)
     sorted.sort_unstable();
     sorted.dedup();
     assert_eq!(seqs, sorted, "one thread: each message once, in seq order");
+    store.finish().await
+}
+
+/// Every vector of a thread listed (`ListEmbeddings`) with `limit` a page.
+async fn listed<B: Backend>(b: &B, query: ListEmbeddings) -> Vec<StoredEmbedding> {
+    let mut query = query;
+    let mut found = Vec::new();
+    loop {
+        let page = b.embeddings(query.clone()).await.expect("list embeddings");
+        assert!(page.items.len() <= query.limit as usize);
+        found.extend(page.items.iter().cloned());
+        match query.next_page(&page) {
+            Some(next) => query = next,
+            None => return found,
+        }
+    }
+}
+
+/// A thread's vectors read back as stored (`ListEmbeddings`): by seq, then model (bytewise),
+/// page after page; each of its message, scaled to length 1, and written again (a copy) stored
+/// with the same numbers; none of another thread or tenant, of a message whose content changed,
+/// of a deleted thread or of one that does not exist.
+pub async fn check_embeddings_are_listed_as_stored<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b().as_ref();
+    let thread = t("listed");
+    let first = add_text(b, &thread, "first").await;
+    let second = add_text(b, &thread, "second").await;
+    add_text(b, &thread, "third, never embedded").await;
+    embed(b, &second, &[3.0, 4.0]).await;
+    for (model, vector) in [("b", vec![0.0, 2.0, 0.0]), ("B", vec![1.0, 1.0, 1.0, 1.0])] {
+        write(b, Embed::new(thread.clone(), first.id.clone(), Embedding::new(model, vector))).await.expect("embed");
+    }
+    embed(b, &first, &[1.0, 0.0]).await;
+    embed(b, &add_text(b, &t("listed-other"), "another thread").await, &[1.0, 0.0]).await;
+    let acme = tenant("acme");
+    let theirs = written(b, text_add(&thread, "acme's").with_context(ctx(Some(&acme)))).await;
+    let embedded = Embed::new(thread.clone(), theirs.id.clone(), v(&[0.0, 1.0])).with_context(ctx(Some(&acme)));
+    write(b, embedded).await.expect("embed acme's");
+
+    let found = listed(b, ListEmbeddings::new(thread.clone()).with_limit(2)).await;
+    let order: Vec<(u64, &str)> = found.iter().map(|s| (s.seq, s.embedding.model())).collect();
+    assert_eq!(order, [(1, "B"), (1, "b"), (1, "m"), (2, "m")], "by seq, then model bytewise");
+    assert!(found[..3].iter().all(|s| s.message_id == first.id) && found[3].message_id == second.id);
+    assert_eq!(found[1].embedding.vector(), [0.0, 1.0, 0.0], "as stored: scaled to length 1");
+    assert_eq!(found[3].embedding.vector(), [0.6, 0.8]);
+    assert_eq!(found[0].embedding.vector(), [0.5; 4]);
+    // Written again as read (a copy), each is stored with the same numbers.
+    for stored in &found {
+        write(b, Embed::new(thread.clone(), stored.message_id.clone(), stored.embedding.clone())).await.expect("again");
+    }
+    assert_eq!(listed(b, ListEmbeddings::new(thread.clone())).await, found, "the same numbers");
+    let acme_found = listed(b, ListEmbeddings::new(thread.clone()).with_context(ctx(Some(&acme)))).await;
+    assert_eq!(acme_found.len(), 1, "the tenant's thread of that id only");
+    assert_eq!((acme_found[0].message_id.clone(), acme_found[0].embedding.vector()), (theirs.id, &[0.0, 1.0][..]));
+
+    let rewrite = UpdateContent::new(thread.clone(), first.id.clone(), Content::text("first, rewritten"));
+    write(b, rewrite).await.expect("rewrite");
+    let left = listed(b, ListEmbeddings::new(thread.clone())).await;
+    assert_eq!(left.iter().map(|s| s.seq).collect::<Vec<_>>(), [2], "new content: its vectors are gone");
+    write(b, Delete::thread(thread.clone())).await.expect("delete thread");
+    assert!(listed(b, ListEmbeddings::new(thread.clone())).await.is_empty(), "a deleted thread has none");
+    assert!(listed(b, ListEmbeddings::new(t("never-written"))).await.is_empty());
+    assert_err!(
+        b.embeddings(ListEmbeddings::new(t("listed-other")).with_limit(0)).await,
+        PersistError::InvalidInput { field: "limit", .. }
+    );
     store.finish().await
 }

@@ -13,7 +13,9 @@
 //!   is either refused (`InvalidInput`, `tool_calls`, naming them:
 //!   [`Unanswered::Refuse`]) or preceded by one message of role `tool` answering each with an
 //!   error result `{"interrupted": true}` ([`Unanswered::Interrupt`], the default), marked
-//!   `"persist.synthetic": "interrupted"` in its metadata;
+//!   `"persist.synthetic": "interrupted"` in its metadata and written with the user message as
+//!   one turn (a refusal of the message leaves no answer behind; a keyed message's answer is
+//!   keyed `{key}.interrupted`, so a retry writes neither again);
 //! - an [`AppendTurn`] is checked message by message, as if each were
 //!   added in order (a result may answer a call of an earlier message of the turn), and the
 //!   synthetic answer, when one is needed, is written inside the turn, in its transaction;
@@ -65,7 +67,7 @@ use tower::{Layer, Service, ServiceExt};
 use persist_core::args::{Add, AppendTurn, PersistArgs, TurnMessage};
 use persist_core::branch::{Branch, Parent};
 use persist_core::read::{ListMessages, Order};
-use persist_core::{Content, Context, IdempotencyKey, Message, Metadata, Part, PersistResult, Role};
+use persist_core::{Added, Content, Context, IdempotencyKey, Message, Metadata, Part, PersistResult, Role};
 use persist_core::{MessageId, ThreadId};
 use persist_core::{PersistError, Result};
 
@@ -172,7 +174,7 @@ where
 
 /// An add, once its tool results answer calls of the thread and, for a user message, once the
 /// current turn's calls are answered.
-async fn checked_add<S>(mut inner: S, mut add: Add, unanswered: Unanswered) -> Result<PersistResult>
+async fn checked_add<S>(mut inner: S, add: Add, unanswered: Unanswered) -> Result<PersistResult>
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -232,20 +234,36 @@ where
                         ),
                     ));
                 }
-                Unanswered::Interrupt => {
-                    let parts = open.iter().map(|id| Part::tool_error(id.as_str(), json!({"interrupted": true})));
-                    let heal = Add::new(add.thread_id.clone(), Role::Tool, Content::from_parts(parts))
-                        .with_metadata(Metadata::new().with("persist.synthetic", json!("interrupted")))
-                        .with_parent(add.parent.clone())
-                        .with_context(add.context.renewed());
-                    inner.ready().await?.call(heal.into()).await?;
-                    // The answer now ends the branch the message extends: the message follows it.
-                    add.parent = Parent::Active;
-                }
+                Unanswered::Interrupt => return interrupted_add(inner, add, &open).await,
             }
         }
     }
     inner.ready().await?.call(add.into()).await
+}
+
+/// A user `add` after calls left open, written as one turn: the synthetic answer to `open`, then
+/// the message, so a refusal of the message leaves no answer behind. Answered as the add.
+async fn interrupted_add<S>(mut inner: S, add: Add, open: &[String]) -> Result<PersistResult>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let parts = open.iter().map(|id| Part::tool_error(id.as_str(), json!({"interrupted": true})));
+    let mut heal = TurnMessage::new(Role::Tool, Content::from_parts(parts))
+        .with_metadata(Metadata::new().with("persist.synthetic", json!("interrupted")));
+    // Keyed beside the message, so a retry finds both and writes neither again.
+    if let Some(key) = &add.idempotency_key {
+        heal.idempotency_key = IdempotencyKey::new(format!("{key}.interrupted")).ok();
+    }
+    let (thread_id, parent, context) = (add.thread_id.clone(), add.parent.clone(), add.context.clone());
+    let turn = AppendTurn::of(thread_id, [heal, TurnMessage::from_add(add)]).with_parent(parent).with_context(context);
+    match inner.ready().await?.call(turn.into()).await? {
+        PersistResult::TurnAppended(mut turn) if turn.messages.len() == 2 => {
+            let message = turn.messages.pop().expect("two messages");
+            Ok(PersistResult::Added(Added::new(message, turn.deduplicated)))
+        }
+        other => Err(PersistError::MismatchedResult { op: persist_core::PersistOp::AppendTurn, got: other.op() }),
+    }
 }
 
 /// A turn, checked message by message as if each were added in order: a result answers a call

@@ -48,7 +48,7 @@ use persist_core::session::{
     StoredBinding,
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
-use persist_core::vector::{Nearest, Neighbour};
+use persist_core::vector::{EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding};
 use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 use persist_core::{
     AgentId, ApplyNow, Backend, Capabilities, Message, Order, Page, PersistArgs, PersistError, PersistResult, Result,
@@ -217,7 +217,12 @@ impl Backend for MemoryBackend {
         }
         let range = ts.messages.range(lower, upper).iter();
         let on_path = |r: &Record| path.as_ref().is_none_or(|path| path.contains(&r.seq));
-        let wanted = |r: &&Record| (query.include_reserved || r.status != Status::Reserved) && on_path(r);
+        // A role is built only for a custom one (an `Arc` cloned), and only with a filter.
+        let wanted = |r: &&Record| {
+            (query.include_reserved || r.status != Status::Reserved)
+                && on_path(r)
+                && (query.roles.is_empty() || query.admits_role(&r.role()))
+        };
         let take = query.fetch_limit() as usize;
         let message = |r: &Record| r.to_message(&ts.thread.id);
         let fetched: Vec<Message> = match query.order {
@@ -276,6 +281,10 @@ impl Backend for MemoryBackend {
 
     async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
         self.lock().nearest(&query)
+    }
+
+    async fn embeddings(&self, query: ListEmbeddings) -> Result<Page<StoredEmbedding, EmbeddingCursor>> {
+        self.lock().embeddings(&query)
     }
 
     async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {

@@ -188,6 +188,11 @@ impl Record {
         extra.embeddings.iter().find(|(m, _)| m == model).map(|(_, vector)| &**vector)
     }
 
+    /// Every vector of the message, with its model (unit vectors, shared, never copied).
+    pub(crate) fn embeddings(&self) -> impl Iterator<Item = (&str, &Arc<[f32]>)> {
+        self.extra.iter().flat_map(|extra| extra.embeddings.iter().map(|(model, vector)| (model.as_str(), vector)))
+    }
+
     /// Stores `unit` as the message's vector of `model`, replacing the one it had.
     pub(crate) fn set_embedding(&mut self, model: &str, unit: Arc<[f32]>) {
         let mut extra = self.take_extra();

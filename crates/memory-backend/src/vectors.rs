@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use persist_core::vector::{
-    Embed, Embedded, Embedding, Nearest, Neighbour, dimensions_mismatch, similarity, unknown_model,
+    Embed, Embedded, Embedding, EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding,
+    dimensions_mismatch, similarity, unknown_model,
 };
-use persist_core::{PersistError, Result, Status, TenantId};
+use persist_core::{Page, PersistError, Result, Status, TenantId};
 
 use crate::state::State;
 
@@ -49,6 +50,26 @@ impl State {
         let version = record.version;
         self.models.entry((tenant.cloned(), model.to_owned())).or_insert(dims);
         Ok(Embedded::new(embed.thread_id.clone(), embed.message_id.clone(), version))
+    }
+
+    pub(crate) fn embeddings(&self, query: &ListEmbeddings) -> Result<Page<StoredEmbedding, EmbeddingCursor>> {
+        query.validate()?;
+        let Some(ts) = self.visible(&query.thread_id, query.tenant()).filter(|ts| !ts.thread.is_deleted()) else {
+            return Ok(query.page(Vec::new()));
+        };
+        let from = query.after.as_ref().map_or(0, |after| after.seq);
+        let mut found = Vec::new();
+        // In seq order: a page's worth and one more is enough.
+        for record in ts.messages.range(from, u64::MAX) {
+            for (model, vector) in record.embeddings().filter(|(model, _)| query.admits(record.seq, model)) {
+                let embedding = Embedding::new(model, Arc::clone(vector));
+                found.push(StoredEmbedding::new(record.id()?, record.seq, embedding));
+            }
+            if found.len() > query.limit as usize {
+                break;
+            }
+        }
+        Ok(query.page(found))
     }
 
     pub(crate) fn nearest(&self, query: &Nearest) -> Result<Vec<Neighbour>> {

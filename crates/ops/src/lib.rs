@@ -66,7 +66,10 @@ pub trait PipelineExt: sealed::Sealed {
     /// tenant), **through the pipeline**: each complete message is added with its id, role,
     /// content, metadata and idempotency key, in seq order (the new thread numbers them
     /// `1, 2, …`), an [interrupted](persist_core::Status::Interrupted) one reserved then marked
-    /// interrupted with its content; reservations still streaming are not copied. The new thread records where it
+    /// interrupted with its content; reservations still streaming are not copied. Each message's
+    /// [vectors](persist_core::vector) are written to its copy (`Embed`, the numbers the source
+    /// stores), unless the stack keeps none or refuses them (an encryption layer without clear
+    /// vectors); a copy an earlier run made and the fork changed since gets none. The new thread records where it
     /// came from in its metadata, under [`FORKED_FROM`](lifecycle::FORKED_FROM); the source's [summaries](persist_core::summary)
     /// of what was copied are written to it too (their ranges in its seqs), so its compacted read
     /// holds what they held (one ending before the first message copied, where retention removed

@@ -33,7 +33,8 @@ const RUN_STARTS: &str = "\
 const CHUNK: usize = 10_000;
 
 /// A page of a branch: the rows of the runs `($1[i], $2[i])` of thread `$4` of tenant `$3`,
-/// placeholders only with `$5`, at most `$6`, in `$order`. Each run is a range of the primary
+/// placeholders only with `$5`, at most `$6`, in `$order`, of the roles `$7` (every role when
+/// NULL). Each run is a range of the primary
 /// key, read in turn (`LATERAL`, kept a subquery by `OFFSET 0`): pulled up into a join, the
 /// planner made the thread's messages the outer loop and every run an inner scan (a second for
 /// a page of 1,000 runs).
@@ -45,7 +46,7 @@ macro_rules! runs_page {
             " FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) \
               CROSS JOIN LATERAL (SELECT * FROM messages \
                                    WHERE tenant = $3 AND thread_id = $4 AND seq BETWEEN r.lo AND r.hi OFFSET 0) m \
-              WHERE ($5 OR m.status <> 'reserved') \
+              WHERE ($5 OR m.status <> 'reserved') AND ($7::text[] IS NULL OR m.role = ANY ($7)) \
               ORDER BY m.seq ",
             $order,
             " LIMIT $6"
@@ -196,12 +197,17 @@ pub(crate) async fn list_branch(
         Order::Desc => runs_page!("DESC"),
     };
     let fetch = u64::from(query.fetch_limit());
+    let roles = query.role_names();
     let mut items = Vec::with_capacity(fetch as usize);
-    // Usually once; again when placeholders left out leave the page short.
+    let mut span = fetch;
+    // Usually once; again when placeholders or other roles left out leave the page short, over
+    // twice as many seqs each time (a few messages of some roles in a long branch take a few
+    // statements, not one per page's worth of seqs).
     while (items.len() as u64) < fetch && !window.is_empty() {
         let wanted = fetch - items.len() as u64;
-        let (los, his): (Vec<i64>, Vec<i64>) =
-            window.take(wanted).into_iter().map(|(lo, hi)| (signed(lo), signed(hi))).unzip();
+        let taken = window.take(if roles.is_some() { span } else { wanted });
+        span = span.saturating_mul(2);
+        let (los, his): (Vec<i64>, Vec<i64>) = taken.into_iter().map(|(lo, hi)| (signed(lo), signed(hi))).unzip();
         let rows = sqlx::query(statement)
             .bind(los)
             .bind(his)
@@ -209,6 +215,7 @@ pub(crate) async fn list_branch(
             .bind(thread)
             .bind(query.include_reserved)
             .bind(signed(wanted))
+            .bind(roles.as_deref())
             .fetch_all(&mut *conn)
             .await
             .map_err(sql("listing a branch"))?;

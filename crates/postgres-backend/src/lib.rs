@@ -163,7 +163,7 @@ use persist_core::session::{
     StoredBinding,
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
-use persist_core::vector::{Nearest, Neighbour};
+use persist_core::vector::{EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding};
 use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 use persist_core::{
     Backend, Capabilities, Consistency, Context, Message, Page, PersistArgs, PersistError, PersistResult, Result,
@@ -381,6 +381,10 @@ impl Backend for PostgresBackend {
     async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
         let read = async |conn: &mut PgConnection| vectors::nearest(conn, &query).await;
         self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
+    }
+
+    async fn embeddings(&self, query: ListEmbeddings) -> Result<Page<StoredEmbedding, EmbeddingCursor>> {
+        self.read(&query.context, async |conn| vectors::embeddings(conn, &query).await).await
     }
 
     async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {

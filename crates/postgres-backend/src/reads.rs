@@ -33,13 +33,15 @@ pub(crate) async fn get_thread(conn: &mut PgConnection, query: &GetThread) -> Re
     row.map(|row| rows::thread(&row)).transpose()
 }
 
+/// A page of thread `$1` of tenant `$5`: seqs between `$2` and `$3` (exclusive), placeholders
+/// only with `$4`, at most `$6`, in `$order`, of the roles `$7` (every role when NULL).
 macro_rules! list_sql {
     ($order:literal) => {
         concat!(
             "SELECT ",
             message_columns!(),
             " FROM messages WHERE tenant = $5 AND thread_id = $1 AND seq > $2 AND seq < $3 \
-                AND ($4 OR status <> 'reserved') \
+                AND ($4 OR status <> 'reserved') AND ($7::text[] IS NULL OR role = ANY ($7)) \
               ORDER BY seq ",
             $order,
             " LIMIT $6"
@@ -60,6 +62,7 @@ pub(crate) async fn list(conn: &mut PgConnection, query: &ListMessages) -> Resul
         .bind(query.include_reserved)
         .bind(tenant_key(query.tenant()))
         .bind(i64::from(query.fetch_limit()))
+        .bind(query.role_names())
         .fetch_all(&mut *conn)
         .await
         .map_err(|e| map_sqlx("listing messages", e))?;

@@ -82,6 +82,7 @@ pub(crate) async fn compacted(conn: &mut PgConnection, query: &ReadCompacted) ->
         .bind(thread)
         .bind(query.include_reserved)
         .bind(i64::MAX)
+        .bind(None::<Vec<&str>>)
         .fetch_all(&mut *conn)
         .await
         .map_err(sql("reading a thread compacted"))?;

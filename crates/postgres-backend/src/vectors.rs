@@ -6,12 +6,15 @@
 //! (`persist_core::vector::similarity_to_bytes`, as every backend scores), the best `limit`
 //! kept; then their messages are read by key. Multiplying `real[]` columns in SQL (`unnest`)
 //! took twenty times as long, decoding `real[]` here ten (BENCHMARKS.md, "Recall").
+//!
+//! `list_embeddings` reads a thread's vectors back as stored (what a copy carries).
 
 use futures_util::TryStreamExt;
 use persist_core::vector::{
-    Embed, Embedded, Nearest, Neighbour, dimensions_mismatch, similarity_to_bytes, to_bytes, unknown_model,
+    Embed, Embedded, Embedding, EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding,
+    dimensions_mismatch, from_bytes, similarity_to_bytes, to_bytes, unknown_model,
 };
-use persist_core::{PersistError, Result};
+use persist_core::{MessageId, Page, PersistError, Result};
 use sqlx::{Acquire, PgConnection, Row};
 
 use crate::error::map_sqlx;
@@ -195,4 +198,45 @@ pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest) -> Result<
         scored.push(Neighbour::new(query.tenant().cloned(), message, score));
     }
     Ok(query.answer(scored))
+}
+
+/// `list_embeddings`: a page of the vectors of thread `$2` of tenant `$1` (live), after the
+/// cursor `$3`/`$4` (seq, model), by seq then model (bytewise).
+pub(crate) async fn embeddings(
+    conn: &mut PgConnection,
+    query: &ListEmbeddings,
+) -> Result<Page<StoredEmbedding, EmbeddingCursor>> {
+    query.validate()?;
+    let failed = |e| map_sqlx("listing embeddings", e);
+    let after = query.after.as_ref();
+    let found = sqlx::query(
+        "SELECT m.seq, e.message_id, e.model, e.vector \
+           FROM persist_embeddings e \
+           JOIN messages m ON m.tenant = e.tenant AND m.thread_id = e.thread_id AND m.message_id = e.message_id \
+          WHERE e.tenant = $1 AND e.thread_id = $2 \
+            AND NOT EXISTS (SELECT 1 FROM threads t \
+                             WHERE t.tenant = e.tenant AND t.thread_id = e.thread_id AND t.deleted_at IS NOT NULL) \
+            AND ($3::bigint IS NULL OR (m.seq, e.model COLLATE \"C\") > ($3, $4::text)) \
+          ORDER BY m.seq, e.model COLLATE \"C\" LIMIT $5",
+    )
+    .bind(tenant_key(query.tenant()))
+    .bind(query.thread_id.as_str())
+    .bind(after.map(|after| i64::try_from(after.seq).unwrap_or(i64::MAX)))
+    .bind(after.map(|after| after.model.as_str()))
+    .bind(i64::from(query.limit) + 1)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(failed)?;
+    let mut stored = Vec::with_capacity(found.len());
+    for row in &found {
+        let bytes: &[u8] = row.try_get("vector").map_err(failed)?;
+        let vector = from_bytes(bytes)
+            .ok_or_else(|| PersistError::backend("listing embeddings", "a stored vector is not whole f32s"))?;
+        let seq = u64::try_from(row.try_get::<i64, _>("seq").map_err(failed)?).unwrap_or_default();
+        let model: String = row.try_get("model").map_err(failed)?;
+        let id = MessageId::new(row.try_get::<&str, _>("message_id").map_err(failed)?)
+            .map_err(|e| PersistError::backend("listing embeddings", e.to_string()))?;
+        stored.push(StoredEmbedding::new(id, seq, Embedding::new(model, vector)));
+    }
+    Ok(query.page(stored))
 }

@@ -112,7 +112,7 @@ async fn recall_through_a_scoped_handle_stays_in_its_tenant() {
     // A query of another model than the stored one is refused, never ranked.
     let other = HashEmbedder::new(32);
     let refused = acme.recall(&other, Recall::new("rocket")).await.unwrap_err();
-    assert!(matches!(refused, PersistError::InvalidInput { field: "embedding", .. }), "{refused:?}");
+    assert!(matches!(refused, PersistError::InvalidInput { field: "model", .. }), "{refused:?}");
     let empty = acme.recall(&embedder, Recall::new("  ")).await.unwrap_err();
     assert!(matches!(empty, PersistError::InvalidInput { field: "text", .. }));
     store.close().await;

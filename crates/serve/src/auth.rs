@@ -3,8 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, HeaderName};
 use persist_core::{PersistError, TenantId};
 use subtle::ConstantTimeEq;
 
@@ -21,9 +21,11 @@ pub enum Auth {
     /// `Authorization: Bearer KEY`, each key a tenant; no key or an unknown one is 401.
     Keys(ApiKeys),
     /// Behind a gateway that authenticates callers and names the tenant in this header (the
-    /// server must then be reachable only through the gateway): a request without it is 401.
-    /// The `Authorization` header is not read.
-    TenantHeader(axum::http::HeaderName),
+    /// server must then be reachable only through the gateway): a request without it is 401,
+    /// and so is one with two of it, or one value holding a comma (two joined): a gateway that
+    /// adds its header to the client's instead of replacing it would let the client pick its
+    /// tenant. The `Authorization` header is not read.
+    TenantHeader(HeaderName),
     /// No authentication: every request is this tenant's (`None`: the threads without a
     /// tenant). For a server on a private interface used by one app.
     Open(Option<TenantId>),
@@ -55,18 +57,22 @@ impl Auth {
                     .ok_or(ApiError::unauthenticated("The Authorization header is not 'Bearer KEY'."))?;
                 keys.tenant_of(key).ok_or(ApiError::unauthenticated("Incorrect API key provided."))
             }
-            Self::TenantHeader(name) => {
-                let tenant = headers
-                    .get(name)
-                    .and_then(|value| value.to_str().ok())
-                    .ok_or(ApiError::unauthenticated("No tenant: the gateway names none."))?;
-                TenantId::new(tenant)
-                    .map(Some)
-                    .map_err(|_| ApiError::unauthenticated("The tenant the gateway names is not a tenant id."))
-            }
+            Self::TenantHeader(name) => tenant_named(headers, name).map(Some),
             Self::Open(tenant) => Ok(tenant.clone()),
         }
     }
+}
+
+/// The one tenant the header `name` names.
+fn tenant_named(headers: &HeaderMap, name: &HeaderName) -> Result<TenantId, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next().ok_or(ApiError::unauthenticated("No tenant: the gateway names none."))?;
+    let not_a_tenant = || ApiError::unauthenticated("The tenant the gateway names is not a tenant id.");
+    let tenant = value.to_str().map_err(|_| not_a_tenant())?;
+    if values.next().is_some() || tenant.contains(',') {
+        return Err(ApiError::unauthenticated("The gateway names more than one tenant."));
+    }
+    TenantId::new(tenant).map_err(|_| not_a_tenant())
 }
 
 /// API keys and the tenant each one is. Never printed: its `Debug` shows the tenants only.

@@ -7,7 +7,7 @@ use persist_convert::openai_responses;
 use persist_core::args::{AppendTurn, Delete, Restore, TurnMessage, Update};
 use persist_core::branch::Branch;
 use persist_core::read::{GetMessage, GetThread, ListMessages};
-use persist_core::{IdempotencyKey, Message, MessageId, Metadata, Order, PersistError, Thread, ThreadId, Timestamp};
+use persist_core::{Message, MessageId, Metadata, Order, PersistError, Thread, ThreadId, Timestamp};
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
@@ -142,7 +142,7 @@ pub(crate) async fn create(
     let fingerprint = idempotency::fingerprint(&Value::Object(body.clone()));
 
     if key.is_some()
-        && let Some(existing) = replayed(&caller, &thread_id, &fingerprint, key.as_deref()).await?
+        && let Some(existing) = replayed(&caller, &thread_id, &fingerprint).await?
     {
         return Ok(caller.answer(StatusCode::OK, &conversation(&existing)));
     }
@@ -169,7 +169,7 @@ pub(crate) async fn create(
         Ok(_) => {}
         // A retry that raced the first request: answer what the first one made.
         Err(error) if key.is_some() && error.status() == StatusCode::CONFLICT => {
-            if let Some(existing) = replayed(&caller, &thread_id, &fingerprint, key.as_deref()).await? {
+            if let Some(existing) = replayed(&caller, &thread_id, &fingerprint).await? {
                 return Ok(caller.answer(StatusCode::OK, &conversation(&existing)));
             }
             return Err(error);
@@ -182,24 +182,18 @@ pub(crate) async fn create(
 
 /// The conversation a keyed create made already, when there is one: the same body answers it,
 /// another body is 422, and a conversation deleted since is 409 (its id is never used again).
-async fn replayed(
-    caller: &Caller,
-    thread_id: &ThreadId,
-    fingerprint: &str,
-    key: Option<&str>,
-) -> Result<Option<Thread>, ApiError> {
+async fn replayed(caller: &Caller, thread_id: &ThreadId, fingerprint: &str) -> Result<Option<Thread>, ApiError> {
     let found =
         caller.run(Some(thread_id.as_str()), caller.store.get_thread(GetThread::new(thread_id.clone()))).await?;
     let Some(thread) = found else { return Ok(None) };
-    let key = key.unwrap_or_default();
     if thread.deleted_at.is_some() {
         return Err(ApiError::conflict(
-            format!("The conversation the Idempotency-Key '{key}' created was deleted; use another key."),
+            "The conversation this Idempotency-Key created was deleted; use another key.",
             false,
         ));
     }
     if thread.metadata.get(REQUEST_KEY).and_then(Value::as_str) != Some(fingerprint) {
-        return Err(ApiError::key_reused(key));
+        return Err(ApiError::key_reused());
     }
     Ok(Some(thread))
 }
@@ -262,9 +256,7 @@ pub(crate) async fn create_items(
     let (turn, _) = turn_of(raw, &mut minter)?;
     let mut append = AppendTurn::of(thread.id, turn);
     if let Some(key) = &key {
-        let key = IdempotencyKey::new(format!("{}{key}", crate::KEY_PREFIX))
-            .map_err(|_| ApiError::invalid("Idempotency-Key", "Invalid Idempotency-Key."))?;
-        append = append.with_idempotency_key(key);
+        append = append.with_idempotency_key(idempotency::stored(key)?);
     }
     let appended = caller.run(Some(&id), caller.store.append_turn(append)).await?;
     let written: Vec<Value> = appended.messages.iter().flat_map(items::of_message).collect();

@@ -14,10 +14,11 @@ use serde_json::json;
 /// |---|---|---|---|
 /// | 400 | `invalid_request_error` | a malformed body, query or item; nothing was stored | `BadRequestError` |
 /// | 401 | `authentication_error` | no bearer key, or a key the server does not know | `AuthenticationError` |
-/// | 403 | `permission_error` | a layer of the server's pipeline refused the request | `PermissionDeniedError` |
+/// | 403 | `permission_error` | a layer of the server's pipeline refused the request; a server without keys does not answer for its `Host` or `Origin` | `PermissionDeniedError` |
 /// | 404 | `invalid_request_error` | no such conversation or item *for this key* (another tenant's is 404 too) | `NotFoundError` |
 /// | 409 | `conflict_error` | an item id the conversation holds already; a write that lost a race | `ConflictError` |
 /// | 413 | `invalid_request_error` | a body over the server's limit, refused before it is read whole | `APIStatusError` |
+/// | 415 | `invalid_request_error` | a body not sent as `Content-Type: application/json` | `APIStatusError` |
 /// | 422 | `invalid_request_error` | an `Idempotency-Key` used before for a different request | `UnprocessableEntityError` |
 /// | 429 | `rate_limit_error` | more requests at once than the server takes | `RateLimitError` |
 /// | 500 | `server_error` | a stored value that cannot be read, a failure of the store | `InternalServerError` |
@@ -92,12 +93,38 @@ impl ApiError {
         if retry { error } else { error.no_retry() }
     }
 
-    /// 422: an idempotency key sent before with a different request.
-    pub(crate) fn key_reused(key: &str) -> Self {
+    /// 415: a body that is not declared JSON.
+    pub(crate) fn not_json() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "The request body must be JSON, sent with 'Content-Type: application/json'.",
+        )
+        .with_code("unsupported_media_type")
+        .no_retry()
+    }
+
+    /// 403: the request's `header` (`Host` or `Origin`) names a host the server does not answer
+    /// for (its value is not repeated).
+    pub(crate) fn foreign_host(header: &'static str) -> Self {
+        let mut error = Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            format!("This server does not answer requests whose {header} names this host; its operator can allow it."),
+        )
+        .with_code("host_not_allowed")
+        .no_retry();
+        error.param = Some(header.into());
+        error
+    }
+
+    /// 422: an idempotency key sent before with a different request. The key is not repeated:
+    /// it may carry an identifier.
+    pub(crate) fn key_reused() -> Self {
         let mut error = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request_error",
-            format!("The Idempotency-Key '{key}' was used before with a different request; nothing was written."),
+            "This Idempotency-Key was used before with a different request; nothing was written.",
         )
         .with_code("idempotency_key_reused");
         error.param = Some("Idempotency-Key".into());
@@ -182,9 +209,7 @@ impl ApiError {
                 ),
                 false,
             ),
-            PersistError::IdempotencyKeyReused { idempotency_key, .. } => Self::key_reused(
-                idempotency_key.as_str().strip_prefix(crate::KEY_PREFIX).unwrap_or(idempotency_key.as_str()),
-            ),
+            PersistError::IdempotencyKeyReused { .. } => Self::key_reused(),
             error @ (PersistError::VersionConflict { .. } | PersistError::MessageComplete { .. }) => {
                 Self::conflict(error.to_string(), true)
             }

@@ -5,8 +5,12 @@
 //! server's), so a retry carries the very same items: persist's own turn keys then answer the
 //! retried `items.create` with the items the first one wrote, and a retried create finds the
 //! conversation the first one made (or is refused, 422, when its body differs).
+//!
+//! A key may carry an identifier (a customer's, an order's), so persist is handed a digest of
+//! it ([`stored`]): the store, its layers' logs and the errors never hold the key itself.
 
 use axum::http::HeaderMap;
+use persist_core::IdempotencyKey;
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -31,6 +35,14 @@ pub(crate) fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         return Err(invalid());
     }
     Ok(Some(key.to_owned()))
+}
+
+/// The key persist is given for a client's `key`: [`KEY_PREFIX`](crate::KEY_PREFIX) and a
+/// digest of the key (122 bits: as unique as the keys it stands for).
+pub(crate) fn stored(key: &str) -> Result<IdempotencyKey, ApiError> {
+    let digest = Uuid::new_v5(&NAMESPACE, key.as_bytes()).simple();
+    IdempotencyKey::new(format!("{}{digest}", crate::KEY_PREFIX))
+        .map_err(|_| ApiError::internal("The Idempotency-Key's digest is not a key."))
 }
 
 /// Where the ids of one request come from.
@@ -91,5 +103,14 @@ mod tests {
         assert!(ids(None).0.starts_with("conv_") && ids(None).0.len() == 37);
         let other_tenant = Minter::new(Some("k1"), &["globex", "create"]).mint("conv");
         assert_ne!(ids(Some("k1")).0, other_tenant);
+    }
+
+    #[test]
+    fn persist_is_given_a_digest_of_the_key() {
+        let key = stored("order-4711").unwrap();
+        assert_eq!(key, stored("order-4711").unwrap());
+        assert_ne!(key, stored("order-4712").unwrap());
+        assert!(key.as_str().starts_with("serve:") && !key.as_str().contains("4711"), "{key}");
+        assert_eq!(key.as_str().len(), "serve:".len() + 32);
     }
 }

@@ -53,7 +53,8 @@
 //! - `Idempotency-Key` on every `POST`: a request sent again with the same key (within the
 //!   conversation for items, the tenant for a create) writes nothing twice and answers what the
 //!   first one did; the same key with another body is 422. The SDKs send none of their own:
-//!   pass one with `extra_headers` (Python) or `headers` (Node).
+//!   pass one with `extra_headers` (Python) or `headers` (Node). A key may carry an identifier:
+//!   persist is handed a digest of it, and no answer or log line holds the key.
 //! - `GET /v1/persist/search?q=WORDS&conversation=ID`: the caller's items whose text holds
 //!   every word, newest first, with a snippet (not on a store sealed by an encryption layer).
 //! - `GET /v1/persist/conversations/{id}/compacted`: the latest summary a compaction wrote and
@@ -75,15 +76,34 @@
 //! [`Auth::Keys`]: `Authorization: Bearer KEY`, each key a tenant ([`ApiKeys`]); no key or an
 //! unknown one is 401, compared in constant time, never logged. A conversation of another
 //! tenant is 404, as one that does not exist. Behind a gateway that authenticates callers,
-//! [`Auth::TenantHeader`] takes the tenant from a header the gateway sets.
+//! [`Auth::TenantHeader`] takes the tenant from a header the gateway sets; two of that header
+//! (or a value with a comma) is 401, so a gateway that appends its header to the client's
+//! cannot let the client pick its tenant. [`Auth::Open`] serves one tenant to whoever connects.
+//!
+//! # Host and Origin
+//!
+//! Without keys ([`Auth::Open`], [`Auth::TenantHeader`]) nothing proves who sends a request,
+//! so a web page could: by DNS rebinding (its own host name resolving to the server's
+//! address) or by posting to it from another site. Such a server answers only requests whose
+//! `Host` is `localhost`, `127.0.0.1`, `[::1]` (any port), the address [`Server::serve`]
+//! listens on, or a name given to [`Server::with_allowed_hosts`] (`*`: any); a request with an
+//! `Origin` whose host is not one of those is refused too (`Origin: null` included). Both are
+//! 403 `permission_error` with the code `host_not_allowed` and `x-should-retry: false`, before
+//! anything is read or written. A server listening on `0.0.0.0` and reached by other names (a
+//! container's, a balancer's) must be given them; so must a host that mounts
+//! [`Server::router`] in its own app, which knows no listening address. With keys neither is
+//! checked: a page cannot send a key to another site without a CORS preflight, which this
+//! server never grants, and behind a balancer the hosts vary.
 //!
 //! # Errors
 //!
 //! As OpenAI's SDKs expect them ([`ApiError`]): `{"error": {"message", "type", "param",
 //! "code"}}`, with the status each SDK raises its exception for. A body over
-//! [`Limits::max_body_bytes`] is refused before it is read whole; a refused request stores
-//! nothing; a store that is down or slower than [`Limits::store_timeout`] answers 503 with
-//! `retry-after`, never a hang.
+//! [`Limits::max_body_bytes`] is refused before it is read whole; a body not sent as
+//! `Content-Type: application/json` (any case, parameters such as `; charset=utf-8` allowed)
+//! is 415, which the SDKs never meet and a web page's `text/plain` post does (an empty body is
+//! `{}`); a refused request stores nothing; a store that is down or slower than
+//! [`Limits::store_timeout`] answers 503 with `retry-after`, never a hang.
 //!
 //! # Example
 //!
@@ -111,14 +131,15 @@ mod auth;
 mod conversations;
 mod error;
 mod extensions;
+mod hosts;
 mod idempotency;
 mod items;
 mod live;
 pub mod ui;
 mod views;
 
-/// What the server puts before a client's `Idempotency-Key` when it hands it to persist, keeping
-/// its keys apart from those of other writers of the same store.
+/// What the server puts before the digest of a client's `Idempotency-Key` when it hands it to
+/// persist, keeping its keys apart from those of other writers of the same store.
 const KEY_PREFIX: &str = "serve:";
 
 use std::future::Future;
@@ -210,6 +231,7 @@ struct Shared {
     pipeline: Pipeline,
     auth: Auth,
     limits: Limits,
+    hosts: hosts::Hosts,
     in_flight: Arc<Semaphore>,
 }
 
@@ -217,17 +239,31 @@ impl Server {
     /// A server of `pipeline`'s conversations, its callers known by `auth`, with the default
     /// [`Limits`].
     pub fn new(pipeline: Pipeline, auth: Auth) -> Self {
-        Self::build(pipeline, auth, Limits::default())
+        Self::build(pipeline, auth, Limits::default(), hosts::Hosts::default())
     }
 
-    fn build(pipeline: Pipeline, auth: Auth, limits: Limits) -> Self {
+    fn build(pipeline: Pipeline, auth: Auth, limits: Limits, hosts: hosts::Hosts) -> Self {
         let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
-        Self { shared: Arc::new(Shared { pipeline, auth, limits, in_flight }) }
+        Self { shared: Arc::new(Shared { pipeline, auth, limits, hosts, in_flight }) }
+    }
+
+    fn rebuilt(self, limits: Limits, hosts: hosts::Hosts) -> Self {
+        Self::build(self.shared.pipeline.clone(), self.shared.auth.clone(), limits, hosts)
     }
 
     /// The same server with `limits`.
     pub fn with_limits(self, limits: Limits) -> Self {
-        Self::build(self.shared.pipeline.clone(), self.shared.auth.clone(), limits)
+        let hosts = self.shared.hosts.clone();
+        self.rebuilt(limits, hosts)
+    }
+
+    /// The same server answering for these host names too (`NAME` or `NAME:PORT`, any port
+    /// either way; `*`: any host), beyond `localhost`, `127.0.0.1`, `[::1]` and the address
+    /// [`serve`](Self::serve) listens on. Checked without keys only: see
+    /// [Host and Origin](crate#host-and-origin).
+    pub fn with_allowed_hosts(self, hosts: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        let (limits, hosts) = (self.shared.limits.clone(), self.shared.hosts.clone().with(hosts));
+        self.rebuilt(limits, hosts)
     }
 
     /// The limits it holds requests to.
@@ -235,7 +271,9 @@ impl Server {
         &self.shared.limits
     }
 
-    /// Every route, for a host to serve or to nest in its own axum app.
+    /// Every route, for a host to serve or to nest in its own axum app. Without keys it answers
+    /// for the loopback names and those of [`with_allowed_hosts`](Self::with_allowed_hosts)
+    /// only: a host serving it on another address names it there.
     pub fn router(&self) -> Router {
         let api = Router::new()
             .route("/v1/conversations", post(conversations::create))
@@ -275,12 +313,24 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).with_graceful_shutdown(shutdown).await
+        let hosts = self.shared.hosts.clone().with_address(listener.local_addr()?);
+        let limits = self.shared.limits.clone();
+        let router = self.rebuilt(limits, hosts).router();
+        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    }
+
+    /// Refuses a request from a host it does not answer for, where no key proves the caller
+    /// (a key cannot be sent from another site's page without a CORS preflight, never granted).
+    fn check_host(&self, request: &Request) -> Result<(), ApiError> {
+        match self.shared.auth {
+            Auth::Keys(_) => Ok(()),
+            Auth::TenantHeader(_) | Auth::Open(_) => self.shared.hosts.check(request.headers(), request.uri()),
+        }
     }
 }
 
-/// Every request: admitted when the server has room (else 429), logged when answered (method,
-/// route, status, time, tenant; never a key or a body).
+/// Every request: admitted when the server answers for its host and has room (else 403 or
+/// 429), logged when answered (method, route, status, time, tenant; never a key or a body).
 async fn admit(State(server): State<Server>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -289,7 +339,10 @@ async fn admit(State(server): State<Server>, request: Request, next: Next) -> Re
         tracing::warn!(%method, %path, "refused: too many requests at once");
         return ApiError::busy(server.shared.limits.max_concurrent_requests).into_response();
     };
-    let response = next.run(request).await;
+    let response = match server.check_host(&request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    };
     let status = response.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
     let tenant = response.extensions().get::<Tenant>().and_then(|t| t.0.clone());
@@ -376,12 +429,17 @@ pub(crate) fn json_body(value: &Value) -> String {
 
 /// A request's body as a JSON object: an empty body is `{}`. Over `limit` bytes it is 413,
 /// refused by its `Content-Length` before any of it is read, else as soon as the bytes read
-/// pass the limit.
+/// pass the limit. A body not sent as `application/json` is 415: a web page can send a
+/// `text/plain` one to any server without asking, a JSON one only to its own.
 pub(crate) async fn read_object(headers: &HeaderMap, body: Body, limit: usize) -> Result<Map<String, Value>, ApiError> {
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(ApiError::too_large(limit));
+    }
+    let json = is_json(headers);
+    if !json && declared.is_some_and(|length| length > 0) {
+        return Err(ApiError::not_json());
     }
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| {
         let too_large = std::error::Error::source(&error)
@@ -393,6 +451,12 @@ pub(crate) async fn read_object(headers: &HeaderMap, body: Body, limit: usize) -
             ApiError::invalid("body", "The request body could not be read.")
         }
     })?;
+    if bytes.is_empty() {
+        return Ok(Map::new());
+    }
+    if !json {
+        return Err(ApiError::not_json());
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -403,6 +467,14 @@ pub(crate) async fn read_object(headers: &HeaderMap, body: Body, limit: usize) -
             Err(ApiError::invalid("body", format!("We could not parse the JSON body of your request ({error}).")))
         }
     }
+}
+
+/// Whether the request says its body is JSON: `application/json`, any case, parameters
+/// (`; charset=utf-8`) allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let media_type = value.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case("application/json")
 }
 
 /// A request's query string as its pairs, repeated keys (`include[]=a&include[]=b`) included,

@@ -706,3 +706,137 @@ async fn a_reply_being_written_streams_resumes_from_an_offset_and_stops() {
     let (status, _) = api.call("POST", &format!("/v1/persist/conversations/{id}/items/msg_none/stop"), None).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_tenant_header_sent_twice_is_401() {
+    let auth = Auth::TenantHeader(persist_serve::HeaderName::from_static("x-tenant"));
+    let api = Api::start(Server::new(Pipeline::new(MemoryBackend::new()), auth)).await;
+    let list = async |tenants: &[&str]| {
+        let mut request = api.http.get(format!("{}/v1/persist/conversations", api.base));
+        for tenant in tenants {
+            request = request.header("x-tenant", *tenant);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, serde_json::from_str::<Value>(&response.text().await.unwrap()).unwrap())
+    };
+    assert_eq!(list(&["acme"]).await.0, 200);
+    // A gateway that appends its header to the client's: the client would pick its tenant.
+    for tenants in [&["globex", "acme"][..], &["acme", "acme"], &["globex, acme"], &[]] {
+        let (status, body) = list(tenants).await;
+        assert_eq!((status, body["error"]["type"].clone()), (401, json!("authentication_error")), "{tenants:?}");
+    }
+}
+
+/// A server without keys on loopback, and a request to it with `headers`.
+async fn open_request(server: Server, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
+    let api = Api::start(server).await;
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = api.http.request(method, format!("{}{path}", api.base)).body(body.to_owned());
+    for (name, value) in headers {
+        request = request.header(*name, value.replace("PORT", api.base.rsplit(':').next().unwrap()));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+#[tokio::test]
+async fn a_body_not_sent_as_json_is_415_and_stores_nothing() {
+    let pipeline = Pipeline::new(MemoryBackend::new());
+    let server = Server::new(pipeline.clone(), Auth::Open(None));
+    let create = json!({"items": [{"role": "user", "content": "from a web page"}]}).to_string();
+    for content_type in [Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("application/jsonx"), None]
+    {
+        let headers: Vec<(&str, &str)> = content_type.map(|value| ("content-type", value)).into_iter().collect();
+        let (status, body) = open_request(server.clone(), "POST", "/v1/conversations", &headers, &create).await;
+        assert_eq!(status, 415, "{content_type:?}: {body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], "unsupported_media_type");
+    }
+    let threads = pipeline.threads(persist::read::ListThreads::new()).await.unwrap();
+    assert!(threads.items.is_empty(), "nothing written by a refused request");
+    let json = [("content-type", "Application/JSON; charset=utf-8")];
+    assert_eq!(open_request(server.clone(), "POST", "/v1/conversations", &json, &create).await.0, 200);
+    assert_eq!(open_request(server, "POST", "/v1/conversations", &[], "").await.0, 200, "an empty body is {{}}");
+}
+
+#[tokio::test]
+async fn without_keys_a_foreign_host_or_origin_is_refused() {
+    let server = Server::new(Pipeline::new(MemoryBackend::new()), Auth::Open(None));
+    let get = async |server: &Server, headers: &[(&str, &str)]| {
+        open_request(server.clone(), "GET", "/v1/persist/conversations", headers, "").await
+    };
+    for allowed in [
+        &[][..],
+        &[("host", "localhost:PORT")],
+        &[("host", "LOCALHOST")],
+        &[("host", "[::1]:PORT")],
+        &[("host", "127.0.0.1:PORT"), ("origin", "http://localhost:3000")],
+    ] {
+        assert_eq!(get(&server, allowed).await.0, 200, "{allowed:?}");
+    }
+    // DNS rebinding (a name of the attacker's that resolves to 127.0.0.1), and a page of
+    // another site posting to the loopback address.
+    for foreign in [
+        &[("host", "rebind.example:PORT")][..],
+        &[("host", "localhost.rebind.example")],
+        &[("origin", "http://evil.example")],
+        &[("origin", "http://127.0.0.1.evil.example:PORT")],
+        &[("origin", "null")],
+    ] {
+        let (status, body) = get(&server, foreign).await;
+        assert_eq!((status, body["error"]["type"].clone()), (403, json!("permission_error")), "{foreign:?}: {body}");
+    }
+    let (status, _) = open_request(
+        server.clone(),
+        "POST",
+        "/v1/conversations",
+        &[("origin", "http://evil.example"), ("content-type", "application/json")],
+        "{}",
+    )
+    .await;
+    assert_eq!(status, 403, "a cross-site POST writes nothing");
+
+    // An operator names more hosts; `*` allows any.
+    let named = server.clone().with_allowed_hosts(["chat.internal", "Gateway.Internal:8443"]);
+    for host in
+        [&[("host", "chat.internal:PORT"), ("origin", "https://gateway.internal")][..], &[("host", "gateway.internal")]]
+    {
+        assert_eq!(get(&named, host).await.0, 200, "{host:?}");
+    }
+    assert_eq!(get(&named, &[("host", "rebind.example")]).await.0, 403);
+    let any = server.with_allowed_hosts(["*"]);
+    assert_eq!(get(&any, &[("host", "rebind.example"), ("origin", "http://evil.example")]).await.0, 200);
+
+    // With keys the key proves the caller: a page cannot send it to another site without a
+    // CORS preflight this server never grants, and behind a balancer hosts vary.
+    let keyed = Server::new(Pipeline::new(MemoryBackend::new()), keys());
+    let auth = format!("Bearer {ACME}");
+    let (status, _) = get(&keyed, &[("host", "api.example.com"), ("authorization", &auth)]).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_never_echoed_nor_stored() {
+    let (pipeline, api) = shared().await;
+    let key = "customer-4711-jane@example.com";
+    let id = api.ok("POST", "/v1/conversations", None).await["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/conversations/{id}/items");
+    let items = |text: &str| Some(json!({"items": [{"role": "user", "content": text}]}).to_string());
+    assert_eq!(api.send("POST", &path, items("a"), &[("idempotency-key", key)]).await.0, 200);
+    let (status, refused) = api.send("POST", &path, items("b"), &[("idempotency-key", key)]).await;
+    assert_eq!((status, refused["error"]["param"].clone()), (422, json!("Idempotency-Key")));
+    assert!(!refused.to_string().contains("4711"), "the key is not echoed: {refused}");
+    let create = Some(json!({"metadata": {"a": "1"}}).to_string());
+    api.send("POST", "/v1/conversations", create, &[("idempotency-key", key)]).await;
+    let (status, refused) = api.send("POST", "/v1/conversations", Some("{}".into()), &[("idempotency-key", key)]).await;
+    assert_eq!(status, 422);
+    assert!(!refused.to_string().contains("4711"), "{refused}");
+    // What persist is handed (and its trace layer logs) is a digest of the key.
+    let scoped = pipeline.scoped(persist::Context::new().with_tenant(TenantId::new("acme").unwrap()));
+    let listed = scoped.list(persist::read::ListMessages::new(persist::ThreadId::new(&id).unwrap())).await.unwrap();
+    let stored = listed.items[0].idempotency_key.as_ref().expect("keyed").to_string();
+    assert!(!stored.contains("4711") && stored.starts_with("serve:"), "{stored}");
+}

@@ -206,3 +206,58 @@ async fn a_running_generation_is_renewed_and_never_settled() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_edited_user_message_is_a_sibling_of_the_one_it_edits() {
+    on_every_backend(async |pipeline| {
+        let base = serve(pipeline.clone()).await;
+        let http = reqwest::Client::new();
+        for user in ["u0", "u1"] {
+            let answered = post(&http, &base, &turn("e", user)).send().await.unwrap();
+            assert_eq!(chunks(&events(answered).await).last().unwrap()["type"], "finish");
+        }
+        // `sendMessage({text, messageId: "u1"})`: the SDK sends the edit under the edited id.
+        let edit = json!({"id": "e", "trigger": "submit-message", "messageId": "u1", "messages": [
+            {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Weather in Oslo?"}]}
+        ]});
+        let answered = post(&http, &base, &edit).send().await.unwrap();
+        assert_eq!(answered.status(), 200);
+        let reply = chunks(&events(answered).await)[0]["messageId"].as_str().unwrap().to_owned();
+
+        let thread = ThreadId::new("e").unwrap();
+        let all = pipeline.list(persist::read::ListMessages::new(thread.clone())).await.unwrap().items;
+        let edited = all.iter().find(|m| m.content.to_text() == "Weather in Oslo?").expect("the edit is stored");
+        let original = all.iter().find(|m| m.id.as_str() == "u1").unwrap();
+        assert!(original.parent_seq.is_some(), "u1 answers u0's reply");
+        assert_eq!(edited.parent_seq, original.parent_seq, "the edit's parent is the original's");
+        let siblings = persist::branch::ListBranches::siblings(thread.clone(), original.id.clone());
+        let siblings = pipeline.branches(siblings).await.unwrap();
+        let ids: Vec<&str> = siblings.items.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["u1", edited.id.as_str()], "both are alternatives at u1");
+        assert_eq!(siblings.active, Some(1), "the edit is on the active branch");
+        let active = persist::read::ListMessages::new(thread.clone()).on_branch(persist::branch::Branch::Active);
+        let active: Vec<_> = pipeline.list(active).await.unwrap().items.into_iter().map(|m| m.id.to_string()).collect();
+        assert_eq!(active.len(), 4, "u0, its reply, the edit, its reply: {active:?}");
+        assert_eq!(
+            active[2..],
+            [edited.id.to_string(), reply.clone()],
+            "the active branch shows the edit and its reply"
+        );
+
+        // A client that names its edit with an id of its own: kept, a sibling too.
+        let edit = json!({"id": "e", "trigger": "submit-message", "messageId": "u1", "messages": [
+            {"id": "u1-bergen", "role": "user", "parts": [{"type": "text", "text": "Weather in Bergen?"}]}
+        ]});
+        let answered = post(&http, &base, &edit).send().await.unwrap();
+        assert_eq!(chunks(&events(answered).await).last().unwrap()["type"], "finish");
+        let siblings = persist::branch::ListBranches::siblings(thread.clone(), original.id.clone());
+        let siblings = pipeline.branches(siblings).await.unwrap();
+        let ids: Vec<&str> = siblings.items.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!((ids.len(), ids[2], siblings.active), (3, "u1-bergen", Some(2)));
+        let reply = json!({"id": "e", "trigger": "submit-message", "messageId": reply, "messages": [
+            {"id": "x", "role": "user", "parts": [{"type": "text", "text": "?"}]}
+        ]});
+        assert_eq!(post(&http, &base, &reply).send().await.unwrap().status(), 400, "only a user's message is edited");
+    })
+    .await;
+}

@@ -1,6 +1,6 @@
 //! Copying a tenant's threads between shards for a move: each thread read whole as of one
-//! moment, written exactly (restores), read back and compared; and after the switch, what the
-//! old shard got late carried over before its copy is erased.
+//! moment, written exactly (restores, then each message's vectors), read back and compared; and
+//! after the switch, what the old shard got late carried over before its copy is erased.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -13,6 +13,7 @@ use persist_core::read::{GetThread, ListMessages, ListThreads, MAX_PAGE_LIMIT, U
 use persist_core::restore::MAX_RESTORE_MESSAGES;
 use persist_core::session::{ListBindings, StoredBinding};
 use persist_core::summary::{ListSummaries, Summarize, Summary};
+use persist_core::vector::{Embed, ListEmbeddings, StoredEmbedding};
 use persist_core::working::{ListMemories, ReadMemory, WriteMemory};
 use persist_core::{Message, Thread, Timestamp};
 use persist_core::{PersistError, Result};
@@ -25,6 +26,9 @@ pub(super) struct Copy {
     messages: Vec<Message>,
     bindings: Vec<StoredBinding>,
     summaries: Vec<Summary>,
+    /// The vectors of `messages`, by seq then model, as stored (the model's first one fixes its
+    /// dimensions on the new shard, as it did on the old).
+    vectors: Vec<StoredEmbedding>,
 }
 
 /// How many times a thread being written is read again for a settled copy.
@@ -100,8 +104,9 @@ enum Settled {
     Changing,
 }
 
-/// `thread`'s messages (every branch, reservations too), bindings and summaries a branch can
-/// read (one whose last message was deleted alone is read by none, and cannot be written).
+/// `thread`'s messages (every branch, reservations too), bindings, summaries a branch can read
+/// (one whose last message was deleted alone is read by none, and cannot be written) and the
+/// messages' vectors.
 async fn read_parts(store: &Pipeline, thread: Thread) -> Result<Copy> {
     let ctx = context(thread.tenant.as_ref());
     let listing = ListMessages::new(thread.id.clone())
@@ -115,6 +120,7 @@ async fn read_parts(store: &Pipeline, thread: Thread) -> Result<Copy> {
     let bindings = store.bindings(ListBindings::new(thread.id.clone()).with_context(ctx.clone())).await?;
     let seqs: BTreeSet<u64> = messages.iter().map(|message| message.seq).collect();
     let oldest = seqs.first().copied().unwrap_or(u64::MAX);
+    let vectors = vectors_of(store, &thread, &messages).await?;
     let mut query = ListSummaries::new(thread.id.clone()).with_limit(MAX_PAGE_LIMIT).with_context(ctx);
     let mut summaries = Vec::new();
     loop {
@@ -131,17 +137,50 @@ async fn read_parts(store: &Pipeline, thread: Thread) -> Result<Copy> {
             None => break,
         }
     }
-    Ok(Copy { thread, messages, bindings, summaries })
+    Ok(Copy { thread, messages, bindings, summaries, vectors })
+}
+
+/// The vectors `store` holds for `messages` of `thread` (none when it keeps none), by seq then
+/// model.
+async fn vectors_of(store: &Pipeline, thread: &Thread, messages: &[Message]) -> Result<Vec<StoredEmbedding>> {
+    if !store.capabilities().vectors || messages.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: HashMap<u64, &persist_core::MessageId> = messages.iter().map(|m| (m.seq, &m.id)).collect();
+    let ctx = context(thread.tenant.as_ref());
+    let mut query = ListEmbeddings::new(thread.id.clone()).with_limit(MAX_PAGE_LIMIT).with_context(ctx);
+    let mut found = Vec::new();
+    loop {
+        let page = store.embeddings(query.clone()).await?;
+        let next = query.next_page(&page);
+        // A vector of a message added after the thread was read waits for the next read.
+        found.extend(page.items.into_iter().filter(|v| ids.get(&v.seq) == Some(&&v.message_id)));
+        match next {
+            Some(next) => query = next,
+            None => return Ok(found),
+        }
+    }
+}
+
+/// The vectors of `copy` that `there` (another copy of the same thread) does not hold as they
+/// are.
+fn missing_vectors(copy: &Copy, there: &Copy) -> Vec<StoredEmbedding> {
+    let held: HashMap<(u64, &str), &StoredEmbedding> =
+        there.vectors.iter().map(|v| ((v.seq, v.embedding.model()), v)).collect();
+    copy.vectors.iter().filter(|v| held.get(&(v.seq, v.embedding.model())) != Some(v)).cloned().collect()
 }
 
 /// Restores `messages`, `bindings` and `summaries` of `copy`'s thread into `store` (what is
-/// there already is kept).
+/// there already is kept), then writes `vectors` (each at the version of its message in
+/// `copy`: a message the store holds at another version, changed there since, or no longer
+/// holds gets none).
 async fn write(
     store: &Pipeline,
     copy: &Copy,
     messages: &[Message],
     bindings: &[StoredBinding],
     summaries: &[Summary],
+    vectors: &[StoredEmbedding],
 ) -> Result<()> {
     let ctx = context(copy.thread.tenant.as_ref());
     let mut batches: Vec<&[Message]> = messages.chunks(MAX_RESTORE_MESSAGES).collect();
@@ -163,6 +202,17 @@ async fn write(
             .with_context(ctx.clone());
         store.summarize(write).await?;
     }
+    let versions: HashMap<&persist_core::MessageId, u64> = copy.messages.iter().map(|m| (&m.id, m.version)).collect();
+    for vector in vectors {
+        let Some(&version) = versions.get(&vector.message_id) else { continue };
+        let embed = Embed::new(copy.thread.id.clone(), vector.message_id.clone(), vector.embedding.clone())
+            .with_expected_version(version)
+            .with_context(ctx.clone());
+        match store.embed(embed).await {
+            Ok(_) | Err(PersistError::VersionConflict { .. } | PersistError::NotFound { .. }) => {}
+            Err(error) => return Err(error),
+        }
+    }
     Ok(())
 }
 
@@ -170,10 +220,10 @@ async fn write(
 /// erased first: the target of a move is read by nobody, and an id deleted there before may
 /// hold a thread again where the tenant was).
 async fn write_whole(store: &Pipeline, copy: &Copy) -> Result<()> {
-    match write(store, copy, &copy.messages, &copy.bindings, &copy.summaries).await {
+    match write(store, copy, &copy.messages, &copy.bindings, &copy.summaries, &copy.vectors).await {
         Err(PersistError::ThreadDeleted { .. }) => {
             erase(store, copy.thread.tenant.as_ref(), &copy.thread.id, None, true).await?;
-            write(store, copy, &copy.messages, &copy.bindings, &copy.summaries).await
+            write(store, copy, &copy.messages, &copy.bindings, &copy.summaries, &copy.vectors).await
         }
         other => other,
     }
@@ -250,10 +300,11 @@ fn appended(copy: &Copy, there: &Copy) -> Option<Vec<Message>> {
 }
 
 /// Makes `target` hold what `source` holds of `tenant` (before the switch ends, `target` is
-/// read by nobody): a thread that differs is brought up to date (its new messages restored),
-/// or erased there and copied again; one `source` no longer holds is erased. With `quick`, a
-/// thread whose fields are equal in both (a write moves its `updated_at`) is taken as equal
-/// when its bindings and summaries are. The claim is renewed before each thread.
+/// read by nobody): a thread that differs is brought up to date (its new messages restored,
+/// the vectors it lacks written), or erased there and copied again; one `source` no longer
+/// holds is erased. With `quick`, a thread whose fields are equal in both (a write moves its
+/// `updated_at`) is taken as equal when its bindings, summaries and vectors are (an `Embed`
+/// moves no `updated_at`). The claim is renewed before each thread.
 pub(super) async fn sync(
     source: &Pipeline,
     target: &Pipeline,
@@ -269,7 +320,7 @@ pub(super) async fn sync(
         let theirs = held.remove(id);
         if quick && theirs.as_ref() == Some(thread) {
             let (ours, there) = (read_parts(source, thread.clone()).await?, read_parts(target, thread.clone()).await?);
-            if (&ours.bindings, &ours.summaries) == (&there.bindings, &there.summaries) {
+            if (&ours.bindings, &ours.summaries, &ours.vectors) == (&there.bindings, &there.summaries, &there.vectors) {
                 synced.threads.insert(id.clone(), Copied::of(&ours.thread, &ours.summaries));
                 continue;
             }
@@ -293,10 +344,11 @@ pub(super) async fn sync(
                 synced.threads.insert(id.clone(), Copied::of(&copy.thread, &copy.summaries));
                 continue;
             }
-            // Only messages added (and bindings, summaries) since: they alone are written.
+            // Only messages added (and bindings, summaries, vectors) since: they alone are written.
             let brought = match appended(&copy, &there) {
                 Some(added) => {
-                    write(target, &copy, &added, &copy.bindings, &copy.summaries).await?;
+                    let vectors = missing_vectors(&copy, &there);
+                    write(target, &copy, &added, &copy.bindings, &copy.summaries, &vectors).await?;
                     holds(target, &copy).await?
                 }
                 None => false,
@@ -419,7 +471,7 @@ pub(super) async fn clean(
                 None => None,
             };
             if let Some(carry) = carry {
-                match write(new, &copy, &carry.messages, &carry.bindings, &carry.summaries).await {
+                match write(new, &copy, &carry.messages, &carry.bindings, &carry.summaries, &carry.vectors).await {
                     Ok(()) => {
                         // Carried: recorded as copied, so that a run resumed before the erase
                         // below does not carry again what the new shard deletes meanwhile.
@@ -456,7 +508,8 @@ pub(super) async fn clean(
 
 /// What of `old` (a thread of the old shard) was written there after the switch copied it
 /// (`copied`; `None`: not copied, all of it is) and the new shard's `new` lacks: messages past
-/// the copy's seqs, summaries newer than it, bindings newer than the new shard's. `Err` when
+/// the copy's seqs, summaries newer than it, bindings newer than the new shard's, vectors the
+/// new shard does not hold as they are (an `Embed` moves nothing of the thread). `Err` when
 /// the old one holds a change the new one cannot take: a message or the thread's own fields
 /// changed on both.
 fn late(old: &Copy, new: &Copy, copied: Option<&Copied>) -> std::result::Result<Option<Copy>, String> {
@@ -503,8 +556,16 @@ fn late(old: &Copy, new: &Copy, copied: Option<&Copied>) -> std::result::Result<
         })
         .cloned()
         .collect();
-    if messages.is_empty() && summaries.is_empty() && bindings.is_empty() {
+    // Of the messages carried now, or the new shard holds as the old one does (one changed on
+    // the new shard since holds other words than the vector describes).
+    let ours: HashMap<_, _> = old.messages.iter().map(|m| (&m.id, m)).collect();
+    let mut held: BTreeSet<&persist_core::MessageId> =
+        new.messages.iter().filter(|m| ours.get(&m.id) == Some(m)).map(|m| &m.id).collect();
+    held.extend(messages.iter().map(|m| &m.id));
+    let vectors: Vec<StoredEmbedding> =
+        missing_vectors(old, new).into_iter().filter(|v| held.contains(&v.message_id)).collect();
+    if messages.is_empty() && summaries.is_empty() && bindings.is_empty() && vectors.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Copy { thread: old.thread.clone(), messages, bindings, summaries }))
+    Ok(Some(Copy { thread: old.thread.clone(), messages, bindings, summaries, vectors }))
 }

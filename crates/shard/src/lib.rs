@@ -98,7 +98,7 @@ use persist_core::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
-use persist_core::vector::{Nearest, Neighbour};
+use persist_core::vector::{EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding};
 use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 use persist_core::{Backend, Capabilities, Pipeline};
 use persist_core::{Message, Thread, Timestamp};
@@ -314,6 +314,10 @@ impl Backend for Shards {
 
     async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
         self.reading(query.context.tenant()).await?.nearest(query).await
+    }
+
+    async fn embeddings(&self, query: ListEmbeddings) -> Result<Page<StoredEmbedding, EmbeddingCursor>> {
+        self.reading(query.context.tenant()).await?.embeddings(query).await
     }
 
     async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {

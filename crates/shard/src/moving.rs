@@ -100,8 +100,10 @@ impl Shards {
     /// crash, a kill, a lost connection) is finished by calling it again:
     ///
     /// 1. **Copying.** Every thread of the tenant is copied from the old shard to the new one
-    ///    (messages of every branch with their ids, seqs, versions and times, session bindings,
-    ///    summaries), then read back and compared, and every working memory document the new
+    ///    (messages of every branch with their ids, seqs, versions and times, their vectors as
+    ///    stored, so recall finds on the new shard what it found on the old, and each model's
+    ///    first vector fixes its dimensions there, session bindings, summaries), then read back
+    ///    and compared, and every working memory document the new
     ///    shard does not hold as the old one does is written there, at its version; a thread that differs in the new shard (changed
     ///    since an earlier pass) is erased there and copied again, one the old shard no longer
     ///    lists is erased from the new one. Passes repeat (at most three) until one finds nothing
@@ -132,7 +134,10 @@ impl Shards {
     /// ([`placement_ttl`](super::ShardsBuilder::placement_ttl)): the move waits this
     /// instance's TTL for the others to see each step. The shards' stores should read from
     /// their primaries (a standby may not have the last writes yet). Tombstones of threads
-    /// deleted before the move are not carried (no listing reaches them), nor leases; the old
+    /// deleted before the move are not carried (no listing reaches them), nor leases, nor the
+    /// dimensions of a model none of the tenant's vectors uses any more (its next vector fixes
+    /// them on the new shard); a shard that keeps no vectors cannot take a tenant that has some
+    /// (`Unsupported`); the old
     /// shard keeps a tombstone of each thread moved (a later move back erases them) and its copy
     /// of the working memory documents, unreachable once the tenant is placed; its change
     /// feed tells of the erasures, and the tenant's feed positions are the new shard's.

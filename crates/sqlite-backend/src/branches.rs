@@ -54,17 +54,19 @@ pub(crate) const LATEST_UNDER: &str = concat!(
 );
 
 /// The rows of a page of a branch: the messages of the runs `?1` (a JSON array of `[lo, hi]`)
-/// of thread `?2` of tenant `?3`, placeholders only with `?4`, at most `?5`, in `$order`.
+/// of thread `?2` of tenant `?3`, placeholders only with `?4`, at most `?5`, in `$order`; a
+/// listing of some roles adds their condition ([`role_in!`](crate::rows::role_in), on `?6`).
 macro_rules! runs_sql {
-    ($order:literal) => {
+    ($order:literal $(, $($roles:tt)+)?) => {
         concat!(
             "SELECT ",
             message_columns!("?2"),
             " FROM json_each(?1) r CROSS JOIN persist_messages m \
               WHERE m.thread = ",
             thread_key!("?3", "?2"),
-            " AND m.seq BETWEEN r.value ->> 0 AND r.value ->> 1 AND (?4 OR m.status IS NOT 'reserved') \
-              ORDER BY m.seq ",
+            " AND m.seq BETWEEN r.value ->> 0 AND r.value ->> 1 AND (?4 OR m.status IS NOT 'reserved')",
+            $($($roles)+,)?
+            " ORDER BY m.seq ",
             $order,
             " LIMIT ?5"
         )
@@ -184,20 +186,31 @@ impl DirectReads {
             let Some(leaf) = leaf else { return Ok(Vec::new()) };
             let runs = runs(&read, thread, tenant, leaf)?;
             let mut window = BranchWindow::new(runs, query.after, query.before, query.order == Order::Desc);
-            let sql = match query.order {
-                Order::Asc => runs_sql!("ASC"),
-                Order::Desc => runs_sql!("DESC"),
+            let roles = rows::role_names(query);
+            let sql = match (query.order, roles.is_some()) {
+                (Order::Asc, false) => runs_sql!("ASC"),
+                (Order::Desc, false) => runs_sql!("DESC"),
+                (Order::Asc, true) => runs_sql!("ASC", rows::role_in!("m.role", "?6")),
+                (Order::Desc, true) => runs_sql!("DESC", rows::role_in!("m.role", "?6")),
             };
             let mut statement = read.prepare_cached(sql).map_err(|e| map("listing a branch", e))?;
             let mut items = Vec::with_capacity(fetch as usize);
-            // Usually once; again when placeholders left out leave the page short.
+            let mut span = fetch;
+            // Usually once; again when placeholders or other roles left out leave the page
+            // short, over twice as many seqs each time (a few messages of some roles in a long
+            // branch take a few statements, not one per page's worth of seqs).
             while (items.len() as u64) < fetch && !window.is_empty() {
                 let wanted = fetch - items.len() as u64;
-                let picked = window.take(wanted);
+                let picked = window.take(if roles.is_some() { span } else { wanted });
+                span = span.saturating_mul(2);
                 let json = serde_json::to_string(&picked).map_err(|e| crate::error::corrupt(e.to_string()))?;
-                let mut found = statement
-                    .query((json, thread, tenant, query.include_reserved, signed(wanted)))
-                    .map_err(|e| map("listing a branch", e))?;
+                let found = match &roles {
+                    None => statement.query((json, thread, tenant, query.include_reserved, signed(wanted))),
+                    Some(roles) => {
+                        statement.query((json, thread, tenant, query.include_reserved, signed(wanted), roles.as_str()))
+                    }
+                };
+                let mut found = found.map_err(|e| map("listing a branch", e))?;
                 while let Some(row) = found.next().map_err(|e| map("listing a branch", e))? {
                     items.push(rows::message(row)?);
                 }

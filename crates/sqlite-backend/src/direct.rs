@@ -161,22 +161,33 @@ impl DirectReads {
             return self.list_branch(query, branch);
         }
         query.validate()?;
-        let sql = match query.order {
-            Order::Asc => crate::reads::list_sql!("ASC"),
-            Order::Desc => crate::reads::list_sql!("DESC"),
+        // A listing of some roles filters in the statement (its own, cached apart), so a page
+        // of them reads as far as it takes and no further.
+        let roles = rows::role_names(query);
+        let sql = match (query.order, roles.is_some()) {
+            (Order::Asc, false) => crate::reads::list_sql!("ASC"),
+            (Order::Desc, false) => crate::reads::list_sql!("DESC"),
+            (Order::Asc, true) => crate::reads::list_sql!("ASC", rows::role_in!("role", "?7")),
+            (Order::Desc, true) => crate::reads::list_sql!("DESC", rows::role_in!("role", "?7")),
         };
         let items = self.with(|conn| {
             let mut statement = conn.prepare_cached(sql).map_err(|e| map("listing messages", e))?;
-            let mut found = statement
-                .query((
-                    query.thread_id.as_str(),
-                    query.after.map_or(0, signed),
-                    query.before.map_or(i64::MAX, signed),
-                    query.include_reserved,
-                    tenant_key(query.tenant()),
-                    i64::from(query.fetch_limit()),
-                ))
-                .map_err(|e| map("listing messages", e))?;
+            let params = (
+                query.thread_id.as_str(),
+                query.after.map_or(0, signed),
+                query.before.map_or(i64::MAX, signed),
+                query.include_reserved,
+                tenant_key(query.tenant()),
+                i64::from(query.fetch_limit()),
+            );
+            let found = match &roles {
+                None => statement.query(params),
+                Some(roles) => {
+                    let (thread, after, before, reserved, tenant, fetch) = params;
+                    statement.query((thread, after, before, reserved, tenant, fetch, roles.as_str()))
+                }
+            };
+            let mut found = found.map_err(|e| map("listing messages", e))?;
             let mut items = Vec::with_capacity(query.fetch_limit() as usize);
             while let Some(row) = found.next().map_err(|e| map("listing messages", e))? {
                 items.push(rows::message(row)?);

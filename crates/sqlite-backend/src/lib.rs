@@ -149,7 +149,7 @@ use persist_core::session::{
     StoredBinding,
 };
 use persist_core::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
-use persist_core::vector::{Nearest, Neighbour};
+use persist_core::vector::{EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding};
 use persist_core::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 use persist_core::{
     AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId,
@@ -413,6 +413,10 @@ impl Backend for SqliteBackend {
         tokio::task::spawn_blocking(move || vectors::nearest(&shared.direct, &query))
             .await
             .map_err(|e| PersistError::backend("finding the nearest messages", e))?
+    }
+
+    async fn embeddings(&self, query: ListEmbeddings) -> Result<Page<StoredEmbedding, EmbeddingCursor>> {
+        vectors::embeddings(&self.shared.readers, &query).await
     }
 
     async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {

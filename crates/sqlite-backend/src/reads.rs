@@ -9,15 +9,19 @@ use sqlx::SqlitePool;
 use crate::error::map_sqlx;
 use crate::rows::{self, binding_columns, json, message_columns, tenant_key, thread_columns};
 
+/// A page of thread `?1` of tenant `?5`: seqs between `?2` and `?3` (exclusive), placeholders
+/// only with `?4`, at most `?6`, in `$order`; a listing of some roles adds their condition
+/// ([`role_in!`](crate::rows::role_in), on `?7`).
 macro_rules! list_sql {
-    ($order:literal) => {
+    ($order:literal $(, $($roles:tt)+)?) => {
         concat!(
             "SELECT ",
             message_columns!("?1"),
             " FROM persist_messages WHERE thread = ",
             thread_key!("?5", "?1"),
-            " AND seq > ?2 AND seq < ?3 AND (?4 OR status IS NOT 'reserved') \
-              ORDER BY seq ",
+            " AND seq > ?2 AND seq < ?3 AND (?4 OR status IS NOT 'reserved')",
+            $($($roles)+,)?
+            " ORDER BY seq ",
             $order,
             " LIMIT ?6"
         )

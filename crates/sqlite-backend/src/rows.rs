@@ -54,6 +54,29 @@ macro_rules! packed_role {
 }
 pub(crate) use packed_role;
 
+/// ` AND $column IN (…)`: the message's role (in `$column`, stored as [`packed_role!`] stores
+/// it) is one of the names in the JSON array bound at `$roles`.
+macro_rules! role_in {
+    ($column:literal, $roles:literal) => {
+        concat!(
+            " AND ",
+            $column,
+            " IN (SELECT ",
+            crate::rows::packed_role!("wanted.value"),
+            " FROM json_each(",
+            $roles,
+            ") AS wanted)"
+        )
+    };
+}
+pub(crate) use role_in;
+
+/// The roles of a listing of some roles, as the JSON array [`role_in!`] reads; `None` for a
+/// listing of every role.
+pub(crate) fn role_names(query: &persist_core::read::ListMessages) -> Option<String> {
+    query.role_names().map(|names| serde_json::Value::from(names).to_string())
+}
+
 /// A message id as `persist_messages` (and the feed's `persist_events`) store it: a UUID in its
 /// canonical text (36 lowercase characters) as its 16 bytes, any other id as its text (the same
 /// test as the triggers of `migrations/0016` and `0017`).

@@ -5,12 +5,17 @@
 //! An exact scan is what `sqlite-vec`'s `vec0` tables do too (a brute-force pass over the
 //! vectors, in C): at the sizes one user's conversations reach it answers in milliseconds
 //! (BENCHMARKS.md, "Recall"), and it needs no extension loaded into the connection.
+//!
+//! `list_embeddings`: a thread's vectors as stored (what a copy carries), on a pooled connection.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-use persist_core::Result;
-use persist_core::vector::{Nearest, Neighbour, dimensions_mismatch, similarity_to_bytes, unknown_model};
+use persist_core::vector::{
+    Embedding, EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding, dimensions_mismatch, from_bytes,
+    similarity_to_bytes, unknown_model,
+};
+use persist_core::{Page, PersistError, Result};
 use rusqlite::types::ValueRef;
 
 use crate::direct::{DirectReads, map};
@@ -158,4 +163,45 @@ pub(crate) fn nearest(direct: &DirectReads, query: &Nearest) -> Result<Vec<Neigh
         }
         Ok(query.answer(neighbours))
     })
+}
+
+/// A page of the vectors of thread `?2` of tenant `?1` (live), after the cursor `?3`/`?4` (seq,
+/// model), by seq then model (bytewise: SQLite's default collation).
+const LIST_SQL: &str = "\
+    SELECT e.seq AS seq, m.message_id AS message_id, e.model AS model, e.vector AS vector \
+      FROM threads t CROSS JOIN persist_embeddings e ON e.thread = t.key \
+           CROSS JOIN persist_messages m ON m.row = e.row \
+     WHERE t.tenant = ?1 AND t.thread_id = ?2 AND t.deleted_at IS NULL \
+       AND (?3 IS NULL OR (e.seq, e.model) > (?3, ?4)) \
+     ORDER BY e.seq, e.model LIMIT ?5";
+
+/// `list_embeddings`: the stored vectors of a thread, on a pooled connection.
+pub(crate) async fn embeddings(
+    pool: &sqlx::SqlitePool,
+    query: &ListEmbeddings,
+) -> Result<Page<StoredEmbedding, EmbeddingCursor>> {
+    use sqlx::Row;
+    query.validate()?;
+    let failed = |e| crate::error::map_sqlx("listing embeddings", e);
+    let after = query.after.as_ref();
+    let found = sqlx::query(LIST_SQL)
+        .bind(tenant_key(query.tenant()))
+        .bind(query.thread_id.as_str())
+        .bind(after.map(|after| i64::try_from(after.seq).unwrap_or(i64::MAX)))
+        .bind(after.map(|after| after.model.as_str()))
+        .bind(i64::from(query.limit) + 1)
+        .fetch_all(pool)
+        .await
+        .map_err(failed)?;
+    let mut stored = Vec::with_capacity(found.len());
+    for row in &found {
+        let bytes: &[u8] = row.try_get("vector").map_err(failed)?;
+        let vector = from_bytes(bytes)
+            .ok_or_else(|| PersistError::backend("listing embeddings", "a stored vector is not whole f32s"))?;
+        let seq = u64::try_from(row.try_get::<i64, _>("seq").map_err(failed)?).unwrap_or_default();
+        let model: String = row.try_get("model").map_err(failed)?;
+        let id = crate::rows::Cells::message_id(row, "message_id")?;
+        stored.push(StoredEmbedding::new(id, seq, Embedding::new(model, vector)));
+    }
+    Ok(query.page(stored))
 }

@@ -26,7 +26,9 @@
 //! - **`history` gives the model's view** ([`View::Model`], the default): a tool call a later
 //!   prompt left behind (its process killed while the tool ran) is not given, and persist's
 //!   compaction is: the latest summary comes as swiftide's `Summary`, after the system
-//!   messages it covers, which swiftide gives the model with the messages after it.
+//!   messages it covers, which swiftide gives the model with the messages after it. Those are
+//!   what it reads: a compacted thread's history costs its tail and its system messages, not
+//!   everything the summary covers.
 //!   [`View::Transcript`] gives every message.
 //!
 //! Errors are persist's [`PersistError`], which the `anyhow::Error` swiftide carries can be
@@ -66,8 +68,8 @@ use persist_core::branch::{Branch, Parent, Switch};
 use persist_core::read::{GetThread, ListMessages};
 use persist_core::summary::ReadCompacted;
 use persist_core::{
-    Context, IdempotencyKey, Message as Stored, MessageId, Order, PersistError, Pipeline, Scoped, ThreadId, ToolNames,
-    Updated,
+    Context, IdempotencyKey, Message as Stored, MessageId, Order, PersistError, Pipeline, Role, Scoped, ThreadId,
+    ToolNames, Updated,
 };
 use swiftide_core::MessageHistory;
 use swiftide_core::chat_completion::ChatMessage;
@@ -153,11 +155,12 @@ impl PersistHistory {
         *self.place.lock().unwrap_or_else(PoisonError::into_inner) = place;
     }
 
-    /// The active branch's messages with seq below `before` (all of them without), in order;
-    /// none for a thread not written yet.
-    async fn branch(&self, before: Option<u64>) -> Result<Vec<Stored>, PersistError> {
+    /// The active branch's messages with seq below `before` (all of them without) of `roles`
+    /// (every role when empty), in order; none for a thread not written yet.
+    async fn branch(&self, before: Option<u64>, roles: &[Role]) -> Result<Vec<Stored>, PersistError> {
         let mut query = ListMessages::new(self.thread.clone())
             .on_branch(Branch::Active)
+            .with_roles(roles.iter().cloned())
             .with_order(Order::Asc)
             .with_limit(READ_PAGE);
         if let Some(before) = before {
@@ -179,22 +182,50 @@ impl PersistHistory {
         }
     }
 
+    /// What the model is given of the messages a summary ending at `through` covers: the
+    /// active branch's system messages up to it, and the anchor of the summary (the message at
+    /// `through`, where a branch can end to keep the summary and all before it), when the
+    /// branch holds it. Reads those alone (a page of system messages, and one message), never
+    /// the whole covered history: a compacted thread's read costs its tail.
+    async fn covered(&self, through: u64) -> Result<(Vec<Stored>, Option<Anchor>), PersistError> {
+        let before = through.saturating_add(1);
+        let system = self.branch(Some(before), &[Role::System]).await?;
+        if let Some(last) = system.last().filter(|message| message.seq == through) {
+            let anchor = Anchor { id: last.id.clone() };
+            return Ok((system, Some(anchor)));
+        }
+        let last = ListMessages::new(self.thread.clone())
+            .on_branch(Branch::Active)
+            .before(before)
+            .with_order(Order::Desc)
+            .with_limit(1);
+        let anchor = match self.store.list(last).await {
+            Ok(page) => page.items.into_iter().next().filter(|message| message.seq == through),
+            Err(PersistError::NotFound { .. }) => None,
+            Err(error) => return Err(error),
+        };
+        Ok((system, anchor.map(|message| Anchor { id: message.id })))
+    }
+
     /// The history as `view` gives it, each item with its anchor.
     async fn read(&self, view: View) -> Result<Read, PersistError> {
-        let (head, summary, tail) = match view {
-            View::Transcript => (Vec::new(), None, self.branch(None).await?),
+        let (head, anchor, summary, tail) = match view {
+            View::Transcript => (Vec::new(), None, None, self.branch(None, &[]).await?),
             View::Model => match self.store.compacted(ReadCompacted::new(self.thread.clone())).await {
                 Ok(compacted) => match compacted.summary {
                     Some(summary) => {
-                        let head = self.branch(Some(summary.through_seq + 1)).await?;
-                        (head, Some(summary), compacted.messages)
+                        let (head, anchor) = self.covered(summary.through_seq).await?;
+                        (head, anchor, Some(summary), compacted.messages)
                     }
-                    None => (Vec::new(), None, compacted.messages),
+                    None => (Vec::new(), None, None, compacted.messages),
                 },
-                Err(PersistError::NotFound { .. }) => (Vec::new(), None, Vec::new()),
+                Err(PersistError::NotFound { .. }) => (Vec::new(), None, None, Vec::new()),
                 Err(error) => return Err(error),
             },
         };
+        // The calls of the covered messages not read are not needed to name a result: one after
+        // the summary whose call it covers answers nothing the model is given, and is left out
+        // (see `view`).
         let names: ToolNames = head.iter().chain(&tail).map(|message| &message.content).collect();
         let mut items = Vec::new();
         if let Some(summary) = &summary {
@@ -205,11 +236,7 @@ impl PersistHistory {
                     push_anchored(&mut items, message, read);
                 }
             }
-            let anchor = head.iter().find(|message| message.seq == summary.through_seq);
-            items.push((
-                ChatMessage::Summary(summary.content.to_text()),
-                anchor.map(|message| Anchor { id: message.id.clone() }),
-            ));
+            items.push((ChatMessage::Summary(summary.content.to_text()), anchor));
         }
         for message in &tail {
             push_anchored(&mut items, message, convert::to_chat(message, &names));

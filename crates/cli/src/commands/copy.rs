@@ -10,6 +10,10 @@
 //! Summaries are written after their thread's messages, as stored (ranges, content, metadata,
 //! times; sealed ones sealed); a summary the target has already for the same range is kept.
 //!
+//! Each message's vectors follow it (`Embed`, after the request that restored it), as stored:
+//! the target holds the same numbers, and the first vector of a model fixes its dimensions
+//! there as it did in the source. The verification compares every thread's vectors too.
+//!
 //! Session bindings travel with their thread (a request of their own after its messages):
 //! a binding the target changed at the same time or later is kept (the newest wins), and
 //! reported by the verification. Bindings of threads that do not exist are not copied.
@@ -27,10 +31,12 @@ use persist::args::Restore;
 use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
 use persist::session::StoredBinding;
+use persist::vector::{Embedding, ListEmbeddings};
 use persist::working::{ListMemories, ReadMemory, WorkingMemory};
 use persist::{Context, Message, TenantId, Thread, ThreadId};
 use serde_json::json;
 
+use super::transfer::{ThreadVectors, write_vectors};
 use super::{
     MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout, summaries_of, write_summary,
 };
@@ -46,8 +52,34 @@ struct Copied {
     id: ThreadId,
     tenant: Option<TenantId>,
     source: Checksum,
+    /// The vectors of the messages copied, as read from the source.
+    vectors: VectorSum,
     bindings: Vec<StoredBinding>,
     summaries: Vec<persist::summary::Summary>,
+}
+
+/// A digest of a thread's vectors (each message's seq and id, each model and the numbers' bits,
+/// in the order a listing answers them), and their count: what the verification compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct VectorSum {
+    hash: u64,
+    count: u64,
+}
+
+impl VectorSum {
+    fn new() -> Self {
+        Self { hash: 0, count: 0 }
+    }
+
+    /// Adds the next vector (by the message's seq, then the model).
+    fn add(&mut self, seq: u64, message: &persist::MessageId, embedding: &Embedding) {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (self.hash, seq, message.as_str(), embedding.model()).hash(&mut hasher);
+        embedding.vector().iter().for_each(|x| x.to_bits().hash(&mut hasher));
+        self.hash = hasher.finish();
+        self.count += 1;
+    }
 }
 
 /// Counts of a copy.
@@ -59,6 +91,8 @@ struct Totals {
     summaries: u64,
     /// Working memory documents written.
     memories: u64,
+    /// Vectors written.
+    embeddings: u64,
 }
 
 /// `persist copy --to URL`: copies every thread of the scope (every tenant's, unless `--tenant`
@@ -93,6 +127,8 @@ pub(crate) async fn copy(source: &Store, target: &Store, scope: &Scope, json: bo
             "summaries": totals.summaries,
             "working_memory": documents.len(),
             "memories_written": totals.memories,
+            "embeddings": copied.iter().map(|thread| thread.vectors.count).sum::<u64>(),
+            "embeddings_written": totals.embeddings,
             "mismatches": mismatches,
         });
         write_line(&mut out, &report)?;
@@ -100,20 +136,24 @@ pub(crate) async fn copy(source: &Store, target: &Store, scope: &Scope, json: bo
         writeln!(
             out,
             "copied {} threads, {messages} messages: restored {}, {} already present; {} session bindings, {} \
-             summaries written; {} working memory documents, {} written",
+             summaries written; {} working memory documents, {} written; {} vectors written",
             copied.len(),
             totals.restored,
             totals.present,
             totals.bindings,
             totals.summaries,
             documents.len(),
-            totals.memories
+            totals.memories,
+            totals.embeddings
         )?;
         for mismatch in &mismatches {
             writeln!(out, "mismatch: {mismatch}")?;
         }
         if mismatches.is_empty() {
-            writeln!(out, "verified: every thread has the same messages in the target, every document the same text")?;
+            writeln!(
+                out,
+                "verified: every thread has the same messages and vectors in the target, every document the same text"
+            )?;
         }
     }
     out.flush()?;
@@ -127,8 +167,8 @@ pub(crate) async fn copy(source: &Store, target: &Store, scope: &Scope, json: bo
     }
 }
 
-/// Copies one thread, in requests of at most `MAX_RESTORE_MESSAGES` messages; answers the
-/// checksum of the messages read from the source.
+/// Copies one thread, in requests of at most `MAX_RESTORE_MESSAGES` messages, each followed by
+/// its messages' vectors; answers the checksum of the messages read from the source.
 async fn copy_thread(
     source: &Store,
     target: &Store,
@@ -138,15 +178,23 @@ async fn copy_thread(
 ) -> CliResult<Copied> {
     let name = describe_thread(&thread.id, thread.tenant.as_ref());
     let mut checksum = Checksum::default();
+    let mut sum = VectorSum::new();
     let mut seqs = std::collections::BTreeSet::new();
     let mut sent = false;
     let mut pages = MessagePages::of(thread);
+    let mut vectors = ThreadVectors::of(&source.pipeline, thread);
     while let Some(page) = pages.next_page(&source.pipeline).await? {
         // Messages added after the thread was listed wait for the next copy.
         let page: Vec<Message> = page.into_iter().filter(|message| message.seq <= thread.last_seq).collect();
+        let mut read = std::collections::HashMap::new();
         for message in &page {
             checksum.add(message)?;
             seqs.insert(message.seq);
+            let embeddings = vectors.of_message(&source.pipeline, message).await?;
+            for embedding in &embeddings {
+                sum.add(message.seq, &message.id, embedding);
+            }
+            read.insert(message.seq, embeddings);
         }
         let batches: Vec<Vec<Message>> = if page.is_empty() {
             // The thread alone, once: a thread without messages is copied too.
@@ -156,6 +204,13 @@ async fn copy_thread(
         };
         for batch in batches {
             let count = batch.len() as u64;
+            let embedded: Vec<_> = batch
+                .iter()
+                .flat_map(|message| {
+                    let embeddings = read.remove(&message.seq).unwrap_or_default();
+                    embeddings.into_iter().map(|embedding| (message.id.clone(), message.version, embedding))
+                })
+                .collect();
             let restored = target
                 .pipeline
                 .restore(Restore::new(thread.clone(), batch))
@@ -163,6 +218,7 @@ async fn copy_thread(
                 .map_err(|e| CliError::failed(format!("copying thread {name}: {}", describe(&e))))?;
             totals.restored += restored.restored;
             totals.present += restored.present;
+            totals.embeddings += write_vectors(&target.pipeline, thread, embedded).await?;
             progress.add(count);
             sent = true;
         }
@@ -180,7 +236,14 @@ async fn copy_thread(
     for summary in &summaries {
         totals.summaries += u64::from(write_summary(&target.pipeline, thread, summary.clone()).await?);
     }
-    Ok(Copied { id: thread.id.clone(), tenant: thread.tenant.clone(), source: checksum, bindings, summaries })
+    Ok(Copied {
+        id: thread.id.clone(),
+        tenant: thread.tenant.clone(),
+        source: checksum,
+        vectors: sum,
+        bindings,
+        summaries,
+    })
 }
 
 /// Reads every copied thread back from the target; answers the threads that differ, in words.
@@ -218,6 +281,13 @@ async fn verify(target: &Store, copied: &[Copied]) -> CliResult<Vec<String>> {
                 checksum.hex()
             ));
         }
+        let vectors = vectors_of(&target.pipeline, &stored).await?;
+        if vectors != thread.vectors {
+            mismatches.push(format!(
+                "thread {name}: {} vectors in the source, {} in the target, or other numbers",
+                thread.vectors.count, vectors.count
+            ));
+        }
         let summaries = summaries_of(&target.pipeline, &stored).await?;
         if summaries != thread.summaries {
             let ranges = |found: &[persist::summary::Summary]| {
@@ -244,6 +314,27 @@ async fn verify(target: &Store, copied: &[Copied]) -> CliResult<Vec<String>> {
     }
     progress.finish();
     Ok(mismatches)
+}
+
+/// The digest of every vector `pipeline`'s store holds for `thread` (none when it keeps none).
+async fn vectors_of(pipeline: &persist::Pipeline, thread: &Thread) -> CliResult<VectorSum> {
+    let mut sum = VectorSum::new();
+    if !pipeline.capabilities().vectors {
+        return Ok(sum);
+    }
+    let context = Context::new().for_tenant(thread.tenant.clone());
+    let mut query =
+        ListEmbeddings::new(thread.id.clone()).with_limit(persist::read::MAX_PAGE_LIMIT).with_context(context);
+    loop {
+        let page = pipeline.embeddings(query.clone()).await?;
+        for stored in &page.items {
+            sum.add(stored.seq, &stored.message_id, &stored.embedding);
+        }
+        match query.next_page(&page) {
+            Some(next) => query = next,
+            None => return Ok(sum),
+        }
+    }
 }
 
 /// Copies the scope's working memory documents (the tenant's, or every tenant's) the target does

@@ -23,6 +23,7 @@ pub(crate) struct ServeOptions {
     pub(crate) keys_file: Option<PathBuf>,
     pub(crate) tenant_header: Option<String>,
     pub(crate) no_auth: bool,
+    pub(crate) allowed_hosts: Vec<String>,
     pub(crate) tenant: Option<TenantId>,
     pub(crate) limits: Limits,
     pub(crate) json_logs: bool,
@@ -77,7 +78,7 @@ pub(crate) async fn serve(url: &str, encrypt: Option<EncryptLayer>, options: Ser
     let auth = auth(&options)?;
     let store = Store::open(url, Mode::CreateIfMissing).await?.with_keys(encrypt.as_ref());
     let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(store.keyed().clone());
-    let server = Server::new(pipeline, auth).with_limits(options.limits);
+    let server = Server::new(pipeline, auth).with_limits(options.limits).with_allowed_hosts(&options.allowed_hosts);
     let listener = match tokio::net::TcpListener::bind(options.addr).await {
         Ok(listener) => listener,
         Err(e) => {

@@ -1,24 +1,28 @@
-//! `export` (a store to JSONL) and `import` (JSONL into a store, through `Restore`).
+//! `export` (a store to JSONL) and `import` (JSONL into a store, through `Restore`, then each
+//! message's vectors through `Embed`).
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use persist::args::Restore;
 use persist::encrypt::EncryptLayer;
-use persist::read::GetThread;
+use persist::read::{GetThread, MAX_PAGE_LIMIT};
 use persist::restore::MAX_RESTORE_MESSAGES;
 use persist::session::StoredBinding;
 use persist::summary::Summary;
+use persist::vector::{Embed, Embedding, ListEmbeddings, StoredEmbedding};
 use persist::working::{ListMemories, ReadMemory, WorkingMemory, WriteMemory};
-use persist::{Message, TenantId, Thread, ThreadId};
+use persist::{Context, Message, MessageId, PersistError, Pipeline, TenantId, Thread, ThreadId};
 use serde_json::json;
 use tokio::io::{AsyncBufRead, BufReader};
 
 use super::{MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout, summaries_of};
 use crate::error::{CliError, CliResult, describe, note};
 use crate::jsonl::{
-    Counts, End, Header, Item, Reader, binding_line, memory_line, message_line, summary_line, thread_line, write_line,
+    Counts, End, Header, Item, Reader, binding_line, memory_line, message_line_with, summary_line, thread_line,
+    write_line,
 };
 use crate::keys;
 use crate::progress::Progress;
@@ -97,8 +101,9 @@ pub(crate) async fn export(store: &Store, scope: &Scope, options: ExportOptions)
     }
     progress.finish();
     note(format!(
-        "exported {} threads, {} messages, {} session bindings, {} summaries, {} working memory documents",
-        counts.threads, counts.messages, counts.bindings, counts.summaries, counts.memories
+        "exported {} threads, {} messages, {} session bindings, {} summaries, {} working memory documents, {} \
+         vectors",
+        counts.threads, counts.messages, counts.bindings, counts.summaries, counts.memories, counts.embeddings
     ));
     Ok(())
 }
@@ -155,7 +160,8 @@ async fn one_thread(store: &Store, scope: &Scope, thread_id: &ThreadId) -> CliRe
     }
 }
 
-/// Writes a thread's line, its messages' lines and its session bindings' lines. Messages added
+/// Writes a thread's line, its messages' lines (each with its vectors, read from the store as
+/// it holds them: no layer seals a vector) and its session bindings' lines. Messages added
 /// after the thread was read (a seq past its `last_seq`) are left out, so the export stays
 /// restorable.
 async fn export_thread(
@@ -172,6 +178,7 @@ async fn export_thread(
     write_line(out, &thread_line(thread))?;
     counts.threads += 1;
     let mut pages = MessagePages::of(thread);
+    let mut vectors = ThreadVectors::of(&store.pipeline, thread);
     let mut seqs = std::collections::BTreeSet::new();
     while let Some(page) = pages.next_page(store.keyed()).await? {
         super::refuse_unreadable(&pages.unreadable)?;
@@ -181,9 +188,11 @@ async fn export_thread(
             if clear && keys::message_is_sealed(message) {
                 return Err(still_sealed(&format!("message {} of thread {}", message.id, thread.id)));
             }
-            write_line(out, &message_line(message))?;
+            let embeddings = vectors.of_message(&store.pipeline, message).await?;
+            write_line(out, &message_line_with(message, &embeddings))?;
             written += 1;
             counts.messages += 1;
+            counts.embeddings += embeddings.len() as u64;
         }
         progress.add(written);
     }
@@ -199,6 +208,91 @@ async fn export_thread(
         counts.bindings += 1;
     }
     Ok(())
+}
+
+/// The vectors stored for a thread's messages, read page by page along the thread's messages
+/// (both in seq order): what an export writes on each message's line and a copy writes after
+/// each message.
+#[derive(Debug)]
+pub(super) struct ThreadVectors {
+    next: Option<ListEmbeddings>,
+    read: VecDeque<StoredEmbedding>,
+}
+
+impl ThreadVectors {
+    /// The vectors of `thread` in the store of `pipeline`: none when the store keeps none.
+    pub(super) fn of(pipeline: &Pipeline, thread: &Thread) -> Self {
+        let next = pipeline.capabilities().vectors.then(|| {
+            ListEmbeddings::new(thread.id.clone())
+                .with_limit(MAX_PAGE_LIMIT)
+                .with_context(Context::new().for_tenant(thread.tenant.clone()))
+        });
+        Self { next, read: VecDeque::new() }
+    }
+
+    /// The vectors of `message`, by model; asked of the thread's messages in seq order (the
+    /// vectors of a message skipped are passed over).
+    pub(super) async fn of_message(&mut self, pipeline: &Pipeline, message: &Message) -> CliResult<Vec<Embedding>> {
+        let mut found = Vec::new();
+        loop {
+            while let Some(stored) = self.read.pop_front() {
+                if stored.seq > message.seq {
+                    self.read.push_front(stored);
+                    return Ok(found);
+                }
+                if stored.seq == message.seq && stored.message_id == message.id {
+                    found.push(stored.embedding);
+                }
+            }
+            let Some(query) = self.next.take() else {
+                return Ok(found);
+            };
+            let page = pipeline.embeddings(query.clone()).await?;
+            self.next = query.next_page(&page);
+            self.read.extend(page.items);
+        }
+    }
+}
+
+/// Writes `vectors` (each of a message of `thread`, with the version of the message it
+/// describes) through `pipeline` with `Embed`, as the source stores them: answers how many it
+/// wrote. A message at another version there (changed since: the vector described what it held
+/// before) or gone is passed over, with a warning.
+///
+/// # Errors
+///
+/// A store that keeps no vectors, or any other refusal of a write.
+pub(super) async fn write_vectors(
+    pipeline: &Pipeline,
+    thread: &Thread,
+    vectors: Vec<(MessageId, u64, Embedding)>,
+) -> CliResult<u64> {
+    if vectors.is_empty() {
+        return Ok(0);
+    }
+    let name = describe_thread(&thread.id, thread.tenant.as_ref());
+    if !pipeline.capabilities().vectors {
+        return Err(CliError::failed(format!(
+            "thread {name} has vectors and the target keeps none (its backend does not declare `vectors`)"
+        )));
+    }
+    let context = Context::new().for_tenant(thread.tenant.clone());
+    let mut written = 0;
+    for (message_id, version, embedding) in vectors {
+        let embed = Embed::new(thread.id.clone(), message_id.clone(), embedding)
+            .with_expected_version(version)
+            .with_context(context.clone());
+        match pipeline.embed(embed).await {
+            Ok(_) => written += 1,
+            Err(PersistError::VersionConflict { .. } | PersistError::NotFound { .. }) => note(format!(
+                "warning: message {message_id} of thread {name} changed since it was read: its vectors are not written"
+            )),
+            Err(e) => {
+                return Err(CliError::failed(format!("writing the vectors of thread {name}: {}", describe(&e))));
+            }
+        }
+    }
+    Ok(written)
 }
 
 /// Writes the scope's working memory documents (the tenant's, or every tenant's), from the store
@@ -261,6 +355,7 @@ struct Totals {
     bindings: u64,
     summaries: u64,
     memories: u64,
+    embeddings: u64,
 }
 
 /// A thread being imported: its messages wait here until a request's worth is read.
@@ -268,6 +363,8 @@ struct Totals {
 struct Pending {
     thread: Thread,
     messages: Vec<Message>,
+    /// The vectors of `messages`, written once they are.
+    vectors: Vec<(MessageId, u64, Embedding)>,
     bindings: Vec<StoredBinding>,
     /// Written once the messages are: each ends at one of them.
     summaries: Vec<Summary>,
@@ -292,7 +389,9 @@ fn refuse_sealed_move(thread: &Thread, from: &Option<TenantId>, sealed: bool) ->
 }
 
 impl Pending {
-    /// Sends the messages and bindings read so far in one `Restore` (one transaction).
+    /// Sends the messages and bindings read so far in one `Restore` (one transaction), then the
+    /// messages' vectors (through the store's own pipeline: a vector is stored in the clear, as
+    /// it was read).
     async fn send(&mut self, store: &Store, totals: &mut Totals, progress: &mut Progress) -> CliResult {
         let messages = std::mem::take(&mut self.messages);
         let count = messages.len() as u64;
@@ -304,6 +403,7 @@ impl Pending {
         totals.restored += restored.restored;
         totals.present += restored.present;
         totals.bindings += restored.bindings;
+        totals.embeddings += write_vectors(&store.pipeline, &self.thread, std::mem::take(&mut self.vectors)).await?;
         progress.add(count);
         self.sent = true;
         Ok(())
@@ -378,10 +478,10 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                     if let Some(from) = &moved_from {
                         refuse_sealed_move(&thread, from, keys::thread_is_sealed(&thread))?;
                     }
-                    let (messages, bindings, summaries) = (Vec::new(), Vec::new(), Vec::new());
-                    pending = Some(Pending { thread, messages, bindings, summaries, sent: false, moved_from });
+                    let (messages, vectors, bindings, summaries) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                    pending = Some(Pending { thread, messages, vectors, bindings, summaries, sent: false, moved_from });
                 }
-                Item::Message(message) => {
+                Item::Message(message, embeddings) => {
                     // The reader refuses a message before any thread line.
                     let Some(current) = pending.as_mut() else {
                         return Err(CliError::failed("a message before any thread line"));
@@ -389,6 +489,8 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
                     if let Some(from) = &current.moved_from {
                         refuse_sealed_move(&current.thread, from, keys::message_is_sealed(&message))?;
                     }
+                    let vectors = embeddings.into_iter().map(|e| (message.id.clone(), message.version, e));
+                    current.vectors.extend(vectors);
                     current.messages.push(*message);
                     if current.messages.len() >= MAX_RESTORE_MESSAGES {
                         current.send(store, &mut totals, &mut progress).await?;
@@ -439,6 +541,7 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
             "bindings": totals.bindings,
             "summaries": totals.summaries,
             "working_memory": totals.memories,
+            "embeddings": totals.embeddings,
             "skipped_lines": skipped,
             "complete": complete.is_ok(),
         });
@@ -447,8 +550,14 @@ async fn restore_all(store: &Store, scope: &Scope, reader: &mut Reader<Input>, j
         writeln!(
             out,
             "imported {} threads: restored {} messages, {} already present, {} session bindings, {} summaries, \
-             {} working memory documents written, {skipped} lines skipped",
-            totals.threads, totals.restored, totals.present, totals.bindings, totals.summaries, totals.memories
+             {} working memory documents, {} vectors written, {skipped} lines skipped",
+            totals.threads,
+            totals.restored,
+            totals.present,
+            totals.bindings,
+            totals.summaries,
+            totals.memories,
+            totals.embeddings
         )?;
     }
     out.flush()?;

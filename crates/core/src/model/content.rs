@@ -51,7 +51,8 @@ struct Deep {
 }
 
 impl Content {
-    /// Wraps any JSON value (serialized once, here).
+    /// Wraps any JSON value (serialized once, here, in canonical form: every object's keys
+    /// sorted, so one value is one text whatever serde_json's features in the build).
     ///
     /// A value nested deeper than [`MAX_JSON_DEPTH`] is accepted here, however deep, and
     /// refused by [`check_depth`](Self::check_depth) (so by every backend) as `InvalidInput`.
@@ -61,7 +62,7 @@ impl Content {
             json::drop_flat(value);
             return Self(deep);
         }
-        Self(Repr::Json(Arc::from(value.to_string())))
+        Self(Repr::Json(Arc::from(json::to_string(&value))))
     }
 
     /// Content from JSON text, checked: it must parse, and is kept as given (so its

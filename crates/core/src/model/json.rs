@@ -192,7 +192,10 @@ impl std::fmt::Write for ByteCounter {
     }
 }
 
-/// `value` as compact JSON text, exactly as `serde_json::to_string` writes it.
+/// `value` as compact JSON text in its canonical form: as `serde_json::to_string` writes it,
+/// every object's keys in sorted order (serde_json's default maps; its `preserve_order`, which a
+/// crate of the build may turn on, keeps them as inserted). One value is one text whatever the
+/// build, so texts can be compared, deduplicated and hashed.
 pub(crate) fn to_string(value: &Value) -> String {
     enum Step<'a> {
         Value(&'a Value),
@@ -221,7 +224,7 @@ pub(crate) fn to_string(value: &Value) -> String {
             Step::Value(Value::Object(map)) => {
                 out.push('{');
                 pending.push(Step::Text("}"));
-                for (index, (key, item)) in map.iter().enumerate().rev() {
+                for (index, (key, item)) in sorted(map).into_iter().enumerate().rev() {
                     pending.push(Step::Value(item));
                     pending.push(Step::Key(key));
                     if index > 0 {
@@ -335,6 +338,41 @@ pub(crate) fn drop_deep_values(map: &mut Map<String, Value>, limit: usize) {
     }
 }
 
+/// A map's entries in sorted key order (already so without `preserve_order`).
+pub(crate) fn sorted(map: &Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    }
+    entries
+}
+
+/// A value serialized in its canonical form (see [`to_string`]): every object's keys sorted.
+pub(crate) struct Sorted<'a>(pub(crate) &'a Value);
+
+impl serde::Serialize for Sorted<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self.0 {
+            Value::Object(map) => {
+                let mut out = serializer.serialize_map(Some(map.len()))?;
+                for (key, value) in sorted(map) {
+                    out.serialize_entry(key, &Sorted(value))?;
+                }
+                out.end()
+            }
+            Value::Array(items) => {
+                let mut out = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    out.serialize_element(&Sorted(item))?;
+                }
+                out.end()
+            }
+            scalar => scalar.serialize(serializer),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -384,6 +422,22 @@ mod tests {
     }
 
     #[test]
+    fn one_value_is_one_text_whatever_the_build() {
+        // Keys inserted out of order: kept so under serde_json's `preserve_order` (rig turns it
+        // on for a whole build), sorted without it; the canonical text sorts them either way.
+        let mut inner = Map::new();
+        inner.insert("z".into(), json!(1));
+        inner.insert("a".into(), json!([{"y": 1, "b": 2}]));
+        let mut outer = Map::new();
+        outer.insert("type".into(), json!("tool_call"));
+        outer.insert("arguments".into(), Value::Object(inner));
+        let value = Value::Object(outer);
+        let canonical = r#"{"arguments":{"a":[{"b":2,"y":1}],"z":1},"type":"tool_call"}"#;
+        assert_eq!(to_string(&value), canonical);
+        assert_eq!(serde_json::to_string(&Sorted(&value)).unwrap(), canonical);
+    }
+
+    #[test]
     fn walks_match_serde_json() {
         for value in [
             json!(null),
@@ -391,7 +445,7 @@ mod tests {
             json!({"b": [1, {"c": []}], "a": {}, "": "x"}),
             nested(20),
         ] {
-            assert_eq!(to_string(&value), serde_json::to_string(&value).unwrap());
+            assert_eq!(to_string(&value), serde_json::to_string(&Sorted(&value)).unwrap());
             assert_eq!(len(&value), serde_json::to_string(&value).unwrap().len());
             assert!(eq(&value, &value.clone()));
         }

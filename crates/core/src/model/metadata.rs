@@ -26,9 +26,21 @@ use super::json::{self, MAX_JSON_DEPTH, check_depth, json_kind};
 /// assert_eq!(meta.get("done"), Some(&json!(true)));
 /// assert!(Metadata::try_from(json!([1, 2])).is_err());
 /// ```
-#[derive(Clone, Serialize)]
-#[serde(transparent)]
+#[derive(Clone)]
 pub struct Metadata(Arc<Map<String, Value>>);
+
+/// As its object in canonical form (every object's keys sorted, whatever serde_json's features
+/// in the build), so equal metadata is stored as one text.
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut out = serializer.serialize_map(Some(self.0.len()))?;
+        for (key, value) in json::sorted(&self.0) {
+            out.serialize_entry(key, &json::Sorted(value))?;
+        }
+        out.end()
+    }
+}
 
 /// Equal objects, numbers compared by value (see [`Content`](crate::Content)'s equality).
 impl PartialEq for Metadata {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
 /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
 /// assert!(PersistOp::Add.is_message_write());
-/// assert_eq!(PersistOp::ALL.len(), 31);
+/// assert_eq!(PersistOp::ALL.len(), 32);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,11 +83,13 @@ pub enum PersistOp {
     WriteMemory,
     /// List working memory documents (see [`working`](crate::working)).
     ListMemories,
+    /// List the vectors stored for a thread's messages (see [`vector`](crate::vector)).
+    ListEmbeddings,
 }
 
 impl PersistOp {
     /// Every operation, in declaration order.
-    pub const ALL: [PersistOp; 31] = [
+    pub const ALL: [PersistOp; 32] = [
         Self::Add,
         Self::Reserve,
         Self::UpdateContent,
@@ -119,6 +121,7 @@ impl PersistOp {
         Self::ReadMemory,
         Self::WriteMemory,
         Self::ListMemories,
+        Self::ListEmbeddings,
     ];
 
     /// Position in [`ALL`](Self::ALL), for tables indexed by operation.
@@ -160,6 +163,7 @@ impl PersistOp {
             Self::ReadMemory => "read_memory",
             Self::WriteMemory => "write_memory",
             Self::ListMemories => "list_memories",
+            Self::ListEmbeddings => "list_embeddings",
         }
     }
 
@@ -185,6 +189,7 @@ impl PersistOp {
                 | Self::Nearest
                 | Self::ReadMemory
                 | Self::ListMemories
+                | Self::ListEmbeddings
         )
     }
 

@@ -20,7 +20,7 @@ use crate::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
 };
 use crate::summary::{Compacted, ListSummaries, ReadCompacted, Summary};
-use crate::vector::{Nearest, Neighbour};
+use crate::vector::{EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding};
 use crate::working::{ListMemories, MemoryCursor, ReadMemory, WorkingMemory};
 
 /// What [`Backend::apply_now`] did with a write.
@@ -198,7 +198,7 @@ pub trait Backend: Send + Sync + 'static {
     ///
     /// `InvalidInput` per [`Nearest::validate`], for a query of another length than its model's
     /// vectors in the tenant ([`vector::dimensions_mismatch`](crate::vector::dimensions_mismatch)),
-    /// and for a model no vector of the tenant uses while others do
+    /// and (on the field `model`) for a model no vector of the tenant uses while others do
     /// ([`vector::unknown_model`](crate::vector::unknown_model)). Compares the query's unit
     /// vector with every stored vector of its model in scope (the context's tenant; one thread
     /// with [`Nearest::thread_id`]; threads whose metadata contains the thread filter), of
@@ -208,6 +208,24 @@ pub trait Backend: Send + Sync + 'static {
     fn nearest(&self, query: Nearest) -> impl Future<Output = Result<Vec<Neighbour>>> + Send {
         let _ = query;
         async { Err(PersistError::Unsupported { what: "embeddings and nearest reads on this backend".into() }) }
+    }
+
+    /// A page of the vectors stored for a thread's messages, by the message's seq then the model
+    /// (see [`ListEmbeddings`]). A backend that declares [`Capabilities::vectors`] answers it;
+    /// the default answers `Unsupported`.
+    ///
+    /// # Behavior
+    ///
+    /// `InvalidInput` per [`ListEmbeddings::validate`]. Answers, through
+    /// [`ListEmbeddings::page`], the vectors (as stored: unit vectors) of the messages of the
+    /// thread of the context's tenant that [`ListEmbeddings::admits`]; none for a thread that
+    /// does not exist there or is deleted.
+    fn embeddings(
+        &self,
+        query: ListEmbeddings,
+    ) -> impl Future<Output = Result<Page<StoredEmbedding, EmbeddingCursor>>> + Send {
+        let _ = query;
+        async { Err(PersistError::Unsupported { what: "embeddings on this backend".into() }) }
     }
 
     /// A page of the messages whose text matches a [`Search`], newest first (see
@@ -468,6 +486,13 @@ impl<B: Backend> Backend for Arc<B> {
 
     fn nearest(&self, query: Nearest) -> impl Future<Output = Result<Vec<Neighbour>>> + Send {
         (**self).nearest(query)
+    }
+
+    fn embeddings(
+        &self,
+        query: ListEmbeddings,
+    ) -> impl Future<Output = Result<Page<StoredEmbedding, EmbeddingCursor>>> + Send {
+        (**self).embeddings(query)
     }
 
     fn read_memory(&self, query: ReadMemory) -> impl Future<Output = Result<Option<WorkingMemory>>> + Send {

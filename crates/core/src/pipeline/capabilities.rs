@@ -41,7 +41,8 @@ pub struct Capabilities {
     /// [`Backend::search`](crate::Backend::search) answers (see [`search`](crate::search)). A backend whose index can
     /// be turned off declares it only while it is on.
     pub search: bool,
-    /// Stores embeddings and answers [`Nearest`](crate::vector::Nearest) (see [`vector`](crate::vector)).
+    /// Stores embeddings and answers [`Nearest`](crate::vector::Nearest) and
+    /// [`ListEmbeddings`](crate::vector::ListEmbeddings) (see [`vector`](crate::vector)).
     pub vectors: bool,
     /// Keeps working memory documents (see [`working`](crate::working)).
     pub working_memory: bool,

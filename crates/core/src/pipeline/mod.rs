@@ -231,6 +231,11 @@ impl Pipeline {
         nearest, crate::vector::Nearest, Nearest => Nearest, Vec<crate::vector::Neighbour>, |found| found
     );
     typed_call!(
+        /// Lists a page of the vectors stored for a thread's messages, as stored (what a copy
+        /// carries); see [`ListEmbeddings`](crate::vector::ListEmbeddings).
+        embeddings, crate::vector::ListEmbeddings, ListEmbeddings => Embeddings, Page<crate::vector::StoredEmbedding, crate::vector::EmbeddingCursor>, |page| page
+    );
+    typed_call!(
         /// Reads the request's tenant's working memory document of a resource (`None`: never
         /// written); see [`working`](crate::working).
         read_memory, crate::working::ReadMemory, ReadMemory => Memory, Option<crate::working::WorkingMemory>, |found| found
@@ -469,6 +474,13 @@ impl Backend for Pipeline {
         query: crate::vector::Nearest,
     ) -> impl Future<Output = Result<Vec<crate::vector::Neighbour>>> + Send {
         Pipeline::nearest(self, query)
+    }
+
+    fn embeddings(
+        &self,
+        query: crate::vector::ListEmbeddings,
+    ) -> impl Future<Output = Result<Page<crate::vector::StoredEmbedding, crate::vector::EmbeddingCursor>>> + Send {
+        Pipeline::embeddings(self, query)
     }
 
     fn read_memory(

@@ -90,6 +90,7 @@ impl Scoped {
     scoped_call!(/** Lists a message's siblings or a thread's leaves; see [`Pipeline::branches`]. */ branches, ListBranches => Branches);
     scoped_call!(/** Writes a message's embedding; see [`Pipeline::embed`]. */ embed, crate::vector::Embed => crate::vector::Embedded);
     scoped_call!(/** Finds the scope's messages nearest a vector; see [`Pipeline::nearest`]. */ nearest, crate::vector::Nearest => Vec<crate::vector::Neighbour>);
+    scoped_call!(/** Lists a page of the vectors stored for a thread's messages; see [`Pipeline::embeddings`]. */ embeddings, crate::vector::ListEmbeddings => Page<crate::vector::StoredEmbedding, crate::vector::EmbeddingCursor>);
     scoped_call!(/** Reads the tenant's working memory document of a resource; see [`Pipeline::read_memory`]. */ read_memory, crate::working::ReadMemory => Option<crate::working::WorkingMemory>);
     scoped_call!(/** Patches or replaces the tenant's working memory document of a resource; see [`Pipeline::write_memory`]. */ write_memory, crate::working::WriteMemory => crate::working::WorkingMemory);
     /// Lists a page of the scope's threads.

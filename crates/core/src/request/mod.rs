@@ -17,6 +17,7 @@ pub mod restore;
 pub(crate) mod result;
 pub mod search;
 pub mod session;
+pub(crate) mod stored_vectors;
 pub mod summary;
 pub(crate) mod turn;
 pub(crate) mod update_content;

@@ -17,7 +17,7 @@ use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, TenantId, ThreadId};
 pub use crate::model::page::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Page, UnreadableItem};
 use crate::model::page::{lookahead, validate_limit};
-use crate::model::{Message, Metadata, Thread, Timestamp};
+use crate::model::{Message, Metadata, Role, Thread, Timestamp};
 
 /// Reads one message.
 #[derive(Debug, Clone)]
@@ -89,14 +89,19 @@ pub enum Order {
 /// unless [`include_reserved`](Self::include_reserved) is set; complete and
 /// [interrupted](crate::Status::Interrupted) messages are always listed (an interrupted reply's
 /// text so far is history, its status tells the reader it was cut short).
+/// [`with_roles`](Self::with_roles) lists only the messages of some roles, filtered by the
+/// store inside its query, so a page holds up to `limit` of them whatever lies between.
 ///
 /// # Example
 ///
 /// ```
-/// use persist::{read::ListMessages, Order, ThreadId};
+/// use persist::{read::ListMessages, Order, Role, ThreadId};
 ///
 /// let first = ListMessages::new(ThreadId::new("t1")?).with_limit(20).with_order(Order::Desc);
 /// assert_eq!(first.limit, 20);
+/// // The system prompts, oldest first, a page at a time.
+/// let prompts = ListMessages::new(ThreadId::new("t1")?).with_roles([Role::System]);
+/// assert_eq!(prompts.roles, [Role::System]);
 /// # Ok::<_, persist::PersistError>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -114,6 +119,9 @@ pub struct ListMessages {
     pub order: Order,
     /// Whether placeholders still `Reserved` are listed.
     pub include_reserved: bool,
+    /// Only messages of these roles (any role when empty), compared by name; see
+    /// [`with_roles`](Self::with_roles).
+    pub roles: Vec<Role>,
     /// Only the messages of this branch, from its root to its last message (see
     /// [`on_branch`](Self::on_branch)); every message of the thread when `None`.
     pub branch: Option<Branch>,
@@ -131,6 +139,7 @@ impl ListMessages {
             limit: DEFAULT_PAGE_LIMIT,
             order: Order::Asc,
             include_reserved: false,
+            roles: Vec::new(),
             branch: None,
             context: Context::new(),
         }
@@ -164,6 +173,36 @@ impl ListMessages {
     pub fn include_reserved(mut self, include: bool) -> Self {
         self.include_reserved = include;
         self
+    }
+
+    /// Lists only messages of `roles` (every role when empty, as
+    /// [`Search::with_roles`](crate::search::Search::with_roles)): the store filters inside its
+    /// query, so paging (`after`, `before`, `limit`, `order`, `has_more`), branches and
+    /// placeholders work as for any listing, and a role no message has lists nothing. A reader
+    /// that needs a few messages of a long history (its system prompts) reads those, not the
+    /// whole history.
+    ///
+    /// ```
+    /// use persist::{branch::Branch, read::ListMessages, Role, ThreadId};
+    ///
+    /// let query = ListMessages::new(ThreadId::new("t1")?).on_branch(Branch::Active).with_roles([Role::System]);
+    /// assert!(query.admits_role(&Role::System) && !query.admits_role(&Role::User));
+    /// # Ok::<_, persist::PersistError>(())
+    /// ```
+    pub fn with_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
+        self.roles = roles.into_iter().collect();
+        self
+    }
+
+    /// Whether the listing's role filter lets a message of `role` through: any role without a
+    /// filter, else a role of the same name as one listed. What a backend that scans applies.
+    pub fn admits_role(&self, role: &Role) -> bool {
+        self.roles.is_empty() || self.roles.iter().any(|listed| listed.as_str() == role.as_str())
+    }
+
+    /// The names of the roles listed, for a backend's query; `None` without a filter.
+    pub fn role_names(&self) -> Option<Vec<&str>> {
+        (!self.roles.is_empty()).then(|| self.roles.iter().map(Role::as_str).collect())
     }
 
     /// Lists only the messages of `branch`: the path from its root to its last message, in
@@ -203,13 +242,19 @@ impl ListMessages {
         })
     }
 
-    /// Checks the limit; backends call this first.
+    /// Checks the limit and the roles; backends call this first.
     ///
     /// # Errors
     ///
-    /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`].
+    /// [`PersistError::InvalidInput`] for a limit of 0 or over [`MAX_PAGE_LIMIT`], or a role
+    /// no message can have (a [`Role::Other`] whose name [`Role::new`] refuses), naming `roles`.
     pub fn validate(&self) -> Result<()> {
-        validate_limit(self.limit)
+        validate_limit(self.limit)?;
+        // What no message can hold matches nothing: refused as it would be written.
+        if let Some(bad) = self.roles.iter().find(|role| Role::new(role.as_str()).is_err()) {
+            return Err(PersistError::invalid("roles", format!("{:?} is not a role a message can have", bad.as_str())));
+        }
+        Ok(())
     }
 
     /// How many messages a backend fetches: one more than the page, to learn whether more follow.
@@ -599,6 +644,24 @@ mod tests {
         assert!(matches!(refused, PersistError::InvalidInput { field: "cursor", .. }), "{refused:?}");
         assert!(listing.clone().with_context(Context::new().with_tenant(acme)).validate().is_ok());
         assert!(listing.across_tenants(true).validate().is_ok(), "an operator's listing spans tenants");
+    }
+
+    #[test]
+    fn a_role_filter_admits_by_name_and_refuses_what_no_message_has() {
+        let t = ThreadId::new("t").unwrap();
+        let any = ListMessages::new(t.clone());
+        assert!(any.admits_role(&Role::Tool) && any.role_names().is_none(), "no filter: every role");
+        assert!(any.clone().with_roles([]).roles.is_empty(), "an empty filter is no filter");
+        let some = any.clone().with_roles([Role::System, Role::new("critic").unwrap()]);
+        assert_eq!(some.role_names(), Some(vec!["system", "critic"]));
+        assert!(some.admits_role(&Role::System) && some.admits_role(&Role::Other("critic".into())));
+        assert!(!some.admits_role(&Role::User) && !some.admits_role(&Role::new("Critic").unwrap()));
+        assert!(some.validate().is_ok());
+        assert!(any.clone().with_roles([Role::new("nobody").unwrap()]).validate().is_ok(), "matches nothing");
+        for bad in ["", "a\u{0}b", &"x".repeat(crate::model::MAX_ROLE_BYTES + 1)] {
+            let refused = any.clone().with_roles([Role::Other(bad.into())]).validate().unwrap_err();
+            assert!(matches!(refused, PersistError::InvalidInput { field: "roles", .. }), "{bad:?}: {refused:?}");
+        }
     }
 
     #[test]

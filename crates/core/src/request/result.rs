@@ -13,7 +13,7 @@ pub use crate::restore::Restored;
 use crate::search::{SearchCursor, SearchHit};
 use crate::session::{Resolution, SessionBinding, StoredBinding};
 use crate::summary::{Compacted, Summarized, Summary};
-use crate::vector::{Embedded, Neighbour};
+use crate::vector::{Embedded, EmbeddingCursor, Neighbour, StoredEmbedding};
 use crate::working::{MemoryCursor, WorkingMemory};
 
 /// Answer to an `add`.
@@ -217,6 +217,9 @@ pub enum PersistResult {
     /// A page of `list_memories`.
     #[serde(skip)]
     Memories(Page<WorkingMemory, MemoryCursor>),
+    /// A page of `list_embeddings`.
+    #[serde(skip)]
+    Embeddings(Page<StoredEmbedding, EmbeddingCursor>),
 }
 
 impl PersistResult {
@@ -254,6 +257,7 @@ impl PersistResult {
             Self::Memory(_) => PersistOp::ReadMemory,
             Self::MemoryWritten(_) => PersistOp::WriteMemory,
             Self::Memories(_) => PersistOp::ListMemories,
+            Self::Embeddings(_) => PersistOp::ListEmbeddings,
         }
     }
 
@@ -334,6 +338,7 @@ impl PersistResult {
             Self::Nearest(found) => Some(found.len()),
             Self::Memory(found) => Some(usize::from(found.is_some())),
             Self::Memories(page) => Some(page.items.len()),
+            Self::Embeddings(page) => Some(page.items.len()),
             _ => None,
         }
     }

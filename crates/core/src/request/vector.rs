@@ -28,6 +28,12 @@
 //! host names it: [`Nearest::for_resource`]). Every backend ranks exactly (an exact scan of the
 //! scope's vectors), so the same store answers the same hits everywhere.
 //!
+//! # Reading them back
+//!
+//! [`ListEmbeddings`] pages the vectors stored for a thread's messages (by seq, then model), as
+//! stored: what a copy of a store (an export, `persist copy`, a fork, a tenant's move) reads to
+//! write them again with `Embed`.
+//!
 //! A store whose content an encryption layer seals refuses these requests unless the host opts in
 //! to clear vectors: a vector leaks what its text means.
 //!
@@ -59,6 +65,7 @@ pub use crate::model::embedding::{Embedding, MAX_DIMENSIONS, MAX_MODEL_BYTES};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, TenantId, ThreadId};
 use crate::model::{Message, Metadata, Role, Status, Timestamp};
+pub use crate::request::stored_vectors::{EmbeddingCursor, ListEmbeddings, StoredEmbedding};
 
 /// The most hits a [`Nearest`] answers.
 pub const MAX_NEAREST: u32 = 1000;
@@ -107,10 +114,12 @@ pub fn dimensions_mismatch(model: &str, stored: usize, given: usize) -> PersistE
     )
 }
 
-/// The error of a query of a model no stored vector uses, while `others` are stored.
+/// The error of a query of a model no stored vector uses, while `others` are stored:
+/// `InvalidInput` on the field `model` (another length than the model's is on `embedding`), so a
+/// read across several stores can tell a store without the model from a bad query.
 pub fn unknown_model(model: &str, others: &[String]) -> PersistError {
     PersistError::invalid(
-        "embedding",
+        "model",
         format!(
             "no vector of model `{model}` is stored here (the stored ones are of {}): \
              a query is compared with vectors of its own model only",

@@ -5,6 +5,7 @@ use tower::ServiceExt;
 
 use persist_core::BoxPersistService;
 use persist_core::raw::merge;
+use persist_core::vector::Nearest;
 use persist_core::{PersistArgs, PersistError, PersistOp, PersistResult};
 
 /// Whether a request of `op` that names no thread goes to every store and the answers are
@@ -26,6 +27,9 @@ pub(super) async fn fan_out<F>(
 where
     F: Future<Output = Result<PersistResult, PersistError>>,
 {
+    if let PersistArgs::Nearest(query) = &args {
+        return nearest(query, inner, targets).await;
+    }
     let mut answers = Vec::with_capacity(targets.len() + 1);
     answers.push(inner.await?);
     for target in targets {
@@ -47,16 +51,6 @@ where
             });
             Ok(PersistResult::Search(merge::search(&query, pages.collect::<Result<_, _>>()?, None)))
         }
-        PersistArgs::Nearest(query) => {
-            let mut found = Vec::new();
-            for answer in answers {
-                match answer {
-                    PersistResult::Nearest(hits) => found.extend(hits),
-                    other => return Err(mismatched(PersistOp::Nearest, &other)),
-                }
-            }
-            Ok(PersistResult::Nearest(query.answer(found)))
-        }
         PersistArgs::FindStranded(query) => {
             let lists = answers.into_iter().map(|answer| match answer {
                 PersistResult::Stranded(found) => Ok(found),
@@ -68,4 +62,50 @@ where
         PersistArgs::Ping(_) => Ok(PersistResult::Pong),
         other => Err(PersistError::Unsupported { what: format!("merging `{}` across stores", other.op()).into() }),
     }
+}
+
+/// A `nearest` across the stores: a store that holds no vector of the query's model (while it
+/// holds others: `InvalidInput` on `model`) has no hits; the read fails on it only when no store
+/// holds the model, as one store alone would answer. A store answers nothing both when it holds
+/// no vector at all and when its vectors of the model miss the query's filters: with no hit
+/// anywhere, an unfiltered query tells the two apart (any vector of the model would be a hit),
+/// and a filtered one answers no hits.
+async fn nearest<F>(query: &Nearest, inner: F, targets: Vec<BoxPersistService>) -> Result<PersistResult, PersistError>
+where
+    F: Future<Output = Result<PersistResult, PersistError>>,
+{
+    let mut answers = Vec::with_capacity(targets.len() + 1);
+    answers.push(inner.await);
+    for target in targets {
+        answers.push(target.oneshot(PersistArgs::Nearest(query.clone())).await);
+    }
+    let mut found = Vec::new();
+    let (mut answered, mut unknown) = (false, None);
+    for answer in answers {
+        match answer {
+            Ok(PersistResult::Nearest(hits)) => {
+                answered = true;
+                found.extend(hits);
+            }
+            Ok(other) => return Err(PersistError::MismatchedResult { op: PersistOp::Nearest, got: other.op() }),
+            Err(error @ PersistError::InvalidInput { field: "model", .. }) => {
+                unknown.get_or_insert(error);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    match unknown {
+        Some(error) if !answered || (found.is_empty() && !narrowed(query)) => Err(error),
+        _ => Ok(PersistResult::Nearest(query.answer(found))),
+    }
+}
+
+/// Whether `query` leaves out some of its tenant's vectors of its model.
+fn narrowed(query: &Nearest) -> bool {
+    query.thread_id.is_some()
+        || !query.thread_filter.is_empty()
+        || !query.roles.is_empty()
+        || query.since.is_some()
+        || query.until.is_some()
+        || query.interrupted.is_some()
 }

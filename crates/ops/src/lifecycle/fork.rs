@@ -1,7 +1,7 @@
 //! Forks ([`PipelineExt::fork`](crate::PipelineExt::fork)): composed of ordinary requests
 //! sent through the whole stack (see [`lifecycle`](crate::lifecycle)).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::json;
 
@@ -12,6 +12,7 @@ use persist_core::args::{Add, Reserve, Update, UpdateContent};
 use persist_core::branch::{Branch, Parent, Switch};
 use persist_core::read::{GetThread, ListMessages, MAX_PAGE_LIMIT};
 use persist_core::summary::{ListSummaries, Summarize};
+use persist_core::vector::{Embed, Embedding, ListEmbeddings, StoredEmbedding};
 use persist_core::{Message, Metadata, Status, Thread};
 use persist_core::{MessageId, ThreadId};
 use persist_core::{PersistError, Result};
@@ -31,14 +32,14 @@ fn late_message(fork: &Fork, late: &Message) -> PersistError {
 
 /// An interrupted message copied to `target` as it is: reserved with its id, role, metadata
 /// and key, then marked interrupted with its content (an `add` would make it complete).
-/// Answers whether it was copied before (`true`: nothing written).
+/// Answers whether it was copied before (`true`: nothing written), and the copy as stored.
 async fn copy_interrupted(
     pipeline: &Pipeline,
     target: &ThreadId,
     message: &Message,
     parent: Parent,
     context: Context,
-) -> Result<bool> {
+) -> Result<(bool, Message)> {
     let mut reserve = Reserve::new(target.clone(), message.role.clone())
         .with_id(message.id.clone())
         .with_metadata(message.metadata.clone())
@@ -49,7 +50,7 @@ async fn copy_interrupted(
     }
     let slot = pipeline.reserve(reserve).await?.message;
     if slot.status != Status::Reserved {
-        return Ok(true);
+        return Ok((true, slot));
     }
     // Reserved by this run or by one cut short before its mark.
     let mark = UpdateContent::new(target.clone(), slot.id, message.content.clone())
@@ -57,8 +58,77 @@ async fn copy_interrupted(
         .with_interrupt(true)
         .with_expected_version(slot.version)
         .with_context(context);
-    pipeline.update_content(mark).await?;
-    Ok(false)
+    Ok((false, pipeline.update_content(mark).await?.message))
+}
+
+/// The vectors of the source's messages, read page by page along the fork's listing (both in
+/// seq order); none when the stack keeps none or refuses to read them (an encryption layer
+/// that keeps vectors sealed: a source behind it holds none).
+struct SourceVectors {
+    next: Option<ListEmbeddings>,
+    read: VecDeque<StoredEmbedding>,
+}
+
+impl SourceVectors {
+    fn of(pipeline: &Pipeline, fork: &Fork) -> Self {
+        let next = pipeline.capabilities().vectors.then(|| {
+            ListEmbeddings::new(fork.source.clone()).with_limit(MAX_PAGE_LIMIT).with_context(fork.context.renewed())
+        });
+        Self { next, read: VecDeque::new() }
+    }
+
+    /// The vectors of `message` (asked in seq order), by model.
+    async fn of_message(&mut self, pipeline: &Pipeline, message: &Message) -> Result<Vec<Embedding>> {
+        let mut found = Vec::new();
+        loop {
+            while let Some(stored) = self.read.pop_front() {
+                if stored.seq > message.seq {
+                    self.read.push_front(stored);
+                    return Ok(found);
+                }
+                if stored.seq == message.seq && stored.message_id == message.id {
+                    found.push(stored.embedding);
+                }
+            }
+            let Some(query) = self.next.take() else { return Ok(found) };
+            match pipeline.embeddings(query.clone()).await {
+                Ok(page) => {
+                    self.next = query.next_page(&page).map(|next| next.with_context(query.context.renewed()));
+                    self.read.extend(page.items);
+                }
+                Err(PersistError::Unsupported { .. }) => return Ok(found),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Writes `embeddings` (the source message's vectors) to `copy`, its copy in the fork, when the
+/// copy holds the source's content (a copy changed since an earlier run holds other words:
+/// the vectors described the source's). Answers how many it wrote.
+async fn copy_vectors(
+    pipeline: &Pipeline,
+    fork: &Fork,
+    source: &Message,
+    copy: &Message,
+    embeddings: Vec<Embedding>,
+) -> Result<usize> {
+    if embeddings.is_empty() || copy.content != source.content {
+        return Ok(0);
+    }
+    let mut written = 0;
+    for embedding in embeddings {
+        let embed = Embed::new(fork.target.clone(), copy.id.clone(), embedding)
+            .with_expected_version(copy.version)
+            .with_context(fork.context.renewed());
+        match pipeline.embed(embed).await {
+            Ok(_) => written += 1,
+            // Changed since it was copied: its vectors would describe what it no longer holds.
+            Err(PersistError::VersionConflict { .. }) => return Ok(written),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(written)
 }
 
 /// See [`PipelineExt::fork`](crate::PipelineExt::fork).
@@ -112,6 +182,7 @@ pub(crate) async fn fork(pipeline: &Pipeline, mut fork: Fork) -> Result<ForkRepo
     let (mut last, mut branched) = (None::<MessageId>, false);
     // The source's seq of each message copied (or found copied), in seq order.
     let mut copied_from: Vec<(u64, MessageId)> = Vec::new();
+    let mut vectors = SourceVectors::of(pipeline, &fork);
     let mut listing = ListMessages::new(fork.source.clone())
         .before(up_to.saturating_add(1))
         .include_reserved(tree)
@@ -150,11 +221,18 @@ pub(crate) async fn fork(pipeline: &Pipeline, mut fork: Fork) -> Result<ForkRepo
                 if let Some(key) = &message.idempotency_key {
                     add = add.with_idempotency_key(key.clone());
                 }
-                pipeline.add(add).await.map(|added| added.deduplicated)
+                pipeline.add(add).await.map(|added| (added.deduplicated, added.message))
             };
+            let embeddings = vectors.of_message(pipeline, message).await?;
             match copy {
-                Ok(true) => report.already += 1,
-                Ok(false) => report.copied += 1,
+                Ok((already, stored)) => {
+                    if already {
+                        report.already += 1;
+                    } else {
+                        report.copied += 1;
+                    }
+                    report.vectors += copy_vectors(pipeline, &fork, message, &stored, embeddings).await?;
+                }
                 // Copied by an earlier run, and changed since in the source or the fork.
                 Err(PersistError::AlreadyExists { .. } | PersistError::IdempotencyKeyReused { .. }) => {
                     report.already += 1
@@ -192,7 +270,8 @@ pub(crate) async fn fork(pipeline: &Pipeline, mut fork: Fork) -> Result<ForkRepo
 /// last message. Summaries ending past `up_to`, or at a message not copied (another branch
 /// than the one forked), are left. Idempotent per range, as every summary: a fork run again
 /// writes none twice. Answers how many it wrote (not found written), and how many end before
-/// the first copy (in history the new thread does not have).
+/// the first copy (in history the new thread does not have). A store that keeps no summaries
+/// has none to copy: nothing is asked of it.
 async fn copy_summaries(
     pipeline: &Pipeline,
     fork: &Fork,
@@ -200,6 +279,9 @@ async fn copy_summaries(
     copied_from: &[(u64, MessageId)],
 ) -> Result<(usize, usize)> {
     let Some(&(first_copied, _)) = copied_from.first() else { return Ok((0, 0)) };
+    if !pipeline.capabilities().summaries {
+        return Ok((0, 0));
+    }
     let mut summaries = Vec::new();
     let mut listing = ListSummaries::new(fork.source.clone()).with_limit(MAX_PAGE_LIMIT);
     loop {

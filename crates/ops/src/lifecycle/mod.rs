@@ -80,6 +80,9 @@ pub struct ForkReport {
     pub already: usize,
     /// The last seq of the source the fork copied from.
     pub up_to: u64,
+    /// Vectors of the source's messages (see [`vector`](persist_core::vector)) written to their
+    /// copies by this run (a fork run again writes them again: the same numbers).
+    pub vectors: usize,
     /// Summaries of the source written to the new thread by this run (see
     /// [`PipelineExt::fork`](crate::PipelineExt::fork)).
     pub summaries: usize,

@@ -275,7 +275,8 @@ fn thread_of(id: Option<&str>) -> Result<ThreadId, ApiError> {
     ThreadId::new(id).map_err(|error| ApiError::invalid("id", format!("Invalid chat id: {error}")))
 }
 
-/// `POST /api/chat`: a turn (`trigger` `submit-message`, the default) or a regenerated reply
+/// `POST /api/chat`: a turn (`trigger` `submit-message`, the default), an edit of a user's
+/// message (`submit-message` with its `messageId`) or a regenerated reply
 /// (`regenerate-message`), then the reply's stream.
 async fn submit<G: Generate>(
     State(chat): State<Arc<Chat<G>>>,
@@ -287,89 +288,198 @@ async fn submit<G: Generate>(
     let thread = thread_of(body.get("id").and_then(Value::as_str))?;
     let last_seq = store.get_thread(GetThread::new(thread.clone())).await.map_err(failed)?.map_or(0, |t| t.last_seq);
     let newest = chat.newest(&store, &thread).await?;
-    let busy = || ApiError::conflict("The chat's reply is still being generated; stop it first.", false);
-    let regenerate = match body.get("trigger").and_then(Value::as_str).unwrap_or("submit-message") {
-        "submit-message" => false,
-        "regenerate-message" => true,
-        other => {
-            let message = format!("Unknown trigger '{other}': submit-message or regenerate-message.");
-            return Err(ApiError::invalid("trigger", message));
-        }
+    let submitted = Submitted { store: &store, thread: &thread, last_seq, newest: &newest, body: &body };
+    let step = match trigger(&body)? {
+        Trigger::Submit => submitted.turn().await?,
+        Trigger::Edit(edited) => submitted.edit(edited).await?,
+        Trigger::Regenerate(replaced) => submitted.regenerate(replaced).await?,
     };
-    let (reply, history) = if regenerate {
-        // The reply replaced: the one named, else the newest.
-        let replaced = match body.get("messageId").and_then(Value::as_str) {
-            Some(id) => {
-                MessageId::new(id).map_err(|error| ApiError::invalid("messageId", format!("Invalid id: {error}")))?
-            }
-            None => newest
-                .iter()
-                .find(|m| m.role == Role::Assistant)
-                .map(|m| m.id.clone())
-                .ok_or_else(|| ApiError::invalid("messageId", "The chat has no reply to regenerate."))?,
-        };
-        if newest.iter().any(|m| m.status == Status::Reserved) {
-            return Err(busy());
-        }
-        // Its branch up to the message it answered: the history, and the new reply's parent.
-        let mut history = branch(&store, &thread, Branch::EndingAt(replaced.clone())).await?;
-        if history.pop().is_none_or(|m| m.role != Role::Assistant) {
-            return Err(ApiError::invalid("messageId", "Only an assistant's reply is regenerated."));
-        }
-        let parent = history.last().map_or(Parent::Root, |m| Parent::Message(m.id.clone()));
-        // Named after the thread's last seq, so of two regenerations racing, one writes.
-        let id = MessageId::derive(&thread, "ui-regenerate-after", &last_seq.to_string());
-        let reserve = Reserve::new(thread.clone(), Role::Assistant).with_id(id).with_parent(parent);
-        let reply = store.reserve(reserve).await.map_err(|error| match error {
-            PersistError::AlreadyExists { .. } => busy(),
-            other => failed(other),
-        })?;
-        (reply.message, history)
-    } else {
-        let last = body.get("messages").and_then(Value::as_array).and_then(|messages| messages.last());
-        let last = last.filter(|m| m.get("role").and_then(Value::as_str) == Some("user"));
-        let last = last.ok_or_else(|| ApiError::invalid("messages", "The last message must be the user's."))?;
-        let user_id = last.get("id").and_then(Value::as_str).unwrap_or_default();
-        let key = IdempotencyKey::new(format!("ui:{user_id}"))
-            .map_err(|error| ApiError::invalid("messages", format!("The user's message id: {error}")))?;
-        // The same POST again (the client retried): the reply it started, followed.
-        let reply_key = format!("{key}#1");
-        if let Some(retried) =
-            newest.iter().find(|m| m.idempotency_key.as_ref().is_some_and(|k| k.as_str() == reply_key))
-        {
-            return follow(&store, thread, retried.id.clone(), PartOffset::START).await;
-        }
-        if newest.iter().any(|m| m.status == Status::Reserved) {
-            return Err(busy());
-        }
-        let user = vercel_ui::import(std::slice::from_ref(last))
-            .map_err(|error| ApiError::invalid("messages", error.to_string()))?
-            .pop()
-            .ok_or_else(|| ApiError::invalid("messages", "The user's message is empty."))?;
-        // Named after the thread's last seq read before the check: of two turns racing past
-        // it, the second finds the id taken and writes nothing.
-        let reply_id = MessageId::derive(&thread, "ui-reply-after", &last_seq.to_string());
-        let turn = AppendTurn::new(thread.clone())
-            .with_message(user)
-            .with_message(TurnMessage::reservation(Role::Assistant).with_id(reply_id))
-            .with_idempotency_key(key);
-        let written = store.append_turn(turn).await.map_err(|error| match error {
-            PersistError::AlreadyExists { .. } => busy(),
-            other => failed(other),
-        })?;
-        let mut messages = written.messages;
-        let reply = messages.pop().ok_or_else(|| ApiError::internal("The turn was written without its reply."))?;
-        if written.deduplicated {
-            return follow(&store, thread, reply.id, PartOffset::START).await;
-        }
-        let mut history = branch(&store, &thread, Branch::EndingAt(reply.id.clone())).await?;
-        history.pop(); // the reply itself
-        (reply, history)
+    let (reply, history) = match step {
+        Step::Generate(reply, history) => (reply, history),
+        Step::Follow(reply) => return follow(&store, thread, reply, PartOffset::START).await,
     };
     let writer = ReplyWriter { store: store.clone(), thread_id: thread.clone(), message_id: reply.id.clone() };
     let generation = Generation { thread_id: thread.clone(), history, body, reply: writer };
     tokio::spawn(run(chat.clone(), store.clone(), generation));
     follow(&store, thread, reply.id, PartOffset::START).await
+}
+
+/// What a `POST /api/chat` asks for.
+enum Trigger {
+    /// A new turn after the active branch.
+    Submit,
+    /// The user's message of this id edited (the SDK's `sendMessage` with a `messageId`).
+    Edit(MessageId),
+    /// A new reply instead of this one (else the newest).
+    Regenerate(Option<MessageId>),
+}
+
+/// The `trigger` and `messageId` of a body.
+fn trigger(body: &Map<String, Value>) -> Result<Trigger, ApiError> {
+    let named = match body.get("messageId").and_then(Value::as_str) {
+        Some(id) => {
+            Some(MessageId::new(id).map_err(|error| ApiError::invalid("messageId", format!("Invalid id: {error}")))?)
+        }
+        None => None,
+    };
+    match body.get("trigger").and_then(Value::as_str).unwrap_or("submit-message") {
+        "submit-message" => Ok(named.map_or(Trigger::Submit, Trigger::Edit)),
+        "regenerate-message" => Ok(Trigger::Regenerate(named)),
+        other => {
+            let message = format!("Unknown trigger '{other}': submit-message or regenerate-message.");
+            Err(ApiError::invalid("trigger", message))
+        }
+    }
+}
+
+/// Where a request leads: a reply reserved for the generator, with the branch it answers, or
+/// the reply a retried request started, to follow.
+enum Step {
+    Generate(Message, Vec<Message>),
+    Follow(MessageId),
+}
+
+/// A `POST /api/chat` as read: the caller's store, the chat, its last seq and newest messages
+/// (read before writing: the ids of what it writes are named after that seq, so of two
+/// requests racing, one writes), and the body.
+struct Submitted<'a> {
+    store: &'a Scoped,
+    thread: &'a ThreadId,
+    last_seq: u64,
+    newest: &'a [Message],
+    body: &'a Map<String, Value>,
+}
+
+impl Submitted<'_> {
+    /// The user's message (the body's last) and the reply's reservation, after the active
+    /// branch, keyed by the message's id: the same request again follows the reply it started.
+    async fn turn(&self) -> Result<Step, ApiError> {
+        let last = self.last_user()?;
+        let user_id = last.get("id").and_then(Value::as_str).unwrap_or_default();
+        let key = IdempotencyKey::new(format!("ui:{user_id}"))
+            .map_err(|error| ApiError::invalid("messages", format!("The user's message id: {error}")))?;
+        let reply_key = format!("{key}#1");
+        if let Some(retried) =
+            self.newest.iter().find(|m| m.idempotency_key.as_ref().is_some_and(|k| k.as_str() == reply_key))
+        {
+            return Ok(Step::Follow(retried.id.clone()));
+        }
+        self.idle()?;
+        let turn = AppendTurn::new(self.thread.clone())
+            .with_message(import_user(last)?)
+            .with_message(self.reply())
+            .with_idempotency_key(key);
+        self.write(turn).await
+    }
+
+    /// The edit of the user's message `edited` (the body's last message), written as its
+    /// sibling, with the reply's reservation: a branch of its own, the active one. The SDK
+    /// sends the edit under the edited message's id, taken: it is then stored under one of its
+    /// own.
+    async fn edit(&self, edited: MessageId) -> Result<Step, ApiError> {
+        let mut user = import_user(self.last_user()?)?;
+        if user.message_id.as_ref().is_none_or(|id| *id == edited) {
+            user = user.with_id(MessageId::derive(self.thread, "ui-edit-after", &self.last_seq.to_string()));
+        }
+        self.idle()?;
+        let (parent, _) = self.before(edited, Role::User, "Only a user's message is edited.").await?;
+        let turn =
+            AppendTurn::new(self.thread.clone()).with_parent(parent).with_message(user).with_message(self.reply());
+        self.write(turn).await
+    }
+
+    /// A new reply to what `replaced` (else the newest reply) answered: its sibling, on a
+    /// branch of its own, the active one.
+    async fn regenerate(&self, replaced: Option<MessageId>) -> Result<Step, ApiError> {
+        let replaced = match replaced {
+            Some(id) => id,
+            None => self
+                .newest
+                .iter()
+                .find(|m| m.role == Role::Assistant)
+                .map(|m| m.id.clone())
+                .ok_or_else(|| ApiError::invalid("messageId", "The chat has no reply to regenerate."))?,
+        };
+        self.idle()?;
+        let (parent, history) =
+            self.before(replaced, Role::Assistant, "Only an assistant's reply is regenerated.").await?;
+        let id = MessageId::derive(self.thread, "ui-regenerate-after", &self.last_seq.to_string());
+        let reserve = Reserve::new(self.thread.clone(), Role::Assistant).with_id(id).with_parent(parent);
+        let reply = self.store.reserve(reserve).await.map_err(refused_write)?;
+        Ok(Step::Generate(reply.message, history))
+    }
+
+    /// The body's last message, which must be the user's.
+    fn last_user(&self) -> Result<&Value, ApiError> {
+        let last = self.body.get("messages").and_then(Value::as_array).and_then(|messages| messages.last());
+        last.filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            .ok_or_else(|| ApiError::invalid("messages", "The last message must be the user's."))
+    }
+
+    /// Refuses a request while a reply is being generated.
+    fn idle(&self) -> Result<(), ApiError> {
+        match self.newest.iter().any(|m| m.status == Status::Reserved) {
+            true => Err(busy()),
+            false => Ok(()),
+        }
+    }
+
+    /// The reservation of a turn's reply.
+    fn reply(&self) -> TurnMessage {
+        let id = MessageId::derive(self.thread, "ui-reply-after", &self.last_seq.to_string());
+        TurnMessage::reservation(Role::Assistant).with_id(id)
+    }
+
+    /// Where an alternative to `message` (which must be `role`'s) goes: after its parent; and
+    /// the branch up to that parent.
+    async fn before(
+        &self,
+        message: MessageId,
+        role: Role,
+        refusal: &'static str,
+    ) -> Result<(Parent, Vec<Message>), ApiError> {
+        let mut history = branch(self.store, self.thread, Branch::EndingAt(message)).await?;
+        if history.pop().is_none_or(|m| m.role != role) {
+            return Err(ApiError::invalid("messageId", refusal));
+        }
+        let parent = history.last().map_or(Parent::Root, |m| Parent::Message(m.id.clone()));
+        Ok((parent, history))
+    }
+
+    /// Writes `turn` (ending with the reply's reservation): its reply and the branch it
+    /// answers, or the reply to follow when the turn was written before.
+    async fn write(&self, turn: AppendTurn) -> Result<Step, ApiError> {
+        let written = self.store.append_turn(turn).await.map_err(refused_write)?;
+        let mut messages = written.messages;
+        let reply = messages.pop().ok_or_else(|| ApiError::internal("The turn was written without its reply."))?;
+        if written.deduplicated {
+            return Ok(Step::Follow(reply.id));
+        }
+        let mut history = branch(self.store, self.thread, Branch::EndingAt(reply.id.clone())).await?;
+        history.pop(); // the reply itself
+        Ok(Step::Generate(reply, history))
+    }
+}
+
+/// The user's message of the SDK's `UIMessage`.
+fn import_user(message: &Value) -> Result<TurnMessage, ApiError> {
+    vercel_ui::import(std::slice::from_ref(message))
+        .map_err(|error| ApiError::invalid("messages", error.to_string()))?
+        .pop()
+        .ok_or_else(|| ApiError::invalid("messages", "The user's message is empty."))
+}
+
+/// 409: a reply is being generated (or another request's reply took the id).
+fn busy() -> ApiError {
+    ApiError::conflict("The chat's reply is still being generated; stop it first.", false)
+}
+
+/// A write's refusal: an id taken is another request's reply, written first.
+fn refused_write(error: PersistError) -> ApiError {
+    match error {
+        PersistError::AlreadyExists { .. } => busy(),
+        other => failed(other),
+    }
 }
 
 /// The messages from the thread's root along `branch`, oldest first.

@@ -13,7 +13,7 @@
 //!
 //! | route | does |
 //! |---|---|
-//! | `POST /api/chat` | `trigger: "submit-message"` (the default): stores the last message (the user's, converted from its `UIMessage` parts) and reserves the reply in one turn, starts the generator in a task of its own, and answers the reply's stream. `trigger: "regenerate-message"` (the SDK's `regenerate()`): a new reply to what `messageId` (else the newest reply) answered, a sibling of it on a branch of its own that becomes the active one; the replaced reply stays readable. |
+//! | `POST /api/chat` | `trigger: "submit-message"` (the default): stores the last message (the user's, converted from its `UIMessage` parts) and reserves the reply in one turn, starts the generator in a task of its own, and answers the reply's stream. `submit-message` with a `messageId` (the SDK's `sendMessage` editing a message): the edit, stored under an id of its own, and its reply, a sibling of the edited message on a branch of its own that becomes the active one; the edited message and what followed it stay readable. `trigger: "regenerate-message"` (the SDK's `regenerate()`): a new reply to what `messageId` (else the newest reply) answered, a sibling of it on a branch of its own that becomes the active one; the replaced reply stays readable. A body not sent as `application/json` is 415. |
 //! | `GET /api/chat/{id}/stream` | the SDK's resume: the chat's newest reply, replayed from its start (the client rebuilds it) and followed to its end, on any instance; after `Last-Event-ID` (a [`PartOffset`], each event's id) for a client that kept what it had; `204` when the chat has no reply. |
 //! | `POST /api/chat/{id}/stop` | asks the generation of the newest reply to stop, on whichever instance it runs: `{"stopped": true}`, or `{"stopped": false, "status": …}` when it had ended. |
 //!
@@ -22,7 +22,10 @@
 //! follows the reply the first one started. A reply whose generator went silent (its process
 //! died) for [`Chat::with_settle_after`] is marked interrupted by the next request on its chat:
 //! its streams end, and a new turn may start. Errors are the Conversations API's
-//! ([`ApiError`](crate::ApiError)); tenants as its [`Auth`](crate::Auth) says.
+//! ([`ApiError`](crate::ApiError)); tenants as its [`Auth`](crate::Auth) says. A body must be
+//! sent as `application/json` (else 415); the [`Host` and `Origin` checks](crate#host-and-origin)
+//! of a [`Server`](crate::Server) are left to the host's app, which serves the chat's page and
+//! knows its names.
 //!
 //! How a reply ends, in the stream: `finish` (complete), `abort` with reason `stopped` (a
 //! client stopped it), `error` (its generator failed or died: interrupted; or it was deleted,

@@ -187,6 +187,22 @@ fn content_is_compact_json_text() {
 }
 
 #[test]
+fn equal_values_are_stored_as_one_text() {
+    // The same tool call built two ways: its arguments' keys inserted in two orders.
+    let mut forward = serde_json::Map::new();
+    forward.insert("city".into(), json!("Lisbon"));
+    forward.insert("unit".into(), json!("C"));
+    let mut backward = serde_json::Map::new();
+    backward.insert("unit".into(), json!("C"));
+    backward.insert("city".into(), json!("Lisbon"));
+    let call = |args| Content::from_parts([crate::Part::tool_call("c1", "weather", Value::Object(args))]);
+    assert_eq!(call(forward.clone()).as_json(), call(backward.clone()).as_json());
+    let metadata = |map| serde_json::to_string(&Metadata::try_from(Value::Object(map)).unwrap()).unwrap();
+    assert_eq!(metadata(forward), metadata(backward.clone()));
+    assert_eq!(metadata(backward), r#"{"city":"Lisbon","unit":"C"}"#);
+}
+
+#[test]
 fn timestamps_convert_both_ways() {
     let now = Timestamp::now();
     let back = Timestamp::from(SystemTime::from(now));

@@ -24,7 +24,7 @@ use crate::request::search::Search;
 use crate::request::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
 use crate::request::summary::{ListSummaries, ReadCompacted, Summarize};
 pub use crate::request::turn::{AppendTurn, MAX_TURN_BYTES, MAX_TURN_MESSAGES, TurnMessage};
-use crate::request::vector::{Embed, Nearest};
+use crate::request::vector::{Embed, ListEmbeddings, Nearest};
 use crate::request::working::{ListMemories, ReadMemory, WriteMemory};
 use crate::request::write::nul;
 pub use crate::request::write::{
@@ -131,6 +131,9 @@ pub enum PersistArgs {
     /// Lists working memory documents; see [`ListMemories`].
     #[serde(skip)]
     Memories(ListMemories),
+    /// Lists the vectors stored for a thread's messages; see [`ListEmbeddings`].
+    #[serde(skip)]
+    Embeddings(ListEmbeddings),
 }
 
 impl PersistArgs {
@@ -168,6 +171,7 @@ impl PersistArgs {
             Self::ReadMemory(_) => PersistOp::ReadMemory,
             Self::WriteMemory(_) => PersistOp::WriteMemory,
             Self::Memories(_) => PersistOp::ListMemories,
+            Self::Embeddings(_) => PersistOp::ListEmbeddings,
         }
     }
 
@@ -199,6 +203,7 @@ impl PersistArgs {
             Self::Search(a) => return a.thread_id(),
             Self::Embed(a) => &a.thread_id,
             Self::Nearest(a) => return a.thread_id.as_ref(),
+            Self::Embeddings(a) => &a.thread_id,
             Self::Threads(_)
             | Self::FindStranded(_)
             | Self::Ping(_)
@@ -273,13 +278,13 @@ impl PersistArgs {
     }
 
     /// Whether the request needs a backend with
-    /// [`Capabilities::vectors`](crate::Capabilities::vectors): `embed`, `nearest`, and an
-    /// `add` or a turn that writes an embedding with its messages.
+    /// [`Capabilities::vectors`](crate::Capabilities::vectors): `embed`, `nearest`,
+    /// `list_embeddings`, and an `add` or a turn that writes an embedding with its messages.
     pub fn uses_vectors(&self) -> bool {
         match self {
             Self::Add(add) => add.embedding.is_some(),
             Self::AppendTurn(turn) => turn.messages.iter().any(|m| m.embedding.is_some()),
-            other => matches!(other, Self::Embed(_) | Self::Nearest(_)),
+            other => matches!(other, Self::Embed(_) | Self::Nearest(_) | Self::Embeddings(_)),
         }
     }
 
@@ -359,6 +364,7 @@ impl PersistArgs {
             Self::ReadMemory(a) => &a.context,
             Self::WriteMemory(a) => &a.context,
             Self::Memories(a) => &a.context,
+            Self::Embeddings(a) => &a.context,
         }
     }
 
@@ -396,6 +402,7 @@ impl PersistArgs {
             Self::ReadMemory(a) => &mut a.context,
             Self::WriteMemory(a) => &mut a.context,
             Self::Memories(a) => &mut a.context,
+            Self::Embeddings(a) => &mut a.context,
         }
     }
 
@@ -438,6 +445,9 @@ impl PersistArgs {
             return write.validate();
         }
         if let Self::Memories(query) = self {
+            return query.validate();
+        }
+        if let Self::Embeddings(query) = self {
             return query.validate();
         }
         if let Self::Add(add) = self
@@ -590,6 +600,12 @@ into_args!(GetThread, FindStranded, ReadFeed, Search, Embed, Nearest, ReadMemory
 impl From<ListMemories> for PersistArgs {
     fn from(query: ListMemories) -> Self {
         Self::Memories(query)
+    }
+}
+
+impl From<ListEmbeddings> for PersistArgs {
+    fn from(query: ListEmbeddings) -> Self {
+        Self::Embeddings(query)
     }
 }
 

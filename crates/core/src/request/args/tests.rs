@@ -64,6 +64,7 @@ fn accessors_cover_every_variant() {
         crate::working::ReadMemory::new(crate::ResourceId::new("r").unwrap()).into(),
         crate::working::WriteMemory::clear(crate::ResourceId::new("r").unwrap()).into(),
         crate::working::ListMemories::new().into(),
+        crate::vector::ListEmbeddings::new(thread()).into(),
     ];
     let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
     assert_eq!(ops, PersistOp::ALL);
