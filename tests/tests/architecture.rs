@@ -228,8 +228,8 @@ fn the_contract_reads_top_to_bottom() {
     let order = ["model", "consistency", "context", "feed", "request", "schema", "pipeline", "raw"];
     let position = |name: &str| {
         let defined_in = match name {
-            "args" | "branch" | "lease" | "once" | "read" | "restore" | "search" | "session" | "summary" | "vector"
-            | "working" => "request",
+            "args" | "branch" | "lease" | "once" | "read" | "restore" | "search" | "session" | "spent" | "summary"
+            | "vector" | "working" => "request",
             "context_setter" => "context",
             other => other,
         };

@@ -170,3 +170,69 @@ pub async fn check_idempotency_keys_are_per_thread<F: Factory>(factory: &F) -> O
     assert_eq!(get(b, &t2, &two.message().unwrap().id).await.unwrap().content.to_text(), "b");
     store.finish().await
 }
+
+/// A key outlives its message: once the message a keyed write made is deleted (a delete, a
+/// truncation, a clear), a retry of that write answers what the first call answered,
+/// `deduplicated`, and writes nothing; another request with the key is `IdempotencyKeyReused`;
+/// a turn retried after its messages went is its repeat too. A message changed before it went
+/// takes any request with its key as its repeat, as a stored one does. A purge that frees the
+/// thread's id forgets its keys.
+pub async fn check_a_key_outlives_its_message<F: Factory>(factory: &F) -> Outcome {
+    use persist_core::args::{AppendTurn, Delete, TurnMessage, Update};
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("spent-keys");
+    let add = text_add(&id, "hello").with_metadata(Metadata::new().with("n", json!(1))).with_idempotency_key(key("k1"));
+    let first = written(b, add.clone()).await;
+    write(b, Delete::message(id.clone(), first.id.clone())).await.expect("delete");
+    let again = write(b, add.clone()).await.expect("a retry after the delete");
+    assert!(dedup(&again), "the retry is a repeat");
+    assert_eq!(again.message(), Some(&first), "answered as the first call was");
+    assert!(all_messages(b, &id).await.is_empty(), "nothing written again");
+    assert_eq!(thread(b, &id).await.unwrap().last_seq, 1, "no seq taken");
+    let other = text_add(&id, "another").with_idempotency_key(key("k1"));
+    assert_err!(write(b, other).await, PersistError::IdempotencyKeyReused { .. });
+
+    let slot = written(b, Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("k2"))).await;
+    write(b, Delete::clear(id.clone())).await.expect("clear");
+    let again = write(b, Reserve::new(id.clone(), Role::Assistant).with_idempotency_key(key("k2"))).await.unwrap();
+    assert!(dedup(&again) && again.message() == Some(&slot), "{again:?}");
+
+    let changed = written(b, text_add(&id, "draft").with_idempotency_key(key("k3"))).await;
+    let patch =
+        Update::message(id.clone(), changed.id.clone()).with_metadata(Metadata::new().with("seen", json!(true)));
+    write(b, patch).await.expect("update");
+    write(b, Delete::message(id.clone(), changed.id.clone())).await.expect("delete");
+    let again = write(b, text_add(&id, "draft, edited").with_idempotency_key(key("k3"))).await.unwrap();
+    assert!(dedup(&again), "a changed message's key takes any request as its repeat");
+    assert_eq!(again.message().map(|m| (&m.id, m.seq)), Some((&changed.id, changed.seq)));
+
+    let turn = AppendTurn::of(
+        id.clone(),
+        [TurnMessage::new(Role::User, Content::text("q")), TurnMessage::new(Role::Assistant, Content::text("a"))],
+    )
+    .with_idempotency_key(key("turn-1"));
+    let stored = write(b, turn.clone()).await.expect("turn").messages().to_vec();
+    let before = stored[0].seq - 1;
+    write(b, Delete::after(id.clone(), before)).await.expect("truncate");
+    let again = write(b, turn).await.expect("the turn retried");
+    assert!(dedup(&again), "the turn retried is its repeat");
+    assert_eq!(again.messages(), stored.as_slice());
+    let longer = AppendTurn::of(
+        id.clone(),
+        [TurnMessage::new(Role::User, Content::text("q")), TurnMessage::new(Role::Assistant, Content::text("b"))],
+    )
+    .with_idempotency_key(key("turn-1"));
+    assert_err!(write(b, longer).await, PersistError::IdempotencyKeyReused { .. });
+    assert!(all_messages(b, &id).await.is_empty(), "nothing written again");
+
+    // Keys are per thread: another thread's is its own.
+    let elsewhere = write(b, text_add(&t("spent-keys-2"), "hello").with_idempotency_key(key("k1"))).await.unwrap();
+    assert!(!dedup(&elsewhere));
+    // A purge that frees the id forgets the thread's keys with it.
+    write(b, Delete::purge(id.clone()).freeing_id(true)).await.expect("purge");
+    let fresh = write(b, add).await.expect("a write after the purge");
+    assert!(!dedup(&fresh), "the key was forgotten with the thread");
+    assert_eq!(all_messages(b, &id).await.len(), 1);
+    store.finish().await
+}

@@ -53,7 +53,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (193 in all):
+//! [`CHECKS`] lists every check by group and name (194 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -63,7 +63,7 @@
 //! | [`reserve`] | placeholders (`Reserved`, `[]`, seq now), finalizing in place, streaming updates, appending updates (streamed text and reasoning each one part), `NotFound` |
 //! | [`update`] | atomic metadata merge (null removes), role, thread title/metadata, `NotFound` |
 //! | [`delete`] | ids returned, counters, tombstones refuse later writes, deleting what is gone |
-//! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists` |
+//! | [`idempotency`] | keys and identical explicit ids deduplicate without a new seq; different payload is `AlreadyExists`; a key outlives its message (a retry after a delete, a truncation or a clear answers the first call and writes nothing) |
 //! | [`turns`] | a whole turn in one write: consecutive seqs, a reservation last, idempotent as a whole (turn key, own keys, ids), refused whole (bad message, taken id or key, reused turn key, deleted thread, limits), one feed event per message, never interleaved with racing writers |
 //! | [`truncate`] | every message after a seq removed atomically, ids answered in order, seqs never reused, the thread's version expected and bumped, adds racing a truncation (two handles) |
 //! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; pop, retention, cleanup and fork on a backend with no optional capability, what needs one refused `Unsupported`; purge (erased tombstone, freed id); a thread delete expecting what it read (its time, its summaries and bindings) |
@@ -246,6 +246,7 @@ macro_rules! __for_each_check {
                 check_identical_explicit_id_dedups,
                 check_different_payload_with_same_id_is_already_exists,
                 check_idempotency_keys_are_per_thread,
+                check_a_key_outlives_its_message,
                 check_repeats_compare_numbers_by_value,
                 check_reused_key_with_another_request_is_refused,
             }

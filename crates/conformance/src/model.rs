@@ -62,6 +62,22 @@ struct ModelThread {
     title: Option<String>,
     metadata: Metadata,
     messages: BTreeMap<u64, ModelMessage>,
+    /// The keys of removed messages, each with its message as it went (see `persist::spent`).
+    spent: BTreeMap<IdempotencyKey, ModelMessage>,
+}
+
+impl ModelThread {
+    /// Removes `removed`, keeping the keys they carry.
+    fn spend(&mut self, removed: impl IntoIterator<Item = ModelMessage>) -> Vec<MessageId> {
+        let mut ids = Vec::new();
+        for message in removed {
+            ids.push(message.id.clone());
+            if let Some(key) = message.key.clone() {
+                self.spent.insert(key, message);
+            }
+        }
+        ids
+    }
 }
 
 /// The part of an answer the model predicts.
@@ -167,6 +183,28 @@ impl Model {
                     } else {
                         Err(ErrorKind::KeyReused)
                     };
+                }
+                if let Some(gone) = key.as_ref().and_then(|k| th.spent.get(k)) {
+                    // Its message was removed: the first call's answer, rebuilt from the request.
+                    let same = gone.version > 1
+                        || (gone.status == status
+                            && gone.role == *role
+                            && gone.metadata == *metadata
+                            && gone.content == content);
+                    if !same {
+                        return Err(ErrorKind::KeyReused);
+                    }
+                    let message = ModelMessage {
+                        id: gone.id.clone(),
+                        role: role.clone(),
+                        content,
+                        metadata: metadata.clone(),
+                        status,
+                        seq: gone.seq,
+                        version: 1,
+                        key: key.clone(),
+                    };
+                    return Ok(Answer::Message { message, deduplicated: true });
                 }
                 if let Some(existing) = id.as_ref().and_then(|id| th.messages.values().find(|m| &m.id == id)) {
                     let same = existing.role == *role
@@ -278,8 +316,8 @@ impl Model {
                         };
                         check_version(d.expected_version, message.version)?;
                         let seq = message.seq;
-                        th.messages.remove(&seq);
-                        Ok(Answer::Deleted(vec![id.clone()]))
+                        let removed = th.messages.remove(&seq);
+                        Ok(Answer::Deleted(th.spend(removed)))
                     }
                     Target::Thread => {
                         check_version(d.expected_version, th.version)?;
@@ -293,7 +331,7 @@ impl Model {
                         if !removed.is_empty() {
                             th.version += 1;
                         }
-                        Ok(Answer::Deleted(removed.into_values().map(|m| m.id).collect()))
+                        Ok(Answer::Deleted(th.spend(removed.into_values())))
                     }
                     // Not generated: summaries are not modelled (the `compaction` group checks them).
                     Target::Covered => Err(ErrorKind::Other),

@@ -1,7 +1,12 @@
 //! The envelope: one sealed value as text, `v1.<key id>.<base64url(nonce ‖ ciphertext ‖ tag)>`,
 //! and the associated data that binds it to where it belongs.
 //!
-//! XChaCha20-Poly1305 with a fresh random 24-byte nonce per seal. The associated data names the
+//! XChaCha20-Poly1305 with a fresh random 24-byte nonce per seal, or, for the values of a write
+//! sent with an idempotency key, a nonce derived from the key, the associated data and the
+//! plaintext ([`Nonce::Derived`], the synthetic-IV construction): a retry of that write seals
+//! exactly what its first call sealed, so the store tells the retry from another request by
+//! what it stores, even once the message is gone (see `persist::spent`). Equal envelopes then
+//! say only that one value of one place was sealed twice. The associated data names the
 //! envelope's version and key id, the tenant, the thread, the message (none for a thread's own
 //! fields) and the field (`content`, a metadata key, the title), so an envelope copied anywhere
 //! else does not open, and neither does one with a byte changed.
@@ -103,14 +108,53 @@ impl Place<'_> {
     }
 }
 
+/// Where a seal's nonce comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nonce {
+    /// Drawn at random.
+    Random,
+    /// Derived from the key, the associated data and the plaintext: the same value sealed at the
+    /// same place is the same envelope (for the writes sent with an idempotency key).
+    Derived,
+}
+
+impl Nonce {
+    /// [`Derived`](Self::Derived) for a write sent with an idempotency key, else random.
+    pub(crate) fn for_key<T>(key: Option<&T>) -> Self {
+        if key.is_some() { Self::Derived } else { Self::Random }
+    }
+}
+
+/// HMAC-SHA256, under a key of its own derived from the sealing key, of the associated data
+/// (length-prefixed) and the plaintext, cut to a nonce.
+fn derived_nonce(key: &crate::keys::SecretKey, aad: &[u8], plaintext: &[u8]) -> [u8; NONCE_BYTES] {
+    let mut nonce_key = Zeroizing::new([0u8; 32]);
+    let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"persist-encrypt nonce"), key.bytes());
+    // 32 bytes is far below HKDF-SHA256's limit: the expansion cannot fail.
+    let _ = hkdf.expand(b"v1", nonce_key.as_mut_slice());
+    let mut message = Vec::with_capacity(8 + aad.len() + plaintext.len());
+    message.extend_from_slice(&(aad.len() as u64).to_be_bytes());
+    message.extend_from_slice(aad);
+    message.extend_from_slice(plaintext);
+    let (mac, _) = hkdf::Hkdf::<sha2::Sha256>::extract(Some(nonce_key.as_slice()), &message);
+    let mut nonce = [0u8; NONCE_BYTES];
+    nonce.copy_from_slice(&mac[..NONCE_BYTES]);
+    nonce
+}
+
 /// Seals `plaintext` for `place` with the tenant's current key: the envelope's text.
-pub(crate) fn seal(keys: &dyn Keys, place: &Place<'_>, plaintext: &[u8]) -> Result<String> {
+pub(crate) fn seal(keys: &dyn Keys, place: &Place<'_>, plaintext: &[u8], nonce: Nonce) -> Result<String> {
     let (key_id, key) = keys.current(place.tenant)?;
     let cipher = XChaCha20Poly1305::new(&Key::from(*key.bytes()));
-    let mut nonce = [0u8; NONCE_BYTES];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
-    let nonce = XNonce::from(nonce);
     let aad = place.associated_data(&key_id);
+    let nonce = XNonce::from(match nonce {
+        Nonce::Random => {
+            let mut nonce = [0u8; NONCE_BYTES];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+            nonce
+        }
+        Nonce::Derived => derived_nonce(&key, &aad, plaintext),
+    });
     let sealed = cipher
         .encrypt(&nonce, Payload { msg: plaintext, aad: &aad })
         .map_err(|_| PersistError::Backend { message: "sealing a value failed".into(), source: None })?;
@@ -177,10 +221,19 @@ mod tests {
         let keys = ring();
         let (tenant, thread, message) = ids();
         let here = Place { tenant: Some(&tenant), thread: &thread, message: Some(&message), field: Field::Content };
-        let text = seal(&keys, &here, b"secret").unwrap();
+        let text = seal(&keys, &here, b"secret", Nonce::Random).unwrap();
         assert!(text.starts_with("v1.k1.") && !text.contains("secret"));
         assert_eq!(open(&keys, &here, &text).unwrap().as_slice(), b"secret");
-        assert_ne!(seal(&keys, &here, b"secret").unwrap(), text, "a fresh nonce every time");
+        assert_ne!(seal(&keys, &here, b"secret", Nonce::Random).unwrap(), text, "a fresh nonce every time");
+        // Derived: the same value at the same place is the same envelope, and opens; another
+        // value, or another place, another envelope.
+        let derived = seal(&keys, &here, b"secret", Nonce::Derived).unwrap();
+        assert_eq!(seal(&keys, &here, b"secret", Nonce::Derived).unwrap(), derived);
+        assert_eq!(open(&keys, &here, &derived).unwrap().as_slice(), b"secret");
+        assert_ne!(seal(&keys, &here, b"secreT", Nonce::Derived).unwrap(), derived);
+        let there = MessageId::new("m9").unwrap();
+        let other = Place { message: Some(&there), ..here };
+        assert_ne!(seal(&keys, &other, b"secret", Nonce::Derived).unwrap(), derived);
 
         let other_thread = ThreadId::new("t2").unwrap();
         let other_message = MessageId::new("m2").unwrap();
@@ -205,7 +258,7 @@ mod tests {
         let keys = ring();
         let (tenant, thread, message) = ids();
         let place = Place { tenant: Some(&tenant), thread: &thread, message: Some(&message), field: Field::Content };
-        let text = seal(&keys, &place, b"secret").unwrap();
+        let text = seal(&keys, &place, b"secret", Nonce::Random).unwrap();
         for at in 6..text.len() {
             let mut bytes = text.clone().into_bytes();
             bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };

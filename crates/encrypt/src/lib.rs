@@ -53,12 +53,18 @@
 //!
 //! # Repeats
 //!
-//! Every seal draws a fresh nonce, so a retried `add` never matches its first copy byte for
-//! byte. The layer gives an `add` or `reserve` without an id one of its own before sealing (the
-//! id is part of what the envelope is bound to), and when the store answers `AlreadyExists` or
-//! `IdempotencyKeyReused`, it reads the stored message, opens it and decides on the clear
-//! values, as a backend would: the same request is answered with the stored message
-//! (`deduplicated: true`), another keeps its error.
+//! A seal draws a fresh nonce, but for the messages of a write sent with an idempotency key: their
+//! nonce is derived from the key, the place and the value (HMAC-SHA256 under a key of its own,
+//! the synthetic-IV construction), and a message written without an id gets one derived from
+//! the key, so a retry seals exactly what its first call sealed, and the store tells it apart
+//! from another request even once the message is gone (`persist::spent`; a retry after a key
+//! rotation is then refused as another request). Equal envelopes say only that one value of one
+//! place was sealed twice. Without a key, the layer gives an `add` or `reserve` without an id a
+//! new one before sealing (the id is part of what the envelope is bound to). When the store
+//! answers `AlreadyExists` or `IdempotencyKeyReused`, the layer reads the stored message, opens
+//! it and decides on the clear values, as a backend would: the same request is answered with
+//! the stored message (`deduplicated: true`), another keeps its error; a repeat the store
+//! rebuilt from a retry that named another id is answered from the clear request.
 //!
 //! # Key checks
 //!

@@ -12,7 +12,7 @@ use persist_core::{
 };
 use serde_json::{Map, Value};
 
-use crate::envelope::{self, Field, Place};
+use crate::envelope::{self, Field, Nonce, Place};
 use crate::keys::{KeyId, Keys};
 
 /// The object key of a sealed JSON value (content, a metadata value): `{"persist:sealed": "v1.…"}`.
@@ -85,12 +85,22 @@ impl MetadataOf<'_> {
     }
 }
 
+/// The id the layer gives a message written without one (its envelopes are bound to it): for a
+/// write sent with an idempotency key, derived from the key, so a retry of it seals exactly what
+/// its first call sealed; else a new one.
+fn minted_id(thread: &ThreadId, key: Option<&persist_core::IdempotencyKey>) -> MessageId {
+    match key {
+        Some(key) => MessageId::derive(thread, "persist-encrypt", key.as_str()),
+        None => MessageId::generate(),
+    }
+}
+
 impl Sealer {
     /// `content` sealed, whatever it holds: an empty `[]` too, so that a complete message's
     /// content is never clear in the store and a `[]` put there reads as tampering, not as an
     /// empty message. (A reservation's placeholder is written by the store, not sealed.)
-    pub(crate) fn seal_content(&self, place: &Place<'_>, content: &Content) -> Result<Content> {
-        let text = envelope::seal(&*self.keys, place, content.as_json().as_bytes())?;
+    pub(crate) fn seal_content(&self, place: &Place<'_>, content: &Content, nonce: Nonce) -> Result<Content> {
+        let text = envelope::seal(&*self.keys, place, content.as_json().as_bytes(), nonce)?;
         Ok(Content::new(envelope_value(text)))
     }
 
@@ -103,6 +113,7 @@ impl Sealer {
         metadata: &Metadata,
         of: MetadataOf<'_>,
         patch: bool,
+        nonce: Nonce,
     ) -> Result<Metadata> {
         if self.metadata_keys.is_empty() || !metadata.as_map().keys().any(|k| self.metadata_keys.contains(k)) {
             return Ok(metadata.clone());
@@ -114,7 +125,7 @@ impl Sealer {
             }
             let mut name = String::new();
             let field = of.field(key, &mut name);
-            let text = envelope::seal(&*self.keys, &Place { field, ..place }, &json_bytes(value)?)?;
+            let text = envelope::seal(&*self.keys, &Place { field, ..place }, &json_bytes(value)?, nonce)?;
             *value = envelope_value(text);
         }
         Metadata::try_from(Value::Object(map))
@@ -143,12 +154,14 @@ impl Sealer {
         match &mut args {
             PersistArgs::Add(add) => {
                 plan.original = Some(PersistArgs::Add(add.clone()));
-                let id = add.message_id.get_or_insert_with(MessageId::generate).clone();
+                let minted = minted_id(&add.thread_id, add.idempotency_key.as_ref());
+                let id = add.message_id.get_or_insert(minted).clone();
                 self.seal_add(tenant, &id, add)?;
             }
             PersistArgs::Reserve(reserve) => {
                 plan.original = Some(PersistArgs::Reserve(reserve.clone()));
-                let id = reserve.message_id.get_or_insert_with(MessageId::generate).clone();
+                let minted = minted_id(&reserve.thread_id, reserve.idempotency_key.as_ref());
+                let id = reserve.message_id.get_or_insert(minted).clone();
                 self.seal_reserve(tenant, &id, reserve)?;
             }
             PersistArgs::AppendTurn(turn) => {
@@ -158,13 +171,16 @@ impl Sealer {
                 for index in 0..turn.messages.len() {
                     let key = turn.key_of(index)?;
                     let message = &mut turn.messages[index];
+                    let nonce = Nonce::for_key(key.as_ref());
+                    let minted = minted_id(&turn.thread_id, key.as_ref());
                     message.idempotency_key = key;
-                    let id = message.message_id.get_or_insert_with(MessageId::generate).clone();
+                    let id = message.message_id.get_or_insert(minted).clone();
                     let place = Place { tenant, thread: &turn.thread_id, message: Some(&id), field: Field::Content };
                     if message.status == Status::Complete {
-                        message.content = self.seal_content(&place, &message.content)?;
+                        message.content = self.seal_content(&place, &message.content, nonce)?;
                     }
-                    message.metadata = self.seal_metadata(place, &message.metadata, MetadataOf::Message, false)?;
+                    message.metadata =
+                        self.seal_metadata(place, &message.metadata, MetadataOf::Message, false, nonce)?;
                 }
             }
             PersistArgs::UpdateContent(update) => self.seal_update_content(tenant, update)?,
@@ -212,28 +228,30 @@ impl Sealer {
 
     fn seal_add(&self, tenant: Option<&TenantId>, id: &MessageId, add: &mut Add) -> Result<()> {
         let place = Place { tenant, thread: &add.thread_id, message: Some(id), field: Field::Content };
-        add.content = self.seal_content(&place, &add.content)?;
-        add.metadata = self.seal_metadata(place, &add.metadata, MetadataOf::Message, false)?;
+        let nonce = Nonce::for_key(add.idempotency_key.as_ref());
+        add.content = self.seal_content(&place, &add.content, nonce)?;
+        add.metadata = self.seal_metadata(place, &add.metadata, MetadataOf::Message, false, nonce)?;
         Ok(())
     }
 
     fn seal_reserve(&self, tenant: Option<&TenantId>, id: &MessageId, reserve: &mut Reserve) -> Result<()> {
         let place = Place { tenant, thread: &reserve.thread_id, message: Some(id), field: Field::Content };
-        reserve.metadata = self.seal_metadata(place, &reserve.metadata, MetadataOf::Message, false)?;
+        let nonce = Nonce::for_key(reserve.idempotency_key.as_ref());
+        reserve.metadata = self.seal_metadata(place, &reserve.metadata, MetadataOf::Message, false, nonce)?;
         Ok(())
     }
 
     fn seal_update_content(&self, tenant: Option<&TenantId>, update: &mut UpdateContent) -> Result<()> {
         let place =
             Place { tenant, thread: &update.thread_id, message: Some(&update.message_id), field: Field::Content };
-        update.content = self.seal_content(&place, &update.content)?;
+        update.content = self.seal_content(&place, &update.content, Nonce::Random)?;
         // A delta is bound to the version it brings the message to: known only when the
         // update expects one (as every append joined in clear does). Without it, the event
         // goes without a delta and followers read the message.
         update.delta = match (update.delta.take(), update.expected_version) {
             (Some(delta), Some(expected)) => {
                 let version = expected.saturating_add(1).to_string();
-                Some(self.seal_content(&Place { field: Field::Delta(&version), ..place }, &delta)?)
+                Some(self.seal_content(&Place { field: Field::Delta(&version), ..place }, &delta, Nonce::Random)?)
             }
             _ => None,
         };
@@ -277,6 +295,7 @@ impl Sealer {
                 patch,
                 if message.is_none() { MetadataOf::Thread } else { MetadataOf::Message },
                 true,
+                Nonce::Random,
             )?);
         }
         if self.titles
@@ -289,7 +308,8 @@ impl Sealer {
 
     /// A title sealed for the thread at `place`, within the store's limit.
     fn seal_title(&self, place: Place<'_>, title: &str) -> Result<String> {
-        let text = envelope::seal(&*self.keys, &Place { field: Field::Title, ..place }, title.as_bytes())?;
+        let text =
+            envelope::seal(&*self.keys, &Place { field: Field::Title, ..place }, title.as_bytes(), Nonce::Random)?;
         let sealed = format!("{TITLE_PREFIX}{text}");
         // The store's limit holds for what it stores: say so in the title's own terms.
         if sealed.len() > MAX_TITLE_BYTES {
@@ -326,8 +346,8 @@ impl Sealer {
     /// Seals a whole message as a restore writes it: its content and sealed metadata keys.
     pub(crate) fn seal_message(&self, tenant: Option<&TenantId>, message: &mut Message) -> Result<()> {
         let place = Place { tenant, thread: &message.thread_id, message: Some(&message.id), field: Field::Content };
-        let content = self.seal_content(&place, &message.content)?;
-        let metadata = self.seal_metadata(place, &message.metadata, MetadataOf::Message, false)?;
+        let content = self.seal_content(&place, &message.content, Nonce::Random)?;
+        let metadata = self.seal_metadata(place, &message.metadata, MetadataOf::Message, false, Nonce::Random)?;
         (message.content, message.metadata) = (content, metadata);
         Ok(())
     }
@@ -336,7 +356,7 @@ impl Sealer {
     /// are sealed, its title.
     pub(crate) fn seal_thread(&self, tenant: Option<&TenantId>, thread: &mut Thread) -> Result<()> {
         let place = Place { tenant, thread: &thread.id, message: None, field: Field::Title };
-        let metadata = self.seal_metadata(place, &thread.metadata, MetadataOf::Thread, false)?;
+        let metadata = self.seal_metadata(place, &thread.metadata, MetadataOf::Thread, false, Nonce::Random)?;
         let title = match &thread.title {
             Some(title) if self.titles => Some(self.seal_title(place, title)?),
             other => other.clone(),

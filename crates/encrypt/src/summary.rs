@@ -6,7 +6,7 @@
 use persist_core::summary::{Compacted, Summarize, Summary};
 use persist_core::{Content, Result, TenantId};
 
-use crate::envelope::{self, Field, Place};
+use crate::envelope::{self, Field, Nonce, Place};
 use crate::sealer::{MetadataOf, Sealer, sealed_text_in, sort_unreadable};
 
 /// A summary's place: `from..through`.
@@ -19,8 +19,9 @@ impl Sealer {
     pub(crate) fn seal_summary(&self, tenant: Option<&TenantId>, summarize: &mut Summarize) -> Result<()> {
         let seq = range(summarize.from_seq, summarize.through_seq);
         let place = Place { tenant, thread: &summarize.thread_id, message: None, field: Field::Summary(&seq) };
-        summarize.content = self.seal_content(&place, &summarize.content)?;
-        summarize.metadata = self.seal_metadata(place, &summarize.metadata, MetadataOf::Summary(&seq), false)?;
+        summarize.content = self.seal_content(&place, &summarize.content, Nonce::Random)?;
+        summarize.metadata =
+            self.seal_metadata(place, &summarize.metadata, MetadataOf::Summary(&seq), false, Nonce::Random)?;
         Ok(())
     }
 

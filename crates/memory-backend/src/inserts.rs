@@ -76,7 +76,7 @@ impl State {
         let embeddings: Vec<_> = turn.messages.iter().filter_map(|m| m.embedding.as_ref()).collect();
         self.check_embeddings(turn.context.tenant(), &embeddings)?;
         let mut stored = Vec::new();
-        if let Some(ts) = self.threads.get(&key(turn.context.tenant(), &turn.thread_id)) {
+        if let Some(ts) = self.threads.get_mut(&key(turn.context.tenant(), &turn.thread_id)) {
             if ts.thread.is_deleted() {
                 return Err(PersistError::ThreadDeleted { thread_id: turn.thread_id.clone() });
             }
@@ -84,6 +84,14 @@ impl State {
             for record in by_key.chain(plan.ids().iter().filter_map(|id| ts.messages.by_id(id))) {
                 stored.push(record.to_message(&turn.thread_id)?);
             }
+            let live: Vec<IdempotencyKey> = stored.iter().filter_map(|m| m.idempotency_key.clone()).collect();
+            let spent: Vec<_> = plan
+                .keys()
+                .iter()
+                .filter(|k| !live.contains(k))
+                .filter_map(|k| ts.messages.spent(k, now).cloned())
+                .collect();
+            stored.extend(plan.spent_repeats(&spent)?);
         }
         if let Some(repeat) = plan.decide(stored)? {
             return Ok(TurnAppended::new(turn.thread_id.clone(), repeat, true));
@@ -110,6 +118,9 @@ impl State {
                 }
                 if let Some(record) = new.idempotency_key.as_ref().and_then(|key| ts.messages.by_key(key)) {
                     return Ok((record.to_message(&new.thread_id)?.keyed_repeat(args)?, true));
+                }
+                if let Some(spent) = new.idempotency_key.as_ref().and_then(|key| ts.messages.spent(key, now)) {
+                    return Ok((spent.repeat(&new.thread_id, args)?, true));
                 }
                 if let Some(record) = new.message_id.as_ref().and_then(|id| ts.messages.by_id(id)) {
                     let existing = record.to_message(&new.thread_id)?;

@@ -100,6 +100,15 @@ impl MemoryBackend {
         self
     }
 
+    /// This store remembering a removed message's idempotency key for `retention` after it
+    /// went ([`DEFAULT_KEY_RETENTION`](persist_core::spent::DEFAULT_KEY_RETENTION), 24 hours, by
+    /// default): a retry of the request that wrote it answers it, and writes nothing, until
+    /// then (see [`spent`](persist_core::spent)).
+    pub fn with_key_retention(self, retention: std::time::Duration) -> Self {
+        self.lock().key_retention = Some(retention);
+        self
+    }
+
     /// Number of messages stored, over every thread.
     pub fn message_count(&self) -> usize {
         self.lock().threads.values().map(|t| t.messages.len()).sum()

@@ -9,11 +9,13 @@
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::collections::BTreeMap;
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use persist_core::branch::Tree;
+use persist_core::spent::SpentKey;
 use persist_core::{Content, IdempotencyKey, Message, MessageId, Metadata, Result, Role, Status, ThreadId, Timestamp};
 
 /// One stored message.
@@ -251,6 +253,8 @@ pub(crate) struct Messages {
     /// copy of the id.
     by_id: HashTable<u64>,
     by_key: HashMap<IdempotencyKey, u64>,
+    /// The keys of removed messages (see `persist::spent`).
+    spent: HashMap<IdempotencyKey, SpentKey>,
     hasher: DefaultHashBuilder,
 }
 
@@ -308,7 +312,7 @@ impl Messages {
     /// Stores `record`, whose id and idempotency key are not stored yet.
     pub(crate) fn insert(&mut self, record: Record) {
         let hash = self.hash(record.id_key());
-        let Self { records, by_id, by_key, hasher } = self;
+        let Self { records, by_id, by_key, hasher, .. } = self;
         by_id.insert_unique(hash, record.seq, |&seq| match Self::position(records, seq) {
             Ok(i) => hasher.hash_one(records[i].id_key()),
             // Every seq in the index is stored; this arm is never taken.
@@ -339,8 +343,34 @@ impl Messages {
         Some(record)
     }
 
-    /// Removes every record.
+    /// Removes the record with id `id` of thread `thread_id`, keeping its key as spent at `now`
+    /// for `retention`.
+    pub(crate) fn remove_spending(
+        &mut self,
+        thread_id: &ThreadId,
+        id: &MessageId,
+        now: Timestamp,
+        retention: Duration,
+    ) -> Result<()> {
+        if let Some(record) = self.remove(id)
+            && let Some(spent) = SpentKey::of(&record.to_message(thread_id)?, now, retention)
+        {
+            self.spent.insert(spent.key.clone(), spent);
+        }
+        Ok(())
+    }
+
+    /// The spent key `key`, while it is remembered at `now`; one forgotten is dropped.
+    pub(crate) fn spent(&mut self, key: &IdempotencyKey, now: Timestamp) -> Option<&SpentKey> {
+        if self.spent.get(key).is_some_and(|spent| !spent.is_remembered(now)) {
+            self.spent.remove(key);
+        }
+        self.spent.get(key)
+    }
+
+    /// Removes every record, and the keys of those removed before.
     pub(crate) fn clear(&mut self) -> Vec<Record> {
+        self.spent.clear();
         self.by_id.clear();
         self.by_key.clear();
         std::mem::take(&mut self.records)

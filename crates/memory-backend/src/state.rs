@@ -39,6 +39,15 @@ pub(crate) struct State {
     pub(crate) models: HashMap<(Option<TenantId>, String), usize>,
     /// Working memory documents, per tenant and resource.
     pub(crate) memories: HashMap<(Option<TenantId>, persist_core::ResourceId), persist_core::working::WorkingMemory>,
+    /// How long a removed message's key is remembered (`None`: the default, see
+    /// `persist::spent`).
+    pub(crate) key_retention: Option<std::time::Duration>,
+}
+
+impl State {
+    pub(crate) fn key_retention(&self) -> std::time::Duration {
+        self.key_retention.unwrap_or(persist_core::spent::DEFAULT_KEY_RETENTION)
+    }
 }
 
 /// A thread's identity, `(tenant, thread_id)`, as the map keeps it.
@@ -280,6 +289,7 @@ impl State {
         let gone = || Ok(Deleted::new(args.thread_id.clone(), Vec::new()));
         let tenant = args.context.tenant();
         let feeding = self.feed.is_some();
+        let retention = self.key_retention();
         let removal = |record: &Record| -> Result<Change> {
             let (thread, id) = (args.thread_id.clone(), record.id()?);
             Ok(Change::message(tenant.cloned(), thread, PersistOp::Delete, id, record.seq, record.version))
@@ -309,7 +319,7 @@ impl State {
                     self.changes.push(removal(record)?);
                 }
                 let removed = BTreeMap::from([(record.seq, record.parent())]);
-                ts.messages.remove(id);
+                ts.messages.remove_spending(&args.thread_id, id, now, retention)?;
                 ts.thread.active_leaf = ts.messages.splice(&removed, ts.thread.active_leaf);
                 vec![id.clone()]
             }
@@ -367,7 +377,7 @@ impl State {
                     ts.messages.range(seq.saturating_add(1), u64::MAX).iter().map(|r| (r.seq, r.parent())).collect();
                 // Last first: each removal is then at the end of the thread's records.
                 for id in ids.iter().rev() {
-                    ts.messages.remove(id);
+                    ts.messages.remove_spending(&args.thread_id, id, now, retention)?;
                 }
                 ts.thread.active_leaf = ts.messages.splice(&removed, ts.thread.active_leaf);
                 // The summaries a truncation after `seq` leaves: those ending at or before it.

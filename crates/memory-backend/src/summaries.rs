@@ -90,7 +90,7 @@ impl State {
     /// counts, version and time moved when anything went.
     pub(crate) fn delete_covered(&mut self, args: &Delete, now: Timestamp) -> Result<Deleted> {
         let tenant = args.context.tenant();
-        let removed = self.covered_ids(args, tenant)?;
+        let removed = self.covered_ids(args, tenant, now)?;
         if let Some(ts) = self.threads.get_mut(&key(tenant, &args.thread_id))
             && !removed.is_empty()
         {
@@ -100,8 +100,9 @@ impl State {
         Ok(Deleted::new(args.thread_id.clone(), removed))
     }
 
-    fn covered_ids(&mut self, args: &Delete, tenant: Option<&TenantId>) -> Result<Vec<MessageId>> {
+    fn covered_ids(&mut self, args: &Delete, tenant: Option<&TenantId>, now: Timestamp) -> Result<Vec<MessageId>> {
         let feeding = self.feed.is_some();
+        let retention = self.key_retention();
         let Some(ts) = self.threads.get_mut(&key(tenant, &args.thread_id)) else { return Ok(Vec::new()) };
         crate::state::check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
         let active = BranchSeqs::of(ts, ts.thread.active_leaf);
@@ -128,7 +129,7 @@ impl State {
             }
         }
         for id in &ids {
-            ts.messages.remove(id);
+            ts.messages.remove_spending(&args.thread_id, id, now, retention)?;
         }
         // The older summaries went with what they covered (another branch's would be read as
         // history by the branches that follow it).

@@ -41,6 +41,7 @@ pub struct PostgresBackendBuilder {
     replica_wait: Duration,
     freshness: Freshness,
     consistency: Option<Consistency>,
+    key_retention: Duration,
 }
 
 impl PostgresBackendBuilder {
@@ -63,7 +64,18 @@ impl PostgresBackendBuilder {
             replica_wait: Duration::from_millis(500),
             freshness: Freshness::Handle,
             consistency: None,
+            key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
         }
+    }
+
+    /// How long the idempotency key of a removed message is remembered after it went (default
+    /// [`DEFAULT_KEY_RETENTION`](persist_core::spent::DEFAULT_KEY_RETENTION), 24 hours): until
+    /// then, a retry of the request that wrote it answers what its first call answered and
+    /// writes nothing (see [`spent`](persist_core::spent)). Set on every connection (the setting
+    /// `persist.key_retention`, in microseconds); applies to keys this instance spends.
+    pub fn key_retention(mut self, retention: Duration) -> Self {
+        self.key_retention = retention;
+        self
     }
 
     /// The schema holding persist's tables, created if missing (default: the URL's `schema=`,
@@ -304,6 +316,7 @@ impl PostgresBackendBuilder {
                 ("plan_cache_mode", "force_custom_plan".to_owned()),
                 ("lock_timeout", millis(self.lock_timeout)),
                 ("statement_timeout", millis(self.statement_timeout)),
+                ("persist.key_retention", self.key_retention.as_micros().min(i64::MAX as u128).to_string()),
             ]);
         // Seen in `pg_stat_activity`, unless the URL or `PGAPPNAME` names the application.
         Ok(match options.get_application_name() {

@@ -145,6 +145,7 @@ mod replicas;
 mod rows;
 mod schema;
 mod search;
+mod spent;
 mod statistics;
 mod summaries;
 mod vectors;

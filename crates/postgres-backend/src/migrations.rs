@@ -26,6 +26,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (15, "embeddings", include_str!("../migrations/0015_embeddings.sql")),
     (16, "working memory", include_str!("../migrations/0016_working_memory.sql")),
     (17, "working memory feed", include_str!("../migrations/0017_working_memory_feed.sql")),
+    (18, "spent keys", include_str!("../migrations/0018_spent_keys.sql")),
 ];
 
 /// The migrations, in version order.

@@ -243,6 +243,8 @@ pub(crate) async fn delete_covered_locked(
     let Some(leaf) = active_leaf.and_then(|leaf| u64::try_from(leaf).ok()) else { return Ok(gone) };
     let runs = runs(tx, tenant, thread, leaf).await?;
     let Some(summary) = latest(tx, tenant, thread, leaf, &runs).await? else { return Ok(gone) };
+    let removal = crate::spent::Removal::Covered { through: summary.through_seq, leaf };
+    crate::spent::spend(tx, tenant, thread, removal).await?;
     let removed = sqlx::query(
         "DELETE FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq <= $3 AND seq <> $4 \
          RETURNING seq, message_id",

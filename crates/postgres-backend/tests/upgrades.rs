@@ -370,7 +370,7 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     let Some(schema) = shipped_schema(11, &[]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (11, 17));
+    assert_eq!((status.applied, status.latest), (11, 18));
     assert_eq!(
         status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
         [
@@ -379,7 +379,8 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
             (14, "messages view"),
             (15, "embeddings"),
             (16, "working memory"),
-            (17, "working memory feed")
+            (17, "working memory feed"),
+            (18, "spent keys")
         ]
     );
     let refused = builder().migrate(false).connect().await.unwrap_err();
@@ -387,9 +388,9 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     let said = refused.to_string();
     assert!(
         said.contains(&format!(
-            "schema {schema}: schema version 11, this build needs 17 (pending: 12 content form in plpgsql, \
+            "schema {schema}: schema version 11, this build needs 18 (pending: 12 content form in plpgsql, \
              13 thread activity by second, 14 messages view, 15 embeddings, 16 working memory, 17 working \
-             memory feed)"
+             memory feed, 18 spent keys)"
         )),
         "{said}"
     );
@@ -410,7 +411,7 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     sqlx::raw_sql(AssertSqlSafe(newer)).execute(&mut conn).await.unwrap();
     assert!(builder().schema_status().await.unwrap().is_ahead());
     let refused = builder().migrate(false).connect().await.unwrap_err();
-    assert!(refused.to_string().contains("newer than this build's 17"), "{refused}");
+    assert!(refused.to_string().contains("newer than this build's 18"), "{refused}");
     // A schema that does not exist: version 0, not created.
     let missing = support::schema_name();
     let absent = PostgresBackend::builder(support::url()).schema(missing.clone());
@@ -500,7 +501,7 @@ async fn version_13_reads_as_pending_until_its_index_is_built() {
     let Some(schema) = shipped_schema(13, &[ACTIVITY_AT_VERSION_12]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (12, 17));
+    assert_eq!((status.applied, status.latest), (12, 18));
     assert_eq!(
         status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
         [
@@ -508,14 +509,15 @@ async fn version_13_reads_as_pending_until_its_index_is_built() {
             (14, "messages view"),
             (15, "embeddings"),
             (16, "working memory"),
-            (17, "working memory feed")
+            (17, "working memory feed"),
+            (18, "spent keys")
         ]
     );
     let refused = builder().migrate(false).connect().await.unwrap_err();
     assert!(
         refused.to_string().contains(
             "(pending: 13 thread activity by second, 14 messages view, 15 embeddings, 16 working memory, 17 working \
-                 memory feed)"
+                 memory feed, 18 spent keys)"
         ),
         "{refused}"
     );
@@ -555,7 +557,7 @@ async fn version_13_is_pending_while_the_old_index_stays() {
     let Some(schema) = shipped_schema(13, &[ACTIVITY_AT_VERSION_12, built]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.pending.len()), (12, 5), "13's work, 14, 15, 16 and 17: {status:?}");
+    assert_eq!((status.applied, status.pending.len()), (12, 6), "13's work, 14, 15, 16, 17 and 18: {status:?}");
     builder().connect().await.unwrap().close().await;
     assert!(builder().schema_status().await.unwrap().is_current());
     let mut conn = support::admin().await.unwrap();

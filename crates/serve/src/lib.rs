@@ -52,7 +52,8 @@
 //!   second delete is a clean 404).
 //! - `Idempotency-Key` on every `POST`: a request sent again with the same key (within the
 //!   conversation for items, the tenant for a create) writes nothing twice and answers what the
-//!   first one did; the same key with another body is 422. The SDKs send none of their own:
+//!   first one did, even once the items it wrote were deleted or popped (for the store's key
+//!   retention, 24 hours by default: see `persist::spent`); the same key with another body is 422. The SDKs send none of their own:
 //!   pass one with `extra_headers` (Python) or `headers` (Node). A key may carry an identifier:
 //!   persist is handed a digest of it, and no answer or log line holds the key.
 //! - `GET /v1/persist/search?q=WORDS&conversation=ID`: the caller's items whose text holds

@@ -276,6 +276,29 @@ async fn an_idempotency_key_writes_nothing_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_its_items_were_deleted_answers_them_and_brings_nothing_back() {
+    for (name, pipeline, _dir) in every_backend().await {
+        let api = Api::start(Server::new(pipeline, keys())).await;
+        let id = api.ok("POST", "/v1/conversations", None).await["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/conversations/{id}/items");
+        let items = json!({"items": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]});
+        let items = items.to_string();
+        let (_, written) = api.send("POST", &path, Some(items.clone()), &[("idempotency-key", "turn-2")]).await;
+        let first = written["data"][0]["id"].as_str().unwrap();
+        api.ok("DELETE", &format!("{path}/{first}"), None).await;
+        api.ok("POST", &format!("/v1/persist/conversations/{id}/items/pop"), None).await;
+        assert!(api.all_items(&id, "asc", 100).await.is_empty(), "{name}: both gone");
+        // The first answer was lost; the client retries after the items were deleted.
+        let (status, retried) = api.send("POST", &path, Some(items), &[("idempotency-key", "turn-2")]).await;
+        assert_eq!((status, &retried["data"]), (200, &written["data"]), "{name}: the first call's answer");
+        assert!(api.all_items(&id, "asc", 100).await.is_empty(), "{name}: nothing brought back");
+        let other = json!({"items": [{"role": "user", "content": "c"}]}).to_string();
+        let (status, refused) = api.send("POST", &path, Some(other), &[("idempotency-key", "turn-2")]).await;
+        assert_eq!((status, refused["error"]["code"].clone()), (422, json!("idempotency_key_reused")), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forty_concurrent_pops_each_take_another_item() {
     let api = Arc::new(Api::start(Server::new(Pipeline::new(MemoryBackend::new()), keys())).await);
     let id = api.ok("POST", "/v1/conversations", None).await["id"].as_str().unwrap().to_owned();

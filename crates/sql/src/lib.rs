@@ -1,7 +1,8 @@
 //! What persist's SQL backends (`persist-sqlite`, `persist-postgres`) share, over sqlx without a
 //! driver: their migrations embedded as `sqlx::migrate!` would embed them, built without the
 //! macro (whose compile-time copy of the database driver doubled a fresh build's work), what
-//! the store's record of them means for this build, and the errors of running them.
+//! the store's record of them means for this build, and the errors of running them; and what
+//! both keep of spent idempotency keys ([`Removal`], [`spent_key`]).
 //!
 //! A backend of its own can use it too: it depends on the contract (`persist-core`) and sqlx's
 //! migration types only.
@@ -9,12 +10,16 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod spent;
+
 use std::borrow::Cow;
 
 use persist_core::PersistError;
 use persist_core::schema::SchemaMigration;
 use sqlx::SqlStr;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+
+pub use self::spent::{Removal, SpentRow, spent_key};
 
 /// One embedded migration file: its version, its description (the words of its name) and its
 /// SQL (`include_str!` of the file). A file whose SQL starts with `-- no-transaction` runs

@@ -37,6 +37,8 @@ pub(crate) struct Limits {
     /// Whether rows are written in their compact form: the store's format level is 1 (see
     /// `migrations/0015`), read when the handle opens.
     pub(crate) compact: bool,
+    /// How long a removed message's idempotency key is remembered (see `persist::spent`).
+    pub(crate) key_retention: Duration,
 }
 
 /// Configures and opens a [`SqliteBackend`].
@@ -92,7 +94,12 @@ impl SqliteBackendBuilder {
             max_database_bytes: None,
             wal_size_limit: 16 << 20,
             check_integrity: false,
-            limits: Limits { max_content_bytes: 8 << 20, max_metadata_bytes: 256 << 10, compact: false },
+            limits: Limits {
+                max_content_bytes: 8 << 20,
+                max_metadata_bytes: 256 << 10,
+                compact: false,
+                key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
+            },
             feed: Some(FeedRetention::default()),
             feed_poll: Duration::from_millis(50),
             read_only: false,
@@ -245,6 +252,15 @@ impl SqliteBackendBuilder {
     /// Largest metadata object accepted, in bytes of JSON (default 256 KiB).
     pub fn max_metadata_bytes(mut self, bytes: usize) -> Self {
         self.limits.max_metadata_bytes = bytes;
+        self
+    }
+
+    /// How long the idempotency key of a removed message is remembered after it went (default
+    /// [`DEFAULT_KEY_RETENTION`](persist_core::spent::DEFAULT_KEY_RETENTION), 24 hours): until
+    /// then, a retry of the request that wrote it answers what its first call answered and
+    /// writes nothing (see [`spent`](persist_core::spent)). Applies to keys spent from then on.
+    pub fn key_retention(mut self, retention: Duration) -> Self {
+        self.limits.key_retention = retention;
         self
     }
 

@@ -278,7 +278,12 @@ impl Lane {
             path: path.to_owned(),
             synchronous: "NORMAL",
             max_page_count: None,
-            limits: Limits { max_content_bytes: 1 << 20, max_metadata_bytes: 1 << 16, compact: true },
+            limits: Limits {
+                max_content_bytes: 1 << 20,
+                max_metadata_bytes: 1 << 16,
+                compact: true,
+                key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
+            },
             wal: WalLimit {
                 path: path.with_extension("db-wal"),
                 bytes: u64::MAX,

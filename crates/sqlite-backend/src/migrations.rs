@@ -40,6 +40,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (19, "embeddings", include_str!("../migrations/0019_embeddings.sql")),
     (20, "working memory", include_str!("../migrations/0020_working_memory.sql")),
     (21, "working memory feed", include_str!("../migrations/0021_working_memory_feed.sql")),
+    (22, "spent keys", include_str!("../migrations/0022_spent_keys.sql")),
 ];
 
 /// The migrations, in version order.
@@ -56,7 +57,8 @@ pub(crate) fn known() -> impl Iterator<Item = (persist_core::schema::SchemaMigra
 /// every read of the feed reads; version 17 moved messages to `persist_messages`, which every
 /// read of messages reads. Versions 18 to 20 added what no earlier read uses; version 21 gave
 /// the feed's rows a resource (working memory's events), which every read of the feed reads: a
-/// read-only handle on an older file refuses feed reads only.
+/// read-only handle on an older file refuses feed reads only. Version 22 (spent keys) is read by
+/// writes only.
 const OLDEST_READ_AS_IS: i64 = 17;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot

@@ -332,8 +332,8 @@ async fn a_file_one_version_behind_is_read_for_reads_only() {
     let backend = SqliteBackend::open(&path).await.unwrap();
     backend.apply(add("t", "written at the version before")).await.unwrap();
     backend.close().await;
-    // Back to version 20: what version 21 added (a column of each feed table, an index, two
-    // triggers, the view made again) gone, its record too.
+    // Back to version 20: what version 22 added (a table) and what version 21 added (a column of
+    // each feed table, an index, two triggers, the view made again) gone, their records too.
     let mut conn = raw(&path).await;
     sqlx::raw_sql(
         "DROP TRIGGER persist_working_memory_inserted; DROP TRIGGER persist_working_memory_updated; \
@@ -346,14 +346,15 @@ async fn a_file_one_version_behind_is_read_for_reads_only() {
                 e.message_id, e.seq, e.version, CASE e.op WHEN 4 THEN 'message' WHEN 6 THEN 'thread' END AS removed, \
                 e.at, e.prev, e.status, e.delta, e.parent \
            FROM persist_events e LEFT JOIN threads t ON t.key = e.thread; \
-         DELETE FROM _sqlx_migrations WHERE version = 21;",
+         DELETE FROM _sqlx_migrations WHERE version = 21; \
+         DROP TABLE persist_spent_keys; DELETE FROM _sqlx_migrations WHERE version = 22;",
     )
     .execute(&mut conn)
     .await
     .unwrap();
     conn.close().await.unwrap();
     let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (20, 21));
+    assert_eq!((status.applied, status.latest), (20, 22));
 
     let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
     let page = reader.list(ListMessages::new(thread("t"))).await.unwrap();
@@ -793,4 +794,26 @@ fn a_runtime_without_timers_is_refused_with_a_clear_error() {
     let error = opened.unwrap_err();
     assert!(matches!(error, PersistError::Unsupported { .. }), "{error:?}");
     assert!(error.to_string().contains("enable_time"), "{error}");
+}
+
+/// A removed message's key is remembered for the builder's key retention, then forgotten: a
+/// retry of its request is a repeat until then, a new write after.
+#[tokio::test]
+async fn a_removed_messages_key_is_remembered_for_the_retention_only() {
+    use persist_core::IdempotencyKey;
+    use persist_core::args::Delete;
+    for (retention, remembered) in [(Duration::from_secs(3600), true), (Duration::ZERO, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = SqliteBackend::builder(dir.path().join("keys.db")).key_retention(retention).open().await.unwrap();
+        let keyed = Add::new(thread("t"), Role::User, Content::text("hi"))
+            .with_idempotency_key(IdempotencyKey::new("k").unwrap());
+        let first = backend.apply(keyed.clone().into()).await.unwrap();
+        let id = first.message().unwrap().id.clone();
+        backend.apply(Delete::message(thread("t"), id).into()).await.unwrap();
+        let again = backend.apply(keyed.into()).await.unwrap();
+        assert_eq!(again.is_deduplicated(), remembered, "retention {retention:?}");
+        let listed = backend.list(ListMessages::new(thread("t"))).await.unwrap().items.len();
+        assert_eq!(listed, usize::from(!remembered), "retention {retention:?}");
+        backend.close().await;
+    }
 }

@@ -338,6 +338,35 @@ pub(crate) fn drop_deep_values(map: &mut Map<String, Value>, limit: usize) {
     }
 }
 
+/// `value`'s canonical text ([`to_string`]) with its numbers written by value, as [`eq`]
+/// compares them: a float that is an integer as that integer (`1.0` as `1`, `-0.0` as `0`), so
+/// equal values have one text whatever form a store kept them in (PostgreSQL's `jsonb` writes
+/// `1e2` back as `100`).
+pub(crate) fn by_value(value: &Value) -> String {
+    let mut value = value.clone();
+    let mut pending = vec![&mut value];
+    while let Some(node) = pending.pop() {
+        match node {
+            Value::Array(items) => pending.extend(items.iter_mut()),
+            Value::Object(map) => pending.extend(map.values_mut()),
+            Value::Number(number) if integer(number).is_none() => {
+                let whole = number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e30).map(|f| f as i128);
+                if let Some(int) = whole {
+                    if let Ok(int) = i64::try_from(int) {
+                        *number = Number::from(int);
+                    } else if let Ok(int) = u64::try_from(int) {
+                        *number = Number::from(int);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let text = to_string(&value);
+    drop_flat(value);
+    text
+}
+
 /// A map's entries in sorted key order (already so without `preserve_order`).
 pub(crate) fn sorted(map: &Map<String, Value>) -> Vec<(&String, &Value)> {
     let mut entries: Vec<_> = map.iter().collect();

@@ -7,6 +7,7 @@ use sqlx::{Connection, PgConnection, Row};
 use super::guard::diagnose_message;
 use crate::error::{corrupt, map_sqlx};
 use crate::rows::{signed, tenant_key};
+use crate::spent::{Removal, spend};
 
 pub(super) async fn delete_message(
     conn: &mut PgConnection,
@@ -44,6 +45,7 @@ async fn delete_message_locked(
         .execute(&mut *tx)
         .await
         .map_err(|e| map_sqlx("locking the thread", e))?;
+    spend(tx, tenant_key(tenant), delete.thread_id.as_str(), Removal::Message(id)).await?;
     let removed = sqlx::query(
         "WITH d AS (DELETE FROM messages m \
                      WHERE m.tenant = $4 AND m.thread_id = $1 AND m.message_id = $2 \
@@ -143,6 +145,7 @@ pub(super) async fn truncate_locked(
         }
         other => other.map(signed),
     };
+    spend(tx, tenant, delete.thread_id.as_str(), Removal::After(seq)).await?;
     let removed =
         sqlx::query("DELETE FROM messages WHERE tenant = $2 AND thread_id = $1 AND seq > $3 RETURNING seq, message_id")
             .bind(delete.thread_id.as_str())
@@ -253,6 +256,9 @@ pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete)
 pub(super) async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant: &str) -> Result<(), PersistError> {
     let sql = |context| move |e| map_sqlx(context, e);
     let now = Timestamp::now().as_micros();
+    if delete.purge {
+        crate::spent::forget(tx, tenant, delete.thread_id.as_str()).await?;
+    }
     let tombstone = match (delete.purge, delete.free_id) {
         (_, true) => "DELETE FROM threads WHERE tenant = $3 AND thread_id = $1 AND $2::bigint IS NOT NULL",
         (true, false) => {

@@ -101,12 +101,14 @@ macro_rules! stored_parent {
 }
 
 /// Neither the message's id (`$2`) nor its idempotency key (`$7`) is taken in thread `$1` of
-/// tenant `$9`.
+/// tenant `$9`, nor is the key spent (see `persist::spent`) at `$8`.
 macro_rules! id_and_key_free {
     () => {
         "NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 AND m.message_id = $2) \
          AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = $9 AND m.thread_id = $1 \
-                                                   AND m.idempotency_key = $7)"
+                                                   AND m.idempotency_key = $7) \
+         AND NOT EXISTS (SELECT 1 FROM persist_spent_keys s WHERE s.tenant = $9 AND s.thread_id = $1 \
+                                                             AND s.idempotency_key = $7 AND s.forget_at > $8)"
     };
 }
 
@@ -519,6 +521,9 @@ pub(crate) async fn insert_group(conn: &mut PgConnection, group: &[(&PersistArgs
                                                           AND m.message_id = i.message_id) \
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = i.tenant AND m.thread_id = i.thread_id \
                                                           AND m.idempotency_key = i.idempotency_key) \
+               AND NOT EXISTS (SELECT 1 FROM persist_spent_keys s \
+                                WHERE s.tenant = i.tenant AND s.thread_id = i.thread_id \
+                                  AND s.idempotency_key = i.idempotency_key AND s.forget_at > $9) \
                AND (i.model IS NULL OR EXISTS (SELECT 1 FROM persist_embedding_models r \
                                                 WHERE r.tenant = i.tenant AND r.model = i.model AND r.dims = i.dims)) \
              ORDER BY i.tenant COLLATE \"C\", i.thread_id COLLATE \"C\" \
@@ -611,6 +616,11 @@ pub(super) async fn diagnose_insert(
         .map_err(|e| map_sqlx("looking up the idempotency key", e))?;
         if let Some(row) = row {
             return Ok(Some(rows::message(&row)?.keyed_repeat(args).map(|m| (m, true))));
+        }
+        let spent =
+            crate::spent::spent_keys(conn, tenant_key(new.tenant), new.thread_id.as_str(), &[key.as_str()]).await?;
+        if let Some(spent) = spent.first() {
+            return Ok(Some(spent.repeat(new.thread_id, args).map(|m| (m, true))));
         }
     }
     let Some(existing) = find_message(conn, new.tenant, new.thread_id, id).await? else {

@@ -100,7 +100,14 @@ async fn append_locked(
         .fetch_all(&mut *tx)
         .await
         .map_err(sql("looking up the turn's keys and ids"))?;
-        rows.iter().map(rows::message).collect::<Result<Vec<_>, _>>()?
+        let mut stored = rows.iter().map(rows::message).collect::<Result<Vec<_>, _>>()?;
+        // A key a stored message holds is that message's; a spent one answers for a removed one.
+        let live: Vec<_> = stored.iter().filter_map(|message| message.idempotency_key.clone()).collect();
+        let wanted: Vec<&str> =
+            plan.keys().iter().filter(|key| !live.contains(key)).map(IdempotencyKey::as_str).collect();
+        let spent = crate::spent::spent_keys(tx, tenant, turn.thread_id.as_str(), &wanted).await?;
+        stored.extend(plan.spent_repeats(&spent)?);
+        stored
     } else {
         Vec::new()
     };

@@ -5,13 +5,23 @@ use persist_core::{AgentId, Deleted, MessageId, PersistError, Target, TenantId, 
 use sqlx::SqliteConnection;
 
 use super::guard::*;
+use super::spent::{Removal, spend};
 use super::{Failure, OpResult, aborted, refused, sql};
+use crate::Limits;
 use crate::error::corrupt;
 use crate::rows::{packed_id, signed, tenant_key, thread_key};
 
-pub(super) async fn delete_message(conn: &mut SqliteConnection, delete: &Delete, id: &MessageId) -> OpResult<Deleted> {
-    let now = Timestamp::now().as_micros();
+pub(super) async fn delete_message(
+    conn: &mut SqliteConnection,
+    delete: &Delete,
+    id: &MessageId,
+    limits: &Limits,
+) -> OpResult<Deleted> {
+    let at = Timestamp::now();
+    let now = at.as_micros();
     let tenant = delete.context.tenant();
+    let removal = Removal::Message(id);
+    spend(conn, delete.thread_id.as_str(), tenant_key(tenant), removal, at, limits.key_retention).await?;
     let removed = sqlx::query(concat!(
         "DELETE FROM persist_messages \
               WHERE thread = (SELECT key FROM threads WHERE tenant = ?4 AND thread_id = ?1 AND deleted_at IS NULL) \
@@ -64,6 +74,7 @@ pub(super) async fn truncate(
     delete: &Delete,
     seq: u64,
     active_leaf: Option<u64>,
+    limits: &Limits,
 ) -> OpResult<Deleted> {
     let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
     let tenant = tenant_key(delete.context.tenant());
@@ -74,6 +85,7 @@ pub(super) async fn truncate(
         }
         other => other,
     };
+    spend(conn, delete.thread_id.as_str(), tenant, Removal::After(seq), Timestamp::now(), limits.key_retention).await?;
     let removed = sqlx::query(concat!(
         "DELETE FROM persist_messages WHERE thread = ",
         thread_key!("?2", "?1"),
@@ -106,7 +118,7 @@ pub(super) async fn truncate(
     Ok(Deleted::new(delete.thread_id.clone(), ids))
 }
 
-pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) -> OpResult<Deleted> {
+pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete, limits: &Limits) -> OpResult<Deleted> {
     let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
     let tenant = tenant_key(delete.context.tenant());
     let thread = match writable_thread(conn, &delete.thread_id, delete.context.tenant(), None).await {
@@ -137,10 +149,10 @@ pub(super) async fn delete_thread(conn: &mut SqliteConnection, delete: &Delete) 
     }
     if let Target::MessagesAfter(seq) = delete.target {
         super::summarize::truncate_summaries(conn, delete, seq).await?;
-        return truncate(conn, delete, seq, thread.active_leaf).await;
+        return truncate(conn, delete, seq, thread.active_leaf, limits).await;
     }
     if delete.target == Target::Covered {
-        return super::summarize::delete_covered(conn, delete, &thread).await;
+        return super::summarize::delete_covered(conn, delete, &thread, limits).await;
     }
     // Marked as being deleted first (a negative `last_seq`, which the tombstone restores): the
     // change feed then records the thread's delete, and not each message it removes. The mark
@@ -196,6 +208,14 @@ pub(super) async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, t
     let now = Timestamp::now().as_micros();
     if delete.free_id {
         forget_retired(conn, delete, tenant).await?;
+    }
+    if delete.purge {
+        sqlx::query(concat!("DELETE FROM persist_spent_keys WHERE thread = ", thread_key!("?2", "?1")))
+            .bind(delete.thread_id.as_str())
+            .bind(tenant)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("forgetting the thread's spent keys"))?;
     }
     let tombstone = match (delete.purge, delete.free_id) {
         (_, true) => "DELETE FROM threads WHERE tenant = ?3 AND thread_id = ?1 AND ?2 IS NOT NULL",

@@ -381,6 +381,12 @@ impl<'a> Insert<'a> {
                 let existing = rows::message(&row).map_err(aborted)?;
                 return existing.keyed_repeat(self.args).map(|m| (m, true)).map_err(refused);
             }
+            let tenant = tenant_key(self.tenant);
+            let spent =
+                super::spent::spent_keys(conn, self.thread_id.as_str(), tenant, &[key], Timestamp::now()).await?;
+            if let Some(spent) = spent.first() {
+                return spent.repeat(self.thread_id, self.args).map(|m| (m, true)).map_err(refused);
+            }
         }
         let Some(existing) = find_message(conn, self.tenant, self.thread_id, &self.id).await? else {
             if let Parent::Message(parent) = self.parent

@@ -5,7 +5,8 @@ use crate::rows::{packed_id, packed_role};
 
 /// One insert: the thread `(tenant, thread_id)` is created if absent (not for a message that
 /// names its parent: that thread must hold it), then the message is inserted unless the thread
-/// is deleted, its id or idempotency key is taken, or the parent it names is not in the thread.
+/// is deleted, its id or idempotency key is taken (or spent: see `persist::spent`), or the
+/// parent it names is not in the thread.
 /// Its parent: the thread's active leaf (`$parent` NULL), none (`''`, a root), or the message
 /// of id `$parent`, stored in its compact form
 /// ([`stored_parent`](persist_core::branch::stored_parent): NULL for `seq - 1` or a root at 1,
@@ -89,7 +90,12 @@ macro_rules! insert_message {
             $tenant,
             " AND t.thread_id = ",
             $thread,
-            " AND t.deleted_at IS NULL AND (",
+            " AND t.deleted_at IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM persist_spent_keys s WHERE s.thread = t.key AND s.idempotency_key = ",
+            $key,
+            " AND s.forget_at > ",
+            $now,
+            ") AND (",
             $parent,
             " IS NULL OR ",
             $parent,

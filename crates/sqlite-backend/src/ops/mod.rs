@@ -13,6 +13,7 @@ mod insert;
 mod insert_sql;
 pub(crate) mod restore;
 mod session;
+mod spent;
 mod summarize;
 mod turn;
 mod update;
@@ -142,9 +143,9 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
             }
         },
         PersistArgs::Delete(delete) => Ok(match &delete.target {
-            Target::Message(id) => delete_message(conn, delete, id).await?,
-            Target::Thread => delete_thread(conn, delete).await?,
-            Target::MessagesAfter(_) | Target::Covered => delete_thread(conn, delete).await?,
+            Target::Message(id) => delete_message(conn, delete, id, limits).await?,
+            Target::Thread => delete_thread(conn, delete, limits).await?,
+            Target::MessagesAfter(_) | Target::Covered => delete_thread(conn, delete, limits).await?,
         }
         .into()),
         PersistArgs::Restore(restore) => Ok(self::restore::restore(conn, restore, limits).await?.into()),

@@ -154,11 +154,17 @@ pub(super) async fn summarize(conn: &mut SqliteConnection, args: &Summarize, lim
 /// `Delete::covered` of `thread` (checked live, its version compared): every message up to the
 /// latest summary of the active branch but the active leaf, the parents of those left kept as
 /// they were (the splice trigger's changes undone).
-pub(super) async fn delete_covered(conn: &mut SqliteConnection, delete: &Delete, found: &Thread) -> OpResult<Deleted> {
+pub(super) async fn delete_covered(
+    conn: &mut SqliteConnection,
+    delete: &Delete,
+    found: &Thread,
+    limits: &Limits,
+) -> OpResult<Deleted> {
     let gone = Deleted::new(delete.thread_id.clone(), Vec::new());
     let (thread, tenant) = (delete.thread_id.as_str(), tenant_key(delete.context.tenant()));
     let Some(leaf) = found.active_leaf else { return Ok(gone) };
     let Some(through) = latest_through(conn, thread, tenant, leaf).await? else { return Ok(gone) };
+    let removal = super::spent::Removal::Covered { through, leaf };
     let (through, leaf) = (signed(through), signed(leaf));
     // The messages left whose parent goes: each keeps the parent it stores.
     let kept: Vec<(i64, Option<i64>)> = sqlx::query_as(concat!(
@@ -175,6 +181,7 @@ pub(super) async fn delete_covered(conn: &mut SqliteConnection, delete: &Delete,
     .fetch_all(&mut *conn)
     .await
     .map_err(sql("reading the parents kept"))?;
+    super::spent::spend(conn, thread, tenant, removal, Timestamp::now(), limits.key_retention).await?;
     let removed = sqlx::query(concat!(
         "DELETE FROM persist_messages WHERE thread = ",
         thread_key!("?2", "?1"),

@@ -17,7 +17,12 @@ async fn connection(dir: &tempfile::TempDir) -> SqliteConnection {
 }
 
 fn limits() -> Limits {
-    Limits { max_content_bytes: 1 << 20, max_metadata_bytes: 1 << 16, compact: true }
+    Limits {
+        max_content_bytes: 1 << 20,
+        max_metadata_bytes: 1 << 16,
+        compact: true,
+        key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
+    }
 }
 
 fn add(tenant: &str, text: &str) -> Write {
@@ -203,7 +208,12 @@ async fn a_turn_over_the_limits_is_refused_whole_among_written_writes() {
     let mut conn = connection(&dir).await;
     let (fine, over, add) =
         (turn("a", &["a1"]), turn("b", &["b1", "the second message is too long"]), add_id("b", "b2"));
-    let small = Limits { max_content_bytes: 40, max_metadata_bytes: 1 << 16, compact: true };
+    let small = Limits {
+        max_content_bytes: 40,
+        max_metadata_bytes: 1 << 16,
+        compact: true,
+        key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
+    };
     let mut tx = conn.begin().await.unwrap();
     let answers = apply_batch(&mut tx, &[&fine, &over, &add], &small).await.unwrap();
     tx.commit().await.unwrap();

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use persist_core::args::{AppendTurn, TurnPlan};
 use persist_core::branch::{Parent, unknown_message};
-use persist_core::{Message, PersistArgs, PersistError, ThreadId, TurnAppended};
+use persist_core::{Message, PersistArgs, PersistError, ThreadId, Timestamp, TurnAppended};
 use sqlx::SqliteConnection;
 
 use super::insert::{Insert, insert_many};
@@ -135,6 +135,8 @@ struct Found {
     /// The turn names a parent its thread does not have.
     parent_missing: bool,
     stored: Vec<Message>,
+    /// The turn's keys spent in its thread (see `persist::spent`).
+    spent: Vec<persist_core::spent::SpentKey>,
 }
 
 /// `Ok(None)` when the turn is to be written whole, its repeat, or why it is refused.
@@ -142,7 +144,12 @@ fn decide(turn: &AppendTurn, plan: &TurnPlan, found: Found) -> Result<Option<Tur
     if found.deleted {
         return Err(PersistError::ThreadDeleted { thread_id: turn.thread_id.clone() });
     }
-    let repeat = plan.decide(found.stored)?;
+    let mut stored = found.stored;
+    // A key a stored message holds is that message's; a spent one answers for a removed one.
+    let live: Vec<_> = stored.iter().filter_map(|message| message.idempotency_key.clone()).collect();
+    let spent: Vec<_> = found.spent.into_iter().filter(|spent| !live.contains(&spent.key)).collect();
+    stored.extend(plan.spent_repeats(&spent)?);
+    let repeat = plan.decide(stored)?;
     if let (None, true, Parent::Message(parent)) = (&repeat, found.parent_missing, &turn.parent) {
         return Err(unknown_message(&turn.thread_id, parent));
     }
@@ -222,6 +229,15 @@ async fn look_up(conn: &mut SqliteConnection, turns: &[(&AppendTurn, &TurnPlan)]
                 turn.parent_missing = cell("parent_missing")?.is_some_and(|missing| missing != 0);
             }
             None => turn.stored.push(rows::message(row).map_err(aborted)?),
+        }
+    }
+    if turns.iter().any(|(_, plan)| !plan.keys().is_empty()) {
+        for (index, turn) in turns.iter().enumerate() {
+            let (turn, plan) = turn;
+            let keys: Vec<_> = plan.keys().iter().collect();
+            let tenant = tenant_key(turn.context.tenant());
+            found[index].spent =
+                super::spent::spent_keys(conn, turn.thread_id.as_str(), tenant, &keys, Timestamp::now()).await?;
         }
     }
     Ok(found)

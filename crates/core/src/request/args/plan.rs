@@ -311,6 +311,32 @@ impl TurnPlan {
         })
     }
 
+    /// The messages the turn's keys that are [spent](crate::spent) wrote, answered to this
+    /// turn's writes, to give [`decide`](Self::decide) with the stored ones: a turn retried
+    /// after its messages were removed is still its repeat.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::IdempotencyKeyReused`] when a spent key was used by another request (or
+    /// the turn's key by a longer turn).
+    pub fn spent_repeats(&self, spent: &[crate::spent::SpentKey]) -> Result<Vec<crate::Message>> {
+        let mut repeats = Vec::with_capacity(spent.len());
+        for key in spent {
+            if self.beyond.as_ref() == Some(&key.key) {
+                let turn = self.turn_key.clone().unwrap_or_else(|| key.key.clone());
+                return Err(PersistError::IdempotencyKeyReused {
+                    thread_id: self.thread_id.clone(),
+                    idempotency_key: turn,
+                    message_id: key.message_id.clone(),
+                });
+            }
+            if let Some(write) = self.writes.iter().find(|write| write_key(write) == Some(&key.key)) {
+                repeats.push(key.repeat(&self.thread_id, write)?);
+            }
+        }
+        Ok(repeats)
+    }
+
     fn turn_key_reused(&self, found: &crate::Message) -> PersistError {
         match &self.turn_key {
             Some(key) => PersistError::IdempotencyKeyReused {
