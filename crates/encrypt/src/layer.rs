@@ -346,7 +346,10 @@ where
 {
     let error = match inner.call(sealed).await {
         Ok(result) if result.is_deduplicated() && !plan.raw => {
-            let clear = plan.original.as_ref().and_then(|original| spent_repeat(&result, original));
+            // Only a repeat the store rebuilt is at version 1 and fails to open: a stored one
+            // that does not open stays `Unreadable`.
+            let rebuilt = result.messages().iter().all(|message| message.version == 1);
+            let clear = plan.original.as_ref().filter(|_| rebuilt).and_then(|original| spent_repeat(&result, original));
             return match sealer.open_result(result, &plan) {
                 // A repeat the store rebuilt from this request (its message is gone: see
                 // `persist::spent`) holds the envelopes sealed for this attempt's id: answered

@@ -63,8 +63,10 @@
 //! new one before sealing (the id is part of what the envelope is bound to). When the store
 //! answers `AlreadyExists` or `IdempotencyKeyReused`, the layer reads the stored message, opens
 //! it and decides on the clear values, as a backend would: the same request is answered with
-//! the stored message (`deduplicated: true`), another keeps its error; a repeat the store
-//! rebuilt from a retry that named another id is answered from the clear request.
+//! the stored message (`deduplicated: true`), another keeps its error. Once the message is gone,
+//! a retry that names another id than its first call seals other envelopes and is refused as
+//! another request, unless the message had changed before it went (any request with its key is
+//! then its repeat, answered from the clear request).
 //!
 //! # Key checks
 //!

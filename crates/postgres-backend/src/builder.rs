@@ -316,7 +316,9 @@ impl PostgresBackendBuilder {
                 ("plan_cache_mode", "force_custom_plan".to_owned()),
                 ("lock_timeout", millis(self.lock_timeout)),
                 ("statement_timeout", millis(self.statement_timeout)),
-                ("persist.key_retention", self.key_retention.as_micros().min(i64::MAX as u128).to_string()),
+                // Capped far past any store's life (146,000 years), so a time plus it never
+                // overflows a bigint.
+                ("persist.key_retention", self.key_retention.as_micros().min((i64::MAX / 2) as u128).to_string()),
             ]);
         // Seen in `pg_stat_activity`, unless the URL or `PGAPPNAME` names the application.
         Ok(match options.get_application_name() {

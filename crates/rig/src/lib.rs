@@ -9,9 +9,10 @@
 //!   results, the answer) are written in one transaction, all or none; a crash never leaves a
 //!   tool call without its result.
 //! - **An append is idempotent**: its key is derived from the conversation, the place it
-//!   follows (the last message the memory loaded) and the messages themselves, so the same
-//!   append sent again (its acknowledgement lost) writes nothing twice, while the same words
-//!   said again later are a new turn.
+//!   follows (the highest seq the conversation had when the memory loaded it, which a clear or a
+//!   delete never moves back) and the messages themselves, so the same append sent again (its
+//!   acknowledgement lost) writes nothing twice, while the same words said again later, after a
+//!   clear too, are a new turn.
 //! - **Lossless**: rig's messages are stored as persist's typed parts (text, reasoning, tool
 //!   calls and results), readable by every other reader of the store, and read back equal; what
 //!   a part has no place for is kept beside it (see [`convert`]).
@@ -47,7 +48,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use persist_core::args::{AppendTurn, Delete};
 use persist_core::branch::Branch;
-use persist_core::read::ListMessages;
+use persist_core::read::{GetThread, ListMessages};
 use persist_core::summary::ReadCompacted;
 use persist_core::{
     Context, IdempotencyKey, Message as Stored, Order, PersistError, Pipeline, Scoped, ThreadId, ToolNames,
@@ -131,7 +132,15 @@ impl PersistMemory {
         }
     }
 
+    /// The place an append follows now: the thread's highest seq (0 before its first message),
+    /// which no delete moves back, so an append after a clear never takes an earlier key.
+    async fn place_now(&self, thread: &ThreadId) -> Result<u64, PersistError> {
+        let stored = self.store.get_thread(GetThread::new(thread.clone())).await?;
+        Ok(stored.map_or(0, |thread| thread.last_seq))
+    }
+
     async fn load_messages(&self, thread: ThreadId) -> Result<(Vec<Message>, u64), PersistError> {
+        let place = self.place_now(&thread).await?;
         let mut loaded = Vec::new();
         let stored: Vec<Stored> = match self.view {
             View::Model => {
@@ -156,7 +165,6 @@ impl PersistMemory {
                 }
             }
         };
-        let place = stored.last().map_or(0, |message| message.seq);
         let names: ToolNames = stored.iter().map(|message| &message.content).collect();
         loaded.extend(stored.iter().filter_map(|message| convert::to_rig(message, &names)));
         Ok((loaded, place))
@@ -204,17 +212,10 @@ impl ConversationMemory for PersistMemory {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(MemoryError::backend)?;
             // The place this append follows: what the last load saw, else the conversation's
-            // last message now (an append with no load before it in this process).
+            // highest seq now (an append with no load before it in this process).
             let place = match self.place(conversation_id) {
                 Some(place) => place,
-                None => {
-                    let newest = ListMessages::new(thread.clone())
-                        .on_branch(Branch::Active)
-                        .with_order(Order::Desc)
-                        .with_limit(1);
-                    let page = self.store.list(newest).await.map_err(MemoryError::backend)?;
-                    page.items.first().map_or(0, |message| message.seq)
-                }
+                None => self.place_now(&thread).await.map_err(MemoryError::backend)?,
             };
             let key = Self::key(conversation_id, place, &messages)?;
             let appended = self

@@ -109,8 +109,14 @@ async fn an_append_sent_again_writes_nothing_twice_and_the_same_words_later_are_
         assert_eq!(transcript(&pipeline, "c2").await, ["ping", "pong"], "{store:?}: written once");
         // The same words after the conversation moved on: a new turn.
         memory.load(&id).await.unwrap();
-        memory.append(&id, turn).await.unwrap();
+        memory.append(&id, turn.clone()).await.unwrap();
         assert_eq!(transcript(&pipeline, "c2").await, ["ping", "pong", "ping", "pong"], "{store:?}");
+        // After a clear, the same words are a new turn too (a key is remembered after its
+        // messages are deleted: the place they follow never goes back).
+        memory.clear(&id).await.unwrap();
+        assert!(memory.load(&id).await.unwrap().is_empty());
+        memory.append(&id, turn).await.unwrap();
+        assert_eq!(transcript(&pipeline, "c2").await, ["ping", "pong"], "{store:?}: written after the clear");
     }
 }
 

@@ -7,8 +7,9 @@ use persist_core::{IdempotencyKey, MessageId, PersistError, Timestamp};
 /// Which messages of a thread a removal takes, whose keys are kept as it goes.
 #[derive(Debug, Clone, Copy)]
 pub enum Removal<'a> {
-    /// One message.
-    Message(&'a MessageId),
+    /// One message, if it is at the version expected (any without one): a delete refused for its
+    /// version keeps no key.
+    Message(&'a MessageId, Option<u64>),
     /// Every message after a seq (a truncation, a clear).
     After(u64),
     /// Every message up to `through` but `leaf` (what a summary covers, its active leaf kept).

@@ -809,7 +809,18 @@ async fn a_removed_messages_key_is_remembered_for_the_retention_only() {
             .with_idempotency_key(IdempotencyKey::new("k").unwrap());
         let first = backend.apply(keyed.clone().into()).await.unwrap();
         let id = first.message().unwrap().id.clone();
+        // A delete refused for its version keeps no key.
+        let stale = Delete::message(thread("t"), id.clone()).with_expected_version(7);
+        assert!(matches!(backend.apply(stale.into()).await, Err(PersistError::VersionConflict { .. })));
+        let mut conn = raw(&dir.path().join("keys.db")).await;
+        let kept: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM persist_spent_keys").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(kept, 0, "nothing kept for a refused delete");
         backend.apply(Delete::message(thread("t"), id).into()).await.unwrap();
+        let kept: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM persist_spent_keys").fetch_one(&mut conn).await.unwrap();
+        assert_eq!(kept, 1, "the key kept as its message went");
+        conn.close().await.unwrap();
         let again = backend.apply(keyed.into()).await.unwrap();
         assert_eq!(again.is_deduplicated(), remembered, "retention {retention:?}");
         let listed = backend.list(ListMessages::new(thread("t"))).await.unwrap().items.len();

@@ -10,10 +10,13 @@
 //! (`deduplicated: true`, nothing written), or refused with
 //! [`IdempotencyKeyReused`](PersistError::IdempotencyKeyReused) when it is another request.
 //!
-//! Spent keys are kept for the store's key retention after the message went
+//! Spent keys are answered for the store's key retention after the message went
 //! ([`DEFAULT_KEY_RETENTION`], 24 hours, as Stripe keeps keys; each backend's builder sets
-//! another), then forgotten: a write with the key is then new. A thread's spent keys go with
-//! it when it is purged. The rules are the same on every backend.
+//! another), then forgotten: a write with the key is then new. The SQL stores drop forgotten
+//! keys at the thread's next removal; a thread's keys go with it when it is deleted. A message
+//! that had changed before it went is answered rebuilt from the retry (its first request can
+//! no longer be told). Copies (export, `persist copy`, tenant moves) carry no spent keys. The
+//! rules are the same on every backend.
 //!
 //! # Example
 //!

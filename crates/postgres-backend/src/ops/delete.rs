@@ -45,7 +45,7 @@ async fn delete_message_locked(
         .execute(&mut *tx)
         .await
         .map_err(|e| map_sqlx("locking the thread", e))?;
-    spend(tx, tenant_key(tenant), delete.thread_id.as_str(), Removal::Message(id)).await?;
+    spend(tx, tenant_key(tenant), delete.thread_id.as_str(), Removal::Message(id, delete.expected_version)).await?;
     let removed = sqlx::query(
         "WITH d AS (DELETE FROM messages m \
                      WHERE m.tenant = $4 AND m.thread_id = $1 AND m.message_id = $2 \
@@ -256,9 +256,8 @@ pub(super) async fn delete_thread_locked(tx: &mut PgConnection, delete: &Delete)
 pub(super) async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant: &str) -> Result<(), PersistError> {
     let sql = |context| move |e| map_sqlx(context, e);
     let now = Timestamp::now().as_micros();
-    if delete.purge {
-        crate::spent::forget(tx, tenant, delete.thread_id.as_str()).await?;
-    }
+    // A deleted thread takes no write: its spent keys answer nothing any more.
+    crate::spent::forget(tx, tenant, delete.thread_id.as_str()).await?;
     let tombstone = match (delete.purge, delete.free_id) {
         (_, true) => "DELETE FROM threads WHERE tenant = $3 AND thread_id = $1 AND $2::bigint IS NOT NULL",
         (true, false) => {

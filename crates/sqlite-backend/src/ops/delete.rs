@@ -20,7 +20,7 @@ pub(super) async fn delete_message(
     let at = Timestamp::now();
     let now = at.as_micros();
     let tenant = delete.context.tenant();
-    let removal = Removal::Message(id);
+    let removal = Removal::Message(id, delete.expected_version);
     spend(conn, delete.thread_id.as_str(), tenant_key(tenant), removal, at, limits.key_retention).await?;
     let removed = sqlx::query(concat!(
         "DELETE FROM persist_messages \
@@ -209,14 +209,13 @@ pub(super) async fn mark_deleted(conn: &mut SqliteConnection, delete: &Delete, t
     if delete.free_id {
         forget_retired(conn, delete, tenant).await?;
     }
-    if delete.purge {
-        sqlx::query(concat!("DELETE FROM persist_spent_keys WHERE thread = ", thread_key!("?2", "?1")))
-            .bind(delete.thread_id.as_str())
-            .bind(tenant)
-            .execute(&mut *conn)
-            .await
-            .map_err(sql("forgetting the thread's spent keys"))?;
-    }
+    // A deleted thread takes no write: its spent keys answer nothing any more.
+    sqlx::query(concat!("DELETE FROM persist_spent_keys WHERE thread = ", thread_key!("?2", "?1")))
+        .bind(delete.thread_id.as_str())
+        .bind(tenant)
+        .execute(&mut *conn)
+        .await
+        .map_err(sql("forgetting the thread's spent keys"))?;
     let tombstone = match (delete.purge, delete.free_id) {
         (_, true) => "DELETE FROM threads WHERE tenant = ?3 AND thread_id = ?1 AND ?2 IS NOT NULL",
         (true, false) => {

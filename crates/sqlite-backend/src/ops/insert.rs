@@ -382,8 +382,10 @@ impl<'a> Insert<'a> {
                 return existing.keyed_repeat(self.args).map(|m| (m, true)).map_err(refused);
             }
             let tenant = tenant_key(self.tenant);
-            let spent =
-                super::spent::spent_keys(conn, self.thread_id.as_str(), tenant, &[key], Timestamp::now()).await?;
+            // Whatever the insert's guard met, remembered then: a key that expired since still
+            // answers it (the guard read it at the insert's time).
+            let met = Timestamp::from_micros(i64::MIN);
+            let spent = super::spent::spent_keys(conn, self.thread_id.as_str(), tenant, &[key], met).await?;
             if let Some(spent) = spent.first() {
                 return spent.repeat(self.thread_id, self.args).map(|m| (m, true)).map_err(refused);
             }

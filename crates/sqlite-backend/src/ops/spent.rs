@@ -37,13 +37,15 @@ pub(super) async fn spend(
         };
     }
     let query = match removal {
-        Removal::Message(_) => sqlx::query(keyed!(concat!("message_id = ", packed_id!("?3")))),
+        Removal::Message(..) => {
+            sqlx::query(keyed!(concat!("message_id = ", packed_id!("?3"), " AND (?4 IS NULL OR version = ?4)")))
+        }
         Removal::After(_) => sqlx::query(keyed!("seq > ?3")),
         Removal::Covered { .. } => sqlx::query(keyed!("seq <= ?3 AND seq <> ?4")),
     };
     let query = query.bind(thread_id).bind(tenant);
     let query = match removal {
-        Removal::Message(id) => query.bind(id.as_str()),
+        Removal::Message(id, version) => query.bind(id.as_str()).bind(version.map(signed)),
         Removal::After(seq) => query.bind(signed(seq)),
         Removal::Covered { through, leaf } => query.bind(signed(through)).bind(signed(leaf)),
     };
