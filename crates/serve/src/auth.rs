@@ -52,8 +52,10 @@ impl Auth {
                 let key = value
                     .to_str()
                     .ok()
-                    .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-                    .map(str::trim)
+                    // The scheme is case-insensitive (RFC 9110, 11.1).
+                    .and_then(|value| value.split_once(' '))
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, key)| key.trim())
                     .ok_or(ApiError::unauthenticated("The Authorization header is not 'Bearer KEY'."))?;
                 keys.tenant_of(key).ok_or(ApiError::unauthenticated("Incorrect API key provided."))
             }

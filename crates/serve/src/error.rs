@@ -71,6 +71,28 @@ impl ApiError {
             .with_code("unknown_url")
     }
 
+    /// 400: a query parameter the route does not take.
+    pub(crate) fn unknown_parameter(name: &str) -> Self {
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            format!("Unrecognized request argument supplied: {name}"),
+        )
+        .with_code("unknown_parameter");
+        error.param = Some(name.to_owned().into());
+        error
+    }
+
+    /// 405: the route takes other methods (its `Allow` header names them).
+    pub(crate) fn not_allowed(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            format!("Method not allowed ({method} {path})"),
+        )
+        .with_code("method_not_allowed")
+    }
+
     /// 401: no key, or a key the server does not know.
     pub(crate) fn unauthenticated(message: &'static str) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message).with_code("invalid_api_key")

@@ -19,7 +19,7 @@ const POP_ATTEMPTS: usize = 64;
 /// `GET /v1/persist/conversations?after=CURSOR&limit=N`: the caller's conversations, most
 /// recently changed first; `next_cursor` is the `after` of the next page (`null` after the last).
 pub(crate) async fn list_conversations(caller: Caller, params: Params) -> Result<Response, ApiError> {
-    let limit = params.limit()?;
+    let limit = params.only(&["after", "limit"])?.limit()?;
     let mut request = ListThreads::new().with_limit(limit);
     if let Some(after) = params.get("after") {
         let cursor: ThreadCursor = after

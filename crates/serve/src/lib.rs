@@ -70,7 +70,12 @@
 //!   host is still writing into (a reservation it streams), followed as Server-Sent Events from
 //!   any instance, resumed after `Last-Event-ID` (a character offset), and stopped on whichever
 //!   instance generates it.
-//! - `GET /health` (the process answers) and `GET /ready` (the store answers a ping in time).
+//! - `GET /health` (the process answers) and `GET /ready` (the store answers a ping in time),
+//!   both outside the request limit: a busy instance still answers its load balancer.
+//!
+//! A route asked with a method it does not take is 405 with `Allow`; the `Authorization`
+//! scheme is case-insensitive; a query parameter an extension does not take is 400
+//! (`unknown_parameter`), so a misspelt cursor never pages the first page forever.
 //!
 //! # Auth and tenancy
 //!
@@ -296,11 +301,15 @@ impl Server {
             .route("/v1/persist/search", get(views::search))
             .route("/v1/persist/conversations/{id}/items/{item_id}/stream", get(live::stream_item))
             .route("/v1/persist/conversations/{id}/items/{item_id}/stop", post(live::stop_item))
+            .fallback(no_route)
+            .method_not_allowed_fallback(not_allowed);
+        // The probes are answered outside the request limit (and unlogged): a busy, healthy
+        // instance is not ejected by its load balancer.
+        let probes = Router::new()
             .route("/health", get(health))
             .route("/ready", get(ready))
-            .fallback(no_route)
-            .method_not_allowed_fallback(no_route);
-        api.layer(axum::middleware::from_fn_with_state(self.clone(), admit)).with_state(self.clone())
+            .method_not_allowed_fallback(not_allowed);
+        api.layer(axum::middleware::from_fn_with_state(self.clone(), admit)).merge(probes).with_state(self.clone())
     }
 
     /// Serves [`router`](Self::router) on `listener` until `shutdown` completes; the requests
@@ -494,6 +503,16 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 impl Params {
+    /// Refuses a parameter not in `known` (400 naming it): an extension's parameters are its
+    /// own, and one misspelt or of another API (`cursor=` for `after=`) would be ignored and
+    /// page 1 answered forever.
+    pub(crate) fn only(&self, known: &[&str]) -> Result<&Self, ApiError> {
+        match self.0.iter().find(|(key, _)| !known.contains(&key.as_str())) {
+            Some((key, _)) => Err(ApiError::unknown_parameter(key)),
+            None => Ok(self),
+        }
+    }
+
     /// The last value given for `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
@@ -540,6 +559,11 @@ impl FromRequest<Server> for JsonObject {
 
 async fn no_route(request: Request) -> ApiError {
     ApiError::no_route(request.method().as_str(), request.uri().path())
+}
+
+/// A route that exists, asked with a method it does not take: 405 (axum adds `Allow`).
+async fn not_allowed(request: Request) -> ApiError {
+    ApiError::not_allowed(request.method().as_str(), request.uri().path())
 }
 
 async fn health() -> Response {

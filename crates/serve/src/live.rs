@@ -42,6 +42,7 @@ pub(crate) async fn stream_item(
             ApiError::invalid(param, format!("Invalid '{param}': an offset is a whole number of characters."))
         })
     };
+    params.only(&["from"])?;
     let from = match headers.get("last-event-id").map(|value| value.to_str().unwrap_or("-")) {
         Some(text) => offset(text, "Last-Event-ID")?,
         None => params.get("from").map(|text| offset(text, "from")).transpose()?.unwrap_or(0),

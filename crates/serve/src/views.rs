@@ -24,7 +24,10 @@ use crate::{Caller, JsonObject, Params};
 /// whose text holds every word (newest first), in one conversation or all of them. A store
 /// sealed by an encryption layer holds no text to search: 400 `unsupported`.
 pub(crate) async fn search(caller: Caller, params: Params) -> Result<Response, ApiError> {
-    let text = params.get("q").ok_or_else(|| ApiError::invalid("q", "Missing required parameter: 'q'."))?;
+    let text = params
+        .only(&["q", "conversation", "after", "limit"])?
+        .get("q")
+        .ok_or_else(|| ApiError::invalid("q", "Missing required parameter: 'q'."))?;
     let mut request = Search::new(text).with_limit(params.limit()?);
     if let Some(id) = params.get("conversation") {
         let thread = find(&caller, id).await?;
@@ -59,7 +62,8 @@ pub(crate) async fn search(caller: Caller, params: Params) -> Result<Response, A
 
 /// `GET /v1/persist/conversations/{id}/compacted`: what a model is given of a long
 /// conversation: its latest summary (`null` when it has none), then the items after it.
-pub(crate) async fn compacted(caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn compacted(caller: Caller, Path(id): Path<String>, params: Params) -> Result<Response, ApiError> {
+    params.only(&[])?;
     let thread = find(&caller, &id).await?;
     let read = caller.run(Some(&id), caller.store.compacted(ReadCompacted::new(thread.id))).await?;
     let summary = read.summary.map(|summary| {
@@ -77,6 +81,7 @@ pub(crate) async fn compacted(caller: Caller, Path(id): Path<String>) -> Result<
 /// items sharing its parent, itself included), or without `item_id` the last item of every
 /// branch; `active` is the index of the one on the branch the conversation shows.
 pub(crate) async fn branches(caller: Caller, Path(id): Path<String>, params: Params) -> Result<Response, ApiError> {
+    params.only(&["item_id"])?;
     let thread = find(&caller, &id).await?;
     let request = match params.get("item_id") {
         Some(item) => {
@@ -133,6 +138,7 @@ pub(crate) async fn events(
             .parse::<u64>()
             .map_err(|_| ApiError::invalid(param, format!("Invalid '{param}': a feed position is a whole number.")))
     };
+    params.only(&["after"])?;
     let after = match headers.get("last-event-id").map(|value| value.to_str().unwrap_or("-")) {
         Some(text) => position(text, "Last-Event-ID")?,
         None => params.get("after").map(|text| position(text, "after")).transpose()?.unwrap_or(0),

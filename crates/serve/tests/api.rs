@@ -484,7 +484,7 @@ async fn malformed_requests_are_refused_with_the_apis_errors_and_store_nothing()
         ("POST", conv.clone(), json!({"metadata": [1]}).to_string(), 400, "metadata"),
         ("GET", "/v1/conversations/conv_missing".into(), String::new(), 404, ""),
         ("GET", format!("{items}/msg_missing"), String::new(), 404, ""),
-        ("PUT", conv.clone(), "{}".into(), 404, ""),
+        ("PUT", conv.clone(), "{}".into(), 405, ""),
         ("GET", "/v1/responses".into(), String::new(), 404, ""),
     ];
     assert!(cases.len() >= 50);
@@ -862,4 +862,67 @@ async fn an_idempotency_key_is_never_echoed_nor_stored() {
     let listed = scoped.list(persist::read::ListMessages::new(persist::ThreadId::new(&id).unwrap())).await.unwrap();
     let stored = listed.items[0].idempotency_key.as_ref().expect("keyed").to_string();
     assert!(!stored.contains("4711") && stored.starts_with("serve:"), "{stored}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probes_answer_while_every_request_slot_is_held() {
+    use tokio::io::AsyncWriteExt;
+    let limits = Limits::default().with_max_concurrent_requests(1);
+    let api = Api::start(Server::new(Pipeline::new(MemoryBackend::new()), keys()).with_limits(limits)).await;
+    // A client that sends its headers and one byte of its body, and holds the one slot.
+    let address = api.base.trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /v1/conversations HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ACME}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(api.call("GET", "/v1/persist/conversations", None).await.0, 429, "the one slot is held");
+    for probe in ["/health", "/ready"] {
+        let answered = tokio::time::timeout(Duration::from_secs(1), api.call("GET", probe, None)).await;
+        assert_eq!(answered.expect("answered within a second").0, 200, "{probe}");
+    }
+    drop(slow);
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_405_with_allow_and_the_scheme_is_case_insensitive() {
+    let api = Api::start(Server::new(Pipeline::new(MemoryBackend::new()), keys())).await;
+    let response =
+        api.http.put(format!("{}/v1/conversations/conv_x", api.base)).bearer_auth(ACME).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 405);
+    let allow = response.headers().get("allow").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    for method in ["GET", "POST", "DELETE"] {
+        assert!(allow.contains(method), "Allow: {allow}");
+    }
+    let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = api
+            .http
+            .get(format!("{}/v1/persist/conversations", api.base))
+            .header("authorization", format!("{scheme} {ACME}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200, "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn an_extensions_unknown_query_parameter_is_400() {
+    let api = Api::start(Server::new(Pipeline::new(MemoryBackend::new()), keys())).await;
+    let id = api.ok("POST", "/v1/conversations", None).await["id"].as_str().unwrap().to_owned();
+    for path in [
+        "/v1/persist/conversations?cursor=abc".to_owned(),
+        "/v1/persist/search?q=hi&cursor=abc".to_owned(),
+        format!("/v1/persist/conversations/{id}/compacted?cursor=abc"),
+        format!("/v1/persist/conversations/{id}/branches?cursor=abc"),
+    ] {
+        let (status, body) = api.call("GET", &path, None).await;
+        assert_eq!((status, body["error"]["param"].clone()), (400, json!("cursor")), "{path}: {body}");
+        assert_eq!(body["error"]["code"], "unknown_parameter", "{path}");
+    }
+    assert_eq!(api.call("GET", "/v1/persist/conversations?limit=5", None).await.0, 200);
 }
