@@ -73,6 +73,11 @@
 //! - `GET /health` (the process answers) and `GET /ready` (the store answers a ping in time),
 //!   both outside the request limit: a busy instance still answers its load balancer.
 //!
+//! Every answer carries `x-request-id`: the client's, when it sent one, else a new `req_…`
+//! (the `openai` SDKs read it as `_request_id`). It is on the request's log line, every event
+//! of the request (the store's trace spans included) is inside a `request` span that names it,
+//! and each store call carries it as [`HttpRequestId`] in its context's extensions.
+//!
 //! A route asked with a method it does not take is 405 with `Allow`; the `Authorization`
 //! scheme is case-insensitive; a query parameter an extension does not take is 400
 //! (`unknown_parameter`), so a misspelt cursor never pages the first page forever.
@@ -341,28 +346,69 @@ impl Server {
 
 /// Every request: admitted when the server answers for its host and has room (else 403 or
 /// 429), logged when answered (method, route, status, time, tenant; never a key or a body).
-async fn admit(State(server): State<Server>, request: Request, next: Next) -> Response {
+async fn admit(State(server): State<Server>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let Ok(_permit) = server.shared.in_flight.clone().try_acquire_owned() else {
-        tracing::warn!(%method, %path, "refused: too many requests at once");
-        return ApiError::busy(server.shared.limits.max_concurrent_requests).into_response();
+    let id = request_id(request.headers());
+    request.extensions_mut().insert(id.clone());
+    // Every event of the request, the store's spans included, is inside its span.
+    let span = tracing::info_span!("request", request_id = %id.0);
+    let mut response = match server.shared.in_flight.clone().try_acquire_owned() {
+        Err(_) => {
+            tracing::warn!(%method, %path, request_id = %id.0, "refused: too many requests at once");
+            ApiError::busy(server.shared.limits.max_concurrent_requests).into_response()
+        }
+        Ok(_permit) => match server.check_host(&request) {
+            Ok(()) => tracing::Instrument::instrument(next.run(request), span).await,
+            Err(refused) => refused.into_response(),
+        },
     };
-    let response = match server.check_host(&request) {
-        Ok(()) => next.run(request).await,
-        Err(refused) => refused.into_response(),
-    };
+    if let Ok(value) = HeaderValue::from_str(&id.0) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     let status = response.status().as_u16();
     let micros = started.elapsed().as_micros() as u64;
     let tenant = response.extensions().get::<Tenant>().and_then(|t| t.0.clone());
     let tenant = tenant.as_ref().map(TenantId::as_str);
     if status >= 500 {
-        tracing::warn!(%method, %path, status, micros, tenant, "answered");
+        tracing::warn!(%method, %path, status, micros, tenant, request_id = %id.0, "answered");
     } else {
-        tracing::info!(%method, %path, status, micros, tenant, "answered");
+        tracing::info!(%method, %path, status, micros, tenant, request_id = %id.0, "answered");
     }
     response
+}
+
+/// The header a request's id travels in, both ways (the `openai` SDKs read it as
+/// `_request_id`).
+const REQUEST_ID: &str = "x-request-id";
+
+/// The id of the HTTP request a store call was made for (its `x-request-id`), in the call's
+/// context extensions: each store call has a request id of its own
+/// ([`Context::request_id`]), and a layer that logs or audits calls finds the HTTP request
+/// they served here.
+///
+/// # Example
+///
+/// ```
+/// use persist::PersistArgs;
+/// use persist_serve::HttpRequestId;
+///
+/// fn http_request_of(args: &PersistArgs) -> Option<&str> {
+///     args.context().extensions().get::<HttpRequestId>().map(|id| id.0.as_str())
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequestId(pub String);
+
+/// The request's id: the client's `x-request-id` when it is one (1 to 200 printable ASCII
+/// characters), else a new `req_…`.
+fn request_id(headers: &HeaderMap) -> HttpRequestId {
+    let given = headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|text| (1..=200).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()));
+    HttpRequestId(given.map_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()), str::to_owned))
 }
 
 /// The tenant a response was for, for the log.
@@ -383,7 +429,10 @@ impl FromRequestParts<Server> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, ApiError> {
         let tenant = server.shared.auth.tenant(&parts.headers)?;
-        let context = Context::new().for_tenant(tenant.clone()).with_principal("persist-serve");
+        let mut context = Context::new().for_tenant(tenant.clone()).with_principal("persist-serve");
+        if let Some(id) = parts.extensions.get::<HttpRequestId>() {
+            context = context.with_extension(id.clone());
+        }
         Ok(Self {
             store: server.shared.pipeline.scoped(context),
             tenant,

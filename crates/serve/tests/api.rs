@@ -926,3 +926,35 @@ async fn an_extensions_unknown_query_parameter_is_400() {
     }
     assert_eq!(api.call("GET", "/v1/persist/conversations?limit=5", None).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_request_id_is_echoed_and_given_to_the_store() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = Arc::clone(&seen);
+    let pipeline = Pipeline::builder()
+        .layer(from_fn(move |args: persist::PersistArgs, next| {
+            let id = args.context().extensions().get::<persist_serve::HttpRequestId>().map(|id| id.0.clone());
+            record.lock().unwrap().push(id.unwrap_or_default());
+            async move { next.run(args).await }
+        }))
+        .build(MemoryBackend::new());
+    let api = Api::start(Server::new(pipeline, keys())).await;
+    let send = async |id: Option<&str>| {
+        let mut request = api.http.post(format!("{}/v1/conversations", api.base)).bearer_auth(ACME);
+        if let Some(id) = id {
+            request = request.header("x-request-id", id);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(send(Some("trace-7f3a")).await.as_deref(), Some("trace-7f3a"), "the client's id, echoed");
+    assert!(seen.lock().unwrap().iter().all(|id| id == "trace-7f3a"), "{seen:?}: the store's calls carry it");
+    let made = send(None).await.expect("one made");
+    assert!(made.starts_with("req_"), "{made}");
+    assert!(seen.lock().unwrap().contains(&made), "{seen:?}");
+    // Refused requests carry one too.
+    let refused = api.http.post(format!("{}/v1/conversations", api.base)).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    assert!(refused.headers().contains_key("x-request-id"));
+}

@@ -33,6 +33,8 @@ for (const [name, base, otherBase] of [['two instances on PostgreSQL', A, B], ['
       metadata: { topic: 'demo' },
     });
     assert.match(conversation.id, /^conv_/);
+    // The server's request id, as the SDK reads it.
+    assert.match(conversation._request_id, /^req_/);
     assert.deepEqual(await b.conversations.retrieve(conversation.id), conversation);
 
     const created = await a.conversations.items.create(conversation.id, { items: TOOL_TURN });

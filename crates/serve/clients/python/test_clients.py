@@ -54,6 +54,8 @@ def sdk_endpoints(base, other_base):
     )
     check(conversation.id.startswith("conv_"), conversation.id)
     check(conversation.object == "conversation" and conversation.metadata == {"topic": "demo"}, conversation)
+    # The server's request id, as the SDK reads it.
+    check(conversation._request_id and conversation._request_id.startswith("req_"), conversation._request_id)
     again = b.conversations.retrieve(conversation.id)
     check(again.model_dump() == conversation.model_dump(), (again, conversation))
 
