@@ -207,8 +207,10 @@ enum Command {
     /// Agents SDK's session (base URL `http://ADDR/v1`), until Ctrl-C or SIGTERM.
     ///
     /// Callers are known by API keys, each a tenant: `TENANT:KEY` entries in $PERSIST_SERVE_KEYS
-    /// (comma-separated; never a flag, which the process list would show) and/or --keys-file; or
-    /// by --tenant-header behind a gateway; or not at all with --no-auth (one tenant: --tenant).
+    /// (comma-separated; never a flag, which the process list would show) and/or --keys-file,
+    /// read again on SIGHUP (a file that cannot be read or parsed keeps the keys in use, and the
+    /// log says why); or by --tenant-header behind a gateway; or not at all with --no-auth (one
+    /// tenant: --tenant).
     /// The store is --url / $PERSIST_URL (a SQLite file is created when missing); values are
     /// sealed with $PERSIST_ENCRYPTION_KEYS when it is set, as the other commands do. A body
     /// must be sent as application/json (else 415).
@@ -221,7 +223,8 @@ struct ServeArgs {
     #[arg(long, env = "PERSIST_SERVE_ADDR", value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
     addr: std::net::SocketAddr,
     /// A file of API keys, one TENANT:KEY a line (# starts a comment); with those of
-    /// $PERSIST_SERVE_KEYS.
+    /// $PERSIST_SERVE_KEYS. Read again on SIGHUP: keys added or removed there apply from then
+    /// on, without a restart.
     #[arg(long, env = "PERSIST_SERVE_KEYS_FILE", hide_env_values = true, value_name = "FILE")]
     keys_file: Option<PathBuf>,
     /// Behind a gateway that authenticates callers: the tenant is this header's value (the
@@ -248,9 +251,36 @@ struct ServeArgs {
     /// How long a request waits for the store before answering 503 with retry-after.
     #[arg(long, env = "PERSIST_SERVE_STORE_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     store_timeout: Duration,
-    /// The most requests answered at once; more are 429 with retry-after.
+    /// The most requests answered at once; more are 429 with retry-after. A request counts once
+    /// its body is read: clients slow to send one hold no slot.
     #[arg(long, env = "PERSIST_SERVE_MAX_CONCURRENT_REQUESTS", value_name = "N", default_value_t = 512)]
     max_concurrent_requests: usize,
+    /// How long a request's headers may take to arrive (from the connection's opening or the
+    /// previous answer): then the connection is closed. Also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "PERSIST_SERVE_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    header_timeout: Duration,
+    /// How long a request's body may take to arrive after its headers: a later one is 408 and
+    /// its connection closed.
+    #[arg(long, env = "PERSIST_SERVE_BODY_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    body_timeout: Duration,
+    /// The most connections open at once: further ones wait, unaccepted, in the listen backlog
+    /// until one closes.
+    #[arg(long, env = "PERSIST_SERVE_MAX_CONNECTIONS", value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// After Ctrl-C or SIGTERM, how long the requests in flight have to finish (event streams
+    /// end at once; clients resume with Last-Event-ID); the connections still busy are then
+    /// closed and the process exits.
+    #[arg(long, env = "PERSIST_SERVE_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    shutdown_timeout: Duration,
+    /// The most connections this instance opens to the store: PostgreSQL server connections
+    /// (one more while event streams are open), keeping instances × (N + 1) below the
+    /// server's max_connections; for a SQLite file, its read connections (the writer's is one
+    /// more).
+    #[arg(long, env = "PERSIST_POOL_SIZE", value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pool_size: u32,
     /// The log on stderr, a line per request and event: text, or json (a JSON object a line).
     #[arg(long, env = "PERSIST_LOG_FORMAT", value_name = "FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
@@ -548,12 +578,16 @@ async fn run(cli: Cli) -> CliResult {
                 no_auth: args.no_auth,
                 allowed_hosts: args.allowed_hosts,
                 tenant: scope.tenant,
-                limits: commands::serve::limits(
-                    args.max_body_bytes,
-                    usize::from(args.max_items),
-                    args.store_timeout,
-                    args.max_concurrent_requests,
-                ),
+                limits: persist::serve::Limits::default()
+                    .with_max_body_bytes(args.max_body_bytes)
+                    .with_max_items(usize::from(args.max_items))
+                    .with_store_timeout(args.store_timeout)
+                    .with_max_concurrent_requests(args.max_concurrent_requests)
+                    .with_header_timeout(args.header_timeout)
+                    .with_body_timeout(args.body_timeout)
+                    .with_max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
+                    .with_shutdown_timeout(args.shutdown_timeout),
+                pool_size: args.pool_size,
                 json_logs: args.log_format == "json",
                 log_level: args.log_level,
             };

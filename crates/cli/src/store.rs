@@ -53,14 +53,30 @@ enum Handle {
     Memory,
 }
 
+/// The most connections a command's store pool opens, unless told otherwise (`persist serve
+/// --pool-size`): PostgreSQL server connections, or SQLite read connections (the writer's is
+/// one more).
+pub(crate) const DEFAULT_POOL_SIZE: u32 = 4;
+
 impl Store {
-    /// Opens the store at `url`.
+    /// Opens the store at `url`, its pool of [`DEFAULT_POOL_SIZE`] connections.
     ///
     /// # Errors
     ///
     /// An unsupported URL; `no store at PATH` for a SQLite file that does not exist when
     /// `mode` is `Mode::Existing`; whatever the backend answers when it cannot open.
     pub(crate) async fn open(url: &str, mode: Mode) -> CliResult<Self> {
+        Self::open_pooled(url, mode, DEFAULT_POOL_SIZE).await
+    }
+
+    /// Opens the store at `url` with a pool of at most `pool_size` connections: a PostgreSQL
+    /// backend's server connections (one more while change-feed subscribers listen), a SQLite
+    /// file's read connections (its writer's is one more); a memory store has none.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub(crate) async fn open_pooled(url: &str, mode: Mode, pool_size: u32) -> CliResult<Self> {
         let label = redact(url.trim());
         match parse(url)? {
             Location::Sqlite(path) => {
@@ -69,6 +85,7 @@ impl Store {
                 }
                 let backend = SqliteBackend::builder(&path)
                     .read_only(mode == Mode::ReadOnly)
+                    .read_connections(pool_size)
                     .open()
                     .await
                     .map_err(|e| CliError::context(format!("opening {}", path.display()), &e))?;
@@ -78,7 +95,7 @@ impl Store {
                 if mode != Mode::CreateIfMissing {
                     holds_a_store(&conn, schema.as_deref().unwrap_or("public"), &label).await?;
                 }
-                let mut builder = PostgresBackend::builder(conn).max_connections(4);
+                let mut builder = PostgresBackend::builder(conn).max_connections(pool_size);
                 if let Some(schema) = schema {
                     builder = builder.schema(schema);
                 }

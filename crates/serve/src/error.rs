@@ -16,6 +16,7 @@ use serde_json::json;
 /// | 401 | `authentication_error` | no bearer key, or a key the server does not know | `AuthenticationError` |
 /// | 403 | `permission_error` | a layer of the server's pipeline refused the request; a server without keys does not answer for its `Host` or `Origin` | `PermissionDeniedError` |
 /// | 404 | `invalid_request_error` | no such conversation or item *for this key* (another tenant's is 404 too) | `NotFoundError` |
+/// | 408 | `invalid_request_error` | a body that did not arrive within the server's deadline; its connection is closed | `APIStatusError` (retried) |
 /// | 409 | `conflict_error` | an item id the conversation holds already; a write that lost a race | `ConflictError` |
 /// | 413 | `invalid_request_error` | a body over the server's limit, refused before it is read whole | `APIStatusError` |
 /// | 415 | `invalid_request_error` | a body not sent as `Content-Type: application/json` | `APIStatusError` |
@@ -24,7 +25,7 @@ use serde_json::json;
 /// | 500 | `server_error` | a stored value that cannot be read, a failure of the store | `InternalServerError` |
 /// | 503 | `server_error` | the store is down or slower than the server's timeout | `InternalServerError` |
 ///
-/// The SDKs retry 409, 429 and 5xx by default; an error that a retry cannot fix says so with
+/// The SDKs retry 408, 409, 429 and 5xx by default; an error that a retry cannot fix says so with
 /// `x-should-retry: false`, and 429 and 503 carry `retry-after`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -35,11 +36,22 @@ pub struct ApiError {
     code: Option<&'static str>,
     retry_after: Option<u64>,
     should_retry: Option<bool>,
+    /// Whether the answer closes the connection (`Connection: close`).
+    close: bool,
 }
 
 impl ApiError {
     fn new(status: StatusCode, kind: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, kind, message: message.into(), param: None, code: None, retry_after: None, should_retry: None }
+        Self {
+            status,
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            retry_after: None,
+            should_retry: None,
+            close: false,
+        }
     }
 
     /// 400: the request is malformed; `param` names what is wrong.
@@ -107,6 +119,19 @@ impl ApiError {
         )
         .with_code("request_too_large")
         .no_retry()
+    }
+
+    /// 408: the body did not arrive within `timeout` of its headers; the answer closes the
+    /// connection (the rest of the body is never read).
+    pub(crate) fn slow_body(timeout: std::time::Duration) -> Self {
+        let mut error = Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            format!("The request body did not arrive within {} ms.", timeout.as_millis()),
+        )
+        .with_code("request_timeout");
+        error.close = true;
+        error
     }
 
     /// 409: the request lost to another write, or names an id that is taken.
@@ -280,6 +305,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(retry) = self.should_retry {
             headers.insert("x-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+        }
+        if self.close {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -116,6 +116,17 @@
 //! `{}`); a refused request stores nothing; a store that is down or slower than
 //! [`Limits::store_timeout`] answers 503 with `retry-after`, never a hang.
 //!
+//! # Serving
+//!
+//! [`Server::serve`] holds each connection to [`Limits`]: a request's headers arrive within
+//! [`Limits::header_timeout`] (else the connection is closed, an idle keep-alive one too), its
+//! body within [`Limits::body_timeout`] (else 408), and only then does it take one of the
+//! [`Limits::max_concurrent_requests`] slots: clients that send slowly, or not at all, hold no
+//! slot and cannot starve the others. At most [`Limits::max_connections`] connections are open;
+//! more wait in the listener's backlog. On shutdown the event streams end (clients resume after
+//! `Last-Event-ID`), the requests in flight have [`Limits::shutdown_timeout`], and the
+//! connections still open are closed. [`Server::reload_keys`] replaces the keys while it serves.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -128,7 +139,7 @@
 //! let keys = ApiKeys::new().with_key(TenantId::new("acme")?, "sk-acme-0123456789abcdef")?;
 //! let server = Server::new(Pipeline::new(backend), Auth::Keys(keys));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! // Until Ctrl-C; requests in flight finish first.
+//! // Until Ctrl-C; requests in flight then have `Limits::shutdown_timeout` to finish.
 //! server.serve(listener, async { tokio::signal::ctrl_c().await.ok(); }).await?;
 //! # Ok(())
 //! # }
@@ -138,6 +149,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admit;
 mod auth;
 mod conversations;
 mod error;
@@ -145,7 +157,10 @@ mod extensions;
 mod hosts;
 mod idempotency;
 mod items;
+mod limits;
+mod listen;
 mod live;
+mod reload;
 pub mod ui;
 mod views;
 
@@ -155,14 +170,13 @@ const KEY_PREFIX: &str = "serve:";
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use persist_core::{Context, PersistError, Pipeline, Scoped, TenantId};
@@ -175,60 +189,7 @@ pub use conversations::{MAX_CREATE_ITEMS, METADATA_KEY};
 pub use error::ApiError;
 pub use idempotency::MAX_KEY_BYTES;
 pub use items::MAX_STRING_BYTES;
-
-/// The limits a server holds every request to.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Limits {
-    /// The largest request body, in bytes; a larger one is 413, refused before it is read whole
-    /// (by its `Content-Length` when it has one). 16 MiB by default.
-    pub max_body_bytes: usize,
-    /// The most items one `items.create` writes (a conversation's create takes 20, as the API
-    /// does). 256 by default, persist's turn limit.
-    pub max_items: usize,
-    /// How long a request waits for the store before answering 503 (with `retry-after`). 10 s
-    /// by default.
-    pub store_timeout: Duration,
-    /// The most requests answered at once; more are 429 (with `retry-after`). 512 by default.
-    pub max_concurrent_requests: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 16 * 1024 * 1024,
-            max_items: persist_core::args::MAX_TURN_MESSAGES,
-            store_timeout: Duration::from_secs(10),
-            max_concurrent_requests: 512,
-        }
-    }
-}
-
-impl Limits {
-    /// Sets [`max_body_bytes`](Self::max_body_bytes).
-    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = bytes;
-        self
-    }
-
-    /// Sets [`max_items`](Self::max_items) (at most persist's turn limit, 256).
-    pub fn with_max_items(mut self, items: usize) -> Self {
-        self.max_items = items.clamp(1, persist_core::args::MAX_TURN_MESSAGES);
-        self
-    }
-
-    /// Sets [`store_timeout`](Self::store_timeout).
-    pub fn with_store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeout = timeout;
-        self
-    }
-
-    /// Sets [`max_concurrent_requests`](Self::max_concurrent_requests).
-    pub fn with_max_concurrent_requests(mut self, requests: usize) -> Self {
-        self.max_concurrent_requests = requests.max(1);
-        self
-    }
-}
+pub use limits::Limits;
 
 /// The Conversations API over a pipeline: [`router`](Self::router) to mount it,
 /// [`serve`](Self::serve) to run it.
@@ -240,26 +201,31 @@ pub struct Server {
 #[derive(Debug)]
 struct Shared {
     pipeline: Pipeline,
-    auth: Auth,
+    /// Shared by every server rebuilt from this one: keys reloaded on one are every one's.
+    auth: reload::SharedAuth,
     limits: Limits,
     hosts: hosts::Hosts,
     in_flight: Arc<Semaphore>,
+    /// Ends the event streams (shared as `auth` is).
+    closing: listen::Closing,
 }
 
 impl Server {
     /// A server of `pipeline`'s conversations, its callers known by `auth`, with the default
     /// [`Limits`].
     pub fn new(pipeline: Pipeline, auth: Auth) -> Self {
-        Self::build(pipeline, auth, Limits::default(), hosts::Hosts::default())
-    }
-
-    fn build(pipeline: Pipeline, auth: Auth, limits: Limits, hosts: hosts::Hosts) -> Self {
+        let (auth, closing) = (reload::SharedAuth::new(auth), listen::Closing::new());
+        let limits = Limits::default();
         let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
-        Self { shared: Arc::new(Shared { pipeline, auth, limits, hosts, in_flight }) }
+        let shared = Shared { pipeline, auth, limits, hosts: hosts::Hosts::default(), in_flight, closing };
+        Self { shared: Arc::new(shared) }
     }
 
     fn rebuilt(self, limits: Limits, hosts: hosts::Hosts) -> Self {
-        Self::build(self.shared.pipeline.clone(), self.shared.auth.clone(), limits, hosts)
+        let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
+        let (pipeline, auth, closing) =
+            (self.shared.pipeline.clone(), self.shared.auth.clone(), self.shared.closing.clone());
+        Self { shared: Arc::new(Shared { pipeline, auth, limits, hosts, in_flight, closing }) }
     }
 
     /// The same server with `limits`.
@@ -314,15 +280,22 @@ impl Server {
             .route("/health", get(health))
             .route("/ready", get(ready))
             .method_not_allowed_fallback(not_allowed);
-        api.layer(axum::middleware::from_fn_with_state(self.clone(), admit)).merge(probes).with_state(self.clone())
+        api.layer(axum::middleware::from_fn_with_state(self.clone(), admit::admit))
+            .merge(probes)
+            .with_state(self.clone())
     }
 
-    /// Serves [`router`](Self::router) on `listener` until `shutdown` completes; the requests
-    /// in flight then finish before it returns.
+    /// Serves [`router`](Self::router) on `listener` (HTTP/1.1) until `shutdown` completes,
+    /// holding connections to [`Limits::header_timeout`] and [`Limits::max_connections`].
+    ///
+    /// Once `shutdown` completes no connection is accepted, the event streams end (their
+    /// clients resume after `Last-Event-ID`, on another instance), and the requests in flight
+    /// have [`Limits::shutdown_timeout`] to finish; then the connections still open are closed
+    /// (a write a client was not answered for is stored whole or not at all) and it returns.
     ///
     /// # Errors
     ///
-    /// What accepting connections fails with.
+    /// The listener's, when its address cannot be read.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
@@ -330,53 +303,29 @@ impl Server {
     ) -> std::io::Result<()> {
         let hosts = self.shared.hosts.clone().with_address(listener.local_addr()?);
         let limits = self.shared.limits.clone();
-        let router = self.rebuilt(limits, hosts).router();
-        axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+        let server = self.rebuilt(limits, hosts);
+        let (router, closing) = (server.router(), server.shared.closing.clone());
+        listen::serve(router, listener, server.shared.limits.clone(), closing, shutdown).await;
+        Ok(())
+    }
+
+    /// Ends every event stream it answers (a conversation's `…/events`, an item's `…/stream`),
+    /// and those asked for later at once, as [`serve`](Self::serve) does on shutdown: for a host
+    /// that serves [`router`](Self::router) itself, before its own graceful shutdown (which
+    /// would otherwise wait for each stream's client to leave). Clients resume after their
+    /// `Last-Event-ID`.
+    pub fn close_streams(&self) {
+        self.shared.closing.close();
     }
 
     /// Refuses a request from a host it does not answer for, where no key proves the caller
     /// (a key cannot be sent from another site's page without a CORS preflight, never granted).
     fn check_host(&self, request: &Request) -> Result<(), ApiError> {
-        match self.shared.auth {
-            Auth::Keys(_) => Ok(()),
-            Auth::TenantHeader(_) | Auth::Open(_) => self.shared.hosts.check(request.headers(), request.uri()),
+        match self.shared.auth.takes_keys() {
+            true => Ok(()),
+            false => self.shared.hosts.check(request.headers(), request.uri()),
         }
     }
-}
-
-/// Every request: admitted when the server answers for its host and has room (else 403 or
-/// 429), logged when answered (method, route, status, time, tenant; never a key or a body).
-async fn admit(State(server): State<Server>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let id = request_id(request.headers());
-    request.extensions_mut().insert(id.clone());
-    // Every event of the request, the store's spans included, is inside its span.
-    let span = tracing::info_span!("request", request_id = %id.0);
-    let mut response = match server.shared.in_flight.clone().try_acquire_owned() {
-        Err(_) => {
-            tracing::warn!(%method, %path, request_id = %id.0, "refused: too many requests at once");
-            ApiError::busy(server.shared.limits.max_concurrent_requests).into_response()
-        }
-        Ok(_permit) => match server.check_host(&request) {
-            Ok(()) => tracing::Instrument::instrument(next.run(request), span).await,
-            Err(refused) => refused.into_response(),
-        },
-    };
-    if let Ok(value) = HeaderValue::from_str(&id.0) {
-        response.headers_mut().insert(REQUEST_ID, value);
-    }
-    let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
-    let tenant = response.extensions().get::<Tenant>().and_then(|t| t.0.clone());
-    let tenant = tenant.as_ref().map(TenantId::as_str);
-    if status >= 500 {
-        tracing::warn!(%method, %path, status, micros, tenant, request_id = %id.0, "answered");
-    } else {
-        tracing::info!(%method, %path, status, micros, tenant, request_id = %id.0, "answered");
-    }
-    response
 }
 
 /// The header a request's id travels in, both ways (the `openai` SDKs read it as
@@ -422,6 +371,7 @@ pub(crate) struct Caller {
     pub(crate) store: Scoped,
     timeout: Duration,
     limits: Limits,
+    closing: listen::Closing,
 }
 
 impl FromRequestParts<Server> for Caller {
@@ -438,6 +388,7 @@ impl FromRequestParts<Server> for Caller {
             tenant,
             timeout: server.shared.limits.store_timeout,
             limits: server.shared.limits.clone(),
+            closing: server.shared.closing.clone(),
         })
     }
 }
@@ -471,6 +422,11 @@ impl Caller {
         &self.limits
     }
 
+    /// Completes when the server shuts down: an event stream ends then.
+    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.closing.closed()
+    }
+
     /// A JSON response, marked with the caller's tenant for the log.
     pub(crate) fn answer(&self, status: StatusCode, body: &Value) -> Response {
         let mut response =
@@ -500,16 +456,7 @@ pub(crate) async fn read_object(headers: &HeaderMap, body: Body, limit: usize) -
     if !json && declared.is_some_and(|length| length > 0) {
         return Err(ApiError::not_json());
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| {
-        let too_large = std::error::Error::source(&error)
-            .is_some_and(|source| source.to_string().contains("length limit"))
-            || error.to_string().contains("length limit");
-        if too_large {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::invalid("body", "The request body could not be read.")
-        }
-    })?;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| admit::unreadable(&error, limit))?;
     if bytes.is_empty() {
         return Ok(Map::new());
     }

@@ -8,7 +8,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 use persist_core::{MessageId, ThreadId};
 use persist_ops::PipelineExt;
 use persist_ops::live::{FollowReply, ReplyChunk, ReplyStream, StopReply, StopState};
@@ -30,7 +30,8 @@ fn ids(id: &str, item: &str) -> Result<(ThreadId, MessageId), ApiError> {
 /// `?from=N`, else its start. Events: `text` (`{"offset", "text"}`, its `id` the offset after
 /// it), `replaced` (`{"text"}`: the whole text, when a final write rewrote it) and `end`
 /// (`{"status"}`: `complete`, `interrupted`, `stopped` or `deleted`), which ends the stream. A
-/// reply generated on one instance is followed on any other.
+/// reply generated on one instance is followed on any other. The stream ends when the server
+/// shuts down.
 pub(crate) async fn stream_item(
     caller: Caller,
     Path((id, item_id)): Path<(String, String)>,
@@ -51,7 +52,8 @@ pub(crate) async fn stream_item(
     find(&caller, &id).await?;
     let follow = FollowReply::new(thread, message).from(from);
     let follower = caller.run(Some(&id), caller.store.follow_reply(follow)).await?;
-    let events = stream::unfold(Some(Box::new(follower)), next_chunk);
+    // On shutdown the stream ends: the client resumes from its `Last-Event-ID`.
+    let events = stream::unfold(Some(Box::new(follower)), next_chunk).take_until(caller.closed());
     let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
     response.extensions_mut().insert(crate::Tenant(caller.tenant.clone()));
     Ok(response)

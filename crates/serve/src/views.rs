@@ -7,7 +7,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream;
+use futures_util::{StreamExt, stream};
 use persist_core::args::Update;
 use persist_core::branch::{ListBranches, Switch};
 use persist_core::feed::{ReadFeed, Subscription};
@@ -127,6 +127,7 @@ pub(crate) async fn switch(
 /// `data`; it resumes after `Last-Event-ID` (what a reconnecting `EventSource` sends), else
 /// after `?after=N`, else from the start. When the feed no longer holds every event after that
 /// position, one `gap` event (`{"after", "trimmed"}`) ends the stream: reload, then follow again.
+/// The stream ends when the server shuts down.
 pub(crate) async fn events(
     caller: Caller,
     Path(id): Path<String>,
@@ -149,7 +150,9 @@ pub(crate) async fn events(
         Err(PersistError::FeedGap { after, trimmed }) => Follow::Gap { after, trimmed },
         Err(other) => return Err(ApiError::from_store(other, Some(&id))),
     };
-    let mut response = Sse::new(stream::unfold(start, next_event)).keep_alive(KeepAlive::default()).into_response();
+    // On shutdown the stream ends: the client resumes after its `Last-Event-ID`.
+    let events = stream::unfold(start, next_event).take_until(caller.closed());
+    let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
     response.extensions_mut().insert(crate::Tenant(caller.tenant.clone()));
     Ok(response)
 }

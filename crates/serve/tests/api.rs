@@ -864,28 +864,6 @@ async fn an_idempotency_key_is_never_echoed_nor_stored() {
     assert!(!stored.contains("4711") && stored.starts_with("serve:"), "{stored}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_probes_answer_while_every_request_slot_is_held() {
-    use tokio::io::AsyncWriteExt;
-    let limits = Limits::default().with_max_concurrent_requests(1);
-    let api = Api::start(Server::new(Pipeline::new(MemoryBackend::new()), keys()).with_limits(limits)).await;
-    // A client that sends its headers and one byte of its body, and holds the one slot.
-    let address = api.base.trim_start_matches("http://").to_owned();
-    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
-    let head = format!(
-        "POST /v1/conversations HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {ACME}\r\n\
-         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
-    );
-    slow.write_all(head.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(api.call("GET", "/v1/persist/conversations", None).await.0, 429, "the one slot is held");
-    for probe in ["/health", "/ready"] {
-        let answered = tokio::time::timeout(Duration::from_secs(1), api.call("GET", probe, None)).await;
-        assert_eq!(answered.expect("answered within a second").0, 200, "{probe}");
-    }
-    drop(slow);
-}
-
 #[tokio::test]
 async fn a_wrong_method_is_405_with_allow_and_the_scheme_is_case_insensitive() {
     let api = Api::start(Server::new(Pipeline::new(MemoryBackend::new()), keys())).await;

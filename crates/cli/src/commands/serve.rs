@@ -1,8 +1,7 @@
 //! `persist serve`: OpenAI's Conversations API on the store (see `persist::serve`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
 use persist::encrypt::EncryptLayer;
 use persist::layer::TraceLayer;
@@ -26,6 +25,8 @@ pub(crate) struct ServeOptions {
     pub(crate) allowed_hosts: Vec<String>,
     pub(crate) tenant: Option<TenantId>,
     pub(crate) limits: Limits,
+    /// The most connections the store's pool opens (PostgreSQL; SQLite's read connections).
+    pub(crate) pool_size: u32,
     pub(crate) json_logs: bool,
     pub(crate) log_level: tracing::Level,
 }
@@ -33,19 +34,7 @@ pub(crate) struct ServeOptions {
 /// How callers are known: keys (from the file and the environment), a gateway's tenant
 /// header, or no authentication at all when asked for by name.
 fn auth(options: &ServeOptions) -> CliResult<Auth> {
-    let mut text = String::new();
-    if let Some(path) = &options.keys_file {
-        let file = std::fs::read_to_string(path)
-            .map_err(|e| CliError::context(format!("reading the keys file {}", path.display()), &e))?;
-        text.push_str(&file);
-        text.push('\n');
-    }
-    match std::env::var(KEYS_VAR) {
-        Ok(keys) => text.push_str(&keys.replace(',', "\n")),
-        Err(std::env::VarError::NotPresent) => {}
-        Err(std::env::VarError::NotUnicode(_)) => return Err(CliError::usage(format!("{KEYS_VAR} is not UTF-8 text"))),
-    }
-    let keys = ApiKeys::parse(&text).map_err(|e| CliError::usage(format!("the API keys: {e}")))?;
+    let keys = read_keys(options.keys_file.as_deref())?;
     let ways = [!keys.is_empty(), options.tenant_header.is_some(), options.no_auth];
     match ways {
         [true, false, false] => {
@@ -67,18 +56,69 @@ fn auth(options: &ServeOptions) -> CliResult<Auth> {
     }
 }
 
+/// The API keys of `--keys-file` and `$PERSIST_SERVE_KEYS`, as they are now.
+fn read_keys(keys_file: Option<&Path>) -> CliResult<ApiKeys> {
+    let mut text = String::new();
+    if let Some(path) = keys_file {
+        let file = std::fs::read_to_string(path)
+            .map_err(|e| CliError::context(format!("reading the keys file {}", path.display()), &e))?;
+        text.push_str(&file);
+        text.push('\n');
+    }
+    match std::env::var(KEYS_VAR) {
+        Ok(keys) => text.push_str(&keys.replace(',', "\n")),
+        Err(std::env::VarError::NotPresent) => {}
+        Err(std::env::VarError::NotUnicode(_)) => return Err(CliError::usage(format!("{KEYS_VAR} is not UTF-8 text"))),
+    }
+    ApiKeys::parse(&text).map_err(|e| CliError::usage(format!("the API keys: {e}")))
+}
+
+/// Reads the keys again on each SIGHUP (the file is what changes: a process's environment
+/// does not) and serves them from then on; a file that cannot be read or parsed, or holds no
+/// key, leaves the keys in use, and the log says why. A server without keys ignores SIGHUP.
+/// Set up before the server answers, so a SIGHUP never ends the process.
+#[cfg(unix)]
+fn reload_on_hangup(server: Server, options: &ServeOptions) -> CliResult {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).map_err(|e| CliError::context("listening for SIGHUP", &e))?;
+    let keys_file = options.keys_file.clone();
+    let takes_keys = options.tenant_header.is_none() && !options.no_auth;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if !takes_keys {
+                tracing::warn!("SIGHUP ignored: this server takes no API keys (--tenant-header, --no-auth)");
+                continue;
+            }
+            let reloaded = read_keys(keys_file.as_deref())
+                .and_then(|keys| server.reload_keys(keys.clone()).map(|()| keys.len()).map_err(CliError::failed));
+            match reloaded {
+                Ok(keys) => tracing::info!(keys, "SIGHUP: reloaded the API keys"),
+                Err(error) => tracing::warn!(%error, "SIGHUP: kept the API keys in use"),
+            }
+        }
+    });
+    Ok(())
+}
+
 fn axum_header(name: &str) -> CliResult<persist::serve::HeaderName> {
     persist::serve::HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| CliError::usage(format!("--tenant-header: '{name}' is not a header name")))
 }
 
-/// Serves until Ctrl-C or SIGTERM; requests in flight finish first.
+/// Serves until Ctrl-C or SIGTERM; requests in flight then have the shutdown timeout to
+/// finish. SIGHUP reloads the API keys.
 pub(crate) async fn serve(url: &str, encrypt: Option<EncryptLayer>, options: ServeOptions) -> CliResult {
     init_logs(options.json_logs, options.log_level);
     let auth = auth(&options)?;
-    let store = Store::open(url, Mode::CreateIfMissing).await?.with_keys(encrypt.as_ref());
+    let store = Store::open_pooled(url, Mode::CreateIfMissing, options.pool_size).await?.with_keys(encrypt.as_ref());
     let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(store.keyed().clone());
-    let server = Server::new(pipeline, auth).with_limits(options.limits).with_allowed_hosts(&options.allowed_hosts);
+    let server =
+        Server::new(pipeline, auth).with_limits(options.limits.clone()).with_allowed_hosts(&options.allowed_hosts);
+    #[cfg(unix)]
+    if let Err(error) = reload_on_hangup(server.clone(), &options) {
+        store.close().await;
+        return Err(error);
+    }
     let listener = match tokio::net::TcpListener::bind(options.addr).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -86,34 +126,42 @@ pub(crate) async fn serve(url: &str, encrypt: Option<EncryptLayer>, options: Ser
             return Err(CliError::context(format!("listening on {}", options.addr), &e));
         }
     };
+    let shutdown = shutdown();
     let addr = listener.local_addr().unwrap_or(options.addr);
     tracing::info!(%addr, store = %store.label, "serving the Conversations API");
     eprintln!("persist serve: the Conversations API on http://{addr}/v1 ({})", store.label);
-    let served = server.serve(listener, shutdown()).await;
-    tracing::info!("stopped: every request in flight was answered");
+    let served = server.serve(listener, shutdown).await;
     store.close().await;
+    tracing::info!("stopped");
     served.map_err(|e| CliError::context("serving", &e))
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+/// Completes on Ctrl-C or SIGTERM, both listened for from the call on (a signal sent once the
+/// address is printed is never met by its default action).
+#[cfg(unix)]
+fn shutdown() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (interrupt, terminate) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+    }
+}
+
+/// Completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -121,18 +169,4 @@ async fn shutdown() {
 fn init_logs(json: bool, level: tracing::Level) {
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_ansi(false);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
-}
-
-/// The limits `persist serve` was given.
-pub(crate) fn limits(
-    max_body_bytes: usize,
-    max_items: usize,
-    store_timeout: Duration,
-    max_concurrent_requests: usize,
-) -> Limits {
-    Limits::default()
-        .with_max_body_bytes(max_body_bytes)
-        .with_max_items(max_items)
-        .with_store_timeout(store_timeout)
-        .with_max_concurrent_requests(max_concurrent_requests)
 }

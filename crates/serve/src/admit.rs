@@ -1,0 +1,89 @@
+//! Admission: every request of the API is checked for its host, has its body read within the
+//! server's deadline, and only then takes one of the server's request slots, so a slot counts
+//! work: a client that sends its body slowly (or never) holds none.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use persist_core::TenantId;
+
+use crate::{ApiError, Limits, REQUEST_ID, Server, Tenant, request_id};
+
+/// Every request: admitted when the server answers for its host (else 403), its body arrived
+/// within [`Limits::body_timeout`] and [`Limits::max_body_bytes`] (else 408, 413) and a request
+/// slot is free (else 429); logged when answered (method, route, status, time, tenant; never a
+/// key or a body).
+pub(crate) async fn admit(State(server): State<Server>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let id = request_id(request.headers());
+    request.extensions_mut().insert(id.clone());
+    // Every event of the request, the store's spans included, is inside its span.
+    let span = tracing::info_span!("request", request_id = %id.0);
+    let limits = &server.shared.limits;
+    let admitted = match server.check_host(&request) {
+        Ok(()) => buffered(request, limits).await,
+        Err(refused) => Err(refused),
+    };
+    let mut response = match admitted {
+        Err(refused) => refused.into_response(),
+        Ok(request) => match server.shared.in_flight.clone().try_acquire_owned() {
+            Err(_) => {
+                tracing::warn!(%method, %path, request_id = %id.0, "refused: too many requests at once");
+                ApiError::busy(limits.max_concurrent_requests).into_response()
+            }
+            Ok(_permit) => tracing::Instrument::instrument(next.run(request), span).await,
+        },
+    };
+    if let Ok(value) = HeaderValue::from_str(&id.0) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let status = response.status().as_u16();
+    let micros = started.elapsed().as_micros() as u64;
+    let tenant = response.extensions().get::<Tenant>().and_then(|t| t.0.clone());
+    let tenant = tenant.as_ref().map(TenantId::as_str);
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, micros, tenant, request_id = %id.0, "answered");
+    } else {
+        tracing::info!(%method, %path, status, micros, tenant, request_id = %id.0, "answered");
+    }
+    response
+}
+
+/// The request with its body read whole, within the server's deadline and size: a body over
+/// [`Limits::max_body_bytes`] is 413 (by its `Content-Length` before any of it is read, else as
+/// soon as the bytes read pass it); one not there within [`Limits::body_timeout`] is 408, its
+/// connection closed (the rest of the body is never read).
+async fn buffered(request: Request, limits: &Limits) -> Result<Request, ApiError> {
+    let (parts, body) = request.into_parts();
+    let limit = limits.max_body_bytes;
+    let declared =
+        parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    let bytes = match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(read) => read.map_err(|error| unreadable(&error, limit))?,
+        Err(_) => {
+            tracing::warn!(method = %parts.method, path = %parts.uri.path(), "refused: the body was too slow");
+            return Err(ApiError::slow_body(limits.body_timeout));
+        }
+    };
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// What a body that could not be read whole is answered: 413 when it passed `limit`, else 400.
+pub(crate) fn unreadable(error: &axum::Error, limit: usize) -> ApiError {
+    let too_large = std::error::Error::source(error).is_some_and(|source| source.to_string().contains("length limit"))
+        || error.to_string().contains("length limit");
+    if too_large {
+        ApiError::too_large(limit)
+    } else {
+        ApiError::invalid("body", "The request body could not be read.")
+    }
+}
