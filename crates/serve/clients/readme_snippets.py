@@ -1,24 +1,136 @@
 """Runs the Python and TypeScript snippets of the README's "Serving the Conversations API"
-section against a running `persist serve` (OPENAI_BASE_URL, OPENAI_API_KEY), so the README
-shows what works.
+section, and of the short path near its top ("### Python and TypeScript apps"), against a
+running `persist serve`, so the README shows what works.
 
-    python readme_snippets.py README.md PYTHON NODE
+    PERSIST_BASE_URL=http://127.0.0.1:8080/v1 PERSIST_API_KEY=sk-… \\
+        python readme_snippets.py README.md PYTHON NODE
 
 PYTHON runs the Python blocks; NODE runs the `ts` blocks (plain JavaScript as written) as
 modules inside clients/node, where `openai` and `@openai/agents` are installed.
+
+The snippets keep two clients, as an app does: the conversations' own, pointed at persist
+(PERSIST_BASE_URL, PERSIST_API_KEY), and the model's, the SDKs' default one (OPENAI_BASE_URL,
+OPENAI_API_KEY). Here the model is a stand-in served by this script on 127.0.0.1: it answers
+`POST /v1/responses` with one assistant message and anything else with 404, as OpenAI would. A
+snippet that sent its conversations to the model's client fails (404), one that sent its model
+calls to persist fails too (persist has no /v1/responses), and a snippet that runs an agent
+must have called the stand-in.
 """
 
+import http.server
+import json
+import os
 import pathlib
 import re
 import subprocess
 import sys
+import threading
+import time
+import uuid
+
+# What a snippet prints as the model's answer.
+ANSWER = "Your order ships tomorrow."
+
+
+class Model(http.server.BaseHTTPRequestHandler):
+    """OpenAI's Responses API as far as a run of the Agents SDKs needs it: one answer, no tools."""
+
+    calls = 0
+    strays = []
+
+    def do_POST(self):  # noqa: N802 (the handler's name)
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path.rstrip("/") != "/v1/responses":
+            return self.refuse()
+        request = json.loads(body or b"{}")
+        if request.get("stream"):
+            return self.refuse("this stand-in answers non-streamed requests only")
+        Model.calls += 1
+        self.answer(
+            {
+                "id": f"resp_{uuid.uuid4().hex}",
+                "object": "response",
+                "created_at": int(time.time()),
+                "status": "completed",
+                "model": request.get("model") or "gpt-stand-in",
+                "output": [
+                    {
+                        "type": "message",
+                        "id": f"msg_{uuid.uuid4().hex}",
+                        "status": "completed",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": ANSWER, "annotations": []}],
+                    }
+                ],
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+                "error": None,
+                "incomplete_details": None,
+                "instructions": request.get("instructions"),
+                "metadata": {},
+                "text": {"format": {"type": "text"}},
+                "truncation": "disabled",
+                "usage": {
+                    "input_tokens": 10,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": 5,
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": 15,
+                },
+            }
+        )
+
+    def do_GET(self):  # noqa: N802
+        self.refuse()
+
+    do_DELETE = do_GET
+
+    def refuse(self, why=None):
+        Model.strays.append(f"{self.command} {self.path}")
+        message = why or f"Invalid URL ({self.command} {self.path})"
+        self.answer({"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}, 404)
+
+    def answer(self, body, status=200):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("x-should-retry", "false")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def sections(text):
+    """The serving section, and the short path near the README's top."""
+    serving = text.split("\n## Serving the Conversations API", 1)[1].split("\n## ", 1)[0]
+    found = [serving]
+    if "\n### Python and TypeScript apps" in text:
+        path = text.split("\n### Python and TypeScript apps", 1)[1]
+        found.append(re.split(r"\n#{2,3} ", path, maxsplit=1)[0])
+    return found
+
 
 readme, python, node = sys.argv[1:4]
-text = pathlib.Path(readme).read_text()
-section = text.split("\n## Serving the Conversations API", 1)[1].split("\n## ", 1)[0]
-blocks = re.findall(r"```(python|ts)\n(.*?)```", section, re.S)
+for name in ("PERSIST_BASE_URL", "PERSIST_API_KEY"):
+    if not os.environ.get(name):
+        sys.exit(f"{name} is not set: the persist server the snippets write to")
+blocks = [block for section in sections(pathlib.Path(readme).read_text()) for block in re.findall(r"```(python|ts)\n(.*?)```", section, re.S)]
 if not [lang for lang, _ in blocks if lang == "python"] or not [lang for lang, _ in blocks if lang == "ts"]:
     sys.exit("the section has no python or no ts snippet")
+
+model = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
+threading.Thread(target=model.serve_forever, daemon=True).start()
+env = dict(
+    os.environ,
+    OPENAI_BASE_URL=f"http://127.0.0.1:{model.server_address[1]}/v1",
+    OPENAI_API_KEY="sk-the-models-own-key",
+    # The Agents SDKs would send their traces to OpenAI with that key.
+    OPENAI_AGENTS_DISABLE_TRACING="1",
+)
 here = pathlib.Path(__file__).parent
 for index, (lang, code) in enumerate(blocks):
     if lang == "python":
@@ -29,8 +141,15 @@ for index, (lang, code) in enumerate(blocks):
         command = [node, str(path)]
     path.write_text(code)
     print(f"README snippet {index} ({lang})", flush=True)
+    before = Model.calls
     try:
-        subprocess.run(command, check=True, timeout=120)
+        subprocess.run(command, check=True, timeout=120, env=env)
     finally:
         path.unlink()
-print("every snippet ran")
+    runs_an_agent = "Runner.run(" in code or "await run(" in code
+    if runs_an_agent and Model.calls == before:
+        sys.exit(f"README snippet {index} runs an agent, and its model was never called")
+    if Model.strays:
+        sys.exit(f"README snippet {index} sent the model's client what is not a model call: {Model.strays}")
+model.shutdown()
+print(f"every snippet ran ({Model.calls} model calls, each to the model's own client)")

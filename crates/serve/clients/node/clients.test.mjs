@@ -2,6 +2,8 @@
 // `persist serve`, unmodified. Run by .ci/run against two instances on one PostgreSQL store
 // (PERSIST_SERVE_A, PERSIST_SERVE_B) and one on SQLite (PERSIST_SERVE_SQLITE), base URLs ending
 // in /v1; PERSIST_SERVE_KEY is a tenant's key, PERSIST_SERVE_OTHER_KEY another tenant's.
+// The README's client for retries that write once is a subclass that names the SDK's
+// idempotency header; the lost answers that make the SDK retry come from a `fetch` option.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import OpenAI from 'openai';
@@ -17,6 +19,44 @@ const TOOL_TURN = [
   { type: 'function_call_output', call_id: 'call_js', output: '21C' },
   { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'It is 21C.', annotations: [] }] },
 ];
+
+// The README's client for persist: it sends the key the SDK makes for each POST (the same on
+// each of the SDK's retries of it) as Idempotency-Key.
+class PersistOpenAI extends OpenAI {
+  idempotencyHeader = 'Idempotency-Key';
+}
+
+// A fetch that sends every request, and loses the answer of the first `lose` POSTs to a path
+// ending in `suffix` once the server wrote it (as a connection dropped on the way back would),
+// so the SDK retries; its retries go to `retryBase` (another instance). `posts` holds the
+// Idempotency-Key of each such POST and whether it was a retry.
+function losingFetch(suffix, retryBase, lose = 1) {
+  const posts = [];
+  const lossy = async (url, init = {}) => {
+    const target = new URL(String(url));
+    if ((init.method ?? 'GET').toUpperCase() !== 'POST' || !target.pathname.endsWith(suffix)) {
+      return fetch(url, init);
+    }
+    const headers = new Headers(init.headers);
+    const retry = (headers.get('x-stainless-retry-count') ?? '0') !== '0';
+    posts.push([headers.get('idempotency-key'), retry]);
+    if (retry && retryBase) target.host = new URL(retryBase).host;
+    const response = await fetch(target, init);
+    if (posts.length > lose) return response;
+    await response.arrayBuffer();
+    if (response.status !== 200) throw new Error(`the request whose answer is lost failed: ${response.status}`);
+    throw new TypeError('fetch failed: the answer was lost');
+  };
+  return { fetch: lossy, posts };
+}
+
+// The caller's newest conversations (the extension's listing).
+async function newest(base, limit) {
+  const response = await fetch(`${base}/persist/conversations?limit=${limit}`, {
+    headers: { authorization: `Bearer ${KEY}` },
+  });
+  return (await response.json()).data.map((conversation) => conversation.id);
+}
 
 async function collect(iterable) {
   const out = [];
@@ -102,5 +142,49 @@ for (const [name, base, otherBase] of [['two instances on PostgreSQL', A, B], ['
     assert.equal((await other.getItems()).length, 24);
     await session.clearSession();
     await assert.rejects(new OpenAI({ baseURL: base, apiKey: KEY }).conversations.retrieve(conversationId), OpenAI.NotFoundError);
+  });
+
+  test(`a lost answer retried by the SDK, ${name}`, async () => {
+    const turn = [{ type: 'message', role: 'user', content: 'Where is my order?' }];
+    const lossySession = (clientClass, lossy) =>
+      new OpenAIConversationsSession({ client: new clientClass({ baseURL: base, apiKey: KEY, fetch: lossy.fetch }) });
+
+    // A plain client sends no Idempotency-Key: the retry writes the turn a second time.
+    let lossy = losingFetch('/items', otherBase);
+    let session = lossySession(OpenAI, lossy);
+    await session.addItems(turn);
+    assert.deepEqual(lossy.posts, [[null, false], [null, true]]);
+    assert.equal((await session.getItems()).length, 2);
+
+    // The README's client sends the SDK's own key, the same on its retry: written once.
+    lossy = losingFetch('/items', otherBase);
+    session = lossySession(PersistOpenAI, lossy);
+    await session.addItems(turn);
+    const [[first], [again, retried]] = lossy.posts;
+    assert.ok(retried && first === again && first.startsWith('stainless-node-retry-'), JSON.stringify(lossy.posts));
+    assert.equal((await session.getItems()).length, 1);
+    await session.addItems([{ type: 'message', role: 'user', content: 'And the invoice?' }]);
+    assert.ok(![null, first].includes(lossy.posts[2][0]), 'each call has a key of its own');
+    assert.equal((await session.getItems()).length, 2);
+    // The JS session sends a whole run's items in one request: over 20 too, retried as one.
+    const many = Array.from({ length: 25 }, (_, n) => ({ type: 'message', role: 'user', content: `q${n}` }));
+    const lossyMany = losingFetch('/items', otherBase);
+    const sessionMany = new OpenAIConversationsSession({
+      conversationId: await session.getSessionId(),
+      client: new PersistOpenAI({ baseURL: base, apiKey: KEY, fetch: lossyMany.fetch }),
+    });
+    await sessionMany.addItems(many);
+    assert.equal(lossyMany.posts.length, 2);
+    assert.equal(lossyMany.posts[0][0], lossyMany.posts[1][0]);
+    assert.equal((await session.getItems()).length, 27, 'the 25 items once');
+
+    // The conversation a session creates: one, though its create was retried.
+    const before = await newest(base, 1);
+    lossy = losingFetch('/conversations', otherBase);
+    session = lossySession(PersistOpenAI, lossy);
+    await session.addItems(turn);
+    assert.equal(lossy.posts.length, 2);
+    assert.equal(lossy.posts[0][0], lossy.posts[1][0]);
+    assert.deepEqual(await newest(base, 2), [await session.getSessionId(), ...before]);
   });
 }

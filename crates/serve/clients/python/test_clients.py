@@ -3,16 +3,19 @@
 Run by `.ci/run` against two instances of `persist serve` on one PostgreSQL store
 (PERSIST_SERVE_A, PERSIST_SERVE_B) and one on a SQLite file (PERSIST_SERVE_SQLITE), each a base
 URL ending in /v1; PERSIST_SERVE_KEY is a tenant's key, PERSIST_SERVE_OTHER_KEY another's.
-Nothing here is patched: the SDKs' own calls, paging, retries and exceptions.
+Nothing here is patched: the SDKs' own calls, paging, retries and exceptions. The README's
+client for retries that write once is a subclass that names the SDK's idempotency header, and
+the lost answers that make the SDK retry come from a transport given as `http_client`.
 """
 
 import asyncio
+import json
 import os
 import sys
-
-import json
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+
+import httpx2
 import openai
 from agents import OpenAIConversationsSession
 from openai import AsyncOpenAI, OpenAI
@@ -30,6 +33,54 @@ TOOL_TURN = [
         "content": [{"type": "output_text", "text": "It is 16C in Paris.", "annotations": []}],
     },
 ]
+
+
+class PersistAsyncOpenAI(AsyncOpenAI):
+    """The README's client for persist: it sends the key the SDK makes for each POST (the same
+    on each of the SDK's retries of it) as `Idempotency-Key`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._idempotency_header = "Idempotency-Key"
+
+
+class LoseAnswers(httpx2.AsyncBaseTransport):
+    """Sends every request, and loses the answer of the first `lose` POSTs to a path ending in
+    `suffix` once the server wrote it (as a connection dropped on the way back would), so the
+    SDK retries; its retries go to `retry_base` (another instance). `posts` holds the
+    `Idempotency-Key` of each such POST and whether it was a retry."""
+
+    def __init__(self, suffix, retry_base=None, lose=1):
+        self.inner = httpx2.AsyncHTTPTransport()
+        self.suffix, self.retry_base, self.lose = suffix, retry_base, lose
+        self.posts = []
+
+    async def handle_async_request(self, request):
+        if request.method != "POST" or not request.url.path.endswith(self.suffix):
+            return await self.inner.handle_async_request(request)
+        retry = request.headers.get("x-stainless-retry-count", "0") != "0"
+        self.posts.append((request.headers.get("idempotency-key"), retry))
+        if retry and self.retry_base:
+            to = httpx2.URL(self.retry_base)
+            headers = request.headers.copy()
+            headers["host"] = f"{to.host}:{to.port}"
+            url = request.url.copy_with(scheme=to.scheme, host=to.host, port=to.port)
+            request = httpx2.Request(request.method, url, headers=headers, content=request.content)
+        response = await self.inner.handle_async_request(request)
+        if len(self.posts) > self.lose:
+            return response
+        await response.aread()
+        await response.aclose()
+        if response.status_code != 200:
+            raise AssertionError(f"the request whose answer is lost failed: {response.status_code}")
+        raise httpx2.RemoteProtocolError("the answer was lost", request=request)
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+def lossy_client(client_class, base, transport):
+    return client_class(base_url=base, api_key=KEY, http_client=httpx2.AsyncClient(transport=transport))
 
 
 def check(condition, what):
@@ -291,7 +342,64 @@ async def concurrent_pops(base, other_base):
     print("  atomic pop x40: 40 distinct items")
 
 
+def newest_conversations(base, limit):
+    request = urllib.request.Request(
+        f"{base}/persist/conversations?limit={limit}", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return [conversation["id"] for conversation in json.load(response)["data"]]
+
+
+async def lost_answers(base, other_base):
+    """A session's write whose answer is lost after persist wrote it, retried by the SDK on the
+    other instance: a plain client sends no Idempotency-Key, and the retry writes the items a
+    second time; the README's client sends the SDK's own key, the same on the retry, and the
+    items are written once. So is the conversation a session creates."""
+    turn = [{"role": "user", "content": "Where is my order?"}]
+
+    lossy = LoseAnswers("/items", other_base)
+    session = OpenAIConversationsSession(openai_client=lossy_client(AsyncOpenAI, base, lossy))
+    await session.add_items(turn)
+    check(lossy.posts == [(None, False), (None, True)], lossy.posts)
+    check(len(await session.get_items()) == 2, "without a key, the SDK's retry writes the turn again")
+
+    lossy = LoseAnswers("/items", other_base)
+    session = OpenAIConversationsSession(openai_client=lossy_client(PersistAsyncOpenAI, base, lossy))
+    await session.add_items(turn)
+    (first, _), (again, retried) = lossy.posts
+    check(retried and first == again and first.startswith("stainless-python-retry-"), lossy.posts)
+    check(len(await session.get_items()) == 1, "with the SDK's key, the retry writes nothing")
+    await session.add_items([{"role": "assistant", "content": "It ships tomorrow."}])
+    check(lossy.posts[2][0] not in (None, first), f"each call has a key of its own: {lossy.posts}")
+    check(len(await session.get_items()) == 2, "the next call is written")
+
+    before = newest_conversations(base, 1)
+    lossy = LoseAnswers("/conversations", other_base)
+    session = OpenAIConversationsSession(openai_client=lossy_client(PersistAsyncOpenAI, base, lossy))
+    await session.add_items(turn)
+    check(len(lossy.posts) == 2 and lossy.posts[0][0] == lossy.posts[1][0], lossy.posts)
+    check(newest_conversations(base, 2) == [session.session_id, *before], "one conversation created")
+
+    # Over 20 items the Python session writes in several requests and turns the SDK's retries
+    # off: a lost answer is the app's error, after the requests before it were written.
+    lossy = LoseAnswers("/items", other_base)
+    session = OpenAIConversationsSession(openai_client=lossy_client(PersistAsyncOpenAI, base, lossy))
+    try:
+        await session.add_items([{"role": "user", "content": f"q{n}"} for n in range(25)])
+    except openai.APIConnectionError:
+        pass
+    else:
+        raise AssertionError("a lost answer of a write over 20 items is raised")
+    check(len(lossy.posts) == 1, lossy.posts)
+    check(len(await session.get_items()) == 20, "the first request's items are written, the rest never sent")
+    print("  a lost answer retried by the SDK: twice without a key, once with the SDK's own key")
+
+
 async def sessions():
+    print("lost answers, two instances on PostgreSQL")
+    await lost_answers(A, B)
+    print("lost answers, SQLite")
+    await lost_answers(SQLITE, SQLITE)
     print("the Agents SDK session, two instances on PostgreSQL")
     await agents_session(A, B)
     print("the Agents SDK session, SQLite")
