@@ -110,7 +110,9 @@ impl Factory for OperationalSqlite {
     type Storage = tempfile::TempDir;
 
     async fn create(&self) -> Result<tempfile::TempDir, BoxError> {
-        Ok(tempfile::tempdir()?)
+        let dir = tempfile::tempdir()?;
+        persist_testkit::sqlite::fresh(&dir.path().join("persist.db")).await?;
+        Ok(dir)
     }
 
     async fn open(&self, dir: &tempfile::TempDir) -> Result<Pipeline, BoxError> {
@@ -162,7 +164,9 @@ impl Factory for SplitMemorySqlite {
 
     async fn create(&self) -> Result<(MemoryBackend, tempfile::TempDir), BoxError> {
         // Two stores are two feeds with positions of their own: the split declares no feed.
-        Ok((MemoryBackend::new().with_feed(None), tempfile::tempdir()?))
+        let dir = tempfile::tempdir()?;
+        persist_testkit::sqlite::fresh(&dir.path().join("routed.db")).await?;
+        Ok((MemoryBackend::new().with_feed(None), dir))
     }
 
     async fn open(&self, (main, dir): &(MemoryBackend, tempfile::TempDir)) -> Result<Pipeline, BoxError> {

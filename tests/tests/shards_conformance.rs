@@ -1,7 +1,8 @@
 //! The whole conformance suite through [`Shards`]: tenants placed on three stores (in memory,
 //! three PostgreSQL databases, a SQLite file beside a PostgreSQL schema), so the contract holds
 //! as if there were one store. Each check opens every handle as an instance of its own (its
-//! own placement cache) over the same stores and directory.
+//! own placement cache) over the same stores and directory. Each check has fresh schemas:
+//! `persist_testkit::schemas` resets those of a finished check for the next.
 
 mod support;
 
@@ -13,7 +14,8 @@ use persist::postgres::PostgresBackend;
 use persist::shard::Shards;
 use persist::sqlite::SqliteBackend;
 use persist_conformance::{BoxError, Factory};
-use support::{DATABASES, database_url, databases, drop_schema, drop_shard_schemas, schema_name};
+use persist_testkit::schemas;
+use support::{DATABASES, database_url, databases};
 
 /// A short TTL: the checks that reopen see placements as a new instance would.
 const TTL: Duration = Duration::from_millis(200);
@@ -46,28 +48,37 @@ struct PostgresShards;
 
 impl Factory for PostgresShards {
     type Backend = Shards;
-    type Storage = String;
+    /// A schema in each database, and the directory's in the first.
+    type Storage = ([String; 3], String);
 
-    async fn create(&self) -> Result<String, BoxError> {
+    async fn create(&self) -> Result<Self::Storage, BoxError> {
         databases().await?;
-        Ok(schema_name())
+        let mut schemas = Vec::new();
+        for database in DATABASES {
+            schemas.push(schemas::take(&database_url(database)).await);
+        }
+        let directory = schemas::take(&database_url(DATABASES[0])).await;
+        Ok((schemas.try_into().map_err(|_| "three schemas")?, directory))
     }
 
-    async fn open(&self, schema: &String) -> Result<Shards, BoxError> {
+    async fn open(&self, (schemas, directory): &Self::Storage) -> Result<Shards, BoxError> {
         let mut stores = Vec::new();
-        for database in DATABASES {
+        for (database, schema) in DATABASES.iter().zip(schemas) {
             let backend = PostgresBackend::builder(database_url(database)).schema(schema).max_connections(4);
             stores.push(Pipeline::new(backend.connect().await?));
         }
-        let directory = PostgresBackend::builder(database_url(DATABASES[0])).schema(format!("{schema}_d"));
+        let directory = PostgresBackend::builder(database_url(DATABASES[0])).schema(directory);
         let directory = Pipeline::new(directory.max_connections(2).connect().await?);
         let builder = Shards::builder(directory).placement_ttl(TTL);
         let builder = DATABASES.iter().zip(stores).fold(builder, |builder, (name, store)| builder.shard(*name, store));
         Ok(builder.build()?)
     }
 
-    async fn dispose(&self, schema: String) {
-        drop_shard_schemas(&schema).await;
+    async fn dispose(&self, (schemas, directory): Self::Storage) {
+        for (database, schema) in DATABASES.iter().zip(schemas) {
+            schemas::give_back(&database_url(database), schema).await;
+        }
+        schemas::give_back(&database_url(DATABASES[0]), directory).await;
     }
 }
 
@@ -85,7 +96,11 @@ impl Factory for MixedShards {
 
     async fn create(&self) -> Result<(tempfile::TempDir, String), BoxError> {
         databases().await?;
-        Ok((tempfile::tempdir()?, schema_name()))
+        let dir = tempfile::tempdir()?;
+        for file in ["shard.db", "directory.db"] {
+            persist_testkit::sqlite::fresh(&dir.path().join(file)).await?;
+        }
+        Ok((dir, schemas::take(&database_url(DATABASES[1])).await))
     }
 
     async fn open(&self, (dir, schema): &(tempfile::TempDir, String)) -> Result<Shards, BoxError> {
@@ -97,7 +112,7 @@ impl Factory for MixedShards {
     }
 
     async fn dispose(&self, (_, schema): (tempfile::TempDir, String)) {
-        drop_schema(&database_url(DATABASES[1]), &schema).await;
+        schemas::give_back(&database_url(DATABASES[1]), schema).await;
     }
 }
 

@@ -37,7 +37,9 @@ impl Factory for EncryptedSqlite {
     type Storage = (tempfile::TempDir, KeyRing);
 
     async fn create(&self) -> Result<(tempfile::TempDir, KeyRing), BoxError> {
-        Ok((tempfile::tempdir()?, support::ring()))
+        let dir = tempfile::tempdir()?;
+        persist_testkit::sqlite::fresh(&dir.path().join("sealed.db")).await?;
+        Ok((dir, support::ring()))
     }
 
     async fn open(&self, (dir, ring): &(tempfile::TempDir, KeyRing)) -> Result<Pipeline, BoxError> {
@@ -60,7 +62,7 @@ impl Factory for EncryptedPostgres {
     async fn create(&self) -> Result<(String, KeyRing), BoxError> {
         let conn = support::admin().await?;
         drop(conn);
-        Ok((support::schema_name(), support::ring()))
+        Ok((persist_testkit::schemas::take(&support::url()).await, support::ring()))
     }
 
     async fn open(&self, (schema, ring): &(String, KeyRing)) -> Result<Pipeline, BoxError> {
@@ -68,7 +70,7 @@ impl Factory for EncryptedPostgres {
     }
 
     async fn dispose(&self, (schema, _): (String, KeyRing)) {
-        support::drop_schema(&schema).await;
+        persist_testkit::schemas::give_back(&support::url(), schema).await;
     }
 }
 

@@ -4,11 +4,18 @@
 //!
 //! PostgreSQL is at `$PERSIST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`);
 //! it is required when `CI` is set, and skipped with a note otherwise.
+//!
+//! [`schemas`] and [`sqlite`]: the fresh store per test that the conformance suites take, a
+//! PostgreSQL schema reset and reused, a SQLite file copied from one migrated once, rather than
+//! migrated anew each time.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 
 use persist::Pipeline;
+
+pub mod schemas;
+pub mod sqlite;
 
 /// The variable a child process finds its store in ([`Store::to_env`]).
 const STORE_VARIABLE: &str = "PERSIST_TEST_STORE";

@@ -1,4 +1,5 @@
-//! Where the PostgreSQL tests find their server, and a fresh schema per test.
+//! Where the PostgreSQL tests find their server, and a fresh schema per test (the conformance
+//! checks' reset and reused: `persist_testkit::schemas`).
 //!
 //! The server is `$PERSIST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
 //! In CI (`CI` set) an unreachable server fails the tests; elsewhere they are skipped with a
@@ -95,6 +96,7 @@ pub(crate) fn schema_name() -> String {
     format!("persist_test_{}", uuid::Uuid::now_v7().simple())
 }
 
+#[allow(dead_code)] // not every test file that includes this module uses it
 pub(crate) async fn drop_schema(schema: &str) {
     if let Ok(mut conn) = admin().await {
         // Test-made names only: persist_test_ + hex.
@@ -115,7 +117,7 @@ impl Factory for PostgresFactory {
     async fn create(&self) -> Result<String, BoxError> {
         let conn = admin().await?;
         let _ = conn.close().await;
-        Ok(schema_name())
+        Ok(persist_testkit::schemas::take(&url()).await)
     }
 
     async fn open(&self, schema: &String) -> Result<PostgresBackend, BoxError> {
@@ -123,7 +125,7 @@ impl Factory for PostgresFactory {
     }
 
     async fn dispose(&self, schema: String) {
-        drop_schema(&schema).await;
+        persist_testkit::schemas::give_back(&url(), schema).await;
     }
 }
 
@@ -173,7 +175,7 @@ impl Factory for ReplicaFactory {
     async fn create(&self) -> Result<Self::Storage, BoxError> {
         let _ = admin().await?.close().await;
         let _ = replica_admin().await?.close().await;
-        Ok((schema_name(), persist_core::Consistency::new()))
+        Ok((persist_testkit::schemas::take(&url()).await, persist_core::Consistency::new()))
     }
 
     async fn open(&self, (schema, seen): &Self::Storage) -> Result<PostgresBackend, BoxError> {
@@ -185,6 +187,6 @@ impl Factory for ReplicaFactory {
     }
 
     async fn dispose(&self, (schema, _): Self::Storage) {
-        drop_schema(&schema).await;
+        persist_testkit::schemas::give_back(&url(), schema).await;
     }
 }

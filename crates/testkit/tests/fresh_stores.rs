@@ -1,0 +1,128 @@
+//! The fresh stores the conformance suites take are fresh: a PostgreSQL schema a test used and
+//! gave back holds, once reset, what a newly migrated one holds; a SQLite copy holds what a new
+//! file holds.
+
+use persist::args::Add;
+use persist::postgres::PostgresBackend;
+use persist::sqlite::SqliteBackend;
+use persist::{Content, Pipeline, Role, ThreadId};
+use persist_testkit::{schemas, sqlite};
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+fn url() -> String {
+    std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// Every table of `schema` but the migrations' own, its rows as JSON in a stable order.
+async fn contents(conn: &mut PgConnection, schema: &str) -> Vec<(String, String)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 AND tablename <> '_sqlx_migrations' \
+          ORDER BY tablename",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let mut contents = Vec::new();
+    for table in tables {
+        let rows = format!("SELECT coalesce(json_agg(t ORDER BY t::text), '[]')::text FROM \"{schema}\".\"{table}\" t");
+        contents.push((table, sqlx::query_scalar(AssertSqlSafe(rows)).fetch_one(&mut *conn).await.unwrap()));
+    }
+    contents
+}
+
+/// A store's writes: messages, feed events, the feed's head moved.
+async fn write_to(store: Pipeline) {
+    let thread = ThreadId::new("t").unwrap();
+    for text in ["one", "two", "three"] {
+        store.add(Add::new(thread.clone(), Role::User, Content::text(text))).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_schema_given_back_is_reset_to_what_the_migrations_leave() {
+    let url = url();
+    let Ok(mut conn) = PgConnection::connect(&url).await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is required in CI");
+        eprintln!("SKIPPED: no PostgreSQL at {url}");
+        return;
+    };
+    let used = schemas::take(&url).await;
+    let store = PostgresBackend::builder(&url).schema(used.clone()).connect().await.unwrap();
+    write_to(Pipeline::new(store.clone())).await;
+    store.close().await;
+    drop(store);
+    assert_ne!(contents(&mut conn, &used).await.iter().filter(|(_, rows)| rows != "[]").count(), 0);
+    schemas::give_back(&url, used.clone()).await;
+
+    // Given back: the next take is a schema in the state a fresh one is in (this one, reset, or
+    // the one the pool migrated to learn that state).
+    let reused = schemas::take(&url).await;
+    assert_eq!(reused, used, "the schema given back last is taken first");
+    let fresh = schemas::new_name();
+    drop(PostgresBackend::builder(&url).schema(fresh.clone()).connect().await.unwrap());
+    assert_eq!(contents(&mut conn, &reused).await, contents(&mut conn, &fresh).await);
+    // And it works as a store: the writes of a new test begin at the beginning.
+    let store = Pipeline::new(PostgresBackend::builder(&url).schema(reused.clone()).connect().await.unwrap());
+    write_to(store.clone()).await;
+    let thread = store.get_thread(persist::read::GetThread::new(ThreadId::new("t").unwrap())).await.unwrap();
+    assert_eq!(thread.map(|thread| thread.message_count), Some(3));
+    drop(store);
+    schemas::give_back(&url, reused).await;
+    schemas::drop_schema(&url, &fresh).await;
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_schema_never_opened_is_dropped_not_kept() {
+    let url = url();
+    let Ok(mut conn) = PgConnection::connect(&url).await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is required in CI");
+        return;
+    };
+    let name = schemas::new_name();
+    sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{name}\""))).execute(&mut conn).await.unwrap();
+    schemas::give_back(&url, name.clone()).await;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(!exists, "a schema that is no store is dropped");
+    conn.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sqlite_copy_is_a_new_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (copy, new) = (dir.path().join("copy.db"), dir.path().join("new.db"));
+    sqlite::fresh(&copy).await.unwrap();
+    assert!(sqlite::fresh(&copy).await.is_err(), "a fresh store is a new file");
+    let new_store = SqliteBackend::open(&new).await.unwrap();
+    let copied = SqliteBackend::open(&copy).await.unwrap();
+    write_to(Pipeline::new(copied.clone())).await;
+    write_to(Pipeline::new(new_store.clone())).await;
+    for store in [&new_store, &copied] {
+        let thread = Pipeline::new(store.clone())
+            .get_thread(persist::read::GetThread::new(ThreadId::new("t").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(thread.map(|thread| thread.message_count), Some(3));
+    }
+    new_store.close().await;
+    copied.close().await;
+    // The same schema, the same migrations applied.
+    let schema = |path: std::path::PathBuf| async move {
+        let url = format!("sqlite:{}", path.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let objects: Vec<(String, Option<String>)> =
+            sqlx::query_as("SELECT name, sql FROM sqlite_schema ORDER BY name").fetch_all(&mut conn).await.unwrap();
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        (objects, applied)
+    };
+    assert_eq!(schema(copy).await, schema(new).await);
+}
