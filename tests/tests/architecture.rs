@@ -1,5 +1,6 @@
-//! The shape of the workspace, checked: the contract depends on no feature, the backends and
-//! encryption depend on the contract only, and no crate's modules import each other in a circle.
+//! The shape of the workspace, checked: the contract depends on no feature, the backends,
+//! encryption and the layers depend on the contract only, every crate's dependencies are those
+//! `docs/architecture.md` names, and no crate's modules import each other in a circle.
 //!
 //! Imports are read from the sources (`crate::a::b`, `super::a`), outside comments and the
 //! `#[cfg(test)] mod tests` that ends a file or a `tests.rs` of its own (a braced group, `crate::feed::{hub, read}`, counts
@@ -30,6 +31,65 @@ fn dependencies(crate_dir: &str) -> BTreeSet<String> {
     found
 }
 
+/// Every crate of `crates/` by its package name, with its directory.
+fn crates_by_name() -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    for entry in fs::read_dir(workspace().join("crates")).unwrap() {
+        let dir = entry.unwrap().path();
+        let Ok(manifest) = fs::read_to_string(dir.join("Cargo.toml")) else { continue };
+        let name = manifest
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("name = \""))
+            .and_then(|rest| rest.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{} names no package", dir.display()));
+        let relative = dir.strip_prefix(workspace()).unwrap().to_string_lossy().into_owned();
+        found.insert(name.to_owned(), relative);
+    }
+    found
+}
+
+/// The table of `docs/architecture.md` under "## Dependencies, checked": each crate and the
+/// workspace crates it depends on.
+fn documented_dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let doc = fs::read_to_string(workspace().join("docs/architecture.md")).unwrap();
+    let section = doc.split("\n## Dependencies, checked\n").nth(1).expect("the doc has its dependency table");
+    let section = section.split("\n## ").next().unwrap();
+    let names = |cell: &str| -> BTreeSet<String> {
+        cell.split(',').map(|name| name.trim().trim_matches('`').to_owned()).filter(|name| !name.is_empty()).collect()
+    };
+    let mut table = BTreeMap::new();
+    for row in section.lines().filter(|line| line.starts_with("| `")) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').collect();
+        assert_eq!(cells.len(), 2, "a row of two cells: {row}");
+        let name = cells[0].trim().trim_matches('`').to_owned();
+        assert!(table.insert(name, names(cells[1])).is_none(), "listed twice: {row}");
+    }
+    table
+}
+
+#[test]
+fn the_architecture_doc_names_every_crates_dependencies() {
+    let crates = crates_by_name();
+    let documented = documented_dependencies();
+    assert_eq!(
+        documented.keys().collect::<BTreeSet<_>>(),
+        crates.keys().collect::<BTreeSet<_>>(),
+        "docs/architecture.md's dependency table lists every crate of crates/, and no other"
+    );
+    for (name, dir) in &crates {
+        assert_eq!(dependencies(dir), documented[name], "{name}: its Cargo.toml against docs/architecture.md");
+    }
+}
+
+#[test]
+fn the_table_reader_reads_a_row() {
+    let row = "| `persist-sqlite` | `persist-core`, `persist-sql` |";
+    let cells: Vec<&str> = row.trim_matches('|').split('|').collect();
+    assert_eq!(cells.len(), 2);
+    assert!(documented_dependencies()["persist-sqlite"].contains("persist-sql"));
+    assert!(documented_dependencies()["persist-core"].is_empty());
+}
+
 #[test]
 fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
     assert_eq!(dependencies("crates/core"), BTreeSet::new());
@@ -41,6 +101,7 @@ fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
         "crates/encrypt",
         "crates/convert",
         "crates/ops",
+        "crates/layer",
         "crates/shard",
         "crates/sql",
         "crates/rig",
@@ -55,7 +116,6 @@ fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
     for crate_dir in ["crates/sqlite-backend", "crates/postgres-backend"] {
         assert_eq!(dependencies(crate_dir), sql, "{crate_dir}");
     }
-    assert_eq!(dependencies("crates/layer"), BTreeSet::from(["persist-core".to_owned(), "persist-ops".to_owned()]));
     // The server's items are Responses items and its live replies the operations': the contract
     // and those features, no backend.
     let serve = ["persist-convert", "persist-core", "persist-ops"].map(str::to_owned);

@@ -12,8 +12,9 @@
 //! [`intercept`] (short-circuit), [`retry`], [`timeout`], [`detach`] (finish writes whose
 //! caller left), [`trace`], [`metrics`], [`events`], [`validate`], [`chaos`], [`mirror`],
 //! [`coalesce`] (streamed replies at the cost of a final write), [`tenant`] (refuse requests
-//! without a tenant), [`tool_calls`] (no orphan tool calls or results), [`compact`] (summaries
-//! written in the background when a thread's tail outgrows a budget).
+//! without a tenant), [`tool_calls`] (no orphan tool calls or results). `CompactLayer`
+//! (summaries written in the background when a thread's tail outgrows a budget) is in
+//! `persist-ops` beside the compaction it runs; the facade's `persist::layer` lists it here too.
 //!
 //! # Recommended order
 //!
@@ -30,7 +31,6 @@
 
 pub mod chaos;
 pub mod coalesce;
-pub mod compact;
 pub mod detach;
 pub mod events;
 pub mod from_fn;
@@ -49,7 +49,6 @@ pub mod validate;
 
 pub use self::chaos::ChaosLayer;
 pub use self::coalesce::CoalesceLayer;
-pub use self::compact::{CompactLayer, CompactWorker};
 pub use self::detach::DetachLayer;
 pub use self::events::{Committed, Events, EventsLayer};
 pub use self::from_fn::{FromFnLayer, Next, from_fn};

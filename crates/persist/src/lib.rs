@@ -87,6 +87,10 @@ pub mod convert {
 #[cfg(feature = "layers")]
 pub mod layer {
     pub use persist_layer::*;
+    /// Compaction in the background (in `persist-ops`, beside the compaction it runs; also
+    /// [`compaction::CompactLayer`](crate::compaction::CompactLayer)).
+    pub use persist_ops::compaction::layer as compact;
+    pub use persist_ops::compaction::{CompactLayer, CompactWorker};
 }
 
 /// Tenants placed on several stores (feature `shards`).

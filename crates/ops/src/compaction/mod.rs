@@ -10,7 +10,7 @@
 //! the compactor and writes the summary (idempotent per range: a run repeated after a crash
 //! writes it once). A lease its holder never gave up (the instance died) expires after
 //! [`lease_for`](Compaction::lease_for), and the next run takes it: compaction resumes.
-//! `CompactLayer` (in `persist-layer`, `persist::layer`) runs it in the background after writes.
+//! [`CompactLayer`] runs it in the background after writes.
 //!
 //! Two compactors need no network: [`TrimToolOutputs`] (the messages themselves, long tool
 //! outputs cut) and [`KeepLastText`] (the text of the last messages only). A model is plugged in
@@ -41,6 +41,7 @@
 //! ```
 
 mod compactors;
+pub mod layer;
 
 use std::fmt;
 use std::future::Future;
@@ -48,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::compactors::{KeepLastText, TrimToolOutputs};
+pub use self::layer::{CompactLayer, CompactWorker};
 use persist_core::Maintenance;
 use persist_core::Status;
 use persist_core::lease::{Lease, Leased};

@@ -8,14 +8,17 @@
 //! the note, and the thread's next write notes it again). The worker reads and writes through
 //! the whole pipeline it is given, so `EncryptLayer` below opens what the compactor reads and
 //! seals the summary it writes, and the summary's own write triggers nothing. Across instances,
-//! each run takes the thread's lease (see [`compaction`](persist_ops::compaction)): one compacts, the
-//! others find it busy.
+//! each run takes the thread's lease (see [`compaction`](super)): one compacts, the others
+//! find it busy.
+//!
+//! Here beside the compaction it runs (`persist::compaction::CompactLayer`), and at
+//! `persist::layer::CompactLayer` with the other ready-made layers.
 //!
 //! # Example
 //!
 //! ```
 //! use persist::compaction::{Budget, Compaction, KeepLastText};
-//! use persist::layer::CompactLayer;
+//! use persist::compaction::CompactLayer;
 //! use persist::{args::Add, summary::ReadCompacted, Content, Pipeline, Role, ThreadId};
 //! use persist::memory::MemoryBackend;
 //!
@@ -53,8 +56,8 @@ use pin_project_lite::pin_project;
 use tokio::sync::mpsc;
 use tower::{Layer, Service};
 
+use super::{Compaction, Compactor, Outcome};
 use persist_core::{Context, PersistArgs, PersistError, PersistOp, PersistResult, Pipeline, TenantId, ThreadId};
-use persist_ops::compaction::{Compaction, Compactor, Outcome};
 
 /// Threads a worker has queued, at most, by default.
 pub const DEFAULT_QUEUE: usize = 1024;
