@@ -71,8 +71,8 @@
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
 //! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, branches page by seq (all roles or some), deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
 //! | [`branch_ops`] | branches in the operations built on messages: a fork copies a tree as it is or one branch as a line, `keep_latest` and `pop` count along the active branch, feed events of inserts name their parent, `ToolCallsLayer` checks along the branch a write extends (gated on `branches`) |
-//! | [`compaction`] | summaries as data: a summary stands for a range of its thread and moves no message, the compacted read answers the latest summary of a branch and what follows it, the same range twice is one summary, range rules, retention of covered messages keeps the compacted read, truncations and thread deletes take summaries along, summaries racing appends through two handles, tenancy, leases with one holder at a time, forks carry summaries, a summary replaced in place (gated on `summaries`) |
-//! | [`compacting`] | a compaction run never splits a tool call from its results and settles a reply its generator left (gated on `summaries`) |
+//! | [`summaries`] | summaries as data: a summary stands for a range of its thread and moves no message, the compacted read answers the latest summary of a branch and what follows it, the same range twice is one summary, range rules, retention of covered messages keeps the compacted read, truncations and thread deletes take summaries along, summaries racing appends through two handles, tenancy, leases with one holder at a time, forks carry summaries, a summary replaced in place (gated on `summaries`) |
+//! | [`compaction_run`] | a compaction run never splits a tool call from its results and settles a reply its generator left (gated on `summaries`) |
 //! | [`versions`] | expected-version preconditions on update, update_content and delete |
 //! | [`concurrency`] | 50 concurrent adds, concurrent merges, concurrent retries, through one and two handles, appends to one reply through two handles (the two-handle races in three tenants at once, on one thread id) |
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
@@ -99,8 +99,7 @@ pub mod add;
 pub mod bad_input;
 pub mod branch_ops;
 pub mod branches;
-pub mod compacting;
-pub mod compaction;
+pub mod compaction_run;
 pub mod concurrency;
 pub mod delete;
 pub mod durability;
@@ -118,6 +117,7 @@ pub mod reserve;
 pub mod restore;
 pub mod search;
 pub mod sessions;
+pub mod summaries;
 pub mod tenancy;
 pub mod threads;
 pub mod tool_calls;
@@ -334,7 +334,7 @@ macro_rules! __for_each_check {
                 check_tool_calls_are_checked_along_their_branch,
                 check_pop_takes_the_latest_of_the_active_branch,
             }
-            compaction {
+            summaries {
                 check_a_summary_stands_for_its_range_and_moves_nothing,
                 check_the_same_range_twice_is_one_summary,
                 check_range_rules,
@@ -347,7 +347,7 @@ macro_rules! __for_each_check {
                 check_a_fork_carries_the_summaries_of_what_it_copies,
                 check_a_summary_is_replaced_in_place,
             }
-            compacting {
+            compaction_run {
                 check_a_compaction_keeps_tool_calls_with_their_results,
                 check_a_compaction_settles_a_reply_its_generator_left,
             }

@@ -260,10 +260,10 @@ impl PostgresBackendBuilder {
         }
     }
 
-    /// Has a schema migrated from an earlier version written in this build's compact form from
+    /// Has a schema migrated from an earlier version written in this build's packed form from
     /// now on (see [`SchemaStatus::unfinished`]): run it once no instance of an earlier build
     /// uses the schema (an earlier build cannot read that form). Every instance of this build
-    /// writes the compact form from its next write on. What `persist migrate finish` does; a
+    /// writes the packed form from its next write on. What `persist migrate finish` does; a
     /// schema this build created needs none. Answers the status after.
     ///
     /// # Errors

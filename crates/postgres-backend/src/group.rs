@@ -6,7 +6,7 @@
 //! with many callers those costs, not the rows, are what the server spends its CPU on (planning
 //! alone was 40% of it with 64 callers). So at most [`max_insert_groups`] groups are written at
 //! once; a caller that finds them all busy queues its insert, and whichever waiting caller gets
-//! the next turn takes the queued inserts as one group ([`ops::insert_group`]), on a task of its
+//! the next turn takes the queued inserts as one group ([`write::insert_group`]), on a task of its
 //! own so that no caller's cancellation stops the others' writes. A caller whose insert was
 //! taken stops asking for turns and waits for its answer.
 //!
@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use persist_core::{Added, Message, MessageId, PersistArgs, PersistError, PersistResult, Reserved, Result};
 use tokio::sync::{Semaphore, oneshot};
 
-use crate::{PostgresBackend, ops};
+use crate::{PostgresBackend, write};
 
 /// Most inserts in one group.
 const MAX_GROUP: usize = 256;
@@ -93,7 +93,7 @@ impl PostgresBackend {
         if let Ok(turn) = inserts.turns.try_acquire()
             && inserts.queue().waiting.is_empty()
         {
-            let answer = self.with(async |conn| ops::apply(conn, args).await).await;
+            let answer = self.with(async |conn| write::apply(conn, args).await).await;
             drop(turn);
             return answer;
         }
@@ -146,7 +146,7 @@ impl PostgresBackend {
         let mut grouped: Vec<usize> = Vec::with_capacity(group.len());
         let mut threads = HashSet::with_capacity(group.len());
         for queued in group {
-            if let Err(refused) = ops::check(&queued.args) {
+            if let Err(refused) = write::check(&queued.args) {
                 let _ = queued.reply.send(Err(refused));
                 continue;
             }
@@ -164,7 +164,7 @@ impl PostgresBackend {
         if grouped.len() > 1 {
             let rows: Vec<(&PersistArgs, &MessageId)> =
                 grouped.iter().filter_map(|&at| Some((&pending[at].as_ref()?.args, &ids[at]))).collect();
-            match self.with(async |conn| ops::insert_group(conn, &rows).await).await {
+            match self.with(async |conn| write::insert_group(conn, &rows).await).await {
                 Ok(Ok(written)) => {
                     let mut written: HashMap<_, Message> = written
                         .into_iter()
@@ -199,7 +199,7 @@ impl PostgresBackend {
             if queued.reply.is_closed() {
                 continue;
             }
-            let answer = self.with(async |conn| ops::apply_insert(conn, &queued.args, Some(id)).await).await;
+            let answer = self.with(async |conn| write::apply_insert(conn, &queued.args, Some(id)).await).await;
             let _ = queued.reply.send(answer);
         }
     }
@@ -213,7 +213,7 @@ impl PostgresBackend {
         let mut grouped: Vec<usize> = Vec::with_capacity(group.len());
         let mut messages = HashSet::with_capacity(group.len());
         for queued in group {
-            if let Err(refused) = ops::check(&queued.args) {
+            if let Err(refused) = write::check(&queued.args) {
                 let _ = queued.reply.send(Err(refused));
                 continue;
             }
@@ -229,7 +229,7 @@ impl PostgresBackend {
         }
         if grouped.len() > 1 {
             let rows: Vec<&PersistArgs> = grouped.iter().filter_map(|&at| Some(&pending[at].as_ref()?.args)).collect();
-            match self.with(async |conn| ops::update_group(conn, &rows).await).await {
+            match self.with(async |conn| write::update_group(conn, &rows).await).await {
                 Ok(Ok(written)) => {
                     let mut written: HashMap<_, Message> = written
                         .into_iter()
@@ -267,7 +267,7 @@ impl PostgresBackend {
                 continue;
             }
             let args = queued.args;
-            let answer = self.with(async |conn| ops::apply(conn, args).await).await;
+            let answer = self.with(async |conn| write::apply(conn, args).await).await;
             let _ = queued.reply.send(answer);
         }
     }

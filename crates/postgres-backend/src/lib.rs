@@ -138,7 +138,6 @@ mod error;
 mod feed;
 mod group;
 mod migrations;
-mod ops;
 mod pool;
 mod reads;
 mod replicas;
@@ -150,6 +149,7 @@ mod statistics;
 mod summaries;
 mod vectors;
 mod working;
+mod write;
 
 use std::fmt;
 use std::sync::Arc;
@@ -272,7 +272,7 @@ impl PostgresBackend {
             PersistArgs::Update(ref update) if matches!(update.target, persist_core::Target::Message(_)) => {
                 self.update_message(args).await
             }
-            args => self.with(async |conn| ops::apply(conn, args).await).await,
+            args => self.with(async |conn| write::apply(conn, args).await).await,
         }
     }
 
@@ -434,7 +434,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn bind(&self, bind: Bind) -> Result<SessionBinding> {
-        let write = self.with(async |conn| ops::bind(conn, &bind).await);
+        let write = self.with(async |conn| write::bind(conn, &bind).await);
         self.recorded(bind.context.consistency(), write).await
     }
 
@@ -450,7 +450,7 @@ impl Backend for PostgresBackend {
         let ResetSession { agent_id, thread_id, context, .. } = request;
         let tenant = context.tenant();
         let write =
-            self.with(async |conn| ops::mark(conn, tenant, &agent_id, &thread_id, None, BindingState::Reset).await);
+            self.with(async |conn| write::mark(conn, tenant, &agent_id, &thread_id, None, BindingState::Reset).await);
         self.recorded(context.consistency(), write).await
     }
 
@@ -458,7 +458,7 @@ impl Backend for PostgresBackend {
         let InvalidateSession { agent_id, thread_id, session_id, context, .. } = request;
         let tenant = context.tenant();
         let write = self.with(async |conn| {
-            ops::mark(conn, tenant, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
+            write::mark(conn, tenant, &agent_id, &thread_id, Some(&session_id), BindingState::Invalidated).await
         });
         self.recorded(context.consistency(), write).await
     }

@@ -19,6 +19,8 @@ const FILES: &[(i64, &str, &str)] = &[
     (8, "branches", include_str!("../migrations/0008_branches.sql")),
     (9, "summaries", include_str!("../migrations/0009_summaries.sql")),
     (10, "search", include_str!("../migrations/0010_search.sql")),
+    // Named "compact" when they shipped (a store's record keeps the name); the storage form
+    // they introduced is called packed everywhere else, compaction being the summaries'.
     (11, "compact rows", include_str!("../migrations/0011_compact_rows.sql")),
     (12, "content form in plpgsql", include_str!("../migrations/0012_content_form_in_plpgsql.sql")),
     (13, "thread activity by second", include_str!("../migrations/0013_thread_activity_by_second.sql")),

@@ -137,7 +137,7 @@ pub(crate) async fn status(conn: &mut PgConnection, schema: &str) -> Result<Sche
     Ok(status.with_unfinished(level.is_some_and(|level| level < FORMAT)))
 }
 
-/// The format level this build writes (see `migrations/0011`: 1, compact rows).
+/// The format level this build writes (see `migrations/0011`: 1, packed rows).
 pub(crate) const FORMAT: i32 = 1;
 
 /// The schema's format level; `None` before schema version 11 (no `persist_format`).

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::error::map_sqlx;
 
 use crate::migrations::{self, check_schema_version, open_writer, read_status};
-use crate::{Shared, SqliteBackend, check, direct, error, feed, lane, ops, writer};
+use crate::{Shared, SqliteBackend, check, direct, error, feed, lane, write, writer};
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -34,9 +34,9 @@ pub enum Durability {
 pub(crate) struct Limits {
     pub(crate) max_content_bytes: usize,
     pub(crate) max_metadata_bytes: usize,
-    /// Whether rows are written in their compact form: the store's format level is 1 (see
+    /// Whether rows are written in their packed form: the store's format level is 1 (see
     /// `migrations/0015`), read when the handle opens.
-    pub(crate) compact: bool,
+    pub(crate) packed: bool,
     /// How long a removed message's idempotency key is remembered (see `persist::spent`).
     pub(crate) key_retention: Duration,
 }
@@ -97,7 +97,7 @@ impl SqliteBackendBuilder {
             limits: Limits {
                 max_content_bytes: 8 << 20,
                 max_metadata_bytes: 256 << 10,
-                compact: false,
+                packed: false,
                 key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
             },
             feed: Some(FeedRetention::default()),
@@ -145,10 +145,10 @@ impl SqliteBackendBuilder {
         Ok(status.unwrap_or_else(|| SchemaStatus::from_records([], migrations::known())))
     }
 
-    /// Has a store migrated from an earlier version written in this build's compact form from
+    /// Has a store migrated from an earlier version written in this build's packed form from
     /// now on (see [`SchemaStatus::unfinished`]): run it once no instance of an earlier build
     /// uses the file (an earlier build cannot read that form). The feed's events take their
-    /// compact form at once (the file's triggers read the format at each write: from then on
+    /// packed form at once (the file's triggers read the format at each write: from then on
     /// they are rows of `persist_events`, which only this build reads); a handle
     /// already open writes contents in the form it opened with until it is opened again. What
     /// `persist migrate finish` does; a store this build created needs none. Answers the status
@@ -455,9 +455,9 @@ impl SqliteBackendBuilder {
             // A finish stopped while it emptied `messages` goes on.
             migrations::drop_messages(&mut writer).await?;
         }
-        self.limits.compact =
+        self.limits.packed =
             migrations::format_level(&mut writer).await?.is_some_and(|level| level >= migrations::COMPACT_CONTENTS);
-        sqlx::raw_sql(ops::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
+        sqlx::raw_sql(write::INBOX).execute(&mut writer).await.map_err(|e| map_sqlx("preparing the writer", e))?;
         // Turned on again after a handle turned it off, the feed records a gap: the writes made
         // meanwhile have no events, so a reader resuming from before is told (`FeedGap`).
         sqlx::query(

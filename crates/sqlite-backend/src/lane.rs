@@ -33,8 +33,8 @@ use tokio::sync::mpsc;
 
 use crate::Limits;
 use crate::gate::{Gate, Held};
-use crate::ops::{Answer, GroupConnection, INBOX, OnLane, Write, insert_on_lane};
 use crate::wal::{CHECKPOINT_EVERY, Checkpoint, WalLimit};
+use crate::write::{Answer, GroupConnection, INBOX, OnLane, Write, insert_on_lane};
 
 /// Lane writes between two looks at the log's size (one `stat` of its file): a log over its
 /// limit is handed to the writer at most this many writes late.
@@ -281,7 +281,7 @@ impl Lane {
             limits: Limits {
                 max_content_bytes: 1 << 20,
                 max_metadata_bytes: 1 << 16,
-                compact: true,
+                packed: true,
                 key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
             },
             wal: WalLimit {
@@ -304,13 +304,13 @@ impl Lane {
 
 #[cfg(test)]
 mod tests {
-    use crate::ops::GroupConnection;
+    use crate::write::GroupConnection;
     use persist_core::args::Add;
     use persist_core::{Content, MessageId, PersistResult, Role, ThreadId};
     use sqlx::{ConnectOptions, Connection};
 
     use super::{Lane, Ticket};
-    use crate::ops::{Answer, Write};
+    use crate::write::{Answer, Write};
 
     async fn migrated(dir: &tempfile::TempDir) -> std::path::PathBuf {
         let path = dir.path().join("lane.db");

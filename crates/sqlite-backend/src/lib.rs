@@ -72,7 +72,7 @@
 //!   [`Durability::Full`] (`synchronous=FULL`: also survives power loss, slower).
 //! - Several handles (in one process or several) may open one file: the database's write lock
 //!   and `busy_timeout` serialize their writers.
-//! - **Messages in arrival order, in compact rows.** Messages are rows of `persist_messages`
+//! - **Messages in arrival order, in packed rows.** Messages are rows of `persist_messages`
 //!   (schema version 17; the table `messages` before), a rowid table: the rows a group commit
 //!   writes share the table's last pages, and only small index entries go to each thread's part
 //!   of its two unique indexes, `(thread, message_id)` and `(thread, seq)`, and the idempotency
@@ -117,7 +117,6 @@ mod feed;
 mod gate;
 mod lane;
 mod migrations;
-mod ops;
 mod reads;
 mod rows;
 mod search;
@@ -125,13 +124,14 @@ mod summaries;
 mod vectors;
 mod wal;
 mod working;
+mod write;
 mod writer;
 
 /// The SQL of a group commit, for `persist-bench` to run the same statement with nothing
 /// around it. Not part of the API: it changes with the schema, without notice.
 #[doc(hidden)]
 pub mod group_sql {
-    pub use crate::ops::{INBOX, INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
+    pub use crate::write::{INBOX, INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
 }
 
 use std::fmt;
@@ -160,7 +160,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 pub use crate::check::CheckReport;
 use crate::error::map_sqlx;
-use crate::ops::{Answer, Write};
+use crate::write::{Answer, Write};
 use crate::writer::Job;
 
 pub(crate) use crate::builder::Limits;

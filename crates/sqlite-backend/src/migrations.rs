@@ -33,6 +33,8 @@ const FILES: &[(i64, &str, &str)] = &[
     (12, "branches", include_str!("../migrations/0012_branches.sql")),
     (13, "summaries", include_str!("../migrations/0013_summaries.sql")),
     (14, "search", include_str!("../migrations/0014_search.sql")),
+    // Named "compact" when they shipped (a store's record keeps the name); the storage form
+    // they introduced is called packed everywhere else, compaction being the summaries'.
     (15, "compact rows", include_str!("../migrations/0015_compact_rows.sql")),
     (16, "compact feed", include_str!("../migrations/0016_compact_feed.sql")),
     (17, "compact messages", include_str!("../migrations/0017_compact_messages.sql")),
@@ -184,12 +186,12 @@ async fn copy_progress(conn: &mut sqlx::SqliteConnection) -> Result<(i64, i64)> 
         .map_err(|e| map_sqlx("reading how far messages are copied", e))
 }
 
-/// The format level this build writes: 1, compact rows (`migrations/0015`); 2, the change
+/// The format level this build writes: 1, packed rows (`migrations/0015`); 2, the change
 /// feed's events in `persist_events` (`migrations/0016`); 3, messages in `persist_messages`
 /// alone (`migrations/0017`: `messages` and its mirrors gone, see `sql/finish_messages.sql`).
 pub(crate) const FORMAT: i64 = 3;
 
-/// The lowest format level at which contents are written in their compact form (1).
+/// The lowest format level at which contents are written in their packed form (1).
 pub(crate) const COMPACT_CONTENTS: i64 = 1;
 
 /// The store's format level (see [`FORMAT`]); `None` before schema version 15 (no

@@ -305,13 +305,13 @@ fn metadata(text: &str) -> Result<Metadata, PersistError> {
 /// [`stored_content`]).
 pub(crate) const TEXT_BLOCK: i64 = 1;
 
-/// What the `content` and `content_form` columns hold for `content`: with `compact` (the store's
+/// What the `content` and `content_form` columns hold for `content`: with `packed` (the store's
 /// format level is 1, see `migrations/0015`), a content that is one text block as
 /// [`Content::text`] writes it is stored as its text's JSON string literal alone, form
 /// [`TEXT_BLOCK`]; any other content (and every content at level 0) as its JSON, form NULL.
-pub(crate) fn stored_content(content: &Content, compact: bool) -> (Cow<'_, str>, Option<i64>) {
+pub(crate) fn stored_content(content: &Content, packed: bool) -> (Cow<'_, str>, Option<i64>) {
     match content.text_block_json() {
-        Some(literal) if compact => (Cow::Borrowed(literal), Some(TEXT_BLOCK)),
+        Some(literal) if packed => (Cow::Borrowed(literal), Some(TEXT_BLOCK)),
         _ => (content.as_json(), None),
     }
 }

@@ -20,8 +20,8 @@ use crate::Limits;
 use crate::error::map_sqlx;
 use crate::gate::Gate;
 use crate::lane::{Lane, Ticket};
-use crate::ops::{self, Answer, Failure, Write, rollback};
 use crate::wal::{CHECKPOINT_EVERY, Checkpoint, WalLimit, checkpoint, empty_the_log};
+use crate::write::{self, Answer, Failure, Write, rollback};
 
 /// One queued write and where to send its answer.
 pub(crate) struct Job {
@@ -287,7 +287,7 @@ async fn commit_group(
 ) -> Result<Vec<Result<Answer, PersistError>>, Abort> {
     let writes: Vec<&Write> = jobs.iter().map(|job| &job.write).collect();
     // The common case, a group of adds and reserves, commits in a single round trip.
-    if let Some(committed) = ops::commit_inserts(conn, lane, &writes, limits).await {
+    if let Some(committed) = write::commit_inserts(conn, lane, &writes, limits).await {
         return committed.map_err(|failure| match failure {
             Failure::Refused(error) | Failure::Aborted(error) if error.is_temporary() => Abort::Transaction(error),
             Failure::Refused(error) | Failure::Aborted(error) => Abort::Operation(error),
@@ -302,7 +302,7 @@ async fn commit_group(
     execute(conn, "BEGIN IMMEDIATE")
         .await
         .map_err(|e| Abort::Transaction(map_sqlx("starting a write transaction", e)))?;
-    let answers = match ops::apply_batch(conn, &writes, limits).await {
+    let answers = match write::apply_batch(conn, &writes, limits).await {
         Ok(answers) => answers,
         Err(failure) => {
             rollback(conn).await;

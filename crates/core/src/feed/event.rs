@@ -131,7 +131,7 @@ impl FeedEvent {
             Some("thread") => Some(Removed::Thread),
             Some(other) => return Err(corrupt("removal", other)),
         };
-        // An insert's event may leave out the status its op says (stores in a compact format do).
+        // An insert's event may leave out the status its op says (stores in the packed form do).
         let status = match (status, op) {
             (Some(text), _) => Some(Status::parse(text).ok_or_else(|| corrupt("status", text))?),
             (None, PersistOp::Add) => Some(Status::Complete),

@@ -1,4 +1,4 @@
-//! Schema version 11's compact rows on PostgreSQL: a schema this version creates writes them
+//! Schema version 11's packed rows on PostgreSQL: a schema this version creates writes them
 //! from the start; a schema of version 10 is upgraded but goes on writing what version 10 reads
 //! until it is finished, then every instance, those already connected included, writes them;
 //! old rows and new read alike.
@@ -56,7 +56,7 @@ async fn contents(backend: &PostgresBackend) -> Vec<serde_json::Value> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_schema_writes_compact_rows_from_the_start() {
+async fn a_new_schema_writes_packed_rows_from_the_start() {
     if !support::available().await {
         return;
     }

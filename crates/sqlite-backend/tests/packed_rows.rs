@@ -1,4 +1,4 @@
-//! Schema version 15's compact rows: a store this version creates writes them from the start; a
+//! Schema version 15's packed rows: a store this version creates writes them from the start; a
 //! file of version 14 is upgraded but goes on writing what version 14 reads until it is
 //! finished; after, its old rows and new read alike.
 
@@ -51,7 +51,7 @@ async fn texts(backend: &SqliteBackend) -> Vec<serde_json::Value> {
 /// A new store: one text block stored as its text's JSON string (form 1), any other content as
 /// its JSON; an insert's event without the status its op says; everything reads back as written.
 #[tokio::test]
-async fn a_new_store_writes_compact_rows_from_the_start() {
+async fn a_new_store_writes_packed_rows_from_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new.db");
     let backend = SqliteBackend::open(&path).await.unwrap();

@@ -53,7 +53,7 @@ pub(crate) fn insert_on_lane(conn: &rusqlite::Connection, args: &PersistArgs, li
 /// through the connection's inbox in autocommit). `None` when nothing was committed because the
 /// database failed (the file busy, full, …): the writer then runs the same group on its own
 /// connection, where the failure is answered as for any write.
-pub(in crate::ops) fn group_on_lane(
+pub(in crate::write) fn group_on_lane(
     conn: &rusqlite::Connection,
     plans: &[Insert<'_>],
 ) -> Option<Vec<Option<Result<Message, PersistError>>>> {

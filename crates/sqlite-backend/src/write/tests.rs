@@ -9,7 +9,8 @@ use super::{Answer, Failure, Write, apply_batch, commit_inserts};
 use crate::Limits;
 
 async fn connection(dir: &tempfile::TempDir) -> SqliteConnection {
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("ops.db")).create_if_missing(true);
+    let options =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("writes.db")).create_if_missing(true);
     let mut conn = options.connect().await.unwrap();
     crate::migrations::MIGRATOR.run_direct(None, &mut conn, false).await.unwrap();
     sqlx::raw_sql(super::INBOX).execute(&mut conn).await.unwrap();
@@ -20,7 +21,7 @@ fn limits() -> Limits {
     Limits {
         max_content_bytes: 1 << 20,
         max_metadata_bytes: 1 << 16,
-        compact: true,
+        packed: true,
         key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
     }
 }
@@ -111,7 +112,7 @@ async fn a_group_of_inserts_on_the_lane_answers_as_on_the_writer_connection() {
 async fn a_group_of_inserts_answers_each(on_lane: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = connection(&dir).await;
-    let lane = on_lane.then(|| crate::lane::Lane::for_tests(&dir.path().join("ops.db")));
+    let lane = on_lane.then(|| crate::lane::Lane::for_tests(&dir.path().join("writes.db")));
     let [seed, delete] = tombstone("gone");
     let mut tx = conn.begin().await.unwrap();
     apply_batch(&mut tx, &[&seed, &delete], &limits()).await.unwrap();
@@ -211,7 +212,7 @@ async fn a_turn_over_the_limits_is_refused_whole_among_written_writes() {
     let small = Limits {
         max_content_bytes: 40,
         max_metadata_bytes: 1 << 16,
-        compact: true,
+        packed: true,
         key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
     };
     let mut tx = conn.begin().await.unwrap();
@@ -371,7 +372,7 @@ async fn a_failing_statement_on_the_lane_rolls_the_whole_group_back() {
 async fn a_failing_statement_rolls_back(on_lane: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut conn = connection(&dir).await;
-    let lane = on_lane.then(|| crate::lane::Lane::for_tests(&dir.path().join("ops.db")));
+    let lane = on_lane.then(|| crate::lane::Lane::for_tests(&dir.path().join("writes.db")));
     sqlx::query(
         "CREATE TRIGGER refuse_boom BEFORE INSERT ON persist_messages WHEN NEW.message_id = 'boom' \
          BEGIN SELECT RAISE(ABORT, 'boom refused'); END",

@@ -1,4 +1,4 @@
-//! Schema version 17's compact messages: a file of version 16 is upgraded by copying its
+//! Schema version 17's packed messages: a file of version 16 is upgraded by copying its
 //! messages to `persist_messages` in batches before the new build serves; until it is
 //! finished, writes of version 16 (to `messages`) and of this build (to `persist_messages`) are
 //! kept in step both ways, each numbered, fed and indexed once; finishing hands everything to

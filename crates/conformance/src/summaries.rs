@@ -5,7 +5,7 @@
 //! and thread deletes take summaries along, summaries racing appends through two handles lose
 //! nothing, another tenant's thread answers as an absent one, leases have one holder at a
 //! time, a fork carries summaries, and a summary is replaced in place. A compaction run over
-//! these is checked in [`compacting`](crate::compacting).
+//! these is checked in [`compaction_run`](crate::compaction_run).
 
 use std::sync::Arc;
 use std::time::Duration;

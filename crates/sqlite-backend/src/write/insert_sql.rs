@@ -8,7 +8,7 @@ use crate::rows::{packed_id, packed_role};
 /// is deleted, its id or idempotency key is taken (or spent: see `persist::spent`), or the
 /// parent it names is not in the thread.
 /// Its parent: the thread's active leaf (`$parent` NULL), none (`''`, a root), or the message
-/// of id `$parent`, stored in its compact form
+/// of id `$parent`, stored in its packed form
 /// ([`stored_parent`](persist_core::branch::stored_parent): NULL for `seq - 1` or a root at 1,
 /// 0 for another root). Written once, used twice: with the `NEW.…` columns in the inbox's trigger,
 /// and with parameters for a group of one (which then reports its seq and parent with

@@ -208,8 +208,8 @@ pub(super) struct Insert<'a> {
     idempotency_key: Option<&'a IdempotencyKey>,
     tenant: Option<&'a TenantId>,
     parent: &'a Parent,
-    /// Whether the store takes the compact form of content (see [`rows::stored_content`]).
-    compact: bool,
+    /// Whether the store takes the packed form of content (see [`rows::stored_content`]).
+    packed: bool,
     /// The embedding written with the message: its model and unit vector.
     vector: Option<(&'a str, Vec<f32>)>,
 }
@@ -231,7 +231,7 @@ impl<'a> Insert<'a> {
                     idempotency_key: add.idempotency_key.as_ref(),
                     tenant: add.context.tenant(),
                     parent: &add.parent,
-                    compact: limits.compact,
+                    packed: limits.packed,
                     vector: match &add.embedding {
                         Some(embedding) => Some((embedding.model(), embedding.unit().map_err(refused)?)),
                         None => None,
@@ -251,7 +251,7 @@ impl<'a> Insert<'a> {
                     idempotency_key: reserve.idempotency_key.as_ref(),
                     tenant: reserve.context.tenant(),
                     parent: &reserve.parent,
-                    compact: limits.compact,
+                    packed: limits.packed,
                     vector: None,
                 })
             }),
@@ -263,7 +263,7 @@ impl<'a> Insert<'a> {
     /// This insert as row `index` of a group written at `now`: the parameters of its
     /// statements (see [`InboxRow`]).
     fn row(&self, index: usize, now: Timestamp) -> InboxRow<'_> {
-        let (content, form) = rows::stored_content(&self.content, self.compact);
+        let (content, form) = rows::stored_content(&self.content, self.packed);
         (
             index,
             self.thread_id.as_str(),
@@ -540,7 +540,7 @@ pub(super) async fn insert_one(
     plan: &Insert<'_>,
     now: Timestamp,
 ) -> OpResult<Vec<Option<Result<Message, PersistError>>>> {
-    let (content, form) = rows::stored_content(&plan.content, plan.compact);
+    let (content, form) = rows::stored_content(&plan.content, plan.packed);
     // `fetch_all`: sqlx stops a multi-statement query at the first row for `fetch_one`.
     let query = sqlx::query(if plan.vector.is_some() { INSERT_ONE_VECTOR } else { INSERT_ONE })
         .bind(plan.thread_id.as_str())

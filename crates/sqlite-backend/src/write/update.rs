@@ -34,7 +34,7 @@ pub(super) async fn replace_content(
     limits: &Limits,
 ) -> OpResult<Message> {
     let content = limits.content(&update.content)?;
-    let (stored, form) = rows::stored_content(&content, limits.compact);
+    let (stored, form) = rows::stored_content(&content, limits.packed);
     let tenant = tenant_key(update.context.tenant());
     let row = sqlx::query(concat!(
         "UPDATE persist_messages \

@@ -9,8 +9,8 @@ use persist_core::args::{Reserve, UpdateContent};
 use persist_core::summary::ReadCompacted;
 use persist_core::{Content, Role, ThreadId};
 
-use crate::compaction::{gate, summarize, summary_of};
 use crate::fixture::{add_text, t, written};
+use crate::summaries::{gate, summarize, summary_of};
 use crate::{Factory, Outcome};
 
 /// A compaction never folds a tool call into its summary while a result of it stays out (a

@@ -56,7 +56,7 @@ pub(crate) async fn restore(conn: &mut SqliteConnection, restore: &Restore, limi
         .map_err(sql("restoring the thread"))?;
     }
     for (message, metadata) in inserts {
-        let (content, form) = rows::stored_content(&message.content, limits.compact);
+        let (content, form) = rows::stored_content(&message.content, limits.packed);
         sqlx::query(concat!(
             "INSERT INTO persist_messages (thread, message_id, seq, role, content, metadata, status, version, \
                                                idempotency_key, created_at, updated_at, parent_seq, content_form) \

@@ -1,4 +1,4 @@
-//! Schema version 16's compact feed: a store this version creates writes its events into
+//! Schema version 16's packed feed: a store this version creates writes its events into
 //! `persist_events` (the thread by its key, a UUID message id as its 16 bytes, the op as a
 //! number); a file of version 15 goes on writing `persist_feed` until it is finished; after, the
 //! feed reads both tables as one (one numbering), retention and a freed id erase in both.
@@ -57,7 +57,7 @@ async fn thread_events(backend: &SqliteBackend, id: &str) -> Vec<FeedEvent> {
 /// A new store: events in `persist_events`, a UUID id as 16 bytes, any other id as its text,
 /// read back exactly, in every scope, paged; threads keyed, each its own key, never given again.
 #[tokio::test]
-async fn a_new_store_writes_compact_events() {
+async fn a_new_store_writes_packed_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new.db");
     let backend = SqliteBackend::open(&path).await.unwrap();
