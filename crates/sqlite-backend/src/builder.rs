@@ -15,7 +15,8 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::error::map_sqlx;
 
 use crate::migrations::{self, check_schema_version, open_writer, read_status};
-use crate::{Shared, SqliteBackend, check, direct, error, feed, lane, write, writer};
+use crate::shared::Shared;
+use crate::{SqliteBackend, check, direct, error, feed, lane, write, writer};
 
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]

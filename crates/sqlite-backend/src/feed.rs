@@ -18,7 +18,7 @@ use persist_core::{PersistError, Result, Timestamp};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::Notify;
 
-use crate::Shared;
+use crate::shared::Shared;
 
 /// The feed's head (its newest position in either of its tables, migration 16, or, when
 /// retention removed every row, the newest it removed: the triggers number from there,

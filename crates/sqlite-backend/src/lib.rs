@@ -120,6 +120,7 @@ mod migrations;
 mod reads;
 mod rows;
 mod search;
+mod shared;
 mod summaries;
 mod vectors;
 mod wal;
@@ -135,12 +136,11 @@ pub mod group_sql {
 }
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use persist_core::branch::{Branches, ListBranches};
-use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
+use persist_core::feed::{FeedHub, FeedPage, ReadFeed};
 use persist_core::lease::{Lease, Leased};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
 use persist_core::search::{Search, SearchCursor, SearchHit};
@@ -155,11 +155,11 @@ use persist_core::{
     AgentId, Backend, Capabilities, Message, Page, PersistArgs, PersistError, PersistResult, Result, SessionId,
     TenantId, Thread, ThreadId,
 };
-use sqlx::sqlite::SqlitePool;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 
 pub use crate::check::CheckReport;
 use crate::error::map_sqlx;
+use crate::shared::Shared;
 use crate::write::{Answer, Write};
 use crate::writer::Job;
 
@@ -170,35 +170,6 @@ pub use crate::builder::{Durability, SqliteBackendBuilder};
 #[derive(Clone)]
 pub struct SqliteBackend {
     shared: Arc<Shared>,
-}
-
-struct Shared {
-    jobs: mpsc::Sender<Job>,
-    /// The handle's writes in `jobs` not answered yet.
-    queued: Arc<lane::Queued>,
-    /// A lone caller's inserts, on its own thread (see `lane`); `None` for reads only.
-    lane: Option<lane::CallerLane>,
-    readers: SqlitePool,
-    /// `get`, `get_thread` and `list`, on the caller's thread (see `direct`).
-    direct: direct::DirectReads,
-    path: PathBuf,
-    /// Asks the writer to stop (see [`SqliteBackend::close`]).
-    stop: mpsc::Sender<()>,
-    /// Becomes `true` once the writer has closed its connection.
-    closed: watch::Receiver<bool>,
-    /// The change feed's wake-ups; `None` with the feed off.
-    hub: Option<FeedHub>,
-    /// Tells the feed's pump this handle committed a write.
-    feed_wake: Arc<Notify>,
-    retention: FeedRetention,
-    busy_timeout: Duration,
-    /// Opened with [`SqliteBackendBuilder::read_only`]: no writer.
-    read_only: bool,
-    /// The search index is kept (as far as this handle knows: a search reads the file's state).
-    search: bool,
-    /// The file's feed has what every read of the feed reads (schema version 21): false only for
-    /// a read-only handle on an older file.
-    feed_readable: bool,
 }
 
 impl fmt::Debug for SqliteBackend {
