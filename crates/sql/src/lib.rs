@@ -2,7 +2,8 @@
 //! driver: their migrations embedded as `sqlx::migrate!` would embed them, built without the
 //! macro (whose compile-time copy of the database driver doubled a fresh build's work), what
 //! the store's record of them means for this build, and the errors of running them; and what
-//! both keep of spent idempotency keys ([`Removal`], [`spent_key`]).
+//! both keep of spent idempotency keys ([`Removal`], [`spent_key`]); and the check both run that
+//! their embedded migrations are their `migrations/` files ([`differences_from_dir`]).
 //!
 //! A backend of its own can use it too: it depends on the contract (`persist-core`) and sqlx's
 //! migration types only.
@@ -37,6 +38,38 @@ pub fn migrator(files: &'static [MigrationFile]) -> Migrator {
         })
         .collect();
     Migrator::with_migrations(migrations)
+}
+
+/// How `files` differ from the migration files of `dir` (a backend's `migrations/`), as
+/// `sqlx::migrate!` would read them: a file not embedded, an embedded one not there, a version,
+/// description or SQL that differs. Empty when they are the same; a backend's test asserts it.
+pub fn differences_from_dir(dir: &std::path::Path, files: &[MigrationFile]) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.filter_map(|entry| entry.ok()?.file_name().into_string().ok()).collect(),
+        Err(error) => return vec![format!("{}: {error}", dir.display())],
+    };
+    names.retain(|name| name.ends_with(".sql"));
+    names.sort();
+    let mut differences = Vec::new();
+    if names.len() != files.len() {
+        differences.push(format!("{} files in {}, {} embedded", names.len(), dir.display(), files.len()));
+    }
+    for (name, &(version, description, sql)) in names.iter().zip(files) {
+        let Some((number, words)) = name.trim_end_matches(".sql").split_once('_') else {
+            differences.push(format!("{name}: not VERSION_DESCRIPTION.sql"));
+            continue;
+        };
+        if number.parse::<i64>().ok() != Some(version) {
+            differences.push(format!("{name}: embedded as version {version}"));
+        }
+        if words.replace('_', " ") != description {
+            differences.push(format!("{name}: embedded as \"{description}\""));
+        }
+        if std::fs::read_to_string(dir.join(name)).ok().as_deref() != Some(sql) {
+            differences.push(format!("{name}: its SQL differs from the embedded SQL"));
+        }
+    }
+    differences
 }
 
 /// Every migration of `migrator`, with the checksum of its SQL, for
@@ -96,6 +129,21 @@ mod tests {
         assert_eq!(known[1].0, SchemaMigration::new(2, "index"));
         assert_eq!(known[0].1, migrator.iter().next().unwrap().checksum.to_vec());
         assert_ne!(known[0].1, known[1].1);
+    }
+
+    #[test]
+    fn a_directory_differing_from_the_embedded_files_is_told() {
+        let dir = std::env::temp_dir().join(format!("persist-sql-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("0001_schema.sql"), "CREATE TABLE t (x INTEGER);").unwrap();
+        std::fs::write(dir.join("0002_index.sql"), "-- no-transaction\nCREATE INDEX i ON t (x);").unwrap();
+        assert!(differences_from_dir(&dir, FILES).is_empty());
+        std::fs::write(dir.join("0002_index.sql"), "CREATE INDEX i ON t (x);").unwrap();
+        std::fs::write(dir.join("0003_more.sql"), "SELECT 1;").unwrap();
+        let found = differences_from_dir(&dir, FILES);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("3 files") && found[1].contains("0002_index.sql: its SQL differs"), "{found:?}");
     }
 
     #[test]
