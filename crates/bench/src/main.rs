@@ -15,6 +15,9 @@
 //! for PostgreSQL; `full-ours-search`, `full-ours-plain`, `full-rusqlite-search` or
 //! `full-rusqlite-plain` one caller at `synchronous=FULL`; `streams-final`, `streams-reserve-final`, `streams-coalesced`,
 //! `streams-appends` or `streams-every` one way of writing 64 streamed replies.
+//!
+//! `--only soak` runs the one scenario left out of a full run: `persist serve`'s resident memory
+//! over rounds of creates (see `serve::soak`).
 
 mod branches;
 mod compaction;
@@ -165,6 +168,10 @@ fn main() {
     }
     if options.wants("serve") {
         emit(serve::run(&options));
+    }
+    // Only when asked for by name: it reads the process's resident memory.
+    if options.only.as_deref() == Some("soak") {
+        emit(serve::soak(&options));
     }
     if options.wants("storage") {
         emit(storage::run(&options));

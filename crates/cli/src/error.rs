@@ -16,6 +16,9 @@ pub(crate) enum CliError {
     Failed(String),
     /// Ctrl-C stopped the work between two requests (exit code 130); the text says what to do.
     Interrupted(&'static str),
+    /// A failure already reported in the command's own log (`persist serve --log-format json`
+    /// writes it as a JSON line): nothing more is printed; the exit code is the failure's.
+    Reported(u8),
 }
 
 /// `Result<T, CliError>`.
@@ -43,6 +46,7 @@ impl CliError {
             Self::Usage(_) => 2,
             Self::Failed(_) => 1,
             Self::Interrupted(_) => 130,
+            Self::Reported(code) => *code,
         }
     }
 
@@ -51,6 +55,7 @@ impl CliError {
         let line = match self {
             Self::Usage(message) | Self::Failed(message) => format!("error: {}", one_line(message)),
             Self::Interrupted(notice) => format!("interrupted: {notice}"),
+            Self::Reported(_) => return,
         };
         // Nothing more can be done when stderr itself is gone.
         let _ = writeln!(std::io::stderr(), "{line}");
@@ -62,6 +67,7 @@ impl fmt::Display for CliError {
         match self {
             Self::Usage(message) | Self::Failed(message) => f.write_str(message),
             Self::Interrupted(notice) => write!(f, "interrupted: {notice}"),
+            Self::Reported(code) => write!(f, "failed (exit code {code}), as logged"),
         }
     }
 }

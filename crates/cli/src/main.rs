@@ -92,7 +92,8 @@ use crate::text::{
     parse_search_cursor, parse_tenant, parse_thread,
 };
 
-/// List, show, export, import, copy, prune and check persist conversation stores.
+/// List, show, search, export, import, copy, prune and check persist conversation stores, and
+/// serve them as OpenAI's Conversations API (`persist serve`).
 #[derive(Debug, Parser)]
 #[command(name = "persist", version)]
 struct Cli {
@@ -214,80 +215,7 @@ enum Command {
     /// The store is --url / $PERSIST_URL (a SQLite file is created when missing); values are
     /// sealed with $PERSIST_ENCRYPTION_KEYS when it is set, as the other commands do. A body
     /// must be sent as application/json (else 415).
-    Serve(ServeArgs),
-}
-
-#[derive(Debug, Args)]
-struct ServeArgs {
-    /// The address to listen on.
-    #[arg(long, env = "PERSIST_SERVE_ADDR", value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
-    addr: std::net::SocketAddr,
-    /// A file of API keys, one TENANT:KEY a line (# starts a comment); with those of
-    /// $PERSIST_SERVE_KEYS. Read again on SIGHUP: keys added or removed there apply from then
-    /// on, without a restart.
-    #[arg(long, env = "PERSIST_SERVE_KEYS_FILE", hide_env_values = true, value_name = "FILE")]
-    keys_file: Option<PathBuf>,
-    /// Behind a gateway that authenticates callers: the tenant is this header's value (the
-    /// server must be reachable only through the gateway, which replaces the client's header:
-    /// two of it, or a value with a comma, is 401).
-    #[arg(long, env = "PERSIST_SERVE_TENANT_HEADER", value_name = "NAME")]
-    tenant_header: Option<String>,
-    /// No authentication: every request is --tenant's (or the threads without a tenant). For a
-    /// private interface used by one app; see --allow-host.
-    #[arg(long, env = "PERSIST_SERVE_NO_AUTH")]
-    no_auth: bool,
-    /// Without keys (--tenant-header, --no-auth), a host name requests may name in Host and
-    /// Origin besides localhost, 127.0.0.1, [::1] and --addr's address (others are 403, against
-    /// DNS rebinding and cross-site requests); repeatable, or comma-separated; * allows any.
-    #[arg(long = "allow-host", env = "PERSIST_SERVE_ALLOW_HOSTS", value_name = "NAME", value_delimiter = ',')]
-    allowed_hosts: Vec<String>,
-    /// The largest request body; a larger one is 413, refused before it is read.
-    #[arg(long, env = "PERSIST_SERVE_MAX_BODY_BYTES", value_name = "BYTES", default_value_t = 16 * 1024 * 1024)]
-    max_body_bytes: usize,
-    /// The most items one items.create writes (at most 256; a conversation's create takes 20).
-    #[arg(long, env = "PERSIST_SERVE_MAX_ITEMS", value_name = "N", default_value_t = 256,
-          value_parser = clap::value_parser!(u16).range(1..=256))]
-    max_items: u16,
-    /// How long a request waits for the store before answering 503 with retry-after.
-    #[arg(long, env = "PERSIST_SERVE_STORE_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    store_timeout: Duration,
-    /// The most requests answered at once; more are 429 with retry-after. A request counts once
-    /// its body is read: clients slow to send one hold no slot.
-    #[arg(long, env = "PERSIST_SERVE_MAX_CONCURRENT_REQUESTS", value_name = "N", default_value_t = 512)]
-    max_concurrent_requests: usize,
-    /// How long a request's headers may take to arrive (from the connection's opening or the
-    /// previous answer): then the connection is closed. Also how long an idle keep-alive
-    /// connection stays open.
-    #[arg(long, env = "PERSIST_SERVE_HEADER_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    header_timeout: Duration,
-    /// How long a request's body may take to arrive after its headers: a later one is 408 and
-    /// its connection closed.
-    #[arg(long, env = "PERSIST_SERVE_BODY_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
-    body_timeout: Duration,
-    /// The most connections open at once: further ones wait, unaccepted, in the listen backlog
-    /// until one closes.
-    #[arg(long, env = "PERSIST_SERVE_MAX_CONNECTIONS", value_name = "N", default_value_t = 1024,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    max_connections: u32,
-    /// After Ctrl-C or SIGTERM, how long the requests in flight have to finish (event streams
-    /// end at once; clients resume with Last-Event-ID); the connections still busy are then
-    /// closed and the process exits.
-    #[arg(long, env = "PERSIST_SERVE_SHUTDOWN_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    shutdown_timeout: Duration,
-    /// The most connections this instance opens to the store: PostgreSQL server connections
-    /// (one more while event streams are open), keeping instances × (N + 1) below the
-    /// server's max_connections; for a SQLite file, its read connections (the writer's is one
-    /// more).
-    #[arg(long, env = "PERSIST_POOL_SIZE", value_name = "N", default_value_t = 4,
-          value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pool_size: u32,
-    /// The log on stderr, a line per request and event: text, or json (a JSON object a line).
-    #[arg(long, env = "PERSIST_LOG_FORMAT", value_name = "FORMAT", default_value = "text",
-          value_parser = ["text", "json"])]
-    log_format: String,
-    /// The least severe events logged: error, warn, info, debug or trace.
-    #[arg(long, env = "PERSIST_LOG_LEVEL", value_name = "LEVEL", default_value = "info")]
-    log_level: tracing::Level,
+    Serve(commands::serve_args::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -334,7 +262,7 @@ enum MigrateCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Have a store migrated from an earlier version written in this build's compact form from
+    /// Have a store migrated from an earlier version written in this build's packed form from
     /// now on; run it once no instance of an earlier build uses the store (an earlier build
     /// cannot read that form). A store this build created needs none.
     Finish,
@@ -571,27 +499,7 @@ async fn run(cli: Cli) -> CliResult {
         }
         Command::Serve(args) => {
             refuse_across_tenants("serve")?;
-            let options = commands::serve::ServeOptions {
-                addr: args.addr,
-                keys_file: args.keys_file,
-                tenant_header: args.tenant_header,
-                no_auth: args.no_auth,
-                allowed_hosts: args.allowed_hosts,
-                tenant: scope.tenant,
-                limits: persist::serve::Limits::default()
-                    .with_max_body_bytes(args.max_body_bytes)
-                    .with_max_items(usize::from(args.max_items))
-                    .with_store_timeout(args.store_timeout)
-                    .with_max_concurrent_requests(args.max_concurrent_requests)
-                    .with_header_timeout(args.header_timeout)
-                    .with_body_timeout(args.body_timeout)
-                    .with_max_connections(usize::try_from(args.max_connections).unwrap_or(usize::MAX))
-                    .with_shutdown_timeout(args.shutdown_timeout),
-                pool_size: args.pool_size,
-                json_logs: args.log_format == "json",
-                log_level: args.log_level,
-            };
-            commands::serve::serve(url, keys()?, options).await
+            commands::serve::serve(url, keys()?, args.options(scope.tenant, json)?).await
         }
         Command::Sessions(args) => {
             refuse_across_tenants("sessions")?;

@@ -5,22 +5,29 @@
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use persist_core::TenantId;
 
-use crate::{ApiError, Limits, REQUEST_ID, Server, Tenant, request_id};
+use crate::{ApiError, Limits, REQUEST_ID, Server, Tenant, metrics, request_id};
+
+/// The target of the access line, one per request at `INFO` (its own, so a log filter keeps it
+/// apart from the store's traces: `warn,persist_serve::access=info`).
+pub(crate) const ACCESS: &str = "persist_serve::access";
 
 /// Every request: admitted when the server answers for its host (else 403), its body arrived
 /// within [`Limits::body_timeout`] and [`Limits::max_body_bytes`] (else 408, 413) and a request
-/// slot is free (else 429); logged when answered (method, route, status, time, tenant; never a
+/// slot is free (else 429); counted by route and status, timed, and logged once answered by
+/// one access line at `INFO` (method, path, route, status, time, tenant, request id; never a
 /// key or a body).
 pub(crate) async fn admit(State(server): State<Server>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    // The route's template (`/v1/conversations/{id}`), never the path with its ids.
+    let route = request.extensions().get::<MatchedPath>().map(|route| route.as_str().to_owned());
     let id = request_id(request.headers());
     request.extensions_mut().insert(id.clone());
     // Every event of the request, the store's spans included, is inside its span.
@@ -33,25 +40,24 @@ pub(crate) async fn admit(State(server): State<Server>, mut request: Request, ne
     let mut response = match admitted {
         Err(refused) => refused.into_response(),
         Ok(request) => match server.shared.in_flight.clone().try_acquire_owned() {
-            Err(_) => {
-                tracing::warn!(%method, %path, request_id = %id.0, "refused: too many requests at once");
-                ApiError::busy(limits.max_concurrent_requests).into_response()
+            Err(_) => ApiError::busy(limits.max_concurrent_requests).into_response(),
+            Ok(_permit) => {
+                let _working = metrics::InFlight::start();
+                tracing::Instrument::instrument(next.run(request), span).await
             }
-            Ok(_permit) => tracing::Instrument::instrument(next.run(request), span).await,
         },
     };
     if let Ok(value) = HeaderValue::from_str(&id.0) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     let status = response.status().as_u16();
-    let micros = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    metrics::answered(&method, route.as_deref(), status, elapsed);
+    let micros = elapsed.as_micros() as u64;
     let tenant = response.extensions().get::<Tenant>().and_then(|t| t.0.clone());
     let tenant = tenant.as_ref().map(TenantId::as_str);
-    if status >= 500 {
-        tracing::warn!(%method, %path, status, micros, tenant, request_id = %id.0, "answered");
-    } else {
-        tracing::info!(%method, %path, status, micros, tenant, request_id = %id.0, "answered");
-    }
+    let route = route.as_deref().unwrap_or(metrics::UNMATCHED);
+    tracing::info!(target: ACCESS, %method, %path, route, status, micros, tenant, request_id = %id.0, "answered");
     response
 }
 
@@ -69,10 +75,8 @@ async fn buffered(request: Request, limits: &Limits) -> Result<Request, ApiError
     }
     let bytes = match tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await {
         Ok(read) => read.map_err(|error| unreadable(&error, limit))?,
-        Err(_) => {
-            tracing::warn!(method = %parts.method, path = %parts.uri.path(), "refused: the body was too slow");
-            return Err(ApiError::slow_body(limits.body_timeout));
-        }
+        // Its access line says so (408).
+        Err(_) => return Err(ApiError::slow_body(limits.body_timeout)),
     };
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }

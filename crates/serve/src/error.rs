@@ -8,6 +8,9 @@ use axum::response::{IntoResponse, Response};
 use persist_core::PersistError;
 use serde_json::json;
 
+/// What a 503 for a store that is down or busy says: what the client can do, not why.
+pub(crate) const UNAVAILABLE: &str = "The store is unavailable; retry later.";
+
 /// A refused request, answered as OpenAI's API answers one: its status and the `error` object.
 ///
 /// | status | `type` | when | the SDKs raise |
@@ -26,7 +29,9 @@ use serde_json::json;
 /// | 503 | `server_error` | the store is down or slower than the server's timeout | `InternalServerError` |
 ///
 /// The SDKs retry 408, 409, 429 and 5xx by default; an error that a retry cannot fix says so with
-/// `x-should-retry: false`, and 429 and 503 carry `retry-after`.
+/// `x-should-retry: false`, and 429 and 503 carry `retry-after`. A 5xx's message says what the
+/// client can do (`The store is unavailable; retry later.`), never the store's or its driver's
+/// words: those are in the server's log.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
@@ -269,10 +274,15 @@ impl ApiError {
                 format!("Not supported by this server: {what}"),
             )
             .with_code("unsupported"),
+            // A 5xx says what the client can do; the cause, a driver's words among them, is logged.
             error @ (PersistError::Timeout { .. } | PersistError::Temporary { .. }) => {
-                Self::unavailable(format!("The store is unavailable: {error}"))
+                tracing::warn!(%error, "the store is unavailable");
+                Self::unavailable(UNAVAILABLE)
             }
-            error @ PersistError::Unreadable { .. } => Self::internal(error.to_string()),
+            error @ PersistError::Unreadable { .. } => {
+                tracing::error!(%error, "a stored value cannot be read");
+                Self::internal("A stored value cannot be read; the server's log has the cause.")
+            }
             error => {
                 tracing::error!(%error, "the store failed");
                 Self::internal("The store failed to answer; the server's log has the cause.")

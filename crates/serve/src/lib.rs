@@ -50,14 +50,18 @@
 //!   atomically: concurrent callers each get a different item (the Agents SDK's `pop_item` lists
 //!   the newest item and then deletes it, so two callers can be handed the same one; their
 //!   second delete is a clean 404).
-//! - `Idempotency-Key` on every `POST`: a request sent again with the same key (within the
-//!   conversation for items, the tenant for a create) writes nothing twice and answers what the
-//!   first one did, even once the items it wrote were deleted or popped (for the store's key
-//!   retention, 24 hours by default: see `persist::spent`); the same key with another body is 422. The SDKs send none of their own:
-//!   pass one with `extra_headers` (Python) or `headers` (Node). A key may carry an identifier:
-//!   persist is handed a digest of it, and no answer or log line holds the key.
+//! - `Idempotency-Key` on the `POST`s that write items (`conversations.create`,
+//!   `items.create`): a request sent again with the same key (within the conversation for
+//!   items, the tenant for a create) writes nothing twice and answers what the first one did,
+//!   even once the items it wrote were deleted or popped (for the store's key retention, 24
+//!   hours by default: see `persist::spent`); the same key with another body is 422. The SDKs
+//!   send none unless told: pass one with `extra_headers` (Python) or `headers` (Node), or name
+//!   the header on the client so that its own retries repeat one key (the README shows how). A
+//!   key may carry an identifier: persist is handed a digest of it, and no answer or log line
+//!   holds the key.
 //! - `GET /v1/persist/search?q=WORDS&conversation=ID`: the caller's items whose text holds
-//!   every word, newest first, with a snippet (not on a store sealed by an encryption layer).
+//!   every word, newest first, with a snippet (not on a store sealed by an encryption layer);
+//!   a query with no word (`q=🦀`) finds nothing (an empty page, not an error).
 //! - `GET /v1/persist/conversations/{id}/compacted`: the latest summary a compaction wrote and
 //!   the items after it: what a model is given of a long conversation.
 //! - `GET /v1/persist/conversations/{id}/branches?item_id=ID` (an item's alternatives, or the
@@ -74,9 +78,12 @@
 //!   both outside the request limit: a busy instance still answers its load balancer.
 //!
 //! Every answer carries `x-request-id`: the client's, when it sent one, else a new `req_…`
-//! (the `openai` SDKs read it as `_request_id`). It is on the request's log line, every event
-//! of the request (the store's trace spans included) is inside a `request` span that names it,
-//! and each store call carries it as [`HttpRequestId`] in its context's extensions.
+//! (the `openai` SDKs read it as `_request_id`). It is on the request's access line (one per
+//! request, at `INFO`, under the target `persist_serve::access`), every event of the request
+//! (the store's trace spans included) is inside a `request` span that names it, and each store
+//! call carries it as [`HttpRequestId`] in its context's extensions. Requests are counted by
+//! route and status, and timed, through the `metrics` facade: see [`metrics`] for
+//! `GET /metrics` in the Prometheus text format.
 //!
 //! A route asked with a method it does not take is 405 with `Allow`; the `Authorization`
 //! scheme is case-insensitive; a query parameter an extension does not take is 400
@@ -114,7 +121,8 @@
 //! `Content-Type: application/json` (any case, parameters such as `; charset=utf-8` allowed)
 //! is 415, which the SDKs never meet and a web page's `text/plain` post does (an empty body is
 //! `{}`); a refused request stores nothing; a store that is down or slower than
-//! [`Limits::store_timeout`] answers 503 with `retry-after`, never a hang.
+//! [`Limits::store_timeout`] answers 503 with `retry-after`, never a hang (a 5xx says what to
+//! do, the cause is logged).
 //!
 //! # Serving
 //!
@@ -160,6 +168,8 @@ mod items;
 mod limits;
 mod listen;
 mod live;
+pub mod metrics;
+mod params;
 mod reload;
 pub mod ui;
 mod views;
@@ -179,6 +189,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+pub(crate) use params::Params;
 use persist_core::{Context, PersistError, Pipeline, Scoped, TenantId};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
@@ -305,7 +316,8 @@ impl Server {
         let limits = self.shared.limits.clone();
         let server = self.rebuilt(limits, hosts);
         let (router, closing) = (server.router(), server.shared.closing.clone());
-        listen::serve(router, listener, server.shared.limits.clone(), closing, shutdown).await;
+        let limits = server.shared.limits.clone();
+        listen::serve(router, listener, limits.clone(), closing, shutdown).await.log(&limits);
         Ok(())
     }
 
@@ -411,6 +423,7 @@ impl Caller {
         call: impl Future<Output = Result<T, PersistError>>,
     ) -> Result<Result<T, PersistError>, ApiError> {
         tokio::time::timeout(self.timeout, call).await.map_err(|_| {
+            tracing::warn!(timeout_ms = self.timeout.as_millis() as u64, "the store did not answer in time");
             ApiError::unavailable(format!(
                 "The store did not answer within {} ms; retry later.",
                 self.timeout.as_millis()
@@ -481,62 +494,6 @@ fn is_json(headers: &HeaderMap) -> bool {
     let value = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let media_type = value.split(';').next().unwrap_or_default().trim();
     media_type.eq_ignore_ascii_case("application/json")
-}
-
-/// A request's query string as its pairs, repeated keys (`include[]=a&include[]=b`) included,
-/// which a struct of fields cannot take.
-#[derive(Debug)]
-pub(crate) struct Params(Vec<(String, String)>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Params {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
-            .map(Self)
-            .map_err(|_| ApiError::invalid("query", "The query string is malformed."))
-    }
-}
-
-impl Params {
-    /// Refuses a parameter not in `known` (400 naming it): an extension's parameters are its
-    /// own, and one misspelt or of another API (`cursor=` for `after=`) would be ignored and
-    /// page 1 answered forever.
-    pub(crate) fn only(&self, known: &[&str]) -> Result<&Self, ApiError> {
-        match self.0.iter().find(|(key, _)| !known.contains(&key.as_str())) {
-            Some((key, _)) => Err(ApiError::unknown_parameter(key)),
-            None => Ok(self),
-        }
-    }
-
-    /// The last value given for `name`.
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().rev().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
-    }
-
-    /// `limit`: 1 to 100, 20 when absent.
-    pub(crate) fn limit(&self) -> Result<u32, ApiError> {
-        match self.get("limit") {
-            None => Ok(20),
-            Some(text) => text.parse::<u32>().ok().filter(|limit| (1..=100).contains(limit)).ok_or_else(|| {
-                ApiError::invalid("limit", format!("Invalid 'limit': '{text}'. Expected an integer from 1 to 100."))
-            }),
-        }
-    }
-
-    /// Checks each `include` value (the server answers every stored field, so they change
-    /// nothing else).
-    pub(crate) fn check_include(&self) -> Result<(), ApiError> {
-        for (key, value) in &self.0 {
-            if (key == "include[]" || key == "include") && !items::INCLUDABLE.contains(&value.as_str()) {
-                return Err(ApiError::invalid(
-                    "include",
-                    format!("Invalid value: '{value}'. Supported values are: {}.", items::INCLUDABLE.join(", ")),
-                ));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// A request's body as a JSON object (an empty body is `{}`), read within the server's

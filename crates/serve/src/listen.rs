@@ -42,7 +42,7 @@ impl Closing {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then for at most the limits'
-/// shutdown timeout; every connection is closed when it returns.
+/// shutdown timeout; every connection is closed when it returns, which says how.
 ///
 /// A connection is accepted only while fewer than [`Limits::max_connections`] are open: further
 /// clients wait in the listener's backlog (their connection is made by the kernel, answered
@@ -54,7 +54,7 @@ pub(crate) async fn serve(
     limits: Limits,
     closing: Closing,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> Stopped {
     let open = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
@@ -102,15 +102,36 @@ pub(crate) async fn serve(
     let drained =
         tokio::time::timeout(limits.shutdown_timeout, async { while connections.join_next().await.is_some() {} }).await;
     match drained {
-        Ok(()) => tracing::info!(connections = busy, "shut down: every request in flight was answered"),
+        Ok(()) => Stopped::Drained { connections: busy },
         Err(_) => {
             let cut = connections.len();
-            tracing::warn!(
-                connections = cut,
+            connections.shutdown().await;
+            Stopped::Cut { connections: cut }
+        }
+    }
+}
+
+/// How [`serve`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stopped {
+    /// Every request in flight was answered; `connections` were open.
+    Drained { connections: usize },
+    /// `connections` were still busy after the shutdown timeout, and were closed.
+    Cut { connections: usize },
+}
+
+impl Stopped {
+    /// Says how the server's connections ended.
+    pub(crate) fn log(self, limits: &Limits) {
+        match self {
+            Self::Drained { connections } => {
+                tracing::info!(connections, "shut down: every request in flight was answered");
+            }
+            Self::Cut { connections } => tracing::warn!(
+                connections,
                 timeout_ms = limits.shutdown_timeout.as_millis() as u64,
                 "shut down: closed the connections still busy after the shutdown timeout"
-            );
-            connections.shutdown().await;
+            ),
         }
     }
 }

@@ -11,7 +11,7 @@ use futures_util::{StreamExt, stream};
 use persist_core::args::Update;
 use persist_core::branch::{ListBranches, Switch};
 use persist_core::feed::{ReadFeed, Subscription};
-use persist_core::search::{Search, SearchCursor, SearchScope};
+use persist_core::search::{MAX_QUERY_BYTES, Search, SearchCursor, SearchScope, words};
 use persist_core::summary::ReadCompacted;
 use persist_core::{MessageId, PersistError, ThreadId};
 use serde_json::{Value, json};
@@ -22,7 +22,10 @@ use crate::{Caller, JsonObject, Params};
 
 /// `GET /v1/persist/search?q=WORDS&conversation=ID&limit=N&after=CURSOR`: the caller's items
 /// whose text holds every word (newest first), in one conversation or all of them. A store
-/// sealed by an encryption layer holds no text to search: 400 `unsupported`.
+/// sealed by an encryption layer holds no text to search: 400 `unsupported`. A query with no
+/// word (`q=🦀`, `q=`, punctuation only) finds nothing: an empty page, not an error (persist's
+/// [`SearchQuery::parse`](persist_core::search::SearchQuery::parse) refuses it, for a Rust
+/// caller to tell apart).
 pub(crate) async fn search(caller: Caller, params: Params) -> Result<Response, ApiError> {
     let text = params
         .only(&["q", "conversation", "after", "limit"])?
@@ -38,6 +41,12 @@ pub(crate) async fn search(caller: Caller, params: Params) -> Result<Response, A
             .parse()
             .map_err(|_| ApiError::invalid("after", format!("Invalid 'after': '{after}' is not a cursor.")))?;
         request = request.with_cursor(Some(cursor));
+    }
+    // Words are runs of letters and digits, as the store indexes them: without one, no item
+    // can match (a query too long is still refused, by the store).
+    if text.len() <= MAX_QUERY_BYTES && words(text).next().is_none() {
+        let body = json!({"object": "list", "data": [], "has_more": false, "next_cursor": null});
+        return Ok(caller.answer(StatusCode::OK, &body));
     }
     let page = caller.run(None, caller.store.search(request)).await?;
     let data: Vec<Value> = page

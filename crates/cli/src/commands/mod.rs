@@ -6,6 +6,7 @@ pub(crate) mod migrate;
 pub(crate) mod read;
 pub(crate) mod search;
 pub(crate) mod serve;
+pub(crate) mod serve_args;
 pub(crate) mod shards;
 pub(crate) mod transfer;
 

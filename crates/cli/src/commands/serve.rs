@@ -4,9 +4,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use persist::encrypt::EncryptLayer;
-use persist::layer::TraceLayer;
+use persist::layer::{MetricsLayer, TraceLayer};
+use persist::serve::metrics::Prometheus;
 use persist::serve::{ApiKeys, Auth, Limits, Server};
-use persist::{Pipeline, TenantId};
+use persist::{PersistError, Pipeline, TenantId};
+use tracing_subscriber::filter::Targets;
 
 use crate::error::{CliError, CliResult};
 use crate::store::{Mode, Store};
@@ -28,7 +30,10 @@ pub(crate) struct ServeOptions {
     /// The most connections the store's pool opens (PostgreSQL; SQLite's read connections).
     pub(crate) pool_size: u32,
     pub(crate) json_logs: bool,
-    pub(crate) log_level: tracing::Level,
+    /// Which events are logged: a level, and levels by target.
+    pub(crate) log_filter: Targets,
+    /// Where `GET /metrics` is served, when it is.
+    pub(crate) metrics_addr: Option<SocketAddr>,
 }
 
 /// How callers are known: keys (from the file and the environment), a gateway's tenant
@@ -56,21 +61,37 @@ fn auth(options: &ServeOptions) -> CliResult<Auth> {
     }
 }
 
-/// The API keys of `--keys-file` and `$PERSIST_SERVE_KEYS`, as they are now.
+/// The API keys of `--keys-file` and `$PERSIST_SERVE_KEYS`, as they are now. An error names
+/// where the key at fault is: the file's line, the variable's entry (its comma-separated
+/// position), never the key.
 fn read_keys(keys_file: Option<&Path>) -> CliResult<ApiKeys> {
-    let mut text = String::new();
+    let mut keys = ApiKeys::new();
     if let Some(path) = keys_file {
         let file = std::fs::read_to_string(path)
             .map_err(|e| CliError::context(format!("reading the keys file {}", path.display()), &e))?;
-        text.push_str(&file);
-        text.push('\n');
+        keys = ApiKeys::parse(&file)
+            .map_err(|e| CliError::usage(format!("the keys file {}: {}", path.display(), reason(e))))?;
     }
-    match std::env::var(KEYS_VAR) {
-        Ok(keys) => text.push_str(&keys.replace(',', "\n")),
-        Err(std::env::VarError::NotPresent) => {}
+    let listed = match std::env::var(KEYS_VAR) {
+        Ok(listed) => listed,
+        Err(std::env::VarError::NotPresent) => return Ok(keys),
         Err(std::env::VarError::NotUnicode(_)) => return Err(CliError::usage(format!("{KEYS_VAR} is not UTF-8 text"))),
+    };
+    for (at, entry) in listed.split(',').map(str::trim).enumerate().filter(|(_, entry)| !entry.is_empty()) {
+        let refused = |why: String| CliError::usage(format!("${KEYS_VAR}, entry {}: {why}", at + 1));
+        let (tenant, key) = entry.rsplit_once(':').ok_or_else(|| refused("not TENANT:KEY".into()))?;
+        let tenant = TenantId::new(tenant.trim()).map_err(|e| refused(reason(e)))?;
+        keys = keys.with_key(tenant, key.trim()).map_err(|e| refused(reason(e)))?;
     }
-    ApiKeys::parse(&text).map_err(|e| CliError::usage(format!("the API keys: {e}")))
+    Ok(keys)
+}
+
+/// Why a key was refused, without the error's kind (`invalid keys: `).
+fn reason(error: PersistError) -> String {
+    match error {
+        PersistError::InvalidInput { reason, .. } => reason.into_owned(),
+        other => other.to_string(),
+    }
 }
 
 /// Reads the keys again on each SIGHUP (the file is what changes: a process's environment
@@ -106,33 +127,75 @@ fn axum_header(name: &str) -> CliResult<persist::serve::HeaderName> {
 }
 
 /// Serves until Ctrl-C or SIGTERM; requests in flight then have the shutdown timeout to
-/// finish. SIGHUP reloads the API keys.
+/// finish. SIGHUP reloads the API keys. With `--log-format json` every line on stderr is a JSON
+/// object, a failure's too.
 pub(crate) async fn serve(url: &str, encrypt: Option<EncryptLayer>, options: ServeOptions) -> CliResult {
-    init_logs(options.json_logs, options.log_level);
-    let auth = auth(&options)?;
+    init_logs(options.json_logs, options.log_filter.clone());
+    match run(url, encrypt, &options).await {
+        Err(error) if options.json_logs => {
+            logs::failed(&error);
+            Err(CliError::Reported(error.exit_code()))
+        }
+        served => served,
+    }
+}
+
+async fn run(url: &str, encrypt: Option<EncryptLayer>, options: &ServeOptions) -> CliResult {
+    let auth = auth(options)?;
+    // Installed before the pipeline is built: its layer registers its metrics then.
+    let prometheus = options.metrics_addr.map(|_| Prometheus::new());
+    if let Some(prometheus) = &prometheus {
+        prometheus.install().map_err(CliError::failed)?;
+    }
     let store = Store::open_pooled(url, Mode::CreateIfMissing, options.pool_size).await?.with_keys(encrypt.as_ref());
-    let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(store.keyed().clone());
+    let served = serve_store(&store, auth, prometheus, options).await;
+    store.close().await;
+    if served.is_ok() {
+        tracing::info!("stopped");
+    }
+    served
+}
+
+async fn serve_store(store: &Store, auth: Auth, prometheus: Option<Prometheus>, options: &ServeOptions) -> CliResult {
+    let builder = Pipeline::builder().layer(TraceLayer::new());
+    let pipeline = match prometheus.is_some() {
+        true => builder.layer(MetricsLayer::new()).build(store.keyed().clone()),
+        false => builder.build(store.keyed().clone()),
+    };
     let server =
         Server::new(pipeline, auth).with_limits(options.limits.clone()).with_allowed_hosts(&options.allowed_hosts);
     #[cfg(unix)]
-    if let Err(error) = reload_on_hangup(server.clone(), &options) {
-        store.close().await;
-        return Err(error);
-    }
-    let listener = match tokio::net::TcpListener::bind(options.addr).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            store.close().await;
-            return Err(CliError::context(format!("listening on {}", options.addr), &e));
-        }
-    };
-    let shutdown = shutdown();
+    reload_on_hangup(server.clone(), options)?;
+    let listener = tokio::net::TcpListener::bind(options.addr)
+        .await
+        .map_err(|e| CliError::context(format!("listening on {}", options.addr), &e))?;
     let addr = listener.local_addr().unwrap_or(options.addr);
-    tracing::info!(%addr, store = %store.label, "serving the Conversations API");
-    eprintln!("persist serve: the Conversations API on http://{addr}/v1 ({})", store.label);
+    let url = format!("http://{addr}/v1");
+    // `GET /metrics` on its own listener, never the API's; it stops with the server.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut metrics = None;
+    if let (Some(prometheus), Some(at)) = (prometheus, options.metrics_addr) {
+        let scraped = tokio::net::TcpListener::bind(at)
+            .await
+            .map_err(|e| CliError::context(format!("listening for --metrics-addr on {at}"), &e))?;
+        let scrape_url = format!("http://{}/metrics", scraped.local_addr().unwrap_or(at));
+        let stopped = async {
+            let _ = metrics_stopped.await;
+        };
+        metrics = Some((tokio::spawn(prometheus.serve(scraped, stopped)), scrape_url));
+    }
+    let shutdown = shutdown();
+    let scrape_url = metrics.as_ref().map(|(_, url)| url.as_str());
+    tracing::info!(%url, store = %store.label, metrics = scrape_url, "serving the Conversations API");
+    if !options.json_logs {
+        let metrics = scrape_url.map(|url| format!("; metrics on {url}")).unwrap_or_default();
+        eprintln!("persist serve: the Conversations API on {url} ({}){metrics}", store.label);
+    }
     let served = server.serve(listener, shutdown).await;
-    store.close().await;
-    tracing::info!("stopped");
+    let _ = stop_metrics.send(());
+    if let Some((task, _)) = metrics {
+        let _ = task.await;
+    }
     served.map_err(|e| CliError::context("serving", &e))
 }
 
@@ -165,8 +228,57 @@ fn shutdown() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
-/// Logs to stderr, a line per event: text, or JSON objects with `--log-format json`.
-fn init_logs(json: bool, level: tracing::Level) {
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_ansi(false);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+/// Logs to stderr, a line per event: text, or JSON objects with `--log-format json`; the
+/// events `filter` keeps.
+fn init_logs(json: bool, filter: Targets) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::level_filters::LevelFilter::TRACE)
+        .with_ansi(false);
+    let _ = match json {
+        true => builder.json().finish().with(filter).try_init(),
+        false => builder.finish().with(filter).try_init(),
+    };
+}
+
+/// What `--log-level` takes: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`), and/or
+/// `TARGET=LEVEL` directives, comma-separated (`warn,persist_serve::access=info`); the most
+/// specific target applies. A bare word that is not a level is refused (a misspelt level would
+/// otherwise be read as a target, logging nothing else).
+pub(crate) fn parse_log_filter(text: &str) -> Result<Targets, String> {
+    for directive in text.split(',').map(str::trim) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, level)| level);
+        if level.parse::<tracing::level_filters::LevelFilter>().is_err() {
+            return Err(format!(
+                "'{directive}' is neither a level (error, warn, info, debug, trace, off) nor TARGET=LEVEL"
+            ));
+        }
+    }
+    text.parse::<Targets>().map_err(|e| e.to_string())
+}
+
+/// The JSON lines of `--log-format json` that are not `tracing` events.
+mod logs {
+    use std::io::Write as _;
+
+    use tracing_subscriber::fmt::format::Writer;
+    use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
+
+    use crate::error::CliError;
+
+    /// The failure that ends `persist serve`, as the log's other lines are written (whatever
+    /// the log's filter keeps: it is the last line).
+    pub(super) fn failed(error: &CliError) {
+        let mut timestamp = String::new();
+        let _ = SystemTime.format_time(&mut Writer::new(&mut timestamp));
+        let line = serde_json::json!({
+            "timestamp": timestamp,
+            "level": "ERROR",
+            "fields": {"message": "persist serve failed", "error": error.to_string()},
+            "target": "persist::serve",
+        });
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
 }

@@ -9,20 +9,22 @@ use tracing::{Level, Span};
 
 use persist_core::{PersistError, PersistResult};
 
+use super::Label;
+
 pin_project! {
     /// Response future of [`Trace`](super::Trace): polls the inner future inside the span.
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        // The span, the write's start and the level of its success, when a subscriber records
-        // the span; `None` costs nothing to carry or drop.
-        traced: Option<(Span, Instant, Level)>,
+        // The span, the call's start, the level of its success and what its events say (a read
+        // or a write), when a subscriber records the span; `None` costs nothing to carry or drop.
+        traced: Option<(Span, Instant, Level, Label)>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, traced: Option<(Span, Instant, Level)>) -> Self {
+    pub(super) fn new(inner: F, traced: Option<(Span, Instant, Level, Label)>) -> Self {
         Self { inner, traced }
     }
 }
@@ -37,7 +39,7 @@ where
         let this = self.project();
         // Untraced, the inner answer is returned as it is; traced, it is returned as polled,
         // not rebuilt: either way it is not copied on its way up.
-        let Some((span, start, level)) = this.traced.as_ref() else {
+        let Some((span, start, level, label)) = this.traced.as_ref() else {
             return this.inner.poll(cx);
         };
         let poll = {
@@ -59,18 +61,20 @@ where
                     span.record("seq", message.seq);
                     span.record("version", message.version);
                 }
+                let done = label.done();
                 if *level == Level::DEBUG {
-                    tracing::debug!(parent: span, outcome, duration_us = micros, "persist write");
+                    tracing::debug!(parent: span, outcome, duration_us = micros, "{done}");
                 } else {
-                    tracing::info!(parent: span, outcome, duration_us = micros, "persist write");
+                    tracing::info!(parent: span, outcome, duration_us = micros, "{done}");
                 }
             }
             Err(error) => {
                 span.record("outcome", error.code());
-                tracing::warn!(parent: span, outcome = error.code(), duration_us = micros, %error, "persist write failed");
+                let failed = label.failed();
+                tracing::warn!(parent: span, outcome = error.code(), duration_us = micros, %error, "{failed}");
             }
         }
-        // The span closes with the write.
+        // The span closes with the call.
         *this.traced = None;
         poll
     }

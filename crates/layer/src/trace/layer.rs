@@ -2,7 +2,7 @@ use tower::Layer;
 
 use super::Trace;
 
-/// Traces every write with `tracing`; see the [module docs](super).
+/// Traces every call (reads and writes) with `tracing`; see the [module docs](super).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TraceLayer {
     record_content: bool,
