@@ -215,7 +215,7 @@ enum Command {
     /// The store is --url / $PERSIST_URL (a SQLite file is created when missing); values are
     /// sealed with $PERSIST_ENCRYPTION_KEYS when it is set, as the other commands do. A body
     /// must be sent as application/json (else 415).
-    Serve(commands::serve_args::ServeArgs),
+    Serve(Box<commands::serve_args::ServeArgs>),
 }
 
 #[derive(Debug, Args)]
