@@ -16,6 +16,15 @@
 //! (summaries written in the background when a thread's tail outgrows a budget) is in
 //! `persist-ops` beside the compaction it runs; the facade's `persist::layer` lists it here too.
 //!
+//! # Cargo features
+//!
+//! Every layer is on by default. The four that bring a dependency of their own are a feature
+//! each, for an app that wants to leave them out (`default-features = false`, then the ones
+//! it uses): `metrics` ([`MetricsLayer`], the `metrics` facade), `retry` ([`RetryLayer`],
+//! tower's retry), `timeout` ([`TimeoutLayer`], tower's timeout), `chaos` ([`ChaosLayer`],
+//! `rand`). The others need only the contract and tower, and are always there: as in tower,
+//! a layer an app does not stack costs it nothing at run time, and a few seconds of build.
+//!
 //! # Recommended order
 //!
 //! ```text
@@ -29,6 +38,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[cfg(feature = "chaos")]
 pub mod chaos;
 pub mod coalesce;
 pub mod detach;
@@ -36,17 +46,21 @@ pub mod events;
 pub mod from_fn;
 pub mod gen_ai;
 pub mod intercept;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod mirror;
 pub mod observe;
+#[cfg(feature = "retry")]
 pub mod retry;
 pub mod route;
 pub mod tenant;
+#[cfg(feature = "timeout")]
 pub mod timeout;
 pub mod tool_calls;
 pub mod trace;
 pub mod validate;
 
+#[cfg(feature = "chaos")]
 pub use self::chaos::ChaosLayer;
 pub use self::coalesce::CoalesceLayer;
 pub use self::detach::DetachLayer;
@@ -54,12 +68,15 @@ pub use self::events::{Committed, Events, EventsLayer};
 pub use self::from_fn::{FromFnLayer, Next, from_fn};
 pub use self::gen_ai::GenAiTraceLayer;
 pub use self::intercept::{Decision, InterceptLayer, Interceptor};
+#[cfg(feature = "metrics")]
 pub use self::metrics::MetricsLayer;
 pub use self::mirror::MirrorLayer;
 pub use self::observe::{ObserveLayer, OnArgs, OnError, OnResult};
+#[cfg(feature = "retry")]
 pub use self::retry::{RetryLayer, RetryPolicy};
 pub use self::route::RouteLayer;
 pub use self::tenant::RequireTenantLayer;
+#[cfg(feature = "timeout")]
 pub use self::timeout::TimeoutLayer;
 pub use self::tool_calls::{ProviderHistory, ToolCallsLayer, Unanswered};
 pub use self::trace::TraceLayer;
