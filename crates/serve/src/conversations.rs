@@ -26,7 +26,7 @@ const REQUEST_KEY: &str = "persist.serve.request";
 pub const MAX_CREATE_ITEMS: usize = 20;
 
 /// The most metadata pairs, and the longest key and value, in characters.
-const MAX_METADATA: (usize, usize, usize) = (16, 64, 512);
+pub(crate) const MAX_METADATA: (usize, usize, usize) = (16, 64, 512);
 
 /// The conversation as the API answers it.
 pub(crate) fn conversation(thread: &Thread) -> Value {

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 use crate::error::ApiError;
 
 /// The item types a conversation stores, and the prefix of the ids this server gives them.
-const TYPES: &[(&str, &str)] = &[
+pub(crate) const TYPES: &[(&str, &str)] = &[
     ("message", "msg"),
     ("function_call", "fc"),
     ("function_call_output", "fco"),
@@ -44,10 +44,10 @@ const TYPES: &[(&str, &str)] = &[
 const WITH_STATUS: &[&str] = &["message", "function_call", "function_call_output", "computer_call_output"];
 
 /// The roles a message item may have.
-const ROLES: &[&str] = &["user", "assistant", "system", "developer"];
+pub(crate) const ROLES: &[&str] = &["user", "assistant", "system", "developer"];
 
 /// The content parts a message item may hold.
-const PARTS: &[&str] = &[
+pub(crate) const PARTS: &[&str] = &[
     "input_text",
     "output_text",
     "text",

@@ -76,6 +76,8 @@
 //!   instance generates it.
 //! - `GET /health` (the process answers) and `GET /ready` (the store answers a ping in time),
 //!   both outside the request limit: a busy instance still answers its load balancer.
+//! - `GET /v1/persist/openapi.json`: the OpenAPI 3.1 document of every route above
+//!   ([`Server::openapi`]), without a key (it holds no data), for a client generator.
 //!
 //! Every answer carries `x-request-id`: the client's, when it sent one, else a new `req_…`
 //! (the `openai` SDKs read it as `_request_id`). It is on the request's access line (one per
@@ -169,8 +171,11 @@ mod limits;
 mod listen;
 mod live;
 pub mod metrics;
+mod openapi;
 mod params;
 mod reload;
+mod routes;
+mod schemas;
 pub mod ui;
 mod views;
 
@@ -184,11 +189,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 pub(crate) use params::Params;
 use persist_core::{Context, PersistError, Pipeline, Scoped, TenantId};
 use serde_json::{Map, Value};
@@ -261,39 +265,33 @@ impl Server {
 
     /// Every route, for a host to serve or to nest in its own axum app. Without keys it answers
     /// for the loopback names and those of [`with_allowed_hosts`](Self::with_allowed_hosts)
-    /// only: a host serving it on another address names it there.
+    /// only: a host serving it on another address names it there. Its routes are those
+    /// [`openapi`](Self::openapi) documents, both made from one table.
     pub fn router(&self) -> Router {
-        let api = Router::new()
-            .route("/v1/conversations", post(conversations::create))
-            .route(
-                "/v1/conversations/{id}",
-                get(conversations::retrieve).post(conversations::update).delete(conversations::delete),
-            )
-            .route("/v1/conversations/{id}/items", get(conversations::list_items).post(conversations::create_items))
-            .route(
-                "/v1/conversations/{id}/items/{item_id}",
-                get(conversations::retrieve_item).delete(conversations::delete_item),
-            )
-            .route("/v1/persist/conversations", get(extensions::list_conversations))
-            .route("/v1/persist/conversations/{id}/items/pop", post(extensions::pop))
-            .route("/v1/persist/conversations/{id}/compacted", get(views::compacted))
-            .route("/v1/persist/conversations/{id}/branches", get(views::branches))
-            .route("/v1/persist/conversations/{id}/branches/switch", post(views::switch))
-            .route("/v1/persist/conversations/{id}/events", get(views::events))
-            .route("/v1/persist/search", get(views::search))
-            .route("/v1/persist/conversations/{id}/items/{item_id}/stream", get(live::stream_item))
-            .route("/v1/persist/conversations/{id}/items/{item_id}/stop", post(live::stop_item))
-            .fallback(no_route)
-            .method_not_allowed_fallback(not_allowed);
+        // Every route is the table's: the OpenAPI document describes the same table.
+        let (mut api, mut probes) = (Router::new(), Router::new());
+        for route in routes::table() {
+            match route.access {
+                routes::Access::Probe => probes = probes.route(route.path, route.handler()),
+                _ => api = api.route(route.path, route.handler()),
+            }
+        }
+        let api = api.fallback(no_route).method_not_allowed_fallback(not_allowed);
         // The probes are answered outside the request limit (and unlogged): a busy, healthy
         // instance is not ejected by its load balancer.
-        let probes = Router::new()
-            .route("/health", get(health))
-            .route("/ready", get(ready))
-            .method_not_allowed_fallback(not_allowed);
+        let probes = probes.method_not_allowed_fallback(not_allowed);
         api.layer(axum::middleware::from_fn_with_state(self.clone(), admit::admit))
             .merge(probes)
             .with_state(self.clone())
+    }
+
+    /// The OpenAPI 3.1 document of [`router`](Self::router)'s routes, the standard ones and the
+    /// extensions, as `GET /v1/persist/openapi.json` answers it (without a key: it holds no
+    /// data). It is generated from the table the router is built from, so it names every route
+    /// and no other; the crate's tests validate a real answer of each route against it. A
+    /// client generator takes it as it is.
+    pub fn openapi() -> Value {
+        openapi::document()
     }
 
     /// Serves [`router`](Self::router) on `listener` (HTTP/1.1) until `shutdown` completes,
@@ -517,20 +515,4 @@ async fn no_route(request: Request) -> ApiError {
 /// A route that exists, asked with a method it does not take: 405 (axum adds `Allow`).
 async fn not_allowed(request: Request) -> ApiError {
     ApiError::not_allowed(request.method().as_str(), request.uri().path())
-}
-
-async fn health() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
-}
-
-async fn ready(State(server): State<Server>) -> Response {
-    let ping = tokio::time::timeout(server.shared.limits.store_timeout, server.shared.pipeline.ping()).await;
-    match ping {
-        Ok(Ok(())) => ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ready"}"#).into_response(),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "not ready: the store refused a ping");
-            ApiError::unavailable("The store does not answer.").into_response()
-        }
-        Err(_) => ApiError::unavailable("The store did not answer a ping in time.").into_response(),
-    }
 }

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 import openai
+import openapi_spec_validator
 from agents import OpenAIConversationsSession
 from openai import AsyncOpenAI, OpenAI
 
@@ -342,6 +343,22 @@ async def concurrent_pops(base, other_base):
     print("  atomic pop x40: 40 distinct items")
 
 
+def openapi_document(base):
+    """The server's OpenAPI document, fetched without a key: a valid OpenAPI 3.1 document (what
+    a client generator reads) naming the API's routes and persist's."""
+    with urllib.request.urlopen(f"{base}/persist/openapi.json", timeout=30) as response:
+        check(response.status == 200, f"GET /v1/persist/openapi.json: {response.status}")
+        check(response.headers["content-type"].startswith("application/json"), response.headers["content-type"])
+        document = json.load(response)
+    check(document["openapi"] == "3.1.0", document["openapi"])
+    openapi_spec_validator.validate(document, cls=openapi_spec_validator.OpenAPIV31SpecValidator)
+    paths = document["paths"]
+    for path in ("/v1/conversations", "/v1/conversations/{id}/items/{item_id}", "/v1/persist/search"):
+        check(path in paths, f"the document has no {path}")
+    operations = sum(len(item) for item in paths.values())
+    print(f"  OpenAPI {document['openapi']}: {len(paths)} paths, {operations} operations, valid")
+
+
 def newest_conversations(base, limit):
     request = urllib.request.Request(
         f"{base}/persist/conversations?limit={limit}", headers={"Authorization": f"Bearer {KEY}"}
@@ -412,6 +429,8 @@ async def sessions():
 
 def main():
     print("openai", openai.__version__)
+    print("the OpenAPI document")
+    openapi_document(A)
     print("the SDK, two instances on PostgreSQL")
     sdk_endpoints(A, B)
     print("the SDK, SQLite")

@@ -1,0 +1,199 @@
+//! The server's OpenAPI 3.1 document, generated from the route table the router is built from
+//! (see [`routes`](crate::routes)): every path and method, its parameters, request body,
+//! answers by status, and the schemas of [`schemas`](crate::schemas). Served at [`PATH`] without
+//! a key (it holds no data), and returned by [`Server::openapi`](crate::Server::openapi).
+
+use std::sync::OnceLock;
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::routes::{self, Access, Answer, Param, Route};
+use crate::schemas::{self, reference};
+
+/// Where the document is served.
+pub(crate) const PATH: &str = "/v1/persist/openapi.json";
+
+/// The name of the bearer key's security scheme.
+const BEARER: &str = "apiKey";
+
+/// The document.
+pub(crate) fn document() -> Value {
+    let mut paths = Map::new();
+    for route in routes::table() {
+        let item = paths.entry(route.path).or_insert_with(|| json!({}));
+        item[route.method.key()] = operation(&route);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "persist serve",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "OpenAI's Conversations API on a persist store, and persist's extensions under \
+                            `/v1/persist/`. Errors are `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`; \
+                            every admitted answer carries `x-request-id`. Generated from the server's route table.",
+        },
+        "tags": [
+            {"name": "Conversations", "description": "OpenAI's Conversations API: conversations."},
+            {"name": "Items", "description": "OpenAI's Conversations API: a conversation's items."},
+            {"name": "Persist extensions", "description": "What the API lacks, under `/v1/persist/`."},
+            {"name": "Operations", "description": "Probes and this document: no key."},
+        ],
+        "paths": paths,
+        "components": {
+            "schemas": schemas::all(),
+            "securitySchemes": {BEARER: {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`Authorization: Bearer KEY`, each key a tenant's (`persist serve` takes them from \
+                                `$PERSIST_SERVE_KEYS` or `--keys-file`). A server behind a gateway started with \
+                                `--tenant-header NAME` takes no key: the gateway sets the tenant in that header. \
+                                One started with `--no-auth` takes none either and serves one tenant.",
+            }},
+        },
+        "security": [{BEARER: []}],
+    })
+}
+
+/// The document's JSON text, made once.
+fn text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| document().to_string())
+}
+
+/// `GET /v1/persist/openapi.json`.
+pub(crate) async fn serve() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text()).into_response()
+}
+
+fn operation(route: &Route) -> Value {
+    let mut parameters: Vec<Value> = path_parameters(route.path);
+    parameters.extend(route.query.iter().map(|param| parameter(param, "query")));
+    parameters.extend(route.headers.iter().map(|param| parameter(param, "header")));
+    let mut responses = Map::new();
+    responses.insert("200".into(), answer(route));
+    for status in errors(route) {
+        responses.insert(status.to_string(), error(status, route.access));
+    }
+    let mut operation = json!({
+        "operationId": route.id,
+        "summary": route.summary,
+        "tags": [route.tag],
+        "responses": responses,
+    });
+    if !parameters.is_empty() {
+        operation["parameters"] = parameters.into();
+    }
+    if let Some(body) = route.body {
+        let required = schemas::all()[body]["required"].as_array().is_some_and(|fields| !fields.is_empty());
+        operation["requestBody"] = json!({
+            "required": required,
+            "content": {"application/json": {"schema": reference(body)}},
+        });
+    }
+    if route.access != Access::Tenant {
+        operation["security"] = json!([]);
+    }
+    operation
+}
+
+/// The parameters a path template names (`{id}`, `{item_id}`).
+fn path_parameters(path: &str) -> Vec<Value> {
+    let names = path.split('/').filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'));
+    names
+        .map(|name| {
+            let description = match name {
+                "id" => "The conversation's id.",
+                "item_id" => "The item's id.",
+                _ => "",
+            };
+            json!({"name": name, "in": "path", "required": true, "description": description,
+                   "schema": {"type": "string"}})
+        })
+        .collect()
+}
+
+fn parameter(param: &Param, place: &str) -> Value {
+    let mut value = json!({
+        "name": param.name,
+        "in": place,
+        "required": param.required,
+        "description": param.description,
+        "schema": (param.schema)(),
+    });
+    if value["schema"]["type"] == "array" {
+        (value["style"], value["explode"]) = ("form".into(), true.into());
+    }
+    value
+}
+
+/// The headers of an answer: `x-request-id` on every admitted route's.
+fn headers(access: Access) -> Value {
+    match access {
+        Access::Probe => json!({}),
+        _ => json!({"x-request-id": {
+            "description": "The request's id: the client's `x-request-id`, else a new `req_…`.",
+            "schema": {"type": "string"},
+        }}),
+    }
+}
+
+fn answer(route: &Route) -> Value {
+    let content = match route.answer {
+        Answer::Json(schema) => json!({"application/json": {"schema": reference(schema)}}),
+        Answer::Events(events) => {
+            let events: Vec<Value> =
+                events.iter().map(|(event, data)| json!({"event": event, "data": reference(data)})).collect();
+            json!({"text/event-stream": {
+                "schema": {
+                    "type": "string",
+                    "description": "Server-Sent Events, each with `event:`, a JSON `data:` line and, where it \
+                                    resumes, `id:`; a comment every 15 seconds keeps an idle stream open. The \
+                                    stream ends when the server shuts down: resume with `Last-Event-ID`.",
+                },
+                "x-events": events,
+            }})
+        }
+    };
+    json!({"description": route.summary, "headers": headers(route.access), "content": content})
+}
+
+/// The error statuses of a route: its own, and those any route of its access may answer.
+fn errors(route: &Route) -> Vec<u16> {
+    let common: &[u16] = match route.access {
+        Access::Tenant => &[401, 403, 408, 413, 429, 500, 503],
+        Access::Public => &[403, 408, 413, 429],
+        Access::Probe => &[],
+    };
+    let mut statuses: Vec<u16> = route.errors.iter().chain(common).copied().collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    statuses
+}
+
+fn error(status: u16, access: Access) -> Value {
+    let description = match status {
+        400 => "A malformed body, query or item (`invalid_request_error`); nothing was stored.",
+        401 => "No key, or a key the server does not know (`authentication_error`).",
+        403 => {
+            "A layer refused the request, or a server without keys does not answer for its `Host` or \
+                `Origin` (`permission_error`)."
+        }
+        404 => "No such conversation or item for this caller (another tenant's is 404 too).",
+        408 => "The body did not arrive within the server's deadline; the connection is closed.",
+        409 => "An item id the conversation holds already, or a write that lost a race (`conflict_error`).",
+        413 => "A body over the server's limit, refused before it is read whole.",
+        415 => "A body not sent as `Content-Type: application/json`.",
+        422 => "An `Idempotency-Key` used before with a different request.",
+        429 => "More requests at once than the server takes (`rate_limit_error`); see `retry-after`.",
+        500 => "A stored value that cannot be read, or a failure of the store (`server_error`).",
+        503 => "The store is down or slower than the server's timeout (`server_error`); see `retry-after`.",
+        _ => "An error.",
+    };
+    json!({
+        "description": description,
+        "headers": headers(access),
+        "content": {"application/json": {"schema": reference("Error")}},
+    })
+}

@@ -1,0 +1,348 @@
+//! The route table: every route the server answers, with its handler and its documentation.
+//! [`Server::router`](crate::Server::router) is built from it and [`openapi`](crate::openapi)
+//! describes it, so a route cannot be served without being documented, nor documented without
+//! being served.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::{Server, conversations, extensions, items, live, openapi, views};
+
+/// An HTTP method a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Method {
+    /// Its name in an OpenAPI path item (`get`, `post`, `delete`).
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Self::Get => "get",
+            Self::Post => "post",
+            Self::Delete => "delete",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Self::Get => MethodFilter::GET,
+            Self::Post => MethodFilter::POST,
+            Self::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// Who may call a route, and whether it is admitted (host check, request slot, access line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// A tenant's route: its caller is known by the server's [`Auth`](crate::Auth).
+    Tenant,
+    /// Admitted, but without a key: it holds no data (the OpenAPI document).
+    Public,
+    /// A load balancer's probe: no key, outside the request limit.
+    Probe,
+}
+
+/// What a route answers with 200.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Answer {
+    /// A JSON body of this component schema.
+    Json(&'static str),
+    /// Server-Sent Events: each event's name and the component schema of its JSON `data`.
+    Events(&'static [(&'static str, &'static str)]),
+}
+
+/// A query or header parameter.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Param {
+    pub(crate) name: &'static str,
+    pub(crate) required: bool,
+    pub(crate) description: &'static str,
+    pub(crate) schema: fn() -> Value,
+}
+
+/// One route: a path and a method, its handler, and what the OpenAPI document says of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Route {
+    pub(crate) method: Method,
+    /// The path template, in axum's syntax and OpenAPI's alike (`/v1/conversations/{id}`).
+    pub(crate) path: &'static str,
+    handler: fn(MethodFilter) -> MethodRouter<Server>,
+    pub(crate) access: Access,
+    pub(crate) id: &'static str,
+    pub(crate) tag: &'static str,
+    pub(crate) summary: &'static str,
+    pub(crate) query: Vec<Param>,
+    pub(crate) headers: Vec<Param>,
+    /// The component schema of the JSON request body, when the route reads one.
+    pub(crate) body: Option<&'static str>,
+    pub(crate) answer: Answer,
+    /// The error statuses the route itself answers, beyond those of every route of its access.
+    pub(crate) errors: &'static [u16],
+}
+
+impl Route {
+    fn new(method: Method, path: &'static str, handler: fn(MethodFilter) -> MethodRouter<Server>) -> Self {
+        Self {
+            method,
+            path,
+            handler,
+            access: Access::Tenant,
+            id: "",
+            tag: "",
+            summary: "",
+            query: Vec::new(),
+            headers: Vec::new(),
+            body: None,
+            answer: Answer::Json(""),
+            errors: &[],
+        }
+    }
+
+    fn doc(mut self, id: &'static str, tag: &'static str, summary: &'static str) -> Self {
+        (self.id, self.tag, self.summary) = (id, tag, summary);
+        self
+    }
+
+    fn answers(mut self, answer: Answer, errors: &'static [u16]) -> Self {
+        (self.answer, self.errors) = (answer, errors);
+        self
+    }
+
+    fn query(mut self, query: &[Param]) -> Self {
+        self.query = query.to_vec();
+        self
+    }
+
+    fn headers(mut self, headers: &[Param]) -> Self {
+        self.headers = headers.to_vec();
+        self
+    }
+
+    fn body(mut self, schema: &'static str) -> Self {
+        self.body = Some(schema);
+        self
+    }
+
+    fn access(mut self, access: Access) -> Self {
+        self.access = access;
+        self
+    }
+
+    /// The route's handler, for its method.
+    pub(crate) fn handler(&self) -> MethodRouter<Server> {
+        (self.handler)(self.method.filter())
+    }
+}
+
+const CONVERSATIONS: &str = "Conversations";
+const ITEMS: &str = "Items";
+const PERSIST: &str = "Persist extensions";
+const OPERATIONS: &str = "Operations";
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+
+fn limit() -> Value {
+    json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 20})
+}
+
+fn position() -> Value {
+    json!({"type": "integer", "minimum": 0})
+}
+
+fn include() -> Value {
+    json!({"type": "array", "items": {"type": "string", "enum": items::INCLUDABLE}})
+}
+
+const INCLUDE: Param = Param {
+    name: "include",
+    required: false,
+    description: "Fields to include (accepted; every stored field is answered). `include[]` is taken too.",
+    schema: include,
+};
+const LIMIT: Param =
+    Param { name: "limit", required: false, description: "How many to answer: 1 to 100.", schema: limit };
+const CURSOR: Param = Param {
+    name: "after",
+    required: false,
+    description: "The `next_cursor` of the previous page (URL-encoded: it holds `+` and `:`).",
+    schema: string,
+};
+const IDEMPOTENCY_KEY: Param = Param {
+    name: "Idempotency-Key",
+    required: false,
+    description: "A request sent again with the same key writes nothing twice and answers what the first one \
+                  did; the same key with another body is 422.",
+    schema: string,
+};
+const LAST_EVENT_ID: Param = Param {
+    name: "Last-Event-ID",
+    required: false,
+    description: "Where to resume (what a reconnecting `EventSource` sends); it wins over the query.",
+    schema: position,
+};
+
+/// The feed's events: every write's op, then `gap` when the feed no longer holds what was asked.
+const FEED_EVENTS: &[(&str, &str)] = &[
+    ("add", "FeedEvent"),
+    ("reserve", "FeedEvent"),
+    ("update_content", "FeedEvent"),
+    ("update", "FeedEvent"),
+    ("delete", "FeedEvent"),
+    ("summarize", "FeedEvent"),
+    ("gap", "FeedGap"),
+];
+
+/// A live reply's events.
+const REPLY_EVENTS: &[(&str, &str)] = &[("text", "ReplyText"), ("replaced", "ReplyReplaced"), ("end", "ReplyEnd")];
+
+/// Every route the server answers.
+pub(crate) fn table() -> Vec<Route> {
+    use Method::{Delete, Get, Post};
+    vec![
+        Route::new(Post, "/v1/conversations", |m| on(m, conversations::create))
+            .doc("createConversation", CONVERSATIONS, "Create a conversation, with up to 20 items and metadata")
+            .headers(&[IDEMPOTENCY_KEY])
+            .body("CreateConversationRequest")
+            .answers(Answer::Json("Conversation"), &[400, 409, 415, 422]),
+        Route::new(Get, "/v1/conversations/{id}", |m| on(m, conversations::retrieve))
+            .doc("getConversation", CONVERSATIONS, "Retrieve a conversation")
+            .answers(Answer::Json("Conversation"), &[404]),
+        Route::new(Post, "/v1/conversations/{id}", |m| on(m, conversations::update))
+            .doc("updateConversation", CONVERSATIONS, "Replace a conversation's metadata")
+            .body("UpdateConversationRequest")
+            .answers(Answer::Json("Conversation"), &[400, 404, 409, 415]),
+        Route::new(Delete, "/v1/conversations/{id}", |m| on(m, conversations::delete))
+            .doc("deleteConversation", CONVERSATIONS, "Delete a conversation and its items")
+            .answers(Answer::Json("ConversationDeleted"), &[404, 409]),
+        Route::new(Post, "/v1/conversations/{id}/items", |m| on(m, conversations::create_items))
+            .doc("createConversationItems", ITEMS, "Write items to a conversation, as one turn")
+            .query(&[INCLUDE])
+            .headers(&[IDEMPOTENCY_KEY])
+            .body("CreateItemsRequest")
+            .answers(Answer::Json("ItemList"), &[400, 404, 409, 415, 422]),
+        Route::new(Get, "/v1/conversations/{id}/items", |m| on(m, conversations::list_items))
+            .doc("listConversationItems", ITEMS, "A page of a conversation's items, on its active branch")
+            .query(&[
+                Param {
+                    name: "after",
+                    required: false,
+                    description: "The `last_id` of the previous page, in the page's order.",
+                    schema: string,
+                },
+                LIMIT,
+                Param {
+                    name: "order",
+                    required: false,
+                    description: "`asc` (oldest first) or `desc` (newest first).",
+                    schema: || json!({"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
+                },
+                INCLUDE,
+            ])
+            .answers(Answer::Json("ItemList"), &[400, 404]),
+        Route::new(Get, "/v1/conversations/{id}/items/{item_id}", |m| on(m, conversations::retrieve_item))
+            .doc("getConversationItem", ITEMS, "Retrieve an item")
+            .query(&[INCLUDE])
+            .answers(Answer::Json("Item"), &[400, 404]),
+        Route::new(Delete, "/v1/conversations/{id}/items/{item_id}", |m| on(m, conversations::delete_item))
+            .doc("deleteConversationItem", ITEMS, "Delete an item; answers the conversation")
+            .answers(Answer::Json("Conversation"), &[400, 404, 409]),
+        Route::new(Get, "/v1/persist/conversations", |m| on(m, extensions::list_conversations))
+            .doc("listConversations", PERSIST, "The caller's conversations, most recently changed first")
+            .query(&[CURSOR, LIMIT])
+            .answers(Answer::Json("ConversationPage"), &[400]),
+        Route::new(Post, "/v1/persist/conversations/{id}/items/pop", |m| on(m, extensions::pop))
+            .doc("popConversationItem", PERSIST, "Remove the newest item and answer it, atomically")
+            .answers(Answer::Json("PoppedItem"), &[404, 409]),
+        Route::new(Get, "/v1/persist/search", |m| on(m, views::search))
+            .doc("searchItems", PERSIST, "The caller's items whose text holds every word, newest first")
+            .query(&[
+                Param { name: "q", required: true, description: "The words to find.", schema: string },
+                Param {
+                    name: "conversation",
+                    required: false,
+                    description: "Only this conversation's items.",
+                    schema: string,
+                },
+                CURSOR,
+                LIMIT,
+            ])
+            .answers(Answer::Json("SearchPage"), &[400, 404]),
+        Route::new(Get, "/v1/persist/conversations/{id}/compacted", |m| on(m, views::compacted))
+            .doc("getCompactedConversation", PERSIST, "The latest summary and the items after it")
+            .answers(Answer::Json("Compacted"), &[400, 404]),
+        Route::new(Get, "/v1/persist/conversations/{id}/branches", |m| on(m, views::branches))
+            .doc("listBranches", PERSIST, "An item's alternatives, or the last item of every branch")
+            .query(&[Param {
+                name: "item_id",
+                required: false,
+                description: "The item whose alternatives to list; without it, the end of every branch.",
+                schema: string,
+            }])
+            .answers(Answer::Json("BranchList"), &[400, 404]),
+        Route::new(Post, "/v1/persist/conversations/{id}/branches/switch", |m| on(m, views::switch))
+            .doc("switchBranch", PERSIST, "Show another branch; answers the conversation")
+            .body("SwitchRequest")
+            .answers(Answer::Json("Conversation"), &[400, 404, 409, 415]),
+        Route::new(Get, "/v1/persist/conversations/{id}/events", |m| on(m, views::events))
+            .doc("streamConversationEvents", PERSIST, "The conversation's change feed, as Server-Sent Events")
+            .query(&[Param {
+                name: "after",
+                required: false,
+                description: "The feed position to start after (0: the start).",
+                schema: position,
+            }])
+            .headers(&[LAST_EVENT_ID])
+            .answers(Answer::Events(FEED_EVENTS), &[400, 404]),
+        Route::new(Get, "/v1/persist/conversations/{id}/items/{item_id}/stream", |m| on(m, live::stream_item))
+            .doc("streamItem", PERSIST, "A reply's text as it is written, as Server-Sent Events")
+            .query(&[Param {
+                name: "from",
+                required: false,
+                description: "The character offset to start at.",
+                schema: position,
+            }])
+            .headers(&[LAST_EVENT_ID])
+            .answers(Answer::Events(REPLY_EVENTS), &[400, 404]),
+        Route::new(Post, "/v1/persist/conversations/{id}/items/{item_id}/stop", |m| on(m, live::stop_item))
+            .doc("stopItem", PERSIST, "Ask a reply's generation to stop, on whichever instance runs it")
+            .answers(Answer::Json("StopAnswer"), &[404]),
+        Route::new(Get, openapi::PATH, |m| on(m, openapi::serve))
+            .doc("getOpenApiDocument", OPERATIONS, "This document (no key: it holds no data)")
+            .access(Access::Public)
+            .answers(Answer::Json("OpenApiDocument"), &[]),
+        Route::new(Get, "/health", |m| on(m, health))
+            .doc("health", OPERATIONS, "The process answers")
+            .access(Access::Probe)
+            .answers(Answer::Json("Health"), &[]),
+        Route::new(Get, "/ready", |m| on(m, ready))
+            .doc("ready", OPERATIONS, "The store answers a ping in time")
+            .access(Access::Probe)
+            .answers(Answer::Json("Ready"), &[503]),
+    ]
+}
+
+async fn health() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+}
+
+async fn ready(State(server): State<Server>) -> Response {
+    let ping = tokio::time::timeout(server.shared.limits.store_timeout, server.shared.pipeline.ping()).await;
+    match ping {
+        Ok(Ok(())) => ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ready"}"#).into_response(),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "not ready: the store refused a ping");
+            ApiError::unavailable("The store does not answer.").into_response()
+        }
+        Err(_) => ApiError::unavailable("The store did not answer a ping in time.").into_response(),
+    }
+}
