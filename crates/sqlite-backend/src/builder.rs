@@ -395,7 +395,7 @@ impl SqliteBackendBuilder {
             queued: Arc::default(),
             lane: None,
             readers,
-            direct,
+            direct: Arc::new(direct),
             path,
             stop,
             closed,
@@ -545,7 +545,7 @@ impl SqliteBackendBuilder {
             queued,
             lane,
             readers,
-            direct,
+            direct: Arc::new(direct),
             path: self.path.clone(),
             stop,
             closed,
@@ -567,7 +567,7 @@ impl SqliteBackendBuilder {
                 busy_timeout: self.busy_timeout,
             };
             let head = shared.direct.feed_head()?;
-            tokio::spawn(pump.run(Arc::downgrade(&shared), head));
+            tokio::spawn(pump.run(Arc::downgrade(&shared.direct), head));
         }
         Ok(SqliteBackend { shared })
     }

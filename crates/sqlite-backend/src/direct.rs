@@ -341,3 +341,17 @@ pub(crate) fn map(context: &'static str, error: rusqlite::Error) -> PersistError
         _ => PersistError::backend(context, error),
     }
 }
+
+impl crate::feed::FeedSource for DirectReads {
+    fn is_closed(&self) -> bool {
+        DirectReads::is_closed(self)
+    }
+
+    fn feed_head(&self) -> Result<u64> {
+        DirectReads::feed_head(self)
+    }
+
+    fn feed(&self, query: &ReadFeed) -> Result<FeedPage> {
+        DirectReads::feed(self, query)
+    }
+}

@@ -12,13 +12,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use persist_core::feed::{FeedHub, FeedRetention, ReadFeed};
+use persist_core::feed::{FeedHub, FeedPage, FeedRetention, ReadFeed};
 use persist_core::read::MAX_PAGE_LIMIT;
 use persist_core::{PersistError, Result, Timestamp};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::Notify;
-
-use crate::shared::Shared;
 
 /// The feed's head (its newest position in either of its tables, migration 16, or, when
 /// retention removed every row, the newest it removed: the triggers number from there,
@@ -43,17 +41,28 @@ pub(crate) struct Pump {
     pub(crate) busy_timeout: Duration,
 }
 
+/// What the pump reads the file's feed through: a handle's reads on the caller's thread
+/// (`direct::DirectReads`), named here so the feed need not import them.
+pub(crate) trait FeedSource: Send + Sync + 'static {
+    /// Whether the handle was closed.
+    fn is_closed(&self) -> bool;
+    /// The feed's newest position.
+    fn feed_head(&self) -> Result<u64>;
+    /// A page of the feed.
+    fn feed(&self, query: &ReadFeed) -> Result<FeedPage>;
+}
+
 impl Pump {
     /// Runs until the handle is dropped or closed; `published` is the feed's head when the
     /// handle was opened (nobody could subscribe before).
-    pub(crate) async fn run(self, shared: Weak<Shared>, mut published: u64) {
+    pub(crate) async fn run(self, direct: Weak<impl FeedSource>, mut published: u64) {
         let mut next_trim = Instant::now() + TRIM_EVERY;
         let mut trimmer: Option<Connection> = None;
         loop {
             // Woken by this handle's write, or when the interval is up.
             let _ = tokio::time::timeout(self.poll, self.wake.notified()).await;
-            let Some(shared) = shared.upgrade() else { return };
-            if shared.direct.is_closed() {
+            let Some(direct) = direct.upgrade() else { return };
+            if direct.is_closed() {
                 return;
             }
             if Instant::now() >= next_trim {
@@ -63,9 +72,9 @@ impl Pump {
             }
             // The head first, then whether anyone waits: a subscriber that registers after the
             // check reads everything up to this head itself.
-            let Ok(head) = shared.direct.feed_head() else { continue };
+            let Ok(head) = direct.feed_head() else { continue };
             if head > published && self.hub.is_watched() {
-                published = self.publish(&shared, published).unwrap_or(head);
+                published = self.publish(&*direct, published).unwrap_or(head);
             } else {
                 published = head;
             }
@@ -73,10 +82,10 @@ impl Pump {
     }
 
     /// Publishes every event after `last`; answers the newest position published.
-    fn publish(&self, shared: &Shared, mut last: u64) -> Result<u64> {
+    fn publish(&self, direct: &impl FeedSource, mut last: u64) -> Result<u64> {
         loop {
             let query = ReadFeed::across_tenants().after(last).with_limit(MAX_PAGE_LIMIT);
-            let page = shared.direct.feed(&query)?;
+            let page = direct.feed(&query)?;
             self.hub.publish(&page.events);
             last = page.last_position(last);
             if !page.has_more {

@@ -21,7 +21,8 @@ pub(crate) struct Shared {
     pub(crate) lane: Option<lane::CallerLane>,
     pub(crate) readers: SqlitePool,
     /// `get`, `get_thread` and `list`, on the caller's thread (see `direct`).
-    pub(crate) direct: direct::DirectReads,
+    /// (An `Arc` the feed's pump holds weakly: it ends with the last handle.)
+    pub(crate) direct: Arc<direct::DirectReads>,
     pub(crate) path: PathBuf,
     /// Asks the writer to stop (see [`SqliteBackend::close`]).
     pub(crate) stop: mpsc::Sender<()>,
