@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::conversations::{conversation, list};
 use crate::error::ApiError;
-use crate::{Caller, Params, items};
+use crate::{Caller, Params, cursor, items};
 
 /// How many times a pop tries again after losing its item to another pop before answering 409.
 const POP_ATTEMPTS: usize = 64;
@@ -22,15 +22,13 @@ pub(crate) async fn list_conversations(caller: Caller, params: Params) -> Result
     let limit = params.only(&["after", "limit"])?.limit()?;
     let mut request = ListThreads::new().with_limit(limit);
     if let Some(after) = params.get("after") {
-        let cursor: ThreadCursor = after
-            .parse()
-            .map_err(|_| ApiError::invalid("after", format!("Invalid 'after': '{after}' is not a cursor.")))?;
+        let cursor: ThreadCursor = cursor::decode(after)?;
         request = request.with_cursor(Some(cursor));
     }
     let page = caller.run(None, caller.store.threads(request)).await?;
     let data: Vec<Value> = page.items.iter().filter(|t| t.deleted_at.is_none()).map(conversation).collect();
     let mut body = list(data, page.has_more);
-    body["next_cursor"] = page.next_cursor.filter(|_| page.has_more).map(|c| c.to_string()).into();
+    body["next_cursor"] = page.next_cursor.filter(|_| page.has_more).map(|c| cursor::encode(&c)).into();
     Ok(caller.answer(StatusCode::OK, &body))
 }
 

@@ -162,6 +162,7 @@
 mod admit;
 mod auth;
 mod conversations;
+mod cursor;
 mod error;
 mod extensions;
 mod hosts;

@@ -174,7 +174,7 @@ const LIMIT: Param =
 const CURSOR: Param = Param {
     name: "after",
     required: false,
-    description: "The `next_cursor` of the previous page (URL-encoded: it holds `+` and `:`).",
+    description: "The `next_cursor` of the previous page, as it was answered (URL-safe).",
     schema: string,
 };
 const IDEMPOTENCY_KEY: Param = Param {

@@ -181,7 +181,7 @@ fn metadata() -> Value {
 }
 
 fn cursor() -> Value {
-    json!({"type": ["string", "null"], "description": "The `after` of the next page; `null` after the last."})
+    json!({"type": ["string", "null"], "description": "The `after` of the next page (URL-safe base64: send it as it is); `null` after the last."})
 }
 
 /// A list object of `item`s: `object`, `data` and `has_more`, the `extra` fields named (of

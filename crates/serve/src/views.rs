@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::conversations::{conversation, find, items_of, list};
 use crate::error::ApiError;
-use crate::{Caller, JsonObject, Params};
+use crate::{Caller, JsonObject, Params, cursor};
 
 /// `GET /v1/persist/search?q=WORDS&conversation=ID&limit=N&after=CURSOR`: the caller's items
 /// whose text holds every word (newest first), in one conversation or all of them. A store
@@ -37,9 +37,7 @@ pub(crate) async fn search(caller: Caller, params: Params) -> Result<Response, A
         request = request.with_scope(SearchScope::Thread(thread.id));
     }
     if let Some(after) = params.get("after") {
-        let cursor: SearchCursor = after
-            .parse()
-            .map_err(|_| ApiError::invalid("after", format!("Invalid 'after': '{after}' is not a cursor.")))?;
+        let cursor: SearchCursor = cursor::decode(after)?;
         request = request.with_cursor(Some(cursor));
     }
     // Words are runs of letters and digits, as the store indexes them: without one, no item
@@ -64,7 +62,7 @@ pub(crate) async fn search(caller: Caller, params: Params) -> Result<Response, A
             })
         })
         .collect();
-    let next = page.next_cursor.filter(|_| page.has_more).map(|cursor| cursor.to_string());
+    let next = page.next_cursor.filter(|_| page.has_more).map(|next| cursor::encode(&next));
     let body = json!({"object": "list", "data": data, "has_more": page.has_more, "next_cursor": next});
     Ok(caller.answer(StatusCode::OK, &body))
 }

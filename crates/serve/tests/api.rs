@@ -936,3 +936,35 @@ async fn a_request_id_is_echoed_and_given_to_the_store() {
     assert_eq!(refused.status().as_u16(), 401);
     assert!(refused.headers().contains_key("x-request-id"));
 }
+
+#[tokio::test]
+async fn the_extensions_page_with_cursors_pasted_into_the_url_as_they_are() {
+    let (_, api) = shared().await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let body = json!({"items": [{"role": "user", "content": format!("lisbon trip {i}")}]});
+        created.push(api.ok("POST", "/v1/conversations", Some(body)).await["id"].as_str().unwrap().to_owned());
+    }
+    // Every conversation once, and every hit once, two a page, each `next_cursor` sent as it
+    // was answered (persist's cursor text holds `+`, which a URL would read as a space).
+    for (first, field) in [("/v1/persist/conversations?limit=2", "id"), ("/v1/persist/search?q=lisbon&limit=2", "item_id")]
+    {
+        let mut seen = Vec::new();
+        let mut path = first.to_owned();
+        loop {
+            let page = api.ok("GET", &path, None).await;
+            for entry in page["data"].as_array().unwrap() {
+                seen.push(entry[field].as_str().unwrap().to_owned());
+            }
+            match page["next_cursor"].as_str() {
+                Some(cursor) => {
+                    assert!(cursor.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b)), "{cursor}");
+                    path = format!("{first}&after={cursor}");
+                }
+                None => break,
+            }
+        }
+        let unique: std::collections::BTreeSet<_> = seen.iter().collect();
+        assert_eq!((seen.len(), unique.len()), (5, 5), "{first}: {seen:?}");
+    }
+}
