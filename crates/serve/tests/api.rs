@@ -947,7 +947,8 @@ async fn the_extensions_page_with_cursors_pasted_into_the_url_as_they_are() {
     }
     // Every conversation once, and every hit once, two a page, each `next_cursor` sent as it
     // was answered (persist's cursor text holds `+`, which a URL would read as a space).
-    for (first, field) in [("/v1/persist/conversations?limit=2", "id"), ("/v1/persist/search?q=lisbon&limit=2", "item_id")]
+    for (first, field) in
+        [("/v1/persist/conversations?limit=2", "id"), ("/v1/persist/search?q=lisbon&limit=2", "item_id")]
     {
         let mut seen = Vec::new();
         let mut path = first.to_owned();
