@@ -7,87 +7,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
+use support::served::{Served, call};
 use support::{path_str, run};
-
-/// A running `persist serve`, killed when dropped.
-struct Served {
-    child: Child,
-    /// The start's line: its `http://…` address.
-    banner: String,
-    log: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Served {
-    /// Starts `persist ARGS` and waits for the line that names its address.
-    fn start(args: &[&str]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_persist"));
-        command.args(args).env_remove("PERSIST_URL").env_remove("PERSIST_SERVE_KEYS").stderr(Stdio::piped());
-        let mut child = command.spawn().expect("the binary runs");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut line = String::new();
-        while !line.contains("http://") {
-            line.clear();
-            let read = stderr.read_line(&mut line).unwrap();
-            assert!(read > 0, "persist serve ended before it served: {}", log.lock().unwrap());
-            log.lock().unwrap().push_str(&line);
-        }
-        let banner = line.clone();
-        let shared = Arc::clone(&log);
-        let reader = std::thread::spawn(move || {
-            let mut line = String::new();
-            while stderr.read_line(&mut line).is_ok_and(|read| read > 0) {
-                shared.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
-        Self { child, banner, log, reader: Some(reader) }
-    }
-
-    /// Sends SIGTERM and answers the whole log once the process exited.
-    fn stop(mut self) -> String {
-        let sent = Command::new("kill").args(["-s", "TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(sent.success());
-        let started = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(started.elapsed() < Duration::from_secs(60), "still running: {}", self.log.lock().unwrap());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.reader.take().unwrap().join().unwrap();
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A request as raw HTTP/1.1, its connection closed after the answer: its status and body.
-fn call(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer.split(' ').nth(1).and_then(|status| status.parse().ok()).unwrap_or(0);
-    (status, answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
-}
 
 /// `HOST:PORT` of an `http://HOST:PORT/…` URL.
 fn host_of(url: &str) -> String {
@@ -96,12 +18,12 @@ fn host_of(url: &str) -> String {
 
 /// A conversation made, read and listed: three requests.
 fn three_requests(addr: &str) {
-    let (status, created) = call(addr, "POST", "/v1/conversations", "{}");
+    let (status, created) = call(addr, "POST", "/v1/conversations", None, "{}");
     assert_eq!(status, 200, "{created}");
     let created: Value = serde_json::from_str(&created).unwrap();
     let id = created["id"].as_str().unwrap();
-    assert_eq!(call(addr, "GET", &format!("/v1/conversations/{id}"), "").0, 200);
-    assert_eq!(call(addr, "GET", &format!("/v1/conversations/{id}/items"), "").0, 200);
+    assert_eq!(call(addr, "GET", &format!("/v1/conversations/{id}"), None, "").0, 200);
+    assert_eq!(call(addr, "GET", &format!("/v1/conversations/{id}/items"), None, "").0, 200);
 }
 
 #[test]
@@ -149,17 +71,17 @@ fn a_bad_key_is_named_by_its_entry_in_the_variable_and_its_line_in_the_file() {
 #[test]
 fn json_logs_are_json_lines_only_with_one_access_line_per_request_and_metrics_apart() {
     let args = ["--url", "memory:", "serve", "--no-auth", "--addr", "127.0.0.1:0"];
-    let served = Served::start(&[&args[..], &["--metrics-addr", "127.0.0.1:0", "--log-format", "json"]].concat());
+    let served = Served::start(&[&args[..], &["--metrics-addr", "127.0.0.1:0", "--log-format", "json"]].concat(), &[]);
     let banner: Value = serde_json::from_str(&served.banner).expect("the start is a JSON line");
     let (api, metrics) = (host_of(banner["fields"]["url"].as_str().unwrap()), banner["fields"]["metrics"].clone());
     let metrics = host_of(metrics.as_str().expect("the metrics' address"));
     three_requests(&api);
-    let (status, scraped) = call(&metrics, "GET", "/metrics", "");
+    let (status, scraped) = call(&metrics, "GET", "/metrics", None, "");
     assert_eq!(status, 200);
     let created = "persist_serve_requests_total{method=\"POST\",route=\"/v1/conversations\",status=\"200\"} 1";
     assert!(scraped.contains(created), "{scraped}");
     assert!(scraped.contains("persist_ops_total{op=\"restore\",outcome=\"ok\"} 1"), "the store's calls: {scraped}");
-    assert_eq!(call(&api, "GET", "/metrics", "").0, 404, "never on the API's address");
+    assert_eq!(call(&api, "GET", "/metrics", None, "").0, 404, "never on the API's address");
     let log = served.stop();
 
     let lines: Vec<Value> = log
@@ -179,7 +101,7 @@ fn json_logs_are_json_lines_only_with_one_access_line_per_request_and_metrics_ap
 fn a_filter_keeps_the_access_lines_and_drops_the_store_traces() {
     let args = ["--url", "memory:", "serve", "--no-auth", "--addr", "127.0.0.1:0"];
     // `--log`: `--log-level`'s other name.
-    let served = Served::start(&[&args[..], &["--log", "warn,persist_serve::access=info"]].concat());
+    let served = Served::start(&[&args[..], &["--log", "warn,persist_serve::access=info"]].concat(), &[]);
     three_requests(&host_of(served.banner.split("http://").nth(1).unwrap()));
     let log = served.stop();
     let access = log.lines().filter(|line| line.contains(" INFO persist_serve::access: answered")).count();

@@ -6,104 +6,17 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use support::served::{Served, head};
 use support::{Schema, ok, path_str, postgres_url};
 
 const ACME: &str = "sk-acme-0123456789abcdef";
 const GLOBEX: &str = "sk-globex-0123456789abcdef";
 const INITECH: &str = "sk-initech-0123456789abcdef";
-
-/// A running `persist serve`: its address and its log so far; killed when dropped.
-struct Served {
-    child: Child,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Served {
-    /// Starts `persist ARGS` (a `serve` command line) with `env`, and waits for its address.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_persist"));
-        command.args(args).env_remove("PERSIST_URL").env_remove("PERSIST_SERVE_KEYS").stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("the binary runs");
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut served = Self { child, addr: String::new(), log: Arc::clone(&log) };
-        let mut line = String::new();
-        while !line.contains("http://") {
-            line.clear();
-            let read = stderr.read_line(&mut line).unwrap();
-            assert!(read > 0, "persist serve ended before it served: {}", log.lock().unwrap());
-            log.lock().unwrap().push_str(&line);
-        }
-        served.addr = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
-        // The rest of the log, read as it comes (a full pipe would stall the server).
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            while stderr.read_line(&mut line).is_ok_and(|read| read > 0) {
-                log.lock().unwrap().push_str(&line);
-                line.clear();
-            }
-        });
-        served
-    }
-
-    fn signal(&self, name: &str) {
-        let sent = Command::new("kill").args(["-s", name, &self.child.id().to_string()]).status().unwrap();
-        assert!(sent.success(), "kill -s {name}");
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits up to `limit` for `check` to hold, checking every 100 ms.
-    fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if check() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        check()
-    }
-
-    /// A request as raw HTTP/1.1 on a connection of its own: its status and body.
-    fn call(&self, method: &str, path: &str, key: Option<&str>, body: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        stream.write_all(head(&self.addr, method, path, key, body.len()).as_bytes()).unwrap();
-        stream.write_all(body.as_bytes()).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let status = answer.split(' ').nth(1).and_then(|status| status.parse().ok()).unwrap_or(0);
-        (status, answer.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default())
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A request's head, its connection closed after the answer.
-fn head(addr: &str, method: &str, path: &str, key: Option<&str>, length: usize) -> String {
-    let auth = key.map(|key| format!("Authorization: Bearer {key}\r\n")).unwrap_or_default();
-    format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
-    )
-}
 
 /// Reads `stream` until the server closes it, failing after `limit`.
 fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> String {
@@ -120,18 +33,6 @@ fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> String {
             Err(error) => panic!("not closed within {limit:?} ({error}): {}", String::from_utf8_lossy(&seen)),
         }
     }
-}
-
-/// Waits up to `limit` for the process to exit: whether it exited successfully.
-fn exits_within(served: &mut Served, limit: Duration) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if let Some(status) = served.child.try_wait().unwrap() {
-            return status.success();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("persist serve still runs {limit:?} after SIGTERM: {}", served.log());
 }
 
 /// `persist serve` on a SQLite file with a conversation of two acknowledged writes, a request
@@ -190,7 +91,7 @@ fn sigterm_exits_within_the_shutdown_timeout_with_what_was_acknowledged_stored()
     let mut half_sent = half_sent.unwrap();
     std::thread::sleep(Duration::from_millis(300));
     served.signal("TERM");
-    assert!(exits_within(&mut served, Duration::from_secs(30)), "a clean exit: {}", served.log());
+    assert!(served.exits_within(Duration::from_secs(30)), "a clean exit: {}", served.log());
     let streamed = read_until_closed(&mut events, Duration::from_secs(10));
     assert!(streamed.contains("event: add"), "{streamed}");
     let refused = read_until_closed(&mut half_sent, Duration::from_secs(10));
@@ -209,7 +110,7 @@ fn sigterm_ends_the_event_streams_at_once() {
     // A minute for the requests in flight: an event stream is not one, it ends at once.
     let (mut served, _, _, mut events, _) = serving_a_stream(&dir, "1m", false);
     served.signal("TERM");
-    assert!(exits_within(&mut served, Duration::from_secs(30)), "a clean exit: {}", served.log());
+    assert!(served.exits_within(Duration::from_secs(30)), "a clean exit: {}", served.log());
     read_until_closed(&mut events, Duration::from_secs(10));
     assert!(served.log().contains("every request in flight was answered"), "{}", served.log());
 }

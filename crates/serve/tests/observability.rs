@@ -10,14 +10,15 @@ use std::sync::{Arc, Mutex};
 use persist::PersistError;
 use persist::layer::{TraceLayer, from_fn};
 use persist::memory::MemoryBackend;
-use persist::{PersistOp, Pipeline, TenantId};
-use persist_serve::{ApiKeys, Auth, Server};
+use persist::{PersistOp, Pipeline};
 use serde_json::{Value, json};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-const ACME: &str = "sk-acme-0123456789abcdef";
+mod support;
+
+use support::{ACME, start};
 
 /// What the driver of a store would say: never in an answer.
 const DRIVER_WORDS: &str = "pool timed out: connection refused by 10.0.0.5:5432";
@@ -90,15 +91,6 @@ impl Log {
     fn events(&self) -> Vec<Logged> {
         self.events.lock().unwrap().clone()
     }
-}
-
-/// A server of `pipeline` with one key, on a port of its own: its base URL.
-async fn start(pipeline: Pipeline) -> String {
-    let keys = ApiKeys::new().with_key(TenantId::new("acme").unwrap(), ACME).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(Server::new(pipeline, Auth::Keys(keys)).serve(listener, std::future::pending()));
-    base
 }
 
 async fn call(http: &reqwest::Client, method: reqwest::Method, url: String) -> (u16, Value) {

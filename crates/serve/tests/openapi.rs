@@ -9,19 +9,12 @@ use std::time::Duration;
 
 use persist::memory::MemoryBackend;
 use persist::{Pipeline, TenantId};
-use persist_serve::{ApiKeys, Auth, Server};
+use persist_serve::Server;
 use serde_json::{Value, json};
 
-const ACME: &str = "sk-acme-0123456789abcdef";
+mod support;
 
-/// A server of `pipeline` with acme's key, and its base URL.
-async fn start(pipeline: Pipeline) -> String {
-    let keys = ApiKeys::new().with_key(TenantId::new("acme").unwrap(), ACME).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(Server::new(pipeline, Auth::Keys(keys)).serve(listener, std::future::pending()));
-    base
-}
+use support::{ACME, start};
 
 /// An answer: its status, `content-type`, `allow`, and its body (JSON, else a string).
 struct Answer {

@@ -9,6 +9,8 @@ use std::process::Output;
 
 use assert_cmd::Command;
 
+pub(crate) mod served;
+
 /// The `persist` binary, without `PERSIST_URL` from the environment (the path Cargo gives
 /// integration tests: `Command::cargo_bin` is deprecated in newer assert_cmd releases).
 pub(crate) fn persist() -> Command {

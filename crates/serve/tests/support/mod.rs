@@ -1,0 +1,17 @@
+//! What the server's tests share: a server of a pipeline with one tenant's key, on a port of
+//! its own.
+
+use persist::{Pipeline, TenantId};
+use persist_serve::{ApiKeys, Auth, Server};
+
+/// The key of the one tenant, `acme`.
+pub(crate) const ACME: &str = "sk-acme-0123456789abcdef";
+
+/// A server of `pipeline` with acme's key, serving until the test ends: its base URL.
+pub(crate) async fn start(pipeline: Pipeline) -> String {
+    let keys = ApiKeys::new().with_key(TenantId::new("acme").unwrap(), ACME).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(Server::new(pipeline, Auth::Keys(keys)).serve(listener, std::future::pending()));
+    base
+}
