@@ -13,7 +13,8 @@ fn url() -> String {
     std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-/// Every table of `schema` but the migrations' own, its rows as JSON in a stable order.
+/// Every table of `schema` but the migrations' own, its rows as JSON in a stable order, and
+/// where each sequence stands (restarted: never called).
 async fn contents(conn: &mut PgConnection, schema: &str) -> Vec<(String, String)> {
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 AND tablename <> '_sqlx_migrations' \
@@ -28,6 +29,15 @@ async fn contents(conn: &mut PgConnection, schema: &str) -> Vec<(String, String)
         let rows = format!("SELECT coalesce(json_agg(t ORDER BY t::text), '[]')::text FROM \"{schema}\".\"{table}\" t");
         contents.push((table, sqlx::query_scalar(AssertSqlSafe(rows)).fetch_one(&mut *conn).await.unwrap()));
     }
+    let sequences: Vec<(String, String)> = sqlx::query_as(
+        "SELECT 'sequence ' || sequencename, coalesce(last_value::text, 'never called') FROM pg_sequences \
+          WHERE schemaname = $1 ORDER BY sequencename",
+    )
+    .bind(schema)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    contents.extend(sequences);
     contents
 }
 
