@@ -220,6 +220,14 @@ macro_rules! context_setter {
             self
         }
     };
+    (tenant) => {
+        $crate::context_setter!();
+
+        /// The tenant the request addresses: its context's (`None`: the threads without one).
+        pub fn tenant(&self) -> Option<&$crate::TenantId> {
+            self.context.tenant()
+        }
+    };
 }
 pub(crate) use crate::context_setter;
 

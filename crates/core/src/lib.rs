@@ -85,6 +85,7 @@
 // Features built on the contract live in crates above it: converters (`persist-convert`),
 // composed operations and live replies (`persist-ops`), layers (`persist-layer`), shards
 // (`persist-shard`), recall (`persist-recall`).
+#[macro_use]
 mod model;
 
 mod consistency;

@@ -34,11 +34,7 @@ impl RotateKeys {
         Self { cursor: None, threads: 100 }
     }
 
-    /// Continues after `cursor`.
-    pub fn with_cursor(mut self, cursor: Option<ThreadCursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
+    persist_core::page_setters!(cursor: ThreadCursor);
 
     /// Threads per batch.
     pub fn with_threads(mut self, threads: u32) -> Self {

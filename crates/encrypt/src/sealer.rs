@@ -197,7 +197,7 @@ impl Sealer {
             }
             PersistArgs::Nearest(query)
                 if self.clear_vectors
-                    && query.thread_filter.as_map().keys().any(|k| self.metadata_keys.contains(k)) =>
+                    && query.filter.thread_filter.as_map().keys().any(|k| self.metadata_keys.contains(k)) =>
             {
                 return Err(PersistError::invalid(
                     "thread_filter",

@@ -268,7 +268,7 @@ impl Backend for MemoryBackend {
         let mut found = Vec::new();
         for ts in threads {
             let thread = &ts.thread;
-            if thread.is_deleted() || !thread.metadata.contains(&query.thread_filter) {
+            if thread.is_deleted() || !query.filter.admits_thread(&thread.metadata) {
                 continue;
             }
             for record in ts.messages.iter() {

@@ -96,7 +96,7 @@ impl State {
             ts.thread.tenant.as_ref() == tenant
                 && !ts.thread.is_deleted()
                 && query.thread_id.as_ref().is_none_or(|id| id == &ts.thread.id)
-                && ts.thread.metadata.contains(&query.thread_filter)
+                && query.filter.admits_thread(&ts.thread.metadata)
         });
         let mut scored = Vec::new();
         for ts in threads {

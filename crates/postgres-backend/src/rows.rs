@@ -205,6 +205,24 @@ pub(crate) fn json_text(value: &impl serde::Serialize) -> Result<String, Persist
     serde_json::to_string(value).map_err(|e| PersistError::backend("encoding JSON", e))
 }
 
+/// A [`MessageFilter`](persist_core::read::MessageFilter) as the reads across threads (search,
+/// nearest) bind it: the roles' names and the thread filter as JSON text (each `None` when it
+/// keeps all), the time range in microseconds.
+pub(crate) struct FilterBinds<'a> {
+    pub(crate) roles: Option<Vec<&'a str>>,
+    pub(crate) thread: Option<String>,
+    pub(crate) since: Option<i64>,
+    pub(crate) until: Option<i64>,
+}
+
+impl<'a> FilterBinds<'a> {
+    pub(crate) fn of(filter: &'a persist_core::read::MessageFilter) -> Result<Self, PersistError> {
+        let thread = filter.thread_metadata().map(json_text).transpose()?;
+        let (since, until) = filter.micros();
+        Ok(Self { roles: filter.role_names(), thread, since, until })
+    }
+}
+
 /// The summary columns, JSON as text, in the names [`summary`] reads.
 macro_rules! summary_columns {
     () => {

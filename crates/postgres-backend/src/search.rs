@@ -7,7 +7,7 @@ use persist_core::{Page, PersistError, Result};
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::error::map_sqlx;
-use crate::rows::{self, json_text, signed, tenant_key};
+use crate::rows::{self, FilterBinds, signed, tenant_key};
 
 /// A search: the index finds the matches (the condition is the index's expression, `{config}`
 /// written out as the index was made), each checked against the filters: `$2` tenant (NULL
@@ -66,17 +66,16 @@ pub(crate) async fn search(
     query: &Search,
 ) -> Result<Page<SearchHit, SearchCursor>> {
     let parsed = query.query()?;
-    let roles: Option<Vec<&str>> = (!query.roles.is_empty()).then(|| query.roles.iter().map(|r| r.as_str()).collect());
-    let filter = (!query.thread_filter.as_map().is_empty()).then(|| json_text(&query.thread_filter)).transpose()?;
+    let filter = FilterBinds::of(&query.filter)?;
     let cursor = query.cursor.as_ref();
     let rows = sqlx::query(AssertSqlSafe(sql.to_owned()))
         .bind(tsquery(&parsed))
         .bind((!query.is_across_tenants()).then(|| tenant_key(query.tenant())))
         .bind(query.thread_id().map(|t| t.as_str()))
-        .bind(query.since.map(|t| t.as_micros()))
-        .bind(query.until.map(|t| t.as_micros()))
-        .bind(roles)
-        .bind(filter)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.roles)
+        .bind(filter.thread)
         .bind(cursor.map(|c| c.created_at().as_micros()))
         .bind(cursor.map(|c| c.thread_id().as_str()))
         .bind(cursor.map(|c| tenant_key(c.tenant())))

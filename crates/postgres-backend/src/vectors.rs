@@ -18,7 +18,7 @@ use persist_core::{MessageId, Page, PersistError, Result};
 use sqlx::{Acquire, PgConnection, Row};
 
 use crate::error::map_sqlx;
-use crate::rows::{self, json_text, message_columns, tenant_key};
+use crate::rows::{self, FilterBinds, message_columns, tenant_key};
 
 pub(crate) async fn embed(conn: &mut PgConnection, embed: &Embed) -> Result<Embedded> {
     let unit = embed.embedding.unit()?;
@@ -152,17 +152,16 @@ pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest) -> Result<
             return if others.is_empty() { Ok(Vec::new()) } else { Err(unknown_model(model, &others)) };
         }
     }
-    let roles: Option<Vec<&str>> = (!query.roles.is_empty()).then(|| query.roles.iter().map(|r| r.as_str()).collect());
-    let filter = (!query.thread_filter.is_empty()).then(|| json_text(&query.thread_filter)).transpose()?;
+    let filter = FilterBinds::of(&query.filter)?;
     // Scored here as the rows arrive, the best `limit` kept.
     let mut rows = sqlx::query(SCAN_SQL)
         .bind(model)
         .bind(tenant)
         .bind(query.thread_id.as_ref().map(|t| t.as_str()))
-        .bind(filter)
-        .bind(query.since.map(|t| t.as_micros()))
-        .bind(query.until.map(|t| t.as_micros()))
-        .bind(roles)
+        .bind(filter.thread)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.roles)
         .bind(query.interrupted)
         .fetch(&mut *conn);
     let limit = query.limit as usize;

@@ -3,13 +3,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use persist_core::read::{GetMessage, ListMessages};
+use persist_core::read::{GetMessage, ListMessages, MessageFilter};
 use persist_core::search::Search;
 use persist_core::vector::{Embedding, Nearest, Neighbour};
-use persist_core::{
-    Context, Message, MessageId, Metadata, Order, PersistError, Pipeline, Result, Role, Scoped, TenantId, ThreadId,
-    Timestamp,
-};
+use persist_core::{Context, Message, MessageId, Order, PersistError, Pipeline, Result, Scoped, TenantId, ThreadId};
 
 use crate::embedder::Embedder;
 
@@ -49,14 +46,8 @@ pub struct Recall {
     pub keywords: Option<String>,
     /// Only this thread (every thread of the tenant when `None`).
     pub thread_id: Option<ThreadId>,
-    /// Only threads whose metadata contains this object (a user's, a resource's).
-    pub thread_filter: Metadata,
-    /// Only messages of these roles (any when empty).
-    pub roles: Vec<Role>,
-    /// Only messages created at or after this instant.
-    pub since: Option<Timestamp>,
-    /// Only messages created before this instant.
-    pub until: Option<Timestamp>,
+    /// Which messages: roles, time range, thread metadata (a user's, a resource's threads).
+    pub filter: MessageFilter,
     /// How many hits, 1 to [`MAX_RECALL`] (default 10).
     pub limit: u32,
     /// How many candidates each ranking gives the fusion (default 4 × `limit`, at least 20).
@@ -76,10 +67,7 @@ impl Recall {
             text: text.into(),
             keywords: None,
             thread_id: None,
-            thread_filter: Metadata::new(),
-            roles: Vec::new(),
-            since: None,
-            until: None,
+            filter: MessageFilter::new(),
             limit: 10,
             candidates: None,
             before: 0,
@@ -100,41 +88,9 @@ impl Recall {
         self
     }
 
-    /// Only messages of the threads whose metadata `key` is `value`.
-    pub fn for_resource(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
-        self.thread_filter = std::mem::take(&mut self.thread_filter).with(key, value.into());
-        self
-    }
+    persist_core::message_filter_setters!(filter);
 
-    /// Only messages of threads whose metadata contains `filter`.
-    pub fn with_thread_filter(mut self, filter: Metadata) -> Self {
-        self.thread_filter = filter;
-        self
-    }
-
-    /// Only messages of `roles`.
-    pub fn with_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
-        self.roles = roles.into_iter().collect();
-        self
-    }
-
-    /// Only messages created at or after `since`.
-    pub fn since(mut self, since: Timestamp) -> Self {
-        self.since = Some(since);
-        self
-    }
-
-    /// Only messages created before `until`.
-    pub fn until(mut self, until: Timestamp) -> Self {
-        self.until = Some(until);
-        self
-    }
-
-    /// How many hits.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
+    persist_core::page_setters!(limit);
 
     /// How many candidates each ranking gives the fusion.
     pub fn with_candidates(mut self, candidates: u32) -> Self {
@@ -183,33 +139,27 @@ impl Recall {
         if let Some(search) = self.search() {
             search.validate()?;
         }
-        Ok(())
+        self.filter.validate()
     }
 
     fn nearest(&self, query: Embedding) -> Nearest {
         let mut nearest = Nearest::new(query)
-            .with_thread_filter(self.thread_filter.clone())
-            .with_roles(self.roles.clone())
+            .with_filter(self.filter.clone())
             .with_limit(if self.keywords.is_some() { self.candidates() } else { self.limit })
             .with_context(self.context.renewed());
         nearest.thread_id = self.thread_id.clone();
-        nearest.since = self.since;
-        nearest.until = self.until;
         nearest
     }
 
     fn search(&self) -> Option<Search> {
         let keywords = self.keywords.as_ref()?;
         let mut search = Search::new(keywords.clone())
-            .with_thread_filter(self.thread_filter.clone())
-            .with_roles(self.roles.clone())
+            .with_filter(self.filter.clone())
             .with_limit(self.candidates().min(persist_core::read::MAX_PAGE_LIMIT))
             .with_context(self.context.renewed());
         if let Some(thread) = &self.thread_id {
             search = search.in_thread(thread.clone());
         }
-        search.since = self.since;
-        search.until = self.until;
         Some(search)
     }
 }

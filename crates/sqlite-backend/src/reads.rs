@@ -1,7 +1,7 @@
 //! Reads, answered from the read pool (never through the writer); `get`, `get_thread` and
 //! `list` run on the caller's thread instead (see `direct`), with the listing SQL shared here.
 
-use persist_core::read::{FindStranded, ListThreads, Stranded, ThreadCursor};
+use persist_core::read::{FindStranded, ListThreads, MessageFilter, Stranded, ThreadCursor};
 use persist_core::session::{ListBindings, Resolution, Resolve, StoredBinding};
 use persist_core::{Page, Result, Thread};
 use sqlx::SqlitePool;
@@ -82,6 +82,25 @@ macro_rules! metadata_contains {
 }
 
 pub(crate) use {metadata_contains, same_node};
+
+/// A [`MessageFilter`] as the reads across threads (search, nearest) bind it: the roles as a JSON
+/// array and the thread filter as JSON (each `None` when it keeps all), the time range in
+/// microseconds.
+pub(crate) struct FilterBinds {
+    pub(crate) roles: Option<String>,
+    pub(crate) thread: Option<String>,
+    pub(crate) since: Option<i64>,
+    pub(crate) until: Option<i64>,
+}
+
+impl FilterBinds {
+    pub(crate) fn of(filter: &MessageFilter) -> Result<Self> {
+        let roles = filter.role_names().map(|names| serde_json::Value::from(names).to_string());
+        let thread = filter.thread_metadata().map(json).transpose()?;
+        let (since, until) = filter.micros();
+        Ok(Self { roles, thread, since, until })
+    }
+}
 
 /// The listing of threads: `$tenant` is the condition on the tenant, `$order` the `ORDER BY`.
 /// The cursor (`?2` updated_at, `?3` thread_id, `?6` tenant) continues after the last thread

@@ -6,8 +6,8 @@ use persist_core::{Page, PersistError, Result};
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::error::map_sqlx;
-use crate::reads::{metadata_contains, same_node};
-use crate::rows::{self, json, packed_role, tenant_key};
+use crate::reads::{FilterBinds, metadata_contains, same_node};
+use crate::rows::{self, packed_role, tenant_key};
 
 /// A search: the FTS5 index drives (`CROSS JOIN` keeps it first), each match read by rowid and
 /// checked against the filters: `?2` tenant (NULL across tenants), `?3` thread, `?4`/`?5` the
@@ -61,19 +61,17 @@ pub(crate) async fn search(pool: &SqlitePool, query: &Search) -> Result<Page<Sea
     if !enabled {
         return Err(search_off());
     }
-    let roles = (!query.roles.is_empty())
-        .then(|| serde_json::Value::from(query.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()).to_string());
-    let filter = (!query.thread_filter.as_map().is_empty()).then(|| json(&query.thread_filter)).transpose()?;
+    let filter = FilterBinds::of(&query.filter)?;
     let cursor = query.cursor.as_ref();
     let tenant = (!query.is_across_tenants()).then(|| tenant_key(query.tenant()));
     let rows = sqlx::query(SEARCH_SQL)
         .bind(fts5_query(&parsed))
         .bind(tenant)
         .bind(query.thread_id().map(|t| t.as_str()))
-        .bind(query.since.map(|t| t.as_micros()))
-        .bind(query.until.map(|t| t.as_micros()))
-        .bind(roles)
-        .bind(filter)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.roles)
+        .bind(filter.thread)
         .bind(cursor.map(|c| c.created_at().as_micros()))
         .bind(cursor.map(|c| c.thread_id().as_str()))
         .bind(cursor.map(|c| tenant_key(c.tenant())))

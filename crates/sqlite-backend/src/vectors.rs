@@ -19,8 +19,8 @@ use persist_core::{Page, PersistError, Result};
 use rusqlite::types::ValueRef;
 
 use crate::direct::{DirectReads, map};
-use crate::reads::{metadata_contains, same_node};
-use crate::rows::{self, json, packed_role, tenant_key};
+use crate::reads::{FilterBinds, metadata_contains, same_node};
+use crate::rows::{self, packed_role, tenant_key};
 
 /// The scope's vectors of model `?2`: threads of tenant `?1` (one thread `?3`; a metadata filter
 /// `?4`), live, then each thread's vectors (a reservation has none: no message is read).
@@ -117,14 +117,11 @@ pub(crate) fn nearest(direct: &DirectReads, query: &Nearest) -> Result<Vec<Neigh
                 return if others.is_empty() { Ok(Vec::new()) } else { Err(unknown_model(model, &others)) };
             }
         }
-        let roles = (!query.roles.is_empty())
-            .then(|| serde_json::Value::from(query.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>()).to_string());
-        let filter = (!query.thread_filter.is_empty()).then(|| json(&query.thread_filter)).transpose()?;
+        let FilterBinds { roles, thread: filter, since, until } = FilterBinds::of(&query.filter)?;
         let thread = query.thread_id.as_ref().map(|t| t.as_str());
-        let filtered = query.since.is_some() || query.until.is_some() || roles.is_some() || query.interrupted.is_some();
+        let filtered = since.is_some() || until.is_some() || roles.is_some() || query.interrupted.is_some();
         let mut statement = tx.prepare_cached(if filtered { FILTERED_SCAN_SQL } else { SCAN_SQL }).map_err(failed)?;
         let mut found = if filtered {
-            let (since, until) = (query.since.map(|t| t.as_micros()), query.until.map(|t| t.as_micros()));
             let interrupted = query.interrupted.map(i64::from);
             let params = rusqlite::params![tenant, model, thread, filter, since, until, roles, interrupted];
             statement.query(params)

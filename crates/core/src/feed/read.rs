@@ -66,11 +66,7 @@ impl ReadFeed {
         self
     }
 
-    /// At most `limit` events.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
+    page_setters!(limit);
 
     context_setter!();
 

@@ -11,7 +11,9 @@ pub(crate) mod id_checks;
 pub(crate) mod json;
 pub(crate) mod message;
 pub(crate) mod metadata;
+#[macro_use]
 pub(crate) mod op;
+#[macro_use]
 pub(crate) mod page;
 pub(crate) mod part;
 

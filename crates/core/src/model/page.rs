@@ -26,6 +26,38 @@ pub(crate) fn validate_limit(limit: u32) -> Result<()> {
     Ok(())
 }
 
+/// The paging methods of a request, one per word: `limit`, its `with_limit` (the page size in
+/// its field `limit`); `cursor: T`, its `with_cursor` (where it continues, in its field
+/// `cursor`); `fetch`, its `fetch_limit` (one more than the page). For request types of crates
+/// built on this one too.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! page_setters {
+    (@limit) => {
+        /// At most `limit` items (the field `limit` says the range and the default).
+        pub fn with_limit(mut self, limit: u32) -> Self {
+            self.limit = limit;
+            self
+        }
+    };
+    (@cursor: $cursor:ty) => {
+        /// Continues after `cursor` (the `next_cursor` of the previous page).
+        pub fn with_cursor(mut self, cursor: Option<$cursor>) -> Self {
+            self.cursor = cursor;
+            self
+        }
+    };
+    (@fetch) => {
+        /// How many items a backend fetches: one more than the page, to learn whether more follow.
+        pub fn fetch_limit(&self) -> u32 {
+            self.limit + 1
+        }
+    };
+    ($($what:ident $(: $cursor:ty)?),+) => {
+        $($crate::page_setters!(@$what $(: $cursor)?);)+
+    };
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

@@ -435,6 +435,19 @@ fn sessions_unsupported() -> PersistError {
     PersistError::Unsupported { what: "session bindings on this backend".into() }
 }
 
+/// `Arc`'s [`Backend`] methods of the reads: its backend's.
+macro_rules! arc_reads {
+    (
+        $($(#[$doc:meta])* $name:ident($args:ty) -> $out:ty = $result:ident, $scope:tt $(, $b:ident($av:ident))?;)*
+    ) => {
+        $($(
+            fn $b(&self, query: $args) -> impl Future<Output = Result<$out>> + Send {
+                (**self).$b(query)
+            }
+        )?)*
+    };
+}
+
 impl<B: Backend> Backend for Arc<B> {
     fn apply(&self, args: PersistArgs) -> impl Future<Output = Result<PersistResult>> + Send {
         (**self).apply(args)
@@ -444,87 +457,10 @@ impl<B: Backend> Backend for Arc<B> {
         (**self).apply_now(args)
     }
 
-    fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send {
-        (**self).get(query)
-    }
-
-    fn get_thread(&self, query: GetThread) -> impl Future<Output = Result<Option<Thread>>> + Send {
-        (**self).get_thread(query)
-    }
-
-    fn list(&self, query: ListMessages) -> impl Future<Output = Result<Page<Message>>> + Send {
-        (**self).list(query)
-    }
-
-    fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
-        (**self).threads(query)
-    }
-
-    fn branches(&self, query: ListBranches) -> impl Future<Output = Result<Branches>> + Send {
-        (**self).branches(query)
-    }
-
-    fn summaries(&self, query: ListSummaries) -> impl Future<Output = Result<Page<Summary>>> + Send {
-        (**self).summaries(query)
-    }
-
-    fn compacted(&self, query: ReadCompacted) -> impl Future<Output = Result<Compacted>> + Send {
-        (**self).compacted(query)
-    }
-
-    fn lease(&self, lease: Lease) -> impl Future<Output = Result<Option<Leased>>> + Send {
-        (**self).lease(lease)
-    }
+    calls!(arc_reads);
 
     fn capabilities(&self) -> Capabilities {
         (**self).capabilities()
-    }
-
-    fn search(&self, query: Search) -> impl Future<Output = Result<Page<SearchHit, SearchCursor>>> + Send {
-        (**self).search(query)
-    }
-
-    fn nearest(&self, query: Nearest) -> impl Future<Output = Result<Vec<Neighbour>>> + Send {
-        (**self).nearest(query)
-    }
-
-    fn embeddings(
-        &self,
-        query: ListEmbeddings,
-    ) -> impl Future<Output = Result<Page<StoredEmbedding, EmbeddingCursor>>> + Send {
-        (**self).embeddings(query)
-    }
-
-    fn read_memory(&self, query: ReadMemory) -> impl Future<Output = Result<Option<WorkingMemory>>> + Send {
-        (**self).read_memory(query)
-    }
-
-    fn memories(&self, query: ListMemories) -> impl Future<Output = Result<Page<WorkingMemory, MemoryCursor>>> + Send {
-        (**self).memories(query)
-    }
-
-    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {
-        (**self).stranded(query)
-    }
-
-    fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {
-        (**self).bind(bind)
-    }
-
-    fn resolve(&self, query: Resolve) -> impl Future<Output = Result<Resolution>> + Send {
-        (**self).resolve(query)
-    }
-
-    fn reset_session(&self, request: ResetSession) -> impl Future<Output = Result<bool>> + Send {
-        (**self).reset_session(request)
-    }
-
-    fn invalidate_session(&self, request: InvalidateSession) -> impl Future<Output = Result<bool>> + Send {
-        (**self).invalidate_session(request)
-    }
-
-    fn bindings(&self, query: ListBindings) -> impl Future<Output = Result<Vec<StoredBinding>>> + Send {
-        (**self).bindings(query)
     }
 
     fn ping(&self) -> impl Future<Output = Result<()>> + Send {

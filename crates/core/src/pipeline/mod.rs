@@ -4,6 +4,8 @@
 //! back up the same way. [`Scoped`] confines a pipeline to one tenant; a
 //! [`Subscription`](crate::feed::Subscription) follows the feed through it.
 
+#[macro_use]
+mod calls;
 mod backend;
 mod builder;
 mod capabilities;
@@ -26,18 +28,12 @@ use tower::Service;
 use tower::layer::util::Identity;
 use tower::util::BoxCloneSyncService;
 
-use crate::args::{Add, AppendTurn, Delete, PersistArgs, Reserve, Restore, Update, UpdateContent};
-use crate::branch::{Branches, ListBranches};
+use crate::args::PersistArgs;
 use crate::feed::{FeedHub, FeedPage, ReadFeed, Subscription};
+use crate::model::Message;
 use crate::model::error::{PersistError, Result};
-use crate::model::{Message, Thread};
-use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Ping, Stranded, ThreadCursor};
-use crate::request::result::{
-    Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, TurnAppended, Updated,
-};
-use crate::session::{
-    Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
-};
+use crate::read::{ListMessages, Page, Ping};
+use crate::request::result::PersistResult;
 
 /// Any stack, type-erased: what layers like `Route` and `Mirror` forward to.
 pub type BoxPersistService = BoxCloneSyncService<PersistArgs, PersistResult, PersistError>;
@@ -94,20 +90,45 @@ impl fmt::Debug for Pipeline {
     }
 }
 
-macro_rules! typed_call {
-    ($(#[$doc:meta])* $name:ident, $args:ty, $op:ident => $variant:ident, $out:ty, |$r:ident| $map:expr) => {
-        $(#[$doc])*
-        ///
-        /// # Errors
-        ///
-        /// Whatever the layers or the backend answer; see [`Backend`]'s `# Behavior`.
-        pub async fn $name(&self, args: $args) -> Result<$out> {
-            let op = crate::PersistOp::$op;
-            match self.service.call(args.into()).await? {
-                PersistResult::$variant($r) => Ok($map),
-                other => Err(PersistError::MismatchedResult { op, got: other.op() }),
-            }
+macro_rules! pipeline_calls {
+    (
+        $($(#[$doc:meta])* $name:ident($args:ty) -> $out:ty = $result:ident, $scope:tt $(, $b:ident($av:ident))?;)*
+    ) => {
+        impl Pipeline {
+            $(
+                $(#[$doc])*
+                ///
+                /// # Errors
+                ///
+                /// Whatever the layers or the backend answer; see [`Backend`]'s `# Behavior`.
+                pub async fn $name(&self, args: $args) -> Result<$out> {
+                    let args = PersistArgs::from(args);
+                    let op = args.op();
+                    match self.service.call(args).await? {
+                        PersistResult::$result(answer) => Ok(answer),
+                        other => Err(PersistError::MismatchedResult { op, got: other.op() }),
+                    }
+                }
+            )*
         }
+
+        impl Scoped {
+            $(scoped_call!($scope $(#[$doc])* $name($args) -> $out);)*
+        }
+    };
+}
+calls!(pipeline_calls);
+
+/// The pipeline's [`Backend`] methods of the reads: its typed calls.
+macro_rules! pipeline_reads {
+    (
+        $($(#[$doc:meta])* $name:ident($args:ty) -> $out:ty = $result:ident, $scope:tt $(, $b:ident($av:ident))?;)*
+    ) => {
+        $($(
+            fn $b(&self, query: $args) -> impl Future<Output = Result<$out>> + Send {
+                Pipeline::$name(self, query)
+            }
+        )?)*
     };
 }
 
@@ -137,158 +158,6 @@ impl Pipeline {
     ) -> impl Future<Output = Result<PersistResult>> + Send + 'static {
         Arc::clone(&self.service).call_owned(args.into())
     }
-
-    typed_call!(
-        /// Appends a complete message.
-        add, Add, Add => Added, Added, |r| r
-    );
-    typed_call!(
-        /// Appends a placeholder to be filled by [`update_content`](Self::update_content).
-        reserve, Reserve, Reserve => Reserved, Reserved, |r| r
-    );
-    typed_call!(
-        /// Writes a message's content (see [`UpdateContent`]); answers the message as stored,
-        /// or, for an update a `CoalesceLayer` (persist-layer) held back, as
-        /// last written ([`ContentUpdated::coalesced`]).
-        update_content, UpdateContent, UpdateContent => ContentUpdated, ContentUpdated, |r| r
-    );
-    typed_call!(
-        /// Patches a message or a thread.
-        update, Update, Update => Updated, Updated, |r| r
-    );
-    typed_call!(
-        /// Deletes a message or a thread; answers every id removed.
-        delete, Delete, Delete => Deleted, Deleted, |r| r
-    );
-    typed_call!(
-        /// Appends a whole turn (several messages, and maybe the reservation of the reply that
-        /// follows) in one transaction: all of it or none, consecutive `seq`s, idempotent as
-        /// a whole. See [`AppendTurn`].
-        append_turn, AppendTurn, AppendTurn => TurnAppended, TurnAppended, |r| r
-    );
-    typed_call!(
-        /// Writes a thread and its messages exactly as another store held them (import, copy);
-        /// idempotent. See [`Restore`].
-        restore, Restore, Restore => Restored, Restored, |r| r
-    );
-
-    typed_call!(
-        /// Reads one message of the request's tenant; `Ok(None)` when it does not exist.
-        get, GetMessage, Get => Message, Option<Message>, |m| m
-    );
-    typed_call!(
-        /// Reads one thread of the request's tenant (a tombstone too); `Ok(None)` when it does
-        /// not exist.
-        get_thread, GetThread, GetThread => Thread, Option<Thread>, |t| t
-    );
-    typed_call!(
-        /// Lists a page of a thread's messages.
-        list, ListMessages, List => Messages, Page<Message>, |page| page
-    );
-    typed_call!(
-        /// Lists a message's siblings (the alternatives at its point of the thread's tree) or
-        /// the thread's leaves, saying which is on the active branch; see
-        /// [`branch`](crate::branch).
-        branches, ListBranches, Branches => Branches, Branches, |found| found
-    );
-    typed_call!(
-        /// Writes a summary of a range of a thread (see [`summary`](crate::summary)): the same
-        /// range again answers the stored one, `deduplicated`.
-        summarize, crate::summary::Summarize, Summarize => Summarized, crate::summary::Summarized, |r| r
-    );
-    typed_call!(
-        /// Lists a page of a thread's summaries, by the seq of their last message.
-        summaries, crate::summary::ListSummaries, Summaries => Summaries, Page<crate::summary::Summary>, |page| page
-    );
-    typed_call!(
-        /// Reads a thread compacted: the latest summary of a branch (the active one by default)
-        /// and the messages after it, as a model would be given them; see
-        /// [`ReadCompacted`](crate::summary::ReadCompacted).
-        compacted, crate::summary::ReadCompacted, Compacted => Compacted, crate::summary::Compacted, |found| found
-    );
-    typed_call!(
-        /// Takes, renews or gives up a lease on a thread; answers who holds it now (see
-        /// [`Lease`](crate::lease::Lease)).
-        lease, crate::lease::Lease, Lease => Lease, Option<crate::lease::Leased>, |held| held
-    );
-    typed_call!(
-        /// Lists a page of the request's tenant's threads (or every tenant's, when it asks
-        /// [`across_tenants`](ListThreads::across_tenants)), most recently updated first.
-        threads, ListThreads, Threads => Threads, Page<Thread, ThreadCursor>, |page| page
-    );
-    typed_call!(
-        /// Searches the text of the request's tenant's messages (one thread's, or every
-        /// tenant's for operators), newest first; see [`search`](crate::search).
-        search, crate::search::Search, Search => Search, Page<crate::search::SearchHit, crate::search::SearchCursor>, |page| page
-    );
-    typed_call!(
-        /// Writes a message's embedding (its vector and model); see [`vector`](crate::vector).
-        embed, crate::vector::Embed, Embed => Embedded, crate::vector::Embedded, |r| r
-    );
-    typed_call!(
-        /// Finds the request's tenant's messages whose embeddings are nearest its vector, most
-        /// similar first; see [`vector`](crate::vector).
-        nearest, crate::vector::Nearest, Nearest => Nearest, Vec<crate::vector::Neighbour>, |found| found
-    );
-    typed_call!(
-        /// Lists a page of the vectors stored for a thread's messages, as stored (what a copy
-        /// carries); see [`ListEmbeddings`](crate::vector::ListEmbeddings).
-        embeddings, crate::vector::ListEmbeddings, ListEmbeddings => Embeddings, Page<crate::vector::StoredEmbedding, crate::vector::EmbeddingCursor>, |page| page
-    );
-    typed_call!(
-        /// Reads the request's tenant's working memory document of a resource (`None`: never
-        /// written); see [`working`](crate::working).
-        read_memory, crate::working::ReadMemory, ReadMemory => Memory, Option<crate::working::WorkingMemory>, |found| found
-    );
-    typed_call!(
-        /// Patches or replaces the request's tenant's working memory document of a resource,
-        /// inside the store's write; see [`working`](crate::working).
-        write_memory, crate::working::WriteMemory, WriteMemory => MemoryWritten, crate::working::WorkingMemory, |written| written
-    );
-    typed_call!(
-        /// Lists a page of working memory documents (the request's tenant's, or every tenant's
-        /// for operators); see [`ListMemories`](crate::working::ListMemories).
-        memories, crate::working::ListMemories, ListMemories => Memories, Page<crate::working::WorkingMemory, crate::working::MemoryCursor>, |page| page
-    );
-    typed_call!(
-        /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
-        /// [`across_tenants`](FindStranded::across_tenants) (maintenance;
-        /// `cleanup_stranded`, in `persist-ops`, marks them interrupted).
-        find_stranded, FindStranded, FindStranded => Stranded, Vec<Stranded>, |found| found
-    );
-    typed_call!(
-        /// Records a session the provider **confirmed** for (agent, thread); see
-        /// [`session`](crate::session).
-        bind, Bind, Bind => Bound, SessionBinding, |b| b
-    );
-    typed_call!(
-        /// Whether (agent, thread) can resume its session, and if not, why.
-        resolve, Resolve, Resolve => Resolved, Resolution, |r| r
-    );
-    typed_call!(
-        /// Resets (agent, thread): the next `resolve` starts fresh until a new `bind`. Answers
-        /// whether there was a binding.
-        reset_session, ResetSession, ResetSession => SessionReset, bool, |done| done
-    );
-    typed_call!(
-        /// Invalidates a session for (agent, thread) if the binding still points at it
-        /// (compare-and-set). Answers whether it did.
-        invalidate_session, InvalidateSession, InvalidateSession => SessionInvalidated, bool, |done| done
-    );
-    typed_call!(
-        /// Lists a thread's session bindings (every agent's, in any state), by agent id.
-        bindings, ListBindings, Bindings => Bindings, Vec<StoredBinding>, |found| found
-    );
-    typed_call!(
-        /// Reads the change-feed events after a position, through the layers; see
-        /// [`feed`](crate::feed). `FeedGap` when the feed no longer holds them all.
-        read_feed, ReadFeed, ReadFeed => Feed, FeedPage, |page| page
-    );
-    typed_call!(
-        /// Stores a value under a name once, answering the value stored; see
-        /// [`SetOnce`](crate::once::SetOnce).
-        set_once, crate::once::SetOnce, SetOnce => Value, String, |value| value
-    );
 
     /// Follows a scope of the change feed (one thread, one working memory document, the
     /// context's tenant, or every tenant) from `query.after`: [`Subscription::next`] answers each event in scope once, in order,
@@ -442,105 +311,10 @@ impl Backend for Pipeline {
         self.service.call(args).await
     }
 
-    fn get(&self, query: GetMessage) -> impl Future<Output = Result<Option<Message>>> + Send {
-        Pipeline::get(self, query)
-    }
-
-    fn get_thread(&self, query: GetThread) -> impl Future<Output = Result<Option<Thread>>> + Send {
-        Pipeline::get_thread(self, query)
-    }
-
-    fn list(&self, query: ListMessages) -> impl Future<Output = Result<Page<Message>>> + Send {
-        Pipeline::list(self, query)
-    }
-
-    fn threads(&self, query: ListThreads) -> impl Future<Output = Result<Page<Thread, ThreadCursor>>> + Send {
-        Pipeline::threads(self, query)
-    }
-
-    fn search(
-        &self,
-        query: crate::search::Search,
-    ) -> impl Future<Output = Result<Page<crate::search::SearchHit, crate::search::SearchCursor>>> + Send {
-        Pipeline::search(self, query)
-    }
-
-    fn branches(&self, query: ListBranches) -> impl Future<Output = Result<Branches>> + Send {
-        Pipeline::branches(self, query)
-    }
-
-    fn nearest(
-        &self,
-        query: crate::vector::Nearest,
-    ) -> impl Future<Output = Result<Vec<crate::vector::Neighbour>>> + Send {
-        Pipeline::nearest(self, query)
-    }
-
-    fn embeddings(
-        &self,
-        query: crate::vector::ListEmbeddings,
-    ) -> impl Future<Output = Result<Page<crate::vector::StoredEmbedding, crate::vector::EmbeddingCursor>>> + Send {
-        Pipeline::embeddings(self, query)
-    }
-
-    fn read_memory(
-        &self,
-        query: crate::working::ReadMemory,
-    ) -> impl Future<Output = Result<Option<crate::working::WorkingMemory>>> + Send {
-        Pipeline::read_memory(self, query)
-    }
-
-    fn memories(
-        &self,
-        query: crate::working::ListMemories,
-    ) -> impl Future<Output = Result<Page<crate::working::WorkingMemory, crate::working::MemoryCursor>>> + Send {
-        Pipeline::memories(self, query)
-    }
-
-    fn summaries(
-        &self,
-        query: crate::summary::ListSummaries,
-    ) -> impl Future<Output = Result<Page<crate::summary::Summary>>> + Send {
-        Pipeline::summaries(self, query)
-    }
-
-    fn compacted(
-        &self,
-        query: crate::summary::ReadCompacted,
-    ) -> impl Future<Output = Result<crate::summary::Compacted>> + Send {
-        Pipeline::compacted(self, query)
-    }
-
-    fn lease(&self, lease: crate::lease::Lease) -> impl Future<Output = Result<Option<crate::lease::Leased>>> + Send {
-        Pipeline::lease(self, lease)
-    }
+    calls!(pipeline_reads);
 
     fn capabilities(&self) -> Capabilities {
         self.capabilities
-    }
-
-    fn stranded(&self, query: FindStranded) -> impl Future<Output = Result<Vec<Stranded>>> + Send {
-        Pipeline::find_stranded(self, query)
-    }
-
-    fn bind(&self, bind: Bind) -> impl Future<Output = Result<SessionBinding>> + Send {
-        Pipeline::bind(self, bind)
-    }
-
-    fn resolve(&self, query: Resolve) -> impl Future<Output = Result<Resolution>> + Send {
-        Pipeline::resolve(self, query)
-    }
-
-    fn reset_session(&self, request: ResetSession) -> impl Future<Output = Result<bool>> + Send {
-        Pipeline::reset_session(self, request)
-    }
-
-    fn invalidate_session(&self, request: InvalidateSession) -> impl Future<Output = Result<bool>> + Send {
-        Pipeline::invalidate_session(self, request)
-    }
-
-    fn bindings(&self, query: ListBindings) -> impl Future<Output = Result<Vec<StoredBinding>>> + Send {
-        Pipeline::bindings(self, query)
     }
 
     fn ping(&self) -> impl Future<Output = Result<()>> + Send {

@@ -163,41 +163,28 @@ impl<B: Backend> Future for TerminalFuture<B> {
     }
 }
 
-/// A request other than a message write, answered by the backend method of its name.
-fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>> {
-    Box::pin(async move {
-        Ok(match args {
-            PersistArgs::Get(query) => PersistResult::Message(backend.get(query).await?),
-            PersistArgs::GetThread(query) => PersistResult::Thread(backend.get_thread(query).await?),
-            PersistArgs::List(query) => PersistResult::Messages(backend.list(query).await?),
-            PersistArgs::Threads(query) => PersistResult::Threads(backend.threads(query).await?),
-            PersistArgs::Search(query) => PersistResult::Search(backend.search(query).await?),
-            PersistArgs::Nearest(query) => PersistResult::Nearest(backend.nearest(query).await?),
-            PersistArgs::Embeddings(query) => PersistResult::Embeddings(backend.embeddings(query).await?),
-            PersistArgs::ReadMemory(query) => PersistResult::Memory(backend.read_memory(query).await?),
-            PersistArgs::Memories(query) => PersistResult::Memories(backend.memories(query).await?),
-            PersistArgs::Branches(query) => PersistResult::Branches(backend.branches(query).await?),
-            PersistArgs::FindStranded(query) => PersistResult::Stranded(backend.stranded(query).await?),
-            PersistArgs::Resolve(query) => PersistResult::Resolved(backend.resolve(query).await?),
-            PersistArgs::Bind(bind) => PersistResult::Bound(backend.bind(bind).await?),
-            PersistArgs::ResetSession(reset) => PersistResult::SessionReset(backend.reset_session(reset).await?),
-            PersistArgs::InvalidateSession(invalidate) => {
-                PersistResult::SessionInvalidated(backend.invalidate_session(invalidate).await?)
-            }
-            PersistArgs::Bindings(query) => PersistResult::Bindings(backend.bindings(query).await?),
-            PersistArgs::Summaries(query) => PersistResult::Summaries(backend.summaries(query).await?),
-            PersistArgs::Compacted(query) => PersistResult::Compacted(backend.compacted(query).await?),
-            PersistArgs::Lease(lease) => PersistResult::Lease(backend.lease(lease).await?),
-            PersistArgs::Ping(_) => {
-                backend.ping().await?;
-                PersistResult::Pong
-            }
-            // The page names where its store announces new events: a subscription whose reads a
-            // route sent to another store waits on that store.
-            PersistArgs::ReadFeed(query) => {
-                PersistResult::Feed(backend.read_feed(query).await?.with_wake_hub(backend.feed_hub()))
-            }
-            write => return backend.apply(write).await,
-        })
-    })
+macro_rules! terminal_answer {
+    (
+        $($(#[$doc:meta])* $name:ident($args:ty) -> $out:ty = $result:ident, $scope:tt $(, $b:ident($av:ident))?;)*
+    ) => {
+        /// A request other than a message write, answered by the backend method of its name.
+        fn answer<B: Backend>(backend: Arc<B>, args: PersistArgs) -> BoxFuture<'static, Result<PersistResult>> {
+            Box::pin(async move {
+                Ok(match args {
+                    $($(PersistArgs::$av(query) => PersistResult::$result(backend.$b(query).await?),)?)*
+                    PersistArgs::Ping(_) => {
+                        backend.ping().await?;
+                        PersistResult::Pong
+                    }
+                    // The page names where its store announces new events: a subscription whose
+                    // reads a route sent to another store waits on that store.
+                    PersistArgs::ReadFeed(query) => {
+                        PersistResult::Feed(backend.read_feed(query).await?.with_wake_hub(backend.feed_hub()))
+                    }
+                    write => return backend.apply(write).await,
+                })
+            })
+        }
+    };
 }
+calls!(terminal_answer);

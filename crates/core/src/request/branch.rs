@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::{Context, context_setter};
 use crate::model::Message;
 use crate::model::error::{PersistError, Result};
-use crate::model::id::{MessageId, TenantId, ThreadId};
+use crate::model::id::{MessageId, ThreadId};
 
 /// Where a new message goes in its thread's tree.
 ///
@@ -161,12 +161,7 @@ impl ListBranches {
         Self { thread_id, of: BranchesOf::Leaves, context: Context::new() }
     }
 
-    context_setter!();
-
-    /// The tenant of the thread read (its context's), if any.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// The message named, for siblings.
     pub fn message_id(&self) -> Option<&MessageId> {

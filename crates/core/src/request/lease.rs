@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::{Context, context_setter};
 use crate::model::Timestamp;
 use crate::model::error::{PersistError, Result};
-use crate::model::id::{TenantId, ThreadId};
+use crate::model::id::ThreadId;
 
 /// The longest name or holder of a [`Lease`], in bytes.
 pub const MAX_LEASE_NAME_BYTES: usize = 255;
@@ -88,12 +88,7 @@ impl Lease {
         Ok(lease)
     }
 
-    context_setter!();
-
-    /// The tenant of the thread (its context's), if any.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Checks the name, the holder and the duration; backends call this first.
     ///

@@ -8,6 +8,8 @@
 
 pub mod args;
 pub mod branch;
+#[macro_use]
+pub(crate) mod filter;
 pub mod lease;
 pub mod merge;
 pub mod once;

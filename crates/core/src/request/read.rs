@@ -18,6 +18,7 @@ use crate::model::id::{MessageId, TenantId, ThreadId};
 pub use crate::model::page::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, Page, UnreadableItem};
 use crate::model::page::{lookahead, validate_limit};
 use crate::model::{Message, Metadata, Role, Thread, Timestamp};
+pub use crate::request::filter::MessageFilter;
 
 /// Reads one message.
 #[derive(Debug, Clone)]
@@ -37,12 +38,7 @@ impl GetMessage {
         Self { thread_id, message_id, context: Context::new() }
     }
 
-    context_setter!();
-
-    /// The tenant of the thread read (its context's), if any.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 }
 
 /// Reads one thread, tombstones included.
@@ -61,12 +57,7 @@ impl GetThread {
         Self { thread_id, context: Context::new() }
     }
 
-    context_setter!();
-
-    /// The tenant of the thread read (its context's), if any.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 }
 
 /// Direction of a listing.
@@ -157,11 +148,7 @@ impl ListMessages {
         self
     }
 
-    /// Page size.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
+    page_setters!(limit);
 
     /// Direction.
     pub fn with_order(mut self, order: Order) -> Self {
@@ -225,12 +212,7 @@ impl ListMessages {
         self
     }
 
-    context_setter!();
-
-    /// The tenant of the thread read (its context's), if any.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// The query for the page after `page`, or `None` when `page` was the last.
     pub fn next_page<T>(&self, page: &Page<T>) -> Option<Self> {
@@ -257,10 +239,7 @@ impl ListMessages {
         Ok(())
     }
 
-    /// How many messages a backend fetches: one more than the page, to learn whether more follow.
-    pub fn fetch_limit(&self) -> u32 {
-        self.limit + 1
-    }
+    page_setters!(fetch);
 
     /// The page answered from up to [`fetch_limit`](Self::fetch_limit) messages fetched in
     /// the listing's order.
@@ -421,25 +400,9 @@ impl ListThreads {
         self
     }
 
-    /// Continues after `cursor`.
-    pub fn with_cursor(mut self, cursor: Option<ThreadCursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
+    page_setters!(cursor: ThreadCursor, limit);
 
-    /// Page size.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    context_setter!();
-
-    /// The tenant whose threads are listed (its context's; `None`: the threads without a
-    /// tenant), unless [`across_tenants`](Self::across_tenants) is set.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Checks the limit, the cursor and the filter; backends call this first.
     ///
@@ -465,10 +428,7 @@ impl ListThreads {
         Ok(())
     }
 
-    /// How many threads a backend fetches: one more than the page, to learn whether more follow.
-    pub fn fetch_limit(&self) -> u32 {
-        self.limit + 1
-    }
+    page_setters!(fetch);
 
     /// The page answered from up to [`fetch_limit`](Self::fetch_limit) threads fetched newest
     /// first.
@@ -524,11 +484,7 @@ impl FindStranded {
         Self { inactive_since, limit: DEFAULT_PAGE_LIMIT, across_tenants: false, context: Context::new() }
     }
 
-    /// At most `limit`.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
+    page_setters!(limit);
 
     /// Searches every tenant's threads (`true`), or only the context's tenant's (`false`, the
     /// default).
@@ -537,13 +493,7 @@ impl FindStranded {
         self
     }
 
-    context_setter!();
-
-    /// The tenant whose threads are searched (its context's; `None`: the threads without a
-    /// tenant), unless [`across_tenants`](Self::across_tenants) is set.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Checks the limit; backends call this first.
     ///
@@ -589,21 +539,6 @@ impl Ping {
     }
 
     context_setter!();
-}
-
-/// Checks what reads across threads share: a time range `[since, until)` that holds an instant
-/// (`InvalidInput` naming `until`), and a thread filter metadata can hold (`thread_filter`).
-pub(crate) fn check_window(since: Option<Timestamp>, until: Option<Timestamp>, thread_filter: &Metadata) -> Result<()> {
-    if let (Some(since), Some(until)) = (since, until)
-        && until <= since
-    {
-        return Err(PersistError::invalid("until", "is not after `since`: the range holds no instant"));
-    }
-    thread_filter.check_depth().map_err(|_| PersistError::invalid("thread_filter", "is nested too deep"))?;
-    if thread_filter.has_nul() {
-        return Err(crate::request::write::nul("thread_filter"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

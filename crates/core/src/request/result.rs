@@ -223,44 +223,6 @@ pub enum PersistResult {
 }
 
 impl PersistResult {
-    /// The operation this answers.
-    pub fn op(&self) -> PersistOp {
-        match self {
-            Self::Added(_) => PersistOp::Add,
-            Self::Reserved(_) => PersistOp::Reserve,
-            Self::ContentUpdated(_) => PersistOp::UpdateContent,
-            Self::Updated(_) => PersistOp::Update,
-            Self::Deleted(_) => PersistOp::Delete,
-            Self::Restored(_) => PersistOp::Restore,
-            Self::TurnAppended(_) => PersistOp::AppendTurn,
-            Self::Message(_) => PersistOp::Get,
-            Self::Thread(_) => PersistOp::GetThread,
-            Self::Messages(_) => PersistOp::List,
-            Self::Threads(_) => PersistOp::Threads,
-            Self::Branches(_) => PersistOp::Branches,
-            Self::Stranded(_) => PersistOp::FindStranded,
-            Self::Resolved(_) => PersistOp::Resolve,
-            Self::Bound(_) => PersistOp::Bind,
-            Self::SessionReset(_) => PersistOp::ResetSession,
-            Self::SessionInvalidated(_) => PersistOp::InvalidateSession,
-            Self::Bindings(_) => PersistOp::Bindings,
-            Self::Pong => PersistOp::Ping,
-            Self::Feed(_) => PersistOp::ReadFeed,
-            Self::Value(_) => PersistOp::SetOnce,
-            Self::Summarized(_) => PersistOp::Summarize,
-            Self::Summaries(_) => PersistOp::Summaries,
-            Self::Compacted(_) => PersistOp::Compacted,
-            Self::Lease(_) => PersistOp::Lease,
-            Self::Search(_) => PersistOp::Search,
-            Self::Embedded(_) => PersistOp::Embed,
-            Self::Nearest(_) => PersistOp::Nearest,
-            Self::Memory(_) => PersistOp::ReadMemory,
-            Self::MemoryWritten(_) => PersistOp::WriteMemory,
-            Self::Memories(_) => PersistOp::ListMemories,
-            Self::Embeddings(_) => PersistOp::ListEmbeddings,
-        }
-    }
-
     /// The message **written**, for every write result that carries exactly one; `None` for
     /// reads (an indexer that looks here never re-indexes what was only read) and for a turn,
     /// which carries several: an indexer reads [`messages`](Self::messages), which covers both.
@@ -355,6 +317,23 @@ impl PersistResult {
         }
     }
 }
+
+macro_rules! result_op {
+    (
+        $($(#[$doc:meta])* $op:ident = $label:literal, $kind:ident:
+            $(#[$attr:meta])* $variant:ident($ty:ident) -> $result:ident;)*
+    ) => {
+        impl PersistResult {
+            /// The operation this answers.
+            pub fn op(&self) -> PersistOp {
+                match self {
+                    $(Self::$result { .. } => PersistOp::$op,)*
+                }
+            }
+        }
+    };
+}
+requests!(result_op);
 
 macro_rules! into_result {
     ($($variant:ident),*) => {$(

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::context::{Context, context_setter};
 use crate::model::embedding::Embedding;
 use crate::model::error::Result;
-use crate::model::id::{MessageId, TenantId, ThreadId};
+use crate::model::id::{MessageId, ThreadId};
 use crate::model::page::{DEFAULT_PAGE_LIMIT, Page, lookahead, validate_limit};
 
 /// Lists the vectors stored for a thread's messages, a page at a time, by the message's seq,
@@ -65,18 +65,9 @@ impl ListEmbeddings {
         self
     }
 
-    /// Sets the page size.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
+    page_setters!(limit);
 
-    context_setter!();
-
-    /// The tenant of the thread read (its context's), if any.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Checks the page size; backends call this first.
     ///

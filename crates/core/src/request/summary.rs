@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::branch::Branch;
 use crate::context::{Context, context_setter};
 use crate::model::error::{PersistError, Result};
-use crate::model::id::{TenantId, ThreadId};
+use crate::model::id::ThreadId;
 use crate::model::page::{DEFAULT_PAGE_LIMIT, lookahead, validate_limit};
 use crate::model::{Content, Message, Metadata, Timestamp};
 use crate::read::{Page, UnreadableItem};
@@ -198,12 +198,7 @@ impl Summarize {
         self
     }
 
-    context_setter!();
-
-    /// The tenant of the thread (its context's), if any.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Checks what needs no store: the range's bounds, the content (not empty, nested at most
     /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH), no U+0000) and the metadata. Backends call
@@ -341,18 +336,9 @@ impl ListSummaries {
         self
     }
 
-    /// Sets the page size.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
+    page_setters!(limit);
 
-    context_setter!();
-
-    /// The tenant of the thread read (its context's), if any.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Checks the page size.
     ///
@@ -410,12 +396,7 @@ impl ReadCompacted {
         self
     }
 
-    context_setter!();
-
-    /// The tenant of the thread read (its context's), if any.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 }
 
 /// The answer to a [`ReadCompacted`].

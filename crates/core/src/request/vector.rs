@@ -64,7 +64,8 @@ use crate::context::{Context, context_setter};
 pub use crate::model::embedding::{Embedding, MAX_DIMENSIONS, MAX_MODEL_BYTES};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, TenantId, ThreadId};
-use crate::model::{Message, Metadata, Role, Status, Timestamp};
+use crate::model::{Message, Status};
+use crate::request::filter::MessageFilter;
 pub use crate::request::stored_vectors::{EmbeddingCursor, ListEmbeddings, StoredEmbedding};
 
 /// The most hits a [`Nearest`] answers.
@@ -224,7 +225,7 @@ impl Embedded {
 ///     .for_resource("user_id", "u_42")
 ///     .with_roles([Role::User])
 ///     .with_limit(5);
-/// assert_eq!(query.thread_filter.get("user_id"), Some(&"u_42".into()));
+/// assert_eq!(query.filter.thread_filter.get("user_id"), Some(&"u_42".into()));
 /// assert!(query.validate().is_ok());
 /// ```
 #[derive(Debug, Clone)]
@@ -234,15 +235,8 @@ pub struct Nearest {
     pub query: Embedding,
     /// Only this thread's messages (every thread of the tenant when `None`).
     pub thread_id: Option<ThreadId>,
-    /// Only messages of threads whose metadata contains every key of this object with an equal
-    /// value (as [`ListThreads::with_filter`](crate::read::ListThreads::with_filter)).
-    pub thread_filter: Metadata,
-    /// Only messages of these roles (any role when empty).
-    pub roles: Vec<Role>,
-    /// Only messages created at or after this instant.
-    pub since: Option<Timestamp>,
-    /// Only messages created before this instant.
-    pub until: Option<Timestamp>,
+    /// Which messages: roles, time range, thread metadata (a user's or a resource's threads).
+    pub filter: MessageFilter,
     /// Only interrupted messages (`Some(true)`), only complete ones (`Some(false)`), or both.
     pub interrupted: Option<bool>,
     /// How many hits, 1 to [`MAX_NEAREST`] (default [`DEFAULT_NEAREST`]).
@@ -257,10 +251,7 @@ impl Nearest {
         Self {
             query,
             thread_id: None,
-            thread_filter: Metadata::new(),
-            roles: Vec::new(),
-            since: None,
-            until: None,
+            filter: MessageFilter::new(),
             interrupted: None,
             limit: DEFAULT_NEAREST,
             context: Context::new(),
@@ -273,36 +264,7 @@ impl Nearest {
         self
     }
 
-    /// Only messages of threads whose metadata contains `filter`.
-    pub fn with_thread_filter(mut self, filter: Metadata) -> Self {
-        self.thread_filter = filter;
-        self
-    }
-
-    /// Only messages of the threads whose metadata `key` is `value` (a user's or a resource's
-    /// threads, as the host marks them).
-    pub fn for_resource(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
-        self.thread_filter = std::mem::take(&mut self.thread_filter).with(key, value.into());
-        self
-    }
-
-    /// Only messages of `roles`.
-    pub fn with_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
-        self.roles = roles.into_iter().collect();
-        self
-    }
-
-    /// Only messages created at or after `since`.
-    pub fn since(mut self, since: Timestamp) -> Self {
-        self.since = Some(since);
-        self
-    }
-
-    /// Only messages created before `until`.
-    pub fn until(mut self, until: Timestamp) -> Self {
-        self.until = Some(until);
-        self
-    }
+    message_filter_setters!(filter);
 
     /// Only interrupted messages (`true`) or only complete ones (`false`).
     pub fn only_interrupted(mut self, interrupted: bool) -> Self {
@@ -310,18 +272,9 @@ impl Nearest {
         self
     }
 
-    /// How many hits.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
+    page_setters!(limit);
 
-    context_setter!();
-
-    /// The tenant searched (the context's).
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Checks the request; backends call this first.
     ///
@@ -338,7 +291,7 @@ impl Nearest {
                 format!("must be between 1 and {MAX_NEAREST}, got {}", self.limit),
             ));
         }
-        crate::request::read::check_window(self.since, self.until, &self.thread_filter)
+        self.filter.validate()
     }
 
     /// Whether a message passes the filters other than its thread's (role, time range,
@@ -349,10 +302,7 @@ impl Nearest {
             Some(true) => message.status == Status::Interrupted,
             Some(false) => message.status == Status::Complete,
         };
-        status_ok
-            && (self.roles.is_empty() || self.roles.contains(&message.role))
-            && self.since.is_none_or(|since| message.created_at >= since)
-            && self.until.is_none_or(|until| message.created_at < until)
+        status_ok && self.filter.admits(message)
     }
 
     /// The answer from `scored` candidates (each with its thread's tenant and its similarity):
@@ -394,6 +344,7 @@ impl Neighbour {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Timestamp;
 
     fn field(result: Result<()>) -> &'static str {
         match result.unwrap_err() {

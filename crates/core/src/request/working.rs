@@ -101,12 +101,7 @@ impl ReadMemory {
         Self { resource, context: Context::new() }
     }
 
-    context_setter!();
-
-    /// The tenant read (the context's).
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 }
 
 /// Lists working memory documents: the context's tenant's, or every tenant's for operators
@@ -137,17 +132,7 @@ impl ListMemories {
         Self { cursor: None, limit: crate::read::DEFAULT_PAGE_LIMIT, across_tenants: false, context: Context::new() }
     }
 
-    /// Continues after `cursor`.
-    pub fn with_cursor(mut self, cursor: Option<MemoryCursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
-
-    /// Page size.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
+    page_setters!(cursor: MemoryCursor, limit);
 
     /// Every tenant's documents (`true`: operators only), or the context's tenant's.
     pub fn across_tenants(mut self, across: bool) -> Self {
@@ -155,12 +140,7 @@ impl ListMemories {
         self
     }
 
-    context_setter!();
-
-    /// The tenant listed (the context's), unless the listing is across tenants.
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Checks the request; backends call this first.
     ///
@@ -292,12 +272,7 @@ impl WriteMemory {
         self
     }
 
-    context_setter!();
-
-    /// The tenant written (the context's).
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Checks the request; backends call this first.
     ///

@@ -102,10 +102,5 @@ where
 
 /// Whether `query` leaves out some of its tenant's vectors of its model.
 fn narrowed(query: &Nearest) -> bool {
-    query.thread_id.is_some()
-        || !query.thread_filter.is_empty()
-        || !query.roles.is_empty()
-        || query.since.is_some()
-        || query.until.is_some()
-        || query.interrupted.is_some()
+    query.thread_id.is_some() || !query.filter.is_empty() || query.interrupted.is_some()
 }

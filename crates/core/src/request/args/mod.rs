@@ -32,149 +32,76 @@ pub use crate::request::write::{
     appends_kept_racing,
 };
 
-/// One write request, as it travels through the pipeline.
-///
-/// Layers that only observe use the accessors ([`op`](Self::op),
-/// [`thread_id`](Self::thread_id), [`message_id`](Self::message_id),
-/// [`context`](Self::context)) and never need to match every variant, so a new operation
-/// added later breaks none of them.
-///
-/// # Example
-///
-/// ```
-/// use persist::{args::Add, Content, PersistArgs, PersistOp, Role, ThreadId};
-///
-/// let args = PersistArgs::from(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi")));
-/// assert_eq!(args.op(), PersistOp::Add);
-/// assert_eq!(args.thread_id().map(|t| t.as_str()), Some("t1"));
-/// assert!(args.message_id().is_none());
-/// # Ok::<_, persist::PersistError>(())
-/// ```
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum PersistArgs {
-    /// See [`Add`].
-    Add(Add),
-    /// See [`Reserve`].
-    Reserve(Reserve),
-    /// See [`UpdateContent`].
-    UpdateContent(UpdateContent),
-    /// See [`Update`].
-    Update(Update),
-    /// See [`Delete`].
-    Delete(Delete),
-    /// See [`Restore`].
-    Restore(Restore),
-    /// See [`AppendTurn`].
-    AppendTurn(AppendTurn),
-    /// Reads one message; see [`GetMessage`].
-    #[serde(skip)]
-    Get(GetMessage),
-    /// Reads one thread; see [`GetThread`].
-    #[serde(skip)]
-    GetThread(GetThread),
-    /// Lists a thread's messages; see [`ListMessages`].
-    #[serde(skip)]
-    List(ListMessages),
-    /// Lists threads; see [`ListThreads`].
-    #[serde(skip)]
-    Threads(ListThreads),
-    /// Lists a message's siblings or a thread's leaves; see [`ListBranches`].
-    #[serde(skip)]
-    Branches(ListBranches),
-    /// Finds stranded reservations; see [`FindStranded`].
-    #[serde(skip)]
-    FindStranded(FindStranded),
-    /// Asks whether a provider session can be resumed; see [`Resolve`].
-    Resolve(Resolve),
-    /// Records a confirmed provider session; see [`Bind`].
-    Bind(Bind),
-    /// Resets a session binding; see [`ResetSession`].
-    ResetSession(ResetSession),
-    /// Invalidates a session binding; see [`InvalidateSession`].
-    InvalidateSession(InvalidateSession),
-    /// Lists a thread's session bindings; see [`ListBindings`].
-    #[serde(skip)]
-    Bindings(ListBindings),
-    /// A health check; see [`Ping`].
-    #[serde(skip)]
-    Ping(Ping),
-    /// Reads the change feed; see [`ReadFeed`].
-    #[serde(skip)]
-    ReadFeed(ReadFeed),
-    /// Stores a value under a name once; see [`SetOnce`](SetOnce).
-    SetOnce(SetOnce),
-    /// Writes a summary of a range of a thread; see [`Summarize`].
-    Summarize(Summarize),
-    /// Lists a thread's summaries; see [`ListSummaries`].
-    #[serde(skip)]
-    Summaries(ListSummaries),
-    /// Reads a thread compacted; see [`ReadCompacted`].
-    #[serde(skip)]
-    Compacted(ReadCompacted),
-    /// Takes, renews or gives up a lease on a thread; see [`Lease`].
-    Lease(Lease),
-    /// Searches messages' text; see [`Search`].
-    #[serde(skip)]
-    Search(Search),
-    /// Writes a message's embedding; see [`Embed`].
-    Embed(Embed),
-    /// Finds the messages nearest a vector; see [`Nearest`].
-    #[serde(skip)]
-    Nearest(Nearest),
-    /// Reads a working memory document; see [`ReadMemory`].
-    #[serde(skip)]
-    ReadMemory(ReadMemory),
-    /// Changes a working memory document; see [`WriteMemory`].
-    WriteMemory(WriteMemory),
-    /// Lists working memory documents; see [`ListMemories`].
-    #[serde(skip)]
-    Memories(ListMemories),
-    /// Lists the vectors stored for a thread's messages; see [`ListEmbeddings`].
-    #[serde(skip)]
-    Embeddings(ListEmbeddings),
+macro_rules! define_args {
+    (
+        $($(#[$doc:meta])* $op:ident = $label:literal, $kind:ident:
+            $(#[$attr:meta])* $variant:ident($ty:ident) -> $result:ident;)*
+    ) => {
+        /// One write request, as it travels through the pipeline.
+        ///
+        /// Layers that only observe use the accessors ([`op`](Self::op),
+        /// [`thread_id`](Self::thread_id), [`message_id`](Self::message_id),
+        /// [`context`](Self::context)) and never need to match every variant, so a new operation
+        /// added later breaks none of them.
+        ///
+        /// # Example
+        ///
+        /// ```
+        /// use persist::{args::Add, Content, PersistArgs, PersistOp, Role, ThreadId};
+        ///
+        /// let args = PersistArgs::from(Add::new(ThreadId::new("t1")?, Role::User, Content::text("hi")));
+        /// assert_eq!(args.op(), PersistOp::Add);
+        /// assert_eq!(args.thread_id().map(|t| t.as_str()), Some("t1"));
+        /// assert!(args.message_id().is_none());
+        /// # Ok::<_, persist::PersistError>(())
+        /// ```
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(tag = "op", rename_all = "snake_case")]
+        #[non_exhaustive]
+        pub enum PersistArgs {
+            $(
+                $(#[$doc])*
+                #[doc = concat!("\n\nSee [`", stringify!($ty), "`].")]
+                $(#[$attr])*
+                $variant($ty),
+            )*
+        }
+
+        impl PersistArgs {
+            /// The operation label.
+            pub fn op(&self) -> PersistOp {
+                match self {
+                    $(Self::$variant(_) => PersistOp::$op,)*
+                }
+            }
+
+            /// The request context.
+            pub fn context(&self) -> &Context {
+                match self {
+                    $(Self::$variant(request) => &request.context,)*
+                }
+            }
+
+            /// Mutable access to the request context.
+            pub fn context_mut(&mut self) -> &mut Context {
+                match self {
+                    $(Self::$variant(request) => &mut request.context,)*
+                }
+            }
+        }
+
+        $(
+            impl From<$ty> for PersistArgs {
+                fn from(request: $ty) -> Self {
+                    Self::$variant(request)
+                }
+            }
+        )*
+    };
 }
+requests!(define_args);
 
 impl PersistArgs {
-    /// The operation label.
-    pub fn op(&self) -> PersistOp {
-        match self {
-            Self::Add(_) => PersistOp::Add,
-            Self::Reserve(_) => PersistOp::Reserve,
-            Self::UpdateContent(_) => PersistOp::UpdateContent,
-            Self::Update(_) => PersistOp::Update,
-            Self::Delete(_) => PersistOp::Delete,
-            Self::Restore(_) => PersistOp::Restore,
-            Self::AppendTurn(_) => PersistOp::AppendTurn,
-            Self::Get(_) => PersistOp::Get,
-            Self::GetThread(_) => PersistOp::GetThread,
-            Self::List(_) => PersistOp::List,
-            Self::Threads(_) => PersistOp::Threads,
-            Self::Branches(_) => PersistOp::Branches,
-            Self::FindStranded(_) => PersistOp::FindStranded,
-            Self::Resolve(_) => PersistOp::Resolve,
-            Self::Bind(_) => PersistOp::Bind,
-            Self::ResetSession(_) => PersistOp::ResetSession,
-            Self::InvalidateSession(_) => PersistOp::InvalidateSession,
-            Self::Bindings(_) => PersistOp::Bindings,
-            Self::Ping(_) => PersistOp::Ping,
-            Self::ReadFeed(_) => PersistOp::ReadFeed,
-            Self::SetOnce(_) => PersistOp::SetOnce,
-            Self::Summarize(_) => PersistOp::Summarize,
-            Self::Summaries(_) => PersistOp::Summaries,
-            Self::Compacted(_) => PersistOp::Compacted,
-            Self::Lease(_) => PersistOp::Lease,
-            Self::Search(_) => PersistOp::Search,
-            Self::Embed(_) => PersistOp::Embed,
-            Self::Nearest(_) => PersistOp::Nearest,
-            Self::ReadMemory(_) => PersistOp::ReadMemory,
-            Self::WriteMemory(_) => PersistOp::WriteMemory,
-            Self::Memories(_) => PersistOp::ListMemories,
-            Self::Embeddings(_) => PersistOp::ListEmbeddings,
-        }
-    }
-
     /// The thread the request addresses; `None` for requests across threads (`threads`,
     /// `find_stranded`, `ping`, a feed read of a tenant or the store).
     pub fn thread_id(&self) -> Option<&ThreadId> {
@@ -330,82 +257,6 @@ impl PersistArgs {
         }
     }
 
-    /// The request context.
-    pub fn context(&self) -> &Context {
-        match self {
-            Self::Add(a) => &a.context,
-            Self::Reserve(a) => &a.context,
-            Self::UpdateContent(a) => &a.context,
-            Self::Update(a) => &a.context,
-            Self::Delete(a) => &a.context,
-            Self::Restore(a) => &a.context,
-            Self::AppendTurn(a) => &a.context,
-            Self::Get(a) => &a.context,
-            Self::GetThread(a) => &a.context,
-            Self::List(a) => &a.context,
-            Self::Threads(a) => &a.context,
-            Self::Branches(a) => &a.context,
-            Self::FindStranded(a) => &a.context,
-            Self::Resolve(a) => &a.context,
-            Self::Bind(a) => &a.context,
-            Self::ResetSession(a) => &a.context,
-            Self::InvalidateSession(a) => &a.context,
-            Self::Bindings(a) => &a.context,
-            Self::Ping(a) => &a.context,
-            Self::ReadFeed(a) => &a.context,
-            Self::SetOnce(a) => &a.context,
-            Self::Summarize(a) => &a.context,
-            Self::Summaries(a) => &a.context,
-            Self::Compacted(a) => &a.context,
-            Self::Lease(a) => &a.context,
-            Self::Search(a) => &a.context,
-            Self::Embed(a) => &a.context,
-            Self::Nearest(a) => &a.context,
-            Self::ReadMemory(a) => &a.context,
-            Self::WriteMemory(a) => &a.context,
-            Self::Memories(a) => &a.context,
-            Self::Embeddings(a) => &a.context,
-        }
-    }
-
-    /// Mutable access to the request context.
-    pub fn context_mut(&mut self) -> &mut Context {
-        match self {
-            Self::Add(a) => &mut a.context,
-            Self::Reserve(a) => &mut a.context,
-            Self::UpdateContent(a) => &mut a.context,
-            Self::Update(a) => &mut a.context,
-            Self::Delete(a) => &mut a.context,
-            Self::Restore(a) => &mut a.context,
-            Self::AppendTurn(a) => &mut a.context,
-            Self::Get(a) => &mut a.context,
-            Self::GetThread(a) => &mut a.context,
-            Self::List(a) => &mut a.context,
-            Self::Threads(a) => &mut a.context,
-            Self::Branches(a) => &mut a.context,
-            Self::FindStranded(a) => &mut a.context,
-            Self::Resolve(a) => &mut a.context,
-            Self::Bind(a) => &mut a.context,
-            Self::ResetSession(a) => &mut a.context,
-            Self::InvalidateSession(a) => &mut a.context,
-            Self::Bindings(a) => &mut a.context,
-            Self::Ping(a) => &mut a.context,
-            Self::ReadFeed(a) => &mut a.context,
-            Self::SetOnce(a) => &mut a.context,
-            Self::Summarize(a) => &mut a.context,
-            Self::Summaries(a) => &mut a.context,
-            Self::Compacted(a) => &mut a.context,
-            Self::Lease(a) => &mut a.context,
-            Self::Search(a) => &mut a.context,
-            Self::Embed(a) => &mut a.context,
-            Self::Nearest(a) => &mut a.context,
-            Self::ReadMemory(a) => &mut a.context,
-            Self::WriteMemory(a) => &mut a.context,
-            Self::Memories(a) => &mut a.context,
-            Self::Embeddings(a) => &mut a.context,
-        }
-    }
-
     /// Checks the rules no type can express, the same on every backend: content and metadata
     /// nested at most [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH) deep, no U+0000 in content,
     /// metadata or a title (PostgreSQL cannot store it, so no backend does), an update must
@@ -417,38 +268,19 @@ impl PersistArgs {
     ///
     /// [`PersistError::InvalidInput`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        if let Self::Restore(restore) = self {
-            return restore.validate();
-        }
-        if let Self::SetOnce(request) = self {
-            return request.validate();
-        }
-        if let Self::AppendTurn(turn) = self {
-            return turn.validate();
-        }
-        if let Self::Summarize(summarize) = self {
-            return summarize.validate();
-        }
-        if let Self::Summaries(query) = self {
-            return query.validate();
-        }
-        if let Self::Lease(lease) = self {
-            return lease.validate();
-        }
-        if let Self::Embed(embed) = self {
-            return embed.validate();
-        }
-        if let Self::Nearest(query) = self {
-            return query.validate();
-        }
-        if let Self::WriteMemory(write) = self {
-            return write.validate();
-        }
-        if let Self::Memories(query) = self {
-            return query.validate();
-        }
-        if let Self::Embeddings(query) = self {
-            return query.validate();
+        match self {
+            Self::Restore(request) => return request.validate(),
+            Self::SetOnce(request) => return request.validate(),
+            Self::AppendTurn(request) => return request.validate(),
+            Self::Summarize(request) => return request.validate(),
+            Self::Summaries(request) => return request.validate(),
+            Self::Lease(request) => return request.validate(),
+            Self::Embed(request) => return request.validate(),
+            Self::Nearest(request) => return request.validate(),
+            Self::WriteMemory(request) => return request.validate(),
+            Self::Memories(request) => return request.validate(),
+            Self::Embeddings(request) => return request.validate(),
+            _ => {}
         }
         if let Self::Add(add) = self
             && let Some(embedding) = &add.embedding
@@ -524,94 +356,6 @@ impl PersistArgs {
                 _ => Ok(()),
             },
         }
-    }
-}
-
-macro_rules! into_args {
-    ($($variant:ident),*) => {$(
-        impl From<$variant> for PersistArgs {
-            fn from(args: $variant) -> Self {
-                Self::$variant(args)
-            }
-        }
-    )*};
-}
-into_args!(
-    Add,
-    Reserve,
-    UpdateContent,
-    Update,
-    Delete,
-    Restore,
-    AppendTurn,
-    Resolve,
-    Bind,
-    ResetSession,
-    InvalidateSession,
-    Ping,
-    Summarize,
-    Lease
-);
-
-impl From<ListSummaries> for PersistArgs {
-    fn from(query: ListSummaries) -> Self {
-        Self::Summaries(query)
-    }
-}
-
-impl From<ReadCompacted> for PersistArgs {
-    fn from(query: ReadCompacted) -> Self {
-        Self::Compacted(query)
-    }
-}
-
-impl From<GetMessage> for PersistArgs {
-    fn from(query: GetMessage) -> Self {
-        Self::Get(query)
-    }
-}
-
-impl From<ListMessages> for PersistArgs {
-    fn from(query: ListMessages) -> Self {
-        Self::List(query)
-    }
-}
-
-impl From<ListBindings> for PersistArgs {
-    fn from(query: ListBindings) -> Self {
-        Self::Bindings(query)
-    }
-}
-
-impl From<ListBranches> for PersistArgs {
-    fn from(query: ListBranches) -> Self {
-        Self::Branches(query)
-    }
-}
-
-impl From<ListThreads> for PersistArgs {
-    fn from(query: ListThreads) -> Self {
-        Self::Threads(query)
-    }
-}
-
-into_args!(GetThread, FindStranded, ReadFeed, Search, Embed, Nearest, ReadMemory, WriteMemory);
-
-impl From<ListMemories> for PersistArgs {
-    fn from(query: ListMemories) -> Self {
-        Self::Memories(query)
-    }
-}
-
-impl From<ListEmbeddings> for PersistArgs {
-    fn from(query: ListEmbeddings) -> Self {
-        Self::Embeddings(query)
-    }
-}
-
-impl From<SetOnce> for PersistArgs {
-    fn from(request: SetOnce) -> Self {
-        Self::SetOnce(request)
     }
 }
 

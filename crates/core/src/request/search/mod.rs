@@ -91,7 +91,8 @@ use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, TenantId, ThreadId};
 use crate::model::id_checks::tenant_key;
 use crate::model::page::{Page, lookahead, validate_limit};
-use crate::model::{Message, Metadata, Role, Timestamp};
+use crate::model::{Message, Role, Timestamp};
+use crate::request::filter::MessageFilter;
 
 /// The default page size of a search.
 pub const DEFAULT_SEARCH_LIMIT: u32 = 20;
@@ -133,15 +134,8 @@ pub struct Search {
     pub text: String,
     /// Which threads are searched.
     pub scope: SearchScope,
-    /// Only messages of these roles (any role when empty).
-    pub roles: Vec<Role>,
-    /// Only messages created at or after this instant.
-    pub since: Option<Timestamp>,
-    /// Only messages created before this instant.
-    pub until: Option<Timestamp>,
-    /// Only messages of threads whose metadata contains every key of this object with an equal
-    /// value (as [`ListThreads::with_filter`](crate::read::ListThreads::with_filter)).
-    pub thread_filter: Metadata,
+    /// Which of their messages: roles, time range, thread metadata.
+    pub filter: MessageFilter,
     /// Continue after this cursor (from the previous page).
     pub cursor: Option<SearchCursor>,
     /// Page size, 1 to [`MAX_PAGE_LIMIT`](crate::read::MAX_PAGE_LIMIT) (default
@@ -157,10 +151,7 @@ impl Search {
         Self {
             text: text.into(),
             scope: SearchScope::Tenant,
-            roles: Vec::new(),
-            since: None,
-            until: None,
-            thread_filter: Metadata::new(),
+            filter: MessageFilter::new(),
             cursor: None,
             limit: DEFAULT_SEARCH_LIMIT,
             context: Context::new(),
@@ -183,49 +174,11 @@ impl Search {
         self.with_scope(if across { SearchScope::AcrossTenants } else { SearchScope::Tenant })
     }
 
-    /// Only messages of `roles`.
-    pub fn with_roles(mut self, roles: impl IntoIterator<Item = Role>) -> Self {
-        self.roles = roles.into_iter().collect();
-        self
-    }
+    message_filter_setters!(filter);
 
-    /// Only messages created at or after `since`.
-    pub fn since(mut self, since: Timestamp) -> Self {
-        self.since = Some(since);
-        self
-    }
+    page_setters!(cursor: SearchCursor, limit);
 
-    /// Only messages created before `until`.
-    pub fn until(mut self, until: Timestamp) -> Self {
-        self.until = Some(until);
-        self
-    }
-
-    /// Only messages of threads whose metadata contains `filter`.
-    pub fn with_thread_filter(mut self, filter: Metadata) -> Self {
-        self.thread_filter = filter;
-        self
-    }
-
-    /// Continues after `cursor`.
-    pub fn with_cursor(mut self, cursor: Option<SearchCursor>) -> Self {
-        self.cursor = cursor;
-        self
-    }
-
-    /// Page size.
-    pub fn with_limit(mut self, limit: u32) -> Self {
-        self.limit = limit;
-        self
-    }
-
-    context_setter!();
-
-    /// The tenant searched (its context's), unless the search is
-    /// [across tenants](SearchScope::AcrossTenants).
-    pub fn tenant(&self) -> Option<&TenantId> {
-        self.context.tenant()
-    }
+    context_setter!(tenant);
 
     /// Whether the search reaches every tenant's threads.
     pub fn is_across_tenants(&self) -> bool {
@@ -251,7 +204,7 @@ impl Search {
     pub fn query(&self) -> Result<SearchQuery> {
         let parsed = SearchQuery::parse(&self.text)?;
         validate_limit(self.limit)?;
-        crate::request::read::check_window(self.since, self.until, &self.thread_filter)?;
+        self.filter.validate()?;
         if let Some(cursor) = &self.cursor
             && !self.is_across_tenants()
             && cursor.tenant.as_ref() != self.tenant()
@@ -270,18 +223,13 @@ impl Search {
         self.query().map(drop)
     }
 
-    /// How many matches a backend fetches: one more than the page, to learn whether more follow.
-    pub fn fetch_limit(&self) -> u32 {
-        self.limit + 1
-    }
+    page_setters!(fetch);
 
     /// Whether a message passes the search's filters other than its text and thread metadata
     /// (role, time range, cursor, status): what a backend that scans applies.
     pub fn admits(&self, tenant: Option<&TenantId>, message: &Message) -> bool {
         message.status != crate::model::Status::Reserved
-            && (self.roles.is_empty() || self.roles.contains(&message.role))
-            && self.since.is_none_or(|since| message.created_at >= since)
-            && self.until.is_none_or(|until| message.created_at < until)
+            && self.filter.admits(message)
             && self.cursor.as_ref().is_none_or(|cursor| cursor.is_after(tenant, message))
     }
 
