@@ -11,7 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use persist_core::TenantId;
 
-use crate::{ApiError, Limits, REQUEST_ID, Server, Tenant, metrics, request_id};
+use crate::extract::{REQUEST_ID, Tenant, request_id, unreadable};
+use crate::{ApiError, Limits, Server, metrics};
 
 /// The target of the access line, one per request at `INFO` (its own, so a log filter keeps it
 /// apart from the store's traces: `warn,persist_serve::access=info`).
@@ -79,15 +80,4 @@ async fn buffered(request: Request, limits: &Limits) -> Result<Request, ApiError
         Err(_) => return Err(ApiError::slow_body(limits.body_timeout)),
     };
     Ok(Request::from_parts(parts, Body::from(bytes)))
-}
-
-/// What a body that could not be read whole is answered: 413 when it passed `limit`, else 400.
-pub(crate) fn unreadable(error: &axum::Error, limit: usize) -> ApiError {
-    let too_large = std::error::Error::source(error).is_some_and(|source| source.to_string().contains("length limit"))
-        || error.to_string().contains("length limit");
-    if too_large {
-        ApiError::too_large(limit)
-    } else {
-        ApiError::invalid("body", "The request body could not be read.")
-    }
 }

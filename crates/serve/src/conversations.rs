@@ -11,8 +11,10 @@ use persist_core::{Message, MessageId, Metadata, Order, PersistError, Thread, Th
 use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
+use crate::extract::{Caller, JsonObject};
 use crate::idempotency::{self, Minter};
-use crate::{Caller, JsonObject, Params, items};
+use crate::items;
+use crate::params::Params;
 
 /// The thread metadata key a conversation's `metadata` is kept under (replaced whole by an
 /// update, so the thread's other metadata stays).

@@ -307,7 +307,7 @@ impl IntoResponse for ApiError {
             "param": self.param,
             "code": self.code,
         }});
-        let mut response = (self.status, crate::json_body(&body)).into_response();
+        let mut response = (self.status, crate::extract::json_body(&body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(seconds) = self.retry_after {

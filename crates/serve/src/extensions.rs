@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 
 use crate::conversations::{conversation, list};
 use crate::error::ApiError;
-use crate::{Caller, Params, cursor, items};
+use crate::extract::Caller;
+use crate::params::Params;
+use crate::{cursor, items};
 
 /// How many times a pop tries again after losing its item to another pop before answering 409.
 const POP_ATTEMPTS: usize = 64;

@@ -15,6 +15,10 @@ use uuid::Uuid;
 
 use crate::error::ApiError;
 
+/// What the server puts before the digest of a client's `Idempotency-Key` when it hands it to
+/// persist, keeping its keys apart from those of other writers of the same store.
+const KEY_PREFIX: &str = "serve:";
+
 /// The longest key taken, in bytes.
 pub const MAX_KEY_BYTES: usize = 200;
 
@@ -37,11 +41,11 @@ pub(crate) fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// The key persist is given for a client's `key`: [`KEY_PREFIX`](crate::KEY_PREFIX) and a
+/// The key persist is given for a client's `key`: [`KEY_PREFIX`](KEY_PREFIX) and a
 /// digest of the key (122 bits: as unique as the keys it stands for).
 pub(crate) fn stored(key: &str) -> Result<IdempotencyKey, ApiError> {
     let digest = Uuid::new_v5(&NAMESPACE, key.as_bytes()).simple();
-    IdempotencyKey::new(format!("{}{digest}", crate::KEY_PREFIX))
+    IdempotencyKey::new(format!("{}{digest}", KEY_PREFIX))
         .map_err(|_| ApiError::internal("The Idempotency-Key's digest is not a key."))
 }
 

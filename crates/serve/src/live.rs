@@ -16,7 +16,8 @@ use serde_json::json;
 
 use crate::conversations::find;
 use crate::error::ApiError;
-use crate::{Caller, Params};
+use crate::extract::{Caller, Tenant};
+use crate::params::Params;
 
 /// The conversation and item a path names, as ids (a malformed one is no such item).
 fn ids(id: &str, item: &str) -> Result<(ThreadId, MessageId), ApiError> {
@@ -55,7 +56,7 @@ pub(crate) async fn stream_item(
     // On shutdown the stream ends: the client resumes from its `Last-Event-ID`.
     let events = stream::unfold(Some(Box::new(follower)), next_chunk).take_until(caller.closed());
     let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
-    response.extensions_mut().insert(crate::Tenant(caller.tenant.clone()));
+    response.extensions_mut().insert(Tenant(caller.tenant.clone()));
     Ok(response)
 }
 

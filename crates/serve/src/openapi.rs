@@ -3,13 +3,9 @@
 //! answers by status, and the schemas of [`schemas`](crate::schemas). Served at [`PATH`] without
 //! a key (it holds no data), and returned by [`Server::openapi`](crate::Server::openapi).
 
-use std::sync::OnceLock;
-
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use crate::routes::{self, Access, Answer, Param, Route};
+use crate::route::{Access, Answer, Param, Route};
 use crate::schemas::{self, reference};
 
 /// Where the document is served.
@@ -18,12 +14,12 @@ pub(crate) const PATH: &str = "/v1/persist/openapi.json";
 /// The name of the bearer key's security scheme.
 const BEARER: &str = "apiKey";
 
-/// The document.
-pub(crate) fn document() -> Value {
+/// The document of `routes`.
+pub(crate) fn document(routes: &[Route]) -> Value {
     let mut paths = Map::new();
-    for route in routes::table() {
+    for route in routes {
         let item = paths.entry(route.path).or_insert_with(|| json!({}));
-        item[route.method.key()] = operation(&route);
+        item[route.method.key()] = operation(route);
     }
     json!({
         "openapi": "3.1.0",
@@ -54,17 +50,6 @@ pub(crate) fn document() -> Value {
         },
         "security": [{BEARER: []}],
     })
-}
-
-/// The document's JSON text, made once.
-fn text() -> &'static str {
-    static TEXT: OnceLock<String> = OnceLock::new();
-    TEXT.get_or_init(|| document().to_string())
-}
-
-/// `GET /v1/persist/openapi.json`.
-pub(crate) async fn serve() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], text()).into_response()
 }
 
 fn operation(route: &Route) -> Value {

@@ -3,144 +3,17 @@
 //! describes it, so a route cannot be served without being documented, nor documented without
 //! being served.
 
-use axum::extract::State;
+use std::sync::OnceLock;
+
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, MethodRouter, on};
+use axum::routing::on;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::route::{Access, Answer, Method, Param, Route};
 use crate::{Server, conversations, extensions, items, live, openapi, views};
-
-/// An HTTP method a route takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Method {
-    Get,
-    Post,
-    Delete,
-}
-
-impl Method {
-    /// Its name in an OpenAPI path item (`get`, `post`, `delete`).
-    pub(crate) fn key(self) -> &'static str {
-        match self {
-            Self::Get => "get",
-            Self::Post => "post",
-            Self::Delete => "delete",
-        }
-    }
-
-    fn filter(self) -> MethodFilter {
-        match self {
-            Self::Get => MethodFilter::GET,
-            Self::Post => MethodFilter::POST,
-            Self::Delete => MethodFilter::DELETE,
-        }
-    }
-}
-
-/// Who may call a route, and whether it is admitted (host check, request slot, access line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    /// A tenant's route: its caller is known by the server's [`Auth`](crate::Auth).
-    Tenant,
-    /// Admitted, but without a key: it holds no data (the OpenAPI document).
-    Public,
-    /// A load balancer's probe: no key, outside the request limit.
-    Probe,
-}
-
-/// What a route answers with 200.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Answer {
-    /// A JSON body of this component schema.
-    Json(&'static str),
-    /// Server-Sent Events: each event's name and the component schema of its JSON `data`.
-    Events(&'static [(&'static str, &'static str)]),
-}
-
-/// A query or header parameter.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Param {
-    pub(crate) name: &'static str,
-    pub(crate) required: bool,
-    pub(crate) description: &'static str,
-    pub(crate) schema: fn() -> Value,
-}
-
-/// One route: a path and a method, its handler, and what the OpenAPI document says of it.
-#[derive(Debug, Clone)]
-pub(crate) struct Route {
-    pub(crate) method: Method,
-    /// The path template, in axum's syntax and OpenAPI's alike (`/v1/conversations/{id}`).
-    pub(crate) path: &'static str,
-    handler: fn(MethodFilter) -> MethodRouter<Server>,
-    pub(crate) access: Access,
-    pub(crate) id: &'static str,
-    pub(crate) tag: &'static str,
-    pub(crate) summary: &'static str,
-    pub(crate) query: Vec<Param>,
-    pub(crate) headers: Vec<Param>,
-    /// The component schema of the JSON request body, when the route reads one.
-    pub(crate) body: Option<&'static str>,
-    pub(crate) answer: Answer,
-    /// The error statuses the route itself answers, beyond those of every route of its access.
-    pub(crate) errors: &'static [u16],
-}
-
-impl Route {
-    fn new(method: Method, path: &'static str, handler: fn(MethodFilter) -> MethodRouter<Server>) -> Self {
-        Self {
-            method,
-            path,
-            handler,
-            access: Access::Tenant,
-            id: "",
-            tag: "",
-            summary: "",
-            query: Vec::new(),
-            headers: Vec::new(),
-            body: None,
-            answer: Answer::Json(""),
-            errors: &[],
-        }
-    }
-
-    fn doc(mut self, id: &'static str, tag: &'static str, summary: &'static str) -> Self {
-        (self.id, self.tag, self.summary) = (id, tag, summary);
-        self
-    }
-
-    fn answers(mut self, answer: Answer, errors: &'static [u16]) -> Self {
-        (self.answer, self.errors) = (answer, errors);
-        self
-    }
-
-    fn query(mut self, query: &[Param]) -> Self {
-        self.query = query.to_vec();
-        self
-    }
-
-    fn headers(mut self, headers: &[Param]) -> Self {
-        self.headers = headers.to_vec();
-        self
-    }
-
-    fn body(mut self, schema: &'static str) -> Self {
-        self.body = Some(schema);
-        self
-    }
-
-    fn access(mut self, access: Access) -> Self {
-        self.access = access;
-        self
-    }
-
-    /// The route's handler, for its method.
-    pub(crate) fn handler(&self) -> MethodRouter<Server> {
-        (self.handler)(self.method.filter())
-    }
-}
 
 const CONVERSATIONS: &str = "Conversations";
 const ITEMS: &str = "Items";
@@ -316,7 +189,7 @@ pub(crate) fn table() -> Vec<Route> {
         Route::new(Post, "/v1/persist/conversations/{id}/items/{item_id}/stop", |m| on(m, live::stop_item))
             .doc("stopItem", PERSIST, "Ask a reply's generation to stop, on whichever instance runs it")
             .answers(Answer::Json("StopAnswer"), &[404]),
-        Route::new(Get, openapi::PATH, |m| on(m, openapi::serve))
+        Route::new(Get, openapi::PATH, |m| on(m, openapi_json))
             .doc("getOpenApiDocument", OPERATIONS, "This document (no key: it holds no data)")
             .access(Access::Public)
             .answers(Answer::Json("OpenApiDocument"), &[]),
@@ -329,6 +202,13 @@ pub(crate) fn table() -> Vec<Route> {
             .access(Access::Probe)
             .answers(Answer::Json("Ready"), &[503]),
     ]
+}
+
+/// `GET /v1/persist/openapi.json`: the document of this table, made once.
+async fn openapi_json() -> Response {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    let text = TEXT.get_or_init(|| openapi::document(&table()).to_string());
+    ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
 }
 
 async fn health() -> Response {
@@ -345,4 +225,14 @@ async fn ready(State(server): State<Server>) -> Response {
         }
         Err(_) => ApiError::unavailable("The store did not answer a ping in time.").into_response(),
     }
+}
+
+/// A path no route has: 404, as OpenAI answers it.
+pub(crate) async fn no_route(request: Request) -> ApiError {
+    ApiError::no_route(request.method().as_str(), request.uri().path())
+}
+
+/// A route that exists, asked with a method it does not take: 405 (axum adds `Allow`).
+pub(crate) async fn not_allowed(request: Request) -> ApiError {
+    ApiError::not_allowed(request.method().as_str(), request.uri().path())
 }

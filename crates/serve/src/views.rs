@@ -17,8 +17,10 @@ use persist_core::{MessageId, PersistError, ThreadId};
 use serde_json::{Value, json};
 
 use crate::conversations::{conversation, find, items_of, list};
+use crate::cursor;
 use crate::error::ApiError;
-use crate::{Caller, JsonObject, Params, cursor};
+use crate::extract::{Caller, JsonObject, Tenant};
+use crate::params::Params;
 
 /// `GET /v1/persist/search?q=WORDS&conversation=ID&limit=N&after=CURSOR`: the caller's items
 /// whose text holds every word (newest first), in one conversation or all of them. A store
@@ -160,7 +162,7 @@ pub(crate) async fn events(
     // On shutdown the stream ends: the client resumes after its `Last-Event-ID`.
     let events = stream::unfold(start, next_event).take_until(caller.closed());
     let mut response = Sse::new(events).keep_alive(KeepAlive::default()).into_response();
-    response.extensions_mut().insert(crate::Tenant(caller.tenant.clone()));
+    response.extensions_mut().insert(Tenant(caller.tenant.clone()));
     Ok(response)
 }
 

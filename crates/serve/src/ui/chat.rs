@@ -284,7 +284,7 @@ async fn submit<G: Generate>(
     body: Body,
 ) -> Result<Response, ApiError> {
     let store = chat.store(&headers)?;
-    let body = crate::read_object(&headers, body, chat.max_body_bytes).await?;
+    let body = crate::extract::read_object(&headers, body, chat.max_body_bytes).await?;
     let thread = thread_of(body.get("id").and_then(Value::as_str))?;
     let last_seq = store.get_thread(GetThread::new(thread.clone())).await.map_err(failed)?.map_or(0, |t| t.last_seq);
     let newest = chat.newest(&store, &thread).await?;
@@ -594,5 +594,5 @@ async fn stop<G: Generate>(
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], crate::json_body(body)).into_response()
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], crate::extract::json_body(body)).into_response()
 }

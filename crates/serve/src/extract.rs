@@ -1,0 +1,196 @@
+//! What handlers take from a request and give back: the caller (its tenant and the scoped
+//! store), a JSON object body within the limits, the request's id, and JSON answers.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use persist_core::{Context, PersistError, Scoped, TenantId};
+use serde_json::{Map, Value};
+
+use crate::{ApiError, Limits, Server, listen};
+
+/// The header a request's id travels in, both ways (the `openai` SDKs read it as
+/// `_request_id`).
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+/// The id of the HTTP request a store call was made for (its `x-request-id`), in the call's
+/// context extensions: each store call has a request id of its own
+/// ([`Context::request_id`]), and a layer that logs or audits calls finds the HTTP request
+/// they served here.
+///
+/// # Example
+///
+/// ```
+/// use persist::PersistArgs;
+/// use persist_serve::HttpRequestId;
+///
+/// fn http_request_of(args: &PersistArgs) -> Option<&str> {
+///     args.context().extensions().get::<HttpRequestId>().map(|id| id.0.as_str())
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequestId(pub String);
+
+/// The request's id: the client's `x-request-id` when it is one (1 to 200 printable ASCII
+/// characters), else a new `req_…`.
+pub(crate) fn request_id(headers: &HeaderMap) -> HttpRequestId {
+    let given = headers
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|text| (1..=200).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic()));
+    HttpRequestId(given.map_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()), str::to_owned))
+}
+
+/// The tenant a response was for, for the log.
+#[derive(Debug, Clone)]
+pub(crate) struct Tenant(pub(crate) Option<TenantId>);
+
+/// A request's caller: its tenant, and the pipeline scoped to it.
+#[derive(Debug)]
+pub(crate) struct Caller {
+    pub(crate) tenant: Option<TenantId>,
+    pub(crate) store: Scoped,
+    timeout: Duration,
+    limits: Limits,
+    closing: listen::Closing,
+}
+
+impl FromRequestParts<Server> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, ApiError> {
+        let tenant = server.shared.auth.tenant(&parts.headers)?;
+        let mut context = Context::new().for_tenant(tenant.clone()).with_principal("persist-serve");
+        if let Some(id) = parts.extensions.get::<HttpRequestId>() {
+            context = context.with_extension(id.clone());
+        }
+        Ok(Self {
+            store: server.shared.pipeline.scoped(context),
+            tenant,
+            timeout: server.shared.limits.store_timeout,
+            limits: server.shared.limits.clone(),
+            closing: server.shared.closing.clone(),
+        })
+    }
+}
+
+impl Caller {
+    /// A call to the store, in at most the server's timeout (503 after it), its refusal as the
+    /// API's error for a request on `conversation`.
+    pub(crate) async fn run<T>(
+        &self,
+        conversation: Option<&str>,
+        call: impl Future<Output = Result<T, PersistError>>,
+    ) -> Result<T, ApiError> {
+        self.within(call).await?.map_err(|error| ApiError::from_store(error, conversation))
+    }
+
+    /// A call to the store in at most the server's timeout (503 after it), its refusal left
+    /// to the caller to read.
+    pub(crate) async fn within<T>(
+        &self,
+        call: impl Future<Output = Result<T, PersistError>>,
+    ) -> Result<Result<T, PersistError>, ApiError> {
+        tokio::time::timeout(self.timeout, call).await.map_err(|_| {
+            tracing::warn!(timeout_ms = self.timeout.as_millis() as u64, "the store did not answer in time");
+            ApiError::unavailable(format!(
+                "The store did not answer within {} ms; retry later.",
+                self.timeout.as_millis()
+            ))
+        })
+    }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Completes when the server shuts down: an event stream ends then.
+    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.closing.closed()
+    }
+
+    /// A JSON response, marked with the caller's tenant for the log.
+    pub(crate) fn answer(&self, status: StatusCode, body: &Value) -> Response {
+        let mut response =
+            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json_body(body))
+                .into_response();
+        response.extensions_mut().insert(Tenant(self.tenant.clone()));
+        response
+    }
+}
+
+/// A value's JSON text.
+pub(crate) fn json_body(value: &Value) -> String {
+    value.to_string()
+}
+
+/// A request's body as a JSON object: an empty body is `{}`. Over `limit` bytes it is 413,
+/// refused by its `Content-Length` before any of it is read, else as soon as the bytes read
+/// pass the limit. A body not sent as `application/json` is 415: a web page can send a
+/// `text/plain` one to any server without asking, a JSON one only to its own.
+pub(crate) async fn read_object(headers: &HeaderMap, body: Body, limit: usize) -> Result<Map<String, Value>, ApiError> {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    let json = is_json(headers);
+    if !json && declared.is_some_and(|length| length > 0) {
+        return Err(ApiError::not_json());
+    }
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| unreadable(&error, limit))?;
+    if bytes.is_empty() {
+        return Ok(Map::new());
+    }
+    if !json {
+        return Err(ApiError::not_json());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::invalid("body", "The request body is a JSON object.")),
+        Err(error) => {
+            Err(ApiError::invalid("body", format!("We could not parse the JSON body of your request ({error}).")))
+        }
+    }
+}
+
+/// Whether the request says its body is JSON: `application/json`, any case, parameters
+/// (`; charset=utf-8`) allowed.
+fn is_json(headers: &HeaderMap) -> bool {
+    let value = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let media_type = value.split(';').next().unwrap_or_default().trim();
+    media_type.eq_ignore_ascii_case("application/json")
+}
+
+/// A request's body as a JSON object (an empty body is `{}`), read within the server's
+/// [`Limits::max_body_bytes`]: see [`read_object`].
+#[derive(Debug)]
+pub(crate) struct JsonObject(pub(crate) Map<String, Value>);
+
+impl FromRequest<Server> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, server: &Server) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        read_object(&parts.headers, body, server.shared.limits.max_body_bytes).await.map(Self)
+    }
+}
+
+/// What a body that could not be read whole is answered: 413 when it passed `limit`, else 400.
+pub(crate) fn unreadable(error: &axum::Error, limit: usize) -> ApiError {
+    let too_large = std::error::Error::source(error).is_some_and(|source| source.to_string().contains("length limit"))
+        || error.to_string().contains("length limit");
+    if too_large {
+        ApiError::too_large(limit)
+    } else {
+        ApiError::invalid("body", "The request body could not be read.")
+    }
+}
