@@ -7,6 +7,11 @@
 //!
 //! A backend of its own can use it too: it depends on the contract (`persist-core`) and sqlx's
 //! migration types only.
+//!
+//! What it does not hold, on purpose: the statements. Both backends restore, update and delete
+//! by the same rules, and those rules are the contract's (`persist_core::restore`'s verdicts,
+//! the requests' own checks); the SQL that applies them differs by dialect and by transaction
+//! model (SQLite's one writer, PostgreSQL's row locks), so each backend writes its own.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
