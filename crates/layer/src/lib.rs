@@ -16,6 +16,12 @@
 //! (summaries written in the background when a thread's tail outgrows a budget) is in
 //! `persist-ops` beside the compaction it runs; the facade's `persist::layer` lists it here too.
 //!
+//! Every layer is a folder in tower's shape: `mod.rs` holds the service (or, for a layer built
+//! on [`intercept`], its interceptor) and the re-exports, `layer.rs` the `Layer`, and
+//! `future.rs` the response future when the service has a named one of its own (a service
+//! answering a boxed future has none). A layer's helper modules stay in its folder
+//! (`coalesce/slots.rs`, `route/across.rs`).
+//!
 //! # Cargo features
 //!
 //! Every layer is on by default. The four that bring a dependency of their own are a feature

@@ -65,43 +65,22 @@
 //! # }).unwrap();
 //! ```
 
+mod future;
+mod layer;
 mod slots;
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
+pub use self::future::ResponseFuture;
+pub use self::layer::CoalesceLayer;
 use self::slots::{Key, Slot, Slots, Turn};
 use persist_core::args::UpdateContent;
 use persist_core::{ContentUpdated, PersistArgs, PersistError, PersistResult};
-
-/// Holds back partial content updates; see the [module docs](self).
-#[derive(Debug, Clone)]
-pub struct CoalesceLayer {
-    interval: Duration,
-}
-
-impl CoalesceLayer {
-    /// At most one write per message per `interval` for partial updates.
-    pub fn new(interval: Duration) -> Self {
-        Self { interval }
-    }
-}
-
-impl<S> Layer<S> for CoalesceLayer {
-    type Service = Coalesce<S>;
-
-    /// Each stack gets its own slots (clones of the service share them): two stores never
-    /// share a held-back update.
-    fn layer(&self, inner: S) -> Self::Service {
-        Coalesce { inner, interval: self.interval, slots: Arc::default() }
-    }
-}
 
 /// The service of a [`CoalesceLayer`].
 #[derive(Clone)]
@@ -114,44 +93,6 @@ pub struct Coalesce<S> {
 impl<S: fmt::Debug> fmt::Debug for Coalesce<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Coalesce").field("inner", &self.inner).field("interval", &self.interval).finish_non_exhaustive()
-    }
-}
-
-/// The answer of a [`Coalesce`] service: ready at once for an update held back, else the
-/// write's.
-pub struct ResponseFuture(Answer);
-
-enum Answer {
-    /// Held back: answered without waiting.
-    Ready(Option<PersistResult>),
-    /// Written, or passed through.
-    Writing(Pin<Box<dyn Future<Output = persist_core::Result<PersistResult>> + Send + 'static>>),
-}
-
-impl fmt::Debug for ResponseFuture {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = match self.0 {
-            Answer::Ready(_) => "held back",
-            Answer::Writing(_) => "writing",
-        };
-        f.debug_tuple("ResponseFuture").field(&state).finish()
-    }
-}
-
-impl Future for ResponseFuture {
-    type Output = persist_core::Result<PersistResult>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match &mut self.get_mut().0 {
-            Answer::Ready(answer) => match answer.take() {
-                Some(answer) => Poll::Ready(Ok(answer)),
-                None => Poll::Ready(Err(PersistError::Backend {
-                    message: "a coalesced answer was polled after it completed".into(),
-                    source: None,
-                })),
-            },
-            Answer::Writing(future) => future.as_mut().poll(cx),
-        }
     }
 }
 
@@ -177,18 +118,16 @@ where
             // its way) is held back here and now, without a task or a clone of the stack: a
             // stream's many tokens cost the least.
             let update = match self.hold_now(&slot, update) {
-                Ok(answer) => return ResponseFuture(Answer::Ready(Some(answer))),
+                Ok(answer) => return ResponseFuture::ready(answer),
                 Err(update) => update,
             };
             // Its turn is taken as it is called: a later call of the message waits behind it.
             let turn = Turn::take(&slot);
             let inner = self.take_ready();
-            return ResponseFuture(Answer::Writing(Box::pin(update_content(
-                slots, interval, inner, update, key, slot, turn,
-            ))));
+            return ResponseFuture::writing(Box::pin(update_content(slots, interval, inner, update, key, slot, turn)));
         }
         let inner = self.take_ready();
-        ResponseFuture(Answer::Writing(match args {
+        ResponseFuture::writing(match args {
             PersistArgs::Reserve(reserve) => Box::pin(async move {
                 let tenant = reserve.context.tenant().cloned();
                 let result = inner.oneshot(reserve.into()).await?;
@@ -209,7 +148,7 @@ where
                 Ok(result)
             }),
             args => Box::pin(inner.oneshot(args)),
-        }))
+        })
     }
 }
 

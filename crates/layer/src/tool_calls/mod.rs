@@ -56,14 +56,17 @@
 //! # }).unwrap();
 //! ```
 
+mod layer;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use serde_json::json;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
+pub use self::layer::ToolCallsLayer;
 use persist_core::args::{Add, AppendTurn, PersistArgs, TurnMessage};
 use persist_core::branch::{Branch, Parent};
 use persist_core::read::{ListMessages, Order};
@@ -86,33 +89,6 @@ pub enum Unanswered {
 /// A context extension asking [`ToolCallsLayer`] to answer a `list` without orphan tool parts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProviderHistory;
-
-/// Keeps a thread's tool calls and results consistent; see the [module docs](self).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ToolCallsLayer {
-    unanswered: Unanswered,
-}
-
-impl ToolCallsLayer {
-    /// The layer, interrupting unanswered calls.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// What to do with calls left without a result when the next user message comes.
-    pub fn on_unanswered(mut self, unanswered: Unanswered) -> Self {
-        self.unanswered = unanswered;
-        self
-    }
-}
-
-impl<S> Layer<S> for ToolCallsLayer {
-    type Service = ToolCalls<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ToolCalls { inner, unanswered: self.unanswered }
-    }
-}
 
 /// The service of [`ToolCallsLayer`].
 #[derive(Debug, Clone)]

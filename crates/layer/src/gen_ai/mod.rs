@@ -48,54 +48,19 @@
 //! # }).unwrap();
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
+mod future;
+mod layer;
+
 use std::task::{Context, Poll};
 
-use pin_project_lite::pin_project;
-use tower::{Layer, Service};
+use tower::Service;
 use tracing::field::{Empty, display};
 use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
 use tracing::{Level, Span};
 
+pub use self::future::GenAiFuture;
+pub use self::layer::GenAiTraceLayer;
 use persist_core::{PersistArgs, PersistError, PersistOp, PersistResult};
-
-/// Spans following OpenTelemetry's GenAI conventions; see the [module docs](self).
-#[derive(Debug, Clone, Default)]
-pub struct GenAiTraceLayer {
-    record_content: bool,
-    store_id: Option<Arc<str>>,
-}
-
-impl GenAiTraceLayer {
-    /// Spans without content, without a store id.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Also records a search's query and the written messages' content (off by default:
-    /// conversation content is private).
-    pub fn with_content(mut self, record: bool) -> Self {
-        self.record_content = record;
-        self
-    }
-
-    /// Names the store (`gen_ai.memory.store.id`, and the second word of memory spans' names):
-    /// one name per store an app keeps, such as `chat-history`.
-    pub fn with_store_id(mut self, id: impl Into<String>) -> Self {
-        self.store_id = Some(Arc::from(id.into()));
-        self
-    }
-}
-
-impl<S> Layer<S> for GenAiTraceLayer {
-    type Service = GenAiTrace<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        GenAiTrace { inner, layer: self.clone() }
-    }
-}
 
 /// The service of [`GenAiTraceLayer`].
 #[derive(Debug, Clone)]
@@ -150,7 +115,7 @@ where
             Some(span) => span.in_scope(|| self.inner.call(args)),
             None => self.inner.call(args),
         };
-        GenAiFuture { inner: future, span, record_content: self.layer.record_content }
+        GenAiFuture::new(future, span, self.layer.record_content)
     }
 }
 
@@ -220,74 +185,5 @@ impl<S> GenAiTrace<S> {
             span.record("gen_ai.memory.query.text", search.text.as_str());
         }
         Some(span)
-    }
-}
-
-pin_project! {
-    /// Response future of [`GenAiTrace`]: polls the inner future inside the span, and records
-    /// the answer on it.
-    #[derive(Debug)]
-    pub struct GenAiFuture<F> {
-        #[pin]
-        inner: F,
-        span: Option<Span>,
-        record_content: bool,
-    }
-}
-
-impl<F> Future for GenAiFuture<F>
-where
-    F: Future<Output = Result<PersistResult, PersistError>>,
-{
-    type Output = Result<PersistResult, PersistError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Some(span) = this.span.as_ref() else {
-            return this.inner.poll(cx);
-        };
-        let poll = {
-            let _entered = span.enter();
-            this.inner.poll(cx)
-        };
-        let Poll::Ready(output) = &poll else { return poll };
-        match output {
-            Ok(result) => record_result(span, result, *this.record_content),
-            Err(error) => {
-                span.record("error.type", error.code());
-                span.record("otel.status_code", "ERROR");
-            }
-        }
-        // The span closes with the call.
-        *this.span = None;
-        poll
-    }
-}
-
-fn record_result(span: &Span, result: &PersistResult, record_content: bool) {
-    let written = result.messages();
-    // How many messages a write wrote or removed (none when it answered an earlier write's), or
-    // how many items a read answered.
-    let count = match result {
-        _ if result.is_deduplicated() => Some(0),
-        PersistResult::Deleted(deleted) => Some(deleted.message_ids.len()),
-        PersistResult::Restored(restored) => Some(usize::try_from(restored.restored).unwrap_or(usize::MAX)),
-        PersistResult::Summarized(_) => Some(1),
-        _ if !written.is_empty() => Some(written.len()),
-        _ => result.rows(),
-    };
-    if let Some(count) = count {
-        span.record("gen_ai.memory.record.count", i64::try_from(count).unwrap_or(i64::MAX));
-    }
-    if let [message] = written {
-        span.record("gen_ai.memory.record.id", display(&message.id));
-        span.record("persist.message.seq", i64::try_from(message.seq).unwrap_or(i64::MAX));
-    }
-    if record_content && !written.is_empty() {
-        let records: Vec<serde_json::Value> = written
-            .iter()
-            .map(|m| serde_json::json!({ "id": m.id.as_str(), "content": m.content.to_value() }))
-            .collect();
-        span.record("gen_ai.memory.records", serde_json::Value::Array(records).to_string());
     }
 }

@@ -23,25 +23,15 @@
 //! # }).unwrap();
 //! ```
 
+mod layer;
+
 use std::ops::ControlFlow;
 
-use tower::Layer;
-
-use crate::intercept::{Decision, Intercept, InterceptLayer, Interceptor};
+pub use self::layer::RequireTenantLayer;
+use crate::intercept::{Decision, Interceptor};
 use persist_core::PersistArgs;
 use persist_core::PersistError;
 use persist_core::feed::FeedScope;
-
-/// Refuses requests without a tenant; see the [module docs](self).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequireTenantLayer;
-
-impl RequireTenantLayer {
-    /// The layer.
-    pub fn new() -> Self {
-        Self
-    }
-}
 
 /// The decision of [`RequireTenantLayer`]: a request with a tenant, a `ping`, or a read
 /// explicitly across tenants goes on; any other is answered `Rejected`.
@@ -70,17 +60,9 @@ impl Interceptor for RequireTenant {
     }
 }
 
-impl<S> Layer<S> for RequireTenantLayer {
-    type Service = Intercept<S, RequireTenant>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        InterceptLayer::new(RequireTenant).layer(inner)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use tower::ServiceExt;
+    use tower::{Layer, ServiceExt};
 
     use super::*;
     use persist_core::args::{Add, Context};

@@ -36,27 +36,21 @@
 //! # }).unwrap();
 //! ```
 
+mod layer;
+
 use std::fmt;
 use std::future::Future;
 use std::mem;
 use std::task::{Context, Poll};
 
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
+pub use self::layer::{FromFnLayer, from_fn};
 use persist_core::BoxPersistService;
 use persist_core::raw::BoxFuture;
 use persist_core::read::GetMessage;
 use persist_core::{Content, PersistArgs, PersistError, PersistResult};
-
-/// Makes a layer from an async closure `f(args, next)`; see the [module docs](self).
-pub fn from_fn<F, Fut>(f: F) -> FromFnLayer<F>
-where
-    F: Fn(PersistArgs, Next) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<PersistResult, PersistError>> + Send + 'static,
-{
-    FromFnLayer { f }
-}
 
 /// The rest of the stack, handed to a [`from_fn`] closure.
 pub struct Next {
@@ -159,26 +153,6 @@ impl Next {
 impl fmt::Debug for Next {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Next").finish_non_exhaustive()
-    }
-}
-
-/// The layer of [`from_fn`].
-#[derive(Clone)]
-pub struct FromFnLayer<F> {
-    f: F,
-}
-
-impl<F> fmt::Debug for FromFnLayer<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FromFnLayer").field("f", &std::any::type_name::<F>()).finish()
-    }
-}
-
-impl<S, F: Clone> Layer<S> for FromFnLayer<F> {
-    type Service = FromFn<S, F>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        FromFn { inner, f: self.f.clone() }
     }
 }
 

@@ -21,11 +21,12 @@
 //! # }).unwrap();
 //! ```
 
+mod layer;
+
 use std::ops::ControlFlow;
 
-use tower::Layer;
-
-use crate::intercept::{Decision, Intercept, InterceptLayer, Interceptor};
+pub use self::layer::ValidateLayer;
+use crate::intercept::{Decision, Interceptor};
 use persist_core::{Content, MAX_ID_BYTES, Metadata, PersistArgs, PersistError};
 
 /// Size limits; see the [module docs](self).
@@ -177,27 +178,6 @@ impl Interceptor for Limits {
             Ok(()) => ControlFlow::Continue(args),
             Err(error) => ControlFlow::Break(Err(error)),
         }
-    }
-}
-
-/// Refuses writes over [`Limits`]; a short-circuiting [`Intercept`] underneath.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ValidateLayer {
-    limits: Limits,
-}
-
-impl ValidateLayer {
-    /// A layer enforcing `limits`.
-    pub fn new(limits: Limits) -> Self {
-        Self { limits }
-    }
-}
-
-impl<S> Layer<S> for ValidateLayer {
-    type Service = Intercept<S, Limits>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        InterceptLayer::new(self.limits).layer(inner)
     }
 }
 

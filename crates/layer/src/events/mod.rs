@@ -37,16 +37,18 @@
 //! # }).unwrap();
 //! ```
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+mod future;
+mod layer;
 
-use pin_project_lite::pin_project;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
-use tower::{Layer, Service};
+use tower::Service;
 
+pub use self::future::ResponseFuture;
+pub use self::layer::EventsLayer;
 use persist_core::{PersistArgs, PersistError, PersistResult, TenantId, ThreadId};
 
 /// One committed write, shared by every subscriber.
@@ -128,20 +130,6 @@ impl ThreadEvents {
     }
 }
 
-/// Publishes committed writes to an [`Events`] channel.
-#[derive(Debug, Clone)]
-pub struct EventsLayer {
-    sender: broadcast::Sender<Event>,
-}
-
-impl<S> Layer<S> for EventsLayer {
-    type Service = Publish<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Publish { inner, sender: self.sender.clone() }
-    }
-}
-
 /// The service of [`EventsLayer`].
 #[derive(Debug, Clone)]
 pub struct Publish<S> {
@@ -164,39 +152,6 @@ where
     fn call(&mut self, args: PersistArgs) -> Self::Future {
         // Only message writes are events: reads and session requests change no message.
         let tenant = args.op().is_message_write().then(|| args.context().tenant().cloned());
-        ResponseFuture { inner: self.inner.call(args), sender: self.sender.clone(), tenant }
-    }
-}
-
-pin_project! {
-    /// Response future of [`Publish`].
-    #[derive(Debug)]
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        sender: broadcast::Sender<Event>,
-        // `Some` when the event is to be published: the tenant written.
-        tenant: Option<Option<TenantId>>,
-    }
-}
-
-impl<F> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<PersistResult, PersistError>>,
-{
-    type Output = Result<PersistResult, PersistError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let output = ready!(this.inner.poll(cx));
-        // Never waits: a full channel drops the oldest event for lagging subscribers.
-        if let Ok(result) = &output
-            && result.op().is_message_write()
-            && let Some(tenant) = this.tenant.take()
-            && this.sender.receiver_count() > 0
-        {
-            let _ = this.sender.send(Arc::new(Committed::new(tenant, result.clone())));
-        }
-        Poll::Ready(output)
+        ResponseFuture::new(self.inner.call(args), self.sender.clone(), tenant)
     }
 }
