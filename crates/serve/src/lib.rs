@@ -4,8 +4,9 @@
 //! Agents SDK's `OpenAIConversationsSession`, unmodified, pointed at this server's `base_url`.
 //!
 //! The server is a host app of persist: every request becomes typed requests through the
-//! [`Pipeline`] it is given, so the layers stacked there (tracing, GenAI spans, encryption,
-//! audit) see every call, and several instances share one PostgreSQL store.
+//! [`Pipeline`](persist_core::Pipeline) it is given, so the layers stacked there (tracing,
+//! GenAI spans, encryption, audit) see every call, and several instances share one PostgreSQL
+//! store.
 //!
 //! # The standard API
 //!
