@@ -8,6 +8,11 @@ running `persist serve`, so the README shows what works.
 PYTHON runs the Python blocks; NODE runs the `ts` blocks (plain JavaScript as written) as
 modules inside clients/node, where `openai` and `@openai/agents` are installed.
 
+    python readme_snippets.py README.md PYTHON - "## persist in Python, in process"
+
+runs the Python blocks of that one section instead, each in an empty folder of its own, with no
+server (persist in process: the snippets open their own store).
+
 The snippets keep two clients, as an app does: the conversations' own, pointed at persist
 (PERSIST_BASE_URL, PERSIST_API_KEY), and the model's, the SDKs' default one (OPENAI_BASE_URL,
 OPENAI_API_KEY). Here the model is a stand-in served by this script on 127.0.0.1: it answers
@@ -24,6 +29,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -115,11 +121,21 @@ def sections(text):
 
 
 readme, python, node = sys.argv[1:4]
-for name in ("PERSIST_BASE_URL", "PERSIST_API_KEY"):
-    if not os.environ.get(name):
-        sys.exit(f"{name} is not set: the persist server the snippets write to")
-blocks = [block for section in sections(pathlib.Path(readme).read_text()) for block in re.findall(r"```(python|ts)\n(.*?)```", section, re.S)]
-if not [lang for lang, _ in blocks if lang == "python"] or not [lang for lang, _ in blocks if lang == "ts"]:
+# A path to an interpreter is the same path from the folder a snippet runs in.
+python, node = (os.path.abspath(tool) if os.sep in tool else tool for tool in (python, node))
+heading = sys.argv[4] if len(sys.argv) > 4 else None
+text = pathlib.Path(readme).read_text()
+if heading is None:
+    for name in ("PERSIST_BASE_URL", "PERSIST_API_KEY"):
+        if not os.environ.get(name):
+            sys.exit(f"{name} is not set: the persist server the snippets write to")
+    found = sections(text)
+else:
+    if f"\n{heading}\n" not in text:
+        sys.exit(f"the README has no section {heading!r}")
+    found = [text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]]
+blocks = [block for section in found for block in re.findall(r"```(python|ts)\n(.*?)```", section, re.S)]
+if not [lang for lang, _ in blocks if lang == "python"] or (heading is None and not [lang for lang, _ in blocks if lang == "ts"]):
     sys.exit("the section has no python or no ts snippet")
 
 model = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
@@ -131,7 +147,7 @@ env = dict(
     # The Agents SDKs would send their traces to OpenAI with that key.
     OPENAI_AGENTS_DISABLE_TRACING="1",
 )
-here = pathlib.Path(__file__).parent
+here = pathlib.Path(__file__).resolve().parent
 for index, (lang, code) in enumerate(blocks):
     if lang == "python":
         path = here / f"snippet_{index}.py"
@@ -143,7 +159,9 @@ for index, (lang, code) in enumerate(blocks):
     print(f"README snippet {index} ({lang})", flush=True)
     before = Model.calls
     try:
-        subprocess.run(command, check=True, timeout=120, env=env)
+        # In process, a snippet's store is a file in the folder it runs in: an empty one.
+        with tempfile.TemporaryDirectory() as folder:
+            subprocess.run(command, check=True, timeout=120, env=env, cwd=folder if heading else None)
     finally:
         path.unlink()
     runs_an_agent = "Runner.run(" in code or "await run(" in code

@@ -1,0 +1,119 @@
+"""The native half of persist (Rust, through PyO3): the store and its errors.
+
+Every method that reaches the store is a coroutine run on persist's own threads: the event loop
+and the GIL stay free while it works. Items and documents are plain JSON values (dicts, lists,
+strings, numbers, booleans, None).
+"""
+
+from collections.abc import AsyncIterator
+from typing import Any, final
+
+__version__: str
+
+# The errors it raises are persist.errors' classes.
+
+@final
+class Store:
+    """A persist store: a SQLite file (the default), a PostgreSQL database or process memory.
+
+    One ``Store`` serves every task and thread of a process; open it once. After ``os.fork``
+    (multiprocessing, gunicorn, uvicorn workers) the child reopens the store from its URL on
+    first use: nothing made before the fork is used after it.
+    """
+
+    @staticmethod
+    def open(url: str = "sqlite:persist.db", *, tenant: str | None = None) -> Store:
+        """Opens (and migrates) the store at ``url``: ``sqlite:PATH`` or a path ending in
+        ``.db``, ``postgres://...`` (``?schema=NAME`` picks a schema), or ``memory:``. Blocks
+        while it opens (the GIL released)."""
+
+    def with_tenant(self, tenant: str) -> Store:
+        """The same store, every call confined to ``tenant``: another tenant's sessions are not
+        found, and searches and listings see this tenant's only."""
+
+    @property
+    def url(self) -> str:
+        """The store's URL, without its password."""
+
+    @property
+    def tenant(self) -> str | None:
+        """The tenant calls are confined to, if any."""
+
+    # A session: one thread of items in Responses format, as the OpenAI Agents SDK writes them.
+
+    async def add_items(
+        self, session_id: str, items: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> None:
+        """Appends ``items`` as one atomic turn (all or none). With ``idempotency_key``, a retry
+        of the same items is written once; the key with other items is a ``Conflict``."""
+
+    async def get_items(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """The items of the session's active branch, oldest first: all of them (``limit`` None
+        or negative), or the latest ``limit``. A session never written has none."""
+
+    async def pop_item(self, session_id: str) -> dict[str, Any] | None:
+        """Removes and returns the latest item, or None when there is none. Atomic across
+        processes: two callers never get the same item."""
+
+    async def clear_session(self, session_id: str) -> None:
+        """Removes every item of the session (every branch); the session can be written again."""
+
+    async def branches(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's branches: ``{"branch_id", "active", "items", "last_item"}`` each,
+        oldest first (``items`` counts the branch's items from its root)."""
+
+    async def switch_branch(self, session_id: str, branch_id: str) -> None:
+        """Makes the branch ``branch_id`` (from :meth:`branches`) the active one."""
+
+    async def branch_from_turn(self, session_id: str, turn: int) -> None:
+        """Starts a new branch before user turn ``turn`` (1-based: the session's ``turn``-th user
+        message): the next items follow what came before that turn; the branch they leave stays
+        and can be switched back to."""
+
+    async def compacted(self, session_id: str) -> dict[str, Any]:
+        """The compacted view: ``{"summary": str | None, "items": [...]}``, the latest summary of
+        the active branch and the items it does not cover."""
+
+    async def sessions(self, *, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        """The tenant's sessions, most recently written first: ``{"sessions": [{"session_id",
+        "title", "metadata", "created_at", "updated_at"}], "next_cursor": str | None}``."""
+
+    async def search(
+        self, text: str, *, session_id: str | None = None, limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """Items whose text matches ``text`` (words, ``"a phrase"``, ``-not``, ``prefix*``), in
+        one session or across the tenant's sessions, best first: ``{"session_id", "role",
+        "seq", "snippet", "created_at"}`` each (the snippet's matched words between ``**``)."""
+
+    # Working memory: one JSON document per resource (a user, say), versioned.
+
+    async def read_memory(self, resource: str) -> dict[str, Any] | None:
+        """``{"document": {...}, "version": int}``, or None when nothing was written."""
+
+    async def write_memory(
+        self,
+        resource: str,
+        *,
+        patch: dict[str, Any] | None = None,
+        document: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> dict[str, Any]:
+        """Applies a JSON merge ``patch`` (keys set to None removed) or replaces the whole
+        ``document``; with ``expected_version``, a ``Conflict`` unless the stored version is that
+        one. Answers the document and its new version."""
+
+    def feed(self, *, session_id: str | None = None, after: int = 0) -> Feed:
+        """The change feed (of one session, or of the tenant) after position ``after``, as an
+        async iterator that waits for new changes (the first read opens it)."""
+
+@final
+class Feed:
+    """The change feed, in commit order: ``{"position", "at", "op", "session_id", "message_id",
+    "seq", "version", "status", "removed", "tenant"}`` each (``resource`` instead of
+    ``session_id`` for working memory). Iteration never ends: it waits for the next change."""
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+    async def __anext__(self) -> dict[str, Any]: ...
+    @property
+    def position(self) -> int:
+        """The position of the last change given (``after`` before the first)."""

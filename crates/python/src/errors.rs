@@ -1,0 +1,47 @@
+//! persist's errors as the classes of `persist.errors` (defined in Python, so a class can be
+//! both a `PersistError` and a `ValueError` or `LookupError`).
+
+use persist::PersistError;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+/// The class of `persist.errors` for an error of `code`.
+fn class_of(code: &str) -> &'static str {
+    match code {
+        "invalid_input" => "InvalidInput",
+        "not_found" => "NotFound",
+        "already_exists" | "version_conflict" | "document_conflict" | "message_complete" | "idempotency_key_reused" => {
+            "Conflict"
+        }
+        "thread_deleted" | "feed_gap" => "Gone",
+        "temporary" | "timeout" => "Unavailable",
+        "unsupported" => "Unsupported",
+        "rejected" => "Rejected",
+        _ => "PersistError",
+    }
+}
+
+/// The exception of `code` with `message`.
+fn raise(py: Python<'_>, code: &str, message: String) -> PyErr {
+    static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+    let made = ERRORS
+        .get_or_try_init(py, || Ok::<_, PyErr>(py.import("persist.errors")?.unbind()))
+        .and_then(|module| module.bind(py).getattr(class_of(code)))
+        .and_then(|class| class.call1((message.clone(), code)));
+    match made {
+        Ok(exception) => PyErr::from_value(exception),
+        // `persist.errors` is part of the package; without it, still an error that says what.
+        Err(_) => PyRuntimeError::new_err(format!("{code}: {message}")),
+    }
+}
+
+/// `error` as the Python exception of its kind.
+pub(crate) fn to_py(py: Python<'_>, error: &PersistError) -> PyErr {
+    raise(py, error.code(), error.to_string())
+}
+
+/// An `InvalidInput` naming `what`, for input refused before it reaches the store.
+pub(crate) fn invalid(py: Python<'_>, what: &'static str, reason: &str) -> PyErr {
+    to_py(py, &PersistError::invalid(what, format!("{what} {reason}")))
+}

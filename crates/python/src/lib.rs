@@ -1,0 +1,344 @@
+//! persist in Python, in process: the native module `persist._persist`.
+//!
+//! One `Store` class opens a store from its URL (`sqlite:` file by default, `postgres://`,
+//! `memory:`) and answers coroutines: each method builds a typed request of the same pipeline
+//! the Rust crates use and runs it on persist's runtime (`bridge`), items converted by the
+//! Responses converter (`ops`). The Python half of the package (`python/persist`) adds the
+//! error classes and the OpenAI Agents SDK's session; `_persist.pyi` is the typed surface.
+//!
+//! Where this differs from the Rust API, it is on purpose: a session is a thread of Responses
+//! items (what Python agent frameworks hold), not of typed parts; ids of items are the items'
+//! own; reads answer plain JSON values.
+
+mod bridge;
+mod errors;
+mod ops;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use persist::feed::Subscription;
+use persist::working::WriteMemory;
+use persist::{
+    Context, IdempotencyKey, MessageId, PersistError, Pipeline, ResourceId, Scoped, StoreUrl, TenantId, ThreadId,
+};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+
+use crate::bridge::{Reply, awaitable, runtime, to_json};
+use crate::errors::to_py;
+
+/// The open store, per process: a child of a fork opens its own on first use.
+struct Opened {
+    url: StoreUrl,
+    pipeline: Mutex<Option<(u32, Pipeline)>>,
+    /// Threads whose next turn starts a root of its own (a branch before their first turn).
+    roots: Mutex<HashSet<(Option<TenantId>, ThreadId)>>,
+}
+
+impl Opened {
+    /// The pipeline of this process.
+    async fn pipeline(self: Arc<Self>) -> persist::Result<Pipeline> {
+        let pid = std::process::id();
+        if let Some((owner, pipeline)) = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
+            && *owner == pid
+        {
+            return Ok(pipeline.clone());
+        }
+        if matches!(self.url, StoreUrl::Memory) {
+            return Err(PersistError::Unsupported {
+                what: "a memory: store used after a fork: it lives in the parent process; open the store in the child"
+                    .into(),
+            });
+        }
+        let opened = self.url.open().await?;
+        let mut slot = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner);
+        match slot.take() {
+            // Another call of this process opened it meanwhile: keep that one.
+            Some((owner, pipeline)) if owner == pid => {
+                *slot = Some((owner, pipeline.clone()));
+                Ok(pipeline)
+            }
+            inherited => {
+                // The parent's: its connections and threads are not this process's to close.
+                std::mem::forget(inherited);
+                *slot = Some((pid, opened.clone()));
+                Ok(opened)
+            }
+        }
+    }
+}
+
+/// A persist store; see `_persist.pyi` for each method.
+#[pyclass(frozen, module = "persist._persist")]
+struct Store {
+    opened: Arc<Opened>,
+    tenant: Option<TenantId>,
+}
+
+impl Store {
+    /// Runs `work` with this tenant's handle, in a coroutine.
+    fn run<'py, F, Fut>(&self, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: FnOnce(Scoped) -> Fut + Send + 'static,
+        Fut: Future<Output = persist::Result<Reply>> + Send + 'static,
+    {
+        let (opened, context) = (self.opened.clone(), Context::new().for_tenant(self.tenant.clone()));
+        awaitable(py, async move {
+            let pipeline = opened.pipeline().await?;
+            work(pipeline.scoped(context)).await
+        })
+    }
+}
+
+/// A value checked in Python's thread, as persist's error when it is not right.
+fn checked<T>(py: Python<'_>, value: persist::Result<T>) -> PyResult<T> {
+    value.map_err(|error| to_py(py, &error))
+}
+
+#[pymethods]
+impl Store {
+    #[staticmethod]
+    #[pyo3(signature = (url = "sqlite:persist.db", *, tenant = None))]
+    fn open(py: Python<'_>, url: &str, tenant: Option<&str>) -> PyResult<Self> {
+        let parsed = checked(py, StoreUrl::parse(url))?;
+        let tenant = checked(py, tenant.map(TenantId::new).transpose())?;
+        let runtime = runtime()?;
+        let pipeline = py.detach(|| runtime.block_on(parsed.open()));
+        let pipeline = checked(py, pipeline)?;
+        let opened = Opened {
+            url: parsed,
+            pipeline: Mutex::new(Some((std::process::id(), pipeline))),
+            roots: Mutex::new(HashSet::new()),
+        };
+        Ok(Self { opened: Arc::new(opened), tenant })
+    }
+
+    fn with_tenant(&self, py: Python<'_>, tenant: &str) -> PyResult<Self> {
+        Ok(Self { opened: self.opened.clone(), tenant: Some(checked(py, TenantId::new(tenant))?) })
+    }
+
+    #[getter]
+    fn url(&self) -> String {
+        self.opened.url.to_string()
+    }
+
+    #[getter]
+    fn tenant(&self) -> Option<String> {
+        self.tenant.as_ref().map(|tenant| tenant.as_str().to_owned())
+    }
+
+    fn __repr__(&self) -> String {
+        match &self.tenant {
+            Some(tenant) => format!("Store({:?}, tenant={:?})", self.url(), tenant.as_str()),
+            None => format!("Store({:?})", self.url()),
+        }
+    }
+
+    #[pyo3(signature = (session_id, items, *, idempotency_key = None))]
+    fn add_items<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: &str,
+        items: &Bound<'py, PyAny>,
+        idempotency_key: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checked(py, ops::thread_id(session_id))?;
+        let serde_json::Value::Array(items) = to_json(items, "items")? else {
+            return Err(PyTypeError::new_err("items must be a list of items (dicts)"));
+        };
+        let turn = checked(py, ops::turn_of(items))?;
+        let key = checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?;
+        let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
+        self.run(py, move |store| async move {
+            if turn.is_empty() {
+                return Ok(Reply::None);
+            }
+            let slot = (tenant, thread.clone());
+            let root = opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&slot);
+            let written = ops::add_items(store, thread, turn, key, root).await;
+            if root && written.is_err() {
+                opened.roots.lock().unwrap_or_else(PoisonError::into_inner).insert(slot);
+            }
+            written.map(|()| Reply::None)
+        })
+    }
+
+    #[pyo3(signature = (session_id, limit = None))]
+    fn get_items<'py>(&self, py: Python<'py>, session_id: &str, limit: Option<i64>) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checked(py, ops::thread_id(session_id))?;
+        self.run(py, move |store| async move { Ok(Reply::json(&ops::get_items(store, thread, limit).await?)) })
+    }
+
+    fn pop_item<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checked(py, ops::thread_id(session_id))?;
+        self.run(py, move |store| async move {
+            Ok(ops::pop_item(store, thread).await?.map_or(Reply::None, |item| Reply::json(&item)))
+        })
+    }
+
+    fn clear_session<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checked(py, ops::thread_id(session_id))?;
+        let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
+        self.run(py, move |store| async move {
+            opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(tenant, thread.clone()));
+            ops::clear_session(store, thread).await.map(|()| Reply::None)
+        })
+    }
+
+    fn branches<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checked(py, ops::thread_id(session_id))?;
+        self.run(py, move |store| async move { Ok(Reply::json(&ops::branches(store, thread).await?)) })
+    }
+
+    fn switch_branch<'py>(&self, py: Python<'py>, session_id: &str, branch_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checked(py, ops::thread_id(session_id))?;
+        let branch = checked(py, MessageId::new(branch_id))?;
+        let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
+        self.run(py, move |store| async move {
+            opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(tenant, thread.clone()));
+            ops::switch_branch(store, thread, branch).await.map(|()| Reply::None)
+        })
+    }
+
+    fn branch_from_turn<'py>(&self, py: Python<'py>, session_id: &str, turn: u64) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checked(py, ops::thread_id(session_id))?;
+        let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
+        self.run(py, move |store| async move {
+            let root = ops::branch_from_turn(store, thread.clone(), turn).await?;
+            let mut roots = opened.roots.lock().unwrap_or_else(PoisonError::into_inner);
+            if root {
+                roots.insert((tenant, thread));
+            } else {
+                roots.remove(&(tenant, thread));
+            }
+            Ok(Reply::None)
+        })
+    }
+
+    fn compacted<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checked(py, ops::thread_id(session_id))?;
+        self.run(py, move |store| async move { Ok(Reply::json(&ops::compacted(store, thread).await?)) })
+    }
+
+    #[pyo3(signature = (*, limit = 20, cursor = None))]
+    fn sessions<'py>(&self, py: Python<'py>, limit: u32, cursor: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        let cursor = match cursor {
+            Some(cursor) => Some(checked(
+                py,
+                serde_json::from_value(serde_json::Value::String(cursor.to_owned()))
+                    .map_err(|_| PersistError::invalid("cursor", "is not a cursor sessions() answered")),
+            )?),
+            None => None,
+        };
+        self.run(py, move |store| async move { Ok(Reply::json(&ops::sessions(store, limit, cursor).await?)) })
+    }
+
+    #[pyo3(signature = (text, *, session_id = None, limit = 20))]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        text: String,
+        session_id: Option<&str>,
+        limit: u32,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let thread = checked(py, session_id.map(ops::thread_id).transpose())?;
+        self.run(py, move |store| async move { Ok(Reply::json(&ops::search(store, text, thread, limit).await?)) })
+    }
+
+    fn read_memory<'py>(&self, py: Python<'py>, resource: &str) -> PyResult<Bound<'py, PyAny>> {
+        let resource = checked(py, ResourceId::new(resource))?;
+        self.run(py, move |store| async move { Ok(Reply::json(&ops::read_memory(store, resource).await?)) })
+    }
+
+    #[pyo3(signature = (resource, *, patch = None, document = None, expected_version = None))]
+    fn write_memory<'py>(
+        &self,
+        py: Python<'py>,
+        resource: &str,
+        patch: Option<&Bound<'py, PyAny>>,
+        document: Option<&Bound<'py, PyAny>>,
+        expected_version: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let resource = checked(py, ResourceId::new(resource))?;
+        let mut write = match (patch, document) {
+            (Some(patch), None) => {
+                WriteMemory::patch(resource, checked(py, ops::object(to_json(patch, "patch")?, "patch"))?)
+            }
+            (None, Some(document)) => {
+                WriteMemory::replace(resource, checked(py, ops::object(to_json(document, "document")?, "document"))?)
+            }
+            _ => {
+                return Err(to_py(
+                    py,
+                    &PersistError::invalid("patch", "give one of patch (a merge patch) or document (a replacement)"),
+                ));
+            }
+        };
+        if let Some(version) = expected_version {
+            write = write.with_expected_version(version);
+        }
+        self.run(py, move |store| async move { Ok(Reply::json(&ops::write_memory(store, write).await?)) })
+    }
+
+    #[pyo3(signature = (*, session_id = None, after = 0))]
+    fn feed(&self, py: Python<'_>, session_id: Option<&str>, after: u64) -> PyResult<Feed> {
+        let thread = checked(py, session_id.map(ops::thread_id).transpose())?;
+        let (opened, context) = (self.opened.clone(), Context::new().for_tenant(self.tenant.clone()));
+        Ok(Feed { state: Arc::new(tokio::sync::Mutex::new(FeedState::Unopened { opened, context, thread, after })) })
+    }
+}
+
+enum FeedState {
+    Unopened { opened: Arc<Opened>, context: Context, thread: Option<ThreadId>, after: u64 },
+    Open(Box<Subscription>),
+}
+
+/// The change feed as an async iterator; see `_persist.pyi`.
+#[pyclass(frozen, module = "persist._persist")]
+struct Feed {
+    state: Arc<tokio::sync::Mutex<FeedState>>,
+}
+
+#[pymethods]
+impl Feed {
+    fn __aiter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        awaitable(py, async move {
+            let mut state = state.lock().await;
+            // A feed never ends (no StopAsyncIteration): it waits for the next change.
+            loop {
+                match &mut *state {
+                    FeedState::Open(subscription) => return Ok(Reply::json(&ops::next_change(subscription).await?)),
+                    FeedState::Unopened { opened, context, thread, after } => {
+                        let store = opened.clone().pipeline().await?.scoped(context.clone());
+                        let subscription = ops::subscribe(store, thread.clone(), *after).await?;
+                        *state = FeedState::Open(Box::new(subscription));
+                    }
+                }
+            }
+        })
+    }
+
+    #[getter]
+    fn position(&self) -> u64 {
+        match self.state.try_lock().as_deref() {
+            Ok(FeedState::Open(subscription)) => subscription.position(),
+            Ok(FeedState::Unopened { after, .. }) => *after,
+            Err(_) => 0,
+        }
+    }
+}
+
+/// The module `persist._persist`.
+#[pymodule]
+fn _persist(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    module.add_class::<Store>()?;
+    module.add_class::<Feed>()?;
+    Ok(())
+}
