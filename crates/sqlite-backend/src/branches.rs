@@ -31,7 +31,7 @@ use crate::rows::{self, message_columns, packed_id, signed, tenant_key, thread_k
 pub(crate) const RUN_STARTS: &str = concat!(
     "SELECT seq, parent_seq FROM persist_messages INDEXED BY persist_messages_run_starts WHERE thread = ",
     thread_key!("?2", "?1"),
-    " AND parent_seq IS NOT NULL AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
+    " AND parent_seq IS NOT NULL AND seq <= ?3 ORDER BY seq DESC LIMIT +?4"
 );
 
 /// Run starts read per statement of a walk: a branch of 1,000 messages that each start a run
@@ -68,7 +68,7 @@ macro_rules! runs_sql {
             $($($roles)+,)?
             " ORDER BY m.seq ",
             $order,
-            " LIMIT ?5"
+            " LIMIT +?5"
         )
     };
 }

@@ -250,7 +250,7 @@ impl DirectReads {
                      UNION ALL SELECT ",
                     feed_columns!(),
                     " FROM chain c CROSS JOIN persist_events_read f ON f.position = c.position \
-                      WHERE c.position > ?3 AND f.tenant = ?1 AND f.thread_id = ?2 ORDER BY 1 LIMIT ?4"
+                      WHERE c.position > ?3 AND f.tenant = ?1 AND f.thread_id = ?2 ORDER BY 1 LIMIT +?4"
                 ),
                 FeedScope::Tenant => concat!(
                     "SELECT ",
@@ -259,7 +259,7 @@ impl DirectReads {
                      UNION ALL SELECT ",
                     feed_columns!(),
                     " FROM persist_events_read f WHERE tenant = ?1 AND ?2 IS NULL AND position > ?3 \
-                     ORDER BY 1 LIMIT ?4"
+                     ORDER BY 1 LIMIT +?4"
                 ),
                 // One document's: its own events (migration 21), by their index.
                 FeedScope::Memory(_) => concat!(
@@ -267,7 +267,7 @@ impl DirectReads {
                     feed_columns!(),
                     " FROM persist_events_read f WHERE f.position IN \
                          (SELECT position FROM persist_events WHERE resource IS NOT NULL AND tenant = ?1 \
-                             AND resource = ?2 AND position > ?3 ORDER BY position LIMIT ?4) \
+                             AND resource = ?2 AND position > ?3 ORDER BY position LIMIT +?4) \
                      ORDER BY 1"
                 ),
                 // Every tenant's: the tenant and thread parameters are bound all the same.
@@ -278,7 +278,7 @@ impl DirectReads {
                      UNION ALL SELECT ",
                     feed_columns!(),
                     " FROM persist_events_read f WHERE ?1 IS NOT NULL AND ?2 IS NULL AND position > ?3 \
-                     ORDER BY 1 LIMIT ?4"
+                     ORDER BY 1 LIMIT +?4"
                 ),
             };
             let mut statement = read.prepare_cached(sql).map_err(|e| map(context, e))?;

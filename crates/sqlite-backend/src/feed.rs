@@ -115,9 +115,9 @@ pub(crate) fn trim(
         // each of the feed's tables (migration 16).
         for sql in [
             "UPDATE persist_feed SET delta = NULL WHERE rowid IN \
-               (SELECT rowid FROM persist_feed WHERE delta IS NOT NULL AND at < ?1 LIMIT ?2)",
+               (SELECT rowid FROM persist_feed WHERE delta IS NOT NULL AND at < ?1 LIMIT +?2)",
             "UPDATE persist_events SET delta = NULL WHERE rowid IN \
-               (SELECT rowid FROM persist_events WHERE delta IS NOT NULL AND at < ?1 LIMIT ?2)",
+               (SELECT rowid FROM persist_events WHERE delta IS NOT NULL AND at < ?1 LIMIT +?2)",
         ] {
             while conn.execute(sql, (cutoff.as_micros(), TRIM_BATCH)).map_err(map)?
                 == usize::try_from(TRIM_BATCH).unwrap_or(usize::MAX)

@@ -1,4 +1,5 @@
-//! The caller's lane: a lone caller's `add` or `reserve` written on the caller's thread.
+//! The caller's lane: a lone caller's `add`, `reserve` or `append_turn` written on the caller's
+//! thread.
 //!
 //! The writer task owns a sqlx connection, and sqlx runs each SQLite connection on a worker
 //! thread of its own: a write handed from the caller to the writer task, then to that thread
@@ -10,16 +11,17 @@
 //! like a `Mutex` taken briefly, and no thread is woken. Under load, the queue is never empty
 //! and writes go to the writer, which commits them in groups as before.
 //!
-//! The lane answers only the common case: the message written (and a request refused before
-//! anything is written). A repeat, a refusal that needs diagnosing, the file busy (another
-//! process writing: the lane never waits for a lock, its busy timeout is zero), a failure before
-//! `COMMIT`: it rolls back and the write goes to the writer, which answers it as any write. A
-//! failed `COMMIT` is answered here, as the writer would (made again, an add with a generated id
-//! could be made twice). Content over 64 KiB goes to the writer. The lane never copies the log
-//! back itself. With [`Durability::Full`] every commit waits for the disk, so the caller's
-//! thread first tells the runtime (`block_in_place`, which moves the thread's other tasks to
-//! another thread), on a multi-thread runtime only; and the writer never commits its groups on
-//! the lane's connection, which would hold the runtime's thread it runs on.
+//! The lane answers only the common case: the message (or the turn's messages, in one
+//! transaction) written, and a request refused before anything is written. A repeat, a refusal
+//! that needs diagnosing, the file busy (another process writing: the lane never waits for a
+//! lock, its busy timeout is zero), a failure before `COMMIT`: it rolls back and the write goes
+//! to the writer, which answers it as any write. A failed `COMMIT` is answered here, as the
+//! writer would (made again, an add with a generated id could be made twice). Content over 64
+//! KiB, a turn of more than 16 messages or one carrying embeddings goes to the writer. The lane
+//! never copies the log back itself. With [`Durability::Full`] every commit waits for the disk,
+//! so the caller's thread first tells the runtime (`block_in_place`, which moves the thread's
+//! other tasks to another thread), on a multi-thread runtime only; and the writer never commits
+//! its groups on the lane's connection, which would hold the runtime's thread it runs on.
 //!
 //! [`Durability::Full`]: crate::Durability::Full
 
@@ -34,7 +36,7 @@ use tokio::sync::mpsc;
 use crate::Limits;
 use crate::gate::{Gate, Held};
 use crate::wal::{CHECKPOINT_EVERY, Checkpoint, WalLimit};
-use crate::write::{Answer, GroupConnection, INBOX, OnLane, Write, insert_on_lane};
+use crate::write::{Answer, GroupConnection, INBOX, OnLane, Write, insert_on_lane, turn_on_lane};
 
 /// Lane writes between two looks at the log's size (one `stat` of its file): a log over its
 /// limit is handed to the writer at most this many writes late.
@@ -43,6 +45,10 @@ const SIZE_CHECK_EVERY: usize = 8;
 /// The largest content (JSON bytes) a lone caller writes on the lane; larger ones go to the
 /// writer, whose work is not done on the caller's thread.
 const LANE_CONTENT_MAX: usize = 64 << 10;
+
+/// The most messages of a turn the lane writes (each at most [`LANE_CONTENT_MAX`]): a longer
+/// turn goes to the writer, off the caller's thread.
+const LANE_TURN_MAX: usize = 16;
 
 /// Counts the handle's writes queued for the writer and not yet answered: while any is, a
 /// write does not take the lane, so it is never committed before a write queued earlier (one
@@ -177,13 +183,19 @@ impl Lane {
         })
     }
 
-    /// Writes `write` on the caller's thread if it is an `add` or `reserve` and nobody else is
-    /// writing, and answers it; `None` otherwise, or when the lane declines it: the writer is to
-    /// apply it.
+    /// Writes `write` on the caller's thread if it is an `add`, a `reserve` or an `append_turn`
+    /// (of at most [`LANE_TURN_MAX`] messages) and nobody else is writing, and answers it;
+    /// `None` otherwise, or when the lane declines it: the writer is to apply it.
     pub(crate) fn try_write(&self, write: &Write) -> Option<Result<Answer, PersistError>> {
+        let fits = |content: &persist_core::Content| content.json_len() <= LANE_CONTENT_MAX;
         let args = match write {
-            Write::Persist(args @ PersistArgs::Add(add)) if add.content.json_len() <= LANE_CONTENT_MAX => args,
+            Write::Persist(args @ PersistArgs::Add(add)) if fits(&add.content) => args,
             Write::Persist(args @ PersistArgs::Reserve(_)) => args,
+            Write::Persist(args @ PersistArgs::AppendTurn(turn))
+                if turn.messages.len() <= LANE_TURN_MAX && turn.messages.iter().all(|m| fits(&m.content)) =>
+            {
+                args
+            }
             _ => return None,
         };
         if !self.may_take() || !self.gate.try_take() {
@@ -196,7 +208,10 @@ impl Lane {
             match open.as_ref() {
                 Some(open) => {
                     end_leftover_transaction(&open.conn);
-                    let outcome = insert_on_lane(&open.conn, args, &self.limits);
+                    let outcome = match args {
+                        PersistArgs::AppendTurn(turn) => turn_on_lane(&open.conn, turn, &self.limits),
+                        args => insert_on_lane(&open.conn, args, &self.limits),
+                    };
                     if matches!(outcome, OnLane::Answered(Ok(_))) {
                         self.after_commit(&open.checkpoints);
                     }
@@ -454,6 +469,61 @@ mod tests {
         single.block_on(adds(full.clone(), "current-thread"));
         assert_eq!(lane.committed(), 10, "not on a current-thread runtime: the writer's");
         multi.block_on(full.close());
+    }
+
+    /// A lone caller's turn is written whole on the lane; what the writer must decide (a repeat,
+    /// a deleted thread, a parent the thread lacks) leaves nothing there and is answered by the
+    /// writer, as for any write.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_callers_turn_takes_the_lane_and_the_writer_decides_the_rest() {
+        use persist_core::args::{AppendTurn, Delete, TurnMessage};
+        use persist_core::{Backend, PersistError};
+        let dir = tempfile::tempdir().unwrap();
+        let backend = crate::SqliteBackend::open(dir.path().join("turns.db")).await.unwrap();
+        let lane = backend.shared.lane.as_ref().expect("a lane with the default durability").lane().clone();
+        let thread = ThreadId::new("t").unwrap();
+        let turn = |text: &str| {
+            AppendTurn::of(
+                thread.clone(),
+                [
+                    TurnMessage::new(Role::User, Content::text(format!("{text}?"))),
+                    TurnMessage::new(Role::Assistant, Content::text(format!("{text}!"))),
+                ],
+            )
+        };
+        let appended = |result: PersistResult| match result {
+            PersistResult::TurnAppended(appended) => appended,
+            other => panic!("not a turn's answer: {other:?}"),
+        };
+        let first = appended(
+            backend
+                .apply(turn("one").with_idempotency_key(persist_core::IdempotencyKey::new("k1").unwrap()).into())
+                .await
+                .unwrap(),
+        );
+        let second = appended(backend.apply(turn("two").into()).await.unwrap());
+        assert_eq!(lane.committed(), 2, "each turn one transaction on the lane");
+        let seqs: Vec<(u64, Option<u64>)> =
+            first.messages.iter().chain(&second.messages).map(|m| (m.seq, m.parent_seq)).collect();
+        assert_eq!(seqs, [(1, None), (2, Some(1)), (3, Some(2)), (4, Some(3))]);
+        // A repeat: declined on the lane, answered by the writer with what the first one wrote.
+        let again = appended(
+            backend
+                .apply(turn("one").with_idempotency_key(persist_core::IdempotencyKey::new("k1").unwrap()).into())
+                .await
+                .unwrap(),
+        );
+        assert!(again.deduplicated);
+        assert_eq!(again.messages, first.messages);
+        // A parent the thread does not have: refused by the writer, nothing written.
+        let stray = turn("three").with_parent(MessageId::new("missing").unwrap());
+        assert!(matches!(backend.apply(stray.into()).await, Err(PersistError::NotFound { .. })));
+        assert_eq!(count(&dir.path().join("turns.db")), 4, "the declined turns wrote nothing");
+        // The thread deleted: the writer answers so.
+        backend.apply(Delete::thread(thread.clone()).into()).await.unwrap();
+        assert!(matches!(backend.apply(turn("four").into()).await, Err(PersistError::ThreadDeleted { .. })));
+        assert_eq!(lane.committed(), 2, "the declined turns committed nothing on the lane");
+        backend.close().await;
     }
 
     #[tokio::test]

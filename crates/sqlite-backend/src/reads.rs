@@ -23,7 +23,7 @@ macro_rules! list_sql {
             $($($roles)+,)?
             " ORDER BY seq ",
             $order,
-            " LIMIT ?6"
+            " LIMIT +?6"
         )
     };
 }
@@ -120,7 +120,7 @@ macro_rules! threads_sql {
             metadata_contains!("threads.metadata", "?4"),
             " ORDER BY ",
             $order,
-            " LIMIT ?5"
+            " LIMIT +?5"
         )
     };
 }
@@ -186,7 +186,7 @@ pub(crate) async fn stranded(pool: &SqlitePool, query: &FindStranded) -> Result<
         " FROM persist_messages \
           WHERE status = 'reserved' AND created_at < ?1 AND coalesce(updated_at, created_at) < ?1 \
             AND (?3 OR thread IN (SELECT key FROM threads WHERE tenant = ?4)) \
-          ORDER BY coalesce(updated_at, created_at) LIMIT ?2"
+          ORDER BY coalesce(updated_at, created_at) LIMIT +?2"
     ))
     .bind(query.inactive_since.as_micros())
     .bind(i64::from(query.limit))

@@ -30,7 +30,7 @@ const SEARCH_SQL: &str = concat!(
         AND t.deleted_at IS NULL AND (?7 IS NULL OR ",
     metadata_contains!("t.metadata", "?7"),
     ") \
-      ORDER BY m.created_at DESC, t.thread_id DESC, t.tenant DESC, m.seq DESC LIMIT ?12"
+      ORDER BY m.created_at DESC, t.thread_id DESC, t.tenant DESC, m.seq DESC LIMIT +?12"
 );
 
 /// The FTS5 query of a parsed search: each term a quoted string (a phrase of its words, which

@@ -23,7 +23,7 @@ const LATEST_FIRST: &str = concat!(
 const PAGE: &str = concat!(
     "SELECT ",
     summary_columns!(),
-    " FROM summaries WHERE tenant = ?2 AND thread_id = ?1 AND through_seq > ?3 ORDER BY through_seq LIMIT ?4"
+    " FROM summaries WHERE tenant = ?2 AND thread_id = ?1 AND through_seq > ?3 ORDER BY through_seq LIMIT +?4"
 );
 
 /// The latest summary of the branch made of `runs` (its last message on them), if any.

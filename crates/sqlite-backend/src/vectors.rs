@@ -170,7 +170,7 @@ const LIST_SQL: &str = "\
            CROSS JOIN persist_messages m ON m.row = e.row \
      WHERE t.tenant = ?1 AND t.thread_id = ?2 AND t.deleted_at IS NULL \
        AND (?3 IS NULL OR (e.seq, e.model) > (?3, ?4)) \
-     ORDER BY e.seq, e.model LIMIT ?5";
+     ORDER BY e.seq, e.model LIMIT +?5";
 
 /// `list_embeddings`: the stored vectors of a thread, on a pooled connection.
 pub(crate) async fn embeddings(

@@ -48,7 +48,7 @@ pub(crate) async fn memories(pool: &SqlitePool, query: &ListMemories) -> Result<
         columns!(),
         " FROM persist_working_memory \
           WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR (tenant, resource) > (?2, ?3)) \
-          ORDER BY tenant, resource LIMIT ?4"
+          ORDER BY tenant, resource LIMIT +?4"
     );
     let found = sqlx::query(sql)
         .bind((!query.across_tenants).then(|| tenant_key(query.tenant())))

@@ -22,7 +22,7 @@ use crate::Limits;
 mod on_lane;
 
 use self::on_lane::group_on_lane;
-pub(crate) use self::on_lane::{OnLane, insert_on_lane};
+pub(crate) use self::on_lane::{OnLane, insert_on_lane, turn_on_lane};
 use crate::rows::{self, message_columns, tenant_key, thread_key};
 
 /// A connection where a small group of inserts commits without a hand-off to sqlx's

@@ -28,7 +28,7 @@ use sqlx::SqliteConnection;
 
 use self::delete::{delete_message, delete_thread};
 pub(crate) use self::guard::find_thread;
-pub(crate) use self::insert::{GroupConnection, OnLane, commit_inserts, insert_on_lane};
+pub(crate) use self::insert::{GroupConnection, OnLane, commit_inserts, insert_on_lane, turn_on_lane};
 use self::insert::{Insert, Run, insert_many, pending};
 pub use self::insert_sql::{INBOX, INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
 use self::session::{bind_session, set_once};

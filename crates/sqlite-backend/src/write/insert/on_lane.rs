@@ -1,8 +1,9 @@
 //! Inserts on the caller's lane (`crate::lane`): a rusqlite connection, used on the caller's
 //! thread for a lone caller's write, and by the writer for its groups of inserts.
 
+use persist_core::args::AppendTurn;
 use persist_core::branch::parent_from_stored;
-use persist_core::{Message, PersistArgs, PersistError, Timestamp};
+use persist_core::{Message, PersistArgs, PersistError, Timestamp, TurnAppended};
 
 use super::super::insert_sql::{
     INBOX_INSERT, INBOX_VECTORS_INSERT, INSERT_MESSAGE, INSERT_MESSAGE_VECTOR, INSERT_THREAD, INSERT_THREAD_VECTOR,
@@ -37,14 +38,49 @@ pub(crate) fn insert_on_lane(conn: &rusqlite::Connection, args: &PersistArgs, li
     };
     let now = Timestamp::now();
     match one_on_lane(conn, &plan, now, false) {
-        One::Committed(Some(written)) => {
-            OnLane::Answered(written.map(|message| Answer::Persist(plan.result(message, false))))
-        }
+        One::Committed(mut rows) => match rows.pop().flatten() {
+            Some(written) => OnLane::Answered(written.map(|message| Answer::Persist(plan.result(message, false)))),
+            None => OnLane::Declined,
+        },
         // `COMMIT` failed: whether it was made is not known for sure, so the write is not made
         // again (a generated id would make it twice); the caller is told, as the writer would.
         One::CommitFailed(error) => OnLane::Answered(Err(error)),
         // Nothing written (a repeat, a refusal) or a failure before `COMMIT`: nothing stays.
-        One::Committed(None) | One::RolledBack => OnLane::Declined,
+        One::RolledBack => OnLane::Declined,
+    }
+}
+
+/// Applies an `append_turn` on the caller's lane: its messages' inserts (as the writer plans
+/// them, [`turn::inserts`](super::super::turn::inserts)) in one transaction, each following the
+/// one before it. The statements refuse what the writer's decision would (the thread deleted, a
+/// key or id stored or spent, a parent the thread does not have) by inserting nothing; then the
+/// whole turn is rolled back and [`Declined`](OnLane::Declined): the writer decides it, and
+/// answers the repeat or the refusal. A turn carrying embeddings goes to the writer, which
+/// checks them against the store's models first.
+pub(crate) fn turn_on_lane(conn: &rusqlite::Connection, turn: &AppendTurn, limits: &Limits) -> OnLane {
+    let plan = match turn.plan() {
+        Ok(plan) => plan,
+        Err(error) => return OnLane::Answered(Err(error)),
+    };
+    let inserts = match super::super::turn::inserts(&plan, limits) {
+        Ok(inserts) => inserts,
+        Err(Failure::Refused(error)) => return OnLane::Answered(Err(error)),
+        Err(Failure::Aborted(_)) => return OnLane::Declined,
+    };
+    if inserts.is_empty() || inserts.iter().any(Insert::has_vector) {
+        return OnLane::Declined;
+    }
+    match rows_on_lane(conn, &inserts, Timestamp::now(), false) {
+        One::Committed(rows) => {
+            let written: Result<Vec<Message>, PersistError> = rows
+                .into_iter()
+                .map(|row| row.unwrap_or_else(|| Err(crate::error::corrupt("a row of the turn committed unwritten"))))
+                .collect();
+            let appended = written.map(|messages| TurnAppended::new(turn.thread_id.clone(), messages, false));
+            OnLane::Answered(appended.map(|turn| Answer::Persist(turn.into())))
+        }
+        One::CommitFailed(error) => OnLane::Answered(Err(error)),
+        One::RolledBack => OnLane::Declined,
     }
 }
 
@@ -60,7 +96,7 @@ pub(in crate::write) fn group_on_lane(
     let now = Timestamp::now();
     if let [plan] = plans {
         return match one_on_lane(conn, plan, now, true) {
-            One::Committed(written) => Some(vec![written]),
+            One::Committed(written) => Some(written),
             One::CommitFailed(error) => Some(vec![Some(Err(error))]),
             One::RolledBack => None,
         };
@@ -92,11 +128,12 @@ pub(in crate::write) fn group_on_lane(
     })
 }
 
-/// What [`one_on_lane`] did.
+/// What [`rows_on_lane`] did.
 enum One {
-    /// Committed: the row written (`None` when nothing was inserted: a repeat, a refusal).
-    Committed(Option<Result<Message, PersistError>>),
-    /// Rolled back (nothing inserted, without `commit_empty`) or failed before `COMMIT`:
+    /// Committed: each plan's row written (`None` when nothing was inserted: a repeat, a
+    /// refusal).
+    Committed(Vec<Option<Result<Message, PersistError>>>),
+    /// Rolled back (a plan inserted nothing, without `commit_empty`) or failed before `COMMIT`:
     /// nothing stays.
     RolledBack,
     /// `COMMIT` itself failed, for another reason than the file's lock.
@@ -106,64 +143,37 @@ enum One {
 /// One insert on the lane's connection in `BEGIN IMMEDIATE` … `COMMIT` (committed even when
 /// nothing was inserted only with `commit_empty`).
 fn one_on_lane(conn: &rusqlite::Connection, plan: &Insert<'_>, now: Timestamp, commit_empty: bool) -> One {
-    // The seq and the stored parent of the row written.
+    rows_on_lane(conn, std::slice::from_ref(plan), now, commit_empty)
+}
+
+/// The inserts of `plans`, in order, in one `BEGIN IMMEDIATE` … `COMMIT` on the lane's
+/// connection; each follows the one before it in its thread as the writer's run of them does.
+/// Without `commit_empty`, a plan that inserts nothing rolls them all back.
+fn rows_on_lane(conn: &rusqlite::Connection, plans: &[Insert<'_>], now: Timestamp, commit_empty: bool) -> One {
+    // The seq and the stored parent of each row written.
     type Written = Option<(i64, Option<i64>)>;
-    let written = (|| -> rusqlite::Result<Option<Written>> {
+    let written = (|| -> rusqlite::Result<Option<Vec<Written>>> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute(())?;
-        // The statements' parameters: the inbox row's, but its index (and the vector as bytes).
-        let (_, thread, tenant, id, role, content, metadata, status, key, at, parent, form, model, dims, _) =
-            plan.row(0, now);
-        let vector = plan.vector.as_ref().map(|(_, unit)| persist_core::vector::to_bytes(unit));
-        let dims = dims.map(|dims| i64::try_from(dims).unwrap_or(i64::MAX));
-        let params = rusqlite::params![
-            thread,
-            tenant,
-            id,
-            role,
-            content.as_ref(),
-            metadata,
-            status,
-            key,
-            at,
-            parent,
-            form,
-            model,
-            dims,
-            vector
-        ];
-        // The thread's statement takes the first ten (the content's form is the message's), the
-        // message's eleven; thirteen each with the vector's guard.
-        let guarded = vector.is_some();
-        let (sql, count) = if guarded { (INSERT_THREAD_VECTOR, 13) } else { (INSERT_THREAD, 10) };
-        conn.prepare_cached(sql)?.execute(&params[..count])?;
-        let row = {
-            let (sql, count) = if guarded { (INSERT_MESSAGE_VECTOR, 13) } else { (INSERT_MESSAGE, 11) };
-            let mut message = conn.prepare_cached(sql)?;
-            let mut rows = message.query(&params[..count])?;
-            match rows.next()? {
-                Some(row) => Some((row.get(0)?, row.get(1)?)),
-                None => None,
+        let mut rows = Vec::with_capacity(plans.len());
+        for plan in plans {
+            let row = insert_row(conn, plan, now)?;
+            if row.is_none() && !commit_empty {
+                return Ok(None);
             }
-        };
-        if row.is_some() && vector.is_some() {
-            conn.prepare_cached(INSERT_VECTOR_ROW)?.execute(params)?;
-            conn.prepare_cached(INSERT_VECTOR_MODEL)?.execute(&params[..13])?;
+            rows.push(row);
         }
-        if row.is_none() && !commit_empty {
-            return Ok(None);
-        }
-        Ok(Some(row))
+        Ok(Some(rows))
     })();
     let committed = match written {
-        Ok(Some(row)) => conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute(())).map(|_| row),
+        Ok(Some(rows)) => conn.prepare_cached("COMMIT").and_then(|mut commit| commit.execute(())).map(|_| rows),
         Ok(None) | Err(_) => {
             // Ends the transaction, if one is open; none being open is fine.
             let _ = conn.execute_batch("ROLLBACK");
             return One::RolledBack;
         }
     };
-    let row = match committed {
-        Ok(row) => row,
+    let rows = match committed {
+        Ok(rows) => rows,
         Err(error) => {
             let _ = conn.execute_batch("ROLLBACK");
             if crate::error::busy(&error) {
@@ -173,11 +183,71 @@ fn one_on_lane(conn: &rusqlite::Connection, plan: &Insert<'_>, now: Timestamp, c
         }
     };
     // Committed: an unreadable seq fails this answer only, as on the writer.
-    One::Committed(row.map(|(seq, parent)| {
-        let seq = u64::try_from(seq).map_err(|_| crate::error::corrupt(format!("seq {seq}")))?;
-        let parent = parent
-            .map(|parent| u64::try_from(parent).map_err(|_| crate::error::corrupt(format!("parent_seq {parent}"))))
-            .transpose()?;
-        Ok(plan.written(seq, parent_from_stored(seq, parent), now))
-    }))
+    One::Committed(
+        plans
+            .iter()
+            .zip(rows)
+            .map(|(plan, row)| {
+                row.map(|(seq, parent)| {
+                    let seq = u64::try_from(seq).map_err(|_| crate::error::corrupt(format!("seq {seq}")))?;
+                    let parent = parent
+                        .map(|parent| {
+                            u64::try_from(parent).map_err(|_| crate::error::corrupt(format!("parent_seq {parent}")))
+                        })
+                        .transpose()?;
+                    Ok(plan.written(seq, parent_from_stored(seq, parent), now))
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The statements of one insert (its thread's row, then its message's, and its vector's), in
+/// the transaction open on `conn`: the seq and stored parent written, `None` when the message's
+/// statement inserted nothing (a repeat, a refusal).
+fn insert_row(
+    conn: &rusqlite::Connection,
+    plan: &Insert<'_>,
+    now: Timestamp,
+) -> rusqlite::Result<Option<(i64, Option<i64>)>> {
+    // The statements' parameters: the inbox row's, but its index (and the vector as bytes).
+    let (_, thread, tenant, id, role, content, metadata, status, key, at, parent, form, model, dims, _) =
+        plan.row(0, now);
+    let vector = plan.vector.as_ref().map(|(_, unit)| persist_core::vector::to_bytes(unit));
+    let dims = dims.map(|dims| i64::try_from(dims).unwrap_or(i64::MAX));
+    let params = rusqlite::params![
+        thread,
+        tenant,
+        id,
+        role,
+        content.as_ref(),
+        metadata,
+        status,
+        key,
+        at,
+        parent,
+        form,
+        model,
+        dims,
+        vector
+    ];
+    // The thread's statement takes the first ten (the content's form is the message's), the
+    // message's eleven; thirteen each with the vector's guard.
+    let guarded = vector.is_some();
+    let (sql, count) = if guarded { (INSERT_THREAD_VECTOR, 13) } else { (INSERT_THREAD, 10) };
+    conn.prepare_cached(sql)?.execute(&params[..count])?;
+    let row = {
+        let (sql, count) = if guarded { (INSERT_MESSAGE_VECTOR, 13) } else { (INSERT_MESSAGE, 11) };
+        let mut message = conn.prepare_cached(sql)?;
+        let mut rows = message.query(&params[..count])?;
+        match rows.next()? {
+            Some(row) => Some((row.get(0)?, row.get(1)?)),
+            None => None,
+        }
+    };
+    if row.is_some() && vector.is_some() {
+        conn.prepare_cached(INSERT_VECTOR_ROW)?.execute(params)?;
+        conn.prepare_cached(INSERT_VECTOR_MODEL)?.execute(&params[..13])?;
+    }
+    Ok(row)
 }
