@@ -1,10 +1,15 @@
 //! Rust futures awaited from asyncio, on a runtime that never crosses a fork.
 //!
-//! A call makes an asyncio future on the caller's running loop and spawns the Rust future on
-//! persist's runtime; when it ends, the answer is handed to the loop with
-//! `call_soon_threadsafe`, so the loop (and the GIL) stay free while Rust works. A future the
-//! caller cancelled is left as it is (a write already sent still completes, as a write through
-//! the Agents SDK's `_await_mutation` does).
+//! A call makes an asyncio future on the caller's running loop and polls the Rust future once
+//! where it was called, the GIL released: what the store answers at once (a SQLite read, which
+//! runs on the caller's thread as the Rust crate's direct reads do; a lone write on the
+//! caller's lane; the in-memory store) completes there, without waking a thread. A hand-off to
+//! another thread and back costs about 100 µs on a 2-core machine, more than such a call
+//! takes. Whatever is still waiting (a write queued for the writer, PostgreSQL, a busy file)
+//! goes on on persist's runtime while the loop runs, and its answer is handed to the loop's
+//! thread through a queue the loop reads ([`Completions`]). A future the caller cancelled is
+//! left as it is (a write already sent still completes, as a write through the Agents SDK's
+//! `_await_mutation` does).
 //!
 //! Fork safety: the runtime records the process that made it. A child of `os.fork`
 //! (multiprocessing, gunicorn and uvicorn workers) has the parent's memory but none of its
@@ -13,6 +18,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -93,9 +99,140 @@ where
 {
     let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
     let future = event_loop.call_method0("create_future")?;
-    let (loop_ref, future_ref) = (event_loop.unbind(), future.clone().unbind());
-    runtime()?.spawn(async move {
+    let runtime = runtime()?;
+    let mut work = Box::pin(work);
+    // The first poll, here: inside the runtime (its timers, its spawns), the GIL released.
+    let first = py.detach(|| {
+        let _entered = runtime.enter();
+        work.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    });
+    if let Poll::Ready(answer) = first {
+        settle(&future, answer)?;
+        return Ok(future);
+    }
+    let completions = Completions::of(&event_loop)?;
+    let future_ref = future.clone().unbind();
+    // Polled again at once on the runtime, which registers the task's own waker.
+    runtime.spawn(async move {
         let answer = work.await;
+        completions.push(future_ref, answer);
+    });
+    Ok(future)
+}
+
+/// A finished call: its future and its answer, to be set on the loop's thread.
+type Done = (Py<PyAny>, persist::Result<Reply>);
+
+/// The answers of the calls a loop awaits, handed from persist's threads to the loop's.
+///
+/// persist's threads never take the GIL: an answer goes into a queue and a byte into a socket
+/// the loop reads (`loop.add_reader`), and the loop's thread sets the futures. A thread that
+/// took the GIL to call `call_soon_threadsafe` could be caught by the interpreter's
+/// finalization (the loop already done with the answer, the process exiting), which ends such
+/// a thread with `pthread_exit`: through Rust frames, an abort (seen with eight processes
+/// exiting at once).
+#[cfg(unix)]
+#[pyclass(frozen, module = "persist._persist")]
+struct Completions {
+    queue: Arc<Queue>,
+    /// The loop's end, read by [`drain`](Completions::drain).
+    reader: std::os::unix::net::UnixStream,
+}
+
+#[cfg(unix)]
+struct Queue {
+    done: Mutex<Vec<Done>>,
+    /// persist's end: a byte written wakes the loop.
+    writer: std::os::unix::net::UnixStream,
+}
+
+#[cfg(unix)]
+impl Queue {
+    fn push(&self, future: Py<PyAny>, answer: persist::Result<Reply>) {
+        self.done.lock().unwrap_or_else(PoisonError::into_inner).push((future, answer));
+        // Full: a wake is pending already. Closed: the loop is gone, no one is waiting.
+        let _ = std::io::Write::write(&mut &self.writer, &[1]);
+    }
+}
+
+#[cfg(unix)]
+impl Completions {
+    /// The queue of `event_loop`, made (and its socket given to the loop) on first use.
+    fn of(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Queue>> {
+        static LOOPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+        let py = event_loop.py();
+        let loops = LOOPS.get_or_try_init(py, || {
+            Ok::<_, PyErr>(py.import("weakref")?.call_method0("WeakKeyDictionary")?.unbind())
+        })?;
+        let loops = loops.bind(py);
+        if let Ok(found) = loops.call_method1("get", (event_loop,))?.cast::<Completions>() {
+            return Ok(found.get().queue.clone());
+        }
+        let (reader, writer) = std::os::unix::net::UnixStream::pair()
+            .and_then(|(reader, writer)| {
+                reader.set_nonblocking(true)?;
+                writer.set_nonblocking(true)?;
+                Ok((reader, writer))
+            })
+            .map_err(|error| PyRuntimeError::new_err(format!("persist could not make its wake-up socket: {error}")))?;
+        let queue = Arc::new(Queue { done: Mutex::new(Vec::new()), writer });
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&reader);
+        let completions = Bound::new(py, Completions { queue: queue.clone(), reader })?;
+        event_loop.call_method1("add_reader", (fd, completions.getattr("drain")?))?;
+        loops.set_item(event_loop, completions)?;
+        Ok(queue)
+    }
+}
+
+#[cfg(unix)]
+#[pymethods]
+impl Completions {
+    /// Sets the futures of the calls that finished (on the loop's thread, when its socket is
+    /// readable).
+    fn drain(&self, py: Python<'_>) -> PyResult<()> {
+        let mut bytes = [0_u8; 256];
+        while matches!(std::io::Read::read(&mut &self.reader, &mut bytes), Ok(n) if n > 0) {}
+        let done = std::mem::take(&mut *self.queue.done.lock().unwrap_or_else(PoisonError::into_inner));
+        for (future, answer) in done {
+            settle(future.bind(py), answer)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets `future`'s result or exception from `answer`, unless it is done (cancelled).
+fn settle(future: &Bound<'_, PyAny>, answer: persist::Result<Reply>) -> PyResult<()> {
+    let py = future.py();
+    if future.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    match answer.map_err(|error| to_py(py, &error)).and_then(|reply| reply.into_py(py)) {
+        Ok(value) => future.call_method1("set_result", (value,))?,
+        Err(error) => future.call_method1("set_exception", (error.into_value(py),))?,
+    };
+    Ok(())
+}
+
+/// Elsewhere (Windows' proactor loop has no `add_reader`), an answer is handed to the loop by
+/// `call_soon_threadsafe`, the GIL taken on persist's thread.
+#[cfg(not(unix))]
+struct Completions;
+
+#[cfg(not(unix))]
+struct Queue {
+    event_loop: Py<PyAny>,
+}
+
+#[cfg(not(unix))]
+impl Completions {
+    fn of(event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Queue>> {
+        Ok(Arc::new(Queue { event_loop: event_loop.clone().unbind() }))
+    }
+}
+
+#[cfg(not(unix))]
+impl Queue {
+    fn push(&self, future: Py<PyAny>, answer: persist::Result<Reply>) {
         // None when the interpreter is finalizing: no one is waiting then.
         let _ = Python::try_attach(|py| {
             let (ok, value) = match answer.map_err(|error| to_py(py, &error)).and_then(|reply| reply.into_py(py)) {
@@ -103,13 +240,13 @@ where
                 Err(error) => (false, error.into_value(py).into_any()),
             };
             // A loop closed meanwhile has no one waiting: nothing to tell.
-            let _ = loop_ref.call_method1(py, "call_soon_threadsafe", (complete(py), future_ref, ok, value));
+            let _ = self.event_loop.call_method1(py, "call_soon_threadsafe", (complete(py), future, ok, value));
         });
-    });
-    Ok(future)
+    }
 }
 
 /// `persist._persist._complete`: sets a future's result or exception unless it was cancelled.
+#[cfg(not(unix))]
 fn complete(py: Python<'_>) -> Py<PyAny> {
     static COMPLETE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     COMPLETE
@@ -117,6 +254,7 @@ fn complete(py: Python<'_>) -> Py<PyAny> {
         .clone_ref(py)
 }
 
+#[cfg(not(unix))]
 #[pyfunction]
 fn _complete(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> PyResult<()> {
     if future.call_method0("done")?.is_truthy()? {

@@ -88,32 +88,38 @@ pub(crate) async fn add_items(
     Ok(())
 }
 
-/// The active branch's messages, oldest first: all, or enough of the latest to give `limit`
-/// items.
-async fn branch_messages(store: &Scoped, thread: &ThreadId, limit: Option<usize>) -> Result<Vec<Message>> {
+/// The items of the active branch, oldest first: all, or the latest `limit` (a page of
+/// messages at a time, newest first, until enough items are read).
+async fn branch_items(store: &Scoped, thread: &ThreadId, limit: Option<usize>) -> Result<Vec<Value>> {
     let order = if limit.is_some() { Order::Desc } else { Order::Asc };
     let mut request = ListMessages::new(thread.clone())
         .with_order(order)
         .with_limit(limit.map_or(MAX_PAGE_LIMIT, |limit| (limit.max(1) as u32).min(MAX_PAGE_LIMIT)))
         .on_branch(Branch::Active);
-    let mut messages = Vec::new();
+    let mut pages = Vec::new();
     let mut items = 0;
     loop {
         let Some(page) = absent_as_none(store.list(request.clone()).await)? else { break };
-        for message in &page.items {
-            items += items_of(message).len();
-        }
         let next = request.next_page(&page);
-        messages.extend(page.items);
+        let mut exported: Vec<Vec<Value>> = page.items.iter().map(items_of).collect();
+        items += exported.iter().map(Vec::len).sum::<usize>();
+        if limit.is_some() {
+            exported.reverse();
+        }
+        pages.push(exported);
         match next {
             Some(next) if limit.is_none_or(|limit| items < limit) => request = next,
             _ => break,
         }
     }
     if limit.is_some() {
-        messages.reverse();
+        pages.reverse();
     }
-    Ok(messages)
+    let mut all: Vec<Value> = pages.into_iter().flatten().flatten().collect();
+    if let Some(limit) = limit {
+        all.drain(..all.len().saturating_sub(limit));
+    }
+    Ok(all)
 }
 
 /// The items of the active branch, oldest first: the latest `limit` (all when `None` or
@@ -124,12 +130,7 @@ pub(crate) async fn get_items(store: Scoped, thread: ThreadId, limit: Option<i64
         Some(limit) if limit > 0 => Some(usize::try_from(limit).unwrap_or(usize::MAX)),
         _ => None,
     };
-    let messages = branch_messages(&store, &thread, limit).await?;
-    let mut items: Vec<Value> = messages.iter().flat_map(items_of).collect();
-    if let Some(limit) = limit {
-        items.drain(..items.len().saturating_sub(limit));
-    }
-    Ok(Value::Array(items))
+    Ok(Value::Array(branch_items(&store, &thread, limit).await?))
 }
 
 /// Removes the active branch's last message and answers its (last) item. The delete is the

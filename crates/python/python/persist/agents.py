@@ -10,6 +10,7 @@ them, atomic turns): no "database is locked".
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from agents.memory.session import SessionABC
@@ -22,13 +23,26 @@ if TYPE_CHECKING:
 
 __all__ = ["PersistSession"]
 
+# The stores sessions opened from a URL, one per URL in a process: a session made per request
+# shares the store (one writer per SQLite file per process) instead of opening it again.
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def _store_for(url: str) -> Store:
+    with _stores_lock:
+        store = _stores.get(url)
+        if store is None:
+            store = _stores[url] = Store.open(url)
+        return store
+
 
 class PersistSession(SessionABC):
     """A session of the OpenAI Agents SDK kept in a persist store.
 
-    ``store`` is a :class:`persist.Store` (share one per process) or a store URL
-    (``"sqlite:agents.db"``, ``"postgres://..."``); with ``tenant``, the session belongs to that
-    tenant and no other tenant's calls find it.
+    ``store`` is a :class:`persist.Store` or a store URL (``"sqlite:agents.db"``,
+    ``"postgres://..."``: sessions given the same URL share one store per process); with
+    ``tenant``, the session belongs to that tenant and no other tenant's calls find it.
     """
 
     session_id: str
@@ -45,7 +59,7 @@ class PersistSession(SessionABC):
         if not isinstance(session_id, str) or not session_id:
             raise ValueError("session_id must be a non-empty string")
         if isinstance(store, str):
-            store = Store.open(store)
+            store = _store_for(store)
         if tenant is not None:
             store = store.with_tenant(tenant)
         self.session_id = session_id
