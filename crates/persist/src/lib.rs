@@ -116,7 +116,7 @@ pub mod prelude {
 }
 
 pub mod store_url;
-pub use self::store_url::{StoreUrl, open};
+pub use self::store_url::{OpenStore, StoreUrl, open};
 
 /// The in-memory backend (feature `memory`).
 #[cfg(feature = "memory")]

@@ -112,19 +112,52 @@ impl StoreUrl {
     /// `Unsupported` when the backend's cargo feature is off (naming the feature); whatever the
     /// backend answers when it cannot open or connect.
     pub async fn open(&self) -> Result<Pipeline> {
+        Ok(self.connect().await?.pipeline)
+    }
+
+    /// Opens the store as [`open`](Self::open) does, keeping what closes it: for a host that
+    /// ends its use of the store before the process ends (a writer flushed and stopped, a
+    /// pool's connections closed).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::StoreUrl;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let store = StoreUrl::parse(&format!("sqlite:{}", dir.path().join("chat.db").display()))?.connect().await?;
+    /// store.pipeline().ping().await?;
+    /// store.close().await;
+    /// assert!(store.pipeline().ping().await.is_err(), "closed");
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub async fn connect(&self) -> Result<OpenStore> {
         match self {
             #[cfg(feature = "sqlite")]
-            Self::Sqlite(path) => Ok(Pipeline::new(persist_sqlite::SqliteBackend::open(path).await?)),
+            Self::Sqlite(path) => {
+                let backend = persist_sqlite::SqliteBackend::open(path).await?;
+                Ok(OpenStore { pipeline: Pipeline::new(backend.clone()), backend: Backend::Sqlite(backend) })
+            }
             #[cfg(feature = "postgres")]
             Self::Postgres { url, schema } => {
                 let mut builder = persist_postgres::PostgresBackend::builder(url.as_str());
                 if let Some(schema) = schema {
                     builder = builder.schema(schema.as_str());
                 }
-                Ok(Pipeline::new(builder.connect().await?))
+                let backend = builder.connect().await?;
+                Ok(OpenStore { pipeline: Pipeline::new(backend.clone()), backend: Backend::Postgres(backend) })
             }
             #[cfg(feature = "memory")]
-            Self::Memory => Ok(Pipeline::new(persist_memory::MemoryBackend::new())),
+            Self::Memory => Ok(OpenStore {
+                pipeline: Pipeline::new(persist_memory::MemoryBackend::new()),
+                backend: Backend::Nothing,
+            }),
             #[allow(unreachable_patterns)] // every backend's feature on
             other => Err(PersistError::Unsupported {
                 what: format!("opening {other}: this build of persist lacks the `{}` feature", other.feature()).into(),
@@ -138,6 +171,50 @@ impl StoreUrl {
             Self::Sqlite(_) => "sqlite",
             Self::Postgres { .. } => "postgres",
             Self::Memory => "memory",
+        }
+    }
+}
+
+/// A store opened from its URL ([`StoreUrl::connect`]): its pipeline, and the close of its
+/// backend.
+#[derive(Clone)]
+pub struct OpenStore {
+    pipeline: Pipeline,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    #[cfg(feature = "sqlite")]
+    Sqlite(persist_sqlite::SqliteBackend),
+    #[cfg(feature = "postgres")]
+    Postgres(persist_postgres::PostgresBackend),
+    /// Nothing to close (an in-process store: gone with its last handle).
+    Nothing,
+}
+
+impl fmt::Debug for OpenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenStore").finish_non_exhaustive()
+    }
+}
+
+impl OpenStore {
+    /// The store, as a [`Pipeline`] without layers (clone it, or build a stack on
+    /// [`Pipeline::into_service`]).
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
+    /// Closes the backend: SQLite's writer finishes what was queued and stops, PostgreSQL's
+    /// pool closes its connections; later calls fail. An in-process store has nothing to close.
+    pub async fn close(&self) {
+        match &self.backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite(backend) => backend.close().await,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(backend) => backend.close().await,
+            Backend::Nothing => {}
         }
     }
 }

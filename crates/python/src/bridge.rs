@@ -267,3 +267,16 @@ fn _complete(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> P
     }
     Ok(())
 }
+
+/// A method's coroutine: `made`, or, when the method refused its arguments before starting,
+/// a future failed with that error, so that it is raised where the call is awaited, as any
+/// error of the call (`asyncio.gather` of several calls sees it as the others').
+pub(crate) fn coroutine<'py>(py: Python<'py>, made: PyResult<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyAny>> {
+    let error = match made {
+        Ok(future) => return Ok(future),
+        Err(error) => error,
+    };
+    let future = py.import("asyncio")?.call_method0("get_running_loop")?.call_method0("create_future")?;
+    future.call_method1("set_exception", (error.into_value(py),))?;
+    Ok(future)
+}

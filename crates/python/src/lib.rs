@@ -15,23 +15,27 @@ mod errors;
 mod ops;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use persist::feed::Subscription;
 use persist::working::WriteMemory;
 use persist::{
-    Context, IdempotencyKey, MessageId, PersistError, Pipeline, ResourceId, Scoped, StoreUrl, TenantId, ThreadId,
+    Context, IdempotencyKey, MessageId, OpenStore, PersistError, Pipeline, ResourceId, Scoped, StoreUrl, TenantId,
+    ThreadId,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use crate::bridge::{Reply, awaitable, runtime, to_json};
+use crate::bridge::{Reply, awaitable, coroutine, runtime, to_json};
 use crate::errors::to_py;
 
 /// The open store, per process: a child of a fork opens its own on first use.
 struct Opened {
     url: StoreUrl,
-    pipeline: Mutex<Option<(u32, Pipeline)>>,
+    store: Mutex<Option<(u32, OpenStore)>>,
+    /// Set by `close`: no call reopens the store after it.
+    closed: AtomicBool,
     /// Threads whose next turn starts a root of its own (a branch before their first turn).
     roots: Mutex<HashSet<(Option<TenantId>, ThreadId)>>,
 }
@@ -40,10 +44,13 @@ impl Opened {
     /// The pipeline of this process.
     async fn pipeline(self: Arc<Self>) -> persist::Result<Pipeline> {
         let pid = std::process::id();
-        if let Some((owner, pipeline)) = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
+        if self.closed.load(Ordering::Acquire) {
+            return Err(PersistError::Backend { message: "the store was closed".into(), source: None });
+        }
+        if let Some((owner, store)) = self.store.lock().unwrap_or_else(PoisonError::into_inner).as_ref()
             && *owner == pid
         {
-            return Ok(pipeline.clone());
+            return Ok(store.pipeline().clone());
         }
         if matches!(self.url, StoreUrl::Memory) {
             return Err(PersistError::Unsupported {
@@ -51,20 +58,41 @@ impl Opened {
                     .into(),
             });
         }
-        let opened = self.url.open().await?;
-        let mut slot = self.pipeline.lock().unwrap_or_else(PoisonError::into_inner);
+        let opened = self.url.connect().await?;
+        let mut slot = self.store.lock().unwrap_or_else(PoisonError::into_inner);
         match slot.take() {
             // Another call of this process opened it meanwhile: keep that one.
-            Some((owner, pipeline)) if owner == pid => {
-                *slot = Some((owner, pipeline.clone()));
+            Some((owner, store)) if owner == pid => {
+                let pipeline = store.pipeline().clone();
+                *slot = Some((owner, store));
                 Ok(pipeline)
             }
             inherited => {
                 // The parent's: its connections and threads are not this process's to close.
                 std::mem::forget(inherited);
-                *slot = Some((pid, opened.clone()));
-                Ok(opened)
+                let pipeline = opened.pipeline().clone();
+                *slot = Some((pid, opened));
+                Ok(pipeline)
             }
+        }
+    }
+
+    /// Closes this process's store; later calls fail.
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let pid = std::process::id();
+        let mine = {
+            let mut slot = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.take() {
+                Some((owner, store)) if owner == pid => Some(store),
+                inherited => {
+                    std::mem::forget(inherited);
+                    None
+                }
+            }
+        };
+        if let Some(store) = mine {
+            store.close().await;
         }
     }
 }
@@ -104,11 +132,12 @@ impl Store {
         let parsed = checked(py, StoreUrl::parse(url))?;
         let tenant = checked(py, tenant.map(TenantId::new).transpose())?;
         let runtime = runtime()?;
-        let pipeline = py.detach(|| runtime.block_on(parsed.open()));
-        let pipeline = checked(py, pipeline)?;
+        let store = py.detach(|| runtime.block_on(parsed.connect()));
+        let store = checked(py, store)?;
         let opened = Opened {
             url: parsed,
-            pipeline: Mutex::new(Some((std::process::id(), pipeline))),
+            store: Mutex::new(Some((std::process::id(), store))),
+            closed: AtomicBool::new(false),
             roots: Mutex::new(HashSet::new()),
         };
         Ok(Self { opened: Arc::new(opened), tenant })
@@ -135,6 +164,33 @@ impl Store {
         }
     }
 
+    /// Closes the store (every handle of it, every tenant's): SQLite's writer finishes what was
+    /// queued and stops, PostgreSQL's connections close. Later calls fail.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let opened = self.opened.clone();
+        awaitable(py, async move {
+            opened.close().await;
+            Ok(Reply::None)
+        })
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let future = py.import("asyncio")?.call_method0("get_running_loop")?.call_method0("create_future")?;
+        future.call_method1("set_result", (slf,))?;
+        Ok(future)
+    }
+
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _kind: &Bound<'py, PyAny>,
+        _error: &Bound<'py, PyAny>,
+        _traceback: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.close(py)
+    }
+
     #[pyo3(signature = (session_id, items, *, idempotency_key = None))]
     fn add_items<'py>(
         &self,
@@ -143,95 +199,140 @@ impl Store {
         items: &Bound<'py, PyAny>,
         idempotency_key: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let thread = checked(py, ops::thread_id(session_id))?;
-        let serde_json::Value::Array(items) = to_json(items, "items")? else {
-            return Err(PyTypeError::new_err("items must be a list of items (dicts)"));
-        };
-        let turn = checked(py, ops::turn_of(items))?;
-        let key = checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?;
-        let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
-        self.run(py, move |store| async move {
-            if turn.is_empty() {
-                return Ok(Reply::None);
-            }
-            let slot = (tenant, thread.clone());
-            let root = opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&slot);
-            let written = ops::add_items(store, thread, turn, key, root).await;
-            if root && written.is_err() {
-                opened.roots.lock().unwrap_or_else(PoisonError::into_inner).insert(slot);
-            }
-            written.map(|()| Reply::None)
-        })
+        coroutine(
+            py,
+            (|| {
+                let thread = checked(py, ops::thread_id(session_id))?;
+                let serde_json::Value::Array(items) = to_json(items, "items")? else {
+                    return Err(PyTypeError::new_err("items must be a list of items (dicts)"));
+                };
+                let turn = checked(py, ops::turn_of(items))?;
+                let key = checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?;
+                let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
+                self.run(py, move |store| async move {
+                    if turn.is_empty() {
+                        return Ok(Reply::None);
+                    }
+                    let slot = (tenant, thread.clone());
+                    let root = opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&slot);
+                    let written = ops::add_items(store, thread, turn, key, root).await;
+                    if root && written.is_err() {
+                        opened.roots.lock().unwrap_or_else(PoisonError::into_inner).insert(slot);
+                    }
+                    written.map(|()| Reply::None)
+                })
+            })(),
+        )
     }
 
     #[pyo3(signature = (session_id, limit = None))]
     fn get_items<'py>(&self, py: Python<'py>, session_id: &str, limit: Option<i64>) -> PyResult<Bound<'py, PyAny>> {
-        let thread = checked(py, ops::thread_id(session_id))?;
-        self.run(py, move |store| async move { Ok(Reply::json(&ops::get_items(store, thread, limit).await?)) })
+        coroutine(
+            py,
+            (|| {
+                let thread = checked(py, ops::thread_id(session_id))?;
+                self.run(py, move |store| async move { Ok(Reply::json(&ops::get_items(store, thread, limit).await?)) })
+            })(),
+        )
     }
 
     fn pop_item<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        let thread = checked(py, ops::thread_id(session_id))?;
-        self.run(py, move |store| async move {
-            Ok(ops::pop_item(store, thread).await?.map_or(Reply::None, |item| Reply::json(&item)))
-        })
+        coroutine(
+            py,
+            (|| {
+                let thread = checked(py, ops::thread_id(session_id))?;
+                self.run(py, move |store| async move {
+                    Ok(ops::pop_item(store, thread).await?.map_or(Reply::None, |item| Reply::json(&item)))
+                })
+            })(),
+        )
     }
 
     fn clear_session<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        let thread = checked(py, ops::thread_id(session_id))?;
-        let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
-        self.run(py, move |store| async move {
-            opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(tenant, thread.clone()));
-            ops::clear_session(store, thread).await.map(|()| Reply::None)
-        })
+        coroutine(
+            py,
+            (|| {
+                let thread = checked(py, ops::thread_id(session_id))?;
+                let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
+                self.run(py, move |store| async move {
+                    opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(tenant, thread.clone()));
+                    ops::clear_session(store, thread).await.map(|()| Reply::None)
+                })
+            })(),
+        )
     }
 
     fn branches<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        let thread = checked(py, ops::thread_id(session_id))?;
-        self.run(py, move |store| async move { Ok(Reply::json(&ops::branches(store, thread).await?)) })
+        coroutine(
+            py,
+            (|| {
+                let thread = checked(py, ops::thread_id(session_id))?;
+                self.run(py, move |store| async move { Ok(Reply::json(&ops::branches(store, thread).await?)) })
+            })(),
+        )
     }
 
     fn switch_branch<'py>(&self, py: Python<'py>, session_id: &str, branch_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        let thread = checked(py, ops::thread_id(session_id))?;
-        let branch = checked(py, MessageId::new(branch_id))?;
-        let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
-        self.run(py, move |store| async move {
-            opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(tenant, thread.clone()));
-            ops::switch_branch(store, thread, branch).await.map(|()| Reply::None)
-        })
+        coroutine(
+            py,
+            (|| {
+                let thread = checked(py, ops::thread_id(session_id))?;
+                let branch = checked(py, MessageId::new(branch_id))?;
+                let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
+                self.run(py, move |store| async move {
+                    opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(tenant, thread.clone()));
+                    ops::switch_branch(store, thread, branch).await.map(|()| Reply::None)
+                })
+            })(),
+        )
     }
 
     fn branch_from_turn<'py>(&self, py: Python<'py>, session_id: &str, turn: u64) -> PyResult<Bound<'py, PyAny>> {
-        let thread = checked(py, ops::thread_id(session_id))?;
-        let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
-        self.run(py, move |store| async move {
-            let root = ops::branch_from_turn(store, thread.clone(), turn).await?;
-            let mut roots = opened.roots.lock().unwrap_or_else(PoisonError::into_inner);
-            if root {
-                roots.insert((tenant, thread));
-            } else {
-                roots.remove(&(tenant, thread));
-            }
-            Ok(Reply::None)
-        })
+        coroutine(
+            py,
+            (|| {
+                let thread = checked(py, ops::thread_id(session_id))?;
+                let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
+                self.run(py, move |store| async move {
+                    let root = ops::branch_from_turn(store, thread.clone(), turn).await?;
+                    let mut roots = opened.roots.lock().unwrap_or_else(PoisonError::into_inner);
+                    if root {
+                        roots.insert((tenant, thread));
+                    } else {
+                        roots.remove(&(tenant, thread));
+                    }
+                    Ok(Reply::None)
+                })
+            })(),
+        )
     }
 
     fn compacted<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        let thread = checked(py, ops::thread_id(session_id))?;
-        self.run(py, move |store| async move { Ok(Reply::json(&ops::compacted(store, thread).await?)) })
+        coroutine(
+            py,
+            (|| {
+                let thread = checked(py, ops::thread_id(session_id))?;
+                self.run(py, move |store| async move { Ok(Reply::json(&ops::compacted(store, thread).await?)) })
+            })(),
+        )
     }
 
     #[pyo3(signature = (*, limit = 20, cursor = None))]
     fn sessions<'py>(&self, py: Python<'py>, limit: u32, cursor: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
-        let cursor = match cursor {
-            Some(cursor) => Some(checked(
-                py,
-                serde_json::from_value(serde_json::Value::String(cursor.to_owned()))
-                    .map_err(|_| PersistError::invalid("cursor", "is not a cursor sessions() answered")),
-            )?),
-            None => None,
-        };
-        self.run(py, move |store| async move { Ok(Reply::json(&ops::sessions(store, limit, cursor).await?)) })
+        coroutine(
+            py,
+            (|| {
+                let cursor = match cursor {
+                    Some(cursor) => Some(checked(
+                        py,
+                        serde_json::from_value(serde_json::Value::String(cursor.to_owned()))
+                            .map_err(|_| PersistError::invalid("cursor", "is not a cursor sessions() answered")),
+                    )?),
+                    None => None,
+                };
+                self.run(py, move |store| async move { Ok(Reply::json(&ops::sessions(store, limit, cursor).await?)) })
+            })(),
+        )
     }
 
     #[pyo3(signature = (text, *, session_id = None, limit = 20))]
@@ -242,13 +343,26 @@ impl Store {
         session_id: Option<&str>,
         limit: u32,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let thread = checked(py, session_id.map(ops::thread_id).transpose())?;
-        self.run(py, move |store| async move { Ok(Reply::json(&ops::search(store, text, thread, limit).await?)) })
+        coroutine(
+            py,
+            (|| {
+                let thread = checked(py, session_id.map(ops::thread_id).transpose())?;
+                self.run(
+                    py,
+                    move |store| async move { Ok(Reply::json(&ops::search(store, text, thread, limit).await?)) },
+                )
+            })(),
+        )
     }
 
     fn read_memory<'py>(&self, py: Python<'py>, resource: &str) -> PyResult<Bound<'py, PyAny>> {
-        let resource = checked(py, ResourceId::new(resource))?;
-        self.run(py, move |store| async move { Ok(Reply::json(&ops::read_memory(store, resource).await?)) })
+        coroutine(
+            py,
+            (|| {
+                let resource = checked(py, ResourceId::new(resource))?;
+                self.run(py, move |store| async move { Ok(Reply::json(&ops::read_memory(store, resource).await?)) })
+            })(),
+        )
     }
 
     #[pyo3(signature = (resource, *, patch = None, document = None, expected_version = None))]
@@ -260,25 +374,34 @@ impl Store {
         document: Option<&Bound<'py, PyAny>>,
         expected_version: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let resource = checked(py, ResourceId::new(resource))?;
-        let mut write = match (patch, document) {
-            (Some(patch), None) => {
-                WriteMemory::patch(resource, checked(py, ops::object(to_json(patch, "patch")?, "patch"))?)
-            }
-            (None, Some(document)) => {
-                WriteMemory::replace(resource, checked(py, ops::object(to_json(document, "document")?, "document"))?)
-            }
-            _ => {
-                return Err(to_py(
-                    py,
-                    &PersistError::invalid("patch", "give one of patch (a merge patch) or document (a replacement)"),
-                ));
-            }
-        };
-        if let Some(version) = expected_version {
-            write = write.with_expected_version(version);
-        }
-        self.run(py, move |store| async move { Ok(Reply::json(&ops::write_memory(store, write).await?)) })
+        coroutine(
+            py,
+            (|| {
+                let resource = checked(py, ResourceId::new(resource))?;
+                let mut write = match (patch, document) {
+                    (Some(patch), None) => {
+                        WriteMemory::patch(resource, checked(py, ops::object(to_json(patch, "patch")?, "patch"))?)
+                    }
+                    (None, Some(document)) => WriteMemory::replace(
+                        resource,
+                        checked(py, ops::object(to_json(document, "document")?, "document"))?,
+                    ),
+                    _ => {
+                        return Err(to_py(
+                            py,
+                            &PersistError::invalid(
+                                "patch",
+                                "give one of patch (a merge patch) or document (a replacement)",
+                            ),
+                        ));
+                    }
+                };
+                if let Some(version) = expected_version {
+                    write = write.with_expected_version(version);
+                }
+                self.run(py, move |store| async move { Ok(Reply::json(&ops::write_memory(store, write).await?)) })
+            })(),
+        )
     }
 
     #[pyo3(signature = (*, session_id = None, after = 0))]

@@ -39,6 +39,14 @@ class Store:
     def tenant(self) -> str | None:
         """The tenant calls are confined to, if any."""
 
+    async def close(self) -> None:
+        """Closes the store, for every handle and tenant of it: SQLite's writer finishes what
+        was queued and stops, PostgreSQL's connections close. Later calls raise."""
+
+    async def __aenter__(self) -> Store: ...
+    async def __aexit__(self, kind: object, error: object, traceback: object) -> None:
+        """Closes the store (``async with Store.open(url) as store:``)."""
+
     # A session: one thread of items in Responses format, as the OpenAI Agents SDK writes them.
 
     async def add_items(
