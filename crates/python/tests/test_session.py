@@ -1,0 +1,253 @@
+"""The session protocol case by case, as the Agents SDK's own SQLiteSession answers it, and what
+persist adds beside it; on SQLite, PostgreSQL and the in-process store."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import pytest
+from agents import SQLiteSession
+from agents.memory import SessionSettings
+from agents.memory.session import SessionABC
+
+import persist
+from persist import Store
+from persist.agents import PersistSession
+
+# Items as the SDK writes them: every shape a run produces.
+ITEMS = [
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "user", "content": [{"type": "input_text", "text": "and in Rome?"}]},
+    {
+        "id": "fc_1",
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "get_weather",
+        "arguments": '{"city": "Paris"}',
+        "status": "completed",
+    },
+    {"type": "function_call_output", "call_id": "call_1", "output": "Sunny, 21 C"},
+    {
+        "id": "rs_1",
+        "type": "reasoning",
+        "summary": [{"type": "summary_text", "text": "The tool answered."}],
+    },
+    {
+        "id": "__fake_id__",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "Sunny in Paris.", "annotations": []}],
+    },
+    {
+        "role": "user",
+        "content": [
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "auto"},
+            {"type": "input_file", "file_data": "data:application/pdf;base64,JVBERi0=", "filename": "a.pdf"},
+        ],
+    },
+    # A second item of the same id: the SDK gives every item of a model other than OpenAI's one.
+    {
+        "id": "__fake_id__",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "Anything else?", "annotations": []}],
+    },
+]
+
+
+def message(text: str, role: str = "user") -> dict:
+    return {"role": role, "content": text}
+
+
+def test_it_is_the_sdks_session():
+    assert issubclass(PersistSession, SessionABC)
+
+
+async def test_items_come_back_as_the_sdk_wrote_them(url):
+    session = PersistSession("s1", url)
+    await session.add_items(copy.deepcopy(ITEMS))
+    assert await session.get_items() == ITEMS
+    assert await session.get_items(limit=3) == ITEMS[-3:]
+
+
+async def test_it_answers_as_sqlite_session_does(url, tmp_path):
+    """The same calls on both sessions give the same answers: they are interchangeable."""
+    ours = PersistSession("same", url)
+    theirs = SQLiteSession("same", str(tmp_path / "sdk.db"))
+    for session in (ours, theirs):
+        assert await session.get_items() == []
+        assert await session.pop_item() is None
+        await session.add_items([message("one"), message("two", "assistant")])
+        await session.add_items([])
+        await session.add_items([message("three")])
+    for limit in (None, 1, 2, 3, 10, 0, -1):
+        assert await ours.get_items(limit) == await theirs.get_items(limit), limit
+    assert await ours.pop_item() == await theirs.pop_item() == message("three")
+    assert await ours.get_items() == await theirs.get_items()
+    await ours.clear_session()
+    await theirs.clear_session()
+    assert await ours.get_items() == await theirs.get_items() == []
+    assert await ours.pop_item() is None
+    # Written again after a clear.
+    await ours.add_items([message("again")])
+    assert await ours.get_items() == [message("again")]
+    theirs.close()
+
+
+async def test_the_settings_limit_is_the_default(url):
+    session = PersistSession("limited", url, session_settings=SessionSettings(limit=2))
+    await session.add_items([message(str(i)) for i in range(5)])
+    assert await session.get_items() == [message("3"), message("4")]
+    assert await session.get_items(limit=4) == [message(str(i)) for i in range(1, 5)]
+
+
+async def test_pop_takes_the_latest_until_none_is_left(url):
+    session = PersistSession("pops", url)
+    await session.add_items([message("a"), message("b")])
+    assert await session.pop_item() == message("b")
+    assert await session.pop_item() == message("a")
+    assert await session.pop_item() is None
+
+
+async def test_a_retried_add_is_written_once(url):
+    session = PersistSession("keyed", url)
+    turn = [message("question"), message("answer", "assistant")]
+    await session.add_items(turn, idempotency_key="turn-1")
+    await session.add_items(turn, idempotency_key="turn-1")
+    assert await session.get_items() == turn
+    with pytest.raises(persist.Conflict) as refused:
+        await session.add_items([message("other")], idempotency_key="turn-1")
+    assert refused.value.code == "idempotency_key_reused"
+    assert await session.get_items() == turn
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [42],
+        [{"type": "function_call", "call_id": "c"}],
+        [{"role": "user"}],
+        [{"type": 7}],
+    ],
+)
+async def test_bad_items_are_refused_and_nothing_is_stored(url, bad):
+    session = PersistSession("bad", url)
+    await session.add_items([message("kept")])
+    with pytest.raises(persist.InvalidInput) as refused:
+        await session.add_items([message("not kept")] + bad)
+    assert isinstance(refused.value, ValueError)
+    assert refused.value.code == "invalid_input"
+    assert await session.get_items() == [message("kept")]
+
+
+async def test_arguments_persist_refuses_raise_where_the_call_is_awaited(url):
+    store = Store.open(url)
+    pending = store.add_items("", [message("x")])
+    with pytest.raises(persist.InvalidInput):
+        await pending
+    with pytest.raises(TypeError):
+        await store.add_items("s", {"role": "user"})
+
+
+async def test_tenants_are_apart(url):
+    store = Store.open(url)
+    acme, globex = store.with_tenant("acme"), store.with_tenant("globex")
+    await PersistSession("shared-id", acme).add_items([message("acme's secret plan")])
+    assert await PersistSession("shared-id", globex).get_items() == []
+    assert await globex.search("secret") == []
+    assert [hit["session_id"] for hit in await acme.search("secret")] == ["shared-id"]
+    assert [s["session_id"] for s in (await globex.sessions())["sessions"]] == []
+    assert PersistSession("x", store, tenant="acme").store.tenant == "acme"
+
+
+async def test_branches_as_advanced_sqlite_session_offers_them(url):
+    session = PersistSession("branchy", url)
+    first = [message("hi"), message("hello", "assistant")]
+    second = [message("weather?"), message("sunny", "assistant")]
+    await session.add_items(first)
+    await session.add_items(second)
+    await session.branch_from_turn(2)
+    other = [message("news?"), message("quiet day", "assistant")]
+    await session.add_items(other)
+    assert await session.get_items() == first + other
+    branches = await session.branches()
+    assert [(b["active"], b["items"], b["last_item"]) for b in branches] == [
+        (False, 4, message("sunny", "assistant")),
+        (True, 4, message("quiet day", "assistant")),
+    ]
+    await session.switch_branch(branches[0]["branch_id"])
+    assert await session.get_items() == first + second
+    with pytest.raises(persist.InvalidInput):
+        await session.branch_from_turn(3)
+    # Before the first turn: the next items start a root of their own.
+    await session.branch_from_turn(1)
+    await session.add_items([message("start over")])
+    assert await session.get_items() == [message("start over")]
+    assert len(await session.branches()) == 3
+
+
+async def test_search_the_compacted_view_and_listing(url):
+    store = Store.open(url)
+    one, two = PersistSession("one", store), PersistSession("two", store)
+    await one.add_items([message("the parcel is late")])
+    await two.add_items([message("where is my parcel?"), message("unrelated", "assistant")])
+    assert [hit["session_id"] for hit in await one.search("parcel")] == ["one"]
+    hits = await one.search("parcel", all_sessions=True)
+    assert sorted(hit["session_id"] for hit in hits) == ["one", "two"]
+    assert all("**parcel**" in hit["snippet"] for hit in hits)
+    assert await two.compacted() == {"summary": None, "items": await two.get_items()}
+    listed = await store.sessions(limit=1)
+    assert len(listed["sessions"]) == 1 and listed["next_cursor"]
+    rest = await store.sessions(limit=10, cursor=listed["next_cursor"])
+    ids = [s["session_id"] for s in listed["sessions"] + rest["sessions"]]
+    assert sorted(ids) == ["one", "two"] and rest["next_cursor"] is None
+
+
+async def test_working_memory_without_lost_updates(url):
+    store = Store.open(url).with_tenant("acme")
+    assert await store.read_memory("user-1") is None
+    first = await store.write_memory("user-1", patch={"name": "Ada", "tier": "gold"})
+    assert first == {"document": {"name": "Ada", "tier": "gold"}, "version": 1}
+    second = await store.write_memory("user-1", patch={"tier": None}, expected_version=1)
+    assert second == {"document": {"name": "Ada"}, "version": 2}
+    with pytest.raises(persist.Conflict):
+        await store.write_memory("user-1", patch={"tier": "silver"}, expected_version=1)
+    replaced = await store.write_memory("user-1", document={"name": "Ada L."})
+    assert replaced["document"] == {"name": "Ada L."}
+    with pytest.raises(persist.InvalidInput):
+        await store.write_memory("user-1", patch=[1, 2])
+    assert await store.read_memory("user-1") == replaced
+
+
+async def test_the_feed_follows_a_session(url):
+    store = Store.open(url)
+    feed = store.feed(session_id="followed")
+    await store.add_items("followed", [message("one"), message("two", "assistant")])
+    first = await asyncio.wait_for(anext(feed), 10)
+    second = await asyncio.wait_for(anext(feed), 10)
+    assert (first["op"], first["session_id"], first["seq"]) == ("add", "followed", 1)
+    assert (second["op"], second["seq"]) == ("add", 2) and second["position"] > first["position"]
+    # Iteration waits for the next change.
+    waiting = asyncio.ensure_future(anext(feed))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await store.pop_item("followed")
+    removed = await asyncio.wait_for(waiting, 10)
+    assert removed["op"] == "delete" and removed["seq"] == 2
+
+
+async def test_a_closed_store_refuses_calls(url):
+    async with Store.open(url) as store:
+        await store.add_items("s", [message("x")])
+    with pytest.raises(persist.PersistError):
+        await store.get_items("s")
+
+
+async def test_calls_run_concurrently(url):
+    store = Store.open(url)
+    await asyncio.gather(*(store.add_items(f"c{i}", [message(str(i))]) for i in range(50)))
+    answers = await asyncio.gather(*(store.get_items(f"c{i}") for i in range(50)))
+    assert answers == [[message(str(i))] for i in range(50)]
