@@ -119,6 +119,47 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A call on one session: `session_id` checked, then `work` with this tenant's handle.
+    fn on_session<'py, F, Fut>(&self, py: Python<'py>, session_id: &str, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        F: FnOnce(Scoped, ThreadId) -> Fut + Send + 'static,
+        Fut: Future<Output = persist::Result<Reply>> + Send + 'static,
+    {
+        let made =
+            checked(py, ops::thread_id(session_id)).and_then(|thread| self.run(py, move |store| work(store, thread)));
+        coroutine(py, made)
+    }
+
+    /// This tenant's sessions whose next turn starts a root.
+    fn roots(&self) -> Roots {
+        Roots { opened: self.opened.clone(), tenant: self.tenant.clone() }
+    }
+}
+
+/// A tenant's sessions whose next turn starts a root of its own (a branch before their first
+/// turn: there is no message to end the active branch at), kept in this process.
+struct Roots {
+    opened: Arc<Opened>,
+    tenant: Option<TenantId>,
+}
+
+impl Roots {
+    /// Whether `thread`'s next turn starts a root; it no longer does after this.
+    fn take(&self, thread: &ThreadId) -> bool {
+        self.opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(self.tenant.clone(), thread.clone()))
+    }
+
+    fn set(&self, thread: &ThreadId, root: bool) {
+        let mut roots = self.opened.roots.lock().unwrap_or_else(PoisonError::into_inner);
+        if root {
+            roots.insert((self.tenant.clone(), thread.clone()));
+        } else {
+            roots.remove(&(self.tenant.clone(), thread.clone()));
+        }
+    }
+}
+
 /// A value checked in Python's thread, as persist's error when it is not right.
 fn checked<T>(py: Python<'_>, value: persist::Result<T>) -> PyResult<T> {
     value.map_err(|error| to_py(py, &error))
@@ -199,122 +240,85 @@ impl Store {
         items: &Bound<'py, PyAny>,
         idempotency_key: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        coroutine(
-            py,
-            (|| {
-                let thread = checked(py, ops::thread_id(session_id))?;
-                let serde_json::Value::Array(items) = to_json(items, "items")? else {
-                    return Err(PyTypeError::new_err("items must be a list of items (dicts)"));
-                };
-                let turn = checked(py, ops::turn_of(items))?;
-                let key = checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?;
-                let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
-                self.run(py, move |store| async move {
-                    if turn.is_empty() {
-                        return Ok(Reply::None);
-                    }
-                    let slot = (tenant, thread.clone());
-                    let root = opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&slot);
-                    let written = ops::add_items(store, thread, turn, key, root).await;
-                    if root && written.is_err() {
-                        opened.roots.lock().unwrap_or_else(PoisonError::into_inner).insert(slot);
-                    }
-                    written.map(|()| Reply::None)
-                })
-            })(),
-        )
+        let prepared = (|| {
+            let serde_json::Value::Array(items) = to_json(items, "items")? else {
+                return Err(PyTypeError::new_err("items must be a list of items (dicts)"));
+            };
+            let turn = checked(py, ops::turn_of(items))?;
+            Ok((turn, checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?))
+        })();
+        let (turn, key) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => return coroutine(py, Err(error)),
+        };
+        let roots = self.roots();
+        self.on_session(py, session_id, move |store, thread| async move {
+            if turn.is_empty() {
+                return Ok(Reply::None);
+            }
+            let root = roots.take(&thread);
+            let written = ops::add_items(store, thread.clone(), turn, key, root).await;
+            if root && written.is_err() {
+                roots.set(&thread, true);
+            }
+            written.map(|()| Reply::None)
+        })
     }
 
     #[pyo3(signature = (session_id, limit = None))]
     fn get_items<'py>(&self, py: Python<'py>, session_id: &str, limit: Option<i64>) -> PyResult<Bound<'py, PyAny>> {
-        coroutine(
-            py,
-            (|| {
-                let thread = checked(py, ops::thread_id(session_id))?;
-                self.run(py, move |store| async move { Ok(Reply::json(&ops::get_items(store, thread, limit).await?)) })
-            })(),
-        )
+        self.on_session(py, session_id, move |store, thread| async move {
+            Ok(Reply::json(&ops::get_items(store, thread, limit).await?))
+        })
     }
 
     fn pop_item<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        coroutine(
-            py,
-            (|| {
-                let thread = checked(py, ops::thread_id(session_id))?;
-                self.run(py, move |store| async move {
-                    Ok(ops::pop_item(store, thread).await?.map_or(Reply::None, |item| Reply::json(&item)))
-                })
-            })(),
-        )
+        self.on_session(py, session_id, |store, thread| async move {
+            Ok(ops::pop_item(store, thread).await?.map_or(Reply::None, |item| Reply::json(&item)))
+        })
     }
 
     fn clear_session<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        coroutine(
-            py,
-            (|| {
-                let thread = checked(py, ops::thread_id(session_id))?;
-                let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
-                self.run(py, move |store| async move {
-                    opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(tenant, thread.clone()));
-                    ops::clear_session(store, thread).await.map(|()| Reply::None)
-                })
-            })(),
-        )
+        let roots = self.roots();
+        self.on_session(py, session_id, move |store, thread| async move {
+            roots.set(&thread, false);
+            ops::clear_session(store, thread).await.map(|()| Reply::None)
+        })
     }
 
     fn branches<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        coroutine(
+        self.on_session(
             py,
-            (|| {
-                let thread = checked(py, ops::thread_id(session_id))?;
-                self.run(py, move |store| async move { Ok(Reply::json(&ops::branches(store, thread).await?)) })
-            })(),
+            session_id,
+            |store, thread| async move { Ok(Reply::json(&ops::branches(store, thread).await?)) },
         )
     }
 
     fn switch_branch<'py>(&self, py: Python<'py>, session_id: &str, branch_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        coroutine(
-            py,
-            (|| {
-                let thread = checked(py, ops::thread_id(session_id))?;
-                let branch = checked(py, MessageId::new(branch_id))?;
-                let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
-                self.run(py, move |store| async move {
-                    opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(tenant, thread.clone()));
-                    ops::switch_branch(store, thread, branch).await.map(|()| Reply::None)
-                })
-            })(),
-        )
+        let branch = match checked(py, MessageId::new(branch_id)) {
+            Ok(branch) => branch,
+            Err(error) => return coroutine(py, Err(error)),
+        };
+        let roots = self.roots();
+        self.on_session(py, session_id, move |store, thread| async move {
+            roots.set(&thread, false);
+            ops::switch_branch(store, thread, branch).await.map(|()| Reply::None)
+        })
     }
 
     fn branch_from_turn<'py>(&self, py: Python<'py>, session_id: &str, turn: u64) -> PyResult<Bound<'py, PyAny>> {
-        coroutine(
-            py,
-            (|| {
-                let thread = checked(py, ops::thread_id(session_id))?;
-                let (opened, tenant) = (self.opened.clone(), self.tenant.clone());
-                self.run(py, move |store| async move {
-                    let root = ops::branch_from_turn(store, thread.clone(), turn).await?;
-                    let mut roots = opened.roots.lock().unwrap_or_else(PoisonError::into_inner);
-                    if root {
-                        roots.insert((tenant, thread));
-                    } else {
-                        roots.remove(&(tenant, thread));
-                    }
-                    Ok(Reply::None)
-                })
-            })(),
-        )
+        let roots = self.roots();
+        self.on_session(py, session_id, move |store, thread| async move {
+            let root = ops::branch_from_turn(store, thread.clone(), turn).await?;
+            roots.set(&thread, root);
+            Ok(Reply::None)
+        })
     }
 
     fn compacted<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        coroutine(
-            py,
-            (|| {
-                let thread = checked(py, ops::thread_id(session_id))?;
-                self.run(py, move |store| async move { Ok(Reply::json(&ops::compacted(store, thread).await?)) })
-            })(),
-        )
+        self.on_session(py, session_id, |store, thread| async move {
+            Ok(Reply::json(&ops::compacted(store, thread).await?))
+        })
     }
 
     #[pyo3(signature = (*, limit = 20, cursor = None))]
