@@ -1,7 +1,8 @@
 //! The typed calls, listed once: `calls!(callback)` calls `callback! { … }` with each call's
 //! description, name, request and answer types, the [`PersistResult`](crate::PersistResult)
 //! variant that answers it, how a [`Scoped`](crate::Scoped) handle offers it (`scoped`: as it
-//! is; `(unless |request| …)`: refused when the request reaches across tenants), and, for a
+//! is; `(unless Variant |request| …)`: refused when the request, `PersistArgs::Variant`, reaches
+//! across tenants, by its typed method and by `Scoped::execute` alike), and, for a
 //! request a backend answers by a method of its own, that method and the `PersistArgs` variant.
 //! The pipeline's methods, the `Scoped` handle's, the pipeline's and `Arc`'s `Backend` methods
 //! and the terminal's dispatch are made of it: a call is added here.
@@ -58,12 +59,12 @@ macro_rules! calls {
             /// [`across_tenants`](crate::read::ListThreads::across_tenants)), most recently
             /// updated first.
             threads(crate::read::ListThreads) -> crate::Page<crate::Thread, crate::read::ThreadCursor> = Threads,
-                (unless |request| request.across_tenants), threads(Threads);
+                (unless Threads |request| request.across_tenants), threads(Threads);
             /// Searches the text of the request's tenant's messages (one thread's, or every
             /// tenant's for operators), newest first; see [`search`](crate::search).
             search(crate::search::Search)
                 -> crate::Page<crate::search::SearchHit, crate::search::SearchCursor> = Search,
-                (unless |request| request.is_across_tenants()), search(Search);
+                (unless Search |request| request.is_across_tenants()), search(Search);
             /// Writes a message's embedding (its vector and model); see [`vector`](crate::vector).
             embed(crate::vector::Embed) -> crate::vector::Embedded = Embedded, scoped;
             /// Finds the request's tenant's messages whose embeddings are nearest its vector, most
@@ -85,13 +86,13 @@ macro_rules! calls {
             /// for operators); see [`ListMemories`](crate::working::ListMemories).
             memories(crate::working::ListMemories)
                 -> crate::Page<crate::working::WorkingMemory, crate::working::MemoryCursor> = Memories,
-                (unless |request| request.across_tenants),
+                (unless Memories |request| request.across_tenants),
                 memories(Memories);
             /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
             /// [`across_tenants`](crate::read::FindStranded::across_tenants) (maintenance;
             /// `cleanup_stranded`, in `persist-ops`, marks them interrupted).
             find_stranded(crate::read::FindStranded) -> Vec<crate::read::Stranded> = Stranded,
-                (unless |request| request.across_tenants),
+                (unless FindStranded |request| request.across_tenants),
                 stranded(FindStranded);
             /// Records a session the provider **confirmed** for (agent, thread); see
             /// [`session`](crate::session).
@@ -111,7 +112,7 @@ macro_rules! calls {
             /// Reads the change-feed events after a position, through the layers; see
             /// [`feed`](crate::feed). `FeedGap` when the feed no longer holds them all.
             read_feed(crate::feed::ReadFeed) -> crate::feed::FeedPage = Feed,
-                (unless |request| !scoped::within_tenant(&request));
+                (unless ReadFeed |request| !scoped::within_tenant(&request));
             /// Stores a value under a name once, answering the value stored; see
             /// [`SetOnce`](crate::once::SetOnce).
             set_once(crate::once::SetOnce) -> String = Value, scoped;
@@ -135,7 +136,7 @@ macro_rules! scoped_call {
             self.pipeline().$name(request.with_context(self.context().renewed())).await
         }
     };
-    ((unless |$request:ident| $across:expr) $(#[$doc:meta])* $name:ident($args:ty) -> $out:ty) => {
+    ((unless $variant:ident |$request:ident| $across:expr) $(#[$doc:meta])* $name:ident($args:ty) -> $out:ty) => {
         $(#[$doc])*
         ///
         /// In the handle's context, which confines it to the handle's tenant.
@@ -149,6 +150,20 @@ macro_rules! scoped_call {
                 return Err(scoped::across_tenants());
             }
             self.pipeline().$name($request.with_context(self.context().renewed())).await
+        }
+    };
+}
+
+/// `Some(whether args reaches across tenants)` when `args` is the request of a call marked
+/// `(unless Variant |request| …)`; `None` for any other.
+macro_rules! across {
+    (scoped, $args:ident) => {
+        None
+    };
+    ((unless $variant:ident |$request:ident| $across:expr), $args:ident) => {
+        match $args {
+            PersistArgs::$variant($request) => Some($across),
+            _ => None,
         }
     };
 }

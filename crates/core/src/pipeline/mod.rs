@@ -115,6 +115,15 @@ macro_rules! pipeline_calls {
         impl Scoped {
             $(scoped_call!($scope $(#[$doc])* $name($args) -> $out);)*
         }
+
+        /// Whether `args` reaches across tenants, which a [`Scoped`] handle refuses: the calls
+        /// `calls!` marks `unless`, by the same test as their typed methods.
+        pub(crate) fn reaches_across(args: &PersistArgs) -> bool {
+            $(if let Some(across) = across!($scope, args) {
+                return across;
+            })*
+            false
+        }
     };
 }
 calls!(pipeline_calls);

@@ -115,14 +115,7 @@ impl Scoped {
         args: impl Into<PersistArgs>,
     ) -> impl Future<Output = Result<PersistResult>> + Send + 'static {
         let mut args = args.into();
-        let refused = match &args {
-            PersistArgs::Threads(query) => query.across_tenants,
-            PersistArgs::Search(query) => query.is_across_tenants(),
-            PersistArgs::FindStranded(query) => query.across_tenants,
-            PersistArgs::Memories(query) => query.across_tenants,
-            PersistArgs::ReadFeed(query) => !within_tenant(query),
-            _ => false,
-        };
+        let refused = super::reaches_across(&args);
         *args.context_mut() = self.context.renewed();
         let call = self.pipeline.execute(args);
         async move {

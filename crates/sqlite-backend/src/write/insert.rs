@@ -10,7 +10,7 @@ use persist_core::branch::{Parent, parent_from_stored, unknown_message};
 use persist_core::vector::{dimensions_mismatch, to_bytes};
 use persist_core::{
     Added, IdempotencyKey, Message, MessageId, Metadata, PersistArgs, PersistError, PersistResult, Reserved, Status,
-    TenantId, ThreadId, Timestamp, TurnAppended,
+    TenantId, ThreadId, Timestamp,
 };
 use sqlx::SqliteConnection;
 
@@ -20,9 +20,11 @@ use super::{Answer, Failure, OpResult, Write, aborted, refused, sql};
 use crate::Limits;
 
 mod on_lane;
+mod run;
 
 use self::on_lane::group_on_lane;
 pub(crate) use self::on_lane::{OnLane, insert_on_lane, turn_on_lane};
+pub(super) use self::run::{Run, pending};
 use crate::rows::{self, message_columns, tenant_key, thread_key};
 
 /// A connection where a small group of inserts commits without a hand-off to sqlx's
@@ -109,89 +111,6 @@ pub(crate) async fn commit_inserts(
         };
     }
     Some(Ok(answers))
-}
-
-/// The slot of an insert whose answer is filled in once its run is written.
-pub(super) fn pending() -> Result<Answer, PersistError> {
-    Err(PersistError::Backend { message: "the writer did not answer this write".into(), source: None })
-}
-
-/// Writes the group applies in one inbox round trip ([`insert_many`]), in queue order: adds and
-/// reserves (one row each) and turns (their rows together, consecutive in the thread).
-#[derive(Default)]
-pub(super) struct Run<'a> {
-    inserts: Vec<Insert<'a>>,
-    members: Vec<Member<'a>>,
-}
-
-/// A write of a [`Run`]: its slot in the group's answers and which rows are its own.
-enum Member<'a> {
-    /// An `add` or `reserve`: the next row.
-    Insert { slot: usize },
-    /// A turn decided to be written whole: the next `rows` rows.
-    Turn { slot: usize, thread_id: &'a ThreadId, rows: usize },
-}
-
-impl<'a> Run<'a> {
-    /// Adds an `add` or `reserve`, answering slot `slot`.
-    pub(super) fn push(&mut self, slot: usize, insert: Insert<'a>) {
-        self.inserts.push(insert);
-        self.members.push(Member::Insert { slot });
-    }
-
-    /// Adds a turn's rows, answering slot `slot` once every one is written.
-    pub(super) fn push_turn(&mut self, slot: usize, thread_id: &'a ThreadId, inserts: Vec<Insert<'a>>) {
-        self.members.push(Member::Turn { slot, thread_id, rows: inserts.len() });
-        self.inserts.extend(inserts);
-    }
-
-    /// Writes the run, fills its writes' slots of `out` and empties it. A turn's row not
-    /// written aborts the transaction: the turn was decided on a state that did not hold (the
-    /// writer then runs each write of the group alone).
-    pub(super) async fn flush(
-        &mut self,
-        conn: &mut SqliteConnection,
-        out: &mut [Result<Answer, PersistError>],
-    ) -> OpResult<()> {
-        if self.inserts.is_empty() {
-            return Ok(());
-        }
-        let mut rows = insert_many(conn, &self.inserts).await?.into_iter();
-        let mut plans = self.inserts.iter();
-        for member in self.members.drain(..) {
-            match member {
-                Member::Insert { slot } => {
-                    let (Some(plan), Some(row)) = (plans.next(), rows.next()) else { return Err(lost_row()) };
-                    out[slot] = match plan.answer(conn, row).await {
-                        Ok(result) => Ok(Answer::Persist(result)),
-                        Err(Failure::Refused(error)) => Err(error),
-                        Err(aborted) => return Err(aborted),
-                    };
-                }
-                Member::Turn { slot, thread_id, rows: count } => {
-                    let mut written = Vec::with_capacity(count);
-                    for _ in 0..count {
-                        plans.next();
-                        // Decided in this transaction: a row not written means the rules moved
-                        // under it.
-                        written.push(rows.next().flatten().ok_or_else(|| {
-                            aborted(PersistError::Backend {
-                                message: "a message of the turn was not written".into(),
-                                source: None,
-                            })
-                        })?);
-                    }
-                    out[slot] = Ok(Answer::Persist(TurnAppended::new(thread_id.clone(), written, false).into()));
-                }
-            }
-        }
-        self.inserts.clear();
-        Ok(())
-    }
-}
-
-fn lost_row() -> Failure {
-    aborted(PersistError::Backend { message: "the insert report lost a row".into(), source: None })
 }
 
 /// A planned `add` or `reserve`, its id fixed (generated now when the request named none).
