@@ -9,6 +9,15 @@ import uuid
 
 import pytest
 
+# Nothing reaches the network: the scripted model needs no key, and a real one in the
+# environment is replaced (child processes inherit this one); tracing is off.
+os.environ["OPENAI_API_KEY"] = "test"
+os.environ["OPENAI_AGENTS_DISABLE_TRACING"] = "1"
+
+from agents import set_tracing_disabled  # noqa: E402
+
+set_tracing_disabled(True)
+
 POSTGRES = os.environ.get("PERSIST_POSTGRES_URL")
 
 

@@ -22,7 +22,8 @@ def get_weather(city: str) -> str:
 
 
 class ScriptedModel(Model):
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix  # a run of its own gives its items ids of their own
         self.inputs: list[list[dict]] = []
 
     async def get_response(self, system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, *, previous_response_id=None, conversation_id=None, prompt=None):  # noqa: A002, E501 (the SDK's signature)
@@ -34,7 +35,7 @@ class ScriptedModel(Model):
             text = f"{last['output']} (you asked {users} times)"
             output = [
                 ResponseOutputMessage(
-                    id=f"msg_{len(self.inputs)}",
+                    id=f"msg_{self.prefix}{len(self.inputs)}",
                     type="message",
                     role="assistant",
                     status="completed",
@@ -44,9 +45,9 @@ class ScriptedModel(Model):
         else:
             output = [
                 ResponseFunctionToolCall(
-                    id=f"fc_{len(self.inputs)}",
+                    id=f"fc_{self.prefix}{len(self.inputs)}",
                     type="function_call",
-                    call_id=f"call_{len(self.inputs)}",
+                    call_id=f"call_{self.prefix}{len(self.inputs)}",
                     name="get_weather",
                     arguments=json.dumps({"city": "Paris"}),
                     status="completed",
@@ -62,17 +63,20 @@ def agent(model: ScriptedModel) -> Agent:
     return Agent(name="Weather", instructions="Answer with the tool.", model=model, tools=[get_weather])
 
 
-async def run(session, text: str) -> tuple[str, ScriptedModel]:
-    model = ScriptedModel()
+async def run(session, text: str, prefix: str = "") -> tuple[str, ScriptedModel]:
+    model = ScriptedModel(prefix)
     result = await Runner.run(agent(model), text, session=session)
     return result.final_output, model
 
 
 if __name__ == "__main__":
-    # A process of its own (a restart): `python scripted.py URL SESSION TEXT` prints the reply.
+    # A process of its own (a restart): `python scripted.py URL SESSION TEXT PREFIX` prints, as JSON,
+    # the reply and the inputs the model was given.
     import asyncio
+    import os
 
     from persist.agents import PersistSession
 
-    reply, _ = asyncio.run(run(PersistSession(sys.argv[2], sys.argv[1]), sys.argv[3]))
-    print(reply)
+    os.environ["OPENAI_API_KEY"] = "test"
+    reply, model = asyncio.run(run(PersistSession(sys.argv[2], sys.argv[1]), sys.argv[3], sys.argv[4]))
+    print(json.dumps({"reply": reply, "inputs": model.inputs}))

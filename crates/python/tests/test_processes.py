@@ -10,6 +10,8 @@ import os
 import pathlib
 import subprocess
 import sys
+import time
+from collections import Counter
 
 from persist import Store
 from persist.agents import PersistSession
@@ -17,13 +19,14 @@ from persist.agents import PersistSession
 WORKER = str(pathlib.Path(__file__).with_name("worker.py"))
 
 
-def run_together(tmp_path, url: str, action: str, processes: int, count: int) -> list[str]:
-    """Runs `processes` workers that start at once; their outputs, each checked to have ended well."""
+def run_together(tmp_path, url: str, action: str, processes: int, count: int, session: str) -> list[str]:
+    """Runs `processes` workers released at once (after every one has opened the store); their
+    outputs, each checked to have ended well with nothing on stderr."""
     start = tmp_path / f"start-{action}"
     env = dict(os.environ, PERSIST_TEST_START=str(start))
     workers = [
         subprocess.Popen(
-            [sys.executable, WORKER, url, action, str(n), str(count)],
+            [sys.executable, WORKER, url, action, str(n), str(count), session],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -31,44 +34,78 @@ def run_together(tmp_path, url: str, action: str, processes: int, count: int) ->
         )
         for n in range(processes)
     ]
-    start.touch()
-    outputs = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=240)
-        assert worker.returncode == 0, f"a worker failed ({worker.returncode}): {err}"
-        assert "locked" not in err and "Error" not in err, err
-        outputs.append(out)
-    return outputs
+    try:
+        deadline = time.monotonic() + 120
+        ready = [pathlib.Path(f"{start}.ready.{n}") for n in range(processes)]
+        while not all(path.exists() for path in ready):
+            failed = [w for w in workers if w.poll() not in (None, 0)]
+            assert not failed, f"a worker failed before the start: {failed[0].communicate()[1]}"
+            assert time.monotonic() < deadline, "the workers never got ready"
+            time.sleep(0.01)
+        start.touch()
+        outputs = []
+        for n, worker in enumerate(workers):
+            out, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, f"worker {n} failed ({worker.returncode}): {err}"
+            assert err == "", f"worker {n} wrote to stderr: {err}"
+            outputs.append(out)
+        return outputs
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
 
 
 def test_eight_processes_write_one_sqlite_file_without_an_error(tmp_path):
+    """Eight processes, 200 one-item add_items calls each, into one session of one file: every
+    item there exactly once, each process's items in the order it wrote them."""
     url = f"sqlite:{tmp_path / 'shared.db'}"
-    run_together(tmp_path, url, "add", processes=8, count=200)
+    run_together(tmp_path, url, "add", processes=8, count=200, session="shared")
 
     async def read_all():
         store = Store.open(url)
-        return [await store.get_items(f"p{n}") for n in range(8)]
+        try:
+            return await store.get_items("shared")
+        finally:
+            await store.close()
 
-    for n, items in enumerate(asyncio.run(read_all())):
-        assert [item["content"] for item in items] == [f"{n}-{i}" for i in range(200)], f"p{n}"
+    contents = [item["content"] for item in asyncio.run(read_all())]
+    expected = {f"{n}-{i}" for n in range(8) for i in range(200)}
+    duplicates = sorted(c for c, k in Counter(contents).items() if k > 1)
+    assert duplicates == [], f"stored more than once: {duplicates[:10]}"
+    assert sorted(expected - set(contents)) == [], "missing items"
+    assert sorted(set(contents) - expected) == [], "unknown items"
+    assert len(contents) == 1600
+    for n in range(8):
+        own = [c for c in contents if c.startswith(f"{n}-")]
+        assert own == [f"{n}-{i}" for i in range(200)], f"process {n}'s items out of order"
 
 
 def test_pops_across_processes_never_answer_one_item_twice(tmp_path, shared_url):
     async def fill():
         await PersistSession("pool", shared_url).add_items(
-            [{"role": "user", "content": f"item-{i}"} for i in range(40)]
+            [{"role": "user", "content": f"item-{i}"} for i in range(45)]
         )
 
     asyncio.run(fill())
-    outputs = run_together(tmp_path, shared_url, "pop", processes=8, count=5)
-    popped = [json.loads(line)["content"] for out in outputs for line in out.splitlines()]
-    assert len(popped) == 40
-    assert sorted(popped) == sorted(f"item-{i}" for i in range(40)), "an item was popped twice"
+    outputs = run_together(tmp_path, shared_url, "pop", processes=8, count=5, session="pool")
+    popped = [json.loads(line) for out in outputs for line in out.splitlines()]
+    assert None not in popped, "a pop answered None while items were left"
+    contents = [item["content"] for item in popped]
+    assert len(contents) == 40
+    twice = sorted(c for c, k in Counter(contents).items() if k > 1)
+    assert twice == [], f"popped twice: {twice}"
+    # Each pop takes the latest: the 40 popped are the last 40 written, the first 5 stay.
+    assert sorted(contents) == sorted(f"item-{i}" for i in range(5, 45))
+    for out in outputs:  # within one process, pops go from newer to older
+        mine = [int(json.loads(line)["content"].split("-")[1]) for line in out.splitlines()]
+        assert mine == sorted(mine, reverse=True), mine
 
     async def left():
         return await PersistSession("pool", shared_url).get_items()
 
-    assert asyncio.run(left()) == []
+    assert asyncio.run(left()) == [{"role": "user", "content": f"item-{i}"} for i in range(5)]
 
 
 def _forked(url: str, store: Store, queue) -> None:

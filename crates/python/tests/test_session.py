@@ -15,10 +15,14 @@ import persist
 from persist import Store
 from persist.agents import PersistSession
 
+# Every test here is a coroutine run by pytest-asyncio, whatever `asyncio_mode` is.
+pytestmark = pytest.mark.asyncio
+
 # Items as the SDK writes them: every shape a run produces.
 ITEMS = [
     {"role": "user", "content": "What is the weather in Paris?"},
     {"role": "user", "content": [{"type": "input_text", "text": "and in Rome?"}]},
+    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be brief."}]},
     {
         "id": "fc_1",
         "type": "function_call",
@@ -62,7 +66,72 @@ def message(text: str, role: str = "user") -> dict:
     return {"role": role, "content": text}
 
 
-def test_it_is_the_sdks_session():
+SHAPES = {
+    "user_string": ITEMS[0],
+    "user_input_text_list": ITEMS[1],
+    "developer_typed_message": ITEMS[2],
+    "function_call": ITEMS[3],
+    "function_call_output": ITEMS[4],
+    "reasoning_with_summary": ITEMS[5],
+    "assistant_output_text": ITEMS[6],
+    "user_image_and_file": ITEMS[7],
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+async def test_each_item_shape_round_trips_alone(url, shape):
+    """One item per session, between two plain messages: it comes back equal, key for key."""
+    session = PersistSession(f"shape-{shape}", url)
+    written = [message("before"), SHAPES[shape], message("after", "assistant")]
+    await session.add_items(copy.deepcopy(written))
+    assert await session.get_items() == written
+    assert await session.get_items(limit=2) == written[1:]
+    assert await session.pop_item() == written[2]
+    assert await session.pop_item() == written[1]
+    assert await session.get_items() == written[:1]
+
+
+async def test_limits_as_the_protocol_defines_them(url):
+    session = PersistSession("limits", url)
+    written = [message(f"m{i}", "user" if i % 2 == 0 else "assistant") for i in range(6)]
+    await session.add_items(written[:4])
+    await session.add_items(written[4:])
+    assert await session.get_items() == written
+    assert await session.get_items(None) == written
+    assert await session.get_items(limit=0) == []
+    assert await session.get_items(limit=-1) == written
+    assert await session.get_items(limit=-100) == written
+    assert await session.get_items(limit=1) == written[5:]
+    assert await session.get_items(limit=3) == written[3:]
+    assert await session.get_items(limit=6) == written
+    assert await session.get_items(limit=7) == written
+    assert await PersistSession("never-written", url).get_items() == []
+    assert await PersistSession("never-written", url).get_items(limit=3) == []
+    assert await PersistSession("never-written", url).pop_item() is None
+
+
+async def test_every_shape_side_by_side_with_sqlite_session(url, tmp_path):
+    """The SDK's own SQLiteSession and PersistSession given the same items in the same calls
+    answer every read and pop alike."""
+    ours = PersistSession("side", url)
+    theirs = SQLiteSession("side", str(tmp_path / "sdk-side.db"))
+    try:
+        for session in (ours, theirs):
+            await session.add_items(copy.deepcopy(ITEMS[:3]))
+            await session.add_items(copy.deepcopy(ITEMS[3:5]))
+            await session.add_items(copy.deepcopy(ITEMS[5:]))
+        assert await theirs.get_items() == ITEMS  # the reference itself
+        for limit in (None, 0, -1, -3, 1, 2, 5, len(ITEMS), len(ITEMS) + 5):
+            assert await ours.get_items(limit) == await theirs.get_items(limit), f"limit={limit}"
+        for n in range(len(ITEMS) + 1):
+            assert await ours.pop_item() == await theirs.pop_item(), f"pop #{n + 1}"
+            assert await ours.get_items() == await theirs.get_items(), f"after pop #{n + 1}"
+        assert await ours.get_items() == await theirs.get_items() == []
+    finally:
+        theirs.close()
+
+
+async def test_it_is_the_sdks_session():
     assert issubclass(PersistSession, SessionABC)
 
 
@@ -128,7 +197,10 @@ async def test_a_retried_add_is_written_once(url):
     "bad",
     [
         [42],
+        ["just a string"],
+        [{"type": "function_call"}],
         [{"type": "function_call", "call_id": "c"}],
+        [{"type": "function_call_output"}],
         [{"role": "user"}],
         [{"type": 7}],
     ],
@@ -141,6 +213,17 @@ async def test_bad_items_are_refused_and_nothing_is_stored(url, bad):
     assert isinstance(refused.value, ValueError)
     assert refused.value.code == "invalid_input"
     assert await session.get_items() == [message("kept")]
+
+
+async def test_a_refused_first_write_leaves_no_session(url):
+    store = Store.open(url)
+    session = PersistSession("refused", store)
+    with pytest.raises(persist.InvalidInput):
+        await session.add_items([message("good"), {"type": "function_call"}])
+    assert await session.get_items() == []
+    assert await session.pop_item() is None
+    await session.add_items([message("good")])
+    assert await session.get_items() == [message("good")]
 
 
 async def test_arguments_persist_refuses_raise_where_the_call_is_awaited(url):
@@ -161,6 +244,15 @@ async def test_tenants_are_apart(url):
     assert [hit["session_id"] for hit in await acme.search("secret")] == ["shared-id"]
     assert [s["session_id"] for s in (await globex.sessions())["sessions"]] == []
     assert PersistSession("x", store, tenant="acme").store.tenant == "acme"
+    # The other tenant's pop and clear do not reach acme's session either.
+    assert await PersistSession("shared-id", globex).pop_item() is None
+    await PersistSession("shared-id", globex).clear_session()
+    assert await PersistSession("shared-id", acme).get_items() == [message("acme's secret plan")]
+    # The same session id written by both: each sees its own.
+    await PersistSession("shared-id", globex).add_items([message("globex's own")])
+    assert await PersistSession("shared-id", globex).get_items() == [message("globex's own")]
+    assert await PersistSession("shared-id", acme).get_items() == [message("acme's secret plan")]
+    assert [s["session_id"] for s in (await acme.sessions())["sessions"]] == ["shared-id"]
 
 
 async def test_branches_as_advanced_sqlite_session_offers_them(url):

@@ -1,7 +1,11 @@
-"""A process of the tests: `python worker.py URL add N COUNT` adds COUNT items to session `p{N}`
-one call each; `python worker.py URL pop N COUNT` pops COUNT items of session `pool` and prints
-them as JSON lines. Each waits for the file START (when given in PERSIST_TEST_START) so that
-all start together, and exits non-zero on any error."""
+"""A process of the tests.
+
+`python worker.py URL add N COUNT SESSION` adds COUNT items tagged `N-i` to SESSION through
+PersistSession, one add_items call each; `python worker.py URL pop N COUNT SESSION` pops COUNT
+items of SESSION and prints them as JSON lines. Once its store is open each touches
+`$PERSIST_TEST_START.ready.N`, then waits for the file `$PERSIST_TEST_START` so that all start
+together; it exits non-zero on any error.
+"""
 
 import asyncio
 import json
@@ -9,22 +13,33 @@ import os
 import sys
 import time
 
-from persist.agents import PersistSession
 
-
-async def main(url: str, action: str, n: int, count: int) -> None:
-    start = os.environ.get("PERSIST_TEST_START")
-    while start and not os.path.exists(start):
-        time.sleep(0.005)
+async def main(url: str, action: str, n: int, count: int, session_id: str) -> None:
     if action == "add":
-        session = PersistSession(f"p{n}", url)
+        from persist.agents import PersistSession
+
+        session = PersistSession(session_id, url)
+        await session.get_items(limit=1)  # the store opened and migrated before the start
+    else:
+        from persist import Store
+
+        store = Store.open(url)
+        await store.get_items(session_id, 1)
+    start = os.environ.get("PERSIST_TEST_START")
+    if start:
+        open(f"{start}.ready.{n}", "w").close()
+        deadline = time.monotonic() + 120
+        while not os.path.exists(start):
+            if time.monotonic() > deadline:
+                raise SystemExit("never started")
+            time.sleep(0.002)
+    if action == "add":
         for i in range(count):
             await session.add_items([{"role": "user", "content": f"{n}-{i}"}])
     else:
-        session = PersistSession("pool", url)
         for _ in range(count):
-            print(json.dumps(await session.pop_item()), flush=True)
+            print(json.dumps(await store.pop_item(session_id)), flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+    asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]))
