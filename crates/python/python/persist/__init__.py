@@ -10,6 +10,7 @@ The OpenAI Agents SDK's session is :class:`persist.agents.PersistSession`.
 from __future__ import annotations
 
 from ._persist import Feed, Store, __version__
+from . import errors
 from .errors import (
     Conflict,
     Gone,
@@ -21,16 +22,4 @@ from .errors import (
     Unsupported,
 )
 
-__all__ = [
-    "Store",
-    "Feed",
-    "PersistError",
-    "InvalidInput",
-    "NotFound",
-    "Conflict",
-    "Gone",
-    "Unavailable",
-    "Unsupported",
-    "Rejected",
-    "__version__",
-]
+__all__ = ["Store", "Feed", "__version__", *errors.__all__]
