@@ -83,6 +83,55 @@ async fn a_schema_given_back_is_reset_to_what_the_migrations_leave() {
     conn.close().await.unwrap();
 }
 
+/// A role that is no superuser cannot turn the store's triggers off for the cheap reset (rows
+/// deleted with `session_replication_role = replica`): its schemas are reset by `TRUNCATE`, to
+/// the same fresh state.
+#[tokio::test]
+async fn a_schema_of_a_role_without_superuser_is_reset_by_truncate() {
+    let url = url();
+    let Ok(mut conn) = PgConnection::connect(&url).await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is required in CI");
+        return;
+    };
+    let Some(plain_url) =
+        url.contains("://postgres@").then(|| url.replacen("://postgres@", "://persist_testkit_plain@", 1))
+    else {
+        eprintln!("SKIPPED: {url} does not connect as postgres, the role this test makes a plain role with");
+        return;
+    };
+    let database: String = sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut conn).await.unwrap();
+    let make_role = format!(
+        "DO $$ BEGIN \
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'persist_testkit_plain') THEN \
+             CREATE ROLE persist_testkit_plain LOGIN NOSUPERUSER; \
+           END IF; \
+         END $$; GRANT CREATE ON DATABASE \"{database}\" TO persist_testkit_plain;"
+    );
+    sqlx::raw_sql(AssertSqlSafe(make_role)).execute(&mut conn).await.unwrap();
+    let mut plain = PgConnection::connect(&plain_url).await.unwrap();
+    let refused =
+        sqlx::raw_sql("BEGIN; SET LOCAL session_replication_role = replica; ROLLBACK;").execute(&mut plain).await;
+    assert!(refused.is_err(), "the plain role may not turn triggers off: the DELETE reset is not open to it");
+    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut plain).await;
+
+    let used = schemas::take(&plain_url).await;
+    let store = PostgresBackend::builder(&plain_url).schema(used.clone()).connect().await.unwrap();
+    write_to(Pipeline::new(store.clone())).await;
+    store.close().await;
+    drop(store);
+    schemas::give_back(&plain_url, used.clone()).await;
+    let reused = schemas::take(&plain_url).await;
+    assert_eq!(reused, used, "reset (by TRUNCATE) and kept, not dropped");
+    let fresh = schemas::new_name();
+    drop(PostgresBackend::builder(&plain_url).schema(fresh.clone()).connect().await.unwrap());
+    assert_eq!(contents(&mut plain, &reused).await, contents(&mut plain, &fresh).await);
+    for schema in [reused, fresh] {
+        schemas::drop_schema(&plain_url, &schema).await;
+    }
+    plain.close().await.unwrap();
+    conn.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_schema_never_opened_is_dropped_not_kept() {
     let url = url();
