@@ -15,7 +15,7 @@ mod errors;
 mod ops;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use persist::feed::Subscription;
@@ -127,7 +127,7 @@ impl Store {
         Fut: Future<Output = persist::Result<Reply>> + Send + 'static,
     {
         let made =
-            checked(py, ops::thread_id(session_id)).and_then(|thread| self.run(py, move |store| work(store, thread)));
+            checked(py, ThreadId::new(session_id)).and_then(|thread| self.run(py, move |store| work(store, thread)));
         coroutine(py, made)
     }
 
@@ -191,6 +191,11 @@ impl Store {
     #[getter]
     fn url(&self) -> String {
         self.opened.url.to_string()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.opened.closed.load(Ordering::Acquire)
     }
 
     #[getter]
@@ -350,7 +355,7 @@ impl Store {
         coroutine(
             py,
             (|| {
-                let thread = checked(py, session_id.map(ops::thread_id).transpose())?;
+                let thread = checked(py, session_id.map(ThreadId::new).transpose())?;
                 self.run(
                     py,
                     move |store| async move { Ok(Reply::json(&ops::search(store, text, thread, limit).await?)) },
@@ -410,9 +415,12 @@ impl Store {
 
     #[pyo3(signature = (*, session_id = None, after = 0))]
     fn feed(&self, py: Python<'_>, session_id: Option<&str>, after: u64) -> PyResult<Feed> {
-        let thread = checked(py, session_id.map(ops::thread_id).transpose())?;
+        let thread = checked(py, session_id.map(ThreadId::new).transpose())?;
         let (opened, context) = (self.opened.clone(), Context::new().for_tenant(self.tenant.clone()));
-        Ok(Feed { state: Arc::new(tokio::sync::Mutex::new(FeedState::Unopened { opened, context, thread, after })) })
+        Ok(Feed {
+            state: Arc::new(tokio::sync::Mutex::new(FeedState::Unopened { opened, context, thread, after })),
+            position: Arc::new(AtomicU64::new(after)),
+        })
     }
 }
 
@@ -425,6 +433,9 @@ enum FeedState {
 #[pyclass(frozen, module = "persist._persist")]
 struct Feed {
     state: Arc<tokio::sync::Mutex<FeedState>>,
+    /// The position of the last change given (`after` before the first), readable while a
+    /// read waits.
+    position: Arc<AtomicU64>,
 }
 
 #[pymethods]
@@ -434,13 +445,17 @@ impl Feed {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let state = self.state.clone();
+        let (state, position) = (self.state.clone(), self.position.clone());
         awaitable(py, async move {
             let mut state = state.lock().await;
             // A feed never ends (no StopAsyncIteration): it waits for the next change.
             loop {
                 match &mut *state {
-                    FeedState::Open(subscription) => return Ok(Reply::json(&ops::next_change(subscription).await?)),
+                    FeedState::Open(subscription) => {
+                        let change = ops::next_change(subscription).await?;
+                        position.store(subscription.position(), Ordering::Release);
+                        return Ok(Reply::json(&change));
+                    }
                     FeedState::Unopened { opened, context, thread, after } => {
                         let store = opened.clone().pipeline().await?.scoped(context.clone());
                         let subscription = ops::subscribe(store, thread.clone(), *after).await?;
@@ -453,11 +468,7 @@ impl Feed {
 
     #[getter]
     fn position(&self) -> u64 {
-        match self.state.try_lock().as_deref() {
-            Ok(FeedState::Open(subscription)) => subscription.position(),
-            Ok(FeedState::Unopened { after, .. }) => *after,
-            Err(_) => 0,
-        }
+        self.position.load(Ordering::Acquire)
     }
 }
 

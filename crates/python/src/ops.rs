@@ -22,11 +22,6 @@ use serde_json::{Map, Value, json};
 /// The message metadata key under which an item's own `id` is kept.
 pub(crate) const ITEM_ID: &str = "persist.python.item_id";
 
-/// `session_id` as a thread id.
-pub(crate) fn thread_id(session_id: &str) -> Result<ThreadId> {
-    ThreadId::new(session_id)
-}
-
 /// Items as the messages of a turn, each item's `id` kept beside it.
 pub(crate) fn turn_of(items: Vec<Value>) -> Result<Vec<TurnMessage>> {
     let mut ids = Vec::with_capacity(items.len());

@@ -317,6 +317,7 @@ async def test_working_memory_without_lost_updates(url):
 async def test_the_feed_follows_a_session(url):
     store = Store.open(url)
     feed = store.feed(session_id="followed")
+    assert feed.position == 0
     await store.add_items("followed", [message("one"), message("two", "assistant")])
     first = await asyncio.wait_for(anext(feed), 10)
     second = await asyncio.wait_for(anext(feed), 10)
@@ -326,6 +327,7 @@ async def test_the_feed_follows_a_session(url):
     waiting = asyncio.ensure_future(anext(feed))
     await asyncio.sleep(0.2)
     assert not waiting.done()
+    assert feed.position == second["position"], "readable while a read waits"
     await store.pop_item("followed")
     removed = await asyncio.wait_for(waiting, 10)
     assert removed["op"] == "delete" and removed["seq"] == 2
@@ -334,8 +336,18 @@ async def test_the_feed_follows_a_session(url):
 async def test_a_closed_store_refuses_calls(url):
     async with Store.open(url) as store:
         await store.add_items("s", [message("x")])
+    assert store.closed
     with pytest.raises(persist.PersistError):
         await store.get_items("s")
+
+
+async def test_sessions_of_a_closed_shared_store_open_it_again(sqlite_url):
+    first = PersistSession("s", sqlite_url)
+    await first.add_items([message("x")])
+    await first.store.close()
+    again = PersistSession("s", sqlite_url)
+    assert again.store is not first.store and not again.store.closed
+    assert await again.get_items() == [message("x")]
 
 
 async def test_calls_run_concurrently(url):

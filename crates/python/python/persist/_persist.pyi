@@ -36,6 +36,10 @@ class Store:
         """The store's URL, without its password."""
 
     @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (on this store or any handle of it)."""
+
+    @property
     def tenant(self) -> str | None:
         """The tenant calls are confined to, if any."""
 

@@ -32,7 +32,8 @@ _stores_lock = threading.Lock()
 def _store_for(url: str) -> Store:
     with _stores_lock:
         store = _stores.get(url)
-        if store is None:
+        # A store closed meanwhile (by one session's `store.close()`) is opened again.
+        if store is None or store.closed:
             store = _stores[url] = Store.open(url)
         return store
 
