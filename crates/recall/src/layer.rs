@@ -19,7 +19,10 @@ use crate::embedder::Embedder;
 /// transaction** ([`Add::with_embedding`](persist_core::args::Add::with_embedding)); a reply
 /// streamed into a reservation once its content is final, after that write, as an [`Embed`]
 /// expecting the version it embedded (a message whose content changed meanwhile is left to the
-/// write that changed it; one whose metadata or role changed is embedded at its new version).
+/// write that changed it; one whose metadata or role changed is embedded at its new version);
+/// the messages of a [`Restore`](persist_core::args::Restore) that wrote any (a restore carries
+/// no vectors, and the Conversations API creates a conversation with its items as one) the
+/// same way, once it is written.
 ///
 /// A message is embedded by its [indexed text](persist_core::search::indexed_text) (text and
 /// tool results); one without is skipped, as is one the caller gave an embedding already. A
@@ -157,6 +160,21 @@ where
                         if !wanted.is_empty() {
                             write_vectors(later, &*embedder, &context, &wanted, vectors).await;
                         }
+                    }
+                    Ok(result)
+                }
+                // A restore carries no vectors: its messages are embedded once it is written.
+                PersistArgs::Restore(restore) => {
+                    let messages = restore.messages.clone();
+                    let result = inner.call(PersistArgs::Restore(restore)).await?;
+                    let restored = matches!(&result, PersistResult::Restored(r) if r.restored > 0);
+                    let wanted: Vec<(&Message, String)> = messages
+                        .iter()
+                        .filter(|m| restored && m.status != Status::Reserved)
+                        .filter_map(|m| indexed_text(&m.content).map(|text| (m, text)))
+                        .collect();
+                    if !wanted.is_empty() {
+                        write_vectors(later, &*embedder, &context, &wanted, HashMap::new()).await;
                     }
                     Ok(result)
                 }

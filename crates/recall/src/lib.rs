@@ -6,7 +6,9 @@
 //! exactly), and this crate adds what runs on top:
 //!
 //! - [`Embedder`]: the app's embedding model, which persist calls; [`HashEmbedder`], a
-//!   deterministic one (feature hashing) for tests and examples;
+//!   deterministic one (feature hashing) for tests and examples; `OpenAiEmbedder` (feature
+//!   `openai`), any OpenAI-compatible embeddings endpoint (OpenAI's, vLLM, Ollama, LiteLLM),
+//!   over HTTPS with rustls;
 //! - [`AutoEmbedLayer`]: embeds what is written, as it is written, through the pipeline;
 //! - [`RecallExt::recall`]: a [`Recall`] read: nearest by vector, fused with full-text search by
 //!   reciprocal rank fusion when given keywords, each hit with the messages around it.
@@ -42,8 +44,12 @@
 
 mod embedder;
 mod layer;
+#[cfg(feature = "openai")]
+mod openai;
 mod recall;
 
 pub use self::embedder::{Embedder, HashEmbedder};
 pub use self::layer::{AutoEmbed, AutoEmbedLayer};
+#[cfg(feature = "openai")]
+pub use self::openai::{MAX_INPUTS_PER_REQUEST, OpenAiEmbedder};
 pub use self::recall::{MAX_MESSAGE_RANGE, MAX_RECALL, RRF_K, Recall, RecallExt, RecallHit, Recalled};

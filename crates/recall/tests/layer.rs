@@ -173,3 +173,49 @@ async fn a_message_retagged_before_its_embedding_still_gets_its_vector() {
     let found = embedded(&pipeline, &embedder, &t).await;
     assert_eq!(found, ["retagged right away"]);
 }
+
+#[tokio::test]
+async fn a_restore_is_embedded_once_written_and_a_repeat_embeds_nothing_more() {
+    use persist::args::Restore;
+    use persist::{Message, MessageId, Thread, Timestamp};
+
+    let embedder = HashEmbedder::new(64);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Counted { inner: embedder.clone(), calls: Arc::clone(&calls) };
+    let pipeline = Pipeline::builder().layer(AutoEmbedLayer::new(counted)).build(persist::memory::MemoryBackend::new());
+    let t = thread("restored");
+    let at = Timestamp::from_micros(1_000);
+    let message = |seq: u64, text: &str| {
+        let id = MessageId::new(format!("m{seq}")).unwrap();
+        Message::stored(t.clone(), id, seq, Role::User, Content::text(text), at)
+    };
+    let restore = || {
+        Restore::new(
+            Thread::stored(t.clone(), 2, at),
+            vec![message(1, "first restored"), message(2, "second restored")],
+        )
+    };
+    assert_eq!(pipeline.restore(restore()).await.unwrap().restored, 2);
+    assert_eq!(embedded(&pipeline, &embedder, &t).await, ["first restored", "second restored"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one call for the restore's texts");
+    assert_eq!(pipeline.restore(restore()).await.unwrap().restored, 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a repeat that wrote nothing embeds nothing");
+}
+
+/// A `HashEmbedder` that counts its calls.
+#[derive(Clone)]
+struct Counted {
+    inner: HashEmbedder,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Embedder for Counted {
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
+    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, persist::Result<Vec<Vec<f32>>>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.embed(texts)
+    }
+}
