@@ -41,7 +41,7 @@ pub(crate) fn conversation(thread: &Thread) -> Value {
 }
 
 /// Refuses a body field the route does not take, as the API does.
-fn known_fields(body: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn known_fields(body: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
     match body.keys().find(|key| !known.contains(&key.as_str())) {
         Some(key) => Err(ApiError::invalid(key.clone(), format!("Unknown parameter: '{key}'."))),
         None => Ok(()),

@@ -324,6 +324,31 @@ impl IntoResponse for ApiError {
 }
 
 impl ApiError {
+    /// 400: recall asked of a server that was given no embedder; a retry cannot help.
+    pub(crate) fn no_embedder() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "Recall needs an embedding model, and this server has none: start it with \
+             `persist serve --embeddings-url URL` (an OpenAI-compatible embeddings endpoint), or give \
+             `Server::with_embedder` one.",
+        )
+        .with_code("recall_unavailable")
+        .no_retry()
+    }
+
+    /// 503 (`temporary`: the model is down, busy or slow) or 500: the embedding model failed;
+    /// its words are logged, not answered.
+    pub(crate) fn embedder_failed(error: &dyn std::fmt::Display, temporary: bool) -> Self {
+        tracing::warn!(%error, "the embedding model failed");
+        if temporary {
+            Self::unavailable("The embedding model is unavailable; retry later.").with_code("embedder_unavailable")
+        } else {
+            Self::internal("The embedding model refused the request; the server's log has the cause.")
+                .with_code("embedder_error")
+        }
+    }
+
     /// 404 for a pop of a conversation with no item.
     pub(crate) fn empty(conversation: &str) -> Self {
         Self::new(

@@ -50,6 +50,16 @@ pub(crate) fn request_id(headers: &HeaderMap) -> HttpRequestId {
 #[derive(Debug, Clone)]
 pub(crate) struct Tenant(pub(crate) Option<TenantId>);
 
+/// The context of a request of `tenant` with these extensions: the tenant, the principal
+/// `persist-serve`, and the request's [`HttpRequestId`] (set by admission) as an extension.
+pub(crate) fn context_of(tenant: Option<TenantId>, extensions: &axum::http::Extensions) -> Context {
+    let context = Context::new().for_tenant(tenant).with_principal("persist-serve");
+    match extensions.get::<HttpRequestId>() {
+        Some(id) => context.with_extension(id.clone()),
+        None => context,
+    }
+}
+
 /// A request's caller: its tenant, and the pipeline scoped to it.
 #[derive(Debug)]
 pub(crate) struct Caller {
@@ -65,10 +75,7 @@ impl FromRequestParts<Server> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, ApiError> {
         let tenant = server.shared.auth.tenant(&parts.headers)?;
-        let mut context = Context::new().for_tenant(tenant.clone()).with_principal("persist-serve");
-        if let Some(id) = parts.extensions.get::<HttpRequestId>() {
-            context = context.with_extension(id.clone());
-        }
+        let context = context_of(tenant.clone(), &parts.extensions);
         Ok(Self {
             store: server.shared.pipeline.scoped(context),
             tenant,

@@ -63,6 +63,16 @@
 //! - `GET /v1/persist/search?q=WORDS&conversation=ID`: the caller's items whose text holds
 //!   every word, newest first, with a snippet (not on a store sealed by an encryption layer);
 //!   a query with no word (`q=🦀`) finds nothing (an empty page, not an error).
+//! - `POST /v1/persist/recall` with `{"query", "conversation"?, "user_id"?, "limit"?,
+//!   "keywords"?, "neighbours"?}`: the caller's items most like `query` by their embeddings
+//!   (cosine similarity; with `keywords`, fused with full-text search by reciprocal rank
+//!   fusion), best first, each with its `score` and the `neighbours` items around it (0 to 5,
+//!   default 0); `limit` is 1 to 20 (default 5). `conversation` keeps one conversation's,
+//!   `user_id` the threads whose metadata `user_id` is that value (as a Rust host or the MCP
+//!   server marks a thread's user). It needs the embedder the store's vectors were made with,
+//!   given by [`Server::with_embedder`] (`persist serve --embeddings-url URL`); without one it is
+//!   400 with the code `recall_unavailable`. A model that is down or slow is 503
+//!   (`embedder_unavailable`).
 //! - `GET /v1/persist/conversations/{id}/compacted`: the latest summary a compaction wrote and
 //!   the items after it: what a model is given of a long conversation.
 //! - `GET /v1/persist/conversations/{id}/branches?item_id=ID` (an item's alternatives, or the
@@ -79,6 +89,13 @@
 //!   both outside the request limit: a busy instance still answers its load balancer.
 //! - `GET /v1/persist/openapi.json`: the OpenAPI 3.1 document of every route above
 //!   ([`Server::openapi`]), without a key (it holds no data), for a client generator.
+//!
+//! Beside them, a host mounts another protocol on the same listener with
+//! [`Server::with_service`] (`persist serve` mounts its MCP server so): a tower service at a
+//! path and the paths below it, behind the same admission (host check, limits, request slot,
+//! access line, `x-request-id`) and auth as the API, given the caller's
+//! [`Context`](persist_core::Context) in the request's extensions. Its paths are not in the
+//! OpenAPI document: what they answer is that protocol's.
 //!
 //! Every answer carries `x-request-id`: the client's, when it sent one, else a new `req_…`
 //! (the `openai` SDKs read it as `_request_id`). It is on the request's access line (one per
@@ -174,8 +191,10 @@ mod limits;
 mod listen;
 mod live;
 pub mod metrics;
+mod mount;
 mod openapi;
 mod params;
+mod recall;
 mod reload;
 mod route;
 mod routes;

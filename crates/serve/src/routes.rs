@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::route::{Access, Answer, Method, Param, Route};
-use crate::{Server, conversations, extensions, items, live, openapi, views};
+use crate::{Server, conversations, extensions, items, live, openapi, recall, views};
 
 const CONVERSATIONS: &str = "Conversations";
 const ITEMS: &str = "Items";
@@ -150,6 +150,10 @@ pub(crate) fn table() -> Vec<Route> {
                 LIMIT,
             ])
             .answers(Answer::Json("SearchPage"), &[400, 404]),
+        Route::new(Post, "/v1/persist/recall", |m| on(m, recall::recall))
+            .doc("recallItems", PERSIST, "The caller's items most like a text, by their embeddings, best first")
+            .body("RecallRequest")
+            .answers(Answer::Json("RecallList"), &[400, 404, 415]),
         Route::new(Get, "/v1/persist/conversations/{id}/compacted", |m| on(m, views::compacted))
             .doc("getCompactedConversation", PERSIST, "The latest summary and the items after it")
             .answers(Answer::Json("Compacted"), &[400, 404]),

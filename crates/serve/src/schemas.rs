@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::conversations::{MAX_CREATE_ITEMS, MAX_METADATA};
-use crate::items;
+use crate::{items, recall};
 
 /// `#/components/schemas/NAME`.
 pub(crate) fn reference(name: &str) -> Value {
@@ -104,6 +104,34 @@ pub(crate) fn all() -> Value {
                     })), "description": "Each matched word's byte offsets into the UTF-8 `text`."},
                 })),
                 "rank": {"type": "number", "description": "The store's relevance score."},
+            }),
+        ),
+    );
+    add(
+        "RecallList",
+        list(
+            "RecallHit",
+            &["model"],
+            json!({"model": {"type": "string",
+        "description": "The embedding model the query was embedded with."}}),
+        ),
+    );
+    add(
+        "RecallHit",
+        object(
+            &["object", "conversation_id", "item", "score", "similarity", "before", "after"],
+            json!({
+                "object": constant("recall.hit"),
+                "conversation_id": {"type": "string"},
+                "item": json!({"allOf": [reference("Item")], "description": "The item, as the Items API answers it \
+                               (a message a Rust host wrote with text and tool calls: its first item)."}),
+                "score": {"type": "number", "description": "Higher is better: the cosine similarity; with \
+                          `keywords`, the reciprocal rank fusion of both rankings."},
+                "similarity": {"type": ["number", "null"], "description": "The cosine similarity, when the \
+                               vectors ranked the item."},
+                "before": {"type": "array", "items": reference("Item"), "description": "The items before it \
+                           (`neighbours`), oldest first."},
+                "after": {"type": "array", "items": reference("Item"), "description": "The items after it."},
             }),
         ),
     );
@@ -344,6 +372,26 @@ fn request_schemas() -> Vec<(&'static str, Value)> {
                 &["items"],
                 json!({"items": {"type": "array", "minItems": 1, "items": reference("InputItem"),
                 "description": "Up to the server's `max_items` (256 by default), written as one turn."}}),
+            ),
+        ),
+        (
+            "RecallRequest",
+            object(
+                &["query"],
+                json!({
+                    "query": {"type": "string", "minLength": 1, "description": "The text to recall by (embedded)."},
+                    "conversation": {"type": "string", "description": "Only this conversation's items."},
+                    "user_id": {"type": "string", "description": "Only the items of threads whose metadata \
+                                `user_id` is this (as a Rust host or the MCP server marks a thread's user)."},
+                    "limit": {"type": "integer", "minimum": recall::LIMITS.0.start(), "maximum": recall::LIMITS.0.end(),
+                              "default": recall::LIMITS.1},
+                    "keywords": {"anyOf": [{"type": "boolean"}, {"type": "string", "minLength": 1}],
+                                 "description": "Fuse a full-text search with the vectors' ranking (reciprocal \
+                                                 rank fusion): `true` for the query's words, or the words to find."},
+                    "neighbours": {"type": "integer", "minimum": recall::NEIGHBOURS.start(),
+                                   "maximum": recall::NEIGHBOURS.end(), "default": 0,
+                                   "description": "How many items before and after each hit to answer with it."},
+                }),
             ),
         ),
         (

@@ -1,16 +1,18 @@
 //! [`Server`]: a pipeline, the callers' keys and the limits, and what is made of them (the
 //! router, the OpenAPI document, the accept loop).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
 use persist_core::Pipeline;
+use persist_recall::Embedder;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::{ApiError, Auth, Limits, admit, hosts, listen, openapi, reload, routes};
+use crate::{ApiError, Auth, Limits, admit, hosts, listen, mount, openapi, recall, reload, routes};
 
 /// The Conversations API over a pipeline: [`router`](Self::router) to mount it,
 /// [`serve`](Self::serve) to run it.
@@ -19,7 +21,7 @@ pub struct Server {
     pub(crate) shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Shared {
     pub(crate) pipeline: Pipeline,
     /// Shared by every server rebuilt from this one: keys reloaded on one are every one's.
@@ -29,6 +31,10 @@ pub(crate) struct Shared {
     pub(crate) in_flight: Arc<Semaphore>,
     /// Ends the event streams (shared as `auth` is).
     pub(crate) closing: listen::Closing,
+    /// What `POST /v1/persist/recall` embeds the query with, when the host gave one.
+    pub(crate) embedder: Option<recall::SharedEmbedder>,
+    /// The services mounted with [`Server::with_service`], in the order they were.
+    pub(crate) mounts: Vec<mount::Mount>,
 }
 
 impl Server {
@@ -38,15 +44,69 @@ impl Server {
         let (auth, closing) = (reload::SharedAuth::new(auth), listen::Closing::new());
         let limits = Limits::default();
         let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
-        let shared = Shared { pipeline, auth, limits, hosts: hosts::Hosts::default(), in_flight, closing };
+        let hosts = hosts::Hosts::default();
+        let shared = Shared { pipeline, auth, limits, hosts, in_flight, closing, embedder: None, mounts: Vec::new() };
         Self { shared: Arc::new(shared) }
     }
 
+    /// The same server with other limits and hosts (and a request limit of its own); the
+    /// embedder and the mounted services are kept.
     fn rebuilt(self, limits: Limits, hosts: hosts::Hosts) -> Self {
-        let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
-        let (pipeline, auth, closing) =
-            (self.shared.pipeline.clone(), self.shared.auth.clone(), self.shared.closing.clone());
-        Self { shared: Arc::new(Shared { pipeline, auth, limits, hosts, in_flight, closing }) }
+        let mut shared = Shared::clone(&self.shared);
+        shared.in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
+        (shared.limits, shared.hosts) = (limits, hosts);
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// The same server with `change` made to its state.
+    fn changed(self, change: impl FnOnce(&mut Shared)) -> Self {
+        let mut shared = Shared::clone(&self.shared);
+        change(&mut shared);
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// The same server answering `POST /v1/persist/recall` (semantic recall of the caller's
+    /// items) with `embedder`: the model the store's vectors were made with, as the host's
+    /// [`AutoEmbedLayer`](persist_recall::AutoEmbedLayer) writes them. Without one, the route
+    /// answers 400 with the code `recall_unavailable`.
+    pub fn with_embedder(self, embedder: impl Embedder) -> Self {
+        let embedder = recall::SharedEmbedder::new(embedder);
+        self.changed(|shared| shared.embedder = Some(embedder))
+    }
+
+    /// The same server serving `service` at `path` and every path below it (`/mcp` and
+    /// `/mcp/…`; the request's URI is given as the client sent it), with any method: another
+    /// protocol (an MCP server) on the same listener, behind the same admission and auth as the
+    /// API's routes.
+    ///
+    /// Each request is admitted as an API request is (host check, body read within the
+    /// limits, a request slot, the access line, `x-request-id`), then authenticated as one
+    /// (no key or an unknown one is the API's 401, and the service is not called); the service
+    /// finds the caller's [`Context`](persist_core::Context) in the request's extensions
+    /// (`request.extensions().get::<persist_core::Context>()`): its tenant, the principal
+    /// `persist-serve` and the [`HttpRequestId`](crate::HttpRequestId), to scope the pipeline
+    /// with. The service's answers are its own (not the API's errors), and its paths are not in
+    /// the [OpenAPI document](Self::openapi). It is kept by [`with_limits`](Self::with_limits),
+    /// [`with_allowed_hosts`](Self::with_allowed_hosts) and [`serve`](Self::serve).
+    ///
+    /// # Panics
+    ///
+    /// When `path` does not start with `/`, ends with `/`, holds `{`, `}` or `*`, or is a
+    /// path of the API or of a service mounted already.
+    pub fn with_service<S, B>(self, path: &'static str, service: S) -> Self
+    where
+        S: tower::Service<Request, Response = axum::http::Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        mount::check_path(path, &self.shared.mounts);
+        let mount = mount::Mount::new(path, service);
+        self.changed(|shared| shared.mounts.push(mount))
     }
 
     /// The same server with `limits`.
@@ -72,7 +132,8 @@ impl Server {
     /// Every route, for a host to serve or to nest in its own axum app. Without keys it answers
     /// for the loopback names and those of [`with_allowed_hosts`](Self::with_allowed_hosts)
     /// only: a host serving it on another address names it there. Its routes are those
-    /// [`openapi`](Self::openapi) documents, both made from one table.
+    /// [`openapi`](Self::openapi) documents, both made from one table, and the services mounted
+    /// with [`with_service`](Self::with_service).
     pub fn router(&self) -> Router {
         // Every route is the table's: the OpenAPI document describes the same table.
         let (mut api, mut probes) = (Router::new(), Router::new());
@@ -81,6 +142,9 @@ impl Server {
                 crate::route::Access::Probe => probes = probes.route(route.path, route.handler()),
                 _ => api = api.route(route.path, route.handler()),
             }
+        }
+        for mounted in &self.shared.mounts {
+            api = mounted.route(api, self);
         }
         let api = api.fallback(routes::no_route).method_not_allowed_fallback(routes::not_allowed);
         // The probes are answered outside the request limit (and unlogged): a busy, healthy

@@ -199,7 +199,8 @@ fn example(schema: &Value) -> String {
 }
 
 async fn spec() -> (Spec, Pipeline) {
-    let pipeline = Pipeline::new(MemoryBackend::new());
+    let embedding = persist::recall::AutoEmbedLayer::new(support::embedder());
+    let pipeline = Pipeline::builder().layer(embedding).build(MemoryBackend::new());
     let base = start(pipeline.clone()).await;
     let spec = Spec { doc: Server::openapi(), base, http: reqwest::Client::new(), validated: HashSet::new() };
     (spec, pipeline)
@@ -324,6 +325,21 @@ async fn every_route_answers_what_the_document_says() {
     spec.ok("GET", page, &format!("/v1/persist/conversations?limit=1&after={cursor}"), None).await;
     let hits = spec.ok("GET", "/v1/persist/search", "/v1/persist/search?q=lisbon&limit=5", None).await;
     assert_eq!(hits["data"].as_array().unwrap().len(), 1, "{hits}");
+
+    let recall = "/v1/persist/recall";
+    let body = json!({"query": "my order to Lisbon", "limit": 3, "neighbours": 1, "keywords": true});
+    let recalled = spec.ok("POST", recall, recall, Some(body)).await;
+    assert_eq!(recalled["data"][0]["item"]["content"][0]["text"], "Where is my order to Lisbon?", "{recalled}");
+    let scoped = json!({"query": "ships", "conversation": id, "user_id": "u1", "keywords": "ships"});
+    spec.ok("POST", recall, recall, Some(scoped)).await;
+    let elsewhere = spec.call("POST", recall, recall, Some(json!({"query": "x", "conversation": "conv_none"}))).await;
+    assert_eq!(elsewhere.status, 404);
+    // Bodies the document refuses: sent as they are, their answers checked.
+    for body in [json!({"query": "x", "limit": 21}), json!({"query": ""}), json!({"query": "x", "nope": 1})] {
+        let answer = spec.answer("POST", recall, Some(ACME), Some(&body)).await;
+        assert_eq!(answer.status, 400, "{body}: {}", answer.body);
+        spec.check("POST", recall, recall, &answer);
+    }
 
     let compacted = "/v1/persist/conversations/{id}/compacted";
     spec.ok("GET", compacted, &fill(compacted, &id, ""), None).await;

@@ -7,11 +7,18 @@ use persist_serve::{ApiKeys, Auth, Server};
 /// The key of the one tenant, `acme`.
 pub(crate) const ACME: &str = "sk-acme-0123456789abcdef";
 
-/// A server of `pipeline` with acme's key, serving until the test ends: its base URL.
+/// The embedder of the servers `start` starts (recall): what `AutoEmbedLayer` must embed with.
+pub(crate) fn embedder() -> persist::recall::HashEmbedder {
+    persist::recall::HashEmbedder::new(64)
+}
+
+/// A server of `pipeline` with acme's key and [`embedder`], serving until the test ends: its
+/// base URL.
 pub(crate) async fn start(pipeline: Pipeline) -> String {
     let keys = ApiKeys::new().with_key(TenantId::new("acme").unwrap(), ACME).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(Server::new(pipeline, Auth::Keys(keys)).serve(listener, std::future::pending()));
+    let server = Server::new(pipeline, Auth::Keys(keys)).with_embedder(embedder());
+    tokio::spawn(server.serve(listener, std::future::pending()));
     base
 }

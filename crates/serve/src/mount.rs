@@ -1,0 +1,75 @@
+//! Services mounted beside the API ([`Server::with_service`]): another protocol on the same
+//! listener, admitted and authenticated as the API's routes are.
+
+use std::convert::Infallible;
+use std::fmt;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
+
+use crate::extract::{Tenant, context_of};
+use crate::{Server, routes};
+
+/// A service mounted at a path, type-erased.
+#[derive(Clone)]
+pub(crate) struct Mount {
+    path: &'static str,
+    service: BoxCloneSyncService<Request, Response, Infallible>,
+}
+
+impl fmt::Debug for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mount").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Refuses a path a service cannot be mounted at: see [`Server::with_service`].
+pub(crate) fn check_path(path: &'static str, mounted: &[Mount]) {
+    assert!(
+        path.len() > 1 && path.starts_with('/') && !path.ends_with('/') && !path.contains(['{', '}', '*']),
+        "a service is mounted at a path such as `/mcp`, not {path:?}"
+    );
+    let taken = routes::table().iter().any(|route| route.path == path) || mounted.iter().any(|m| m.path == path);
+    assert!(!taken, "{path:?} is a path of the API or of a service mounted already");
+}
+
+impl Mount {
+    pub(crate) fn new<S, B>(path: &'static str, service: S) -> Self
+    where
+        S: tower::Service<Request, Response = axum::http::Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        let service = service.map_response(|response| response.map(axum::body::Body::new));
+        Self { path, service: BoxCloneSyncService::new(service) }
+    }
+
+    /// `api` with this service at its path and below, each request authenticated first.
+    pub(crate) fn route(&self, api: Router<Server>, server: &Server) -> Router<Server> {
+        let (server, inner) = (server.clone(), self.service.clone());
+        let authenticated = tower::service_fn(move |mut request: Request| {
+            let (server, inner) = (server.clone(), inner.clone());
+            async move {
+                let tenant = match server.shared.auth.tenant(request.headers()) {
+                    Ok(tenant) => tenant,
+                    Err(refused) => return Ok::<_, Infallible>(refused.into_response()),
+                };
+                let context = context_of(tenant.clone(), request.extensions());
+                request.extensions_mut().insert(context);
+                let mut response = inner.oneshot(request).await?;
+                response.extensions_mut().insert(Tenant(tenant));
+                Ok(response)
+            }
+        });
+        api.route_service(self.path, authenticated.clone())
+            .route_service(&format!("{}/{{*rest}}", self.path), authenticated)
+    }
+}
