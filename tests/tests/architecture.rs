@@ -113,10 +113,13 @@ fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
     for crate_dir in ["crates/sqlite-backend", "crates/postgres-backend"] {
         assert_eq!(dependencies(crate_dir), sql, "{crate_dir}");
     }
-    // The server's items are Responses items and its live replies the operations': the contract
-    // and those features, no backend.
-    let serve = ["persist-convert", "persist-core", "persist-ops"].map(str::to_owned);
+    // The server's items are Responses items, its live replies the operations' and its recall
+    // route recall's: the contract and those features, no backend.
+    let serve = ["persist-convert", "persist-core", "persist-ops", "persist-recall"].map(str::to_owned);
     assert_eq!(dependencies("crates/serve"), BTreeSet::from(serve));
+    // The MCP server's recall tool is recall's: the contract and that feature, no backend.
+    let mcp = ["persist-core", "persist-recall"].map(str::to_owned);
+    assert_eq!(dependencies("crates/mcp"), BTreeSet::from(mcp));
 }
 
 /// A module's path in its crate: `src/feed/hub.rs` is `feed::hub`, `src/feed/mod.rs` is `feed`.

@@ -143,6 +143,14 @@ pub mod serve {
     pub use persist_serve::*;
 }
 
+/// persist over the Model Context Protocol (feature `mcp`): a tenant's threads, search, recall
+/// and working memory as MCP tools and resources, over stdio or streamable HTTP; what
+/// `persist mcp` runs.
+#[cfg(feature = "mcp")]
+pub mod mcp {
+    pub use persist_mcp::*;
+}
+
 /// The SQLite backend (feature `sqlite`).
 #[cfg(feature = "sqlite")]
 pub mod sqlite {
