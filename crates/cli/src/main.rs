@@ -216,6 +216,25 @@ enum Command {
     /// sealed with $PERSIST_ENCRYPTION_KEYS when it is set, as the other commands do. A body
     /// must be sent as application/json (else 415).
     Serve(Box<commands::serve_args::ServeArgs>),
+    /// Serve the store as an MCP server over standard input and output, for an agent that
+    /// launches it (a desktop or coding agent's MCP configuration), until the client closes
+    /// it: tools to list and read threads, search them by words, recall by meaning (with
+    /// --embeddings-url), read and change a user's working memory, and append messages; each
+    /// thread a resource. Every call is --tenant's (or the threads without a tenant). The log
+    /// goes to stderr. Over HTTP, `persist serve` answers MCP at /mcp, its API keys naming the
+    /// tenants.
+    Mcp(Box<McpArgs>),
+}
+
+#[derive(Debug, Args)]
+struct McpArgs {
+    #[command(flatten)]
+    embeddings: commands::embeddings::EmbeddingsArgs,
+    /// The events logged on stderr: a level (error, warn, info, debug, trace, off) and/or
+    /// TARGET=LEVEL, comma-separated.
+    #[arg(long, visible_alias = "log", env = "PERSIST_LOG_LEVEL", value_name = "FILTER", default_value = "warn,rmcp=error",
+          value_parser = commands::serve::parse_log_filter)]
+    log_level: tracing_subscriber::filter::Targets,
 }
 
 #[derive(Debug, Args)]
@@ -500,6 +519,13 @@ async fn run(cli: Cli) -> CliResult {
         Command::Serve(args) => {
             refuse_across_tenants("serve")?;
             commands::serve::serve(url, keys()?, args.options(scope.tenant, json)?).await
+        }
+        Command::Mcp(args) => {
+            refuse_across_tenants("mcp")?;
+            if json {
+                return Err(CliError::usage("--json does not apply to `mcp`: it answers MCP"));
+            }
+            commands::mcp::mcp(url, keys()?, scope.tenant, &args.embeddings, args.log_level).await
         }
         Command::Sessions(args) => {
             refuse_across_tenants("sessions")?;

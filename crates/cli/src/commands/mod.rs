@@ -1,7 +1,9 @@
 //! The commands, and what they share: the tenant scope, paging, Ctrl-C.
 
 pub(crate) mod copy;
+pub(crate) mod embeddings;
 pub(crate) mod maintain;
+pub(crate) mod mcp;
 pub(crate) mod migrate;
 pub(crate) mod read;
 pub(crate) mod search;

@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 
 use persist::encrypt::EncryptLayer;
 use persist::layer::{MetricsLayer, TraceLayer};
+use persist::mcp::McpServer;
+use persist::recall::OpenAiEmbedder;
 use persist::serve::metrics::Prometheus;
 use persist::serve::{ApiKeys, Auth, Limits, Server};
 use persist::{PersistError, Pipeline, TenantId};
 use tracing_subscriber::filter::Targets;
 
+use crate::commands::embeddings::embedding;
 use crate::error::{CliError, CliResult};
 use crate::store::{Mode, Store};
 
@@ -34,6 +37,8 @@ pub(crate) struct ServeOptions {
     pub(crate) log_filter: Targets,
     /// Where `GET /metrics` is served, when it is.
     pub(crate) metrics_addr: Option<SocketAddr>,
+    /// What new messages are embedded with, and recall served by (`--embeddings-url`).
+    pub(crate) embedder: Option<OpenAiEmbedder>,
 }
 
 /// How callers are known: keys (from the file and the environment), a gateway's tenant
@@ -158,12 +163,22 @@ async fn run(url: &str, encrypt: Option<EncryptLayer>, options: &ServeOptions) -
 
 async fn serve_store(store: &Store, auth: Auth, prometheus: Option<Prometheus>, options: &ServeOptions) -> CliResult {
     let builder = Pipeline::builder().layer(TraceLayer::new());
+    let stored = embedding(store.keyed().clone(), options.embedder.as_ref());
     let pipeline = match prometheus.is_some() {
-        true => builder.layer(MetricsLayer::new()).build(store.keyed().clone()),
-        false => builder.build(store.keyed().clone()),
+        true => builder.layer(MetricsLayer::new()).build(stored),
+        false => builder.build(stored),
     };
-    let server =
-        Server::new(pipeline, auth).with_limits(options.limits.clone()).with_allowed_hosts(&options.allowed_hosts);
+    // MCP at /mcp: the same pipeline, callers and limits (each request's caller is its tenant).
+    let mut mcp = McpServer::new(pipeline.clone()).with_tenant(options.tenant.clone());
+    let mut server = Server::new(pipeline, auth);
+    if let Some(embedder) = &options.embedder {
+        mcp = mcp.with_embedder(embedder.clone());
+        server = server.with_embedder(embedder.clone());
+    }
+    let server = server
+        .with_service("/mcp", mcp.http_service())
+        .with_limits(options.limits.clone())
+        .with_allowed_hosts(&options.allowed_hosts);
     #[cfg(unix)]
     reload_on_hangup(server.clone(), options)?;
     let listener = tokio::net::TcpListener::bind(options.addr)
@@ -186,10 +201,11 @@ async fn serve_store(store: &Store, auth: Auth, prometheus: Option<Prometheus>, 
     }
     let shutdown = shutdown();
     let scrape_url = metrics.as_ref().map(|(_, url)| url.as_str());
-    tracing::info!(%url, store = %store.label, metrics = scrape_url, "serving the Conversations API");
+    let recall = options.embedder.as_ref().map(|embedder| embedder.endpoint().to_owned());
+    tracing::info!(%url, store = %store.label, metrics = scrape_url, recall, "serving the Conversations API, and MCP at /mcp");
     if !options.json_logs {
         let metrics = scrape_url.map(|url| format!("; metrics on {url}")).unwrap_or_default();
-        eprintln!("persist serve: the Conversations API on {url} ({}){metrics}", store.label);
+        eprintln!("persist serve: the Conversations API on {url}, MCP on http://{addr}/mcp ({}){metrics}", store.label);
     }
     let served = server.serve(listener, shutdown).await;
     let _ = stop_metrics.send(());
@@ -230,7 +246,7 @@ fn shutdown() -> impl Future<Output = ()> + Send + 'static {
 
 /// Logs to stderr, a line per event: text, or JSON objects with `--log-format json`; the
 /// events `filter` keeps.
-fn init_logs(json: bool, filter: Targets) {
+pub(crate) fn init_logs(json: bool, filter: Targets) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let builder = tracing_subscriber::fmt()

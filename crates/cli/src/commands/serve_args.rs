@@ -84,7 +84,7 @@ pub(crate) struct ServeArgs {
     /// TARGET=LEVEL, comma-separated, the longest matching target deciding. Each request has one
     /// access line at info (target persist_serve::access); the store's traces are persist_layer;
     /// 'warn,persist_serve::access=info' keeps the access lines and drops the traces.
-    #[arg(long, visible_alias = "log", env = "PERSIST_LOG_LEVEL", value_name = "FILTER", default_value = "info",
+    #[arg(long, visible_alias = "log", env = "PERSIST_LOG_LEVEL", value_name = "FILTER", default_value = "info,rmcp=error",
           value_parser = parse_log_filter)]
     log_level: tracing_subscriber::filter::Targets,
     /// Serve GET /metrics (the Prometheus text format: requests by route and status, latencies,
@@ -92,6 +92,8 @@ pub(crate) struct ServeArgs {
     /// without a key. Off by default.
     #[arg(long, env = "PERSIST_SERVE_METRICS_ADDR", value_name = "HOST:PORT")]
     metrics_addr: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    embeddings: crate::commands::embeddings::EmbeddingsArgs,
     // The global flags that do nothing for `serve`, shadowed so its help leaves them out; given
     // anyway, they are refused.
     #[arg(long, hide = true)]
@@ -130,6 +132,7 @@ impl ServeArgs {
             json_logs: self.log_format == "json",
             log_filter: self.log_level,
             metrics_addr: self.metrics_addr,
+            embedder: self.embeddings.embedder()?,
         })
     }
 }
