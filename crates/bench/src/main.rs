@@ -25,6 +25,7 @@ mod durability;
 mod encrypt;
 mod feed;
 mod live;
+mod mcp;
 mod measure;
 mod memory;
 mod peers;
@@ -81,6 +82,12 @@ impl Options {
 }
 
 fn main() {
+    // The `mcp` rows' child process: MCP on stdio over the store named next.
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("--mcp-stdio-child") {
+        mcp::stdio_child(&args.next().expect("--mcp-stdio-child URL"));
+        return;
+    }
     if let Ok(variant) = std::env::var("PERSIST_BENCH_PROFILE") {
         if let Some(variant) = variant.strip_prefix("streams-") {
             streams::profile(variant);
@@ -168,6 +175,9 @@ fn main() {
     }
     if options.wants("serve") {
         emit(serve::run(&options));
+    }
+    if options.wants("mcp") {
+        emit(mcp::run(&options));
     }
     // Only when asked for by name: it reads the process's resident memory.
     if options.only.as_deref() == Some("soak") {
