@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use persist::args::Add;
 use persist::branch::Branch;
@@ -25,8 +25,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use crate::Options;
 use crate::measure::{median, p50_p99, rate};
 use crate::report::{Row, Target};
+use crate::serve::{CLIENTS, clients, floor_and_work};
 
-const CLIENTS: usize = 64;
 const KEY: &str = "sk-bench-0123456789abcdef";
 /// The protocol version the clients speak (stateless servers take it on every request).
 const PROTOCOL: &str = "2025-06-18";
@@ -70,31 +70,6 @@ async fn threads(pipeline: &Pipeline) {
     }
 }
 
-/// What each client does `per_client` times; answers ops/s and every call's latency.
-async fn clients<F, Fut>(per_client: usize, call: F) -> (f64, Vec<Duration>)
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let call = Arc::new(call);
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in 0..CLIENTS {
-        let call = call.clone();
-        tasks.spawn(async move {
-            let mut latencies = Vec::with_capacity(per_client);
-            for _ in 0..per_client {
-                let at = Instant::now();
-                call(client).await;
-                latencies.push(at.elapsed());
-            }
-            latencies
-        });
-    }
-    let latencies: Vec<Duration> = tasks.join_all().await.into_iter().flatten().collect();
-    (rate(CLIENTS * per_client, started.elapsed()), latencies)
-}
-
 /// One tool call over HTTP; checks that it answered the thread.
 async fn over_http(http: &reqwest::Client, url: &str, id: u64, client: usize) -> axum::body::Bytes {
     let response = http
@@ -127,11 +102,6 @@ async fn floor(answer: String) -> String {
     let url = format!("http://{}/mcp", listener.local_addr().expect("an address"));
     tokio::spawn(async move { axum::serve(listener, router).await });
     url
-}
-
-/// The rate the floor and the in-process work add up to: their times per operation summed.
-fn floor_and_work(floor: f64, work: f64) -> f64 {
-    1.0 / (1.0 / floor + 1.0 / work)
 }
 
 /// The tool's work in process: the compacted read, the answer as JSON.
@@ -221,7 +191,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         for _ in 0..rounds {
             let floor_rate = {
                 let (http, floor, ids) = (http.clone(), floor.clone(), ids.clone());
-                clients(per_client, move |client| {
+                clients(per_client, move |client, _| {
                     let (http, floor, id) = (http.clone(), floor.clone(), ids.fetch_add(1, Ordering::Relaxed));
                     async move {
                         over_http(&http, &floor, id, client).await;
@@ -232,7 +202,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             };
             let (http_rate, mut lat) = {
                 let (http, url, ids) = (http.clone(), url.clone(), ids.clone());
-                clients(per_client, move |client| {
+                clients(per_client, move |client, _| {
                     let (http, url, id) = (http.clone(), url.clone(), ids.fetch_add(1, Ordering::Relaxed));
                     async move {
                         over_http(&http, &url, id, client).await;
@@ -242,7 +212,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
             };
             let direct_rate = {
                 let scoped = scoped.clone();
-                clients(per_client, move |client| {
+                clients(per_client, move |client, _| {
                     let scoped = scoped.clone();
                     async move { in_process(&scoped, client).await }
                 })

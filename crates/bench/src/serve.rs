@@ -30,7 +30,7 @@ use crate::Options;
 use crate::measure::{median, p50_p99, rate};
 use crate::report::{Row, Target};
 
-const CLIENTS: usize = 64;
+pub(crate) const CLIENTS: usize = 64;
 const KEY: &str = "sk-bench-0123456789abcdef";
 
 fn tenant() -> TenantId {
@@ -65,7 +65,7 @@ async fn floor(create: String, list: String) -> String {
 }
 
 /// The rate the floor and the in-process work add up to: their times per operation summed.
-fn floor_and_work(floor: f64, work: f64) -> f64 {
+pub(crate) fn floor_and_work(floor: f64, work: f64) -> f64 {
     1.0 / (1.0 / floor + 1.0 / work)
 }
 
@@ -73,8 +73,8 @@ fn item(n: usize) -> Value {
     json!({"role": "user", "content": format!("Message {n}: where is my order? It was due on Tuesday.")})
 }
 
-/// What each of the clients does `per_client` times; answers ops/s and every call's latency.
-async fn clients<F, Fut>(per_client: usize, call: F) -> (f64, Vec<Duration>)
+/// What each of the 64 clients does `per_client` times; answers ops/s and every call's latency.
+pub(crate) async fn clients<F, Fut>(per_client: usize, call: F) -> (f64, Vec<Duration>)
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send,

@@ -101,7 +101,8 @@ pub mod shard {
 
 /// Semantic recall (feature `recall`): the app's embedder, a layer that embeds what is
 /// written, recall by vectors and full text with neighbours; see [`vector`] for what the stores
-/// keep.
+/// keep. With the feature `recall-openai`, `OpenAiEmbedder`: an OpenAI-compatible embeddings
+/// endpoint as the embedder.
 #[cfg(feature = "recall")]
 pub mod recall {
     pub use persist_recall::*;
