@@ -2,7 +2,7 @@
 //! repeat, a streamed reply, a failing embedder, tenants; recall through a `Scoped` handle.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use persist::args::{Add, AppendTurn, Reserve, TurnMessage, UpdateContent};
 use persist::raw::BoxFuture;
@@ -10,26 +10,7 @@ use persist::recall::{AutoEmbedLayer, Embedder, HashEmbedder, Recall, RecallExt}
 use persist::sqlite::SqliteBackend;
 use persist::vector::{Embedding, Nearest};
 use persist::{Content, Context, IdempotencyKey, Part, PersistError, Pipeline, Role, TenantId, ThreadId};
-
-/// A `HashEmbedder` that fails while `down` is set.
-#[derive(Clone)]
-struct Flaky {
-    inner: HashEmbedder,
-    down: Arc<AtomicBool>,
-}
-
-impl Embedder for Flaky {
-    fn model(&self) -> &str {
-        self.inner.model()
-    }
-
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, persist::Result<Vec<Vec<f32>>>> {
-        if self.down.load(Ordering::SeqCst) {
-            return Box::pin(async { Err(PersistError::temporary("the embedding service is down")) });
-        }
-        self.inner.embed(texts)
-    }
-}
+use persist_testkit::FlakyEmbedder;
 
 fn thread(id: &str) -> ThreadId {
     ThreadId::new(id).unwrap()
@@ -49,7 +30,7 @@ async fn the_layer_embeds_what_is_finished_and_written_once_it_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteBackend::open(dir.path().join("recall.db")).await.unwrap();
     let embedder = HashEmbedder::new(64);
-    let flaky = Flaky { inner: embedder.clone(), down: Arc::default() };
+    let flaky = FlakyEmbedder::new(embedder.clone());
     let pipeline = Pipeline::builder().layer(AutoEmbedLayer::new(flaky.clone())).build(store.clone());
     let t = thread("t");
 
@@ -80,13 +61,13 @@ async fn the_layer_embeds_what_is_finished_and_written_once_it_commits() {
 
     // The embedder fails: the write stands, without a vector; its repeat (a retry whose first
     // answer was lost) embeds it.
-    flaky.down.store(true, Ordering::SeqCst);
+    flaky.set_down(true);
     let key = IdempotencyKey::new("k1").unwrap();
     let add = Add::new(t.clone(), Role::User, Content::text("written while down")).with_idempotency_key(key);
     let first = pipeline.add(add.clone()).await.unwrap();
     assert!(!first.deduplicated);
     assert_eq!(embedded(&pipeline, &embedder, &t).await.len(), 4);
-    flaky.down.store(false, Ordering::SeqCst);
+    flaky.set_down(false);
     let again = pipeline.add(add).await.unwrap();
     assert!(again.deduplicated);
     assert_eq!(embedded(&pipeline, &embedder, &t).await.len(), 5, "a repeat is embedded too");

@@ -3,39 +3,16 @@
 //! neighbours; without an embedder it says how to get one; bad input is the API's 400; a model
 //! that is down is 503.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use persist::args::Update;
 use persist::memory::MemoryBackend;
-use persist::raw::BoxFuture;
-use persist::recall::{AutoEmbedLayer, Embedder, HashEmbedder};
-use persist::{Context, Metadata, PersistError, Pipeline, TenantId, ThreadId};
+use persist::recall::{AutoEmbedLayer, HashEmbedder};
+use persist::{Context, Metadata, Pipeline, TenantId, ThreadId};
 use persist_serve::{ApiKeys, Auth, Server};
+use persist_testkit::FlakyEmbedder;
 use serde_json::{Value, json};
 
 const ACME: &str = "sk-acme-0123456789abcdef";
 const GLOBEX: &str = "sk-globex-0123456789abcdef";
-
-/// A `HashEmbedder` that fails (temporarily) while `down` is set.
-#[derive(Clone)]
-struct Flaky {
-    inner: HashEmbedder,
-    down: Arc<AtomicBool>,
-}
-
-impl Embedder for Flaky {
-    fn model(&self) -> &str {
-        self.inner.model()
-    }
-
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, persist::Result<Vec<Vec<f32>>>> {
-        if self.down.load(Ordering::SeqCst) {
-            return Box::pin(async { Err(PersistError::temporary("the embedding service is down")) });
-        }
-        self.inner.embed(texts)
-    }
-}
 
 fn keys() -> Auth {
     let keys = ApiKeys::new()
@@ -180,8 +157,8 @@ async fn without_an_embedder_recall_says_how_to_get_one() {
 
 #[tokio::test]
 async fn bad_requests_are_the_apis_400s_and_a_model_that_is_down_is_503() {
-    let down = Arc::new(AtomicBool::new(false));
-    let flaky = Flaky { inner: HashEmbedder::new(64), down: Arc::clone(&down) };
+    let flaky = FlakyEmbedder::new(HashEmbedder::new(64));
+    let switch = flaky.clone();
     let pipeline = Pipeline::builder().layer(AutoEmbedLayer::new(flaky.clone())).build(MemoryBackend::new());
     let base = start(Server::new(pipeline, keys()).with_embedder(flaky)).await;
     conversation(&base, ACME, &["My sister lives in Lisbon"]).await;
@@ -207,7 +184,7 @@ async fn bad_requests_are_the_apis_400s_and_a_model_that_is_down_is_503() {
     let found = ok(&base, ACME, "/v1/persist/recall", json!({"query": "Lisbon", "limit": 20})).await;
     assert_eq!(texts(&found), ["My sister lives in Lisbon"]);
 
-    down.store(true, Ordering::SeqCst);
+    switch.set_down(true);
     let (status, _, answer) = post(&base, ACME, "/v1/persist/recall", json!({"query": "Lisbon"})).await;
     assert_eq!((status, answer["error"]["code"].clone()), (503, json!("embedder_unavailable")), "{answer}");
     assert!(!answer.to_string().contains("is down"), "the model's words are logged, not answered: {answer}");

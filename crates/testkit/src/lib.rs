@@ -1,5 +1,5 @@
-//! What the adapters' tests share (`persist-rig`, `persist-adk`, `persist-swiftide`): the
-//! stores a test runs on, SQLite in a temporary directory and PostgreSQL in a fresh schema,
+//! What the tests share (the adapters', `persist-rig`, `persist-adk`, `persist-swiftide`, and
+//! recall's): the stores a test runs on, SQLite in a temporary directory and PostgreSQL in a fresh schema,
 //! and how a child process the test starts is told which store to open.
 //!
 //! PostgreSQL is at `$PERSIST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`);
@@ -7,15 +7,18 @@
 //!
 //! [`schemas`] and [`sqlite`]: the fresh store per test that the conformance suites take, a
 //! PostgreSQL schema reset and reused, a SQLite file copied from one migrated once, rather than
-//! migrated anew each time.
+//! migrated anew each time. [`FlakyEmbedder`]: an embedder a test takes down and up again.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 
 use persist::Pipeline;
 
+mod embedder;
 pub mod schemas;
 pub mod sqlite;
+
+pub use self::embedder::FlakyEmbedder;
 
 /// The variable a child process finds its store in ([`Store::to_env`]).
 const STORE_VARIABLE: &str = "PERSIST_TEST_STORE";
