@@ -1,7 +1,7 @@
 //! The whole conformance suite against SQLite files, including two handles on one file
 //! racing each other and reopen durability. Each check's file is a copy of one migrated once
 //! (`persist_testkit::sqlite`); opening a new file, migrations and all, is checked in
-//! `tests/sqlite.rs`.
+//! `tests/sqlite/opening.rs`.
 
 use persist_conformance::{BoxError, Factory};
 use persist_sqlite::SqliteBackend;
