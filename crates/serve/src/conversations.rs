@@ -40,6 +40,24 @@ pub(crate) fn conversation(thread: &Thread) -> Value {
     })
 }
 
+/// The thread metadata key a conversation's `metadata.user_id` is copied to: where recall's
+/// `user_id` (this server's recall route, the MCP server's tool, a Rust host's
+/// `for_resource("user_id", …)`) finds a user's threads.
+pub const USER_KEY: &str = "user_id";
+
+/// The thread metadata of a conversation's `metadata`: kept whole under [`METADATA_KEY`], its
+/// `user_id` copied to [`USER_KEY`]. As a patch (`patch`: an update), a `metadata` without
+/// `user_id` removes the copy.
+fn thread_metadata(metadata: Value, patch: bool) -> Metadata {
+    let user = metadata.get(USER_KEY).cloned();
+    let thread = Metadata::new().with(METADATA_KEY, metadata);
+    match (user, patch) {
+        (Some(user), _) => thread.with(USER_KEY, user),
+        (None, true) => thread.with(USER_KEY, Value::Null),
+        (None, false) => thread,
+    }
+}
+
 /// Refuses a body field the route does not take, as the API does.
 pub(crate) fn known_fields(body: &Map<String, Value>, known: &[&str]) -> Result<(), ApiError> {
     match body.keys().find(|key| !known.contains(&key.as_str())) {
@@ -151,7 +169,7 @@ pub(crate) async fn create(
     let now = Timestamp::now();
     let mut thread = Thread::stored(thread_id.clone(), turn.len() as u64, now);
     thread.tenant = caller.tenant.clone();
-    thread.metadata = Metadata::new().with(METADATA_KEY, metadata);
+    thread.metadata = thread_metadata(metadata, false);
     if key.is_some() {
         thread.metadata = thread.metadata.with(REQUEST_KEY, fingerprint.clone().into());
     }
@@ -218,7 +236,7 @@ pub(crate) async fn update(
     }
     let metadata = metadata_of(body.get("metadata"))?;
     let thread = find(&caller, &id).await?;
-    let patch = Update::thread(thread.id.clone()).with_metadata(Metadata::new().with(METADATA_KEY, metadata));
+    let patch = Update::thread(thread.id.clone()).with_metadata(thread_metadata(metadata, true));
     let updated = caller.run(Some(&id), caller.store.update(patch)).await?;
     let thread = match updated {
         persist_core::Updated::Thread(thread) => thread,

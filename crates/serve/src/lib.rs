@@ -68,8 +68,9 @@
 //!   (cosine similarity; with `keywords`, fused with full-text search by reciprocal rank
 //!   fusion), best first, each with its `score` and the `neighbours` items around it (0 to 5,
 //!   default 0); `limit` is 1 to 20 (default 5). `conversation` keeps one conversation's,
-//!   `user_id` the threads whose metadata `user_id` is that value (as a Rust host or the MCP
-//!   server marks a thread's user). It needs the embedder the store's vectors were made with,
+//!   `user_id` the conversations whose `metadata.user_id` is that value (copied to the
+//!   thread's own metadata, [`USER_KEY`], where a Rust host or the MCP server marks a thread's
+//!   user too, and where they find the API's). It needs the embedder the store's vectors were made with,
 //!   given by [`Server::with_embedder`] (`persist serve --embeddings-url URL`); without one it is
 //!   400 with the code `recall_unavailable`. A model that is down or slow is 503
 //!   (`embedder_unavailable`).
@@ -205,7 +206,7 @@ mod views;
 
 pub use auth::{ApiKeys, Auth, MIN_KEY_BYTES};
 pub use axum::http::HeaderName;
-pub use conversations::{MAX_CREATE_ITEMS, METADATA_KEY};
+pub use conversations::{MAX_CREATE_ITEMS, METADATA_KEY, USER_KEY};
 pub use error::ApiError;
 pub use extract::HttpRequestId;
 pub use idempotency::MAX_KEY_BYTES;

@@ -97,8 +97,8 @@ impl Embedder for Watched {
 /// their embeddings; with `keywords`, fused with a full-text search by reciprocal rank fusion),
 /// best first, each with the items around it. `conversation` keeps one conversation's (404 when
 /// the caller has none of that id); `user_id` keeps those of the threads whose metadata
-/// `user_id` is that value (as a Rust host or the MCP server marks a thread's user: the
-/// `metadata` of a conversation created through the API is its own object, not matched).
+/// `user_id` is that value (a conversation's `metadata.user_id`, copied there; a thread a Rust
+/// host or the MCP server marked).
 pub(crate) async fn recall(
     State(server): State<Server>,
     caller: Caller,

@@ -134,6 +134,28 @@ async fn recall_finds_the_callers_items_most_like_the_query_and_never_another_te
         assert_eq!(conversations(&user), [chores.clone(), chores.clone()], "{store}: {user}");
         let nobody = ok(&base, ACME, "/v1/persist/recall", json!({"query": "Lisbon", "user_id": "u2"})).await;
         assert_eq!(nobody["data"], json!([]), "{store}");
+
+        // A conversation's own `metadata.user_id` marks it too, and an update without it unmarks it.
+        ok(&base, ACME, &format!("/v1/conversations/{trip}"), json!({"metadata": {"user_id": "u2", "plan": "pro"}}))
+            .await;
+        let theirs =
+            ok(&base, ACME, "/v1/persist/recall", json!({"query": "Lisbon", "user_id": "u2", "limit": 20})).await;
+        assert_eq!(conversations(&theirs), [trip.clone(), trip.clone()], "{store}: {theirs}");
+        let read = reqwest::Client::new()
+            .get(format!("{base}/v1/conversations/{trip}"))
+            .bearer_auth(ACME)
+            .send()
+            .await
+            .unwrap();
+        let read: Value = serde_json::from_str(&read.text().await.unwrap()).unwrap();
+        assert_eq!(read["metadata"], json!({"user_id": "u2", "plan": "pro"}), "the API's metadata as it was written");
+        ok(&base, ACME, &format!("/v1/conversations/{trip}"), json!({"metadata": {"plan": "pro"}})).await;
+        let gone = ok(&base, ACME, "/v1/persist/recall", json!({"query": "Lisbon", "user_id": "u2"})).await;
+        assert_eq!(gone["data"], json!([]), "{store}");
+        let created = json!({"items": [{"role": "user", "content": "Lisbon again"}], "metadata": {"user_id": "u3"}});
+        let new = ok(&base, ACME, "/v1/conversations", created).await["id"].as_str().unwrap().to_owned();
+        let found = ok(&base, ACME, "/v1/persist/recall", json!({"query": "Lisbon", "user_id": "u3"})).await;
+        assert_eq!(conversations(&found), [new], "{store}: {found}");
     }
 }
 
