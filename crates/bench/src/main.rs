@@ -19,6 +19,10 @@
 //! `--only soak` runs the one scenario left out of a full run: `persist serve`'s resident memory
 //! over rounds of creates (see `serve::soak`).
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod branches;
 mod compaction;
 mod durability;

@@ -62,6 +62,11 @@
 //! prune or move-tenant stops it between two requests and exits with 130; import, copy,
 //! prune and move-tenant finish what is left when run again.
 
+/// The server's allocator (feature `mimalloc`, on by default): see the crate's features.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod checksum;
 mod commands;
 mod error;
