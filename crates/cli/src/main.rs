@@ -9,7 +9,8 @@
 //! persist --url sqlite:chat.db prune --idle-for 90d --dry-run
 //! persist --url sqlite:chat.db check --across-tenants
 //! persist --url sqlite:chat.db --tenant acme search 'lisbon "rate limit" retr*'
-//! PERSIST_SERVE_KEYS=acme:sk-acme-0123456789abcdef persist --url sqlite:chat.db serve
+//! PERSIST_SERVE_KEYS=acme:sk-acme-0123456789abcdef persist --url sqlite:chat.db serve   # and MCP at /mcp
+//! persist --url sqlite:memory.db --tenant me mcp           # an MCP server on stdio, for an agent
 //! persist --url postgres://db/directory move-tenant acme --shard a=postgres://db1/chat \
 //!     --shard b=postgres://db2/chat --to b      # while the app runs; run again if stopped
 //! ```
@@ -98,7 +99,8 @@ use crate::text::{
 };
 
 /// List, show, search, export, import, copy, prune and check persist conversation stores, and
-/// serve them as OpenAI's Conversations API (`persist serve`).
+/// serve them as OpenAI's Conversations API (`persist serve`) and as an MCP server (`persist
+/// mcp`, and `persist serve` at /mcp).
 #[derive(Debug, Parser)]
 #[command(name = "persist", version)]
 struct Cli {

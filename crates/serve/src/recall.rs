@@ -13,7 +13,7 @@ use persist_core::raw::BoxFuture;
 use persist_recall::{Embedder, Recall, RecallExt};
 use serde_json::{Map, Value, json};
 
-use crate::conversations::{find, items_of, known_fields};
+use crate::conversations::{USER_KEY, find, items_of, known_fields};
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonObject};
 use crate::{Server, items};
@@ -130,7 +130,7 @@ pub(crate) async fn recall(
         }
     }
     if let Some(user) = string(&body, "user_id")? {
-        request = request.for_resource("user_id", user);
+        request = request.for_resource(USER_KEY, user);
     }
     let conversation = string(&body, "conversation")?;
     if let Some(id) = conversation {
