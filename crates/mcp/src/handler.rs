@@ -9,9 +9,9 @@ use rmcp::model::{
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData, ServerHandler};
-use serde_json::Value;
 
-use crate::tools::{self, Call, MAX_PAGE};
+use crate::args::ReadThreadArgs;
+use crate::tools::{self, Call, MAX_PAGE, ToolId};
 use crate::{McpServer, render};
 
 /// A thread's resource URI: `persist://threads/{thread_id}`.
@@ -90,16 +90,16 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         // An unknown tool is the protocol's error (the client asked for what is not listed);
         // anything wrong with a listed tool's call is the tool's, for the model to read.
-        if !tools::TOOLS.contains(&request.name.as_ref()) {
+        let Some(tool) = ToolId::named(&request.name) else {
             let names = tools::TOOLS.join(", ");
             return Err(ErrorData::invalid_params(
                 format!("no tool is named '{}': the tools are {names}", request.name),
                 None,
             ));
-        }
+        };
         let call = Call { store: self.store(&context), embedder: self.embedder.as_ref() };
         let arguments = request.arguments.unwrap_or_default();
-        let result = match tools::call(call, &request.name, arguments).await {
+        let result = match tools::call(call, tool, arguments).await {
             Ok(answer) => {
                 let text = answer.to_string();
                 let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
@@ -165,11 +165,8 @@ impl ServerHandler for McpServer {
                 None,
             ));
         };
-        let mut arguments = serde_json::Map::new();
-        arguments.insert("thread_id".into(), Value::String(thread.to_owned()));
-        arguments.insert("limit".into(), Value::from(MAX_PAGE));
-        let call = Call { store: self.store(&context), embedder: None };
-        let view = tools::call(call, "read_thread", arguments).await.map_err(|error| match error {
+        let args = ReadThreadArgs { thread_id: thread.to_owned(), view: None, cursor: None, limit: Some(MAX_PAGE) };
+        let view = tools::read_thread(&self.store(&context), args).await.map_err(|error| match error {
             PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. } => {
                 ErrorData::resource_not_found(format!("no thread at {}", request.uri), None)
             }

@@ -113,20 +113,46 @@ pub(crate) struct Call<'a> {
     pub(crate) embedder: Option<&'a Arc<dyn Embedder>>,
 }
 
-/// Runs tool `name` with `arguments`: its answer, or the error the model is shown.
-pub(crate) async fn call(call: Call<'_>, name: &str, arguments: JsonObject) -> Result<Value> {
-    match name {
-        "list_threads" => list_threads(&call.store, parse(arguments)?).await,
-        "read_thread" => read_thread(&call.store, parse(arguments)?).await,
-        "search_messages" => search(&call.store, parse(arguments)?).await,
-        "recall" => recall(&call, parse(arguments)?).await,
-        "read_memory" => read_memory(&call.store, parse(arguments)?).await,
-        "update_memory" => update_memory(&call.store, parse(arguments)?).await,
-        "append_message" => append(&call.store, parse(arguments)?).await,
-        other => Err(PersistError::invalid(
-            "name",
-            format!("no tool is named '{other}': the tools are {}", TOOLS.join(", ")),
-        )),
+/// Which tool a call names (one of [`TOOLS`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ToolId {
+    ListThreads,
+    ReadThread,
+    SearchMessages,
+    Recall,
+    ReadMemory,
+    UpdateMemory,
+    AppendMessage,
+}
+
+impl ToolId {
+    /// Every tool, in the order of [`TOOLS`].
+    const ALL: [Self; 7] = [
+        Self::ListThreads,
+        Self::ReadThread,
+        Self::SearchMessages,
+        Self::Recall,
+        Self::ReadMemory,
+        Self::UpdateMemory,
+        Self::AppendMessage,
+    ];
+
+    /// The tool named `name`, if there is one.
+    pub(crate) fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().zip(TOOLS).find_map(|(tool, named)| (named == name).then_some(tool))
+    }
+}
+
+/// Runs `tool` with `arguments`: its answer, or the error the model is shown.
+pub(crate) async fn call(call: Call<'_>, tool: ToolId, arguments: JsonObject) -> Result<Value> {
+    match tool {
+        ToolId::ListThreads => list_threads(&call.store, parse(arguments)?).await,
+        ToolId::ReadThread => read_thread(&call.store, parse(arguments)?).await,
+        ToolId::SearchMessages => search(&call.store, parse(arguments)?).await,
+        ToolId::Recall => recall(&call, parse(arguments)?).await,
+        ToolId::ReadMemory => read_memory(&call.store, parse(arguments)?).await,
+        ToolId::UpdateMemory => update_memory(&call.store, parse(arguments)?).await,
+        ToolId::AppendMessage => append(&call.store, parse(arguments)?).await,
     }
 }
 
@@ -157,7 +183,7 @@ async fn list_threads(store: &Scoped, args: ListThreadsArgs) -> Result<Value> {
     Ok(json!({"threads": threads, "next_cursor": next}))
 }
 
-async fn read_thread(store: &Scoped, args: ReadThreadArgs) -> Result<Value> {
+pub(crate) async fn read_thread(store: &Scoped, args: ReadThreadArgs) -> Result<Value> {
     let thread = thread_id(&args.thread_id)?;
     let limit = limit(args.limit, 50, MAX_PAGE)?;
     let after: u64 = args.cursor.as_deref().map(render::position).transpose()?.unwrap_or(0);
