@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use persist::args::{Add, Update};
 use persist::postgres::PostgresBackend;
+use persist::recall::VectorIndex;
 use persist::sqlite::SqliteBackend;
 use persist::vector::{Embed, Embedding, Nearest, similarity};
-use persist::{Backend, Content, MessageId, Metadata, Role, ThreadId};
+use persist::{Backend, Content, MessageId, Metadata, Pipeline, Role, ThreadId};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
 use crate::Options;
@@ -19,12 +20,24 @@ use crate::report::{Row, Target};
 
 const DIMS: usize = 384;
 const MODEL: &str = "bench-384";
+/// The larger embeddings' length (OpenAI's `text-embedding-3-small`), at the smaller size only.
+const WIDE: usize = 1536;
+
+/// The model of vectors of `dims` numbers.
+fn model(dims: usize) -> String {
+    format!("bench-{dims}")
+}
 const THREADS: usize = 100;
 
 /// The `n`th unit vector of a fixed sequence (the same in every run and for every store).
 fn vector(n: u64) -> Vec<f32> {
+    vector_of(n, DIMS)
+}
+
+/// The `n`th unit vector of `dims` numbers of a fixed sequence.
+fn vector_of(n: u64, dims: usize) -> Vec<f32> {
     let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<f32> = (0..DIMS)
+    let mut v: Vec<f32> = (0..dims)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
@@ -41,8 +54,8 @@ fn user_thread(user: usize, i: usize) -> ThreadId {
     ThreadId::new(format!("u{user}-t{}", i % THREADS)).unwrap()
 }
 
-/// `total` messages of each of two users, each written with its vector by 64 callers.
-async fn fill<B: Backend + Clone>(backend: &B, total: usize) {
+/// `total` messages of each of two users, each written with its vector of `dims` by 64 callers.
+async fn fill<B: Backend + Clone>(backend: &B, total: usize, dims: usize) {
     for user in 0..2 {
         for i in 0..THREADS {
             let tag = Metadata::new().with("user_id", serde_json::json!(format!("u{user}")));
@@ -57,7 +70,7 @@ async fn fill<B: Backend + Clone>(backend: &B, total: usize) {
                 for i in (caller..total).step_by(64) {
                     let thread = user_thread(user, i);
                     let text = format!("message {i} of user {user}: about fifteen words of text, as others");
-                    let embedding = Embedding::new(MODEL, vector((user * total + i) as u64));
+                    let embedding = Embedding::new(model(dims), vector_of((user * total + i) as u64, dims));
                     let add = Add::new(thread, Role::User, Content::text(text)).with_embedding(embedding);
                     backend.apply(add.into()).await.expect("add");
                 }
@@ -67,21 +80,53 @@ async fn fill<B: Backend + Clone>(backend: &B, total: usize) {
     }
 }
 
-/// `n` queries of user 0's messages through the store, then the same over the vectors held here.
-async fn latency<B: Backend>(store: &str, backend: &B, total: usize, n: usize) -> Vec<Row> {
-    let query = |i: usize| vector(1_000_000_000 + i as u64);
+/// `n` queries of user 0's messages through the store, through a `VectorIndex` over it (its
+/// first query, which builds it from the rows, apart), then the same over the vectors held here.
+async fn latency<B: Backend + Clone>(store: &str, backend: &B, total: usize, dims: usize, n: usize) -> Vec<Row> {
+    let query = |i: usize| vector_of(1_000_000_000 + i as u64, dims);
+    let nearest =
+        |i: usize| Nearest::new(Embedding::new(model(dims), query(i))).for_resource("user_id", "u0").with_limit(10);
     let mut stored = Vec::with_capacity(n);
     let start = Instant::now();
     for i in 0..n {
         let t = Instant::now();
-        let nearest = Nearest::new(Embedding::new(MODEL, query(i))).for_resource("user_id", "u0").with_limit(10);
-        let found = backend.nearest(nearest).await.expect("nearest");
+        let found = backend.nearest(nearest(i)).await.expect("nearest");
         assert_eq!(found.len(), 10);
         stored.push(t.elapsed());
     }
     let store_rate = rate(n, start.elapsed());
+    let index = VectorIndex::new();
+    let pipeline = Pipeline::builder().layer(index.layer()).build(backend.clone());
+    let t = Instant::now();
+    let first = pipeline.nearest(nearest(0)).await.expect("nearest");
+    let built = t.elapsed();
+    assert_eq!(first, backend.nearest(nearest(0)).await.expect("nearest"), "the index answers as the store");
+    let mut indexed = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        let found = pipeline.nearest(nearest(i)).await.expect("nearest");
+        assert_eq!(found.len(), 10);
+        indexed.push(t.elapsed());
+    }
+    let index_rate = rate(n, start.elapsed());
+    let stats = index.stats();
+    assert_eq!(stats.answered as usize, n + 1, "the index answered: {stats:?}");
+    // Approximate: ranked by the quantized copies, the best few scored exactly; recall@10 is
+    // the share of the exact top 10 it finds.
+    let (mut rough, mut found_exact) = (Vec::with_capacity(n), 0);
+    let start = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        let found = pipeline.nearest(nearest(i).approximate()).await.expect("nearest");
+        rough.push(t.elapsed());
+        let exact = pipeline.nearest(nearest(i)).await.expect("nearest");
+        found_exact += exact.iter().filter(|e| found.iter().any(|f| f.message.id == e.message.id)).count();
+    }
+    let rough_rate = rate(n, start.elapsed());
+    let recall_at_10 = found_exact as f64 / (10 * n) as f64;
     // The engine limit: the same vectors in memory, scanned by the same arithmetic.
-    let held: Vec<Vec<f32>> = (0..total).map(|i| vector(i as u64)).collect();
+    let held: Vec<Vec<f32>> = (0..total).map(|i| vector_of(i as u64, dims)).collect();
     let mut scanned = Vec::with_capacity(n);
     let start = Instant::now();
     for i in 0..n {
@@ -94,13 +139,48 @@ async fn latency<B: Backend>(store: &str, backend: &B, total: usize, n: usize) -
     }
     let scan_rate = rate(n, start.elapsed());
     let (s50, s99) = p50_p99(&mut stored);
+    let (i50, i99) = p50_p99(&mut indexed);
+    let (a50, a99) = p50_p99(&mut rough);
     let (e50, e99) = p50_p99(&mut scanned);
+    let per_100k = stats.resident_bytes as f64 / stats.vectors as f64 * 100_000.0 / 1_048_576.0;
     vec![
-        Row::new(format!("recall: exact scan in this process, {total} vectors of one user"), n as u64, scan_rate)
-            .latency(e50, e99),
-        Row::new(format!("recall ({store}): nearest top-10 of {total} messages of one user"), n as u64, store_rate)
-            .latency(s50, s99)
-            .ratio(s50 / e50, "p50, the store / the scan in this process"),
+        Row::new(
+            format!("recall: exact scan in this process, {total} vectors of one user ({dims} dims)"),
+            n as u64,
+            scan_rate,
+        )
+        .latency(e50, e99),
+        Row::new(
+            format!("recall ({store}): nearest top-10 of {total} messages of one user ({dims} dims)"),
+            n as u64,
+            store_rate,
+        )
+        .latency(s50, s99)
+        .ratio(s50 / e50, "p50, the store / the scan in this process"),
+        Row::new(
+            format!("recall ({store}): nearest top-10 of {total} ({dims} dims), through a VectorIndex"),
+            n as u64,
+            index_rate,
+        )
+        .latency(i50, i99)
+        .ratio(i50 / e50, "p50, the index / the scan in this process")
+        .target(Target::RatioAtMost(1.5)),
+        Row::new(
+            format!("recall ({store}): nearest top-10 of {total} ({dims} dims), approximate"),
+            n as u64,
+            rough_rate,
+        )
+        .latency(a50, a99)
+        .ratio(a50 / e50, "p50, approximate / the scan in this process")
+        .target(Target::RatioAtMost(0.2))
+        .note(format!("recall@10 {recall_at_10:.3} (target ≥ 0.95)")),
+        Row::new(
+            format!("recall ({store}): the VectorIndex's first query, {total} ({dims} dims) built from the rows"),
+            1,
+            0.0,
+        )
+        .latency(built.as_secs_f64() * 1e6, built.as_secs_f64() * 1e6)
+        .note(format!("{} vectors of 2 users held, {per_100k:.0} MiB per 100k vectors", stats.vectors)),
     ]
 }
 
@@ -165,17 +245,22 @@ fn bytes_row(store: &str, bytes: u64, messages: usize) -> Row {
 
 pub(crate) fn run(options: &Options) -> Vec<Row> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
-    let sizes: Vec<usize> = if options.quick { vec![2_000] } else { vec![10_000, 100_000] };
+    // (messages of each user, dimensions): the wide vectors at the smaller size only.
+    let shapes: Vec<(usize, usize)> =
+        if options.quick { vec![(2_000, DIMS)] } else { vec![(10_000, DIMS), (100_000, DIMS), (10_000, WIDE)] };
     let queries = options.scale(50, 10);
     rt.block_on(async {
         let mut rows = Vec::new();
         let dir = tempfile::tempdir().expect("a temporary directory");
-        for &total in &sizes {
-            let path = dir.path().join(format!("recall-{total}.db"));
+        for &(total, dims) in &shapes {
+            let path = dir.path().join(format!("recall-{total}-{dims}.db"));
             let store = SqliteBackend::open(&path).await.expect("open");
-            fill(&store, total).await;
-            rows.extend(latency("SQLite", &store, total, queries).await);
+            fill(&store, total, dims).await;
+            rows.extend(latency("SQLite", &store, total, dims, queries).await);
             store.close().await;
+            if dims != DIMS {
+                continue;
+            }
             // The same messages without their vectors: the file's difference is theirs.
             let plain = SqliteBackend::open(dir.path().join(format!("plain-{total}.db"))).await.expect("open");
             let sized = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
@@ -193,20 +278,20 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let schema = format!("persist_bench_recall_{}", std::process::id());
         let connect =
             |schema: String| PostgresBackend::builder(url.clone()).schema(schema).max_connections(8).connect();
-        for &total in &sizes {
-            let name = format!("{schema}_{total}");
+        for &(total, dims) in &shapes {
+            let name = format!("{schema}_{total}_{dims}");
             let store = connect(name.clone()).await.expect("connect");
-            fill(&store, total).await;
+            fill(&store, total, dims).await;
             let analyze = format!("ANALYZE \"{name}\".persist_embeddings; ANALYZE \"{name}\".messages");
             sqlx::raw_sql(AssertSqlSafe(analyze)).execute(&mut admin).await.expect("analyze");
-            rows.extend(latency("PostgreSQL", &store, total, queries).await);
-            let size = format!("SELECT pg_total_relation_size('\"{name}\".persist_embeddings')::bigint");
-            let bytes: i64 = sqlx::query_scalar(AssertSqlSafe(size)).fetch_one(&mut admin).await.expect("size");
-            rows.push(bytes_row("PostgreSQL", u64::try_from(bytes).unwrap_or_default(), 2 * total));
+            rows.extend(latency("PostgreSQL", &store, total, dims, queries).await);
+            if dims == DIMS {
+                let size = format!("SELECT pg_total_relation_size('\"{name}\".persist_embeddings')::bigint");
+                let bytes: i64 = sqlx::query_scalar(AssertSqlSafe(size)).fetch_one(&mut admin).await.expect("size");
+                rows.push(bytes_row("PostgreSQL", u64::try_from(bytes).unwrap_or_default(), 2 * total));
+            }
             store.close().await;
-        }
-        for suffix in sizes.iter().map(ToString::to_string) {
-            let drop = format!("DROP SCHEMA IF EXISTS \"{schema}_{suffix}\" CASCADE");
+            let drop = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
             let _ = sqlx::query(AssertSqlSafe(drop)).execute(&mut admin).await;
         }
         rows

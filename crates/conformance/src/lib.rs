@@ -53,7 +53,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (194 in all):
+//! [`CHECKS`] lists every check by group and name (198 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -78,7 +78,8 @@
 //! | [`once`] | values set once per tenant and name: the first stays, racing writers through two handles all get the one that won |
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, role filtering (full pages, both orders, bounds, placeholders, a role no message has), stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
-//! | [`vectors`] | embeddings and recall: nearest first by cosine (ties by thread and seq), scopes (thread, tenant, a user's threads by metadata) and filters (roles, time, status), never another tenant's, a model's dimensions fixed per tenant and every mismatch refused, vectors written in their message's own write (an add's, a turn's) or refused with it, vectors removed with their messages (deletes, truncation, clear, purge, a change of content), hybrid recall fused with full text and neighbours, a thread's vectors listed as stored (gated on `vectors`) |
+//! | [`vectors`] | embeddings and recall: nearest first by cosine (ties by thread and seq), scopes (thread, tenant, a user's threads by metadata) and filters (roles, time, status), never another tenant's, a model's dimensions fixed per tenant and every mismatch refused, vectors written in their message's own write (an add's, a turn's) or refused with it, vectors removed with their messages (deletes, truncation, clear, purge, a change of content), hybrid recall fused with full text and neighbours, a thread's vectors listed as stored with their messages' role, status and creation time; an embed is one event of the feed, and every change of a vector, a role, a status, a thread's metadata or liveness has one (those gated on `feed` too) (gated on `vectors`) |
+//! | [`vector_index`] | persist-recall's `VectorIndex` over the backend answers every `nearest` exactly as its scan (random stores and filters, after every write that moves vectors, another handle's writes, over its budget) (gated on `vectors` and `feed`) |
 //! | [`working`] | working memory: a document per tenant and resource, patched (JSON merge patch) and replaced inside the store's write, versioned, compare-and-set with an expected version, racing patches through two handles never lost, tenants apart, bad input refused, each write an event of its resource in the change feed (gated on `working_memory`) |
 //! | [`search`] | full-text search: the query rules (any order, case, phrases, prefixes, punctuation, no stemming, accents kept), text and tool results indexed (not reasoning, tool calls or placeholders), the index following every write (replace, delete, truncate, purge), newest-first cursor paging (ties bytewise), scopes and filters, bad input, another handle's writes (gated on `search`) |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
@@ -124,6 +125,7 @@ pub mod tool_calls;
 pub mod truncate;
 pub mod turns;
 pub mod update;
+pub mod vector_index;
 pub mod vectors;
 pub mod versions;
 pub mod working;
@@ -426,6 +428,12 @@ macro_rules! __for_each_check {
                 check_embeddings_are_written_with_their_messages,
                 check_hybrid_recall_fuses_vectors_and_text,
                 check_embeddings_are_listed_as_stored,
+                check_an_embed_is_an_event_of_the_feed,
+                check_every_change_of_a_vector_is_in_the_feed,
+            }
+            vector_index {
+                check_the_vector_index_answers_as_the_scan,
+                check_the_vector_index_keeps_to_its_budget,
             }
             working {
                 check_working_memory_patches_and_replaces,

@@ -1,13 +1,15 @@
 //! Embeddings and nearest reads: vectors kept in their messages' records (so whatever removes a
-//! message removes them), each model's dimensions per tenant, an exact scan.
+//! message removes them), each model's dimensions per tenant, an exact scan. An embed records an
+//! `embed` event in the feed.
 
 use std::sync::Arc;
 
+use persist_core::feed::Change;
 use persist_core::vector::{
     Embed, Embedded, Embedding, EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding,
     dimensions_mismatch, similarity, unknown_model,
 };
-use persist_core::{Page, PersistError, Result, Status, TenantId};
+use persist_core::{Page, PersistError, PersistOp, Result, Status, TenantId};
 
 use crate::state::State;
 
@@ -47,8 +49,13 @@ impl State {
         }
         let dims = unit.len();
         record.set_embedding(model, unit);
-        let version = record.version;
+        let (seq, version) = (record.seq, record.version);
         self.models.entry((tenant.cloned(), model.to_owned())).or_insert(dims);
+        // An event of its own, so an index that follows the feed learns of the vector.
+        self.changed(|| {
+            let (thread, id) = (embed.thread_id.clone(), embed.message_id.clone());
+            Change::message(tenant.cloned(), thread, PersistOp::Embed, id, seq, version)
+        });
         Ok(Embedded::new(embed.thread_id.clone(), embed.message_id.clone(), version))
     }
 
@@ -63,7 +70,8 @@ impl State {
         for record in ts.messages.range(from, u64::MAX) {
             for (model, vector) in record.embeddings().filter(|(model, _)| query.admits(record.seq, model)) {
                 let embedding = Embedding::new(model, Arc::clone(vector));
-                found.push(StoredEmbedding::new(record.id()?, record.seq, embedding));
+                let (role, status, created_at) = (record.role(), record.status, record.created_at);
+                found.push(StoredEmbedding::new(record.id()?, record.seq, embedding, role, status, created_at));
             }
             if found.len() > query.limit as usize {
                 break;

@@ -1,7 +1,7 @@
 //! The change feed: sequencing, reads, cross-instance wake-ups and retention.
 //!
 //! Events are rows of `persist_feed`, written by triggers in each write's transaction
-//! (migration 3) with a `position` still to give. Positions are given after commit, in commit
+//! (migration 3; an `embed` writes its own, `vectors.rs`) with a `position` still to give. Positions are given after commit, in commit
 //! order, by [`sequence`]: one pass at a time per schema (an advisory lock), each numbering the
 //! committed rows still without one in the order they were written (a thread's rows are written
 //! in its commit order).

@@ -1,5 +1,7 @@
-//! Embeddings (see `persist::vector`): `embed`, a short transaction, and `nearest`, an exact scan
-//! of the scope's vectors in the server (the tables of version 15).
+//! Embeddings (see `persist::vector`): `embed`, a short transaction that also records the feed's
+//! `embed` event (no trigger: the vector an `add` inserts with its message has the insert's
+//! event), and `nearest`, an exact scan of the scope's vectors in the server (the tables of
+//! version 15).
 //!
 //! Without pgvector, every vector of the tenant's model in scope is read once a query (as
 //! `bytea`, the bytes of its `f32`s) and scored here as the rows arrive
@@ -14,10 +16,10 @@ use persist_core::vector::{
     Embed, Embedded, Embedding, EmbeddingCursor, ListEmbeddings, Nearest, Neighbour, StoredEmbedding,
     dimensions_mismatch, from_bytes, similarity_to_bytes, to_bytes, unknown_model,
 };
-use persist_core::{MessageId, Page, PersistError, Result};
+use persist_core::{MessageId, Page, PersistError, Result, Role, Status, Timestamp};
 use sqlx::{Acquire, PgConnection, Row};
 
-use crate::error::map_sqlx;
+use crate::error::{corrupt, map_sqlx};
 use crate::rows::{self, FilterBinds, message_columns, tenant_key};
 
 pub(crate) async fn embed(conn: &mut PgConnection, embed: &Embed) -> Result<Embedded> {
@@ -50,7 +52,7 @@ pub(crate) async fn embed(conn: &mut PgConnection, embed: &Embed) -> Result<Embe
     // Locked against a change of its content until this commits (which would then remove the
     // vector); a deleted thread's messages are gone with it.
     let row = sqlx::query(
-        "SELECT m.status, m.version FROM messages m \
+        "SELECT m.status, m.version, m.seq FROM messages m \
           WHERE m.tenant = $1 AND m.thread_id = $2 AND m.message_id = $3 \
             AND EXISTS (SELECT 1 FROM threads t \
                          WHERE t.tenant = m.tenant AND t.thread_id = m.thread_id AND t.deleted_at IS NULL) \
@@ -80,6 +82,20 @@ pub(crate) async fn embed(conn: &mut PgConnection, embed: &Embed) -> Result<Embe
     .bind(embed.message_id.as_str())
     .bind(model)
     .bind(to_bytes(&unit))
+    .execute(&mut *tx)
+    .await
+    .map_err(failed)?;
+    // The feed's event, as the triggers write the other writes' (sequenced after commit, the
+    // instance notified by `apply`): the message at its version, no status.
+    sqlx::query(
+        "INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version) \
+         SELECT $1, $2, 'embed', $3, $4, $5 FROM persist_feed_state WHERE enabled",
+    )
+    .bind(tenant)
+    .bind(embed.thread_id.as_str())
+    .bind(embed.message_id.as_str())
+    .bind(row.try_get::<i64, _>("seq").map_err(failed)?)
+    .bind(i64::try_from(version).unwrap_or(i64::MAX))
     .execute(&mut *tx)
     .await
     .map_err(failed)?;
@@ -209,7 +225,7 @@ pub(crate) async fn embeddings(
     let failed = |e| map_sqlx("listing embeddings", e);
     let after = query.after.as_ref();
     let found = sqlx::query(
-        "SELECT m.seq, e.message_id, e.model, e.vector \
+        "SELECT m.seq, e.message_id, e.model, e.vector, m.role, m.status, m.created_at \
            FROM persist_embeddings e \
            JOIN messages m ON m.tenant = e.tenant AND m.thread_id = e.thread_id AND m.message_id = e.message_id \
           WHERE e.tenant = $1 AND e.thread_id = $2 \
@@ -235,7 +251,12 @@ pub(crate) async fn embeddings(
         let model: String = row.try_get("model").map_err(failed)?;
         let id = MessageId::new(row.try_get::<&str, _>("message_id").map_err(failed)?)
             .map_err(|e| PersistError::backend("listing embeddings", e.to_string()))?;
-        stored.push(StoredEmbedding::new(id, seq, Embedding::new(model, vector)));
+        let role = Role::new(row.try_get::<&str, _>("role").map_err(failed)?).map_err(|e| corrupt(e.to_string()))?;
+        let status = row.try_get::<&str, _>("status").map_err(failed)?;
+        let status = Status::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?;
+        let created_at = Timestamp::from_micros(row.try_get("created_at").map_err(failed)?);
+        let embedding = Embedding::new(model, vector);
+        stored.push(StoredEmbedding::new(id, seq, embedding, role, status, created_at));
     }
     Ok(query.page(stored))
 }

@@ -10,6 +10,8 @@
 //!   `openai`), any OpenAI-compatible embeddings endpoint (OpenAI's, vLLM, Ollama, LiteLLM),
 //!   over HTTPS with rustls;
 //! - [`AutoEmbedLayer`]: embeds what is written, as it is written, through the pipeline;
+//! - [`VectorIndex`]: the vectors held in memory, derived from the rows and kept current by the
+//!   change feed, so `nearest` scans one buffer and answers exactly what the store's scan does;
 //! - [`RecallExt::recall`]: a [`Recall`] read: nearest by vector, fused with full-text search by
 //!   reciprocal rank fusion when given keywords, each hit with the messages around it.
 //!
@@ -43,12 +45,14 @@
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod embedder;
+mod index;
 mod layer;
 #[cfg(feature = "openai")]
 mod openai;
 mod recall;
 
 pub use self::embedder::{Embedder, HashEmbedder};
+pub use self::index::{DEFAULT_INDEX_BUDGET, IndexStats, VectorIndex, VectorIndexLayer, VectorIndexService};
 pub use self::layer::{AutoEmbed, AutoEmbedLayer};
 #[cfg(feature = "openai")]
 pub use self::openai::{MAX_INPUTS_PER_REQUEST, OpenAiEmbedder};

@@ -118,3 +118,37 @@ async fn metrics_are_scraped_on_their_own_address_by_route_template_and_status()
     assert!(text.contains(&line("unmatched", "404", 2)), "/v1/nowhere/…, /metrics: {text}");
     assert!(!ids.iter().any(|id| text.contains(id.as_str())), "no id in a label: {text}");
 }
+
+/// The vector index's figures are read at each scrape: budget, what it holds, what answered.
+#[tokio::test]
+async fn the_vector_index_is_rendered_at_each_scrape() {
+    use persist::args::Add;
+    use persist::vector::{Embedding, Nearest};
+    use persist::{Content, Role, ThreadId};
+    use persist_recall::VectorIndex;
+
+    let index = VectorIndex::new().with_budget(8 << 20);
+    let prometheus = Prometheus::new().with_vector_index(index.clone());
+    let pipeline = Pipeline::builder().layer(index.layer()).build(MemoryBackend::new());
+    let gauge = |scrape: &Scrape, metric: &str| match sample(scrape, metric, &[]).value {
+        Value::Gauge(value) => value,
+        ref other => panic!("{metric} is not a gauge: {other:?}"),
+    };
+    let scrape = |text: String| Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let before = scrape(prometheus.render());
+    assert_eq!(gauge(&before, "persist_vector_index_budget_bytes"), f64::from(8u32 << 20));
+    assert_eq!(gauge(&before, "persist_vector_index_vectors"), 0.0);
+
+    for (n, vector) in [[1.0, 0.0], [0.0, 1.0]].into_iter().enumerate() {
+        let add = Add::new(ThreadId::new(format!("t{n}")).unwrap(), Role::User, Content::text("hi"))
+            .with_embedding(Embedding::new("m", vector.to_vec()));
+        pipeline.add(add).await.unwrap();
+    }
+    pipeline.nearest(Nearest::new(Embedding::new("m", vec![1.0, 0.0]))).await.unwrap();
+    let after = scrape(prometheus.render());
+    assert_eq!(gauge(&after, "persist_vector_index_vectors"), 2.0);
+    assert_eq!(gauge(&after, "persist_vector_index_tenants"), 1.0);
+    assert!(gauge(&after, "persist_vector_index_resident_bytes") > 0.0);
+    assert_eq!(counter(&after, "persist_vector_index_queries_total", &[("answered", "index")]), 1.0);
+    assert_eq!(counter(&after, "persist_vector_index_builds_total", &[]), 1.0);
+}

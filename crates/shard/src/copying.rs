@@ -167,7 +167,13 @@ async fn vectors_of(store: &Pipeline, thread: &Thread, messages: &[Message]) -> 
 fn missing_vectors(copy: &Copy, there: &Copy) -> Vec<StoredEmbedding> {
     let held: HashMap<(u64, &str), &StoredEmbedding> =
         there.vectors.iter().map(|v| ((v.seq, v.embedding.model()), v)).collect();
-    copy.vectors.iter().filter(|v| held.get(&(v.seq, v.embedding.model())) != Some(v)).cloned().collect()
+    // The vector, not its message's fields (role, status, creation time) a listing carries too.
+    let same = |v: &StoredEmbedding, h: &StoredEmbedding| v.message_id == h.message_id && v.embedding == h.embedding;
+    copy.vectors
+        .iter()
+        .filter(|v| !held.get(&(v.seq, v.embedding.model())).is_some_and(|h| same(v, h)))
+        .cloned()
+        .collect()
 }
 
 /// Restores `messages`, `bindings` and `summaries` of `copy`'s thread into `store` (what is

@@ -1,7 +1,8 @@
 //! The change feed's wake-ups and retention.
 //!
 //! Events are rows of `persist_events` (`persist_feed` in a store written before its format
-//! was 2), written by triggers in each write's transaction (migrations 7, 8 and 16). A pump per handle learns of new rows (its own writes, and other processes'
+//! was 2), written by triggers in each write's transaction (migrations 7, 8 and 16), and by an
+//! `embed` itself (`write/embed.rs`, migration 23). A pump per handle learns of new rows (its own writes, and other processes'
 //! on the same file) and wakes the subscribers of their scopes through the handle's
 //! [`FeedHub`]: it reads the feed's head when its handle committed a write, and every poll
 //! interval for the writes of other processes, then reads the new events and publishes them.

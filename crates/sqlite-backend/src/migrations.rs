@@ -43,6 +43,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (20, "working memory", include_str!("../migrations/0020_working_memory.sql")),
     (21, "working memory feed", include_str!("../migrations/0021_working_memory_feed.sql")),
     (22, "spent keys", include_str!("../migrations/0022_spent_keys.sql")),
+    (23, "embed feed", include_str!("../migrations/0023_embed_feed.sql")),
 ];
 
 /// The migrations, in version order.
@@ -60,7 +61,8 @@ pub(crate) fn known() -> impl Iterator<Item = (persist_core::schema::SchemaMigra
 /// read of messages reads. Versions 18 to 20 added what no earlier read uses; version 21 gave
 /// the feed's rows a resource (working memory's events), which every read of the feed reads: a
 /// read-only handle on an older file refuses feed reads only. Version 22 (spent keys) is read by
-/// writes only.
+/// writes only; version 23 named the op of an `embed`'s event in the feed's view, which an older
+/// file, without such events, reads as it is.
 const OLDEST_READ_AS_IS: i64 = 17;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot

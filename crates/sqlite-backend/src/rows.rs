@@ -327,14 +327,24 @@ fn content(row: &impl Cells) -> Result<Content, PersistError> {
     content.map_err(|e| corrupt(e.to_string()))
 }
 
+/// The status in the `status` column: `persist_messages` stores NULL for what most messages
+/// hold (`migrations/0017`), complete.
+pub(crate) fn status(row: &impl Cells) -> Result<Status, PersistError> {
+    match row.text("status")? {
+        None => Ok(Status::Complete),
+        Some(status) => Status::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}"))),
+    }
+}
+
+/// The time in the `created_at` column.
+pub(crate) fn created_at(row: &impl Cells) -> Result<Timestamp, PersistError> {
+    Ok(Timestamp::from_micros(int(row, "created_at")?))
+}
+
 pub(crate) fn message(row: &impl Cells) -> Result<Message, PersistError> {
     let content = content(row)?;
-    // `persist_messages` stores NULL for what most messages hold (`migrations/0017`).
-    let status = match row.text("status")? {
-        None => Status::Complete,
-        Some(status) => Status::parse(status).ok_or_else(|| corrupt(format!("unknown status {status:?}")))?,
-    };
-    let created_at = Timestamp::from_micros(int(row, "created_at")?);
+    let status = status(row)?;
+    let created_at = created_at(row)?;
     Ok(Message {
         thread_id: ThreadId::new(text(row, "thread_id")?).map_err(|e| corrupt(e.to_string()))?,
         id: row.message_id("message_id")?,

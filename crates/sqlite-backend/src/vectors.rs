@@ -162,10 +162,12 @@ pub(crate) fn nearest(direct: &DirectReads, query: &Nearest) -> Result<Vec<Neigh
     })
 }
 
-/// A page of the vectors of thread `?2` of tenant `?1` (live), after the cursor `?3`/`?4` (seq,
+/// A page of the vectors of thread `?2` of tenant `?1` (live), with their messages' role, status
+/// and creation time, after the cursor `?3`/`?4` (seq,
 /// model), by seq then model (bytewise: SQLite's default collation).
 const LIST_SQL: &str = "\
-    SELECT e.seq AS seq, m.message_id AS message_id, e.model AS model, e.vector AS vector \
+    SELECT e.seq AS seq, m.message_id AS message_id, e.model AS model, e.vector AS vector, \
+           m.role AS role, m.status AS status, m.created_at AS created_at \
       FROM threads t CROSS JOIN persist_embeddings e ON e.thread = t.key \
            CROSS JOIN persist_messages m ON m.row = e.row \
      WHERE t.tenant = ?1 AND t.thread_id = ?2 AND t.deleted_at IS NULL \
@@ -197,8 +199,10 @@ pub(crate) async fn embeddings(
             .ok_or_else(|| PersistError::backend("listing embeddings", "a stored vector is not whole f32s"))?;
         let seq = u64::try_from(row.try_get::<i64, _>("seq").map_err(failed)?).unwrap_or_default();
         let model: String = row.try_get("model").map_err(failed)?;
-        let id = crate::rows::Cells::message_id(row, "message_id")?;
-        stored.push(StoredEmbedding::new(id, seq, Embedding::new(model, vector)));
+        let id = rows::Cells::message_id(row, "message_id")?;
+        let role = rows::Cells::role(row, "role")?;
+        let embedding = Embedding::new(model, vector);
+        stored.push(StoredEmbedding::new(id, seq, embedding, role, rows::status(row)?, rows::created_at(row)?));
     }
     Ok(query.page(stored))
 }

@@ -288,3 +288,44 @@ async fn freeing_with_the_feed_off_never_gives_a_position_twice() {
     assert!(positions[0] > head, "a position given twice: {positions:?} after {head}");
     backend.close().await;
 }
+
+/// An embed's event (version 23) goes where the store's format puts the triggers' events: into
+/// `persist_feed` (op `embed`, the id's text) until a file of version 15 is finished, into
+/// `persist_events` (op 8, a UUID id as its bytes) after; either way it is read back as the
+/// message's `embed`, in the thread's chain.
+#[tokio::test]
+async fn an_embed_is_recorded_in_the_table_the_format_says() {
+    use persist_core::vector::{Embed, Embedding};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v15.db");
+    shipped_schema(&dir, &path, 15).await.close().await.unwrap();
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().unfinished);
+    let first = backend.apply(add("t", "one")).await.unwrap().message().cloned().unwrap();
+    let embed = |id: &MessageId| Embed::new(thread("t"), id.clone(), Embedding::new("m", vec![1.0, 0.0]));
+    backend.apply(embed(&first.id).into()).await.unwrap();
+    backend.close().await;
+    assert_eq!(stored(&path).await, [row("feed", "add", "text"), row("feed", "embed", "text")]);
+    assert!(!SqliteBackend::builder(&path).finish().await.unwrap().unfinished);
+
+    let backend = SqliteBackend::open(&path).await.unwrap();
+    let second = backend.apply(add("t", "two")).await.unwrap().message().cloned().unwrap();
+    backend.apply(embed(&second.id).into()).await.unwrap();
+    assert_eq!(stored(&path).await[2..], [row("events", "0", "blob"), row("events", "8", "blob")]);
+    let events = thread_events(&backend, "t").await;
+    let seen: Vec<_> = events.iter().map(|e| (e.position, e.change.op, e.change.seq, e.change.version)).collect();
+    assert_eq!(
+        seen,
+        [
+            (1, PersistOp::Add, Some(1), 1),
+            (2, PersistOp::Embed, Some(1), 1),
+            (3, PersistOp::Add, Some(2), 1),
+            (4, PersistOp::Embed, Some(2), 1),
+        ],
+        "the thread's chain runs through both embeds"
+    );
+    assert_eq!(told(&events)[1].3.as_deref(), Some(first.id.as_str()));
+    assert_eq!(told(&events)[3].3.as_deref(), Some(second.id.as_str()));
+    assert!(events.iter().all(|e| e.change.status.is_none() || e.change.op != PersistOp::Embed));
+    backend.close().await;
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use persist::Pipeline;
-use persist::recall::{AutoEmbedLayer, OpenAiEmbedder};
+use persist::recall::{AutoEmbedLayer, OpenAiEmbedder, VectorIndex};
 
 use crate::error::{CliError, CliResult};
 use crate::text::parse_duration;
@@ -41,6 +41,18 @@ pub(crate) struct EmbeddingsArgs {
     #[arg(long, env = "PERSIST_EMBEDDINGS_TIMEOUT", value_name = "DURATION", default_value = "30s",
           value_parser = parse_duration, requires = "embeddings_url")]
     embeddings_timeout: Duration,
+    /// The memory recall's vector index may hold, in MiB: each tenant's vectors are kept in
+    /// memory once asked for, kept current from the change feed, and `nearest` answers from them
+    /// exactly as the store's scan would; past the budget the tenants asked least recently are
+    /// dropped. 0 keeps no index (every query scans the store).
+    #[arg(
+        long,
+        env = "PERSIST_VECTOR_INDEX_MIB",
+        value_name = "MIB",
+        default_value_t = 1024,
+        requires = "embeddings_url"
+    )]
+    vector_index_mib: u64,
 }
 
 impl EmbeddingsArgs {
@@ -71,12 +83,27 @@ impl EmbeddingsArgs {
         }
         Ok(Some(embedder))
     }
+
+    /// The vector index these flags ask for, when recall is served and the budget is not 0.
+    pub(crate) fn vector_index(&self) -> Option<VectorIndex> {
+        let budget = usize::try_from(self.vector_index_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        (self.embeddings_url.is_some() && budget > 0).then(|| VectorIndex::new().with_budget(budget))
+    }
 }
 
-/// `pipeline` embedding what is written with `embedder`, when there is one.
-pub(crate) fn embedding(pipeline: Pipeline, embedder: Option<&OpenAiEmbedder>) -> Pipeline {
-    match embedder {
+/// `pipeline` embedding what is written with `embedder`, when there is one, and answering
+/// `nearest` from `index`, when there is one.
+pub(crate) fn embedding(
+    pipeline: Pipeline,
+    embedder: Option<&OpenAiEmbedder>,
+    index: Option<&VectorIndex>,
+) -> Pipeline {
+    let pipeline = match embedder {
         Some(embedder) => Pipeline::builder().layer(AutoEmbedLayer::new(embedder.clone())).build(pipeline),
+        None => pipeline,
+    };
+    match index {
+        Some(index) => Pipeline::builder().layer(index.layer()).build(pipeline),
         None => pipeline,
     }
 }

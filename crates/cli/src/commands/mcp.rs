@@ -23,9 +23,13 @@ pub(crate) async fn mcp(
 ) -> CliResult {
     init_logs(false, log_filter);
     let embedder = embeddings.embedder()?;
+    let index = embeddings.vector_index();
     let store = Store::open(url, Mode::CreateIfMissing).await?.with_keys(encrypt.as_ref());
-    let pipeline =
-        Pipeline::builder().layer(TraceLayer::new()).build(embedding(store.keyed().clone(), embedder.as_ref()));
+    let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(embedding(
+        store.keyed().clone(),
+        embedder.as_ref(),
+        index.as_ref(),
+    ));
     let mut server = McpServer::new(pipeline).with_tenant(tenant);
     if let Some(embedder) = embedder {
         server = server.with_embedder(embedder);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use persist::encrypt::EncryptLayer;
 use persist::layer::{MetricsLayer, TraceLayer};
 use persist::mcp::McpServer;
-use persist::recall::OpenAiEmbedder;
+use persist::recall::{OpenAiEmbedder, VectorIndex};
 use persist::serve::metrics::Prometheus;
 use persist::serve::{ApiKeys, Auth, Limits, Server};
 use persist::{PersistError, Pipeline, TenantId};
@@ -39,6 +39,8 @@ pub(crate) struct ServeOptions {
     pub(crate) metrics_addr: Option<SocketAddr>,
     /// What new messages are embedded with, and recall served by (`--embeddings-url`).
     pub(crate) embedder: Option<OpenAiEmbedder>,
+    /// What recall's `nearest` is answered from (`--vector-index-mib`).
+    pub(crate) vector_index: Option<VectorIndex>,
 }
 
 /// How callers are known: keys (from the file and the environment), a gateway's tenant
@@ -148,7 +150,10 @@ pub(crate) async fn serve(url: &str, encrypt: Option<EncryptLayer>, options: Ser
 async fn run(url: &str, encrypt: Option<EncryptLayer>, options: &ServeOptions) -> CliResult {
     let auth = auth(options)?;
     // Installed before the pipeline is built: its layer registers its metrics then.
-    let prometheus = options.metrics_addr.map(|_| Prometheus::new());
+    let prometheus = options.metrics_addr.map(|_| match &options.vector_index {
+        Some(index) => Prometheus::new().with_vector_index(index.clone()),
+        None => Prometheus::new(),
+    });
     if let Some(prometheus) = &prometheus {
         prometheus.install().map_err(CliError::failed)?;
     }
@@ -163,7 +168,7 @@ async fn run(url: &str, encrypt: Option<EncryptLayer>, options: &ServeOptions) -
 
 async fn serve_store(store: &Store, auth: Auth, prometheus: Option<Prometheus>, options: &ServeOptions) -> CliResult {
     let builder = Pipeline::builder().layer(TraceLayer::new());
-    let stored = embedding(store.keyed().clone(), options.embedder.as_ref());
+    let stored = embedding(store.keyed().clone(), options.embedder.as_ref(), options.vector_index.as_ref());
     let pipeline = match prometheus.is_some() {
         true => builder.layer(MetricsLayer::new()).build(stored),
         false => builder.build(stored),

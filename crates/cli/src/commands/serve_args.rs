@@ -133,6 +133,7 @@ impl ServeArgs {
             log_filter: self.log_level,
             metrics_addr: self.metrics_addr,
             embedder: self.embeddings.embedder()?,
+            vector_index: self.embeddings.vector_index(),
         })
     }
 }

@@ -180,7 +180,11 @@ impl FeedEvent {
 /// version (title, metadata, a truncation), [`Delete`](PersistOp::Delete) with
 /// [`removed`](Self::removed), and [`Summarize`](PersistOp::Summarize) for a summary written
 /// (its [`seq`](Self::seq) the last message it covers, no message id: read it with
-/// [`ListSummaries`](crate::summary::ListSummaries)). A working memory document written is
+/// [`ListSummaries`](crate::summary::ListSummaries)). A vector written by a standalone
+/// [`Embed`](crate::vector::Embed) is [`Embed`](PersistOp::Embed), of its message at the
+/// message's version (no status: the message did not change; read the vectors with
+/// [`ListEmbeddings`](crate::vector::ListEmbeddings)); the vectors an `add`, a turn or a restore
+/// carry have their message's insert event alone. A working memory document written is
 /// [`WriteMemory`](PersistOp::WriteMemory), of its [`resource`](Self::resource) (no thread) at its
 /// new version: read the document for what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

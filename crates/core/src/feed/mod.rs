@@ -1,8 +1,10 @@
 //! The change feed: every committed write, in order, from a position a subscriber resumes at.
 //!
 //! A backend that keeps a feed ([`Capabilities::feed`](crate::Capabilities::feed)) records a
-//! [`FeedEvent`] for each message inserted, changed or removed, for each change of a thread's
-//! version or tombstone, and for each working memory document written (of its resource, not of
+//! [`FeedEvent`] for each message inserted, changed or removed, for each vector a standalone
+//! [`Embed`](crate::vector::Embed) wrote ([`PersistOp::Embed`](crate::PersistOp::Embed), of its
+//! message), for each change of a thread's version or tombstone, and for each working memory
+//! document written (of its resource, not of
 //! a thread: [`FeedScope::Memory`], [`Change::resource`]), **in the same transaction as the write**: a write that rolled
 //! back has no event, a committed write always has one. Events are numbered by a store-wide
 //! `position` (1, 2, 3…, in commit order, never reused) that a subscriber keeps and resumes

@@ -123,9 +123,14 @@ impl MessageFilter {
     /// Whether a message passes the role and time filters: what a backend that scans applies
     /// (its thread's metadata is [`admits_thread`](Self::admits_thread)'s).
     pub fn admits(&self, message: &Message) -> bool {
-        (self.roles.is_empty() || self.roles.contains(&message.role))
-            && self.since.is_none_or(|since| message.created_at >= since)
-            && self.until.is_none_or(|until| message.created_at < until)
+        self.admits_fields(&message.role, message.created_at)
+    }
+
+    /// [`admits`](Self::admits) of a message of `role` created at `created_at`.
+    pub fn admits_fields(&self, role: &Role, created_at: Timestamp) -> bool {
+        (self.roles.is_empty() || self.roles.contains(role))
+            && self.since.is_none_or(|since| created_at >= since)
+            && self.until.is_none_or(|until| created_at < until)
     }
 
     /// Whether a thread of `metadata` passes the thread filter.

@@ -9,6 +9,7 @@ use crate::model::embedding::Embedding;
 use crate::model::error::Result;
 use crate::model::id::{MessageId, ThreadId};
 use crate::model::page::{DEFAULT_PAGE_LIMIT, Page, lookahead, validate_limit};
+use crate::model::{Role, Status, Timestamp};
 
 /// Lists the vectors stored for a thread's messages, a page at a time, by the message's seq,
 /// then the model's id (bytewise); see the [module docs](crate::vector).
@@ -98,7 +99,10 @@ impl ListEmbeddings {
     }
 }
 
-/// A vector a [`ListEmbeddings`] read: its message and the embedding stored for it.
+/// A vector a [`ListEmbeddings`] read: its message, the fields of the message a
+/// [`Nearest`](crate::vector::Nearest) filters on (role, status, creation time), and the
+/// embedding stored for it. An index derived from the rows (persist-recall's `VectorIndex`)
+/// builds from these alone, without reading the messages' content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct StoredEmbedding {
@@ -108,12 +112,26 @@ pub struct StoredEmbedding {
     pub seq: u64,
     /// The model and the vector, scaled to length 1.
     pub embedding: Embedding,
+    /// The message's role.
+    pub role: Role,
+    /// The message's status (never `Reserved`: a reservation has no vector).
+    pub status: Status,
+    /// When the message was created.
+    pub created_at: Timestamp,
 }
 
 impl StoredEmbedding {
-    /// The vector `embedding` of message `message_id`, at `seq`.
-    pub fn new(message_id: MessageId, seq: u64, embedding: Embedding) -> Self {
-        Self { message_id, seq, embedding }
+    /// The vector `embedding` of message `message_id` at `seq`, of `role` and `status`, created
+    /// at `created_at`.
+    pub fn new(
+        message_id: MessageId,
+        seq: u64,
+        embedding: Embedding,
+        role: Role,
+        status: Status,
+        created_at: Timestamp,
+    ) -> Self {
+        Self { message_id, seq, embedding, role, status, created_at }
     }
 }
 
@@ -144,7 +162,15 @@ mod tests {
     use super::*;
 
     fn stored(seq: u64, model: &str) -> StoredEmbedding {
-        StoredEmbedding::new(MessageId::new(format!("m{seq}")).unwrap(), seq, Embedding::new(model, vec![1.0]))
+        let id = MessageId::new(format!("m{seq}")).unwrap();
+        StoredEmbedding::new(
+            id,
+            seq,
+            Embedding::new(model, vec![1.0]),
+            Role::User,
+            Status::Complete,
+            Timestamp::from_micros(0),
+        )
     }
 
     #[test]

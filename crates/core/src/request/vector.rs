@@ -12,6 +12,13 @@
 //! meaning changed; embed the new content). A reservation's content is not final: embedding it is
 //! refused.
 //!
+//! An embed is an event of the [feed](crate::feed): a store that keeps one records, in the
+//! embed's transaction, an event of op [`Embed`](crate::PersistOp::Embed) naming the message (its
+//! id, seq and version; no status, no delta), so an index derived from the vectors (built from
+//! [`ListEmbeddings`], then kept up to date from the feed) learns of a vector another process
+//! wrote. A vector an `add`, a turn or a restore carries is covered by its message's insert
+//! event; whatever removes a vector has the event of the message's removal or content change.
+//!
 //! Within a tenant a model has one dimension: the first vector of a model fixes it (for good:
 //! the store keeps each model's dimensions after its vectors are gone), and a vector or a query
 //! of that model with another length is `InvalidInput`, as is a query of a model the tenant never
@@ -64,7 +71,7 @@ use crate::context::{Context, context_setter};
 pub use crate::model::embedding::{Embedding, MAX_DIMENSIONS, MAX_MODEL_BYTES};
 use crate::model::error::{PersistError, Result};
 use crate::model::id::{MessageId, TenantId, ThreadId};
-use crate::model::{Message, Status};
+use crate::model::{Message, Role, Status, Timestamp};
 use crate::request::filter::MessageFilter;
 pub use crate::request::stored_vectors::{EmbeddingCursor, ListEmbeddings, StoredEmbedding};
 
@@ -241,6 +248,8 @@ pub struct Nearest {
     pub interrupted: Option<bool>,
     /// How many hits, 1 to [`MAX_NEAREST`] (default [`DEFAULT_NEAREST`]).
     pub limit: u32,
+    /// Whether an approximate answer will do (see [`approximate`](Self::approximate)).
+    pub approximate: bool,
     /// Who is asking: its tenant's messages are searched.
     pub context: Context,
 }
@@ -254,6 +263,7 @@ impl Nearest {
             filter: MessageFilter::new(),
             interrupted: None,
             limit: DEFAULT_NEAREST,
+            approximate: false,
             context: Context::new(),
         }
     }
@@ -269,6 +279,17 @@ impl Nearest {
     /// Only interrupted messages (`true`) or only complete ones (`false`).
     pub fn only_interrupted(mut self, interrupted: bool) -> Self {
         self.interrupted = Some(interrupted);
+        self
+    }
+
+    /// An approximate answer will do: an index that holds a quantized copy of the vectors (the
+    /// vector index of persist-recall) may rank them by it and score exactly only the best few
+    /// times `limit`, which reads a quarter of the bytes; the hits it answers carry their exact
+    /// scores, in the exact order, but one of the exact answer's may be missing (its measured
+    /// recall is in the index's docs). A store answers it exactly (an exact answer is a valid
+    /// approximate one). The default is exact.
+    pub fn approximate(mut self) -> Self {
+        self.approximate = true;
         self
     }
 
@@ -297,12 +318,18 @@ impl Nearest {
     /// Whether a message passes the filters other than its thread's (role, time range,
     /// status): what a backend that scans applies.
     pub fn admits(&self, message: &Message) -> bool {
+        self.admits_fields(&message.role, message.status, message.created_at)
+    }
+
+    /// [`admits`](Self::admits) of a message of `role` and `status` created at `created_at`:
+    /// what an index that holds those fields beside each vector applies.
+    pub fn admits_fields(&self, role: &Role, status: Status, created_at: Timestamp) -> bool {
         let status_ok = match self.interrupted {
-            None => message.status != Status::Reserved,
-            Some(true) => message.status == Status::Interrupted,
-            Some(false) => message.status == Status::Complete,
+            None => status != Status::Reserved,
+            Some(true) => status == Status::Interrupted,
+            Some(false) => status == Status::Complete,
         };
-        status_ok && self.filter.admits(message)
+        status_ok && self.filter.admits_fields(role, created_at)
     }
 
     /// The answer from `scored` candidates (each with its thread's tenant and its similarity):

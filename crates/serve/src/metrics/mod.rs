@@ -122,6 +122,8 @@ struct Registry {
     gauges: RwLock<HashMap<Key, Arc<AtomicU64>>>,
     histograms: RwLock<HashMap<Key, Arc<Buckets>>>,
     help: RwLock<HashMap<String, String>>,
+    /// The vector index whose figures each render reads ([`Prometheus::with_vector_index`]).
+    index: std::sync::OnceLock<persist_recall::VectorIndex>,
 }
 
 /// [`Prometheus::install`] was refused: a recorder is installed already (the `metrics` facade
@@ -160,8 +162,43 @@ impl Prometheus {
         metrics::set_global_recorder(self.clone()).map_err(|_| AlreadyInstalled)
     }
 
+    /// Renders what `index` holds and has done with everything else (read at each render):
+    /// `persist_vector_index_budget_bytes`, `persist_vector_index_resident_bytes`,
+    /// `persist_vector_index_tenants` and `persist_vector_index_vectors` (gauges), and
+    /// `persist_vector_index_queries_total` by `answered` (`index` or `store`),
+    /// `persist_vector_index_builds_total` and `persist_vector_index_evictions_total`
+    /// (counters). One index per recorder: a second is ignored.
+    pub fn with_vector_index(self, index: persist_recall::VectorIndex) -> Self {
+        let _ = self.registry.index.set(index);
+        self
+    }
+
+    /// Copies the vector index's figures into the registry.
+    fn read_vector_index(&self) {
+        let Some(index) = self.registry.index.get() else { return };
+        let stats = index.stats();
+        let set = |name: &'static str, value: usize| {
+            let cell = handle(&self.registry.gauges, &Key::from_static_name(name), || AtomicU64::new(0));
+            cell.store((value as f64).to_bits(), std::sync::atomic::Ordering::Relaxed);
+        };
+        set("persist_vector_index_budget_bytes", stats.budget);
+        set("persist_vector_index_resident_bytes", stats.resident_bytes);
+        set("persist_vector_index_tenants", stats.tenants);
+        set("persist_vector_index_vectors", stats.vectors);
+        let count = |key: Key, value: u64| {
+            let cell = handle(&self.registry.counters, &key, || AtomicU64::new(0));
+            cell.store(value, std::sync::atomic::Ordering::Relaxed);
+        };
+        let queries = "persist_vector_index_queries_total";
+        count(Key::from_parts(queries, vec![metrics::Label::new("answered", "index")]), stats.answered);
+        count(Key::from_parts(queries, vec![metrics::Label::new("answered", "store")]), stats.fallbacks);
+        count(Key::from_static_name("persist_vector_index_builds_total"), stats.builds);
+        count(Key::from_static_name("persist_vector_index_evictions_total"), stats.evictions);
+    }
+
     /// Everything recorded, in the Prometheus text format.
     pub fn render(&self) -> String {
+        self.read_vector_index();
         let read = |map: &RwLock<HashMap<Key, Arc<AtomicU64>>>| -> Vec<(Key, u64)> {
             let map = map.read().unwrap_or_else(PoisonError::into_inner);
             map.iter().map(|(key, value)| (key.clone(), value.load(std::sync::atomic::Ordering::Relaxed))).collect()

@@ -1,4 +1,5 @@
-//! `embed`: a message's vector, stored beside it (the tables of version 19).
+//! `embed`: a message's vector, stored beside it (the tables of version 19), and its event in the
+//! change feed (version 23).
 
 use persist_core::PersistError;
 use persist_core::vector::{Embed, Embedded, dimensions_mismatch, to_bytes};
@@ -95,5 +96,54 @@ pub(super) async fn embed(conn: &mut SqliteConnection, embed: &Embed) -> OpResul
     .execute(&mut *conn)
     .await
     .map_err(sql("writing an embedding"))?;
+    record_event(conn, thread, message_row, embed).await?;
     Ok(Embedded::new(embed.thread_id.clone(), embed.message_id.clone(), version))
+}
+
+/// The feed's event of an embed (`migrations/0023`), when the feed records: op 8 in
+/// `persist_events` (`embed` in `persist_feed`, of a store whose format is below 2, as the
+/// triggers choose), the message `message_row` of thread `thread` at its version, after the
+/// thread's last event. An `add` or a turn that carries vectors has its insert's event alone.
+async fn record_event(conn: &mut SqliteConnection, thread: i64, message_row: i64, embed: &Embed) -> OpResult<()> {
+    /// The next position, as the triggers take it (`migrations/0016`).
+    macro_rules! position {
+        () => {
+            "max(coalesce((SELECT max(position) FROM persist_feed), 0), \
+                 coalesce((SELECT max(position) FROM persist_events), 0), s.trimmed) + 1"
+        };
+    }
+    const EVENTS: &str = concat!(
+        "INSERT INTO persist_events (position, thread, op, message_id, seq, version, at, prev) SELECT ",
+        position!(),
+        ", t.key, 8, m.message_id, m.seq, m.version, CAST(unixepoch('subsec') * 1000000 AS INTEGER), t.feed_last \
+           FROM persist_feed_state s, threads t, persist_messages m \
+          WHERE s.enabled AND coalesce((SELECT level FROM persist_format), 0) >= 2 AND t.key = ?1 AND m.row = ?2"
+    );
+    const FEED: &str = concat!(
+        "INSERT INTO persist_feed (position, tenant, thread_id, op, message_id, seq, version, at, prev) SELECT ",
+        position!(),
+        ", t.tenant, t.thread_id, 'embed', ?3, m.seq, m.version, CAST(unixepoch('subsec') * 1000000 AS INTEGER), \
+                t.feed_last \
+           FROM persist_feed_state s, threads t, persist_messages m \
+          WHERE s.enabled AND coalesce((SELECT level FROM persist_format), 0) < 2 AND t.key = ?1 AND m.row = ?2"
+    );
+    let mut recorded = 0;
+    for statement in [EVENTS, FEED] {
+        recorded += sqlx::query(statement)
+            .bind(thread)
+            .bind(message_row)
+            .bind(embed.message_id.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("recording an embedding in the change feed"))?
+            .rows_affected();
+    }
+    if recorded > 0 {
+        sqlx::query("UPDATE threads SET feed_last = last_insert_rowid() WHERE key = ?1")
+            .bind(thread)
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("recording an embedding in the change feed"))?;
+    }
+    Ok(())
 }

@@ -172,8 +172,9 @@ async fn a_file_one_version_behind_is_read_for_reads_only() {
     let backend = SqliteBackend::open(&path).await.unwrap();
     backend.apply(add("t", "written at the version before")).await.unwrap();
     backend.close().await;
-    // Back to version 20: what version 22 added (a table) and what version 21 added (a column of
-    // each feed table, an index, two triggers, the view made again) gone, their records too.
+    // Back to version 20: what version 23 added (the view made again), what version 22 added (a
+    // table) and what version 21 added (a column of each feed table, an index, two triggers, the
+    // view made again) gone, their records too.
     let mut conn = raw(&path).await;
     sqlx::raw_sql(
         "DROP TRIGGER persist_working_memory_inserted; DROP TRIGGER persist_working_memory_updated; \
@@ -187,14 +188,15 @@ async fn a_file_one_version_behind_is_read_for_reads_only() {
                 e.at, e.prev, e.status, e.delta, e.parent \
            FROM persist_events e LEFT JOIN threads t ON t.key = e.thread; \
          DELETE FROM _sqlx_migrations WHERE version = 21; \
-         DROP TABLE persist_spent_keys; DELETE FROM _sqlx_migrations WHERE version = 22;",
+         DROP TABLE persist_spent_keys; DELETE FROM _sqlx_migrations WHERE version = 22; \
+         DELETE FROM _sqlx_migrations WHERE version = 23;",
     )
     .execute(&mut conn)
     .await
     .unwrap();
     conn.close().await.unwrap();
     let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (20, 22));
+    assert_eq!((status.applied, status.latest), (20, 23));
 
     let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
     let page = reader.list(ListMessages::new(thread("t"))).await.unwrap();

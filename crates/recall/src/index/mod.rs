@@ -1,0 +1,482 @@
+//! [`VectorIndex`]: the vectors of a tenant held in memory, derived from the rows, so that a
+//! [`Nearest`] scans one contiguous buffer instead of reading and decoding rows.
+
+mod arena;
+mod sync;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use persist_core::raw::BoxFuture;
+use persist_core::read::GetMessage;
+use persist_core::vector::{Nearest, Neighbour};
+use persist_core::{MessageId, PersistArgs, PersistError, PersistResult, TenantId, ThreadId};
+use tokio::sync::RwLock;
+use tower::{Layer, Service};
+
+use self::arena::TenantIndex;
+use self::sync::ask;
+
+/// The memory a [`VectorIndex`] holds at most unless told otherwise: 1 GiB (about 600,000
+/// vectors of 384 dimensions, or 160,000 of 1,536).
+pub const DEFAULT_INDEX_BUDGET: usize = 1 << 30;
+
+/// How long a tenant the index could not hold (over the budget alone, or a stack that refuses
+/// what the index reads) is answered by the store before the index tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Below this many numbers a scan runs where it is asked; above, on tokio's blocking threads.
+const INLINE_SCAN: usize = 1 << 20;
+
+/// An index of the stored vectors, derived from the rows, that answers [`Nearest`] exactly as
+/// the store's scan does (the same hits, scores and order) from memory; see the
+/// [`VectorIndexLayer`] that puts it in a pipeline.
+///
+/// # What it holds
+///
+/// Per tenant, once a `nearest` of that tenant asks: the tenant's live threads (id, metadata)
+/// and, per model, every vector in one contiguous buffer beside the fields the filters read
+/// (thread, seq, role, status, time), built from the rows through the stack below the layer
+/// (`ListThreads`, `ListEmbeddings`): the rows stay the truth, the index is derived.
+///
+/// # How it stays exact
+///
+/// Every write a store commits has a change-feed event in the same transaction (an `embed`
+/// too). Before each answer the index reads the tenant's events after the position it holds
+/// and reads again, from the rows, what they name: a message's vectors (written, replaced,
+/// removed with the message or its content), a thread's metadata, a thread deleted. So writes of
+/// this process, of other processes on one SQLite file and of other instances on one
+/// PostgreSQL database are all in the next answer (read-your-writes), and deletes, clears,
+/// truncations, retention and purges take the vectors out as they take them out of the rows.
+/// Nothing is trusted across a restart: the index lives in memory and is built again. A feed
+/// that no longer holds the events after the index's position (retention trimmed them) makes it
+/// build again.
+///
+/// The store answers instead (the same answer, by its scan) when the index cannot: a backend
+/// without a feed, a stack that refuses what the index reads (an encryption layer without clear
+/// vectors refuses both), a query of a model the tenant holds no vector of (the store knows its
+/// dimensions, or that it has none), a tenant whose vectors alone exceed the budget, or a hit
+/// whose message is gone by the time it is read.
+///
+/// # Memory
+///
+/// A vector takes its dimensions × 4 bytes, plus about 100 bytes beside it (the filters'
+/// fields, its message id, its place in a map): 100,000 vectors of 384 dimensions hold about
+/// 165 MB. The [budget](Self::with_budget) bounds the sum over tenants: past it, the tenants
+/// asked least recently are dropped (built again when asked), and a tenant that alone exceeds it
+/// is answered by the store's scan. [`stats`](Self::stats) says what is resident.
+///
+/// # Example
+///
+/// ```
+/// use persist::memory::MemoryBackend;
+/// use persist::recall::VectorIndex;
+/// use persist::vector::{Embedding, Nearest};
+/// use persist::{args::Add, Content, Pipeline, Role, ThreadId};
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let index = VectorIndex::new().with_budget(64 << 20);
+/// let pipeline = Pipeline::builder().layer(index.layer()).build(MemoryBackend::new());
+/// let thread = ThreadId::new("trip")?;
+/// let add = Add::new(thread, Role::User, Content::text("Lisbon in May?"))
+///     .with_embedding(Embedding::new("my-model", vec![0.9, 0.1, 0.0]));
+/// pipeline.add(add).await?;
+///
+/// let found = pipeline.nearest(Nearest::new(Embedding::new("my-model", vec![1.0, 0.0, 0.0]))).await?;
+/// assert_eq!(found.len(), 1);
+/// assert_eq!(index.stats().vectors, 1);
+/// # Ok::<_, persist::PersistError>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct VectorIndex {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VectorIndex").field("stats", &self.stats()).finish()
+    }
+}
+
+impl Default for VectorIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a [`VectorIndex`] holds and has done, from [`VectorIndex::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct IndexStats {
+    /// The most bytes it may hold.
+    pub budget: usize,
+    /// The bytes it holds now.
+    pub resident_bytes: usize,
+    /// The tenants it holds now.
+    pub tenants: usize,
+    /// The vectors it holds now.
+    pub vectors: usize,
+    /// The queries it answered.
+    pub answered: u64,
+    /// The queries the store answered instead (see the type's docs for when).
+    pub fallbacks: u64,
+    /// The tenants' indexes built from the rows (first use, after a drop, after a feed gap).
+    pub builds: u64,
+    /// The tenants' indexes dropped to stay within the budget.
+    pub evictions: u64,
+}
+
+impl VectorIndex {
+    /// An empty index with a budget of [`DEFAULT_INDEX_BUDGET`].
+    pub fn new() -> Self {
+        let shared = Shared {
+            budget: AtomicUsize::new(DEFAULT_INDEX_BUDGET),
+            tenants: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
+            builds: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        };
+        Self { shared: Arc::new(shared) }
+    }
+
+    /// Holds at most `bytes` (see the type's docs, "Memory"); 0 holds nothing (every query is
+    /// the store's).
+    pub fn with_budget(self, bytes: usize) -> Self {
+        self.shared.budget.store(bytes, Ordering::Relaxed);
+        self
+    }
+
+    /// The layer that answers `nearest` from this index (clones share it).
+    pub fn layer(&self) -> VectorIndexLayer {
+        VectorIndexLayer { shared: Arc::clone(&self.shared) }
+    }
+
+    /// What it holds and has done.
+    pub fn stats(&self) -> IndexStats {
+        let shared = &self.shared;
+        let tenants = shared.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let resident = tenants.values().filter(|e| e.bytes.load(Ordering::Relaxed) > 0);
+        let (mut bytes, mut vectors, mut count) = (0, 0, 0);
+        for entry in resident {
+            bytes += entry.bytes.load(Ordering::Relaxed);
+            vectors += entry.vectors.load(Ordering::Relaxed);
+            count += 1;
+        }
+        IndexStats {
+            budget: shared.budget.load(Ordering::Relaxed),
+            resident_bytes: bytes,
+            tenants: count,
+            vectors,
+            answered: shared.answered.load(Ordering::Relaxed),
+            fallbacks: shared.fallbacks.load(Ordering::Relaxed),
+            builds: shared.builds.load(Ordering::Relaxed),
+            evictions: shared.evictions.load(Ordering::Relaxed),
+        }
+    }
+}
+
+struct Shared {
+    budget: AtomicUsize,
+    tenants: Mutex<HashMap<Option<TenantId>, Arc<Entry>>>,
+    /// Ticks at each answer: an entry's last tick says how recently it was asked.
+    clock: AtomicU64,
+    answered: AtomicU64,
+    fallbacks: AtomicU64,
+    builds: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// One tenant's place in the index: its index when resident, and what the budget counts.
+struct Entry {
+    state: Arc<RwLock<Option<TenantIndex>>>,
+    bytes: AtomicUsize,
+    vectors: AtomicUsize,
+    last_used: AtomicU64,
+    /// Until when the store answers this tenant (the index could not hold it).
+    not_before: Mutex<Option<Instant>>,
+}
+
+impl Entry {
+    fn usable(&self) -> bool {
+        let not_before = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
+        not_before.is_none_or(|until| Instant::now() >= until)
+    }
+
+    fn hold_off(&self) {
+        *self.not_before.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + RETRY_AFTER);
+    }
+
+    fn record(&self, index: Option<&TenantIndex>) {
+        self.bytes.store(index.map_or(0, TenantIndex::bytes), Ordering::Relaxed);
+        self.vectors.store(index.map_or(0, TenantIndex::vectors), Ordering::Relaxed);
+    }
+}
+
+impl Shared {
+    fn entry(&self, tenant: Option<&TenantId>) -> Arc<Entry> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(tenants.entry(tenant.cloned()).or_insert_with(|| {
+            Arc::new(Entry {
+                state: Arc::new(RwLock::new(None)),
+                bytes: AtomicUsize::new(0),
+                vectors: AtomicUsize::new(0),
+                last_used: AtomicU64::new(0),
+                not_before: Mutex::new(None),
+            })
+        }))
+    }
+
+    /// Drops the tenants asked least recently (but `keep`) until what is held fits the budget;
+    /// one in use now stays (it is dropped by a later answer if still over).
+    fn make_room(&self, keep: &Arc<Entry>) {
+        let budget = self.budget.load(Ordering::Relaxed);
+        let tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total: usize = tenants.values().map(|e| e.bytes.load(Ordering::Relaxed)).sum();
+        if total <= budget {
+            return;
+        }
+        let mut cold: Vec<&Arc<Entry>> =
+            tenants.values().filter(|e| !Arc::ptr_eq(e, keep) && e.bytes.load(Ordering::Relaxed) > 0).collect();
+        cold.sort_by_key(|e| e.last_used.load(Ordering::Relaxed));
+        for entry in cold {
+            if total <= budget {
+                break;
+            }
+            if let Ok(mut state) = Arc::clone(&entry.state).try_write_owned() {
+                total -= entry.bytes.load(Ordering::Relaxed);
+                *state = None;
+                entry.record(None);
+                self.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Puts a [`VectorIndex`] in a pipeline: it answers `nearest` from the index and passes every
+/// other request through. Made by [`VectorIndex::layer`].
+///
+/// Place it where `nearest` is answered in clear: above (outside) an encryption layer, whose
+/// store must allow clear vectors, and above a cache or a router whose answers it should see.
+/// What it reads to build and follow the index (the feed, threads, vectors, the hits' messages)
+/// goes through the layers below it, as the caller's request would.
+#[derive(Clone)]
+pub struct VectorIndexLayer {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for VectorIndexLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VectorIndexLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for VectorIndexLayer {
+    type Service = VectorIndexService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        VectorIndexService { inner, shared: Arc::clone(&self.shared) }
+    }
+}
+
+/// The service of [`VectorIndexLayer`].
+#[derive(Clone)]
+pub struct VectorIndexService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> fmt::Debug for VectorIndexService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VectorIndexService").finish_non_exhaustive()
+    }
+}
+
+impl<S> Service<PersistArgs> for VectorIndexService<S>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = PersistResult;
+    type Error = PersistError;
+    type Future = BoxFuture<'static, Result<PersistResult, PersistError>>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, args: PersistArgs) -> Self::Future {
+        // The ready service takes this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        match args {
+            PersistArgs::Nearest(query) => Box::pin(nearest(Arc::clone(&self.shared), inner, query)),
+            other => Box::pin(inner.call(other)),
+        }
+    }
+}
+
+/// A hit, owned (out of the scan's borrow of the index).
+struct Found {
+    score: f32,
+    thread_id: ThreadId,
+    message_id: MessageId,
+}
+
+/// Answers `query` from the index, or by the store when the index cannot (see
+/// [`VectorIndex`]'s docs).
+async fn nearest<S>(shared: Arc<Shared>, mut inner: S, query: Nearest) -> Result<PersistResult, PersistError>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let unit = match query.validate().and_then(|()| query.query.unit()) {
+        Ok(unit) => unit,
+        // The store's own refusal, word for word.
+        Err(_) => return ask(&mut inner, query).await,
+    };
+    let entry = shared.entry(query.tenant());
+    if !entry.usable() {
+        shared.fallbacks.fetch_add(1, Ordering::Relaxed);
+        return ask(&mut inner, query).await;
+    }
+    match from_index(&shared, &entry, &mut inner, &query, unit).await {
+        Ok(Some(found)) => {
+            shared.answered.fetch_add(1, Ordering::Relaxed);
+            Ok(PersistResult::Nearest(found))
+        }
+        Ok(None) => {
+            shared.fallbacks.fetch_add(1, Ordering::Relaxed);
+            ask(&mut inner, query).await
+        }
+        Err(error) => {
+            tracing::debug!(target: "persist::recall", %error, "the vector index could not answer; the store does");
+            if matches!(error, PersistError::Unsupported { .. }) {
+                entry.hold_off();
+            }
+            shared.fallbacks.fetch_add(1, Ordering::Relaxed);
+            ask(&mut inner, query).await
+        }
+    }
+}
+
+/// The answer from the index, `None` when the store must answer.
+async fn from_index<S>(
+    shared: &Shared,
+    entry: &Arc<Entry>,
+    inner: &mut S,
+    query: &Nearest,
+    unit: Vec<f32>,
+) -> Result<Option<Vec<Neighbour>>, PersistError>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send,
+    S::Future: Send,
+{
+    let budget = shared.budget.load(Ordering::Relaxed);
+    if budget == 0 {
+        return Ok(None);
+    }
+    let context = query.context.renewed();
+    let mut state = Arc::clone(&entry.state).write_owned().await;
+    let current = match state.as_mut() {
+        Some(index) => match sync::catch_up(inner, &context, index).await {
+            Ok(()) => true,
+            Err(PersistError::FeedGap { .. }) => false,
+            Err(error) => return Err(error),
+        },
+        None => false,
+    };
+    if !current {
+        *state = None;
+        entry.record(None);
+        *state = sync::build(inner, &context, budget).await?;
+        shared.builds.fetch_add(1, Ordering::Relaxed);
+    }
+    entry.record(state.as_ref());
+    entry.last_used.store(shared.clock.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+    if state.is_none() || entry.bytes.load(Ordering::Relaxed) > budget {
+        *state = None;
+        entry.record(None);
+        entry.hold_off();
+        return Ok(None);
+    }
+    shared.make_room(entry);
+    let state = state.downgrade();
+    let size = match state.as_ref().and_then(|index| index.arenas.get(query.query.model())) {
+        Some(arena) if arena.dims == unit.len() => arena.len() * arena.dims,
+        // A model the tenant holds no vector of: the store knows its dimensions, or that it
+        // has none.
+        _ => return Ok(None),
+    };
+    let found = if size <= INLINE_SCAN || tokio::runtime::Handle::try_current().is_err() {
+        state.as_ref().map(|index| scan(index, query, &unit)).unwrap_or_default()
+    } else {
+        let query = query.clone();
+        tokio::task::spawn_blocking(move || state.as_ref().map(|index| scan(index, &query, &unit)).unwrap_or_default())
+            .await
+            .map_err(|e| PersistError::backend("scanning the vector index", e.to_string()))?
+    };
+    let tenant = query.tenant().cloned();
+    // The hits' messages, read at once (over a pool, one round trip's time for all).
+    let reads = found.iter().map(|hit| {
+        let mut inner = inner.clone();
+        let get = GetMessage::new(hit.thread_id.clone(), hit.message_id.clone()).with_context(context.renewed());
+        Box::pin(async move { ask(&mut inner, get).await }) as BoxFuture<'_, _>
+    });
+    let read = join_all(reads.collect()).await;
+    let mut neighbours = Vec::with_capacity(found.len());
+    for (Found { score, .. }, message) in found.into_iter().zip(read) {
+        match message {
+            Ok(PersistResult::Message(Some(message))) => {
+                neighbours.push(Neighbour::new(tenant.clone(), message, score));
+            }
+            // Gone since the index caught up: the store's answer is the exact one.
+            Ok(PersistResult::Message(None))
+            | Err(PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. }) => {
+                return Ok(None);
+            }
+            Ok(other) => {
+                return Err(PersistError::MismatchedResult { op: persist_core::PersistOp::Get, got: other.op() });
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(Some(neighbours))
+}
+
+fn scan(index: &TenantIndex, query: &Nearest, unit: &[f32]) -> Vec<Found> {
+    let Some(arena) = index.arenas.get(query.query.model()) else { return Vec::new() };
+    arena::scan(index, arena, query, unit)
+        .into_iter()
+        .map(|hit| Found {
+            score: hit.score,
+            thread_id: index.threads[arena.slots[hit.slot as usize].thread as usize].id.clone(),
+            message_id: arena.slots[hit.slot as usize].message_id.clone(),
+        })
+        .collect()
+}
+
+/// Every one of `futures`, polled together, their outputs in their order.
+async fn join_all<T>(mut futures: Vec<BoxFuture<'_, T>>) -> Vec<T> {
+    let mut outputs: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { Poll::Pending } else { Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
