@@ -77,8 +77,12 @@ impl Drop for Feed {
 impl Feed {
     /// The feed of `schema`, its sequencer started on `pool`.
     pub(crate) fn start(pool: &Pool, schema: &str, retention: FeedRetention) -> Arc<Self> {
+        // `enable_bitmapscan` off for the pass: the pending index keeps an entry of every event
+        // numbered since the last vacuum, and a bitmap scan visits them all on every pass (10 ms
+        // at 200,000, each feed read); an index scan marks them dead the first time and skips
+        // them after (0.3 ms).
         let sequence_sql = format!(
-            "BEGIN; {LOCK_PASSES}; \
+            "BEGIN; SET LOCAL enable_bitmapscan = off; {LOCK_PASSES}; \
              WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed \
                                WHERE position IS NULL ORDER BY id LIMIT {PASS_LIMIT}), \
                   total AS (SELECT count(*) AS n FROM pending), \

@@ -262,10 +262,13 @@ impl Shared {
 /// Puts a [`VectorIndex`] in a pipeline: it answers `nearest` from the index and passes every
 /// other request through. Made by [`VectorIndex::layer`].
 ///
-/// Place it where `nearest` is answered in clear: above (outside) an encryption layer, whose
-/// store must allow clear vectors, and above a cache or a router whose answers it should see.
-/// What it reads to build and follow the index (the feed, threads, vectors, the hits' messages)
-/// goes through the layers below it, as the caller's request would.
+/// Place it just above the store, **below** (inside) an encryption layer: it then holds what the
+/// store holds (sealed metadata values as sealed, so a filter compares what the store's scan
+/// compares), the layer above refuses what it refuses (a filter on a sealed key), and the hits'
+/// messages are opened on their way up through it. The layer must allow clear vectors, as for
+/// the store's own scan. Above a layer that keeps vectors out, the index cannot read them and the
+/// caller gets that layer's refusal. What the index reads to build and follow itself (the feed,
+/// threads, vectors, the hits' messages) goes through the layers below it.
 #[derive(Clone)]
 pub struct VectorIndexLayer {
     shared: Arc<Shared>,
