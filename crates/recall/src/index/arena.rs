@@ -284,25 +284,6 @@ impl PartialEq for Hit<'_> {
 
 impl Eq for Hit<'_> {}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantized_dot_products_are_whole_sums_of_any_length() {
-        for len in [1, 15, 16, 17, 40, 384] {
-            let a: Vec<i8> = (0..len).map(|i| (i * 37 % 255) as u8 as i8).collect();
-            let b: Vec<i8> = (0..len).map(|i| (i * 91 % 255) as u8 as i8).collect();
-            let plain: i32 = a.iter().zip(&b).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum();
-            assert_eq!(dot(&a, &b), plain, "{len}");
-        }
-        let mut codes = [0_i8; 3];
-        let scale = quantize(&[0.5, -0.25, 0.0], &mut codes);
-        assert_eq!(codes, [127, -64, 0]);
-        assert!((f32::from(codes[0]) * scale - 0.5).abs() < 1e-6);
-    }
-}
-
 /// The most candidates an approximate scan scores exactly: this many times the limit, and at
 /// least [`MIN_POOL`].
 pub(super) const POOL_FACTOR: usize = 8;
@@ -372,4 +353,23 @@ fn best_of<'a>(
         }
     }
     best.into_sorted_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantized_dot_products_are_whole_sums_of_any_length() {
+        for len in [1, 15, 16, 17, 40, 384] {
+            let a: Vec<i8> = (0..len).map(|i| (i * 37 % 255) as u8 as i8).collect();
+            let b: Vec<i8> = (0..len).map(|i| (i * 91 % 255) as u8 as i8).collect();
+            let plain: i32 = a.iter().zip(&b).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum();
+            assert_eq!(dot(&a, &b), plain, "{len}");
+        }
+        let mut codes = [0_i8; 3];
+        let scale = quantize(&[0.5, -0.25, 0.0], &mut codes);
+        assert_eq!(codes, [127, -64, 0]);
+        assert!((f32::from(codes[0]) * scale - 0.5).abs() < 1e-6);
+    }
 }
