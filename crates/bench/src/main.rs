@@ -16,8 +16,9 @@
 //! `full-rusqlite-plain` one caller at `synchronous=FULL`; `streams-final`, `streams-reserve-final`, `streams-coalesced`,
 //! `streams-appends` or `streams-every` one way of writing 64 streamed replies.
 //!
-//! `--only soak` runs the one scenario left out of a full run: `persist serve`'s resident memory
-//! over rounds of creates (see `serve::soak`).
+//! `--only soak` and `--only recall-1m` run the scenarios left out of a full run: `persist
+//! serve`'s resident memory over rounds of creates (see `serve::soak`), and the vector index at
+//! one million vectors (minutes of fill, 2 GB of disk: see `recall::run_million`).
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -171,8 +172,12 @@ fn main() {
     if options.wants("search") {
         emit(search::run(&options));
     }
-    if options.wants("recall") {
+    if options.wants("recall") && options.only.as_deref() != Some("recall-1m") {
         emit(recall::run(&options));
+    }
+    // One million vectors: asked for by name only, never in a full run.
+    if options.only.as_deref() == Some("recall-1m") {
+        emit(recall::run_million(&options));
     }
     if options.wants("embedding") {
         emit(recall::run_writes(&options));

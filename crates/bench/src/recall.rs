@@ -56,7 +56,12 @@ fn user_thread(user: usize, i: usize) -> ThreadId {
 
 /// `total` messages of each of two users, each written with its vector of `dims` by 64 callers.
 async fn fill<B: Backend + Clone>(backend: &B, total: usize, dims: usize) {
-    for user in 0..2 {
+    fill_users(backend, total, dims, 2).await;
+}
+
+/// `total` messages of each of `users` users, each written with its vector of `dims`.
+async fn fill_users<B: Backend + Clone>(backend: &B, total: usize, dims: usize, users: usize) {
+    for user in 0..users {
         for i in 0..THREADS {
             let tag = Metadata::new().with("user_id", serde_json::json!(format!("u{user}")));
             let add = Add::new(user_thread(user, i), Role::User, Content::text("opening"));
@@ -351,5 +356,80 @@ pub(crate) fn run_writes(options: &Options) -> Vec<Row> {
         let drop = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
         sqlx::raw_sql(AssertSqlSafe(drop)).execute(&mut admin).await.expect("drop the schema");
         rows
+    })
+}
+
+/// `--only recall-1m` (never in a full run: its fill takes minutes and 2 GB of disk): one user's
+/// 1,000,000 messages of 384 dimensions in a SQLite file, through a `VectorIndex`: its build,
+/// exact and approximate top-10 (with recall@10) against the bench's scan of the same vectors.
+pub(crate) fn run_million(options: &Options) -> Vec<Row> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    let total = if options.quick { 20_000 } else { 1_000_000 };
+    let queries = options.scale(20, 5);
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteBackend::open(dir.path().join("recall-1m.db")).await.expect("open");
+        fill_users(&store, total, DIMS, 1).await;
+        let index = VectorIndex::new().with_budget(8 << 30);
+        let pipeline = Pipeline::builder().layer(index.layer()).build(store.clone());
+        let query = |i: usize| vector_of(1_000_000_000 + i as u64, DIMS);
+        let nearest =
+            |i: usize| Nearest::new(Embedding::new(MODEL, query(i))).for_resource("user_id", "u0").with_limit(10);
+        let t = Instant::now();
+        pipeline.nearest(nearest(0)).await.expect("nearest");
+        let built = t.elapsed().as_secs_f64() * 1e6;
+        let (mut exact, mut rough, mut found) = (Vec::new(), Vec::new(), 0);
+        for i in 0..queries {
+            let t = Instant::now();
+            let best = pipeline.nearest(nearest(i)).await.expect("nearest");
+            exact.push(t.elapsed());
+            let t = Instant::now();
+            let approximate = pipeline.nearest(nearest(i).approximate()).await.expect("nearest");
+            rough.push(t.elapsed());
+            found += best.iter().filter(|b| approximate.iter().any(|a| a.message.id == b.message.id)).count();
+        }
+        let stats = index.stats();
+        drop(pipeline);
+        store.close().await;
+        let held: Vec<Vec<f32>> = (0..total).map(|i| vector(i as u64)).collect();
+        let mut scanned = Vec::new();
+        for i in 0..queries {
+            let q = query(i);
+            let t = Instant::now();
+            let mut scores: Vec<(f32, usize)> =
+                held.iter().enumerate().map(|(at, v)| (similarity(&q, v), at)).collect();
+            scores.select_nth_unstable_by(9, |a, b| b.0.total_cmp(&a.0));
+            std::hint::black_box(&scores[..10]);
+            scanned.push(t.elapsed());
+        }
+        let (e50, e99) = p50_p99(&mut scanned);
+        let (x50, x99) = p50_p99(&mut exact);
+        let (a50, a99) = p50_p99(&mut rough);
+        let recall_at_10 = found as f64 / (10 * queries) as f64;
+        let per_million = stats.resident_bytes as f64 / stats.vectors as f64 * 1e6 / 1_073_741_824.0;
+        vec![
+            Row::new(
+                format!("recall-1m: exact scan in this process, {total} vectors ({DIMS} dims)"),
+                queries as u64,
+                0.0,
+            )
+            .latency(e50, e99),
+            Row::new(
+                format!("recall-1m (SQLite): nearest top-10 of {total} through a VectorIndex"),
+                queries as u64,
+                0.0,
+            )
+            .latency(x50, x99)
+            .ratio(x50 / e50, "p50, the index / the scan in this process")
+            .target(Target::RatioAtMost(1.5)),
+            Row::new(format!("recall-1m (SQLite): nearest top-10 of {total}, approximate"), queries as u64, 0.0)
+                .latency(a50, a99)
+                .ratio(a50 / e50, "p50, approximate / the scan in this process")
+                .target(Target::RatioAtMost(0.2))
+                .note(format!("recall@10 {recall_at_10:.3} (target ≥ 0.95)")),
+            Row::new(format!("recall-1m (SQLite): the VectorIndex's first query, {total} built from the rows"), 1, 0.0)
+                .latency(built, built)
+                .note(format!("{} vectors held, {per_million:.2} GiB per million", stats.vectors)),
+        ]
     })
 }

@@ -80,9 +80,12 @@ impl Feed {
         // `enable_bitmapscan` off for the pass: the pending index keeps an entry of every event
         // numbered since the last vacuum, and a bitmap scan visits them all on every pass (10 ms
         // at 200,000, each feed read); an index scan marks them dead the first time and skips
-        // them after (0.3 ms).
+        // them after (0.3 ms). `jit` off: statistics taken while events waited for their number
+        // make the planner expect thousands pending (and millions of rows out of the join with
+        // `head`), past `jit_above_cost`, and compiling the plan took 100 to 170 ms of every
+        // pass, each feed read, for a pass that numbers nothing.
         let sequence_sql = format!(
-            "BEGIN; SET LOCAL enable_bitmapscan = off; {LOCK_PASSES}; \
+            "BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off; {LOCK_PASSES}; \
              WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed \
                                WHERE position IS NULL ORDER BY id LIMIT {PASS_LIMIT}), \
                   total AS (SELECT count(*) AS n FROM pending), \
