@@ -130,19 +130,8 @@ async fn latency<B: Backend + Clone>(store: &str, backend: &B, total: usize, dim
     }
     let rough_rate = rate(n, start.elapsed());
     let recall_at_10 = found_exact as f64 / (10 * n) as f64;
-    // The engine limit: the same vectors in memory, scanned by the same arithmetic.
-    let held: Vec<Vec<f32>> = (0..total).map(|i| vector_of(i as u64, dims)).collect();
-    let mut scanned = Vec::with_capacity(n);
-    let start = Instant::now();
-    for i in 0..n {
-        let q = query(i);
-        let t = Instant::now();
-        let mut scores: Vec<(f32, usize)> = held.iter().enumerate().map(|(at, v)| (similarity(&q, v), at)).collect();
-        scores.select_nth_unstable_by(9, |a, b| b.0.total_cmp(&a.0));
-        std::hint::black_box(&scores[..10]);
-        scanned.push(t.elapsed());
-    }
-    let scan_rate = rate(n, start.elapsed());
+    let mut scanned = scans(total, dims, n, query);
+    let scan_rate = rate(n, scanned.iter().sum());
     let (s50, s99) = p50_p99(&mut stored);
     let (i50, i99) = p50_p99(&mut indexed);
     let (a50, a99) = p50_p99(&mut rough);
@@ -187,6 +176,24 @@ async fn latency<B: Backend + Clone>(store: &str, backend: &B, total: usize, dim
         .latency(built.as_secs_f64() * 1e6, built.as_secs_f64() * 1e6)
         .note(format!("{} vectors of 2 users held, {per_100k:.0} MiB per 100k vectors", stats.vectors)),
     ]
+}
+
+/// The engine limit: the `total` vectors of `dims` a fill wrote for user 0, held in memory and
+/// scanned by the stores' arithmetic (`similarity`), top 10 by `select_nth_unstable`; the time of
+/// each of `n` queries (`query(i)`), the holding aside.
+fn scans(total: usize, dims: usize, n: usize, query: impl Fn(usize) -> Vec<f32>) -> Vec<std::time::Duration> {
+    let held: Vec<Vec<f32>> = (0..total).map(|i| vector_of(i as u64, dims)).collect();
+    (0..n)
+        .map(|i| {
+            let q = query(i);
+            let t = Instant::now();
+            let mut scores: Vec<(f32, usize)> =
+                held.iter().enumerate().map(|(at, v)| (similarity(&q, v), at)).collect();
+            scores.select_nth_unstable_by(9, |a, b| b.0.total_cmp(&a.0));
+            std::hint::black_box(&scores[..10]);
+            t.elapsed()
+        })
+        .collect()
 }
 
 /// One caller: `n` adds alone, `n` adds carrying their embedding (written in the add's
@@ -391,17 +398,7 @@ pub(crate) fn run_million(options: &Options) -> Vec<Row> {
         let stats = index.stats();
         drop(pipeline);
         store.close().await;
-        let held: Vec<Vec<f32>> = (0..total).map(|i| vector(i as u64)).collect();
-        let mut scanned = Vec::new();
-        for i in 0..queries {
-            let q = query(i);
-            let t = Instant::now();
-            let mut scores: Vec<(f32, usize)> =
-                held.iter().enumerate().map(|(at, v)| (similarity(&q, v), at)).collect();
-            scores.select_nth_unstable_by(9, |a, b| b.0.total_cmp(&a.0));
-            std::hint::black_box(&scores[..10]);
-            scanned.push(t.elapsed());
-        }
+        let mut scanned = scans(total, DIMS, queries, query);
         let (e50, e99) = p50_p99(&mut scanned);
         let (x50, x99) = p50_p99(&mut exact);
         let (a50, a99) = p50_p99(&mut rough);

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use persist_core::args::{Add, Delete, Reserve, Update, UpdateContent};
 use persist_core::vector::{Embed, Embedding, Nearest};
 use persist_core::{Content, Context, Message, Metadata, Pipeline, Role, TenantId, Timestamp};
+use persist_ops::PipelineExt;
+use persist_ops::lifecycle::Prune;
 use persist_recall::VectorIndex;
 use serde_json::json;
 
@@ -16,6 +18,15 @@ use crate::fixture::{ctx, t, tenant};
 use crate::{Factory, Outcome};
 
 const DIMS: usize = 6;
+
+/// Skips a check on a backend that does not declare `vectors` and `feed` (the index reads both).
+macro_rules! gate {
+    ($store:ident) => {
+        if !$store.caps().vectors || !$store.caps().feed {
+            return $store.skip(Outcome::Skipped("the backend does not declare `vectors` and `feed`")).await;
+        }
+    };
+}
 
 /// A small deterministic generator (xorshift), so a failure repeats.
 struct Rng(u64);
@@ -125,9 +136,7 @@ async fn compare(plain: &Pipeline, indexed: &Pipeline, rng: &mut Rng, written: &
 /// another handle, and over its budget (the store answers, as exactly).
 pub async fn check_the_vector_index_answers_as_the_scan<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    if !store.caps().vectors || !store.caps().feed {
-        return store.skip(Outcome::Skipped("the backend does not declare `vectors` and `feed`")).await;
-    }
+    gate!(store);
     let b = Arc::clone(store.b());
     let plain = Pipeline::new(Arc::clone(&b));
     let index = VectorIndex::new();
@@ -165,6 +174,12 @@ pub async fn check_the_vector_index_answers_as_the_scan<F: Factory>(factory: &F)
     scoped.delete(Delete::thread(t("ix-3"))).await.expect("delete a thread");
     scoped.delete(Delete::purge(t("ix-3"))).await.expect("purge it");
     compare(&plain, &indexed, &mut rng, &written, "after deletes and changes").await;
+
+    // Retention (persist-ops' prune: each thread's latest three messages kept, every tenant's),
+    // whose deletes go through the pipeline as any caller's.
+    let report = plain.prune(Prune::new().with_keep_latest(3)).await.expect("prune");
+    assert!(report.done && report.deleted_messages > 0, "one batch holds every thread here: {report:?}");
+    compare(&plain, &indexed, &mut rng, &written, "after retention").await;
 
     // A message without a vector, seen by the index, then embedded: the embed's own event.
     let fresh = scoped.add(Add::new(t("ix-0"), Role::User, Content::text("fresh"))).await.expect("add").message;
@@ -207,9 +222,7 @@ pub async fn check_the_vector_index_answers_as_the_scan<F: Factory>(factory: &F)
 /// again when asked), every answer still the store's.
 pub async fn check_the_vector_index_keeps_to_its_budget<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    if !store.caps().vectors || !store.caps().feed {
-        return store.skip(Outcome::Skipped("the backend does not declare `vectors` and `feed`")).await;
-    }
+    gate!(store);
     let b = Arc::clone(store.b());
     let plain = Pipeline::new(Arc::clone(&b));
     let tenants = [None, Some(tenant("acme"))];
