@@ -285,7 +285,12 @@ impl SqliteBackendBuilder {
     }
 
     /// Turns the full-text search index on or off (see `persist::search`): every write that
-    /// inserts, changes or removes a message's text updates it in the same transaction.
+    /// inserts, changes or removes a message's text updates it. A removal, and a change of a
+    /// message indexed, takes its old words out in the same transaction; a new text (in a store
+    /// of this build's format) waits, by its row, and is indexed with others, in one write,
+    /// once 128 rows wait, when the writer is idle, when the handle closes, and before any
+    /// search, through any handle or process, reads the index: a search right after a write
+    /// finds it.
     ///
     /// The setting is the file's (on for a new file): a handle that does not call this keeps it
     /// as it is, so a tool opening the file for a moment (the `persist` command line) never

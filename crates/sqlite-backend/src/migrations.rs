@@ -44,6 +44,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (21, "working memory feed", include_str!("../migrations/0021_working_memory_feed.sql")),
     (22, "spent keys", include_str!("../migrations/0022_spent_keys.sql")),
     (23, "embed feed", include_str!("../migrations/0023_embed_feed.sql")),
+    (24, "search pending", include_str!("../migrations/0024_search_pending.sql")),
 ];
 
 /// The migrations, in version order.
@@ -62,7 +63,9 @@ pub(crate) fn known() -> impl Iterator<Item = (persist_core::schema::SchemaMigra
 /// the feed's rows a resource (working memory's events), which every read of the feed reads: a
 /// read-only handle on an older file refuses feed reads only. Version 22 (spent keys) is read by
 /// writes only; version 23 named the op of an `embed`'s event in the feed's view, which an older
-/// file, without such events, reads as it is.
+/// file, without such events, reads as it is. Version 24 added the table of messages waiting
+/// for the search index, which a search reads when the file has it (an older file has none
+/// waiting).
 const OLDEST_READ_AS_IS: i64 = 17;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot
@@ -190,8 +193,10 @@ async fn copy_progress(conn: &mut sqlx::SqliteConnection) -> Result<(i64, i64)> 
 
 /// The format level this build writes: 1, packed rows (`migrations/0015`); 2, the change
 /// feed's events in `persist_events` (`migrations/0016`); 3, messages in `persist_messages`
-/// alone (`migrations/0017`: `messages` and its mirrors gone, see `sql/finish_messages.sql`).
-pub(crate) const FORMAT: i64 = 3;
+/// alone (`migrations/0017`: `messages` and its mirrors gone, see `sql/finish_messages.sql`);
+/// 4, the search index kept later (`migrations/0024`, `sql/defer_search.sql`: an instance of an
+/// earlier build, which searches the index alone, would miss the messages waiting for it).
+pub(crate) const FORMAT: i64 = 4;
 
 /// The lowest format level at which contents are written in their packed form (1).
 pub(crate) const COMPACT_CONTENTS: i64 = 1;
@@ -224,10 +229,12 @@ pub(crate) async fn is_new(path: &Path, busy_timeout: Duration) -> bool {
 /// Raises the store's format to this build's (`FORMAT`) and answers whether it was lower.
 ///
 /// Format 2 names threads by their keys in the feed's events, format 3 hands messages over to
-/// `persist_messages` alone: the threads made before version 16 get their keys and the earlier
-/// messages are copied first (see [`copy_messages`]), then one transaction moves the triggers
-/// of `messages` to it, drops the mirrors between the two and renames `messages`, which is
-/// emptied in batches and dropped. A run stopped part-way goes on from where it stopped.
+/// `persist_messages` alone, format 4 keeps the search index later: the threads made before
+/// version 16 get their keys and the earlier messages are copied first (see
+/// [`copy_messages`]), then one transaction moves the triggers of `messages` to it, drops the
+/// mirrors between the two, renames `messages` (emptied in batches and dropped after) and
+/// makes the search index's triggers record the rows they index later
+/// (`sql/defer_search.sql`). A run stopped part-way goes on from where it stopped.
 pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bool> {
     copy_messages(conn).await?;
     let context = "raising the store's format";
@@ -237,6 +244,14 @@ pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bo
     let mirrored = has(&mut *tx, "trigger", "persist_mirror_inserted").await.map_err(|e| map_sqlx(context, e))?;
     if mirrored {
         sqlx::raw_sql(FINISH_MESSAGES).execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
+    }
+    // Format 4: the search index kept later, once its triggers are on `persist_messages`.
+    let deferred: bool = sqlx::query_scalar("SELECT indexed IS NOT NULL FROM persist_search_state")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| map_sqlx(context, e))?;
+    if !deferred {
+        sqlx::raw_sql(DEFER_SEARCH).execute(&mut *tx).await.map_err(|e| map_sqlx(context, e))?;
     }
     let raised = sqlx::query(
         "INSERT INTO persist_format (id, level) VALUES (1, ?1) \
@@ -253,6 +268,9 @@ pub(crate) async fn raise_format(conn: &mut sqlx::SqliteConnection) -> Result<bo
 
 /// The statements that hand messages over to `persist_messages` alone (format 3).
 const FINISH_MESSAGES: &str = include_str!("../sql/finish_messages.sql");
+
+/// The statements that keep the search index later (format 4).
+const DEFER_SEARCH: &str = include_str!("../sql/defer_search.sql");
 
 /// Rows (threads keyed, messages copied or removed) a transaction of [`raise_format`] and
 /// [`copy_messages`] takes.

@@ -38,6 +38,9 @@ pub(crate) struct Shared {
     pub(crate) read_only: bool,
     /// The search index is kept (as far as this handle knows: a search reads the file's state).
     pub(crate) search: bool,
+    /// The file has the table of messages waiting for the search index (schema version 24):
+    /// false only for a read-only handle on an older file.
+    pub(crate) search_waiting: bool,
     /// The file's feed has what every read of the feed reads (schema version 21): false only for
     /// a read-only handle on an older file.
     pub(crate) feed_readable: bool,

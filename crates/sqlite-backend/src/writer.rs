@@ -91,11 +91,14 @@ pub(crate) async fn run(
                     });
                     match tokio::time::timeout(WalLimit::IDLE, receive).await {
                         Ok(taken) => break taken,
-                        // No write for a while: a log grown past its limit can be cut back.
-                        Err(_) if wal.over() => {
-                            let _ = checkpoints.try_send(Checkpoint::Trim);
+                        // No write for a while: a log grown past its limit can be cut back, and
+                        // the messages waiting for the search index are indexed.
+                        Err(_) => {
+                            if wal.over() {
+                                let _ = checkpoints.try_send(Checkpoint::Trim);
+                            }
+                            index_waiting(&mut conn, &gate).await;
                         }
-                        Err(_) => {}
                     }
                 };
                 if taken == 0 {
@@ -214,7 +217,27 @@ pub(crate) async fn run(
             }
         }
     }
+    // What waits for the search index is indexed before the handle lets the file go.
+    index_waiting(&mut conn, &gate).await;
     let _ = conn.close().await;
+}
+
+/// Indexes the messages waiting for the search index (`migrations/0024`), if any, in a
+/// transaction of their own: when the writer is idle, and as it closes. A failure (the file
+/// busy) leaves them waiting, for the next search or write.
+async fn index_waiting(conn: &mut SqliteConnection, gate: &Gate) {
+    let waiting = sqlx::query_scalar::<_, bool>(crate::search::ANY_WAITING).fetch_one(&mut *conn).await;
+    if !matches!(waiting, Ok(true)) {
+        return;
+    }
+    gate.take().await;
+    if execute(conn, "BEGIN IMMEDIATE").await.is_ok() {
+        let indexed = sqlx::raw_sql(crate::search::FLUSH).execute(&mut *conn).await;
+        if indexed.is_err() || execute(conn, "COMMIT").await.is_err() {
+            rollback(conn).await;
+        }
+    }
+    gate.give_back();
 }
 
 /// Sends each job of a committed group its answer. A caller that stopped waiting does not read

@@ -14,7 +14,7 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     sqlx::Connection::close(shipped_schema(&dir, &path, 16).await).await.unwrap();
     let before = std::fs::read(&path).unwrap();
     let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (16, 23));
+    assert_eq!((status.applied, status.latest), (16, 24));
     let pending: Vec<_> = status.pending.iter().map(|m| (m.version, m.description.as_str())).collect();
     assert_eq!(
         pending,
@@ -25,7 +25,8 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
             (20, "working memory"),
             (21, "working memory feed"),
             (22, "spent keys"),
-            (23, "embed feed")
+            (23, "embed feed"),
+            (24, "search pending")
         ]
     );
     let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
@@ -33,8 +34,8 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     let said = refused.to_string();
     assert!(
         said.contains(
-            "schema version 16, this build needs 23 (pending: 17 compact messages, 18 messages view, 19 embeddings, \
-             20 working memory, 21 working memory feed, 22 spent keys, 23 embed feed)"
+            "schema version 16, this build needs 24 (pending: 17 compact messages, 18 messages view, 19 embeddings, \
+             20 working memory, 21 working memory feed, 22 spent keys, 23 embed feed, 24 search pending)"
         ),
         "{said}"
     );
@@ -45,7 +46,7 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     assert!(!dir.path().join("behind.db-wal").exists());
     // For reads only too: exactly this build's version, or refused.
     let refused = SqliteBackend::builder(&path).read_only(true).migrate(false).open().await.unwrap_err();
-    assert!(refused.to_string().contains("this build needs 23"), "{refused}");
+    assert!(refused.to_string().contains("this build needs 24"), "{refused}");
     assert!(refused.to_string().contains("behind.db"), "names the file: {refused}");
 
     // Migrated by a handle that does, then opened without migrating.
@@ -90,7 +91,7 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     sqlx::Connection::close(conn).await.unwrap();
     assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().is_ahead());
     let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
-    assert!(refused.to_string().contains("newer than this build's 23"), "{refused}");
+    assert!(refused.to_string().contains("newer than this build's 24"), "{refused}");
 
     // A file that does not exist: version 0, not created.
     let missing = dir.path().join("missing.db");

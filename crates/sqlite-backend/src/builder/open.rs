@@ -92,6 +92,13 @@ impl SqliteBackendBuilder {
         .fetch_one(&readers)
         .await
         .unwrap_or(false);
+        // Whether a search has messages waiting for the index to look at (an older file has none).
+        let search_waiting = sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'persist_search_pending')",
+        )
+        .fetch_one(&readers)
+        .await
+        .unwrap_or(false);
         // No writer: its queue is closed, and it counts as stopped.
         let (jobs, _) = mpsc::channel(1);
         let (stop, _) = mpsc::channel(1);
@@ -114,6 +121,7 @@ impl SqliteBackendBuilder {
             busy_timeout: self.busy_timeout,
             read_only: true,
             search,
+            search_waiting,
             feed_readable,
         });
         Ok(SqliteBackend { shared })
@@ -264,6 +272,7 @@ impl SqliteBackendBuilder {
             busy_timeout: self.busy_timeout,
             read_only: false,
             search,
+            search_waiting: true,
             feed_readable: true,
         });
         if let Some(hub) = hub {

@@ -89,6 +89,8 @@ pub(crate) enum Write {
         only_session: Option<SessionId>,
         to: BindingState,
     },
+    /// Indexes the messages waiting for the search index (before a search reads it).
+    IndexWaiting,
 }
 
 /// The answer to a [`Write`].
@@ -96,6 +98,8 @@ pub(crate) enum Answer {
     Persist(PersistResult),
     Bound(SessionBinding),
     Marked(bool),
+    /// The messages waiting for the search index are indexed.
+    Indexed,
 }
 
 /// Applies one write. The caller owns the transaction.
@@ -103,6 +107,13 @@ pub(crate) async fn apply(conn: &mut SqliteConnection, write: &Write, limits: &L
     match write {
         Write::Persist(args) => persist(conn, args, limits).await.map(Answer::Persist),
         Write::Bind(bind) => bind_session(conn, bind).await.map(Answer::Bound),
+        Write::IndexWaiting => {
+            sqlx::raw_sql(crate::search::FLUSH)
+                .execute(&mut *conn)
+                .await
+                .map_err(sql("indexing the messages waiting for the search index"))?;
+            Ok(Answer::Indexed)
+        }
         Write::Mark { tenant, agent_id, thread_id, only_session, to } => {
             let marked = sqlx::query(
                 "UPDATE session_bindings SET state = ?4, updated_at = ?5 \
