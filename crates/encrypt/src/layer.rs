@@ -112,7 +112,10 @@ impl EncryptLayer {
     /// `Unsupported`. A vector is stored in the clear, and it leaks what its message means (close
     /// texts have close vectors; a vector can be matched against guesses, or inverted into text
     /// like the original): turn this on only where the vectors' store is trusted as the clear text
-    /// would be.
+    /// would be. Crypto-shredding does not reach them: destroying a tenant's keys
+    /// ([`KeyRing::destroy_tenant`](crate::KeyRing::destroy_tenant)) leaves its vectors in the
+    /// store, readable, until its threads are deleted and purged (which removes their vectors),
+    /// and in a `VectorIndex` below this layer until `VectorIndex::forget` drops its copy.
     pub fn clear_vectors(self, allow: bool) -> Self {
         self.edit(|sealer| sealer.clear_vectors = allow)
     }

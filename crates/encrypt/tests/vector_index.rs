@@ -51,3 +51,42 @@ async fn above_a_layer_that_keeps_vectors_out_the_caller_gets_its_refusal() {
     let stats = index.stats();
     assert_eq!((stats.answered, stats.fallbacks, stats.tenants), (0, 1, 0), "{stats:?}");
 }
+
+/// Crypto-shredding a tenant with an index below the layer: its queries are answered as
+/// without the index (the layer decides), the other tenants' as before, and `forget` drops the
+/// index's copy of its vectors, which no refused query would reach again.
+#[tokio::test]
+async fn a_shredded_tenant_is_answered_as_without_the_index_and_forgotten() {
+    use persist::encrypt::{KeyId, SecretKey};
+    use persist::{Context, TenantId};
+
+    let ring = support::ring();
+    let acme = TenantId::new("acme").unwrap();
+    ring.add_tenant_key(&acme, KeyId::new("acme-1").unwrap(), SecretKey::new([99; 32])).unwrap();
+    let store = MemoryBackend::new();
+    let layer = || support::layer(ring.clone()).clear_vectors(true);
+    let plain = Pipeline::builder().layer(layer()).build(store.clone());
+    let index = VectorIndex::new();
+    let indexed = Pipeline::builder().layer(layer()).layer(index.layer()).build(store.clone());
+    let of = |name: &str| Context::new().with_tenant(TenantId::new(name).unwrap());
+    for name in ["acme", "globex"] {
+        let add = Add::new(ThreadId::new("t").unwrap(), Role::User, Content::text(format!("{name}'s")))
+            .with_embedding(Embedding::new("m", vec![1.0, 0.0]))
+            .with_context(of(name));
+        plain.add(add).await.unwrap();
+    }
+    let query = |name: &str| Nearest::new(Embedding::new("m", vec![1.0, 0.0])).with_context(of(name));
+    for name in ["acme", "globex"] {
+        assert_eq!(indexed.nearest(query(name)).await.unwrap().len(), 1);
+    }
+    assert_eq!(index.stats().tenants, 2);
+
+    ring.destroy_tenant(&acme);
+    let shredded = format!("{:?}", indexed.nearest(query("acme")).await);
+    assert_eq!(shredded, format!("{:?}", plain.nearest(query("acme")).await));
+    assert!(shredded.contains("destroyed") || shredded.contains("Unreadable"), "{shredded}");
+    assert_eq!(indexed.nearest(query("globex")).await.unwrap(), plain.nearest(query("globex")).await.unwrap());
+    index.forget(Some(&acme));
+    let stats = index.stats();
+    assert_eq!((stats.tenants, stats.vectors), (1, 1), "{stats:?}");
+}

@@ -52,7 +52,9 @@ mod openai;
 mod recall;
 
 pub use self::embedder::{Embedder, HashEmbedder};
-pub use self::index::{DEFAULT_INDEX_BUDGET, IndexStats, VectorIndex, VectorIndexLayer, VectorIndexService};
+pub use self::index::{
+    DEFAULT_INDEX_BUDGET, DEFAULT_PROBES_ONE_IN, IndexStats, VectorIndex, VectorIndexLayer, VectorIndexService,
+};
 pub use self::layer::{AutoEmbed, AutoEmbedLayer};
 #[cfg(feature = "openai")]
 pub use self::openai::{MAX_INPUTS_PER_REQUEST, OpenAiEmbedder};

@@ -3,7 +3,7 @@
 //! the time. (Its exact answers are checked against every backend's scan by the conformance
 //! suite, `vector_index`.)
 
-use persist::args::Add;
+use persist::args::{Add, Delete};
 use persist::memory::MemoryBackend;
 use persist::recall::VectorIndex;
 use persist::vector::{Embedding, Nearest};
@@ -57,4 +57,98 @@ async fn approximate_answers_carry_exact_scores_and_find_the_exact_top_ten() {
     assert!(recall >= 0.95, "recall@10 {recall}");
     let stats = index.stats();
     assert_eq!(stats.fallbacks, 0, "{stats:?}");
+}
+
+/// A unit vector near topic `topic`'s centre: the centre plus noise of half its length, as
+/// embeddings of texts on one subject sit near each other.
+fn on_topic(topic: u64, n: u64, dims: usize) -> Vec<f32> {
+    let unit = |mut v: Vec<f32>| {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    };
+    let (centre, noise) = (unit(vector(topic, dims)), unit(vector(5_000_000 + n, dims)));
+    unit(centre.iter().zip(&noise).map(|(c, e)| c + 0.5 * e).collect())
+}
+
+#[tokio::test]
+async fn over_many_vectors_approximate_queries_read_the_nearest_lists() {
+    const DIMS: usize = 48;
+    let index = VectorIndex::new().with_clusters_from(1_000);
+    let pipeline = Pipeline::builder().layer(index.layer()).build(MemoryBackend::new());
+    let thread = |n: u64| ThreadId::new(format!("t{}", n % 40)).unwrap();
+    for n in 0..6_000u64 {
+        let add = Add::new(thread(n), Role::User, Content::text(format!("m{n}")))
+            .with_embedding(Embedding::new("m", on_topic(n % 60, n, DIMS)));
+        pipeline.add(add).await.unwrap();
+    }
+    let query = |q: u64| Nearest::new(Embedding::new("m", on_topic(q % 60, 9_000_000 + q, DIMS))).with_limit(10);
+    // Exact queries read every vector: no lists learnt.
+    pipeline.nearest(query(0)).await.unwrap();
+    assert_eq!(index.stats().clustered, 0);
+    let (mut found, mut found_in_thread, queries) = (0, 0, 60);
+    for q in 0..queries {
+        let exact = pipeline.nearest(query(q)).await.unwrap();
+        let rough = pipeline.nearest(query(q).approximate()).await.unwrap();
+        assert_eq!(rough.len(), 10);
+        for pair in rough.windows(2) {
+            assert!(pair[0].score >= pair[1].score, "best first");
+        }
+        found += exact.iter().filter(|e| rough.iter().any(|r| r.message.id == e.message.id)).count();
+        // A filter that passes one vector in forty: the lists are read until enough pass it.
+        let only = thread(q);
+        let exact = pipeline.nearest(query(q).in_thread(only.clone())).await.unwrap();
+        let rough = pipeline.nearest(query(q).in_thread(only.clone()).approximate()).await.unwrap();
+        assert_eq!(rough.len(), 10);
+        assert!(rough.iter().all(|hit| hit.message.thread_id == only), "only the thread's");
+        found_in_thread += exact.iter().filter(|e| rough.iter().any(|r| r.message.id == e.message.id)).count();
+    }
+    assert_eq!(index.stats().clustered, 6_000, "{:?}", index.stats());
+    let recall = found as f64 / (10 * queries) as f64;
+    assert!(recall >= 0.95, "recall@10 {recall}");
+    let recall = found_in_thread as f64 / (10 * queries) as f64;
+    assert!(recall >= 0.95, "recall@10 in one thread {recall}");
+
+    // The lists follow the writes: a vector written now is found, a thread deleted is not.
+    let target = on_topic(7, 77_777, DIMS);
+    let add =
+        Add::new(thread(5), Role::User, Content::text("late")).with_embedding(Embedding::new("m", target.clone()));
+    pipeline.add(add).await.unwrap();
+    let best = pipeline.nearest(Nearest::new(Embedding::new("m", target)).with_limit(1).approximate()).await.unwrap();
+    assert_eq!(best[0].message.content, Content::text("late"));
+    pipeline.delete(Delete::thread(thread(3))).await.unwrap();
+    for q in 0..20 {
+        let rough = pipeline.nearest(query(q).with_limit(50).approximate()).await.unwrap();
+        assert_eq!(rough.len(), 50);
+        assert!(rough.iter().all(|hit| hit.message.thread_id != thread(3)), "a deleted thread's vectors are gone");
+    }
+    let stats = index.stats();
+    assert_eq!(stats.clustered, 6_001 - 150, "{stats:?}");
+    assert_eq!(stats.fallbacks, 0, "{stats:?}");
+}
+
+/// A feed that retention trimmed past the index's position: the index builds again from the
+/// rows and answers as the store.
+#[tokio::test]
+async fn a_feed_trimmed_past_the_index_makes_it_build_again() {
+    use persist::feed::FeedRetention;
+    let store = MemoryBackend::new().with_feed(Some(FeedRetention::forever().with_max_events(Some(8))));
+    let index = VectorIndex::new();
+    let pipeline = Pipeline::builder().layer(index.layer()).build(store.clone());
+    let add = |n: u64| {
+        Add::new(ThreadId::new(format!("t{}", n % 3)).unwrap(), Role::User, Content::text(format!("m{n}")))
+            .with_embedding(Embedding::new("m", vector(n, 8)))
+    };
+    pipeline.add(add(0)).await.unwrap();
+    let query = Nearest::new(Embedding::new("m", vector(99, 8))).with_limit(5);
+    pipeline.nearest(query.clone()).await.unwrap();
+    assert_eq!(index.stats().builds, 1);
+    // Thirty events: the feed keeps the last eight, far past the index's position.
+    for n in 1..=30 {
+        pipeline.add(add(n)).await.unwrap();
+    }
+    let found = pipeline.nearest(query.clone()).await.unwrap();
+    assert_eq!(found, Pipeline::builder().build(store).nearest(query).await.unwrap());
+    let stats = index.stats();
+    assert_eq!((stats.builds, stats.vectors, stats.fallbacks), (2, 31, 0), "{stats:?}");
 }

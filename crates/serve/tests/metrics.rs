@@ -127,7 +127,7 @@ async fn the_vector_index_is_rendered_at_each_scrape() {
     use persist::{Content, Role, ThreadId};
     use persist_recall::VectorIndex;
 
-    let index = VectorIndex::new().with_budget(8 << 20);
+    let index = VectorIndex::new().with_budget(8 << 20).with_clusters_from(2);
     let prometheus = Prometheus::new().with_vector_index(index.clone());
     let pipeline = Pipeline::builder().layer(index.layer()).build(MemoryBackend::new());
     let gauge = |scrape: &Scrape, metric: &str| match sample(scrape, metric, &[]).value {
@@ -151,4 +151,9 @@ async fn the_vector_index_is_rendered_at_each_scrape() {
     assert!(gauge(&after, "persist_vector_index_resident_bytes") > 0.0);
     assert_eq!(counter(&after, "persist_vector_index_queries_total", &[("answered", "index")]), 1.0);
     assert_eq!(counter(&after, "persist_vector_index_builds_total", &[]), 1.0);
+    assert_eq!(gauge(&after, "persist_vector_index_clustered_vectors"), 0.0);
+    // An approximate query over two vectors or more learns the lists.
+    pipeline.nearest(Nearest::new(Embedding::new("m", vec![1.0, 0.0])).approximate()).await.unwrap();
+    let clustered = scrape(prometheus.render());
+    assert_eq!(gauge(&clustered, "persist_vector_index_clustered_vectors"), 2.0);
 }

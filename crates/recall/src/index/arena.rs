@@ -8,6 +8,9 @@ use std::collections::{BinaryHeap, HashMap};
 use persist_core::vector::{Nearest, StoredEmbedding, similarity};
 use persist_core::{MessageId, Metadata, Role, Status, ThreadId, Timestamp};
 
+use super::clusters::Clusters;
+use super::quant::{dot, quantize};
+
 /// A thread as the index knows it.
 #[derive(Debug)]
 pub(super) struct ThreadEntry {
@@ -38,31 +41,9 @@ pub(super) struct Arena {
     scales: Vec<f32>,
     pub(super) slots: Vec<Slot>,
     by_key: HashMap<(u32, u64), u32>,
-}
-
-/// `vector` as whole numbers from -127 to 127, and the scale that brings them back.
-fn quantize(vector: &[f32], codes: &mut [i8]) -> f32 {
-    let largest = vector.iter().fold(0.0_f32, |m, x| m.max(x.abs()));
-    let scale = if largest > 0.0 { largest / 127.0 } else { 1.0 };
-    for (code, x) in codes.iter_mut().zip(vector) {
-        *code = (x / scale).round().clamp(-127.0, 127.0) as i8;
-    }
-    scale
-}
-
-/// The dot product of two quantized vectors, in whole numbers: sixteen running sums, which the
-/// compiler keeps in vector registers (twice the speed of one sum, measured).
-fn dot(a: &[i8], b: &[i8]) -> i32 {
-    let mut sums = [0_i32; 16];
-    let (pairs_a, pairs_b) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: i32 =
-        pairs_a.remainder().iter().zip(pairs_b.remainder()).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum();
-    for (x, y) in pairs_a.zip(pairs_b) {
-        for lane in 0..16 {
-            sums[lane] += i32::from(x[lane]) * i32::from(y[lane]);
-        }
-    }
-    sums.iter().sum::<i32>() + tail
+    /// The lists an approximate query over many vectors reads instead of every vector, once
+    /// learnt (they follow every write).
+    clusters: Option<Clusters>,
 }
 
 impl Arena {
@@ -74,6 +55,7 @@ impl Arena {
             scales: Vec::new(),
             slots: Vec::new(),
             by_key: HashMap::new(),
+            clusters: None,
         }
     }
 
@@ -110,12 +92,23 @@ impl Arena {
             }
         };
         self.scales[at] = quantize(vector, &mut self.codes[at * dims..(at + 1) * dims]);
+        if let Some(clusters) = &mut self.clusters {
+            let codes = &self.codes[at * dims..(at + 1) * dims];
+            if clusters.len() == at {
+                clusters.push(thread, codes, self.scales[at]);
+            } else {
+                clusters.replace(at as u32, thread, codes, self.scales[at]);
+            }
+        }
     }
 
     /// Removes the vector of `(thread, seq)`, if any: the last one moves into its place.
     fn remove(&mut self, thread: u32, seq: u64) {
         let Some(at) = self.by_key.remove(&(thread, seq)) else { return };
         let (at, last) = (at as usize, self.slots.len() - 1);
+        if let Some(clusters) = &mut self.clusters {
+            clusters.swap_remove(at as u32);
+        }
         if at != last {
             let moved = (self.slots[last].thread, self.slots[last].seq);
             self.vectors.copy_within(last * self.dims..(last + 1) * self.dims, at * self.dims);
@@ -146,6 +139,29 @@ impl Arena {
             + self.slots.capacity() * std::mem::size_of::<Slot>()
             + self.slots.iter().map(|s| s.message_id.as_str().len()).sum::<usize>()
             + self.by_key.capacity() * (std::mem::size_of::<((u32, u64), u32)>() + 1)
+            + self.clusters.as_ref().map_or(0, Clusters::bytes)
+    }
+
+    /// Whether an approximate query should have the lists learnt first: `from` vectors or more
+    /// and no lists that fit them. Lists that no longer fit (see [`Clusters::stale`]), or an
+    /// arena now under `from`, are dropped here.
+    pub(super) fn wants_clusters(&mut self, from: usize) -> bool {
+        let len = self.len();
+        if self.clusters.as_ref().is_some_and(|c| len < from || c.stale(len)) {
+            self.clusters = None;
+        }
+        self.clusters.is_none() && len >= from
+    }
+
+    /// Learns the lists from the vectors held (see [`Clusters::learn`]).
+    pub(super) fn learn_clusters(&mut self) {
+        let threads: Vec<u32> = self.slots.iter().map(|s| s.thread).collect();
+        self.clusters = Some(Clusters::learn(&self.vectors, &self.codes, &self.scales, &threads, self.dims));
+    }
+
+    /// Whether the lists are learnt.
+    pub(super) fn clustered(&self) -> bool {
+        self.clusters.is_some()
     }
 }
 
@@ -247,6 +263,11 @@ impl TenantIndex {
     pub(super) fn vectors(&self) -> usize {
         self.arenas.values().map(Arena::len).sum()
     }
+
+    /// How many of its vectors are in lists (see [`Clusters`]).
+    pub(super) fn clustered(&self) -> usize {
+        self.arenas.values().filter(|a| a.clustered()).map(Arena::len).sum()
+    }
 }
 
 /// A vector the scan keeps: its score and what breaks ties (thread id, then seq, ascending).
@@ -294,8 +315,15 @@ pub(super) const MIN_POOL: usize = 100;
 /// The scan: the `query.limit` best vectors of `arena` that pass the query's filters, best
 /// first, scored with [`similarity`] (the stores' arithmetic) against `unit`. An
 /// [approximate](Nearest::approximate) query ranks by the quantized copies first and scores
-/// exactly the best `POOL_FACTOR × limit` of them.
-pub(super) fn scan<'a>(index: &'a TenantIndex, arena: &Arena, query: &Nearest, unit: &[f32]) -> Vec<Hit<'a>> {
+/// exactly the best `POOL_FACTOR × limit` of them; where the arena has lists, it ranks only the
+/// vectors of the lists nearest `unit` (one in `one_in` at least, see [`Clusters`]).
+pub(super) fn scan<'a>(
+    index: &'a TenantIndex,
+    arena: &Arena,
+    query: &Nearest,
+    unit: &[f32],
+    one_in: usize,
+) -> Vec<Hit<'a>> {
     let only = query.thread_id.as_ref().map(|id| index.thread(id));
     if only == Some(None) {
         return Vec::new();
@@ -321,11 +349,35 @@ pub(super) fn scan<'a>(index: &'a TenantIndex, arena: &Arena, query: &Nearest, u
     if !query.approximate {
         return best_of(index, arena, limit, (0..arena.slots.len()).filter(|&at| admits(&arena.slots[at])), exact);
     }
-    let mut codes = vec![0_i8; arena.dims];
-    let scale = quantize(unit, &mut codes);
-    let rough =
-        |at: usize| dot(&codes, &arena.codes[at * arena.dims..(at + 1) * arena.dims]) as f32 * scale * arena.scales[at];
+    let mut codes_q = vec![0_i8; arena.dims];
+    let scale = quantize(unit, &mut codes_q);
+    let rough = |at: usize| {
+        dot(&codes_q, &arena.codes[at * arena.dims..(at + 1) * arena.dims]) as f32 * scale * arena.scales[at]
+    };
     let pool = (limit * POOL_FACTOR).max(MIN_POOL);
+    // The lists nearest the query, until at least one in `one_in` and enough candidates that
+    // pass the filters to fill the pool.
+    if let Some(clusters) = &arena.clusters {
+        let mut listed: Vec<(f32, u32)> = Vec::new();
+        for (read, list) in clusters.order(unit).into_iter().enumerate() {
+            if read >= clusters.least_probes(one_in) && listed.len() >= pool {
+                break;
+            }
+            let list = clusters.list(list);
+            for (at, (&slot, &thread)) in list.slots.iter().zip(&list.threads).enumerate() {
+                if !admitted[thread as usize] || (filters_messages && !admits(&arena.slots[slot as usize])) {
+                    continue;
+                }
+                let codes = &list.codes[at * arena.dims..(at + 1) * arena.dims];
+                listed.push((dot(&codes_q, codes) as f32 * scale * list.scales[at], slot));
+            }
+        }
+        if listed.len() > pool {
+            listed.select_nth_unstable_by(pool - 1, |a, b| b.0.total_cmp(&a.0));
+            listed.truncate(pool);
+        }
+        return best_of(index, arena, limit, listed.into_iter().map(|(_, slot)| slot as usize), exact);
+    }
     let candidates = best_of(index, arena, pool, (0..arena.slots.len()).filter(|&at| admits(&arena.slots[at])), rough);
     best_of(index, arena, limit, candidates.into_iter().map(|hit| hit.slot as usize), exact)
 }
@@ -353,23 +405,4 @@ fn best_of<'a>(
         }
     }
     best.into_sorted_vec()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn quantized_dot_products_are_whole_sums_of_any_length() {
-        for len in [1, 15, 16, 17, 40, 384] {
-            let a: Vec<i8> = (0..len).map(|i| (i * 37 % 255) as u8 as i8).collect();
-            let b: Vec<i8> = (0..len).map(|i| (i * 91 % 255) as u8 as i8).collect();
-            let plain: i32 = a.iter().zip(&b).map(|(&x, &y)| i32::from(x) * i32::from(y)).sum();
-            assert_eq!(dot(&a, &b), plain, "{len}");
-        }
-        let mut codes = [0_i8; 3];
-        let scale = quantize(&[0.5, -0.25, 0.0], &mut codes);
-        assert_eq!(codes, [127, -64, 0]);
-        assert!((f32::from(codes[0]) * scale - 0.5).abs() < 1e-6);
-    }
 }

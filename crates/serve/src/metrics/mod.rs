@@ -164,7 +164,8 @@ impl Prometheus {
 
     /// Renders what `index` holds and has done with everything else (read at each render):
     /// `persist_vector_index_budget_bytes`, `persist_vector_index_resident_bytes`,
-    /// `persist_vector_index_tenants` and `persist_vector_index_vectors` (gauges), and
+    /// `persist_vector_index_tenants`, `persist_vector_index_vectors` and
+    /// `persist_vector_index_clustered_vectors` (gauges), and
     /// `persist_vector_index_queries_total` by `answered` (`index` or `store`),
     /// `persist_vector_index_builds_total` and `persist_vector_index_evictions_total`
     /// (counters). One index per recorder: a second is ignored.
@@ -185,6 +186,7 @@ impl Prometheus {
         set("persist_vector_index_resident_bytes", stats.resident_bytes);
         set("persist_vector_index_tenants", stats.tenants);
         set("persist_vector_index_vectors", stats.vectors);
+        set("persist_vector_index_clustered_vectors", stats.clustered);
         let count = |key: Key, value: u64| {
             let cell = handle(&self.registry.counters, &key, || AtomicU64::new(0));
             cell.store(value, std::sync::atomic::Ordering::Relaxed);

@@ -19,6 +19,7 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ("persist_vector_index_resident_bytes", "The bytes the vector index holds."),
     ("persist_vector_index_tenants", "The tenants whose vectors the vector index holds."),
     ("persist_vector_index_vectors", "The vectors the vector index holds."),
+    ("persist_vector_index_clustered_vectors", "The vectors the vector index holds in lists for approximate queries."),
     ("persist_vector_index_queries_total", "Nearest queries, by what answered them: the index, or the store's scan."),
     ("persist_vector_index_builds_total", "Tenants' vectors read into the index from the rows."),
     ("persist_vector_index_evictions_total", "Tenants dropped from the index to keep to its budget."),
