@@ -41,22 +41,10 @@ impl FeedRetention {
         Self { max_age: None, max_events: None, max_delta_age: None }
     }
 
-    /// Sets [`max_age`](Self::max_age).
-    pub fn with_max_age(mut self, max_age: Option<Duration>) -> Self {
-        self.max_age = max_age;
-        self
-    }
-
-    /// Sets [`max_events`](Self::max_events).
-    pub fn with_max_events(mut self, max_events: Option<u64>) -> Self {
-        self.max_events = max_events;
-        self
-    }
-
-    /// Sets [`max_delta_age`](Self::max_delta_age).
-    pub fn with_max_delta_age(mut self, max_delta_age: Option<Duration>) -> Self {
-        self.max_delta_age = max_delta_age;
-        self
+    field_setters! {
+        max_age: Option<Duration> => with_max_age,
+        max_events: Option<u64> => with_max_events,
+        max_delta_age: Option<Duration> => with_max_delta_age,
     }
 
     /// The newest position to remove from a feed whose head is `head`, by count alone (the

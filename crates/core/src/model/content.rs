@@ -434,6 +434,3 @@ fn text_depth(text: &str) -> usize {
     }
     deepest
 }
-
-#[cfg(test)]
-mod tests;

@@ -3,6 +3,37 @@
 //! of requests or of the pipeline. (Ids and the error refer to each other: an id that does not validate is a
 //! `PersistError`, and an error names the ids it concerns.)
 
+/// Serializes each type as its text (`Display`) and deserializes it by parsing that text
+/// (`FromStr`, its error the deserializer's): for values whose text form is their wire form
+/// (cursors, commit positions).
+macro_rules! serde_as_text {
+    ($($type:ty),+) => {$(
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $type {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str> as serde::Deserialize<'de>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )+};
+}
+
+/// A setter per field, `with_…`, documented as setting it: `field: Type => with_field`.
+macro_rules! field_setters {
+    ($($field:ident: $type:ty => $setter:ident),+ $(,)?) => {$(
+        #[doc = concat!("Sets [`", stringify!($field), "`](Self::", stringify!($field), ").")]
+        pub fn $setter(mut self, $field: $type) -> Self {
+            self.$field = $field;
+            self
+        }
+    )+};
+}
+
 pub(crate) mod content;
 pub(crate) mod embedding;
 pub(crate) mod error;

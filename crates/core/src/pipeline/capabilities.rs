@@ -54,64 +54,17 @@ impl Capabilities {
         Self::default()
     }
 
-    /// Sets [`durable`](Self::durable).
-    pub fn with_durable(mut self, durable: bool) -> Self {
-        self.durable = durable;
-        self
-    }
-
-    /// Sets [`shared_storage`](Self::shared_storage).
-    pub fn with_shared_storage(mut self, shared: bool) -> Self {
-        self.shared_storage = shared;
-        self
-    }
-
-    /// Sets [`sessions`](Self::sessions).
-    pub fn with_sessions(mut self, sessions: bool) -> Self {
-        self.sessions = sessions;
-        self
-    }
-
-    /// Sets [`restore`](Self::restore).
-    pub fn with_restore(mut self, restore: bool) -> Self {
-        self.restore = restore;
-        self
-    }
-
-    /// Sets [`feed`](Self::feed).
-    pub fn with_feed(mut self, feed: bool) -> Self {
-        self.feed = feed;
-        self
-    }
-
-    /// Sets [`branches`](Self::branches).
-    pub fn with_branches(mut self, branches: bool) -> Self {
-        self.branches = branches;
-        self
-    }
-
-    /// Sets [`summaries`](Self::summaries).
-    pub fn with_summaries(mut self, summaries: bool) -> Self {
-        self.summaries = summaries;
-        self
-    }
-
-    /// Sets [`search`](Self::search).
-    pub fn with_search(mut self, search: bool) -> Self {
-        self.search = search;
-        self
-    }
-
-    /// Sets [`vectors`](Self::vectors).
-    pub fn with_vectors(mut self, vectors: bool) -> Self {
-        self.vectors = vectors;
-        self
-    }
-
-    /// Sets [`working_memory`](Self::working_memory).
-    pub fn with_working_memory(mut self, working_memory: bool) -> Self {
-        self.working_memory = working_memory;
-        self
+    field_setters! {
+        durable: bool => with_durable,
+        shared_storage: bool => with_shared_storage,
+        sessions: bool => with_sessions,
+        restore: bool => with_restore,
+        feed: bool => with_feed,
+        branches: bool => with_branches,
+        summaries: bool => with_summaries,
+        search: bool => with_search,
+        vectors: bool => with_vectors,
+        working_memory: bool => with_working_memory,
     }
 
     /// What both can do: for a store made of others, each request going to one of them.

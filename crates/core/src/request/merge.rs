@@ -2,7 +2,7 @@
 //! search hits merged in their order with one cursor, stranded reservations least recently
 //! active first. For what spreads threads over stores: routes, shards.
 
-use crate::model::page::Page;
+use crate::model::page::{Page, UnreadableItem};
 use crate::model::{Thread, id::TenantId};
 use crate::read::{FindStranded, ListThreads, Stranded, ThreadCursor, newest_first};
 use crate::search::{Search, SearchCursor, SearchHit};
@@ -18,12 +18,7 @@ pub fn threads(
     pages: Vec<Page<Thread, ThreadCursor>>,
     hidden: Option<&TenantId>,
 ) -> Page<Thread, ThreadCursor> {
-    let (mut merged, mut more, mut unreadable) = (Vec::new(), false, Vec::new());
-    for page in pages {
-        more |= page.has_more;
-        merged.extend(page.items);
-        unreadable.extend(page.unreadable);
-    }
+    let (mut merged, more, unreadable) = gather(pages);
     merged.sort_by(newest_first);
     // A thread two stores hold (a tenant being moved between shards) once, as last written.
     let mut seen = std::collections::HashSet::new();
@@ -45,12 +40,7 @@ pub fn search(
     pages: Vec<Page<SearchHit, SearchCursor>>,
     hidden: Option<&TenantId>,
 ) -> Page<SearchHit, SearchCursor> {
-    let (mut merged, mut more, mut unreadable) = (Vec::new(), false, Vec::new());
-    for page in pages {
-        more |= page.has_more;
-        merged.extend(page.items);
-        unreadable.extend(page.unreadable);
-    }
+    let (mut merged, more, unreadable) = gather(pages);
     merged.sort_by(|a, b| {
         let key = |h: &SearchHit| (h.created_at, h.thread_id.clone(), h.tenant.clone(), h.seq);
         key(b).cmp(&key(a))
@@ -69,6 +59,18 @@ pub fn search(
     let mut page = Page::new(merged, next_cursor, has_more);
     page.unreadable = unreadable;
     page
+}
+
+/// Every page's items in one list, whether any page said more follow, and every page's items
+/// it could not answer.
+fn gather<T, C>(pages: Vec<Page<T, C>>) -> (Vec<T>, bool, Vec<UnreadableItem>) {
+    let (mut merged, mut more, mut unreadable) = (Vec::new(), false, Vec::new());
+    for page in pages {
+        more |= page.has_more;
+        merged.extend(page.items);
+        unreadable.extend(page.unreadable);
+    }
+    (merged, more, unreadable)
 }
 
 /// Every store's stranded reservations, least recently active first, at most `limit`; one

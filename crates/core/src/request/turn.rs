@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::branch::Parent;
-use super::write::Add;
+use super::write::{Add, message_setters};
 use crate::context::{Context, context_setter};
 use crate::model::embedding::Embedding;
 use crate::model::error::{PersistError, Result};
@@ -212,17 +212,7 @@ impl TurnMessage {
         Self { status: Status::Reserved, ..Self::new(role, Content::placeholder()) }
     }
 
-    /// Uses an id chosen by the caller (a provider item id, a legacy id).
-    pub fn with_id(mut self, id: MessageId) -> Self {
-        self.message_id = Some(id);
-        self
-    }
-
-    /// Sets the metadata.
-    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
-        self.metadata = metadata;
-        self
-    }
+    message_setters!(id, metadata);
 
     /// Sets the message's own idempotency key.
     pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {

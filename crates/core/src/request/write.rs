@@ -18,6 +18,47 @@ pub use super::update_content::{MAX_APPEND_JOINS, UpdateContent, appends_kept_ra
 /// The longest thread title accepted, in bytes.
 pub const MAX_TITLE_BYTES: usize = 1024;
 
+/// The setters of a message's write, one per word, shared by [`Add`], [`Reserve`] and
+/// [`TurnMessage`](crate::args::TurnMessage): `id` (`with_id`), `metadata`, `idempotency_key`,
+/// `parent` (`with_…` each).
+macro_rules! message_setters {
+    (@id) => {
+        /// Uses an id chosen by the caller (a provider item id, a legacy id).
+        pub fn with_id(mut self, id: $crate::MessageId) -> Self {
+            self.message_id = Some(id);
+            self
+        }
+    };
+    (@metadata) => {
+        /// Sets the metadata.
+        pub fn with_metadata(mut self, metadata: $crate::Metadata) -> Self {
+            self.metadata = metadata;
+            self
+        }
+    };
+    (@idempotency_key) => {
+        /// Sets the idempotency key.
+        pub fn with_idempotency_key(mut self, key: $crate::IdempotencyKey) -> Self {
+            self.idempotency_key = Some(key);
+            self
+        }
+    };
+    (@parent) => {
+        /// Places the message in the thread's tree: a message id (or [`Parent::Message`]) writes it
+        /// after that message, starting a new branch there when it already has a child (an edit, a
+        /// regenerated reply); [`Parent::Root`] makes it a root. Either way it ends the active
+        /// branch. A message the thread does not have is `NotFound`.
+        pub fn with_parent(mut self, parent: impl Into<$crate::branch::Parent>) -> Self {
+            self.parent = parent.into();
+            self
+        }
+    };
+    ($($what:ident),+) => {
+        $($crate::request::write::message_setters!(@$what);)+
+    };
+}
+pub(crate) use message_setters;
+
 /// Appends a complete message to a thread, creating the thread on its first write.
 ///
 /// # Example
@@ -73,23 +114,7 @@ impl Add {
         }
     }
 
-    /// Uses an id chosen by the caller (a provider item id, a legacy id).
-    pub fn with_id(mut self, id: MessageId) -> Self {
-        self.message_id = Some(id);
-        self
-    }
-
-    /// Sets the metadata.
-    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
-        self.metadata = metadata;
-        self
-    }
-
-    /// Sets the idempotency key.
-    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
-        self.idempotency_key = Some(key);
-        self
-    }
+    message_setters!(id, metadata, idempotency_key);
 
     /// Writes `embedding` with the message, in the same transaction: the message and its vector
     /// are stored together or not at all (see [`vector`](crate::vector)). It needs a backend
@@ -120,14 +145,7 @@ impl Add {
         self
     }
 
-    /// Places the message in the thread's tree: a message id (or [`Parent::Message`]) writes it
-    /// after that message, starting a new branch there when it already has a child (an edit, a
-    /// regenerated reply); [`Parent::Root`] makes it a root. Either way it ends the active
-    /// branch. A message the thread does not have is `NotFound`.
-    pub fn with_parent(mut self, parent: impl Into<Parent>) -> Self {
-        self.parent = parent.into();
-        self
-    }
+    message_setters!(parent);
 
     context_setter!();
 }
@@ -175,26 +193,7 @@ impl Reserve {
         self
     }
 
-    /// Sets the metadata.
-    pub fn with_metadata(mut self, metadata: Metadata) -> Self {
-        self.metadata = metadata;
-        self
-    }
-
-    /// Sets the idempotency key.
-    pub fn with_idempotency_key(mut self, key: IdempotencyKey) -> Self {
-        self.idempotency_key = Some(key);
-        self
-    }
-
-    /// Places the message in the thread's tree: a message id (or [`Parent::Message`]) writes it
-    /// after that message, starting a new branch there when it already has a child (an edit, a
-    /// regenerated reply); [`Parent::Root`] makes it a root. Either way it ends the active
-    /// branch. A message the thread does not have is `NotFound`.
-    pub fn with_parent(mut self, parent: impl Into<Parent>) -> Self {
-        self.parent = parent.into();
-        self
-    }
+    message_setters!(metadata, idempotency_key, parent);
 
     context_setter!();
 }

@@ -358,6 +358,3 @@ impl PersistArgs {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

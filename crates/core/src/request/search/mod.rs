@@ -80,7 +80,7 @@ mod text;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 pub use self::text::{
     MAX_INDEXED_CHARS, MAX_QUERY_BYTES, MAX_QUERY_TERMS, SNIPPET_WORDS, SearchQuery, SearchTerm, Snippet, indexed_text,
@@ -377,52 +377,4 @@ impl FromStr for SearchCursor {
     }
 }
 
-impl Serialize for SearchCursor {
-    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for SearchCursor {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        let raw = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        raw.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_as_text() {
-        let plain = SearchCursor::new(Timestamp::from_micros(-5), None, ThreadId::new("a:b-c").unwrap(), 7);
-        let tenant = Some(TenantId::new("ac+1:me").unwrap());
-        let scoped = SearchCursor::new(Timestamp::from_micros(42), tenant, ThreadId::new("t").unwrap(), 1);
-        for cursor in [plain, scoped] {
-            let text = cursor.to_string();
-            assert_eq!(text.parse::<SearchCursor>().unwrap(), cursor, "{text}");
-            let json = serde_json::to_string(&cursor).unwrap();
-            assert_eq!(serde_json::from_str::<SearchCursor>(&json).unwrap(), cursor);
-        }
-        for bad in ["", "1", "1:2", "1:2:x", "x:2-0:t", "1:2+9:t", "1:2-1:tt", "1:2+0:t", "1:2-0:"] {
-            assert!(bad.parse::<SearchCursor>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn a_search_is_checked_before_it_runs() {
-        assert!(Search::new("x").validate().is_ok());
-        let field = |s: Search| match s.validate().unwrap_err() {
-            PersistError::InvalidInput { field, .. } => field,
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(field(Search::new("  ")), "query");
-        assert_eq!(field(Search::new("x").with_limit(0)), "limit");
-        let at = Timestamp::from_micros(10);
-        assert_eq!(field(Search::new("x").since(at).until(at)), "until");
-        let theirs = SearchCursor::new(at, Some(TenantId::new("them").unwrap()), ThreadId::new("t").unwrap(), 1);
-        assert_eq!(field(Search::new("x").with_cursor(Some(theirs.clone()))), "cursor");
-        assert!(Search::new("x").with_cursor(Some(theirs)).across_tenants(true).validate().is_ok());
-    }
-}
+serde_as_text!(SearchCursor);

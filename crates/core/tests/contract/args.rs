@@ -2,9 +2,17 @@
 
 use serde_json::json;
 
-use super::*;
-use crate::model::Role;
-use crate::model::id::TenantId;
+use persist_core::args::{
+    Add, AppendTurn, Delete, MAX_TITLE_BYTES, Reserve, Restore, TurnMessage, Update, UpdateContent,
+};
+use persist_core::branch::ListBranches;
+use persist_core::feed::ReadFeed;
+use persist_core::once::SetOnce;
+use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
+use persist_core::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
+use persist_core::{
+    Content, Context, MessageId, Metadata, PersistArgs, PersistError, PersistOp, Role, TenantId, ThreadId,
+};
 
 fn thread() -> ThreadId {
     ThreadId::new("t1").unwrap()
@@ -12,7 +20,7 @@ fn thread() -> ThreadId {
 
 #[test]
 fn accessors_cover_every_variant() {
-    use crate::model::id::{AgentId, ProviderId, SessionId};
+    use persist_core::{AgentId, ProviderId, SessionId};
     let m = MessageId::new("m1").unwrap();
     let (agent, session) = (AgentId::new("a").unwrap(), SessionId::new("s").unwrap());
     let provider = ProviderId::new("p").unwrap();
@@ -23,14 +31,14 @@ fn accessors_cover_every_variant() {
         Update::message(thread(), m.clone()).with_role(Role::Tool).into(),
         Delete::thread(thread()).into(),
         Restore::new(
-            crate::Thread {
+            persist_core::Thread {
                 id: thread(),
                 tenant: None,
                 title: None,
                 metadata: Metadata::new(),
                 version: 1,
-                created_at: crate::Timestamp::now(),
-                updated_at: crate::Timestamp::now(),
+                created_at: persist_core::Timestamp::now(),
+                updated_at: persist_core::Timestamp::now(),
                 last_seq: 0,
                 message_count: 0,
                 active_leaf: None,
@@ -45,7 +53,7 @@ fn accessors_cover_every_variant() {
         ListMessages::new(thread()).into(),
         ListThreads::new().into(),
         ListBranches::leaves(thread()).into(),
-        FindStranded::new(crate::Timestamp::now()).into(),
+        FindStranded::new(persist_core::Timestamp::now()).into(),
         Resolve::new(agent.clone(), thread(), provider.clone()).into(),
         Bind::new(agent.clone(), thread(), session.clone(), provider).into(),
         ResetSession::new(agent.clone(), thread()).into(),
@@ -54,17 +62,18 @@ fn accessors_cover_every_variant() {
         Ping::new().into(),
         ReadFeed::thread(thread()).into(),
         SetOnce::new("name", "value").unwrap().into(),
-        crate::summary::Summarize::new(thread(), 1, Content::text("s")).into(),
-        crate::summary::ListSummaries::new(thread()).into(),
-        crate::summary::ReadCompacted::new(thread()).into(),
-        super::Lease::take(thread(), "n", "h", std::time::Duration::from_secs(1)).unwrap().into(),
-        crate::search::Search::new("words").into(),
-        crate::vector::Embed::new(thread(), m.clone(), crate::vector::Embedding::new("e", vec![1.0])).into(),
-        crate::vector::Nearest::new(crate::vector::Embedding::new("e", vec![1.0])).into(),
-        crate::working::ReadMemory::new(crate::ResourceId::new("r").unwrap()).into(),
-        crate::working::WriteMemory::clear(crate::ResourceId::new("r").unwrap()).into(),
-        crate::working::ListMemories::new().into(),
-        crate::vector::ListEmbeddings::new(thread()).into(),
+        persist_core::summary::Summarize::new(thread(), 1, Content::text("s")).into(),
+        persist_core::summary::ListSummaries::new(thread()).into(),
+        persist_core::summary::ReadCompacted::new(thread()).into(),
+        persist_core::lease::Lease::take(thread(), "n", "h", std::time::Duration::from_secs(1)).unwrap().into(),
+        persist_core::search::Search::new("words").into(),
+        persist_core::vector::Embed::new(thread(), m.clone(), persist_core::vector::Embedding::new("e", vec![1.0]))
+            .into(),
+        persist_core::vector::Nearest::new(persist_core::vector::Embedding::new("e", vec![1.0])).into(),
+        persist_core::working::ReadMemory::new(persist_core::ResourceId::new("r").unwrap()).into(),
+        persist_core::working::WriteMemory::clear(persist_core::ResourceId::new("r").unwrap()).into(),
+        persist_core::working::ListMemories::new().into(),
+        persist_core::vector::ListEmbeddings::new(thread()).into(),
     ];
     let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
     assert_eq!(ops, PersistOp::ALL);
@@ -95,7 +104,7 @@ fn accessors_cover_every_variant() {
 #[test]
 fn validate_refuses_meaningless_updates() {
     let m = MessageId::new("m1").unwrap();
-    use crate::branch::Switch;
+    use persist_core::branch::Switch;
     let other = MessageId::new("m2").unwrap();
     let cases: Vec<(PersistArgs, &str)> = vec![
         (Update::message(thread(), m.clone()).into(), "update"),
@@ -140,8 +149,8 @@ fn request_id_is_stable_across_clones_once_read() {
 
 #[test]
 fn an_embedding_travels_with_its_write_and_is_checked_there() {
-    use crate::request::turn::{AppendTurn, TurnMessage};
-    use crate::request::vector::Embedding;
+    use persist_core::args::{AppendTurn, TurnMessage};
+    use persist_core::vector::Embedding;
     let plain: PersistArgs = Add::new(thread(), Role::User, Content::text("hi")).into();
     assert!(!plain.uses_vectors());
     let add = Add::new(thread(), Role::User, Content::text("hi")).with_embedding(Embedding::new("m", vec![1.0, 2.0]));

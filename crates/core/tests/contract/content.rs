@@ -1,15 +1,11 @@
 //! The tests of `Content`: its JSON forms, equality by value, depth and size checks.
 
-use serde_json::json;
-
 use std::sync::Arc;
-
-use super::*;
-use crate::model::json::MAX_JSON_DEPTH;
 use std::time::{Duration, SystemTime};
 
-use crate::model::message::{MAX_ROLE_BYTES, Role, Timestamp};
-use crate::model::metadata::Metadata;
+use serde_json::{Value, json};
+
+use persist_core::{Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Metadata, PersistError, Role, Timestamp};
 
 #[test]
 fn role_round_trips_in_lowercase() {
@@ -164,9 +160,11 @@ fn content_is_compact_json_text() {
     // default) or keep them as given (its `preserve_order`, which a crate of the build may
     // turn on: rig does).
     let expected: Value = serde_json::from_str(&text).unwrap();
-    assert!(
-        matches!((&Content::text(tricky).0, &Content::new(expected.clone()).0), (Repr::Json(a), Repr::Json(b)) if a == b)
-    );
+    // Both hold it as JSON text (only a value too deep to parse back is held otherwise, and
+    // refused by `check_depth`), and it is one text.
+    let (built, parsed) = (Content::text(tricky), Content::new(expected.clone()));
+    assert!(built.check_depth().is_ok() && parsed.check_depth().is_ok());
+    assert_eq!(built.as_json(), parsed.as_json());
     assert_eq!(Content::text(tricky).to_value(), expected);
     // Equal values are equal contents, whatever their formatting.
     let spaced = Content::from_json("{ \"b\": [1, 2], \"a\": null }").unwrap();
@@ -195,7 +193,7 @@ fn equal_values_are_stored_as_one_text() {
     let mut backward = serde_json::Map::new();
     backward.insert("unit".into(), json!("C"));
     backward.insert("city".into(), json!("Lisbon"));
-    let call = |args| Content::from_parts([crate::Part::tool_call("c1", "weather", Value::Object(args))]);
+    let call = |args| Content::from_parts([persist_core::Part::tool_call("c1", "weather", Value::Object(args))]);
     assert_eq!(call(forward.clone()).as_json(), call(backward.clone()).as_json());
     let metadata = |map| serde_json::to_string(&Metadata::try_from(Value::Object(map)).unwrap()).unwrap();
     assert_eq!(metadata(forward), metadata(backward.clone()));
