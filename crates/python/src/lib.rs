@@ -10,6 +10,12 @@
 //! items (what Python agent frameworks hold), not of typed parts; ids of items are the items'
 //! own; reads answer plain JSON values.
 
+/// The allocator of the module's Rust code (feature `mimalloc`, on by default); Python's
+/// objects keep the interpreter's.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bridge;
 mod errors;
 mod ops;
@@ -273,13 +279,13 @@ impl Store {
     #[pyo3(signature = (session_id, limit = None))]
     fn get_items<'py>(&self, py: Python<'py>, session_id: &str, limit: Option<i64>) -> PyResult<Bound<'py, PyAny>> {
         self.on_session(py, session_id, move |store, thread| async move {
-            Ok(Reply::json(&ops::get_items(store, thread, limit).await?))
+            Ok(Reply::json(ops::get_items(store, thread, limit).await?))
         })
     }
 
     fn pop_item<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
         self.on_session(py, session_id, |store, thread| async move {
-            Ok(ops::pop_item(store, thread).await?.map_or(Reply::None, |item| Reply::json(&item)))
+            Ok(ops::pop_item(store, thread).await?.map_or(Reply::None, Reply::json))
         })
     }
 
@@ -295,7 +301,7 @@ impl Store {
         self.on_session(
             py,
             session_id,
-            |store, thread| async move { Ok(Reply::json(&ops::branches(store, thread).await?)) },
+            |store, thread| async move { Ok(Reply::json(ops::branches(store, thread).await?)) },
         )
     }
 
@@ -321,9 +327,11 @@ impl Store {
     }
 
     fn compacted<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        self.on_session(py, session_id, |store, thread| async move {
-            Ok(Reply::json(&ops::compacted(store, thread).await?))
-        })
+        self.on_session(
+            py,
+            session_id,
+            |store, thread| async move { Ok(Reply::json(ops::compacted(store, thread).await?)) },
+        )
     }
 
     #[pyo3(signature = (*, limit = 20, cursor = None))]
@@ -339,7 +347,7 @@ impl Store {
                     )?),
                     None => None,
                 };
-                self.run(py, move |store| async move { Ok(Reply::json(&ops::sessions(store, limit, cursor).await?)) })
+                self.run(py, move |store| async move { Ok(Reply::json(ops::sessions(store, limit, cursor).await?)) })
             })(),
         )
     }
@@ -358,7 +366,7 @@ impl Store {
                 let thread = checked(py, session_id.map(ThreadId::new).transpose())?;
                 self.run(
                     py,
-                    move |store| async move { Ok(Reply::json(&ops::search(store, text, thread, limit).await?)) },
+                    move |store| async move { Ok(Reply::json(ops::search(store, text, thread, limit).await?)) },
                 )
             })(),
         )
@@ -369,7 +377,7 @@ impl Store {
             py,
             (|| {
                 let resource = checked(py, ResourceId::new(resource))?;
-                self.run(py, move |store| async move { Ok(Reply::json(&ops::read_memory(store, resource).await?)) })
+                self.run(py, move |store| async move { Ok(Reply::json(ops::read_memory(store, resource).await?)) })
             })(),
         )
     }
@@ -408,7 +416,7 @@ impl Store {
                 if let Some(version) = expected_version {
                     write = write.with_expected_version(version);
                 }
-                self.run(py, move |store| async move { Ok(Reply::json(&ops::write_memory(store, write).await?)) })
+                self.run(py, move |store| async move { Ok(Reply::json(ops::write_memory(store, write).await?)) })
             })(),
         )
     }
@@ -454,7 +462,7 @@ impl Feed {
                     FeedState::Open(subscription) => {
                         let change = ops::next_change(subscription).await?;
                         position.store(subscription.position(), Ordering::Release);
-                        return Ok(Reply::json(&change));
+                        return Ok(Reply::json(change));
                     }
                     FeedState::Unopened { opened, context, thread, after } => {
                         let store = opened.clone().pipeline().await?.scoped(context.clone());

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import enum
+import json
 
 import pytest
 from agents import SQLiteSession
@@ -312,6 +314,34 @@ async def test_working_memory_without_lost_updates(url):
     with pytest.raises(persist.InvalidInput):
         await store.write_memory("user-1", patch=[1, 2])
     assert await store.read_memory("user-1") == replaced
+
+
+async def test_values_are_read_as_json_dumps_reads_them(url):
+    # Most values are read directly, the rest through json.dumps: either way, what is stored is
+    # what json.dumps would have written, and what it refuses is refused.
+    class Tier(str, enum.Enum):
+        GOLD = "gold"
+
+    store = Store.open(url).with_tenant("acme")
+    document = {
+        "tuple": (1, "two", None),
+        "keys": {1: "one", True: "yes", None: "none"},
+        "tier": Tier.GOLD,
+        "numbers": [0, -1, 2**63 - 1, 2**64 - 1, 0.5, 1e300, True, False],
+        "text": "caf\u00e9 \U0001f600 \"quoted\" \\ slash",
+        "nested": [[{"deep": [{}]}], []],
+    }
+    written = await store.write_memory("values", document=document)
+    assert written["document"] == json.loads(json.dumps(document))
+    assert await store.read_memory("values") == written
+    for bad in ({"nan": float("nan")}, {"inf": float("inf")}, {"object": object()}, {"bytes": b"x"}):
+        with pytest.raises(persist.InvalidInput):
+            await store.write_memory("values", document=bad)
+    assert await store.read_memory("values") == written
+
+    session = PersistSession("values", store)
+    await session.add_items([{"role": "user", "content": ({"type": "input_text", "text": "from a tuple"},)}])
+    assert await session.get_items() == [{"role": "user", "content": [{"type": "input_text", "text": "from a tuple"}]}]
 
 
 async def test_the_feed_follows_a_session(url):

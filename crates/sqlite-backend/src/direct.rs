@@ -8,10 +8,14 @@
 //! caller polls, like a `Mutex` taken briefly: a read that meets a lock (a rare moment in WAL
 //! mode) waits up to the busy timeout. The rest of the reads (listings of threads, stranded
 //! reservations, bindings) and every write keep sqlx's connections.
+//!
+//! A read takes the lane's connection when nobody is using it (see [`Borrowed`]): the
+//! connection that wrote last keeps its page cache, where a read connection drops its own
+//! after every write of another connection.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use persist_core::feed::{FeedEvent, FeedPage, FeedScope, ReadFeed, StoredEvent};
@@ -20,6 +24,15 @@ use persist_core::{Message, Order, Page, PersistError, Result, Thread, ThreadId}
 use rusqlite::{Connection, OpenFlags};
 
 use crate::rows::{self, message_columns, packed_id, signed, tenant_key, thread_columns, thread_key};
+
+/// A write connection a read may take while nobody uses it: the lane's (`Lane::try_read`), whose
+/// page cache holds what it just wrote, where a read connection drops its whole cache after
+/// every write of another connection.
+pub(crate) trait Borrowed: Send + Sync {
+    /// Runs `read` on the connection if nobody is using it, waiting up to `busy_timeout` for a
+    /// lock as a read connection does; leaves `read` unrun otherwise.
+    fn try_read(&self, busy_timeout: Duration, read: &mut dyn FnMut(&Connection));
+}
 
 /// Idle read connections, opened on demand, at most `max_idle` kept.
 pub(crate) struct DirectReads {
@@ -30,6 +43,9 @@ pub(crate) struct DirectReads {
     closed: AtomicBool,
     /// Read as immutable: a file on a read-only medium (see [`needs_immutable`]).
     immutable: bool,
+    /// The handle's lane, whose connection a read takes when nobody is using it; `None` for a
+    /// handle that only reads.
+    lane: Option<Arc<dyn Borrowed>>,
 }
 
 /// Whether the file at `path` can only be read as immutable: in WAL mode SQLite needs the
@@ -57,12 +73,18 @@ pub(crate) fn needs_immutable(path: &std::path::Path) -> bool {
 impl DirectReads {
     pub(crate) fn new(path: PathBuf, busy_timeout: Duration, max_idle: usize) -> Self {
         let idle = Mutex::new(Vec::new());
-        Self { path, busy_timeout, idle, max_idle, closed: AtomicBool::new(false), immutable: false }
+        Self { path, busy_timeout, idle, max_idle, closed: AtomicBool::new(false), immutable: false, lane: None }
     }
 
     /// Reads the file as immutable (see [`needs_immutable`]).
     pub(crate) fn immutable(mut self, immutable: bool) -> Self {
         self.immutable = immutable;
+        self
+    }
+
+    /// Reads on `lane`'s connection whenever nobody is using it.
+    pub(crate) fn with_lane(mut self, lane: Arc<dyn Borrowed>) -> Self {
+        self.lane = Some(lane);
         self
     }
 
@@ -85,9 +107,28 @@ impl DirectReads {
         Ok(conn)
     }
 
-    /// Runs `read` on an idle connection (or a new one), then keeps the connection for the
-    /// next read.
+    /// Runs `read` on the lane's connection when it is free (see [`Borrowed`]), otherwise as
+    /// [`with_reader`](Self::with_reader).
     pub(crate) fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let (mut pending, mut answer) = (Some(read), None);
+        if let Some(lane) = self.lane.as_ref().filter(|_| !self.closed.load(Ordering::Acquire)) {
+            lane.try_read(self.busy_timeout, &mut |conn| {
+                if let Some(read) = pending.take() {
+                    answer = Some(read(conn));
+                }
+            });
+        }
+        match (answer, pending) {
+            (Some(answer), _) => answer,
+            (None, Some(read)) => self.with_reader(read),
+            (None, None) => Err(PersistError::Backend { message: "a read ran without an answer".into(), source: None }),
+        }
+    }
+
+    /// Runs `read` on an idle read connection (or a new one), then keeps the connection for the
+    /// next read: for a long read (a scan of vectors), which would keep the lane's writes off
+    /// its connection meanwhile.
+    pub(crate) fn with_reader<T>(&self, read: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         if self.closed.load(Ordering::Acquire) {
             return Err(PersistError::Backend { message: "the SQLite backend is closed".into(), source: None });
         }

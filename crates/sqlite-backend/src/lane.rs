@@ -28,6 +28,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use persist_core::{PersistArgs, PersistError};
 use rusqlite::{Connection, OpenFlags};
@@ -171,6 +172,8 @@ impl Lane {
         conn.execute_batch(INBOX).map_err(opening)?;
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA cache_size = -16384; PRAGMA busy_timeout = 0;")
             .map_err(opening)?;
+        // Its own inserts' statements and the reads' (see `try_read`), each prepared once.
+        conn.set_prepared_statement_cache_capacity(64);
         Ok(Self {
             open: Mutex::new(Some(Open { conn, checkpoints })),
             gate,
@@ -204,7 +207,8 @@ impl Lane {
         // Given back however this ends, a panic included: the writer waits for it.
         let _held = Held(&self.gate);
         let outcome = {
-            let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+            // A read on the connection (see `try_read`): the writer takes this write.
+            let open = self.take_open()?;
             match open.as_ref() {
                 Some(open) => {
                     end_leftover_transaction(&open.conn);
@@ -223,6 +227,40 @@ impl Lane {
         match outcome {
             OnLane::Answered(answer) => Some(answer),
             OnLane::Declined => None,
+        }
+    }
+
+    /// Runs `read` on the lane's connection if nobody is using it, and gives `read` back when
+    /// somebody is (a write under way, the writer's group, another read) or the lane is closed.
+    ///
+    /// The connection that wrote last keeps its pages: SQLite drops a connection's whole page
+    /// cache when another connection has written since its last transaction, so a read on a
+    /// read connection after each of this handle's writes read every page again from the file.
+    /// A read here waits for a lock as the read connections do (`busy_timeout`); the lane's
+    /// writes never wait, so the wait is set for the read alone.
+    ///
+    /// Neither a write nor the writer waits for a read here: a write that finds the connection
+    /// in use goes to the writer, and the writer commits on its own connection.
+    pub(crate) fn try_read<T, F: FnOnce(&Connection) -> T>(&self, busy_timeout: Duration, read: F) -> Result<T, F> {
+        let Some(open) = self.take_open() else { return Err(read) };
+        let Some(open) = open.as_ref() else { return Err(read) };
+        end_leftover_transaction(&open.conn);
+        if open.conn.busy_timeout(busy_timeout).is_err() {
+            return Err(read);
+        }
+        let answer = read(&open.conn);
+        let _ = open.conn.busy_timeout(Duration::ZERO);
+        Ok(answer)
+    }
+
+    /// The connection, unless somebody is using it.
+    fn take_open(&self) -> Option<std::sync::MutexGuard<'_, Option<Open>>> {
+        match self.open.try_lock() {
+            Ok(open) => Some(open),
+            // Nothing panics while holding it but a write, which leaves no transaction open
+            // (see `end_leftover_transaction`).
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 
@@ -265,6 +303,12 @@ fn end_leftover_transaction(conn: &Connection) {
     }
 }
 
+impl crate::direct::Borrowed for Lane {
+    fn try_read(&self, busy_timeout: Duration, read: &mut dyn FnMut(&Connection)) {
+        let _ = Lane::try_read(self, busy_timeout, read);
+    }
+}
+
 fn opening(error: rusqlite::Error) -> PersistError {
     PersistError::backend("opening the caller's write connection", error)
 }
@@ -272,8 +316,10 @@ fn opening(error: rusqlite::Error) -> PersistError {
 impl GroupConnection for Lane {
     /// Runs `use_it` on the lane's connection, for the writer (which holds the [`Gate`]);
     /// `None` once the lane is closed.
+    /// While a read uses the connection (see [`Lane::try_read`]), `None` too: the writer
+    /// commits on its own connection rather than wait for the read on the runtime's thread.
     fn with<T>(&self, use_it: impl FnOnce(&Connection) -> T) -> Option<T> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|open| {
+        self.take_open()?.as_ref().map(|open| {
             end_leftover_transaction(&open.conn);
             use_it(&open.conn)
         })
@@ -380,6 +426,40 @@ mod tests {
         assert_eq!(seq(lane.try_write(&add("c")).unwrap()), 3);
         assert_eq!(count(&path), 3, "nothing written by the declined writes");
         assert_eq!(lane.committed(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_read_takes_the_connection_only_when_nobody_uses_it_and_holds_up_no_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = migrated(&dir).await;
+        let lane = Lane::for_tests(&path);
+        seq(lane.try_write(&add("a")).unwrap());
+        let read = |conn: &rusqlite::Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM persist_messages", (), |row| row.get(0)).unwrap()
+        };
+        let timeout = std::time::Duration::from_secs(5);
+        // Free: the read runs on the lane's connection and sees its write.
+        assert_eq!(lane.try_read(timeout, read).ok(), Some(1));
+        // While a read uses it, a write is declined (to the writer) and the writer's group is
+        // not run on it; neither waits. A second read is given back, for a read connection.
+        let during = lane.try_read(timeout, |_| {
+            let write = lane.try_write(&add("b")).is_none();
+            let group = lane.with(|_| ()).is_none();
+            let second = lane.try_read(timeout, read).is_err();
+            (write, group, second)
+        });
+        assert_eq!(during.ok(), Some((true, true, true)));
+        assert!(!lane.gate.is_held(), "the declined write gave the gate back");
+        // Afterwards the lane writes again, and its connection's wait is zero again.
+        assert_eq!(seq(lane.try_write(&add("b")).unwrap()), 2);
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let started = std::time::Instant::now();
+        assert!(lane.try_write(&add("c")).is_none(), "the file locked elsewhere: declined at once");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        other.execute_batch("ROLLBACK").unwrap();
+        lane.close();
+        assert!(lane.try_read(timeout, read).is_err(), "closed: reads go to the read connections");
     }
 
     #[tokio::test]

@@ -95,7 +95,7 @@ pub(crate) fn nearest(direct: &DirectReads, query: &Nearest) -> Result<Vec<Neigh
     let tenant = tenant_key(query.tenant());
     let model = query.query.model();
     let failed = |e| map("finding the nearest messages", e);
-    direct.with(|conn| {
+    direct.with_reader(|conn| {
         // One snapshot for the model's dimensions, the scan and the messages.
         let tx = conn.unchecked_transaction().map_err(failed)?;
         let stored: Option<i64> = tx

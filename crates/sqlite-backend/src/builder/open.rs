@@ -249,7 +249,7 @@ impl SqliteBackendBuilder {
         // Idle connections for as many reads at once as the runtime has threads to run them.
         let parallel = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let idle = (self.read_connections as usize).max(parallel);
-        let direct = direct::DirectReads::new(self.path.clone(), self.busy_timeout, idle);
+        let direct = direct::DirectReads::new(self.path.clone(), self.busy_timeout, idle).with_lane(lane.clone());
         let hub = self.feed.map(|_| FeedHub::new());
         let feed_wake = Arc::new(Notify::new());
         let retention = self.feed.unwrap_or_default();
