@@ -1,7 +1,7 @@
 //! The OpenAPI document's `components/schemas`: the bodies the server reads and answers, as JSON
 //! Schema (draft 2020-12, OpenAPI 3.1's dialect). The item types, roles, content parts and
 //! `include` values are the lists the server checks requests with, so they cannot disagree.
-//! `tests/openapi.rs` validates a real answer of every route against these.
+//! `tests/serve/openapi.rs` validates a real answer of every route against these.
 
 use serde_json::{Map, Value, json};
 

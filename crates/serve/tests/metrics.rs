@@ -2,7 +2,9 @@
 //! Prometheus text parser: requests by route template and status, their latency histogram,
 //! requests in flight, and the store's calls from the pipeline's `MetricsLayer`.
 //!
-//! Its own test binary, with one test: the `metrics` facade takes one recorder per process.
+//! Its own test binary, with one test: the `metrics` facade takes one recorder per process, and
+//! every server of the crate's other tests (`tests/serve`, one binary) would count its requests
+//! into it.
 
 use persist::layer::MetricsLayer;
 use persist::memory::MemoryBackend;

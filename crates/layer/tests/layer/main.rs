@@ -1,0 +1,6 @@
+//! persist-layer's one integration-test binary: every test file is a module of it, because
+//! each test binary links the whole dependency tree (one link instead of one per file).
+
+mod coalesce;
+mod layers;
+mod operational_layers;

@@ -1,8 +1,0 @@
-//! The whole conformance suite against a real PostgreSQL: one schema per check, two pools
-//! racing for the two-handle checks, reopen durability.
-
-mod support;
-
-use support::PostgresFactory;
-
-persist_conformance::conformance_tests!(PostgresFactory);
