@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,30 +15,16 @@ use persist::memory::MemoryBackend;
 use persist::{Context, Pipeline, TenantId};
 use persist_serve::{ApiKeys, Auth, HttpRequestId, Limits, Server};
 use serde_json::{Value, json};
-use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-const ACME: &str = "sk-acme-0123456789abcdef";
+use crate::support::{ACME, Fields};
 
 /// The access lines logged, each as its fields.
 #[derive(Clone, Default)]
 struct AccessLog {
     lines: Arc<Mutex<Vec<HashMap<String, String>>>>,
     next: Arc<AtomicU64>,
-}
-
-#[derive(Default)]
-struct Fields(HashMap<String, String>);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
 }
 
 impl Subscriber for AccessLog {

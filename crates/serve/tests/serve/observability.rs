@@ -12,11 +12,10 @@ use persist::layer::{TraceLayer, from_fn};
 use persist::memory::MemoryBackend;
 use persist::{PersistOp, Pipeline};
 use serde_json::{Value, json};
-use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
-use crate::support::{ACME, start};
+use crate::support::{ACME, Fields, start};
 
 /// What the driver of a store would say: never in an answer.
 const DRIVER_WORDS: &str = "pool timed out: connection refused by 10.0.0.5:5432";
@@ -37,19 +36,6 @@ struct Log {
     events: Arc<Mutex<Vec<Logged>>>,
     spans: Arc<Mutex<HashMap<u64, String>>>,
     next: Arc<AtomicU64>,
-}
-
-#[derive(Default)]
-struct Fields(HashMap<String, String>);
-
-impl Visit for Fields {
-    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
 }
 
 impl Subscriber for Log {

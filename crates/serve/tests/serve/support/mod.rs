@@ -22,3 +22,17 @@ pub(crate) async fn start(pipeline: Pipeline) -> String {
     tokio::spawn(server.serve(listener, std::future::pending()));
     base
 }
+
+/// A tracing event's or span's fields, each as text: what the tests' subscribers record.
+#[derive(Default)]
+pub(crate) struct Fields(pub(crate) std::collections::HashMap<String, String>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
