@@ -7,21 +7,11 @@ use persist::args::Update;
 use persist::memory::MemoryBackend;
 use persist::recall::{AutoEmbedLayer, HashEmbedder};
 use persist::{Context, Metadata, Pipeline, TenantId, ThreadId};
-use persist_serve::{ApiKeys, Auth, Server};
+use persist_serve::Server;
 use persist_testkit::FlakyEmbedder;
 use serde_json::{Value, json};
 
-const ACME: &str = "sk-acme-0123456789abcdef";
-const GLOBEX: &str = "sk-globex-0123456789abcdef";
-
-fn keys() -> Auth {
-    let keys = ApiKeys::new()
-        .with_key(TenantId::new("acme").unwrap(), ACME)
-        .unwrap()
-        .with_key(TenantId::new("globex").unwrap(), GLOBEX)
-        .unwrap();
-    Auth::Keys(keys)
-}
+use crate::support::{ACME, GLOBEX, keys};
 
 /// A server on a port of its own: its base URL.
 async fn start(server: Server) -> String {

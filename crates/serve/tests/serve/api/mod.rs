@@ -7,22 +7,12 @@ mod errors;
 mod extensions;
 mod writes;
 
+use persist::Pipeline;
 use persist::memory::MemoryBackend;
-use persist::{Pipeline, TenantId};
-use persist_serve::{ApiKeys, Auth, Server};
+use persist_serve::Server;
 use serde_json::Value;
 
-const ACME: &str = "sk-acme-0123456789abcdef";
-const GLOBEX: &str = "sk-globex-0123456789abcdef";
-
-fn keys() -> Auth {
-    let keys = ApiKeys::new()
-        .with_key(TenantId::new("acme").unwrap(), ACME)
-        .unwrap()
-        .with_key(TenantId::new("globex").unwrap(), GLOBEX)
-        .unwrap();
-    Auth::Keys(keys)
-}
+pub(crate) use crate::support::{ACME, GLOBEX, keys};
 
 /// A running server and a client of it.
 struct Api {

@@ -7,6 +7,19 @@ use persist_serve::{ApiKeys, Auth, Server};
 /// The key of the one tenant, `acme`.
 pub(crate) const ACME: &str = "sk-acme-0123456789abcdef";
 
+/// The key of a second tenant, `globex`.
+pub(crate) const GLOBEX: &str = "sk-globex-0123456789abcdef";
+
+/// Keys for both tenants, `acme` and `globex`.
+pub(crate) fn keys() -> Auth {
+    let keys = ApiKeys::new()
+        .with_key(TenantId::new("acme").unwrap(), ACME)
+        .unwrap()
+        .with_key(TenantId::new("globex").unwrap(), GLOBEX)
+        .unwrap();
+    Auth::Keys(keys)
+}
+
 /// The embedder of the servers `start` starts (recall): what `AutoEmbedLayer` must embed with.
 pub(crate) fn embedder() -> persist::recall::HashEmbedder {
     persist::recall::HashEmbedder::new(64)
