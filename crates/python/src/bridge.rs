@@ -102,11 +102,26 @@ fn to_python<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<
         Value::Object(map) => {
             let dict = PyDict::new(py);
             for (key, value) in map {
-                dict.set_item(PyString::intern(py, key), to_python(py, value)?)?;
+                dict.set_item(key_of(py, key), to_python(py, value)?)?;
             }
             dict.into_any()
         }
     })
+}
+
+/// A dict key: the keys of the Responses items made once, any other interned as it comes.
+fn key_of<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
+    use pyo3::intern;
+    match key {
+        "type" => intern!(py, "type").clone(),
+        "role" => intern!(py, "role").clone(),
+        "content" => intern!(py, "content").clone(),
+        "text" => intern!(py, "text").clone(),
+        "id" => intern!(py, "id").clone(),
+        "status" => intern!(py, "status").clone(),
+        "annotations" => intern!(py, "annotations").clone(),
+        _ => PyString::intern(py, key),
+    }
 }
 
 /// Python's `json` module, imported once.

@@ -53,18 +53,18 @@ pub(crate) const LATEST_UNDER: &str = concat!(
     SELECT max(seq) FROM under"
 );
 
-/// The rows of a page of a branch: the messages of the runs `?1` (a JSON array of `[lo, hi]`)
-/// of thread `?2` of tenant `?3`, placeholders only with `?4`, at most `?5`, in `$order`; a
-/// listing of some roles adds their condition ([`role_in!`](crate::rows::role_in), on `?6`).
-macro_rules! runs_sql {
-    ($order:literal $(, $($roles:tt)+)?) => {
+/// The statement [`runs_sql!`] and [`run_sql!`] share: `$from` and the seqs' `$range`.
+macro_rules! branch_rows_sql {
+    ($from:literal, $range:literal, $order:literal $(, $($roles:tt)+)?) => {
         concat!(
             "SELECT ",
-            message_columns!("?2"),
-            " FROM json_each(?1) r CROSS JOIN persist_messages m \
-              WHERE m.thread = ",
-            thread_key!("?3", "?2"),
-            " AND m.seq BETWEEN r.value ->> 0 AND r.value ->> 1 AND (?4 OR m.status IS NOT 'reserved')",
+            $crate::rows::message_columns!("?2"),
+            $from,
+            " WHERE m.thread = ",
+            $crate::rows::thread_key!("?3", "?2"),
+            " AND m.seq BETWEEN ",
+            $range,
+            " AND (?4 OR m.status IS NOT 'reserved')",
             $($($roles)+,)?
             " ORDER BY m.seq ",
             $order,
@@ -72,7 +72,31 @@ macro_rules! runs_sql {
         )
     };
 }
+pub(crate) use branch_rows_sql;
+
+/// The rows of a page of a branch: the messages of the runs `?1` (a JSON array of `[lo, hi]`)
+/// of thread `?2` of tenant `?3`, placeholders only with `?4`, at most `?5`, in `$order`; a
+/// listing of some roles adds their condition ([`role_in!`](crate::rows::role_in), on `?6`).
+macro_rules! runs_sql {
+    ($order:literal $(, $($roles:tt)+)?) => {
+        $crate::branches::branch_rows_sql!(
+            " FROM json_each(?1) r CROSS JOIN persist_messages m",
+            "r.value ->> 0 AND r.value ->> 1",
+            $order
+            $(, $($roles)+)?
+        )
+    };
+}
 pub(crate) use runs_sql;
+
+/// [`runs_sql!`] for one run, from seq `?1` to seq `?7` (`?6` bound, unused, without roles):
+/// read in the index's order, where the rows of several runs are sorted first (a temporary
+/// B-tree of whole rows), which is most of a page's cost when a thread never branched.
+macro_rules! run_sql {
+    ($order:literal $(, $($roles:tt)+)?) => {
+        $crate::branches::branch_rows_sql!(" FROM persist_messages m", "?1 AND ?7", $order $(, $($roles)+)?)
+    };
+}
 
 /// The children of seq `?3` (`NULL`: the roots) of thread `?1` of tenant `?2`, by seq: the
 /// message just after it when that stores no parent, and those that store it (the roots: seq 1
@@ -187,13 +211,7 @@ impl DirectReads {
             let runs = runs(&read, thread, tenant, leaf)?;
             let mut window = BranchWindow::new(runs, query.after, query.before, query.order == Order::Desc);
             let roles = rows::role_names(query);
-            let sql = match (query.order, roles.is_some()) {
-                (Order::Asc, false) => runs_sql!("ASC"),
-                (Order::Desc, false) => runs_sql!("DESC"),
-                (Order::Asc, true) => runs_sql!("ASC", rows::role_in!("m.role", "?6")),
-                (Order::Desc, true) => runs_sql!("DESC", rows::role_in!("m.role", "?6")),
-            };
-            let mut statement = read.prepare_cached(sql).map_err(|e| map("listing a branch", e))?;
+            let desc = query.order == Order::Desc;
             let mut items = Vec::with_capacity(fetch as usize);
             let mut span = fetch;
             // Usually once; again when placeholders or other roles left out leave the page
@@ -203,16 +221,33 @@ impl DirectReads {
                 let wanted = fetch - items.len() as u64;
                 let picked = window.take(if roles.is_some() { span } else { wanted });
                 span = span.saturating_mul(2);
-                let json = serde_json::to_string(&picked).map_err(|e| crate::error::corrupt(e.to_string()))?;
-                let found = match &roles {
-                    None => statement.query((json, thread, tenant, query.include_reserved, signed(wanted))),
-                    Some(roles) => {
-                        statement.query((json, thread, tenant, query.include_reserved, signed(wanted), roles.as_str()))
+                let (include, limit) = (query.include_reserved, signed(wanted));
+                let mut statement = match (&picked[..], desc, roles.is_some()) {
+                    ([_], false, false) => read.prepare_cached(run_sql!("ASC")),
+                    ([_], true, false) => read.prepare_cached(run_sql!("DESC")),
+                    ([_], false, true) => read.prepare_cached(run_sql!("ASC", rows::role_in!("m.role", "?6"))),
+                    ([_], true, true) => read.prepare_cached(run_sql!("DESC", rows::role_in!("m.role", "?6"))),
+                    (_, false, false) => read.prepare_cached(runs_sql!("ASC")),
+                    (_, true, false) => read.prepare_cached(runs_sql!("DESC")),
+                    (_, false, true) => read.prepare_cached(runs_sql!("ASC", rows::role_in!("m.role", "?6"))),
+                    (_, true, true) => read.prepare_cached(runs_sql!("DESC", rows::role_in!("m.role", "?6"))),
+                }
+                .map_err(|e| map("listing a branch", e))?;
+                let roles = roles.as_deref();
+                let reader = rows::MessageReader::of(&statement);
+                let found = match picked[..] {
+                    [(lo, hi)] => statement.query((signed(lo), thread, tenant, include, limit, roles, signed(hi))),
+                    _ => {
+                        let json = serde_json::to_string(&picked).map_err(|e| crate::error::corrupt(e.to_string()))?;
+                        match roles {
+                            None => statement.query((json, thread, tenant, include, limit)),
+                            Some(roles) => statement.query((json, thread, tenant, include, limit, roles)),
+                        }
                     }
                 };
                 let mut found = found.map_err(|e| map("listing a branch", e))?;
                 while let Some(row) = found.next().map_err(|e| map("listing a branch", e))? {
-                    items.push(rows::message(row)?);
+                    items.push(reader.message(row)?);
                 }
             }
             Ok(items)

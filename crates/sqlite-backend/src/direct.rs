@@ -168,11 +168,12 @@ impl DirectReads {
                     packed_id!("?2")
                 ))
                 .map_err(|e| map("reading a message", e))?;
+            let reader = rows::MessageReader::of(&statement);
             let mut found = statement
                 .query((query.thread_id.as_str(), query.message_id.as_str(), tenant_key(query.tenant())))
                 .map_err(|e| map("reading a message", e))?;
             match found.next().map_err(|e| map("reading a message", e))? {
-                Some(row) => rows::message(row).map(Some),
+                Some(row) => reader.message(row).map(Some),
                 None => Ok(None),
             }
         })
@@ -213,6 +214,7 @@ impl DirectReads {
         };
         let items = self.with(|conn| {
             let mut statement = conn.prepare_cached(sql).map_err(|e| map("listing messages", e))?;
+            let reader = rows::MessageReader::of(&statement);
             let params = (
                 query.thread_id.as_str(),
                 query.after.map_or(0, signed),
@@ -231,7 +233,7 @@ impl DirectReads {
             let mut found = found.map_err(|e| map("listing messages", e))?;
             let mut items = Vec::with_capacity(query.fetch_limit() as usize);
             while let Some(row) = found.next().map_err(|e| map("listing messages", e))? {
-                items.push(rows::message(row)?);
+                items.push(reader.message(row)?);
             }
             Ok(items)
         })?;

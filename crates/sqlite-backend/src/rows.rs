@@ -197,66 +197,144 @@ impl Cells for SqliteRow {
 
 impl Cells for rusqlite::Row<'_> {
     fn text(&self, column: &'static str) -> Result<Option<&str>, PersistError> {
-        match cell(self, column)? {
-            rusqlite::types::ValueRef::Null => Ok(None),
-            value => value.as_str().map(Some).map_err(|e| corrupt(format!("{column}: {e}"))),
-        }
+        text_in(column, cell(self, column)?)
     }
 
     fn int(&self, column: &'static str) -> Result<Option<i64>, PersistError> {
-        match cell(self, column)? {
-            rusqlite::types::ValueRef::Null => Ok(None),
-            value => value.as_i64().map(Some).map_err(|e| corrupt(format!("{column}: {e}"))),
-        }
+        int_in(column, cell(self, column)?)
     }
 
     fn message_id(&self, column: &'static str) -> Result<MessageId, PersistError> {
-        match cell(self, column)? {
-            rusqlite::types::ValueRef::Blob(bytes) => unpack(column, Some(bytes), None),
-            rusqlite::types::ValueRef::Null => unpack(column, None, None),
-            value => unpack(column, None, Some(value.as_str().map_err(|e| corrupt(format!("{column}: {e}")))?)),
-        }
+        message_id_in(column, cell(self, column)?)
     }
 
     fn role(&self, column: &'static str) -> Result<Role, PersistError> {
-        match cell(self, column)? {
-            rusqlite::types::ValueRef::Integer(code) => role_of(column, code),
-            rusqlite::types::ValueRef::Text(name) => {
-                Role::new(std::str::from_utf8(name).map_err(|e| corrupt(format!("{column}: {e}")))?)
-                    .map_err(|e| corrupt(e.to_string()))
-            }
-            other => Err(corrupt(format!("{column}: a role of type {}", other.data_type()))),
-        }
+        role_in_cell(column, cell(self, column)?)
     }
+}
+
+/// A rusqlite row of a statement whose first columns are [`message_columns!`]'s, which
+/// [`MessageReader::of`] checked once for the statement: its cells are read by place, without
+/// asking SQLite each column's name again.
+struct Placed<'r, 's>(&'r rusqlite::Row<'s>);
+
+impl Cells for Placed<'_, '_> {
+    fn text(&self, column: &'static str) -> Result<Option<&str>, PersistError> {
+        text_in(column, placed_cell(self.0, column)?)
+    }
+
+    fn int(&self, column: &'static str) -> Result<Option<i64>, PersistError> {
+        int_in(column, placed_cell(self.0, column)?)
+    }
+
+    fn message_id(&self, column: &'static str) -> Result<MessageId, PersistError> {
+        message_id_in(column, placed_cell(self.0, column)?)
+    }
+
+    fn role(&self, column: &'static str) -> Result<Role, PersistError> {
+        role_in_cell(column, placed_cell(self.0, column)?)
+    }
+}
+
+/// Reads the messages of one statement's rows (see [`message`]): by place when the statement's
+/// columns begin as [`message_columns!`] writes them, by name otherwise.
+pub(crate) struct MessageReader {
+    placed: bool,
+}
+
+impl MessageReader {
+    /// The reader of `statement`'s rows.
+    pub(crate) fn of(statement: &rusqlite::Statement<'_>) -> Self {
+        let placed = MESSAGE_COLUMNS
+            .iter()
+            .enumerate()
+            .all(|(index, name)| statement.column_name(index).is_ok_and(|found| found == *name));
+        Self { placed }
+    }
+
+    /// The message `row` holds.
+    pub(crate) fn message(&self, row: &rusqlite::Row<'_>) -> Result<Message, PersistError> {
+        if self.placed { message(&Placed(row)) } else { message(row) }
+    }
+}
+
+/// The columns [`message_columns!`] selects, in its order.
+const MESSAGE_COLUMNS: [&str; 13] = [
+    "thread_id",
+    "message_id",
+    "seq",
+    "parent_seq",
+    "role",
+    "content",
+    "content_form",
+    "metadata",
+    "status",
+    "version",
+    "idempotency_key",
+    "created_at",
+    "updated_at",
+];
+
+/// Where [`message_columns!`] puts `column` (`None`: not one of its columns).
+fn place(column: &str) -> Option<usize> {
+    MESSAGE_COLUMNS.iter().position(|name| *name == column)
 }
 
 /// The value in `column` of a rusqlite row. rusqlite finds a column by name by asking SQLite
 /// for each column's name in turn until one matches (a call and a UTF-8 check each); a
 /// message's columns are first looked for where [`message_columns!`] puts them (one call).
 fn cell<'r>(row: &'r rusqlite::Row<'_>, column: &'static str) -> Result<rusqlite::types::ValueRef<'r>, PersistError> {
-    let placed = match column {
-        "thread_id" => 0,
-        "message_id" => 1,
-        "seq" => 2,
-        "parent_seq" => 3,
-        "role" => 4,
-        "content" => 5,
-        "content_form" => 6,
-        "metadata" => 7,
-        "status" => 8,
-        "version" => 9,
-        "idempotency_key" => 10,
-        "created_at" => 11,
-        "updated_at" => 12,
-        _ => usize::MAX,
-    };
     let statement = row.as_ref();
-    let found = if placed < statement.column_count() && statement.column_name(placed).is_ok_and(|name| name == column) {
-        row.get_ref(placed)
-    } else {
-        row.get_ref(column)
+    let found = match place(column) {
+        Some(placed) if statement.column_name(placed).is_ok_and(|name| name == column) => row.get_ref(placed),
+        _ => row.get_ref(column),
     };
     found.map_err(|e| PersistError::backend("reading a row", e))
+}
+
+/// [`cell`] for a row of a statement [`MessageReader::of`] found placed.
+fn placed_cell<'r>(
+    row: &'r rusqlite::Row<'_>,
+    column: &'static str,
+) -> Result<rusqlite::types::ValueRef<'r>, PersistError> {
+    match place(column) {
+        Some(placed) => row.get_ref(placed),
+        None => row.get_ref(column),
+    }
+    .map_err(|e| PersistError::backend("reading a row", e))
+}
+
+fn text_in<'r>(column: &str, value: rusqlite::types::ValueRef<'r>) -> Result<Option<&'r str>, PersistError> {
+    match value {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        value => value.as_str().map(Some).map_err(|e| corrupt(format!("{column}: {e}"))),
+    }
+}
+
+fn int_in(column: &str, value: rusqlite::types::ValueRef<'_>) -> Result<Option<i64>, PersistError> {
+    match value {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        value => value.as_i64().map(Some).map_err(|e| corrupt(format!("{column}: {e}"))),
+    }
+}
+
+fn message_id_in(column: &str, value: rusqlite::types::ValueRef<'_>) -> Result<MessageId, PersistError> {
+    match value {
+        rusqlite::types::ValueRef::Blob(bytes) => unpack(column, Some(bytes), None),
+        rusqlite::types::ValueRef::Null => unpack(column, None, None),
+        value => unpack(column, None, Some(value.as_str().map_err(|e| corrupt(format!("{column}: {e}")))?)),
+    }
+}
+
+fn role_in_cell(column: &str, value: rusqlite::types::ValueRef<'_>) -> Result<Role, PersistError> {
+    match value {
+        rusqlite::types::ValueRef::Integer(code) => role_of(column, code),
+        rusqlite::types::ValueRef::Text(name) => {
+            Role::new(std::str::from_utf8(name).map_err(|e| corrupt(format!("{column}: {e}")))?)
+                .map_err(|e| corrupt(e.to_string()))
+        }
+        other => Err(corrupt(format!("{column}: a role of type {}", other.data_type()))),
+    }
 }
 
 /// The role a number stands for (see [`packed_role!`]).
@@ -296,9 +374,9 @@ pub(crate) fn signed(value: u64) -> i64 {
 }
 
 fn metadata(text: &str) -> Result<Metadata, PersistError> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| corrupt(format!("metadata is not JSON: {e}")))?;
-    Metadata::try_from(value).map_err(|e| corrupt(e.to_string()))
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| corrupt(format!("metadata is not a JSON object: {e}")))?;
+    Ok(Metadata::from(object))
 }
 
 /// The `content_form` of a content stored as one text block's JSON string literal (see
@@ -436,4 +514,27 @@ pub(crate) fn summary(row: &impl Cells) -> Result<persist_core::summary::Summary
         metadata(text(row, "metadata")?)?,
         Timestamp::from_micros(int(row, "created_at")?),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_looks_for_each_column_where_message_columns_puts_it() {
+        let names: Vec<&str> =
+            message_columns!("?1").split(", ").map(|column| column.rsplit(' ').next().unwrap_or(column)).collect();
+        assert_eq!(names, MESSAGE_COLUMNS);
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("CREATE TABLE m ({})", &MESSAGE_COLUMNS[1..].join(", "))).unwrap();
+        let placed = conn.prepare(concat!("SELECT ", message_columns!("'t'"), ", 1 AS tenant FROM m")).unwrap();
+        assert!(MessageReader::of(&placed).placed);
+        // Other columns first, or the same ones in another order: read by name.
+        for sql in [
+            concat!("SELECT 1 AS tenant, ", message_columns!("'t'"), " FROM m"),
+            "SELECT message_id, 't' AS thread_id, seq FROM m",
+        ] {
+            assert!(!MessageReader::of(&conn.prepare(sql).unwrap()).placed, "{sql}");
+        }
+    }
 }

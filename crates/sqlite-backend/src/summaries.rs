@@ -9,7 +9,7 @@ use rusqlite::Connection;
 
 use crate::branches::{active_leaf, runs, runs_sql, seq_of};
 use crate::direct::{DirectReads, map};
-use crate::rows::{self, message_columns, signed, summary_columns, tenant_key, thread_key};
+use crate::rows::{self, signed, summary_columns, tenant_key};
 
 /// The summaries of thread `?1` of tenant `?2` ending at or before seq `?3`, newest first: the
 /// compacted read takes the first whose last message is on its branch.

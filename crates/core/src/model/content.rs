@@ -151,11 +151,18 @@ impl Content {
     /// }
     /// ```
     pub fn from_text_block_json(literal: &str) -> Result<Self, PersistError> {
-        // One JSON string and nothing around it (parsed whole: its escapes checked too).
-        if !(literal.starts_with('"') && literal.ends_with('"')) || serde_json::from_str::<String>(literal).is_err() {
+        // One JSON string and nothing around it (parsed whole: its escapes checked too, without
+        // keeping the text).
+        if !(literal.starts_with('"') && literal.ends_with('"'))
+            || serde_json::from_str::<json::CheckedString>(literal).is_err()
+        {
             return Err(PersistError::invalid("content", "a text block's text is not one JSON string"));
         }
-        Ok(Self(Repr::Json(Arc::from(format!(r#"[{{"text":{literal},"type":"text"}}]"#)))))
+        let mut json = String::with_capacity(literal.len() + 25);
+        json.push_str(r#"[{"text":"#);
+        json.push_str(literal);
+        json.push_str(r#","type":"text"}]"#);
+        Ok(Self(Repr::Json(Arc::from(json))))
     }
 
     /// The placeholder content of a reservation: an empty array.

@@ -402,6 +402,28 @@ impl serde::Serialize for Sorted<'_> {
     }
 }
 
+/// A JSON string read and checked as `String` reads it (escapes, surrogates), its text not
+/// kept: a string without escapes is read in place, without a copy.
+pub(crate) struct CheckedString;
+
+impl<'de> serde::Deserialize<'de> for CheckedString {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = CheckedString;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<CheckedString, E> {
+                Ok(CheckedString)
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

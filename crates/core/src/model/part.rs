@@ -274,6 +274,10 @@ impl Content {
     /// The content's blocks as typed parts, in order; content that is not an array of blocks
     /// (a plain string, an object) is one [`Part::Other`] holding it.
     pub fn parts(&self) -> Vec<Part> {
+        // Most messages are one text block: its text read alone, without the array around it.
+        if let Some(text) = self.text_block_json().and_then(|literal| serde_json::from_str(literal).ok()) {
+            return vec![Part::Text { text }];
+        }
         match self.to_value() {
             Value::Array(blocks) => blocks.into_iter().map(Part::from_block).collect(),
             other => vec![Part::Other(other)],

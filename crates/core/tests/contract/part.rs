@@ -67,3 +67,21 @@ fn text_leaves_reasoning_out_and_tool_parts_are_found() {
     assert_eq!(results[0].as_tool_result().map(|r| (r.call_id, r.is_error)), Some(("call_1", false)));
     assert_eq!(content.parts()[1].as_text(), Some("Sure. "));
 }
+
+/// One text block (read without its array, see `Content::parts`) gives the part the array's
+/// block gives, whatever the text holds; an array that only looks like one block at its ends
+/// is read whole.
+#[test]
+fn one_text_block_reads_as_the_block_it_is() {
+    for text in ["", "plain", "quote \" and \\ backslash", "line\nbreak\ttab \u{1}", "é 😀 \u{2028}"] {
+        let content = Content::text(text);
+        let literal = content.text_block_json().unwrap().to_owned();
+        for read in [content, Content::from_text_block_json(&literal).unwrap()] {
+            assert_eq!(read.parts(), vec![Part::text(text)], "{text:?}");
+        }
+    }
+    let two = Content::from_json(r#"[{"text":"a","type":"text"},{"text":"b","type":"text"}]"#).unwrap();
+    assert_eq!(two.parts(), vec![Part::text("a"), Part::text("b")]);
+    let escaped = Content::from_text_block_json(r#""\u00e9\ud83d\ude00\"""#).unwrap();
+    assert_eq!(escaped.parts(), vec![Part::text("é😀\"")]);
+}
