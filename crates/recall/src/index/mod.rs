@@ -11,13 +11,15 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use persist_core::raw::BoxFuture;
 use persist_core::read::GetMessage;
 use persist_core::vector::{Nearest, Neighbour};
 use persist_core::{MessageId, PersistArgs, PersistError, PersistResult, TenantId, ThreadId};
 use tokio::sync::{OwnedRwLockWriteGuard, RwLock};
+// Tokio's clock (the system's outside a runtime), so a test can pass the hold-off's minute.
+use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use self::arena::TenantIndex;

@@ -152,3 +152,108 @@ async fn a_feed_trimmed_past_the_index_makes_it_build_again() {
     let stats = index.stats();
     assert_eq!((stats.builds, stats.vectors, stats.fallbacks), (2, 31, 0), "{stats:?}");
 }
+
+/// Approximate queries over lists with the filters an index applies beside each vector (role,
+/// time, status): every hit passes them, and the exact filtered top 10 is found as often as
+/// without a filter. The lists are read until enough vectors pass, however few do.
+#[tokio::test]
+async fn over_lists_approximate_queries_keep_the_role_time_and_status_filters() {
+    use persist::args::{Reserve, UpdateContent};
+    use persist::vector::Embed;
+    use persist::{Status, Timestamp};
+    const DIMS: usize = 32;
+    let index = VectorIndex::new().with_clusters_from(1_000);
+    let pipeline = Pipeline::builder().layer(index.layer()).build(MemoryBackend::new());
+    let thread = |n: u64| ThreadId::new(format!("t{}", n % 20)).unwrap();
+    let mut times = Vec::new();
+    for n in 0..3_000u64 {
+        let (role, vector) = (if n % 3 == 0 { Role::Assistant } else { Role::User }, on_topic(n % 40, n, DIMS));
+        let message = if n % 10 == 7 {
+            // A reply cut short, embedded after.
+            let reserved = pipeline.reserve(Reserve::new(thread(n), Role::Assistant)).await.unwrap().message;
+            let partial = UpdateContent::partial(thread(n), reserved.id.clone(), Content::text(format!("m{n}")));
+            pipeline.update_content(partial).await.unwrap();
+            let stop = UpdateContent::interrupted(thread(n), reserved.id.clone());
+            let stopped = pipeline.update_content(stop).await.unwrap().message;
+            pipeline.embed(Embed::new(thread(n), stopped.id.clone(), Embedding::new("m", vector))).await.unwrap();
+            stopped
+        } else {
+            let add =
+                Add::new(thread(n), role, Content::text(format!("m{n}"))).with_embedding(Embedding::new("m", vector));
+            pipeline.add(add).await.unwrap().message
+        };
+        times.push(message.created_at);
+    }
+    let since: Timestamp = times[2_000];
+    let query = |q: u64| Nearest::new(Embedding::new("m", on_topic(q % 40, 9_000_000 + q, DIMS))).with_limit(10);
+    let filters: [(&str, fn(Nearest, Timestamp) -> Nearest); 4] = [
+        ("assistant", |query, _| query.with_roles([Role::Assistant])),
+        ("since", |query, since| query.since(since)),
+        ("interrupted", |query, _| query.only_interrupted(true)),
+        ("user, until, complete", |query, since| query.with_roles([Role::User]).until(since).only_interrupted(false)),
+    ];
+    for (name, filter) in filters {
+        let (mut found, queries) = (0, 30);
+        for q in 0..queries {
+            let exact = pipeline.nearest(filter(query(q), since)).await.unwrap();
+            let rough = pipeline.nearest(filter(query(q), since).approximate()).await.unwrap();
+            assert_eq!(rough.len(), 10, "{name}");
+            for hit in &rough {
+                let asked = filter(query(q), since);
+                assert!(asked.admits(&hit.message), "{name}: {:?} passes the filter", hit.message);
+            }
+            if name == "interrupted" {
+                assert!(rough.iter().all(|hit| hit.message.status == Status::Interrupted), "{name}");
+            }
+            found += exact.iter().filter(|e| rough.iter().any(|r| r.message.id == e.message.id)).count();
+        }
+        let recall = found as f64 / (10 * queries) as f64;
+        assert!(recall >= 0.95, "{name}: recall@10 {recall}");
+    }
+    let stats = index.stats();
+    assert_eq!(stats.clustered, 3_000, "{stats:?}");
+    assert_eq!(stats.fallbacks, 0, "{stats:?}");
+}
+
+/// A tenant the index cannot hold (over its budget alone) is answered by the store, and the
+/// index does not try again for a minute: then it does, and holds it once it fits.
+#[tokio::test(start_paused = true)]
+async fn a_tenant_the_index_could_not_hold_is_tried_again_after_a_minute() {
+    use std::time::Duration;
+    let store = MemoryBackend::new();
+    let add = |n: u64| {
+        Add::new(ThreadId::new(format!("t{}", n % 2)).unwrap(), Role::User, Content::text(format!("m{n}")))
+            .with_embedding(Embedding::new("m", vector(n, 64)))
+    };
+    let plain = Pipeline::builder().build(store.clone());
+    let query = Nearest::new(Embedding::new("m", vector(99, 64))).with_limit(5);
+    // Room for one thread's twenty vectors (what an index of them holds, and half again), not
+    // for forty.
+    for n in (0..40).step_by(2) {
+        plain.add(add(n)).await.unwrap();
+    }
+    let probe = VectorIndex::new();
+    Pipeline::builder().layer(probe.layer()).build(store.clone()).nearest(query.clone()).await.unwrap();
+    let one_thread = probe.stats().resident_bytes;
+    for n in (1..40).step_by(2) {
+        plain.add(add(n)).await.unwrap();
+    }
+    let index = VectorIndex::new().with_budget(one_thread * 3 / 2);
+    let pipeline = Pipeline::builder().layer(index.layer()).build(store);
+    let exact = plain.nearest(query.clone()).await.unwrap();
+    assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), exact);
+    let stats = index.stats();
+    assert_eq!((stats.builds, stats.answered, stats.fallbacks), (1, 0, 1), "over the budget: {stats:?}");
+    // Within the minute the store answers, without another build.
+    tokio::time::advance(Duration::from_secs(59)).await;
+    plain.delete(Delete::thread(ThreadId::new("t1").unwrap())).await.unwrap();
+    let exact = plain.nearest(query.clone()).await.unwrap();
+    assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), exact);
+    let stats = index.stats();
+    assert_eq!((stats.builds, stats.answered, stats.fallbacks), (1, 0, 2), "held off: {stats:?}");
+    // After it, the index builds again, and now holds the tenant.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), exact);
+    let stats = index.stats();
+    assert_eq!((stats.builds, stats.answered, stats.fallbacks, stats.vectors), (2, 1, 2, 20), "{stats:?}");
+}
