@@ -186,7 +186,8 @@ async fn over_lists_approximate_queries_keep_the_role_time_and_status_filters() 
     }
     let since: Timestamp = times[2_000];
     let query = |q: u64| Nearest::new(Embedding::new("m", on_topic(q % 40, 9_000_000 + q, DIMS))).with_limit(10);
-    let filters: [(&str, fn(Nearest, Timestamp) -> Nearest); 4] = [
+    type Filter = fn(Nearest, Timestamp) -> Nearest;
+    let filters: [(&str, Filter); 4] = [
         ("assistant", |query, _| query.with_roles([Role::Assistant])),
         ("since", |query, since| query.since(since)),
         ("interrupted", |query, _| query.only_interrupted(true)),
