@@ -252,11 +252,18 @@ pub(crate) async fn delete(caller: Caller, Path(id): Path<String>) -> Result<Res
     Ok(caller.answer(StatusCode::OK, &json!({"id": id, "object": "conversation.deleted", "deleted": true})))
 }
 
-/// A list object of `items`.
+/// A list object of `items` (moved in: `json!` would copy them whole, a third of a listing's
+/// conversion).
 pub(crate) fn list(items: Vec<Value>, has_more: bool) -> Value {
     let first = items.first().and_then(|item| item.get("id")).cloned().unwrap_or(Value::Null);
     let last = items.last().and_then(|item| item.get("id")).cloned().unwrap_or(Value::Null);
-    json!({"object": "list", "data": items, "first_id": first, "last_id": last, "has_more": has_more})
+    let mut list = serde_json::Map::new();
+    list.insert("object".into(), "list".into());
+    list.insert("data".into(), Value::Array(items));
+    list.insert("first_id".into(), first);
+    list.insert("last_id".into(), last);
+    list.insert("has_more".into(), has_more.into());
+    Value::Object(list)
 }
 
 /// `POST /v1/conversations/{id}/items`: the items written as one turn, all or none.

@@ -131,9 +131,11 @@ impl Caller {
     }
 }
 
-/// A value's JSON text.
+/// A value's JSON text (written into one buffer: `Display` writes it through a formatter,
+/// a call per token).
 pub(crate) fn json_body(value: &Value) -> String {
-    value.to_string()
+    // A `Value` always serializes: its keys are strings and its numbers finite.
+    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 /// A request's body as a JSON object: an empty body is `{}`. Over `limit` bytes it is 413,

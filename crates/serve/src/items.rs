@@ -241,8 +241,8 @@ pub(crate) fn of_message(message: &Message) -> Vec<Value> {
         let Some(object) = item.as_object_mut() else { continue };
         let id = if n == 0 { message.id.as_str().to_owned() } else { format!("{}.{n}", message.id) };
         object.entry("id").or_insert_with(|| id.into());
-        let kind = object.get("type").and_then(Value::as_str).unwrap_or("message").to_owned();
-        if WITH_STATUS.contains(&kind.as_str()) {
+        let kind = object.get("type").and_then(Value::as_str).unwrap_or("message");
+        if WITH_STATUS.contains(&kind) {
             object.entry("status").or_insert_with(|| status.into());
         }
     }
