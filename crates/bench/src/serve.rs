@@ -176,14 +176,18 @@ async fn measure(store: &str, pipeline: Pipeline, bases: Vec<String>, rounds: us
             .await
         };
         // The server's store calls for the same request: the conversation read (a missing one
-        // is 404), then the turn; the item imported, the written messages exported.
+        // is 404), then the turn; the item imported with an id of the shape the server gives
+        // each item (`msg_` and 32 hex digits: an explicit id, which the turn looks up first, as
+        // a repeat of it would be), the written messages exported.
         let direct_rate = {
             let (scoped, ids) = (scoped.clone(), ids.clone());
             clients(per_client, move |client, n| {
                 let (scoped, thread) = (scoped.clone(), ThreadId::new(&ids[client]).expect("an id"));
                 async move {
                     scoped.get_thread(GetThread::new(thread.clone())).await.expect("a read").expect("a thread");
-                    let turn = openai_responses::import(&[item(n)]).expect("an item");
+                    let mut item = item(n);
+                    item["id"] = format!("msg_{:032x}", ((client as u128) << 64) | n as u128).into();
+                    let turn = openai_responses::import(&[item]).expect("an item");
                     let written = scoped.append_turn(AppendTurn::of(thread, turn)).await.expect("a turn");
                     let items = openai_responses::export(&written.messages);
                     std::hint::black_box(serde_json::to_vec(&items).expect("JSON"));
