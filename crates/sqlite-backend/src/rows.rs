@@ -285,20 +285,26 @@ fn place(column: &str) -> Option<usize> {
 /// message's columns are first looked for where [`message_columns!`] puts them (one call).
 fn cell<'r>(row: &'r rusqlite::Row<'_>, column: &'static str) -> Result<rusqlite::types::ValueRef<'r>, PersistError> {
     let statement = row.as_ref();
-    let found = match place(column) {
-        Some(placed) if statement.column_name(placed).is_ok_and(|name| name == column) => row.get_ref(placed),
-        _ => row.get_ref(column),
-    };
-    found.map_err(|e| PersistError::backend("reading a row", e))
+    let placed = place(column).filter(|&at| statement.column_name(at).is_ok_and(|name| name == column));
+    cell_at(row, column, placed)
 }
 
-/// [`cell`] for a row of a statement [`MessageReader::of`] found placed.
+/// [`cell`] for a row of a statement [`MessageReader::of`] found placed: no name asked.
 fn placed_cell<'r>(
     row: &'r rusqlite::Row<'_>,
     column: &'static str,
 ) -> Result<rusqlite::types::ValueRef<'r>, PersistError> {
-    match place(column) {
-        Some(placed) => row.get_ref(placed),
+    cell_at(row, column, place(column))
+}
+
+/// The value in `column`, at `placed` when known, else found by its name.
+fn cell_at<'r>(
+    row: &'r rusqlite::Row<'_>,
+    column: &'static str,
+    placed: Option<usize>,
+) -> Result<rusqlite::types::ValueRef<'r>, PersistError> {
+    match placed {
+        Some(at) => row.get_ref(at),
         None => row.get_ref(column),
     }
     .map_err(|e| PersistError::backend("reading a row", e))

@@ -50,6 +50,12 @@ struct Deep {
     depth: usize,
 }
 
+/// What a content of one text block holds around its text's JSON string literal: the keys in
+/// the order `serde_json` writes them (sorted), so the text is the one
+/// `Content::new(json!([{"type": "text", "text": …}]))` holds.
+const TEXT_BLOCK_HEAD: &str = r#"[{"text":"#;
+const TEXT_BLOCK_TAIL: &str = r#","type":"text"}]"#;
+
 impl Content {
     /// Wraps any JSON value (serialized once, here, in canonical form: every object's keys
     /// sorted, so one value is one text whatever serde_json's features in the build).
@@ -84,12 +90,15 @@ impl Content {
     /// One text block: `[{"type": "text", "text": text}]`.
     pub fn text(text: impl AsRef<str>) -> Self {
         let text = text.as_ref();
-        let mut json = String::with_capacity(text.len() + 32);
-        // Keys in the order `serde_json` writes them (sorted), so the text is the one
-        // `Content::new(json!([{"type": "text", "text": …}]))` holds.
-        json.push_str(r#"[{"text":"#);
-        json::push_string(&mut json, text);
-        json.push_str(r#","type":"text"}]"#);
+        Self::text_block(text.len() + 2, |json| json::push_string(json, text))
+    }
+
+    /// One text block around a JSON string literal of about `len` bytes that `literal` writes.
+    fn text_block(len: usize, literal: impl FnOnce(&mut String)) -> Self {
+        let mut json = String::with_capacity(TEXT_BLOCK_HEAD.len() + len + TEXT_BLOCK_TAIL.len());
+        json.push_str(TEXT_BLOCK_HEAD);
+        literal(&mut json);
+        json.push_str(TEXT_BLOCK_TAIL);
         Self(Repr::Json(Arc::from(json)))
     }
 
@@ -111,10 +120,8 @@ impl Content {
     /// assert_eq!(Content::from_json(r#"[{"text":"a","type":"text"},{"text":"b","type":"text"}]"#).unwrap().text_block_json(), None);
     /// ```
     pub fn text_block_json(&self) -> Option<&str> {
-        const HEAD: &str = r#"[{"text":"#;
-        const TAIL: &str = r#","type":"text"}]"#;
         let Repr::Json(json) = &self.0 else { return None };
-        let literal = json.strip_prefix(HEAD)?.strip_suffix(TAIL)?;
+        let literal = json.strip_prefix(TEXT_BLOCK_HEAD)?.strip_suffix(TEXT_BLOCK_TAIL)?;
         // The content is JSON: the literal is one string when the string its first quote opens
         // closes at its last byte (else it holds more, as `"a","type":"text"},{"text":"b"`).
         let bytes = literal.as_bytes();
@@ -158,11 +165,7 @@ impl Content {
         {
             return Err(PersistError::invalid("content", "a text block's text is not one JSON string"));
         }
-        let mut json = String::with_capacity(literal.len() + 25);
-        json.push_str(r#"[{"text":"#);
-        json.push_str(literal);
-        json.push_str(r#","type":"text"}]"#);
-        Ok(Self(Repr::Json(Arc::from(json))))
+        Ok(Self::text_block(literal.len(), |json| json.push_str(literal)))
     }
 
     /// The placeholder content of a reservation: an empty array.
