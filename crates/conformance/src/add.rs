@@ -76,6 +76,57 @@ pub async fn check_content_and_metadata_round_trip_exactly<F: Factory>(factory: 
     store.finish().await
 }
 
+/// Numbers come back as written, in content and in metadata: every double bit for bit (a
+/// correctly rounded parse), a double that is a whole number still a double (`8.9e16` is not
+/// read back as an integer), integers over the whole 64-bit range, and the extremes (the
+/// largest double, the smallest subnormal). None makes its thread unreadable.
+pub async fn check_numbers_round_trip_exactly<F: Factory>(factory: &F) -> Outcome {
+    use rand::{Rng, SeedableRng};
+    let store = crate::fixture::open!(factory);
+    let b = store.b();
+    let id = t("numbers");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20_261_127);
+    let mut doubles: Vec<f64> =
+        std::iter::repeat_with(|| f64::from_bits(rng.random())).filter(|d| d.is_finite()).take(300).collect();
+    doubles.extend(std::iter::repeat_with(|| rng.random::<f64>()).take(300));
+    doubles.extend([
+        f64::MAX,
+        f64::MIN,
+        f64::MIN_POSITIVE,
+        5e-324,
+        0.942_450_283_777_050_3,
+        8.920_181_337_518_9e16,
+        -9.2e18,
+        1e16,
+        1.8e19,
+        1e21,
+        1e-7,
+    ]);
+    let numbers: Vec<serde_json::Value> = doubles
+        .iter()
+        .map(|&d| json!(d))
+        .chain([json!(i64::MIN), json!(i64::MAX), json!(u64::MAX), json!(0), json!(-1)])
+        .collect();
+    let content = json!([{"type": "data", "numbers": numbers}]);
+    let metadata = Metadata::new().with("numbers", json!(numbers)).with("max", json!(f64::MAX));
+    let message = written(
+        b,
+        Add::new(id.clone(), Role::Assistant, Content::new(content.clone())).with_metadata(metadata.clone()),
+    )
+    .await;
+    let stored = get(b, &id, &message.id).await.expect("the thread reads");
+    let bits = |value: &serde_json::Value| -> Vec<String> {
+        value.as_array().into_iter().flatten().map(|n| format!("{n:?}")).collect()
+    };
+    assert_eq!(bits(&stored.content.to_value()[0]["numbers"]), bits(&json!(numbers)), "content");
+    assert_eq!(bits(&stored.metadata.get("numbers").cloned().unwrap_or_default()), bits(&json!(numbers)), "metadata");
+    assert_eq!(stored.content.to_value(), content);
+    assert_eq!(stored.metadata, metadata);
+    // The thread stays readable as a whole.
+    assert_eq!(crate::fixture::all_messages(b, &id).await.len(), 1);
+    store.finish().await
+}
+
 /// A content of one text block (most messages; backends may store it as its text alone) comes
 /// back as the same content, whatever its text holds, through every path that writes content
 /// (add, reserve then finalize, replace); one that only looks like it (other escapes, other key

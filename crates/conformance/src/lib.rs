@@ -53,7 +53,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (198 in all):
+//! [`CHECKS`] lists every check by group and name (199 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -216,6 +216,7 @@ macro_rules! __for_each_check {
                 check_add_assigns_seq_version_and_status,
                 check_add_creates_thread_and_counts,
                 check_content_and_metadata_round_trip_exactly,
+                check_numbers_round_trip_exactly,
                 check_text_contents_round_trip,
                 check_custom_roles_round_trip,
             }

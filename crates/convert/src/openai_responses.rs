@@ -79,6 +79,38 @@ pub fn import(items: &[Value]) -> Result<Vec<TurnMessage>, PersistError> {
     super::import_each(items, "items", import_item)
 }
 
+/// Any JSON value kept whole as the message of one item, which [`export`] writes back as it
+/// came: for a store of items it does not read, as the Agents SDK's sessions are (its
+/// `EncryptedSession` stores envelopes such as `{"__enc__": 1, "payload": "…"}`, which
+/// [`import`] refuses: they are not Responses items). The message is of the value's `role`
+/// when it names one, of role tool for a `…_output` item and assistant otherwise; its content
+/// is one [`Part::Other`], the value whole.
+///
+/// # Example
+///
+/// ```
+/// use persist::convert::openai_responses;
+/// use serde_json::json;
+///
+/// let envelope = json!({"__enc__": 1, "v": 1, "kid": "hkdf-v1", "payload": "gAAAAABm…"});
+/// assert!(openai_responses::import(std::slice::from_ref(&envelope)).is_err());
+/// let message = openai_responses::import_whole(&envelope);
+/// assert_eq!(openai_responses::export(&[message]), [envelope]);
+/// ```
+pub fn import_whole(item: &Value) -> TurnMessage {
+    let object = item.as_object();
+    let output = object
+        .and_then(|object| object.get("type"))
+        .and_then(Value::as_str)
+        .is_some_and(|kind| kind.ends_with("_output"));
+    let role =
+        object.and_then(|object| role_of(object).ok()).unwrap_or(if output { Role::Tool } else { Role::Assistant });
+    let parts = vec![(Part::Other(item.clone()), Kept::with_form(place("item")))];
+    imported(item, role, None, (parts, Map::new()), METADATA_KEY, |role, parts, kept| {
+        only(write_items(role, parts, kept, Status::Complete))
+    })
+}
+
 /// Messages as Responses items, ready to send as a request's `input` (see the
 /// [module docs](self#export)).
 ///
@@ -213,13 +245,15 @@ fn write_items(role: &Role, parts: &[Part], kept: &Kept, status: Status) -> Vec<
         };
         for (index, part) in parts.iter().enumerate() {
             match part {
+                // An item kept whole, which may read back as a typed part when it has exactly
+                // one's fields (`{"type": "text", "text": …}`): its block is the item.
+                _ if placed(index) == Some("item") => {
+                    flush(&mut items, &mut blocks);
+                    items.push((part.to_block(), true));
+                }
                 Part::ToolCall { .. } | Part::ToolResult { .. } => {
                     flush(&mut items, &mut blocks);
                     items.extend(write_tool_item(part, part_kept(index)).map(|item| (item, false)));
-                }
-                Part::Other(item) if placed(index) == Some("item") => {
-                    flush(&mut items, &mut blocks);
-                    items.push((item.clone(), true));
                 }
                 // Only the reasoning item it came from takes reasoning back.
                 Part::Reasoning { .. } => {}
@@ -390,6 +424,26 @@ mod tests {
     #[test]
     fn every_fixture_round_trips() {
         fixture::assert_round_trips(include_str!("fixtures/openai_responses.json"), import, export);
+    }
+
+    #[test]
+    fn items_kept_whole_come_back_whole_even_when_they_read_as_typed_parts() {
+        let items = [
+            json!({"type": "text", "text": "a block, not an item"}),
+            json!({"type": "tool_call", "id": "c", "name": "f", "arguments": {}}),
+            json!({"type": "web_search_call", "status": "completed"}),
+        ];
+        for item in items {
+            let mut message = import(std::slice::from_ref(&item)).unwrap().remove(0);
+            // As a store reads it back: its content from its JSON text.
+            message.content = Content::from_json(message.content.as_json().as_ref()).unwrap();
+            assert_eq!(export(&[message]), [item], "imported");
+        }
+        for whole in [json!({"__enc__": 1, "payload": "x"}), json!("a string"), json!(42), json!({"role": "user"})] {
+            let mut message = import_whole(&whole);
+            message.content = Content::from_json(message.content.as_json().as_ref()).unwrap();
+            assert_eq!(export(&[message]), [whole], "kept whole");
+        }
     }
 
     fn turn_of(example: &str) -> Vec<TurnMessage> {

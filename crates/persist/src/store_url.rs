@@ -138,10 +138,57 @@ impl StoreUrl {
     ///
     /// As [`open`](Self::open).
     pub async fn connect(&self) -> Result<OpenStore> {
+        self.connect_configured(
+            #[cfg(feature = "sqlite")]
+            |builder| builder,
+        )
+        .await
+    }
+
+    /// Opens the store as [`connect`](Self::connect) does, a SQLite file with the settings
+    /// `sqlite` makes on its builder (its busy timeout, its durability, its limits); the other
+    /// backends as `connect` opens them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use persist::StoreUrl;
+    /// use persist::sqlite::Durability;
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let url = StoreUrl::parse(&format!("sqlite:{}", dir.path().join("chat.db").display()))?;
+    /// let store = url
+    ///     .connect_with(|sqlite| sqlite.busy_timeout(Duration::from_secs(30)).durability(Durability::Full))
+    ///     .await?;
+    /// store.pipeline().ping().await?;
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    #[cfg(feature = "sqlite")]
+    pub async fn connect_with(
+        &self,
+        sqlite: impl FnOnce(persist_sqlite::SqliteBackendBuilder) -> persist_sqlite::SqliteBackendBuilder,
+    ) -> Result<OpenStore> {
+        self.connect_configured(sqlite).await
+    }
+
+    async fn connect_configured(
+        &self,
+        #[cfg(feature = "sqlite")] sqlite: impl FnOnce(
+            persist_sqlite::SqliteBackendBuilder,
+        ) -> persist_sqlite::SqliteBackendBuilder,
+    ) -> Result<OpenStore> {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(path) => {
-                let backend = persist_sqlite::SqliteBackend::open(path).await?;
+                let backend = sqlite(persist_sqlite::SqliteBackend::builder(path)).open().await?;
                 Ok(OpenStore { pipeline: Pipeline::new(backend.clone()), backend: Backend::Sqlite(backend) })
             }
             #[cfg(feature = "postgres")]

@@ -62,7 +62,62 @@ pub(crate) use stored_form;
 pub(crate) fn content_param(content: &Content) -> (std::borrow::Cow<'_, str>, bool) {
     match content.text_block_json() {
         Some(literal) => (std::borrow::Cow::Borrowed(literal), true),
-        None => (content.as_json(), false),
+        None => (for_jsonb(content.as_json()), false),
+    }
+}
+
+/// JSON text as `jsonb` keeps its numbers' kinds: a double written with an exponent that is a
+/// whole number of 64-bit range (`8.9201813375189e16`) is written out with a fraction
+/// (`89201813375189000.0`). `jsonb` stores numbers as `numeric`, which writes such a number back
+/// as an integer (`89201813375189000`), read as an integer where a double was stored; with a
+/// fraction it keeps one. (Beyond 64 bits an integer is read as a double anyway; `numeric` has
+/// no negative zero, so `-0.0` comes back `0.0`.)
+pub(crate) fn for_jsonb(text: std::borrow::Cow<'_, str>) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut rewritten: Option<String> = None;
+    let (mut at, mut copied, mut in_string) = (0, 0, false);
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if in_string {
+            match byte {
+                b'\\' => at += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            at += 1;
+            continue;
+        }
+        if byte == b'"' {
+            in_string = true;
+            at += 1;
+            continue;
+        }
+        if !(byte == b'-' || byte.is_ascii_digit()) {
+            at += 1;
+            continue;
+        }
+        let start = at;
+        while at < bytes.len() && matches!(bytes[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
+            at += 1;
+        }
+        let token = &text[start..at];
+        if !token.contains(['e', 'E']) {
+            continue;
+        }
+        let Ok(number) = token.parse::<f64>() else { continue };
+        if number.fract() == 0.0 && number.abs() >= 1.0 && number.abs() < 18_446_744_073_709_551_616.0 {
+            let out = rewritten.get_or_insert_with(|| String::with_capacity(text.len() + 8));
+            out.push_str(&text[copied..start]);
+            out.push_str(&format!("{number:.1}"));
+            copied = at;
+        }
+    }
+    match rewritten {
+        Some(mut out) => {
+            out.push_str(&text[copied..]);
+            std::borrow::Cow::Owned(out)
+        }
+        None => text,
     }
 }
 
@@ -202,7 +257,8 @@ pub(crate) fn binding(row: &PgRow) -> Result<(SessionBinding, BindingState), Per
 
 /// JSON text of a value, for binding as `$n::jsonb`.
 pub(crate) fn json_text(value: &impl serde::Serialize) -> Result<String, PersistError> {
-    serde_json::to_string(value).map_err(|e| PersistError::backend("encoding JSON", e))
+    let text = serde_json::to_string(value).map_err(|e| PersistError::backend("encoding JSON", e))?;
+    Ok(for_jsonb(text.into()).into_owned())
 }
 
 /// A [`MessageFilter`](persist_core::read::MessageFilter) as the reads across threads (search,
@@ -251,4 +307,29 @@ pub(crate) fn removed_ids(rows: &[PgRow]) -> Result<Vec<MessageId>, PersistError
         .map_err(|e| map_sqlx("reading deleted ids", e))?;
     removed.sort_unstable();
     removed.into_iter().map(|(_, id)| MessageId::new(id).map_err(|e| corrupt(e.to_string()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::for_jsonb;
+
+    #[test]
+    fn whole_doubles_written_with_an_exponent_keep_a_fraction_for_jsonb() {
+        let cases = [
+            (
+                r#"[8.9201813375189e16,-9.2e18,1.8e19]"#,
+                r#"[89201813375188992.0,-9200000000000000000.0,18000000000000000000.0]"#,
+            ),
+            // Beyond 64 bits, below 1, fractions and integers: as they are.
+            (
+                r#"[1e21,1.7976931348623157e308,1e-7,2.5e-3,0.5,100,-3]"#,
+                r#"[1e21,1.7976931348623157e308,1e-7,2.5e-3,0.5,100,-3]"#,
+            ),
+            // Inside strings (escaped quotes too) nothing is a number.
+            (r#"{"a\"1e17":"8e16","k":8e16}"#, r#"{"a\"1e17":"8e16","k":80000000000000000.0}"#),
+        ];
+        for (given, expected) in cases {
+            assert_eq!(for_jsonb(given.into()), expected, "{given}");
+        }
+    }
 }

@@ -160,7 +160,7 @@ async fn summarize_locked(tx: &mut PgConnection, args: &Summarize) -> Result<Sum
             .bind(tenant)
             .bind(thread)
             .bind(signed(args.through_seq))
-            .bind(answer.summary.content.as_json())
+            .bind(rows::for_jsonb(answer.summary.content.as_json()))
             .bind(json_text(&answer.summary.metadata)?)
             .execute(&mut *tx)
             .await
@@ -214,7 +214,7 @@ async fn summarize_locked(tx: &mut PgConnection, args: &Summarize) -> Result<Sum
     .bind(thread)
     .bind(signed(summary.through_seq))
     .bind(signed(summary.from_seq))
-    .bind(summary.content.as_json())
+    .bind(rows::for_jsonb(summary.content.as_json()))
     .bind(json_text(&summary.metadata)?)
     .bind(summary.created_at.as_micros())
     .execute(&mut *tx)

@@ -124,67 +124,146 @@ fn key_of<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyString> {
     }
 }
 
-/// Python's `json` module, imported once.
-pub(crate) fn json_module(py: Python<'_>) -> PyResult<&Py<PyAny>> {
-    static JSON: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-    JSON.get_or_try_init(py, || Ok(py.import("json")?.into_any().unbind()))
-}
-
-/// A Python value as JSON, as `json.dumps` would write it: dicts, lists, strings, numbers,
-/// booleans and None. The common case (dicts with string keys, lists, tuples, str, int within
-/// 64 bits, finite float, bool, None, each of exactly that type) is read directly; anything
-/// else (a subclass, a key that is not a string, a larger int, NaN) goes through `json.dumps`,
-/// so it is read, or refused, as `json.dumps` reads it.
+/// A Python value as JSON, read as `json.dumps` reads it (subclasses of `dict`, `list`,
+/// `tuple`, `str`, `int` and `float` as their base types; `int`, `float`, `bool` and `None`
+/// keys as their JSON text), with what JSON cannot hold exactly refused as `InvalidInput`
+/// naming the place (`items[0]['content'][1]`): NaN and the infinities, an integer beyond 64
+/// bits (a double would change it), a string with a lone surrogate (UTF-8 has no place for
+/// it), a value of any other type, and nesting deeper than [`persist::MAX_JSON_DEPTH`].
 pub(crate) fn to_json(value: &Bound<'_, PyAny>, what: &'static str) -> PyResult<serde_json::Value> {
-    if let Some(direct) = direct_json(value, 0) {
-        return Ok(direct);
-    }
-    let py = value.py();
-    let text = json_module(py)?
-        .call_method1(py, "dumps", (value,))
-        .map_err(|error| crate::errors::invalid(py, what, &format!("is not JSON: {}", error.value(py))))?;
-    let text = text.bind(py).cast::<PyString>()?.to_str()?.to_owned();
-    serde_json::from_str(&text).map_err(|error| crate::errors::invalid(py, what, &format!("is not JSON: {error}")))
+    read_json(value, 0).map_err(|refusal| {
+        let mut place = String::from(what);
+        for step in refusal.path.iter().rev() {
+            match step {
+                Step::Index(index) => place.push_str(&format!("[{index}]")),
+                Step::Key(key) => place.push_str(&format!("[{key:?}]")),
+            }
+        }
+        to_py(value.py(), &persist::PersistError::invalid(what, format!("{place} {}", refusal.reason)))
+    })
 }
 
-/// How deep [`direct_json`] reads before leaving a value to `json.dumps` (which refuses one
-/// nested past Python's recursion limit, as it always did).
-const DIRECT_DEPTH: usize = 64;
+/// Why a value is not JSON, and where (its path built innermost first, as the reading unwinds).
+struct Refusal {
+    path: Vec<Step>,
+    reason: String,
+}
 
-/// `value` as JSON when it is made of JSON's exact types only; `None` leaves it to `json.dumps`.
-fn direct_json(value: &Bound<'_, PyAny>, depth: usize) -> Option<serde_json::Value> {
+enum Step {
+    Index(usize),
+    Key(String),
+}
+
+impl Refusal {
+    fn new(reason: impl Into<String>) -> Self {
+        Self { path: Vec::new(), reason: reason.into() }
+    }
+
+    fn at(mut self, step: Step) -> Self {
+        self.path.push(step);
+        self
+    }
+}
+
+/// `value` as JSON (see [`to_json`]).
+fn read_json(value: &Bound<'_, PyAny>, depth: usize) -> Result<serde_json::Value, Refusal> {
     use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyTuple};
     use serde_json::Value;
-    if depth > DIRECT_DEPTH {
-        return None;
+    let nested = |depth: usize| {
+        if depth >= persist::MAX_JSON_DEPTH {
+            Err(Refusal::new(format!("is nested deeper than {} levels", persist::MAX_JSON_DEPTH)))
+        } else {
+            Ok(depth + 1)
+        }
+    };
+    let items = |values: &mut dyn Iterator<Item = Bound<'_, PyAny>>, depth: usize| {
+        let depth = nested(depth)?;
+        values
+            .enumerate()
+            .map(|(index, value)| read_json(&value, depth).map_err(|refusal| refusal.at(Step::Index(index))))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array)
+    };
+    if let Ok(text) = value.cast::<PyString>() {
+        return Ok(Value::String(text_of(text)?));
     }
-    Some(if value.is_none() {
-        Value::Null
-    } else if let Ok(text) = value.cast_exact::<PyString>() {
-        Value::String(text.to_str().ok()?.to_owned())
-    } else if let Ok(dict) = value.cast_exact::<PyDict>() {
+    if let Ok(dict) = value.cast::<PyDict>() {
+        let depth = nested(depth)?;
         let mut map = serde_json::Map::new();
         for (key, value) in dict.iter() {
-            let key = key.cast_exact::<PyString>().ok()?.to_str().ok()?.to_owned();
-            map.insert(key, direct_json(&value, depth + 1)?);
+            let key = key_text(&key)?;
+            let value = read_json(&value, depth).map_err(|refusal| refusal.at(Step::Key(key.clone())))?;
+            map.insert(key, value);
         }
-        Value::Object(map)
-    } else if let Ok(list) = value.cast_exact::<PyList>() {
-        Value::Array(list.iter().map(|value| direct_json(&value, depth + 1)).collect::<Option<_>>()?)
-    } else if let Ok(tuple) = value.cast_exact::<PyTuple>() {
-        Value::Array(tuple.iter().map(|value| direct_json(&value, depth + 1)).collect::<Option<_>>()?)
-    } else if let Ok(flag) = value.cast_exact::<PyBool>() {
-        Value::Bool(flag.is_true())
-    } else if let Ok(int) = value.cast_exact::<PyInt>() {
-        match int.extract::<i64>() {
-            Ok(int) => Value::from(int),
-            Err(_) => Value::from(int.extract::<u64>().ok()?),
-        }
-    } else if let Ok(float) = value.cast_exact::<PyFloat>() {
-        Value::Number(serde_json::Number::from_f64(float.value())?)
-    } else {
-        return None;
+        return Ok(Value::Object(map));
+    }
+    if let Ok(list) = value.cast::<PyList>() {
+        return items(&mut list.iter(), depth);
+    }
+    if let Ok(tuple) = value.cast::<PyTuple>() {
+        return items(&mut tuple.iter(), depth);
+    }
+    if value.is_none() {
+        return Ok(Value::Null);
+    }
+    // Before `int`: a bool is an int to Python.
+    if let Ok(flag) = value.cast::<PyBool>() {
+        return Ok(Value::Bool(flag.is_true()));
+    }
+    if let Ok(int) = value.cast::<PyInt>() {
+        return int_of(int).map(Value::Number);
+    }
+    if let Ok(float) = value.cast::<PyFloat>() {
+        return float_of(float.value()).map(Value::Number);
+    }
+    let kind = value.get_type().name().map_or_else(|_| "?".to_owned(), |name| name.to_string());
+    Err(Refusal::new(format!("holds a value of type `{kind}`, which is not JSON (json.dumps refuses it too)")))
+}
+
+fn text_of(text: &Bound<'_, PyString>) -> Result<String, Refusal> {
+    text.to_str().map(str::to_owned).map_err(|_| {
+        Refusal::new("holds a string with a lone surrogate (U+D800 to U+DFFF), which UTF-8 and JSON text cannot hold")
     })
+}
+
+fn int_of(int: &Bound<'_, pyo3::types::PyInt>) -> Result<serde_json::Number, Refusal> {
+    if let Ok(int) = int.extract::<i64>() {
+        return Ok(int.into());
+    }
+    if let Ok(int) = int.extract::<u64>() {
+        return Ok(int.into());
+    }
+    Err(Refusal::new(format!(
+        "holds the integer {int}, beyond the 64 bits persist keeps exactly (-2**63 to 2**64-1): store it as a string"
+    )))
+}
+
+fn float_of(float: f64) -> Result<serde_json::Number, Refusal> {
+    serde_json::Number::from_f64(float)
+        .ok_or_else(|| Refusal::new(format!("holds {float}, and JSON has no NaN or Infinity")))
+}
+
+/// A dict's key as `json.dumps` writes it: a string as it is; `True`, `False`, `None`, an int
+/// or a float as its JSON text.
+fn key_text(key: &Bound<'_, PyAny>) -> Result<String, Refusal> {
+    use pyo3::types::{PyBool, PyFloat, PyInt};
+    if let Ok(text) = key.cast::<PyString>() {
+        return text_of(text);
+    }
+    if key.is_none() {
+        return Ok("null".into());
+    }
+    if let Ok(flag) = key.cast::<PyBool>() {
+        return Ok(if flag.is_true() { "true" } else { "false" }.into());
+    }
+    if let Ok(int) = key.cast::<PyInt>() {
+        return int_of(int).map(|number| number.to_string());
+    }
+    if let Ok(float) = key.cast::<PyFloat>() {
+        return float_of(float.value()).map(|number| number.to_string());
+    }
+    let kind = key.get_type().name().map_or_else(|_| "?".to_owned(), |name| name.to_string());
+    Err(Refusal::new(format!("has a key of type `{kind}`; JSON's keys are strings")))
 }
 
 /// Runs `work` on persist's runtime; answers an asyncio future of the caller's running loop.

@@ -40,8 +40,3 @@ fn raise(py: Python<'_>, code: &str, message: String) -> PyErr {
 pub(crate) fn to_py(py: Python<'_>, error: &PersistError) -> PyErr {
     raise(py, error.code(), error.to_string())
 }
-
-/// An `InvalidInput` naming `what`, for input refused before it reaches the store.
-pub(crate) fn invalid(py: Python<'_>, what: &'static str, reason: &str) -> PyErr {
-    to_py(py, &PersistError::invalid(what, format!("{what} {reason}")))
-}

@@ -23,8 +23,10 @@ mod ops;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use persist::feed::Subscription;
+use persist::sqlite::Durability;
 use persist::working::WriteMemory;
 use persist::{
     Context, IdempotencyKey, MessageId, OpenStore, PersistError, Pipeline, ResourceId, Scoped, StoreUrl, TenantId,
@@ -36,9 +38,33 @@ use pyo3::prelude::*;
 use crate::bridge::{Reply, awaitable, coroutine, runtime, to_json};
 use crate::errors::to_py;
 
+/// How a SQLite file is opened (`Store.open`'s keywords).
+#[derive(Clone, Copy, Default)]
+struct SqliteSettings {
+    busy_timeout: Option<Duration>,
+    durability: Option<Durability>,
+}
+
+impl SqliteSettings {
+    /// Opens the store at `url` with these settings.
+    async fn connect(self, url: &StoreUrl) -> persist::Result<OpenStore> {
+        url.connect_with(|mut builder| {
+            if let Some(timeout) = self.busy_timeout {
+                builder = builder.busy_timeout(timeout);
+            }
+            if let Some(durability) = self.durability {
+                builder = builder.durability(durability);
+            }
+            builder
+        })
+        .await
+    }
+}
+
 /// The open store, per process: a child of a fork opens its own on first use.
 struct Opened {
     url: StoreUrl,
+    sqlite: SqliteSettings,
     store: Mutex<Option<(u32, OpenStore)>>,
     /// Set by `close`: no call reopens the store after it.
     closed: AtomicBool,
@@ -64,7 +90,7 @@ impl Opened {
                     .into(),
             });
         }
-        let opened = self.url.connect().await?;
+        let opened = self.sqlite.connect(&self.url).await?;
         let mut slot = self.store.lock().unwrap_or_else(PoisonError::into_inner);
         match slot.take() {
             // Another call of this process opened it meanwhile: keep that one.
@@ -166,6 +192,54 @@ impl Roots {
     }
 }
 
+/// The SQLite settings of `Store.open`'s keywords, checked: a file's directory must exist (persist
+/// creates the file, not its folders).
+fn sqlite_settings(
+    url: &StoreUrl,
+    busy_timeout: Option<f64>,
+    durability: Option<&str>,
+) -> persist::Result<SqliteSettings> {
+    let busy_timeout = busy_timeout
+        .map(|seconds| {
+            Duration::try_from_secs_f64(seconds).map_err(|_| {
+                PersistError::invalid("busy_timeout", "busy_timeout must be a number of seconds, 0 or more")
+            })
+        })
+        .transpose()?;
+    let durability = match durability {
+        None => None,
+        Some("normal") => Some(Durability::Normal),
+        Some("full") => Some(Durability::Full),
+        Some(other) => {
+            return Err(PersistError::invalid(
+                "durability",
+                format!("durability {other:?}: give \"normal\" or \"full\""),
+            ));
+        }
+    };
+    if let StoreUrl::Sqlite(path) = url {
+        let folder = path.parent().filter(|folder| !folder.as_os_str().is_empty());
+        if let Some(folder) = folder.filter(|folder| !folder.is_dir()) {
+            return Err(PersistError::invalid(
+                "url",
+                format!(
+                    "{}: the folder {} does not exist (persist creates the file, not its folders)",
+                    url,
+                    folder.display()
+                ),
+            ));
+        }
+    }
+    Ok(SqliteSettings { busy_timeout, durability })
+}
+
+/// Whether a store of this process has the SQLite file at `path` open: the package's audit hook
+/// refuses `sqlite3.connect` to such a file (two SQLite libraries in one process corrupt it).
+#[pyfunction]
+fn sqlite_open_in_process(path: std::path::PathBuf) -> bool {
+    persist::sqlite::is_open_in_process(&path)
+}
+
 /// A value checked in Python's thread, as persist's error when it is not right.
 fn checked<T>(py: Python<'_>, value: persist::Result<T>) -> PyResult<T> {
     value.map_err(|error| to_py(py, &error))
@@ -174,15 +248,23 @@ fn checked<T>(py: Python<'_>, value: persist::Result<T>) -> PyResult<T> {
 #[pymethods]
 impl Store {
     #[staticmethod]
-    #[pyo3(signature = (url = "sqlite:persist.db", *, tenant = None))]
-    fn open(py: Python<'_>, url: &str, tenant: Option<&str>) -> PyResult<Self> {
+    #[pyo3(signature = (url = "sqlite:persist.db", *, tenant = None, busy_timeout = None, durability = None))]
+    fn open(
+        py: Python<'_>,
+        url: &str,
+        tenant: Option<&str>,
+        busy_timeout: Option<f64>,
+        durability: Option<&str>,
+    ) -> PyResult<Self> {
         let parsed = checked(py, StoreUrl::parse(url))?;
         let tenant = checked(py, tenant.map(TenantId::new).transpose())?;
+        let sqlite = checked(py, sqlite_settings(&parsed, busy_timeout, durability))?;
         let runtime = runtime()?;
-        let store = py.detach(|| runtime.block_on(parsed.connect()));
+        let store = py.detach(|| runtime.block_on(sqlite.connect(&parsed)));
         let store = checked(py, store)?;
         let opened = Opened {
             url: parsed,
+            sqlite,
             store: Mutex::new(Some((std::process::id(), store))),
             closed: AtomicBool::new(false),
             roots: Mutex::new(HashSet::new()),
@@ -226,6 +308,14 @@ impl Store {
         })
     }
 
+    /// Closes the store as `close` does, blocking the calling thread (the GIL released) until
+    /// it is closed: for code that cannot await.
+    fn close_blocking(&self, py: Python<'_>) -> PyResult<()> {
+        let (opened, runtime) = (self.opened.clone(), runtime()?);
+        py.detach(|| runtime.block_on(opened.close()));
+        Ok(())
+    }
+
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let py = slf.py();
         let future = py.import("asyncio")?.call_method0("get_running_loop")?.call_method0("create_future")?;
@@ -255,7 +345,7 @@ impl Store {
             let serde_json::Value::Array(items) = to_json(items, "items")? else {
                 return Err(PyTypeError::new_err("items must be a list of items (dicts)"));
             };
-            let turn = checked(py, ops::turn_of(items))?;
+            let turn = ops::turn_of(items);
             Ok((turn, checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?))
         })();
         let (turn, key) = match prepared {
@@ -486,5 +576,6 @@ fn _persist(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add_class::<Store>()?;
     module.add_class::<Feed>()?;
+    module.add_function(wrap_pyfunction!(sqlite_open_in_process, module)?)?;
     Ok(())
 }

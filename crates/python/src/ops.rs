@@ -22,23 +22,23 @@ use serde_json::{Map, Value, json};
 /// The message metadata key under which an item's own `id` is kept.
 pub(crate) const ITEM_ID: &str = "persist.python.item_id";
 
-/// Items as the messages of a turn, each item's `id` kept beside it.
-pub(crate) fn turn_of(items: Vec<Value>) -> Result<Vec<TurnMessage>> {
-    let mut ids = Vec::with_capacity(items.len());
-    let items: Vec<Value> = items
-        .into_iter()
-        .map(|mut item| {
-            ids.push(item.as_object_mut().and_then(|object| object.remove("id")));
-            item
-        })
-        .collect();
-    let mut turn = openai_responses::import(&items)?;
-    for (message, id) in turn.iter_mut().zip(ids) {
+/// Items as the messages of a turn, each item's `id` kept beside it. An item the Responses
+/// converter does not read (the Agents SDK's `EncryptedSession` envelopes, any other JSON) is
+/// kept whole, as the SDK's own sessions keep any item.
+pub(crate) fn turn_of(items: Vec<Value>) -> Vec<TurnMessage> {
+    let mut turn = Vec::with_capacity(items.len());
+    for mut item in items {
+        let id = item.as_object_mut().and_then(|object| object.remove("id"));
+        let mut message = match openai_responses::import(std::slice::from_ref(&item)) {
+            Ok(mut read) if read.len() == 1 => read.remove(0),
+            _ => openai_responses::import_whole(&item),
+        };
         if let Some(id) = id {
             message.metadata = message.metadata.clone().with(ITEM_ID, id);
         }
+        turn.push(message);
     }
-    Ok(turn)
+    turn
 }
 
 /// A message's items, as they were added (its `id` given back).

@@ -128,6 +128,7 @@ mod direct;
 mod error;
 mod feed;
 mod gate;
+mod in_process;
 mod lane;
 mod migrations;
 mod reads;
@@ -178,6 +179,7 @@ use crate::writer::Job;
 
 pub(crate) use crate::builder::Limits;
 pub use crate::builder::{Durability, SqliteBackendBuilder};
+pub use crate::in_process::is_open_in_process;
 
 /// The SQLite backend; see the [crate docs](crate). Clones share the writer and the read pool.
 #[derive(Clone)]

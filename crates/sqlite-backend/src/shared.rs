@@ -44,4 +44,6 @@ pub(crate) struct Shared {
     /// The file's feed has what every read of the feed reads (schema version 21): false only for
     /// a read-only handle on an older file.
     pub(crate) feed_readable: bool,
+    /// This store's hold on its file, which other SQLite libraries of the process are kept off.
+    pub(crate) _hold: crate::in_process::Hold,
 }

@@ -31,7 +31,7 @@ pub(crate) async fn update_group(conn: &mut PgConnection, group: &[&PersistArgs]
             PersistArgs::UpdateContent(u) if !u.append => (
                 &u.message_id,
                 Some(rows::content_param(&u.content)),
-                u.feed_delta().map(|delta| delta.as_json().into_owned()),
+                u.feed_delta().map(|delta| rows::for_jsonb(delta.as_json()).into_owned()),
                 u.status_after().map(Status::as_str),
                 written_over(u),
                 None,
@@ -217,7 +217,7 @@ pub(super) async fn replace_content(conn: &mut PgConnection, update: &UpdateCont
         .bind(tenant)
         .bind(update.may_write_over(Status::Complete))
         .bind(update.may_write_over(Status::Interrupted))
-        .bind(update.feed_delta().map(|delta| delta.as_json()))
+        .bind(update.feed_delta().map(|delta| rows::for_jsonb(delta.as_json())))
         .bind(text_block)
         .fetch_optional(&mut *conn)
         .await

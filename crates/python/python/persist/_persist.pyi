@@ -5,12 +5,17 @@ and the GIL stay free while it works. Items and documents are plain JSON values 
 strings, numbers, booleans, None).
 """
 
+import os
 from collections.abc import AsyncIterator
-from typing import Any, final
+from typing import Any, Literal, final
 
 __version__: str
 
 # The errors it raises are persist.errors' classes.
+
+def sqlite_open_in_process(path: str | os.PathLike[str]) -> bool:
+    """Whether a store of this process has the SQLite file at ``path`` open (by the file,
+    however it is named)."""
 
 @final
 class Store:
@@ -22,10 +27,25 @@ class Store:
     """
 
     @staticmethod
-    def open(url: str = "sqlite:persist.db", *, tenant: str | None = None) -> Store:
+    def open(
+        url: str = "sqlite:persist.db",
+        *,
+        tenant: str | None = None,
+        busy_timeout: float | None = None,
+        durability: Literal["normal", "full"] | None = None,
+    ) -> Store:
         """Opens (and migrates) the store at ``url``: ``sqlite:PATH`` or a path ending in
         ``.db``, ``postgres://...`` (``?schema=NAME`` picks a schema), or ``memory:``. Blocks
-        while it opens (the GIL released)."""
+        while it opens (the GIL released).
+
+        For a SQLite file: ``busy_timeout``, the seconds a write waits for another process's
+        before ``Unavailable`` ("database is locked"; 5 by default); ``durability``,
+        ``"normal"`` (the default: WAL with ``synchronous=NORMAL``, a commit survives a crash
+        of the process, and the last ones may be lost if the machine loses power) or ``"full"``
+        (``synchronous=FULL``, as Python's ``sqlite3`` commits: each commit waits for the
+        disk). The file's folder must exist (``InvalidInput``), and the file must not be open
+        in this process through another SQLite library, such as Python's ``sqlite3``
+        (``Unsupported``: two libraries in one process corrupt a file they share)."""
 
     def with_tenant(self, tenant: str) -> Store:
         """The same store, every call confined to ``tenant``: another tenant's sessions are not
@@ -42,6 +62,10 @@ class Store:
     @property
     def tenant(self) -> str | None:
         """The tenant calls are confined to, if any."""
+
+    def close_blocking(self) -> None:
+        """Closes the store as :meth:`close` does, blocking until it is closed (the GIL
+        released): for code that cannot await."""
 
     async def close(self) -> None:
         """Closes the store, for every handle and tenant of it: SQLite's writer finishes what

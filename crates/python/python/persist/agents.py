@@ -10,11 +10,12 @@ them, atomic turns): no "database is locked".
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
 from agents.memory.session import SessionABC
-from agents.memory.session_settings import SessionSettings, resolve_session_limit
+from agents.memory.session_settings import SessionSettings, coerce_session_settings, resolve_session_limit
 
 from ._persist import Store
 
@@ -24,26 +25,69 @@ if TYPE_CHECKING:
 __all__ = ["PersistSession"]
 
 # The stores sessions opened from a URL, one per URL in a process: a session made per request
-# shares the store (one writer per SQLite file per process) instead of opening it again.
-_stores: dict[str, Store] = {}
+# shares the store (one writer per SQLite file per process) instead of opening it again. Each
+# counts the sessions using it; the last one's `close()` closes it.
+_stores: dict[str, tuple[Store, int]] = {}
 _stores_lock = threading.Lock()
 
+# The URLs persist reads itself; any other string is a SQLite file's path, as SQLiteSession's
+# `db_path` is.
+_SCHEMES = ("sqlite:", "postgres://", "postgresql://", "memory:")
 
-def _store_for(url: str) -> Store:
-    with _stores_lock:
-        store = _stores.get(url)
-        # A store closed meanwhile (by one session's `store.close()`) is opened again.
-        if store is None or store.closed:
-            store = _stores[url] = Store.open(url)
+
+def _url_of(store: str | os.PathLike[str]) -> str | None:
+    """The store URL ``store`` names; None for ``":memory:"`` (a store of the session's own)."""
+    if isinstance(store, os.PathLike):
+        return f"sqlite:{os.fspath(store)}"
+    if store == ":memory:":
+        return None
+    if store.startswith(_SCHEMES):
         return store
+    return f"sqlite:{store}"
+
+
+def _take_store(url: str) -> Store:
+    with _stores_lock:
+        store, users = _stores.get(url, (None, 0))
+        # A store closed meanwhile (by a `store.close()`) is opened again.
+        if store is None or store.closed:
+            store, users = Store.open(url), 0
+        _stores[url] = (store, users + 1)
+        return store
+
+
+def _release_store(url: str, store: Store) -> None:
+    with _stores_lock:
+        held, users = _stores.get(url, (None, 0))
+        if held is not store:
+            return
+        if users > 1:
+            _stores[url] = (store, users - 1)
+            return
+        del _stores[url]
+    store.close_blocking()
+
+
+def _settings(session_settings: SessionSettings | dict[str, Any] | None) -> SessionSettings:
+    """The settings as the SDK's sessions take them: a dict is read as ``SessionSettings``
+    (an unknown field is a ``TypeError``), None is ``SessionSettings()``."""
+    if session_settings is None:
+        return SessionSettings()
+    if not isinstance(session_settings, (dict, SessionSettings)):
+        raise TypeError(f"session_settings must be SessionSettings or a dict, not {type(session_settings).__name__}")
+    return coerce_session_settings(session_settings)
 
 
 class PersistSession(SessionABC):
     """A session of the OpenAI Agents SDK kept in a persist store.
 
-    ``store`` is a :class:`persist.Store` or a store URL (``"sqlite:agents.db"``,
-    ``"postgres://..."``: sessions given the same URL share one store per process); with
-    ``tenant``, the session belongs to that tenant and no other tenant's calls find it.
+    ``store`` is a :class:`persist.Store`, a store URL (``"sqlite:agents.db"``,
+    ``"postgres://..."``: sessions given the same URL share one store per process), a SQLite
+    file's path (a ``str`` or ``pathlib.Path``, as ``SQLiteSession``'s ``db_path``), or
+    ``":memory:"`` (a store of this session's own, gone when the process ends, as
+    ``SQLiteSession``'s default). With ``tenant``, the session belongs to that tenant and no
+    other tenant's calls find it. ``session_settings`` is a ``SessionSettings`` or a dict of its
+    fields (``SessionSettings()`` when None).
     """
 
     session_id: str
@@ -52,26 +96,52 @@ class PersistSession(SessionABC):
     def __init__(
         self,
         session_id: str,
-        store: Store | str = "sqlite:persist.db",
+        store: Store | str | os.PathLike[str] = "sqlite:persist.db",
         *,
         tenant: str | None = None,
-        session_settings: SessionSettings | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(session_id, str) or not session_id:
             raise ValueError("session_id must be a non-empty string")
-        if isinstance(store, str):
-            store = _store_for(store)
+        settings = _settings(session_settings)
+        self._url: str | None = None
+        if isinstance(store, (str, os.PathLike)):
+            url = _url_of(store)
+            if url is None:
+                store = Store.open("memory:")
+            else:
+                store = _take_store(url)
+                self._url = url
+        elif not isinstance(store, Store):
+            raise TypeError(f"store must be a persist Store, a URL or a path, not {type(store).__name__}")
+        self._shared = store
         if tenant is not None:
             store = store.with_tenant(tenant)
         self.session_id = session_id
-        self.session_settings = session_settings
+        self.session_settings = settings
         self.store = store
+        self._closed = False
+
+    def close(self) -> None:
+        """Closes the session: later calls raise ``RuntimeError``. A store the session opened
+        from a URL or path is closed with the last session using it; a :class:`persist.Store`
+        given is left open (its owner closes it)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._url is not None:
+            _release_store(self._url, self._shared)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"{type(self).__name__} is closed")
 
     # The session protocol.
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """The latest ``limit`` items in chronological order (all of them when ``limit`` and
         the settings' limit are None)."""
+        self._check_open()
         limit = resolve_session_limit(limit, self.session_settings)
         return await self.store.get_items(self.session_id, limit)  # type: ignore[return-value]
 
@@ -80,6 +150,7 @@ class PersistSession(SessionABC):
     ) -> None:
         """Appends ``items`` as one atomic turn. With ``idempotency_key``, a retry of the same
         call (after a timeout, say) is written once."""
+        self._check_open()
         if not items:
             return
         await self.store.add_items(self.session_id, list(items), idempotency_key=idempotency_key)  # type: ignore[arg-type]
@@ -87,10 +158,12 @@ class PersistSession(SessionABC):
     async def pop_item(self) -> TResponseInputItem | None:
         """Removes and returns the latest item (None when the session is empty); two callers,
         in any processes, never get the same item."""
+        self._check_open()
         return await self.store.pop_item(self.session_id)  # type: ignore[return-value]
 
     async def clear_session(self) -> None:
         """Removes every item of the session."""
+        self._check_open()
         await self.store.clear_session(self.session_id)
 
     # What persist adds.

@@ -26,10 +26,13 @@ impl SqliteBackendBuilder {
     /// # Errors
     ///
     /// `Backend` when the file cannot be opened or is not a SQLite database (it is left
-    /// untouched); `Unsupported` when it was written by a newer version of this crate (or, with
+    /// untouched); `Unsupported` when the file is open in this process through another SQLite
+    /// library (Python's `sqlite3`, say: two libraries in one process do not see each other's
+    /// locks and corrupt the file; see [`is_open_in_process`](crate::is_open_in_process)), when it was written by a newer version of this crate (or, with
     /// `migrate(false)`, is missing or not at this build's version), or when
     /// the runtime has no time driver.
     pub async fn open(self) -> Result<SqliteBackend> {
+        crate::in_process::check(&self.path).await?;
         if !self.migrate {
             // Read on a connection that changes nothing (not even the journal mode) before the
             // file is opened as usual.
@@ -106,6 +109,7 @@ impl SqliteBackendBuilder {
         let parallel = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let idle = (self.read_connections as usize).max(parallel);
         let direct = direct::DirectReads::new(path.clone(), self.busy_timeout, idle).immutable(immutable);
+        let hold = crate::in_process::Hold::new(&path);
         let shared = Arc::new(Shared {
             jobs,
             queued: Arc::default(),
@@ -123,6 +127,7 @@ impl SqliteBackendBuilder {
             search,
             search_waiting,
             feed_readable,
+            _hold: hold,
         });
         Ok(SqliteBackend { shared })
     }
@@ -274,6 +279,7 @@ impl SqliteBackendBuilder {
             search,
             search_waiting: true,
             feed_readable: true,
+            _hold: crate::in_process::Hold::new(&self.path),
         });
         if let Some(hub) = hub {
             let pump = feed::Pump {
