@@ -59,7 +59,7 @@
 //! |---|---|
 //! | [`identity`] | a message is `(thread, id)`: the same id in two threads is two messages; no op reads or writes across threads; reused ids never overwrite |
 //! | [`tenancy`] | a thread is `(tenant, id)`: one id in two tenants is two independent threads (messages, seqs, tombstones, keys, bindings); another tenant's id answers exactly as an unused one; listing and stranded search per tenant, across tenants for operators |
-//! | [`add`] | seq/version/status/timestamps, thread creation and counters, exact round trip of content and metadata |
+//! | [`add`] | seq/version/status/timestamps, thread creation and counters, exact round trip of content and metadata (every number as written: doubles bit for bit, whole doubles still doubles, 64-bit integers) |
 //! | [`reserve`] | placeholders (`Reserved`, `[]`, seq now), finalizing in place, streaming updates, appending updates (streamed text and reasoning each one part), `NotFound` |
 //! | [`update`] | atomic metadata merge (null removes), role, thread title/metadata, `NotFound` |
 //! | [`delete`] | ids returned, counters, tombstones refuse later writes, deleting what is gone |
