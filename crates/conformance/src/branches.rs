@@ -239,6 +239,55 @@ pub async fn check_a_switch_moves_the_active_leaf_like_a_versioned_update<F: Fac
     store.finish().await
 }
 
+/// A switch to an empty branch: the active branch reads as no message, the thread keeps its
+/// messages and lists its branches with none active, and the next message written without a
+/// parent (alone or a turn's first) starts a root of its own, whichever handle writes it. A
+/// switch back restores the branch left.
+pub async fn check_a_switch_to_an_empty_branch_makes_the_next_message_a_root<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store);
+    let b = store.b();
+    let id = t("empty-branch");
+    let first = add_text(b.as_ref(), &id, "q1").await; // 1
+    add_text(b.as_ref(), &id, "a1").await; // 2
+    let before = thread(b, &id).await.unwrap();
+    let emptied =
+        match write(b, Update::thread(id.clone()).with_switch(Switch::Empty).with_expected_version(before.version))
+            .await
+            .expect("switch to an empty branch")
+        {
+            persist_core::PersistResult::Updated(persist_core::Updated::Thread(thread)) => thread,
+            other => panic!("not a thread update: {other:?}"),
+        };
+    assert_eq!((emptied.active_leaf, emptied.version, emptied.message_count), (None, before.version + 1, 2));
+    assert_eq!(thread(b, &id).await.unwrap(), emptied);
+    assert!(active(b, &id).await.is_empty(), "the active branch is empty");
+    assert_eq!(leaves(b, &id).await, (vec![2], None));
+    assert_eq!(all_messages(b, &id).await.len(), 2, "no message moved");
+
+    // Read by another handle, and written through it: the state is the store's.
+    let other = store.second_handle().await;
+    assert!(active(other.as_ref(), &id).await.is_empty());
+    let turn = AppendTurn::new(id.clone())
+        .with_message(TurnMessage::new(Role::User, Content::text("q1, edited")))
+        .with_message(TurnMessage::new(Role::Assistant, Content::text("a1'")));
+    write(other.as_ref(), turn).await.expect("a turn through the other handle");
+    let root = all_messages(b, &id).await.into_iter().find(|m| m.seq == 3).expect("the turn's first message");
+    assert_eq!(root.parent_seq, None, "the turn starts a root");
+    assert_eq!(active(b, &id).await, [3, 4]);
+    assert_eq!(leaves(b, &id).await, (vec![2, 4], Some(1)));
+
+    // Alone, too: empty again, then one message.
+    write(b, Update::thread(id.clone()).with_switch(Switch::Empty)).await.expect("empty again");
+    let alone = add_text(b.as_ref(), &id, "q1, again").await;
+    assert_eq!((alone.seq, alone.parent_seq), (5, None));
+    assert_eq!(active(b, &id).await, [5]);
+
+    write(b, Update::thread(id.clone()).with_switch(Switch::Through(first.id.clone()))).await.expect("switch back");
+    assert_eq!(active(b, &id).await, [1, 2]);
+    store.finish().await
+}
+
 /// A parent, a branch's end or a sibling read naming a message the thread does not have is
 /// `NotFound` and writes nothing (no thread is created for it), also when another tenant's
 /// thread of the same id has that message.

@@ -53,7 +53,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (199 in all):
+//! [`CHECKS`] lists every check by group and name (200 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -69,7 +69,7 @@
 //! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; pop, retention, cleanup and fork on a backend with no optional capability, what needs one refused `Unsupported`; purge (erased tombstone, freed id); a thread delete expecting what it read (its time, its summaries and bindings) |
 //! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning (gated on `restore`) |
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
-//! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, branches page by seq (all roles or some), deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
+//! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, a switch to an empty branch makes the next message a root, branches page by seq (all roles or some), deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
 //! | [`branch_ops`] | branches in the operations built on messages: a fork copies a tree as it is or one branch as a line, `keep_latest` and `pop` count along the active branch, feed events of inserts name their parent, `ToolCallsLayer` checks along the branch a write extends (gated on `branches`) |
 //! | [`summaries`] | summaries as data: a summary stands for a range of its thread and moves no message, the compacted read answers the latest summary of a branch and what follows it, the same range twice is one summary, range rules, retention of covered messages keeps the compacted read, truncations and thread deletes take summaries along, summaries racing appends through two handles, tenancy, leases with one holder at a time, forks carry summaries, a summary replaced in place (gated on `summaries`) |
 //! | [`compaction_run`] | a compaction run never splits a tool call from its results and settles a reply its generator left (gated on `summaries`) |
@@ -321,6 +321,7 @@ macro_rules! __for_each_check {
                 check_a_regenerated_reply_is_a_sibling_and_loses_nothing,
                 check_an_edit_starts_a_branch_at_any_point,
                 check_a_switch_moves_the_active_leaf_like_a_versioned_update,
+                check_a_switch_to_an_empty_branch_makes_the_next_message_a_root,
                 check_a_message_the_thread_does_not_have_is_not_found,
                 check_a_branch_pages_by_seq_both_ways,
                 check_a_branch_lists_by_role,

@@ -260,12 +260,17 @@ impl State {
             Target::Thread => {
                 check_version(args.expected_version, ts.thread.version, &args.thread_id, None)?;
                 if let Some(switch) = &args.switch {
-                    let id = switch.message_id();
-                    let seq = ts.messages.by_id(id).ok_or_else(|| unknown_message(&args.thread_id, id))?.seq;
-                    ts.thread.active_leaf = Some(match switch {
-                        Switch::Through(_) => ts.messages.tree().latest_under(seq),
-                        _ => seq,
-                    });
+                    ts.thread.active_leaf = match switch.message_id() {
+                        // An empty branch: the next message without a parent is a root.
+                        None => None,
+                        Some(id) => {
+                            let seq = ts.messages.by_id(id).ok_or_else(|| unknown_message(&args.thread_id, id))?.seq;
+                            Some(match switch {
+                                Switch::Through(_) => ts.messages.tree().latest_under(seq),
+                                _ => seq,
+                            })
+                        }
+                    };
                 }
                 let thread = &mut ts.thread;
                 if let Some(patch) = &args.metadata {

@@ -20,7 +20,6 @@ mod bridge;
 mod errors;
 mod ops;
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -68,8 +67,6 @@ struct Opened {
     store: Mutex<Option<(u32, OpenStore)>>,
     /// Set by `close`: no call reopens the store after it.
     closed: AtomicBool,
-    /// Threads whose next turn starts a root of its own (a branch before their first turn).
-    roots: Mutex<HashSet<(Option<TenantId>, ThreadId)>>,
 }
 
 impl Opened {
@@ -162,34 +159,6 @@ impl Store {
             checked(py, ThreadId::new(session_id)).and_then(|thread| self.run(py, move |store| work(store, thread)));
         coroutine(py, made)
     }
-
-    /// This tenant's sessions whose next turn starts a root.
-    fn roots(&self) -> Roots {
-        Roots { opened: self.opened.clone(), tenant: self.tenant.clone() }
-    }
-}
-
-/// A tenant's sessions whose next turn starts a root of its own (a branch before their first
-/// turn: there is no message to end the active branch at), kept in this process.
-struct Roots {
-    opened: Arc<Opened>,
-    tenant: Option<TenantId>,
-}
-
-impl Roots {
-    /// Whether `thread`'s next turn starts a root; it no longer does after this.
-    fn take(&self, thread: &ThreadId) -> bool {
-        self.opened.roots.lock().unwrap_or_else(PoisonError::into_inner).remove(&(self.tenant.clone(), thread.clone()))
-    }
-
-    fn set(&self, thread: &ThreadId, root: bool) {
-        let mut roots = self.opened.roots.lock().unwrap_or_else(PoisonError::into_inner);
-        if root {
-            roots.insert((self.tenant.clone(), thread.clone()));
-        } else {
-            roots.remove(&(self.tenant.clone(), thread.clone()));
-        }
-    }
 }
 
 /// The SQLite settings of `Store.open`'s keywords, checked: a file's directory must exist (persist
@@ -267,7 +236,6 @@ impl Store {
             sqlite,
             store: Mutex::new(Some((std::process::id(), store))),
             closed: AtomicBool::new(false),
-            roots: Mutex::new(HashSet::new()),
         };
         Ok(Self { opened: Arc::new(opened), tenant })
     }
@@ -352,17 +320,11 @@ impl Store {
             Ok(prepared) => prepared,
             Err(error) => return coroutine(py, Err(error)),
         };
-        let roots = self.roots();
         self.on_session(py, session_id, move |store, thread| async move {
             if turn.is_empty() {
                 return Ok(Reply::None);
             }
-            let root = roots.take(&thread);
-            let written = ops::add_items(store, thread.clone(), turn, key, root).await;
-            if root && written.is_err() {
-                roots.set(&thread, true);
-            }
-            written.map(|()| Reply::None)
+            ops::add_items(store, thread, turn, key).await.map(|()| Reply::None)
         })
     }
 
@@ -380,9 +342,7 @@ impl Store {
     }
 
     fn clear_session<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        let roots = self.roots();
         self.on_session(py, session_id, move |store, thread| async move {
-            roots.set(&thread, false);
             ops::clear_session(store, thread).await.map(|()| Reply::None)
         })
     }
@@ -400,19 +360,14 @@ impl Store {
             Ok(branch) => branch,
             Err(error) => return coroutine(py, Err(error)),
         };
-        let roots = self.roots();
         self.on_session(py, session_id, move |store, thread| async move {
-            roots.set(&thread, false);
             ops::switch_branch(store, thread, branch).await.map(|()| Reply::None)
         })
     }
 
     fn branch_from_turn<'py>(&self, py: Python<'py>, session_id: &str, turn: u64) -> PyResult<Bound<'py, PyAny>> {
-        let roots = self.roots();
         self.on_session(py, session_id, move |store, thread| async move {
-            let root = ops::branch_from_turn(store, thread.clone(), turn).await?;
-            roots.set(&thread, root);
-            Ok(Reply::None)
+            ops::branch_from_turn(store, thread, turn).await.map(|()| Reply::None)
         })
     }
 

@@ -7,7 +7,7 @@
 //! as the message's id: two items of one id are two items, as in the SDK's `SQLiteSession`.
 
 use persist::args::{AppendTurn, Delete, TurnMessage, Update};
-use persist::branch::{Branch, ListBranches, Parent, Switch};
+use persist::branch::{Branch, ListBranches, Switch};
 use persist::convert::openai_responses;
 use persist::feed::{FeedEvent, ReadFeed, Subscription};
 use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT, ThreadCursor};
@@ -72,13 +72,9 @@ pub(crate) async fn add_items(
     thread: ThreadId,
     turn: Vec<TurnMessage>,
     key: Option<IdempotencyKey>,
-    root: bool,
 ) -> Result<()> {
     let mut append = AppendTurn::of(thread, turn);
     append.idempotency_key = key;
-    if root {
-        append.parent = Parent::Root;
-    }
     store.append_turn(append).await?;
     Ok(())
 }
@@ -194,9 +190,10 @@ pub(crate) async fn switch_branch(store: Scoped, thread: ThreadId, branch_id: pe
     Ok(())
 }
 
-/// Ends the active branch before user turn `turn` (1-based). Answers whether the next turn
-/// must start a root of its own (a branch before the first turn: no message to end at).
-pub(crate) async fn branch_from_turn(store: Scoped, thread: ThreadId, turn: u64) -> Result<bool> {
+/// Ends the active branch before user turn `turn` (1-based): at the message before it, or, for
+/// a turn that starts the session, at none (the branch is empty and the next turn starts a root).
+/// Kept in the store, so the next write of any process follows it.
+pub(crate) async fn branch_from_turn(store: Scoped, thread: ThreadId, turn: u64) -> Result<()> {
     let path = absent_as_none(store_path(&store, &thread, Branch::Active).await)?.unwrap_or_default();
     let users = path.iter().enumerate().filter(|(_, message)| message.role == Role::User);
     let turns = users.clone().count();
@@ -206,9 +203,12 @@ pub(crate) async fn branch_from_turn(store: Scoped, thread: ThreadId, turn: u64)
             format!("turn {turn}: the session's active branch has {turns} user turns (numbered from 1)"),
         ));
     };
-    let Some(before) = at.checked_sub(1).map(|index| &path[index]) else { return Ok(true) };
-    store.update(Update::thread(thread).with_switch(Switch::To(before.id.clone()))).await?;
-    Ok(false)
+    let switch = match at.checked_sub(1) {
+        Some(index) => Switch::To(path[index].id.clone()),
+        None => Switch::Empty,
+    };
+    store.update(Update::thread(thread).with_switch(switch)).await?;
+    Ok(())
 }
 
 /// The latest summary of the active branch and the items after it.

@@ -278,11 +278,29 @@ async def test_branches_as_advanced_sqlite_session_offers_them(url):
     assert await session.get_items() == first + second
     with pytest.raises(persist.InvalidInput):
         await session.branch_from_turn(3)
-    # Before the first turn: the next items start a root of their own.
+    # Before the first turn: the session is empty, and the next items start a root of their own.
     await session.branch_from_turn(1)
+    assert await session.get_items() == []
+    assert [b["active"] for b in await session.branches()] == [False, False]
     await session.add_items([message("start over")])
     assert await session.get_items() == [message("start over")]
     assert len(await session.branches()) == 3
+
+
+async def test_a_branch_before_the_first_turn_is_kept_in_the_store(tmp_path):
+    # Another process, or this one after a restart, writes where the branch says: the next
+    # turn after `branch_from_turn(1)` starts a root whoever writes it.
+    url = f"sqlite:{tmp_path / 'branch.db'}"
+    first = Store.open(url)
+    await first.add_items("s", [message("hi"), message("hello", "assistant")])
+    await first.branch_from_turn("s", 1)
+    await first.close()
+    again = Store.open(url)
+    assert await again.get_items("s") == []
+    await again.add_items("s", [message("start over")])
+    assert await again.get_items("s") == [message("start over")]
+    assert len(await again.branches("s")) == 2
+    await again.close()
 
 
 async def test_search_the_compacted_view_and_listing(url):

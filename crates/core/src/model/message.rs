@@ -317,7 +317,7 @@ pub struct Thread {
     pub message_count: u64,
     /// The `seq` of the active branch's last message (see [`branch`](crate::branch)): the
     /// message a new one follows unless it names its parent; `None` while the thread has no
-    /// message. Moved by every write of a message; changed by a switch, which is an update of
+    /// message, or after a switch to an empty branch ([`Switch::Empty`](crate::branch::Switch::Empty)). Moved by every write of a message; changed by a switch, which is an update of
     /// the thread (its version moves).
     #[serde(default)]
     pub active_leaf: Option<u64>,

@@ -101,13 +101,18 @@ pub enum Switch {
     /// The active branch ends exactly at this message; the next message written without a
     /// parent follows it (starting a new branch when it already has children).
     To(MessageId),
+    /// The active branch is empty: a read of it finds no message, and the next message written
+    /// without a parent starts a root of its own (a branch before the thread's first message,
+    /// as an edit of the first turn makes). The branches left stay, to be switched back to.
+    Empty,
 }
 
 impl Switch {
-    /// The message named.
-    pub fn message_id(&self) -> &MessageId {
+    /// The message named; `None` for [`Empty`](Self::Empty).
+    pub fn message_id(&self) -> Option<&MessageId> {
         match self {
-            Self::Through(id) | Self::To(id) => id,
+            Self::Through(id) | Self::To(id) => Some(id),
+            Self::Empty => None,
         }
     }
 }

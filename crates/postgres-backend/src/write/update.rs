@@ -327,8 +327,14 @@ pub(super) async fn update_thread(
             let thread_id = update.thread_id.clone();
             return Err(PersistError::VersionConflict { thread_id, message_id: None, expected, actual });
         }
-        let latest = matches!(switch, Switch::Through(_));
-        let leaf = switched_leaf(&mut tx, tenant, &update.thread_id, switch.message_id(), latest).await?;
+        let leaf = match switch.message_id() {
+            Some(id) => {
+                let latest = matches!(switch, Switch::Through(_));
+                Some(switched_leaf(&mut tx, tenant, &update.thread_id, id, latest).await?)
+            }
+            // An empty branch: the next message without a parent is a root.
+            None => None,
+        };
         patch_thread(&mut tx, update, Some(leaf)).await
     }
     .await;
@@ -339,11 +345,12 @@ pub(super) async fn update_thread(
     answer
 }
 
-/// The thread's title and metadata patched, its active leaf moved to `leaf` (when `Some`).
+/// The thread's title and metadata patched, its active leaf moved to `leaf` (when `Some`;
+/// `Some(None)` empties the active branch).
 async fn patch_thread(
     conn: &mut PgConnection,
     update: &Update,
-    leaf: Option<u64>,
+    leaf: Option<Option<u64>>,
 ) -> Result<persist_core::Thread, PersistError> {
     let (set, removed) = patch_parts(update.metadata.as_ref())?;
     let tenant = update.context.tenant();
@@ -351,7 +358,7 @@ async fn patch_thread(
         let row = sqlx::query(concat!(
             "UPDATE threads SET metadata = (metadata || $2::jsonb) - $3::text[], \
                     title = CASE WHEN $4 THEN $5::text ELSE title END, version = version + 1, updated_at = $6, \
-                    active_leaf = coalesce($9, active_leaf) \
+                    active_leaf = CASE WHEN $10 THEN $9::bigint ELSE active_leaf END \
               WHERE tenant = $7 AND thread_id = $1 AND deleted_at IS NULL \
                 AND ($8::bigint IS NULL OR version = $8) \
              RETURNING ",
@@ -365,7 +372,8 @@ async fn patch_thread(
         .bind(Timestamp::now().as_micros())
         .bind(tenant_key(tenant))
         .bind(update.expected_version.map(signed))
-        .bind(leaf.map(signed))
+        .bind(leaf.flatten().map(signed))
+        .bind(leaf.is_some())
         .fetch_optional(&mut *conn)
         .await
         .map_err(|e| map_sqlx("updating the thread", e))?;

@@ -141,13 +141,14 @@ pub(super) async fn update_thread(conn: &mut SqliteConnection, update: &Update, 
     if let Some(title) = &update.title {
         thread.title = title.clone();
     }
+    // `Some(None)`: the active branch made empty.
     let leaf = match &update.switch {
         Some(switch) => Some(switched_leaf(conn, update, switch).await?),
         None => None,
     };
     let row = sqlx::query(concat!(
         "UPDATE threads SET metadata = ?2, title = ?3, version = version + 1, updated_at = ?4, \
-                            active_leaf = coalesce(?6, active_leaf) \
+                            active_leaf = CASE WHEN ?7 THEN ?6 ELSE active_leaf END \
           WHERE tenant = ?5 AND thread_id = ?1 RETURNING ",
         thread_columns!()
     ))
@@ -156,22 +157,24 @@ pub(super) async fn update_thread(conn: &mut SqliteConnection, update: &Update, 
     .bind(thread.title.as_deref())
     .bind(Timestamp::now().as_micros())
     .bind(tenant_key(update.context.tenant()))
-    .bind(leaf.map(signed))
+    .bind(leaf.flatten().map(signed))
+    .bind(leaf.is_some())
     .fetch_one(&mut *conn)
     .await
     .map_err(sql("updating the thread"))?;
     Ok(Updated::Thread(rows::thread(&row).map_err(aborted)?))
 }
 
-/// The active leaf `switch` names: the message's seq, or the most recent under it.
-async fn switched_leaf(conn: &mut SqliteConnection, update: &Update, switch: &Switch) -> OpResult<u64> {
+/// The active leaf `switch` names: the message's seq, or the most recent under it; `None` for an
+/// empty branch.
+async fn switched_leaf(conn: &mut SqliteConnection, update: &Update, switch: &Switch) -> OpResult<Option<u64>> {
     let tenant = update.context.tenant();
-    let id = switch.message_id();
+    let Some(id) = switch.message_id() else { return Ok(None) };
     let Some(message) = find_message(conn, tenant, &update.thread_id, id).await? else {
         return Err(refused(unknown_message(&update.thread_id, id)));
     };
     if !matches!(switch, Switch::Through(_)) {
-        return Ok(message.seq);
+        return Ok(Some(message.seq));
     }
     let latest: i64 = sqlx::query_scalar(crate::branches::LATEST_UNDER)
         .bind(update.thread_id.as_str())
@@ -180,5 +183,5 @@ async fn switched_leaf(conn: &mut SqliteConnection, update: &Update, switch: &Sw
         .fetch_one(&mut *conn)
         .await
         .map_err(sql("finding the most recent message of a branch"))?;
-    u64::try_from(latest).map_err(|_| aborted(crate::error::corrupt(format!("seq {latest}"))))
+    u64::try_from(latest).map(Some).map_err(|_| aborted(crate::error::corrupt(format!("seq {latest}"))))
 }
