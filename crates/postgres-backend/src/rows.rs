@@ -73,43 +73,19 @@ pub(crate) fn content_param(content: &Content) -> (std::borrow::Cow<'_, str>, bo
 /// fraction it keeps one. (Beyond 64 bits an integer is read as a double anyway; `numeric` has
 /// no negative zero, so `-0.0` comes back `0.0`.)
 pub(crate) fn for_jsonb(text: std::borrow::Cow<'_, str>) -> std::borrow::Cow<'_, str> {
-    let bytes = text.as_bytes();
     let mut rewritten: Option<String> = None;
-    let (mut at, mut copied, mut in_string) = (0, 0, false);
-    while at < bytes.len() {
-        let byte = bytes[at];
-        if in_string {
-            match byte {
-                b'\\' => at += 1,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            at += 1;
-            continue;
-        }
-        if byte == b'"' {
-            in_string = true;
-            at += 1;
-            continue;
-        }
-        if !(byte == b'-' || byte.is_ascii_digit()) {
-            at += 1;
-            continue;
-        }
-        let start = at;
-        while at < bytes.len() && matches!(bytes[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') {
-            at += 1;
-        }
-        let token = &text[start..at];
+    let mut copied = 0;
+    for at in persist_core::raw::json_numbers(&text) {
+        let token = &text[at.clone()];
         if !token.contains(['e', 'E']) {
             continue;
         }
         let Ok(number) = token.parse::<f64>() else { continue };
         if number.fract() == 0.0 && number.abs() >= 1.0 && number.abs() < 18_446_744_073_709_551_616.0 {
             let out = rewritten.get_or_insert_with(|| String::with_capacity(text.len() + 8));
-            out.push_str(&text[copied..start]);
+            out.push_str(&text[copied..at.start]);
             out.push_str(&format!("{number:.1}"));
-            copied = at;
+            copied = at.end;
         }
     }
     match rewritten {

@@ -163,11 +163,41 @@ pub(crate) async fn read_object(headers: &HeaderMap, body: Body, limit: usize) -
         return Ok(Map::new());
     }
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(object)) => Ok(object),
+        Ok(Value::Object(object)) => {
+            // Read as a double, such an integer would be stored changed: refused instead.
+            let changed = object
+                .values()
+                .any(holds_a_whole_double_past_64_bits)
+                .then(|| std::str::from_utf8(&bytes).ok().and_then(persist_core::raw::integer_beyond_64_bits))
+                .flatten();
+            match changed {
+                Some(integer) => Err(ApiError::invalid(
+                    "body",
+                    format!(
+                        "The integer {integer} is beyond the 64 bits persist keeps exactly (from -2^63 to 2^64-1): \
+                         send it as a string."
+                    ),
+                )),
+                None => Ok(object),
+            }
+        }
         Ok(_) => Err(ApiError::invalid("body", "The request body is a JSON object.")),
         Err(error) => {
             Err(ApiError::invalid("body", format!("We could not parse the JSON body of your request ({error}).")))
         }
+    }
+}
+
+/// Whether `value` holds a whole double of 64 bits' magnitude or more: what an integer beyond 64
+/// bits is read as (the text, scanned only then, tells it from a double written so).
+fn holds_a_whole_double_past_64_bits(value: &Value) -> bool {
+    match value {
+        Value::Number(number) => {
+            number.is_f64() && number.as_f64().is_some_and(|double| double.fract() == 0.0 && double.abs() >= 9.2e18)
+        }
+        Value::Array(items) => items.iter().any(holds_a_whole_double_past_64_bits),
+        Value::Object(map) => map.values().any(holds_a_whole_double_past_64_bits),
+        _ => false,
     }
 }
 

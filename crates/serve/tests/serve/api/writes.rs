@@ -107,3 +107,37 @@ async fn an_idempotency_key_is_never_echoed_nor_stored() {
     let stored = listed.items[0].idempotency_key.as_ref().expect("keyed").to_string();
     assert!(!stored.contains("4711") && stored.starts_with("serve:"), "{stored}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_come_back_as_sent_and_an_integer_past_64_bits_is_refused() {
+    // Sent as text, as a client sends them: each double bit for bit (the largest included, which
+    // once made a PostgreSQL thread unreadable), a whole double still a double.
+    let numbers = "[0.9424502837770503,1.7976931348623157e308,5e-324,8.9201813375189e16,-9.2e18,1e21,1e-7,\
+                   18446744073709551615,-9223372036854775808,0]";
+    let expected: Value = serde_json::from_str(numbers).unwrap();
+    for (name, pipeline, _dir) in every_backend().await {
+        let api = Api::start(Server::new(pipeline, keys())).await;
+        let id = api.ok("POST", "/v1/conversations", None).await["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/conversations/{id}/items");
+        let body = format!(
+            r#"{{"items": [{{"type": "message", "role": "user", "content": [{{"type": "input_text", "text": "n", "numbers": {numbers}}}]}}]}}"#
+        );
+        let (status, _) = api.send("POST", &path, Some(body), &[]).await;
+        assert_eq!(status, 200, "{name}");
+        let items = api.all_items(&id, "asc", 100).await;
+        let back = &items[0]["content"][0]["numbers"];
+        assert_eq!(format!("{back:?}"), format!("{expected:?}"), "{name}: every number as sent");
+
+        for integer in ["18446744073709551616", "-9223372036854775809", "1000000000000000000000000000000"] {
+            let body = format!(r#"{{"items": [{{"role": "user", "content": "big", "metadata_like": {integer}}}]}}"#);
+            let (status, refused) = api.send("POST", &path, Some(body), &[]).await;
+            assert_eq!(status, 400, "{name}: {integer}");
+            let message = refused["error"]["message"].as_str().unwrap_or_default();
+            assert!(message.contains(integer) && message.contains("64 bits"), "{name}: {message}");
+        }
+        // A double written with an exponent is a double: taken.
+        let body = r#"{"items": [{"role": "user", "content": "big", "x": 1e30}]}"#.to_owned();
+        assert_eq!(api.send("POST", &path, Some(body), &[]).await.0, 200, "{name}");
+        assert_eq!(api.all_items(&id, "asc", 100).await.len(), 2, "{name}: nothing refused was written");
+    }
+}
