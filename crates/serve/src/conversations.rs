@@ -111,7 +111,8 @@ fn turn_of(raw: &[Value], minter: &mut Minter) -> Result<(Vec<TurnMessage>, Vec<
         let item = items::canonical(item, index, &mut mint)?;
         let id = item["id"].as_str().unwrap_or_default().to_owned();
         if ids.iter().any(|seen: &MessageId| seen.as_str() == id) {
-            return Err(ApiError::invalid(format!("items[{index}].id"), format!("The id '{id}' is given twice.")));
+            // As an id the conversation holds already: a conflict (409), not a malformed request.
+            return Err(ApiError::conflict(format!("The id '{id}' is given twice (items[{index}].id)."), false));
         }
         ids.push(MessageId::new(&id).map_err(|_| ApiError::invalid(format!("items[{index}].id"), "Invalid id."))?);
         whole.push(item);

@@ -132,27 +132,7 @@ pub(crate) fn canonical(item: &Value, index: usize, mint: &mut dyn FnMut(&str) -
                 }
                 Some(Value::String(text)) => json!([{"type": text_type, "text": text}]),
                 Some(Value::Array(parts)) => {
-                    for (n, part) in parts.iter().enumerate() {
-                        let field = format!("content[{n}]");
-                        let kind = part.get("type").and_then(Value::as_str);
-                        match kind {
-                            Some(kind) if PARTS.contains(&kind) => {}
-                            Some(kind) => return Err(bad(&field, format!("'{kind}' is not a content type"))),
-                            None => return Err(bad(&field, "a content part is an object with a string 'type'".into())),
-                        }
-                        let text_field = match kind {
-                            Some("refusal") => Some("refusal"),
-                            Some("input_text" | "output_text" | "text" | "summary_text" | "reasoning_text") => {
-                                Some("text")
-                            }
-                            _ => None,
-                        };
-                        if let Some(key) = text_field
-                            && !part.get(key).is_some_and(Value::is_string)
-                        {
-                            return Err(bad(&format!("{field}.{key}"), "missing required string".into()));
-                        }
-                    }
+                    check_parts(parts, "content").map_err(|(field, why)| bad(&field, why))?;
                     Value::Array(parts.clone())
                 }
                 Some(_) => return Err(bad("content", "expected a string or an array of content parts".into())),
@@ -168,7 +148,8 @@ pub(crate) fn canonical(item: &Value, index: usize, mint: &mut dyn FnMut(&str) -
         "function_call_output" | "custom_tool_call_output" => {
             string(&object, "call_id")?;
             match object.get("output") {
-                Some(Value::String(_) | Value::Array(_)) => {}
+                Some(Value::String(_)) => {}
+                Some(Value::Array(parts)) => check_parts(parts, "output").map_err(|(field, why)| bad(&field, why))?,
                 Some(_) => return Err(bad("output", "expected a string or an array of content parts".into())),
                 None => return Err(bad("output", "missing required parameter".into())),
             }
@@ -178,8 +159,18 @@ pub(crate) fn canonical(item: &Value, index: usize, mint: &mut dyn FnMut(&str) -
                 string(&object, key)?;
             }
         }
-        "reasoning" if !object.get("summary").is_some_and(Value::is_array) => {
-            return Err(bad("summary", "expected an array of summary parts".into()));
+        "reasoning" => {
+            let Some(Value::Array(summary)) = object.get("summary") else {
+                return Err(bad("summary", "expected an array of summary parts".into()));
+            };
+            for (n, part) in summary.iter().enumerate() {
+                let summary_text = part.get("type").and_then(Value::as_str) == Some("summary_text")
+                    && part.get("text").is_some_and(Value::is_string);
+                if !summary_text {
+                    let why = "a summary part is {\"type\": \"summary_text\", \"text\": ...}".to_owned();
+                    return Err(bad(&format!("summary[{n}]"), why));
+                }
+            }
         }
         _ => {}
     }
@@ -187,8 +178,9 @@ pub(crate) fn canonical(item: &Value, index: usize, mint: &mut dyn FnMut(&str) -
         None | Some(Value::Null) => {
             object.insert("id".into(), mint(prefix(&kind)).into());
         }
-        Some(Value::String(id)) if MessageId::new(id).is_ok() => {}
-        Some(Value::String(_)) => return Err(bad("id", "an id is 1 to 255 bytes without control characters".into())),
+        // Printable ASCII, as the API's ids are (and as a schema can say exactly).
+        Some(Value::String(id)) if id.bytes().all(|byte| byte.is_ascii_graphic()) && MessageId::new(id).is_ok() => {}
+        Some(Value::String(_)) => return Err(bad("id", "an id is 1 to 255 printable ASCII characters".into())),
         Some(_) => return Err(bad("id", "expected a string".into())),
     }
     if WITH_STATUS.contains(&kind.as_str()) {
@@ -201,6 +193,31 @@ pub(crate) fn canonical(item: &Value, index: usize, mint: &mut dyn FnMut(&str) -
         }
     }
     Ok(Value::Object(object))
+}
+
+/// Checks `parts` (at `field` of an item) as content parts: objects of a known `type`, a text
+/// part with its `text`, a refusal with its `refusal`. Answers the field at fault and why.
+fn check_parts(parts: &[Value], field: &str) -> Result<(), (String, String)> {
+    for (n, part) in parts.iter().enumerate() {
+        let at = format!("{field}[{n}]");
+        let kind = part.get("type").and_then(Value::as_str);
+        match kind {
+            Some(kind) if PARTS.contains(&kind) => {}
+            Some(kind) => return Err((at, format!("'{kind}' is not a content type"))),
+            None => return Err((at, "a content part is an object with a string 'type'".into())),
+        }
+        let text_field = match kind {
+            Some("refusal") => Some("refusal"),
+            Some("input_text" | "output_text" | "text" | "summary_text" | "reasoning_text") => Some("text"),
+            _ => None,
+        };
+        if let Some(key) = text_field
+            && !part.get(key).is_some_and(Value::is_string)
+        {
+            return Err((format!("{at}.{key}"), "missing required string".into()));
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a NUL character (no store keeps one in text) and a string over

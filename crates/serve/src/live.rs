@@ -45,9 +45,11 @@ pub(crate) async fn stream_item(
         })
     };
     params.only(&["from"])?;
+    // The query is checked whether or not the header wins over it.
+    let queried = params.get("from").map(|text| offset(text, "from")).transpose()?;
     let from = match headers.get("last-event-id").map(|value| value.to_str().unwrap_or("-")) {
         Some(text) => offset(text, "Last-Event-ID")?,
-        None => params.get("from").map(|text| offset(text, "from")).transpose()?.unwrap_or(0),
+        None => queried.unwrap_or(0),
     };
     let (thread, message) = ids(&id, &item_id)?;
     find(&caller, &id).await?;

@@ -127,12 +127,28 @@ fn headers(access: Access) -> Value {
 fn answer(route: &Route) -> Value {
     let content = match route.answer {
         Answer::Json(schema) => json!({"application/json": {"schema": reference(schema)}}),
-        Answer::Events(events) => {
+        Answer::Events(kinds) => {
             let events: Vec<Value> =
-                events.iter().map(|(event, data)| json!({"event": event, "data": reference(data)})).collect();
+                kinds.iter().map(|(event, data)| json!({"event": event, "data": reference(data)})).collect();
+            // Each event as OpenAPI 3.1 describes one: its fields, the data JSON of its schema.
+            let each: Vec<Value> = kinds
+                .iter()
+                .map(|(event, data)| {
+                    json!({
+                        "type": "object",
+                        "required": ["event", "data"],
+                        "properties": {
+                            "event": {"const": event},
+                            "id": {"type": "string"},
+                            "data": {"type": "string", "contentMediaType": "application/json",
+                                     "contentSchema": reference(data)},
+                        },
+                    })
+                })
+                .collect();
             json!({"text/event-stream": {
                 "schema": {
-                    "type": "string",
+                    "oneOf": each,
                     "description": "Server-Sent Events, each with `event:`, a JSON `data:` line and, where it \
                                     resumes, `id:`; a comment every 15 seconds keeps an idle stream open. The \
                                     stream ends when the server shuts down: resume with `Last-Event-ID`.",

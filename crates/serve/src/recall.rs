@@ -190,7 +190,11 @@ fn integer(
     match body.get(field) {
         None | Some(Value::Null) => Ok(default),
         Some(value) => {
-            value.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| range.contains(n)).ok_or_else(|| {
+            // A whole number written as a float (`6.0`) is an integer to JSON Schema, and here.
+            let whole = value.as_u64().or_else(|| {
+                value.as_f64().filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n)).map(|n| n as u64)
+            });
+            whole.and_then(|n| u32::try_from(n).ok()).filter(|n| range.contains(n)).ok_or_else(|| {
                 let (low, high) = (range.start(), range.end());
                 ApiError::invalid(
                     field,

@@ -29,7 +29,22 @@ fn limit() -> Value {
 }
 
 fn position() -> Value {
-    json!({"type": "integer", "minimum": 0})
+    json!({"type": "integer", "minimum": 0, "maximum": u64::MAX})
+}
+
+/// An opaque cursor, as it was answered: never empty, URL-safe base64.
+fn cursor() -> Value {
+    json!({"type": "string", "minLength": 1, "pattern": "^[A-Za-z0-9_-]+$"})
+}
+
+/// An item's id, as a page named it.
+fn item_id() -> Value {
+    json!({"type": "string", "minLength": 1})
+}
+
+/// What `idempotency::key_of` takes.
+fn idempotency_key() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]+$"})
 }
 
 fn include() -> Value {
@@ -48,14 +63,14 @@ const CURSOR: Param = Param {
     name: "after",
     required: false,
     description: "The `next_cursor` of the previous page, as it was answered (URL-safe).",
-    schema: string,
+    schema: cursor,
 };
 const IDEMPOTENCY_KEY: Param = Param {
     name: "Idempotency-Key",
     required: false,
     description: "A request sent again with the same key writes nothing twice and answers what the first one \
-                  did; the same key with another body is 422.",
-    schema: string,
+                  did; the same key with another body is 422. 1 to 200 printable ASCII characters.",
+    schema: idempotency_key,
 };
 const LAST_EVENT_ID: Param = Param {
     name: "Last-Event-ID",
@@ -72,6 +87,7 @@ const FEED_EVENTS: &[(&str, &str)] = &[
     ("update", "FeedEvent"),
     ("delete", "FeedEvent"),
     ("summarize", "FeedEvent"),
+    ("embed", "FeedEvent"),
     ("gap", "FeedGap"),
 ];
 
@@ -110,7 +126,7 @@ pub(crate) fn table() -> Vec<Route> {
                     name: "after",
                     required: false,
                     description: "The `last_id` of the previous page, in the page's order.",
-                    schema: string,
+                    schema: item_id,
                 },
                 LIMIT,
                 Param {

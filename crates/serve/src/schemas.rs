@@ -202,8 +202,8 @@ fn metadata() -> Value {
     json!({
         "type": "object",
         "maxProperties": pairs,
-        "propertyNames": {"minLength": 1, "maxLength": key_chars},
-        "additionalProperties": {"type": "string", "maxLength": value_chars},
+        "propertyNames": {"minLength": 1, "maxLength": key_chars, "pattern": "^[^\\u0000]*$"},
+        "additionalProperties": {"type": "string", "maxLength": value_chars, "pattern": "^[^\\u0000]*$"},
         "description": "String pairs, replaced whole by an update.",
     })
 }
@@ -343,18 +343,112 @@ fn event_schemas() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// A string as the server takes one: no NUL character (no store keeps one).
+fn text() -> Value {
+    json!({"type": "string", "pattern": "^[^\\u0000]*$"})
+}
+
+/// Any JSON value without a NUL character in a string or a key (what an item's other fields
+/// may hold).
+fn json_value() -> Value {
+    json!({"anyOf": [
+        text(),
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": reference("JsonValue")},
+        {"type": "object", "propertyNames": text(), "additionalProperties": reference("JsonValue")},
+    ]})
+}
+
+/// A content part of an input item: a known `type`; a text part has its `text`, a refusal its
+/// `refusal`.
+fn input_part() -> Value {
+    let texts = ["input_text", "output_text", "text", "summary_text", "reasoning_text"];
+    let others: Vec<&str> =
+        items::PARTS.iter().copied().filter(|part| !texts.contains(part) && *part != "refusal").collect();
+    let part = |kinds: Value, field: Option<&str>| {
+        let mut properties = json!({"type": kinds});
+        let mut required = vec!["type"];
+        if let Some(field) = field {
+            properties[field] = text();
+            required.push(field);
+        }
+        json!({"type": "object", "required": required, "properties": properties, "propertyNames": text(),
+               "additionalProperties": reference("JsonValue")})
+    };
+    json!({"anyOf": [
+        part(json!({"enum": texts}), Some("text")),
+        part(json!({"const": "refusal"}), Some("refusal")),
+        part(json!({"enum": others}), None),
+    ]})
+}
+
+/// An input item, as `items::canonical` takes it: each type with its required fields.
+fn input_item() -> Value {
+    let status = json!({"type": ["string", "null"], "enum": ["in_progress", "completed", "incomplete", null]});
+    let parts = json!({"type": "array", "items": reference("InputContentPart")});
+    let variant = |kind: Value, required: &[&str], fields: Value| {
+        let mut properties = json!({
+            "type": kind,
+            "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+        });
+        if let (Some(all), Value::Object(fields)) = (properties.as_object_mut(), fields) {
+            all.extend(fields);
+        }
+        json!({"type": "object", "required": required, "properties": properties, "propertyNames": text(),
+               "additionalProperties": reference("JsonValue")})
+    };
+    let named: Vec<&str> = vec![
+        "message",
+        "function_call",
+        "function_call_output",
+        "custom_tool_call_output",
+        "custom_tool_call",
+        "reasoning",
+        "computer_call_output",
+    ];
+    let others: Vec<&str> = items::TYPES.iter().map(|(kind, _)| *kind).filter(|kind| !named.contains(kind)).collect();
+    let output = json!({"anyOf": [text(), parts.clone()]});
+    let summary = json!({"type": "array", "items": {"type": "object", "required": ["type", "text"],
+                          "properties": {"type": {"const": "summary_text"}, "text": text()},
+                          "propertyNames": text(), "additionalProperties": reference("JsonValue")}});
+    let mut input = json!({"anyOf": [
+        variant(json!({"const": "message"}), &["role", "content"], json!({
+            "role": {"type": "string", "enum": items::ROLES},
+            "content": {"anyOf": [text(), parts]},
+            "status": status,
+        })),
+        variant(json!({"const": "function_call"}), &["type", "call_id", "name", "arguments"], json!({
+            "call_id": text(), "name": text(), "arguments": text(), "status": status,
+        })),
+        variant(json!({"const": "function_call_output"}), &["type", "call_id", "output"], json!({
+            "call_id": text(), "output": output, "status": status,
+        })),
+        variant(json!({"const": "custom_tool_call_output"}), &["type", "call_id", "output"], json!({
+            "call_id": text(), "output": output,
+        })),
+        variant(json!({"const": "custom_tool_call"}), &["type", "call_id", "name", "input"], json!({
+            "call_id": text(), "name": text(), "input": text(),
+        })),
+        variant(json!({"const": "reasoning"}), &["type", "summary"], json!({"summary": summary})),
+        variant(json!({"const": "computer_call_output"}), &["type"], json!({"status": status})),
+        variant(json!({"enum": others}), &["type"], json!({})),
+    ]});
+    input["description"] = json!(
+        "A Responses API input item: a message (`type` \"message\" or absent: `role` and `content`, a string \
+         or parts), a function call, a tool's output, reasoning, or another item type; a missing `status` or \
+         `id` is made whole as the API stores them. No string holds a NUL character."
+    );
+    input
+}
+
 /// The request bodies.
 fn request_schemas() -> Vec<(&'static str, Value)> {
-    let kinds: Vec<&str> = items::TYPES.iter().map(|(kind, _)| *kind).collect();
-    let input = json!({
-        "type": "object",
-        "properties": {"type": {"type": "string", "enum": kinds, "default": "message"}, "id": {"type": "string"}},
-        "description": "A Responses API input item: a message without `type`, a `content` string, a missing \
-                        `status` or `id` are made whole as the API stores them.",
-    });
+    let input = input_item();
     let metadata = nullable(reference("Metadata"));
     vec![
         ("InputItem", input),
+        ("InputContentPart", input_part()),
+        ("JsonValue", json_value()),
         (
             "CreateConversationRequest",
             object(
@@ -379,16 +473,19 @@ fn request_schemas() -> Vec<(&'static str, Value)> {
             object(
                 &["query"],
                 json!({
-                    "query": {"type": "string", "minLength": 1, "description": "The text to recall by (embedded)."},
-                    "conversation": {"type": "string", "description": "Only this conversation's items."},
-                    "user_id": {"type": "string", "description": "Only the items of threads whose metadata \
-                                `user_id` is this (as a Rust host or the MCP server marks a thread's user)."},
-                    "limit": {"type": "integer", "minimum": recall::LIMITS.0.start(), "maximum": recall::LIMITS.0.end(),
-                              "default": recall::LIMITS.1},
-                    "keywords": {"anyOf": [{"type": "boolean"}, {"type": "string", "minLength": 1}],
+                    "query": {"type": "string", "minLength": 1, "pattern": "\\S",
+                              "description": "The text to recall by (embedded); not only white space."},
+                    "conversation": {"type": ["string", "null"], "minLength": 1,
+                                     "description": "Only this conversation's items."},
+                    "user_id": {"type": ["string", "null"], "minLength": 1, "description": "Only the items of threads \
+                                whose metadata `user_id` is this (as a Rust host or the MCP server marks a thread's user)."},
+                    "limit": {"type": ["integer", "null"], "minimum": recall::LIMITS.0.start(),
+                              "maximum": recall::LIMITS.0.end(), "default": recall::LIMITS.1},
+                    "keywords": {"anyOf": [{"type": "boolean"}, {"type": "string", "minLength": 1, "pattern": "\\S"},
+                                           {"type": "null"}],
                                  "description": "Fuse a full-text search with the vectors' ranking (reciprocal \
                                                  rank fusion): `true` for the query's words, or the words to find."},
-                    "neighbours": {"type": "integer", "minimum": recall::NEIGHBOURS.start(),
+                    "neighbours": {"type": ["integer", "null"], "minimum": recall::NEIGHBOURS.start(),
                                    "maximum": recall::NEIGHBOURS.end(), "default": 0,
                                    "description": "How many items before and after each hit to answer with it."},
                 }),

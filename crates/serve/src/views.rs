@@ -113,16 +113,18 @@ pub(crate) async fn switch(
     Path(id): Path<String>,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
+    crate::conversations::known_fields(&body, &["item_id", "mode"])?;
     let item = body
         .get("item_id")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid("item_id", "Missing required string: 'item_id'."))?;
     let message = MessageId::new(item).map_err(|_| ApiError::no_item(&id, item))?;
-    let switch = match body.get("mode").and_then(Value::as_str) {
-        None | Some("through") => Switch::Through(message),
-        Some("to") => Switch::To(message),
+    let switch = match body.get("mode") {
+        None => Switch::Through(message),
+        Some(Value::String(mode)) if mode == "through" => Switch::Through(message),
+        Some(Value::String(mode)) if mode == "to" => Switch::To(message),
         Some(other) => {
-            return Err(ApiError::invalid("mode", format!("Invalid 'mode': '{other}'. Expected 'through' or 'to'.")));
+            return Err(ApiError::invalid("mode", format!("Invalid 'mode': {other}. Expected 'through' or 'to'.")));
         }
     };
     let thread = find(&caller, &id).await?;
@@ -149,9 +151,11 @@ pub(crate) async fn events(
             .map_err(|_| ApiError::invalid(param, format!("Invalid '{param}': a feed position is a whole number.")))
     };
     params.only(&["after"])?;
+    // The query is checked whether or not the header wins over it.
+    let queried = params.get("after").map(|text| position(text, "after")).transpose()?;
     let after = match headers.get("last-event-id").map(|value| value.to_str().unwrap_or("-")) {
         Some(text) => position(text, "Last-Event-ID")?,
-        None => params.get("after").map(|text| position(text, "after")).transpose()?.unwrap_or(0),
+        None => queried.unwrap_or(0),
     };
     let thread = find(&caller, &id).await?;
     let start = match caller.within(subscribe(&caller, thread.id, after)).await? {

@@ -48,9 +48,31 @@ async fn malformed_requests_are_refused_with_the_apis_errors_and_store_nothing()
         (
             "POST",
             "/v1/conversations".into(),
+            // As an id the conversation holds already: a conflict.
             json!({"items": [twice.clone(), twice.clone()]}).to_string(),
+            409,
+            "",
+        ),
+        (
+            "POST",
+            items.clone(),
+            json!({"items": [{"role": "user", "content": "x", "id": "msg_é"}]}).to_string(),
             400,
-            "items[1].id",
+            "items[0].id",
+        ),
+        (
+            "POST",
+            items.clone(),
+            json!({"items": [{"type": "function_call_output", "call_id": "c", "output": [false]}]}).to_string(),
+            400,
+            "items[0].output[0]",
+        ),
+        (
+            "POST",
+            items.clone(),
+            json!({"items": [{"type": "reasoning", "summary": [1]}]}).to_string(),
+            400,
+            "items[0].summary[0]",
         ),
         ("POST", items.clone(), "{}".into(), 400, "items"),
         ("POST", items.clone(), json!({"items": []}).to_string(), 400, "items"),

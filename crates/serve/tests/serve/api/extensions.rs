@@ -50,6 +50,16 @@ async fn branches_a_host_wrote_are_listed_and_switched_and_the_items_show_the_ac
         .call("POST", &format!("/v1/persist/conversations/{id}/branches/switch"), Some(json!({"item_id": "nope"})))
         .await;
     assert_eq!(status, 404, "{body}");
+    // What the document does not allow is refused: an unknown field, a `mode` not one of its two.
+    let switch = format!("/v1/persist/conversations/{id}/branches/switch");
+    for body in [json!({"item_id": "msg_first", "bogus": 1}), json!({"item_id": "msg_first", "mode": null})] {
+        let (status, answer) = api.call("POST", &switch, Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    // A resumed feed still checks its query: `Last-Event-ID` wins over a valid one only.
+    let events = format!("/v1/persist/conversations/{id}/events?after=-1");
+    let (status, answer) = api.send("GET", &events, None, &[("last-event-id", "0")]).await;
+    assert_eq!((status, answer["error"]["param"].clone()), (400, json!("after")), "{answer}");
 }
 
 #[tokio::test]
