@@ -218,7 +218,6 @@ def bad_input(base):
         ([user("a\u0000b")], "items[0]"),
         ([{"role": "user", "content": "x", "note\u0000": "y"}], "items[0]"),
         ([user(huge)], "items[0]"),
-        ([dict(user("x"), id="same"), dict(user("y"), id="same")], "items[1].id"),
         ([user(str(n)) for n in range(257)], "items"),
         ([], "items"),
         ("not a list", "items"),
@@ -232,6 +231,13 @@ def bad_input(base):
             check(error.param == param and error.type == "invalid_request_error", (items if len(str(items)) < 200 else param, error.body))
         else:
             raise AssertionError(f"accepted: {param}")
+    # An id given twice in one request is a conflict, as an id the conversation holds already is.
+    try:
+        client.conversations.items.create(cid, items=[dict(user("x"), id="same"), dict(user("y"), id="same")])
+    except openai.ConflictError as error:
+        check(error.status_code == 409 and "given twice" in str(error.message), error.body)
+    else:
+        raise AssertionError("accepted: an id given twice")
     other_cases = [
         (lambda: client.conversations.create(items=[user(str(n)) for n in range(21)]), "items"),
         (lambda: client.conversations.create(metadata={"a": 1}), "metadata"),
