@@ -89,6 +89,14 @@ pub(crate) async fn assert_tree<B: Backend>(b: &B, id: &ThreadId) -> BTreeMap<u6
     messages
 }
 
+/// The thread a switch answered.
+async fn switched<B: Backend>(b: &B, switch: Update) -> persist_core::Thread {
+    match write(b, switch).await.expect("a switch") {
+        persist_core::PersistResult::Updated(persist_core::Updated::Thread(thread)) => thread,
+        other => panic!("not a thread update: {other:?}"),
+    }
+}
+
 pub(crate) fn reply_to(thread: &ThreadId, parent: &Message, text: &str) -> persist_core::args::Add {
     persist_core::args::Add::new(thread.clone(), Role::Assistant, Content::text(text)).with_parent(parent.id.clone())
 }
@@ -214,10 +222,7 @@ pub async fn check_a_switch_moves_the_active_leaf_like_a_versioned_update<F: Fac
 
     let back =
         Update::thread(id.clone()).with_switch(Switch::Through(first.id.clone())).with_expected_version(before.version);
-    let switched = match write(b, back).await.expect("switch back") {
-        persist_core::PersistResult::Updated(persist_core::Updated::Thread(thread)) => thread,
-        other => panic!("not a thread update: {other:?}"),
-    };
+    let switched = switched(b, back).await;
     assert_eq!((switched.active_leaf, switched.version), (Some(3), before.version + 1));
     assert_eq!(thread(b, &id).await.unwrap(), switched);
     assert_eq!(active(b, &id).await, [1, 2, 3]);
@@ -252,13 +257,7 @@ pub async fn check_a_switch_to_an_empty_branch_makes_the_next_message_a_root<F: 
     add_text(b.as_ref(), &id, "a1").await; // 2
     let before = thread(b, &id).await.unwrap();
     let emptied =
-        match write(b, Update::thread(id.clone()).with_switch(Switch::Empty).with_expected_version(before.version))
-            .await
-            .expect("switch to an empty branch")
-        {
-            persist_core::PersistResult::Updated(persist_core::Updated::Thread(thread)) => thread,
-            other => panic!("not a thread update: {other:?}"),
-        };
+        switched(b, Update::thread(id.clone()).with_switch(Switch::Empty).with_expected_version(before.version)).await;
     assert_eq!((emptied.active_leaf, emptied.version, emptied.message_count), (None, before.version + 1, 2));
     assert_eq!(thread(b, &id).await.unwrap(), emptied);
     assert!(active(b, &id).await.is_empty(), "the active branch is empty");

@@ -40,6 +40,7 @@ pub(crate) mod error;
 pub(crate) mod id;
 pub(crate) mod id_checks;
 pub(crate) mod json;
+pub(crate) mod json_numbers;
 pub(crate) mod message;
 pub(crate) mod metadata;
 #[macro_use]

@@ -26,6 +26,7 @@ from .errors import (
     Unsupported,
 )
 
+# Listed by name (not `*errors.__all__`): type checkers take a re-export only from a literal list.
 __all__ = [
     "Store",
     "Feed",
