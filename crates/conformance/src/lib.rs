@@ -53,7 +53,7 @@
 //!
 //! # What is covered
 //!
-//! [`CHECKS`] lists every check by group and name (200 in all):
+//! [`CHECKS`] lists every check by group and name (205 in all):
 //!
 //! | group | what it proves |
 //! |---|---|
@@ -69,6 +69,8 @@
 //! | [`lifecycle`] | fork (copy up to a seq, resumable, refusals, per tenant, racing writes to its source) and retention (idle threads, latest messages, dry run, batches, per tenant), through a pipeline over the backend; pop, retention, cleanup and fork on a backend with no optional capability, what needs one refused `Unsupported`; purge (erased tombstone, freed id); a thread delete expecting what it read (its time, its summaries and bindings) |
 //! | [`restore`] | a thread written exactly as another store held it (ids, seq gaps, versions, status, keys, times, title, `last_seq`), idempotent and resumable, never moving a live thread back, refused whole on any conflict; session bindings restored, the newest winning (gated on `restore`) |
 //! | [`feed`] | the change feed: one event per committed change (none for a deduplicated or refused write), in commit order, a thread delete as one event, resumable exactly after any position, scoped by tenant, and a subscriber woken by another handle's writes (gated on `feed`) |
+//! | [`live`] | a reply followed from an offset to its end as it ended, from another handle; a stop reaches the generator; both confined to the tenant; a heartbeat keeps a reservation from being stranded (gated on `feed`) |
+//! | [`live_writer`] | a live reply's writer in any language: appends written once at the writer's offsets (a repeat answers, a gap and other parts refused), one generation per thread (a dead writer's settled), a stop ends a leased reply and is told to its writer, followers settle a silent writer's reply, all confined to the tenant (gated on `feed`) |
 //! | [`branches`] | a thread is a tree: writes follow the active branch unless they name a parent, a parent starts a sibling branch (edit, regenerate) that becomes active, the old one stays readable, switches are versioned thread updates, a switch to an empty branch makes the next message a root, branches page by seq (all roles or some), deletes splice, racing switches/appends/regenerates keep a tree, restores keep parents and the leaf (gated on `branches`) |
 //! | [`branch_ops`] | branches in the operations built on messages: a fork copies a tree as it is or one branch as a line, `keep_latest` and `pop` count along the active branch, feed events of inserts name their parent, `ToolCallsLayer` checks along the branch a write extends (gated on `branches`) |
 //! | [`summaries`] | summaries as data: a summary stands for a range of its thread and moves no message, the compacted read answers the latest summary of a branch and what follows it, the same range twice is one summary, range rules, retention of covered messages keeps the compacted read, truncations and thread deletes take summaries along, summaries racing appends through two handles, tenancy, leases with one holder at a time, forks carry summaries, a summary replaced in place (gated on `summaries`) |
@@ -110,6 +112,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod lifecycle;
 pub mod live;
+pub mod live_writer;
 pub mod maintenance;
 pub mod model;
 pub mod once;
@@ -315,6 +318,13 @@ macro_rules! __for_each_check {
                 check_a_stop_reaches_the_generator_through_another_handle,
                 check_follow_and_stop_are_confined_to_the_tenant,
                 check_a_heartbeat_keeps_a_reservation_from_being_stranded,
+            }
+            live_writer {
+                check_a_live_reply_is_written_once_at_the_writers_offsets,
+                check_one_reply_is_generated_per_thread,
+                check_a_stop_ends_a_leased_reply_and_tells_its_writer,
+                check_followers_settle_a_reply_whose_writer_went_silent,
+                check_a_writer_is_confined_to_its_tenant,
             }
             branches {
                 check_a_thread_without_parents_is_one_line,

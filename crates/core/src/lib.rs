@@ -101,15 +101,15 @@ pub mod raw;
 
 pub use self::consistency::{CommitPosition, Consistency};
 pub use self::context::{Context, Maintenance};
-pub use self::model::error::{BoxError, PersistError, Result};
+pub use self::model::error::{BoxError, PersistError, ReplyConflict, Result};
 pub use self::model::id::{
     AgentId, IdempotencyKey, MAX_ID_BYTES, MessageId, ProviderId, RequestId, ResourceId, RuntimeId, SessionId,
     TenantId, ThreadId,
 };
 pub use self::model::op::PersistOp;
 pub use self::model::{
-    Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Message, Metadata, Part, Role, Status, Thread, Timestamp, ToolCallRef,
-    ToolNames, ToolResultRef,
+    Content, MAX_JSON_DEPTH, MAX_ROLE_BYTES, Message, Metadata, Part, PartOffset, Role, Status, Thread, Timestamp,
+    ToolCallRef, ToolNames, ToolResultRef,
 };
 pub use self::pipeline::{
     ApplyNow, Backend, BoxPersistService, Capabilities, Pipeline, PipelineBuilder, Scoped, Terminal, TerminalFuture,

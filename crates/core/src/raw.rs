@@ -10,6 +10,7 @@ use crate::pipeline::{Pipeline, Scoped};
 pub use crate::context_setter;
 pub use crate::model::id_checks::{tenant_from_key, tenant_key};
 pub use crate::model::json_numbers::{integer_beyond_64_bits, json_numbers};
+pub use crate::model::offset::{parts_continue, streamed_text, with_text};
 pub use crate::pipeline::BoxFuture;
 pub use crate::request::merge;
 

@@ -9,7 +9,7 @@
 //! Each is built only on the contract (`persist-core`): it sends requests through a
 //! [`Pipeline`], so every layer of the stack sees every step, and any backend runs it. The calls
 //! are methods of [`PipelineExt`], implemented for [`Pipeline`] and for the tenant-bound
-//! [`Scoped`] handle; `use persist::prelude::*` (or `persist::PipelineExt`) brings them in.
+//! [`Scoped`](persist_core::Scoped) handle; `use persist::prelude::*` (or `persist::PipelineExt`) brings them in.
 //!
 //! # Example
 //!
@@ -34,17 +34,20 @@
 
 use std::future::Future;
 
-use persist_core::raw::{across_tenants_refused, scoped_pipeline};
-use persist_core::{Context, Pipeline, Result, Scoped, ThreadId};
+use persist_core::{Context, Pipeline, Result, ThreadId};
 
 pub mod compaction;
 pub mod lifecycle;
 pub mod live;
 pub mod maintenance;
+mod scoped;
 
 use self::compaction::{Compaction, Compactor, Outcome};
 use self::lifecycle::{Fork, ForkReport, Pop, Popped, Prune, PruneReport};
-use self::live::{FollowParts, FollowReply, PartStream, ReplyStream, StopReply, StopSignal, StopState};
+use self::live::{
+    AppendReply, FinishReply, FollowParts, FollowReply, PartStream, RenewReply, ReplyStarted, ReplyStream,
+    ReplyWritten, StartReply, StopReply, StopSignal, StopState,
+};
 use self::maintenance::{CleanupReport, CleanupStranded};
 
 mod sealed {
@@ -53,11 +56,11 @@ mod sealed {
     impl Sealed for persist_core::Scoped {}
 }
 
-/// The composed operations, as methods of a [`Pipeline`] and of a [`Scoped`] handle: each is
+/// The composed operations, as methods of a [`Pipeline`] and of a [`Scoped`](persist_core::Scoped) handle: each is
 /// made of ordinary requests sent through the whole stack. Sealed: implemented for those two
 /// only, so methods can be added.
 ///
-/// On a [`Scoped`] handle every request of an operation carries the handle's context, and an
+/// On a [`Scoped`](persist_core::Scoped) handle every request of an operation carries the handle's context, and an
 /// operation across tenants (a prune or a cleanup of another tenant, or of every tenant on
 /// purpose) is refused (`Rejected`); one made for every tenant by default
 /// ([`Prune::new`], [`CleanupStranded::new`]) is confined to the handle's tenant.
@@ -385,10 +388,54 @@ pub trait PipelineExt: sealed::Sealed {
     /// As [`follow_reply`](Self::follow_reply); the future answers the store's errors too.
     fn watch_stop(&self, request: StopReply) -> impl Future<Output = Result<StopSignal>> + Send;
 
+    /// Starts a live reply that any process writes with the calls below (a Node or Python
+    /// process in process, or over HTTP through `persist serve`): the messages before it (the
+    /// user's turn) and its reservation in one write, with a writer's
+    /// [lease](live::StartReply::lease). One reply is generated per thread at a time, across
+    /// instances: while another's writer is alive the start is refused
+    /// [`ReplyConflict::Running`](live::ReplyConflict::Running) (naming it); a dead writer's
+    /// reply is settled interrupted first. Keyed, a start sent again answers the reply the
+    /// first one started (`deduplicated`).
+    ///
+    /// # Errors
+    ///
+    /// `ReplyConflict` (`Running`); `InvalidInput` for a lease out of
+    /// [`LEASE_BOUNDS`](live::LEASE_BOUNDS) or a message of the turn; as `append_turn`.
+    fn start_reply(&self, request: StartReply) -> impl Future<Output = Result<ReplyStarted>> + Send;
+
+    /// Appends parts to a live reply at the writer's offset ([`AppendReply::at`]: what its
+    /// previous call answered): written once however often it is sent (a repeat answers
+    /// `written: false`), a gap refused. Each append renews the writer's lease, reaches every
+    /// follower, and tells the writer of a stop: the reply then ends stopped and the append is
+    /// refused [`ReplyConflict::Stopped`](live::ReplyConflict::Stopped), nothing written.
+    ///
+    /// # Errors
+    ///
+    /// `ReplyConflict` (`Gap`, `Diverged`, `Stopped`); `MessageComplete` once the reply ended
+    /// (finished, or settled after its lease ran out); `InvalidInput` for content that is not
+    /// an array of blocks; `NotFound`.
+    fn append_reply(&self, request: AppendReply) -> impl Future<Output = Result<ReplyWritten>> + Send;
+
+    /// Renews a live reply's writer's lease without writing parts (while a tool or a model's
+    /// first token is awaited); tells of a stop as [`append_reply`](Self::append_reply) does.
+    ///
+    /// # Errors
+    ///
+    /// As [`append_reply`](Self::append_reply).
+    fn renew_reply(&self, request: RenewReply) -> impl Future<Output = Result<ReplyWritten>> + Send;
+
+    /// Ends a live reply complete, or interrupted with a reason, after its last parts if any,
+    /// and gives the thread's generation up. Sent again, it answers `written: false`.
+    ///
+    /// # Errors
+    ///
+    /// As [`append_reply`](Self::append_reply); `MessageComplete` when it ended otherwise.
+    fn finish_reply(&self, request: FinishReply) -> impl Future<Output = Result<ReplyWritten>> + Send;
+
     /// Compacts a thread once, if its tail is over the budget; see
     /// [`Compaction::compact`](compaction::Compaction::compact). On a [`Pipeline`], the run's
     /// requests carry a new [`Context`] (no tenant: call `Compaction::compact` for another); on
-    /// a [`Scoped`] handle, the handle's context, so it reads, leases and summarizes the scope's
+    /// a [`Scoped`](persist_core::Scoped) handle, the handle's context, so it reads, leases and summarizes the scope's
     /// thread and no other tenant's.
     ///
     /// # Example
@@ -456,71 +503,27 @@ impl PipelineExt for Pipeline {
         live::stop::watch_stop(self, request)
     }
 
+    fn start_reply(&self, request: StartReply) -> impl Future<Output = Result<ReplyStarted>> + Send {
+        live::writer::start_reply(self, request)
+    }
+
+    fn append_reply(&self, request: AppendReply) -> impl Future<Output = Result<ReplyWritten>> + Send {
+        live::writer::append_reply(self, request)
+    }
+
+    fn renew_reply(&self, request: RenewReply) -> impl Future<Output = Result<ReplyWritten>> + Send {
+        live::writer::renew_reply(self, request)
+    }
+
+    fn finish_reply(&self, request: FinishReply) -> impl Future<Output = Result<ReplyWritten>> + Send {
+        live::writer::finish_reply(self, request)
+    }
+
     fn compact<C: Compactor>(
         &self,
         compaction: &Compaction<C>,
         thread: ThreadId,
     ) -> impl Future<Output = Result<Outcome>> + Send {
         compaction.compact(self, thread, Context::new())
-    }
-}
-
-impl PipelineExt for Scoped {
-    fn fork(&self, fork: Fork) -> impl Future<Output = Result<ForkReport>> + Send {
-        scoped_pipeline(self).fork(fork.with_context(self.context().renewed()))
-    }
-
-    fn prune(&self, prune: Prune) -> impl Future<Output = Result<PruneReport>> + Send {
-        let tenant = self.context().tenant().cloned();
-        let refused = !prune.across_tenants && prune.context.tenant() != tenant.as_ref();
-        let prune = prune.with_context(self.context().renewed()).only_tenant(tenant);
-        let pipeline = scoped_pipeline(self);
-        async move {
-            if refused {
-                return Err(across_tenants_refused());
-            }
-            pipeline.prune(prune).await
-        }
-    }
-
-    fn pop(&self, pop: Pop) -> impl Future<Output = Result<Popped>> + Send {
-        scoped_pipeline(self).pop(pop.with_context(self.context().renewed()))
-    }
-
-    fn cleanup_stranded(&self, cleanup: CleanupStranded) -> impl Future<Output = Result<CleanupReport>> + Send {
-        let tenant = self.context().tenant().cloned();
-        let refused = !cleanup.across_tenants && cleanup.context.tenant() != tenant.as_ref();
-        let cleanup = cleanup.with_context(self.context().renewed()).only_tenant(tenant);
-        let pipeline = scoped_pipeline(self);
-        async move {
-            if refused {
-                return Err(across_tenants_refused());
-            }
-            pipeline.cleanup_stranded(cleanup).await
-        }
-    }
-
-    fn follow_reply(&self, request: FollowReply) -> impl Future<Output = Result<ReplyStream>> + Send {
-        scoped_pipeline(self).follow_reply(request.with_context(self.context().renewed()))
-    }
-
-    fn follow_parts(&self, request: FollowParts) -> impl Future<Output = Result<PartStream>> + Send {
-        scoped_pipeline(self).follow_parts(request.with_context(self.context().renewed()))
-    }
-
-    fn stop_reply(&self, request: StopReply) -> impl Future<Output = Result<StopState>> + Send {
-        scoped_pipeline(self).stop_reply(request.with_context(self.context().renewed()))
-    }
-
-    fn watch_stop(&self, request: StopReply) -> impl Future<Output = Result<StopSignal>> + Send {
-        scoped_pipeline(self).watch_stop(request.with_context(self.context().renewed()))
-    }
-
-    fn compact<C: Compactor>(
-        &self,
-        compaction: &Compaction<C>,
-        thread: ThreadId,
-    ) -> impl Future<Output = Result<Outcome>> + Send {
-        compaction.compact(scoped_pipeline(self), thread, self.context().renewed())
     }
 }

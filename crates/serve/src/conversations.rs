@@ -103,7 +103,7 @@ pub(crate) async fn find(caller: &Caller, id: &str) -> Result<Thread, ApiError> 
 }
 
 /// The items of a request, made whole, checked and as the messages of a turn.
-fn turn_of(raw: &[Value], minter: &mut Minter) -> Result<(Vec<TurnMessage>, Vec<MessageId>), ApiError> {
+pub(crate) fn turn_of(raw: &[Value], minter: &mut Minter) -> Result<(Vec<TurnMessage>, Vec<MessageId>), ApiError> {
     let mut mint = |prefix: &str| minter.mint(prefix);
     let mut whole = Vec::with_capacity(raw.len());
     let mut ids = Vec::with_capacity(raw.len());

@@ -20,7 +20,7 @@ pub(crate) const UNAVAILABLE: &str = "The store is unavailable; retry later.";
 /// | 403 | `permission_error` | a layer of the server's pipeline refused the request; a server without keys does not answer for its `Host` or `Origin` | `PermissionDeniedError` |
 /// | 404 | `invalid_request_error` | no such conversation or item *for this key* (another tenant's is 404 too) | `NotFoundError` |
 /// | 408 | `invalid_request_error` | a body that did not arrive within the server's deadline; its connection is closed | `APIStatusError` (retried) |
-/// | 409 | `conflict_error` | an item id the conversation holds already; a write that lost a race | `ConflictError` |
+/// | 409 | `conflict_error` | an item id the conversation holds already; a write that lost a race; a live reply's writer at odds with the store (`reply_running` with `reply_id`, `offset_gap` and `offset_diverged` with the reply's `offset`, `reply_stopped`, `reply_ended` with its `status`) | `ConflictError` |
 /// | 413 | `invalid_request_error` | a body over the server's limit, refused before it is read whole | `APIStatusError` |
 /// | 415 | `invalid_request_error` | a body not sent as `Content-Type: application/json` | `APIStatusError` |
 /// | 422 | `invalid_request_error` | an `Idempotency-Key` used before for a different request | `UnprocessableEntityError` |
@@ -43,6 +43,8 @@ pub struct ApiError {
     should_retry: Option<bool>,
     /// Whether the answer closes the connection (`Connection: close`).
     close: bool,
+    /// A field of the error object beside the four (a live reply's `reply_id`, `offset`).
+    detail: Option<Box<(&'static str, String)>>,
 }
 
 impl ApiError {
@@ -56,6 +58,7 @@ impl ApiError {
             retry_after: None,
             should_retry: None,
             close: false,
+            detail: None,
         }
     }
 
@@ -265,6 +268,7 @@ impl ApiError {
             error @ (PersistError::VersionConflict { .. } | PersistError::MessageComplete { .. }) => {
                 Self::conflict(error.to_string(), true)
             }
+            PersistError::ReplyConflict { message_id, conflict, .. } => Self::reply_conflict(&message_id, conflict),
             PersistError::Rejected { reason } => {
                 Self::new(StatusCode::FORBIDDEN, "permission_error", reason).with_code("rejected").no_retry()
             }
@@ -301,12 +305,16 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {
+        let mut body = json!({"error": {
             "message": self.message,
             "type": self.kind,
             "param": self.param,
             "code": self.code,
         }});
+        if let Some(detail) = self.detail {
+            let (field, value) = *detail;
+            body["error"][field] = value.into();
+        }
         let mut response = (self.status, crate::extract::json_body(&body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -347,6 +355,46 @@ impl ApiError {
             Self::internal("The embedding model refused the request; the server's log has the cause.")
                 .with_code("embedder_error")
         }
+    }
+
+    /// 409 for a live reply's writer at odds with the store; a retry of the same request
+    /// cannot help.
+    fn reply_conflict(reply: &persist_core::MessageId, conflict: persist_core::ReplyConflict) -> Self {
+        use persist_core::ReplyConflict;
+        let (code, message, detail) = match conflict {
+            ReplyConflict::Running => (
+                "reply_running",
+                format!("A reply is being generated in this conversation: '{reply}'. Stop it, or wait for its end."),
+                ("reply_id", reply.to_string()),
+            ),
+            ReplyConflict::Gap { at, end } => (
+                "offset_gap",
+                format!("The reply ends at {end}; an append at {at} is beyond it: send the parts from {end}."),
+                ("offset", end.to_string()),
+            ),
+            ReplyConflict::Diverged { at, end } => (
+                "offset_diverged",
+                format!("The reply holds other parts at {at} than this append (it ends at {end})."),
+                ("offset", end.to_string()),
+            ),
+            ReplyConflict::Stopped => (
+                "reply_stopped",
+                format!("The reply '{reply}' was stopped: it ended with what was written; stop generating."),
+                ("reply_id", reply.to_string()),
+            ),
+            other => ("reply_conflict", other.to_string(), ("reply_id", reply.to_string())),
+        };
+        let mut error = Self::conflict(message, false).with_code(code);
+        error.detail = Some(Box::new(detail));
+        error
+    }
+
+    /// 409 for a writer's call on a reply that ended (`status`: how, as the API says it).
+    pub(crate) fn reply_ended(reply: &str, status: &'static str) -> Self {
+        let mut error =
+            Self::conflict(format!("The reply '{reply}' has ended ({status})."), false).with_code("reply_ended");
+        error.detail = Some(Box::new(("status", status.to_owned())));
+        error
     }
 
     /// 404 for a pop of a conversation with no item.

@@ -197,6 +197,8 @@ mod openapi;
 mod params;
 mod recall;
 mod reload;
+mod replies;
+mod reply_schemas;
 mod route;
 mod routes;
 mod schemas;

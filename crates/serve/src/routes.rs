@@ -13,12 +13,13 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::route::{Access, Answer, Method, Param, Route};
-use crate::{Server, conversations, extensions, items, live, openapi, recall, views};
+use crate::{Server, conversations, extensions, items, live, openapi, recall, replies, views};
 
 const CONVERSATIONS: &str = "Conversations";
 const ITEMS: &str = "Items";
 const PERSIST: &str = "Persist extensions";
 const OPERATIONS: &str = "Operations";
+const LIVE: &str = "Live replies";
 
 fn string() -> Value {
     json!({"type": "string"})
@@ -90,6 +91,9 @@ const FEED_EVENTS: &[(&str, &str)] = &[
     ("embed", "FeedEvent"),
     ("gap", "FeedGap"),
 ];
+
+/// A live reply's writer's signals.
+const SIGNAL_EVENTS: &[(&str, &str)] = &[("stop", "ReplySignalStop"), ("end", "ReplyEnd")];
 
 /// A live reply's events.
 const REPLY_EVENTS: &[(&str, &str)] = &[("text", "ReplyText"), ("replaced", "ReplyReplaced"), ("end", "ReplyEnd")];
@@ -209,6 +213,33 @@ pub(crate) fn table() -> Vec<Route> {
         Route::new(Post, "/v1/persist/conversations/{id}/items/{item_id}/stop", |m| on(m, live::stop_item))
             .doc("stopItem", PERSIST, "Ask a reply's generation to stop, on whichever instance runs it")
             .answers(Answer::Json("StopAnswer"), &[404]),
+        Route::new(Post, "/v1/persist/conversations/{id}/replies", |m| on(m, replies::start))
+            .doc(
+                "startReply",
+                LIVE,
+                "Start a live reply (after the user's turn, in one write); one per conversation at a time",
+            )
+            .headers(&[IDEMPOTENCY_KEY])
+            .body("StartReplyRequest")
+            .answers(Answer::Json("Reply"), &[400, 404, 409, 415, 422]),
+        Route::new(Post, "/v1/persist/conversations/{id}/replies/{item_id}/parts", |m| on(m, replies::append))
+            .doc(
+                "appendReply",
+                LIVE,
+                "Append parts to a live reply at the writer's offset (written once; a gap refused)",
+            )
+            .body("AppendReplyRequest")
+            .answers(Answer::Json("Reply"), &[400, 404, 409, 415]),
+        Route::new(Post, "/v1/persist/conversations/{id}/replies/{item_id}/renew", |m| on(m, replies::renew))
+            .doc("renewReply", LIVE, "Renew a live reply's writer's lease without writing")
+            .answers(Answer::Json("Reply"), &[404, 409]),
+        Route::new(Post, "/v1/persist/conversations/{id}/replies/{item_id}/finish", |m| on(m, replies::finish))
+            .doc("finishReply", LIVE, "End a live reply, complete or interrupted, after its last parts")
+            .body("FinishReplyRequest")
+            .answers(Answer::Json("Reply"), &[400, 404, 409, 415]),
+        Route::new(Get, "/v1/persist/conversations/{id}/replies/{item_id}/signals", |m| on(m, replies::signals))
+            .doc("replySignals", LIVE, "The writer's events: `stop` when a client stops the reply, else `end`")
+            .answers(Answer::Events(SIGNAL_EVENTS), &[404]),
         Route::new(Get, openapi::PATH, |m| on(m, openapi_json))
             .doc("getOpenApiDocument", OPERATIONS, "This document (no key: it holds no data)")
             .access(Access::Public)

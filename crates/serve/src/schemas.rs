@@ -6,6 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::conversations::{MAX_CREATE_ITEMS, MAX_METADATA};
+use crate::reply_schemas::{self, REPLY_ENDS};
 use crate::{items, recall};
 
 /// `#/components/schemas/NAME`.
@@ -14,25 +15,22 @@ pub(crate) fn reference(name: &str) -> Value {
 }
 
 /// A value of `schema` or `null`.
-fn nullable(schema: Value) -> Value {
+pub(crate) fn nullable(schema: Value) -> Value {
     json!({"anyOf": [schema, {"type": "null"}]})
 }
 
 /// An object of exactly these properties, `required` among them.
-fn object(required: &[&str], properties: Value) -> Value {
+pub(crate) fn object(required: &[&str], properties: Value) -> Value {
     json!({"type": "object", "required": required, "properties": properties, "additionalProperties": false})
 }
 
 /// A string that is always `value`.
-fn constant(value: &str) -> Value {
+pub(crate) fn constant(value: &str) -> Value {
     json!({"type": "string", "const": value})
 }
 
 /// The statuses an item of the API may have.
-const STATUSES: &[&str] = &["in_progress", "completed", "incomplete"];
-
-/// How a live reply ended.
-const REPLY_ENDS: &[&str] = &["complete", "interrupted", "stopped", "deleted"];
+pub(crate) const STATUSES: &[&str] = &["in_progress", "completed", "incomplete"];
 
 /// The item types described by a schema of their own; every other one is an `OtherItem`.
 const DETAILED: &[(&str, &str)] = &[
@@ -164,7 +162,7 @@ pub(crate) fn all() -> Value {
     for (name, schema) in event_schemas() {
         add(name, schema);
     }
-    for (name, schema) in request_schemas() {
+    for (name, schema) in request_schemas().into_iter().chain(reply_schemas::all()) {
         add(name, schema);
     }
     add(
@@ -193,6 +191,9 @@ fn error() -> Value {
             "type": {"type": "string", "enum": kinds},
             "param": {"type": ["string", "null"], "description": "The field or parameter at fault."},
             "code": {"type": ["string", "null"]},
+            "reply_id": {"type": "string", "description": "`reply_running`: the reply being generated."},
+            "offset": {"type": "string", "description": "`offset_gap`, `offset_diverged`: where the reply ends."},
+            "status": {"type": "string", "description": "`reply_ended`: how it ended."},
         }))}),
     )
 }

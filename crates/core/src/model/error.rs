@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::model::id::{IdempotencyKey, MessageId, ResourceId, ThreadId};
+use crate::model::offset::PartOffset;
 use crate::model::op::PersistOp;
 
 /// A boxed error usable as a [`PersistError`] source.
@@ -189,6 +190,18 @@ pub enum PersistError {
         trimmed: u64,
     },
 
+    /// A live reply's writer and the store disagree (see [`ReplyConflict`]); nothing was
+    /// written. HTTP APIs answer 409 here.
+    #[error("reply {message_id} in thread {thread_id}: {conflict}")]
+    ReplyConflict {
+        /// The thread.
+        thread_id: ThreadId,
+        /// The reply: with [`ReplyConflict::Running`], the one being generated.
+        message_id: MessageId,
+        /// What the disagreement is.
+        conflict: ReplyConflict,
+    },
+
     /// The backend failed in a way a retry will not fix.
     #[error("backend error: {message}{}", fmt_cause(message, source))]
     Backend {
@@ -198,6 +211,49 @@ pub enum PersistError {
         #[source]
         source: Option<BoxError>,
     },
+}
+
+/// How a live reply's writer and the store disagree: the
+/// [`PersistError::ReplyConflict`] of a writer's call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplyConflict {
+    /// Another reply of the thread is being generated (one at a time per thread, across
+    /// instances): the error's message is that one. Stop it, or wait for its end.
+    Running,
+    /// The append starts at `at`, after the reply's end `end`: appends before it are
+    /// missing. The writer sends them again, from `end`.
+    Gap {
+        /// Where the append starts.
+        at: PartOffset,
+        /// Where the reply ends.
+        end: PartOffset,
+    },
+    /// The reply holds other parts from `at` on than the append: another writer wrote them.
+    Diverged {
+        /// Where the append starts.
+        at: PartOffset,
+        /// Where the reply ends.
+        end: PartOffset,
+    },
+    /// A client stopped the reply: it ended stopped, keeping what was written before. The
+    /// writer stops generating.
+    Stopped,
+}
+
+impl std::fmt::Display for ReplyConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Running => f.write_str("is being generated: one reply at a time per thread"),
+            Self::Gap { at, end } => {
+                write!(f, "an append at {at} is beyond the reply's end, {end}: appends are missing")
+            }
+            Self::Diverged { at, end } => {
+                write!(f, "the reply holds other parts at {at} than this append (its end is {end})")
+            }
+            Self::Stopped => f.write_str("was stopped by a client: nothing more is written"),
+        }
+    }
 }
 
 /// `": <cause>"`: the source's own words (the OS's, the server's), unless the message says
@@ -221,7 +277,7 @@ fn fmt_message(message_id: &Option<MessageId>) -> String {
 
 impl PersistError {
     /// Every value [`code`](Self::code) can return.
-    pub const CODES: [&'static str; 16] = [
+    pub const CODES: [&'static str; 17] = [
         "invalid_input",
         "not_found",
         "already_exists",
@@ -238,6 +294,7 @@ impl PersistError {
         "feed_gap",
         "message_complete",
         "document_conflict",
+        "reply_conflict",
     ];
 
     /// The HTTP status an API answers this error with, as HTTP APIs commonly map them:
@@ -247,7 +304,7 @@ impl PersistError {
     /// | `InvalidInput` | 400 Bad Request |
     /// | `Rejected` | 403 Forbidden |
     /// | `NotFound` | 404 Not Found |
-    /// | `AlreadyExists`, `VersionConflict`, `DocumentConflict`, `MessageComplete` | 409 Conflict |
+    /// | `AlreadyExists`, `VersionConflict`, `DocumentConflict`, `MessageComplete`, `ReplyConflict` | 409 Conflict |
     /// | `ThreadDeleted`, `FeedGap` | 410 Gone (reload, then follow from the head) |
     /// | `IdempotencyKeyReused` | 422 Unprocessable Content |
     /// | `Unsupported` | 501 Not Implemented |
@@ -273,7 +330,8 @@ impl PersistError {
             Self::AlreadyExists { .. }
             | Self::VersionConflict { .. }
             | Self::DocumentConflict { .. }
-            | Self::MessageComplete { .. } => 409,
+            | Self::MessageComplete { .. }
+            | Self::ReplyConflict { .. } => 409,
             Self::ThreadDeleted { .. } | Self::FeedGap { .. } => 410,
             Self::IdempotencyKeyReused { .. } => 422,
             Self::Unsupported { .. } => 501,
@@ -308,6 +366,7 @@ impl PersistError {
             Self::FeedGap { .. } => 13,
             Self::MessageComplete { .. } => 14,
             Self::DocumentConflict { .. } => 15,
+            Self::ReplyConflict { .. } => 16,
         }
     }
 

@@ -43,6 +43,7 @@ pub(crate) mod json;
 pub(crate) mod json_numbers;
 pub(crate) mod message;
 pub(crate) mod metadata;
+pub(crate) mod offset;
 #[macro_use]
 pub(crate) mod op;
 #[macro_use]
@@ -53,4 +54,5 @@ pub use self::content::Content;
 pub use self::json::MAX_JSON_DEPTH;
 pub use self::message::{MAX_ROLE_BYTES, Message, Role, Status, Thread, Timestamp};
 pub use self::metadata::Metadata;
+pub use self::offset::PartOffset;
 pub use self::part::{Part, ToolCallRef, ToolNames, ToolResultRef};

@@ -5,10 +5,17 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::time::Duration;
 
+use super::writer::{expiry_of, lapsed, lease_of, settle};
 use super::{ReplyEnd, ending, follow_thread, read_message};
+use persist_core::Timestamp;
 use persist_core::feed::{FeedEvent, Removed, Subscription};
 use persist_core::{Content, Context, Message, MessageId, PersistError, PersistOp, Pipeline, Result, Status, ThreadId};
+
+/// How long past a writer's lease a follower waits (clocks of two machines differ) before it
+/// settles the reply as interrupted.
+const LAPSE_GRACE: Duration = Duration::from_millis(250);
 
 /// What a follower keeps of the message, and the chunks it tells a client.
 pub(crate) trait View {
@@ -51,6 +58,12 @@ pub(crate) struct Follower<V: View> {
     unread: Option<FeedEvent>,
     /// Fell behind the feed's retention and followed again: the message is to be read.
     behind: bool,
+    /// When the reply's writer's lease runs out unless it writes (a reply with a lease,
+    /// reserved): then the follower reads it, and settles it interrupted if its writer is
+    /// silent still.
+    expires_at: Option<Timestamp>,
+    /// The reply's writer's lease, when it has one.
+    lease: Option<Duration>,
 }
 
 /// Subscribes to the thread, then reads the message: a write committed in between is in both,
@@ -110,6 +123,8 @@ impl<V: View> Follower<V> {
             ended: false,
             unread: None,
             behind: false,
+            expires_at: expiry_of(message),
+            lease: lease_of(message),
         }
     }
 
@@ -133,23 +148,50 @@ impl<V: View> Follower<V> {
             }
             let event = match self.unread.take() {
                 Some(event) => event,
-                None => match self.subscription.next().await {
-                    Ok(event) => event,
+                None => match self.next_event().await {
+                    None => {
+                        self.lapse().await?;
+                        continue;
+                    }
+                    Some(Ok(event)) => event,
                     // Fell behind the feed's retention: follow again from the head, and read
                     // the message once to catch up.
-                    Err(PersistError::FeedGap { .. }) => {
+                    Some(Err(PersistError::FeedGap { .. })) => {
                         self.behind = true;
                         let (thread, context) = (&self.target.thread_id, &self.target.context);
                         self.subscription = follow_thread(&self.pipeline, thread, context).await?;
                         continue;
                     }
-                    Err(other) => return Err(other),
+                    Some(Err(other)) => return Err(other),
                 },
             };
             self.unread = Some(event.clone());
             self.take(&event).await?;
             self.unread = None;
         }
+    }
+
+    /// The next event of the thread; `None` when the writer's lease ran out first.
+    async fn next_event(&mut self) -> Option<Result<persist_core::feed::FeedEvent>> {
+        let Some(expires_at) = self.expires_at else { return Some(self.subscription.next().await) };
+        let wait = expires_at.as_micros().saturating_sub(Timestamp::now().as_micros()).max(0);
+        let wait = Duration::from_micros(wait as u64) + LAPSE_GRACE;
+        tokio::time::timeout(wait, self.subscription.next()).await.ok()
+    }
+
+    /// The writer's lease ran out with no event: reads the reply, and settles it interrupted
+    /// when its writer is silent still (its end then comes as an event); else waits for its
+    /// new expiry.
+    async fn lapse(&mut self) -> Result<()> {
+        let message = self.read().await?;
+        self.expires_at = expiry_of(&message);
+        if lapsed(&message, Timestamp::now()) {
+            settle(&self.pipeline, &message, &self.target.context).await?;
+            // Its end comes as an event; should it not (settled meanwhile by another, a feed
+            // that lags), the message is read again after the grace.
+            self.expires_at = Some(Timestamp::now());
+        }
+        Ok(())
     }
 
     /// Queues what `event` tells of the message; changes nothing unless it succeeds.
@@ -169,6 +211,10 @@ impl<V: View> Follower<V> {
         }
         if change.version <= self.version {
             return Ok(());
+        }
+        // A write of the reply renews its writer's lease.
+        if let (Some(lease), Some(status)) = (self.lease, change.status) {
+            self.expires_at = (status == Status::Reserved).then(|| event.at.saturating_add(lease));
         }
         let next = change.version == self.version + 1;
         match (change.op, &change.delta, change.status) {
@@ -217,6 +263,7 @@ impl<V: View> Follower<V> {
         if message.version > self.version {
             self.view.settle(&message.content, &mut self.queued);
             self.version = message.version;
+            self.expires_at = expiry_of(&message);
         }
         if let Some(end) = ending(&message) {
             self.queued.push_back(V::end(end));

@@ -65,10 +65,16 @@ pub(crate) mod follow;
 mod follower;
 pub(crate) mod parts;
 pub(crate) mod stop;
+pub(crate) mod writer;
 
 pub use self::follow::{FollowReply, ReplyChunk, ReplyStream};
-pub use self::parts::{FollowParts, PartChunk, PartOffset, PartStream};
+pub use self::parts::{FollowParts, PartChunk, PartStream};
 pub use self::stop::{STOP_KEY, StopReply, StopSignal, StopState};
+pub use self::writer::{
+    AppendReply, DEFAULT_LEASE, FinishReply, GENERATION_LEASE, LEASE_BOUNDS, LEASE_KEY, REASON_KEY, RenewReply,
+    ReplyStarted, ReplyWritten, StartReply,
+};
+pub use persist_core::{PartOffset, ReplyConflict};
 
 use serde::{Deserialize, Serialize};
 
@@ -95,6 +101,13 @@ pub enum ReplyEnd {
     Stopped,
     /// The message or its thread was deleted.
     Deleted,
+}
+
+impl ReplyEnd {
+    /// How `message` ended: `None` while it is [`Reserved`](Status::Reserved) (being written).
+    pub fn of(message: &Message) -> Option<Self> {
+        ending(message)
+    }
 }
 
 /// How a message that is no longer streaming ended: `None` while it is

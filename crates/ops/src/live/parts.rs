@@ -3,14 +3,14 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use super::ReplyEnd;
 use super::follower::{self, Follower, View};
 use persist_core::Pipeline;
-use persist_core::{Content, Context, Part, context_setter};
+use persist_core::raw::{streamed_text, with_text};
+use persist_core::{Content, Context, Part, PartOffset, context_setter};
 use persist_core::{MessageId, ThreadId};
 use persist_core::{PersistError, Result};
 
@@ -45,75 +45,6 @@ impl FollowParts {
     }
 
     context_setter!();
-}
-
-/// A place in a message's parts: where a client that holds the parts before
-/// [`part`](Self::part) (and, with [`chars`](Self::chars), that many characters of a text or
-/// reasoning part it started) goes on.
-///
-/// Its text form, as an SSE event id carries it: `3` (before part 3) or `3.17` (17
-/// characters into part 3).
-///
-/// # Example
-///
-/// ```
-/// use persist::live::PartOffset;
-///
-/// let offset: PartOffset = "2.5".parse()?;
-/// assert_eq!(offset, PartOffset::within(2, 5));
-/// assert_eq!(PartOffset::before(3).to_string(), "3");
-/// assert!("2.x".parse::<PartOffset>().is_err());
-/// # Ok::<_, persist::PersistError>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-pub struct PartOffset {
-    /// The part the client is at, from 0.
-    pub part: u64,
-    /// The characters (Unicode scalar values) of that part the client has, when it started it
-    /// (a text or reasoning part, which grows); `None` when it has none of it.
-    pub chars: Option<u64>,
-}
-
-impl PartOffset {
-    /// The start: the client has nothing.
-    pub const START: Self = Self { part: 0, chars: None };
-
-    /// Before part `part`: the client holds the parts before it, whole.
-    pub fn before(part: u64) -> Self {
-        Self { part, chars: None }
-    }
-
-    /// `chars` characters into the text or reasoning part `part`.
-    pub fn within(part: u64, chars: u64) -> Self {
-        Self { part, chars: Some(chars) }
-    }
-}
-
-impl fmt::Display for PartOffset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.chars {
-            Some(chars) => write!(f, "{}.{chars}", self.part),
-            None => write!(f, "{}", self.part),
-        }
-    }
-}
-
-impl FromStr for PartOffset {
-    type Err = PersistError;
-
-    fn from_str(text: &str) -> Result<Self> {
-        let invalid = || PersistError::invalid("from", format!("'{text}' is not a place in parts: PART or PART.CHARS"));
-        let number = |digits: &str| {
-            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| digits.parse::<u64>().ok())
-                .flatten()
-                .ok_or_else(invalid)
-        };
-        match text.trim().split_once('.') {
-            Some((part, chars)) => Ok(Self::within(number(part)?, number(chars)?)),
-            None => Ok(Self::before(number(text.trim())?)),
-        }
-    }
 }
 
 /// What a [`PartStream`] yields.
@@ -225,22 +156,6 @@ impl PartStream {
     /// holds to yield next.
     pub fn parts(&self) -> &[Part] {
         &self.follower.view.parts
-    }
-}
-
-/// The text of a part that grows as a reply streams (text, reasoning).
-fn streamed_text(part: &Part) -> Option<&str> {
-    match part {
-        Part::Text { text } | Part::Reasoning { text } => Some(text),
-        _ => None,
-    }
-}
-
-/// A part of `kind`'s kind (text or reasoning) holding `text`.
-fn with_text(kind: &Part, text: String) -> Part {
-    match kind {
-        Part::Reasoning { .. } => Part::Reasoning { text },
-        _ => Part::Text { text },
     }
 }
 

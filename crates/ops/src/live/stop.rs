@@ -9,6 +9,7 @@ use std::task::{Context as TaskContext, Poll};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::writer::{lease_of, settle};
 use super::{ReplyEnd, ending, follow_thread, read_message};
 use persist_core::Pipeline;
 use persist_core::args::MAX_APPEND_JOINS;
@@ -76,6 +77,12 @@ pub(crate) async fn stop_reply(pipeline: &Pipeline, request: StopReply) -> Resul
             .with_expected_version(message.version)
             .with_context(context.clone());
         match pipeline.update(update).await {
+            // A writer with a lease (any language's, which learns of the stop at its next
+            // call) has its reply ended now: its followers need not wait for that call.
+            Ok(persist_core::Updated::Message(marked)) if lease_of(&marked).is_some() => {
+                settle(pipeline, &marked, &context).await?;
+                return Ok(StopState::Requested);
+            }
             Ok(_) => return Ok(StopState::Requested),
             Err(PersistError::VersionConflict { .. }) => {}
             Err(other) => return Err(other),

@@ -364,6 +364,36 @@ async fn every_route_answers_what_the_document_says() {
     let stopped = spec.ok("POST", stop, &fill(stop, &id, "msg_reply"), None).await;
     assert_eq!(stopped, json!({"stopped": false, "status": "complete"}));
 
+    // A live reply's writer: start, append, renew, the writer's signals after a stop, a
+    // refused append (409 with the reply's offset), and a finish.
+    let replies = "/v1/persist/conversations/{id}/replies";
+    let turn = json!({"items": [{"role": "user", "content": "And the invoice?"}], "lease_seconds": 30});
+    let started = spec.ok("POST", replies, &fill(replies, &id, ""), Some(turn)).await;
+    let live = started["id"].as_str().unwrap().to_owned();
+    let running = spec.call("POST", replies, &fill(replies, &id, ""), Some(json!({}))).await;
+    assert_eq!((running.status, running.body["error"]["code"].clone()), (409, json!("reply_running")));
+    let parts = "/v1/persist/conversations/{id}/replies/{item_id}/parts";
+    let append = json!({"offset": "0", "parts": [{"type": "text", "text": "It is sent."}]});
+    spec.ok("POST", parts, &fill(parts, &id, &live), Some(append)).await;
+    let gap = spec
+        .call(
+            "POST",
+            parts,
+            &fill(parts, &id, &live),
+            Some(json!({"offset": 5, "parts": [{"type": "text", "text": "!"}]})),
+        )
+        .await;
+    assert_eq!((gap.status, gap.body["error"]["offset"].clone()), (409, json!("0.11")));
+    let renew = "/v1/persist/conversations/{id}/replies/{item_id}/renew";
+    spec.ok("POST", renew, &fill(renew, &id, &live), None).await;
+    let finish = "/v1/persist/conversations/{id}/replies/{item_id}/finish";
+    let last = json!({"status": "completed", "offset": "0.11", "parts": [{"type": "text", "text": " Today."}]});
+    let done = spec.ok("POST", finish, &fill(finish, &id, &live), Some(last)).await;
+    assert_eq!(done["end"], "complete");
+    let signals = "/v1/persist/conversations/{id}/replies/{item_id}/signals";
+    let heard = spec.events(signals, &fill(signals, &id, &live), usize::MAX).await;
+    assert_eq!(heard.last().unwrap().0, "end", "{heard:?}");
+
     let pop = "/v1/persist/conversations/{id}/items/pop";
     spec.ok("POST", pop, &fill(pop, &id, ""), None).await;
     spec.ok("DELETE", item, &fill(item, &id, "rs_1"), None).await;

@@ -5,6 +5,7 @@ mod access;
 mod conversations;
 mod errors;
 mod extensions;
+mod replies;
 mod writes;
 
 use persist::Pipeline;

@@ -1,0 +1,85 @@
+//! The OpenAPI schemas of a live reply's writer routes ([`replies`](crate::replies)).
+
+use serde_json::{Value, json};
+
+use crate::replies::MAX_PARTS;
+use crate::schemas::{STATUSES, constant, nullable, object, reference};
+
+/// How a live reply ended.
+pub(crate) const REPLY_ENDS: &[&str] = &["complete", "interrupted", "stopped", "deleted"];
+
+/// A place in a reply's parts: `PART` or `PART.CHARS` (a whole number is taken for `PART`).
+fn offset() -> Value {
+    json!({"anyOf": [
+        {"type": "string", "pattern": "^[0-9]{1,19}(\\.[0-9]{1,19})?$"},
+        {"type": "integer", "minimum": 0, "maximum": u64::MAX},
+    ], "description": "A place in the reply's parts: `PART` (before that part) or `PART.CHARS` (characters \
+                       into a text or reasoning part); what the writer's previous call answered, `0` first."})
+}
+
+fn parts() -> Value {
+    json!({"type": "array", "minItems": 1, "maxItems": MAX_PARTS, "items": reference("ReplyPart")})
+}
+
+/// The schemas, by name.
+pub(crate) fn all() -> Vec<(&'static str, Value)> {
+    let part = json!({
+        "type": "object", "required": ["type"],
+        "properties": {"type": {"type": "string", "pattern": "^[^\\u0000]*$"}},
+        "description": "A content block: `{\"type\": \"text\", \"text\"}` and `reasoning` (each joins the part \
+                        before it when both are of its kind), `{\"type\": \"tool_call\", \"id\", \"name\", \
+                        \"arguments\"}`, `{\"type\": \"tool_result\", \"call_id\", \"output\", \"is_error\"}`, \
+                        `{\"type\": \"file\", \"media_type\", \"uri\"}`, or a kind of the writer's own, kept as it is.",
+    });
+    let reply = json!({
+        "type": "object",
+        "required": ["object", "id", "conversation_id", "status", "end", "offset", "written", "expires_at"],
+        "properties": {
+            "object": constant("persist.reply"),
+            "id": {"type": "string", "description": "The reply's item id."},
+            "conversation_id": {"type": "string"},
+            "status": {"type": "string", "enum": STATUSES,
+                       "description": "`in_progress` while it is written, `completed`, or `incomplete` (interrupted)."},
+            "end": {"type": ["string", "null"], "enum": [REPLY_ENDS[0], REPLY_ENDS[1], REPLY_ENDS[2], REPLY_ENDS[3], null]},
+            "offset": {"type": "string", "description": "The reply's end: the offset of the writer's next append."},
+            "written": {"type": "boolean", "description": "`false` when the request repeated one already done."},
+            "expires_at": {"type": ["number", "null"],
+                           "description": "Seconds since the epoch when the writer's lease runs out unless it writes."},
+            "items": {"type": "array", "items": reference("Item"), "description": "A start's: the items written before the reply."},
+        },
+        "additionalProperties": false,
+    });
+    vec![
+        ("ReplyPart", part),
+        ("Reply", reply),
+        (
+            "StartReplyRequest",
+            object(
+                &[],
+                json!({
+                    "items": {"type": ["array", "null"], "items": reference("InputItem"),
+                              "description": "The items before the reply (the user's turn), in the same write."},
+                    "lease_seconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 3600, "default": 30,
+                                      "description": "How long the writer may go without a call before its reply \
+                                                      is settled as interrupted."},
+                }),
+            ),
+        ),
+        ("AppendReplyRequest", object(&["offset", "parts"], json!({"offset": offset(), "parts": parts()}))),
+        (
+            "FinishReplyRequest",
+            json!({
+                "type": "object",
+                "properties": {
+                    "status": {"type": ["string", "null"], "enum": ["completed", "incomplete", null], "default": "completed"},
+                    "reason": nullable(json!({"type": "string", "maxLength": 4096, "pattern": "^[^\\u0000]*$"})),
+                    "offset": offset(),
+                    "parts": parts(),
+                },
+                "dependentRequired": {"offset": ["parts"], "parts": ["offset"]},
+                "additionalProperties": false,
+            }),
+        ),
+        ("ReplySignalStop", object(&[], json!({}))),
+    ]
+}
