@@ -4,7 +4,7 @@ use axum::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use persist_convert::openai_responses;
-use persist_core::args::{AppendTurn, Delete, Restore, TurnMessage, Update};
+use persist_core::args::{AppendTurn, Delete, Restore, TurnMessage, Update, UpdateContent};
 use persist_core::branch::Branch;
 use persist_core::read::{GetMessage, GetThread, ListMessages};
 use persist_core::{Message, MessageId, Metadata, Order, PersistError, Thread, ThreadId, Timestamp};
@@ -124,6 +124,27 @@ pub(crate) fn turn_of(raw: &[Value], minter: &mut Minter) -> Result<(Vec<TurnMes
     Ok((turn, ids))
 }
 
+/// Whether `message` came from an item the client said is `incomplete` (a reply cut short):
+/// the status is taken out of what the converter kept, so the message's own status says it,
+/// and only it.
+pub(crate) fn take_incomplete(message: &mut TurnMessage) -> bool {
+    let Some(Value::Object(kept)) = message.metadata.get(openai_responses::METADATA_KEY).cloned() else {
+        return false;
+    };
+    let mut kept = kept;
+    let Some(Value::Object(fields)) = kept.get_mut("fields") else { return false };
+    if fields.get("status").and_then(Value::as_str) != Some("incomplete") {
+        return false;
+    }
+    fields.remove("status");
+    if fields.is_empty() {
+        kept.remove("fields");
+    }
+    let kept = if kept.is_empty() { Value::Null } else { Value::Object(kept) };
+    message.metadata = std::mem::take(&mut message.metadata).with(openai_responses::METADATA_KEY, kept);
+    true
+}
+
 /// The items array of a body, `min..=max` of them.
 fn items_field(body: &Map<String, Value>, min: usize, max: usize) -> Result<&[Value], ApiError> {
     match body.get("items") {
@@ -178,10 +199,14 @@ pub(crate) async fn create(
         .into_iter()
         .zip(ids)
         .enumerate()
-        .map(|(index, (message, id))| {
+        .map(|(index, (mut message, id))| {
+            let incomplete = take_incomplete(&mut message);
             let mut stored =
                 Message::stored(thread_id.clone(), id, index as u64 + 1, message.role, message.content, now);
             stored.metadata = message.metadata;
+            if incomplete {
+                stored.status = persist_core::Status::Interrupted;
+            }
             stored
         })
         .collect();
@@ -281,12 +306,39 @@ pub(crate) async fn create_items(
     let key = idempotency::key(&headers)?;
     let thread = find(&caller, &id).await?;
     let mut minter = Minter::new(key.as_deref(), &[&id, "items.create"]);
-    let (turn, _) = turn_of(raw, &mut minter)?;
-    let mut append = AppendTurn::of(thread.id, turn);
+    let (mut turn, _) = turn_of(raw, &mut minter)?;
+    // An item cut short (`incomplete`) is stored interrupted: written as the turn's reservation,
+    // then its content with the interruption (a retry finds it reserved, or ended as it was).
+    let incomplete: Vec<bool> = turn.iter_mut().map(take_incomplete).collect();
+    let cut_short = match incomplete.iter().position(|&cut| cut) {
+        Some(index) if index + 1 == turn.len() => turn.pop(),
+        Some(index) => {
+            return Err(ApiError::invalid(
+                format!("items[{index}].status"),
+                "Only the last item of a write may be 'incomplete' (a reply cut short).",
+            ));
+        }
+        None => None,
+    };
+    if let Some(cut) = &cut_short {
+        let mut reservation = TurnMessage::reservation(cut.role.clone());
+        (reservation.message_id, reservation.metadata) = (cut.message_id.clone(), cut.metadata.clone());
+        turn.push(reservation);
+    }
+    let mut append = AppendTurn::of(thread.id.clone(), turn);
     if let Some(key) = &key {
         append = append.with_idempotency_key(idempotency::stored(key)?);
     }
-    let appended = caller.run(Some(&id), caller.store.append_turn(append)).await?;
+    let mut appended = caller.run(Some(&id), caller.store.append_turn(append)).await?;
+    if let (Some(cut), Some(last)) = (cut_short, appended.messages.last_mut()) {
+        let write = UpdateContent::new(thread.id.clone(), last.id.clone(), cut.content).with_interrupt(true);
+        match caller.within(caller.store.update_content(write)).await? {
+            Ok(ended) => *last = ended.message,
+            // A retry of a write that ended it already.
+            Err(PersistError::MessageComplete { .. }) if appended.deduplicated => {}
+            Err(other) => return Err(ApiError::from_store(other, Some(&id))),
+        }
+    }
     let written: Vec<Value> = appended.messages.iter().flat_map(items::of_message).collect();
     Ok(caller.answer(StatusCode::OK, &list(written, false)))
 }

@@ -188,7 +188,12 @@ pub(crate) fn canonical(item: &Value, index: usize, mint: &mut dyn FnMut(&str) -
             None | Some(Value::Null) => {
                 object.insert("status".into(), "completed".into());
             }
-            Some(Value::String(status)) if ["in_progress", "completed", "incomplete"].contains(&status.as_str()) => {}
+            Some(Value::String(status)) if ["completed", "incomplete"].contains(&status.as_str()) => {}
+            Some(Value::String(status)) if status == "in_progress" => {
+                let why = "an item is not written in progress: a reply being generated is written with \
+                           POST /v1/persist/conversations/{id}/replies";
+                return Err(bad("status", why.into()));
+            }
             Some(_) => return Err(bad("status", "expected one of in_progress, completed, incomplete".into())),
         }
     }

@@ -59,7 +59,11 @@ fn operation(route: &Route) -> Value {
     let mut responses = Map::new();
     responses.insert("200".into(), answer(route));
     for status in errors(route) {
-        responses.insert(status.to_string(), error(status, route.access));
+        let answer = match status {
+            204 => json!({"description": "Nothing to answer (no reply is being generated)."}),
+            _ => error(status, route.access),
+        };
+        responses.insert(status.to_string(), answer);
     }
     let mut operation = json!({
         "operationId": route.id,

@@ -19,7 +19,7 @@ use persist_ops::live::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::conversations::{find, known_fields, turn_of};
+use crate::conversations::{find, known_fields, take_incomplete, turn_of};
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonObject, Tenant};
 use crate::idempotency::{self, Minter};
@@ -151,7 +151,11 @@ pub(crate) async fn start(
     let thread = find(&caller, &id).await?;
     let mut minter = Minter::new(key.as_deref(), &[&id, "replies.start"]);
     let reply_id = MessageId::new(minter.mint("msg")).map_err(|e| ApiError::internal(e.to_string()))?;
-    let (turn, _): (Vec<TurnMessage>, _) = turn_of(raw, &mut minter)?;
+    let (mut turn, _): (Vec<TurnMessage>, _) = turn_of(raw, &mut minter)?;
+    if let Some(index) = turn.iter_mut().position(take_incomplete) {
+        let why = "The items before a reply are complete; 'incomplete' is a reply's own end (finish it so).";
+        return Err(ApiError::invalid(format!("items[{index}].status"), why));
+    }
     let mut start = StartReply::new(thread.id).with_reply_id(reply_id).with_lease(lease);
     start.messages = turn;
     if let Some(key) = &key {

@@ -8,6 +8,24 @@ use crate::schemas::{STATUSES, constant, nullable, object, reference};
 /// How a live reply ended.
 pub(crate) const REPLY_ENDS: &[&str] = &["complete", "interrupted", "stopped", "deleted"];
 
+/// The chunks a UI message stream holds.
+const UI_CHUNKS: &[&str] = &[
+    "start",
+    "text-start",
+    "text-delta",
+    "text-end",
+    "reasoning-start",
+    "reasoning-delta",
+    "reasoning-end",
+    "tool-input-available",
+    "tool-output-available",
+    "tool-output-error",
+    "file",
+    "finish",
+    "abort",
+    "error",
+];
+
 /// A place in a reply's parts: `PART` or `PART.CHARS` (a whole number is taken for `PART`).
 fn offset() -> Value {
     json!({"anyOf": [
@@ -81,5 +99,13 @@ pub(crate) fn all() -> Vec<(&'static str, Value)> {
             }),
         ),
         ("ReplySignalStop", object(&[], json!({}))),
+        (
+            "UiMessageChunk",
+            json!({
+                "type": "object", "required": ["type"],
+                "properties": {"type": {"type": "string", "enum": UI_CHUNKS}},
+                "description": "A chunk of the AI SDK's UI message stream (its `ai` package parses them).",
+            }),
+        ),
     ]
 }

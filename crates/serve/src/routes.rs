@@ -92,6 +92,27 @@ const FEED_EVENTS: &[(&str, &str)] = &[
     ("gap", "FeedGap"),
 ];
 
+/// The AI SDK's UI message stream: unnamed events, each a chunk, then `[DONE]`.
+const UI_EVENTS: &[(&str, &str)] = &[("message", "UiMessageChunk")];
+
+/// A place in a reply's parts.
+fn part_offset() -> Value {
+    json!({"type": "string", "pattern": "^[0-9]{1,19}(\\.[0-9]{1,19})?$"})
+}
+
+const PART_FROM: Param = Param {
+    name: "from",
+    required: false,
+    description: "The place in the reply's parts to start at: `PART` or `PART.CHARS` (the start by default).",
+    schema: part_offset,
+};
+const LAST_PART: Param = Param {
+    name: "Last-Event-ID",
+    required: false,
+    description: "Where to resume (an event's id: a place in the reply's parts); it wins over the query.",
+    schema: part_offset,
+};
+
 /// A live reply's writer's signals.
 const SIGNAL_EVENTS: &[(&str, &str)] = &[("stop", "ReplySignalStop"), ("end", "ReplyEnd")];
 
@@ -212,6 +233,23 @@ pub(crate) fn table() -> Vec<Route> {
             .answers(Answer::Events(REPLY_EVENTS), &[400, 404]),
         Route::new(Post, "/v1/persist/conversations/{id}/items/{item_id}/stop", |m| on(m, live::stop_item))
             .doc("stopItem", PERSIST, "Ask a reply's generation to stop, on whichever instance runs it")
+            .answers(Answer::Json("StopAnswer"), &[404]),
+        Route::new(Get, "/v1/persist/conversations/{id}/items/{item_id}/ui-stream", |m| on(m, live::ui_stream_item))
+            .doc("streamItemUi", LIVE, "An item as the AI SDK's UI message stream, from any place, on any instance")
+            .query(&[PART_FROM])
+            .headers(&[LAST_PART])
+            .answers(Answer::Events(UI_EVENTS), &[400, 404]),
+        Route::new(Get, "/v1/persist/conversations/{id}/stream", |m| on(m, live::stream_running))
+            .doc(
+                "streamRunningReply",
+                LIVE,
+                "The reply being generated as the AI SDK's UI message stream; 204 when none is",
+            )
+            .query(&[PART_FROM])
+            .headers(&[LAST_PART])
+            .answers(Answer::Events(UI_EVENTS), &[204, 400, 404]),
+        Route::new(Post, "/v1/persist/conversations/{id}/stop", |m| on(m, live::stop_running))
+            .doc("stopRunningReply", LIVE, "Stop the reply being generated, on whichever instance or process writes it")
             .answers(Answer::Json("StopAnswer"), &[404]),
         Route::new(Post, "/v1/persist/conversations/{id}/replies", |m| on(m, replies::start))
             .doc(

@@ -157,7 +157,11 @@ pub(crate) fn all() -> Value {
     );
     add(
         "StopAnswer",
-        object(&["stopped"], json!({"stopped": {"type": "boolean"}, "status": {"type": "string", "enum": REPLY_ENDS}})),
+        object(
+            &["stopped"],
+            json!({"stopped": {"type": "boolean"}, "status": {"type": "string", "enum": REPLY_ENDS},
+                   "reply_id": {"type": "string", "description": "The reply stopped (a conversation's stop)."}}),
+        ),
     );
     for (name, schema) in event_schemas() {
         add(name, schema);
@@ -385,7 +389,12 @@ fn input_part() -> Value {
 
 /// An input item, as `items::canonical` takes it: each type with its required fields.
 fn input_item() -> Value {
-    let status = json!({"type": ["string", "null"], "enum": ["in_progress", "completed", "incomplete", null]});
+    // `in_progress` is a live reply's, written through its routes; `incomplete` (a reply cut
+    // short, stored interrupted) is the last item of a write's.
+    let status = json!({"type": ["string", "null"], "enum": ["completed", "incomplete", null],
+                        "description": "`incomplete`: a reply cut short (stored interrupted); only the last item of \
+                                        a write may be. A reply still being generated is written with the live \
+                                        reply routes."});
     let parts = json!({"type": "array", "items": reference("InputContentPart")});
     let variant = |kind: Value, required: &[&str], fields: Value| {
         let mut properties = json!({

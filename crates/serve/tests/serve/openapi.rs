@@ -147,7 +147,10 @@ impl Spec {
                     if let Some(value) = line.strip_prefix("event:") {
                         name = value.trim().to_owned();
                     } else if let Some(value) = line.strip_prefix("data:") {
-                        data = Some(serde_json::from_str::<Value>(value.trim()).unwrap());
+                        // The UI message stream's last line is no JSON.
+                        if value.trim() != "[DONE]" {
+                            data = Some(serde_json::from_str::<Value>(value.trim()).unwrap());
+                        }
                     }
                 }
                 let Some(data) = data else { continue };
@@ -384,12 +387,23 @@ async fn every_route_answers_what_the_document_says() {
         )
         .await;
     assert_eq!((gap.status, gap.body["error"]["offset"].clone()), (409, json!("0.11")));
+    let ui = "/v1/persist/conversations/{id}/items/{item_id}/ui-stream";
+    let chunks = spec.events(ui, &fill(ui, &id, &live), 3).await;
+    assert_eq!(chunks[2].1, json!({"type": "text-delta", "id": "text-0", "delta": "It is sent."}), "{chunks:?}");
+    let running = "/v1/persist/conversations/{id}/stream";
+    let chunks = spec.events(running, &fill(running, &id, ""), 1).await;
+    assert_eq!(chunks[0].1["type"], "start");
     let renew = "/v1/persist/conversations/{id}/replies/{item_id}/renew";
     spec.ok("POST", renew, &fill(renew, &id, &live), None).await;
     let finish = "/v1/persist/conversations/{id}/replies/{item_id}/finish";
     let last = json!({"status": "completed", "offset": "0.11", "parts": [{"type": "text", "text": " Today."}]});
     let done = spec.ok("POST", finish, &fill(finish, &id, &live), Some(last)).await;
     assert_eq!(done["end"], "complete");
+    let none = spec.answer("GET", &fill(running, &id, ""), Some(ACME), None).await;
+    assert_eq!(none.status, 204, "no reply is being generated");
+    let stop_running = "/v1/persist/conversations/{id}/stop";
+    let nothing = spec.ok("POST", stop_running, &fill(stop_running, &id, ""), None).await;
+    assert_eq!(nothing, json!({"stopped": false}));
     let signals = "/v1/persist/conversations/{id}/replies/{item_id}/signals";
     let heard = spec.events(signals, &fill(signals, &id, &live), usize::MAX).await;
     assert_eq!(heard.last().unwrap().0, "end", "{heard:?}");

@@ -101,3 +101,38 @@ async fn a_reply_is_written_over_http_once_at_each_offset_and_stopped_from_anywh
         );
     }
 }
+
+#[tokio::test]
+async fn an_items_status_is_one_truth_an_incomplete_reply_is_stored_interrupted() {
+    for (name, pipeline, _dir) in every_backend().await {
+        let api = Api::start(Server::new(pipeline, keys())).await;
+        let cut = json!({"type": "message", "role": "assistant", "status": "incomplete",
+                         "content": [{"type": "output_text", "text": "Half an ans"}]});
+        let created = api.ok("POST", "/v1/conversations", Some(json!({"items": [cut.clone()]}))).await;
+        let id = created["id"].as_str().unwrap().to_owned();
+        let items = format!("/v1/conversations/{id}/items");
+        let stored = api.ok("GET", &items, None).await;
+        assert_eq!(stored["data"][0]["status"], "incomplete", "{name}: {stored}");
+        let question = json!({"role": "user", "content": "Go on"});
+        let written = api.ok("POST", &items, Some(json!({"items": [question.clone(), cut.clone()]}))).await;
+        assert_eq!(written["data"][1]["status"], "incomplete", "{name}: {written}");
+        let reply = written["data"][1]["id"].as_str().unwrap().to_owned();
+        // What persist says of it agrees: the stream ends interrupted, the stop finds it ended.
+        let stop = api.ok("POST", &format!("/v1/persist/conversations/{id}/items/{reply}/stop"), None).await;
+        assert_eq!(stop, json!({"stopped": false, "status": "interrupted"}), "{name}");
+        let item = api.ok("GET", &format!("{items}/{reply}"), None).await;
+        assert_eq!(
+            (item["status"].clone(), item["content"][0]["text"].clone()),
+            (json!("incomplete"), json!("Half an ans"))
+        );
+
+        let (status, error) = api.call("POST", &items, Some(json!({"items": [cut.clone(), question.clone()]}))).await;
+        assert_eq!((status, error["error"]["param"].clone()), (400, json!("items[0].status")), "{name}: {error}");
+        let open = json!({"type": "message", "role": "assistant", "status": "in_progress", "content": []});
+        let (status, error) = api.call("POST", &items, Some(json!({"items": [open]}))).await;
+        assert_eq!(status, 400, "{name}: an item is not written in progress: {error}");
+        let (status, _) =
+            api.call("POST", &format!("/v1/persist/conversations/{id}/replies"), Some(json!({"items": [cut]}))).await;
+        assert_eq!(status, 400, "{name}: the items before a reply are complete");
+    }
+}
