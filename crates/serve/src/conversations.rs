@@ -45,17 +45,46 @@ pub(crate) fn conversation(thread: &Thread) -> Value {
 /// `for_resource("user_id", …)`) finds a user's threads.
 pub const USER_KEY: &str = "user_id";
 
-/// The thread metadata of a conversation's `metadata`: kept whole under [`METADATA_KEY`], its
-/// `user_id` copied to [`USER_KEY`]. As a patch (`patch`: an update), a `metadata` without
-/// `user_id` removes the copy.
-fn thread_metadata(metadata: Value, patch: bool) -> Metadata {
+/// The thread metadata key prefix under which each of a conversation's `metadata` pairs is
+/// mirrored, so a listing can filter on one ([`ListThreads::with_filter`] matches top-level
+/// keys): `persist.serve.m.topic` for `topic`.
+///
+/// [`ListThreads::with_filter`]: persist_core::read::ListThreads::with_filter
+pub const MIRROR_PREFIX: &str = "persist.serve.m.";
+
+/// The thread metadata of a conversation's `metadata`: kept whole under [`METADATA_KEY`], each
+/// pair mirrored under [`MIRROR_PREFIX`], its `user_id` copied to [`USER_KEY`]. As a patch of
+/// `replaced` (the conversation's metadata before an update), what it held and this does not is
+/// removed.
+pub(crate) fn thread_metadata(metadata: Value, replaced: Option<&Metadata>) -> Metadata {
     let user = metadata.get(USER_KEY).cloned();
-    let thread = Metadata::new().with(METADATA_KEY, metadata);
-    match (user, patch) {
+    let mut thread = Metadata::new();
+    if let Some(Value::Object(before)) = replaced.and_then(|old| old.get(METADATA_KEY)) {
+        for key in before.keys().filter(|key| metadata.get(key.as_str()).is_none()) {
+            thread = thread.with(format!("{MIRROR_PREFIX}{key}"), Value::Null);
+        }
+    }
+    if let Value::Object(pairs) = &metadata {
+        for (key, value) in pairs {
+            thread = thread.with(format!("{MIRROR_PREFIX}{key}"), value.clone());
+        }
+    }
+    thread = thread.with(METADATA_KEY, metadata);
+    match (user, replaced.is_some()) {
         (Some(user), _) => thread.with(USER_KEY, user),
         (None, true) => thread.with(USER_KEY, Value::Null),
         (None, false) => thread,
     }
+}
+
+/// A conversation as answered, with its version as the `ETag` (what an update's `If-Match`
+/// names).
+pub(crate) fn answer_conversation(caller: &Caller, thread: &Thread) -> Response {
+    let mut response = caller.answer(StatusCode::OK, &conversation(thread));
+    if let Ok(tag) = axum::http::HeaderValue::from_str(&format!("\"{}\"", thread.version)) {
+        response.headers_mut().insert(axum::http::header::ETAG, tag);
+    }
+    response
 }
 
 /// Refuses a body field the route does not take, as the API does.
@@ -67,7 +96,7 @@ pub(crate) fn known_fields(body: &Map<String, Value>, known: &[&str]) -> Result<
 }
 
 /// A conversation's `metadata`: up to 16 pairs of strings; `null` is none.
-fn metadata_of(value: Option<&Value>) -> Result<Value, ApiError> {
+pub(crate) fn metadata_of(value: Option<&Value>) -> Result<Value, ApiError> {
     let (pairs, key_chars, value_chars) = MAX_METADATA;
     let bad = |why: String| ApiError::invalid("metadata", format!("Invalid 'metadata': {why}"));
     let map = match value {
@@ -186,12 +215,12 @@ pub(crate) async fn create(
     if key.is_some()
         && let Some(existing) = replayed(&caller, &thread_id, &fingerprint).await?
     {
-        return Ok(caller.answer(StatusCode::OK, &conversation(&existing)));
+        return Ok(answer_conversation(&caller, &existing));
     }
     let now = Timestamp::now();
     let mut thread = Thread::stored(thread_id.clone(), turn.len() as u64, now);
     thread.tenant = caller.tenant.clone();
-    thread.metadata = thread_metadata(metadata, false);
+    thread.metadata = thread_metadata(metadata, None);
     if key.is_some() {
         thread.metadata = thread.metadata.with(REQUEST_KEY, fingerprint.clone().into());
     }
@@ -216,14 +245,14 @@ pub(crate) async fn create(
         // A retry that raced the first request: answer what the first one made.
         Err(error) if key.is_some() && error.status() == StatusCode::CONFLICT => {
             if let Some(existing) = replayed(&caller, &thread_id, &fingerprint).await? {
-                return Ok(caller.answer(StatusCode::OK, &conversation(&existing)));
+                return Ok(answer_conversation(&caller, &existing));
             }
             return Err(error);
         }
         Err(error) => return Err(error),
     }
     let stored = find(&caller, &id).await?;
-    Ok(caller.answer(StatusCode::OK, &conversation(&stored)))
+    Ok(answer_conversation(&caller, &stored))
 }
 
 /// The conversation a keyed create made already, when there is one: the same body answers it,
@@ -247,13 +276,16 @@ async fn replayed(caller: &Caller, thread_id: &ThreadId, fingerprint: &str) -> R
 /// `GET /v1/conversations/{id}`.
 pub(crate) async fn retrieve(caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
     let thread = find(&caller, &id).await?;
-    Ok(caller.answer(StatusCode::OK, &conversation(&thread)))
+    Ok(answer_conversation(&caller, &thread))
 }
 
-/// `POST /v1/conversations/{id}`: the metadata replaced whole.
+/// `POST /v1/conversations/{id}`: the metadata replaced whole. With `If-Match` (the `ETag` a
+/// read answered: the conversation's version), only if the conversation is at that version,
+/// else 412 and nothing written: two instances setting a title do not lose one.
 pub(crate) async fn update(
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     known_fields(&body, &["metadata"])?;
@@ -261,14 +293,33 @@ pub(crate) async fn update(
         return Err(ApiError::invalid("metadata", "Missing required parameter: 'metadata'."));
     }
     let metadata = metadata_of(body.get("metadata"))?;
+    let expected = match headers.get(axum::http::header::IF_MATCH) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|tag| tag.trim().trim_start_matches("W/").trim_matches('"').parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::invalid("If-Match", "Invalid 'If-Match': the ETag a read answered (\"N\").")
+                })?,
+        ),
+    };
     let thread = find(&caller, &id).await?;
-    let patch = Update::thread(thread.id.clone()).with_metadata(thread_metadata(metadata, true));
-    let updated = caller.run(Some(&id), caller.store.update(patch)).await?;
+    let mut patch = Update::thread(thread.id.clone()).with_metadata(thread_metadata(metadata, Some(&thread.metadata)));
+    if let Some(version) = expected {
+        patch = patch.with_expected_version(version);
+    }
+    let updated = match caller.within(caller.store.update(patch)).await? {
+        Ok(updated) => updated,
+        Err(PersistError::VersionConflict { actual, .. }) => return Err(ApiError::stale(actual)),
+        Err(other) => return Err(ApiError::from_store(other, Some(&id))),
+    };
     let thread = match updated {
         persist_core::Updated::Thread(thread) => thread,
         _ => find(&caller, &id).await?,
     };
-    Ok(caller.answer(StatusCode::OK, &conversation(&thread)))
+    Ok(answer_conversation(&caller, &thread))
 }
 
 /// `DELETE /v1/conversations/{id}`: the conversation and its items.
@@ -471,5 +522,5 @@ pub(crate) async fn delete_item(
         return Err(ApiError::no_item(&id, &item_id));
     }
     let thread = find(&caller, &id).await?;
-    Ok(caller.answer(StatusCode::OK, &conversation(&thread)))
+    Ok(answer_conversation(&caller, &thread))
 }

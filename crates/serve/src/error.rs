@@ -21,6 +21,7 @@ pub(crate) const UNAVAILABLE: &str = "The store is unavailable; retry later.";
 /// | 404 | `invalid_request_error` | no such conversation or item *for this key* (another tenant's is 404 too) | `NotFoundError` |
 /// | 408 | `invalid_request_error` | a body that did not arrive within the server's deadline; its connection is closed | `APIStatusError` (retried) |
 /// | 409 | `conflict_error` | an item id the conversation holds already; a write that lost a race; a live reply's writer at odds with the store (`reply_running` with `reply_id`, `offset_gap` and `offset_diverged` with the reply's `offset`, `reply_stopped`, `reply_ended` with its `status`) | `ConflictError` |
+/// | 412 | `invalid_request_error` | an update's `If-Match` names another version than the conversation's (`precondition_failed`) | `APIStatusError` |
 /// | 413 | `invalid_request_error` | a body over the server's limit, refused before it is read whole | `APIStatusError` |
 /// | 415 | `invalid_request_error` | a body not sent as `Content-Type: application/json` | `APIStatusError` |
 /// | 422 | `invalid_request_error` | an `Idempotency-Key` used before for a different request | `UnprocessableEntityError` |
@@ -394,6 +395,19 @@ impl ApiError {
         let mut error =
             Self::conflict(format!("The reply '{reply}' has ended ({status})."), false).with_code("reply_ended");
         error.detail = Some(Box::new(("status", status.to_owned())));
+        error
+    }
+
+    /// 412: an update's `If-Match` names another version than the conversation's (`actual`).
+    pub(crate) fn stale(actual: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::PRECONDITION_FAILED,
+            "invalid_request_error",
+            format!("The conversation changed since it was read: it is at version \"{actual}\"; read it again."),
+        )
+        .with_code("precondition_failed")
+        .no_retry();
+        error.param = Some("If-Match".into());
         error
     }
 

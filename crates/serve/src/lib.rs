@@ -180,6 +180,7 @@
 
 mod admit;
 mod auth;
+mod chats;
 mod conversations;
 mod cursor;
 mod error;
@@ -208,7 +209,7 @@ mod views;
 
 pub use auth::{ApiKeys, Auth, MIN_KEY_BYTES};
 pub use axum::http::HeaderName;
-pub use conversations::{MAX_CREATE_ITEMS, METADATA_KEY, USER_KEY};
+pub use conversations::{MAX_CREATE_ITEMS, METADATA_KEY, MIRROR_PREFIX, USER_KEY};
 pub use error::ApiError;
 pub use extract::HttpRequestId;
 pub use idempotency::MAX_KEY_BYTES;

@@ -114,6 +114,9 @@ fn parameter(param: &Param, place: &str) -> Value {
     if value["schema"]["type"] == "array" {
         (value["style"], value["explode"]) = ("form".into(), true.into());
     }
+    if value["schema"]["type"] == "object" {
+        (value["style"], value["explode"]) = ("deepObject".into(), true.into());
+    }
     value
 }
 
@@ -187,7 +190,11 @@ fn error(status: u16, access: Access) -> Value {
         }
         404 => "No such conversation or item for this caller (another tenant's is 404 too).",
         408 => "The body did not arrive within the server's deadline; the connection is closed.",
-        409 => "An item id the conversation holds already, or a write that lost a race (`conflict_error`).",
+        409 => {
+            "An item id the conversation holds already, a write that lost a race, or a live reply's writer at odds \
+             with the store (`conflict_error`; its `code` says which)."
+        }
+        412 => "The conversation is no longer at the version `If-Match` names; nothing was written.",
         413 => "A body over the server's limit, refused before it is read whole.",
         415 => "A body not sent as `Content-Type: application/json`.",
         422 => "An `Idempotency-Key` used before with a different request.",

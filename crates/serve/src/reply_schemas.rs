@@ -99,6 +99,35 @@ pub(crate) fn all() -> Vec<(&'static str, Value)> {
             }),
         ),
         ("ReplySignalStop", object(&[], json!({}))),
+        ("EnsureConversationRequest", object(&[], json!({"metadata": nullable(reference("Metadata"))}))),
+        (
+            "UiMessage",
+            json!({
+                "type": "object", "required": ["id", "role", "parts"],
+                "properties": {
+                    "id": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+                    "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+                    "parts": {"type": "array", "items": {"type": "object", "required": ["type"],
+                                                          "properties": {"type": {"type": "string"}}}},
+                    "metadata": {},
+                },
+                "description": "The AI SDK's UIMessage: text, reasoning, tool, file, source, data and step parts.",
+            }),
+        ),
+        (
+            "UiMessageList",
+            object(
+                &["object", "data"],
+                json!({"object": constant("list"), "data": {"type": "array", "items": reference("UiMessage")}}),
+            ),
+        ),
+        (
+            "WriteUiMessagesRequest",
+            object(
+                &["messages"],
+                json!({"messages": {"type": "array", "maxItems": crate::chats::MAX_UI_MESSAGES, "items": reference("UiMessage")}}),
+            ),
+        ),
         (
             "UiMessageChunk",
             json!({

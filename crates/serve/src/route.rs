@@ -12,15 +12,17 @@ use crate::Server;
 pub(crate) enum Method {
     Get,
     Post,
+    Put,
     Delete,
 }
 
 impl Method {
-    /// Its name in an OpenAPI path item (`get`, `post`, `delete`).
+    /// Its name in an OpenAPI path item (`get`, `post`, `put`, `delete`).
     pub(crate) fn key(self) -> &'static str {
         match self {
             Self::Get => "get",
             Self::Post => "post",
+            Self::Put => "put",
             Self::Delete => "delete",
         }
     }
@@ -29,6 +31,7 @@ impl Method {
         match self {
             Self::Get => MethodFilter::GET,
             Self::Post => MethodFilter::POST,
+            Self::Put => MethodFilter::PUT,
             Self::Delete => MethodFilter::DELETE,
         }
     }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::route::{Access, Answer, Method, Param, Route};
-use crate::{Server, conversations, extensions, items, live, openapi, recall, replies, views};
+use crate::{Server, chats, conversations, extensions, items, live, openapi, recall, replies, views};
 
 const CONVERSATIONS: &str = "Conversations";
 const ITEMS: &str = "Items";
@@ -73,6 +73,18 @@ const IDEMPOTENCY_KEY: Param = Param {
                   did; the same key with another body is 422. 1 to 200 printable ASCII characters.",
     schema: idempotency_key,
 };
+/// An entity tag as answered (`"N"`).
+fn entity_tag() -> Value {
+    json!({"type": "string", "pattern": "^(W/)?\"?[0-9]{1,19}\"?$"})
+}
+
+const IF_MATCH: Param = Param {
+    name: "If-Match",
+    required: false,
+    description: "The `ETag` a read of the conversation answered (its version): the update is made only if the \
+                  conversation is still at it, else 412.",
+    schema: entity_tag,
+};
 const LAST_EVENT_ID: Param = Param {
     name: "Last-Event-ID",
     required: false,
@@ -113,6 +125,18 @@ const LAST_PART: Param = Param {
     schema: part_offset,
 };
 
+/// A filter on a conversation's metadata: `metadata[KEY]=VALUE`, each pair.
+fn metadata_filter() -> Value {
+    json!({"type": "object", "additionalProperties": {"type": "string", "maxLength": 512}})
+}
+
+const METADATA_FILTER: Param = Param {
+    name: "metadata",
+    required: false,
+    description: "Only the conversations whose metadata has each pair: `metadata[KEY]=VALUE`, repeatable.",
+    schema: metadata_filter,
+};
+
 /// A live reply's writer's signals.
 const SIGNAL_EVENTS: &[(&str, &str)] = &[("stop", "ReplySignalStop"), ("end", "ReplyEnd")];
 
@@ -121,7 +145,7 @@ const REPLY_EVENTS: &[(&str, &str)] = &[("text", "ReplyText"), ("replaced", "Rep
 
 /// Every route the server answers.
 pub(crate) fn table() -> Vec<Route> {
-    use Method::{Delete, Get, Post};
+    use Method::{Delete, Get, Post, Put};
     vec![
         Route::new(Post, "/v1/conversations", |m| on(m, conversations::create))
             .doc("createConversation", CONVERSATIONS, "Create a conversation, with up to 20 items and metadata")
@@ -132,9 +156,14 @@ pub(crate) fn table() -> Vec<Route> {
             .doc("getConversation", CONVERSATIONS, "Retrieve a conversation")
             .answers(Answer::Json("Conversation"), &[404]),
         Route::new(Post, "/v1/conversations/{id}", |m| on(m, conversations::update))
-            .doc("updateConversation", CONVERSATIONS, "Replace a conversation's metadata")
+            .doc(
+                "updateConversation",
+                CONVERSATIONS,
+                "Replace a conversation's metadata (compare-and-set with If-Match)",
+            )
+            .headers(&[IF_MATCH])
             .body("UpdateConversationRequest")
-            .answers(Answer::Json("Conversation"), &[400, 404, 409, 415]),
+            .answers(Answer::Json("Conversation"), &[400, 404, 409, 412, 415]),
         Route::new(Delete, "/v1/conversations/{id}", |m| on(m, conversations::delete))
             .doc("deleteConversation", CONVERSATIONS, "Delete a conversation and its items")
             .answers(Answer::Json("ConversationDeleted"), &[404, 409]),
@@ -172,8 +201,23 @@ pub(crate) fn table() -> Vec<Route> {
             .answers(Answer::Json("Conversation"), &[400, 404, 409]),
         Route::new(Get, "/v1/persist/conversations", |m| on(m, extensions::list_conversations))
             .doc("listConversations", PERSIST, "The caller's conversations, most recently changed first")
-            .query(&[CURSOR, LIMIT])
-            .answers(Answer::Json("ConversationPage"), &[400]),
+            .query(&[CURSOR, LIMIT, METADATA_FILTER])
+            .answers(Answer::Json("ConversationSummaryPage"), &[400]),
+        Route::new(Put, "/v1/persist/conversations/{id}", |m| on(m, chats::ensure))
+            .doc(
+                "ensureConversation",
+                PERSIST,
+                "The conversation of the caller's id (a chat's), created when it has none",
+            )
+            .body("EnsureConversationRequest")
+            .answers(Answer::Json("Conversation"), &[400, 409, 415]),
+        Route::new(Get, "/v1/persist/conversations/{id}/ui-messages", |m| on(m, chats::read))
+            .doc("getUiMessages", PERSIST, "The conversation's messages as the AI SDK's UIMessage[]")
+            .answers(Answer::Json("UiMessageList"), &[404]),
+        Route::new(Post, "/v1/persist/conversations/{id}/ui-messages", |m| on(m, chats::write))
+            .doc("writeUiMessages", PERSIST, "Write the UIMessages the conversation does not hold yet, as one turn")
+            .body("WriteUiMessagesRequest")
+            .answers(Answer::Json("UiMessageList"), &[400, 404, 409, 415]),
         Route::new(Post, "/v1/persist/conversations/{id}/items/pop", |m| on(m, extensions::pop))
             .doc("popConversationItem", PERSIST, "Remove the newest item and answer it, atomically")
             .answers(Answer::Json("PoppedItem"), &[404, 409]),

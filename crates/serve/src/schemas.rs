@@ -71,8 +71,22 @@ pub(crate) fn all() -> Value {
     }
     add("ItemList", list("Item", &["first_id", "last_id"], json!({})));
     add(
-        "ConversationPage",
-        list("Conversation", &["first_id", "last_id", "next_cursor"], json!({"next_cursor": cursor()})),
+        "ConversationSummaryPage",
+        list("ConversationSummary", &["first_id", "last_id", "next_cursor"], json!({"next_cursor": cursor()})),
+    );
+    add(
+        "ConversationSummary",
+        object(
+            &["id", "object", "created_at", "updated_at", "message_count", "metadata"],
+            json!({
+                "id": {"type": "string"},
+                "object": constant("persist.conversation"),
+                "created_at": {"type": "integer", "description": "Seconds since the epoch."},
+                "updated_at": {"type": "integer", "description": "When it last changed, in seconds since the epoch."},
+                "message_count": {"type": "integer", "minimum": 0, "description": "The messages it holds."},
+                "metadata": reference("Metadata"),
+            }),
+        ),
     );
     add(
         "BranchList",

@@ -16,7 +16,7 @@ use persist_core::summary::ReadCompacted;
 use persist_core::{MessageId, PersistError, ThreadId};
 use serde_json::{Value, json};
 
-use crate::conversations::{conversation, find, items_of, list};
+use crate::conversations::{answer_conversation, find, items_of, list};
 use crate::cursor;
 use crate::error::ApiError;
 use crate::extract::{Caller, JsonObject, Tenant};
@@ -130,7 +130,7 @@ pub(crate) async fn switch(
     let thread = find(&caller, &id).await?;
     caller.run(Some(&id), caller.store.update(Update::thread(thread.id).with_switch(switch))).await?;
     let thread = find(&caller, &id).await?;
-    Ok(caller.answer(StatusCode::OK, &conversation(&thread)))
+    Ok(answer_conversation(&caller, &thread))
 }
 
 /// `GET /v1/persist/conversations/{id}/events`: the conversation's change feed as Server-Sent

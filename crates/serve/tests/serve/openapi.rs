@@ -218,6 +218,8 @@ async fn every_documented_route_is_served_with_exactly_its_methods_and_parameter
         let path = fill(template, "conv_none", "msg_none");
         let documented: BTreeSet<String> = item.as_object().unwrap().keys().map(|m| m.to_uppercase()).collect();
         for method in methods {
+            // A PUT makes a conversation of the id it names: one no conversation may have.
+            let path = if method == "PUT" { fill(template, "conv%20none", "msg_none") } else { path.clone() };
             let answer = spec.answer(method, &path, Some(ACME), None).await;
             let not_a_route = answer.status == 404 && answer.body["error"]["code"] == "unknown_url";
             if documented.contains(method) {
@@ -366,6 +368,15 @@ async fn every_route_answers_what_the_document_says() {
     let stop = "/v1/persist/conversations/{id}/items/{item_id}/stop";
     let stopped = spec.ok("POST", stop, &fill(stop, &id, "msg_reply"), None).await;
     assert_eq!(stopped, json!({"stopped": false, "status": "complete"}));
+
+    // A chat by the client's id, and its messages as UIMessages.
+    let ensure = "/v1/persist/conversations/{id}";
+    spec.ok("PUT", ensure, &fill(ensure, "chat_1", ""), Some(json!({"metadata": {"title": "A chat"}}))).await;
+    let ui = "/v1/persist/conversations/{id}/ui-messages";
+    let said = json!({"messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Hi"}]}]});
+    spec.ok("POST", ui, &fill(ui, "chat_1", ""), Some(said)).await;
+    let read = spec.ok("GET", ui, &fill(ui, "chat_1", ""), None).await;
+    assert_eq!(read["data"][0]["id"], "u1");
 
     // A live reply's writer: start, append, renew, the writer's signals after a stop, a
     // refused append (409 with the reply's offset), and a finish.

@@ -2,6 +2,7 @@
 //! errors), tenancy, idempotency keys, the atomic pop, limits and a store that does not answer.
 
 mod access;
+mod chats;
 mod conversations;
 mod errors;
 mod extensions;

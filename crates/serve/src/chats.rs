@@ -1,0 +1,152 @@
+//! What a chat app built on the AI SDK needs beyond the Conversations API, under `/v1/persist/`:
+//! a conversation by the id the client minted (the SDK's chat id), and a conversation's messages
+//! as the SDK's `UIMessage[]`, read to show a chat again and written back from them.
+
+use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::Response;
+use persist_convert::vercel_ui;
+use persist_core::args::{AppendTurn, Restore};
+use persist_core::branch::Branch;
+use persist_core::read::{GetMessage, ListMessages};
+use persist_core::{Message, MessageId, PersistError, Thread, ThreadId, Timestamp};
+use serde_json::{Value, json};
+
+use crate::conversations::{answer_conversation, find, known_fields, metadata_of, thread_metadata};
+use crate::error::ApiError;
+use crate::extract::{Caller, JsonObject};
+use crate::params::Params;
+
+/// The most messages a chat's `UIMessage[]` holds when read, and that one write takes.
+pub(crate) const MAX_UI_MESSAGES: usize = 10_000;
+
+/// A caller's conversation id: 1 to 255 printable ASCII characters, as item ids are.
+fn chat_id(id: &str) -> Result<ThreadId, ApiError> {
+    let valid = !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_graphic());
+    valid
+        .then(|| ThreadId::new(id).ok())
+        .flatten()
+        .ok_or_else(|| ApiError::invalid("id", "Invalid 'id': 1 to 255 printable ASCII characters."))
+}
+
+/// `PUT /v1/persist/conversations/{id}`: the conversation of this id, created (with
+/// `metadata`) when the caller has none: what an app whose client mints the chat's id calls
+/// before its first write, as often as it likes. A deleted conversation's id is 409: it is not
+/// used again.
+pub(crate) async fn ensure(
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    known_fields(&body, &["metadata"])?;
+    let metadata = metadata_of(body.get("metadata"))?;
+    let thread_id = chat_id(&id)?;
+    if let Ok(existing) = find(&caller, &id).await {
+        return Ok(answer_conversation(&caller, &existing));
+    }
+    let mut thread = Thread::stored(thread_id.clone(), 0, Timestamp::now());
+    thread.tenant = caller.tenant.clone();
+    thread.metadata = thread_metadata(metadata, None);
+    match caller.within(caller.store.restore(Restore::new(thread, Vec::new()))).await? {
+        Ok(_) => {}
+        // Made meanwhile by another request, or deleted before.
+        Err(error) => {
+            if let Ok(existing) = find(&caller, &id).await {
+                return Ok(answer_conversation(&caller, &existing));
+            }
+            return Err(match error {
+                error @ (PersistError::ThreadDeleted { .. } | PersistError::AlreadyExists { .. }) => {
+                    tracing::debug!(%error, "a conversation id taken before");
+                    ApiError::conflict("A conversation of this id was deleted; its id is not used again.", false)
+                }
+                other => ApiError::from_store(other, Some(&id)),
+            });
+        }
+    }
+    let made = find(&caller, &id).await?;
+    Ok(answer_conversation(&caller, &made))
+}
+
+/// Every message of the conversation's active branch, oldest first (reserved ones too).
+async fn active_messages(caller: &Caller, id: &str, thread: &ThreadId) -> Result<Vec<Message>, ApiError> {
+    let mut messages = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = ListMessages::new(thread.clone()).on_branch(Branch::Active).include_reserved(true).after(after);
+        let page = caller.run(Some(id), caller.store.list(page.with_limit(500))).await?;
+        after = page.items.last().map_or(after, |message| message.seq);
+        messages.extend(page.items);
+        if !page.has_more || messages.len() >= MAX_UI_MESSAGES {
+            messages.truncate(MAX_UI_MESSAGES);
+            return Ok(messages);
+        }
+    }
+}
+
+/// `GET /v1/persist/conversations/{id}/ui-messages`: the conversation's messages (its active
+/// branch) as the AI SDK's `UIMessage[]`, what `useChat({ messages })` shows again after a
+/// reload: text, reasoning, tool calls with their results, files; a reply still being written
+/// says so (`metadata.persist.status`), and its stream resumes from
+/// `GET /v1/persist/conversations/{id}/stream`.
+pub(crate) async fn read(caller: Caller, Path(id): Path<String>, params: Params) -> Result<Response, ApiError> {
+    params.only(&[])?;
+    let thread = find(&caller, &id).await?;
+    let messages = active_messages(&caller, &id, &thread.id).await?;
+    let data = vercel_ui::export(&messages);
+    Ok(caller.answer(StatusCode::OK, &json!({"object": "list", "data": data})))
+}
+
+/// `POST /v1/persist/conversations/{id}/ui-messages`: `{"messages": UIMessage[]}` (what the
+/// SDK's `onFinish` hands over), the messages the conversation does not hold yet (by id)
+/// written after its newest, as one turn; those it holds are left as they are (a reply written
+/// live is stored already). Answers the messages written, as `UIMessage`s.
+pub(crate) async fn write(
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonObject(body): JsonObject,
+) -> Result<Response, ApiError> {
+    known_fields(&body, &["messages"])?;
+    let raw = match body.get("messages") {
+        Some(Value::Array(raw)) if raw.len() <= MAX_UI_MESSAGES => raw,
+        _ => {
+            let why = format!("Invalid 'messages': an array of at most {MAX_UI_MESSAGES} UIMessages.");
+            return Err(ApiError::invalid("messages", why));
+        }
+    };
+    for (index, message) in raw.iter().enumerate() {
+        let printable = |id: &str| !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_graphic());
+        if !message.get("id").and_then(Value::as_str).is_some_and(printable) {
+            let why = "Invalid message: its 'id' is 1 to 255 printable ASCII characters.";
+            return Err(ApiError::invalid(format!("messages[{index}].id"), why));
+        }
+    }
+    let turn = vercel_ui::import(raw).map_err(|error| match error {
+        PersistError::InvalidInput { reason, .. } => {
+            ApiError::invalid("messages", format!("Invalid 'messages': {reason}"))
+        }
+        other => ApiError::from_store(other, Some(&id)),
+    })?;
+    let thread = find(&caller, &id).await?;
+    let mut new = Vec::new();
+    for message in turn {
+        let Some(message_id) = message.message_id.clone() else { continue };
+        if new.iter().any(|seen: &persist_core::args::TurnMessage| seen.message_id.as_ref() == Some(&message_id)) {
+            return Err(ApiError::conflict(format!("The id '{message_id}' is given twice."), false));
+        }
+        if !stored(&caller, &id, &thread.id, &message_id).await? {
+            new.push(message);
+        }
+    }
+    if new.is_empty() {
+        return Ok(caller.answer(StatusCode::OK, &json!({"object": "list", "data": []})));
+    }
+    let appended = caller.run(Some(&id), caller.store.append_turn(AppendTurn::of(thread.id, new))).await?;
+    let data = vercel_ui::export(&appended.messages);
+    Ok(caller.answer(StatusCode::OK, &json!({"object": "list", "data": data})))
+}
+
+/// Whether the conversation holds a message of this id.
+async fn stored(caller: &Caller, id: &str, thread: &ThreadId, message: &MessageId) -> Result<bool, ApiError> {
+    let get = GetMessage::new(thread.clone(), message.clone());
+    Ok(caller.run(Some(id), caller.store.get(get)).await?.is_some())
+}
