@@ -122,6 +122,11 @@ pub async fn check_one_reply_is_generated_per_thread<F: Factory>(factory: &F) ->
     let late = one.append_reply(AppendReply::new(t("g"), next.reply.id.clone(), PartOffset::START, text("x"))).await;
     assert_err!(late, PersistError::MessageComplete { .. });
     assert_eq!(after_silence.reply.status, Status::Reserved);
+    // A writer back after its lease ran out, nobody having settled its reply: its own call does.
+    let back = one.start_reply(StartReply::new(t("g3")).with_lease(Duration::from_secs(1))).await.expect("start");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let late = one.append_reply(AppendReply::new(t("g3"), back.reply.id.clone(), PartOffset::START, text("x"))).await;
+    assert_err!(late, PersistError::MessageComplete { status: Status::Interrupted, .. });
     let lease = StartReply::new(t("g2")).with_lease(Duration::from_millis(10));
     assert_err!(one.start_reply(lease).await, PersistError::InvalidInput { field: "lease", .. });
     store.finish().await

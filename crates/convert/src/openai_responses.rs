@@ -261,7 +261,9 @@ fn write_items(role: &Role, parts: &[Part], kept: &Kept, status: Status) -> Vec<
             }
         }
         flush(&mut items, &mut blocks);
-        if parts.is_empty() {
+        // No part an item says (none yet, or reasoning alone, which only the reasoning item it
+        // came from gives back): the message still reads as one, empty.
+        if items.is_empty() {
             items.push((json!({"type": "message", "role": role.as_str(), "content": []}), false));
         }
     }
@@ -489,6 +491,14 @@ mod tests {
         assert_eq!(turn[0].metadata.get(METADATA_KEY).unwrap()["fields"]["status"], "incomplete");
         assert_eq!(turn[0].content.parts()[0].as_tool_call().unwrap().arguments, &json!("{\"q\": \"rust"));
         assert_eq!(export(&fixture::stored(turn)), [item]);
+    }
+
+    #[test]
+    fn a_reply_of_reasoning_alone_reads_as_an_empty_message_not_as_nothing() {
+        let mut thinking = TurnMessage::new(Role::Assistant, Content::from_parts([Part::reasoning("Hmm.")]));
+        thinking.status = Status::Reserved;
+        let items = export(&[thinking]);
+        assert_eq!(items, [json!({"type": "message", "role": "assistant", "content": [], "status": "in_progress"})]);
     }
 
     #[test]

@@ -116,9 +116,21 @@ pub fn export<M: Exportable>(messages: &[M]) -> Vec<Value> {
             {
                 return Some(original.clone());
             }
-            write_message(message.id(), message.role(), parts, &kept, message.status(), &results)
+            // A reply a live writer streamed (it has a writer's lease, `persist.lease`) is told
+            // in steps, as the SDK's own are: a tool's result ends one.
+            let steps = *message.role() == Role::Assistant && message.metadata().get(LIVE_LEASE_KEY).is_some();
+            write_message(message.id(), message.role(), parts, &kept, message.status(), &results, steps)
         })
         .collect()
+}
+
+/// The metadata key of a live reply's writer's lease (`persist::live::LEASE_KEY`): a reply
+/// streamed part by part, whose steps its parts alone tell.
+const LIVE_LEASE_KEY: &str = "persist.lease";
+
+/// The part that starts a step (a model call) of an assistant's reply.
+fn step_start() -> Value {
+    json!({"type": "step-start"})
 }
 
 fn import_message(message: &Value) -> Result<TurnMessage, String> {
@@ -129,7 +141,7 @@ fn import_message(message: &Value) -> Result<TurnMessage, String> {
     let parts: Vec<(Part, Kept)> = ui_parts.iter().flat_map(import_part).collect();
     let write_id = id.clone();
     Ok(imported(message, role, id, (parts, Map::new()), METADATA_KEY, |role, parts, kept| {
-        write_message(write_id.as_ref(), role, parts, kept, Status::Complete, &results_of(parts))
+        write_message(write_id.as_ref(), role, parts, kept, Status::Complete, &results_of(parts), false)
     }))
 }
 
@@ -144,7 +156,10 @@ fn results_of<'a>(parts: impl IntoIterator<Item = &'a Part>) -> Results<'a> {
 }
 
 /// The `UIMessage` of one message; `None` when it held tool results alone, which went to their
-/// calls (or had no call to go to).
+/// calls (or had no call to go to). With `steps`, a reply that calls tools is told in steps:
+/// `step-start` first, and again after a tool's result where more follows (what the SDK's
+/// `convertToModelMessages` splits a reply at, so the model reads a result before what was
+/// written after it).
 fn write_message(
     id: Option<&MessageId>,
     role: &Role,
@@ -152,14 +167,27 @@ fn write_message(
     kept: &Kept,
     status: Status,
     results: &Results<'_>,
+    steps: bool,
 ) -> Option<Value> {
+    let steps = steps && parts.iter().any(|part| matches!(part, Part::ToolCall { .. }));
     let mut written = Vec::new();
+    if steps {
+        written.push(step_start());
+    }
     let mut held_results = false;
+    // A tool's result was written since the step started: what follows is the next step.
+    let mut answered = false;
     for (index, part) in parts.iter().enumerate() {
         let part_kept = kept.part(index, parts.len());
+        if steps && answered && !matches!(part, Part::ToolResult { .. }) {
+            written.push(step_start());
+            answered = false;
+        }
         match part {
             Part::ToolCall { id, .. } => {
-                written.extend(write_tool(part, results.get(id.as_str()).copied(), part_kept));
+                let result = results.get(id.as_str()).copied();
+                answered |= result.is_some();
+                written.extend(write_tool(part, result, part_kept));
             }
             // Written with its call.
             Part::ToolResult { .. } => held_results = true,
@@ -341,6 +369,27 @@ mod tests {
         assert_eq!(file.content.parts(), [Part::file("text/plain", "https://example.com")]);
         let with_metadata = &turn_of("user message with metadata")[0];
         assert_eq!(with_metadata.metadata.get(METADATA_KEY).unwrap()["fields"], json!({"metadata": {"foo": "bar"}}));
+    }
+
+    #[test]
+    fn a_live_reply_is_told_in_steps_a_tools_result_ending_one() {
+        let parts = Content::from_parts([
+            Part::reasoning("Ask."),
+            Part::tool_call("c1", "weather", json!({})),
+            Part::tool_result("c1", json!(4)),
+            Part::text("4 °C."),
+        ]);
+        let live = persist_core::Metadata::new().with(LIVE_LEASE_KEY, json!({"ms": 30000}));
+        let reply = TurnMessage::new(Role::Assistant, parts.clone()).with_metadata(live);
+        let kinds = |message: &Value| -> Vec<String> {
+            message["parts"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap().to_owned()).collect()
+        };
+        assert_eq!(kinds(&export(&[reply])[0]), ["step-start", "reasoning", "tool-weather", "step-start", "text"]);
+        // A message of another writer is as it was written.
+        assert_eq!(
+            kinds(&export(&[TurnMessage::new(Role::Assistant, parts)])[0]),
+            ["reasoning", "tool-weather", "text"]
+        );
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub(crate) enum Reply {
     None,
     /// A JSON value, answered as the Python values `json.loads` would make of its text.
     Json(serde_json::Value),
+    /// The end of an async iterator: `StopAsyncIteration` raised.
+    End,
 }
 
 impl Reply {
@@ -72,6 +74,7 @@ impl Reply {
         match self {
             Self::None => Ok(py.None()),
             Self::Json(value) => Ok(to_python(py, &value)?.unbind()),
+            Self::End => Err(pyo3::exceptions::PyStopAsyncIteration::new_err(())),
         }
     }
 }

@@ -18,13 +18,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bridge;
 mod errors;
+mod feed;
+mod live;
 mod ops;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::feed::{Feed, FeedState};
+use crate::live::{Following, ReplyFollower};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use persist::feed::Subscription;
 use persist::sqlite::Durability;
 use persist::working::WriteMemory;
 use persist::{
@@ -61,7 +65,7 @@ impl SqliteSettings {
 }
 
 /// The open store, per process: a child of a fork opens its own on first use.
-struct Opened {
+pub(crate) struct Opened {
     url: StoreUrl,
     sqlite: SqliteSettings,
     store: Mutex<Option<(u32, OpenStore)>>,
@@ -71,7 +75,7 @@ struct Opened {
 
 impl Opened {
     /// The pipeline of this process.
-    async fn pipeline(self: Arc<Self>) -> persist::Result<Pipeline> {
+    pub(crate) async fn pipeline(self: Arc<Self>) -> persist::Result<Pipeline> {
         let pid = std::process::id();
         if self.closed.load(Ordering::Acquire) {
             return Err(PersistError::Backend { message: "the store was closed".into(), source: None });
@@ -301,22 +305,24 @@ impl Store {
         self.close(py)
     }
 
-    #[pyo3(signature = (session_id, items, *, idempotency_key = None))]
+    #[pyo3(signature = (session_id, items, *, idempotency_key = None, parent = None))]
     fn add_items<'py>(
         &self,
         py: Python<'py>,
         session_id: &str,
         items: &Bound<'py, PyAny>,
         idempotency_key: Option<&str>,
+        parent: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let prepared = (|| {
             let serde_json::Value::Array(items) = to_json(items, "items")? else {
                 return Err(PyTypeError::new_err("items must be a list of items (dicts)"));
             };
             let turn = ops::turn_of(items);
-            Ok((turn, checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?))
+            let parent = checked(py, parent.map(MessageId::new).transpose())?;
+            Ok((turn, checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?, parent))
         })();
-        let (turn, key) = match prepared {
+        let (turn, key, parent) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => return coroutine(py, Err(error)),
         };
@@ -324,7 +330,7 @@ impl Store {
             if turn.is_empty() {
                 return Ok(Reply::None);
             }
-            ops::add_items(store, thread, turn, key).await.map(|()| Reply::None)
+            ops::add_items(store, thread, turn, key, parent).await.map(|()| Reply::None)
         })
     }
 
@@ -466,6 +472,130 @@ impl Store {
         )
     }
 
+    #[pyo3(signature = (session_id, items = None, *, reply_id = None, idempotency_key = None, lease = 30.0))]
+    fn start_reply<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: &str,
+        items: Option<&Bound<'py, PyAny>>,
+        reply_id: Option<&str>,
+        idempotency_key: Option<&str>,
+        lease: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let prepared = (|| {
+            let turn = match items.map(|items| to_json(items, "items")).transpose()? {
+                Some(serde_json::Value::Array(items)) => ops::turn_of(items),
+                None => Vec::new(),
+                Some(_) => return Err(PyTypeError::new_err("items must be a list of items (dicts)")),
+            };
+            let reply = checked(py, reply_id.map(MessageId::new).transpose())?;
+            let key = checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?;
+            let lease = Duration::try_from_secs_f64(lease)
+                .map_err(|_| PyTypeError::new_err("lease is a number of seconds, 1 to 3600"))?;
+            Ok((turn, reply, key, lease))
+        })();
+        let (turn, reply, key, lease) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => return coroutine(py, Err(error)),
+        };
+        self.on_session(py, session_id, move |store, thread| live::start(store, thread, turn, reply, key, lease))
+    }
+
+    fn append_reply<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: &str,
+        reply_id: &str,
+        offset: &str,
+        parts: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let prepared = (|| {
+            let content = checked(py, live::parts_of(to_json(parts, "parts")?))?;
+            Ok((checked(py, MessageId::new(reply_id))?, checked(py, live::offset_of(offset))?, content))
+        })();
+        match prepared {
+            Ok((reply, at, content)) => {
+                self.on_session(py, session_id, move |store, thread| live::append(store, thread, reply, at, content))
+            }
+            Err(error) => coroutine(py, Err(error)),
+        }
+    }
+
+    fn renew_reply<'py>(&self, py: Python<'py>, session_id: &str, reply_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        match checked(py, MessageId::new(reply_id)) {
+            Ok(reply) => self.on_session(py, session_id, move |store, thread| live::renew(store, thread, reply)),
+            Err(error) => coroutine(py, Err(error)),
+        }
+    }
+
+    #[pyo3(signature = (session_id, reply_id, *, status = "completed", reason = None, offset = None, parts = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn finish_reply<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: &str,
+        reply_id: &str,
+        status: &str,
+        reason: Option<String>,
+        offset: Option<&str>,
+        parts: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let prepared = (|| {
+            let interrupted = match status {
+                "completed" => false,
+                "incomplete" => true,
+                _ => return Err(PyTypeError::new_err("status is 'completed' or 'incomplete'")),
+            };
+            let last = match (offset, parts) {
+                (Some(offset), Some(parts)) => Some((
+                    checked(py, live::offset_of(offset))?,
+                    checked(py, live::parts_of(to_json(parts, "parts")?))?,
+                )),
+                (None, None) => None,
+                _ => return Err(PyTypeError::new_err("offset and parts go together")),
+            };
+            Ok((checked(py, MessageId::new(reply_id))?, interrupted, last))
+        })();
+        match prepared {
+            Ok((reply, interrupted, last)) => self.on_session(py, session_id, move |store, thread| {
+                live::finish(store, thread, reply, interrupted, reason, last)
+            }),
+            Err(error) => coroutine(py, Err(error)),
+        }
+    }
+
+    #[pyo3(signature = (session_id, reply_id = None))]
+    fn stop_reply<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: &str,
+        reply_id: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match checked(py, reply_id.map(MessageId::new).transpose()) {
+            Ok(reply) => self.on_session(py, session_id, move |store, thread| live::stop(store, thread, reply)),
+            Err(error) => coroutine(py, Err(error)),
+        }
+    }
+
+    fn watch_stop<'py>(&self, py: Python<'py>, session_id: &str, reply_id: &str) -> PyResult<Bound<'py, PyAny>> {
+        match checked(py, MessageId::new(reply_id)) {
+            Ok(reply) => self.on_session(py, session_id, move |store, thread| live::watch_stop(store, thread, reply)),
+            Err(error) => coroutine(py, Err(error)),
+        }
+    }
+
+    #[pyo3(signature = (session_id, reply_id, *, offset = "0"))]
+    fn follow_reply(&self, py: Python<'_>, session_id: &str, reply_id: &str, offset: &str) -> PyResult<ReplyFollower> {
+        let thread = checked(py, ThreadId::new(session_id))?;
+        let reply = checked(py, MessageId::new(reply_id))?;
+        let from = checked(py, live::offset_of(offset))?;
+        let (opened, context) = (self.opened.clone(), Context::new().for_tenant(self.tenant.clone()));
+        Ok(ReplyFollower {
+            state: Arc::new(tokio::sync::Mutex::new(Following::Unopened { opened, context, thread, reply, from })),
+            offset: Arc::new(Mutex::new(from.to_string())),
+        })
+    }
+
     #[pyo3(signature = (*, session_id = None, after = 0))]
     fn feed(&self, py: Python<'_>, session_id: Option<&str>, after: u64) -> PyResult<Feed> {
         let thread = checked(py, session_id.map(ThreadId::new).transpose())?;
@@ -477,60 +607,13 @@ impl Store {
     }
 }
 
-enum FeedState {
-    Unopened { opened: Arc<Opened>, context: Context, thread: Option<ThreadId>, after: u64 },
-    Open(Box<Subscription>),
-}
-
-/// The change feed as an async iterator; see `_persist.pyi`.
-#[pyclass(frozen, module = "persist._persist")]
-struct Feed {
-    state: Arc<tokio::sync::Mutex<FeedState>>,
-    /// The position of the last change given (`after` before the first), readable while a
-    /// read waits.
-    position: Arc<AtomicU64>,
-}
-
-#[pymethods]
-impl Feed {
-    fn __aiter__(slf: Py<Self>) -> Py<Self> {
-        slf
-    }
-
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (state, position) = (self.state.clone(), self.position.clone());
-        awaitable(py, async move {
-            let mut state = state.lock().await;
-            // A feed never ends (no StopAsyncIteration): it waits for the next change.
-            loop {
-                match &mut *state {
-                    FeedState::Open(subscription) => {
-                        let change = ops::next_change(subscription).await?;
-                        position.store(subscription.position(), Ordering::Release);
-                        return Ok(Reply::json(change));
-                    }
-                    FeedState::Unopened { opened, context, thread, after } => {
-                        let store = opened.clone().pipeline().await?.scoped(context.clone());
-                        let subscription = ops::subscribe(store, thread.clone(), *after).await?;
-                        *state = FeedState::Open(Box::new(subscription));
-                    }
-                }
-            }
-        })
-    }
-
-    #[getter]
-    fn position(&self) -> u64 {
-        self.position.load(Ordering::Acquire)
-    }
-}
-
 /// The module `persist._persist`.
 #[pymodule]
 fn _persist(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add_class::<Store>()?;
     module.add_class::<Feed>()?;
+    module.add_class::<ReplyFollower>()?;
     module.add_function(wrap_pyfunction!(sqlite_open_in_process, module)?)?;
     Ok(())
 }

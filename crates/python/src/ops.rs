@@ -72,9 +72,14 @@ pub(crate) async fn add_items(
     thread: ThreadId,
     turn: Vec<TurnMessage>,
     key: Option<IdempotencyKey>,
+    parent: Option<persist::MessageId>,
 ) -> Result<()> {
     let mut append = AppendTurn::of(thread, turn);
     append.idempotency_key = key;
+    if let Some(parent) = parent {
+        // After this message, on a branch of its own that becomes the active one.
+        append = append.with_parent(persist::branch::Parent::Message(parent));
+    }
     store.append_turn(append).await?;
     Ok(())
 }

@@ -156,7 +156,8 @@ pub(crate) async fn ui_stream_item(
 
 /// The conversation's reply being generated, if it has one: its newest reserved assistant item.
 async fn running(caller: &Caller, id: &str) -> Result<Option<(ThreadId, MessageId)>, ApiError> {
-    let thread = find(caller, id).await?.id;
+    // A conversation the caller does not have (a chat not written yet) runs nothing.
+    let Ok(thread) = find(caller, id).await.map(|thread| thread.id) else { return Ok(None) };
     let newest = ListMessages::new(thread.clone()).with_order(Order::Desc).include_reserved(true).with_limit(20);
     let page = caller.run(Some(id), caller.store.list(newest)).await?;
     let reply = page.items.into_iter().find(|m| m.status == Status::Reserved && m.role == Role::Assistant);
@@ -164,7 +165,8 @@ async fn running(caller: &Caller, id: &str) -> Result<Option<(ThreadId, MessageI
 }
 
 /// `GET /v1/persist/conversations/{id}/stream`: the reply being generated in the conversation
-/// as the AI SDK's UI message stream (as `ui-stream`), or `204` when none is: what an app's
+/// as the AI SDK's UI message stream (as `ui-stream`), or `204` when none is (nor the
+/// conversation, a chat not written yet): what an app's
 /// `GET /api/chat/{id}/stream` for `useChat({ resume: true })` passes through.
 pub(crate) async fn stream_running(
     caller: Caller,

@@ -59,6 +59,7 @@ fn reply(conversation: &str, id: &str, written: &ReplyWritten) -> Value {
         "end": end_name(written.end),
         "offset": written.offset.to_string(),
         "written": written.written,
+        "lease_seconds": written.lease.map(|lease| lease.as_secs_f64()),
         "expires_at": seconds(written.expires_at),
     })
 }
@@ -120,8 +121,8 @@ fn parts_of(body: &Map<String, Value>) -> Result<Content, ApiError> {
     Ok(Content::new(Value::Array(parts.clone())))
 }
 
-/// `POST /v1/persist/conversations/{id}/replies`: starts a reply, after `items` (the user's
-/// turn, in the same write), with a writer's lease of `lease_seconds` (1 to 3600, 30 by
+/// `POST /v1/persist/conversations/{id}/replies`: starts a reply (of the item id `id`, else one
+/// made), after `items` (the user's turn, in the same write), with a writer's lease of `lease_seconds` (1 to 3600, 30 by
 /// default). One reply is generated per conversation at a time, across instances: a second is
 /// 409 `reply_running`, naming the running one (`reply_id`). With an `Idempotency-Key`, the
 /// same request sent again answers the reply the first one started.
@@ -131,7 +132,7 @@ pub(crate) async fn start(
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    known_fields(&body, &["items", "lease_seconds"])?;
+    known_fields(&body, &["id", "items", "lease_seconds"])?;
     let lease = match body.get("lease_seconds") {
         None | Some(Value::Null) => persist_ops::live::DEFAULT_LEASE,
         Some(value) => match value.as_u64().map(Duration::from_secs) {
@@ -150,7 +151,14 @@ pub(crate) async fn start(
     let key = idempotency::key(&headers)?;
     let thread = find(&caller, &id).await?;
     let mut minter = Minter::new(key.as_deref(), &[&id, "replies.start"]);
-    let reply_id = MessageId::new(minter.mint("msg")).map_err(|e| ApiError::internal(e.to_string()))?;
+    let minted = minter.mint("msg");
+    let reply_id = match body.get("id") {
+        None | Some(Value::Null) => MessageId::new(minted).map_err(|e| ApiError::internal(e.to_string()))?,
+        Some(Value::String(id)) if id.bytes().all(|byte| byte.is_ascii_graphic()) && MessageId::new(id).is_ok() => {
+            MessageId::new(id).map_err(|e| ApiError::internal(e.to_string()))?
+        }
+        Some(_) => return Err(ApiError::invalid("id", "Invalid 'id': 1 to 255 printable ASCII characters.")),
+    };
     let (mut turn, _): (Vec<TurnMessage>, _) = turn_of(raw, &mut minter)?;
     if let Some(index) = turn.iter_mut().position(take_incomplete) {
         let why = "The items before a reply are complete; 'incomplete' is a reply's own end (finish it so).";

@@ -11,6 +11,8 @@ pub(crate) const REPLY_ENDS: &[&str] = &["complete", "interrupted", "stopped", "
 /// The chunks a UI message stream holds.
 const UI_CHUNKS: &[&str] = &[
     "start",
+    "start-step",
+    "finish-step",
     "text-start",
     "text-delta",
     "text-end",
@@ -51,7 +53,7 @@ pub(crate) fn all() -> Vec<(&'static str, Value)> {
     });
     let reply = json!({
         "type": "object",
-        "required": ["object", "id", "conversation_id", "status", "end", "offset", "written", "expires_at"],
+        "required": ["object", "id", "conversation_id", "status", "end", "offset", "written", "lease_seconds", "expires_at"],
         "properties": {
             "object": constant("persist.reply"),
             "id": {"type": "string", "description": "The reply's item id."},
@@ -61,6 +63,7 @@ pub(crate) fn all() -> Vec<(&'static str, Value)> {
             "end": {"type": ["string", "null"], "enum": [REPLY_ENDS[0], REPLY_ENDS[1], REPLY_ENDS[2], REPLY_ENDS[3], null]},
             "offset": {"type": "string", "description": "The reply's end: the offset of the writer's next append."},
             "written": {"type": "boolean", "description": "`false` when the request repeated one already done."},
+            "lease_seconds": {"type": ["number", "null"], "description": "The writer's lease."},
             "expires_at": {"type": ["number", "null"],
                            "description": "Seconds since the epoch when the writer's lease runs out unless it writes."},
             "items": {"type": "array", "items": reference("Item"), "description": "A start's: the items written before the reply."},
@@ -75,6 +78,8 @@ pub(crate) fn all() -> Vec<(&'static str, Value)> {
             object(
                 &[],
                 json!({
+                    "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$",
+                           "description": "The reply's item id (else one is made): an app's own message id."},
                     "items": {"type": ["array", "null"], "items": reference("InputItem"),
                               "description": "The items before the reply (the user's turn), in the same write."},
                     "lease_seconds": {"type": ["integer", "null"], "minimum": 1, "maximum": 3600, "default": 30,

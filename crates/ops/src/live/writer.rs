@@ -170,6 +170,8 @@ pub struct ReplyWritten {
     pub end: Option<ReplyEnd>,
     /// When the writer's lease runs out unless it writes (`None` once the reply ended).
     pub expires_at: Option<Timestamp>,
+    /// The writer's lease, as its start set it.
+    pub lease: Option<Duration>,
 }
 
 /// Renews a live reply's lease without writing parts; see
@@ -316,6 +318,7 @@ pub(crate) async fn start_reply(pipeline: &Pipeline, request: StartReply) -> Res
         written: !appended.deduplicated,
         end: ending(&reply),
         expires_at: expiry_of(&reply),
+        lease: lease_of(&reply),
     };
     Ok(ReplyStarted { reply, messages, state })
 }
@@ -385,11 +388,19 @@ async fn open_reply(
         }
         return Err(conflict(&message, ReplyConflict::Stopped));
     }
-    if message.status != Status::Reserved {
+    // A writer back after its lease ran out finds its reply ended, whether or not a follower
+    // or a start settled it meanwhile.
+    let status = if lapsed(&message, Timestamp::now()) {
+        settle(pipeline, &message, context).await?;
+        Status::Interrupted
+    } else {
+        message.status
+    };
+    if status != Status::Reserved {
         return Err(PersistError::MessageComplete {
             thread_id: thread_id.clone(),
             message_id: message_id.clone(),
-            status: message.status,
+            status,
         });
     }
     Ok(message)
@@ -453,7 +464,14 @@ async fn write_at(
             Err(PersistError::MessageComplete { status: Status::Complete, .. }) if finish => {
                 let message = read_message(pipeline, thread_id, message_id, context).await?;
                 let offset = place(&message, at, &content)?.unwrap_or(PartOffset::end_of(&message.content.parts()));
-                return Ok(ReplyWritten { offset, written: false, end: Some(ReplyEnd::Complete), expires_at: None });
+                let lease = lease_of(&message);
+                return Ok(ReplyWritten {
+                    offset,
+                    written: false,
+                    end: Some(ReplyEnd::Complete),
+                    expires_at: None,
+                    lease,
+                });
             }
             other => other?,
         };
@@ -464,8 +482,8 @@ async fn write_at(
                     other => return other,
                 }
             }
-            let expires_at = expiry_of(&message);
-            return Ok(ReplyWritten { offset, written: false, end: None, expires_at });
+            let (expires_at, lease) = (expiry_of(&message), lease_of(&message));
+            return Ok(ReplyWritten { offset, written: false, end: None, expires_at, lease });
         }
         let write = UpdateContent::appending(thread_id.clone(), message_id.clone(), content.clone())
             .with_finalize(finish)
@@ -478,8 +496,8 @@ async fn write_at(
                 if release_on_end {
                     release(pipeline, thread_id, message_id, context).await;
                 }
-                let end = ending(&written.message);
-                return Ok(ReplyWritten { offset, written: true, end, expires_at: expiry_of(&written.message) });
+                let (end, lease) = (ending(&written.message), lease_of(&written.message));
+                return Ok(ReplyWritten { offset, written: true, end, expires_at: expiry_of(&written.message), lease });
             }
             Err(PersistError::VersionConflict { .. }) => {}
             Err(other) => return Err(other),
@@ -517,7 +535,7 @@ async fn finish_open(
     let ended = pipeline.update_content(end.with_expected_version(version).with_context(context.renewed())).await?;
     release(pipeline, thread_id, message_id, context).await;
     let offset = PartOffset::end_of(&ended.message.content.parts());
-    Ok(ReplyWritten { offset, written: true, end: ending(&ended.message), expires_at: None })
+    Ok(ReplyWritten { offset, written: true, end: ending(&ended.message), expires_at: None, lease: lease_of(message) })
 }
 
 /// See [`PipelineExt::finish_reply`](crate::PipelineExt::finish_reply).
@@ -541,7 +559,8 @@ pub(crate) async fn finish_reply(pipeline: &Pipeline, request: FinishReply) -> R
             Err(PersistError::MessageComplete { status, .. }) if (status == Status::Interrupted) == interrupted => {
                 let message = read_message(pipeline, &thread_id, &message_id, &context).await?;
                 let offset = PartOffset::end_of(&message.content.parts());
-                return Ok(ReplyWritten { offset, written: false, end: ending(&message), expires_at: None });
+                let lease = lease_of(&message);
+                return Ok(ReplyWritten { offset, written: false, end: ending(&message), expires_at: None, lease });
             }
             Err(other) => return Err(other),
         };
@@ -562,5 +581,5 @@ pub(crate) async fn renew_reply(pipeline: &Pipeline, request: RenewReply) -> Res
     let renewed = pipeline.update_content(renew).await?.message;
     let offset = PartOffset::end_of(&renewed.content.parts());
     let expires_at = expiry_of(&renewed).or_else(|| expiry_of(&message));
-    Ok(ReplyWritten { offset, written: true, end: ending(&renewed), expires_at })
+    Ok(ReplyWritten { offset, written: true, end: ending(&renewed), expires_at, lease: lease_of(&renewed) })
 }

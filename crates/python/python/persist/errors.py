@@ -8,6 +8,9 @@ __all__ = [
     "InvalidInput",
     "NotFound",
     "Conflict",
+    "ReplyRunning",
+    "ReplyStopped",
+    "OffsetConflict",
     "Gone",
     "Unavailable",
     "Unsupported",
@@ -37,6 +40,29 @@ class NotFound(PersistError, LookupError):
 class Conflict(PersistError):
     """A write lost a race: a version that moved, an id taken, an idempotency key reused for
     other items."""
+
+
+class ReplyRunning(Conflict):
+    """Another reply of the session is being generated (one at a time, across processes):
+    ``reply_id`` is it. Stop it, or wait for its end."""
+
+    reply_id: str
+    offset: str | None
+
+
+class ReplyStopped(Conflict):
+    """A client stopped the reply ``reply_id``: it ended with what was written; stop generating."""
+
+    reply_id: str
+    offset: str | None
+
+
+class OffsetConflict(Conflict):
+    """An append's offset is not the reply's end (``offset``): appends before it are missing,
+    or the reply holds other parts there."""
+
+    reply_id: str
+    offset: str | None
 
 
 class Gone(PersistError):

@@ -155,53 +155,14 @@ const tools = {
 // persist
 
 /**
- * The persist conversation of the AI SDK chat `chatId`: the chat id itself (`PUT
- * /v1/persist/conversations/{id}` creates it when new).
+ * The persist conversation of the AI SDK chat `chatId`: the chat id itself, created when new
+ * (`PUT /v1/persist/conversations/{id}`, idempotent). Reads use the chat id as it is: an
+ * unknown chat is persist's 404.
  */
 async function ensureConversation(chatId) {
-  try {
-    await persist.ensureConversation(chatId, { app: 'ai-sdk-example' });
-    return chatId;
-  } catch (error) {
-    if (!(error instanceof PersistApiError && error.status === 404 && error.code === 'unknown_url')) throw error;
-  }
-  return fallbackConversation(chatId, true);
+  await persist.ensureConversation(chatId, { app: 'ai-sdk-example' });
+  return chatId;
 }
-
-/**
- * TEMPORARY: for a persist serve without `PUT /v1/persist/conversations/{id}`: a conversation
- * made with `metadata.chat_id`, found again by listing. Remove once every build has the PUT.
- */
-async function fallbackConversation(chatId, create) {
-  let after;
-  for (;;) {
-    const query = after ? `?limit=100&after=${encodeURIComponent(after)}` : '?limit=100';
-    const page = await persist.request('GET', `/v1/persist/conversations${query}`);
-    const found = page.data.find((conversation) => conversation.metadata?.chat_id === chatId);
-    if (found) return found.id;
-    if (!page.next_cursor) break;
-    after = page.next_cursor;
-  }
-  if (!create) return null;
-  log('fallback_conversation', { chat_id: chatId });
-  return (await persist.request('POST', '/v1/conversations', { body: { metadata: { chat_id: chatId } } })).id;
-}
-
-/** The conversation of a chat that may not exist (reads): the chat id, or the fallback's. */
-async function conversationOf(chatId) {
-  if (supportsPut === undefined) {
-    try {
-      await persist.request('GET', `/v1/persist/conversations/${encodeURIComponent(chatId)}/ui-messages`);
-      supportsPut = true;
-    } catch (error) {
-      if (error instanceof PersistApiError && error.code === 'unknown_url') supportsPut = false;
-      else if (error instanceof PersistApiError && error.status === 404) return chatId;
-      else throw error;
-    }
-  }
-  return supportsPut ? chatId : (await fallbackConversation(chatId, false)) ?? chatId;
-}
-let supportsPut;
 
 /** A UIMessage's text (its text parts, joined). */
 function textOf(message) {
@@ -342,14 +303,12 @@ async function postChat(req, res) {
 }
 
 async function getStream(req, res, chatId) {
-  const conversationId = await conversationOf(chatId);
-  await passThroughStream(req, res, `/v1/persist/conversations/${encodeURIComponent(conversationId)}/stream`);
+  await passThroughStream(req, res, `/v1/persist/conversations/${encodeURIComponent(chatId)}/stream`);
 }
 
 async function postStop(req, res, chatId) {
-  const conversationId = await conversationOf(chatId);
   try {
-    const answer = await persist.request('POST', `/v1/persist/conversations/${encodeURIComponent(conversationId)}/stop`);
+    const answer = await persist.request('POST', `/v1/persist/conversations/${encodeURIComponent(chatId)}/stop`);
     log('stop_asked', { chat_id: chatId, ...answer });
     sendJson(res, 200, answer);
   } catch (error) {
@@ -359,14 +318,10 @@ async function postStop(req, res, chatId) {
 }
 
 async function getMessages(req, res, chatId) {
-  const conversationId = await conversationOf(chatId);
   try {
-    const list = await persist.request('GET', `/v1/persist/conversations/${encodeURIComponent(conversationId)}/ui-messages`);
+    const list = await persist.request('GET', `/v1/persist/conversations/${encodeURIComponent(chatId)}/ui-messages`);
     sendJson(res, 200, list.data);
   } catch (error) {
-    if (error instanceof PersistApiError && error.code === 'unknown_url') {
-      return sendJson(res, 501, { error: { message: 'this persist serve has no ui-messages route' } });
-    }
     if (error instanceof PersistApiError && error.status === 404) return sendJson(res, 200, []);
     throw error;
   }

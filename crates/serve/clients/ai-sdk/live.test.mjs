@@ -409,14 +409,10 @@ async function postStop(app, id, session) {
 
 /** A conversation of the caller's id, made directly in persist (for the HTTP writer checks). */
 async function conversationFor(client, id) {
-  try {
-    await client.ensureConversation(id);
-    return id;
-  } catch (error) {
-    // TEMPORARY: a persist serve without the PUT route.
-    if (!(error instanceof PersistApiError && error.code === 'unknown_url')) throw error;
-    return (await client.request('POST', '/v1/conversations', { body: {} })).id;
-  }
+  const conversation = await client.ensureConversation(id);
+  assert.equal(conversation.id, id);
+  assert.deepEqual(await client.ensureConversation(id), conversation, 'PUT again: the same conversation');
+  return id;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -449,6 +445,7 @@ test('a reply cut off on app A / persist A resumes through app B / persist B: th
     t.diagnostic(`cut off after ${partialTokens} of ${n} tokens`);
 
     const { conversation, reply } = await startedReply(appA, id);
+    assert.equal(conversation, id, 'the persist conversation is the chat id');
     assert.equal(partial.id, reply, 'the assistant message is named by the persist reply');
 
     // Resume through the other app and the other persist instance, while A still generates.
@@ -486,20 +483,15 @@ test('a reply cut off on app A / persist A resumes through app B / persist B: th
 
     // The chat as the AI SDK's UIMessage[] (what a reloaded page shows), through app B.
     const reloaded = await session.fetch(`${appB.url}/api/chat/${encodeURIComponent(id)}/messages`);
-    if (reloaded.status === 501) {
-      t.diagnostic('skipped the UIMessage[] check: this persist serve has no /ui-messages route');
-      await reloaded.body.cancel();
-    } else {
-      assert.equal(reloaded.status, 200);
-      const shown = await reloaded.json();
-      assert.deepEqual(shown.map((m) => [m.role, m.id]), [['user', chat.messages[0].id], ['assistant', reply]]);
-      assert.equal(textOf(shown[0]), 'Count for me, slowly.');
-      assert.equal(textOf(shown[1]), expectedReply(n));
-      const stored = shown[1].parts.filter((part) => part.type !== 'step-start');
-      assert.deepEqual(stored.map((part) => part.type), ['reasoning', 'tool-count', 'text']);
-      const tool = stored[1];
-      assert.deepEqual([tool.state, tool.input, tool.output], ['output-available', { upTo: n }, { count: n }]);
-    }
+    assert.equal(reloaded.status, 200);
+    const shown = await reloaded.json();
+    assert.deepEqual(shown.map((m) => [m.role, m.id]), [['user', chat.messages[0].id], ['assistant', reply]]);
+    assert.equal(textOf(shown[0]), 'Count for me, slowly.');
+    assert.equal(textOf(shown[1]), expectedReply(n));
+    const stored = shown[1].parts.filter((part) => part.type !== 'step-start');
+    assert.deepEqual(stored.map((part) => part.type), ['reasoning', 'tool-count', 'text']);
+    const tool = stored[1];
+    assert.deepEqual([tool.state, tool.input, tool.output], ['output-available', { upTo: n }, { count: n }]);
 
     // Nothing runs now: the resume route answers 204, which the SDK reads as nothing to resume.
     const none = await session.fetch(`${appB.url}/api/chat/${encodeURIComponent(id)}/stream`);
@@ -723,6 +715,18 @@ test('hostile writers over HTTP get typed errors, and nothing is half-written', 
     const signals = await fetch(`${PERSIST_B}${path('signals')}`, { headers: { authorization: `Bearer ${OTHER_KEY}` } });
     assert.equal(signals.status, 404, "another tenant's signals");
     await signals.body?.cancel();
+    // Ids are the tenant's own: the other tenant's PUT of this id makes its own conversation,
+    // which holds nothing of this one's, runs no reply, and cannot stop this one.
+    const theirs = await other.ensureConversation(id);
+    assert.deepEqual([theirs.id, theirs.metadata], [id, {}]);
+    assert.deepEqual((await other.request('GET', `/v1/persist/conversations/${encodeURIComponent(id)}/ui-messages`)).data, []);
+    const stream = await fetch(`${PERSIST_B}/v1/persist/conversations/${encodeURIComponent(id)}/stream`, {
+      headers: { authorization: `Bearer ${OTHER_KEY}` },
+    });
+    assert.equal(stream.status, 204, "no reply runs in the other tenant's conversation");
+    assert.deepEqual(await other.request('POST', `/v1/persist/conversations/${encodeURIComponent(id)}/stop`), { stopped: false });
+    error = await refusal(() => other.request('POST', path('parts'), { body: { offset: '0.5', parts: [{ type: 'text', text: ' pwned' }] } }));
+    assert.deepEqual([error.status, error.code], [404, 'not_found'], "another tenant's append, its conversation of this id made");
     await unchanged('Hello');
   }
 
@@ -834,7 +838,7 @@ test('LiveReply batches deltas, retries a lost append safely, renews its lease w
   assert.deepEqual([final.status, final.text], ['incomplete', deltas.join('')]);
 });
 
-test('readUIMessageStream over the resume route rebuilds a finished-then-followed reply; an unknown chat is 204', { timeout: 20_000 }, async (t) => {
+test('readUIMessageStream follows a running reply through the other app and instance; an unknown chat is 204', { timeout: 20_000 }, async (t) => {
   const session = new Session();
   try {
     const unknown = chatId('none');

@@ -7,7 +7,8 @@ use persist_core::{MessageId, Part, PersistError};
 use persist_ops::live::{PartChunk, PartOffset, PartStream, ReplyEnd};
 use serde_json::{Value, json};
 
-/// A reply followed as the AI SDK's UI message stream (`start`, `text-start`/`-delta`/`-end`,
+/// A reply followed as the AI SDK's UI message stream (`start`, `start-step`,
+/// `text-start`/`-delta`/`-end`,
 /// `reasoning-…`, `tool-input-available`, `tool-output-available` or `tool-output-error`,
 /// `file`, then `finish`, `abort` or `error`); see the [module docs](super).
 ///
@@ -23,6 +24,8 @@ pub struct UiMessageStream {
     queued: VecDeque<(Value, Option<PartOffset>)>,
     started: bool,
     ended: bool,
+    /// A tool's result was told since the step started: what follows starts the next step.
+    answered: bool,
 }
 
 impl UiMessageStream {
@@ -35,7 +38,7 @@ impl UiMessageStream {
             let part = usize::try_from(from.part).ok().and_then(|index| parts.parts().get(index))?;
             Some((from.part, matches!(part, Part::Reasoning { .. })))
         });
-        Self { parts, message_id, open, queued: VecDeque::new(), started: false, ended: false }
+        Self { parts, message_id, open, queued: VecDeque::new(), started: false, ended: false, answered: false }
     }
 
     /// The next chunk (a JSON object), and where a client that has it and every chunk before
@@ -57,7 +60,8 @@ impl UiMessageStream {
                 self.started = true;
                 let start = json!({"type": "start", "messageId": self.message_id});
                 let offset = self.parts.offset();
-                self.queued.push_back((start, Some(offset)));
+                self.queued.push_back((start, None));
+                self.queued.push_back((json!({"type": "start-step"}), Some(offset)));
                 continue;
             }
             match self.parts.next().await? {
@@ -70,6 +74,14 @@ impl UiMessageStream {
     /// Queues the chunks that tell `chunk`, the last of them with the place after it.
     fn tell(&mut self, chunk: PartChunk) {
         let mut chunks = Vec::new();
+        let result = matches!(chunk, PartChunk::Part { part: Part::ToolResult { .. }, .. });
+        if self.answered && !result && matches!(chunk, PartChunk::Part { .. } | PartChunk::Delta { .. }) {
+            self.close(&mut chunks);
+            chunks.push(json!({"type": "finish-step"}));
+            chunks.push(json!({"type": "start-step"}));
+            self.answered = false;
+        }
+        self.answered |= result;
         match chunk {
             PartChunk::Part { index, part } => {
                 self.close(&mut chunks);
@@ -117,6 +129,9 @@ impl UiMessageStream {
             }
             PartChunk::End(end) => {
                 self.close(&mut chunks);
+                if end == ReplyEnd::Complete {
+                    chunks.push(json!({"type": "finish-step"}));
+                }
                 chunks.push(match end {
                     ReplyEnd::Complete => json!({"type": "finish", "finishReason": "stop"}),
                     ReplyEnd::Stopped => json!({"type": "abort", "reason": "stopped"}),

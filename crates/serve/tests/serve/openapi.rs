@@ -399,8 +399,8 @@ async fn every_route_answers_what_the_document_says() {
         .await;
     assert_eq!((gap.status, gap.body["error"]["offset"].clone()), (409, json!("0.11")));
     let ui = "/v1/persist/conversations/{id}/items/{item_id}/ui-stream";
-    let chunks = spec.events(ui, &fill(ui, &id, &live), 3).await;
-    assert_eq!(chunks[2].1, json!({"type": "text-delta", "id": "text-0", "delta": "It is sent."}), "{chunks:?}");
+    let chunks = spec.events(ui, &fill(ui, &id, &live), 4).await;
+    assert_eq!(chunks[3].1, json!({"type": "text-delta", "id": "text-0", "delta": "It is sent."}), "{chunks:?}");
     let running = "/v1/persist/conversations/{id}/stream";
     let chunks = spec.events(running, &fill(running, &id, ""), 1).await;
     assert_eq!(chunks[0].1["type"], "start");

@@ -93,16 +93,22 @@ async fn parts_stream_as_ui_chunks_and_resume_inside_a_part() {
             shape,
             [
                 "start",
+                "start-step",
                 "reasoning-start",
                 "reasoning-delta",
                 "reasoning-end",
                 "tool-input-available",
                 "tool-output-available",
+                "finish-step",
+                "start-step",
                 "tool-input-available",
                 "tool-output-error",
+                "finish-step",
+                "start-step",
                 "text-start",
                 "text-delta",
                 "text-end",
+                "finish-step",
                 "finish"
             ]
         );
@@ -121,8 +127,8 @@ async fn parts_stream_as_ui_chunks_and_resume_inside_a_part() {
         // A client that kept "It is" resumes inside the text part: no new start of it.
         let resumed = http.get(format!("{base}/api/chat/t1/stream")).header("last-event-id", "5.5").send().await.unwrap();
         let resumed = chunks(&events(resumed).await);
-        assert_eq!(types(&resumed), ["start", "text-delta", "text-end", "finish"]);
-        assert_eq!(resumed[1], json!({"type": "text-delta", "id": "text-5", "delta": " 4 °C."}));
+        assert_eq!(types(&resumed), ["start", "start-step", "text-delta", "text-end", "finish-step", "finish"]);
+        assert_eq!(resumed[2], json!({"type": "text-delta", "id": "text-5", "delta": " 4 °C."}));
         // A place that is not in the reply is refused.
         let beyond = http.get(format!("{base}/api/chat/t1/stream")).header("last-event-id", "2.1").send().await.unwrap();
         assert_eq!(beyond.status(), 400, "characters into a tool call");
@@ -150,8 +156,8 @@ async fn a_reply_whose_generator_died_is_settled_by_silence() {
         let answered = chunks(&events(answered).await);
         assert_eq!(answered.last().unwrap()["type"], "finish");
         let followed = chunks(&events(following.await.unwrap().unwrap()).await);
-        assert_eq!(types(&followed), ["start", "error"]);
-        assert_eq!(followed[1]["errorText"], "The reply was interrupted before its end.");
+        assert_eq!(types(&followed), ["start", "start-step", "error"]);
+        assert_eq!(followed[2]["errorText"], "The reply was interrupted before its end.");
     })
     .await;
 }
@@ -202,7 +208,10 @@ async fn a_running_generation_is_renewed_and_never_settled() {
         let second = post(&http, &base, &turn("slow", "u2")).send().await.unwrap();
         assert_eq!(second.status(), 409, "the reply being generated was not taken for a dead one");
         let first = chunks(&events(first.await.unwrap().unwrap()).await);
-        assert_eq!(types(&first), ["start", "text-start", "text-delta", "text-end", "finish"]);
+        assert_eq!(
+            types(&first),
+            ["start", "start-step", "text-start", "text-delta", "text-end", "finish-step", "finish"]
+        );
     })
     .await;
 }
