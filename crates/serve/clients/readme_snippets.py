@@ -1,5 +1,6 @@
 """Runs the Python and TypeScript snippets of the README's "Serving the Conversations API"
-section, and of the short path near its top ("### Python and TypeScript apps"), against a
+section, and of the short path near its top ("### Python and TypeScript apps", "### Live
+replies from any language"), against a
 running `persist serve`, so the README shows what works.
 
     PERSIST_BASE_URL=http://127.0.0.1:8080/v1 PERSIST_API_KEY=sk-… \\
@@ -114,9 +115,10 @@ def sections(text):
     """The serving section, and the short path near the README's top."""
     serving = text.split("\n## Serving the Conversations API", 1)[1].split("\n## ", 1)[0]
     found = [serving]
-    if "\n### Python and TypeScript apps" in text:
-        path = text.split("\n### Python and TypeScript apps", 1)[1]
-        found.append(re.split(r"\n#{2,3} ", path, maxsplit=1)[0])
+    for heading in ("### Python and TypeScript apps", "### Live replies from any language"):
+        if f"\n{heading}" in text:
+            part = text.split(f"\n{heading}", 1)[1]
+            found.append(re.split(r"\n#{2,3} ", part, maxsplit=1)[0])
     return found
 
 
