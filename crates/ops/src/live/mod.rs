@@ -24,6 +24,16 @@
 //!   reservations by silence (no write since its cutoff), not by age, and marks them
 //!   interrupted, which ends their followers' streams.
 //!
+//! - A reply's writer need not be a Rust task holding the reply: any process writes it with one
+//!   call per step ([`PipelineExt::start_reply`](crate::PipelineExt::start_reply),
+//!   [`append_reply`](crate::PipelineExt::append_reply) at the [`PartOffset`] each answer gives,
+//!   [`renew_reply`](crate::PipelineExt::renew_reply),
+//!   [`finish_reply`](crate::PipelineExt::finish_reply)): a Node or Python process over HTTP
+//!   (`persist serve`) or in process. Such a reply has a writer's lease ([`LEASE_KEY`]): one
+//!   generation per thread at a time, an append sent again written once, a stop ending it at
+//!   once and told in the writer's next answer, and a writer silent past its lease settled
+//!   interrupted by the reply's followers.
+//!
 //! All of it needs a backend that keeps a change feed
 //! ([`Capabilities::feed`](persist_core::Capabilities::feed)): every backend of this project does,
 //! across PostgreSQL instances and SQLite processes.
