@@ -113,6 +113,12 @@ pub async fn check_one_reply_is_generated_per_thread<F: Factory>(factory: &F) ->
     }
     one.finish_reply(FinishReply::complete(t("g"), first.reply.id.clone())).await.expect("finish");
     let next = two.start_reply(StartReply::new(t("g")).with_lease(Duration::from_secs(1))).await.expect("after");
+    // The first start sent again while another reply runs: it answers the first, as it ended.
+    let late_repeat = one.start_reply(keyed()).await.expect("a late repeat of the first start");
+    assert_eq!(
+        (late_repeat.reply.id.clone(), late_repeat.state.end),
+        (first.reply.id.clone(), Some(ReplyEnd::Complete))
+    );
 
     // Its writer goes silent: past its lease, a start settles it and goes on.
     tokio::time::sleep(Duration::from_millis(1300)).await;

@@ -280,12 +280,18 @@ pub(crate) async fn start_reply(pipeline: &Pipeline, request: StartReply) -> Res
         return Err(PersistError::invalid("lease", "a writer's lease is 1 s to an hour"));
     }
     let context = context.consistent();
+    let explicit = reply_id.is_some();
     let reply_id = match (reply_id, &idempotency_key) {
         (Some(id), _) => id,
         (None, Some(key)) => MessageId::derive(&thread_id, key.as_str(), "persist.reply"),
         (None, None) => MessageId::generate(),
     };
-    claim(pipeline, &thread_id, &reply_id, &context).await?;
+    // A start sent again finds its reply (the turn answers it), whatever runs in the thread now.
+    let repeated = (idempotency_key.is_some() || explicit)
+        && read_message(pipeline, &thread_id, &reply_id, &context).await.is_ok();
+    if !repeated {
+        claim(pipeline, &thread_id, &reply_id, &context).await?;
+    }
     let mut reservation = TurnMessage::reservation(Role::Assistant);
     reservation.message_id = Some(reply_id.clone());
     reservation.metadata = metadata.with(LEASE_KEY, json!({"ms": lease.as_millis() as u64}));
