@@ -4,7 +4,9 @@ PostgreSQL or process memory, through the same Rust pipeline as the ``persist`` 
 >>> store = Store.open("sqlite:chat.db")                       # doctest: +SKIP
 >>> await store.add_items("session-1", [{"role": "user", "content": "hi"}])  # doctest: +SKIP
 
-The OpenAI Agents SDK's session is :class:`persist.agents.PersistSession`.
+A live reply (written as a model streams it, followed and stopped from any process) is
+:class:`persist.live.LiveReply`. The OpenAI Agents SDK's session is
+:class:`persist.agents.PersistSession`.
 """
 
 from __future__ import annotations
@@ -13,28 +15,39 @@ import os
 import sys
 from urllib.parse import unquote
 
-from ._persist import Feed, Store, __version__, sqlite_open_in_process
+from ._persist import Feed, ReplyFollower, Store, __version__, sqlite_open_in_process
 from . import errors
 from .errors import (
     Conflict,
     Gone,
     InvalidInput,
     NotFound,
+    OffsetConflict,
     PersistError,
     Rejected,
+    ReplyRunning,
+    ReplyStopped,
     Unavailable,
     Unsupported,
 )
+from .live import LiveReply, apply_chunk, follow
 
 # Listed by name (not `*errors.__all__`): type checkers take a re-export only from a literal list.
 __all__ = [
     "Store",
     "Feed",
+    "ReplyFollower",
+    "LiveReply",
+    "follow",
+    "apply_chunk",
     "__version__",
     "PersistError",
     "InvalidInput",
     "NotFound",
     "Conflict",
+    "ReplyRunning",
+    "ReplyStopped",
+    "OffsetConflict",
     "Gone",
     "Unavailable",
     "Unsupported",

@@ -78,10 +78,17 @@ class Store:
     # A session: one thread of items in Responses format, as the OpenAI Agents SDK writes them.
 
     async def add_items(
-        self, session_id: str, items: list[dict[str, Any]], *, idempotency_key: str | None = None
+        self,
+        session_id: str,
+        items: list[dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+        parent: str | None = None,
     ) -> None:
         """Appends ``items`` as one atomic turn (all or none). With ``idempotency_key``, a retry
-        of the same items is written once; the key with other items is a ``Conflict``."""
+        of the same items is written once; the key with other items is a ``Conflict``. With
+        ``parent`` (a message id, such as a live reply's ``parent_id``), the items follow that
+        message on a branch of their own, which becomes the active one."""
 
     async def get_items(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """The items of the session's active branch, oldest first: all of them (``limit`` None
@@ -138,6 +145,80 @@ class Store:
         ``document``; with ``expected_version``, a ``Conflict`` unless the stored version is that
         one. Answers the document and its new version."""
 
+    # Live replies: a reply written as a model streams it, followed from any offset by any
+    # process, and stopped from anywhere. An offset is a place in a reply's parts as text:
+    # ``"3"`` (before part 3) or ``"3.17"`` (17 characters into part 3). Parts are content
+    # blocks: ``{"type": "text", "text"}``, ``{"type": "reasoning", "text"}`` (each joins the
+    # part before it when that is of its kind), ``{"type": "tool_call", "id", "name",
+    # "arguments"}``, ``{"type": "tool_result", "call_id", "output", "is_error"}``,
+    # ``{"type": "file", "media_type", "uri"}`` (``"name"`` and ``"size"`` when known).
+    # A writer's call answers where the reply stands: ``{"id", "status": "in_progress" |
+    # "completed" | "incomplete", "end": None | "complete" | "interrupted" | "stopped" |
+    # "deleted", "offset", "written", "lease", "expires_at"}``.
+
+    async def start_reply(
+        self,
+        session_id: str,
+        items: list[dict[str, Any]] | None = None,
+        *,
+        reply_id: str | None = None,
+        idempotency_key: str | None = None,
+        lease: float = 30.0,
+    ) -> dict[str, Any]:
+        """Starts a live reply (a reserved assistant message) after ``items`` (written in the
+        same turn; may be None): the state, with ``"parent_id"``, the message the reply follows
+        (None in an empty session). One reply per session runs at a time, across processes:
+        ``ReplyRunning`` (its ``reply_id``) while another one's writer is alive. ``lease``
+        (1 to 3600 seconds): a writer silent that long has its reply settled interrupted. With
+        ``idempotency_key``, a start sent again answers the reply the first one started."""
+
+    async def append_reply(
+        self, session_id: str, reply_id: str, offset: str, parts: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Appends ``parts`` at ``offset`` (the offset the writer's previous call answered,
+        ``"0"`` first) and renews the lease: the state, its ``offset`` where the next append
+        goes. The same append sent again is written once (``"written": False``).
+        ``OffsetConflict`` (its ``offset``, the reply's end) when ``offset`` is not the end and
+        the reply does not hold these parts there; ``ReplyStopped`` when a client stopped the
+        reply (it ended with what was written: stop generating); ``Conflict`` (code
+        ``"message_complete"``) when it ended otherwise (finished, or settled after its lease)."""
+
+    async def renew_reply(self, session_id: str, reply_id: str) -> dict[str, Any]:
+        """Renews the writer's lease without writing: the state. Raises as ``append_reply``."""
+
+    async def finish_reply(
+        self,
+        session_id: str,
+        reply_id: str,
+        *,
+        status: Literal["completed", "incomplete"] = "completed",
+        reason: str | None = None,
+        offset: str | None = None,
+        parts: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Ends the reply, ``"completed"`` or ``"incomplete"`` (interrupted, ``reason`` kept,
+        at most 4096 bytes), after appending ``parts`` at ``offset`` (both or neither): the
+        state. A finish sent again answers the reply's end (``"written": False``). Raises as
+        ``append_reply``."""
+
+    async def stop_reply(self, session_id: str, reply_id: str | None = None) -> dict[str, Any]:
+        """Asks the generation of ``reply_id`` (None: the session's running reply) to stop; a
+        reply whose writer holds a lease ends at once, with what was written. Answers
+        ``{"stopped": True, "reply_id"}``, or ``{"stopped": False, "reply_id", "status"}`` for
+        a reply that had ended (``status`` its end), or ``{"stopped": False, "reply_id": None}``
+        when no reply runs."""
+
+    async def watch_stop(
+        self, session_id: str, reply_id: str
+    ) -> Literal["stopped", "complete", "interrupted", "deleted"]:
+        """Resolves when the reply was stopped (``"stopped"``) or ended otherwise (how): for
+        its writer, beside the model call."""
+
+    def follow_reply(self, session_id: str, reply_id: str, *, offset: str = "0") -> ReplyFollower:
+        """Follows a reply (running or ended) from ``offset``, what the client already has: an
+        async iterator of chunks (the first read opens it). A writer silent past its lease has
+        its reply settled interrupted by its followers."""
+
     def feed(self, *, session_id: str | None = None, after: int = 0) -> Feed:
         """The change feed (of one session, or of the tenant) after position ``after``, as an
         async iterator that waits for new changes (the first read opens it)."""
@@ -153,3 +234,20 @@ class Feed:
     @property
     def position(self) -> int:
         """The position of the last change given (``after`` before the first)."""
+
+@final
+class ReplyFollower:
+    """A reply followed from an offset: ``{"type": "part", "index", "part", "offset"}`` (a part
+    begins: a text or reasoning part with its text so far), ``{"type": "delta", "index",
+    "part", "offset"}`` (more text for the part at ``index``: ``part`` holds what was added),
+    ``{"type": "replaced", "parts", "offset"}`` (the reply was rewritten: ``parts`` is all of
+    it), then ``{"type": "end", "status": "complete" | "interrupted" | "stopped" | "deleted",
+    "offset"}``, after which iteration ends. Each chunk's ``offset`` is where a client that
+    has it resumes."""
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]: ...
+    async def __anext__(self) -> dict[str, Any]: ...
+    @property
+    def offset(self) -> str:
+        """Where a client that has every chunk given so far resumes (``offset=`` of a new
+        follower); the offset asked before the first."""

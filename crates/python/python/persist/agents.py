@@ -5,7 +5,9 @@
 used, and adds what persist has beside the protocol: retried ``add_items`` written once (an
 idempotency key), branches as ``AdvancedSQLiteSession`` offers them, the compacted view and
 search. Many processes may share one SQLite file (one writer per process, busy waits across
-them, atomic turns): no "database is locked".
+them, atomic turns): no "database is locked". :func:`run_streamed_live` runs
+``Runner.run_streamed`` with the session and writes the run into a live reply as it streams,
+which other processes follow and stop (:mod:`persist.agents_live`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from ._persist import Store
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
-__all__ = ["PersistSession"]
+__all__ = ["PersistSession", "LiveRun", "run_streamed_live"]
 
 # The stores sessions opened from a URL, one per URL in a process: a session made per request
 # shares the store (one writer per SQLite file per process) instead of opening it again. Each
@@ -121,6 +123,8 @@ class PersistSession(SessionABC):
         self.session_settings = settings
         self.store = store
         self._closed = False
+        # The live run writing into this session, if any (see persist.agents_live).
+        self._live: LiveRun | None = None
 
     def close(self) -> None:
         """Closes the session: later calls raise ``RuntimeError``. A store the session opened
@@ -149,11 +153,19 @@ class PersistSession(SessionABC):
         self, items: list[TResponseInputItem], *, idempotency_key: str | None = None
     ) -> None:
         """Appends ``items`` as one atomic turn. With ``idempotency_key``, a retry of the same
-        call (after a timeout, say) is written once."""
+        call (after a timeout, say) is written once. While a live run uses the session
+        (:func:`run_streamed_live`), its first save of generated items follows the live reply's
+        parent, on a branch of its own that becomes the active one."""
         self._check_open()
         if not items:
             return
-        await self.store.add_items(self.session_id, list(items), idempotency_key=idempotency_key)  # type: ignore[arg-type]
+        parent = await self._live._parent_of_save() if self._live is not None else None
+        await self.store.add_items(
+            self.session_id,
+            list(items),  # type: ignore[arg-type]
+            idempotency_key=idempotency_key,
+            parent=parent,
+        )
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Removes and returns the latest item (None when the session is empty); two callers,
@@ -189,3 +201,7 @@ class PersistSession(SessionABC):
         """Items matching ``text`` in this session, or in every session of the tenant."""
         session_id = None if all_sessions else self.session_id
         return await self.store.search(text, session_id=session_id, limit=limit)
+
+
+# Runs written live into a session's reply (imported here, after PersistSession, which it uses).
+from .agents_live import LiveRun, run_streamed_live  # noqa: E402
