@@ -211,9 +211,12 @@ pub async fn check_followers_settle_a_reply_whose_writer_went_silent<F: Factory>
     }
     let alive = get(store.b().as_ref(), &t("a"), &m("alive")).await.expect("reply");
     assert_eq!(alive.status, Status::Reserved, "a renewed reply is alive");
-    let end = FinishReply::interrupted(t("a"), m("alive"), Some("the model failed".into()));
-    let written = pipeline.finish_reply(end).await.expect("interrupted");
-    assert_eq!(written.end, Some(ReplyEnd::Interrupted));
+    let end = FinishReply::interrupted(t("a"), m("alive"), Some("the model failed".into()))
+        .with_last(PartOffset::START, text("Partial"));
+    let written = pipeline.finish_reply(end.clone()).await.expect("interrupted");
+    assert_eq!((written.end, written.written), (Some(ReplyEnd::Interrupted), true));
+    let again = pipeline.finish_reply(end).await.expect("the same end sent again");
+    assert_eq!((again.end, again.written), (Some(ReplyEnd::Interrupted), false));
     let kept = get(store.b().as_ref(), &t("a"), &m("alive")).await.expect("reply");
     assert_eq!(kept.metadata.get(persist_ops::live::REASON_KEY), Some(&json!({"reason": "the model failed"})));
     store.finish().await

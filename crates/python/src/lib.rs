@@ -214,7 +214,7 @@ fn sqlite_open_in_process(path: std::path::PathBuf) -> bool {
 }
 
 /// A value checked in Python's thread, as persist's error when it is not right.
-fn checked<T>(py: Python<'_>, value: persist::Result<T>) -> PyResult<T> {
+pub(crate) fn checked<T>(py: Python<'_>, value: persist::Result<T>) -> PyResult<T> {
     value.map_err(|error| to_py(py, &error))
 }
 
@@ -482,19 +482,7 @@ impl Store {
         idempotency_key: Option<&str>,
         lease: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let prepared = (|| {
-            let turn = match items.map(|items| to_json(items, "items")).transpose()? {
-                Some(serde_json::Value::Array(items)) => ops::turn_of(items),
-                None => Vec::new(),
-                Some(_) => return Err(PyTypeError::new_err("items must be a list of items (dicts)")),
-            };
-            let reply = checked(py, reply_id.map(MessageId::new).transpose())?;
-            let key = checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?;
-            let lease = Duration::try_from_secs_f64(lease)
-                .map_err(|_| PyTypeError::new_err("lease is a number of seconds, 1 to 3600"))?;
-            Ok((turn, reply, key, lease))
-        })();
-        let (turn, reply, key, lease) = match prepared {
+        let (turn, reply, key, lease) = match live::start_args(py, items, reply_id, idempotency_key, lease) {
             Ok(prepared) => prepared,
             Err(error) => return coroutine(py, Err(error)),
         };
@@ -540,22 +528,7 @@ impl Store {
         offset: Option<&str>,
         parts: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let prepared = (|| {
-            let interrupted = match status {
-                "completed" => false,
-                "incomplete" => true,
-                _ => return Err(PyTypeError::new_err("status is 'completed' or 'incomplete'")),
-            };
-            let last = match (offset, parts) {
-                (Some(offset), Some(parts)) => Some((
-                    checked(py, live::offset_of(offset))?,
-                    checked(py, live::parts_of(to_json(parts, "parts")?))?,
-                )),
-                (None, None) => None,
-                _ => return Err(PyTypeError::new_err("offset and parts go together")),
-            };
-            Ok((checked(py, MessageId::new(reply_id))?, interrupted, last))
-        })();
+        let prepared = live::finish_args(py, reply_id, status, offset, parts);
         match prepared {
             Ok((reply, interrupted, last)) => self.on_session(py, session_id, move |store, thread| {
                 live::finish(store, thread, reply, interrupted, reason, last)

@@ -15,7 +15,11 @@ use persist::{Content, IdempotencyKey, MessageId, Order, PersistError, Role, Sco
 use persist::{Part, PipelineExt};
 use serde_json::{Value, json};
 
-use crate::bridge::Reply;
+use pyo3::exceptions::PyTypeError;
+use pyo3::{Bound, PyAny, PyResult, Python};
+
+use crate::bridge::{Reply, to_json};
+use crate::checked;
 
 /// How the API says a reply stands, and how it ended.
 fn state(id: &MessageId, written: &ReplyWritten) -> Value {
@@ -48,18 +52,61 @@ pub(crate) fn parts_of(parts: Value) -> persist::Result<Content> {
     }
 }
 
-/// The newest message of the session's active branch: what a reply started now follows.
-async fn active_leaf(store: &Scoped, thread: &ThreadId) -> persist::Result<Option<MessageId>> {
-    let newest = ListMessages::new(thread.clone())
+/// The id of the message at `seq` in the thread (any branch, reserved ones included).
+async fn message_at(store: &Scoped, thread: &ThreadId, seq: u64) -> persist::Result<Option<MessageId>> {
+    let at = ListMessages::new(thread.clone())
+        .before(seq.saturating_add(1))
         .with_order(Order::Desc)
         .with_limit(1)
-        .on_branch(persist::branch::Branch::Active)
         .include_reserved(true);
-    match store.list(newest).await {
-        Ok(page) => Ok(page.items.into_iter().next().map(|message| message.id)),
-        Err(PersistError::NotFound { .. }) => Ok(None),
-        Err(other) => Err(other),
-    }
+    let page = store.list(at).await?;
+    Ok(page.items.into_iter().next().filter(|message| message.seq == seq).map(|message| message.id))
+}
+
+/// `Store.start_reply`'s arguments, checked: the turn, the reply's id, the key, the lease.
+pub(crate) fn start_args(
+    py: Python<'_>,
+    items: Option<&Bound<'_, PyAny>>,
+    reply_id: Option<&str>,
+    idempotency_key: Option<&str>,
+    lease: f64,
+) -> PyResult<(Vec<TurnMessage>, Option<MessageId>, Option<IdempotencyKey>, Duration)> {
+    let turn = match items.map(|items| to_json(items, "items")).transpose()? {
+        Some(Value::Array(items)) => crate::ops::turn_of(items),
+        None => Vec::new(),
+        Some(_) => return Err(PyTypeError::new_err("items must be a list of items (dicts)")),
+    };
+    let reply = checked(py, reply_id.map(MessageId::new).transpose())?;
+    let key = checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?;
+    let lease = Duration::try_from_secs_f64(lease).map_err(|_| PersistError::invalid("lease", "1 to 3600 seconds"));
+    Ok((turn, reply, key, checked(py, lease)?))
+}
+
+/// The last parts of a finish: at an offset, or none.
+type Last = Option<(PartOffset, Content)>;
+
+/// `Store.finish_reply`'s arguments, checked: the reply's id, whether it ends interrupted, its
+/// last parts.
+pub(crate) fn finish_args(
+    py: Python<'_>,
+    reply_id: &str,
+    status: &str,
+    offset: Option<&str>,
+    parts: Option<&Bound<'_, PyAny>>,
+) -> PyResult<(MessageId, bool, Last)> {
+    let interrupted = match status {
+        "completed" => false,
+        "incomplete" => true,
+        _ => return Err(crate::errors::to_py(py, &PersistError::invalid("status", "'completed' or 'incomplete'"))),
+    };
+    let last = match (offset, parts) {
+        (Some(offset), Some(parts)) => {
+            Some((checked(py, offset_of(offset))?, checked(py, parts_of(to_json(parts, "parts")?))?))
+        }
+        (None, None) => None,
+        _ => return Err(crate::errors::to_py(py, &PersistError::invalid("parts", "offset and parts go together"))),
+    };
+    Ok((checked(py, MessageId::new(reply_id))?, interrupted, last))
 }
 
 /// See `Store.start_reply`.
@@ -79,11 +126,18 @@ pub(crate) async fn start(
     if let Some(key) = key {
         start = start.with_idempotency_key(key);
     }
-    let before = active_leaf(&store, &thread).await?;
     let started = store.start_reply(start).await?;
     let mut answer = state(&started.reply.id, &started.state);
-    // What the reply follows: the turn's last message, else the branch's leaf before it.
-    let parent = started.messages.last().map(|message| message.id.clone()).or(before);
+    // What the reply follows, as stored (the turn's last message, else the branch's leaf when
+    // it started): read from the reply, so a start sent again, or another writer's message
+    // written meanwhile, does not make it another one.
+    let parent = match started.reply.parent_seq {
+        None => None,
+        Some(seq) => match started.messages.iter().find(|message| message.seq == seq) {
+            Some(message) => Some(message.id.clone()),
+            None => message_at(&store, &thread, seq).await?,
+        },
+    };
     answer["parent_id"] = parent.map(|id| Value::String(id.to_string())).unwrap_or(Value::Null);
     Ok(Reply::json(answer))
 }

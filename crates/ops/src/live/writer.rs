@@ -553,9 +553,12 @@ pub(crate) async fn finish_reply(pipeline: &Pipeline, request: FinishReply) -> R
     let context = context.consistent();
     if let Some((at, content)) = last {
         let content = parts_of(&content)?;
-        let written = write_at(pipeline, &thread_id, &message_id, at, content, !interrupted, &context).await?;
-        if !interrupted {
-            return Ok(written);
+        match write_at(pipeline, &thread_id, &message_id, at, content, !interrupted, &context).await {
+            Ok(written) if !interrupted => return Ok(written),
+            Ok(_) => {}
+            // Ended interrupted already: a finish sent again, answered below.
+            Err(PersistError::MessageComplete { status: Status::Interrupted, .. }) if interrupted => {}
+            Err(other) => return Err(other),
         }
     }
     for _ in 0..persist_core::args::MAX_APPEND_JOINS {

@@ -198,8 +198,9 @@ class Store:
     ) -> dict[str, Any]:
         """Ends the reply, ``"completed"`` or ``"incomplete"`` (interrupted, ``reason`` kept,
         at most 4096 bytes), after appending ``parts`` at ``offset`` (both or neither): the
-        state. A finish sent again answers the reply's end (``"written": False``). Raises as
-        ``append_reply``."""
+        state. A finish sent again answers the reply's end (``"written": False``), but for an
+        ``"incomplete"`` one with ``parts``, which raises ``Conflict`` (``"message_complete"``).
+        Raises as ``append_reply``."""
 
     async def stop_reply(self, session_id: str, reply_id: str | None = None) -> dict[str, Any]:
         """Asks the generation of ``reply_id`` (None: the session's running reply) to stop; a
