@@ -63,6 +63,9 @@ async fn message_at(store: &Scoped, thread: &ThreadId, seq: u64) -> persist::Res
     Ok(page.items.into_iter().next().filter(|message| message.seq == seq).map(|message| message.id))
 }
 
+/// A start's turn, the reply's id, its key and the writer's lease.
+type StartArgs = (Vec<TurnMessage>, Option<MessageId>, Option<IdempotencyKey>, Duration);
+
 /// `Store.start_reply`'s arguments, checked: the turn, the reply's id, the key, the lease.
 pub(crate) fn start_args(
     py: Python<'_>,
@@ -70,7 +73,7 @@ pub(crate) fn start_args(
     reply_id: Option<&str>,
     idempotency_key: Option<&str>,
     lease: f64,
-) -> PyResult<(Vec<TurnMessage>, Option<MessageId>, Option<IdempotencyKey>, Duration)> {
+) -> PyResult<StartArgs> {
     let turn = match items.map(|items| to_json(items, "items")).transpose()? {
         Some(Value::Array(items)) => crate::ops::turn_of(items),
         None => Vec::new(),
