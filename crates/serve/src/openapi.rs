@@ -38,7 +38,7 @@ pub(crate) fn document(routes: &[Route]) -> Value {
         ],
         "paths": paths,
         "components": {
-            "schemas": schemas::all(),
+            "schemas": components(),
             "securitySchemes": {BEARER: {
                 "type": "http",
                 "scheme": "bearer",
@@ -75,7 +75,7 @@ fn operation(route: &Route) -> Value {
         operation["parameters"] = parameters.into();
     }
     if let Some(body) = route.body {
-        let required = schemas::all()[body]["required"].as_array().is_some_and(|fields| !fields.is_empty());
+        let required = components()[body]["required"].as_array().is_some_and(|fields| !fields.is_empty());
         operation["requestBody"] = json!({
             "required": required,
             "content": {"application/json": {"schema": reference(body)}},
@@ -208,4 +208,13 @@ fn error(status: u16, access: Access) -> Value {
         "headers": headers(access),
         "content": {"application/json": {"schema": reference("Error")}},
     })
+}
+
+/// Every schema the document names: the API's and the extensions', and the live replies'.
+pub(crate) fn components() -> Value {
+    let mut all = schemas::all();
+    for (name, schema) in crate::reply_schemas::all() {
+        all[name] = schema;
+    }
+    all
 }

@@ -3,10 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::replies::MAX_PARTS;
-use crate::schemas::{STATUSES, constant, nullable, object, reference};
-
-/// How a live reply ended.
-pub(crate) const REPLY_ENDS: &[&str] = &["complete", "interrupted", "stopped", "deleted"];
+use crate::schemas::{REPLY_ENDS, STATUSES, constant, nullable, object, reference};
 
 /// The chunks a UI message stream holds.
 const UI_CHUNKS: &[&str] = &[

@@ -6,7 +6,6 @@
 use serde_json::{Map, Value, json};
 
 use crate::conversations::{MAX_CREATE_ITEMS, MAX_METADATA};
-use crate::reply_schemas::{self, REPLY_ENDS};
 use crate::{items, recall};
 
 /// `#/components/schemas/NAME`.
@@ -29,6 +28,9 @@ pub(crate) fn constant(value: &str) -> Value {
     json!({"type": "string", "const": value})
 }
 
+/// How a live reply ended.
+pub(crate) const REPLY_ENDS: &[&str] = &["complete", "interrupted", "stopped", "deleted"];
+
 /// The statuses an item of the API may have.
 pub(crate) const STATUSES: &[&str] = &["in_progress", "completed", "incomplete"];
 
@@ -40,7 +42,8 @@ const DETAILED: &[(&str, &str)] = &[
     ("reasoning", "ReasoningItem"),
 ];
 
-/// Every schema, by name.
+/// Every schema of the Conversations API and the extensions but the live replies' (those are
+/// [`reply_schemas`](crate::reply_schemas)'), by name.
 pub(crate) fn all() -> Value {
     let mut schemas = Map::new();
     let mut add = |name: &str, schema: Value| schemas.insert(name.to_owned(), schema);
@@ -180,7 +183,7 @@ pub(crate) fn all() -> Value {
     for (name, schema) in event_schemas() {
         add(name, schema);
     }
-    for (name, schema) in request_schemas().into_iter().chain(reply_schemas::all()) {
+    for (name, schema) in request_schemas() {
         add(name, schema);
     }
     add(

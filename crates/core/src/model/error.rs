@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::model::id::{IdempotencyKey, MessageId, ResourceId, ThreadId};
-use crate::model::offset::PartOffset;
 use crate::model::op::PersistOp;
+use crate::model::place::PartOffset;
 
 /// A boxed error usable as a [`PersistError`] source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -49,10 +49,11 @@ pub(crate) mod op;
 #[macro_use]
 pub(crate) mod page;
 pub(crate) mod part;
+pub(crate) mod place;
 
 pub use self::content::Content;
 pub use self::json::MAX_JSON_DEPTH;
 pub use self::message::{MAX_ROLE_BYTES, Message, Role, Status, Thread, Timestamp};
 pub use self::metadata::Metadata;
-pub use self::offset::PartOffset;
 pub use self::part::{Part, ToolCallRef, ToolNames, ToolResultRef};
+pub use self::place::PartOffset;
