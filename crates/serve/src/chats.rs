@@ -113,11 +113,22 @@ pub(crate) async fn write(
             return Err(ApiError::invalid("messages", why));
         }
     };
+    let kinds = regex_lite_kinds();
     for (index, message) in raw.iter().enumerate() {
         let printable = |id: &str| !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_graphic());
         if !message.get("id").and_then(Value::as_str).is_some_and(printable) {
             let why = "Invalid message: its 'id' is 1 to 255 printable ASCII characters.";
             return Err(ApiError::invalid(format!("messages[{index}].id"), why));
+        }
+        if !matches!(message.get("role").and_then(Value::as_str), Some("system" | "user" | "assistant")) {
+            let why = "Invalid message: its 'role' is system, user or assistant.";
+            return Err(ApiError::invalid(format!("messages[{index}].role"), why));
+        }
+        let parts = message.get("parts").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        if let Some(at) = parts.iter().position(|part| !part.get("type").and_then(Value::as_str).is_some_and(&kinds)) {
+            let why = "Invalid part: its 'type' is one the AI SDK defines (text, reasoning, file, step-start, \
+                       source-url, source-document, dynamic-tool, tool-NAME, data-NAME).";
+            return Err(ApiError::invalid(format!("messages[{index}].parts[{at}].type"), why));
         }
     }
     let turn = vercel_ui::import(raw).map_err(|error| match error {
@@ -149,4 +160,15 @@ pub(crate) async fn write(
 async fn stored(caller: &Caller, id: &str, thread: &ThreadId, message: &MessageId) -> Result<bool, ApiError> {
     let get = GetMessage::new(thread.clone(), message.clone());
     Ok(caller.run(Some(id), caller.store.get(get)).await?.is_some())
+}
+
+/// Whether a part's `type` is a kind the AI SDK defines ([`UI_PART_KINDS`](crate::reply_schemas::UI_PART_KINDS)).
+fn regex_lite_kinds() -> impl Fn(&str) -> bool {
+    |kind: &str| {
+        let named =
+            |prefix: &str| kind.strip_prefix(prefix).is_some_and(|name| !name.is_empty() && !name.contains('\0'));
+        matches!(kind, "text" | "reasoning" | "file" | "step-start" | "source-url" | "source-document" | "dynamic-tool")
+            || named("tool-")
+            || named("data-")
+    }
 }

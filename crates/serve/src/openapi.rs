@@ -153,6 +153,13 @@ fn answer(route: &Route) -> Value {
                     })
                 })
                 .collect();
+            // The AI SDK's UI message stream ends with a line that is no JSON.
+            let mut each = each;
+            if kinds.iter().any(|(_, data)| *data == "UiMessageChunk") {
+                each.push(json!({"type": "object", "required": ["event", "data"],
+                                 "properties": {"event": {"const": "message"}, "id": {"type": "string"},
+                                                "data": {"const": "[DONE]"}}}));
+            }
             json!({"text/event-stream": {
                 "schema": {
                     "oneOf": each,

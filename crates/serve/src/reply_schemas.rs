@@ -5,6 +5,10 @@ use serde_json::{Value, json};
 use crate::replies::MAX_PARTS;
 use crate::schemas::{REPLY_ENDS, STATUSES, constant, nullable, object, reference};
 
+/// The kinds of a UIMessage's parts the AI SDK defines.
+pub(crate) const UI_PART_KINDS: &str =
+    "^(text|reasoning|file|step-start|source-url|source-document|dynamic-tool|tool-[^\\u0000]+|data-[^\\u0000]+)$";
+
 /// The chunks a UI message stream holds.
 const UI_CHUNKS: &[&str] = &[
     "start",
@@ -36,6 +40,20 @@ fn offset() -> Value {
 
 fn parts() -> Value {
     json!({"type": "array", "minItems": 1, "maxItems": MAX_PARTS, "items": reference("ReplyPart")})
+}
+
+/// A UIMessage whose parts' `type` is `kind`.
+fn ui_message(kind: Value, description: &str) -> Value {
+    json!({
+        "type": "object", "required": ["id", "role", "parts"],
+        "properties": {
+            "id": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+            "role": {"type": "string", "enum": ["system", "user", "assistant"]},
+            "parts": {"type": "array", "items": {"type": "object", "required": ["type"], "properties": {"type": kind}}},
+            "metadata": {},
+        },
+        "description": description,
+    })
 }
 
 /// The schemas, by name.
@@ -104,17 +122,19 @@ pub(crate) fn all() -> Vec<(&'static str, Value)> {
         ("EnsureConversationRequest", object(&[], json!({"metadata": nullable(reference("Metadata"))}))),
         (
             "UiMessage",
-            json!({
-                "type": "object", "required": ["id", "role", "parts"],
-                "properties": {
-                    "id": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
-                    "role": {"type": "string", "enum": ["system", "user", "assistant"]},
-                    "parts": {"type": "array", "items": {"type": "object", "required": ["type"],
-                                                          "properties": {"type": {"type": "string"}}}},
-                    "metadata": {},
-                },
-                "description": "The AI SDK's UIMessage: text, reasoning, tool, file, source, data and step parts.",
-            }),
+            ui_message(
+                json!({"type": "string"}),
+                "What the conversation holds as the AI SDK's \
+            UIMessage: its parts of the SDK's kinds, and any other block a writer stored, as it was written.",
+            ),
+        ),
+        (
+            "UiMessageInput",
+            ui_message(
+                json!({"type": "string", "pattern": UI_PART_KINDS}),
+                "The AI SDK's UIMessage: \
+            text, reasoning, file, source, data, step and tool parts.",
+            ),
         ),
         (
             "UiMessageList",
@@ -127,7 +147,7 @@ pub(crate) fn all() -> Vec<(&'static str, Value)> {
             "WriteUiMessagesRequest",
             object(
                 &["messages"],
-                json!({"messages": {"type": "array", "maxItems": crate::chats::MAX_UI_MESSAGES, "items": reference("UiMessage")}}),
+                json!({"messages": {"type": "array", "maxItems": crate::chats::MAX_UI_MESSAGES, "items": reference("UiMessageInput")}}),
             ),
         ),
         (

@@ -290,8 +290,10 @@ fn item_schemas() -> Vec<(String, Value)> {
             "ContentPart".into(),
             open(
                 &["type"],
-                json!({"type": {"type": "string", "enum": items::PARTS}, "text": {"type": "string"},
-                       "annotations": {"type": "array"}}),
+                json!({"type": {"type": "string",
+                                "description": "One of the API's part types, or a part another writer stored as \
+                                                it was written (a UIMessage's own kinds, a Rust host's blocks)."},
+                       "text": {"type": "string"}, "annotations": {"type": "array"}}),
             ),
         ),
         (
