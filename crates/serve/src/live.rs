@@ -23,7 +23,7 @@ use crate::params::Params;
 use crate::ui::{UiMessageStream, sse};
 
 /// The conversation and item a path names, as ids (a malformed one is no such item).
-fn ids(id: &str, item: &str) -> Result<(ThreadId, MessageId), ApiError> {
+pub(crate) fn ids(id: &str, item: &str) -> Result<(ThreadId, MessageId), ApiError> {
     let thread = ThreadId::new(id).map_err(|_| ApiError::no_conversation(id))?;
     let message = MessageId::new(item).map_err(|_| ApiError::no_item(id, item))?;
     Ok((thread, message))

@@ -24,6 +24,7 @@ use crate::error::ApiError;
 use crate::extract::{Caller, JsonObject, Tenant};
 use crate::idempotency::{self, Minter};
 use crate::items;
+use crate::live::ids;
 use crate::params::Params;
 
 /// The most parts one append takes.
@@ -62,13 +63,6 @@ fn reply(conversation: &str, id: &str, written: &ReplyWritten) -> Value {
         "lease_seconds": written.lease.map(|lease| lease.as_secs_f64()),
         "expires_at": seconds(written.expires_at),
     })
-}
-
-/// The conversation and reply a path names, as ids (a malformed one is no such item).
-fn ids(id: &str, item: &str) -> Result<(ThreadId, MessageId), ApiError> {
-    let thread = ThreadId::new(id).map_err(|_| ApiError::no_conversation(id))?;
-    let message = MessageId::new(item).map_err(|_| ApiError::no_item(id, item))?;
-    Ok((thread, message))
 }
 
 /// A writer's call refused by the store, as the API's error: a reply that ended is

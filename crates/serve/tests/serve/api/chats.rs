@@ -36,6 +36,16 @@ async fn a_chat_is_made_by_its_clients_id_and_read_and_written_as_ui_messages() 
         assert_eq!(written["data"].as_array().unwrap().len(), 2, "{name}: {written}");
         let read = api.ok("GET", &ui, None).await;
         assert_eq!(read["data"], messages, "{name}: the UIMessages as they were written");
+        // A role or a part kind the SDK does not have is refused, and nothing is written.
+        for (bad, param) in [
+            (json!({"id": "x1", "role": "tool", "parts": []}), "messages[0].role"),
+            (json!({"id": "x1", "role": "user", "parts": [{"type": "/~"}]}), "messages[0].parts[0].type"),
+            (json!({"id": "x1", "role": "user", "parts": [{"type": {}}]}), "messages[0].parts[0].type"),
+        ] {
+            let (status, error) = api.call("POST", &ui, Some(json!({"messages": [bad]}))).await;
+            assert_eq!((status, error["error"]["param"].clone()), (400, json!(param)), "{name}: {error}");
+        }
+        assert_eq!(api.ok("GET", &ui, None).await["data"].as_array().unwrap().len(), 2, "{name}: nothing written");
         let more = json!([messages[0], messages[1], {"id": "u2", "role": "user", "parts": [{"type": "text", "text": "Thanks"}]}]);
         let written = api.ok("POST", &ui, Some(json!({"messages": more}))).await;
         assert_eq!(written["data"][0]["id"], "u2", "{name}: only the new message is written: {written}");

@@ -75,7 +75,9 @@ async fn a_reply_is_written_over_http_once_at_each_offset_and_stopped_from_anywh
         assert_eq!(item["content"][0]["text"], "Once upon", "{name}: the partial reply is kept");
 
         // The conversation is free: a reply finished in one call, then finished again.
-        let next = api.ok("POST", &replies, Some(json!({}))).await["id"].as_str().unwrap().to_owned();
+        // A reply of the app's own id.
+        let next = api.ok("POST", &replies, Some(json!({"id": "asst_app_1"}))).await["id"].as_str().unwrap().to_owned();
+        assert_eq!(next, "asst_app_1", "{name}");
         let finish = json!({"offset": "0", "parts": text("The end.")});
         let done = api.ok("POST", &format!("{replies}/{next}/finish"), Some(finish.clone())).await;
         assert_eq!(
