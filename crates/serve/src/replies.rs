@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{StreamExt, stream};
 use persist_core::args::TurnMessage;
-use persist_core::{Content, MessageId, PartOffset, PersistError, Status, ThreadId, Timestamp};
+use persist_core::{Content, MessageId, PartOffset, PersistError, Status, Timestamp};
 use persist_ops::PipelineExt;
 use persist_ops::live::{
     AppendReply, FinishReply, LEASE_BOUNDS, RenewReply, ReplyEnd, ReplyWritten, StartReply, StopReply, StopState,
