@@ -7,7 +7,8 @@
 //! `bytea`, the bytes of its `f32`s) and scored here as the rows arrive
 //! (`persist_core::vector::similarity_to_bytes`, as every backend scores), the best `limit`
 //! kept; then their messages are read by key. Multiplying `real[]` columns in SQL (`unnest`)
-//! took twenty times as long, decoding `real[]` here ten (BENCHMARKS.md, "Recall").
+//! took twenty times as long, decoding `real[]` here ten
+//! (docs/performance-history/02-recall-and-vector-index.md, "Recall").
 //!
 //! `list_embeddings` reads a thread's vectors back as stored (what a copy carries).
 

@@ -1,13 +1,14 @@
 //! The reads a chat screen makes on every turn (`get`, `get_thread`, `list`) run on the
 //! caller's thread, on rusqlite read connections of their own.
 //!
-//! sqlx runs each SQLite connection on a worker thread of its own and hands statements and
-//! rows over channels: a `get` of one row crossed threads twice, and spent most of its time in
-//! the kernel waking them (BENCHMARKS.md, "SQLite reads against rusqlite"). These reads take a
-//! few to a few hundred microseconds, less than a hand-off's round trip, so they run where the
-//! caller polls, like a `Mutex` taken briefly: a read that meets a lock (a rare moment in WAL
-//! mode) waits up to the busy timeout. The rest of the reads (listings of threads, stranded
-//! reservations, bindings) and every write keep sqlx's connections.
+//! sqlx runs each SQLite connection on a worker thread of its own and hands statements and rows
+//! over channels: a `get` of one row crossed threads twice, and spent most of its time in the
+//! kernel waking them (docs/performance-history/04-sqlite-one-caller-and-reads.md, "SQLite
+//! reads against rusqlite"). These reads take a few to a few hundred microseconds, less than a
+//! hand-off's round trip, so they run where the caller polls, like a `Mutex` taken briefly: a
+//! read that meets a lock (a rare moment in WAL mode) waits up to the busy timeout. The rest of
+//! the reads (listings of threads, stranded reservations, bindings) and every write keep sqlx's
+//! connections.
 //!
 //! A read takes the lane's connection when nobody is using it (see [`Borrowed`]): the
 //! connection that wrote last keeps its page cache, where a read connection drops its own

@@ -4,12 +4,13 @@
 //! The writer task owns a sqlx connection, and sqlx runs each SQLite connection on a worker
 //! thread of its own: a write handed from the caller to the writer task, then to that thread
 //! and back, crossed threads four times, and a lone caller's add spent more time waking threads
-//! than in SQLite (BENCHMARKS.md, "SQLite, one caller, against rusqlite"). The lane is a second
-//! write connection (rusqlite, as the direct reads) that a caller uses itself when nobody else
-//! is writing: no write of this handle is queued for the writer and the writer holds no
-//! transaction (the [`Gate`]). Then the caller runs the insert's statements where it polls,
-//! like a `Mutex` taken briefly, and no thread is woken. Under load, the queue is never empty
-//! and writes go to the writer, which commits them in groups as before.
+//! than in SQLite (docs/performance-history/04-sqlite-one-caller-and-reads.md, "SQLite, one
+//! caller, against rusqlite"). The lane is a second write connection (rusqlite, as the direct
+//! reads) that a caller uses itself when nobody else is writing: no write of this handle is
+//! queued for the writer and the writer holds no transaction (the [`Gate`]). Then the caller
+//! runs the insert's statements where it polls, like a `Mutex` taken briefly, and no thread is
+//! woken. Under load, the queue is never empty and writes go to the writer, which commits them
+//! in groups as before.
 //!
 //! The lane answers only the common case: the message (or the turn's messages, in one
 //! transaction) written, and a request refused before anything is written. A repeat, a refusal

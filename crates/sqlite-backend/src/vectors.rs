@@ -4,7 +4,8 @@
 //!
 //! An exact scan is what `sqlite-vec`'s `vec0` tables do too (a brute-force pass over the
 //! vectors, in C): at the sizes one user's conversations reach it answers in milliseconds
-//! (BENCHMARKS.md, "Recall"), and it needs no extension loaded into the connection.
+//! (docs/performance-history/02-recall-and-vector-index.md, "Recall"), and it needs no extension
+//! loaded into the connection.
 //!
 //! `list_embeddings`: a thread's vectors as stored (what a copy carries), on a pooled connection.
 

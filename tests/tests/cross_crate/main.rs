@@ -3,6 +3,7 @@
 
 mod architecture;
 mod conformance_stacks;
+mod docs;
 mod feed;
 mod read_path;
 mod send_futures;

@@ -2,7 +2,7 @@
 // `persist serve`, unmodified. Run by .ci/run against two instances on one PostgreSQL store
 // (PERSIST_SERVE_A, PERSIST_SERVE_B) and one on SQLite (PERSIST_SERVE_SQLITE), base URLs ending
 // in /v1; PERSIST_SERVE_KEY is a tenant's key, PERSIST_SERVE_OTHER_KEY another tenant's.
-// The README's client for retries that write once is a subclass that names the SDK's
+// docs/server.md's client for retries that write once is a subclass that names the SDK's
 // idempotency header; the lost answers that make the SDK retry come from a `fetch` option.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -20,7 +20,7 @@ const TOOL_TURN = [
   { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'It is 21C.', annotations: [] }] },
 ];
 
-// The README's client for persist: it sends the key the SDK makes for each POST (the same on
+// docs/server.md's client for persist: it sends the key the SDK makes for each POST (the same on
 // each of the SDK's retries of it) as Idempotency-Key.
 class PersistOpenAI extends OpenAI {
   idempotencyHeader = 'Idempotency-Key';
@@ -156,7 +156,7 @@ for (const [name, base, otherBase] of [['two instances on PostgreSQL', A, B], ['
     assert.deepEqual(lossy.posts, [[null, false], [null, true]]);
     assert.equal((await session.getItems()).length, 2);
 
-    // The README's client sends the SDK's own key, the same on its retry: written once.
+    // docs/server.md's client sends the SDK's own key, the same on its retry: written once.
     lossy = losingFetch('/items', otherBase);
     session = lossySession(PersistOpenAI, lossy);
     await session.addItems(turn);

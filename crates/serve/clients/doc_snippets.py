@@ -1,18 +1,17 @@
-"""Runs the Python and TypeScript snippets of the README's "Serving the Conversations API"
-section, and of the short path near its top ("### Python and TypeScript apps", "### Live
-replies from any language"), against a
-running `persist serve`, so the README shows what works.
+"""Runs the documentation's Python and TypeScript snippets, so the pages show what works.
 
-    PERSIST_BASE_URL=http://127.0.0.1:8080/v1 PERSIST_API_KEY=sk-… \\
-        python readme_snippets.py README.md PYTHON NODE
+    python doc_snippets.py [--tag TAG] PYTHON NODE FILE...
 
-PYTHON runs the Python blocks; NODE runs the `ts` blocks (plain JavaScript as written) as
-modules inside clients/node, where `openai` and `@openai/agents` are installed.
+runs, in order, every code block of the FILEs whose info string is `python` or `ts` followed by
+TAG (no TAG: the blocks with no tag), each as a whole program in an empty folder of its own:
+PYTHON runs the Python blocks, NODE (or `-` when there are none) the `ts` blocks, plain
+JavaScript as written, as modules inside clients/node, where `openai` and `@openai/agents` are
+installed. Each FILE must hold at least one such block. The tags:
 
-    python readme_snippets.py README.md PYTHON - "## persist in Python, in process"
-
-runs the Python blocks of that one section instead, each in an empty folder of its own, with no
-server (persist in process: the snippets open their own store).
+- none: against a running `persist serve` (PERSIST_BASE_URL, PERSIST_API_KEY);
+- `in-process`: persist in process (`persist-store`), no server: a snippet's store is a file in
+  its empty folder;
+- `mcp`: an MCP client against `persist serve`'s /mcp (PERSIST_MCP_URL, PERSIST_API_KEY).
 
 The snippets keep two clients, as an app does: the conversations' own, pointed at persist
 (PERSIST_BASE_URL, PERSIST_API_KEY), and the model's, the SDKs' default one (OPENAI_BASE_URL,
@@ -111,34 +110,37 @@ class Model(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def sections(text):
-    """The serving section, and the short path near the README's top."""
-    serving = text.split("\n## Serving the Conversations API", 1)[1].split("\n## ", 1)[0]
-    found = [serving]
-    for heading in ("### Python and TypeScript apps", "### Live replies from any language"):
-        if f"\n{heading}" in text:
-            part = text.split(f"\n{heading}", 1)[1]
-            found.append(re.split(r"\n#{2,3} ", part, maxsplit=1)[0])
-    return found
+NEEDS = {
+    None: ("PERSIST_BASE_URL", "PERSIST_API_KEY"),
+    "in-process": (),
+    "mcp": ("PERSIST_MCP_URL", "PERSIST_API_KEY"),
+}
 
-
-readme, python, node = sys.argv[1:4]
+args = sys.argv[1:]
+tag = None
+if args[:1] == ["--tag"]:
+    tag, args = args[1], args[2:]
+if tag not in NEEDS or len(args) < 3:
+    sys.exit(__doc__)
+python, node, files = args[0], args[1], args[2:]
 # A path to an interpreter is the same path from the folder a snippet runs in.
 python, node = (os.path.abspath(tool) if os.sep in tool else tool for tool in (python, node))
-heading = sys.argv[4] if len(sys.argv) > 4 else None
-text = pathlib.Path(readme).read_text()
-if heading is None:
-    for name in ("PERSIST_BASE_URL", "PERSIST_API_KEY"):
-        if not os.environ.get(name):
-            sys.exit(f"{name} is not set: the persist server the snippets write to")
-    found = sections(text)
-else:
-    if f"\n{heading}\n" not in text:
-        sys.exit(f"the README has no section {heading!r}")
-    found = [text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]]
-blocks = [block for section in found for block in re.findall(r"```(python|ts)\n(.*?)```", section, re.S)]
-if not [lang for lang, _ in blocks if lang == "python"] or (heading is None and not [lang for lang, _ in blocks if lang == "ts"]):
-    sys.exit("the section has no python or no ts snippet")
+for name in NEEDS[tag]:
+    if not os.environ.get(name):
+        sys.exit(f"{name} is not set: the persist server the snippets talk to")
+blocks = []
+for file in files:
+    text = pathlib.Path(file).read_text()
+    found = [
+        (f"{file} snippet {index}", lang, code)
+        for index, (lang, rest, code) in enumerate(re.findall(r"^```(python|ts)([^\n]*)\n(.*?)^```", text, re.S | re.M))
+        if (rest.split() or [None])[0] == tag
+    ]
+    if not found:
+        sys.exit(f"{file} has no python or ts snippet tagged {tag!r}")
+    blocks += found
+if node == "-" and any(lang == "ts" for _, lang, _ in blocks):
+    sys.exit("a ts snippet, and no NODE to run it")
 
 model = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Model)
 threading.Thread(target=model.serve_forever, daemon=True).start()
@@ -150,7 +152,7 @@ env = dict(
     OPENAI_AGENTS_DISABLE_TRACING="1",
 )
 here = pathlib.Path(__file__).resolve().parent
-for index, (lang, code) in enumerate(blocks):
+for index, (name, lang, code) in enumerate(blocks):
     if lang == "python":
         path = here / f"snippet_{index}.py"
         command = [python, str(path)]
@@ -158,18 +160,18 @@ for index, (lang, code) in enumerate(blocks):
         path = here / "node" / f"snippet_{index}.mjs"
         command = [node, str(path)]
     path.write_text(code)
-    print(f"README snippet {index} ({lang})", flush=True)
+    print(name, flush=True)
     before = Model.calls
     try:
         # In process, a snippet's store is a file in the folder it runs in: an empty one.
         with tempfile.TemporaryDirectory() as folder:
-            subprocess.run(command, check=True, timeout=120, env=env, cwd=folder if heading else None)
+            subprocess.run(command, check=True, timeout=120, env=env, cwd=folder)
     finally:
         path.unlink()
     runs_an_agent = "Runner.run(" in code or "await run(" in code
     if runs_an_agent and Model.calls == before:
-        sys.exit(f"README snippet {index} runs an agent, and its model was never called")
+        sys.exit(f"{name} runs an agent, and its model was never called")
     if Model.strays:
-        sys.exit(f"README snippet {index} sent the model's client what is not a model call: {Model.strays}")
+        sys.exit(f"{name} sent the model's client what is not a model call: {Model.strays}")
 model.shutdown()
 print(f"every snippet ran ({Model.calls} model calls, each to the model's own client)")

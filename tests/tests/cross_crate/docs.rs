@@ -1,0 +1,252 @@
+//! The documentation, checked: every relative link and anchor of the README, `docs/` and the
+//! packages' pages resolves, every Markdown file with Rust examples is doc-tested (an
+//! `include_str!` item in `tests/lib.rs`), and no chapter under `docs/` is over 600 lines.
+//!
+//! Anchors are GitHub's: a heading's text, lower-cased, without the characters that are not
+//! letters, digits, spaces, `-` or `_`, its spaces made `-`, and `-1`, `-2`, … after a heading
+//! met before.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace holds tests/").to_path_buf()
+}
+
+/// The Markdown files a reader finds: the README, BENCHMARKS.md, everything under `docs/`, and
+/// the README of every crate, package and client folder (never `target/` or `node_modules/`).
+fn markdown_files() -> Vec<PathBuf> {
+    let root = workspace();
+    let mut found = vec![root.join("README.md"), root.join("BENCHMARKS.md")];
+    collect(&root.join("docs"), &mut found, &|_| true);
+    for dir in ["crates", "packages", "examples"] {
+        collect(&root.join(dir), &mut found, &|name| name == "README.md");
+    }
+    found.sort();
+    found
+}
+
+fn collect(dir: &Path, found: &mut Vec<PathBuf>, keep: &dyn Fn(&str) -> bool) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.map(Result::unwrap) {
+        let (path, name) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
+        if path.is_dir() {
+            if name != "node_modules" && name != "target" && !name.starts_with('.') {
+                collect(&path, found, keep);
+            }
+        } else if name.ends_with(".md") && keep(&name) {
+            found.push(path);
+        }
+    }
+}
+
+/// A line's fence marker (```` ``` ```` or `~~~`), when it opens or closes a code block.
+fn is_fence(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with("```") || line.starts_with("~~~")
+}
+
+/// The lines outside code blocks, with their numbers (from 1).
+fn prose(text: &str) -> Vec<(usize, &str)> {
+    let mut fenced = false;
+    let mut lines = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if is_fence(line) {
+            fenced = !fenced;
+        } else if !fenced {
+            lines.push((index + 1, line));
+        }
+    }
+    lines
+}
+
+/// A line without its code spans (`` `…` ``), which hold no links.
+fn without_code(line: &str) -> String {
+    let mut out = String::new();
+    let mut parts = line.split('`');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (index, part) in parts.enumerate() {
+        if index % 2 == 1 {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+/// A heading's text as GitHub renders it: links are their text, code spans and emphasis marks
+/// their content.
+fn heading_text(heading: &str) -> String {
+    let mut text = String::new();
+    let mut rest = heading;
+    while let Some(open) = rest.find("](") {
+        text.push_str(&rest[..open]);
+        rest = &rest[open + 2..];
+        rest = rest.find(')').map_or("", |close| &rest[close + 1..]);
+    }
+    text.push_str(rest);
+    text.replace(['[', '`', '*'], "")
+}
+
+fn slug(heading: &str) -> String {
+    heading_text(heading)
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, ' ' | '-' | '_'))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// Every anchor a file's headings make, repeated headings numbered as GitHub numbers them.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut found = BTreeSet::new();
+    for (_, line) in prose(text) {
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let base = slug(&line[hashes + 1..]);
+        let count = seen.entry(base.clone()).or_default();
+        found.insert(if *count == 0 { base.clone() } else { format!("{base}-{count}") });
+        *count += 1;
+    }
+    found
+}
+
+/// The targets of a line's links: `[text](target)`, `![alt](target)` and `[label]: target`.
+fn link_targets(line: &str) -> Vec<String> {
+    let line = without_code(line);
+    let mut targets = Vec::new();
+    let mut rest = line.as_str();
+    while let Some(open) = rest.find("](") {
+        rest = &rest[open + 2..];
+        let end = rest.find(')').unwrap_or(rest.len());
+        if let Some(target) = rest[..end].split_whitespace().next() {
+            targets.push(target.to_string());
+        }
+    }
+    let trimmed = line.trim_start();
+    if let Some(close) = trimmed.strip_prefix('[').and_then(|label| label.find("]: ")) {
+        if let Some(target) = trimmed[close + 4..].split_whitespace().next() {
+            targets.push(target.to_string());
+        }
+    }
+    targets
+}
+
+/// What is wrong with one link from `file`, if anything.
+fn broken(file: &Path, target: &str, texts: &mut BTreeMap<PathBuf, Option<String>>) -> Option<String> {
+    if target.contains("://") || target.starts_with("mailto:") {
+        return None;
+    }
+    let (path, anchor) = target.split_once('#').map_or((target, None), |(path, anchor)| (path, Some(anchor)));
+    let linked = if path.is_empty() { file.to_path_buf() } else { normalize(&file.parent().unwrap().join(path)) };
+    let text = texts.entry(linked.clone()).or_insert_with(|| fs::read_to_string(&linked).ok());
+    if !linked.exists() {
+        return Some(format!("{} does not exist", linked.display()));
+    }
+    let anchor = anchor?;
+    match text {
+        Some(text) if linked.extension().is_some_and(|e| e == "md") => {
+            (!anchors(text).contains(anchor)).then(|| format!("{} has no heading #{anchor}", linked.display()))
+        }
+        _ => Some(format!("#{anchor}: {} is not a Markdown file", linked.display())),
+    }
+}
+
+/// A path with its `..` and `.` resolved, without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+fn broken_links(files: &[PathBuf]) -> Vec<String> {
+    let mut texts = BTreeMap::new();
+    let mut found = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(file).unwrap();
+        for (number, line) in prose(&text) {
+            for target in link_targets(line) {
+                if let Some(why) = broken(file, &target, &mut texts) {
+                    found.push(format!("{}:{number}: ({target}) {why}", file.display()));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_relative_link_and_anchor_resolves() {
+    let files = markdown_files();
+    assert!(files.len() > 20, "the documentation was found: {files:?}");
+    let broken = broken_links(&files);
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn the_checker_finds_a_broken_link_and_anchor() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("page.md");
+    fs::write(dir.path().join("other.md"), "# Other: `the` one\n\n## Again\n\n## Again\n").unwrap();
+    let text = "# Page\n\n[fine](other.md#other-the-one) [second](other.md#again-1) [self](#page)\n\
+                [gone](missing.md) [anchor](other.md#nowhere) `[code](missing.md)`\n\
+                ```\n[fenced](missing.md)\n```\n[label]: other.md#again-2\n";
+    fs::write(&page, text).unwrap();
+    let broken = broken_links(&[page]);
+    assert_eq!(broken.len(), 3, "{broken:?}");
+    assert!(broken[0].contains("missing.md") && broken[1].contains("#nowhere") && broken[2].contains("#again-2"));
+}
+
+#[test]
+fn anchors_are_githubs() {
+    assert_eq!(slug("Tenancy: a thread is `(tenant, thread_id)`"), "tenancy-a-thread-is-tenant-thread_id");
+    assert_eq!(slug("Memory over MCP: `persist mcp`"), "memory-over-mcp-persist-mcp");
+    assert_eq!(slug("The [server](server.md)'s rules"), "the-servers-rules");
+}
+
+/// Every Markdown file with a Rust example is compiled and run as doc tests: `tests/lib.rs`
+/// includes it (`#[doc = include_str!("../docs/….md")]`).
+#[test]
+fn every_markdown_file_with_rust_examples_is_doc_tested() {
+    let root = workspace();
+    let lib = fs::read_to_string(root.join("tests/lib.rs")).unwrap();
+    let included: BTreeSet<PathBuf> = lib
+        .split("include_str!(\"")
+        .skip(1)
+        .map(|rest| normalize(&root.join("tests").join(&rest[..rest.find('"').unwrap()])))
+        .collect();
+    let missing: Vec<_> = markdown_files()
+        .into_iter()
+        .filter(|file| fs::read_to_string(file).unwrap().lines().any(|line| line.trim_start().starts_with("```rust")))
+        .filter(|file| !included.contains(file))
+        .collect();
+    assert!(missing.is_empty(), "Markdown files with Rust examples that tests/lib.rs does not include: {missing:?}");
+}
+
+#[test]
+fn no_chapter_is_over_600_lines() {
+    let mut long = Vec::new();
+    let mut chapters = Vec::new();
+    collect(&workspace().join("docs"), &mut chapters, &|_| true);
+    for file in chapters {
+        let lines = fs::read_to_string(&file).unwrap().lines().count();
+        if lines > 600 {
+            long.push(format!("{}: {lines} lines", file.display()));
+        }
+    }
+    assert!(long.is_empty(), "chapters over 600 lines: {long:?}");
+}
