@@ -1,5 +1,5 @@
 //! [`SqliteBackendBuilder`]: opening a SQLite store (the file, its pragmas, the schema, the
-//! reader pool and the writer), and the [`Durability`] and limits it is opened with.
+//! reader pool and the writer), and the [`Durability`] and limits (`crate::limits`) it is opened with.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -11,6 +11,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 use crate::error::{self, map_sqlx};
+use crate::limits::Limits;
 use crate::migrations::{self, read_status};
 
 mod open;
@@ -25,18 +26,6 @@ pub enum Durability {
     Normal,
     /// WAL + `synchronous=FULL`: acknowledged writes also survive a power loss.
     Full,
-}
-
-/// Size limits applied to what is stored (serialized JSON bytes).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub(crate) max_content_bytes: usize,
-    pub(crate) max_metadata_bytes: usize,
-    /// Whether rows are written in their packed form: the store's format level is 1 (see
-    /// `migrations/0015`), read when the handle opens.
-    pub(crate) packed: bool,
-    /// How long a removed message's idempotency key is remembered (see `persist::spent`).
-    pub(crate) key_retention: Duration,
 }
 
 /// Configures and opens a [`SqliteBackend`](crate::SqliteBackend).

@@ -35,8 +35,8 @@ use persist_core::{PersistArgs, PersistError};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::mpsc;
 
-use crate::Limits;
 use crate::gate::{Gate, Held};
+use crate::limits::Limits;
 use crate::wal::{CHECKPOINT_EVERY, Checkpoint, WalLimit};
 use crate::write::{Answer, GroupConnection, INBOX, OnLane, Write, insert_on_lane, turn_on_lane};
 

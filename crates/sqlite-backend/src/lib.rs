@@ -130,6 +130,7 @@ mod feed;
 mod gate;
 mod in_process;
 mod lane;
+mod limits;
 mod migrations;
 mod reads;
 mod rows;
@@ -177,7 +178,6 @@ use crate::shared::Shared;
 use crate::write::{Answer, Write};
 use crate::writer::Job;
 
-pub(crate) use crate::builder::Limits;
 pub use crate::builder::{Durability, SqliteBackendBuilder};
 pub use crate::in_process::is_open_in_process;
 

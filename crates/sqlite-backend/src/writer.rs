@@ -16,10 +16,10 @@ use persist_core::{PersistArgs, PersistError};
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::Limits;
 use crate::error::map_sqlx;
 use crate::gate::Gate;
 use crate::lane::{Lane, Ticket};
+use crate::limits::Limits;
 use crate::wal::{CHECKPOINT_EVERY, Checkpoint, WalLimit, checkpoint, empty_the_log};
 use crate::write::{self, Answer, Failure, Write, rollback};
 

@@ -7,8 +7,8 @@ use sqlx::SqliteConnection;
 use super::guard::*;
 use super::spent::{Removal, spend};
 use super::{Failure, OpResult, aborted, refused, sql};
-use crate::Limits;
 use crate::error::corrupt;
+use crate::limits::Limits;
 use crate::rows::{packed_id, signed, tenant_key, thread_key};
 
 pub(super) async fn delete_message(

@@ -6,6 +6,7 @@ use std::future::poll_fn;
 
 use sqlx::Either;
 
+use persist_core::args::TurnPlan;
 use persist_core::branch::{Parent, parent_from_stored, unknown_message};
 use persist_core::vector::{dimensions_mismatch, to_bytes};
 use persist_core::{
@@ -17,7 +18,7 @@ use sqlx::SqliteConnection;
 use super::guard::*;
 use super::insert_sql::{APPLY_INBOX, APPLY_INBOX_VECTORS, INSERT_FINISHED, INSERT_ONE, INSERT_ONE_VECTOR};
 use super::{Answer, Failure, OpResult, Write, aborted, refused, sql};
-use crate::Limits;
+use crate::limits::Limits;
 
 mod on_lane;
 mod run;
@@ -134,6 +135,23 @@ pub(super) struct Insert<'a> {
 }
 
 impl<'a> Insert<'a> {
+    /// The rows of a turn written whole, checked against the limits (a refusal writes none).
+    pub(super) fn of_turn(plan: &'a TurnPlan, limits: &Limits) -> OpResult<Vec<Self>> {
+        let mut inserts = Vec::with_capacity(plan.writes().len());
+        for write in plan.writes() {
+            match Self::plan(write, limits) {
+                Some(insert) => inserts.push(insert?),
+                None => {
+                    return Err(aborted(PersistError::Backend {
+                        message: "a turn held a write that is not an insert".into(),
+                        source: None,
+                    }));
+                }
+            }
+        }
+        Ok(inserts)
+    }
+
     /// `None` unless `args` is an add or a reserve; `Some(Err)` when it is refused up front.
     pub(super) fn plan(args: &'a PersistArgs, limits: &Limits) -> Option<OpResult<Self>> {
         let plan = match args {

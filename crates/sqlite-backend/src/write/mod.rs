@@ -33,8 +33,8 @@ use self::insert::{Insert, Run, insert_many, pending};
 pub use self::insert_sql::{INBOX, INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
 use self::session::{bind_session, set_once};
 use self::update::{update_content, update_message, update_thread};
-use crate::Limits;
 use crate::error::map_sqlx;
+use crate::limits::Limits;
 use crate::rows::{json, tenant_key};
 
 /// Why an operation did not produce a result.
@@ -194,7 +194,7 @@ pub(crate) async fn apply_batch(
             continue;
         }
         if let (Some(plan), Write::Persist(PersistArgs::AppendTurn(turn))) = (&ahead.fresh[slot], write) {
-            match self::turn::inserts(plan, limits) {
+            match Insert::of_turn(plan, limits) {
                 Ok(inserts) => run.push_turn(slot, &turn.thread_id, inserts),
                 Err(Failure::Refused(error)) => out[slot] = Err(error),
                 Err(aborted) => return Err(aborted),

@@ -8,7 +8,7 @@ use persist_core::{IdempotencyKey, Message, PersistError, Restored, RuntimeId};
 use sqlx::SqliteConnection;
 
 use super::{OpResult, aborted, find_thread, refused, sql};
-use crate::Limits;
+use crate::limits::Limits;
 use crate::rows::{self, message_columns, packed_id, packed_role, signed, tenant_key, thread_key};
 
 /// Restores a thread and its messages (validated by the caller); a refusal comes before the

@@ -12,8 +12,8 @@ use sqlx::SqliteConnection;
 use super::guard::find_thread;
 use super::removed_ids;
 use super::{OpResult, aborted, refused, sql};
-use crate::Limits;
 use crate::branches::{CHUNK, RUN_STARTS};
+use crate::limits::Limits;
 use crate::rows::{self, signed, summary_columns, tenant_key, thread_key};
 
 /// The runs of the branch of `thread`/`tenant` ending at `leaf`, ascending (see [`RunWalk`]),

@@ -6,7 +6,7 @@ use persist_core::{
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use super::{Answer, Failure, Write, apply_batch, commit_inserts};
-use crate::Limits;
+use crate::limits::Limits;
 
 async fn connection(dir: &tempfile::TempDir) -> SqliteConnection {
     let options =

@@ -16,7 +16,7 @@ use sqlx::SqliteConnection;
 
 use super::insert::{Insert, insert_many};
 use super::{OpResult, Write, aborted, refused, sql};
-use crate::Limits;
+use crate::limits::Limits;
 use crate::rows::{self, packed_id, tenant_key};
 
 /// Writes every message of `turn` or none, deciding it first in this transaction: a repeat
@@ -35,7 +35,7 @@ pub(super) async fn append_turn(
     if let Some(repeat) = decide(turn, &plan, found).map_err(refused)? {
         return Ok(repeat);
     }
-    let inserts = inserts(&plan, limits)?;
+    let inserts = Insert::of_turn(&plan, limits)?;
     let mut written = Vec::with_capacity(inserts.len());
     for row in insert_many(conn, &inserts).await? {
         // Decided above, in this transaction: a row not written means the rules moved under it.
@@ -108,23 +108,6 @@ pub(super) async fn decide_ahead(conn: &mut SqliteConnection, writes: &[&Write])
         }
     }
     Ok(ahead)
-}
-
-/// The rows of a turn written whole, checked against the limits (a refusal writes none).
-pub(super) fn inserts<'a>(plan: &'a TurnPlan, limits: &Limits) -> OpResult<Vec<Insert<'a>>> {
-    let mut inserts = Vec::with_capacity(plan.writes().len());
-    for write in plan.writes() {
-        match Insert::plan(write, limits) {
-            Some(insert) => inserts.push(insert?),
-            None => {
-                return Err(aborted(PersistError::Backend {
-                    message: "a turn held a write that is not an insert".into(),
-                    source: None,
-                }));
-            }
-        }
-    }
-    Ok(inserts)
 }
 
 /// What a turn is decided on: its thread's tombstone, and the stored messages of the thread

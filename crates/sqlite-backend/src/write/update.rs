@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 
 use super::guard::*;
 use super::{OpResult, aborted, refused, sql};
-use crate::Limits;
+use crate::limits::Limits;
 use crate::rows::{self, message_columns, packed_id, packed_role, signed, tenant_key, thread_columns};
 
 pub(super) async fn update_content(

@@ -11,7 +11,7 @@ use super::super::insert_sql::{
 };
 use super::super::{Answer, Failure};
 use super::{Insert, from_report, inbox_rows};
-use crate::Limits;
+use crate::limits::Limits;
 
 /// What [`insert_on_lane`] made of a write.
 pub(crate) enum OnLane {
@@ -62,7 +62,7 @@ pub(crate) fn turn_on_lane(conn: &rusqlite::Connection, turn: &AppendTurn, limit
         Ok(plan) => plan,
         Err(error) => return OnLane::Answered(Err(error)),
     };
-    let inserts = match super::super::turn::inserts(&plan, limits) {
+    let inserts = match Insert::of_turn(&plan, limits) {
         Ok(inserts) => inserts,
         Err(Failure::Refused(error)) => return OnLane::Answered(Err(error)),
         Err(Failure::Aborted(_)) => return OnLane::Declined,
