@@ -75,7 +75,8 @@ rmSync(stage, { recursive: true, force: true });
 mkdirSync(stage, { recursive: true });
 const tarballs = [];
 
-// The launcher: its own files, the version, and every platform package as optional.
+// The launcher: its own files (bin/persist.js, its npm page README.md), the version, and every
+// platform package as optional.
 const launcher = path.join(stage, "persist-cli");
 mkdirSync(path.join(launcher, "bin"), { recursive: true });
 const manifest = JSON.parse(readFileSync(path.join(here, "persist-cli/package.json"), "utf8"));
@@ -84,7 +85,7 @@ manifest.optionalDependencies = Object.fromEntries(Object.keys(platforms).map((n
 writeJson(path.join(launcher, "package.json"), manifest);
 copyFileSync(path.join(here, "persist-cli/bin/persist.js"), path.join(launcher, "bin/persist.js"));
 chmodSync(path.join(launcher, "bin/persist.js"), 0o755);
-copyFileSync(path.join(root, "packages/README.md"), path.join(launcher, "README.md"));
+copyFileSync(path.join(here, "persist-cli/README.md"), path.join(launcher, "README.md"));
 copyLicenses(launcher);
 tarballs.push(pack(launcher, args.out));
 

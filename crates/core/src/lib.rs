@@ -86,6 +86,8 @@
 // composed operations and live replies (`persist-ops`), layers (`persist-layer`), shards
 // (`persist-shard`), recall (`persist-recall`).
 #[macro_use]
+mod requests;
+#[macro_use]
 mod model;
 
 mod consistency;
