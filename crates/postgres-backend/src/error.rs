@@ -57,7 +57,7 @@ pub(crate) fn map_connect(server: &str, error: sqlx::Error) -> PersistError {
 
 /// Maps a migration error; a schema newer than this build is refused with a clear message.
 pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
-    persist_sql::map_migrate("persist-postgres", error, map_sqlx)
+    persist_sql_kit::map_migrate("persist-postgres", error, map_sqlx)
 }
 
-pub(crate) use persist_sql::corrupt;
+pub(crate) use persist_sql_kit::corrupt;

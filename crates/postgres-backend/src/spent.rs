@@ -7,8 +7,8 @@
 
 use persist_core::spent::SpentKey;
 use persist_core::{PersistError, Timestamp};
-pub(crate) use persist_sql::Removal;
-use persist_sql::SpentRow;
+pub(crate) use persist_sql_kit::Removal;
+use persist_sql_kit::SpentRow;
 use sqlx::PgConnection;
 
 use crate::error::map_sqlx;
@@ -130,5 +130,5 @@ pub(crate) async fn spent_keys(
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| map_sqlx("reading spent keys", e))?;
-    rows.into_iter().map(persist_sql::spent_key).collect()
+    rows.into_iter().map(persist_sql_kit::spent_key).collect()
 }

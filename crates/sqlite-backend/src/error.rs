@@ -73,10 +73,10 @@ pub(crate) fn busy(error: &rusqlite::Error) -> bool {
 
 /// Maps a migration error; a schema newer than this build is refused with a clear message.
 pub(crate) fn map_migrate(error: MigrateError) -> PersistError {
-    persist_sql::map_migrate("persist-sqlite", error, map_sqlx)
+    persist_sql_kit::map_migrate("persist-sqlite", error, map_sqlx)
 }
 
-pub(crate) use persist_sql::corrupt;
+pub(crate) use persist_sql_kit::corrupt;
 
 /// Whether `error` is what losing a race to set up a new file looks like: the file busy (another
 /// process switching it to WAL or migrating), a table or index another process just created or

@@ -48,11 +48,11 @@ const FILES: &[(i64, &str, &str)] = &[
 ];
 
 /// The migrations, in version order.
-pub(crate) static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| persist_sql::migrator(FILES));
+pub(crate) static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| persist_sql_kit::migrator(FILES));
 
 /// Every migration this build carries, with the checksum of its SQL.
 pub(crate) fn known() -> impl Iterator<Item = (persist_core::schema::SchemaMigration, Vec<u8>)> {
-    persist_sql::known(&MIGRATOR)
+    persist_sql_kit::known(&MIGRATOR)
 }
 
 /// The oldest schema a read-only handle reads as it is (a file one upgrade behind may still be
@@ -491,7 +491,7 @@ mod tests {
     #[test]
     fn every_migration_file_is_embedded_as_the_macro_would() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        assert_eq!(persist_sql::differences_from_dir(&dir, FILES), Vec::<String>::new());
+        assert_eq!(persist_sql_kit::differences_from_dir(&dir, FILES), Vec::<String>::new());
         let versions: Vec<i64> = MIGRATOR.iter().map(|migration| migration.version).collect();
         assert_eq!(versions, FILES.iter().map(|&(version, ..)| version).collect::<Vec<_>>());
     }

@@ -84,7 +84,7 @@ fn the_architecture_doc_names_every_crates_dependencies() {
 
 #[test]
 fn the_table_reader_reads_a_row() {
-    assert!(documented_dependencies()["persist-sqlite"].contains("persist-sql"));
+    assert!(documented_dependencies()["persist-sqlite"].contains("persist-sql-kit"));
     assert!(documented_dependencies()["persist-core"].is_empty());
 }
 
@@ -101,7 +101,7 @@ fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
         "crates/ops",
         "crates/layer",
         "crates/shard",
-        "crates/sql",
+        "crates/sql-kit",
         "crates/rig",
         "crates/adk",
         "crates/swiftide",
@@ -109,8 +109,8 @@ fn the_contract_depends_on_no_feature_and_backends_on_the_contract() {
     ] {
         assert_eq!(dependencies(crate_dir), contract_only, "{crate_dir}");
     }
-    // The SQL backends share what they repeat in `persist-sql`, itself on the contract only.
-    let sql = BTreeSet::from(["persist-core".to_owned(), "persist-sql".to_owned()]);
+    // The SQL backends share what they repeat in `persist-sql-kit`, itself on the contract only.
+    let sql = BTreeSet::from(["persist-core".to_owned(), "persist-sql-kit".to_owned()]);
     for crate_dir in ["crates/sqlite-backend", "crates/postgres-backend"] {
         assert_eq!(dependencies(crate_dir), sql, "{crate_dir}");
     }

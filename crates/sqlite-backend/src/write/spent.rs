@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use persist_core::spent::SpentKey;
 use persist_core::{IdempotencyKey, PersistError, Timestamp};
-pub(super) use persist_sql::Removal;
-use persist_sql::SpentRow;
+pub(super) use persist_sql_kit::Removal;
+use persist_sql_kit::SpentRow;
 use sqlx::SqliteConnection;
 
 use super::{OpResult, aborted, sql};
@@ -111,5 +111,5 @@ pub(super) async fn spent_keys(
     .fetch_all(&mut *conn)
     .await
     .map_err(sql("reading spent keys"))?;
-    rows.into_iter().map(|row| persist_sql::spent_key(row).map_err(aborted)).collect()
+    rows.into_iter().map(|row| persist_sql_kit::spent_key(row).map_err(aborted)).collect()
 }

@@ -138,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_directory_differing_from_the_embedded_files_is_told() {
-        let dir = std::env::temp_dir().join(format!("persist-sql-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("persist-sql-kit-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("0001_schema.sql"), "CREATE TABLE t (x INTEGER);").unwrap();
         std::fs::write(dir.join("0002_index.sql"), "-- no-transaction\nCREATE INDEX i ON t (x);").unwrap();
