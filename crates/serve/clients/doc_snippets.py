@@ -168,7 +168,10 @@ for index, (name, lang, code) in enumerate(blocks):
             subprocess.run(command, check=True, timeout=120, env=env, cwd=folder)
     finally:
         path.unlink()
-    runs_an_agent = "Runner.run(" in code or "await run(" in code
+    # Whether it runs an agent, read from its code, not its comments.
+    mark = "#" if lang == "python" else "//"
+    statements = "\n".join(line.split(f" {mark} ")[0] for line in code.splitlines() if not line.strip().startswith(mark))
+    runs_an_agent = "Runner.run(" in statements or "await run(" in statements
     if runs_an_agent and Model.calls == before:
         sys.exit(f"{name} runs an agent, and its model was never called")
     if Model.strays:
