@@ -57,7 +57,7 @@
 //!   even once the items it wrote were deleted or popped (for the store's key retention, 24
 //!   hours by default: see `persist::spent`); the same key with another body is 422. The SDKs
 //!   send none unless told: pass one with `extra_headers` (Python) or `headers` (Node), or name
-//!   the header on the client so that its own retries repeat one key (the README shows how). A
+//!   the header on the client so that its own retries repeat one key (`docs/server.md` shows how). A
 //!   key may carry an identifier: persist is handed a digest of it, and no answer or log line
 //!   holds the key.
 //! - `GET /v1/persist/search?q=WORDS&conversation=ID`: the caller's items whose text holds
@@ -200,7 +200,9 @@ mod recall;
 mod reload;
 mod replies;
 mod reply_schemas;
+mod request_schemas;
 mod route;
+mod route_docs;
 mod routes;
 mod schemas;
 mod server;

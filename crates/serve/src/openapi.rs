@@ -2,6 +2,10 @@
 //! (see [`routes`](crate::routes)): every path and method, its parameters, request body,
 //! answers by status, and the schemas of [`schemas`](crate::schemas). Served at [`PATH`] without
 //! a key (it holds no data), and returned by [`Server::openapi`](crate::Server::openapi).
+//! The HTTP reference (`docs/http-reference.md` and the pages it links) is this document
+//! rendered by `tests/serve/reference/`: what it should say, say here, in the route table (its
+//! prose in [`route_docs`](crate::route_docs)) or in the schemas, then regenerate it (`PERSIST_REGENERATE_DOCS=1 cargo test -p persist-serve
+//! --test serve reference`).
 
 use serde_json::{Map, Value, json};
 
@@ -10,6 +14,29 @@ use crate::schemas::{self, reference};
 
 /// Where the document is served.
 pub(crate) const PATH: &str = "/v1/persist/openapi.json";
+
+/// The document's introduction (CommonMark): the rules every route follows.
+const DESCRIPTION: &str = "OpenAI's Conversations API on a persist store, and persist's extensions under \
+`/v1/persist/`. Generated from the server's route table.
+
+Every route but the probes and this document takes the API's `Authorization: Bearer KEY` and \
+answers only for the key's tenant: another tenant's conversation is 404, like one that does not exist.
+
+- An error is `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`: `type` is its kind \
+(`invalid_request_error`, `authentication_error`, `permission_error`, `conflict_error`, `rate_limit_error`, \
+`server_error`), `param` the field or parameter at fault, `code` the case (`not_found`, \
+`unknown_parameter`, …); a live reply's conflicts add a field (see `Error`).
+- Every admitted answer carries `x-request-id`: the client's, else a new `req_…`.
+- An extension (under `/v1/persist/`) refuses a query parameter it does not take: 400 \
+`unknown_parameter`, naming it in `param` (a misspelt `cursor=` is not ignored).
+- `limit` is 1 to 100, 20 when absent (recall's is in its body: 1 to 20, 5 when absent).
+- A paged extension's answer has `has_more` and `next_cursor`: send `next_cursor` back as \
+`after=<next_cursor>`, with the same other parameters, for the next page, until `next_cursor` is \
+`null`. A cursor is URL-safe base64 (base64url): paste it into the URL as it is. The Items API \
+pages by item id instead: `after` is the previous page's `last_id`.
+- `created_at` is in seconds since the epoch, as in the API. Items are the API's items, as \
+`GET /v1/conversations/{id}/items` answers them.
+- The server writes a JSON object's fields in alphabetical order.";
 
 /// The name of the bearer key's security scheme.
 const BEARER: &str = "apiKey";
@@ -26,14 +53,15 @@ pub(crate) fn document(routes: &[Route]) -> Value {
         "info": {
             "title": "persist serve",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "OpenAI's Conversations API on a persist store, and persist's extensions under \
-                            `/v1/persist/`. Errors are `{\"error\": {\"message\", \"type\", \"param\", \"code\"}}`; \
-                            every admitted answer carries `x-request-id`. Generated from the server's route table.",
+            "description": DESCRIPTION,
         },
         "tags": [
             {"name": "Conversations", "description": "OpenAI's Conversations API: conversations."},
             {"name": "Items", "description": "OpenAI's Conversations API: a conversation's items."},
             {"name": "Persist extensions", "description": "What the API lacks, under `/v1/persist/`."},
+            {"name": "Live replies", "description": "A reply written live by any client (start, append parts, renew, \
+                                                     finish), followed as the AI SDK's UI message stream and stopped \
+                                                     from any instance, under `/v1/persist/`."},
             {"name": "Operations", "description": "Probes and this document: no key."},
         ],
         "paths": paths,
@@ -65,12 +93,22 @@ fn operation(route: &Route) -> Value {
         };
         responses.insert(status.to_string(), answer);
     }
+    for (status, note) in route.notes {
+        let answer = responses.get_mut(&status.to_string());
+        debug_assert!(answer.is_some(), "{} {}: a note on {status}, which it does not answer", route.id, route.path);
+        if let Some(answer) = answer {
+            answer["description"] = format!("{} {note}", answer["description"].as_str().unwrap_or_default()).into();
+        }
+    }
     let mut operation = json!({
         "operationId": route.id,
         "summary": route.summary,
         "tags": [route.tag],
         "responses": responses,
     });
+    if !route.description.is_empty() {
+        operation["description"] = route.description.into();
+    }
     if !parameters.is_empty() {
         operation["parameters"] = parameters.into();
     }
@@ -217,10 +255,11 @@ fn error(status: u16, access: Access) -> Value {
     })
 }
 
-/// Every schema the document names: the API's and the extensions', and the live replies'.
+/// Every schema the document names: the API's and the extensions', their request bodies', and
+/// the live replies'.
 pub(crate) fn components() -> Value {
     let mut all = schemas::all();
-    for (name, schema) in crate::reply_schemas::all() {
+    for (name, schema) in crate::request_schemas::all().into_iter().chain(crate::reply_schemas::all()) {
         all[name] = schema;
     }
     all

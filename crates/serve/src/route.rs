@@ -77,6 +77,8 @@ pub(crate) struct Route {
     pub(crate) id: &'static str,
     pub(crate) tag: &'static str,
     pub(crate) summary: &'static str,
+    /// What the summary leaves out (CommonMark), when anything is.
+    pub(crate) description: &'static str,
     pub(crate) query: Vec<Param>,
     pub(crate) headers: Vec<Param>,
     /// The component schema of the JSON request body, when the route reads one.
@@ -84,6 +86,8 @@ pub(crate) struct Route {
     pub(crate) answer: Answer,
     /// The error statuses the route itself answers, beyond those of every route of its access.
     pub(crate) errors: &'static [u16],
+    /// What a status means for this route, beyond what it means for any route.
+    pub(crate) notes: &'static [(u16, &'static str)],
 }
 
 impl Route {
@@ -96,16 +100,29 @@ impl Route {
             id: "",
             tag: "",
             summary: "",
+            description: "",
             query: Vec::new(),
             headers: Vec::new(),
             body: None,
             answer: Answer::Json(""),
             errors: &[],
+            notes: &[],
         }
     }
 
     pub(crate) fn doc(mut self, id: &'static str, tag: &'static str, summary: &'static str) -> Self {
         (self.id, self.tag, self.summary) = (id, tag, summary);
+        self
+    }
+
+    pub(crate) fn describe(mut self, description: &'static str) -> Self {
+        self.description = description;
+        self
+    }
+
+    /// What some of the route's statuses mean for it (each one it answers).
+    pub(crate) fn notes(mut self, notes: &'static [(u16, &'static str)]) -> Self {
+        self.notes = notes;
         self
     }
 

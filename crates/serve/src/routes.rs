@@ -1,7 +1,8 @@
 //! The route table: every route the server answers, with its handler and its documentation.
 //! [`Server::router`](crate::Server::router) is built from it and [`openapi`](crate::openapi)
 //! describes it, so a route cannot be served without being documented, nor documented without
-//! being served.
+//! being served. What the reference says of a route beyond its summary (its description, and
+//! what its statuses mean for it) is in [`route_docs`](crate::route_docs), by operation id.
 
 use std::sync::OnceLock;
 
@@ -13,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::error::ApiError;
 use crate::route::{Access, Answer, Method, Param, Route};
+use crate::route_docs as docs;
 use crate::{Server, chats, conversations, extensions, items, live, openapi, recall, replies, views};
 
 const CONVERSATIONS: &str = "Conversations";
@@ -58,12 +60,17 @@ const INCLUDE: Param = Param {
     description: "Fields to include (accepted; every stored field is answered). `include[]` is taken too.",
     schema: include,
 };
-const LIMIT: Param =
-    Param { name: "limit", required: false, description: "How many to answer: 1 to 100.", schema: limit };
+const LIMIT: Param = Param {
+    name: "limit",
+    required: false,
+    description: "How many to answer: 1 to 100, 20 when absent.",
+    schema: limit,
+};
 const CURSOR: Param = Param {
     name: "after",
     required: false,
-    description: "The `next_cursor` of the previous page, as it was answered (URL-safe).",
+    description: "The `next_cursor` of the previous page, as it was answered (URL-safe base64: paste it \
+                  into the URL as it is).",
     schema: cursor,
 };
 const IDEMPOTENCY_KEY: Param = Param {
@@ -151,9 +158,12 @@ pub(crate) fn table() -> Vec<Route> {
             .doc("createConversation", CONVERSATIONS, "Create a conversation, with up to 20 items and metadata")
             .headers(&[IDEMPOTENCY_KEY])
             .body("CreateConversationRequest")
+            .describe(docs::CREATE_CONVERSATION)
+            .notes(docs::CREATE_CONVERSATION_NOTES)
             .answers(Answer::Json("Conversation"), &[400, 409, 415, 422]),
         Route::new(Get, "/v1/conversations/{id}", |m| on(m, conversations::retrieve))
             .doc("getConversation", CONVERSATIONS, "Retrieve a conversation")
+            .describe(docs::GET_CONVERSATION)
             .answers(Answer::Json("Conversation"), &[404]),
         Route::new(Post, "/v1/conversations/{id}", |m| on(m, conversations::update))
             .doc(
@@ -163,6 +173,7 @@ pub(crate) fn table() -> Vec<Route> {
             )
             .headers(&[IF_MATCH])
             .body("UpdateConversationRequest")
+            .describe(docs::UPDATE_CONVERSATION)
             .answers(Answer::Json("Conversation"), &[400, 404, 409, 412, 415]),
         Route::new(Delete, "/v1/conversations/{id}", |m| on(m, conversations::delete))
             .doc("deleteConversation", CONVERSATIONS, "Delete a conversation and its items")
@@ -172,6 +183,7 @@ pub(crate) fn table() -> Vec<Route> {
             .query(&[INCLUDE])
             .headers(&[IDEMPOTENCY_KEY])
             .body("CreateItemsRequest")
+            .describe(docs::CREATE_CONVERSATION_ITEMS)
             .answers(Answer::Json("ItemList"), &[400, 404, 409, 415, 422]),
         Route::new(Get, "/v1/conversations/{id}/items", |m| on(m, conversations::list_items))
             .doc("listConversationItems", ITEMS, "A page of a conversation's items, on its active branch")
@@ -202,6 +214,8 @@ pub(crate) fn table() -> Vec<Route> {
         Route::new(Get, "/v1/persist/conversations", |m| on(m, extensions::list_conversations))
             .doc("listConversations", PERSIST, "The caller's conversations, most recently changed first")
             .query(&[CURSOR, LIMIT, METADATA_FILTER])
+            .describe(docs::LIST_CONVERSATIONS)
+            .notes(docs::LIST_CONVERSATIONS_NOTES)
             .answers(Answer::Json("ConversationSummaryPage"), &[400]),
         Route::new(Put, "/v1/persist/conversations/{id}", |m| on(m, chats::ensure))
             .doc(
@@ -210,21 +224,34 @@ pub(crate) fn table() -> Vec<Route> {
                 "The conversation of the caller's id (a chat's), created when it has none",
             )
             .body("EnsureConversationRequest")
+            .describe(docs::ENSURE_CONVERSATION)
+            .notes(docs::ENSURE_CONVERSATION_NOTES)
             .answers(Answer::Json("Conversation"), &[400, 409, 415]),
         Route::new(Get, "/v1/persist/conversations/{id}/ui-messages", |m| on(m, chats::read))
             .doc("getUiMessages", PERSIST, "The conversation's messages as the AI SDK's UIMessage[]")
+            .describe(docs::GET_UI_MESSAGES)
             .answers(Answer::Json("UiMessageList"), &[404]),
         Route::new(Post, "/v1/persist/conversations/{id}/ui-messages", |m| on(m, chats::write))
             .doc("writeUiMessages", PERSIST, "Write the UIMessages the conversation does not hold yet, as one turn")
             .body("WriteUiMessagesRequest")
+            .describe(docs::WRITE_UI_MESSAGES)
+            .notes(docs::WRITE_UI_MESSAGES_NOTES)
             .answers(Answer::Json("UiMessageList"), &[400, 404, 409, 415]),
         Route::new(Post, "/v1/persist/conversations/{id}/items/pop", |m| on(m, extensions::pop))
             .doc("popConversationItem", PERSIST, "Remove the newest item and answer it, atomically")
+            .describe(docs::POP_CONVERSATION_ITEM)
+            .notes(docs::POP_CONVERSATION_ITEM_NOTES)
             .answers(Answer::Json("PoppedItem"), &[404, 409]),
         Route::new(Get, "/v1/persist/search", |m| on(m, views::search))
             .doc("searchItems", PERSIST, "The caller's items whose text holds every word, newest first")
             .query(&[
-                Param { name: "q", required: true, description: "The words to find.", schema: string },
+                Param {
+                    name: "q",
+                    required: true,
+                    description: "The words to find: whole words, ignoring case; `\"two words\"` in quotes is a \
+                                  phrase, `lis*` a prefix.",
+                    schema: string,
+                },
                 Param {
                     name: "conversation",
                     required: false,
@@ -234,13 +261,18 @@ pub(crate) fn table() -> Vec<Route> {
                 CURSOR,
                 LIMIT,
             ])
+            .describe(docs::SEARCH_ITEMS)
+            .notes(docs::SEARCH_ITEMS_NOTES)
             .answers(Answer::Json("SearchPage"), &[400, 404]),
         Route::new(Post, "/v1/persist/recall", |m| on(m, recall::recall))
             .doc("recallItems", PERSIST, "The caller's items most like a text, by their embeddings, best first")
             .body("RecallRequest")
+            .describe(docs::RECALL_ITEMS)
+            .notes(docs::RECALL_ITEMS_NOTES)
             .answers(Answer::Json("RecallList"), &[400, 404, 415]),
         Route::new(Get, "/v1/persist/conversations/{id}/compacted", |m| on(m, views::compacted))
             .doc("getCompactedConversation", PERSIST, "The latest summary and the items after it")
+            .describe(docs::GET_COMPACTED_CONVERSATION)
             .answers(Answer::Json("Compacted"), &[400, 404]),
         Route::new(Get, "/v1/persist/conversations/{id}/branches", |m| on(m, views::branches))
             .doc("listBranches", PERSIST, "An item's alternatives, or the last item of every branch")
@@ -250,38 +282,50 @@ pub(crate) fn table() -> Vec<Route> {
                 description: "The item whose alternatives to list; without it, the end of every branch.",
                 schema: string,
             }])
+            .describe(docs::LIST_BRANCHES)
+            .notes(docs::LIST_BRANCHES_NOTES)
             .answers(Answer::Json("BranchList"), &[400, 404]),
         Route::new(Post, "/v1/persist/conversations/{id}/branches/switch", |m| on(m, views::switch))
             .doc("switchBranch", PERSIST, "Show another branch; answers the conversation")
             .body("SwitchRequest")
+            .describe(docs::SWITCH_BRANCH)
+            .notes(docs::SWITCH_BRANCH_NOTES)
             .answers(Answer::Json("Conversation"), &[400, 404, 409, 415]),
         Route::new(Get, "/v1/persist/conversations/{id}/events", |m| on(m, views::events))
             .doc("streamConversationEvents", PERSIST, "The conversation's change feed, as Server-Sent Events")
             .query(&[Param {
                 name: "after",
                 required: false,
-                description: "The feed position to start after (0: the start).",
+                description: "The feed position to start after (0, the default: the start).",
                 schema: position,
             }])
             .headers(&[LAST_EVENT_ID])
+            .describe(docs::STREAM_CONVERSATION_EVENTS)
+            .notes(docs::STREAM_CONVERSATION_EVENTS_NOTES)
             .answers(Answer::Events(FEED_EVENTS), &[400, 404]),
         Route::new(Get, "/v1/persist/conversations/{id}/items/{item_id}/stream", |m| on(m, live::stream_item))
             .doc("streamItem", PERSIST, "A reply's text as it is written, as Server-Sent Events")
             .query(&[Param {
                 name: "from",
                 required: false,
-                description: "The character offset to start at.",
+                description: "The character to start at, in Unicode code points (0, the default: the start).",
                 schema: position,
             }])
             .headers(&[LAST_EVENT_ID])
+            .describe(docs::STREAM_ITEM)
+            .notes(docs::STREAM_ITEM_NOTES)
             .answers(Answer::Events(REPLY_EVENTS), &[400, 404]),
         Route::new(Post, "/v1/persist/conversations/{id}/items/{item_id}/stop", |m| on(m, live::stop_item))
             .doc("stopItem", PERSIST, "Ask a reply's generation to stop, on whichever instance runs it")
+            .describe(docs::STOP_ITEM)
+            .notes(docs::STOP_ITEM_NOTES)
             .answers(Answer::Json("StopAnswer"), &[404]),
         Route::new(Get, "/v1/persist/conversations/{id}/items/{item_id}/ui-stream", |m| on(m, live::ui_stream_item))
             .doc("streamItemUi", LIVE, "An item as the AI SDK's UI message stream, from any place, on any instance")
             .query(&[PART_FROM])
             .headers(&[LAST_PART])
+            .describe(docs::STREAM_ITEM_UI)
+            .notes(docs::STREAM_ITEM_UI_NOTES)
             .answers(Answer::Events(UI_EVENTS), &[400, 404]),
         Route::new(Get, "/v1/persist/conversations/{id}/stream", |m| on(m, live::stream_running))
             .doc(
@@ -291,9 +335,11 @@ pub(crate) fn table() -> Vec<Route> {
             )
             .query(&[PART_FROM])
             .headers(&[LAST_PART])
+            .describe(docs::STREAM_RUNNING_REPLY)
             .answers(Answer::Events(UI_EVENTS), &[204, 400, 404]),
         Route::new(Post, "/v1/persist/conversations/{id}/stop", |m| on(m, live::stop_running))
             .doc("stopRunningReply", LIVE, "Stop the reply being generated, on whichever instance or process writes it")
+            .describe(docs::STOP_RUNNING_REPLY)
             .answers(Answer::Json("StopAnswer"), &[404]),
         Route::new(Post, "/v1/persist/conversations/{id}/replies", |m| on(m, replies::start))
             .doc(
@@ -303,6 +349,8 @@ pub(crate) fn table() -> Vec<Route> {
             )
             .headers(&[IDEMPOTENCY_KEY])
             .body("StartReplyRequest")
+            .describe(docs::START_REPLY)
+            .notes(docs::START_REPLY_NOTES)
             .answers(Answer::Json("Reply"), &[400, 404, 409, 415, 422]),
         Route::new(Post, "/v1/persist/conversations/{id}/replies/{item_id}/parts", |m| on(m, replies::append))
             .doc(
@@ -311,28 +359,38 @@ pub(crate) fn table() -> Vec<Route> {
                 "Append parts to a live reply at the writer's offset (written once; a gap refused)",
             )
             .body("AppendReplyRequest")
+            .describe(docs::APPEND_REPLY)
+            .notes(docs::APPEND_REPLY_NOTES)
             .answers(Answer::Json("Reply"), &[400, 404, 409, 415]),
         Route::new(Post, "/v1/persist/conversations/{id}/replies/{item_id}/renew", |m| on(m, replies::renew))
             .doc("renewReply", LIVE, "Renew a live reply's writer's lease without writing")
+            .describe(docs::RENEW_REPLY)
+            .notes(docs::RENEW_REPLY_NOTES)
             .answers(Answer::Json("Reply"), &[404, 409]),
         Route::new(Post, "/v1/persist/conversations/{id}/replies/{item_id}/finish", |m| on(m, replies::finish))
             .doc("finishReply", LIVE, "End a live reply, complete or interrupted, after its last parts")
             .body("FinishReplyRequest")
+            .describe(docs::FINISH_REPLY)
+            .notes(docs::FINISH_REPLY_NOTES)
             .answers(Answer::Json("Reply"), &[400, 404, 409, 415]),
         Route::new(Get, "/v1/persist/conversations/{id}/replies/{item_id}/signals", |m| on(m, replies::signals))
             .doc("replySignals", LIVE, "The writer's events: `stop` when a client stops the reply, else `end`")
+            .describe(docs::REPLY_SIGNALS)
             .answers(Answer::Events(SIGNAL_EVENTS), &[404]),
         Route::new(Get, openapi::PATH, |m| on(m, openapi_json))
             .doc("getOpenApiDocument", OPERATIONS, "This document (no key: it holds no data)")
             .access(Access::Public)
+            .describe(docs::GET_OPEN_API_DOCUMENT)
             .answers(Answer::Json("OpenApiDocument"), &[]),
         Route::new(Get, "/health", |m| on(m, health))
             .doc("health", OPERATIONS, "The process answers")
             .access(Access::Probe)
+            .describe(docs::HEALTH)
             .answers(Answer::Json("Health"), &[]),
         Route::new(Get, "/ready", |m| on(m, ready))
             .doc("ready", OPERATIONS, "The store answers a ping in time")
             .access(Access::Probe)
+            .describe(docs::READY)
             .answers(Answer::Json("Ready"), &[503]),
     ]
 }

@@ -5,8 +5,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::conversations::{MAX_CREATE_ITEMS, MAX_METADATA};
-use crate::{items, recall};
+use crate::conversations::MAX_METADATA;
+use crate::items;
 
 /// `#/components/schemas/NAME`.
 pub(crate) fn reference(name: &str) -> Value {
@@ -21,6 +21,13 @@ pub(crate) fn nullable(schema: Value) -> Value {
 /// An object of exactly these properties, `required` among them.
 pub(crate) fn object(required: &[&str], properties: Value) -> Value {
     json!({"type": "object", "required": required, "properties": properties, "additionalProperties": false})
+}
+
+/// `schema` with a `description`.
+pub(crate) fn described(schema: &Value, description: &str) -> Value {
+    let mut schema = schema.clone();
+    schema["description"] = description.into();
+    schema
 }
 
 /// A string that is always `value`.
@@ -42,7 +49,8 @@ const DETAILED: &[(&str, &str)] = &[
     ("reasoning", "ReasoningItem"),
 ];
 
-/// Every schema of the Conversations API and the extensions but the live replies' (those are
+/// Every schema of the Conversations API and the extensions but the request bodies' (those are
+/// [`request_schemas`](crate::request_schemas)') and the live replies' (those are
 /// [`reply_schemas`](crate::reply_schemas)'), by name.
 pub(crate) fn all() -> Value {
     let mut schemas = Map::new();
@@ -97,7 +105,8 @@ pub(crate) fn all() -> Value {
             "Item",
             &["first_id", "last_id", "active"],
             json!({"active": {"type": ["integer", "null"], "minimum": 0,
-                              "description": "The index in `data` of the item on the active branch."}}),
+                              "description": "The index in `data` of the item on the branch the conversation shows; \
+                                             `null` when none is."}}),
         ),
     );
     add("SearchPage", list("SearchHit", &["next_cursor"], json!({"next_cursor": cursor()})));
@@ -108,9 +117,10 @@ pub(crate) fn all() -> Value {
             json!({
                 "object": constant("search.hit"),
                 "conversation_id": {"type": "string"},
-                "item_id": {"type": "string"},
-                "role": {"type": "string"},
-                "created_at": {"type": "integer"},
+                "item_id": {"type": "string", "description": "The item's id: read it with \
+                            `GET /v1/conversations/{id}/items/{item_id}`."},
+                "role": {"type": "string", "description": "The item's role."},
+                "created_at": {"type": "integer", "description": "Seconds since the epoch."},
                 "snippet": object(&["text", "highlights"], json!({
                     "text": {"type": "string", "description": "An excerpt, with `…` where it is cut."},
                     "highlights": {"type": "array", "items": object(&["start", "end"], json!({
@@ -118,7 +128,8 @@ pub(crate) fn all() -> Value {
                         "end": {"type": "integer", "minimum": 0},
                     })), "description": "Each matched word's byte offsets into the UTF-8 `text`."},
                 })),
-                "rank": {"type": "number", "description": "The store's relevance score."},
+                "rank": {"type": "number", "description": "The store's relevance score (hits are ordered newest \
+                         first, whatever their rank)."},
             }),
         ),
     );
@@ -163,12 +174,14 @@ pub(crate) fn all() -> Value {
             &["object", "summary", "data"],
             json!({
                 "object": constant("conversation.compacted"),
-                "summary": nullable(object(&["text", "through_seq", "created_at"], json!({
+                "summary": described(&nullable(object(&["text", "through_seq", "created_at"], json!({
                     "text": {"type": "string"},
-                    "through_seq": {"type": "integer", "minimum": 0},
-                    "created_at": {"type": "integer"},
-                }))),
-                "data": {"type": "array", "items": reference("Item")},
+                    "through_seq": {"type": "integer", "minimum": 0, "description": "persist's `seq` of the last \
+                                    message the summary covers (the change feed's events carry seqs)."},
+                    "created_at": {"type": "integer", "description": "Seconds since the epoch."},
+                }))), "The latest summary a compaction wrote; `null` when there is none."),
+                "data": {"type": "array", "items": reference("Item"), "description": "Every item after the summary \
+                         on the active branch (not paged); replies still being written are left out."},
             }),
         ),
     );
@@ -176,14 +189,13 @@ pub(crate) fn all() -> Value {
         "StopAnswer",
         object(
             &["stopped"],
-            json!({"stopped": {"type": "boolean"}, "status": {"type": "string", "enum": REPLY_ENDS},
+            json!({"stopped": {"type": "boolean", "description": "Whether a reply being written was asked to stop."},
+                   "status": {"type": "string", "enum": REPLY_ENDS,
+                              "description": "How the reply had ended, when it had (an item's stop)."},
                    "reply_id": {"type": "string", "description": "The reply stopped (a conversation's stop)."}}),
         ),
     );
     for (name, schema) in event_schemas() {
-        add(name, schema);
-    }
-    for (name, schema) in request_schemas() {
         add(name, schema);
     }
     add(
@@ -208,10 +220,12 @@ fn error() -> Value {
     object(
         &["error"],
         json!({"error": object(&["message", "type", "param", "code"], json!({
-            "message": {"type": "string"},
-            "type": {"type": "string", "enum": kinds},
+            "message": {"type": "string", "description": "What is wrong, for a person to read."},
+            "type": {"type": "string", "enum": kinds, "description": "The kind of error."},
             "param": {"type": ["string", "null"], "description": "The field or parameter at fault."},
-            "code": {"type": ["string", "null"]},
+            "code": {"type": ["string", "null"], "description": "The case, when a client may tell it apart: \
+                     `not_found`, `unknown_parameter`, `unknown_url`, `conversation_empty`, `unsupported`, \
+                     `recall_unavailable`, `reply_running`, …"},
             "reply_id": {"type": "string", "description": "`reply_running`: the reply being generated."},
             "offset": {"type": "string", "description": "`offset_gap`, `offset_diverged`: where the reply ends."},
             "status": {"type": "string", "description": "`reply_ended`: how it ended."},
@@ -349,187 +363,67 @@ fn event_schemas() -> Vec<(&'static str, Value)> {
         "type": "object",
         "required": ["position", "tenant", "thread_id", "op", "message_id", "seq", "version", "removed", "at"],
         "properties": {
-            "position": count, "tenant": maybe_string, "thread_id": {"type": "string"},
-            "op": {"type": "string"}, "message_id": maybe_string, "seq": maybe_count, "version": count,
-            "removed": {"type": ["string", "null"], "enum": ["message", "thread", null]},
-            "status": {"type": "string", "enum": ["complete", "reserved", "interrupted"]},
-            "parent_seq": count, "delta": {"type": "array"},
+            "position": described(&count, "The event's feed position, its `id:`: store-wide, increasing and never \
+                                           reused (within one conversation, with gaps)."),
+            "tenant": described(&maybe_string, "The conversation's tenant (`null` in a store without tenants)."),
+            "thread_id": {"type": "string", "description": "The conversation's id."},
+            "op": {"type": "string", "description": "What changed, as the event's name: `add`, `reserve`, \
+                                                     `update_content`, `update`, `delete`, `summarize` or `embed`."},
+            "message_id": described(&maybe_string, "The item's id; `null` for a change to the conversation itself \
+                                                   (its metadata, a switch of branch, its deletion)."),
+            "seq": described(&maybe_count, "The message's place in the conversation."),
+            "version": described(&count, "The version the write made, of the message or of the conversation."),
+            "removed": {"type": ["string", "null"], "enum": ["message", "thread", null],
+                        "description": "What a delete removed: `message` or `thread`; else `null`."},
+            "status": {"type": "string", "enum": ["complete", "reserved", "interrupted"],
+                       "description": "persist's name of the message's status: `reserved` is a reply being \
+                                       written. Items call these `completed`, `in_progress` and `incomplete`."},
+            "parent_seq": described(&count, "For an inserted item, the `seq` of the one it follows."),
+            "delta": {"type": "array", "description": "For an `update_content` that appended to a reply, the \
+                                                       content blocks it added, in persist's content JSON."},
             "at": {"type": "integer", "description": "Microseconds since the epoch."},
         },
         "description": "A committed change: what changed, not the content (read the item).",
     });
     vec![
         ("FeedEvent", feed),
-        ("FeedGap", object(&["after", "trimmed"], json!({"after": count, "trimmed": count}))),
-        ("ReplyText", object(&["offset", "text"], json!({"offset": count, "text": {"type": "string"}}))),
-        ("ReplyReplaced", object(&["text"], json!({"text": {"type": "string"}}))),
-        ("ReplyEnd", object(&["status"], json!({"status": {"type": "string", "enum": REPLY_ENDS}}))),
-    ]
-}
-
-/// A string as the server takes one: no NUL character (no store keeps one).
-fn text() -> Value {
-    json!({"type": "string", "pattern": "^[^\\u0000]*$"})
-}
-
-/// Any JSON value without a NUL character in a string or a key (what an item's other fields
-/// may hold).
-fn json_value() -> Value {
-    json!({"anyOf": [
-        text(),
-        {"type": ["number", "boolean", "null"]},
-        {"type": "array", "items": reference("JsonValue")},
-        {"type": "object", "propertyNames": text(), "additionalProperties": reference("JsonValue")},
-    ]})
-}
-
-/// A content part of an input item: a known `type`; a text part has its `text`, a refusal its
-/// `refusal`.
-fn input_part() -> Value {
-    let texts = ["input_text", "output_text", "text", "summary_text", "reasoning_text"];
-    let others: Vec<&str> =
-        items::PARTS.iter().copied().filter(|part| !texts.contains(part) && *part != "refusal").collect();
-    let part = |kinds: Value, field: Option<&str>| {
-        let mut properties = json!({"type": kinds});
-        let mut required = vec!["type"];
-        if let Some(field) = field {
-            properties[field] = text();
-            required.push(field);
-        }
-        json!({"type": "object", "required": required, "properties": properties, "propertyNames": text(),
-               "additionalProperties": reference("JsonValue")})
-    };
-    json!({"anyOf": [
-        part(json!({"enum": texts}), Some("text")),
-        part(json!({"const": "refusal"}), Some("refusal")),
-        part(json!({"enum": others}), None),
-    ]})
-}
-
-/// An input item, as `items::canonical` takes it: each type with its required fields.
-fn input_item() -> Value {
-    // `in_progress` is a live reply's, written through its routes; `incomplete` (a reply cut
-    // short, stored interrupted) is the last item of a write's.
-    let status = json!({"type": ["string", "null"], "enum": ["completed", "incomplete", null],
-                        "description": "`incomplete`: a reply cut short (stored interrupted); only the last item of \
-                                        a write may be. A reply still being generated is written with the live \
-                                        reply routes."});
-    let parts = json!({"type": "array", "items": reference("InputContentPart")});
-    let variant = |kind: Value, required: &[&str], fields: Value| {
-        let mut properties = json!({
-            "type": kind,
-            "id": {"type": ["string", "null"], "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
-        });
-        if let (Some(all), Value::Object(fields)) = (properties.as_object_mut(), fields) {
-            all.extend(fields);
-        }
-        json!({"type": "object", "required": required, "properties": properties, "propertyNames": text(),
-               "additionalProperties": reference("JsonValue")})
-    };
-    let named: Vec<&str> = vec![
-        "message",
-        "function_call",
-        "function_call_output",
-        "custom_tool_call_output",
-        "custom_tool_call",
-        "reasoning",
-        "computer_call_output",
-    ];
-    let others: Vec<&str> = items::TYPES.iter().map(|(kind, _)| *kind).filter(|kind| !named.contains(kind)).collect();
-    let output = json!({"anyOf": [text(), parts.clone()]});
-    let summary = json!({"type": "array", "items": {"type": "object", "required": ["type", "text"],
-                          "properties": {"type": {"const": "summary_text"}, "text": text()},
-                          "propertyNames": text(), "additionalProperties": reference("JsonValue")}});
-    let mut input = json!({"anyOf": [
-        variant(json!({"const": "message"}), &["role", "content"], json!({
-            "role": {"type": "string", "enum": items::ROLES},
-            "content": {"anyOf": [text(), parts]},
-            "status": status,
-        })),
-        variant(json!({"const": "function_call"}), &["type", "call_id", "name", "arguments"], json!({
-            "call_id": text(), "name": text(), "arguments": text(), "status": status,
-        })),
-        variant(json!({"const": "function_call_output"}), &["type", "call_id", "output"], json!({
-            "call_id": text(), "output": output, "status": status,
-        })),
-        variant(json!({"const": "custom_tool_call_output"}), &["type", "call_id", "output"], json!({
-            "call_id": text(), "output": output,
-        })),
-        variant(json!({"const": "custom_tool_call"}), &["type", "call_id", "name", "input"], json!({
-            "call_id": text(), "name": text(), "input": text(),
-        })),
-        variant(json!({"const": "reasoning"}), &["type", "summary"], json!({"summary": summary})),
-        variant(json!({"const": "computer_call_output"}), &["type"], json!({"status": status})),
-        variant(json!({"enum": others}), &["type"], json!({})),
-    ]});
-    input["description"] = json!(
-        "A Responses API input item: a message (`type` \"message\" or absent: `role` and `content`, a string \
-         or parts), a function call, a tool's output, reasoning, or another item type; a missing `status` or \
-         `id` is made whole as the API stores them. No string holds a NUL character."
-    );
-    input
-}
-
-/// The request bodies.
-fn request_schemas() -> Vec<(&'static str, Value)> {
-    let input = input_item();
-    let metadata = nullable(reference("Metadata"));
-    vec![
-        ("InputItem", input),
-        ("InputContentPart", input_part()),
-        ("JsonValue", json_value()),
         (
-            "CreateConversationRequest",
-            object(
-                &[],
-                json!({
-                    "items": {"type": ["array", "null"], "maxItems": MAX_CREATE_ITEMS, "items": reference("InputItem")},
-                    "metadata": metadata,
-                }),
-            ),
-        ),
-        ("UpdateConversationRequest", object(&["metadata"], json!({"metadata": metadata}))),
-        (
-            "CreateItemsRequest",
-            object(
-                &["items"],
-                json!({"items": {"type": "array", "minItems": 1, "items": reference("InputItem"),
-                "description": "Up to the server's `max_items` (256 by default), written as one turn."}}),
+            "FeedGap",
+            described(
+                &object(
+                    &["after", "trimmed"],
+                    json!({"after": described(&count, "The position asked for."),
+                           "trimmed": described(&count, "Where the feed starts now: it holds the events after it.")}),
+                ),
+                "The feed no longer holds every event after the position asked for (its retention removed some), \
+                 so writes may have been missed; the stream ends after it. Reload the conversation, then follow \
+                 again.",
             ),
         ),
         (
-            "RecallRequest",
-            object(
-                &["query"],
-                json!({
-                    "query": {"type": "string", "minLength": 1, "pattern": "\\S",
-                              "description": "The text to recall by (embedded); not only white space."},
-                    "conversation": {"type": ["string", "null"], "minLength": 1,
-                                     "description": "Only this conversation's items."},
-                    "user_id": {"type": ["string", "null"], "minLength": 1, "description": "Only the items of threads \
-                                whose metadata `user_id` is this (as a Rust host or the MCP server marks a thread's user)."},
-                    "limit": {"type": ["integer", "null"], "minimum": recall::LIMITS.0.start(),
-                              "maximum": recall::LIMITS.0.end(), "default": recall::LIMITS.1},
-                    "keywords": {"anyOf": [{"type": "boolean"}, {"type": "string", "minLength": 1, "pattern": "\\S"},
-                                           {"type": "null"}],
-                                 "description": "Fuse a full-text search with the vectors' ranking (reciprocal \
-                                                 rank fusion): `true` for the query's words, or the words to find."},
-                    "neighbours": {"type": ["integer", "null"], "minimum": recall::NEIGHBOURS.start(),
-                                   "maximum": recall::NEIGHBOURS.end(), "default": 0,
-                                   "description": "How many items before and after each hit to answer with it."},
-                }),
+            "ReplyText",
+            described(
+                &object(
+                    &["offset", "text"],
+                    json!({"offset": described(&count, "The character (Unicode code point) the text starts at."),
+                           "text": {"type": "string"}}),
+                ),
+                "Text was added to the reply; the event's `id` is the offset after it.",
             ),
         ),
         (
-            "SwitchRequest",
-            object(
-                &["item_id"],
-                json!({
-                    "item_id": {"type": "string"},
-                    "mode": {"type": "string", "enum": ["through", "to"], "default": "through",
-                             "description": "`through`: the branch through the item, to its latest descendant; \
-                                             `to`: the branch ending at it."},
-                }),
+            "ReplyReplaced",
+            described(
+                &object(&["text"], json!({"text": {"type": "string", "description": "The whole text."}})),
+                "The final write rewrote the reply's text instead of adding to it; the event's `id` is its length.",
+            ),
+        ),
+        (
+            "ReplyEnd",
+            described(
+                &object(&["status"], json!({"status": {"type": "string", "enum": REPLY_ENDS}})),
+                "The reply ended: `complete`, `interrupted`, `stopped` (a client stopped it) or `deleted`. The \
+                 event has no `id`, and the stream ends with it.",
             ),
         ),
     ]

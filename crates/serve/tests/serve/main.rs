@@ -9,5 +9,6 @@ mod observability;
 mod openapi;
 mod operations;
 mod recall;
+mod reference;
 mod support;
 mod ui;
