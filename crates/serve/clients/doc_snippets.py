@@ -1,4 +1,4 @@
-"""Runs the documentation's Python and TypeScript snippets, so the pages show what works.
+"""Runs the documentation's Python, TypeScript and shell snippets, so the pages show what works.
 
     python doc_snippets.py [--tag TAG] PYTHON NODE FILE...
 
@@ -11,7 +11,10 @@ installed. Each FILE must hold at least one such block. The tags:
 - none: against a running `persist serve` (PERSIST_BASE_URL, PERSIST_API_KEY);
 - `in-process`: persist in process (`persist-store`), no server: a snippet's store is a file in
   its empty folder;
-- `mcp`: an MCP client against `persist serve`'s /mcp (PERSIST_MCP_URL, PERSIST_API_KEY).
+- `mcp`: an MCP client against `persist serve`'s /mcp (PERSIST_MCP_URL, PERSIST_API_KEY);
+- `cli`: `sh` blocks of `persist` commands, run by bash (`-euo pipefail`) with `persist` on the
+  PATH, in a folder holding a copy of the SQLite store PERSIST_CLI_STORE names as `chat.db`
+  (CI gives the quickstart's). An `sh` block with no tag is a command shown, never run.
 
 The snippets keep two clients, as an app does: the conversations' own, pointed at persist
 (PERSIST_BASE_URL, PERSIST_API_KEY), and the model's, the SDKs' default one (OPENAI_BASE_URL,
@@ -27,6 +30,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,6 +118,7 @@ NEEDS = {
     None: ("PERSIST_BASE_URL", "PERSIST_API_KEY"),
     "in-process": (),
     "mcp": ("PERSIST_MCP_URL", "PERSIST_API_KEY"),
+    "cli": ("PERSIST_CLI_STORE",),
 }
 
 args = sys.argv[1:]
@@ -133,11 +138,11 @@ for file in files:
     text = pathlib.Path(file).read_text()
     found = [
         (f"{file} snippet {index}", lang, code)
-        for index, (lang, rest, code) in enumerate(re.findall(r"^```(python|ts)([^\n]*)\n(.*?)^```", text, re.S | re.M))
-        if (rest.split() or [None])[0] == tag
+        for index, (lang, rest, code) in enumerate(re.findall(r"^```(python|ts|sh)([^\n]*)\n(.*?)^```", text, re.S | re.M))
+        if (rest.split() or [None])[0] == tag and (lang == "sh") == (tag == "cli")
     ]
     if not found:
-        sys.exit(f"{file} has no python or ts snippet tagged {tag!r}")
+        sys.exit(f"{file} has no snippet tagged {tag!r}")
     blocks += found
 if node == "-" and any(lang == "ts" for _, lang, _ in blocks):
     sys.exit("a ts snippet, and no NODE to run it")
@@ -156,6 +161,9 @@ for index, (name, lang, code) in enumerate(blocks):
     if lang == "python":
         path = here / f"snippet_{index}.py"
         command = [python, str(path)]
+    elif lang == "sh":
+        path = here / f"snippet_{index}.sh"
+        command = ["bash", "-euo", "pipefail", str(path)]
     else:
         path = here / "node" / f"snippet_{index}.mjs"
         command = [node, str(path)]
@@ -165,11 +173,16 @@ for index, (name, lang, code) in enumerate(blocks):
     try:
         # In process, a snippet's store is a file in the folder it runs in: an empty one.
         with tempfile.TemporaryDirectory() as folder:
+            if lang == "sh":
+                store = pathlib.Path(os.environ["PERSIST_CLI_STORE"])
+                for suffix in ("", "-wal"):
+                    if pathlib.Path(f"{store}{suffix}").exists():
+                        shutil.copy(f"{store}{suffix}", pathlib.Path(folder) / f"chat.db{suffix}")
             subprocess.run(command, check=True, timeout=120, env=env, cwd=folder)
     finally:
         path.unlink()
     # Whether it runs an agent, read from its code, not its comments.
-    mark = "#" if lang == "python" else "//"
+    mark = "//" if lang == "ts" else "#"
     statements = "\n".join(line.split(f" {mark} ")[0] for line in code.splitlines() if not line.strip().startswith(mark))
     runs_an_agent = "Runner.run(" in statements or "await run(" in statements
     if runs_an_agent and Model.calls == before:
