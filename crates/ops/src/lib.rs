@@ -1,7 +1,7 @@
 //! Operations composed of ordinary persist requests, and the requests and reports they take:
 //!
 //! - [`lifecycle`]: fork a thread, retention (prune idle threads, keep the latest messages),
-//!   pop the latest messages;
+//!   pop the latest messages, branch before a user turn, and the reader of a thread's vectors;
 //! - [`maintenance`]: clean up stranded reservations;
 //! - [`compaction`]: summaries written when a thread's tail outgrows a budget;
 //! - [`live`]: a reply followed as a stream of text from any instance, and stopped from any.
@@ -34,7 +34,7 @@
 
 use std::future::Future;
 
-use persist_core::{Context, Pipeline, Result, ThreadId};
+use persist_core::{Context, MessageId, Pipeline, Result, ThreadId};
 
 pub mod compaction;
 pub mod lifecycle;
@@ -43,7 +43,7 @@ pub mod maintenance;
 mod scoped;
 
 use self::compaction::{Compaction, Compactor, Outcome};
-use self::lifecycle::{Fork, ForkReport, Pop, Popped, Prune, PruneReport};
+use self::lifecycle::{BranchFromTurn, Fork, ForkReport, Pop, Popped, Prune, PruneReport};
 use self::live::{
     AppendReply, FinishReply, FollowParts, FollowReply, PartStream, RenewReply, ReplyStarted, ReplyStream,
     ReplyWritten, StartReply, StopReply, StopSignal, StopState,
@@ -168,13 +168,20 @@ pub trait PipelineExt: sealed::Sealed {
     /// messages, then a `delete` of each, newest first, expecting the version read. On a store
     /// with [branches](persist_core::branch), the latest of the active branch (the conversation as it
     /// is shown), which then ends at the message before them; other branches are left as they
-    /// are.
+    /// are. The one pop of persist: the server's `items/pop` and Python's `pop_item` are this.
+    ///
+    /// Atomic across callers, processes and instances: each delete is a claim, and a message is
+    /// answered only by the pop whose delete removed it, so two pops never answer the same
+    /// message. A pop whose message another took meanwhile (its delete found it gone) reads
+    /// again and takes the next one; after many such losses it gives up (`Temporary`).
     ///
     /// A message written after it was read (a stream's token, a patch) is kept: its delete is
-    /// refused with `VersionConflict`, which the pop answers; the newer messages it removed
-    /// before stay removed, so what is left is always a prefix of the thread. A message added
-    /// meanwhile is never removed (only the messages read are). To remove everything, see
-    /// [`Delete::clear`](persist_core::args::Delete::clear).
+    /// refused with `VersionConflict`, which the pop answers, so what a pop answers is what it
+    /// removed, never a copy older than the store's. A reply still being written counts as a
+    /// message: popped, its writer's next write finds it gone. The newer messages a pop removed
+    /// before a refusal stay removed, so what is left is always a prefix of the thread. A
+    /// message added meanwhile is never removed (only the messages read are). To remove
+    /// everything, see [`Delete::clear`](persist_core::args::Delete::clear).
     ///
     /// # Example
     ///
@@ -197,9 +204,43 @@ pub trait PipelineExt: sealed::Sealed {
     /// # Errors
     ///
     /// `InvalidInput` (`count`) for a count of 0 or above [`MAX_PAGE_LIMIT`](persist_core::read::MAX_PAGE_LIMIT); `NotFound` for a
-    /// thread that does not exist, `ThreadDeleted` for a deleted one; `Unreadable` (nothing
-    /// removed) when one of the latest messages does not open; the first refused delete.
+    /// thread that does not exist, `ThreadDeleted` for a deleted one; `Unreadable` when one of
+    /// the latest messages does not open; `Temporary` when other removers took every message it
+    /// tried; the first refused delete.
     fn pop(&self, pop: Pop) -> impl Future<Output = Result<Popped>> + Send;
+
+    /// Ends a thread's active branch before its user turn [`turn`](BranchFromTurn::turn) (the
+    /// `turn`-th user message of the branch, from 1), **through the pipeline**: a `list` of
+    /// the branch, then a thread `update` with a [switch](persist_core::branch::Switch) to the
+    /// message before that turn, or, for the branch's first message, to none (the next message
+    /// starts a root). The next turn, written by any process, follows it on a branch of its
+    /// own (the Agents SDK's `create_branch_from_turn`); the branch left stays, to be switched
+    /// back to. Answers the message the active branch now ends at (`None`: it is empty).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::PipelineExt;
+    /// use persist::{args::Add, lifecycle::BranchFromTurn, memory::MemoryBackend, Content, Pipeline, Role, ThreadId};
+    ///
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let pipeline = Pipeline::new(MemoryBackend::new());
+    /// let thread = ThreadId::new("t1")?;
+    /// let mut added = Vec::new();
+    /// for (role, text) in [(Role::User, "hi"), (Role::Assistant, "hello"), (Role::User, "weather?")] {
+    ///     added.push(pipeline.add(Add::new(thread.clone(), role, Content::text(text))).await?.message);
+    /// }
+    /// let end = pipeline.branch_from_turn(BranchFromTurn::new(thread.clone(), 2)).await?;
+    /// assert_eq!(end, Some(added[1].id.clone()), "the branch ends before the second user turn");
+    /// # Ok::<_, persist::PersistError>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` (`turn`) for a turn the active branch does not have (0 among them);
+    /// `Unsupported` on a store without [branches](persist_core::branch); the store's errors.
+    fn branch_from_turn(&self, request: BranchFromTurn) -> impl Future<Output = Result<Option<MessageId>>> + Send;
 
     /// Marks interrupted (or deletes) reservations stranded by streams that never finished,
     /// **through the pipeline**.
@@ -481,6 +522,10 @@ impl PipelineExt for Pipeline {
 
     fn pop(&self, pop: Pop) -> impl Future<Output = Result<Popped>> + Send {
         lifecycle::pop::pop(self, pop)
+    }
+
+    fn branch_from_turn(&self, request: BranchFromTurn) -> impl Future<Output = Result<Option<MessageId>>> + Send {
+        lifecycle::turns::branch_from_turn(self, request)
     }
 
     fn cleanup_stranded(&self, cleanup: CleanupStranded) -> impl Future<Output = Result<CleanupReport>> + Send {

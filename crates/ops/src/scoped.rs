@@ -3,11 +3,11 @@
 use std::future::Future;
 
 use persist_core::raw::{across_tenants_refused, scoped_pipeline};
-use persist_core::{Result, Scoped, ThreadId};
+use persist_core::{MessageId, Result, Scoped, ThreadId};
 
 use crate::PipelineExt;
 use crate::compaction::{Compaction, Compactor, Outcome};
-use crate::lifecycle::{Fork, ForkReport, Pop, Popped, Prune, PruneReport};
+use crate::lifecycle::{BranchFromTurn, Fork, ForkReport, Pop, Popped, Prune, PruneReport};
 use crate::live::{
     AppendReply, FinishReply, FollowParts, FollowReply, PartStream, RenewReply, ReplyStarted, ReplyStream,
     ReplyWritten, StartReply, StopReply, StopSignal, StopState,
@@ -34,6 +34,10 @@ impl PipelineExt for Scoped {
 
     fn pop(&self, pop: Pop) -> impl Future<Output = Result<Popped>> + Send {
         scoped_pipeline(self).pop(pop.with_context(self.context().renewed()))
+    }
+
+    fn branch_from_turn(&self, request: BranchFromTurn) -> impl Future<Output = Result<Option<MessageId>>> + Send {
+        scoped_pipeline(self).branch_from_turn(request.with_context(self.context().renewed()))
     }
 
     fn cleanup_stranded(&self, cleanup: CleanupStranded) -> impl Future<Output = Result<CleanupReport>> + Send {

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 
 use crate::Opened;
 use crate::bridge::{Reply, awaitable};
-use crate::ops;
+use crate::session;
 
 pub(crate) enum FeedState {
     Unopened { opened: Arc<Opened>, context: Context, thread: Option<ThreadId>, after: u64 },
@@ -39,13 +39,13 @@ impl Feed {
             loop {
                 match &mut *state {
                     FeedState::Open(subscription) => {
-                        let change = ops::next_change(subscription).await?;
+                        let change = session::next_change(subscription).await?;
                         position.store(subscription.position(), Ordering::Release);
                         return Ok(Reply::json(change));
                     }
                     FeedState::Unopened { opened, context, thread, after } => {
                         let store = opened.clone().pipeline().await?.scoped(context.clone());
-                        let subscription = ops::subscribe(store, thread.clone(), *after).await?;
+                        let subscription = session::subscribe(store, thread.clone(), *after).await?;
                         *state = FeedState::Open(Box::new(subscription));
                     }
                 }

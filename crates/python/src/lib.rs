@@ -3,7 +3,7 @@
 //! One `Store` class opens a store from its URL (`sqlite:` file by default, `postgres://`,
 //! `memory:`) and answers coroutines: each method builds a typed request of the same pipeline
 //! the Rust crates use and runs it on persist's runtime (`bridge`), items converted by the
-//! Responses converter (`ops`). The Python half of the package (`python/persist`) adds the
+//! Responses converter (`session`). The Python half of the package (`python/persist`) adds the
 //! error classes and the OpenAI Agents SDK's session; `_persist.pyi` is the typed surface.
 //!
 //! Where this differs from the Rust API, it is on purpose: a session is a thread of Responses
@@ -20,7 +20,7 @@ mod bridge;
 mod errors;
 mod feed;
 mod live;
-mod ops;
+mod session;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -318,7 +318,7 @@ impl Store {
             let serde_json::Value::Array(items) = to_json(items, "items")? else {
                 return Err(PyTypeError::new_err("items must be a list of items (dicts)"));
             };
-            let turn = ops::turn_of(items);
+            let turn = session::turn_of(items);
             let parent = checked(py, parent.map(MessageId::new).transpose())?;
             Ok((turn, checked(py, idempotency_key.map(IdempotencyKey::new).transpose())?, parent))
         })();
@@ -330,35 +330,33 @@ impl Store {
             if turn.is_empty() {
                 return Ok(Reply::None);
             }
-            ops::add_items(store, thread, turn, key, parent).await.map(|()| Reply::None)
+            session::add_items(store, thread, turn, key, parent).await.map(|()| Reply::None)
         })
     }
 
     #[pyo3(signature = (session_id, limit = None))]
     fn get_items<'py>(&self, py: Python<'py>, session_id: &str, limit: Option<i64>) -> PyResult<Bound<'py, PyAny>> {
         self.on_session(py, session_id, move |store, thread| async move {
-            Ok(Reply::json(ops::get_items(store, thread, limit).await?))
+            Ok(Reply::json(session::get_items(store, thread, limit).await?))
         })
     }
 
     fn pop_item<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
         self.on_session(py, session_id, |store, thread| async move {
-            Ok(ops::pop_item(store, thread).await?.map_or(Reply::None, Reply::json))
+            Ok(session::pop_item(store, thread).await?.map_or(Reply::None, Reply::json))
         })
     }
 
     fn clear_session<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
         self.on_session(py, session_id, move |store, thread| async move {
-            ops::clear_session(store, thread).await.map(|()| Reply::None)
+            session::clear_session(store, thread).await.map(|()| Reply::None)
         })
     }
 
     fn branches<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        self.on_session(
-            py,
-            session_id,
-            |store, thread| async move { Ok(Reply::json(ops::branches(store, thread).await?)) },
-        )
+        self.on_session(py, session_id, |store, thread| async move {
+            Ok(Reply::json(session::branches(store, thread).await?))
+        })
     }
 
     fn switch_branch<'py>(&self, py: Python<'py>, session_id: &str, branch_id: &str) -> PyResult<Bound<'py, PyAny>> {
@@ -367,22 +365,20 @@ impl Store {
             Err(error) => return coroutine(py, Err(error)),
         };
         self.on_session(py, session_id, move |store, thread| async move {
-            ops::switch_branch(store, thread, branch).await.map(|()| Reply::None)
+            session::switch_branch(store, thread, branch).await.map(|()| Reply::None)
         })
     }
 
     fn branch_from_turn<'py>(&self, py: Python<'py>, session_id: &str, turn: u64) -> PyResult<Bound<'py, PyAny>> {
         self.on_session(py, session_id, move |store, thread| async move {
-            ops::branch_from_turn(store, thread, turn).await.map(|()| Reply::None)
+            session::branch_from_turn(store, thread, turn).await.map(|()| Reply::None)
         })
     }
 
     fn compacted<'py>(&self, py: Python<'py>, session_id: &str) -> PyResult<Bound<'py, PyAny>> {
-        self.on_session(
-            py,
-            session_id,
-            |store, thread| async move { Ok(Reply::json(ops::compacted(store, thread).await?)) },
-        )
+        self.on_session(py, session_id, |store, thread| async move {
+            Ok(Reply::json(session::compacted(store, thread).await?))
+        })
     }
 
     #[pyo3(signature = (*, limit = 20, cursor = None))]
@@ -398,7 +394,10 @@ impl Store {
                     )?),
                     None => None,
                 };
-                self.run(py, move |store| async move { Ok(Reply::json(ops::sessions(store, limit, cursor).await?)) })
+                self.run(
+                    py,
+                    move |store| async move { Ok(Reply::json(session::sessions(store, limit, cursor).await?)) },
+                )
             })(),
         )
     }
@@ -417,7 +416,7 @@ impl Store {
                 let thread = checked(py, session_id.map(ThreadId::new).transpose())?;
                 self.run(
                     py,
-                    move |store| async move { Ok(Reply::json(ops::search(store, text, thread, limit).await?)) },
+                    move |store| async move { Ok(Reply::json(session::search(store, text, thread, limit).await?)) },
                 )
             })(),
         )
@@ -428,7 +427,7 @@ impl Store {
             py,
             (|| {
                 let resource = checked(py, ResourceId::new(resource))?;
-                self.run(py, move |store| async move { Ok(Reply::json(ops::read_memory(store, resource).await?)) })
+                self.run(py, move |store| async move { Ok(Reply::json(session::read_memory(store, resource).await?)) })
             })(),
         )
     }
@@ -448,11 +447,11 @@ impl Store {
                 let resource = checked(py, ResourceId::new(resource))?;
                 let mut write = match (patch, document) {
                     (Some(patch), None) => {
-                        WriteMemory::patch(resource, checked(py, ops::object(to_json(patch, "patch")?, "patch"))?)
+                        WriteMemory::patch(resource, checked(py, session::object(to_json(patch, "patch")?, "patch"))?)
                     }
                     (None, Some(document)) => WriteMemory::replace(
                         resource,
-                        checked(py, ops::object(to_json(document, "document")?, "document"))?,
+                        checked(py, session::object(to_json(document, "document")?, "document"))?,
                     ),
                     _ => {
                         return Err(to_py(
@@ -467,7 +466,7 @@ impl Store {
                 if let Some(version) = expected_version {
                     write = write.with_expected_version(version);
                 }
-                self.run(py, move |store| async move { Ok(Reply::json(ops::write_memory(store, write).await?)) })
+                self.run(py, move |store| async move { Ok(Reply::json(session::write_memory(store, write).await?)) })
             })(),
         )
     }

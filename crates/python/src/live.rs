@@ -75,7 +75,7 @@ pub(crate) fn start_args(
     lease: f64,
 ) -> PyResult<StartArgs> {
     let turn = match items.map(|items| to_json(items, "items")).transpose()? {
-        Some(Value::Array(items)) => crate::ops::turn_of(items),
+        Some(Value::Array(items)) => crate::session::turn_of(items),
         None => Vec::new(),
         Some(_) => return Err(PyTypeError::new_err("items must be a list of items (dicts)")),
     };

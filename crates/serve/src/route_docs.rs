@@ -81,7 +81,8 @@ pub(crate) const POP_CONVERSATION_ITEM: &str = "No body. Removes the newest item
 /// What statuses mean for `POST /v1/persist/conversations/{id}/items/pop`.
 pub(crate) const POP_CONVERSATION_ITEM_NOTES: &[(u16, &str)] = &[
     (404, "Here: an empty conversation is `conversation_empty`, a missing one `not_found`."),
-    (409, "Here also: other pops took every item this one tried; retry."),
+    (409, "Here also: the newest item is a reply written to while it was popped (nothing was removed); retry."),
+    (503, "Here also: other pops took every item this one tried (nothing was removed); retry."),
 ];
 
 /// `GET /v1/persist/search`.

@@ -375,12 +375,8 @@ fn the_generated_methods_are_named_where_they_are_generated() {
     assert!(names.len() > 25 && names.contains(&"append_turn"), "{names:?}");
     let pipeline = fs::read_to_string(core.join("pipeline/mod.rs")).unwrap();
     let at = pipeline.find("\ncalls!(pipeline_calls);").expect("pipeline/mod.rs generates the calls");
-    let comment: String = pipeline[..at]
-        .lines()
-        .rev()
-        .take_while(|line| line.starts_with("//"))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let comment: String =
+        pipeline[..at].lines().rev().take_while(|line| line.starts_with("//")).collect::<Vec<_>>().join(" ");
     let unnamed: Vec<_> = names.iter().filter(|name| !comment.contains(&format!("`{name}`"))).collect();
     assert!(unnamed.is_empty(), "calls the comment above `calls!(pipeline_calls)` does not name: {unnamed:?}");
 }

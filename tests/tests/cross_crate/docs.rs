@@ -130,10 +130,10 @@ fn link_targets(line: &str) -> Vec<String> {
         }
     }
     let trimmed = line.trim_start();
-    if let Some(close) = trimmed.strip_prefix('[').and_then(|label| label.find("]: ")) {
-        if let Some(target) = trimmed[close + 4..].split_whitespace().next() {
-            targets.push(target.to_string());
-        }
+    if let Some(close) = trimmed.strip_prefix('[').and_then(|label| label.find("]: "))
+        && let Some(target) = trimmed[close + 4..].split_whitespace().next()
+    {
+        targets.push(target.to_string());
     }
     targets
 }

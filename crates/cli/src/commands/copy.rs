@@ -31,12 +31,12 @@ use persist::args::Restore;
 use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
 use persist::session::StoredBinding;
-use persist::vector::{Embedding, ListEmbeddings};
+use persist::vector::Embedding;
 use persist::working::{ListMemories, ReadMemory, WorkingMemory};
 use persist::{Context, Message, TenantId, Thread, ThreadId};
 use serde_json::json;
 
-use super::transfer::{ThreadVectors, write_vectors};
+use super::transfer::{thread_vectors, write_vectors};
 use super::{
     MessagePages, RUN_AGAIN, Scope, bindings_of, describe_thread, interruptible, stdout, summaries_of, write_summary,
 };
@@ -182,7 +182,7 @@ async fn copy_thread(
     let mut seqs = std::collections::BTreeSet::new();
     let mut sent = false;
     let mut pages = MessagePages::of(thread);
-    let mut vectors = ThreadVectors::of(&source.pipeline, thread);
+    let mut vectors = thread_vectors(&source.pipeline, thread);
     while let Some(page) = pages.next_page(&source.pipeline).await? {
         // Messages added after the thread was listed wait for the next copy.
         let page: Vec<Message> = page.into_iter().filter(|message| message.seq <= thread.last_seq).collect();
@@ -319,22 +319,11 @@ async fn verify(target: &Store, copied: &[Copied]) -> CliResult<Vec<String>> {
 /// The digest of every vector `pipeline`'s store holds for `thread` (none when it keeps none).
 async fn vectors_of(pipeline: &persist::Pipeline, thread: &Thread) -> CliResult<VectorSum> {
     let mut sum = VectorSum::new();
-    if !pipeline.capabilities().vectors {
-        return Ok(sum);
+    let mut vectors = thread_vectors(pipeline, thread);
+    while let Some(stored) = vectors.next(pipeline).await? {
+        sum.add(stored.seq, &stored.message_id, &stored.embedding);
     }
-    let context = Context::new().for_tenant(thread.tenant.clone());
-    let mut query =
-        ListEmbeddings::new(thread.id.clone()).with_limit(persist::read::MAX_PAGE_LIMIT).with_context(context);
-    loop {
-        let page = pipeline.embeddings(query.clone()).await?;
-        for stored in &page.items {
-            sum.add(stored.seq, &stored.message_id, &stored.embedding);
-        }
-        match query.next_page(&page) {
-            Some(next) => query = next,
-            None => return Ok(sum),
-        }
-    }
+    Ok(sum)
 }
 
 /// Copies the scope's working memory documents (the tenant's, or every tenant's) the target does

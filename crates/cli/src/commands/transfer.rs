@@ -1,18 +1,18 @@
 //! `export` (a store to JSONL) and `import` (JSONL into a store, through `Restore`, then each
 //! message's vectors through `Embed`).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use persist::args::Restore;
 use persist::encrypt::EncryptLayer;
-use persist::read::{GetThread, MAX_PAGE_LIMIT};
+use persist::lifecycle::ThreadVectors;
+use persist::read::GetThread;
 use persist::restore::MAX_RESTORE_MESSAGES;
 use persist::session::StoredBinding;
 use persist::summary::Summary;
-use persist::vector::{Embed, Embedding, ListEmbeddings, StoredEmbedding};
+use persist::vector::{Embed, Embedding};
 use persist::working::{ListMemories, ReadMemory, WorkingMemory, WriteMemory};
 use persist::{Context, Message, MessageId, PersistError, Pipeline, TenantId, Thread, ThreadId};
 use serde_json::json;
@@ -178,7 +178,7 @@ async fn export_thread(
     write_line(out, &thread_line(thread))?;
     counts.threads += 1;
     let mut pages = MessagePages::of(thread);
-    let mut vectors = ThreadVectors::of(&store.pipeline, thread);
+    let mut vectors = thread_vectors(&store.pipeline, thread);
     let mut seqs = std::collections::BTreeSet::new();
     while let Some(page) = pages.next_page(store.keyed()).await? {
         super::refuse_unreadable(&pages.unreadable)?;
@@ -210,48 +210,12 @@ async fn export_thread(
     Ok(())
 }
 
-/// The vectors stored for a thread's messages, read page by page along the thread's messages
-/// (both in seq order): what an export writes on each message's line and a copy writes after
-/// each message.
-#[derive(Debug)]
-pub(super) struct ThreadVectors {
-    next: Option<ListEmbeddings>,
-    read: VecDeque<StoredEmbedding>,
-}
-
-impl ThreadVectors {
-    /// The vectors of `thread` in the store of `pipeline`: none when the store keeps none.
-    pub(super) fn of(pipeline: &Pipeline, thread: &Thread) -> Self {
-        let next = pipeline.capabilities().vectors.then(|| {
-            ListEmbeddings::new(thread.id.clone())
-                .with_limit(MAX_PAGE_LIMIT)
-                .with_context(Context::new().for_tenant(thread.tenant.clone()))
-        });
-        Self { next, read: VecDeque::new() }
-    }
-
-    /// The vectors of `message`, by model; asked of the thread's messages in seq order (the
-    /// vectors of a message skipped are passed over).
-    pub(super) async fn of_message(&mut self, pipeline: &Pipeline, message: &Message) -> CliResult<Vec<Embedding>> {
-        let mut found = Vec::new();
-        loop {
-            while let Some(stored) = self.read.pop_front() {
-                if stored.seq > message.seq {
-                    self.read.push_front(stored);
-                    return Ok(found);
-                }
-                if stored.seq == message.seq && stored.message_id == message.id {
-                    found.push(stored.embedding);
-                }
-            }
-            let Some(query) = self.next.take() else {
-                return Ok(found);
-            };
-            let page = pipeline.embeddings(query.clone()).await?;
-            self.next = query.next_page(&page);
-            self.read.extend(page.items);
-        }
-    }
+/// The vectors stored for a thread's messages, with persist's one reader of them
+/// ([`ThreadVectors`]): what an export writes on each message's line, and a copy writes after
+/// each message and checks. Read as the store holds them, in the thread's tenant; a store that
+/// keeps none has none.
+pub(super) fn thread_vectors(pipeline: &Pipeline, thread: &Thread) -> ThreadVectors {
+    ThreadVectors::new(pipeline, thread.id.clone(), Context::new().for_tenant(thread.tenant.clone()))
 }
 
 /// Writes `vectors` (each of a message of `thread`, with the version of the message it

@@ -1,10 +1,11 @@
 //! Forks ([`PipelineExt::fork`](crate::PipelineExt::fork)): composed of ordinary requests
 //! sent through the whole stack (see [`lifecycle`](crate::lifecycle)).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
 
+use crate::lifecycle::vectors::ThreadVectors;
 use crate::lifecycle::{FORKED_FROM, Fork, ForkReport};
 use persist_core::Context;
 use persist_core::Pipeline;
@@ -12,7 +13,7 @@ use persist_core::args::{Add, Reserve, Update, UpdateContent};
 use persist_core::branch::{Branch, Parent, Switch};
 use persist_core::read::{GetThread, ListMessages, MAX_PAGE_LIMIT};
 use persist_core::summary::{ListSummaries, Summarize};
-use persist_core::vector::{Embed, Embedding, ListEmbeddings, StoredEmbedding};
+use persist_core::vector::{Embed, Embedding};
 use persist_core::{Message, Metadata, Status, Thread};
 use persist_core::{MessageId, ThreadId};
 use persist_core::{PersistError, Result};
@@ -59,48 +60,6 @@ async fn copy_interrupted(
         .with_expected_version(slot.version)
         .with_context(context);
     Ok((false, pipeline.update_content(mark).await?.message))
-}
-
-/// The vectors of the source's messages, read page by page along the fork's listing (both in
-/// seq order); none when the stack keeps none or refuses to read them (an encryption layer
-/// that keeps vectors sealed: a source behind it holds none).
-struct SourceVectors {
-    next: Option<ListEmbeddings>,
-    read: VecDeque<StoredEmbedding>,
-}
-
-impl SourceVectors {
-    fn of(pipeline: &Pipeline, fork: &Fork) -> Self {
-        let next = pipeline.capabilities().vectors.then(|| {
-            ListEmbeddings::new(fork.source.clone()).with_limit(MAX_PAGE_LIMIT).with_context(fork.context.renewed())
-        });
-        Self { next, read: VecDeque::new() }
-    }
-
-    /// The vectors of `message` (asked in seq order), by model.
-    async fn of_message(&mut self, pipeline: &Pipeline, message: &Message) -> Result<Vec<Embedding>> {
-        let mut found = Vec::new();
-        loop {
-            while let Some(stored) = self.read.pop_front() {
-                if stored.seq > message.seq {
-                    self.read.push_front(stored);
-                    return Ok(found);
-                }
-                if stored.seq == message.seq && stored.message_id == message.id {
-                    found.push(stored.embedding);
-                }
-            }
-            let Some(query) = self.next.take() else { return Ok(found) };
-            match pipeline.embeddings(query.clone()).await {
-                Ok(page) => {
-                    self.next = query.next_page(&page).map(|next| next.with_context(query.context.renewed()));
-                    self.read.extend(page.items);
-                }
-                Err(PersistError::Unsupported { .. }) => return Ok(found),
-                Err(error) => return Err(error),
-            }
-        }
-    }
 }
 
 /// Writes `embeddings` (the source message's vectors) to `copy`, its copy in the fork, when the
@@ -182,7 +141,10 @@ pub(crate) async fn fork(pipeline: &Pipeline, mut fork: Fork) -> Result<ForkRepo
     let (mut last, mut branched) = (None::<MessageId>, false);
     // The source's seq of each message copied (or found copied), in seq order.
     let mut copied_from: Vec<(u64, MessageId)> = Vec::new();
-    let mut vectors = SourceVectors::of(pipeline, &fork);
+    // The source's vectors, read along the listing (both in seq order); none when the stack
+    // keeps none or refuses to read them (an encryption layer that keeps vectors sealed: a
+    // source behind it holds none).
+    let mut vectors = ThreadVectors::new(pipeline, fork.source.clone(), context()).refused_as_none();
     let mut listing = ListMessages::new(fork.source.clone())
         .before(up_to.saturating_add(1))
         .include_reserved(tree)

@@ -1,7 +1,8 @@
-//! A thread's lifecycle, through the pipeline: fork a thread, and retention (prune idle
-//! threads, keep the latest messages of each).
+//! A thread's lifecycle, through the pipeline: fork a thread, retention (prune idle threads,
+//! keep the latest messages of each), pop its latest messages, branch before one of its user
+//! turns; and [`ThreadVectors`], the reader of a thread's vectors every copy of a thread uses.
 //!
-//! Both are composed of ordinary requests sent through the whole stack (reads, adds, deletes,
+//! Each is composed of ordinary requests sent through the whole stack (reads, adds, deletes,
 //! updates), so routes send them where the thread lives, an encryption layer seals and opens
 //! them, and indexers and audit layers see every step. Truncation is a single atomic write of
 //! its own: [`Delete::after`](persist_core::args::Delete::after).
@@ -9,6 +10,10 @@
 pub(crate) mod fork;
 pub(crate) mod pop;
 pub(crate) mod prune;
+pub(crate) mod turns;
+mod vectors;
+
+pub use self::vectors::ThreadVectors;
 
 use std::time::Duration;
 
@@ -255,4 +260,27 @@ pub struct Popped {
     /// The messages removed, oldest first, as they were when read (fewer than asked when the
     /// thread held fewer).
     pub messages: Vec<Message>,
+}
+
+/// Ends a thread's active branch before one of its user turns, so the next message starts a
+/// branch of its own there (an edit of that turn, or a retry); see
+/// [`PipelineExt::branch_from_turn`](crate::PipelineExt::branch_from_turn).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BranchFromTurn {
+    /// The thread.
+    pub thread_id: ThreadId,
+    /// The user turn, from 1: the `turn`-th user message of the active branch.
+    pub turn: u64,
+    /// The context of every request it sends: its tenant is the thread's.
+    pub context: Context,
+}
+
+impl BranchFromTurn {
+    /// Ends `thread_id`'s active branch before its user turn `turn` (from 1).
+    pub fn new(thread_id: ThreadId, turn: u64) -> Self {
+        Self { thread_id, turn, context: Context::new() }
+    }
+
+    context_setter!();
 }

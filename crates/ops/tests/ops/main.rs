@@ -4,4 +4,5 @@
 mod compaction;
 mod fork_vectors;
 mod live;
+mod pop;
 mod scoped;

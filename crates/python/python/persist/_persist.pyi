@@ -96,7 +96,9 @@ class Store:
 
     async def pop_item(self, session_id: str) -> dict[str, Any] | None:
         """Removes and returns the latest item, or None when there is none. Atomic across
-        processes: two callers never get the same item."""
+        processes: two callers never get the same item. A reply still being written is the
+        latest item too; one written to while the pop removes it is kept, and the pop raises
+        ``Conflict`` (pop again)."""
 
     async def clear_session(self, session_id: str) -> None:
         """Removes every item of the session (every branch); the session can be written again."""

@@ -1,5 +1,8 @@
-//! What the Python methods do, as Rust: each a few calls of a tenant's [`Scoped`] handle, the
-//! items converted by persist's Responses converter.
+//! The Agents SDK's session protocol (`get_items`, `add_items`, `pop_item`, `clear_session`)
+//! and the `Store`'s other methods, mapped to the calls of a tenant's [`Scoped`] handle: items
+//! converted by persist's Responses converter, answers shaped as Python reads them. What
+//! composes requests into an operation (a pop, a branch before a turn) is persist's own
+//! ([`PipelineExt`]), so every surface runs it alike; this module only maps it.
 //!
 //! A session is a thread; its items are messages, one each. The Agents SDK gives items ids of
 //! its own (`msg_…`, or the same `__fake_id__` for every item of a model other than OpenAI's),
@@ -10,12 +13,14 @@ use persist::args::{AppendTurn, Delete, TurnMessage, Update};
 use persist::branch::{Branch, ListBranches, Switch};
 use persist::convert::openai_responses;
 use persist::feed::{FeedEvent, ReadFeed, Subscription};
+use persist::lifecycle::{BranchFromTurn, Pop};
 use persist::read::{ListMessages, ListThreads, MAX_PAGE_LIMIT, ThreadCursor};
 use persist::search::{Search, SearchScope};
 use persist::summary::ReadCompacted;
 use persist::working::{ReadMemory, WriteMemory};
 use persist::{
-    IdempotencyKey, Message, Metadata, Order, PersistError, ResourceId, Result, Role, Scoped, ThreadId, Timestamp,
+    IdempotencyKey, Message, Metadata, Order, PersistError, PipelineExt, ResourceId, Result, Scoped, ThreadId,
+    Timestamp,
 };
 use serde_json::{Map, Value, json};
 
@@ -129,23 +134,17 @@ pub(crate) async fn get_items(store: Scoped, thread: ThreadId, limit: Option<i64
     Ok(Value::Array(branch_items(&store, &thread, limit).await?))
 }
 
-/// Removes the active branch's last message and answers its (last) item. The delete is the
-/// claim: a caller whose delete found the message gone already (another caller's) tries the
-/// next one.
+/// Removes the session's latest message with persist's one pop ([`PipelineExt::pop`]: atomic
+/// across processes, two callers never get the same message) and answers its last item: an
+/// item the SDK added is a message of its own, so that is the item. A session never written,
+/// or deleted, has none to give.
 pub(crate) async fn pop_item(store: Scoped, thread: ThreadId) -> Result<Option<Value>> {
-    loop {
-        let latest = ListMessages::new(thread.clone()).with_order(Order::Desc).with_limit(1).on_branch(Branch::Active);
-        let Some(page) = absent_as_none(store.list(latest).await)? else { return Ok(None) };
-        let Some(message) = page.items.into_iter().next() else { return Ok(None) };
-        let claimed = match store.delete(Delete::message(thread.clone(), message.id.clone())).await {
-            Ok(deleted) => !deleted.message_ids.is_empty(),
-            Err(PersistError::NotFound { .. }) => false,
-            Err(error) => return Err(error),
-        };
-        if claimed {
-            return Ok(items_of(&message).pop());
-        }
-    }
+    let popped = match store.pop(Pop::new(thread)).await {
+        Ok(popped) => popped,
+        Err(PersistError::NotFound { message_id: None, .. } | PersistError::ThreadDeleted { .. }) => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    Ok(popped.messages.last().and_then(|message| items_of(message).pop()))
 }
 
 /// Removes every message of the thread, on every branch; the thread stays, to be written
@@ -195,24 +194,11 @@ pub(crate) async fn switch_branch(store: Scoped, thread: ThreadId, branch_id: pe
     Ok(())
 }
 
-/// Ends the active branch before user turn `turn` (1-based): at the message before it, or, for
-/// a turn that starts the session, at none (the branch is empty and the next turn starts a root).
-/// Kept in the store, so the next write of any process follows it.
+/// Ends the active branch before user turn `turn` (1-based), with persist's
+/// [`PipelineExt::branch_from_turn`]: kept in the store, so the next write of any process
+/// follows it.
 pub(crate) async fn branch_from_turn(store: Scoped, thread: ThreadId, turn: u64) -> Result<()> {
-    let path = absent_as_none(store_path(&store, &thread, Branch::Active).await)?.unwrap_or_default();
-    let users = path.iter().enumerate().filter(|(_, message)| message.role == Role::User);
-    let turns = users.clone().count();
-    let Some((at, _)) = users.clone().nth(turn.saturating_sub(1) as usize).filter(|_| turn >= 1) else {
-        return Err(PersistError::invalid(
-            "turn",
-            format!("turn {turn}: the session's active branch has {turns} user turns (numbered from 1)"),
-        ));
-    };
-    let switch = match at.checked_sub(1) {
-        Some(index) => Switch::To(path[index].id.clone()),
-        None => Switch::Empty,
-    };
-    store.update(Update::thread(thread).with_switch(switch)).await?;
+    store.branch_from_turn(BranchFromTurn::new(thread, turn)).await?;
     Ok(())
 }
 
