@@ -13,7 +13,8 @@ use persist_core::read::{GetThread, ListMessages, ListThreads, MAX_PAGE_LIMIT, U
 use persist_core::restore::MAX_RESTORE_MESSAGES;
 use persist_core::session::{ListBindings, StoredBinding};
 use persist_core::summary::{ListSummaries, Summarize, Summary};
-use persist_core::vector::{Embed, ListEmbeddings, StoredEmbedding};
+use persist_core::vector::{Embed, StoredEmbedding};
+use persist_ops::lifecycle::ThreadVectors;
 use persist_core::working::{ListMemories, ReadMemory, WriteMemory};
 use persist_core::{Message, Thread, Timestamp};
 use persist_core::{PersistError, Result};
@@ -141,25 +142,22 @@ async fn read_parts(store: &Pipeline, thread: Thread) -> Result<Copy> {
 }
 
 /// The vectors `store` holds for `messages` of `thread` (none when it keeps none), by seq then
-/// model.
+/// model: read by persist-ops' one reader of a thread's vectors, as a fork and the command line
+/// read them.
 async fn vectors_of(store: &Pipeline, thread: &Thread, messages: &[Message]) -> Result<Vec<StoredEmbedding>> {
-    if !store.capabilities().vectors || messages.is_empty() {
+    if messages.is_empty() {
         return Ok(Vec::new());
     }
     let ids: HashMap<u64, &persist_core::MessageId> = messages.iter().map(|m| (m.seq, &m.id)).collect();
-    let ctx = context(thread.tenant.as_ref());
-    let mut query = ListEmbeddings::new(thread.id.clone()).with_limit(MAX_PAGE_LIMIT).with_context(ctx);
+    let mut vectors = ThreadVectors::new(store, thread.id.clone(), context(thread.tenant.as_ref()));
     let mut found = Vec::new();
-    loop {
-        let page = store.embeddings(query.clone()).await?;
-        let next = query.next_page(&page);
+    while let Some(vector) = vectors.next(store).await? {
         // A vector of a message added after the thread was read waits for the next read.
-        found.extend(page.items.into_iter().filter(|v| ids.get(&v.seq) == Some(&&v.message_id)));
-        match next {
-            Some(next) => query = next,
-            None => return Ok(found),
+        if ids.get(&vector.seq) == Some(&&vector.message_id) {
+            found.push(vector);
         }
     }
+    Ok(found)
 }
 
 /// The vectors of `copy` that `there` (another copy of the same thread) does not hold as they

@@ -12,7 +12,7 @@ use persist_core::read::MAX_PAGE_LIMIT;
 /// read a page at a time (`ListEmbeddings`), in seq order then by model: what a copy of a thread
 /// carries with each message. A [fork](crate::PipelineExt::fork) reads them along the messages
 /// it copies, the command line's `export` and `copy` along the messages they write, and `copy`
-/// whole to check what it wrote. One reader, so that every copy pairs a vector with its message
+/// whole to check what it wrote, a tenant's move between shards (`persist-shard`) whole. One reader, so that every copy pairs a vector with its message
 /// alike: by seq and message id, a vector of a message the copy does not carry passed over.
 ///
 /// # Example
