@@ -13,23 +13,14 @@ use persist_core::{Backend, Content, Message, MessageId, PersistError, Role, Thr
 use persist_ops::PipelineExt;
 
 use crate::branches::{active, assert_tree, reply_to};
-use crate::fixture::{add_text, all_messages, assert_err, t, text_add, thread, write, written};
+use crate::fixture::{add_text, all_messages, assert_err, gate, t, text_add, thread, write, written};
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `branches`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().branches {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `branches`")).await;
-        }
-    };
-}
 
 /// A fork of a whole thread keeps its tree: each copy follows the copy of its parent, and the
 /// fork's active branch ends where the source's does.
 pub async fn check_a_fork_of_a_tree_keeps_its_shape<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let pipeline = persist_core::Pipeline::new(Arc::clone(b));
     let id = t("tree-to-fork");
@@ -60,7 +51,7 @@ pub async fn check_a_fork_of_a_tree_keeps_its_shape<F: Factory>(factory: &F) -> 
 /// twice; a fork of the active branch copies the branch active when it started.
 pub async fn check_a_fork_copies_one_branch<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let pipeline = persist_core::Pipeline::new(Arc::clone(b));
     let id = t("fork-source");
@@ -97,7 +88,7 @@ pub async fn check_a_fork_copies_one_branch<F: Factory>(factory: &F) -> Outcome 
 /// messages go, on every branch, and the active branch stays whole from its new root.
 pub async fn check_keep_latest_counts_along_the_active_branch<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let pipeline = persist_core::Pipeline::new(Arc::clone(b));
     let id = t("retained");
@@ -124,10 +115,8 @@ pub async fn check_keep_latest_counts_along_the_active_branch<F: Factory>(factor
 /// thread's `update`, its version the thread's.
 pub async fn check_feed_events_name_the_branch_change<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
-    if !store.caps().feed {
-        return store.skip(Outcome::Skipped("the backend does not declare `feed`")).await;
-    }
+    gate!(store, branches);
+    gate!(store, feed);
     let b = store.b();
     let id = t("followed");
     let question = add_text(b.as_ref(), &id, "q").await;
@@ -167,7 +156,7 @@ pub async fn check_tool_calls_are_checked_along_their_branch<F: Factory>(factory
     use serde_json::json;
 
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let pipeline =
         Pipeline::builder().layer(ToolCallsLayer::new().on_unanswered(Unanswered::Interrupt)).build(Arc::clone(b));
@@ -199,7 +188,7 @@ pub async fn check_tool_calls_are_checked_along_their_branch<F: Factory>(factory
 /// ones of the branch left), and the branch then ends at the message before them.
 pub async fn check_pop_takes_the_latest_of_the_active_branch<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let pipeline = persist_core::Pipeline::new(Arc::clone(b));
     let id = t("popped");

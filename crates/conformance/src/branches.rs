@@ -14,18 +14,9 @@ use persist_core::{Backend, Content, Message, MessageId, Order, PersistError, Ro
 use tokio::sync::Barrier;
 
 use crate::fixture::{
-    add_text, all_messages, assert_err, ctx, m, snapshot, t, tenant, text_add, thread, thread_in, write, written,
+    add_text, all_messages, assert_err, ctx, gate, m, snapshot, t, tenant, text_add, thread, thread_in, write, written,
 };
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `branches`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().branches {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `branches`")).await;
-        }
-    };
-}
 
 /// The seqs of `branch` of `thread` (of `tenant`), placeholders included, read in pages of
 /// `limit` in `order`.
@@ -106,7 +97,7 @@ pub(crate) fn reply_to(thread: &ThreadId, parent: &Message, text: &str) -> persi
 /// only one at its point.
 pub async fn check_a_thread_without_parents_is_one_line<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let id = t("line");
     let first = add_text(b.as_ref(), &id, "one").await;
@@ -136,7 +127,7 @@ pub async fn check_a_thread_without_parents_is_one_line<F: Factory>(factory: &F)
 /// later writes follow the new branch.
 pub async fn check_a_regenerated_reply_is_a_sibling_and_loses_nothing<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let id = t("regenerate");
     let question = add_text(b.as_ref(), &id, "question").await; // 1
@@ -174,7 +165,7 @@ pub async fn check_a_regenerated_reply_is_a_sibling_and_loses_nothing<F: Factory
 /// siblings, and a turn written after a message starts its branch there as one piece.
 pub async fn check_an_edit_starts_a_branch_at_any_point<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let id = t("edit");
     let first = add_text(b.as_ref(), &id, "helo").await; // 1
@@ -206,7 +197,7 @@ pub async fn check_an_edit_starts_a_branch_at_any_point<F: Factory>(factory: &F)
 /// have is `NotFound`; the next write follows the switched branch.
 pub async fn check_a_switch_moves_the_active_leaf_like_a_versioned_update<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let id = t("switch");
     let question = add_text(b.as_ref(), &id, "q").await; // 1
@@ -250,7 +241,7 @@ pub async fn check_a_switch_moves_the_active_leaf_like_a_versioned_update<F: Fac
 /// switch back restores the branch left.
 pub async fn check_a_switch_to_an_empty_branch_makes_the_next_message_a_root<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let id = t("empty-branch");
     let first = add_text(b.as_ref(), &id, "q1").await; // 1
@@ -292,7 +283,7 @@ pub async fn check_a_switch_to_an_empty_branch_makes_the_next_message_a_root<F: 
 /// thread of the same id has that message.
 pub async fn check_a_message_the_thread_does_not_have_is_not_found<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let id = t("parents");
     let acme = tenant("acme");
@@ -327,7 +318,7 @@ pub async fn check_a_message_the_thread_does_not_have_is_not_found<F: Factory>(f
 /// path, in a tree whose branches interleave by arrival.
 pub async fn check_a_branch_pages_by_seq_both_ways<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let id = t("pages");
     // Three branches from seq 2 on, written in turns, so their seqs interleave.
@@ -373,7 +364,7 @@ pub async fn check_a_branch_pages_by_seq_both_ways<F: Factory>(factory: &F) -> O
 /// covers.)
 pub async fn check_a_branch_lists_by_role<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let id = t("roles-branch");
     let say = |role: Role, text: &str| persist_core::args::Add::new(id.clone(), role, Content::text(text));
@@ -425,7 +416,7 @@ pub async fn check_a_branch_lists_by_role<F: Factory>(factory: &F) -> Outcome {
 /// branch, the active one then ending at its last message kept.
 pub async fn check_deletes_splice_messages_out_of_their_branch<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let b = store.b();
     let id = t("splice");
     let question = add_text(b.as_ref(), &id, "q").await; // 1
@@ -471,7 +462,7 @@ pub async fn check_deletes_splice_messages_out_of_their_branch<F: Factory>(facto
 /// moment (the old one or the switched one), and nothing is lost.
 pub async fn check_a_switch_racing_an_append_keeps_a_tree<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let handles = store.racing_handles().await;
     let b = store.b();
     let id = t("race-switch");
@@ -511,7 +502,7 @@ pub async fn check_a_switch_racing_an_append_keeps_a_tree<F: Factory>(factory: &
 /// its own seq, the active branch ending at one of them.
 pub async fn check_racing_regenerates_both_become_siblings<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, branches);
     let handles = store.racing_handles().await;
     let b = store.b();
     let id = t("race-regenerate");
@@ -544,10 +535,8 @@ pub async fn check_racing_regenerates_both_become_siblings<F: Factory>(factory: 
 /// `restore` too); one whose parent is not an earlier message of the thread is refused whole.
 pub async fn check_a_restore_keeps_the_tree<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
-    if !store.caps().restore {
-        return store.skip(Outcome::Skipped("the backend does not declare `restore`")).await;
-    }
+    gate!(store, branches);
+    gate!(store, restore);
     let b = store.b();
     let id = t("tree-source");
     let question = add_text(b.as_ref(), &id, "q").await;

@@ -9,8 +9,8 @@ use persist_core::args::{Reserve, UpdateContent};
 use persist_core::summary::ReadCompacted;
 use persist_core::{Content, Role, ThreadId};
 
-use crate::fixture::{add_text, t, written};
-use crate::summaries::{gate, summarize, summary_of};
+use crate::fixture::{add_text, gate, t, written};
+use crate::summaries::{summarize, summary_of};
 use crate::{Factory, Outcome};
 
 /// A compaction never folds a tool call into its summary while a result of it stays out (a
@@ -27,7 +27,7 @@ pub async fn check_a_compaction_keeps_tool_calls_with_their_results<F: Factory>(
     use persist_layer::{ProviderHistory, ToolCallsLayer};
     use persist_ops::compaction::{Budget, Compaction, KeepLastText, Outcome};
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let p = persist_core::Pipeline::builder().layer(ToolCallsLayer::new()).build(Arc::clone(b));
     let say = |thread: &ThreadId, role, part: Part| Add::new(thread.clone(), role, Content::from_parts([part]));
@@ -111,7 +111,7 @@ pub async fn check_a_compaction_settles_a_reply_its_generator_left<F: Factory>(f
     use persist_core::Status;
     use persist_ops::compaction::{Budget, Compaction, KeepLastText, Outcome};
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let p = persist_core::Pipeline::new(Arc::clone(b));
     let id = t("dead-generator");

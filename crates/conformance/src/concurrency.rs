@@ -11,9 +11,9 @@ use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
 use crate::fixture::{
-    add_text, all_messages, all_messages_in, ctx, get_in, t, tenant, text_add, thread_in, write, written,
+    add_text, all_messages, all_messages_in, ctx, gate, get_in, t, tenant, text_add, thread_in, write, written,
 };
-use crate::{Factory, Outcome, require};
+use crate::{Factory, Outcome};
 
 /// The tenants the races through two handles run in at once.
 fn racing_tenants() -> [Option<TenantId>; 3] {
@@ -169,9 +169,7 @@ pub async fn check_concurrent_writers_on_many_threads<F: Factory>(factory: &F) -
 /// of three tenants racing on the same thread id at once (the thread created by the race).
 pub async fn check_two_handles_racing_adds<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    if let Some(skip) = require(store.caps(), false, true) {
-        return store.skip(skip).await;
-    }
+    gate!(store, shared_storage);
     let handles = [Arc::clone(store.b()), store.second_handle().await];
     let id = t("two-handle-race");
     let races = racing_tenants().map(|tenant| race_adds(&handles, tenant, &id, 50));
@@ -188,9 +186,7 @@ pub async fn check_two_handles_racing_adds<F: Factory>(factory: &F) -> Outcome {
 /// Merges raced through two handles all survive, in three tenants at once.
 pub async fn check_two_handles_racing_merges<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    if let Some(skip) = require(store.caps(), false, true) {
-        return store.skip(skip).await;
-    }
+    gate!(store, shared_storage);
     let handles = [Arc::clone(store.b()), store.second_handle().await];
     futures_join(racing_tenants().map(|tenant| race_merges(&handles, handles[1].as_ref(), tenant))).await;
     store.finish().await
@@ -200,9 +196,7 @@ pub async fn check_two_handles_racing_merges<F: Factory>(factory: &F) -> Outcome
 /// with the same key.
 pub async fn check_two_handles_racing_retries<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    if let Some(skip) = require(store.caps(), false, true) {
-        return store.skip(skip).await;
-    }
+    gate!(store, shared_storage);
     let handles = [Arc::clone(store.b()), store.second_handle().await];
     futures_join(racing_tenants().map(|tenant| race_retries(&handles, handles[0].as_ref(), tenant))).await;
     store.finish().await
@@ -213,9 +207,7 @@ pub async fn check_two_handles_racing_retries<F: Factory>(factory: &F) -> Outcom
 /// once, in three tenants at once.
 pub async fn check_two_handles_racing_appends<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    if let Some(skip) = require(store.caps(), false, true) {
-        return store.skip(skip).await;
-    }
+    gate!(store, shared_storage);
     let handles = [Arc::clone(store.b()), store.second_handle().await];
     futures_join(racing_tenants().map(|tenant| race_appends(&handles, tenant))).await;
     store.finish().await

@@ -4,15 +4,13 @@ use persist_core::args::{Delete, Reserve, Update, UpdateContent};
 use persist_core::{Backend, Content, IdempotencyKey, Metadata, PersistError, Role};
 use serde_json::json;
 
-use crate::fixture::{add_text, assert_err, snapshot, t, text_add, write, written};
-use crate::{Factory, Outcome, require};
+use crate::fixture::{add_text, assert_err, gate, snapshot, t, text_add, write, written};
+use crate::{Factory, Outcome};
 
 /// Messages, placeholders, content updates, merges and thread fields survive a reopen.
 pub async fn check_acknowledged_writes_survive_reopen<F: Factory>(factory: &F) -> Outcome {
     let mut store = crate::fixture::open!(factory);
-    if let Some(skip) = require(store.caps(), true, false) {
-        return store.skip(skip).await;
-    }
+    gate!(store, durable);
     let (a, c) = (t("durable-a"), t("durable-b"));
     {
         let b = store.b().as_ref();
@@ -37,9 +35,7 @@ pub async fn check_acknowledged_writes_survive_reopen<F: Factory>(factory: &F) -
 /// Tombstones and idempotency keys survive a reopen.
 pub async fn check_tombstones_survive_reopen<F: Factory>(factory: &F) -> Outcome {
     let mut store = crate::fixture::open!(factory);
-    if let Some(skip) = require(store.caps(), true, false) {
-        return store.skip(skip).await;
-    }
+    gate!(store, durable);
     let (dead, live) = (t("dead-after-reopen"), t("keyed"));
     let key = IdempotencyKey::new("k-1").unwrap();
     add_text(store.b().as_ref(), &dead, "x").await;
@@ -57,12 +53,8 @@ pub async fn check_tombstones_survive_reopen<F: Factory>(factory: &F) -> Outcome
 /// Session bindings (and their states) survive a reopen.
 pub async fn check_session_bindings_survive_reopen<F: Factory>(factory: &F) -> Outcome {
     let mut store = crate::fixture::open!(factory);
-    if let Some(skip) = require(store.caps(), true, false) {
-        return store.skip(skip).await;
-    }
-    if !store.caps().sessions {
-        return store.skip(Outcome::Skipped("the backend does not declare `sessions`")).await;
-    }
+    gate!(store, durable);
+    gate!(store, sessions);
     use crate::sessions::{agent, bind, provider, session};
     use persist_core::session::{FreshReason, InvalidateSession, ResetSession, Resolution, Resolve};
     let (live, reset) = (t("bound"), t("was-reset"));

@@ -8,17 +8,8 @@ use persist_core::feed::{FeedEvent, ReadFeed, Removed};
 use persist_core::{Backend, Content, Metadata, PersistError, PersistOp, Pipeline, Role, Status, TenantId};
 use serde_json::json;
 
-use crate::fixture::{all_messages_in, assert_err, ctx, m, t, tenant, thread_in, write, written};
+use crate::fixture::{all_messages_in, assert_err, ctx, gate, m, t, tenant, thread_in, write, written};
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `feed`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().feed {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `feed`")).await;
-        }
-    };
-}
 
 /// Every event of `query`'s scope after its position, read page by page.
 async fn all_events<B: Backend>(b: &B, query: ReadFeed) -> Vec<FeedEvent> {
@@ -66,7 +57,7 @@ fn assert_ordered(events: &[FeedEvent]) {
 /// or was refused has none.
 pub async fn check_feed_records_each_committed_write_in_order<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let owner = tenant("feed-owner");
     let id = t("fed");
@@ -126,7 +117,7 @@ pub async fn check_feed_records_each_committed_write_in_order<F: Factory>(factor
 /// restored messages are events by their status.
 pub async fn check_feed_tells_thread_deletes_truncations_and_restores<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let (gone, cut) = (t("feed-gone"), t("feed-cut"));
     for thread in [&gone, &cut] {
@@ -180,7 +171,7 @@ pub async fn check_feed_tells_thread_deletes_truncations_and_restores<F: Factory
 /// that delete (an id may carry personal data): none is left in any scope.
 pub async fn check_feed_follows_a_thread_id_across_a_freed_and_reused_id<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let (reused, tombstoned, busy) = (t("feed-reused"), t("feed-tombstoned"), t("feed-busy"));
     let add = |thread: &persist_core::ThreadId, id: &str| {
@@ -232,7 +223,7 @@ pub async fn check_feed_follows_a_thread_id_across_a_freed_and_reused_id<F: Fact
 /// bad limit, `InvalidInput`.
 pub async fn check_feed_resumes_exactly_after_a_position<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let (id, other) = (t("feed-resume"), t("feed-resume-other"));
     for n in 0..5 {
@@ -274,7 +265,7 @@ pub async fn check_feed_resumes_exactly_after_a_position<F: Factory>(factory: &F
 /// events; a tenant reads its own threads only; across tenants reads both.
 pub async fn check_feed_is_scoped_by_tenant<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let (a, z) = (tenant("feed-a"), tenant("feed-z"));
     let id = t("shared-name");
@@ -310,7 +301,7 @@ pub async fn check_feed_is_scoped_by_tenant<F: Factory>(factory: &F) -> Outcome 
 /// reconnect from its last position, exactly what it missed.
 pub async fn check_feed_subscriber_sees_another_handles_writes<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let other = if store.caps().shared_storage { store.second_handle().await } else { b.clone() };
     let pipeline = Pipeline::new(b.clone());

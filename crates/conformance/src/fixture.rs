@@ -206,6 +206,26 @@ macro_rules! open {
 }
 pub(crate) use open;
 
+/// Skips the check (releasing its storage) unless the backend declares every [`Capabilities`]
+/// flag named: `gate!(store, summaries, branches)` skips with the reason "the backend does not
+/// declare \`summaries\` and \`branches\`". Every check's capability gate is this one, so every
+/// skip reads alike.
+macro_rules! gate {
+    ($store:ident, $first:ident $(, $more:ident)*) => {
+        if !($store.caps().$first $(&& $store.caps().$more)*) {
+            return $store
+                .skip($crate::Outcome::Skipped(concat!(
+                    "the backend does not declare `",
+                    stringify!($first),
+                    "`"
+                    $(, " and `", stringify!($more), "`")*
+                )))
+                .await;
+        }
+    };
+}
+pub(crate) use gate;
+
 /// Asserts that `$result` is `Err` matching `$pattern`.
 macro_rules! assert_err {
     ($result:expr, $pattern:pat $(if $guard:expr)?) => {

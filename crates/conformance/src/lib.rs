@@ -46,9 +46,10 @@
 //!
 //! # Capabilities
 //!
-//! Checks that need an optional [`Capabilities`] flag
+//! Checks that need an optional [`Capabilities`](persist_core::Capabilities) flag
 //! (`durable` for reopen checks, `shared_storage` for races between two independently opened
-//! handles) return [`Outcome::Skipped`] on a backend without it and print
+//! handles, and each gated group's own, such as `feed` or `branches`) return
+//! [`Outcome::Skipped`] on a backend without it and print
 //! `SKIPPED <check>: <reason>`; they never pass silently.
 //!
 //! # What is covered
@@ -95,8 +96,8 @@
 
 use std::future::Future;
 
+use persist_core::Backend;
 pub use persist_core::BoxError;
-use persist_core::{Backend, Capabilities};
 
 pub mod add;
 pub mod bad_input;
@@ -138,8 +139,8 @@ pub mod working;
 /// `create` is called once per check and must return storage no other check sees (a fresh
 /// in-memory store, a temporary file, a new schema). `open` opens a handle on that storage;
 /// calling it twice gives two **independent** handles (two pools, two connections) when the
-/// backend declares [`Capabilities::shared_storage`], and after every handle is dropped,
-/// `open` again is a **reopen** (checked when it declares [`Capabilities::durable`]).
+/// backend declares [`Capabilities::shared_storage`](persist_core::Capabilities::shared_storage), and after every handle is dropped,
+/// `open` again is a **reopen** (checked when it declares [`Capabilities::durable`](persist_core::Capabilities::durable)).
 pub trait Factory: Send + Sync {
     /// The backend under test (a backend, or a `Pipeline` stacking layers over one).
     type Backend: Backend;
@@ -180,16 +181,6 @@ pub enum Outcome {
     Passed,
     /// The backend lacks a capability the check needs.
     Skipped(&'static str),
-}
-
-pub(crate) fn require(caps: Capabilities, durable: bool, shared: bool) -> Option<Outcome> {
-    if durable && !caps.durable {
-        return Some(Outcome::Skipped("the backend does not declare `durable`"));
-    }
-    if shared && !caps.shared_storage {
-        return Some(Outcome::Skipped("the backend does not declare `shared_storage`"));
-    }
-    None
 }
 
 /// Calls `$callback!` with `($($args)*)` followed by every check, as `group { check, … }`.

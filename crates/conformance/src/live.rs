@@ -14,17 +14,8 @@ use persist_ops::PipelineExt;
 use persist_ops::live::{FollowReply, ReplyChunk, ReplyEnd, ReplyStream, STOP_KEY, StopReply, StopState};
 use serde_json::json;
 
-use crate::fixture::{assert_err, ctx, get, m, t, tenant, write, written};
+use crate::fixture::{assert_err, ctx, gate, get, m, t, tenant, write, written};
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `feed`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().feed {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `feed`")).await;
-        }
-    };
-}
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -81,7 +72,7 @@ fn token(thread: &str, id: &str, text: &str) -> UpdateContent {
 /// a pipeline, so a decrypting layer hands deltas over in clear.
 pub async fn check_feed_events_carry_what_an_append_added<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let pipeline = Pipeline::new(Arc::clone(b));
     let reply = written(b.as_ref(), Reserve::new(t("deltas"), Role::Assistant).with_id(m("r"))).await;
@@ -139,7 +130,7 @@ pub async fn check_feed_events_carry_what_an_append_added<F: Factory>(factory: &
 /// offset it reached gets the rest, each character once.
 pub async fn check_a_reply_is_followed_from_an_offset_to_its_end<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let writer = if store.caps().shared_storage { store.second_handle().await } else { Arc::clone(b) };
     let pipeline = Pipeline::new(Arc::clone(b));
@@ -176,7 +167,7 @@ pub async fn check_a_reply_is_followed_from_an_offset_to_its_end<F: Factory>(fac
 /// `Interrupted`; one deleted, or whose thread is deleted, ends `Deleted`.
 pub async fn check_a_followed_reply_ends_as_its_reply_did<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let pipeline = Pipeline::new(Arc::clone(b));
     let follow = |thread: &str| pipeline.follow_reply(FollowReply::new(t(thread), m("r")));
@@ -213,7 +204,7 @@ pub async fn check_a_followed_reply_ends_as_its_reply_did<F: Factory>(factory: &
 /// reply; asked again, or for a reply that ended, it is answered, not refused.
 pub async fn check_a_stop_reaches_the_generator_through_another_handle<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let other = if store.caps().shared_storage { store.second_handle().await } else { Arc::clone(b) };
     let generator = Pipeline::new(Arc::clone(b));
@@ -257,7 +248,7 @@ pub async fn check_a_stop_reaches_the_generator_through_another_handle<F: Factor
 /// same ids is not found, and its stop touches nothing.
 pub async fn check_follow_and_stop_are_confined_to_the_tenant<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let pipeline = Pipeline::new(Arc::clone(b));
     let (owner, other) = (tenant("live-owner"), tenant("live-other"));

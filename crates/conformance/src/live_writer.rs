@@ -13,17 +13,8 @@ use persist_ops::live::{
 };
 use serde_json::json;
 
-use crate::fixture::{assert_err, ctx, get, m, t, tenant};
+use crate::fixture::{assert_err, ctx, gate, get, m, t, tenant};
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `feed`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().feed {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `feed`")).await;
-        }
-    };
-}
 
 const WITHIN: Duration = Duration::from_secs(10);
 
@@ -45,7 +36,7 @@ fn append(thread: &str, reply: &str, offset: &str, content: Content) -> AppendRe
 /// naming the end and writing nothing; the finish, sent again, answers as it did.
 pub async fn check_a_live_reply_is_written_once_at_the_writers_offsets<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let pipeline = Pipeline::new(Arc::clone(store.b()));
     let user = TurnMessage::new(Role::User, Content::text("Weather in Oslo?"));
     let start = StartReply::new(t("w")).with_message(user).with_reply_id(m("r"));
@@ -95,7 +86,7 @@ pub async fn check_a_live_reply_is_written_once_at_the_writers_offsets<F: Factor
 /// ended, or its writer went silent past its lease (then settled interrupted), a start goes on.
 pub async fn check_one_reply_is_generated_per_thread<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let other = if store.caps().shared_storage { store.second_handle().await } else { Arc::clone(b) };
     let (one, two) = (Pipeline::new(Arc::clone(b)), Pipeline::new(other));
@@ -142,7 +133,7 @@ pub async fn check_one_reply_is_generated_per_thread<F: Factory>(factory: &F) ->
 /// it in the answer to its next call (`Stopped`, nothing written); its followers end stopped.
 pub async fn check_a_stop_ends_a_leased_reply_and_tells_its_writer<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let b = store.b();
     let other = if store.caps().shared_storage { store.second_handle().await } else { Arc::clone(b) };
     let (writer, client) = (Pipeline::new(Arc::clone(b)), Pipeline::new(other));
@@ -186,7 +177,7 @@ pub async fn check_a_stop_ends_a_leased_reply_and_tells_its_writer<F: Factory>(f
 /// reply keeps its reason.
 pub async fn check_followers_settle_a_reply_whose_writer_went_silent<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let pipeline = Pipeline::new(Arc::clone(store.b()));
     let lease = Duration::from_secs(1);
     pipeline.start_reply(StartReply::new(t("d")).with_reply_id(m("dead")).with_lease(lease)).await.expect("start");
@@ -226,7 +217,7 @@ pub async fn check_followers_settle_a_reply_whose_writer_went_silent<F: Factory>
 /// ids is not found, and nothing is written to it.
 pub async fn check_a_writer_is_confined_to_its_tenant<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, feed);
     let pipeline = Pipeline::new(Arc::clone(store.b()));
     let (owner, other) = (tenant("writer-owner"), tenant("writer-other"));
     let start = StartReply::new(t("c")).with_reply_id(m("r")).with_context(ctx(Some(&owner)));

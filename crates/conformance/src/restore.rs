@@ -12,17 +12,8 @@ use persist_core::{
 };
 use serde_json::json;
 
-use crate::fixture::{all_messages_in, assert_err, ctx, m, snapshot_in, t, tenant, thread_in, write, written};
+use crate::fixture::{all_messages_in, assert_err, ctx, gate, m, snapshot_in, t, tenant, thread_in, write, written};
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `restore`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().restore {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `restore`")).await;
-        }
-    };
-}
 
 /// Writes a thread with every kind of message a transcript holds: user and assistant turns,
 /// metadata, an idempotency key, a reservation still streaming, a reply interrupted with its
@@ -66,7 +57,7 @@ fn restored(result: Result<PersistResult, PersistError>) -> Restored {
 /// later `add` continues after the source's `last_seq`; its idempotency keys deduplicate.
 pub async fn check_restore_copies_a_thread_exactly<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, restore);
     let b = store.b();
     let (from, to) = (tenant("source"), tenant("copy"));
     let id = t("transcript");
@@ -94,7 +85,7 @@ pub async fn check_restore_copies_a_thread_exactly<F: Factory>(factory: &F) -> O
 /// duplicate (the messages stored already are counted as present).
 pub async fn check_restore_is_idempotent_and_resumable<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, restore);
     let b = store.b();
     let (from, to) = (tenant("source"), tenant("copy"));
     let id = t("resumed");
@@ -118,7 +109,7 @@ pub async fn check_restore_is_idempotent_and_resumable<F: Factory>(factory: &F) 
 /// follow.
 pub async fn check_restore_into_a_live_thread_never_moves_it_back<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, restore);
     let b = store.b();
     let id = t("live");
     let add = |text: &str| Add::new(id.clone(), Role::User, Content::text(text));
@@ -170,7 +161,7 @@ pub async fn check_restore_into_a_live_thread_never_moves_it_back<F: Factory>(fa
 /// deleted thread; bad input is `InvalidInput` naming the field.
 pub async fn check_restore_refuses_conflicts_and_writes_nothing<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, restore);
     let b = store.b();
     let id = t("conflicts");
     let (thread, messages) = source(b.as_ref(), None, &id).await;
@@ -256,8 +247,8 @@ pub async fn check_restore_refuses_conflicts_and_writes_nothing<F: Factory>(fact
 /// repeat writes none. Gated on `sessions`.
 pub async fn check_restore_writes_bindings_and_the_newest_wins<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
-    crate::sessions::gate!(store);
+    gate!(store, restore);
+    gate!(store, sessions);
     let b = store.b();
     let (from, to) = (tenant("source"), tenant("copy"));
     let id = t("bound");

@@ -13,17 +13,8 @@ use persist_core::search::{Search, SearchHit};
 use persist_core::{Backend, Content, Message, MessageId, Metadata, Part, PersistError, Role, Thread, Timestamp};
 use serde_json::json;
 
-use crate::fixture::{add_text, assert_err, ctx, t, tenant, text_add, write, written};
+use crate::fixture::{add_text, assert_err, ctx, gate, t, tenant, text_add, write, written};
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `search`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().search {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `search`")).await;
-        }
-    };
-}
 
 /// The hits of a search, every page followed.
 async fn all_hits<B: Backend>(b: &B, query: Search) -> Vec<SearchHit> {
@@ -53,7 +44,7 @@ async fn tick() {
 /// punctuation as a phrase, no stemming, accents kept: the same answers on every backend.
 pub async fn check_search_follows_the_query_rules<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, search);
     let b = store.b().as_ref();
     let thread = t("rules");
     for text in [
@@ -91,7 +82,7 @@ pub async fn check_search_follows_the_query_rules<F: Factory>(factory: &F) -> Ou
 /// reply is found once it is finished or interrupted; other content, by its text only.
 pub async fn check_search_reads_text_and_tool_results<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, search);
     let b = store.b().as_ref();
     let thread = t("parts");
     let parts = Content::from_parts([
@@ -144,7 +135,7 @@ pub async fn check_search_reads_text_and_tool_results<F: Factory>(factory: &F) -
 /// purged threads leave it; a message written again is found by its new text only.
 pub async fn check_search_follows_every_write<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, search);
     let b = store.b().as_ref();
     let (kept, gone, purged) = (t("kept"), t("gone"), t("purged"));
     let first = add_text(b, &kept, "oldword one").await;
@@ -179,7 +170,7 @@ pub async fn check_search_follows_every_write<F: Factory>(factory: &F) -> Outcom
 /// messages added meanwhile (newer than the cursor) never breaking the pages.
 pub async fn check_search_pages_newest_first<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, search);
     let b = store.b().as_ref();
     let threads = [t("p-a"), t("p-b"), t("p-c")];
     let mut written_ids = Vec::new();
@@ -232,10 +223,8 @@ pub(crate) fn restored_at(thread: &str, text: &str, at: Timestamp) -> Restore {
 /// locale would: `ab` > `a-b` > `B` > `Ab`), on every backend, and a cursor continues between them.
 pub async fn check_search_breaks_ties_bytewise<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
-    if !store.caps().restore {
-        return store.skip(Outcome::Skipped("the backend does not declare `restore`")).await;
-    }
+    gate!(store, search);
+    gate!(store, restore);
     let b = store.b().as_ref();
     let at = Timestamp::from_micros(1_700_000_000_000_000);
     for thread in ["B", "ab", "a-b", "Ab"] {
@@ -252,7 +241,7 @@ pub async fn check_search_breaks_ties_bytewise<F: Factory>(factory: &F) -> Outco
 /// metadata narrow it.
 pub async fn check_search_scopes_and_filters<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, search);
     let b = store.b().as_ref();
     let (acme, globex) = (Some(tenant("acme")), Some(tenant("globex")));
     let (acme, globex) = (acme.as_ref(), globex.as_ref());
@@ -290,7 +279,7 @@ pub async fn check_search_scopes_and_filters<F: Factory>(factory: &F) -> Outcome
 /// `InvalidInput` naming its field.
 pub async fn check_search_refuses_bad_input<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, search);
     let b = store.b().as_ref();
     let acme = Some(tenant("acme"));
     written(b, text_add(&t("bad"), "word").with_context(ctx(acme.as_ref()))).await;
@@ -311,10 +300,8 @@ pub async fn check_search_refuses_bad_input<F: Factory>(factory: &F) -> Outcome 
 /// A message another handle writes is found (the index is the store's, not a handle's).
 pub async fn check_search_finds_another_handles_writes<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
-    if let Some(skipped) = crate::require(store.caps(), false, true) {
-        return store.skip(skipped).await;
-    }
+    gate!(store, search);
+    gate!(store, shared_storage);
     let b = store.b().as_ref();
     let other = store.second_handle().await;
     add_text(other.as_ref(), &t("h"), "fromanotherhandle").await;

@@ -11,7 +11,7 @@ use persist_core::session::{
 use persist_core::{AgentId, Backend, PersistError, ProviderId, RuntimeId, SessionId, ThreadId};
 use tokio::task::JoinSet;
 
-use crate::fixture::{add_text, assert_err, ctx, t, tenant, write};
+use crate::fixture::{add_text, assert_err, ctx, gate, t, tenant, write};
 use crate::{Factory, Outcome};
 
 pub(crate) fn agent(id: &str) -> AgentId {
@@ -53,19 +53,10 @@ fn fresh(reason: FreshReason, work_dir: Option<&str>) -> Resolution {
     Resolution::Fresh { reason, work_dir: work_dir.map(str::to_owned) }
 }
 
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().sessions {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `sessions`")).await;
-        }
-    };
-}
-pub(crate) use gate;
-
 /// No binding resolves `Fresh { NoBinding }`; a bind is resumed with every field it was given.
 pub async fn check_bind_then_resolve_resumes<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b().as_ref();
     let th = t("session-basic");
     assert_eq!(resolve(b, ask("bot", &th, "cli")).await, fresh(FreshReason::NoBinding, None));
@@ -83,7 +74,7 @@ pub async fn check_bind_then_resolve_resumes<F: Factory>(factory: &F) -> Outcome
 /// A second bind replaces the session but keeps `created_at` (no `INSERT OR REPLACE`).
 pub async fn check_bind_upsert_keeps_created_at<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b().as_ref();
     let th = t("session-upsert");
     let first = b.bind(bind("bot", &th, "s-1", "cli")).await.unwrap();
@@ -98,7 +89,7 @@ pub async fn check_bind_upsert_keeps_created_at<F: Factory>(factory: &F) -> Outc
 /// After a reset the next resolve is `Fresh { Reset }` and still hands back the work dir.
 pub async fn check_reset_makes_the_next_resolve_fresh<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b().as_ref();
     let th = t("session-reset");
     b.bind(bind("bot", &th, "s-1", "cli").with_work_dir("/w")).await.unwrap();
@@ -111,7 +102,7 @@ pub async fn check_reset_makes_the_next_resolve_fresh<F: Factory>(factory: &F) -
 /// Regression: reset, then bind a new session: resolve resumes the new one, never the old.
 pub async fn check_reset_then_bind_resumes_the_new_session<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b().as_ref();
     let th = t("session-reset-bind");
     b.bind(bind("bot", &th, "old", "cli")).await.unwrap();
@@ -124,7 +115,7 @@ pub async fn check_reset_then_bind_resumes_the_new_session<F: Factory>(factory: 
 /// A different provider or runtime starts fresh with its own reason; the work dir survives.
 pub async fn check_provider_or_runtime_change_is_fresh_with_reason<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b().as_ref();
     let th = t("session-guard");
     b.bind(bind("bot", &th, "s-1", "cli").with_runtime(runtime("host-a")).with_work_dir("/w/t")).await.unwrap();
@@ -144,7 +135,7 @@ pub async fn check_provider_or_runtime_change_is_fresh_with_reason<F: Factory>(f
 /// Invalidate is compare-and-set: a stale session id never clears a newer binding.
 pub async fn check_invalidate_is_compare_and_set<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b().as_ref();
     let th = t("session-cas");
     b.bind(bind("bot", &th, "s-1", "cli")).await.unwrap();
@@ -168,7 +159,7 @@ pub async fn check_invalidate_is_compare_and_set<F: Factory>(factory: &F) -> Out
 /// Concurrent binds on one key leave exactly one of them, whole.
 pub async fn check_concurrent_binds_leave_one_complete_binding<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let th = t("session-race");
     let mut tasks = JoinSet::new();
     for i in 0..20 {
@@ -204,7 +195,7 @@ pub async fn check_concurrent_binds_leave_one_complete_binding<F: Factory>(facto
 /// Bindings of other agents or threads never interfere.
 pub async fn check_bindings_are_keyed_by_agent_and_thread<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b().as_ref();
     let (t1, t2) = (t("session-k1"), t("session-k2"));
     b.bind(bind("bot-a", &t1, "a1", "cli")).await.unwrap();
@@ -222,7 +213,7 @@ pub async fn check_bindings_are_keyed_by_agent_and_thread<F: Factory>(factory: &
 /// Deleting a thread removes its bindings; binding to a deleted thread is refused.
 pub async fn check_deleted_thread_drops_and_refuses_bindings<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b().as_ref();
     let (gone, kept) = (t("session-gone"), t("session-kept"));
     add_text(b, &gone, "x").await;
@@ -239,7 +230,7 @@ pub async fn check_deleted_thread_drops_and_refuses_bindings<F: Factory>(factory
 /// A bad work dir is `InvalidInput` and writes nothing.
 pub async fn check_bad_binding_input_writes_nothing<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b().as_ref();
     let th = t("session-bad");
     assert_err!(
@@ -255,7 +246,7 @@ pub async fn check_bad_binding_input_writes_nothing<F: Factory>(factory: &F) -> 
 /// never existed) lists none.
 pub async fn check_bindings_are_listed_per_thread_with_their_state<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, sessions);
     let b = store.b();
     let (id, other) = (t("listed"), t("other"));
     add_text(b.as_ref(), &id, "hi").await;

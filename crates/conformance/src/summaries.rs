@@ -18,20 +18,10 @@ use persist_ops::PipelineExt;
 use tokio::sync::Barrier;
 
 use crate::branches::reply_to;
-use crate::fixture::{add_text, all_messages, assert_err, ctx, t, tenant, text_add, thread, thread_in, write, written};
+use crate::fixture::{
+    add_text, all_messages, assert_err, ctx, gate, t, tenant, text_add, thread, thread_in, write, written,
+};
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `summaries`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().summaries || !$store.caps().branches {
-            return $store
-                .skip($crate::Outcome::Skipped("the backend does not declare `summaries` and `branches`"))
-                .await;
-        }
-    };
-}
-pub(crate) use gate;
 
 mod lease;
 
@@ -97,7 +87,7 @@ async fn summaries_of<B: Backend>(b: &B, tenant: Option<&TenantId>, thread: &Thr
 /// a store with a feed announces it (op `summarize`, its last message's seq).
 pub async fn check_a_summary_stands_for_its_range_and_moves_nothing<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let id = t("summarized");
     for i in 1..=5 {
@@ -142,7 +132,7 @@ pub async fn check_a_summary_stands_for_its_range_and_moves_nothing<F: Factory>(
 /// content kept, no second feed event); another range ending at the same message is refused.
 pub async fn check_the_same_range_twice_is_one_summary<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let id = t("summarized-twice");
     for i in 1..=4 {
@@ -166,7 +156,7 @@ pub async fn check_the_same_range_twice_is_one_summary<F: Factory>(factory: &F) 
 /// placeholder after the range is fine); a deleted thread is `ThreadDeleted`.
 pub async fn check_range_rules<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let id = t("ranges");
     for i in 1..=3 {
@@ -199,7 +189,7 @@ pub async fn check_range_rules<F: Factory>(factory: &F) -> Outcome {
 /// branch named by its last message is read the same way.
 pub async fn check_the_compacted_read_follows_the_branch<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let id = t("summarized-tree");
     let question = add_text(b.as_ref(), &id, "q").await; // 1
@@ -232,7 +222,7 @@ pub async fn check_the_compacted_read_follows_the_branch<F: Factory>(factory: &F
 /// too. A thread without a summary loses nothing.
 pub async fn check_retention_of_covered_messages_keeps_the_compacted_read<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let id = t("covered");
     let first = add_text(b.as_ref(), &id, "m1").await;
@@ -327,7 +317,7 @@ pub async fn check_retention_of_covered_messages_keeps_the_compacted_read<F: Fac
 /// `Delete::covered` imports), where a parent in a gap is refused.
 pub async fn check_truncations_and_deletes_take_summaries_along<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let id = t("summaries-cut");
     for i in 1..=5 {
@@ -393,7 +383,7 @@ pub async fn check_truncations_and_deletes_take_summaries_along<F: Factory>(fact
 /// answers the latest summary and every message after it.
 pub async fn check_summaries_racing_appends_through_two_handles<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let handles = store.racing_handles().await;
     let b = store.b();
     let id = t("summaries-racing");
@@ -433,7 +423,7 @@ pub async fn check_summaries_racing_appends_through_two_handles<F: Factory>(fact
 /// as for an absent thread, and `Delete::covered` there removes nothing.
 pub async fn check_summaries_are_confined_to_their_tenant<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let (acme, globex) = (tenant("acme"), tenant("globex"));
     let id = t("shared-summary-id");
@@ -463,7 +453,7 @@ pub async fn check_a_fork_carries_the_summaries_of_what_it_copies<F: Factory>(fa
     use persist_core::args::Delete;
     use persist_ops::lifecycle::Fork;
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let p = persist_core::Pipeline::new(Arc::clone(b));
     let id = t("fork-summarized");
@@ -513,7 +503,7 @@ pub async fn check_a_fork_carries_the_summaries_of_what_it_copies<F: Factory>(fa
 pub async fn check_a_summary_is_replaced_in_place<F: Factory>(factory: &F) -> Outcome {
     use persist_core::Metadata;
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let b = store.b();
     let id = t("replaced");
     fill_to(b.as_ref(), &id, 4).await;

@@ -13,7 +13,7 @@ use persist_core::{
 use serde_json::json;
 
 use crate::fixture::{
-    all_messages_in, assert_err, ctx, m, snapshot_in, t, tenant, text_add, thread_in, write, written,
+    all_messages_in, assert_err, ctx, gate, m, snapshot_in, t, tenant, text_add, thread_in, write, written,
 };
 use crate::{Factory, Outcome};
 
@@ -99,9 +99,7 @@ pub async fn check_tenants_threads_of_one_id_are_independent<F: Factory>(factory
 /// a thread's delete in one tenant never touch another's binding of the same agent and thread.
 pub async fn check_session_bindings_are_per_tenant<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    if !store.caps().sessions {
-        return store.skip(Outcome::Skipped("the backend does not declare `sessions`")).await;
-    }
+    gate!(store, sessions);
     let b = store.b();
     let (acme, globex) = (Some(tenant("acme")), Some(tenant("globex")));
     let (acme, globex) = (acme.as_ref(), globex.as_ref());

@@ -12,8 +12,8 @@ use persist_core::{
 use serde_json::json;
 use tokio::task::JoinSet;
 
-use crate::fixture::{all_messages, assert_err, ctx, m, t, tenant, thread, write, written};
-use crate::{Factory, Outcome, require};
+use crate::fixture::{all_messages, assert_err, ctx, gate, m, t, tenant, thread, write, written};
+use crate::{Factory, Outcome};
 
 fn key(text: &str) -> IdempotencyKey {
     IdempotencyKey::new(text).expect("key")
@@ -173,9 +173,7 @@ pub async fn check_a_refused_turn_writes_nothing<F: Factory>(factory: &F) -> Out
 /// seq order, and none for its repeat (gated on `feed`).
 pub async fn check_a_turn_records_one_event_per_message<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    if !store.caps().feed {
-        return store.skip(Outcome::Skipped("the backend does not declare `feed`")).await;
-    }
+    gate!(store, feed);
     let b = store.b();
     let id = t("turn-fed");
     let turn = agent_turn(&id, "q").with_reply(Role::Assistant).with_idempotency_key(key("fed"));
@@ -205,10 +203,7 @@ pub async fn check_a_turn_records_one_event_per_message<F: Factory>(factory: &F)
 pub async fn check_racing_turns_are_never_interleaved<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
     let b = store.b();
-    let handles = match require(store.caps(), false, true) {
-        None => vec![Arc::clone(b), store.second_handle().await],
-        Some(_) => vec![Arc::clone(b)],
-    };
+    let handles = store.racing_handles().await;
     let id = t("turn-race");
     let mut tasks = JoinSet::new();
     for writer in 0..12usize {

@@ -14,19 +14,10 @@ use persist_ops::lifecycle::Prune;
 use persist_recall::VectorIndex;
 use serde_json::json;
 
-use crate::fixture::{ctx, t, tenant};
+use crate::fixture::{ctx, gate, t, tenant};
 use crate::{Factory, Outcome};
 
 const DIMS: usize = 6;
-
-/// Skips a check on a backend that does not declare `vectors` and `feed` (the index reads both).
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().vectors || !$store.caps().feed {
-            return $store.skip(Outcome::Skipped("the backend does not declare `vectors` and `feed`")).await;
-        }
-    };
-}
 
 /// A small deterministic generator (xorshift), so a failure repeats.
 struct Rng(u64);
@@ -136,7 +127,7 @@ async fn compare(plain: &Pipeline, indexed: &Pipeline, rng: &mut Rng, written: &
 /// another handle, and over its budget (the store answers, as exactly).
 pub async fn check_the_vector_index_answers_as_the_scan<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, vectors, feed);
     let b = Arc::clone(store.b());
     let plain = Pipeline::new(Arc::clone(&b));
     let index = VectorIndex::new();
@@ -222,7 +213,7 @@ pub async fn check_the_vector_index_answers_as_the_scan<F: Factory>(factory: &F)
 /// again when asked), every answer still the store's.
 pub async fn check_the_vector_index_keeps_to_its_budget<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, vectors, feed);
     let b = Arc::clone(store.b());
     let plain = Pipeline::new(Arc::clone(&b));
     let tenants = [None, Some(tenant("acme"))];

@@ -10,17 +10,8 @@ use persist_core::{Backend, Metadata, PersistError, PersistResult, ResourceId, T
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::fixture::{assert_err, ctx, tenant, write};
+use crate::fixture::{assert_err, ctx, gate, tenant, write};
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `working_memory`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().working_memory {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `working_memory`")).await;
-        }
-    };
-}
 
 fn resource(id: &str) -> ResourceId {
     ResourceId::new(id).expect("resource id")
@@ -47,7 +38,7 @@ async fn change<B: Backend>(b: &B, request: WriteMemory) -> Result<WorkingMemory
 /// finds.
 pub async fn check_working_memory_patches_and_replaces<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, working_memory);
     let b = store.b().as_ref();
     assert!(read(b, None, "u1").await.is_none());
     let first = change(b, WriteMemory::patch(resource("u1"), doc(json!({"name": "Ada", "diet": {"vegan": true}}))))
@@ -76,7 +67,7 @@ pub async fn check_working_memory_patches_and_replaces<F: Factory>(factory: &F) 
 /// restore writes at its own version, only above the stored one.
 pub async fn check_working_memory_expected_version_is_compare_and_set<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, working_memory);
     let b = store.b().as_ref();
     let create = || WriteMemory::replace(resource("cas"), doc(json!({"v": 1}))).with_expected_version(0);
     change(b, create()).await.expect("created");
@@ -108,7 +99,7 @@ pub async fn check_working_memory_expected_version_is_compare_and_set<F: Factory
 /// no second) all survive: the document holds every key, its version counts every write.
 pub async fn check_racing_patches_are_never_lost<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, working_memory);
     let handles = store.racing_handles().await;
     let mut tasks = JoinSet::new();
     for i in 0..40 {
@@ -131,7 +122,7 @@ pub async fn check_racing_patches_are_never_lost<F: Factory>(factory: &F) -> Out
 /// its own.
 pub async fn check_working_memory_is_per_tenant<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, working_memory);
     let b = store.b().as_ref();
     let (acme, globex) = (tenant("acme"), tenant("globex"));
     for (who, name) in [(Some(&acme), "acme"), (Some(&globex), "globex"), (None, "none")] {
@@ -149,7 +140,7 @@ pub async fn check_working_memory_is_per_tenant<F: Factory>(factory: &F) -> Outc
 /// `InvalidInput` naming `document`, and nothing is written.
 pub async fn check_working_memory_refuses_bad_input<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, working_memory);
     let b = store.b().as_ref();
     let half = "x".repeat(MAX_DOCUMENT_BYTES / 2 + 16);
     change(b, WriteMemory::patch(resource("big"), doc(json!({"a": half.clone()})))).await.expect("half");
@@ -172,7 +163,7 @@ pub async fn check_working_memory_refuses_bad_input<F: Factory>(factory: &F) -> 
 /// (by tenant, then resource), each as a read finds it.
 pub async fn check_working_memory_lists_by_tenant_and_resource<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, working_memory);
     let b = store.b().as_ref();
     let acme = tenant("acme");
     for id in ["b", "a", "c", "B"] {
@@ -215,10 +206,8 @@ pub async fn check_working_memory_writes_are_in_the_feed<F: Factory>(factory: &F
     use persist_core::feed::{FeedEvent, ReadFeed};
     use persist_core::{PersistOp, ThreadId};
     let store = crate::fixture::open!(factory);
-    gate!(store);
-    if !store.caps().feed {
-        return store.skip(Outcome::Skipped("the backend does not declare `feed`")).await;
-    }
+    gate!(store, working_memory);
+    gate!(store, feed);
     let b = store.b().as_ref();
     let acme = tenant("feed-acme");
     let events = async |query: ReadFeed| -> Vec<FeedEvent> { b.read_feed(query).await.expect("read_feed").events };

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use persist_core::args::{AppendTurn, UpdateContent};
+use persist_core::raw::take_ready;
 use persist_core::read::{GetMessage, ListMessages};
 use persist_core::{Added, PersistArgs, PersistError, PersistResult, Reserved, Result, TurnAppended};
 use tower::{Layer, Service, ServiceExt};
@@ -160,9 +161,7 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        // The ready service goes with the request; a clone waits for the next one.
-        let ready = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let mut inner = take_ready(&mut self.inner);
         let sealer = Arc::clone(&self.sealer);
         Box::pin(async move {
             let tenant = args.context().tenant().cloned();
@@ -332,8 +331,7 @@ where
         let (sealed, plan) = sealer.seal_args(resolved.into())?;
         inner.ready().await?;
         // The ready service goes with the write; a clone waits for the next attempt.
-        let spare = inner.clone();
-        let ready = std::mem::replace(&mut inner, spare);
+        let ready = take_ready(&mut inner);
         match call(sealer, ready, sealed, plan).await {
             Err(PersistError::VersionConflict { expected: got, .. })
                 if update.expected_version.is_none() && Some(got) == expected => {}

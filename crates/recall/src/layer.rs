@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use persist_core::raw::BoxFuture;
+use persist_core::raw::{BoxFuture, take_ready};
 use persist_core::read::GetMessage;
 use persist_core::search::indexed_text;
 use persist_core::vector::{Embed, Embedding};
@@ -129,8 +129,7 @@ where
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
         // The ready service takes this call; a clone writes the vectors later.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         let later = self.inner.clone();
         let embedder = Arc::clone(&self.embedder);
         let context = args.context().renewed();

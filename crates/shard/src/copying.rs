@@ -14,11 +14,11 @@ use persist_core::restore::MAX_RESTORE_MESSAGES;
 use persist_core::session::{ListBindings, StoredBinding};
 use persist_core::summary::{ListSummaries, Summarize, Summary};
 use persist_core::vector::{Embed, StoredEmbedding};
-use persist_ops::lifecycle::ThreadVectors;
 use persist_core::working::{ListMemories, ReadMemory, WriteMemory};
 use persist_core::{Message, Thread, Timestamp};
 use persist_core::{PersistError, Result};
 use persist_core::{TenantId, ThreadId};
+use persist_ops::lifecycle::ThreadVectors;
 
 /// Everything of one thread a move carries.
 #[derive(Debug, Clone, PartialEq)]

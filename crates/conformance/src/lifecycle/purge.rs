@@ -7,7 +7,7 @@ use persist_core::{Content, Metadata, PersistError, Pipeline};
 use serde_json::json;
 
 use super::pipeline;
-use crate::fixture::{add_text, all_messages, assert_err, t, text_add, thread};
+use crate::fixture::{add_text, all_messages, assert_err, gate, t, text_add, thread};
 use crate::{Factory, Outcome};
 
 /// A purge deletes every message, clears the title and metadata, and leaves a tombstone that
@@ -120,7 +120,7 @@ pub async fn check_a_thread_delete_can_expect_its_summaries_and_bindings<F: Fact
     use persist_core::session::{Bind, ListBindings};
     use persist_core::{AgentId, ProviderId, SessionId};
     let store = crate::fixture::open!(factory);
-    crate::sessions::gate!(store);
+    gate!(store, sessions);
     let b = store.b();
     let p = pipeline(b);
     let id = t("attached");

@@ -9,7 +9,7 @@ use persist_core::args::Delete;
 use persist_core::lease::{Lease, Leased};
 use tokio::sync::Barrier;
 
-use crate::fixture::{add_text, ctx, t, tenant, write};
+use crate::fixture::{add_text, ctx, gate, t, tenant, write};
 use crate::{Factory, Outcome};
 
 /// A lease has one holder at a time: taken, it is refused to another (who learns who holds it
@@ -18,7 +18,7 @@ use crate::{Factory, Outcome};
 /// vanish with a deleted thread.
 pub async fn check_a_lease_has_one_holder_at_a_time<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, summaries, branches);
     let handles = store.racing_handles().await;
     let b = store.b();
     let id = t("leased");

@@ -9,7 +9,7 @@ use persist_core::{Backend, Content, Message, Metadata, PersistError, PersistOp,
 use serde_json::json;
 
 use super::{listed, v};
-use crate::fixture::{assert_err, ctx, t, tenant, text_add, write, written};
+use crate::fixture::{assert_err, ctx, gate, t, tenant, text_add, write, written};
 use crate::{Factory, Outcome};
 
 /// A standalone embed is one event of the feed (gated on `feed` too), in the embed's
@@ -18,10 +18,8 @@ use crate::{Factory, Outcome};
 /// refused embed records nothing.
 pub async fn check_an_embed_is_an_event_of_the_feed<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
-    if !store.caps().feed {
-        return store.skip(Outcome::Skipped("the backend does not declare `feed`")).await;
-    }
+    gate!(store, vectors);
+    gate!(store, feed);
     let b = store.b().as_ref();
     let owner = tenant("embed-feed");
     let c = || ctx(Some(&owner));
@@ -79,10 +77,8 @@ pub async fn check_an_embed_is_an_event_of_the_feed<F: Factory>(factory: &F) -> 
 /// message, then the thread's `update`, where summaries are declared).
 pub async fn check_every_change_of_a_vector_is_in_the_feed<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
-    if !store.caps().feed {
-        return store.skip(Outcome::Skipped("the backend does not declare `feed`")).await;
-    }
+    gate!(store, vectors);
+    gate!(store, feed);
     let b = store.b().as_ref();
     let owner = tenant("vector-changes");
     let c = || ctx(Some(&owner));

@@ -13,17 +13,8 @@ use persist_core::{Backend, Content, Message, Metadata, PersistError, PersistRes
 use persist_recall::{Embedder, HashEmbedder, Recall, RecallExt};
 use serde_json::json;
 
-use crate::fixture::{add_text, assert_err, ctx, t, tenant, text_add, write, written};
+use crate::fixture::{add_text, assert_err, ctx, gate, t, tenant, text_add, write, written};
 use crate::{Factory, Outcome};
-
-/// Skips a check on a backend that does not declare `vectors`.
-macro_rules! gate {
-    ($store:ident) => {
-        if !$store.caps().vectors {
-            return $store.skip($crate::Outcome::Skipped("the backend does not declare `vectors`")).await;
-        }
-    };
-}
 
 mod feed;
 
@@ -54,7 +45,7 @@ fn texts(found: &[Neighbour]) -> Vec<String> {
 /// and deleted threads never found.
 pub async fn check_nearest_ranks_by_cosine_within_its_scope<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, vectors);
     let b = store.b().as_ref();
     let (a, z, other) = (t("v-a"), t("v-z"), t("v-other"));
     let east = add_text(b, &a, "east").await;
@@ -116,7 +107,7 @@ pub async fn check_nearest_ranks_by_cosine_within_its_scope<F: Factory>(factory:
 /// a message that does not exist; each tenant fixes its own models' dimensions.
 pub async fn check_nearest_never_leaves_its_tenant<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, vectors);
     let b = store.b().as_ref();
     let (acme, globex) = (tenant("acme"), tenant("globex"));
     let thread = t("shared-id");
@@ -149,7 +140,7 @@ pub async fn check_nearest_never_leaves_its_tenant<F: Factory>(factory: &F) -> O
 /// written by a refusal.
 pub async fn check_mismatched_models_and_dimensions_are_refused<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, vectors);
     let b = store.b().as_ref();
     let thread = t("dims");
     assert!(nearest(b, Nearest::new(v(&[1.0, 2.0]))).await.is_empty(), "an empty store answers nothing");
@@ -196,7 +187,7 @@ pub async fn check_mismatched_models_and_dimensions_are_refused<F: Factory>(fact
 /// for a reservation's embedding.
 pub async fn check_embeddings_are_written_with_their_messages<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, vectors);
     let b = store.b().as_ref();
     let (thread, fresh) = (t("with"), t("with-new"));
     let key = persist_core::IdempotencyKey::new("with-1").expect("key");
@@ -306,7 +297,7 @@ pub async fn check_embeddings_are_written_with_their_messages<F: Factory>(factor
 /// message has none.
 pub async fn check_vectors_go_with_their_messages<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, vectors);
     let b = store.b().as_ref();
     let found = async |thread: &persist_core::ThreadId| {
         nearest(b, Nearest::new(v(&[1.0, 0.0])).in_thread(thread.clone()).with_limit(100)).await.len()
@@ -355,10 +346,8 @@ pub async fn check_vectors_go_with_their_messages<F: Factory>(factory: &F) -> Ou
 /// neighbours in seq order; a recall by vectors alone ranks by similarity.
 pub async fn check_hybrid_recall_fuses_vectors_and_text<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
-    if !store.caps().search {
-        return store.skip(Outcome::Skipped("the backend does not declare `search`")).await;
-    }
+    gate!(store, vectors);
+    gate!(store, search);
     let pipeline = Pipeline::new(std::sync::Arc::clone(store.b()));
     let embedder = HashEmbedder::new(128);
     let thread = t("hybrid");
@@ -426,7 +415,7 @@ async fn listed<B: Backend>(b: &B, query: ListEmbeddings) -> Vec<StoredEmbedding
 /// of a deleted thread or of one that does not exist.
 pub async fn check_embeddings_are_listed_as_stored<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
-    gate!(store);
+    gate!(store, vectors);
     let b = store.b().as_ref();
     let thread = t("listed");
     let first = add_text(b, &thread, "first").await;

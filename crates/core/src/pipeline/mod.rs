@@ -38,6 +38,47 @@ use crate::request::result::PersistResult;
 /// Any stack, type-erased: what layers like `Route` and `Mirror` forward to.
 pub type BoxPersistService = BoxCloneSyncService<PersistArgs, PersistResult, PersistError>;
 
+/// Takes the service a caller polled ready out of a layer, leaving a clone in its place for the
+/// next call: how a layer's `call` hands its inner service to a future that outlives the call.
+/// Tower's rule is that the instance polled ready is the one called; a fresh clone may not be
+/// ready (a buffer's slot, a limit's permit), so the clone waits for the next `poll_ready`.
+///
+/// ```
+/// use std::task::{Context, Poll};
+///
+/// use persist_core::raw::{BoxFuture, take_ready};
+/// use persist_core::{PersistArgs, PersistError, PersistResult};
+/// use tower::Service;
+///
+/// #[derive(Clone)]
+/// struct Counted<S> {
+///     inner: S,
+/// }
+///
+/// impl<S> Service<PersistArgs> for Counted<S>
+/// where
+///     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
+///     S::Future: Send,
+/// {
+///     type Response = PersistResult;
+///     type Error = PersistError;
+///     type Future = BoxFuture<'static, Result<PersistResult, PersistError>>;
+///
+///     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), PersistError>> {
+///         self.inner.poll_ready(cx)
+///     }
+///
+///     fn call(&mut self, args: PersistArgs) -> Self::Future {
+///         let mut inner = take_ready(&mut self.inner);
+///         Box::pin(async move { inner.call(args).await })
+///     }
+/// }
+/// ```
+pub fn take_ready<S: Clone>(service: &mut S) -> S {
+    let spare = service.clone();
+    std::mem::replace(service, spare)
+}
+
 /// A built stack over a backend: the handle host apps use.
 ///
 /// Cloning is cheap and clones share the backend. **Every call goes through every layer**:

@@ -80,6 +80,7 @@ pub use self::future::ResponseFuture;
 pub use self::layer::CoalesceLayer;
 use self::slots::{Key, Slot, Slots, Turn};
 use persist_core::args::UpdateContent;
+use persist_core::raw::take_ready;
 use persist_core::{ContentUpdated, PersistArgs, PersistError, PersistResult};
 
 /// The service of a [`CoalesceLayer`].
@@ -123,10 +124,10 @@ where
             };
             // Its turn is taken as it is called: a later call of the message waits behind it.
             let turn = Turn::take(&slot);
-            let inner = self.take_ready();
+            let inner = take_ready(&mut self.inner);
             return ResponseFuture::writing(Box::pin(update_content(slots, interval, inner, update, key, slot, turn)));
         }
-        let inner = self.take_ready();
+        let inner = take_ready(&mut self.inner);
         ResponseFuture::writing(match args {
             PersistArgs::Reserve(reserve) => Box::pin(async move {
                 let tenant = reserve.context.tenant().cloned();
@@ -157,12 +158,6 @@ where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    /// The ready service, for a call to take; a clone waits for the next one.
-    fn take_ready(&mut self) -> S {
-        let ready = self.inner.clone();
-        std::mem::replace(&mut self.inner, ready)
-    }
-
     /// Holds `update` back at once when it is partial, no earlier call of its message is on
     /// its way and the message's lock is free; gives it back otherwise (to wait its turn, or
     /// to be written).

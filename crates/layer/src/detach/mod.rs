@@ -48,6 +48,7 @@ use tower::Service;
 
 pub use self::future::ResponseFuture;
 pub use self::layer::DetachLayer;
+use persist_core::raw::take_ready;
 use persist_core::{PersistArgs, PersistError, PersistResult};
 
 /// Writes a [`DetachLayer`] runs at once unless told otherwise.
@@ -79,8 +80,7 @@ where
             // Over the bound: nothing below is called until a slot is free. The ready service
             // goes with the write (tower's rule: the instance polled ready is the one called).
             Err(_) => {
-                let ready = self.inner.clone();
-                let inner = std::mem::replace(&mut self.inner, ready);
+                let inner = take_ready(&mut self.inner);
                 ResponseFuture::waiting(Box::pin(Arc::clone(&self.slots).acquire_owned()), inner, args)
             }
         }

@@ -40,7 +40,6 @@ mod layer;
 
 use std::fmt;
 use std::future::Future;
-use std::mem;
 use std::task::{Context, Poll};
 
 use tower::util::BoxCloneSyncService;
@@ -48,7 +47,7 @@ use tower::{Service, ServiceExt};
 
 pub use self::layer::{FromFnLayer, from_fn};
 use persist_core::BoxPersistService;
-use persist_core::raw::BoxFuture;
+use persist_core::raw::{BoxFuture, take_ready};
 use persist_core::read::GetMessage;
 use persist_core::{Content, PersistArgs, PersistError, PersistResult};
 
@@ -188,10 +187,7 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        // Hand the service that was polled ready to `Next`, keep a fresh clone for later calls.
-        let clone = self.inner.clone();
-        let ready = mem::replace(&mut self.inner, clone);
-        let next = Next { inner: BoxCloneSyncService::new(ready) };
+        let next = Next { inner: BoxCloneSyncService::new(take_ready(&mut self.inner)) };
         Box::pin((self.f)(args, next))
     }
 }

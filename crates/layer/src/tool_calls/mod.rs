@@ -69,6 +69,7 @@ use tower::{Service, ServiceExt};
 pub use self::layer::ToolCallsLayer;
 use persist_core::args::{Add, AppendTurn, PersistArgs, TurnMessage};
 use persist_core::branch::{Branch, Parent};
+use persist_core::raw::take_ready;
 use persist_core::read::{ListMessages, Order};
 use persist_core::{Added, Content, Context, IdempotencyKey, Message, Metadata, Part, PersistResult, Role};
 use persist_core::{MessageId, ThreadId};
@@ -114,9 +115,7 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        // The ready service goes with the request; a clone waits for the next one.
-        let ready = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, ready);
+        let inner = take_ready(&mut self.inner);
         let unanswered = self.unanswered;
         match args {
             PersistArgs::Add(add) => Box::pin(checked_add(inner, add, unanswered)),

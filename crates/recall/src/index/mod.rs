@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use persist_core::raw::BoxFuture;
+use persist_core::raw::{BoxFuture, take_ready};
 use persist_core::read::GetMessage;
 use persist_core::vector::{Nearest, Neighbour};
 use persist_core::{MessageId, PersistArgs, PersistError, PersistResult, TenantId, ThreadId};
@@ -400,9 +400,7 @@ where
     }
 
     fn call(&mut self, args: PersistArgs) -> Self::Future {
-        // The ready service takes this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let mut inner = take_ready(&mut self.inner);
         match args {
             PersistArgs::Nearest(query) => Box::pin(nearest(Arc::clone(&self.shared), inner, query)),
             other => Box::pin(inner.call(other)),
