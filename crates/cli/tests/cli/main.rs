@@ -8,7 +8,7 @@ mod mcp;
 mod migrate;
 mod move_tenant;
 mod search;
+mod serve_in_production;
 mod serve_logs;
-mod serve_ops;
 mod support;
 mod vectors;
