@@ -20,7 +20,7 @@ fn markdown_files() -> Vec<PathBuf> {
     let root = workspace();
     let mut found = vec![root.join("README.md"), root.join("BENCHMARKS.md")];
     collect(&root.join("docs"), &mut found, &|_| true);
-    for dir in ["crates", "packages", "examples"] {
+    for dir in ["crates", "examples"] {
         collect(&root.join(dir), &mut found, &|name| name == "README.md");
     }
     found.sort();

@@ -20,7 +20,7 @@ test("each platform's name is the one the launcher looks for on it", () => {
 });
 
 test("the release workflow builds every platform, for the target platforms.json names", () => {
-  const workflow = readFileSync(path.join(here, "../../.github/workflows/release.yml"), "utf8");
+  const workflow = readFileSync(path.join(here, "../../../../.github/workflows/release.yml"), "utf8");
   const built = Object.fromEntries(
     [...workflow.matchAll(/\{ npm: ([\w-]+), os: [\w.-]+, target: ([\w-]+)/g)].map(([, name, target]) => [name, target]),
   );

@@ -4,7 +4,7 @@
 // version, and the launcher lists every platform of platforms.json as an optional dependency
 // at that version, so one release is one version everywhere.
 //
-//   node packages/npm/pack.mjs --out target/npm [--binary PLATFORM=PATH ...]
+//   node crates/cli/dist/npm/pack.mjs --out target/npm [--binary PLATFORM=PATH ...]
 //
 // PLATFORM is a key of platforms.json (linux-x64-gnu) or the Rust target it is built for
 // (x86_64-unknown-linux-gnu).
@@ -17,7 +17,8 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, "../..");
+// The workspace: Cargo.toml (the version) and the LICENSE files.
+const root = path.resolve(here, "../../../..");
 
 function fail(message) {
   console.error(`pack.mjs: ${message}`);
@@ -56,8 +57,11 @@ function writeJson(file, value) {
   writeFileSync(file, `${JSON.stringify(value, null, 2)}\n`);
 }
 
+/** The licence files every package ships (listed in its `files`: npm adds only LICENSE itself). */
+const LICENSES = ["LICENSE-MIT", "LICENSE-APACHE"];
+
 function copyLicenses(dir) {
-  for (const file of ["LICENSE-MIT", "LICENSE-APACHE"]) copyFileSync(path.join(root, file), path.join(dir, file));
+  for (const file of LICENSES) copyFileSync(path.join(root, file), path.join(dir, file));
 }
 
 /** Packs a staged folder into `out`; answers the tarball's path. */
@@ -81,6 +85,7 @@ const launcher = path.join(stage, "persist-cli");
 mkdirSync(path.join(launcher, "bin"), { recursive: true });
 const manifest = JSON.parse(readFileSync(path.join(here, "persist-cli/package.json"), "utf8"));
 manifest.version = version;
+manifest.files = [...new Set([...manifest.files, ...LICENSES])];
 manifest.optionalDependencies = Object.fromEntries(Object.keys(platforms).map((name) => [`@persist-cli/${name}`, version]));
 writeJson(path.join(launcher, "package.json"), manifest);
 copyFileSync(path.join(here, "persist-cli/bin/persist.js"), path.join(launcher, "bin/persist.js"));
@@ -109,7 +114,8 @@ for (const { name, file } of args.binaries) {
     os: [platform.os],
     cpu: [platform.cpu],
     ...(platform.libc ? { libc: [platform.libc] } : {}),
-    files: [binary],
+    // npm ships a licence file of itself only when it is named LICENSE or LICENCE.
+    files: [binary, ...LICENSES],
     preferUnplugged: true,
   });
   writeFileSync(
