@@ -175,46 +175,42 @@
 //! ```
 //!
 //! A host with its own axum app mounts [`Server::router`] instead.
+//!
+//! # How the crate is laid out
+//!
+//! In rooms, each a folder (or a file) that imports only from the rooms before it, never from
+//! one after it nor from the crate's root (which only declares them and re-exports the public
+//! items):
+//!
+//! 1. `http/`: the HTTP plumbing, importing nothing outside its folder: errors, JSON on the
+//!    wire, auth and its reload, limits, hosts, admission, the access line and metrics, the
+//!    accept loop, what a request carries (its id, tenant, query, body), mounted services.
+//! 2. `ui/`: the AI SDK's UI message stream and chat routes ([`ui`]), on `http` only.
+//! 3. `state.rs`: the request state, what the handlers are given: the pipeline, auth, limits,
+//!    shutdown and embedder (`App`), a request's caller and scoped store (`Caller`), its body.
+//! 4. `api/`: the Conversations API's routes, its items and the `Idempotency-Key`.
+//! 5. `extensions/`: persist's extensions and the probes, one file each, on the API.
+//! 6. `spec/`: the route table (which names the handlers), the OpenAPI document and its
+//!    schemas.
+//! 7. `server.rs`: [`Server`], the builder and entry point, on all of them.
 
 #![forbid(unsafe_code)]
 
-mod admit;
-mod auth;
-mod chats;
-mod conversations;
-mod cursor;
-mod error;
+mod api;
 mod extensions;
-mod extract;
-mod hosts;
-mod idempotency;
-mod items;
-mod limits;
-mod listen;
-mod live;
-pub mod metrics;
-mod mount;
-mod openapi;
-mod params;
-mod recall;
-mod reload;
-mod replies;
-mod reply_schemas;
-mod request_schemas;
-mod route;
-mod route_docs;
-mod routes;
-mod schemas;
+mod http;
 mod server;
+mod spec;
+mod state;
 pub mod ui;
-mod views;
 
-pub use auth::{ApiKeys, Auth, MIN_KEY_BYTES};
+pub use self::api::conversations::{MAX_CREATE_ITEMS, METADATA_KEY, MIRROR_PREFIX, USER_KEY};
+pub use self::api::idempotency::MAX_KEY_BYTES;
+pub use self::api::items::MAX_STRING_BYTES;
+pub use self::http::auth::{ApiKeys, Auth, MIN_KEY_BYTES};
+pub use self::http::error::ApiError;
+pub use self::http::extract::HttpRequestId;
+pub use self::http::limits::Limits;
+pub use self::http::metrics;
+pub use self::server::Server;
 pub use axum::http::HeaderName;
-pub use conversations::{MAX_CREATE_ITEMS, METADATA_KEY, MIRROR_PREFIX, USER_KEY};
-pub use error::ApiError;
-pub use extract::HttpRequestId;
-pub use idempotency::MAX_KEY_BYTES;
-pub use items::MAX_STRING_BYTES;
-pub use limits::Limits;
-pub use server::Server;

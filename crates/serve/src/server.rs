@@ -1,5 +1,6 @@
-//! [`Server`]: a pipeline, the callers' keys and the limits, and what is made of them (the
-//! router, the OpenAPI document, the accept loop).
+//! [`Server`]: the builder and entry point. It takes a pipeline, the callers' keys and the
+//! limits, makes the request state of them ([`App`]) and the admission, and makes of those the
+//! router (from the route table), the OpenAPI document and the accept loop.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -7,54 +8,62 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
-use persist_core::Pipeline;
+use persist_core::{PersistError, Pipeline};
 use persist_recall::Embedder;
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use crate::{ApiError, Auth, Limits, admit, hosts, listen, mount, openapi, recall, reload, routes};
+use crate::http::admit::{self, Admission};
+use crate::http::auth::{ApiKeys, Auth};
+use crate::http::error::{no_route, not_allowed};
+use crate::http::hosts::Hosts;
+use crate::http::limits::Limits;
+use crate::http::listen::{self, Closing};
+use crate::http::mount::{self, Mount};
+use crate::http::reload::SharedAuth;
+use crate::spec::route::Access;
+use crate::spec::{openapi, routes};
+use crate::state::{App, SharedEmbedder};
 
 /// The Conversations API over a pipeline: [`router`](Self::router) to mount it,
 /// [`serve`](Self::serve) to run it.
 #[derive(Debug, Clone)]
 pub struct Server {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Shared {
-    pub(crate) pipeline: Pipeline,
-    /// Shared by every server rebuilt from this one: keys reloaded on one are every one's.
-    pub(crate) auth: reload::SharedAuth,
-    pub(crate) limits: Limits,
-    hosts: hosts::Hosts,
-    pub(crate) in_flight: Arc<Semaphore>,
-    /// Ends the event streams (shared as `auth` is).
-    pub(crate) closing: listen::Closing,
-    /// What `POST /v1/persist/recall` embeds the query with, when the host gave one.
-    pub(crate) embedder: Option<recall::SharedEmbedder>,
+struct Shared {
+    /// What every request is given: the pipeline, the callers' auth, the limits, the streams'
+    /// shutdown and the embedder.
+    app: Arc<App>,
+    /// The host names it answers for without keys.
+    hosts: Hosts,
+    /// The request slots ([`Limits::max_concurrent_requests`]).
+    in_flight: Arc<Semaphore>,
     /// The services mounted with [`Server::with_service`], in the order they were.
-    pub(crate) mounts: Vec<mount::Mount>,
+    mounts: Vec<Mount>,
 }
 
 impl Server {
     /// A server of `pipeline`'s conversations, its callers known by `auth`, with the default
     /// [`Limits`].
     pub fn new(pipeline: Pipeline, auth: Auth) -> Self {
-        let (auth, closing) = (reload::SharedAuth::new(auth), listen::Closing::new());
+        let (auth, closing) = (SharedAuth::new(auth), Closing::new());
         let limits = Limits::default();
         let in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
-        let hosts = hosts::Hosts::default();
-        let shared = Shared { pipeline, auth, limits, hosts, in_flight, closing, embedder: None, mounts: Vec::new() };
+        let app = Arc::new(App { pipeline, auth, limits, closing, embedder: None });
+        let shared = Shared { app, hosts: Hosts::default(), in_flight, mounts: Vec::new() };
         Self { shared: Arc::new(shared) }
     }
 
     /// The same server with other limits and hosts (and a request limit of its own); the
     /// embedder and the mounted services are kept.
-    fn rebuilt(self, limits: Limits, hosts: hosts::Hosts) -> Self {
+    fn rebuilt(self, limits: Limits, hosts: Hosts) -> Self {
         let mut shared = Shared::clone(&self.shared);
         shared.in_flight = Arc::new(Semaphore::new(limits.max_concurrent_requests));
-        (shared.limits, shared.hosts) = (limits, hosts);
+        shared.app = Arc::new(App { limits, ..App::clone(&shared.app) });
+        shared.hosts = hosts;
         Self { shared: Arc::new(shared) }
     }
 
@@ -70,8 +79,8 @@ impl Server {
     /// [`AutoEmbedLayer`](persist_recall::AutoEmbedLayer) writes them. Without one, the route
     /// answers 400 with the code `recall_unavailable`.
     pub fn with_embedder(self, embedder: impl Embedder) -> Self {
-        let embedder = recall::SharedEmbedder::new(embedder);
-        self.changed(|shared| shared.embedder = Some(embedder))
+        let embedder = SharedEmbedder::new(embedder);
+        self.changed(|shared| shared.app = Arc::new(App { embedder: Some(embedder), ..App::clone(&shared.app) }))
     }
 
     /// The same server serving `service` at `path` and every path below it (`/mcp` and
@@ -104,8 +113,8 @@ impl Server {
         B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
         B::Error: Into<axum::BoxError>,
     {
-        mount::check_path(path, &self.shared.mounts);
-        let mount = mount::Mount::new(path, service);
+        mount::check_path(path, routes::table().iter().map(|route| route.path), &self.shared.mounts);
+        let mount = Mount::new(path, service);
         self.changed(|shared| shared.mounts.push(mount))
     }
 
@@ -120,13 +129,13 @@ impl Server {
     /// [`serve`](Self::serve) listens on. Checked without keys only: see
     /// [Host and Origin](crate#host-and-origin).
     pub fn with_allowed_hosts(self, hosts: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
-        let (limits, hosts) = (self.shared.limits.clone(), self.shared.hosts.clone().with(hosts));
+        let (limits, hosts) = (self.shared.app.limits.clone(), self.shared.hosts.clone().with(hosts));
         self.rebuilt(limits, hosts)
     }
 
     /// The limits it holds requests to.
     pub fn limits(&self) -> &Limits {
-        &self.shared.limits
+        &self.shared.app.limits
     }
 
     /// Every route, for a host to serve or to nest in its own axum app. Without keys it answers
@@ -135,24 +144,31 @@ impl Server {
     /// [`openapi`](Self::openapi) documents, both made from one table, and the services mounted
     /// with [`with_service`](Self::with_service).
     pub fn router(&self) -> Router {
+        let app = &self.shared.app;
         // Every route is the table's: the OpenAPI document describes the same table.
         let (mut api, mut probes) = (Router::new(), Router::new());
         for route in routes::table() {
             match route.access {
-                crate::route::Access::Probe => probes = probes.route(route.path, route.handler()),
+                Access::Probe => probes = probes.route(route.path, route.handler()),
                 _ => api = api.route(route.path, route.handler()),
             }
         }
         for mounted in &self.shared.mounts {
-            api = mounted.route(api, self);
+            api = mounted.route(api, &app.auth);
         }
-        let api = api.fallback(routes::no_route).method_not_allowed_fallback(routes::not_allowed);
+        let api = api.fallback(no_route).method_not_allowed_fallback(not_allowed);
         // The probes are answered outside the request limit (and unlogged): a busy, healthy
         // instance is not ejected by its load balancer.
-        let probes = probes.method_not_allowed_fallback(routes::not_allowed);
-        api.layer(axum::middleware::from_fn_with_state(self.clone(), admit::admit))
+        let probes = probes.method_not_allowed_fallback(not_allowed);
+        let admission = Admission {
+            auth: app.auth.clone(),
+            hosts: self.shared.hosts.clone(),
+            limits: app.limits.clone(),
+            in_flight: self.shared.in_flight.clone(),
+        };
+        api.layer(axum::middleware::from_fn_with_state(Arc::new(admission), admit::admit))
             .merge(probes)
-            .with_state(self.clone())
+            .with_state(app.clone())
     }
 
     /// The OpenAPI 3.1 document of [`router`](Self::router)'s routes, the standard ones and the
@@ -181,10 +197,10 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let hosts = self.shared.hosts.clone().with_address(listener.local_addr()?);
-        let limits = self.shared.limits.clone();
+        let limits = self.shared.app.limits.clone();
         let server = self.rebuilt(limits, hosts);
-        let (router, closing) = (server.router(), server.shared.closing.clone());
-        let limits = server.shared.limits.clone();
+        let (router, closing) = (server.router(), server.shared.app.closing.clone());
+        let limits = server.shared.app.limits.clone();
         listen::serve(router, listener, limits.clone(), closing, shutdown).await.log(&limits);
         Ok(())
     }
@@ -195,15 +211,36 @@ impl Server {
     /// would otherwise wait for each stream's client to leave). Clients resume after their
     /// `Last-Event-ID`.
     pub fn close_streams(&self) {
-        self.shared.closing.close();
+        self.shared.app.closing.close();
     }
 
-    /// Refuses a request from a host it does not answer for, where no key proves the caller
-    /// (a key cannot be sent from another site's page without a CORS preflight, never granted).
-    pub(crate) fn check_host(&self, request: &Request) -> Result<(), ApiError> {
-        match self.shared.auth.takes_keys() {
-            true => Ok(()),
-            false => self.shared.hosts.check(request.headers(), request.uri()),
-        }
+    /// Replaces the keys of a server that takes keys ([`Auth::Keys`]) while it serves, each
+    /// request after the call checked against `keys` (one in flight finishes as it was let
+    /// in): for keys rotated without a restart, as `persist serve` does on `SIGHUP`. Every
+    /// clone of the server, and the one [`serve`](Self::serve) runs, uses them.
+    ///
+    /// # Errors
+    ///
+    /// [`PersistError::InvalidInput`] naming `keys`, the keys in use kept, when `keys` is empty
+    /// (every request would be refused: a keys file read while it was being written, say) or
+    /// when the server knows its callers otherwise ([`Auth::TenantHeader`], [`Auth::Open`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use persist::memory::MemoryBackend;
+    /// use persist::Pipeline;
+    /// use persist_serve::{ApiKeys, Auth, Server};
+    ///
+    /// let keys = ApiKeys::parse("acme:sk-acme-0123456789abcdef")?;
+    /// let server = Server::new(Pipeline::new(MemoryBackend::new()), Auth::Keys(keys));
+    /// // Later, from the keys file as it now is:
+    /// let rotated = ApiKeys::parse("acme:sk-acme-0123456789abcdef\nacme:sk-acme-fedcba9876543210")?;
+    /// server.reload_keys(rotated)?;
+    /// assert!(server.reload_keys(ApiKeys::new()).is_err(), "no keys: the old ones are kept");
+    /// # Ok::<_, persist::PersistError>(())
+    /// ```
+    pub fn reload_keys(&self, keys: ApiKeys) -> Result<(), PersistError> {
+        self.shared.app.auth.replace_keys(keys)
     }
 }

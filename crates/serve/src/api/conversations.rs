@@ -10,11 +10,11 @@ use persist_core::read::{GetMessage, GetThread, ListMessages};
 use persist_core::{Message, MessageId, Metadata, Order, PersistError, Thread, ThreadId, Timestamp};
 use serde_json::{Map, Value, json};
 
-use crate::error::ApiError;
-use crate::extract::{Caller, JsonObject};
-use crate::idempotency::{self, Minter};
-use crate::items;
-use crate::params::Params;
+use super::idempotency::{self, Minter};
+use super::items;
+use crate::http::error::ApiError;
+use crate::http::params::Params;
+use crate::state::{Caller, JsonObject};
 
 /// The thread metadata key a conversation's `metadata` is kept under (replaced whole by an
 /// update, so the thread's other metadata stays).
@@ -351,7 +351,7 @@ pub(crate) async fn create_items(
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    params.check_include()?;
+    items::check_include(&params)?;
     known_fields(&body, &["items"])?;
     let raw = items_field(&body, 1, caller.limits().max_items)?;
     let key = idempotency::key(&headers)?;
@@ -396,7 +396,7 @@ pub(crate) async fn create_items(
 
 /// `GET /v1/conversations/{id}/items`: a page, `after` an item id in the page's order.
 pub(crate) async fn list_items(caller: Caller, Path(id): Path<String>, params: Params) -> Result<Response, ApiError> {
-    params.check_include()?;
+    items::check_include(&params)?;
     let limit = params.limit()?;
     let order = match params.get("order") {
         None | Some("desc") => Order::Desc,
@@ -483,7 +483,7 @@ pub(crate) async fn retrieve_item(
     Path((id, item_id)): Path<(String, String)>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    params.check_include()?;
+    items::check_include(&params)?;
     let Ok(thread_id) = ThreadId::new(&id) else { return Err(ApiError::no_conversation(&id)) };
     // A message found is the caller's (the read is the tenant's); only a miss asks whether the
     // conversation is there at all.

@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use persist_core::IdempotencyKey;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// What the server puts before the digest of a client's `Idempotency-Key` when it hands it to
 /// persist, keeping its keys apart from those of other writers of the same store.
@@ -41,7 +41,7 @@ pub(crate) fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_owned()))
 }
 
-/// The key persist is given for a client's `key`: [`KEY_PREFIX`](KEY_PREFIX) and a
+/// The key persist is given for a client's `key`: [`KEY_PREFIX`] and a
 /// digest of the key (122 bits: as unique as the keys it stands for).
 pub(crate) fn stored(key: &str) -> Result<IdempotencyKey, ApiError> {
     let digest = Uuid::new_v5(&NAMESPACE, key.as_bytes()).simple();

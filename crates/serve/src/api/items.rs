@@ -5,7 +5,8 @@ use persist_convert::openai_responses;
 use persist_core::{Message, MessageId, Status};
 use serde_json::{Map, Value, json};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::params::Params;
 
 /// The item types a conversation stores, and the prefix of the ids this server gives them.
 pub(crate) const TYPES: &[(&str, &str)] = &[
@@ -278,6 +279,20 @@ pub(crate) fn split_id(id: &str) -> Option<(&str, usize)> {
     let (base, n) = id.rsplit_once('.')?;
     let n: usize = n.parse().ok().filter(|n| *n > 0)?;
     (!base.is_empty()).then_some((base, n))
+}
+
+/// Checks each `include` value of a query (the server answers every stored field, so they
+/// change nothing else).
+pub(crate) fn check_include(params: &Params) -> Result<(), ApiError> {
+    for (key, value) in params.pairs() {
+        if (key == "include[]" || key == "include") && !INCLUDABLE.contains(&value) {
+            return Err(ApiError::invalid(
+                "include",
+                format!("Invalid value: '{value}'. Supported values are: {}.", INCLUDABLE.join(", ")),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

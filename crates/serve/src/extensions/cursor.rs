@@ -8,7 +8,7 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// What a page's `next_cursor` says for persist's `cursor`.
 pub(crate) fn encode(cursor: &impl Display) -> String {

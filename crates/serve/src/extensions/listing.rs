@@ -1,19 +1,16 @@
-//! What the API lacks, under `/v1/persist/`: listing a caller's conversations, and an atomic pop.
+//! `GET /v1/persist/conversations`: the caller's conversations, which the API cannot list.
 
-use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use persist_core::read::{ListThreads, ThreadCursor};
 use persist_core::{Metadata, Thread};
-use persist_ops::PipelineExt;
-use persist_ops::lifecycle::Pop;
 use serde_json::{Value, json};
 
-use crate::conversations::{MIRROR_PREFIX, conversation, list};
-use crate::error::ApiError;
-use crate::extract::Caller;
-use crate::params::Params;
-use crate::{cursor, items};
+use super::cursor;
+use crate::api::conversations::{MIRROR_PREFIX, conversation, list};
+use crate::http::error::ApiError;
+use crate::http::params::Params;
+use crate::state::Caller;
 
 /// `GET /v1/persist/conversations?after=CURSOR&limit=N&metadata[KEY]=VALUE`: the caller's
 /// conversations, most recently changed first, each with when it last changed (`updated_at`)
@@ -56,16 +53,4 @@ fn summary(thread: &Thread) -> Value {
     value["updated_at"] = thread.updated_at.as_micros().div_euclid(1_000_000).into();
     value["message_count"] = thread.message_count.into();
     value
-}
-
-/// `POST /v1/persist/conversations/{id}/items/pop`: removes the conversation's newest item and
-/// answers it, with persist's one pop ([`PipelineExt::pop`]): concurrent pops, on any instance,
-/// each get another item. An empty conversation is 404 with the code `conversation_empty`.
-pub(crate) async fn pop(caller: Caller, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let Ok(thread_id) = persist_core::ThreadId::new(&id) else { return Err(ApiError::no_conversation(&id)) };
-    let popped = caller.run(Some(&id), caller.store.pop(Pop::new(thread_id))).await?;
-    let Some(message) = popped.messages.first() else { return Err(ApiError::empty(&id)) };
-    let mut items = items::of_message(message);
-    let item = if items.len() == 1 { items.remove(0) } else { json!({"object": "list", "data": items}) };
-    Ok(caller.answer(StatusCode::OK, &item))
 }

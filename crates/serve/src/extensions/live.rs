@@ -16,10 +16,11 @@ use persist_ops::PipelineExt;
 use persist_ops::live::{FollowParts, FollowReply, ReplyChunk, ReplyStream, StopReply, StopState};
 use serde_json::json;
 
-use crate::conversations::find;
-use crate::error::ApiError;
-use crate::extract::{Caller, Tenant};
-use crate::params::Params;
+use crate::api::conversations::find;
+use crate::http::error::ApiError;
+use crate::http::extract::Tenant;
+use crate::http::params::Params;
+use crate::state::Caller;
 use crate::ui::{UiMessageStream, sse};
 
 /// The conversation and item a path names, as ids (a malformed one is no such item).

@@ -1,7 +1,6 @@
 //! `POST /v1/persist/recall`: the caller's items most like a text, by their embeddings, with
 //! the embedder the host gave the server ([`Server::with_embedder`](crate::Server::with_embedder)).
 
-use std::fmt;
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 
@@ -13,10 +12,10 @@ use persist_core::raw::BoxFuture;
 use persist_recall::{Embedder, Recall, RecallExt};
 use serde_json::{Map, Value, json};
 
-use crate::conversations::{USER_KEY, find, items_of, known_fields};
-use crate::error::ApiError;
-use crate::extract::{Caller, JsonObject};
-use crate::{Server, items};
+use crate::api::conversations::{USER_KEY, find, items_of, known_fields};
+use crate::api::items;
+use crate::http::error::ApiError;
+use crate::state::{App, Caller, JsonObject};
 
 /// The fields a recall request takes.
 pub(crate) const FIELDS: &[&str] = &["query", "conversation", "user_id", "limit", "keywords", "neighbours"];
@@ -26,22 +25,6 @@ pub(crate) const LIMITS: (RangeInclusive<u32>, u32) = (1..=20, 5);
 
 /// How many items around each hit a request may ask for (on each side).
 pub(crate) const NEIGHBOURS: RangeInclusive<u32> = 0..=5;
-
-/// The embedder a server recalls with.
-#[derive(Clone)]
-pub(crate) struct SharedEmbedder(Arc<dyn Embedder>);
-
-impl SharedEmbedder {
-    pub(crate) fn new(embedder: impl Embedder) -> Self {
-        Self(Arc::new(embedder))
-    }
-}
-
-impl fmt::Debug for SharedEmbedder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("SharedEmbedder").field(&self.0.model()).finish()
-    }
-}
 
 /// Where a request's embedding is: told apart from the store's part of the recall, so that a
 /// slow or failing model is answered as such, not as the store.
@@ -100,12 +83,12 @@ impl Embedder for Watched {
 /// `user_id` is that value (a conversation's `metadata.user_id`, copied there; a thread a Rust
 /// host or the MCP server marked).
 pub(crate) async fn recall(
-    State(server): State<Server>,
+    State(app): State<Arc<App>>,
     caller: Caller,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
     known_fields(&body, FIELDS)?;
-    let Some(embedder) = server.shared.embedder.clone() else { return Err(ApiError::no_embedder()) };
+    let Some(embedder) = app.embedder.clone() else { return Err(ApiError::no_embedder()) };
     let query = match body.get("query") {
         None | Some(Value::Null) => return Err(ApiError::invalid("query", "Missing required parameter: 'query'.")),
         Some(Value::String(query)) if query.trim().is_empty() => {

@@ -19,13 +19,14 @@ use persist_ops::live::{
 };
 use serde_json::{Map, Value, json};
 
-use crate::conversations::{find, known_fields, take_incomplete, turn_of};
-use crate::error::ApiError;
-use crate::extract::{Caller, JsonObject, Tenant};
-use crate::idempotency::{self, Minter};
-use crate::items;
-use crate::live::ids;
-use crate::params::Params;
+use super::live::ids;
+use crate::api::conversations::{find, known_fields, take_incomplete, turn_of};
+use crate::api::idempotency::{self, Minter};
+use crate::api::items;
+use crate::http::error::ApiError;
+use crate::http::extract::Tenant;
+use crate::http::params::Params;
+use crate::state::{Caller, JsonObject};
 
 /// The most parts one append takes.
 pub(crate) const MAX_PARTS: usize = 1000;

@@ -1,71 +1,24 @@
-//! What a chat app built on the AI SDK needs beyond the Conversations API, under `/v1/persist/`:
-//! a conversation by the id the client minted (the SDK's chat id), and a conversation's messages
-//! as the SDK's `UIMessage[]`, read to show a chat again and written back from them.
+//! A conversation's messages as the AI SDK's `UIMessage[]` (`…/ui-messages`), read to show a
+//! chat again and written back from them: what a chat app built on the AI SDK needs beyond the
+//! Conversations API, with [`ensure`](super::ensure) (a conversation by the client's id).
 
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use persist_convert::vercel_ui;
-use persist_core::args::{AppendTurn, Restore};
+use persist_core::args::AppendTurn;
 use persist_core::branch::Branch;
 use persist_core::read::{GetMessage, ListMessages};
-use persist_core::{Message, MessageId, PersistError, Thread, ThreadId, Timestamp};
+use persist_core::{Message, MessageId, PersistError, ThreadId};
 use serde_json::{Value, json};
 
-use crate::conversations::{answer_conversation, find, known_fields, metadata_of, thread_metadata};
-use crate::error::ApiError;
-use crate::extract::{Caller, JsonObject};
-use crate::params::Params;
+use crate::api::conversations::{find, known_fields};
+use crate::http::error::ApiError;
+use crate::http::params::Params;
+use crate::state::{Caller, JsonObject};
 
 /// The most messages a chat's `UIMessage[]` holds when read, and that one write takes.
 pub(crate) const MAX_UI_MESSAGES: usize = 10_000;
-
-/// A caller's conversation id: 1 to 255 printable ASCII characters, as item ids are.
-fn chat_id(id: &str) -> Result<ThreadId, ApiError> {
-    let valid = !id.is_empty() && id.bytes().all(|byte| byte.is_ascii_graphic());
-    valid
-        .then(|| ThreadId::new(id).ok())
-        .flatten()
-        .ok_or_else(|| ApiError::invalid("id", "Invalid 'id': 1 to 255 printable ASCII characters."))
-}
-
-/// `PUT /v1/persist/conversations/{id}`: the conversation of this id, created (with
-/// `metadata`) when the caller has none: what an app whose client mints the chat's id calls
-/// before its first write, as often as it likes. A deleted conversation's id is 409: it is not
-/// used again.
-pub(crate) async fn ensure(
-    caller: Caller,
-    Path(id): Path<String>,
-    JsonObject(body): JsonObject,
-) -> Result<Response, ApiError> {
-    known_fields(&body, &["metadata"])?;
-    let metadata = metadata_of(body.get("metadata"))?;
-    let thread_id = chat_id(&id)?;
-    if let Ok(existing) = find(&caller, &id).await {
-        return Ok(answer_conversation(&caller, &existing));
-    }
-    let mut thread = Thread::stored(thread_id.clone(), 0, Timestamp::now());
-    thread.tenant = caller.tenant.clone();
-    thread.metadata = thread_metadata(metadata, None);
-    match caller.within(caller.store.restore(Restore::new(thread, Vec::new()))).await? {
-        Ok(_) => {}
-        // Made meanwhile by another request, or deleted before.
-        Err(error) => {
-            if let Ok(existing) = find(&caller, &id).await {
-                return Ok(answer_conversation(&caller, &existing));
-            }
-            return Err(match error {
-                error @ (PersistError::ThreadDeleted { .. } | PersistError::AlreadyExists { .. }) => {
-                    tracing::debug!(%error, "a conversation id taken before");
-                    ApiError::conflict("A conversation of this id was deleted; its id is not used again.", false)
-                }
-                other => ApiError::from_store(other, Some(&id)),
-            });
-        }
-    }
-    let made = find(&caller, &id).await?;
-    Ok(answer_conversation(&caller, &made))
-}
 
 /// Every message of the conversation's active branch, oldest first (reserved ones too).
 async fn active_messages(caller: &Caller, id: &str, thread: &ThreadId) -> Result<Vec<Message>, ApiError> {
@@ -162,7 +115,7 @@ async fn stored(caller: &Caller, id: &str, thread: &ThreadId, message: &MessageI
     Ok(caller.run(Some(id), caller.store.get(get)).await?.is_some())
 }
 
-/// Whether a part's `type` is a kind the AI SDK defines ([`UI_PART_KINDS`](crate::reply_schemas::UI_PART_KINDS)).
+/// Whether a part's `type` is a kind the AI SDK defines ([`UI_PART_KINDS`](crate::spec::reply_schemas::UI_PART_KINDS)).
 fn regex_lite_kinds() -> impl Fn(&str) -> bool {
     |kind: &str| {
         let named =

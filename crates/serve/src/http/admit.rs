@@ -2,6 +2,7 @@
 //! server's deadline, and only then takes one of the server's request slots, so a slot counts
 //! work: a client that sends its body slowly (or never) holds none.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -10,20 +11,46 @@ use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use persist_core::TenantId;
+use tokio::sync::Semaphore;
 
-use crate::extract::{REQUEST_ID, Tenant, request_id, unreadable};
-use crate::{ApiError, Limits, Server, metrics};
+use super::error::ApiError;
+use super::extract::{REQUEST_ID, Tenant, request_id, unreadable};
+use super::hosts::Hosts;
+use super::limits::Limits;
+use super::metrics;
+use super::reload::SharedAuth;
 
 /// The target of the access line, one per request at `INFO` (its own, so a log filter keeps it
 /// apart from the store's traces: `warn,persist_serve::access=info`).
 pub(crate) const ACCESS: &str = "persist_serve::access";
+
+/// What a server admits requests by: its callers' auth (whether they give keys), the hosts it
+/// answers for without them, its limits and its request slots.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    pub(crate) auth: SharedAuth,
+    pub(crate) hosts: Hosts,
+    pub(crate) limits: Limits,
+    pub(crate) in_flight: Arc<Semaphore>,
+}
+
+impl Admission {
+    /// Refuses a request from a host it does not answer for, where no key proves the caller
+    /// (a key cannot be sent from another site's page without a CORS preflight, never granted).
+    fn check_host(&self, request: &Request) -> Result<(), ApiError> {
+        match self.auth.takes_keys() {
+            true => Ok(()),
+            false => self.hosts.check(request.headers(), request.uri()),
+        }
+    }
+}
 
 /// Every request: admitted when the server answers for its host (else 403), its body arrived
 /// within [`Limits::body_timeout`] and [`Limits::max_body_bytes`] (else 408, 413) and a request
 /// slot is free (else 429); counted by route and status, timed, and logged once answered by
 /// one access line at `INFO` (method, path, route, status, time, tenant, request id; never a
 /// key or a body).
-pub(crate) async fn admit(State(server): State<Server>, mut request: Request, next: Next) -> Response {
+pub(crate) async fn admit(State(admission): State<Arc<Admission>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -33,14 +60,14 @@ pub(crate) async fn admit(State(server): State<Server>, mut request: Request, ne
     request.extensions_mut().insert(id.clone());
     // Every event of the request, the store's spans included, is inside its span.
     let span = tracing::info_span!("request", request_id = %id.0);
-    let limits = &server.shared.limits;
-    let admitted = match server.check_host(&request) {
+    let limits = &admission.limits;
+    let admitted = match admission.check_host(&request) {
         Ok(()) => buffered(request, limits).await,
         Err(refused) => Err(refused),
     };
     let mut response = match admitted {
         Err(refused) => refused.into_response(),
-        Ok(request) => match server.shared.in_flight.clone().try_acquire_owned() {
+        Ok(request) => match admission.in_flight.clone().try_acquire_owned() {
             Err(_) => ApiError::busy(limits.max_concurrent_requests).into_response(),
             Ok(_permit) => {
                 let _working = metrics::InFlight::start();

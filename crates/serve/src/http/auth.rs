@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderName};
 use persist_core::{PersistError, TenantId};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// How the server learns a request's tenant.
 ///

@@ -3,13 +3,20 @@
 
 use std::borrow::Cow;
 
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use persist_core::PersistError;
 use serde_json::json;
 
+use super::json::json_body;
+
 /// What a 503 for a store that is down or busy says: what the client can do, not why.
 pub(crate) const UNAVAILABLE: &str = "The store is unavailable; retry later.";
+
+/// The target of what this module logs (a refused request's cause), as a log filter names it:
+/// the module's path before the crate was laid out in rooms.
+const TARGET: &str = "persist_serve::error";
 
 /// A refused request, answered as OpenAI's API answers one: its status and the `error` object.
 ///
@@ -281,15 +288,15 @@ impl ApiError {
             .with_code("unsupported"),
             // A 5xx says what the client can do; the cause, a driver's words among them, is logged.
             error @ (PersistError::Timeout { .. } | PersistError::Temporary { .. }) => {
-                tracing::warn!(%error, "the store is unavailable");
+                tracing::warn!(target: TARGET, %error, "the store is unavailable");
                 Self::unavailable(UNAVAILABLE)
             }
             error @ PersistError::Unreadable { .. } => {
-                tracing::error!(%error, "a stored value cannot be read");
+                tracing::error!(target: TARGET, %error, "a stored value cannot be read");
                 Self::internal("A stored value cannot be read; the server's log has the cause.")
             }
             error => {
-                tracing::error!(%error, "the store failed");
+                tracing::error!(target: TARGET, %error, "the store failed");
                 Self::internal("The store failed to answer; the server's log has the cause.")
             }
         }
@@ -316,7 +323,7 @@ impl IntoResponse for ApiError {
             let (field, value) = *detail;
             body["error"][field] = value.into();
         }
-        let mut response = (self.status, crate::extract::json_body(&body)).into_response();
+        let mut response = (self.status, json_body(&body)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(seconds) = self.retry_after {
@@ -349,7 +356,7 @@ impl ApiError {
     /// 503 (`temporary`: the model is down, busy or slow) or 500: the embedding model failed;
     /// its words are logged, not answered.
     pub(crate) fn embedder_failed(error: &dyn std::fmt::Display, temporary: bool) -> Self {
-        tracing::warn!(%error, "the embedding model failed");
+        tracing::warn!(target: TARGET, %error, "the embedding model failed");
         if temporary {
             Self::unavailable("The embedding model is unavailable; retry later.").with_code("embedder_unavailable")
         } else {
@@ -420,4 +427,14 @@ impl ApiError {
         )
         .with_code("conversation_empty")
     }
+}
+
+/// A path no route has: 404, as OpenAI answers it.
+pub(crate) async fn no_route(request: Request) -> ApiError {
+    ApiError::no_route(request.method().as_str(), request.uri().path())
+}
+
+/// A route that exists, asked with a method it does not take: 405 (axum adds `Allow`).
+pub(crate) async fn not_allowed(request: Request) -> ApiError {
+    ApiError::not_allowed(request.method().as_str(), request.uri().path())
 }

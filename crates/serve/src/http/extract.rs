@@ -1,18 +1,13 @@
-//! What handlers take from a request and give back: the caller (its tenant and the scoped
-//! store), a JSON object body within the limits, the request's id, and JSON answers.
-
-use std::future::Future;
-use std::time::Duration;
+//! What a request carries beyond its route: its id (both ways), the tenant an answer was for,
+//! the store context made of them, and a JSON object body read within a limit.
 
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use persist_core::{Context, PersistError, Scoped, TenantId};
+use axum::http::{HeaderMap, header};
+use persist_core::{Context, TenantId};
 use serde_json::{Map, Value};
 
-use crate::{ApiError, Limits, Server, listen};
+use super::error::ApiError;
+use super::json::is_json;
 
 /// The header a request's id travels in, both ways (the `openai` SDKs read it as
 /// `_request_id`).
@@ -58,84 +53,6 @@ pub(crate) fn context_of(tenant: Option<TenantId>, extensions: &axum::http::Exte
         Some(id) => context.with_extension(id.clone()),
         None => context,
     }
-}
-
-/// A request's caller: its tenant, and the pipeline scoped to it.
-#[derive(Debug)]
-pub(crate) struct Caller {
-    pub(crate) tenant: Option<TenantId>,
-    pub(crate) store: Scoped,
-    timeout: Duration,
-    limits: Limits,
-    closing: listen::Closing,
-}
-
-impl FromRequestParts<Server> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, server: &Server) -> Result<Self, ApiError> {
-        let tenant = server.shared.auth.tenant(&parts.headers)?;
-        let context = context_of(tenant.clone(), &parts.extensions);
-        Ok(Self {
-            store: server.shared.pipeline.scoped(context),
-            tenant,
-            timeout: server.shared.limits.store_timeout,
-            limits: server.shared.limits.clone(),
-            closing: server.shared.closing.clone(),
-        })
-    }
-}
-
-impl Caller {
-    /// A call to the store, in at most the server's timeout (503 after it), its refusal as the
-    /// API's error for a request on `conversation`.
-    pub(crate) async fn run<T>(
-        &self,
-        conversation: Option<&str>,
-        call: impl Future<Output = Result<T, PersistError>>,
-    ) -> Result<T, ApiError> {
-        self.within(call).await?.map_err(|error| ApiError::from_store(error, conversation))
-    }
-
-    /// A call to the store in at most the server's timeout (503 after it), its refusal left
-    /// to the caller to read.
-    pub(crate) async fn within<T>(
-        &self,
-        call: impl Future<Output = Result<T, PersistError>>,
-    ) -> Result<Result<T, PersistError>, ApiError> {
-        tokio::time::timeout(self.timeout, call).await.map_err(|_| {
-            tracing::warn!(timeout_ms = self.timeout.as_millis() as u64, "the store did not answer in time");
-            ApiError::unavailable(format!(
-                "The store did not answer within {} ms; retry later.",
-                self.timeout.as_millis()
-            ))
-        })
-    }
-
-    pub(crate) fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
-    /// Completes when the server shuts down: an event stream ends then.
-    pub(crate) fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
-        self.closing.closed()
-    }
-
-    /// A JSON response, marked with the caller's tenant for the log.
-    pub(crate) fn answer(&self, status: StatusCode, body: &Value) -> Response {
-        let mut response =
-            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], json_body(body))
-                .into_response();
-        response.extensions_mut().insert(Tenant(self.tenant.clone()));
-        response
-    }
-}
-
-/// A value's JSON text (written into one buffer: `Display` writes it through a formatter,
-/// a call per token).
-pub(crate) fn json_body(value: &Value) -> String {
-    // A `Value` always serializes: its keys are strings and its numbers finite.
-    serde_json::to_string(value).unwrap_or_else(|_| value.to_string())
 }
 
 /// A request's body as a JSON object: an empty body is `{}`. Over `limit` bytes it is 413,
@@ -198,28 +115,6 @@ fn holds_a_whole_double_past_64_bits(value: &Value) -> bool {
         Value::Array(items) => items.iter().any(holds_a_whole_double_past_64_bits),
         Value::Object(map) => map.values().any(holds_a_whole_double_past_64_bits),
         _ => false,
-    }
-}
-
-/// Whether the request says its body is JSON: `application/json`, any case, parameters
-/// (`; charset=utf-8`) allowed.
-fn is_json(headers: &HeaderMap) -> bool {
-    let value = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or_default();
-    let media_type = value.split(';').next().unwrap_or_default().trim();
-    media_type.eq_ignore_ascii_case("application/json")
-}
-
-/// A request's body as a JSON object (an empty body is `{}`), read within the server's
-/// [`Limits::max_body_bytes`]: see [`read_object`].
-#[derive(Debug)]
-pub(crate) struct JsonObject(pub(crate) Map<String, Value>);
-
-impl FromRequest<Server> for JsonObject {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, server: &Server) -> Result<Self, ApiError> {
-        let (parts, body) = request.into_parts();
-        read_object(&parts.headers, body, server.shared.limits.max_body_bytes).await.map(Self)
     }
 }
 

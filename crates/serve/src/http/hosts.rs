@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::http::{HeaderMap, Uri, header};
 
-use crate::error::ApiError;
+use super::error::ApiError;
 
 /// The names every server answers for: the loopback ones.
 const LOOPBACK: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];

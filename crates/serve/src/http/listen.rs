@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use crate::Limits;
+use super::limits::Limits;
 
 /// The server's shutdown as its streams see it: [`close`](Self::close) ends every event stream
 /// answered, and those asked for afterwards at once.

@@ -1,5 +1,5 @@
-//! Services mounted beside the API ([`Server::with_service`]): another protocol on the same
-//! listener, admitted and authenticated as the API's routes are.
+//! Services mounted beside the API ([`Server::with_service`](crate::Server::with_service)):
+//! another protocol on the same listener, admitted and authenticated as the API's routes are.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
-use crate::extract::{Tenant, context_of};
-use crate::{Server, routes};
+use super::extract::{Tenant, context_of};
+use super::reload::SharedAuth;
 
 /// A service mounted at a path, type-erased.
 #[derive(Clone)]
@@ -26,13 +26,15 @@ impl fmt::Debug for Mount {
     }
 }
 
-/// Refuses a path a service cannot be mounted at: see [`Server::with_service`].
-pub(crate) fn check_path(path: &'static str, mounted: &[Mount]) {
+/// Refuses a path a service cannot be mounted at (see
+/// [`Server::with_service`](crate::Server::with_service)): one not of the form `/name`, one of
+/// `api_paths` (the API's), or one `mounted` already.
+pub(crate) fn check_path(path: &'static str, mut api_paths: impl Iterator<Item = &'static str>, mounted: &[Mount]) {
     assert!(
         path.len() > 1 && path.starts_with('/') && !path.ends_with('/') && !path.contains(['{', '}', '*']),
         "a service is mounted at a path such as `/mcp`, not {path:?}"
     );
-    let taken = routes::table().iter().any(|route| route.path == path) || mounted.iter().any(|m| m.path == path);
+    let taken = api_paths.any(|api| api == path) || mounted.iter().any(|m| m.path == path);
     assert!(!taken, "{path:?} is a path of the API or of a service mounted already");
 }
 
@@ -52,13 +54,13 @@ impl Mount {
         Self { path, service: BoxCloneSyncService::new(service) }
     }
 
-    /// `api` with this service at its path and below, each request authenticated first.
-    pub(crate) fn route(&self, api: Router<Server>, server: &Server) -> Router<Server> {
-        let (server, inner) = (server.clone(), self.service.clone());
+    /// `api` with this service at its path and below, each request authenticated by `auth` first.
+    pub(crate) fn route<S: Clone + Send + Sync + 'static>(&self, api: Router<S>, auth: &SharedAuth) -> Router<S> {
+        let (auth, inner) = (auth.clone(), self.service.clone());
         let authenticated = tower::service_fn(move |mut request: Request| {
-            let (server, inner) = (server.clone(), inner.clone());
+            let (auth, inner) = (auth.clone(), inner.clone());
             async move {
-                let tenant = match server.shared.auth.tenant(request.headers()) {
+                let tenant = match auth.tenant(request.headers()) {
                     Ok(tenant) => tenant,
                     Err(refused) => return Ok::<_, Infallible>(refused.into_response()),
                 };

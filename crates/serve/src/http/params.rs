@@ -1,9 +1,9 @@
-//! [`Params`]: a request's query string, as the extensions read it.
+//! [`Params`]: a request's query string, as the routes read it.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use crate::{ApiError, items};
+use super::error::ApiError;
 
 /// A request's query string as its pairs, repeated keys (`include[]=a&include[]=b`) included,
 /// which a struct of fields cannot take.
@@ -49,19 +49,5 @@ impl Params {
                 ApiError::invalid("limit", format!("Invalid 'limit': '{text}'. Expected an integer from 1 to 100."))
             }),
         }
-    }
-
-    /// Checks each `include` value (the server answers every stored field, so they change
-    /// nothing else).
-    pub(crate) fn check_include(&self) -> Result<(), ApiError> {
-        for (key, value) in &self.0 {
-            if (key == "include[]" || key == "include") && !items::INCLUDABLE.contains(&value.as_str()) {
-                return Err(ApiError::invalid(
-                    "include",
-                    format!("Invalid value: '{value}'. Supported values are: {}.", items::INCLUDABLE.join(", ")),
-                ));
-            }
-        }
-        Ok(())
     }
 }

@@ -1,16 +1,17 @@
 //! The server's OpenAPI 3.1 document, generated from the route table the router is built from
-//! (see [`routes`](crate::routes)): every path and method, its parameters, request body,
-//! answers by status, and the schemas of [`schemas`](crate::schemas). Served at [`PATH`] without
+//! (see [`routes`](super::routes)): every path and method, its parameters, request body,
+//! answers by status, and the schemas of [`schemas`]. Served at [`PATH`] without
 //! a key (it holds no data), and returned by [`Server::openapi`](crate::Server::openapi).
 //! The HTTP reference (`docs/http-reference.md` and the pages it links) is this document
 //! rendered by `tests/serve/reference/`: what it should say, say here, in the route table (its
-//! prose in [`route_docs`](crate::route_docs)) or in the schemas, then regenerate it (`PERSIST_REGENERATE_DOCS=1 cargo test -p persist-serve
+//! prose in [`route_docs`](super::route_docs)) or in the schemas, then regenerate it (`PERSIST_REGENERATE_DOCS=1 cargo test -p persist-serve
 //! --test serve reference`).
 
 use serde_json::{Map, Value, json};
 
-use crate::route::{Access, Answer, Param, Route};
-use crate::schemas::{self, reference};
+use super::route::{Access, Answer, Param, Route};
+use super::schemas::{self, reference};
+use super::{reply_schemas, request_schemas};
 
 /// Where the document is served.
 pub(crate) const PATH: &str = "/v1/persist/openapi.json";
@@ -259,7 +260,7 @@ fn error(status: u16, access: Access) -> Value {
 /// the live replies'.
 pub(crate) fn components() -> Value {
     let mut all = schemas::all();
-    for (name, schema) in crate::request_schemas::all().into_iter().chain(crate::reply_schemas::all()) {
+    for (name, schema) in request_schemas::all().into_iter().chain(reply_schemas::all()) {
         all[name] = schema;
     }
     all

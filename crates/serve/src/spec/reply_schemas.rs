@@ -1,9 +1,10 @@
-//! The OpenAPI schemas of a live reply's writer routes ([`replies`](crate::replies)).
+//! The OpenAPI schemas of a live reply's writer routes ([`replies`](crate::extensions::replies)).
 
 use serde_json::{Value, json};
 
-use crate::replies::MAX_PARTS;
-use crate::schemas::{REPLY_ENDS, STATUSES, constant, nullable, object, reference};
+use super::schemas::{REPLY_ENDS, STATUSES, constant, nullable, object, reference};
+use crate::extensions::replies::MAX_PARTS;
+use crate::extensions::ui_messages::MAX_UI_MESSAGES;
 
 /// The kinds of a UIMessage's parts the AI SDK defines.
 pub(crate) const UI_PART_KINDS: &str =
@@ -147,7 +148,7 @@ pub(crate) fn all() -> Vec<(&'static str, Value)> {
             "WriteUiMessagesRequest",
             object(
                 &["messages"],
-                json!({"messages": {"type": "array", "maxItems": crate::chats::MAX_UI_MESSAGES, "items": reference("UiMessageInput")}}),
+                json!({"messages": {"type": "array", "maxItems": MAX_UI_MESSAGES, "items": reference("UiMessageInput")}}),
             ),
         ),
         (

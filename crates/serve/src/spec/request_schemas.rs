@@ -1,13 +1,14 @@
 //! The OpenAPI schemas of the request bodies of the Conversations API and the extensions (the
-//! live replies' are [`reply_schemas`](crate::reply_schemas)'): an input item is what
+//! live replies' are [`reply_schemas`](super::reply_schemas)'): an input item is what
 //! `items::canonical` takes, each type with its required fields, and no string holds a NUL
 //! character (no store keeps one).
 
 use serde_json::{Value, json};
 
-use crate::conversations::MAX_CREATE_ITEMS;
-use crate::schemas::{nullable, object, reference};
-use crate::{items, recall};
+use super::schemas::{nullable, object, reference};
+use crate::api::conversations::MAX_CREATE_ITEMS;
+use crate::api::items;
+use crate::extensions::recall;
 
 /// A string as the server takes one: no NUL character (no store keeps one).
 fn text() -> Value {

@@ -1,11 +1,13 @@
 //! The route table's vocabulary: a [`Route`] (path, method, handler, access and what the
-//! OpenAPI document says of it), its parameters and answers. [`routes`](crate::routes) holds
-//! the table; [`openapi`](crate::openapi) describes any table of these.
+//! OpenAPI document says of it), its parameters and answers. [`routes`](super::routes) holds
+//! the table; [`openapi`](super::openapi) describes any table of these.
+
+use std::sync::Arc;
 
 use axum::routing::{MethodFilter, MethodRouter};
 use serde_json::Value;
 
-use crate::Server;
+use crate::state::App;
 
 /// An HTTP method a route takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +74,7 @@ pub(crate) struct Route {
     pub(crate) method: Method,
     /// The path template, in axum's syntax and OpenAPI's alike (`/v1/conversations/{id}`).
     pub(crate) path: &'static str,
-    handler: fn(MethodFilter) -> MethodRouter<Server>,
+    handler: fn(MethodFilter) -> MethodRouter<Arc<App>>,
     pub(crate) access: Access,
     pub(crate) id: &'static str,
     pub(crate) tag: &'static str,
@@ -91,7 +93,7 @@ pub(crate) struct Route {
 }
 
 impl Route {
-    pub(crate) fn new(method: Method, path: &'static str, handler: fn(MethodFilter) -> MethodRouter<Server>) -> Self {
+    pub(crate) fn new(method: Method, path: &'static str, handler: fn(MethodFilter) -> MethodRouter<Arc<App>>) -> Self {
         Self {
             method,
             path,
@@ -152,7 +154,7 @@ impl Route {
     }
 
     /// The route's handler, for its method.
-    pub(crate) fn handler(&self) -> MethodRouter<Server> {
+    pub(crate) fn handler(&self) -> MethodRouter<Arc<App>> {
         (self.handler)(self.method.filter())
     }
 }

@@ -1,6 +1,6 @@
 //! What the HTTP reference says of each route beyond its summary: its description
 //! (CommonMark), and what some of its statuses mean for it. The route table
-//! ([`routes`](crate::routes)) names these by its operation ids; they are here so that the
+//! ([`routes`](super::routes)) names these by its operation ids; they are here so that the
 //! table stays a table.
 
 /// `POST /v1/conversations`.

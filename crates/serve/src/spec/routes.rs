@@ -1,21 +1,23 @@
 //! The route table: every route the server answers, with its handler and its documentation.
-//! [`Server::router`](crate::Server::router) is built from it and [`openapi`](crate::openapi)
+//! [`Server::router`](crate::Server::router) is built from it and [`openapi`]
 //! describes it, so a route cannot be served without being documented, nor documented without
 //! being served. What the reference says of a route beyond its summary (its description, and
-//! what its statuses mean for it) is in [`route_docs`](crate::route_docs), by operation id.
+//! what its statuses mean for it) is in [`route_docs`](super::route_docs), by operation id.
 
 use std::sync::OnceLock;
 
-use axum::extract::{Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::on;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
-use crate::route::{Access, Answer, Method, Param, Route};
-use crate::route_docs as docs;
-use crate::{Server, chats, conversations, extensions, items, live, openapi, recall, replies, views};
+use super::openapi;
+use super::route::{Access, Answer, Method, Param, Route};
+use super::route_docs as docs;
+use crate::api::{conversations, items};
+use crate::extensions::{
+    branches, compacted, ensure, events, listing, live, pop, probes, recall, replies, search, ui_messages,
+};
 
 const CONVERSATIONS: &str = "Conversations";
 const ITEMS: &str = "Items";
@@ -211,13 +213,13 @@ pub(crate) fn table() -> Vec<Route> {
         Route::new(Delete, "/v1/conversations/{id}/items/{item_id}", |m| on(m, conversations::delete_item))
             .doc("deleteConversationItem", ITEMS, "Delete an item; answers the conversation")
             .answers(Answer::Json("Conversation"), &[400, 404, 409]),
-        Route::new(Get, "/v1/persist/conversations", |m| on(m, extensions::list_conversations))
+        Route::new(Get, "/v1/persist/conversations", |m| on(m, listing::list_conversations))
             .doc("listConversations", PERSIST, "The caller's conversations, most recently changed first")
             .query(&[CURSOR, LIMIT, METADATA_FILTER])
             .describe(docs::LIST_CONVERSATIONS)
             .notes(docs::LIST_CONVERSATIONS_NOTES)
             .answers(Answer::Json("ConversationSummaryPage"), &[400]),
-        Route::new(Put, "/v1/persist/conversations/{id}", |m| on(m, chats::ensure))
+        Route::new(Put, "/v1/persist/conversations/{id}", |m| on(m, ensure::ensure))
             .doc(
                 "ensureConversation",
                 PERSIST,
@@ -227,22 +229,22 @@ pub(crate) fn table() -> Vec<Route> {
             .describe(docs::ENSURE_CONVERSATION)
             .notes(docs::ENSURE_CONVERSATION_NOTES)
             .answers(Answer::Json("Conversation"), &[400, 409, 415]),
-        Route::new(Get, "/v1/persist/conversations/{id}/ui-messages", |m| on(m, chats::read))
+        Route::new(Get, "/v1/persist/conversations/{id}/ui-messages", |m| on(m, ui_messages::read))
             .doc("getUiMessages", PERSIST, "The conversation's messages as the AI SDK's UIMessage[]")
             .describe(docs::GET_UI_MESSAGES)
             .answers(Answer::Json("UiMessageList"), &[404]),
-        Route::new(Post, "/v1/persist/conversations/{id}/ui-messages", |m| on(m, chats::write))
+        Route::new(Post, "/v1/persist/conversations/{id}/ui-messages", |m| on(m, ui_messages::write))
             .doc("writeUiMessages", PERSIST, "Write the UIMessages the conversation does not hold yet, as one turn")
             .body("WriteUiMessagesRequest")
             .describe(docs::WRITE_UI_MESSAGES)
             .notes(docs::WRITE_UI_MESSAGES_NOTES)
             .answers(Answer::Json("UiMessageList"), &[400, 404, 409, 415]),
-        Route::new(Post, "/v1/persist/conversations/{id}/items/pop", |m| on(m, extensions::pop))
+        Route::new(Post, "/v1/persist/conversations/{id}/items/pop", |m| on(m, pop::pop))
             .doc("popConversationItem", PERSIST, "Remove the newest item and answer it, atomically")
             .describe(docs::POP_CONVERSATION_ITEM)
             .notes(docs::POP_CONVERSATION_ITEM_NOTES)
             .answers(Answer::Json("PoppedItem"), &[404, 409]),
-        Route::new(Get, "/v1/persist/search", |m| on(m, views::search))
+        Route::new(Get, "/v1/persist/search", |m| on(m, search::search))
             .doc("searchItems", PERSIST, "The caller's items whose text holds every word, newest first")
             .query(&[
                 Param {
@@ -270,11 +272,11 @@ pub(crate) fn table() -> Vec<Route> {
             .describe(docs::RECALL_ITEMS)
             .notes(docs::RECALL_ITEMS_NOTES)
             .answers(Answer::Json("RecallList"), &[400, 404, 415]),
-        Route::new(Get, "/v1/persist/conversations/{id}/compacted", |m| on(m, views::compacted))
+        Route::new(Get, "/v1/persist/conversations/{id}/compacted", |m| on(m, compacted::compacted))
             .doc("getCompactedConversation", PERSIST, "The latest summary and the items after it")
             .describe(docs::GET_COMPACTED_CONVERSATION)
             .answers(Answer::Json("Compacted"), &[400, 404]),
-        Route::new(Get, "/v1/persist/conversations/{id}/branches", |m| on(m, views::branches))
+        Route::new(Get, "/v1/persist/conversations/{id}/branches", |m| on(m, branches::branches))
             .doc("listBranches", PERSIST, "An item's alternatives, or the last item of every branch")
             .query(&[Param {
                 name: "item_id",
@@ -285,13 +287,13 @@ pub(crate) fn table() -> Vec<Route> {
             .describe(docs::LIST_BRANCHES)
             .notes(docs::LIST_BRANCHES_NOTES)
             .answers(Answer::Json("BranchList"), &[400, 404]),
-        Route::new(Post, "/v1/persist/conversations/{id}/branches/switch", |m| on(m, views::switch))
+        Route::new(Post, "/v1/persist/conversations/{id}/branches/switch", |m| on(m, branches::switch))
             .doc("switchBranch", PERSIST, "Show another branch; answers the conversation")
             .body("SwitchRequest")
             .describe(docs::SWITCH_BRANCH)
             .notes(docs::SWITCH_BRANCH_NOTES)
             .answers(Answer::Json("Conversation"), &[400, 404, 409, 415]),
-        Route::new(Get, "/v1/persist/conversations/{id}/events", |m| on(m, views::events))
+        Route::new(Get, "/v1/persist/conversations/{id}/events", |m| on(m, events::events))
             .doc("streamConversationEvents", PERSIST, "The conversation's change feed, as Server-Sent Events")
             .query(&[Param {
                 name: "after",
@@ -382,12 +384,12 @@ pub(crate) fn table() -> Vec<Route> {
             .access(Access::Public)
             .describe(docs::GET_OPEN_API_DOCUMENT)
             .answers(Answer::Json("OpenApiDocument"), &[]),
-        Route::new(Get, "/health", |m| on(m, health))
+        Route::new(Get, "/health", |m| on(m, probes::health))
             .doc("health", OPERATIONS, "The process answers")
             .access(Access::Probe)
             .describe(docs::HEALTH)
             .answers(Answer::Json("Health"), &[]),
-        Route::new(Get, "/ready", |m| on(m, ready))
+        Route::new(Get, "/ready", |m| on(m, probes::ready))
             .doc("ready", OPERATIONS, "The store answers a ping in time")
             .access(Access::Probe)
             .describe(docs::READY)
@@ -400,30 +402,4 @@ async fn openapi_json() -> Response {
     static TEXT: OnceLock<String> = OnceLock::new();
     let text = TEXT.get_or_init(|| openapi::document(&table()).to_string());
     ([(header::CONTENT_TYPE, "application/json")], text.as_str()).into_response()
-}
-
-async fn health() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
-}
-
-async fn ready(State(server): State<Server>) -> Response {
-    let ping = tokio::time::timeout(server.shared.limits.store_timeout, server.shared.pipeline.ping()).await;
-    match ping {
-        Ok(Ok(())) => ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ready"}"#).into_response(),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "not ready: the store refused a ping");
-            ApiError::unavailable("The store does not answer.").into_response()
-        }
-        Err(_) => ApiError::unavailable("The store did not answer a ping in time.").into_response(),
-    }
-}
-
-/// A path no route has: 404, as OpenAI answers it.
-pub(crate) async fn no_route(request: Request) -> ApiError {
-    ApiError::no_route(request.method().as_str(), request.uri().path())
-}
-
-/// A route that exists, asked with a method it does not take: 405 (axum adds `Allow`).
-pub(crate) async fn not_allowed(request: Request) -> ApiError {
-    ApiError::not_allowed(request.method().as_str(), request.uri().path())
 }

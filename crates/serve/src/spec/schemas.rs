@@ -5,8 +5,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::conversations::MAX_METADATA;
-use crate::items;
+use crate::api::conversations::MAX_METADATA;
+use crate::api::items;
 
 /// `#/components/schemas/NAME`.
 pub(crate) fn reference(name: &str) -> Value {
@@ -50,8 +50,8 @@ const DETAILED: &[(&str, &str)] = &[
 ];
 
 /// Every schema of the Conversations API and the extensions but the request bodies' (those are
-/// [`request_schemas`](crate::request_schemas)') and the live replies' (those are
-/// [`reply_schemas`](crate::reply_schemas)'), by name.
+/// [`request_schemas`](super::request_schemas)') and the live replies' (those are
+/// [`reply_schemas`](super::reply_schemas)'), by name.
 pub(crate) fn all() -> Value {
     let mut schemas = Map::new();
     let mut add = |name: &str, schema: Value| schemas.insert(name.to_owned(), schema);

@@ -22,7 +22,7 @@ use persist_ops::live::{FollowParts, PartOffset, StopReply, StopState};
 use serde_json::{Map, Value, json};
 
 use super::{UiMessageStream, sse};
-use crate::{ApiError, Auth};
+use crate::http::{auth::Auth, error::ApiError};
 
 /// Generates a reply: the host's model call, writing what the model streams through
 /// [`Generation::reply`]. Implemented for closures `Fn(Generation) -> impl Future`.
@@ -284,7 +284,7 @@ async fn submit<G: Generate>(
     body: Body,
 ) -> Result<Response, ApiError> {
     let store = chat.store(&headers)?;
-    let body = crate::extract::read_object(&headers, body, chat.max_body_bytes).await?;
+    let body = crate::http::extract::read_object(&headers, body, chat.max_body_bytes).await?;
     let thread = thread_of(body.get("id").and_then(Value::as_str))?;
     let last_seq = store.get_thread(GetThread::new(thread.clone())).await.map_err(failed)?.map_or(0, |t| t.last_seq);
     let newest = chat.newest(&store, &thread).await?;
@@ -594,5 +594,6 @@ async fn stop<G: Generate>(
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response {
-    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], crate::extract::json_body(body)).into_response()
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], crate::http::json::json_body(body))
+        .into_response()
 }

@@ -61,7 +61,7 @@ use axum::routing::get;
 use metrics::atomics::AtomicU64;
 use metrics::{Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 
-use crate::Limits;
+use super::limits::Limits;
 
 /// The `route` of a request whose path the API does not have.
 pub(crate) const UNMATCHED: &str = "unmatched";
@@ -230,7 +230,7 @@ impl Prometheus {
     ) -> std::io::Result<()> {
         let limits = Limits::default().with_max_connections(64).with_shutdown_timeout(Duration::from_secs(1));
         // Its own shutdown is not logged: the server's is.
-        crate::listen::serve(self.router(), listener, limits, crate::listen::Closing::new(), shutdown).await;
+        super::listen::serve(self.router(), listener, limits, super::listen::Closing::new(), shutdown).await;
         Ok(())
     }
 
