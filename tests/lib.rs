@@ -10,6 +10,8 @@
 pub mod docs {
     #[doc = include_str!("../README.md")]
     pub struct Readme;
+    #[doc = include_str!("../crates/persist/README.md")]
+    pub struct CrateReadme;
     #[doc = include_str!("../docs/guide/contract.md")]
     pub struct Contract;
     #[doc = include_str!("../docs/guide/turns-and-branches.md")]
