@@ -1,5 +1,5 @@
 //! Cross-crate tests, in `tests/tests/`: whole stacks over every backend, several processes on
-//! one store, crashes, the architecture, and the README's examples. What one crate does is
+//! one store, crashes, the architecture, and the documentation's examples. What one crate does is
 //! tested beside it (`crates/*/tests`: `cargo test -p persist-shard` tests the shards).
 
 /// The Rust examples of the README and of every chapter under `docs/`, compiled and run as doc

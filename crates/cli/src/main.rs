@@ -45,7 +45,7 @@
 //! Progress of long work (export, import, copy, prune) goes to stderr: a live counter on a
 //! terminal, a line every 1000 items otherwise.
 //!
-//! **Exports** are JSONL, format version 1: a header line, then each thread's line followed by
+//! **Exports** are JSONL, format version 3 (versions 1 and 2 still import): a header line, then each thread's line followed by
 //! its messages' and session bindings' lines, then an end line with the counts; every line a
 //! JSON object with a `kind` (`header`, `thread`, `message`, `binding`, `end`).
 //! The threads and messages carry every field the store holds (ids, seqs, versions, statuses,
