@@ -85,10 +85,7 @@ async fn under_lock(conn: &mut PgConnection) -> Result<()> {
             }
         }
         if valid == Some(false) {
-            sqlx::query("DROP INDEX CONCURRENTLY IF EXISTS threads_by_active_second")
-                .execute(&mut *conn)
-                .await
-                .map_err(map)?;
+            crate::ddl::drop_index(conn, "threads_by_active_second").await?;
         }
         crate::ddl::create_index(
             conn,
@@ -100,7 +97,7 @@ async fn under_lock(conn: &mut PgConnection) -> Result<()> {
     }
     if old {
         // (An index a build left invalid is dropped the same way.)
-        sqlx::query("DROP INDEX CONCURRENTLY IF EXISTS threads_by_activity").execute(&mut *conn).await.map_err(map)?;
+        crate::ddl::drop_index(conn, "threads_by_activity").await?;
     }
     Ok(())
 }

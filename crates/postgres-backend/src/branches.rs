@@ -159,10 +159,21 @@ pub(crate) async fn active_leaf(
 
 /// Runs `read` in a read-only transaction of one snapshot (`REPEATABLE READ`): the statements
 /// of a branch read see one state of the thread, never a branch cut by a delete between them.
+///
+/// Behind a transaction pooler the operation is a transaction already, begun as one snapshot
+/// ([`Begin::Snapshot`](crate::pool::Begin::Snapshot)): it is made read-only (and the server
+/// refuses if it was begun otherwise: never a read of two snapshots).
 pub(crate) async fn in_one_snapshot<T>(
     conn: &mut PgConnection,
     read: impl AsyncFnOnce(&mut PgConnection) -> Result<T, PersistError>,
 ) -> Result<T, PersistError> {
+    if conn.is_in_transaction() {
+        sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *conn)
+            .await
+            .map_err(sql("starting a branch read"))?;
+        return read(conn).await;
+    }
     let mut tx = conn
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await

@@ -9,14 +9,16 @@ use std::time::Duration;
 use persist_core::feed::FeedRetention;
 use persist_core::schema::SchemaStatus;
 use persist_core::{Consistency, PersistError, Result};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgTransactionManager};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection, SqlSafeStr};
+use sqlx_core::transaction::TransactionManager;
 
 use crate::error::map_sqlx;
 use crate::group::Inserts;
-use crate::pool::Pool;
+use crate::pool::{Pool, Sessions};
+use crate::pooler::{self, Pooler, Settings};
 use crate::replicas::{Freshness, Replicas};
-use crate::schema::{self, prepare_schema, split_schema, validate_schema};
+use crate::schema::{self, prepare_schema, split_url, validate_schema};
 use crate::{PostgresBackend, feed, search};
 
 /// Configures and connects a [`PostgresBackend`].
@@ -42,6 +44,10 @@ pub struct PostgresBackendBuilder {
     freshness: Freshness,
     consistency: Option<Consistency>,
     key_retention: Duration,
+    /// Set by [`pooler`](Self::pooler); the URL's `pooler=` otherwise, then detected.
+    pooler: Option<Pooler>,
+    /// Set by [`listen_url`](Self::listen_url), or the URL's `listen_url=`.
+    listen_url: Option<String>,
 }
 
 impl PostgresBackendBuilder {
@@ -65,7 +71,30 @@ impl PostgresBackendBuilder {
             freshness: Freshness::Handle,
             consistency: None,
             key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
+            pooler: None,
+            listen_url: None,
         }
+    }
+
+    /// The kind of connection pooler between this store and the server (default: the URL's
+    /// `pooler=`, else [`Pooler::Detect`]: found when connecting). Through a pooler in
+    /// transaction mode (PgBouncer's `pool_mode = transaction`) each operation is one
+    /// transaction that sets what it needs, and no statement is kept; see
+    /// [Poolers](crate#poolers). Name [`Pooler::Transaction`] for a transaction pooler that
+    /// passes startup options through (detection cannot tell it from a direct server).
+    pub fn pooler(mut self, pooler: Pooler) -> Self {
+        self.pooler = Some(pooler);
+        self
+    }
+
+    /// Behind a transaction pooler, a direct URL of the same server (not through the pooler)
+    /// on which the change feed listens for other instances' notifications (or the URL's
+    /// `listen_url=`, percent-encoded). Without one, an instance behind a transaction pooler
+    /// learns of other instances' events by polling, every 250 ms. Ignored without a pooler:
+    /// the feed listens on a connection like the others.
+    pub fn listen_url(mut self, url: impl Into<String>) -> Self {
+        self.listen_url = Some(url.into());
+        self
     }
 
     /// How long the idempotency key of a removed message is remembered after it went (default
@@ -246,16 +275,28 @@ impl PostgresBackendBuilder {
     pub async fn schema_status(mut self) -> Result<SchemaStatus> {
         let (mut conn, schema) = self.one_connection("connecting to read the schema's version").await?;
         let status = schema::status(&mut conn, &schema).await;
-        let _ = conn.close().await;
-        status
+        end(conn, status).await
     }
 
-    /// One connection to the schema, outside any pool, and the schema's name.
+    /// One connection to the schema, outside any pool, and the schema's name; behind a
+    /// transaction pooler, in a transaction with the store's settings ([`end`] commits it).
     async fn one_connection(&mut self, context: &'static str) -> Result<(PgConnection, String)> {
-        let (options, schema) = self.target()?;
-        let connecting = tokio::time::timeout(self.acquire_timeout, PgConnection::connect_with(&options));
-        match connecting.await {
-            Ok(connected) => Ok((connected.map_err(|e| map_sqlx(context, e))?, schema)),
+        let target = self.target()?;
+        let connecting = async {
+            let (pooler, conn) = target.pooler().await?;
+            let mut conn = match conn {
+                Some(conn) => conn,
+                None => target.options(pooler).connect().await.map_err(|e| map_sqlx(context, e))?,
+            };
+            if let Sessions::Pooled { begin, .. } = target.settings.sessions(pooler) {
+                PgTransactionManager::begin(&mut conn, Some(AssertSqlSafe(begin).into_sql_str()))
+                    .await
+                    .map_err(|e| map_sqlx(context, e))?;
+            }
+            Ok(conn)
+        };
+        match tokio::time::timeout(self.acquire_timeout, connecting).await {
+            Ok(connected) => Ok((connected?, target.settings.schema)),
             Err(_) => Err(PersistError::temporary(format!("{context}: no answer within {:?}", self.acquire_timeout))),
         }
     }
@@ -278,14 +319,14 @@ impl PostgresBackendBuilder {
             schema::status(&mut conn, &schema).await
         }
         .await;
-        let _ = conn.close().await;
-        finished
+        end(conn, finished).await
     }
 
-    /// The connection options and the schema named by the URL and the builder.
-    fn target(&mut self) -> Result<(PgConnectOptions, String)> {
-        let (url, named) = split_schema(&self.url)?;
-        let schema = match (self.schema.take(), named) {
+    /// Where the store is: the URL, the schema and the settings, the pooler named by the URL
+    /// and the builder.
+    fn target(&mut self) -> Result<Target> {
+        let (url, named) = split_url(&self.url)?;
+        let schema = match (self.schema.take(), named.schema) {
             (Some(set), Some(named)) if set != named => {
                 return Err(PersistError::invalid(
                     "schema",
@@ -295,45 +336,31 @@ impl PostgresBackendBuilder {
             (set, named) => set.or(named).unwrap_or_else(|| "public".to_owned()),
         };
         validate_schema(&schema)?;
-        let options = self.options(&url, "url", &schema)?;
-        Ok((options, schema))
-    }
-
-    /// The options of every connection to the server at `url` (`field` names it in errors).
-    fn options(&self, url: &str, field: &'static str, schema: &str) -> Result<PgConnectOptions> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| PersistError::invalid(field, e.to_string()))?
-            // Each execution is planned with its own values (a custom plan). A plan cached per
-            // connection (generic) would halve the server's time per add (≈ 0.2 ms to plan,
-            // ≈ 0.2 ms to run; 32 clients inserted ≈ 2 100/s with custom plans against ≈ 4 100/s
-            // with the generic one, pgbench on this machine), but it is planned once, with the
-            // statistics of that moment: on a fresh database (tables never analyzed) the
-            // planner looked messages up by `(thread_id, seq)` and filtered on the id, so each
-            // add scanned its whole thread and slowed as threads grew (≈ 1 000/s to ≈ 300/s
-            // over 15 000 adds) until the next ANALYZE.
-            .options([
-                ("search_path", schema.to_owned()),
-                ("plan_cache_mode", "force_custom_plan".to_owned()),
-                ("lock_timeout", millis(self.lock_timeout)),
-                ("statement_timeout", millis(self.statement_timeout)),
-                // Capped far past any store's life (146,000 years), so a time plus it never
-                // overflows a bigint.
-                ("persist.key_retention", self.key_retention.as_micros().min((i64::MAX / 2) as u128).to_string()),
-            ]);
-        // Seen in `pg_stat_activity`, unless the URL or `PGAPPNAME` names the application.
-        Ok(match options.get_application_name() {
-            Some(_) => options,
-            None => options.application_name("persist"),
+        let listen = match self.listen_url.take().or(named.listen_url) {
+            Some(url) => Some(base_options(&split_url(&url)?.0, "listen_url")?),
+            None => None,
+        };
+        Ok(Target {
+            base: base_options(&url, "url")?,
+            settings: Settings {
+                schema,
+                lock_timeout: self.lock_timeout,
+                statement_timeout: self.statement_timeout,
+                key_retention: self.key_retention,
+            },
+            pooler: self.pooler.or(named.pooler).unwrap_or_default(),
+            listen,
         })
     }
 
-    /// The standbys' pools (nothing opened yet).
-    fn replica_pools(&self, schema: &str, drain_timeout: Duration) -> Result<Vec<Pool>> {
+    /// The standbys' pools (nothing opened yet), reached as the primary is (`pooler`).
+    fn replica_pools(&self, target: &Target, pooler: Pooler, drain_timeout: Duration) -> Result<Vec<Pool>> {
         let reach = self.replica_wait.max(Duration::from_secs(1));
+        let schema = &target.settings.schema;
         let mut pools = Vec::with_capacity(self.replicas.len());
         for url in &self.replicas {
-            let (url, named) = split_schema(url).map_err(|e| PersistError::invalid("replica", e.to_string()))?;
-            if let Some(named) = named.filter(|named| named != schema) {
+            let (url, named) = split_url(url).map_err(|e| PersistError::invalid("replica", e.to_string()))?;
+            if let Some(named) = named.schema.filter(|named| named != schema) {
                 return Err(PersistError::invalid(
                     "replica",
                     format!(
@@ -341,8 +368,9 @@ impl PostgresBackendBuilder {
                     ),
                 ));
             }
-            let options = self.options(&url, "replica", schema)?;
-            pools.push(Pool::new(options, self.max_connections, 0, reach, drain_timeout));
+            let standby = Target { base: base_options(&url, "replica")?, ..target.clone() };
+            let sessions = target.settings.sessions(pooler);
+            pools.push(Pool::new(standby.options(pooler), sessions, self.max_connections, 0, reach, drain_timeout));
         }
         Ok(pools)
     }
@@ -358,15 +386,24 @@ impl PostgresBackendBuilder {
     /// `Unsupported` when the schema was written by a newer version of this crate, or, with
     /// `migrate(false)`, when it is not at this build's version.
     pub async fn connect(mut self) -> Result<PostgresBackend> {
-        let (options, schema) = self.target()?;
+        let target = self.target()?;
         // A statement ends on the server within `statement_timeout`; its connection is given
         // a few seconds more to come back. Without a statement time-out, five minutes.
         let drain_timeout = match self.statement_timeout {
             Duration::ZERO => Duration::from_secs(300),
             timeout => timeout + Duration::from_secs(5),
         };
-        let replica_pools = self.replica_pools(&schema, drain_timeout)?;
-        let pool = Pool::new(options, self.max_connections, self.min_connections, self.acquire_timeout, drain_timeout);
+        let (pooler, detected) = tokio::time::timeout(self.acquire_timeout, target.pooler()).await.map_err(|_| {
+            PersistError::temporary(format!("connecting to PostgreSQL: no answer within {:?}", self.acquire_timeout))
+        })??;
+        let replica_pools = self.replica_pools(&target, pooler, drain_timeout)?;
+        let sessions = target.settings.sessions(pooler);
+        let (min, max) = (self.min_connections, self.max_connections);
+        let pool = Pool::new(target.options(pooler), sessions, max, min, self.acquire_timeout, drain_timeout);
+        if let Some(conn) = detected {
+            pool.adopt(conn);
+        }
+        let schema = target.settings.schema.clone();
         let mut conn = pool.acquire().await?;
         let prepared = if self.migrate {
             prepare_schema(&mut conn, &schema).await
@@ -376,8 +413,7 @@ impl PostgresBackendBuilder {
                 Err(error) => Err(error),
             }
         };
-        conn.release(&prepared);
-        prepared?;
+        conn.finish(prepared).await?;
         let mut conn = pool.acquire().await?;
         // Turned on again after an instance turned it off, the feed records a gap (a position
         // burned, and everything up to it counted as removed): the writes made meanwhile have
@@ -392,14 +428,12 @@ impl PostgresBackendBuilder {
         .execute(&mut *conn)
         .await
         .map_err(|e| map_sqlx("turning the change feed on or off", e));
-        conn.release(&enabled);
-        enabled?;
+        conn.finish(enabled).await?;
         // An instance that never changes the schema (`migrate(false)`) leaves the index as it is.
         let mut conn = pool.acquire().await?;
         let wanted = search::SearchWanted { index: self.search_index, config: self.search_config.clone() };
         let searching = search::prepare(&mut conn, &wanted, self.migrate).await;
-        conn.release(&searching);
-        let searching = searching?;
+        let searching = conn.finish(searching).await?;
         let search_sql: Arc<str> = Arc::from(search::search_sql(searching.config));
         let replicas = if replica_pools.is_empty() {
             None
@@ -412,14 +446,20 @@ impl PostgresBackendBuilder {
                 (!self.statement_timeout.is_zero()).then(|| self.statement_timeout + Duration::from_secs(5));
             let replicas =
                 Replicas::new(replica_pools, &mut conn, self.replica_wait, read_limit, self.freshness, handle).await;
-            conn.release(&replicas);
-            let replicas = replicas?;
+            let replicas = conn.finish(replicas).await?;
             replicas.connected(&pool).await?;
             Some(Arc::new(replicas))
         };
         pool.fill().await?;
-        let feed = self.feed.map(|retention| feed::Feed::start(&pool, &schema, retention));
+        // Behind a transaction pooler, `LISTEN` hears nothing: a direct connection, or polling.
+        let listen = match pooler {
+            Pooler::Transaction => target.listen,
+            _ => Some(pool.options()),
+        };
+        let feed = self.feed.map(|retention| feed::Feed::start(&pool, &schema, retention, listen));
+        tracing::info!(schema = %schema, pooler = %pooler, "persist connected to PostgreSQL");
         Ok(PostgresBackend {
+            pooler,
             pool,
             schema,
             inserts: Arc::new(Inserts::new(self.max_insert_groups)),
@@ -433,7 +473,56 @@ impl PostgresBackendBuilder {
     }
 }
 
-/// A duration as PostgreSQL's setting text, in milliseconds (`0` disables).
-fn millis(duration: Duration) -> String {
-    format!("{}ms", duration.as_millis())
+/// Where a store is, read off its URL and builder.
+#[derive(Clone)]
+struct Target {
+    /// The connection options without the store's settings.
+    base: PgConnectOptions,
+    settings: Settings,
+    /// As configured: [`Pooler::Detect`] until [`pooler`](Self::pooler) found it.
+    pooler: Pooler,
+    /// The feed's direct connection behind a transaction pooler.
+    listen: Option<PgConnectOptions>,
+}
+
+impl Target {
+    /// The pooler in front, found with a connection if configured to be detected (answered
+    /// when fit for the pool).
+    async fn pooler(&self) -> Result<(Pooler, Option<PgConnection>)> {
+        match self.pooler {
+            Pooler::Detect => pooler::detect(&self.settings.direct(self.base.clone()), &self.settings).await,
+            configured => Ok((configured, None)),
+        }
+    }
+
+    /// The options of the pool's connections through `pooler` (resolved).
+    fn options(&self, pooler: Pooler) -> PgConnectOptions {
+        match pooler {
+            Pooler::Transaction => Settings::pooled(self.base.clone()),
+            _ => self.settings.direct(self.base.clone()),
+        }
+    }
+}
+
+/// The options of a connection to the server at `url` (`field` names it in errors), named
+/// `persist` in `pg_stat_activity` unless the URL or `PGAPPNAME` names the application.
+fn base_options(url: &str, field: &'static str) -> Result<PgConnectOptions> {
+    let options = PgConnectOptions::from_str(url).map_err(|e| PersistError::invalid(field, e.to_string()))?;
+    Ok(match options.get_application_name() {
+        Some(_) => options,
+        None => options.application_name("persist"),
+    })
+}
+
+/// Ends a connection [`one_connection`](PostgresBackendBuilder::one_connection) opened:
+/// commits its transaction behind a transaction pooler, then closes it; answers `result`, or
+/// the commit's failure.
+async fn end<T>(mut conn: PgConnection, result: Result<T>) -> Result<T> {
+    let committed = if conn.is_in_transaction() {
+        PgTransactionManager::commit(&mut conn).await.map_err(|e| map_sqlx("committing the transaction", e))
+    } else {
+        Ok(())
+    };
+    let _ = conn.close().await;
+    result.and_then(|answer| committed.map(|()| answer))
 }

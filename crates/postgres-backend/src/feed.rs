@@ -19,7 +19,9 @@
 //!
 //! Each instance with subscribers listens on `persist_feed`: a notification (or the second's
 //! tick) makes it number what is pending, read the events after the last ones it published and
-//! wake their scopes' subscribers through its [`FeedHub`].
+//! wake their scopes' subscribers through its [`FeedHub`]. Behind a transaction pooler,
+//! where `LISTEN` hears nothing, it listens on a direct connection when given one, and
+//! otherwise polls (every [`POLL`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,8 +29,8 @@ use std::time::Duration;
 use persist_core::feed::{FeedEvent, FeedHub, FeedPage, FeedRetention, FeedScope, ReadFeed, StoredEvent};
 use persist_core::read::MAX_PAGE_LIMIT;
 use persist_core::{PersistError, Result, Timestamp};
-use sqlx::postgres::{PgListener, PgPoolOptions};
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use tokio::sync::{Mutex, Notify, watch};
 
 use crate::error::map_sqlx;
@@ -48,6 +50,9 @@ pub(crate) const LOCK_PASSES: &str = "SELECT pg_advisory_xact_lock(1885696627, h
 const PASS_LIMIT: u32 = 10_000;
 /// How often an instance with subscribers sequences and reads without a notification.
 const TICK: Duration = Duration::from_secs(1);
+/// How often it does when it cannot listen (behind a transaction pooler, without a direct
+/// URL to listen on).
+const POLL: Duration = Duration::from_millis(250);
 /// The shortest time between two notifications of one instance: the writes of that time share
 /// one (a notification takes a lock every notifying commit of the server waits for).
 const NOTIFY_GAP: Duration = Duration::from_millis(10);
@@ -65,7 +70,11 @@ pub(crate) struct Feed {
     listener: Mutex<bool>,
     /// Tells the background tasks to stop: the backend was closed or dropped.
     stop: watch::Sender<bool>,
+    /// A pass's statements, in the caller's transaction (see [`sequence`]).
     sequence_sql: String,
+    /// Where the listener listens; `None` behind a transaction pooler without a direct URL:
+    /// it polls.
+    listen: Option<PgConnectOptions>,
 }
 
 impl Drop for Feed {
@@ -75,8 +84,14 @@ impl Drop for Feed {
 }
 
 impl Feed {
-    /// The feed of `schema`, its sequencer started on `pool`.
-    pub(crate) fn start(pool: &Pool, schema: &str, retention: FeedRetention) -> Arc<Self> {
+    /// The feed of `schema`, its sequencer started on `pool`; its listener, once started,
+    /// listens on a connection opened with `listen`, or polls without one.
+    pub(crate) fn start(
+        pool: &Pool,
+        schema: &str,
+        retention: FeedRetention,
+        listen: Option<PgConnectOptions>,
+    ) -> Arc<Self> {
         // `enable_bitmapscan` off for the pass: the pending index keeps an entry of every event
         // numbered since the last vacuum, and a bitmap scan visits them all on every pass (10 ms
         // at 200,000, each feed read); an index scan marks them dead the first time and skips
@@ -85,7 +100,7 @@ impl Feed {
         // `head`), past `jit_above_cost`, and compiling the plan took 100 to 170 ms of every
         // pass, each feed read, for a pass that numbers nothing.
         let sequence_sql = format!(
-            "BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off; {LOCK_PASSES}; \
+            "SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off; {LOCK_PASSES}; \
              WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed \
                                WHERE position IS NULL ORDER BY id LIMIT {PASS_LIMIT}), \
                   total AS (SELECT count(*) AS n FROM pending), \
@@ -93,8 +108,7 @@ impl Feed {
                             WHERE (SELECT n FROM total) > 0 RETURNING head - (SELECT n FROM total) AS base), \
                   done AS (UPDATE persist_feed f SET position = head.base + pending.n FROM pending, head \
                             WHERE f.id = pending.id RETURNING f.position) \
-             SELECT count(*) FROM done; \
-             COMMIT"
+             SELECT count(*) FROM done"
         );
         let (stop, stopped) = watch::channel(false);
         let feed = Arc::new(Self {
@@ -105,6 +119,7 @@ impl Feed {
             listener: Mutex::new(false),
             stop,
             sequence_sql,
+            listen,
         });
         let background = Background {
             pool: pool.clone(),
@@ -138,8 +153,7 @@ impl Feed {
             read(&mut conn, query).await
         }
         .await;
-        conn.release(&answer);
-        answer
+        conn.finish(answer).await
     }
 
     /// Numbers what is pending, then applies retention; answers the newest position removed.
@@ -149,8 +163,7 @@ impl Feed {
             Ok(_) => trim(&mut conn, &self.retention).await,
             Err(e) => Err(e),
         };
-        conn.release(&answer);
-        answer
+        conn.finish(answer).await
     }
 
     /// Starts the listener once: subscribed to the channel, then the head read, so every event
@@ -160,12 +173,19 @@ impl Feed {
         if *started {
             return Ok(());
         }
-        let listening = PgPoolOptions::new().max_connections(1).connect_lazy_with(pool.options());
-        let mut listener = PgListener::connect_with(&listening).await.map_err(|e| map_sqlx("listening", e))?;
-        listener.listen(CHANNEL).await.map_err(|e| map_sqlx("listening", e))?;
+        let listening = match &self.listen {
+            Some(options) => {
+                let listening = PgPoolOptions::new().max_connections(1).connect_lazy_with(options.clone());
+                let mut listener =
+                    PgListener::connect_with(&listening).await.map_err(|e| map_sqlx("listening", e))?;
+                listener.listen(CHANNEL).await.map_err(|e| map_sqlx("listening", e))?;
+                Some((listener, listening))
+            }
+            None => None,
+        };
         let mut conn = pool.acquire().await?;
         let head = head(&mut conn).await;
-        conn.release(&head);
+        let head = conn.finish(head).await;
         let task = Listener {
             pool: pool.clone(),
             hub: self.hub.clone(),
@@ -173,7 +193,7 @@ impl Feed {
             sequence_sql: self.sequence_sql.clone(),
             published: head?,
         };
-        tokio::spawn(task.run(listener, listening, self.stop.subscribe()));
+        tokio::spawn(task.run(listening, self.stop.subscribe()));
         *started = true;
         Ok(())
     }
@@ -237,7 +257,7 @@ impl Background {
                 Ok(announce)
             }
             .await;
-            conn.release(&answer);
+            let answer = conn.finish(answer).await;
             match answer {
                 Ok(true) => {
                     (owed, retry) = (false, NOTIFY_GAP);
@@ -256,14 +276,21 @@ impl Background {
 /// Passes of at most `PASS_LIMIT` events each (each its own transaction, so the lock is held
 /// briefly) until one finds fewer: every event committed before the call is numbered. A pass
 /// that fails is rolled back at once (its lock released, the connection fit for the pool).
+///
+/// In a transaction already (behind a transaction pooler, the operation's own), the passes are
+/// that transaction's, and its lock is held until it ends.
 async fn sequence(conn: &mut PgConnection, sql: &str) -> Result<u64> {
     let context = "numbering the change feed";
+    let own = !conn.is_in_transaction();
+    let sql = if own { format!("BEGIN; {sql}; COMMIT") } else { sql.to_owned() };
     let mut total = 0;
     loop {
-        let rows = match sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).fetch_all(&mut *conn).await {
+        let rows = match sqlx::raw_sql(AssertSqlSafe(sql.clone())).fetch_all(&mut *conn).await {
             Ok(rows) => rows,
             Err(error) => {
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                if own {
+                    let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                }
                 return Err(map_sqlx(context, error));
             }
         };
@@ -451,18 +478,24 @@ struct Listener {
 }
 
 impl Listener {
-    async fn run(mut self, mut listener: PgListener, listening: sqlx::PgPool, mut stop: watch::Receiver<bool>) {
+    /// Waits for notifications on `listening` (with the tick as a floor), or polls every
+    /// [`POLL`] without it, publishing what is new each time.
+    async fn run(mut self, listening: Option<(PgListener, sqlx::PgPool)>, mut stop: watch::Receiver<bool>) {
+        let (mut listener, listening) = listening.unzip();
+        let every = if listener.is_some() { TICK } else { POLL };
         // The tick's deadline is fixed: other schemas' notifications do not put it off.
-        let mut tick = tokio::time::Instant::now() + TICK;
+        let mut tick = tokio::time::Instant::now() + every;
         // Whether to wait on the listening connection: after it failed, the tick reads alone
         // until the next tick tries it again (a server that refuses it is not asked in a loop).
-        let mut listening_ok = true;
+        let mut listening_ok = listener.is_some();
         loop {
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|stopped| *stopped) => break,
-                () = tokio::time::sleep_until(tick) => listening_ok = true,
-                received = listener.try_recv(), if listening_ok => match received {
+                () = tokio::time::sleep_until(tick) => listening_ok = listening.is_some(),
+                received = async { listener.as_mut().expect("waited on only with a listener").try_recv().await },
+                    if listening_ok => match received
+                {
                     // Another schema's events.
                     Ok(Some(note)) if note.payload() != self.schema => continue,
                     // A notification, or a lost connection (it reconnects on the next call):
@@ -471,9 +504,11 @@ impl Listener {
                     Err(_) => listening_ok = false,
                 },
             }
-            tick = tokio::time::Instant::now() + TICK;
+            tick = tokio::time::Instant::now() + every;
             // What else arrived meanwhile is answered by the same pass.
-            while listener.next_buffered().is_some() {}
+            if let Some(listener) = listener.as_mut() {
+                while listener.next_buffered().is_some() {}
+            }
             if self.pool.is_closed() {
                 break;
             }
@@ -486,10 +521,12 @@ impl Listener {
                 self.publish(&mut conn).await
             }
             .await;
-            conn.release(&answer);
+            let _ = conn.finish(answer).await;
         }
         drop(listener);
-        listening.close().await;
+        if let Some(listening) = listening {
+            listening.close().await;
+        }
     }
 
     /// Publishes the events after the last published, when anyone waits; else moves on.

@@ -110,6 +110,32 @@
 //! server per URL. [`PostgresBackend::replica_stats`] counts how reads were answered (also
 //! counted as `persist_replica_reads_total{outcome}` through the `metrics` facade).
 //!
+//! # Poolers
+//!
+//! Through a pooler in **transaction mode** (PgBouncer's `pool_mode = transaction`,
+//! Supabase's and Neon's poolers) a server session is this store's only for one transaction.
+//! The store finds that out when connecting ([`Pooler::Detect`], the default: the pooler refuses
+//! the settings persist gives each connection as startup options, or drops them) or is told
+//! ([`PostgresBackendBuilder::pooler`], or `pooler=transaction` in the URL), says so
+//! ([`PostgresBackend::pooler`], and a `tracing` event at connect), and then:
+//!
+//! - runs **each operation as one transaction** that begins with its settings (`BEGIN` and
+//!   `SET LOCAL`, one round trip) and ends with `COMMIT` (a second one): an operation's own
+//!   transaction is a savepoint in it, and nothing is left on the server session afterwards;
+//! - keeps **no prepared statement**: each statement is parsed when it runs (one more round
+//!   trip per statement), so none is looked for on a server session that never saw it;
+//! - **migrates** under a transaction-level advisory lock, the whole run one transaction, and
+//!   builds indexes without `CONCURRENTLY` (writes wait while one is built: migrate a large
+//!   store through a direct URL, `persist migrate up`);
+//! - wakes the **change feed** from a direct connection given by
+//!   [`listen_url`](PostgresBackendBuilder::listen_url) (`LISTEN` through the pooler would
+//!   hear nothing), or else by polling every 250 ms.
+//!
+//! The only startup parameter PgBouncer must be told to ignore is sqlx's `extra_float_digits`
+//! (`ignore_startup_parameters = extra_float_digits`). A pooler in session mode needs none of
+//! this: it is detected as [`Pooler::None`]. Name [`Pooler::Transaction`] for a transaction
+//! pooler that passes startup options on (detection cannot tell it from a direct server).
+//!
 //! # Example
 //!
 //! ```no_run
@@ -139,6 +165,7 @@ mod feed;
 mod group;
 mod migrations;
 mod pool;
+mod pooler;
 mod reads;
 mod replicas;
 mod rows;
@@ -174,14 +201,17 @@ use sqlx::{Connection, PgConnection};
 
 use crate::error::map_sqlx;
 use crate::group::Inserts;
-use crate::pool::Pool;
+use crate::pool::{Begin, Pool};
 
 pub use crate::builder::PostgresBackendBuilder;
+pub use crate::pooler::Pooler;
 pub use crate::replicas::{Freshness, ReplicaStats};
 
 /// The PostgreSQL backend; see the [crate docs](crate). Cloning shares the pool.
 #[derive(Clone)]
 pub struct PostgresBackend {
+    /// The kind of pooler in front, as found or configured when connecting.
+    pooler: Pooler,
     pool: Pool,
     schema: String,
     inserts: Arc<Inserts>,
@@ -201,7 +231,10 @@ pub struct PostgresBackend {
 
 impl fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresBackend").field("schema", &self.schema).finish_non_exhaustive()
+        f.debug_struct("PostgresBackend")
+            .field("schema", &self.schema)
+            .field("pooler", &self.pooler)
+            .finish_non_exhaustive()
     }
 }
 
@@ -223,6 +256,13 @@ impl PostgresBackend {
     /// The schema this backend stores in.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// The kind of pooler this store goes through: as configured, or as found when connecting
+    /// ([`Pooler::None`] or [`Pooler::Transaction`], never [`Pooler::Detect`]). See
+    /// [Poolers](crate#poolers).
+    pub fn pooler(&self) -> Pooler {
+        self.pooler
     }
 
     /// Closes the pool (and the standbys'), waiting for connections in use to be returned,
@@ -296,9 +336,32 @@ impl PostgresBackend {
         context: &Context,
         read: impl AsyncFnOnce(&mut PgConnection) -> Result<T> + Clone,
     ) -> Result<T> {
+        self.read_as(context, Begin::ReadCommitted, read).await
+    }
+
+    /// [`read`](Self::read) in one snapshot ([`branches::in_one_snapshot`]).
+    async fn read_snapshot<T>(
+        &self,
+        context: &Context,
+        read: impl AsyncFnOnce(&mut PgConnection) -> Result<T> + Clone,
+    ) -> Result<T> {
+        let read = async |conn: &mut PgConnection| branches::in_one_snapshot(conn, read).await;
+        self.read_as(context, Begin::Snapshot, read).await
+    }
+
+    async fn read_as<T>(
+        &self,
+        context: &Context,
+        begin: Begin,
+        read: impl AsyncFnOnce(&mut PgConnection) -> Result<T> + Clone,
+    ) -> Result<T> {
         match &self.replicas {
-            Some(replicas) => replicas.read(&self.pool, context, read).await,
-            None => self.with(read).await,
+            Some(replicas) => replicas.read(&self.pool, context, begin, read).await,
+            None => {
+                let mut conn = self.pool.acquire_as(begin).await?;
+                let answer = read(&mut conn).await;
+                conn.finish(answer).await
+            }
         }
     }
 
@@ -307,8 +370,7 @@ impl PostgresBackend {
     async fn with<T>(&self, operation: impl AsyncFnOnce(&mut PgConnection) -> Result<T>) -> Result<T> {
         let mut conn = self.pool.acquire().await?;
         let answer = operation(&mut conn).await;
-        conn.release(&answer);
-        answer
+        conn.finish(answer).await
     }
 }
 
@@ -361,7 +423,7 @@ impl Backend for PostgresBackend {
         match &query.branch {
             Some(branch) => {
                 let read = async |conn: &mut PgConnection| branches::list_branch(conn, &query, branch).await;
-                self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
+                self.read_snapshot(&query.context, read).await
             }
             None => self.read(&query.context, async |conn| reads::list(conn, &query).await).await,
         }
@@ -381,7 +443,7 @@ impl Backend for PostgresBackend {
 
     async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
         let read = async |conn: &mut PgConnection| vectors::nearest(conn, &query).await;
-        self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
+        self.read_snapshot(&query.context, read).await
     }
 
     async fn embeddings(&self, query: ListEmbeddings) -> Result<Page<StoredEmbedding, EmbeddingCursor>> {
@@ -398,7 +460,7 @@ impl Backend for PostgresBackend {
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let read = async |conn: &mut PgConnection| branches::branches(conn, &query).await;
-        self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
+        self.read_snapshot(&query.context, read).await
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -413,7 +475,7 @@ impl Backend for PostgresBackend {
 
     async fn compacted(&self, query: ReadCompacted) -> Result<Compacted> {
         let read = async |conn: &mut PgConnection| summaries::compacted(conn, &query).await;
-        self.read(&query.context, async |conn| branches::in_one_snapshot(conn, read).await).await
+        self.read_snapshot(&query.context, read).await
     }
 
     async fn lease(&self, lease: Lease) -> Result<Option<Leased>> {

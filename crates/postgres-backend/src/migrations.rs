@@ -5,7 +5,11 @@
 
 use std::sync::LazyLock;
 
+use persist_core::Result;
+use sqlx::PgConnection;
 use sqlx::migrate::Migrator;
+
+use crate::error::map_sqlx;
 
 /// Each file of `migrations/`: its version, its description (the words of its name) and its SQL.
 const FILES: &[(i64, &str, &str)] = &[
@@ -34,6 +38,40 @@ const FILES: &[(i64, &str, &str)] = &[
 /// The migrations, in version order.
 pub(crate) static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| persist_sql_kit::migrator(FILES));
 
+/// The same migrations without sqlx's session-level lock, for a run inside one transaction
+/// (behind a transaction pooler), under [`lock_for_transaction`] instead.
+pub(crate) static MIGRATOR_IN_TRANSACTION: LazyLock<Migrator> = LazyLock::new(|| {
+    let mut migrator = persist_sql_kit::migrator(FILES);
+    migrator.set_locking(false);
+    migrator
+});
+
+/// Takes, until the transaction ends, the advisory lock [`MIGRATOR`] takes for the session (the
+/// same key, sqlx's: the database name's CRC-32 times `0x3d32ad9e`), so that migrations run
+/// directly and through a pooler take turns.
+pub(crate) async fn lock_for_transaction(conn: &mut PgConnection) -> Result<()> {
+    let map = |e| map_sqlx("taking the migrations' lock", e);
+    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut *conn).await.map_err(map)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(0x3d32_ad9e * i64::from(crc32(database.as_bytes())))
+        .execute(&mut *conn)
+        .await
+        .map_err(map)?;
+    Ok(())
+}
+
+/// CRC-32 (ISO-HDLC, the zlib one), as sqlx hashes the database's name for its lock.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 /// Every migration this build carries, with the checksum of its SQL.
 pub(crate) fn known() -> impl Iterator<Item = (persist_core::schema::SchemaMigration, Vec<u8>)> {
     persist_sql_kit::known(&MIGRATOR)
@@ -52,4 +90,12 @@ mod tests {
         let versions: Vec<i64> = MIGRATOR.iter().map(|migration| migration.version).collect();
         assert_eq!(versions, FILES.iter().map(|&(version, ..)| version).collect::<Vec<_>>());
     }
+
+    #[test]
+    fn the_lock_key_is_sqlx_s() {
+        // The CRC-32 check value, and zlib's CRC-32 of `test`.
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32(b"test"), 0xd87f_7e0c);
+    }
 }
+

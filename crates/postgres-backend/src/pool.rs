@@ -20,6 +20,13 @@
 //!
 //! Connections idle longer than [`IDLE_TIMEOUT`] (the bottom of the stack) and older than
 //! [`MAX_LIFETIME`] are closed as writes go by.
+//!
+//! Behind a transaction pooler ([`Sessions::Pooled`]) a server connection is this client's only
+//! for a transaction: so each lease is one transaction, begun with the settings a direct
+//! connection carries from its start (`SET LOCAL`, in the same round trip as `BEGIN`) and
+//! committed by [`Lease::finish`]; a transaction the lease's operation opens is a savepoint in
+//! it. The connections keep no statements (statements are unnamed, parsed per execution): a
+//! named one prepared through one server connection would be looked for on another.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,8 +34,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use persist_core::{PersistError, Result};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgSeverity};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgDatabaseError, PgSeverity, PgTransactionManager};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, SqlSafeStr};
+use sqlx_core::transaction::TransactionManager;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// An idle connection is closed after this long unused (while more than `min_connections`
@@ -38,6 +46,30 @@ pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// A connection is closed, not reused, once it is this old.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(1800);
 
+/// How the server's sessions are had: the connections' own, or a pooler's, one transaction
+/// at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Sessions {
+    /// Each connection is a server session of its own: settings given once when it opens,
+    /// statements prepared once and kept.
+    Direct,
+    /// Through a transaction pooler: each lease is one transaction, begun with `begin` (`BEGIN`
+    /// and the settings, `SET LOCAL`), or `snapshot` for a [`Begin::Snapshot`]; no statement
+    /// kept.
+    Pooled { begin: String, snapshot: String },
+}
+
+/// How a lease's transaction begins behind a transaction pooler (a direct connection's lease
+/// begins none: its operation does, if it needs one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Begin {
+    /// `READ COMMITTED`, as every statement on a direct connection.
+    ReadCommitted,
+    /// `REPEATABLE READ`: one snapshot for the whole lease, for
+    /// [`in_one_snapshot`](crate::branches::in_one_snapshot).
+    Snapshot,
+}
+
 /// Shared by every clone of the backend.
 #[derive(Clone)]
 pub(crate) struct Pool {
@@ -46,6 +78,7 @@ pub(crate) struct Pool {
 
 struct Inner {
     options: PgConnectOptions,
+    sessions: Sessions,
     /// Idle connections, the most recently used last.
     idle: Mutex<Vec<Idle>>,
     /// One permit per connection that may be open or in use: `max_connections`.
@@ -69,6 +102,7 @@ impl Pool {
     /// A connection left mid-statement gets `drain_timeout` to come back clean.
     pub(crate) fn new(
         options: PgConnectOptions,
+        sessions: Sessions,
         max: u32,
         min: u32,
         acquire_timeout: Duration,
@@ -78,6 +112,7 @@ impl Pool {
         Self {
             inner: Arc::new(Inner {
                 options,
+                sessions,
                 idle: Mutex::new(Vec::with_capacity(max as usize)),
                 permits: Arc::new(Semaphore::new(max as usize)),
                 max,
@@ -106,6 +141,12 @@ impl Pool {
     /// `Temporary` when none became free in time or the server cannot be reached; `Backend`
     /// once the pool is closed.
     pub(crate) async fn acquire(&self) -> Result<Lease> {
+        self.acquire_as(Begin::ReadCommitted).await
+    }
+
+    /// [`acquire`](Self::acquire), its transaction begun as `begin` says behind a transaction
+    /// pooler.
+    pub(crate) async fn acquire_as(&self, begin: Begin) -> Result<Lease> {
         let started = Instant::now();
         let permits = Arc::clone(&self.inner.permits);
         let permit = match tokio::time::timeout(self.inner.acquire_timeout, permits.acquire_owned()).await {
@@ -132,7 +173,26 @@ impl Pool {
                 (conn, Instant::now())
             }
         };
-        Ok(Lease { conn: Some(conn), opened, inner: Arc::clone(&self.inner), permit: Some(permit) })
+        let mut lease = Lease { conn: Some(conn), opened, inner: Arc::clone(&self.inner), permit: Some(permit) };
+        if let Sessions::Pooled { begin: read_committed, snapshot } = &self.inner.sessions {
+            let sql = if begin == Begin::Snapshot { snapshot } else { read_committed };
+            let begun = PgTransactionManager::begin(&mut lease, Some(AssertSqlSafe(sql.clone()).into_sql_str()))
+                .await
+                .map_err(|e| crate::error::map_sqlx("beginning a transaction", e));
+            if let Err(error) = begun {
+                // The transaction is not open: a live connection is clean (the statement
+                // failed whole).
+                lease.put_back(lost_connection(&error));
+                return Err(error);
+            }
+        }
+        Ok(lease)
+    }
+
+    /// Puts a connection opened elsewhere (the one that found how the server's sessions are
+    /// had) on the stack, as if released.
+    pub(crate) fn adopt(&self, conn: PgConnection) {
+        self.inner.give_back(conn, Instant::now());
     }
 
     /// The options connections are opened with.
@@ -206,11 +266,43 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    /// Ends the operation that answered `result`: the connection goes back on the stack unless
-    /// the connection itself failed (it is closed).
-    pub(crate) fn release<T>(mut self, result: &Result<T>) {
+    /// Ends the operation that answered `result`, and answers it: behind a transaction pooler,
+    /// the lease's transaction is committed first (rolled back, if a statement failed in it),
+    /// and a commit that fails is the answer. The connection goes back on the stack unless the
+    /// connection itself failed (it is closed).
+    pub(crate) async fn finish<T>(mut self, result: Result<T>) -> Result<T> {
+        let result = match self.inner.sessions {
+            Sessions::Direct => result,
+            Sessions::Pooled { .. } => {
+                let Some(conn) = self.conn.as_mut() else { return result };
+                // A transaction a statement aborted ends as a rollback (the server answers the
+                // `COMMIT` so); a lost connection has nothing left to end.
+                if result.as_ref().err().is_some_and(lost_connection) {
+                    result
+                } else {
+                    let committed = PgTransactionManager::commit(conn)
+                        .await
+                        .map_err(|e| crate::error::map_sqlx("committing the transaction", e));
+                    match (result, committed) {
+                        (Ok(_), Err(error)) => Err(error),
+                        (result, _) => result,
+                    }
+                }
+            }
+        };
+        self.release(&result);
+        result
+    }
+
+    /// Gives the connection back, or closes it when `result` says the connection itself failed
+    /// (behind a transaction pooler, after [`finish`](Self::finish) ended the transaction).
+    fn release<T>(self, result: &Result<T>) {
+        self.put_back(result.as_ref().err().is_some_and(lost_connection));
+    }
+
+    fn put_back(mut self, lost: bool) {
         let Some(conn) = self.conn.take() else { return };
-        if !result.as_ref().err().is_some_and(lost_connection) {
+        if !lost && !conn.is_in_transaction() {
             self.inner.give_back(conn, self.opened);
         }
     }
@@ -260,6 +352,13 @@ async fn drain(conn: &mut PgConnection) -> std::result::Result<(), sqlx::Error> 
             Err(sqlx::Error::Database(_)) => continue,
             Err(lost) => return Err(lost),
         }
+    }
+    // Behind a transaction pooler, the lease's own transaction (sqlx counts it).
+    if conn.is_in_transaction() {
+        while conn.is_in_transaction() {
+            PgTransactionManager::rollback(conn).await?;
+        }
+        return Ok(());
     }
     sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await.map(drop)
 }
@@ -381,7 +480,7 @@ mod tests {
     #[tokio::test]
     async fn the_connection_released_last_is_handed_out_next() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options, 4, 0, Duration::from_secs(5), Duration::from_secs(5));
+        let pool = Pool::new(options, Sessions::Direct, 4, 0, Duration::from_secs(5), Duration::from_secs(5));
         // A burst opens three connections...
         let mut leases = Vec::new();
         for _ in 0..3 {
@@ -407,7 +506,7 @@ mod tests {
     #[tokio::test]
     async fn a_lease_dropped_mid_statement_keeps_its_slot_until_the_server_is_done() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options.clone(), 1, 0, Duration::from_secs(5), Duration::from_secs(5));
+        let pool = Pool::new(options.clone(), Sessions::Direct, 1, 0, Duration::from_secs(5), Duration::from_secs(5));
         let mut lease = pool.acquire().await.unwrap();
         let first = pid(&mut lease).await;
         // A write cancelled mid-statement: the lease is dropped while the server still works.
@@ -428,7 +527,7 @@ mod tests {
         let Some(options) = server().await else { return };
         // The server cancels the statement itself (57014) after 100 ms: an error, not a result.
         let options = options.options([("statement_timeout", "100ms")]);
-        let pool = Pool::new(options, 1, 0, Duration::from_secs(5), Duration::from_secs(5));
+        let pool = Pool::new(options, Sessions::Direct, 1, 0, Duration::from_secs(5), Duration::from_secs(5));
         let mut lease = pool.acquire().await.unwrap();
         let first = pid(&mut lease).await;
         let slow = sqlx::query("SELECT pg_sleep(2)").execute(&mut *lease);
@@ -441,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn a_transaction_left_open_by_a_cancelled_lease_is_rolled_back() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options.clone(), 1, 0, Duration::from_secs(5), Duration::from_secs(5));
+        let pool = Pool::new(options.clone(), Sessions::Direct, 1, 0, Duration::from_secs(5), Duration::from_secs(5));
         let mut lease = pool.acquire().await.unwrap();
         sqlx::raw_sql("BEGIN; CREATE TEMP TABLE left_open (x int)").execute(&mut *lease).await.unwrap();
         drop(lease);
@@ -456,7 +555,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_does_not_come_back_in_time_is_closed() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options.clone(), 1, 0, Duration::from_secs(5), Duration::from_millis(100));
+        let pool = Pool::new(options.clone(), Sessions::Direct, 1, 0, Duration::from_secs(5), Duration::from_millis(100));
         let mut lease = pool.acquire().await.unwrap();
         let first = pid(&mut lease).await;
         let slow = sqlx::query("SELECT pg_sleep(2)").execute(&mut *lease);
@@ -469,7 +568,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_the_server_dropped_is_replaced() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options.clone(), 2, 0, Duration::from_secs(5), Duration::from_secs(5));
+        let pool = Pool::new(options.clone(), Sessions::Direct, 2, 0, Duration::from_secs(5), Duration::from_secs(5));
         let first = used(&pool).await;
         let mut admin = options.connect().await.unwrap();
         let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
@@ -491,7 +590,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_gets_the_connection_given_back_and_times_out_without_one() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options, 1, 0, Duration::from_millis(200), Duration::from_secs(5));
+        let pool = Pool::new(options, Sessions::Direct, 1, 0, Duration::from_millis(200), Duration::from_secs(5));
         let mut held = pool.acquire().await.unwrap();
         let holder = pid(&mut held).await;
         let error = pool.acquire().await.err().expect("no connection is free");
@@ -510,7 +609,7 @@ mod tests {
     #[tokio::test]
     async fn close_waits_for_connections_in_use() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options, 2, 1, Duration::from_secs(5), Duration::from_secs(5));
+        let pool = Pool::new(options, Sessions::Direct, 2, 1, Duration::from_secs(5), Duration::from_secs(5));
         pool.fill().await.unwrap();
         assert_eq!(pool.open_connections(), 1);
         let lease = pool.acquire().await.unwrap();
@@ -532,7 +631,7 @@ mod tests {
         runtime.block_on(async {
             // Nothing listens on port 1: nothing is connected before the pool refuses.
             let options = PgConnectOptions::new().host("127.0.0.1").port(1);
-            let pool = Pool::new(options, 2, 0, Duration::from_secs(5), Duration::from_secs(5));
+            let pool = Pool::new(options, Sessions::Direct, 2, 0, Duration::from_secs(5), Duration::from_secs(5));
             pool.close().await;
             assert_eq!(pool.open_connections(), 0);
             let error = pool.acquire().await.err().expect("refused");

@@ -33,7 +33,7 @@ use persist_core::{CommitPosition, Consistency, Context, PersistError, Result};
 use sqlx::PgConnection;
 
 use crate::error::map_sqlx;
-use crate::pool::{Pool, is_busy, lost_connection};
+use crate::pool::{Begin, Pool, is_busy, lost_connection};
 
 /// Which writes a read from a standby must see, besides those its request's
 /// [`Consistency`] names.
@@ -255,7 +255,7 @@ impl Replicas {
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| map_sqlx("reading the primary's WAL position", e));
-        conn.release(&read);
+        let read = conn.finish(read).await;
         let position = CommitPosition::new(record_boundary(read? as u64, self.block, self.segment));
         *latest = Some((started, position));
         Ok(position)
@@ -286,12 +286,13 @@ impl Replicas {
         &self,
         primary: &Pool,
         context: &Context,
+        begin: Begin,
         read: impl AsyncFnOnce(&mut PgConnection) -> Result<T> + Clone,
     ) -> Result<T> {
         let needed = self.needed(primary, context).await?;
         let outcome = match self.choose(needed).await {
             Choice::Primary(outcome) => outcome,
-            Choice::Standby(standby, outcome) => match self.on_standby(standby, read.clone()).await {
+            Choice::Standby(standby, outcome) => match self.on_standby(standby, begin, read.clone()).await {
                 Attempt::Answer(answer) => {
                     if answer.is_ok() {
                         self.count(outcome);
@@ -302,20 +303,20 @@ impl Replicas {
             },
         };
         self.count(outcome);
-        let mut conn = primary.acquire().await?;
+        let mut conn = primary.acquire_as(begin).await?;
         let answer = read(&mut conn).await;
-        conn.release(&answer);
-        answer
+        conn.finish(answer).await
     }
 
     /// Runs `read` on `standby`: its answer, or why the primary answers instead.
     async fn on_standby<T>(
         &self,
         standby: &Standby,
+        begin: Begin,
         read: impl AsyncFnOnce(&mut PgConnection) -> Result<T>,
     ) -> Attempt<T> {
         let attempt = async {
-            let mut conn = match standby.pool.acquire().await {
+            let mut conn = match standby.pool.acquire_as(begin).await {
                 Ok(conn) => conn,
                 // The standby is there, its connections all busy.
                 Err(error) if is_busy(&error) => return Attempt::Primary(Outcome::Down),
@@ -325,7 +326,7 @@ impl Replicas {
                 }
             };
             let answer = read(&mut conn).await;
-            conn.release(&answer);
+            let answer = conn.finish(answer).await;
             match answer {
                 Ok(value) => {
                     standby.healthy();
@@ -473,8 +474,7 @@ impl Standby {
             .fetch_one(&mut *conn)
             .await
             .map_err(|e| map_sqlx("reading a standby's replay position", e));
-            conn.release(&read);
-            read
+            conn.finish(read).await
         };
         match tokio::time::timeout(limit, read).await {
             Ok(Ok(Some(replayed))) => {
@@ -524,7 +524,7 @@ mod tests {
         // Never connected: the pool opens connections when asked.
         let options: sqlx::postgres::PgConnectOptions = "postgres://127.0.0.1:1/none".parse().unwrap();
         Standby {
-            pool: Pool::new(options, 1, 0, Duration::from_secs(1), Duration::from_secs(1)),
+            pool: Pool::new(options, crate::pool::Sessions::Direct, 1, 0, Duration::from_secs(1), Duration::from_secs(1)),
             replayed: AtomicU64::new(7),
             asked_at: Mutex::new(Some(Instant::now())),
             asking: tokio::sync::Mutex::new(()),

@@ -161,16 +161,15 @@ pub(crate) async fn prepare(conn: &mut PgConnection, wanted: &SearchWanted, migr
         }
         return Ok(state);
     }
-    let map = |e| map_sqlx("preparing the search index", e);
-    sqlx::raw_sql("SET lock_timeout = 0; SET statement_timeout = 0").execute(&mut *conn).await.map_err(map)?;
+    crate::ddl::lift_timeouts(conn).await?;
     let prepared = async {
         crate::ddl::advisory_lock(conn, "persist_search").await?;
         let prepared = index_as(conn, target).await;
         prepared.and(crate::ddl::advisory_unlock(conn, "persist_search").await)
     }
     .await;
-    let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout").execute(&mut *conn).await.map_err(map);
-    prepared.and(reset.map(drop)).map(|()| target)
+    let restored = crate::ddl::restore_timeouts(conn).await;
+    prepared.and(restored).map(|()| target)
 }
 
 /// Under the lock: the settings written, the index made to match `target`.
@@ -193,7 +192,7 @@ async fn index_as(conn: &mut PgConnection, target: SearchState) -> Result<()> {
     .await
     .map_err(map)?;
     if invalid.is_some() && (!target.enabled || invalid == Some(true) || state.config != target.config) {
-        sqlx::query("DROP INDEX CONCURRENTLY IF EXISTS messages_search").execute(&mut *conn).await.map_err(map)?;
+        crate::ddl::drop_index(conn, "messages_search").await?;
     }
     if target.enabled {
         let definition = format!(

@@ -49,8 +49,7 @@ impl FirstStatistics {
 async fn analyze_if_never(pool: &Pool) -> Result<()> {
     let mut conn = pool.acquire().await?;
     let answer = analyze(&mut conn).await;
-    conn.release(&answer);
-    answer
+    conn.finish(answer).await
 }
 
 async fn analyze(conn: &mut PgConnection) -> Result<()> {

@@ -249,7 +249,8 @@ pub(super) async fn insert(
         }
     }
     for _ in 0..RACE_ATTEMPTS {
-        match insert_once(conn, &new, id, vector.as_ref()).await {
+        let inserted = crate::ddl::attempt(conn, async |conn| insert_once(conn, &new, id, vector.as_ref()).await);
+        match inserted.await {
             Ok(Some(row)) => return Ok((rows::message(&row)?, false)),
             Ok(None) => {
                 if let Some(answer) = diagnose_insert(conn, &new, id, args).await? {

@@ -11,6 +11,7 @@ mod feed;
 mod groups;
 mod messages_view;
 mod packed_rows;
+mod pooler;
 mod processes;
 mod purge;
 mod replica_conformance;

@@ -199,3 +199,64 @@ impl Factory for ReplicaFactory {
         drop(standby);
     }
 }
+
+/// The PostgreSQL server through PgBouncer in transaction mode: `$PERSIST_POSTGRES_POOLER_URL`
+/// (default `postgres://postgres@127.0.0.1:6432/test`, the pooler `.ci/pgbouncer` starts).
+#[allow(dead_code)] // used by the pooler tests
+pub(crate) const POOLER_VARIABLE: &str = "PERSIST_POSTGRES_POOLER_URL";
+
+#[allow(dead_code)] // used by the pooler tests
+pub(crate) fn pooler_url() -> String {
+    std::env::var(POOLER_VARIABLE).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:6432/test".to_owned())
+}
+
+/// Whether the pooler is there: `false` (with a notice) outside CI without one; in CI a missing
+/// pooler fails the test.
+#[allow(dead_code)] // used by the pooler tests
+pub(crate) async fn pooler_available() -> Result<(), BoxError> {
+    let url = pooler_url();
+    // A bare connection: PgBouncer takes it (no startup option persist's connections carry).
+    let why = match tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url)).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    if std::env::var_os("CI").is_some() {
+        return Err(format!("PgBouncer at {url} is required in CI (.ci/pgbouncer starts one): {why}").into());
+    }
+    static NOTICE: Once = Once::new();
+    NOTICE.call_once(|| {
+        use std::io::Write;
+        let notice = format!(
+            "SKIPPED PostgreSQL pooler tests: no PgBouncer at {url} ({why}); run .ci/pgbouncer or set {POOLER_VARIABLE}"
+        );
+        let _ = writeln!(std::io::stderr(), "{notice}");
+    });
+    Err(Box::new(Unavailable(format!("no PgBouncer at {url}"))))
+}
+
+/// One schema per check (made and reset directly), every handle through the pooler.
+#[allow(dead_code)] // used by pooler.rs
+pub(crate) struct PoolerFactory;
+
+impl Factory for PoolerFactory {
+    type Backend = PostgresBackend;
+    type Storage = String;
+
+    async fn create(&self) -> Result<String, BoxError> {
+        let _ = admin().await?.close().await;
+        pooler_available().await?;
+        Ok(persist_testkit::schemas::take(&url()).await)
+    }
+
+    async fn open(&self, schema: &String) -> Result<PostgresBackend, BoxError> {
+        Ok(PostgresBackend::builder(pooler_url()).schema(schema.clone()).max_connections(8).connect().await?)
+    }
+
+    async fn dispose(&self, schema: String) {
+        persist_testkit::schemas::give_back(&url(), schema).await;
+    }
+}
