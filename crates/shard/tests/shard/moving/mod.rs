@@ -7,6 +7,7 @@
 
 mod concurrent;
 mod resume;
+mod servers;
 mod switching;
 mod whole;
 
