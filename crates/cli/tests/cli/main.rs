@@ -4,6 +4,7 @@
 mod branches;
 mod cli;
 mod compaction;
+mod failover;
 mod mcp;
 mod migrate;
 mod move_tenant;
