@@ -393,9 +393,13 @@ impl PostgresBackendBuilder {
             Duration::ZERO => Duration::from_secs(300),
             timeout => timeout + Duration::from_secs(5),
         };
-        let (pooler, detected) = tokio::time::timeout(self.acquire_timeout, target.pooler()).await.map_err(|_| {
-            PersistError::temporary(format!("connecting to PostgreSQL: no answer within {:?}", self.acquire_timeout))
-        })??;
+        let (pooler, detected) =
+            tokio::time::timeout(self.acquire_timeout, target.pooler()).await.map_err(|_| {
+                PersistError::temporary(format!(
+                    "connecting to PostgreSQL: no answer within {:?}",
+                    self.acquire_timeout
+                ))
+            })??;
         let replica_pools = self.replica_pools(&target, pooler, drain_timeout)?;
         let sessions = target.settings.sessions(pooler);
         let (min, max) = (self.min_connections, self.max_connections);

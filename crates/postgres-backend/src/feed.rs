@@ -176,8 +176,7 @@ impl Feed {
         let listening = match &self.listen {
             Some(options) => {
                 let listening = PgPoolOptions::new().max_connections(1).connect_lazy_with(options.clone());
-                let mut listener =
-                    PgListener::connect_with(&listening).await.map_err(|e| map_sqlx("listening", e))?;
+                let mut listener = PgListener::connect_with(&listening).await.map_err(|e| map_sqlx("listening", e))?;
                 listener.listen(CHANNEL).await.map_err(|e| map_sqlx("listening", e))?;
                 Some((listener, listening))
             }

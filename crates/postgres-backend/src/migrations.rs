@@ -98,4 +98,3 @@ mod tests {
         assert_eq!(crc32(b"test"), 0xd87f_7e0c);
     }
 }
-

@@ -555,7 +555,8 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_does_not_come_back_in_time_is_closed() {
         let Some(options) = server().await else { return };
-        let pool = Pool::new(options.clone(), Sessions::Direct, 1, 0, Duration::from_secs(5), Duration::from_millis(100));
+        let pool =
+            Pool::new(options.clone(), Sessions::Direct, 1, 0, Duration::from_secs(5), Duration::from_millis(100));
         let mut lease = pool.acquire().await.unwrap();
         let first = pid(&mut lease).await;
         let slow = sqlx::query("SELECT pg_sleep(2)").execute(&mut *lease);

@@ -138,10 +138,9 @@ impl Settings {
     /// The sessions of the pool for `pooler` (resolved: not [`Pooler::Detect`]).
     pub(crate) fn sessions(&self, pooler: Pooler) -> Sessions {
         match pooler {
-            Pooler::Transaction => Sessions::Pooled {
-                begin: self.begin(""),
-                snapshot: self.begin(" ISOLATION LEVEL REPEATABLE READ"),
-            },
+            Pooler::Transaction => {
+                Sessions::Pooled { begin: self.begin(""), snapshot: self.begin(" ISOLATION LEVEL REPEATABLE READ") }
+            }
             _ => Sessions::Direct,
         }
     }

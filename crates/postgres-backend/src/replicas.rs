@@ -524,7 +524,14 @@ mod tests {
         // Never connected: the pool opens connections when asked.
         let options: sqlx::postgres::PgConnectOptions = "postgres://127.0.0.1:1/none".parse().unwrap();
         Standby {
-            pool: Pool::new(options, crate::pool::Sessions::Direct, 1, 0, Duration::from_secs(1), Duration::from_secs(1)),
+            pool: Pool::new(
+                options,
+                crate::pool::Sessions::Direct,
+                1,
+                0,
+                Duration::from_secs(1),
+                Duration::from_secs(1),
+            ),
             replayed: AtomicU64::new(7),
             asked_at: Mutex::new(Some(Instant::now())),
             asking: tokio::sync::Mutex::new(()),

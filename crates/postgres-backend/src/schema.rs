@@ -269,7 +269,8 @@ mod tests {
         assert_eq!(url, "postgres://app@bouncer:6432/db?sslmode=disable");
         assert_eq!(parameters.pooler, Some(Pooler::Transaction));
         assert_eq!(parameters.listen_url.as_deref(), Some("postgres://app@db:5432/db"));
-        for (text, pooler) in [("detect", Pooler::Detect), ("none", Pooler::None), ("transaction", Pooler::Transaction)] {
+        for (text, pooler) in [("detect", Pooler::Detect), ("none", Pooler::None), ("transaction", Pooler::Transaction)]
+        {
             let (_, parameters) = split_url(&format!("postgres://h/db?pooler={text}")).unwrap();
             assert_eq!(parameters.pooler, Some(pooler));
         }

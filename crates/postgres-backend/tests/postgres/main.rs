@@ -7,6 +7,7 @@
 
 mod conformance;
 mod connections;
+mod failover;
 mod feed;
 mod groups;
 mod messages_view;
