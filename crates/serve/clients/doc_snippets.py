@@ -15,6 +15,10 @@ installed. Each FILE must hold at least one such block. The tags:
 - `cli`: `sh` blocks of `persist` commands, run by bash (`-euo pipefail`) with `persist` on the
   PATH, in a folder holding a copy of the SQLite store PERSIST_CLI_STORE names as `chat.db`
   (CI gives the quickstart's). An `sh` block with no tag is a command shown, never run.
+- `mcp-config`: `json` blocks of an agent's MCP configuration (`mcpServers`): each server is
+  launched as the configuration says (`persist` on the PATH), by PYTHON with the MCP SDK's own
+  stdio client (`mcp`), which initializes a session and lists its tools. The one liberty taken:
+  the home folder the examples write (`/home/me/`) is the snippet's empty folder.
 
 The snippets keep two clients, as an app does: the conversations' own, pointed at persist
 (PERSIST_BASE_URL, PERSIST_API_KEY), and the model's, the SDKs' default one (OPENAI_BASE_URL,
@@ -119,7 +123,32 @@ NEEDS = {
     "in-process": (),
     "mcp": ("PERSIST_MCP_URL", "PERSIST_API_KEY"),
     "cli": ("PERSIST_CLI_STORE",),
+    "mcp-config": (),
 }
+
+# The language of each tag's blocks (the others': python and ts).
+LANGUAGE = {"cli": "sh", "mcp-config": "json"}
+
+# Launches each server an MCP configuration names (CONFIG, FOLDER set before it), as an agent
+# does, with the MCP SDK's stdio client.
+MCP_CONFIG_CLIENT = """
+import asyncio, json
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+async def main():
+    for name, server in json.loads(CONFIG)["mcpServers"].items():
+        args = [arg.replace("/home/me/", FOLDER + "/") for arg in server.get("args", [])]
+        params = StdioServerParameters(command=server["command"], args=args)
+        async with stdio_client(params) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                tools = (await session.list_tools()).tools
+                assert tools, f"{name}: no tools"
+                print(f"{name}: {len(tools)} tools ({', '.join(tool.name for tool in tools)})")
+
+asyncio.run(main())
+"""
 
 args = sys.argv[1:]
 tag = None
@@ -138,8 +167,8 @@ for file in files:
     text = pathlib.Path(file).read_text()
     found = [
         (f"{file} snippet {index}", lang, code)
-        for index, (lang, rest, code) in enumerate(re.findall(r"^```(python|ts|sh)([^\n]*)\n(.*?)^```", text, re.S | re.M))
-        if (rest.split() or [None])[0] == tag and (lang == "sh") == (tag == "cli")
+        for index, (lang, rest, code) in enumerate(re.findall(r"^```(python|ts|sh|json)([^\n]*)\n(.*?)^```", text, re.S | re.M))
+        if (rest.split() or [None])[0] == tag and lang in ((LANGUAGE[tag],) if tag in LANGUAGE else ("python", "ts"))
     ]
     if not found:
         sys.exit(f"{file} has no snippet tagged {tag!r}")
@@ -164,15 +193,21 @@ for index, (name, lang, code) in enumerate(blocks):
     elif lang == "sh":
         path = here / f"snippet_{index}.sh"
         command = ["bash", "-euo", "pipefail", str(path)]
+    elif lang == "json":
+        path = here / f"snippet_{index}.py"
+        command = [python, str(path)]
     else:
         path = here / "node" / f"snippet_{index}.mjs"
         command = [node, str(path)]
-    path.write_text(code)
     print(name, flush=True)
     before = Model.calls
     try:
         # In process, a snippet's store is a file in the folder it runs in: an empty one.
         with tempfile.TemporaryDirectory() as folder:
+            if lang == "json":
+                path.write_text(f"CONFIG = {code!r}\nFOLDER = {folder!r}\n{MCP_CONFIG_CLIENT}")
+            else:
+                path.write_text(code)
             if lang == "sh":
                 store = pathlib.Path(os.environ["PERSIST_CLI_STORE"])
                 for suffix in ("", "-wal"):
@@ -180,7 +215,7 @@ for index, (name, lang, code) in enumerate(blocks):
                         shutil.copy(f"{store}{suffix}", pathlib.Path(folder) / f"chat.db{suffix}")
             subprocess.run(command, check=True, timeout=120, env=env, cwd=folder)
     finally:
-        path.unlink()
+        path.unlink(missing_ok=True)
     # Whether it runs an agent, read from its code, not its comments.
     mark = "//" if lang == "ts" else "#"
     statements = "\n".join(line.split(f" {mark} ")[0] for line in code.splitlines() if not line.strip().startswith(mark))
