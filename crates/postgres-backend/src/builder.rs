@@ -90,7 +90,8 @@ impl PostgresBackendBuilder {
     /// Behind a transaction pooler, a direct URL of the same server (not through the pooler)
     /// on which the change feed listens for other instances' notifications (or the URL's
     /// `listen_url=`, percent-encoded). Without one, an instance behind a transaction pooler
-    /// learns of other instances' events by polling, every 250 ms. Ignored without a pooler:
+    /// learns of other instances' events by polling, every 250 ms (its own wake its followers
+    /// at once). Ignored without a pooler:
     /// the feed listens on a connection like the others.
     pub fn listen_url(mut self, url: impl Into<String>) -> Self {
         self.listen_url = Some(url.into());

@@ -66,6 +66,8 @@ pub(crate) struct Feed {
     retention: FeedRetention,
     /// Wakes the notifier after this instance's writes.
     kick: Arc<Notify>,
+    /// Wakes a listener that polls (it hears no notification): this instance committed a write.
+    written: Arc<Notify>,
     /// The listener, started by the first read (nobody subscribes without reading first).
     listener: Mutex<bool>,
     /// Tells the background tasks to stop: the backend was closed or dropped.
@@ -116,6 +118,7 @@ impl Feed {
             schema: schema.to_owned(),
             retention,
             kick: Arc::new(Notify::new()),
+            written: Arc::new(Notify::new()),
             listener: Mutex::new(false),
             stop,
             sequence_sql,
@@ -136,6 +139,7 @@ impl Feed {
     /// Asks for a notification: this instance committed a write.
     pub(crate) fn kick(&self) {
         self.kick.notify_one();
+        self.written.notify_one();
     }
 
     /// Stops the background tasks (the backend is closing).
@@ -188,6 +192,7 @@ impl Feed {
         let task = Listener {
             pool: pool.clone(),
             hub: self.hub.clone(),
+            written: Arc::clone(&self.written),
             schema: self.schema.clone(),
             sequence_sql: self.sequence_sql.clone(),
             published: head?,
@@ -471,6 +476,9 @@ async fn trim(conn: &mut PgConnection, retention: &FeedRetention) -> Result<u64>
 struct Listener {
     pool: Pool,
     hub: FeedHub,
+    /// This instance's writes, which a polling listener publishes at once (only other
+    /// instances' wait for the poll).
+    written: Arc<Notify>,
     schema: String,
     sequence_sql: String,
     published: u64,
@@ -492,6 +500,7 @@ impl Listener {
                 biased;
                 _ = stop.wait_for(|stopped| *stopped) => break,
                 () = tokio::time::sleep_until(tick) => listening_ok = listening.is_some(),
+                () = self.written.notified(), if listening.is_none() => {}
                 received = async { listener.as_mut().expect("waited on only with a listener").try_recv().await },
                     if listening_ok => match received
                 {

@@ -129,7 +129,8 @@
 //!   store through a direct URL, `persist migrate up`);
 //! - wakes the **change feed** from a direct connection given by
 //!   [`listen_url`](PostgresBackendBuilder::listen_url) (`LISTEN` through the pooler would
-//!   hear nothing), or else by polling every 250 ms.
+//!   hear nothing), or else by polling every 250 ms (this instance's own writes wake its
+//!   followers at once either way).
 //!
 //! The only startup parameter PgBouncer must be told to ignore is sqlx's `extra_float_digits`
 //! (`ignore_startup_parameters = extra_float_digits`). A pooler in session mode needs none of
