@@ -97,10 +97,14 @@ impl Settings {
             ("plan_cache_mode", "force_custom_plan".to_owned()),
             ("lock_timeout", millis(self.lock_timeout)),
             ("statement_timeout", millis(self.statement_timeout)),
-            // Capped far past any store's life (146,000 years), so a time plus it never
-            // overflows a bigint.
-            ("persist.key_retention", self.key_retention.as_micros().min((i64::MAX / 2) as u128).to_string()),
+            ("persist.key_retention", self.key_retention_setting()),
         ]
+    }
+
+    /// `persist.key_retention` as set (microseconds), capped far past any store's life
+    /// (146,000 years), so a time plus it never overflows a bigint.
+    fn key_retention_setting(&self) -> String {
+        self.key_retention.as_micros().min((i64::MAX / 2) as u128).to_string()
     }
 
     /// `options` carrying the settings from the connection's start (a direct session).
@@ -169,8 +173,7 @@ pub(crate) async fn detect(direct: &PgConnectOptions, settings: &Settings) -> Re
         .fetch_one(&mut conn)
         .await
         .map_err(|e| crate::error::map_sqlx("reading the connection's settings", e))?;
-    let expected = &settings.pairs()[4].1;
-    if retention.as_deref() == Some(expected.as_str()) {
+    if retention.as_deref() == Some(settings.key_retention_setting().as_str()) {
         Ok((Pooler::None, Some(conn)))
     } else {
         let _ = conn.close().await;
