@@ -75,11 +75,13 @@ pub(crate) mod follow;
 mod follower;
 pub(crate) mod parts;
 pub(crate) mod stop;
+mod ui;
 pub(crate) mod writer;
 
 pub use self::follow::{FollowReply, ReplyChunk, ReplyStream};
 pub use self::parts::{FollowParts, PartChunk, PartStream};
 pub use self::stop::{STOP_KEY, StopReply, StopSignal, StopState};
+pub use self::ui::UiMessageStream;
 pub use self::writer::{
     AppendReply, DEFAULT_LEASE, FinishReply, GENERATION_LEASE, LEASE_BOUNDS, LEASE_KEY, REASON_KEY, RenewReply,
     ReplyStarted, ReplyWritten, StartReply,

@@ -59,11 +59,9 @@
 //! ```
 
 mod chat;
-mod stream;
 
 pub use self::chat::{Chat, Generate, Generation, ReplyWriter};
-pub use self::stream::UiMessageStream;
-pub use persist_ops::live::PartOffset;
+pub use persist_ops::live::{PartOffset, UiMessageStream};
 
 use std::convert::Infallible;
 

@@ -1,16 +1,17 @@
-//! A reply as the AI SDK's UI message stream: its parts, followed, as the chunks the SDK's
-//! client parses.
+//! A reply as the Vercel AI SDK's UI message stream: its parts, followed, as the chunks the
+//! SDK's client parses. Every surface that serves a chat UI (`persist-serve`'s routes, the
+//! Node package's resume handler) answers with these chunks, so a client resumes on any of them.
 
 use std::collections::VecDeque;
 
+use super::{PartChunk, PartOffset, PartStream, ReplyEnd};
 use persist_core::{MessageId, Part, PersistError};
-use persist_ops::live::{PartChunk, PartOffset, PartStream, ReplyEnd};
 use serde_json::{Value, json};
 
 /// A reply followed as the AI SDK's UI message stream (`start`, `start-step`,
 /// `text-start`/`-delta`/`-end`,
 /// `reasoning-…`, `tool-input-available`, `tool-output-available` or `tool-output-error`,
-/// `file`, then `finish`, `abort` or `error`); see the [module docs](super).
+/// `file`, then `finish`, `abort` or `error`), from any instance sharing the store.
 ///
 /// Part ids are the part's place (`text-0`, `reasoning-2`): the same on every instance and
 /// every replay, so a client that kept its state resumes a part it had started.
@@ -142,7 +143,6 @@ impl UiMessageStream {
                 });
                 self.ended = true;
             }
-            _ => {}
         }
         let last = chunks.len().saturating_sub(1);
         let offset = self.parts.offset();

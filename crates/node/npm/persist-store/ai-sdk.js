@@ -1,0 +1,177 @@
+// The Vercel AI SDK's chat persistence on persist, in process: chats by the client's id as
+// `UIMessage[]`, a reply written live from `streamText`'s UI message stream and answered from
+// the store, a resume (`GET /api/chat/[id]/stream`) and a stop that work on any process sharing
+// the store. No Redis: the store is the stream. `ai-sdk.d.ts` documents each function.
+import { LiveReply } from './live.js';
+
+/** The chat `chatId`'s messages, oldest first (`[]` for a chat never written). */
+export function loadChat(store, chatId) {
+  return store.messages(chatId);
+}
+
+/** Saves the chat as `onFinish` gives it: what the store lacks is appended (a reply written live is there already). */
+export function saveChat(store, chatId, messages) {
+  return store.saveMessages(chatId, messages);
+}
+
+/** The chats, most recently active first: `{ chats: [{ id, title, createdAt, updatedAt, messageCount }], nextCursor }`. */
+export async function listChats(store, { limit, cursor } = {}) {
+  const page = await store.threads({ limit, cursor });
+  return { chats: page.threads, nextCursor: page.nextCursor };
+}
+
+/** Sets a chat's title (and metadata). */
+export function renameChat(store, chatId, title, metadata) {
+  return store.updateThread(chatId, { title, metadata });
+}
+
+/** Deletes a chat. */
+export function deleteChat(store, chatId) {
+  return store.deleteThread(chatId);
+}
+
+/**
+ * Writes a UI message stream (`streamText(...).toUIMessageStream()`, or any stream of its
+ * chunks) into `reply` as it comes: text, reasoning, tool calls and results, files. Finishes
+ * the reply complete, or interrupted when the stream ends with `error` or `abort` or throws;
+ * a stop from a client ends it stopped. Resolves with the reply's state.
+ */
+export async function writeUIMessageStream(stream, reply) {
+  let errorText;
+  try {
+    for await (const chunk of stream) {
+      switch (chunk.type) {
+        case 'text-delta':
+          reply.text(chunk.delta);
+          break;
+        case 'reasoning-delta':
+          reply.reasoning(chunk.delta);
+          break;
+        case 'tool-input-available':
+          reply.toolCall(chunk.toolCallId, chunk.toolName, chunk.input);
+          break;
+        case 'tool-output-available':
+          reply.toolResult(chunk.toolCallId, chunk.output);
+          break;
+        case 'tool-output-error':
+          reply.toolResult(chunk.toolCallId, chunk.errorText, { isError: true });
+          break;
+        case 'file':
+          reply.file(chunk.mediaType, chunk.url);
+          break;
+        case 'error':
+          errorText = chunk.errorText ?? 'the model failed';
+          break;
+        case 'abort':
+          errorText ??= 'aborted';
+          break;
+        default:
+          break;
+      }
+      if (reply.signal.aborted) break;
+    }
+  } catch (error) {
+    errorText = reply.stopped ? undefined : String(error?.message ?? error);
+  }
+  if (reply.signal.aborted) {
+    // Stopped by a client, or ended without this writer: persist has ended it already.
+    await reply.finish().catch(() => {});
+    return reply.state;
+  }
+  return errorText === undefined ? reply.finish() : reply.interrupt(errorText);
+}
+
+/** The SSE framing of the UI message stream, as `DefaultChatTransport` reads it. */
+const HEADERS = {
+  'content-type': 'text/event-stream',
+  'cache-control': 'no-cache',
+  connection: 'keep-alive',
+  'x-vercel-ai-ui-message-stream': 'v1',
+  'x-accel-buffering': 'no',
+};
+
+/**
+ * A reply of the chat, followed from the store as the AI SDK's UI message stream, as a
+ * `Response` (`replyId` absent: the chat's newest reply). Each chunk that ends a change carries
+ * its offset as the event's `id`.
+ */
+export function replyResponse(store, chatId, { replyId, offset = '0', status = 200 } = {}) {
+  const chunks = store.followReplyUI(chatId, { replyId, offset });
+  const encoder = new TextEncoder();
+  const body = new ReadableStream({
+    async pull(controller) {
+      try {
+        const { done, value } = await chunks.next();
+        if (done) {
+          controller.enqueue(encoder.encode('data: [DONE]\n\n'));
+          controller.close();
+          return;
+        }
+        const id = value.offset ? `id: ${value.offset}\n` : '';
+        controller.enqueue(encoder.encode(`${id}data: ${JSON.stringify(value.chunk)}\n\n`));
+      } catch (error) {
+        // The store failed mid-way: the response ends early and the client resumes.
+        controller.error(error);
+      }
+    },
+    cancel() {
+      chunks.close();
+    },
+  });
+  return new Response(body, { status, headers: HEADERS });
+}
+
+/**
+ * `POST /api/chat`: stores the user's `message` and reserves the reply in one transaction (one
+ * reply at a time per chat, across processes: another running is `ReplyRunning`), runs
+ * `generate({ messages, abortSignal })` (your `streamText(...)`; it answers a UI message
+ * stream or the `streamText` result), writes what it streams into the store in the background,
+ * and answers the reply's stream read from the store. The same request sent again (the same
+ * user message id) follows the reply the first one started. The answer's `written` settles when
+ * the reply is stored whole (give it to a serverless platform's `waitUntil`).
+ */
+export async function chatResponse(store, chatId, { message, generate, replyId, leaseMs, metadata }) {
+  // Keyed by the user's message: the same request sent again (a retry) follows the reply the
+  // first one started, and generates nothing.
+  const idempotencyKey = message?.id ? `ai-sdk.submit.${message.id}` : undefined;
+  const started = await store.startReply(chatId, {
+    messages: message ? [message] : [],
+    replyId,
+    idempotencyKey,
+    leaseMs,
+    metadata,
+  });
+  if (!started.written) return replyResponse(store, chatId, { replyId: started.id });
+  const reply = new LiveReply(store, chatId, started, { leaseMs: leaseMs ?? 30_000 });
+  const messages = (await store.messages(chatId)).filter((each) => each.id !== reply.id);
+  let stream;
+  try {
+    const made = await generate({ messages, abortSignal: reply.signal, replyId: reply.id });
+    stream = typeof made?.toUIMessageStream === 'function' ? made.toUIMessageStream() : made;
+  } catch (error) {
+    await reply.interrupt(String(error?.message ?? error));
+    throw error;
+  }
+  const written = writeUIMessageStream(stream, reply).catch(() => {});
+  return Object.assign(replyResponse(store, chatId, { replyId: reply.id }), { written });
+}
+
+/**
+ * `GET /api/chat/[id]/stream`: the chat's reply being written, replayed from its start and
+ * followed to its end, on any process; 204 when none is being written (the client has the
+ * chat from `loadChat`).
+ */
+export async function resumeResponse(store, chatId) {
+  const replyId = await store.runningReply(chatId);
+  if (replyId === null) return new Response(null, { status: 204 });
+  return replyResponse(store, chatId, { replyId });
+}
+
+/**
+ * `POST /api/chat/[id]/stop`: stops the chat's reply being written, on whichever process
+ * writes it: its model call is aborted, the partial reply kept, every stream ends with `abort`.
+ * Answers `{ stopped, replyId }`.
+ */
+export function stopChat(store, chatId) {
+  return store.stopReply(chatId);
+}
