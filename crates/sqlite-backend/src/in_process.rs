@@ -30,6 +30,11 @@ static OPEN: Mutex<BTreeMap<FileKey, usize>> = Mutex::new(BTreeMap::new());
 /// still be closing its connections (each closes on a thread of its own).
 static OPENED: Mutex<BTreeSet<FileKey>> = Mutex::new(BTreeSet::new());
 
+/// Held while a store opens its file, from the check to its [`Hold`]: stores of this process
+/// open one at a time, so none takes another's descriptors, opened a moment before its hold is
+/// recorded, for another library's.
+pub(crate) static OPENING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// How long a store waits for the descriptors of one closed a moment ago to close.
 const CLOSING: Duration = Duration::from_secs(2);
 
@@ -154,6 +159,23 @@ mod tests {
         assert!(refused.to_string().contains("another SQLite library"), "{refused}");
         drop(other);
         check(&path).await.unwrap();
+    }
+
+    /// Node's worker threads open one file at once, each its own store: a store still opening
+    /// (its descriptors open, its hold not yet recorded) is not another library.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn stores_of_this_process_opening_one_file_at_once_all_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("together.db");
+        let opening = (0..32).map(|_| tokio::spawn(crate::SqliteBackend::builder(path.clone()).open()));
+        let mut stores = Vec::new();
+        for opened in opening.collect::<Vec<_>>() {
+            stores.push(opened.await.unwrap().unwrap());
+        }
+        assert!(is_open_in_process(&path));
+        for store in stores {
+            store.close().await;
+        }
     }
 
     #[tokio::test]

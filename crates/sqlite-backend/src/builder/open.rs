@@ -32,6 +32,10 @@ impl SqliteBackendBuilder {
     /// `migrate(false)`, is missing or not at this build's version), or when
     /// the runtime has no time driver.
     pub async fn open(self) -> Result<SqliteBackend> {
+        // One store of this process opens at a time, so that a store still opening (its
+        // descriptors on the file, its hold not yet recorded) is never taken by another for a
+        // second SQLite library: two worker threads of a Node app opening one file at once.
+        let _opening = crate::in_process::OPENING.lock().await;
         crate::in_process::check(&self.path).await?;
         if !self.migrate {
             // Read on a connection that changes nothing (not even the journal mode) before the
