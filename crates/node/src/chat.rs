@@ -11,7 +11,7 @@ use persist::read::{ListMessages, MAX_PAGE_LIMIT};
 use persist::{Message, PersistError, Result, Scoped, ThreadId};
 use serde_json::{Value, json};
 
-use crate::calls::{absent_as_none, key_of, message_of, thread_of};
+use crate::args::{absent_as_none, key_of, message_of, thread_of};
 
 /// Every message of the thread's active branch, oldest first (none for a thread never written).
 pub(crate) async fn branch(store: &Scoped, thread: &ThreadId) -> Result<Vec<Message>> {

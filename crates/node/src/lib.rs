@@ -13,6 +13,7 @@
 //! [`persist::live`], a followed reply as the SDK's UI message stream through
 //! [`persist::live::UiMessageStream`].
 
+mod args;
 mod calls;
 mod chat;
 mod errors;

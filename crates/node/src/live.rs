@@ -11,7 +11,7 @@ use persist::read::ListMessages;
 use persist::{Content, MessageId, Order, PersistError, PipelineExt, Result, Role, Scoped, Status, ThreadId};
 use serde_json::{Value, json};
 
-use crate::calls::{absent_as_none, key_of, message_of, metadata_of, millis, optional, required, thread_of};
+use crate::args::{absent_as_none, key_of, message_of, metadata_of, millis, optional, required, thread_of};
 use crate::chat::turn_of;
 
 /// How a reply stands: `status` as the Conversations API says it, `end` in persist's words.

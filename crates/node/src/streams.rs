@@ -13,7 +13,7 @@ use persist::{Content, Context, MessageId, Part, PersistError, PipelineExt, Resu
 use serde_json::{Map, Value, json};
 
 use crate::Shared;
-use crate::calls::{millis, optional, thread_of};
+use crate::args::{millis, optional, thread_of};
 use crate::live::{newest_reply, offset_of};
 
 /// What a stream reads, before its first `next()`.
@@ -37,7 +37,7 @@ impl Opening {
         let what = match kind {
             "parts" | "ui" => What::Reply {
                 thread: thread_of(&args)?,
-                reply: crate::calls::message_of(&args, "replyId")?,
+                reply: crate::args::message_of(&args, "replyId")?,
                 from: offset_of(&args)?,
                 ui: kind == "ui",
             },

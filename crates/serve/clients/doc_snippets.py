@@ -15,6 +15,9 @@ installed. Each FILE must hold at least one such block. The tags:
 - `cli`: `sh` blocks of `persist` commands, run by bash (`-euo pipefail`) with `persist` on the
   PATH, in a folder holding a copy of the SQLite store PERSIST_CLI_STORE names as `chat.db`
   (CI gives the quickstart's). An `sh` block with no tag is a command shown, never run.
+- `node-in-process`: `ts` blocks of persist in Node, in process (`persist-store`), run as
+  modules inside crates/node/tests, where `persist-store` (installed from its tarballs by its
+  run.sh) and the AI SDK are; a snippet's store is a file in its empty folder.
 - `mcp-config`: `json` blocks of an agent's MCP configuration (`mcpServers`): each server is
   launched as the configuration says (`persist` on the PATH), by PYTHON with the MCP SDK's own
   stdio client (`mcp`), which initializes a session and lists its tools. The one liberty taken:
@@ -124,10 +127,11 @@ NEEDS = {
     "mcp": ("PERSIST_MCP_URL", "PERSIST_API_KEY"),
     "cli": ("PERSIST_CLI_STORE",),
     "mcp-config": (),
+    "node-in-process": (),
 }
 
 # The language of each tag's blocks (the others': python and ts).
-LANGUAGE = {"cli": "sh", "mcp-config": "json"}
+LANGUAGE = {"cli": "sh", "mcp-config": "json", "node-in-process": "ts"}
 
 # Launches each server an MCP configuration names (CONFIG, FOLDER set before it), as an agent
 # does, with the MCP SDK's stdio client.
@@ -196,6 +200,9 @@ for index, (name, lang, code) in enumerate(blocks):
     elif lang == "json":
         path = here / f"snippet_{index}.py"
         command = [python, str(path)]
+    elif tag == "node-in-process":
+        path = here.parent.parent / "node" / "tests" / f"snippet_{index}.mjs"
+        command = [node, str(path)]
     else:
         path = here / "node" / f"snippet_{index}.mjs"
         command = [node, str(path)]
