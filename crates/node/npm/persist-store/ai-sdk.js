@@ -36,7 +36,7 @@ export function deleteChat(store, chatId) {
  * the reply complete, or interrupted when the stream ends with `error` or `abort` or throws;
  * a stop from a client ends it stopped. Resolves with the reply's state.
  */
-export async function writeUIMessageStream(stream, reply) {
+export async function writeUIMessageStream(stream, reply, { onChunk } = {}) {
   let errorText;
   try {
     for await (const chunk of stream) {
@@ -68,6 +68,7 @@ export async function writeUIMessageStream(stream, reply) {
         default:
           break;
       }
+      onChunk?.(chunk);
       if (reply.signal.aborted) break;
     }
   } catch (error) {
@@ -121,29 +122,54 @@ export function replyResponse(store, chatId, { replyId, offset = '0', status = 2
   return new Response(body, { status, headers: HEADERS });
 }
 
+/** The SSE body of chunks given to `push` until `end()`: what the sender of a turn reads. */
+function senderStream() {
+  const encoder = new TextEncoder();
+  let controller;
+  let open = true;
+  const body = new ReadableStream({
+    start(made) {
+      controller = made;
+    },
+    cancel() {
+      open = false; // the client went: the reply goes on being written
+    },
+  });
+  const push = (chunk) => open && controller.enqueue(encoder.encode(`data: ${JSON.stringify(chunk)}\n\n`));
+  const end = () => {
+    if (!open) return;
+    open = false;
+    controller.enqueue(encoder.encode('data: [DONE]\n\n'));
+    controller.close();
+  };
+  return { body, push, end };
+}
+
 /**
  * `POST /api/chat`: stores the user's `message` and reserves the reply in one transaction (one
  * reply at a time per chat, across processes: another running is `ReplyRunning`), runs
  * `generate({ messages, abortSignal })` (your `streamText(...)`; it answers a UI message
- * stream or the `streamText` result), writes what it streams into the store in the background,
- * and answers the reply's stream read from the store. The same request sent again (the same
- * user message id) follows the reply the first one started. The answer's `written` settles when
- * the reply is stored whole (give it to a serverless platform's `waitUntil`).
+ * stream or the `streamText` result), and writes what it streams into the store as it comes.
+ * The sender reads the model's chunks as they are written (the reply's id in `start`; a stop
+ * from any process ends it with `abort`, as every follower's); any other client, on any
+ * process, follows the reply from the store (`resumeResponse`). The same request sent again
+ * (the same user message id) follows the reply the first one started. The answer's `written`
+ * settles when the reply is stored whole (give it to a serverless platform's `waitUntil`).
  */
 export async function chatResponse(store, chatId, { message, generate, replyId, leaseMs, metadata }) {
   // Keyed by the user's message: the same request sent again (a retry) follows the reply the
   // first one started, and generates nothing.
   const idempotencyKey = message?.id ? `ai-sdk.submit.${message.id}` : undefined;
-  const started = await store.startReply(chatId, {
-    messages: message ? [message] : [],
-    replyId,
-    idempotencyKey,
-    leaseMs,
-    metadata,
-  });
+  // The chat so far is read beside the write (one round trip, not two): what it holds of this
+  // turn (the user's message, the reply), read before or after the write, is set aside.
+  const [started, stored] = await Promise.all([
+    store.startReply(chatId, { messages: message ? [message] : [], replyId, idempotencyKey, leaseMs, metadata }),
+    store.messages(chatId),
+  ]);
   if (!started.written) return replyResponse(store, chatId, { replyId: started.id });
   const reply = new LiveReply(store, chatId, started, { leaseMs: leaseMs ?? 30_000 });
-  const messages = (await store.messages(chatId)).filter((each) => each.id !== reply.id);
+  const turn = new Set([reply.id, ...started.messageIds]);
+  const messages = [...stored.filter((each) => !turn.has(each.id)), ...(message ? [message] : [])];
   let stream;
   try {
     const made = await generate({ messages, abortSignal: reply.signal, replyId: reply.id });
@@ -152,8 +178,36 @@ export async function chatResponse(store, chatId, { message, generate, replyId, 
     await reply.interrupt(String(error?.message ?? error));
     throw error;
   }
-  const written = writeUIMessageStream(stream, reply).catch(() => {});
-  return Object.assign(replyResponse(store, chatId, { replyId: reply.id }), { written });
+  const sender = senderStream();
+  // The sender is told a chunk once what it wrote is stored (so it sees what every follower and
+  // a reload see, a stop included), without reading it back.
+  let told = false; // the model's own error chunk was passed on
+  const held = [];
+  const release = () => {
+    while (held.length > 0 && held[0].after <= reply.storedWrites) sender.push(held.shift().chunk);
+  };
+  reply.onStored = release;
+  const onChunk = (chunk) => {
+    if (chunk.type === 'start') chunk = { ...chunk, messageId: reply.id };
+    // How the reply ended is the store's to say (below): a stop is `abort`, whoever asked.
+    if (chunk.type === 'abort' || reply.signal.aborted) return;
+    told ||= chunk.type === 'error';
+    held.push({ chunk, after: reply.writes });
+    release();
+  };
+  const written = writeUIMessageStream(stream, reply, { onChunk })
+    .catch(() => reply.state)
+    .then((state) => {
+      if (state?.end === 'complete') held.splice(0).forEach(({ chunk }) => sender.push(chunk));
+      if (state?.end === 'stopped') sender.push({ type: 'abort', reason: 'stopped' });
+      else if (state?.end && state.end !== 'complete' && !told) {
+        sender.push({ type: 'error', errorText: `The reply was ${state.end}.` });
+      }
+      sender.end();
+      return state;
+    });
+  const response = new Response(sender.body, { status: 200, headers: HEADERS });
+  return Object.assign(response, { written });
 }
 
 /**

@@ -32,6 +32,9 @@ export class LiveReply {
   #ended = false;
   #failure = null;
   #ending = null;
+  #scheduled = false;
+  #writes = 0;
+  #storedWrites = 0;
   #options;
 
   /**
@@ -71,6 +74,16 @@ export class LiveReply {
     return this.#controller.signal;
   }
 
+  /** How many writes (`text`, `toolCall`, ... calls) this writer was given. */
+  get writes() {
+    return this.#writes;
+  }
+
+  /** How many of them are stored (`onStored(count)` is called as this grows). */
+  get storedWrites() {
+    return this.#storedWrites;
+  }
+
   /** Whether a client stopped the reply. */
   get stopped() {
     return this.#controller.signal.reason instanceof ReplyStopped;
@@ -100,11 +113,24 @@ export class LiveReply {
   write(part) {
     if (this.#closed) throw new Error('this reply was finished: no more writes');
     if (this.#ended || this.#failure) return;
+    this.#writes += 1;
     const last = this.#queue.at(-1);
-    const joins = (part.type === 'text' || part.type === 'reasoning') && last?.type === part.type;
-    if (joins) last.text += part.text;
-    else this.#queue.push({ ...part });
-    this.#pump();
+    const joins = (part.type === 'text' || part.type === 'reasoning') && last?.part.type === part.type;
+    if (joins) {
+      last.part.text += part.text;
+      last.writes += 1;
+    } else {
+      this.#queue.push({ part: { ...part }, writes: 1 });
+    }
+    // Sent once what arrives in this turn of the event loop is queued: a model's chunks that
+    // come together (a buffered network read) go in one append.
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(() => {
+        this.#scheduled = false;
+        this.#pump();
+      });
+    }
   }
 
   /** Resolves once every part written so far is stored. */
@@ -144,10 +170,11 @@ export class LiveReply {
       }
       if (this.#failure) throw this.#failure;
       if (!this.#ended) {
-        const args = last ? { ...how, offset: this.#state.offset, parts: last } : how;
+        const args = last ? { ...how, offset: this.#state.offset, parts: last.parts } : how;
         try {
           this.#state = await this.#store.finishReply(this.threadId, this.id, args);
           this.#ended = true;
+          if (last) this.#stored(last.writes);
         } catch (error) {
           if (!this.#settle(error)) throw error;
         }
@@ -161,16 +188,24 @@ export class LiveReply {
     }
   }
 
+  /** The parts of the next append, and how many writes they hold. */
   #takeBatch() {
-    const batch = [];
+    const batch = { parts: [], writes: 0 };
     let bytes = 0;
-    while (this.#queue.length > 0 && batch.length < this.#options.maxBatchParts) {
-      const size = sizeOf(this.#queue[0]);
-      if (batch.length > 0 && bytes + size > this.#options.maxBatchBytes) break;
-      batch.push(this.#queue.shift());
+    while (this.#queue.length > 0 && batch.parts.length < this.#options.maxBatchParts) {
+      const size = sizeOf(this.#queue[0].part);
+      if (batch.parts.length > 0 && bytes + size > this.#options.maxBatchBytes) break;
+      const { part, writes } = this.#queue.shift();
+      batch.parts.push(part);
+      batch.writes += writes;
       bytes += size;
     }
     return batch;
+  }
+
+  #stored(writes) {
+    this.#storedWrites += writes;
+    this.onStored?.(this.#storedWrites);
   }
 
   #pump() {
@@ -192,9 +227,10 @@ export class LiveReply {
     for (const waiter of this.#waiters.splice(0)) waiter(error);
   }
 
-  async #append(parts) {
+  async #append({ parts, writes }) {
     try {
       this.#state = await this.#store.appendReply(this.threadId, this.id, this.#state.offset, parts);
+      this.#stored(writes);
       this.#armRenew();
     } catch (error) {
       if (!this.#settle(error)) throw error;
