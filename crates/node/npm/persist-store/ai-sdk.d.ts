@@ -25,8 +25,12 @@ export declare function listChats(
 export declare function renameChat(store: Store, chatId: string, title: string | null, metadata?: Record<string, unknown>): Promise<Thread>;
 export declare function deleteChat(store: Store, chatId: string): Promise<boolean>;
 
-/** Writes a UI message stream into `reply` as it comes, then finishes it (complete, or interrupted on `error`/`abort`). */
-export declare function writeUIMessageStream(stream: AsyncIterable<UIMessageStreamChunk>, reply: LiveReply): Promise<ReplyState>;
+/** Writes a UI message stream into `reply` as it comes: its `finish` ends the reply complete; `error`, `abort` or no `finish` interrupted. */
+export declare function writeUIMessageStream(
+  stream: AsyncIterable<UIMessageStreamChunk>,
+  reply: LiveReply,
+  options?: { onChunk?: (chunk: UIMessageStreamChunk) => void },
+): Promise<ReplyState>;
 
 /** A reply (the chat's newest without `replyId`) read from the store as the UI message stream, as an SSE `Response`. */
 export declare function replyResponse(

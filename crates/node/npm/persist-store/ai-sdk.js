@@ -32,9 +32,10 @@ export function deleteChat(store, chatId) {
 
 /**
  * Writes a UI message stream (`streamText(...).toUIMessageStream()`, or any stream of its
- * chunks) into `reply` as it comes: text, reasoning, tool calls and results, files. Finishes
- * the reply complete, or interrupted when the stream ends with `error` or `abort` or throws;
- * a stop from a client ends it stopped. Resolves with the reply's state.
+ * chunks) into `reply` as it comes: text, reasoning, tool calls and their final results, files.
+ * Its `finish` ends the reply complete; `error`, `abort`, a stream that ends without `finish` or
+ * throws end it interrupted; a stop from a client ends it stopped. `onChunk(chunk)` is called
+ * after each chunk is queued. Resolves with the reply's state.
  */
 export async function writeUIMessageStream(stream, reply, { onChunk } = {}) {
   let errorText;
@@ -51,7 +52,7 @@ export async function writeUIMessageStream(stream, reply, { onChunk } = {}) {
           reply.toolCall(chunk.toolCallId, chunk.toolName, chunk.input);
           break;
         case 'tool-output-available':
-          reply.toolResult(chunk.toolCallId, chunk.output);
+          if (!chunk.preliminary) reply.toolResult(chunk.toolCallId, chunk.output);
           break;
         case 'tool-output-error':
           reply.toolResult(chunk.toolCallId, chunk.errorText, { isError: true });
@@ -60,26 +61,28 @@ export async function writeUIMessageStream(stream, reply, { onChunk } = {}) {
           reply.file(chunk.mediaType, chunk.url);
           break;
         case 'error':
-          errorText = chunk.errorText ?? 'the model failed';
+          errorText = chunk.errorText ?? 'error';
           break;
         case 'abort':
-          errorText ??= 'aborted';
-          break;
+          onChunk?.(chunk);
+          return await reply.interrupt(chunk.reason ? `aborted: ${chunk.reason}` : 'aborted');
+        case 'finish':
+          onChunk?.(chunk);
+          return errorText === undefined ? await reply.finish() : await reply.interrupt(errorText);
         default:
-          break;
+          break; // start, steps, tool-input-start/-delta, sources, data-*: not stored as parts
       }
       onChunk?.(chunk);
+      // Stopped by a client, or ended without this writer: a model that does not watch the
+      // signal is read no further.
       if (reply.signal.aborted) break;
     }
+    return await reply.interrupt(reply.signal.aborted ? 'aborted' : (errorText ?? 'the model stream ended without finish'));
   } catch (error) {
-    errorText = reply.stopped ? undefined : String(error?.message ?? error);
+    if (reply.signal.aborted) return reply.interrupt('aborted');
+    await reply.interrupt(`the model stream failed: ${error?.message ?? error}`).catch(() => {});
+    throw error;
   }
-  if (reply.signal.aborted) {
-    // Stopped by a client, or ended without this writer: persist has ended it already.
-    await reply.finish().catch(() => {});
-    return reply.state;
-  }
-  return errorText === undefined ? reply.finish() : reply.interrupt(errorText);
 }
 
 /** The SSE framing of the UI message stream, as `DefaultChatTransport` reads it. */
@@ -167,7 +170,7 @@ export async function chatResponse(store, chatId, { message, generate, replyId, 
     store.messages(chatId),
   ]);
   if (!started.written) return replyResponse(store, chatId, { replyId: started.id });
-  const reply = new LiveReply(store, chatId, started, { leaseMs: leaseMs ?? 30_000 });
+  const reply = LiveReply.of(store, chatId, started, { leaseMs });
   const turn = new Set([reply.id, ...started.messageIds]);
   const messages = [...stored.filter((each) => !turn.has(each.id)), ...(message ? [message] : [])];
   let stream;

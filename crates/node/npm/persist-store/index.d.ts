@@ -193,21 +193,50 @@ export declare class Store implements AsyncDisposable {
 }
 
 export interface LiveReplyOptions {
+  /** The lease the reply was started with (30 s by default): transient failures are retried within it. */
+  leaseMs?: number;
   renewEveryMs?: number;
   maxBatchBytes?: number;
   maxBatchParts?: number;
+  /** Hear a stop at once (true by default); else on the next append or renewal. */
+  watch?: boolean;
+  log?: (event: 'retry' | 'stopped' | 'ended' | 'failed', detail: Record<string, unknown>) => void;
 }
 
-/** A live reply's writer: batched appends, its lease renewed, a stop from any process heard on `signal`. */
+/** How a writer reaches the store: in process (`storeTransport`) or over HTTP. */
+export interface ReplyTransport {
+  append(offset: string, parts: ReplyPart[]): Promise<Partial<ReplyState>>;
+  renew(): Promise<Partial<ReplyState>>;
+  finish(how: { status: 'completed' | 'incomplete'; reason?: string; offset?: string; parts?: ReplyPart[] }): Promise<Partial<ReplyState>>;
+  /** Calls `heard` when a client stops the reply (`"stopped"`) or it ends otherwise; answers a function that stops watching. */
+  watchStop(heard: (how: string, via: string) => void): () => void;
+  /** Whether a failure is worth retrying (within the lease). */
+  transient(error: unknown): boolean;
+  /** A refusal that tells the reply ended: `"stopped"`, how it ended, or null. */
+  ended(error: unknown): string | null;
+}
+
+/** The addon's calls as a writer's transport, for the reply `replyId` of `threadId`. */
+export declare function storeTransport(store: Store, threadId: string, replyId: string): ReplyTransport;
+
+/** A live reply's writer: batched appends, its lease renewed, failures retried within it, a stop from any process heard on `signal`. */
 export declare class LiveReply {
   static start(store: Store, threadId: string, options?: WriteReplyOptions & LiveReplyOptions): Promise<LiveReply>;
-  constructor(store: Store, threadId: string, state: ReplyState, options: LiveReplyOptions & { leaseMs: number });
-  readonly threadId: string;
+  /** The writer of a reply `store.startReply` started. */
+  static of(store: Store, threadId: string, state: ReplyState, options?: LiveReplyOptions): LiveReply;
+  constructor(transport: ReplyTransport, state: ReplyState, options?: LiveReplyOptions);
+  /** The reply's thread (writers made by `start` and `of`). */
+  threadId?: string;
   readonly id: string;
   readonly state: ReplyState;
   /** Aborted when a client stops the reply, it ends without this writer, or a write fails: give it to the model call. */
   readonly signal: AbortSignal;
   readonly stopped: boolean;
+  /** How many writes this writer was given, and how many of them are stored. */
+  readonly writes: number;
+  readonly storedWrites: number;
+  /** Called with `storedWrites` as it grows. */
+  onStored?: (storedWrites: number) => void;
   text(delta: string): void;
   reasoning(delta: string): void;
   toolCall(id: string, name: string, args: unknown): void;

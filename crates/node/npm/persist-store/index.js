@@ -10,7 +10,7 @@ import { InvalidInput, fromNative } from './errors.js';
 import { LiveReply } from './live.js';
 
 export * from './errors.js';
-export { LiveReply, ReplyEnded } from './live.js';
+export { LiveReply, ReplyEnded, storeTransport } from './live.js';
 
 /** The package's version (persist's). */
 export const version = createRequire(import.meta.url)('./package.json').version;

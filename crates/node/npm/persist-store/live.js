@@ -1,8 +1,13 @@
-// A live reply's writer, in process: parts appended at persist's offsets as a model streams
-// them (one append in flight, deltas batched meanwhile), the lease renewed while the model is
-// silent (a tool running), and `signal` aborted when a client on any process stops the reply.
-// If this process dies, the lease lapses and persist settles the reply as interrupted.
-import { ReplyStopped } from './errors.js';
+// A live reply's writer: parts appended at persist's offsets as a model streams them (one append
+// in flight, the writes meanwhile batched), the lease renewed while the model is silent (a tool
+// running), a transient failure retried within the lease (persist writes a repeated append
+// once), and `signal` aborted when a client on any process stops the reply. If the writing
+// process dies, the lease lapses and persist settles the reply as interrupted.
+//
+// The writer reaches the store through a transport: in process (`LiveReply.start(store, ...)`,
+// the addon's calls) or over HTTP (persist serve's routes: crates/serve/clients/ai-sdk's
+// persist-writer.mjs gives one), so both write alike.
+import { ReplyStopped, Unavailable } from './errors.js';
 
 /** The reply ended otherwise than by this writer (its lease lapsed, or another writer ended it). */
 export class ReplyEnded extends Error {
@@ -14,49 +19,97 @@ export class ReplyEnded extends Error {
   }
 }
 
-const DEFAULT_LEASE_MS = 30_000;
+export const DEFAULT_LEASE_MS = 30_000;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function sizeOf(part) {
   return part.type === 'text' || part.type === 'reasoning' ? part.text.length + 32 : JSON.stringify(part).length;
 }
 
+/**
+ * The addon's calls as a writer's transport, for the reply `replyId` of `threadId`.
+ *
+ * A transport: `append(offset, parts)`, `renew()`, `finish({ status, reason, offset, parts })`
+ * (each answering the reply's state), `watchStop(heard)` (calls `heard(how, via)` when a client
+ * stops the reply, `"stopped"`, or it ends otherwise; answers a function that stops watching),
+ * `transient(error)` (worth retrying) and `ended(error)` (a refusal that tells the reply ended:
+ * `"stopped"`, how it ended, or null).
+ */
+export function storeTransport(store, threadId, replyId) {
+  return {
+    append: (offset, parts) => store.appendReply(threadId, replyId, offset, parts),
+    renew: () => store.renewReply(threadId, replyId),
+    finish: (how) => store.finishReply(threadId, replyId, how),
+    watchStop(heard) {
+      let watching = true;
+      store.watchStop(threadId, replyId).then(
+        (how) => watching && heard(how, 'watch'),
+        () => {}, // the writer's own calls tell what happened
+      );
+      return () => {
+        watching = false;
+      };
+    },
+    transient: (error) => error instanceof Unavailable,
+    ended: (error) => (error instanceof ReplyStopped ? 'stopped' : error?.code === 'message_complete' ? 'ended' : null),
+  };
+}
+
 export class LiveReply {
-  #store;
+  #transport;
   #state;
   #controller = new AbortController();
-  #queue = [];
+  #queue = []; // { part, writes }: text and reasoning joined, with how many writes each holds
   #inFlight = null;
   #waiters = [];
   #renewTimer = null;
-  #closed = false;
-  #ended = false;
+  #unwatch = null;
+  #scheduled = false;
+  #closed = false; // finish or interrupt called: no more writes
+  #ended = false; // the store says the reply has ended
   #failure = null;
   #ending = null;
-  #scheduled = false;
   #writes = 0;
   #storedWrites = 0;
   #options;
 
-  /**
-   * Starts a reply on `threadId` after `messages` (the user's turn, `UIMessage`s), and answers
-   * its writer.
-   */
+  /** Starts a reply on `threadId` (after `messages`, the user's turn) and answers its writer. */
   static async start(store, threadId, { messages, replyId, idempotencyKey, leaseMs, metadata, ...options } = {}) {
     const state = await store.startReply(threadId, { messages, replyId, idempotencyKey, leaseMs, metadata });
-    return new LiveReply(store, threadId, state, { leaseMs: leaseMs ?? DEFAULT_LEASE_MS, ...options });
+    return LiveReply.of(store, threadId, state, { leaseMs, ...options });
   }
 
-  constructor(store, threadId, state, options) {
-    this.#store = store;
-    this.threadId = threadId;
+  /** The writer of a reply `store.startReply` started (its answer: `state`). */
+  static of(store, threadId, state, options = {}) {
+    const reply = new LiveReply(storeTransport(store, threadId, state.id), state, options);
+    reply.threadId = threadId;
+    return reply;
+  }
+
+  /**
+   * The writer of the reply `state` through `transport` (see `storeTransport`). Options:
+   * `leaseMs` (as started; 30 s by default), `renewEveryMs` (a third of it), `maxBatchBytes`,
+   * `maxBatchParts`, `watch` (hear a stop at once: true by default; else on the next append or
+   * renewal), `log(event, detail)` (`retry`, `stopped`, `ended`, `failed`).
+   */
+  constructor(transport, state, options = {}) {
+    this.#transport = transport;
     this.#state = state;
+    const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.#options = {
-      renewEveryMs: options.renewEveryMs ?? Math.max(250, Math.floor(options.leaseMs / 3)),
+      leaseMs,
+      renewEveryMs: options.renewEveryMs ?? Math.max(250, Math.floor(leaseMs / 3)),
       maxBatchBytes: options.maxBatchBytes ?? 256 * 1024,
       maxBatchParts: options.maxBatchParts ?? 500,
+      log: options.log ?? (() => {}),
     };
     this.#armRenew();
-    this.#watchStop();
+    if (options.watch !== false) {
+      this.#unwatch = transport.watchStop((how, via) => {
+        if (how === 'stopped' || !this.#closed) this.#onEnded(how, via);
+      });
+    }
   }
 
   /** The reply's id (the assistant `UIMessage`'s). */
@@ -64,14 +117,19 @@ export class LiveReply {
     return this.#state.id;
   }
 
-  /** The reply as persist last answered (`status`, `end`, `offset`, ...). */
+  /** The reply as the store last answered (`status`, `end`, `offset`, ...). */
   get state() {
     return { ...this.#state };
   }
 
-  /** Aborted when the reply is stopped by a client, ends without this writer, or fails: give it to the model call. */
+  /** Aborted when a client stops the reply, it ends without this writer, or a write fails: give it to the model call. */
   get signal() {
     return this.#controller.signal;
+  }
+
+  /** Whether a client stopped the reply. */
+  get stopped() {
+    return this.#controller.signal.reason instanceof ReplyStopped;
   }
 
   /** How many writes (`text`, `toolCall`, ... calls) this writer was given. */
@@ -82,11 +140,6 @@ export class LiveReply {
   /** How many of them are stored (`onStored(count)` is called as this grows). */
   get storedWrites() {
     return this.#storedWrites;
-  }
-
-  /** Whether a client stopped the reply. */
-  get stopped() {
-    return this.#controller.signal.reason instanceof ReplyStopped;
   }
 
   text(delta) {
@@ -115,7 +168,10 @@ export class LiveReply {
     if (this.#ended || this.#failure) return;
     this.#writes += 1;
     const last = this.#queue.at(-1);
-    const joins = (part.type === 'text' || part.type === 'reasoning') && last?.part.type === part.type;
+    const joins =
+      (part.type === 'text' || part.type === 'reasoning') &&
+      last?.part.type === part.type &&
+      last.part.text.length + part.text.length <= this.#options.maxBatchBytes;
     if (joins) {
       last.part.text += part.text;
       last.writes += 1;
@@ -136,7 +192,7 @@ export class LiveReply {
   /** Resolves once every part written so far is stored. */
   flush() {
     if (this.#failure) return Promise.reject(this.#failure);
-    if (!this.#inFlight && (this.#queue.length === 0 || this.#ended)) return Promise.resolve();
+    if (!this.#inFlight && !this.#scheduled && (this.#queue.length === 0 || this.#ended)) return Promise.resolve();
     return new Promise((resolve, reject) => this.#waiters.push((error) => (error ? reject(error) : resolve())));
   }
 
@@ -147,7 +203,7 @@ export class LiveReply {
 
   /** Ends the reply interrupted (kept, with what was written). */
   interrupt(reason) {
-    return this.#end({ status: 'incomplete', reason: reason ? String(reason).slice(0, 4000) : undefined });
+    return this.#end({ status: 'incomplete', ...(reason ? { reason: String(reason).slice(0, 4000) } : {}) });
   }
 
   #end(how) {
@@ -172,11 +228,11 @@ export class LiveReply {
       if (!this.#ended) {
         const args = last ? { ...how, offset: this.#state.offset, parts: last.parts } : how;
         try {
-          this.#state = await this.#store.finishReply(this.threadId, this.id, args);
+          this.#state = { ...this.#state, ...(await this.#retrying('finish', () => this.#transport.finish(args))) };
           this.#ended = true;
           if (last) this.#stored(last.writes);
         } catch (error) {
-          if (!this.#settle(error)) throw error;
+          if (!this.#settle(error, 'finish')) throw error;
         }
       }
       return this.state;
@@ -229,37 +285,51 @@ export class LiveReply {
 
   async #append({ parts, writes }) {
     try {
-      this.#state = await this.#store.appendReply(this.threadId, this.id, this.#state.offset, parts);
+      const state = await this.#retrying('append', () => this.#transport.append(this.#state.offset, parts));
+      this.#state = { ...this.#state, ...state };
       this.#stored(writes);
       this.#armRenew();
     } catch (error) {
-      if (!this.#settle(error)) throw error;
+      if (!this.#settle(error, 'append')) throw error;
+    }
+  }
+
+  /** Calls `call` again on a transient failure, within the lease (a repeated write is written once). */
+  async #retrying(what, call) {
+    const deadline = Date.now() + this.#options.leaseMs;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await call();
+      } catch (error) {
+        if (!this.#transport.transient(error) || Date.now() + 100 > deadline) throw error;
+        const wait = Math.min(2000, 50 * 2 ** attempt, Math.max(0, deadline - Date.now() - 50));
+        this.#options.log('retry', { reply_id: this.id, what, attempt: attempt + 1, error: String(error?.message ?? error) });
+        await sleep(wait);
+      }
     }
   }
 
   /** A refusal that tells the reply ended: stopped by a client, or ended without this writer. */
-  #settle(error) {
-    if (error instanceof ReplyStopped) {
-      this.#onEnded('stopped');
-      return true;
-    }
-    if (error?.code === 'message_complete') {
-      this.#onEnded('ended');
-      return true;
-    }
-    return false;
+  #settle(error, via) {
+    const how = this.#transport.ended(error);
+    if (how === null) return false;
+    this.#onEnded(how, via);
+    return true;
   }
 
-  #onEnded(end) {
+  #onEnded(how, via) {
     if (this.#ended) return;
     this.#ended = true;
     this.#queue.length = 0;
-    if (end === 'stopped') {
+    if (how === 'stopped') {
       this.#state = { ...this.#state, status: 'incomplete', end: 'stopped' };
+      this.#options.log('stopped', { reply_id: this.id, via });
       this.#controller.abort(new ReplyStopped(`reply ${this.id} was stopped by a client`, 'reply_conflict'));
     } else {
-      this.#state = { ...this.#state, status: end === 'complete' ? 'completed' : 'incomplete', end };
-      this.#controller.abort(new ReplyEnded(this.id, end));
+      const completed = how === 'complete' || how === 'completed';
+      this.#state = { ...this.#state, status: completed ? 'completed' : 'incomplete', end: completed ? 'complete' : how };
+      this.#options.log('ended', { reply_id: this.id, status: how, via });
+      this.#controller.abort(new ReplyEnded(this.id, how));
     }
     this.#shutdown();
     this.#wake();
@@ -269,6 +339,7 @@ export class LiveReply {
     if (this.#failure) return;
     this.#failure = error;
     this.#queue.length = 0;
+    this.#options.log('failed', { reply_id: this.id, error: String(error?.message ?? error) });
     if (!this.#controller.signal.aborted) this.#controller.abort(error);
     this.#shutdown();
     this.#wake(error);
@@ -285,26 +356,19 @@ export class LiveReply {
     if (this.#ended || this.#failure) return;
     if (!this.#inFlight) {
       try {
-        this.#state = { ...this.#state, ...(await this.#store.renewReply(this.threadId, this.id)) };
+        const state = await this.#retrying('renew', () => this.#transport.renew());
+        this.#state = { ...this.#state, ...state, offset: this.#state.offset };
       } catch (error) {
-        if (!this.#settle(error)) this.#fail(error);
+        if (!this.#settle(error, 'renew')) this.#fail(error);
         return;
       }
     }
     this.#armRenew();
   }
 
-  /** Hears a stop from any process (persist's stop signal), without waiting for the next append. */
-  async #watchStop() {
-    try {
-      const heard = await this.#store.watchStop(this.threadId, this.id);
-      if (!this.#closed || heard === 'stopped') this.#onEnded(heard);
-    } catch {
-      // The writer's own calls tell what happened.
-    }
-  }
-
   #shutdown() {
     clearTimeout(this.#renewTimer);
+    this.#unwatch?.();
+    this.#unwatch = null;
   }
 }

@@ -1,7 +1,9 @@
 // A live reply written into persist serve over HTTP, from a Node (or any fetch-capable) AI SDK
 // app: start it with the user's turn, append what the model streams at the writer's offset,
 // renew the lease while a tool runs, finish it (or end it incomplete), and hear of a stop from
-// any client on any instance. Copy this file into your app; it needs nothing but `fetch`.
+// any client on any instance. The writer is persist-store's (`persist-store/live`, plain
+// JavaScript: the addon is not loaded), the one apps in process use; this file gives it persist
+// serve's routes as its transport.
 //
 //   const persist = new PersistClient({ baseUrl: process.env.PERSIST_URL, apiKey: process.env.PERSIST_KEY });
 //   const reply = await LiveReply.start(persist, chatId, { items: [userItem] });
@@ -11,6 +13,23 @@
 // Followers read the reply from persist, not from this process: `GET
 // /v1/persist/conversations/{id}/stream` (the AI SDK's UI message stream, resumable on any
 // instance). If this process dies, persist marks the reply interrupted once its lease runs out.
+import { ReplyStopped } from 'persist-store/errors';
+import { LiveReply as Writer, ReplyEnded } from 'persist-store/live';
+import { writeUIMessageStream } from 'persist-store/ai-sdk';
+
+/** The reply was stopped by a client (persist has ended it, stopped, with what was written). */
+export const ReplyStoppedError = ReplyStopped;
+/** The reply ended otherwise than by this writer: its lease ran out (it was settled interrupted), or another writer ended it. */
+export const ReplyEndedError = ReplyEnded;
+
+/**
+ * Writes an AI SDK UI message stream (`streamText(...).toUIMessageStream()`) into a live reply;
+ * persist-store's `writeUIMessageStream`: at `finish` the reply is finished complete (incomplete
+ * if the stream carried an `error`); at `abort`, or a stream that ends or fails without
+ * `finish`, it is ended incomplete with the reason. A reply a client stopped stays as persist
+ * ended it.
+ */
+export const pipeUiStreamToPersist = writeUIMessageStream;
 
 /**
  * A content block of persist's, one part of a reply. A `text` (or `reasoning`) block appended
@@ -55,24 +74,6 @@ export class PersistApiError extends Error {
   }
 }
 
-/** The reply was stopped by a client (persist has ended it, stopped, with what was written). */
-export class ReplyStoppedError extends Error {
-  constructor(replyId) {
-    super(`reply ${replyId} was stopped by a client`);
-    this.name = 'ReplyStoppedError';
-    this.code = 'reply_stopped';
-  }
-}
-
-/** The reply ended otherwise than by this writer: its lease ran out (it was settled interrupted), or another writer ended it. */
-export class ReplyEndedError extends Error {
-  constructor(replyId, status) {
-    super(`reply ${replyId} has ended (${status ?? 'ended'}) without this writer`);
-    this.name = 'ReplyEndedError';
-    this.code = 'reply_ended';
-    this.status = status;
-  }
-}
 
 /** A minimal JSON client of persist serve: a base URL and an API key. */
 export class PersistClient {
@@ -140,407 +141,98 @@ export class PersistClient {
   }
 }
 
+
 /** Whether `error` is a network failure (or a per-request timeout): the append may or may not have been written. */
 function isTransient(error) {
   if (error instanceof PersistApiError) return error.status === 429 || error.status >= 500;
   return error?.name === 'TypeError' || error?.name === 'TimeoutError' || error?.code === 'ECONNRESET';
 }
 
-/** Approximate bytes a part takes in a request body. */
-function sizeOf(part) {
-  return part.type === 'text' || part.type === 'reasoning' ? part.text.length + 32 : JSON.stringify(part).length;
-}
-
-/** persist's lease when a start names none. */
-const DEFAULT_LEASE_SECONDS = 30;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * One live reply's writer. Writes are queued and sent one request at a time: while an append
- * is in flight, new deltas wait and are joined (text to text, reasoning to reasoning) into the
- * next append. A network failure is retried with the same offset and parts, which persist
- * writes once (`written: false` for a repeat). While nothing is sent, a timer renews the lease.
- *
- * `signal` aborts when a client stopped the reply (`ReplyStoppedError`), when persist ended it
- * without this writer (`ReplyEndedError`: the lease ran out), or when a write failed for good:
- * pass it to the model call (`streamText({ abortSignal: reply.signal })`).
+ * Holds `GET .../signals` (Server-Sent Events) and calls `heard` on a `stop` or an `end`; held
+ * again when the connection drops, until `signal` aborts. A 404 ends it: the writer's own calls
+ * tell what happened.
  */
-export class LiveReply {
-  /** @type {PersistClient} */ #client;
-  /** @type {Part[]} */ #queue = [];
-  /** @type {Promise<void> | null} */ #inFlight = null;
-  #controller = new AbortController();
-  #signals = new AbortController();
-  #renewTimer = null;
-  #closed = false; // finish/interrupt called: no more writes
-  /** @type {Promise<ReplyState> | null} */ #ending = null;
-  #ended = false; // persist says the reply has ended
-  #failure = null;
-  #options;
-  /** @type {ReplyState} */ #state;
-  /** @type {((error?: Error) => void)[]} */ #waiters = [];
+async function watchSignals(client, path, signal, heard) {
+  while (!signal.aborted) {
+    try {
+      const response = await client.fetch(`${client.baseUrl}${path}`, {
+        headers: client.headers({ accept: 'text/event-stream' }),
+        signal,
+      });
+      if (!response.ok) {
+        await response.body?.cancel();
+        return;
+      }
+      for await (const event of sseEvents(response.body)) {
+        if (event.event === 'stop') heard('stopped', 'signals');
+        else if (event.event === 'end') heard(JSON.parse(event.data || '{}').status ?? 'ended', 'signals');
+      }
+    } catch {
+      if (signal.aborted) return;
+    }
+    await sleep(500);
+  }
+}
 
+/** persist serve's routes as the writer's transport, for the reply `replyId` of `conversationId`. */
+function httpTransport(client, conversationId, replyId) {
+  const path = (action) =>
+    `/v1/persist/conversations/${encodeURIComponent(conversationId)}/replies/${encodeURIComponent(replyId)}/${action}`;
+  return {
+    append: (offset, parts) => client.request('POST', path('parts'), { body: { offset, parts } }),
+    renew: () => client.request('POST', path('renew')),
+    finish: (how) => client.request('POST', path('finish'), { body: how }),
+    watchStop(heard) {
+      const watching = new AbortController();
+      watchSignals(client, path('signals'), watching.signal, heard);
+      return () => watching.abort();
+    },
+    transient: isTransient,
+    ended(error) {
+      if (!(error instanceof PersistApiError)) return null;
+      if (error.code === 'reply_stopped') return 'stopped';
+      return error.code === 'reply_ended' ? (error.error.status ?? 'ended') : null;
+    },
+  };
+}
+
+/**
+ * One live reply's writer over HTTP: persist-store's `LiveReply` (writes sent one request at a
+ * time, joined while one is in flight, a network failure retried with the same offset and
+ * parts, which persist writes once; the lease renewed while idle), with persist serve as its
+ * transport. `signal` aborts when a client stopped the reply (`ReplyStoppedError`), when
+ * persist ended it without this writer (`ReplyEndedError`), or when a write failed for good.
+ */
+export class LiveReply extends Writer {
   /**
-   * Starts a reply in the conversation, after `items` (the user's turn, written in the same
-   * call): `POST /v1/persist/conversations/{id}/replies`.
+   * Starts a reply with the user's turn (`POST .../replies`) and answers its writer.
    *
    * @param {PersistClient} client
    * @param {string} conversationId
    * @param {object} [options]
-   * @param {object[]} [options.items] Responses API input items, e.g. `{id, type: 'message', role: 'user', content: 'hi'}` (use the UIMessage id as `id`).
-   * @param {number} [options.leaseSeconds] 1 to 3600 (persist's default: 30). A writer silent for longer is taken for dead.
-   * @param {string} [options.idempotencyKey] The same start sent again answers the same reply.
-   * @param {number} [options.renewEveryMs] Idle time before a renew: a third of the lease by default.
-   * @param {boolean} [options.watchSignals] Hold `GET .../signals` to hear of a stop at once (default true); else a stop is heard on the next append or renew.
-   * @param {number} [options.maxBatchBytes] The most text one append carries (default 256 KiB).
-   * @param {number} [options.maxBatchParts] The most parts one append carries (default 500; persist takes 1000).
-   * @param {(event: string, detail: object) => void} [options.log] Told of `stopped`, `ended`, `retry`, `failed`.
-   * @returns {Promise<LiveReply>}
-   * @throws {PersistApiError} e.g. 409 `reply_running` (`error.reply_id`): a reply is being generated in the conversation.
+   * @param {object[]} [options.items] The turn's items (the user's message), written with the reservation.
+   * @param {number} [options.leaseSeconds] The writer's lease (persist's default: 30 s).
+   * @param {string} [options.idempotencyKey] A start sent again with this key answers the first one's reply.
+   * @param {boolean} [options.watchSignals] Hold `GET .../signals` to hear of a stop at once (default true).
+   * @param {number} [options.renewEveryMs] How often the lease is renewed while idle (a third of it).
+   * @param {(event: string, detail: object) => void} [options.log] `retry`, `stopped`, `ended`, `failed`.
    */
   static async start(client, conversationId, options = {}) {
-    const { items = [], leaseSeconds, idempotencyKey } = options;
+    const { items = [], leaseSeconds, idempotencyKey, watchSignals: watch, ...rest } = options;
     const body = { items };
     if (leaseSeconds !== undefined) body.lease_seconds = leaseSeconds;
     const headers = idempotencyKey ? { 'idempotency-key': idempotencyKey } : undefined;
     const path = `/v1/persist/conversations/${encodeURIComponent(conversationId)}/replies`;
     const state = await client.request('POST', path, { body, headers });
-    return new LiveReply(client, state, options);
-  }
-
-  /** @private Use {@link LiveReply.start}. */
-  constructor(client, state, options) {
-    this.#client = client;
-    this.#state = state;
-    const lease = (options.leaseSeconds ?? DEFAULT_LEASE_SECONDS) * 1000;
-    this.#options = {
-      leaseMs: lease,
-      renewEveryMs: options.renewEveryMs ?? Math.max(250, Math.floor(lease / 3)),
-      maxBatchBytes: options.maxBatchBytes ?? 256 * 1024,
-      maxBatchParts: options.maxBatchParts ?? 500,
-      log: options.log ?? (() => {}),
-    };
-    /** The items persist stored before the reply (the user's turn), as answered. */
-    this.items = state.items ?? [];
-    this.#armRenew();
-    if (options.watchSignals !== false) this.#watchSignals();
-  }
-
-  /** The reply's item id: the assistant message's id in every UI stream of it. */
-  get id() {
-    return this.#state.id;
-  }
-
-  get conversationId() {
-    return this.#state.conversation_id;
-  }
-
-  /** The last state persist answered (its `offset` is where the next append goes). */
-  get state() {
-    return { ...this.#state };
-  }
-
-  /** Aborts when the reply must stop being generated; its `reason` says why. */
-  get signal() {
-    return this.#controller.signal;
-  }
-
-  /** True once a client stopped the reply. */
-  get stopped() {
-    return this.#controller.signal.reason instanceof ReplyStoppedError;
-  }
-
-  /** Appends text (a model's delta). */
-  text(delta) {
-    if (delta) this.write({ type: 'text', text: delta });
-  }
-
-  /** Appends reasoning (a delta). */
-  reasoning(delta) {
-    if (delta) this.write({ type: 'reasoning', text: delta });
-  }
-
-  /** Appends a tool call; `args` is its JSON input. */
-  toolCall(id, name, args) {
-    this.write({ type: 'tool_call', id, name, arguments: args ?? {} });
-  }
-
-  /** Appends the output of tool call `callId` (an error's when `isError`). */
-  toolResult(callId, output, { isError = false } = {}) {
-    this.write({ type: 'tool_result', call_id: callId, output: output ?? null, is_error: isError });
-  }
-
-  /** Appends a file (a URL or a data: URL). */
-  file(mediaType, uri) {
-    this.write({ type: 'file', media_type: mediaType, uri });
-  }
-
-  /**
-   * Queues a part; it is sent with the next append. Writes after the reply ended (a stop) are
-   * dropped: watch {@link signal}.
-   *
-   * @param {Part} part
-   */
-  write(part) {
-    if (this.#closed) throw new Error('this reply was finished: no more writes');
-    if (this.#ended || this.#failure) return;
-    const last = this.#queue.at(-1);
-    const joins =
-      (part.type === 'text' || part.type === 'reasoning') &&
-      last?.type === part.type &&
-      last.text.length + part.text.length <= this.#options.maxBatchBytes;
-    if (joins) last.text += part.text;
-    else this.#queue.push({ ...part });
-    this.#pump();
-  }
-
-  /** Resolves once everything queued so far is written (or dropped because the reply ended); rejects if a write failed for good. */
-  flush() {
-    if (this.#failure) return Promise.reject(this.#failure);
-    if (!this.#inFlight && (this.#queue.length === 0 || this.#ended)) return Promise.resolve();
-    return new Promise((resolve, reject) => this.#waiters.push((error) => (error ? reject(error) : resolve())));
-  }
-
-  /**
-   * Ends the reply as complete, with what is queued as its last parts (one request when they
-   * fit). Called again (or after {@link interrupt}), it answers the first call's result. A reply
-   * a client stopped is left as persist ended it.
-   *
-   * @returns {Promise<ReplyState>}
-   */
-  finish() {
-    return this.#end({ status: 'completed' });
-  }
-
-  /**
-   * Ends the reply incomplete (interrupted), keeping what was written: the model failed, or
-   * the app gave up. A reply a client stopped is left as persist ended it.
-   *
-   * @param {string} [reason] Stored with the reply (at most 4096 bytes).
-   * @returns {Promise<ReplyState>}
-   */
-  interrupt(reason) {
-    const body = { status: 'incomplete' };
-    if (reason) body.reason = reason.slice(0, 4000);
-    return this.#end(body);
-  }
-
-  /** The first finish or interrupt; later calls answer the same promise. */
-  #end(body) {
-    this.#ending ??= this.#endOnce(body);
-    return this.#ending;
-  }
-
-  async #endOnce(body) {
-    this.#closed = true;
-    try {
-      // Drain all but the last batch, which goes with the finish.
-      await this.#idle();
-      while (!this.#ended && this.#queue.length > 0) {
-        const batch = this.#takeBatch();
-        if (this.#queue.length === 0) {
-          body = { ...body, offset: this.#state.offset, parts: batch };
-          break;
-        }
-        await this.#append(batch);
-      }
-      if (this.#failure) throw this.#failure;
-      if (!this.#ended) {
-        const state = await this.#retrying('finish', () => this.#post('finish', body));
-        this.#state = { ...this.#state, ...state };
-        this.#ended = true;
-      }
-      return this.state;
-    } catch (error) {
-      if (!(error instanceof PersistApiError) || !this.#settle(error, 'finish')) {
-        this.#fail(error);
-        throw error;
-      }
-      return this.state;
-    } finally {
-      this.#shutdown();
-    }
-  }
-
-  /** Waits until no append is in flight. */
-  async #idle() {
-    while (this.#inFlight) await this.#inFlight;
-  }
-
-  #takeBatch() {
-    const batch = [];
-    let bytes = 0;
-    while (this.#queue.length > 0 && batch.length < this.#options.maxBatchParts) {
-      const size = sizeOf(this.#queue[0]);
-      if (batch.length > 0 && bytes + size > this.#options.maxBatchBytes) break;
-      batch.push(this.#queue.shift());
-      bytes += size;
-    }
-    return batch;
-  }
-
-  #pump() {
-    if (this.#inFlight || this.#closed || this.#ended || this.#failure) {
-      if (!this.#inFlight) this.#wake();
-      return;
-    }
-    if (this.#queue.length === 0) {
-      this.#wake();
-      return;
-    }
-    const batch = this.#takeBatch();
-    this.#inFlight = this.#append(batch)
-      .catch((error) => this.#fail(error))
-      .finally(() => {
-        this.#inFlight = null;
-        this.#pump();
-      });
-  }
-
-  #wake(error = this.#failure ?? undefined) {
-    const waiters = this.#waiters.splice(0);
-    for (const waiter of waiters) waiter(error);
-  }
-
-  /** One append, retried on network failure with the same offset and parts. */
-  async #append(parts) {
-    const body = { offset: this.#state.offset, parts };
-    try {
-      const state = await this.#retrying('append', () => this.#post('parts', body));
-      this.#state = { ...this.#state, ...state };
-      this.#armRenew();
-    } catch (error) {
-      if (error instanceof PersistApiError && this.#settle(error, 'append')) return;
-      throw error;
-    }
-  }
-
-  /** A 409 that says the reply has ended (stopped, or settled): true when handled. `via` names the call. */
-  #settle(error, via) {
-    if (error.code === 'reply_stopped') {
-      this.#onStopped(via);
-      return true;
-    }
-    if (error.code === 'reply_ended') {
-      this.#onEnded(error.error.status, via);
-      return true;
-    }
-    return false;
-  }
-
-  /** @param {string} via What told of the stop: `signals`, `append`, `renew` or `finish`. */
-  #onStopped(via) {
-    if (this.#ended && this.stopped) return;
-    this.#ended = true;
-    this.#state = { ...this.#state, status: 'incomplete', end: 'stopped' };
-    this.#queue.length = 0;
-    this.#options.log('stopped', { reply_id: this.id, via });
-    this.#controller.abort(new ReplyStoppedError(this.id));
-    this.#shutdown();
-    this.#wake();
-  }
-
-  /** @param {string} [status] `completed`/`incomplete` (a 409's), or persist's end name (a signal's). */
-  #onEnded(status, via) {
-    if (this.#ended) return;
-    this.#ended = true;
-    const completed = status === 'completed' || status === 'complete';
-    this.#state = { ...this.#state, status: completed ? 'completed' : 'incomplete' };
-    this.#queue.length = 0;
-    this.#options.log('ended', { reply_id: this.id, status, via });
-    this.#controller.abort(new ReplyEndedError(this.id, status));
-    this.#shutdown();
-    this.#wake();
-  }
-
-  #fail(error) {
-    if (this.#failure) return;
-    this.#failure = error;
-    this.#queue.length = 0;
-    this.#options.log('failed', { reply_id: this.id, error: String(error?.message ?? error) });
-    if (!this.#controller.signal.aborted) this.#controller.abort(error);
-    this.#shutdown();
-    this.#wake(error);
-  }
-
-  /**
-   * `call`, tried again on a network failure (or a 5xx/429) until the lease would run out:
-   * persist writes a repeated append or finish once.
-   */
-  async #retrying(what, call) {
-    const deadline = Date.now() + this.#options.leaseMs;
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        return await call();
-      } catch (error) {
-        if (!isTransient(error) || Date.now() + 100 > deadline) throw error;
-        const wait = Math.min(2000, 50 * 2 ** attempt, Math.max(0, deadline - Date.now() - 50));
-        this.#options.log('retry', { reply_id: this.id, what, attempt: attempt + 1, error: String(error?.message ?? error) });
-        await sleep(wait);
-      }
-    }
-  }
-
-  #post(action, body) {
-    const path = `/v1/persist/conversations/${encodeURIComponent(this.conversationId)}/replies/${encodeURIComponent(this.id)}/${action}`;
-    return this.#client.request('POST', path, { body });
-  }
-
-  /** Renews the lease after `renewEveryMs` without a write. */
-  #armRenew() {
-    clearTimeout(this.#renewTimer);
-    if (this.#ended || this.#failure) return;
-    this.#renewTimer = setTimeout(() => this.#renew(), this.#options.renewEveryMs);
-    this.#renewTimer.unref?.(); // the lease alone keeps no process alive
-  }
-
-  async #renew() {
-    if (this.#ended || this.#failure) return;
-    if (this.#inFlight) {
-      // The append in flight renews the lease.
-      this.#armRenew();
-      return;
-    }
-    try {
-      const state = await this.#retrying('renew', () => this.#post('renew', undefined));
-      this.#state = { ...this.#state, expires_at: state.expires_at };
-    } catch (error) {
-      if (!(error instanceof PersistApiError && this.#settle(error, 'renew'))) this.#fail(error);
-      return;
-    }
-    this.#armRenew();
-  }
-
-  /** Holds `GET …/signals`: a `stop` event aborts the model call at once, before the next append tells. */
-  async #watchSignals() {
-    const path = `/v1/persist/conversations/${encodeURIComponent(this.conversationId)}/replies/${encodeURIComponent(this.id)}/signals`;
-    while (!this.#ended && !this.#failure && !this.#signals.signal.aborted) {
-      try {
-        const response = await this.#client.fetch(`${this.#client.baseUrl}${path}`, {
-          headers: this.#client.headers({ accept: 'text/event-stream' }),
-          signal: this.#signals.signal,
-        });
-        if (!response.ok) {
-          await response.body?.cancel();
-          return; // 404: the writer's own calls tell what happened.
-        }
-        for await (const event of sseEvents(response.body)) {
-          if (event.event === 'stop') this.#onStopped('signals');
-          // `end` for this writer's own finish is no news; else persist ended it (the lease ran out).
-          else if (event.event === 'end' && !this.#closed) this.#onEnded(JSON.parse(event.data || '{}').status, 'signals');
-          if (this.#ended) return;
-        }
-      } catch {
-        if (this.#signals.signal.aborted) return;
-      }
-      await sleep(500); // the connection dropped: hold it again
-    }
-  }
-
-  #shutdown() {
-    clearTimeout(this.#renewTimer);
-    this.#signals.abort();
+    const leaseMs = (leaseSeconds ?? 30) * 1000;
+    const reply = new LiveReply(httpTransport(client, conversationId, state.id), state, { ...rest, leaseMs, watch });
+    reply.conversationId = conversationId;
+    reply.items = state.items ?? [];
+    return reply;
   }
 }
 
@@ -577,60 +269,3 @@ export async function* sseEvents(body) {
   }
 }
 
-/**
- * Writes an AI SDK UI message stream (`streamText(...).toUIMessageStream()`) into a live reply:
- * text and reasoning deltas, tool calls (`tool-input-available`) and their outputs or errors,
- * files. At `finish` the reply is finished complete (incomplete if the stream carried an
- * `error`); at `abort`, or a stream that ends or fails without `finish`, it is ended
- * incomplete with the reason. A reply a client stopped stays as persist ended it.
- *
- * The stream is consumed here: followers read the reply from persist (`GET
- * /v1/persist/conversations/{id}/stream`), on any instance.
- *
- * @param {ReadableStream<any> | AsyncIterable<any>} uiMessageStream UI message chunks.
- * @param {LiveReply} reply
- * @param {{onChunk?: (chunk: any) => void}} [options]
- * @returns {Promise<ReplyState>} How the reply ended.
- */
-export async function pipeUiStreamToPersist(uiMessageStream, reply, { onChunk } = {}) {
-  let errorText;
-  try {
-    for await (const chunk of uiMessageStream) {
-      onChunk?.(chunk);
-      switch (chunk.type) {
-        case 'text-delta':
-          reply.text(chunk.delta);
-          break;
-        case 'reasoning-delta':
-          reply.reasoning(chunk.delta);
-          break;
-        case 'tool-input-available':
-          reply.toolCall(chunk.toolCallId, chunk.toolName, chunk.input);
-          break;
-        case 'tool-output-available':
-          if (!chunk.preliminary) reply.toolResult(chunk.toolCallId, chunk.output);
-          break;
-        case 'tool-output-error':
-          reply.toolResult(chunk.toolCallId, chunk.errorText, { isError: true });
-          break;
-        case 'file':
-          reply.file(chunk.mediaType, chunk.url);
-          break;
-        case 'error':
-          errorText = chunk.errorText ?? 'error';
-          break;
-        case 'abort':
-          return await reply.interrupt(chunk.reason ? `aborted: ${chunk.reason}` : 'aborted');
-        case 'finish':
-          return errorText === undefined ? await reply.finish() : await reply.interrupt(errorText);
-        default:
-          break; // start, steps, tool-input-start/-delta, sources, data-*: not stored as parts
-      }
-    }
-    return await reply.interrupt(errorText ?? 'the model stream ended without finish');
-  } catch (error) {
-    if (reply.signal.aborted) return reply.interrupt('aborted');
-    await reply.interrupt(`the model stream failed: ${error?.message ?? error}`).catch(() => {});
-    throw error;
-  }
-}
