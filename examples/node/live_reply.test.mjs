@@ -13,6 +13,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { AbstractChat, DefaultChatTransport, UI_MESSAGE_STREAM_HEADERS } from 'ai';
+import {
+  Session,
+  SplitTransport,
+  assistantOf,
+  chatClient,
+  expectedReply,
+  textOf,
+  tokensIn,
+  waitForTokens,
+  within,
+} from '../../crates/serve/clients/ai-sdk/chat-client.mjs';
 
 const A = baseUrl('PERSIST_SERVER_A');
 const B = baseUrl('PERSIST_SERVER_B');
@@ -25,184 +36,18 @@ function baseUrl(name) {
   return value.replace(/\/+$/, '');
 }
 
-/** The whole reply the server generates for `n` tokens. */
-function expectedReply(n) {
-  return Array.from({ length: n }, (_, i) => `token${i}`).join(' ');
-}
-
-/** How many tokens `text` holds, after checking that it is a prefix of the canned reply. */
-function tokensIn(text, n) {
-  if (text === '') return 0;
-  const tokens = text.split(' ');
-  tokens.forEach((token, i) => assert.equal(token, `token${i}`, `token ${i} of ${JSON.stringify(text)}`));
-  assert.ok(tokens.length <= n, `more than ${n} tokens: ${JSON.stringify(text)}`);
-  return tokens.length;
-}
-
-function textOf(message) {
-  return (message?.parts ?? [])
-    .filter((part) => part.type === 'text')
-    .map((part) => part.text)
-    .join('');
-}
-
-function assistantOf(chat) {
-  const last = chat.messages.at(-1);
-  return last?.role === 'assistant' ? last : undefined;
-}
-
+/** A thread id of its own for each test. */
 function threadId(what) {
   return `vercel-${what}-${randomUUID()}`;
 }
 
-async function waitFor(what, predicate, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
+// The SDK's chat held in memory, a network that can be cut, a transport that sends through one
+// instance and resumes through another: what the AI SDK tests of persist share.
+const { Chat, transportTo: transportToApp } = chatClient({ AbstractChat, DefaultChatTransport });
 
-/** Waits until `chat`'s reply holds `count` tokens, failing at once if the chat failed. */
-async function waitForTokens(chat, n, count, who) {
-  await waitFor(`${count} tokens on the ${who}`, () => {
-    if (chat.status === 'error') throw new Error(`the ${who} failed: ${chat.error?.message}`);
-    return tokensIn(textOf(assistantOf(chat)), n) >= count;
-  });
-}
-
-async function within(what, promise, timeoutMs = 15_000) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A chat state held in memory: what `useChat`'s state is, without React. */
-class MemoryChatState {
-  status = 'ready';
-  error = undefined;
-  messages;
-
-  constructor(messages = []) {
-    this.messages = messages;
-  }
-
-  pushMessage = (message) => {
-    this.messages = this.messages.concat(this.snapshot(message));
-  };
-
-  popMessage = () => {
-    this.messages = this.messages.slice(0, -1);
-  };
-
-  replaceMessage = (index, message) => {
-    this.messages = this.messages.with(index, this.snapshot(message));
-  };
-
-  snapshot = (value) => structuredClone(value);
-}
-
-/** The SDK's chat (what `useChat` wraps), recording what its callbacks report. */
-class Chat extends AbstractChat {
-  constructor({ messages, ...init }) {
-    const finishes = [];
-    const errors = [];
-    super({
-      ...init,
-      state: new MemoryChatState(messages),
-      onFinish: (event) => finishes.push(event),
-      onError: (error) => errors.push(error),
-    });
-    this.finishes = finishes;
-    this.errors = errors;
-  }
-}
-
-/**
- * Everything one test opens: `fetch` ties each request to the test (aborted when it ends, so
- * nothing outlives it) and to `drop()`, which cuts the open responses as a lost network does
- * (the body fails with `TypeError: network error`, as in a browser).
- */
-class Session {
-  #end = new AbortController();
-  #open = new Set();
-
-  fetch = async (url, init = {}) => {
-    const drop = new AbortController();
-    this.#open.add(drop);
-    const signals = [this.#end.signal, drop.signal];
-    if (init.signal) signals.push(init.signal);
-    try {
-      return await fetch(url, { ...init, signal: AbortSignal.any(signals) });
-    } catch (error) {
-      this.#open.delete(drop);
-      throw error;
-    }
-  };
-
-  drop() {
-    for (const request of this.#open) request.abort(new TypeError('network error'));
-    this.#open.clear();
-  }
-
-  end() {
-    this.#end.abort();
-  }
-}
-
-/** `DefaultChatTransport` on one instance, with the default routes, asking for `reply`. */
-function transportTo(base, session, reply = { tokens: 20, delay_ms: 50 }) {
-  return new DefaultChatTransport({
-    api: `${base}/api/chat`,
-    body: { persist: reply },
-    fetch: session.fetch,
-  });
-}
-
-function recorded(stream, chunks) {
-  return stream.pipeThrough(
-    new TransformStream({
-      transform(chunk, controller) {
-        chunks.push(chunk);
-        controller.enqueue(chunk);
-      },
-    }),
-  );
-}
-
-/**
- * Sends through one instance and reconnects through another, as a load balancer may route
- * them; records the chunks each stream carried, parsed by the SDK.
- */
-class SplitTransport {
-  sent = [];
-  resumed = [];
-
-  constructor({ send, reconnect }) {
-    this.send = send;
-    this.reconnect = reconnect;
-    this.resumeStreamIsReplay = reconnect.resumeStreamIsReplay;
-  }
-
-  async sendMessages(options) {
-    const chunks = [];
-    this.sent.push(chunks);
-    return recorded(await this.send.sendMessages(options), chunks);
-  }
-
-  async reconnectToStream(options) {
-    const stream = await this.reconnect.reconnectToStream(options);
-    if (stream == null) return null;
-    const chunks = [];
-    this.resumed.push(chunks);
-    return recorded(stream, chunks);
-  }
+/** `DefaultChatTransport` to the instance at `base`, asking for `reply` (the mock model's options). */
+function transportTo(base, session, reply) {
+  return transportToApp({ url: base }, session, reply);
 }
 
 async function postStop(base, id, session) {

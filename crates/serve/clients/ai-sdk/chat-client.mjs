@@ -1,5 +1,5 @@
 // What the tests of a Node AI SDK chat app share, whatever stores its replies (persist serve over
-// HTTP here, persist-store in process in crates/node/tests): the app's processes and their JSON
+// HTTP here and in examples/node, persist-store in process in crates/node/tests): the app's processes and their JSON
 // logs, the SDK's chat held in memory as `useChat` holds it, a network that can be cut, and a
 // transport that sends through one app and resumes through another.
 import assert from 'node:assert/strict';
