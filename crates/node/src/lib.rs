@@ -157,18 +157,7 @@ impl NativeStore {
         let made = (|| {
             let options = arguments(&options)?;
             let url = StoreUrl::parse(&url)?;
-            if let StoreUrl::Sqlite(path) = &url {
-                let folder = path.parent().filter(|folder| !folder.as_os_str().is_empty());
-                if let Some(folder) = folder.filter(|folder| !folder.is_dir()) {
-                    return Err(PersistError::invalid(
-                        "url",
-                        format!(
-                            "{url}: the folder {} does not exist (persist creates the file, not its folders)",
-                            folder.display()
-                        ),
-                    ));
-                }
-            }
+            url.check_folder()?;
             let tenant = options.get("tenant").and_then(Value::as_str).map(TenantId::new).transpose()?;
             let settings = Settings::of(&options)?;
             Ok(Self {

@@ -87,6 +87,28 @@ impl StoreUrl {
         ))
     }
 
+    /// `InvalidInput` naming `url` when the URL is a SQLite file in a folder that does not exist:
+    /// persist creates the file, not its folders. Opening checks it; a host that opens later
+    /// (on its first call) checks it first, to tell the caller where the URL is given.
+    ///
+    /// # Errors
+    ///
+    /// As said, the message naming the folder.
+    pub fn check_folder(&self) -> Result<()> {
+        let Self::Sqlite(path) = self else { return Ok(()) };
+        let folder = path.parent().filter(|folder| !folder.as_os_str().is_empty());
+        match folder.filter(|folder| !folder.is_dir()) {
+            None => Ok(()),
+            Some(folder) => Err(PersistError::invalid(
+                "url",
+                format!(
+                    "{self}: the folder {} does not exist (persist creates the file, not its folders)",
+                    folder.display()
+                ),
+            )),
+        }
+    }
+
     /// Opens the store: a SQLite file (created when missing), a PostgreSQL schema (made when
     /// missing, migrated as [`PostgresBackend::builder`](crate::postgres::PostgresBackend)'s
     /// defaults do), or an empty in-process store, each with its backend's defaults, as a
@@ -188,6 +210,7 @@ impl StoreUrl {
         match self {
             #[cfg(feature = "sqlite")]
             Self::Sqlite(path) => {
+                self.check_folder()?;
                 let backend = sqlite(persist_sqlite::SqliteBackend::builder(path)).open().await?;
                 Ok(OpenStore { pipeline: Pipeline::new(backend.clone()), backend: Backend::Sqlite(backend) })
             }

@@ -190,19 +190,7 @@ fn sqlite_settings(
             ));
         }
     };
-    if let StoreUrl::Sqlite(path) = url {
-        let folder = path.parent().filter(|folder| !folder.as_os_str().is_empty());
-        if let Some(folder) = folder.filter(|folder| !folder.is_dir()) {
-            return Err(PersistError::invalid(
-                "url",
-                format!(
-                    "{}: the folder {} does not exist (persist creates the file, not its folders)",
-                    url,
-                    folder.display()
-                ),
-            ));
-        }
-    }
+    url.check_folder()?;
     Ok(SqliteSettings { busy_timeout, durability })
 }
 
