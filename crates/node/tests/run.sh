@@ -23,4 +23,4 @@ cd "$here"
 # --no-save: the lockfile keeps the registry's packages only.
 npm install --no-save --offline --no-audit --no-fund --loglevel=error "$out"/persist-store-*.tgz "$out"/platforms/*.tgz
 node_modules/.bin/tsc -p tsconfig.json
-npm test
+PERSIST_STORE_TARBALLS="$out" npm test
