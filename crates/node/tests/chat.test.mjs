@@ -1,9 +1,10 @@
 // The AI SDK's chats on persist-store, as the SDK's own client sees them: two app processes
 // (app.mjs, persist in process) on one store, once on a SQLite file and once on a PostgreSQL
-// schema. A reply cut off on one process and resumed on the other arrives whole and once; a
-// stop sent to the other process stops the model call; `kill -9` of the writing process leaves
-// the partial reply, settled interrupted; a reload answers the same UIMessage[], which the SDK
-// validates, and a second turn continues from it.
+// schema. A reply cut off on one process and resumed on the other arrives whole and once, and
+// `readUIMessageStream` follows one there to its end; a stop sent to the other process stops
+// the model call; `kill -9` of the writing process leaves the partial reply, settled
+// interrupted; a reload answers the same UIMessage[], which the SDK validates, and a second turn
+// continues from it.
 //
 // Env: PERSIST_STORE_TESTS_POSTGRES (a postgres:// URL; each run uses a schema of its own and
 // drops it). Without it the PostgreSQL half is skipped, unless CI is set: then it fails.
@@ -15,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { AbstractChat, DefaultChatTransport, validateUIMessages } from 'ai';
+import { AbstractChat, DefaultChatTransport, readUIMessageStream, validateUIMessages } from 'ai';
 
 import {
   App,
@@ -180,6 +181,27 @@ for (const [name, url] of STORES) {
         assert.equal(textOf(stored.at(-1)), text, 'the stored text is what the clients have');
         assert.equal(stored.at(-1).metadata?.persist?.status, 'interrupted');
         assert.equal((await stop(appA, id, session)).stopped, false, 'a second stop: nothing runs');
+      } finally {
+        session.end();
+      }
+    });
+
+    test('readUIMessageStream follows a running reply through the other process; a chat with none is 204', { timeout: 30_000 }, async () => {
+      const session = new Session();
+      try {
+        assert.equal(await transportTo(appB, session).reconnectToStream({ chatId: chatId('none') }), null, 'nothing to resume: 204');
+        const id = chatId('read');
+        const n = 150;
+        const chat = new Chat({ id, transport: transportTo(appA, session, { tokens: n, delay_ms: 10 }) });
+        const sending = chat.sendMessage({ text: 'Count.' });
+        await waitForTokens(chat, n, 3, 'chat');
+        const stream = await transportTo(appB, session).reconnectToStream({ chatId: id });
+        assert.ok(stream, 'a running reply to follow');
+        let last;
+        for await (const message of readUIMessageStream({ stream })) last = message;
+        await within('the sender', sending);
+        assert.equal(textOf(last), expectedReply(n));
+        assert.equal(last.id, assistantOf(chat).id);
       } finally {
         session.end();
       }
