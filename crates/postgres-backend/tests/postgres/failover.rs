@@ -77,14 +77,21 @@ async fn writers_read_their_writes_from_the_standbys_through_a_failover() {
                     }
                     acked += 1;
                     // Its own write, read back at once (a standby's answer only once it has it).
-                    let read = loop {
-                        match pipeline.list(ListMessages::new(thread.clone()).with_limit(1000)).await {
-                            Ok(page) => break page,
+                    // Every page: a writer makes as many writes as the machine's speed allows.
+                    let (mut texts, mut query) = (Vec::new(), ListMessages::new(thread.clone()).with_limit(1000));
+                    loop {
+                        match pipeline.list(query.clone()).await {
+                            Ok(page) => {
+                                texts.extend(page.items.iter().map(|message| message.content.to_text()));
+                                match query.next_page(&page) {
+                                    Some(next) => query = next,
+                                    None => break,
+                                }
+                            }
                             Err(PersistError::Temporary { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
                             Err(error) => panic!("w{w} reading: {error}"),
                         }
-                    };
-                    let texts: Vec<String> = read.items.iter().map(|message| message.content.to_text()).collect();
+                    }
                     let expected: Vec<String> = (0..acked).map(|n| format!("w{w}-{n}")).collect();
                     assert_eq!(texts, expected, "w{w} reads every write it made, once, in order");
                     tokio::time::sleep(Duration::from_millis(10)).await;
