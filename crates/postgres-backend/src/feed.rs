@@ -9,7 +9,7 @@
 //! Writers never sequence: a pass is a write transaction of its own (a second commit for every
 //! write would cost writers a quarter of their throughput). After this instance's writes, a
 //! task sends `NOTIFY persist_feed` (payload: the schema), a small transaction of its own that
-//! writes no table, at most once every 10 ms (the writes of that time share it; one that
+//! writes no table, at most once every 2 ms (the writes of that time share it; one that
 //! fails is sent again). Passes run where events are read: before every feed read (so a reader
 //! sees every write committed before it asked), in each listening instance when notified and
 //! every second (for an instance that died between its commit and its notification: a lost
@@ -54,8 +54,11 @@ const TICK: Duration = Duration::from_secs(1);
 /// URL to listen on).
 const POLL: Duration = Duration::from_millis(250);
 /// The shortest time between two notifications of one instance: the writes of that time share
-/// one (a notification takes a lock every notifying commit of the server waits for).
-const NOTIFY_GAP: Duration = Duration::from_millis(10);
+/// one (a notification takes a lock every notifying commit of the server waits for). A
+/// follower on another instance waits for it: 10 ms here made a live reply's tokens arrive
+/// 9–11 ms after their append (p50, one follower); 2 ms, 5–9 ms (`crates/serve/clients/ai-sdk`'s
+/// bench, 28 Nov 2026).
+const NOTIFY_GAP: Duration = Duration::from_millis(2);
 /// How often each instance numbers what is pending and applies retention.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 

@@ -162,9 +162,9 @@ async fn deltas_go_after_their_age_and_their_events_stay() {
     support::drop_schema(&schema).await;
 }
 
-/// An instance that writes without a pause (a write at least every 10 ms, each announced) still
-/// numbers its events and applies retention every few seconds: the notifications, always due
-/// first, once kept both from ever running while the writes went on.
+/// An instance that writes without a pause (a write at least every notification gap, each
+/// announced) still numbers its events and applies retention every few seconds: the
+/// notifications, always due first, once kept both from ever running while the writes went on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_runs_while_writes_keep_coming() {
     if !support::available().await {

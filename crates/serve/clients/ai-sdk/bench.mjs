@@ -849,7 +849,7 @@ function renderReport({ results, breakdown, machine, DELTAS, FOLLOWERS, PACE_MS,
     pa
       ? `- One append request (per-append, as fast as possible, N=${pa.n}): ${fmt(pa.appendMs.mean, 2)} ms at the writer; persist A answers it in ${fmt(parts.ms, 2)} ms, of which store calls ${fmt(storeMs, 2)} ms (${opsLine}); the rest, ${fmt(pa.appendMs.mean - parts.ms, 2)} ms, is HTTP and the writer's fetch. A bare round trip to persist serve (GET /health, no store) takes ${fmt(breakdown.health?.mean, 2)} ms.`
       : '- (no per-append run)',
-    `- From the append's answer at the writer to the follower (per-append, as fast as possible; p50 / p99): ${propagation}. That is A's notification (at most one per 10 ms), B's sequencing pass and read of the feed, and B's reads for each follower.`,
+    `- From the append's answer at the writer to the follower (per-append, as fast as possible; p50 / p99): ${propagation}. That is A's notification (at most one per 2 ms), B's sequencing pass and read of the feed, and B's reads for each follower.`,
     `- Instance B's store calls per append, for its followers (per-append, as fast as possible): ${fanout}.`,
   ].join('\n');
   const facts = [
