@@ -52,17 +52,7 @@ impl Settings {
                 }
             },
         };
-        let durability = match options.get("durability").and_then(Value::as_str) {
-            None => None,
-            Some("normal") => Some(Durability::Normal),
-            Some("full") => Some(Durability::Full),
-            Some(other) => {
-                return Err(PersistError::invalid(
-                    "durability",
-                    format!("durability {other:?}: give \"normal\" or \"full\""),
-                ));
-            }
-        };
+        let durability = options.get("durability").and_then(Value::as_str).map(str::parse::<Durability>).transpose()?;
         Ok(Self { busy_timeout, durability })
     }
 }

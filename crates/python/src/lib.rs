@@ -179,17 +179,7 @@ fn sqlite_settings(
             })
         })
         .transpose()?;
-    let durability = match durability {
-        None => None,
-        Some("normal") => Some(Durability::Normal),
-        Some("full") => Some(Durability::Full),
-        Some(other) => {
-            return Err(PersistError::invalid(
-                "durability",
-                format!("durability {other:?}: give \"normal\" or \"full\""),
-            ));
-        }
-    };
+    let durability = durability.map(str::parse::<Durability>).transpose()?;
     url.check_folder()?;
     Ok(SqliteSettings { busy_timeout, durability })
 }

@@ -28,6 +28,29 @@ pub enum Durability {
     Full,
 }
 
+/// A durability by name, as a host's settings give it: `"normal"` or `"full"`.
+///
+/// ```
+/// use persist::sqlite::Durability;
+///
+/// assert_eq!("full".parse::<Durability>()?, Durability::Full);
+/// assert!("fast".parse::<Durability>().is_err());
+/// # Ok::<_, persist::PersistError>(())
+/// ```
+impl std::str::FromStr for Durability {
+    type Err = PersistError;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "normal" => Ok(Self::Normal),
+            "full" => Ok(Self::Full),
+            other => {
+                Err(PersistError::invalid("durability", format!("durability {other:?}: give \"normal\" or \"full\"")))
+            }
+        }
+    }
+}
+
 /// Configures and opens a [`SqliteBackend`](crate::SqliteBackend).
 ///
 /// # Example
