@@ -84,6 +84,7 @@
 //! | [`vectors`] | embeddings and recall: nearest first by cosine (ties by thread and seq), scopes (thread, tenant, a user's threads by metadata) and filters (roles, time, status), never another tenant's, a model's dimensions fixed per tenant and every mismatch refused, vectors written in their message's own write (an add's, a turn's) or refused with it, vectors removed with their messages (deletes, truncation, clear, purge, a change of content), hybrid recall fused with full text and neighbours, a thread's vectors listed as stored with their messages' role, status and creation time; an embed is one event of the feed, and every change of a vector, a role, a status, a thread's metadata or liveness has one (those gated on `feed` too) (gated on `vectors`) |
 //! | [`vector_index`] | persist-recall's `VectorIndex` over the backend answers every `nearest` exactly as its scan (random stores and filters, after every write that moves vectors, another handle's writes, over its budget) (gated on `vectors` and `feed`) |
 //! | [`working`] | working memory: a document per tenant and resource, patched (JSON merge patch) and replaced inside the store's write, versioned, compare-and-set with an expected version, racing patches through two handles never lost, tenants apart, bad input refused, each write an event of its resource in the change feed (gated on `working_memory`) |
+//! | [`records`] | records: opaque values per tenant, space and key, read by a space or a prefix of spaces by key then space (bytewise) both ways with paging, inserts that keep a live record, touches, deletes of a record and of whole spaces, expiry that hides, is written over and is swept, tenants apart, bad input refused with nothing written (gated on `records`) |
 //! | [`search`] | full-text search: the query rules (any order, case, phrases, prefixes, punctuation, no stemming, accents kept), text and tool results indexed (not reasoning, tool calls or placeholders), the index following every write (replace, delete, truncate, purge), newest-first cursor paging (ties bytewise), scopes and filters, bad input, another handle's writes (gated on `search`) |
 //! | [`bad_input`] | every kind of bad input gets its own typed error and leaves the store unchanged |
 //! | [`sessions`] | bindings per (agent, thread): upsert keeps `created_at`, reset, provider/runtime guard with reasons, compare-and-set invalidate, races, deleted threads, a thread's bindings listed with their state (gated on `sessions`) |
@@ -118,6 +119,7 @@ pub mod maintenance;
 pub mod model;
 pub mod once;
 pub mod pagination;
+pub mod records;
 pub mod reserve;
 pub mod restore;
 pub mod search;
@@ -446,6 +448,13 @@ macro_rules! __for_each_check {
                 check_working_memory_refuses_bad_input,
                 check_working_memory_lists_by_tenant_and_resource,
                 check_working_memory_writes_are_in_the_feed,
+            }
+            records {
+                check_records_read_by_space_and_prefix,
+                check_records_put_insert_and_delete,
+                check_records_expire,
+                check_records_are_per_tenant,
+                check_records_refuse_bad_input,
             }
             maintenance {
                 check_stranded_finds_only_old_reservations,

@@ -121,4 +121,6 @@ pub use self::request::args::{PersistArgs, Target};
 pub use self::request::result::{
     Added, ContentUpdated, Deleted, PersistResult, Reserved, Restored, TurnAppended, Updated,
 };
-pub use self::request::{args, branch, lease, once, read, restore, search, session, spent, summary, vector, working};
+pub use self::request::{
+    args, branch, lease, once, read, records, restore, search, session, spent, summary, vector, working,
+};

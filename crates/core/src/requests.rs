@@ -113,6 +113,10 @@ macro_rules! requests {
             ListMemories = "list_memories", read: #[serde(skip)] Memories(ListMemories) -> Memories;
             /// List the vectors stored for a thread's messages (see [`vector`](crate::vector)).
             ListEmbeddings = "list_embeddings", read: #[serde(skip)] Embeddings(ListEmbeddings) -> Embeddings;
+            /// Write, touch or delete records (see [`records`](crate::records)).
+            WriteRecords = "write_records", other: WriteRecords(WriteRecords) -> RecordsWritten;
+            /// Read a page of records (see [`records`](crate::records)).
+            ReadRecords = "read_records", read: #[serde(skip)] ReadRecords(ReadRecords) -> Records;
         }
     };
 }
@@ -199,6 +203,14 @@ macro_rules! calls {
                 -> crate::Page<crate::working::WorkingMemory, crate::working::MemoryCursor> = Memories,
                 (unless Memories |request| request.across_tenants),
                 memories(Memories);
+            /// Writes, touches or deletes the request's tenant's records, all in one transaction;
+            /// see [`records`](crate::records).
+            write_records(crate::records::WriteRecords) -> crate::records::RecordsWritten = RecordsWritten, scoped;
+            /// Reads a page of the request's tenant's records, by key then space, expired ones
+            /// never; see [`ReadRecords`](crate::records::ReadRecords).
+            read_records(crate::records::ReadRecords)
+                -> crate::Page<crate::records::Record, crate::records::RecordCursor> = Records, scoped,
+                records(ReadRecords);
             /// Finds reservations nobody wrote to since a cutoff, in the request's tenant or
             /// [`across_tenants`](crate::read::FindStranded::across_tenants) (maintenance;
             /// `cleanup_stranded`, in `persist-ops`, marks them interrupted).

@@ -215,6 +215,13 @@ impl Sealer {
                         .into(),
                 });
             }
+            // Records are bytes of the app's own format, which this layer does not seal yet:
+            // refused rather than stored in the clear.
+            PersistArgs::WriteRecords(_) | PersistArgs::ReadRecords(_) => {
+                return Err(PersistError::Unsupported {
+                    what: "records through EncryptLayer: their values would be stored unsealed".into(),
+                });
+            }
             PersistArgs::Threads(query) => {
                 if let Some(key) = query.filter.as_map().keys().find(|k| self.metadata_keys.contains(*k)) {
                     return Err(PersistError::invalid(

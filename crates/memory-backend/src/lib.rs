@@ -42,6 +42,7 @@ use persist_core::branch::{Branch, Branches, BranchesOf, ListBranches, unknown_m
 use persist_core::feed::{FeedHub, FeedPage, FeedRetention, MemoryFeed, ReadFeed};
 use persist_core::lease::{Lease, Leased};
 use persist_core::read::{GetMessage, GetThread, ListMessages, ListThreads, ThreadCursor, newest_first};
+use persist_core::records::{self, ReadRecords, RecordCursor};
 use persist_core::search::{Search, SearchCursor, SearchHit, SearchScope, indexed_text};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
@@ -304,6 +305,18 @@ impl Backend for MemoryBackend {
         self.lock().memories(&query)
     }
 
+    async fn records(&self, query: ReadRecords) -> Result<Page<records::Record, RecordCursor>> {
+        query.validate()?;
+        let now = Timestamp::now();
+        let tenant = persist_core::raw::tenant_key(query.tenant()).to_owned();
+        let state = self.lock();
+        let found = state
+            .records
+            .iter()
+            .filter(|((t, space, key), record)| *t == tenant && query.admits(space, key, record.expires_at, now));
+        Ok(query.page(found.map(|(_, record)| record.clone()).collect()))
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let state = self.lock();
         let Some(ts) = state.visible(&query.thread_id, query.tenant()) else {
@@ -343,6 +356,7 @@ impl Backend for MemoryBackend {
             .with_search(true)
             .with_vectors(true)
             .with_working_memory(true)
+            .with_records(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub(crate) models: HashMap<(Option<TenantId>, String), usize>,
     /// Working memory documents, per tenant and resource.
     pub(crate) memories: HashMap<(Option<TenantId>, persist_core::ResourceId), persist_core::working::WorkingMemory>,
+    /// Records, by tenant key, space and key.
+    pub(crate) records: std::collections::BTreeMap<(String, String, String), persist_core::records::Record>,
     /// How long a removed message's key is remembered (`None`: the default, see
     /// `persist::spent`).
     pub(crate) key_retention: Option<std::time::Duration>,
@@ -174,6 +176,12 @@ impl State {
                 let written = state.write_memory(write, now)?;
                 state.changed(|| Change::memory(written.tenant.clone(), written.resource.clone(), written.version));
                 Ok(PersistResult::MemoryWritten(written))
+            }
+            PersistArgs::WriteRecords(write) => {
+                write.validate()?;
+                let changed =
+                    persist_core::records::apply_to_map(&mut state.records, write.tenant(), &write.writes, now);
+                Ok(PersistResult::RecordsWritten(persist_core::records::RecordsWritten::new(changed)))
             }
             PersistArgs::SetOnce(request) => {
                 request.validate()?;

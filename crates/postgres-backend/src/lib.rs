@@ -168,6 +168,7 @@ mod migrations;
 mod pool;
 mod pooler;
 mod reads;
+mod records;
 mod replicas;
 mod rows;
 mod schema;
@@ -186,6 +187,7 @@ use persist_core::branch::{Branches, ListBranches};
 use persist_core::feed::{FeedHub, FeedPage, ReadFeed};
 use persist_core::lease::{Lease, Leased};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
+use persist_core::records::{ReadRecords, Record, RecordCursor};
 use persist_core::search::{Search, SearchCursor, SearchHit};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
@@ -459,6 +461,10 @@ impl Backend for PostgresBackend {
         self.read(&query.context, async |conn| working::memories(conn, &query).await).await
     }
 
+    async fn records(&self, query: ReadRecords) -> Result<Page<Record, RecordCursor>> {
+        self.read(&query.context, async |conn| records::records(conn, &query).await).await
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         let read = async |conn: &mut PgConnection| branches::branches(conn, &query).await;
         self.read_snapshot(&query.context, read).await
@@ -467,7 +473,11 @@ impl Backend for PostgresBackend {
     fn capabilities(&self) -> Capabilities {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
         let caps = caps.with_restore(true).with_feed(self.feed.is_some()).with_branches(true);
-        caps.with_summaries(true).with_search(self.search).with_vectors(true).with_working_memory(true)
+        caps.with_summaries(true)
+            .with_search(self.search)
+            .with_vectors(true)
+            .with_working_memory(true)
+            .with_records(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

@@ -33,6 +33,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (16, "working memory", include_str!("../migrations/0016_working_memory.sql")),
     (17, "working memory feed", include_str!("../migrations/0017_working_memory_feed.sql")),
     (18, "spent keys", include_str!("../migrations/0018_spent_keys.sql")),
+    (19, "records", include_str!("../migrations/0019_records.sql")),
 ];
 
 /// The migrations, in version order.

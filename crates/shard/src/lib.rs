@@ -93,6 +93,7 @@ use persist_core::raw::merge;
 use persist_core::read::{
     FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Stranded, ThreadCursor,
 };
+use persist_core::records::{ReadRecords, Record, RecordCursor};
 use persist_core::search::{Search, SearchCursor, SearchHit, SearchScope};
 use persist_core::session::{
     Bind, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding, StoredBinding,
@@ -322,6 +323,10 @@ impl Backend for Shards {
 
     async fn read_memory(&self, query: ReadMemory) -> Result<Option<WorkingMemory>> {
         self.reading(query.context.tenant()).await?.read_memory(query).await
+    }
+
+    async fn records(&self, query: ReadRecords) -> Result<Page<Record, RecordCursor>> {
+        self.reading(query.context.tenant()).await?.records(query).await
     }
 
     async fn memories(&self, query: ListMemories) -> Result<Page<WorkingMemory, MemoryCursor>> {

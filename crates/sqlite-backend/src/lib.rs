@@ -133,6 +133,7 @@ mod lane;
 mod limits;
 mod migrations;
 mod reads;
+mod records;
 mod rows;
 mod search;
 mod shared;
@@ -158,6 +159,7 @@ use persist_core::branch::{Branches, ListBranches};
 use persist_core::feed::{FeedHub, FeedPage, ReadFeed};
 use persist_core::lease::{Lease, Leased};
 use persist_core::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Stranded, ThreadCursor};
+use persist_core::records::{ReadRecords, Record, RecordCursor};
 use persist_core::search::{Search, SearchCursor, SearchHit};
 use persist_core::session::{
     Bind, BindingState, InvalidateSession, ListBindings, ResetSession, Resolution, Resolve, SessionBinding,
@@ -429,6 +431,10 @@ impl Backend for SqliteBackend {
         working::memories(&self.shared.readers, &query).await
     }
 
+    async fn records(&self, query: ReadRecords) -> Result<Page<Record, RecordCursor>> {
+        records::records(&self.shared.readers, &query).await
+    }
+
     async fn branches(&self, query: ListBranches) -> Result<Branches> {
         tokio::task::consume_budget().await;
         self.shared.direct.branches(&query)
@@ -438,7 +444,7 @@ impl Backend for SqliteBackend {
         let caps = Capabilities::new().with_durable(true).with_shared_storage(true).with_sessions(true);
         let caps = caps.with_restore(true).with_feed(self.shared.hub.is_some()).with_branches(true);
         let caps = caps.with_summaries(true).with_search(self.shared.search).with_vectors(true);
-        caps.with_working_memory(true)
+        caps.with_working_memory(true).with_records(true)
     }
 
     async fn summaries(&self, query: ListSummaries) -> Result<Page<Summary>> {

@@ -45,6 +45,7 @@ const FILES: &[(i64, &str, &str)] = &[
     (22, "spent keys", include_str!("../migrations/0022_spent_keys.sql")),
     (23, "embed feed", include_str!("../migrations/0023_embed_feed.sql")),
     (24, "search pending", include_str!("../migrations/0024_search_pending.sql")),
+    (25, "records", include_str!("../migrations/0025_records.sql")),
 ];
 
 /// The migrations, in version order.
@@ -65,7 +66,7 @@ pub(crate) fn known() -> impl Iterator<Item = (persist_core::schema::SchemaMigra
 /// writes only; version 23 named the op of an `embed`'s event in the feed's view, which an older
 /// file, without such events, reads as it is. Version 24 added the table of messages waiting
 /// for the search index, which a search reads when the file has it (an older file has none
-/// waiting).
+/// waiting). Version 25 added the records' table, which only a read of records reads.
 const OLDEST_READ_AS_IS: i64 = 17;
 
 /// Refuses a file whose schema this crate cannot read as it is: a read-only handle cannot

@@ -34,7 +34,7 @@ macro_rules! define_ops {
         /// assert_eq!(PersistOp::UpdateContent.to_string(), "update_content");
         /// assert!(PersistOp::List.is_read() && !PersistOp::List.is_message_write());
         /// assert!(PersistOp::Add.is_message_write());
-        /// assert_eq!(PersistOp::ALL.len(), 32);
+        /// assert_eq!(PersistOp::ALL.len(), 34);
         /// ```
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]

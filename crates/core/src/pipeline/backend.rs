@@ -14,6 +14,7 @@ use crate::model::error::{PersistError, Result};
 use crate::model::id::ThreadId;
 use crate::model::{Message, Thread};
 use crate::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Page, Stranded, ThreadCursor};
+use crate::records::{ReadRecords, Record, RecordCursor};
 use crate::request::result::PersistResult;
 use crate::search::{Search, SearchCursor, SearchHit};
 use crate::session::{
@@ -186,6 +187,15 @@ pub trait Backend: Send + Sync + 'static {
     fn memories(&self, query: ListMemories) -> impl Future<Output = Result<Page<WorkingMemory, MemoryCursor>>> + Send {
         let _ = query;
         async { Err(PersistError::Unsupported { what: "working memory on this backend".into() }) }
+    }
+
+    /// A page of the request's tenant's records, by key then space, expired ones never (see
+    /// [`ReadRecords`]). A backend that keeps them declares [`Capabilities::records`] and
+    /// answers [`WriteRecords`](crate::records::WriteRecords) in [`apply`](Self::apply), every
+    /// change in one transaction; the default answers `Unsupported`.
+    fn records(&self, query: ReadRecords) -> impl Future<Output = Result<Page<Record, RecordCursor>>> + Send {
+        let _ = query;
+        async { Err(PersistError::Unsupported { what: "records on this backend".into() }) }
     }
 
     /// The messages whose embeddings are nearest a [`Nearest`]'s query, most similar first (see

@@ -46,6 +46,8 @@ pub struct Capabilities {
     pub vectors: bool,
     /// Keeps working memory documents (see [`working`](crate::working)).
     pub working_memory: bool,
+    /// Keeps records (see [`records`](crate::records)).
+    pub records: bool,
 }
 
 impl Capabilities {
@@ -65,6 +67,7 @@ impl Capabilities {
         search: bool => with_search,
         vectors: bool => with_vectors,
         working_memory: bool => with_working_memory,
+        records: bool => with_records,
     }
 
     /// What both can do: for a store made of others, each request going to one of them.
@@ -87,6 +90,7 @@ impl Capabilities {
             search: self.search && other.search,
             vectors: self.vectors && other.vectors,
             working_memory: self.working_memory && other.working_memory,
+            records: self.records && other.records,
         }
     }
 }

@@ -140,6 +140,10 @@ impl<B: Backend> Future for TerminalFuture<B> {
                     let what = format!("`{}` (working memory) on this backend", args.op());
                     return Poll::Ready(Err(PersistError::Unsupported { what: what.into() }));
                 }
+                State::Start { backend, args } if args.uses_records() && !backend.capabilities().records => {
+                    let what = format!("`{}` (records) on this backend", args.op());
+                    return Poll::Ready(Err(PersistError::Unsupported { what: what.into() }));
+                }
                 // Reads, session requests and pings go to the backend method of the same name.
                 State::Start { backend, args } if !args.op().is_message_write() => {
                     this.state = State::Waiting(answer(backend, args));

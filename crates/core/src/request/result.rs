@@ -9,6 +9,7 @@ use crate::model::id::{MessageId, ThreadId};
 use crate::model::op::PersistOp;
 use crate::model::{Message, Thread};
 use crate::read::{Page, Stranded, ThreadCursor};
+use crate::records::{Record, RecordCursor, RecordsWritten};
 pub use crate::restore::Restored;
 use crate::search::{SearchCursor, SearchHit};
 use crate::session::{Resolution, SessionBinding, StoredBinding};
@@ -220,6 +221,11 @@ pub enum PersistResult {
     /// A page of `list_embeddings`.
     #[serde(skip)]
     Embeddings(Page<StoredEmbedding, EmbeddingCursor>),
+    /// What a `write_records` changed.
+    RecordsWritten(RecordsWritten),
+    /// A page of `read_records`.
+    #[serde(skip)]
+    Records(Page<Record, RecordCursor>),
 }
 
 impl PersistResult {
@@ -301,6 +307,7 @@ impl PersistResult {
             Self::Memory(found) => Some(usize::from(found.is_some())),
             Self::Memories(page) => Some(page.items.len()),
             Self::Embeddings(page) => Some(page.items.len()),
+            Self::Records(page) => Some(page.items.len()),
             _ => None,
         }
     }

@@ -74,6 +74,8 @@ fn accessors_cover_every_variant() {
         persist_core::working::WriteMemory::clear(persist_core::ResourceId::new("r").unwrap()).into(),
         persist_core::working::ListMemories::new().into(),
         persist_core::vector::ListEmbeddings::new(thread()).into(),
+        persist_core::records::WriteRecords::new(vec![persist_core::records::RecordWrite::Sweep]).into(),
+        persist_core::records::ReadRecords::space("s").into(),
     ];
     let ops: Vec<_> = all.iter().map(PersistArgs::op).collect();
     assert_eq!(ops, PersistOp::ALL);
@@ -87,6 +89,8 @@ fn accessors_cover_every_variant() {
                 | PersistOp::ReadMemory
                 | PersistOp::WriteMemory
                 | PersistOp::ListMemories
+                | PersistOp::WriteRecords
+                | PersistOp::ReadRecords
         ) || matches!(args, PersistArgs::Search(search) if search.thread_id().is_none())
             || matches!(args, PersistArgs::Nearest(query) if query.thread_id.is_none());
         assert_eq!(args.thread_id().is_none(), across_threads, "{:?}", args.op());

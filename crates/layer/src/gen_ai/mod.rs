@@ -80,7 +80,8 @@ pub fn memory_operation(op: PersistOp) -> Option<&'static str> {
         | PersistOp::Restore
         | PersistOp::Summarize
         | PersistOp::Embed
-        | PersistOp::WriteMemory => "update_memory",
+        | PersistOp::WriteMemory
+        | PersistOp::WriteRecords => "update_memory",
         PersistOp::Delete => "delete_memory",
         PersistOp::Get
         | PersistOp::GetThread
@@ -92,6 +93,7 @@ pub fn memory_operation(op: PersistOp) -> Option<&'static str> {
         | PersistOp::Search
         | PersistOp::Nearest
         | PersistOp::ReadMemory
+        | PersistOp::ReadRecords
         | PersistOp::ReadFeed => "search_memory",
         _ => return None,
     })

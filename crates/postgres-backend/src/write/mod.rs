@@ -72,6 +72,9 @@ pub(crate) async fn apply(conn: &mut PgConnection, args: PersistArgs) -> Result<
         PersistArgs::WriteMemory(write) => {
             Ok(PersistResult::MemoryWritten(crate::working::write_memory(conn, write).await?))
         }
+        PersistArgs::WriteRecords(write) => {
+            Ok(PersistResult::RecordsWritten(crate::records::write_records(conn, write).await?))
+        }
         other => Err(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() }),
     }
 }

@@ -11,6 +11,7 @@ mod embed;
 mod guard;
 mod insert;
 mod insert_sql;
+mod records;
 pub(crate) mod restore;
 mod session;
 mod spent;
@@ -169,6 +170,9 @@ async fn persist(conn: &mut SqliteConnection, args: &PersistArgs, limits: &Limit
         PersistArgs::Embed(embed) => Ok(PersistResult::Embedded(self::embed::embed(conn, embed).await?)),
         PersistArgs::WriteMemory(write) => {
             Ok(PersistResult::MemoryWritten(self::working::write_memory(conn, write).await?))
+        }
+        PersistArgs::WriteRecords(write) => {
+            Ok(PersistResult::RecordsWritten(self::records::write_records(conn, write).await?))
         }
         other => Err(refused(PersistError::Unsupported { what: format!("operation `{}`", other.op()).into() })),
     }

@@ -19,6 +19,7 @@ use crate::request::branch::ListBranches;
 use crate::request::lease::Lease;
 use crate::request::once::SetOnce;
 use crate::request::read::{FindStranded, GetMessage, GetThread, ListMessages, ListThreads, Ping};
+use crate::request::records::{ReadRecords, WriteRecords};
 pub use crate::request::restore::Restore;
 use crate::request::search::Search;
 use crate::request::session::{Bind, InvalidateSession, ListBindings, ResetSession, Resolve};
@@ -137,7 +138,9 @@ impl PersistArgs {
             | Self::SetOnce(_)
             | Self::ReadMemory(_)
             | Self::WriteMemory(_)
-            | Self::Memories(_) => return None,
+            | Self::Memories(_)
+            | Self::WriteRecords(_)
+            | Self::ReadRecords(_) => return None,
         })
     }
 
@@ -238,6 +241,13 @@ impl PersistArgs {
         matches!(self, Self::ReadMemory(_) | Self::WriteMemory(_) | Self::Memories(_))
     }
 
+    /// Whether the request needs a backend with
+    /// [`Capabilities::records`](crate::Capabilities::records): `write_records` and
+    /// `read_records`.
+    pub fn uses_records(&self) -> bool {
+        matches!(self, Self::WriteRecords(_) | Self::ReadRecords(_))
+    }
+
     /// The content being written, for `add` and `update_content`.
     pub fn content(&self) -> Option<&Content> {
         match self {
@@ -280,6 +290,8 @@ impl PersistArgs {
             Self::WriteMemory(request) => return request.validate(),
             Self::Memories(request) => return request.validate(),
             Self::Embeddings(request) => return request.validate(),
+            Self::WriteRecords(request) => return request.validate(),
+            Self::ReadRecords(request) => return request.validate(),
             _ => {}
         }
         if let Self::Add(add) = self
