@@ -54,6 +54,9 @@ pub(crate) fn runtime() -> PyResult<Arc<Runtime>> {
     Ok(runtime)
 }
 
+/// A function that makes an answer's Python objects, the GIL held.
+pub(crate) type MakePython = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
 /// What a call answers, turned into Python objects once the GIL is held again.
 pub(crate) enum Reply {
     /// `None`.
@@ -62,6 +65,8 @@ pub(crate) enum Reply {
     Json(serde_json::Value),
     /// The end of an async iterator: `StopAsyncIteration` raised.
     End,
+    /// Python objects made by a function of the answer's own, once the GIL is held.
+    Made(MakePython),
 }
 
 impl Reply {
@@ -70,11 +75,12 @@ impl Reply {
         Self::Json(value)
     }
 
-    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    pub(crate) fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match self {
             Self::None => Ok(py.None()),
             Self::Json(value) => Ok(to_python(py, &value)?.unbind()),
             Self::End => Err(pyo3::exceptions::PyStopAsyncIteration::new_err(())),
+            Self::Made(make) => make(py),
         }
     }
 }
@@ -82,7 +88,7 @@ impl Reply {
 /// `value` as the Python values `json.loads` makes of its text: dicts (in the map's order),
 /// lists, strings, ints, floats, booleans and None. Made directly: writing the text and
 /// parsing it again took a third of a `get_items` of twenty items.
-fn to_python<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn to_python<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
     use pyo3::types::{PyDict, PyList};
     use serde_json::Value;
     Ok(match value {
@@ -295,6 +301,17 @@ where
         completions.push(future_ref, answer);
     });
     Ok(future)
+}
+
+/// Runs `work` to its end on persist's runtime, the GIL released, and answers its value: the
+/// calls of Python code that does not await (LangGraph's synchronous `invoke`).
+pub(crate) fn blocking<F>(py: Python<'_>, work: F) -> PyResult<Py<PyAny>>
+where
+    F: Future<Output = persist::Result<Reply>> + Send,
+{
+    let runtime = runtime()?;
+    let answer = py.detach(|| runtime.block_on(work));
+    answer.map_err(|error| to_py(py, &error))?.into_py(py)
 }
 
 /// A finished call: its future and its answer, to be set on the loop's thread.

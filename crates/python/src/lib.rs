@@ -19,6 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bridge;
 mod errors;
 mod feed;
+mod graph;
 mod live;
 mod session;
 
@@ -220,6 +221,11 @@ impl Store {
             closed: AtomicBool::new(false),
         };
         Ok(Self { opened: Arc::new(opened), tenant })
+    }
+
+    /// Records and message paths of this store and tenant, for `persist.langgraph`.
+    fn graph_store(&self) -> graph::GraphStore {
+        graph::GraphStore { opened: self.opened.clone(), context: Context::new().for_tenant(self.tenant.clone()) }
     }
 
     fn with_tenant(&self, py: Python<'_>, tenant: &str) -> PyResult<Self> {
@@ -562,6 +568,7 @@ impl Store {
 fn _persist(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     module.add_class::<Store>()?;
+    module.add_class::<graph::GraphStore>()?;
     module.add_class::<Feed>()?;
     module.add_class::<ReplyFollower>()?;
     module.add_function(wrap_pyfunction!(sqlite_open_in_process, module)?)?;

@@ -47,6 +47,10 @@ class Store:
         in this process through another SQLite library, such as Python's ``sqlite3``
         (``Unsupported``: two libraries in one process corrupt a file they share)."""
 
+    def graph_store(self) -> GraphStore:
+        """Records and message paths of this store and tenant: what ``persist.langgraph`` keeps
+        LangGraph's checkpoints and long-term memory in."""
+
     def with_tenant(self, tenant: str) -> Store:
         """The same store, every call confined to ``tenant``: another tenant's sessions are not
         found, and searches and listings see this tenant's only."""
@@ -254,3 +258,55 @@ class ReplyFollower:
     def offset(self) -> str:
         """Where a client that has every chunk given so far resumes (``offset=`` of a new
         follower); the offset asked before the first."""
+
+# A change of GraphStore.write_records: ("put" | "insert", space, key, value, expires_at),
+# ("touch", space, key, expires_at), ("delete", space, key), ("delete_spaces", prefix) or
+# ("sweep",); expiry in seconds since the epoch, None for never.
+RecordChange = tuple[Any, ...]
+# A record as read: (space, key, value, expires_at).
+Record = tuple[str, str, bytes, float | None]
+
+@final
+class GraphStore:
+    """Records (opaque values per space and key, in the store's tenant, with an expiry) and a
+    thread's messages as paths of its tree: what ``persist.langgraph`` builds on. Every method
+    answers a coroutine, or with ``blocking=True`` its value (the GIL released meanwhile)."""
+
+    def write_records(self, writes: list[RecordChange], *, blocking: bool = False) -> Any:
+        """Applies ``writes`` in order, in one transaction; answers how many records changed. An
+        ``insert`` keeps a live record; an expired record is answered by no read."""
+
+    def read_records(
+        self,
+        space: str,
+        *,
+        prefix: bool = False,
+        keys: list[str] | None = None,
+        before: str | None = None,
+        newest_first: bool = False,
+        limit: int = 100,
+        cursor: tuple[str, str] | None = None,
+        blocking: bool = False,
+    ) -> Any:
+        """A page of ``(records, cursor)``: the records of ``space`` (of every space starting
+        with it, when ``prefix``), by key then space, bytewise; ``keys`` only these keys,
+        ``before`` only keys below it; ``cursor`` (``None`` on the last page) goes on."""
+
+    def append_path(
+        self,
+        thread_id: str,
+        parent: str | None,
+        messages: list[tuple[str, str, dict[str, Any]]],
+        *,
+        blocking: bool = False,
+    ) -> Any:
+        """Appends ``(role, text, metadata)`` messages after message ``parent`` (``None``: as a
+        root of their own), in one turn; answers their ids."""
+
+    def read_path(self, thread_id: str, head: str, *, blocking: bool = False) -> Any:
+        """The messages of the path ending at ``head``, oldest first: ``(id, role, text,
+        metadata)`` each."""
+
+    def delete_thread(self, thread_id: str, *, blocking: bool = False) -> Any:
+        """Erases the thread and its messages for good (its id free again); nothing when there
+        is none."""
