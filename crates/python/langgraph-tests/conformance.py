@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -26,11 +27,15 @@ POSTGRES = os.environ.get("PERSIST_LANGGRAPH_POSTGRES", "postgres://postgres@127
 EXPECTED = {"put", "put_writes", "get_tuple", "list", "delete_thread", "delete_for_runs", "copy_thread", "prune"}
 
 
+SCHEMAS: list[str] = []
+
+
 def store_url(kind: str, folder: str) -> str:
     if kind == "sqlite":
         return f"sqlite:{folder}/graph-{uuid.uuid4().hex}.db"
-    # A schema of its own per run: runs in parallel never see each other's checkpoints.
-    return f"{POSTGRES}?schema=lg_{uuid.uuid4().hex[:12]}"
+    # A schema of its own per suite: each starts from an empty store, as the suite expects.
+    SCHEMAS.append(f"lg_conformance_{uuid.uuid4().hex[:12]}")
+    return f"{POSTGRES}?schema={SCHEMAS[-1]}"
 
 
 async def run(kind: str) -> bool:
@@ -53,8 +58,13 @@ async def run(kind: str) -> bool:
 
 async def main(kinds: list[str]) -> int:
     ok = True
-    for kind in kinds:
-        ok = await run(kind) and ok
+    try:
+        for kind in kinds:
+            ok = await run(kind) and ok
+    finally:
+        for schema in SCHEMAS:
+            drop = f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'
+            subprocess.run(["psql", POSTGRES, "-qc", drop], capture_output=True, check=False)
     return 0 if ok else 1
 
 

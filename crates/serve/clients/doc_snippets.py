@@ -18,6 +18,8 @@ installed. Each FILE must hold at least one such block. The tags:
 - `node-in-process`: `ts` blocks of persist in Node, in process (`persist-store`), run as
   modules inside crates/node/tests, where `persist-store` (installed from its tarballs by its
   run.sh) and the AI SDK are; a snippet's store is a file in its empty folder.
+- `langgraph`: persist in LangGraph (`persist.langgraph`, in process), run by a PYTHON that has
+  LangGraph; a snippet's store is a file in its empty folder.
 - `mcp-config`: `json` blocks of an agent's MCP configuration (`mcpServers`): each server is
   launched as the configuration says (`persist` on the PATH), by PYTHON with the MCP SDK's own
   stdio client (`mcp`), which initializes a session and lists its tools. The one liberty taken:
@@ -128,6 +130,7 @@ NEEDS = {
     "cli": ("PERSIST_CLI_STORE",),
     "mcp-config": (),
     "node-in-process": (),
+    "langgraph": (),
 }
 
 # The language of each tag's blocks (the others': python and ts).
