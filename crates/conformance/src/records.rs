@@ -83,7 +83,7 @@ pub async fn check_records_read_by_space_and_prefix<F: Factory>(factory: &F) -> 
 
 /// A put replaces, an insert keeps a live record (and counts none), a delete removes one record,
 /// a delete of spaces every record of the spaces under its prefix and no other; the changes of
-/// one write apply in order.
+/// one write apply in order (two puts of one record: the last stays), each counted.
 pub async fn check_records_put_insert_and_delete<F: Factory>(factory: &F) -> Outcome {
     let store = crate::fixture::open!(factory);
     gate!(store, records);
@@ -107,7 +107,14 @@ pub async fn check_records_put_insert_and_delete<F: Factory>(factory: &F) -> Out
     ];
     assert_eq!(apply(b, None, in_order).await.expect("write"), 5);
     assert_eq!(value("s/1", "x").await.as_deref(), Some(&b"2"[..]), "the changes applied in order");
-    assert_eq!(apply(b, None, vec![RecordWrite::delete_spaces("s/1")]).await.expect("delete spaces"), 3);
+    let inserts =
+        vec![RecordWrite::insert("s/1", "x", b"kept?".to_vec()), RecordWrite::insert("s/1", "y", b"5".to_vec())];
+    assert_eq!(apply(b, None, inserts).await.expect("inserts"), 1, "only the absent one");
+    assert_eq!(value("s/1", "x").await.as_deref(), Some(&b"2"[..]));
+    let twice = vec![RecordWrite::put("s/1", "y", b"6".to_vec()), RecordWrite::put("s/1", "y", b"7".to_vec())];
+    assert_eq!(apply(b, None, twice).await.expect("puts"), 2, "each put counts");
+    assert_eq!(value("s/1", "y").await.as_deref(), Some(&b"7"[..]), "the last put stays");
+    assert_eq!(apply(b, None, vec![RecordWrite::delete_spaces("s/1")]).await.expect("delete spaces"), 4);
     assert_eq!(names(&read_all(b, None, ReadRecords::prefix("s/")).await), pairs(&[("s/2", "z")]));
     store.finish().await
 }

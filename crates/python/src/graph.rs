@@ -14,7 +14,7 @@ use persist::read::{ListMessages, MAX_PAGE_LIMIT};
 use persist::records::{ReadRecords, Record, RecordCursor, RecordWrite, WriteRecords};
 use persist::{Content, Context, Message, MessageId, Metadata, PersistError, Role, Scoped, ThreadId, Timestamp};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::bridge::{Reply, awaitable, blocking, coroutine, to_json, to_python};
 use crate::{Opened, checked};
@@ -87,16 +87,75 @@ fn change(item: &Bound<'_, PyAny>) -> PyResult<RecordWrite> {
 
 /// A page of records as `([(space, key, value, expires_at)], cursor)`, the cursor a `(key,
 /// space)` tuple when more follow.
-fn records_page(page: persist::Page<Record, RecordCursor>) -> Reply {
-    Reply::Made(Box::new(move |py| {
-        let list = PyList::empty(py);
-        for record in &page.items {
-            let value = PyBytes::new(py, &record.value);
-            list.append((record.space.as_str(), record.key.as_str(), value, seconds(record.expires_at)))?;
+fn records_page(py: Python<'_>, page: persist::Page<Record, RecordCursor>) -> PyResult<Bound<'_, PyAny>> {
+    let list = PyList::empty(py);
+    for record in &page.items {
+        let value = PyBytes::new(py, &record.value);
+        list.append((record.space.as_str(), record.key.as_str(), value, seconds(record.expires_at)))?;
+    }
+    let cursor = page.next_cursor.filter(|_| page.has_more).map(|c| (c.key().to_owned(), c.space().to_owned()));
+    Ok((list, cursor).into_pyobject(py)?.into_any())
+}
+
+/// The keywords of a read of records.
+struct ReadArgs {
+    space: String,
+    prefix: bool,
+    keys: Option<Vec<String>>,
+    before: Option<String>,
+    newest_first: bool,
+    limit: u32,
+    cursor: Option<(String, String)>,
+}
+
+impl ReadArgs {
+    /// The read of `space` with the keywords of `read_records` in `keywords`.
+    fn of(space: String, keywords: Option<&Bound<'_, PyDict>>) -> PyResult<ReadRecords> {
+        let mut args = Self { space, prefix: false, keys: None, before: None, newest_first: false, limit: 100, cursor: None };
+        for (name, value) in keywords.into_iter().flat_map(|keywords| keywords.iter()) {
+            match name.extract::<String>()?.as_str() {
+                "prefix" => args.prefix = value.extract()?,
+                "keys" => args.keys = value.extract()?,
+                "before" => args.before = value.extract()?,
+                "newest_first" => args.newest_first = value.extract()?,
+                "limit" => args.limit = value.extract()?,
+                "cursor" => args.cursor = value.extract()?,
+                other => {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!("read_many: no keyword {other:?}")));
+                }
+            }
         }
-        let cursor = page.next_cursor.filter(|_| page.has_more).map(|c| (c.key().to_owned(), c.space().to_owned()));
-        Ok((list, cursor).into_pyobject(py)?.into_any().unbind())
-    }))
+        Ok(args.query())
+    }
+
+    fn query(self) -> ReadRecords {
+        let mut query = if self.prefix { ReadRecords::prefix(self.space) } else { ReadRecords::space(self.space) };
+        query = query.with_keys(self.keys.unwrap_or_default()).with_before(self.before).with_limit(self.limit);
+        query = query.with_cursor(self.cursor.map(|(key, space)| RecordCursor::new(key, space)));
+        if self.newest_first { query.newest_first() } else { query }
+    }
+}
+
+/// Every future of `futures` polled together on the caller's task, their outputs in order: a
+/// read that answers at once (SQLite's, on the caller's thread) costs no hand-off, and reads
+/// that wait (PostgreSQL's) wait together.
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// A message of a path: `(id, role, text, metadata)`.
@@ -158,13 +217,41 @@ impl GraphStore {
         cursor: Option<(String, String)>,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let mut query = if prefix { ReadRecords::prefix(space) } else { ReadRecords::space(space) };
-        query = query.with_keys(keys.unwrap_or_default()).with_before(before).with_limit(limit);
-        query = query.with_cursor(cursor.map(|(key, space)| RecordCursor::new(key, space)));
-        if newest_first {
-            query = query.newest_first();
-        }
-        self.run(py, blocking, move |store| async move { Ok(records_page(store.read_records(query).await?)) })
+        let query = ReadArgs { space, prefix, keys, before, newest_first, limit, cursor }.query();
+        self.run(py, blocking, move |store| async move {
+            let page = store.read_records(query).await?;
+            Ok(Reply::Made(Box::new(move |py| Ok(records_page(py, page)?.unbind()))))
+        })
+    }
+
+    /// Several reads at once (`[(space, {keyword: value})]`, the keywords of `read_records`),
+    /// answered in order: on PostgreSQL each on a connection of its own, concurrently.
+    #[pyo3(signature = (queries, *, blocking = false))]
+    fn read_many<'py>(
+        &self,
+        py: Python<'py>,
+        queries: Vec<(String, Option<Bound<'py, PyDict>>)>,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let made = queries.into_iter().map(|(space, keywords)| ReadArgs::of(space, keywords.as_ref()));
+        let queries = match made.collect::<PyResult<Vec<_>>>() {
+            Ok(queries) => queries,
+            Err(error) => return Self::refuse(py, blocking, error),
+        };
+        self.run(py, blocking, move |store| async move {
+            let reads = queries.into_iter().map(|query| {
+                let store = store.clone();
+                async move { store.read_records(query).await }
+            });
+            let pages = join_all(reads.collect()).await.into_iter().collect::<persist::Result<Vec<_>>>()?;
+            Ok(Reply::Made(Box::new(move |py| {
+                let list = PyList::empty(py);
+                for page in pages {
+                    list.append(records_page(py, page)?)?;
+                }
+                Ok(list.into_any().unbind())
+            })))
+        })
     }
 
     /// Appends `messages` (`(role, text, metadata)`) to the thread after `parent` (`None`: as a

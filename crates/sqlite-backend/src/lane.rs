@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use crate::gate::{Gate, Held};
 use crate::limits::Limits;
 use crate::wal::{CHECKPOINT_EVERY, Checkpoint, WalLimit};
-use crate::write::{Answer, GroupConnection, INBOX, OnLane, Write, insert_on_lane, turn_on_lane};
+use crate::write::{Answer, GroupConnection, INBOX, OnLane, Write, insert_on_lane, records_on_lane, turn_on_lane};
 
 /// Lane writes between two looks at the log's size (one `stat` of its file): a log over its
 /// limit is handed to the writer at most this many writes late.
@@ -51,6 +51,23 @@ const LANE_CONTENT_MAX: usize = 64 << 10;
 /// The most messages of a turn the lane writes (each at most [`LANE_CONTENT_MAX`]): a longer
 /// turn goes to the writer, off the caller's thread.
 const LANE_TURN_MAX: usize = 16;
+
+/// Whether a `write_records` is small enough for the lane: at most [`LANE_TURN_MAX`] changes of
+/// at most [`LANE_CONTENT_MAX`] bytes of values in all (a delete of spaces or a sweep, which may
+/// delete many rows, goes to the writer).
+fn records_fit(write: &persist_core::records::WriteRecords) -> bool {
+    use persist_core::records::RecordWrite;
+    let mut bytes = 0;
+    write.writes.len() <= LANE_TURN_MAX
+        && write.writes.iter().all(|change| match change {
+            RecordWrite::Put { value, .. } | RecordWrite::Insert { value, .. } => {
+                bytes += value.len();
+                bytes <= LANE_CONTENT_MAX
+            }
+            RecordWrite::Touch { .. } | RecordWrite::Delete { .. } => true,
+            _ => false,
+        })
+}
 
 /// Counts the handle's writes queued for the writer and not yet answered: while any is, a
 /// write does not take the lane, so it is never committed before a write queued earlier (one
@@ -200,6 +217,7 @@ impl Lane {
             {
                 args
             }
+            Write::Persist(args @ PersistArgs::WriteRecords(write)) if records_fit(write) => args,
             _ => return None,
         };
         if !self.may_take() || !self.gate.try_take() {
@@ -215,6 +233,7 @@ impl Lane {
                     end_leftover_transaction(&open.conn);
                     let outcome = match args {
                         PersistArgs::AppendTurn(turn) => turn_on_lane(&open.conn, turn, &self.limits),
+                        PersistArgs::WriteRecords(write) => records_on_lane(&open.conn, write),
                         args => insert_on_lane(&open.conn, args, &self.limits),
                     };
                     if matches!(outcome, OnLane::Answered(Ok(_))) {

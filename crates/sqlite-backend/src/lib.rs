@@ -432,7 +432,8 @@ impl Backend for SqliteBackend {
     }
 
     async fn records(&self, query: ReadRecords) -> Result<Page<Record, RecordCursor>> {
-        records::records(&self.shared.readers, &query).await
+        tokio::task::consume_budget().await;
+        records::records(&self.shared.direct, &query)
     }
 
     async fn branches(&self, query: ListBranches) -> Result<Branches> {

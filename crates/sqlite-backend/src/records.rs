@@ -1,26 +1,11 @@
-//! `read_records` (see `persist::records`): a page of records, read on a pooled connection (the
-//! table of version 25).
+//! `read_records` (see `persist::records`): a page of records, read on the caller's thread as
+//! the messages' reads are (`crate::direct`; the table of version 25).
 
 use persist_core::records::{ReadRecords, Record, RecordCursor};
 use persist_core::{Order, Page, Result, Timestamp};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
 
-use crate::error::map_sqlx;
+use crate::direct::{self, DirectReads};
 use crate::rows::tenant_key;
-
-/// The record of a row of `space, key, value, expires_at, updated_at`.
-fn record(row: &SqliteRow, query: &ReadRecords) -> Result<Record> {
-    let failed = |e| map_sqlx("reading records", e);
-    Ok(Record::new(
-        query.tenant().cloned(),
-        row.try_get("space").map_err(failed)?,
-        row.try_get("key").map_err(failed)?,
-        row.try_get("value").map_err(failed)?,
-        row.try_get::<Option<i64>, _>("expires_at").map_err(failed)?.map(Timestamp::from_micros),
-        Timestamp::from_micros(row.try_get("updated_at").map_err(failed)?),
-    ))
-}
 
 /// The statement of `query`: one text per shape of request (which filters it has, its order),
 /// each filter bound in a place of its own.
@@ -49,22 +34,37 @@ fn statement(query: &ReadRecords) -> String {
     sql
 }
 
-pub(crate) async fn records(pool: &SqlitePool, query: &ReadRecords) -> Result<Page<Record, RecordCursor>> {
+pub(crate) fn records(direct: &DirectReads, query: &ReadRecords) -> Result<Page<Record, RecordCursor>> {
     query.validate()?;
     let sql = statement(query);
     let keys = (!query.keys.is_empty()).then(|| serde_json::Value::from(query.keys.clone()).to_string());
-    let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant_key(query.tenant()))
-        .bind(Timestamp::now().as_micros())
-        .bind(query.space.as_str())
-        .bind(query.prefix_end())
-        .bind(keys)
-        .bind(query.before.as_deref())
-        .bind(query.cursor.as_ref().map(RecordCursor::key))
-        .bind(query.cursor.as_ref().map(RecordCursor::space))
-        .bind(i64::from(query.limit) + 1)
-        .fetch_all(pool)
-        .await
-        .map_err(|e| map_sqlx("reading records", e))?;
-    Ok(query.page(found.iter().map(|row| record(row, query)).collect::<Result<_>>()?))
+    let end = query.prefix_end();
+    let cursor = query.cursor.as_ref();
+    let found = direct.with(|conn| {
+        let failed = |e| direct::map("reading records", e);
+        let mut statement = conn.prepare_cached(&sql).map_err(failed)?;
+        let params = rusqlite::params![
+            tenant_key(query.tenant()),
+            Timestamp::now().as_micros(),
+            query.space.as_str(),
+            end.as_deref(),
+            keys.as_deref(),
+            query.before.as_deref(),
+            cursor.map(RecordCursor::key),
+            cursor.map(RecordCursor::space),
+            i64::from(query.limit) + 1,
+        ];
+        let rows = statement.query_map(params, |row| {
+            Ok(Record::new(
+                query.tenant().cloned(),
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get::<_, Option<i64>>(3)?.map(Timestamp::from_micros),
+                Timestamp::from_micros(row.get(4)?),
+            ))
+        });
+        rows.and_then(Iterator::collect::<rusqlite::Result<Vec<Record>>>).map_err(failed)
+    })?;
+    Ok(query.page(found))
 }

@@ -1,5 +1,7 @@
 BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off; SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema())); WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed WHERE position IS NULL ORDER BY id LIMIT 10000), total AS (SELECT count(*) AS n FROM pending), head AS (UPDATE persist_feed_state SET head = head + (SELECT n FROM total) WHERE (SELECT n FROM total) > 0 RETURNING head - (SELECT n FROM total) AS base), done AS (UPDATE persist_feed f SET position = head.base + pending.n FROM pending, head WHERE f.id = pending.id RETURNING f.position) SELECT count(*) FROM done; COMMIT
 -- next statement
+BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."leases"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."messages"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_embedding_models"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_embeddings"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed_state"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_format"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_records"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_search_state"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_spent_keys"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_values"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_working_memory"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."session_bindings"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."summaries"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."threads"; ALTER SEQUENCE "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
+-- next statement
 BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."leases"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."messages"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_embedding_models"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_embeddings"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed_state"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_format"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_records"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_search_state"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_spent_keys"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_values"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_working_memory"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."session_bindings"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."summaries"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."threads"; ALTER SEQUENCE "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
 -- next statement
 COMMIT
@@ -9,6 +11,10 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages USING gin (p
 CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (persist_search_vector('3748'::regconfig, content)) WHERE status <> 'reserved'
 -- next statement
 CREATE INDEX IF NOT EXISTS threads_by_active_second ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL
+-- next statement
+CREATE SCHEMA IF NOT EXISTS "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"
+-- next statement
+CREATE SCHEMA IF NOT EXISTS "persist_pool_11441_01a22185839d761c966f078cb280a389"
 -- next statement
 CREATE SCHEMA IF NOT EXISTS "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"
 -- next statement
@@ -70,6 +76,10 @@ INSERT INTO persist_feed (tenant, thread_id, op, message_id, seq, version) SELEC
 -- next statement
 INSERT INTO persist_format AS f (id, level) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET level = EXCLUDED.level WHERE f.level < EXCLUDED.level
 -- next statement
+INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) SELECT $1, space, key, value, expires_at, $6 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::int8[]) AS r (space, key, value, expires_at) ON CONFLICT (tenant, space, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at
+-- next statement
+INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) SELECT $1, space, key, value, expires_at, $6 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::int8[]) AS r (space, key, value, expires_at) ON CONFLICT (tenant, space, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at WHERE persist_records.expires_at IS NOT NULL AND persist_records.expires_at <= $6
+-- next statement
 INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, space, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at
 -- next statement
 INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, space, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at WHERE persist_records.expires_at IS NOT NULL AND persist_records.expires_at <= $6
@@ -116,6 +126,10 @@ SELECT coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_reg
 -- next statement
 SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = $3) OR $3 < (SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2), false)
 -- next statement
+SELECT count(*) FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"._sqlx_migrations WHERE success
+-- next statement
+SELECT count(*) FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"._sqlx_migrations WHERE success
+-- next statement
 SELECT count(*) FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"._sqlx_migrations WHERE success
 -- next statement
 SELECT count(*) FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"._sqlx_migrations WHERE success
@@ -143,6 +157,36 @@ SELECT head FROM persist_feed_state
 SELECT holder, expires_at FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 AND expires_at > $4
 -- next statement
 SELECT idempotency_key, message_id, seq, parent_seq, created_at, fingerprint, forget_at FROM persist_spent_keys WHERE tenant = $1 AND thread_id = $2 AND idempotency_key = ANY($3) AND forget_at > $4
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."leases" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."messages" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_embedding_models" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_embeddings" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_feed" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_feed_state" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_format" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_records" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_search_state" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_spent_keys" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_values" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_working_memory" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."session_bindings" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."summaries" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."threads" t
 -- next statement
 SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."leases" t
 -- next statement
@@ -195,6 +239,8 @@ SELECT pg_advisory_unlock($1)
 SELECT pg_advisory_unlock(hashtextextended($1 || ':' || current_schema(), 0))
 -- next statement
 SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema()))
+-- next statement
+SELECT pg_notify('persist_feed', 'persist_pool_11441_01a22185833a72eeb91c1d11422b05e4')
 -- next statement
 SELECT pg_notify('persist_feed', 'persist_pool_13631_01a221708fa5745a997e5bd05fcc6303')
 -- next statement
@@ -287,6 +333,8 @@ SELECT to_regclass($1)::text
 SELECT version FROM _sqlx_migrations WHERE success = false ORDER BY version LIMIT 1
 -- next statement
 SELECT version, checksum FROM _sqlx_migrations ORDER BY version
+-- next statement
+SELECT version, success, checksum FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"._sqlx_migrations ORDER BY version
 -- next statement
 SELECT version, success, checksum FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"._sqlx_migrations ORDER BY version
 -- next statement

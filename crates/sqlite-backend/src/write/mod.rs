@@ -32,6 +32,7 @@ pub(crate) use self::guard::find_thread;
 pub(crate) use self::insert::{GroupConnection, OnLane, commit_inserts, insert_on_lane, turn_on_lane};
 use self::insert::{Insert, Run, insert_many, pending};
 pub use self::insert_sql::{INBOX, INBOX_INSERT, INSERT_MESSAGE, INSERT_THREAD, READ_REPORT};
+pub(crate) use self::records::records_on_lane;
 use self::session::{bind_session, set_once};
 use self::update::{update_content, update_message, update_thread};
 use crate::error::map_sqlx;

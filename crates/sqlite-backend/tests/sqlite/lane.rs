@@ -190,3 +190,48 @@ async fn embeddings_written_in_groups_go_with_their_messages_or_refuse_them() {
     }
     backend.close().await;
 }
+
+/// Records written by callers at once, on the lane and by the writer mixed: of the inserts of
+/// one key racing from every task exactly one writes it, every put is there, and a delete of
+/// spaces (always the writer's) takes its spaces' records and no others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_on_the_lane_and_by_the_writer_keep_every_change() {
+    use persist_core::records::{ReadRecords, RecordWrite, WriteRecords};
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path().join("records.db")).await.unwrap();
+    let (tasks_n, keys) = (6_usize, 40_usize);
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..tasks_n {
+        let backend = backend.clone();
+        tasks.spawn(async move {
+            let mut won = 0;
+            for key in 0..keys {
+                let writes = vec![
+                    RecordWrite::insert("shared", format!("k{key:03}"), format!("from {task}").into_bytes()),
+                    RecordWrite::put(format!("own/{task}"), format!("k{key:03}"), vec![task as u8; 64]),
+                ];
+                let PersistResult::RecordsWritten(written) =
+                    backend.apply(WriteRecords::new(writes).into()).await.unwrap()
+                else {
+                    panic!("not write_records' answer")
+                };
+                won += written.changed - 1;
+                if key % 5 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            won
+        });
+    }
+    let won: u64 = tasks.join_all().await.into_iter().sum();
+    assert_eq!(won, keys as u64, "each shared key inserted once");
+    let read = |query: ReadRecords| {
+        let backend = backend.clone();
+        async move { backend.records(query.with_limit(1000)).await.unwrap().items }
+    };
+    assert_eq!(read(ReadRecords::space("shared")).await.len(), keys);
+    assert_eq!(read(ReadRecords::prefix("own/")).await.len(), tasks_n * keys);
+    backend.apply(WriteRecords::new(vec![RecordWrite::delete_spaces("own/1")]).into()).await.unwrap();
+    assert_eq!(read(ReadRecords::prefix("own/")).await.len(), (tasks_n - 1) * keys);
+    backend.close().await;
+}

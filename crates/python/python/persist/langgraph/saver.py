@@ -71,8 +71,10 @@ def _text_of(content: Any) -> str:
 
 def _as_persist(message: BaseMessage) -> tuple[str, str, dict[str, Any]]:
     """A LangChain message as a persist message: its role, its text, its other fields."""
-    fields = message.model_dump()
-    content = fields.pop("content")
+    # Fields left at their defaults are not stored (they come back as defaults).
+    fields = message.model_dump(exclude_defaults=True)
+    fields["type"] = message.type
+    content = fields.pop("content", "")
     if not isinstance(content, str):
         fields["content"] = content
     # Refused here, not in the store: such a value is kept the channel's way instead.
@@ -130,6 +132,9 @@ class PersistSaver(BaseCheckpointSaver[str]):
         plain = serde is None or type(serde) is JsonPlusSerializer
         self.messages_channel = messages_channel if plain else None
         self._paths: OrderedDict[tuple[str, str], _Path] = OrderedDict()
+        # The head of the messages value of a checkpoint this saver wrote or read:
+        # (thread, ns, checkpoint id) -> (channel version, head).
+        self._heads: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
         self._cached_paths = cached_paths
         self._lock = threading.Lock()
 
@@ -176,6 +181,12 @@ class PersistSaver(BaseCheckpointSaver[str]):
             self._paths.move_to_end((thread, head))
             while len(self._paths) > self._cached_paths:
                 self._paths.popitem(last=False)
+
+    def _remember_head(self, thread: str, ns: str, checkpoint_id: str, version: str, head: str) -> None:
+        with self._lock:
+            self._heads[(thread, ns, checkpoint_id)] = (version, head)
+            while len(self._heads) > self._cached_paths:
+                self._heads.popitem(last=False)
 
     def _load_path(self, thread: str, head: str) -> Generator[Call, Any, _Path]:
         if not head:
@@ -246,6 +257,7 @@ class PersistSaver(BaseCheckpointSaver[str]):
         values: dict[str, Any] = stored.pop("channel_values")
         writes: list[tuple[Any, ...]] = []
         blobs = self._space("b", thread, ns)
+        heads: tuple[str, str] | None = None
         for channel, version in new_versions.items():
             if channel not in values:
                 typed = ("empty", b"")
@@ -254,6 +266,7 @@ class PersistSaver(BaseCheckpointSaver[str]):
                     before = yield from self._parent_head(thread, ns, parent_id, channel)
                     head = yield from self._store_path(thread, before, values[channel])
                     typed = (_PATH, head.encode())
+                    heads = (str(version), head)
                 except (TypeError, ValueError):
                     typed = self.serde.dumps_typed(values[channel])
             else:
@@ -266,6 +279,13 @@ class PersistSaver(BaseCheckpointSaver[str]):
         ]
         writes.append(("put", self._space("c", thread, ns), checkpoint["id"], ormsgpack.packb(record), None))
         yield lambda blocking: self._native.write_records(writes, blocking=blocking)
+        moved = self.messages_channel in new_versions
+        if not moved and self.messages_channel in stored.get("channel_versions", {}) and parent_id:
+            # The messages did not move: the parent's head is this checkpoint's too.
+            with self._lock:
+                heads = self._heads.get((thread, ns, parent_id))
+        if heads is not None:
+            self._remember_head(thread, ns, checkpoint["id"], *heads)
         return {"configurable": {"thread_id": thread, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def _parent_head(
@@ -274,6 +294,10 @@ class PersistSaver(BaseCheckpointSaver[str]):
         """The last message of the ``messages`` value of the parent checkpoint ("" for none)."""
         if parent_id is None:
             return ""
+        with self._lock:
+            known = self._heads.get((thread, ns, parent_id))
+        if known is not None:
+            return known[1]
         found, _ = yield lambda blocking: self._native.read_records(
             self._space("c", thread, ns), keys=[parent_id], blocking=blocking
         )
@@ -313,37 +337,36 @@ class PersistSaver(BaseCheckpointSaver[str]):
         ckpt_type, ckpt_data, meta_type, meta_data, parent_id = ormsgpack.unpackb(record[2])
         checkpoint = self.serde.loads_typed((ckpt_type, ckpt_data))
         versions = checkpoint.get("channel_versions", {})
+        keys = [f"{channel}{_SEP}{version}" for channel, version in versions.items()]
+        blob_space, write_space = self._space("b", thread, ns), self._space("w", thread, ns, checkpoint_id)
+        # The channels' values and the pending writes at once (first pages): one wait on PostgreSQL.
+        reads = [(write_space, {"limit": 1000})] + [
+            (blob_space, {"keys": keys[start : start + 1000], "limit": 1000}) for start in range(0, len(keys), 1000)
+        ]
+        pages = yield lambda blocking: self._native.read_many(reads, blocking=blocking)
+        (written, cursor), blobs = pages[0], [record for page, _ in pages[1:] for record in page]
         values: dict[str, Any] = {}
-        if versions:
-            keys = [f"{channel}{_SEP}{version}" for channel, version in versions.items()]
-            blobs = []
-            for start in range(0, len(keys), 1000):
-                page, _ = yield lambda blocking, chunk=keys[start : start + 1000]: self._native.read_records(
-                    self._space("b", thread, ns), keys=chunk, limit=1000, blocking=blocking
-                )
-                blobs.extend(page)
-            for _, key, data, _ in blobs:
-                channel = key.rsplit(_SEP, 1)[0]
-                kind, payload = ormsgpack.unpackb(data)
-                if kind == "empty":
-                    continue
-                if kind == _PATH:
-                    path = yield from self._load_path(thread, payload.decode())
-                    values[channel] = list(path.messages)
-                else:
-                    values[channel] = self.serde.loads_typed((kind, payload))
+        for _, key, data, _ in blobs:
+            channel = key.rsplit(_SEP, 1)[0]
+            kind, payload = ormsgpack.unpackb(data)
+            if kind == "empty":
+                continue
+            if kind == _PATH:
+                path = yield from self._load_path(thread, payload.decode())
+                values[channel] = list(path.messages)
+                self._remember_head(thread, ns, checkpoint_id, str(versions[channel]), payload.decode())
+            else:
+                values[channel] = self.serde.loads_typed((kind, payload))
         pending = []
-        space = self._space("w", thread, ns, checkpoint_id)
-        cursor = None
         while True:
-            page, cursor = yield lambda blocking, after=cursor: self._native.read_records(
-                space, limit=1000, cursor=after, blocking=blocking
-            )
-            for _, _, data, _ in page:
+            for _, _, data, _ in written:
                 task, channel, kind, payload, task_path, idx = ormsgpack.unpackb(data)
                 pending.append(((task_path, task, idx), (task, channel, self.serde.loads_typed((kind, payload)))))
             if cursor is None:
                 break
+            written, cursor = yield lambda blocking, after=cursor: self._native.read_records(
+                write_space, limit=1000, cursor=after, blocking=blocking
+            )
         pending.sort(key=lambda item: item[0])
         config = {"configurable": {"thread_id": thread, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}}
         parent = (
@@ -437,6 +460,8 @@ class PersistSaver(BaseCheckpointSaver[str]):
         with self._lock:
             for key in [key for key in self._paths if key[0] == thread]:
                 del self._paths[key]
+            for key in [key for key in self._heads if key[0] == thread]:
+                del self._heads[key]
 
     def _every(self, space: str, prefix: bool = True) -> Generator[Call, Any, list[tuple[Any, ...]]]:
         records: list[tuple[Any, ...]] = []
