@@ -16,7 +16,8 @@ runs, each on a fresh file or schema) and the bytes the store holds afterwards.
 2. PostgreSQL, when PERSIST_POSTGRES_URL (or --pg-url) is set: PersistSaver against
    PostgresSaver (psycopg), each in a schema of its own; bytes: the schema's relations
    (`pg_total_relation_size`: tables, indexes, TOAST).
-3. Eight OS processes on one SQLite file, each driving threads of its own (sync `invoke`):
+3. InMemorySaver, the ceiling: LangGraph's own work per turn with nothing stored.
+4. Eight OS processes on one SQLite file, each driving threads of its own (sync `invoke`):
    turns per second over all of them and the exceptions raised ("database is locked" counted,
    not a crash), for PersistSaver and SqliteSaver.
 
@@ -259,6 +260,12 @@ def main() -> int:
                 f"{name:<16} {rate:>12.1f} {peer_rate:>10.1f} {rate / peer_rate:>6.2f}x {size:>11,} {peer_size:>11,} "
                 f"{size / peer_size:>7.3f}  {peer}"
             )
+        # LangGraph's own cost of a turn, nothing stored (InMemorySaver keeps the checkpoints in a
+        # dict): no saver's turns/s can pass it.
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        floor = statistics.median(drive(graph_with(InMemorySaver()), f"floor-{n}", turns) for n in range(runs))
+        print(f"{'InMemorySaver':<16} {floor:>12.1f}   (LangGraph's own cost of a turn: the ceiling of any saver)")
         print(f"eight processes on one SQLite file, {proc_turns} turns on each of two threads per process")
         for kind in ("persist", "langgraph"):
             rate, errors = processes(kind, folder, proc_turns)

@@ -171,3 +171,22 @@ def test_two_processes_drive_threads_on_one_sqlite_file(tmp_path):
             config = {"configurable": {"thread_id": f"w{worker}-t{thread}"}}
             state = saver.get_tuple(config)
             assert len(state.checkpoint["channel_values"]["messages"]) == 40
+
+
+def test_a_thread_expires_a_ttl_after_its_last_write(store):
+    import time
+
+    saver = PersistSaver(store, ttl=0.005)  # 0.3 s
+    graph = chat_graph(scripted([AIMessage(content=f"Reply {n}.") for n in range(4)]), saver)
+    config = {"configurable": {"thread_id": "short-lived"}}
+    for turn in range(3):
+        graph.invoke({"messages": [HumanMessage(content=f"turn {turn}")]}, config)
+        time.sleep(0.2)  # each write moves the expiry of what the latest checkpoint carries on
+    state = graph.get_state(config)
+    assert [m.content for m in state.values["messages"]][-2:] == ["turn 2", "Reply 2."]
+    time.sleep(0.4)
+    assert saver.get_tuple(config) is None, "expired: never answered"
+    assert list(saver.list(config)) == [] and list(saver.list(None)) == []
+    assert saver.sweep() > 0
+    with pytest.raises(ValueError):
+        PersistSaver(store, ttl=0)

@@ -292,6 +292,10 @@ class GraphStore:
         with it, when ``prefix``), by key then space, bytewise; ``keys`` only these keys,
         ``before`` only keys below it; ``cursor`` (``None`` on the last page) goes on."""
 
+    def read_many(self, queries: list[tuple[str, dict[str, Any] | None]], *, blocking: bool = False) -> Any:
+        """Several reads at once, ``[(space, {keyword: value})]`` with the keywords of
+        :meth:`read_records`: their pages, in order (on PostgreSQL the reads wait together)."""
+
     def append_path(
         self,
         thread_id: str,

@@ -30,3 +30,8 @@ async def drive_async(steps: Steps) -> Any:
             call = steps.send(await call(blocking=False))
     except StopIteration as stop:
         return stop.value
+
+
+def sweep_steps(native: Any) -> Generator[Call, Any, int]:
+    """The steps of a sweep: every expired record of the tenant deleted; how many."""
+    return (yield lambda blocking: native.write_records([("sweep",)], blocking=blocking))

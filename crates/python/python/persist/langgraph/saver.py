@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any
@@ -43,6 +44,7 @@ from .._persist import Store
 from ._drive import Call
 from ._drive import drive_async as _drive_async
 from ._drive import drive_sync as _drive_sync
+from ._drive import sweep_steps
 
 __all__ = ["PersistSaver"]
 
@@ -116,6 +118,11 @@ class PersistSaver(BaseCheckpointSaver[str]):
     ``messages_channel`` names the channel whose messages become the thread's persist messages
     (``None``: every channel is stored by version). With a serializer that encrypts
     (``EncryptedSerializer``), no channel is: persist would hold the messages in the clear.
+
+    ``ttl`` (minutes) expires what a checkpoint wrote that long after it was written, and each
+    checkpoint written moves the expiry of the values it carries on: a thread nobody writes to
+    for ``ttl`` is neither answered nor listed, and ``sweep()`` deletes it for good (the thread's
+    persist messages follow the store's own retention).
     """
 
     def __init__(
@@ -124,9 +131,13 @@ class PersistSaver(BaseCheckpointSaver[str]):
         *,
         serde: Any = None,
         messages_channel: str | None = "messages",
+        ttl: float | None = None,
         cached_paths: int = 256,
     ) -> None:
         super().__init__(serde=serde)
+        if ttl is not None and not ttl > 0:
+            raise ValueError("ttl is a number of minutes above 0, or None")
+        self.ttl = ttl
         self.store = store
         self._native = store.graph_store()
         plain = serde is None or type(serde) is JsonPlusSerializer
@@ -181,6 +192,9 @@ class PersistSaver(BaseCheckpointSaver[str]):
             self._paths.move_to_end((thread, head))
             while len(self._paths) > self._cached_paths:
                 self._paths.popitem(last=False)
+
+    def _expiry(self) -> float | None:
+        return time.time() + self.ttl * 60 if self.ttl is not None else None
 
     def _remember_head(self, thread: str, ns: str, checkpoint_id: str, version: str, head: str) -> None:
         with self._lock:
@@ -258,6 +272,7 @@ class PersistSaver(BaseCheckpointSaver[str]):
         writes: list[tuple[Any, ...]] = []
         blobs = self._space("b", thread, ns)
         heads: tuple[str, str] | None = None
+        expires = self._expiry()
         for channel, version in new_versions.items():
             if channel not in values:
                 typed = ("empty", b"")
@@ -271,13 +286,18 @@ class PersistSaver(BaseCheckpointSaver[str]):
                     typed = self.serde.dumps_typed(values[channel])
             else:
                 typed = self.serde.dumps_typed(values[channel])
-            writes.append(("put", blobs, f"{channel}{_SEP}{version}", ormsgpack.packb(list(typed)), None))
+            writes.append(("put", blobs, f"{channel}{_SEP}{version}", ormsgpack.packb(list(typed)), expires))
+        if expires is not None:
+            # The values this checkpoint carries from its parent live as long as it does.
+            for channel, version in stored.get("channel_versions", {}).items():
+                if channel not in new_versions:
+                    writes.append(("touch", blobs, f"{channel}{_SEP}{version}", expires))
         record = [
             *self.serde.dumps_typed(stored),
             *self.serde.dumps_typed(get_checkpoint_metadata(config, metadata)),
             parent_id,
         ]
-        writes.append(("put", self._space("c", thread, ns), checkpoint["id"], ormsgpack.packb(record), None))
+        writes.append(("put", self._space("c", thread, ns), checkpoint["id"], ormsgpack.packb(record), expires))
         yield lambda blocking: self._native.write_records(writes, blocking=blocking)
         moved = self.messages_channel in new_versions
         if not moved and self.messages_channel in stored.get("channel_versions", {}) and parent_id:
@@ -327,7 +347,8 @@ class PersistSaver(BaseCheckpointSaver[str]):
             record = [task_id, channel, *self.serde.dumps_typed(value), task_path, idx]
             # A special write (error, interrupt, …) replaces its like; a regular one is kept.
             kind = "put" if idx < 0 else "insert"
-            changes.append((kind, space, f"{task_id}{_SEP}{idx + _IDX_OFFSET:010d}", ormsgpack.packb(record), None))
+            key = f"{task_id}{_SEP}{idx + _IDX_OFFSET:010d}"
+            changes.append((kind, space, key, ormsgpack.packb(record), self._expiry()))
         if changes:
             yield lambda blocking: self._native.write_records(changes, blocking=blocking)
 
@@ -550,6 +571,16 @@ class PersistSaver(BaseCheckpointSaver[str]):
             for start in range(0, len(changes), 1000):
                 chunk = changes[start : start + 1000]
                 yield lambda blocking, chunk=chunk: self._native.write_records(chunk, blocking=blocking)
+
+    def sweep(self) -> int:
+        """Deletes every expired record of the store's tenant (checkpoints and store items);
+        answers how many."""
+        return _drive_sync(sweep_steps(self._native))
+
+    async def asweep(self) -> int:
+        """Deletes every expired record of the store's tenant (checkpoints and store items);
+        answers how many."""
+        return await _drive_async(sweep_steps(self._native))
 
     # -- BaseCheckpointSaver -------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from langgraph.store.base import (
 )
 
 from .._persist import Store
-from ._drive import Call, drive_async, drive_sync
+from ._drive import Call, drive_async, drive_sync, sweep_steps
 
 __all__ = ["PersistStore"]
 
@@ -279,9 +279,6 @@ class PersistStore(BaseStore):
             yield from self._put(puts)
         return results
 
-    def _sweep(self) -> Generator[Call, Any, int]:
-        return (yield lambda blocking: self._native.write_records([("sweep",)], blocking=blocking))
-
     # -- BaseStore -----------------------------------------------------------------------------
 
     def batch(self, ops: Iterable[Op]) -> list[Result]:
@@ -292,8 +289,8 @@ class PersistStore(BaseStore):
 
     def sweep(self) -> int:
         """Deletes every expired record of the tenant (items and checkpoints); answers how many."""
-        return drive_sync(self._sweep())
+        return drive_sync(sweep_steps(self._native))
 
     async def asweep(self) -> int:
         """Deletes every expired record of the tenant (items and checkpoints); answers how many."""
-        return await drive_async(self._sweep())
+        return await drive_async(sweep_steps(self._native))
