@@ -47,7 +47,7 @@ def chat_graph(model: GenericFakeChatModel, saver: PersistSaver):
         return {"messages": [model.invoke(state["messages"])]}
 
     def route(state: State) -> str:
-        return "tools" if state["messages"][-1].tool_calls else END
+        return "tools" if getattr(state["messages"][-1], "tool_calls", None) else END
 
     builder = StateGraph(State)
     builder.add_node("agent", agent)
@@ -190,3 +190,32 @@ def test_a_thread_expires_a_ttl_after_its_last_write(store):
     assert saver.sweep() > 0
     with pytest.raises(ValueError):
         PersistSaver(store, ttl=0)
+
+
+def test_every_kind_of_message_comes_back_equal_and_removals_move_the_head(store):
+    from langchain_core.messages import RemoveMessage, SystemMessage
+
+    saver = PersistSaver(store)
+    graph = chat_graph(scripted([AIMessage(content="ok")]), saver)
+    config = {"configurable": {"thread_id": "kinds"}}
+    messages = [
+        SystemMessage(content="Be brief.", id="s1"),
+        HumanMessage(content=[{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}], id="h1"),
+        AIMessage(
+            content="",
+            id="a1",
+            tool_calls=[{"name": "weather", "args": {"city": "Lisbon", "days": 3}, "id": "c9"}],
+            usage_metadata={"input_tokens": 12, "output_tokens": 3, "total_tokens": 15},
+            response_metadata={"model": "scripted", "finish": 1.5},
+        ),
+        ToolMessage(content="sunny", tool_call_id="c9", id="t1", name="weather"),
+    ]
+    graph.update_state(config, {"messages": messages}, as_node="agent")
+    fresh = PersistSaver(store)  # nothing remembered: everything read back from the store
+    assert fresh.get_tuple(config).checkpoint["channel_values"]["messages"] == messages
+    graph.update_state(config, {"messages": [RemoveMessage(id="t1"), RemoveMessage(id="a1")]}, as_node="agent")
+    assert PersistSaver(store).get_tuple(config).checkpoint["channel_values"]["messages"] == messages[:2]
+    import asyncio
+
+    branches = asyncio.run(_branches(store, "kinds"))
+    assert [branch["items"] for branch in branches] == [4], "a removal writes nothing: the head moved back"

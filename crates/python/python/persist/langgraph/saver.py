@@ -18,15 +18,12 @@ implementation driven either way. The long-term memory store is :class:`persist.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import Any
 
 import ormsgpack
-from langchain_core.messages import BaseMessage, messages_from_dict
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -45,72 +42,13 @@ from ._drive import Call
 from ._drive import drive_async as _drive_async
 from ._drive import drive_sync as _drive_sync
 from ._drive import sweep_steps
+from .messages import PATH as _PATH
+from .messages import Paths
 
 __all__ = ["PersistSaver"]
 
 _SEP = "\x1f"
-# The record type of a ``messages`` value kept as the thread's messages: the id of its last one.
-_PATH = "persist.path"
-# Where a LangChain message's fields are kept on its persist message (its text is the content).
-_MESSAGE_KEY = "langgraph.message"
 _IDX_OFFSET = 2**31
-
-def _role(message: BaseMessage) -> str:
-    return {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}.get(message.type, message.type)
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    parts = []
-    for block in content or []:
-        if isinstance(block, str):
-            parts.append(block)
-        elif isinstance(block, dict) and isinstance(block.get("text"), str):
-            parts.append(block["text"])
-    return "\n".join(parts)
-
-
-def _as_persist(message: BaseMessage) -> tuple[str, str, dict[str, Any]]:
-    """A LangChain message as a persist message: its role, its text, its other fields."""
-    # Fields left at their defaults are not stored (they come back as defaults).
-    fields = message.model_dump(exclude_defaults=True)
-    fields["type"] = message.type
-    content = fields.pop("content", "")
-    if not isinstance(content, str):
-        fields["content"] = content
-    # Refused here, not in the store: such a value is kept the channel's way instead.
-    json.dumps(fields)
-    return _role(message), _text_of(content), {_MESSAGE_KEY: fields}
-
-
-def _fingerprint(role: str, text: str, metadata: dict[str, Any]) -> str:
-    return json.dumps([role, text, metadata], sort_keys=True, separators=(",", ":"))
-
-
-def _from_persist(text: str, metadata: dict[str, Any]) -> BaseMessage:
-    fields = dict(metadata[_MESSAGE_KEY])
-    fields.setdefault("content", text)
-    return messages_from_dict([{"type": fields["type"], "data": fields}])[0]
-
-
-class _Path:
-    """A ``messages`` value as stored: each message with its persist id and fingerprint."""
-
-    __slots__ = ("ids", "messages", "prints")
-
-    def __init__(self) -> None:
-        self.ids: list[str] = []
-        self.messages: list[BaseMessage] = []
-        self.prints: list[str] = []
-
-    def extended(self, count: int, ids: Sequence[str], messages: Sequence[BaseMessage], prints: Sequence[str]) -> _Path:
-        path = _Path()
-        path.ids = self.ids[:count] + list(ids)
-        path.messages = self.messages[:count] + list(messages)
-        path.prints = self.prints[:count] + list(prints)
-        return path
-
 
 class PersistSaver(BaseCheckpointSaver[str]):
     """LangGraph's checkpointer on a persist :class:`~persist.Store` (its tenant's).
@@ -142,12 +80,7 @@ class PersistSaver(BaseCheckpointSaver[str]):
         self._native = store.graph_store()
         plain = serde is None or type(serde) is JsonPlusSerializer
         self.messages_channel = messages_channel if plain else None
-        self._paths: OrderedDict[tuple[str, str], _Path] = OrderedDict()
-        # The head of the messages value of a checkpoint this saver wrote or read:
-        # (thread, ns, checkpoint id) -> (channel version, head).
-        self._heads: OrderedDict[tuple[str, str, str], tuple[str, str]] = OrderedDict()
-        self._cached_paths = cached_paths
-        self._lock = threading.Lock()
+        self._messages = Paths(self._native, cached_paths)
 
     # -- names ---------------------------------------------------------------------------------
 
@@ -177,75 +110,8 @@ class PersistSaver(BaseCheckpointSaver[str]):
             number = int(str(current).split(".")[0])
         return f"{number + 1:032}"
 
-    # -- the messages channel ------------------------------------------------------------------
-
-    def _cached(self, thread: str, head: str) -> _Path | None:
-        with self._lock:
-            path = self._paths.get((thread, head))
-            if path is not None:
-                self._paths.move_to_end((thread, head))
-            return path
-
-    def _remember(self, thread: str, head: str, path: _Path) -> None:
-        with self._lock:
-            self._paths[(thread, head)] = path
-            self._paths.move_to_end((thread, head))
-            while len(self._paths) > self._cached_paths:
-                self._paths.popitem(last=False)
-
     def _expiry(self) -> float | None:
         return time.time() + self.ttl * 60 if self.ttl is not None else None
-
-    def _remember_head(self, thread: str, ns: str, checkpoint_id: str, version: str, head: str) -> None:
-        with self._lock:
-            self._heads[(thread, ns, checkpoint_id)] = (version, head)
-            while len(self._heads) > self._cached_paths:
-                self._heads.popitem(last=False)
-
-    def _load_path(self, thread: str, head: str) -> Generator[Call, Any, _Path]:
-        if not head:
-            return _Path()
-        cached = self._cached(thread, head)
-        if cached is not None:
-            return cached
-        stored = yield lambda blocking: self._native.read_path(thread, head, blocking=blocking)
-        path = _Path()
-        for message_id, role, text, metadata in stored:
-            path.ids.append(message_id)
-            path.messages.append(_from_persist(text, metadata))
-            path.prints.append(_fingerprint(role, text, metadata))
-        self._remember(thread, head, path)
-        return path
-
-    def _store_path(self, thread: str, before: str, messages: list[BaseMessage]) -> Generator[Call, Any, str]:
-        """Writes what ``messages`` adds to the path ending at ``before``; answers its head."""
-        old = yield from self._load_path(thread, before)
-        same = 0
-        converted: list[tuple[str, str, dict[str, Any]]] = []
-        prints: list[str] = []
-        for index, message in enumerate(messages):
-            if index < len(old.messages) and index == same and message is old.messages[index]:
-                same += 1
-                continue
-            as_persist = _as_persist(message)
-            fingerprint = _fingerprint(*as_persist)
-            if index < len(old.prints) and index == same and fingerprint == old.prints[index]:
-                same += 1
-                continue
-            converted.append(as_persist)
-            prints.append(fingerprint)
-        if same == len(messages):
-            head = old.ids[same - 1] if same else ""
-            if same < len(old.ids) and head:
-                self._remember(thread, head, old.extended(same, [], [], []))
-            return head
-        # Every message from the first that differs on is written, in one turn.
-        fresh = messages[same:]
-        parent = old.ids[same - 1] if same else None
-        ids = yield lambda blocking: self._native.append_path(thread, parent, converted, blocking=blocking)
-        head = ids[-1]
-        self._remember(thread, head, old.extended(same, ids, fresh, prints))
-        return head
 
     def _is_messages(self, channel: str, ns: str, value: Any) -> bool:
         return (
@@ -279,7 +145,7 @@ class PersistSaver(BaseCheckpointSaver[str]):
             elif self._is_messages(channel, ns, values[channel]):
                 try:
                     before = yield from self._parent_head(thread, ns, parent_id, channel)
-                    head = yield from self._store_path(thread, before, values[channel])
+                    head = yield from self._messages.store(thread, before, values[channel])
                     typed = (_PATH, head.encode())
                     heads = (str(version), head)
                 except (TypeError, ValueError):
@@ -302,10 +168,9 @@ class PersistSaver(BaseCheckpointSaver[str]):
         moved = self.messages_channel in new_versions
         if not moved and self.messages_channel in stored.get("channel_versions", {}) and parent_id:
             # The messages did not move: the parent's head is this checkpoint's too.
-            with self._lock:
-                heads = self._heads.get((thread, ns, parent_id))
+            heads = self._messages.head_of(thread, ns, parent_id)
         if heads is not None:
-            self._remember_head(thread, ns, checkpoint["id"], *heads)
+            self._messages.remember_head(thread, ns, checkpoint["id"], *heads)
         return {"configurable": {"thread_id": thread, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
 
     def _parent_head(
@@ -314,8 +179,7 @@ class PersistSaver(BaseCheckpointSaver[str]):
         """The last message of the ``messages`` value of the parent checkpoint ("" for none)."""
         if parent_id is None:
             return ""
-        with self._lock:
-            known = self._heads.get((thread, ns, parent_id))
+        known = self._messages.head_of(thread, ns, parent_id)
         if known is not None:
             return known[1]
         found, _ = yield lambda blocking: self._native.read_records(
@@ -373,9 +237,9 @@ class PersistSaver(BaseCheckpointSaver[str]):
             if kind == "empty":
                 continue
             if kind == _PATH:
-                path = yield from self._load_path(thread, payload.decode())
+                path = yield from self._messages.load(thread, payload.decode())
                 values[channel] = list(path.messages)
-                self._remember_head(thread, ns, checkpoint_id, str(versions[channel]), payload.decode())
+                self._messages.remember_head(thread, ns, checkpoint_id, str(versions[channel]), payload.decode())
             else:
                 values[channel] = self.serde.loads_typed((kind, payload))
         pending = []
@@ -478,11 +342,7 @@ class PersistSaver(BaseCheckpointSaver[str]):
         changes = [("delete_spaces", self._space(kind, thread)) for kind in ("c", "b", "w")]
         yield lambda blocking: self._native.write_records(changes, blocking=blocking)
         yield lambda blocking: self._native.delete_thread(thread, blocking=blocking)
-        with self._lock:
-            for key in [key for key in self._paths if key[0] == thread]:
-                del self._paths[key]
-            for key in [key for key in self._heads if key[0] == thread]:
-                del self._heads[key]
+        self._messages.forget(thread)
 
     def _every(self, space: str, prefix: bool = True) -> Generator[Call, Any, list[tuple[Any, ...]]]:
         records: list[tuple[Any, ...]] = []
@@ -521,26 +381,13 @@ class PersistSaver(BaseCheckpointSaver[str]):
                 if kind == "b":
                     blob_kind, payload = ormsgpack.unpackb(data)
                     if blob_kind == _PATH and payload:
-                        head = yield from self._copy_path(source, target, payload.decode(), copied)
+                        head = yield from self._messages.copy(source, target, payload.decode(), copied)
                         data = ormsgpack.packb([_PATH, head.encode()])
                 rest = space[len(self._space(kind, source)) :]
                 changes.append(("put", self._space(kind, target) + rest, key, data, expires_at))
         for start in range(0, len(changes), 1000):
             chunk = changes[start : start + 1000]
             yield lambda blocking, chunk=chunk: self._native.write_records(chunk, blocking=blocking)
-
-    def _copy_path(self, source: str, target: str, head: str, copied: dict[str, str]) -> Generator[Call, Any, str]:
-        """Copies the path ending at ``head`` to the target thread (what is not there yet)."""
-        stored = yield lambda blocking: self._native.read_path(source, head, blocking=blocking)
-        start = 0
-        while start < len(stored) and stored[start][0] in copied:
-            start += 1
-        if start < len(stored):
-            parent = copied[stored[start - 1][0]] if start else None
-            fresh = [(role, text, metadata) for _, role, text, metadata in stored[start:]]
-            ids = yield lambda blocking: self._native.append_path(target, parent, fresh, blocking=blocking)
-            copied.update(zip((message[0] for message in stored[start:]), ids))
-        return copied[head]
 
     def _prune(self, thread_ids: Sequence[str], strategy: str) -> Generator[Call, Any, None]:
         if strategy not in ("keep_latest", "delete"):
