@@ -31,19 +31,23 @@ async fn as_one_statement(conn: &mut PgConnection, write: &WriteRecords, now: i6
     if names.windows(2).any(|pair| pair[0] == pair[1]) {
         return None;
     }
+    macro_rules! upsert {
+        ($($kept:literal)?) => {
+            concat!(
+                "INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) \
+                 SELECT $1, space, key, value, expires_at, $6 \
+                   FROM unnest($2::text[], $3::text[], $4::bytea[], $5::int8[]) AS r (space, key, value, expires_at) \
+                 ON CONFLICT (tenant, space, key) DO UPDATE \
+                    SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+                $(, $kept)?
+            )
+        };
+    }
+    // An insert writes over an expired record only, as if it were not there.
     let sql = if insert {
-        "INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) \
-         SELECT $1, space, key, value, expires_at, $6 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::int8[]) \
-             AS r (space, key, value, expires_at) \
-         ON CONFLICT (tenant, space, key) DO UPDATE \
-            SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at \
-          WHERE persist_records.expires_at IS NOT NULL AND persist_records.expires_at <= $6"
+        upsert!(" WHERE persist_records.expires_at IS NOT NULL AND persist_records.expires_at <= $6")
     } else {
-        "INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) \
-         SELECT $1, space, key, value, expires_at, $6 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::int8[]) \
-             AS r (space, key, value, expires_at) \
-         ON CONFLICT (tenant, space, key) DO UPDATE \
-            SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+        upsert!()
     };
     let done = sqlx::query(sql)
         .bind(tenant_key(write.tenant()))

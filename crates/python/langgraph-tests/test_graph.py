@@ -5,10 +5,8 @@ threads on one SQLite file."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,19 +58,6 @@ def chat_graph(model: GenericFakeChatModel, saver: PersistSaver):
 
 def call(city: str, call_id: str) -> AIMessage:
     return AIMessage(content="", tool_calls=[{"name": "weather", "args": {"city": city}, "id": call_id}])
-
-
-POSTGRES = os.environ.get("PERSIST_LANGGRAPH_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        yield Store.open(f"sqlite:{tmp_path}/graph.db")
-        return
-    schema = f"lg_graph_{uuid.uuid4().hex[:12]}"
-    yield Store.open(f"{POSTGRES}?schema={schema}")
-    subprocess.run(["psql", POSTGRES, "-qc", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'], capture_output=True)
 
 
 def test_a_chat_with_a_tool_over_turns_is_the_threads_messages_each_once(store):

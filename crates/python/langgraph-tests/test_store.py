@@ -5,8 +5,6 @@ it through ``store=``."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 import uuid
 from typing import Annotated
@@ -18,26 +16,14 @@ from langgraph.graph.message import add_messages
 from langgraph.store.base import BaseStore
 from typing_extensions import TypedDict
 
-from persist import Store
 from persist.langgraph import PersistSaver, PersistStore
 
-POSTGRES = os.environ.get("PERSIST_LANGGRAPH_POSTGRES", "postgres://postgres@127.0.0.1:5432/test")
 WORDS = ["coffee", "tea", "pizza", "pasta", "rain", "sun", "cat", "dog"]
 
 
 def embed(texts: list[str]) -> list[list[float]]:
     """A deterministic embedder: how often each of a few words occurs."""
     return [[float(text.lower().count(word)) for word in WORDS] for text in texts]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request, tmp_path):
-    if request.param == "sqlite":
-        yield Store.open(f"sqlite:{tmp_path}/memory.db")
-        return
-    schema = f"lg_store_{uuid.uuid4().hex[:12]}"
-    yield Store.open(f"{POSTGRES}?schema={schema}")
-    subprocess.run(["psql", POSTGRES, "-qc", f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'], capture_output=True)
 
 
 def test_items_by_namespace_and_key(store):

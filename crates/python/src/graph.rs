@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use persist::args::{AppendTurn, Delete, TurnMessage};
 use persist::branch::{Branch, Parent};
-use persist::read::{ListMessages, MAX_PAGE_LIMIT};
 use persist::records::{ReadRecords, Record, RecordCursor, RecordWrite, WriteRecords};
 use persist::{Content, Context, Message, MessageId, Metadata, PersistError, Role, Scoped, ThreadId, Timestamp};
 use pyo3::prelude::*;
@@ -111,7 +110,8 @@ struct ReadArgs {
 impl ReadArgs {
     /// The read of `space` with the keywords of `read_records` in `keywords`.
     fn of(space: String, keywords: Option<&Bound<'_, PyDict>>) -> PyResult<ReadRecords> {
-        let mut args = Self { space, prefix: false, keys: None, before: None, newest_first: false, limit: 100, cursor: None };
+        let mut args =
+            Self { space, prefix: false, keys: None, before: None, newest_first: false, limit: 100, cursor: None };
         for (name, value) in keywords.into_iter().flat_map(|keywords| keywords.iter()) {
             match name.extract::<String>()?.as_str() {
                 "prefix" => args.prefix = value.extract()?,
@@ -307,17 +307,7 @@ impl GraphStore {
             Err(error) => return Self::refuse(py, blocking, error),
         };
         self.run(py, blocking, move |store| async move {
-            let mut request = ListMessages::new(thread).with_limit(MAX_PAGE_LIMIT).on_branch(Branch::EndingAt(head));
-            let mut messages = Vec::new();
-            loop {
-                let page = store.list(request.clone()).await?;
-                let next = request.next_page(&page);
-                messages.extend(page.items);
-                match next {
-                    Some(next) => request = next,
-                    None => return Ok(path_reply(messages)),
-                }
-            }
+            Ok(path_reply(crate::session::store_path(&store, &thread, Branch::EndingAt(head)).await?))
         })
     }
 

@@ -174,7 +174,7 @@ pub(crate) async fn branches(store: Scoped, thread: ThreadId) -> Result<Value> {
 }
 
 /// Every message of `branch`, oldest first.
-async fn store_path(store: &Scoped, thread: &ThreadId, branch: Branch) -> Result<Vec<Message>> {
+pub(crate) async fn store_path(store: &Scoped, thread: &ThreadId, branch: Branch) -> Result<Vec<Message>> {
     let mut request = ListMessages::new(thread.clone()).with_limit(MAX_PAGE_LIMIT).on_branch(branch);
     let mut messages = Vec::new();
     loop {

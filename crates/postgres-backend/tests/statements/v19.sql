@@ -1,8 +1,6 @@
 BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off; SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema())); WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed WHERE position IS NULL ORDER BY id LIMIT 10000), total AS (SELECT count(*) AS n FROM pending), head AS (UPDATE persist_feed_state SET head = head + (SELECT n FROM total) WHERE (SELECT n FROM total) > 0 RETURNING head - (SELECT n FROM total) AS base), done AS (UPDATE persist_feed f SET position = head.base + pending.n FROM pending, head WHERE f.id = pending.id RETURNING f.position) SELECT count(*) FROM done; COMMIT
 -- next statement
-BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."leases"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."messages"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_embedding_models"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_embeddings"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed_state"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_format"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_records"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_search_state"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_spent_keys"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_values"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_working_memory"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."session_bindings"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."summaries"; DELETE FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."threads"; ALTER SEQUENCE "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
--- next statement
-BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."leases"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."messages"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_embedding_models"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_embeddings"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed_state"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_format"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_records"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_search_state"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_spent_keys"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_values"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_working_memory"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."session_bindings"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."summaries"; DELETE FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."threads"; ALTER SEQUENCE "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
+BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."leases"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."messages"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_embedding_models"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_embeddings"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_state"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_format"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_records"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_search_state"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_spent_keys"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_values"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_working_memory"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."session_bindings"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."summaries"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."threads"; ALTER SEQUENCE "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
 -- next statement
 COMMIT
 -- next statement
@@ -12,13 +10,9 @@ CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (persist_search
 -- next statement
 CREATE INDEX IF NOT EXISTS threads_by_active_second ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL
 -- next statement
-CREATE SCHEMA IF NOT EXISTS "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"
+CREATE SCHEMA IF NOT EXISTS "persist_pool_4282_01a2218b93bd775799698656018fe65d"
 -- next statement
-CREATE SCHEMA IF NOT EXISTS "persist_pool_11441_01a22185839d761c966f078cb280a389"
--- next statement
-CREATE SCHEMA IF NOT EXISTS "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"
--- next statement
-CREATE SCHEMA IF NOT EXISTS "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"
+CREATE SCHEMA IF NOT EXISTS "persist_pool_4282_01a2218b943d76d2997b66448138ad95"
 -- next statement
 CREATE TABLE IF NOT EXISTS _sqlx_migrations (
     version BIGINT PRIMARY KEY,
@@ -126,13 +120,9 @@ SELECT coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_reg
 -- next statement
 SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = $3) OR $3 < (SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2), false)
 -- next statement
-SELECT count(*) FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"._sqlx_migrations WHERE success
+SELECT count(*) FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"._sqlx_migrations WHERE success
 -- next statement
-SELECT count(*) FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"._sqlx_migrations WHERE success
--- next statement
-SELECT count(*) FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"._sqlx_migrations WHERE success
--- next statement
-SELECT count(*) FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"._sqlx_migrations WHERE success
+SELECT count(*) FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"._sqlx_migrations WHERE success
 -- next statement
 SELECT current_database()
 -- next statement
@@ -158,65 +148,35 @@ SELECT holder, expires_at FROM leases WHERE tenant = $1 AND thread_id = $2 AND n
 -- next statement
 SELECT idempotency_key, message_id, seq, parent_seq, created_at, fingerprint, forget_at FROM persist_spent_keys WHERE tenant = $1 AND thread_id = $2 AND idempotency_key = ANY($3) AND forget_at > $4
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."leases" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."leases" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."messages" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."messages" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_embedding_models" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_embedding_models" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_embeddings" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_embeddings" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_feed" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_feed" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_feed_state" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_feed_state" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_format" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_format" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_records" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_records" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_search_state" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_search_state" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_spent_keys" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_spent_keys" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_values" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_values" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."persist_working_memory" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_working_memory" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."session_bindings" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."session_bindings" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."summaries" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."summaries" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11441_01a22185839d761c966f078cb280a389"."threads" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."leases" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."messages" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_embedding_models" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_embeddings" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_feed" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_feed_state" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_format" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_records" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_search_state" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_spent_keys" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_values" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."persist_working_memory" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."session_bindings" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."summaries" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_13631_01a22170900f71cb93b1001ab9b79e5e"."threads" t
+SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."threads" t
 -- next statement
 SELECT m.seq, e.message_id, e.model, e.vector, m.role, m.status, m.created_at FROM persist_embeddings e JOIN messages m ON m.tenant = e.tenant AND m.thread_id = e.thread_id AND m.message_id = e.message_id WHERE e.tenant = $1 AND e.thread_id = $2 AND NOT EXISTS (SELECT 1 FROM threads t WHERE t.tenant = e.tenant AND t.thread_id = e.thread_id AND t.deleted_at IS NOT NULL) AND ($3::bigint IS NULL OR (m.seq, e.model COLLATE "C") > ($3, $4::text)) ORDER BY m.seq, e.model COLLATE "C" LIMIT $5
 -- next statement
@@ -240,9 +200,7 @@ SELECT pg_advisory_unlock(hashtextextended($1 || ':' || current_schema(), 0))
 -- next statement
 SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema()))
 -- next statement
-SELECT pg_notify('persist_feed', 'persist_pool_11441_01a22185833a72eeb91c1d11422b05e4')
--- next statement
-SELECT pg_notify('persist_feed', 'persist_pool_13631_01a221708fa5745a997e5bd05fcc6303')
+SELECT pg_notify('persist_feed', 'persist_pool_4282_01a2218b93bd775799698656018fe65d')
 -- next statement
 SELECT pg_try_advisory_lock(hashtextextended($1 || ':' || current_schema(), 0))
 -- next statement
@@ -334,9 +292,7 @@ SELECT version FROM _sqlx_migrations WHERE success = false ORDER BY version LIMI
 -- next statement
 SELECT version, checksum FROM _sqlx_migrations ORDER BY version
 -- next statement
-SELECT version, success, checksum FROM "persist_pool_11441_01a22185833a72eeb91c1d11422b05e4"._sqlx_migrations ORDER BY version
--- next statement
-SELECT version, success, checksum FROM "persist_pool_13631_01a221708fa5745a997e5bd05fcc6303"._sqlx_migrations ORDER BY version
+SELECT version, success, checksum FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"._sqlx_migrations ORDER BY version
 -- next statement
 SET lock_timeout = 0; SET statement_timeout = 0
 -- next statement
