@@ -158,7 +158,7 @@ def test_two_processes_drive_threads_on_one_sqlite_file(tmp_path):
             assert len(state.checkpoint["channel_values"]["messages"]) == 40
 
 
-def test_a_thread_expires_a_ttl_after_its_last_write(store):
+def test_a_thread_expires_a_ttl_after_its_last_write_and_a_sweep_erases_it(store):
     import time
 
     saver = PersistSaver(store, ttl=0.005)  # 0.3 s
@@ -172,7 +172,11 @@ def test_a_thread_expires_a_ttl_after_its_last_write(store):
     time.sleep(0.4)
     assert saver.get_tuple(config) is None, "expired: never answered"
     assert list(saver.list(config)) == [] and list(saver.list(None)) == []
-    assert saver.sweep() > 0
+    assert saver.sweep() == 1, "the thread is erased"
+    import asyncio
+
+    assert asyncio.run(_branches(store, "short-lived")) == [], "its persist messages too"
+    assert saver.sweep() == 0
     with pytest.raises(ValueError):
         PersistSaver(store, ttl=0)
 
@@ -204,3 +208,15 @@ def test_every_kind_of_message_comes_back_equal_and_removals_move_the_head(store
 
     branches = asyncio.run(_branches(store, "kinds"))
     assert [branch["items"] for branch in branches] == [4], "a removal writes nothing: the head moved back"
+
+
+def test_tenants_keep_their_threads_apart(store):
+    acme, globex = store.with_tenant("acme"), store.with_tenant("globex")
+    config = {"configurable": {"thread_id": "same-id"}}
+    chat_graph(scripted([AIMessage(content="for acme")]), PersistSaver(acme)).invoke(
+        {"messages": [HumanMessage(content="hi")]}, config
+    )
+    assert PersistSaver(globex).get_tuple(config) is None
+    assert list(PersistSaver(globex).list(None)) == []
+    state = PersistSaver(acme).get_tuple(config)
+    assert state.checkpoint["channel_values"]["messages"][-1].content == "for acme"

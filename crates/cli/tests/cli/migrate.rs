@@ -27,11 +27,12 @@ fn migrate_reports_and_applies_a_sqlite_files_schema() {
             && applied.contains("applied 22 spent keys")
             && applied.contains("applied 23 embed feed")
             && applied.contains("applied 24 search pending")
-            && applied.contains("schema version 24, up to date"),
+            && applied.contains("applied 25 records")
+            && applied.contains("schema version 25, up to date"),
         "{applied}"
     );
     let status: serde_json::Value = serde_json::from_str(&ok(&["--url", url, "--json", "migrate", "status"])).unwrap();
-    assert_eq!(status["applied"], 24);
+    assert_eq!(status["applied"], 25);
     assert_eq!(status["current"], true);
     assert_eq!(status["pending"], serde_json::json!([]));
     assert!(ok(&["--url", url, "migrate", "up"]).contains("up to date"));

@@ -369,7 +369,7 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     let Some(schema) = shipped_schema(11, &[]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (11, 18));
+    assert_eq!((status.applied, status.latest), (11, 19));
     assert_eq!(
         status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
         [
@@ -379,7 +379,8 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
             (15, "embeddings"),
             (16, "working memory"),
             (17, "working memory feed"),
-            (18, "spent keys")
+            (18, "spent keys"),
+            (19, "records")
         ]
     );
     let refused = builder().migrate(false).connect().await.unwrap_err();
@@ -387,9 +388,9 @@ async fn without_migrating_a_schema_behind_or_ahead_is_refused_and_left_as_it_is
     let said = refused.to_string();
     assert!(
         said.contains(&format!(
-            "schema {schema}: schema version 11, this build needs 18 (pending: 12 content form in plpgsql, \
+            "schema {schema}: schema version 11, this build needs 19 (pending: 12 content form in plpgsql, \
              13 thread activity by second, 14 messages view, 15 embeddings, 16 working memory, 17 working \
-             memory feed, 18 spent keys)"
+             memory feed, 18 spent keys, 19 records)"
         )),
         "{said}"
     );
@@ -500,7 +501,7 @@ async fn version_13_reads_as_pending_until_its_index_is_built() {
     let Some(schema) = shipped_schema(13, &[ACTIVITY_AT_VERSION_12]).await else { return };
     let builder = || PostgresBackend::builder(support::url()).schema(schema.clone()).max_connections(2);
     let status = builder().schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (12, 18));
+    assert_eq!((status.applied, status.latest), (12, 19));
     assert_eq!(
         status.pending.iter().map(|m| (m.version, m.description.as_str())).collect::<Vec<_>>(),
         [
@@ -509,14 +510,15 @@ async fn version_13_reads_as_pending_until_its_index_is_built() {
             (15, "embeddings"),
             (16, "working memory"),
             (17, "working memory feed"),
-            (18, "spent keys")
+            (18, "spent keys"),
+            (19, "records")
         ]
     );
     let refused = builder().migrate(false).connect().await.unwrap_err();
     assert!(
         refused.to_string().contains(
             "(pending: 13 thread activity by second, 14 messages view, 15 embeddings, 16 working memory, 17 working \
-                 memory feed, 18 spent keys)"
+                 memory feed, 18 spent keys, 19 records)"
         ),
         "{refused}"
     );

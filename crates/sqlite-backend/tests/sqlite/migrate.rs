@@ -13,7 +13,7 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     sqlx::Connection::close(shipped_schema(&dir, &path, 16).await).await.unwrap();
     let before = std::fs::read(&path).unwrap();
     let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (16, 24));
+    assert_eq!((status.applied, status.latest), (16, 25));
     let pending: Vec<_> = status.pending.iter().map(|m| (m.version, m.description.as_str())).collect();
     assert_eq!(
         pending,
@@ -25,7 +25,8 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
             (21, "working memory feed"),
             (22, "spent keys"),
             (23, "embed feed"),
-            (24, "search pending")
+            (24, "search pending"),
+            (25, "records")
         ]
     );
     let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
@@ -33,8 +34,9 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     let said = refused.to_string();
     assert!(
         said.contains(
-            "schema version 16, this build needs 24 (pending: 17 compact messages, 18 messages view, 19 embeddings, \
-             20 working memory, 21 working memory feed, 22 spent keys, 23 embed feed, 24 search pending)"
+            "schema version 16, this build needs 25 (pending: 17 compact messages, 18 messages view, 19 embeddings, \
+             20 working memory, 21 working memory feed, 22 spent keys, 23 embed feed, 24 search pending, \
+             25 records)"
         ),
         "{said}"
     );

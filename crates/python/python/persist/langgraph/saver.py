@@ -48,6 +48,8 @@ from .messages import Paths
 __all__ = ["PersistSaver"]
 
 _SEP = "\x1f"
+# The space of each thread's expiry (a saver with a ttl): thread -> when it expires, in seconds.
+_EXPIRY = "lg:t"
 _IDX_OFFSET = 2**31
 
 class PersistSaver(BaseCheckpointSaver[str]):
@@ -59,8 +61,8 @@ class PersistSaver(BaseCheckpointSaver[str]):
 
     ``ttl`` (minutes) expires what a checkpoint wrote that long after it was written, and each
     checkpoint written moves the expiry of the values it carries on: a thread nobody writes to
-    for ``ttl`` is neither answered nor listed, and ``sweep()`` deletes it for good (the thread's
-    persist messages follow the store's own retention).
+    for ``ttl`` is neither answered nor listed, and ``sweep()`` erases it for good, its persist
+    messages too.
     """
 
     def __init__(
@@ -158,6 +160,9 @@ class PersistSaver(BaseCheckpointSaver[str]):
             for channel, version in stored.get("channel_versions", {}).items():
                 if channel not in new_versions:
                     writes.append(("touch", blobs, f"{channel}{_SEP}{version}", expires))
+        if expires is not None:
+            # When the thread as a whole expires, never itself expiring: what `sweep` reads.
+            writes.append(("put", _EXPIRY, thread, ormsgpack.packb(expires), None))
         record = [
             *self.serde.dumps_typed(stored),
             *self.serde.dumps_typed(get_checkpoint_metadata(config, metadata)),
@@ -339,7 +344,8 @@ class PersistSaver(BaseCheckpointSaver[str]):
 
     def _delete_thread(self, thread_id: str) -> Generator[Call, Any, None]:
         thread = self._thread({"configurable": {"thread_id": thread_id}})
-        changes = [("delete_spaces", self._space(kind, thread)) for kind in ("c", "b", "w")]
+        changes: list[tuple[Any, ...]] = [("delete_spaces", self._space(kind, thread)) for kind in ("c", "b", "w")]
+        changes.append(("delete", _EXPIRY, thread))
         yield lambda blocking: self._native.write_records(changes, blocking=blocking)
         yield lambda blocking: self._native.delete_thread(thread, blocking=blocking)
         self._messages.forget(thread)
@@ -385,6 +391,8 @@ class PersistSaver(BaseCheckpointSaver[str]):
                         data = ormsgpack.packb([_PATH, head.encode()])
                 rest = space[len(self._space(kind, source)) :]
                 changes.append(("put", self._space(kind, target) + rest, key, data, expires_at))
+        if self.ttl is not None:
+            changes.append(("put", _EXPIRY, target, ormsgpack.packb(self._expiry()), None))
         for start in range(0, len(changes), 1000):
             chunk = changes[start : start + 1000]
             yield lambda blocking, chunk=chunk: self._native.write_records(chunk, blocking=blocking)
@@ -419,15 +427,23 @@ class PersistSaver(BaseCheckpointSaver[str]):
                 chunk = changes[start : start + 1000]
                 yield lambda blocking, chunk=chunk: self._native.write_records(chunk, blocking=blocking)
 
+    def _sweep(self) -> Generator[Call, Any, int]:
+        now = time.time()
+        expired = [key for _, key, data, _ in (yield from self._every(_EXPIRY, prefix=False)) if ormsgpack.unpackb(data) <= now]
+        for thread in expired:
+            yield from self._delete_thread(thread)
+        yield from sweep_steps(self._native)
+        return len(expired)
+
     def sweep(self) -> int:
-        """Deletes every expired record of the store's tenant (checkpoints and store items);
-        answers how many."""
-        return _drive_sync(sweep_steps(self._native))
+        """Erases the threads a ``ttl`` expired (their checkpoints and their persist messages)
+        and every other expired record of the store's tenant; answers how many threads."""
+        return _drive_sync(self._sweep())
 
     async def asweep(self) -> int:
-        """Deletes every expired record of the store's tenant (checkpoints and store items);
-        answers how many."""
-        return await _drive_async(sweep_steps(self._native))
+        """Erases the threads a ``ttl`` expired (their checkpoints and their persist messages)
+        and every other expired record of the store's tenant; answers how many threads."""
+        return await _drive_async(self._sweep())
 
     # -- BaseCheckpointSaver -------------------------------------------------------------------
 

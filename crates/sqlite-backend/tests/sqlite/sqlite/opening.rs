@@ -172,11 +172,11 @@ async fn a_file_one_version_behind_is_read_for_reads_only() {
     let backend = SqliteBackend::open(&path).await.unwrap();
     backend.apply(add("t", "written at the version before")).await.unwrap();
     backend.close().await;
-    // Back to version 20: what version 24 added (a table and a column, and at format 4 the
-    // search index's triggers that read them: dropped, the format back to 3; nothing is
-    // written after), what version 23 added (the view made again), what version 22 added (a
-    // table) and what version 21 added (a column of each feed table, an index, two triggers, the
-    // view made again) gone, their records too.
+    // Back to version 20: what version 25 added (a table), what version 24 added (a table and a
+    // column, and at format 4 the search index's triggers that read them: dropped, the format
+    // back to 3; nothing is written after), what version 23 added (the view made again), what
+    // version 22 added (a table) and what version 21 added (a column of each feed table, an
+    // index, two triggers, the view made again) gone, their records too.
     let mut conn = raw(&path).await;
     sqlx::raw_sql(
         "DROP TRIGGER persist_working_memory_inserted; DROP TRIGGER persist_working_memory_updated; \
@@ -195,14 +195,15 @@ async fn a_file_one_version_behind_is_read_for_reads_only() {
          DROP TRIGGER persist_search_inserted; DROP TRIGGER persist_search_replaced; \
          DROP TRIGGER persist_search_updated; DROP TRIGGER persist_search_deleted; \
          DROP TABLE persist_search_pending; ALTER TABLE persist_search_state DROP COLUMN indexed; \
-         UPDATE persist_format SET level = 3; DELETE FROM _sqlx_migrations WHERE version = 24;",
+         UPDATE persist_format SET level = 3; DELETE FROM _sqlx_migrations WHERE version = 24; \
+         DROP TABLE persist_records; DELETE FROM _sqlx_migrations WHERE version = 25;",
     )
     .execute(&mut conn)
     .await
     .unwrap();
     conn.close().await.unwrap();
     let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
-    assert_eq!((status.applied, status.latest), (20, 24));
+    assert_eq!((status.applied, status.latest), (20, 25));
 
     let reader = SqliteBackend::builder(&path).read_only(true).open().await.unwrap();
     let page = reader.list(ListMessages::new(thread("t"))).await.unwrap();
