@@ -30,7 +30,7 @@ fn statement(query: &ReadRecords) -> String {
         sql.push_str(if desc { " AND (key, space) < (?7, ?8)" } else { " AND (key, space) > (?7, ?8)" });
     }
     sql.push_str(if desc { " ORDER BY key DESC, space DESC" } else { " ORDER BY key, space" });
-    sql.push_str(" LIMIT ?9");
+    sql.push_str(" LIMIT +?9");
     sql
 }
 

@@ -339,7 +339,7 @@ fn the_contract_reads_top_to_bottom() {
     let position = |name: &str| {
         let defined_in = match name {
             "args" | "branch" | "lease" | "once" | "read" | "restore" | "search" | "session" | "spent" | "summary"
-            | "vector" | "working" => "request",
+            | "vector" | "working" | "records" => "request",
             "context_setter" => "context",
             other => other,
         };

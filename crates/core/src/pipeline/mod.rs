@@ -171,8 +171,8 @@ macro_rules! pipeline_calls {
 // `requests.rs`): `add`, `reserve`, `update_content`, `update`, `delete`, `append_turn`,
 // `restore`, `get`, `get_thread`, `list`, `branches`, `summarize`, `summaries`, `compacted`,
 // `lease`, `threads`, `search`, `embed`, `nearest`, `embeddings`, `read_memory`, `write_memory`,
-// `memories`, `find_stranded`, `bind`, `resolve`, `reset_session`, `invalidate_session`,
-// `bindings`, `read_feed`, `set_once`.
+// `memories`, `write_records`, `read_records`, `find_stranded`, `bind`, `resolve`,
+// `reset_session`, `invalidate_session`, `bindings`, `read_feed`, `set_once`.
 calls!(pipeline_calls);
 
 /// The pipeline's [`Backend`] methods of the reads: its typed calls.

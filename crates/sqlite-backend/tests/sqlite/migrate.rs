@@ -47,7 +47,7 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     assert!(!dir.path().join("behind.db-wal").exists());
     // For reads only too: exactly this build's version, or refused.
     let refused = SqliteBackend::builder(&path).read_only(true).migrate(false).open().await.unwrap_err();
-    assert!(refused.to_string().contains("this build needs 24"), "{refused}");
+    assert!(refused.to_string().contains("this build needs 25"), "{refused}");
     assert!(refused.to_string().contains("behind.db"), "names the file: {refused}");
 
     // Migrated by a handle that does, then opened without migrating.
@@ -92,7 +92,7 @@ async fn without_migrating_a_file_behind_or_ahead_is_refused_and_left_as_it_is()
     sqlx::Connection::close(conn).await.unwrap();
     assert!(SqliteBackend::builder(&path).schema_status().await.unwrap().is_ahead());
     let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
-    assert!(refused.to_string().contains("newer than this build's 24"), "{refused}");
+    assert!(refused.to_string().contains("newer than this build's 25"), "{refused}");
 
     // A file that does not exist: version 0, not created.
     let missing = dir.path().join("missing.db");

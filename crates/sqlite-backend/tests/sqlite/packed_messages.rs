@@ -331,7 +331,7 @@ async fn a_store_whose_copy_is_not_complete_is_refused_until_it_is() {
     conn.close().await.unwrap();
 
     let status = SqliteBackend::builder(&path).schema_status().await.unwrap();
-    assert_eq!((status.applied, status.pending.len(), status.pending[0].version), (16, 8, 17));
+    assert_eq!((status.applied, status.pending.len(), status.pending[0].version), (16, 9, 17));
     let refused = SqliteBackend::builder(&path).migrate(false).open().await.unwrap_err();
     assert!(matches!(refused, PersistError::Unsupported { .. }), "{refused:?}");
     assert!(refused.to_string().contains("pending: 17 compact messages"), "{refused}");

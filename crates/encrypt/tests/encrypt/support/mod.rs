@@ -33,7 +33,8 @@ pub(crate) fn layer(ring: KeyRing) -> EncryptLayer {
 /// says so.
 pub(crate) fn encrypted<B: Backend>(ring: KeyRing, backend: B) -> Pipeline {
     let pipeline = Pipeline::builder().layer(layer(ring)).build(backend);
-    let capabilities = pipeline.capabilities().with_search(false).with_vectors(false).with_working_memory(false);
+    let capabilities =
+        pipeline.capabilities().with_search(false).with_vectors(false).with_working_memory(false).with_records(false);
     pipeline.with_capabilities(capabilities)
 }
 
