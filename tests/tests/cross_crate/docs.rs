@@ -250,3 +250,39 @@ fn no_chapter_is_over_600_lines() {
     }
     assert!(long.is_empty(), "chapters over 600 lines: {long:?}");
 }
+
+/// A Rust block that cannot be compiled here (`rust,ignore`: a framework's agent, which needs the
+/// framework's crates) is an excerpt of a program CI runs: its first line names the file
+/// (`// From examples/rig_agent.rs`), and each of its other lines is a line of that file, so the
+/// page shows code that runs.
+#[test]
+fn every_ignored_rust_block_is_an_excerpt_of_a_program() {
+    let root = workspace();
+    let mut wrong = Vec::new();
+    for file in markdown_files() {
+        let text = fs::read_to_string(&file).unwrap();
+        let mut lines = text.lines().enumerate();
+        while let Some((at, line)) = lines.next() {
+            if line.trim_start() != "```rust,ignore" {
+                continue;
+            }
+            let block: Vec<&str> = lines.by_ref().map(|(_, line)| line).take_while(|line| !is_fence(line)).collect();
+            let place = format!("{}:{}", file.display(), at + 1);
+            let Some(source) = block.first().and_then(|first| first.trim().strip_prefix("// From ")) else {
+                wrong.push(format!("{place}: no `// From <file>` line first"));
+                continue;
+            };
+            let Ok(program) = fs::read_to_string(root.join(source)) else {
+                wrong.push(format!("{place}: no file {source}"));
+                continue;
+            };
+            let known: BTreeSet<&str> = program.lines().map(str::trim).collect();
+            for line in block[1..].iter().map(|line| line.trim()).filter(|line| !line.is_empty()) {
+                if !known.contains(line) {
+                    wrong.push(format!("{place}: not a line of {source}: {line}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "ignored Rust blocks that are not excerpts of a program: {wrong:#?}");
+}

@@ -52,6 +52,7 @@ _SEP = "\x1f"
 _EXPIRY = "lg:t"
 _IDX_OFFSET = 2**31
 
+
 class PersistSaver(BaseCheckpointSaver[str]):
     """LangGraph's checkpointer on a persist :class:`~persist.Store` (its tenant's).
 
