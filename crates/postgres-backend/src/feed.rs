@@ -8,18 +8,19 @@
 //!
 //! Writers never sequence: a pass is a write transaction of its own (a second commit for every
 //! write would cost writers a quarter of their throughput). After this instance's writes, a
-//! task sends `NOTIFY persist_feed` (payload: the schema), a small transaction of its own that
-//! writes no table, at most once every 2 ms (the writes of that time share it; one that
-//! fails is sent again). Passes run where events are read: before every feed read (so a reader
+//! task numbers what is pending, then sends `NOTIFY persist_feed` (payload: the schema), a small
+//! transaction of its own that writes no table, at most once every 2 ms (the writes of that
+//! time share it; one that fails is sent again): a listener told of events reads them at once. Passes run where events are read: before every feed read (so a reader
 //! sees every write committed before it asked), in each listening instance when notified and
 //! every second (for an instance that died between its commit and its notification: a lost
 //! notification loses nothing, the table is the truth), and with retention every few seconds
 //! on every instance (so events nobody reads are numbered, then trimmed, all the same; a pass
 //! that numbered any announces them).
 //!
-//! Each instance with subscribers listens on `persist_feed`: a notification (or the second's
-//! tick) makes it number what is pending, read the events after the last ones it published and
-//! wake their scopes' subscribers through its [`FeedHub`]. Behind a transaction pooler,
+//! Each instance with subscribers listens on `persist_feed`: a notification makes it read the
+//! events after the last ones it published (numbered by the instance that announced them) and
+//! wake their scopes' subscribers through its [`FeedHub`]; the second's tick numbers what is
+//! pending first. Behind a transaction pooler,
 //! where `LISTEN` hears nothing, it listens on a direct connection when given one, and
 //! otherwise polls (every [`POLL`]).
 
@@ -132,6 +133,7 @@ impl Feed {
             kick: Arc::clone(&feed.kick),
             // The schema name is checked against [a-z_][a-z0-9_]*: safe to quote into SQL.
             notify_sql: format!("SELECT pg_notify('{CHANNEL}', '{schema}')"),
+            announce_sql: format!("BEGIN; {}; COMMIT; SELECT pg_notify('{CHANNEL}', '{schema}')", feed.sequence_sql),
             sequence_sql: feed.sequence_sql.clone(),
             retention,
         };
@@ -212,6 +214,9 @@ struct Background {
     pool: Pool,
     kick: Arc<Notify>,
     notify_sql: String,
+    /// A pass and the notification, in one round trip (the pass numbers at most
+    /// `PASS_LIMIT`: more are numbered by the next pass, the readers' or the tick's).
+    announce_sql: String,
     sequence_sql: String,
     retention: FeedRetention,
 }
@@ -249,9 +254,23 @@ impl Background {
             // owed. Events a pass numbered are announced too (their writer may have died
             // before its own notification).
             let answer = async {
+                // This instance's events are numbered before they are announced, in one round
+                // trip with the notification: a listener told of them reads them at once, with
+                // no pass of its own.
+                if owed && !due && !conn.is_in_transaction() {
+                    let sent = sqlx::raw_sql(AssertSqlSafe(self.announce_sql.clone())).execute(&mut *conn).await;
+                    if let Err(error) = sent {
+                        // Ended here: a transaction left open would hold the sequencing lock.
+                        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                        return Err(map_sqlx("announcing the change feed's new events", error));
+                    }
+                    return Ok(true);
+                }
                 let mut announce = owed;
-                if due {
+                if due || owed {
                     announce |= sequence(&mut conn, &self.sequence_sql).await? > 0;
+                }
+                if due {
                     trim(&mut conn, &self.retention).await?;
                 }
                 if announce {
@@ -288,6 +307,18 @@ impl Background {
 /// that transaction's, and its lock is held until it ends.
 async fn sequence(conn: &mut PgConnection, sql: &str) -> Result<u64> {
     let context = "numbering the change feed";
+    // Nothing pending in a snapshot taken now: every event committed before is numbered, and
+    // no pass is needed. A pass under way elsewhere has not committed its numbers, so its
+    // events still read as pending here, and this pass waits for it. (Readers woken for
+    // events their instance numbered before announcing them take no lock: N followers of a
+    // reply no longer queue on it, one pass after another.)
+    let pending: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM persist_feed WHERE position IS NULL)")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| map_sqlx(context, e))?;
+    if !pending {
+        return Ok(0);
+    }
     let own = !conn.is_in_transaction();
     let sql = if own { format!("BEGIN; {sql}; COMMIT") } else { sql.to_owned() };
     let mut total = 0;
@@ -499,6 +530,10 @@ impl Listener {
         // until the next tick tries it again (a server that refuses it is not asked in a loop).
         let mut listening_ok = listener.is_some();
         loop {
+            // Whether the events to read are numbered already: told so by a notification,
+            // which an instance sends once it numbered its events. The tick, a lost connection
+            // and this instance's writes (when polling) number what is pending first.
+            let mut numbered = false;
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|stopped| *stopped) => break,
@@ -509,9 +544,9 @@ impl Listener {
                 {
                     // Another schema's events.
                     Ok(Some(note)) if note.payload() != self.schema => continue,
-                    // A notification, or a lost connection (it reconnects on the next call):
-                    // read now.
-                    Ok(_) => {}
+                    Ok(Some(_)) => numbered = true,
+                    // A lost connection (it reconnects on the next call): read now.
+                    Ok(None) => {}
                     Err(_) => listening_ok = false,
                 },
             }
@@ -526,7 +561,7 @@ impl Listener {
             let Ok(mut conn) = self.pool.acquire().await else { continue };
             let answer = async {
                 // Nobody waiting here: a subscriber that comes numbers and reads for itself.
-                if self.hub.is_watched() {
+                if self.hub.is_watched() && !numbered {
                     sequence(&mut conn, &self.sequence_sql).await?;
                 }
                 self.publish(&mut conn).await
@@ -542,18 +577,18 @@ impl Listener {
 
     /// Publishes the events after the last published, when anyone waits; else moves on.
     async fn publish(&mut self, conn: &mut PgConnection) -> Result<()> {
-        let head = head(conn).await?;
-        if head <= self.published || !self.hub.is_watched() {
-            self.published = self.published.max(head);
+        if !self.hub.is_watched() {
+            self.published = self.published.max(head(conn).await?);
             return Ok(());
         }
+        // The read answers the head too: nothing new is an empty page, one round trip.
         loop {
             let query = ReadFeed::across_tenants().after(self.published).with_limit(MAX_PAGE_LIMIT);
             let page = match read(conn, &query).await {
                 Ok(page) => page,
                 // Retention passed what was published: subscribers find their gap themselves.
                 Err(PersistError::FeedGap { .. }) => {
-                    self.published = head;
+                    self.published = self.published.max(head(conn).await?);
                     return Ok(());
                 }
                 Err(other) => return Err(other),

@@ -1,5 +1,7 @@
 BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off; SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema())); WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed WHERE position IS NULL ORDER BY id LIMIT 10000), total AS (SELECT count(*) AS n FROM pending), head AS (UPDATE persist_feed_state SET head = head + (SELECT n FROM total) WHERE (SELECT n FROM total) > 0 RETURNING head - (SELECT n FROM total) AS base), done AS (UPDATE persist_feed f SET position = head.base + pending.n FROM pending, head WHERE f.id = pending.id RETURNING f.position) SELECT count(*) FROM done; COMMIT
 -- next statement
+BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."leases"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."messages"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_embedding_models"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_embeddings"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed_state"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_format"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_records"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_search_state"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_spent_keys"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_values"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_working_memory"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."session_bindings"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."summaries"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."threads"; ALTER SEQUENCE "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
+-- next statement
 BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."leases"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."messages"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_embedding_models"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_embeddings"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_state"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_format"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_records"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_search_state"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_spent_keys"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_values"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_working_memory"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."session_bindings"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."summaries"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."threads"; ALTER SEQUENCE "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
 -- next statement
 COMMIT
@@ -9,6 +11,10 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS messages_search ON messages USING gin (p
 CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (persist_search_vector('3748'::regconfig, content)) WHERE status <> 'reserved'
 -- next statement
 CREATE INDEX IF NOT EXISTS threads_by_active_second ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL
+-- next statement
+CREATE SCHEMA IF NOT EXISTS "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"
+-- next statement
+CREATE SCHEMA IF NOT EXISTS "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"
 -- next statement
 CREATE SCHEMA IF NOT EXISTS "persist_pool_4282_01a2218b93bd775799698656018fe65d"
 -- next statement
@@ -102,6 +108,8 @@ SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 AND deleted_at IS NUL
 -- next statement
 SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE
 -- next statement
+SELECT EXISTS (SELECT 1 FROM persist_feed WHERE position IS NULL)
+-- next statement
 SELECT NOT EXISTS (SELECT 1 FROM messages)
 -- next statement
 SELECT NOT EXISTS (SELECT 1 FROM threads)
@@ -119,6 +127,10 @@ SELECT agent_id, updated_at FROM session_bindings WHERE tenant = $1 AND thread_i
 SELECT coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(format('%I.%I', $1::text, 'threads_by_active_second'))), false) AND to_regclass(format('%I.%I', $1::text, 'threads_by_activity')) IS NULL
 -- next statement
 SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = $3) OR $3 < (SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2), false)
+-- next statement
+SELECT count(*) FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"._sqlx_migrations WHERE success
+-- next statement
+SELECT count(*) FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"._sqlx_migrations WHERE success
 -- next statement
 SELECT count(*) FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"._sqlx_migrations WHERE success
 -- next statement
@@ -147,6 +159,36 @@ SELECT head FROM persist_feed_state
 SELECT holder, expires_at FROM leases WHERE tenant = $1 AND thread_id = $2 AND name = $3 AND expires_at > $4
 -- next statement
 SELECT idempotency_key, message_id, seq, parent_seq, created_at, fingerprint, forget_at FROM persist_spent_keys WHERE tenant = $1 AND thread_id = $2 AND idempotency_key = ANY($3) AND forget_at > $4
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."leases" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."messages" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_embedding_models" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_embeddings" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_feed" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_feed_state" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_format" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_records" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_search_state" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_spent_keys" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_values" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_working_memory" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."session_bindings" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."summaries" t
+-- next statement
+SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."threads" t
 -- next statement
 SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."leases" t
 -- next statement
@@ -199,6 +241,8 @@ SELECT pg_advisory_unlock($1)
 SELECT pg_advisory_unlock(hashtextextended($1 || ':' || current_schema(), 0))
 -- next statement
 SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema()))
+-- next statement
+SELECT pg_notify('persist_feed', 'persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae')
 -- next statement
 SELECT pg_notify('persist_feed', 'persist_pool_4282_01a2218b93bd775799698656018fe65d')
 -- next statement
@@ -291,6 +335,8 @@ SELECT to_regclass($1)::text
 SELECT version FROM _sqlx_migrations WHERE success = false ORDER BY version LIMIT 1
 -- next statement
 SELECT version, checksum FROM _sqlx_migrations ORDER BY version
+-- next statement
+SELECT version, success, checksum FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"._sqlx_migrations ORDER BY version
 -- next statement
 SELECT version, success, checksum FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"._sqlx_migrations ORDER BY version
 -- next statement
