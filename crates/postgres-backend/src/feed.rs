@@ -8,11 +8,12 @@
 //!
 //! Writers never sequence: a pass is a write transaction of its own (a second commit for every
 //! write would cost writers a quarter of their throughput). After this instance's writes, a
-//! task numbers what is pending, then sends `NOTIFY persist_feed` (payload: the schema), a small
-//! transaction of its own that writes no table, at most once every 2 ms (the writes of that
-//! time share it; one that fails is sent again): a listener told of events reads them at once. Passes run where events are read: before every feed read (so a reader
-//! sees every write committed before it asked), in each listening instance when notified and
-//! every second (for an instance that died between its commit and its notification: a lost
+//! task numbers what is pending, then sends `NOTIFY persist_feed` (payload: the schema), both
+//! in one round trip, at most once every 2 ms (the writes of that time share it; one that
+//! fails is sent again): a listener told of events reads them at once. Passes also run where
+//! events are read: before every feed read (so a reader sees every write committed before it
+//! asked; a pass finding nothing pending takes no lock), in each listening instance every
+//! second (for an instance that died between its commit and its notification: a lost
 //! notification loses nothing, the table is the truth), and with retention every few seconds
 //! on every instance (so events nobody reads are numbered, then trimmed, all the same; a pass
 //! that numbered any announces them).
@@ -20,9 +21,8 @@
 //! Each instance with subscribers listens on `persist_feed`: a notification makes it read the
 //! events after the last ones it published (numbered by the instance that announced them) and
 //! wake their scopes' subscribers through its [`FeedHub`]; the second's tick numbers what is
-//! pending first. Behind a transaction pooler,
-//! where `LISTEN` hears nothing, it listens on a direct connection when given one, and
-//! otherwise polls (every [`POLL`]).
+//! pending first. Behind a transaction pooler, where `LISTEN` hears nothing, it listens on a
+//! direct connection when given one, and otherwise polls (every [`POLL`]).
 
 use std::sync::Arc;
 use std::time::Duration;
