@@ -73,32 +73,34 @@ pub(crate) async fn write_records(conn: &mut PgConnection, write: &WriteRecords)
     let mut changed = 0;
     for change in &write.writes {
         let done = match change {
-            RecordWrite::Put { space, key, value, expires_at } => sqlx::query(
-                "INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (tenant, space, key) DO UPDATE \
-                    SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at",
-            )
-            .bind(tenant)
-            .bind(space.as_str())
-            .bind(key.as_str())
-            .bind(value.as_slice())
-            .bind(expires_at.map(Timestamp::as_micros))
-            .bind(now),
-            // An expired record is written over, as if it were not there.
-            RecordWrite::Insert { space, key, value, expires_at } => sqlx::query(
-                "INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (tenant, space, key) DO UPDATE \
-                    SET value = excluded.value, expires_at = excluded.expires_at, updated_at = excluded.updated_at \
-                  WHERE persist_records.expires_at IS NOT NULL AND persist_records.expires_at <= $6",
-            )
-            .bind(tenant)
-            .bind(space.as_str())
-            .bind(key.as_str())
-            .bind(value.as_slice())
-            .bind(expires_at.map(Timestamp::as_micros))
-            .bind(now),
+            RecordWrite::Put { space, key, value, expires_at }
+            | RecordWrite::Insert { space, key, value, expires_at } => {
+                macro_rules! upsert {
+                    ($($kept:literal)?) => {
+                        concat!(
+                            "INSERT INTO persist_records (tenant, space, key, value, expires_at, updated_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6) \
+                             ON CONFLICT (tenant, space, key) DO UPDATE \
+                                SET value = excluded.value, expires_at = excluded.expires_at, \
+                                    updated_at = excluded.updated_at"
+                            $(, $kept)?
+                        )
+                    };
+                }
+                // An insert writes over an expired record only, as if it were not there.
+                let sql = if matches!(change, RecordWrite::Insert { .. }) {
+                    upsert!(" WHERE persist_records.expires_at IS NOT NULL AND persist_records.expires_at <= $6")
+                } else {
+                    upsert!()
+                };
+                sqlx::query(sql)
+                    .bind(tenant)
+                    .bind(space.as_str())
+                    .bind(key.as_str())
+                    .bind(value.as_slice())
+                    .bind(expires_at.map(Timestamp::as_micros))
+                    .bind(now)
+            }
             RecordWrite::Touch { space, key, expires_at } => sqlx::query(
                 "UPDATE persist_records SET expires_at = $4, updated_at = $5 \
                   WHERE tenant = $1 AND space = $2 AND key = $3 AND (expires_at IS NULL OR expires_at > $5)",

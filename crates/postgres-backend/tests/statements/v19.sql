@@ -1,8 +1,8 @@
 BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off; SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema())); WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed WHERE position IS NULL ORDER BY id LIMIT 10000), total AS (SELECT count(*) AS n FROM pending), head AS (UPDATE persist_feed_state SET head = head + (SELECT n FROM total) WHERE (SELECT n FROM total) > 0 RETURNING head - (SELECT n FROM total) AS base), done AS (UPDATE persist_feed f SET position = head.base + pending.n FROM pending, head WHERE f.id = pending.id RETURNING f.position) SELECT count(*) FROM done; COMMIT
 -- next statement
-BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."leases"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."messages"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_embedding_models"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_embeddings"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed_state"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_format"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_records"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_search_state"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_spent_keys"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_values"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_working_memory"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."session_bindings"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."summaries"; DELETE FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."threads"; ALTER SEQUENCE "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
+BEGIN; SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off; SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema())); WITH pending AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM persist_feed WHERE position IS NULL ORDER BY id LIMIT 10000), total AS (SELECT count(*) AS n FROM pending), head AS (UPDATE persist_feed_state SET head = head + (SELECT n FROM total) WHERE (SELECT n FROM total) > 0 RETURNING head - (SELECT n FROM total) AS base), done AS (UPDATE persist_feed f SET position = head.base + pending.n FROM pending, head WHERE f.id = pending.id RETURNING f.position) SELECT count(*) FROM done; COMMIT; SELECT pg_notify('persist_feed', 'persist_pool_5131_01a221ddac9a777b964154a5d9c4d467')
 -- next statement
-BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."leases"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."messages"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_embedding_models"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_embeddings"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_state"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_format"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_records"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_search_state"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_spent_keys"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_values"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_working_memory"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."session_bindings"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."summaries"; DELETE FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"."threads"; ALTER SEQUENCE "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_4282_01a2218b93bd775799698656018fe65d"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
+BEGIN; SET LOCAL lock_timeout = '5s'; SET LOCAL session_replication_role = replica; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."leases"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."messages"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_embedding_models"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_embeddings"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_feed"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_feed_state"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_format"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_records"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_search_state"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_spent_keys"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_values"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_working_memory"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."session_bindings"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."summaries"; DELETE FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."threads"; ALTER SEQUENCE "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_feed_id_seq" RESTART; INSERT INTO "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_feed_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_feed_state", '[{"id":1,"head":0,"trimmed":0,"enabled":true}]'::json); INSERT INTO "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_format" SELECT * FROM json_populate_recordset(NULL::"persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_format", '[{"id":1,"level":1}]'::json); INSERT INTO "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_search_state" SELECT * FROM json_populate_recordset(NULL::"persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"."persist_search_state", '[{"id":1,"enabled":true,"config":"simple"}]'::json); COMMIT;
 -- next statement
 COMMIT
 -- next statement
@@ -12,13 +12,9 @@ CREATE INDEX IF NOT EXISTS messages_search ON messages USING gin (persist_search
 -- next statement
 CREATE INDEX IF NOT EXISTS threads_by_active_second ON threads (tenant, active_second DESC, thread_id DESC) WHERE deleted_at IS NULL
 -- next statement
-CREATE SCHEMA IF NOT EXISTS "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"
+CREATE SCHEMA IF NOT EXISTS "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"
 -- next statement
-CREATE SCHEMA IF NOT EXISTS "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"
--- next statement
-CREATE SCHEMA IF NOT EXISTS "persist_pool_4282_01a2218b93bd775799698656018fe65d"
--- next statement
-CREATE SCHEMA IF NOT EXISTS "persist_pool_4282_01a2218b943d76d2997b66448138ad95"
+CREATE SCHEMA IF NOT EXISTS "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"
 -- next statement
 CREATE TABLE IF NOT EXISTS _sqlx_migrations (
     version BIGINT PRIMARY KEY,
@@ -128,13 +124,9 @@ SELECT coalesce((SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_reg
 -- next statement
 SELECT coalesce(EXISTS (SELECT 1 FROM messages WHERE tenant = $1 AND thread_id = $2 AND seq = $3) OR $3 < (SELECT min(seq) FROM messages WHERE tenant = $1 AND thread_id = $2), false)
 -- next statement
-SELECT count(*) FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"._sqlx_migrations WHERE success
+SELECT count(*) FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"._sqlx_migrations WHERE success
 -- next statement
-SELECT count(*) FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"._sqlx_migrations WHERE success
--- next statement
-SELECT count(*) FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"._sqlx_migrations WHERE success
--- next statement
-SELECT count(*) FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"._sqlx_migrations WHERE success
+SELECT count(*) FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"._sqlx_migrations WHERE success
 -- next statement
 SELECT current_database()
 -- next statement
@@ -160,65 +152,35 @@ SELECT holder, expires_at FROM leases WHERE tenant = $1 AND thread_id = $2 AND n
 -- next statement
 SELECT idempotency_key, message_id, seq, parent_seq, created_at, fingerprint, forget_at FROM persist_spent_keys WHERE tenant = $1 AND thread_id = $2 AND idempotency_key = ANY($3) AND forget_at > $4
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."leases" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."leases" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."messages" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."messages" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_embedding_models" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_embedding_models" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_embeddings" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_embeddings" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_feed" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_feed" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_feed_state" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_feed_state" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_format" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_format" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_records" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_records" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_search_state" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_search_state" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_spent_keys" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_spent_keys" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_values" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_values" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."persist_working_memory" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."persist_working_memory" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."session_bindings" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."session_bindings" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."summaries" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."summaries" t
 -- next statement
-SELECT json_agg(t)::text FROM "persist_pool_11744_01a221ccb18576d68dfe3eb48b1265a1"."threads" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."leases" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."messages" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_embedding_models" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_embeddings" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_feed" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_feed_state" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_format" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_records" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_search_state" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_spent_keys" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_values" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."persist_working_memory" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."session_bindings" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."summaries" t
--- next statement
-SELECT json_agg(t)::text FROM "persist_pool_4282_01a2218b943d76d2997b66448138ad95"."threads" t
+SELECT json_agg(t)::text FROM "persist_pool_5131_01a221ddad10767e92a4272f174e0d1a"."threads" t
 -- next statement
 SELECT m.seq, e.message_id, e.model, e.vector, m.role, m.status, m.created_at FROM persist_embeddings e JOIN messages m ON m.tenant = e.tenant AND m.thread_id = e.thread_id AND m.message_id = e.message_id WHERE e.tenant = $1 AND e.thread_id = $2 AND NOT EXISTS (SELECT 1 FROM threads t WHERE t.tenant = e.tenant AND t.thread_id = e.thread_id AND t.deleted_at IS NOT NULL) AND ($3::bigint IS NULL OR (m.seq, e.model COLLATE "C") > ($3, $4::text)) ORDER BY m.seq, e.model COLLATE "C" LIMIT $5
 -- next statement
@@ -241,10 +203,6 @@ SELECT pg_advisory_unlock($1)
 SELECT pg_advisory_unlock(hashtextextended($1 || ':' || current_schema(), 0))
 -- next statement
 SELECT pg_advisory_xact_lock(1885696627, hashtext(current_schema()))
--- next statement
-SELECT pg_notify('persist_feed', 'persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae')
--- next statement
-SELECT pg_notify('persist_feed', 'persist_pool_4282_01a2218b93bd775799698656018fe65d')
 -- next statement
 SELECT pg_try_advisory_lock(hashtextextended($1 || ':' || current_schema(), 0))
 -- next statement
@@ -336,9 +294,7 @@ SELECT version FROM _sqlx_migrations WHERE success = false ORDER BY version LIMI
 -- next statement
 SELECT version, checksum FROM _sqlx_migrations ORDER BY version
 -- next statement
-SELECT version, success, checksum FROM "persist_pool_11744_01a221ccb0e87760a26c7a6e6377caae"._sqlx_migrations ORDER BY version
--- next statement
-SELECT version, success, checksum FROM "persist_pool_4282_01a2218b93bd775799698656018fe65d"._sqlx_migrations ORDER BY version
+SELECT version, success, checksum FROM "persist_pool_5131_01a221ddac9a777b964154a5d9c4d467"._sqlx_migrations ORDER BY version
 -- next statement
 SET lock_timeout = 0; SET statement_timeout = 0
 -- next statement
