@@ -282,7 +282,7 @@ pub(super) async fn mark_deleted(tx: &mut PgConnection, delete: &Delete, tenant:
         // A freed id leaves the feed too (ids may carry personal data), all but the thread's
         // newest delete, which tells followers the thread is gone.
         // No pass numbers the thread's events while they are erased (see `LOCK_PASSES`).
-        sqlx::query(crate::feed::LOCK_PASSES)
+        sqlx::query(crate::feed_trim::LOCK_PASSES)
             .execute(&mut *tx)
             .await
             .map_err(sql("waiting for the change feed's numbering"))?;
