@@ -12,9 +12,11 @@ installed. Each FILE must hold at least one such block. The tags:
 - `in-process`: persist in process (`persist-store`), no server: a snippet's store is a file in
   its empty folder;
 - `mcp`: an MCP client against `persist serve`'s /mcp (PERSIST_MCP_URL, PERSIST_API_KEY);
-- `cli`: `sh` blocks of `persist` commands, run by bash (`-euo pipefail`) with `persist` on the
-  PATH, in a folder holding a copy of the SQLite store PERSIST_CLI_STORE names as `chat.db`
-  (CI gives the quickstart's). An `sh` block with no tag is a command shown, never run.
+- `cli`: `sh` blocks of shell commands, a page's blocks in order in one folder holding a copy of
+  the SQLite store PERSIST_CLI_STORE names as `chat.db` (CI gives the quickstart's), with
+  `persist` on the PATH; `pip install` and `npm install` take persist's packages from the files
+  CI built (PERSIST_WHEELS, PERSIST_NPM_TARBALLS); a block that starts `persist serve` passes
+  once the server answers, then is stopped: shell_snippets.py says how.
 - `node-in-process`: `ts` blocks of persist in Node, in process (`persist-store`), run as
   modules inside crates/node/tests, where `persist-store` (installed from its tarballs by its
   run.sh) and the AI SDK are; a snippet's store is a file in its empty folder.
@@ -39,10 +41,10 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 import uuid
@@ -173,8 +175,9 @@ blocks = []
 for file in files:
     text = pathlib.Path(file).read_text()
     found = [
-        (f"{file} snippet {index}", lang, code)
-        for index, (lang, rest, code) in enumerate(re.findall(r"^```(python|ts|sh|json)([^\n]*)\n(.*?)^```", text, re.S | re.M))
+        (f"{file} snippet {index}", lang, textwrap.dedent(code))
+        # A fence may be indented (a block in a list item): its lines are, as much.
+        for index, (lang, rest, code) in enumerate(re.findall(r"^[ \t]*```(python|ts|sh|json)([^\n]*)\n(.*?)^[ \t]*```", text, re.S | re.M))
         if (rest.split() or [None])[0] == tag and lang in ((LANGUAGE[tag],) if tag in LANGUAGE else ("python", "ts"))
     ]
     if not found:
@@ -193,13 +196,21 @@ env = dict(
     OPENAI_AGENTS_DISABLE_TRACING="1",
 )
 here = pathlib.Path(__file__).resolve().parent
+if tag == "cli":
+    sys.path.insert(0, str(here))
+    import shell_snippets
+
+    for file in files:
+        with tempfile.TemporaryDirectory() as folder:
+            page = [block for block in blocks if block[0].startswith(f"{file} snippet ")]
+            shell_snippets.run_page(page, env, folder, here / "snippet.sh")
+    (here / "snippet.sh").unlink(missing_ok=True)
+    print(f"every shell snippet of {len(files)} pages ran")
+    sys.exit(0)
 for index, (name, lang, code) in enumerate(blocks):
     if lang == "python":
         path = here / f"snippet_{index}.py"
         command = [python, str(path)]
-    elif lang == "sh":
-        path = here / f"snippet_{index}.sh"
-        command = ["bash", "-euo", "pipefail", str(path)]
     elif lang == "json":
         path = here / f"snippet_{index}.py"
         command = [python, str(path)]
@@ -218,11 +229,6 @@ for index, (name, lang, code) in enumerate(blocks):
                 path.write_text(f"CONFIG = {code!r}\nFOLDER = {folder!r}\n{MCP_CONFIG_CLIENT}")
             else:
                 path.write_text(code)
-            if lang == "sh":
-                store = pathlib.Path(os.environ["PERSIST_CLI_STORE"])
-                for suffix in ("", "-wal"):
-                    if pathlib.Path(f"{store}{suffix}").exists():
-                        shutil.copy(f"{store}{suffix}", pathlib.Path(folder) / f"chat.db{suffix}")
             subprocess.run(command, check=True, timeout=120, env=env, cwd=folder)
     finally:
         path.unlink(missing_ok=True)

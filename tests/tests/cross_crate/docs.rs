@@ -1,6 +1,7 @@
 //! The documentation, checked: every relative link and anchor of the README, `docs/` and the
 //! packages' pages resolves, every Markdown file with Rust examples is doc-tested (an
-//! `include_str!` item in `tests/lib.rs`), and no chapter under `docs/` is over 600 lines.
+//! `include_str!` item in `tests/lib.rs`), every other code block is run by a step of `.ci/run`,
+//! and no chapter under `docs/` is over 600 lines.
 //!
 //! Anchors are GitHub's: a heading's text, lower-cased, without the characters that are not
 //! letters, digits, spaces, `-` or `_`, its spaces made `-`, and `-1`, `-2`, … after a heading
@@ -285,4 +286,62 @@ fn every_ignored_rust_block_is_an_excerpt_of_a_program() {
         }
     }
     assert!(wrong.is_empty(), "ignored Rust blocks that are not excerpts of a program: {wrong:#?}");
+}
+
+/// Pages whose shell blocks are the project's own developer commands (building, benchmarks,
+/// CI's topologies and test runs), which CI runs as its own steps rather than as written, each
+/// with the reason.
+const DEVELOPER_PAGES: [(&str, &str); 9] = [
+    ("BENCHMARKS.md", "the benchmarks' runs: CI runs the smoke run of each"),
+    ("docs/contributing.md", "building and testing the project: what .ci/run does"),
+    ("docs/performance-history", "benchmark runs of the past"),
+    ("docs/scaling.md", "the topologies' scripts and tests: .ci/run starts each and runs its tests"),
+    ("crates/serve/clients", "the client suites' own runs: .ci/run runs each"),
+    ("crates/mcp/clients", "the MCP clients' suites: .ci/run runs them"),
+    ("crates/persist/README.md", "`cargo add persist`: not on crates.io before the first release"),
+    ("crates/bench", "the benchmarks' peers"),
+    ("examples/node", "the example's own test run: .ci/run runs it"),
+];
+
+/// Every code block a reader may copy is run by CI as written: a Python, TypeScript, shell or
+/// JSON block's tag names how (`crates/serve/clients/doc_snippets.py`), and `.ci/run` runs that
+/// tag on that page. An untagged shell block is allowed only on a developer's page.
+#[test]
+fn every_snippet_is_run_by_ci() {
+    let root = workspace();
+    let ci = fs::read_to_string(root.join(".ci/run")).unwrap().replace("\\\n", " ");
+    // Each run of doc_snippets.py: its tag (none for the server's snippets) and its pages.
+    let runs: Vec<(Option<&str>, Vec<&str>)> = ci
+        .lines()
+        .filter_map(|line| {
+            line.split_once("doc_snippets.py").map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
+        })
+        .map(|words| match words.first() {
+            Some(&"--tag") => (Some(words[1]), words[2..].to_vec()),
+            _ => (None, words),
+        })
+        .collect();
+    let mut missing = Vec::new();
+    for file in markdown_files() {
+        let page = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        let developers = DEVELOPER_PAGES.iter().any(|(prefix, _)| page.starts_with(prefix));
+        for (at, line) in fs::read_to_string(&file).unwrap().lines().enumerate() {
+            let Some(info) = line.trim_start().strip_prefix("```") else { continue };
+            let mut words = info.split_whitespace();
+            let Some(lang @ ("python" | "ts" | "sh" | "json")) = words.next() else { continue };
+            let tag = words.next();
+            if lang == "sh" && tag.is_none() && developers {
+                continue;
+            }
+            let run = runs.iter().any(|(run_tag, pages)| *run_tag == tag && pages.contains(&page.as_str()));
+            if !run {
+                missing.push(format!(
+                    "{page}:{}: ```{info} (no `doc_snippets.py{}` run of this page in .ci/run)",
+                    at + 1,
+                    tag.map(|tag| format!(" --tag {tag}")).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "code blocks CI does not run: {missing:#?}");
 }
