@@ -115,11 +115,22 @@ def serve(name, command, env, folder, address):
         time.sleep(0.1)
     print(f"{name}: {address}/health answered; stopping it (SIGTERM)", flush=True)
     os.killpg(process.pid, signal.SIGTERM)
+    # Stopped when every process of its group has ended (the shell ends first, the server once
+    # its requests are answered), so the next block finds the address free.
+    deadline = time.monotonic() + 20
+    while process.poll() is None or group_alive(process.pid):
+        if time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            sys.exit(f"{name}: still running 20 s after SIGTERM")
+        time.sleep(0.05)
+
+
+def group_alive(group):
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        sys.exit(f"{name}: still running 20 s after SIGTERM")
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def run_page(blocks, env, folder, script):
