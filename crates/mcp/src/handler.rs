@@ -42,7 +42,7 @@ impl McpServer {
 
 /// What the model is shown of a failed call: a sentence it can act on. A failure of the store
 /// itself is logged with its cause, and the model told to try again later.
-fn refusal(tool: &str, error: &PersistError) -> String {
+pub(crate) fn refusal(tool: &str, error: &PersistError) -> String {
     match error {
         PersistError::Backend { .. } | PersistError::MismatchedResult { .. } => {
             tracing::warn!(target: "persist::mcp", tool, %error, "a tool call failed in the store");

@@ -2,6 +2,8 @@
 //! its errors, the resources and tenancy. (The official Python and TypeScript clients run
 //! against the `persist` binary in `.ci/run`: `crates/mcp/clients`.)
 
+mod over_http;
+
 use persist::memory::MemoryBackend;
 use persist::recall::{AutoEmbedLayer, HashEmbedder};
 use persist::{Pipeline, TenantId};
