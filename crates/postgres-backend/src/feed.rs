@@ -8,9 +8,12 @@
 //!
 //! Writers never sequence: a pass is a write transaction of its own (a second commit for every
 //! write would cost writers a quarter of their throughput). After this instance's writes, a
-//! task numbers what is pending, then sends `NOTIFY persist_feed` (payload: the schema), both
-//! in one round trip, at most once every 2 ms (the writes of that time share it; one that
-//! fails is sent again): a listener told of events reads them at once. Passes also run where
+//! task sends `NOTIFY persist_feed`, at most once every 2 ms (the writes of that time share it;
+//! one that fails is sent again). While an instance follows the feed ([`Followers`]: its
+//! subscribers wait), the task numbers what is pending first, in one round trip with the
+//! notification (payload: the schema), so a listener told of events reads them at once;
+//! nobody following, it sends the notification alone (payload: `<schema> pending`), and a
+//! listener told so numbers before it reads. Passes also run where
 //! events are read: before every feed read (so a reader sees every write committed before it
 //! asked; a pass finding nothing pending takes no lock), in each listening instance every
 //! second (for an instance that died between its commit and its notification: a lost
@@ -19,7 +22,8 @@
 //! that numbered any announces them).
 //!
 //! Each instance with subscribers listens on `persist_feed`: a notification makes it read the
-//! events after the last ones it published (numbered by the instance that announced them) and
+//! events after the last ones it published (numbered by the instance that announced them, or
+//! by this one) and
 //! wake their scopes' subscribers through its [`FeedHub`]; the second's tick numbers what is
 //! pending first. Behind a transaction pooler, where `LISTEN` hears nothing, it listens on a
 //! direct connection when given one, and otherwise polls (every [`POLL`]).
@@ -35,6 +39,7 @@ use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use tokio::sync::{Mutex, Notify, watch};
 
 use crate::error::map_sqlx;
+use crate::feed_followers::{FOLLOWED_FRESH, Followers};
 use crate::feed_trim::{LOCK_PASSES, trim};
 use crate::pool::Pool;
 use crate::rows::tenant_key;
@@ -56,7 +61,6 @@ const POLL: Duration = Duration::from_millis(250);
 const NOTIFY_GAP: Duration = Duration::from_millis(2);
 /// How often each instance numbers what is pending and applies retention.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
-
 /// The feed's part of a backend, shared by its clones.
 pub(crate) struct Feed {
     pub(crate) hub: FeedHub,
@@ -127,6 +131,8 @@ impl Feed {
             kick: Arc::clone(&feed.kick),
             // The schema name is checked against [a-z_][a-z0-9_]*: safe to quote into SQL.
             notify_sql: format!("SELECT pg_notify('{CHANNEL}', '{schema}')"),
+            pending_sql: format!("SELECT pg_notify('{CHANNEL}', '{schema} pending')"),
+            followers: Followers::of(schema),
             announce_sql: format!("BEGIN; {}; COMMIT; SELECT pg_notify('{CHANNEL}', '{schema}')", feed.sequence_sql),
             sequence_sql: feed.sequence_sql.clone(),
             retention,
@@ -194,6 +200,7 @@ impl Feed {
             written: Arc::clone(&self.written),
             schema: self.schema.clone(),
             sequence_sql: self.sequence_sql.clone(),
+            followers: Followers::of(&self.schema),
             published: head?,
         };
         tokio::spawn(task.run(listening, self.stop.subscribe()));
@@ -208,6 +215,9 @@ struct Background {
     pool: Pool,
     kick: Arc<Notify>,
     notify_sql: String,
+    /// The notification of events left unnumbered (nobody follows: see [`Followers`]).
+    pending_sql: String,
+    followers: Followers,
     /// A pass and the notification, in one round trip (the pass numbers at most
     /// `PASS_LIMIT`: more are numbered by the next pass, the readers' or the tick's).
     announce_sql: String,
@@ -221,6 +231,8 @@ impl Background {
         // A notification owed (writes committed, not announced yet), and when to try again
         // after a failure (a server that refuses connections is not asked in a loop).
         let (mut owed, mut retry) = (false, NOTIFY_GAP);
+        // Whether anyone follows the feed, and when that was read.
+        let mut followed: Option<(bool, tokio::time::Instant)> = None;
         loop {
             tokio::select! {
                 biased;
@@ -252,6 +264,22 @@ impl Background {
                 // trip with the notification: a listener told of them reads them at once, with
                 // no pass of its own.
                 if owed && !due && !conn.is_in_transaction() {
+                    let fresh = followed.filter(|(_, read)| read.elapsed() < FOLLOWED_FRESH);
+                    let any = match fresh {
+                        Some((any, _)) => any,
+                        None => {
+                            let any = self.followers.any(&mut conn).await?;
+                            followed = Some((any, tokio::time::Instant::now()));
+                            any
+                        }
+                    };
+                    if !any {
+                        sqlx::raw_sql(AssertSqlSafe(self.pending_sql.clone()))
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| map_sqlx("announcing the change feed's new events", e))?;
+                        return Ok(true);
+                    }
                     let sent = sqlx::raw_sql(AssertSqlSafe(self.announce_sql.clone())).execute(&mut *conn).await;
                     if let Err(error) = sent {
                         // Ended here: a transaction left open would hold the sequencing lock.
@@ -429,6 +457,8 @@ struct Listener {
     written: Arc<Notify>,
     schema: String,
     sequence_sql: String,
+    /// Held on the listening connection while subscribers wait here.
+    followers: Followers,
     published: u64,
 }
 
@@ -443,6 +473,9 @@ impl Listener {
         // Whether to wait on the listening connection: after it failed, the tick reads alone
         // until the next tick tries it again (a server that refuses it is not asked in a loop).
         let mut listening_ok = listener.is_some();
+        // Whether the listening connection holds the followers' lock.
+        let mut holding = false;
+        let pending = format!("{} pending", self.schema);
         loop {
             // Whether the events to read are numbered already: told so by a notification,
             // which an instance sends once it numbered its events. The tick, a lost connection
@@ -456,11 +489,14 @@ impl Listener {
                 received = async { listener.as_mut().expect("waited on only with a listener").try_recv().await },
                     if listening_ok => match received
                 {
+                    Ok(Some(note)) if note.payload() == self.schema => numbered = true,
+                    // Events left unnumbered: nobody followed when they were written.
+                    Ok(Some(note)) if note.payload() == pending => {}
                     // Another schema's events.
-                    Ok(Some(note)) if note.payload() != self.schema => continue,
-                    Ok(Some(_)) => numbered = true,
-                    // A lost connection (it reconnects on the next call): read now.
-                    Ok(None) => {}
+                    Ok(Some(_)) => continue,
+                    // A lost connection (it reconnects on the next call), and the lock with it:
+                    // read now.
+                    Ok(None) => holding = false,
                     Err(_) => listening_ok = false,
                 },
             }
@@ -471,6 +507,13 @@ impl Listener {
             }
             if self.pool.is_closed() {
                 break;
+            }
+            // Followed while subscribers wait here: the writers then number their events.
+            if let Some(listener) = listener.as_mut().filter(|_| listening_ok)
+                && self.hub.is_watched() != holding
+                && self.followers.hold(listener, !holding).await.is_ok()
+            {
+                holding = !holding;
             }
             let Ok(mut conn) = self.pool.acquire().await else { continue };
             let answer = async {

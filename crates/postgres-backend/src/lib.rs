@@ -163,6 +163,7 @@ mod builder;
 mod ddl;
 mod error;
 mod feed;
+mod feed_followers;
 mod feed_trim;
 mod group;
 mod migrations;

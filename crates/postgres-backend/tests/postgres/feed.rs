@@ -1,6 +1,8 @@
 //! The change feed on PostgreSQL beyond the conformance suite: retention and its typed gap,
 //! and numbering that never skips a write committed late.
 
+use std::time::Duration;
+
 use persist::args::{Add, Delete};
 use persist::feed::{FeedRetention, ReadFeed};
 use persist::postgres::PostgresBackend;
@@ -247,5 +249,92 @@ async fn a_freed_id_leaves_no_event_behind_while_passes_number_them() {
     }
     writer.close().await;
     reader.close().await;
+    support::drop_schema(&schema).await;
+}
+
+/// Whether the followers' lock of `schema`'s feed is held by any session.
+async fn followed(admin: &mut sqlx::PgConnection, schema: &str) -> bool {
+    sqlx::query_scalar(
+        "WITH k AS (SELECT hashtextextended($1, 0) AS key) \
+         SELECT EXISTS (SELECT 1 FROM pg_locks l, k WHERE l.locktype = 'advisory' AND l.objsubid = 1 \
+                          AND l.classid = ((k.key >> 32) & 4294967295)::oid AND l.objid = (k.key & 4294967295)::oid)",
+    )
+    .bind(format!("persist_feed_followers:{schema}"))
+    .fetch_one(admin)
+    .await
+    .unwrap()
+}
+
+/// The notifications of `schema`'s feed heard by `listener` until `until`: their payloads.
+async fn heard(listener: &mut sqlx::postgres::PgListener, schema: &str, until: std::time::Duration) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let deadline = tokio::time::Instant::now() + until;
+    while let Ok(Ok(note)) = tokio::time::timeout_at(deadline, listener.recv()).await {
+        if note.payload().starts_with(schema) {
+            payloads.push(note.payload().to_owned());
+        }
+    }
+    payloads
+}
+
+/// A writer numbers its events before announcing them only while an instance follows the feed
+/// (its subscribers wait): otherwise it announces them unnumbered and leaves the numbering to
+/// their next reader, and a follower that comes is told of every event all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_numbers_its_events_only_while_someone_follows() {
+    if !support::available().await {
+        return;
+    }
+    let schema = support::schema_name();
+    let connect = || PostgresBackend::builder(support::url()).schema(schema.clone()).connect();
+    let (writer, follower) = (connect().await.unwrap(), connect().await.unwrap());
+    let mut admin = support::admin().await.unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect(&support::url()).await.unwrap();
+    listener.listen("persist_feed").await.unwrap();
+    let thread = ThreadId::new("followed").unwrap();
+    let add = |text: &str| Add::new(thread.clone(), Role::User, Content::text(text)).into();
+    let pending = format!("{schema} pending");
+
+    // Nobody follows: announced unnumbered, and left so.
+    writer.apply(add("alone")).await.unwrap();
+    assert_eq!(heard(&mut listener, &schema, Duration::from_millis(300)).await, std::slice::from_ref(&pending));
+    let unnumbered = format!("SELECT count(*) FROM \"{schema}\".persist_feed WHERE position IS NULL");
+    let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(unnumbered)).fetch_one(&mut admin).await.unwrap();
+    assert_eq!(left, 1, "nobody numbered it");
+
+    // A follower on the other instance: told of the next event, then its instance holds the lock.
+    let pipeline = persist::Pipeline::new(follower.clone());
+    let mut live = pipeline.subscribe(ReadFeed::thread(thread.clone()).after(1)).await.unwrap();
+    writer.apply(add("followed")).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), live.next()).await.unwrap().unwrap();
+    assert_eq!(event.change.seq, Some(2));
+    for _ in 0..50 {
+        if followed(&mut admin, &schema).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(followed(&mut admin, &schema).await, "the follower's instance holds the followers' lock");
+    let _ = heard(&mut listener, &schema, Duration::from_millis(200)).await;
+    // Followed: numbered by the writer, announced as numbered.
+    writer.apply(add("numbered")).await.unwrap();
+    assert_eq!(heard(&mut listener, &schema, Duration::from_millis(300)).await, std::slice::from_ref(&schema));
+    let event = tokio::time::timeout(Duration::from_secs(5), live.next()).await.unwrap().unwrap();
+    assert_eq!(event.change.seq, Some(3));
+
+    // The follower gone: its instance lets the lock go, and events go unnumbered again.
+    drop((live, pipeline));
+    for _ in 0..50 {
+        if !followed(&mut admin, &schema).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!followed(&mut admin, &schema).await, "nobody holds the followers' lock");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    writer.apply(add("alone again")).await.unwrap();
+    assert_eq!(heard(&mut listener, &schema, Duration::from_millis(300)).await, [pending]);
+    writer.close().await;
+    follower.close().await;
     support::drop_schema(&schema).await;
 }
