@@ -61,6 +61,7 @@ const POLL: Duration = Duration::from_millis(250);
 const NOTIFY_GAP: Duration = Duration::from_millis(2);
 /// How often each instance numbers what is pending and applies retention.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
+
 /// The feed's part of a backend, shared by its clones.
 pub(crate) struct Feed {
     pub(crate) hub: FeedHub,
@@ -260,9 +261,10 @@ impl Background {
             // owed. Events a pass numbered are announced too (their writer may have died
             // before its own notification).
             let answer = async {
-                // This instance's events are numbered before they are announced, in one round
-                // trip with the notification: a listener told of them reads them at once, with
-                // no pass of its own.
+                // While anyone follows the feed, this instance's events are numbered before they
+                // are announced, in one round trip with the notification: a listener told of
+                // them reads them at once, with no pass of its own. Nobody following, they are
+                // announced as they are, for their next reader to number.
                 if owed && !due && !conn.is_in_transaction() {
                     let fresh = followed.filter(|(_, read)| read.elapsed() < FOLLOWED_FRESH);
                     let any = match fresh {
@@ -497,7 +499,8 @@ impl Listener {
                     // A lost connection (it reconnects on the next call), and the lock with it:
                     // read now.
                     Ok(None) => holding = false,
-                    Err(_) => listening_ok = false,
+                    // The connection failed, and the lock with it.
+                    Err(_) => (listening_ok, holding) = (false, false),
                 },
             }
             tick = tokio::time::Instant::now() + every;
