@@ -13,8 +13,8 @@
 //! subscribers wait), the task numbers what is pending first, in one round trip with the
 //! notification (payload: the schema), so a listener told of events reads them at once;
 //! nobody following, it sends the notification alone (payload: `<schema> pending`), and a
-//! listener told so numbers before it reads. Passes also run where
-//! events are read: before every feed read (so a reader sees every write committed before it
+//! listener told so numbers before it reads. Passes also run where events are read: before
+//! every feed read (so a reader sees every write committed before it
 //! asked; a pass finding nothing pending takes no lock), in each listening instance every
 //! second (for an instance that died between its commit and its notification: a lost
 //! notification loses nothing, the table is the truth), and with retention every few seconds
@@ -23,9 +23,8 @@
 //!
 //! Each instance with subscribers listens on `persist_feed`: a notification makes it read the
 //! events after the last ones it published (numbered by the instance that announced them, or
-//! by this one) and
-//! wake their scopes' subscribers through its [`FeedHub`]; the second's tick numbers what is
-//! pending first. Behind a transaction pooler, where `LISTEN` hears nothing, it listens on a
+//! by this one) and wake their scopes' subscribers through its [`FeedHub`]; the second's tick
+//! numbers what is pending first. Behind a transaction pooler, where `LISTEN` hears nothing, it listens on a
 //! direct connection when given one, and otherwise polls (every [`POLL`]).
 
 use std::sync::Arc;
@@ -269,8 +268,10 @@ impl Background {
                     let fresh = followed.filter(|(_, read)| read.elapsed() < FOLLOWED_FRESH);
                     let any = match fresh {
                         Some((any, _)) => any,
+                        // Unread (the server refused the read), as if followed: the events are
+                        // numbered and announced now rather than held back until the retry.
                         None => {
-                            let any = self.followers.any(&mut conn).await?;
+                            let any = self.followers.any(&mut conn).await.unwrap_or(true);
                             followed = Some((any, tokio::time::Instant::now()));
                             any
                         }

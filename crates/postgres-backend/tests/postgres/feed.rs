@@ -265,6 +265,17 @@ async fn followed(admin: &mut sqlx::PgConnection, schema: &str) -> bool {
     .unwrap()
 }
 
+/// Whether the followers' lock of `schema` comes to be held (`held`) or let go within 5 s.
+async fn followed_within(admin: &mut sqlx::PgConnection, schema: &str, held: bool) -> bool {
+    for _ in 0..50 {
+        if followed(admin, schema).await == held {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
 /// The notifications of `schema`'s feed heard by `listener` until `until`: their payloads.
 async fn heard(listener: &mut sqlx::postgres::PgListener, schema: &str, until: std::time::Duration) -> Vec<String> {
     let mut payloads = Vec::new();
@@ -308,13 +319,7 @@ async fn a_writer_numbers_its_events_only_while_someone_follows() {
     writer.apply(add("followed")).await.unwrap();
     let event = tokio::time::timeout(Duration::from_secs(5), live.next()).await.unwrap().unwrap();
     assert_eq!(event.change.seq, Some(2));
-    for _ in 0..50 {
-        if followed(&mut admin, &schema).await {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(followed(&mut admin, &schema).await, "the follower's instance holds the followers' lock");
+    assert!(followed_within(&mut admin, &schema, true).await, "the follower's instance holds the followers' lock");
     let _ = heard(&mut listener, &schema, Duration::from_millis(200)).await;
     // Followed: numbered by the writer, announced as numbered.
     writer.apply(add("numbered")).await.unwrap();
@@ -324,13 +329,7 @@ async fn a_writer_numbers_its_events_only_while_someone_follows() {
 
     // The follower gone: its instance lets the lock go, and events go unnumbered again.
     drop((live, pipeline));
-    for _ in 0..50 {
-        if !followed(&mut admin, &schema).await {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(!followed(&mut admin, &schema).await, "nobody holds the followers' lock");
+    assert!(followed_within(&mut admin, &schema, false).await, "nobody holds the followers' lock");
     tokio::time::sleep(Duration::from_millis(200)).await;
     writer.apply(add("alone again")).await.unwrap();
     assert_eq!(heard(&mut listener, &schema, Duration::from_millis(300)).await, [pending]);
