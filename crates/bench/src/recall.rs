@@ -122,12 +122,26 @@ async fn latency<B: Backend + Clone>(store: &str, backend: &B, total: usize, dim
         stored.push(t.elapsed());
     }
     let store_rate = rate(n, start.elapsed());
-    let index = VectorIndex::new();
+    let files = tempfile::tempdir().expect("a folder for the index's files");
+    let index = VectorIndex::new().with_snapshots(files.path());
     let pipeline = Pipeline::builder().layer(index.layer()).build(backend.clone());
     let t = Instant::now();
     let first = pipeline.nearest(nearest(0)).await.expect("nearest");
     let built = t.elapsed();
     assert_eq!(first, backend.nearest(nearest(0)).await.expect("nearest"), "the index answers as the store");
+    // Started again (a restart): its first query reads the file the build wrote (in the
+    // background: waited for here), then the feed.
+    while !files.path().join("default.vectors").exists() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let restarted = VectorIndex::new().with_snapshots(files.path());
+    let again = Pipeline::builder().layer(restarted.layer()).build(backend.clone());
+    let t = Instant::now();
+    let first_again = again.nearest(nearest(0)).await.expect("nearest");
+    let restored = t.elapsed();
+    assert_eq!(first_again, first, "the index read from its file answers as the store");
+    assert_eq!((restarted.stats().restored, restarted.stats().builds), (1, 0), "read from its file");
+    drop((again, restarted));
     let mut indexed = Vec::with_capacity(n);
     let start = Instant::now();
     for i in 0..n {
@@ -197,6 +211,15 @@ async fn latency<B: Backend + Clone>(store: &str, backend: &B, total: usize, dim
         )
         .latency(built.as_secs_f64() * 1e6, built.as_secs_f64() * 1e6)
         .note(format!("{} vectors of 2 users held, {per_100k:.0} MiB per 100k vectors", stats.vectors)),
+        Row::new(
+            format!("recall ({store}): the VectorIndex's first query after a restart, {total} ({dims} dims) read from its file"),
+            1,
+            0.0,
+        )
+        .latency(restored.as_secs_f64() * 1e6, restored.as_secs_f64() * 1e6)
+        .ratio(restored.as_secs_f64(), "seconds")
+        .target(Target::RatioAtMost(1.0))
+        .note(format!("{:.3} of the build from the rows", restored.as_secs_f64() / built.as_secs_f64())),
     ]
 }
 
@@ -439,9 +462,17 @@ pub(crate) fn run_million(options: &Options) -> Vec<Row> {
         };
         let (mut scanned_int8, recall_int8) = approximate(&pipeline).await;
         let index = index.with_clusters_from(10_000);
+        // The first approximate query begins learning the lists (on a thread of their own) and is
+        // answered by the int8 scan, as the queries after it, timed, until the lists are in place.
         let t = Instant::now();
-        pipeline.nearest(nearest(0).approximate()).await.expect("nearest");
+        let mut meanwhile = Vec::new();
+        while index.stats().clustered == 0 {
+            let q = Instant::now();
+            pipeline.nearest(nearest(meanwhile.len() % queries).approximate()).await.expect("nearest");
+            meanwhile.push(q.elapsed());
+        }
         let learnt = micros(t);
+        let (m50, m99) = p50_p99(&mut meanwhile);
         let (mut listed, recall_listed) = approximate(&pipeline).await;
         let index = index.with_probes_one_in(4);
         let (mut listed_more, recall_more) = approximate(&pipeline).await;
@@ -492,12 +523,17 @@ pub(crate) fn run_million(options: &Options) -> Vec<Row> {
                 .note(format!("{} vectors held, {per_million:.2} GiB per million with the lists", stats.vectors)),
         );
         rows.push(
+            Row::new(format!("recall-1m (SQLite): the lists learnt over {total}, in the background"), 1, 0.0)
+                .latency(learnt, learnt),
+        );
+        rows.push(
             Row::new(
-                format!("recall-1m (SQLite): the first approximate query over lists, learnt over {total}"),
-                1,
+                "recall-1m (SQLite): approximate queries while the lists are learnt (the int8 scan)",
+                meanwhile.len() as u64,
                 0.0,
             )
-            .latency(learnt, learnt),
+            .latency(m50, m99)
+            .ratio(m50 / e50, "p50, approximate / the scan in this process"),
         );
         rows
     })

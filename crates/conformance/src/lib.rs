@@ -82,7 +82,7 @@
 //! | [`pagination`] | seq cursors both ways, `has_more`, reserved filtering, role filtering (full pages, both orders, bounds, placeholders, a role no message has), stability under concurrent adds |
 //! | [`threads`] | newest first, metadata filter, cursor paging, counters consistent with messages |
 //! | [`vectors`] | embeddings and recall: nearest first by cosine (ties by thread and seq), scopes (thread, tenant, a user's threads by metadata) and filters (roles, time, status), never another tenant's, a model's dimensions fixed per tenant and every mismatch refused, vectors written in their message's own write (an add's, a turn's) or refused with it, vectors removed with their messages (deletes, truncation, clear, purge, a change of content), hybrid recall fused with full text and neighbours, a thread's vectors listed as stored with their messages' role, status and creation time; an embed is one event of the feed, and every change of a vector, a role, a status, a thread's metadata or liveness has one (those gated on `feed` too) (gated on `vectors`) |
-//! | [`vector_index`] | persist-recall's `VectorIndex` over the backend answers every `nearest` exactly as its scan (random stores and filters, after every write that moves vectors, another handle's writes, over its budget) (gated on `vectors` and `feed`) |
+//! | [`vector_index`] | persist-recall's `VectorIndex` over the backend answers every `nearest` exactly as its scan (random stores and filters, after every write that moves vectors, another handle's writes, over its budget, started again from its files) (gated on `vectors` and `feed`) |
 //! | [`working`] | working memory: a document per tenant and resource, patched (JSON merge patch) and replaced inside the store's write, versioned, compare-and-set with an expected version, racing patches through two handles never lost, tenants apart, bad input refused, each write an event of its resource in the change feed (gated on `working_memory`) |
 //! | [`records`] | records: opaque values per tenant, space and key, read by a space or a prefix of spaces by key then space (bytewise) both ways with paging, inserts that keep a live record, touches, deletes of a record and of whole spaces, expiry that hides, is written over and is swept, tenants apart, bad input refused with nothing written (gated on `records`) |
 //! | [`search`] | full-text search: the query rules (any order, case, phrases, prefixes, punctuation, no stemming, accents kept), text and tool results indexed (not reasoning, tool calls or placeholders), the index following every write (replace, delete, truncate, purge), newest-first cursor paging (ties bytewise), scopes and filters, bad input, another handle's writes (gated on `search`) |
@@ -439,6 +439,7 @@ macro_rules! __for_each_check {
             vector_index {
                 check_the_vector_index_answers_as_the_scan,
                 check_the_vector_index_keeps_to_its_budget,
+                check_the_vector_index_reads_its_files_after_a_restart,
             }
             working {
                 check_working_memory_patches_and_replaces,

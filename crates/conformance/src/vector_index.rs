@@ -240,3 +240,94 @@ pub async fn check_the_vector_index_keeps_to_its_budget<F: Factory>(factory: &F)
     drop((plain, probing, indexed, b));
     store.finish().await
 }
+
+/// A folder of its own under the system's temporary folder, removed when dropped.
+struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nth = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let unique = format!("persist-conformance-{name}-{}-{nanos}-{nth}", std::process::id());
+        Self(std::env::temp_dir().join(unique))
+    }
+
+    /// Until every file of `names` is in the folder (they are written in the background): a
+    /// minute at most.
+    async fn wait_for(&self, names: &[&str]) {
+        for _ in 0..600 {
+            if names.iter().all(|name| self.0.join(name).exists()) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("the index's files {names:?} were not written in {}", self.0.display());
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// With files (`with_snapshots`): an index started again over the storage reads each tenant's
+/// file back and catches up from the feed (nothing built), answering as the scan after the writes
+/// made while no index ran (deletes among its newest messages, a thread deleted, embeds, new
+/// messages); the same files over another store are set aside and its index built from its own
+/// rows; a forgotten tenant's file is removed.
+pub async fn check_the_vector_index_reads_its_files_after_a_restart<F: Factory>(factory: &F) -> Outcome {
+    let store = crate::fixture::open!(factory);
+    gate!(store, vectors, feed);
+    let files = Scratch::new("vector-index");
+    let (default_file, acme_file) = ("default.vectors", "tenant-61636d65.vectors");
+    let b = Arc::clone(store.b());
+    let plain = Pipeline::new(Arc::clone(&b));
+    let tenants = [None, Some(tenant("acme"))];
+    let mut rng = Rng(0x0F11_E5ED);
+    let mut written = fill(&plain, &mut rng, &tenants, "ix").await;
+    let first = VectorIndex::new().with_snapshots(&files.0);
+    let indexed = Pipeline::builder().layer(first.layer()).build(Arc::clone(&b));
+    compare(&plain, &indexed, &mut rng, &written, "built, its files written").await;
+    files.wait_for(&[default_file, acme_file]).await;
+    drop((indexed, first));
+
+    // While no index runs: the newest messages deleted, a thread deleted, an embed, more messages.
+    let scoped = plain.scoped(ctx(None));
+    let mine: Vec<Message> = written.messages.iter().filter(|(t, _)| t.is_none()).map(|(_, m)| m.clone()).collect();
+    for gone in mine.iter().rev().take(3) {
+        scoped.delete(Delete::message(gone.thread_id.clone(), gone.id.clone())).await.expect("delete");
+    }
+    scoped.delete(Delete::thread(t("ix-3"))).await.expect("delete a thread");
+    let again = &mine[0];
+    let embed = Embed::new(again.thread_id.clone(), again.id.clone(), Embedding::new("m", rng.vector()));
+    scoped.embed(embed).await.expect("embed");
+    written.messages.extend(fill(&plain, &mut rng, &tenants, "ix-late").await.messages);
+
+    // Started again, over another handle: from the files and the feed, nothing built.
+    let restarted = VectorIndex::new().with_snapshots(&files.0);
+    let indexed = Pipeline::builder().layer(restarted.layer()).build(store.second_handle().await);
+    compare(&plain, &indexed, &mut rng, &written, "started again from its files").await;
+    let stats = restarted.stats();
+    assert!(stats.restored == 2 && stats.builds == 0 && stats.fallbacks == 0, "{stats:?}");
+    restarted.forget(Some(&tenant("acme")));
+    assert!(!files.0.join(acme_file).exists(), "a forgotten tenant's file is removed");
+    drop(indexed);
+
+    // Another store, written as this one was (the same threads, more events): this store's file
+    // is not its own.
+    let other = crate::fixture::open!(factory);
+    let theirs = Pipeline::new(Arc::clone(other.b()));
+    let mut their_messages = fill(&theirs, &mut Rng(0x07E5_7042), &tenants, "ix").await;
+    their_messages.messages.extend(fill(&theirs, &mut Rng(0x07E5_7043), &tenants, "ix-late").await.messages);
+    let stranger = VectorIndex::new().with_snapshots(&files.0);
+    let indexed = Pipeline::builder().layer(stranger.layer()).build(Arc::clone(other.b()));
+    compare(&theirs, &indexed, &mut rng, &their_messages, "another store's file").await;
+    let stats = stranger.stats();
+    assert!(stats.restored == 0 && stats.builds == 2, "{stats:?}");
+
+    drop((plain, scoped, indexed, theirs, b));
+    let _ = other.finish().await;
+    store.finish().await
+}

@@ -53,6 +53,11 @@ pub(crate) struct EmbeddingsArgs {
         requires = "embeddings_url"
     )]
     vector_index_mib: u64,
+    /// A folder where the vector index writes each tenant's index to a file and reads it back
+    /// when started again (a restart then reads the file and the changes since, not every
+    /// vector). Without it, each tenant's index is built from the rows at its first query.
+    #[arg(long, env = "PERSIST_VECTOR_INDEX_DIR", value_name = "DIR", requires = "embeddings_url")]
+    vector_index_dir: Option<std::path::PathBuf>,
 }
 
 impl EmbeddingsArgs {
@@ -87,7 +92,13 @@ impl EmbeddingsArgs {
     /// The vector index these flags ask for, when recall is served and the budget is not 0.
     pub(crate) fn vector_index(&self) -> Option<VectorIndex> {
         let budget = usize::try_from(self.vector_index_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-        (self.embeddings_url.is_some() && budget > 0).then(|| VectorIndex::new().with_budget(budget))
+        (self.embeddings_url.is_some() && budget > 0).then(|| {
+            let index = VectorIndex::new().with_budget(budget);
+            match &self.vector_index_dir {
+                Some(dir) => index.with_snapshots(dir),
+                None => index,
+            }
+        })
     }
 }
 

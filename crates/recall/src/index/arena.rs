@@ -4,11 +4,12 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use persist_core::vector::{Nearest, StoredEmbedding, similarity};
 use persist_core::{MessageId, Metadata, Role, Status, ThreadId, Timestamp};
 
-use super::clusters::Clusters;
+use super::clusters::{Change, Clusters, sample_of};
 use super::quant::{dot, quantize};
 
 /// A thread as the index knows it.
@@ -44,6 +45,10 @@ pub(super) struct Arena {
     /// The lists an approximate query over many vectors reads instead of every vector, once
     /// learnt (they follow every write).
     clusters: Option<Clusters>,
+    /// Lists being learnt apart (on a thread of their own): where they are left once learnt.
+    learning: Option<Arc<Mutex<Option<Clusters>>>>,
+    /// The changes of the slots since that learning began, replayed on its lists.
+    changes: Vec<Change>,
 }
 
 impl Arena {
@@ -56,11 +61,45 @@ impl Arena {
             slots: Vec::new(),
             by_key: HashMap::new(),
             clusters: None,
+            learning: None,
+            changes: Vec::new(),
         }
+    }
+
+    /// An arena of these parts (read back from a file), `None` when two slots name one
+    /// message or the buffers' lengths do not fit the slots.
+    pub(super) fn from_parts(
+        dims: usize,
+        vectors: Vec<f32>,
+        codes: Vec<i8>,
+        scales: Vec<f32>,
+        slots: Vec<Slot>,
+    ) -> Option<Self> {
+        let n = slots.len();
+        if vectors.len() != n * dims || codes.len() != n * dims || scales.len() != n {
+            return None;
+        }
+        let mut by_key = HashMap::with_capacity(n);
+        for (at, slot) in slots.iter().enumerate() {
+            if by_key.insert((slot.thread, slot.seq), u32::try_from(at).ok()?).is_some() {
+                return None;
+            }
+        }
+        Some(Self { dims, vectors, codes, scales, slots, by_key, clusters: None, learning: None, changes: Vec::new() })
     }
 
     pub(super) fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// The int8 copies of the vectors, slot by slot.
+    pub(super) fn codes(&self) -> &[i8] {
+        &self.codes
+    }
+
+    /// The scales of the int8 copies, slot by slot.
+    pub(super) fn scales(&self) -> &[f32] {
+        &self.scales
     }
 
     /// Writes the vector of `(thread, stored.seq)`, replacing the one there.
@@ -74,12 +113,12 @@ impl Arena {
             created_at: stored.created_at,
         };
         let dims = self.dims;
-        let at = match self.by_key.get(&(thread, stored.seq)) {
+        let (at, new) = match self.by_key.get(&(thread, stored.seq)) {
             Some(&at) => {
                 let at = at as usize;
                 self.vectors[at * dims..(at + 1) * dims].copy_from_slice(vector);
                 self.slots[at] = slot;
-                at
+                (at, false)
             }
             None => {
                 let at = self.slots.len();
@@ -88,17 +127,23 @@ impl Arena {
                 self.codes.resize(self.codes.len() + dims, 0);
                 self.scales.push(1.0);
                 self.slots.push(slot);
-                at
+                (at, true)
             }
         };
         self.scales[at] = quantize(vector, &mut self.codes[at * dims..(at + 1) * dims]);
+        let (codes, scale) = (&self.codes[at * dims..(at + 1) * dims], self.scales[at]);
         if let Some(clusters) = &mut self.clusters {
-            let codes = &self.codes[at * dims..(at + 1) * dims];
             if clusters.len() == at {
-                clusters.push(thread, codes, self.scales[at]);
+                clusters.push(thread, codes, scale);
             } else {
-                clusters.replace(at as u32, thread, codes, self.scales[at]);
+                clusters.replace(at as u32, thread, codes, scale);
             }
+        }
+        if self.learning.is_some() {
+            self.changes.push(match new {
+                true => Change::Push { thread, codes: codes.to_vec(), scale },
+                false => Change::Replace { slot: at as u32, thread, codes: codes.to_vec(), scale },
+            });
         }
     }
 
@@ -108,6 +153,9 @@ impl Arena {
         let (at, last) = (at as usize, self.slots.len() - 1);
         if let Some(clusters) = &mut self.clusters {
             clusters.swap_remove(at as u32);
+        }
+        if self.learning.is_some() {
+            self.changes.push(Change::SwapRemove { slot: at as u32 });
         }
         if at != last {
             let moved = (self.slots[last].thread, self.slots[last].seq);
@@ -140,23 +188,59 @@ impl Arena {
             + self.slots.iter().map(|s| s.message_id.as_str().len()).sum::<usize>()
             + self.by_key.capacity() * (std::mem::size_of::<((u32, u64), u32)>() + 1)
             + self.clusters.as_ref().map_or(0, Clusters::bytes)
+            + self.changes.capacity() * (std::mem::size_of::<Change>() + self.dims)
     }
 
-    /// Whether an approximate query should have the lists learnt first: `from` vectors or more
-    /// and no lists that fit them. Lists that no longer fit (see [`Clusters::stale`]), or an
-    /// arena now under `from`, are dropped here.
+    /// Whether an approximate query should have lists learnt: `from` vectors or more, no
+    /// learning under way, and no lists or lists that no longer fit (see [`Clusters::stale`]:
+    /// kept, and read, until the new ones are learnt). Lists learnt since are put in place first;
+    /// an arena now under `from` drops its lists.
     pub(super) fn wants_clusters(&mut self, from: usize) -> bool {
+        self.finish_learning();
         let len = self.len();
-        if self.clusters.as_ref().is_some_and(|c| len < from || c.stale(len)) {
-            self.clusters = None;
+        if len < from {
+            (self.clusters, self.learning) = (None, None);
+            self.changes = Vec::new();
+            return false;
         }
-        self.clusters.is_none() && len >= from
+        self.learning.is_none() && self.clusters.as_ref().is_none_or(|c| c.stale(len))
     }
 
-    /// Learns the lists from the vectors held (see [`Clusters::learn`]).
-    pub(super) fn learn_clusters(&mut self) {
+    /// Begins learning lists apart from the arena: the work to run (on a thread of its own) over
+    /// copies of what it learns from (a sample of the vectors, the int8 copies, the scales and
+    /// threads); the arena notes its changes meanwhile, and [`finish_learning`](Self::finish_learning)
+    /// puts the lists in place once learnt.
+    pub(super) fn begin_learning(&mut self) -> impl FnOnce() + Send + 'static {
+        let (dims, done) = (self.dims, Arc::new(Mutex::new(None)));
+        let sample = sample_of(&self.vectors, dims);
+        let (codes, scales) = (self.codes.clone(), self.scales.clone());
         let threads: Vec<u32> = self.slots.iter().map(|s| s.thread).collect();
-        self.clusters = Some(Clusters::learn(&self.vectors, &self.codes, &self.scales, &threads, self.dims));
+        self.learning = Some(Arc::clone(&done));
+        self.changes = Vec::new();
+        move || {
+            let learnt = Clusters::learn_from(&sample, &codes, &scales, &threads, dims);
+            *done.lock().unwrap_or_else(|e| e.into_inner()) = Some(learnt);
+        }
+    }
+
+    /// Puts lists learnt apart in place, the changes since they began replayed on them. A
+    /// learning whose work ended without lists (it was never run) is given up.
+    pub(super) fn finish_learning(&mut self) {
+        let Some(done) = &self.learning else { return };
+        let learnt = done.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match learnt {
+            Some(mut clusters) => {
+                for change in &self.changes {
+                    clusters.replay(change);
+                }
+                self.clusters = Some(clusters);
+            }
+            // The work still holds its end: under way.
+            None if Arc::strong_count(done) > 1 => return,
+            None => {}
+        }
+        self.learning = None;
+        self.changes = Vec::new();
     }
 
     /// Whether the lists are learnt.
@@ -171,6 +255,12 @@ impl Arena {
 pub(super) struct TenantIndex {
     /// The feed position whose writes (and every one before) the index holds.
     pub(super) position: u64,
+    /// The last event of the tenant it read from the feed (its position and
+    /// [fingerprint](super::snapshot::fingerprint)), if it read one: what a file of it is
+    /// checked by.
+    pub(super) last_event: Option<(u64, u64)>,
+    /// The events it read since it was last written to a file (or built).
+    pub(super) unsaved: u64,
     pub(super) threads: Vec<ThreadEntry>,
     by_thread: HashMap<ThreadId, u32>,
     pub(super) arenas: HashMap<String, Arena>,
@@ -179,6 +269,17 @@ pub(super) struct TenantIndex {
 impl TenantIndex {
     pub(super) fn new(position: u64) -> Self {
         Self { position, ..Self::default() }
+    }
+
+    /// An index of these parts (read back from a file).
+    pub(super) fn from_parts(
+        position: u64,
+        last_event: Option<(u64, u64)>,
+        threads: Vec<ThreadEntry>,
+        arenas: Vec<(String, Arena)>,
+    ) -> Self {
+        let by_thread = threads.iter().enumerate().map(|(at, t)| (t.id.clone(), at as u32)).collect();
+        Self { position, last_event, unsaved: 0, threads, by_thread, arenas: arenas.into_iter().collect() }
     }
 
     /// The thread's number, once known.
@@ -257,6 +358,18 @@ impl TenantIndex {
     /// A lower bound of [`bytes`](Self::bytes), in constant time: the vectors and their slots.
     pub(super) fn least_bytes(&self) -> usize {
         self.arenas.values().map(|a| a.vectors.len() * 5 + a.slots.len() * std::mem::size_of::<Slot>()).sum()
+    }
+
+    /// The `n` messages of its vectors created last (thread, message, time), newest first.
+    pub(super) fn newest(&self, n: usize) -> Vec<(&ThreadId, &MessageId, Timestamp)> {
+        let mut slots: Vec<&Slot> = self.arenas.values().flat_map(|a| &a.slots).collect();
+        let n = n.min(slots.len());
+        if n > 0 && n < slots.len() {
+            slots.select_nth_unstable_by(n - 1, |a, b| b.created_at.cmp(&a.created_at));
+        }
+        slots.truncate(n);
+        slots.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        slots.iter().map(|s| (&self.threads[s.thread as usize].id, &s.message_id, s.created_at)).collect()
     }
 
     /// How many vectors it holds.

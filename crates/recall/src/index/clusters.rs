@@ -33,6 +33,26 @@ fn least_probes(lists: usize, one_in: usize) -> usize {
     lists.div_ceil(one_in.max(1)).max(4).min(lists)
 }
 
+/// The vectors the centroids of `vectors` (each `dims` long) are learnt from: [`SAMPLE_PER_LIST`]
+/// per list, spread through them.
+pub(super) fn sample_of(vectors: &[f32], dims: usize) -> Vec<f32> {
+    let count = vectors.len() / dims.max(1);
+    let size = (lists_for(count) * SAMPLE_PER_LIST).min(count);
+    (0..size).flat_map(|i| &vectors[(i * count / size) * dims..][..dims]).copied().collect()
+}
+
+/// A change of an arena's slots made while its lists were learnt apart from it, replayed on
+/// the lists once learnt (each with its int8 copy as it was then).
+#[derive(Debug)]
+pub(super) enum Change {
+    /// A new last slot.
+    Push { thread: u32, codes: Vec<i8>, scale: f32 },
+    /// `slot`'s vector replaced.
+    Replace { slot: u32, thread: u32, codes: Vec<i8>, scale: f32 },
+    /// `slot` removed, the last slot moved into its place.
+    SwapRemove { slot: u32 },
+}
+
 /// The index of the centroid of `centroids` (each `dims` long) nearest `vector` by dot product.
 fn nearest(centroids: &[f32], dims: usize, vector: &[f32]) -> usize {
     let mut best = (f32::NEG_INFINITY, 0);
@@ -138,12 +158,18 @@ pub(super) struct Clusters {
 impl Clusters {
     /// Learns the centroids from `vectors` (the arena's, each `dims` long, slot by slot) and
     /// places every one of them by its int8 copy (`codes`, `scales`), with its thread.
+    #[cfg(test)]
     pub(super) fn learn(vectors: &[f32], codes: &[i8], scales: &[f32], threads: &[u32], dims: usize) -> Self {
-        let count = vectors.len() / dims;
+        Self::learn_from(&sample_of(vectors, dims), codes, scales, threads, dims)
+    }
+
+    /// Learns the centroids from `sample` (vectors of the arena's, see [`sample_of`]) and places
+    /// every vector of the arena by its int8 copy (`codes`, `scales`, slot by slot), with its
+    /// thread.
+    pub(super) fn learn_from(sample: &[f32], codes: &[i8], scales: &[f32], threads: &[u32], dims: usize) -> Self {
+        let count = codes.len() / dims;
         let lists = lists_for(count);
-        let sample_size = (lists * SAMPLE_PER_LIST).min(count);
-        let sample: Vec<&[f32]> =
-            (0..sample_size).map(|i| &vectors[(i * count / sample_size.max(1)) * dims..][..dims]).collect();
+        let sample: Vec<&[f32]> = sample.chunks_exact(dims).collect();
         let centroids = kmeans(&sample, dims, lists);
         let lists = centroids.len() / dims;
         let mut centroid_codes = vec![0_i8; centroids.len()];
@@ -234,6 +260,15 @@ impl Clusters {
             self.place[slot as usize] = (list, at);
         }
         self.place.pop();
+    }
+
+    /// Makes `change` (made to the arena while these lists were learnt) here too.
+    pub(super) fn replay(&mut self, change: &Change) {
+        match change {
+            Change::Push { thread, codes, scale } => self.push(*thread, codes, *scale),
+            Change::Replace { slot, thread, codes, scale } => self.replace(*slot, *thread, codes, *scale),
+            Change::SwapRemove { slot } => self.swap_remove(*slot),
+        }
     }
 
     /// The centroids no longer fit an arena of `len` vectors: it grew past twice or shrank
@@ -372,6 +407,52 @@ mod tests {
         for (slot, v) in codes.chunks_exact(dims).enumerate() {
             assert_eq!(clusters.place[slot].0 as usize, clusters.list_of(v));
         }
+    }
+
+    #[test]
+    fn lists_learnt_apart_take_the_changes_made_meanwhile() {
+        let dims = 16;
+        let vectors: Vec<f32> = (0..1_500).flat_map(|n| vector(n, dims)).collect();
+        let mut codes: Vec<i8> = vectors.chunks_exact(dims).flat_map(codes_of).collect();
+        let threads: Vec<u32> = (0..1_500).map(|slot| thread_of(slot, &codes, dims)).collect();
+        // What the learning copies when it begins.
+        let (sample, at_start) = (sample_of(&vectors, dims), codes.clone());
+        let mut changes = Vec::new();
+        let mut state = 11_u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..2_000_u64 {
+            let len = codes.len() / dims;
+            match next() % 3 {
+                0 => {
+                    let v = codes_of(&vector(10_000 + round, dims));
+                    codes.extend_from_slice(&v);
+                    changes.push(Change::Push { thread: thread_of(len, &codes, dims), codes: v, scale: 1.0 });
+                }
+                1 => {
+                    let at = (next() % len as u64) as usize;
+                    let v = codes_of(&vector(20_000 + round, dims));
+                    codes[at * dims..(at + 1) * dims].copy_from_slice(&v);
+                    let thread = thread_of(at, &codes, dims);
+                    changes.push(Change::Replace { slot: at as u32, thread, codes: v, scale: 1.0 });
+                }
+                _ => {
+                    let at = (next() % len as u64) as usize;
+                    codes.copy_within((len - 1) * dims..len * dims, at * dims);
+                    codes.truncate((len - 1) * dims);
+                    changes.push(Change::SwapRemove { slot: at as u32 });
+                }
+            }
+        }
+        let mut clusters = Clusters::learn_from(&sample, &at_start, &vec![1.0; 1_500], &threads, dims);
+        for change in &changes {
+            clusters.replay(change);
+        }
+        check(&clusters, &codes, dims);
     }
 
     #[test]

@@ -4,18 +4,24 @@
 //! metadata, a thread deleted), and what is read again is the rows as they are now, so reading a
 //! change twice, or after a later one, leaves the same index.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use persist_core::feed::{FeedPage, ReadFeed, Removed};
-use persist_core::read::{GetThread, ListThreads};
+use persist_core::read::{GetMessage, GetThread, ListThreads};
 use persist_core::vector::{EmbeddingCursor, ListEmbeddings, StoredEmbedding};
-use persist_core::{Context, Page, PersistArgs, PersistError, PersistOp, PersistResult, Result, Thread, ThreadId};
+use persist_core::{
+    Context, MessageId, Page, PersistArgs, PersistError, PersistOp, PersistResult, Result, Thread, ThreadId, Timestamp,
+};
 use tower::{Service, ServiceExt};
 
 use super::arena::TenantIndex;
+use super::snapshot;
 
 /// The most events or vectors one read asks for.
 const PAGE: u32 = 1000;
+
+/// The newest messages a file's index is checked by (see [`restore`]).
+const NEWEST: usize = 8;
 
 /// Seqs of one thread this close together are read again in one pass over the thread's vectors.
 const NEAR: u64 = 64;
@@ -179,12 +185,45 @@ pub(super) async fn catch_up<S>(inner: &mut S, context: &Context, index: &mut Te
 where
     S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
 {
+    catch_up_noting(inner, context, index, None).await
+}
+
+/// What the events a catch-up read named: messages by id, and threads changed as a whole.
+#[derive(Debug, Default)]
+struct Touched {
+    messages: HashSet<MessageId>,
+    threads: HashSet<ThreadId>,
+}
+
+/// [`catch_up`], noting in `touched` what its events named.
+async fn catch_up_noting<S>(
+    inner: &mut S,
+    context: &Context,
+    index: &mut TenantIndex,
+    mut touched: Option<&mut Touched>,
+) -> Result<()>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
     let mut changes = Changes::default();
-    let mut position = index.position;
+    let (mut position, mut last_event, mut read) = (index.position, index.last_event, 0);
     loop {
         let page = feed(inner, context, position, PAGE).await?;
         changes.note(&page);
+        if let Some(touched) = touched.as_deref_mut() {
+            for change in page.events.iter().map(|event| &event.change) {
+                match (&change.message_id, &change.thread_id) {
+                    (Some(message), _) => drop(touched.messages.insert(message.clone())),
+                    (None, Some(thread)) => drop(touched.threads.insert(thread.clone())),
+                    (None, None) => {}
+                }
+            }
+        }
         position = page.last_position(position);
+        if let Some(last) = page.events.last() {
+            last_event = Some((last.position, snapshot::fingerprint(last)));
+        }
+        read += page.events.len() as u64;
         if !page.has_more {
             break;
         }
@@ -237,5 +276,55 @@ where
         }
     }
     index.position = position;
+    index.last_event = last_event;
+    index.unsaved += read;
     Ok(())
+}
+
+/// Brings `index`, read back from a file, to the feed's head, if it is of this store as it is
+/// now: the last event of the tenant it read is in the feed as it was, its position is not past
+/// the feed's head, and of its newest messages, those no event since names are in the rows with
+/// the times it holds (one at least). `false` for a file of another store, or of this one before
+/// it was restored from an older copy, or one whose events retention has trimmed since: the
+/// caller builds from the rows.
+pub(super) async fn restore<S>(inner: &mut S, context: &Context, index: &mut TenantIndex) -> Result<bool>
+where
+    S: Service<PersistArgs, Response = PersistResult, Error = PersistError>,
+{
+    let unknown =
+        |error: &PersistError| matches!(error, PersistError::FeedGap { .. } | PersistError::InvalidInput { .. });
+    if let Some((position, fingerprint)) = index.last_event {
+        match feed(inner, context, position.saturating_sub(1), 1).await {
+            Ok(page) => match page.events.first() {
+                Some(event) if event.position == position && snapshot::fingerprint(event) == fingerprint => {}
+                _ => return Ok(false),
+            },
+            Err(error) if unknown(&error) => return Ok(false),
+            Err(error) => return Err(error),
+        }
+    }
+    // Taken before the catch-up, whose reads would vouch for themselves.
+    let newest: Vec<(ThreadId, MessageId, Timestamp)> =
+        index.newest(NEWEST).into_iter().map(|(thread, message, at)| (thread.clone(), message.clone(), at)).collect();
+    let mut touched = Touched::default();
+    match catch_up_noting(inner, context, index, Some(&mut touched)).await {
+        Ok(()) => {}
+        Err(error) if unknown(&error) => return Ok(false),
+        Err(error) => return Err(error),
+    }
+    let mut vouched = 0;
+    for (thread, message_id, created_at) in &newest {
+        if touched.messages.contains(message_id) || touched.threads.contains(thread) {
+            continue;
+        }
+        let get = GetMessage::new(thread.clone(), message_id.clone()).with_context(context.renewed());
+        match ask(inner, get).await {
+            Ok(PersistResult::Message(Some(found))) if found.created_at == *created_at => vouched += 1,
+            Ok(PersistResult::Message(_)) => return Ok(false),
+            Err(PersistError::NotFound { .. } | PersistError::ThreadDeleted { .. }) => return Ok(false),
+            Ok(other) => return Err(mismatched(PersistOp::Get, &other)),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(newest.is_empty() || vouched > 0)
 }

@@ -71,6 +71,20 @@ fn on_topic(topic: u64, n: u64, dims: usize) -> Vec<f32> {
     unit(centre.iter().zip(&noise).map(|(c, e)| c + 0.5 * e).collect())
 }
 
+/// Approximate queries until the index holds its lists (learnt on a thread of their own while
+/// queries go on), each answered meanwhile.
+async fn until_learnt(pipeline: &Pipeline, index: &VectorIndex, query: Nearest) {
+    for _ in 0..3_000 {
+        let rough = pipeline.nearest(query.clone().approximate()).await.unwrap();
+        assert_eq!(rough.len(), query.limit as usize, "answered while the lists are learnt");
+        if index.stats().clustered > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the lists were not learnt: {:?}", index.stats());
+}
+
 #[tokio::test]
 async fn over_many_vectors_approximate_queries_read_the_nearest_lists() {
     const DIMS: usize = 48;
@@ -86,6 +100,7 @@ async fn over_many_vectors_approximate_queries_read_the_nearest_lists() {
     // Exact queries read every vector: no lists learnt.
     pipeline.nearest(query(0)).await.unwrap();
     assert_eq!(index.stats().clustered, 0);
+    until_learnt(&pipeline, &index, query(0)).await;
     let (mut found, mut found_in_thread, queries) = (0, 0, 60);
     for q in 0..queries {
         let exact = pipeline.nearest(query(q)).await.unwrap();
@@ -193,6 +208,7 @@ async fn over_lists_approximate_queries_keep_the_role_time_and_status_filters() 
         ("interrupted", |query, _| query.only_interrupted(true)),
         ("user, until, complete", |query, since| query.with_roles([Role::User]).until(since).only_interrupted(false)),
     ];
+    until_learnt(&pipeline, &index, query(0)).await;
     for (name, filter) in filters {
         let (mut found, queries) = (0, 30);
         for q in 0..queries {
@@ -257,4 +273,85 @@ async fn a_tenant_the_index_could_not_hold_is_tried_again_after_a_minute() {
     assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), exact);
     let stats = index.stats();
     assert_eq!((stats.builds, stats.answered, stats.fallbacks, stats.vectors), (2, 1, 2, 20), "{stats:?}");
+}
+
+/// An index started again with a file that is not whole (a bit changed, cut short, empty, of
+/// another format) or whose events retention has trimmed since sets it aside: it builds from
+/// the rows and answers as the store, and writes a whole file in its place.
+#[tokio::test]
+async fn a_file_not_whole_or_behind_a_trimmed_feed_is_set_aside() {
+    use persist::feed::FeedRetention;
+    let store = MemoryBackend::new().with_feed(Some(FeedRetention::forever().with_max_events(Some(50))));
+    let plain = Pipeline::builder().build(store.clone());
+    let add = |n: u64| {
+        Add::new(ThreadId::new(format!("t{}", n % 3)).unwrap(), Role::User, Content::text(format!("m{n}")))
+            .with_embedding(Embedding::new("m", vector(n, 8)))
+    };
+    for n in 0..20 {
+        plain.add(add(n)).await.unwrap();
+    }
+    let query = Nearest::new(Embedding::new("m", vector(99, 8))).with_limit(5);
+    let files = tempfile::tempdir().unwrap();
+    let file = |dir: &std::path::Path| dir.join("default.vectors");
+    let started = |dir: &std::path::Path| {
+        let index = VectorIndex::new().with_snapshots(dir);
+        (Pipeline::builder().layer(index.layer()).build(store.clone()), index)
+    };
+    let written = |dir: std::path::PathBuf| async move {
+        for _ in 0..600 {
+            if let Ok(bytes) = std::fs::read(dir.join("default.vectors")) {
+                return bytes;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("no file written");
+    };
+    let (pipeline, index) = started(files.path());
+    let expected = plain.nearest(query.clone()).await.unwrap();
+    assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), expected);
+    assert_eq!(index.stats().builds, 1);
+    let whole = written(files.path().to_owned()).await;
+
+    let (again, index) = started(files.path());
+    assert_eq!(again.nearest(query.clone()).await.unwrap(), expected);
+    assert_eq!((index.stats().restored, index.stats().builds), (1, 0), "a whole file is read back");
+
+    let mut flipped = whole.clone();
+    flipped[whole.len() / 2] ^= 0x10;
+    let mut other_version = whole.clone();
+    other_version[16] = 9;
+    for (case, bytes) in [
+        ("a bit changed", flipped),
+        ("cut short", whole[..whole.len() - 9].to_vec()),
+        ("its header alone", whole[..20].to_vec()),
+        ("empty", Vec::new()),
+        ("its header changed", other_version),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(file(dir.path()), &bytes).unwrap();
+        let (pipeline, index) = started(dir.path());
+        assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), expected, "{case}");
+        let stats = index.stats();
+        assert_eq!((stats.restored, stats.builds, stats.fallbacks), (0, 1, 0), "{case}: {stats:?}");
+        // Written again, whole, in its place: the same bytes (nothing changed since).
+        for _ in 0..600 {
+            if std::fs::read(file(dir.path())).is_ok_and(|now| now == whole) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(std::fs::read(file(dir.path())).is_ok_and(|now| now == whole), "{case}: written again");
+        let (pipeline, index) = started(dir.path());
+        assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), expected, "{case}, read back");
+        assert_eq!(index.stats().restored, 1, "{case}: the file written in its place is read back");
+    }
+
+    // Sixty events while no index runs: the feed keeps fifty, past the file's position.
+    for n in 20..80 {
+        plain.add(add(n)).await.unwrap();
+    }
+    let (pipeline, index) = started(files.path());
+    assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), plain.nearest(query).await.unwrap());
+    let stats = index.stats();
+    assert_eq!((stats.restored, stats.builds, stats.vectors), (0, 1, 80), "{stats:?}");
 }
