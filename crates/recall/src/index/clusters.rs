@@ -363,43 +363,61 @@ mod tests {
         u32::from(codes[slot * dims] as u8 % 7)
     }
 
-    #[test]
-    fn the_lists_follow_the_arena_slot_for_slot() {
-        let dims = 24;
-        let vectors: Vec<f32> = (0..2_000).flat_map(|n| vector(n, dims)).collect();
-        let mut codes: Vec<i8> = vectors.chunks_exact(dims).flat_map(codes_of).collect();
-        let threads: Vec<u32> = (0..2_000).map(|slot| thread_of(slot, &codes, dims)).collect();
-        let mut clusters = Clusters::learn(&vectors, &codes, &vec![1.0; 2_000], &threads, dims);
-        assert_eq!(clusters.lists(), lists_for(2_000));
-        check(&clusters, &codes, dims);
-        let mut state = 7_u64;
-        let mut next = || {
+    /// An arena's `n` vectors of `dims`, their int8 copies and their threads.
+    fn arena_of(n: u64, dims: usize) -> (Vec<f32>, Vec<i8>, Vec<u32>) {
+        let vectors: Vec<f32> = (0..n).flat_map(|n| vector(n, dims)).collect();
+        let codes: Vec<i8> = vectors.chunks_exact(dims).flat_map(codes_of).collect();
+        let threads: Vec<u32> = (0..n as usize).map(|slot| thread_of(slot, &codes, dims)).collect();
+        (vectors, codes, threads)
+    }
+
+    /// A generator of the numbers the tests' random changes are drawn by.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             state
-        };
+        }
+    }
+
+    /// One random change of an arena's int8 copies `codes` (a vector added, replaced or removed
+    /// as the arena removes one), made to `codes` and returned.
+    fn change_codes(codes: &mut Vec<i8>, dims: usize, round: u64, next: &mut impl FnMut() -> u64) -> Option<Change> {
+        let len = codes.len() / dims;
+        match next() % 3 {
+            0 => {
+                let v = codes_of(&vector(10_000 + round, dims));
+                codes.extend_from_slice(&v);
+                Some(Change::Push { thread: thread_of(len, codes, dims), codes: v, scale: 1.0 })
+            }
+            1 if len > 1 => {
+                let at = (next() % len as u64) as usize;
+                let v = codes_of(&vector(20_000 + round, dims));
+                codes[at * dims..(at + 1) * dims].copy_from_slice(&v);
+                Some(Change::Replace { slot: at as u32, thread: thread_of(at, codes, dims), codes: v, scale: 1.0 })
+            }
+            _ if len > 1 => {
+                let at = (next() % len as u64) as usize;
+                codes.copy_within((len - 1) * dims..len * dims, at * dims);
+                codes.truncate((len - 1) * dims);
+                Some(Change::SwapRemove { slot: at as u32 })
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_lists_follow_the_arena_slot_for_slot() {
+        let dims = 24;
+        let (vectors, mut codes, threads) = arena_of(2_000, dims);
+        let mut clusters = Clusters::learn(&vectors, &codes, &vec![1.0; 2_000], &threads, dims);
+        assert_eq!(clusters.lists(), lists_for(2_000));
+        check(&clusters, &codes, dims);
+        let mut next = xorshift(7);
         for round in 0..3_000_u64 {
-            let len = codes.len() / dims;
-            match next() % 3 {
-                0 => {
-                    let v = codes_of(&vector(10_000 + round, dims));
-                    codes.extend_from_slice(&v);
-                    clusters.push(thread_of(len, &codes, dims), &v, 1.0);
-                }
-                1 if len > 1 => {
-                    let at = (next() % len as u64) as usize;
-                    let v = codes_of(&vector(20_000 + round, dims));
-                    codes[at * dims..(at + 1) * dims].copy_from_slice(&v);
-                    clusters.replace(at as u32, thread_of(at, &codes, dims), &v, 1.0);
-                }
-                _ if len > 1 => {
-                    let at = (next() % len as u64) as usize;
-                    codes.copy_within((len - 1) * dims..len * dims, at * dims);
-                    codes.truncate((len - 1) * dims);
-                    clusters.swap_remove(at as u32);
-                }
-                _ => {}
+            if let Some(change) = change_codes(&mut codes, dims, round, &mut next) {
+                clusters.replay(&change);
             }
             check(&clusters, &codes, dims);
         }
@@ -412,42 +430,12 @@ mod tests {
     #[test]
     fn lists_learnt_apart_take_the_changes_made_meanwhile() {
         let dims = 16;
-        let vectors: Vec<f32> = (0..1_500).flat_map(|n| vector(n, dims)).collect();
-        let mut codes: Vec<i8> = vectors.chunks_exact(dims).flat_map(codes_of).collect();
-        let threads: Vec<u32> = (0..1_500).map(|slot| thread_of(slot, &codes, dims)).collect();
+        let (vectors, mut codes, threads) = arena_of(1_500, dims);
         // What the learning copies when it begins.
         let (sample, at_start) = (sample_of(&vectors, dims), codes.clone());
-        let mut changes = Vec::new();
-        let mut state = 11_u64;
-        let mut next = || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for round in 0..2_000_u64 {
-            let len = codes.len() / dims;
-            match next() % 3 {
-                0 => {
-                    let v = codes_of(&vector(10_000 + round, dims));
-                    codes.extend_from_slice(&v);
-                    changes.push(Change::Push { thread: thread_of(len, &codes, dims), codes: v, scale: 1.0 });
-                }
-                1 => {
-                    let at = (next() % len as u64) as usize;
-                    let v = codes_of(&vector(20_000 + round, dims));
-                    codes[at * dims..(at + 1) * dims].copy_from_slice(&v);
-                    let thread = thread_of(at, &codes, dims);
-                    changes.push(Change::Replace { slot: at as u32, thread, codes: v, scale: 1.0 });
-                }
-                _ => {
-                    let at = (next() % len as u64) as usize;
-                    codes.copy_within((len - 1) * dims..len * dims, at * dims);
-                    codes.truncate((len - 1) * dims);
-                    changes.push(Change::SwapRemove { slot: at as u32 });
-                }
-            }
-        }
+        let mut next = xorshift(11);
+        let changes: Vec<Change> =
+            (0..2_000_u64).filter_map(|round| change_codes(&mut codes, dims, round, &mut next)).collect();
         let mut clusters = Clusters::learn_from(&sample, &at_start, &vec![1.0; 1_500], &threads, dims);
         for change in &changes {
             clusters.replay(change);
