@@ -3,7 +3,8 @@
 //! vector from the rows.
 //!
 //! One file per tenant in the directory a host names: `default.vectors` for the default tenant,
-//! `tenant-<the id's bytes in hex>.vectors` for the others. Written whole to a file of its own
+//! `tenant-<the id's bytes in hex>.vectors` for the others (past 100 bytes, the first 100 and a
+//! checksum of the id). Written whole to a file of its own
 //! and renamed over the last, so a reader finds the old file or the new one, never half of one;
 //! a file that is not whole (cut short, changed, of another version) fails its checksum or its
 //! reading and is set aside: the index is built from the rows, as without a file.
@@ -32,8 +33,15 @@ pub(super) fn path(dir: &Path, tenant: Option<&TenantId>) -> PathBuf {
     match tenant {
         None => dir.join("default.vectors"),
         Some(tenant) => {
-            let hex: String = tenant.as_str().bytes().map(|b| format!("{b:02x}")).collect();
-            dir.join(format!("tenant-{hex}.vectors"))
+            // A file name holds 255 bytes: an id past 100 bytes is named by its first 100 and
+            // the checksum of all of it (two ids of one name share a file, each setting the
+            // other's aside: the file says whose it is).
+            let bytes = tenant.as_str().as_bytes();
+            let hex: String = bytes.iter().take(100).map(|b| format!("{b:02x}")).collect();
+            match bytes.len() {
+                0..=100 => dir.join(format!("tenant-{hex}.vectors")),
+                _ => dir.join(format!("tenant-{hex}-{:016x}.vectors", checksum(bytes))),
+            }
         }
     }
 }
@@ -430,5 +438,9 @@ mod tests {
         assert_eq!(path(dir, None), Path::new("/x/default.vectors"));
         let tenant = TenantId::new("a/b").unwrap();
         assert_eq!(path(dir, Some(&tenant)), Path::new("/x/tenant-612f62.vectors"));
+        let (long, other) = (TenantId::new("x".repeat(255)).unwrap(), TenantId::new("x".repeat(254)).unwrap());
+        let name = |tenant| path(dir, Some(tenant)).file_name().unwrap().len();
+        assert!(name(&long) <= 240, "a file name of 255 bytes at most, a partial file's too");
+        assert_ne!(path(dir, Some(&long)), path(dir, Some(&other)));
     }
 }
