@@ -461,7 +461,7 @@ pub(crate) fn run_million(options: &Options) -> Vec<Row> {
             }
         };
         let (mut scanned_int8, recall_int8) = approximate(&pipeline).await;
-        let index = index.with_clusters_from(10_000);
+        let index = index.with_clusters_from(10_000).with_probes_one_in(16);
         // The first approximate query begins learning the lists (on a thread of their own) and is
         // answered by the int8 scan, as the queries after it, timed, until the lists are in place.
         let t = Instant::now();
