@@ -193,10 +193,10 @@ impl Arena {
 
     /// Whether an approximate query should have lists learnt: `from` vectors or more, no
     /// learning under way, and no lists or lists that no longer fit (see [`Clusters::stale`]:
-    /// kept, and read, until the new ones are learnt). Lists learnt since are put in place first;
-    /// an arena now under `from` drops its lists.
+    /// kept, and read, until the new ones are learnt; the caller puts lists learnt since in
+    /// place first, [`finish_learning`](Self::finish_learning)). An arena now under `from` drops
+    /// its lists.
     pub(super) fn wants_clusters(&mut self, from: usize) -> bool {
-        self.finish_learning();
         let len = self.len();
         if len < from {
             (self.clusters, self.learning) = (None, None);
