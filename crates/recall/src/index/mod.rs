@@ -205,6 +205,7 @@ impl VectorIndex {
             probes_one_in: AtomicUsize::new(DEFAULT_PROBES_ONE_IN),
             tenants: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(None),
+            swept: AtomicBool::new(false),
             clock: AtomicU64::new(0),
             answered: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
@@ -245,6 +246,7 @@ impl VectorIndex {
     pub fn with_snapshots(self, dir: impl Into<PathBuf>) -> Self {
         let dir: PathBuf = dir.into();
         *self.shared.snapshots.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::from(dir));
+        self.shared.swept.store(false, Ordering::Relaxed);
         self
     }
 
@@ -322,6 +324,9 @@ struct Shared {
     evictions: AtomicU64,
     /// Where tenants' indexes are written to files and read back from, if anywhere.
     snapshots: Mutex<Option<Arc<Path>>>,
+    /// The partial files writers that died left in that folder have been looked for (at the
+    /// first write).
+    swept: AtomicBool,
 }
 
 /// One tenant's place in the index: its index when resident, and what the budget counts.

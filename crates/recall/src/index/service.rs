@@ -165,12 +165,13 @@ where
 /// Writes `state` to its tenant's file in `dir`: its bytes made off the runtime's threads (the
 /// lock held: they are the index as of now), written and renamed in the background. One write of
 /// a tenant at a time; a file written after the tenant was [forgotten](super::VectorIndex::forget) is
-/// removed.
+/// removed. With `sweep`, the partial files of writers that died are removed from `dir` too.
 async fn write_file(
     dir: Arc<Path>,
     entry: &Arc<Entry>,
     tenant: Option<&TenantId>,
     state: OwnedRwLockWriteGuard<Option<TenantIndex>>,
+    sweep: bool,
 ) -> Result<OwnedRwLockWriteGuard<Option<TenantIndex>>, PersistError> {
     if entry.saving.swap(true, Ordering::SeqCst) {
         return Ok(state);
@@ -188,6 +189,9 @@ async fn write_file(
     let path = snapshot::path(&dir, tenant);
     let entry = Arc::clone(entry);
     let write = move || {
+        if sweep {
+            snapshot::sweep(&dir);
+        }
         if let Some(bytes) = bytes {
             if let Err(error) = snapshot::write(&path, &bytes) {
                 tracing::warn!(target: "persist::recall", path = %path.display(), %error, "the vector index's file was not written");
@@ -304,7 +308,8 @@ where
     if let Some(dir) = shared.snapshots() {
         save |= state.as_ref().is_some_and(|index| index.unsaved >= save_after(index.vectors()));
         if save {
-            state = write_file(dir, entry, tenant, state).await?;
+            let sweep = !shared.swept.swap(true, Ordering::Relaxed);
+            state = write_file(dir, entry, tenant, state, sweep).await?;
         }
     }
     let model = query.query.model();

@@ -377,6 +377,33 @@ pub(super) fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     written
 }
 
+/// How old a partial file is when its writer is taken for dead whoever it names (a file is
+/// written in seconds; a process id may have been given to another process since).
+const STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes the partial files in `dir` that no writer will rename: those of processes that are
+/// gone (where `/proc` says so), and any older than [`STALE`]. A writer killed while writing
+/// leaves one; this process's own are left to its writers.
+pub(super) fn sweep(dir: &Path) {
+    let Ok(files) = std::fs::read_dir(dir) else { return };
+    let ours = std::process::id();
+    for file in files.flatten() {
+        let name = file.file_name();
+        let Some(pid) = name.to_str().and_then(|name| name.rsplit_once(".partial-")).map(|(_, pid)| pid) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else { continue };
+        let gone = pid != ours && Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists();
+        let old = file
+            .metadata()
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > STALE));
+        if (gone || (old && pid != ours)) && std::fs::remove_file(file.path()).is_ok() {
+            tracing::info!(target: "persist::recall", path = %file.path().display(), "a partial vector index file a writer left was removed");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

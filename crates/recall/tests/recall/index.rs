@@ -355,3 +355,71 @@ async fn a_file_not_whole_or_behind_a_trimmed_feed_is_set_aside() {
     let stats = index.stats();
     assert_eq!((stats.restored, stats.builds, stats.vectors), (0, 1, 80), "{stats:?}");
 }
+
+/// A file is written again after a tenth of the index's vectors' worth of changes (at least
+/// 1,000), so a restart catches up from there; the first write also removes the partial files
+/// that writers which died left in the folder, and not a living process's.
+#[tokio::test]
+async fn a_file_is_written_again_after_enough_changes_and_left_partial_files_are_removed() {
+    use persist::feed::FeedRetention;
+    let store = MemoryBackend::new().with_feed(Some(FeedRetention::forever()));
+    let plain = Pipeline::builder().build(store.clone());
+    let add = |n: u64| {
+        Add::new(ThreadId::new(format!("t{}", n % 5)).unwrap(), Role::User, Content::text(format!("m{n}")))
+            .with_embedding(Embedding::new("m", vector(n, 8)))
+    };
+    for n in 0..20 {
+        plain.add(add(n)).await.unwrap();
+    }
+    let files = tempfile::tempdir().unwrap();
+    let file = files.path().join("default.vectors");
+    // A dead writer's partial file (no process has that id) and a living one's (init's).
+    let dead = files.path().join("default.partial-4294967295");
+    let living = files.path().join("tenant-61636d65.partial-1");
+    std::fs::write(&dead, b"cut short").unwrap();
+    std::fs::write(&living, b"being written").unwrap();
+    let started = || {
+        let index = VectorIndex::new().with_snapshots(files.path());
+        (Pipeline::builder().layer(index.layer()).build(store.clone()), index)
+    };
+    let query = Nearest::new(Embedding::new("m", vector(99, 8))).with_limit(5);
+    let changed = |from: Option<Vec<u8>>| {
+        let file = file.clone();
+        async move {
+            for _ in 0..600 {
+                if let Ok(bytes) = std::fs::read(&file)
+                    && Some(&bytes) != from.as_ref()
+                {
+                    return bytes;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            panic!("the file was not written");
+        }
+    };
+
+    let (pipeline, index) = started();
+    assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), plain.nearest(query.clone()).await.unwrap());
+    let first = changed(None).await;
+    assert!(!dead.exists(), "a dead writer's partial file is removed");
+    assert!(living.exists(), "a living process's is left");
+
+    // 999 changes behind the index's back, then a query reads them: not yet written again.
+    for n in 20..1_019 {
+        plain.add(add(n)).await.unwrap();
+    }
+    assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), plain.nearest(query.clone()).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(std::fs::read(&file).unwrap(), first, "written again after 1,000 changes, not before");
+    // The thousandth: written again, as the index now is.
+    plain.add(add(1_019)).await.unwrap();
+    assert_eq!(pipeline.nearest(query.clone()).await.unwrap(), plain.nearest(query.clone()).await.unwrap());
+    changed(Some(first)).await;
+    assert_eq!(index.stats().builds, 1);
+
+    // Started again: read back from the second file, nothing left to catch up.
+    let (again, index) = started();
+    assert_eq!(again.nearest(query.clone()).await.unwrap(), plain.nearest(query).await.unwrap());
+    let stats = index.stats();
+    assert_eq!((stats.restored, stats.builds, stats.vectors), (1, 0, 1_020), "{stats:?}");
+}
