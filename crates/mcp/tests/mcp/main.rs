@@ -1,8 +1,10 @@
-//! The MCP server through rmcp's own client, over an in-process pipe: every tool, its paging,
+//! The MCP server through rmcp's own client, over an in-process pipe (as over stdio: a plain tool
+//! call answered by persist, anything else by rmcp's service): every tool, its paging,
 //! its errors, the resources and tenancy. (The official Python and TypeScript clients run
 //! against the `persist` binary in `.ci/run`: `crates/mcp/clients`.)
 
 mod over_http;
+mod over_stdio;
 
 use persist::memory::MemoryBackend;
 use persist::recall::{AutoEmbedLayer, HashEmbedder};
@@ -15,14 +17,11 @@ use serde_json::{Value, json};
 
 type Client = RunningService<RoleClient, ()>;
 
-/// A client connected to `server` through an in-process pipe.
+/// A client connected to `server` through an in-process pipe, served as over stdio.
 async fn connect(server: McpServer) -> Client {
     let (server_end, client_end) = tokio::io::duplex(1 << 20);
-    tokio::spawn(async move {
-        if let Ok(running) = server.serve(server_end).await {
-            let _ = running.waiting().await;
-        }
-    });
+    let (input, output) = tokio::io::split(server_end);
+    tokio::spawn(server.serve_streams(input, output));
     ().serve(client_end).await.expect("the client initializes")
 }
 
