@@ -22,12 +22,15 @@ use http_body::Body;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use persist_core::Context;
-use rmcp::model::ProtocolVersion;
+use rmcp::model::{JsonObject, ProtocolVersion};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use serde::Deserialize;
+use serde_json::Value;
 
 use crate::McpServer;
-use crate::plain::PlainCall;
+use crate::handler::refusal;
+use crate::tools::{self, Call, ToolId};
 
 /// The largest request body read (rmcp's own limit, which answers 413 above it).
 const MAX_BODY: usize = 4 * 1024 * 1024;
@@ -131,14 +134,9 @@ where
                 Ok(bytes) => bytes,
                 Err(answer) => return Ok(answer),
             };
-            if let Some(call) = PlainCall::parse(&bytes) {
+            if let Some((call, tool)) = plain_call(&bytes) {
                 let caller = parts.extensions.get::<Context>().cloned().unwrap_or_else(|| server.own_context());
-                let body = call.answer(&server, caller).await;
-                return Ok(Response::builder()
-                    .status(StatusCode::OK)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(Bytes::from(body)).boxed())
-                    .expect("a response"));
+                return Ok(answer(&server, caller, call, tool).await);
             }
             rmcp.call(Request::from_parts(parts, Full::new(bytes))).await
         })
@@ -178,8 +176,79 @@ fn may_be_plain(method: &Method, uri: &Uri, headers: &HeaderMap) -> bool {
     method == Method::POST && host && accepts && sends_json && version && !headers.contains_key("mcp-session-id")
 }
 
+/// A `tools/call` request, as a plain one is written (any other field: not plain).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope<'a> {
+    jsonrpc: &'a str,
+    id: Value,
+    method: &'a str,
+    params: Params,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    name: String,
+    #[serde(default)]
+    arguments: Option<JsonObject>,
+}
+
+/// A tool call of a listed tool, its id a string or an integer, or `None`: rmcp's to answer.
+fn plain_call(body: &[u8]) -> Option<(PlainCall, ToolId)> {
+    let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
+    let id = match &envelope.id {
+        Value::String(_) => true,
+        Value::Number(number) => number.is_i64() || number.is_u64(),
+        _ => false,
+    };
+    if envelope.jsonrpc != "2.0" || envelope.method != "tools/call" || !id {
+        return None;
+    }
+    let tool = ToolId::named(&envelope.params.name)?;
+    let Params { name, arguments } = envelope.params;
+    Some((PlainCall { id: envelope.id, name, arguments: arguments.unwrap_or_default() }, tool))
+}
+
+/// A plain tool call: its JSON-RPC id as sent, the tool's name and arguments.
+struct PlainCall {
+    id: Value,
+    name: String,
+    arguments: JsonObject,
+}
+
+/// The call's answer, as rmcp writes a tool's result: the answer's JSON as the one text content
+/// and as `structuredContent`, or the refusal as text with `isError`.
+async fn answer(server: &McpServer, caller: Context, call: PlainCall, tool: ToolId) -> Answer {
+    let run = Call { store: server.pipeline.scoped(caller), embedder: server.embedder.as_ref() };
+    let mut body = Vec::with_capacity(1024);
+    body.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    serde_json::to_writer(&mut body, &call.id).expect("an id is written");
+    body.extend_from_slice(br#","result":{"content":[{"type":"text","text":"#);
+    match tools::call(run, tool, call.arguments).await {
+        Ok(value) => {
+            let json = value.to_string();
+            serde_json::to_writer(&mut body, &json).expect("a string is written");
+            body.extend_from_slice(br#"}],"structuredContent":"#);
+            body.extend_from_slice(json.as_bytes());
+            body.extend_from_slice(br#","isError":false}}"#);
+        }
+        Err(error) => {
+            serde_json::to_writer(&mut body, &refusal(&call.name, &error)).expect("a string is written");
+            body.extend_from_slice(br#"}],"isError":true}}"#);
+        }
+    }
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .expect("a response")
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -193,13 +262,19 @@ mod tests {
         ("mcp-protocol-version", "2025-06-18"),
     ];
 
-    /// What the MCP SDKs send with a tool call may be answered here (the HTTP tests check that
-    /// the answer is rmcp's, byte for byte as JSON).
+    /// What the MCP SDKs send for a tool call is answered here (the HTTP tests check that the
+    /// answer is rmcp's, byte for byte as JSON).
     #[test]
-    fn a_clients_request_may_be_plain() {
+    fn a_clients_tool_call_is_plain() {
         let uri: Uri = "/mcp".parse().unwrap();
         assert!(may_be_plain(&Method::POST, &uri, &headers(&CLIENT)));
         assert!(may_be_plain(&Method::POST, &uri, &headers(&CLIENT[..3])), "no version: 2025-03-26");
+        let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                          "params": {"name": "read_thread", "arguments": {"thread_id": "t"}}});
+        let body = call.to_string();
+        let (plain, tool) = plain_call(body.as_bytes()).expect("plain");
+        assert!(matches!(tool, ToolId::ReadThread));
+        assert_eq!((plain.id, plain.name.as_str()), (json!(3), "read_thread"));
     }
 
     #[test]
@@ -214,5 +289,17 @@ mod tests {
             assert!(!may_be_plain(&Method::POST, &uri, &headers), "{headers:?}");
         }
         assert!(!may_be_plain(&Method::GET, &uri, &headers(&CLIENT)));
+        let bodies = [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            json!({"jsonrpc": "2.0", "id": 1.5, "method": "tools/call", "params": {"name": "read_thread"}}),
+            json!({"jsonrpc": "2.0", "id": null, "method": "tools/call", "params": {"name": "read_thread"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "unknown"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_thread", "_meta": {}}}),
+            json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "read_thread"}}),
+            json!([{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "read_thread"}}]),
+        ];
+        for body in bodies {
+            assert!(plain_call(body.to_string().as_bytes()).is_none(), "{body}");
+        }
     }
 }

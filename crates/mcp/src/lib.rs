@@ -72,11 +72,7 @@ mod args;
 mod handler;
 #[cfg(feature = "http")]
 mod http;
-#[cfg(any(feature = "http", feature = "stdio"))]
-mod plain;
 mod render;
-#[cfg(feature = "stdio")]
-mod stdio;
 mod tools;
 
 #[cfg(feature = "http")]
@@ -92,8 +88,7 @@ pub use self::render::MAX_TEXT_CHARS;
 pub use self::tools::{MAX_PAGE, MAX_PAGE_BYTES, TOOLS};
 
 /// The MCP server of a [`Pipeline`]: its tools and resources (see the [crate docs](crate)),
-/// served over stdio ([`serve_stdio`](Self::serve_stdio), or any pair of streams:
-/// [`serve_streams`](Self::serve_streams)), any transport rmcp takes
+/// served over stdio ([`serve_stdio`](Self::serve_stdio)), any transport rmcp takes
 /// ([`rmcp::ServiceExt::serve`]), or streamable HTTP ([`http_service`](Self::http_service)).
 #[derive(Clone)]
 pub struct McpServer {
@@ -133,5 +128,21 @@ impl McpServer {
     /// The context of a call without a caller's: the server's tenant.
     fn own_context(&self) -> Context {
         Context::new().for_tenant(self.tenant.clone()).with_principal("persist-mcp")
+    }
+
+    /// Serves one client over this process's standard input and output until it closes them
+    /// (what a desktop agent's configuration launches). Nothing else may write to standard
+    /// output: logs go to standard error.
+    ///
+    /// # Errors
+    ///
+    /// The transport's, when the client's first message is not an MCP initialization or the
+    /// streams fail.
+    #[cfg(feature = "stdio")]
+    pub async fn serve_stdio(self) -> std::io::Result<()> {
+        use rmcp::ServiceExt as _;
+        let running = self.serve(rmcp::transport::stdio_pipes()).await.map_err(std::io::Error::other)?;
+        running.waiting().await.map_err(std::io::Error::other)?;
+        Ok(())
     }
 }

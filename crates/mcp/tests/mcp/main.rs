@@ -1,10 +1,8 @@
-//! The MCP server through rmcp's own client, over an in-process pipe (as over stdio: a plain tool
-//! call answered by persist, anything else by rmcp's service): every tool, its paging,
+//! The MCP server through rmcp's own client, over an in-process pipe: every tool, its paging,
 //! its errors, the resources and tenancy. (The official Python and TypeScript clients run
 //! against the `persist` binary in `.ci/run`: `crates/mcp/clients`.)
 
 mod over_http;
-mod over_stdio;
 
 use persist::memory::MemoryBackend;
 use persist::recall::{AutoEmbedLayer, HashEmbedder};
@@ -17,11 +15,14 @@ use serde_json::{Value, json};
 
 type Client = RunningService<RoleClient, ()>;
 
-/// A client connected to `server` through an in-process pipe, served as over stdio.
+/// A client connected to `server` through an in-process pipe.
 async fn connect(server: McpServer) -> Client {
     let (server_end, client_end) = tokio::io::duplex(1 << 20);
-    let (input, output) = tokio::io::split(server_end);
-    tokio::spawn(server.serve_streams(input, output));
+    tokio::spawn(async move {
+        if let Ok(running) = server.serve(server_end).await {
+            let _ = running.waiting().await;
+        }
+    });
     ().serve(client_end).await.expect("the client initializes")
 }
 
