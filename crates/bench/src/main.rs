@@ -87,11 +87,13 @@ impl Options {
 }
 
 fn main() {
-    // The `mcp` rows' child process: MCP on stdio over the store named next.
+    // The `mcp` rows' child processes: MCP on stdio over the store named next, or the stdio
+    // floor answering the file named next.
     let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("--mcp-stdio-child") {
-        mcp::stdio_child(&args.next().expect("--mcp-stdio-child URL"));
-        return;
+    match args.next().as_deref() {
+        Some("--mcp-stdio-child") => return mcp::stdio_child(&args.next().expect("--mcp-stdio-child URL")),
+        Some("--mcp-stdio-floor") => return mcp::stdio_floor(&args.next().expect("--mcp-stdio-floor FILE")),
+        _ => {}
     }
     if let Ok(variant) = std::env::var("PERSIST_BENCH_PROFILE") {
         if let Some(variant) = variant.strip_prefix("streams-") {
