@@ -48,20 +48,37 @@ fn pools() -> &'static Mutex<HashMap<String, Pool>> {
     POOLS.get_or_init(Mutex::default)
 }
 
-/// What the names of the schemas handed out start with; the process id follows, so the
-/// schemas a finished test process left free can be told apart from those of a running one.
+/// What the names of the schemas handed out start with; this machine's tag and the process id
+/// follow, so the schemas a finished test process left free can be told apart from those of a
+/// running one, and this machine's from those of another sharing the server.
 const PREFIX: &str = "persist_pool_";
 
-/// A new schema name: the prefix, this process's id and hex (safe to quote into SQL).
+/// A new schema name: the prefix, this machine's tag, this process's id and hex (safe to quote
+/// into SQL).
 pub fn new_name() -> String {
-    format!("{PREFIX}{}_{}", std::process::id(), uuid::Uuid::now_v7().simple())
+    format!("{PREFIX}{}_{}_{}", machine(), std::process::id(), uuid::Uuid::now_v7().simple())
+}
+
+/// This machine, as 8 hex digits: its host name and the id of its boot, hashed (FNV-1a). Two
+/// machines sharing a server tell their schemas apart by it, and a process id means something
+/// only on the machine (and boot) that tagged it.
+fn machine() -> &'static str {
+    static MACHINE: OnceLock<String> = OnceLock::new();
+    MACHINE.get_or_init(|| {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let host = Some(read("/proc/sys/kernel/hostname")).filter(|host| !host.trim().is_empty());
+        let host = host.unwrap_or_else(|| std::env::var("HOSTNAME").unwrap_or_default());
+        let seen = format!("{}\n{}", host.trim(), read("/proc/sys/kernel/random/boot_id").trim());
+        let hash = seen.bytes().fold(0x811c_9dc5_u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+        format!("{hash:08x}")
+    })
 }
 
 /// A schema of the database at `url` for one test: one a test gave back (reset to the state its
 /// migrations leave), else a new name, which the first open creates and migrates.
 ///
 /// The first call of a process for a database drops the schemas that processes no longer
-/// running left there (the free ones of a finished run are never dropped by it).
+/// running left there ([`sweep`]; the free ones of a finished run are never dropped by it).
 pub async fn take(url: &str) -> String {
     let first = {
         let mut pools = pools().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -77,10 +94,14 @@ pub async fn take(url: &str) -> String {
     new_name()
 }
 
-/// Drops the schemas of `url` named by [`new_name`] for a process that is not running here and
-/// that are over an hour old (a test process on another machine sharing the server keeps its
-/// schemas for an hour at least).
-async fn sweep(url: &str) {
+/// Drops the schemas of `url` named by [`new_name`] for a process that is no longer running:
+/// at once when this machine named them, after an hour when another did (a test process on
+/// another machine sharing the server keeps its schemas for an hour at least; its process ids
+/// mean nothing here). Left alone where `/proc` cannot tell (outside Linux).
+pub async fn sweep(url: &str) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
     let Ok(mut conn) = PgConnection::connect(url).await else { return };
     let like = format!("{PREFIX}%");
     let names: Vec<String> = sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1")
@@ -89,13 +110,19 @@ async fn sweep(url: &str) {
         .await
         .unwrap_or_default();
     let _ = conn.close().await;
-    let hour_ago = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-    let hour_ago = hour_ago.saturating_sub(3600);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let hour_ago = now.saturating_sub(3600);
     for name in names {
-        let Some((pid, id)) = name[PREFIX.len()..].split_once('_') else { continue };
+        // `<machine>_<pid>_<id>`, or `<pid>_<id>` as names were before machines were told apart.
+        let parts: Vec<&str> = name[PREFIX.len()..].split('_').collect();
+        let (here, pid, id) = match parts[..] {
+            [tag, pid, id] => (tag == machine(), pid, id),
+            [pid, id] => (false, pid, id),
+            _ => continue,
+        };
         let gone = pid.parse::<u32>().is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
         let made = uuid::Uuid::parse_str(id).ok().and_then(|id| id.get_timestamp()).map(|at| at.to_unix().0);
-        if gone && made.is_some_and(|made| made < hour_ago) && cfg!(target_os = "linux") {
+        if gone && (here || made.is_some_and(|made| made < hour_ago)) {
             drop_schema(url, &name).await;
         }
     }

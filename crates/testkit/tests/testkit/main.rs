@@ -185,3 +185,42 @@ async fn a_sqlite_copy_is_a_new_store() {
     };
     assert_eq!(schema(copy).await, schema(new).await);
 }
+
+#[tokio::test]
+async fn a_dead_process_schemas_are_dropped_at_once_here_and_after_an_hour_from_elsewhere() {
+    let url = url();
+    let Ok(mut conn) = PgConnection::connect(&url).await else {
+        assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is required in CI");
+        return;
+    };
+    // persist_pool_<machine>_<pid>_<id>; no process has the id 9999999 (Linux's are at most 2^22),
+    // and seven digits keep the name within PostgreSQL's 63 bytes.
+    let ours = schemas::new_name();
+    let machine = ours.split('_').nth(2).unwrap();
+    let elsewhere = if machine == "00000000" { "00000001" } else { "00000000" };
+    let dead = 9_999_999;
+    let id = || uuid::Uuid::now_v7().simple().to_string();
+    let dead_here = format!("persist_pool_{machine}_{dead}_{}", id());
+    let dead_elsewhere = format!("persist_pool_{elsewhere}_{dead}_{}", id());
+    let living_here = format!("persist_pool_{machine}_{}_{}", std::process::id(), id());
+    for name in [&dead_here, &dead_elsewhere, &living_here] {
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{name}\""))).execute(&mut conn).await.unwrap();
+    }
+    schemas::sweep(&url).await;
+    let mut left = Vec::new();
+    for name in [&dead_here, &dead_elsewhere, &living_here] {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        left.push(exists);
+        schemas::drop_schema(&url, name).await;
+    }
+    assert_eq!(
+        left,
+        [false, true, true],
+        "dropped: this machine's dead process's; kept: another machine's (for an hour), a living process's"
+    );
+    conn.close().await.unwrap();
+}

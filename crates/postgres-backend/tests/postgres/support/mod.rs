@@ -6,6 +6,7 @@
 //! notice naming the variable.
 
 use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use persist_conformance::{BoxError, Factory, Unavailable};
@@ -59,6 +60,20 @@ pub(crate) async fn available() -> bool {
             false
         }
     }
+}
+
+/// Runs `check` (whether the servers a factory needs are there, a connection each) until it
+/// first succeeds in this process: then once a process is enough, not once a check.
+#[allow(dead_code)] // used by the factories, not by every test file that includes this module
+pub(crate) async fn until_reached<F>(reached: &AtomicBool, check: impl FnOnce() -> F) -> Result<(), BoxError>
+where
+    F: Future<Output = Result<(), BoxError>>,
+{
+    if !reached.load(Ordering::Relaxed) {
+        check().await?;
+        reached.store(true, Ordering::Relaxed);
+    }
+    Ok(())
 }
 
 /// A new schema made by the shipped migrations up to schema `version` only, then `sql` run in
@@ -116,8 +131,8 @@ impl Factory for PostgresFactory {
     type Storage = String;
 
     async fn create(&self) -> Result<String, BoxError> {
-        let conn = admin().await?;
-        let _ = conn.close().await;
+        static REACHED: AtomicBool = AtomicBool::new(false);
+        until_reached(&REACHED, || async { Ok(admin().await?.close().await?) }).await?;
         Ok(persist_testkit::schemas::take(&url()).await)
     }
 
@@ -180,8 +195,12 @@ impl Factory for ReplicaFactory {
     type Storage = (String, persist_core::Consistency, RwLockReadGuard<'static, ()>);
 
     async fn create(&self) -> Result<Self::Storage, BoxError> {
-        let _ = admin().await?.close().await;
-        let _ = replica_admin().await?.close().await;
+        static REACHED: AtomicBool = AtomicBool::new(false);
+        until_reached(&REACHED, || async {
+            admin().await?.close().await?;
+            Ok(replica_admin().await?.close().await?)
+        })
+        .await?;
         let standby = STANDBY.read().await;
         Ok((persist_testkit::schemas::take(&url()).await, persist_core::Consistency::new(), standby))
     }
@@ -247,8 +266,12 @@ impl Factory for PoolerFactory {
     type Storage = String;
 
     async fn create(&self) -> Result<String, BoxError> {
-        let _ = admin().await?.close().await;
-        pooler_available().await?;
+        static REACHED: AtomicBool = AtomicBool::new(false);
+        until_reached(&REACHED, || async {
+            admin().await?.close().await?;
+            pooler_available().await
+        })
+        .await?;
         Ok(persist_testkit::schemas::take(&url()).await)
     }
 

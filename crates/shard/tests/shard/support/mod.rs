@@ -3,7 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses part of it
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use persist_conformance::{BoxError, Unavailable};
@@ -29,6 +29,11 @@ pub(crate) const DATABASES: [&str; 3] = ["persist_shard_1", "persist_shard_2", "
 
 /// The three databases (made once), or `Unavailable` outside CI without a server.
 pub(crate) async fn databases() -> Result<(), BoxError> {
+    // Once they were found or made by this process, they are there: not asked again each check.
+    static MADE: AtomicBool = AtomicBool::new(false);
+    if MADE.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     let mut admin = match PgConnection::connect(&url()).await {
         Ok(conn) => conn,
         Err(error) if std::env::var_os("CI").is_some() => {
@@ -55,6 +60,7 @@ pub(crate) async fn databases() -> Result<(), BoxError> {
         }
     }
     let _ = admin.close().await;
+    MADE.store(true, Ordering::Relaxed);
     Ok(())
 }
 
