@@ -2,8 +2,11 @@
 //! the same run (interleaved rounds, median), printed as a markdown table or JSON lines.
 //!
 //! ```text
-//! cargo run --release -p persist-bench -- [--quick] [--json] [--only SUBSTRING]
+//! cargo run --release -p persist-bench -- [--quick | --smoke] [--json] [--only SUBSTRING]
 //! ```
+//!
+//! `--quick` runs each scenario at about a tenth of its size; `--smoke` at about a hundredth,
+//! so that every scenario runs and none is measured (what CI runs, on a debug build).
 //!
 //! PostgreSQL scenarios use `$PERSIST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) and are reported as skipped without a server.
@@ -54,21 +57,24 @@ use report::Row;
 #[derive(Debug, Clone)]
 struct Options {
     quick: bool,
+    /// Smaller still than `quick` (which it implies): every scenario runs, none is measured.
+    smoke: bool,
     json: bool,
     only: Option<String>,
 }
 
 impl Options {
     fn parse() -> Result<Self, String> {
-        let mut options = Self { quick: false, json: false, only: None };
+        let mut options = Self { quick: false, smoke: false, json: false, only: None };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => options.quick = true,
+                "--smoke" => (options.quick, options.smoke) = (true, true),
                 "--json" => options.json = true,
                 "--only" => options.only = Some(args.next().ok_or("--only needs a value")?),
                 "--help" | "-h" => {
-                    return Err("usage: persist-bench [--quick] [--json] [--only SUBSTRING]".to_owned());
+                    return Err("usage: persist-bench [--quick | --smoke] [--json] [--only SUBSTRING]".to_owned());
                 }
                 other => return Err(format!("unknown argument {other:?} (try --help)")),
             }
@@ -80,8 +86,19 @@ impl Options {
         self.only.as_deref().is_none_or(|only| group.contains(only) || only.contains(group))
     }
 
-    /// `full` in a full run, `quick` with `--quick`.
+    /// `full` in a full run, `quick` with `--quick`, a tenth of `quick` with `--smoke` but never
+    /// below 64 (rounds, callers and a page's rows stay as `--quick` has them).
     fn scale(&self, full: usize, quick: usize) -> usize {
+        match (self.smoke, self.quick) {
+            (true, _) => (quick / 10).max(quick.min(64)),
+            (false, true) => quick,
+            (false, false) => full,
+        }
+    }
+
+    /// As [`Options::scale`], but at `quick` in a smoke run too: for the sizes later steps
+    /// depend on (pages of the rows written, lists learned from the vectors).
+    fn scale_kept(&self, full: usize, quick: usize) -> usize {
         if self.quick { quick } else { full }
     }
 }

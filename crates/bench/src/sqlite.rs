@@ -139,7 +139,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
     // Every ratio is taken within a round.
     let rt = runtime(2);
     let (single, callers) = (options.scale(3000, 300), 64);
-    let concurrent = options.scale(12_800, 1_280);
+    let concurrent = options.scale_kept(12_800, 1_280);
     let rounds_wanted = options.scale(5, 3);
     let (one, many) = rt.block_on(async {
         let one = SqliteBackend::open(dir.path().join("ours.db")).await.expect("open");
