@@ -155,6 +155,7 @@ async fn the_vector_index_is_rendered_at_each_scrape() {
     assert_eq!(counter(&after, "persist_vector_index_builds_total", &[]), 1.0);
     assert_eq!(gauge(&after, "persist_vector_index_clustered_vectors"), 0.0);
     assert_eq!(counter(&after, "persist_vector_index_restored_total", &[]), 0.0);
+    assert_eq!(counter(&after, "persist_vector_index_saves_total", &[]), 0.0, "no folder: no files");
     // An approximate query over two vectors or more begins learning the lists (on a thread of
     // their own): a later query puts them in place.
     let mut clustered = 0.0;

@@ -192,6 +192,9 @@ pub struct IndexStats {
     /// The tenants' indexes read back from their files and caught up from the feed (see
     /// [`VectorIndex::with_snapshots`]).
     pub restored: u64,
+    /// The tenants' index files begun (after a build, after enough changes; see
+    /// [`VectorIndex::with_snapshots`]): written and renamed in place in the background.
+    pub saves: u64,
     /// The tenants' indexes dropped to stay within the budget.
     pub evictions: u64,
 }
@@ -211,6 +214,7 @@ impl VectorIndex {
             fallbacks: AtomicU64::new(0),
             builds: AtomicU64::new(0),
             restored: AtomicU64::new(0),
+            saves: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
         };
         Self { shared: Arc::new(shared) }
@@ -305,6 +309,7 @@ impl VectorIndex {
             fallbacks: shared.fallbacks.load(Ordering::Relaxed),
             builds: shared.builds.load(Ordering::Relaxed),
             restored: shared.restored.load(Ordering::Relaxed),
+            saves: shared.saves.load(Ordering::Relaxed),
             evictions: shared.evictions.load(Ordering::Relaxed),
         }
     }
@@ -321,6 +326,7 @@ struct Shared {
     fallbacks: AtomicU64,
     builds: AtomicU64,
     restored: AtomicU64,
+    saves: AtomicU64,
     evictions: AtomicU64,
     /// Where tenants' indexes are written to files and read back from, if anywhere.
     snapshots: Mutex<Option<Arc<Path>>>,

@@ -165,17 +165,21 @@ where
 /// Writes `state` to its tenant's file in `dir`: its bytes made off the runtime's threads (the
 /// lock held: they are the index as of now), written and renamed in the background. One write of
 /// a tenant at a time; a file written after the tenant was [forgotten](super::VectorIndex::forget) is
-/// removed. With `sweep`, the partial files of writers that died are removed from `dir` too.
+/// removed. The first write of the process into `dir` (`shared.swept` not yet set) removes the
+/// partial files of writers that died from it too.
 async fn write_file(
     dir: Arc<Path>,
     entry: &Arc<Entry>,
     tenant: Option<&TenantId>,
     state: OwnedRwLockWriteGuard<Option<TenantIndex>>,
-    sweep: bool,
+    shared: &Shared,
 ) -> Result<OwnedRwLockWriteGuard<Option<TenantIndex>>, PersistError> {
     if entry.saving.swap(true, Ordering::SeqCst) {
         return Ok(state);
     }
+    shared.saves.fetch_add(1, Ordering::Relaxed);
+    // The folder's first write of the process removes what dead writers left (once it writes).
+    let sweep = !shared.swept.swap(true, Ordering::Relaxed);
     let owned = tenant.cloned();
     let (state, bytes) = off_runtime("writing the vector index's file", move || {
         let mut state = state;
@@ -308,8 +312,7 @@ where
     if let Some(dir) = shared.snapshots() {
         save |= state.as_ref().is_some_and(|index| index.unsaved >= save_after(index.vectors()));
         if save {
-            let sweep = !shared.swept.swap(true, Ordering::Relaxed);
-            state = write_file(dir, entry, tenant, state, sweep).await?;
+            state = write_file(dir, entry, tenant, state, shared).await?;
         }
     }
     let model = query.query.model();

@@ -387,18 +387,23 @@ const STALE: std::time::Duration = std::time::Duration::from_secs(3600);
 pub(super) fn sweep(dir: &Path) {
     let Ok(files) = std::fs::read_dir(dir) else { return };
     let ours = std::process::id();
+    // Where there is no `/proc`, whether a process runs cannot be told: only the age rule holds.
+    let processes_known = Path::new("/proc/self").exists();
     for file in files.flatten() {
         let name = file.file_name();
         let Some(pid) = name.to_str().and_then(|name| name.rsplit_once(".partial-")).map(|(_, pid)| pid) else {
             continue;
         };
         let Ok(pid) = pid.parse::<u32>() else { continue };
-        let gone = pid != ours && Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists();
+        if pid == ours {
+            continue; // this process's own: perhaps being written now
+        }
+        let gone = processes_known && !Path::new(&format!("/proc/{pid}")).exists();
         let old = file
             .metadata()
             .and_then(|meta| meta.modified())
             .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > STALE));
-        if (gone || (old && pid != ours)) && std::fs::remove_file(file.path()).is_ok() {
+        if (gone || old) && std::fs::remove_file(file.path()).is_ok() {
             tracing::info!(target: "persist::recall", path = %file.path().display(), "a partial vector index file a writer left was removed");
         }
     }

@@ -167,8 +167,8 @@ impl Prometheus {
     /// `persist_vector_index_tenants`, `persist_vector_index_vectors` and
     /// `persist_vector_index_clustered_vectors` (gauges), and
     /// `persist_vector_index_queries_total` by `answered` (`index` or `store`),
-    /// `persist_vector_index_builds_total`, `persist_vector_index_restored_total` and
-    /// `persist_vector_index_evictions_total` (counters). One index per recorder: a second is ignored.
+    /// `persist_vector_index_builds_total`, `persist_vector_index_restored_total`,
+    /// `persist_vector_index_saves_total` and `persist_vector_index_evictions_total` (counters). One index per recorder: a second is ignored.
     pub fn with_vector_index(self, index: persist_recall::VectorIndex) -> Self {
         let _ = self.registry.index.set(index);
         self
@@ -196,6 +196,7 @@ impl Prometheus {
         count(Key::from_parts(queries, vec![metrics::Label::new("answered", "store")]), stats.fallbacks);
         count(Key::from_static_name("persist_vector_index_builds_total"), stats.builds);
         count(Key::from_static_name("persist_vector_index_restored_total"), stats.restored);
+        count(Key::from_static_name("persist_vector_index_saves_total"), stats.saves);
         count(Key::from_static_name("persist_vector_index_evictions_total"), stats.evictions);
     }
 

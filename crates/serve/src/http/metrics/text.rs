@@ -23,6 +23,7 @@ pub(super) const HELP: &[(&str, &str)] = &[
     ("persist_vector_index_queries_total", "Nearest queries, by what answered them: the index, or the store's scan."),
     ("persist_vector_index_builds_total", "Tenants' vectors read into the index from the rows."),
     ("persist_vector_index_restored_total", "Tenants' vectors read into the index from their files and the feed."),
+    ("persist_vector_index_saves_total", "Tenants' index files begun (after a build, after enough changes)."),
     ("persist_vector_index_evictions_total", "Tenants dropped from the index to keep to its budget."),
     ("persist_ops_total", "Store calls, by operation and outcome (ok, deduplicated, or the error's code)."),
     ("persist_op_duration_seconds", "Time a store call took, by operation."),
