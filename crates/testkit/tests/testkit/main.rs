@@ -13,6 +13,19 @@ fn url() -> String {
     std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
+/// A connection to the server at `url`; `None` (the test skipped, with a notice) without one,
+/// outside CI: in CI the server is required.
+async fn server(url: &str) -> Option<PgConnection> {
+    match PgConnection::connect(url).await {
+        Ok(conn) => Some(conn),
+        Err(error) => {
+            assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is required in CI: {error}");
+            eprintln!("SKIPPED: no PostgreSQL at {url}");
+            None
+        }
+    }
+}
+
 /// Every table of `schema` but the migrations' own, its rows as JSON in a stable order, and
 /// where each sequence stands (restarted: never called).
 async fn contents(conn: &mut PgConnection, schema: &str) -> Vec<(String, String)> {
@@ -52,11 +65,7 @@ async fn write_to(store: Pipeline) {
 #[tokio::test]
 async fn a_schema_given_back_is_reset_to_what_the_migrations_leave() {
     let url = url();
-    let Ok(mut conn) = PgConnection::connect(&url).await else {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is required in CI");
-        eprintln!("SKIPPED: no PostgreSQL at {url}");
-        return;
-    };
+    let Some(mut conn) = server(&url).await else { return };
     let used = schemas::take(&url).await;
     let store = PostgresBackend::builder(&url).schema(used.clone()).connect().await.unwrap();
     write_to(Pipeline::new(store.clone())).await;
@@ -89,10 +98,7 @@ async fn a_schema_given_back_is_reset_to_what_the_migrations_leave() {
 #[tokio::test]
 async fn a_schema_of_a_role_without_superuser_is_reset_by_truncate() {
     let url = url();
-    let Ok(mut conn) = PgConnection::connect(&url).await else {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is required in CI");
-        return;
-    };
+    let Some(mut conn) = server(&url).await else { return };
     let Some(plain_url) =
         url.contains("://postgres@").then(|| url.replacen("://postgres@", "://persist_testkit_plain@", 1))
     else {
@@ -135,10 +141,7 @@ async fn a_schema_of_a_role_without_superuser_is_reset_by_truncate() {
 #[tokio::test]
 async fn a_schema_never_opened_is_dropped_not_kept() {
     let url = url();
-    let Ok(mut conn) = PgConnection::connect(&url).await else {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is required in CI");
-        return;
-    };
+    let Some(mut conn) = server(&url).await else { return };
     let name = schemas::new_name();
     sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA \"{name}\""))).execute(&mut conn).await.unwrap();
     schemas::give_back(&url, name.clone()).await;
@@ -189,10 +192,7 @@ async fn a_sqlite_copy_is_a_new_store() {
 #[tokio::test]
 async fn a_dead_process_schemas_are_dropped_at_once_here_and_after_an_hour_from_elsewhere() {
     let url = url();
-    let Ok(mut conn) = PgConnection::connect(&url).await else {
-        assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is required in CI");
-        return;
-    };
+    let Some(mut conn) = server(&url).await else { return };
     // persist_pool_<machine>_<pid>_<id>; no process has the id 9999999 (Linux's are at most 2^22),
     // and seven digits keep the name within PostgreSQL's 63 bytes.
     let ours = schemas::new_name();
