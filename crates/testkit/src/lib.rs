@@ -102,7 +102,8 @@ pub fn child() -> Option<(String, Store)> {
     Some((mode, store))
 }
 
-/// SQLite in `dir` (file `name.db`), and PostgreSQL in a fresh schema named after `name`.
+/// SQLite in `dir` (file `name.db`), and PostgreSQL in a fresh schema ([`schemas::new_name`]:
+/// the first test process on the machine after this one is gone drops it, see [`schemas::sweep`]).
 ///
 /// # Panics
 ///
@@ -111,8 +112,7 @@ pub async fn stores(dir: &tempfile::TempDir, name: &str) -> Vec<Store> {
     let mut stores = vec![Store::Sqlite(dir.path().join(format!("{name}.db")))];
     let url =
         std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let schema = format!("persist_{name}_{nanos:x}_{}", std::process::id());
+    let schema = schemas::new_name();
     match persist::postgres::PostgresBackend::builder(&url).connect().await {
         Ok(backend) => {
             backend.close().await;

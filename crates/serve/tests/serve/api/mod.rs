@@ -90,11 +90,12 @@ async fn every_backend() -> Vec<(&'static str, Pipeline, Option<tempfile::TempDi
     stores
 }
 
-/// A fresh schema on `$PERSIST_POSTGRES_URL`; required when `CI` is set, skipped otherwise.
+/// A fresh schema on `$PERSIST_POSTGRES_URL` (named as the test kit names its own, so that a later
+/// test process drops it once this one is gone); required when `CI` is set, skipped otherwise.
 async fn postgres() -> Option<persist::postgres::PostgresBackend> {
     let url =
         std::env::var("PERSIST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("persist_serve_{}", uuid_like());
+    let schema = persist_testkit::schemas::new_name();
     let connected =
         persist::postgres::PostgresBackend::builder(&url).schema(&schema).max_connections(8).connect().await;
     match connected {
@@ -105,11 +106,6 @@ async fn postgres() -> Option<persist::postgres::PostgresBackend> {
             None
         }
     }
-}
-
-fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{:x}_{}", nanos, std::process::id())
 }
 
 /// A pipeline and a server of it, for the tests that also write as a Rust host would.
