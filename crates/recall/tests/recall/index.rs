@@ -9,6 +9,12 @@ use persist::recall::VectorIndex;
 use persist::vector::{Embedding, Nearest};
 use persist::{Content, Pipeline, Role, ThreadId};
 
+/// Message `n` on thread `t{n % threads}`, with `vector(n, dims)` under model `m`.
+fn numbered(n: u64, threads: u64, dims: usize) -> Add {
+    Add::new(ThreadId::new(format!("t{}", n % threads)).unwrap(), Role::User, Content::text(format!("m{n}")))
+        .with_embedding(Embedding::new("m", vector(n, dims)))
+}
+
 /// The `n`th vector of `dims` numbers of a fixed sequence, spread over (-0.5, 0.5).
 fn vector(n: u64, dims: usize) -> Vec<f32> {
     let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -150,10 +156,7 @@ async fn a_feed_trimmed_past_the_index_makes_it_build_again() {
     let store = MemoryBackend::new().with_feed(Some(FeedRetention::forever().with_max_events(Some(8))));
     let index = VectorIndex::new();
     let pipeline = Pipeline::builder().layer(index.layer()).build(store.clone());
-    let add = |n: u64| {
-        Add::new(ThreadId::new(format!("t{}", n % 3)).unwrap(), Role::User, Content::text(format!("m{n}")))
-            .with_embedding(Embedding::new("m", vector(n, 8)))
-    };
+    let add = |n: u64| numbered(n, 3, 8);
     pipeline.add(add(0)).await.unwrap();
     let query = Nearest::new(Embedding::new("m", vector(99, 8))).with_limit(5);
     pipeline.nearest(query.clone()).await.unwrap();
@@ -238,10 +241,7 @@ async fn over_lists_approximate_queries_keep_the_role_time_and_status_filters() 
 async fn a_tenant_the_index_could_not_hold_is_tried_again_after_a_minute() {
     use std::time::Duration;
     let store = MemoryBackend::new();
-    let add = |n: u64| {
-        Add::new(ThreadId::new(format!("t{}", n % 2)).unwrap(), Role::User, Content::text(format!("m{n}")))
-            .with_embedding(Embedding::new("m", vector(n, 64)))
-    };
+    let add = |n: u64| numbered(n, 2, 64);
     let plain = Pipeline::builder().build(store.clone());
     let query = Nearest::new(Embedding::new("m", vector(99, 64))).with_limit(5);
     // Room for one thread's twenty vectors (what an index of them holds, and half again), not
@@ -283,10 +283,7 @@ async fn a_file_not_whole_or_behind_a_trimmed_feed_is_set_aside() {
     use persist::feed::FeedRetention;
     let store = MemoryBackend::new().with_feed(Some(FeedRetention::forever().with_max_events(Some(50))));
     let plain = Pipeline::builder().build(store.clone());
-    let add = |n: u64| {
-        Add::new(ThreadId::new(format!("t{}", n % 3)).unwrap(), Role::User, Content::text(format!("m{n}")))
-            .with_embedding(Embedding::new("m", vector(n, 8)))
-    };
+    let add = |n: u64| numbered(n, 3, 8);
     for n in 0..20 {
         plain.add(add(n)).await.unwrap();
     }
@@ -364,10 +361,7 @@ async fn a_file_is_written_again_after_enough_changes_and_left_partial_files_are
     use persist::feed::FeedRetention;
     let store = MemoryBackend::new().with_feed(Some(FeedRetention::forever()));
     let plain = Pipeline::builder().build(store.clone());
-    let add = |n: u64| {
-        Add::new(ThreadId::new(format!("t{}", n % 5)).unwrap(), Role::User, Content::text(format!("m{n}")))
-            .with_embedding(Embedding::new("m", vector(n, 8)))
-    };
+    let add = |n: u64| numbered(n, 5, 8);
     for n in 0..20 {
         plain.add(add(n)).await.unwrap();
     }
