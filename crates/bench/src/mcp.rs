@@ -59,8 +59,9 @@ pub(crate) fn stdio_child(url: &str) {
     });
 }
 
-/// The stdio floor's child process: answers each line read with the bytes of `file` and a line
-/// end, until its input closes; blocking reads and writes, flushed when no line is waiting.
+/// The stdio floor's child process: answers each request read (a line with an `"id"`; a
+/// notification, as JSON-RPC has it, gets none) with the bytes of `file` and a line end, until
+/// its input closes; blocking reads and writes, flushed when no line is waiting.
 pub(crate) fn stdio_floor(file: &str) {
     use std::io::{BufRead as _, Write as _};
     let mut answer = std::fs::read(file).expect("the answer");
@@ -73,7 +74,9 @@ pub(crate) fn stdio_floor(file: &str) {
         if input.read_until(b'\n', &mut line).expect("read") == 0 {
             break;
         }
-        output.write_all(&answer).expect("written");
+        if line.windows(4).any(|bytes| bytes == b"\"id\"") {
+            output.write_all(&answer).expect("written");
+        }
         if input.buffer().is_empty() {
             output.flush().expect("flushed");
         }
@@ -161,11 +164,7 @@ async fn over_stdio(args: [&str; 2], calls: usize) -> f64 {
         "protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "persist-bench", "version": "1"}}});
     input.write_all(format!("{init}\n").as_bytes()).await.expect("written");
     output.next_line().await.expect("read").expect("initialized");
-    // (The floor answers the notification too: its answer is read and set aside.)
     input.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await.expect("written");
-    if args[0] == "--mcp-stdio-floor" {
-        output.next_line().await.expect("read").expect("an answer");
-    }
     // At most CLIENTS calls in flight: each answer read lets the next call go.
     let in_flight = Arc::new(tokio::sync::Semaphore::new(CLIENTS));
     let started = Instant::now();
