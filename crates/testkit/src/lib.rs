@@ -102,6 +102,21 @@ pub fn child() -> Option<(String, Store)> {
     Some((mode, store))
 }
 
+/// Runs `check` (whether the servers a suite's factory needs are there: a connection each)
+/// until it first succeeds in this process, tracked by `reached`: after that, once a process
+/// is enough, not once a check.
+pub async fn until_reached<F, E>(reached: &std::sync::atomic::AtomicBool, check: impl FnOnce() -> F) -> Result<(), E>
+where
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    use std::sync::atomic::Ordering;
+    if !reached.load(Ordering::Relaxed) {
+        check().await?;
+        reached.store(true, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// SQLite in `dir` (file `name.db`), and PostgreSQL in a fresh schema ([`schemas::new_name`]:
 /// the first test process on the machine after this one is gone drops it, see [`schemas::sweep`]).
 ///

@@ -60,12 +60,8 @@ impl Factory for EncryptedPostgres {
     type Storage = (String, KeyRing);
 
     async fn create(&self) -> Result<(String, KeyRing), BoxError> {
-        // Whether there is a server is asked once a process, not once a check (a connection each).
         static REACHED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        if !REACHED.load(std::sync::atomic::Ordering::Relaxed) {
-            drop(support::admin().await?);
-            REACHED.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        persist_testkit::until_reached(&REACHED, || async { support::admin().await.map(drop) }).await?;
         Ok((persist_testkit::schemas::take(&support::url()).await, support::ring()))
     }
 

@@ -6,11 +6,12 @@
 //! notice naming the variable.
 
 use std::sync::Once;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use persist_conformance::{BoxError, Factory, Unavailable};
 use persist_postgres::PostgresBackend;
+use persist_testkit::until_reached;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use tokio::sync::{RwLock, RwLockReadGuard};
 
@@ -60,20 +61,6 @@ pub(crate) async fn available() -> bool {
             false
         }
     }
-}
-
-/// Runs `check` (whether the servers a factory needs are there, a connection each) until it
-/// first succeeds in this process: then once a process is enough, not once a check.
-#[allow(dead_code)] // used by the factories, not by every test file that includes this module
-pub(crate) async fn until_reached<F>(reached: &AtomicBool, check: impl FnOnce() -> F) -> Result<(), BoxError>
-where
-    F: Future<Output = Result<(), BoxError>>,
-{
-    if !reached.load(Ordering::Relaxed) {
-        check().await?;
-        reached.store(true, Ordering::Relaxed);
-    }
-    Ok(())
 }
 
 /// A new schema made by the shipped migrations up to schema `version` only, then `sql` run in
@@ -132,7 +119,7 @@ impl Factory for PostgresFactory {
 
     async fn create(&self) -> Result<String, BoxError> {
         static REACHED: AtomicBool = AtomicBool::new(false);
-        until_reached(&REACHED, || async { Ok(admin().await?.close().await?) }).await?;
+        until_reached::<_, BoxError>(&REACHED, || async { Ok(admin().await?.close().await?) }).await?;
         Ok(persist_testkit::schemas::take(&url()).await)
     }
 
@@ -196,7 +183,7 @@ impl Factory for ReplicaFactory {
 
     async fn create(&self) -> Result<Self::Storage, BoxError> {
         static REACHED: AtomicBool = AtomicBool::new(false);
-        until_reached(&REACHED, || async {
+        until_reached::<_, BoxError>(&REACHED, || async {
             admin().await?.close().await?;
             Ok(replica_admin().await?.close().await?)
         })
@@ -267,7 +254,7 @@ impl Factory for PoolerFactory {
 
     async fn create(&self) -> Result<String, BoxError> {
         static REACHED: AtomicBool = AtomicBool::new(false);
-        until_reached(&REACHED, || async {
+        until_reached::<_, BoxError>(&REACHED, || async {
             admin().await?.close().await?;
             pooler_available().await
         })

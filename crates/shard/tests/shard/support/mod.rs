@@ -31,9 +31,10 @@ pub(crate) const DATABASES: [&str; 3] = ["persist_shard_1", "persist_shard_2", "
 pub(crate) async fn databases() -> Result<(), BoxError> {
     // Once they were found or made by this process, they are there: not asked again each check.
     static MADE: AtomicBool = AtomicBool::new(false);
-    if MADE.load(Ordering::Relaxed) {
-        return Ok(());
-    }
+    persist_testkit::until_reached(&MADE, make_databases).await
+}
+
+async fn make_databases() -> Result<(), BoxError> {
     let mut admin = match PgConnection::connect(&url()).await {
         Ok(conn) => conn,
         Err(error) if std::env::var_os("CI").is_some() => {
@@ -60,7 +61,6 @@ pub(crate) async fn databases() -> Result<(), BoxError> {
         }
     }
     let _ = admin.close().await;
-    MADE.store(true, Ordering::Relaxed);
     Ok(())
 }
 
