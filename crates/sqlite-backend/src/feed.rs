@@ -68,8 +68,7 @@ impl Pump {
             }
             if Instant::now() >= next_trim {
                 next_trim = Instant::now() + TRIM_EVERY;
-                // A failed trim (the file busy past the timeout) is tried again next time.
-                let _ = trim(&mut trimmer, &self.path, self.busy_timeout, &self.retention);
+                trimmer = self.trim_off_the_runtime(trimmer).await;
             }
             // The head first, then whether anyone waits: a subscriber that registers after the
             // check reads everything up to this head itself.
@@ -80,6 +79,23 @@ impl Pump {
                 published = head;
             }
         }
+    }
+
+    /// Applies retention on a blocking thread, with the connection kept between runs (`None`
+    /// when it could not be opened, or the thread was lost).
+    ///
+    /// Never on the runtime's thread: a trim takes the file's write lock and waits for it up to
+    /// the busy timeout, and the transaction holding it may be this handle's writer's, whose
+    /// task needs a runtime thread to commit. On a current-thread runtime the wait lasted the
+    /// whole timeout (5 s by default) with every task of the runtime stopped behind it.
+    async fn trim_off_the_runtime(&self, mut trimmer: Option<Connection>) -> Option<Connection> {
+        let (path, busy_timeout, retention) = (self.path.clone(), self.busy_timeout, self.retention);
+        let trimmed = tokio::task::spawn_blocking(move || {
+            // A failed trim (the file busy past the timeout) is tried again next time.
+            let _ = trim(&mut trimmer, &path, busy_timeout, &retention);
+            trimmer
+        });
+        trimmed.await.ok().flatten()
     }
 
     /// Publishes every event after `last`; answers the newest position published.

@@ -204,3 +204,32 @@ async fn answers_of(
     }
     answers
 }
+
+/// The change feed's retention, run every few seconds, takes the file's write lock, and waits
+/// for it off the runtime's threads. Here the lock is held by a transaction this test's task
+/// commits, on a runtime of one thread: a retention run waiting on that thread waited its whole
+/// busy timeout, with every task stopped behind it (a shard's move lost its claim that way).
+#[tokio::test]
+async fn the_feeds_retention_waits_for_the_write_lock_off_the_runtimes_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("retention.db");
+    let backend = SqliteBackend::builder(&path).busy_timeout(Duration::from_secs(3)).open().await.unwrap();
+    let ticks = tokio::spawn(async {
+        let (mut longest, mut last) = (Duration::ZERO, std::time::Instant::now());
+        let end = last + Duration::from_millis(6_500);
+        while std::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            longest = longest.max(last.elapsed());
+            last = std::time::Instant::now();
+        }
+        longest
+    });
+    let mut holder = raw(&path).await;
+    sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
+    // Past the first retention run, five seconds after the file was opened.
+    tokio::time::sleep(Duration::from_millis(6_000)).await;
+    sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
+    let longest = ticks.await.unwrap();
+    assert!(longest < Duration::from_secs(1), "the runtime's thread was held for {longest:?}");
+    backend.apply(add("t", "after the lock")).await.unwrap();
+}
