@@ -9,7 +9,9 @@
 //! so that every scenario runs and none is measured (what CI runs, on a debug build).
 //!
 //! PostgreSQL scenarios use `$PERSIST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`) and are reported as skipped without a server.
+//! `postgres://postgres@127.0.0.1:5432/test`) and are reported as skipped without a server;
+//! `pgvector` uses `$PERSIST_PGVECTOR_URL` (default `postgres://postgres@127.0.0.1:5418/test`,
+//! a server with pgvector 0.8 or later).
 //!
 //! `PERSIST_BENCH_PROFILE=<variant>` (`direct`, `pipeline`, `stack`, `bare`, `floor`, `execute` or one
 //! layer's name) runs just that memory variant, `PERSIST_BENCH_N` adds, for `perf` or `callgrind`;
@@ -37,6 +39,7 @@ mod mcp;
 mod measure;
 mod memory;
 mod peers;
+mod pgvector;
 mod postgres;
 mod reads;
 mod recall;
@@ -197,6 +200,9 @@ fn main() {
     // One million vectors: asked for by name only, never in a full run.
     if options.only.as_deref() == Some("recall-1m") {
         emit(recall::run_million(&options));
+    }
+    if options.wants("pgvector") {
+        emit(pgvector::run(&options));
     }
     if options.wants("embedding") {
         emit(recall::run_writes(&options));

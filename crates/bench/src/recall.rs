@@ -18,13 +18,13 @@ use crate::Options;
 use crate::measure::{median, p50_p99, rate};
 use crate::report::{Row, Target};
 
-const DIMS: usize = 384;
+pub(crate) const DIMS: usize = 384;
 const MODEL: &str = "bench-384";
 /// The larger embeddings' length (OpenAI's `text-embedding-3-small`), at the smaller size only.
 const WIDE: usize = 1536;
 
 /// The model of vectors of `dims` numbers.
-fn model(dims: usize) -> String {
+pub(crate) fn model(dims: usize) -> String {
     format!("bench-{dims}")
 }
 const THREADS: usize = 100;
@@ -35,7 +35,7 @@ fn vector(n: u64) -> Vec<f32> {
 }
 
 /// The `n`th unit vector of `dims` numbers of a fixed sequence.
-fn vector_of(n: u64, dims: usize) -> Vec<f32> {
+pub(crate) fn vector_of(n: u64, dims: usize) -> Vec<f32> {
     let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut v: Vec<f32> = (0..dims)
         .map(|_| {
@@ -57,7 +57,7 @@ const TOPICS: u64 = 10_000;
 /// noise as long as itself, so vectors of one subject are nearer each other (about 0.5) than
 /// any others (about 0), as embeddings of texts are. Uniform random vectors ([`vector_of`]) have
 /// no neighbourhoods for a partition to find.
-fn topical(n: u64, dims: usize) -> Vec<f32> {
+pub(crate) fn topical(n: u64, dims: usize) -> Vec<f32> {
     let (centre, noise) = (vector_of(u64::MAX - n % TOPICS, dims), vector_of(n, dims));
     let mut v: Vec<f32> = centre.iter().zip(&noise).map(|(c, e)| c + e).collect();
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -76,7 +76,7 @@ async fn fill<B: Backend + Clone>(backend: &B, total: usize, dims: usize) {
 
 /// `total` messages of each of `users` users, each written with its vector of `dims` (the
 /// `n`th of `vectors`).
-async fn fill_users<B: Backend + Clone>(
+pub(crate) async fn fill_users<B: Backend + Clone>(
     backend: &B,
     total: usize,
     dims: usize,

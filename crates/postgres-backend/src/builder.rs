@@ -19,7 +19,7 @@ use crate::pool::{Pool, Sessions};
 use crate::pooler::{self, Pooler, Settings};
 use crate::replicas::{Freshness, Replicas};
 use crate::schema::{self, prepare_schema, split_url, validate_schema};
-use crate::{PostgresBackend, feed, search};
+use crate::{PostgresBackend, feed, pgvector, search};
 
 /// Configures and connects a [`PostgresBackend`].
 #[derive(Debug, Clone)]
@@ -48,6 +48,9 @@ pub struct PostgresBackendBuilder {
     pooler: Option<Pooler>,
     /// Set by [`listen_url`](Self::listen_url), or the URL's `listen_url=`.
     listen_url: Option<String>,
+    /// The dimension counts pgvector's index covers (see [`pgvector_hnsw`](Self::pgvector_hnsw)).
+    pgvector_dimensions: Vec<usize>,
+    pgvector_ef_search: u32,
 }
 
 impl PostgresBackendBuilder {
@@ -73,7 +76,38 @@ impl PostgresBackendBuilder {
             key_retention: persist_core::spent::DEFAULT_KEY_RETENTION,
             pooler: None,
             listen_url: None,
+            pgvector_dimensions: Vec::new(),
+            pgvector_ef_search: pgvector::DEFAULT_EF_SEARCH,
         }
+    }
+
+    /// Approximate [`nearest`](persist_core::Backend::nearest) queries over vectors of these
+    /// dimension counts walk pgvector's HNSW index (default: none, every query scans). Exact
+    /// queries, and vectors of other dimensions, keep the scan. See
+    /// [pgvector](crate#pgvector).
+    ///
+    /// Connecting installs pgvector if the server has it and the database does not (`CREATE
+    /// EXTENSION vector`, which needs a role allowed to), then builds an index per dimension
+    /// count over the vectors already stored: `CONCURRENTLY`, writes go on meanwhile, and
+    /// connecting waits as long as the build takes (minutes at a few hundred thousand
+    /// vectors). Each write of a vector then costs more (the index is kept in its transaction).
+    /// An instance that does not [`migrate`](Self::migrate) builds nothing and refuses an
+    /// index that is missing.
+    ///
+    /// `InvalidInput` naming `pgvector_hnsw` when connecting: a dimension count outside 1 to
+    /// 2,000, a server without pgvector 0.8 or later.
+    pub fn pgvector_hnsw(mut self, dimensions: impl IntoIterator<Item = usize>) -> Self {
+        self.pgvector_dimensions.extend(dimensions);
+        self
+    }
+
+    /// How many candidates a walk of pgvector's index keeps (its `hnsw.ef_search`; default
+    /// 100, at least the query's `limit`): each is scored exactly and the best `limit`
+    /// answered, so a wider walk finds more of the exact answer, more slowly. `InvalidInput`
+    /// naming `pgvector_ef_search` when connecting, outside 1 to 1,000.
+    pub fn pgvector_ef_search(mut self, width: u32) -> Self {
+        self.pgvector_ef_search = width;
+        self
     }
 
     /// The kind of connection pooler between this store and the server (default: the URL's
@@ -440,6 +474,11 @@ impl PostgresBackendBuilder {
         let searching = search::prepare(&mut conn, &wanted, self.migrate).await;
         let searching = conn.finish(searching).await?;
         let search_sql: Arc<str> = Arc::from(search::search_sql(searching.config));
+        let mut conn = pool.acquire().await?;
+        let wanted =
+            pgvector::Wanted { dimensions: self.pgvector_dimensions.clone(), ef_search: self.pgvector_ef_search };
+        let walking = pgvector::prepare(&mut conn, &wanted, self.migrate).await;
+        let pgvector = conn.finish(walking).await?.map(Arc::new);
         let replicas = if replica_pools.is_empty() {
             None
         } else {
@@ -474,6 +513,7 @@ impl PostgresBackendBuilder {
             search: searching.enabled,
             search_sql,
             replicas,
+            pgvector,
         })
     }
 }

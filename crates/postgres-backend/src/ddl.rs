@@ -32,7 +32,7 @@ pub(crate) async fn create_index(conn: &mut PgConnection, table: &'static str, d
 }
 
 /// Drops the index `name` if it exists: concurrently, unless in a transaction.
-pub(crate) async fn drop_index(conn: &mut PgConnection, name: &'static str) -> Result<()> {
+pub(crate) async fn drop_index(conn: &mut PgConnection, name: &str) -> Result<()> {
     let how = if conn.is_in_transaction() { "" } else { "CONCURRENTLY " };
     sqlx::query(AssertSqlSafe(format!("DROP INDEX {how}IF EXISTS {name}")))
         .execute(&mut *conn)

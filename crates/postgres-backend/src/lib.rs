@@ -137,6 +137,20 @@
 //! this: it is detected as [`Pooler::None`]. Name [`Pooler::Transaction`] for a transaction
 //! pooler that passes startup options on (detection cannot tell it from a direct server).
 //!
+//! # pgvector
+//!
+//! Without it, [`nearest`](persist_core::Backend::nearest) scans the scope's vectors in the
+//! server and scores them here: exact, and linear in what the tenant holds. With
+//! [`pgvector_hnsw`](PostgresBackendBuilder::pgvector_hnsw)`([384])`, an **approximate** query
+//! over 384-dimensional vectors walks pgvector's HNSW index instead: the first
+//! [`pgvector_ef_search`](PostgresBackendBuilder::pgvector_ef_search) vectors in scope (tenant,
+//! thread, filters) the walk finds are scored exactly here and the best `limit` answered, so the
+//! hits carry exact scores in exact order, but one of the exact answer's may be missing. A scope
+//! the walk runs out of (fewer than `limit` found) is scanned. The index is over the vectors
+//! the store already holds (an expression index: nothing is stored twice), kept by every write
+//! in its transaction, at a cost to each write of a vector; `docs/backends.md` gives the
+//! measured recall and costs.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -167,6 +181,7 @@ mod feed_followers;
 mod feed_trim;
 mod group;
 mod migrations;
+mod pgvector;
 mod pool;
 mod pooler;
 mod reads;
@@ -232,6 +247,8 @@ pub struct PostgresBackend {
     search_sql: Arc<str>,
     /// The hot standbys answering reads; `None` without any.
     replicas: Option<Arc<replicas::Replicas>>,
+    /// pgvector's index, walked by approximate `nearest`; `None` unless asked for.
+    pgvector: Option<Arc<pgvector::Walk>>,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -447,7 +464,8 @@ impl Backend for PostgresBackend {
     }
 
     async fn nearest(&self, query: Nearest) -> Result<Vec<Neighbour>> {
-        let read = async |conn: &mut PgConnection| vectors::nearest(conn, &query).await;
+        let walk = self.pgvector.as_deref();
+        let read = async |conn: &mut PgConnection| vectors::nearest(conn, &query, walk).await;
         self.read_snapshot(&query.context, read).await
     }
 

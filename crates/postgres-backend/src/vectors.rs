@@ -10,6 +10,10 @@
 //! took twenty times as long, decoding `real[]` here ten
 //! (docs/performance-history/02-recall-and-vector-index.md, "Recall").
 //!
+//! With pgvector's index for the query's dimensions (`crate::pgvector`), an approximate query
+//! walks it instead: the first vectors in scope the walk finds are scored the same way, the
+//! best `limit` kept.
+//!
 //! `list_embeddings` reads a thread's vectors back as stored (what a copy carries).
 
 use futures_util::TryStreamExt;
@@ -18,9 +22,10 @@ use persist_core::vector::{
     dimensions_mismatch, from_bytes, similarity_to_bytes, to_bytes, unknown_model,
 };
 use persist_core::{MessageId, Page, PersistError, Result, Role, Status, Timestamp};
-use sqlx::{Acquire, PgConnection, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use crate::error::{corrupt, map_sqlx};
+use crate::pgvector::{self, Walk};
 use crate::rows::{self, FilterBinds, message_columns, tenant_key};
 
 pub(crate) async fn embed(conn: &mut PgConnection, embed: &Embed) -> Result<Embedded> {
@@ -142,7 +147,7 @@ fn better(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
     b.score.total_cmp(&a.score).then_with(|| a.thread_id.as_bytes().cmp(b.thread_id.as_bytes())).then(a.seq.cmp(&b.seq))
 }
 
-pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest) -> Result<Vec<Neighbour>> {
+pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest, walk: Option<&Walk>) -> Result<Vec<Neighbour>> {
     query.validate()?;
     let unit = query.query.unit()?;
     let tenant = tenant_key(query.tenant());
@@ -169,37 +174,16 @@ pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest) -> Result<
             return if others.is_empty() { Ok(Vec::new()) } else { Err(unknown_model(model, &others)) };
         }
     }
-    let filter = FilterBinds::of(&query.filter)?;
-    // Scored here as the rows arrive, the best `limit` kept.
-    let mut rows = sqlx::query(SCAN_SQL)
-        .bind(model)
-        .bind(tenant)
-        .bind(query.thread_id.as_ref().map(|t| t.as_str()))
-        .bind(filter.thread)
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(filter.roles)
-        .bind(query.interrupted)
-        .fetch(&mut *conn);
-    let limit = query.limit as usize;
-    let mut best: Vec<Candidate> = Vec::with_capacity(2 * limit + 1);
-    while let Some(row) = rows.try_next().await.map_err(failed)? {
-        let bytes: &[u8] = row.try_get("vector").map_err(failed)?;
-        let Some(score) = similarity_to_bytes(&unit, bytes) else { continue };
-        if best.len() >= limit && best.last().is_some_and(|worst| score < worst.score) {
-            continue;
-        }
-        let candidate = Candidate {
-            score,
-            thread_id: row.try_get("thread_id").map_err(failed)?,
-            seq: row.try_get("seq").map_err(failed)?,
-            message_id: row.try_get("message_id").map_err(failed)?,
-        };
-        let at = best.partition_point(|kept| better(kept, &candidate).is_lt());
-        best.insert(at, candidate);
-        best.truncate(limit);
-    }
-    drop(rows);
+    let walk = walk.filter(|walk| query.approximate && walk.covers(unit.len()));
+    let best = match walk {
+        Some(walk) => match walked(conn, query, &unit, walk).await? {
+            // The walk found the scope's first `limit` at least: the best of them, scored exactly.
+            best if best.len() >= query.limit as usize => best,
+            // A scope the walk ran out of (a few rows in a large index): the scan answers it.
+            _ => scanned(conn, query, &unit, SCAN_SQL, None).await?,
+        },
+        None => scanned(conn, query, &unit, SCAN_SQL, None).await?,
+    };
     let threads: Vec<&str> = best.iter().map(|c| c.thread_id.as_str()).collect();
     let ids: Vec<&str> = best.iter().map(|c| c.message_id.as_str()).collect();
     let found =
@@ -214,6 +198,70 @@ pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest) -> Result<
         scored.push(Neighbour::new(query.tenant().cloned(), message, score));
     }
     Ok(query.answer(scored))
+}
+
+/// The first vectors in scope pgvector's index finds nearest the query (see
+/// [`Walk::fetch`]), the best `limit` of them kept; in a transaction of its own (a savepoint
+/// behind a transaction pooler, whose settings are set back after).
+async fn walked(conn: &mut PgConnection, query: &Nearest, unit: &[f32], walk: &Walk) -> Result<Vec<Candidate>> {
+    let failed = |e| map_sqlx("walking the vector index", e);
+    let outer = conn.is_in_transaction();
+    let mut tx = conn.begin().await.map_err(failed)?;
+    sqlx::raw_sql(AssertSqlSafe(walk.settings())).execute(&mut *tx).await.map_err(failed)?;
+    let sql = format!("{SCAN_SQL}{}", walk.order(unit.len()));
+    let fetch = (pgvector::vector_text(unit), walk.fetch(query.limit));
+    let best = scanned(&mut tx, query, unit, &sql, Some(fetch)).await?;
+    if outer {
+        // A savepoint's settings last until the outer transaction ends.
+        sqlx::raw_sql("SET LOCAL enable_sort TO DEFAULT").execute(&mut *tx).await.map_err(failed)?;
+    }
+    tx.commit().await.map_err(failed)?;
+    Ok(best)
+}
+
+/// The scope's vectors `sql` reads (the scan, or the walk with its query and fetch), each
+/// scored here as the rows arrive, the best `limit` kept.
+async fn scanned(
+    conn: &mut PgConnection,
+    query: &Nearest,
+    unit: &[f32],
+    sql: &str,
+    walk: Option<(String, i64)>,
+) -> Result<Vec<Candidate>> {
+    let failed = |e| map_sqlx("finding the nearest messages", e);
+    let filter = FilterBinds::of(&query.filter)?;
+    let mut statement = sqlx::query(AssertSqlSafe(sql.to_owned()))
+        .bind(query.query.model())
+        .bind(tenant_key(query.tenant()))
+        .bind(query.thread_id.as_ref().map(|t| t.as_str()))
+        .bind(filter.thread)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(filter.roles)
+        .bind(query.interrupted);
+    if let Some((vector, fetch)) = walk {
+        statement = statement.bind(vector).bind(fetch);
+    }
+    let mut rows = statement.fetch(&mut *conn);
+    let limit = query.limit as usize;
+    let mut best: Vec<Candidate> = Vec::with_capacity(2 * limit + 1);
+    while let Some(row) = rows.try_next().await.map_err(failed)? {
+        let bytes: &[u8] = row.try_get("vector").map_err(failed)?;
+        let Some(score) = similarity_to_bytes(unit, bytes) else { continue };
+        if best.len() >= limit && best.last().is_some_and(|worst| score < worst.score) {
+            continue;
+        }
+        let candidate = Candidate {
+            score,
+            thread_id: row.try_get("thread_id").map_err(failed)?,
+            seq: row.try_get("seq").map_err(failed)?,
+            message_id: row.try_get("message_id").map_err(failed)?,
+        };
+        let at = best.partition_point(|kept| better(kept, &candidate).is_lt());
+        best.insert(at, candidate);
+        best.truncate(limit);
+    }
+    Ok(best)
 }
 
 /// `list_embeddings`: a page of the vectors of thread `$2` of tenant `$1` (live), after the

@@ -12,6 +12,7 @@ mod feed;
 mod groups;
 mod messages_view;
 mod packed_rows;
+mod pgvector;
 mod pooler;
 mod processes;
 mod purge;
