@@ -1,5 +1,5 @@
 //! The mover's claim on a tenant's move: a lease on the tenant's placement record, so one mover
-//! of a tenant works at a time, renewed between the steps of the copy.
+//! of a tenant works at a time, renewed beside the move's steps and checked between them.
 
 use std::time::{Duration, Instant};
 
@@ -54,17 +54,39 @@ impl<'a> Claim<'a> {
         }
     }
 
-    /// Renews the claim once a third of it has passed; fails if it ran out meanwhile (another
-    /// mover may have worked since) or another mover holds it.
-    pub(super) async fn renew(&self) -> Result<()> {
-        let elapsed = self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
-        if elapsed >= self.ttl {
-            return Err(PersistError::temporary(format!(
-                "this mover's claim ran out ({elapsed:?} without renewing it): run the move again"
-            )));
+    /// Keeps the claim beside the move: renews it every third of its TTL, however long the
+    /// move's steps take (a step slower than the claim lost it when renewals came only between
+    /// steps). Runs until the claim is lost, and answers why: a renewal failed, found another
+    /// mover holding the tenant, or came back after the claim could have run out (another
+    /// mover may have worked meanwhile). The move is then stopped where it is, as a kill would
+    /// stop it, and finishes when run again.
+    pub(super) async fn keep(&self) -> PersistError {
+        loop {
+            tokio::time::sleep_until((self.renewed() + self.ttl / 3).into()).await;
+            if let Err(lost) = self.renew_now().await {
+                return lost;
+            }
         }
-        if elapsed < self.ttl / 3 {
-            return Ok(());
+    }
+
+    /// Between two steps: fails if the claim ran out (its renewals beside the move stalled or
+    /// came too late), so that no step begins without it.
+    pub(super) fn check(&self) -> Result<()> {
+        let elapsed = self.renewed().elapsed();
+        if elapsed >= self.ttl { Err(ran_out(elapsed)) } else { Ok(()) }
+    }
+
+    /// When the claim was last renewed: when the renewal was asked for (the lease runs from a
+    /// moment between the asking and the answer, so counting from the asking never counts too
+    /// long a claim).
+    fn renewed(&self) -> Instant {
+        *self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn renew_now(&self) -> Result<()> {
+        let (asked, previous) = (Instant::now(), self.renewed());
+        if asked.duration_since(previous) >= self.ttl {
+            return Err(ran_out(asked.duration_since(previous)));
         }
         let lease = Lease::take(self.thread.clone(), "move", &self.holder, self.ttl)?;
         match self.directory.lease(lease.with_context(self.context.renewed())).await? {
@@ -72,8 +94,11 @@ impl<'a> Claim<'a> {
                 message: format!("another mover ({}) took over the move", held.holder).into(),
                 source: None,
             }),
+            // Answered after the claim could have run out: the renewal may have come too late.
+            _ if previous.elapsed() >= self.ttl => Err(ran_out(previous.elapsed())),
             _ => {
-                *self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+                let mut renewed = self.renewed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                *renewed = (*renewed).max(asked);
                 Ok(())
             }
         }
@@ -85,4 +110,8 @@ impl<'a> Claim<'a> {
             let _ = self.directory.lease(lease.with_context(self.context.renewed())).await;
         }
     }
+}
+
+fn ran_out(elapsed: Duration) -> PersistError {
+    PersistError::temporary(format!("this mover's claim ran out ({elapsed:?} without renewing it): run the move again"))
 }

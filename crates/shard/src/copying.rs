@@ -308,7 +308,7 @@ fn appended(copy: &Copy, there: &Copy) -> Option<Vec<Message>> {
 /// the vectors it lacks written), or erased there and copied again; one `source` no longer
 /// holds is erased. With `quick`, a thread whose fields are equal in both (a write moves its
 /// `updated_at`) is taken as equal when its bindings, summaries and vectors are (an `Embed`
-/// moves no `updated_at`). The claim is renewed before each thread.
+/// moves no `updated_at`). The claim is checked before each thread.
 pub(super) async fn sync(
     source: &Pipeline,
     target: &Pipeline,
@@ -320,7 +320,7 @@ pub(super) async fn sync(
     let mut held = threads(target, tenant).await?;
     let mut synced = Synced::default();
     for (id, thread) in &listed {
-        claim.renew().await?;
+        claim.check()?;
         let theirs = held.remove(id);
         if quick && theirs.as_ref() == Some(thread) {
             let (ours, there) = (read_parts(source, thread.clone()).await?, read_parts(target, thread.clone()).await?);
@@ -424,7 +424,7 @@ pub(super) struct Cleaned {
 
 /// After the switch: carries what `old` got late (past what the switch `copied`) to `new`,
 /// and erases `old`'s threads of `tenant`, leaving tombstones (a write that still reaches the
-/// old shard is refused as `ThreadDeleted`, not taken and lost). The claim is renewed before
+/// old shard is refused as `ThreadDeleted`, not taken and lost). The claim is checked before
 /// each thread; a thread carried is recorded in `directory` as copied by the switch of `since`.
 pub(super) async fn clean(
     old: &Pipeline,
@@ -451,7 +451,7 @@ pub(super) async fn clean(
             break;
         }
         for thread in left {
-            claim.renew().await?;
+            claim.check()?;
             // Read before the copy: what is written after it is refused by the purge below.
             let held = attached(old, thread).await?;
             let Settled::Read(copy) = read(old, thread).await? else { continue };

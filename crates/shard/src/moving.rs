@@ -48,8 +48,9 @@ impl MoveOptions {
 
     /// How long the mover's claim on the move lasts without being renewed (default 10 s): a
     /// second mover of the same tenant waits for it, so a run that was killed is resumed once
-    /// its claim ran out. Longer than two placement TTLs and a little (the mover renews it
-    /// between its steps, each of which waits one TTL).
+    /// its claim ran out. Longer than two placement TTLs and a little. The mover renews it every
+    /// third of it, beside its steps however long they take, and stops (resumable) if a
+    /// renewal fails or comes back too late.
     pub fn claim_ttl(mut self, ttl: Duration) -> Self {
         self.claim_ttl = ttl;
         self
@@ -170,7 +171,11 @@ impl Shards {
             ));
         }
         let claim = Claim::take(&self.inner.directory, tenant, options.holder.clone(), options.claim_ttl).await?;
-        let moved = self.run_move(tenant, to, target, &options, &claim).await;
+        // Renewed beside the move's steps: a lost claim stops the move where it is.
+        let moved = tokio::select! {
+            moved = self.run_move(tenant, to, target, &options, &claim) => moved,
+            lost = claim.keep() => Err(lost),
+        };
         claim.give_up().await;
         moved
     }
@@ -207,7 +212,7 @@ impl Shards {
         // epoch move may not have happened: the mover may have stopped between the two).
         let mut resumed = true;
         loop {
-            claim.renew().await?;
+            claim.check()?;
             let Some(moving) = placement.moving.clone() else {
                 if placement.shard == to {
                     moved.already = true;

@@ -5,6 +5,7 @@
 //! before anything is erased). In memory, across three PostgreSQL databases, and between a SQLite
 //! file and a PostgreSQL schema.
 
+mod claim;
 mod concurrent;
 mod resume;
 mod servers;
