@@ -7,14 +7,15 @@
 #   bash crates/node/tests/run.sh [ADDON]    (default: target/debug/libpersist_node.so)
 #
 # PERSIST_STORE_TESTS_POSTGRES (a postgres:// URL) runs the PostgreSQL halves too; with CI set
-# they are required. Installs the pinned packages (npm ci) when node_modules is missing.
+# they are required. PERSIST_STORE_OUT: where the tarballs are packed (default target/npm-store).
+# Installs the pinned packages (npm ci) when node_modules is missing.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 addon="$(realpath "${1:-$root/target/debug/libpersist_node.so}")"
 [ -f "$addon" ] || { echo "run.sh: no addon at $addon (cargo build -p persist-node)" >&2; exit 2; }
-out="$root/target/npm-store"
+out="${PERSIST_STORE_OUT:-$root/target/npm-store}"
 host="$(rustc -vV | sed -n 's/^host: //p')"
 
 node "$root/crates/node/npm/pack.mjs" --out "$out" --addon "$host=$addon"
