@@ -102,9 +102,11 @@ impl PostgresBackendBuilder {
     }
 
     /// How many candidates a walk of pgvector's index keeps (its `hnsw.ef_search`; default
-    /// 100, at least the query's `limit`): each is scored exactly and the best `limit`
-    /// answered, so a wider walk finds more of the exact answer, more slowly. `InvalidInput`
-    /// naming `pgvector_ef_search` when connecting, outside 1 to 1,000.
+    /// 100, at least the query's `limit`): of them the nearest `limit` in the query's scope are
+    /// answered, scored exactly. A wider walk finds more of the exact answer, at little cost
+    /// (the graph's distances take microseconds; each hit handed on costs about 0.4 ms, read
+    /// through the index's expression). `InvalidInput` naming `pgvector_ef_search` when
+    /// connecting, outside 1 to 1,000.
     pub fn pgvector_ef_search(mut self, width: u32) -> Self {
         self.pgvector_ef_search = width;
         self

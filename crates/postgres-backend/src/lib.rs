@@ -142,11 +142,11 @@
 //! Without it, [`nearest`](persist_core::Backend::nearest) scans the scope's vectors in the
 //! server and scores them here: exact, and linear in what the tenant holds. With
 //! [`pgvector_hnsw`](PostgresBackendBuilder::pgvector_hnsw)`([384])`, an **approximate** query
-//! over 384-dimensional vectors walks pgvector's HNSW index instead: the first
-//! [`pgvector_ef_search`](PostgresBackendBuilder::pgvector_ef_search) vectors in scope (tenant,
-//! thread, filters) the walk finds are scored exactly here and the best `limit` answered, so the
-//! hits carry exact scores in exact order, but one of the exact answer's may be missing. A scope
-//! the walk runs out of (fewer than `limit` found) is scanned. The index is over the vectors
+//! over 384-dimensional vectors walks pgvector's HNSW index instead: of the
+//! [`pgvector_ef_search`](PostgresBackendBuilder::pgvector_ef_search) candidates the walk keeps,
+//! the nearest `limit` in scope (tenant, thread, filters) are scored exactly here, so the hits
+//! carry exact scores in exact order, but one of the exact answer's may be missing. A scope the
+//! walk runs out of (fewer than `limit` found) is scanned. The index is over the vectors
 //! the store already holds (an expression index: nothing is stored twice), kept by every write
 //! in its transaction, at a cost to each write of a vector; `docs/backends.md` gives the
 //! measured recall and costs.

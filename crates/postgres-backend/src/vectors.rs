@@ -11,8 +11,8 @@
 //! (docs/performance-history/02-recall-and-vector-index.md, "Recall").
 //!
 //! With pgvector's index for the query's dimensions (`crate::pgvector`), an approximate query
-//! walks it instead: the first vectors in scope the walk finds are scored the same way, the
-//! best `limit` kept.
+//! walks it instead: the `limit` vectors in scope the walk finds nearest are scored the same
+//! way.
 //!
 //! `list_embeddings` reads a thread's vectors back as stored (what a copy carries).
 
@@ -177,7 +177,7 @@ pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest, walk: Opti
     let walk = walk.filter(|walk| query.approximate && walk.covers(unit.len()));
     let best = match walk {
         Some(walk) => match walked(conn, query, &unit, walk).await? {
-            // The walk found the scope's first `limit` at least: the best of them, scored exactly.
+            // The walk found `limit` in scope: scored exactly, in exact order.
             best if best.len() >= query.limit as usize => best,
             // A scope the walk ran out of (a few rows in a large index): the scan answers it.
             _ => scanned(conn, query, &unit, SCAN_SQL, None).await?,
@@ -200,16 +200,16 @@ pub(crate) async fn nearest(conn: &mut PgConnection, query: &Nearest, walk: Opti
     Ok(query.answer(scored))
 }
 
-/// The first vectors in scope pgvector's index finds nearest the query (see
-/// [`Walk::fetch`]), the best `limit` of them kept; in a transaction of its own (a savepoint
-/// behind a transaction pooler, whose settings are set back after).
+/// The `limit` vectors in scope pgvector's index finds nearest the query (see
+/// [`Walk::settings`]), scored exactly; in a transaction of its own (a savepoint behind a
+/// transaction pooler, whose settings are set back after).
 async fn walked(conn: &mut PgConnection, query: &Nearest, unit: &[f32], walk: &Walk) -> Result<Vec<Candidate>> {
     let failed = |e| map_sqlx("walking the vector index", e);
     let outer = conn.is_in_transaction();
     let mut tx = conn.begin().await.map_err(failed)?;
-    sqlx::raw_sql(AssertSqlSafe(walk.settings())).execute(&mut *tx).await.map_err(failed)?;
+    sqlx::raw_sql(AssertSqlSafe(walk.settings(query.limit))).execute(&mut *tx).await.map_err(failed)?;
     let sql = format!("{SCAN_SQL}{}", walk.order(unit.len()));
-    let fetch = (pgvector::vector_text(unit), walk.fetch(query.limit));
+    let fetch = (pgvector::vector_text(unit), i64::from(query.limit));
     let best = scanned(&mut tx, query, unit, &sql, Some(fetch)).await?;
     if outer {
         // A savepoint's settings last until the outer transaction ends.
