@@ -14,6 +14,7 @@ import { validateUIMessages } from 'ai';
 import {
   Conflict,
   InvalidInput,
+  LiveReply,
   NotFound,
   OffsetConflict,
   PersistError,
@@ -228,3 +229,35 @@ for (const [name, url] of STORES) {
     });
   });
 }
+
+// The writer over a transport whose append is answered only when the test says: a stop heard
+// while an append is being answered (the append committed just before the stop) is the newer
+// news, and the writer ends stopped. The append's answer once overwrote it (`end` null).
+test('a stop heard while an append is answered leaves the writer stopped', async () => {
+  let heard;
+  let answer;
+  const transport = {
+    append: (offset, parts) =>
+      new Promise((resolve) => {
+        answer = () => resolve({ offset: offset + parts.length, status: 'in_progress', end: null });
+      }),
+    renew: async () => ({ status: 'in_progress', end: null }),
+    finish: async () => {
+      throw new Error('a stopped reply is not finished');
+    },
+    watchStop(listener) {
+      heard = listener;
+      return () => {};
+    },
+    transient: () => false,
+    ended: () => null,
+  };
+  const reply = new LiveReply(transport, { id: 'r1', offset: 0, status: 'in_progress', end: null }, { leaseMs: 60_000 });
+  reply.text('one ');
+  while (answer === undefined) await new Promise((resolve) => setTimeout(resolve, 1));
+  heard('stopped', 'watch');
+  answer();
+  const state = await reply.interrupt('aborted');
+  assert.equal(state.end, 'stopped');
+  assert.equal(reply.stopped, true);
+});

@@ -286,7 +286,8 @@ export class LiveReply {
   async #append({ parts, writes }) {
     try {
       const state = await this.#retrying('append', () => this.#transport.append(this.#state.offset, parts));
-      this.#state = { ...this.#state, ...state };
+      // A stop heard while the append was answered is the newer news: kept, not overwritten.
+      if (!this.#ended) this.#state = { ...this.#state, ...state };
       this.#stored(writes);
       this.#armRenew();
     } catch (error) {
@@ -357,6 +358,7 @@ export class LiveReply {
     if (!this.#inFlight) {
       try {
         const state = await this.#retrying('renew', () => this.#transport.renew());
+        if (this.#ended) return;
         this.#state = { ...this.#state, ...state, offset: this.#state.offset };
       } catch (error) {
         if (!this.#settle(error, 'renew')) this.#fail(error);
