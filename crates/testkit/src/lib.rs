@@ -8,16 +8,19 @@
 //! [`schemas`] and [`sqlite`]: the fresh store per test that the conformance suites take, a
 //! PostgreSQL schema reset and reused, a SQLite file copied from one migrated once, rather than
 //! migrated anew each time. [`FlakyEmbedder`]: an embedder a test takes down and up again.
+//! [`prepare_capture`]: for tests that capture `tracing` events on their own thread.
 
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 
 use persist::Pipeline;
 
+mod capture;
 mod embedder;
 pub mod schemas;
 pub mod sqlite;
 
+pub use self::capture::prepare_capture;
 pub use self::embedder::FlakyEmbedder;
 
 /// The variable a child process finds its store in ([`Store::to_env`]).

@@ -102,6 +102,7 @@ async fn post(base: &str, path: &str, key: Option<&str>, body: &str) -> (u16, Op
 #[tokio::test]
 async fn a_mounted_service_is_authenticated_and_admitted_as_the_api_is() {
     let log = AccessLog::default();
+    persist_testkit::prepare_capture();
     let _default = tracing::subscriber::set_default(log.clone());
     let base = start(server()).await;
 
@@ -151,6 +152,7 @@ async fn a_mounted_service_is_authenticated_and_admitted_as_the_api_is() {
 async fn a_mounted_service_stays_when_the_server_is_rebuilt_and_is_held_to_its_limits() {
     // Logged as the other test is (a callsite first met on a thread without a subscriber could
     // be cached as of no interest to the other's).
+    persist_testkit::prepare_capture();
     let _default = tracing::subscriber::set_default(AccessLog::default());
     let limits = Limits::default().with_max_body_bytes(64);
     let base = start(server().with_limits(limits).with_allowed_hosts(["example.test"])).await;
@@ -162,6 +164,7 @@ async fn a_mounted_service_stays_when_the_server_is_rebuilt_and_is_held_to_its_l
 
 #[tokio::test]
 async fn a_service_cannot_take_a_path_of_the_api() {
+    persist_testkit::prepare_capture();
     let _default = tracing::subscriber::set_default(AccessLog::default());
     for path in ["/v1/conversations", "/mcp/", "mcp", "/", "/mcp/{id}"] {
         let taken = std::panic::catch_unwind(|| server().with_service(path, tower::service_fn(echo)));

@@ -91,6 +91,7 @@ async fn call(http: &reqwest::Client, method: reqwest::Method, url: String) -> (
 #[tokio::test]
 async fn one_access_line_per_request_reads_labelled_as_reads_and_5xx_without_the_drivers_words() {
     let log = Log::default();
+    persist_testkit::prepare_capture();
     let _default = tracing::subscriber::set_default(log.clone());
     let failing = Arc::new(AtomicBool::new(false));
     let fails = Arc::clone(&failing);
@@ -156,6 +157,7 @@ async fn one_access_line_per_request_reads_labelled_as_reads_and_5xx_without_the
 async fn a_query_with_no_word_finds_nothing() {
     // Logged as the other test is (a callsite first met on a thread without a subscriber could
     // be cached as of no interest to the other's).
+    persist_testkit::prepare_capture();
     let _default = tracing::subscriber::set_default(Log::default());
     let base = start(Pipeline::new(MemoryBackend::new())).await;
     let http = reqwest::Client::new();

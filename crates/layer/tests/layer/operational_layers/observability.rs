@@ -69,6 +69,7 @@ mod tracing_capture {
 #[tokio::test]
 async fn trace_records_op_thread_message_seq_outcome_and_duration_but_not_content() {
     let capture = tracing_capture::Capture::default();
+    persist_testkit::prepare_capture();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(MemoryBackend::new());
     let added = pipeline.add(keyed_add("traced", "secret words")).await.unwrap().message;
@@ -101,6 +102,7 @@ async fn trace_records_op_thread_message_seq_outcome_and_duration_but_not_conten
 #[tokio::test]
 async fn trace_puts_stream_steps_at_debug_and_names_the_tenant() {
     let capture = tracing_capture::Capture::default();
+    persist_testkit::prepare_capture();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let pipeline = Pipeline::builder().layer(TraceLayer::new()).build(MemoryBackend::new());
     let tenant = persist::Context::new().with_tenant(persist::TenantId::new("acme").unwrap());
@@ -134,6 +136,7 @@ async fn trace_puts_stream_steps_at_debug_and_names_the_tenant() {
 #[tokio::test]
 async fn trace_and_metrics_see_reads() {
     let capture = tracing_capture::Capture::default();
+    persist_testkit::prepare_capture();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let recorder = metrics_capture::Capture::default();
     let metrics = metrics::with_local_recorder(&recorder, MetricsLayer::new);
@@ -161,6 +164,7 @@ async fn trace_and_metrics_see_reads() {
 #[tokio::test]
 async fn trace_records_content_only_when_asked() {
     let capture = tracing_capture::Capture::default();
+    persist_testkit::prepare_capture();
     let _guard = tracing::subscriber::set_default(capture.clone());
     let pipeline = Pipeline::builder().layer(TraceLayer::new().with_content(true)).build(MemoryBackend::new());
     pipeline.add(keyed_add("traced", "visible words")).await.unwrap();
