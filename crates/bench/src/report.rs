@@ -24,6 +24,9 @@ pub(crate) struct Row {
     /// The ratio and what it is a ratio of.
     pub(crate) ratio: Option<(f64, String)>,
     pub(crate) target: Option<Target>,
+    /// An approximate answer's recall@10 and the least its target allows: the row's target is
+    /// met only at that recall too.
+    pub(crate) recall: Option<(f64, f64)>,
     pub(crate) note: Option<String>,
 }
 
@@ -37,6 +40,7 @@ impl Row {
             p99_us: None,
             ratio: None,
             target: None,
+            recall: None,
             note: None,
         }
     }
@@ -61,6 +65,12 @@ impl Row {
         self
     }
 
+    /// The row's recall@10, which its target requires to be at least `least`.
+    pub(crate) fn recall(mut self, recall: f64, least: f64) -> Self {
+        self.recall = Some((recall, least));
+        self
+    }
+
     pub(crate) fn note(mut self, note: impl Into<String>) -> Self {
         self.note = Some(note.into());
         self
@@ -72,17 +82,22 @@ impl Row {
             return None;
         }
         let ratio = self.ratio.as_ref().map(|(r, _)| *r);
-        Some(match self.target? {
-            Target::RatioAtMost(limit) => ratio? <= limit,
-            Target::RatioAtLeast(limit) => ratio? >= limit,
-        })
+        let recalled = self.recall.is_none_or(|(recall, least)| recall >= least);
+        Some(
+            recalled
+                && match self.target? {
+                    Target::RatioAtMost(limit) => ratio? <= limit,
+                    Target::RatioAtLeast(limit) => ratio? >= limit,
+                },
+        )
     }
 
     fn target_text(&self) -> String {
+        let recall = self.recall.map(|(_, least)| format!(" at recall@10 ≥ {least}")).unwrap_or_default();
         match self.target {
             None => String::new(),
-            Some(Target::RatioAtMost(x)) => format!("ratio ≤ {x}"),
-            Some(Target::RatioAtLeast(x)) => format!("ratio ≥ {x}"),
+            Some(Target::RatioAtMost(x)) => format!("ratio ≤ {x}{recall}"),
+            Some(Target::RatioAtLeast(x)) => format!("ratio ≥ {x}{recall}"),
         }
     }
 
@@ -96,6 +111,7 @@ impl Row {
             "ratio": self.ratio.as_ref().map(|(r, _)| (r * 1000.0).round() / 1000.0),
             "ratio_of": self.ratio.as_ref().map(|(_, of)| of.clone()),
             "target": self.target.map(|_| self.target_text()),
+            "recall_at_10": self.recall.map(|(recall, _)| (recall * 1000.0).round() / 1000.0),
             "met": self.met(),
             "note": self.note,
         })
@@ -133,4 +149,19 @@ pub(crate) fn table(rows: &[Row]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_with_a_recall_is_met_only_at_that_recall() {
+        let fast = || Row::new("approximate", 10, 1.0).ratio(0.1, "p50").target(Target::RatioAtMost(0.2));
+        assert_eq!(fast().met(), Some(true));
+        assert_eq!(fast().recall(0.96, 0.95).met(), Some(true));
+        assert_eq!(fast().recall(0.76, 0.95).met(), Some(false));
+        assert_eq!(fast().recall(0.76, 0.95).target_text(), "ratio ≤ 0.2 at recall@10 ≥ 0.95");
+        assert!(table(&[fast().recall(0.76, 0.95)]).contains("**missed**"));
+    }
 }
