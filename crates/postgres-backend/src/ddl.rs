@@ -66,6 +66,26 @@ pub(crate) async fn restore_timeouts(conn: &mut PgConnection) -> Result<()> {
         .map_err(|e| map_sqlx("restoring the time-outs", e))
 }
 
+/// Runs `work` without the connection's time-outs and under the schema's advisory lock `name`
+/// (instances connecting together take turns): what an instance does to the schema's indexes
+/// as it connects. The lock is released and the time-outs restored however `work` ends.
+pub(crate) async fn under_schema_lock<T>(
+    conn: &mut PgConnection,
+    name: &str,
+    work: impl AsyncFnOnce(&mut PgConnection) -> Result<T>,
+) -> Result<T> {
+    lift_timeouts(conn).await?;
+    let done = async {
+        advisory_lock(conn, name).await?;
+        let done = work(conn).await;
+        let unlocked = advisory_unlock(conn, name).await;
+        done.and_then(|answer| unlocked.map(|()| answer))
+    }
+    .await;
+    let restored = restore_timeouts(conn).await;
+    done.and_then(|answer| restored.map(|()| answer))
+}
+
 /// Runs one statement whose failure the caller handles: in a transaction, inside a savepoint,
 /// so that the transaction survives the failure; else as it is (a failed statement ends
 /// alone, and a savepoint would cost two round trips).

@@ -178,15 +178,7 @@ pub(crate) async fn prepare(conn: &mut PgConnection, wanted: &Wanted, migrate: b
     };
     let walk = Walk { dimensions, ef_search: wanted.ef_search, extension };
     if migrate {
-        ddl::lift_timeouts(conn).await?;
-        let made = async {
-            ddl::advisory_lock(conn, "persist_pgvector").await?;
-            let made = make(conn, &walk).await;
-            made.and(ddl::advisory_unlock(conn, "persist_pgvector").await)
-        }
-        .await;
-        let restored = ddl::restore_timeouts(conn).await;
-        made.and(restored)?;
+        ddl::under_schema_lock(conn, "persist_pgvector", async |conn| make(conn, &walk).await).await?;
     } else {
         for dimensions in &walk.dimensions {
             if index_valid(conn, &index_name(*dimensions)).await? != Some(true) {

@@ -161,15 +161,8 @@ pub(crate) async fn prepare(conn: &mut PgConnection, wanted: &SearchWanted, migr
         }
         return Ok(state);
     }
-    crate::ddl::lift_timeouts(conn).await?;
-    let prepared = async {
-        crate::ddl::advisory_lock(conn, "persist_search").await?;
-        let prepared = index_as(conn, target).await;
-        prepared.and(crate::ddl::advisory_unlock(conn, "persist_search").await)
-    }
-    .await;
-    let restored = crate::ddl::restore_timeouts(conn).await;
-    prepared.and(restored).map(|()| target)
+    crate::ddl::under_schema_lock(conn, "persist_search", async |conn| index_as(conn, target).await).await?;
+    Ok(target)
 }
 
 /// Under the lock: the settings written, the index made to match `target`.

@@ -203,6 +203,57 @@ async fn tenants_threads_and_deleted_threads_stay_apart() {
     drop_schema(&mut conn, &schema).await;
 }
 
+/// Whether the schema's index of `DIMS` dimensions is valid; `None` when there is none.
+async fn index_state(conn: &mut PgConnection, schema: &str) -> Option<bool> {
+    sqlx::query_scalar(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+    )
+    .bind(schema)
+    .bind(format!("persist_embeddings_hnsw_{DIMS}"))
+    .fetch_optional(conn)
+    .await
+    .unwrap()
+}
+
+/// An instance that migrates builds the index; one that does not connects to it as it is (and
+/// refuses dimensions nobody indexed); an index a build left invalid (marked so here, as a
+/// build cut short leaves it) is built again by the next instance that migrates, and walked.
+#[tokio::test]
+async fn an_index_left_invalid_is_built_again_and_one_that_does_not_migrate_uses_it() {
+    let Some(mut conn) = admin().await else { return };
+    let schema = support::schema_name();
+    let first = builder(&schema).pgvector_hnsw([DIMS]).connect().await.unwrap();
+    assert_eq!(index_state(&mut conn, &schema).await, Some(true));
+    let reader = builder(&schema).migrate(false).pgvector_hnsw([DIMS]).connect().await.unwrap();
+    refused_naming(builder(&schema).migrate(false).pgvector_hnsw([DIMS, 8]).connect().await, "pgvector_hnsw");
+    let mut rng = Rng(7);
+    let app = Pipeline::new(first.clone());
+    for i in 0..30 {
+        add(&app, "acme", "t", &format!("m{i}"), rng.vector()).await;
+    }
+    let query = Nearest::new(Embedding::new("m", rng.vector())).with_limit(5).approximate().with_context(ctx("acme"));
+    assert_eq!(Pipeline::new(reader.clone()).nearest(query.clone()).await.unwrap().len(), 5);
+    sqlx::query(
+        "UPDATE pg_index SET indisvalid = false WHERE indexrelid = \
+         (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+           WHERE n.nspname = $1 AND c.relname = $2)",
+    )
+    .bind(&schema)
+    .bind(format!("persist_embeddings_hnsw_{DIMS}"))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    refused_naming(builder(&schema).migrate(false).pgvector_hnsw([DIMS]).connect().await, "pgvector_hnsw");
+    let again = builder(&schema).pgvector_hnsw([DIMS]).connect().await.unwrap();
+    assert_eq!(index_state(&mut conn, &schema).await, Some(true), "built again");
+    assert_eq!(Pipeline::new(again.clone()).nearest(query).await.unwrap().len(), 5);
+    for store in [first, reader, again] {
+        store.close().await;
+    }
+    drop_schema(&mut conn, &schema).await;
+}
+
 fn refused_naming(result: Result<PostgresBackend, PersistError>, field: &str) {
     match result {
         Err(PersistError::InvalidInput { field: named, .. }) => assert_eq!(named, field),
