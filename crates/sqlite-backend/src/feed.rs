@@ -29,6 +29,11 @@ pub(crate) const FEED_BOUNDS: &str = "SELECT max(coalesce((SELECT max(position) 
 
 /// How often retention runs.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
+/// How long the periodic retention waits for the file's write lock: busy past it, the trim is
+/// tried again next time. Short, so that its connection closes soon after its store's: a store
+/// opened on the file a moment later (in this process) finds no descriptor it does not know.
+const TRIM_WAIT: Duration = Duration::from_millis(250);
+
 /// Most events one retention transaction removes.
 const TRIM_BATCH: i64 = 10_000;
 
@@ -84,12 +89,13 @@ impl Pump {
     /// Applies retention on a blocking thread, with the connection kept between runs (`None`
     /// when it could not be opened, or the thread was lost).
     ///
-    /// Never on the runtime's thread: a trim takes the file's write lock and waits for it up to
-    /// the busy timeout, and the transaction holding it may be this handle's writer's, whose
-    /// task needs a runtime thread to commit. On a current-thread runtime the wait lasted the
-    /// whole timeout (5 s by default) with every task of the runtime stopped behind it.
+    /// Never on the runtime's thread: a trim takes the file's write lock and waits for it, and
+    /// the transaction holding it may be this handle's writer's, whose task needs a runtime
+    /// thread to commit. On a current-thread runtime the wait lasted the whole busy timeout
+    /// (5 s by default) with every task of the runtime stopped behind it. It waits at most
+    /// [`TRIM_WAIT`], so the connection does not outlive its store for long either.
     async fn trim_off_the_runtime(&self, mut trimmer: Option<Connection>) -> Option<Connection> {
-        let (path, busy_timeout, retention) = (self.path.clone(), self.busy_timeout, self.retention);
+        let (path, busy_timeout, retention) = (self.path.clone(), self.busy_timeout.min(TRIM_WAIT), self.retention);
         let trimmed = tokio::task::spawn_blocking(move || {
             // A failed trim (the file busy past the timeout) is tried again next time.
             let _ = trim(&mut trimmer, &path, busy_timeout, &retention);

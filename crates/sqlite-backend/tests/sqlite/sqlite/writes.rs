@@ -208,7 +208,8 @@ async fn answers_of(
 /// The change feed's retention, run every few seconds, takes the file's write lock, and waits
 /// for it off the runtime's threads. Here the lock is held by a transaction this test's task
 /// commits, on a runtime of one thread: a retention run waiting on that thread waited its whole
-/// busy timeout, with every task stopped behind it (a shard's move lost its claim that way).
+/// busy timeout, with every task stopped behind it (a shard's move lost its claim that way). It
+/// now waits at most 250 ms for the lock, so any wait on this thread shows as a gap of that.
 #[tokio::test]
 async fn the_feeds_retention_waits_for_the_write_lock_off_the_runtimes_thread() {
     let dir = tempfile::tempdir().unwrap();
@@ -230,6 +231,6 @@ async fn the_feeds_retention_waits_for_the_write_lock_off_the_runtimes_thread() 
     tokio::time::sleep(Duration::from_millis(6_000)).await;
     sqlx::raw_sql("COMMIT").execute(&mut holder).await.unwrap();
     let longest = ticks.await.unwrap();
-    assert!(longest < Duration::from_secs(1), "the runtime's thread was held for {longest:?}");
+    assert!(longest < Duration::from_millis(200), "the runtime's thread was held for {longest:?}");
     backend.apply(add("t", "after the lock")).await.unwrap();
 }
