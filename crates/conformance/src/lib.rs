@@ -39,6 +39,11 @@
 //! `cargo test` then lists `identity::check_same_message_id_in_two_threads_is_two_messages`,
 //! `concurrency::check_fifty_concurrent_adds_make_fifty_messages`, and so on.
 //!
+//! The checks are compiled once, in this crate: the macro runs a factory through a
+//! type-erased adapter, its backend a [`BoxBackend`](persist_core::raw::BoxBackend) (every
+//! method the backend's own), so a test binary compiles that adapter alone, however many
+//! factories it stamps the suite for.
+//!
 //! The checks' writes alternate between [`Backend::apply`] and
 //! [`Backend::apply_now`] (a write handed back then goes to
 //! `apply`, as a pipeline's terminal does), so a backend that answers some writes at once is
@@ -108,6 +113,7 @@ pub mod compaction_run;
 pub mod concurrency;
 pub mod delete;
 pub mod durability;
+mod erased;
 pub mod feed;
 mod fixture;
 pub mod idempotency;
@@ -488,8 +494,8 @@ macro_rules! __stamp_tests {
                     fn $check() {
                         $crate::__private::run(
                             concat!(stringify!($group), "::", stringify!($check)),
-                            |factory| $crate::$group::$check(factory),
-                            &$factory,
+                            $crate::__private::checks::$group::$check,
+                            &$crate::__private::Erased::new($factory),
                         );
                     }
                 )*
@@ -505,8 +511,8 @@ macro_rules! __run_checks {
         $($(
             $crate::__private::run(
                 concat!(stringify!($group), "::", stringify!($check)),
-                |factory| $crate::$group::$check(factory),
-                &$factory,
+                $crate::__private::checks::$group::$check,
+                &$crate::__private::Erased::new($factory),
             );
         )*)*
     };
@@ -547,16 +553,11 @@ macro_rules! conformance_tests {
 
 #[doc(hidden)]
 pub mod __private {
-    use std::future::Future;
-
-    use crate::{Factory, Outcome};
+    use crate::Outcome;
+    pub use crate::erased::{Check, Erased, checks};
 
     /// Runs one check on a fresh multi-threaded runtime (races need real parallelism).
-    pub fn run<'f, F, Fut>(name: &str, check: impl FnOnce(&'f F) -> Fut, factory: &'f F)
-    where
-        F: Factory,
-        Fut: Future<Output = Outcome>,
-    {
+    pub fn run(name: &str, check: Check, factory: &Erased) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
             .enable_all()

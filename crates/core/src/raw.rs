@@ -11,7 +11,7 @@ pub use crate::context_setter;
 pub use crate::model::id_checks::{tenant_from_key, tenant_key};
 pub use crate::model::json_numbers::{integer_beyond_64_bits, json_numbers};
 pub use crate::model::offset::{parts_continue, streamed_text, with_text};
-pub use crate::pipeline::{BoxFuture, take_ready};
+pub use crate::pipeline::{BoxBackend, BoxFuture, take_ready};
 pub use crate::request::merge;
 
 /// The pipeline behind a [`Scoped`] handle, unconfined: for composed operations that send a

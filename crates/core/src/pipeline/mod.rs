@@ -7,6 +7,7 @@
 #[macro_use]
 mod calls;
 mod backend;
+mod boxed;
 mod builder;
 mod capabilities;
 pub(crate) mod scoped;
@@ -14,6 +15,7 @@ mod terminal;
 
 pub use self::backend::BoxFuture;
 pub use self::backend::{ApplyNow, Backend, Capabilities};
+pub use self::boxed::BoxBackend;
 use self::builder::ErasedStack;
 pub use self::builder::PipelineBuilder;
 pub use self::scoped::Scoped;
