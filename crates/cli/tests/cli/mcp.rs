@@ -163,8 +163,10 @@ fn serve_embeds_through_the_named_endpoint_and_recalls_over_mcp_and_the_api() {
         "stand-in",
         "--embeddings-dimensions",
         "16",
+        // Generous: with 5 s, a loaded machine once stored the first message without its vector
+        // (recall then answered the other thread). The failing endpoint below answers 503 at once.
         "--embeddings-timeout",
-        "5s",
+        "60s",
     ];
     let served =
         Served::start(&args, &[("PERSIST_SERVE_KEYS", keys.as_str()), ("PERSIST_EMBEDDINGS_KEY", EMBEDDINGS_KEY)]);
@@ -174,7 +176,7 @@ fn serve_embeds_through_the_named_endpoint_and_recalls_over_mcp_and_the_api() {
     }
     assert_eq!(embeddings.calls.load(Ordering::SeqCst), 2, "each message embedded as it was written");
     let found = tool(&served, "recall", json!({"text": "when does the flight to lisbon leave", "limit": 1}));
-    assert_eq!(found["hits"][0]["thread_id"], "trip", "{found}");
+    assert_eq!(found["hits"][0]["thread_id"], "trip", "{found}\n{}", served.log());
 
     // The API's recall: the same vectors.
     let (status, body) =
