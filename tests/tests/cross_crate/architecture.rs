@@ -82,6 +82,62 @@ fn the_architecture_doc_names_every_crates_dependencies() {
     }
 }
 
+/// Lines of Rust under a crate's `src`, every file at every depth.
+fn source_lines(dir: &Path) -> usize {
+    let mut lines = 0;
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            lines += source_lines(&path);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            lines += fs::read_to_string(&path).unwrap().lines().count();
+        }
+    }
+    lines
+}
+
+/// The sizes the table under "## What each holds" gives (`13.7k`; a row of several crates gives
+/// one size each, in order): each crate's, in lines of `src`.
+fn documented_sizes() -> BTreeMap<String, f64> {
+    let doc = fs::read_to_string(workspace().join("docs/architecture.md")).unwrap();
+    let section = doc.split("\n## What each holds\n").nth(1).expect("the doc has its table of sizes");
+    let section = section.split("\n## ").next().unwrap();
+    let mut sizes = BTreeMap::new();
+    for row in section.lines().filter(|line| line.starts_with("| `")) {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').collect();
+        let names = cells[0].split(',').map(|name| name.trim().trim_matches('`').to_owned());
+        let given = cells.last().unwrap().split(',').map(|size| {
+            let thousands = size.trim().strip_suffix('k').unwrap_or_else(|| panic!("a size in thousands: {row}"));
+            thousands.parse::<f64>().unwrap_or_else(|_| panic!("a size in thousands: {row}")) * 1000.0
+        });
+        let (names, given): (Vec<String>, Vec<f64>) = (names.collect(), given.collect());
+        assert_eq!(names.len(), given.len(), "a size for each crate of the row: {row}");
+        sizes.extend(names.into_iter().zip(given));
+    }
+    sizes
+}
+
+/// The sizes `docs/architecture.md` gives are today's: each within a tenth of the crate's lines
+/// (or 100 lines, for the smallest), so a crate that grew or shrank says so in the doc.
+#[test]
+fn the_architecture_doc_gives_every_crates_size() {
+    let crates = crates_by_name();
+    let sizes = documented_sizes();
+    assert_eq!(
+        sizes.keys().collect::<BTreeSet<_>>(),
+        crates.keys().collect::<BTreeSet<_>>(),
+        "docs/architecture.md's table of sizes lists every crate of crates/, and no other"
+    );
+    let mut stale = Vec::new();
+    for (name, dir) in &crates {
+        let lines = source_lines(&workspace().join(dir).join("src")) as f64;
+        if (sizes[name] - lines).abs() > (lines / 10.0).max(100.0) {
+            stale.push(format!("{name}: {:.1}k in the doc, {:.1}k in src", sizes[name] / 1000.0, lines / 1000.0));
+        }
+    }
+    assert!(stale.is_empty(), "docs/architecture.md's sizes are not today's: {stale:#?}");
+}
+
 #[test]
 fn the_table_reader_reads_a_row() {
     assert!(documented_dependencies()["persist-sqlite"].contains("persist-sql-kit"));
