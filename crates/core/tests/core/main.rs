@@ -2,6 +2,7 @@
 //! were written beside.
 
 mod args;
+mod boxed;
 mod branch;
 mod consistency;
 mod content;
