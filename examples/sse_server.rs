@@ -28,7 +28,7 @@
 //! (a turn or a `regenerate`), `GET /api/chat/{id}/stream` (resume, on any instance) and
 //! `POST /api/chat/{id}/stop`, with text, reasoning and tool parts, one generation per thread
 //! across instances, and a reply whose generator died settled by silence. This example's
-//! generator is [`canned`]: the request body's `persist` field says what it writes
+//! generator is `canned` (below): the request body's `persist` field says what it writes
 //! (`{"tokens": N, "delay_ms": D, "reasoning": bool, "tool": bool}`; 20 tokens 50 ms apart
 //! when absent): optionally a reasoning part and a tool call with its result, then `token0
 //! token1 …`, one token every `D` ms. `examples/node` holds a test of these routes with the
