@@ -56,6 +56,19 @@ mod workload;
 
 use report::Row;
 
+/// The HTTP client of the `serve` and `mcp` rows: up to `clients` connections kept open between
+/// requests, each dropped once idle for 5 s. `persist serve` closes a keep-alive connection
+/// idle for its header timeout (10 s); a client keeping it longer may send on one the server is
+/// closing (`IncompleteMessage`), as happened when the in-process rounds between the HTTP ones
+/// ran slowly on a loaded machine.
+fn http_client(clients: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .pool_idle_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// Options of one run.
 #[derive(Debug, Clone)]
 struct Options {

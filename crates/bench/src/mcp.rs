@@ -206,7 +206,7 @@ pub(crate) fn run(options: &Options) -> Vec<Row> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let url = format!("http://{}/mcp", listener.local_addr().expect("an address"));
         tokio::spawn(server.serve(listener, std::future::pending()));
-        let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().expect("a client");
+        let http = crate::http_client(CLIENTS);
         let scoped = pipeline.scoped(Context::new().with_tenant(tenant()));
         let ids = Arc::new(AtomicU64::new(1));
 

@@ -135,7 +135,7 @@ async fn get(http: &reqwest::Client, url: &str) -> Bytes {
 /// The rows of one store: `bases` (one server or two on the same store) against `pipeline`
 /// in process, interleaved over `rounds`.
 async fn measure(store: &str, pipeline: Pipeline, bases: Vec<String>, rounds: usize, per_client: usize) -> Vec<Row> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().expect("a client");
+    let http = crate::http_client(CLIENTS);
     let scoped = pipeline.scoped(Context::new().with_tenant(tenant()));
     let servers = if bases.len() == 1 { "one server".to_owned() } else { format!("{} servers", bases.len()) };
     let mut rows = Vec::new();
@@ -363,7 +363,7 @@ pub(crate) fn soak(options: &Options) -> Vec<Row> {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let sqlite = persist::sqlite::SqliteBackend::open(dir.path().join("soak.db")).await.expect("open");
         let base = start(Pipeline::new(sqlite.clone())).await;
-        let http = reqwest::Client::builder().pool_max_idle_per_host(CLIENTS).build().expect("a client");
+        let http = crate::http_client(CLIENTS);
         let stored = || -> f64 {
             let files = std::fs::read_dir(dir.path()).expect("the store's directory");
             files.filter_map(|file| file.ok()?.metadata().ok()).map(|meta| meta.len() as f64).sum::<f64>() / MB

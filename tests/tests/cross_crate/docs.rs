@@ -345,3 +345,51 @@ fn every_snippet_is_run_by_ci() {
     }
     assert!(missing.is_empty(), "code blocks CI does not run: {missing:#?}");
 }
+
+/// The documentation step names its binaries (`--bins` would take the command line's, which
+/// says `doc = false`: it is `persist` like the library), so a binary added later would be left
+/// out of the docs silently: every binary target cargo documents must be named there, in
+/// `.ci/run` and in the contributors' guide.
+#[test]
+fn the_doc_step_names_every_documented_binary() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = std::process::Command::new(cargo)
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .current_dir(workspace())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON");
+    let documented: BTreeSet<String> = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .flat_map(|package| package["targets"].as_array().expect("targets"))
+        .filter(|target| target["kind"].as_array().expect("kinds").iter().any(|kind| kind == "bin"))
+        .filter(|target| target["doc"].as_bool().unwrap_or(true))
+        .map(|target| target["name"].as_str().expect("a name").to_owned())
+        .collect();
+    assert!(documented.contains("persist-bench"), "the reader finds the binaries: {documented:?}");
+    for file in [".ci/run", "docs/contributing.md"] {
+        let text = fs::read_to_string(workspace().join(file)).expect(file);
+        let at = text.find("cargo doc --workspace").unwrap_or_else(|| panic!("{file} runs `cargo doc --workspace`"));
+        // The command, to the end of its line or its code span (`.ci/run` continues it with `\`).
+        let command: String = text[at..]
+            .split_inclusive('\n')
+            .scan(true, |go_on, line| {
+                let line = (*go_on).then_some(line)?;
+                *go_on = line.trim_end().ends_with('\\') || (file.ends_with(".md") && !line.contains('`'));
+                Some(line)
+            })
+            .collect();
+        let named: BTreeSet<&str> = command
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .filter(|pair| pair[0] == "--bin")
+            .filter_map(|pair| pair[1].split('`').next())
+            .collect();
+        let missing: Vec<&String> = documented.iter().filter(|bin| !named.contains(bin.as_str())).collect();
+        assert!(missing.is_empty(), "{file}'s `cargo doc` leaves out the binaries {missing:?}: name them with --bin");
+    }
+}

@@ -7,7 +7,6 @@
 // The binary it runs is the real one from the platform package.
 import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { createServer } from "node:net";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -49,36 +48,28 @@ test("PERSIST_BINARY runs another build", () => {
   assert.equal(run.stdout, "own build: serve --help\n");
 });
 
-async function freePort() {
-  const server = createServer().listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const { port } = server.address();
-  server.close();
-  await once(server, "close");
-  return port;
-}
-
-async function answered(url) {
+// The base URL `persist serve` says it listens on (it binds port 0: a port picked here and
+// handed on could be taken by another process before it binds), once its /health answers.
+async function answered(log) {
   for (let i = 0; i < 300; i++) {
+    const base = /Conversations API on (http:\/\/[^/\s]+)\/v1/.exec(log())?.[1];
     try {
-      const response = await fetch(url);
-      if (response.ok) return;
+      if (base && (await fetch(`${base}/health`)).ok) return base;
     } catch {
       // Not listening yet.
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`${url} never answered`);
+  throw new Error(`persist serve never answered: ${log()}`);
 }
 
 test("signals reach persist serve: SIGHUP reloads its keys, SIGTERM stops it cleanly", async () => {
   const dir = mkdtempSync(path.join(tmpdir(), "persist-serve-"));
   const keys = path.join(dir, "keys");
   writeFileSync(keys, "acme:sk-acme-npm-0123456789abcdef\n");
-  const port = await freePort();
   const server = spawn(
     launcher(app),
-    ["--url", `sqlite:${path.join(dir, "chat.db")}`, "serve", "--addr", `127.0.0.1:${port}`, "--keys-file", keys],
+    ["--url", `sqlite:${path.join(dir, "chat.db")}`, "serve", "--addr", "127.0.0.1:0", "--keys-file", keys],
     // Its own process group, so that whatever happens the binary is killed with it (below).
     { stdio: ["ignore", "ignore", "pipe"], detached: true },
   );
@@ -86,8 +77,7 @@ test("signals reach persist serve: SIGHUP reloads its keys, SIGTERM stops it cle
   server.stderr.on("data", (chunk) => (log += chunk));
   const exited = once(server, "exit");
   try {
-    const base = `http://127.0.0.1:${port}`;
-    await answered(`${base}/health`);
+    const base = await answered(() => log);
     const list = (key) => fetch(`${base}/v1/persist/conversations`, { headers: { authorization: `Bearer ${key}` } });
     assert.equal((await list("sk-globex-npm-0123456789abcdef")).status, 401);
 

@@ -15,7 +15,6 @@ import { spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -111,25 +110,17 @@ async function startEmbedder(t) {
   return { url, model, requests, args };
 }
 
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 // `persist serve` on `url` with the acme and globex keys; answers its base URL once /health
-// answers. Stopped when the test ends.
+// answers. Stopped when the test ends. It binds port 0 and says which port it got: a port picked
+// here and handed on could be taken by another process before it binds.
 async function serve(t, url, extraArgs = []) {
-  const port = await freePort();
   // Only the flags given here configure it (not a PERSIST_EMBEDDINGS_URL of the caller's).
   const env = {
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PERSIST_EMBEDDINGS_'))),
     PERSIST_SERVE_KEYS: Object.entries(KEYS).map(([tenant, key]) => `${tenant}:${key}`).join(','),
     PERSIST_EMBEDDINGS_KEY: EMBEDDINGS_KEY,
   };
-  const child = spawn(PERSIST_BIN, ['--url', url, 'serve', '--addr', `127.0.0.1:${port}`, ...extraArgs], {
+  const child = spawn(PERSIST_BIN, ['--url', url, 'serve', '--addr', '127.0.0.1:0', ...extraArgs], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -141,11 +132,13 @@ async function serve(t, url, extraArgs = []) {
     child.kill('SIGTERM');
     await exited;
   });
-  const base = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 20_000;
+  let base;
   for (;;) {
     assert.equal(child.exitCode, null, `persist serve exited: ${log}`);
+    base ??= /Conversations API on (http:\/\/[^/\s]+)\/v1/.exec(log)?.[1];
     try {
+      if (!base) throw new Error('not listening yet');
       if ((await fetch(`${base}/health`)).status === 200) return base;
     } catch {
       // not listening yet

@@ -20,7 +20,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -155,34 +154,33 @@ def embedder():
     embedder.close()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def serve(url, log_path, extra_args=()):
     """`persist serve` on `url` with the acme and globex keys; yields its base URL once /health
-    answers."""
-    port = free_port()
+    answers. It binds port 0 and says which port it got: a port picked here and handed on could
+    be taken by another process before it binds."""
     # Only the flags given here configure it (not a PERSIST_EMBEDDINGS_URL of the caller's).
     env = {k: v for k, v in os.environ.items() if not k.startswith("PERSIST_EMBEDDINGS_")}
     env["PERSIST_SERVE_KEYS"] = ",".join(f"{tenant}:{key}" for tenant, key in KEYS.items())
     env["PERSIST_EMBEDDINGS_KEY"] = EMBEDDINGS_KEY
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [PERSIST_BIN, "--url", url, "serve", "--addr", f"127.0.0.1:{port}", *extra_args],
+            [PERSIST_BIN, "--url", url, "serve", "--addr", "127.0.0.1:0", *extra_args],
             env=env,
             stdout=log,
             stderr=log,
         )
-    base = f"http://127.0.0.1:{port}"
+    base = None
     try:
         deadline = time.monotonic() + 20
         while True:
             assert process.poll() is None, f"persist serve exited: {Path(log_path).read_text()}"
+            if base is None:
+                said = re.search(r"Conversations API on (http://[^/\s]+)/v1", Path(log_path).read_text())
+                base = said and said.group(1)
             try:
+                if base is None:
+                    raise ConnectionError("not listening yet")
                 with urllib.request.urlopen(f"{base}/health", timeout=1) as response:
                     if response.status == 200:
                         break

@@ -30,7 +30,6 @@ import { fork, spawn, execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -567,28 +566,36 @@ class FollowerPool {
   }
 }
 
+// `persist serve` binds port 0 for both listeners and prints the addresses it got: a port picked
+// here and handed on could be taken by another process (the Rust tests run beside) before it binds.
 async function startPersist(bin, url, children) {
-  const [port, metricsPort] = [await freePort(), await freePort()];
   const child = spawn(
     bin,
-    ['--url', url, 'serve', '--addr', `127.0.0.1:${port}`, '--metrics-addr', `127.0.0.1:${metricsPort}`, '--log-level', 'warn'],
+    ['--url', url, 'serve', '--addr', '127.0.0.1:0', '--metrics-addr', '127.0.0.1:0', '--log-level', 'warn'],
     { env: { ...process.env, PERSIST_SERVE_KEYS: `bench:${KEY}` }, stdio: ['ignore', 'ignore', 'pipe'] },
   );
   children.add(child);
   let stderr = '';
   child.stderr.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
-  const base = `http://127.0.0.1:${port}`;
+  let announced;
+  for (let k = 0; !announced; k++) {
+    if (child.exitCode !== null) fail(`persist serve exited: ${stderr}`);
+    announced = /Conversations API on (http:\/\/[^/\s]+)\/v1.*metrics on (http:\/\/\S+\/metrics)/.exec(stderr);
+    if (!announced && k > 150) fail(`persist serve did not say where it listens: ${stderr}`);
+    if (!announced) await sleep(100);
+  }
+  const [, base, metricsUrl] = announced;
   for (let k = 0; ; k++) {
     if (child.exitCode !== null) fail(`persist serve exited: ${stderr}`);
     try {
       if ((await fetch(`${base}/health`)).ok) break;
     } catch {}
-    if (k > 150) fail(`persist serve on ${port} did not come up: ${stderr}`);
+    if (k > 150) fail(`persist serve on ${base} did not come up: ${stderr}`);
     await sleep(100);
   }
   return {
     url: base,
-    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
+    metricsUrl,
     child,
     stop: () =>
       new Promise((ok) => {
@@ -597,17 +604,6 @@ async function startPersist(bin, url, children) {
         child.kill('SIGTERM');
       }),
   };
-}
-
-function freePort() {
-  return new Promise((ok, ko) => {
-    const server = net.createServer();
-    server.once('error', ko);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => ok(port));
-    });
-  });
 }
 
 /** The sums and counts of the Prometheus text (no buckets). */
