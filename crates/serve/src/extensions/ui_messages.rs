@@ -2,11 +2,13 @@
 //! chat again and written back from them: what a chat app built on the AI SDK needs beyond the
 //! Conversations API, with [`ensure`](super::ensure) (a conversation by the client's id).
 
+use std::collections::HashSet;
+
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use persist_convert::vercel_ui;
-use persist_core::args::AppendTurn;
+use persist_core::args::{AppendTurn, MAX_TURN_MESSAGES};
 use persist_core::branch::Branch;
 use persist_core::read::{GetMessage, ListMessages};
 use persist_core::{Message, MessageId, PersistError, ThreadId};
@@ -52,7 +54,8 @@ pub(crate) async fn read(caller: Caller, Path(id): Path<String>, params: Params)
 /// `POST /v1/persist/conversations/{id}/ui-messages`: `{"messages": UIMessage[]}` (what the
 /// SDK's `onFinish` hands over), the messages the conversation does not hold yet (by id)
 /// written after its newest, as one turn; those it holds are left as they are (a reply written
-/// live is stored already). Answers the messages written, as `UIMessage`s.
+/// live is stored already). Answers the messages written, as `UIMessage`s. An id given twice
+/// is a conflict (409), and more new messages than a turn takes (256) are refused (400).
 pub(crate) async fn write(
     caller: Caller,
     Path(id): Path<String>,
@@ -90,15 +93,24 @@ pub(crate) async fn write(
         }
         other => ApiError::from_store(other, Some(&id)),
     })?;
+    // An id given twice is refused before anything is read: each id costs a read below, and
+    // ten thousand copies of one id (a fuzzer's request) once cost ten thousand of them.
+    let mut ids = HashSet::with_capacity(turn.len());
+    if let Some(twice) = turn.iter().filter_map(|message| message.message_id.as_ref()).find(|id| !ids.insert(*id)) {
+        return Err(ApiError::conflict(format!("The id '{twice}' is given twice."), false));
+    }
     let thread = find(&caller, &id).await?;
     let mut new = Vec::new();
     for message in turn {
         let Some(message_id) = message.message_id.clone() else { continue };
-        if new.iter().any(|seen: &persist_core::args::TurnMessage| seen.message_id.as_ref() == Some(&message_id)) {
-            return Err(ApiError::conflict(format!("The id '{message_id}' is given twice."), false));
-        }
         if !stored(&caller, &id, &thread.id, &message_id).await? {
             new.push(message);
+        }
+        // More than one turn takes: refused now, not after reading every id of the request.
+        if new.len() > MAX_TURN_MESSAGES {
+            let why =
+                format!("Invalid 'messages': a turn writes at most {MAX_TURN_MESSAGES} messages, these are more.");
+            return Err(ApiError::invalid("messages", why));
         }
     }
     if new.is_empty() {

@@ -65,10 +65,10 @@ pub(crate) const WRITE_UI_MESSAGES: &str = "`{\"messages\": UIMessage[]}`, what 
 pub(crate) const WRITE_UI_MESSAGES_NOTES: &[(u16, &str)] = &[
     (
         400,
-        "Here also: a message whose `id`, `role` or part `type` the AI SDK does not define (`param` names it); \
-         nothing is written.",
+        "Here also: a message whose `id`, `role` or part `type` the AI SDK does not define (`param` names it), or \
+         more new messages than a turn takes (256); nothing is written.",
     ),
-    (409, "Here also: a message id given twice."),
+    (409, "Here also: a message id given twice, whether the conversation holds it or not; nothing is read or written."),
 ];
 
 /// `POST /v1/persist/conversations/{id}/items/pop`.

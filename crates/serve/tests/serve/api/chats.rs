@@ -60,6 +60,35 @@ async fn a_chat_is_made_by_its_clients_id_and_read_and_written_as_ui_messages() 
     }
 }
 
+/// An id given twice is a conflict whether the conversation holds it or not, told before any
+/// message is looked up (ten thousand copies of a stored id once cost as many reads: more than
+/// a client's 10 s timeout on a loaded machine); more new messages than a turn takes are refused
+/// once they are counted. Nothing is written either way.
+#[tokio::test]
+async fn ui_messages_given_twice_or_more_than_a_turn_are_refused_before_they_are_all_read() {
+    for (name, pipeline, _dir) in every_backend().await {
+        let api = Api::start(Server::new(pipeline, keys())).await;
+        let ui = "/v1/persist/conversations/chat_dup/ui-messages";
+        api.ok("PUT", "/v1/persist/conversations/chat_dup", None).await;
+        let message = |id: &str| json!({"id": id, "role": "user", "parts": [{"type": "text", "text": id}]});
+        api.ok("POST", ui, Some(json!({"messages": [message("0")]}))).await;
+        for (messages, why) in [
+            (vec![message("0"); 10_000], "a stored id"),
+            (vec![message("0"), message("n1"), message("n1")], "a new id"),
+        ] {
+            let (status, error) = api.call("POST", ui, Some(json!({"messages": messages}))).await;
+            assert_eq!(status, 409, "{name}: {why} given twice: {error}");
+            assert!(error["error"]["message"].as_str().unwrap().contains("given twice"), "{name}: {error}");
+        }
+        let many: Vec<_> = (0..300).map(|n| message(&format!("m{n}"))).collect();
+        let (status, error) = api.call("POST", ui, Some(json!({"messages": many}))).await;
+        assert_eq!((status, error["error"]["param"].clone()), (400, json!("messages")), "{name}: {error}");
+        assert!(error["error"]["message"].as_str().unwrap().contains("at most 256"), "{name}: {error}");
+        let read = api.ok("GET", ui, None).await;
+        assert_eq!(read["data"], json!([message("0")]), "{name}: nothing more written");
+    }
+}
+
 #[tokio::test]
 async fn the_list_says_when_each_changed_and_filters_on_metadata_and_updates_compare_and_set() {
     for (name, pipeline, _dir) in every_backend().await {
