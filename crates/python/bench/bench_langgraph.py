@@ -206,7 +206,7 @@ def worker(kind: str, path: str, index: int, turns: int, start: float, results) 
     results.put((done, errors, time.time()))
 
 
-def processes(kind: str, folder: str, turns: int) -> tuple[float, int]:
+def processes(kind: str, folder: str, turns: int, count: int) -> tuple[float, int]:
     path = os.path.join(folder, f"{kind}-procs-{uuid.uuid4().hex}.db")
     if kind == "langgraph":
         from langgraph.checkpoint.sqlite import SqliteSaver
@@ -216,7 +216,7 @@ def processes(kind: str, folder: str, turns: int) -> tuple[float, int]:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     start = time.time() + 3
-    runs = [context.Process(target=worker, args=(kind, path, i, turns, start, results)) for i in range(8)]
+    runs = [context.Process(target=worker, args=(kind, path, i, turns, start, results)) for i in range(count)]
     for run in runs:
         run.start()
     answers = [results.get(timeout=600) for _ in runs]
@@ -230,8 +230,11 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--pg-url", default=os.environ.get("PERSIST_POSTGRES_URL"))
+    # Each process imports LangGraph (3 to 4 s of CPU): a smoke run needs two to share a file.
+    parser.add_argument("--processes", type=int, help="processes on one SQLite file (default 8, quick 2)")
     args = parser.parse_args()
     turns, runs, proc_turns = (5, 1, 3) if args.quick else (50, 3, 15)
+    count = args.processes or (2 if args.quick else 8)
     failed = False
     with tempfile.TemporaryDirectory() as folder:
         rows = [
@@ -266,9 +269,9 @@ def main() -> int:
 
         floor = statistics.median(drive(graph_with(InMemorySaver()), f"floor-{n}", turns) for n in range(runs))
         print(f"{'InMemorySaver':<16} {floor:>12.1f}   (LangGraph's own cost of a turn: the ceiling of any saver)")
-        print(f"eight processes on one SQLite file, {proc_turns} turns on each of two threads per process")
+        print(f"{count} processes on one SQLite file, {proc_turns} turns on each of two threads per process")
         for kind in ("persist", "langgraph"):
-            rate, errors = processes(kind, folder, proc_turns)
+            rate, errors = processes(kind, folder, proc_turns, count)
             print(f"  {'PersistSaver' if kind == 'persist' else 'SqliteSaver':<13} {rate:>8.1f} turns/s, {errors} errors")
             if kind == "persist" and errors:
                 failed = True

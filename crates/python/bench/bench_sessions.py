@@ -503,7 +503,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a smoke run (< 20 s): few rounds, nothing judged")
     parser.add_argument("--rounds", type=int, help="one caller's rounds per run (default 1500, quick 40)")
     parser.add_argument("--repeat", type=int, help="one caller's runs per implementation, median kept (default 3, quick 1)")
-    parser.add_argument("--processes", type=int, default=8)
+    # Each process imports the SDK (2 to 3 s of CPU): a smoke run needs two to share a file.
+    parser.add_argument("--processes", type=int, help="processes on one SQLite file (default 8, quick 2)")
     parser.add_argument("--per-process", type=int, help="rounds per process (default 200, quick 20)")
     parser.add_argument("--pg-rounds", type=int, help="PostgreSQL rounds per run (default 500, quick 40)")
     parser.add_argument("--pg-url", default=os.environ.get("PERSIST_POSTGRES_URL"), help="default: $PERSIST_POSTGRES_URL")
@@ -515,6 +516,7 @@ def main() -> int:
     repeat = args.repeat or (1 if args.quick else 3)
     per_process = args.per_process or (20 if args.quick else 200)
     pg_count = args.pg_rounds or (40 if args.quick else 500)
+    args.processes = args.processes or (2 if args.quick else 8)
 
     began = time.perf_counter()
     print(f"machine: {machine()}")
